@@ -1,1 +1,93 @@
-fn main() {}
+//! `cargo xtask`: developer automation for rwsplit (clusters, integration tests, benchmarks, CI).
+//!
+//! Run `cargo xtask --help` for the subcommands.
+
+mod bench;
+mod ci;
+mod cluster;
+mod itest;
+#[cfg(test)]
+mod tidy;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use anyhow::{Context, bail};
+use clap::{Parser, Subcommand};
+
+#[derive(Debug, Parser)]
+#[command(name = "cargo xtask", about = "rwsplit developer automation")]
+struct Cli {
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Debug, Subcommand)]
+enum Cmd {
+    /// Start, inspect and stop a long-lived local cluster.
+    Cluster {
+        #[command(subcommand)]
+        cmd: cluster::ClusterCmd,
+    },
+    /// Start a fresh cluster, run the integration tests in `tests/` against it, tear it down.
+    Itest(itest::ItestArgs),
+    /// Run everything CI runs: fmt, clippy, unit and doc tests, docs, integration tests.
+    Ci(ci::CiArgs),
+    /// Run criterion benchmarks.
+    Bench(bench::BenchArgs),
+}
+
+fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    let root = project_root();
+    std::env::set_current_dir(&root).with_context(|| format!("cd {}", root.display()))?;
+    match cli.cmd {
+        Cmd::Cluster { cmd } => cluster::run(cmd),
+        Cmd::Itest(args) => itest::run(&args),
+        Cmd::Ci(args) => ci::run(&args),
+        Cmd::Bench(args) => bench::run(&args),
+    }
+}
+
+/// The workspace root (the parent of this crate's directory).
+fn project_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().map(Path::to_path_buf).unwrap_or_default()
+}
+
+/// Where xtask keeps its state (`target/rwsplit`).
+fn state_dir() -> PathBuf {
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| project_root().join("target"));
+    target.join("rwsplit")
+}
+
+/// `cargo`, as the one running us.
+fn cargo() -> Command {
+    Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()))
+}
+
+/// Runs a command with inherited output; fails naming it if it fails.
+fn run(cmd: &mut Command) -> anyhow::Result<()> {
+    let line = describe(cmd);
+    eprintln!("$ {line}");
+    let status = cmd.status().with_context(|| format!("could not run `{line}`"))?;
+    if !status.success() {
+        bail!("`{line}` failed ({status})");
+    }
+    Ok(())
+}
+
+fn describe(cmd: &Command) -> String {
+    let mut s = cmd.get_program().to_string_lossy().into_owned();
+    for a in cmd.get_args() {
+        s.push(' ');
+        s.push_str(&a.to_string_lossy());
+    }
+    s
+}
+
+/// A current-thread tokio runtime for the testkit's async calls.
+fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_current_thread().enable_all().build().context("starting tokio")
+}

@@ -1,1 +1,63 @@
-//! placeholder
+//! Starts and breaks real replicated database clusters for rwsplit's tests, examples and
+//! benchmarks.
+//!
+//! A [`Cluster`] is a primary with N hot standbys (default 2) using PostgreSQL streaming
+//! replication, on loopback ports, from the server binaries installed on the machine. The
+//! servers are children of the calling process; as root they run as an unprivileged user
+//! (`postgres` if it exists, else `rwsplit`, created on demand). Dropping the cluster stops them
+//! and deletes their data, unless it was [kept](ClusterBuilder::keep) or
+//! [detached](Cluster::detach).
+//!
+//! Each [`Node`] has the controls the tests need: pause and resume replay, an apply delay,
+//! hang (SIGSTOP) and unhang, crash (SIGKILL) and restart, promote and follow.
+//!
+//! ```no_run
+//! # async fn demo() -> rwsplit_testkit::Result<()> {
+//! use std::time::Duration;
+//! let cluster = rwsplit_testkit::Cluster::builder().replicas(2).start().await?;
+//! let db = cluster.create_database("demo").await?;
+//! // ... connect to db.primary_url() and db.replica_urls() ...
+//! cluster.replicas()[0].pause_replay().await?;  // replica 1 stops advancing
+//! cluster.replicas()[0].resume_replay().await?;
+//! cluster.wait_caught_up(0, Duration::from_secs(5)).await?;
+//! # Ok(()) }
+//! ```
+//!
+//! # Layering
+//!
+//! The testkit depends on no other rwsplit crate. It is used by the integration tests, the
+//! examples, the benchmarks and `cargo xtask`.
+//!
+//! # Seams
+//!
+//! [`DbKind`] is the database seam (PostgreSQL today) and [`BackendKind`] the backend seam
+//! (native processes today; containers where a Docker engine runs are planned).
+#![cfg_attr(docsrs, feature(doc_cfg))]
+#![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used, clippy::print_stdout))]
+
+mod cluster;
+mod database;
+mod error;
+mod native;
+mod state;
+
+pub use cluster::{
+    BackendKind, Cluster, ClusterBuilder, DbKind, Node, NodeStatus, ProcessState, format_lsn,
+    parse_lsn,
+};
+pub use database::TestDatabase;
+pub use error::{Error, Result};
+pub use state::{ClusterState, NodeState};
+
+/// Stops every server process whose command line mentions a directory below `root` and returns
+/// their pids. `cargo xtask itest` calls it after the tests, so that a test process that died
+/// without running its destructors leaves nothing behind.
+pub fn reap_orphans(root: &std::path::Path) -> Vec<u32> {
+    let pids = native::process::processes_mentioning(root.as_os_str());
+    for &p in &pids {
+        let _ = native::process::send(p, nix::sys::signal::Signal::SIGKILL);
+        let _ = native::process::send(p, nix::sys::signal::Signal::SIGCONT);
+    }
+    native::process::wait_gone(&pids, std::time::Duration::from_secs(10));
+    pids
+}

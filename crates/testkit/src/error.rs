@@ -1,0 +1,122 @@
+//! The testkit's error type.
+
+use std::path::PathBuf;
+
+/// Everything that can go wrong while starting, controlling or stopping a cluster.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// The database server binaries could not be found.
+    #[error(
+        "{db} server binaries not found (looked in: {searched}); {hint}",
+        searched = display_paths(searched)
+    )]
+    BinariesNotFound {
+        /// Which database the binaries are for.
+        db: &'static str,
+        /// Every directory that was searched, in order.
+        searched: Vec<PathBuf>,
+        /// How to install them or point the testkit at them.
+        hint: &'static str,
+    },
+    /// A port the cluster was asked to use is already taken by another process.
+    #[error(
+        "port {port} on 127.0.0.1 is already in use; pick another base port or stop what holds it"
+    )]
+    PortInUse {
+        /// The port that is taken.
+        port: u16,
+    },
+    /// A server process did not start or did not become ready in time.
+    #[error("node {node} failed to start: {reason}\n--- last lines of {log} ---\n{log_tail}")]
+    NodeStartFailed {
+        /// The node's name, e.g. `n1`.
+        node: String,
+        /// What was observed (exit status, timeout).
+        reason: String,
+        /// The node's log file.
+        log: PathBuf,
+        /// The last lines of the node's log.
+        log_tail: String,
+    },
+    /// The cluster did not reach the expected state in time.
+    #[error("timed out after {waited:?} waiting for {what}")]
+    Timeout {
+        /// What was being waited for.
+        what: String,
+        /// How long it waited.
+        waited: std::time::Duration,
+    },
+    /// A helper command (initdb, cp, useradd, …) failed.
+    #[error("`{command}` failed: {output}")]
+    Command {
+        /// The command line, without secrets.
+        command: String,
+        /// Its exit status and the tail of its output.
+        output: String,
+    },
+    /// A control was asked of a node that cannot do it (e.g. pausing replay on a primary).
+    #[error("node {node}: {what}")]
+    InvalidControl {
+        /// The node's name.
+        node: String,
+        /// What was wrong.
+        what: String,
+    },
+    /// An index named no node of the cluster.
+    #[error("the cluster has no node {index} (it has {len})")]
+    NoSuchNode {
+        /// The index asked for.
+        index: usize,
+        /// How many nodes there are.
+        len: usize,
+    },
+    /// A SQL statement sent to a node failed.
+    #[error("sql on node {node} failed: {sql}")]
+    Sql {
+        /// The node's name.
+        node: String,
+        /// The statement (never contains credentials).
+        sql: String,
+        /// The driver's error.
+        #[source]
+        source: sqlx::Error,
+    },
+    /// A state file could not be read or written.
+    #[error("cluster state file {path}: {what}")]
+    State {
+        /// The state file.
+        path: PathBuf,
+        /// What went wrong.
+        what: String,
+    },
+    /// An operating-system call failed.
+    #[error("{what}")]
+    Io {
+        /// What was being done.
+        what: String,
+        /// The underlying error.
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// The testkit's result type.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+fn display_paths(paths: &[PathBuf]) -> String {
+    if paths.is_empty() {
+        return "nowhere".to_owned();
+    }
+    paths.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(", ")
+}
+
+pub(crate) trait IoContext<T> {
+    fn io_context(self, what: impl FnOnce() -> String) -> Result<T>;
+}
+
+impl<T> IoContext<T> for std::io::Result<T> {
+    fn io_context(self, what: impl FnOnce() -> String) -> Result<T> {
+        self.map_err(|source| Error::Io { what: what(), source })
+    }
+}

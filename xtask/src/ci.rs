@@ -1,0 +1,44 @@
+//! `cargo xtask ci`: what `.ci/run` runs, so a local run and CI agree.
+
+use clap::Args;
+
+#[derive(Debug, Args)]
+pub(crate) struct CiArgs {
+    /// Skip the integration tests (no database needed).
+    #[arg(long)]
+    no_itest: bool,
+}
+
+pub(crate) fn run(args: &CiArgs) -> anyhow::Result<()> {
+    let locked = std::env::var_os("CI").is_some();
+    let with_lock = |cmd: &mut std::process::Command| {
+        if locked {
+            cmd.arg("--locked");
+        }
+    };
+    crate::run(crate::cargo().args(["fmt", "--all", "--", "--check"]))?;
+
+    let mut clippy = crate::cargo();
+    clippy.args(["clippy", "--workspace", "--all-targets", "--all-features"]);
+    with_lock(&mut clippy);
+    clippy.args(["--", "-D", "warnings"]);
+    crate::run(&mut clippy)?;
+
+    // Unit and doc tests of the default members (no database); the tidy test lives in xtask.
+    let mut test = crate::cargo();
+    test.arg("test");
+    with_lock(&mut test);
+    crate::run(&mut test)?;
+
+    let mut doc = crate::cargo();
+    doc.args(["doc", "--no-deps", "--all-features"]);
+    with_lock(&mut doc);
+    doc.env("RUSTDOCFLAGS", "-D warnings");
+    crate::run(&mut doc)?;
+
+    if !args.no_itest {
+        crate::itest::run(&crate::itest::ItestArgs::for_ci(locked))?;
+    }
+    eprintln!("ci: all checks passed");
+    Ok(())
+}

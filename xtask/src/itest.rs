@@ -1,0 +1,106 @@
+//! `cargo xtask itest`: a fresh cluster, the integration tests against it, teardown.
+
+use std::time::Instant;
+
+use anyhow::Context;
+use clap::Args;
+use rwsplit_testkit::Cluster;
+
+#[derive(Debug, Args)]
+pub(crate) struct ItestArgs {
+    /// Number of replicas in the shared cluster.
+    #[arg(long, default_value_t = 2)]
+    replicas: usize,
+    /// Keep the shared cluster and its data after the run (for debugging).
+    #[arg(long)]
+    keep: bool,
+    /// Pass `--locked` to cargo.
+    #[arg(long)]
+    locked: bool,
+    /// Arguments for the test binary (a name filter, `--nocapture`, …), after `--`.
+    #[arg(last = true)]
+    test_args: Vec<String>,
+}
+
+pub(crate) fn run(args: &ItestArgs) -> anyhow::Result<()> {
+    // Build first, so the cluster does not sit idle through compilation.
+    let mut build = crate::cargo();
+    build.args(["test", "-p", "rwsplit-itests", "--no-run"]);
+    if args.locked {
+        build.arg("--locked");
+    }
+    crate::run(&mut build)?;
+
+    // Everything this run starts lives below one directory, so that whatever a crashed test
+    // process leaves behind can be found and stopped afterwards.
+    let run_root =
+        std::env::temp_dir().join("rwsplit-testkit").join(format!("itest-{}", std::process::id()));
+    std::fs::create_dir_all(&run_root)
+        .with_context(|| format!("creating {}", run_root.display()))?;
+    let rt = crate::runtime()?;
+    let started = Instant::now();
+    let cluster = rt
+        .block_on(
+            Cluster::builder()
+                .replicas(args.replicas)
+                .root_dir(&run_root)
+                .name("itest")
+                .keep(args.keep)
+                .start(),
+        )
+        .context("starting the integration-test cluster")?;
+    eprintln!(
+        "itest cluster up in {:.2} s: primary {}, replicas {}",
+        started.elapsed().as_secs_f64(),
+        cluster.primary_url(),
+        cluster.replica_urls().join(",")
+    );
+    let state_path = crate::state_dir().join(format!("itest-{}.json", std::process::id()));
+    cluster.state().save(&state_path)?;
+
+    let mut test = crate::cargo();
+    test.args(["test", "-p", "rwsplit-itests"]);
+    if args.locked {
+        test.arg("--locked");
+    }
+    test.arg("--").args(&args.test_args);
+    test.env("RWSPLIT_ITEST_CLUSTER", &state_path)
+        .env("RWSPLIT_ITEST_PRIMARY_URL", cluster.primary_url())
+        .env("RWSPLIT_ITEST_REPLICA_URLS", cluster.replica_urls().join(","))
+        .env("RWSPLIT_TESTKIT_DIR", &run_root);
+    let result = crate::run(&mut test);
+
+    if result.is_err() {
+        for n in cluster.nodes() {
+            eprintln!(
+                "--- {} ({}) last log lines ---\n{}",
+                n.name(),
+                n.log_path().display(),
+                n.log_tail(40)
+            );
+        }
+    }
+    let _ = std::fs::remove_file(&state_path);
+    if args.keep {
+        let state = cluster.detach();
+        eprintln!("kept the cluster in {}", state.dir.display());
+    } else {
+        cluster.stop().context("stopping the integration-test cluster")?;
+        let orphans = rwsplit_testkit::reap_orphans(&run_root);
+        if !orphans.is_empty() {
+            eprintln!(
+                "stopped {} server processes left behind by the tests: {orphans:?}",
+                orphans.len()
+            );
+        }
+        let _ = std::fs::remove_dir_all(&run_root);
+    }
+    result
+}
+
+impl ItestArgs {
+    /// The arguments `cargo xtask ci` uses.
+    pub(crate) fn for_ci(locked: bool) -> ItestArgs {
+        ItestArgs { replicas: 2, keep: false, locked, test_args: Vec::new() }
+    }
+}

@@ -1,0 +1,159 @@
+//! The tidy test: the layering rules of `docs/ARCHITECTURE.md`, checked from `cargo metadata`,
+//! plus a few source hygiene rules. It runs with plain `cargo test`.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use serde_json::Value;
+
+/// For each package: which other workspace packages it may depend on (normal dependencies).
+const LAYERS: &[(&str, &[&str])] = &[
+    ("rwsplit-core", &[]),
+    ("rwsplit-monitor", &["rwsplit-core"]),
+    ("rwsplit-sea-orm", &["rwsplit-core", "rwsplit-monitor"]),
+    ("rwsplit-testkit", &[]),
+    ("xtask", &["rwsplit-testkit"]),
+    (
+        "rwsplit-examples",
+        &["rwsplit-core", "rwsplit-monitor", "rwsplit-sea-orm", "rwsplit-testkit"],
+    ),
+    ("rwsplit-itests", &["rwsplit-core", "rwsplit-monitor", "rwsplit-sea-orm", "rwsplit-testkit"]),
+];
+
+/// External crates `rwsplit-core` may use: it does no I/O and names no driver or ORM.
+const CORE_ALLOWED: &[&str] = &["arc-swap", "thiserror", "tracing"];
+
+/// Crates that mean I/O or a specific driver/ORM, which `rwsplit-monitor` must not name either.
+const MONITOR_FORBIDDEN: &[&str] = &["sea-orm", "sea-query", "rwsplit-sea-orm"];
+
+fn metadata() -> Value {
+    let out = crate::cargo()
+        .args(["metadata", "--format-version", "1", "--no-deps"])
+        .current_dir(crate::project_root())
+        .output()
+        .expect("cargo metadata runs");
+    assert!(
+        out.status.success(),
+        "cargo metadata failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).expect("cargo metadata prints JSON")
+}
+
+struct Package {
+    manifest: PathBuf,
+    /// (dependency name, kind: None = normal, "dev", "build")
+    deps: Vec<(String, Option<String>)>,
+}
+
+fn packages() -> BTreeMap<String, Package> {
+    let meta = metadata();
+    let mut map = BTreeMap::new();
+    for p in meta["packages"].as_array().expect("packages") {
+        let deps = p["dependencies"]
+            .as_array()
+            .expect("dependencies")
+            .iter()
+            .map(|d| {
+                (
+                    d["name"].as_str().expect("name").to_owned(),
+                    d["kind"].as_str().map(str::to_owned),
+                )
+            })
+            .collect();
+        map.insert(
+            p["name"].as_str().expect("name").to_owned(),
+            Package { manifest: PathBuf::from(p["manifest_path"].as_str().expect("path")), deps },
+        );
+    }
+    map
+}
+
+#[test]
+fn layering() {
+    let pkgs = packages();
+    let workspace: Vec<&str> = pkgs.keys().map(String::as_str).collect();
+    for name in &workspace {
+        assert!(
+            LAYERS.iter().any(|(n, _)| n == name),
+            "package {name} is not in the layering table"
+        );
+    }
+    for (name, allowed) in LAYERS {
+        let pkg = pkgs.get(*name).unwrap_or_else(|| panic!("package {name} is missing"));
+        for (dep, kind) in &pkg.deps {
+            if workspace.contains(&dep.as_str()) && kind.is_none() {
+                assert!(
+                    allowed.contains(&dep.as_str()),
+                    "{name} may not depend on {dep} (see docs/ARCHITECTURE.md)"
+                );
+            }
+            if *name == "rwsplit-core" && kind.is_none() {
+                assert!(
+                    CORE_ALLOWED.contains(&dep.as_str()),
+                    "rwsplit-core may not depend on {dep}: it does no I/O"
+                );
+            }
+            if *name == "rwsplit-monitor" {
+                assert!(
+                    !MONITOR_FORBIDDEN.contains(&dep.as_str()),
+                    "rwsplit-monitor may not depend on {dep}"
+                );
+            }
+        }
+    }
+    for leaf in ["rwsplit-examples", "rwsplit-itests", "xtask"] {
+        for (name, pkg) in &pkgs {
+            assert!(
+                !pkg.deps.iter().any(|(d, _)| d == leaf),
+                "{name} depends on {leaf}: nothing may"
+            );
+        }
+    }
+}
+
+#[test]
+fn every_crate_uses_the_workspace_lints() {
+    for (name, pkg) in packages() {
+        let text = std::fs::read_to_string(&pkg.manifest).expect("manifest readable");
+        let lints = text.split("[lints]").nth(1).unwrap_or("");
+        assert!(
+            lints.trim_start().starts_with("workspace = true"),
+            "{name}: add `[lints]\\nworkspace = true` to {}",
+            pkg.manifest.display()
+        );
+    }
+}
+
+#[test]
+fn no_placeholders_in_code() {
+    let banned = [concat!("todo", "!("), concat!("unimplemented", "!("), concat!("dbg", "!(")];
+    let root = crate::project_root();
+    let mut hits = Vec::new();
+    for dir in ["crates", "xtask", "examples", "tests"] {
+        visit(&root.join(dir), &mut |path, text| {
+            for (i, line) in text.lines().enumerate() {
+                if banned.iter().any(|b| line.contains(b)) {
+                    hits.push(format!("{}:{}: {}", path.display(), i + 1, line.trim()));
+                }
+            }
+        });
+    }
+    assert!(hits.is_empty(), "placeholders left in code:\n{}", hits.join("\n"));
+}
+
+fn visit(dir: &Path, f: &mut dyn FnMut(&Path, &str)) {
+    let Ok(entries) = std::fs::read_dir(dir) else { return };
+    for e in entries.flatten() {
+        let path = e.path();
+        if path.is_dir() {
+            if path.file_name().is_some_and(|n| n != "target") {
+                visit(&path, f);
+            }
+        } else if path.extension().is_some_and(|x| x == "rs")
+            && let Ok(text) = std::fs::read_to_string(&path)
+        {
+            f(&path, &text);
+        }
+    }
+}
