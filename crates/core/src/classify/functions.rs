@@ -1,0 +1,280 @@
+//! Functions whose calls make a statement a write: side effects or session state.
+//!
+//! The built-in list is [`DEFAULT_WRITE_FUNCTIONS`]. A name ending in `*` matches every
+//! function whose name starts with what comes before it. Matching is ASCII-case-insensitive
+//! on the last component of a possibly schema-qualified or quoted name, and the list is the
+//! union for all dialects (a PostgreSQL name never harms MySQL and vice versa).
+
+/// The built-in list of functions that force a statement to the primary.
+///
+/// PostgreSQL:
+/// - sequences: `nextval`, `setval`, `currval`, `lastval` (the last two read session state);
+/// - advisory locks: `pg_advisory_*`, `pg_try_advisory_*` (locks live on one server);
+/// - `pg_notify`, `set_config` (session settings), `pg_export_snapshot`, `pg_backend_pid`;
+/// - transaction ids and WAL position: `txid_current`, `txid_current_if_assigned`,
+///   `pg_current_xact_id`, `pg_current_xact_id_if_assigned`, `pg_current_wal_lsn`,
+///   `pg_current_wal_insert_lsn`, `pg_current_wal_flush_lsn`, `pg_current_xlog_location`,
+///   `pg_current_xlog_insert_location`, `pg_switch_wal`, `pg_switch_xlog`,
+///   `pg_create_restore_point`, `pg_log_standby_snapshot`, `pg_logical_emit_message`;
+/// - administration: `pg_terminate_backend`, `pg_cancel_backend`, `pg_reload_conf`,
+///   `pg_rotate_logfile`, `pg_promote`, `pg_stat_reset*`, `pg_create_*`, `pg_drop_replication_slot`,
+///   `pg_replication_slot_advance`;
+/// - `dblink*` (may run anything on another server);
+/// - large objects: `lo_creat`, `lo_create`, `lo_import`, `lo_export`, `lo_unlink`, `lo_put`,
+///   `lo_from_bytea`, `lo_open`, `lo_close`, `lo_truncate`, `lo_truncate64`, `lo_lseek`,
+///   `lo_lseek64`, `lo_tell`, `lo_tell64`, `lowrite`, `loread`.
+///
+/// MySQL and MariaDB:
+/// - named locks: `get_lock`, `release_lock`, `release_all_locks`, `is_used_lock`, `is_free_lock`;
+/// - session results: `last_insert_id`, `found_rows`, `row_count`, `connection_id`;
+/// - replication waits: `master_pos_wait`, `source_pos_wait`, `master_gtid_wait`,
+///   `wait_for_executed_gtid_set`, `wait_until_sql_thread_after_gtids`;
+/// - MariaDB sequences `nextval`, `lastval`, `setval` (shared with PostgreSQL above).
+///
+/// Deliberately absent: `sleep`/`pg_sleep`, `uuid_short`, `random`/`rand`, `now`: they have no
+/// effect another server could observe, so a replica may run them.
+pub const DEFAULT_WRITE_FUNCTIONS: &[&str] = &[
+    "nextval",
+    "setval",
+    "currval",
+    "lastval",
+    "pg_advisory_*",
+    "pg_try_advisory_*",
+    "pg_notify",
+    "set_config",
+    "pg_export_snapshot",
+    "pg_backend_pid",
+    "txid_current",
+    "txid_current_if_assigned",
+    "pg_current_xact_id",
+    "pg_current_xact_id_if_assigned",
+    "pg_current_wal_lsn",
+    "pg_current_wal_insert_lsn",
+    "pg_current_wal_flush_lsn",
+    "pg_current_xlog_location",
+    "pg_current_xlog_insert_location",
+    "pg_switch_wal",
+    "pg_switch_xlog",
+    "pg_create_restore_point",
+    "pg_log_standby_snapshot",
+    "pg_logical_emit_message",
+    "pg_terminate_backend",
+    "pg_cancel_backend",
+    "pg_reload_conf",
+    "pg_rotate_logfile",
+    "pg_promote",
+    "pg_stat_reset*",
+    "pg_create_*",
+    "pg_drop_replication_slot",
+    "pg_replication_slot_advance",
+    "dblink*",
+    "lo_creat",
+    "lo_create",
+    "lo_import",
+    "lo_export",
+    "lo_unlink",
+    "lo_put",
+    "lo_from_bytea",
+    "lo_open",
+    "lo_close",
+    "lo_truncate",
+    "lo_truncate64",
+    "lo_lseek",
+    "lo_lseek64",
+    "lo_tell",
+    "lo_tell64",
+    "lowrite",
+    "loread",
+    "get_lock",
+    "release_lock",
+    "release_all_locks",
+    "is_used_lock",
+    "is_free_lock",
+    "last_insert_id",
+    "found_rows",
+    "row_count",
+    "connection_id",
+    "master_pos_wait",
+    "source_pos_wait",
+    "master_gtid_wait",
+    "wait_for_executed_gtid_set",
+    "wait_until_sql_thread_after_gtids",
+];
+
+/// A prefilter: for each first byte (folded to 32 buckets), a bit per name length (63 = longer).
+type Filter = [u64; 32];
+
+const fn bucket(b: u8) -> usize {
+    ((b | 0x20) & 0x1f) as usize
+}
+
+const fn len_bit(len: usize) -> u64 {
+    if len >= 63 { 1 << 63 } else { 1 << len }
+}
+
+const fn add_to_filter(mut f: Filter, name: &[u8]) -> Filter {
+    if name.is_empty() {
+        return f;
+    }
+    let last = name.len() - 1;
+    if name[last] == b'*' {
+        // A prefix: every length from the prefix's on.
+        if last == 0 {
+            let mut i = 0;
+            while i < 32 {
+                f[i] = u64::MAX;
+                i += 1;
+            }
+            return f;
+        }
+        let mut bits = 0u64;
+        let mut l = last;
+        while l < 64 {
+            bits |= len_bit(l);
+            l += 1;
+        }
+        f[bucket(name[0])] |= bits;
+    } else {
+        f[bucket(name[0])] |= len_bit(name.len());
+    }
+    f
+}
+
+const fn default_filter() -> Filter {
+    let mut f = [0u64; 32];
+    let mut i = 0;
+    while i < DEFAULT_WRITE_FUNCTIONS.len() {
+        f = add_to_filter(f, DEFAULT_WRITE_FUNCTIONS[i].as_bytes());
+        i += 1;
+    }
+    f
+}
+
+static DEFAULT_FILTER: Filter = default_filter();
+
+#[inline(always)]
+fn may_match(filter: &Filter, name: &[u8]) -> bool {
+    match name.first() {
+        Some(&b) => filter[bucket(b)] & len_bit(name.len()) != 0,
+        None => false,
+    }
+}
+
+/// `pattern` is lowercase ASCII, possibly ending in `*`.
+#[inline]
+fn matches(pattern: &[u8], name: &[u8]) -> bool {
+    match pattern.split_last() {
+        Some((b'*', prefix)) => {
+            name.len() >= prefix.len()
+                && eq_lower(name.get(..prefix.len()).unwrap_or_default(), prefix)
+        }
+        _ => eq_lower(name, pattern),
+    }
+}
+
+/// `name` equals lowercase `pattern`, ignoring ASCII case.
+#[inline(always)]
+fn eq_lower(name: &[u8], pattern: &[u8]) -> bool {
+    name.len() == pattern.len()
+        && name.iter().zip(pattern).all(|(a, b)| a.to_ascii_lowercase() == *b)
+}
+
+/// The set of write functions a classifier checks calls against.
+#[derive(Clone, Debug)]
+pub(crate) struct FunctionSet {
+    defaults: bool,
+    filter: Filter,
+    extra: Vec<Box<[u8]>>,
+}
+
+impl FunctionSet {
+    pub(crate) const fn new() -> Self {
+        Self { defaults: true, filter: [0; 32], extra: Vec::new() }
+    }
+
+    pub(crate) fn add(&mut self, name: &str) {
+        let name = name.trim();
+        // Calls are matched on the last component of the name.
+        let name = name.rsplit('.').next().unwrap_or(name).trim_matches('"');
+        if name.is_empty() {
+            return;
+        }
+        let lower: Box<[u8]> = name.bytes().map(|b| b.to_ascii_lowercase()).collect();
+        self.filter = add_to_filter(self.filter, &lower);
+        self.extra.push(lower);
+    }
+
+    pub(crate) fn clear_defaults(&mut self) {
+        self.defaults = false;
+    }
+
+    /// Whether a call to `name` makes the statement a write.
+    #[inline]
+    pub(crate) fn contains(&self, name: &[u8]) -> bool {
+        if self.defaults && may_match(&DEFAULT_FILTER, name) {
+            for p in DEFAULT_WRITE_FUNCTIONS {
+                if matches(p.as_bytes(), name) {
+                    return true;
+                }
+            }
+        }
+        if may_match(&self.filter, name) {
+            for p in &self.extra {
+                if matches(p, name) {
+                    return true;
+                }
+            }
+        }
+        false
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_match_case_insensitively() {
+        let s = FunctionSet::new();
+        for name in [
+            "nextval",
+            "NEXTVAL",
+            "pg_advisory_xact_lock_shared",
+            "PG_TRY_ADVISORY_LOCK",
+            "GET_LOCK",
+        ] {
+            assert!(s.contains(name.as_bytes()), "{name}");
+        }
+        for name in
+            ["count", "COUNT", "exists", "max", "pg_sleep", "sleep", "lo_get", "coalesce", ""]
+        {
+            assert!(!s.contains(name.as_bytes()), "{name}");
+        }
+    }
+
+    #[test]
+    fn user_names_and_prefixes() {
+        let mut s = FunctionSet::new();
+        s.add("My_Side_Effect");
+        s.add("audit_*");
+        assert!(s.contains(b"my_side_effect"));
+        assert!(s.contains(b"AUDIT_LOG"));
+        assert!(s.contains(b"audit_"));
+        assert!(!s.contains(b"audit"));
+        s.clear_defaults();
+        assert!(!s.contains(b"nextval"));
+        assert!(s.contains(b"my_side_effect"));
+    }
+
+    #[test]
+    fn every_default_is_lowercase_ascii() {
+        for name in DEFAULT_WRITE_FUNCTIONS {
+            assert!(
+                name.bytes().all(|b| b.is_ascii_lowercase()
+                    || b.is_ascii_digit()
+                    || b == b'_'
+                    || b == b'*')
+            );
+        }
+    }
+}

@@ -1,0 +1,660 @@
+//! Statement classification: is this SQL text provably a read?
+//!
+//! [`classify`] answers [`Access::Read`] only when it can prove the text reads: every statement
+//! starts with `SELECT`, `WITH`, `VALUES`, `TABLE`, `SHOW`, `DESCRIBE`/`DESC`, `EXPLAIN` (not
+//! `EXPLAIN ANALYZE` of a write) or is `COPY … TO STDOUT`, and none of them contains a
+//! data-modifying CTE, a locking clause, `INTO`, a sequence or session-state construct, or a
+//! call to a function on the write list ([`DEFAULT_WRITE_FUNCTIONS`], extensible with
+//! [`Classifier::with_write_functions`]). Everything else — including empty text, unknown
+//! statements and text with an unterminated string or comment — is a [`Access::Write`].
+//!
+//! The work is one pass of a byte lexer: no regular expressions, no allocation, no panics.
+//!
+//! # Hints
+//!
+//! A comment `/*rwsplit:primary*/` anywhere in the text (before the point where the text is
+//! already known to be a write) makes it a write, so it goes to the primary.
+//! `/*rwsplit:replica*/` never turns a write into a read: a user hint must never send a write
+//! to a replica. It is recorded in [`Classification::hint`] so that the router lets a *read*
+//! go to a replica even when the consistency level would have sent it to the primary.
+//! A hint comment may also carry a tag for routing rules: `/* rwsplit:replica,tag=analytics */`.
+//! Line comments (`-- rwsplit:primary`) work too; directives are separated by commas or spaces.
+//!
+//! # What is not detected
+//!
+//! Functions not on the list are assumed read-only: a user-defined function that writes must be
+//! added with [`Classifier::with_write_functions`]. Temporary tables are not known to the
+//! classifier. A string literal whose end depends on the server's escape mode
+//! (`standard_conforming_strings`, `NO_BACKSLASH_ESCAPES`) is treated as a write.
+
+mod functions;
+mod lexer;
+mod tables;
+
+#[cfg(test)]
+mod tests;
+
+use std::fmt;
+
+pub use functions::DEFAULT_WRITE_FUNCTIONS;
+pub use tables::{Tables, tables};
+
+use functions::FunctionSet;
+use lexer::{Lexer, Tok};
+
+/// The SQL dialect of a statement, which decides how it is lexed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum Dialect {
+    /// PostgreSQL: nested block comments, dollar quoting, `E''` strings, `$1` parameters.
+    Postgres,
+    /// MySQL and MariaDB: `#` comments, `/*! */` executable comments, backslash escapes,
+    /// backtick identifiers, `@` variables.
+    MySql,
+    /// SQLite: standard strings, `"…"`, `` `…` `` and `[…]` identifiers.
+    Sqlite,
+}
+
+/// Whether a statement only reads, as far as routing is concerned.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Access {
+    /// Provably read-only: may run on a replica.
+    Read,
+    /// Writes, locks, touches session state, or could not be proven to read: primary only.
+    Write,
+}
+
+/// A routing hint found in a comment of the statement.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Hint {
+    /// `/*rwsplit:primary*/`: run on the primary.
+    Primary,
+    /// `/*rwsplit:replica*/`: a read may run on a replica even if consistency asks otherwise.
+    Replica,
+}
+
+/// Why a statement was classified the way it was, for tracing.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum Reason {
+    /// A read-only query: `SELECT`, `WITH … SELECT`, `VALUES`, `TABLE`.
+    Select,
+    /// `SHOW`, `DESCRIBE` or `DESC`.
+    Show,
+    /// `EXPLAIN` without `ANALYZE`, which plans but does not run the statement.
+    Explain,
+    /// `COPY … TO STDOUT`.
+    CopyTo,
+    /// The statement kind is not a read (`INSERT`, `CREATE`, `SET`, `BEGIN`, unknown …).
+    Statement,
+    /// A `WITH` query with `INSERT`, `UPDATE`, `DELETE` or `MERGE` in it.
+    DataModifyingCte,
+    /// A locking read: `FOR UPDATE`, `FOR SHARE`, `FOR NO KEY UPDATE`, `FOR KEY SHARE`,
+    /// `LOCK IN SHARE MODE`.
+    LockingClause,
+    /// `SELECT … INTO` (a new table, variables or a file).
+    SelectInto,
+    /// `EXPLAIN ANALYZE` of a statement that writes.
+    ExplainAnalyze,
+    /// A call to a function on the write list, or `NEXT VALUE FOR`.
+    WriteFunction,
+    /// Session or primary-only state: MySQL user variables, `@@identity`,
+    /// `SQL_CALC_FOUND_ROWS`, `SHOW MASTER STATUS`.
+    SessionState,
+    /// A `/*rwsplit:primary*/` hint.
+    Hint,
+    /// The text holds no statement.
+    Empty,
+    /// A string, quoted identifier or comment is not terminated.
+    Unterminated,
+    /// A string literal whose end depends on the server's escape mode.
+    AmbiguousString,
+}
+
+impl Reason {
+    /// A stable, lowercase description, suitable for logs and metrics labels.
+    ///
+    /// ```
+    /// use rwsplit_core::{Dialect, explain};
+    /// let c = explain("SELECT * FROM t FOR UPDATE", Dialect::Postgres);
+    /// assert_eq!(c.reason().as_str(), "locking clause");
+    /// ```
+    #[must_use]
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::Select => "read-only query",
+            Self::Show => "show or describe",
+            Self::Explain => "explain without analyze",
+            Self::CopyTo => "copy to stdout",
+            Self::Statement => "statement is not read-only",
+            Self::DataModifyingCte => "data-modifying cte",
+            Self::LockingClause => "locking clause",
+            Self::SelectInto => "select into",
+            Self::ExplainAnalyze => "explain analyze of a write",
+            Self::WriteFunction => "write function",
+            Self::SessionState => "session state",
+            Self::Hint => "primary hint",
+            Self::Empty => "empty statement",
+            Self::Unterminated => "unterminated token",
+            Self::AmbiguousString => "escape-mode-dependent string",
+        }
+    }
+}
+
+impl fmt::Display for Reason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// The result of [`explain`]: the access, why, and any hint or tag found in comments.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Classification<'a> {
+    access: Access,
+    reason: Reason,
+    hint: Option<Hint>,
+    tag: Option<&'a str>,
+}
+
+impl<'a> Classification<'a> {
+    /// A classification with no hint and no tag, e.g. for a statement the caller already knows.
+    ///
+    /// ```
+    /// use rwsplit_core::{Access, Classification, Reason};
+    /// let c = Classification::new(Access::Read, Reason::Select);
+    /// assert_eq!(c.access(), Access::Read);
+    /// ```
+    #[must_use]
+    pub const fn new(access: Access, reason: Reason) -> Self {
+        Self { access, reason, hint: None, tag: None }
+    }
+
+    /// Read or write.
+    #[must_use]
+    pub const fn access(&self) -> Access {
+        self.access
+    }
+
+    /// Why.
+    #[must_use]
+    pub const fn reason(&self) -> Reason {
+        self.reason
+    }
+
+    /// The `rwsplit:` hint found in a comment, if any.
+    #[must_use]
+    pub const fn hint(&self) -> Option<Hint> {
+        self.hint
+    }
+
+    /// The `tag=` value of a hint comment, if any (for routing rules).
+    #[must_use]
+    pub const fn tag(&self) -> Option<&'a str> {
+        self.tag
+    }
+
+    /// Whether the statement is a read.
+    #[must_use]
+    pub const fn is_read(&self) -> bool {
+        matches!(self.access, Access::Read)
+    }
+}
+
+/// A configurable classifier. [`Classifier::default`] uses [`DEFAULT_WRITE_FUNCTIONS`].
+///
+/// ```
+/// use rwsplit_core::{Access, Classifier, Dialect};
+/// let c = Classifier::default().with_write_functions(["audit_touch", "queue_*"]);
+/// assert_eq!(c.classify("SELECT audit_touch(1)", Dialect::Postgres), Access::Write);
+/// assert_eq!(c.classify("SELECT public.queue_pop()", Dialect::Postgres), Access::Write);
+/// assert_eq!(c.classify("SELECT count(*) FROM t", Dialect::Postgres), Access::Read);
+/// ```
+#[derive(Clone, Debug)]
+pub struct Classifier {
+    functions: FunctionSet,
+}
+
+impl Default for Classifier {
+    fn default() -> Self {
+        DEFAULT.clone()
+    }
+}
+
+static DEFAULT: Classifier = Classifier { functions: FunctionSet::new() };
+
+/// Classifies `sql` with the default [`Classifier`].
+///
+/// ```
+/// use rwsplit_core::{Access, Dialect, classify};
+/// assert_eq!(classify(r#"SELECT "user"."id" FROM "user" WHERE "user"."id" = $1"#, Dialect::Postgres), Access::Read);
+/// assert_eq!(classify(r#"INSERT INTO "user" ("name") VALUES ($1) RETURNING "id""#, Dialect::Postgres), Access::Write);
+/// assert_eq!(classify("SELECT `id` FROM `t` LOCK IN SHARE MODE", Dialect::MySql), Access::Write);
+/// ```
+#[must_use]
+pub fn classify(sql: &str, dialect: Dialect) -> Access {
+    DEFAULT.explain(sql, dialect).access
+}
+
+/// Classifies `sql` with the default [`Classifier`] and says why.
+///
+/// ```
+/// use rwsplit_core::{Access, Dialect, Hint, Reason, explain};
+/// let c = explain(r#"WITH "gone" AS (DELETE FROM "t" RETURNING *) SELECT * FROM "gone""#, Dialect::Postgres);
+/// assert_eq!((c.access(), c.reason()), (Access::Write, Reason::DataModifyingCte));
+/// let c = explain("/*rwsplit:replica*/ SELECT 1", Dialect::Postgres);
+/// assert_eq!((c.access(), c.hint()), (Access::Read, Some(Hint::Replica)));
+/// ```
+#[must_use]
+pub fn explain(sql: &str, dialect: Dialect) -> Classification<'_> {
+    DEFAULT.explain(sql, dialect)
+}
+
+impl Classifier {
+    /// Adds functions whose calls make a statement a write. A trailing `*` makes a prefix
+    /// (`"audit_*"`). Names are compared ASCII-case-insensitively with the last component of
+    /// the called name.
+    #[must_use]
+    pub fn with_write_functions<I, S>(mut self, names: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<str>,
+    {
+        for n in names {
+            self.functions.add(n.as_ref());
+        }
+        self
+    }
+
+    /// Drops the built-in [`DEFAULT_WRITE_FUNCTIONS`], keeping only names added with
+    /// [`Classifier::with_write_functions`].
+    #[must_use]
+    pub fn without_default_write_functions(mut self) -> Self {
+        self.functions.clear_defaults();
+        self
+    }
+
+    /// Read or write.
+    #[must_use]
+    pub fn classify(&self, sql: &str, dialect: Dialect) -> Access {
+        self.explain(sql, dialect).access
+    }
+
+    /// Read or write, why, and any hint or tag.
+    #[must_use]
+    pub fn explain<'a>(&self, sql: &'a str, dialect: Dialect) -> Classification<'a> {
+        let mut lx = Lexer::new(sql, dialect);
+        let (access, reason) = self.scan(&mut lx);
+        let (access, reason) = match (access, lx.hint) {
+            (_, Some(Hint::Primary)) => (Access::Write, Reason::Hint),
+            other => (other.0, reason),
+        };
+        let tag = lx.tag.and_then(|(s, e)| sql.get(s..e));
+        Classification { access, reason, hint: lx.hint, tag }
+    }
+
+    fn scan(&self, lx: &mut Lexer<'_>) -> (Access, Reason) {
+        const WRITE: Access = Access::Write;
+        let mut state = State::Start;
+        // The reason of the first read statement; `None` while no statement was seen.
+        let mut read: Option<Reason> = None;
+        // The keyword of the previous token (`Kw::None` for anything else).
+        let mut prev = Kw::None;
+        // The previous token if it could name a called function.
+        let mut name: Option<&[u8]> = None;
+        let mut prev_dot = false;
+        let mut depth = 0u32;
+
+        while let Some(tok) = lx.next_token() {
+            if lx.hint == Some(Hint::Primary) {
+                return (WRITE, Reason::Hint);
+            }
+            if tok == Tok::Punct(b';') {
+                state = State::Start;
+                prev = Kw::None;
+                name = None;
+                prev_dot = false;
+                depth = 0;
+                continue;
+            }
+            match state {
+                State::Start => {
+                    let kw = match tok {
+                        Tok::Punct(b'(') => {
+                            depth += 1;
+                            continue;
+                        }
+                        Tok::Word(w) => keyword(w),
+                        _ => return (WRITE, Reason::Statement),
+                    };
+                    let (next, r) = match kw {
+                        Kw::Select | Kw::Values | Kw::Table => {
+                            (State::query(false), Reason::Select)
+                        }
+                        Kw::With => (State::query(true), Reason::Select),
+                        Kw::Show => (State::Show, Reason::Show),
+                        Kw::Describe | Kw::Desc => (State::Skip, Reason::Show),
+                        Kw::Explain => (State::ExplainOptions { analyze: false }, Reason::Explain),
+                        Kw::Copy => (State::Copy, Reason::CopyTo),
+                        _ => return (WRITE, Reason::Statement),
+                    };
+                    state = next;
+                    if read.is_none() {
+                        read = Some(r);
+                    }
+                    prev = kw;
+                    name = None;
+                }
+                State::Query { with, analyze, copy } => {
+                    match tok {
+                        Tok::Word(w) => {
+                            if prev_dot {
+                                // A qualified name's component is never a keyword.
+                                prev = Kw::None;
+                            } else {
+                                let kw = keyword(w);
+                                if let Some(r) = query_keyword(kw, prev, with, analyze) {
+                                    return (WRITE, r);
+                                }
+                                prev = kw;
+                            }
+                            name = Some(w);
+                            prev_dot = false;
+                            continue;
+                        }
+                        Tok::Quoted(q) => {
+                            name = Some(q);
+                            prev = Kw::None;
+                            prev_dot = false;
+                            continue;
+                        }
+                        Tok::Punct(b'(') => {
+                            if name.is_some_and(|n| self.functions.contains(n)) {
+                                return (WRITE, Reason::WriteFunction);
+                            }
+                            depth += 1;
+                        }
+                        Tok::Punct(b')') => {
+                            depth = depth.saturating_sub(1);
+                            if copy && depth == 0 {
+                                state = State::Copy;
+                            }
+                        }
+                        Tok::UserVar => return (WRITE, Reason::SessionState),
+                        Tok::SysVar(v) if is_session_sysvar(v) => {
+                            return (WRITE, Reason::SessionState);
+                        }
+                        _ => {}
+                    }
+                    prev_dot = tok == Tok::Punct(b'.');
+                    prev = Kw::None;
+                    name = None;
+                }
+                State::Show => {
+                    if let Tok::Word(w) = tok
+                        && matches!(keyword(w), Kw::Master | Kw::Binary)
+                    {
+                        return (WRITE, Reason::SessionState);
+                    }
+                    state = State::Skip;
+                }
+                State::ExplainOptions { analyze } => match tok {
+                    Tok::Word(w) => {
+                        let kw = keyword(w);
+                        if kw == Kw::Analyze {
+                            state = State::ExplainOptions { analyze: true };
+                        } else if matches!(kw, Kw::False | Kw::Off) && prev == Kw::Analyze {
+                            state = State::ExplainOptions { analyze: false };
+                        } else if depth == 0 && prev != Kw::Equals && !is_explain_option(w) {
+                            if !analyze {
+                                // Planned, not run: a read whatever the statement.
+                                state = State::Skip;
+                                continue;
+                            }
+                            // Classify the explained statement as if it stood alone.
+                            state = match kw {
+                                Kw::Select | Kw::Values | Kw::Table => {
+                                    State::Query { with: false, analyze: true, copy: false }
+                                }
+                                Kw::With => State::Query { with: true, analyze: true, copy: false },
+                                _ => return (WRITE, Reason::ExplainAnalyze),
+                            };
+                        }
+                        prev = kw;
+                    }
+                    Tok::Punct(b'(') => {
+                        depth += 1;
+                        prev = Kw::None;
+                    }
+                    Tok::Punct(b')') => {
+                        depth = depth.saturating_sub(1);
+                        prev = Kw::None;
+                    }
+                    Tok::Punct(b'=') => prev = Kw::Equals,
+                    // `ANALYZE 0` in an option list is taken as on: the safe side.
+                    Tok::Num if prev == Kw::Analyze => prev = Kw::None,
+                    _ => prev = Kw::None,
+                },
+                State::Copy => match tok {
+                    Tok::Punct(b'(') if prev == Kw::Copy => {
+                        // `COPY (query) TO …`: the query is classified like any other.
+                        depth += 1;
+                        state = State::CopyQuery;
+                    }
+                    Tok::Punct(b'(') => depth += 1,
+                    Tok::Punct(b')') => depth = depth.saturating_sub(1),
+                    Tok::Word(w) if depth == 0 => match keyword(w) {
+                        Kw::From => return (WRITE, Reason::Statement),
+                        Kw::To => state = State::CopyTo,
+                        _ => prev = Kw::None,
+                    },
+                    _ => prev = Kw::None,
+                },
+                State::CopyQuery => match tok {
+                    Tok::Word(w) => match keyword(w) {
+                        Kw::Select | Kw::Values | Kw::Table => {
+                            state = State::Query { with: false, analyze: false, copy: true };
+                        }
+                        Kw::With => state = State::Query { with: true, analyze: false, copy: true },
+                        _ => return (WRITE, Reason::Statement),
+                    },
+                    Tok::Punct(b'(') => depth += 1,
+                    _ => return (WRITE, Reason::Statement),
+                },
+                State::CopyTo => match tok {
+                    Tok::Word(w) if keyword(w) == Kw::Stdout => state = State::Skip,
+                    _ => return (WRITE, Reason::Statement),
+                },
+                State::Skip => {}
+            }
+        }
+        if lx.unterminated {
+            return (WRITE, Reason::Unterminated);
+        }
+        if lx.ambiguous {
+            return (WRITE, Reason::AmbiguousString);
+        }
+        match state {
+            // A statement cut short: `EXPLAIN ANALYZE` or `COPY t TO` with nothing after it.
+            State::ExplainOptions { analyze: true } => {
+                return (WRITE, Reason::ExplainAnalyze);
+            }
+            State::Copy | State::CopyQuery | State::CopyTo => return (WRITE, Reason::Statement),
+            _ => {}
+        }
+        match read {
+            Some(r) => (Access::Read, r),
+            None => (WRITE, Reason::Empty),
+        }
+    }
+}
+
+/// What the scanner expects next in the current statement.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum State {
+    /// The first keyword of a statement.
+    Start,
+    /// Inside a read query.
+    Query {
+        /// The query started with `WITH`.
+        with: bool,
+        /// The query runs under `EXPLAIN ANALYZE`.
+        analyze: bool,
+        /// The query is the `( … )` of `COPY ( … ) TO`.
+        copy: bool,
+    },
+    /// After `SHOW`.
+    Show,
+    /// `EXPLAIN` options, up to the explained statement.
+    ExplainOptions {
+        /// `ANALYZE` was seen (and not turned off).
+        analyze: bool,
+    },
+    /// After `COPY`, up to `TO` or `FROM`.
+    Copy,
+    /// After `COPY (`.
+    CopyQuery,
+    /// After `COPY … TO`: only `STDOUT` is a read.
+    CopyTo,
+    /// The statement is a read; only its end matters.
+    Skip,
+}
+
+impl State {
+    const fn query(with: bool) -> Self {
+        Self::Query { with, analyze: false, copy: false }
+    }
+}
+
+/// The write reason, if keyword `kw` after `prev` makes a read query a write.
+#[inline]
+fn query_keyword(kw: Kw, prev: Kw, with: bool, analyze: bool) -> Option<Reason> {
+    let dml = || {
+        if analyze {
+            Reason::ExplainAnalyze
+        } else if with {
+            Reason::DataModifyingCte
+        } else {
+            Reason::Statement
+        }
+    };
+    match kw {
+        Kw::None => None,
+        Kw::Insert | Kw::Delete | Kw::Merge => Some(dml()),
+        Kw::Update if matches!(prev, Kw::For | Kw::Key) => Some(Reason::LockingClause),
+        Kw::Update => Some(dml()),
+        Kw::Share | Kw::No | Kw::Key if prev == Kw::For => Some(Reason::LockingClause),
+        Kw::Share if prev == Kw::Key => Some(Reason::LockingClause),
+        Kw::In if prev == Kw::Lock => Some(Reason::LockingClause),
+        Kw::Into => Some(Reason::SelectInto),
+        Kw::Value if matches!(prev, Kw::Next | Kw::Previous) => Some(Reason::WriteFunction),
+        Kw::SqlCalcFoundRows => Some(Reason::SessionState),
+        _ => None,
+    }
+}
+
+/// MySQL system variables that hold per-session results.
+fn is_session_sysvar(v: &[u8]) -> bool {
+    v.eq_ignore_ascii_case(b"identity")
+        || v.eq_ignore_ascii_case(b"last_insert_id")
+        || v.eq_ignore_ascii_case(b"insert_id")
+}
+
+/// The keywords the classifier cares about.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Kw {
+    None,
+    /// Not a keyword: the `=` of `FORMAT = JSON`.
+    Equals,
+    Analyze,
+    Binary,
+    Copy,
+    Delete,
+    Desc,
+    Describe,
+    Explain,
+    False,
+    For,
+    From,
+    In,
+    Insert,
+    Into,
+    Key,
+    Lock,
+    Master,
+    Merge,
+    Next,
+    No,
+    Off,
+    Previous,
+    Select,
+    Share,
+    Show,
+    SqlCalcFoundRows,
+    Stdout,
+    Table,
+    To,
+    Update,
+    Value,
+    Values,
+    With,
+}
+
+/// Bare `EXPLAIN` options (PostgreSQL's legacy syntax and MySQL's) other than `ANALYZE`.
+fn is_explain_option(w: &[u8]) -> bool {
+    is(w, b"VERBOSE") || is(w, b"FORMAT") || is(w, b"EXTENDED") || is(w, b"PARTITIONS")
+}
+
+/// `w` equals the uppercase ASCII keyword `k`, ignoring case.
+#[inline(always)]
+fn is(w: &[u8], k: &[u8]) -> bool {
+    // Clearing bit 5 upper-cases ASCII letters and keeps `_`; `w` has `k`'s length.
+    w.len() == k.len() && w.iter().zip(k).all(|(a, b)| a & 0xdf == *b)
+}
+
+/// The keyword `w` is, if the classifier cares about it.
+#[inline]
+fn keyword(w: &[u8]) -> Kw {
+    let Some(&first) = w.first() else { return Kw::None };
+    let f = first & 0xdf;
+    let k = |k: &[u8], kw: Kw| if is(w, k) { kw } else { Kw::None };
+    match (w.len(), f) {
+        (2, b'I') => k(b"IN", Kw::In),
+        (2, b'N') => k(b"NO", Kw::No),
+        (2, b'T') => k(b"TO", Kw::To),
+        (3, b'F') => k(b"FOR", Kw::For),
+        (3, b'K') => k(b"KEY", Kw::Key),
+        (3, b'O') => k(b"OFF", Kw::Off),
+        (4, b'C') => k(b"COPY", Kw::Copy),
+        (4, b'D') => k(b"DESC", Kw::Desc),
+        (4, b'F') => k(b"FROM", Kw::From),
+        (4, b'I') => k(b"INTO", Kw::Into),
+        (4, b'L') => k(b"LOCK", Kw::Lock),
+        (4, b'N') => k(b"NEXT", Kw::Next),
+        (4, b'S') => k(b"SHOW", Kw::Show),
+        (4, b'W') => k(b"WITH", Kw::With),
+        (5, b'F') => k(b"FALSE", Kw::False),
+        (5, b'M') => k(b"MERGE", Kw::Merge),
+        (5, b'S') => k(b"SHARE", Kw::Share),
+        (5, b'T') => k(b"TABLE", Kw::Table),
+        (5, b'V') => k(b"VALUE", Kw::Value),
+        (6, b'B') => k(b"BINARY", Kw::Binary),
+        (6, b'D') => k(b"DELETE", Kw::Delete),
+        (6, b'I') => k(b"INSERT", Kw::Insert),
+        (6, b'M') => k(b"MASTER", Kw::Master),
+        (6, b'S') => match k(b"SELECT", Kw::Select) {
+            Kw::None => k(b"STDOUT", Kw::Stdout),
+            kw => kw,
+        },
+        (6, b'U') => k(b"UPDATE", Kw::Update),
+        (6, b'V') => k(b"VALUES", Kw::Values),
+        (7, b'A') => match k(b"ANALYZE", Kw::Analyze) {
+            Kw::None => k(b"ANALYSE", Kw::Analyze),
+            kw => kw,
+        },
+        (7, b'E') => k(b"EXPLAIN", Kw::Explain),
+        (8, b'D') => k(b"DESCRIBE", Kw::Describe),
+        (8, b'P') => k(b"PREVIOUS", Kw::Previous),
+        (19, b'S') => k(b"SQL_CALC_FOUND_ROWS", Kw::SqlCalcFoundRows),
+        _ => Kw::None,
+    }
+}

@@ -1,0 +1,703 @@
+//! Truth tables for the classifier.
+
+use rstest::rstest;
+
+use super::*;
+
+use Access::{Read as R, Write as W};
+use Dialect::{MySql as My, Postgres as Pg, Sqlite as Lite};
+
+fn check(sql: &str, d: Dialect, access: Access, reason: Reason) {
+    let c = explain(sql, d);
+    assert_eq!((c.access(), c.reason()), (access, reason), "{d:?}: {sql}");
+    assert_eq!(classify(sql, d), access, "{d:?}: {sql}");
+}
+
+/// Every statement SeaORM 2.0.4 emitted in `shared/research/seaorm-trace.txt`, plus the
+/// sea-query shapes of `seaorm.md` §2.2.
+#[rstest]
+// PostgreSQL, from the trace.
+#[case(Pg, r#"SELECT "user"."id", "user"."name" FROM "user""#, R, Reason::Select)]
+#[case(
+    Pg,
+    r#"SELECT "user"."id", "user"."name" FROM "user" WHERE "user"."id" = $1 LIMIT $2"#,
+    R,
+    Reason::Select
+)]
+#[case(Pg, r#"SELECT COUNT(*) AS num_items FROM (SELECT "user"."id", "user"."name" FROM "user") AS "sub_query""#, R, Reason::Select)]
+#[case(Pg, r#"SELECT 1 FROM "user""#, R, Reason::Select)]
+#[case(
+    Pg,
+    r#"SELECT "user"."id", "user"."name" FROM "user" ORDER BY "user"."id" ASC LIMIT $1 OFFSET $2"#,
+    R,
+    Reason::Select
+)]
+#[case(
+    Pg,
+    r#"SELECT "user"."id", "user"."name" FROM "user" ORDER BY "user"."id" ASC LIMIT $1"#,
+    R,
+    Reason::Select
+)]
+#[case(Pg, "SELECT id, name FROM user", R, Reason::Select)]
+#[case(Pg, r#"SELECT "user"."id", "user"."name" FROM "user" FOR UPDATE"#, W, Reason::LockingClause)]
+#[case(Pg, r#"SELECT "post"."id", "post"."user_id", "post"."title" FROM "post" WHERE ("post"."user_id") IN (($1)) ORDER BY "post"."id" ASC"#, R, Reason::Select)]
+#[case(
+    Pg,
+    r#"INSERT INTO "user" ("name") VALUES ($1) RETURNING "id", "name""#,
+    W,
+    Reason::Statement
+)]
+#[case(Pg, r#"INSERT INTO "user" ("name") VALUES ($1) RETURNING "id""#, W, Reason::Statement)]
+#[case(Pg, r#"INSERT INTO "user" ("name") VALUES ($1)"#, W, Reason::Statement)]
+#[case(
+    Pg,
+    r#"UPDATE "user" SET "name" = $1 WHERE "user"."id" = $2 RETURNING "id", "name""#,
+    W,
+    Reason::Statement
+)]
+#[case(Pg, r#"UPDATE "user" SET "name" = $1"#, W, Reason::Statement)]
+#[case(Pg, r#"UPDATE "user" SET "name" = $1 RETURNING "id", "name""#, W, Reason::Statement)]
+#[case(Pg, r#"DELETE FROM "user" WHERE "user"."id" = $1"#, W, Reason::Statement)]
+#[case(
+    Pg,
+    r#"DELETE FROM "user" WHERE "user"."id" = $1 RETURNING "id", "name""#,
+    W,
+    Reason::Statement
+)]
+#[case(
+    Pg,
+    r#"INSERT INTO "user" ("name") VALUES ($1) ON CONFLICT ("id") DO NOTHING RETURNING "id""#,
+    W,
+    Reason::Statement
+)]
+#[case(Pg, "UPDATE user SET name='x'", W, Reason::Statement)]
+// PostgreSQL, sea-query shapes.
+#[case(
+    Pg,
+    r#"SELECT "id" FROM "t" WHERE "x" = $1 UNION ALL (SELECT "id" FROM "u")"#,
+    R,
+    Reason::Select
+)]
+#[case(Pg, r#"SELECT "id" FROM "t" FOR SHARE"#, W, Reason::LockingClause)]
+#[case(Pg, r#"SELECT "id" FROM "t" FOR NO KEY UPDATE"#, W, Reason::LockingClause)]
+#[case(Pg, r#"SELECT "id" FROM "t" FOR KEY SHARE"#, W, Reason::LockingClause)]
+#[case(Pg, r#"SELECT "id" FROM "t" FOR NO KEY UPDATE NOWAIT"#, W, Reason::LockingClause)]
+#[case(Pg, r#"SELECT "id" FROM "t" FOR UPDATE SKIP LOCKED"#, W, Reason::LockingClause)]
+#[case(Pg, r#"SELECT "id" FROM "t" FOR UPDATE OF "t" NOWAIT"#, W, Reason::LockingClause)]
+#[case(
+    Pg,
+    r#"WITH "gone" AS (DELETE FROM "t" WHERE "x" = $1 RETURNING *) SELECT * FROM "gone""#,
+    W,
+    Reason::DataModifyingCte
+)]
+#[case(Pg, r#"SELECT "id" INTO TABLE "newt" FROM "t" WHERE "x" = $1"#, W, Reason::SelectInto)]
+#[case(Pg, r#"SELECT EXISTS(SELECT "id" FROM "t" WHERE "x" = $1)"#, R, Reason::Select)]
+#[case(Pg, r#"CREATE TABLE IF NOT EXISTS "seaql_migrations" ( "version" varchar NOT NULL PRIMARY KEY, "applied_at" bigint NOT NULL )"#, W, Reason::Statement)]
+#[case(Pg, r#"SELECT "seaql_migrations"."version", "seaql_migrations"."applied_at" FROM "seaql_migrations" ORDER BY "seaql_migrations"."version" ASC"#, R, Reason::Select)]
+#[case(Pg, r#"INSERT INTO "seaql_migrations" ("version", "applied_at") VALUES ($1, $2) RETURNING "version""#, W, Reason::Statement)]
+#[case(
+    Pg,
+    r#"DELETE FROM "seaql_migrations" WHERE "seaql_migrations"."version" = $1"#,
+    W,
+    Reason::Statement
+)]
+#[case(Pg, r#"WITH "cte" AS (SELECT "id" FROM "t") SELECT * FROM "cte""#, R, Reason::Select)]
+#[case(Pg, r#"WITH RECURSIVE "r" ("n") AS (SELECT 1 UNION ALL SELECT "n" + 1 FROM "r" WHERE "n" < $1) SELECT "n" FROM "r""#, R, Reason::Select)]
+#[case(
+    Pg,
+    r#"WITH "new" AS (INSERT INTO "t" ("a") VALUES ($1) RETURNING "id") SELECT "id" FROM "new""#,
+    W,
+    Reason::DataModifyingCte
+)]
+#[case(
+    Pg,
+    r#"WITH "u" AS (UPDATE "t" SET "a" = $1 RETURNING *) SELECT count(*) FROM "u""#,
+    W,
+    Reason::DataModifyingCte
+)]
+#[case(
+    Pg,
+    r#"WITH "x" AS (SELECT 1) INSERT INTO "t" SELECT * FROM "x""#,
+    W,
+    Reason::DataModifyingCte
+)]
+#[case(
+    Pg,
+    r#"WITH "x" AS (SELECT 1) DELETE FROM "t" WHERE "id" IN (SELECT * FROM "x")"#,
+    W,
+    Reason::DataModifyingCte
+)]
+#[case(Pg, r#"WITH "x" AS MATERIALIZED (SELECT 1) SELECT * FROM "x""#, R, Reason::Select)]
+#[case(
+    Pg,
+    r#"SELECT "a" FROM "t" WHERE "b" IN (SELECT "b" FROM "u" FOR UPDATE)"#,
+    W,
+    Reason::LockingClause
+)]
+#[case(Pg, r#"SELECT * FROM (SELECT * FROM "t" FOR SHARE) AS "s""#, W, Reason::LockingClause)]
+#[case(
+    Pg,
+    r#"MERGE INTO "t" USING "s" ON "t"."id" = "s"."id" WHEN MATCHED THEN UPDATE SET "a" = "s"."a""#,
+    W,
+    Reason::Statement
+)]
+// MySQL, from the trace.
+#[case(My, "SELECT `user`.`id`, `user`.`name` FROM `user`", R, Reason::Select)]
+#[case(
+    My,
+    "SELECT `user`.`id`, `user`.`name` FROM `user` WHERE `user`.`id` = ? LIMIT ?",
+    R,
+    Reason::Select
+)]
+#[case(
+    My,
+    "SELECT COUNT(*) AS num_items FROM (SELECT `user`.`id`, `user`.`name` FROM `user`) AS `sub_query`",
+    R,
+    Reason::Select
+)]
+#[case(My, "SELECT 1 FROM `user`", R, Reason::Select)]
+#[case(
+    My,
+    "SELECT `user`.`id`, `user`.`name` FROM `user` ORDER BY `user`.`id` ASC LIMIT ? OFFSET ?",
+    R,
+    Reason::Select
+)]
+#[case(
+    My,
+    "SELECT `user`.`id`, `user`.`name` FROM `user` ORDER BY `user`.`id` ASC LIMIT ?",
+    R,
+    Reason::Select
+)]
+#[case(My, "SELECT id, name FROM user", R, Reason::Select)]
+#[case(My, "SELECT `user`.`id`, `user`.`name` FROM `user` FOR UPDATE", W, Reason::LockingClause)]
+#[case(
+    My,
+    "SELECT `post`.`id`, `post`.`user_id`, `post`.`title` FROM `post` WHERE `post`.`user_id` IN (?) ORDER BY `post`.`id` ASC",
+    R,
+    Reason::Select
+)]
+#[case(My, "INSERT INTO `user` (`name`) VALUES (?)", W, Reason::Statement)]
+#[case(My, "UPDATE `user` SET `name` = ? WHERE `user`.`id` = ?", W, Reason::Statement)]
+#[case(My, "UPDATE `user` SET `name` = ?", W, Reason::Statement)]
+#[case(My, "DELETE FROM `user` WHERE `user`.`id` = ?", W, Reason::Statement)]
+#[case(
+    My,
+    "INSERT INTO `user` (`name`) VALUES (?) ON DUPLICATE KEY UPDATE `id` = `id`",
+    W,
+    Reason::Statement
+)]
+#[case(My, "UPDATE user SET name='x'", W, Reason::Statement)]
+// MySQL, sea-query shapes.
+#[case(My, "SELECT `id` FROM `t` WHERE `x` = ? FOR UPDATE", W, Reason::LockingClause)]
+#[case(My, "SELECT `id` FROM `t` WHERE `x` = ? LOCK IN SHARE MODE", W, Reason::LockingClause)]
+#[case(My, "SELECT `id` FROM `t` FOR SHARE", W, Reason::LockingClause)]
+#[case(My, "SELECT `id` FROM `t` FOR UPDATE NOWAIT", W, Reason::LockingClause)]
+#[case(My, "SELECT `id` FROM `t` FOR UPDATE SKIP LOCKED", W, Reason::LockingClause)]
+#[case(
+    My,
+    "SELECT `id` FROM `t` WHERE `x` = ? UNION ALL (SELECT `id` FROM `u`)",
+    R,
+    Reason::Select
+)]
+#[case(My, "SELECT EXISTS(SELECT `id` FROM `t` WHERE `x` = ?)", R, Reason::Select)]
+#[case(My, "REPLACE INTO `t` (`a`) VALUES (?)", W, Reason::Statement)]
+#[case(
+    My,
+    "CREATE TABLE IF NOT EXISTS `seaql_migrations` ( `version` varchar(255) NOT NULL PRIMARY KEY, `applied_at` bigint NOT NULL )",
+    W,
+    Reason::Statement
+)]
+#[case(
+    My,
+    "SELECT `seaql_migrations`.`version`, `seaql_migrations`.`applied_at` FROM `seaql_migrations`",
+    R,
+    Reason::Select
+)]
+// SQLite.
+#[case(
+    Lite,
+    r#"SELECT "user"."id", "user"."name" FROM "user" WHERE "user"."id" = ? LIMIT ?"#,
+    R,
+    Reason::Select
+)]
+#[case(
+    Lite,
+    r#"INSERT INTO "user" ("name") VALUES (?) RETURNING "id", "name""#,
+    W,
+    Reason::Statement
+)]
+#[case(
+    Lite,
+    r#"INSERT INTO "user" ("name") VALUES (?) ON CONFLICT ("id") DO NOTHING RETURNING "id""#,
+    W,
+    Reason::Statement
+)]
+#[case(Lite, "SELECT [id] FROM [user] WHERE [name] = :name", R, Reason::Select)]
+#[case(Lite, "SELECT `id` FROM `t` WHERE x = @p OR y = $q", R, Reason::Select)]
+#[case(Lite, "PRAGMA table_info(t)", W, Reason::Statement)]
+fn seaorm_shapes(
+    #[case] d: Dialect,
+    #[case] sql: &str,
+    #[case] access: Access,
+    #[case] reason: Reason,
+) {
+    check(sql, d, access, reason);
+}
+
+/// Statement kinds, in every dialect.
+#[rstest]
+#[case("SELECT 1", R, Reason::Select)]
+#[case("select 1", R, Reason::Select)]
+#[case("SeLeCt 1", R, Reason::Select)]
+#[case("  \n\tSELECT 1", R, Reason::Select)]
+#[case("(SELECT 1)", R, Reason::Select)]
+#[case("((SELECT 1)) UNION (SELECT 2)", R, Reason::Select)]
+#[case("VALUES (1), (2)", R, Reason::Select)]
+#[case("TABLE t", R, Reason::Select)]
+#[case("SHOW TABLES", R, Reason::Show)]
+#[case("SHOW search_path", R, Reason::Show)]
+#[case("DESCRIBE t", R, Reason::Show)]
+#[case("DESC t", R, Reason::Show)]
+#[case("EXPLAIN SELECT 1", R, Reason::Explain)]
+#[case("EXPLAIN INSERT INTO t VALUES (1)", R, Reason::Explain)]
+#[case("EXPLAIN ANALYZE SELECT 1", R, Reason::Explain)]
+#[case("EXPLAIN ANALYZE INSERT INTO t VALUES (1)", W, Reason::ExplainAnalyze)]
+#[case("EXPLAIN ANALYSE DELETE FROM t", W, Reason::ExplainAnalyze)]
+#[case("EXPLAIN ANALYZE UPDATE t SET a = 1", W, Reason::ExplainAnalyze)]
+#[case("EXPLAIN (ANALYZE, BUFFERS) UPDATE t SET a = 1", W, Reason::ExplainAnalyze)]
+#[case("EXPLAIN (ANALYZE true, FORMAT JSON) DELETE FROM t", W, Reason::ExplainAnalyze)]
+#[case("EXPLAIN (ANALYZE false) DELETE FROM t", R, Reason::Explain)]
+#[case("EXPLAIN (ANALYZE off) DELETE FROM t", R, Reason::Explain)]
+#[case("EXPLAIN (FORMAT JSON) DELETE FROM t", R, Reason::Explain)]
+#[case("EXPLAIN ANALYZE VERBOSE SELECT * FROM t", R, Reason::Explain)]
+#[case("EXPLAIN ANALYZE SELECT nextval('s')", W, Reason::WriteFunction)]
+#[case("EXPLAIN ANALYZE SELECT * FROM t FOR UPDATE", W, Reason::LockingClause)]
+#[case(
+    "EXPLAIN ANALYZE WITH x AS (DELETE FROM t RETURNING *) SELECT * FROM x",
+    W,
+    Reason::ExplainAnalyze
+)]
+#[case("EXPLAIN ANALYZE CREATE TABLE x AS SELECT 1", W, Reason::ExplainAnalyze)]
+#[case("EXPLAIN ANALYZE", W, Reason::ExplainAnalyze)]
+#[case("EXPLAIN VERBOSE SELECT 1", R, Reason::Explain)]
+#[case("INSERT INTO t VALUES (1)", W, Reason::Statement)]
+#[case("insert into t values (1)", W, Reason::Statement)]
+#[case("UPDATE t SET a = 1", W, Reason::Statement)]
+#[case("DELETE FROM t", W, Reason::Statement)]
+#[case("MERGE INTO t USING s ON true WHEN MATCHED THEN DELETE", W, Reason::Statement)]
+#[case("CALL p()", W, Reason::Statement)]
+#[case("DO 1", W, Reason::Statement)]
+#[case("SET x = 1", W, Reason::Statement)]
+#[case("RESET ALL", W, Reason::Statement)]
+#[case("BEGIN", W, Reason::Statement)]
+#[case("BEGIN READ ONLY", W, Reason::Statement)]
+#[case("START TRANSACTION", W, Reason::Statement)]
+#[case("COMMIT", W, Reason::Statement)]
+#[case("ROLLBACK", W, Reason::Statement)]
+#[case("SAVEPOINT s1", W, Reason::Statement)]
+#[case("RELEASE SAVEPOINT s1", W, Reason::Statement)]
+#[case("ROLLBACK TO SAVEPOINT s1", W, Reason::Statement)]
+#[case("CREATE TABLE t (a int)", W, Reason::Statement)]
+#[case("CREATE INDEX i ON t (a)", W, Reason::Statement)]
+#[case("CREATE TABLE t AS SELECT 1", W, Reason::Statement)]
+#[case("ALTER TABLE t ADD COLUMN b int", W, Reason::Statement)]
+#[case("DROP TABLE t", W, Reason::Statement)]
+#[case("TRUNCATE t", W, Reason::Statement)]
+#[case("LOCK TABLE t", W, Reason::Statement)]
+#[case("GRANT SELECT ON t TO u", W, Reason::Statement)]
+#[case("VACUUM", W, Reason::Statement)]
+#[case("ANALYZE t", W, Reason::Statement)]
+#[case("PREPARE p AS SELECT 1", W, Reason::Statement)]
+#[case("EXECUTE p", W, Reason::Statement)]
+#[case("DEALLOCATE p", W, Reason::Statement)]
+#[case("DECLARE c CURSOR FOR SELECT 1", W, Reason::Statement)]
+#[case("FETCH NEXT FROM c", W, Reason::Statement)]
+#[case("LISTEN ch", W, Reason::Statement)]
+#[case("NOTIFY ch", W, Reason::Statement)]
+#[case("USE db", W, Reason::Statement)]
+#[case("frobnicate the database", W, Reason::Statement)]
+#[case("42", W, Reason::Statement)]
+#[case("'SELECT'", W, Reason::Statement)]
+#[case(";", W, Reason::Empty)]
+#[case("", W, Reason::Empty)]
+#[case("   ", W, Reason::Empty)]
+#[case("/* only a comment */", W, Reason::Empty)]
+#[case("-- only a comment", W, Reason::Empty)]
+#[case("COPY t TO STDOUT", R, Reason::CopyTo)]
+#[case("COPY t (a, b) TO STDOUT WITH (FORMAT csv)", R, Reason::CopyTo)]
+#[case("COPY (SELECT * FROM t) TO STDOUT", R, Reason::CopyTo)]
+#[case("COPY (SELECT a FROM t WHERE b IN (SELECT b FROM u)) TO STDOUT", R, Reason::CopyTo)]
+#[case("COPY t FROM STDIN", W, Reason::Statement)]
+#[case("COPY t (a, b) FROM STDIN", W, Reason::Statement)]
+#[case("COPY t TO '/tmp/file'", W, Reason::Statement)]
+#[case("COPY t TO PROGRAM 'gzip'", W, Reason::Statement)]
+#[case("COPY (DELETE FROM t RETURNING *) TO STDOUT", W, Reason::Statement)]
+#[case("COPY (SELECT nextval('s')) TO STDOUT", W, Reason::WriteFunction)]
+#[case("COPY t", W, Reason::Statement)]
+#[case("SELECT * INTO t2 FROM t", W, Reason::SelectInto)]
+#[case("SELECT a FROM t WHERE a > (SELECT max(a) FROM u)", R, Reason::Select)]
+#[case("SELECT substring(a FROM 1 FOR 2) FROM t", R, Reason::Select)]
+#[case("SELECT * FROM t ORDER BY a FETCH NEXT 5 ROWS ONLY", R, Reason::Select)]
+#[case("SELECT t.update, t.delete, t.insert FROM t", R, Reason::Select)]
+#[case("SELECT * FROM t FOR SYSTEM_TIME AS OF '2020-01-01'", R, Reason::Select)]
+fn statement_kinds(
+    #[case] sql: &str,
+    #[case] access: Access,
+    #[case] reason: Reason,
+    #[values(Pg, My, Lite)] d: Dialect,
+) {
+    check(sql, d, access, reason);
+}
+
+/// Side-effect and session-state functions.
+#[rstest]
+#[case("SELECT nextval('seq')")]
+#[case("SELECT NEXTVAL('seq')")]
+#[case("SELECT setval('seq', 1)")]
+#[case("SELECT currval('seq')")]
+#[case("SELECT lastval()")]
+#[case("SELECT pg_catalog.nextval('seq')")]
+#[case(r#"SELECT "nextval"('seq')"#)]
+#[case(r#"SELECT "pg_catalog"."nextval"('seq')"#)]
+#[case("SELECT nextval ('seq')")]
+#[case("SELECT nextval /* c */ ('seq')")]
+#[case("SELECT pg_advisory_lock(1)")]
+#[case("SELECT pg_advisory_lock_shared(1)")]
+#[case("SELECT pg_advisory_unlock(1)")]
+#[case("SELECT pg_advisory_unlock_all()")]
+#[case("SELECT pg_advisory_xact_lock(1)")]
+#[case("SELECT pg_try_advisory_lock(1)")]
+#[case("SELECT pg_try_advisory_xact_lock_shared(1)")]
+#[case("SELECT pg_notify('ch', 'x')")]
+#[case("SELECT set_config('a.b', 'c', false)")]
+#[case("SELECT txid_current()")]
+#[case("SELECT txid_current_if_assigned()")]
+#[case("SELECT pg_current_xact_id()")]
+#[case("SELECT pg_current_wal_lsn()")]
+#[case("SELECT pg_current_wal_insert_lsn()")]
+#[case("SELECT pg_switch_wal()")]
+#[case("SELECT pg_create_restore_point('x')")]
+#[case("SELECT pg_create_physical_replication_slot('s')")]
+#[case("SELECT pg_terminate_backend(42)")]
+#[case("SELECT pg_cancel_backend(42)")]
+#[case("SELECT pg_reload_conf()")]
+#[case("SELECT pg_promote()")]
+#[case("SELECT pg_stat_reset()")]
+#[case("SELECT dblink_exec('c', 'DELETE FROM t')")]
+#[case("SELECT lo_create(0)")]
+#[case("SELECT lo_import('/tmp/x')")]
+#[case("SELECT lo_unlink(42)")]
+#[case("SELECT GET_LOCK('l', 10)")]
+#[case("SELECT RELEASE_LOCK('l')")]
+#[case("SELECT RELEASE_ALL_LOCKS()")]
+#[case("SELECT IS_USED_LOCK('l')")]
+#[case("SELECT IS_FREE_LOCK('l')")]
+#[case("SELECT LAST_INSERT_ID()")]
+#[case("SELECT FOUND_ROWS()")]
+#[case("SELECT ROW_COUNT()")]
+#[case("SELECT MASTER_POS_WAIT('f', 4)")]
+#[case("SELECT MASTER_GTID_WAIT('0-1-1')")]
+#[case("SELECT a, (SELECT nextval('s')) FROM t")]
+#[case("SELECT * FROM t WHERE id = currval('s')")]
+#[case("WITH x AS (SELECT nextval('s')) SELECT * FROM x")]
+#[case("SELECT 1; SELECT nextval('s')")]
+fn write_functions(#[case] sql: &str, #[values(Pg, My, Lite)] d: Dialect) {
+    check(sql, d, W, Reason::WriteFunction);
+}
+
+/// Functions that look like or sit near write functions but are reads.
+#[rstest]
+#[case("SELECT count(*) FROM t")]
+#[case("SELECT COALESCE(a, b), max(c), lower(d) FROM t")]
+#[case("SELECT pg_sleep(1)")]
+#[case("SELECT sleep(1)")]
+#[case("SELECT now(), random()")]
+#[case("SELECT lo_get(42)")]
+#[case("SELECT pg_last_wal_replay_lsn()")]
+#[case("SELECT pg_is_in_recovery()")]
+#[case("SELECT current_setting('a.b')")]
+#[case("SELECT nextval_like FROM t")]
+#[case("SELECT nextval FROM t")]
+#[case("SELECT 'nextval(1)'")]
+#[case("SELECT a AS \"nextval\" FROM t")]
+#[case("SELECT t.nextval FROM t")]
+#[case("SELECT replace(a, 'x', 'y') FROM t")]
+#[case("SELECT * FROM t WHERE a IN (1, 2) AND EXISTS (SELECT 1)")]
+#[case("SELECT * FROM get_locks_report")]
+fn read_functions(#[case] sql: &str, #[values(Pg, My, Lite)] d: Dialect) {
+    check(sql, d, R, Reason::Select);
+}
+
+#[test]
+fn user_functions() {
+    let c = Classifier::default().with_write_functions(["app.touch", "queue_*", " Bump "]);
+    let cases = [
+        ("SELECT touch(1)", W),
+        ("SELECT app.touch(1)", W),
+        ("SELECT queue_pop()", W),
+        ("SELECT bump()", W),
+        ("SELECT queue FROM t", R),
+        ("SELECT nextval('s')", W),
+    ];
+    for (sql, access) in cases {
+        assert_eq!(c.classify(sql, Pg), access, "{sql}");
+    }
+    let c = Classifier::default().without_default_write_functions();
+    assert_eq!(c.classify("SELECT nextval('s')", Pg), R);
+}
+
+/// Lexing traps: keywords inside strings, comments and identifiers; escapes; quoting.
+#[rstest]
+#[case(Pg, "SELECT 'DELETE FROM t'", R, Reason::Select)]
+#[case(Pg, "SELECT 'it''s; DELETE FROM t'", R, Reason::Select)]
+#[case(Pg, "SELECT E'\\' ; DELETE FROM t; '", R, Reason::Select)]
+#[case(Pg, "SELECT e'\\\\'; DELETE FROM t", W, Reason::Statement)]
+#[case(Pg, "SELECT E'\\''", R, Reason::Select)]
+#[case(Pg, "SELECT 'a\\'", W, Reason::AmbiguousString)]
+#[case(Pg, "SELECT 'a\\\\'", R, Reason::Select)]
+#[case(Pg, "SELECT $$ DELETE FROM t; $$", R, Reason::Select)]
+#[case(Pg, "SELECT $tag$ ; INSERT INTO t $$ nested $$ $tag$", R, Reason::Select)]
+#[case(Pg, "SELECT $tag$ x $other$; DELETE FROM t", W, Reason::Unterminated)]
+#[case(Pg, "SELECT $1, $2 FROM t WHERE a = $3", R, Reason::Select)]
+#[case(Pg, "SELECT a$b FROM t", R, Reason::Select)]
+#[case(Pg, "SELECT $1; DELETE FROM t", W, Reason::Statement)]
+#[case(Pg, "SELECT \"DELETE\" FROM \"INSERT\"", R, Reason::Select)]
+#[case(Pg, "SELECT \"a\"\"; DELETE\" FROM t", R, Reason::Select)]
+#[case(Pg, "SELECT 1 /* ; DELETE FROM t */", R, Reason::Select)]
+#[case(Pg, "SELECT 1 /* a /* nested */ ; DELETE FROM t */", R, Reason::Select)]
+#[case(Pg, "SELECT 1 -- ; DELETE FROM t\n", R, Reason::Select)]
+#[case(Pg, "SELECT 1 -- c\n; DELETE FROM t", W, Reason::Statement)]
+#[case(Pg, "SELECT 1 # comment? no: operator\n", R, Reason::Select)]
+#[case(Pg, "SELECT 'abc", W, Reason::Unterminated)]
+#[case(Pg, "SELECT \"abc", W, Reason::Unterminated)]
+#[case(Pg, "SELECT 1 /* abc", W, Reason::Unterminated)]
+#[case(Pg, "SELECT 1 /* a /* b */", W, Reason::Unterminated)]
+#[case(Pg, "SELECT $$abc", W, Reason::Unterminated)]
+#[case(Pg, "SELECT arr[1] FROM t", R, Reason::Select)]
+#[case(Pg, "SELECT a::text, b @> c FROM t", R, Reason::Select)]
+#[case(Pg, "SELECT @ -5", R, Reason::Select)]
+#[case(Pg, "SELECT U&\"d\\0061t\" FROM t", R, Reason::Select)]
+#[case(Pg, "SELECT 1 FROM t WHERE a = 'x' INTO", W, Reason::SelectInto)]
+#[case(My, "SELECT 'a\\'; DELETE FROM t; '", W, Reason::AmbiguousString)]
+#[case(My, "SELECT 'a\\\\'; DELETE FROM t", W, Reason::Statement)]
+#[case(My, "SELECT 'a\\\\'", R, Reason::Select)]
+#[case(My, "SELECT 'it''s'", R, Reason::Select)]
+#[case(My, "SELECT \"DELETE FROM t\"", R, Reason::Select)]
+#[case(My, "SELECT `DELETE` FROM `INSERT`", R, Reason::Select)]
+#[case(My, "SELECT `a``; DELETE` FROM t", R, Reason::Select)]
+#[case(My, "SELECT 1 # ; DELETE FROM t\n", R, Reason::Select)]
+#[case(My, "SELECT 1 -- ; DELETE FROM t\n", R, Reason::Select)]
+#[case(My, "SELECT 1--1; DELETE FROM t", W, Reason::Statement)]
+#[case(My, "SELECT 1 --", R, Reason::Select)]
+#[case(My, "SELECT 1 /* a /* b */ ; DELETE FROM t", W, Reason::Statement)]
+#[case(My, "/*!40101 SET NAMES utf8 */", W, Reason::Statement)]
+#[case(My, "SELECT 1 /*!50000 FOR UPDATE */", W, Reason::LockingClause)]
+#[case(My, "SELECT 1 /*M!100000 , nextval(s) */", W, Reason::WriteFunction)]
+#[case(My, "SELECT /*+ MAX_EXECUTION_TIME(1000) */ a FROM t", R, Reason::Select)]
+#[case(My, "SELECT /*!STRAIGHT_JOIN*/ a FROM t", R, Reason::Select)]
+#[case(My, "SELECT $1", R, Reason::Select)]
+#[case(My, "SELECT 'abc", W, Reason::Unterminated)]
+#[case(My, "SELECT `abc", W, Reason::Unterminated)]
+#[case(My, "SELECT @x := 1", W, Reason::SessionState)]
+#[case(My, "SELECT @x", W, Reason::SessionState)]
+#[case(My, "SELECT @`x`", W, Reason::SessionState)]
+#[case(My, "SELECT a INTO @x FROM t", W, Reason::SelectInto)]
+#[case(My, "SELECT a FROM t INTO OUTFILE '/tmp/x'", W, Reason::SelectInto)]
+#[case(My, "SELECT a FROM t INTO DUMPFILE '/tmp/x'", W, Reason::SelectInto)]
+#[case(My, "SELECT @@version, @@session.sql_mode", R, Reason::Select)]
+#[case(My, "SELECT @@identity", W, Reason::SessionState)]
+#[case(My, "SELECT @@last_insert_id", W, Reason::SessionState)]
+#[case(My, "SELECT SQL_CALC_FOUND_ROWS * FROM t LIMIT 1", W, Reason::SessionState)]
+#[case(My, "SELECT NEXT VALUE FOR s", W, Reason::WriteFunction)]
+#[case(My, "SELECT PREVIOUS VALUE FOR s", W, Reason::WriteFunction)]
+#[case(My, "SHOW MASTER STATUS", W, Reason::SessionState)]
+#[case(My, "SHOW BINARY LOG STATUS", W, Reason::SessionState)]
+#[case(My, "SHOW SLAVE STATUS", R, Reason::Show)]
+#[case(My, "SHOW FULL PROCESSLIST", R, Reason::Show)]
+#[case(My, "EXPLAIN FORMAT=JSON SELECT 1", R, Reason::Explain)]
+#[case(My, "EXPLAIN ANALYZE SELECT * FROM t", R, Reason::Explain)]
+#[case(My, "EXPLAIN t", R, Reason::Explain)]
+#[case(My, "SELECT _utf8mb4'x', N'y', X'00', b'1'", R, Reason::Select)]
+#[case(My, "SELECT a FROM t WHERE b = ? FOR UPDATE", W, Reason::LockingClause)]
+#[case(My, "HANDLER t OPEN", W, Reason::Statement)]
+#[case(My, "LOAD DATA INFILE 'x' INTO TABLE t", W, Reason::Statement)]
+#[case(Lite, "SELECT 'a\\'", R, Reason::Select)]
+#[case(Lite, "SELECT 'a\\'; DELETE FROM t", W, Reason::Statement)]
+#[case(Lite, "SELECT [a; DELETE] FROM t", R, Reason::Select)]
+#[case(Lite, "SELECT 1 /* a /* b */ ; DELETE FROM t", W, Reason::Statement)]
+#[case(Lite, "SELECT $$ x $$", R, Reason::Select)]
+#[case(Lite, "SELECT 1 # x", R, Reason::Select)]
+fn lexing(#[case] d: Dialect, #[case] sql: &str, #[case] access: Access, #[case] reason: Reason) {
+    check(sql, d, access, reason);
+}
+
+/// Multi-statement text is a write if any statement is.
+#[rstest]
+#[case("SELECT 1; SELECT 2", R, Reason::Select)]
+#[case("SELECT 1; SELECT 2;", R, Reason::Select)]
+#[case("SELECT 1;;; SELECT 2", R, Reason::Select)]
+#[case("SHOW x; SELECT 2", R, Reason::Show)]
+#[case("SELECT 1; INSERT INTO t VALUES (1)", W, Reason::Statement)]
+#[case("INSERT INTO t VALUES (1); SELECT 1", W, Reason::Statement)]
+#[case("SELECT 1; SELECT * FROM t FOR UPDATE", W, Reason::LockingClause)]
+#[case("EXPLAIN DELETE FROM t; DELETE FROM t", W, Reason::Statement)]
+#[case("EXPLAIN ANALYZE SELECT 1; DELETE FROM t", W, Reason::Statement)]
+#[case("COPY t TO STDOUT; COPY t FROM STDIN", W, Reason::Statement)]
+#[case("SELECT 1; BEGIN", W, Reason::Statement)]
+#[case("BEGIN; SELECT 1; COMMIT", W, Reason::Statement)]
+fn multi_statement(
+    #[case] sql: &str,
+    #[case] access: Access,
+    #[case] reason: Reason,
+    #[values(Pg, My, Lite)] d: Dialect,
+) {
+    check(sql, d, access, reason);
+}
+
+/// Hints and tags.
+#[rstest]
+#[case("/*rwsplit:primary*/ SELECT 1", W, Reason::Hint, Some(Hint::Primary), None)]
+#[case("SELECT 1 /*rwsplit:primary*/", W, Reason::Hint, Some(Hint::Primary), None)]
+#[case("SELECT /* rwsplit:primary */ 1", W, Reason::Hint, Some(Hint::Primary), None)]
+#[case("SELECT 1 -- rwsplit:primary", W, Reason::Hint, Some(Hint::Primary), None)]
+#[case("/*RWSPLIT:PRIMARY*/ SELECT 1", W, Reason::Hint, Some(Hint::Primary), None)]
+#[case("/*rwsplit:replica*/ SELECT 1", R, Reason::Select, Some(Hint::Replica), None)]
+#[case("SELECT 1 /*rwsplit:replica*/", R, Reason::Select, Some(Hint::Replica), None)]
+#[case(
+    "/*rwsplit:replica*/ INSERT INTO t VALUES (1)",
+    W,
+    Reason::Statement,
+    Some(Hint::Replica),
+    None
+)]
+#[case(
+    "/*rwsplit:replica*/ SELECT nextval('s')",
+    W,
+    Reason::WriteFunction,
+    Some(Hint::Replica),
+    None
+)]
+#[case(
+    "/*rwsplit:replica*/ SELECT 1 /*rwsplit:primary*/",
+    W,
+    Reason::Hint,
+    Some(Hint::Primary),
+    None
+)]
+#[case("/*rwsplit:primary,replica*/ SELECT 1", W, Reason::Hint, Some(Hint::Primary), None)]
+#[case("/*rwsplit:tag=analytics*/ SELECT 1", R, Reason::Select, None, Some("analytics"))]
+#[case(
+    "/* rwsplit:replica, tag=olap-1 */ SELECT 1",
+    R,
+    Reason::Select,
+    Some(Hint::Replica),
+    Some("olap-1")
+)]
+#[case(
+    "/* rwsplit:replica tag=a.b_c */ SELECT 1",
+    R,
+    Reason::Select,
+    Some(Hint::Replica),
+    Some("a.b_c")
+)]
+#[case("/* rwsplit:tag=bad;value */ SELECT 1", R, Reason::Select, None, None)]
+#[case("/* rwsplit:unknown */ SELECT 1", R, Reason::Select, None, None)]
+#[case("/* rwsplitprimary */ SELECT 1", R, Reason::Select, None, None)]
+#[case("/* not rwsplit:primary */ SELECT 1", R, Reason::Select, None, None)]
+#[case("SELECT '/*rwsplit:primary*/'", R, Reason::Select, None, None)]
+#[case("SELECT \"/*rwsplit:primary*/\"", R, Reason::Select, None, None)]
+fn hints(
+    #[case] sql: &str,
+    #[case] access: Access,
+    #[case] reason: Reason,
+    #[case] hint: Option<Hint>,
+    #[case] tag: Option<&str>,
+    #[values(Pg, My, Lite)] d: Dialect,
+) {
+    let c = explain(sql, d);
+    assert_eq!(
+        (c.access(), c.reason(), c.hint(), c.tag()),
+        (access, reason, hint, tag),
+        "{d:?}: {sql}"
+    );
+}
+
+#[test]
+fn reasons_have_stable_descriptions() {
+    let all = [
+        Reason::Select,
+        Reason::Show,
+        Reason::Explain,
+        Reason::CopyTo,
+        Reason::Statement,
+        Reason::DataModifyingCte,
+        Reason::LockingClause,
+        Reason::SelectInto,
+        Reason::ExplainAnalyze,
+        Reason::WriteFunction,
+        Reason::SessionState,
+        Reason::Hint,
+        Reason::Empty,
+        Reason::Unterminated,
+        Reason::AmbiguousString,
+    ];
+    let mut seen = std::collections::HashSet::new();
+    for r in all {
+        assert!(seen.insert(r.as_str()), "duplicate description {r}");
+        assert_eq!(r.to_string(), r.as_str());
+        assert_eq!(r.as_str(), r.as_str().to_lowercase());
+    }
+}
+
+#[test]
+fn a_long_statement_is_read() {
+    let mut sql = String::from("SELECT ");
+    for i in 0..200 {
+        sql.push_str(&format!("\"t\".\"column_{i}\", "));
+    }
+    sql.push_str("1 FROM \"t\" WHERE \"t\".\"id\" = $1");
+    assert_eq!(classify(&sql, Pg), R);
+}
+
+mod props {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(2000))]
+
+        #[test]
+        fn never_panics_on_text(sql in any::<String>()) {
+            for d in [Pg, My, Lite] {
+                let _ = explain(&sql, d);
+                let _ = tables(&sql, d).count();
+            }
+        }
+
+        #[test]
+        fn never_panics_on_sql_like_text(sql in r#"([ \n]|SELECT|INSERT|WITH|FOR|UPDATE|EXPLAIN|ANALYZE|COPY|TO|STDOUT|FROM|\(|\)|;|'|"|`|\$|\$\$|\$a\$|E'|\\|--|#|/\*|\*/|/\*!|@|@@|nextval|\.|,|[a-z]{1,4}|[0-9]){0,40}"#) {
+            for d in [Pg, My, Lite] {
+                let _ = explain(&sql, d);
+                let _ = tables(&sql, d).count();
+            }
+        }
+
+        #[test]
+        fn never_panics_on_bytes(bytes in proptest::collection::vec(any::<u8>(), 0..256)) {
+            let sql = String::from_utf8_lossy(&bytes);
+            for d in [Pg, My, Lite] {
+                let _ = explain(&sql, d);
+            }
+        }
+
+        /// Appending a write statement to anything never yields a read.
+        #[test]
+        fn a_write_suffix_is_never_read(prefix in "(SELECT 1|SELECT 'a'|SELECT \"a\"|VALUES \\(1\\)|SHOW x)") {
+            for d in [Pg, My, Lite] {
+                let sql = format!("{prefix}; DELETE FROM t");
+                prop_assert_eq!(classify(&sql, d), Access::Write);
+            }
+        }
+    }
+}
