@@ -20,7 +20,8 @@ async fn main() -> anyhow::Result<()> {
     let (_cluster, primary, replicas) = match std::env::var("RWSPLIT_PRIMARY_URL") {
         Ok(primary) => {
             let replicas = std::env::var("RWSPLIT_REPLICA_URLS").unwrap_or_default();
-            let replicas = replicas.split(',').filter(|s| !s.is_empty()).map(str::to_owned).collect();
+            let replicas =
+                replicas.split(',').filter(|s| !s.is_empty()).map(str::to_owned).collect();
             (None, primary, replicas)
         }
         Err(_) => {
@@ -47,24 +48,28 @@ async fn main() -> anyhow::Result<()> {
     )
     .execute(&mut p)
     .await?;
-    let written: i64 = sqlx::query_scalar("SELECT count(*) FROM quickstart").fetch_one(&mut p).await?;
+    let written: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM quickstart").fetch_one(&mut p).await?;
     println!("primary  wrote; it now has {written} rows");
 
     for url in &replicas {
-        let mut r = PgConnection::connect(url).await.with_context(|| format!("connecting to {url}"))?;
+        let mut r =
+            PgConnection::connect(url).await.with_context(|| format!("connecting to {url}"))?;
         let start = Instant::now();
         loop {
             let seen: Option<i64> =
                 sqlx::query_scalar("SELECT count(*) FROM quickstart").fetch_one(&mut r).await.ok();
             if seen == Some(written) {
-                let port: i32 = sqlx::query_scalar("SELECT inet_server_port()").fetch_one(&mut r).await?;
+                let port: i32 =
+                    sqlx::query_scalar("SELECT inet_server_port()").fetch_one(&mut r).await?;
                 println!("replica  :{port} has all {written} rows after {:?}", start.elapsed());
                 break;
             }
             anyhow::ensure!(start.elapsed() < Duration::from_secs(10), "{url} did not catch up");
             tokio::time::sleep(Duration::from_millis(1)).await;
         }
-        let refused = sqlx::query("INSERT INTO quickstart (note) VALUES ('x')").execute(&mut r).await;
+        let refused =
+            sqlx::query("INSERT INTO quickstart (note) VALUES ('x')").execute(&mut r).await;
         println!("replica  refuses writes: {}", refused.is_err());
     }
     Ok(())

@@ -1,28 +1,37 @@
-//! Shared fixtures: the cluster `cargo xtask itest` started, private clusters for destructive
-//! tests, and small SQL helpers.
+//! Shared fixtures: the clusters `cargo xtask itest` started, private clusters for destructive
+//! tests, and small SQL helpers that work on PostgreSQL and MariaDB alike.
 
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
-use rwsplit_testkit::{Cluster, ClusterState};
-use sqlx::{Connection, PgConnection};
+use rwsplit_testkit::{Cluster, ClusterState, DbKind};
+use sqlx::{AnyConnection, Connection};
+
+/// The environment variable naming the state file of the shared cluster for `db`.
+fn state_var(db: DbKind) -> &'static str {
+    match db {
+        DbKind::MariaDb => "RWSPLIT_ITEST_CLUSTER_MARIADB",
+        _ => "RWSPLIT_ITEST_CLUSTER_POSTGRES",
+    }
+}
 
 /// The guard every test goes through: without the environment `cargo xtask itest` sets, fail
 /// loudly instead of skipping.
-fn state_path() -> String {
-    std::env::var("RWSPLIT_ITEST_CLUSTER").unwrap_or_else(|_| {
-        panic!(
-            "RWSPLIT_ITEST_CLUSTER is not set: run the integration tests with `cargo xtask itest`"
-        )
+fn state_path(db: DbKind) -> String {
+    let var = state_var(db);
+    std::env::var(var).unwrap_or_else(|_| {
+        panic!("{var} is not set: run the integration tests with `cargo xtask itest`")
     })
 }
 
-/// The long-lived cluster started by `cargo xtask itest`, shared by the tests that do not break
-/// nodes. Tests isolate themselves with [`Cluster::create_database`].
-pub(crate) fn shared() -> &'static Cluster {
-    static SHARED: OnceLock<Cluster> = OnceLock::new();
-    SHARED.get_or_init(|| {
-        let path = state_path();
+/// The long-lived cluster for `db` started by `cargo xtask itest`, shared by the tests that do
+/// not break nodes. Tests isolate themselves with [`Cluster::create_database`].
+pub(crate) fn shared(db: DbKind) -> &'static Cluster {
+    static PG: OnceLock<Cluster> = OnceLock::new();
+    static MARIA: OnceLock<Cluster> = OnceLock::new();
+    let cell = if db == DbKind::MariaDb { &MARIA } else { &PG };
+    cell.get_or_init(|| {
+        let path = state_path(db);
         let state = ClusterState::load(path.as_ref()).expect("the itest cluster state is readable");
         Cluster::attach(&state).expect("the itest cluster can be attached")
     })
@@ -30,18 +39,25 @@ pub(crate) fn shared() -> &'static Cluster {
 
 /// A private cluster for a test that crashes, hangs, lags or promotes nodes. It is stopped when
 /// dropped.
-pub(crate) async fn own_cluster(name: &str, replicas: usize) -> Cluster {
-    let _ = state_path();
+pub(crate) async fn own_cluster(db: DbKind, name: &str, replicas: usize) -> Cluster {
+    let _ = state_path(db);
     Cluster::builder()
+        .db(db)
         .name(name)
         .replicas(replicas)
         .start()
         .await
-        .expect("a private cluster starts")
+        .unwrap_or_else(|e| panic!("a private {db} cluster starts: {e}"))
 }
 
-pub(crate) async fn connect(url: &str) -> PgConnection {
-    PgConnection::connect(url).await.unwrap_or_else(|e| panic!("connect to {url}: {e}"))
+pub(crate) async fn connect(url: &str) -> AnyConnection {
+    sqlx::any::install_default_drivers();
+    AnyConnection::connect(url).await.unwrap_or_else(|e| panic!("connect to {url}: {e}"))
+}
+
+/// Runs `sql` on the database at `url`.
+pub(crate) async fn exec(conn: &mut AnyConnection, sql: &str) -> Result<(), sqlx::Error> {
+    sqlx::raw_sql(sqlx::AssertSqlSafe(sql.to_owned())).execute(conn).await.map(drop)
 }
 
 /// Polls `check` every 5 ms until it returns true or `timeout` passes; returns how long it took.
@@ -62,7 +78,8 @@ where
 
 /// The number of rows in table `t` of the database at `url`, or `None` when it cannot be read.
 pub(crate) async fn count(url: &str, table: &str) -> Option<i64> {
-    let mut c = PgConnection::connect(url).await.ok()?;
+    sqlx::any::install_default_drivers();
+    let mut c = AnyConnection::connect(url).await.ok()?;
     let sql = format!("SELECT count(*) FROM {table}");
     sqlx::query_scalar(sqlx::AssertSqlSafe(sql)).fetch_one(&mut c).await.ok()
 }

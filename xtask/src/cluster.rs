@@ -66,7 +66,7 @@ pub(crate) fn run(cmd: ClusterCmd) -> anyhow::Result<()> {
             );
             for n in cluster.nodes() {
                 let s = rt.block_on(n.status());
-                let role = match s.in_recovery {
+                let role = match s.is_replica {
                     Some(true) => "replica",
                     Some(false) => "primary",
                     None => "unknown",

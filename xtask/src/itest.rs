@@ -4,11 +4,11 @@ use std::time::Instant;
 
 use anyhow::Context;
 use clap::Args;
-use rwsplit_testkit::Cluster;
+use rwsplit_testkit::{Cluster, DbKind};
 
 #[derive(Debug, Args)]
 pub(crate) struct ItestArgs {
-    /// Number of replicas in the shared cluster.
+    /// Number of replicas in each shared cluster (one PostgreSQL, one MariaDB).
     #[arg(long, default_value_t = 2)]
     replicas: usize,
     /// Keep the shared cluster and its data after the run (for debugging).
@@ -38,54 +38,57 @@ pub(crate) fn run(args: &ItestArgs) -> anyhow::Result<()> {
     std::fs::create_dir_all(&run_root)
         .with_context(|| format!("creating {}", run_root.display()))?;
     let rt = crate::runtime()?;
-    let started = Instant::now();
-    let cluster = rt
-        .block_on(
-            Cluster::builder()
-                .replicas(args.replicas)
-                .root_dir(&run_root)
-                .name("itest")
-                .keep(args.keep)
-                .start(),
-        )
-        .context("starting the integration-test cluster")?;
-    eprintln!(
-        "itest cluster up in {:.2} s: primary {}, replicas {}",
-        started.elapsed().as_secs_f64(),
-        cluster.primary_url(),
-        cluster.replica_urls().join(",")
-    );
-    let state_path = crate::state_dir().join(format!("itest-{}.json", std::process::id()));
-    cluster.state().save(&state_path)?;
-
+    let mut clusters = Vec::new();
     let mut test = crate::cargo();
     test.args(["test", "-p", "rwsplit-itests"]);
     if args.locked {
         test.arg("--locked");
     }
     test.arg("--").args(&args.test_args);
-    test.env("RWSPLIT_ITEST_CLUSTER", &state_path)
-        .env("RWSPLIT_ITEST_PRIMARY_URL", cluster.primary_url())
-        .env("RWSPLIT_ITEST_REPLICA_URLS", cluster.replica_urls().join(","))
-        .env("RWSPLIT_TESTKIT_DIR", &run_root);
+    test.env("RWSPLIT_TESTKIT_DIR", &run_root);
+    // One shared cluster per database; tests that break nodes start their own.
+    for (db, var) in [(DbKind::Postgres, "POSTGRES"), (DbKind::MariaDb, "MARIADB")] {
+        let started = Instant::now();
+        let builder = Cluster::builder().db(db).replicas(args.replicas).root_dir(&run_root);
+        let cluster = rt
+            .block_on(builder.name(format!("itest-{db}")).keep(args.keep).start())
+            .with_context(|| format!("starting the shared {db} cluster"))?;
+        eprintln!(
+            "itest {db} cluster up in {:.2} s: primary {}, replicas {}",
+            started.elapsed().as_secs_f64(),
+            cluster.primary_url(),
+            cluster.replica_urls().join(",")
+        );
+        let state_path = crate::state_dir().join(format!("itest-{}-{db}.json", std::process::id()));
+        cluster.state().save(&state_path)?;
+        test.env(format!("RWSPLIT_ITEST_CLUSTER_{var}"), &state_path);
+        clusters.push((cluster, state_path));
+    }
     let result = crate::run(&mut test);
 
     if result.is_err() {
-        for n in cluster.nodes() {
-            eprintln!(
-                "--- {} ({}) last log lines ---\n{}",
-                n.name(),
-                n.log_path().display(),
-                n.log_tail(40)
-            );
+        for (cluster, _) in &clusters {
+            for n in cluster.nodes() {
+                eprintln!(
+                    "--- {} {} ({}) last log lines ---\n{}",
+                    cluster.db(),
+                    n.name(),
+                    n.log_path().display(),
+                    n.log_tail(40)
+                );
+            }
         }
     }
-    let _ = std::fs::remove_file(&state_path);
-    if args.keep {
-        let state = cluster.detach();
-        eprintln!("kept the cluster in {}", state.dir.display());
-    } else {
-        cluster.stop().context("stopping the integration-test cluster")?;
+    for (cluster, state_path) in clusters {
+        let _ = std::fs::remove_file(&state_path);
+        if args.keep {
+            let state = cluster.detach();
+            eprintln!("kept the {} cluster in {}", state.db, state.dir.display());
+        } else {
+            cluster.stop().context("stopping an integration-test cluster")?;
+        }
+    }
+    if !args.keep {
         let orphans = rwsplit_testkit::reap_orphans(&run_root);
         if !orphans.is_empty() {
             eprintln!(

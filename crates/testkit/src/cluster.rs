@@ -1,17 +1,15 @@
-//! A replicated cluster: its builder, its nodes and their controls, and teardown.
+//! A replicated cluster: its builder, its nodes, and teardown.
 
-use std::fs::{self, File};
+use std::fs;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Stdio};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use nix::sys::signal::Signal;
-use sqlx::{Connection, Row};
 
 use crate::error::{Error, IoContext, Result};
-use crate::native::postgres::{self, PgEngine};
-use crate::native::process;
+use crate::native::{Engine, process, unique};
+use crate::node::{Node, Proc, change_master};
 use crate::state::{ClusterState, NodeState};
 
 /// Which database server a cluster runs (the database seam).
@@ -22,12 +20,16 @@ pub enum DbKind {
     /// PostgreSQL with physical streaming replication and hot standbys.
     #[default]
     Postgres,
+    /// MariaDB with GTID replication; replicas are `read_only`.
+    #[serde(rename = "mariadb")]
+    MariaDb,
 }
 
 impl std::fmt::Display for DbKind {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(match self {
             DbKind::Postgres => "postgres",
+            DbKind::MariaDb => "mariadb",
         })
     }
 }
@@ -37,7 +39,8 @@ impl std::str::FromStr for DbKind {
     fn from_str(s: &str) -> Result<Self, String> {
         match s.to_ascii_lowercase().as_str() {
             "postgres" | "postgresql" | "pg" => Ok(DbKind::Postgres),
-            other => Err(format!("unknown database kind `{other}` (expected: postgres)")),
+            "mariadb" | "maria" => Ok(DbKind::MariaDb),
+            other => Err(format!("unknown database kind `{other}` (expected postgres or mariadb)")),
         }
     }
 }
@@ -53,8 +56,8 @@ pub enum BackendKind {
 }
 
 /// How long a node may take to start accepting connections.
-const START_TIMEOUT: Duration = Duration::from_secs(30);
-/// How long the standbys may take to stream after the primary is up.
+pub(crate) const START_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long the replicas may take to replicate after the primary is up.
 const STREAM_TIMEOUT: Duration = Duration::from_secs(30);
 /// Connect timeout for the testkit's own control connections.
 pub(crate) const CONTROL_TIMEOUT: Duration = Duration::from_secs(5);
@@ -63,8 +66,10 @@ pub(crate) const CONTROL_TIMEOUT: Duration = Duration::from_secs(5);
 ///
 /// ```no_run
 /// # async fn demo() -> rwsplit_testkit::Result<()> {
-/// let cluster = rwsplit_testkit::Cluster::builder().replicas(2).start().await?;
-/// println!("primary at {}", cluster.primary_url());
+/// use rwsplit_testkit::{Cluster, DbKind};
+/// let pg = Cluster::builder().replicas(2).start().await?;
+/// let maria = Cluster::builder().db(DbKind::MariaDb).replicas(1).start().await?;
+/// println!("{} and {}", pg.primary_url(), maria.primary_url());
 /// # Ok(()) }
 /// ```
 #[derive(Debug, Clone)]
@@ -130,22 +135,24 @@ impl ClusterBuilder {
         self
     }
 
-    /// The directory holding the server binaries (default: `$RWSPLIT_PG_BIN`, then the newest
-    /// `/usr/lib/postgresql/*/bin`, then `PATH`).
+    /// The directory holding the server binaries. Default for PostgreSQL: `$RWSPLIT_PG_BIN`,
+    /// then the newest `/usr/lib/postgresql/*/bin`, then `PATH`; for MariaDB:
+    /// `$RWSPLIT_MARIADB_BIN`, then `/usr/sbin`, `/usr/bin` and `PATH`.
     pub fn bin_dir(mut self, dir: impl Into<PathBuf>) -> Self {
         self.bin_dir = Some(dir.into());
         self
     }
 
-    /// The directory under which clusters and the cached template live (default:
-    /// `$RWSPLIT_TESTKIT_DIR`, else `<tmp>/rwsplit-testkit`). Every ancestor must be traversable
-    /// by the unprivileged server user.
+    /// The directory under which clusters live (default: `$RWSPLIT_TESTKIT_DIR`, else
+    /// `<tmp>/rwsplit-testkit`). Every ancestor must be traversable by the unprivileged server
+    /// user.
     pub fn root_dir(mut self, dir: impl Into<PathBuf>) -> Self {
         self.root = Some(dir.into());
         self
     }
 
-    /// An extra server setting for every node, passed as `-c key=value`.
+    /// An extra server setting for every node: `-c key=value` for PostgreSQL, `--key=value` for
+    /// MariaDB.
     pub fn setting(mut self, key: impl Into<String>, value: impl Into<String>) -> Self {
         self.settings.push((key.into(), value.into()));
         self
@@ -157,23 +164,19 @@ impl ClusterBuilder {
         self
     }
 
-    /// Starts the cluster: ready means the primary accepts connections and every replica streams.
+    /// Starts the cluster: ready means the primary accepts connections and every replica
+    /// replicates (PostgreSQL: streams; MariaDB: IO and SQL threads running).
     pub async fn start(self) -> Result<Cluster> {
         let BackendKind::Native = self.backend;
-        let DbKind::Postgres = self.db;
-        let engine = PgEngine::discover(self.bin_dir.as_deref())?;
+        let engine = Engine::discover(self.db, self.bin_dir.as_deref())?;
         let root = self.root.clone().unwrap_or_else(default_root);
         ensure_traversable_dir(&root)?;
         let ports = allocate_ports(self.base_port, self.replicas + 1)?;
         let cache = template_root();
         ensure_traversable_dir(&cache)?;
         let template = engine.template(&cache)?;
-        let dir = root.join(format!(
-            "{}-{}-{:x}",
-            sanitize(&self.name),
-            std::process::id(),
-            postgres::unique()
-        ));
+        let dir =
+            root.join(format!("{}-{}-{:x}", sanitize(&self.name), std::process::id(), unique()));
         fs::create_dir_all(&dir).io_context(|| format!("creating {}", dir.display()))?;
         engine.chown(&dir)?;
 
@@ -182,10 +185,7 @@ impl ClusterBuilder {
         for (i, port) in ports.iter().copied().enumerate() {
             let name = format!("n{i}");
             let data = dir.join(&name);
-            engine.copy_template(&template, &data)?;
-            if i > 0 {
-                engine.make_standby(&data, &name, ports[0])?;
-            }
+            engine.lay_out(&template, &data, &name, i, port, ports[0])?;
             nodes.push(Node {
                 name: name.clone(),
                 port,
@@ -196,27 +196,43 @@ impl ClusterBuilder {
                 proc: Mutex::new(Proc::default()),
             });
         }
-        let cluster = Cluster { db: self.db, dir, nodes, keep: self.keep, owned: true };
-        cluster.nodes[0].spawn()?;
-        cluster.nodes[0].wait_accepting(START_TIMEOUT).await?;
-        {
-            let mut conn = cluster.nodes[0].connect("postgres").await?;
-            for n in &cluster.nodes[1..] {
-                let sql = "SELECT pg_create_physical_replication_slot($1)";
-                sqlx::query(sql)
-                    .bind(&n.name)
-                    .execute(&mut conn)
-                    .await
-                    .map_err(|e| cluster.nodes[0].sql_error(sql, e))?;
+        let cluster = Cluster { dir, nodes, keep: self.keep, owned: true };
+        let primary = &cluster.nodes[0];
+        let replicas = &cluster.nodes[1..];
+        match &*engine {
+            Engine::Postgres(_) => {
+                primary.spawn()?;
+                primary.wait_accepting(START_TIMEOUT).await?;
+                for n in replicas {
+                    let sql = format!("SELECT pg_create_physical_replication_slot('{}')", n.name);
+                    primary.execute("postgres", &sql).await?;
+                    n.spawn()?;
+                }
+                for n in replicas {
+                    n.wait_accepting(START_TIMEOUT).await?;
+                }
+            }
+            Engine::MariaDb(_) => {
+                for n in &cluster.nodes {
+                    n.spawn()?;
+                }
+                primary.wait_accepting(START_TIMEOUT).await?;
+                // Binlogged, so the replicas get the users too when they replay from the start.
+                primary
+                    .execute(
+                        "mysql",
+                        "CREATE USER 'repl'@'%'; GRANT REPLICATION SLAVE ON *.* TO 'repl'@'%'; \
+                         CREATE USER 'app'@'%'; GRANT ALL PRIVILEGES ON `%`.* TO 'app'@'%'",
+                    )
+                    .await?;
+                for n in replicas {
+                    n.wait_accepting(START_TIMEOUT).await?;
+                    n.execute("mysql", &format!("{}; START SLAVE", change_master(ports[0])))
+                        .await?;
+                }
             }
         }
-        for n in &cluster.nodes[1..] {
-            n.spawn()?;
-        }
-        for n in &cluster.nodes[1..] {
-            n.wait_accepting(START_TIMEOUT).await?;
-        }
-        cluster.wait_streaming(cluster.nodes.len() - 1, STREAM_TIMEOUT).await?;
+        cluster.wait_replicating(replicas.len(), STREAM_TIMEOUT).await?;
         Ok(cluster)
     }
 }
@@ -227,7 +243,6 @@ impl ClusterBuilder {
 /// [`ClusterBuilder::keep`] or turned into a [`ClusterState`] by [`Cluster::detach`].
 #[derive(Debug)]
 pub struct Cluster {
-    db: DbKind,
     dir: PathBuf,
     nodes: Vec<Node>,
     keep: bool,
@@ -244,8 +259,7 @@ impl Cluster {
     /// Takes control of a cluster started elsewhere (e.g. by `cargo xtask cluster up`). Dropping
     /// the returned value leaves the servers running; [`Cluster::stop`] stops them.
     pub fn attach(state: &ClusterState) -> Result<Cluster> {
-        let DbKind::Postgres = state.db;
-        let engine = Arc::new(PgEngine::discover(Some(&state.bin_dir))?);
+        let engine = Arc::new(Engine::discover(state.db, Some(&state.bin_dir))?);
         let nodes = state
             .nodes
             .iter()
@@ -256,15 +270,15 @@ impl Cluster {
                 log: n.log.clone(),
                 settings: state.settings.clone(),
                 engine: Arc::clone(&engine),
-                proc: Mutex::new(Proc { child: None, pid: n.pid, hung: Vec::new() }),
+                proc: Mutex::new(Proc::adopted(n.pid)),
             })
             .collect();
-        Ok(Cluster { db: state.db, dir: state.dir.clone(), nodes, keep: true, owned: false })
+        Ok(Cluster { dir: state.dir.clone(), nodes, keep: true, owned: false })
     }
 
     /// Which database this cluster runs.
     pub fn db(&self) -> DbKind {
-        self.db
+        self.nodes[0].db()
     }
 
     /// The directory holding the nodes' data and logs.
@@ -292,27 +306,23 @@ impl Cluster {
         &self.nodes[1..]
     }
 
-    /// The URL of the `postgres` database on the primary.
+    /// The application URL of the default database on the primary.
     pub fn primary_url(&self) -> String {
         self.primary().url()
     }
 
-    /// The URLs of the `postgres` database on each replica.
+    /// The application URLs of the default database on each replica.
     pub fn replica_urls(&self) -> Vec<String> {
         self.replicas().iter().map(Node::url).collect()
     }
 
-    /// Waits until `count` standbys stream from node 0.
-    pub async fn wait_streaming(&self, count: usize, timeout: Duration) -> Result<()> {
-        let primary = self.primary();
+    /// Waits until `count` replicas replicate from node 0: on PostgreSQL, standbys streaming in
+    /// `pg_stat_replication`; on MariaDB, replicas whose IO and SQL threads run.
+    pub async fn wait_replicating(&self, count: usize, timeout: Duration) -> Result<()> {
         let start = Instant::now();
         loop {
-            let sql = "SELECT count(*) FROM pg_stat_replication WHERE state = 'streaming'";
-            let got: i64 = match primary.connect("postgres").await {
-                Ok(mut c) => sqlx::query_scalar(sql).fetch_one(&mut c).await.unwrap_or(0),
-                Err(_) => 0,
-            };
-            if usize::try_from(got).is_ok_and(|g| g >= count) {
+            let got = self.count_replicating().await;
+            if got >= count {
                 return Ok(());
             }
             for n in self.replicas() {
@@ -320,7 +330,10 @@ impl Cluster {
             }
             if start.elapsed() > timeout {
                 return Err(Error::Timeout {
-                    what: format!("{count} standbys to stream from {} (saw {got})", primary.name),
+                    what: format!(
+                        "{count} replicas to replicate from {} (saw {got})",
+                        self.primary().name
+                    ),
                     waited: timeout,
                 });
             }
@@ -328,27 +341,42 @@ impl Cluster {
         }
     }
 
-    /// Waits until every running replica has replayed everything node `primary` has written so
+    async fn count_replicating(&self) -> usize {
+        let primary = self.primary();
+        match &*primary.engine {
+            Engine::Postgres(_) => {
+                let sql =
+                    "SELECT count(*)::text FROM pg_stat_replication WHERE state = 'streaming'";
+                match primary.text(sql).await {
+                    Ok(Some(n)) => n.parse().unwrap_or(0),
+                    _ => 0,
+                }
+            }
+            Engine::MariaDb(_) => {
+                let mut n = 0;
+                for r in self.replicas().iter().filter(|r| r.is_running()) {
+                    if let Ok(mut c) = r.conn().await {
+                        if let Ok(Some((io, sql))) = c.replica_threads().await
+                            && io == "Yes"
+                            && sql == "Yes"
+                        {
+                            n += 1;
+                        }
+                        c.close().await;
+                    }
+                }
+                n
+            }
+        }
+    }
+
+    /// Waits until every running replica has applied everything node `primary` has written so
     /// far.
     pub async fn wait_caught_up(&self, primary: usize, timeout: Duration) -> Result<()> {
         let p = self.node(primary)?;
-        let target = p.current_lsn().await?;
-        let start = Instant::now();
         for (i, n) in self.nodes.iter().enumerate() {
-            if i == primary || !n.is_running() {
-                continue;
-            }
-            loop {
-                if n.replay_lsn().await?.is_some_and(|l| l >= target) {
-                    break;
-                }
-                if start.elapsed() > timeout {
-                    return Err(Error::Timeout {
-                        what: format!("{} to replay up to {}", n.name, format_lsn(target)),
-                        waited: timeout,
-                    });
-                }
-                tokio::time::sleep(Duration::from_millis(5)).await;
+            if i != primary && n.is_running() {
+                n.wait_caught_up_with(p, timeout).await?;
             }
         }
         Ok(())
@@ -357,26 +385,24 @@ impl Cluster {
     /// Creates a fresh database on node 0 and waits until every running replica has it. It is
     /// dropped when the returned value is dropped.
     pub async fn create_database(&self, prefix: &str) -> Result<crate::TestDatabase> {
-        let name = format!("{}_{}_{:x}", sanitize(prefix), std::process::id(), postgres::unique());
+        let name = format!("{}_{}_{:x}", sanitize(prefix), std::process::id(), unique());
         let primary = self.primary();
-        let sql = format!("CREATE DATABASE \"{name}\"");
-        primary.execute("postgres", &sql).await?;
+        let (create, exists) = match &*primary.engine {
+            Engine::Postgres(_) => (
+                format!("CREATE DATABASE \"{name}\""),
+                format!("SELECT datname::text FROM pg_database WHERE datname = '{name}'"),
+            ),
+            Engine::MariaDb(_) => (
+                format!("CREATE DATABASE `{name}`"),
+                format!(
+                    "SELECT schema_name FROM information_schema.schemata WHERE schema_name = '{name}'"
+                ),
+            ),
+        };
+        primary.execute(primary.engine.admin_db(), &create).await?;
         let start = Instant::now();
         for n in self.replicas().iter().filter(|n| n.is_running()) {
-            loop {
-                let seen = match n.connect("postgres").await {
-                    Ok(mut c) => sqlx::query("SELECT 1 FROM pg_database WHERE datname = $1")
-                        .bind(&name)
-                        .fetch_optional(&mut c)
-                        .await
-                        .ok()
-                        .flatten()
-                        .is_some(),
-                    Err(_) => false,
-                };
-                if seen {
-                    break;
-                }
+            while !matches!(n.text(&exists).await, Ok(Some(_))) {
                 if start.elapsed() > STREAM_TIMEOUT {
                     return Err(Error::Timeout {
                         what: format!("database {name} to reach {}", n.name),
@@ -394,8 +420,8 @@ impl Cluster {
         ))
     }
 
-    /// Stops every node (immediate shutdown) and deletes the data directory, whether or not this
-    /// process started the cluster.
+    /// Stops every node (SIGKILL) and deletes the data directory, whether or not this process
+    /// started the cluster.
     pub fn stop(mut self) -> Result<()> {
         self.keep = false;
         self.owned = true;
@@ -411,10 +437,11 @@ impl Cluster {
 
     /// A description of the cluster that can be saved and later [attached](Cluster::attach).
     pub fn state(&self) -> ClusterState {
+        let engine = &self.primary().engine;
         ClusterState {
-            db: self.db,
+            db: engine.kind(),
             dir: self.dir.clone(),
-            bin_dir: self.primary().engine.bin.clone(),
+            bin_dir: engine.bin_dir().to_path_buf(),
             settings: self.primary().settings.clone(),
             nodes: self
                 .nodes
@@ -433,7 +460,7 @@ impl Cluster {
     fn teardown(&mut self) -> Result<()> {
         let mut left = Vec::new();
         for n in &self.nodes {
-            left.extend(n.kill(Signal::SIGKILL));
+            left.extend(n.kill(Signal::SIGKILL, Duration::from_secs(10)));
         }
         let left = process::wait_gone(&left, Duration::from_secs(10));
         if !left.is_empty() {
@@ -463,447 +490,6 @@ impl Drop for Cluster {
         if let Err(e) = self.teardown() {
             tracing::error!(error = %e, "cluster teardown failed");
         }
-    }
-}
-
-#[derive(Debug, Default)]
-struct Proc {
-    child: Option<Child>,
-    pid: Option<u32>,
-    /// Processes stopped by [`Node::hang`], resumed by [`Node::unhang`].
-    hung: Vec<u32>,
-}
-
-/// What a node's server process is doing, as far as the operating system says.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-#[non_exhaustive]
-pub enum ProcessState {
-    /// Running.
-    Running,
-    /// Stopped by SIGSTOP ([`Node::hang`]).
-    Hung,
-    /// Not running (never started, crashed or stopped).
-    Stopped,
-}
-
-impl std::fmt::Display for ProcessState {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(match self {
-            ProcessState::Running => "running",
-            ProcessState::Hung => "hung",
-            ProcessState::Stopped => "stopped",
-        })
-    }
-}
-
-/// A node's role and position, as the server reports them.
-#[derive(Debug, Clone, PartialEq, Eq)]
-#[non_exhaustive]
-pub struct NodeStatus {
-    /// The node's name.
-    pub name: String,
-    /// Its port on 127.0.0.1.
-    pub port: u16,
-    /// The process state.
-    pub process: ProcessState,
-    /// `Some(true)` when in recovery (a replica), `Some(false)` when a primary, `None` when it did
-    /// not answer.
-    pub in_recovery: Option<bool>,
-    /// On a primary, its current WAL position; on a replica, its replay position.
-    pub position: Option<String>,
-    /// On a replica, the WAL it has received but not replayed, in bytes.
-    pub unreplayed_bytes: Option<i64>,
-}
-
-/// One database server of a [`Cluster`], with the controls that break and heal it.
-#[derive(Debug)]
-pub struct Node {
-    name: String,
-    port: u16,
-    data: PathBuf,
-    log: PathBuf,
-    settings: Vec<(String, String)>,
-    engine: Arc<PgEngine>,
-    proc: Mutex<Proc>,
-}
-
-impl Node {
-    /// The node's name (`n0`, `n1`, …).
-    pub fn name(&self) -> &str {
-        &self.name
-    }
-
-    /// Its port on 127.0.0.1.
-    pub fn port(&self) -> u16 {
-        self.port
-    }
-
-    /// The URL of its `postgres` database.
-    pub fn url(&self) -> String {
-        postgres::url(self.port, "postgres")
-    }
-
-    /// The URL of database `db` on this node.
-    pub fn url_for(&self, db: &str) -> String {
-        postgres::url(self.port, db)
-    }
-
-    /// Its data directory.
-    pub fn data_dir(&self) -> &Path {
-        &self.data
-    }
-
-    /// Its server log.
-    pub fn log_path(&self) -> &Path {
-        &self.log
-    }
-
-    /// The last `lines` lines of its server log.
-    pub fn log_tail(&self, lines: usize) -> String {
-        process::tail_file(&self.log, lines)
-    }
-
-    /// The server's process id, when running.
-    pub fn pid(&self) -> Option<u32> {
-        self.lock().pid.filter(|&p| !process::is_gone(p))
-    }
-
-    fn lock(&self) -> MutexGuard<'_, Proc> {
-        self.proc.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
-    }
-
-    /// Whether the server process runs (hung counts as running).
-    pub fn is_running(&self) -> bool {
-        self.pid().is_some()
-    }
-
-    /// The process state.
-    pub fn process_state(&self) -> ProcessState {
-        match self.pid() {
-            None => ProcessState::Stopped,
-            Some(p) if process::is_stopped(p) => ProcessState::Hung,
-            Some(_) => ProcessState::Running,
-        }
-    }
-
-    fn spawn(&self) -> Result<()> {
-        let mut guard = self.lock();
-        if guard.pid.is_some_and(|p| !process::is_gone(p)) {
-            return Err(self.invalid("already running"));
-        }
-        let log = File::options()
-            .create(true)
-            .append(true)
-            .open(&self.log)
-            .io_context(|| format!("opening {}", self.log.display()))?;
-        let err = log.try_clone().io_context(|| "duplicating the log handle".into())?;
-        let mut cmd = self.engine.server(&self.data, &self.name, self.port, &self.settings);
-        cmd.stdin(Stdio::null()).stdout(log).stderr(err);
-        // Its own process group: a Ctrl-C meant for the test runner does not reach the server.
-        std::os::unix::process::CommandExt::process_group(&mut cmd, 0);
-        let child = cmd.spawn().io_context(|| format!("starting {}", process::describe(&cmd)))?;
-        guard.pid = Some(child.id());
-        guard.child = Some(child);
-        guard.hung.clear();
-        Ok(())
-    }
-
-    /// Fails with the log tail if the server process has exited.
-    fn check_alive(&self) -> Result<()> {
-        let mut guard = self.lock();
-        let exited = match guard.child.as_mut() {
-            Some(c) => c.try_wait().ok().flatten().map(|s| s.to_string()),
-            None => guard.pid.filter(|&p| process::is_gone(p)).map(|_| "exited".to_owned()),
-        };
-        match exited {
-            Some(status) => {
-                guard.child = None;
-                guard.pid = None;
-                Err(self.start_failed(format!("the server exited ({status})")))
-            }
-            None => Ok(()),
-        }
-    }
-
-    fn start_failed(&self, reason: String) -> Error {
-        Error::NodeStartFailed {
-            node: self.name.clone(),
-            reason,
-            log: self.log.clone(),
-            log_tail: self.log_tail(30),
-        }
-    }
-
-    async fn wait_accepting(&self, timeout: Duration) -> Result<()> {
-        let start = Instant::now();
-        loop {
-            self.check_alive()?;
-            if let Ok(mut c) =
-                postgres::connect(self.port, "postgres", Duration::from_secs(2)).await
-                && sqlx::query("SELECT 1").execute(&mut c).await.is_ok()
-            {
-                return Ok(());
-            }
-            if start.elapsed() > timeout {
-                return Err(
-                    self.start_failed(format!("not accepting connections after {timeout:?}"))
-                );
-            }
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
-    }
-
-    /// A new connection to database `db` on this node (fails after 5 s, e.g. when hung).
-    pub async fn connect(&self, db: &str) -> Result<sqlx::PgConnection> {
-        postgres::connect(self.port, db, CONTROL_TIMEOUT)
-            .await
-            .map_err(|e| self.sql_error(&format!("connect to {db}"), e))
-    }
-
-    /// Runs one statement on database `db` of this node.
-    pub async fn execute(&self, db: &str, sql: &str) -> Result<()> {
-        let mut c = self.connect(db).await?;
-        sqlx::raw_sql(sqlx::AssertSqlSafe(sql.to_owned()))
-            .execute(&mut c)
-            .await
-            .map_err(|e| self.sql_error(sql, e))?;
-        let _ = c.close().await;
-        Ok(())
-    }
-
-    async fn scalar<T>(&self, sql: &str) -> Result<T>
-    where
-        T: for<'r> sqlx::Decode<'r, sqlx::Postgres> + sqlx::Type<sqlx::Postgres> + Send + Unpin,
-    {
-        let mut c = self.connect("postgres").await?;
-        let v = sqlx::query_scalar(sqlx::AssertSqlSafe(sql.to_owned()))
-            .fetch_one(&mut c)
-            .await
-            .map_err(|e| self.sql_error(sql, e))?;
-        let _ = c.close().await;
-        Ok(v)
-    }
-
-    fn sql_error(&self, sql: &str, source: sqlx::Error) -> Error {
-        Error::Sql { node: self.name.clone(), sql: sql.to_owned(), source }
-    }
-
-    fn invalid(&self, what: &str) -> Error {
-        Error::InvalidControl { node: self.name.clone(), what: what.to_owned() }
-    }
-
-    /// Whether the server reports being in recovery (a replica).
-    pub async fn is_in_recovery(&self) -> Result<bool> {
-        self.scalar("SELECT pg_is_in_recovery()").await
-    }
-
-    async fn require_replica(&self) -> Result<()> {
-        if self.is_in_recovery().await? { Ok(()) } else { Err(self.invalid("is not a replica")) }
-    }
-
-    /// The primary's current WAL position (`pg_current_wal_lsn()`), as a byte offset.
-    pub async fn current_lsn(&self) -> Result<u64> {
-        let s: String = self.scalar("SELECT pg_current_wal_lsn()::text").await?;
-        parse_lsn(&s).ok_or_else(|| self.invalid(&format!("returned an unreadable LSN `{s}`")))
-    }
-
-    /// A replica's replay position (`pg_last_wal_replay_lsn()`), as a byte offset; `None` on a
-    /// primary.
-    pub async fn replay_lsn(&self) -> Result<Option<u64>> {
-        let s: Option<String> = self.scalar("SELECT pg_last_wal_replay_lsn()::text").await?;
-        Ok(s.as_deref().and_then(parse_lsn))
-    }
-
-    /// The node's role and position.
-    pub async fn status(&self) -> NodeStatus {
-        let process = self.process_state();
-        let mut status = NodeStatus {
-            name: self.name.clone(),
-            port: self.port,
-            process,
-            in_recovery: None,
-            position: None,
-            unreplayed_bytes: None,
-        };
-        if process != ProcessState::Running {
-            return status;
-        }
-        let sql = "SELECT pg_is_in_recovery(), \
-            CASE WHEN pg_is_in_recovery() THEN pg_last_wal_replay_lsn()::text ELSE pg_current_wal_lsn()::text END, \
-            pg_wal_lsn_diff(pg_last_wal_receive_lsn(), pg_last_wal_replay_lsn())::bigint";
-        if let Ok(mut c) = postgres::connect(self.port, "postgres", Duration::from_secs(2)).await
-            && let Ok(row) = sqlx::query(sql).fetch_one(&mut c).await
-        {
-            status.in_recovery = row.try_get(0).ok();
-            status.position = row.try_get(1).ok();
-            status.unreplayed_bytes = row.try_get(2).ok().flatten();
-        }
-        status
-    }
-
-    /// Pauses WAL replay on this replica (`pg_wal_replay_pause()`): it keeps receiving WAL but
-    /// its data stops advancing.
-    pub async fn pause_replay(&self) -> Result<()> {
-        self.require_replica().await?;
-        self.execute("postgres", "SELECT pg_wal_replay_pause()").await
-    }
-
-    /// Resumes WAL replay on this replica.
-    pub async fn resume_replay(&self) -> Result<()> {
-        self.require_replica().await?;
-        self.execute("postgres", "SELECT pg_wal_replay_resume()").await
-    }
-
-    /// Makes this replica apply each commit only `delay` after it happened on the primary
-    /// (`recovery_min_apply_delay`, reloaded without a restart).
-    pub async fn set_apply_delay(&self, delay: Duration) -> Result<()> {
-        self.require_replica().await?;
-        let sql = format!("ALTER SYSTEM SET recovery_min_apply_delay = '{}ms'", delay.as_millis());
-        self.execute("postgres", &sql).await?;
-        self.execute("postgres", "SELECT pg_reload_conf()").await
-    }
-
-    /// Removes an apply delay set by [`Node::set_apply_delay`].
-    pub async fn clear_apply_delay(&self) -> Result<()> {
-        self.execute("postgres", "ALTER SYSTEM RESET recovery_min_apply_delay").await?;
-        self.execute("postgres", "SELECT pg_reload_conf()").await
-    }
-
-    /// Freezes the server and all its processes with SIGSTOP. It keeps accepting TCP
-    /// connections but answers nothing, like a hung machine.
-    pub fn hang(&self) -> Result<()> {
-        let mut guard = self.lock();
-        let pid = guard
-            .pid
-            .filter(|&p| !process::is_gone(p))
-            .ok_or_else(|| self.invalid("is not running"))?;
-        let mut pids = vec![pid];
-        pids.extend(process::children_of(pid));
-        for &p in &pids {
-            process::send(p, Signal::SIGSTOP)?;
-        }
-        guard.hung = pids;
-        Ok(())
-    }
-
-    /// Resumes a server frozen by [`Node::hang`].
-    pub fn unhang(&self) -> Result<()> {
-        let mut guard = self.lock();
-        let mut pids = std::mem::take(&mut guard.hung);
-        if let Some(pid) = guard.pid {
-            pids.extend(process::children_of(pid));
-            pids.push(pid);
-        }
-        for p in pids {
-            process::send(p, Signal::SIGCONT)?;
-        }
-        Ok(())
-    }
-
-    /// Kills the server and all its processes with SIGKILL, like a crash, and waits until they
-    /// are gone.
-    pub fn crash(&self) -> Result<()> {
-        if !self.is_running() {
-            return Err(self.invalid("is not running"));
-        }
-        let left = process::wait_gone(&self.kill(Signal::SIGKILL), Duration::from_secs(10));
-        if left.is_empty() {
-            Ok(())
-        } else {
-            Err(Error::Timeout {
-                what: format!("{} to die", self.name),
-                waited: Duration::from_secs(10),
-            })
-        }
-    }
-
-    /// Stops the server cleanly (fast shutdown) and waits for it.
-    pub fn stop(&self) -> Result<()> {
-        let left = process::wait_gone(&self.kill(Signal::SIGINT), Duration::from_secs(30));
-        if left.is_empty() {
-            Ok(())
-        } else {
-            Err(Error::Timeout {
-                what: format!("{} to stop", self.name),
-                waited: Duration::from_secs(30),
-            })
-        }
-    }
-
-    /// Signals the server and its processes and reaps the server if it is our child. Returns the
-    /// pids to wait for.
-    fn kill(&self, sig: Signal) -> Vec<u32> {
-        let mut guard = self.lock();
-        let Some(pid) = guard.pid.take() else { return Vec::new() };
-        // A recorded pid may have been reused by an unrelated process: check before signalling.
-        if guard.child.is_none() && !process::cmdline_contains(pid, self.data.as_os_str()) {
-            return Vec::new();
-        }
-        let mut pids = process::children_of(pid);
-        pids.push(pid);
-        for &p in &pids {
-            let _ = process::send(p, sig);
-            // A stopped process only acts on the signal once continued.
-            let _ = process::send(p, Signal::SIGCONT);
-        }
-        if let Some(mut child) = guard.child.take() {
-            if sig == Signal::SIGKILL {
-                let _ = child.wait();
-            } else {
-                // Clean shutdown: reap in the background of the polling in wait_gone.
-                let deadline = Instant::now() + Duration::from_secs(30);
-                while Instant::now() < deadline {
-                    if let Ok(Some(_)) = child.try_wait() {
-                        break;
-                    }
-                    std::thread::sleep(Duration::from_millis(10));
-                }
-            }
-        }
-        guard.hung.clear();
-        pids
-    }
-
-    /// Starts the server again after [`Node::crash`] or [`Node::stop`]; a replica comes back as a
-    /// replica and resumes streaming.
-    pub async fn restart(&self) -> Result<()> {
-        if self.is_running() {
-            return Err(self.invalid("is already running"));
-        }
-        self.spawn()?;
-        self.wait_accepting(START_TIMEOUT).await
-    }
-
-    /// Promotes this replica to a primary (`pg_promote()`), waiting until it accepts writes.
-    /// The old primary is left as it is; the other replicas keep following it until
-    /// [repointed](Node::follow).
-    pub async fn promote(&self) -> Result<()> {
-        self.require_replica().await?;
-        let ok: bool = self.scalar("SELECT pg_promote(true, 30)").await?;
-        if ok { Ok(()) } else { Err(self.invalid("pg_promote() returned false")) }
-    }
-
-    /// Makes this replica follow `primary` instead (after a promotion): creates its slot there
-    /// and changes `primary_conninfo` with a reload, no restart.
-    pub async fn follow(&self, primary: &Node) -> Result<()> {
-        self.require_replica().await?;
-        let mut c = primary.connect("postgres").await?;
-        let sql = "SELECT pg_create_physical_replication_slot($1) \
-                   WHERE NOT EXISTS (SELECT 1 FROM pg_replication_slots WHERE slot_name = $1)";
-        sqlx::query(sql)
-            .bind(&self.name)
-            .execute(&mut c)
-            .await
-            .map_err(|e| primary.sql_error(sql, e))?;
-        let conninfo = format!(
-            "host=127.0.0.1 port={} user=postgres application_name={}",
-            primary.port, self.name
-        );
-        self.execute("postgres", &format!("ALTER SYSTEM SET primary_conninfo = '{conninfo}'"))
-            .await?;
-        self.execute("postgres", &format!("ALTER SYSTEM SET primary_slot_name = '{}'", self.name))
-            .await?;
-        self.execute("postgres", "SELECT pg_reload_conf()").await
     }
 }
 
@@ -980,7 +566,7 @@ fn allocate_ports(base: Option<u16>, count: usize) -> Result<Vec<u16>> {
     static TAKEN: Mutex<Vec<u16>> = Mutex::new(Vec::new());
     let mut taken = TAKEN.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
     let mut ports = Vec::with_capacity(count);
-    let mut seed = postgres::unique() ^ u64::from(std::process::id()).rotate_left(32);
+    let mut seed = unique() ^ u64::from(std::process::id()).rotate_left(32);
     for _ in 0..10_000 {
         if ports.len() == count {
             break;
@@ -1046,7 +632,7 @@ mod tests {
     fn missing_binaries_say_how_to_install_them() {
         let empty = std::env::temp_dir().join(format!("rwsplit-empty-{}", std::process::id()));
         std::fs::create_dir_all(&empty).unwrap();
-        let err = PgEngine::discover(Some(&empty)).unwrap_err();
+        let err = Engine::discover(DbKind::Postgres, Some(&empty)).unwrap_err();
         let text = err.to_string();
         assert!(matches!(err, Error::BinariesNotFound { .. }));
         assert!(text.contains("apt-get install postgresql"), "{text}");

@@ -2,16 +2,16 @@
 
 use std::sync::Arc;
 
-use crate::native::postgres::{self, PgEngine};
+use crate::native::Engine;
 
 /// A database created by [`Cluster::create_database`](crate::Cluster::create_database); dropped
-/// (with `WITH (FORCE)`, closing its sessions) when this value is dropped.
+/// (on PostgreSQL `WITH (FORCE)`, closing its sessions) when this value is dropped.
 #[derive(Debug)]
 pub struct TestDatabase {
     name: String,
     primary_port: u16,
     replica_ports: Vec<u16>,
-    engine: Arc<PgEngine>,
+    engine: Arc<Engine>,
 }
 
 impl TestDatabase {
@@ -19,7 +19,7 @@ impl TestDatabase {
         name: String,
         primary_port: u16,
         replica_ports: Vec<u16>,
-        engine: Arc<PgEngine>,
+        engine: Arc<Engine>,
     ) -> TestDatabase {
         TestDatabase { name, primary_port, replica_ports, engine }
     }
@@ -31,12 +31,12 @@ impl TestDatabase {
 
     /// Its URL on the primary.
     pub fn primary_url(&self) -> String {
-        postgres::url(self.primary_port, &self.name)
+        self.engine.url(self.primary_port, &self.name)
     }
 
     /// Its URLs on the replicas, in node order.
     pub fn replica_urls(&self) -> Vec<String> {
-        self.replica_ports.iter().map(|&p| postgres::url(p, &self.name)).collect()
+        self.replica_ports.iter().map(|&p| self.engine.url(p, &self.name)).collect()
     }
 }
 
@@ -44,8 +44,13 @@ impl Drop for TestDatabase {
     fn drop(&mut self) {
         // Synchronous on purpose: Drop cannot await. A cluster that is already gone makes this
         // fail fast (connection refused), which is fine.
-        let sql = format!("DROP DATABASE IF EXISTS \"{}\" WITH (FORCE)", self.name);
-        let mut cmd = self.engine.psql(self.primary_port, &sql);
+        let sql = match &*self.engine {
+            Engine::Postgres(_) => {
+                format!("DROP DATABASE IF EXISTS \"{}\" WITH (FORCE)", self.name)
+            }
+            Engine::MariaDb(_) => format!("DROP DATABASE IF EXISTS `{}`", self.name),
+        };
+        let mut cmd = self.engine.client(self.primary_port, &sql);
         cmd.env("PGCONNECT_TIMEOUT", "2");
         if let Ok(out) = cmd.output()
             && !out.status.success()

@@ -1,10 +1,11 @@
 //! Starts and breaks real replicated database clusters for rwsplit's tests, examples and
 //! benchmarks.
 //!
-//! A [`Cluster`] is a primary with N hot standbys (default 2) using PostgreSQL streaming
-//! replication, on loopback ports, from the server binaries installed on the machine. The
+//! A [`Cluster`] is a primary with N replicas (default 2) on loopback ports, from the server
+//! binaries installed on the machine: PostgreSQL with streaming replication and hot standbys, or
+//! MariaDB with GTID replication and `read_only` replicas. The
 //! servers are children of the calling process; as root they run as an unprivileged user
-//! (`postgres` if it exists, else `rwsplit`, created on demand). Dropping the cluster stops them
+//! (`postgres` or `mysql` if it exists, else `rwsplit`, created on demand). Dropping the cluster stops them
 //! and deletes their data, unless it was [kept](ClusterBuilder::keep) or
 //! [detached](Cluster::detach).
 //!
@@ -30,7 +31,7 @@
 //!
 //! # Seams
 //!
-//! [`DbKind`] is the database seam (PostgreSQL today) and [`BackendKind`] the backend seam
+//! [`DbKind`] is the database seam (PostgreSQL, MariaDB) and [`BackendKind`] the backend seam
 //! (native processes today; containers where a Docker engine runs are planned).
 #![cfg_attr(docsrs, feature(doc_cfg))]
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used, clippy::print_stdout))]
@@ -39,14 +40,14 @@ mod cluster;
 mod database;
 mod error;
 mod native;
+mod node;
+mod sql;
 mod state;
 
-pub use cluster::{
-    BackendKind, Cluster, ClusterBuilder, DbKind, Node, NodeStatus, ProcessState, format_lsn,
-    parse_lsn,
-};
+pub use cluster::{BackendKind, Cluster, ClusterBuilder, DbKind, format_lsn, parse_lsn};
 pub use database::TestDatabase;
 pub use error::{Error, Result};
+pub use node::{Node, NodeStatus, ProcessState};
 pub use state::{ClusterState, NodeState};
 
 /// Stops every server process whose command line mentions a directory below `root` and returns

@@ -4,9 +4,6 @@
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::time::Duration;
-
-use sqlx::{Connection, PgConnection};
 
 use super::process::{self, RunAs};
 use crate::error::{Error, IoContext, Result};
@@ -94,7 +91,7 @@ impl PgEngine {
         if dir.join("PG_VERSION").is_file() {
             return Ok(dir);
         }
-        let tmp = root.join(format!("template.tmp-{}-{}", std::process::id(), unique()));
+        let tmp = root.join(format!("template.tmp-{}-{}", std::process::id(), super::unique()));
         fs::create_dir_all(&tmp).io_context(|| format!("creating {}", tmp.display()))?;
         self.chown(&tmp)?;
         let mut cmd = self.cmd("initdb");
@@ -137,13 +134,6 @@ impl PgEngine {
             Some(r) => r.chown_tree(path),
             None => Ok(()),
         }
-    }
-
-    /// Copies the template into `dest` (ownership preserved).
-    pub(crate) fn copy_template(&self, template: &Path, dest: &Path) -> Result<()> {
-        let mut cmd = Command::new("cp");
-        cmd.arg("-a").arg(template).arg(dest);
-        process::run(&mut cmd).map(drop)
     }
 
     /// Turns a copied data directory into a standby of the server on `primary_port`.
@@ -209,30 +199,7 @@ fn debian_bin_dirs() -> Vec<PathBuf> {
     dirs.into_iter().map(|(_, p)| p).collect()
 }
 
-pub(crate) fn unique() -> u64 {
-    use std::sync::atomic::{AtomicU64, Ordering};
-    static NEXT: AtomicU64 = AtomicU64::new(0);
-    let t = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.subsec_nanos())
-        .unwrap_or(0);
-    (u64::from(t) << 16) ^ NEXT.fetch_add(1, Ordering::Relaxed)
-}
-
 /// The URL of database `db` on the node listening on `port`.
 pub(crate) fn url(port: u16, db: &str) -> String {
     format!("postgres://postgres@127.0.0.1:{port}/{db}")
-}
-
-/// Connects to `db` on `port`, failing after `timeout` (a hung server accepts TCP but never
-/// answers the startup packet).
-pub(crate) async fn connect(
-    port: u16,
-    db: &str,
-    timeout: Duration,
-) -> Result<PgConnection, sqlx::Error> {
-    match tokio::time::timeout(timeout, PgConnection::connect(&url(port, db))).await {
-        Ok(r) => r,
-        Err(_) => Err(sqlx::Error::PoolTimedOut),
-    }
 }
