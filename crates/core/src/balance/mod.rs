@@ -1,0 +1,135 @@
+//! Choosing among eligible nodes: the [`Balancer`] trait and its policies.
+//!
+//! The router filters the topology down to the nodes a statement may use, then asks the
+//! balancer to [order](Balancer::order) them: the first is the target, the rest the fallbacks
+//! in order. Balancers read only the snapshot and the nodes' shared [`NodeLoad`]s, never lock,
+//! never allocate, and keep their own state in atomics.
+//!
+//! | policy | chooses | source |
+//! | --- | --- | --- |
+//! | [`RoundRobin`] | each in turn | classic; pgcat, PgDog `round_robin` |
+//! | [`WeightedRoundRobin`] | in proportion to weight, smoothly interleaved | nginx smooth weighted round robin |
+//! | [`Random`] | uniformly at random, seedable | pgcat/PgDog `random` |
+//! | [`LeastOutstanding`] | fewest requests in flight | Envoy least request, pgcat `loc`, MaxScale `least_current_operations` |
+//! | [`PowerOfTwoEwma`] | the better of two random nodes by peak-EWMA latency × load | tower `p2c` + `peak_ewma`, Finagle |
+//! | [`LowestLag`] | least replication lag | MaxScale `least_behind_master`, Pgpool `prefer_lower_delay_standby` |
+//! | [`ZonePreference`] | a wrapper: local-zone nodes first, others as fallback | Envoy zone-aware routing |
+//!
+//! [`NodeLoad`]: crate::NodeLoad
+
+mod least_outstanding;
+mod lowest_lag;
+mod peak_ewma;
+mod random;
+mod rng;
+mod round_robin;
+mod weighted;
+mod zone;
+
+#[cfg(test)]
+mod tests;
+
+use std::fmt;
+use std::sync::Arc;
+use std::time::Instant;
+
+pub use least_outstanding::LeastOutstanding;
+pub use lowest_lag::LowestLag;
+pub use peak_ewma::PowerOfTwoEwma;
+pub use random::Random;
+pub use round_robin::RoundRobin;
+pub use weighted::WeightedRoundRobin;
+pub use zone::ZonePreference;
+
+use crate::topology::{MAX_NODES, Node};
+
+/// A load-balancing policy over candidate nodes.
+///
+/// Implement [`Balancer::pick`]; override [`Balancer::order`] to choose the fallback order
+/// too (by default the pick comes first, followed by the candidates after it, wrapping
+/// around). Both must not allocate, lock or panic: they run on every routed statement.
+///
+/// ```
+/// use std::time::Instant;
+/// use rwsplit_core::{Balancer, Node};
+///
+/// /// Always the heaviest node.
+/// #[derive(Debug)]
+/// struct Heaviest;
+///
+/// impl Balancer for Heaviest {
+///     fn pick(&self, candidates: &[&Node], _now: Instant) -> Option<usize> {
+///         (0..candidates.len()).max_by_key(|&i| candidates[i].weight())
+///     }
+/// }
+///
+/// use rwsplit_core::{NodeId, Role};
+/// let a = Node::builder(NodeId::new(1), Role::Replica).weight(1).build();
+/// let b = Node::builder(NodeId::new(2), Role::Replica).weight(5).build();
+/// let mut c = [&a, &b];
+/// Heaviest.order(&mut c, Instant::now());
+/// assert_eq!(c[0].id(), NodeId::new(2));
+/// ```
+pub trait Balancer: Send + Sync + fmt::Debug {
+    /// The index of the chosen candidate, or `None` if there is none to choose.
+    fn pick(&self, candidates: &[&Node], now: Instant) -> Option<usize>;
+
+    /// Orders `candidates` in place: the choice first, then the fallbacks in order.
+    fn order(&self, candidates: &mut [&Node], now: Instant) {
+        if let Some(i) = self.pick(candidates, now)
+            && i < candidates.len()
+        {
+            candidates.rotate_left(i);
+        }
+    }
+}
+
+impl<B: Balancer + ?Sized> Balancer for Box<B> {
+    fn pick(&self, candidates: &[&Node], now: Instant) -> Option<usize> {
+        (**self).pick(candidates, now)
+    }
+
+    fn order(&self, candidates: &mut [&Node], now: Instant) {
+        (**self).order(candidates, now);
+    }
+}
+
+impl<B: Balancer + ?Sized> Balancer for Arc<B> {
+    fn pick(&self, candidates: &[&Node], now: Instant) -> Option<usize> {
+        (**self).pick(candidates, now)
+    }
+
+    fn order(&self, candidates: &mut [&Node], now: Instant) {
+        (**self).order(candidates, now);
+    }
+}
+
+/// Stable sort of `candidates` by `key`, computing each key once. Allocation-free; with more
+/// than [`MAX_NODES`] candidates only the first [`MAX_NODES`] are sorted.
+pub(crate) fn sort_by_key<K: Copy + Ord + Default>(
+    candidates: &mut [&Node],
+    key: impl Fn(&Node) -> K,
+) {
+    let n = candidates.len().min(MAX_NODES);
+    let mut keys = [K::default(); MAX_NODES];
+    for (k, c) in keys.iter_mut().zip(candidates.iter()) {
+        *k = key(c);
+    }
+    // Insertion sort: n is small, and it is stable and cannot panic on inconsistent keys.
+    for i in 1..n {
+        let mut j = i;
+        while j > 0 && keys[j - 1] > keys[j] {
+            keys.swap(j - 1, j);
+            candidates.swap(j - 1, j);
+            j -= 1;
+        }
+    }
+}
+
+/// An unbiased index below `n` from 64 random bits (Lemire's multiply-shift).
+#[inline]
+pub(crate) fn below(bits: u64, n: usize) -> usize {
+    let n = n as u64;
+    // The high half of a 128-bit product is below `n`, so it fits.
+    usize::try_from((u128::from(bits) * u128::from(n)) >> 64).unwrap_or(0)
+}

@@ -1,0 +1,67 @@
+//! Smooth weighted round robin, as in nginx (`ngx_http_upstream_round_robin.c`, 2012).
+//!
+//! Each node keeps a current weight. On each pick every candidate's current weight grows by its
+//! configured weight, the candidate with the largest current weight is chosen, and its current
+//! weight drops by the sum of the weights. Over `Σw` picks each node is chosen in proportion to
+//! its weight, interleaved as evenly as possible (weights 5, 1, 1 give `a a b a c a a`, not
+//! `a a a a a b c`). PgDog's `weighted_round_robin` uses the same algorithm.
+//!
+//! Current weights live in atomics indexed by node id, so concurrent picks never lock; under
+//! contention the interleaving is approximate but the proportions hold. Nodes of weight 0 are
+//! never chosen while another candidate has weight; if all have weight 0, plain round robin.
+
+use std::sync::atomic::{AtomicI64, AtomicUsize, Ordering};
+use std::time::Instant;
+
+use super::Balancer;
+use crate::topology::{MAX_NODES, Node};
+
+/// Weighted round robin (nginx's smooth variant). Fallbacks: the candidates that follow.
+///
+/// ```
+/// use std::time::Instant;
+/// use rwsplit_core::{Balancer, Node, NodeId, Role, WeightedRoundRobin};
+/// let a = Node::builder(NodeId::new(1), Role::Replica).weight(5).build();
+/// let b = Node::builder(NodeId::new(2), Role::Replica).weight(1).build();
+/// let c = Node::builder(NodeId::new(3), Role::Replica).weight(1).build();
+/// let wrr = WeightedRoundRobin::default();
+/// let picks: String = (0..7).map(|_| ["a", "b", "c"][wrr.pick(&[&a, &b, &c], Instant::now()).unwrap_or(0)]).collect();
+/// assert_eq!(picks, "aabacaa");
+/// ```
+#[derive(Debug)]
+pub struct WeightedRoundRobin {
+    current: [AtomicI64; MAX_NODES],
+    rr: AtomicUsize,
+}
+
+impl Default for WeightedRoundRobin {
+    fn default() -> Self {
+        Self { current: [const { AtomicI64::new(0) }; MAX_NODES], rr: AtomicUsize::new(0) }
+    }
+}
+
+impl Balancer for WeightedRoundRobin {
+    fn pick(&self, candidates: &[&Node], _now: Instant) -> Option<usize> {
+        if candidates.is_empty() {
+            return None;
+        }
+        let total: i64 = candidates.iter().map(|n| i64::from(n.weight())).sum();
+        if total == 0 {
+            return Some(self.rr.fetch_add(1, Ordering::Relaxed) % candidates.len());
+        }
+        let mut best: Option<(usize, i64)> = None;
+        for (i, n) in candidates.iter().enumerate() {
+            let Some(slot) = self.current.get(n.id().index()) else { continue };
+            let w = i64::from(n.weight());
+            let cur = slot.fetch_add(w, Ordering::Relaxed).saturating_add(w);
+            if w > 0 && best.is_none_or(|(_, b)| cur > b) {
+                best = Some((i, cur));
+            }
+        }
+        let (i, _) = best?;
+        if let Some(slot) = candidates.get(i).and_then(|n| self.current.get(n.id().index())) {
+            slot.fetch_sub(total, Ordering::Relaxed);
+        }
+        Some(i)
+    }
+}

@@ -1,0 +1,90 @@
+//! Zone preference: a filter in front of another balancer.
+//!
+//! Candidates in the local zone come first and the inner balancer chooses among them; the other
+//! zones follow, in their given order, as fallbacks. If no candidate is local, the inner
+//! balancer chooses among all. This is the simple form of Envoy's zone-aware routing (which also
+//! spills over by capacity): stay in the zone while it can serve, never fail because of it.
+
+use std::time::Instant;
+
+use super::Balancer;
+use crate::topology::{MAX_NODES, Node};
+
+/// Prefers candidates in one zone, delegating the choice to an inner balancer.
+///
+/// ```
+/// use std::time::Instant;
+/// use rwsplit_core::{Balancer, Node, NodeId, Role, RoundRobin, ZonePreference};
+/// let far = Node::builder(NodeId::new(1), Role::Replica).zone("b").build();
+/// let near = Node::builder(NodeId::new(2), Role::Replica).zone("a").build();
+/// let zoned = ZonePreference::new("a", RoundRobin::default());
+/// let mut c = [&far, &near];
+/// zoned.order(&mut c, Instant::now());
+/// assert_eq!(c.map(|n| n.id().get()), [2, 1]);
+/// ```
+#[derive(Debug)]
+pub struct ZonePreference<B> {
+    zone: Box<str>,
+    inner: B,
+}
+
+impl<B: Balancer> ZonePreference<B> {
+    /// Prefers `zone`, choosing with `inner`.
+    #[must_use]
+    pub fn new(zone: impl Into<Box<str>>, inner: B) -> Self {
+        Self { zone: zone.into(), inner }
+    }
+
+    /// The preferred zone.
+    #[must_use]
+    pub fn zone(&self) -> &str {
+        &self.zone
+    }
+
+    fn is_local(&self, n: &Node) -> bool {
+        n.zone() == Some(&*self.zone)
+    }
+
+    /// Moves local candidates to the front, keeping relative order; returns how many.
+    fn partition(&self, candidates: &mut [&Node]) -> usize {
+        let mut k = 0;
+        for i in 0..candidates.len() {
+            if candidates.get(i).is_some_and(|c| self.is_local(c)) {
+                if let Some(window) = candidates.get_mut(k..=i) {
+                    window.rotate_right(1);
+                }
+                k += 1;
+            }
+        }
+        k
+    }
+}
+
+impl<B: Balancer> Balancer for ZonePreference<B> {
+    fn pick(&self, candidates: &[&Node], now: Instant) -> Option<usize> {
+        let first = *candidates.first()?;
+        let mut local = [first; MAX_NODES];
+        let mut index = [0usize; MAX_NODES];
+        let mut k = 0;
+        for (i, c) in candidates.iter().enumerate() {
+            if self.is_local(c) && k < MAX_NODES {
+                local[k] = c;
+                index[k] = i;
+                k += 1;
+            }
+        }
+        if k == 0 {
+            return self.inner.pick(candidates, now);
+        }
+        let j = self.inner.pick(local.get(..k)?, now)?;
+        index.get(j).copied()
+    }
+
+    fn order(&self, candidates: &mut [&Node], now: Instant) {
+        let k = self.partition(candidates);
+        match candidates.get_mut(..k) {
+            Some(local) if k > 0 => self.inner.order(local, now),
+            _ => self.inner.order(candidates, now),
+        }
+    }
+}

@@ -1,0 +1,144 @@
+//! How fresh a read must be.
+
+use std::time::Duration;
+
+use crate::token::CausalToken;
+use crate::topology::Lag;
+
+/// The freshness a read needs, chosen per call or per scope.
+///
+/// The vocabulary follows mysqlnd_ms's `EVENTUAL`/`SESSION`/`STRONG` quality-of-service levels
+/// and Cosmos DB's bounded staleness.
+///
+/// ```
+/// use std::time::Duration;
+/// use rwsplit_core::{Consistency, Staleness};
+/// let c = Consistency::BoundedStaleness(Staleness::time(Duration::from_secs(2)).and_bytes(16 << 20));
+/// assert!(matches!(c, Consistency::BoundedStaleness(_)));
+/// assert_eq!(Consistency::default(), Consistency::Eventual);
+/// ```
+#[derive(Clone, Debug, Default, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum Consistency {
+    /// Any healthy replica will do.
+    #[default]
+    Eventual,
+    /// Only replicas whose *known* lag is within the bound; unknown lag excludes a replica.
+    BoundedStaleness(Staleness),
+    /// Only replicas known to have replayed past the token; else the primary (or a wait,
+    /// see [`CatchUp`](crate::CatchUp)).
+    ReadYourWrites(CausalToken),
+    /// The primary only.
+    Strong,
+}
+
+/// A staleness bound in time, in bytes of replication lag, or both (then both must hold).
+///
+/// ```
+/// use std::time::Duration;
+/// use rwsplit_core::{Lag, Staleness};
+/// let bound = Staleness::time(Duration::from_millis(500)).and_bytes(1 << 20);
+/// assert!(bound.allows(&Lag::new(Some(10), Some(Duration::from_millis(20)))));
+/// assert!(!bound.allows(&Lag::new(Some(10), None))); // unknown time lag
+/// assert!(!bound.allows(&Lag::new(Some(2 << 20), Some(Duration::ZERO))));
+/// ```
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct Staleness {
+    max_time: Option<Duration>,
+    max_bytes: Option<u64>,
+}
+
+impl Staleness {
+    /// At most `max` behind in time (`now() - pg_last_xact_replay_timestamp()`,
+    /// `Seconds_Behind_Master`, a heartbeat table …).
+    #[must_use]
+    pub const fn time(max: Duration) -> Self {
+        Self { max_time: Some(max), max_bytes: None }
+    }
+
+    /// At most `max` bytes of replication stream behind (PostgreSQL WAL bytes).
+    #[must_use]
+    pub const fn bytes(max: u64) -> Self {
+        Self { max_time: None, max_bytes: Some(max) }
+    }
+
+    /// Also bound the time lag.
+    #[must_use]
+    pub const fn and_time(mut self, max: Duration) -> Self {
+        self.max_time = Some(max);
+        self
+    }
+
+    /// Also bound the byte lag.
+    #[must_use]
+    pub const fn and_bytes(mut self, max: u64) -> Self {
+        self.max_bytes = Some(max);
+        self
+    }
+
+    /// The time bound, if any.
+    #[must_use]
+    pub const fn max_time(&self) -> Option<Duration> {
+        self.max_time
+    }
+
+    /// The byte bound, if any.
+    #[must_use]
+    pub const fn max_bytes(&self) -> Option<u64> {
+        self.max_bytes
+    }
+
+    /// Whether a replica with `lag` is fresh enough: every bound set is known and met.
+    #[must_use]
+    pub fn allows(&self, lag: &Lag) -> bool {
+        let time_ok = match (self.max_time, lag.time()) {
+            (None, _) => true,
+            (Some(max), Some(t)) => t <= max,
+            (Some(_), None) => false,
+        };
+        let bytes_ok = match (self.max_bytes, lag.bytes()) {
+            (None, _) => true,
+            (Some(max), Some(b)) => b <= max,
+            (Some(_), None) => false,
+        };
+        time_ok && bytes_ok
+    }
+
+    /// Whether a *known* lag exceeds a bound; unknown lag does not. Used for the router's
+    /// baseline exclusion of badly lagging replicas.
+    pub(crate) fn exceeded_by(&self, lag: &Lag) -> bool {
+        let time = matches!((self.max_time, lag.time()), (Some(max), Some(t)) if t > max);
+        let bytes = matches!((self.max_bytes, lag.bytes()), (Some(max), Some(b)) if b > max);
+        time || bytes
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use rstest::rstest;
+
+    use super::*;
+
+    const MS: fn(u64) -> Duration = Duration::from_millis;
+
+    #[rstest]
+    #[case(Staleness::time(MS(100)), Lag::new(None, Some(MS(100))), true, false)]
+    #[case(Staleness::time(MS(100)), Lag::new(None, Some(MS(101))), false, true)]
+    #[case(Staleness::time(MS(100)), Lag::new(Some(0), None), false, false)]
+    #[case(Staleness::bytes(10), Lag::new(Some(10), None), true, false)]
+    #[case(Staleness::bytes(10), Lag::new(Some(11), None), false, true)]
+    #[case(Staleness::bytes(10), Lag::unknown(), false, false)]
+    #[case(Staleness::bytes(10).and_time(MS(5)), Lag::new(Some(1), Some(MS(5))), true, false)]
+    #[case(Staleness::bytes(10).and_time(MS(5)), Lag::new(Some(1), Some(MS(6))), false, true)]
+    #[case(Staleness::bytes(10).and_time(MS(5)), Lag::new(Some(1), None), false, false)]
+    #[case(Staleness::time(MS(5)).and_bytes(10), Lag::new(Some(11), Some(MS(1))), false, true)]
+    fn bounds(
+        #[case] s: Staleness,
+        #[case] lag: Lag,
+        #[case] allows: bool,
+        #[case] exceeded: bool,
+    ) {
+        assert_eq!(s.allows(&lag), allows);
+        assert_eq!(s.exceeded_by(&lag), exceeded);
+    }
+}

@@ -1,0 +1,453 @@
+//! The routing decision: which node runs a statement, and where to go if it fails.
+//!
+//! # Rules, in order
+//!
+//! 1. A write (anything [`classify`](crate::classify) cannot prove to be a read) goes to the
+//!    primary. Always: no override, hint or rule sends a write to a replica.
+//! 2. Inside a read-write transaction: the primary. A read-only transaction may use a replica
+//!    ([`RouterConfig::read_only_transactions_on_replicas`], on by default).
+//! 3. [`Target::Primary`] or a `/*rwsplit:primary*/` hint: the primary.
+//! 4. Rules ([`Rule`]), in order: the first that matches may send the read to the primary or
+//!    restrict it to a tagged group of replicas.
+//! 5. [`Target::Node`]: that node.
+//! 6. [`Consistency::Strong`]: the primary — unless [`Target::Replica`] or a
+//!    `/*rwsplit:replica*/` hint asks for a replica. An explicit request for a replica wins
+//!    over every consistency level, for reads: the caller accepts staleness knowingly.
+//! 7. Otherwise a replica: `Down` replicas are excluded, `Suspect` ones come after every `Up`
+//!    one, replicas whose known lag exceeds [`RouterConfig::max_replica_lag`] are excluded,
+//!    then the consistency level filters: [`Consistency::BoundedStaleness`] keeps replicas
+//!    whose known lag is within the bound, [`Consistency::ReadYourWrites`] keeps replicas whose
+//!    known position satisfies the token. The balancer orders what is left: the first is the
+//!    target, the rest the fallbacks, with the primary last (see [`PrimaryReads`]).
+//! 8. No replica left: for read-your-writes, the route says so — the primary, with the closest
+//!    replica recorded as [`Route::wait_candidate`], or that replica as the target if the
+//!    caller asked to wait ([`CatchUp::Wait`]). Otherwise the primary
+//!    ([`RouteReason::NoEligibleReplica`]), unless [`PrimaryReads::Never`].
+//!
+//! A route that needs the primary fails with [`RouteError::NoPrimary`] when no node claims the
+//! role and with [`RouteError::SplitBrain`] when several do, rather than guess.
+//!
+//! The decision allocates nothing: candidates live in a fixed array on the stack and the
+//! [`Route`] carries its fallbacks inline.
+
+mod context;
+mod route;
+mod rules;
+
+#[cfg(test)]
+mod tests;
+
+use std::fmt;
+
+pub use context::{CatchUp, RouteContext, Target, Transaction};
+pub use route::{Route, RouteError, RouteReason};
+pub use rules::{Rule, RuleAction, TableRule, TagRule};
+
+use crate::balance::{Balancer, RoundRobin};
+use crate::classify::{Access, Hint};
+use crate::consistency::{Consistency, Staleness};
+use crate::health::Health;
+use crate::topology::{MAX_NODES, Node, Primary, Role, Topology};
+
+/// When reads that a replica could serve may use the primary.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub enum PrimaryReads {
+    /// Never: with no eligible replica an eventual or bounded read fails with
+    /// [`RouteError::NoEligibleNode`]. Reads that need the primary (strong, read-your-writes
+    /// not caught up, overrides, transactions) still go there.
+    Never,
+    /// Only when no replica is eligible, and as the last fallback (PgDog's
+    /// `include_primary_if_replica_banned`). The default.
+    #[default]
+    Fallback,
+    /// The primary is balanced together with the replicas (PgDog's `include_primary`).
+    Include,
+}
+
+/// Configuration of a [`Router`].
+///
+/// ```
+/// use std::time::Duration;
+/// use rwsplit_core::{PowerOfTwoEwma, PrimaryReads, Router, RouterConfig, Staleness, TableRule, ZonePreference};
+/// let router = Router::new(
+///     RouterConfig::default()
+///         .balancer(ZonePreference::new("eu-west-1a", PowerOfTwoEwma::default()))
+///         .rule(TableRule::only_tagged(["events"], "analytics"))
+///         .dedicated_tag("analytics")
+///         .primary_reads(PrimaryReads::Fallback)
+///         .max_replica_lag(Staleness::time(Duration::from_secs(30)))
+///         .read_only_transactions_on_replicas(true),
+/// );
+/// # let _ = router;
+/// ```
+#[non_exhaustive]
+pub struct RouterConfig {
+    balancer: Box<dyn Balancer>,
+    rules: Vec<Box<dyn Rule>>,
+    primary_reads: PrimaryReads,
+    read_only_transactions_on_replicas: bool,
+    max_replica_lag: Option<Staleness>,
+    dedicated_tags: Vec<Box<str>>,
+}
+
+impl Default for RouterConfig {
+    /// Round robin, no rules, primary as read fallback, read-only transactions on replicas,
+    /// no lag limit beyond each read's consistency.
+    fn default() -> Self {
+        Self {
+            balancer: Box::new(RoundRobin::default()),
+            rules: Vec::new(),
+            primary_reads: PrimaryReads::Fallback,
+            read_only_transactions_on_replicas: true,
+            max_replica_lag: None,
+            dedicated_tags: Vec::new(),
+        }
+    }
+}
+
+impl fmt::Debug for RouterConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RouterConfig")
+            .field("balancer", &self.balancer)
+            .field("rules", &self.rules)
+            .field("primary_reads", &self.primary_reads)
+            .field("read_only_transactions_on_replicas", &self.read_only_transactions_on_replicas)
+            .field("max_replica_lag", &self.max_replica_lag)
+            .field("dedicated_tags", &self.dedicated_tags)
+            .finish()
+    }
+}
+
+impl RouterConfig {
+    /// The balancer choosing among eligible replicas.
+    #[must_use]
+    pub fn balancer(mut self, balancer: impl Balancer + 'static) -> Self {
+        self.balancer = Box::new(balancer);
+        self
+    }
+
+    /// Adds a rule, tried after the ones added before.
+    #[must_use]
+    pub fn rule(mut self, rule: impl Rule + 'static) -> Self {
+        self.rules.push(Box::new(rule));
+        self
+    }
+
+    /// When reads may use the primary.
+    #[must_use]
+    pub fn primary_reads(mut self, primary_reads: PrimaryReads) -> Self {
+        self.primary_reads = primary_reads;
+        self
+    }
+
+    /// Whether read-only transactions may run on a replica (default true).
+    #[must_use]
+    pub fn read_only_transactions_on_replicas(mut self, allow: bool) -> Self {
+        self.read_only_transactions_on_replicas = allow;
+        self
+    }
+
+    /// Excludes replicas whose *known* lag exceeds `bound` from every read (a lag ban; unknown
+    /// lag does not exclude). Per-read bounds come from [`Consistency::BoundedStaleness`].
+    #[must_use]
+    pub fn max_replica_lag(mut self, bound: Staleness) -> Self {
+        self.max_replica_lag = Some(bound);
+        self
+    }
+
+    /// Reserves replicas tagged `tag` for reads a rule sends to that tag: other reads skip them.
+    #[must_use]
+    pub fn dedicated_tag(mut self, tag: impl Into<Box<str>>) -> Self {
+        self.dedicated_tags.push(tag.into());
+        self
+    }
+}
+
+/// Chooses the node for each statement. See the [module docs](self) for the rules.
+///
+/// ```
+/// use std::time::Instant;
+/// use rwsplit_core::{Consistency, Dialect, Node, NodeId, Role, RouteContext, RouteReason, Router, Topology, explain};
+///
+/// let topology = Topology::builder()
+///     .node(Node::builder(NodeId::new(0), Role::Primary).build())
+///     .node(Node::builder(NodeId::new(1), Role::Replica).build())
+///     .node(Node::builder(NodeId::new(2), Role::Replica).build())
+///     .build()?;
+/// let router = Router::default();
+/// let now = Instant::now();
+///
+/// let read = explain(r#"SELECT "id" FROM "user""#, Dialect::Postgres);
+/// let route = router.route(&topology, &RouteContext::new(&read, now))?;
+/// assert!(!route.is_primary());
+/// assert_eq!(route.fallbacks().last(), Some(&NodeId::new(0))); // the primary, last
+///
+/// let write = explain(r#"UPDATE "user" SET "name" = $1"#, Dialect::Postgres);
+/// let route = router.route(&topology, &RouteContext::new(&write, now))?;
+/// assert_eq!((route.target(), route.reason()), (NodeId::new(0), RouteReason::Write));
+///
+/// let strong = Consistency::Strong;
+/// let route = router.route(&topology, &RouteContext::new(&read, now).with_consistency(&strong))?;
+/// assert!(route.is_primary());
+/// # Ok::<(), rwsplit_core::Error>(())
+/// ```
+#[derive(Debug, Default)]
+pub struct Router {
+    config: RouterConfig,
+}
+
+/// Which replicas a rule allows.
+#[derive(Clone, Copy)]
+enum Group<'r> {
+    Any,
+    Only(&'r str),
+    Prefer(&'r str),
+}
+
+impl Router {
+    /// A router with `config`.
+    #[must_use]
+    pub fn new(config: RouterConfig) -> Self {
+        Self { config }
+    }
+
+    /// The configuration.
+    #[must_use]
+    pub fn config(&self) -> &RouterConfig {
+        &self.config
+    }
+
+    /// Decides where the statement described by `ctx` runs, given `topology`.
+    ///
+    /// # Errors
+    ///
+    /// [`RouteError::NoPrimary`] or [`RouteError::SplitBrain`] when the statement needs the
+    /// primary and there is not exactly one; [`RouteError::NoEligibleNode`] when a read has no
+    /// node at all; [`RouteError::UnknownNode`] when [`Target::Node`] names an absent node.
+    pub fn route(&self, topology: &Topology, ctx: &RouteContext<'_>) -> Result<Route, RouteError> {
+        if ctx.access() == Access::Write {
+            return primary(topology, RouteReason::Write);
+        }
+        match ctx.transaction() {
+            Transaction::ReadWrite => return primary(topology, RouteReason::Transaction),
+            Transaction::ReadOnly if !self.config.read_only_transactions_on_replicas => {
+                return primary(topology, RouteReason::Transaction);
+            }
+            _ => {}
+        }
+        if ctx.target() == Some(Target::Primary) || ctx.hint() == Some(Hint::Primary) {
+            return primary(topology, RouteReason::PrimaryRequested);
+        }
+        let mut group = Group::Any;
+        for rule in &self.config.rules {
+            if let Some(action) = rule.route(ctx) {
+                group = match action {
+                    RuleAction::Primary => return primary(topology, RouteReason::Rule),
+                    RuleAction::OnlyTagged(t) => Group::Only(t),
+                    RuleAction::PreferTagged(t) => Group::Prefer(t),
+                };
+                break;
+            }
+        }
+        if let Some(Target::Node(id)) = ctx.target() {
+            let node = topology.node(id).ok_or(RouteError::UnknownNode { id })?;
+            let mut route = Route::new(id, node.role(), RouteReason::NodeRequested);
+            if let Some(p) = topology.primary() {
+                route.push_fallback(p.id());
+            }
+            return Ok(route);
+        }
+        let explicit = ctx.target() == Some(Target::Replica) || ctx.hint() == Some(Hint::Replica);
+        let consistency = if explicit { &Consistency::Eventual } else { ctx.consistency() };
+        if matches!(consistency, Consistency::Strong) {
+            return primary(topology, RouteReason::Strong);
+        }
+        self.route_read(topology, ctx, consistency, group, explicit)
+    }
+
+    fn route_read(
+        &self,
+        topology: &Topology,
+        ctx: &RouteContext<'_>,
+        consistency: &Consistency,
+        group: Group<'_>,
+        explicit: bool,
+    ) -> Result<Route, RouteError> {
+        let nodes = topology.nodes();
+        let Some(first) = nodes.first() else { return Err(RouteError::NoEligibleNode) };
+        let mut buf: [&Node; MAX_NODES] = [first; MAX_NODES];
+        let (mut up, mut len) = (0usize, 0usize);
+        let mut primary_included = false;
+        let include_primary =
+            self.config.primary_reads == PrimaryReads::Include && topology.primary().is_some();
+
+        // Up replicas first, then suspect ones.
+        for pass in [Health::Up, Health::Suspect] {
+            for node in nodes {
+                let is_primary = node.role() == Role::Primary;
+                if is_primary {
+                    if !(include_primary && pass == Health::Up && node.health() != Health::Down) {
+                        continue;
+                    }
+                } else if node.health() != pass || !self.eligible(node, consistency, group) {
+                    continue;
+                }
+                if let Some(slot) = buf.get_mut(len) {
+                    *slot = node;
+                    len += 1;
+                    primary_included |= is_primary;
+                }
+            }
+            if pass == Health::Up {
+                up = len;
+            }
+        }
+
+        if len == 0 {
+            return self.no_replica(topology, ctx, consistency, group);
+        }
+        let now = ctx.now();
+        let Some(up_slice) = buf.get_mut(..up) else { return Err(RouteError::NoEligibleNode) };
+        let preferred = match group {
+            Group::Prefer(tag) => partition(up_slice, |n| n.has_tag(tag)),
+            _ => up_slice.len(),
+        };
+        if let Some(slice) = up_slice.get_mut(..preferred).filter(|s| !s.is_empty()) {
+            self.config.balancer.order(slice, now);
+        } else if !up_slice.is_empty() {
+            self.config.balancer.order(up_slice, now);
+        }
+
+        let Some(target) = buf.first().filter(|_| len > 0) else {
+            return Err(RouteError::NoEligibleNode);
+        };
+        let reason = if target.role() == Role::Primary {
+            RouteReason::PrimaryBalanced
+        } else if explicit {
+            RouteReason::ReplicaRequested
+        } else if matches!(consistency, Consistency::ReadYourWrites(_)) {
+            RouteReason::CaughtUp
+        } else {
+            RouteReason::Balanced
+        };
+        let mut route = Route::new(target.id(), target.role(), reason);
+        for n in buf.get(1..len).unwrap_or_default() {
+            route.push_fallback(n.id());
+        }
+        if !primary_included
+            && let Some(p) = topology.primary()
+            && self.primary_may_serve(consistency, explicit)
+        {
+            route.push_fallback(p.id());
+        }
+        Ok(route)
+    }
+
+    /// Whether the primary may be a fallback of a read.
+    fn primary_may_serve(&self, consistency: &Consistency, explicit: bool) -> bool {
+        self.config.primary_reads != PrimaryReads::Never
+            || (!explicit && matches!(consistency, Consistency::ReadYourWrites(_)))
+    }
+
+    /// Whether replica `node` may serve a read with `consistency` under `group`.
+    fn eligible(&self, node: &Node, consistency: &Consistency, group: Group<'_>) -> bool {
+        match group {
+            Group::Only(tag) if !node.has_tag(tag) => return false,
+            _ => {}
+        }
+        for dedicated in &self.config.dedicated_tags {
+            let chosen = match group {
+                Group::Only(t) | Group::Prefer(t) => t == &**dedicated,
+                Group::Any => false,
+            };
+            if !chosen && node.has_tag(dedicated) {
+                return false;
+            }
+        }
+        if self.config.max_replica_lag.is_some_and(|b| b.exceeded_by(&node.lag())) {
+            return false;
+        }
+        match consistency {
+            Consistency::BoundedStaleness(s) => s.allows(&node.lag()),
+            Consistency::ReadYourWrites(token) => {
+                node.position().is_some_and(|p| token.is_satisfied_by(p))
+            }
+            _ => true,
+        }
+    }
+
+    /// No replica is eligible: decide between waiting, the primary and failing.
+    fn no_replica(
+        &self,
+        topology: &Topology,
+        ctx: &RouteContext<'_>,
+        consistency: &Consistency,
+        group: Group<'_>,
+    ) -> Result<Route, RouteError> {
+        if let Consistency::ReadYourWrites(token) = consistency {
+            // The replica closest to the token, among those otherwise eligible; Up before Suspect.
+            let mut best: Option<(&Node, (bool, u64))> = None;
+            for node in topology.replicas() {
+                if node.health() == Health::Down
+                    || !self.eligible(node, &Consistency::Eventual, group)
+                {
+                    continue;
+                }
+                let Some(short) = node.position().and_then(|p| token.shortfall(p)) else {
+                    continue;
+                };
+                let key = (node.health() != Health::Up, short);
+                if best.is_none_or(|(_, k)| key < k) {
+                    best = Some((node, key));
+                }
+            }
+            let candidate = best.map(|(n, _)| n);
+            if ctx.catch_up() == CatchUp::Wait
+                && let Some(n) = candidate
+            {
+                let mut route = Route::new(n.id(), n.role(), RouteReason::AwaitCatchUp);
+                route.set_wait_candidate(Some(n.id()));
+                if let Some(p) = topology.primary() {
+                    route.push_fallback(p.id());
+                }
+                return Ok(route);
+            }
+            let mut route = primary(topology, RouteReason::NotCaughtUp)?;
+            route.set_wait_candidate(candidate.map(Node::id));
+            return Ok(route);
+        }
+        if self.config.primary_reads == PrimaryReads::Never {
+            return Err(RouteError::NoEligibleNode);
+        }
+        match topology.primary_state() {
+            Primary::None => Err(RouteError::NoEligibleNode),
+            _ => primary(topology, RouteReason::NoEligibleReplica),
+        }
+    }
+}
+
+/// The primary, or why there is none to use.
+fn primary(topology: &Topology, reason: RouteReason) -> Result<Route, RouteError> {
+    match topology.primary_state() {
+        Primary::One(_) => match topology.primary() {
+            Some(p) => Ok(Route::new(p.id(), Role::Primary, reason)),
+            None => Err(RouteError::NoPrimary),
+        },
+        Primary::None => Err(RouteError::NoPrimary),
+        Primary::Many(n) => Err(RouteError::SplitBrain { primaries: n }),
+    }
+}
+
+/// Stable partition: nodes matching `keep` first; returns how many.
+fn partition(nodes: &mut [&Node], keep: impl Fn(&Node) -> bool) -> usize {
+    let mut k = 0;
+    for i in 0..nodes.len() {
+        if nodes.get(i).is_some_and(|n| keep(n)) {
+            if let Some(w) = nodes.get_mut(k..=i) {
+                w.rotate_right(1);
+            }
+            k += 1;
+        }
+    }
+    k
+}

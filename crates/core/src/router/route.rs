@@ -1,0 +1,202 @@
+//! The routing decision and its failures.
+
+use std::fmt;
+
+use crate::topology::{MAX_NODES, NodeId, Role};
+
+/// Why a statement goes where it goes, for tracing and metrics.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum RouteReason {
+    /// The statement writes (or could not be proven to read).
+    Write,
+    /// A read-write transaction is open (or read-only transactions stay on the primary).
+    Transaction,
+    /// [`Consistency::Strong`](crate::Consistency::Strong).
+    Strong,
+    /// An explicit override or a `/*rwsplit:primary*/` hint.
+    PrimaryRequested,
+    /// A routing rule sent the read to the primary.
+    Rule,
+    /// An explicit override or hint sent the read to a replica, consistency notwithstanding.
+    ReplicaRequested,
+    /// An explicit override named the node.
+    NodeRequested,
+    /// An eligible replica, chosen by the balancer.
+    Balanced,
+    /// A replica known to have caught up with the read-your-writes token.
+    CaughtUp,
+    /// No replica is known to have caught up; the caller asked to wait on the closest one
+    /// (the target) before falling back to the primary.
+    AwaitCatchUp,
+    /// No replica is known to have caught up: the primary.
+    NotCaughtUp,
+    /// No replica is eligible (down, lagging, excluded): the primary.
+    NoEligibleReplica,
+    /// The primary was chosen by the balancer among the replicas
+    /// ([`PrimaryReads::Include`](crate::PrimaryReads::Include)).
+    PrimaryBalanced,
+}
+
+impl RouteReason {
+    /// A stable, lowercase description.
+    #[must_use]
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::Write => "write",
+            Self::Transaction => "transaction",
+            Self::Strong => "strong consistency",
+            Self::PrimaryRequested => "primary requested",
+            Self::Rule => "rule",
+            Self::ReplicaRequested => "replica requested",
+            Self::NodeRequested => "node requested",
+            Self::Balanced => "balanced",
+            Self::CaughtUp => "caught up",
+            Self::AwaitCatchUp => "await catch-up",
+            Self::NotCaughtUp => "no replica caught up",
+            Self::NoEligibleReplica => "no eligible replica",
+            Self::PrimaryBalanced => "primary balanced",
+        }
+    }
+}
+
+impl fmt::Display for RouteReason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Where a statement goes: a target node and an ordered list of fallbacks. Fixed size, no heap.
+///
+/// A statement that fails on the target for a connection-level reason may be retried on the
+/// fallbacks in order, if it is a read; writes are never retried blindly.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub struct Route {
+    target: NodeId,
+    role: Role,
+    reason: RouteReason,
+    wait_candidate: Option<NodeId>,
+    len: u8,
+    fallbacks: [NodeId; MAX_NODES],
+}
+
+impl Route {
+    pub(crate) fn new(target: NodeId, role: Role, reason: RouteReason) -> Self {
+        Self {
+            target,
+            role,
+            reason,
+            wait_candidate: None,
+            len: 0,
+            fallbacks: [NodeId::new(0); MAX_NODES],
+        }
+    }
+
+    pub(crate) fn push_fallback(&mut self, id: NodeId) {
+        if id == self.target || self.fallbacks().contains(&id) {
+            return;
+        }
+        if let Some(slot) = self.fallbacks.get_mut(usize::from(self.len)) {
+            *slot = id;
+            self.len += 1;
+        }
+    }
+
+    pub(crate) fn set_wait_candidate(&mut self, id: Option<NodeId>) {
+        self.wait_candidate = id;
+    }
+
+    /// The node to run the statement on.
+    #[must_use]
+    pub fn target(&self) -> NodeId {
+        self.target
+    }
+
+    /// The target's role.
+    #[must_use]
+    pub fn role(&self) -> Role {
+        self.role
+    }
+
+    /// Whether the target is the primary.
+    #[must_use]
+    pub fn is_primary(&self) -> bool {
+        self.role == Role::Primary
+    }
+
+    /// Why.
+    #[must_use]
+    pub fn reason(&self) -> RouteReason {
+        self.reason
+    }
+
+    /// Nodes to try next, in order (for reads; the primary, when allowed, comes last).
+    #[must_use]
+    pub fn fallbacks(&self) -> &[NodeId] {
+        self.fallbacks.get(..usize::from(self.len)).unwrap_or_default()
+    }
+
+    /// The target followed by the fallbacks.
+    pub fn candidates(&self) -> impl Iterator<Item = NodeId> + '_ {
+        std::iter::once(self.target).chain(self.fallbacks().iter().copied())
+    }
+
+    /// For a read-your-writes read no replica has caught up with: the replica closest to the
+    /// token, which the caller could wait on. With [`CatchUp::Wait`](crate::CatchUp::Wait)
+    /// it is also the target.
+    #[must_use]
+    pub fn wait_candidate(&self) -> Option<NodeId> {
+        self.wait_candidate
+    }
+
+    /// Whether the caller must wait for the target to catch up with its token before reading.
+    #[must_use]
+    pub fn needs_catch_up(&self) -> bool {
+        self.reason == RouteReason::AwaitCatchUp
+    }
+}
+
+impl fmt::Debug for Route {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Route")
+            .field("target", &self.target)
+            .field("role", &self.role)
+            .field("reason", &self.reason)
+            .field("wait_candidate", &self.wait_candidate)
+            .field("fallbacks", &self.fallbacks())
+            .finish()
+    }
+}
+
+/// Why no node could be chosen.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, thiserror::Error)]
+#[non_exhaustive]
+pub enum RouteError {
+    /// The statement needs the primary and no node claims the role.
+    #[error("no primary in the topology")]
+    NoPrimary,
+    /// Several nodes claim the primary role: writing could split the cluster's history.
+    #[error("{primaries} nodes claim the primary role, refusing to pick one")]
+    SplitBrain {
+        /// How many nodes claim the role.
+        primaries: usize,
+    },
+    /// A read found no eligible replica and may not, or cannot, use the primary.
+    #[error("no eligible node for this read")]
+    NoEligibleNode,
+    /// An override named a node that is not in the topology.
+    #[error("node {id} is not in the topology")]
+    UnknownNode {
+        /// The node named.
+        id: NodeId,
+    },
+}
+
+impl RouteError {
+    /// Whether a later topology may fix it (all variants but an unknown node): worth retrying
+    /// after the monitor publishes a new snapshot.
+    #[must_use]
+    pub fn is_transient(&self) -> bool {
+        !matches!(self, Self::UnknownNode { .. })
+    }
+}

@@ -1,0 +1,230 @@
+//! Truth tables and properties for positions and tokens.
+
+use proptest::prelude::*;
+use rstest::rstest;
+
+use super::*;
+
+const U1: &str = "3e11fa47-71ca-11e1-9e33-c80aa9429562";
+const U2: &str = "4a1b5c3d-0000-0000-0000-000000000001";
+
+fn tok(s: &str) -> CausalToken {
+    s.parse().unwrap()
+}
+
+fn pos(s: &str) -> ReplayPosition {
+    s.parse().unwrap()
+}
+
+#[rstest]
+#[case("pg:1:1:1:0-10", "pg:1:1:1:0-10", Some(0))]
+#[case("pg:1:1:1:0-10", "pg:1:1:1:0-F", Some(1))]
+#[case("pg:1:1:1:0-10", "pg:1:1:1:1-0", Some(0))]
+#[case("pg:1:1:1:1-0", "pg:1:1:1:0-FFFFFFFF", Some(1))]
+#[case("pg:1:1:1:0-10", "pg:1:1:2:9-0", None)]
+#[case("pg:1:1:2:0-10", "pg:1:1:1:9-0", None)]
+#[case("pg:1:1:1:0-10", "pg:1:2:1:9-0", None)]
+#[case("mariadb:1:0-1-208", "mariadb:1:0-1-208", Some(0))]
+#[case("mariadb:1:0-1-208", "mariadb:1:0-1-300", Some(0))]
+#[case("mariadb:1:0-1-208", "mariadb:1:0-1-200", Some(8))]
+#[case("mariadb:1:0-1-208", "mariadb:1:0-2-300", None)]
+#[case("mariadb:1:0-1-208.1-2-5", "mariadb:1:0-1-208", Some(5))]
+#[case("mariadb:1:0-1-208.1-2-5", "mariadb:1:0-1-210.1-2-6.2-3-4", Some(0))]
+#[case("mariadb:1:", "mariadb:1:0-1-1", Some(0))]
+#[case("mariadb:1:", "mariadb:1:", Some(0))]
+#[case(
+    "mysql:1:3e11fa47-71ca-11e1-9e33-c80aa9429562:1-5",
+    "mysql:1:3e11fa47-71ca-11e1-9e33-c80aa9429562:1-9",
+    Some(0)
+)]
+#[case(
+    "mysql:1:3e11fa47-71ca-11e1-9e33-c80aa9429562:1-5",
+    "mysql:1:3e11fa47-71ca-11e1-9e33-c80aa9429562:1-3",
+    Some(2)
+)]
+#[case(
+    "mysql:1:3e11fa47-71ca-11e1-9e33-c80aa9429562:7",
+    "mysql:1:3e11fa47-71ca-11e1-9e33-c80aa9429562:1-6:8",
+    Some(1)
+)]
+#[case(
+    "mysql:1:3e11fa47-71ca-11e1-9e33-c80aa9429562:1-2.4a1b5c3d-0000-0000-0000-000000000001:1",
+    "mysql:1:3e11fa47-71ca-11e1-9e33-c80aa9429562:1-2",
+    Some(1)
+)]
+#[case("mysql:1:", "mysql:1:", Some(0))]
+#[case("pg:1:1:1:0-10", "mariadb:1:0-1-1", None)]
+#[case("mysql:1:", "pg:1:1:1:0-10", None)]
+fn satisfaction(#[case] token: &str, #[case] replayed: &str, #[case] shortfall: Option<u64>) {
+    let t = tok(token);
+    let r = pos(replayed);
+    assert_eq!(t.shortfall(&r), shortfall, "{token} vs {replayed}");
+    assert_eq!(t.is_satisfied_by(&r), shortfall == Some(0));
+}
+
+#[rstest]
+#[case("pg:1:1:1:0-10", "pg:1:1:1:0-20", "pg:1:1:1:0-20")]
+#[case("pg:1:1:1:0-20", "pg:1:1:1:0-10", "pg:1:1:1:0-20")]
+#[case("pg:1:1:1:5-0", "pg:1:1:2:0-10", "pg:1:1:2:0-10")]
+#[case("pg:1:1:2:0-10", "pg:1:1:1:5-0", "pg:1:1:2:0-10")]
+#[case("pg:1:1:1:5-0", "pg:1:2:1:0-1", "pg:1:2:1:0-1")]
+#[case("mariadb:1:0-1-5.1-1-9", "mariadb:1:0-1-7.2-1-1", "mariadb:1:0-1-7.1-1-9.2-1-1")]
+#[case("mariadb:1:0-1-5", "mariadb:1:0-2-5", "mariadb:1:0-2-5")]
+#[case("mariadb:1:0-2-5", "mariadb:1:0-1-5", "mariadb:1:0-2-5")]
+#[case("mariadb:1:0-2-9", "mariadb:1:0-1-5", "mariadb:1:0-2-9")]
+#[case(
+    "mysql:1:3e11fa47-71ca-11e1-9e33-c80aa9429562:1-3",
+    "mysql:1:3e11fa47-71ca-11e1-9e33-c80aa9429562:4-5:9",
+    "mysql:1:3e11fa47-71ca-11e1-9e33-c80aa9429562:1-5:9"
+)]
+#[case("pg:1:1:1:0-10", "mysql:1:", "mysql:1:")]
+#[case("mysql:1:", "pg:1:1:1:0-10", "pg:1:1:1:0-10")]
+fn merging(#[case] a: &str, #[case] b: &str, #[case] want: &str) {
+    assert_eq!(tok(a).merged(&tok(b)).to_string(), want);
+}
+
+#[rstest]
+#[case("", "causal token has an unknown kind ``")]
+#[case("foo:1:x", "causal token has an unknown kind `foo`")]
+#[case("PG:1:1:1:0-1", "causal token has an unknown kind `PG`")]
+#[case(
+    "pg",
+    "malformed `pg` causal token `pg`: expected `pg:1:<system id>:<timeline>:<lsn hi>-<lsn lo>`"
+)]
+#[case(
+    "pg:1",
+    "malformed `pg` causal token `pg:1`: expected `pg:1:<system id>:<timeline>:<lsn hi>-<lsn lo>`"
+)]
+#[case("pg:2:1:1:0-1", "causal token version `2` is not supported for kind `pg`")]
+#[case("pg:2", "causal token version `2` is not supported for kind `pg`")]
+#[case(
+    "pg:1:1:1",
+    "malformed `pg` causal token `pg:1:1:1`: expected `pg:1:<system id>:<timeline>:<lsn hi>-<lsn lo>`"
+)]
+#[case(
+    "pg:1:1:1:0-1:9",
+    "malformed `pg` causal token `pg:1:1:1:0-1:9`: expected `pg:1:<system id>:<timeline>:<lsn hi>-<lsn lo>`"
+)]
+#[case("pg:1:x:1:0-1", "invalid system identifier `x`")]
+#[case("pg:1:+1:1:0-1", "invalid system identifier `+1`")]
+#[case("pg:1:1:4294967296:0-1", "invalid timeline `4294967296`")]
+#[case("pg:1:1:1:xyz", "invalid LSN `xyz`")]
+#[case("pg:1:1:1:0/1", "invalid LSN `0/1`")]
+#[case("pg:1:1:1:123456789-0", "invalid LSN `123456789-0`")]
+#[case("mariadb:1:0-1", "invalid GTID `0-1`")]
+#[case("mariadb:1:0-1-1,1-1-1", "invalid GTID `0-1-1,1-1-1`")]
+#[case("mysql:1:nope:1", "invalid GTID `nope:1`")]
+fn parse_errors(#[case] text: &str, #[case] message: &str) {
+    let err = text.parse::<CausalToken>().unwrap_err();
+    assert_eq!(err.to_string(), message);
+}
+
+#[test]
+fn long_garbage_is_truncated_in_errors() {
+    let text = format!("x{}", "y".repeat(10_000));
+    let err = text.parse::<CausalToken>().unwrap_err();
+    assert!(err.to_string().len() < 120);
+}
+
+#[test]
+fn lsn_text() {
+    assert_eq!("0/0".parse::<Lsn>().unwrap(), Lsn::new(0));
+    assert_eq!("FFFFFFFF/FFFFFFFF".parse::<Lsn>().unwrap(), Lsn::new(u64::MAX));
+    assert_eq!(" 1/a ".parse::<Lsn>().unwrap().to_string(), "1/A");
+    for bad in ["", "/", "1/", "/1", "1/2/3", "g/1", "123456789/0", "-1/0", "1 /0"] {
+        assert!(bad.parse::<Lsn>().is_err(), "{bad}");
+    }
+}
+
+#[test]
+fn token_text_is_cookie_and_url_safe() {
+    let tokens = [
+        tok("pg:1:18446744073709551615:4294967295:FFFFFFFF-FFFFFFFF"),
+        tok("mariadb:1:0-1-208.1-2-5.4294967295-4294967295-18446744073709551615"),
+        tok(&format!("mysql:1:{U1}:1-5:7-9:tag_1:3.{U2}:1")),
+    ];
+    for t in tokens {
+        let s = t.to_string();
+        assert!(s.bytes().all(|b| b.is_ascii_alphanumeric() || b"-.:_".contains(&b)), "{s}");
+        assert_eq!(s.parse::<CausalToken>().unwrap(), t);
+    }
+}
+
+fn arb_position() -> impl Strategy<Value = ReplayPosition> {
+    let pg = (any::<u64>(), any::<u32>(), any::<u64>())
+        .prop_map(|(s, t, l)| ReplayPosition::from(PgPosition::new(s, t, Lsn::new(l))));
+    let maria = proptest::collection::vec((any::<u32>(), any::<u32>(), any::<u64>()), 0..5)
+        .prop_map(|v| {
+            ReplayPosition::from(MariaDbPosition::new(
+                v.into_iter().map(|(d, s, n)| MariaDbGtid::new(d, s, n)),
+            ))
+        });
+    let mysql = proptest::collection::vec(
+        (
+            prop::sample::select(vec![U1, U2]),
+            prop::option::of("[a-z_][a-z0-9_]{0,5}"),
+            1u64..1000,
+            0u64..50,
+        ),
+        0..6,
+    )
+    .prop_map(|v| {
+        let mut set = GtidSet::default();
+        for (u, tag, a, len) in v {
+            let text = match tag {
+                Some(t) => format!("{u}:{t}:{a}-{}", a + len),
+                None => format!("{u}:{a}-{}", a + len),
+            };
+            set.union(&text.parse().unwrap());
+        }
+        ReplayPosition::from(set)
+    });
+    prop_oneof![pg, maria, mysql]
+}
+
+proptest! {
+    #[test]
+    fn text_round_trips(p in arb_position()) {
+        let t = CausalToken::new(p);
+        let text = t.to_string();
+        prop_assert_eq!(text.parse::<CausalToken>().unwrap(), t);
+    }
+
+    #[test]
+    fn native_text_round_trips(p in arb_position()) {
+        match p {
+            ReplayPosition::Postgres(p) => prop_assert_eq!(p.lsn().to_string().parse::<Lsn>().unwrap(), p.lsn()),
+            ReplayPosition::MariaDb(m) => prop_assert_eq!(m.to_string().parse::<MariaDbPosition>().unwrap(), m),
+            ReplayPosition::MySql(s) => prop_assert_eq!(s.to_string().parse::<GtidSet>().unwrap(), s),
+        }
+    }
+
+    #[test]
+    fn a_position_satisfies_its_own_token(p in arb_position()) {
+        prop_assert!(CausalToken::new(p.clone()).is_satisfied_by(&p));
+    }
+
+    #[test]
+    fn merge_dominates_both_on_one_history(a in arb_position(), b in arb_position()) {
+        let (ta, tb) = (CausalToken::new(a.clone()), CausalToken::new(b.clone()));
+        let m = ta.clone().merged(&tb);
+        // Whatever satisfies the merge satisfies the argument.
+        prop_assert!(tb.is_satisfied_by(m.position()) || tb.shortfall(m.position()).is_none());
+        // And merging is idempotent.
+        prop_assert_eq!(m.clone().merged(&tb), m.clone());
+        let _ = ta.shortfall(m.position());
+    }
+
+    #[test]
+    fn parsing_never_panics(s in any::<String>()) {
+        let _ = s.parse::<CausalToken>();
+        let _ = s.parse::<Lsn>();
+        let _ = s.parse::<GtidSet>();
+        let _ = s.parse::<MariaDbPosition>();
+    }
+
+    #[test]
+    fn parsing_token_like_text_never_panics(s in "(pg|mariadb|mysql|x)(:[0-9a-fA-F.:-]{0,12}){0,6}") {
+        let _ = s.parse::<CausalToken>();
+    }
+}
