@@ -1,27 +1,50 @@
-//! Quickstart: a primary and two replicas, a write, and the replicas catching up.
+//! Quickstart: a small SeaORM blog on a `RoutedConnection`, printing where each statement ran
+//! and why.
 //!
 //! ```sh
 //! cargo run --example quickstart
 //! ```
 //!
-//! With `RWSPLIT_PRIMARY_URL` (and `RWSPLIT_REPLICA_URLS`, comma-separated) it uses that cluster;
-//! without, it starts a throwaway local cluster through the testkit (PostgreSQL server binaries
-//! must be installed, e.g. `apt-get install postgresql`) and stops it at the end.
+//! With `RWSPLIT_PRIMARY_URL` (and `RWSPLIT_REPLICA_URLS`, comma-separated; `eval "$(cargo xtask
+//! cluster up)"` sets both) it uses that cluster; without, it starts a throwaway local PostgreSQL
+//! cluster (a primary and two streaming replicas) through the testkit, which needs the server
+//! binaries (`apt-get install postgresql`), and stops it at the end.
 //!
-//! Until the SeaORM adapter lands this shows the replication the router is built on.
+//! It runs a migration through `db.primary()`, inserts authors and posts, reads them back
+//! (the writing task reads its own writes from the primary; another task reads from a replica),
+//! runs a transaction, pages through a listing, streams the posts, and prints the per-node
+//! statement counts.
+
+#[path = "blog/mod.rs"]
+mod blog;
 
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
-use sqlx::{Connection, PgConnection};
+use blog::{author, migration::Migrator, post};
+use futures_util::TryStreamExt;
+use rwsplit_sea_orm::RoutedConnection;
+use sea_orm::{
+    ActiveModelTrait, ColumnTrait, DbErr, EntityTrait, ModelTrait, PaginatorTrait, QueryFilter,
+    QueryOrder, Set, TransactionTrait,
+};
+use sea_orm_migration::MigratorTrait;
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
+    // Print every routing decision: "route node=… reason=… write=…".
+    tracing_subscriber::fmt()
+        .with_env_filter(std::env::var("RUST_LOG").unwrap_or_else(|_| "rwsplit=debug".into()))
+        .with_target(false)
+        .with_level(false)
+        .with_ansi(false)
+        .without_time()
+        .init();
+
     let (_cluster, primary, replicas) = match std::env::var("RWSPLIT_PRIMARY_URL") {
         Ok(primary) => {
-            let replicas = std::env::var("RWSPLIT_REPLICA_URLS").unwrap_or_default();
-            let replicas =
-                replicas.split(',').filter(|s| !s.is_empty()).map(str::to_owned).collect();
+            let list = std::env::var("RWSPLIT_REPLICA_URLS").unwrap_or_default();
+            let replicas = list.split(',').filter(|s| !s.is_empty()).map(str::to_owned).collect();
             (None, primary, replicas)
         }
         Err(_) => {
@@ -30,47 +53,113 @@ async fn main() -> anyhow::Result<()> {
                 .name("quickstart")
                 .start()
                 .await
-                .context("starting a throwaway local cluster")?;
-            println!("started a local cluster in {:.2} s", started.elapsed().as_secs_f64());
+                .context("starting a throwaway local cluster (is PostgreSQL installed?)")?;
+            println!(
+                "started a local primary + 2 replicas in {:.2} s",
+                started.elapsed().as_secs_f64()
+            );
             let (p, r) = (cluster.primary_url(), cluster.replica_urls());
             (Some(cluster), p, r)
         }
     };
-    println!("primary  {primary}");
-    for r in &replicas {
-        println!("replica  {r}");
-    }
 
-    let mut p = PgConnection::connect(&primary).await.context("connecting to the primary")?;
-    sqlx::raw_sql(
-        "CREATE TABLE IF NOT EXISTS quickstart (id serial primary key, note text not null);
-         INSERT INTO quickstart (note) VALUES ('hello from the primary')",
-    )
-    .execute(&mut p)
-    .await?;
-    let written: i64 =
-        sqlx::query_scalar("SELECT count(*) FROM quickstart").fetch_one(&mut p).await?;
-    println!("primary  wrote; it now has {written} rows");
+    let db = RoutedConnection::builder().primary(primary).replicas(replicas).connect().await?;
+    println!("{db:?}");
 
-    for url in &replicas {
-        let mut r =
-            PgConnection::connect(url).await.with_context(|| format!("connecting to {url}"))?;
-        let start = Instant::now();
-        loop {
-            let seen: Option<i64> =
-                sqlx::query_scalar("SELECT count(*) FROM quickstart").fetch_one(&mut r).await.ok();
-            if seen == Some(written) {
-                let port: i32 =
-                    sqlx::query_scalar("SELECT inet_server_port()").fetch_one(&mut r).await?;
-                println!("replica  :{port} has all {written} rows after {:?}", start.elapsed());
-                break;
-            }
-            anyhow::ensure!(start.elapsed() < Duration::from_secs(10), "{url} did not catch up");
-            tokio::time::sleep(Duration::from_millis(1)).await;
+    println!("\n== migration, through db.primary()");
+    Migrator::fresh(db.primary()).await?;
+
+    println!("\n== writes go to the primary");
+    let alice =
+        author::ActiveModel { name: Set("Alice".into()), ..Default::default() }.insert(&db).await?;
+    for (i, title) in ["Hello", "Replicas", "Routing", "Lag"].iter().enumerate() {
+        post::ActiveModel {
+            author_id: Set(alice.id),
+            title: Set((*title).into()),
+            views: Set(i32::try_from(i)? * 10),
+            ..Default::default()
         }
-        let refused =
-            sqlx::query("INSERT INTO quickstart (note) VALUES ('x')").execute(&mut r).await;
-        println!("replica  refuses writes: {}", refused.is_err());
+        .insert(&db)
+        .await?;
     }
+
+    println!("\n== this task just wrote: its reads stay on the primary (read your writes)");
+    let mine = post::Entity::find().filter(post::Column::AuthorId.eq(alice.id)).all(&db).await?;
+    println!("alice has {} posts", mine.len());
+
+    println!("\n== another task (say, the next request) reads from a replica");
+    tokio::time::sleep(Duration::from_millis(50)).await; // let replication catch up (~1 ms)
+    let reader = db.clone();
+    let (count, first) = tokio::spawn(async move {
+        let count = post::Entity::find().count(&reader).await?;
+        let first = author::Entity::find().one(&reader).await?;
+        Ok::<_, DbErr>((count, first))
+    })
+    .await??;
+    println!("{count} posts; first author: {:?}", first.map(|a| a.name));
+
+    println!("\n== a transaction runs on the primary");
+    db.transaction::<_, _, DbErr>(|txn| {
+        Box::pin(async move {
+            let bob = author::ActiveModel { name: Set("Bob".into()), ..Default::default() }
+                .insert(txn)
+                .await?;
+            post::ActiveModel {
+                author_id: Set(bob.id),
+                title: Set("Transactions".into()),
+                views: Set(7),
+                ..Default::default()
+            }
+            .insert(txn)
+            .await?;
+            Ok(())
+        })
+    })
+    .await?;
+
+    let listing = db.clone();
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    tokio::spawn(async move {
+        println!("\n== a paginated listing, from a replica");
+        let mut pages = post::Entity::find().order_by_asc(post::Column::Id).paginate(&listing, 2);
+        let mut page_no = 1;
+        while let Some(page) = pages.fetch_and_next().await? {
+            let titles: Vec<_> = page.iter().map(|p| p.title.as_str()).collect();
+            println!("page {page_no}: {titles:?}");
+            page_no += 1;
+        }
+
+        println!("\n== a stream, from a replica");
+        let mut stream =
+            post::Entity::find().order_by_desc(post::Column::Views).stream(&listing).await?;
+        while let Some(p) = stream.try_next().await? {
+            println!("{:>3} views  {}", p.views, p.title);
+        }
+
+        println!("\n== related rows, from a replica");
+        if let Some(alice) =
+            author::Entity::find().filter(author::Column::Name.eq("Alice")).one(&listing).await?
+        {
+            let posts = alice.find_related(post::Entity).all(&listing).await?;
+            println!("Alice wrote {} posts", posts.len());
+        }
+        Ok::<_, DbErr>(())
+    })
+    .await??;
+
+    println!("\n== where the statements went");
+    let stats = db.stats();
+    for n in stats.nodes() {
+        println!(
+            "{:<8} {:<28} reads {:>3}  writes {:>3}  health {:?}",
+            n.role(),
+            n.name(),
+            n.reads(),
+            n.writes(),
+            n.health()
+        );
+    }
+    anyhow::ensure!(stats.replica_reads() > 0, "no read reached a replica");
+    db.close().await?;
     Ok(())
 }

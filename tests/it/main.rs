@@ -1,6 +1,11 @@
 //! Integration tests against real replicated clusters. Run them with `cargo xtask itest`, which
-//! starts the shared cluster they expect and tears it down afterwards.
+//! starts the shared clusters they expect and tears them down afterwards.
 
+#[path = "../../examples/blog/mod.rs"]
+mod blog;
+mod sea_orm_consistency;
+mod sea_orm_matrix;
+mod sea_orm_setup;
 mod support;
 mod testkit_cluster;
 mod testkit_errors;

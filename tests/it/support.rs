@@ -83,3 +83,95 @@ pub(crate) async fn count(url: &str, table: &str) -> Option<i64> {
     let sql = format!("SELECT count(*) FROM {table}");
     sqlx::query_scalar(sqlx::AssertSqlSafe(sql)).fetch_one(&mut c).await.ok()
 }
+
+/// A `RoutedConnection` over a test database: its primary and replicas, with a sticky window of
+/// `sticky` (zero makes every read eligible for a replica at once).
+pub(crate) async fn routed(
+    tdb: &rwsplit_testkit::TestDatabase,
+    sticky: Duration,
+) -> rwsplit_sea_orm::RoutedConnection {
+    rwsplit_sea_orm::RoutedConnection::builder()
+        .primary(tdb.primary_url())
+        .replicas(tdb.replica_urls())
+        .sticky_window(sticky)
+        .connect()
+        .await
+        .expect("a routed connection to the test database")
+}
+
+/// Reads and writes per role, as the adapter counted them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub(crate) struct Served {
+    pub(crate) primary_reads: u64,
+    pub(crate) primary_writes: u64,
+    pub(crate) replica_reads: u64,
+    pub(crate) replica_writes: u64,
+}
+
+impl Served {
+    fn of(db: &rwsplit_sea_orm::RoutedConnection) -> Served {
+        let s = db.stats();
+        Served {
+            primary_reads: s.primary().reads(),
+            primary_writes: s.primary().writes(),
+            replica_reads: s.replicas().iter().map(|n| n.reads()).sum(),
+            replica_writes: s.replicas().iter().map(|n| n.writes()).sum(),
+        }
+    }
+
+    /// Only replicas served (at least one read), the primary nothing.
+    pub(crate) fn replicas_only(&self) -> bool {
+        self.replica_reads > 0
+            && self.replica_writes == 0
+            && self.primary_reads == 0
+            && self.primary_writes == 0
+    }
+
+    /// Only the primary served, the replicas nothing.
+    pub(crate) fn primary_only(&self) -> bool {
+        self.replica_reads == 0
+            && self.replica_writes == 0
+            && self.primary_reads + self.primary_writes > 0
+    }
+}
+
+/// Runs `op` and returns its result with what each role served meanwhile.
+pub(crate) async fn served<T, F, Fut>(db: &rwsplit_sea_orm::RoutedConnection, op: F) -> (T, Served)
+where
+    F: FnOnce() -> Fut,
+    Fut: std::future::Future<Output = T>,
+{
+    let before = Served::of(db);
+    let out = op().await;
+    let after = Served::of(db);
+    (
+        out,
+        Served {
+            primary_reads: after.primary_reads - before.primary_reads,
+            primary_writes: after.primary_writes - before.primary_writes,
+            replica_reads: after.replica_reads - before.replica_reads,
+            replica_writes: after.replica_writes - before.replica_writes,
+        },
+    )
+}
+
+/// The SQL that names the server's port, per backend.
+pub(crate) fn port_sql(backend: sea_orm::DbBackend) -> &'static str {
+    match backend {
+        sea_orm::DbBackend::MySql => "SELECT CAST(@@port AS SIGNED) AS port",
+        _ => "SELECT inet_server_port()::bigint AS port",
+    }
+}
+
+/// The port of the server that runs `SELECT port` through `conn`.
+pub(crate) async fn server_port<C: sea_orm::ConnectionTrait>(conn: &C, sql_prefix: &str) -> u16 {
+    let backend = conn.get_database_backend();
+    let sql = format!("{sql_prefix}{}", port_sql(backend));
+    let row = conn
+        .query_one_raw(sea_orm::Statement::from_string(backend, sql))
+        .await
+        .expect("the port query runs")
+        .expect("one row");
+    let port: i64 = row.try_get("", "port").expect("a port column");
+    u16::try_from(port).expect("a port")
+}

@@ -1,7 +1,76 @@
 //! `RoutedConnection`: a drop-in read/write-splitting replacement for SeaORM's
 //! `DatabaseConnection`.
 //!
-//! The adapter arrives with the adapter issue; until then this crate only fixes its place in the
-//! layering: it depends on `rwsplit-core` and `rwsplit-monitor`.
+//! Swap the type and keep your code: entity reads go to healthy replicas; writes, locking reads
+//! and transactions go to the primary; a task that just wrote reads from the primary for a short
+//! window, so it sees its own writes (SeaORM re-reads inserted rows on MySQL through the same
+//! handle, so this matters even inside SeaORM).
+//!
+//! ```no_run
+//! use rwsplit_sea_orm::RoutedConnection;
+//! use sea_orm::{ConnectionTrait, Statement};
+//!
+//! # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
+//! let db = RoutedConnection::builder()
+//!     .primary("postgres://app@primary/app")
+//!     .replica("postgres://app@replica-1/app")
+//!     .connect()
+//!     .await?;
+//! // A read: served by the replica.
+//! db.query_one_raw(Statement::from_string(db.get_database_backend(), "SELECT 1")).await?;
+//! // Migrations and code typed to `&DatabaseConnection` use the primary explicitly.
+//! let _primary: &sea_orm::DatabaseConnection = db.primary();
+//! # Ok(()) }
+//! ```
+//!
+//! # Routing
+//!
+//! Every statement's SQL is classified by `rwsplit-core` (a single-pass lexer: comments,
+//! strings, CTEs, locking clauses, side-effecting functions); anything it cannot prove to be a
+//! read is a write. The method a statement arrives through is not trusted: SeaORM sends
+//! `INSERT … RETURNING` through `query_one`. `execute*` always runs on the primary, as do
+//! `begin` and `transaction`; `begin_with_config(_, Some(AccessMode::ReadOnly))` may run on a
+//! replica (except SERIALIZABLE on PostgreSQL). Explicit control: [`RoutedConnection::primary`]
+//! and [`RoutedConnection::replica`] hand out one node's connection, [`RoutedConnection::scope`]
+//! pins a block of calls, and `/*rwsplit:primary*/` or `/*rwsplit:replica*/` comments pin one
+//! statement.
+//!
+//! # Replicas are read-only by construction
+//!
+//! Replica pools built by [`RoutedConnectionBuilder`] set every session read-only
+//! (PostgreSQL `default_transaction_read_only`, MySQL `SET SESSION TRANSACTION READ ONLY`), so a
+//! misrouted write fails loudly instead of diverging a replica whose `read_only` is off.
+//!
+//! # Failures
+//!
+//! A read that cannot reach its replica, or that a replica refuses without running it, is
+//! retried on the next candidate, the primary last; the node is marked down after repeated
+//! failures and probed again after a back-off. Writes are never retried. A replica unreachable
+//! at start is left out of rotation with a warning; an unreachable primary is an error.
+//!
+//! # Layering
+//!
+//! This crate is the only one that names SeaORM. It depends on `rwsplit-core` for every
+//! decision and on `rwsplit-monitor` for probes.
 #![cfg_attr(docsrs, feature(doc_cfg))]
-#![deny(clippy::unwrap_used, clippy::expect_used, clippy::print_stdout)]
+#![doc(test(attr(deny(warnings))))]
+#![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used, clippy::print_stdout))]
+
+mod builder;
+mod connection;
+mod error;
+mod failure;
+mod redact;
+mod route;
+mod stats;
+mod sticky;
+
+pub use builder::RoutedConnectionBuilder;
+pub use connection::RoutedConnection;
+pub use error::{Error, Result};
+pub use stats::{NodeStats, Stats};
+
+pub use rwsplit_core::{
+    Balancer, Classifier, Health, HealthPolicy, LeastOutstanding, LowestLag, PowerOfTwoEwma,
+    Random, RoundRobin, RouterConfig, Target, WeightedRoundRobin, ZonePreference,
+};

@@ -1,0 +1,699 @@
+//! [`RoutedConnection`] and its SeaORM trait implementations.
+
+use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use rwsplit_core::{
+    Access, Classification, Classifier, Dialect, HealthPolicy, RouteContext, RouterConfig, Target,
+    Transaction,
+};
+use sea_orm::{
+    AccessMode, ConnectionTrait, DatabaseConnection, DatabaseExecutor, DatabaseTransaction,
+    DbBackend, DbErr, ExecResult, IntoDatabaseExecutor, IsolationLevel, QueryResult, QueryStream,
+    Statement, StreamTrait, TransactionError, TransactionOptions, TransactionTrait,
+};
+
+use crate::failure::{self, Failure};
+use crate::route::{Plan, Routing};
+use crate::sticky::Sticky;
+
+/// Routing policy switches.
+#[derive(Debug, Clone)]
+pub(crate) struct Policy {
+    pub(crate) sticky_window: Duration,
+    pub(crate) read_only_txn_on_replicas: bool,
+    pub(crate) read_retries: u8,
+    pub(crate) probe_interval: Duration,
+}
+
+impl Default for Policy {
+    fn default() -> Self {
+        Policy {
+            sticky_window: Duration::from_secs(2),
+            read_only_txn_on_replicas: true,
+            read_retries: 2,
+            probe_interval: Duration::from_secs(1),
+        }
+    }
+}
+
+/// One database server as the adapter sees it.
+pub(crate) struct Node {
+    /// `host:port/db`, never credentials.
+    pub(crate) name: String,
+    pub(crate) conn: DatabaseConnection,
+    pub(crate) reads: AtomicU64,
+    pub(crate) writes: AtomicU64,
+    pub(crate) failures: AtomicU64,
+}
+
+impl Node {
+    pub(crate) fn new(name: String, conn: DatabaseConnection) -> Node {
+        Node {
+            name,
+            conn,
+            reads: AtomicU64::new(0),
+            writes: AtomicU64::new(0),
+            failures: AtomicU64::new(0),
+        }
+    }
+}
+
+impl fmt::Debug for Node {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Node").field("name", &self.name).finish_non_exhaustive()
+    }
+}
+
+pub(crate) struct Inner {
+    /// Node 0 is the configured primary, nodes 1.. the replicas.
+    pub(crate) nodes: Vec<Node>,
+    pub(crate) backend: DbBackend,
+    pub(crate) dialect: Dialect,
+    pub(crate) classifier: Classifier,
+    pub(crate) policy: Policy,
+    pub(crate) sticky: Sticky,
+    pub(crate) routing: Routing,
+    pub(crate) retries: AtomicU64,
+}
+
+/// A drop-in replacement for SeaORM's `DatabaseConnection` that sends reads to replicas and
+/// everything else to the primary.
+///
+/// It implements `ConnectionTrait`, `StreamTrait`, `TransactionTrait` (with
+/// `Transaction = DatabaseTransaction`) and `IntoDatabaseExecutor`, so code generic over those
+/// traits, and SeaORM's own entity, loader, paginator, stream and migration APIs, take
+/// `&RoutedConnection` unchanged. Cloning is cheap (one `Arc`).
+///
+/// How each statement is routed:
+/// - its SQL is classified (the method it arrives through says nothing: SeaORM sends
+///   `INSERT … RETURNING` through `query_one`); anything not provably a read is a write;
+/// - writes, `execute*`, `begin`/`transaction` and locking reads go to the primary;
+/// - reads go to a healthy replica, unless the task wrote within the sticky window, a
+///   [scope](RoutedConnection::scope) or a `/*rwsplit:primary*/` hint says otherwise, or no
+///   replica is in rotation;
+/// - a read that cannot reach its replica is retried on the next candidate (the primary last).
+#[derive(Clone)]
+pub struct RoutedConnection {
+    pub(crate) inner: Arc<Inner>,
+}
+
+impl fmt::Debug for RoutedConnection {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let names: Vec<&str> = self.inner.nodes.iter().map(|n| n.name.as_str()).collect();
+        f.debug_struct("RoutedConnection")
+            .field("backend", &self.inner.backend)
+            .field("primary", &names[0])
+            .field("replicas", &&names[1..])
+            .finish_non_exhaustive()
+    }
+}
+
+tokio::task_local! {
+    static SCOPE: Target;
+}
+
+impl RoutedConnection {
+    pub(crate) fn new(
+        primary: Node,
+        replicas: Vec<Node>,
+        backend: DbBackend,
+        policy: Policy,
+        classifier: Classifier,
+        router: RouterConfig,
+        health: HealthPolicy,
+    ) -> RoutedConnection {
+        let dialect = match backend {
+            DbBackend::MySql => Dialect::MySql,
+            DbBackend::Sqlite => Dialect::Sqlite,
+            _ => Dialect::Postgres,
+        };
+        let mut nodes = Vec::with_capacity(replicas.len() + 1);
+        nodes.push(primary);
+        nodes.extend(replicas);
+        let names: Vec<String> = nodes.iter().map(|n| n.name.clone()).collect();
+        let routing = Routing::new(&names, router, health);
+        let conn = RoutedConnection {
+            inner: Arc::new(Inner {
+                nodes,
+                backend,
+                dialect,
+                classifier,
+                sticky: Sticky::new(policy.sticky_window),
+                policy,
+                routing,
+                retries: AtomicU64::new(0),
+            }),
+        };
+        conn.spawn_prober();
+        conn
+    }
+
+    /// Until the monitor runs, a small task probes nodes that are out of rotation once their
+    /// ban expires, and readmits them after the recovery threshold. It holds only a weak
+    /// reference and ends when the last clone of the connection is dropped. Without a tokio
+    /// runtime (a connection built outside one) there is no prober: such nodes come back only
+    /// through reads that reach them as the last resort.
+    fn spawn_prober(&self) {
+        let Ok(handle) = tokio::runtime::Handle::try_current() else { return };
+        let weak = Arc::downgrade(&self.inner);
+        let interval = self.inner.policy.probe_interval;
+        handle.spawn(async move {
+            loop {
+                tokio::time::sleep(interval).await;
+                let Some(inner) = weak.upgrade() else { return };
+                for id in inner.routing.probes_due() {
+                    let ok = matches!(
+                        tokio::time::timeout(
+                            interval.max(Duration::from_millis(200)),
+                            inner.nodes[id].conn.ping()
+                        )
+                        .await,
+                        Ok(Ok(()))
+                    );
+                    if ok {
+                        inner.routing.record_success(id);
+                    } else {
+                        inner.routing.record_failure(id);
+                    }
+                }
+            }
+        });
+    }
+
+    /// The database backend (the same on every node). Inherent, so `db.get_database_backend()`
+    /// is not ambiguous between SeaORM's `ConnectionTrait` and `StreamTrait`.
+    pub fn get_database_backend(&self) -> DbBackend {
+        self.inner.backend
+    }
+
+    /// The primary's own connection: every call on it runs on the primary, unrouted. Use it for
+    /// migrations (`Migrator::up(db.primary(), None)`), schema changes and code typed to
+    /// `&DatabaseConnection`.
+    pub fn primary(&self) -> &DatabaseConnection {
+        &self.inner.nodes[self.primary_index()].conn
+    }
+
+    /// The node that has the primary role now (the configured one until a promotion is seen).
+    fn primary_index(&self) -> usize {
+        self.inner.routing.primary_index().unwrap_or(0)
+    }
+
+    /// A replica's own connection, chosen as a read would be (healthy, by the balancer), for
+    /// calls that must not reach the primary; the primary's when no replica is in rotation.
+    /// Its sessions are read-only, so writes through it fail.
+    pub fn replica(&self) -> &DatabaseConnection {
+        let ctx = RouteContext::for_access(Access::Read, std::time::Instant::now())
+            .with_target(Target::Replica);
+        let index = self.inner.routing.plan(&ctx).map_or(self.primary_index(), |p| p.first());
+        &self.inner.nodes[index].conn
+    }
+
+    /// Runs `fut` with every statement this connection routes inside it sent to `target`
+    /// (reads included; writes always go to the primary). The scope follows the task, not the
+    /// connection value.
+    ///
+    /// ```no_run
+    /// # async fn demo(db: rwsplit_sea_orm::RoutedConnection) -> Result<(), sea_orm::DbErr> {
+    /// use rwsplit_sea_orm::{RoutedConnection, Target};
+    /// RoutedConnection::scope(Target::Primary, async {
+    ///     // every read here sees the primary
+    ///     db.ping().await
+    /// })
+    /// .await
+    /// # }
+    /// ```
+    pub async fn scope<F: Future>(target: Target, fut: F) -> F::Output {
+        SCOPE.scope(target, fut).await
+    }
+
+    /// Pings the primary.
+    pub async fn ping(&self) -> Result<(), DbErr> {
+        self.primary().ping().await
+    }
+
+    /// Closes every node's pool.
+    pub async fn close(self) -> Result<(), DbErr> {
+        self.close_by_ref().await
+    }
+
+    /// Closes every node's pool, by reference.
+    pub async fn close_by_ref(&self) -> Result<(), DbErr> {
+        let mut first_err = None;
+        for n in &self.inner.nodes {
+            if let Err(e) = n.conn.close_by_ref().await {
+                first_err.get_or_insert(e);
+            }
+        }
+        first_err.map_or(Ok(()), Err)
+    }
+
+    /// SeaORM's schema builder for this backend.
+    pub fn get_schema_builder(&self) -> sea_orm::SchemaBuilder {
+        self.primary().get_schema_builder()
+    }
+
+    /// Runs `callback` in a transaction on the primary (the async-closure form of
+    /// [`TransactionTrait::transaction`]).
+    pub async fn transaction_async<F, T, E>(&self, callback: F) -> Result<T, TransactionError<E>>
+    where
+        F: for<'c> AsyncFnOnce(&'c DatabaseTransaction) -> Result<T, E> + Send,
+        T: Send,
+        E: fmt::Display + fmt::Debug + Send,
+    {
+        let plan = self
+            .plan_ctx(&RouteContext::for_access(Access::Write, std::time::Instant::now()))
+            .map_err(TransactionError::Connection)?
+            .with_reason("transaction");
+        self.inner.sticky.mark();
+        let r = self.inner.nodes[plan.first()].conn.transaction_async(callback).await;
+        self.inner.sticky.mark();
+        r
+    }
+
+    /// Runs `callback` in a transaction with the given isolation level and access mode; a
+    /// read-only one may run on a replica (see [`TransactionTrait::begin_with_config`]).
+    pub async fn transaction_with_config_async<F, T, E>(
+        &self,
+        callback: F,
+        isolation_level: Option<IsolationLevel>,
+        access_mode: Option<AccessMode>,
+    ) -> Result<T, TransactionError<E>>
+    where
+        F: for<'c> AsyncFnOnce(&'c DatabaseTransaction) -> Result<T, E> + Send,
+        T: Send,
+        E: fmt::Display + fmt::Debug + Send,
+    {
+        let txn = self
+            .begin_with_config(isolation_level, access_mode)
+            .await
+            .map_err(TransactionError::Connection)?;
+        match callback(&txn).await {
+            Ok(v) => {
+                txn.commit().await.map_err(TransactionError::Connection)?;
+                Ok(v)
+            }
+            Err(e) => {
+                txn.rollback().await.map_err(TransactionError::Connection)?;
+                Err(TransactionError::Transaction(e))
+            }
+        }
+    }
+
+    /// Statement counts per node and routing totals, for operators and tests.
+    pub fn stats(&self) -> crate::Stats {
+        crate::stats::snapshot(self)
+    }
+
+    /// Takes `node` out of rotation at once (it was unreachable at start).
+    pub(crate) fn ban(&self, node: usize) {
+        self.inner.routing.ban(node);
+    }
+
+    fn classify<'s>(&self, sql: &'s str) -> Classification<'s> {
+        self.inner.classifier.explain(sql, self.inner.dialect)
+    }
+
+    fn plan_ctx(&self, ctx: &RouteContext<'_>) -> Result<Plan, DbErr> {
+        self.inner.routing.plan(ctx)
+    }
+
+    /// Where a statement goes: classified, then the scope, the sticky window and the router.
+    fn plan(&self, sql: &str) -> Result<Plan, DbErr> {
+        let c = self.classify(sql);
+        let now = std::time::Instant::now();
+        let mut ctx = RouteContext::new(&c, now).with_statement(sql, self.inner.dialect);
+        let scoped = SCOPE.try_with(|t| *t).ok();
+        if let Some(target) = scoped {
+            ctx = ctx.with_target(target);
+        }
+        let sticky = c.access() == Access::Read
+            && scoped.is_none()
+            && c.hint().is_none()
+            && self.inner.sticky.is_sticky();
+        if sticky {
+            let plan = self.plan_ctx(&ctx.with_target(Target::Primary))?;
+            return Ok(plan.with_reason("read after write in this task"));
+        }
+        self.plan_ctx(&ctx)
+    }
+
+    /// Runs `call` along `plan`: the first candidate, then (for reads, when the failure makes
+    /// it safe) the next ones, up to the retry budget. Writes run once, on the primary.
+    async fn run(&self, stmt: Statement, plan: Plan, call: Call) -> Result<Out, DbErr> {
+        let write = plan.access() == Access::Write;
+        if write {
+            self.inner.sticky.mark();
+        }
+        let budget = if write { 0 } else { usize::from(self.inner.policy.read_retries) };
+        let mut candidates = plan.iter().take(budget + 1).peekable();
+        let mut stmt = Some(stmt);
+        let mut last_err = None;
+        while let Some(id) = candidates.next() {
+            let last = candidates.peek().is_none();
+            let s = match (&stmt, last) {
+                (Some(_), true) => stmt.take(),
+                (Some(s), false) => Some(s.clone()),
+                (None, _) => None,
+            };
+            let Some(s) = s else { break };
+            let node = &self.inner.nodes[id];
+            tracing::debug!(target: "rwsplit", node = %node.name, reason = plan.reason(), write, sql = %SqlHead(&s.sql), "route");
+            let guard = self.inner.routing.start(id);
+            let result = match call {
+                Call::One => node.conn.query_one_raw(s).await.map(Out::One),
+                Call::All => node.conn.query_all_raw(s).await.map(Out::All),
+                Call::Exec => node.conn.execute_raw(s).await.map(Out::Exec),
+            };
+            drop(guard);
+            match result {
+                Ok(out) => {
+                    self.inner.routing.record_success(id);
+                    let counter = if write { &node.writes } else { &node.reads };
+                    counter.fetch_add(1, Ordering::Relaxed);
+                    if write {
+                        self.inner.sticky.mark();
+                    }
+                    return Ok(out);
+                }
+                Err(e) => {
+                    let failure = failure::classify(&e, id != self.primary_index());
+                    if failure == Failure::Connection {
+                        node.failures.fetch_add(1, Ordering::Relaxed);
+                        self.inner.routing.record_failure(id);
+                    }
+                    if write || failure == Failure::Other || last {
+                        return Err(e);
+                    }
+                    tracing::info!(target: "rwsplit", node = %node.name, error = %e, "read failed, retrying on the next node");
+                    self.inner.retries.fetch_add(1, Ordering::Relaxed);
+                    last_err = Some(e);
+                }
+            }
+        }
+        Err(last_err
+            .unwrap_or_else(|| DbErr::Custom("rwsplit: no node to run the statement on".into())))
+    }
+
+    async fn stream_plan(&self, stmt: Statement, plan: Plan) -> Result<QueryStream, DbErr> {
+        let write = plan.access() == Access::Write;
+        if write {
+            self.inner.sticky.mark();
+        }
+        let budget = if write { 0 } else { usize::from(self.inner.policy.read_retries) };
+        let mut candidates = plan.iter().take(budget + 1).peekable();
+        let mut last_err = None;
+        while let Some(id) = candidates.next() {
+            let last = candidates.peek().is_none();
+            let node = &self.inner.nodes[id];
+            tracing::debug!(target: "rwsplit", node = %node.name, reason = plan.reason(), write, sql = %SqlHead(&stmt.sql), "route stream");
+            match node.conn.stream_raw(stmt.clone()).await {
+                Ok(s) => {
+                    self.inner.routing.record_success(id);
+                    let counter = if write { &node.writes } else { &node.reads };
+                    counter.fetch_add(1, Ordering::Relaxed);
+                    return Ok(s);
+                }
+                Err(e) => {
+                    let failure = failure::classify(&e, id != self.primary_index());
+                    if failure == Failure::Connection {
+                        node.failures.fetch_add(1, Ordering::Relaxed);
+                        self.inner.routing.record_failure(id);
+                    }
+                    if write || failure == Failure::Other || last {
+                        return Err(e);
+                    }
+                    self.inner.retries.fetch_add(1, Ordering::Relaxed);
+                    last_err = Some(e);
+                }
+            }
+        }
+        Err(last_err
+            .unwrap_or_else(|| DbErr::Custom("rwsplit: no node to run the statement on".into())))
+    }
+
+    /// Where a transaction with this configuration begins: a read-only one (not SERIALIZABLE on
+    /// PostgreSQL) may use a replica, everything else uses the primary.
+    fn plan_transaction(
+        &self,
+        isolation: Option<IsolationLevel>,
+        access: Option<AccessMode>,
+    ) -> Result<Plan, DbErr> {
+        let now = std::time::Instant::now();
+        let read_only = access == Some(AccessMode::ReadOnly);
+        let serializable_pg = isolation == Some(IsolationLevel::Serializable)
+            && self.inner.backend == DbBackend::Postgres;
+        if !read_only || serializable_pg {
+            let ctx = RouteContext::for_access(Access::Write, now)
+                .with_transaction(Transaction::ReadWrite);
+            return Ok(self.plan_ctx(&ctx)?.with_reason("transaction"));
+        }
+        let mut ctx =
+            RouteContext::for_access(Access::Read, now).with_transaction(Transaction::ReadOnly);
+        let scoped = SCOPE.try_with(|t| *t).ok();
+        if let Some(target) = scoped {
+            ctx = ctx.with_target(target);
+        } else if self.inner.sticky.is_sticky() {
+            let plan = self.plan_ctx(&ctx.with_target(Target::Primary))?;
+            return Ok(plan.with_reason("read after write in this task"));
+        }
+        self.plan_ctx(&ctx)
+    }
+
+    async fn begin_on(
+        &self,
+        plan: Plan,
+        options: TransactionOptions,
+    ) -> Result<DatabaseTransaction, DbErr> {
+        let on_primary = plan.on_primary();
+        if on_primary {
+            self.inner.sticky.mark();
+        }
+        let budget = if on_primary { 0 } else { usize::from(self.inner.policy.read_retries) };
+        let mut candidates = plan.iter().take(budget + 1).peekable();
+        let mut last_err = None;
+        while let Some(id) = candidates.next() {
+            let last = candidates.peek().is_none();
+            let node = &self.inner.nodes[id];
+            tracing::debug!(target: "rwsplit", node = %node.name, reason = plan.reason(), "route transaction");
+            match node.conn.begin_with_options(options).await {
+                Ok(t) => return Ok(t),
+                Err(e) => {
+                    let failure = failure::classify(&e, !on_primary);
+                    if failure == Failure::Connection {
+                        node.failures.fetch_add(1, Ordering::Relaxed);
+                        self.inner.routing.record_failure(id);
+                    }
+                    if on_primary || failure == Failure::Other || last {
+                        return Err(e);
+                    }
+                    last_err = Some(e);
+                }
+            }
+        }
+        Err(last_err.unwrap_or_else(|| DbErr::Custom("rwsplit: no node to begin on".into())))
+    }
+}
+
+#[derive(Clone, Copy)]
+enum Call {
+    One,
+    All,
+    Exec,
+}
+
+enum Out {
+    One(Option<QueryResult>),
+    All(Vec<QueryResult>),
+    Exec(ExecResult),
+}
+
+/// The start of a statement, for debug events: enough to recognise it, bounded in size. The SQL
+/// text carries bound parameters as placeholders, not values.
+struct SqlHead<'a>(&'a str);
+
+impl fmt::Display for SqlHead<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        const MAX: usize = 80;
+        let s = self.0.trim();
+        if s.len() <= MAX {
+            return f.write_str(s);
+        }
+        let mut end = MAX;
+        while !s.is_char_boundary(end) {
+            end -= 1;
+        }
+        write!(f, "{}…", &s[..end])
+    }
+}
+
+fn unexpected<T>() -> Result<T, DbErr> {
+    Err(DbErr::Custom("rwsplit: internal error: unexpected result kind".into()))
+}
+
+#[async_trait::async_trait]
+impl ConnectionTrait for RoutedConnection {
+    fn get_database_backend(&self) -> DbBackend {
+        self.inner.backend
+    }
+
+    async fn execute_raw(&self, stmt: Statement) -> Result<ExecResult, DbErr> {
+        // `execute` returns no rows: it always runs on the primary, whatever the SQL.
+        let access = self.classify(&stmt.sql).access();
+        let ctx = RouteContext::for_access(access, std::time::Instant::now())
+            .with_target(Target::Primary);
+        let plan = self.plan_ctx(&ctx)?.with_reason("execute");
+        match self.run(stmt, plan, Call::Exec).await? {
+            Out::Exec(r) => Ok(r),
+            _ => unexpected(),
+        }
+    }
+
+    async fn execute_unprepared(&self, sql: &str) -> Result<ExecResult, DbErr> {
+        // Raw SQL with no rows to return: never worth a replica, and often DDL or SET.
+        let ctx = RouteContext::for_access(Access::Write, std::time::Instant::now());
+        let node = &self.inner.nodes[self.plan_ctx(&ctx)?.first()];
+        let write = self.classify(sql).access() == Access::Write;
+        if write {
+            self.inner.sticky.mark();
+        }
+        tracing::debug!(target: "rwsplit", node = %node.name, reason = "execute_unprepared", write, sql = %SqlHead(sql), "route");
+        let r = node.conn.execute_unprepared(sql).await;
+        if r.is_ok() {
+            let counter = if write { &node.writes } else { &node.reads };
+            counter.fetch_add(1, Ordering::Relaxed);
+        }
+        if write {
+            self.inner.sticky.mark();
+        }
+        r
+    }
+
+    async fn query_one_raw(&self, stmt: Statement) -> Result<Option<QueryResult>, DbErr> {
+        let plan = self.plan(&stmt.sql)?;
+        match self.run(stmt, plan, Call::One).await? {
+            Out::One(r) => Ok(r),
+            _ => unexpected(),
+        }
+    }
+
+    async fn query_all_raw(&self, stmt: Statement) -> Result<Vec<QueryResult>, DbErr> {
+        let plan = self.plan(&stmt.sql)?;
+        match self.run(stmt, plan, Call::All).await? {
+            Out::All(r) => Ok(r),
+            _ => unexpected(),
+        }
+    }
+
+    fn support_returning(&self) -> bool {
+        self.primary().support_returning()
+    }
+}
+
+impl StreamTrait for RoutedConnection {
+    type Stream<'a> = QueryStream;
+
+    fn get_database_backend(&self) -> DbBackend {
+        self.inner.backend
+    }
+
+    fn stream_raw<'a>(
+        &'a self,
+        stmt: Statement,
+    ) -> Pin<Box<dyn Future<Output = Result<Self::Stream<'a>, DbErr>> + 'a + Send>> {
+        Box::pin(async move {
+            let plan = self.plan(&stmt.sql)?;
+            self.stream_plan(stmt, plan).await
+        })
+    }
+}
+
+#[async_trait::async_trait]
+impl TransactionTrait for RoutedConnection {
+    type Transaction = DatabaseTransaction;
+
+    async fn begin(&self) -> Result<DatabaseTransaction, DbErr> {
+        let plan = self.plan_transaction(None, None)?;
+        self.begin_on(plan, TransactionOptions::default()).await
+    }
+
+    async fn begin_with_config(
+        &self,
+        isolation_level: Option<IsolationLevel>,
+        access_mode: Option<AccessMode>,
+    ) -> Result<DatabaseTransaction, DbErr> {
+        let plan = self.plan_transaction(isolation_level, access_mode)?;
+        let options = TransactionOptions { isolation_level, access_mode, ..Default::default() };
+        self.begin_on(plan, options).await
+    }
+
+    async fn begin_with_options(
+        &self,
+        options: TransactionOptions,
+    ) -> Result<DatabaseTransaction, DbErr> {
+        let plan = self.plan_transaction(options.isolation_level, options.access_mode)?;
+        self.begin_on(plan, options).await
+    }
+
+    async fn transaction<F, T, E>(&self, callback: F) -> Result<T, TransactionError<E>>
+    where
+        F: for<'c> FnOnce(
+                &'c DatabaseTransaction,
+            ) -> Pin<Box<dyn Future<Output = Result<T, E>> + Send + 'c>>
+            + Send,
+        T: Send,
+        E: fmt::Display + fmt::Debug + Send,
+    {
+        let plan = self.plan_transaction(None, None).map_err(TransactionError::Connection)?;
+        let node = &self.inner.nodes[plan.first()];
+        self.inner.sticky.mark();
+        tracing::debug!(target: "rwsplit", node = %node.name, reason = "transaction", "route transaction");
+        let r = node.conn.transaction(callback).await;
+        self.inner.sticky.mark();
+        r
+    }
+
+    async fn transaction_with_config<F, T, E>(
+        &self,
+        callback: F,
+        isolation_level: Option<IsolationLevel>,
+        access_mode: Option<AccessMode>,
+    ) -> Result<T, TransactionError<E>>
+    where
+        F: for<'c> FnOnce(
+                &'c DatabaseTransaction,
+            ) -> Pin<Box<dyn Future<Output = Result<T, E>> + Send + 'c>>
+            + Send,
+        T: Send,
+        E: fmt::Display + fmt::Debug + Send,
+    {
+        let txn = self
+            .begin_with_config(isolation_level, access_mode)
+            .await
+            .map_err(TransactionError::Connection)?;
+        match callback(&txn).await {
+            Ok(v) => {
+                txn.commit().await.map_err(TransactionError::Connection)?;
+                if access_mode != Some(AccessMode::ReadOnly) {
+                    self.inner.sticky.mark();
+                }
+                Ok(v)
+            }
+            Err(e) => {
+                txn.rollback().await.map_err(TransactionError::Connection)?;
+                Err(TransactionError::Transaction(e))
+            }
+        }
+    }
+}
+
+/// Migrations and other APIs that take a `DatabaseExecutor` get the primary.
+impl<'c> IntoDatabaseExecutor<'c> for &'c RoutedConnection {
+    fn into_database_executor(self) -> DatabaseExecutor<'c> {
+        DatabaseExecutor::Connection(self.primary())
+    }
+}

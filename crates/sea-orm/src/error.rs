@@ -1,0 +1,70 @@
+//! The adapter's error type, for building a [`RoutedConnection`](crate::RoutedConnection).
+//! Statements return SeaORM's own `DbErr`.
+
+use sea_orm::{DbBackend, DbErr};
+
+/// What can go wrong while building a [`RoutedConnection`](crate::RoutedConnection).
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// No primary was configured.
+    #[error("no primary configured: call `.primary(url)` or set DATABASE_URL")]
+    NoPrimary,
+    /// An environment variable the configuration needs is missing or empty.
+    #[error("environment variable {name} is not set")]
+    MissingEnv {
+        /// The variable's name.
+        name: &'static str,
+    },
+    /// A URL in the configuration is not a database URL this build can use.
+    #[error("{node}: `{url}` is not a usable database URL: {reason}")]
+    InvalidUrl {
+        /// Which node (`primary`, `replica 1`, …).
+        node: String,
+        /// The URL with any password removed.
+        url: String,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// More nodes than the router handles.
+    #[error("{nodes} nodes configured, at most {max} are supported")]
+    TooManyNodes {
+        /// How many were configured.
+        nodes: usize,
+        /// The limit.
+        max: usize,
+    },
+    /// The primary could not be reached at start.
+    #[error("the primary ({node}) is unreachable")]
+    PrimaryUnreachable {
+        /// The primary's name (host:port/database, no credentials).
+        node: String,
+        /// SeaORM's error.
+        #[source]
+        source: DbErr,
+    },
+    /// A node runs a different database than the primary.
+    #[error(
+        "{node} is {found:?} but the primary is {expected:?}: every node must run the same database"
+    )]
+    BackendMismatch {
+        /// The node that differs.
+        node: String,
+        /// The primary's backend.
+        expected: DbBackend,
+        /// This node's backend.
+        found: DbBackend,
+    },
+}
+
+impl From<Error> for DbErr {
+    fn from(e: Error) -> DbErr {
+        match e {
+            Error::PrimaryUnreachable { source, .. } => source,
+            other => DbErr::Custom(other.to_string()),
+        }
+    }
+}
+
+/// The adapter's result type.
+pub type Result<T, E = Error> = std::result::Result<T, E>;

@@ -1,0 +1,183 @@
+//! The adapter's side of routing: a topology snapshot kept up to date with each node's health,
+//! and the plan (target plus fallbacks) that `rwsplit-core`'s router makes for each statement.
+
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::{Mutex, PoisonError};
+use std::time::Instant;
+
+use rwsplit_core::{
+    Access, Health, HealthPolicy, HealthTracker, InFlight, Node as CoreNode, NodeId, Role, Route,
+    RouteContext, Router, RouterConfig, SharedTopology, Topology,
+};
+use sea_orm::DbErr;
+
+/// Where one statement goes: the router's [`Route`] (target, then fallbacks, no heap), what the
+/// statement is, and why it goes there.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Plan {
+    access: Access,
+    reason: &'static str,
+    route: Route,
+}
+
+impl Plan {
+    pub(crate) fn access(&self) -> Access {
+        self.access
+    }
+
+    pub(crate) fn reason(&self) -> &'static str {
+        self.reason
+    }
+
+    pub(crate) fn with_reason(mut self, reason: &'static str) -> Plan {
+        self.reason = reason;
+        self
+    }
+
+    /// The node to try first.
+    pub(crate) fn first(&self) -> usize {
+        self.route.target().index()
+    }
+
+    /// Whether the first node is a primary.
+    pub(crate) fn on_primary(&self) -> bool {
+        self.route.is_primary()
+    }
+
+    /// Every candidate in order.
+    pub(crate) fn iter(&self) -> impl Iterator<Item = usize> + '_ {
+        self.route.candidates().map(NodeId::index)
+    }
+}
+
+/// Health per node and the snapshot plans are made from.
+#[derive(Debug)]
+pub(crate) struct Routing {
+    topology: SharedTopology,
+    trackers: Vec<Mutex<HealthTracker>>,
+    /// Failures since the last success, per node: lets a success skip the tracker's lock when
+    /// there is nothing to reset.
+    pending: Vec<AtomicU32>,
+    /// Serialises load-modify-store of the snapshot, so concurrent health changes on two nodes
+    /// cannot lose one another.
+    publish: Mutex<()>,
+    router: Router,
+}
+
+impl Routing {
+    pub(crate) fn new(names: &[String], config: RouterConfig, policy: HealthPolicy) -> Routing {
+        let role = |i: usize| if i == 0 { Role::Primary } else { Role::Replica };
+        let mut b = Topology::builder();
+        for (i, name) in names.iter().enumerate() {
+            b = b.node(CoreNode::builder(node_id(i), role(i)).name(name.as_str()).build());
+        }
+        // Node ids are the indices 0..n (n ≤ MAX_NODES is checked by the builder of the
+        // connection), so building cannot fail; an empty topology would route nothing.
+        let topology = b.build().unwrap_or_default();
+        Routing {
+            topology: SharedTopology::new(topology),
+            trackers: (0..names.len())
+                .map(|i| Mutex::new(HealthTracker::new(role(i), policy)))
+                .collect(),
+            pending: (0..names.len()).map(|_| AtomicU32::new(0)).collect(),
+            publish: Mutex::new(()),
+            router: Router::new(config),
+        }
+    }
+
+    /// Asks the router. A route that cannot be made (no primary, two primaries) becomes an error
+    /// naming the problem; nothing is sent anywhere.
+    pub(crate) fn plan(&self, ctx: &RouteContext<'_>) -> Result<Plan, DbErr> {
+        let topo = self.topology.load();
+        match self.router.route(&topo, ctx) {
+            Ok(route) => Ok(Plan { access: ctx.access(), reason: route.reason().as_str(), route }),
+            Err(e) => Err(DbErr::Custom(format!("rwsplit: {e}"))),
+        }
+    }
+
+    /// The current primary's index, if exactly one node has the role.
+    pub(crate) fn primary_index(&self) -> Option<usize> {
+        let topo = self.topology.load();
+        (topo.primary_count() == 1).then(|| topo.primary().map(|n| n.id().index())).flatten()
+    }
+
+    /// Counts a statement as in flight on `node` until the guard drops.
+    pub(crate) fn start(&self, node: usize) -> Option<InFlight> {
+        let topo = self.topology.load();
+        topo.node(node_id(node)).map(|n| n.load().start(Instant::now()))
+    }
+
+    pub(crate) fn record_success(&self, node: usize) {
+        let Some(pending) = self.pending.get(node) else { return };
+        if pending.load(Ordering::Relaxed) == 0 && self.health(node) == Health::Up {
+            return;
+        }
+        pending.store(0, Ordering::Relaxed);
+        self.update(node, |t, now| t.record_success(now));
+    }
+
+    pub(crate) fn record_failure(&self, node: usize) {
+        if let Some(p) = self.pending.get(node) {
+            p.fetch_add(1, Ordering::Relaxed);
+        }
+        self.update(node, |t, now| t.record_failure(now));
+    }
+
+    /// Takes a node out of rotation at once (it was unreachable at start).
+    pub(crate) fn ban(&self, node: usize) {
+        if let Some(p) = self.pending.get(node) {
+            p.fetch_add(1, Ordering::Relaxed);
+        }
+        self.update(node, |t, now| {
+            let mut h = t.health();
+            for _ in 0..t.policy().failure_threshold_value() {
+                h = t.record_failure(now);
+            }
+            h
+        });
+    }
+
+    pub(crate) fn health(&self, node: usize) -> Health {
+        self.topology.load().node(node_id(node)).map_or(Health::Down, CoreNode::health)
+    }
+
+    /// Nodes to probe now: suspect ones (a failure was seen: confirm or clear it) and down
+    /// ones whose ban has expired (due for readmission).
+    pub(crate) fn probes_due(&self) -> Vec<usize> {
+        let now = Instant::now();
+        self.trackers
+            .iter()
+            .enumerate()
+            .filter(|(_, t)| {
+                let t = t.lock().unwrap_or_else(PoisonError::into_inner);
+                t.health() == Health::Suspect || t.probe_due(now)
+            })
+            .map(|(i, _)| i)
+            .collect()
+    }
+
+    fn update(&self, node: usize, f: impl FnOnce(&mut HealthTracker, Instant) -> Health) {
+        let Some(tracker) = self.trackers.get(node) else { return };
+        let mut t = tracker.lock().unwrap_or_else(PoisonError::into_inner);
+        let before = t.health();
+        let after = f(&mut t, Instant::now());
+        if before == after {
+            return;
+        }
+        let _publishing = self.publish.lock().unwrap_or_else(PoisonError::into_inner);
+        let topo = self.topology.load_full();
+        let Some(n) = topo.node(node_id(node)) else { return };
+        tracing::warn!(target: "rwsplit", node = %n.name(), ?before, ?after, "node health changed");
+        let next = topo
+            .to_builder()
+            .generation(topo.generation() + 1)
+            .node(n.to_builder().health(after).build());
+        if let Ok(t) = next.build() {
+            self.topology.store(t);
+        }
+    }
+}
+
+pub(crate) fn node_id(i: usize) -> NodeId {
+    NodeId::new(u16::try_from(i).unwrap_or(u16::MAX))
+}

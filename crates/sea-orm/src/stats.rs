@@ -1,0 +1,114 @@
+//! A snapshot of where statements went, for operators and tests.
+
+use std::sync::atomic::Ordering;
+
+use rwsplit_core::Health;
+
+use crate::RoutedConnection;
+
+/// Statement counts per node and routing totals, as of one instant.
+///
+/// ```no_run
+/// # fn demo(db: &rwsplit_sea_orm::RoutedConnection) {
+/// for node in db.stats().nodes() {
+///     println!("{} ({}): {} reads, {} writes", node.name(), node.role(), node.reads(), node.writes());
+/// }
+/// # }
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Stats {
+    nodes: Vec<NodeStats>,
+    retries: u64,
+}
+
+impl Stats {
+    /// Every node, the primary first.
+    pub fn nodes(&self) -> &[NodeStats] {
+        &self.nodes
+    }
+
+    /// The primary's counts.
+    pub fn primary(&self) -> &NodeStats {
+        &self.nodes[0]
+    }
+
+    /// The replicas' counts, in configuration order.
+    pub fn replicas(&self) -> &[NodeStats] {
+        &self.nodes[1..]
+    }
+
+    /// Reads served by any replica.
+    pub fn replica_reads(&self) -> u64 {
+        self.replicas().iter().map(NodeStats::reads).sum()
+    }
+
+    /// Reads that failed on one node and were retried on another.
+    pub fn retries(&self) -> u64 {
+        self.retries
+    }
+}
+
+/// One node's counts.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct NodeStats {
+    name: String,
+    role: &'static str,
+    health: Health,
+    reads: u64,
+    writes: u64,
+    failures: u64,
+}
+
+impl NodeStats {
+    /// `host:port/database` (never credentials).
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// `"primary"` or `"replica"`, as configured.
+    pub fn role(&self) -> &'static str {
+        self.role
+    }
+
+    /// The node's health as the router sees it.
+    pub fn health(&self) -> Health {
+        self.health
+    }
+
+    /// Reads it served (statements classified as reads that succeeded).
+    pub fn reads(&self) -> u64 {
+        self.reads
+    }
+
+    /// Writes it served.
+    pub fn writes(&self) -> u64 {
+        self.writes
+    }
+
+    /// Statements that failed to reach it (connection-level failures).
+    pub fn failures(&self) -> u64 {
+        self.failures
+    }
+}
+
+pub(crate) fn snapshot(db: &RoutedConnection) -> Stats {
+    let inner = &db.inner;
+    Stats {
+        nodes: inner
+            .nodes
+            .iter()
+            .enumerate()
+            .map(|(i, n)| NodeStats {
+                name: n.name.clone(),
+                role: if i == 0 { "primary" } else { "replica" },
+                health: inner.routing.health(i),
+                reads: n.reads.load(Ordering::Relaxed),
+                writes: n.writes.load(Ordering::Relaxed),
+                failures: n.failures.load(Ordering::Relaxed),
+            })
+            .collect(),
+        retries: inner.retries.load(Ordering::Relaxed),
+    }
+}

@@ -1,0 +1,161 @@
+//! Building a `RoutedConnection` against real servers, good setups and bad.
+
+use std::time::{Duration, Instant};
+
+use rstest::rstest;
+use rwsplit_sea_orm::{Error, Health, HealthPolicy, RoutedConnection};
+use rwsplit_testkit::DbKind;
+use sea_orm::{ConnectionTrait, EntityTrait, Statement};
+use sea_orm_migration::MigratorTrait;
+
+use crate::blog::{author, migration::Migrator};
+use crate::support::{own_cluster, routed, served, server_port, shared};
+
+/// A loopback port nothing listens on.
+fn closed_port() -> u16 {
+    let l = std::net::TcpListener::bind(("127.0.0.1", 0)).unwrap();
+    l.local_addr().unwrap().port()
+}
+
+#[rstest]
+#[case::postgres(DbKind::Postgres)]
+#[case::mariadb(DbKind::MariaDb)]
+#[tokio::test]
+async fn replica_sessions_are_read_only_even_where_the_server_is_not(#[case] kind: DbKind) {
+    let cluster = own_cluster(kind, "ro", 1).await;
+    let tdb = cluster.create_database("ro").await.unwrap();
+    let db = routed(&tdb, Duration::ZERO).await;
+    Migrator::up(db.primary(), None).await.unwrap();
+    cluster.wait_caught_up(0, Duration::from_secs(10)).await.unwrap();
+    if kind == DbKind::MariaDb {
+        // A misconfigured replica that accepts writes from the application user.
+        cluster.replicas()[0].execute("mysql", "SET GLOBAL read_only = OFF").await.unwrap();
+    }
+    let err = db
+        .replica()
+        .execute_unprepared("INSERT INTO author (name) VALUES ('diverged')")
+        .await
+        .expect_err("a write through a replica session fails");
+    let text = err.to_string().to_lowercase();
+    assert!(text.contains("read-only") || text.contains("read only"), "{text}");
+    assert_eq!(
+        author::Entity::find().all(db.replica()).await.unwrap().len(),
+        0,
+        "nothing diverged"
+    );
+}
+
+#[tokio::test]
+async fn nodes_of_different_databases_are_refused() {
+    let pg = shared(DbKind::Postgres);
+    let maria = shared(DbKind::MariaDb);
+    let err = RoutedConnection::builder()
+        .primary(pg.primary_url())
+        .replica(maria.replica_urls()[0].clone())
+        .connect()
+        .await
+        .unwrap_err();
+    assert!(matches!(err, Error::BackendMismatch { .. }), "{err}");
+    assert!(err.to_string().contains("every node must run the same database"), "{err}");
+}
+
+#[rstest]
+#[case::postgres(DbKind::Postgres)]
+#[case::mariadb(DbKind::MariaDb)]
+#[tokio::test]
+async fn without_replicas_everything_runs_on_the_primary(#[case] kind: DbKind) {
+    let cluster = shared(kind);
+    let tdb = cluster.create_database("solo").await.unwrap();
+    let db = RoutedConnection::builder().primary(tdb.primary_url()).connect().await.unwrap();
+    Migrator::up(db.primary(), None).await.unwrap();
+    let (rows, s) = served(&db, || author::Entity::find().all(&db)).await;
+    assert!(rows.unwrap().is_empty());
+    assert!(s.primary_only(), "{s:?}");
+    assert_eq!(server_port(&db, "").await, cluster.primary().port());
+}
+
+#[tokio::test]
+async fn an_unreachable_primary_is_a_clear_error() {
+    let url = format!("postgres://postgres:secret@127.0.0.1:{}/postgres", closed_port());
+    let err = RoutedConnection::builder().primary(url).connect().await.unwrap_err();
+    let text = err.to_string();
+    assert!(matches!(err, Error::PrimaryUnreachable { .. }), "{text}");
+    assert!(text.contains("primary") && text.contains("unreachable"), "{text}");
+    assert!(!text.contains("secret"), "no credentials in errors: {text}");
+    assert!(!format!("{err:?}").contains("secret"), "no credentials in Debug: {err:?}");
+}
+
+#[rstest]
+#[case::postgres(DbKind::Postgres)]
+#[case::mariadb(DbKind::MariaDb)]
+#[tokio::test]
+async fn a_replica_down_at_start_is_left_out_then_readmitted(#[case] kind: DbKind) {
+    let cluster = own_cluster(kind, "degraded", 1).await;
+    let tdb = cluster.create_database("degraded").await.unwrap();
+    let replica = &cluster.replicas()[0];
+    replica.crash().unwrap();
+
+    let started = Instant::now();
+    let db = RoutedConnection::builder()
+        .primary(tdb.primary_url())
+        .replicas(tdb.replica_urls())
+        .sticky_window(Duration::ZERO)
+        .health_policy(HealthPolicy::default().ban_base(Duration::from_millis(300)))
+        .probe_interval(Duration::from_millis(100))
+        .connect()
+        .await
+        .expect("a replica that is down does not stop the application from starting");
+    assert!(started.elapsed() < Duration::from_secs(5), "the replica probe is bounded");
+    assert_eq!(db.stats().replicas()[0].health(), Health::Down);
+    assert_eq!(
+        server_port(&db, "").await,
+        cluster.primary().port(),
+        "reads fall back to the primary"
+    );
+
+    replica.restart().await.unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while db.stats().replicas()[0].health() != Health::Up {
+        assert!(Instant::now() < deadline, "the replica was never readmitted");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(server_port(&db, "").await, replica.port(), "reads reach the readmitted replica");
+}
+
+#[rstest]
+#[case::postgres(DbKind::Postgres)]
+#[case::mariadb(DbKind::MariaDb)]
+#[tokio::test]
+async fn reads_survive_a_replica_killed_under_them(#[case] kind: DbKind) {
+    let cluster = own_cluster(kind, "killed", 2).await;
+    let tdb = cluster.create_database("killed").await.unwrap();
+    let db = RoutedConnection::builder()
+        .primary(tdb.primary_url())
+        .replicas(tdb.replica_urls())
+        .sticky_window(Duration::ZERO)
+        .probe_interval(Duration::from_millis(100))
+        .connect()
+        .await
+        .unwrap();
+    Migrator::up(db.primary(), None).await.unwrap();
+    cluster.wait_caught_up(0, Duration::from_secs(10)).await.unwrap();
+    // Warm both replica pools, then kill one: its pooled connections break under the reads.
+    for _ in 0..4 {
+        author::Entity::find().all(&db).await.unwrap();
+    }
+    cluster.replicas()[0].crash().unwrap();
+    let backend = db.get_database_backend();
+    for i in 0..20 {
+        let r = db.query_all_raw(Statement::from_string(backend, "SELECT id FROM author")).await;
+        assert!(r.is_ok(), "read {i} failed at the application: {r:?}");
+    }
+    // The failed read marks it suspect at once; the prober confirms it down.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while db.stats().replicas()[0].health() != Health::Down {
+        assert!(Instant::now() < deadline, "never marked down: {:?}", db.stats());
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let stats = db.stats();
+    assert!(stats.retries() >= 1, "{stats:?}");
+    assert!(stats.replicas()[1].reads() > 0, "the healthy replica kept serving: {stats:?}");
+}
