@@ -284,9 +284,10 @@ impl Classifier {
     pub fn explain<'a>(&self, sql: &'a str, dialect: Dialect) -> Classification<'a> {
         let mut lx = Lexer::new(sql, dialect);
         let (access, reason) = self.scan(&mut lx);
+        // A primary hint turns a read into a write; a write keeps its own reason.
         let (access, reason) = match (access, lx.hint) {
-            (_, Some(Hint::Primary)) => (Access::Write, Reason::Hint),
-            other => (other.0, reason),
+            (Access::Read, Some(Hint::Primary)) => (Access::Write, Reason::Hint),
+            _ => (access, reason),
         };
         let tag = lx.tag.and_then(|(s, e)| sql.get(s..e));
         Classification { access, reason, hint: lx.hint, tag }
@@ -332,7 +333,10 @@ impl Classifier {
                         }
                         Kw::With => (State::query(true), Reason::Select),
                         Kw::Show => (State::Show, Reason::Show),
-                        Kw::Describe | Kw::Desc => (State::Skip, Reason::Show),
+                        // MySQL's DESCRIBE is a synonym of EXPLAIN (`DESC ANALYZE …` runs it).
+                        Kw::Describe | Kw::Desc => {
+                            (State::ExplainOptions { analyze: false }, Reason::Show)
+                        }
                         Kw::Explain => (State::ExplainOptions { analyze: false }, Reason::Explain),
                         Kw::Copy => (State::Copy, Reason::CopyTo),
                         _ => return (WRITE, Reason::Statement),

@@ -258,6 +258,9 @@ fn seaorm_shapes(
 #[case("SHOW search_path", R, Reason::Show)]
 #[case("DESCRIBE t", R, Reason::Show)]
 #[case("DESC t", R, Reason::Show)]
+#[case("DESCRIBE SELECT 1", R, Reason::Show)]
+#[case("DESC ANALYZE DELETE FROM t", W, Reason::ExplainAnalyze)]
+#[case("DESCRIBE ANALYZE SELECT * FROM t", R, Reason::Show)]
 #[case("EXPLAIN SELECT 1", R, Reason::Explain)]
 #[case("EXPLAIN INSERT INTO t VALUES (1)", R, Reason::Explain)]
 #[case("EXPLAIN ANALYZE SELECT 1", R, Reason::Explain)]
@@ -585,6 +588,7 @@ fn multi_statement(
     None
 )]
 #[case("/*rwsplit:primary,replica*/ SELECT 1", W, Reason::Hint, Some(Hint::Primary), None)]
+#[case("/*rwsplit:primary*/ INSERT INTO t VALUES (1)", W, Reason::Hint, Some(Hint::Primary), None)]
 #[case("/*rwsplit:tag=analytics*/ SELECT 1", R, Reason::Select, None, Some("analytics"))]
 #[case(
     "/* rwsplit:replica, tag=olap-1 */ SELECT 1",
