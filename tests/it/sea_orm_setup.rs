@@ -77,7 +77,12 @@ async fn without_replicas_everything_runs_on_the_primary(#[case] kind: DbKind) {
 #[tokio::test]
 async fn an_unreachable_primary_is_a_clear_error() {
     let url = format!("postgres://postgres:secret@127.0.0.1:{}/postgres", closed_port());
-    let err = RoutedConnection::builder().primary(url).connect().await.unwrap_err();
+    // sqlx keeps retrying a refused connection until the acquire timeout (30 s by default).
+    let mut opts = sea_orm::ConnectOptions::new(url);
+    opts.acquire_timeout(Duration::from_secs(1));
+    let started = Instant::now();
+    let err = RoutedConnection::builder().primary(opts).connect().await.unwrap_err();
+    assert!(started.elapsed() < Duration::from_secs(5), "took {:?}", started.elapsed());
     let text = err.to_string();
     assert!(matches!(err, Error::PrimaryUnreachable { .. }), "{text}");
     assert!(text.contains("primary") && text.contains("unreachable"), "{text}");

@@ -24,6 +24,7 @@ use crate::redact::node_name;
 ///     .sticky_window(Duration::from_secs(2))
 ///     .connect()
 ///     .await?;
+/// # drop(db);
 /// # Ok(()) }
 /// ```
 #[derive(Debug)]

@@ -53,7 +53,7 @@
 //! This crate is the only one that names SeaORM. It depends on `rwsplit-core` for every
 //! decision and on `rwsplit-monitor` for probes.
 #![cfg_attr(docsrs, feature(doc_cfg))]
-#![doc(test(attr(deny(warnings))))]
+#![doc(test(attr(deny(warnings), allow(dead_code))))]
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used, clippy::print_stdout))]
 
 mod builder;
@@ -64,6 +64,8 @@ mod redact;
 mod route;
 mod stats;
 mod sticky;
+#[cfg(test)]
+mod tests;
 
 pub use builder::RoutedConnectionBuilder;
 pub use connection::RoutedConnection;
