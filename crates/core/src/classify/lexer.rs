@@ -30,8 +30,8 @@ pub(crate) enum Tok<'a> {
 }
 
 const WS: u8 = 1;
-const START: u8 = 2;
-const CONT: u8 = 4;
+pub(crate) const START: u8 = 2;
+pub(crate) const CONT: u8 = 4;
 const DIGIT: u8 = 8;
 
 const fn classes() -> [u8; 256] {
@@ -63,7 +63,7 @@ const fn classes() -> [u8; 256] {
 static CLASS: [u8; 256] = classes();
 
 #[inline(always)]
-fn class(b: u8) -> u8 {
+pub(crate) fn class(b: u8) -> u8 {
     CLASS[b as usize]
 }
 
@@ -99,6 +99,36 @@ impl<'a> Lexer<'a> {
         }
     }
 
+    /// The whole input.
+    #[inline(always)]
+    pub(crate) fn src(&self) -> &'a [u8] {
+        self.src
+    }
+
+    /// The offset of the next byte to lex.
+    #[inline(always)]
+    pub(crate) fn pos(&self) -> usize {
+        self.pos
+    }
+
+    /// Moves past bytes a caller lexed itself (see the classifier's fast path).
+    #[inline(always)]
+    pub(crate) fn set_pos(&mut self, pos: usize) {
+        self.pos = pos;
+    }
+
+    /// The dialect.
+    #[inline(always)]
+    pub(crate) fn dialect(&self) -> Dialect {
+        self.dialect
+    }
+
+    /// Whether a MySQL executable comment is open (its `*/` must be lexed here).
+    #[inline(always)]
+    pub(crate) fn in_exec_comment(&self) -> bool {
+        self.in_exec_comment
+    }
+
     #[inline(always)]
     fn peek(&self, off: usize) -> u8 {
         // Out of range reads as NUL, which no rule below treats as meaningful.
@@ -112,11 +142,15 @@ impl<'a> Lexer<'a> {
     #[inline]
     pub(crate) fn next_token(&mut self) -> Option<Tok<'a>> {
         loop {
-            let b = *self.src.get(self.pos)?;
-            let c = class(b);
-            if c & WS != 0 {
+            let mut b = *self.src.get(self.pos)?;
+            let mut c = class(b);
+            while c & WS != 0 {
                 self.pos += 1;
-                continue;
+                b = *self.src.get(self.pos)?;
+                c = class(b);
+            }
+            if b == b'"' && self.dialect != Dialect::MySql {
+                return self.quoted(b'"');
             }
             if c & START != 0 {
                 // `E'…'`: an escape string (PostgreSQL).
@@ -193,6 +227,13 @@ impl<'a> Lexer<'a> {
                     self.pos += 2;
                     continue;
                 }
+                b'$' if self.dialect == Dialect::Postgres && self.peek(1).is_ascii_digit() => {
+                    // `$1`: a positional parameter.
+                    let rest = self.src.get(self.pos + 1..).unwrap_or_default();
+                    self.pos +=
+                        1 + rest.iter().position(|b| !b.is_ascii_digit()).unwrap_or(rest.len());
+                    return Some(Tok::Param);
+                }
                 b'$' => {
                     if let Some(t) = self.dollar() {
                         return t;
@@ -220,14 +261,9 @@ impl<'a> Lexer<'a> {
     #[inline(always)]
     fn word(&mut self) -> &'a [u8] {
         let start = self.pos;
-        self.pos += 1;
-        while let Some(&n) = self.src.get(self.pos) {
-            if class(n) & CONT != 0 {
-                self.pos += 1;
-            } else {
-                break;
-            }
-        }
+        let rest = self.src.get(start + 1..).unwrap_or_default();
+        let len = rest.iter().position(|&b| class(b) & CONT == 0).unwrap_or(rest.len());
+        self.pos = start + 1 + len;
         self.src.get(start..self.pos).unwrap_or_default()
     }
 
@@ -238,7 +274,7 @@ impl<'a> Lexer<'a> {
         let mut i = start;
         loop {
             let rest = self.src.get(i..)?;
-            match rest.iter().position(|&b| b == close) {
+            match find_byte(rest, close) {
                 None => {
                     self.unterminated = true;
                     self.pos = self.src.len();
@@ -258,6 +294,7 @@ impl<'a> Lexer<'a> {
     }
 
     /// A string literal whose opening quote is at `pos`.
+    #[inline(never)]
     fn string(&mut self, quote: u8, esc: Escapes) -> Option<Tok<'a>> {
         let start = self.pos + 1;
         let mut i = start;
@@ -296,6 +333,7 @@ impl<'a> Lexer<'a> {
         }
     }
 
+    #[inline(never)]
     fn line_comment(&mut self) {
         let start = self.pos;
         let rest = self.src.get(start..).unwrap_or_default();
@@ -308,6 +346,7 @@ impl<'a> Lexer<'a> {
     }
 
     /// A block comment opened at `pos`. Returns false if it is unterminated.
+    #[inline(never)]
     fn block_comment(&mut self) -> bool {
         let open = self.pos;
         let body = open + 2;
@@ -353,6 +392,7 @@ impl<'a> Lexer<'a> {
 
     /// `$`: a PostgreSQL positional parameter or dollar-quoted string; elsewhere a parameter
     /// (SQLite) or the start of an identifier (MySQL). `None` means: go on lexing.
+    #[inline(never)]
     fn dollar(&mut self) -> Option<Option<Tok<'a>>> {
         match self.dialect {
             Dialect::MySql => return Some(Some(Tok::Word(self.word()))),
@@ -410,6 +450,7 @@ impl<'a> Lexer<'a> {
     }
 
     /// `@`: MySQL user (`@x`) or system (`@@x`) variable; SQLite parameter; otherwise an operator.
+    #[inline(never)]
     fn at(&mut self) -> Tok<'a> {
         self.pos += 1;
         match self.dialect {
@@ -438,6 +479,7 @@ impl<'a> Lexer<'a> {
     }
 
     /// Looks for `rwsplit:` directives in a comment's content `src[start..end]`.
+    #[inline(never)]
     fn hint_comment(&mut self, start: usize, end: usize) {
         let Some(text) = self.src.get(start..end) else { return };
         let lead = text.iter().take_while(|&&b| class(b) & WS != 0).count();
@@ -492,6 +534,28 @@ enum Escapes {
     None,
 }
 
+/// First occurrence of byte `needle` in `hay`, eight bytes at a time (SWAR: a byte of
+/// `x ^ needle×8` is zero exactly where `needle` is, and `(v - 0x01…) & !v & 0x80…` has its
+/// lowest set bit in the first zero byte of `v`).
+#[inline(always)]
+pub(crate) fn find_byte(hay: &[u8], needle: u8) -> Option<usize> {
+    const LO: u64 = 0x0101_0101_0101_0101;
+    const HI: u64 = 0x8080_8080_8080_8080;
+    let rep = u64::from(needle) * LO;
+    let mut base = 0usize;
+    let mut rest = hay;
+    while let Some((chunk, tail)) = rest.split_first_chunk::<8>() {
+        let v = u64::from_le_bytes(*chunk) ^ rep;
+        let hit = v.wrapping_sub(LO) & !v & HI;
+        if hit != 0 {
+            return Some(base + (hit.trailing_zeros() / 8) as usize);
+        }
+        base += 8;
+        rest = tail;
+    }
+    rest.iter().position(|&b| b == needle).map(|p| base + p)
+}
+
 /// First occurrence of `needle` in `hay`.
 fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
     let (&first, rest) = needle.split_first()?;
@@ -517,6 +581,17 @@ mod tests {
             v.push(t);
         }
         v
+    }
+
+    #[test]
+    fn find_byte_matches_position() {
+        let hay = b"abc\"def\"ghijklmnopq\"rstuvwxyz";
+        for start in 0..hay.len() {
+            let h = &hay[start..];
+            for n in [b'"', b'z', b'a', b'!'] {
+                assert_eq!(find_byte(h, n), h.iter().position(|&b| b == n), "{start} {n}");
+            }
+        }
     }
 
     #[test]

@@ -40,7 +40,7 @@ pub use functions::DEFAULT_WRITE_FUNCTIONS;
 pub use tables::{Tables, tables};
 
 use functions::FunctionSet;
-use lexer::{Lexer, Tok};
+use lexer::{CONT, Lexer, Tok, class, find_byte};
 
 /// The SQL dialect of a statement, which decides how it is lexed.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -212,6 +212,9 @@ impl<'a> Classification<'a> {
 #[derive(Clone, Debug)]
 pub struct Classifier {
     functions: FunctionSet,
+    /// Whether the query state uses its fused fast path (off only to test it against the
+    /// general path).
+    fast_path: bool,
 }
 
 impl Default for Classifier {
@@ -220,7 +223,7 @@ impl Default for Classifier {
     }
 }
 
-static DEFAULT: Classifier = Classifier { functions: FunctionSet::new() };
+static DEFAULT: Classifier = Classifier { functions: FunctionSet::new(), fast_path: true };
 
 /// Classifies `sql` with the default [`Classifier`].
 ///
@@ -305,7 +308,16 @@ impl Classifier {
         let mut prev_dot = false;
         let mut depth = 0u32;
 
-        while let Some(tok) = lx.next_token() {
+        loop {
+            if let State::Query { with, analyze, copy } = state {
+                let mut vars = QueryVars { prev, name, prev_dot, depth };
+                let fast = self.fast_query(lx, &mut vars, with, analyze, copy);
+                QueryVars { prev, name, prev_dot, depth } = vars;
+                if let Some(r) = fast {
+                    return (WRITE, r);
+                }
+            }
+            let Some(tok) = lx.next_token() else { break };
             if lx.hint == Some(Hint::Primary) {
                 return (WRITE, Reason::Hint);
             }
@@ -492,6 +504,214 @@ impl Classifier {
     }
 }
 
+/// The query-state variables of [`Classifier::scan`], shared with its fast path.
+struct QueryVars<'a> {
+    prev: Kw,
+    name: Option<&'a [u8]>,
+    prev_dot: bool,
+    depth: u32,
+}
+
+impl Classifier {
+    /// The query state's common case, lexed and classified in one tight loop: whitespace,
+    /// quoted identifiers, words, numbers, parameters and plain punctuation. It stops, leaving
+    /// the lexer at the byte, at anything else (strings, comments, `;`, variables …), which the
+    /// general loop handles with the full lexer; the two apply exactly the same rules.
+    #[inline]
+    fn fast_query<'a>(
+        &self,
+        lx: &mut Lexer<'a>,
+        v: &mut QueryVars<'a>,
+        with: bool,
+        analyze: bool,
+        copy: bool,
+    ) -> Option<Reason> {
+        if lx.in_exec_comment() || !self.fast_path {
+            return None;
+        }
+        let src = lx.src();
+        let dialect = lx.dialect();
+        let quoted_double = dialect != Dialect::MySql;
+        let mut rest = src.get(lx.pos()..).unwrap_or_default();
+        let at = |rest: &[u8]| src.len() - rest.len();
+        let result = loop {
+            let Some((&b, mut tail)) = rest.split_first() else { break None };
+            let b = if b == b' ' {
+                // Single spaces between tokens are the most common byte: skip without dispatch.
+                rest = tail;
+                match tail.split_first() {
+                    Some((&n, t)) => {
+                        tail = t;
+                        n
+                    }
+                    None => break None,
+                }
+            } else {
+                b
+            };
+            match FAST[usize::from(b)] {
+                F_SPACE => rest = tail,
+                F_QUOTE if b == b'`' || quoted_double => {
+                    let Some(end) = find_byte(tail, b) else { break None };
+                    let (Some(name), Some(after)) = (tail.get(..end), tail.get(end + 1..)) else {
+                        break None;
+                    };
+                    if after.first() == Some(&b) {
+                        break None; // a doubled quote: the full lexer knows
+                    }
+                    v.name = Some(name);
+                    v.prev = Kw::None;
+                    v.prev_dot = false;
+                    rest = after;
+                    // `"table"."column"`: take the qualified name in one go (saves dispatches).
+                    while let [b'.', q, tail @ ..] = rest
+                        && *q == b
+                    {
+                        let Some(end) = find_byte(tail, b) else { break };
+                        let (Some(name), Some(after)) = (tail.get(..end), tail.get(end + 1..))
+                        else {
+                            break;
+                        };
+                        if after.first() == Some(&b) {
+                            break;
+                        }
+                        v.name = Some(name);
+                        rest = after;
+                    }
+                    // `"column", `: the separator too.
+                    if let [b',', tail @ ..] = rest {
+                        v.reset(false);
+                        rest = match tail {
+                            [b' ', t @ ..] => t,
+                            t => t,
+                        };
+                    }
+                }
+                F_WORD => {
+                    let len = tail.iter().position(|&c| class(c) & CONT == 0).unwrap_or(tail.len());
+                    if len == 0
+                        && (b | 0x20) == b'e'
+                        && dialect == Dialect::Postgres
+                        && tail.first() == Some(&b'\'')
+                    {
+                        break None; // an E'' string
+                    }
+                    let (w, after) = rest.split_at_checked(len + 1).unwrap_or((rest, &[]));
+                    if v.prev_dot {
+                        v.prev = Kw::None;
+                    } else {
+                        let kw = keyword(w);
+                        if let Some(r) = query_keyword(kw, v.prev, with, analyze) {
+                            lx.set_pos(at(after));
+                            return Some(r);
+                        }
+                        v.prev = kw;
+                    }
+                    v.name = Some(w);
+                    v.prev_dot = false;
+                    rest = after;
+                    // `name(`: the call, without another dispatch.
+                    if let [b'(', tail @ ..] = rest {
+                        if self.functions.contains(w) {
+                            lx.set_pos(at(tail));
+                            return Some(Reason::WriteFunction);
+                        }
+                        v.depth += 1;
+                        v.reset(false);
+                        rest = tail;
+                    }
+                }
+                F_OPEN => {
+                    if v.name.is_some_and(|n| self.functions.contains(n)) {
+                        lx.set_pos(at(tail));
+                        return Some(Reason::WriteFunction);
+                    }
+                    v.depth += 1;
+                    v.reset(false);
+                    rest = tail;
+                }
+                F_CLOSE if !copy => {
+                    v.depth = v.depth.saturating_sub(1);
+                    v.reset(false);
+                    rest = tail;
+                }
+                F_DOT => {
+                    v.reset(true);
+                    rest = tail;
+                }
+                F_PUNCT => {
+                    v.reset(false);
+                    rest = tail;
+                }
+                F_DOLLAR
+                    if dialect == Dialect::Postgres
+                        && tail.first().is_some_and(u8::is_ascii_digit) =>
+                {
+                    let len = tail.iter().position(|c| !c.is_ascii_digit()).unwrap_or(tail.len());
+                    rest = tail.get(len..).unwrap_or_default();
+                    v.reset(false);
+                }
+                F_DIGIT => {
+                    let len = tail
+                        .iter()
+                        .position(|&c| class(c) & CONT == 0 && c != b'.')
+                        .unwrap_or(tail.len());
+                    rest = tail.get(len..).unwrap_or_default();
+                    v.reset(false);
+                }
+                _ => break None,
+            }
+        };
+        lx.set_pos(at(rest));
+        result
+    }
+}
+
+const F_OTHER: u8 = 0;
+const F_SPACE: u8 = 1;
+const F_QUOTE: u8 = 2;
+const F_WORD: u8 = 3;
+const F_OPEN: u8 = 4;
+const F_CLOSE: u8 = 5;
+const F_DOT: u8 = 6;
+const F_PUNCT: u8 = 7;
+const F_DOLLAR: u8 = 8;
+const F_DIGIT: u8 = 9;
+
+/// What the fast path does with each byte; `F_OTHER` hands over to the full lexer.
+static FAST: [u8; 256] = {
+    let mut t = [F_OTHER; 256];
+    let mut c = 0u8;
+    loop {
+        t[c as usize] = match c {
+            b' ' | b'\n' | b'\t' | b'\r' => F_SPACE,
+            b'"' | b'`' => F_QUOTE,
+            b'(' => F_OPEN,
+            b')' => F_CLOSE,
+            b'.' => F_DOT,
+            b',' | b'=' | b'*' | b'<' | b'>' | b'+' | b'%' | b'|' | b'!' | b'?' => F_PUNCT,
+            b'$' => F_DOLLAR,
+            b'0'..=b'9' => F_DIGIT,
+            b'a'..=b'z' | b'A'..=b'Z' | b'_' | 0x80..=0xff => F_WORD,
+            _ => F_OTHER,
+        };
+        if c == u8::MAX {
+            break t;
+        }
+        c += 1;
+    }
+};
+
+impl QueryVars<'_> {
+    /// After a token that is neither a word nor a quoted identifier.
+    #[inline(always)]
+    fn reset(&mut self, dot: bool) {
+        self.prev_dot = dot;
+        self.prev = Kw::None;
+        self.name = None;
+    }
+}
+
 /// What the scanner expects next in the current statement.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum State {
@@ -615,50 +835,152 @@ fn is(w: &[u8], k: &[u8]) -> bool {
     w.len() == k.len() && w.iter().zip(k).all(|(a, b)| a & 0xdf == *b)
 }
 
+/// Packs a keyword of at most 8 bytes into a `u64`, little-endian, zero-padded.
+const fn pack(k: &[u8]) -> u64 {
+    let mut v = 0u64;
+    let mut i = 0;
+    while i < k.len() && i < 8 {
+        v |= (k[i] as u64) << (8 * i);
+        i += 1;
+    }
+    v
+}
+
 /// The keyword `w` is, if the classifier cares about it.
-#[inline]
+///
+/// Words of up to 8 bytes are packed into a `u64` and upper-cased with one mask (clearing bit 5
+/// of every byte maps `a-z` to `A-Z` and cannot map any other identifier byte onto a letter),
+/// so the lookup is one integer `match`.
+#[inline(always)]
 fn keyword(w: &[u8]) -> Kw {
+    let len = w.len();
+    if len > 8 {
+        return if len == 19 && is(w, b"SQL_CALC_FOUND_ROWS") {
+            Kw::SqlCalcFoundRows
+        } else {
+            Kw::None
+        };
+    }
+    // Most words are not keywords: reject by (length, first letter) before packing.
+    const fn first_letters() -> [u32; 9] {
+        const KWS: [&[u8]; 33] = [
+            b"ANALYSE",
+            b"ANALYZE",
+            b"BINARY",
+            b"COPY",
+            b"DELETE",
+            b"DESC",
+            b"DESCRIBE",
+            b"EXPLAIN",
+            b"FALSE",
+            b"FOR",
+            b"FROM",
+            b"IN",
+            b"INSERT",
+            b"INTO",
+            b"KEY",
+            b"LOCK",
+            b"MASTER",
+            b"MERGE",
+            b"NEXT",
+            b"NO",
+            b"OFF",
+            b"PREVIOUS",
+            b"SELECT",
+            b"SHARE",
+            b"SHOW",
+            b"STDOUT",
+            b"TABLE",
+            b"TO",
+            b"UPDATE",
+            b"VALUE",
+            b"VALUES",
+            b"WITH",
+            b"IN",
+        ];
+        let mut t = [0u32; 9];
+        let mut i = 0;
+        while i < KWS.len() {
+            let k = KWS[i];
+            t[k.len()] |= 1 << (k[0] - b'A');
+            i += 1;
+        }
+        t
+    }
+    const FIRST: [u32; 9] = first_letters();
     let Some(&first) = w.first() else { return Kw::None };
-    let f = first & 0xdf;
-    let k = |k: &[u8], kw: Kw| if is(w, k) { kw } else { Kw::None };
-    match (w.len(), f) {
-        (2, b'I') => k(b"IN", Kw::In),
-        (2, b'N') => k(b"NO", Kw::No),
-        (2, b'T') => k(b"TO", Kw::To),
-        (3, b'F') => k(b"FOR", Kw::For),
-        (3, b'K') => k(b"KEY", Kw::Key),
-        (3, b'O') => k(b"OFF", Kw::Off),
-        (4, b'C') => k(b"COPY", Kw::Copy),
-        (4, b'D') => k(b"DESC", Kw::Desc),
-        (4, b'F') => k(b"FROM", Kw::From),
-        (4, b'I') => k(b"INTO", Kw::Into),
-        (4, b'L') => k(b"LOCK", Kw::Lock),
-        (4, b'N') => k(b"NEXT", Kw::Next),
-        (4, b'S') => k(b"SHOW", Kw::Show),
-        (4, b'W') => k(b"WITH", Kw::With),
-        (5, b'F') => k(b"FALSE", Kw::False),
-        (5, b'M') => k(b"MERGE", Kw::Merge),
-        (5, b'S') => k(b"SHARE", Kw::Share),
-        (5, b'T') => k(b"TABLE", Kw::Table),
-        (5, b'V') => k(b"VALUE", Kw::Value),
-        (6, b'B') => k(b"BINARY", Kw::Binary),
-        (6, b'D') => k(b"DELETE", Kw::Delete),
-        (6, b'I') => k(b"INSERT", Kw::Insert),
-        (6, b'M') => k(b"MASTER", Kw::Master),
-        (6, b'S') => match k(b"SELECT", Kw::Select) {
-            Kw::None => k(b"STDOUT", Kw::Stdout),
-            kw => kw,
-        },
-        (6, b'U') => k(b"UPDATE", Kw::Update),
-        (6, b'V') => k(b"VALUES", Kw::Values),
-        (7, b'A') => match k(b"ANALYZE", Kw::Analyze) {
-            Kw::None => k(b"ANALYSE", Kw::Analyze),
-            kw => kw,
-        },
-        (7, b'E') => k(b"EXPLAIN", Kw::Explain),
-        (8, b'D') => k(b"DESCRIBE", Kw::Describe),
-        (8, b'P') => k(b"PREVIOUS", Kw::Previous),
-        (19, b'S') => k(b"SQL_CALC_FOUND_ROWS", Kw::SqlCalcFoundRows),
+    let letter = (first & 0xdf).wrapping_sub(b'A');
+    if letter >= 26 || FIRST.get(len).is_none_or(|bits| bits & (1 << letter) == 0) {
+        return Kw::None;
+    }
+    let mut word = 0u64;
+    for (i, &b) in w.iter().enumerate() {
+        word |= u64::from(b & 0xdf) << (8 * i);
+    }
+    const ANALYSE: u64 = pack(b"ANALYSE");
+    const ANALYZE: u64 = pack(b"ANALYZE");
+    const BINARY: u64 = pack(b"BINARY");
+    const COPY: u64 = pack(b"COPY");
+    const DELETE: u64 = pack(b"DELETE");
+    const DESC: u64 = pack(b"DESC");
+    const DESCRIBE: u64 = pack(b"DESCRIBE");
+    const EXPLAIN: u64 = pack(b"EXPLAIN");
+    const FALSE: u64 = pack(b"FALSE");
+    const FOR: u64 = pack(b"FOR");
+    const FROM: u64 = pack(b"FROM");
+    const IN: u64 = pack(b"IN");
+    const INSERT: u64 = pack(b"INSERT");
+    const INTO: u64 = pack(b"INTO");
+    const KEY: u64 = pack(b"KEY");
+    const LOCK: u64 = pack(b"LOCK");
+    const MASTER: u64 = pack(b"MASTER");
+    const MERGE: u64 = pack(b"MERGE");
+    const NEXT: u64 = pack(b"NEXT");
+    const NO: u64 = pack(b"NO");
+    const OFF: u64 = pack(b"OFF");
+    const PREVIOUS: u64 = pack(b"PREVIOUS");
+    const SELECT: u64 = pack(b"SELECT");
+    const SHARE: u64 = pack(b"SHARE");
+    const SHOW: u64 = pack(b"SHOW");
+    const STDOUT: u64 = pack(b"STDOUT");
+    const TABLE: u64 = pack(b"TABLE");
+    const TO: u64 = pack(b"TO");
+    const UPDATE: u64 = pack(b"UPDATE");
+    const VALUE: u64 = pack(b"VALUE");
+    const VALUES: u64 = pack(b"VALUES");
+    const WITH: u64 = pack(b"WITH");
+    match word {
+        ANALYSE | ANALYZE => Kw::Analyze,
+        BINARY => Kw::Binary,
+        COPY => Kw::Copy,
+        DELETE => Kw::Delete,
+        DESC => Kw::Desc,
+        DESCRIBE => Kw::Describe,
+        EXPLAIN => Kw::Explain,
+        FALSE => Kw::False,
+        FOR => Kw::For,
+        FROM => Kw::From,
+        IN => Kw::In,
+        INSERT => Kw::Insert,
+        INTO => Kw::Into,
+        KEY => Kw::Key,
+        LOCK => Kw::Lock,
+        MASTER => Kw::Master,
+        MERGE => Kw::Merge,
+        NEXT => Kw::Next,
+        NO => Kw::No,
+        OFF => Kw::Off,
+        PREVIOUS => Kw::Previous,
+        SELECT => Kw::Select,
+        SHARE => Kw::Share,
+        SHOW => Kw::Show,
+        STDOUT => Kw::Stdout,
+        TABLE => Kw::Table,
+        TO => Kw::To,
+        UPDATE => Kw::Update,
+        VALUE => Kw::Value,
+        VALUES => Kw::Values,
+        WITH => Kw::With,
         _ => Kw::None,
     }
 }

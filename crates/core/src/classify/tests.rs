@@ -695,6 +695,15 @@ mod props {
             }
         }
 
+        /// The fused fast path and the general path agree on everything.
+        #[test]
+        fn fast_path_agrees_with_the_general_path(sql in r#"([ \n]|SELECT|select|WITH|FOR|UPDATE|SHARE|NO|KEY|LOCK|IN|INTO|NEXT|VALUE|COPY|TO|STDOUT|EXPLAIN|ANALYZE|\(|\)|;|'|"|`|\$1|\$\$|E'|e|\\|--|#|/\*|\*/|/\*!|@|@@|nextval|NEXTVAL|pg_catalog|\.|,|=|\*|[a-z_]{1,4}|[0-9]{1,2}|"[a-z]{0,3}"|`[a-z]{0,3}`){0,40}"#) {
+            let slow = Classifier { fast_path: false, ..Classifier::default() };
+            for d in [Pg, My, Lite] {
+                prop_assert_eq!(explain(&sql, d), slow.explain(&sql, d), "{:?}: {}", d, sql);
+            }
+        }
+
         /// Appending a write statement to anything never yields a read.
         #[test]
         fn a_write_suffix_is_never_read(prefix in "(SELECT 1|SELECT 'a'|SELECT \"a\"|VALUES \\(1\\)|SHOW x)") {

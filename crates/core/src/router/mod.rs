@@ -281,9 +281,14 @@ impl Router {
         let include_primary =
             self.config.primary_reads == PrimaryReads::Include && topology.primary().is_some();
 
-        // Up replicas first, then suspect ones.
+        // Up replicas first, then suspect ones (a second pass only if there are any).
+        let mut suspects = false;
         for pass in [Health::Up, Health::Suspect] {
+            if pass == Health::Suspect && !suspects {
+                break;
+            }
             for node in nodes {
+                suspects |= node.health() == Health::Suspect;
                 let is_primary = node.role() == Role::Primary;
                 if is_primary {
                     if !(include_primary && pass == Health::Up && node.health() != Health::Down) {

@@ -92,8 +92,9 @@ impl Route {
         }
     }
 
+    /// Appends a fallback; callers never pass a node twice, only possibly the target.
     pub(crate) fn push_fallback(&mut self, id: NodeId) {
-        if id == self.target || self.fallbacks().contains(&id) {
+        if id == self.target {
             return;
         }
         if let Some(slot) = self.fallbacks.get_mut(usize::from(self.len)) {
