@@ -107,7 +107,7 @@ mod tests {
             Error::InvalidNumber { field: "timeline", text: "x".into() },
             Error::InvalidGtid { text: "x".into() },
             Error::DuplicateNodeId { id: NodeId::new(1) },
-            Error::NodeIdOutOfRange { id: NodeId::new(99), max: 64 },
+            Error::NodeIdOutOfRange { id: NodeId::new(99), max: 32 },
             Error::Route(RouteError::NoPrimary),
         ];
         for e in errors {

@@ -18,9 +18,10 @@ use crate::health::Health;
 use crate::load::NodeLoad;
 use crate::token::ReplayPosition;
 
-/// At most this many nodes in a topology; node ids are below it. Fixed so that routing can use
-/// fixed-capacity, allocation-free buffers.
-pub const MAX_NODES: usize = 64;
+/// At most this many nodes in a topology (a primary and 31 replicas); node ids are below it.
+/// Fixed so that routing can use small fixed-capacity buffers: no allocation, and a [`Route`]
+/// (crate::Route) with its fallbacks inline stays under 100 bytes.
+pub const MAX_NODES: usize = 32;
 
 /// A node's id: a small integer chosen by the caller (an index into its pools is typical),
 /// below [`MAX_NODES`].
@@ -567,8 +568,8 @@ mod tests {
             nodes: vec![node(1, Role::Replica), node(1, Role::Primary)],
         };
         assert_eq!(dup.build().unwrap_err(), Error::DuplicateNodeId { id: NodeId::new(1) });
-        let far = Topology::builder().node(node(64, Role::Replica)).build().unwrap_err();
-        assert_eq!(far, Error::NodeIdOutOfRange { id: NodeId::new(64), max: 64 });
+        let far = Topology::builder().node(node(32, Role::Replica)).build().unwrap_err();
+        assert_eq!(far, Error::NodeIdOutOfRange { id: NodeId::new(32), max: 32 });
     }
 
     #[test]

@@ -41,7 +41,7 @@ pub use round_robin::RoundRobin;
 pub use weighted::WeightedRoundRobin;
 pub use zone::ZonePreference;
 
-use crate::topology::{MAX_NODES, Node};
+use crate::topology::Node;
 
 /// A load-balancing policy over candidate nodes.
 ///
@@ -104,26 +104,38 @@ impl<B: Balancer + ?Sized> Balancer for Arc<B> {
     }
 }
 
-/// Stable sort of `candidates` by `key`, computing each key once. Allocation-free; with more
-/// than [`MAX_NODES`] candidates only the first [`MAX_NODES`] are sorted.
-pub(crate) fn sort_by_key<K: Copy + Ord + Default>(
-    candidates: &mut [&Node],
-    key: impl Fn(&Node) -> K,
-) {
-    let n = candidates.len().min(MAX_NODES);
-    let mut keys = [K::default(); MAX_NODES];
-    for (k, c) in keys.iter_mut().zip(candidates.iter()) {
-        *k = key(c);
-    }
-    // Insertion sort: n is small, and it is stable and cannot panic on inconsistent keys.
-    for i in 1..n {
+/// Stable insertion sort of `candidates` by `key`. Allocation-free; keys are computed on the
+/// fly (they are cheap field or atomic reads), and the sort terminates and cannot panic even if
+/// a key changes while it runs (in-flight counts do).
+pub(crate) fn sort_by_key<K: Ord>(candidates: &mut [&Node], key: impl Fn(&Node) -> K) {
+    for i in 1..candidates.len() {
         let mut j = i;
-        while j > 0 && keys[j - 1] > keys[j] {
-            keys.swap(j - 1, j);
+        while j > 0 {
+            let (Some(a), Some(b)) = (candidates.get(j - 1), candidates.get(j)) else { break };
+            if key(a) <= key(b) {
+                break;
+            }
             candidates.swap(j - 1, j);
             j -= 1;
         }
     }
+}
+
+/// Stable partition: candidates matching `keep` first, in order; returns how many. Adjacent
+/// swaps rather than `rotate` (a `memmove` call): the slices are a handful of pointers.
+pub(crate) fn partition(candidates: &mut [&Node], keep: impl Fn(&Node) -> bool) -> usize {
+    let mut k = 0;
+    for i in 0..candidates.len() {
+        if candidates.get(i).is_some_and(|c| keep(c)) {
+            let mut j = i;
+            while j > k {
+                candidates.swap(j - 1, j);
+                j -= 1;
+            }
+            k += 1;
+        }
+    }
+    k
 }
 
 /// An unbiased index below `n` from 64 random bits (Lemire's multiply-shift).

@@ -550,7 +550,13 @@ impl Classifier {
                 b
             };
             match FAST[usize::from(b)] {
-                F_SPACE => rest = tail,
+                F_SPACE => {
+                    let n = tail
+                        .iter()
+                        .position(|&c| FAST[usize::from(c)] != F_SPACE)
+                        .unwrap_or(tail.len());
+                    rest = tail.get(n..).unwrap_or_default();
+                }
                 F_QUOTE if b == b'`' || quoted_double => {
                     let Some(end) = find_byte(tail, b) else { break None };
                     let (Some(name), Some(after)) = (tail.get(..end), tail.get(end + 1..)) else {

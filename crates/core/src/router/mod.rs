@@ -43,7 +43,7 @@ pub use context::{CatchUp, RouteContext, Target, Transaction};
 pub use route::{Route, RouteError, RouteReason};
 pub use rules::{Rule, RuleAction, TableRule, TagRule};
 
-use crate::balance::{Balancer, RoundRobin};
+use crate::balance::{Balancer, RoundRobin, partition};
 use crate::classify::{Access, Hint};
 use crate::consistency::{Consistency, Staleness};
 use crate::health::Health;
@@ -355,6 +355,7 @@ impl Router {
     }
 
     /// Whether replica `node` may serve a read with `consistency` under `group`.
+    #[inline]
     fn eligible(&self, node: &Node, consistency: &Consistency, group: Group<'_>) -> bool {
         match group {
             Group::Only(tag) if !node.has_tag(tag) => return false,
@@ -441,18 +442,4 @@ fn primary(topology: &Topology, reason: RouteReason) -> Result<Route, RouteError
         Primary::None => Err(RouteError::NoPrimary),
         Primary::Many(n) => Err(RouteError::SplitBrain { primaries: n }),
     }
-}
-
-/// Stable partition: nodes matching `keep` first; returns how many.
-fn partition(nodes: &mut [&Node], keep: impl Fn(&Node) -> bool) -> usize {
-    let mut k = 0;
-    for i in 0..nodes.len() {
-        if nodes.get(i).is_some_and(|n| keep(n)) {
-            if let Some(w) = nodes.get_mut(k..=i) {
-                w.rotate_right(1);
-            }
-            k += 1;
-        }
-    }
-    k
 }

@@ -641,11 +641,11 @@ fn route_accessors() {
 }
 
 #[test]
-fn sixty_four_nodes_fit() {
+fn thirty_two_nodes_fit() {
     let mut b = Topology::builder().node(Node::builder(NodeId::new(0), Role::Primary).build());
-    for i in 1..64 {
+    for i in 1..32 {
         b = b.node(replica(i).build());
     }
     let route = Router::default().route(&b.build().unwrap(), &read_ctx(Instant::now())).unwrap();
-    assert_eq!(route.fallbacks().len(), 63);
+    assert_eq!(route.fallbacks().len(), 31);
 }
