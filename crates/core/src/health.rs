@@ -1,29 +1,4 @@
-//! A per-node health state machine: `Up` → `Suspect` → `Down` (banned), with exponential
-//! backoff on repeated bans and readmission only after consecutive successes.
-//!
-//! The shape follows pgcat's and PgDog's bans (ban on failure, primary never banned, a passing
-//! check before readmission) and Envoy's outlier detection (ejection time grows with each
-//! consecutive ejection: `base × 2^(n-1)`, capped).
-//!
-//! ```text
-//!            failure (< threshold)           failures ≥ failure_threshold
-//!   Up ───────────────────────────▶ Suspect ─────────────────────────────▶ Down (banned)
-//!    ▲  ◀─────────────────────────────┘                                     │
-//!    │     recovery_threshold successes                                    │ ban expires, then
-//!    └──────────────────────────────────────────────────────────────────────┘ recovery_threshold
-//!                                                                             successes
-//! ```
-//!
-//! Failures are consecutive: a success resets the count. While a node is `Down`, successes
-//! count towards readmission but it stays out until its ban has expired *and*
-//! `recovery_threshold` consecutive successes were seen; a failure after the ban expired bans it
-//! again for twice as long (up to `ban_max`). The backoff resets once the node has stayed `Up`
-//! for `ban_max`. A primary's tracker goes through the same states, so its health is reported,
-//! but it is never banned and the router never excludes it.
-//!
-//! The tracker is plain data driven by explicit instants: the owner (typically the monitor,
-//! behind its own lock) feeds it probe results and passive signals and publishes
-//! [`Health`] in the next [`Topology`](crate::Topology).
+//! The per-node health state machine.
 
 use std::time::{Duration, Instant};
 
@@ -120,7 +95,32 @@ impl HealthPolicy {
     }
 }
 
-/// The health state machine of one node. See the [module docs](self).
+/// The health state machine of one node: `Up` → `Suspect` → `Down` (banned), with
+/// exponential backoff on repeated bans and readmission only after consecutive successes.
+///
+/// The shape follows pgcat's and PgDog's bans (ban on failure, primary never banned, a passing
+/// check before readmission) and Envoy's outlier detection (ejection time grows with each
+/// consecutive ejection: `base × 2^(n-1)`, capped).
+///
+/// ```text
+///            failure (< threshold)           failures ≥ failure_threshold
+///   Up ───────────────────────────▶ Suspect ─────────────────────────────▶ Down (banned)
+///    ▲  ◀─────────────────────────────┘                                     │
+///    │     recovery_threshold successes                                    │ ban expires, then
+///    └──────────────────────────────────────────────────────────────────────┘ recovery_threshold
+///                                                                             successes
+/// ```
+///
+/// Failures are consecutive: a success resets the count. While a node is `Down`, successes
+/// count towards readmission but it stays out until its ban has expired *and*
+/// `recovery_threshold` consecutive successes were seen; a failure after the ban expired bans it
+/// again for twice as long (up to `ban_max`). The backoff resets once the node has stayed `Up`
+/// for `ban_max`. A primary's tracker goes through the same states, so its health is reported,
+/// but it is never banned and the router never excludes it.
+///
+/// The tracker is plain data driven by explicit instants: the owner (typically the monitor,
+/// behind its own lock) feeds it probe results and passive signals and publishes
+/// [`Health`] in the next [`Topology`](crate::Topology).
 ///
 /// ```
 /// use std::time::{Duration, Instant};

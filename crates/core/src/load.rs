@@ -1,20 +1,20 @@
 //! Live per-node load: requests in flight and a peak-EWMA latency estimate.
-//!
-//! The estimate follows Finagle's and tower's peak EWMA (`tower::load::peak_ewma`): a new
-//! round-trip time above the estimate replaces it at once (react to trouble immediately),
-//! one below it is blended in with weight `1 - e^(-Δt/τ)`, and when read the estimate decays
-//! towards zero with the same time constant, so an idle node that once was slow gets tried
-//! again. τ defaults to 10 s, as in tower and Finagle.
-//!
-//! A [`NodeLoad`] is shared (`Arc`) by every [`Topology`](crate::Topology) snapshot that holds
-//! the node, so publishing a new snapshot does not reset it. Updates are lock-free atomics;
-//! concurrent updates may lose an EWMA sample, which only makes the estimate a little older.
 
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 /// Live load of one node, shared across topology snapshots.
+///
+/// The estimate follows Finagle's and tower's peak EWMA (`tower::load::peak_ewma`): a new
+/// round-trip time above the estimate replaces it at once (react to trouble immediately),
+/// one below it is blended in with weight `1 - e^(-Δt/τ)`, and when read the estimate decays
+/// towards zero with the same time constant, so an idle node that once was slow gets tried
+/// again. τ defaults to 10 s, as in tower and Finagle.
+///
+/// A [`NodeLoad`] is shared (`Arc`) by every [`Topology`](crate::Topology) snapshot that holds
+/// the node, so publishing a new snapshot does not reset it. Updates are lock-free atomics;
+/// concurrent updates may lose an EWMA sample, which only makes the estimate a little older.
 ///
 /// ```
 /// use std::sync::Arc;

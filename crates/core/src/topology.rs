@@ -1,9 +1,4 @@
 //! What the router knows at an instant: an immutable snapshot of the nodes.
-//!
-//! The monitor builds a new [`Topology`] whenever it learns something and publishes it through
-//! a [`SharedTopology`]; readers load the current snapshot without locking (`arc-swap`) and
-//! route against it. Live per-request data (requests in flight, latency) is not copied into
-//! snapshots: each [`Node`] points at its node's shared [`NodeLoad`].
 
 use std::fmt;
 use std::ops::Deref;
@@ -19,8 +14,8 @@ use crate::load::NodeLoad;
 use crate::token::ReplayPosition;
 
 /// At most this many nodes in a topology (a primary and 31 replicas); node ids are below it.
-/// Fixed so that routing can use small fixed-capacity buffers: no allocation, and a [`Route`]
-/// (crate::Route) with its fallbacks inline stays under 100 bytes.
+/// Fixed so that routing can use small fixed-capacity buffers: no allocation, and a
+/// [`Route`](crate::Route) with its fallbacks inline stays under 100 bytes.
 pub const MAX_NODES: usize = 32;
 
 /// A node's id: a small integer chosen by the caller (an index into its pools is typical),
@@ -317,6 +312,11 @@ pub(crate) enum Primary {
 }
 
 /// An immutable snapshot of the nodes. Built with [`Topology::builder`].
+///
+/// The monitor builds a new [`Topology`] whenever it learns something and publishes it through
+/// a [`SharedTopology`]; readers load the current snapshot without locking (`arc-swap`) and
+/// route against it. Live per-request data (requests in flight, latency) is not copied into
+/// snapshots: each [`Node`] points at its node's shared [`NodeLoad`].
 ///
 /// ```
 /// use rwsplit_core::{Node, NodeId, Role, Topology};

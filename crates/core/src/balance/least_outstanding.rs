@@ -14,6 +14,16 @@ use crate::topology::Node;
 
 /// Fewest requests in flight. Fallbacks: the rest by requests in flight.
 ///
+/// # Algorithm
+///
+/// Least outstanding requests: the candidate with the fewest requests in flight.
+///
+/// With the small candidate lists of a replica set a full scan costs a few nanoseconds, so this
+/// is Envoy's least-request policy with all hosts examined (Envoy samples two when lists are
+/// large), pgcat's `loc` and MaxScale's `least_current_operations`. Ties are broken by a
+/// rotating start so that idle replicas share the load instead of the first one taking all of it.
+/// In-flight counts come from each node's [`NodeLoad`](crate::NodeLoad).
+///
 /// ```
 /// use std::time::Instant;
 /// use rwsplit_core::{Balancer, LeastOutstanding, Node, NodeId, Role};

@@ -13,6 +13,15 @@ use crate::topology::Node;
 
 /// Least lag. Fallbacks: the rest by lag.
 ///
+/// # Algorithm
+///
+/// Lowest replication lag: the freshest replica.
+///
+/// Lag is compared in bytes first (exact when known), then in time; unknown lag sorts last.
+/// Equal lags (typically several replicas at zero) are broken by a rotating start, so a caught-up
+/// replica set is still balanced. MaxScale calls this `least_behind_master`, Pgpool-II
+/// `prefer_lower_delay_standby`.
+///
 /// ```
 /// use std::time::Instant;
 /// use rwsplit_core::{Balancer, Lag, LowestLag, Node, NodeId, Role};

@@ -1,21 +1,4 @@
 //! Choosing among eligible nodes: the [`Balancer`] trait and its policies.
-//!
-//! The router filters the topology down to the nodes a statement may use, then asks the
-//! balancer to [order](Balancer::order) them: the first is the target, the rest the fallbacks
-//! in order. Balancers read only the snapshot and the nodes' shared [`NodeLoad`]s, never lock,
-//! never allocate, and keep their own state in atomics.
-//!
-//! | policy | chooses | source |
-//! | --- | --- | --- |
-//! | [`RoundRobin`] | each in turn | classic; pgcat, PgDog `round_robin` |
-//! | [`WeightedRoundRobin`] | in proportion to weight, smoothly interleaved | nginx smooth weighted round robin |
-//! | [`Random`] | uniformly at random, seedable | pgcat/PgDog `random` |
-//! | [`LeastOutstanding`] | fewest requests in flight | Envoy least request, pgcat `loc`, MaxScale `least_current_operations` |
-//! | [`PowerOfTwoEwma`] | the better of two random nodes by peak-EWMA latency × load | tower `p2c` + `peak_ewma`, Finagle |
-//! | [`LowestLag`] | least replication lag | MaxScale `least_behind_master`, Pgpool `prefer_lower_delay_standby` |
-//! | [`ZonePreference`] | a wrapper: local-zone nodes first, others as fallback | Envoy zone-aware routing |
-//!
-//! [`NodeLoad`]: crate::NodeLoad
 
 mod least_outstanding;
 mod lowest_lag;
@@ -44,6 +27,23 @@ pub use zone::ZonePreference;
 use crate::topology::Node;
 
 /// A load-balancing policy over candidate nodes.
+///
+/// The router filters the topology down to the nodes a statement may use, then asks the
+/// balancer to [order](Balancer::order) them: the first is the target, the rest the fallbacks
+/// in order. Balancers read only the snapshot and the nodes' shared [`NodeLoad`]s, never lock,
+/// never allocate, and keep their own state in atomics.
+///
+/// | policy | chooses | source |
+/// | --- | --- | --- |
+/// | [`RoundRobin`] | each in turn | classic; pgcat, PgDog `round_robin` |
+/// | [`WeightedRoundRobin`] | in proportion to weight, smoothly interleaved | nginx smooth weighted round robin |
+/// | [`Random`] | uniformly at random, seedable | pgcat/PgDog `random` |
+/// | [`LeastOutstanding`] | fewest requests in flight | Envoy least request, pgcat `loc`, MaxScale `least_current_operations` |
+/// | [`PowerOfTwoEwma`] | the better of two random nodes by peak-EWMA latency × load | tower `p2c` + `peak_ewma`, Finagle |
+/// | [`LowestLag`] | least replication lag | MaxScale `least_behind_master`, Pgpool `prefer_lower_delay_standby` |
+/// | [`ZonePreference`] | a wrapper: local-zone nodes first, others as fallback | Envoy zone-aware routing |
+///
+/// [`NodeLoad`]: crate::NodeLoad
 ///
 /// Implement [`Balancer::pick`]; override [`Balancer::order`] to choose the fallback order
 /// too (by default the pick comes first, followed by the candidates after it, wrapping

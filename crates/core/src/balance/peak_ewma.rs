@@ -16,6 +16,18 @@ use crate::topology::Node;
 
 /// Power of two choices by peak-EWMA cost. Fallbacks: the other candidates, wrapping.
 ///
+/// # Algorithm
+///
+/// Power of two random choices over peak-EWMA latency.
+///
+/// Two distinct candidates are drawn at random and the one with the lower cost wins, where cost
+/// is the node's peak-EWMA round-trip time times one plus its requests in flight. This is
+/// tower's `p2c` balancer over its `PeakEwma` load (`tower::balance::p2c`,
+/// `tower::load::peak_ewma`), after Finagle; the two-choice idea is Mitzenmacher's ("The Power
+/// of Two Choices in Randomized Load Balancing", 2001): nearly the benefit of examining every
+/// node, without herding onto whichever node looked best a moment ago. A node with no latency
+/// sample yet costs `default_rtt`, so new nodes get traffic.
+///
 /// ```
 /// use std::time::{Duration, Instant};
 /// use rwsplit_core::{Balancer, Node, NodeId, PowerOfTwoEwma, Role};

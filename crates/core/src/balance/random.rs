@@ -11,6 +11,13 @@ use crate::topology::Node;
 
 /// Uniformly random. Fallbacks: the candidates that follow the pick, wrapping.
 ///
+/// # Algorithm
+///
+/// Uniform random choice with an injectable seed.
+///
+/// The generator is SplitMix64 in an atomic, so picks are lock-free and a seeded balancer
+/// replays the same sequence in a single-threaded test. pgcat and PgDog default to random.
+///
 /// ```
 /// use std::time::Instant;
 /// use rwsplit_core::{Balancer, Node, NodeId, Random, Role};

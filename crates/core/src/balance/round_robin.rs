@@ -12,6 +12,14 @@ use crate::topology::Node;
 
 /// Each candidate in turn. Fallbacks: the candidates that follow, wrapping.
 ///
+/// # Algorithm
+///
+/// Round robin: each candidate in turn.
+///
+/// A shared atomic counter indexes the candidate list, so the rotation is fair as long as the
+/// list is stable; when filters change the list, the rotation simply continues over the new
+/// one. This is the classic policy (pgcat, PgDog `round_robin`, Sequelize).
+///
 /// ```
 /// use std::time::Instant;
 /// use rwsplit_core::{Balancer, Node, NodeId, Role, RoundRobin};

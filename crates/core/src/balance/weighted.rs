@@ -18,6 +18,20 @@ use crate::topology::{MAX_NODES, Node};
 
 /// Weighted round robin (nginx's smooth variant). Fallbacks: the candidates that follow.
 ///
+/// # Algorithm
+///
+/// Smooth weighted round robin, as in nginx (`ngx_http_upstream_round_robin.c`, 2012).
+///
+/// Each node keeps a current weight. On each pick every candidate's current weight grows by its
+/// configured weight, the candidate with the largest current weight is chosen, and its current
+/// weight drops by the sum of the weights. Over `Σw` picks each node is chosen in proportion to
+/// its weight, interleaved as evenly as possible (weights 5, 1, 1 give `a a b a c a a`, not
+/// `a a a a a b c`). PgDog's `weighted_round_robin` uses the same algorithm.
+///
+/// Current weights live in atomics indexed by node id, so concurrent picks never lock; under
+/// contention the interleaving is approximate but the proportions hold. Nodes of weight 0 are
+/// never chosen while another candidate has weight; if all have weight 0, plain round robin.
+///
 /// ```
 /// use std::time::Instant;
 /// use rwsplit_core::{Balancer, Node, NodeId, Role, WeightedRoundRobin};

@@ -12,6 +12,15 @@ use crate::topology::{MAX_NODES, Node};
 
 /// Prefers candidates in one zone, delegating the choice to an inner balancer.
 ///
+/// # Algorithm
+///
+/// Zone preference: a filter in front of another balancer.
+///
+/// Candidates in the local zone come first and the inner balancer chooses among them; the other
+/// zones follow, in their given order, as fallbacks. If no candidate is local, the inner
+/// balancer chooses among all. This is the simple form of Envoy's zone-aware routing (which also
+/// spills over by capacity): stay in the zone while it can serve, never fail because of it.
+///
 /// ```
 /// use std::time::Instant;
 /// use rwsplit_core::{Balancer, Node, NodeId, Role, RoundRobin, ZonePreference};

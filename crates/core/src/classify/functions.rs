@@ -208,10 +208,17 @@ impl FunctionSet {
         self.defaults = false;
     }
 
-    /// Whether a call to `name` makes the statement a write.
-    #[inline]
+    /// Whether a call to `name` makes the statement a write. The prefilters are inline; the
+    /// list scan (rare: only for plausible names) is not.
+    #[inline(always)]
     pub(crate) fn contains(&self, name: &[u8]) -> bool {
-        if self.defaults && may_match(&DEFAULT_FILTER, name) {
+        let defaults = self.defaults && may_match(&DEFAULT_FILTER, name);
+        (defaults || may_match(&self.filter, name)) && self.scan(name, defaults)
+    }
+
+    #[inline(never)]
+    fn scan(&self, name: &[u8], defaults: bool) -> bool {
+        if defaults {
             for p in DEFAULT_WRITE_FUNCTIONS {
                 if matches(p.as_bytes(), name) {
                     return true;

@@ -1,34 +1,4 @@
 //! The routing decision: which node runs a statement, and where to go if it fails.
-//!
-//! # Rules, in order
-//!
-//! 1. A write (anything [`classify`](crate::classify) cannot prove to be a read) goes to the
-//!    primary. Always: no override, hint or rule sends a write to a replica.
-//! 2. Inside a read-write transaction: the primary. A read-only transaction may use a replica
-//!    ([`RouterConfig::read_only_transactions_on_replicas`], on by default).
-//! 3. [`Target::Primary`] or a `/*rwsplit:primary*/` hint: the primary.
-//! 4. Rules ([`Rule`]), in order: the first that matches may send the read to the primary or
-//!    restrict it to a tagged group of replicas.
-//! 5. [`Target::Node`]: that node.
-//! 6. [`Consistency::Strong`]: the primary — unless [`Target::Replica`] or a
-//!    `/*rwsplit:replica*/` hint asks for a replica. An explicit request for a replica wins
-//!    over every consistency level, for reads: the caller accepts staleness knowingly.
-//! 7. Otherwise a replica: `Down` replicas are excluded, `Suspect` ones come after every `Up`
-//!    one, replicas whose known lag exceeds [`RouterConfig::max_replica_lag`] are excluded,
-//!    then the consistency level filters: [`Consistency::BoundedStaleness`] keeps replicas
-//!    whose known lag is within the bound, [`Consistency::ReadYourWrites`] keeps replicas whose
-//!    known position satisfies the token. The balancer orders what is left: the first is the
-//!    target, the rest the fallbacks, with the primary last (see [`PrimaryReads`]).
-//! 8. No replica left: for read-your-writes, the route says so — the primary, with the closest
-//!    replica recorded as [`Route::wait_candidate`], or that replica as the target if the
-//!    caller asked to wait ([`CatchUp::Wait`]). Otherwise the primary
-//!    ([`RouteReason::NoEligibleReplica`]), unless [`PrimaryReads::Never`].
-//!
-//! A route that needs the primary fails with [`RouteError::NoPrimary`] when no node claims the
-//! role and with [`RouteError::SplitBrain`] when several do, rather than guess.
-//!
-//! The decision allocates nothing: candidates live in a fixed array on the stack and the
-//! [`Route`] carries its fallbacks inline.
 
 mod context;
 mod route;
@@ -163,7 +133,39 @@ impl RouterConfig {
     }
 }
 
-/// Chooses the node for each statement. See the [module docs](self) for the rules.
+/// Chooses the node for each statement.
+///
+/// # Rules, in order
+///
+/// 1. A write (anything [`classify`](crate::classify) cannot prove to be a read) goes to the
+///    primary. Always: no override, hint or rule sends a write to a replica.
+/// 2. Inside a read-write transaction: the primary. A read-only transaction may use a replica
+///    ([`RouterConfig::read_only_transactions_on_replicas`], on by default).
+/// 3. [`Target::Primary`] or a `/*rwsplit:primary*/` hint: the primary.
+/// 4. Rules ([`Rule`]), in order: the first that matches may send the read to the primary or
+///    restrict it to a tagged group of replicas.
+/// 5. [`Target::Node`]: that node.
+/// 6. [`Consistency::Strong`]: the primary — unless [`Target::Replica`] or a
+///    `/*rwsplit:replica*/` hint asks for a replica. An explicit request for a replica wins
+///    over every consistency level, for reads: the caller accepts staleness knowingly.
+/// 7. Otherwise a replica: `Down` replicas are excluded, `Suspect` ones come after every `Up`
+///    one, replicas whose known lag exceeds [`RouterConfig::max_replica_lag`] are excluded,
+///    then the consistency level filters: [`Consistency::BoundedStaleness`] keeps replicas
+///    whose known lag is within the bound, [`Consistency::ReadYourWrites`] keeps replicas whose
+///    known position satisfies the token. The balancer orders what is left: the first is the
+///    target, the rest the fallbacks, with the primary last (see [`PrimaryReads`]).
+/// 8. No replica left: for read-your-writes, the route says so — the primary, with the closest
+///    replica recorded as [`Route::wait_candidate`], or that replica as the target if the
+///    caller asked to wait ([`CatchUp::Wait`]). Otherwise the primary
+///    ([`RouteReason::NoEligibleReplica`]), unless [`PrimaryReads::Never`].
+///
+/// A route that needs the primary fails with [`RouteError::NoPrimary`] when no node claims the
+/// role and with [`RouteError::SplitBrain`] when several do, rather than guess.
+///
+/// The decision allocates nothing: candidates live in a fixed array on the stack and the
+/// [`Route`] carries its fallbacks inline.
+///
+/// # Example
 ///
 /// ```
 /// use std::time::Instant;

@@ -1,52 +1,4 @@
 //! Replication positions and causal tokens.
-//!
-//! A [`ReplayPosition`] says how far a server's history goes: for a primary, what it has
-//! written; for a replica, what it has replayed. A [`CausalToken`] wraps the position a client
-//! wrote up to, so that later reads go only to replicas whose position satisfies it.
-//!
-//! # Text form
-//!
-//! Tokens travel in headers, cookies and job payloads, so their text uses only ASCII letters,
-//! digits, `:`, `-` and `.` (no space, comma, semicolon, quote or slash): it is a valid cookie
-//! value, URL path segment and HTTP header value as is. The form is `<kind>:<version>:<payload>`:
-//!
-//! | kind | example | payload |
-//! | --- | --- | --- |
-//! | PostgreSQL | `pg:1:7311234567890123456:1:16-B374D848` | system id, timeline (decimal), LSN `X-Y` (hex) |
-//! | MariaDB | `mariadb:1:0-1-208.1-2-5` | GTIDs `domain-server-seq` separated by `.` |
-//! | MySQL | `mysql:1:3e11fa47-71ca-11e1-9e33-c80aa9429562:1-5:7-9.<uuid>:1-3` | GTID set, `.` between UUIDs |
-//!
-//! Parsing is strict, and errors name what was wrong.
-//!
-//! # Histories and failover
-//!
-//! A token is satisfied only by a position on the *same history*; anything else is answered
-//! "not satisfied", so the router sends the read to the primary. Precisely:
-//!
-//! - **PostgreSQL**: the system identifier and the timeline must be equal and the replayed LSN
-//!   at least the token's. A replica on a later timeline may well have the data (if the token's
-//!   LSN precedes the fork point), but the fork point is not known here, so it is refused; a
-//!   token from another cluster (different system identifier) is refused.
-//! - **MariaDB**: for every domain of the token, the replica's last GTID in that domain must come
-//!   from the same `server_id` with a sequence at least the token's; a domain the replica has
-//!   never seen counts as behind. After a failover the new primary writes with its own
-//!   `server_id`, so tokens minted before it are refused by replicas that applied anything
-//!   after it (safe, if pessimistic). *Not detected*: a failback to the same `server_id` after
-//!   a lossy failover that reused sequence numbers (MariaDB without `gtid_strict_mode`); drop
-//!   outstanding tokens when you rebuild a cluster.
-//! - **MySQL**: GTIDs are globally unique (`server_uuid:number`), so set inclusion is exact
-//!   across failovers. *Not detected*: `RESET MASTER`/`RESET BINARY LOGS AND GTIDS` reusing
-//!   numbers.
-//!
-//! # Merging
-//!
-//! [`CausalToken::merge`] keeps the maximum: the later LSN, the later GTID per domain, the
-//! union of GTID sets. For PostgreSQL, a token on a later timeline of the same cluster replaces
-//! one on an earlier timeline: whatever of the earlier write survived the promotion precedes
-//! the new timeline's writes, and whatever did not survive is gone everywhere. Tokens of
-//! unrelated histories (another cluster, another database kind) cannot be combined: the
-//! argument replaces `self`, so merging the newest token into a session keeps the session
-//! usable after a cluster is rebuilt. Merging never fails and never panics.
 
 mod gtid;
 mod pg;
@@ -63,6 +15,9 @@ pub use pg::{Lsn, PgPosition};
 use crate::error::{Error, Result, snippet};
 
 /// How far a server's history goes (written or replayed).
+///
+/// For a primary, what it has written; for a replica, what it has replayed. A [`CausalToken`] wraps the position a client
+/// wrote up to, so that later reads go only to replicas whose position satisfies it.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 #[non_exhaustive]
 pub enum ReplayPosition {
@@ -176,8 +131,54 @@ impl FromStr for ReplayPosition {
 /// Capture it after a write commits (PostgreSQL `pg_current_wal_lsn()` with the system id and
 /// timeline; MariaDB `last_gtid`/`@@gtid_current_pos`; MySQL `@@gtid_executed` or the session's
 /// tracked GTIDs), carry it as text, and route reads with
-/// [`Consistency::ReadYourWrites`](crate::Consistency::ReadYourWrites). See the
-/// [module docs](self) for the text form and for what happens across failovers.
+/// [`Consistency::ReadYourWrites`](crate::Consistency::ReadYourWrites). The text form and the
+/// behaviour across failovers are described below.
+///
+/// # Text form
+///
+/// Tokens travel in headers, cookies and job payloads, so their text uses only ASCII letters,
+/// digits, `:`, `-` and `.` (no space, comma, semicolon, quote or slash): it is a valid cookie
+/// value, URL path segment and HTTP header value as is. The form is `<kind>:<version>:<payload>`:
+///
+/// | kind | example | payload |
+/// | --- | --- | --- |
+/// | PostgreSQL | `pg:1:7311234567890123456:1:16-B374D848` | system id, timeline (decimal), LSN `X-Y` (hex) |
+/// | MariaDB | `mariadb:1:0-1-208.1-2-5` | GTIDs `domain-server-seq` separated by `.` |
+/// | MySQL | `mysql:1:3e11fa47-71ca-11e1-9e33-c80aa9429562:1-5:7-9.<uuid>:1-3` | GTID set, `.` between UUIDs |
+///
+/// Parsing is strict, and errors name what was wrong.
+///
+/// # Histories and failover
+///
+/// A token is satisfied only by a position on the *same history*; anything else is answered
+/// "not satisfied", so the router sends the read to the primary. Precisely:
+///
+/// - **PostgreSQL**: the system identifier and the timeline must be equal and the replayed LSN
+///   at least the token's. A replica on a later timeline may well have the data (if the token's
+///   LSN precedes the fork point), but the fork point is not known here, so it is refused; a
+///   token from another cluster (different system identifier) is refused.
+/// - **MariaDB**: for every domain of the token, the replica's last GTID in that domain must come
+///   from the same `server_id` with a sequence at least the token's; a domain the replica has
+///   never seen counts as behind. After a failover the new primary writes with its own
+///   `server_id`, so tokens minted before it are refused by replicas that applied anything
+///   after it (safe, if pessimistic). *Not detected*: a failback to the same `server_id` after
+///   a lossy failover that reused sequence numbers (MariaDB without `gtid_strict_mode`); drop
+///   outstanding tokens when you rebuild a cluster.
+/// - **MySQL**: GTIDs are globally unique (`server_uuid:number`), so set inclusion is exact
+///   across failovers. *Not detected*: `RESET MASTER`/`RESET BINARY LOGS AND GTIDS` reusing
+///   numbers.
+///
+/// # Merging
+///
+/// [`CausalToken::merge`] keeps the maximum: the later LSN, the later GTID per domain, the
+/// union of GTID sets. For PostgreSQL, a token on a later timeline of the same cluster replaces
+/// one on an earlier timeline: whatever of the earlier write survived the promotion precedes
+/// the new timeline's writes, and whatever did not survive is gone everywhere. Tokens of
+/// unrelated histories (another cluster, another database kind) cannot be combined: the
+/// argument replaces `self`, so merging the newest token into a session keeps the session
+/// usable after a cluster is rebuilt. Merging never fails and never panics.
+///
+/// # Example
 ///
 /// ```
 /// use rwsplit_core::{CausalToken, Lsn, PgPosition, ReplayPosition};
@@ -253,7 +254,7 @@ impl CausalToken {
         }
     }
 
-    /// Folds `other` into `self`, keeping the maximum (see the [module docs](self) for
+    /// Folds `other` into `self`, keeping the maximum (see *Merging* in the type's docs for
     /// tokens of different histories: `other` wins).
     pub fn merge(&mut self, other: &Self) {
         match (&mut self.0, &other.0) {
