@@ -80,8 +80,10 @@ impl Balancer for PowerOfTwoEwma {
             0 => None,
             1 => Some(0),
             n => {
-                let a = below(self.rng.next_u64(), n);
-                let mut b = below(self.rng.next_u64(), n - 1);
+                // One draw gives both indices: 32 random bits each are plenty for a few nodes.
+                let r = self.rng.next_u64();
+                let a = below(r << 32, n);
+                let mut b = below(r & 0xffff_ffff_0000_0000, n - 1);
                 if b >= a {
                     b += 1;
                 }
