@@ -369,7 +369,11 @@ impl RoutedConnection {
                 Call::All => node.conn.query_all_raw(s).await.map(Out::All),
                 Call::Exec => node.conn.execute_raw(s).await.map(Out::Exec),
             };
-            drop(guard);
+            // A completed round trip feeds the node's latency estimate (peak-EWMA balancing);
+            // a failed one only ends its in-flight count.
+            if let (Some(g), Ok(_)) = (guard, &result) {
+                g.finish(std::time::Instant::now());
+            }
             match result {
                 Ok(out) => {
                     self.inner.routing.record_success(id);
