@@ -376,20 +376,14 @@ impl RoutedConnection {
             }
             match result {
                 Ok(out) => {
-                    self.inner.routing.record_success(id);
-                    let counter = if write { &node.writes } else { &node.reads };
-                    counter.fetch_add(1, Ordering::Relaxed);
+                    self.note_success(id, write);
                     if write {
                         self.inner.sticky.mark();
                     }
                     return Ok(out);
                 }
                 Err(e) => {
-                    let failure = failure::classify(&e, id != self.primary_index());
-                    if failure == Failure::Connection {
-                        node.failures.fetch_add(1, Ordering::Relaxed);
-                        self.inner.routing.record_failure(id);
-                    }
+                    let failure = self.note_failure(id, &e);
                     if write || failure == Failure::Other || last {
                         return Err(e);
                     }
@@ -417,17 +411,11 @@ impl RoutedConnection {
             tracing::debug!(target: "rwsplit", node = %node.name, reason = plan.reason(), write, sql = %SqlHead(&stmt.sql), "route stream");
             match node.conn.stream_raw(stmt.clone()).await {
                 Ok(s) => {
-                    self.inner.routing.record_success(id);
-                    let counter = if write { &node.writes } else { &node.reads };
-                    counter.fetch_add(1, Ordering::Relaxed);
+                    self.note_success(id, write);
                     return Ok(s);
                 }
                 Err(e) => {
-                    let failure = failure::classify(&e, id != self.primary_index());
-                    if failure == Failure::Connection {
-                        node.failures.fetch_add(1, Ordering::Relaxed);
-                        self.inner.routing.record_failure(id);
-                    }
+                    let failure = self.note_failure(id, &e);
                     if write || failure == Failure::Other || last {
                         return Err(e);
                     }
@@ -438,6 +426,25 @@ impl RoutedConnection {
         }
         Err(last_err
             .unwrap_or_else(|| DbErr::Custom("rwsplit: no node to run the statement on".into())))
+    }
+
+    /// Counts a statement `node` served and clears a pending failure count.
+    fn note_success(&self, id: usize, write: bool) {
+        self.inner.routing.record_success(id);
+        let node = &self.inner.nodes[id];
+        let counter = if write { &node.writes } else { &node.reads };
+        counter.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Classifies a failure on node `id` for the retry decision; a connection-level one counts
+    /// against the node's health.
+    fn note_failure(&self, id: usize, err: &DbErr) -> Failure {
+        let failure = failure::classify(err, id != self.primary_index());
+        if failure == Failure::Connection {
+            self.inner.nodes[id].failures.fetch_add(1, Ordering::Relaxed);
+            self.inner.routing.record_failure(id);
+        }
+        failure
     }
 
     /// Where a transaction with this configuration begins: a read-only one (not SERIALIZABLE on
@@ -487,11 +494,7 @@ impl RoutedConnection {
             match node.conn.begin_with_options(options).await {
                 Ok(t) => return Ok(t),
                 Err(e) => {
-                    let failure = failure::classify(&e, !on_primary);
-                    if failure == Failure::Connection {
-                        node.failures.fetch_add(1, Ordering::Relaxed);
-                        self.inner.routing.record_failure(id);
-                    }
+                    let failure = self.note_failure(id, &e);
                     if on_primary || failure == Failure::Other || last {
                         return Err(e);
                     }
