@@ -81,7 +81,7 @@ impl NodeLoad {
 
     fn nanos_since_epoch(&self, now: Instant) -> u64 {
         let epoch = *self.epoch.get_or_init(|| now);
-        u64::try_from(now.saturating_duration_since(epoch).as_nanos()).unwrap_or(u64::MAX)
+        nanos_between(epoch, now)
     }
 
     /// Feeds a measured round-trip time observed at `now` (requests, or the monitor's probes).
@@ -121,14 +121,20 @@ impl NodeLoad {
         }
         let cost = f64::from_bits(bits);
         let t = match self.epoch.get() {
-            Some(epoch) => {
-                u64::try_from(now.saturating_duration_since(*epoch).as_nanos()).unwrap_or(u64::MAX)
-            }
+            Some(epoch) => nanos_between(*epoch, now),
             None => return Some(cost),
         };
         let elapsed = t.saturating_sub(self.stamp.load(Ordering::Relaxed)) as f64;
         Some(cost * decay(elapsed / self.tau))
     }
+}
+
+/// Nanoseconds from `epoch` to `now`: 0 if `now` is earlier, `u64::MAX` if they do not fit
+/// (the same as converting `as_nanos()`, without 128-bit arithmetic).
+#[inline]
+fn nanos_between(epoch: Instant, now: Instant) -> u64 {
+    let d = now.saturating_duration_since(epoch);
+    d.as_secs().saturating_mul(1_000_000_000).saturating_add(u64::from(d.subsec_nanos()))
 }
 
 /// `e^(-x)` for `x ≥ 0`. Between requests `x = Δt/τ` is usually tiny (microseconds over

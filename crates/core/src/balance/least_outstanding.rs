@@ -46,11 +46,15 @@ impl Balancer for LeastOutstanding {
         }
         let start = self.rotate.fetch_add(1, Ordering::Relaxed) % n;
         let mut best = (start, u32::MAX);
-        for k in 0..n {
-            let i = (start + k) % n;
+        let mut i = start;
+        for _ in 0..n {
             let load = candidates.get(i).map_or(u32::MAX, |c| c.load().in_flight());
             if load < best.1 {
                 best = (i, load);
+            }
+            i += 1;
+            if i == n {
+                i = 0;
             }
         }
         Some(best.0)

@@ -24,7 +24,7 @@ pub use round_robin::RoundRobin;
 pub use weighted::WeightedRoundRobin;
 pub use zone::ZonePreference;
 
-use crate::topology::Node;
+use crate::topology::{MAX_NODES, Node};
 
 /// A load-balancing policy over candidate nodes.
 ///
@@ -124,6 +124,38 @@ pub(crate) fn sort_by_key<K: Ord>(candidates: &mut [&Node], key: impl Fn(&Node) 
 /// Stable partition: candidates matching `keep` first, in order; returns how many. Adjacent
 /// swaps rather than `rotate` (a `memmove` call): the slices are a handful of pointers.
 pub(crate) fn partition(candidates: &mut [&Node], keep: impl Fn(&Node) -> bool) -> usize {
+    let Some(&first) = candidates.first() else { return 0 };
+    if candidates.len() > MAX_NODES {
+        return partition_by_swaps(candidates, keep);
+    }
+    // Kept candidates are compacted in place (a write never overtakes the read); the others
+    // wait in a stack buffer and are appended after them.
+    let mut others = [first; MAX_NODES];
+    let (mut k, mut r) = (0usize, 0usize);
+    for i in 0..candidates.len() {
+        let Some(&c) = candidates.get(i) else { break };
+        if keep(c) {
+            if let Some(slot) = candidates.get_mut(k) {
+                *slot = c;
+            }
+            k += 1;
+        } else {
+            if let Some(slot) = others.get_mut(r) {
+                *slot = c;
+            }
+            r += 1;
+        }
+    }
+    if let Some(tail) = candidates.get_mut(k..) {
+        for (slot, c) in tail.iter_mut().zip(others.iter()) {
+            *slot = c;
+        }
+    }
+    k
+}
+
+/// [`partition`] for lists longer than the stack buffer.
+fn partition_by_swaps(candidates: &mut [&Node], keep: impl Fn(&Node) -> bool) -> usize {
     let mut k = 0;
     for i in 0..candidates.len() {
         if candidates.get(i).is_some_and(|c| keep(c)) {

@@ -69,7 +69,11 @@ impl PowerOfTwoEwma {
 
     fn cost(&self, n: &Node, now: Instant) -> f64 {
         let load = n.load();
-        let rtt = load.peak_ewma_nanos(now).unwrap_or(self.default_rtt.as_nanos() as f64);
+        // The default is converted only when needed (a 128-bit to float conversion).
+        let rtt = match load.peak_ewma_nanos(now) {
+            Some(rtt) => rtt,
+            None => self.default_rtt.as_nanos() as f64,
+        };
         rtt * (f64::from(load.in_flight()) + 1.0)
     }
 }

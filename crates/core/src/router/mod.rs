@@ -17,6 +17,7 @@ use crate::balance::{Balancer, RoundRobin, partition};
 use crate::classify::{Access, Hint};
 use crate::consistency::{Consistency, Staleness};
 use crate::health::Health;
+use crate::token::CausalToken;
 use crate::topology::{MAX_NODES, Node, Primary, Role, Topology};
 
 /// When reads that a replica could serve may use the primary.
@@ -198,6 +199,19 @@ pub struct Router {
     config: RouterConfig,
 }
 
+/// A replica's eligibility check, decided once per read.
+#[derive(Clone, Copy)]
+enum Check<'c> {
+    /// Every replica.
+    Any,
+    /// Known lag within the bound.
+    Lag(&'c Staleness),
+    /// Known position satisfies the token.
+    Token(&'c CausalToken),
+    /// [`Router::eligible`].
+    Full,
+}
+
 /// Which replicas a rule allows.
 #[derive(Clone, Copy)]
 enum Group<'r> {
@@ -278,35 +292,56 @@ impl Router {
         let nodes = topology.nodes();
         let Some(first) = nodes.first() else { return Err(RouteError::NoEligibleNode) };
         let mut buf: [&Node; MAX_NODES] = [first; MAX_NODES];
-        let (mut up, mut len) = (0usize, 0usize);
+        let mut len = 0usize;
         let mut primary_included = false;
         let include_primary =
             self.config.primary_reads == PrimaryReads::Include && topology.primary().is_some();
 
+        // The common configuration (no tag groups, no lag ban) decides eligibility from the
+        // consistency level alone: check that once, not per replica.
+        let plain = matches!(group, Group::Any)
+            && self.config.dedicated_tags.is_empty()
+            && self.config.max_replica_lag.is_none();
+        let check = match consistency {
+            Consistency::Eventual if plain => Check::Any,
+            Consistency::BoundedStaleness(s) if plain => Check::Lag(s),
+            Consistency::ReadYourWrites(token) if plain => Check::Token(token),
+            _ => Check::Full,
+        };
         // Up replicas first, then suspect ones (a second pass only if there are any).
         let mut suspects = false;
-        for pass in [Health::Up, Health::Suspect] {
-            if pass == Health::Suspect && !suspects {
-                break;
+        for node in nodes {
+            let health = node.health();
+            let is_primary = node.role() == Role::Primary;
+            if is_primary {
+                if !(include_primary && health != Health::Down) {
+                    continue;
+                }
+            } else if health != Health::Up {
+                suspects |= health == Health::Suspect;
+                continue;
+            } else if !self.passes(check, node, consistency, group) {
+                continue;
             }
+            if let Some(slot) = buf.get_mut(len) {
+                *slot = node;
+                len += 1;
+                primary_included |= is_primary;
+            }
+        }
+        let up = len;
+        if suspects {
             for node in nodes {
-                suspects |= node.health() == Health::Suspect;
-                let is_primary = node.role() == Role::Primary;
-                if is_primary {
-                    if !(include_primary && pass == Health::Up && node.health() != Health::Down) {
-                        continue;
-                    }
-                } else if node.health() != pass || !self.eligible(node, consistency, group) {
+                if node.role() == Role::Primary
+                    || node.health() != Health::Suspect
+                    || !self.passes(check, node, consistency, group)
+                {
                     continue;
                 }
                 if let Some(slot) = buf.get_mut(len) {
                     *slot = node;
                     len += 1;
-                    primary_included |= is_primary;
                 }
-            }
-            if pass == Health::Up {
-                up = len;
             }
         }
 
@@ -337,10 +372,13 @@ impl Router {
         } else {
             RouteReason::Balanced
         };
-        let mut route = Route::new(target.id(), target.role(), reason);
-        for n in buf.get(1..len).unwrap_or_default() {
-            route.push_fallback(n.id());
-        }
+        // Candidates are distinct nodes, so none of the others is the target.
+        let mut route = Route::with_fallbacks(
+            target.id(),
+            target.role(),
+            reason,
+            buf.get(1..len).unwrap_or_default().iter().map(|n| n.id()),
+        );
         if !primary_included
             && let Some(p) = topology.primary()
             && self.primary_may_serve(consistency, explicit)
@@ -356,8 +394,25 @@ impl Router {
             || (!explicit && matches!(consistency, Consistency::ReadYourWrites(_)))
     }
 
+    /// [`Router::eligible`] through the check decided for this read.
+    #[inline(always)]
+    fn passes(
+        &self,
+        check: Check<'_>,
+        node: &Node,
+        consistency: &Consistency,
+        group: Group<'_>,
+    ) -> bool {
+        match check {
+            Check::Any => true,
+            Check::Lag(s) => s.allows(&node.lag()),
+            Check::Token(token) => node.position().is_some_and(|p| token.is_satisfied_by(p)),
+            Check::Full => self.eligible(node, consistency, group),
+        }
+    }
+
     /// Whether replica `node` may serve a read with `consistency` under `group`.
-    #[inline]
+    #[inline(never)]
     fn eligible(&self, node: &Node, consistency: &Consistency, group: Group<'_>) -> bool {
         match group {
             Group::Only(tag) if !node.has_tag(tag) => return false,

@@ -92,6 +92,23 @@ impl Route {
         }
     }
 
+    /// A route whose fallbacks are `fallbacks`, in order: distinct nodes, none of them the
+    /// target (beyond [`MAX_NODES`] they are dropped).
+    #[inline]
+    pub(crate) fn with_fallbacks(
+        target: NodeId,
+        role: Role,
+        reason: RouteReason,
+        fallbacks: impl Iterator<Item = NodeId>,
+    ) -> Self {
+        let mut route = Self::new(target, role, reason);
+        for (slot, id) in route.fallbacks.iter_mut().zip(fallbacks) {
+            *slot = id;
+            route.len += 1;
+        }
+        route
+    }
+
     /// Appends a fallback; callers never pass a node twice, only possibly the target.
     pub(crate) fn push_fallback(&mut self, id: NodeId) {
         if id == self.target {

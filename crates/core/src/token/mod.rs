@@ -227,6 +227,7 @@ impl CausalToken {
     /// Whether a server that has replayed up to `replayed` has everything the token requires,
     /// on the same history. Conservative: any doubt answers `false`. Allocation-free.
     #[must_use]
+    #[inline]
     pub fn is_satisfied_by(&self, replayed: &ReplayPosition) -> bool {
         self.shortfall(replayed) == Some(0)
     }
@@ -245,6 +246,7 @@ impl CausalToken {
     /// # Ok::<(), rwsplit_core::Error>(())
     /// ```
     #[must_use]
+    #[inline]
     pub fn shortfall(&self, replayed: &ReplayPosition) -> Option<u64> {
         match (&self.0, replayed) {
             (ReplayPosition::Postgres(t), ReplayPosition::Postgres(r)) => t.shortfall(r),

@@ -108,6 +108,7 @@ impl PgPosition {
     }
 
     /// Bytes `self` (a token) is ahead of `replayed`, or `None` on another history.
+    #[inline]
     pub(crate) fn shortfall(&self, replayed: &Self) -> Option<u64> {
         if self.system_id != replayed.system_id || self.timeline != replayed.timeline {
             return None;
