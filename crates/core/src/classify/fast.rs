@@ -22,7 +22,7 @@ impl Classifier {
     pub(super) fn fast_query<'a>(
         &self,
         lx: &mut Lexer<'a>,
-        v: &mut QueryVars<'a>,
+        out: &mut QueryVars<'a>,
         with: bool,
         analyze: bool,
         copy: bool,
@@ -35,6 +35,9 @@ impl Classifier {
         let quoted_double = dialect != Dialect::MySql;
         let mut rest = src.get(lx.pos()..).unwrap_or_default();
         let at = |rest: &[u8]| src.len() - rest.len();
+        // Work on a local copy, so that the variables live in registers through the loop.
+        let mut v =
+            QueryVars { prev: out.prev, name: out.name, prev_dot: out.prev_dot, depth: out.depth };
         let result = loop {
             let Some((&b, mut tail)) = rest.split_first() else { break None };
             let b = if b == b' ' {
@@ -109,8 +112,8 @@ impl Classifier {
                     } else {
                         let kw = keyword(w);
                         if let Some(r) = query_keyword(kw, v.prev, with, analyze) {
-                            lx.set_pos(at(after));
-                            return Some(r);
+                            rest = after;
+                            break Some(r);
                         }
                         v.prev = kw;
                     }
@@ -120,8 +123,8 @@ impl Classifier {
                     // `name(`: the call, without another dispatch.
                     if let [b'(', tail @ ..] = rest {
                         if self.functions.contains(w) {
-                            lx.set_pos(at(tail));
-                            return Some(Reason::WriteFunction);
+                            rest = tail;
+                            break Some(Reason::WriteFunction);
                         }
                         v.depth += 1;
                         v.reset(false);
@@ -130,8 +133,8 @@ impl Classifier {
                 }
                 F_OPEN => {
                     if v.name.is_some_and(|n| self.functions.contains(n)) {
-                        lx.set_pos(at(tail));
-                        return Some(Reason::WriteFunction);
+                        rest = tail;
+                        break Some(Reason::WriteFunction);
                     }
                     v.depth += 1;
                     v.reset(false);
@@ -170,6 +173,7 @@ impl Classifier {
             }
         };
         lx.set_pos(at(rest));
+        *out = v;
         result
     }
 }
