@@ -153,8 +153,9 @@ impl RoutedConnection {
         conn
     }
 
-    /// Until the monitor runs, a small task probes nodes that are out of rotation once their
-    /// ban expires, and readmits them after the recovery threshold. It holds only a weak
+    /// Until the monitor runs, a small task probes suspect nodes (a statement failed to reach
+    /// them: confirm it, or clear it) and down nodes whose ban has expired, and readmits them
+    /// after the recovery threshold. It holds only a weak
     /// reference and ends when the last clone of the connection is dropped. Without a tokio
     /// runtime (a connection built outside one) there is no prober: such nodes come back only
     /// through reads that reach them as the last resort.
