@@ -236,6 +236,22 @@ async fn writes_and_locking_reads_go_to_the_primary(#[case] kind: DbKind) {
     assert_eq!(port, cluster.primary().port(), "a primary hint pins the read");
 }
 
+/// Application code written against SeaORM's traits, as it would be for `DatabaseConnection`.
+async fn generic_report<C>(db: &C) -> Result<u64, DbErr>
+where
+    C: ConnectionTrait + sea_orm::StreamTrait + TransactionTrait + Send,
+    C::Transaction: sea_orm::TransactionSession,
+{
+    let streamed = post::Entity::find().stream(db).await?.try_collect::<Vec<_>>().await?.len();
+    let counted = post::Entity::find().count(db).await?;
+    let txn = db.begin().await?;
+    let in_txn = post::Entity::find().count(&txn).await?;
+    sea_orm::TransactionSession::commit(txn).await?;
+    assert_eq!(u64::try_from(streamed).unwrap_or(0), counted);
+    assert_eq!(counted, in_txn);
+    Ok(counted)
+}
+
 #[rstest]
 #[case::postgres(DbKind::Postgres)]
 #[case::mariadb(DbKind::MariaDb)]
@@ -257,6 +273,18 @@ async fn transactions_run_on_the_primary_and_read_only_ones_on_a_replica(#[case]
         .await
         .unwrap();
     assert_eq!(port, primary_port, "transaction()");
+
+    let port = db
+        .transaction_async(async |txn: &sea_orm::DatabaseTransaction| {
+            author::ActiveModel { name: Set("async txn".into()), ..Default::default() }
+                .insert(txn)
+                .await?;
+            Ok::<_, DbErr>(server_port(txn, "").await)
+        })
+        .await
+        .unwrap();
+    assert_eq!(port, primary_port, "transaction_async()");
+    assert_eq!(generic_report(&db).await.unwrap(), 4, "generic code takes &RoutedConnection");
 
     let txn = db.begin().await.unwrap();
     assert_eq!(server_port(&txn, "").await, primary_port, "begin()");
