@@ -1,0 +1,180 @@
+use std::time::Duration;
+
+use rstest::rstest;
+use rwsplit_core::{Lag, Role};
+
+use super::*;
+
+/// A node that answers each query with a fixed row (by the query's first word).
+struct Fake {
+    pg: Option<Row>,
+    vars: Option<Row>,
+    status: Option<Row>,
+    delay: Duration,
+}
+
+impl ProbeConn for Fake {
+    async fn fetch_row(&self, sql: &'static str) -> Result<Option<Row>, ProbeError> {
+        tokio::time::sleep(self.delay).await;
+        Ok(if sql.starts_with("SHOW") {
+            self.status.clone()
+        } else if sql.contains("gtid") {
+            self.vars.clone()
+        } else {
+            self.pg.clone()
+        })
+    }
+}
+
+fn pg(
+    in_recovery: &str,
+    replayed: &str,
+    received: Option<&str>,
+    since_ms: Option<&str>,
+    paused: &str,
+) -> Fake {
+    Fake {
+        pg: Some(Row::new([
+            ("in_recovery", Some(in_recovery)),
+            ("system_id", Some("7300000000000000001")),
+            ("timeline", Some("1")),
+            ("replayed", Some(replayed)),
+            ("received", received),
+            ("since_replay_ms", since_ms),
+            ("paused", Some(paused)),
+        ])),
+        vars: None,
+        status: None,
+        delay: Duration::ZERO,
+    }
+}
+
+fn maria(read_only: &str, binlog: &str, slave: &str, status: Option<(&str, Option<&str>)>) -> Fake {
+    Fake {
+        pg: None,
+        vars: Some(Row::new([
+            ("read_only", Some(read_only)),
+            ("binlog_pos", Some(binlog)),
+            ("slave_pos", Some(slave)),
+        ])),
+        status: status.map(|(sql_running, sbm)| {
+            Row::new([("Slave_SQL_Running", Some(sql_running)), ("Seconds_Behind_Master", sbm)])
+        }),
+        delay: Duration::ZERO,
+    }
+}
+
+async fn seen(fake: &Fake, flavor: Flavor) -> Observation {
+    probe(fake, flavor, Duration::from_secs(1)).await.unwrap()
+}
+
+#[tokio::test]
+async fn postgres_roles_and_positions() {
+    let primary =
+        seen(&pg("false", "0/3000100", None, Some("99999"), "false"), Flavor::Postgres).await;
+    assert_eq!(primary.role(), Role::Primary);
+    let replica =
+        seen(&pg("true", "0/3000000", Some("0/3000100"), Some("1500"), "false"), Flavor::Postgres)
+            .await;
+    assert_eq!(replica.role(), Role::Replica);
+    assert_eq!(lag(&primary, &replica), Lag::new(Some(0x100), Some(Duration::from_millis(1500))));
+}
+
+#[tokio::test]
+async fn an_idle_primary_does_not_make_a_caught_up_replica_late() {
+    // No commit for an hour: pg_last_xact_replay_timestamp() is an hour old, yet nothing is
+    // waiting to be replayed.
+    let primary = seen(&pg("false", "0/3000100", None, None, "false"), Flavor::Postgres).await;
+    let replica = seen(
+        &pg("true", "0/3000100", Some("0/3000100"), Some("3600000"), "false"),
+        Flavor::Postgres,
+    )
+    .await;
+    assert_eq!(lag(&primary, &replica), Lag::new(Some(0), Some(Duration::ZERO)));
+}
+
+#[tokio::test]
+async fn a_paused_replica_reports_it() {
+    let replica =
+        seen(&pg("true", "0/3000000", Some("0/3900000"), Some("2000"), "true"), Flavor::Postgres)
+            .await;
+    assert!(replica.replay_stopped());
+    assert_eq!(replica.received_lsn().map(|l| l.get()), Some(0x390_0000));
+}
+
+#[tokio::test]
+async fn another_timeline_has_unknown_lag() {
+    let primary = seen(&pg("false", "0/3000100", None, None, "false"), Flavor::Postgres).await;
+    let mut other = pg("true", "0/3000100", None, None, "false");
+    other.pg = Some(Row::new([
+        ("in_recovery", Some("true")),
+        ("system_id", Some("7300000000000000001")),
+        ("timeline", Some("2")),
+        ("replayed", Some("0/3000100")),
+        ("paused", Some("false")),
+    ]));
+    let replica = seen(&other, Flavor::Postgres).await;
+    assert_eq!(lag(&primary, &replica), Lag::unknown());
+}
+
+#[rstest]
+#[case::caught_up("0-1-10", Some(("Yes", Some("0"))), Lag::new(None, Some(Duration::ZERO)))]
+#[case::behind_applying("0-1-7", Some(("Yes", Some("3"))), Lag::new(None, Some(Duration::from_secs(3))))]
+// Seconds_Behind_Master is NULL while the SQL thread is stopped: the lag is unknown, not zero.
+#[case::behind_stopped("0-1-7", Some(("No", None)), Lag::unknown())]
+// SBM says 0 when idle or before the next event: positions decide, not SBM.
+#[case::behind_but_sbm_zero("0-1-7", Some(("Yes", Some("0"))), Lag::new(None, Some(Duration::ZERO)))]
+#[tokio::test]
+async fn mariadb_lag_comes_from_positions_first(
+    #[case] slave_pos: &str,
+    #[case] status: Option<(&str, Option<&str>)>,
+    #[case] expected: Lag,
+) {
+    let primary = seen(&maria("false", "0-1-10", "", None), Flavor::MariaDb).await;
+    assert_eq!(primary.role(), Role::Primary);
+    let replica = seen(&maria("true", "0-1-10", slave_pos, status), Flavor::MariaDb).await;
+    assert_eq!(replica.role(), Role::Replica);
+    assert_eq!(lag(&primary, &replica), expected);
+}
+
+#[tokio::test]
+async fn a_writable_node_that_replicates_is_a_replica() {
+    let node =
+        seen(&maria("false", "0-1-10", "0-1-10", Some(("Yes", Some("0")))), Flavor::MariaDb).await;
+    assert_eq!(node.role(), Role::Replica);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_hung_node_times_out() {
+    let mut hung = pg("true", "0/1", None, None, "false");
+    hung.delay = Duration::from_secs(3600);
+    let err = probe(&hung, Flavor::Postgres, Duration::from_millis(500)).await.unwrap_err();
+    assert!(err.is_timeout(), "{err}");
+}
+
+#[rstest]
+#[case::bad_flag("in_recovery", "maybe")]
+#[case::bad_lsn("replayed", "nonsense")]
+#[case::bad_sysid("system_id", "x")]
+#[tokio::test]
+async fn unreadable_answers_are_named(#[case] column: &str, #[case] value: &str) {
+    let mut node = pg("true", "0/1", None, None, "false");
+    let mut cols: Vec<(String, Option<String>)> = [
+        ("in_recovery", "true"),
+        ("system_id", "1"),
+        ("timeline", "1"),
+        ("replayed", "0/1"),
+        ("paused", "false"),
+    ]
+    .iter()
+    .map(|(n, v)| ((*n).to_owned(), Some((*v).to_owned())))
+    .collect();
+    for c in &mut cols {
+        if c.0 == column {
+            c.1 = Some(value.to_owned());
+        }
+    }
+    node.pg = Some(Row::new(cols));
+    let err = probe(&node, Flavor::Postgres, Duration::from_secs(1)).await.unwrap_err();
+    assert!(err.to_string().contains(value), "{err}");
+}
