@@ -1,7 +1,7 @@
 //! The query state's fused fast path: lexing and classifying the common tokens of a read
 //! query in one tight loop.
 
-use super::keywords::{Kw, keyword, query_keyword};
+use super::keywords::{Kw, keyword, may_be_keyword, query_keyword};
 use super::lexer::{CONT, Lexer, class, find_byte};
 use super::{Classifier, Dialect, Reason};
 
@@ -33,149 +33,199 @@ impl Classifier {
         let src = lx.src();
         let dialect = lx.dialect();
         let quoted_double = dialect != Dialect::MySql;
-        let mut rest = src.get(lx.pos()..).unwrap_or_default();
-        let at = |rest: &[u8]| src.len() - rest.len();
+        let pg = dialect == Dialect::Postgres;
+        // Indices into `src` instead of sub-slices: one register per position, and bounds
+        // checks that fold into the loads.
+        let mut i = lx.pos();
         // Work on a local copy, so that the variables live in registers through the loop.
         let mut v =
             QueryVars { prev: out.prev, name: out.name, prev_dot: out.prev_dot, depth: out.depth };
-        let result = loop {
-            let Some((&b, mut tail)) = rest.split_first() else { break None };
-            let b = if b == b' ' {
+        let result = 'scan: loop {
+            let Some(&b0) = src.get(i) else { break None };
+            let mut b = b0;
+            if b == b' ' {
                 // Single spaces between tokens are the most common byte: skip without dispatch.
-                rest = tail;
-                match tail.split_first() {
-                    Some((&n, t)) => {
-                        tail = t;
-                        n
-                    }
+                i += 1;
+                match src.get(i) {
+                    Some(&n) => b = n,
                     None => break None,
                 }
-            } else {
-                b
-            };
+            }
+            // Here `src[i] == b`.
             match FAST[usize::from(b)] {
                 F_SPACE => {
-                    let n = tail
-                        .iter()
-                        .position(|&c| FAST[usize::from(c)] != F_SPACE)
-                        .unwrap_or(tail.len());
-                    rest = tail.get(n..).unwrap_or_default();
+                    i += 1;
+                    while src.get(i).is_some_and(|&c| FAST[usize::from(c)] == F_SPACE) {
+                        i += 1;
+                    }
                 }
                 F_QUOTE if b == b'`' || quoted_double => {
-                    let Some(end) = find_byte(tail, b) else { break None };
-                    let (Some(name), Some(after)) = (tail.get(..end), tail.get(end + 1..)) else {
-                        break None;
-                    };
-                    if after.first() == Some(&b) {
-                        break None; // a doubled quote: the full lexer knows
-                    }
-                    v.name = Some(name);
-                    v.prev = Kw::None;
-                    v.prev_dot = false;
-                    rest = after;
-                    // `"table"."column"`: take the qualified name in one go (saves dispatches).
-                    while let [b'.', q, tail @ ..] = rest
-                        && *q == b
-                    {
-                        let Some(end) = find_byte(tail, b) else { break };
-                        let (Some(name), Some(after)) = (tail.get(..end), tail.get(end + 1..))
-                        else {
-                            break;
+                    // A run of a column list, `"t"."col", "t"."col2", …`, without a dispatch
+                    // per token. Each pass starts at an opening quote at `i`.
+                    let rep = u64::from(b) * LO;
+                    // The last identifier's content, `src[ns..ne]`.
+                    let (mut ns, mut ne) = (0, 0);
+                    let mut dotted = false;
+                    loop {
+                        let start = i + 1;
+                        let found = match close_quote(src, start, rep, b) {
+                            Some(e) if src.get(e + 1) != Some(&b) => {
+                                (ns, ne) = (start, e);
+                                i = e + 1;
+                                true
+                            }
+                            // Unterminated or a doubled quote: the full lexer knows. After a
+                            // `.`, stop at the `.` (the previous identifier is complete).
+                            _ if dotted => {
+                                i -= 1;
+                                false
+                            }
+                            _ => break 'scan None,
                         };
-                        if after.first() == Some(&b) {
-                            break;
+                        if found {
+                            match src.get(i) {
+                                // `"table"."column"`: the qualified name in one go.
+                                Some(b'.') if src.get(i + 1) == Some(&b) => {
+                                    i += 1;
+                                    dotted = true;
+                                    continue;
+                                }
+                                // `"column", `: the separator, and the next column if quoted.
+                                Some(b',') => {
+                                    v.reset(false);
+                                    i += 1;
+                                    if src.get(i) == Some(&b' ') {
+                                        i += 1;
+                                    }
+                                    if src.get(i) == Some(&b) {
+                                        dotted = false;
+                                        continue;
+                                    }
+                                    break;
+                                }
+                                _ => {}
+                            }
                         }
-                        v.name = Some(name);
-                        rest = after;
-                    }
-                    // `"column", `: the separator too.
-                    if let [b',', tail @ ..] = rest {
-                        v.reset(false);
-                        rest = match tail {
-                            [b' ', t @ ..] => t,
-                            t => t,
-                        };
+                        v.name = src.get(ns..ne);
+                        v.prev = Kw::None;
+                        v.prev_dot = false;
+                        break;
                     }
                 }
                 F_WORD => {
-                    let len = tail.iter().position(|&c| class(c) & CONT == 0).unwrap_or(tail.len());
-                    if len == 0
-                        && (b | 0x20) == b'e'
-                        && dialect == Dialect::Postgres
-                        && tail.first() == Some(&b'\'')
-                    {
+                    let start = i;
+                    i = word_end(src, i + 1);
+                    let len = i - start;
+                    if len == 1 && (b | 0x20) == b'e' && pg && src.get(i) == Some(&b'\'') {
+                        i = start;
                         break None; // an E'' string
                     }
-                    let (w, after) = rest.split_at_checked(len + 1).unwrap_or((rest, &[]));
-                    if v.prev_dot {
+                    let w = src.get(start..i).unwrap_or_default();
+                    if v.prev_dot || !may_be_keyword(b, len) {
+                        // A qualified name's component, or a word no keyword can be.
                         v.prev = Kw::None;
                     } else {
                         let kw = keyword(w);
                         if let Some(r) = query_keyword(kw, v.prev, with, analyze) {
-                            rest = after;
                             break Some(r);
                         }
                         v.prev = kw;
                     }
                     v.name = Some(w);
                     v.prev_dot = false;
-                    rest = after;
                     // `name(`: the call, without another dispatch.
-                    if let [b'(', tail @ ..] = rest {
+                    if src.get(i) == Some(&b'(') {
+                        i += 1;
                         if self.functions.contains(w) {
-                            rest = tail;
                             break Some(Reason::WriteFunction);
                         }
                         v.depth += 1;
                         v.reset(false);
-                        rest = tail;
                     }
                 }
                 F_OPEN => {
+                    i += 1;
                     if v.name.is_some_and(|n| self.functions.contains(n)) {
-                        rest = tail;
                         break Some(Reason::WriteFunction);
                     }
                     v.depth += 1;
                     v.reset(false);
-                    rest = tail;
                 }
                 F_CLOSE if !copy => {
+                    i += 1;
                     v.depth = v.depth.saturating_sub(1);
                     v.reset(false);
-                    rest = tail;
                 }
                 F_DOT => {
+                    i += 1;
                     v.reset(true);
-                    rest = tail;
                 }
                 F_PUNCT => {
+                    i += 1;
                     v.reset(false);
-                    rest = tail;
                 }
-                F_DOLLAR
-                    if dialect == Dialect::Postgres
-                        && tail.first().is_some_and(u8::is_ascii_digit) =>
-                {
-                    let len = tail.iter().position(|c| !c.is_ascii_digit()).unwrap_or(tail.len());
-                    rest = tail.get(len..).unwrap_or_default();
+                F_DOLLAR if pg && src.get(i + 1).is_some_and(u8::is_ascii_digit) => {
+                    i += 2;
+                    while src.get(i).is_some_and(u8::is_ascii_digit) {
+                        i += 1;
+                    }
                     v.reset(false);
                 }
                 F_DIGIT => {
-                    let len = tail
-                        .iter()
-                        .position(|&c| class(c) & CONT == 0 && c != b'.')
-                        .unwrap_or(tail.len());
-                    rest = tail.get(len..).unwrap_or_default();
+                    i += 1;
+                    while src.get(i).is_some_and(|&c| class(c) & CONT != 0 || c == b'.') {
+                        i += 1;
+                    }
                     v.reset(false);
                 }
                 _ => break None,
             }
         };
-        lx.set_pos(at(rest));
+        lx.set_pos(i);
         *out = v;
         result
     }
+}
+
+const LO: u64 = 0x0101_0101_0101_0101;
+const HI: u64 = 0x8080_8080_8080_8080;
+
+/// The offset of the closing quote `q` (`rep` is `q` in every byte) at or after `from`:
+/// eight bytes at once for the usual short identifier, else the general search.
+#[inline(always)]
+fn close_quote(src: &[u8], from: usize, rep: u64, q: u8) -> Option<usize> {
+    if let Some(chunk) = src.get(from..).and_then(<[u8]>::first_chunk::<8>) {
+        let v = u64::from_le_bytes(*chunk) ^ rep;
+        let hit = v.wrapping_sub(LO) & !v & HI;
+        if hit != 0 {
+            return Some(from + (hit.trailing_zeros() / 8) as usize);
+        }
+        return find_from(src, from + 8, q);
+    }
+    find_from(src, from, q)
+}
+
+/// The end of the word whose remaining bytes start at `i`: eight bytes per bounds check.
+#[inline(always)]
+fn word_end(src: &[u8], mut i: usize) -> usize {
+    while let Some(chunk) = src.get(i..).and_then(<[u8]>::first_chunk::<8>) {
+        for (k, &c) in chunk.iter().enumerate() {
+            if class(c) & CONT == 0 {
+                return i + k;
+            }
+        }
+        i += 8;
+    }
+    while src.get(i).is_some_and(|&c| class(c) & CONT != 0) {
+        i += 1;
+    }
+    i
+}
+
+/// The offset of the first `needle` in `src` at or after `from`, if any.
+#[inline(always)]
+fn find_from(src: &[u8], from: usize, needle: u8) -> Option<usize> {
+    find_byte(src.get(from..)?, needle).map(|off| from + off)
 }
 
 const F_OTHER: u8 = 0;

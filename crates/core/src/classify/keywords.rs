@@ -76,6 +76,64 @@ pub(super) enum Kw {
     With,
 }
 
+/// Every keyword [`keyword`] recognises, upper case.
+const KEYWORDS: [&[u8]; 33] = [
+    b"ANALYSE",
+    b"ANALYZE",
+    b"BINARY",
+    b"COPY",
+    b"DELETE",
+    b"DESC",
+    b"DESCRIBE",
+    b"EXPLAIN",
+    b"FALSE",
+    b"FOR",
+    b"FROM",
+    b"IN",
+    b"INSERT",
+    b"INTO",
+    b"KEY",
+    b"LOCK",
+    b"MASTER",
+    b"MERGE",
+    b"NEXT",
+    b"NO",
+    b"OFF",
+    b"PREVIOUS",
+    b"SELECT",
+    b"SHARE",
+    b"SHOW",
+    b"SQL_CALC_FOUND_ROWS",
+    b"STDOUT",
+    b"TABLE",
+    b"TO",
+    b"UPDATE",
+    b"VALUE",
+    b"VALUES",
+    b"WITH",
+];
+
+/// For each first byte, a bit per keyword length (all below 32) starting with it, either case.
+static KEYWORD_LENGTHS: [u32; 256] = {
+    let mut t = [0u32; 256];
+    let mut i = 0;
+    while i < KEYWORDS.len() {
+        let k = KEYWORDS[i];
+        t[k[0] as usize] |= 1 << k.len();
+        t[(k[0] | 0x20) as usize] |= 1 << k.len();
+        i += 1;
+    }
+    t
+};
+
+/// Whether a word of `len` bytes starting with `first` can be a keyword at all: a table
+/// lookup that lets most identifiers skip [`keyword`]. Never false for a keyword.
+#[inline(always)]
+pub(super) fn may_be_keyword(first: u8, len: usize) -> bool {
+    // Bit 31 is never set (no keyword has 31 bytes), so longer words are rejected.
+    (KEYWORD_LENGTHS[usize::from(first)] >> len.min(31)) & 1 != 0
+}
+
 /// Bare `EXPLAIN` options (PostgreSQL's legacy syntax and MySQL's) other than `ANALYZE`.
 pub(super) fn is_explain_option(w: &[u8]) -> bool {
     is(w, b"VERBOSE") || is(w, b"FORMAT") || is(w, b"EXTENDED") || is(w, b"PARTITIONS")
@@ -114,56 +172,9 @@ pub(super) fn keyword(w: &[u8]) -> Kw {
             Kw::None
         };
     }
-    // Most words are not keywords: reject by (length, first letter) before packing.
-    const fn first_letters() -> [u32; 9] {
-        const KWS: [&[u8]; 33] = [
-            b"ANALYSE",
-            b"ANALYZE",
-            b"BINARY",
-            b"COPY",
-            b"DELETE",
-            b"DESC",
-            b"DESCRIBE",
-            b"EXPLAIN",
-            b"FALSE",
-            b"FOR",
-            b"FROM",
-            b"IN",
-            b"INSERT",
-            b"INTO",
-            b"KEY",
-            b"LOCK",
-            b"MASTER",
-            b"MERGE",
-            b"NEXT",
-            b"NO",
-            b"OFF",
-            b"PREVIOUS",
-            b"SELECT",
-            b"SHARE",
-            b"SHOW",
-            b"STDOUT",
-            b"TABLE",
-            b"TO",
-            b"UPDATE",
-            b"VALUE",
-            b"VALUES",
-            b"WITH",
-            b"IN",
-        ];
-        let mut t = [0u32; 9];
-        let mut i = 0;
-        while i < KWS.len() {
-            let k = KWS[i];
-            t[k.len()] |= 1 << (k[0] - b'A');
-            i += 1;
-        }
-        t
-    }
-    const FIRST: [u32; 9] = first_letters();
+    // Most words are not keywords: reject by (first byte, length) before packing.
     let Some(&first) = w.first() else { return Kw::None };
-    let letter = (first & 0xdf).wrapping_sub(b'A');
-    if letter >= 26 || FIRST.get(len).is_none_or(|bits| bits & (1 << letter) == 0) {
+    if !may_be_keyword(first, len) {
         return Kw::None;
     }
     let mut word = 0u64;
@@ -235,5 +246,23 @@ pub(super) fn keyword(w: &[u8]) -> Kw {
         VALUES => Kw::Values,
         WITH => Kw::With,
         _ => Kw::None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_length_filter_never_rejects_a_keyword() {
+        for k in KEYWORDS {
+            let lower = k.to_ascii_lowercase();
+            assert_ne!(keyword(k), Kw::None);
+            assert!(may_be_keyword(k[0], k.len()), "{k:?}");
+            assert!(may_be_keyword(lower[0], k.len()), "{k:?}");
+        }
+        assert!(!may_be_keyword(b'c', 8)); // COALESCE
+        assert!(!may_be_keyword(b's', 40));
+        assert!(!may_be_keyword(b'"', 4));
     }
 }
