@@ -183,13 +183,16 @@ fn eq_lower(name: &[u8], pattern: &[u8]) -> bool {
 #[derive(Clone, Debug)]
 pub(crate) struct FunctionSet {
     defaults: bool,
+    /// The prefilter of the added names.
     filter: Filter,
+    /// The prefilter of every name checked: the added ones and, if on, the defaults.
+    any: Filter,
     extra: Vec<Box<[u8]>>,
 }
 
 impl FunctionSet {
     pub(crate) const fn new() -> Self {
-        Self { defaults: true, filter: [0; 32], extra: Vec::new() }
+        Self { defaults: true, filter: [0; 32], any: default_filter(), extra: Vec::new() }
     }
 
     pub(crate) fn add(&mut self, name: &str) {
@@ -201,24 +204,25 @@ impl FunctionSet {
         }
         let lower: Box<[u8]> = name.bytes().map(|b| b.to_ascii_lowercase()).collect();
         self.filter = add_to_filter(self.filter, &lower);
+        self.any = add_to_filter(self.any, &lower);
         self.extra.push(lower);
     }
 
     pub(crate) fn clear_defaults(&mut self) {
         self.defaults = false;
+        self.any = self.filter;
     }
 
     /// Whether a call to `name` makes the statement a write. The prefilters are inline; the
     /// list scan (rare: only for plausible names) is not.
     #[inline(always)]
     pub(crate) fn contains(&self, name: &[u8]) -> bool {
-        let defaults = self.defaults && may_match(&DEFAULT_FILTER, name);
-        (defaults || may_match(&self.filter, name)) && self.scan(name, defaults)
+        may_match(&self.any, name) && self.scan(name)
     }
 
     #[inline(never)]
-    fn scan(&self, name: &[u8], defaults: bool) -> bool {
-        if defaults {
+    fn scan(&self, name: &[u8]) -> bool {
+        if self.defaults && may_match(&DEFAULT_FILTER, name) {
             for p in DEFAULT_WRITE_FUNCTIONS {
                 if matches(p.as_bytes(), name) {
                     return true;
