@@ -114,13 +114,14 @@ impl Classifier {
                 }
                 F_WORD => {
                     let start = i;
-                    i = word_end(src, i + 1);
-                    let len = i - start;
-                    if len == 1 && (b | 0x20) == b'e' && pg && src.get(i) == Some(&b'\'') {
-                        i = start;
+                    let rest = src.get(start..).unwrap_or_default();
+                    let len = word_len(rest);
+                    if len == 1 && (b | 0x20) == b'e' && pg && rest.get(1) == Some(&b'\'') {
                         break None; // an E'' string
                     }
-                    let w = src.get(start..i).unwrap_or_default();
+                    i = start + len;
+                    // `word_len` never exceeds `rest`: no check left, no panic possible.
+                    let w = rest.get(..len).unwrap_or(rest);
                     if v.prev_dot || !may_be_keyword(b, len) {
                         // A qualified name's component, or a word no keyword can be.
                         v.prev = Kw::None;
@@ -205,21 +206,22 @@ fn close_quote(src: &[u8], from: usize, rep: u64, q: u8) -> Option<usize> {
     find_from(src, from, q)
 }
 
-/// The end of the word whose remaining bytes start at `i`: eight bytes per bounds check.
+/// The length of the word starting at `rest[0]`: eight bytes per bounds check.
 #[inline(always)]
-fn word_end(src: &[u8], mut i: usize) -> usize {
-    while let Some(chunk) = src.get(i..).and_then(<[u8]>::first_chunk::<8>) {
+fn word_len(rest: &[u8]) -> usize {
+    let mut n = 1;
+    while let Some(chunk) = rest.get(n..).and_then(<[u8]>::first_chunk::<8>) {
         for (k, &c) in chunk.iter().enumerate() {
             if class(c) & CONT == 0 {
-                return i + k;
+                return n + k;
             }
         }
-        i += 8;
+        n += 8;
     }
-    while src.get(i).is_some_and(|&c| class(c) & CONT != 0) {
-        i += 1;
+    while rest.get(n).is_some_and(|&c| class(c) & CONT != 0) {
+        n += 1;
     }
-    i
+    n.min(rest.len())
 }
 
 /// The offset of the first `needle` in `src` at or after `from`, if any.
