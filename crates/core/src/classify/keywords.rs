@@ -126,6 +126,20 @@ static KEYWORD_LENGTHS: [u32; 256] = {
     t
 };
 
+/// For each last byte, a bit per keyword length ending with it, either case.
+static KEYWORD_ENDS: [u32; 256] = {
+    let mut t = [0u32; 256];
+    let mut i = 0;
+    while i < KEYWORDS.len() {
+        let k = KEYWORDS[i];
+        let last = k[k.len() - 1];
+        t[last as usize] |= 1 << k.len();
+        t[(last | 0x20) as usize] |= 1 << k.len();
+        i += 1;
+    }
+    t
+};
+
 /// Whether a word of `len` bytes starting with `first` can be a keyword at all: a table
 /// lookup that lets most identifiers skip [`keyword`]. Never false for a keyword.
 #[inline(always)]
@@ -173,8 +187,8 @@ pub(super) fn keyword(w: &[u8]) -> Kw {
         };
     }
     // Most words are not keywords: reject by (first byte, length) before packing.
-    let Some(&first) = w.first() else { return Kw::None };
-    if !may_be_keyword(first, len) {
+    let (Some(&first), Some(&last)) = (w.first(), w.last()) else { return Kw::None };
+    if !may_be_keyword(first, len) || (KEYWORD_ENDS[usize::from(last)] >> len) & 1 == 0 {
         return Kw::None;
     }
     let mut word = 0u64;
@@ -258,11 +272,14 @@ mod tests {
         for k in KEYWORDS {
             let lower = k.to_ascii_lowercase();
             assert_ne!(keyword(k), Kw::None);
+            assert_eq!(keyword(&lower), keyword(k));
             assert!(may_be_keyword(k[0], k.len()), "{k:?}");
             assert!(may_be_keyword(lower[0], k.len()), "{k:?}");
         }
         assert!(!may_be_keyword(b'c', 8)); // COALESCE
         assert!(!may_be_keyword(b's', 40));
         assert!(!may_be_keyword(b'"', 4));
+        assert_eq!(keyword(b"NULL"), Kw::None); // starts like NEXT, ends like no keyword
+        assert_eq!(keyword(b"is"), Kw::None);
     }
 }
