@@ -68,22 +68,32 @@ impl Classifier {
                     let mut dotted = false;
                     loop {
                         let start = i + 1;
-                        let found = match close_quote(src, start, rep, b) {
-                            Some(e) if src.get(e + 1) != Some(&b) => {
-                                (ns, ne) = (start, e);
-                                i = e + 1;
-                                true
+                        let next = match close_quote(src, start, rep, b) {
+                            Some(e) => {
+                                let next = src.get(e + 1).copied();
+                                if next == Some(b) {
+                                    // A doubled quote: the full lexer knows. After a `.`,
+                                    // stop at the `.` (the previous identifier is complete).
+                                    if !dotted {
+                                        break 'scan None;
+                                    }
+                                    i -= 1;
+                                    None
+                                } else {
+                                    (ns, ne) = (start, e);
+                                    i = e + 1;
+                                    Some(next)
+                                }
                             }
-                            // Unterminated or a doubled quote: the full lexer knows. After a
-                            // `.`, stop at the `.` (the previous identifier is complete).
-                            _ if dotted => {
+                            // Unterminated: likewise.
+                            None if dotted => {
                                 i -= 1;
-                                false
+                                None
                             }
-                            _ => break 'scan None,
+                            None => break 'scan None,
                         };
-                        if found {
-                            match src.get(i) {
+                        if let Some(next) = next {
+                            match next {
                                 // `"table"."column"`: the qualified name in one go.
                                 Some(b'.') if src.get(i + 1) == Some(&b) => {
                                     i += 1;
