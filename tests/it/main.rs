@@ -3,6 +3,7 @@
 
 #[path = "../../examples/blog/mod.rs"]
 mod blog;
+mod monitor_following;
 mod monitor_probes;
 mod sea_orm_consistency;
 mod sea_orm_matrix;

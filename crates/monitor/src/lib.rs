@@ -46,4 +46,4 @@
 
 mod probe;
 
-pub use probe::{Flavor, Observation, ProbeConn, ProbeError, Row, lag, probe};
+pub use probe::{Flavor, MonitorConfig, Observation, ProbeConn, ProbeError, Row, lag, probe};

@@ -108,6 +108,15 @@ impl RoutedConnectionBuilder {
         self
     }
 
+    /// The consistency every read gets by default (default `Consistency::Eventual`). E.g.
+    /// `Consistency::BoundedStaleness(Staleness::time(Duration::from_secs(1)))` reads only from
+    /// replicas the monitor has measured to be at most 1 s behind (unknown lag excludes a
+    /// replica), else from the primary.
+    pub fn consistency(mut self, consistency: rwsplit_core::Consistency) -> Self {
+        self.policy.consistency = consistency;
+        self
+    }
+
     /// The router: balancer (round robin by default), rules, lag limits. See
     /// `rwsplit_core::RouterConfig`.
     pub fn router(mut self, config: RouterConfig) -> Self {
@@ -122,10 +131,16 @@ impl RoutedConnectionBuilder {
         self
     }
 
-    /// How often replicas out of rotation are probed for readmission once their ban expires
-    /// (default 1 s).
+    /// How often the monitor probes every node (default 500 ms); see
+    /// [`RoutedConnectionBuilder::monitor`].
     pub fn probe_interval(mut self, interval: Duration) -> Self {
-        self.policy.probe_interval = interval;
+        self.policy.monitor = self.policy.monitor.interval(interval);
+        self
+    }
+
+    /// The monitor's interval, probe timeout and jitter (default 500 ms, 1 s, 50 ms).
+    pub fn monitor(mut self, config: rwsplit_monitor::MonitorConfig) -> Self {
+        self.policy.monitor = config;
         self
     }
 
@@ -149,6 +164,12 @@ impl RoutedConnectionBuilder {
                 return Err(Error::BackendMismatch { node: name, expected: backend, found });
             }
             opts.connect_lazy(true);
+            // A writable pool too, lazy: it opens connections only if this node is promoted.
+            let writer = Database::connect(opts.clone()).await.map_err(|e| Error::InvalidUrl {
+                node: label.clone(),
+                url: name.clone(),
+                reason: e.to_string(),
+            })?;
             make_read_only(&mut opts, backend);
             let conn = Database::connect(opts).await.map_err(|e| Error::InvalidUrl {
                 node: label,
@@ -163,7 +184,7 @@ impl RoutedConnectionBuilder {
                 tracing::warn!(target: "rwsplit", replica = %name, "replica unreachable at start: starting without it, will keep trying");
                 unreachable.push(replicas.len() + 1);
             }
-            replicas.push(Node::new(name, conn));
+            replicas.push(Node::with_writer(name, conn, writer));
         }
         if replicas.len() + 1 > rwsplit_core::MAX_NODES {
             return Err(Error::TooManyNodes {

@@ -27,7 +27,8 @@ pub(crate) struct Policy {
     pub(crate) sticky_window: Duration,
     pub(crate) read_only_txn_on_replicas: bool,
     pub(crate) read_retries: u8,
-    pub(crate) probe_interval: Duration,
+    pub(crate) monitor: rwsplit_monitor::MonitorConfig,
+    pub(crate) consistency: rwsplit_core::Consistency,
 }
 
 impl Default for Policy {
@@ -36,7 +37,8 @@ impl Default for Policy {
             sticky_window: Duration::from_secs(2),
             read_only_txn_on_replicas: true,
             read_retries: 2,
-            probe_interval: Duration::from_secs(1),
+            monitor: rwsplit_monitor::MonitorConfig::default(),
+            consistency: rwsplit_core::Consistency::Eventual,
         }
     }
 }
@@ -45,7 +47,11 @@ impl Default for Policy {
 pub(crate) struct Node {
     /// `host:port/db`, never credentials.
     pub(crate) name: String,
+    /// The pool reads use; read-only sessions on a configured replica.
     pub(crate) conn: DatabaseConnection,
+    /// The pool writes use: the same pool on the configured primary; on a replica a lazy,
+    /// writable pool that opens connections only if the node is promoted and takes writes.
+    pub(crate) writer: DatabaseConnection,
     pub(crate) reads: AtomicU64,
     pub(crate) writes: AtomicU64,
     pub(crate) failures: AtomicU64,
@@ -53,9 +59,18 @@ pub(crate) struct Node {
 
 impl Node {
     pub(crate) fn new(name: String, conn: DatabaseConnection) -> Node {
+        Node::with_writer(name, conn.clone(), conn)
+    }
+
+    pub(crate) fn with_writer(
+        name: String,
+        conn: DatabaseConnection,
+        writer: DatabaseConnection,
+    ) -> Node {
         Node {
             name,
             conn,
+            writer,
             reads: AtomicU64::new(0),
             writes: AtomicU64::new(0),
             failures: AtomicU64::new(0),
@@ -153,35 +168,34 @@ impl RoutedConnection {
         conn
     }
 
-    /// Until the monitor runs, a small task probes suspect nodes (a statement failed to reach
-    /// them: confirm it, or clear it) and down nodes whose ban has expired, and readmits them
-    /// after the recovery threshold. It holds only a weak
-    /// reference and ends when the last clone of the connection is dropped. Without a tokio
-    /// runtime (a connection built outside one) there is no prober: such nodes come back only
-    /// through reads that reach them as the last resort.
+    /// The monitor task: every interval (plus jitter) it probes every node concurrently on the
+    /// node's own pool, under the probe timeout, and feeds the results to the routing state:
+    /// health (failure/recovery thresholds, bans), role (following a promotion), replication
+    /// position and lag. The request path never waits on it. It holds only a weak reference and
+    /// ends when the last clone of the connection is dropped. Without a tokio runtime (a
+    /// connection built outside one) there is no monitor: health then moves only on the
+    /// failures statements see.
     fn spawn_prober(&self) {
         let Ok(handle) = tokio::runtime::Handle::try_current() else { return };
+        let flavor = match self.inner.backend {
+            DbBackend::Postgres => rwsplit_monitor::Flavor::Postgres,
+            DbBackend::MySql => rwsplit_monitor::Flavor::MariaDb,
+            _ => return,
+        };
         let weak = Arc::downgrade(&self.inner);
-        let interval = self.inner.policy.probe_interval;
+        let config = self.inner.policy.monitor;
         handle.spawn(async move {
+            let mut round = 0_u64;
             loop {
-                tokio::time::sleep(interval).await;
+                tokio::time::sleep(config.pause(round)).await;
+                round = round.wrapping_add(1);
                 let Some(inner) = weak.upgrade() else { return };
-                for id in inner.routing.probes_due() {
-                    let ok = matches!(
-                        tokio::time::timeout(
-                            interval.max(Duration::from_millis(200)),
-                            inner.nodes[id].conn.ping()
-                        )
-                        .await,
-                        Ok(Ok(()))
-                    );
-                    if ok {
-                        inner.routing.record_success(id);
-                    } else {
-                        inner.routing.record_failure(id);
-                    }
-                }
+                let probes = inner.nodes.iter().map(|n| async move {
+                    let conn = crate::probe::NodeProbe(&n.conn);
+                    rwsplit_monitor::probe(&conn, flavor, config.timeout_value()).await
+                });
+                let results = futures_util::future::join_all(probes).await;
+                inner.routing.observe(&results);
             }
         });
     }
@@ -196,7 +210,7 @@ impl RoutedConnection {
     /// migrations (`Migrator::up(db.primary(), None)`), schema changes and code typed to
     /// `&DatabaseConnection`.
     pub fn primary(&self) -> &DatabaseConnection {
-        &self.inner.nodes[self.primary_index()].conn
+        &self.inner.nodes[self.primary_index()].writer
     }
 
     /// The node that has the primary role now (the configured one until a promotion is seen).
@@ -249,6 +263,9 @@ impl RoutedConnection {
             if let Err(e) = n.conn.close_by_ref().await {
                 first_err.get_or_insert(e);
             }
+            if let Err(e) = n.writer.close_by_ref().await {
+                first_err.get_or_insert(e);
+            }
         }
         first_err.map_or(Ok(()), Err)
     }
@@ -270,8 +287,9 @@ impl RoutedConnection {
             .plan_ctx(&RouteContext::for_access(Access::Write, std::time::Instant::now()))
             .map_err(TransactionError::Connection)?
             .with_reason("transaction");
+        self.check_writable(plan.first()).map_err(TransactionError::Connection)?;
         self.inner.sticky.mark();
-        let r = self.inner.nodes[plan.first()].conn.transaction_async(callback).await;
+        let r = self.inner.nodes[plan.first()].writer.transaction_async(callback).await;
         self.inner.sticky.mark();
         r
     }
@@ -327,7 +345,9 @@ impl RoutedConnection {
     fn plan(&self, sql: &str) -> Result<Plan, DbErr> {
         let c = self.classify(sql);
         let now = std::time::Instant::now();
-        let mut ctx = RouteContext::new(&c, now).with_statement(sql, self.inner.dialect);
+        let mut ctx = RouteContext::new(&c, now)
+            .with_statement(sql, self.inner.dialect)
+            .with_consistency(&self.inner.policy.consistency);
         let scoped = SCOPE.try_with(|t| *t).ok();
         if let Some(target) = scoped {
             ctx = ctx.with_target(target);
@@ -348,6 +368,7 @@ impl RoutedConnection {
     async fn run(&self, stmt: Statement, plan: Plan, call: Call) -> Result<Out, DbErr> {
         let write = plan.access() == Access::Write;
         if write {
+            self.check_writable(plan.first())?;
             self.inner.sticky.mark();
         }
         let budget = if write { 0 } else { usize::from(self.inner.policy.read_retries) };
@@ -365,10 +386,11 @@ impl RoutedConnection {
             let node = &self.inner.nodes[id];
             tracing::debug!(target: "rwsplit", node = %node.name, reason = plan.reason(), write, sql = %SqlHead(&s.sql), "route");
             let guard = self.inner.routing.start(id);
+            let pool = if write || call == Call::Exec { &node.writer } else { &node.conn };
             let result = match call {
-                Call::One => node.conn.query_one_raw(s).await.map(Out::One),
-                Call::All => node.conn.query_all_raw(s).await.map(Out::All),
-                Call::Exec => node.conn.execute_raw(s).await.map(Out::Exec),
+                Call::One => pool.query_one_raw(s).await.map(Out::One),
+                Call::All => pool.query_all_raw(s).await.map(Out::All),
+                Call::Exec => pool.execute_raw(s).await.map(Out::Exec),
             };
             // A completed round trip feeds the node's latency estimate (peak-EWMA balancing);
             // a failed one only ends its in-flight count.
@@ -401,6 +423,7 @@ impl RoutedConnection {
     async fn stream_plan(&self, stmt: Statement, plan: Plan) -> Result<QueryStream, DbErr> {
         let write = plan.access() == Access::Write;
         if write {
+            self.check_writable(plan.first())?;
             self.inner.sticky.mark();
         }
         let budget = if write { 0 } else { usize::from(self.inner.policy.read_retries) };
@@ -410,7 +433,8 @@ impl RoutedConnection {
             let last = candidates.peek().is_none();
             let node = &self.inner.nodes[id];
             tracing::debug!(target: "rwsplit", node = %node.name, reason = plan.reason(), write, sql = %SqlHead(&stmt.sql), "route stream");
-            match node.conn.stream_raw(stmt.clone()).await {
+            let pool = if write { &node.writer } else { &node.conn };
+            match pool.stream_raw(stmt.clone()).await {
                 Ok(s) => {
                     self.note_success(id, write);
                     return Ok(s);
@@ -427,6 +451,19 @@ impl RoutedConnection {
         }
         Err(last_err
             .unwrap_or_else(|| DbErr::Custom("rwsplit: no node to run the statement on".into())))
+    }
+
+    /// Writes fail fast, naming the node, when the monitor has marked the primary down: waiting
+    /// for a pool's acquire timeout would only hang the caller, and nothing is ever retried
+    /// elsewhere.
+    fn check_writable(&self, node: usize) -> Result<(), DbErr> {
+        if self.inner.routing.health(node) == rwsplit_core::Health::Down {
+            let name = &self.inner.nodes[node].name;
+            return Err(DbErr::Custom(format!(
+                "rwsplit: the primary {name} is unreachable (marked down); the write was not sent"
+            )));
+        }
+        Ok(())
     }
 
     /// Counts a statement `node` served and clears a pending failure count.
@@ -482,6 +519,9 @@ impl RoutedConnection {
         options: TransactionOptions,
     ) -> Result<DatabaseTransaction, DbErr> {
         let on_primary = plan.on_primary();
+        if plan.access() == Access::Write {
+            self.check_writable(plan.first())?;
+        }
         if on_primary {
             self.inner.sticky.mark();
         }
@@ -492,7 +532,8 @@ impl RoutedConnection {
             let last = candidates.peek().is_none();
             let node = &self.inner.nodes[id];
             tracing::debug!(target: "rwsplit", node = %node.name, reason = plan.reason(), "route transaction");
-            match node.conn.begin_with_options(options).await {
+            let pool = if plan.access() == Access::Write { &node.writer } else { &node.conn };
+            match pool.begin_with_options(options).await {
                 Ok(t) => return Ok(t),
                 Err(e) => {
                     let failure = self.note_failure(id, &e);
@@ -507,7 +548,7 @@ impl RoutedConnection {
     }
 }
 
-#[derive(Clone, Copy)]
+#[derive(Clone, Copy, PartialEq, Eq)]
 enum Call {
     One,
     All,
@@ -564,13 +605,15 @@ impl ConnectionTrait for RoutedConnection {
     async fn execute_unprepared(&self, sql: &str) -> Result<ExecResult, DbErr> {
         // Raw SQL with no rows to return: never worth a replica, and often DDL or SET.
         let ctx = RouteContext::for_access(Access::Write, std::time::Instant::now());
-        let node = &self.inner.nodes[self.plan_ctx(&ctx)?.first()];
+        let target = self.plan_ctx(&ctx)?.first();
+        self.check_writable(target)?;
+        let node = &self.inner.nodes[target];
         let write = self.classify(sql).access() == Access::Write;
         if write {
             self.inner.sticky.mark();
         }
         tracing::debug!(target: "rwsplit", node = %node.name, reason = "execute_unprepared", write, sql = %SqlHead(sql), "route");
-        let r = node.conn.execute_unprepared(sql).await;
+        let r = node.writer.execute_unprepared(sql).await;
         if r.is_ok() {
             let counter = if write { &node.writes } else { &node.reads };
             counter.fetch_add(1, Ordering::Relaxed);
@@ -657,10 +700,11 @@ impl TransactionTrait for RoutedConnection {
         E: fmt::Display + fmt::Debug + Send,
     {
         let plan = self.plan_transaction(None, None).map_err(TransactionError::Connection)?;
+        self.check_writable(plan.first()).map_err(TransactionError::Connection)?;
         let node = &self.inner.nodes[plan.first()];
         self.inner.sticky.mark();
         tracing::debug!(target: "rwsplit", node = %node.name, reason = "transaction", "route transaction");
-        let r = node.conn.transaction(callback).await;
+        let r = node.writer.transaction(callback).await;
         self.inner.sticky.mark();
         r
     }

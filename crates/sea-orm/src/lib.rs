@@ -60,6 +60,7 @@ mod builder;
 mod connection;
 mod error;
 mod failure;
+mod probe;
 mod redact;
 mod route;
 mod stats;
@@ -73,6 +74,8 @@ pub use error::{Error, Result};
 pub use stats::{NodeStats, Stats};
 
 pub use rwsplit_core::{
-    Balancer, Classifier, Health, HealthPolicy, LeastOutstanding, LowestLag, PowerOfTwoEwma,
-    Random, RoundRobin, RouterConfig, Target, WeightedRoundRobin, ZonePreference,
+    Balancer, Classifier, Consistency, Health, HealthPolicy, LeastOutstanding, LowestLag,
+    PowerOfTwoEwma, Random, RoundRobin, RouterConfig, Staleness, Target, WeightedRoundRobin,
+    ZonePreference,
 };
+pub use rwsplit_monitor::MonitorConfig;

@@ -6,9 +6,10 @@ use std::sync::{Mutex, PoisonError};
 use std::time::Instant;
 
 use rwsplit_core::{
-    Access, Health, HealthPolicy, HealthTracker, InFlight, Node as CoreNode, NodeId, Role, Route,
-    RouteContext, Router, RouterConfig, SharedTopology, Topology,
+    Access, Health, HealthPolicy, HealthTracker, InFlight, Lag, Node as CoreNode, NodeId, Role,
+    Route, RouteContext, Router, RouterConfig, SharedTopology, Topology,
 };
+use rwsplit_monitor::{Observation, ProbeError};
 use sea_orm::DbErr;
 
 /// Where one statement goes: the router's [`Route`] (target, then fallbacks, no heap), what the
@@ -137,41 +138,105 @@ impl Routing {
         });
     }
 
+    /// A node's role, lag and position in the current snapshot.
+    pub(crate) fn node_view(
+        &self,
+        node: usize,
+    ) -> Option<(Role, Lag, Option<rwsplit_core::ReplayPosition>)> {
+        let topo = self.topology.load();
+        topo.node(node_id(node)).map(|n| (n.role(), n.lag(), n.position().cloned()))
+    }
+
     pub(crate) fn health(&self, node: usize) -> Health {
         self.topology.load().node(node_id(node)).map_or(Health::Down, CoreNode::health)
     }
 
-    /// Nodes to probe now: suspect ones (a failure was seen: confirm or clear it) and down
-    /// ones whose ban has expired (due for readmission).
-    pub(crate) fn probes_due(&self) -> Vec<usize> {
-        let now = Instant::now();
-        self.trackers
-            .iter()
-            .enumerate()
-            .filter(|(_, t)| {
-                let t = t.lock().unwrap_or_else(PoisonError::into_inner);
-                t.health() == Health::Suspect || t.probe_due(now)
-            })
-            .map(|(i, _)| i)
-            .collect()
-    }
-
     fn update(&self, node: usize, f: impl FnOnce(&mut HealthTracker, Instant) -> Health) {
         let Some(tracker) = self.trackers.get(node) else { return };
-        let mut t = tracker.lock().unwrap_or_else(PoisonError::into_inner);
-        let before = t.health();
-        let after = f(&mut t, Instant::now());
-        if before == after {
-            return;
+        // The tracker's lock is released before the publish lock is taken: `observe` takes them
+        // in the other order.
+        let (before, after) = {
+            let mut t = tracker.lock().unwrap_or_else(PoisonError::into_inner);
+            (t.health(), f(&mut t, Instant::now()))
+        };
+        if before != after {
+            self.republish(|_, _| None);
         }
+    }
+
+    /// One monitor round: every node's probe result. Drives the health state machines, takes
+    /// each reachable node's role and position as reported, computes each replica's lag behind
+    /// the one reachable primary, and publishes the next snapshot.
+    ///
+    /// Following a promotion: a node that stops answering while another reports the primary
+    /// role loses the role in the snapshot; if it comes back still claiming it, two nodes claim
+    /// it and the router refuses writes (split brain) until an operator or HA manager settles it.
+    pub(crate) fn observe(&self, results: &[Result<Observation, ProbeError>]) {
+        let now = Instant::now();
+        for (i, r) in results.iter().enumerate() {
+            let Some(tracker) = self.trackers.get(i) else { continue };
+            let mut t = tracker.lock().unwrap_or_else(PoisonError::into_inner);
+            match r {
+                Ok(obs) => {
+                    t.set_role(obs.role());
+                    if let Some(p) = self.pending.get(i) {
+                        p.store(0, Ordering::Relaxed);
+                    }
+                    t.record_success(now);
+                }
+                Err(_) => {
+                    t.record_failure(now);
+                }
+            }
+        }
+        let primaries: Vec<usize> = results
+            .iter()
+            .enumerate()
+            .filter(|(_, r)| matches!(r, Ok(o) if o.role() == Role::Primary))
+            .map(|(i, _)| i)
+            .collect();
+        let primary_obs = match primaries.as_slice() {
+            [p] => results.get(*p).and_then(|r| r.as_ref().ok()),
+            _ => None,
+        };
+        self.republish(|i, node| {
+            let b = node.to_builder();
+            Some(match results.get(i) {
+                Some(Ok(obs)) => {
+                    let lag = match (obs.role(), primary_obs) {
+                        (Role::Primary, _) => Lag::zero(),
+                        (Role::Replica, Some(p)) => rwsplit_monitor::lag(p, obs),
+                        (Role::Replica, None) => Lag::unknown(),
+                    };
+                    b.role(obs.role()).position(obs.position().cloned()).lag(lag)
+                }
+                _ if node.role() == Role::Primary && !primaries.is_empty() => {
+                    tracing::warn!(target: "rwsplit", node = %node.name(), "unreachable old primary: another node is primary now");
+                    b.role(Role::Replica).lag(Lag::unknown())
+                }
+                _ => b.lag(Lag::unknown()),
+            })
+        });
+    }
+
+    /// Publishes the next snapshot: each node with its tracker's health, changed by `edit` where
+    /// it returns a builder.
+    fn republish(&self, edit: impl Fn(usize, &CoreNode) -> Option<rwsplit_core::NodeBuilder>) {
         let _publishing = self.publish.lock().unwrap_or_else(PoisonError::into_inner);
         let topo = self.topology.load_full();
-        let Some(n) = topo.node(node_id(node)) else { return };
-        tracing::warn!(target: "rwsplit", node = %n.name(), ?before, ?after, "node health changed");
-        let next = topo
-            .to_builder()
-            .generation(topo.generation() + 1)
-            .node(n.to_builder().health(after).build());
+        let mut next = topo.to_builder().generation(topo.generation() + 1);
+        for (i, n) in topo.nodes().iter().enumerate() {
+            let health = self
+                .trackers
+                .get(i)
+                .map_or(n.health(), |t| t.lock().unwrap_or_else(PoisonError::into_inner).health());
+            let b = edit(i, n).unwrap_or_else(|| n.to_builder());
+            let built = b.health(health).build();
+            if built.health() != n.health() || built.role() != n.role() {
+                tracing::warn!(target: "rwsplit", node = %n.name(), health = ?built.health(), role = ?built.role(), "node changed");
+            }
+            next = next.node(built);
+        }
         if let Ok(t) = next.build() {
             self.topology.store(t);
         }

@@ -2,7 +2,7 @@
 
 use std::sync::atomic::Ordering;
 
-use rwsplit_core::Health;
+use rwsplit_core::{Health, Lag, ReplayPosition, Role};
 
 use crate::RoutedConnection;
 
@@ -55,7 +55,10 @@ impl Stats {
 pub struct NodeStats {
     name: String,
     role: &'static str,
+    current_role: Role,
     health: Health,
+    lag: Lag,
+    position: Option<ReplayPosition>,
     reads: u64,
     writes: u64,
     failures: u64,
@@ -67,9 +70,25 @@ impl NodeStats {
         &self.name
     }
 
-    /// `"primary"` or `"replica"`, as configured.
+    /// `"primary"` or `"replica"`, as configured (see [`NodeStats::current_role`]).
     pub fn role(&self) -> &'static str {
         self.role
+    }
+
+    /// The role the node has now, as the monitor last saw it (a promoted replica reports
+    /// `Role::Primary`).
+    pub fn current_role(&self) -> Role {
+        self.current_role
+    }
+
+    /// How far behind the primary it is, as the monitor last measured it (unknown until then).
+    pub fn lag(&self) -> Lag {
+        self.lag
+    }
+
+    /// Its replication position, as the monitor last read it.
+    pub fn position(&self) -> Option<&ReplayPosition> {
+        self.position.as_ref()
     }
 
     /// The node's health as the router sees it.
@@ -100,13 +119,21 @@ pub(crate) fn snapshot(db: &RoutedConnection) -> Stats {
             .nodes
             .iter()
             .enumerate()
-            .map(|(i, n)| NodeStats {
-                name: n.name.clone(),
-                role: if i == 0 { "primary" } else { "replica" },
-                health: inner.routing.health(i),
-                reads: n.reads.load(Ordering::Relaxed),
-                writes: n.writes.load(Ordering::Relaxed),
-                failures: n.failures.load(Ordering::Relaxed),
+            .map(|(i, n)| {
+                let seen = inner.routing.node_view(i);
+                NodeStats {
+                    name: n.name.clone(),
+                    role: if i == 0 { "primary" } else { "replica" },
+                    current_role: seen
+                        .as_ref()
+                        .map_or(if i == 0 { Role::Primary } else { Role::Replica }, |v| v.0),
+                    health: inner.routing.health(i),
+                    lag: seen.as_ref().map_or(Lag::unknown(), |v| v.1),
+                    position: seen.and_then(|v| v.2),
+                    reads: n.reads.load(Ordering::Relaxed),
+                    writes: n.writes.load(Ordering::Relaxed),
+                    failures: n.failures.load(Ordering::Relaxed),
+                }
             })
             .collect(),
         retries: inner.retries.load(Ordering::Relaxed),

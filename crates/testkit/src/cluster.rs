@@ -222,7 +222,8 @@ impl ClusterBuilder {
                     .execute(
                         "mysql",
                         "CREATE USER 'repl'@'%'; GRANT REPLICATION SLAVE ON *.* TO 'repl'@'%'; \
-                         CREATE USER 'app'@'%'; GRANT ALL PRIVILEGES ON `%`.* TO 'app'@'%'",
+                         CREATE USER 'app'@'%'; GRANT ALL PRIVILEGES ON `%`.* TO 'app'@'%'; \
+                         GRANT SLAVE MONITOR ON *.* TO 'app'@'%'",
                     )
                     .await?;
                 for n in replicas {

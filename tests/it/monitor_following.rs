@@ -1,0 +1,188 @@
+//! The monitor inside a `RoutedConnection`, on real clusters: lag takes a replica out of
+//! rotation and back, hung and killed replicas are marked down and readmitted, and a promotion
+//! is followed. Every test prints what it measured.
+
+use std::time::{Duration, Instant};
+
+use rstest::rstest;
+use rwsplit_core::Staleness;
+use rwsplit_sea_orm::{Consistency, Health, HealthPolicy, MonitorConfig, RoutedConnection};
+use rwsplit_testkit::{DbKind, TestDatabase};
+use sea_orm::ConnectionTrait;
+
+use crate::support::{own_cluster, server_port};
+
+static PRINTED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+const INTERVAL: Duration = Duration::from_millis(200);
+const TIMEOUT: Duration = Duration::from_millis(500);
+
+async fn monitored(tdb: &TestDatabase, consistency: Consistency) -> RoutedConnection {
+    RoutedConnection::builder()
+        .consistency(consistency)
+        .primary(tdb.primary_url())
+        .replicas(tdb.replica_urls())
+        .sticky_window(Duration::ZERO)
+        .monitor(
+            MonitorConfig::default().interval(INTERVAL).timeout(TIMEOUT).jitter(Duration::ZERO),
+        )
+        .health_policy(
+            HealthPolicy::default().failure_threshold(1).ban_base(Duration::from_millis(300)),
+        )
+        .connect()
+        .await
+        .expect("a monitored connection")
+}
+
+/// Polls `check` every 10 ms until true; returns how long it took, or panics after 15 s.
+async fn until<F, Fut>(what: &str, mut check: F) -> Duration
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let start = Instant::now();
+    while !check().await {
+        assert!(start.elapsed() < Duration::from_secs(15), "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    start.elapsed()
+}
+
+#[rstest]
+#[case::postgres(DbKind::Postgres)]
+#[case::mariadb(DbKind::MariaDb)]
+#[tokio::test]
+async fn a_lagging_replica_leaves_rotation_for_bounded_reads_and_comes_back(#[case] kind: DbKind) {
+    let cluster = own_cluster(kind, "lagrot", 1).await;
+    let tdb = cluster.create_database("lagrot").await.unwrap();
+    // Reads accept no lag at all: only a replica measured to be caught up serves them (an
+    // unknown lag, e.g. MariaDB with its SQL thread stopped, excludes it too).
+    let db = monitored(&tdb, Consistency::BoundedStaleness(Staleness::time(Duration::ZERO))).await;
+    let (primary, replica) = (cluster.primary().port(), cluster.replicas()[0].port());
+    db.execute_unprepared("CREATE TABLE t (id int)").await.unwrap();
+    let took =
+        until("the replica to serve reads", || async { server_port(&db, "").await == replica })
+            .await;
+    eprintln!("{kind}: caught-up replica in rotation after {took:?}");
+
+    cluster.replicas()[0].pause_replay().await.unwrap();
+    db.execute_unprepared("INSERT INTO t VALUES (1)").await.unwrap();
+    let detected = until("the lagging replica to leave rotation", || async {
+        server_port(&db, "").await == primary
+    })
+    .await;
+    eprintln!(
+        "{kind}: injected lag (paused replay + 1 row) detected in {detected:?} (interval {INTERVAL:?})"
+    );
+    assert!(detected <= 2 * INTERVAL + TIMEOUT, "detected after {detected:?}");
+
+    cluster.replicas()[0].resume_replay().await.unwrap();
+    let back =
+        until("the replica to come back", || async { server_port(&db, "").await == replica }).await;
+    eprintln!("{kind}: caught-up replica back in rotation {back:?} after resuming");
+    assert!(back <= 2 * INTERVAL + TIMEOUT, "back after {back:?}");
+}
+
+#[rstest]
+#[case::postgres_hang(DbKind::Postgres, true)]
+#[case::mariadb_hang(DbKind::MariaDb, true)]
+#[case::postgres_kill(DbKind::Postgres, false)]
+#[case::mariadb_kill(DbKind::MariaDb, false)]
+#[tokio::test]
+async fn a_failed_replica_is_marked_down_and_readmitted(#[case] kind: DbKind, #[case] hang: bool) {
+    let cluster = own_cluster(kind, if hang { "hangmon" } else { "killmon" }, 1).await;
+    let tdb = cluster.create_database("failmon").await.unwrap();
+    let db = monitored(&tdb, Consistency::Eventual).await;
+    let node = &cluster.replicas()[0];
+    let health = || async { db.stats().replicas()[0].health() };
+    until("a healthy start", || async { health().await == Health::Up }).await;
+
+    if hang {
+        node.hang().unwrap()
+    } else {
+        node.crash().unwrap()
+    }
+    let down =
+        until("the replica to be marked down", || async { health().await == Health::Down }).await;
+    let fault = if hang { "SIGSTOP" } else { "SIGKILL" };
+    eprintln!(
+        "{kind}: {fault} replica marked down after {down:?} (timeout {TIMEOUT:?}, interval {INTERVAL:?})"
+    );
+    assert!(down <= TIMEOUT + 2 * INTERVAL + Duration::from_millis(300), "down after {down:?}");
+    // Reads keep working meanwhile, from the primary.
+    assert_eq!(server_port(&db, "").await, cluster.primary().port());
+
+    let started = Instant::now();
+    if hang {
+        node.unhang().unwrap()
+    } else {
+        node.restart().await.unwrap()
+    }
+    let up = until("the replica to be readmitted", || async { health().await == Health::Up }).await;
+    eprintln!(
+        "{kind}: replica readmitted {:?} after {}",
+        started.elapsed(),
+        if hang { "SIGCONT" } else { "restart" }
+    );
+    let _ = up;
+    until("reads to reach it again", || async { server_port(&db, "").await == node.port() }).await;
+}
+
+#[rstest]
+#[case::postgres(DbKind::Postgres)]
+#[case::mariadb(DbKind::MariaDb)]
+#[tokio::test]
+async fn a_promoted_replica_takes_over_writes(#[case] kind: DbKind) {
+    let cluster = own_cluster(kind, "follow", 1).await;
+    let tdb = cluster.create_database("follow").await.unwrap();
+    let db = monitored(&tdb, Consistency::Eventual).await;
+    db.execute_unprepared("CREATE TABLE t (id int)").await.unwrap();
+    cluster.wait_caught_up(0, Duration::from_secs(10)).await.unwrap();
+
+    // A planned switchover by hand: stop the primary, promote the replica.
+    cluster.primary().stop().unwrap();
+    let down = until("the primary to be marked down", || async {
+        db.stats().primary().health() == Health::Down
+    })
+    .await;
+    let started = Instant::now();
+    let err = db
+        .execute_unprepared("INSERT INTO t VALUES (0)")
+        .await
+        .expect_err("a write to a stopped primary fails, it is not silently retried elsewhere");
+    let failed_in = started.elapsed();
+    assert!(err.to_string().contains("unreachable"), "{err}");
+    assert!(failed_in < Duration::from_millis(100), "writes fail fast: {failed_in:?}");
+    eprintln!(
+        "{kind}: stopped primary marked down after {down:?}; a write then failed in {failed_in:?}: {err}"
+    );
+    let promoted = Instant::now();
+    cluster.replicas()[0].promote().await.unwrap();
+    let followed = until("writes to reach the new primary", || async {
+        match db.execute_unprepared("INSERT INTO t VALUES (1)").await {
+            Ok(_) => true,
+            Err(e) => {
+                if promoted.elapsed() > Duration::from_secs(3)
+                    && !PRINTED.swap(true, std::sync::atomic::Ordering::Relaxed)
+                {
+                    eprintln!("{kind}: still failing: {e}; {:?}", db.stats());
+                }
+                false
+            }
+        }
+    })
+    .await;
+    eprintln!(
+        "{kind}: writes followed the promotion {followed:?} after it ({:?} incl. pg_promote)",
+        promoted.elapsed()
+    );
+    assert!(followed <= 2 * INTERVAL + TIMEOUT, "followed after {followed:?}");
+    assert_eq!(server_port(db.primary(), "").await, cluster.replicas()[0].port());
+    let rows = db
+        .query_all_raw(sea_orm::Statement::from_string(
+            db.get_database_backend(),
+            "SELECT id FROM t",
+        ))
+        .await
+        .unwrap();
+    assert_eq!(rows.len(), 1, "exactly the acknowledged write, no lost or duplicated one");
+}
