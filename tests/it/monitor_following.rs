@@ -186,3 +186,34 @@ async fn a_promoted_replica_takes_over_writes(#[case] kind: DbKind) {
         .unwrap();
     assert_eq!(rows.len(), 1, "exactly the acknowledged write, no lost or duplicated one");
 }
+
+#[rstest]
+#[case::postgres(DbKind::Postgres)]
+#[case::mariadb(DbKind::MariaDb)]
+#[tokio::test]
+async fn two_primaries_stop_writes_instead_of_splitting_the_history(#[case] kind: DbKind) {
+    let cluster = own_cluster(kind, "splitbrain", 2).await;
+    let tdb = cluster.create_database("splitbrain").await.unwrap();
+    let db = monitored(&tdb, Consistency::Eventual).await;
+    db.execute_unprepared("CREATE TABLE t (id int)").await.unwrap();
+    cluster.wait_caught_up(0, Duration::from_secs(10)).await.unwrap();
+
+    // Promote the replica while the old primary still runs and takes writes: both claim the role.
+    cluster.replicas()[0].promote().await.unwrap();
+    let last = std::sync::Mutex::new(String::new());
+    let refused = until("writes to be refused", || async {
+        match db.execute_unprepared("INSERT INTO t VALUES (1)").await {
+            Ok(_) => false,
+            Err(e) => {
+                *last.lock().unwrap() = e.to_string();
+                true
+            }
+        }
+    })
+    .await;
+    let err = last.lock().unwrap().clone();
+    eprintln!("{kind}: two primaries seen, writes refused {refused:?} after the promotion: {err}");
+    assert!(err.contains("claim the primary role"), "{err}");
+    // Reads still work, from the replica that is still one.
+    assert_eq!(server_port(&db, "").await, cluster.replicas()[1].port());
+}
