@@ -110,7 +110,7 @@ async fn an_apply_delay_holds_commits_back(#[case] db: DbKind) {
     cluster.wait_caught_up(0, SOON).await.unwrap();
     let replica = &tdb.replica_urls()[0];
 
-    // MariaDB's MASTER_DELAY has whole seconds: 800 ms becomes 1 s there.
+    // MariaDB's MASTER_DELAY has whole seconds: 800 ms holds the row 1–2 s there.
     cluster.replicas()[0].set_apply_delay(Duration::from_millis(800)).await.unwrap();
     exec(&mut p, "INSERT INTO t VALUES (1)").await.unwrap();
     let took = eventually(SOON, || async { count(replica, "t").await == Some(1) }).await.unwrap();

@@ -398,7 +398,8 @@ impl Node {
 
     /// Makes this replica apply each change only `delay` after it happened on the primary.
     /// PostgreSQL: `recovery_min_apply_delay` (milliseconds, reloaded without a restart);
-    /// MariaDB: `MASTER_DELAY` (whole seconds, rounded up).
+    /// MariaDB: `MASTER_DELAY` in whole seconds, rounded up plus one because event timestamps
+    /// have whole seconds (the change is held between `delay` and `delay` + 1 s).
     pub async fn set_apply_delay(&self, delay: Duration) -> Result<()> {
         self.require_replica().await?;
         match &*self.engine {
@@ -409,7 +410,9 @@ impl Node {
                 self.admin("SELECT pg_reload_conf()").await
             }
             Engine::MariaDb(_) => {
-                let secs = delay.as_secs() + u64::from(delay.subsec_nanos() > 0);
+                // Binlog event timestamps have whole seconds: MASTER_DELAY = n holds an event
+                // between n - 1 and n seconds. One second more guarantees at least `delay`.
+                let secs = delay.as_secs() + u64::from(delay.subsec_nanos() > 0) + 1;
                 self.admin(&format!(
                     "STOP SLAVE; CHANGE MASTER TO MASTER_DELAY = {secs}; START SLAVE"
                 ))
