@@ -311,9 +311,24 @@ impl RoutedConnection {
             .begin_with_config(isolation_level, access_mode)
             .await
             .map_err(TransactionError::Connection)?;
-        match callback(&txn).await {
+        let result = callback(&txn).await;
+        self.end_transaction(txn, result, access_mode).await
+    }
+
+    /// Commits on `Ok`, rolls back on `Err`; a committed read-write transaction starts the
+    /// task's sticky window (its commit is when the writes became visible on the primary).
+    async fn end_transaction<T, E>(
+        &self,
+        txn: DatabaseTransaction,
+        result: Result<T, E>,
+        access_mode: Option<AccessMode>,
+    ) -> Result<T, TransactionError<E>> {
+        match result {
             Ok(v) => {
                 txn.commit().await.map_err(TransactionError::Connection)?;
+                if access_mode != Some(AccessMode::ReadOnly) {
+                    self.inner.sticky.mark();
+                }
                 Ok(v)
             }
             Err(e) => {
@@ -727,19 +742,8 @@ impl TransactionTrait for RoutedConnection {
             .begin_with_config(isolation_level, access_mode)
             .await
             .map_err(TransactionError::Connection)?;
-        match callback(&txn).await {
-            Ok(v) => {
-                txn.commit().await.map_err(TransactionError::Connection)?;
-                if access_mode != Some(AccessMode::ReadOnly) {
-                    self.inner.sticky.mark();
-                }
-                Ok(v)
-            }
-            Err(e) => {
-                txn.rollback().await.map_err(TransactionError::Connection)?;
-                Err(TransactionError::Transaction(e))
-            }
-        }
+        let result = callback(&txn).await;
+        self.end_transaction(txn, result, access_mode).await
     }
 }
 
