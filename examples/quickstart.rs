@@ -5,8 +5,8 @@
 //! cargo run --example quickstart
 //! ```
 //!
-//! With `RWSPLIT_PRIMARY_URL` (and `RWSPLIT_REPLICA_URLS`, comma-separated; `eval "$(cargo xtask
-//! cluster up)"` sets both) it uses that cluster; without, it starts a throwaway local PostgreSQL
+//! With `RWSPLIT_PRIMARY_URL` (and `RWSPLIT_REPLICA_URLS`, comma-separated; `export $(cargo xtask
+//! cluster up)` sets both) it uses that cluster; without, it starts a throwaway local PostgreSQL
 //! cluster (a primary and two streaming replicas) through the testkit, which needs the server
 //! binaries (`apt-get install postgresql`), and stops it at the end.
 //!
