@@ -321,6 +321,22 @@ async fn transactions_run_on_the_primary_and_read_only_ones_on_a_replica(#[case]
     assert!(write.is_err(), "a read-only transaction refuses writes");
     drop(ro);
 
+    // The policy switch: read-only transactions can be kept on the primary.
+    let strict = RoutedConnection::builder()
+        .primary(tdb.primary_url())
+        .replicas(tdb.replica_urls())
+        .read_only_transactions_on_replicas(false)
+        .connect()
+        .await
+        .unwrap();
+    let ro = strict.begin_with_config(None, Some(AccessMode::ReadOnly)).await.unwrap();
+    assert_eq!(
+        server_port(&ro, "").await,
+        primary_port,
+        "read-only transactions kept on the primary"
+    );
+    drop(ro);
+
     if kind == DbKind::Postgres {
         // Hot standbys refuse SERIALIZABLE: it stays on the primary.
         let ser = db

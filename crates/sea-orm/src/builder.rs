@@ -89,7 +89,9 @@ impl RoutedConnectionBuilder {
     /// true). SERIALIZABLE read-only transactions stay on a PostgreSQL primary either way: hot
     /// standbys refuse them.
     pub fn read_only_transactions_on_replicas(mut self, allow: bool) -> Self {
-        self.policy.read_only_txn_on_replicas = allow;
+        // The router decides (rule 2 of rwsplit_core's routing order); a later `.router(..)`
+        // replaces this setting with the new config's own.
+        self.router = self.router.read_only_transactions_on_replicas(allow);
         self
     }
 

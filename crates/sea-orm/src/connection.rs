@@ -25,7 +25,6 @@ use crate::sticky::Sticky;
 #[derive(Debug, Clone)]
 pub(crate) struct Policy {
     pub(crate) sticky_window: Duration,
-    pub(crate) read_only_txn_on_replicas: bool,
     pub(crate) read_retries: u8,
     pub(crate) monitor: rwsplit_monitor::MonitorConfig,
     pub(crate) consistency: rwsplit_core::Consistency,
@@ -35,7 +34,6 @@ impl Default for Policy {
     fn default() -> Self {
         Policy {
             sticky_window: Duration::from_secs(2),
-            read_only_txn_on_replicas: true,
             read_retries: 2,
             monitor: rwsplit_monitor::MonitorConfig::default(),
             consistency: rwsplit_core::Consistency::Eventual,
