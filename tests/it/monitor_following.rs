@@ -21,7 +21,7 @@ async fn monitored(tdb: &TestDatabase, consistency: Consistency) -> RoutedConnec
         .consistency(consistency)
         .primary(tdb.primary_url())
         .replicas(tdb.replica_urls())
-        .sticky_window(Duration::ZERO)
+        .read_your_writes(false)
         .monitor(
             MonitorConfig::default().interval(INTERVAL).timeout(TIMEOUT).jitter(Duration::ZERO),
         )

@@ -1,83 +1,378 @@
-//! Reads after writes under real, injected lag: the task that wrote sees its write (the sticky
-//! window), on PostgreSQL and MariaDB, including SeaORM's MySQL insert-then-reread.
+//! Read-your-writes by replication position, under real injected lag, on PostgreSQL and
+//! MariaDB: the three scopes (the writing task, a `Session` carried across tasks, a token
+//! carried as text to another connection — another process as far as the adapter knows), the
+//! catch-up wait, the other consistency levels, and a token from before a failover.
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use rstest::rstest;
-use rwsplit_testkit::DbKind;
+use rwsplit_sea_orm::{Consistency, RoutedConnection, Staleness};
+use rwsplit_testkit::{Cluster, DbKind};
 use sea_orm::{ActiveModelTrait, EntityTrait, Set};
 use sea_orm_migration::MigratorTrait;
 
 use crate::blog::{author, migration::Migrator};
-use crate::support::{own_cluster, routed, served};
+use crate::support::{eventually, own_cluster, served};
+
+/// A cluster with the blog schema on every node, and a routed connection to it that probes
+/// often (so replicas that have replayed a token are seen soon).
+async fn setup(
+    kind: DbKind,
+    name: &str,
+) -> (Cluster, rwsplit_testkit::TestDatabase, RoutedConnection) {
+    let cluster = own_cluster(kind, name, 2).await;
+    let tdb = cluster.create_database(name).await.unwrap();
+    let db = connect(&tdb).await;
+    Migrator::up(db.primary(), None).await.unwrap();
+    cluster.wait_caught_up(0, Duration::from_secs(10)).await.unwrap();
+    (cluster, tdb, db)
+}
+
+async fn connect(tdb: &rwsplit_testkit::TestDatabase) -> RoutedConnection {
+    RoutedConnection::builder()
+        .primary(tdb.primary_url())
+        .replicas(tdb.replica_urls())
+        .probe_interval(Duration::from_millis(100))
+        .connect()
+        .await
+        .unwrap()
+}
+
+/// Whether `read` returns the author `id` named `name`.
+fn fresh(found: Result<Option<author::Model>, sea_orm::DbErr>, name: &str) -> bool {
+    found.unwrap().is_some_and(|a| a.name == name)
+}
 
 #[rstest]
 #[case::postgres(DbKind::Postgres)]
 #[case::mariadb(DbKind::MariaDb)]
 #[tokio::test]
-async fn the_writing_task_reads_its_write_while_replicas_lag(#[case] kind: DbKind) {
-    let cluster = own_cluster(kind, "ryw", 2).await;
-    let tdb = cluster.create_database("ryw").await.unwrap();
-    let db = routed(&tdb, Duration::from_millis(500)).await;
-    Migrator::up(db.primary(), None).await.unwrap();
-    cluster.wait_caught_up(0, Duration::from_secs(10)).await.unwrap();
+async fn the_writing_task_reads_its_write_and_replicas_serve_it_once_they_have_it(
+    #[case] kind: DbKind,
+) {
+    let (cluster, _tdb, db) = setup(kind, "ryw_task").await;
     for r in cluster.replicas() {
         r.pause_replay().await.unwrap();
     }
+    let task = tokio::spawn({
+        let db = db.clone();
+        async move {
+            // On MariaDB, ActiveModel::insert is INSERT then SELECT by id through the same
+            // handle: with both replicas frozen, that re-read must reach the primary.
+            let mut stale = 0;
+            let mut ids = Vec::new();
+            for i in 0..10 {
+                let name = format!("task-{i}");
+                let (a, s) = served(&db, || {
+                    author::ActiveModel { name: Set(name.clone()), ..Default::default() }
+                        .insert(&db)
+                })
+                .await;
+                let a = a.expect("insert returns the row it wrote");
+                assert!(s.primary_only(), "{s:?}");
+                let (found, s) = served(&db, || author::Entity::find_by_id(a.id).one(&db)).await;
+                stale += usize::from(!fresh(found, &name));
+                assert!(s.primary_only(), "no replica has the write: {s:?}");
+                ids.push(a.id);
+            }
+            (stale, ids)
+        }
+    });
+    let (stale, ids) = task.await.unwrap();
+    assert_eq!(stale, 0, "stale reads in the writing task");
 
-    // On MariaDB, ActiveModel::insert is INSERT then SELECT by id through the same handle: with
-    // both replicas frozen, that re-read must reach the primary.
-    let (inserted, s) = served(&db, || {
-        author::ActiveModel { name: Set("fresh".into()), ..Default::default() }.insert(&db)
-    })
-    .await;
-    let inserted = inserted.expect("insert returns the row it wrote");
-    assert!(s.primary_only(), "{s:?}");
-    let (found, s) = served(&db, || author::Entity::find_by_id(inserted.id).one(&db)).await;
-    assert_eq!(
-        found.unwrap().map(|a| a.name),
-        Some("fresh".to_owned()),
-        "the writing task reads its write"
-    );
-    assert!(s.primary_only(), "{s:?}");
-
-    // Another task (another request) reads from a replica, which has not replayed the write.
+    // Another task has no token: it reads a replica, which has not replayed the writes.
     let other = db.clone();
-    let id = inserted.id;
-    let (stale, s) = tokio::spawn(async move {
-        let db = other.clone();
-        served(&other, || async move { author::Entity::find_by_id(id).one(&db).await }).await
-    })
-    .await
-    .unwrap();
-    assert_eq!(stale.unwrap(), None, "a frozen replica cannot have the row: the lag is real");
-    assert!(s.replicas_only(), "{s:?}");
+    let last = *ids.last().unwrap();
+    let seen = tokio::spawn(async move { author::Entity::find_by_id(last).one(&other).await })
+        .await
+        .unwrap();
+    assert_eq!(seen.unwrap(), None, "a frozen replica cannot have the row: the lag is real");
 
-    // After the window the writing task reads replicas again: the window is a time bound, not a
-    // guarantee (the consistency issue replaces it with replication positions).
-    tokio::time::sleep(Duration::from_millis(600)).await;
-    let (_, s) = served(&db, || author::Entity::find_by_id(id).one(&db)).await;
-    assert!(s.replicas_only(), "{s:?}");
-
+    // Once replicas replay, the writing task's reads go to them: the token is exact, not a
+    // time window that pins the primary.
     for r in cluster.replicas() {
         r.resume_replay().await.unwrap();
     }
+    let (token, on_replica) = tokio::spawn({
+        let db = db.clone();
+        async move {
+            author::ActiveModel { name: Set("after".into()), ..Default::default() }
+                .insert(&db)
+                .await
+                .unwrap();
+            let token = db.token().await.unwrap().expect("a token after a write");
+            let took = eventually(Duration::from_secs(10), || {
+                let db = db.clone();
+                async move {
+                    let (r, s) = served(&db, || author::Entity::find_by_id(last).one(&db)).await;
+                    r.unwrap().is_some() && s.replicas_only()
+                }
+            })
+            .await;
+            (token, took)
+        }
+    })
+    .await
+    .unwrap();
+    let took = on_replica.expect("the writer's reads return to replicas once they replay");
+    eprintln!(
+        "{kind}: token {token}; reads back on replicas {} ms after the write",
+        took.as_millis()
+    );
+    // (Once every replica has replayed a task's token, the monitor drops it: those reads are
+    // plain reads, not counted as token reads.)
+    let ryw = db.stats().read_your_writes();
+    assert!(ryw.positions_captured >= 11, "{ryw:?}");
+    assert!(ryw.primary_reads >= 10, "{ryw:?}");
+}
+
+/// Runs `pairs` write→read pairs in each of the three scopes while every replica applies with
+/// `delay`, and counts stale reads and reads served by replicas.
+#[rstest]
+#[case::postgres(DbKind::Postgres, Duration::from_millis(200), 15)]
+#[case::mariadb(DbKind::MariaDb, Duration::from_secs(1), 5)]
+#[tokio::test]
+async fn no_read_is_stale_in_any_scope_while_replicas_lag(
+    #[case] kind: DbKind,
+    #[case] delay: Duration,
+    #[case] pairs: usize,
+) {
+    let (cluster, tdb, db) = setup(kind, "ryw_scopes").await;
+    for r in cluster.replicas() {
+        r.set_apply_delay(delay).await.unwrap();
+    }
+    // Another connection: another process as far as the adapter is concerned.
+    let elsewhere = connect(&tdb).await;
+    let mut stale = [0usize; 3];
+    for i in 0..pairs {
+        // 1. The task scope: write and read in one task.
+        let name = format!("t{i}");
+        stale[0] += tokio::spawn({
+            let db = db.clone();
+            async move {
+                let a = author::ActiveModel { name: Set(name.clone()), ..Default::default() }
+                    .insert(&db)
+                    .await
+                    .unwrap();
+                usize::from(!fresh(author::Entity::find_by_id(a.id).one(&db).await, &name))
+            }
+        })
+        .await
+        .unwrap();
+
+        // 2. A session: the write in one task, the read in another.
+        let session = db.session();
+        let name = format!("s{i}");
+        let id = tokio::spawn({
+            let (session, name) = (session.clone(), name.clone());
+            async move {
+                author::ActiveModel { name: Set(name), ..Default::default() }
+                    .insert(&session)
+                    .await
+                    .unwrap()
+                    .id
+            }
+        })
+        .await
+        .unwrap();
+        stale[1] += tokio::spawn(async move {
+            usize::from(!fresh(author::Entity::find_by_id(id).one(&session).await, &name))
+        })
+        .await
+        .unwrap();
+
+        // 3. A token as text, resumed on the other connection.
+        let session = db.session();
+        let name = format!("x{i}");
+        let a = author::ActiveModel { name: Set(name.clone()), ..Default::default() }
+            .insert(&session)
+            .await
+            .unwrap();
+        let text = session.token().await.unwrap().unwrap().to_string();
+        let there = elsewhere.session_from(&text).unwrap();
+        stale[2] += usize::from(!fresh(author::Entity::find_by_id(a.id).one(&there).await, &name));
+    }
+    let plain = tokio::spawn({
+        let other = db.clone();
+        async move {
+            // A task without a token reads a replica, which has not applied the last write:
+            // the lag is real.
+            author::Entity::find().all(&other).await.unwrap().len()
+        }
+    })
+    .await
+    .unwrap();
+    let on_primary = author::Entity::find().all(db.primary()).await.unwrap().len();
+    let ryw = db.stats().read_your_writes();
+    let ryw_elsewhere = elsewhere.stats().read_your_writes();
+    eprintln!(
+        "{kind} delay {delay:?}: stale reads task/session/text = {stale:?}; replica saw {plain} of {on_primary} rows; {ryw:?}; elsewhere {ryw_elsewhere:?}"
+    );
+    assert_eq!(stale, [0, 0, 0], "stale reads per scope (task, session, text token)");
+    assert!(plain < on_primary, "the replicas lag: {plain} of {on_primary} rows");
+    assert!(ryw_elsewhere.primary_reads + ryw_elsewhere.replica_reads >= pairs as u64);
+
+    // The same token read after the delay (and a probe) goes to a replica.
+    let session = db.session();
+    let name = "later".to_owned();
+    let a = author::ActiveModel { name: Set(name.clone()), ..Default::default() }
+        .insert(&session)
+        .await
+        .unwrap();
+    tokio::time::sleep(delay + Duration::from_millis(400)).await;
+    let took = eventually(Duration::from_secs(10), || {
+        let session = session.clone();
+        let db = db.clone();
+        let name = name.clone();
+        async move {
+            let (r, s) = served(&db, || author::Entity::find_by_id(a.id).one(&session)).await;
+            fresh(r, &name) && s.replicas_only()
+        }
+    })
+    .await;
+    assert!(took.is_some(), "a replica that has replayed the token serves the session");
+    for r in cluster.replicas() {
+        r.clear_apply_delay().await.unwrap();
+    }
+}
+
+#[rstest]
+#[case::postgres(DbKind::Postgres, Duration::from_millis(300))]
+#[case::mariadb(DbKind::MariaDb, Duration::from_secs(1))]
+#[tokio::test]
+async fn a_read_may_wait_for_a_replica_to_catch_up(#[case] kind: DbKind, #[case] delay: Duration) {
+    let (cluster, _tdb, db) = setup(kind, "ryw_wait").await;
+    for r in cluster.replicas() {
+        r.set_apply_delay(delay).await.unwrap();
+    }
+    // Let the monitor see the replicas' positions with the delay in force.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let session = db.session();
+    let a = author::ActiveModel { name: Set("waited".into()), ..Default::default() }
+        .insert(&session)
+        .await
+        .unwrap();
+    let started = Instant::now();
+    let waiting = session.wait_for_replica(Duration::from_secs(10));
+    let (found, s) = served(&db, || author::Entity::find_by_id(a.id).one(&waiting)).await;
+    let waited = started.elapsed();
+    assert!(fresh(found, "waited"), "the waited-for replica has the row");
+    assert!(s.replicas_only(), "served by the replica it waited on: {s:?}");
+    let ryw = db.stats().read_your_writes();
+    assert_eq!((ryw.waits, ryw.wait_timeouts), (1, 0), "{ryw:?}");
+    eprintln!(
+        "{kind}: waited {} ms for a replica applying with {delay:?} delay",
+        waited.as_millis()
+    );
+
+    // A wait that cannot succeed in time ends on the primary, still fresh.
+    let b = author::ActiveModel { name: Set("hurried".into()), ..Default::default() }
+        .insert(&session)
+        .await
+        .unwrap();
+    let hurried = session.wait_for_replica(Duration::from_millis(20));
+    let (found, s) = served(&db, || author::Entity::find_by_id(b.id).one(&hurried)).await;
+    assert!(fresh(found, "hurried"));
+    assert!(s.primary_only(), "{s:?}");
+    assert_eq!(db.stats().read_your_writes().wait_timeouts, 1);
+    for r in cluster.replicas() {
+        r.clear_apply_delay().await.unwrap();
+    }
+}
+
+#[rstest]
+#[case::postgres(DbKind::Postgres)]
+#[case::mariadb(DbKind::MariaDb)]
+#[tokio::test]
+async fn strong_and_bounded_staleness_per_call_and_as_default(#[case] kind: DbKind) {
+    let (cluster, tdb, db) = setup(kind, "levels").await;
+    cluster.replicas()[0].pause_replay().await.unwrap();
+    author::ActiveModel { name: Set("x".into()), ..Default::default() }
+        .insert(db.primary())
+        .await
+        .unwrap();
+    // Replica 1 is frozen and now behind; replica 2 catches up. Wait until the monitor says so.
+    let bound = Consistency::BoundedStaleness(Staleness::time(Duration::from_millis(500)));
+    let seen = eventually(Duration::from_secs(10), || {
+        let db = db.clone();
+        async move {
+            let s = db.stats();
+            let within = |n: &rwsplit_sea_orm::NodeStats| {
+                n.lag().time().is_some_and(|t| t <= Duration::from_millis(500))
+            };
+            !within(&s.replicas()[0]) && within(&s.replicas()[1])
+        }
+    })
+    .await;
+    assert!(seen.is_some(), "the monitor sees one replica behind: {:?}", db.stats());
+    tokio::time::sleep(Duration::from_millis(600)).await;
+
+    let bounded = db.consistent(bound);
+    let strong = db.consistent(Consistency::Strong);
+    for _ in 0..6 {
+        let (r, s) = served(&db, || author::Entity::find().all(&bounded)).await;
+        assert_eq!(r.unwrap().len(), 1, "bounded reads see the row");
+        assert_eq!(s.replica_reads, 1, "{s:?}");
+        let (r, s) = served(&db, || author::Entity::find().all(&strong)).await;
+        r.unwrap();
+        assert!(s.primary_only(), "strong: {s:?}");
+    }
+    let stats = db.stats();
+    assert_eq!(stats.replicas()[0].reads(), 0, "the frozen replica is out of bounds");
+
+    // The same levels as a connection's default.
+    let strong = RoutedConnection::builder()
+        .primary(tdb.primary_url())
+        .replicas(tdb.replica_urls())
+        .consistency(Consistency::Strong)
+        .connect()
+        .await
+        .unwrap();
+    let (_, s) = served(&strong, || author::Entity::find().all(&strong)).await;
+    assert!(s.primary_only(), "{s:?}");
+    // …and eventual per call over a strong default.
+    let eventual = strong.consistent(Consistency::Eventual);
+    let (_, s) = served(&strong, || author::Entity::find().all(&eventual)).await;
+    assert_eq!(s.replica_reads, 1, "{s:?}");
+    cluster.replicas()[0].resume_replay().await.unwrap();
 }
 
 #[tokio::test]
-async fn without_stickiness_mysql_insert_rereads_a_stale_replica() {
-    // The control experiment for the test above: with the window off, SeaORM's own re-read
-    // goes to a frozen replica and cannot find the row it just inserted.
-    let cluster = own_cluster(DbKind::MariaDb, "nosticky", 1).await;
-    let tdb = cluster.create_database("nosticky").await.unwrap();
-    let db = routed(&tdb, Duration::ZERO).await;
-    Migrator::up(db.primary(), None).await.unwrap();
-    cluster.wait_caught_up(0, Duration::from_secs(10)).await.unwrap();
-    cluster.replicas()[0].pause_replay().await.unwrap();
-    let err = author::ActiveModel { name: Set("lost".into()), ..Default::default() }
-        .insert(&db)
+async fn a_token_from_before_a_failover_is_never_satisfied_by_the_new_history() {
+    let (cluster, _tdb, db) = setup(DbKind::Postgres, "ryw_failover").await;
+    let session = db.session();
+    let a = author::ActiveModel { name: Set("before".into()), ..Default::default() }
+        .insert(&session)
         .await
-        .expect_err("the re-read goes to the frozen replica");
-    assert!(matches!(err, sea_orm::DbErr::RecordNotFound(_)), "{err}");
-    cluster.replicas()[0].resume_replay().await.unwrap();
+        .unwrap();
+    let old = session.token().await.unwrap().unwrap();
+    cluster.wait_caught_up(0, Duration::from_secs(10)).await.unwrap();
+    // Fail over: the old primary stops, replica 1 is promoted onto a new timeline and replica 2
+    // follows it.
+    cluster.primary().stop().unwrap();
+    cluster.replicas()[0].promote().await.unwrap();
+    cluster.replicas()[1].follow(&cluster.replicas()[0]).await.unwrap();
+    let followed = eventually(Duration::from_secs(20), || {
+        let db = db.clone();
+        async move { db.stats().replicas()[0].current_role() == rwsplit_core::Role::Primary }
+    })
+    .await;
+    assert!(followed.is_some(), "the promotion is followed");
+    // The replica following the new primary has replayed past the old token's LSN, on another
+    // timeline: it must not count.
+    let old_reader = db.session_from(&old.to_string()).unwrap();
+    let reads = |db: &RoutedConnection| -> Vec<u64> {
+        db.stats().nodes().iter().map(rwsplit_sea_orm::NodeStats::reads).collect()
+    };
+    for _ in 0..5 {
+        let before = reads(&db);
+        let found = author::Entity::find_by_id(a.id).one(&old_reader).await;
+        assert!(fresh(found, "before"), "the write replicated before the failover");
+        let after = reads(&db);
+        // Node 1 is the promoted primary; node 2 follows it on the new timeline.
+        assert_eq!(after[1] - before[1], 1, "read from the new primary: {before:?} → {after:?}");
+        assert_eq!(after[2], before[2], "never from the follower: {before:?} → {after:?}");
+    }
+    assert!(db.stats().read_your_writes().foreign_tokens >= 5);
 }

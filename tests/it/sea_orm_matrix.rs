@@ -24,7 +24,7 @@ const SOON: Duration = Duration::from_secs(10);
 async fn seeded(db_kind: DbKind) -> (&'static Cluster, TestDatabase, RoutedConnection) {
     let cluster = shared(db_kind);
     let tdb = cluster.create_database("matrix").await.unwrap();
-    let db = routed(&tdb, Duration::ZERO).await;
+    let db = routed(&tdb, false).await;
     Migrator::up(db.primary(), None).await.unwrap();
     for name in ["Ada", "Grace"] {
         let a = author::ActiveModel { name: Set(name.into()), ..Default::default() }
@@ -126,9 +126,9 @@ async fn entity_reads_go_to_replicas(#[case] kind: DbKind) {
 #[tokio::test]
 async fn writes_and_locking_reads_go_to_the_primary(#[case] kind: DbKind) {
     let (cluster, tdb, _) = seeded(kind).await;
-    // The application's own handle: default sticky window, so SeaORM's MySQL re-read after an
+    // The application's own handle: read-your-writes on, so SeaORM's MySQL re-read after an
     // insert sees the row.
-    let db = routed(&tdb, Duration::from_secs(2)).await;
+    let db = routed(&tdb, true).await;
     let backend = db.get_database_backend();
 
     let (ada, s) = served(&db, || {
@@ -218,8 +218,8 @@ async fn writes_and_locking_reads_go_to_the_primary(#[case] kind: DbKind) {
     assert_eq!(r.unwrap().rows_affected, 1);
     assert!(s.primary_only(), "delete: {s:?}");
 
-    // Locking reads, from another task so the sticky window does not decide for us.
-    let reader = routed(&tdb, Duration::ZERO).await;
+    // Locking reads, on a handle without read-your-writes so the token does not decide for us.
+    let reader = routed(&tdb, false).await;
     let (r, s) = served(&reader, || post::Entity::find().lock_exclusive().all(&reader)).await;
     r.unwrap();
     assert!(s.primary_only(), "lock_exclusive: {s:?}");
@@ -258,7 +258,7 @@ where
 #[tokio::test]
 async fn transactions_run_on_the_primary_and_read_only_ones_on_a_replica(#[case] kind: DbKind) {
     let (cluster, tdb, _) = seeded(kind).await;
-    let db = routed(&tdb, Duration::ZERO).await;
+    let db = routed(&tdb, false).await;
     let primary_port = cluster.primary().port();
 
     let port = db
@@ -358,7 +358,7 @@ async fn transactions_run_on_the_primary_and_read_only_ones_on_a_replica(#[case]
 async fn migrations_run_through_the_primary_and_reach_the_replicas(#[case] kind: DbKind) {
     let cluster = shared(kind);
     let tdb = cluster.create_database("migrate").await.unwrap();
-    let db = routed(&tdb, Duration::ZERO).await;
+    let db = routed(&tdb, false).await;
     Migrator::up(db.primary(), None).await.unwrap();
     // `&RoutedConnection` is an executor too: migrations through it use the primary.
     Migrator::down(&db, None).await.unwrap();

@@ -24,7 +24,7 @@ fn closed_port() -> u16 {
 async fn replica_sessions_are_read_only_even_where_the_server_is_not(#[case] kind: DbKind) {
     let cluster = own_cluster(kind, "ro", 1).await;
     let tdb = cluster.create_database("ro").await.unwrap();
-    let db = routed(&tdb, Duration::ZERO).await;
+    let db = routed(&tdb, false).await;
     Migrator::up(db.primary(), None).await.unwrap();
     cluster.wait_caught_up(0, Duration::from_secs(10)).await.unwrap();
     if kind == DbKind::MariaDb {
@@ -104,7 +104,7 @@ async fn a_replica_down_at_start_is_left_out_then_readmitted(#[case] kind: DbKin
     let db = RoutedConnection::builder()
         .primary(tdb.primary_url())
         .replicas(tdb.replica_urls())
-        .sticky_window(Duration::ZERO)
+        .read_your_writes(false)
         .health_policy(HealthPolicy::default().ban_base(Duration::from_millis(300)))
         .probe_interval(Duration::from_millis(100))
         .connect()
@@ -137,7 +137,7 @@ async fn reads_survive_a_replica_killed_under_them(#[case] kind: DbKind) {
     let db = RoutedConnection::builder()
         .primary(tdb.primary_url())
         .replicas(tdb.replica_urls())
-        .sticky_window(Duration::ZERO)
+        .read_your_writes(false)
         .probe_interval(Duration::from_millis(100))
         .connect()
         .await

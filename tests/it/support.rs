@@ -84,16 +84,16 @@ pub(crate) async fn count(url: &str, table: &str) -> Option<i64> {
     sqlx::query_scalar(sqlx::AssertSqlSafe(sql)).fetch_one(&mut c).await.ok()
 }
 
-/// A `RoutedConnection` over a test database: its primary and replicas, with a sticky window of
-/// `sticky` (zero makes every read eligible for a replica at once).
+/// A `RoutedConnection` over a test database: its primary and replicas, with read-your-writes
+/// on or off (off makes every read eligible for a replica at once, whatever the task wrote).
 pub(crate) async fn routed(
     tdb: &rwsplit_testkit::TestDatabase,
-    sticky: Duration,
+    read_your_writes: bool,
 ) -> rwsplit_sea_orm::RoutedConnection {
     rwsplit_sea_orm::RoutedConnection::builder()
         .primary(tdb.primary_url())
         .replicas(tdb.replica_urls())
-        .sticky_window(sticky)
+        .read_your_writes(read_your_writes)
         .connect()
         .await
         .expect("a routed connection to the test database")

@@ -21,7 +21,7 @@ use crate::redact::node_name;
 ///     .primary("postgres://app@db-primary/app")
 ///     .replica("postgres://app@db-replica-1/app")
 ///     .replica("postgres://app@db-replica-2/app")
-///     .sticky_window(Duration::from_secs(2))
+///     .wait_for_replica(Duration::from_millis(20))
 ///     .connect()
 ///     .await?;
 /// # drop(db);
@@ -78,10 +78,24 @@ impl RoutedConnectionBuilder {
         self
     }
 
-    /// After a task writes, its reads go to the primary for this long, so it reads its own
-    /// writes (default 2 s; `Duration::ZERO` turns it off).
-    pub fn sticky_window(mut self, window: Duration) -> Self {
-        self.policy.sticky_window = window;
+    /// Read-your-writes by replication position (default on): after each write the primary's
+    /// position is recorded in the writer's scope (its tokio task, or a [`Session`](crate::Session)),
+    /// and later reads in that scope go only to replicas the monitor has seen replay it, else
+    /// to the primary. It costs one round trip to the primary per write (see the crate docs).
+    /// Off: reads ignore the caller's own writes (a [`Session`](crate::Session) given a token
+    /// still uses it).
+    pub fn read_your_writes(mut self, on: bool) -> Self {
+        self.policy.read_your_writes = on;
+        self
+    }
+
+    /// When no replica is known to have a read-your-writes read's token, wait up to `max` for
+    /// the closest one to replay it (PostgreSQL: polling `pg_last_wal_replay_lsn()`; MariaDB:
+    /// `MASTER_GTID_WAIT`) before reading from the primary. Default: no wait, the primary at
+    /// once. Per call: [`RoutedConnection::wait_for_replica`] and
+    /// [`RoutedConnection::primary_if_behind`].
+    pub fn wait_for_replica(mut self, max: Duration) -> Self {
+        self.policy.wait_for_replica = Some(max).filter(|d| !d.is_zero());
         self
     }
 
@@ -222,6 +236,14 @@ impl RoutedConnection {
         primary: DatabaseConnection,
         replicas: Vec<DatabaseConnection>,
     ) -> Result<RoutedConnection> {
+        RoutedConnection::from_connections_with(primary, replicas, Policy::default())
+    }
+
+    pub(crate) fn from_connections_with(
+        primary: DatabaseConnection,
+        replicas: Vec<DatabaseConnection>,
+        policy: Policy,
+    ) -> Result<RoutedConnection> {
         let backend = primary.get_database_backend();
         let mut nodes = Vec::with_capacity(replicas.len());
         for (i, r) in replicas.into_iter().enumerate() {
@@ -245,7 +267,7 @@ impl RoutedConnection {
             Node::new("primary".to_owned(), primary),
             nodes,
             backend,
-            Policy::default(),
+            policy,
             Classifier::default(),
             RouterConfig::default(),
             HealthPolicy::default(),

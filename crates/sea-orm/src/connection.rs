@@ -5,11 +5,11 @@ use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use rwsplit_core::{
-    Access, Classification, Classifier, Dialect, HealthPolicy, RouteContext, RouterConfig, Target,
-    Transaction,
+    Access, CatchUp, CausalToken, Classification, Classifier, Consistency, Dialect, HealthPolicy,
+    RouteContext, RouteReason, RouterConfig, Target, Transaction,
 };
 use sea_orm::{
     AccessMode, ConnectionTrait, DatabaseConnection, DatabaseExecutor, DatabaseTransaction,
@@ -17,29 +17,39 @@ use sea_orm::{
     Statement, StreamTrait, TransactionError, TransactionOptions, TransactionTrait,
 };
 
+use crate::causal::{Shared, Slot, TaskScopes};
 use crate::failure::{self, Failure};
+use crate::position::{self, Waited};
 use crate::route::{Plan, Routing};
-use crate::sticky::Sticky;
 
 /// Routing policy switches.
 #[derive(Debug, Clone)]
 pub(crate) struct Policy {
-    pub(crate) sticky_window: Duration,
+    /// Track each write's replication position so later reads in its scope see it.
+    pub(crate) read_your_writes: bool,
+    /// How long a read-your-writes read may wait for a replica to catch up before it goes to
+    /// the primary (`None`: go to the primary at once).
+    pub(crate) wait_for_replica: Option<Duration>,
     pub(crate) read_retries: u8,
     pub(crate) monitor: rwsplit_monitor::MonitorConfig,
-    pub(crate) consistency: rwsplit_core::Consistency,
+    pub(crate) consistency: Consistency,
 }
 
 impl Default for Policy {
     fn default() -> Self {
         Policy {
-            sticky_window: Duration::from_secs(2),
+            read_your_writes: true,
+            wait_for_replica: None,
             read_retries: 2,
             monitor: rwsplit_monitor::MonitorConfig::default(),
-            consistency: rwsplit_core::Consistency::Eventual,
+            consistency: Consistency::Eventual,
         }
     }
 }
+
+/// A token that could never be satisfied (another history) is dropped from a task's scope
+/// after this long without a write.
+const FOREIGN_TOKEN_TTL: Duration = Duration::from_secs(60);
 
 /// One database server as the adapter sees it.
 pub(crate) struct Node {
@@ -53,6 +63,8 @@ pub(crate) struct Node {
     pub(crate) reads: AtomicU64,
     pub(crate) writes: AtomicU64,
     pub(crate) failures: AtomicU64,
+    /// PostgreSQL system identifier, for tokens (0: not known yet).
+    pub(crate) system_id: AtomicU64,
 }
 
 impl Node {
@@ -72,6 +84,7 @@ impl Node {
             reads: AtomicU64::new(0),
             writes: AtomicU64::new(0),
             failures: AtomicU64::new(0),
+            system_id: AtomicU64::new(0),
         }
     }
 }
@@ -89,9 +102,51 @@ pub(crate) struct Inner {
     pub(crate) dialect: Dialect,
     pub(crate) classifier: Classifier,
     pub(crate) policy: Policy,
-    pub(crate) sticky: Sticky,
+    pub(crate) tasks: TaskScopes,
     pub(crate) routing: Routing,
     pub(crate) retries: AtomicU64,
+    pub(crate) counters: Counters,
+}
+
+/// Read-your-writes counters, for [`Stats`](crate::Stats).
+#[derive(Debug, Default)]
+pub(crate) struct Counters {
+    pub(crate) captures: AtomicU64,
+    pub(crate) capture_failures: AtomicU64,
+    pub(crate) token_reads_on_replicas: AtomicU64,
+    pub(crate) token_reads_on_primary: AtomicU64,
+    pub(crate) waits: AtomicU64,
+    pub(crate) wait_timeouts: AtomicU64,
+    pub(crate) foreign_tokens: AtomicU64,
+}
+
+fn bump(counter: &AtomicU64) {
+    counter.fetch_add(1, Ordering::Relaxed);
+}
+
+/// How one call is routed beyond its SQL: whose read-your-writes scope it uses, and per-call
+/// consistency and catch-up settings.
+#[derive(Clone, Copy, Default)]
+pub(crate) struct Ctx<'a> {
+    /// An explicit session; `None`: the ambient session (`Session::scope`) or the task's scope.
+    pub(crate) session: Option<&'a std::sync::Arc<Shared>>,
+    pub(crate) consistency: Option<&'a Consistency>,
+    /// `Some(None)`: go to the primary at once; `Some(Some(d))`: wait up to `d`.
+    pub(crate) wait: Option<Option<Duration>>,
+}
+
+/// The scope a call's writes are recorded in and its reads consult.
+pub(crate) enum Scope {
+    Task,
+    Session(std::sync::Arc<Shared>),
+}
+
+/// What a read needs from the primary's history.
+enum Need {
+    Nothing,
+    Token(CausalToken),
+    /// The scope wrote but its position is unknown and could not be read: the primary.
+    Primary,
 }
 
 /// A drop-in replacement for SeaORM's `DatabaseConnection` that sends reads to replicas and
@@ -128,6 +183,7 @@ impl fmt::Debug for RoutedConnection {
 
 tokio::task_local! {
     static SCOPE: Target;
+    pub(crate) static SESSION: std::sync::Arc<Shared>;
 }
 
 impl RoutedConnection {
@@ -156,10 +212,11 @@ impl RoutedConnection {
                 backend,
                 dialect,
                 classifier,
-                sticky: Sticky::new(policy.sticky_window),
+                tasks: TaskScopes::default(),
                 policy,
                 routing,
                 retries: AtomicU64::new(0),
+                counters: Counters::default(),
             }),
         };
         conn.spawn_prober();
@@ -194,6 +251,14 @@ impl RoutedConnection {
                 });
                 let results = futures_util::future::join_all(probes).await;
                 inner.routing.observe(&results);
+                for (node, r) in inner.nodes.iter().zip(&results) {
+                    if let Ok(obs) = r
+                        && let Some(rwsplit_core::ReplayPosition::Postgres(p)) = obs.position()
+                    {
+                        node.system_id.store(p.system_id(), Ordering::Relaxed);
+                    }
+                }
+                inner.tasks.sweep(Instant::now(), FOREIGN_TOKEN_TTL, |t| inner.routing.settled(t));
             }
         });
     }
@@ -281,14 +346,14 @@ impl RoutedConnection {
         T: Send,
         E: fmt::Display + fmt::Debug + Send,
     {
+        let scope = self.scope_of(&Ctx::default());
         let plan = self
-            .plan_ctx(&RouteContext::for_access(Access::Write, std::time::Instant::now()))
+            .plan_ctx(&RouteContext::for_access(Access::Write, Instant::now()))
             .map_err(TransactionError::Connection)?
             .with_reason("transaction");
         self.check_writable(plan.first()).map_err(TransactionError::Connection)?;
-        self.inner.sticky.mark();
         let r = self.inner.nodes[plan.first()].writer.transaction_async(callback).await;
-        self.inner.sticky.mark();
+        self.after_transaction(plan.first(), &scope, Outcome::of(&r)).await;
         r
     }
 
@@ -305,34 +370,49 @@ impl RoutedConnection {
         T: Send,
         E: fmt::Display + fmt::Debug + Send,
     {
-        let txn = self
-            .begin_with_config(isolation_level, access_mode)
+        let ctx = Ctx::default();
+        let (txn, node) = self
+            .begin_in(isolation_level, access_mode, TransactionOptions::default(), &ctx, false)
             .await
             .map_err(TransactionError::Connection)?;
         let result = callback(&txn).await;
-        self.end_transaction(txn, result, access_mode).await
+        self.end_transaction(txn, result, node, &ctx).await
     }
 
-    /// Commits on `Ok`, rolls back on `Err`; a committed read-write transaction starts the
-    /// task's sticky window (its commit is when the writes became visible on the primary).
-    async fn end_transaction<T, E>(
+    /// Commits on `Ok`, rolls back on `Err`; a committed transaction on the primary records its
+    /// position in the caller's scope (its commit is when the writes became visible).
+    pub(crate) async fn end_transaction<T, E>(
         &self,
         txn: DatabaseTransaction,
         result: Result<T, E>,
-        access_mode: Option<AccessMode>,
+        node: Option<usize>,
+        ctx: &Ctx<'_>,
     ) -> Result<T, TransactionError<E>> {
-        match result {
-            Ok(v) => {
-                txn.commit().await.map_err(TransactionError::Connection)?;
-                if access_mode != Some(AccessMode::ReadOnly) {
-                    self.inner.sticky.mark();
-                }
-                Ok(v)
-            }
+        let r = match result {
+            Ok(v) => txn.commit().await.map(|()| v).map_err(TransactionError::Connection),
             Err(e) => {
                 txn.rollback().await.map_err(TransactionError::Connection)?;
                 Err(TransactionError::Transaction(e))
             }
+        };
+        if let Some(node) = node {
+            self.after_transaction(node, &self.scope_of(ctx), Outcome::of(&r)).await;
+        }
+        r
+    }
+
+    /// After a read-write transaction on `node`: committed → record the position; a commit
+    /// that failed on the connection may or may not have happened → the position is pending
+    /// (the next read asks the primary, or reads there); rolled back → nothing.
+    async fn after_transaction(&self, node: usize, scope: &Scope, outcome: Outcome) {
+        match outcome {
+            Outcome::Committed => self.after_write(node, scope).await,
+            Outcome::Unknown => {
+                if self.tracks_writes(scope) {
+                    self.scope_update(scope, |s| s.pending = true);
+                }
+            }
+            Outcome::RolledBack => {}
         }
     }
 
@@ -354,38 +434,217 @@ impl RoutedConnection {
         self.inner.routing.plan(ctx)
     }
 
-    /// Where a statement goes: classified, then the scope, the sticky window and the router.
-    fn plan(&self, sql: &str) -> Result<Plan, DbErr> {
+    // ---- read-your-writes scopes ----
+
+    /// The scope of a call: its explicit session, else the ambient one, else the task's.
+    pub(crate) fn scope_of(&self, ctx: &Ctx<'_>) -> Scope {
+        match ctx.session {
+            Some(s) => Scope::Session(std::sync::Arc::clone(s)),
+            None => SESSION
+                .try_with(|s| Scope::Session(std::sync::Arc::clone(s)))
+                .unwrap_or(Scope::Task),
+        }
+    }
+
+    fn scope_get(&self, scope: &Scope) -> Slot {
+        match scope {
+            Scope::Task => self.inner.tasks.get(),
+            Scope::Session(s) => s.get(),
+        }
+    }
+
+    fn scope_update(&self, scope: &Scope, f: impl FnOnce(&mut Slot)) {
+        match scope {
+            Scope::Task => self.inner.tasks.update(f),
+            Scope::Session(s) => s.update(f),
+        }
+    }
+
+    /// Whether writes in `scope` record their position: read-your-writes is on and some read
+    /// could go elsewhere than the primary (there are replicas), or the scope is a session,
+    /// whose token may be exported.
+    fn tracks_writes(&self, scope: &Scope) -> bool {
+        self.inner.policy.read_your_writes
+            && (self.inner.nodes.len() > 1 || matches!(scope, Scope::Session(_)))
+    }
+
+    /// The primary's position now, from `node`'s writable pool.
+    pub(crate) async fn capture_on(&self, node: usize) -> Result<CausalToken, DbErr> {
+        let n = &self.inner.nodes[node];
+        let cached = n.system_id.load(Ordering::Relaxed);
+        match position::capture(&n.writer, cached).await {
+            Ok((token, system_id)) => {
+                n.system_id.store(system_id, Ordering::Relaxed);
+                bump(&self.inner.counters.captures);
+                Ok(token)
+            }
+            Err(e) => {
+                bump(&self.inner.counters.capture_failures);
+                Err(e)
+            }
+        }
+    }
+
+    /// A write committed on `node`: record the primary's position in the scope. The write has
+    /// succeeded whatever happens here; if the position cannot be read, the scope is marked
+    /// pending instead (its next read asks again, or goes to the primary).
+    async fn after_write(&self, node: usize, scope: &Scope) {
+        if !self.tracks_writes(scope) {
+            return;
+        }
+        match self.capture_on(node).await {
+            Ok(token) => self.scope_update(scope, |s| {
+                s.record(&token);
+                s.pending = false;
+            }),
+            Err(e) => {
+                tracing::warn!(target: "rwsplit", node = %self.inner.nodes[node].name, error = %e, "could not read the primary's position after a write; the next read in this scope goes to the primary");
+                self.scope_update(scope, |s| s.pending = true);
+            }
+        }
+    }
+
+    /// What a read in `scope` needs: nothing, a token, or the primary (position unknown).
+    async fn read_need(&self, scope: &Scope, explicit: Option<&CausalToken>) -> Need {
+        let slot = self.scope_get(scope);
+        let mut token = slot.token;
+        if slot.pending {
+            match self.capture_on(self.primary_index()).await {
+                Ok(t) => {
+                    self.scope_update(scope, |s| {
+                        s.record(&t);
+                        s.pending = false;
+                    });
+                    token = Some(token.map_or(t.clone(), |old| old.merged(&t)));
+                }
+                Err(_) => return Need::Primary,
+            }
+        }
+        match (token, explicit) {
+            (Some(t), Some(e)) => Need::Token(t.merged(e)),
+            (Some(t), None) => Need::Token(t),
+            (None, Some(e)) => Need::Token(e.clone()),
+            (None, None) => Need::Nothing,
+        }
+    }
+
+    /// Where a statement goes: classified, then the explicit scope, the consistency level with
+    /// the caller's read-your-writes token, and the router.
+    async fn plan(&self, sql: &str, ctx: &Ctx<'_>, scope: &Scope) -> Result<Plan, DbErr> {
         let c = self.classify(sql);
-        let now = std::time::Instant::now();
-        let mut ctx = RouteContext::new(&c, now)
-            .with_statement(sql, self.inner.dialect)
-            .with_consistency(&self.inner.policy.consistency);
-        let scoped = SCOPE.try_with(|t| *t).ok();
-        if let Some(target) = scoped {
-            ctx = ctx.with_target(target);
+        let now = Instant::now();
+        let mut rc = RouteContext::new(&c, now).with_statement(sql, self.inner.dialect);
+        let target = SCOPE.try_with(|t| *t).ok();
+        if let Some(target) = target {
+            rc = rc.with_target(target);
         }
-        let sticky = c.access() == Access::Read
-            && scoped.is_none()
-            && c.hint().is_none()
-            && self.inner.sticky.is_sticky();
-        if sticky {
-            let plan = self.plan_ctx(&ctx.with_target(Target::Primary))?;
-            return Ok(plan.with_reason("read after write in this task"));
+        let level = ctx.consistency.unwrap_or(&self.inner.policy.consistency);
+        let explicit_token = match level {
+            Consistency::ReadYourWrites(t) => Some(t),
+            _ => None,
+        };
+        let overridden = target.is_some() || c.hint().is_some();
+        if c.access() == Access::Write
+            || overridden
+            || matches!(level, Consistency::Strong)
+            || (!self.inner.policy.read_your_writes && explicit_token.is_none())
+            || (self.inner.nodes.len() == 1 && explicit_token.is_none())
+        {
+            return self.plan_ctx(&rc.with_consistency(level));
         }
-        self.plan_ctx(&ctx)
+        match self.read_need(scope, explicit_token).await {
+            Need::Nothing => self.plan_ctx(&rc.with_consistency(level)),
+            Need::Primary => {
+                bump(&self.inner.counters.token_reads_on_primary);
+                let plan = self.plan_ctx(&rc.with_target(Target::Primary))?;
+                Ok(plan.with_reason("read after write, position unknown"))
+            }
+            Need::Token(token) => self.plan_with_token(rc, level, token, ctx),
+        }
+    }
+
+    /// A read-your-writes read: replicas known to have replayed `token`, or (if the caller
+    /// waits) the closest one, or the primary. A bounded-staleness level still applies its bound
+    /// to the replicas that qualify.
+    fn plan_with_token(
+        &self,
+        rc: RouteContext<'_>,
+        level: &Consistency,
+        token: CausalToken,
+        ctx: &Ctx<'_>,
+    ) -> Result<Plan, DbErr> {
+        let wait = ctx.wait.unwrap_or(self.inner.policy.wait_for_replica).filter(|d| !d.is_zero());
+        if self.inner.routing.foreign(&token) {
+            bump(&self.inner.counters.token_reads_on_primary);
+            bump(&self.inner.counters.foreign_tokens);
+            tracing::info!(target: "rwsplit", token = %token, "read-your-writes token is from another history than the primary's (a failover?): no replica can prove it has the write; reading from the primary");
+            let plan = self.plan_ctx(&rc.with_target(Target::Primary))?;
+            return Ok(plan.with_reason("token from another history"));
+        }
+        let catch_up = if wait.is_some() { CatchUp::Wait } else { CatchUp::Primary };
+        let ryw = Consistency::ReadYourWrites(token);
+        let mut plan = self.plan_ctx(&rc.with_consistency(&ryw).with_catch_up(catch_up))?;
+        let Consistency::ReadYourWrites(token) = ryw else { return Ok(plan) };
+        if let Consistency::BoundedStaleness(bound) = level {
+            plan = self.inner.routing.exclude_lagging(plan, bound);
+        }
+        match plan.route_reason() {
+            RouteReason::AwaitCatchUp => {
+                if let Some(max) = wait {
+                    plan = plan.with_wait(token, max);
+                }
+            }
+            RouteReason::NotCaughtUp => bump(&self.inner.counters.token_reads_on_primary),
+            _ if plan.on_primary() => bump(&self.inner.counters.token_reads_on_primary),
+            _ => bump(&self.inner.counters.token_reads_on_replicas),
+        }
+        Ok(plan)
+    }
+
+    /// Before a read with a catch-up wait: waits on the first candidate; `true` if it caught
+    /// up (read there), `false` if not (skip it: the primary is next).
+    async fn catch_up(&self, plan: &Plan) -> bool {
+        let Some((token, max)) = plan.wait() else { return true };
+        let id = plan.first();
+        let node = &self.inner.nodes[id];
+        bump(&self.inner.counters.waits);
+        match position::wait_for(&node.conn, token, max).await {
+            Ok(Waited::CaughtUp) => {
+                bump(&self.inner.counters.token_reads_on_replicas);
+                true
+            }
+            Ok(Waited::TimedOut) => {
+                bump(&self.inner.counters.wait_timeouts);
+                bump(&self.inner.counters.token_reads_on_primary);
+                tracing::debug!(target: "rwsplit", node = %node.name, ?max, "replica did not catch up in time: reading from the primary");
+                false
+            }
+            Err(e) => {
+                bump(&self.inner.counters.wait_timeouts);
+                bump(&self.inner.counters.token_reads_on_primary);
+                self.note_failure(id, &e);
+                false
+            }
+        }
     }
 
     /// Runs `call` along `plan`: the first candidate, then (for reads, when the failure makes
-    /// it safe) the next ones, up to the retry budget. Writes run once, on the primary.
-    async fn run(&self, stmt: Statement, plan: Plan, call: Call) -> Result<Out, DbErr> {
+    /// it safe) the next ones, up to the retry budget. Writes run once, on the primary, and
+    /// record their position in `scope`.
+    async fn run(
+        &self,
+        stmt: Statement,
+        plan: Plan,
+        call: Call,
+        scope: &Scope,
+    ) -> Result<Out, DbErr> {
         let write = plan.access() == Access::Write;
         if write {
             self.check_writable(plan.first())?;
-            self.inner.sticky.mark();
         }
+        let skip = usize::from(!self.catch_up(&plan).await);
         let budget = if write { 0 } else { usize::from(self.inner.policy.read_retries) };
-        let mut candidates = plan.iter().take(budget + 1).peekable();
+        let mut candidates = plan.iter().skip(skip).take(budget + 1).peekable();
         let mut stmt = Some(stmt);
         let mut last_err = None;
         while let Some(id) = candidates.next() {
@@ -408,13 +667,13 @@ impl RoutedConnection {
             // A completed round trip feeds the node's latency estimate (peak-EWMA balancing);
             // a failed one only ends its in-flight count.
             if let (Some(g), Ok(_)) = (guard, &result) {
-                g.finish(std::time::Instant::now());
+                g.finish(Instant::now());
             }
             match result {
                 Ok(out) => {
                     self.note_success(id, write);
                     if write {
-                        self.inner.sticky.mark();
+                        self.after_write(id, scope).await;
                     }
                     return Ok(out);
                 }
@@ -433,14 +692,19 @@ impl RoutedConnection {
             .unwrap_or_else(|| DbErr::Custom("rwsplit: no node to run the statement on".into())))
     }
 
-    async fn stream_plan(&self, stmt: Statement, plan: Plan) -> Result<QueryStream, DbErr> {
+    async fn stream_plan(
+        &self,
+        stmt: Statement,
+        plan: Plan,
+        scope: &Scope,
+    ) -> Result<QueryStream, DbErr> {
         let write = plan.access() == Access::Write;
         if write {
             self.check_writable(plan.first())?;
-            self.inner.sticky.mark();
         }
+        let skip = usize::from(!self.catch_up(&plan).await);
         let budget = if write { 0 } else { usize::from(self.inner.policy.read_retries) };
-        let mut candidates = plan.iter().take(budget + 1).peekable();
+        let mut candidates = plan.iter().skip(skip).take(budget + 1).peekable();
         let mut last_err = None;
         while let Some(id) = candidates.next() {
             let last = candidates.peek().is_none();
@@ -450,6 +714,14 @@ impl RoutedConnection {
             match pool.stream_raw(stmt.clone()).await {
                 Ok(s) => {
                     self.note_success(id, write);
+                    if write {
+                        // A streamed write (`INSERT … RETURNING` streamed) has run by the time
+                        // its stream exists only in part; its position is taken on the next
+                        // read.
+                        if self.tracks_writes(scope) {
+                            self.scope_update(scope, |s| s.pending = true);
+                        }
+                    }
                     return Ok(s);
                 }
                 Err(e) => {
@@ -499,13 +771,16 @@ impl RoutedConnection {
     }
 
     /// Where a transaction with this configuration begins: a read-only one (not SERIALIZABLE on
-    /// PostgreSQL) may use a replica, everything else uses the primary.
-    fn plan_transaction(
+    /// PostgreSQL) may use a replica that has the caller's writes, everything else uses the
+    /// primary.
+    async fn plan_transaction(
         &self,
         isolation: Option<IsolationLevel>,
         access: Option<AccessMode>,
+        ctx: &Ctx<'_>,
+        scope: &Scope,
     ) -> Result<Plan, DbErr> {
-        let now = std::time::Instant::now();
+        let now = Instant::now();
         let read_only = access == Some(AccessMode::ReadOnly);
         let serializable_pg = isolation == Some(IsolationLevel::Serializable)
             && self.inner.backend == DbBackend::Postgres;
@@ -514,30 +789,51 @@ impl RoutedConnection {
                 .with_transaction(Transaction::ReadWrite);
             return Ok(self.plan_ctx(&ctx)?.with_reason("transaction"));
         }
-        let mut ctx =
+        let mut rc =
             RouteContext::for_access(Access::Read, now).with_transaction(Transaction::ReadOnly);
-        let scoped = SCOPE.try_with(|t| *t).ok();
-        if let Some(target) = scoped {
-            ctx = ctx.with_target(target);
-        } else if self.inner.sticky.is_sticky() {
-            let plan = self.plan_ctx(&ctx.with_target(Target::Primary))?;
-            return Ok(plan.with_reason("read after write in this task"));
+        let level = ctx.consistency.unwrap_or(&self.inner.policy.consistency);
+        if let Ok(target) = SCOPE.try_with(|t| *t) {
+            return self.plan_ctx(&rc.with_target(target));
         }
-        self.plan_ctx(&ctx)
+        if matches!(level, Consistency::Strong) || !self.inner.policy.read_your_writes {
+            return self.plan_ctx(&rc.with_consistency(level));
+        }
+        let explicit = match level {
+            Consistency::ReadYourWrites(t) => Some(t),
+            _ => None,
+        };
+        match self.read_need(scope, explicit).await {
+            Need::Nothing => self.plan_ctx(&rc.with_consistency(level)),
+            Need::Primary => self.plan_ctx(&rc.with_target(Target::Primary)),
+            Need::Token(token) => {
+                // No catch-up wait for a transaction: it goes where the token is satisfied.
+                rc = rc.with_catch_up(CatchUp::Primary);
+                let no_wait = Ctx { wait: Some(None), ..*ctx };
+                self.plan_with_token(rc, level, token, &no_wait)
+            }
+        }
     }
 
-    async fn begin_on(
+    /// Begins a transaction as configured; returns it and, for a read-write one, the node (its
+    /// commit is a write to record). `pending`: the caller commits it through SeaORM's own
+    /// `DatabaseTransaction`, unseen, so the scope's position becomes pending at once.
+    pub(crate) async fn begin_in(
         &self,
-        plan: Plan,
-        options: TransactionOptions,
-    ) -> Result<DatabaseTransaction, DbErr> {
-        let on_primary = plan.on_primary();
-        if plan.access() == Access::Write {
+        isolation: Option<IsolationLevel>,
+        access: Option<AccessMode>,
+        mut options: TransactionOptions,
+        ctx: &Ctx<'_>,
+        pending: bool,
+    ) -> Result<(DatabaseTransaction, Option<usize>), DbErr> {
+        options.isolation_level = isolation;
+        options.access_mode = access;
+        let scope = self.scope_of(ctx);
+        let plan = self.plan_transaction(isolation, access, ctx, &scope).await?;
+        let writes = plan.access() == Access::Write;
+        if writes {
             self.check_writable(plan.first())?;
         }
-        if on_primary {
-            self.inner.sticky.mark();
-        }
+        let on_primary = plan.on_primary();
         let budget = if on_primary { 0 } else { usize::from(self.inner.policy.read_retries) };
         let mut candidates = plan.iter().take(budget + 1).peekable();
         let mut last_err = None;
@@ -545,9 +841,14 @@ impl RoutedConnection {
             let last = candidates.peek().is_none();
             let node = &self.inner.nodes[id];
             tracing::debug!(target: "rwsplit", node = %node.name, reason = plan.reason(), "route transaction");
-            let pool = if plan.access() == Access::Write { &node.writer } else { &node.conn };
+            let pool = if writes { &node.writer } else { &node.conn };
             match pool.begin_with_options(options).await {
-                Ok(t) => return Ok(t),
+                Ok(t) => {
+                    if writes && pending && self.tracks_writes(&scope) {
+                        self.scope_update(&scope, |s| s.pending = true);
+                    }
+                    return Ok((t, writes.then_some(id)));
+                }
                 Err(e) => {
                     let failure = self.note_failure(id, &e);
                     if on_primary || failure == Failure::Other || last {
@@ -558,6 +859,130 @@ impl RoutedConnection {
             }
         }
         Err(last_err.unwrap_or_else(|| DbErr::Custom("rwsplit: no node to begin on".into())))
+    }
+
+    // ---- the statement paths every routed handle shares ----
+
+    pub(crate) async fn execute_in(
+        &self,
+        stmt: Statement,
+        ctx: &Ctx<'_>,
+    ) -> Result<ExecResult, DbErr> {
+        // `execute` returns no rows: it always runs on the primary, whatever the SQL.
+        let access = self.classify(&stmt.sql).access();
+        let rc = RouteContext::for_access(access, Instant::now()).with_target(Target::Primary);
+        let plan = self.plan_ctx(&rc)?.with_reason("execute");
+        let scope = self.scope_of(ctx);
+        match self.run(stmt, plan, Call::Exec, &scope).await? {
+            Out::Exec(r) => Ok(r),
+            _ => unexpected(),
+        }
+    }
+
+    pub(crate) async fn execute_unprepared_in(
+        &self,
+        sql: &str,
+        ctx: &Ctx<'_>,
+    ) -> Result<ExecResult, DbErr> {
+        // Raw SQL with no rows to return: never worth a replica, and often DDL or SET.
+        let rc = RouteContext::for_access(Access::Write, Instant::now());
+        let target = self.plan_ctx(&rc)?.first();
+        self.check_writable(target)?;
+        let node = &self.inner.nodes[target];
+        let write = self.classify(sql).access() == Access::Write;
+        tracing::debug!(target: "rwsplit", node = %node.name, reason = "execute_unprepared", write, sql = %SqlHead(sql), "route");
+        let r = node.writer.execute_unprepared(sql).await;
+        if r.is_ok() {
+            let counter = if write { &node.writes } else { &node.reads };
+            counter.fetch_add(1, Ordering::Relaxed);
+            if write {
+                self.after_write(target, &self.scope_of(ctx)).await;
+            }
+        }
+        r
+    }
+
+    pub(crate) async fn query_one_in(
+        &self,
+        stmt: Statement,
+        ctx: &Ctx<'_>,
+    ) -> Result<Option<QueryResult>, DbErr> {
+        let scope = self.scope_of(ctx);
+        let plan = self.plan(&stmt.sql, ctx, &scope).await?;
+        match self.run(stmt, plan, Call::One, &scope).await? {
+            Out::One(r) => Ok(r),
+            _ => unexpected(),
+        }
+    }
+
+    pub(crate) async fn query_all_in(
+        &self,
+        stmt: Statement,
+        ctx: &Ctx<'_>,
+    ) -> Result<Vec<QueryResult>, DbErr> {
+        let scope = self.scope_of(ctx);
+        let plan = self.plan(&stmt.sql, ctx, &scope).await?;
+        match self.run(stmt, plan, Call::All, &scope).await? {
+            Out::All(r) => Ok(r),
+            _ => unexpected(),
+        }
+    }
+
+    pub(crate) async fn stream_in(
+        &self,
+        stmt: Statement,
+        ctx: &Ctx<'_>,
+    ) -> Result<QueryStream, DbErr> {
+        let scope = self.scope_of(ctx);
+        let plan = self.plan(&stmt.sql, ctx, &scope).await?;
+        self.stream_plan(stmt, plan, &scope).await
+    }
+
+    /// The closure form of a read-write transaction: on the primary, its position recorded
+    /// after the commit.
+    pub(crate) async fn transaction_in<F, T, E>(
+        &self,
+        callback: F,
+        ctx: &Ctx<'_>,
+    ) -> Result<T, TransactionError<E>>
+    where
+        F: for<'c> FnOnce(
+                &'c DatabaseTransaction,
+            ) -> Pin<Box<dyn Future<Output = Result<T, E>> + Send + 'c>>
+            + Send,
+        T: Send,
+        E: fmt::Display + fmt::Debug + Send,
+    {
+        let scope = self.scope_of(ctx);
+        let plan = self
+            .plan_transaction(None, None, ctx, &scope)
+            .await
+            .map_err(TransactionError::Connection)?;
+        self.check_writable(plan.first()).map_err(TransactionError::Connection)?;
+        let node = &self.inner.nodes[plan.first()];
+        tracing::debug!(target: "rwsplit", node = %node.name, reason = "transaction", "route transaction");
+        let r = node.writer.transaction(callback).await;
+        self.after_transaction(plan.first(), &scope, Outcome::of(&r)).await;
+        r
+    }
+}
+
+/// How a read-write transaction ended, as far as its writes go.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Outcome {
+    Committed,
+    /// The commit failed on the connection: it may or may not have happened.
+    Unknown,
+    RolledBack,
+}
+
+impl Outcome {
+    fn of<T, E>(r: &Result<T, TransactionError<E>>) -> Outcome {
+        match r {
+            Ok(_) => Outcome::Committed,
+            Err(TransactionError::Connection(_)) => Outcome::Unknown,
+            Err(TransactionError::Transaction(_)) => Outcome::RolledBack,
+        }
     }
 }
 
@@ -597,153 +1022,145 @@ fn unexpected<T>() -> Result<T, DbErr> {
     Err(DbErr::Custom("rwsplit: internal error: unexpected result kind".into()))
 }
 
-#[async_trait::async_trait]
-impl ConnectionTrait for RoutedConnection {
-    fn get_database_backend(&self) -> DbBackend {
-        self.inner.backend
-    }
+/// A handle SeaORM can run statements on through the router: the connection itself, a
+/// [`Session`](crate::Session), or a per-call view ([`Routed`](crate::Routed)).
+pub(crate) trait Handle {
+    fn db(&self) -> &RoutedConnection;
+    fn ctx(&self) -> Ctx<'_>;
+}
 
-    async fn execute_raw(&self, stmt: Statement) -> Result<ExecResult, DbErr> {
-        // `execute` returns no rows: it always runs on the primary, whatever the SQL.
-        let access = self.classify(&stmt.sql).access();
-        let ctx = RouteContext::for_access(access, std::time::Instant::now())
-            .with_target(Target::Primary);
-        let plan = self.plan_ctx(&ctx)?.with_reason("execute");
-        match self.run(stmt, plan, Call::Exec).await? {
-            Out::Exec(r) => Ok(r),
-            _ => unexpected(),
-        }
+impl Handle for RoutedConnection {
+    fn db(&self) -> &RoutedConnection {
+        self
     }
-
-    async fn execute_unprepared(&self, sql: &str) -> Result<ExecResult, DbErr> {
-        // Raw SQL with no rows to return: never worth a replica, and often DDL or SET.
-        let ctx = RouteContext::for_access(Access::Write, std::time::Instant::now());
-        let target = self.plan_ctx(&ctx)?.first();
-        self.check_writable(target)?;
-        let node = &self.inner.nodes[target];
-        let write = self.classify(sql).access() == Access::Write;
-        if write {
-            self.inner.sticky.mark();
-        }
-        tracing::debug!(target: "rwsplit", node = %node.name, reason = "execute_unprepared", write, sql = %SqlHead(sql), "route");
-        let r = node.writer.execute_unprepared(sql).await;
-        if r.is_ok() {
-            let counter = if write { &node.writes } else { &node.reads };
-            counter.fetch_add(1, Ordering::Relaxed);
-        }
-        if write {
-            self.inner.sticky.mark();
-        }
-        r
-    }
-
-    async fn query_one_raw(&self, stmt: Statement) -> Result<Option<QueryResult>, DbErr> {
-        let plan = self.plan(&stmt.sql)?;
-        match self.run(stmt, plan, Call::One).await? {
-            Out::One(r) => Ok(r),
-            _ => unexpected(),
-        }
-    }
-
-    async fn query_all_raw(&self, stmt: Statement) -> Result<Vec<QueryResult>, DbErr> {
-        let plan = self.plan(&stmt.sql)?;
-        match self.run(stmt, plan, Call::All).await? {
-            Out::All(r) => Ok(r),
-            _ => unexpected(),
-        }
-    }
-
-    fn support_returning(&self) -> bool {
-        self.primary().support_returning()
+    fn ctx(&self) -> Ctx<'_> {
+        Ctx::default()
     }
 }
 
-impl StreamTrait for RoutedConnection {
-    type Stream<'a> = QueryStream;
+/// `ConnectionTrait` and `StreamTrait` for a [`Handle`].
+macro_rules! routed_connection {
+    ([$($lt:lifetime)?] $ty:ty) => {
+        #[async_trait::async_trait]
+        impl<$($lt)?> ConnectionTrait for $ty {
+            fn get_database_backend(&self) -> DbBackend {
+                self.db().inner.backend
+            }
 
-    fn get_database_backend(&self) -> DbBackend {
-        self.inner.backend
-    }
+            async fn execute_raw(&self, stmt: Statement) -> Result<ExecResult, DbErr> {
+                self.db().execute_in(stmt, &self.ctx()).await
+            }
 
-    fn stream_raw<'a>(
-        &'a self,
-        stmt: Statement,
-    ) -> Pin<Box<dyn Future<Output = Result<Self::Stream<'a>, DbErr>> + 'a + Send>> {
-        Box::pin(async move {
-            let plan = self.plan(&stmt.sql)?;
-            self.stream_plan(stmt, plan).await
-        })
-    }
+            async fn execute_unprepared(&self, sql: &str) -> Result<ExecResult, DbErr> {
+                self.db().execute_unprepared_in(sql, &self.ctx()).await
+            }
+
+            async fn query_one_raw(&self, stmt: Statement) -> Result<Option<QueryResult>, DbErr> {
+                self.db().query_one_in(stmt, &self.ctx()).await
+            }
+
+            async fn query_all_raw(&self, stmt: Statement) -> Result<Vec<QueryResult>, DbErr> {
+                self.db().query_all_in(stmt, &self.ctx()).await
+            }
+
+            fn support_returning(&self) -> bool {
+                self.db().primary().support_returning()
+            }
+        }
+
+        impl<$($lt)?> StreamTrait for $ty {
+            type Stream<'a> = QueryStream where Self: 'a;
+
+            fn get_database_backend(&self) -> DbBackend {
+                self.db().inner.backend
+            }
+
+            fn stream_raw<'a>(
+                &'a self,
+                stmt: Statement,
+            ) -> Pin<Box<dyn Future<Output = Result<Self::Stream<'a>, DbErr>> + 'a + Send>> {
+                Box::pin(async move { self.db().stream_in(stmt, &self.ctx()).await })
+            }
+        }
+    };
 }
 
-#[async_trait::async_trait]
-impl TransactionTrait for RoutedConnection {
-    type Transaction = DatabaseTransaction;
+/// `TransactionTrait` for a [`Handle`].
+macro_rules! routed_transactions {
+    ($ty:ty) => {
+        #[async_trait::async_trait]
+        impl TransactionTrait for $ty {
+            type Transaction = DatabaseTransaction;
 
-    async fn begin(&self) -> Result<DatabaseTransaction, DbErr> {
-        let plan = self.plan_transaction(None, None)?;
-        self.begin_on(plan, TransactionOptions::default()).await
-    }
+            async fn begin(&self) -> Result<DatabaseTransaction, DbErr> {
+                let o = TransactionOptions::default();
+                Ok(self.db().begin_in(None, None, o, &self.ctx(), true).await?.0)
+            }
 
-    async fn begin_with_config(
-        &self,
-        isolation_level: Option<IsolationLevel>,
-        access_mode: Option<AccessMode>,
-    ) -> Result<DatabaseTransaction, DbErr> {
-        let plan = self.plan_transaction(isolation_level, access_mode)?;
-        let options = TransactionOptions { isolation_level, access_mode, ..Default::default() };
-        self.begin_on(plan, options).await
-    }
+            async fn begin_with_config(
+                &self,
+                isolation_level: Option<IsolationLevel>,
+                access_mode: Option<AccessMode>,
+            ) -> Result<DatabaseTransaction, DbErr> {
+                let o = TransactionOptions::default();
+                let ctx = self.ctx();
+                Ok(self.db().begin_in(isolation_level, access_mode, o, &ctx, true).await?.0)
+            }
 
-    async fn begin_with_options(
-        &self,
-        options: TransactionOptions,
-    ) -> Result<DatabaseTransaction, DbErr> {
-        let plan = self.plan_transaction(options.isolation_level, options.access_mode)?;
-        self.begin_on(plan, options).await
-    }
+            async fn begin_with_options(
+                &self,
+                options: TransactionOptions,
+            ) -> Result<DatabaseTransaction, DbErr> {
+                let (i, a) = (options.isolation_level, options.access_mode);
+                Ok(self.db().begin_in(i, a, options, &self.ctx(), true).await?.0)
+            }
 
-    async fn transaction<F, T, E>(&self, callback: F) -> Result<T, TransactionError<E>>
-    where
-        F: for<'c> FnOnce(
-                &'c DatabaseTransaction,
-            ) -> Pin<Box<dyn Future<Output = Result<T, E>> + Send + 'c>>
-            + Send,
-        T: Send,
-        E: fmt::Display + fmt::Debug + Send,
-    {
-        let plan = self.plan_transaction(None, None).map_err(TransactionError::Connection)?;
-        self.check_writable(plan.first()).map_err(TransactionError::Connection)?;
-        let node = &self.inner.nodes[plan.first()];
-        self.inner.sticky.mark();
-        tracing::debug!(target: "rwsplit", node = %node.name, reason = "transaction", "route transaction");
-        let r = node.writer.transaction(callback).await;
-        self.inner.sticky.mark();
-        r
-    }
+            async fn transaction<F, T, E>(&self, callback: F) -> Result<T, TransactionError<E>>
+            where
+                F: for<'c> FnOnce(
+                        &'c DatabaseTransaction,
+                    )
+                        -> Pin<Box<dyn Future<Output = Result<T, E>> + Send + 'c>>
+                    + Send,
+                T: Send,
+                E: fmt::Display + fmt::Debug + Send,
+            {
+                self.db().transaction_in(callback, &self.ctx()).await
+            }
 
-    async fn transaction_with_config<F, T, E>(
-        &self,
-        callback: F,
-        isolation_level: Option<IsolationLevel>,
-        access_mode: Option<AccessMode>,
-    ) -> Result<T, TransactionError<E>>
-    where
-        F: for<'c> FnOnce(
-                &'c DatabaseTransaction,
-            ) -> Pin<Box<dyn Future<Output = Result<T, E>> + Send + 'c>>
-            + Send,
-        T: Send,
-        E: fmt::Display + fmt::Debug + Send,
-    {
-        let txn = self
-            .begin_with_config(isolation_level, access_mode)
-            .await
-            .map_err(TransactionError::Connection)?;
-        let result = callback(&txn).await;
-        self.end_transaction(txn, result, access_mode).await
-    }
+            async fn transaction_with_config<F, T, E>(
+                &self,
+                callback: F,
+                isolation_level: Option<IsolationLevel>,
+                access_mode: Option<AccessMode>,
+            ) -> Result<T, TransactionError<E>>
+            where
+                F: for<'c> FnOnce(
+                        &'c DatabaseTransaction,
+                    )
+                        -> Pin<Box<dyn Future<Output = Result<T, E>> + Send + 'c>>
+                    + Send,
+                T: Send,
+                E: fmt::Display + fmt::Debug + Send,
+            {
+                let ctx = self.ctx();
+                let o = TransactionOptions::default();
+                let (txn, node) = self
+                    .db()
+                    .begin_in(isolation_level, access_mode, o, &ctx, false)
+                    .await
+                    .map_err(TransactionError::Connection)?;
+                let result = callback(&txn).await;
+                self.db().end_transaction(txn, result, node, &ctx).await
+            }
+        }
+    };
 }
+
+pub(crate) use {routed_connection, routed_transactions};
+
+routed_connection!([] RoutedConnection);
+routed_transactions!(RoutedConnection);
 
 /// Migrations and other APIs that take a `DatabaseExecutor` get the primary.
 impl<'c> IntoDatabaseExecutor<'c> for &'c RoutedConnection {

@@ -1,9 +1,11 @@
-//! The adapter's error type, for building a [`RoutedConnection`](crate::RoutedConnection).
+//! The adapter's error type, for building a [`RoutedConnection`](crate::RoutedConnection) and
+//! reading tokens.
 //! Statements return SeaORM's own `DbErr`.
 
 use sea_orm::{DbBackend, DbErr};
 
-/// What can go wrong while building a [`RoutedConnection`](crate::RoutedConnection).
+/// What can go wrong while building a [`RoutedConnection`](crate::RoutedConnection) or
+/// resuming a [`Session`](crate::Session) from text.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum Error {
@@ -42,6 +44,14 @@ pub enum Error {
         /// SeaORM's error.
         #[source]
         source: DbErr,
+    },
+    /// A read-your-writes token given as text is not one.
+    #[error("`{token}` is not a read-your-writes token: {reason}")]
+    InvalidToken {
+        /// The text (at most 64 characters of it).
+        token: String,
+        /// What is wrong with it.
+        reason: String,
     },
     /// A node runs a different database than the primary.
     #[error(

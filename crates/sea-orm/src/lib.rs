@@ -57,25 +57,28 @@
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used, clippy::print_stdout))]
 
 mod builder;
+mod causal;
 mod connection;
 mod error;
 mod failure;
+mod position;
 mod probe;
 mod redact;
 mod route;
+mod session;
 mod stats;
-mod sticky;
 #[cfg(test)]
 mod tests;
 
 pub use builder::RoutedConnectionBuilder;
 pub use connection::RoutedConnection;
 pub use error::{Error, Result};
-pub use stats::{NodeStats, Stats};
+pub use session::{Routed, Session};
+pub use stats::{NodeStats, ReadYourWrites, Stats};
 
 pub use rwsplit_core::{
-    Balancer, Classifier, Consistency, Health, HealthPolicy, LeastOutstanding, LowestLag,
-    PowerOfTwoEwma, Random, RoundRobin, RouterConfig, Staleness, Target, WeightedRoundRobin,
-    ZonePreference,
+    Balancer, CausalToken, Classifier, Consistency, Health, HealthPolicy, Lag, LeastOutstanding,
+    LowestLag, PowerOfTwoEwma, Random, ReplayPosition, Role, RoundRobin, RouterConfig, Staleness,
+    Target, WeightedRoundRobin, ZonePreference,
 };
 pub use rwsplit_monitor::MonitorConfig;

@@ -3,25 +3,46 @@
 
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Mutex, PoisonError};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use rwsplit_core::{
-    Access, Health, HealthPolicy, HealthTracker, InFlight, Lag, Node as CoreNode, NodeId, Role,
-    Route, RouteContext, Router, RouterConfig, SharedTopology, Topology,
+    Access, CausalToken, Health, HealthPolicy, HealthTracker, InFlight, Lag, Node as CoreNode,
+    NodeId, Role, Route, RouteContext, RouteReason, Router, RouterConfig, SharedTopology,
+    Staleness, Topology,
 };
+
+use crate::causal::Settled;
 use rwsplit_monitor::{Observation, ProbeError};
 use sea_orm::DbErr;
 
 /// Where one statement goes: the router's [`Route`] (target, then fallbacks, no heap), what the
-/// statement is, and why it goes there.
-#[derive(Debug, Clone, Copy)]
+/// statement is, and why it goes there; for a read-your-writes read, the nodes a staleness bound
+/// excludes and the catch-up wait to do first.
+#[derive(Debug, Clone)]
 pub(crate) struct Plan {
     access: Access,
     reason: &'static str,
     route: Route,
+    /// Bit `i`: node `i` is not to be used.
+    excluded: u64,
+    wait: Option<(CausalToken, Duration)>,
 }
 
 impl Plan {
+    pub(crate) fn route_reason(&self) -> RouteReason {
+        self.route.reason()
+    }
+
+    /// Wait up to `max` for the first candidate to replay `token` before reading there.
+    pub(crate) fn with_wait(mut self, token: CausalToken, max: Duration) -> Plan {
+        self.wait = Some((token, max));
+        self
+    }
+
+    pub(crate) fn wait(&self) -> Option<(&CausalToken, Duration)> {
+        self.wait.as_ref().map(|(t, d)| (t, *d))
+    }
+
     pub(crate) fn access(&self) -> Access {
         self.access
     }
@@ -37,17 +58,19 @@ impl Plan {
 
     /// The node to try first.
     pub(crate) fn first(&self) -> usize {
-        self.route.target().index()
+        self.iter().next().unwrap_or_else(|| self.route.target().index())
     }
 
     /// Whether the first node is a primary.
     pub(crate) fn on_primary(&self) -> bool {
-        self.route.is_primary()
+        // A plan with exclusions still has a replica first (see `Routing::exclude_lagging`).
+        self.excluded == 0 && self.route.is_primary()
     }
 
     /// Every candidate in order.
     pub(crate) fn iter(&self) -> impl Iterator<Item = usize> + '_ {
-        self.route.candidates().map(NodeId::index)
+        let excluded = self.excluded;
+        self.route.candidates().map(NodeId::index).filter(move |i| excluded & (1 << i) == 0)
     }
 }
 
@@ -91,9 +114,64 @@ impl Routing {
     pub(crate) fn plan(&self, ctx: &RouteContext<'_>) -> Result<Plan, DbErr> {
         let topo = self.topology.load();
         match self.router.route(&topo, ctx) {
-            Ok(route) => Ok(Plan { access: ctx.access(), reason: route.reason().as_str(), route }),
+            Ok(route) => Ok(Plan {
+                access: ctx.access(),
+                reason: route.reason().as_str(),
+                route,
+                excluded: 0,
+                wait: None,
+            }),
             Err(e) => Err(DbErr::Custom(format!("rwsplit: {e}"))),
         }
+    }
+
+    /// Takes out of `plan` the replicas whose known lag exceeds `bound` (a bounded-staleness
+    /// read that also carries a read-your-writes token). The primary stays as the last resort.
+    pub(crate) fn exclude_lagging(&self, mut plan: Plan, bound: &Staleness) -> Plan {
+        let topo = self.topology.load();
+        for id in plan.route.candidates() {
+            if let Some(n) = topo.node(id)
+                && n.role() != Role::Primary
+                && !bound.allows(&n.lag())
+            {
+                plan.excluded |= 1 << id.index();
+            }
+        }
+        let replica_left =
+            plan.iter().any(|i| topo.node(node_id(i)).is_some_and(|n| n.role() != Role::Primary));
+        if plan.excluded != 0 && !replica_left {
+            let ctx = RouteContext::for_access(Access::Read, Instant::now())
+                .with_target(rwsplit_core::Target::Primary);
+            if let Ok(p) = self.plan(&ctx) {
+                return p.with_reason("no replica within the staleness bound has the write");
+            }
+        }
+        plan
+    }
+
+    /// Whether `token` is from another history than the current primary's (another PostgreSQL
+    /// system or timeline, another MariaDB server in the token's domain): written before a
+    /// failover. No node's position is trusted to satisfy it then, not even a replica that
+    /// reports the token's own timeline (a standby re-pointed to the new primary reports its
+    /// last restartpoint's timeline until its WAL receiver connects).
+    pub(crate) fn foreign(&self, token: &CausalToken) -> bool {
+        let topo = self.topology.load();
+        topo.primary().and_then(|p| p.position()).is_some_and(|p| token.shortfall(p).is_none())
+    }
+
+    /// Where `token` stands: replayed by every replica, not yet, or never (another history
+    /// than the primary's).
+    pub(crate) fn settled(&self, token: &CausalToken) -> Settled {
+        if self.foreign(token) {
+            return Settled::Never;
+        }
+        let topo = self.topology.load();
+        let all = topo
+            .nodes()
+            .iter()
+            .filter(|n| n.role() != Role::Primary)
+            .all(|n| n.position().is_some_and(|p| token.is_satisfied_by(p)));
+        if all { Settled::Everywhere } else { Settled::NotYet }
     }
 
     /// The current primary's index, if exactly one node has the role.

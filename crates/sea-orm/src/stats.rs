@@ -20,6 +20,29 @@ use crate::RoutedConnection;
 pub struct Stats {
     nodes: Vec<NodeStats>,
     retries: u64,
+    ryw: ReadYourWrites,
+}
+
+/// Read-your-writes counters since the connection was built.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct ReadYourWrites {
+    /// Positions read from the primary after writes (one round trip each).
+    pub positions_captured: u64,
+    /// Position reads that failed (the scope's next read then asks again or uses the primary).
+    pub capture_failures: u64,
+    /// Reads with a token served by a replica that had replayed it.
+    pub replica_reads: u64,
+    /// Reads with a token served by the primary: no replica had it (or could prove it).
+    pub primary_reads: u64,
+    /// Catch-up waits on a replica.
+    pub waits: u64,
+    /// Catch-up waits that ended without the replica catching up (the read used the primary).
+    pub wait_timeouts: u64,
+    /// Reads whose token was from another history than the primary's (after a failover).
+    pub foreign_tokens: u64,
+    /// Tasks holding a token now (dropped once every replica has replayed it).
+    pub tracked_tasks: u64,
 }
 
 impl Stats {
@@ -46,6 +69,11 @@ impl Stats {
     /// Reads that failed on one node and were retried on another.
     pub fn retries(&self) -> u64 {
         self.retries
+    }
+
+    /// Read-your-writes counters.
+    pub fn read_your_writes(&self) -> ReadYourWrites {
+        self.ryw
     }
 }
 
@@ -137,5 +165,19 @@ pub(crate) fn snapshot(db: &RoutedConnection) -> Stats {
             })
             .collect(),
         retries: inner.retries.load(Ordering::Relaxed),
+        ryw: {
+            let c = &inner.counters;
+            let get = |a: &std::sync::atomic::AtomicU64| a.load(Ordering::Relaxed);
+            ReadYourWrites {
+                positions_captured: get(&c.captures),
+                capture_failures: get(&c.capture_failures),
+                replica_reads: get(&c.token_reads_on_replicas),
+                primary_reads: get(&c.token_reads_on_primary),
+                waits: get(&c.waits),
+                wait_timeouts: get(&c.wait_timeouts),
+                foreign_tokens: get(&c.foreign_tokens),
+                tracked_tasks: inner.tasks.len() as u64,
+            }
+        },
     }
 }

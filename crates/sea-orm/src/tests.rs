@@ -27,9 +27,16 @@ fn logs(db: &RoutedConnection) -> (usize, usize) {
     (count(db.primary()), count(&db.inner.nodes[1].conn))
 }
 
+/// A primary and a replica, read-your-writes off so the logs hold only routed statements (with
+/// it on, a write is followed by a position query on the primary).
 fn routed() -> RoutedConnection {
-    RoutedConnection::from_connections(node(DbBackend::Postgres), vec![node(DbBackend::Postgres)])
-        .unwrap()
+    let policy = crate::connection::Policy { read_your_writes: false, ..Default::default() };
+    RoutedConnection::from_connections_with(
+        node(DbBackend::Postgres),
+        vec![node(DbBackend::Postgres)],
+        policy,
+    )
+    .unwrap()
 }
 
 #[rstest]
@@ -61,18 +68,93 @@ async fn execute_always_runs_on_the_primary() {
     assert_eq!(logs(&db), (2, 0));
 }
 
+/// A PostgreSQL primary mock that answers an `INSERT … RETURNING`, then the two position
+/// queries a write is followed by, then reads.
+fn pg_primary_recording_positions() -> DatabaseConnection {
+    let text = |k: &'static str, v: &str| (k, Value::String(Some(v.to_owned())));
+    MockDatabase::new(DbBackend::Postgres)
+        .append_query_results([vec![row()]])
+        .append_query_results([vec![BTreeMap::from([text("system_id", "7")])]])
+        .append_query_results([vec![BTreeMap::from([
+            text("lsn", "0/3000148"),
+            text("timeline", "1"),
+        ])]])
+        .append_query_results((0..4).map(|_| vec![row()]))
+        .into_connection()
+}
+
 #[tokio::test]
-async fn a_task_that_wrote_reads_from_the_primary() {
-    let db = routed();
+async fn a_write_records_the_primary_position_and_the_task_reads_it() {
+    let db = RoutedConnection::from_connections(
+        pg_primary_recording_positions(),
+        vec![node(DbBackend::Postgres)],
+    )
+    .unwrap();
     let write =
         Statement::from_string(DbBackend::Postgres, "INSERT INTO t (v) VALUES (1) RETURNING id");
     let read = Statement::from_string(DbBackend::Postgres, "SELECT id FROM t");
     db.query_one_raw(write).await.unwrap();
+    let token = db.token().await.unwrap().expect("the write left a token");
+    assert_eq!(token.to_string(), "pg:1:7:1:0-3000148");
     db.query_one_raw(read.clone()).await.unwrap();
-    assert_eq!(logs(&db), (2, 0), "the writer's read is sticky");
+    assert_eq!(logs(&db), (4, 0), "no replica is known to have replayed it: the primary");
+    let ryw = db.stats().read_your_writes();
+    assert_eq!((ryw.positions_captured, ryw.primary_reads, ryw.replica_reads), (1, 1, 0));
     let other = db.clone();
     tokio::spawn(async move { other.query_one_raw(read).await.unwrap() }).await.unwrap();
-    assert_eq!(logs(&db), (0, 1), "another task reads from the replica");
+    assert_eq!(logs(&db), (0, 1), "another task has no token: the replica");
+}
+
+#[tokio::test]
+async fn a_session_carries_its_token_and_a_bad_token_is_refused() {
+    let db = RoutedConnection::from_connections(
+        pg_primary_recording_positions(),
+        vec![node(DbBackend::Postgres)],
+    )
+    .unwrap();
+    let session = db.session();
+    assert_eq!(session.token().await.unwrap(), None);
+    let write =
+        Statement::from_string(DbBackend::Postgres, "INSERT INTO t (v) VALUES (1) RETURNING id");
+    session.query_one_raw(write).await.unwrap();
+    let text = session.token().await.unwrap().unwrap().to_string();
+    assert_eq!(db.token().await.unwrap(), None, "the session's write is not the task's");
+    let resumed = db.session_from(&text).unwrap();
+    assert_eq!(resumed.token().await.unwrap().map(|t| t.to_string()), Some(text));
+    assert_eq!(db.session_from("  ").unwrap().token().await.unwrap(), None);
+    let err = db.session_from("pg:1:7:1:zz").unwrap_err();
+    assert!(matches!(err, Error::InvalidToken { .. }), "{err}");
+    assert!(err.to_string().contains("invalid LSN"), "{err}");
+}
+
+#[tokio::test]
+async fn without_read_your_writes_reads_ignore_the_tasks_writes() {
+    let primary = node(DbBackend::Postgres);
+    let policy = crate::connection::Policy { read_your_writes: false, ..Default::default() };
+    let db =
+        RoutedConnection::from_connections_with(primary, vec![node(DbBackend::Postgres)], policy)
+            .unwrap();
+    let write =
+        Statement::from_string(DbBackend::Postgres, "INSERT INTO t (v) VALUES (1) RETURNING id");
+    db.query_one_raw(write).await.unwrap();
+    db.query_one_raw(Statement::from_string(DbBackend::Postgres, "SELECT id FROM t"))
+        .await
+        .unwrap();
+    assert_eq!(logs(&db), (1, 1), "no position query, and the read goes to the replica");
+}
+
+#[rstest]
+#[case::strong(crate::Consistency::Strong, (1, 0))]
+#[case::eventual(crate::Consistency::Eventual, (0, 1))]
+#[tokio::test]
+async fn per_call_consistency_overrides_the_default(
+    #[case] level: crate::Consistency,
+    #[case] expected: (usize, usize),
+) {
+    let db = routed();
+    let read = Statement::from_string(DbBackend::Postgres, "SELECT id FROM t");
+    db.consistent(level).query_one_raw(read).await.unwrap();
+    assert_eq!(logs(&db), expected);
 }
 
 #[tokio::test]

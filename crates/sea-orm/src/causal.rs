@@ -1,0 +1,224 @@
+//! Read-your-writes scopes: where the causal token of a write is kept until a read needs it.
+//!
+//! - Each tokio task has one automatically ([`TaskScopes`]): a task that writes and then reads
+//!   sees its write (an HTTP/1 connection's requests share a task; so do SeaORM's
+//!   insert-then-reread on MySQL).
+//! - A [`Session`](crate::Session) carries one explicitly, across tasks, and can be exported as
+//!   a string and resumed in another process.
+//!
+//! A scope holds the token (the primary's position at or past the scope's last write) and a
+//! *pending* flag: a write committed whose position is not known yet (a transaction begun with
+//! `begin()` commits through SeaORM's own `DatabaseTransaction`, which the adapter does not
+//! see, or the capture after a write failed). A read in a pending scope asks the primary for its
+//! position first (which is at or past the commit by then), or reads from the primary if it
+//! cannot.
+
+use std::sync::{Mutex, PoisonError};
+use std::time::{Duration, Instant};
+
+use dashmap::DashMap;
+use rwsplit_core::CausalToken;
+use tokio::task::Id;
+
+/// A scope's state.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Slot {
+    pub(crate) token: Option<CausalToken>,
+    pub(crate) pending: bool,
+    /// When the token last changed (for dropping tokens that can never be satisfied).
+    pub(crate) touched: Option<Instant>,
+}
+
+impl Slot {
+    pub(crate) fn record(&mut self, token: &CausalToken) {
+        match &mut self.token {
+            Some(t) => t.merge(token),
+            None => self.token = Some(token.clone()),
+        }
+        self.touched = Some(Instant::now());
+    }
+
+    fn is_empty(&self) -> bool {
+        self.token.is_none() && !self.pending
+    }
+}
+
+/// One token holder behind a lock: a session's, or the state of code outside any task.
+#[derive(Debug, Default)]
+pub(crate) struct Shared(Mutex<Slot>);
+
+impl Shared {
+    pub(crate) fn get(&self) -> Slot {
+        self.0.lock().unwrap_or_else(PoisonError::into_inner).clone()
+    }
+
+    pub(crate) fn update<R>(&self, f: impl FnOnce(&mut Slot) -> R) -> R {
+        f(&mut self.0.lock().unwrap_or_else(PoisonError::into_inner))
+    }
+}
+
+/// The automatic per-task scopes.
+#[derive(Debug, Default)]
+pub(crate) struct TaskScopes {
+    tasks: DashMap<Id, Slot>,
+    /// Code outside any tokio task (a `block_on` body) shares one scope.
+    untasked: Shared,
+}
+
+impl TaskScopes {
+    /// The current task's scope. Allocation-free when the task has no token (the common case
+    /// for reads).
+    pub(crate) fn get(&self) -> Slot {
+        match tokio::task::try_id() {
+            Some(id) => {
+                if self.tasks.is_empty() {
+                    return Slot::default();
+                }
+                self.tasks.get(&id).map(|s| s.clone()).unwrap_or_default()
+            }
+            None => self.untasked.get(),
+        }
+    }
+
+    /// Changes the current task's scope.
+    pub(crate) fn update<R>(&self, f: impl FnOnce(&mut Slot) -> R) -> R {
+        match tokio::task::try_id() {
+            Some(id) => {
+                let mut slot = self.tasks.entry(id).or_default();
+                let r = f(&mut slot);
+                let empty = slot.is_empty();
+                drop(slot);
+                if empty {
+                    self.tasks.remove(&id);
+                }
+                r
+            }
+            None => self.untasked.update(f),
+        }
+    }
+
+    /// Drops the scopes whose token is no longer needed: `settled` says a token is satisfied by
+    /// every replica (every read would see the write anyway), or it can never be satisfied and
+    /// has not been touched for `stale_after` (a token from before a failover: its task's
+    /// reads have been going to the primary, and the write may be gone with the old primary).
+    /// Pending scopes are kept. Tasks end without telling anyone, so this is how their scopes
+    /// go away.
+    pub(crate) fn sweep(
+        &self,
+        now: Instant,
+        stale_after: Duration,
+        settled: impl Fn(&CausalToken) -> Settled,
+    ) {
+        if self.tasks.is_empty() {
+            return;
+        }
+        self.tasks.retain(|_, slot| {
+            if slot.pending {
+                return true;
+            }
+            let Some(token) = &slot.token else { return false };
+            match settled(token) {
+                Settled::Everywhere => false,
+                Settled::Never => slot.touched.is_some_and(|t| now.duration_since(t) < stale_after),
+                Settled::NotYet => true,
+            }
+        });
+    }
+
+    /// How many tasks hold a scope.
+    pub(crate) fn len(&self) -> usize {
+        self.tasks.len()
+    }
+}
+
+/// Where a token stands against the current topology.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Settled {
+    /// Every replica has replayed it.
+    Everywhere,
+    /// Some replica has not, or its position is unknown.
+    NotYet,
+    /// It is on another history than the primary's: no node will ever satisfy it.
+    Never,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::Arc;
+
+    fn token(text: &str) -> CausalToken {
+        text.parse().unwrap()
+    }
+
+    #[tokio::test]
+    async fn a_token_belongs_to_its_task() {
+        // (The test body itself runs outside any task, in the untasked scope.)
+        let scopes = Arc::new(TaskScopes::default());
+        assert!(scopes.get().token.is_none());
+        scopes.update(|s| s.record(&token("mariadb:1:0-1-5")));
+        assert_eq!(scopes.get().token, Some(token("mariadb:1:0-1-5")));
+        let other = Arc::clone(&scopes);
+        let seen = tokio::spawn(async move { other.get().token }).await.unwrap();
+        assert_eq!(seen, None, "another task does not inherit this task's token");
+    }
+
+    #[tokio::test]
+    async fn tokens_merge_to_the_maximum() {
+        let scopes = TaskScopes::default();
+        scopes.update(|s| s.record(&token("mariadb:1:0-1-9")));
+        scopes.update(|s| s.record(&token("mariadb:1:0-1-5.1-1-2")));
+        assert_eq!(scopes.get().token, Some(token("mariadb:1:0-1-9.1-1-2")));
+    }
+
+    #[test]
+    fn code_outside_tasks_shares_one_scope() {
+        let scopes = TaskScopes::default();
+        scopes.update(|s| s.pending = true);
+        assert!(scopes.get().pending);
+        assert_eq!(scopes.len(), 0, "not stored per task");
+    }
+
+    #[rstest::rstest]
+    #[case::satisfied_everywhere(Settled::Everywhere, false, Duration::ZERO, false)]
+    #[case::not_yet(Settled::NotYet, false, Duration::ZERO, true)]
+    #[case::never_but_recent(Settled::Never, false, Duration::from_secs(60), true)]
+    #[case::never_and_stale(Settled::Never, false, Duration::ZERO, false)]
+    #[case::pending_is_kept(Settled::Everywhere, true, Duration::ZERO, true)]
+    #[tokio::test]
+    async fn sweeping_keeps_only_tokens_still_needed(
+        #[case] settled: Settled,
+        #[case] pending: bool,
+        #[case] stale_after: Duration,
+        #[case] kept: bool,
+    ) {
+        let scopes = Arc::new(TaskScopes::default());
+        let s = Arc::clone(&scopes);
+        tokio::spawn(async move {
+            s.update(|slot| {
+                slot.record(&token("pg:1:7:1:0-100"));
+                slot.pending = pending;
+            });
+        })
+        .await
+        .unwrap();
+        assert_eq!(scopes.len(), 1);
+        let later = Instant::now() + Duration::from_millis(1);
+        scopes.sweep(later, stale_after, |_| settled);
+        assert_eq!(scopes.len() == 1, kept);
+    }
+
+    #[tokio::test]
+    async fn an_emptied_scope_is_removed() {
+        let scopes = Arc::new(TaskScopes::default());
+        let s = Arc::clone(&scopes);
+        tokio::spawn(async move {
+            s.update(|slot| slot.pending = true);
+            assert_eq!(s.len(), 1);
+            s.update(|slot| slot.pending = false);
+            assert_eq!(s.len(), 0);
+        })
+        .await
+        .unwrap();
+    }
+}

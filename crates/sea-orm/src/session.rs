@@ -1,0 +1,284 @@
+//! [`Session`]: a read-your-writes scope you hold and pass around; [`Routed`]: one call's
+//! consistency and catch-up settings.
+
+use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::Duration;
+
+use rwsplit_core::{CausalToken, Consistency};
+use sea_orm::{
+    AccessMode, ConnectionTrait, DatabaseTransaction, DbBackend, DbErr, ExecResult, IsolationLevel,
+    QueryResult, QueryStream, Statement, StreamTrait, TransactionError, TransactionOptions,
+    TransactionTrait,
+};
+
+use crate::causal::{Shared, Slot};
+use crate::connection::{
+    Ctx, Handle, RoutedConnection, SESSION, routed_connection, routed_transactions,
+};
+
+/// A read-your-writes scope that is not tied to a task: reads through it see every write made
+/// through it (and every token it was given), wherever they ran.
+///
+/// Use it directly as a SeaORM connection (`Post::find().all(&session)`), run a block with it
+/// as the ambient scope ([`Session::scope`]: every call on the `RoutedConnection` inside uses
+/// it), and carry it to another task or process as a string ([`Session::token`],
+/// [`RoutedConnection::session_from`]) — an HTTP cookie or header, a job payload. Cloning
+/// shares the scope.
+///
+/// ```no_run
+/// # async fn demo(db: rwsplit_sea_orm::RoutedConnection) -> Result<(), Box<dyn std::error::Error>> {
+/// use sea_orm::{ConnectionTrait, Statement};
+///
+/// let session = db.session();
+/// session.execute_unprepared("UPDATE accounts SET plan = 'pro' WHERE id = 7").await?;
+/// // Carried elsewhere as text (say, in a job payload)…
+/// let text = session.token().await?.map(|t| t.to_string()).unwrap_or_default();
+/// // …a read there sees the update: on a replica that has replayed it, else the primary.
+/// let there = db.session_from(&text)?;
+/// let sql = Statement::from_string(db.get_database_backend(), "SELECT plan FROM accounts WHERE id = 7");
+/// there.query_one_raw(sql).await?;
+/// # Ok(()) }
+/// ```
+#[derive(Clone)]
+pub struct Session {
+    db: RoutedConnection,
+    state: Arc<Shared>,
+}
+
+impl fmt::Debug for Session {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let slot = self.state.get();
+        f.debug_struct("Session")
+            .field("token", &slot.token.as_ref().map(ToString::to_string))
+            .field("pending", &slot.pending)
+            .finish_non_exhaustive()
+    }
+}
+
+impl RoutedConnection {
+    /// A new, empty [`Session`].
+    pub fn session(&self) -> Session {
+        Session { db: self.clone(), state: Arc::new(Shared::default()) }
+    }
+
+    /// A [`Session`] that starts from a token exported by [`Session::token`] (in this process or
+    /// another). An empty string gives an empty session, so a missing cookie needs no special
+    /// case; anything else that is not a token is an error naming the problem.
+    ///
+    /// ```no_run
+    /// # fn demo(db: rwsplit_sea_orm::RoutedConnection) {
+    /// let err = db.session_from("pg:1:not-a-token").unwrap_err();
+    /// assert!(err.to_string().contains("read-your-writes token"));
+    /// # }
+    /// ```
+    pub fn session_from(&self, token: &str) -> crate::Result<Session> {
+        let session = self.session();
+        let token = token.trim();
+        if !token.is_empty() {
+            let parsed = token.parse::<CausalToken>().map_err(|source| {
+                crate::Error::InvalidToken { token: snippet(token), reason: source.to_string() }
+            })?;
+            session.observe(&parsed);
+        }
+        Ok(session)
+    }
+
+    /// A view of this connection whose reads use `consistency` instead of the connection's
+    /// default, e.g. `Post::find().all(&db.consistent(Consistency::Strong))`.
+    pub fn consistent(&self, consistency: Consistency) -> Routed<'_> {
+        Routed { db: self, session: None, consistency: Some(consistency), wait: None }
+    }
+
+    /// A view of this connection whose read-your-writes reads, when no replica is known to have
+    /// the caller's writes, wait up to `max` for the closest replica to replay them
+    /// (PostgreSQL: polling its replay position; MariaDB: `MASTER_GTID_WAIT`) before going to
+    /// the primary.
+    pub fn wait_for_replica(&self, max: Duration) -> Routed<'_> {
+        Routed { db: self, session: None, consistency: None, wait: Some(Some(max)) }
+    }
+
+    /// A view of this connection whose read-your-writes reads go to the primary at once when
+    /// no replica is known to have the caller's writes (the default unless the builder set
+    /// [`wait_for_replica`](crate::RoutedConnectionBuilder::wait_for_replica)).
+    pub fn primary_if_behind(&self) -> Routed<'_> {
+        Routed { db: self, session: None, consistency: None, wait: Some(None) }
+    }
+
+    /// The current task's read-your-writes token, if it has written (or the ambient
+    /// session's, inside [`Session::scope`]). A pending position is read from the primary
+    /// first.
+    pub async fn token(&self) -> Result<Option<CausalToken>, DbErr> {
+        let scope = self.scope_of(&Ctx::default());
+        resolve(self, &scope).await
+    }
+}
+
+impl Session {
+    /// The session's token: the primary's position at or past every write made through it,
+    /// merged with every token it was given. `None` before any write. Export it with
+    /// `to_string()`; resume it with [`RoutedConnection::session_from`]. If a transaction begun
+    /// with `begin()` committed through it, the position is read from the primary first.
+    pub async fn token(&self) -> Result<Option<CausalToken>, DbErr> {
+        resolve(&self.db, &crate::connection::Scope::Session(Arc::clone(&self.state))).await
+    }
+
+    /// Folds a token from elsewhere into the session (the later position of the two, per
+    /// history; a token from a newer history replaces an older one).
+    pub fn observe(&self, token: &CausalToken) {
+        self.state.update(|s| s.record(token));
+    }
+
+    /// Runs `fut` with this session as the ambient scope: every call on the
+    /// [`RoutedConnection`] inside it, in this task, reads and records through the session.
+    /// This is how a tower layer or middleware gives a request handler that takes `&db` the
+    /// client's token.
+    pub async fn scope<F: Future>(&self, fut: F) -> F::Output {
+        SESSION.scope(Arc::clone(&self.state), fut).await
+    }
+
+    /// The connection the session runs on.
+    pub fn connection(&self) -> &RoutedConnection {
+        &self.db
+    }
+
+    /// A view of the session whose reads use `consistency`.
+    pub fn consistent(&self, consistency: Consistency) -> Routed<'_> {
+        Routed {
+            db: &self.db,
+            session: Some(&self.state),
+            consistency: Some(consistency),
+            wait: None,
+        }
+    }
+
+    /// A view of the session whose reads may wait up to `max` for a replica to catch up (see
+    /// [`RoutedConnection::wait_for_replica`]).
+    pub fn wait_for_replica(&self, max: Duration) -> Routed<'_> {
+        Routed {
+            db: &self.db,
+            session: Some(&self.state),
+            consistency: None,
+            wait: Some(Some(max)),
+        }
+    }
+}
+
+/// One call's routing settings over a [`RoutedConnection`] or a [`Session`]: a consistency
+/// level and whether a read-your-writes read waits for a replica. Made by
+/// [`RoutedConnection::consistent`], [`RoutedConnection::wait_for_replica`] and their
+/// [`Session`] twins; use it where SeaORM takes a connection.
+///
+/// ```no_run
+/// # async fn demo(db: rwsplit_sea_orm::RoutedConnection) -> Result<(), sea_orm::DbErr> {
+/// use std::time::Duration;
+/// use rwsplit_sea_orm::{Consistency, Staleness};
+/// use sea_orm::{ConnectionTrait, Statement};
+///
+/// let sql = Statement::from_string(db.get_database_backend(), "SELECT count(*) FROM posts");
+/// // Any replica at most 2 s behind, else the primary.
+/// let bounded = Consistency::BoundedStaleness(Staleness::time(Duration::from_secs(2)));
+/// db.consistent(bounded).query_one_raw(sql.clone()).await?;
+/// // The primary.
+/// db.consistent(Consistency::Strong).query_one_raw(sql.clone()).await?;
+/// // After this task's writes: wait up to 50 ms for a replica before using the primary.
+/// db.wait_for_replica(Duration::from_millis(50)).query_one_raw(sql).await?;
+/// # Ok(()) }
+/// ```
+#[derive(Clone)]
+pub struct Routed<'a> {
+    db: &'a RoutedConnection,
+    session: Option<&'a Arc<Shared>>,
+    consistency: Option<Consistency>,
+    wait: Option<Option<Duration>>,
+}
+
+impl fmt::Debug for Routed<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Routed")
+            .field("session", &self.session.is_some())
+            .field("consistency", &self.consistency)
+            .field("wait", &self.wait)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Routed<'_> {
+    /// Uses `consistency` for these reads.
+    #[must_use]
+    pub fn consistent(mut self, consistency: Consistency) -> Self {
+        self.consistency = Some(consistency);
+        self
+    }
+
+    /// Read-your-writes reads may wait up to `max` for a replica.
+    #[must_use]
+    pub fn wait_for_replica(mut self, max: Duration) -> Self {
+        self.wait = Some(Some(max));
+        self
+    }
+
+    /// Read-your-writes reads go to the primary at once when no replica has the writes.
+    #[must_use]
+    pub fn primary_if_behind(mut self) -> Self {
+        self.wait = Some(None);
+        self
+    }
+}
+
+impl Handle for Session {
+    fn db(&self) -> &RoutedConnection {
+        &self.db
+    }
+    fn ctx(&self) -> Ctx<'_> {
+        Ctx { session: Some(&self.state), ..Ctx::default() }
+    }
+}
+
+impl Handle for Routed<'_> {
+    fn db(&self) -> &RoutedConnection {
+        self.db
+    }
+    fn ctx(&self) -> Ctx<'_> {
+        Ctx { session: self.session, consistency: self.consistency.as_ref(), wait: self.wait }
+    }
+}
+
+routed_connection!([] Session);
+routed_transactions!(Session);
+routed_connection!(['r] Routed<'r>);
+
+/// A scope's token, reading a pending position from the primary first.
+async fn resolve(
+    db: &RoutedConnection,
+    scope: &crate::connection::Scope,
+) -> Result<Option<CausalToken>, DbErr> {
+    let slot: Slot = match scope {
+        crate::connection::Scope::Task => db.inner.tasks.get(),
+        crate::connection::Scope::Session(s) => s.get(),
+    };
+    if !slot.pending {
+        return Ok(slot.token);
+    }
+    let primary = db.inner.routing.primary_index().unwrap_or(0);
+    let fresh = db.capture_on(primary).await?;
+    let update = |s: &mut Slot| {
+        s.record(&fresh);
+        s.pending = false;
+    };
+    match scope {
+        crate::connection::Scope::Task => db.inner.tasks.update(update),
+        crate::connection::Scope::Session(s) => s.update(update),
+    }
+    Ok(Some(slot.token.map_or(fresh.clone(), |t| t.merged(&fresh))))
+}
+
+/// At most 64 characters of untrusted text, for an error message.
+fn snippet(text: &str) -> String {
+    match text.char_indices().nth(64) {
+        Some((end, _)) => format!("{}…", &text[..end]),
+        None => text.to_owned(),
+    }
+}
