@@ -9,6 +9,9 @@ pub(crate) enum Suite {
     Core,
     /// rwsplit-sea-orm against plain SeaORM on one PostgreSQL node (started by the bench).
     Adapter,
+    /// Read-your-writes strategies (naive, a 2 s window, rwsplit by position) on a PostgreSQL
+    /// cluster whose replicas lag (`RWSPLIT_BENCH_DELAY_MS`, default 200 ms).
+    Consistency,
 }
 
 #[derive(Debug, Args)]
@@ -36,6 +39,12 @@ pub(crate) fn run(args: &BenchArgs) -> anyhow::Result<()> {
                 "\ncriterion medians (measured one after the other; the paired lines above are the ratio to trust):"
             );
             report_ratios(&["find_by_id/1_tasks", "find_by_id/16_tasks"], "plain", "routed")
+        }
+        Suite::Consistency => {
+            let mut cmd = crate::cargo();
+            cmd.args(["bench", "-p", "rwsplit-sea-orm", "--bench", "consistency", "--"])
+                .args(&args.extra);
+            crate::run(&mut cmd)
         }
     }
 }

@@ -38,6 +38,15 @@ pub(crate) fn run(args: &CiArgs) -> anyhow::Result<()> {
 
     if !args.no_itest {
         crate::itest::run(&crate::itest::ItestArgs::for_ci(locked))?;
+        // The examples, each on its own throwaway cluster: the quickstart (the README's main
+        // job) and the axum read-your-writes app, which fails on a stale read.
+        for example in ["quickstart", "axum_ryw"] {
+            let mut run = crate::cargo();
+            run.args(["run", "-q", "--example", example]);
+            with_lock(&mut run);
+            run.env("RUST_LOG", "warn").env_remove("RWSPLIT_PRIMARY_URL");
+            crate::run(&mut run)?;
+        }
     }
     eprintln!("ci: all checks passed");
     Ok(())

@@ -161,7 +161,8 @@ enum Need {
 /// - its SQL is classified (the method it arrives through says nothing: SeaORM sends
 ///   `INSERT … RETURNING` through `query_one`); anything not provably a read is a write;
 /// - writes, `execute*`, `begin`/`transaction` and locking reads go to the primary;
-/// - reads go to a healthy replica, unless the task wrote within the sticky window, a
+/// - reads go to a healthy replica — after the caller's own writes, one that has replayed them
+///   (see [`Session`](crate::Session)) — unless the consistency level, a
 ///   [scope](RoutedConnection::scope) or a `/*rwsplit:primary*/` hint says otherwise, or no
 ///   replica is in rotation;
 /// - a read that cannot reach its replica is retried on the next candidate (the primary last).

@@ -2,9 +2,9 @@
 //! `DatabaseConnection`.
 //!
 //! Swap the type and keep your code: entity reads go to healthy replicas; writes, locking reads
-//! and transactions go to the primary; a task that just wrote reads from the primary for a short
-//! window, so it sees its own writes (SeaORM re-reads inserted rows on MySQL through the same
-//! handle, so this matters even inside SeaORM).
+//! and transactions go to the primary; a read after your own write goes only where that write
+//! has been replayed (SeaORM re-reads inserted rows on MySQL through the same handle, so this
+//! matters even inside SeaORM).
 //!
 //! ```no_run
 //! use rwsplit_sea_orm::RoutedConnection;
@@ -34,6 +34,19 @@
 //! and [`RoutedConnection::replica`] hand out one node's connection, [`RoutedConnection::scope`]
 //! pins a block of calls, and `/*rwsplit:primary*/` or `/*rwsplit:replica*/` comments pin one
 //! statement.
+//!
+//! # Read-your-writes
+//!
+//! After each write the primary's position is read (PostgreSQL: WAL insert LSN, timeline and
+//! system identifier; MariaDB: `gtid_binlog_pos`) — one round trip per write; SeaORM's drivers
+//! expose no way to have it ride on the write's own reply — and kept as a
+//! [`CausalToken`] in the writer's scope: its tokio task automatically, or a [`Session`]
+//! (`db.session()`) that crosses tasks and exports its token as text for another process. A
+//! later read in that scope goes to a replica the monitor has seen replay the token; if none
+//! has, it waits up to a bound on the closest one when asked
+//! ([`RoutedConnection::wait_for_replica`]), else reads from the primary. A token from another
+//! history (a failover) is never satisfied by a replica. [`RoutedConnection::consistent`] sets
+//! a call's level (`Strong`, `BoundedStaleness`, `Eventual`); the builder sets the default.
 //!
 //! # Replicas are read-only by construction
 //!

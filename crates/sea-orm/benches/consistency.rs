@@ -1,0 +1,221 @@
+//! Read-your-writes strategies compared in one run on a real lagging cluster.
+//!
+//! `cargo xtask bench consistency` runs it. It starts a PostgreSQL primary with two streaming
+//! replicas that apply WAL `RWSPLIT_BENCH_DELAY_MS` late (default 200 ms,
+//! `recovery_min_apply_delay`), then runs the same workload through four strategies, one after
+//! the other, on the same cluster:
+//!
+//! - `naive`: reads always go to replicas (read-your-writes off);
+//! - `window 2s`: Rails/Laravel style: for 2 s after a user's write, its reads go to the
+//!   primary;
+//! - `position`: rwsplit's default: the write's replication position, per task;
+//! - `position+wait`: the same, waiting up to 500 ms for a replica before using the primary.
+//!
+//! The workload: `USERS` concurrent users (one tokio task each), each doing `ROUNDS` rounds of
+//! a write (insert), an immediate read of that row, a pause (uniform 0–1 s, deterministic per
+//! user and round), a second read of the row, and two reads of other rows ("browsing"). A read
+//! of one's own row that does not find it is stale. Reported per strategy: stale reads, the
+//! share of reads replicas served, read latency p50/p99 and write latency p50 (the position
+//! strategies pay one round trip per write to read the position).
+
+use std::time::{Duration, Instant};
+
+use rwsplit_sea_orm::{Consistency, RoutedConnection};
+use rwsplit_testkit::{Cluster, DbKind};
+use sea_orm::entity::prelude::*;
+use sea_orm::{ConnectionTrait, Set};
+
+// The derive macros generate public items; this module is private to the bench.
+#[allow(unreachable_pub, missing_docs)]
+mod item {
+    use sea_orm::entity::prelude::*;
+
+    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+    #[sea_orm(table_name = "ryw_item")]
+    pub struct Model {
+        #[sea_orm(primary_key)]
+        pub id: i32,
+        pub owner: i32,
+    }
+
+    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+    pub enum Relation {}
+
+    impl ActiveModelBehavior for ActiveModel {}
+}
+
+const USERS: u8 = 8;
+const ROUNDS: usize = 12;
+const WINDOW: Duration = Duration::from_secs(2);
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Strategy {
+    Naive,
+    Window,
+    Position,
+    PositionWait,
+}
+
+impl Strategy {
+    fn name(self) -> &'static str {
+        match self {
+            Strategy::Naive => "naive (always replicas)",
+            Strategy::Window => "time window 2 s (Rails)",
+            Strategy::Position => "rwsplit by position",
+            Strategy::PositionWait => "rwsplit by position, wait ≤ 500 ms",
+        }
+    }
+}
+
+#[derive(Default)]
+struct Tally {
+    own_reads: usize,
+    stale: usize,
+    read_latencies: Vec<Duration>,
+    write_latencies: Vec<Duration>,
+}
+
+/// A deterministic pause in [0, 1 s) for `user`'s round `round`.
+fn pause(user: i32, round: usize) -> Duration {
+    let mut x = u64::from(user.unsigned_abs()) << 32 | round as u64;
+    x = (x ^ (x >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    x = (x ^ (x >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    x ^= x >> 31;
+    Duration::from_millis(x % 1000)
+}
+
+async fn user(db: RoutedConnection, strategy: Strategy, user: i32) -> Tally {
+    let mut t = Tally::default();
+    let strong = db.consistent(Consistency::Strong);
+    let waiting = db.wait_for_replica(Duration::from_millis(500));
+    for round in 0..ROUNDS {
+        let started = Instant::now();
+        let row = item::ActiveModel { owner: Set(user), ..Default::default() }
+            .insert(&db)
+            .await
+            .expect("insert");
+        t.write_latencies.push(started.elapsed());
+        let last_write = Instant::now();
+        // Reads of one's own row: right away, then after a pause; then two other rows.
+        let reads = [Some(row.id), None, Some(row.id), Some(row.id - 1), Some(row.id / 2)];
+        for (i, id) in reads.into_iter().enumerate() {
+            let Some(id) = id else {
+                tokio::time::sleep(pause(user, round)).await;
+                continue;
+            };
+            let own = i < 3;
+            let started = Instant::now();
+            let found = match strategy {
+                Strategy::Naive | Strategy::Position => item::Entity::find_by_id(id).one(&db).await,
+                Strategy::PositionWait => item::Entity::find_by_id(id).one(&waiting).await,
+                Strategy::Window => {
+                    if last_write.elapsed() < WINDOW {
+                        item::Entity::find_by_id(id).one(&strong).await
+                    } else {
+                        item::Entity::find_by_id(id).one(&db).await
+                    }
+                }
+            }
+            .expect("read");
+            t.read_latencies.push(started.elapsed());
+            if own {
+                t.own_reads += 1;
+                t.stale += usize::from(found.is_none());
+            }
+        }
+    }
+    t
+}
+
+fn percentile(sorted: &[Duration], p: usize) -> Duration {
+    if sorted.is_empty() {
+        return Duration::ZERO;
+    }
+    // Nearest rank, in integer arithmetic: p is given in per mille.
+    let rank = (sorted.len() - 1) * p / 1000;
+    sorted[rank.min(sorted.len() - 1)]
+}
+
+fn main() {
+    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("runtime");
+    rt.block_on(run());
+}
+
+async fn run() {
+    let delay_ms: u64 =
+        std::env::var("RWSPLIT_BENCH_DELAY_MS").ok().and_then(|v| v.parse().ok()).unwrap_or(200);
+    let delay = Duration::from_millis(delay_ms);
+    let cluster = Cluster::builder()
+        .db(DbKind::Postgres)
+        .replicas(2)
+        .name("bench-consistency")
+        .start()
+        .await
+        .expect("a PostgreSQL cluster (see the testkit's requirements)");
+    let tdb = cluster.create_database("ryw_bench").await.expect("a database");
+    let setup = sea_orm::Database::connect(tdb.primary_url()).await.expect("primary");
+    setup
+        .execute_unprepared("CREATE TABLE ryw_item (id serial PRIMARY KEY, owner int NOT NULL)")
+        .await
+        .expect("table");
+    cluster.wait_caught_up(0, Duration::from_secs(10)).await.expect("replicas catch up");
+    for r in cluster.replicas() {
+        r.set_apply_delay(delay).await.expect("apply delay");
+    }
+    println!(
+        "PostgreSQL primary + 2 replicas applying {delay_ms} ms late; {USERS} users × {ROUNDS} rounds (write, read own, pause 0–1 s, read own, read 2 others); monitor probes every 500 ms\n"
+    );
+    println!(
+        "| strategy | stale reads (of own-row reads) | reads on replicas | read p50 | read p99 | write p50 |"
+    );
+    println!("| --- | --- | --- | --- | --- | --- |");
+    for strategy in [Strategy::Naive, Strategy::Window, Strategy::Position, Strategy::PositionWait]
+    {
+        let db = RoutedConnection::builder()
+            .primary(tdb.primary_url())
+            .replicas(tdb.replica_urls())
+            .read_your_writes(matches!(strategy, Strategy::Position | Strategy::PositionWait))
+            .connect()
+            .await
+            .expect("routed connection");
+        // Let the monitor take its first measurements.
+        tokio::time::sleep(Duration::from_millis(600)).await;
+        let before = db.stats();
+        let tasks: Vec<_> =
+            (0..i32::from(USERS)).map(|u| tokio::spawn(user(db.clone(), strategy, u))).collect();
+        let mut total = Tally::default();
+        for task in tasks {
+            let t = task.await.expect("user task");
+            total.own_reads += t.own_reads;
+            total.stale += t.stale;
+            total.read_latencies.extend(t.read_latencies);
+            total.write_latencies.extend(t.write_latencies);
+        }
+        let after = db.stats();
+        let replica = after.replica_reads() - before.replica_reads();
+        let primary = after.primary().reads() - before.primary().reads();
+        total.read_latencies.sort();
+        total.write_latencies.sort();
+        let ms = |d: Duration| format!("{:.2} ms", d.as_secs_f64() * 1e3);
+        println!(
+            "| {} | {} of {} | {:.1} % | {} | {} | {} |",
+            strategy.name(),
+            total.stale,
+            total.own_reads,
+            100.0 * replica as f64 / (replica + primary).max(1) as f64,
+            ms(percentile(&total.read_latencies, 500)),
+            ms(percentile(&total.read_latencies, 990)),
+            ms(percentile(&total.write_latencies, 500)),
+        );
+        if matches!(strategy, Strategy::Position | Strategy::PositionWait) {
+            let ryw = after.read_your_writes();
+            eprintln!("  {}: {ryw:?}", strategy.name());
+        }
+        db.close().await.ok();
+    }
+    for r in cluster.replicas() {
+        r.clear_apply_delay().await.ok();
+    }
+    drop(tdb);
+    cluster.stop().ok();
+}

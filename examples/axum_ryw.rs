@@ -1,0 +1,221 @@
+//! Read-your-writes across HTTP requests: an axum app where `POST /authors?name=…` writes and
+//! redirects, and the redirected `GET /authors/{id}` reads the row back — from a replica once
+//! one has replayed it, from the primary before that — while the replicas lag.
+//!
+//! ```sh
+//! cargo run --example axum_ryw
+//! ```
+//!
+//! The token travels with the client: a tower layer ([`ryw_layer`]) resumes a
+//! [`Session`](rwsplit_sea_orm::Session) from the `rwsplit_token` cookie (or an
+//! `x-rwsplit-token` header, for API clients), runs the handler inside it, and sends the
+//! session's token back in both. Handlers take `&RoutedConnection` as usual and know nothing of
+//! it. Each request here comes on a new TCP connection, so nothing but the cookie links the
+//! POST to the GET.
+//!
+//! Without `RWSPLIT_PRIMARY_URL` it starts a throwaway PostgreSQL primary with two replicas
+//! that apply WAL 300 ms late, serves the app on a local port, and plays a client against it:
+//! 20 POST → GET pairs with the cookie (none may be stale), then the same without the cookie
+//! (the control: replicas really lag). It prints the counts and exits non-zero on a stale read.
+
+#[path = "blog/mod.rs"]
+mod blog;
+
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use axum::Router;
+use axum::extract::{Path, Query, Request, State};
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Redirect, Response};
+use axum::routing::{get, post};
+use blog::{author, migration::Migrator};
+use rwsplit_sea_orm::RoutedConnection;
+use sea_orm::{ActiveModelTrait, EntityTrait, Set};
+use sea_orm_migration::MigratorTrait;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+const COOKIE: &str = "rwsplit_token";
+const HEADER: &str = "x-rwsplit-token";
+
+/// The tower layer: the client's token in, the session's token out.
+async fn ryw_layer(State(db): State<RoutedConnection>, req: Request, next: Next) -> Response {
+    let from_header = req.headers().get(HEADER).and_then(|v| v.to_str().ok()).map(str::to_owned);
+    let from_cookie = req
+        .headers()
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|c| c.trim().split_once('='))
+        .find(|(k, _)| *k == COOKIE)
+        .map(|(_, v)| v.to_owned());
+    let text = from_header.or(from_cookie).unwrap_or_default();
+    let session = match db.session_from(&text) {
+        Ok(s) => s,
+        // A forged or truncated token: say so rather than silently reading stale data.
+        Err(e) => return (StatusCode::BAD_REQUEST, e.to_string()).into_response(),
+    };
+    let mut response = session.scope(next.run(req)).await;
+    if let Ok(Some(token)) = session.token().await {
+        let token = token.to_string();
+        let cookie = format!("{COOKIE}={token}; Path=/; HttpOnly; SameSite=Lax");
+        if let (Ok(c), Ok(h)) = (HeaderValue::from_str(&cookie), HeaderValue::from_str(&token)) {
+            response.headers_mut().append(header::SET_COOKIE, c);
+            response.headers_mut().insert(HEADER, h);
+        }
+    }
+    response
+}
+
+#[derive(serde::Deserialize)]
+struct NewAuthor {
+    name: String,
+}
+
+/// Ordinary handler code: `&db` is a `RoutedConnection`.
+async fn create(State(db): State<RoutedConnection>, Query(q): Query<NewAuthor>) -> Response {
+    match (author::ActiveModel { name: Set(q.name), ..Default::default() }).insert(&db).await {
+        Ok(a) => Redirect::to(&format!("/authors/{}", a.id)).into_response(),
+        Err(e) => (StatusCode::INTERNAL_SERVER_ERROR, e.to_string()).into_response(),
+    }
+}
+
+async fn show(State(db): State<RoutedConnection>, Path(id): Path<i32>) -> Response {
+    match author::Entity::find_by_id(id).one(&db).await {
+        Ok(Some(a)) => a.name.into_response(),
+        Ok(None) => (StatusCode::NOT_FOUND, "no such author").into_response(),
+        Err(e) => (StatusCode::INTERNAL_SERVER_ERROR, e.to_string()).into_response(),
+    }
+}
+
+fn app(db: RoutedConnection) -> Router {
+    Router::new()
+        .route("/authors", post(create))
+        .route("/authors/{id}", get(show))
+        .layer(middleware::from_fn_with_state(db.clone(), ryw_layer))
+        .with_state(db)
+}
+
+/// One HTTP/1.1 exchange on a fresh connection: status, `Location`, `Set-Cookie`, body.
+async fn http(
+    port: u16,
+    method: &str,
+    path: &str,
+    cookie: Option<&str>,
+) -> anyhow::Result<(u16, Option<String>, Option<String>, String)> {
+    let mut s = tokio::net::TcpStream::connect(("127.0.0.1", port)).await?;
+    let cookie = cookie.map(|c| format!("Cookie: {c}\r\n")).unwrap_or_default();
+    let req = format!(
+        "{method} {path} HTTP/1.1\r\nHost: localhost\r\n{cookie}Content-Length: 0\r\nConnection: close\r\n\r\n"
+    );
+    s.write_all(req.as_bytes()).await?;
+    let mut raw = String::new();
+    s.read_to_string(&mut raw).await?;
+    let (head, body) = raw.split_once("\r\n\r\n").context("an HTTP response")?;
+    let mut lines = head.lines();
+    let status = lines
+        .next()
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|c| c.parse().ok())
+        .context("a status line")?;
+    let mut location = None;
+    let mut set_cookie = None;
+    for l in lines {
+        if let Some((k, v)) = l.split_once(':') {
+            match k.trim().to_ascii_lowercase().as_str() {
+                "location" => location = Some(v.trim().to_owned()),
+                "set-cookie" => set_cookie = v.trim().split(';').next().map(str::to_owned),
+                _ => {}
+            }
+        }
+    }
+    Ok((status, location, set_cookie, body.to_owned()))
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let (cluster, primary, replicas) = match std::env::var("RWSPLIT_PRIMARY_URL") {
+        Ok(primary) => {
+            let list = std::env::var("RWSPLIT_REPLICA_URLS").unwrap_or_default();
+            let replicas = list.split(',').filter(|s| !s.is_empty()).map(str::to_owned).collect();
+            (None, primary, replicas)
+        }
+        Err(_) => {
+            let cluster = rwsplit_testkit::Cluster::builder()
+                .name("axum-ryw")
+                .start()
+                .await
+                .context("starting a throwaway local cluster (is PostgreSQL installed?)")?;
+            let (p, r) = (cluster.primary_url(), cluster.replica_urls());
+            (Some(cluster), p, r)
+        }
+    };
+    let db = RoutedConnection::builder().primary(primary).replicas(replicas).connect().await?;
+    Migrator::fresh(db.primary()).await?;
+    if let Some(c) = &cluster {
+        c.wait_caught_up(0, Duration::from_secs(10)).await?;
+        for r in c.replicas() {
+            r.set_apply_delay(Duration::from_millis(300)).await?;
+        }
+        println!("replicas apply WAL 300 ms late");
+    }
+
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let port = listener.local_addr()?.port();
+    let server = tokio::spawn(axum::serve(listener, app(db.clone())).into_future());
+    println!("serving on http://127.0.0.1:{port}");
+
+    const PAIRS: usize = 20;
+    let (mut stale, mut stale_without) = (0, 0);
+    let before = db.stats();
+    let started = Instant::now();
+    for i in 0..PAIRS {
+        // With the cookie: POST, follow the redirect carrying the cookie.
+        let (status, location, cookie, _) =
+            http(port, "POST", &format!("/authors?name=with-{i}"), None).await?;
+        if status != 303 {
+            bail!("POST answered {status}");
+        }
+        let location = location.context("a redirect")?;
+        let (status, _, _, body) = http(port, "GET", &location, cookie.as_deref()).await?;
+        stale += usize::from(status != 200 || body != format!("with-{i}"));
+
+        // The control: the same without the cookie.
+        let (_, location, _, _) =
+            http(port, "POST", &format!("/authors?name=without-{i}"), None).await?;
+        let location = location.context("a redirect")?;
+        let (status, _, _, _) = http(port, "GET", &location, None).await?;
+        stale_without += usize::from(status != 200);
+    }
+    let elapsed = started.elapsed();
+    let after = db.stats();
+    let ryw = after.read_your_writes();
+    println!(
+        "{PAIRS} POST→GET pairs with the token cookie: {stale} stale; without it: {stale_without} stale (the replicas' lag is real)"
+    );
+    println!(
+        "reads on replicas: {}, on the primary: {}; token reads: {} on replicas, {} on the primary; {:.1} ms per pair",
+        after.replica_reads() - before.replica_reads(),
+        after.primary().reads() - before.primary().reads(),
+        ryw.replica_reads,
+        ryw.primary_reads,
+        elapsed.as_secs_f64() * 1e3 / (2 * PAIRS) as f64,
+    );
+    // A forged token is refused with a clear error, not silently ignored.
+    let (status, _, _, body) =
+        http(port, "GET", "/authors/1", Some(&format!("{COOKIE}=pg:1:oops"))).await?;
+    println!("a forged token: {status} {body}");
+
+    server.abort();
+    if let Some(c) = cluster {
+        for r in c.replicas() {
+            r.clear_apply_delay().await.ok();
+        }
+    }
+    if stale > 0 {
+        bail!("{stale} stale reads with the token");
+    }
+    Ok(())
+}
