@@ -2,14 +2,16 @@
 //!
 //! `cargo xtask bench consistency` runs it. It starts a PostgreSQL primary with two streaming
 //! replicas that apply WAL `RWSPLIT_BENCH_DELAY_MS` late (default 200 ms,
-//! `recovery_min_apply_delay`), then runs the same workload through four strategies, one after
+//! `recovery_min_apply_delay`), then runs the same workload through five strategies, one after
 //! the other, on the same cluster:
 //!
 //! - `naive`: reads always go to replicas (read-your-writes off);
 //! - `window 2s`: Rails/Laravel style: for 2 s after a user's write, its reads go to the
 //!   primary;
 //! - `position`: rwsplit's default: the write's replication position, per task;
-//! - `position+wait`: the same, waiting up to 500 ms for a replica before using the primary.
+//! - `position, wait ≤ 2 ms`: the same, but a read no replica is *known* to satisfy checks the
+//!   closest replica's replay position (a round trip or two) before using the primary;
+//! - `position, wait ≤ 500 ms`: waits up to 500 ms for a replica before using the primary.
 //!
 //! The workload: `USERS` concurrent users (one tokio task each), each doing `ROUNDS` rounds of
 //! a write (insert), an immediate read of that row, a pause (uniform 0–1 s, deterministic per
@@ -53,6 +55,7 @@ enum Strategy {
     Naive,
     Window,
     Position,
+    PositionCheck,
     PositionWait,
 }
 
@@ -62,6 +65,7 @@ impl Strategy {
             Strategy::Naive => "naive (always replicas)",
             Strategy::Window => "time window 2 s (Rails)",
             Strategy::Position => "rwsplit by position",
+            Strategy::PositionCheck => "rwsplit by position, wait ≤ 2 ms",
             Strategy::PositionWait => "rwsplit by position, wait ≤ 500 ms",
         }
     }
@@ -88,6 +92,7 @@ async fn user(db: RoutedConnection, strategy: Strategy, user: i32) -> Tally {
     let mut t = Tally::default();
     let strong = db.consistent(Consistency::Strong);
     let waiting = db.wait_for_replica(Duration::from_millis(500));
+    let checking = db.wait_for_replica(Duration::from_millis(2));
     for round in 0..ROUNDS {
         let started = Instant::now();
         let row = item::ActiveModel { owner: Set(user), ..Default::default() }
@@ -108,6 +113,7 @@ async fn user(db: RoutedConnection, strategy: Strategy, user: i32) -> Tally {
             let found = match strategy {
                 Strategy::Naive | Strategy::Position => item::Entity::find_by_id(id).one(&db).await,
                 Strategy::PositionWait => item::Entity::find_by_id(id).one(&waiting).await,
+                Strategy::PositionCheck => item::Entity::find_by_id(id).one(&checking).await,
                 Strategy::Window => {
                     if last_write.elapsed() < WINDOW {
                         item::Entity::find_by_id(id).one(&strong).await
@@ -169,12 +175,17 @@ async fn run() {
         "| strategy | stale reads (of own-row reads) | reads on replicas | read p50 | read p99 | write p50 |"
     );
     println!("| --- | --- | --- | --- | --- | --- |");
-    for strategy in [Strategy::Naive, Strategy::Window, Strategy::Position, Strategy::PositionWait]
-    {
+    for strategy in [
+        Strategy::Naive,
+        Strategy::Window,
+        Strategy::Position,
+        Strategy::PositionCheck,
+        Strategy::PositionWait,
+    ] {
         let db = RoutedConnection::builder()
             .primary(tdb.primary_url())
             .replicas(tdb.replica_urls())
-            .read_your_writes(matches!(strategy, Strategy::Position | Strategy::PositionWait))
+            .read_your_writes(!matches!(strategy, Strategy::Naive | Strategy::Window))
             .connect()
             .await
             .expect("routed connection");
@@ -207,7 +218,7 @@ async fn run() {
             ms(percentile(&total.read_latencies, 990)),
             ms(percentile(&total.write_latencies, 500)),
         );
-        if matches!(strategy, Strategy::Position | Strategy::PositionWait) {
+        if !matches!(strategy, Strategy::Naive | Strategy::Window) {
             let ryw = after.read_your_writes();
             eprintln!("  {}: {ryw:?}", strategy.name());
         }

@@ -6,8 +6,9 @@
 //! - A [`Session`](crate::Session) carries one explicitly, across tasks, and can be exported as
 //!   a string and resumed in another process.
 //!
-//! A scope holds the token (the primary's position at or past the scope's last write) and a
-//! *pending* flag: a write committed whose position is not known yet (a transaction begun with
+//! A scope holds the token (the primary's position at or past the scope's last write), the
+//! number of position reads still under way after writes (reads meanwhile go to the primary),
+//! and a *pending* flag: a write committed whose position is not known yet (a transaction begun with
 //! `begin()` commits through SeaORM's own `DatabaseTransaction`, which the adapter does not
 //! see, or the capture after a write failed). A read in a pending scope asks the primary for its
 //! position first (which is at or past the commit by then), or reads from the primary if it
@@ -25,6 +26,8 @@ use tokio::task::Id;
 pub(crate) struct Slot {
     pub(crate) token: Option<CausalToken>,
     pub(crate) pending: bool,
+    /// Position reads after writes still under way.
+    pub(crate) inflight: u32,
     /// When the token last changed (for dropping tokens that can never be satisfied).
     pub(crate) touched: Option<Instant>,
 }
@@ -39,7 +42,7 @@ impl Slot {
     }
 
     fn is_empty(&self) -> bool {
-        self.token.is_none() && !self.pending
+        self.token.is_none() && !self.pending && self.inflight == 0
     }
 }
 
@@ -82,7 +85,12 @@ impl TaskScopes {
 
     /// Changes the current task's scope.
     pub(crate) fn update<R>(&self, f: impl FnOnce(&mut Slot) -> R) -> R {
-        match tokio::task::try_id() {
+        self.update_task(tokio::task::try_id(), f)
+    }
+
+    /// Changes task `id`'s scope (`None`: the scope of code outside any task).
+    pub(crate) fn update_task<R>(&self, id: Option<Id>, f: impl FnOnce(&mut Slot) -> R) -> R {
+        match id {
             Some(id) => {
                 let mut slot = self.tasks.entry(id).or_default();
                 let r = f(&mut slot);
@@ -113,7 +121,7 @@ impl TaskScopes {
             return;
         }
         self.tasks.retain(|_, slot| {
-            if slot.pending {
+            if slot.pending || slot.inflight > 0 {
                 return true;
             }
             let Some(token) = &slot.token else { return false };

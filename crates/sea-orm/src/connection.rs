@@ -141,6 +141,13 @@ pub(crate) enum Scope {
     Session(std::sync::Arc<Shared>),
 }
 
+/// A scope named from outside its task: the task's id (`None`: code outside any task), or
+/// the session.
+enum Key {
+    Task(Option<tokio::task::Id>),
+    Session(std::sync::Arc<Shared>),
+}
+
 /// What a read needs from the primary's history.
 enum Need {
     Nothing,
@@ -486,28 +493,79 @@ impl RoutedConnection {
         }
     }
 
-    /// A write committed on `node`: record the primary's position in the scope. The write has
-    /// succeeded whatever happens here; if the position cannot be read, the scope is marked
-    /// pending instead (its next read asks again, or goes to the primary).
+    /// A write committed on `node`: the primary's position is read off the request path, in a
+    /// task of its own, and recorded in the scope when it arrives; meanwhile the scope counts
+    /// it in flight and its reads go to the primary (a replica could not have the write yet
+    /// anyway). The write has succeeded whatever happens here; if the position cannot be read,
+    /// the scope is marked pending instead (its next read asks again, or goes to the primary).
     async fn after_write(&self, node: usize, scope: &Scope) {
         if !self.tracks_writes(scope) {
             return;
         }
-        match self.capture_on(node).await {
-            Ok(token) => self.scope_update(scope, |s| {
+        let key = match scope {
+            Scope::Task => Key::Task(tokio::task::try_id()),
+            Scope::Session(s) => Key::Session(std::sync::Arc::clone(s)),
+        };
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            self.finish_capture(node, None, &key).await;
+            return;
+        };
+        self.key_update(&key, |s| s.inflight += 1);
+        let db = self.clone();
+        runtime.spawn(async move {
+            db.finish_capture(node, Some(()), &key).await;
+        });
+    }
+
+    /// Reads the position after a write and records it under `key`; `counted`: the capture was
+    /// counted in flight.
+    async fn finish_capture(&self, node: usize, counted: Option<()>, key: &Key) {
+        let result = self.capture_on(node).await;
+        let done = |s: &mut Slot| {
+            if counted.is_some() {
+                s.inflight = s.inflight.saturating_sub(1);
+            }
+        };
+        match result {
+            Ok(token) => self.key_update(key, |s| {
                 s.record(&token);
                 s.pending = false;
+                done(s);
             }),
             Err(e) => {
                 tracing::warn!(target: "rwsplit", node = %self.inner.nodes[node].name, error = %e, "could not read the primary's position after a write; the next read in this scope goes to the primary");
-                self.scope_update(scope, |s| s.pending = true);
+                self.key_update(key, |s| {
+                    s.pending = true;
+                    done(s);
+                });
             }
         }
     }
 
+    fn key_update(&self, key: &Key, f: impl FnOnce(&mut Slot)) {
+        match key {
+            Key::Task(id) => self.inner.tasks.update_task(*id, f),
+            Key::Session(s) => s.update(f),
+        }
+    }
+
     /// What a read in `scope` needs: nothing, a token, or the primary (position unknown).
-    async fn read_need(&self, scope: &Scope, explicit: Option<&CausalToken>) -> Need {
-        let slot = self.scope_get(scope);
+    async fn read_need(
+        &self,
+        scope: &Scope,
+        explicit: Option<&CausalToken>,
+        wait: Option<Duration>,
+    ) -> Need {
+        let mut slot = self.scope_get(scope);
+        if slot.inflight > 0 {
+            // A write's position is on its way. A caller who would rather wait for a replica
+            // waits for it first; otherwise no replica can have that write yet: the primary.
+            let Some(max) = wait else { return Need::Primary };
+            slot = self.settled_slot(scope, max).await;
+            if slot.inflight > 0 {
+                return Need::Primary;
+            }
+        }
         let mut token = slot.token;
         if slot.pending {
             match self.capture_on(self.primary_index()).await {
@@ -527,6 +585,22 @@ impl RoutedConnection {
             (None, Some(e)) => Need::Token(e.clone()),
             (None, None) => Need::Nothing,
         }
+    }
+
+    /// The scope's state once its position reads in flight have landed, waiting up to `max`.
+    pub(crate) async fn settled_slot(&self, scope: &Scope, max: Duration) -> Slot {
+        let deadline = Instant::now() + max;
+        let mut slot = self.scope_get(scope);
+        while slot.inflight > 0 && Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(1)).await;
+            slot = self.scope_get(scope);
+        }
+        slot
+    }
+
+    /// The catch-up wait a read may do: the call's, else the connection's default.
+    fn wait_of(&self, ctx: &Ctx<'_>) -> Option<Duration> {
+        ctx.wait.unwrap_or(self.inner.policy.wait_for_replica).filter(|d| !d.is_zero())
     }
 
     /// Where a statement goes: classified, then the explicit scope, the consistency level with
@@ -553,12 +627,12 @@ impl RoutedConnection {
         {
             return self.plan_ctx(&rc.with_consistency(level));
         }
-        match self.read_need(scope, explicit_token).await {
+        match self.read_need(scope, explicit_token, self.wait_of(ctx)).await {
             Need::Nothing => self.plan_ctx(&rc.with_consistency(level)),
             Need::Primary => {
                 bump(&self.inner.counters.token_reads_on_primary);
                 let plan = self.plan_ctx(&rc.with_target(Target::Primary))?;
-                Ok(plan.with_reason("read after write, position unknown"))
+                Ok(plan.with_reason("read right after a write"))
             }
             Need::Token(token) => self.plan_with_token(rc, level, token, ctx),
         }
@@ -574,7 +648,7 @@ impl RoutedConnection {
         token: CausalToken,
         ctx: &Ctx<'_>,
     ) -> Result<Plan, DbErr> {
-        let wait = ctx.wait.unwrap_or(self.inner.policy.wait_for_replica).filter(|d| !d.is_zero());
+        let wait = self.wait_of(ctx);
         if self.inner.routing.foreign(&token) {
             bump(&self.inner.counters.token_reads_on_primary);
             bump(&self.inner.counters.foreign_tokens);
@@ -803,7 +877,7 @@ impl RoutedConnection {
             Consistency::ReadYourWrites(t) => Some(t),
             _ => None,
         };
-        match self.read_need(scope, explicit).await {
+        match self.read_need(scope, explicit, None).await {
             Need::Nothing => self.plan_ctx(&rc.with_consistency(level)),
             Need::Primary => self.plan_ctx(&rc.with_target(Target::Primary)),
             Need::Token(token) => {

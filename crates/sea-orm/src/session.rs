@@ -255,11 +255,10 @@ async fn resolve(
     db: &RoutedConnection,
     scope: &crate::connection::Scope,
 ) -> Result<Option<CausalToken>, DbErr> {
-    let slot: Slot = match scope {
-        crate::connection::Scope::Task => db.inner.tasks.get(),
-        crate::connection::Scope::Session(s) => s.get(),
-    };
-    if !slot.pending {
+    // A write's position read is under way: wait for it (a few round trips at most); if it
+    // takes longer than the monitor's probe timeout, read a fresh position instead.
+    let slot: Slot = db.settled_slot(scope, db.inner.policy.monitor.timeout_value()).await;
+    if !slot.pending && slot.inflight == 0 {
         return Ok(slot.token);
     }
     let primary = db.inner.routing.primary_index().unwrap_or(0);
