@@ -977,14 +977,19 @@ impl RoutedConnection {
         r
     }
 
+    /// A statement that returns rows: planned in the call's scope, then run.
+    async fn query_in(&self, stmt: Statement, ctx: &Ctx<'_>, call: Call) -> Result<Out, DbErr> {
+        let scope = self.scope_of(ctx);
+        let plan = self.plan(&stmt.sql, ctx, &scope).await?;
+        self.run(stmt, plan, call, &scope).await
+    }
+
     pub(crate) async fn query_one_in(
         &self,
         stmt: Statement,
         ctx: &Ctx<'_>,
     ) -> Result<Option<QueryResult>, DbErr> {
-        let scope = self.scope_of(ctx);
-        let plan = self.plan(&stmt.sql, ctx, &scope).await?;
-        match self.run(stmt, plan, Call::One, &scope).await? {
+        match self.query_in(stmt, ctx, Call::One).await? {
             Out::One(r) => Ok(r),
             _ => unexpected(),
         }
@@ -995,9 +1000,7 @@ impl RoutedConnection {
         stmt: Statement,
         ctx: &Ctx<'_>,
     ) -> Result<Vec<QueryResult>, DbErr> {
-        let scope = self.scope_of(ctx);
-        let plan = self.plan(&stmt.sql, ctx, &scope).await?;
-        match self.run(stmt, plan, Call::All, &scope).await? {
+        match self.query_in(stmt, ctx, Call::All).await? {
             Out::All(r) => Ok(r),
             _ => unexpected(),
         }
