@@ -58,9 +58,12 @@
 
 mod builder;
 mod connection;
+mod deadline;
 mod error;
+mod failover;
 mod failure;
 mod probe;
+mod prober;
 mod redact;
 mod route;
 mod stats;
@@ -71,6 +74,7 @@ mod tests;
 pub use builder::RoutedConnectionBuilder;
 pub use connection::RoutedConnection;
 pub use error::{Error, Result};
+pub use failover::AutoFailover;
 pub use stats::{NodeStats, Stats};
 
 pub use rwsplit_core::{

@@ -20,6 +20,7 @@ use crate::RoutedConnection;
 pub struct Stats {
     nodes: Vec<NodeStats>,
     retries: u64,
+    promotions: u64,
 }
 
 impl Stats {
@@ -47,6 +48,16 @@ impl Stats {
     pub fn retries(&self) -> u64 {
         self.retries
     }
+
+    /// Replicas this connection promoted by automatic failover.
+    pub fn promotions(&self) -> u64 {
+        self.promotions
+    }
+
+    /// The node with this name, if any.
+    pub fn node(&self, name: &str) -> Option<&NodeStats> {
+        self.nodes.iter().find(|n| n.name == name)
+    }
 }
 
 /// One node's counts.
@@ -62,6 +73,7 @@ pub struct NodeStats {
     reads: u64,
     writes: u64,
     failures: u64,
+    fenced: bool,
 }
 
 impl NodeStats {
@@ -106,9 +118,15 @@ impl NodeStats {
         self.writes
     }
 
-    /// Statements that failed to reach it (connection-level failures).
+    /// Statements that failed to reach it (connection-level failures and statement deadlines).
     pub fn failures(&self) -> u64 {
         self.failures
+    }
+
+    /// Whether it is fenced: out of rotation for everything until
+    /// [`RoutedConnection::unfence`](crate::RoutedConnection::unfence).
+    pub fn fenced(&self) -> bool {
+        self.fenced
     }
 }
 
@@ -133,9 +151,11 @@ pub(crate) fn snapshot(db: &RoutedConnection) -> Stats {
                     reads: n.reads.load(Ordering::Relaxed),
                     writes: n.writes.load(Ordering::Relaxed),
                     failures: n.failures.load(Ordering::Relaxed),
+                    fenced: inner.routing.is_fenced(i),
                 }
             })
             .collect(),
         retries: inner.retries.load(Ordering::Relaxed),
+        promotions: inner.failover.promotions(),
     }
 }
