@@ -111,6 +111,23 @@ async fn soak(kind: DbKind, duration: Duration, seed: u64) -> anyhow::Result<()>
         workers.push(tokio::spawn(async move { worker(task, db, stop, counts, acked).await }));
     }
 
+    // Readers that never write: the workers' own reads stick to the primary (they just wrote),
+    // so these are what the replicas and their faults serve.
+    for _ in 0..2 {
+        let (db, stop, counts) = (db.clone(), stop.clone(), counts.clone());
+        workers.push(tokio::spawn(async move {
+            while !stop.load(Ordering::Relaxed) {
+                match db.query_one_raw(stmt(&db, "SELECT count(*) AS v FROM s".into())).await {
+                    Ok(_) => counts.reads_ok.fetch_add(1, Ordering::Relaxed),
+                    Err(e) => {
+                        eprintln!("soak: read failed: {e}");
+                        counts.reads_failed.fetch_add(1, Ordering::Relaxed)
+                    }
+                };
+                tokio::time::sleep(Duration::from_millis(2)).await;
+            }
+        }));
+    }
     let mut rng = Rng(seed);
     let started = Instant::now();
     let mut faults = Vec::new();
@@ -150,7 +167,7 @@ async fn soak(kind: DbKind, duration: Duration, seed: u64) -> anyhow::Result<()>
     eprintln!(
         "SOAK-RESULTS db={kind} seconds={} faults={} writes_acked={} writes_failed={} \
          acked_missing_on={:?} reads_ok={} reads_failed={} ryw_checked={} ryw_stale={} \
-         ryw_failed={} retries={} seed={seed}",
+         ryw_failed={} retries={} replica_reads={} seed={seed}",
         started.elapsed().as_secs(),
         faults.len(),
         get(&c.writes_acked),
@@ -162,6 +179,7 @@ async fn soak(kind: DbKind, duration: Duration, seed: u64) -> anyhow::Result<()>
         get(&c.ryw_stale),
         get(&c.ryw_failed),
         db.stats().retries(),
+        db.stats().replica_reads(),
     );
     eprintln!("soak: faults injected: {}", faults.join(", "));
     if !missing.is_empty() {
@@ -263,7 +281,7 @@ async fn worker(
                 c.writes_failed.fetch_add(1, Ordering::Relaxed);
             }
         }
-        // Plain reads, wherever the router likes (after the sticky window they use replicas).
+        // Plain reads in the writing task (they stick to the primary while it keeps writing).
         for _ in 0..3 {
             match db.query_one_raw(stmt(&db, "SELECT count(*) AS v FROM s".into())).await {
                 Ok(_) => c.reads_ok.fetch_add(1, Ordering::Relaxed),
