@@ -1,36 +1,4 @@
-//! Opt-in automatic promotion, and fencing.
-//!
-//! Off by default: an external HA manager (Patroni, repmgr, pg_auto_failover, MaxScale's
-//! MariaDB monitor, orchestrator) sees the whole cluster, holds a lock or quorum and can fence
-//! the old primary at the server; an in-process router sees only what this process can reach.
-//! Two application processes (or an application and an HA manager) both promoting is a split
-//! brain. Turn it on only where this process is the only one that promotes.
-//!
-//! When enabled and the primary has failed `after_failures` consecutive probes:
-//! 1. the primary is probed once more; if it answers, nothing happens;
-//! 2. every reachable replica is asked how far it has *received* (PostgreSQL:
-//!    `pg_last_wal_receive_lsn()`, on the latest timeline; MariaDB: `Gtid_IO_Pos`), and the most
-//!    advanced one is chosen (ties: configuration order);
-//! 3. the old primary is **fenced**: from here on no statement is routed to it and its claim to
-//!    the primary role is ignored, until an operator calls [`RoutedConnection::unfence`];
-//! 4. the chosen replica is promoted: PostgreSQL `pg_promote()`; MariaDB waits until it has
-//!    applied what it received (`MASTER_GTID_WAIT`), then `STOP SLAVE; RESET SLAVE ALL;
-//!    SET GLOBAL read_only = 0`;
-//! 5. the other replicas are re-pointed at it: MariaDB `CHANGE MASTER TO MASTER_HOST, MASTER_PORT,
-//!    MASTER_USE_GTID = slave_pos`; PostgreSQL (13+) `ALTER SYSTEM SET primary_conninfo` (the
-//!    standby's own conninfo with the new host and port) plus its replication slot created on the
-//!    new primary, then `pg_reload_conf()` — the walreceiver follows the new timeline without a
-//!    restart. Both use the host and port this process uses to reach the new primary, so they
-//!    must be reachable from the replicas too; otherwise leave re-pointing to an HA manager
-//!    ([`AutoFailover::repoint_replicas`]`(false)`).
-//!
-//! Risks, in the order they bite: with asynchronous replication, writes the old primary
-//! acknowledged but had not yet sent are lost (use PostgreSQL synchronous replication,
-//! `synchronous_standby_names = 'ANY 1 (*)'`, or MariaDB lossless semi-sync,
-//! `rpl_semi_sync_master_wait_point = AFTER_SYNC`); a primary that is only cut off from this
-//! process keeps taking writes from others (fencing here is only routing: fence it at the server
-//! or the network too); a replica that received more WAL than the promoted one cannot follow
-//! it without `pg_rewind` (choosing the most advanced replica avoids creating one).
+//! Opt-in automatic promotion, and fencing: see [`AutoFailover`].
 
 use std::fmt;
 use std::sync::Arc;
@@ -45,20 +13,51 @@ use crate::connection::Inner;
 use crate::probe::NodeProbe;
 use crate::{RoutedConnection, RoutedConnectionBuilder};
 
-/// Opt-in automatic promotion of the most advanced replica when the primary is lost. See the
-/// [module docs](crate#failures) for what it does and the risks; prefer an external HA manager.
+/// Opt-in automatic promotion of the most advanced replica when the primary is lost.
+///
+/// Off by default: an external HA manager (Patroni, repmgr, pg_auto_failover, MaxScale's
+/// MariaDB monitor, orchestrator) sees the whole cluster, holds a lock or quorum and can fence
+/// the old primary at the server; an in-process router sees only what this process can reach.
+/// Two application processes (or an application and an HA manager) both promoting is a split
+/// brain. Turn it on only where this process is the only one that promotes.
+///
+/// When enabled and the primary has failed `after_failures` consecutive probes:
+/// 1. the primary is probed once more; if it answers, nothing happens;
+/// 2. every reachable replica is asked how far it has *received* (PostgreSQL:
+///    `pg_last_wal_receive_lsn()`, on the latest timeline; MariaDB: `Gtid_IO_Pos`), and the most
+///    advanced one is chosen (ties: configuration order);
+/// 3. the old primary is **fenced**: from here on no statement is routed to it and its claim to
+///    the primary role is ignored, until an operator calls [`RoutedConnection::unfence`];
+/// 4. the chosen replica is promoted: PostgreSQL `pg_promote()`; MariaDB waits until it has
+///    applied what it received (`MASTER_GTID_WAIT`), then `STOP SLAVE; RESET SLAVE ALL;
+///    SET GLOBAL read_only = 0`;
+/// 5. the other replicas are re-pointed at it: MariaDB `CHANGE MASTER TO MASTER_HOST, MASTER_PORT,
+///    MASTER_USE_GTID = slave_pos`; PostgreSQL (13+) `ALTER SYSTEM SET primary_conninfo` (the
+///    standby's own conninfo with the new host and port) plus its replication slot created on the
+///    new primary, then `pg_reload_conf()` — the walreceiver follows the new timeline without a
+///    restart. Both use the host and port this process uses to reach the new primary, so they
+///    must be reachable from the replicas too; otherwise leave re-pointing to an HA manager
+///    ([`AutoFailover::repoint_replicas`]`(false)`).
+///
+/// Risks, in the order they bite: with asynchronous replication, writes the old primary
+/// acknowledged but had not yet sent are lost (use PostgreSQL synchronous replication,
+/// `synchronous_standby_names = 'ANY 1 (*)'`, or MariaDB lossless semi-sync,
+/// `rpl_semi_sync_master_wait_point = AFTER_SYNC`); a primary that is only cut off from this
+/// process keeps taking writes from others (fencing here is only routing: fence it at the server
+/// or the network too); a replica that received more WAL than the promoted one cannot follow
+/// it without `pg_rewind` (choosing the most advanced replica avoids creating one).
 ///
 /// ```no_run
 /// # async fn demo() -> Result<(), rwsplit_sea_orm::Error> {
 /// use rwsplit_sea_orm::{AutoFailover, RoutedConnection};
 ///
 /// let db = RoutedConnection::builder()
-///     .primary("mysql://app@db-1:3306/shop")
-///     .replica("mysql://app@db-2:3306/shop")
-///     // Promote after 5 failed probes; promotion and re-pointing need an admin account.
-///     .auto_failover(AutoFailover::default().after_failures(5).admin_credentials("root", ""))
-///     .connect()
-///     .await?;
+///    .primary("mysql://app@db-1:3306/shop")
+///    .replica("mysql://app@db-2:3306/shop")
+///    // Promote after 5 failed probes; promotion and re-pointing need an admin account.
+///    .auto_failover(AutoFailover::default().after_failures(5).admin_credentials("root", ""))
+///    .connect()
+///    .await?;
 /// # drop(db);
 /// # Ok(()) }
 /// ```
