@@ -3,6 +3,7 @@
 
 #[path = "../../examples/blog/mod.rs"]
 mod blog;
+mod faults;
 mod monitor_following;
 mod monitor_probes;
 mod sea_orm_consistency;

@@ -4,7 +4,7 @@ use clap::Args;
 
 #[derive(Debug, Args)]
 pub(crate) struct CiArgs {
-    /// Skip the integration tests (no database needed).
+    /// Skip the integration tests and the soak (no database needed).
     #[arg(long)]
     no_itest: bool,
 }
@@ -38,6 +38,7 @@ pub(crate) fn run(args: &CiArgs) -> anyhow::Result<()> {
 
     if !args.no_itest {
         crate::itest::run(&crate::itest::ItestArgs::for_ci(locked))?;
+        crate::soak::run(&crate::soak::SoakArgs::for_ci(locked))?;
         // The examples, each on its own throwaway cluster: the quickstart (the README's main
         // job) and the axum read-your-writes app, which fails on a stale read.
         for example in ["quickstart", "axum_ryw"] {

@@ -25,7 +25,7 @@ pub(crate) struct ItestArgs {
 pub(crate) fn run(args: &ItestArgs) -> anyhow::Result<()> {
     // Build first, so the cluster does not sit idle through compilation.
     let mut build = crate::cargo();
-    build.args(["test", "-p", "rwsplit-itests", "--no-run"]);
+    build.args(["test", "-p", "rwsplit-itests", "--test", "it", "--no-run"]);
     if args.locked {
         build.arg("--locked");
     }
@@ -40,7 +40,7 @@ pub(crate) fn run(args: &ItestArgs) -> anyhow::Result<()> {
     let rt = crate::runtime()?;
     let mut clusters = Vec::new();
     let mut test = crate::cargo();
-    test.args(["test", "-p", "rwsplit-itests"]);
+    test.args(["test", "-p", "rwsplit-itests", "--test", "it"]);
     if args.locked {
         test.arg("--locked");
     }

@@ -6,6 +6,7 @@ mod bench;
 mod ci;
 mod cluster;
 mod itest;
+mod soak;
 #[cfg(test)]
 mod tidy;
 
@@ -35,6 +36,9 @@ enum Cmd {
     Ci(ci::CiArgs),
     /// Run criterion benchmarks.
     Bench(bench::BenchArgs),
+    /// Mixed traffic under random replica faults on a cluster of its own, then check that no
+    /// acknowledged write was lost and no read-your-writes read was stale.
+    Soak(soak::SoakArgs),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -46,6 +50,7 @@ fn main() -> anyhow::Result<()> {
         Cmd::Itest(args) => itest::run(&args),
         Cmd::Ci(args) => ci::run(&args),
         Cmd::Bench(args) => bench::run(&args),
+        Cmd::Soak(args) => soak::run(&args),
     }
 }
 

@@ -8,6 +8,7 @@ use sea_orm::{ConnectOptions, Database, DatabaseConnection, DbBackend};
 
 use crate::connection::{Node, Policy, RoutedConnection};
 use crate::error::{Error, Result};
+use crate::failover::{Failover, NodeUrl};
 use crate::redact::node_name;
 
 /// Configures a [`RoutedConnection`].
@@ -32,7 +33,7 @@ use crate::redact::node_name;
 pub struct RoutedConnectionBuilder {
     primary: Option<ConnectOptions>,
     replicas: Vec<ConnectOptions>,
-    policy: Policy,
+    pub(crate) policy: Policy,
     classifier: Classifier,
     router: RouterConfig,
     health: HealthPolicy,
@@ -164,8 +165,10 @@ impl RoutedConnectionBuilder {
     /// with a probe (an unreachable replica starts out of rotation, with a warning, and is tried
     /// again later).
     pub async fn connect(self) -> Result<RoutedConnection> {
-        let primary_opts = self.primary.ok_or(Error::NoPrimary)?;
+        let mut primary_opts = self.primary.ok_or(Error::NoPrimary)?;
         let primary_name = node_name(primary_opts.get_url());
+        with_acquire_timeout(&mut primary_opts, self.policy.timeouts.acquire);
+        let mut urls = vec![NodeUrl::new(primary_name.clone(), primary_opts.get_url().to_owned())];
         let backend = backend_of("primary", primary_opts.get_url())?;
         let primary = Database::connect(primary_opts)
             .await
@@ -180,6 +183,8 @@ impl RoutedConnectionBuilder {
                 return Err(Error::BackendMismatch { node: name, expected: backend, found });
             }
             opts.connect_lazy(true);
+            with_acquire_timeout(&mut opts, self.policy.timeouts.acquire);
+            urls.push(NodeUrl::new(name.clone(), opts.get_url().to_owned()));
             // A writable pool too, lazy: it opens connections only if this node is promoted.
             let writer = Database::connect(opts.clone()).await.map_err(|e| Error::InvalidUrl {
                 node: label.clone(),
@@ -208,6 +213,7 @@ impl RoutedConnectionBuilder {
                 max: rwsplit_core::MAX_NODES,
             });
         }
+        let failover = Failover::new(self.policy.failover.clone(), urls);
         let conn = RoutedConnection::new(
             Node::new(primary_name, primary),
             replicas,
@@ -216,6 +222,7 @@ impl RoutedConnectionBuilder {
             self.classifier,
             self.router,
             self.health,
+            failover,
         );
         for id in unreachable {
             conn.ban(id);
@@ -271,6 +278,7 @@ impl RoutedConnection {
             Classifier::default(),
             RouterConfig::default(),
             HealthPolicy::default(),
+            Failover::default(),
         ))
     }
 
@@ -306,6 +314,13 @@ fn backend_of(node: &str, url: &str) -> Result<DbBackend> {
             url: node_name(url),
             reason: "expected a postgres://, mysql:// or sqlite:// URL".to_owned(),
         }),
+    }
+}
+
+/// Sets the pool's acquire timeout, unless the options already have one of their own.
+fn with_acquire_timeout(opts: &mut ConnectOptions, timeout: Duration) {
+    if opts.get_acquire_timeout().is_none() && opts.get_connect_timeout().is_none() {
+        opts.acquire_timeout(timeout);
     }
 }
 

@@ -33,6 +33,8 @@ pub(crate) struct Policy {
     pub(crate) read_retries: u8,
     pub(crate) monitor: rwsplit_monitor::MonitorConfig,
     pub(crate) consistency: Consistency,
+    pub(crate) timeouts: crate::deadline::Timeouts,
+    pub(crate) failover: Option<crate::failover::AutoFailover>,
 }
 
 impl Default for Policy {
@@ -43,13 +45,15 @@ impl Default for Policy {
             read_retries: 2,
             monitor: rwsplit_monitor::MonitorConfig::default(),
             consistency: Consistency::Eventual,
+            timeouts: crate::deadline::Timeouts::default(),
+            failover: None,
         }
     }
 }
 
 /// A token that could never be satisfied (another history) is dropped from a task's scope
 /// after this long without a write.
-const FOREIGN_TOKEN_TTL: Duration = Duration::from_secs(60);
+pub(crate) const FOREIGN_TOKEN_TTL: Duration = Duration::from_secs(60);
 
 /// One database server as the adapter sees it.
 pub(crate) struct Node {
@@ -106,6 +110,7 @@ pub(crate) struct Inner {
     pub(crate) routing: Routing,
     pub(crate) retries: AtomicU64,
     pub(crate) counters: Counters,
+    pub(crate) failover: crate::failover::Failover,
 }
 
 /// Read-your-writes counters, for [`Stats`](crate::Stats).
@@ -195,6 +200,8 @@ tokio::task_local! {
 }
 
 impl RoutedConnection {
+    // One argument per part the builder configured; a parameter struct would only rename them.
+    #[allow(clippy::too_many_arguments)]
     pub(crate) fn new(
         primary: Node,
         replicas: Vec<Node>,
@@ -203,6 +210,7 @@ impl RoutedConnection {
         classifier: Classifier,
         router: RouterConfig,
         health: HealthPolicy,
+        failover: crate::failover::Failover,
     ) -> RoutedConnection {
         let dialect = match backend {
             DbBackend::MySql => Dialect::MySql,
@@ -225,50 +233,18 @@ impl RoutedConnection {
                 routing,
                 retries: AtomicU64::new(0),
                 counters: Counters::default(),
+                failover,
             }),
         };
         conn.spawn_prober();
         conn
     }
 
-    /// The monitor task: every interval (plus jitter) it probes every node concurrently on the
-    /// node's own pool, under the probe timeout, and feeds the results to the routing state:
-    /// health (failure/recovery thresholds, bans), role (following a promotion), replication
-    /// position and lag. The request path never waits on it. It holds only a weak reference and
-    /// ends when the last clone of the connection is dropped. Without a tokio runtime (a
-    /// connection built outside one) there is no monitor: health then moves only on the
-    /// failures statements see.
+    /// The monitor: one probe loop per node (see `prober`), publishing each result as it
+    /// arrives, keeping each node's PostgreSQL system id for tokens, sweeping settled
+    /// read-your-writes scopes, and starting an automatic failover when one is configured.
     fn spawn_prober(&self) {
-        let Ok(handle) = tokio::runtime::Handle::try_current() else { return };
-        let flavor = match self.inner.backend {
-            DbBackend::Postgres => rwsplit_monitor::Flavor::Postgres,
-            DbBackend::MySql => rwsplit_monitor::Flavor::MariaDb,
-            _ => return,
-        };
-        let weak = Arc::downgrade(&self.inner);
-        let config = self.inner.policy.monitor;
-        handle.spawn(async move {
-            let mut round = 0_u64;
-            loop {
-                tokio::time::sleep(config.pause(round)).await;
-                round = round.wrapping_add(1);
-                let Some(inner) = weak.upgrade() else { return };
-                let probes = inner.nodes.iter().map(|n| async move {
-                    let conn = crate::probe::NodeProbe(&n.conn);
-                    rwsplit_monitor::probe(&conn, flavor, config.timeout_value()).await
-                });
-                let results = futures_util::future::join_all(probes).await;
-                inner.routing.observe(&results);
-                for (node, r) in inner.nodes.iter().zip(&results) {
-                    if let Ok(obs) = r
-                        && let Some(rwsplit_core::ReplayPosition::Postgres(p)) = obs.position()
-                    {
-                        node.system_id.store(p.system_id(), Ordering::Relaxed);
-                    }
-                }
-                inner.tasks.sweep(Instant::now(), FOREIGN_TOKEN_TTL, |t| inner.routing.settled(t));
-            }
-        });
+        crate::prober::spawn(self);
     }
 
     /// The database backend (the same on every node). Inherent, so `db.get_database_backend()`
@@ -722,8 +698,11 @@ impl RoutedConnection {
         let mut candidates = plan.iter().skip(skip).take(budget + 1).peekable();
         let mut stmt = Some(stmt);
         let mut last_err = None;
+        let deadline = crate::deadline::current();
+        let mut tried = 0;
         while let Some(id) = candidates.next() {
             let last = candidates.peek().is_none();
+            tried += 1;
             let s = match (&stmt, last) {
                 (Some(_), true) => stmt.take(),
                 (Some(s), false) => Some(s.clone()),
@@ -734,10 +713,21 @@ impl RoutedConnection {
             tracing::debug!(target: "rwsplit", node = %node.name, reason = plan.reason(), write, sql = %SqlHead(&s.sql), "route");
             let guard = self.inner.routing.start(id);
             let pool = if write || call == Call::Exec { &node.writer } else { &node.conn };
-            let result = match call {
-                Call::One => pool.query_one_raw(s).await.map(Out::One),
-                Call::All => pool.query_all_raw(s).await.map(Out::All),
-                Call::Exec => pool.execute_raw(s).await.map(Out::Exec),
+            let attempt = async {
+                match call {
+                    Call::One => pool.query_one_raw(s).await.map(Out::One),
+                    Call::All => pool.query_all_raw(s).await.map(Out::All),
+                    Call::Exec => pool.execute_raw(s).await.map(Out::Exec),
+                }
+            };
+            // Reads are bounded (a hung replica keeps its port open); writes never are: one
+            // abandoned mid-flight may still commit.
+            let limit = if write { None } else { self.attempt_limit(id, deadline) };
+            let result = match limit {
+                None => attempt.await,
+                Some(limit) => tokio::time::timeout(limit, attempt)
+                    .await
+                    .unwrap_or_else(|_| Err(crate::deadline::timed_out(&node.name, limit))),
             };
             // A completed round trip feeds the node's latency estimate (peak-EWMA balancing);
             // a failed one only ends its in-flight count.
@@ -754,8 +744,9 @@ impl RoutedConnection {
                 }
                 Err(e) => {
                     let failure = self.note_failure(id, &e);
-                    if write || failure == Failure::Other || last {
-                        return Err(e);
+                    let out_of_time = deadline.is_some_and(|d| Instant::now() >= d);
+                    if write || failure == Failure::Other || last || out_of_time {
+                        return Err(failure::named(e, failure, &node.name, write, tried));
                     }
                     tracing::info!(target: "rwsplit", node = %node.name, error = %e, "read failed, retrying on the next node");
                     self.inner.retries.fetch_add(1, Ordering::Relaxed);
@@ -781,12 +772,22 @@ impl RoutedConnection {
         let budget = if write { 0 } else { usize::from(self.inner.policy.read_retries) };
         let mut candidates = plan.iter().skip(skip).take(budget + 1).peekable();
         let mut last_err = None;
+        let deadline = crate::deadline::current();
+        let mut tried = 0;
         while let Some(id) = candidates.next() {
             let last = candidates.peek().is_none();
             let node = &self.inner.nodes[id];
             tracing::debug!(target: "rwsplit", node = %node.name, reason = plan.reason(), write, sql = %SqlHead(&stmt.sql), "route stream");
             let pool = if write { &node.writer } else { &node.conn };
-            match pool.stream_raw(stmt.clone()).await {
+            let limit = if write { None } else { self.attempt_limit(id, deadline) };
+            let opened = match limit {
+                None => pool.stream_raw(stmt.clone()).await,
+                Some(limit) => tokio::time::timeout(limit, pool.stream_raw(stmt.clone()))
+                    .await
+                    .unwrap_or_else(|_| Err(crate::deadline::timed_out(&node.name, limit))),
+            };
+            tried += 1;
+            match opened {
                 Ok(s) => {
                     self.note_success(id, write);
                     if write {
@@ -801,8 +802,9 @@ impl RoutedConnection {
                 }
                 Err(e) => {
                     let failure = self.note_failure(id, &e);
-                    if write || failure == Failure::Other || last {
-                        return Err(e);
+                    let out_of_time = deadline.is_some_and(|d| Instant::now() >= d);
+                    if write || failure == Failure::Other || last || out_of_time {
+                        return Err(failure::named(e, failure, &node.name, write, tried));
                     }
                     self.inner.retries.fetch_add(1, Ordering::Relaxed);
                     last_err = Some(e);
@@ -811,6 +813,14 @@ impl RoutedConnection {
         }
         Err(last_err
             .unwrap_or_else(|| DbErr::Custom("rwsplit: no node to run the statement on".into())))
+    }
+
+    /// How long one read attempt on node `id` may take: the replica statement deadline, and
+    /// what is left of the caller's own deadline.
+    fn attempt_limit(&self, id: usize, deadline: Option<Instant>) -> Option<Duration> {
+        let on_replica = id != self.primary_index();
+        let timeouts = &self.inner.policy.timeouts;
+        crate::deadline::attempt_limit(on_replica, timeouts, deadline, Instant::now())
     }
 
     /// Writes fail fast, naming the node, when the monitor has marked the primary down: waiting
@@ -927,7 +937,7 @@ impl RoutedConnection {
                 Err(e) => {
                     let failure = self.note_failure(id, &e);
                     if on_primary || failure == Failure::Other || last {
-                        return Err(e);
+                        return Err(failure::named(e, failure, &node.name, writes, 1));
                     }
                     last_err = Some(e);
                 }
@@ -966,15 +976,19 @@ impl RoutedConnection {
         let node = &self.inner.nodes[target];
         let write = self.classify(sql).access() == Access::Write;
         tracing::debug!(target: "rwsplit", node = %node.name, reason = "execute_unprepared", write, sql = %SqlHead(sql), "route");
-        let r = node.writer.execute_unprepared(sql).await;
-        if r.is_ok() {
-            let counter = if write { &node.writes } else { &node.reads };
-            counter.fetch_add(1, Ordering::Relaxed);
-            if write {
-                self.after_write(target, &self.scope_of(ctx)).await;
+        match node.writer.execute_unprepared(sql).await {
+            Ok(r) => {
+                self.note_success(target, write);
+                if write {
+                    self.after_write(target, &self.scope_of(ctx)).await;
+                }
+                Ok(r)
+            }
+            Err(e) => {
+                let failure = self.note_failure(target, &e);
+                Err(failure::named(e, failure, &node.name, true, 1))
             }
         }
-        r
     }
 
     /// A statement that returns rows: planned in the call's scope, then run.

@@ -3,6 +3,9 @@
 use sea_orm::DbErr;
 
 /// How a failed statement failed, for the retry decision.
+///
+/// Connection-class: the node could not be reached, the connection broke, the pool timed out or
+/// was closed, the statement deadline passed, or the server said it is shutting down.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Failure {
     /// The node could not be reached or the connection broke: try another node and mark this
@@ -40,6 +43,10 @@ fn sqlx_failure(e: &sea_orm::sqlx::Error, on_replica: bool) -> Failure {
         | E::PoolTimedOut
         | E::PoolClosed
         | E::WorkerCrashed => Failure::Connection,
+        // The server is going away or refused the session (PostgreSQL class 08 connection
+        // exceptions and 57P01-57P03 admin/crash shutdown, cannot connect now; MySQL 1053
+        // server shutdown): the node failed, not the statement.
+        E::Database(db) if node_going_away(db.as_ref()) => Failure::Connection,
         E::Database(db) if on_replica => {
             let code = db.code();
             let refused =
@@ -51,6 +58,18 @@ fn sqlx_failure(e: &sea_orm::sqlx::Error, on_replica: bool) -> Failure {
 }
 
 #[cfg(any(feature = "postgres", feature = "mysql"))]
+fn node_going_away(db: &dyn sea_orm::sqlx::error::DatabaseError) -> bool {
+    #[cfg(feature = "mysql")]
+    if let Some(my) = db.try_downcast_ref::<sea_orm::sqlx::mysql::MySqlDatabaseError>() {
+        // ER_SERVER_SHUTDOWN
+        return my.number() == 1053;
+    }
+    let code = db.code();
+    let code = code.as_deref().unwrap_or("");
+    code.starts_with("08") || matches!(code, "57P01" | "57P02" | "57P03")
+}
+
+#[cfg(any(feature = "postgres", feature = "mysql"))]
 fn mysql_read_only(db: &dyn sea_orm::sqlx::error::DatabaseError) -> bool {
     #[cfg(feature = "mysql")]
     if let Some(my) = db.try_downcast_ref::<sea_orm::sqlx::mysql::MySqlDatabaseError>() {
@@ -59,4 +78,50 @@ fn mysql_read_only(db: &dyn sea_orm::sqlx::error::DatabaseError) -> bool {
     }
     let _ = db;
     false
+}
+
+/// The error the caller gets for a statement that failed on `node` after `tried` attempts.
+///
+/// An error the database raised while running the statement (`Failure::Other`: a constraint, a
+/// syntax error, a serialization failure on the primary) reaches the caller unchanged, so code
+/// matching on SeaORM's error variants and SQLSTATEs keeps working. A failure of the node
+/// itself (unreachable, connection broken, timed out, refused by a replica) is wrapped in
+/// `DbErr::Conn` naming the node, because which server failed matters and the driver's error
+/// does not say; for a write it also says that it was not retried and that, if the connection
+/// broke after the statement was sent, it may have been applied.
+pub(crate) fn named(err: DbErr, failure: Failure, node: &str, write: bool, tried: usize) -> DbErr {
+    if failure == Failure::Other {
+        return err;
+    }
+    let text = if write {
+        format!(
+            "rwsplit: the write to the primary {node} failed: {err}; it was not retried \
+             (if the connection broke after the statement was sent, it may have been applied)"
+        )
+    } else if tried > 1 {
+        format!("rwsplit: the read failed on {node}, the last of {tried} nodes tried: {err}")
+    } else {
+        format!("rwsplit: the read failed on {node}: {err}")
+    };
+    DbErr::Conn(sea_orm::RuntimeErr::Internal(text))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn node_failures_name_the_node_and_database_errors_pass_through() {
+        let timeout = || DbErr::ConnectionAcquire(sea_orm::ConnAcquireErr::Timeout);
+        let w = named(timeout(), Failure::Connection, "db1:5432/app", true, 1).to_string();
+        assert!(w.contains("db1:5432/app") && w.contains("not retried"), "{w}");
+        let r = named(timeout(), Failure::Connection, "db2:5432/app", false, 3).to_string();
+        assert!(r.contains("db2:5432/app") && r.contains("3 nodes"), "{r}");
+        let other = named(DbErr::RecordNotFound("x".into()), Failure::Other, "db1", true, 1);
+        assert!(matches!(other, DbErr::RecordNotFound(_)));
+        assert_eq!(
+            classify(&named(timeout(), Failure::Connection, "n", false, 1), true),
+            Failure::Connection
+        );
+    }
 }

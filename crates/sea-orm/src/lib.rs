@@ -56,10 +56,24 @@
 //!
 //! # Failures
 //!
-//! A read that cannot reach its replica, or that a replica refuses without running it, is
-//! retried on the next candidate, the primary last; the node is marked down after repeated
-//! failures and probed again after a back-off. Writes are never retried. A replica unreachable
-//! at start is left out of rotation with a warning; an unreachable primary is an error.
+//! A read that cannot reach its replica, that the replica does not answer within
+//! [`replica_read_timeout`](RoutedConnectionBuilder::replica_read_timeout) (default 5 s), or that
+//! a replica refuses without running it, is retried on the next candidate, the primary last, at
+//! most [`read_retries`](RoutedConnectionBuilder::read_retries) times and only while the caller's
+//! [deadline](RoutedConnection::deadline) leaves time; the node is marked down after repeated
+//! failures and probed again after a back-off. Writes and statements inside transactions are
+//! never retried. A node's failure reaches the caller as `DbErr::Conn` naming the node; the
+//! database's own errors (constraints, syntax) reach it unchanged. Pools wait at most
+//! [`acquire_timeout`](RoutedConnectionBuilder::acquire_timeout) (default 5 s) for a connection.
+//!
+//! Without a reachable primary, reads go on from the replicas and writes fail at once with an
+//! error saying the primary is unreachable; when it returns, or a replica is promoted by an
+//! operator or HA manager, writes follow within about one probe interval, without a restart.
+//! [`AutoFailover`] (off by default) promotes the most advanced replica itself and fences the
+//! old primary ([`RoutedConnection::unfence`]); read its risks first.
+//!
+//! A replica unreachable at start is left out of rotation with a warning; an unreachable primary
+//! is an error.
 //!
 //! # Layering
 //!
@@ -72,10 +86,13 @@
 mod builder;
 mod causal;
 mod connection;
+mod deadline;
 mod error;
+mod failover;
 mod failure;
 mod position;
 mod probe;
+mod prober;
 mod redact;
 mod route;
 mod session;
@@ -86,6 +103,7 @@ mod tests;
 pub use builder::RoutedConnectionBuilder;
 pub use connection::RoutedConnection;
 pub use error::{Error, Result};
+pub use failover::AutoFailover;
 pub use session::{Routed, Session};
 pub use stats::{NodeStats, ReadYourWrites, Stats};
 

@@ -1,7 +1,7 @@
 //! The adapter's side of routing: a topology snapshot kept up to date with each node's health,
 //! and the plan (target plus fallbacks) that `rwsplit-core`'s router makes for each statement.
 
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::{Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
@@ -86,6 +86,14 @@ pub(crate) struct Routing {
     /// cannot lose one another.
     publish: Mutex<()>,
     router: Router,
+    /// Each node's latest probe result (`None`: its last probe failed, or none yet). Nodes are
+    /// probed independently, so one hung node never delays what the others report.
+    latest: Mutex<Vec<Option<Observation>>>,
+    /// Consecutive failed probes per node (the automatic failover's trigger).
+    probe_failures: Vec<AtomicU32>,
+    /// Fenced nodes: never routed to and never taken as primary, whatever they report, until
+    /// an operator unfences them (an old primary after an automatic promotion).
+    fenced: Vec<AtomicBool>,
 }
 
 impl Routing {
@@ -106,6 +114,9 @@ impl Routing {
             pending: (0..names.len()).map(|_| AtomicU32::new(0)).collect(),
             publish: Mutex::new(()),
             router: Router::new(config),
+            latest: Mutex::new(vec![None; names.len()]),
+            probe_failures: (0..names.len()).map(|_| AtomicU32::new(0)).collect(),
+            fenced: (0..names.len()).map(|_| AtomicBool::new(false)).collect(),
         }
     }
 
@@ -242,45 +253,68 @@ impl Routing {
         }
     }
 
-    /// One monitor round: every node's probe result. Drives the health state machines, takes
-    /// each reachable node's role and position as reported, computes each replica's lag behind
-    /// the one reachable primary, and publishes the next snapshot.
+    /// One node's probe result, published as soon as it arrives (the monitor probes every node
+    /// on its own schedule). Drives that node's health state machine, takes its reported role
+    /// and position, then rebuilds every node's role and lag from each node's latest result:
+    /// a replica's lag is measured against the one reachable primary's latest observation.
+    /// Returns the node's consecutive failed probes (0 after a success).
     ///
-    /// Following a promotion: a node that stops answering while another reports the primary
+    /// Following a promotion: a node whose latest probe failed while another reports the primary
     /// role loses the role in the snapshot; if it comes back still claiming it, two nodes claim
-    /// it and the router refuses writes (split brain) until an operator or HA manager settles it.
-    pub(crate) fn observe(&self, results: &[Result<Observation, ProbeError>]) {
+    /// it and the router refuses writes (split brain) until an operator or HA manager settles it,
+    /// unless it was fenced (then its claim is ignored and it is not routed to at all).
+    pub(crate) fn observe_node(
+        &self,
+        node: usize,
+        result: &Result<Observation, ProbeError>,
+    ) -> u32 {
         let now = Instant::now();
-        for (i, r) in results.iter().enumerate() {
-            let Some(tracker) = self.trackers.get(i) else { continue };
+        let Some(tracker) = self.trackers.get(node) else { return 0 };
+        let failures = {
             let mut t = tracker.lock().unwrap_or_else(PoisonError::into_inner);
-            match r {
+            match result {
                 Ok(obs) => {
                     t.set_role(obs.role());
-                    if let Some(p) = self.pending.get(i) {
+                    if let Some(p) = self.pending.get(node) {
                         p.store(0, Ordering::Relaxed);
                     }
                     t.record_success(now);
+                    if let Some(f) = self.probe_failures.get(node) {
+                        f.store(0, Ordering::Relaxed);
+                    }
+                    0
                 }
                 Err(_) => {
                     t.record_failure(now);
+                    self.probe_failures
+                        .get(node)
+                        .map_or(1, |f| f.fetch_add(1, Ordering::Relaxed).saturating_add(1))
                 }
             }
-        }
-        let primaries: Vec<usize> = results
+        };
+        let latest = {
+            let mut latest = self.latest.lock().unwrap_or_else(PoisonError::into_inner);
+            if let Some(slot) = latest.get_mut(node) {
+                *slot = result.as_ref().ok().cloned();
+            }
+            latest.clone()
+        };
+        let primaries: Vec<usize> = latest
             .iter()
             .enumerate()
-            .filter(|(_, r)| matches!(r, Ok(o) if o.role() == Role::Primary))
+            .filter(|(i, o)| {
+                !self.is_fenced(*i) && matches!(o, Some(o) if o.role() == Role::Primary)
+            })
             .map(|(i, _)| i)
             .collect();
         let primary_obs = match primaries.as_slice() {
-            [p] => results.get(*p).and_then(|r| r.as_ref().ok()),
+            [p] => latest.get(*p).and_then(Option::as_ref),
             _ => None,
         };
-        self.republish(|i, node| {
-            let b = node.to_builder();
-            Some(match results.get(i) {
-                Some(Ok(obs)) => {
+        self.republish(|i, n| {
+            let b = n.to_builder();
+            Some(match latest.get(i).and_then(Option::as_ref) {
+                Some(obs) => {
                     let lag = match (obs.role(), primary_obs) {
                         (Role::Primary, _) => Lag::zero(),
                         (Role::Replica, Some(p)) => rwsplit_monitor::lag(p, obs),
@@ -288,13 +322,34 @@ impl Routing {
                     };
                     b.role(obs.role()).position(obs.position().cloned()).lag(lag)
                 }
-                _ if node.role() == Role::Primary && !primaries.is_empty() => {
-                    tracing::warn!(target: "rwsplit", node = %node.name(), "unreachable old primary: another node is primary now");
+                None if n.role() == Role::Primary && !primaries.is_empty() => {
+                    tracing::warn!(target: "rwsplit", node = %n.name(), "unreachable old primary: another node is primary now");
                     b.role(Role::Replica).lag(Lag::unknown())
                 }
-                _ => b.lag(Lag::unknown()),
+                None => b.lag(Lag::unknown()),
             })
         });
+        failures
+    }
+
+    /// Every node's latest probe result.
+    pub(crate) fn latest(&self) -> Vec<Option<Observation>> {
+        self.latest.lock().unwrap_or_else(PoisonError::into_inner).clone()
+    }
+
+    /// Whether `node` is fenced.
+    pub(crate) fn is_fenced(&self, node: usize) -> bool {
+        self.fenced.get(node).is_some_and(|f| f.load(Ordering::Relaxed))
+    }
+
+    /// Fences or unfences `node` and publishes the change at once. Returns whether it changed.
+    pub(crate) fn set_fenced(&self, node: usize, fenced: bool) -> bool {
+        let Some(f) = self.fenced.get(node) else { return false };
+        let changed = f.swap(fenced, Ordering::Relaxed) != fenced;
+        if changed {
+            self.republish(|_, _| None);
+        }
+        changed
     }
 
     /// Publishes the next snapshot: each node with its tracker's health, changed by `edit` where
@@ -308,8 +363,12 @@ impl Routing {
                 .trackers
                 .get(i)
                 .map_or(n.health(), |t| t.lock().unwrap_or_else(PoisonError::into_inner).health());
-            let b = edit(i, n).unwrap_or_else(|| n.to_builder());
-            let built = b.health(health).build();
+            let mut b = edit(i, n).unwrap_or_else(|| n.to_builder()).health(health);
+            if self.is_fenced(i) {
+                // Out of rotation for reads and writes alike, whatever it says it is.
+                b = b.role(Role::Replica).health(Health::Down);
+            }
+            let built = b.build();
             if built.health() != n.health() || built.role() != n.role() {
                 tracing::warn!(target: "rwsplit", node = %n.name(), health = ?built.health(), role = ?built.role(), "node changed");
             }

@@ -21,6 +21,7 @@ pub struct Stats {
     nodes: Vec<NodeStats>,
     retries: u64,
     ryw: ReadYourWrites,
+    promotions: u64,
 }
 
 /// Read-your-writes counters since the connection was built.
@@ -75,6 +76,16 @@ impl Stats {
     pub fn read_your_writes(&self) -> ReadYourWrites {
         self.ryw
     }
+
+    /// Replicas this connection promoted by automatic failover.
+    pub fn promotions(&self) -> u64 {
+        self.promotions
+    }
+
+    /// The node with this name, if any.
+    pub fn node(&self, name: &str) -> Option<&NodeStats> {
+        self.nodes.iter().find(|n| n.name == name)
+    }
 }
 
 /// One node's counts.
@@ -90,6 +101,7 @@ pub struct NodeStats {
     reads: u64,
     writes: u64,
     failures: u64,
+    fenced: bool,
 }
 
 impl NodeStats {
@@ -134,9 +146,15 @@ impl NodeStats {
         self.writes
     }
 
-    /// Statements that failed to reach it (connection-level failures).
+    /// Statements that failed to reach it (connection-level failures and statement deadlines).
     pub fn failures(&self) -> u64 {
         self.failures
+    }
+
+    /// Whether it is fenced: out of rotation for everything until
+    /// [`RoutedConnection::unfence`](crate::RoutedConnection::unfence).
+    pub fn fenced(&self) -> bool {
+        self.fenced
     }
 }
 
@@ -161,6 +179,7 @@ pub(crate) fn snapshot(db: &RoutedConnection) -> Stats {
                     reads: n.reads.load(Ordering::Relaxed),
                     writes: n.writes.load(Ordering::Relaxed),
                     failures: n.failures.load(Ordering::Relaxed),
+                    fenced: inner.routing.is_fenced(i),
                 }
             })
             .collect(),
@@ -179,5 +198,6 @@ pub(crate) fn snapshot(db: &RoutedConnection) -> Stats {
                 tracked_tasks: inner.tasks.len() as u64,
             }
         },
+        promotions: inner.failover.promotions(),
     }
 }

@@ -1,0 +1,159 @@
+//! Time limits on the request path: a per-statement deadline for replica reads, the pools'
+//! acquire timeout, and the caller's own deadline ([`RoutedConnection::deadline`]), which bounds
+//! read retries.
+//!
+//! A SIGSTOPped (hung) server keeps its TCP port open: connecting succeeds and the statement
+//! then waits forever. Without a deadline one hung replica would hang every read routed to it.
+//! With one, the read gives up on that replica when the deadline expires, counts a failure
+//! against it (so the router takes it out of rotation after the failure threshold) and is
+//! retried on the next candidate, like a refused connection.
+
+use std::future::Future;
+use std::time::{Duration, Instant};
+
+use sea_orm::{DbErr, RuntimeErr};
+
+use crate::{RoutedConnection, RoutedConnectionBuilder};
+
+/// The request-path time limits.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Timeouts {
+    /// The most one read may wait for a replica (connection acquisition included) before it is
+    /// given up there and retried on the next candidate.
+    pub(crate) replica_read: Option<Duration>,
+    /// The pools' acquire timeout, unless a node's `ConnectOptions` set their own.
+    pub(crate) acquire: Duration,
+}
+
+impl Default for Timeouts {
+    fn default() -> Self {
+        Timeouts {
+            replica_read: Some(DEFAULT_REPLICA_READ_TIMEOUT),
+            acquire: DEFAULT_ACQUIRE_TIMEOUT,
+        }
+    }
+}
+
+/// The default per-statement deadline for reads on a replica.
+pub(crate) const DEFAULT_REPLICA_READ_TIMEOUT: Duration = Duration::from_secs(5);
+/// The default pool acquire timeout (sqlx's own default is 30 s).
+pub(crate) const DEFAULT_ACQUIRE_TIMEOUT: Duration = Duration::from_secs(5);
+
+tokio::task_local! {
+    static DEADLINE: Instant;
+}
+
+/// The deadline the calling task set with [`RoutedConnection::deadline`], if any.
+pub(crate) fn current() -> Option<Instant> {
+    DEADLINE.try_with(|d| *d).ok()
+}
+
+/// How long one attempt of a read may take: on a replica the replica read timeout, everywhere
+/// the time left before the caller's deadline; the shorter of the two. `None`: unbounded.
+pub(crate) fn attempt_limit(
+    on_replica: bool,
+    timeouts: &Timeouts,
+    deadline: Option<Instant>,
+    now: Instant,
+) -> Option<Duration> {
+    let own = if on_replica { timeouts.replica_read } else { None };
+    let left = deadline.map(|d| d.saturating_duration_since(now));
+    match (own, left) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
+    }
+}
+
+/// The error a read that ran out of time on `node` fails with. It is connection-class (the
+/// node did not answer), so it counts against the node and the read moves on.
+pub(crate) fn timed_out(node: &str, after: Duration) -> DbErr {
+    DbErr::Conn(RuntimeErr::Internal(format!(
+        "rwsplit: {node} did not answer within {after:?} (statement deadline)"
+    )))
+}
+
+impl RoutedConnection {
+    /// Runs `fut` with a deadline `within` from now for every read this connection routes inside
+    /// it: each attempt is bounded by the time left, and a failed read is retried on another
+    /// node only while time is left. The deadline follows the task, like
+    /// [`RoutedConnection::scope`]. Writes are never cut short by it (a write abandoned
+    /// mid-flight may still commit); bound them with `tokio::time::timeout` if you must, and
+    /// treat a timeout as "outcome unknown".
+    ///
+    /// ```no_run
+    /// # async fn demo(db: rwsplit_sea_orm::RoutedConnection) -> Result<(), sea_orm::DbErr> {
+    /// use std::time::Duration;
+    /// use rwsplit_sea_orm::RoutedConnection;
+    /// // A request handler with a 2 s budget: reads give up (and stop retrying) in time.
+    /// RoutedConnection::deadline(Duration::from_secs(2), async {
+    ///     db.ping().await
+    /// })
+    /// .await
+    /// # }
+    /// ```
+    pub async fn deadline<F: Future>(within: Duration, fut: F) -> F::Output {
+        let at = Instant::now() + within;
+        // A nested, later deadline does not extend an outer one.
+        let at = current().map_or(at, |outer| outer.min(at));
+        DEADLINE.scope(at, fut).await
+    }
+}
+
+impl RoutedConnectionBuilder {
+    /// The most one read may wait for a replica, connection acquisition included (default 5 s;
+    /// `None`: no limit). A replica that does not answer in time (e.g. a hung, SIGSTOPped server,
+    /// which keeps its TCP port open) has the read given up, a failure counted against it, and
+    /// the read retried on the next candidate. Raise it if replicas serve long reports: a read
+    /// that legitimately takes longer is abandoned and retried elsewhere. The primary, as a read's
+    /// last candidate, is bounded only by the caller's [deadline](RoutedConnection::deadline).
+    pub fn replica_read_timeout(mut self, timeout: Option<Duration>) -> Self {
+        self.policy.timeouts.replica_read = timeout;
+        self
+    }
+
+    /// How long a statement may wait for a pooled connection, connecting included, on every
+    /// node (default 5 s; sqlx's own default is 30 s). A node's `ConnectOptions` with its own
+    /// `acquire_timeout` or `connect_timeout` keep theirs. Writes to an unreachable primary that
+    /// the monitor has not yet marked down fail after at most this long.
+    pub fn acquire_timeout(mut self, timeout: Duration) -> Self {
+        self.policy.timeouts.acquire = timeout;
+        self
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_replica_attempt_is_bounded_by_the_shorter_limit() {
+        let t = Timeouts { replica_read: Some(Duration::from_secs(5)), ..Timeouts::default() };
+        let now = Instant::now();
+        let soon = Some(now + Duration::from_secs(1));
+        assert_eq!(attempt_limit(true, &t, None, now), Some(Duration::from_secs(5)));
+        assert_eq!(attempt_limit(true, &t, soon, now), Some(Duration::from_secs(1)));
+        assert_eq!(attempt_limit(false, &t, None, now), None);
+        assert_eq!(attempt_limit(false, &t, soon, now), Some(Duration::from_secs(1)));
+        let off = Timeouts { replica_read: None, ..t };
+        assert_eq!(attempt_limit(true, &off, None, now), None);
+        // A deadline already past leaves no time at all.
+        assert_eq!(
+            attempt_limit(true, &t, Some(now), now + Duration::from_millis(1)),
+            Some(Duration::ZERO)
+        );
+    }
+
+    #[tokio::test]
+    async fn nested_deadlines_never_extend_the_outer_one() {
+        let outer = RoutedConnection::deadline(Duration::from_millis(50), async {
+            let outer = current().unwrap();
+            let inner =
+                RoutedConnection::deadline(Duration::from_secs(60), async { current().unwrap() })
+                    .await;
+            (outer, inner)
+        })
+        .await;
+        assert_eq!(outer.0, outer.1);
+        assert!(current().is_none());
+    }
+}

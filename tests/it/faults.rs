@@ -1,0 +1,539 @@
+//! Faults under load: a background writer (each acknowledged write followed by a read of it in
+//! the same task) and two background readers run through each fault, on a private cluster,
+//! counting what the application sees. Each test prints one `FAULT-FIGURES` line and asserts the
+//! invariants: no read fails while a healthy node can serve, no acknowledged write is lost (every
+//! acknowledged id is on the final primary), every failed write says clearly why, and no read
+//! after a write in the same task misses it.
+
+use std::collections::HashSet;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use rstest::rstest;
+use rwsplit_core::Staleness;
+use rwsplit_sea_orm::{
+    AutoFailover, Consistency, Health, HealthPolicy, MonitorConfig, RoutedConnection,
+};
+use rwsplit_testkit::{Cluster, DbKind, Node, TestDatabase};
+use sea_orm::{ConnectionTrait, Statement};
+
+use crate::support::own_cluster;
+
+const INTERVAL: Duration = Duration::from_millis(100);
+const PROBE_TIMEOUT: Duration = Duration::from_millis(300);
+const READ_TIMEOUT: Duration = Duration::from_millis(300);
+/// The freshness bound reads get in the lag test.
+const MAX_LAG: Duration = Duration::from_millis(500);
+
+/// What the application saw.
+#[derive(Debug, Default)]
+struct Seen {
+    reads_ok: u64,
+    reads_failed: u64,
+    read_errors: Vec<String>,
+    /// Acknowledged writes: id and when the acknowledgement arrived.
+    acked: Vec<(i64, Instant)>,
+    writes_failed: u64,
+    unclear_write_errors: Vec<String>,
+    ryw_checked: u64,
+    ryw_stale: u64,
+    ryw_failed: u64,
+}
+
+struct Load {
+    stop: Arc<AtomicBool>,
+    seen: Arc<Mutex<Seen>>,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+}
+
+fn stmt(db: &RoutedConnection, sql: String) -> Statement {
+    Statement::from_string(db.get_database_backend(), sql)
+}
+
+/// A write error is clear when the adapter says what happened and where (a node failure, the
+/// primary marked down, two primaries), rather than a bare driver error.
+fn clear(err: &str) -> bool {
+    err.contains("rwsplit:")
+}
+
+impl Load {
+    async fn start(db: &RoutedConnection, cluster: &Cluster) -> Load {
+        db.execute_unprepared("CREATE TABLE f (id BIGINT PRIMARY KEY, v VARCHAR(16))")
+            .await
+            .expect("the load's table");
+        // The readers are other tasks: they may read from a replica at once.
+        cluster.wait_caught_up(0, Duration::from_secs(10)).await.expect("replicas have the table");
+        let stop = Arc::new(AtomicBool::new(false));
+        let seen = Arc::new(Mutex::new(Seen::default()));
+        let mut tasks = Vec::new();
+        {
+            let (db, stop, seen) = (db.clone(), stop.clone(), seen.clone());
+            tasks.push(tokio::spawn(async move {
+                let mut id = 0_i64;
+                while !stop.load(Ordering::Relaxed) {
+                    id += 1;
+                    let sql = format!("INSERT INTO f (id, v) VALUES ({id}, 'x')");
+                    match db.execute_raw(stmt(&db, sql)).await {
+                        Ok(_) => {
+                            seen.lock().unwrap().acked.push((id, Instant::now()));
+                            // Read it back in the same task: it must be there.
+                            let check = format!("SELECT id FROM f WHERE id = {id}");
+                            let r = db.query_one_raw(stmt(&db, check)).await;
+                            let mut s = seen.lock().unwrap();
+                            s.ryw_checked += 1;
+                            match r {
+                                Ok(Some(_)) => {}
+                                Ok(None) => s.ryw_stale += 1,
+                                Err(_) => s.ryw_failed += 1,
+                            }
+                        }
+                        Err(e) => {
+                            let mut s = seen.lock().unwrap();
+                            s.writes_failed += 1;
+                            let text = e.to_string();
+                            if !clear(&text) && s.unclear_write_errors.len() < 5 {
+                                s.unclear_write_errors.push(text);
+                            }
+                        }
+                    }
+                    tokio::time::sleep(Duration::from_millis(3)).await;
+                }
+            }));
+        }
+        for _ in 0..2 {
+            let (db, stop, seen) = (db.clone(), stop.clone(), seen.clone());
+            tasks.push(tokio::spawn(async move {
+                while !stop.load(Ordering::Relaxed) {
+                    let r = db.query_one_raw(stmt(&db, "SELECT count(*) AS n FROM f".into())).await;
+                    {
+                        let mut s = seen.lock().unwrap();
+                        match r {
+                            Ok(_) => s.reads_ok += 1,
+                            Err(e) => {
+                                s.reads_failed += 1;
+                                if s.read_errors.len() < 5 {
+                                    s.read_errors.push(e.to_string());
+                                }
+                            }
+                        }
+                    }
+                    tokio::time::sleep(Duration::from_millis(2)).await;
+                }
+            }));
+        }
+        // Let the load run before the fault.
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        Load { stop, seen, tasks }
+    }
+
+    async fn finish(self) -> Seen {
+        self.stop.store(true, Ordering::Relaxed);
+        for t in self.tasks {
+            t.await.expect("a load task ends cleanly");
+        }
+        Arc::try_unwrap(self.seen).expect("no other owner").into_inner().unwrap()
+    }
+
+    fn last_ack(&self) -> Option<Instant> {
+        self.seen.lock().unwrap().acked.last().map(|a| a.1)
+    }
+}
+
+async fn routed(tdb: &TestDatabase, consistency: Consistency, failover: bool) -> RoutedConnection {
+    let mut b = RoutedConnection::builder()
+        .primary(tdb.primary_url())
+        .replicas(tdb.replica_urls())
+        .consistency(consistency)
+        .monitor(
+            MonitorConfig::default()
+                .interval(INTERVAL)
+                .timeout(PROBE_TIMEOUT)
+                .jitter(Duration::from_millis(10)),
+        )
+        .health_policy(HealthPolicy::default().ban_base(Duration::from_secs(1)))
+        .replica_read_timeout(Some(READ_TIMEOUT))
+        .acquire_timeout(Duration::from_secs(2));
+    if failover {
+        // The MariaDB application user may not promote; the testkit's root may (no password).
+        let cfg = AutoFailover::default().after_failures(2);
+        let cfg = match tdb.primary_url().starts_with("mysql") {
+            true => cfg.admin_credentials("root", ""),
+            false => cfg,
+        };
+        b = b.auto_failover(cfg);
+    }
+    b.connect().await.expect("a routed connection")
+}
+
+/// Polls `check` every 10 ms; how long it took to hold, or panics after 20 s.
+async fn until<F, Fut>(what: &str, mut check: F) -> Duration
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let start = Instant::now();
+    while !check().await {
+        assert!(start.elapsed() < Duration::from_secs(20), "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    start.elapsed()
+}
+
+fn node_name(node: &Node, tdb: &TestDatabase) -> String {
+    format!("127.0.0.1:{}/{}", node.port(), tdb.name())
+}
+
+fn health(db: &RoutedConnection, name: &str) -> Option<Health> {
+    db.stats().node(name).map(|n| n.health())
+}
+
+/// Every id in table `f` on `node`.
+async fn ids_on(node: &Node, tdb: &TestDatabase) -> HashSet<i64> {
+    let mut c = crate::support::connect(&node.url_for(tdb.name())).await;
+    let rows: Vec<i64> = sqlx::query_scalar("SELECT id FROM f").fetch_all(&mut c).await.unwrap();
+    rows.into_iter().collect()
+}
+
+/// Prints the figures and asserts the invariants.
+async fn report(
+    fault: &str,
+    kind: DbKind,
+    seen: &Seen,
+    final_primary: &Node,
+    tdb: &TestDatabase,
+    (excluded, back): (Duration, Duration),
+    extra: &str,
+) {
+    let on_primary = ids_on(final_primary, tdb).await;
+    let lost: Vec<i64> =
+        seen.acked.iter().map(|a| a.0).filter(|id| !on_primary.contains(id)).collect();
+    eprintln!(
+        "FAULT-FIGURES db={kind} fault={fault} reads_ok={} reads_failed={} writes_acked={} \
+         writes_acked_then_lost={} writes_failed={} writes_failed_unclear={} ryw_checked={} \
+         ryw_stale={} ryw_failed={} time_to_exclude_ms={} time_to_readmit_or_follow_ms={}{extra}",
+        seen.reads_ok,
+        seen.reads_failed,
+        seen.acked.len(),
+        lost.len(),
+        seen.writes_failed,
+        seen.unclear_write_errors.len(),
+        seen.ryw_checked,
+        seen.ryw_stale,
+        seen.ryw_failed,
+        excluded.as_millis(),
+        back.as_millis(),
+    );
+    assert_eq!(
+        seen.reads_failed, 0,
+        "reads failed while a healthy node could serve: {:?}",
+        seen.read_errors
+    );
+    assert!(lost.is_empty(), "acknowledged writes lost: {lost:?}");
+    assert!(
+        seen.unclear_write_errors.is_empty(),
+        "unclear write errors: {:?}",
+        seen.unclear_write_errors
+    );
+    assert_eq!(seen.ryw_stale, 0, "a read after a write in the same task missed it");
+    assert!(seen.acked.len() > 50, "the writer made progress: {}", seen.acked.len());
+    assert!(seen.reads_ok > 100, "the readers made progress: {}", seen.reads_ok);
+}
+
+#[derive(Debug, Clone, Copy)]
+enum ReplicaFault {
+    Kill,
+    Hang,
+    Lag,
+    Restart,
+}
+
+#[rstest]
+#[case::postgres_kill(DbKind::Postgres, ReplicaFault::Kill)]
+#[case::mariadb_kill(DbKind::MariaDb, ReplicaFault::Kill)]
+#[case::postgres_hang(DbKind::Postgres, ReplicaFault::Hang)]
+#[case::mariadb_hang(DbKind::MariaDb, ReplicaFault::Hang)]
+#[case::postgres_lag(DbKind::Postgres, ReplicaFault::Lag)]
+#[case::mariadb_lag(DbKind::MariaDb, ReplicaFault::Lag)]
+#[case::postgres_restart(DbKind::Postgres, ReplicaFault::Restart)]
+#[case::mariadb_restart(DbKind::MariaDb, ReplicaFault::Restart)]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn faults_replica_under_load(#[case] kind: DbKind, #[case] fault: ReplicaFault) {
+    let cluster = own_cluster(kind, "freplica", 2).await;
+    let tdb = cluster.create_database("freplica").await.unwrap();
+    let consistency = match fault {
+        ReplicaFault::Lag => Consistency::BoundedStaleness(Staleness::time(MAX_LAG)),
+        _ => Consistency::Eventual,
+    };
+    let db = routed(&tdb, consistency, false).await;
+    let victim = &cluster.replicas()[0];
+    let name = node_name(victim, &tdb);
+    until("a healthy start", || async { health(&db, &name) == Some(Health::Up) }).await;
+    let load = Load::start(&db, &cluster).await;
+
+    // Lag counts as excluding once it is beyond the bound or unknown: the router then sends
+    // bounded reads elsewhere.
+    let lagging = |db: &RoutedConnection| {
+        let lag = db.stats().node(&name).map(|n| n.lag());
+        lag.is_none_or(|l| l.time().is_none_or(|t| t > MAX_LAG))
+    };
+    let injected = Instant::now();
+    match fault {
+        ReplicaFault::Kill => victim.crash().unwrap(),
+        ReplicaFault::Hang => victim.hang().unwrap(),
+        ReplicaFault::Lag => victim.pause_replay().await.unwrap(),
+        ReplicaFault::Restart => victim.stop().unwrap(),
+    }
+    let excluded = match fault {
+        ReplicaFault::Lag => {
+            until("the lagging replica to be excluded", || async { lagging(&db) }).await
+        }
+        _ => {
+            until("the replica to be marked down", || async {
+                health(&db, &name) == Some(Health::Down)
+            })
+            .await
+        }
+    };
+    // Hold the fault: a SIGSTOP lasts 5 s, the others 2 s.
+    let hold = if matches!(fault, ReplicaFault::Hang) {
+        Duration::from_secs(5)
+    } else {
+        Duration::from_secs(2)
+    };
+    tokio::time::sleep(hold.saturating_sub(injected.elapsed())).await;
+
+    let healed = Instant::now();
+    match fault {
+        ReplicaFault::Kill | ReplicaFault::Restart => victim.restart().await.unwrap(),
+        ReplicaFault::Hang => victim.unhang().unwrap(),
+        ReplicaFault::Lag => victim.resume_replay().await.unwrap(),
+    }
+    match fault {
+        ReplicaFault::Lag => {
+            until("the replica to be fresh again", || async { !lagging(&db) }).await
+        }
+        _ => {
+            until("the replica to be readmitted", || async {
+                health(&db, &name) == Some(Health::Up)
+            })
+            .await
+        }
+    };
+    let back = healed.elapsed();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let seen = load.finish().await;
+    let label = format!("replica-{fault:?}").to_lowercase();
+    report(&label, kind, &seen, cluster.primary(), &tdb, (excluded, back), "").await;
+    // The readmitted replica has every acknowledged write too.
+    victim.wait_caught_up_with(cluster.primary(), Duration::from_secs(10)).await.unwrap();
+    let on_victim = ids_on(victim, &tdb).await;
+    assert!(seen.acked.iter().all(|a| on_victim.contains(&a.0)), "the replica caught up");
+}
+
+/// Settings that make an acknowledged write durable on a replica before the primary answers:
+/// without them, a primary lost at the wrong instant takes acknowledged writes with it, and no
+/// router can bring them back.
+fn durable(kind: DbKind, name: &str) -> rwsplit_testkit::ClusterBuilder {
+    let b = Cluster::builder().db(kind).name(name).replicas(2);
+    match kind {
+        DbKind::MariaDb => b
+            .setting("rpl-semi-sync-master-enabled", "ON")
+            .setting("rpl-semi-sync-slave-enabled", "ON")
+            .setting("rpl-semi-sync-master-wait-point", "AFTER_SYNC")
+            .setting("rpl-semi-sync-master-timeout", "10000"),
+        _ => b.setting("synchronous_standby_names", "ANY 1 (*)"),
+    }
+}
+
+/// The index of the replica that has replayed the most of the stopped primary's history, once
+/// replay has settled (PostgreSQL: replay LSN; MariaDB: the GTID sequence in domain 0).
+async fn most_advanced(replicas: &[Node]) -> usize {
+    async fn position(node: &Node) -> u64 {
+        match node.db() {
+            DbKind::Postgres => node.replay_lsn().await.ok().flatten().unwrap_or(0),
+            _ => {
+                let pos = node.gtid_slave_pos().await.unwrap_or_default();
+                pos.split(',')
+                    .filter_map(|g| g.trim().rsplit('-').next()?.parse::<u64>().ok())
+                    .max()
+                    .unwrap_or(0)
+            }
+        }
+    }
+    // Replay of what was received before the stop finishes within moments.
+    let mut last = Vec::new();
+    for _ in 0..50 {
+        let mut now = Vec::new();
+        for r in replicas {
+            now.push(position(r).await);
+        }
+        if now == last {
+            break;
+        }
+        last = now;
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    last.iter().enumerate().max_by_key(|(i, p)| (**p, std::cmp::Reverse(*i))).map_or(0, |(i, _)| i)
+}
+
+async fn durable_cluster(kind: DbKind, name: &str) -> Cluster {
+    // Through the same guard as `own_cluster`: without `cargo xtask itest` this fails loudly.
+    let _ = crate::support::shared(kind);
+    durable(kind, name).start().await.unwrap_or_else(|e| panic!("a durable {kind} cluster: {e}"))
+}
+
+#[rstest]
+#[case::postgres(DbKind::Postgres)]
+#[case::mariadb(DbKind::MariaDb)]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn faults_planned_switchover_under_load(#[case] kind: DbKind) {
+    let cluster = durable_cluster(kind, "fswitch").await;
+    let tdb = cluster.create_database("fswitch").await.unwrap();
+    let db = routed(&tdb, Consistency::Eventual, false).await;
+    let old = node_name(cluster.primary(), &tdb);
+    let load = Load::start(&db, &cluster).await;
+
+    // By hand, as an operator or HA manager would: stop the primary, promote a replica, point
+    // the other replica at it.
+    let injected = Instant::now();
+    cluster.primary().stop().unwrap();
+    let excluded = until("the old primary to be marked down", || async {
+        health(&db, &old) == Some(Health::Down)
+    })
+    .await;
+    // With `ANY 1` synchronous replication (or semi-sync) the write the old primary acknowledged
+    // last may be on one replica only: as an operator would, promote the one that has received
+    // the most.
+    let best = most_advanced(cluster.replicas()).await;
+    let (new, other) = (&cluster.replicas()[best], &cluster.replicas()[1 - best]);
+    new.promote().await.unwrap();
+    // From the moment the new primary accepts writes.
+    let promoted = Instant::now();
+    let new_name = node_name(new, &tdb);
+    let follow_task = {
+        let db = db.clone();
+        tokio::spawn(async move {
+            until("routing to follow the promotion", || async {
+                db.stats()
+                    .node(&new_name)
+                    .is_some_and(|n| n.current_role() == rwsplit_core::Role::Primary)
+            })
+            .await;
+            promoted.elapsed()
+        })
+    };
+    other.follow(new).await.unwrap();
+    let followed = follow_task.await.unwrap();
+    until("writes to reach the new primary", || async {
+        load.last_ack().is_some_and(|t| t > promoted)
+    })
+    .await;
+    let first_write = load.last_ack().map_or(Duration::ZERO, |t| t - promoted);
+    eprintln!(
+        "{kind}: switchover: routing followed {followed:?} after the promotion, first write acknowledged after {first_write:?}"
+    );
+    eprintln!("{kind}: switchover: primary stopped, writes back {:?} later", injected.elapsed());
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let seen = load.finish().await;
+    if kind == DbKind::Postgres {
+        // Diagnostics for a lost write: where is it?
+        let on_new = ids_on(new, &tdb).await;
+        let lost: Vec<i64> =
+            seen.acked.iter().map(|a| a.0).filter(|id| !on_new.contains(id)).collect();
+        if !lost.is_empty() {
+            let on_other = ids_on(other, &tdb).await;
+            cluster.primary().restart().await.unwrap();
+            let on_old = ids_on(cluster.primary(), &tdb).await;
+            eprintln!(
+                "LOST {lost:?}: on the other replica {:?}, on the old primary {:?}; acked at {:?} after the stop began",
+                lost.iter().map(|id| on_other.contains(id)).collect::<Vec<_>>(),
+                lost.iter().map(|id| on_old.contains(id)).collect::<Vec<_>>(),
+                seen.acked
+                    .iter()
+                    .filter(|a| lost.contains(&a.0))
+                    .map(|a| a.1.checked_duration_since(injected))
+                    .collect::<Vec<_>>(),
+            );
+        }
+    }
+    let extra = format!(" first_write_after_promotion_ms={}", first_write.as_millis());
+    report("planned-switchover", kind, &seen, new, &tdb, (excluded, followed), &extra).await;
+    assert!(
+        followed <= 2 * INTERVAL + Duration::from_millis(100),
+        "writes followed the promotion after {followed:?}"
+    );
+}
+
+#[rstest]
+#[case::postgres(DbKind::Postgres)]
+#[case::mariadb(DbKind::MariaDb)]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn faults_primary_killed_with_auto_failover(#[case] kind: DbKind) {
+    // The failover's own account of what it did (RUST_LOG=rwsplit=info to see it).
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+        .with_test_writer()
+        .try_init();
+    let cluster = durable_cluster(kind, "fpromote").await;
+    let tdb = cluster.create_database("fpromote").await.unwrap();
+    let db = routed(&tdb, Consistency::Eventual, true).await;
+    let old = node_name(cluster.primary(), &tdb);
+    let load = Load::start(&db, &cluster).await;
+
+    cluster.primary().crash().unwrap();
+    // From when the old primary is gone: any write acknowledged later was the new primary's.
+    let killed = Instant::now();
+    let excluded = until("the old primary to be marked down", || async {
+        health(&db, &old) == Some(Health::Down)
+    })
+    .await;
+    until("the automatic promotion", || async { db.stats().promotions() == 1 }).await;
+    // Routing follows once the promoted node's probe reports the primary role.
+    until("routing to follow the promotion", || async {
+        db.stats().nodes().iter().any(|n| {
+            n.name() != old && n.current_role() == rwsplit_core::Role::Primary && !n.fenced()
+        })
+    })
+    .await;
+    let followed = killed.elapsed();
+    until("writes to reach the new primary", || async {
+        load.last_ack().is_some_and(|t| t > killed)
+    })
+    .await;
+    let first_write = load.last_ack().map_or(Duration::ZERO, |t| t - killed);
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let seen = load.finish().await;
+    let stats = db.stats();
+    assert!(stats.node(&old).is_some_and(|n| n.fenced()), "the old primary is fenced: {stats:?}");
+    let new = cluster
+        .replicas()
+        .iter()
+        .find(|n| {
+            stats
+                .node(&node_name(n, &tdb))
+                .is_some_and(|s| s.current_role() == rwsplit_core::Role::Primary)
+        })
+        .expect("a replica was promoted");
+    let extra = format!(" first_write_after_crash_ms={}", first_write.as_millis());
+    report("primary-sigkill-auto-failover", kind, &seen, new, &tdb, (excluded, followed), &extra)
+        .await;
+    // The other replica was re-pointed and follows the new primary.
+    let other = cluster.replicas().iter().find(|n| n.port() != new.port()).unwrap();
+    other.wait_caught_up_with(new, Duration::from_secs(10)).await.unwrap();
+    let on_other = ids_on(other, &tdb).await;
+    assert!(seen.acked.iter().all(|a| on_other.contains(&a.0)), "the other replica follows");
+
+    // The old primary stays fenced when it returns, until an operator unfences it.
+    cluster.primary().restart().await.unwrap();
+    tokio::time::sleep(4 * INTERVAL).await;
+    assert!(db.stats().node(&old).is_some_and(|n| n.fenced() && n.health() == Health::Down));
+    db.execute_unprepared("INSERT INTO f (id, v) VALUES (-1, 'after')").await.unwrap();
+    assert!(
+        ids_on(new, &tdb).await.contains(&-1),
+        "writes go to the new primary, not the fenced one"
+    );
+    // The old primary still believes it is one, with synchronous replication and no standby:
+    // the test database's teardown would wait on it forever.
+    cluster.primary().crash().unwrap();
+}

@@ -1,0 +1,82 @@
+//! `cargo xtask soak`: mixed traffic with random replica faults on a cluster of its own, then a
+//! check that every acknowledged write is everywhere and no read-your-writes read was stale (the
+//! program is `tests/soak/main.rs`).
+
+use anyhow::Context;
+use clap::{Args, ValueEnum};
+
+#[derive(Debug, Args)]
+pub(crate) struct SoakArgs {
+    /// How long to run, in minutes, in total (split evenly between the databases).
+    #[arg(long, default_value_t = 2.0)]
+    minutes: f64,
+    /// Which database to soak.
+    #[arg(long, value_enum, default_value_t = SoakDb::All)]
+    db: SoakDb,
+    /// The fault schedule's seed (default: from the clock; each run prints its seed).
+    #[arg(long)]
+    seed: Option<u64>,
+    /// Pass `--locked` to cargo.
+    #[arg(long)]
+    locked: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum SoakDb {
+    Postgres,
+    Mariadb,
+    All,
+}
+
+impl SoakArgs {
+    /// What `cargo xtask ci` runs: two minutes, both databases.
+    pub(crate) fn for_ci(locked: bool) -> SoakArgs {
+        SoakArgs { minutes: 2.0, db: SoakDb::All, seed: None, locked }
+    }
+}
+
+pub(crate) fn run(args: &SoakArgs) -> anyhow::Result<()> {
+    let dbs: &[&str] = match args.db {
+        SoakDb::Postgres => &["postgres"],
+        SoakDb::Mariadb => &["mariadb"],
+        SoakDb::All => &["postgres", "mariadb"],
+    };
+    let per_db = args.minutes / dbs.len() as f64;
+    let mut build = crate::cargo();
+    build.args(["test", "-p", "rwsplit-itests", "--test", "soak", "--no-run"]);
+    if args.locked {
+        build.arg("--locked");
+    }
+    crate::run(&mut build)?;
+    let run_root =
+        std::env::temp_dir().join("rwsplit-testkit").join(format!("soak-{}", std::process::id()));
+    std::fs::create_dir_all(&run_root)
+        .with_context(|| format!("creating {}", run_root.display()))?;
+    let mut result = Ok(());
+    for db in dbs {
+        let mut test = crate::cargo();
+        test.args(["test", "-p", "rwsplit-itests", "--test", "soak"]);
+        if args.locked {
+            test.arg("--locked");
+        }
+        test.env("RWSPLIT_SOAK_MINUTES", per_db.to_string())
+            .env("RWSPLIT_SOAK_DB", db)
+            .env("RWSPLIT_TESTKIT_DIR", &run_root);
+        if let Some(seed) = args.seed {
+            test.env("RWSPLIT_SOAK_SEED", seed.to_string());
+        }
+        result = crate::run(&mut test);
+        if result.is_err() {
+            break;
+        }
+    }
+    let orphans = rwsplit_testkit::reap_orphans(&run_root);
+    if !orphans.is_empty() {
+        eprintln!(
+            "stopped {} server processes left behind by the soak: {orphans:?}",
+            orphans.len()
+        );
+    }
+    let _ = std::fs::remove_dir_all(&run_root);
+    result
+}
