@@ -29,7 +29,7 @@ pub(crate) enum Tok<'a> {
     Punct(u8),
 }
 
-pub(crate) const WS: u8 = 1;
+const WS: u8 = 1;
 pub(crate) const START: u8 = 2;
 pub(crate) const CONT: u8 = 4;
 const DIGIT: u8 = 8;
