@@ -717,6 +717,45 @@ fn fast_path_agrees_at_every_offset() {
     }
 }
 
+/// The first keyword read straight from the first 8 bytes agrees with the general lexer.
+#[test]
+fn fast_start_agrees_with_the_general_path() {
+    let fast = Classifier::default();
+    let slow = Classifier { fast_path: false, ..fast.clone() };
+    for sql in [
+        "SELECT 1",
+        "select\t1",
+        "SeLeCt(1)",
+        "SELECT\"a\" FROM t",
+        "SELECT'a'",
+        "SELECT$1 FROM t",
+        "SELECTED 1",
+        "SELECT_1 FROM t",
+        "SELECT\u{e9} FROM t",
+        "SELECT1 FROM t",
+        "SELECT-- c\n1",
+        "SELECT/*rwsplit:primary*/ 1",
+        "SELECT;DELETE FROM t",
+        "SELECT ",
+        "SELECT",
+        "SELECT*",
+        "SELECT * FROM t FOR UPDATE",
+        "WITH x AS (SELECT 1) SELECT * FROM x",
+        "with(x) AS y",
+        "WITHOUT 1",
+        "WITH_X AS (SELECT 1)",
+        "WITH\nx AS (DELETE FROM t) SELECT 1",
+        "WITH 1",
+        "WITHx AS",
+        "SELEC T 1",
+        "\u{17f}ELECT 1 FROM t",
+    ] {
+        for d in [Pg, My, Lite] {
+            assert_eq!(fast.explain(sql, d), slow.explain(sql, d), "{d:?}: {sql}");
+        }
+    }
+}
+
 mod props {
     use proptest::prelude::*;
 
