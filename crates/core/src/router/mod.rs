@@ -17,7 +17,7 @@ use crate::balance::{Balancer, RoundRobin, partition};
 use crate::classify::{Access, Hint};
 use crate::consistency::{Consistency, LagBound, Staleness};
 use crate::health::Health;
-use crate::token::CausalToken;
+use crate::token::{CausalToken, PgPosition, ReplayPosition};
 use crate::topology::{MAX_NODES, Node, Primary, Role, Topology};
 
 /// When reads that a replica could serve may use the primary.
@@ -208,6 +208,8 @@ enum Check<'c> {
     Lag(LagBound),
     /// Known position satisfies the token.
     Token(&'c CausalToken),
+    /// The same for a PostgreSQL token: one history, one LSN comparison.
+    PgToken(&'c PgPosition),
     /// [`Router::eligible`].
     Full,
 }
@@ -303,7 +305,10 @@ impl Router {
         let check = match consistency {
             Consistency::Eventual if plain => Check::Any,
             Consistency::BoundedStaleness(s) if plain => Check::Lag(LagBound::new(s)),
-            Consistency::ReadYourWrites(token) if plain => Check::Token(token),
+            Consistency::ReadYourWrites(token) if plain => match token.position() {
+                ReplayPosition::Postgres(t) => Check::PgToken(t),
+                _ => Check::Token(token),
+            },
             _ => Check::Full,
         };
         // Up replicas first, then suspect ones (a second pass only if there are any). One
@@ -316,6 +321,12 @@ impl Router {
             Check::Token(token) => gather(nodes, &mut buf, include_primary, |n| {
                 n.position().is_some_and(|p| token.is_satisfied_by(p))
             }),
+            Check::PgToken(t) => gather(
+                nodes,
+                &mut buf,
+                include_primary,
+                |n| matches!(n.position(), Some(ReplayPosition::Postgres(r)) if t.is_reached_by(r)),
+            ),
             Check::Full => {
                 gather(nodes, &mut buf, include_primary, |n| self.eligible(n, consistency, group))
             }
