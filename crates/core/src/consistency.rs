@@ -113,6 +113,34 @@ impl Staleness {
     }
 }
 
+/// [`Staleness::allows`] with the bounds converted once, for checking many replicas: each unit
+/// is compared as one integer, an unknown lag mapping above every bound and an absent bound
+/// above every lag.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct LagBound {
+    max_nanos: u128,
+    max_bytes: u128,
+}
+
+impl LagBound {
+    pub(crate) fn new(s: &Staleness) -> Self {
+        Self {
+            max_nanos: s.max_time.map_or(u128::MAX, |t| t.as_nanos()),
+            max_bytes: s.max_bytes.map_or(u128::MAX, u128::from),
+        }
+    }
+
+    /// The same answer as [`Staleness::allows`].
+    #[inline(always)]
+    pub(crate) fn allows(&self, lag: &Lag) -> bool {
+        // An unknown time maps to `u128::MAX`: above any set bound (the largest `Duration` has
+        // fewer nanoseconds), equal to an absent one. Likewise bytes, with `2^64`.
+        let nanos = lag.time().map_or(u128::MAX, |t| t.as_nanos());
+        let bytes = lag.bytes().map_or(1 << 64, u128::from);
+        (nanos <= self.max_nanos) & (bytes <= self.max_bytes)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use rstest::rstest;
@@ -139,6 +167,31 @@ mod tests {
         #[case] exceeded: bool,
     ) {
         assert_eq!(s.allows(&lag), allows);
+        assert_eq!(LagBound::new(&s).allows(&lag), allows);
         assert_eq!(s.exceeded_by(&lag), exceeded);
+    }
+
+    /// The precomputed bound answers exactly like `Staleness::allows`, at the extremes too.
+    #[test]
+    fn lag_bound_agrees_with_allows() {
+        let times = [None, Some(Duration::ZERO), Some(MS(5)), Some(MS(6)), Some(Duration::MAX)];
+        let times = times.into_iter().chain([Some(Duration::new(5, 999_999_999))]);
+        let bytes = [None, Some(0), Some(10), Some(11), Some(u64::MAX - 1), Some(u64::MAX)];
+        let times: Vec<_> = times.collect();
+        let mut bounds = vec![Staleness { max_time: None, max_bytes: None }];
+        for &t in &times {
+            for &b in &bytes {
+                bounds.push(Staleness { max_time: t, max_bytes: b });
+            }
+        }
+        for s in &bounds {
+            let fast = LagBound::new(s);
+            for &t in &times {
+                for &b in &bytes {
+                    let lag = Lag::new(b, t);
+                    assert_eq!(fast.allows(&lag), s.allows(&lag), "{s:?} {lag:?}");
+                }
+            }
+        }
     }
 }

@@ -211,6 +211,15 @@ fn close_quote(src: &[u8], from: usize, rep: u64, q: u8) -> Option<usize> {
         if hit != 0 {
             return Some(from + (hit.trailing_zeros() / 8) as usize);
         }
+        // Identifiers of 8 to 15 bytes (`created_at`): a second step, still inline.
+        if let Some(chunk) = src.get(from + 8..).and_then(<[u8]>::first_chunk::<8>) {
+            let v = u64::from_le_bytes(*chunk) ^ rep;
+            let hit = v.wrapping_sub(LO) & !v & HI;
+            if hit != 0 {
+                return Some(from + 8 + (hit.trailing_zeros() / 8) as usize);
+            }
+            return find_from(src, from + 16, q);
+        }
         return find_from(src, from + 8, q);
     }
     find_from(src, from, q)

@@ -663,6 +663,99 @@ fn a_long_statement_is_read() {
     assert_eq!(classify(&sql, Pg), R);
 }
 
+/// Every construct the fast path treats specially, at every offset up to 140 bytes (after a
+/// column list or a run of spaces, so that it straddles any chunk or window boundary a fast
+/// path may use): the fast and general paths agree.
+#[test]
+fn fast_path_agrees_at_every_offset() {
+    let fast = Classifier::default().with_write_functions(["my_fn"]);
+    let slow = Classifier { fast_path: false, ..fast.clone() };
+    let constructs = [
+        r#""nextval"(1)"#,
+        r#""next""val"(1)"#,
+        r#""nextval" /* c */ (1)"#,
+        r#""a""b" "c""""d" FROM t"#,
+        r#""""nextval"(1)"#,
+        r#"x."nextval"(1)"#,
+        r#""s".nextval(1)"#,
+        r#""s". FOR UPDATE"#,
+        "t FOR UPDATE",
+        "t FOR\n\tSHARE",
+        "t FOR KEY SHARE",
+        "t LOCK IN SHARE MODE",
+        "t FOR , UPDATE",
+        "NEXT VALUE FOR s",
+        "my_fn (1)",
+        "my_fn\n(1)",
+        "e'x' FROM t",
+        "E'x\\'' FROM t",
+        "$1::int, $2 - 1, 1.e5, 2-3/4",
+        "a -- c\n FROM t",
+        "a; DELETE FROM t",
+        r#""unterminated"#,
+        r#""unterminated""#,
+        "`nextval`(1)",
+        "x /*rwsplit:primary*/ FROM t",
+        "(SELECT 1) TO STDOUT",
+        ") TO STDOUT",
+    ];
+    for prefix in ["SELECT ", "COPY (SELECT ", "WITH x AS (SELECT "] {
+        for construct in constructs {
+            for pad in 0..140 {
+                for filler in [" ", "\"t\".\"c\", ", "\"ab\"\"c\" "] {
+                    let mut sql = String::from(prefix);
+                    while sql.len() < pad {
+                        sql.push_str(filler);
+                    }
+                    sql.push_str(construct);
+                    for d in [Pg, My, Lite] {
+                        assert_eq!(fast.explain(&sql, d), slow.explain(&sql, d), "{d:?}: {sql}");
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// The first keyword read straight from the first 8 bytes agrees with the general lexer.
+#[test]
+fn fast_start_agrees_with_the_general_path() {
+    let fast = Classifier::default();
+    let slow = Classifier { fast_path: false, ..fast.clone() };
+    for sql in [
+        "SELECT 1",
+        "select\t1",
+        "SeLeCt(1)",
+        "SELECT\"a\" FROM t",
+        "SELECT'a'",
+        "SELECT$1 FROM t",
+        "SELECTED 1",
+        "SELECT_1 FROM t",
+        "SELECT\u{e9} FROM t",
+        "SELECT1 FROM t",
+        "SELECT-- c\n1",
+        "SELECT/*rwsplit:primary*/ 1",
+        "SELECT;DELETE FROM t",
+        "SELECT ",
+        "SELECT",
+        "SELECT*",
+        "SELECT * FROM t FOR UPDATE",
+        "WITH x AS (SELECT 1) SELECT * FROM x",
+        "with(x) AS y",
+        "WITHOUT 1",
+        "WITH_X AS (SELECT 1)",
+        "WITH\nx AS (DELETE FROM t) SELECT 1",
+        "WITH 1",
+        "WITHx AS",
+        "SELEC T 1",
+        "\u{17f}ELECT 1 FROM t",
+    ] {
+        for d in [Pg, My, Lite] {
+            assert_eq!(fast.explain(sql, d), slow.explain(sql, d), "{d:?}: {sql}");
+        }
+    }
+}
+
 mod props {
     use proptest::prelude::*;
 
@@ -701,6 +794,22 @@ mod props {
             let slow = Classifier { fast_path: false, ..Classifier::default() };
             for d in [Pg, My, Lite] {
                 prop_assert_eq!(explain(&sql, d), slow.explain(&sql, d), "{:?}: {}", d, sql);
+            }
+        }
+
+        /// The same over longer text (up to 120 items after a read's first keyword): quoted
+        /// identifiers with doubled quotes, quoted function names, runs of punctuation and
+        /// whitespace, keywords in every order, and user-configured functions.
+        #[test]
+        fn fast_path_agrees_on_long_text(
+            start in "(SELECT |select |WITH x AS \\(SELECT |COPY \\(SELECT |EXPLAIN ANALYZE SELECT )",
+            sql in r#"( |  {1,9}|\n|\t|\r|\x0b|SELECT|FOR|UPDATE|SHARE|NO|KEY|LOCK|IN|INTO|NEXT|VALUE|TO|STDOUT|\(|\)|;|'x'|"|`|\$1|\$|E'|e|--|#|/\*c\*/|/|-|:|::|@|nextval|my_fn|"nextval"|"my_fn"|`nextval`|pg_catalog|\.|,|=|\*|\||&|~|[a-z_]{1,12}|[0-9]{1,3}|1\.e5|"[a-z]{0,70}"|"[a-z"]{0,9}"|`[a-z`]{0,9}`|"t"\."c",){0,120}"#,
+        ) {
+            let fast = Classifier::default().with_write_functions(["my_fn"]);
+            let slow = Classifier { fast_path: false, ..fast.clone() };
+            let sql = format!("{start}{sql}");
+            for d in [Pg, My, Lite] {
+                prop_assert_eq!(fast.explain(&sql, d), slow.explain(&sql, d), "{:?}: {}", d, sql);
             }
         }
 

@@ -15,9 +15,9 @@ pub use rules::{Rule, RuleAction, TableRule, TagRule};
 
 use crate::balance::{Balancer, RoundRobin, partition};
 use crate::classify::{Access, Hint};
-use crate::consistency::{Consistency, Staleness};
+use crate::consistency::{Consistency, LagBound, Staleness};
 use crate::health::Health;
-use crate::token::CausalToken;
+use crate::token::{CausalToken, PgPosition, ReplayPosition};
 use crate::topology::{MAX_NODES, Node, Primary, Role, Topology};
 
 /// When reads that a replica could serve may use the primary.
@@ -205,9 +205,11 @@ enum Check<'c> {
     /// Every replica.
     Any,
     /// Known lag within the bound.
-    Lag(&'c Staleness),
+    Lag(LagBound),
     /// Known position satisfies the token.
     Token(&'c CausalToken),
+    /// The same for a PostgreSQL token: one history, one LSN comparison.
+    PgToken(&'c PgPosition),
     /// [`Router::eligible`].
     Full,
 }
@@ -292,8 +294,6 @@ impl Router {
         let nodes = topology.nodes();
         let Some(first) = nodes.first() else { return Err(RouteError::NoEligibleNode) };
         let mut buf: [&Node; MAX_NODES] = [first; MAX_NODES];
-        let mut len = 0usize;
-        let mut primary_included = false;
         let include_primary =
             self.config.primary_reads == PrimaryReads::Include && topology.primary().is_some();
 
@@ -304,46 +304,33 @@ impl Router {
             && self.config.max_replica_lag.is_none();
         let check = match consistency {
             Consistency::Eventual if plain => Check::Any,
-            Consistency::BoundedStaleness(s) if plain => Check::Lag(s),
-            Consistency::ReadYourWrites(token) if plain => Check::Token(token),
+            Consistency::BoundedStaleness(s) if plain => Check::Lag(LagBound::new(s)),
+            Consistency::ReadYourWrites(token) if plain => match token.position() {
+                ReplayPosition::Postgres(t) => Check::PgToken(t),
+                _ => Check::Token(token),
+            },
             _ => Check::Full,
         };
-        // Up replicas first, then suspect ones (a second pass only if there are any).
-        let mut suspects = false;
-        for node in nodes {
-            let health = node.health();
-            let is_primary = node.role() == Role::Primary;
-            if is_primary {
-                if !(include_primary && health != Health::Down) {
-                    continue;
-                }
-            } else if health != Health::Up {
-                suspects |= health == Health::Suspect;
-                continue;
-            } else if !self.passes(check, node, consistency, group) {
-                continue;
+        // Up replicas first, then suspect ones (a second pass only if there are any). One
+        // loop per check, so that each loop tests its own condition only.
+        let (up, len, primary_included) = match check {
+            Check::Any => gather(nodes, &mut buf, include_primary, |_| true),
+            Check::Lag(bound) => {
+                gather(nodes, &mut buf, include_primary, |n| bound.allows(&n.lag()))
             }
-            if let Some(slot) = buf.get_mut(len) {
-                *slot = node;
-                len += 1;
-                primary_included |= is_primary;
+            Check::Token(token) => gather(nodes, &mut buf, include_primary, |n| {
+                n.position().is_some_and(|p| token.is_satisfied_by(p))
+            }),
+            Check::PgToken(t) => gather(
+                nodes,
+                &mut buf,
+                include_primary,
+                |n| matches!(n.position(), Some(ReplayPosition::Postgres(r)) if t.is_reached_by(r)),
+            ),
+            Check::Full => {
+                gather(nodes, &mut buf, include_primary, |n| self.eligible(n, consistency, group))
             }
-        }
-        let up = len;
-        if suspects {
-            for node in nodes {
-                if node.role() == Role::Primary
-                    || node.health() != Health::Suspect
-                    || !self.passes(check, node, consistency, group)
-                {
-                    continue;
-                }
-                if let Some(slot) = buf.get_mut(len) {
-                    *slot = node;
-                    len += 1;
-                }
-            }
-        }
+        };
 
         if len == 0 {
             return self.no_replica(topology, ctx, consistency, group);
@@ -392,23 +379,6 @@ impl Router {
     fn primary_may_serve(&self, consistency: &Consistency, explicit: bool) -> bool {
         self.config.primary_reads != PrimaryReads::Never
             || (!explicit && matches!(consistency, Consistency::ReadYourWrites(_)))
-    }
-
-    /// [`Router::eligible`] through the check decided for this read.
-    #[inline(always)]
-    fn passes(
-        &self,
-        check: Check<'_>,
-        node: &Node,
-        consistency: &Consistency,
-        group: Group<'_>,
-    ) -> bool {
-        match check {
-            Check::Any => true,
-            Check::Lag(s) => s.allows(&node.lag()),
-            Check::Token(token) => node.position().is_some_and(|p| token.is_satisfied_by(p)),
-            Check::Full => self.eligible(node, consistency, group),
-        }
     }
 
     /// Whether replica `node` may serve a read with `consistency` under `group`.
@@ -487,6 +457,53 @@ impl Router {
             _ => primary(topology, RouteReason::NoEligibleReplica),
         }
     }
+}
+
+/// Collects the candidates of a read into `buf`: the up replicas that pass `passes` (and the
+/// primary if it is balanced with them), then the suspect ones that pass. Returns how many are
+/// up, how many in all, and whether the primary is among them.
+#[inline(always)]
+fn gather<'t>(
+    nodes: &'t [Node],
+    buf: &mut [&'t Node; MAX_NODES],
+    include_primary: bool,
+    passes: impl Fn(&Node) -> bool,
+) -> (usize, usize, bool) {
+    let mut len = 0usize;
+    let mut primary_included = false;
+    let mut suspects = false;
+    for node in nodes {
+        let health = node.health();
+        let is_primary = node.role() == Role::Primary;
+        if is_primary {
+            if !(include_primary && health != Health::Down) {
+                continue;
+            }
+        } else if health != Health::Up {
+            suspects |= health == Health::Suspect;
+            continue;
+        } else if !passes(node) {
+            continue;
+        }
+        if let Some(slot) = buf.get_mut(len) {
+            *slot = node;
+            len += 1;
+            primary_included |= is_primary;
+        }
+    }
+    let up = len;
+    if suspects {
+        for node in nodes {
+            if node.role() == Role::Primary || node.health() != Health::Suspect || !passes(node) {
+                continue;
+            }
+            if let Some(slot) = buf.get_mut(len) {
+                *slot = node;
+                len += 1;
+            }
+        }
+    }
+    (up, len, primary_included)
 }
 
 /// The primary, or why there is none to use.

@@ -116,6 +116,14 @@ impl PgPosition {
         Some(self.lsn.0.saturating_sub(replayed.lsn.0))
     }
 
+    /// Whether `replayed` has reached `self` (a token): `shortfall(replayed) == Some(0)`.
+    #[inline(always)]
+    pub(crate) fn is_reached_by(&self, replayed: &Self) -> bool {
+        self.system_id == replayed.system_id
+            && self.timeline == replayed.timeline
+            && replayed.lsn.0 >= self.lsn.0
+    }
+
     /// The later of two tokens; see [`crate::CausalToken::merge`].
     pub(crate) fn merge(&mut self, other: &Self) {
         if self.system_id != other.system_id {

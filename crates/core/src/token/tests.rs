@@ -228,3 +228,21 @@ proptest! {
         let _ = s.parse::<CausalToken>();
     }
 }
+
+/// The router's direct PostgreSQL check answers like `is_satisfied_by`.
+#[test]
+fn pg_is_reached_by_agrees_with_is_satisfied_by() {
+    let lsns = [0, 1, 8499, 8500, 8501, u64::MAX];
+    let at = |sys, tl, lsn| PgPosition::new(sys, tl, Lsn::new(lsn));
+    for (sys, tl) in [(7, 1), (7, 2), (8, 1)] {
+        for &t in &lsns {
+            for &r in &lsns {
+                let token = at(7, 1, t);
+                let replayed = at(sys, tl, r);
+                let expected =
+                    CausalToken::new(token).is_satisfied_by(&ReplayPosition::from(replayed));
+                assert_eq!(token.is_reached_by(&replayed), expected, "{token:?} {replayed:?}");
+            }
+        }
+    }
+}
