@@ -537,3 +537,56 @@ async fn faults_primary_killed_with_auto_failover(#[case] kind: DbKind) {
     // the test database's teardown would wait on it forever.
     cluster.primary().crash().unwrap();
 }
+
+/// Without a fixed replica deadline (the default), a read on a hung replica is given up once
+/// the monitor marks the replica down, and a slow read on a healthy replica runs to the end.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn faults_hung_replica_without_a_statement_deadline() {
+    let cluster = own_cluster(DbKind::Postgres, "fhang_default", 2).await;
+    let tdb = cluster.create_database("fhang_default").await.unwrap();
+    let db = RoutedConnection::builder()
+        .primary(tdb.primary_url())
+        .replicas(tdb.replica_urls())
+        .monitor(MonitorConfig::default().interval(INTERVAL).timeout(PROBE_TIMEOUT))
+        .connect()
+        .await
+        .unwrap();
+    let hung = node_name(&cluster.replicas()[0], &tdb);
+    until("both replicas in rotation", || async {
+        db.stats().replicas().iter().all(|n| n.health() == Health::Up)
+    })
+    .await;
+
+    // A 1.5 s report on a healthy replica is not cut short (with a 300 ms deadline it would be).
+    let sql = "/*rwsplit:replica*/ SELECT pg_sleep(1.5)::text AS slept".to_owned();
+    let started = Instant::now();
+    db.query_one_raw(stmt(&db, sql)).await.expect("a slow read completes");
+    assert!(started.elapsed() >= Duration::from_millis(1500));
+    assert_eq!(db.stats().retries(), 0, "nothing was abandoned");
+
+    cluster.replicas()[0].hang().unwrap();
+    let mut slowest = Duration::ZERO;
+    let reads: Vec<_> = (0..8)
+        .map(|_| {
+            let db = db.clone();
+            tokio::spawn(async move {
+                let started = Instant::now();
+                let r = db.query_one_raw(stmt(&db, "SELECT 1 AS one".to_owned())).await;
+                (r.is_ok(), started.elapsed())
+            })
+        })
+        .collect();
+    for r in reads {
+        let (ok, took) = r.await.unwrap();
+        assert!(ok, "every read succeeds while the other replica and the primary serve");
+        slowest = slowest.max(took);
+    }
+    cluster.replicas()[0].unhang().unwrap();
+    eprintln!(
+        "hung replica, no statement deadline: slowest of 8 reads {} ms; {hung} marked {:?}",
+        slowest.as_millis(),
+        health(&db, &hung)
+    );
+    // Marked down after 3 failed probes of 100 ms + 300 ms each, then the read moves on.
+    assert!(slowest < Duration::from_secs(4), "reads were held {slowest:?}");
+}

@@ -53,6 +53,9 @@ impl Default for Policy {
 
 /// A token that could never be satisfied (another history) is dropped from a task's scope
 /// after this long without a write.
+/// How often a read waiting on a replica checks whether the monitor has marked it down.
+const DOWN_CHECK: Duration = Duration::from_millis(50);
+
 pub(crate) const FOREIGN_TOKEN_TTL: Duration = Duration::from_secs(60);
 
 /// One database server as the adapter sees it.
@@ -722,13 +725,8 @@ impl RoutedConnection {
             };
             // Reads are bounded (a hung replica keeps its port open); writes never are: one
             // abandoned mid-flight may still commit.
-            let limit = if write { None } else { self.attempt_limit(id, deadline) };
-            let result = match limit {
-                None => attempt.await,
-                Some(limit) => tokio::time::timeout(limit, attempt)
-                    .await
-                    .unwrap_or_else(|_| Err(crate::deadline::timed_out(&node.name, limit))),
-            };
+            let result =
+                if write { attempt.await } else { self.bounded(id, deadline, attempt).await };
             // A completed round trip feeds the node's latency estimate (peak-EWMA balancing);
             // a failed one only ends its in-flight count.
             if let (Some(g), Ok(_)) = (guard, &result) {
@@ -779,13 +777,8 @@ impl RoutedConnection {
             let node = &self.inner.nodes[id];
             tracing::debug!(target: "rwsplit", node = %node.name, reason = plan.reason(), write, sql = %SqlHead(&stmt.sql), "route stream");
             let pool = if write { &node.writer } else { &node.conn };
-            let limit = if write { None } else { self.attempt_limit(id, deadline) };
-            let opened = match limit {
-                None => pool.stream_raw(stmt.clone()).await,
-                Some(limit) => tokio::time::timeout(limit, pool.stream_raw(stmt.clone()))
-                    .await
-                    .unwrap_or_else(|_| Err(crate::deadline::timed_out(&node.name, limit))),
-            };
+            let open = pool.stream_raw(stmt.clone());
+            let opened = if write { open.await } else { self.bounded(id, deadline, open).await };
             tried += 1;
             match opened {
                 Ok(s) => {
@@ -815,12 +808,44 @@ impl RoutedConnection {
             .unwrap_or_else(|| DbErr::Custom("rwsplit: no node to run the statement on".into())))
     }
 
-    /// How long one read attempt on node `id` may take: the replica statement deadline, and
-    /// what is left of the caller's own deadline.
-    fn attempt_limit(&self, id: usize, deadline: Option<Instant>) -> Option<Duration> {
+    /// One read attempt on node `id`, bounded: by the replica statement deadline if one is
+    /// set, by what is left of the caller's own deadline, and — on a replica — by the monitor:
+    /// once it marks the node down (a hung server keeps its port open, so its probes time out),
+    /// the attempt is given up and the read moves on. A slow read on a healthy replica is not
+    /// cut short.
+    async fn bounded<T>(
+        &self,
+        id: usize,
+        deadline: Option<Instant>,
+        attempt: impl Future<Output = Result<T, DbErr>>,
+    ) -> Result<T, DbErr> {
+        let name = &self.inner.nodes[id].name;
         let on_replica = id != self.primary_index();
         let timeouts = &self.inner.policy.timeouts;
-        crate::deadline::attempt_limit(on_replica, timeouts, deadline, Instant::now())
+        let limit = crate::deadline::attempt_limit(on_replica, timeouts, deadline, Instant::now());
+        let limited = async {
+            match limit {
+                None => attempt.await,
+                Some(limit) => tokio::time::timeout(limit, attempt)
+                    .await
+                    .unwrap_or_else(|_| Err(crate::deadline::timed_out(name, limit))),
+            }
+        };
+        if !on_replica {
+            return limited.await;
+        }
+        let marked_down = async {
+            loop {
+                tokio::time::sleep(DOWN_CHECK).await;
+                if self.inner.routing.health(id) == rwsplit_core::Health::Down {
+                    return;
+                }
+            }
+        };
+        tokio::select! {
+            r = limited => r,
+            () = marked_down => Err(crate::deadline::marked_down(name)),
+        }
     }
 
     /// Writes fail fast, naming the node, when the monitor has marked the primary down: waiting

@@ -3,10 +3,14 @@
 //! read retries.
 //!
 //! A SIGSTOPped (hung) server keeps its TCP port open: connecting succeeds and the statement
-//! then waits forever. Without a deadline one hung replica would hang every read routed to it.
-//! With one, the read gives up on that replica when the deadline expires, counts a failure
-//! against it (so the router takes it out of rotation after the failure threshold) and is
-//! retried on the next candidate, like a refused connection.
+//! then waits forever. A read waiting on a replica therefore also watches the monitor: once the
+//! monitor marks the replica down (its probes time out; with the defaults within about 4.5 s),
+//! the read gives up there and is retried on the next candidate, like a refused connection.
+//! That needs no statement deadline, so a long report on a healthy replica is never cut short.
+//! A fixed replica deadline ([`RoutedConnectionBuilder::replica_read_timeout`]) bounds reads
+//! tighter for applications that want it: on expiry the read is given up, a failure is counted
+//! against the replica (so the router takes it out of rotation after the failure threshold) and
+//! the read moves on.
 
 use std::future::Future;
 use std::time::{Duration, Instant};
@@ -27,15 +31,10 @@ pub(crate) struct Timeouts {
 
 impl Default for Timeouts {
     fn default() -> Self {
-        Timeouts {
-            replica_read: Some(DEFAULT_REPLICA_READ_TIMEOUT),
-            acquire: DEFAULT_ACQUIRE_TIMEOUT,
-        }
+        Timeouts { replica_read: None, acquire: DEFAULT_ACQUIRE_TIMEOUT }
     }
 }
 
-/// The default per-statement deadline for reads on a replica.
-pub(crate) const DEFAULT_REPLICA_READ_TIMEOUT: Duration = Duration::from_secs(5);
 /// The default pool acquire timeout (sqlx's own default is 30 s).
 pub(crate) const DEFAULT_ACQUIRE_TIMEOUT: Duration = Duration::from_secs(5);
 
@@ -72,6 +71,13 @@ pub(crate) fn timed_out(node: &str, after: Duration) -> DbErr {
     )))
 }
 
+/// The error a read fails with when the monitor marked its replica down while it waited.
+pub(crate) fn marked_down(node: &str) -> DbErr {
+    DbErr::Conn(RuntimeErr::Internal(format!(
+        "rwsplit: {node} was marked down while the read waited (probes time out: hung?)"
+    )))
+}
+
 impl RoutedConnection {
     /// Runs `fut` with a deadline `within` from now for every read this connection routes inside
     /// it: each attempt is bounded by the time left, and a failed read is retried on another
@@ -100,12 +106,14 @@ impl RoutedConnection {
 }
 
 impl RoutedConnectionBuilder {
-    /// The most one read may wait for a replica, connection acquisition included (default 5 s;
-    /// `None`: no limit). A replica that does not answer in time (e.g. a hung, SIGSTOPped server,
-    /// which keeps its TCP port open) has the read given up, a failure counted against it, and
-    /// the read retried on the next candidate. Raise it if replicas serve long reports: a read
-    /// that legitimately takes longer is abandoned and retried elsewhere. The primary, as a read's
-    /// last candidate, is bounded only by the caller's [deadline](RoutedConnection::deadline).
+    /// The most one read may wait for a replica, connection acquisition included (default
+    /// `None`: no fixed limit). Without one, a read on a hung replica (a SIGSTOPped server keeps
+    /// its TCP port open) is given up once the monitor marks the replica down, and retried on the
+    /// next candidate; a slow read on a healthy replica runs to completion. With one, a replica
+    /// that does not answer in time has the read given up, a failure counted against it, and the
+    /// read retried on the next candidate — so set it above your longest legitimate replica
+    /// read. The primary, as a read's last candidate, is bounded only by the caller's
+    /// [deadline](RoutedConnection::deadline).
     pub fn replica_read_timeout(mut self, timeout: Option<Duration>) -> Self {
         self.policy.timeouts.replica_read = timeout;
         self

@@ -56,9 +56,10 @@
 //!
 //! # Failures
 //!
-//! A read that cannot reach its replica, that the replica does not answer within
-//! [`replica_read_timeout`](RoutedConnectionBuilder::replica_read_timeout) (default 5 s), or that
-//! a replica refuses without running it, is retried on the next candidate, the primary last, at
+//! A read that cannot reach its replica, that waits on a replica the monitor then marks down
+//! (a hung server keeps its port open), that the replica does not answer within
+//! [`replica_read_timeout`](RoutedConnectionBuilder::replica_read_timeout) (if set), or that a
+//! replica refuses without running it, is retried on the next candidate, the primary last, at
 //! most [`read_retries`](RoutedConnectionBuilder::read_retries) times and only while the caller's
 //! [deadline](RoutedConnection::deadline) leaves time; the node is marked down after repeated
 //! failures and probed again after a back-off. Writes and statements inside transactions are
