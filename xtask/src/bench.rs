@@ -7,7 +7,8 @@ use clap::{Args, ValueEnum};
 pub(crate) enum Suite {
     /// rwsplit-core: classification and routing (no database needed).
     Core,
-    /// rwsplit-sea-orm against plain SeaORM on one PostgreSQL node (started by the bench).
+    /// rwsplit-sea-orm against plain SeaORM reading the same PostgreSQL replica (a primary and a
+    /// replica started by the bench).
     Adapter,
     /// Read-your-writes strategies (naive, a 2 s window, rwsplit by position) on a PostgreSQL
     /// cluster whose replicas lag (`RWSPLIT_BENCH_DELAY_MS`, default 200 ms).

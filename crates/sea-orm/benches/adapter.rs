@@ -1,13 +1,17 @@
-//! The adapter's overhead against plain SeaORM, in one run, on the same single node.
+//! The adapter's overhead against plain SeaORM, in one run, against the same replica server.
 //!
 //! `cargo xtask bench adapter` runs it and prints the ratios. The workload is SeaORM's
 //! `find_by_id` (a one-row SELECT by primary key), with 1 task and with 16 concurrent tasks,
 //! through:
-//! - `plain`: a `DatabaseConnection` to the node;
-//! - `routed`: a `RoutedConnection` whose primary *and* replica are that node, so every read
-//!   goes through classification, the router, the balancer and the replica's pool.
+//! - `plain`: a `DatabaseConnection` to the replica;
+//! - `routed`: a `RoutedConnection` over the primary and that replica, so every read goes
+//!   through classification, the read-your-writes scope lookup, the router, the balancer and the
+//!   replica's pool (its monitor probing both nodes meanwhile, as in production).
 //!
-//! It starts a throwaway PostgreSQL node through the testkit, or uses `RWSPLIT_BENCH_URL`.
+//! It starts a throwaway PostgreSQL primary and streaming replica through the testkit, or uses
+//! `RWSPLIT_BENCH_URL` and `RWSPLIT_BENCH_REPLICA_URL`. (An earlier version used one node as
+//! both primary and replica; the monitor, which reads each node's role, rightly calls that two
+//! primaries.)
 
 use std::time::{Duration, Instant};
 
@@ -38,21 +42,33 @@ mod item {
 
 const ROWS: i32 = 1000;
 
-async fn setup(url: &str) -> (DatabaseConnection, RoutedConnection) {
-    let mut opts = sea_orm::ConnectOptions::new(url.to_owned());
-    opts.max_connections(32).sqlx_logging(false);
-    let plain = Database::connect(opts.clone()).await.expect("connect");
-    plain
-        .execute_unprepared(
+async fn setup(
+    primary: &str,
+    replica: &str,
+    cluster: Option<&rwsplit_testkit::Cluster>,
+) -> (DatabaseConnection, RoutedConnection) {
+    let options = |url: &str| {
+        let mut opts = sea_orm::ConnectOptions::new(url.to_owned());
+        opts.max_connections(32).sqlx_logging(false);
+        opts
+    };
+    let seed = Database::connect(options(primary)).await.expect("connect to the primary");
+    seed.execute_unprepared(
             "DROP TABLE IF EXISTS bench_item;
              CREATE TABLE bench_item (id int primary key, name text not null, qty int not null);
              INSERT INTO bench_item SELECT g, 'item ' || g, g % 17 FROM generate_series(1, 1000) g;",
         )
         .await
         .expect("seed");
+    if let Some(cluster) = cluster {
+        cluster.wait_caught_up(0, Duration::from_secs(30)).await.expect("the replica catches up");
+    }
+    // Both sides read from the same replica server: plain SeaORM connected to it directly, and
+    // a RoutedConnection whose reads are routed to it.
+    let plain = Database::connect(options(replica)).await.expect("connect to the replica");
     let routed = RoutedConnection::builder()
-        .primary(opts.clone())
-        .replica(opts)
+        .primary(options(primary))
+        .replica(options(replica))
         .connect()
         .await
         .expect("connect routed");
@@ -117,17 +133,18 @@ fn bench(c: &mut Criterion) {
         .enable_all()
         .build()
         .expect("runtime");
-    let (cluster, url) = match std::env::var("RWSPLIT_BENCH_URL") {
-        Ok(url) => (None, url),
-        Err(_) => {
+    let env = (std::env::var("RWSPLIT_BENCH_URL"), std::env::var("RWSPLIT_BENCH_REPLICA_URL"));
+    let (cluster, primary, replica) = match env {
+        (Ok(p), Ok(r)) => (None, p, r),
+        _ => {
             let cluster = rt
-                .block_on(rwsplit_testkit::Cluster::builder().name("bench").replicas(0).start())
-                .expect("a PostgreSQL node for the benchmark");
-            let url = cluster.primary_url();
-            (Some(cluster), url)
+                .block_on(rwsplit_testkit::Cluster::builder().name("bench").replicas(1).start())
+                .expect("a PostgreSQL primary and replica for the benchmark");
+            let (p, r) = (cluster.primary_url(), cluster.replica_urls().remove(0));
+            (Some(cluster), p, r)
         }
     };
-    let (plain, routed) = rt.block_on(setup(&url));
+    let (plain, routed) = rt.block_on(setup(&primary, &replica, cluster.as_ref()));
     for tasks in [1_u64, 16] {
         let mut group = c.benchmark_group(format!("find_by_id/{tasks}_tasks"));
         group.throughput(criterion::Throughput::Elements(1));
