@@ -1,8 +1,11 @@
-//! The query state's fused fast path: lexing and classifying the common tokens of a read
-//! query in one tight loop.
+//! The query state's fast path: lexing and classifying the common tokens of a read query
+//! window by window, from bit masks.
 
-use super::keywords::{Kw, keyword, may_be_keyword, query_keyword};
-use super::lexer::{CONT, Lexer, class, find_byte};
+use super::keywords::{Kw, keyword, may_be_query_keyword, query_keyword};
+use super::lexer::{CONT, Lexer, class};
+#[cfg(target_arch = "x86_64")]
+use super::masks::x86;
+use super::masks::{Engine, Masks, Portable, Simd, WINDOW, prefix_xor, window};
 use super::{Classifier, Dialect, Reason};
 
 /// The query-state variables of `Classifier::scan`, shared with its fast path.
@@ -14,7 +17,7 @@ pub(super) struct QueryVars<'a> {
 }
 
 impl Classifier {
-    /// The query state's common case, lexed and classified in one tight loop: whitespace,
+    /// The query state's common case, lexed and classified window by window: whitespace,
     /// quoted identifiers, words, numbers, parameters and plain punctuation. It stops, leaving
     /// the lexer at the byte, at anything else (strings, comments, `;`, variables …), which the
     /// general loop handles with the full lexer; the two apply exactly the same rules.
@@ -27,202 +30,238 @@ impl Classifier {
         analyze: bool,
         copy: bool,
     ) -> Option<Reason> {
-        if lx.in_exec_comment() || !self.fast_path {
+        if lx.in_exec_comment() {
+            return None;
+        }
+        let args = (lx, out, with, analyze, copy);
+        match self.engine {
+            Engine::General => None,
+            Engine::Portable => self.fast_scan(args, Portable),
+            #[cfg(target_arch = "x86_64")]
+            Engine::Auto => match x86::Avx2::detect() {
+                #[allow(unsafe_code)]
+                // SAFETY: `fast_avx2` enables what `Avx2::detect` found.
+                Some(avx2) => unsafe { self.fast_avx2(args, avx2) },
+                None => self.fast_scan(args, x86::Sse2),
+            },
+            #[cfg(target_arch = "x86_64")]
+            Engine::Sse2 => self.fast_scan(args, x86::Sse2),
+            #[cfg(not(target_arch = "x86_64"))]
+            Engine::Auto | Engine::Sse2 => self.fast_scan(args, Portable),
+        }
+    }
+
+    /// [`Classifier::fast_scan`] with AVX2 masks, compiled for CPUs with AVX2 and BMI.
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx2,bmi1,bmi2,lzcnt")]
+    fn fast_avx2<'a>(&self, args: Args<'a, '_>, avx2: x86::Avx2) -> Option<Reason> {
+        self.fast_scan(args, avx2)
+    }
+
+    /// The fast path over windows whose masks `simd` computes.
+    ///
+    /// Each 64-byte window becomes bit masks (`masks.rs`): word bytes, the identifier quote,
+    /// whitespace, *quiet* bytes (whitespace and common punctuation) and the bytes that make a
+    /// word worth a look. A prefix XOR of the quote bits covers the bytes inside quoted
+    /// identifiers. What is left are the *events*: words that may be one of the keywords that
+    /// matter in a query (by their first byte), numbers, parameters, `(`, and every byte the
+    /// general lexer must see. They are visited in order with `trailing_zeros`. The tokens
+    /// between two events — other words, quoted identifiers, quiet punctuation — are not
+    /// visited: only the last of them can matter (a name before `(`, a `.` before a word), so
+    /// [`settle`] applies just that one, found from the masks too, when the next event needs the
+    /// variables.
+    ///
+    /// `COPY ( … ) TO` queries, which count parentheses, are left to the general lexer.
+    #[inline(always)]
+    fn fast_scan<'a>(
+        &self,
+        (lx, out, with, analyze, copy): Args<'a, '_>,
+        simd: impl Simd,
+    ) -> Option<Reason> {
+        if copy {
             return None;
         }
         let src = lx.src();
         let dialect = lx.dialect();
-        let quoted_double = dialect != Dialect::MySql;
         let pg = dialect == Dialect::Postgres;
-        // Indices into `src` instead of sub-slices: one register per position, and bounds
-        // checks that fold into the loads.
-        let mut i = lx.pos();
+        // The identifier quote the windows track; the other one (PostgreSQL's and SQLite's
+        // backticks, MySQL's `"` strings) is left to the general lexer.
+        let q = if dialect == Dialect::MySql { b'`' } else { b'"' };
         // Work on a local copy, so that the variables live in registers through the loop.
         let mut v =
             QueryVars { prev: out.prev, name: out.name, prev_dot: out.prev_dot, depth: out.depth };
-        let result = 'scan: loop {
-            let Some(&b0) = src.get(i) else { break None };
-            let mut b = b0;
-            if b == b' ' {
-                // Single spaces between tokens are the most common byte: skip without dispatch.
-                i += 1;
-                match src.get(i) {
-                    Some(&n) => b = n,
-                    None => break None,
-                }
+        // The window's first byte. It is never inside a token.
+        let mut base = lx.pos();
+        // What the scan found, and where the general lexer goes on.
+        let (result, stop) = 'scan: loop {
+            if base >= src.len() {
+                break (None, src.len());
             }
-            // Here `src[i] == b`.
-            match FAST[usize::from(b)] {
-                F_SPACE => {
-                    i += 1;
-                    while src.get(i).is_some_and(|&c| FAST[usize::from(c)] == F_SPACE) {
-                        i += 1;
-                    }
-                }
-                F_QUOTE if b == b'`' || quoted_double => {
-                    // A run of a column list, `"t"."col", "t"."col2", …`, without a dispatch
-                    // per token. Each pass starts at an opening quote at `i`.
-                    let rep = u64::from(b) * LO;
-                    // The last identifier's content, `src[ns..ne]`.
-                    let (mut ns, mut ne) = (0, 0);
-                    let mut dotted = false;
-                    loop {
-                        let start = i + 1;
-                        let next = match close_quote(src, start, rep, b) {
-                            Some(e) => {
-                                let next = src.get(e + 1).copied();
-                                if next == Some(b) {
-                                    // A doubled quote: the full lexer knows. After a `.`,
-                                    // stop at the `.` (the previous identifier is complete).
-                                    if !dotted {
-                                        break 'scan None;
-                                    }
-                                    i -= 1;
-                                    None
-                                } else {
-                                    (ns, ne) = (start, e);
-                                    i = e + 1;
-                                    Some(next)
-                                }
-                            }
-                            // Unterminated: likewise.
-                            None if dotted => {
-                                i -= 1;
-                                None
-                            }
-                            None => break 'scan None,
+            let m = window(src, base, q, simd);
+            let inside = prefix_xor(m.quote);
+            let closing = m.quote & !inside;
+            let word = m.word & !inside;
+            // What `settle` looks at: passed-over words, closing quotes, quiet punctuation.
+            let mut tokens = (m.tokens | closing) & !inside;
+            let mut events = (word & !(word << 1) | !m.word) & m.events & !inside;
+            let mut next = base + WINDOW;
+            if (inside | word) >> 63 != 0 {
+                // A quoted identifier or a word runs past the window: the next window starts
+                // at it (at the window's last quote, or after its last non-word byte). One as
+                // long as a window is an event: the general lexer takes such an identifier
+                // (PostgreSQL cuts names at 63 bytes anyway), a word's length comes from the
+                // text.
+                let start = if inside >> 63 != 0 {
+                    last_before(m.quote, WINDOW).unwrap_or_default()
+                } else {
+                    last_before(!m.word, WINDOW).map_or(0, |s| s + 1)
+                };
+                next = base + start;
+                events |= u64::from(start == 0);
+                tokens &= !(u64::MAX << start);
+            }
+            if closing & (m.quote >> 1) != 0
+                || (closing >> 63 != 0 && src.get(base + WINDOW) == Some(&q))
+            {
+                // A doubled quote inside an identifier: the general lexer takes that
+                // identifier, from its opening quote (an event that stops the scan).
+                let doubled = closing & (m.quote >> 1 | 1 << 63);
+                let c = doubled.trailing_zeros() as usize;
+                events |= 1 << last_before(m.quote, c).unwrap_or(c);
+            }
+            while events != 0 {
+                let p = events.trailing_zeros() as usize;
+                events &= events - 1;
+                let at = base + p;
+                let Some(&b) = src.get(at) else { break };
+                settle(src, base, &m, tokens & !(u64::MAX << p), q, &mut v);
+                // Where the token ends.
+                let end = match EVENT[usize::from(b)] {
+                    E_WORD => {
+                        let run = (!m.word >> p).trailing_zeros() as usize;
+                        let len = if p + run < WINDOW {
+                            run
+                        } else {
+                            // It may go on in the next window.
+                            word_len(src.get(at..).unwrap_or_default())
                         };
-                        if let Some(next) = next {
-                            match next {
-                                // `"table"."column"`: the qualified name in one go.
-                                Some(b'.') if src.get(i + 1) == Some(&b) => {
-                                    i += 1;
-                                    dotted = true;
-                                    continue;
-                                }
-                                // `"column", `: the separator, and the next column if quoted.
-                                Some(b',') => {
-                                    v.reset(false);
-                                    i += 1;
-                                    if src.get(i) == Some(&b' ') {
-                                        i += 1;
-                                    }
-                                    if src.get(i) == Some(&b) {
-                                        dotted = false;
-                                        continue;
-                                    }
-                                    break;
-                                }
-                                _ => {}
+                        let w = src.get(at..at + len).unwrap_or_default();
+                        if v.prev_dot || !may_be_query_keyword(b, len) {
+                            // A qualified name's component, or a word no keyword can be.
+                            v.prev = Kw::None;
+                        } else {
+                            let kw = keyword(w);
+                            if let Some(r) = query_keyword(kw, v.prev, with, analyze) {
+                                break 'scan (Some(r), at + len);
+                            }
+                            v.prev = kw;
+                        }
+                        v.name = Some(w);
+                        v.prev_dot = false;
+                        p + len
+                    }
+                    E_OPEN => {
+                        if v.name.is_some_and(|n| self.functions.contains(n)) {
+                            break 'scan (Some(Reason::WriteFunction), at + 1);
+                        }
+                        v.reset(false);
+                        p + 1
+                    }
+                    E_PUNCT => {
+                        v.reset(false);
+                        p + 1
+                    }
+                    E_DIGIT => {
+                        // A number takes word bytes and dots: `1.5e3`, `12abc`.
+                        let run = (!m.word >> p).trailing_zeros() as usize;
+                        let mut i = at + run;
+                        if p + run >= WINDOW || src.get(i) == Some(&b'.') {
+                            // It may go on in the next window, or after the `.`.
+                            i = at + 1;
+                            while src.get(i).is_some_and(|&c| class(c) & CONT != 0 || c == b'.') {
+                                i += 1;
                             }
                         }
-                        v.name = src.get(ns..ne);
-                        v.prev = Kw::None;
-                        v.prev_dot = false;
-                        break;
-                    }
-                }
-                F_WORD => {
-                    let start = i;
-                    let rest = src.get(start..).unwrap_or_default();
-                    let len = word_len(rest);
-                    if len == 1 && (b | 0x20) == b'e' && pg && rest.get(1) == Some(&b'\'') {
-                        break None; // an E'' string
-                    }
-                    i = start + len;
-                    // `word_len` never exceeds `rest`: no check left, no panic possible.
-                    let w = rest.get(..len).unwrap_or(rest);
-                    if v.prev_dot || !may_be_keyword(b, len) {
-                        // A qualified name's component, or a word no keyword can be.
-                        v.prev = Kw::None;
-                    } else {
-                        let kw = keyword(w);
-                        if let Some(r) = query_keyword(kw, v.prev, with, analyze) {
-                            break Some(r);
-                        }
-                        v.prev = kw;
-                    }
-                    v.name = Some(w);
-                    v.prev_dot = false;
-                    // `name(`: the call, without another dispatch.
-                    if src.get(i) == Some(&b'(') {
-                        i += 1;
-                        if self.functions.contains(w) {
-                            break Some(Reason::WriteFunction);
-                        }
-                        v.depth += 1;
                         v.reset(false);
+                        i - base
                     }
-                }
-                F_OPEN => {
-                    i += 1;
-                    if v.name.is_some_and(|n| self.functions.contains(n)) {
-                        break Some(Reason::WriteFunction);
+                    E_DOLLAR if pg && src.get(at + 1).is_some_and(u8::is_ascii_digit) => {
+                        // `$1`. (`$1x` is a parameter and a word: the general lexer's.)
+                        let mut i = at + 2;
+                        while src.get(i).is_some_and(u8::is_ascii_digit) {
+                            i += 1;
+                        }
+                        if src.get(i).is_some_and(|&c| class(c) & CONT != 0) {
+                            break 'scan (None, at);
+                        }
+                        v.reset(false);
+                        i - base
                     }
-                    v.depth += 1;
-                    v.reset(false);
-                }
-                F_CLOSE if !copy => {
-                    i += 1;
-                    v.depth = v.depth.saturating_sub(1);
-                    v.reset(false);
-                }
-                F_DOT => {
-                    i += 1;
-                    v.reset(true);
-                }
-                F_PUNCT => {
-                    i += 1;
-                    v.reset(false);
-                }
-                F_DOLLAR if pg && src.get(i + 1).is_some_and(u8::is_ascii_digit) => {
-                    i += 2;
-                    while src.get(i).is_some_and(u8::is_ascii_digit) {
-                        i += 1;
+                    // `E'…'` (PostgreSQL) is one token: the general lexer lexes it from the
+                    // `E`, which `v` may already hold as a name (the string clears it anyway).
+                    E_STRING
+                        if pg
+                            && at > 0
+                            && src.get(at - 1).is_some_and(|&e| e | 0x20 == b'e')
+                            && (at < 2
+                                || src.get(at - 2).is_some_and(|&c| class(c) & CONT == 0)) =>
+                    {
+                        break 'scan (None, at - 1);
                     }
-                    v.reset(false);
+                    _ => break 'scan (None, at),
+                };
+                // Drop what the token covers; past the window, go on after it.
+                if end < WINDOW {
+                    events &= u64::MAX << end;
+                    tokens &= u64::MAX << end;
+                } else {
+                    next = base + end;
+                    tokens = 0;
+                    break;
                 }
-                F_DIGIT => {
-                    i += 1;
-                    while src.get(i).is_some_and(|&c| class(c) & CONT != 0 || c == b'.') {
-                        i += 1;
-                    }
-                    v.reset(false);
-                }
-                _ => break None,
             }
+            settle(src, base, &m, tokens, q, &mut v);
+            base = next;
         };
-        lx.set_pos(i);
+        lx.set_pos(stop.min(src.len()));
         *out = v;
         result
     }
 }
 
-const LO: u64 = 0x0101_0101_0101_0101;
-const HI: u64 = 0x8080_8080_8080_8080;
+/// The arguments of the fast path.
+type Args<'a, 'b> = (&'b mut Lexer<'a>, &'b mut QueryVars<'a>, bool, bool, bool);
 
-/// The offset of the closing quote `q` (`rep` is `q` in every byte) at or after `from`:
-/// eight bytes at once for the usual short identifier, else the general search.
+/// Applies to `v` the last of the tokens `tokens` (bits of the window at `base`, whose masks
+/// are `m`): words that were no event, closing quotes and quiet punctuation. A word or a
+/// quoted identifier may name a called function (a word that is not an event is no keyword
+/// that matters); a `.` makes the next word a qualified name's component; any other
+/// punctuation clears the variables. Without tokens (whitespace only) nothing changes.
 #[inline(always)]
-fn close_quote(src: &[u8], from: usize, rep: u64, q: u8) -> Option<usize> {
-    if let Some(chunk) = src.get(from..).and_then(<[u8]>::first_chunk::<8>) {
-        let v = u64::from_le_bytes(*chunk) ^ rep;
-        let hit = v.wrapping_sub(LO) & !v & HI;
-        if hit != 0 {
-            return Some(from + (hit.trailing_zeros() / 8) as usize);
-        }
-        // Identifiers of 8 to 15 bytes (`created_at`): a second step, still inline.
-        if let Some(chunk) = src.get(from + 8..).and_then(<[u8]>::first_chunk::<8>) {
-            let v = u64::from_le_bytes(*chunk) ^ rep;
-            let hit = v.wrapping_sub(LO) & !v & HI;
-            if hit != 0 {
-                return Some(from + 8 + (hit.trailing_zeros() / 8) as usize);
-            }
-            return find_from(src, from + 16, q);
-        }
-        return find_from(src, from + 8, q);
+fn settle<'a>(src: &'a [u8], base: usize, m: &Masks, tokens: u64, q: u8, v: &mut QueryVars<'a>) {
+    let Some(l) = last_before(tokens, WINDOW) else { return };
+    let c = src.get(base + l).copied();
+    if m.word >> l & 1 != 0 {
+        let start = last_before(!m.word, l).map_or(0, |s| s + 1);
+        v.name = src.get(base + start..=base + l);
+        v.prev = Kw::None;
+        v.prev_dot = false;
+    } else if c == Some(q) {
+        // A closing quote; the opening one is the window's previous quote.
+        let open = last_before(m.quote, l).map_or(l, |o| o + 1);
+        v.name = src.get(base + open..base + l);
+        v.prev = Kw::None;
+        v.prev_dot = false;
+    } else {
+        v.reset(c == Some(b'.'));
     }
-    find_from(src, from, q)
+}
+
+/// The position of the highest bit of `mask` below bit `k` (`k` ≤ 64), if any.
+#[inline(always)]
+fn last_before(mask: u64, k: usize) -> Option<usize> {
+    let below = mask.checked_shl(u32::try_from(64 - k).ok()?).unwrap_or(0);
+    (below != 0).then(|| k - 1 - below.leading_zeros() as usize)
 }
 
 /// The length of the word starting at `rest[0]`: eight bytes per bounds check.
@@ -243,39 +282,28 @@ fn word_len(rest: &[u8]) -> usize {
     n.min(rest.len())
 }
 
-/// The offset of the first `needle` in `src` at or after `from`, if any.
-#[inline(always)]
-fn find_from(src: &[u8], from: usize, needle: u8) -> Option<usize> {
-    find_byte(src.get(from..)?, needle).map(|off| from + off)
-}
+const E_STOP: u8 = 0;
+const E_WORD: u8 = 1;
+const E_OPEN: u8 = 2;
+const E_PUNCT: u8 = 3;
+const E_DOLLAR: u8 = 4;
+const E_DIGIT: u8 = 5;
+const E_STRING: u8 = 6;
 
-const F_OTHER: u8 = 0;
-const F_SPACE: u8 = 1;
-const F_QUOTE: u8 = 2;
-const F_WORD: u8 = 3;
-const F_OPEN: u8 = 4;
-const F_CLOSE: u8 = 5;
-const F_DOT: u8 = 6;
-const F_PUNCT: u8 = 7;
-const F_DOLLAR: u8 = 8;
-const F_DIGIT: u8 = 9;
-
-/// What the fast path does with each byte; `F_OTHER` hands over to the full lexer.
-static FAST: [u8; 256] = {
-    let mut t = [F_OTHER; 256];
+/// What the fast path does at an event's first byte; `E_STOP` hands over to the full lexer.
+/// (Quiet bytes and quoted identifiers are never events.)
+static EVENT: [u8; 256] = {
+    let mut t = [E_STOP; 256];
     let mut c = 0u8;
     loop {
         t[c as usize] = match c {
-            b' ' | b'\n' | b'\t' | b'\r' => F_SPACE,
-            b'"' | b'`' => F_QUOTE,
-            b'(' => F_OPEN,
-            b')' => F_CLOSE,
-            b'.' => F_DOT,
-            b',' | b'=' | b'*' | b'<' | b'>' | b'+' | b'%' | b'|' | b'!' | b'?' => F_PUNCT,
-            b'$' => F_DOLLAR,
-            b'0'..=b'9' => F_DIGIT,
-            b'a'..=b'z' | b'A'..=b'Z' | b'_' | 0x80..=0xff => F_WORD,
-            _ => F_OTHER,
+            b'(' => E_OPEN,
+            b'%' | b'|' | b'!' => E_PUNCT,
+            b'$' => E_DOLLAR,
+            b'0'..=b'9' => E_DIGIT,
+            b'a'..=b'z' | b'A'..=b'Z' | b'_' | 0x80..=0xff => E_WORD,
+            b'\'' => E_STRING,
+            _ => E_STOP,
         };
         if c == u8::MAX {
             break t;

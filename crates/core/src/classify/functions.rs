@@ -109,7 +109,7 @@ const fn bucket(b: u8) -> usize {
 }
 
 const fn len_bit(len: usize) -> u64 {
-    if len >= 63 { 1 << 63 } else { 1 << len }
+    1 << if len >= 63 { 63 } else { len }
 }
 
 const fn add_to_filter(mut f: Filter, name: &[u8]) -> Filter {

@@ -29,10 +29,10 @@ pub(crate) enum Tok<'a> {
     Punct(u8),
 }
 
-const WS: u8 = 1;
+pub(crate) const WS: u8 = 1;
 pub(crate) const START: u8 = 2;
 pub(crate) const CONT: u8 = 4;
-const DIGIT: u8 = 8;
+pub(crate) const DIGIT: u8 = 8;
 
 const fn classes() -> [u8; 256] {
     let mut t = [0u8; 256];

@@ -4,6 +4,7 @@ mod fast;
 mod functions;
 mod keywords;
 mod lexer;
+mod masks;
 mod tables;
 
 #[cfg(test)]
@@ -18,6 +19,7 @@ use fast::QueryVars;
 use functions::FunctionSet;
 use keywords::{Kw, is_explain_option, is_session_sysvar, keyword, query_keyword};
 use lexer::{Lexer, Tok};
+use masks::Engine;
 
 /// The SQL dialect of a statement, which decides how it is lexed.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -216,9 +218,9 @@ impl<'a> Classification<'a> {
 #[derive(Clone, Debug)]
 pub struct Classifier {
     functions: FunctionSet,
-    /// Whether the query state uses its fused fast path (off only to test it against the
-    /// general path).
-    fast_path: bool,
+    /// How the query state's fast path runs ([`Engine::General`]: not at all, to test the
+    /// others against the general path).
+    engine: Engine,
 }
 
 impl Default for Classifier {
@@ -227,7 +229,7 @@ impl Default for Classifier {
     }
 }
 
-static DEFAULT: Classifier = Classifier { functions: FunctionSet::new(), fast_path: true };
+static DEFAULT: Classifier = Classifier { functions: FunctionSet::new(), engine: Engine::Auto };
 
 /// Classifies `sql` with the default [`Classifier`]: [`Access::Read`] only if the text is
 /// provably a read (see [`Classifier`] for the rules, hints and limits).
@@ -316,7 +318,7 @@ impl Classifier {
         // The most common starts, `SELECT` or `WITH` and a byte that ends the word, without
         // the general lexer: the same state as the `Tok::Word` of the `Start` state below (no
         // comment was lexed, so no hint). Off with the fast path, to test one against the other.
-        if self.fast_path && lx.pos() == 0 {
+        if self.engine != Engine::General && lx.pos() == 0 {
             match first_keyword(lx.src()) {
                 Some(Kw::Select) => {
                     lx.set_pos(6);

@@ -669,7 +669,7 @@ fn a_long_statement_is_read() {
 #[test]
 fn fast_path_agrees_at_every_offset() {
     let fast = Classifier::default().with_write_functions(["my_fn"]);
-    let slow = Classifier { fast_path: false, ..fast.clone() };
+    let slow = Classifier { engine: Engine::General, ..fast.clone() };
     let constructs = [
         r#""nextval"(1)"#,
         r#""next""val"(1)"#,
@@ -698,18 +698,42 @@ fn fast_path_agrees_at_every_offset() {
         "x /*rwsplit:primary*/ FROM t",
         "(SELECT 1) TO STDOUT",
         ") TO STDOUT",
+        // Tokens the windowed fast path passes over, decides lazily or takes apart.
+        "1.for update",
+        "1. FOR UPDATE",
+        "12.nextval(1)",
+        "$1abc(1)",
+        "$1 FOR UPDATE",
+        "xe'a' FOR UPDATE",
+        "e'\\'' FOR UPDATE",
+        "coalesce_with_a_name_longer_than_any_window_of_sixty_four_bytes_x (1) FOR UPDATE",
+        "nextval_is_not_this_name_longer_than_any_window_of_sixty_four_bytes(1)",
+        r#""an identifier longer than any window of sixty-four bytes, quoted"(1) FOR UPDATE"#,
+        r#""nextval" (1)"#,
+        "t.update",
+        "t . for update",
+        "FOR\x0bUPDATE",
+        "a?b FOR SHARE",
     ];
     for prefix in ["SELECT ", "COPY (SELECT ", "WITH x AS (SELECT "] {
         for construct in constructs {
             for pad in 0..140 {
-                for filler in [" ", "\"t\".\"c\", ", "\"ab\"\"c\" "] {
+                for filler in [" ", "\"t\".\"c\", ", "\"ab\"\"c\" ", "coalesce_x, ", "x1 = $12, "] {
                     let mut sql = String::from(prefix);
                     while sql.len() < pad {
                         sql.push_str(filler);
                     }
                     sql.push_str(construct);
                     for d in [Pg, My, Lite] {
-                        assert_eq!(fast.explain(&sql, d), slow.explain(&sql, d), "{d:?}: {sql}");
+                        let want = slow.explain(&sql, d);
+                        for fast in engines(&fast) {
+                            assert_eq!(
+                                fast.explain(&sql, d),
+                                want,
+                                "{:?} {d:?}: {sql}",
+                                fast.engine
+                            );
+                        }
                     }
                 }
             }
@@ -721,7 +745,7 @@ fn fast_path_agrees_at_every_offset() {
 #[test]
 fn fast_start_agrees_with_the_general_path() {
     let fast = Classifier::default();
-    let slow = Classifier { fast_path: false, ..fast.clone() };
+    let slow = Classifier { engine: Engine::General, ..fast.clone() };
     for sql in [
         "SELECT 1",
         "select\t1",
@@ -751,9 +775,21 @@ fn fast_start_agrees_with_the_general_path() {
         "\u{17f}ELECT 1 FROM t",
     ] {
         for d in [Pg, My, Lite] {
-            assert_eq!(fast.explain(sql, d), slow.explain(sql, d), "{d:?}: {sql}");
+            for fast in engines(&fast) {
+                assert_eq!(
+                    fast.explain(sql, d),
+                    slow.explain(sql, d),
+                    "{:?} {d:?}: {sql}",
+                    fast.engine
+                );
+            }
         }
     }
+}
+
+/// `c` with each fast-path engine this machine can run.
+fn engines(c: &Classifier) -> [Classifier; 3] {
+    [Engine::Auto, Engine::Portable, Engine::Sse2].map(|engine| Classifier { engine, ..c.clone() })
 }
 
 mod props {
@@ -791,9 +827,11 @@ mod props {
         /// The fused fast path and the general path agree on everything.
         #[test]
         fn fast_path_agrees_with_the_general_path(sql in r#"([ \n]|SELECT|select|WITH|FOR|UPDATE|SHARE|NO|KEY|LOCK|IN|INTO|NEXT|VALUE|COPY|TO|STDOUT|EXPLAIN|ANALYZE|\(|\)|;|'|"|`|\$1|\$\$|E'|e|\\|--|#|/\*|\*/|/\*!|@|@@|nextval|NEXTVAL|pg_catalog|\.|,|=|\*|[a-z_]{1,4}|[0-9]{1,2}|"[a-z]{0,3}"|`[a-z]{0,3}`){0,40}"#) {
-            let slow = Classifier { fast_path: false, ..Classifier::default() };
+            let slow = Classifier { engine: Engine::General, ..Classifier::default() };
             for d in [Pg, My, Lite] {
-                prop_assert_eq!(explain(&sql, d), slow.explain(&sql, d), "{:?}: {}", d, sql);
+                for fast in engines(&Classifier::default()) {
+                    prop_assert_eq!(fast.explain(&sql, d), slow.explain(&sql, d), "{:?} {:?}: {}", fast.engine, d, sql);
+                }
             }
         }
 
@@ -806,10 +844,12 @@ mod props {
             sql in r#"( |  {1,9}|\n|\t|\r|\x0b|SELECT|FOR|UPDATE|SHARE|NO|KEY|LOCK|IN|INTO|NEXT|VALUE|TO|STDOUT|\(|\)|;|'x'|"|`|\$1|\$|E'|e|--|#|/\*c\*/|/|-|:|::|@|nextval|my_fn|"nextval"|"my_fn"|`nextval`|pg_catalog|\.|,|=|\*|\||&|~|[a-z_]{1,12}|[0-9]{1,3}|1\.e5|"[a-z]{0,70}"|"[a-z"]{0,9}"|`[a-z`]{0,9}`|"t"\."c",){0,120}"#,
         ) {
             let fast = Classifier::default().with_write_functions(["my_fn"]);
-            let slow = Classifier { fast_path: false, ..fast.clone() };
+            let slow = Classifier { engine: Engine::General, ..fast.clone() };
             let sql = format!("{start}{sql}");
             for d in [Pg, My, Lite] {
-                prop_assert_eq!(fast.explain(&sql, d), slow.explain(&sql, d), "{:?}: {}", d, sql);
+                for fast in engines(&fast) {
+                    prop_assert_eq!(fast.explain(&sql, d), slow.explain(&sql, d), "{:?} {:?}: {}", fast.engine, d, sql);
+                }
             }
         }
 
