@@ -112,9 +112,9 @@ impl Classifier {
                 // (PostgreSQL cuts names at 63 bytes anyway), a word's length comes from the
                 // text.
                 let start = if inside >> 63 != 0 {
-                    last_before(m.quote, WINDOW).unwrap_or_default()
+                    highest(m.quote).unwrap_or_default()
                 } else {
-                    last_before(!m.word, WINDOW).map_or(0, |s| s + 1)
+                    highest(!m.word).map_or(0, |s| s + 1)
                 };
                 next = base + start;
                 events |= u64::from(start == 0);
@@ -127,14 +127,14 @@ impl Classifier {
                 // identifier, from its opening quote (an event that stops the scan).
                 let doubled = closing & (m.quote >> 1 | 1 << 63);
                 let c = doubled.trailing_zeros() as usize;
-                events |= 1 << last_before(m.quote, c).unwrap_or(c);
+                events |= 1 << highest(m.quote & below(c)).unwrap_or(c);
             }
             while events != 0 {
                 let p = events.trailing_zeros() as usize;
                 events &= events - 1;
                 let at = base + p;
                 let Some(&b) = src.get(at) else { break };
-                settle(src, base, &m, tokens & !(u64::MAX << p), q, &mut v);
+                settle(src, base, &m, tokens & below(p), q, &mut v);
                 // Where the token ends.
                 let end = match EVENT[usize::from(b)] {
                     E_WORD => {
@@ -239,16 +239,19 @@ type Args<'a, 'b> = (&'b mut Lexer<'a>, &'b mut QueryVars<'a>, bool, bool, bool)
 /// punctuation clears the variables. Without tokens (whitespace only) nothing changes.
 #[inline(always)]
 fn settle<'a>(src: &'a [u8], base: usize, m: &Masks, tokens: u64, q: u8, v: &mut QueryVars<'a>) {
-    let Some(l) = last_before(tokens, WINDOW) else { return };
-    let c = src.get(base + l).copied();
+    let Some(l) = highest(tokens) else { return };
     if m.word >> l & 1 != 0 {
-        let start = last_before(!m.word, l).map_or(0, |s| s + 1);
-        v.name = src.get(base + start..=base + l);
+        // A word: from after the last byte below it that is none.
+        let start = highest(!m.word & below(l)).map_or(0, |s| s + 1);
+        v.name = src.get(base + start..base + l + 1);
         v.prev = Kw::None;
         v.prev_dot = false;
-    } else if c == Some(q) {
+        return;
+    }
+    let c = src.get(base + l).copied();
+    if c == Some(q) {
         // A closing quote; the opening one is the window's previous quote.
-        let open = last_before(m.quote, l).map_or(l, |o| o + 1);
+        let open = highest(m.quote & below(l)).map_or(l, |o| o + 1);
         v.name = src.get(base + open..base + l);
         v.prev = Kw::None;
         v.prev_dot = false;
@@ -257,11 +260,16 @@ fn settle<'a>(src: &'a [u8], base: usize, m: &Masks, tokens: u64, q: u8, v: &mut
     }
 }
 
-/// The position of the highest bit of `mask` below bit `k` (`k` ≤ 64), if any.
+/// The position of the highest set bit of `mask`, if any.
 #[inline(always)]
-fn last_before(mask: u64, k: usize) -> Option<usize> {
-    let below = mask.checked_shl(u32::try_from(64 - k).ok()?).unwrap_or(0);
-    (below != 0).then(|| k - 1 - below.leading_zeros() as usize)
+fn highest(mask: u64) -> Option<usize> {
+    (mask != 0).then(|| 63 - mask.leading_zeros() as usize)
+}
+
+/// Bits `0..k`, for `k` < 64.
+#[inline(always)]
+fn below(k: usize) -> u64 {
+    !(u64::MAX << (k & 63))
 }
 
 /// The length of the word starting at `rest[0]`: eight bytes per bounds check.
