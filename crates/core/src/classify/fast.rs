@@ -88,8 +88,7 @@ impl Classifier {
         // backticks, MySQL's `"` strings) is left to the general lexer.
         let q = if dialect == Dialect::MySql { b'`' } else { b'"' };
         // Work on a local copy, so that the variables live in registers through the loop.
-        let mut v =
-            QueryVars { prev: out.prev, name: out.name, prev_dot: out.prev_dot, depth: out.depth };
+        let mut v = Vars::from(src, out);
         // The window's first byte. It is never inside a token.
         let mut base = lx.pos();
         // What the scan found, and where the general lexer goes on.
@@ -103,7 +102,10 @@ impl Classifier {
             let word = m.word & !inside;
             // What `settle` looks at: passed-over words, closing quotes, quiet punctuation.
             let mut tokens = (m.tokens | closing) & !inside;
-            let mut events = (word & !(word << 1) | !m.word) & m.events & !inside;
+            // Events: candidate words' first bytes, other bytes that are not passed over, and
+            // (where digits are no candidates) a `.` after a word, which may continue a number.
+            let mut events =
+                ((word & !(word << 1) | !m.word) & m.events | m.dot & word << 1) & !inside;
             let mut next = base + WINDOW;
             if (inside | word) >> 63 != 0 {
                 // A quoted identifier or a word runs past the window: the next window starts
@@ -156,12 +158,20 @@ impl Classifier {
                             }
                             v.prev = kw;
                         }
-                        v.name = Some(w);
+                        v.name_at = at;
+                        v.name_len = len;
                         v.prev_dot = false;
                         p + len
                     }
                     E_OPEN => {
-                        if v.name.is_some_and(|n| self.functions.contains(n)) {
+                        if v.name_len > 0
+                            && src
+                                .get(v.name_at)
+                                .is_some_and(|&f| self.functions.may_contain(f, v.name_len))
+                            && src
+                                .get(v.name_at..v.name_at + v.name_len)
+                                .is_some_and(|n| self.functions.contains(n))
+                        {
                             break 'scan (Some(Reason::WriteFunction), at + 1);
                         }
                         v.reset(false);
@@ -170,6 +180,22 @@ impl Classifier {
                     E_PUNCT => {
                         v.reset(false);
                         p + 1
+                    }
+                    E_DOT => {
+                        // After a word (`settle` applied it): a number's `.` if the word is
+                        // digits (`1.5`, `1.e5`), else a qualified name's.
+                        let start = highest(!m.word & below(p)).map_or(0, |s| s + 1);
+                        if src.get(base + start).is_some_and(u8::is_ascii_digit) {
+                            let mut i = at + 1;
+                            while src.get(i).is_some_and(|&c| class(c) & CONT != 0 || c == b'.') {
+                                i += 1;
+                            }
+                            v.reset(false);
+                            i - base
+                        } else {
+                            v.reset(true);
+                            p + 1
+                        }
                     }
                     E_DIGIT => {
                         // A number takes word bytes and dots: `1.5e3`, `12abc`.
@@ -224,7 +250,7 @@ impl Classifier {
             base = next;
         };
         lx.set_pos(stop.min(src.len()));
-        *out = v;
+        v.store(src, out);
         result
     }
 }
@@ -238,23 +264,24 @@ type Args<'a, 'b> = (&'b mut Lexer<'a>, &'b mut QueryVars<'a>, bool, bool, bool)
 /// that matters); a `.` makes the next word a qualified name's component; any other
 /// punctuation clears the variables. Without tokens (whitespace only) nothing changes.
 #[inline(always)]
-fn settle<'a>(src: &'a [u8], base: usize, m: &Masks, tokens: u64, q: u8, v: &mut QueryVars<'a>) {
+fn settle(src: &[u8], base: usize, m: &Masks, tokens: u64, q: u8, v: &mut Vars) {
     let Some(l) = highest(tokens) else { return };
     if m.word >> l & 1 != 0 {
-        // A word: from after the last byte below it that is none.
+        // A word: from after the last byte below it that is none. (A number if it starts with
+        // a digit, when digits are no events.)
         let start = highest(!m.word & below(l)).map_or(0, |s| s + 1);
-        v.name = src.get(base + start..base + l + 1);
-        v.prev = Kw::None;
-        v.prev_dot = false;
+        if src.get(base + start).is_some_and(u8::is_ascii_digit) {
+            v.reset(false);
+        } else {
+            v.name(base + start, l + 1 - start);
+        }
         return;
     }
     let c = src.get(base + l).copied();
     if c == Some(q) {
         // A closing quote; the opening one is the window's previous quote.
         let open = highest(m.quote & below(l)).map_or(l, |o| o + 1);
-        v.name = src.get(base + open..base + l);
-        v.prev = Kw::None;
-        v.prev_dot = false;
+        v.name(base + open, l - open);
     } else {
         v.reset(c == Some(b'.'));
     }
@@ -297,6 +324,7 @@ const E_PUNCT: u8 = 3;
 const E_DOLLAR: u8 = 4;
 const E_DIGIT: u8 = 5;
 const E_STRING: u8 = 6;
+const E_DOT: u8 = 7;
 
 /// What the fast path does at an event's first byte; `E_STOP` hands over to the full lexer.
 /// (Quiet bytes and quoted identifiers are never events.)
@@ -311,6 +339,8 @@ static EVENT: [u8; 256] = {
             b'0'..=b'9' => E_DIGIT,
             b'a'..=b'z' | b'A'..=b'Z' | b'_' | 0x80..=0xff => E_WORD,
             b'\'' => E_STRING,
+            // Only after a word, where digits are no events (see `Masks::dot`).
+            b'.' => E_DOT,
             _ => E_STOP,
         };
         if c == u8::MAX {
@@ -320,12 +350,54 @@ static EVENT: [u8; 256] = {
     }
 };
 
-impl QueryVars<'_> {
+/// The query variables inside the fast path, with the name as a range of the text (empty: no
+/// name), so that passing a name over makes no slice.
+struct Vars {
+    prev: Kw,
+    prev_dot: bool,
+    name_at: usize,
+    name_len: usize,
+    depth: u32,
+}
+
+impl Vars {
+    /// From the general loop's variables (whose name, if any, lies in `src`).
+    #[inline(always)]
+    fn from(src: &[u8], out: &QueryVars<'_>) -> Self {
+        let (name_at, name_len) = out
+            .name
+            .map_or((0, 0), |n| (n.as_ptr().addr().wrapping_sub(src.as_ptr().addr()), n.len()));
+        Self { prev: out.prev, prev_dot: out.prev_dot, name_at, name_len, depth: out.depth }
+    }
+
+    /// Back to the general loop's variables. (An empty name becomes none: both mean that a `(`
+    /// after it calls no function on the list.)
+    #[inline(always)]
+    fn store<'a>(&self, src: &'a [u8], out: &mut QueryVars<'a>) {
+        out.prev = self.prev;
+        out.prev_dot = self.prev_dot;
+        out.name = if self.name_len == 0 {
+            None
+        } else {
+            src.get(self.name_at..self.name_at + self.name_len)
+        };
+        out.depth = self.depth;
+    }
+
+    /// After a word or quoted identifier at `src[at..at + len]` that is no keyword that matters.
+    #[inline(always)]
+    fn name(&mut self, at: usize, len: usize) {
+        self.name_at = at;
+        self.name_len = len;
+        self.prev = Kw::None;
+        self.prev_dot = false;
+    }
+
     /// After a token that is neither a word nor a quoted identifier.
     #[inline(always)]
     fn reset(&mut self, dot: bool) {
         self.prev_dot = dot;
         self.prev = Kw::None;
-        self.name = None;
+        self.name_len = 0;
     }
 }

@@ -34,6 +34,7 @@ pub(super) struct Masks {
     pub(super) word: u64,
     /// The identifier quote the window tracks.
     pub(super) quote: u64,
+
     /// Bytes that are an event where a token starts (see [`is_event`]): the first bytes of
     /// words that may matter (digits, `$` and the first letters of [`QUERY_KEYWORDS`]; a
     /// superset is fine, SSE2 takes every word byte) and every byte that is neither a word
@@ -44,6 +45,9 @@ pub(super) struct Masks {
     /// Bytes of tokens the fast path passes over and may have to look back at: word bytes and
     /// quiet punctuation (see [`is_quiet_punct`]).
     pub(super) tokens: u64,
+    /// `.` bytes, where digits are not events (AVX2): a `.` right after a word is then an event,
+    /// as it may continue a number (`1.5`, `1.e5`). Zero where digits are events.
+    pub(super) dot: u64,
 }
 
 /// Punctuation the fast path passes over: `)`, `*`, `+`, `,`, `.`, `<`, `=`, `>`, `?`.
@@ -53,7 +57,8 @@ pub(super) fn is_quiet_punct(b: u8) -> bool {
 }
 
 /// Whether a word starting with `b` is worth an event: a number, a parameter, or a word that
-/// may be one of [`QUERY_KEYWORDS`](super::keywords::QUERY_KEYWORDS).
+/// may be one of [`QUERY_KEYWORDS`](super::keywords::QUERY_KEYWORDS). (AVX2 masks leave numbers
+/// out and mark `.` instead, see [`Masks::dot`].)
 #[inline(always)]
 pub(super) fn is_cand(b: u8) -> bool {
     class(b) & DIGIT != 0 || b == b'$' || starts_query_keyword(b)
@@ -95,6 +100,7 @@ pub(super) fn window(src: &[u8], base: usize, quote: u8, simd: impl Simd) -> Mas
         quote: m.quote >> shift,
         events: m.events >> shift,
         tokens: m.tokens >> shift,
+        dot: m.dot >> shift,
     }
 }
 
@@ -111,7 +117,7 @@ pub(super) struct Portable;
 impl Simd for Portable {
     #[inline(always)]
     fn masks(self, w: &[u8; WINDOW], quote: u8) -> Masks {
-        let mut m = Masks { word: 0, quote: 0, events: 0, tokens: 0 };
+        let mut m = Masks { word: 0, quote: 0, events: 0, tokens: 0, dot: 0 };
         for (k, &b) in w.iter().enumerate() {
             let word = class(b) & CONT != 0;
             m.word |= u64::from(word) << k;
@@ -230,7 +236,7 @@ pub(super) mod x86 {
     #[target_feature(enable = "sse2")]
     #[inline]
     fn sse2_masks(w: &[u8; WINDOW], quote: u8) -> Masks {
-        let mut m = Masks { word: 0, quote: 0, events: 0, tokens: 0 };
+        let mut m = Masks { word: 0, quote: 0, events: 0, tokens: 0, dot: 0 };
         for k in 0..WINDOW / 16 {
             let v = load16(w, 16 * k);
             // Setting bit 5 folds `A-Z` onto `a-z` and no other byte onto a letter.
@@ -436,7 +442,7 @@ pub(super) mod x86 {
         let low = table(LOW);
         let high = table(HIGH);
         let nibble = _mm256_set1_epi8(0x0f);
-        let mut m = Masks { word: 0, quote: 0, events: 0, tokens: 0 };
+        let mut m = Masks { word: 0, quote: 0, events: 0, tokens: 0, dot: 0 };
         for k in 0..WINDOW / 32 {
             let v = load32(w, 32 * k);
             let lo = _mm256_shuffle_epi8(low, _mm256_and_si256(v, nibble));
@@ -444,10 +450,11 @@ pub(super) mod x86 {
             let classes = _mm256_and_si256(lo, hi);
             let under = _mm256_cmpeq_epi8(v, _mm256_set1_epi8(lane(b'_')));
             let dollar = _mm256_cmpeq_epi8(v, _mm256_set1_epi8(lane(b'$')));
-            let cand = _mm256_or_si256(any(classes, CAND_A | CAND_P | DIGIT), dollar);
+            // Digits are no candidates: `.` after a word is an event instead.
+            let cand = _mm256_or_si256(any(classes, CAND_A | CAND_P), dollar);
             // `v` adds its sign bit: bytes from 0x80 on continue words.
             let word = _mm256_or_si256(
-                _mm256_or_si256(any(classes, LETTER_A | LETTER_P), cand),
+                _mm256_or_si256(any(classes, LETTER_A | LETTER_P | DIGIT), cand),
                 _mm256_or_si256(under, v),
             );
             let punct = any(classes, PUNCT_2 | PUNCT_3);
@@ -463,6 +470,7 @@ pub(super) mod x86 {
                 bits32(_mm256_or_si256(cand, _mm256_xor_si256(passed, _mm256_set1_epi8(-1))))
                     << shift;
             m.tokens |= bits32(_mm256_or_si256(word, punct)) << shift;
+            m.dot |= bits32(_mm256_cmpeq_epi8(v, _mm256_set1_epi8(lane(b'.')))) << shift;
         }
         m
     }
@@ -519,9 +527,15 @@ mod tests {
                         assert_eq!(at(m.word), word, "{name}: word {b}");
                         assert_eq!(at(m.quote), b == quote, "{name}: quote {b}");
                         assert_eq!(at(m.tokens), word || is_quiet_punct(b), "{name}: token {b}");
-                        // Events: exact outside words; a superset of the candidates within.
+                        // Events: exact outside words; within, a superset of the candidates
+                        // (digits aside where `.` is marked).
+                        assert!(!at(m.dot) || b == b'.', "{name}: dot {b}");
+                        let number = class(b) & DIGIT != 0 && m.dot != 0;
+                        if b == b'.' && !at(m.dot) {
+                            assert!(name != "avx2", "{name}: no dot {b}");
+                        }
                         if word {
-                            assert!(at(m.events) || !is_cand(b), "{name}: cand {b}");
+                            assert!(at(m.events) || !is_cand(b) || number, "{name}: cand {b}");
                         } else {
                             assert_eq!(at(m.events), is_event(b, quote), "{name}: event {b}");
                         }
