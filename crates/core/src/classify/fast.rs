@@ -136,7 +136,9 @@ impl Classifier {
                 events &= events - 1;
                 let at = base + p;
                 let Some(&b) = src.get(at) else { break };
-                settle(src, base, &m, tokens & below(p), q, &mut v);
+                // The tokens passed over since the last event. Only what needs the variables
+                // applies them (`settle`): a token that sets them all does not.
+                let passed = tokens & below(p);
                 // Where the token ends.
                 let end = match EVENT[usize::from(b)] {
                     E_WORD => {
@@ -147,23 +149,30 @@ impl Classifier {
                             // It may go on in the next window.
                             word_len(src.get(at..).unwrap_or_default())
                         };
-                        let w = src.get(at..at + len).unwrap_or_default();
-                        if v.prev_dot || !may_be_query_keyword(b, len) {
-                            // A qualified name's component, or a word no keyword can be.
-                            v.prev = Kw::None;
-                        } else {
-                            let kw = keyword(w);
-                            if let Some(r) = query_keyword(kw, v.prev, with, analyze) {
-                                break 'scan (Some(r), at + len);
+                        if may_be_query_keyword(b, len) {
+                            settle(src, base, &m, passed, q, &mut v);
+                            if !v.prev_dot {
+                                let w = src.get(at..at + len).unwrap_or_default();
+                                let kw = keyword(w);
+                                if let Some(r) = query_keyword(kw, v.prev, with, analyze) {
+                                    break 'scan (Some(r), at + len);
+                                }
+                                v.name(at, len);
+                                v.prev = kw;
+                                p + len
+                            } else {
+                                // A qualified name's component.
+                                v.name(at, len);
+                                p + len
                             }
-                            v.prev = kw;
+                        } else {
+                            // A word no keyword that matters can be.
+                            v.name(at, len);
+                            p + len
                         }
-                        v.name_at = at;
-                        v.name_len = len;
-                        v.prev_dot = false;
-                        p + len
                     }
                     E_OPEN => {
+                        settle(src, base, &m, passed, q, &mut v);
                         if v.name_len > 0
                             && src
                                 .get(v.name_at)
@@ -182,8 +191,8 @@ impl Classifier {
                         p + 1
                     }
                     E_DOT => {
-                        // After a word (`settle` applied it): a number's `.` if the word is
-                        // digits (`1.5`, `1.e5`), else a qualified name's.
+                        // After a word: a number's `.` if the word is digits (`1.5`, `1.e5`),
+                        // else a qualified name's.
                         let start = highest(!m.word & below(p)).map_or(0, |s| s + 1);
                         if src.get(base + start).is_some_and(u8::is_ascii_digit) {
                             let mut i = at + 1;
@@ -218,6 +227,7 @@ impl Classifier {
                             i += 1;
                         }
                         if src.get(i).is_some_and(|&c| class(c) & CONT != 0) {
+                            settle(src, base, &m, passed, q, &mut v);
                             break 'scan (None, at);
                         }
                         v.reset(false);
@@ -234,7 +244,10 @@ impl Classifier {
                     {
                         break 'scan (None, at - 1);
                     }
-                    _ => break 'scan (None, at),
+                    _ => {
+                        settle(src, base, &m, passed, q, &mut v);
+                        break 'scan (None, at);
+                    }
                 };
                 // Drop what the token covers; past the window, go on after it.
                 if end < WINDOW {
