@@ -91,9 +91,14 @@ impl Classifier {
         let mut v = Vars::from(src, out);
         // The window's first byte. It is never inside a token.
         let mut base = lx.pos();
+        // The tokens an earlier window passed over after its last event (`pending.tokens`,
+        // bits of the window at `pending.base`): applied only if an event needs them before
+        // this window passes over a token of its own, which would make them moot.
+        let mut pending = Pending { base, word: 0, quote: 0, tokens: 0 };
         // What the scan found, and where the general lexer goes on.
         let (result, stop) = 'scan: loop {
             if base >= src.len() {
+                pending.settle(src, q, &mut v);
                 break (None, src.len());
             }
             let m = window(src, base, q, simd);
@@ -134,6 +139,9 @@ impl Classifier {
             while events != 0 {
                 let p = events.trailing_zeros() as usize;
                 events &= events - 1;
+                // Whatever the event is, it settles or overrides what is pending.
+                let pending_before = pending.tokens;
+                pending.tokens = 0;
                 let at = base + p;
                 let Some(&b) = src.get(at) else { break };
                 // The tokens passed over since the last event. Only what needs the variables
@@ -150,7 +158,7 @@ impl Classifier {
                             word_len(src.get(at..).unwrap_or_default())
                         };
                         if may_be_query_keyword(b, len) {
-                            settle(src, base, &m, passed, q, &mut v);
+                            settle_or(src, base, &m, passed, (pending_before, &pending), q, &mut v);
                             if !v.prev_dot {
                                 let w = src.get(at..at + len).unwrap_or_default();
                                 let kw = keyword(w);
@@ -172,7 +180,7 @@ impl Classifier {
                         }
                     }
                     E_OPEN => {
-                        settle(src, base, &m, passed, q, &mut v);
+                        settle_or(src, base, &m, passed, (pending_before, &pending), q, &mut v);
                         if v.name_len > 0
                             && src
                                 .get(v.name_at)
@@ -227,7 +235,7 @@ impl Classifier {
                             i += 1;
                         }
                         if src.get(i).is_some_and(|&c| class(c) & CONT != 0) {
-                            settle(src, base, &m, passed, q, &mut v);
+                            settle_or(src, base, &m, passed, (pending_before, &pending), q, &mut v);
                             break 'scan (None, at);
                         }
                         v.reset(false);
@@ -245,7 +253,7 @@ impl Classifier {
                         break 'scan (None, at - 1);
                     }
                     _ => {
-                        settle(src, base, &m, passed, q, &mut v);
+                        settle_or(src, base, &m, passed, (pending_before, &pending), q, &mut v);
                         break 'scan (None, at);
                     }
                 };
@@ -259,7 +267,9 @@ impl Classifier {
                     break;
                 }
             }
-            settle(src, base, &m, tokens, q, &mut v);
+            if tokens != 0 {
+                pending = Pending { base, word: m.word, quote: m.quote, tokens };
+            }
             base = next;
         };
         lx.set_pos(stop.min(src.len()));
@@ -270,6 +280,44 @@ impl Classifier {
 
 /// The arguments of the fast path.
 type Args<'a, 'b> = (&'b mut Lexer<'a>, &'b mut QueryVars<'a>, bool, bool, bool);
+
+/// Tokens an earlier window passed over, not yet applied (see `pending` in `fast_scan`).
+struct Pending {
+    base: usize,
+    word: u64,
+    quote: u64,
+    tokens: u64,
+}
+
+impl Pending {
+    /// Applies the tokens to `v`.
+    #[inline(always)]
+    fn settle(&self, src: &[u8], q: u8, v: &mut Vars) {
+        let m = Masks { word: self.word, quote: self.quote, events: 0, tokens: 0, dot: 0 };
+        settle(src, self.base, &m, self.tokens, q, v);
+    }
+}
+
+/// [`settle`] with `tokens` of the current window if there are any, else with the tokens
+/// `earlier.0` of an earlier window (`earlier.1`).
+#[inline(always)]
+fn settle_or(
+    src: &[u8],
+    base: usize,
+    m: &Masks,
+    tokens: u64,
+    earlier: (u64, &Pending),
+    q: u8,
+    v: &mut Vars,
+) {
+    if tokens != 0 {
+        settle(src, base, m, tokens, q, v);
+    } else if earlier.0 != 0 {
+        let p = earlier.1;
+        let m = Masks { word: p.word, quote: p.quote, events: 0, tokens: 0, dot: 0 };
+        settle(src, p.base, &m, earlier.0, q, v);
+    }
+}
 
 /// Applies to `v` the last of the tokens `tokens` (bits of the window at `base`, whose masks
 /// are `m`): words that were no event, closing quotes and quiet punctuation. A word or a
