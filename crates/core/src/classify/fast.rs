@@ -2,7 +2,7 @@
 //! window by window, from bit masks.
 
 use super::keywords::{Kw, keyword, may_be_query_keyword, query_keyword};
-use super::lexer::{CONT, Lexer, class};
+use super::lexer::{CONT, Lexer, class, find_byte};
 #[cfg(target_arch = "x86_64")]
 use super::masks::x86;
 use super::masks::{Engine, Masks, Portable, Simd, WINDOW, prefix_xor, window};
@@ -112,20 +112,18 @@ impl Classifier {
             let mut events =
                 ((word & !(word << 1) | !m.word) & m.events | m.dot & word << 1) & !inside;
             let mut next = base + WINDOW;
+            // A quoted identifier or a word that runs past the window (from the window's last
+            // quote, or after its last non-word byte): taken whole from the text below, unless
+            // an event already took it, and the next window starts after it.
+            let mut cross = None;
             if (inside | word) >> 63 != 0 {
-                // A quoted identifier or a word runs past the window: the next window starts
-                // at it (at the window's last quote, or after its last non-word byte). One as
-                // long as a window is an event: the general lexer takes such an identifier
-                // (PostgreSQL cuts names at 63 bytes anyway), a word's length comes from the
-                // text.
                 let start = if inside >> 63 != 0 {
                     highest(m.quote).unwrap_or_default()
                 } else {
                     highest(!m.word).map_or(0, |s| s + 1)
                 };
-                next = base + start;
-                events |= u64::from(start == 0);
-                tokens &= !(u64::MAX << start);
+                cross = Some(start);
+                tokens &= below(start);
             }
             if closing & (m.quote >> 1) != 0
                 || (closing >> 63 != 0 && src.get(base + WINDOW) == Some(&q))
@@ -264,10 +262,41 @@ impl Classifier {
                 } else {
                     next = base + end;
                     tokens = 0;
+                    cross = None;
                     break;
                 }
             }
-            if tokens != 0 {
+            if let Some(start) = cross {
+                // The token that runs past the window is the last one before the next window:
+                // it overrides what is pending.
+                let at = base + start;
+                next = if src.get(at) == Some(&q) {
+                    match quoted_end(src, at, q) {
+                        Some(end) => {
+                            v.name(at + 1, end - at - 2);
+                            end
+                        }
+                        None => {
+                            // Doubled quotes, or no closing quote: the general lexer's.
+                            settle_or(src, base, &m, tokens, (pending.tokens, &pending), q, &mut v);
+                            break 'scan (None, at);
+                        }
+                    }
+                } else if src.get(at).is_some_and(u8::is_ascii_digit) {
+                    // A number (digits are no events here): it takes word bytes and dots.
+                    let mut i = at + 1;
+                    while src.get(i).is_some_and(|&c| class(c) & CONT != 0 || c == b'.') {
+                        i += 1;
+                    }
+                    v.reset(false);
+                    i
+                } else {
+                    let len = word_len(src.get(at..).unwrap_or_default());
+                    v.name(at, len);
+                    at + len
+                };
+                pending.tokens = 0;
+            } else if tokens != 0 {
                 pending = Pending { base, word: m.word, quote: m.quote, tokens };
             }
             base = next;
@@ -346,6 +375,14 @@ fn settle(src: &[u8], base: usize, m: &Masks, tokens: u64, q: u8, v: &mut Vars) 
     } else {
         v.reset(c == Some(b'.'));
     }
+}
+
+/// The end (exclusive) of the quoted identifier opened by `q` at `src[at]`, if it is closed
+/// and has no doubled quote.
+#[inline(always)]
+fn quoted_end(src: &[u8], at: usize, q: u8) -> Option<usize> {
+    let close = at + 1 + find_byte(src.get(at + 1..)?, q)?;
+    (src.get(close + 1) != Some(&q)).then_some(close + 1)
 }
 
 /// The position of the highest set bit of `mask`, if any.

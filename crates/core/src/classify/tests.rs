@@ -714,6 +714,12 @@ fn fast_path_agrees_at_every_offset() {
         "t . for update",
         "FOR\x0bUPDATE",
         "a?b FOR SHARE",
+        // Write functions whose names start with letters no query keyword starts with (no
+        // event: a `(` after them finds them passed over, maybe in an earlier window).
+        "currval (1)",
+        "txid_current()",
+        "get_lock('a', 1)",
+        r#""currval"(1)"#,
     ];
     for prefix in ["SELECT ", "COPY (SELECT ", "WITH x AS (SELECT "] {
         for construct in constructs {
@@ -841,7 +847,7 @@ mod props {
         #[test]
         fn fast_path_agrees_on_long_text(
             start in "(SELECT |select |WITH x AS \\(SELECT |COPY \\(SELECT |EXPLAIN ANALYZE SELECT )",
-            sql in r#"( |  {1,9}|\n|\t|\r|\x0b|SELECT|FOR|UPDATE|SHARE|NO|KEY|LOCK|IN|INTO|NEXT|VALUE|TO|STDOUT|\(|\)|;|'x'|"|`|\$1|\$|E'|e|--|#|/\*c\*/|/|-|:|::|@|nextval|my_fn|"nextval"|"my_fn"|`nextval`|pg_catalog|\.|,|=|\*|\||&|~|[a-z_]{1,12}|[0-9]{1,3}|1\.e5|"[a-z]{0,70}"|"[a-z"]{0,9}"|`[a-z`]{0,9}`|"t"\."c",){0,120}"#,
+            sql in r#"( |  {1,9}|\n|\t|\r|\x0b|SELECT|FOR|UPDATE|SHARE|NO|KEY|LOCK|IN|INTO|NEXT|VALUE|TO|STDOUT|\(|\)|;|'x'|"|`|\$1|\$|E'|e|--|#|/\*c\*/|/|-|:|::|@|nextval|currval|my_fn|"nextval"|"my_fn"|`nextval`|pg_catalog|\.|,|=|\*|\||&|~|[a-z_]{1,12}|[0-9]{1,3}|1\.e5|"[a-z]{0,70}"|"[a-z"]{0,9}"|`[a-z`]{0,9}`|"t"\."c",){0,120}"#,
         ) {
             let fast = Classifier::default().with_write_functions(["my_fn"]);
             let slow = Classifier { engine: Engine::General, ..fast.clone() };
