@@ -3,9 +3,11 @@
 
 use super::keywords::{Kw, keyword, may_be_query_keyword, query_keyword};
 use super::lexer::{CONT, Lexer, class, find_byte};
+#[cfg(test)]
+use super::masks;
 #[cfg(target_arch = "x86_64")]
 use super::masks::x86;
-use super::masks::{Engine, Masks, Portable, Simd, WINDOW, prefix_xor, window};
+use super::masks::{Engine, Masks, Simd, WINDOW, prefix_xor, window};
 use super::{Classifier, Dialect, Reason};
 
 /// The query-state variables of `Classifier::scan`, shared with its fast path.
@@ -36,18 +38,18 @@ impl Classifier {
         let args = (lx, out, with, analyze, copy);
         match self.engine {
             Engine::General => None,
-            Engine::Portable => self.fast_scan(args, Portable),
+            Engine::Scalar => self.scalar_query(args.0, args.1, with, analyze, copy),
+            #[cfg(test)]
+            Engine::Portable => self.fast_scan(args, masks::Portable),
             #[cfg(target_arch = "x86_64")]
             Engine::Auto => match x86::Avx2::detect() {
                 #[allow(unsafe_code)]
                 // SAFETY: `fast_avx2` enables what `Avx2::detect` found.
                 Some(avx2) => unsafe { self.fast_avx2(args, avx2) },
-                None => self.fast_scan(args, x86::Sse2),
+                None => self.scalar_query(args.0, args.1, with, analyze, copy),
             },
-            #[cfg(target_arch = "x86_64")]
-            Engine::Sse2 => self.fast_scan(args, x86::Sse2),
             #[cfg(not(target_arch = "x86_64"))]
-            Engine::Auto | Engine::Sse2 => self.fast_scan(args, Portable),
+            Engine::Auto => self.scalar_query(args.0, args.1, with, analyze, copy),
         }
     }
 
@@ -399,7 +401,7 @@ fn below(k: usize) -> u64 {
 
 /// The length of the word starting at `rest[0]`: eight bytes per bounds check.
 #[inline(always)]
-fn word_len(rest: &[u8]) -> usize {
+pub(super) fn word_len(rest: &[u8]) -> usize {
     let mut n = 1;
     while let Some(chunk) = rest.get(n..).and_then(<[u8]>::first_chunk::<8>) {
         for (k, &c) in chunk.iter().enumerate() {

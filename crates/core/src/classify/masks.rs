@@ -1,29 +1,35 @@
-//! Byte-class bit masks of a 64-byte window, the input of the query state's fast path.
+//! Byte-class bit masks of a 64-byte window, the input of the query state's windowed fast path.
 //!
-//! Bit `k` of each mask describes byte `k` of the window. On x86-64 the masks come from SIMD
-//! compares and `pmovmskb`: 32 bytes per instruction with AVX2 (detected at run time), 16 with
-//! SSE2 (part of every x86-64 target's baseline). Elsewhere a table loop computes the same
-//! masks; tests check all of them agree on every byte value.
+//! Bit `k` of each mask describes byte `k` of the window. The masks come from AVX2, 32 bytes per
+//! instruction (detected at run time): a nibble shuffle classifies every byte at once, compares
+//! pick out the rest, `vpmovmskb` makes bits of them. CPUs without AVX2 take the scalar fast
+//! path (`scalar.rs`) instead: masks built without a byte shuffle and a 32-byte `movemask` cost
+//! more than that loop (SSE2 masks were measured at 2,265 instructions for the 197-byte SELECT
+//! against its 1,905; a table loop at 8,686). Tests build the same masks with a table loop,
+//! check AVX2's against them for every byte value, and run the windowed path on them too.
 
+#[cfg(test)]
 use super::keywords::starts_query_keyword;
+#[cfg(test)]
 use super::lexer::{CONT, DIGIT, WS, class};
 
 /// The window length: one bit per byte of a `u64`.
 pub(super) const WINDOW: usize = 64;
 
-/// How the fast path computes its masks. [`Engine::Auto`] in normal use; the others exist so
-/// that tests can compare each implementation with the general lexer on any machine.
+/// Which fast path the query state takes. [`Engine::Auto`] in normal use; the others exist so
+/// that tests can compare each with the general lexer on any machine.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[cfg_attr(not(test), allow(dead_code, reason = "tests construct the other engines"))]
 pub(super) enum Engine {
     /// No fast path: the general lexer for everything.
     General,
-    /// The best the CPU has: AVX2 if it has it, else SSE2 on x86-64; the table loop elsewhere.
+    /// The windowed path with AVX2 masks if the CPU has AVX2, else the scalar path.
     Auto,
-    /// The table loop, on any CPU.
+    /// The scalar path, on any CPU.
+    Scalar,
+    /// The windowed path with masks from a table loop (tests only: slow, but on any CPU).
+    #[cfg(test)]
     Portable,
-    /// SSE2 on x86-64 (the table loop elsewhere).
-    Sse2,
 }
 
 /// The masks of one window.
@@ -51,6 +57,7 @@ pub(super) struct Masks {
 }
 
 /// Punctuation the fast path passes over: `)`, `*`, `+`, `,`, `.`, `<`, `=`, `>`, `?`.
+#[cfg(test)]
 #[inline(always)]
 pub(super) fn is_quiet_punct(b: u8) -> bool {
     matches!(b, b')' | b'*' | b'+' | b',' | b'.' | b'<' | b'=' | b'>' | b'?')
@@ -59,6 +66,7 @@ pub(super) fn is_quiet_punct(b: u8) -> bool {
 /// Whether a word starting with `b` is worth an event: a number, a parameter, or a word that
 /// may be one of [`QUERY_KEYWORDS`](super::keywords::QUERY_KEYWORDS). (AVX2 masks leave numbers
 /// out and mark `.` instead, see [`Masks::dot`].)
+#[cfg(test)]
 #[inline(always)]
 pub(super) fn is_cand(b: u8) -> bool {
     class(b) & DIGIT != 0 || b == b'$' || starts_query_keyword(b)
@@ -66,6 +74,7 @@ pub(super) fn is_cand(b: u8) -> bool {
 
 /// Whether `b` is an event where a token starts, with `quote` the identifier quote (see
 /// [`Masks::events`]; SIMD masks may add word bytes).
+#[cfg(test)]
 #[inline(always)]
 pub(super) fn is_event(b: u8, quote: u8) -> bool {
     if class(b) & CONT != 0 {
@@ -110,10 +119,12 @@ pub(super) trait Simd: Copy {
     fn masks(self, w: &[u8; WINDOW], quote: u8) -> Masks;
 }
 
-/// The table loop: any CPU.
+/// Masks from a table loop, a byte at a time: any CPU (tests only).
+#[cfg(test)]
 #[derive(Clone, Copy, Debug)]
 pub(super) struct Portable;
 
+#[cfg(test)]
 impl Simd for Portable {
     #[inline(always)]
     fn masks(self, w: &[u8; WINDOW], quote: u8) -> Masks {
@@ -143,19 +154,6 @@ pub(super) mod x86 {
 
     use super::{Masks, Simd, WINDOW, lane};
 
-    /// SSE2: every x86-64 CPU.
-    #[derive(Clone, Copy, Debug)]
-    pub(crate) struct Sse2;
-
-    impl Simd for Sse2 {
-        #[inline(always)]
-        #[allow(unsafe_code)]
-        fn masks(self, w: &[u8; WINDOW], quote: u8) -> Masks {
-            // SAFETY: `sse2_masks` needs SSE2, which every x86-64 CPU has.
-            unsafe { sse2_masks(w, quote) }
-        }
-    }
-
     /// AVX2: made only on CPUs that have it, with the bit instructions the AVX2 build of the
     /// fast path uses (`tzcnt`, `lzcnt`, `shlx`).
     #[derive(Clone, Copy, Debug)]
@@ -181,87 +179,6 @@ pub(super) mod x86 {
             // SAFETY: an `Avx2` exists only where `detect` found AVX2.
             unsafe { avx2_masks(w, quote) }
         }
-    }
-
-    /// Sixteen bytes of `w` from `at` (one unaligned load once compiled).
-    #[target_feature(enable = "sse2")]
-    #[inline]
-    fn load16(w: &[u8; WINDOW], at: usize) -> __m128i {
-        let b = |i: usize| lane(w.get(at + i).copied().unwrap_or_default());
-        _mm_setr_epi8(
-            b(0),
-            b(1),
-            b(2),
-            b(3),
-            b(4),
-            b(5),
-            b(6),
-            b(7),
-            b(8),
-            b(9),
-            b(10),
-            b(11),
-            b(12),
-            b(13),
-            b(14),
-            b(15),
-        )
-    }
-
-    /// Lanes whose byte lies in `lo..lo + n` (unsigned): shifted so that the range starts at
-    /// `i8::MIN`, then one signed compare.
-    #[target_feature(enable = "sse2")]
-    #[inline]
-    fn in_range(v: __m128i, lo: u8, n: u8) -> __m128i {
-        let shifted = _mm_add_epi8(v, _mm_set1_epi8(lane(0x80u8.wrapping_sub(lo))));
-        _mm_cmplt_epi8(shifted, _mm_set1_epi8(lane(0x80u8.wrapping_add(n))))
-    }
-
-    /// Lanes equal to `b`.
-    #[target_feature(enable = "sse2")]
-    #[inline]
-    fn eq(v: __m128i, b: u8) -> __m128i {
-        _mm_cmpeq_epi8(v, _mm_set1_epi8(lane(b)))
-    }
-
-    /// The sign bits of the 16 lanes.
-    #[target_feature(enable = "sse2")]
-    #[inline]
-    fn bits16(v: __m128i) -> u64 {
-        u64::from(u32::from_ne_bytes(_mm_movemask_epi8(v).to_ne_bytes()))
-    }
-
-    /// The masks of `w`, sixteen bytes per compare. Every word byte counts as an event where a
-    /// word starts (no byte shuffle to pick the first letters).
-    #[target_feature(enable = "sse2")]
-    #[inline]
-    fn sse2_masks(w: &[u8; WINDOW], quote: u8) -> Masks {
-        let mut m = Masks { word: 0, quote: 0, events: 0, tokens: 0, dot: 0 };
-        for k in 0..WINDOW / 16 {
-            let v = load16(w, 16 * k);
-            // Setting bit 5 folds `A-Z` onto `a-z` and no other byte onto a letter.
-            let letter = in_range(_mm_or_si128(v, _mm_set1_epi8(0x20)), b'a', 26);
-            let word = _mm_or_si128(
-                _mm_or_si128(letter, in_range(v, b'0', 10)),
-                _mm_or_si128(eq(v, b'_'), eq(v, b'$')),
-            );
-            // `v` itself adds its sign bit: bytes from 0x80 on continue words.
-            let word = _mm_or_si128(word, v);
-            let space = _mm_or_si128(eq(v, b' '), in_range(v, b'\t', 5));
-            // `)*+,` and `<=>?` are ranges; the `-` between the first and `.` may start a
-            // comment.
-            let punct =
-                _mm_or_si128(_mm_or_si128(in_range(v, b')', 4), in_range(v, b'<', 4)), eq(v, b'.'));
-            let q = eq(v, quote);
-            let passed = _mm_or_si128(_mm_or_si128(space, punct), q);
-            let shift = 16 * k;
-            let word = bits16(word);
-            m.word |= word << shift;
-            m.quote |= bits16(q) << shift;
-            m.events |= (word | !bits16(passed) & 0xffff) << shift;
-            m.tokens |= (word | bits16(punct)) << shift;
-        }
-        m
     }
 
     /// 32 lanes of `w` from `at` (one unaligned load once compiled).
@@ -500,13 +417,10 @@ mod tests {
         #[allow(unused_mut)]
         let mut v: Vec<Implementation> = vec![("portable", |w, q| Portable.masks(w, q))];
         #[cfg(target_arch = "x86_64")]
-        {
-            v.push(("sse2", |w, q| x86::Sse2.masks(w, q)));
-            if x86::Avx2::detect().is_some() {
-                v.push(("avx2", |w, q| {
-                    x86::Avx2::detect().map_or_else(|| x86::Sse2.masks(w, q), |a| a.masks(w, q))
-                }));
-            }
+        if x86::Avx2::detect().is_some() {
+            v.push(("avx2", |w, q| {
+                x86::Avx2::detect().map_or(Portable.masks(w, q), |a| a.masks(w, q))
+            }));
         }
         v
     }

@@ -5,6 +5,7 @@ mod functions;
 mod keywords;
 mod lexer;
 mod masks;
+mod scalar;
 mod tables;
 
 #[cfg(test)]
