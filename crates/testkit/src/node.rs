@@ -396,18 +396,37 @@ impl Node {
         }
     }
 
-    /// Makes this replica apply each change only `delay` after it happened on the primary.
-    /// PostgreSQL: `recovery_min_apply_delay` (milliseconds, reloaded without a restart);
+    /// Makes this replica apply each change only `delay` after it happened on the primary, and
+    /// returns once the delay is in effect: a commit on the primary after this returns is held
+    /// back.
+    ///
+    /// PostgreSQL: `recovery_min_apply_delay` (milliseconds) by `ALTER SYSTEM` and
+    /// `pg_reload_conf()`. A reload is asynchronous: replay runs in the startup process, which
+    /// takes the new value only once the postmaster has re-read the file and signalled it, so a
+    /// commit arriving just after `pg_reload_conf()` returns could still be applied at once. This
+    /// therefore waits until a new session sees the value (the postmaster has re-read it and
+    /// signalled its children), then confirms with a probe: a commit on the server the replica
+    /// streams from, after which the startup process must be seen holding a commit back (wait
+    /// event `RecoveryApplyDelay`); a probe applied at once is retried. The probe is skipped
+    /// while the replica streams from nobody or its replay is paused (nothing could be applied
+    /// then); a delay too short to be observed (under 20 ms) is taken as in effect once a probe
+    /// has been applied after the reload.
+    ///
     /// MariaDB: `MASTER_DELAY` in whole seconds, rounded up plus one because event timestamps
-    /// have whole seconds (the change is held between `delay` and `delay` + 1 s).
+    /// have whole seconds (the change is held between `delay` and `delay` + 1 s). `CHANGE
+    /// MASTER` needs the replica threads stopped, so the SQL thread that `START SLAVE` starts
+    /// applies the new delay from its first event: nothing to wait for.
     pub async fn set_apply_delay(&self, delay: Duration) -> Result<()> {
         self.require_replica().await?;
         match &*self.engine {
             Engine::Postgres(_) => {
                 let ms = delay.as_millis();
+                let was = self.text(APPLY_DELAY_SQL).await?;
                 self.admin(&format!("ALTER SYSTEM SET recovery_min_apply_delay = '{ms}ms'"))
                     .await?;
-                self.admin("SELECT pg_reload_conf()").await
+                self.admin("SELECT pg_reload_conf()").await?;
+                self.wait_apply_delay_reloaded(ms).await?;
+                self.confirm_apply_delay(delay, was.as_deref() == Some("0")).await
             }
             Engine::MariaDb(_) => {
                 // Binlog event timestamps have whole seconds: MASTER_DELAY = n holds an event
@@ -421,17 +440,148 @@ impl Node {
         }
     }
 
-    /// Removes an apply delay set by [`Node::set_apply_delay`].
+    /// Removes an apply delay set by [`Node::set_apply_delay`], and returns once it is gone.
+    ///
+    /// PostgreSQL: waits, as [`Node::set_apply_delay`] does, until a new session sees the
+    /// reset value, then until a probe commit on the server the replica streams from has been
+    /// applied (unless it streams from nobody or its replay is paused): everything committed
+    /// before the probe has been applied, and what follows is applied without delay.
+    /// MariaDB: `MASTER_DELAY = 0` with the replica threads stopped, in effect when it returns.
     pub async fn clear_apply_delay(&self) -> Result<()> {
         match &*self.engine {
             Engine::Postgres(_) => {
                 self.admin("ALTER SYSTEM RESET recovery_min_apply_delay").await?;
-                self.admin("SELECT pg_reload_conf()").await
+                self.admin("SELECT pg_reload_conf()").await?;
+                self.wait_apply_delay_reloaded(0).await?;
+                self.confirm_apply_delay(Duration::ZERO, false).await
             }
             Engine::MariaDb(_) => {
                 self.admin("STOP SLAVE; CHANGE MASTER TO MASTER_DELAY = 0; START SLAVE").await
             }
         }
+    }
+
+    /// PostgreSQL: waits until a new session sees `recovery_min_apply_delay` = `ms`. A new
+    /// session is forked from the postmaster, so it sees the value once the postmaster has
+    /// re-read the configuration, which it does before signalling its children (the startup
+    /// process among them) to do the same.
+    async fn wait_apply_delay_reloaded(&self, ms: u128) -> Result<()> {
+        let start = Instant::now();
+        let want = ms.to_string();
+        loop {
+            // A new connection each time: an existing session reloads on its own schedule.
+            let seen = self.text(APPLY_DELAY_SQL).await?;
+            if seen.as_deref() == Some(want.as_str()) {
+                return Ok(());
+            }
+            if start.elapsed() > CONTROL_TIMEOUT {
+                return Err(Error::Timeout {
+                    what: format!(
+                        "{} to reload recovery_min_apply_delay = {ms} ms (it shows {})",
+                        self.name,
+                        seen.as_deref().unwrap_or("nothing")
+                    ),
+                    waited: CONTROL_TIMEOUT,
+                });
+            }
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+    }
+
+    /// PostgreSQL: confirms that the startup process applies with `delay` by probe commits on
+    /// the server this replica streams from. A nonzero delay is confirmed when the startup
+    /// process is seen holding back a commit: any commit if it applied without delay before
+    /// (`was_off`: whatever it holds, it holds by the new value; with other writers that is
+    /// often one of theirs), else one written after the probe's first record. Zero is
+    /// confirmed when the probe has been applied. Without an upstream it streams from, with
+    /// replay paused, or on a node no longer in recovery, nothing can be probed: the reload
+    /// alone has to do.
+    async fn confirm_apply_delay(&self, delay: Duration, was_off: bool) -> Result<()> {
+        /// Shorter holds may fall between two polls: a probe applied after the reload is then
+        /// taken as confirmation.
+        const OBSERVABLE: Duration = Duration::from_millis(20);
+        let waited = CONTROL_TIMEOUT + delay;
+        let deadline = Instant::now() + waited;
+        let mut me = self.conn().await?;
+        // (CASE evaluates in order: `pg_is_wal_replay_paused()` fails on a primary.)
+        let upstream = "SELECT CASE WHEN NOT pg_is_in_recovery() OR pg_is_wal_replay_paused() \
+             THEN NULL ELSE (SELECT sender_port FROM pg_stat_wal_receiver \
+             WHERE status = 'streaming') END::text";
+        let upstream = me.text(upstream).await.map_err(|e| self.sql_error(upstream, e))?;
+        let Some(port) = upstream.and_then(|p| p.parse::<u16>().ok()) else {
+            me.close().await;
+            return Ok(());
+        };
+        let mut up = Conn::open(&self.engine, port, self.engine.admin_db(), CONTROL_TIMEOUT)
+            .await
+            .map_err(|e| self.sql_error(&format!("connect to its upstream on port {port}"), e))?;
+        let result = loop {
+            // A transactional message gets the transaction an XID and a WAL record, so its
+            // commit record is written and flushed (streamed) at once; `txid_current()` alone
+            // would commit asynchronously and reach the replica only when the WAL writer runs.
+            let probe = "SELECT pg_logical_emit_message(true, 'rwsplit-testkit', \
+                         'apply delay probe')::text";
+            let first = up.text(probe).await.map_err(|e| self.sql_error(probe, e))?;
+            let committed = "SELECT pg_current_wal_lsn()::text";
+            let committed = up.text(committed).await.map_err(|e| self.sql_error(committed, e))?;
+            let (Some(first), Some(committed)) = (first, committed) else {
+                break Err(self.invalid("could not read its upstream's WAL position"));
+            };
+            // Replay position first, then the wait event: a hold seen after the probe's first
+            // record was replayed is the hold of a commit written after it.
+            let poll = format!(
+                "SELECT format('%s %s %s', \
+                   pg_last_wal_replay_lsn() >= '{first}'::pg_lsn, \
+                   pg_last_wal_replay_lsn() >= '{committed}'::pg_lsn, \
+                   EXISTS (SELECT 1 FROM pg_stat_activity WHERE backend_type = 'startup' \
+                           AND wait_event = 'RecoveryApplyDelay'))"
+            );
+            let outcome = loop {
+                let state = me.text(&poll).await.map_err(|e| self.sql_error(&poll, e))?;
+                let flags: Vec<bool> =
+                    state.as_deref().unwrap_or_default().split(' ').map(|f| f == "t").collect();
+                let [past_first, past_commit, holding] = flags[..] else {
+                    break Err(self.invalid(&format!("answered `{state:?}` to the probe's poll")));
+                };
+                if past_commit {
+                    break Ok(Probe::Applied);
+                }
+                if holding && (past_first || was_off) && !delay.is_zero() {
+                    break Ok(Probe::Held);
+                }
+                if Instant::now() > deadline {
+                    break Ok(Probe::TimedOut);
+                }
+                tokio::time::sleep(Duration::from_millis(1)).await;
+            };
+            match outcome {
+                Err(e) => break Err(e),
+                Ok(Probe::Held) => break Ok(()),
+                Ok(Probe::Applied) if delay < OBSERVABLE => break Ok(()),
+                // Applied at once: the startup process had not taken the new value yet.
+                Ok(Probe::Applied) if Instant::now() <= deadline => {
+                    tokio::time::sleep(Duration::from_millis(5)).await;
+                }
+                Ok(Probe::Applied | Probe::TimedOut) => {
+                    let what = if delay.is_zero() {
+                        format!(
+                            "{} to apply a probe commit with the apply delay cleared",
+                            self.name
+                        )
+                    } else {
+                        format!(
+                            "{} to hold a probe commit back with recovery_min_apply_delay = {} ms",
+                            self.name,
+                            delay.as_millis()
+                        )
+                    };
+                    break Err(Error::Timeout { what, waited });
+                }
+            }
+        };
+        up.close().await;
+        me.close().await;
+        result
     }
 
     /// Freezes the server and all its processes with SIGSTOP. It keeps accepting TCP
@@ -579,6 +729,20 @@ impl Node {
             }
         }
     }
+}
+
+/// PostgreSQL: the apply delay a session sees, in milliseconds.
+const APPLY_DELAY_SQL: &str =
+    "SELECT setting FROM pg_settings WHERE name = 'recovery_min_apply_delay'";
+
+/// What became of one apply-delay probe commit on a PostgreSQL replica.
+enum Probe {
+    /// The startup process holds a commit back (wait event `RecoveryApplyDelay`).
+    Held,
+    /// Applied.
+    Applied,
+    /// Neither, before the deadline.
+    TimedOut,
 }
 
 /// MariaDB: the `CHANGE MASTER TO` that makes a replica follow the primary on `port` by GTID.
