@@ -101,6 +101,10 @@ async fn soak(kind: DbKind, duration: Duration, seed: u64) -> anyhow::Result<()>
         "CREATE TABLE s (id BIGINT PRIMARY KEY, task INT NOT NULL, v INT NOT NULL)",
     )
     .await?;
+    // The readers below never write, so they read from replicas at once: the table must be
+    // there first (a replica that has not replayed it yet answers "relation does not exist",
+    // which is the application's business, not a fault of the replica).
+    cluster.wait_caught_up(0, Duration::from_secs(30)).await?;
 
     let stop = Arc::new(AtomicBool::new(false));
     let counts = Arc::new(Counts::default());

@@ -629,9 +629,20 @@ impl Node {
         self.kill_and_wait(Signal::SIGKILL, Duration::from_secs(10))
     }
 
-    /// Stops the server cleanly (fast shutdown) and waits for it.
+    /// Stops the server cleanly (fast shutdown) and waits for it. Only the server process is
+    /// signalled, as `pg_ctl stop -m fast` or a service manager does: it ends its sessions itself
+    /// (PostgreSQL: "terminating connection due to administrator command"). Signalling its
+    /// backends too would cancel their statements instead ("canceling statement due to user
+    /// request"), which no real shutdown does.
     pub fn stop(&self) -> Result<()> {
-        self.kill_and_wait(self.engine.stop_signal(), Duration::from_secs(30))
+        let timeout = Duration::from_secs(30);
+        let left =
+            process::wait_gone(&self.signal(self.engine.stop_signal(), false, timeout), timeout);
+        if left.is_empty() {
+            Ok(())
+        } else {
+            Err(Error::Timeout { what: format!("{} to stop", self.name), waited: timeout })
+        }
     }
 
     fn kill_and_wait(&self, sig: Signal, timeout: Duration) -> Result<()> {
@@ -646,6 +657,12 @@ impl Node {
     /// Signals the server and its processes and reaps the server if it is our child. Returns the
     /// pids to wait for.
     pub(crate) fn kill(&self, sig: Signal, timeout: Duration) -> Vec<u32> {
+        self.signal(sig, true, timeout)
+    }
+
+    /// Signals the server, and its processes too if `all`, and reaps the server if it is our
+    /// child. Returns the pids to wait for (the server's processes in any case).
+    fn signal(&self, sig: Signal, all: bool, timeout: Duration) -> Vec<u32> {
         let mut guard = self.lock();
         let Some(pid) = guard.pid.take() else { return Vec::new() };
         // A recorded pid may have been reused by an unrelated process: check before signalling.
@@ -655,7 +672,9 @@ impl Node {
         let mut pids = process::children_of(pid);
         pids.push(pid);
         for &p in &pids {
-            let _ = process::send(p, sig);
+            if all || p == pid {
+                let _ = process::send(p, sig);
+            }
             // A stopped process only acts on the signal once continued.
             let _ = process::send(p, Signal::SIGCONT);
         }
