@@ -1,4 +1,4 @@
-//! `cargo xtask bench <suite>`: criterion benchmarks.
+//! `cargo xtask bench <suite>`: criterion benchmarks, and instruction counts under callgrind.
 
 use anyhow::Context;
 use clap::{Args, ValueEnum};
@@ -13,6 +13,9 @@ pub(crate) enum Suite {
     /// Read-your-writes strategies (naive, a 2 s window, rwsplit by position) on a PostgreSQL
     /// cluster whose replicas lag (`RWSPLIT_BENCH_DELAY_MS`, default 200 ms).
     Consistency,
+    /// Instructions per call of rwsplit-core's classification cases, counted by callgrind
+    /// (deterministic, unlike time on a shared machine; needs valgrind).
+    Instructions,
 }
 
 #[derive(Debug, Args)]
@@ -47,7 +50,56 @@ pub(crate) fn run(args: &BenchArgs) -> anyhow::Result<()> {
                 .args(&args.extra);
             crate::run(&mut cmd)
         }
+        Suite::Instructions => instructions(),
     }
+}
+
+/// Runs each case of `crates/core/benches/instructions.rs` under callgrind with N and with 0
+/// iterations and prints the difference per call (so the program's set-up cancels out).
+fn instructions() -> anyhow::Result<()> {
+    const N: u64 = 2000;
+    let exe = bench_executable("rwsplit-core", "instructions")?;
+    let list = std::process::Command::new(&exe).arg("--list").output()?;
+    let cases = String::from_utf8(list.stdout)?;
+    let collected = |case: &str, n: u64| -> anyhow::Result<u64> {
+        let out = std::process::Command::new("valgrind")
+            .args(["--tool=callgrind", "--callgrind-out-file=/dev/null"])
+            .arg(&exe)
+            .args([case, &n.to_string()])
+            .output()
+            .context("running valgrind (apt-get install valgrind)")?;
+        let err = String::from_utf8_lossy(&out.stderr);
+        anyhow::ensure!(out.status.success(), "valgrind failed on {case}: {err}");
+        err.lines()
+            .find_map(|l| l.split("Collected :").nth(1))
+            .and_then(|v| v.trim().parse().ok())
+            .with_context(|| format!("no instruction count in valgrind's output for {case}"))
+    };
+    println!("{:<28} {:>14}", "case", "instructions");
+    for case in cases.lines().filter(|c| !c.is_empty()) {
+        let per_call = collected(case, N)?.saturating_sub(collected(case, 0)?) / N;
+        println!("{case:<28} {per_call:>14}");
+    }
+    Ok(())
+}
+
+/// The path of bench target `bench` of `package`, built (release profile) if needed.
+fn bench_executable(package: &str, bench: &str) -> anyhow::Result<std::path::PathBuf> {
+    let out = crate::cargo()
+        .args(["bench", "-p", package, "--bench", bench, "--no-run", "--message-format=json"])
+        .output()
+        .context("building the benchmark")?;
+    anyhow::ensure!(
+        out.status.success(),
+        "building bench `{bench}` failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter(|v| v["target"]["name"] == bench)
+        .find_map(|v| v["executable"].as_str().map(std::path::PathBuf::from))
+        .with_context(|| format!("cargo named no executable for bench `{bench}`"))
 }
 
 /// Reads criterion's estimates for each group and prints `candidate / baseline` medians.
