@@ -113,18 +113,22 @@ const KEYWORDS: [&[u8]; 33] = [
     b"WITH",
 ];
 
-/// For each first byte, a bit per keyword length (all below 32) starting with it, either case.
-static KEYWORD_LENGTHS: [u32; 256] = {
+/// For each first byte, a bit per length (all below 32) of the `words` starting with it, either
+/// case.
+const fn lengths_by_first_byte(words: &[&[u8]]) -> [u32; 256] {
     let mut t = [0u32; 256];
     let mut i = 0;
-    while i < KEYWORDS.len() {
-        let k = KEYWORDS[i];
+    while i < words.len() {
+        let k = words[i];
         t[k[0] as usize] |= 1 << k.len();
         t[(k[0] | 0x20) as usize] |= 1 << k.len();
         i += 1;
     }
     t
-};
+}
+
+/// For each first byte, a bit per keyword length (all below 32) starting with it, either case.
+static KEYWORD_LENGTHS: [u32; 256] = lengths_by_first_byte(&KEYWORDS);
 
 /// For each last byte, a bit per keyword length ending with it, either case.
 static KEYWORD_ENDS: [u32; 256] = {
@@ -170,17 +174,7 @@ pub(super) const QUERY_KEYWORDS: [&[u8]; 15] = [
 ];
 
 /// For each first byte, a bit per length of a [`QUERY_KEYWORDS`] entry starting with it.
-static QUERY_KEYWORD_LENGTHS: [u32; 256] = {
-    let mut t = [0u32; 256];
-    let mut i = 0;
-    while i < QUERY_KEYWORDS.len() {
-        let k = QUERY_KEYWORDS[i];
-        t[k[0] as usize] |= 1 << k.len();
-        t[(k[0] | 0x20) as usize] |= 1 << k.len();
-        i += 1;
-    }
-    t
-};
+static QUERY_KEYWORD_LENGTHS: [u32; 256] = lengths_by_first_byte(&QUERY_KEYWORDS);
 
 /// Whether a word of `len` bytes starting with `first` can be one of [`QUERY_KEYWORDS`].
 #[inline(always)]

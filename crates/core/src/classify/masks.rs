@@ -181,44 +181,44 @@ pub(super) mod x86 {
         }
     }
 
-    /// 32 lanes of `w` from `at` (one unaligned load once compiled).
+    /// The 32 bytes `b` as a vector (one unaligned load once compiled).
     #[target_feature(enable = "avx2")]
     #[inline]
-    fn load32(w: &[u8; WINDOW], at: usize) -> __m256i {
-        let b = |i: usize| lane(w.get(at + i).copied().unwrap_or_default());
+    fn vector(b: &[u8; 32]) -> __m256i {
+        let l = |i: usize| lane(b[i]);
         _mm256_setr_epi8(
-            b(0),
-            b(1),
-            b(2),
-            b(3),
-            b(4),
-            b(5),
-            b(6),
-            b(7),
-            b(8),
-            b(9),
-            b(10),
-            b(11),
-            b(12),
-            b(13),
-            b(14),
-            b(15),
-            b(16),
-            b(17),
-            b(18),
-            b(19),
-            b(20),
-            b(21),
-            b(22),
-            b(23),
-            b(24),
-            b(25),
-            b(26),
-            b(27),
-            b(28),
-            b(29),
-            b(30),
-            b(31),
+            l(0),
+            l(1),
+            l(2),
+            l(3),
+            l(4),
+            l(5),
+            l(6),
+            l(7),
+            l(8),
+            l(9),
+            l(10),
+            l(11),
+            l(12),
+            l(13),
+            l(14),
+            l(15),
+            l(16),
+            l(17),
+            l(18),
+            l(19),
+            l(20),
+            l(21),
+            l(22),
+            l(23),
+            l(24),
+            l(25),
+            l(26),
+            l(27),
+            l(28),
+            l(29),
+            l(30),
+            l(31),
         )
     }
 
@@ -226,41 +226,11 @@ pub(super) mod x86 {
     #[target_feature(enable = "avx2")]
     #[inline]
     fn table(t: [u8; 16]) -> __m256i {
-        let b = |i: usize| lane(t.get(i).copied().unwrap_or_default());
-        _mm256_setr_epi8(
-            b(0),
-            b(1),
-            b(2),
-            b(3),
-            b(4),
-            b(5),
-            b(6),
-            b(7),
-            b(8),
-            b(9),
-            b(10),
-            b(11),
-            b(12),
-            b(13),
-            b(14),
-            b(15),
-            b(0),
-            b(1),
-            b(2),
-            b(3),
-            b(4),
-            b(5),
-            b(6),
-            b(7),
-            b(8),
-            b(9),
-            b(10),
-            b(11),
-            b(12),
-            b(13),
-            b(14),
-            b(15),
-        )
+        let mut both = [0u8; 32];
+        let (lo, hi) = both.split_at_mut(16);
+        lo.copy_from_slice(&t);
+        hi.copy_from_slice(&t);
+        vector(&both)
     }
 
     /// The byte classes of [`avx2_masks`], one bit each. Each class is a rectangle: the bytes
@@ -360,8 +330,8 @@ pub(super) mod x86 {
         let high = table(HIGH);
         let nibble = _mm256_set1_epi8(0x0f);
         let mut m = Masks { word: 0, quote: 0, events: 0, tokens: 0, dot: 0 };
-        for k in 0..WINDOW / 32 {
-            let v = load32(w, 32 * k);
+        for (k, chunk) in w.as_chunks::<32>().0.iter().enumerate() {
+            let v = vector(chunk);
             let lo = _mm256_shuffle_epi8(low, _mm256_and_si256(v, nibble));
             let hi = _mm256_shuffle_epi8(high, _mm256_and_si256(_mm256_srli_epi16(v, 4), nibble));
             let classes = _mm256_and_si256(lo, hi);
