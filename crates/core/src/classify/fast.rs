@@ -1,5 +1,5 @@
 //! The query state's fast path: lexing and classifying the common tokens of a read query
-//! window by window, from bit masks.
+//! window by window, from bit masks (AVX2), or with the scalar loop of `scalar.rs`.
 
 use super::keywords::{Kw, keyword, may_be_query_keyword, query_keyword};
 use super::lexer::{CONT, Lexer, class, find_byte};
@@ -19,10 +19,11 @@ pub(super) struct QueryVars<'a> {
 }
 
 impl Classifier {
-    /// The query state's common case, lexed and classified window by window: whitespace,
-    /// quoted identifiers, words, numbers, parameters and plain punctuation. It stops, leaving
-    /// the lexer at the byte, at anything else (strings, comments, `;`, variables …), which the
-    /// general loop handles with the full lexer; the two apply exactly the same rules.
+    /// The query state's common case: whitespace, quoted identifiers, words, numbers,
+    /// parameters and plain punctuation, lexed and classified by the windowed path on CPUs with
+    /// AVX2 and by the scalar loop otherwise (and for short rests). Either stops, leaving the
+    /// lexer at the byte, at anything else (strings, comments, `;`, variables …), which the
+    /// general loop handles with the full lexer; all apply exactly the same rules.
     #[inline]
     pub(super) fn fast_query<'a>(
         &self,
@@ -69,15 +70,15 @@ impl Classifier {
     /// The fast path over windows whose masks `simd` computes.
     ///
     /// Each 64-byte window becomes bit masks (`masks.rs`): word bytes, the identifier quote,
-    /// whitespace, *quiet* bytes (whitespace and common punctuation) and the bytes that make a
-    /// word worth a look. A prefix XOR of the quote bits covers the bytes inside quoted
-    /// identifiers. What is left are the *events*: words that may be one of the keywords that
-    /// matter in a query (by their first byte), numbers, parameters, `(`, and every byte the
-    /// general lexer must see. They are visited in order with `trailing_zeros`. The tokens
-    /// between two events — other words, quoted identifiers, quiet punctuation — are not
-    /// visited: only the last of them can matter (a name before `(`, a `.` before a word), so
-    /// [`settle`] applies just that one, found from the masks too, when the next event needs the
-    /// variables.
+    /// event bytes, passed-over token bytes and dots. A prefix XOR of the quote bits covers the
+    /// bytes inside quoted identifiers. What is left are the *events*: words that may be one of
+    /// the keywords that matter in a query (by their first byte), parameters, a `.` after a word
+    /// (a number may go on past it), `(`, and every byte the general lexer must see. They are
+    /// visited in order with `trailing_zeros`. The tokens between two events — other words and
+    /// numbers, quoted identifiers, quiet punctuation — are not visited: only the last of them
+    /// can matter (a name before `(`, a `.` before a word), so [`settle`] applies just that
+    /// one, found from the masks too, and only when an event needs the variables. A token that
+    /// runs past the window is taken whole from the text; the next window starts after it.
     ///
     /// `COPY ( … ) TO` queries, which count parentheses, are left to the general lexer.
     #[inline(always)]
@@ -460,14 +461,14 @@ static EVENT: [u8; 256] = {
     }
 };
 
-/// The query variables inside the fast path, with the name as a range of the text (empty: no
-/// name), so that passing a name over makes no slice.
+/// The query variables inside the windowed path, with the name as a range of the text (empty:
+/// no name), so that passing a name over makes no slice. (The parenthesis depth, which only
+/// `COPY ( … ) TO` needs, is left as it was: that query does not take this path.)
 struct Vars {
     prev: Kw,
     prev_dot: bool,
     name_at: usize,
     name_len: usize,
-    depth: u32,
 }
 
 impl Vars {
@@ -477,7 +478,7 @@ impl Vars {
         let (name_at, name_len) = out
             .name
             .map_or((0, 0), |n| (n.as_ptr().addr().wrapping_sub(src.as_ptr().addr()), n.len()));
-        Self { prev: out.prev, prev_dot: out.prev_dot, name_at, name_len, depth: out.depth }
+        Self { prev: out.prev, prev_dot: out.prev_dot, name_at, name_len }
     }
 
     /// Back to the general loop's variables. (An empty name becomes none: both mean that a `(`
@@ -491,7 +492,6 @@ impl Vars {
         } else {
             src.get(self.name_at..self.name_at + self.name_len)
         };
-        out.depth = self.depth;
     }
 
     /// After a word or quoted identifier at `src[at..at + len]` that is no keyword that matters.

@@ -41,7 +41,7 @@ pub(super) struct Masks {
     /// The identifier quote the window tracks.
     pub(super) quote: u64,
 
-    /// Bytes that are an event where a token starts (see [`is_event`]): the first bytes of
+    /// Bytes that are an event where a token starts (see `is_event`): the first bytes of
     /// words that may matter (digits, `$` and the first letters of [`QUERY_KEYWORDS`]; a
     /// superset is fine, SSE2 takes every word byte) and every byte that is neither a word
     /// byte, the quote, whitespace nor quiet punctuation.
@@ -49,7 +49,7 @@ pub(super) struct Masks {
     /// [`QUERY_KEYWORDS`]: super::keywords::QUERY_KEYWORDS
     pub(super) events: u64,
     /// Bytes of tokens the fast path passes over and may have to look back at: word bytes and
-    /// quiet punctuation (see [`is_quiet_punct`]).
+    /// quiet punctuation (see `is_quiet_punct`).
     pub(super) tokens: u64,
     /// `.` bytes, where digits are not events (AVX2): a `.` right after a word is then an event,
     /// as it may continue a number (`1.5`, `1.e5`). Zero where digits are events.
