@@ -18,7 +18,7 @@ use rwsplit_sea_orm::{
 use rwsplit_testkit::{Cluster, DbKind, Node, TestDatabase};
 use sea_orm::{ConnectionTrait, Statement};
 
-use crate::support::own_cluster;
+use crate::support::{own_cluster, until};
 
 const INTERVAL: Duration = Duration::from_millis(100);
 const PROBE_TIMEOUT: Duration = Duration::from_millis(300);
@@ -164,20 +164,6 @@ async fn routed(tdb: &TestDatabase, consistency: Consistency, failover: bool) ->
         b = b.auto_failover(cfg);
     }
     b.connect().await.expect("a routed connection")
-}
-
-/// Polls `check` every 10 ms; how long it took to hold, or panics after 20 s.
-async fn until<F, Fut>(what: &str, mut check: F) -> Duration
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = bool>,
-{
-    let start = Instant::now();
-    while !check().await {
-        assert!(start.elapsed() < Duration::from_secs(20), "timed out waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-    start.elapsed()
 }
 
 fn node_name(node: &Node, tdb: &TestDatabase) -> String {

@@ -10,7 +10,7 @@ use rwsplit_sea_orm::{Consistency, Health, HealthPolicy, MonitorConfig, RoutedCo
 use rwsplit_testkit::{DbKind, TestDatabase};
 use sea_orm::ConnectionTrait;
 
-use crate::support::{own_cluster, server_port};
+use crate::support::{own_cluster, server_port, until};
 
 static PRINTED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
 const INTERVAL: Duration = Duration::from_millis(200);
@@ -31,20 +31,6 @@ async fn monitored(tdb: &TestDatabase, consistency: Consistency) -> RoutedConnec
         .connect()
         .await
         .expect("a monitored connection")
-}
-
-/// Polls `check` every 10 ms until true; returns how long it took, or panics after 15 s.
-async fn until<F, Fut>(what: &str, mut check: F) -> Duration
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = bool>,
-{
-    let start = Instant::now();
-    while !check().await {
-        assert!(start.elapsed() < Duration::from_secs(15), "timed out waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-    start.elapsed()
 }
 
 #[rstest]

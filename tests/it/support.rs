@@ -76,6 +76,18 @@ where
     None
 }
 
+/// Polls `check` (see [`eventually`]) until it returns true; how long that took, or a panic
+/// naming `what` after 20 s.
+pub(crate) async fn until<F, Fut>(what: &str, check: F) -> Duration
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    eventually(Duration::from_secs(20), check)
+        .await
+        .unwrap_or_else(|| panic!("timed out waiting for {what}"))
+}
+
 /// The number of rows in table `t` of the database at `url`, or `None` when it cannot be read.
 pub(crate) async fn count(url: &str, table: &str) -> Option<i64> {
     sqlx::any::install_default_drivers();
