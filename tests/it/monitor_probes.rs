@@ -44,12 +44,12 @@ fn text_of_my(row: &sqlx::mysql::MySqlRow, i: usize) -> Option<String> {
 }
 
 impl ProbeConn for Probe {
-    async fn fetch_row(&self, sql: &'static str) -> Result<Option<Row>, ProbeError> {
+    async fn fetch_row(&self, sql: &str) -> Result<Option<Row>, ProbeError> {
         match self {
             Probe::Pg(url) => {
                 let mut c =
                     sqlx::PgConnection::connect(url).await.map_err(ProbeError::unreachable)?;
-                let row = sqlx::query(sql)
+                let row = sqlx::query(sqlx::AssertSqlSafe(sql.to_owned()))
                     .fetch_optional(&mut c)
                     .await
                     .map_err(ProbeError::unreachable)?;
@@ -62,7 +62,7 @@ impl ProbeConn for Probe {
             Probe::My(url) => {
                 let mut c =
                     sqlx::MySqlConnection::connect(url).await.map_err(ProbeError::unreachable)?;
-                let row = sqlx::raw_sql(sql)
+                let row = sqlx::raw_sql(sqlx::AssertSqlSafe(sql.to_owned()))
                     .fetch_optional(&mut c)
                     .await
                     .map_err(ProbeError::unreachable)?;

@@ -157,3 +157,54 @@ fn visit(dir: &Path, f: &mut dyn FnMut(&Path, &str)) {
         }
     }
 }
+
+/// Health belongs to the monitor (docs/ARCHITECTURE.md): the adapter keeps no health state
+/// machine and runs no probe, promotion or replication SQL; inside the monitor, each product's
+/// SQL lives in its own module behind the product seam.
+#[test]
+fn health_belongs_to_the_monitor() {
+    let root = crate::project_root();
+    // What only the monitor may name: the health state machine, the topology it publishes, and
+    // the SQL of probes, failover and re-pointing.
+    let monitor_only = [
+        "HealthTracker",
+        "SharedTopology",
+        "pg_promote",
+        "pg_is_in_recovery",
+        "pg_stat_wal_receiver",
+        "SHOW SLAVE STATUS",
+        "CHANGE MASTER",
+        "RESET SLAVE",
+        "read_only = 0",
+    ];
+    let mut hits = Vec::new();
+    visit(&root.join("crates/sea-orm/src"), &mut |path, text| {
+        for (i, line) in text.lines().enumerate() {
+            let code = line.split("//").next().unwrap_or("");
+            if let Some(m) = monitor_only.iter().find(|m| code.contains(*m)) {
+                hits.push(format!(
+                    "{}:{}: `{m}` belongs to rwsplit-monitor",
+                    path.display(),
+                    i + 1
+                ));
+            }
+        }
+    });
+    let product = root.join("crates/monitor/src/product");
+    visit(&root.join("crates/monitor/src"), &mut |path, text| {
+        if path.starts_with(&product) || path.file_name().is_some_and(|n| n == "tests.rs") {
+            return;
+        }
+        for (i, line) in text.lines().enumerate() {
+            let code = line.split("//").next().unwrap_or("");
+            if ["\"SELECT", "\"SHOW", "\"STOP", "\"ALTER"].iter().any(|s| code.contains(s)) {
+                hits.push(format!(
+                    "{}:{}: product SQL outside crates/monitor/src/product",
+                    path.display(),
+                    i + 1
+                ));
+            }
+        }
+    });
+    assert!(hits.is_empty(), "layering:\n{}", hits.join("\n"));
+}

@@ -1,15 +1,22 @@
-//! Asynchronous lag and health probes for rwsplit.
+//! The monitor of an rwsplit cluster: it owns node health.
 //!
-//! A probe asks one node, in one round trip per query and under a deadline, what it is and how
-//! far it has got: its role, its replication position (PostgreSQL LSN with system identifier and
-//! timeline; MariaDB GTID position) and what it knows about its own delay. [`lag`] turns a
-//! replica's observation and the primary's into a [`Lag`](rwsplit_core::Lag) — positions first,
-//! because the time signals lie: `now() - pg_last_xact_replay_timestamp()` grows without bound
-//! on an idle primary, and `Seconds_Behind_Master` is 0 when idle and NULL when the SQL thread
-//! is stopped.
+//! - [`probe`]: one probe of one node — its role, replication position (PostgreSQL LSN with
+//!   system identifier and timeline; MariaDB GTID position) and what it knows of its own delay;
+//!   [`lag`] turns a replica's observation and the primary's into a [`Lag`](rwsplit_core::Lag),
+//!   positions first, because the time signals lie (`now() - pg_last_xact_replay_timestamp()`
+//!   grows without bound on an idle primary; `Seconds_Behind_Master` is 0 when idle and NULL
+//!   when the SQL thread is stopped).
+//! - [`TopologyState`]: the state machine — health per node, roles from the latest probes
+//!   (promotions followed, two primaries refused, fenced nodes ignored), lag — publishing
+//!   immutable [`Topology`](rwsplit_core::Topology) snapshots for the router.
+//! - [`Monitor`]: a probe loop per node on the monitor's **own** connections (opened through a
+//!   [`Connector`]), never the application's pools, plus a cheap replay-position feed between
+//!   full probes; optional [`AutoFailover`].
 //!
-//! Probes talk SQL through the small [`ProbeConn`] trait, so this crate names no driver: the
-//! adapter runs them on its own pools, and tests run them on fakes.
+//! Each product's SQL sits behind one internal seam (one implementation per product, chosen
+//! once by [`Flavor`]); this crate names no driver: it talks SQL through the small
+//! [`ProbeConn`] trait, which the adapter implements over its driver and tests implement with
+//! fakes.
 //!
 //! ```
 //! use rwsplit_monitor::{Flavor, ProbeConn, ProbeError, Row, probe};
@@ -18,7 +25,7 @@
 //! struct Fake;
 //!
 //! impl ProbeConn for Fake {
-//!     async fn fetch_row(&self, _sql: &'static str) -> Result<Option<Row>, ProbeError> {
+//!     async fn fetch_row(&self, _sql: &str) -> Result<Option<Row>, ProbeError> {
 //!         Ok(Some(Row::new([
 //!             ("in_recovery", Some("false")),
 //!             ("system_id", Some("7300000000000000001")),
@@ -39,11 +46,19 @@
 //!
 //! # Layering
 //!
-//! Depends on `rwsplit-core` (positions, roles, lag) and `tokio` (timers); never on SeaORM.
+//! Depends on `rwsplit-core` (positions, roles, lag, health, topology) and `tokio` (timers,
+//! tasks); never on SeaORM or a driver. The adapter asks it; it never asks the adapter.
 #![cfg_attr(docsrs, feature(doc_cfg))]
 #![doc(test(attr(deny(warnings))))]
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used, clippy::print_stdout))]
 
+mod failover;
+mod monitor;
 mod probe;
+mod product;
+mod state;
 
+pub use failover::AutoFailover;
+pub use monitor::{Connector, Monitor, OnProbe, Purpose};
 pub use probe::{Flavor, MonitorConfig, Observation, ProbeConn, ProbeError, Row, lag, probe};
+pub use state::TopologyState;

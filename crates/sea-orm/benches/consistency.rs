@@ -17,8 +17,11 @@
 //! a write (insert), an immediate read of that row, a pause (uniform 0–1 s, deterministic per
 //! user and round), a second read of the row, and two reads of other rows ("browsing"). A read
 //! of one's own row that does not find it is stale. Reported per strategy: stale reads, the
-//! share of reads replicas served, read latency p50/p99 and write latency p50 (the position
-//! strategies pay one round trip per write to read the position).
+//! share of reads replicas served, the *oracle* share — the reads a router with perfect,
+//! instant knowledge of every replica's position could have sent to a replica without a stale
+//! read (those issued at least the apply delay after the user's last acknowledged write) — and
+//! the replica share as a fraction of it, read latency p50/p99 and write latency p50 (the
+//! position strategies pay one round trip per write to read the position).
 
 use std::time::{Duration, Instant};
 
@@ -74,6 +77,8 @@ impl Strategy {
 #[derive(Default)]
 struct Tally {
     own_reads: usize,
+    /// Reads issued at least the apply delay after the user's last write.
+    oracle: usize,
     stale: usize,
     read_latencies: Vec<Duration>,
     write_latencies: Vec<Duration>,
@@ -88,7 +93,7 @@ fn pause(user: i32, round: usize) -> Duration {
     Duration::from_millis(x % 1000)
 }
 
-async fn user(db: RoutedConnection, strategy: Strategy, user: i32) -> Tally {
+async fn user(db: RoutedConnection, strategy: Strategy, user: i32, delay: Duration) -> Tally {
     let mut t = Tally::default();
     let strong = db.consistent(Consistency::Strong);
     let waiting = db.wait_for_replica(Duration::from_millis(500));
@@ -110,6 +115,7 @@ async fn user(db: RoutedConnection, strategy: Strategy, user: i32) -> Tally {
             };
             let own = i < 3;
             let started = Instant::now();
+            t.oracle += usize::from(started.duration_since(last_write) >= delay);
             let found = match strategy {
                 Strategy::Naive | Strategy::Position => item::Entity::find_by_id(id).one(&db).await,
                 Strategy::PositionWait => item::Entity::find_by_id(id).one(&waiting).await,
@@ -169,12 +175,12 @@ async fn run() {
         r.set_apply_delay(delay).await.expect("apply delay");
     }
     println!(
-        "PostgreSQL primary + 2 replicas applying {delay_ms} ms late; {USERS} users × {ROUNDS} rounds (write, read own, pause 0–1 s, read own, read 2 others); monitor probes every 500 ms\n"
+        "PostgreSQL primary + 2 replicas applying {delay_ms} ms late; {USERS} users × {ROUNDS} rounds (write, read own, pause 0–1 s, read own, read 2 others); full probe every 500 ms, replay positions every 20 ms\n"
     );
     println!(
-        "| strategy | stale reads (of own-row reads) | reads on replicas | read p50 | read p99 | write p50 |"
+        "| strategy | stale reads (of own-row reads) | reads on replicas | oracle share | of the oracle | read p50 | read p99 | write p50 |"
     );
-    println!("| --- | --- | --- | --- | --- | --- |");
+    println!("| --- | --- | --- | --- | --- | --- | --- | --- |");
     for strategy in [
         Strategy::Naive,
         Strategy::Window,
@@ -189,16 +195,17 @@ async fn run() {
             .connect()
             .await
             .expect("routed connection");
-        // Let the monitor take its first measurements.
-        tokio::time::sleep(Duration::from_millis(600)).await;
+        // `connect` returns once the monitor has probed every node.
         let before = db.stats();
-        let tasks: Vec<_> =
-            (0..i32::from(USERS)).map(|u| tokio::spawn(user(db.clone(), strategy, u))).collect();
+        let tasks: Vec<_> = (0..i32::from(USERS))
+            .map(|u| tokio::spawn(user(db.clone(), strategy, u, delay)))
+            .collect();
         let mut total = Tally::default();
         for task in tasks {
             let t = task.await.expect("user task");
             total.own_reads += t.own_reads;
             total.stale += t.stale;
+            total.oracle += t.oracle;
             total.read_latencies.extend(t.read_latencies);
             total.write_latencies.extend(t.write_latencies);
         }
@@ -208,12 +215,17 @@ async fn run() {
         total.read_latencies.sort();
         total.write_latencies.sort();
         let ms = |d: Duration| format!("{:.2} ms", d.as_secs_f64() * 1e3);
+        let reads = (replica + primary).max(1) as f64;
+        let share = replica as f64 / reads;
+        let oracle = total.oracle as f64 / reads;
         println!(
-            "| {} | {} of {} | {:.1} % | {} | {} | {} |",
+            "| {} | {} of {} | {:.1} % | {:.1} % | {:.0} % | {} | {} | {} |",
             strategy.name(),
             total.stale,
             total.own_reads,
-            100.0 * replica as f64 / (replica + primary).max(1) as f64,
+            100.0 * share,
+            100.0 * oracle,
+            100.0 * share / oracle.max(f64::MIN_POSITIVE),
             ms(percentile(&total.read_latencies, 500)),
             ms(percentile(&total.read_latencies, 990)),
             ms(percentile(&total.write_latencies, 500)),

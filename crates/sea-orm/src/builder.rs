@@ -8,7 +8,7 @@ use sea_orm::{ConnectOptions, Database, DatabaseConnection, DbBackend};
 
 use crate::connection::{Node, Policy, RoutedConnection};
 use crate::error::{Error, Result};
-use crate::failover::{Failover, NodeUrl};
+use crate::probe::{GivenNode, NodeConnector};
 use crate::redact::node_name;
 
 /// Configures a [`RoutedConnection`].
@@ -28,7 +28,7 @@ use crate::redact::node_name;
 /// # drop(db);
 /// # Ok(()) }
 /// ```
-#[derive(Debug)]
+#[derive(Debug, Default)]
 #[must_use]
 pub struct RoutedConnectionBuilder {
     primary: Option<ConnectOptions>,
@@ -37,21 +37,6 @@ pub struct RoutedConnectionBuilder {
     classifier: Classifier,
     router: RouterConfig,
     health: HealthPolicy,
-    replica_probe_timeout: Duration,
-}
-
-impl Default for RoutedConnectionBuilder {
-    fn default() -> Self {
-        RoutedConnectionBuilder {
-            primary: None,
-            replicas: Vec::new(),
-            policy: Policy::default(),
-            classifier: Classifier::default(),
-            router: RouterConfig::default(),
-            health: HealthPolicy::default(),
-            replica_probe_timeout: Duration::from_secs(2),
-        }
-    }
 }
 
 impl RoutedConnectionBuilder {
@@ -161,20 +146,28 @@ impl RoutedConnectionBuilder {
         self
     }
 
-    /// Connects: the primary eagerly (an unreachable primary is an error), each replica lazily
-    /// with a probe (an unreachable replica starts out of rotation, with a warning, and is tried
-    /// again later).
+    /// Connects: the primary eagerly (an unreachable primary is an error), each replica lazily.
+    /// Then the monitor probes every node once on connections of its own (bounded by the probe
+    /// timeout), so the first statements already know every node's role and replay position; a
+    /// replica that does not answer starts out of rotation, with a warning, and is probed
+    /// again later.
     pub async fn connect(self) -> Result<RoutedConnection> {
         let mut primary_opts = self.primary.ok_or(Error::NoPrimary)?;
         let primary_name = node_name(primary_opts.get_url());
-        with_acquire_timeout(&mut primary_opts, self.policy.timeouts.acquire);
-        let mut urls = vec![NodeUrl::new(primary_name.clone(), primary_opts.get_url().to_owned())];
         let backend = backend_of("primary", primary_opts.get_url())?;
+        if self.replicas.len() + 1 > rwsplit_core::MAX_NODES {
+            return Err(Error::TooManyNodes {
+                nodes: self.replicas.len() + 1,
+                max: rwsplit_core::MAX_NODES,
+            });
+        }
+        // The monitor opens its own connections from each node's options as given.
+        let mut monitor_opts = vec![primary_opts.clone()];
+        with_acquire_timeout(&mut primary_opts, self.policy.timeouts.acquire);
         let primary = Database::connect(primary_opts)
             .await
             .map_err(|source| Error::PrimaryUnreachable { node: primary_name.clone(), source })?;
         let mut replicas = Vec::with_capacity(self.replicas.len());
-        let mut unreachable = Vec::new();
         for (i, mut opts) in self.replicas.into_iter().enumerate() {
             let label = format!("replica {}", i + 1);
             let name = node_name(opts.get_url());
@@ -182,9 +175,9 @@ impl RoutedConnectionBuilder {
             if found != backend {
                 return Err(Error::BackendMismatch { node: name, expected: backend, found });
             }
+            monitor_opts.push(opts.clone());
             opts.connect_lazy(true);
             with_acquire_timeout(&mut opts, self.policy.timeouts.acquire);
-            urls.push(NodeUrl::new(name.clone(), opts.get_url().to_owned()));
             // A writable pool too, lazy: it opens connections only if this node is promoted.
             let writer = Database::connect(opts.clone()).await.map_err(|e| Error::InvalidUrl {
                 node: label.clone(),
@@ -197,23 +190,16 @@ impl RoutedConnectionBuilder {
                 url: name.clone(),
                 reason: e.to_string(),
             })?;
-            let reachable = matches!(
-                tokio::time::timeout(self.replica_probe_timeout, conn.ping()).await,
-                Ok(Ok(()))
-            );
-            if !reachable {
-                tracing::warn!(target: "rwsplit", replica = %name, "replica unreachable at start: starting without it, will keep trying");
-                unreachable.push(replicas.len() + 1);
-            }
             replicas.push(Node::with_writer(name, conn, writer));
         }
-        if replicas.len() + 1 > rwsplit_core::MAX_NODES {
-            return Err(Error::TooManyNodes {
-                nodes: replicas.len() + 1,
-                max: rwsplit_core::MAX_NODES,
-            });
-        }
-        let failover = Failover::new(self.policy.failover.clone(), urls);
+        let probe_timeout = self.policy.monitor.timeout_value();
+        let connector = NodeConnector::Options {
+            nodes: monitor_opts,
+            admin: self.policy.failover.as_ref().and_then(|f| {
+                f.admin_credentials_value().map(|(u, p)| (u.to_owned(), p.to_owned()))
+            }),
+            timeout: probe_timeout,
+        };
         let conn = RoutedConnection::new(
             Node::new(primary_name, primary),
             replicas,
@@ -222,9 +208,13 @@ impl RoutedConnectionBuilder {
             self.classifier,
             self.router,
             self.health,
-            failover,
+            connector,
         );
-        for id in unreachable {
+        // One probe of every node before the first statement. A little over the probe timeout:
+        // connecting and probing share it.
+        let unanswered = conn.first_probes(probe_timeout + Duration::from_millis(100)).await;
+        for id in unanswered.into_iter().filter(|&id| id != 0) {
+            tracing::warn!(target: "rwsplit", replica = %conn.inner.nodes[id].name, "replica unreachable at start: starting without it, will keep trying");
             conn.ban(id);
         }
         Ok(conn)
@@ -252,6 +242,11 @@ impl RoutedConnection {
         policy: Policy,
     ) -> Result<RoutedConnection> {
         let backend = primary.get_database_backend();
+        let policy_timeout = policy.monitor.timeout_value();
+        // The monitor's own connections come from each pool's options; connections that are no
+        // sqlx pool (mocks) have none, and then there is no monitor.
+        let given: Option<Vec<GivenNode>> =
+            std::iter::once(&primary).chain(&replicas).map(GivenNode::of).collect();
         let mut nodes = Vec::with_capacity(replicas.len());
         for (i, r) in replicas.into_iter().enumerate() {
             let found = r.get_database_backend();
@@ -278,7 +273,10 @@ impl RoutedConnection {
             Classifier::default(),
             RouterConfig::default(),
             HealthPolicy::default(),
-            Failover::default(),
+            given.map_or(NodeConnector::None, |nodes| NodeConnector::Given {
+                nodes,
+                timeout: policy_timeout,
+            }),
         ))
     }
 

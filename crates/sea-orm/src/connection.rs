@@ -17,9 +17,14 @@ use sea_orm::{
     Statement, StreamTrait, TransactionError, TransactionOptions, TransactionTrait,
 };
 
+use rwsplit_core::{Node as CoreNode, Role, Topology};
+use rwsplit_monitor::{Flavor, Monitor};
+
 use crate::causal::{Shared, Slot, TaskScopes};
 use crate::failure::{self, Failure};
 use crate::position::{self, Waited};
+use crate::probe::NodeConnector;
+use crate::route::node_id;
 use crate::route::{Plan, Routing};
 
 /// Routing policy switches.
@@ -34,7 +39,7 @@ pub(crate) struct Policy {
     pub(crate) monitor: rwsplit_monitor::MonitorConfig,
     pub(crate) consistency: Consistency,
     pub(crate) timeouts: crate::deadline::Timeouts,
-    pub(crate) failover: Option<crate::failover::AutoFailover>,
+    pub(crate) failover: Option<rwsplit_monitor::AutoFailover>,
 }
 
 impl Default for Policy {
@@ -70,6 +75,9 @@ pub(crate) struct Node {
     pub(crate) reads: AtomicU64,
     pub(crate) writes: AtomicU64,
     pub(crate) failures: AtomicU64,
+    /// Statements that found no free connection in the node's pool in time (back-pressure:
+    /// never counted against the node's health).
+    pub(crate) pool_timeouts: AtomicU64,
     /// PostgreSQL system identifier, for tokens (0: not known yet).
     pub(crate) system_id: AtomicU64,
 }
@@ -91,6 +99,7 @@ impl Node {
             reads: AtomicU64::new(0),
             writes: AtomicU64::new(0),
             failures: AtomicU64::new(0),
+            pool_timeouts: AtomicU64::new(0),
             system_id: AtomicU64::new(0),
         }
     }
@@ -113,7 +122,9 @@ pub(crate) struct Inner {
     pub(crate) routing: Routing,
     pub(crate) retries: AtomicU64,
     pub(crate) counters: Counters,
-    pub(crate) failover: crate::failover::Failover,
+    /// The monitor's probe loops (`None` outside a tokio runtime: health then moves only on
+    /// the failures statements see). Dropped with the connection, which stops them.
+    pub(crate) monitor: Option<rwsplit_monitor::Monitor>,
 }
 
 /// Read-your-writes counters, for [`Stats`](crate::Stats).
@@ -213,7 +224,7 @@ impl RoutedConnection {
         classifier: Classifier,
         router: RouterConfig,
         health: HealthPolicy,
-        failover: crate::failover::Failover,
+        connector: NodeConnector,
     ) -> RoutedConnection {
         let dialect = match backend {
             DbBackend::MySql => Dialect::MySql,
@@ -223,10 +234,18 @@ impl RoutedConnection {
         let mut nodes = Vec::with_capacity(replicas.len() + 1);
         nodes.push(primary);
         nodes.extend(replicas);
-        let names: Vec<String> = nodes.iter().map(|n| n.name.clone()).collect();
-        let routing = Routing::new(&names, router, health);
-        let conn = RoutedConnection {
-            inner: Arc::new(Inner {
+        let mut topology = Topology::builder();
+        for (i, n) in nodes.iter().enumerate() {
+            let role = if i == 0 { Role::Primary } else { Role::Replica };
+            topology =
+                topology.node(CoreNode::builder(node_id(i), role).name(n.name.as_str()).build());
+        }
+        // Node ids are the indices 0..n (n ≤ MAX_NODES is checked by the builder of the
+        // connection), so building cannot fail; an empty topology would route nothing.
+        let routing = Routing::new(topology.build().unwrap_or_default(), router, health);
+        let inner = Arc::new_cyclic(|weak: &std::sync::Weak<Inner>| {
+            let monitor = start_monitor(weak, backend, &policy, routing.state(), connector);
+            Inner {
                 nodes,
                 backend,
                 dialect,
@@ -236,18 +255,19 @@ impl RoutedConnection {
                 routing,
                 retries: AtomicU64::new(0),
                 counters: Counters::default(),
-                failover,
-            }),
-        };
-        conn.spawn_prober();
-        conn
+                monitor,
+            }
+        });
+        RoutedConnection { inner }
     }
 
-    /// The monitor: one probe loop per node (see `prober`), publishing each result as it
-    /// arrives, keeping each node's PostgreSQL system id for tokens, sweeping settled
-    /// read-your-writes scopes, and starting an automatic failover when one is configured.
-    fn spawn_prober(&self) {
-        crate::prober::spawn(self);
+    /// Waits until the monitor has probed every node once (at most `max`), so the first reads
+    /// already know every replica's role and position. Returns the nodes whose first probe was
+    /// refused (unreachable; one that was only slow to answer is not among them).
+    pub(crate) async fn first_probes(&self, max: Duration) -> Vec<usize> {
+        let Some(m) = &self.inner.monitor else { return Vec::new() };
+        m.first_round(max).await;
+        (0..self.inner.nodes.len()).filter(|&i| m.state().refused(i)).collect()
     }
 
     /// The database backend (the same on every node). Inherent, so `db.get_database_backend()`
@@ -725,8 +745,11 @@ impl RoutedConnection {
             };
             // Reads are bounded (a hung replica keeps its port open); writes never are: one
             // abandoned mid-flight may still commit.
-            let result =
-                if write { attempt.await } else { self.bounded(id, deadline, attempt).await };
+            let result = if write {
+                attempt.await.map_err(Attempt::Failed)
+            } else {
+                self.bounded(id, deadline, attempt).await
+            };
             // A completed round trip feeds the node's latency estimate (peak-EWMA balancing);
             // a failed one only ends its in-flight count.
             if let (Some(g), Ok(_)) = (guard, &result) {
@@ -741,7 +764,7 @@ impl RoutedConnection {
                     return Ok(out);
                 }
                 Err(e) => {
-                    let failure = self.note_failure(id, &e);
+                    let (e, failure) = self.note_attempt(id, e);
                     let out_of_time = deadline.is_some_and(|d| Instant::now() >= d);
                     if write || failure == Failure::Other || last || out_of_time {
                         return Err(failure::named(e, failure, &node.name, write, tried));
@@ -778,7 +801,11 @@ impl RoutedConnection {
             tracing::debug!(target: "rwsplit", node = %node.name, reason = plan.reason(), write, sql = %SqlHead(&stmt.sql), "route stream");
             let pool = if write { &node.writer } else { &node.conn };
             let open = pool.stream_raw(stmt.clone());
-            let opened = if write { open.await } else { self.bounded(id, deadline, open).await };
+            let opened = if write {
+                open.await.map_err(Attempt::Failed)
+            } else {
+                self.bounded(id, deadline, open).await
+            };
             tried += 1;
             match opened {
                 Ok(s) => {
@@ -794,7 +821,7 @@ impl RoutedConnection {
                     return Ok(s);
                 }
                 Err(e) => {
-                    let failure = self.note_failure(id, &e);
+                    let (e, failure) = self.note_attempt(id, e);
                     let out_of_time = deadline.is_some_and(|d| Instant::now() >= d);
                     if write || failure == Failure::Other || last || out_of_time {
                         return Err(failure::named(e, failure, &node.name, write, tried));
@@ -818,17 +845,18 @@ impl RoutedConnection {
         id: usize,
         deadline: Option<Instant>,
         attempt: impl Future<Output = Result<T, DbErr>>,
-    ) -> Result<T, DbErr> {
+    ) -> Result<T, Attempt> {
         let name = &self.inner.nodes[id].name;
         let on_replica = id != self.primary_index();
         let timeouts = &self.inner.policy.timeouts;
         let limit = crate::deadline::attempt_limit(on_replica, timeouts, deadline, Instant::now());
         let limited = async {
             match limit {
-                None => attempt.await,
-                Some(limit) => tokio::time::timeout(limit, attempt)
-                    .await
-                    .unwrap_or_else(|_| Err(crate::deadline::timed_out(name, limit))),
+                None => attempt.await.map_err(Attempt::Failed),
+                Some(limit) => match tokio::time::timeout(limit, attempt).await {
+                    Ok(r) => r.map_err(Attempt::Failed),
+                    Err(_) => Err(Attempt::GivenUp(crate::deadline::timed_out(name, limit))),
+                },
             }
         };
         if !on_replica {
@@ -844,7 +872,7 @@ impl RoutedConnection {
         };
         tokio::select! {
             r = limited => r,
-            () = marked_down => Err(crate::deadline::marked_down(name)),
+            () = marked_down => Err(Attempt::GivenUp(crate::deadline::marked_down(name))),
         }
     }
 
@@ -854,9 +882,10 @@ impl RoutedConnection {
     fn check_writable(&self, node: usize) -> Result<(), DbErr> {
         if self.inner.routing.health(node) == rwsplit_core::Health::Down {
             let name = &self.inner.nodes[node].name;
-            return Err(DbErr::Custom(format!(
-                "rwsplit: the primary {name} is unreachable (marked down); the write was not sent"
-            )));
+            return Err(DbErr::Conn(sea_orm::RuntimeErr::Internal(format!(
+                "rwsplit: the primary {name} is unreachable (marked down by the monitor); the \
+                 write was not sent"
+            ))));
         }
         Ok(())
     }
@@ -869,15 +898,36 @@ impl RoutedConnection {
         counter.fetch_add(1, Ordering::Relaxed);
     }
 
-    /// Classifies a failure on node `id` for the retry decision; a connection-level one counts
-    /// against the node's health.
+    /// Classifies a failure on node `id` for the retry decision; only a failure of the node
+    /// itself counts against its health. Back-pressure (the pool had no free connection in
+    /// time) is counted in the node's stats and never held against it.
     fn note_failure(&self, id: usize, err: &DbErr) -> Failure {
         let failure = failure::classify(err, id != self.primary_index());
-        if failure == Failure::Connection {
-            self.inner.nodes[id].failures.fetch_add(1, Ordering::Relaxed);
-            self.inner.routing.record_failure(id);
+        let node = &self.inner.nodes[id];
+        match failure {
+            Failure::Connection => {
+                node.failures.fetch_add(1, Ordering::Relaxed);
+                self.inner.routing.record_failure(id);
+            }
+            Failure::Backpressure => {
+                node.pool_timeouts.fetch_add(1, Ordering::Relaxed);
+                tracing::warn!(target: "rwsplit", node = %node.name, "no free connection in the pool within the acquire timeout (back-pressure; the node is not marked)");
+            }
+            Failure::GivenUp | Failure::ReplicaRefused | Failure::Other => {}
         }
         failure
+    }
+
+    /// [`note_failure`](Self::note_failure) for an attempt's outcome: an attempt the adapter
+    /// gave up is judged by the monitor, not here.
+    fn note_attempt(&self, id: usize, attempt: Attempt) -> (DbErr, Failure) {
+        match attempt {
+            Attempt::Failed(e) => {
+                let failure = self.note_failure(id, &e);
+                (e, failure)
+            }
+            Attempt::GivenUp(e) => (e, Failure::GivenUp),
+        }
     }
 
     /// Where a transaction with this configuration begins: a read-only one (not SERIALIZABLE on
@@ -1082,6 +1132,57 @@ impl RoutedConnection {
         self.after_transaction(plan.first(), &scope, Outcome::of(&r)).await;
         r
     }
+}
+
+/// Starts the monitor on the current tokio runtime. Without one (a connection built outside a
+/// runtime) there is no monitor: health then moves only on the failures statements see.
+///
+/// After each probe the monitor tells this connection what it saw: a PostgreSQL node's system
+/// id is kept for tokens, and read-your-writes scopes whose token every replica has replayed
+/// are swept. The callback holds only a weak reference, so the connection's drop (which drops
+/// the monitor and stops its loops) is never held up by it.
+fn start_monitor(
+    weak: &std::sync::Weak<Inner>,
+    backend: DbBackend,
+    policy: &Policy,
+    state: &Arc<rwsplit_monitor::TopologyState>,
+    connector: NodeConnector,
+) -> Option<Monitor> {
+    tokio::runtime::Handle::try_current().ok()?;
+    if matches!(connector, NodeConnector::None) {
+        return None;
+    }
+    let flavor = match backend {
+        DbBackend::Postgres => Flavor::Postgres,
+        DbBackend::MySql => Flavor::MariaDb,
+        _ => return None,
+    };
+    let weak = weak.clone();
+    let on_probe: rwsplit_monitor::OnProbe = Arc::new(move |node, seen| {
+        let Some(inner) = weak.upgrade() else { return };
+        if let Some(rwsplit_core::ReplayPosition::Postgres(p)) = seen.and_then(|o| o.position())
+            && let Some(n) = inner.nodes.get(node)
+        {
+            n.system_id.store(p.system_id(), Ordering::Relaxed);
+        }
+        inner.tasks.sweep(Instant::now(), FOREIGN_TOKEN_TTL, |t| inner.routing.settled(t));
+    });
+    Some(Monitor::start(
+        Arc::clone(state),
+        connector,
+        flavor,
+        policy.monitor,
+        policy.failover.clone(),
+        Some(on_probe),
+    ))
+}
+
+/// Why one attempt on a node failed.
+enum Attempt {
+    /// The node (or the driver) returned an error.
+    Failed(DbErr),
+    /// The adapter gave it up: a deadline passed, or the monitor marked the node down.
+    GivenUp(DbErr),
 }
 
 /// How a read-write transaction ended, as far as its writes go.

@@ -1,4 +1,8 @@
-//! Which errors make a read safe and useful to retry on another node.
+//! Which errors make a read safe and useful to retry on another node, and which count against
+//! the node's health: only failures that are the node's (I/O, TLS, protocol, PostgreSQL class 08
+//! and 57P01–57P03, MySQL 1053 server shutdown). A pool with no free connection in time is the
+//! application's own back-pressure: reported as such, counted in stats, never held against the
+//! node (its health is the monitor's, probed on connections of its own).
 
 use sea_orm::DbErr;
 
@@ -11,6 +15,13 @@ pub(crate) enum Failure {
     /// The node could not be reached or the connection broke: try another node and mark this
     /// one suspect.
     Connection,
+    /// No connection of the node's pool came free within the acquire timeout: the application
+    /// is saturating its own pool. Try another node for a read; the node is not marked.
+    Backpressure,
+    /// The adapter gave the attempt up (the caller's deadline or the replica read timeout
+    /// passed, or the monitor marked the node down while the read waited). Try another node for
+    /// a read; the monitor, not this statement, judges the node.
+    GivenUp,
     /// A replica refused the statement without running it: a write it may not do (PostgreSQL
     /// 25006, MySQL/MariaDB 1290/1792) or a recovery conflict (PostgreSQL 40001 on a standby).
     /// Try the next node; this node is healthy.
@@ -23,6 +34,7 @@ pub(crate) enum Failure {
 /// replica: a serialization failure on the primary is the caller's business, not ours.
 pub(crate) fn classify(err: &DbErr, on_replica: bool) -> Failure {
     match err {
+        DbErr::ConnectionAcquire(sea_orm::ConnAcquireErr::Timeout) => Failure::Backpressure,
         DbErr::ConnectionAcquire(_) => Failure::Connection,
         #[cfg(any(feature = "postgres", feature = "mysql"))]
         DbErr::Conn(sea_orm::RuntimeErr::SqlxError(e))
@@ -37,12 +49,10 @@ pub(crate) fn classify(err: &DbErr, on_replica: bool) -> Failure {
 fn sqlx_failure(e: &sea_orm::sqlx::Error, on_replica: bool) -> Failure {
     use sea_orm::sqlx::Error as E;
     match e {
-        E::Io(_)
-        | E::Tls(_)
-        | E::Protocol(_)
-        | E::PoolTimedOut
-        | E::PoolClosed
-        | E::WorkerCrashed => Failure::Connection,
+        E::PoolTimedOut => Failure::Backpressure,
+        E::Io(_) | E::Tls(_) | E::Protocol(_) | E::PoolClosed | E::WorkerCrashed => {
+            Failure::Connection
+        }
         // The server is going away or refused the session (PostgreSQL class 08 connection
         // exceptions and 57P01-57P03 admin/crash shutdown, cannot connect now; MySQL 1053
         // server shutdown): the node failed, not the statement.
@@ -93,7 +103,13 @@ pub(crate) fn named(err: DbErr, failure: Failure, node: &str, write: bool, tried
     if failure == Failure::Other {
         return err;
     }
-    let text = if write {
+    let text = if failure == Failure::Backpressure {
+        let what = if write { "the write was not sent" } else { "the read was not sent" };
+        format!(
+            "rwsplit: no free connection in the pool of {node} within the acquire timeout: the \
+             application's own pool is exhausted (back-pressure, not a node failure); {what}: {err}"
+        )
+    } else if write {
         format!(
             "rwsplit: the write to the primary {node} failed: {err}; it was not retried \
              (if the connection broke after the statement was sent, it may have been applied)"
@@ -108,6 +124,8 @@ pub(crate) fn named(err: DbErr, failure: Failure, node: &str, write: bool, tried
 
 #[cfg(test)]
 mod tests {
+    use std::sync::Arc;
+
     use super::*;
 
     #[test]
@@ -123,5 +141,22 @@ mod tests {
             classify(&named(timeout(), Failure::Connection, "n", false, 1), true),
             Failure::Connection
         );
+    }
+
+    #[test]
+    fn a_full_pool_is_back_pressure_not_a_node_failure() {
+        let timeout = DbErr::ConnectionAcquire(sea_orm::ConnAcquireErr::Timeout);
+        assert_eq!(classify(&timeout, false), Failure::Backpressure);
+        assert_eq!(classify(&timeout, true), Failure::Backpressure);
+        let sqlx = DbErr::Conn(sea_orm::RuntimeErr::SqlxError(Arc::new(
+            sea_orm::sqlx::Error::PoolTimedOut,
+        )));
+        assert_eq!(classify(&sqlx, false), Failure::Backpressure);
+        let w = named(timeout, Failure::Backpressure, "db1:5432/app", true, 1).to_string();
+        assert!(w.contains("back-pressure") && w.contains("not sent") && w.contains("db1"), "{w}");
+        let io = DbErr::Conn(sea_orm::RuntimeErr::SqlxError(Arc::new(sea_orm::sqlx::Error::Io(
+            std::io::Error::other("reset"),
+        ))));
+        assert_eq!(classify(&io, true), Failure::Connection);
     }
 }

@@ -93,7 +93,6 @@ mod failover;
 mod failure;
 mod position;
 mod probe;
-mod prober;
 mod redact;
 mod route;
 mod session;
@@ -104,7 +103,6 @@ mod tests;
 pub use builder::RoutedConnectionBuilder;
 pub use connection::RoutedConnection;
 pub use error::{Error, Result};
-pub use failover::AutoFailover;
 pub use session::{Routed, Session};
 pub use stats::{NodeStats, ReadYourWrites, Stats};
 
@@ -113,4 +111,4 @@ pub use rwsplit_core::{
     LowestLag, PowerOfTwoEwma, Random, ReplayPosition, Role, RoundRobin, RouterConfig, Staleness,
     Target, WeightedRoundRobin, ZonePreference,
 };
-pub use rwsplit_monitor::MonitorConfig;
+pub use rwsplit_monitor::{AutoFailover, MonitorConfig};

@@ -1,19 +1,36 @@
-//! The monitor's probes, run on the adapter's own pools.
+//! The monitor's connections: the adapter's side of `rwsplit-monitor`'s [`Connector`] and
+//! [`ProbeConn`] traits.
+//!
+//! Every connection the monitor uses is its own: a one-connection pool per node, opened from the
+//! node's own `ConnectOptions` (with the probe timeout as connect and acquire timeout), never the
+//! application's pool — a pool that is full is back-pressure, not a dead node. Failover's admin
+//! connections use [`AutoFailover::admin_credentials`](crate::AutoFailover::admin_credentials)
+//! when set.
 
-use rwsplit_monitor::{ProbeConn, ProbeError, Row};
-use sea_orm::{ConnectionTrait, DatabaseConnection, QueryResult, Statement};
+use std::fmt;
+use std::time::Duration;
 
-/// One node's pool, as a probe connection.
-pub(crate) struct NodeProbe<'a>(pub(crate) &'a DatabaseConnection);
+use rwsplit_monitor::{Connector, ProbeConn, ProbeError, Purpose, Row};
+use sea_orm::{
+    ConnectOptions, ConnectionTrait, Database, DatabaseConnection, QueryResult, Statement,
+};
 
-impl ProbeConn for NodeProbe<'_> {
-    async fn fetch_row(&self, sql: &'static str) -> Result<Option<Row>, ProbeError> {
-        let stmt = Statement::from_string(self.0.get_database_backend(), sql);
+/// One connection of the monitor's, as a probe connection.
+pub(crate) struct NodeProbe(pub(crate) DatabaseConnection);
+
+impl ProbeConn for NodeProbe {
+    async fn fetch_row(&self, sql: &str) -> Result<Option<Row>, ProbeError> {
+        let stmt = Statement::from_string(self.0.get_database_backend(), sql.to_owned());
         let row = self.0.query_one_raw(stmt).await.map_err(ProbeError::unreachable)?;
         Ok(row.map(|r| {
             let names = r.column_names();
             Row::new(names.into_iter().enumerate().map(|(i, n)| (n, text(&r, i))))
         }))
+    }
+
+    async fn execute(&self, sql: &str) -> Result<(), ProbeError> {
+        // Unprepared: MariaDB refuses some replication statements as prepared statements.
+        self.0.execute_unprepared(sql).await.map(drop).map_err(ProbeError::unreachable)
     }
 }
 
@@ -38,4 +55,172 @@ fn text(row: &QueryResult, i: usize) -> Option<String> {
         .ok()
         .flatten()
         .map(|v| String::from_utf8_lossy(&v).into_owned())
+}
+
+/// Opens the monitor's connections.
+pub(crate) enum NodeConnector {
+    /// From each node's own options (index = node), as configured through the builder.
+    Options { nodes: Vec<ConnectOptions>, admin: Option<(String, String)>, timeout: Duration },
+    /// Connections the application built itself ([`RoutedConnection::from_connections`]): the
+    /// monitor opens its own from each pool's connect options.
+    ///
+    /// [`RoutedConnection::from_connections`]: crate::RoutedConnection::from_connections
+    Given { nodes: Vec<GivenNode>, timeout: Duration },
+    /// Nothing to open a connection from (`MockDatabase` connections): no monitor runs.
+    None,
+}
+
+impl fmt::Debug for NodeConnector {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // ConnectOptions' own Debug prints URLs with their passwords.
+        match self {
+            NodeConnector::Options { nodes, timeout, .. } => f
+                .debug_struct("Options")
+                .field("nodes", &nodes.len())
+                .field("timeout", timeout)
+                .finish_non_exhaustive(),
+            NodeConnector::Given { nodes, timeout } => f
+                .debug_struct("Given")
+                .field("nodes", &nodes.len())
+                .field("timeout", timeout)
+                .finish(),
+            NodeConnector::None => f.write_str("None"),
+        }
+    }
+}
+
+impl Connector for NodeConnector {
+    type Conn = NodeProbe;
+
+    async fn open(&self, node: usize, purpose: Purpose) -> Result<NodeProbe, ProbeError> {
+        match self {
+            NodeConnector::None => {
+                Err(ProbeError::unreachable("no connection options to open from"))
+            }
+            NodeConnector::Given { nodes, timeout } => {
+                let given =
+                    nodes.get(node).ok_or_else(|| ProbeError::unreachable("no such node"))?;
+                given.open(*timeout).await.map(NodeProbe).map_err(ProbeError::unreachable)
+            }
+            NodeConnector::Options { nodes, admin, timeout } => {
+                let base =
+                    nodes.get(node).ok_or_else(|| ProbeError::unreachable("no such node"))?;
+                let mut opts = match (purpose, admin) {
+                    (Purpose::Admin, Some((user, password))) => {
+                        ConnectOptions::new(with_credentials(base.get_url(), user, password))
+                    }
+                    _ => base.clone(),
+                };
+                opts.max_connections(1)
+                    .min_connections(1)
+                    .connect_timeout(*timeout)
+                    .acquire_timeout(*timeout)
+                    .connect_lazy(false)
+                    .sqlx_logging(false);
+                Database::connect(opts).await.map(NodeProbe).map_err(ProbeError::unreachable)
+            }
+        }
+    }
+}
+
+/// A pool the application built, as the monitor can open a connection of its own to its node.
+pub(crate) enum GivenNode {
+    /// A PostgreSQL pool's connect options.
+    #[cfg(feature = "postgres")]
+    Postgres(sea_orm::sqlx::postgres::PgConnectOptions),
+    /// A MySQL/MariaDB pool's connect options.
+    #[cfg(feature = "mysql")]
+    MySql(sea_orm::sqlx::mysql::MySqlConnectOptions),
+}
+
+impl GivenNode {
+    /// The connect options of `conn`'s pool; `None` for a connection that is no sqlx pool (a
+    /// `MockDatabase` in tests): there is then nothing for a monitor to probe.
+    pub(crate) fn of(conn: &DatabaseConnection) -> Option<GivenNode> {
+        use sea_orm::DatabaseConnectionType as T;
+        match &conn.inner {
+            #[cfg(feature = "postgres")]
+            T::SqlxPostgresPoolConnection(_) => Some(GivenNode::Postgres(
+                (*conn.get_postgres_connection_pool().connect_options()).clone(),
+            )),
+            #[cfg(feature = "mysql")]
+            T::SqlxMySqlPoolConnection(_) => Some(GivenNode::MySql(
+                (*conn.get_mysql_connection_pool().connect_options()).clone(),
+            )),
+            _ => None,
+        }
+    }
+
+    async fn open(&self, timeout: Duration) -> Result<DatabaseConnection, sea_orm::sqlx::Error> {
+        match self {
+            #[cfg(feature = "postgres")]
+            GivenNode::Postgres(o) => sea_orm::sqlx::postgres::PgPoolOptions::new()
+                .max_connections(1)
+                .acquire_timeout(timeout)
+                .connect_with(o.clone())
+                .await
+                .map(sea_orm::SqlxPostgresConnector::from_sqlx_postgres_pool),
+            #[cfg(feature = "mysql")]
+            GivenNode::MySql(o) => sea_orm::sqlx::mysql::MySqlPoolOptions::new()
+                .max_connections(1)
+                .acquire_timeout(timeout)
+                .connect_with(o.clone())
+                .await
+                .map(sea_orm::SqlxMySqlConnector::from_sqlx_mysql_pool),
+        }
+    }
+}
+
+/// `url` with its user and password replaced (percent-encoded).
+fn with_credentials(url: &str, user: &str, password: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else { return url.to_owned() };
+    let end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    let (authority, tail) = rest.split_at(end);
+    let host = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
+    let userinfo = if password.is_empty() {
+        encode(user)
+    } else {
+        format!("{}:{}", encode(user), encode(password))
+    };
+    format!("{scheme}://{userinfo}@{host}{tail}")
+}
+
+fn encode(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~') {
+            out.push(char::from(b));
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn admin_credentials_replace_the_users_and_are_encoded() {
+        assert_eq!(
+            with_credentials("mysql://app:pw@h:3306/shop?x=1", "root", ""),
+            "mysql://root@h:3306/shop?x=1"
+        );
+        assert_eq!(
+            with_credentials("postgres://h/db", "ad min", "p@ss"),
+            "postgres://ad%20min:p%40ss@h/db"
+        );
+    }
+
+    #[test]
+    fn the_connector_never_prints_urls() {
+        let c = NodeConnector::Options {
+            nodes: vec![ConnectOptions::new("postgres://app:hunter2@h/db")],
+            admin: Some(("root".into(), "secret".into())),
+            timeout: Duration::from_secs(1),
+        };
+        let debug = format!("{c:?}");
+        assert!(!debug.contains("hunter2") && !debug.contains("secret"), "{debug}");
+    }
 }

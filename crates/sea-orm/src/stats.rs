@@ -4,6 +4,8 @@ use std::sync::atomic::Ordering;
 
 use rwsplit_core::{Health, Lag, ReplayPosition, Role};
 
+use rwsplit_monitor::Monitor;
+
 use crate::RoutedConnection;
 
 /// Statement counts per node and routing totals, as of one instant.
@@ -101,6 +103,7 @@ pub struct NodeStats {
     reads: u64,
     writes: u64,
     failures: u64,
+    pool_timeouts: u64,
     fenced: bool,
 }
 
@@ -146,9 +149,16 @@ impl NodeStats {
         self.writes
     }
 
-    /// Statements that failed to reach it (connection-level failures and statement deadlines).
+    /// Statements that failed because of the node itself (I/O, protocol, the server shutting
+    /// down); each counts against its health.
     pub fn failures(&self) -> u64 {
         self.failures
+    }
+
+    /// Statements that found no free connection in the node's pool within the acquire timeout:
+    /// the application's own back-pressure, never counted against the node's health.
+    pub fn pool_timeouts(&self) -> u64 {
+        self.pool_timeouts
     }
 
     /// Whether it is fenced: out of rotation for everything until
@@ -179,6 +189,7 @@ pub(crate) fn snapshot(db: &RoutedConnection) -> Stats {
                     reads: n.reads.load(Ordering::Relaxed),
                     writes: n.writes.load(Ordering::Relaxed),
                     failures: n.failures.load(Ordering::Relaxed),
+                    pool_timeouts: n.pool_timeouts.load(Ordering::Relaxed),
                     fenced: inner.routing.is_fenced(i),
                 }
             })
@@ -198,6 +209,6 @@ pub(crate) fn snapshot(db: &RoutedConnection) -> Stats {
                 tracked_tasks: inner.tasks.len() as u64,
             }
         },
-        promotions: inner.failover.promotions(),
+        promotions: inner.monitor.as_ref().map_or(0, Monitor::promotions),
     }
 }

@@ -1,9 +1,11 @@
 //! One probe of one node: what it is, how far it has got, and the lag that follows.
 
 use std::future::Future;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use rwsplit_core::{Lag, Lsn, MariaDbPosition, PgPosition, ReplayPosition, Role};
+use rwsplit_core::{Lag, Lsn, ReplayPosition, Role};
+
+use crate::product::{MariaDb, Postgres, Product};
 
 /// Which SQL dialect of replication status a node speaks.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -51,7 +53,7 @@ impl Row {
 /// struct Unreachable;
 ///
 /// impl ProbeConn for Unreachable {
-///     async fn fetch_row(&self, _sql: &'static str) -> Result<Option<Row>, ProbeError> {
+///     async fn fetch_row(&self, _sql: &str) -> Result<Option<Row>, ProbeError> {
 ///         Err(ProbeError::unreachable("connection refused"))
 ///     }
 /// }
@@ -65,10 +67,13 @@ impl Row {
 pub trait ProbeConn: Send + Sync {
     /// Runs `sql` and returns its first row with every column as text, or `None` when it
     /// returns no row. Implementations decode numbers as text too (e.g. `SHOW SLAVE STATUS`).
-    fn fetch_row(
-        &self,
-        sql: &'static str,
-    ) -> impl Future<Output = Result<Option<Row>, ProbeError>> + Send;
+    fn fetch_row(&self, sql: &str) -> impl Future<Output = Result<Option<Row>, ProbeError>> + Send;
+
+    /// Runs `sql` for its effect (failover's `STOP SLAVE`, `ALTER SYSTEM …`). The default runs
+    /// it through [`fetch_row`](ProbeConn::fetch_row) and drops the row.
+    fn execute(&self, sql: &str) -> impl Future<Output = Result<(), ProbeError>> + Send {
+        async move { self.fetch_row(sql).await.map(drop) }
+    }
 }
 
 /// Why a probe failed.
@@ -113,14 +118,14 @@ impl ProbeError {
 /// What one probe saw on one node.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Observation {
-    role: Role,
-    position: Option<ReplayPosition>,
-    received_lsn: Option<Lsn>,
-    since_replay: Option<Duration>,
-    replay_paused: bool,
-    seconds_behind: Option<u64>,
-    applying: Option<bool>,
-    latency: Duration,
+    pub(crate) role: Role,
+    pub(crate) position: Option<ReplayPosition>,
+    pub(crate) received_lsn: Option<Lsn>,
+    pub(crate) since_replay: Option<Duration>,
+    pub(crate) replay_paused: bool,
+    pub(crate) seconds_behind: Option<u64>,
+    pub(crate) applying: Option<bool>,
+    pub(crate) latency: Duration,
 }
 
 impl Observation {
@@ -151,22 +156,6 @@ impl Observation {
     }
 }
 
-const PG_SQL: &str = "SELECT pg_is_in_recovery()::text AS in_recovery, \
-    (SELECT system_identifier::text FROM pg_control_system()) AS system_id, \
-    (CASE WHEN pg_is_in_recovery() \
-          THEN COALESCE((SELECT received_tli FROM pg_stat_wal_receiver), \
-                        (SELECT timeline_id FROM pg_control_checkpoint())) \
-          ELSE ('x' || substr(pg_walfile_name(pg_current_wal_lsn()), 1, 8))::bit(32)::int END)::text AS timeline, \
-    (CASE WHEN pg_is_in_recovery() THEN pg_last_wal_replay_lsn() ELSE pg_current_wal_lsn() END)::text AS replayed, \
-    pg_last_wal_receive_lsn()::text AS received, \
-    (extract(epoch FROM clock_timestamp() - pg_last_xact_replay_timestamp()) * 1000)::bigint::text AS since_replay_ms, \
-    (CASE WHEN pg_is_in_recovery() THEN pg_is_wal_replay_paused() ELSE false END)::text AS paused";
-
-const MARIA_SQL: &str = "SELECT IF(@@global.read_only, 'true', 'false') AS read_only, \
-    @@global.gtid_binlog_pos AS binlog_pos, @@global.gtid_slave_pos AS slave_pos";
-
-const MARIA_STATUS_SQL: &str = "SHOW SLAVE STATUS";
-
 /// How often and how patiently the monitor probes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
@@ -174,16 +163,19 @@ pub struct MonitorConfig {
     interval: Duration,
     timeout: Duration,
     jitter: Duration,
+    position_interval: Duration,
 }
 
 impl Default for MonitorConfig {
-    /// Every 500 ms, each probe bounded by 1 s, each round delayed by up to 50 ms at random so
-    /// that many processes do not probe in lockstep.
+    /// A full probe every 500 ms, each bounded by 1 s, each round delayed by up to 50 ms at
+    /// random so that many processes do not probe in lockstep; between full probes, a replica's
+    /// replay position every 20 ms.
     fn default() -> Self {
         MonitorConfig {
             interval: Duration::from_millis(500),
             timeout: Duration::from_secs(1),
             jitter: Duration::from_millis(50),
+            position_interval: Duration::from_millis(20),
         }
     }
 }
@@ -210,6 +202,22 @@ impl MonitorConfig {
         self
     }
 
+    /// How often, between full probes, a replica's replay position is read on the probe's
+    /// connection (one cheap round trip: PostgreSQL `pg_last_wal_replay_lsn()`, MariaDB
+    /// `@@gtid_slave_pos`), so that a read that must see its own write can use a replica soon
+    /// after it has replayed that write. Zero turns the feed off (positions then move with the
+    /// full probe only). Default 20 ms.
+    #[must_use]
+    pub fn position_interval(mut self, every: Duration) -> Self {
+        self.position_interval = every;
+        self
+    }
+
+    /// The position feed's interval (zero: off).
+    pub fn position_interval_value(&self) -> Duration {
+        self.position_interval
+    }
+
     /// Time between probe rounds.
     pub fn interval_value(&self) -> Duration {
         self.interval
@@ -231,7 +239,7 @@ impl MonitorConfig {
         x = (x ^ (x >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
         x = (x ^ (x >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
         x ^= x >> 31;
-        self.interval + Duration::from_nanos(x % nanos)
+        self.interval.saturating_add(Duration::from_nanos(x % nanos))
     }
 }
 
@@ -241,98 +249,22 @@ pub async fn probe<C: ProbeConn>(
     flavor: Flavor,
     timeout: Duration,
 ) -> Result<Observation, ProbeError> {
-    let started = Instant::now();
-    let run = async {
-        match flavor {
-            Flavor::Postgres => {
-                let row = conn.fetch_row(PG_SQL).await?.unwrap_or_default();
-                read_postgres(&row, started.elapsed())
-            }
-            Flavor::MariaDb => {
-                let vars = conn.fetch_row(MARIA_SQL).await?.unwrap_or_default();
-                // Needs the SLAVE MONITOR privilege; without it the role comes from read_only
-                // alone and a lagging replica's time lag is unknown (never guessed as zero).
-                let status = conn.fetch_row(MARIA_STATUS_SQL).await.unwrap_or(None);
-                read_mariadb(&vars, status.as_ref(), started.elapsed())
-            }
-        }
-    };
-    match tokio::time::timeout(timeout, run).await {
+    match flavor {
+        Flavor::Postgres => probe_as::<Postgres, C>(conn, timeout).await,
+        Flavor::MariaDb => probe_as::<MariaDb, C>(conn, timeout).await,
+    }
+}
+
+/// [`probe`] for one product.
+pub(crate) async fn probe_as<P: Product, C: ProbeConn>(
+    conn: &C,
+    timeout: Duration,
+) -> Result<Observation, ProbeError> {
+    let started = tokio::time::Instant::now();
+    match tokio::time::timeout(timeout, P::probe(conn, started)).await {
         Ok(r) => r,
         Err(_) => Err(ProbeError::Timeout { after: timeout }),
     }
-}
-
-fn unexpected(what: &'static str, value: Option<&str>) -> ProbeError {
-    ProbeError::Unexpected { what, value: value.unwrap_or("NULL").to_owned() }
-}
-
-fn flag(row: &Row, name: &'static str) -> Result<bool, ProbeError> {
-    match row.get(name) {
-        Some("true" | "t" | "1" | "ON" | "on") => Ok(true),
-        Some("false" | "f" | "0" | "OFF" | "off") => Ok(false),
-        other => Err(unexpected(name, other)),
-    }
-}
-
-fn read_postgres(row: &Row, latency: Duration) -> Result<Observation, ProbeError> {
-    let in_recovery = flag(row, "in_recovery")?;
-    let system_id = row
-        .get("system_id")
-        .and_then(|v| v.parse::<u64>().ok())
-        .ok_or_else(|| unexpected("system identifier", row.get("system_id")))?;
-    let timeline = row
-        .get("timeline")
-        .and_then(|v| v.parse::<u32>().ok())
-        .ok_or_else(|| unexpected("timeline", row.get("timeline")))?;
-    let lsn = |name: &'static str| -> Result<Option<Lsn>, ProbeError> {
-        row.get(name).map(|v| v.parse::<Lsn>().map_err(|_| unexpected(name, Some(v)))).transpose()
-    };
-    let position =
-        lsn("replayed")?.map(|l| ReplayPosition::Postgres(PgPosition::new(system_id, timeline, l)));
-    Ok(Observation {
-        role: if in_recovery { Role::Replica } else { Role::Primary },
-        position,
-        received_lsn: lsn("received")?,
-        since_replay: row
-            .get("since_replay_ms")
-            .and_then(|v| v.parse::<i64>().ok())
-            .map(|ms| Duration::from_millis(u64::try_from(ms).unwrap_or(0))),
-        replay_paused: flag(row, "paused").unwrap_or(false),
-        seconds_behind: None,
-        applying: None,
-        latency,
-    })
-}
-
-fn read_mariadb(
-    vars: &Row,
-    status: Option<&Row>,
-    latency: Duration,
-) -> Result<Observation, ProbeError> {
-    let read_only = flag(vars, "read_only")?;
-    let replicating = status.is_some();
-    let role = if read_only || replicating { Role::Replica } else { Role::Primary };
-    let pos_text =
-        if role == Role::Replica { vars.get("slave_pos") } else { vars.get("binlog_pos") };
-    let position = match pos_text.map(str::trim) {
-        None | Some("") => Some(ReplayPosition::MariaDb(MariaDbPosition::new([]))),
-        Some(text) => Some(ReplayPosition::MariaDb(
-            text.parse::<MariaDbPosition>().map_err(|_| unexpected("GTID position", Some(text)))?,
-        )),
-    };
-    Ok(Observation {
-        role,
-        position,
-        received_lsn: None,
-        since_replay: None,
-        replay_paused: false,
-        seconds_behind: status
-            .and_then(|s| s.get("Seconds_Behind_Master"))
-            .and_then(|v| v.parse().ok()),
-        applying: status.map(|s| s.get("Slave_SQL_Running") == Some("Yes")),
-        latency,
-    })
 }
 
 /// The replica's lag behind the primary, positions first.

@@ -14,7 +14,7 @@ struct Fake {
 }
 
 impl ProbeConn for Fake {
-    async fn fetch_row(&self, sql: &'static str) -> Result<Option<Row>, ProbeError> {
+    async fn fetch_row(&self, sql: &str) -> Result<Option<Row>, ProbeError> {
         tokio::time::sleep(self.delay).await;
         Ok(if sql.starts_with("SHOW") {
             self.status.clone()

@@ -1,0 +1,346 @@
+//! Opt-in automatic promotion, and fencing: see [`AutoFailover`].
+
+use std::fmt;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+use rwsplit_core::Role;
+use tokio::time::Instant;
+
+use crate::monitor::{Connector, Purpose, Shared, open};
+use crate::probe::{ProbeError, probe_as};
+use crate::product::Product;
+
+/// Opt-in automatic promotion of the most advanced replica when the primary is lost.
+///
+/// Off by default: an external HA manager (Patroni, repmgr, pg_auto_failover, MaxScale's
+/// MariaDB monitor, orchestrator) sees the whole cluster, holds a lock or quorum and can fence
+/// the old primary at the server; an in-process router sees only what this process can reach.
+/// Two application processes (or an application and an HA manager) both promoting is a split
+/// brain. Turn it on only where this process is the only one that promotes.
+///
+/// When enabled and the primary has failed `after_failures` consecutive probes (on the
+/// monitor's own connection: a full application pool never counts):
+/// 1. the primary is probed once more on a **fresh connection**; if it answers, nothing happens;
+/// 2. every reachable replica is asked whether it still receives from the primary (PostgreSQL:
+///    its WAL receiver is `streaming`; MariaDB: `Slave_IO_Running = Yes`); if one does, the
+///    primary is alive and only this process cannot reach it, so nothing happens (a frozen
+///    primary is taken as gone once the replicas' receivers time out: PostgreSQL
+///    `wal_receiver_timeout`, MariaDB `slave_net_timeout`);
+/// 3. every reachable replica is asked how far it has *received* (PostgreSQL:
+///    `pg_last_wal_receive_lsn()`, on the latest timeline; MariaDB: `Gtid_IO_Pos`), and the most
+///    advanced one is chosen (ties: configuration order);
+/// 4. the old primary is **fenced**: from here on no statement is routed to it and its claim to
+///    the primary role is ignored, until an operator unfences it;
+/// 5. the chosen replica is promoted: PostgreSQL `pg_promote()`; MariaDB waits until it has
+///    applied what it received (`MASTER_GTID_WAIT`), then `STOP SLAVE; RESET SLAVE ALL;
+///    SET GLOBAL read_only = 0`;
+/// 6. the other replicas are re-pointed at it: MariaDB `CHANGE MASTER TO MASTER_HOST, MASTER_PORT,
+///    MASTER_USE_GTID = slave_pos`; PostgreSQL (13+) `ALTER SYSTEM SET primary_conninfo` (the
+///    standby's own conninfo with the new host and port) plus its replication slot created on the
+///    new primary, then `pg_reload_conf()` — the walreceiver follows the new timeline without a
+///    restart. Both use the host and port this process uses to reach the new primary, so they
+///    must be reachable from the replicas too; otherwise leave re-pointing to an HA manager
+///    ([`AutoFailover::repoint_replicas`]`(false)`).
+///
+/// Risks, in the order they bite: with asynchronous replication, writes the old primary
+/// acknowledged but had not yet sent are lost (use PostgreSQL synchronous replication,
+/// `synchronous_standby_names = 'ANY 1 (*)'`, or MariaDB lossless semi-sync,
+/// `rpl_semi_sync_master_wait_point = AFTER_SYNC`); a primary that is only cut off from this
+/// process *and* its replicas keeps taking writes from others (fencing here is only routing:
+/// fence it at the server or the network too); a replica that received more WAL than the
+/// promoted one cannot follow it without `pg_rewind` (choosing the most advanced replica avoids
+/// creating one).
+///
+/// ```
+/// use rwsplit_monitor::AutoFailover;
+///
+/// // Promote after 5 failed probes; promotion and re-pointing need an admin account.
+/// let failover = AutoFailover::default().after_failures(5).admin_credentials("root", "secret");
+/// assert_eq!(failover.after_failures_value(), 5);
+/// assert!(!format!("{failover:?}").contains("secret"));
+/// ```
+#[derive(Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct AutoFailover {
+    after_failures: u32,
+    admin: Option<(String, String)>,
+    repoint_replicas: bool,
+    retry_after: Duration,
+}
+
+impl Default for AutoFailover {
+    /// Promote after 3 consecutive failed probes of the primary (with the default monitor,
+    /// about 1.5 s for a refused connection, 4.5 s for a hung server), with each node's own
+    /// credentials, re-pointing the other replicas; a failed attempt is retried after 5 s.
+    fn default() -> Self {
+        AutoFailover {
+            after_failures: 3,
+            admin: None,
+            repoint_replicas: true,
+            retry_after: Duration::from_secs(5),
+        }
+    }
+}
+
+impl fmt::Debug for AutoFailover {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("AutoFailover")
+            .field("after_failures", &self.after_failures)
+            .field("admin_user", &self.admin.as_ref().map(|(u, _)| u.as_str()))
+            .field("repoint_replicas", &self.repoint_replicas)
+            .field("retry_after", &self.retry_after)
+            .finish()
+    }
+}
+
+impl AutoFailover {
+    /// Consecutive failed probes of the primary before promoting (at least 1, default 3).
+    #[must_use]
+    pub fn after_failures(mut self, n: u32) -> Self {
+        self.after_failures = n.max(1);
+        self
+    }
+
+    /// The account promotion and re-pointing use, instead of each node's own (the application
+    /// user usually may not run `pg_promote()`, `ALTER SYSTEM`, `STOP SLAVE` or
+    /// `SET GLOBAL read_only`). Used on the same hosts, ports and databases as the nodes' URLs;
+    /// never logged.
+    #[must_use]
+    pub fn admin_credentials(
+        mut self,
+        user: impl Into<String>,
+        password: impl Into<String>,
+    ) -> Self {
+        self.admin = Some((user.into(), password.into()));
+        self
+    }
+
+    /// Whether the other replicas are re-pointed at the promoted one (default true).
+    #[must_use]
+    pub fn repoint_replicas(mut self, repoint: bool) -> Self {
+        self.repoint_replicas = repoint;
+        self
+    }
+
+    /// How long after a failed promotion attempt the next one may start (default 5 s).
+    #[must_use]
+    pub fn retry_after(mut self, wait: Duration) -> Self {
+        self.retry_after = wait;
+        self
+    }
+
+    /// Consecutive failed probes before promoting.
+    pub fn after_failures_value(&self) -> u32 {
+        self.after_failures
+    }
+
+    /// The admin account, `(user, password)`, for a [`Connector`] opening
+    /// [`Purpose::Admin`] connections.
+    pub fn admin_credentials_value(&self) -> Option<(&str, &str)> {
+        self.admin.as_ref().map(|(u, p)| (u.as_str(), p.as_str()))
+    }
+}
+
+/// A monitor's failover state.
+#[derive(Debug, Default)]
+pub(crate) struct Failover {
+    config: Option<AutoFailover>,
+    busy: AtomicBool,
+    last_attempt: Mutex<Option<Instant>>,
+    promotions: AtomicU64,
+}
+
+impl Failover {
+    pub(crate) fn new(config: Option<AutoFailover>) -> Failover {
+        Failover { config, ..Failover::default() }
+    }
+
+    pub(crate) fn promotions(&self) -> u64 {
+        self.promotions.load(Ordering::Relaxed)
+    }
+
+    fn retry_allowed(&self, config: &AutoFailover) -> bool {
+        let last = *self.last_attempt.lock().unwrap_or_else(PoisonError::into_inner);
+        last.is_none_or(|t| t.elapsed() >= config.retry_after)
+    }
+
+    fn finish_attempt(&self) {
+        *self.last_attempt.lock().unwrap_or_else(PoisonError::into_inner) = Some(Instant::now());
+        self.busy.store(false, Ordering::Release);
+    }
+}
+
+/// After a failed probe of `node`: starts a promotion when the node is the primary, automatic
+/// failover is on, and it has failed enough probes in a row.
+pub(crate) fn after_failed_probe<P: Product, K: Connector>(
+    shared: &Arc<Shared<K>>,
+    node: usize,
+    failures: u32,
+) {
+    let state = &shared.failover;
+    let Some(config) = &state.config else { return };
+    if failures < config.after_failures
+        || shared.state.primary_index() != Some(node)
+        || shared.state.is_fenced(node)
+        || !state.retry_allowed(config)
+        || state.busy.swap(true, Ordering::AcqRel)
+    {
+        return;
+    }
+    let shared = Arc::clone(shared);
+    tokio::spawn(async move {
+        let name = |i: usize| {
+            shared.state.snapshot().nodes().get(i).map(|n| n.name().to_owned()).unwrap_or_default()
+        };
+        match promote::<P, K>(&shared, node).await {
+            Ok(Some(new)) => {
+                shared.failover.promotions.fetch_add(1, Ordering::Relaxed);
+                tracing::warn!(target: "rwsplit", old = %name(node), new = %name(new), "automatic failover: promoted a replica and fenced the old primary");
+            }
+            Ok(None) => {}
+            Err(e) => {
+                tracing::error!(target: "rwsplit", primary = %name(node), error = %e, "automatic failover failed");
+            }
+        }
+        shared.failover.finish_attempt();
+    });
+}
+
+/// Why a promotion did not happen.
+#[derive(Debug, thiserror::Error)]
+enum FailoverError {
+    #[error("no reachable replica to promote")]
+    NoCandidate,
+    #[error("promoting {node} failed: {source}")]
+    Promote {
+        node: String,
+        #[source]
+        source: ProbeError,
+    },
+}
+
+async fn promote<P: Product, K: Connector>(
+    shared: &Shared<K>,
+    old: usize,
+) -> Result<Option<usize>, FailoverError> {
+    let timeout = shared.config.timeout_value();
+    let topo = shared.state.snapshot();
+    let name = |i: usize| topo.nodes().get(i).map(|n| n.name().to_owned()).unwrap_or_default();
+    // 1. Still gone, seen on a fresh connection of our own?
+    let again = async {
+        let conn = open(&shared.connector, old, Purpose::Probe, timeout).await?;
+        probe_as::<P, K::Conn>(&conn, timeout).await
+    };
+    if again.await.is_ok() {
+        tracing::info!(target: "rwsplit", primary = %name(old), "automatic failover: the primary answered again on a fresh connection, not promoting");
+        return Ok(None);
+    }
+    // 2 and 3. The replicas: does any still receive from the primary; who has received most?
+    let latest = shared.state.latest();
+    let mut best: Option<(P::Received, usize, K::Conn)> = None;
+    for (i, obs) in latest.iter().enumerate() {
+        let reachable_replica = matches!(obs, Some(o) if o.role() == Role::Replica);
+        if i == old || !reachable_replica || shared.state.is_fenced(i) {
+            continue;
+        }
+        let asked = async {
+            let conn = open(&shared.connector, i, Purpose::Admin, timeout).await?;
+            let streaming = tokio::time::timeout(timeout, P::receiving(&conn))
+                .await
+                .map_err(|_| ProbeError::Timeout { after: timeout })??;
+            let received = tokio::time::timeout(timeout, P::received(&conn))
+                .await
+                .map_err(|_| ProbeError::Timeout { after: timeout })??;
+            Ok::<_, ProbeError>((streaming, received, conn))
+        };
+        match asked.await {
+            Ok((true, _, _)) => {
+                tracing::warn!(target: "rwsplit", primary = %name(old), replica = %name(i), "automatic failover: a replica still receives from the primary: this process cannot reach it, but it is not gone; not promoting");
+                return Ok(None);
+            }
+            Ok((false, received, conn)) => {
+                if best.as_ref().is_none_or(|(b, _, _)| received > *b) {
+                    best = Some((received, i, conn));
+                }
+            }
+            Err(e) => {
+                tracing::warn!(target: "rwsplit", node = %name(i), error = %e, "automatic failover: candidate unreachable");
+            }
+        }
+    }
+    let Some((received, new, admin)) = best else { return Err(FailoverError::NoCandidate) };
+    // 4. Fence, then 5. promote.
+    shared.state.set_fenced(old, true);
+    tracing::warn!(target: "rwsplit", node = %name(old), "fenced: no statement goes to it until it is unfenced");
+    if let Err(source) = P::promote(&admin, &received).await {
+        // Nothing changed on any server: the old primary is not fenced after all.
+        shared.state.set_fenced(old, false);
+        return Err(FailoverError::Promote { node: name(new), source });
+    }
+    // The new primary is taken at once, without waiting for its next probe.
+    let seen = async {
+        let conn = open(&shared.connector, new, Purpose::Probe, timeout).await?;
+        probe_as::<P, K::Conn>(&conn, timeout).await
+    };
+    let seen = seen.await;
+    shared.state.observe(new, &seen, Instant::now().into_std());
+    // 6. Re-point the others.
+    let repoint = shared.failover.config.as_ref().is_some_and(|c| c.repoint_replicas);
+    let address = host_port(&name(new));
+    if repoint {
+        for (i, obs) in latest.iter().enumerate() {
+            if i == old || i == new || obs.is_none() || shared.state.is_fenced(i) {
+                continue;
+            }
+            let Some((host, port)) = address.as_ref() else {
+                tracing::warn!(target: "rwsplit", node = %name(new), "the new primary's address is unknown: replicas not re-pointed");
+                break;
+            };
+            let result = async {
+                let conn = open(&shared.connector, i, Purpose::Admin, timeout).await?;
+                P::repoint(&conn, &admin, host, *port).await
+            };
+            match tokio::time::timeout(timeout.saturating_mul(5), result).await {
+                Ok(Ok(())) => {
+                    tracing::info!(target: "rwsplit", node = %name(i), primary = %name(new), "re-pointed replica");
+                }
+                Ok(Err(e)) => {
+                    tracing::warn!(target: "rwsplit", node = %name(i), error = %e, "could not re-point replica");
+                }
+                Err(_) => {
+                    tracing::warn!(target: "rwsplit", node = %name(i), "re-pointing the replica timed out");
+                }
+            }
+        }
+    }
+    Ok(Some(new))
+}
+
+/// `host:port/db` → (host, port). IPv6 hosts keep their brackets off.
+pub(crate) fn host_port(name: &str) -> Option<(String, u16)> {
+    let authority = name.split('/').next()?;
+    let (host, port) = authority.rsplit_once(':')?;
+    let port = port.parse().ok()?;
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    (!host.is_empty()).then(|| (host.to_owned(), port))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn node_names_give_host_and_port() {
+        assert_eq!(host_port("127.0.0.1:5433/app"), Some(("127.0.0.1".into(), 5433)));
+        assert_eq!(host_port("[::1]:5433/app"), Some(("::1".into(), 5433)));
+        assert_eq!(host_port("db"), None);
+    }
+
+    #[test]
+    fn admin_passwords_stay_out_of_debug() {
+        let debug = format!("{:?}", AutoFailover::default().admin_credentials("root", "hunter2"));
+        assert!(!debug.contains("hunter2") && debug.contains("root"), "{debug}");
+    }
+}

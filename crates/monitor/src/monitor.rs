@@ -1,0 +1,290 @@
+//! The probe loops: one task per node, on the monitor's own connections.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use rwsplit_core::Role;
+use tokio::sync::Notify;
+use tokio::task::JoinHandle;
+use tokio::time::Instant;
+
+use crate::failover::{AutoFailover, Failover};
+use crate::probe::{Flavor, MonitorConfig, Observation, ProbeConn, ProbeError, probe_as};
+use crate::product::{MariaDb, Postgres, Product};
+use crate::state::TopologyState;
+
+/// What a connection the monitor opens is for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum Purpose {
+    /// A node's dedicated probe connection (and failover's last look at an old primary).
+    Probe,
+    /// Promotion and re-pointing: the failover's admin account if one is configured
+    /// ([`AutoFailover::admin_credentials`]).
+    Admin,
+}
+
+/// Opens connections to the nodes for the monitor. The adapter implements it over its driver;
+/// tests implement it with fakes. Every connection it opens is the monitor's own: never one of
+/// the application's pooled connections, so a pool that is full (back-pressure) never looks
+/// like a node that is dead.
+///
+/// ```
+/// use std::sync::Arc;
+/// use std::time::Duration;
+/// use rwsplit_core::{Health, HealthPolicy, Node, NodeId, Role, Topology};
+/// use rwsplit_monitor::{
+///     Connector, Flavor, Monitor, MonitorConfig, ProbeConn, ProbeError, Purpose, Row,
+///     TopologyState,
+/// };
+///
+/// /// Every node refuses connections.
+/// struct Nowhere;
+/// struct NoConn;
+///
+/// impl ProbeConn for NoConn {
+///     async fn fetch_row(&self, _sql: &str) -> Result<Option<Row>, ProbeError> {
+///         Err(ProbeError::unreachable("closed"))
+///     }
+/// }
+///
+/// impl Connector for Nowhere {
+///     type Conn = NoConn;
+///     async fn open(&self, _node: usize, _purpose: Purpose) -> Result<NoConn, ProbeError> {
+///         Err(ProbeError::unreachable("connection refused"))
+///     }
+/// }
+///
+/// # tokio::runtime::Builder::new_current_thread().enable_time().start_paused(true).build().unwrap().block_on(async {
+/// let topology = Topology::builder()
+///     .node(Node::builder(NodeId::new(0), Role::Primary).name("db-1:5432/app").build())
+///     .build()?;
+/// let state = Arc::new(TopologyState::new(topology, HealthPolicy::default()));
+/// let config = MonitorConfig::default();
+/// let monitor = Monitor::start(Arc::clone(&state), Nowhere, Flavor::Postgres, config, None, None);
+/// assert!(monitor.first_round(Duration::from_secs(2)).await);
+/// assert_eq!(state.health(0), Health::Suspect);
+/// # Ok::<_, rwsplit_core::Error>(()) }).unwrap();
+/// ```
+pub trait Connector: Send + Sync + 'static {
+    /// A connection the monitor probes or administers one node through.
+    type Conn: ProbeConn + 'static;
+
+    /// Opens a fresh connection to node `node` (the index in the topology). The monitor bounds
+    /// it by its probe timeout.
+    fn open(
+        &self,
+        node: usize,
+        purpose: Purpose,
+    ) -> impl std::future::Future<Output = Result<Self::Conn, ProbeError>> + Send;
+}
+
+/// Called after every full probe of a node, with the node and what the probe saw (`None`: it
+/// failed). The adapter keeps per-node facts (a PostgreSQL system id) and sweeps its
+/// read-your-writes scopes here.
+pub type OnProbe = Arc<dyn Fn(usize, Option<&Observation>) + Send + Sync>;
+
+/// The monitor of one cluster: a probe loop per node on connections of its own, feeding a
+/// [`TopologyState`]; optional automatic failover. Dropping it stops the loops.
+///
+/// Each loop, every [`interval`](MonitorConfig::interval) plus jitter: opens its node's
+/// connection if it has none (bounded by the probe timeout), runs a full probe on it (bounded
+/// by the probe timeout), and hands the result to the state at once, so a hung node never
+/// delays what the others report. A probe that fails drops its connection (a timed-out one may
+/// be stuck behind a frozen server) and the next probe opens a new one. Between full probes a
+/// replica's replay position is read every
+/// [`position_interval`](MonitorConfig::position_interval). After a failed probe of the primary,
+/// [`AutoFailover`] (if configured) may promote a replica.
+#[derive(Debug)]
+pub struct Monitor {
+    state: Arc<TopologyState>,
+    tasks: Vec<JoinHandle<()>>,
+    failover: Arc<Failover>,
+    first_round: Arc<Round>,
+}
+
+/// Counts nodes that have finished their first probe.
+#[derive(Debug, Default)]
+struct Round {
+    done: AtomicUsize,
+    notify: Notify,
+}
+
+/// What every loop of one monitor shares.
+pub(crate) struct Shared<K: Connector> {
+    pub(crate) state: Arc<TopologyState>,
+    pub(crate) connector: K,
+    pub(crate) config: MonitorConfig,
+    pub(crate) failover: Arc<Failover>,
+    on_probe: Option<OnProbe>,
+    first_round: Arc<Round>,
+}
+
+impl Monitor {
+    /// Starts one probe loop per node of `state` on the current tokio runtime (it panics
+    /// outside one, like `tokio::spawn`; the adapter checks first).
+    pub fn start<K: Connector>(
+        state: Arc<TopologyState>,
+        connector: K,
+        flavor: Flavor,
+        config: MonitorConfig,
+        failover: Option<AutoFailover>,
+        on_probe: Option<OnProbe>,
+    ) -> Monitor {
+        let failover = Arc::new(Failover::new(failover));
+        let first_round = Arc::new(Round::default());
+        let shared = Arc::new(Shared {
+            state: Arc::clone(&state),
+            connector,
+            config,
+            failover: Arc::clone(&failover),
+            on_probe,
+            first_round: Arc::clone(&first_round),
+        });
+        let tasks = (0..state.len())
+            .map(|node| match flavor {
+                Flavor::Postgres => {
+                    tokio::spawn(node_loop::<Postgres, K>(Arc::clone(&shared), node))
+                }
+                Flavor::MariaDb => tokio::spawn(node_loop::<MariaDb, K>(Arc::clone(&shared), node)),
+            })
+            .collect();
+        Monitor { state, tasks, failover, first_round }
+    }
+
+    /// The state the loops feed.
+    pub fn state(&self) -> &Arc<TopologyState> {
+        &self.state
+    }
+
+    /// Waits until every node has been probed once, or `max` has passed. Returns whether every
+    /// node was. The loops probe at once when they start, so after this the snapshot has every
+    /// reachable node's role and position (a read that must see a write can use a replica from
+    /// the first statement on).
+    pub async fn first_round(&self, max: Duration) -> bool {
+        let all = self.tasks.len();
+        let wait = async {
+            loop {
+                let notified = self.first_round.notify.notified();
+                if self.first_round.done.load(Ordering::Acquire) >= all {
+                    return;
+                }
+                notified.await;
+            }
+        };
+        tokio::time::timeout(max, wait).await.is_ok()
+    }
+
+    /// Promotions this monitor carried out.
+    pub fn promotions(&self) -> u64 {
+        self.failover.promotions()
+    }
+}
+
+impl Drop for Monitor {
+    fn drop(&mut self) {
+        for t in &self.tasks {
+            t.abort();
+        }
+    }
+}
+
+/// Opens a connection under the probe timeout.
+pub(crate) async fn open<K: Connector>(
+    connector: &K,
+    node: usize,
+    purpose: Purpose,
+    timeout: Duration,
+) -> Result<K::Conn, ProbeError> {
+    match tokio::time::timeout(timeout, connector.open(node, purpose)).await {
+        Ok(r) => r,
+        Err(_) => Err(ProbeError::Timeout { after: timeout }),
+    }
+}
+
+/// One full probe of `node` on its dedicated connection, opened first if there is none; on
+/// failure the connection is dropped. Connecting and probing share one timeout.
+async fn probe_node<P: Product, K: Connector>(
+    shared: &Shared<K>,
+    conn: &mut Option<K::Conn>,
+    node: usize,
+) -> Result<Observation, ProbeError> {
+    let timeout = shared.config.timeout_value();
+    let started = Instant::now();
+    if conn.is_none() {
+        *conn = Some(open(&shared.connector, node, Purpose::Probe, timeout).await?);
+    }
+    let Some(c) = conn.as_ref() else { return Err(ProbeError::Timeout { after: timeout }) };
+    let left = timeout.saturating_sub(started.elapsed());
+    let result = probe_as::<P, K::Conn>(c, left).await;
+    if result.is_err() {
+        *conn = None;
+    }
+    result
+}
+
+async fn node_loop<P: Product, K: Connector>(shared: Arc<Shared<K>>, node: usize) {
+    let config = shared.config;
+    let mut conn: Option<K::Conn> = None;
+    // Nodes start their jitter sequences apart, so they do not probe in lockstep.
+    let mut round = (node as u64).wrapping_mul(0x9E37_79B9);
+    let mut first = true;
+    loop {
+        let result = probe_node::<P, K>(&shared, &mut conn, node).await;
+        let now = Instant::now();
+        let failures = shared.state.observe(node, &result, now.into_std());
+        if let Some(f) = &shared.on_probe {
+            f(node, result.as_ref().ok());
+        }
+        if first {
+            first = false;
+            shared.first_round.done.fetch_add(1, Ordering::AcqRel);
+            shared.first_round.notify.notify_waiters();
+        }
+        if failures > 0 {
+            crate::failover::after_failed_probe::<P, K>(&shared, node, failures);
+        }
+        let next = now + config.pause(round);
+        round = round.wrapping_add(1);
+        if let (Ok(obs), Some(c)) = (&result, conn.as_ref())
+            && obs.role() == Role::Replica
+        {
+            let every = config.position_interval_value();
+            feed_positions::<P, K::Conn>(&shared.state, c, node, obs, every, next).await;
+        }
+        tokio::time::sleep_until(next).await;
+    }
+}
+
+/// The position feed until `until`: a replica's replay position every position interval. Stops
+/// at the first failure, non-replica answer or read still unanswered at `until` (the next full
+/// probe decides what happened).
+async fn feed_positions<P: Product, C: ProbeConn>(
+    state: &TopologyState,
+    conn: &C,
+    node: usize,
+    last: &Observation,
+    every: Duration,
+    until: Instant,
+) {
+    if every.is_zero() {
+        return;
+    }
+    loop {
+        let at = Instant::now() + every;
+        if at >= until {
+            return;
+        }
+        tokio::time::sleep_until(at).await;
+        // A feed read never delays the next full probe: a node that stops answering here is
+        // judged by that probe, on time.
+        match tokio::time::timeout_at(until, P::replay_position(conn, last)).await {
+            Ok(Ok(Some(position))) => state.observe_position(node, position),
+            _ => return,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;

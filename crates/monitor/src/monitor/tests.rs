@@ -1,0 +1,276 @@
+//! The probe loops and failover against a fake PostgreSQL cluster, with paused tokio time.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use rwsplit_core::{
+    Health, HealthPolicy, Lsn, Node, NodeId, PgPosition, ReplayPosition, Role, Topology,
+};
+
+use super::*;
+use crate::Row;
+
+const MS: fn(u64) -> Duration = Duration::from_millis;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Mode {
+    Answer,
+    /// Accepts connections, answers nothing (SIGSTOP).
+    Hang,
+    /// Refuses connections.
+    Refuse,
+}
+
+#[derive(Debug)]
+struct FakeNode {
+    mode: Mode,
+    primary: bool,
+    lsn: u64,
+    receiving: bool,
+}
+
+/// A fake cluster: per node its mode, role and position; what each node was asked to execute.
+#[derive(Debug, Default)]
+struct Cluster {
+    nodes: Mutex<Vec<FakeNode>>,
+    opens: Mutex<HashMap<usize, u32>>,
+    executed: Mutex<Vec<(usize, String)>>,
+}
+
+impl Cluster {
+    fn new(lsns: &[u64]) -> Arc<Cluster> {
+        let nodes = lsns
+            .iter()
+            .enumerate()
+            .map(|(i, &lsn)| FakeNode { mode: Mode::Answer, primary: i == 0, lsn, receiving: true })
+            .collect();
+        Arc::new(Cluster { nodes: Mutex::new(nodes), ..Cluster::default() })
+    }
+
+    fn set(&self, node: usize, f: impl FnOnce(&mut FakeNode)) {
+        f(&mut self.nodes.lock().unwrap()[node]);
+    }
+
+    fn mode(&self, node: usize) -> Mode {
+        self.nodes.lock().unwrap()[node].mode
+    }
+
+    fn opens(&self, node: usize) -> u32 {
+        self.opens.lock().unwrap().get(&node).copied().unwrap_or(0)
+    }
+
+    fn executed_on(&self, node: usize) -> Vec<String> {
+        self.executed
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|(n, _)| *n == node)
+            .map(|(_, s)| s.clone())
+            .collect()
+    }
+
+    fn answer(&self, node: usize, sql: &str) -> Option<Row> {
+        let mut nodes = self.nodes.lock().unwrap();
+        let n = &mut nodes[node];
+        let lsn = format!("0/{:X}", n.lsn);
+        let recovery = if n.primary { "false" } else { "true" };
+        if sql.contains("pg_promote") {
+            n.primary = true;
+            n.receiving = false;
+            return Some(Row::new([("done", Some("true"))]));
+        }
+        if sql.contains("pg_stat_wal_receiver") && sql.contains("status") {
+            let v = if n.receiving { "true" } else { "false" };
+            return (!n.primary).then(|| Row::new([("v", Some(v))]));
+        }
+        if sql.contains("GREATEST") {
+            return Some(Row::new([
+                ("in_recovery", Some(recovery)),
+                ("timeline", Some("1")),
+                ("received", Some(lsn.as_str())),
+            ]));
+        }
+        if sql.contains("current_setting") {
+            return Some(Row::new([(
+                "v",
+                Some(if sql.contains("slot") { "" } else { "host=old port=1" }),
+            )]));
+        }
+        if sql.contains("pg_control_system") {
+            return Some(Row::new([
+                ("in_recovery", Some(recovery)),
+                ("system_id", Some("7")),
+                ("timeline", Some("1")),
+                ("replayed", Some(lsn.as_str())),
+                ("received", None),
+                ("since_replay_ms", Some("0")),
+                ("paused", Some("false")),
+            ]));
+        }
+        if sql.contains("pg_last_wal_replay_lsn") {
+            return Some(Row::new([
+                ("in_recovery", Some(recovery)),
+                ("replayed", Some(lsn.as_str())),
+            ]));
+        }
+        None
+    }
+}
+
+struct FakeConn {
+    cluster: Arc<Cluster>,
+    node: usize,
+}
+
+impl ProbeConn for FakeConn {
+    async fn fetch_row(&self, sql: &str) -> Result<Option<Row>, ProbeError> {
+        match self.cluster.mode(self.node) {
+            Mode::Hang => std::future::pending().await,
+            Mode::Refuse => Err(ProbeError::unreachable("connection reset")),
+            Mode::Answer => {
+                self.cluster.executed.lock().unwrap().push((self.node, sql.to_owned()));
+                Ok(self.cluster.answer(self.node, sql))
+            }
+        }
+    }
+}
+
+struct FakeConnector(Arc<Cluster>);
+
+impl Connector for FakeConnector {
+    type Conn = FakeConn;
+
+    async fn open(&self, node: usize, _purpose: Purpose) -> Result<FakeConn, ProbeError> {
+        *self.0.opens.lock().unwrap().entry(node).or_default() += 1;
+        match self.0.mode(node) {
+            Mode::Refuse => Err(ProbeError::unreachable("connection refused")),
+            // A frozen server's kernel still accepts the TCP connection; the handshake hangs.
+            Mode::Hang => std::future::pending().await,
+            Mode::Answer => Ok(FakeConn { cluster: Arc::clone(&self.0), node }),
+        }
+    }
+}
+
+fn start(cluster: &Arc<Cluster>, failover: Option<AutoFailover>) -> Monitor {
+    let n = cluster.nodes.lock().unwrap().len();
+    let mut b = Topology::builder();
+    for i in 0..n {
+        let role = if i == 0 { Role::Primary } else { Role::Replica };
+        let id = NodeId::new(u16::try_from(i).unwrap());
+        b = b.node(Node::builder(id, role).name(format!("10.0.0.{i}:5432/app")).build());
+    }
+    let state = Arc::new(TopologyState::new(b.build().unwrap(), HealthPolicy::default()));
+    let config = MonitorConfig::default().interval(MS(200)).timeout(MS(500)).jitter(Duration::ZERO);
+    Monitor::start(
+        state,
+        FakeConnector(Arc::clone(cluster)),
+        Flavor::Postgres,
+        config,
+        failover,
+        None,
+    )
+}
+
+fn pos(lsn: u64) -> ReplayPosition {
+    ReplayPosition::Postgres(PgPosition::new(7, 1, Lsn::new(lsn)))
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_first_round_knows_every_node_at_once() {
+    let cluster = Cluster::new(&[0x300, 0x200, 0x100]);
+    let m = start(&cluster, None);
+    assert!(m.first_round(MS(100)).await);
+    let topo = m.state().snapshot();
+    assert_eq!(topo.nodes()[2].position(), Some(&pos(0x100)));
+    assert_eq!(topo.nodes()[2].lag().bytes(), Some(0x200));
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_frozen_node_goes_down_and_the_others_do_not_wait_for_it() {
+    let cluster = Cluster::new(&[0x300, 0x300, 0x300]);
+    let m = start(&cluster, None);
+    assert!(m.first_round(MS(100)).await);
+    cluster.set(1, |n| n.mode = Mode::Hang);
+    // A probe timeout (500 ms) plus the interval (200 ms) per failure; three fail a node.
+    tokio::time::sleep(MS(3 * 700 + 100)).await;
+    assert_eq!(m.state().health(1), Health::Down);
+    assert_eq!(m.state().health(0), Health::Up);
+    assert_eq!(m.state().health(2), Health::Up);
+    // Meanwhile the others kept reporting positions.
+    cluster.set(2, |n| n.lsn = 0x400);
+    tokio::time::sleep(MS(250)).await;
+    assert_eq!(m.state().snapshot().nodes()[2].position(), Some(&pos(0x400)));
+    // Thawed: readmitted after its ban (5 s) and two good probes.
+    cluster.set(1, |n| n.mode = Mode::Answer);
+    tokio::time::sleep(MS(5_000 + 3 * 200 + 100)).await;
+    assert_eq!(m.state().health(1), Health::Up);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_failed_probe_drops_its_connection_and_the_next_opens_a_fresh_one() {
+    let cluster = Cluster::new(&[0x300, 0x300]);
+    let m = start(&cluster, None);
+    assert!(m.first_round(MS(100)).await);
+    tokio::time::sleep(MS(1_000)).await;
+    assert_eq!(cluster.opens(1), 1, "a healthy node keeps its one connection");
+    cluster.set(1, |n| n.mode = Mode::Refuse);
+    tokio::time::sleep(MS(300)).await;
+    cluster.set(1, |n| n.mode = Mode::Answer);
+    tokio::time::sleep(MS(500)).await;
+    assert!(cluster.opens(1) >= 2, "opens: {}", cluster.opens(1));
+    assert_ne!(m.state().health(1), Health::Down);
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_position_feed_moves_replicas_between_full_probes() {
+    let cluster = Cluster::new(&[0x300, 0x100]);
+    let m = start(&cluster, None);
+    assert!(m.first_round(MS(100)).await);
+    tokio::time::sleep(MS(10)).await;
+    let probes_before =
+        cluster.executed_on(1).iter().filter(|s| s.contains("pg_control_system")).count();
+    cluster.set(1, |n| n.lsn = 0x250);
+    // The full probe is 200 ms away; the feed reads every 20 ms.
+    tokio::time::sleep(MS(45)).await;
+    assert_eq!(m.state().snapshot().nodes()[1].position(), Some(&pos(0x250)));
+    let probes_after =
+        cluster.executed_on(1).iter().filter(|s| s.contains("pg_control_system")).count();
+    assert_eq!(probes_before, probes_after, "moved by the feed, not by a full probe");
+}
+
+#[tokio::test(start_paused = true)]
+async fn failover_promotes_the_most_advanced_replica_fences_and_repoints() {
+    let cluster = Cluster::new(&[0x300, 0x100, 0x200]);
+    let m = start(&cluster, Some(AutoFailover::default()));
+    assert!(m.first_round(MS(100)).await);
+    cluster.set(0, |n| n.mode = Mode::Refuse);
+    cluster.set(1, |n| n.receiving = false);
+    cluster.set(2, |n| n.receiving = false);
+    tokio::time::sleep(MS(3_000)).await;
+    assert_eq!(m.promotions(), 1);
+    assert!(cluster.executed_on(2).iter().any(|s| s.contains("pg_promote")));
+    assert!(!cluster.executed_on(1).iter().any(|s| s.contains("pg_promote")));
+    assert!(cluster.executed_on(1).iter().any(|s| s.contains("ALTER SYSTEM SET primary_conninfo")
+        && s.contains("host=10.0.0.2 port=5432")));
+    assert!(m.state().is_fenced(0));
+    assert_eq!(m.state().primary_index(), Some(2));
+    // The old primary comes back still claiming the role: fenced, so one primary remains.
+    cluster.set(0, |n| n.mode = Mode::Answer);
+    tokio::time::sleep(MS(500)).await;
+    assert_eq!(m.state().primary_index(), Some(2));
+}
+
+#[tokio::test(start_paused = true)]
+async fn no_failover_while_the_replicas_still_receive_from_the_primary() {
+    let cluster = Cluster::new(&[0x300, 0x100, 0x200]);
+    let m = start(&cluster, Some(AutoFailover::default().retry_after(MS(100))));
+    assert!(m.first_round(MS(100)).await);
+    // Cut off from this process only: the replicas still stream from it.
+    cluster.set(0, |n| n.mode = Mode::Refuse);
+    tokio::time::sleep(MS(5_000)).await;
+    assert_eq!(m.promotions(), 0);
+    assert!(!m.state().is_fenced(0));
+    assert_eq!(m.state().health(0), Health::Down, "it is reported down all the same");
+    assert!(cluster.executed.lock().unwrap().iter().all(|(_, s)| !s.contains("pg_promote")));
+}

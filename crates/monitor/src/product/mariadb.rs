@@ -1,0 +1,154 @@
+//! MariaDB GTID replication.
+
+use rwsplit_core::{MariaDbPosition, ReplayPosition, Role};
+
+use super::{Product, flag, unexpected};
+use crate::probe::{Observation, ProbeConn, ProbeError, Row};
+
+/// MariaDB 10.5+ with GTIDs (`MASTER_USE_GTID = slave_pos`).
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct MariaDb;
+
+const VARS_SQL: &str = "SELECT IF(@@global.read_only, 'true', 'false') AS read_only, \
+    @@global.gtid_binlog_pos AS binlog_pos, @@global.gtid_slave_pos AS slave_pos";
+
+const STATUS_SQL: &str = "SHOW SLAVE STATUS";
+
+/// The position feed: two server variables, no status scan.
+const POSITION_SQL: &str = "SELECT IF(@@global.read_only, 'true', 'false') AS read_only, \
+    @@global.gtid_slave_pos AS slave_pos";
+
+/// How far a replica has received: the total of its sequence numbers (within one cluster's
+/// history, more is further), and the IO thread's position to apply before promoting.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub(crate) struct Received {
+    weight: u128,
+    io_pos: String,
+}
+
+fn position(text: Option<&str>) -> Result<ReplayPosition, ProbeError> {
+    match text.map(str::trim) {
+        None | Some("") => Ok(ReplayPosition::MariaDb(MariaDbPosition::new([]))),
+        Some(text) => Ok(ReplayPosition::MariaDb(
+            text.parse::<MariaDbPosition>().map_err(|_| unexpected("GTID position", Some(text)))?,
+        )),
+    }
+}
+
+/// Reads the variables row and `SHOW SLAVE STATUS` (absent: not replicating, or no privilege).
+pub(crate) fn read(
+    vars: &Row,
+    status: Option<&Row>,
+    latency: std::time::Duration,
+) -> Result<Observation, ProbeError> {
+    let read_only = flag(vars, "read_only")?;
+    let replicating = status.is_some();
+    let role = if read_only || replicating { Role::Replica } else { Role::Primary };
+    let pos_text =
+        if role == Role::Replica { vars.get("slave_pos") } else { vars.get("binlog_pos") };
+    Ok(Observation {
+        role,
+        position: Some(position(pos_text)?),
+        received_lsn: None,
+        since_replay: None,
+        replay_paused: false,
+        seconds_behind: status
+            .and_then(|s| s.get("Seconds_Behind_Master"))
+            .and_then(|v| v.parse().ok()),
+        applying: status.map(|s| s.get("Slave_SQL_Running") == Some("Yes")),
+        latency,
+    })
+}
+
+/// A position's total of sequence numbers.
+fn weight(pos: &str) -> u128 {
+    pos.trim()
+        .parse::<MariaDbPosition>()
+        .map(|p| p.gtids().iter().map(|g| u128::from(g.sequence())).sum())
+        .unwrap_or(0)
+}
+
+/// A MariaDB string literal's body (backslashes escape there).
+fn literal(s: &str) -> String {
+    s.replace('\\', "\\\\").replace('\'', "''")
+}
+
+impl Product for MariaDb {
+    type Received = Received;
+
+    async fn probe<C: ProbeConn>(
+        conn: &C,
+        started: tokio::time::Instant,
+    ) -> Result<Observation, ProbeError> {
+        let vars = conn.fetch_row(VARS_SQL).await?.unwrap_or_default();
+        // Needs the SLAVE MONITOR privilege; without it the role comes from read_only alone and
+        // a lagging replica's time lag is unknown (never guessed as zero).
+        let status = conn.fetch_row(STATUS_SQL).await.unwrap_or(None);
+        read(&vars, status.as_ref(), started.elapsed())
+    }
+
+    async fn replay_position<C: ProbeConn>(
+        conn: &C,
+        last: &Observation,
+    ) -> Result<Option<ReplayPosition>, ProbeError> {
+        let row = conn.fetch_row(POSITION_SQL).await?.unwrap_or_default();
+        // A replica that is no longer read-only may have been promoted: the full probe decides.
+        if last.role() != Role::Replica || !flag(&row, "read_only")? {
+            return Ok(None);
+        }
+        position(row.get("slave_pos")).map(Some)
+    }
+
+    async fn receiving<C: ProbeConn>(conn: &C) -> Result<bool, ProbeError> {
+        let status = conn.fetch_row(STATUS_SQL).await?;
+        Ok(status.is_some_and(|s| s.get("Slave_IO_Running") == Some("Yes")))
+    }
+
+    async fn received<C: ProbeConn>(conn: &C) -> Result<Received, ProbeError> {
+        let status = conn.fetch_row(STATUS_SQL).await?;
+        let vars = conn.fetch_row("SELECT @@global.gtid_slave_pos AS slave_pos").await?;
+        let io_pos = status.as_ref().and_then(|s| s.get("Gtid_IO_Pos")).unwrap_or("").to_owned();
+        let applied = vars.as_ref().and_then(|v| v.get("slave_pos")).unwrap_or("");
+        Ok(Received { weight: weight(&io_pos).max(weight(applied)), io_pos })
+    }
+
+    async fn promote<C: ProbeConn>(conn: &C, received: &Received) -> Result<(), ProbeError> {
+        if !received.io_pos.is_empty() {
+            // Apply everything received before the SQL thread stops for good.
+            let wait = format!("SELECT MASTER_GTID_WAIT('{}', 10) AS v", literal(&received.io_pos));
+            conn.fetch_row(&wait).await?;
+        }
+        conn.execute("STOP SLAVE").await?;
+        conn.execute("RESET SLAVE ALL").await?;
+        conn.execute("SET GLOBAL read_only = 0").await
+    }
+
+    async fn repoint<C: ProbeConn>(
+        replica: &C,
+        _new_primary: &C,
+        host: &str,
+        port: u16,
+    ) -> Result<(), ProbeError> {
+        replica.execute("STOP SLAVE").await?;
+        replica
+            .execute(&format!(
+                "CHANGE MASTER TO MASTER_HOST = '{}', MASTER_PORT = {port}, \
+                 MASTER_USE_GTID = slave_pos",
+                literal(host)
+            ))
+            .await?;
+        replica.execute("START SLAVE").await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn positions_compare_by_progress() {
+        assert!(weight("0-1-10,1-2-5") > weight("0-1-12"));
+        assert_eq!(weight(""), 0);
+        assert_eq!(literal("a'b\\c"), "a''b\\\\c");
+    }
+}

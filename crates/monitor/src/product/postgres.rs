@@ -1,0 +1,229 @@
+//! PostgreSQL physical streaming replication.
+
+use rwsplit_core::{Lsn, PgPosition, ReplayPosition, Role};
+
+use super::{Product, flag, unexpected};
+use crate::probe::{Observation, ProbeConn, ProbeError, Row};
+
+/// PostgreSQL 13+ (hot standbys; `pg_promote()`; `ALTER SYSTEM SET primary_conninfo` reloads).
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct Postgres;
+
+const PROBE_SQL: &str = "SELECT pg_is_in_recovery()::text AS in_recovery, \
+    (SELECT system_identifier::text FROM pg_control_system()) AS system_id, \
+    (CASE WHEN pg_is_in_recovery() \
+          THEN COALESCE((SELECT received_tli FROM pg_stat_wal_receiver), \
+                        (SELECT timeline_id FROM pg_control_checkpoint())) \
+          ELSE ('x' || substr(pg_walfile_name(pg_current_wal_lsn()), 1, 8))::bit(32)::int END)::text AS timeline, \
+    (CASE WHEN pg_is_in_recovery() THEN pg_last_wal_replay_lsn() ELSE pg_current_wal_lsn() END)::text AS replayed, \
+    pg_last_wal_receive_lsn()::text AS received, \
+    (extract(epoch FROM clock_timestamp() - pg_last_xact_replay_timestamp()) * 1000)::bigint::text AS since_replay_ms, \
+    (CASE WHEN pg_is_in_recovery() THEN pg_is_wal_replay_paused() ELSE false END)::text AS paused";
+
+/// The position feed: two function calls, no catalogue view.
+const POSITION_SQL: &str = "SELECT pg_is_in_recovery()::text AS in_recovery, \
+    pg_last_wal_replay_lsn()::text AS replayed";
+
+const RECEIVED_SQL: &str = "SELECT pg_is_in_recovery()::text AS in_recovery, \
+    COALESCE((SELECT received_tli FROM pg_stat_wal_receiver), \
+             (SELECT timeline_id FROM pg_control_checkpoint()))::text AS timeline, \
+    GREATEST(pg_last_wal_receive_lsn(), pg_last_wal_replay_lsn())::text AS received";
+
+/// How far a standby has received: timeline first, then LSN.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub(crate) struct Received {
+    timeline: u32,
+    lsn: u64,
+}
+
+fn lsn(row: &Row, name: &'static str) -> Result<Option<Lsn>, ProbeError> {
+    row.get(name).map(|v| v.parse::<Lsn>().map_err(|_| unexpected(name, Some(v)))).transpose()
+}
+
+/// Reads the full probe's row.
+pub(crate) fn read(row: &Row, latency: std::time::Duration) -> Result<Observation, ProbeError> {
+    let in_recovery = flag(row, "in_recovery")?;
+    let system_id = row
+        .get("system_id")
+        .and_then(|v| v.parse::<u64>().ok())
+        .ok_or_else(|| unexpected("system identifier", row.get("system_id")))?;
+    let timeline = row
+        .get("timeline")
+        .and_then(|v| v.parse::<u32>().ok())
+        .ok_or_else(|| unexpected("timeline", row.get("timeline")))?;
+    let position = lsn(row, "replayed")?
+        .map(|l| ReplayPosition::Postgres(PgPosition::new(system_id, timeline, l)));
+    Ok(Observation {
+        role: if in_recovery { Role::Replica } else { Role::Primary },
+        position,
+        received_lsn: lsn(row, "received")?,
+        since_replay: row
+            .get("since_replay_ms")
+            .and_then(|v| v.parse::<i64>().ok())
+            .map(|ms| std::time::Duration::from_millis(u64::try_from(ms).unwrap_or(0))),
+        replay_paused: flag(row, "paused").unwrap_or(false),
+        seconds_behind: None,
+        applying: None,
+        latency,
+    })
+}
+
+/// A PostgreSQL string literal's body (standard-conforming strings: only quotes double).
+fn literal(s: &str) -> String {
+    s.replace('\'', "''")
+}
+
+async fn setting<C: ProbeConn>(conn: &C, sql: &str) -> Result<String, ProbeError> {
+    Ok(conn.fetch_row(sql).await?.and_then(|r| r.get("v").map(str::to_owned)).unwrap_or_default())
+}
+
+impl Product for Postgres {
+    type Received = Received;
+
+    async fn probe<C: ProbeConn>(
+        conn: &C,
+        started: tokio::time::Instant,
+    ) -> Result<Observation, ProbeError> {
+        let row = conn.fetch_row(PROBE_SQL).await?.unwrap_or_default();
+        read(&row, started.elapsed())
+    }
+
+    async fn replay_position<C: ProbeConn>(
+        conn: &C,
+        last: &Observation,
+    ) -> Result<Option<ReplayPosition>, ProbeError> {
+        let row = conn.fetch_row(POSITION_SQL).await?.unwrap_or_default();
+        if !flag(&row, "in_recovery")? {
+            return Ok(None);
+        }
+        let Some(ReplayPosition::Postgres(seen)) = last.position() else { return Ok(None) };
+        Ok(lsn(&row, "replayed")?.map(|l| {
+            ReplayPosition::Postgres(PgPosition::new(seen.system_id(), seen.timeline(), l))
+        }))
+    }
+
+    async fn receiving<C: ProbeConn>(conn: &C) -> Result<bool, ProbeError> {
+        let row = conn
+            .fetch_row("SELECT (status = 'streaming')::text AS v FROM pg_stat_wal_receiver")
+            .await?;
+        Ok(row.is_some_and(|r| r.get("v") == Some("true")))
+    }
+
+    async fn received<C: ProbeConn>(conn: &C) -> Result<Received, ProbeError> {
+        let row = conn.fetch_row(RECEIVED_SQL).await?.unwrap_or_default();
+        if !flag(&row, "in_recovery")? {
+            return Err(unexpected(
+                "primary among the failover candidates",
+                Some("in_recovery = false"),
+            ));
+        }
+        let timeline = row.get("timeline").and_then(|t| t.parse().ok()).unwrap_or(0);
+        let lsn = lsn(&row, "received")?.ok_or_else(|| unexpected("received LSN", None))?;
+        Ok(Received { timeline, lsn: lsn.get() })
+    }
+
+    async fn promote<C: ProbeConn>(conn: &C, _received: &Received) -> Result<(), ProbeError> {
+        // pg_promote waits (up to 30 s) until the standby has replayed what it received and
+        // left recovery.
+        let row = conn.fetch_row("SELECT pg_promote(true, 30)::text AS done").await?;
+        match row.as_ref().and_then(|r| r.get("done")) {
+            Some("true") => Ok(()),
+            other => Err(unexpected("pg_promote() result", other)),
+        }
+    }
+
+    async fn repoint<C: ProbeConn>(
+        replica: &C,
+        new_primary: &C,
+        host: &str,
+        port: u16,
+    ) -> Result<(), ProbeError> {
+        let conninfo = setting(replica, "SELECT current_setting('primary_conninfo') AS v").await?;
+        let slot = setting(replica, "SELECT current_setting('primary_slot_name') AS v").await?;
+        let rewritten = rewrite_conninfo(&conninfo, host, port)
+            .ok_or_else(|| unexpected("primary_conninfo (not keyword=value)", None))?;
+        if !slot.is_empty() {
+            let create = format!(
+                "SELECT pg_create_physical_replication_slot('{s}') WHERE NOT EXISTS \
+                 (SELECT 1 FROM pg_replication_slots WHERE slot_name = '{s}')",
+                s = literal(&slot)
+            );
+            new_primary.fetch_row(&create).await?;
+        }
+        replica
+            .execute(&format!("ALTER SYSTEM SET primary_conninfo = '{}'", literal(&rewritten)))
+            .await?;
+        replica.fetch_row("SELECT pg_reload_conf()::text AS v").await.map(drop)
+    }
+}
+
+/// A keyword=value conninfo with `host` and `port` replaced (and `hostaddr` dropped, since it
+/// would override the host). `None` for a URI conninfo.
+pub(crate) fn rewrite_conninfo(conninfo: &str, host: &str, port: u16) -> Option<String> {
+    let trimmed = conninfo.trim();
+    if trimmed.starts_with("postgres://") || trimmed.starts_with("postgresql://") {
+        return None;
+    }
+    let mut out: Vec<String> = Vec::new();
+    let mut chars = trimmed.chars().peekable();
+    // Split into keyword=value pairs, honouring single-quoted values with \' escapes.
+    while chars.peek().is_some() {
+        while chars.peek().is_some_and(|c| c.is_whitespace()) {
+            chars.next();
+        }
+        let mut pair = String::new();
+        let mut quoted = false;
+        while let Some(&c) = chars.peek() {
+            if c.is_whitespace() && !quoted {
+                break;
+            }
+            chars.next();
+            if c == '\\' {
+                pair.push(c);
+                if let Some(n) = chars.next() {
+                    pair.push(n);
+                }
+                continue;
+            }
+            if c == '\'' {
+                quoted = !quoted;
+            }
+            pair.push(c);
+        }
+        if pair.is_empty() {
+            continue;
+        }
+        let key = pair.split('=').next().unwrap_or("").trim();
+        if !matches!(key, "host" | "port" | "hostaddr") {
+            out.push(pair);
+        }
+    }
+    out.push(format!("host={host}"));
+    out.push(format!("port={port}"));
+    Some(out.join(" "))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn conninfo_gets_the_new_host_and_port_and_keeps_the_rest() {
+        let old = "user=postgres passfile='/var/lib/post gres/.pgpass' host=127.0.0.1 port=5432 \
+                   hostaddr=10.0.0.1 application_name=n2";
+        assert_eq!(
+            rewrite_conninfo(old, "10.1.1.1", 6543).unwrap(),
+            "user=postgres passfile='/var/lib/post gres/.pgpass' application_name=n2 \
+             host=10.1.1.1 port=6543"
+        );
+        assert_eq!(rewrite_conninfo("", "h", 1).unwrap(), "host=h port=1");
+        assert!(rewrite_conninfo("postgres://u@h:1/db", "x", 2).is_none());
+    }
+
+    #[test]
+    fn a_later_timeline_is_further_whatever_its_lsn() {
+        let a = Received { timeline: 1, lsn: 100 };
+        let b = Received { timeline: 2, lsn: 10 };
+        assert!(b > a);
+    }
+}

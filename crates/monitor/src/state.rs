@@ -1,0 +1,331 @@
+//! The topology state machine: what the monitor knows of every node, and the snapshots it
+//! publishes for the router.
+//!
+//! Inputs are probe results ([`TopologyState::observe`]), replay positions from the position
+//! feed ([`TopologyState::observe_position`]), failures and successes that statements saw
+//! ([`TopologyState::record_failure`], [`TopologyState::record_success`]) and fencing. Every
+//! input takes the instant it happened as a parameter, so tests drive the machine with
+//! controlled time. The output is an immutable [`Topology`] snapshot in a [`SharedTopology`]:
+//! readers load it without locks or allocation.
+//!
+//! Rules:
+//! - **Health** per node is a core [`HealthTracker`] fed by probes and by the statements' own
+//!   node failures (back-pressure is not one: the adapter never reports it).
+//! - **Roles** come from each node's latest successful probe. A node whose latest probe failed
+//!   while another reports the primary role loses the role (a promotion is followed); two
+//!   reachable nodes reporting it make two primaries, and the router refuses writes (split
+//!   brain) until an operator or HA manager settles it.
+//! - **Fencing**: a fenced node is out of rotation for reads and writes and its claim to the
+//!   primary role is ignored, whatever it reports, until it is unfenced.
+//! - **Lag** of a replica is measured against the one reachable primary's latest observation
+//!   ([`lag`](crate::lag)); unknown without exactly one.
+
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use std::sync::{Mutex, PoisonError};
+use std::time::Instant;
+
+use rwsplit_core::{
+    Health, HealthPolicy, HealthTracker, Lag, Node, NodeBuilder, NodeId, ReplayPosition, Role,
+    SharedTopology, Topology, TopologyGuard,
+};
+
+use crate::probe::{Observation, ProbeError};
+
+/// One node's state beside its place in the snapshot.
+#[derive(Debug)]
+struct NodeState {
+    tracker: Mutex<HealthTracker>,
+    /// Failures since the last success: lets a success skip the tracker's lock when there is
+    /// nothing to reset.
+    pending: AtomicU32,
+    /// Consecutive failed probes (automatic failover's trigger).
+    probe_failures: AtomicU32,
+    /// Out of rotation and never primary until unfenced.
+    fenced: AtomicBool,
+    /// The latest probe's observation (`None`: the last probe failed, or none yet).
+    latest: Mutex<Option<Observation>>,
+    /// Whether the latest failed probe failed by timing out (rather than being refused).
+    timed_out: AtomicBool,
+}
+
+/// What the monitor knows of every node, and the snapshot it publishes. See the
+/// [module docs](self) for the rules.
+///
+/// ```
+/// use std::time::{Duration, Instant};
+/// use rwsplit_core::{Health, HealthPolicy, Node, NodeId, Role, Topology};
+/// use rwsplit_monitor::{ProbeError, TopologyState};
+///
+/// let topology = Topology::builder()
+///     .node(Node::builder(NodeId::new(0), Role::Primary).name("db-1").build())
+///     .node(Node::builder(NodeId::new(1), Role::Replica).name("db-2").build())
+///     .build()?;
+/// let state = TopologyState::new(topology, HealthPolicy::default().failure_threshold(2));
+/// let t0 = Instant::now();
+/// for i in 0..2 {
+///     let refused = Err(ProbeError::unreachable("connection refused"));
+///     state.observe(1, &refused, t0 + Duration::from_millis(500 * i));
+/// }
+/// assert_eq!(state.health(1), Health::Down);
+/// # Ok::<_, rwsplit_core::Error>(())
+/// ```
+#[derive(Debug)]
+pub struct TopologyState {
+    topology: SharedTopology,
+    nodes: Vec<NodeState>,
+    /// Serialises load-modify-store of the snapshot, so concurrent changes on two nodes cannot
+    /// lose one another.
+    publish: Mutex<()>,
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+impl TopologyState {
+    /// Starts from `topology` (its nodes' ids must be `0..n`, as [`Topology::builder`] numbers
+    /// them in the adapter), every node `Up` with the role it has there.
+    pub fn new(topology: Topology, policy: HealthPolicy) -> TopologyState {
+        let nodes = topology
+            .nodes()
+            .iter()
+            .map(|n| NodeState {
+                tracker: Mutex::new(HealthTracker::new(n.role(), policy)),
+                pending: AtomicU32::new(0),
+                probe_failures: AtomicU32::new(0),
+                fenced: AtomicBool::new(false),
+                latest: Mutex::new(None),
+                timed_out: AtomicBool::new(false),
+            })
+            .collect();
+        TopologyState { topology: SharedTopology::new(topology), nodes, publish: Mutex::new(()) }
+    }
+
+    /// The current snapshot (lock-free).
+    pub fn snapshot(&self) -> TopologyGuard {
+        self.topology.load()
+    }
+
+    /// How many nodes there are.
+    pub fn len(&self) -> usize {
+        self.nodes.len()
+    }
+
+    /// Whether there are no nodes.
+    pub fn is_empty(&self) -> bool {
+        self.nodes.is_empty()
+    }
+
+    /// A node's health in the current snapshot (`Down` for an unknown node).
+    pub fn health(&self, node: usize) -> Health {
+        self.snapshot().node(node_id(node)).map_or(Health::Down, Node::health)
+    }
+
+    /// The node that has the primary role now, if exactly one has it.
+    pub fn primary_index(&self) -> Option<usize> {
+        let topo = self.snapshot();
+        (topo.primary_count() == 1).then(|| topo.primary().map(|n| n.id().index())).flatten()
+    }
+
+    /// Every node's latest probe observation.
+    pub fn latest(&self) -> Vec<Option<Observation>> {
+        self.nodes.iter().map(|n| lock(&n.latest).clone()).collect()
+    }
+
+    /// Whether `node`'s latest probe failed by being refused or breaking (not by timing out):
+    /// the node is unreachable, not merely slow to answer.
+    pub fn refused(&self, node: usize) -> bool {
+        self.nodes.get(node).is_some_and(|n| {
+            lock(&n.latest).is_none()
+                && n.probe_failures.load(Ordering::Relaxed) > 0
+                && !n.timed_out.load(Ordering::Relaxed)
+        })
+    }
+
+    /// Consecutive failed probes of `node`.
+    pub fn probe_failures(&self, node: usize) -> u32 {
+        self.nodes.get(node).map_or(0, |n| n.probe_failures.load(Ordering::Relaxed))
+    }
+
+    /// A statement `node` served at `now`.
+    pub fn record_success(&self, node: usize, now: Instant) {
+        let Some(n) = self.nodes.get(node) else { return };
+        if n.pending.load(Ordering::Relaxed) == 0 && self.health(node) == Health::Up {
+            return;
+        }
+        n.pending.store(0, Ordering::Relaxed);
+        self.update(node, |t| t.record_success(now));
+    }
+
+    /// A failure of `node` itself that a statement saw at `now` (I/O, protocol, the server
+    /// shutting down). Back-pressure on the application's side is never one.
+    pub fn record_failure(&self, node: usize, now: Instant) {
+        if let Some(n) = self.nodes.get(node) {
+            n.pending.fetch_add(1, Ordering::Relaxed);
+        }
+        self.update(node, |t| t.record_failure(now));
+    }
+
+    /// Takes `node` out of rotation at once (it was unreachable at start).
+    pub fn ban(&self, node: usize, now: Instant) {
+        if let Some(n) = self.nodes.get(node) {
+            n.pending.fetch_add(1, Ordering::Relaxed);
+        }
+        self.update(node, |t| {
+            let mut h = t.health();
+            for _ in 0..t.policy().failure_threshold_value() {
+                h = t.record_failure(now);
+            }
+            h
+        });
+    }
+
+    fn update(&self, node: usize, f: impl FnOnce(&mut HealthTracker) -> Health) {
+        let Some(n) = self.nodes.get(node) else { return };
+        // The tracker's lock is released before the publish lock is taken: `republish` takes
+        // them in the other order.
+        let (before, after) = {
+            let mut t = lock(&n.tracker);
+            (t.health(), f(&mut t))
+        };
+        if before != after {
+            self.republish(|_, _| None);
+        }
+    }
+
+    /// One node's probe result at `now`, published at once. Drives the node's health, takes its
+    /// reported role and position, then rebuilds every node's role and lag from each node's
+    /// latest observation. Returns the node's consecutive failed probes (0 after a success).
+    pub fn observe(
+        &self,
+        node: usize,
+        result: &Result<Observation, ProbeError>,
+        now: Instant,
+    ) -> u32 {
+        let Some(n) = self.nodes.get(node) else { return 0 };
+        let failures = {
+            let mut t = lock(&n.tracker);
+            match result {
+                Ok(obs) => {
+                    t.set_role(obs.role());
+                    n.pending.store(0, Ordering::Relaxed);
+                    t.record_success(now);
+                    n.probe_failures.store(0, Ordering::Relaxed);
+                    0
+                }
+                Err(e) => {
+                    n.timed_out.store(e.is_timeout(), Ordering::Relaxed);
+                    t.record_failure(now);
+                    n.probe_failures.fetch_add(1, Ordering::Relaxed).saturating_add(1)
+                }
+            }
+        };
+        *lock(&n.latest) = result.as_ref().ok().cloned();
+        self.rebuild();
+        failures
+    }
+
+    /// A replica's replay position from the position feed: the snapshot's position moves, its
+    /// role and lag wait for the next full probe. Ignored unless the node's latest probe saw a
+    /// replica.
+    pub fn observe_position(&self, node: usize, position: ReplayPosition) {
+        let Some(n) = self.nodes.get(node) else { return };
+        {
+            let mut latest = lock(&n.latest);
+            match latest.as_mut() {
+                Some(obs) if obs.role() == Role::Replica => {
+                    if obs.position() == Some(&position) {
+                        return;
+                    }
+                    obs.position = Some(position.clone());
+                }
+                _ => return,
+            }
+        }
+        self.republish(|i, n| (i == node).then(|| n.to_builder().position(position.clone())));
+    }
+
+    /// Roles and lag from every node's latest observation.
+    fn rebuild(&self) {
+        let latest = self.latest();
+        let primaries: Vec<usize> = latest
+            .iter()
+            .enumerate()
+            .filter(|(i, o)| {
+                !self.is_fenced(*i) && matches!(o, Some(o) if o.role() == Role::Primary)
+            })
+            .map(|(i, _)| i)
+            .collect();
+        let primary_obs = match primaries.as_slice() {
+            [p] => latest.get(*p).and_then(Option::as_ref),
+            _ => None,
+        };
+        self.republish(|i, n| {
+            let b = n.to_builder();
+            Some(match latest.get(i).and_then(Option::as_ref) {
+                Some(obs) => {
+                    let lag = match (obs.role(), primary_obs) {
+                        (Role::Primary, _) => Lag::zero(),
+                        (Role::Replica, Some(p)) => crate::lag(p, obs),
+                        (Role::Replica, None) => Lag::unknown(),
+                    };
+                    b.role(obs.role()).position(obs.position().cloned()).lag(lag)
+                }
+                None if n.role() == Role::Primary && !primaries.is_empty() => {
+                    tracing::warn!(target: "rwsplit", node = %n.name(), "unreachable old primary: another node is primary now");
+                    b.role(Role::Replica).lag(Lag::unknown())
+                }
+                None => b.lag(Lag::unknown()),
+            })
+        });
+    }
+
+    /// Whether `node` is fenced.
+    pub fn is_fenced(&self, node: usize) -> bool {
+        self.nodes.get(node).is_some_and(|n| n.fenced.load(Ordering::Relaxed))
+    }
+
+    /// Fences or unfences `node` and publishes the change at once; roles are rebuilt, so an
+    /// unfenced node that still claims the primary role is a second primary. Returns whether it
+    /// changed.
+    pub fn set_fenced(&self, node: usize, fenced: bool) -> bool {
+        let Some(n) = self.nodes.get(node) else { return false };
+        let changed = n.fenced.swap(fenced, Ordering::Relaxed) != fenced;
+        if changed {
+            self.rebuild();
+        }
+        changed
+    }
+
+    /// Publishes the next snapshot: each node with its tracker's health, changed by `edit` where
+    /// it returns a builder.
+    fn republish(&self, edit: impl Fn(usize, &Node) -> Option<NodeBuilder>) {
+        let _publishing = lock(&self.publish);
+        let topo = self.topology.load_full();
+        let mut next = topo.to_builder().generation(topo.generation().saturating_add(1));
+        for (i, n) in topo.nodes().iter().enumerate() {
+            let health = self.nodes.get(i).map_or(n.health(), |s| lock(&s.tracker).health());
+            let mut b = edit(i, n).unwrap_or_else(|| n.to_builder()).health(health);
+            if self.is_fenced(i) {
+                // Out of rotation for reads and writes alike, whatever it says it is.
+                b = b.role(Role::Replica).health(Health::Down);
+            }
+            let built = b.build();
+            if built.health() != n.health() || built.role() != n.role() {
+                tracing::warn!(target: "rwsplit", node = %n.name(), health = ?built.health(), role = ?built.role(), "node changed");
+            }
+            next = next.node(built);
+        }
+        if let Ok(t) = next.build() {
+            self.topology.store(t);
+        }
+    }
+}
+
+/// The id of node `i`.
+pub(crate) fn node_id(i: usize) -> NodeId {
+    NodeId::new(u16::try_from(i).unwrap_or(u16::MAX))
+}
+
+#[cfg(test)]
+mod tests;

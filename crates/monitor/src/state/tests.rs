@@ -1,0 +1,236 @@
+//! The topology state machine with controlled time: no database, no sleeps.
+
+use std::time::{Duration, Instant};
+
+use rstest::rstest;
+use rwsplit_core::{
+    Health, HealthPolicy, Lsn, Node, NodeId, PgPosition, ReplayPosition, Role, Topology,
+};
+
+use super::TopologyState;
+use crate::probe::{Observation, ProbeError};
+
+const MS: fn(u64) -> Duration = Duration::from_millis;
+
+fn state(n: u16, policy: HealthPolicy) -> TopologyState {
+    let mut b = Topology::builder();
+    for i in 0..n {
+        let role = if i == 0 { Role::Primary } else { Role::Replica };
+        b = b.node(Node::builder(NodeId::new(i), role).name(format!("n{i}:5432/app")).build());
+    }
+    TopologyState::new(b.build().unwrap(), policy)
+}
+
+fn policy() -> HealthPolicy {
+    HealthPolicy::default()
+        .failure_threshold(3)
+        .recovery_threshold(2)
+        .ban_base(Duration::from_secs(5))
+}
+
+fn pos(lsn: u64) -> ReplayPosition {
+    ReplayPosition::Postgres(PgPosition::new(7, 1, Lsn::new(lsn)))
+}
+
+fn seen(role: Role, lsn: u64) -> Result<Observation, ProbeError> {
+    Ok(Observation {
+        role,
+        position: Some(pos(lsn)),
+        received_lsn: None,
+        since_replay: Some(Duration::ZERO),
+        replay_paused: false,
+        seconds_behind: None,
+        applying: None,
+        latency: MS(1),
+    })
+}
+
+fn refused() -> Result<Observation, ProbeError> {
+    Err(ProbeError::unreachable("connection refused"))
+}
+
+fn timed_out() -> Result<Observation, ProbeError> {
+    Err(ProbeError::Timeout { after: MS(500) })
+}
+
+/// Every node healthy, node 0 primary at 100, the replicas at 100.
+fn steady(s: &TopologyState, t: Instant) {
+    s.observe(0, &seen(Role::Primary, 100), t);
+    for i in 1..s.len() {
+        s.observe(i, &seen(Role::Replica, 100), t);
+    }
+}
+
+fn roles(s: &TopologyState) -> Vec<Role> {
+    s.snapshot().nodes().iter().map(Node::role).collect()
+}
+
+fn healths(s: &TopologyState) -> Vec<Health> {
+    s.snapshot().nodes().iter().map(Node::health).collect()
+}
+
+#[test]
+fn a_promotion_is_followed_once_the_old_primary_stops_answering() {
+    let s = state(3, policy());
+    let t = Instant::now();
+    steady(&s, t);
+    assert_eq!(s.primary_index(), Some(0));
+    // Node 1 promoted by an operator: while node 0 still answers as primary, two primaries.
+    s.observe(1, &seen(Role::Primary, 200), t + MS(100));
+    assert_eq!(s.primary_index(), None, "two reachable primaries are a split brain");
+    assert_eq!(s.snapshot().primary_count(), 2);
+    // Node 0 goes away: node 1 is the primary, node 0 loses the role.
+    s.observe(0, &refused(), t + MS(200));
+    assert_eq!(s.primary_index(), Some(1));
+    assert_eq!(roles(&s), [Role::Replica, Role::Primary, Role::Replica]);
+    // Lag is measured against the new primary.
+    let lag = s.snapshot().nodes()[2].lag();
+    assert_eq!(lag.bytes(), Some(100));
+}
+
+#[test]
+fn a_demoted_primary_that_returns_as_a_replica_is_one() {
+    let s = state(2, policy());
+    let t = Instant::now();
+    steady(&s, t);
+    s.observe(0, &refused(), t + MS(100));
+    s.observe(1, &seen(Role::Primary, 200), t + MS(200));
+    s.observe(0, &seen(Role::Replica, 200), t + MS(300));
+    assert_eq!(s.primary_index(), Some(1));
+    assert_eq!(roles(&s), [Role::Replica, Role::Primary]);
+}
+
+#[test]
+fn a_fenced_node_is_out_whatever_it_claims_until_unfenced() {
+    let s = state(3, policy());
+    let t = Instant::now();
+    steady(&s, t);
+    assert!(s.set_fenced(0, true));
+    assert!(!s.set_fenced(0, true), "fencing twice changes nothing");
+    assert_eq!(s.primary_index(), None, "no primary until a replica is promoted");
+    s.observe(1, &seen(Role::Primary, 200), t + MS(100));
+    // The fenced old primary comes back still claiming the role: ignored, not routed to.
+    s.observe(0, &seen(Role::Primary, 150), t + MS(200));
+    assert_eq!(s.primary_index(), Some(1));
+    assert_eq!(s.health(0), Health::Down);
+    assert_eq!(s.snapshot().nodes()[0].role(), Role::Replica);
+    // Unfenced while it still claims the role: two primaries, writes refused by the router.
+    s.set_fenced(0, false);
+    assert_eq!(s.snapshot().primary_count(), 2);
+    // Rebuilt as a replica of the new primary: one primary again, and it is routable.
+    s.observe(0, &seen(Role::Replica, 200), t + MS(300));
+    assert_eq!(s.primary_index(), Some(1));
+    assert_eq!(s.health(0), Health::Up);
+}
+
+#[rstest]
+#[case::refusals(refused)]
+#[case::timeouts(timed_out)]
+fn probe_failures_of_either_kind_take_a_replica_down(
+    #[case] failure: fn() -> Result<Observation, ProbeError>,
+) {
+    let s = state(2, policy());
+    let t = Instant::now();
+    steady(&s, t);
+    assert_eq!(s.observe(1, &failure(), t + MS(500)), 1);
+    assert_eq!(s.health(1), Health::Suspect);
+    assert_eq!(s.observe(1, &failure(), t + MS(1000)), 2);
+    assert_eq!(s.observe(1, &failure(), t + MS(1500)), 3);
+    assert_eq!(s.health(1), Health::Down);
+    assert_eq!(s.probe_failures(1), 3);
+    assert_eq!(s.refused(1), failure().is_err_and(|e| !e.is_timeout()));
+    // A success resets the count the failover watches.
+    s.observe(1, &seen(Role::Replica, 100), t + MS(2000));
+    assert_eq!(s.probe_failures(1), 0);
+}
+
+/// Steps: `f` failed probe, `s` successful probe, each 500 ms after the last; `+N` N seconds more.
+#[rstest]
+#[case::one_failure_is_suspect("f", Health::Suspect)]
+#[case::threshold_is_down("fff", Health::Down)]
+#[case::one_success_is_not_enough("fs", Health::Suspect)]
+#[case::recovery_threshold("fss", Health::Up)]
+#[case::banned_successes_wait("fffss", Health::Down)]
+#[case::ban_expires_then_two_successes("fff+5ss", Health::Up)]
+#[case::flapping_never_settles_up("fsfsfsfs", Health::Suspect)]
+#[case::flapping_after_a_ban_is_banned_longer("fff+5f+5ss", Health::Down)]
+#[case::second_ban_expires("fff+5f+10ss", Health::Up)]
+fn replica_health_follows_probes(#[case] steps: &str, #[case] expected: Health) {
+    let s = state(2, policy());
+    let mut t = Instant::now();
+    steady(&s, t);
+    let mut chars = steps.chars().peekable();
+    while let Some(c) = chars.next() {
+        t += MS(500);
+        match c {
+            'f' => {
+                s.observe(1, &refused(), t);
+            }
+            's' => {
+                s.observe(1, &seen(Role::Replica, 100), t);
+            }
+            '+' => {
+                let mut n = String::new();
+                while let Some(d) = chars.next_if(char::is_ascii_digit) {
+                    n.push(d);
+                }
+                t += Duration::from_secs(n.parse().unwrap());
+            }
+            other => panic!("unknown step {other}"),
+        }
+    }
+    assert_eq!(s.health(1), expected, "{steps}");
+}
+
+#[test]
+fn statements_failures_count_and_successes_readmit() {
+    let s = state(2, policy());
+    let t = Instant::now();
+    steady(&s, t);
+    s.record_failure(1, t);
+    assert_eq!(s.health(1), Health::Suspect);
+    s.record_success(1, t + MS(1));
+    s.record_success(1, t + MS(2));
+    assert_eq!(s.health(1), Health::Up);
+    s.ban(1, t + MS(3));
+    assert_eq!(s.health(1), Health::Down);
+}
+
+#[test]
+fn the_position_feed_moves_a_replicas_position_only() {
+    let s = state(2, policy());
+    let t = Instant::now();
+    steady(&s, t);
+    let before = s.snapshot().generation();
+    s.observe_position(1, pos(150));
+    let topo = s.snapshot();
+    assert_eq!(topo.nodes()[1].position(), Some(&pos(150)));
+    assert_eq!(topo.nodes()[1].role(), Role::Replica);
+    assert!(topo.generation() > before);
+    // The same position again publishes nothing new.
+    let g = topo.generation();
+    drop(topo);
+    s.observe_position(1, pos(150));
+    assert_eq!(s.snapshot().generation(), g);
+    // Nor does a feed for a node whose last probe failed or that is primary.
+    s.observe_position(0, pos(999));
+    assert_eq!(s.snapshot().nodes()[0].position(), Some(&pos(100)));
+    s.observe(1, &refused(), t + MS(500));
+    s.observe_position(1, pos(160));
+    assert_ne!(s.snapshot().nodes()[1].position(), Some(&pos(160)));
+}
+
+#[test]
+fn the_primary_is_reported_down_but_never_banned() {
+    let s = state(2, policy());
+    let t = Instant::now();
+    steady(&s, t);
+    for i in 1..=3 {
+        s.observe(0, &timed_out(), t + MS(500 * i));
+    }
+    assert_eq!(s.health(0), Health::Down);
+    // It answers again: up after the recovery threshold, without waiting out a ban.
+    s.observe(0, &seen(Role::Primary, 100), t + MS(2000));
+    s.observe(0, &seen(Role::Primary, 100), t + MS(2500));
+    assert_eq!(healths(&s), [Health::Up, Health::Up]);
+}
