@@ -587,42 +587,70 @@ impl Node {
     /// Freezes the server and all its processes with SIGSTOP. It keeps accepting TCP
     /// connections but answers nothing, like a hung machine.
     ///
-    /// The whole process group is stopped by one signal. Stopping the server and then each child
-    /// listed a moment before (as this once did) misses a PostgreSQL backend forked in between:
-    /// that backend keeps answering on its connection — a probe on it succeeds on a "frozen"
-    /// server — which is how a frozen primary went unnoticed in 2 of 3 runs while the
-    /// application's pool was reconnecting.
+    /// The server process is stopped first and seen stopped, and only then are its children
+    /// listed and stopped, until every one is: a stopped server forks no more, so no child can
+    /// escape. Listing the children first (as this once did) missed a PostgreSQL backend forked
+    /// in between; that backend kept answering on its connection — a probe on it succeeded on a
+    /// "frozen" server — which is how a frozen primary went unnoticed in 2 of 3 runs while the
+    /// application's pool was reconnecting. (A group signal cannot do it: every PostgreSQL child
+    /// calls `setsid()`, leaving the server's process group.)
     pub fn hang(&self) -> Result<()> {
         let mut guard = self.lock();
         let pid = guard
             .pid
             .filter(|&p| !process::is_gone(p))
             .ok_or_else(|| self.invalid("is not running"))?;
-        process::send_group(pid, Signal::SIGSTOP)?;
+        process::send(pid, Signal::SIGSTOP)?;
         // Signals are delivered asynchronously: return only once the server and every process
         // it forked are really frozen.
         let deadline = Instant::now() + Duration::from_secs(2);
-        loop {
-            let mut pids = vec![pid];
-            pids.extend(process::children_of(pid));
-            let all = pids.iter().all(|&p| process::is_stopped(p) || process::is_gone(p));
-            if all || Instant::now() >= deadline {
-                guard.hung = pids;
-                break;
+        while !process::is_stopped(pid) {
+            if Instant::now() >= deadline {
+                return Err(Error::Timeout {
+                    what: format!("{} to stop on SIGSTOP", self.name),
+                    waited: Duration::from_secs(2),
+                });
             }
             std::thread::sleep(Duration::from_millis(1));
         }
+        loop {
+            let running: Vec<u32> = process::children_of(pid)
+                .into_iter()
+                .filter(|&p| !process::is_stopped(p) && !process::is_gone(p))
+                .collect();
+            if running.is_empty() {
+                break;
+            }
+            if Instant::now() >= deadline {
+                return Err(Error::Timeout {
+                    what: format!("the processes of {} to stop on SIGSTOP", self.name),
+                    waited: Duration::from_secs(2),
+                });
+            }
+            for &p in &running {
+                process::send(p, Signal::SIGSTOP)?;
+            }
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        let mut pids = vec![pid];
+        pids.extend(process::children_of(pid));
+        guard.hung = pids;
         Ok(())
     }
 
-    /// Resumes a server frozen by [`Node::hang`].
+    /// Resumes a server frozen by [`Node::hang`]: its children first, then the server.
     pub fn unhang(&self) -> Result<()> {
         let mut guard = self.lock();
-        guard.hung.clear();
-        match guard.pid {
-            Some(pid) => process::send_group(pid, Signal::SIGCONT),
-            None => Ok(()),
+        let mut pids = std::mem::take(&mut guard.hung);
+        if let Some(pid) = guard.pid {
+            pids.extend(process::children_of(pid));
+            pids.retain(|&p| p != pid);
+            pids.push(pid);
         }
+        for p in pids {
+            process::send(p, Signal::SIGCONT)?;
+        }
+        Ok(())
     }
 
     /// Kills the server and all its processes with SIGKILL, like a crash, and waits until they

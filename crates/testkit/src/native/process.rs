@@ -121,20 +121,6 @@ pub(crate) fn send(pid: u32, sig: Signal) -> Result<()> {
     }
 }
 
-/// Sends `sig` to every process in the process group `pgid` at once (the server is spawned as
-/// the leader of its own group, and every process it forks inherits the group). Unlike
-/// signalling a list of pids, this cannot miss a child forked while the list was being made: a
-/// fork racing a group signal is restarted after it. A group that is gone is not an error.
-pub(crate) fn send_group(pgid: u32, sig: Signal) -> Result<()> {
-    match signal::killpg(to_pid(pgid), sig) {
-        Ok(()) | Err(nix::errno::Errno::ESRCH) => Ok(()),
-        Err(e) => Err(Error::Io {
-            what: format!("sending {sig} to process group {pgid}"),
-            source: std::io::Error::from(e),
-        }),
-    }
-}
-
 fn to_pid(pid: u32) -> Pid {
     Pid::from_raw(i32::try_from(pid).unwrap_or(i32::MAX))
 }
