@@ -5,6 +5,7 @@
 mod blog;
 mod faults;
 mod monitor_following;
+mod monitor_health;
 mod monitor_probes;
 mod sea_orm_consistency;
 mod sea_orm_matrix;

@@ -16,12 +16,16 @@ use sea_orm::{
 };
 
 /// One connection of the monitor's, as a probe connection.
-pub(crate) struct NodeProbe(pub(crate) DatabaseConnection);
+pub(crate) struct NodeProbe {
+    conn: DatabaseConnection,
+    /// The pool's own acquire timeout: its expiry is reported as a probe timeout.
+    timeout: Duration,
+}
 
 impl ProbeConn for NodeProbe {
     async fn fetch_row(&self, sql: &str) -> Result<Option<Row>, ProbeError> {
-        let stmt = Statement::from_string(self.0.get_database_backend(), sql.to_owned());
-        let row = self.0.query_one_raw(stmt).await.map_err(ProbeError::unreachable)?;
+        let stmt = Statement::from_string(self.conn.get_database_backend(), sql.to_owned());
+        let row = self.conn.query_one_raw(stmt).await.map_err(|e| probe_error(e, self.timeout))?;
         Ok(row.map(|r| {
             let names = r.column_names();
             Row::new(names.into_iter().enumerate().map(|(i, n)| (n, text(&r, i))))
@@ -30,8 +34,24 @@ impl ProbeConn for NodeProbe {
 
     async fn execute(&self, sql: &str) -> Result<(), ProbeError> {
         // Unprepared: MariaDB refuses some replication statements as prepared statements.
-        self.0.execute_unprepared(sql).await.map(drop).map_err(ProbeError::unreachable)
+        self.conn.execute_unprepared(sql).await.map(drop).map_err(|e| probe_error(e, self.timeout))
     }
+}
+
+/// A driver error as the monitor reads it: the pool's own timeout is a timeout (the node did not
+/// answer in time: slow or frozen, not refusing), everything else a failure to reach the node.
+fn probe_error(e: sea_orm::DbErr, after: Duration) -> ProbeError {
+    use sea_orm::{ConnAcquireErr, DbErr, RuntimeErr};
+    let timed_out = match &e {
+        DbErr::ConnectionAcquire(ConnAcquireErr::Timeout) => true,
+        DbErr::Conn(RuntimeErr::SqlxError(s))
+        | DbErr::Exec(RuntimeErr::SqlxError(s))
+        | DbErr::Query(RuntimeErr::SqlxError(s)) => {
+            matches!(**s, sea_orm::sqlx::Error::PoolTimedOut)
+        }
+        _ => false,
+    };
+    if timed_out { ProbeError::Timeout { after } } else { ProbeError::unreachable(e) }
 }
 
 /// A column as text, whatever its SQL type (`SHOW SLAVE STATUS` mixes strings and integers).
@@ -100,7 +120,12 @@ impl Connector for NodeConnector {
             NodeConnector::Given { nodes, timeout } => {
                 let given =
                     nodes.get(node).ok_or_else(|| ProbeError::unreachable("no such node"))?;
-                given.open(*timeout).await.map(NodeProbe).map_err(ProbeError::unreachable)
+                let timeout = *timeout;
+                let conn = given.open(timeout).await.map_err(|e| match e {
+                    sea_orm::sqlx::Error::PoolTimedOut => ProbeError::Timeout { after: timeout },
+                    e => ProbeError::unreachable(e),
+                })?;
+                Ok(NodeProbe { conn, timeout })
             }
             NodeConnector::Options { nodes, admin, timeout } => {
                 let base =
@@ -117,7 +142,8 @@ impl Connector for NodeConnector {
                     .acquire_timeout(*timeout)
                     .connect_lazy(false)
                     .sqlx_logging(false);
-                Database::connect(opts).await.map(NodeProbe).map_err(ProbeError::unreachable)
+                let conn = Database::connect(opts).await.map_err(|e| probe_error(e, *timeout))?;
+                Ok(NodeProbe { conn, timeout: *timeout })
             }
         }
     }
@@ -210,6 +236,17 @@ mod tests {
         assert_eq!(
             with_credentials("postgres://h/db", "ad min", "p@ss"),
             "postgres://ad%20min:p%40ss@h/db"
+        );
+    }
+
+    #[test]
+    fn the_pools_timeout_is_a_probe_timeout() {
+        use sea_orm::{ConnAcquireErr, DbErr};
+        let t = Duration::from_millis(500);
+        assert!(probe_error(DbErr::ConnectionAcquire(ConnAcquireErr::Timeout), t).is_timeout());
+        assert!(
+            !probe_error(DbErr::ConnectionAcquire(ConnAcquireErr::ConnectionClosed), t)
+                .is_timeout()
         );
     }
 
