@@ -8,9 +8,9 @@
 //! the read gives up there and is retried on the next candidate, like a refused connection.
 //! That needs no statement deadline, so a long report on a healthy replica is never cut short.
 //! A fixed replica deadline ([`RoutedConnectionBuilder::replica_read_timeout`]) bounds reads
-//! tighter for applications that want it: on expiry the read is given up, a failure is counted
-//! against the replica (so the router takes it out of rotation after the failure threshold) and
-//! the read moves on.
+//! tighter for applications that want it: on expiry the read is given up there and moves on.
+//! Nothing is counted against the replica for it — a slow answer may be load, and the monitor,
+//! probing on connections of its own, is what judges whether the node is hung.
 
 use std::future::Future;
 use std::time::{Duration, Instant};
@@ -63,8 +63,8 @@ pub(crate) fn attempt_limit(
     }
 }
 
-/// The error a read that ran out of time on `node` fails with. It is connection-class (the
-/// node did not answer), so it counts against the node and the read moves on.
+/// The error a read that ran out of time on `node` fails with. The read moves on; the node is
+/// not marked (the monitor judges it).
 pub(crate) fn timed_out(node: &str, after: Duration) -> DbErr {
     DbErr::Conn(RuntimeErr::Internal(format!(
         "rwsplit: {node} did not answer within {after:?} (statement deadline)"
@@ -110,7 +110,8 @@ impl RoutedConnectionBuilder {
     /// `None`: no fixed limit). Without one, a read on a hung replica (a SIGSTOPped server keeps
     /// its TCP port open) is given up once the monitor marks the replica down, and retried on the
     /// next candidate; a slow read on a healthy replica runs to completion. With one, a replica
-    /// that does not answer in time has the read given up, a failure counted against it, and the
+    /// that does not answer in time has the read given up there (nothing counted against it: the
+    /// monitor judges health) and the
     /// read retried on the next candidate — so set it above your longest legitimate replica
     /// read. The primary, as a read's last candidate, is bounded only by the caller's
     /// [deadline](RoutedConnection::deadline).

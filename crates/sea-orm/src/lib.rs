@@ -65,7 +65,11 @@
 //! failures and probed again after a back-off. Writes and statements inside transactions are
 //! never retried. A node's failure reaches the caller as `DbErr::Conn` naming the node; the
 //! database's own errors (constraints, syntax) reach it unchanged. Pools wait at most
-//! [`acquire_timeout`](RoutedConnectionBuilder::acquire_timeout) (default 5 s) for a connection.
+//! [`acquire_timeout`](RoutedConnectionBuilder::acquire_timeout) (default 5 s) for a connection;
+//! a pool with none free in time is the application's own back-pressure: a read moves on to the
+//! next candidate, a write fails saying so (it was not sent), the node's
+//! [`pool_timeouts`](NodeStats::pool_timeouts) counts it, and the node's health does not change
+//! (the monitor judges health on connections of its own).
 //!
 //! Without a reachable primary, reads go on from the replicas and writes fail at once with an
 //! error saying the primary is unreachable; when it returns, or a replica is promoted by an
@@ -79,7 +83,8 @@
 //! # Layering
 //!
 //! This crate is the only one that names SeaORM. It depends on `rwsplit-core` for every
-//! decision and on `rwsplit-monitor` for probes.
+//! decision and on `rwsplit-monitor` for health: the monitor probes every node on connections of
+//! its own (never the application's pools) and publishes the topology this crate routes by.
 #![cfg_attr(docsrs, feature(doc_cfg))]
 #![doc(test(attr(deny(warnings), allow(dead_code))))]
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used, clippy::print_stdout))]

@@ -130,6 +130,13 @@ impl Connector for NodeConnector {
             NodeConnector::Options { nodes, admin, timeout } => {
                 let base =
                     nodes.get(node).ok_or_else(|| ProbeError::unreachable("no such node"))?;
+                // A refused connection fails at once here; the driver's pool would retry it until
+                // its acquire timeout, making a dead node look like a slow one.
+                if let Some((host, port)) = address(base.get_url()) {
+                    tokio::net::TcpStream::connect((host.as_str(), port))
+                        .await
+                        .map_err(ProbeError::unreachable)?;
+                }
                 let mut opts = match (purpose, admin) {
                     (Purpose::Admin, Some((user, password))) => {
                         ConnectOptions::new(with_credentials(base.get_url(), user, password))
@@ -197,6 +204,24 @@ impl GivenNode {
     }
 }
 
+/// The TCP address of a node's URL (`None` for a Unix socket or anything unparsable): host as
+/// written, port as written or the scheme's default.
+fn address(url: &str) -> Option<(String, u16)> {
+    let (scheme, _) = url.split_once("://")?;
+    let name = crate::redact::node_name(url);
+    let authority = name.split('/').next()?;
+    let (host, port) = match authority.rsplit_once(':') {
+        Some((h, p)) if !h.ends_with(':') && !p.contains(']') => (h, p.parse().ok()?),
+        _ => match scheme {
+            "postgres" | "postgresql" => (authority, 5432),
+            "mysql" | "mariadb" => (authority, 3306),
+            _ => return None,
+        },
+    };
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    (!host.is_empty() && !host.starts_with('%')).then(|| (host.to_owned(), port))
+}
+
 /// `url` with its user and password replaced (percent-encoded).
 fn with_credentials(url: &str, user: &str, password: &str) -> String {
     let Some((scheme, rest)) = url.split_once("://") else { return url.to_owned() };
@@ -237,6 +262,17 @@ mod tests {
             with_credentials("postgres://h/db", "ad min", "p@ss"),
             "postgres://ad%20min:p%40ss@h/db"
         );
+    }
+
+    #[rstest::rstest]
+    #[case("postgres://app:pw@db1:6432/app", Some(("db1", 6432)))]
+    #[case("postgres://app@db1/app", Some(("db1", 5432)))]
+    #[case("mysql://app@127.0.0.1/shop", Some(("127.0.0.1", 3306)))]
+    #[case("postgresql://u@[::1]:5433/app", Some(("::1", 5433)))]
+    #[case("postgres://%2Frun%2Fpostgresql/app", None)]
+    #[case("not a url", None)]
+    fn node_addresses(#[case] url: &str, #[case] expected: Option<(&str, u16)>) {
+        assert_eq!(address(url), expected.map(|(h, p)| (h.to_owned(), p)));
     }
 
     #[test]
