@@ -122,8 +122,15 @@ impl Load {
                 }
             }));
         }
-        // Let the load run before the fault.
+        // Let the load run before the fault: at least 500 ms, and long enough that the figures
+        // stand for real traffic however busy the machine is (a fault that is handled fast
+        // leaves little time for traffic after it).
         tokio::time::sleep(Duration::from_millis(500)).await;
+        until("the load to get going", || async {
+            let s = seen.lock().unwrap();
+            s.acked.len() > 50 && s.reads_ok > 100
+        })
+        .await;
         Load { stop, seen, tasks }
     }
 
