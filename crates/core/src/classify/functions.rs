@@ -220,13 +220,6 @@ impl FunctionSet {
         may_match(&self.any, name) && self.scan(name)
     }
 
-    /// The prefilter of [`FunctionSet::contains`] alone, for a name of `len` bytes starting
-    /// with `first`: false means the name is surely not in the set.
-    #[inline(always)]
-    pub(crate) fn may_contain(&self, first: u8, len: usize) -> bool {
-        self.any[bucket(first)] & len_bit(len) != 0
-    }
-
     #[inline(never)]
     fn scan(&self, name: &[u8]) -> bool {
         if self.defaults && may_match(&DEFAULT_FILTER, name) {

@@ -1,10 +1,8 @@
 //! Statement classification: is this SQL text provably a read?
 
-mod fast;
 mod functions;
 mod keywords;
 mod lexer;
-mod masks;
 mod scalar;
 mod tables;
 
@@ -16,11 +14,10 @@ use std::fmt;
 pub use functions::DEFAULT_WRITE_FUNCTIONS;
 pub use tables::{Tables, tables};
 
-use fast::QueryVars;
 use functions::FunctionSet;
 use keywords::{Kw, is_explain_option, is_session_sysvar, keyword, query_keyword};
 use lexer::{Lexer, Tok};
-use masks::Engine;
+use scalar::QueryVars;
 
 /// The SQL dialect of a statement, which decides how it is lexed.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -230,7 +227,18 @@ impl Default for Classifier {
     }
 }
 
-static DEFAULT: Classifier = Classifier { functions: FunctionSet::new(), engine: Engine::Auto };
+static DEFAULT: Classifier = Classifier { functions: FunctionSet::new(), engine: Engine::Fast };
+
+/// Whether the query state takes its fast path. [`Engine::Fast`] in normal use; tests compare it
+/// with [`Engine::General`] on every input they try.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[cfg_attr(not(test), allow(dead_code, reason = "tests construct the general engine"))]
+enum Engine {
+    /// No fast path: the general lexer for everything.
+    General,
+    /// The fused scalar loop of `scalar.rs` for the common tokens of a read query.
+    Fast,
+}
 
 /// Classifies `sql` with the default [`Classifier`]: [`Access::Read`] only if the text is
 /// provably a read (see [`Classifier`] for the rules, hints and limits).
