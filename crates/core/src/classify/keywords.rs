@@ -29,11 +29,42 @@ pub(super) fn query_keyword(kw: Kw, prev: Kw, with: bool, analyze: bool) -> Opti
     }
 }
 
-/// MySQL system variables that hold per-session results.
+/// MySQL system variables whose value is the session's own: an explicit session scope
+/// (`@@session.x`, `@@local.x`, whose first component is `session`/`local`), a name the lexer
+/// cannot read (`` @@`x` ``: empty), or a per-session result or state.
 pub(super) fn is_session_sysvar(v: &[u8]) -> bool {
-    v.eq_ignore_ascii_case(b"identity")
-        || v.eq_ignore_ascii_case(b"last_insert_id")
-        || v.eq_ignore_ascii_case(b"insert_id")
+    const SESSION: [&[u8]; 11] = [
+        b"SESSION",
+        b"LOCAL",
+        b"IDENTITY",
+        b"LAST_INSERT_ID",
+        b"INSERT_ID",
+        b"WARNING_COUNT",
+        b"ERROR_COUNT",
+        b"LAST_GTID",
+        b"IN_TRANSACTION",
+        b"PSEUDO_THREAD_ID",
+        b"GTID_SEQ_NO",
+    ];
+    v.is_empty() || SESSION.iter().any(|k| is(v, k))
+}
+
+/// What after `SHOW` reads the session's own state (MySQL/MariaDB): warnings and errors of
+/// its last statement, and status or variables in session scope — explicit, or the default of
+/// `SHOW STATUS`/`SHOW VARIABLES` — and its profiles.
+pub(super) fn is_session_show(w: &[u8]) -> bool {
+    const SESSION: [&[u8]; 9] = [
+        b"WARNINGS",
+        b"ERRORS",
+        b"COUNT",
+        b"SESSION",
+        b"LOCAL",
+        b"STATUS",
+        b"VARIABLES",
+        b"PROFILE",
+        b"PROFILES",
+    ];
+    SESSION.iter().any(|k| is(w, k))
 }
 
 /// The keywords the classifier cares about.

@@ -7,6 +7,8 @@ mod scalar;
 mod tables;
 
 #[cfg(test)]
+mod sound_tests;
+#[cfg(test)]
 mod tests;
 
 use std::fmt;
@@ -15,7 +17,7 @@ pub use functions::DEFAULT_WRITE_FUNCTIONS;
 pub use tables::{Tables, tables};
 
 use functions::FunctionSet;
-use keywords::{Kw, is_explain_option, is_session_sysvar, keyword, query_keyword};
+use keywords::{Kw, is_explain_option, is_session_show, is_session_sysvar, keyword, query_keyword};
 use lexer::{Lexer, Tok};
 use scalar::QueryVars;
 
@@ -75,8 +77,9 @@ pub enum Reason {
     ExplainAnalyze,
     /// A call to a function on the write list, or `NEXT VALUE FOR`.
     WriteFunction,
-    /// Session or primary-only state: MySQL user variables, `@@identity`,
-    /// `SQL_CALC_FOUND_ROWS`, `SHOW MASTER STATUS`.
+    /// Session or primary-only state: MySQL user variables, session system variables
+    /// (`@@session.x`, `@@local.x`, `@@last_insert_id` …), `SQL_CALC_FOUND_ROWS`, `SHOW
+    /// WARNINGS`/`ERRORS`/`STATUS`/`VARIABLES` (session scope), `SHOW MASTER STATUS`.
     SessionState,
     /// A `/*rwsplit:primary*/` hint.
     Hint,
@@ -86,6 +89,10 @@ pub enum Reason {
     Unterminated,
     /// A string literal whose end depends on the server's escape mode.
     AmbiguousString,
+    /// A construct the classifier does not fully understand, so it cannot prove the statement
+    /// reads: a Unicode-escaped name (`U&"…"`) called as a function, a MySQL versioned comment
+    /// (`/*!50000 … */`, `/*M! … */`), which servers run or skip by version.
+    Opaque,
 }
 
 impl Reason {
@@ -114,6 +121,7 @@ impl Reason {
             Self::Empty => "empty statement",
             Self::Unterminated => "unterminated token",
             Self::AmbiguousString => "escape-mode-dependent string",
+            Self::Opaque => "not fully understood",
         }
     }
 }
@@ -420,6 +428,17 @@ impl Classifier {
                             prev_dot = false;
                             continue;
                         }
+                        Tok::UQuoted(_) => {
+                            // Its escapes may spell any name: called (possibly after a
+                            // `UESCAPE 'c'`), it is not understood.
+                            if unicode_name_is_called(lx) {
+                                return (WRITE, Reason::Opaque);
+                            }
+                            name = None;
+                            prev = Kw::None;
+                            prev_dot = false;
+                            continue;
+                        }
                         Tok::Punct(b'(') => {
                             if name.is_some_and(|n| self.functions.contains(n)) {
                                 return (WRITE, Reason::WriteFunction);
@@ -444,7 +463,7 @@ impl Classifier {
                 }
                 State::Show => {
                     if let Tok::Word(w) = tok
-                        && matches!(keyword(w), Kw::Master | Kw::Binary)
+                        && (matches!(keyword(w), Kw::Master | Kw::Binary) || is_session_show(w))
                     {
                         return (WRITE, Reason::SessionState);
                     }
@@ -480,6 +499,23 @@ impl Classifier {
                     }
                     Tok::Punct(b')') => {
                         depth = depth.saturating_sub(1);
+                        prev = Kw::None;
+                    }
+                    // A quoted option name is compared like a bare one (PostgreSQL accepts
+                    // `EXPLAIN ("analyze") …`); a quoted value never turns `ANALYZE` off.
+                    Tok::Quoted(q) if depth > 0 => {
+                        prev = keyword(q);
+                        if prev == Kw::Analyze {
+                            state = State::ExplainOptions { analyze: true };
+                        }
+                    }
+                    // An escaped option may be `ANALYZE`; where a statement should start, a
+                    // quoted name is no read either.
+                    Tok::UQuoted(_) | Tok::Quoted(_) => {
+                        if depth == 0 && analyze {
+                            return (WRITE, Reason::ExplainAnalyze);
+                        }
+                        state = State::ExplainOptions { analyze: true };
                         prev = Kw::None;
                     }
                     Tok::Punct(b'=') => prev = Kw::Equals,
@@ -520,6 +556,9 @@ impl Classifier {
                 State::Skip => {}
             }
         }
+        if lx.opaque {
+            return (WRITE, Reason::Opaque);
+        }
         if lx.unterminated {
             return (WRITE, Reason::Unterminated);
         }
@@ -538,6 +577,18 @@ impl Classifier {
             Some(r) => (Access::Read, r),
             None => (WRITE, Reason::Empty),
         }
+    }
+}
+
+/// Whether the token after a `U&"…"` identifier makes it a called name: `(`, or the `UESCAPE`
+/// that may come between the name and its `(`. Looks ahead on a copy of the lexer.
+#[cold]
+fn unicode_name_is_called(lx: &Lexer<'_>) -> bool {
+    let mut ahead = lx.clone();
+    match ahead.next_token() {
+        Some(Tok::Punct(b'(')) => true,
+        Some(Tok::Word(w)) => w.eq_ignore_ascii_case(b"UESCAPE"),
+        _ => false,
     }
 }
 

@@ -493,9 +493,11 @@ fn user_functions() {
 #[case(My, "SELECT 1--1; DELETE FROM t", W, Reason::Statement)]
 #[case(My, "SELECT 1 --", R, Reason::Select)]
 #[case(My, "SELECT 1 /* a /* b */ ; DELETE FROM t", W, Reason::Statement)]
-#[case(My, "/*!40101 SET NAMES utf8 */", W, Reason::Statement)]
-#[case(My, "SELECT 1 /*!50000 FOR UPDATE */", W, Reason::LockingClause)]
-#[case(My, "SELECT 1 /*M!100000 , nextval(s) */", W, Reason::WriteFunction)]
+#[case(My, "/*!40101 SET NAMES utf8 */", W, Reason::Opaque)]
+#[case(My, "/*! SET NAMES utf8 */", W, Reason::Statement)]
+#[case(My, "SELECT 1 /*!50000 FOR UPDATE */", W, Reason::Opaque)]
+#[case(My, "SELECT 1 /*! FOR UPDATE */", W, Reason::LockingClause)]
+#[case(My, "SELECT 1 /*M!100000 , nextval(s) */", W, Reason::Opaque)]
 #[case(My, "SELECT /*+ MAX_EXECUTION_TIME(1000) */ a FROM t", R, Reason::Select)]
 #[case(My, "SELECT /*!STRAIGHT_JOIN*/ a FROM t", R, Reason::Select)]
 #[case(My, "SELECT $1", R, Reason::Select)]
@@ -507,7 +509,8 @@ fn user_functions() {
 #[case(My, "SELECT a INTO @x FROM t", W, Reason::SelectInto)]
 #[case(My, "SELECT a FROM t INTO OUTFILE '/tmp/x'", W, Reason::SelectInto)]
 #[case(My, "SELECT a FROM t INTO DUMPFILE '/tmp/x'", W, Reason::SelectInto)]
-#[case(My, "SELECT @@version, @@session.sql_mode", R, Reason::Select)]
+#[case(My, "SELECT @@version, @@global.sql_mode", R, Reason::Select)]
+#[case(My, "SELECT @@version, @@session.sql_mode", W, Reason::SessionState)]
 #[case(My, "SELECT @@identity", W, Reason::SessionState)]
 #[case(My, "SELECT @@last_insert_id", W, Reason::SessionState)]
 #[case(My, "SELECT SQL_CALC_FOUND_ROWS * FROM t LIMIT 1", W, Reason::SessionState)]
@@ -644,6 +647,7 @@ fn reasons_have_stable_descriptions() {
         Reason::Empty,
         Reason::Unterminated,
         Reason::AmbiguousString,
+        Reason::Opaque,
     ];
     let mut seen = std::collections::HashSet::new();
     for r in all {
