@@ -367,6 +367,9 @@ impl Classifier {
                 return (WRITE, Reason::Hint);
             }
             if tok == Tok::Punct(b';') {
+                if let Some(r) = state.cut_short() {
+                    return (WRITE, r);
+                }
                 state = State::Start;
                 prev = Kw::None;
                 name = None;
@@ -389,6 +392,8 @@ impl Classifier {
                             (State::query(false), Reason::Select)
                         }
                         Kw::With => (State::query(true), Reason::Select),
+                        // Only a query can be parenthesised: `(EXPLAIN …)` is not understood.
+                        _ if depth > 0 => return (WRITE, Reason::Statement),
                         Kw::Show => (State::Show, Reason::Show),
                         // MySQL's DESCRIBE is a synonym of EXPLAIN (`DESC ANALYZE …` runs it).
                         Kw::Describe | Kw::Desc => {
@@ -565,13 +570,8 @@ impl Classifier {
         if lx.ambiguous {
             return (WRITE, Reason::AmbiguousString);
         }
-        match state {
-            // A statement cut short: `EXPLAIN ANALYZE` or `COPY t TO` with nothing after it.
-            State::ExplainOptions { analyze: true } => {
-                return (WRITE, Reason::ExplainAnalyze);
-            }
-            State::Copy | State::CopyQuery | State::CopyTo => return (WRITE, Reason::Statement),
-            _ => {}
+        if let Some(r) = state.cut_short() {
+            return (WRITE, r);
         }
         match read {
             Some(r) => (Access::Read, r),
@@ -645,5 +645,15 @@ enum State {
 impl State {
     const fn query(with: bool) -> Self {
         Self::Query { with, analyze: false, copy: false }
+    }
+
+    /// The write reason if a statement ends (`;` or the end of the text) in this state: cut
+    /// short, like `EXPLAIN ANALYZE` or `COPY t TO` with nothing after it, it is not understood.
+    const fn cut_short(self) -> Option<Reason> {
+        match self {
+            Self::ExplainOptions { analyze: true } => Some(Reason::ExplainAnalyze),
+            Self::Copy | Self::CopyQuery | Self::CopyTo => Some(Reason::Statement),
+            _ => None,
+        }
     }
 }

@@ -155,6 +155,22 @@ fn mysql_session_state_reads(#[case] sql: &str, #[case] reason: Reason) {
     write(sql, My, reason);
 }
 
+/// Found by the grammar fuzzer (`tests/classify_fuzz.rs`): a statement cut short by `;` was
+/// checked only at the end of the text, and a parenthesised non-query was accepted.
+#[rstest]
+#[case(r#"(EXPLAIN ("analyze") DELETE FROM t);"#, Reason::Statement)] // was read
+#[case("EXPLAIN ANALYZE; SELECT 1", Reason::ExplainAnalyze)] // was read
+#[case("EXPLAIN (ANALYZE) DELETE FROM t); SELECT 1", Reason::ExplainAnalyze)]
+#[case("COPY t TO; SELECT 1", Reason::Statement)] // was read
+#[case("COPY t; SELECT 1", Reason::Statement)] // was read
+#[case("(SHOW x)", Reason::Statement)] // was read
+#[case("(EXPLAIN SELECT 1)", Reason::Statement)] // was read
+fn statements_cut_short_or_misplaced(#[case] sql: &str, #[case] reason: Reason) {
+    for d in [Pg, My, Lite] {
+        write(sql, d, reason);
+    }
+}
+
 /// Neighbours that stay reads: the fixes are exact, not blanket.
 #[rstest]
 #[case(Pg, r#"SELECT U&"d\0061t" FROM t"#)]
