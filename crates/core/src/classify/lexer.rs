@@ -160,18 +160,6 @@ impl<'a> Lexer<'a> {
                 return self.quoted(b'"');
             }
             if c & START != 0 {
-                // `U&"…"`: a Unicode-escaped identifier (PostgreSQL).
-                if (b == b'u' || b == b'U')
-                    && self.peek(1) == b'&'
-                    && self.peek(2) == b'"'
-                    && self.dialect == Dialect::Postgres
-                {
-                    self.pos += 2;
-                    return match self.quoted(b'"')? {
-                        Tok::Quoted(q) => Some(Tok::UQuoted(q)),
-                        other => Some(other),
-                    };
-                }
                 // `E'…'`: an escape string (PostgreSQL).
                 if (b == b'e' || b == b'E')
                     && self.peek(1) == b'\''
@@ -270,6 +258,19 @@ impl<'a> Lexer<'a> {
                     return Some(Tok::Param);
                 }
                 b'@' => return Some(self.at()),
+                // `U&"…"`: a Unicode-escaped identifier (PostgreSQL). Its `U` was lexed as a
+                // word already (here or by the classifier's fast path): the `&` right after a
+                // word `U` and right before `"` makes the rest one token.
+                b'&' if self.dialect == Dialect::Postgres
+                    && self.peek(1) == b'"'
+                    && self.follows_word_u() =>
+                {
+                    self.pos += 1;
+                    return match self.quoted(b'"')? {
+                        Tok::Quoted(q) => Some(Tok::UQuoted(q)),
+                        other => Some(other),
+                    };
+                }
                 b':' if self.dialect == Dialect::Sqlite && class(self.peek(1)) & START != 0 => {
                     self.pos += 1;
                     let _ = self.word();
@@ -281,6 +282,12 @@ impl<'a> Lexer<'a> {
                 }
             }
         }
+    }
+
+    /// Whether the bytes before `pos` are a word `U` (or `u`) on its own: `U&"…"`'s prefix.
+    fn follows_word_u(&self) -> bool {
+        let before = |k: usize| self.pos.checked_sub(k).and_then(|i| self.src.get(i)).copied();
+        matches!(before(1), Some(b'u' | b'U')) && before(2).is_none_or(|b| class(b) & CONT == 0)
     }
 
     #[inline(always)]

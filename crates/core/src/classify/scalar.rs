@@ -141,14 +141,8 @@ impl Classifier {
                     let start = i;
                     let rest = src.get(start..).unwrap_or_default();
                     let len = word_len(rest);
-                    if len == 1
-                        && pg
-                        && matches!(
-                            (b | 0x20, rest.get(1)),
-                            (b'e', Some(b'\'')) | (b'u', Some(b'&'))
-                        )
-                    {
-                        break None; // an E'' string or a U&"" identifier
+                    if len == 1 && (b | 0x20) == b'e' && pg && rest.get(1) == Some(&b'\'') {
+                        break None; // an E'' string
                     }
                     i = start + len;
                     // `word_len` never exceeds `rest`: no check left, no panic possible.
