@@ -207,12 +207,18 @@ impl<'a> Classification<'a> {
 /// A hint comment may also carry a tag for routing rules: `/* rwsplit:replica,tag=analytics */`.
 /// Line comments (`-- rwsplit:primary`) work too; directives are separated by commas or spaces.
 ///
+/// # What is not understood is a write
+///
+/// A string literal whose end depends on the server's escape mode
+/// (`standard_conforming_strings`, `NO_BACKSLASH_ESCAPES`), a Unicode-escaped name (`U&"…"`)
+/// called as a function, a MySQL versioned comment (`/*!50000 … */`, `/*M! … */`), a statement
+/// cut short (`EXPLAIN ANALYZE;`) and unterminated text all make the statement a write.
+///
 /// # What is not detected
 ///
-/// Functions not on the list are assumed read-only: a user-defined function that writes must be
-/// added with [`Classifier::with_write_functions`]. Temporary tables are not known to the
-/// classifier. A string literal whose end depends on the server's escape mode
-/// (`standard_conforming_strings`, `NO_BACKSLASH_ESCAPES`) is treated as a write.
+/// Functions not on the list are assumed read-only: a user-defined or extension function that
+/// writes must be added with [`Classifier::with_write_functions`]. Temporary tables are not
+/// known to the classifier.
 ///
 /// ```
 /// use rwsplit_core::{Access, Classifier, Dialect};
