@@ -801,6 +801,11 @@ fn engines(c: &Classifier) -> [Classifier; 1] {
     [Classifier { engine: Engine::Fast, ..c.clone() }]
 }
 
+/// The fuzzer's grammar; it names `Dialect` and `DEFAULT_WRITE_FUNCTIONS` from here.
+#[path = "../../tests/support/grammar.rs"]
+#[allow(dead_code, reason = "the fuzzer's shape lists are for its own sanity test")]
+mod fuzz_grammar;
+
 mod props {
     use proptest::prelude::*;
 
@@ -860,6 +865,18 @@ mod props {
                     prop_assert_eq!(fast.explain(&sql, d), slow.explain(&sql, d), "{:?} {:?}: {}", fast.engine, d, sql);
                 }
             }
+        }
+
+        /// The fuzzer's statements (`tests/support/grammar.rs`: writes, locks and session
+        /// reads in every dressing) are writes by both paths, with the same reason.
+        #[test]
+        fn fast_path_agrees_on_the_fuzzer_grammar(draw in fuzz_grammar::draws()) {
+            let case = fuzz_grammar::build(&draw);
+            let fast = Classifier::default();
+            let slow = Classifier { engine: Engine::General, ..fast.clone() };
+            let want = slow.explain(&case.sql, case.dialect);
+            prop_assert_eq!(fast.explain(&case.sql, case.dialect), want, "{:?}", case);
+            prop_assert_eq!(want.access(), Access::Write, "{:?}", case);
         }
 
         /// Appending a write statement to anything never yields a read.
