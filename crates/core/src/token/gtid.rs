@@ -162,6 +162,25 @@ impl MariaDbPosition {
         Some(total)
     }
 
+    /// `self` (a token) no further ahead than `primary`: a domain the primary has not written
+    /// is dropped, and a GTID of the primary's server ahead of the primary's is lowered to it.
+    /// A GTID of another server is kept (another history: not comparable). Linear.
+    pub(crate) fn clamp_to(&mut self, primary: &Self) {
+        let mut theirs = primary.gtids.iter().peekable();
+        self.gtids.retain_mut(|g| {
+            while theirs.next_if(|p| p.domain < g.domain).is_some() {}
+            match theirs.peek() {
+                Some(p) if p.domain == g.domain => {
+                    if p.server == g.server && g.seq > p.seq {
+                        g.seq = p.seq;
+                    }
+                    true
+                }
+                _ => false,
+            }
+        });
+    }
+
     /// Keeps, per domain, the later GTID of the two (one linear pass over both).
     pub(crate) fn merge(&mut self, other: &Self) {
         if other.gtids.is_empty() {
@@ -284,6 +303,18 @@ impl GtidSet {
         }
         out.extend(b.cloned());
         self.entries = out;
+    }
+
+    /// Keeps only the transactions `other` holds too (`self` a token, `other` the primary's
+    /// executed set). Linear in both.
+    pub(crate) fn intersect(&mut self, other: &Self) {
+        let mut theirs = other.entries.iter().peekable();
+        self.entries.retain_mut(|e| {
+            while theirs.next_if(|o| o.key < e.key).is_some() {}
+            let Some(o) = theirs.peek().filter(|o| o.key == e.key) else { return false };
+            e.intervals = intersect_intervals(&e.intervals, &o.intervals);
+            !e.intervals.is_empty()
+        });
     }
 
     /// How many transactions of `self` are not in `other` (saturating). Allocation-free.
@@ -452,6 +483,24 @@ fn normalise_intervals(mut v: Vec<(u64, u64)>) -> Vec<(u64, u64)> {
         match out.last_mut() {
             Some(last) if a <= last.1.saturating_add(1) => last.1 = last.1.max(b),
             _ => out.push((a, b)),
+        }
+    }
+    out
+}
+
+/// The numbers in both `a` and `b`; both sorted and disjoint, and so is the result.
+fn intersect_intervals(a: &[(u64, u64)], b: &[(u64, u64)]) -> Vec<(u64, u64)> {
+    let mut out = Vec::new();
+    let (mut i, mut j) = (0, 0);
+    while let (Some(&(a0, a1)), Some(&(b0, b1))) = (a.get(i), b.get(j)) {
+        let (lo, hi) = (a0.max(b0), a1.min(b1));
+        if lo <= hi {
+            out.push((lo, hi));
+        }
+        if a1 < b1 {
+            i += 1;
+        } else {
+            j += 1;
         }
     }
     out

@@ -364,6 +364,32 @@ impl CausalToken {
         }
     }
 
+    /// Lowers the token to no further ahead than `primary`, the primary's current position,
+    /// so that a token from the future (forged, or minted before a primary was restored from a
+    /// backup) is treated as "now" instead of sending every read to the primary after a full
+    /// catch-up wait. On the same history: PostgreSQL, a later LSN or timeline becomes the
+    /// primary's position; MariaDB, domains the primary has not written are dropped and
+    /// sequences of the primary's server are lowered to its own; MySQL, only transactions the
+    /// primary has executed are kept. A token of another history or kind is left alone (it is
+    /// never satisfied, see *Histories and failover*). Linear in the sizes of both.
+    ///
+    /// ```
+    /// use rwsplit_core::{CausalToken, ReplayPosition};
+    /// let primary: ReplayPosition = "pg:1:7311234567890123456:1:0-3000".parse()?;
+    /// let mut forged: CausalToken = "pg:1:7311234567890123456:1:FFFFFFFF-0".parse()?;
+    /// forged.clamp_to(&primary);
+    /// assert_eq!(forged.to_string(), "pg:1:7311234567890123456:1:0-3000");
+    /// # Ok::<(), rwsplit_core::Error>(())
+    /// ```
+    pub fn clamp_to(&mut self, primary: &ReplayPosition) {
+        match (&mut self.0, primary) {
+            (ReplayPosition::Postgres(t), ReplayPosition::Postgres(p)) => t.clamp_to(p),
+            (ReplayPosition::MariaDb(t), ReplayPosition::MariaDb(p)) => t.clamp_to(p),
+            (ReplayPosition::MySql(t), ReplayPosition::MySql(p)) => t.intersect(p),
+            _ => {}
+        }
+    }
+
     /// [`CausalToken::merge`] by value.
     #[must_use]
     pub fn merged(mut self, other: &Self) -> Self {

@@ -371,3 +371,31 @@ fn merging_is_linear_and_keeps_the_later_gtid_per_domain() {
     m.merge(&a);
     assert_eq!(m, a);
 }
+
+/// A token is clamped to the primary's position: never further ahead than "now".
+#[rstest]
+#[case("pg:1:1:1:0-10", "pg:1:1:1:0-20", "pg:1:1:1:0-10")]
+#[case("pg:1:1:1:FFFFFFFF-0", "pg:1:1:1:0-20", "pg:1:1:1:0-20")]
+#[case("pg:1:1:9:0-1", "pg:1:1:2:0-20", "pg:1:1:2:0-20")]
+#[case("pg:1:1:1:0-99", "pg:1:1:2:0-20", "pg:1:1:1:0-99")]
+#[case("pg:1:2:1:0-99", "pg:1:1:1:0-20", "pg:1:2:1:0-99")]
+#[case("mariadb:1:0-1-500.1-1-3", "mariadb:1:0-1-208.1-1-9", "mariadb:1:0-1-208.1-1-3")]
+#[case("mariadb:1:0-1-5.7-1-99", "mariadb:1:0-1-208", "mariadb:1:0-1-5")]
+#[case("mariadb:1:0-2-500", "mariadb:1:0-1-208", "mariadb:1:0-2-500")]
+#[case("mariadb:1:5-1-1", "mariadb:1:", "mariadb:1:")]
+#[case(
+    "mysql:1:3e11fa47-71ca-11e1-9e33-c80aa9429562:1-9:20.4a1b5c3d-0000-0000-0000-000000000001:1",
+    "mysql:1:3e11fa47-71ca-11e1-9e33-c80aa9429562:1-5:8-30",
+    "mysql:1:3e11fa47-71ca-11e1-9e33-c80aa9429562:1-5:8-9:20"
+)]
+#[case("pg:1:1:1:0-10", "mariadb:1:0-1-1", "pg:1:1:1:0-10")]
+fn clamping(#[case] token: &str, #[case] primary: &str, #[case] want: &str) {
+    let mut t = tok(token);
+    t.clamp_to(&pos(primary));
+    assert_eq!(t.to_string(), want);
+    // On the primary's history (comparable at all), the primary itself satisfies it.
+    let p = pos(primary);
+    if t.shortfall(&p).is_some() {
+        assert!(t.is_satisfied_by(&p), "{t} vs {primary}");
+    }
+}
