@@ -7,6 +7,9 @@ pub(crate) struct CiArgs {
     /// Skip the integration tests and the soak (no database needed).
     #[arg(long)]
     no_itest: bool,
+    /// How long the classifier's grammar fuzzer runs (seconds; 0 skips it).
+    #[arg(long, default_value_t = 60)]
+    fuzz_seconds: u64,
 }
 
 pub(crate) fn run(args: &CiArgs) -> anyhow::Result<()> {
@@ -29,6 +32,18 @@ pub(crate) fn run(args: &CiArgs) -> anyhow::Result<()> {
     test.arg("test");
     with_lock(&mut test);
     crate::run(&mut test)?;
+
+    // The classifier's grammar fuzzer for a bounded time (`cargo test` above ran it briefly):
+    // no generated write, lock or session-state statement may classify as a read.
+    if args.fuzz_seconds > 0 {
+        let mut fuzz = crate::cargo();
+        fuzz.args(["test", "-p", "rwsplit-core", "--test", "classify_fuzz"]);
+        with_lock(&mut fuzz);
+        fuzz.args(["--", "--nocapture", "no_generated_write_is_a_read"])
+            .env("RWSPLIT_FUZZ_SECONDS", args.fuzz_seconds.to_string())
+            .env("PROPTEST_CASES", "20000");
+        crate::run(&mut fuzz)?;
+    }
 
     let mut doc = crate::cargo();
     doc.args(["doc", "--no-deps", "--all-features"]);

@@ -142,6 +142,47 @@ fn no_placeholders_in_code() {
     assert!(hits.is_empty(), "placeholders left in code:\n{}", hits.join("\n"));
 }
 
+/// The one file allowed to contain `unsafe`: a test's counting global allocator (reviewed;
+/// see the workspace `[lints]` in `Cargo.toml`). Library code never needs it.
+const UNSAFE_ALLOWED: &[&str] = &["crates/core/tests/no_alloc.rs"];
+
+/// The keyword, spelt so that this file does not trip its own test.
+const UNSAFE: &str = concat!("un", "safe");
+
+#[test]
+fn no_unsafe_outside_the_reviewed_test() {
+    let root = crate::project_root();
+    let mut hits = Vec::new();
+    for dir in ["crates", "xtask", "examples", "tests"] {
+        visit(&root.join(dir), &mut |path, text| {
+            let rel = path.strip_prefix(&root).unwrap_or(path);
+            if UNSAFE_ALLOWED.iter().any(|a| rel == Path::new(a)) {
+                return;
+            }
+            for (i, line) in text.lines().enumerate() {
+                // Code only: what follows `//` is a comment (or, rarely, inside a string, which
+                // errs on the side of a false alarm elsewhere in the line, never a miss here).
+                let code = line.split("//").next().unwrap_or(line);
+                let unsafe_word = code.match_indices(UNSAFE).any(|(at, w)| {
+                    let before = code[..at].chars().next_back();
+                    let after = code[at + w.len()..].chars().next();
+                    let ident =
+                        |c: Option<char>| c.is_some_and(|c| c.is_alphanumeric() || c == '_');
+                    !ident(before) && !ident(after)
+                });
+                if unsafe_word {
+                    hits.push(format!("{}:{}: {}", rel.display(), i + 1, line.trim()));
+                }
+            }
+        });
+    }
+    assert!(
+        hits.is_empty(),
+        "`{UNSAFE}` outside {UNSAFE_ALLOWED:?} (the library has none; see Cargo.toml [lints]):\n{}",
+        hits.join("\n")
+    );
+}
+
 fn visit(dir: &Path, f: &mut dyn FnMut(&Path, &str)) {
     let Ok(entries) = std::fs::read_dir(dir) else { return };
     for e in entries.flatten() {

@@ -8,9 +8,10 @@ use std::time::{Duration, Instant};
 
 use criterion::{Criterion, criterion_group, criterion_main};
 use rwsplit_core::{
-    Access, Balancer, CausalToken, Consistency, Lag, LeastOutstanding, LowestLag, Lsn, Node,
-    NodeId, PgPosition, PowerOfTwoEwma, Random, ReplayPosition, Role, RoundRobin, RouteContext,
-    Router, RouterConfig, Staleness, Topology, WeightedRoundRobin, ZonePreference,
+    Access, Balancer, CausalToken, Consistency, Lag, LeastOutstanding, LowestLag, Lsn,
+    MariaDbPosition, Node, NodeId, PgPosition, PowerOfTwoEwma, Random, ReplayPosition, Role,
+    RoundRobin, RouteContext, Router, RouterConfig, Staleness, Topology, WeightedRoundRobin,
+    ZonePreference,
 };
 
 const SYS: u64 = 7_311_234_567_890_123_456;
@@ -93,7 +94,48 @@ fn bench(c: &mut Criterion) {
     g.bench_function("pg_token_parse", |b| {
         b.iter(|| black_box("pg:1:7311234567890123456:1:16-B374D848").parse::<CausalToken>())
     });
+    // Untrusted tokens (cookies, headers): MariaDB GTIDs in the worst order for sorted
+    // insertion, 1 KiB and at the 16 KiB limit; 1 MiB is refused by its length.
+    let one_kib = format!("mariadb:1:{}", descending_gtids(1024 - 10, '.'));
+    g.bench_function("mariadb_token_parse_1kib", |b| {
+        b.iter(|| black_box(one_kib.as_str()).parse::<CausalToken>())
+    });
+    let limit = format!("mariadb:1:{}", descending_gtids(16 * 1024 - 10, '.'));
+    g.bench_function("mariadb_token_parse_16kib", |b| {
+        b.iter(|| black_box(limit.as_str()).parse::<CausalToken>())
+    });
+    let one_mib = format!("mariadb:1:{}", descending_gtids((1 << 20) - 10, '.'));
+    g.bench_function("mariadb_token_refuse_1mib", |b| {
+        b.iter(|| black_box(one_mib.as_str()).parse::<CausalToken>())
+    });
     g.finish();
+
+    // The same megabyte through the unbounded parser of server output (`@@gtid_current_pos`),
+    // which the limit does not cover: linear time matters there too.
+    let mut g = c.benchmark_group("causal_token_unbounded");
+    g.sample_size(10);
+    let server = descending_gtids(1 << 20, ',');
+    g.bench_function("mariadb_position_parse_1mib", |b| {
+        b.iter(|| black_box(server.as_str()).parse::<MariaDbPosition>())
+    });
+    g.finish();
+}
+
+/// MariaDB GTIDs with descending domains, `sep`-separated, up to `len` bytes.
+fn descending_gtids(len: usize, sep: char) -> String {
+    let mut s = String::new();
+    let mut d = 10_000_000u32;
+    loop {
+        let g = format!("{d}-1-{d}");
+        if s.len() + g.len() + 1 > len {
+            return s;
+        }
+        if !s.is_empty() {
+            s.push(sep);
+        }
+        s.push_str(&g);
+        d -= 1;
+    }
 }
 
 criterion_group!(benches, bench);

@@ -1,6 +1,7 @@
 //! The crate's error type.
 
 use crate::router::RouteError;
+use crate::token::TokenKind;
 use crate::topology::NodeId;
 
 /// Errors of this crate: malformed causal tokens and positions, invalid topologies, and
@@ -14,6 +15,23 @@ pub enum Error {
     UnknownTokenKind {
         /// The kind found (truncated).
         kind: String,
+    },
+    /// The token text is longer than [`crate::CausalToken::MAX_LEN`]; it was not parsed.
+    #[error("causal token is {len} bytes long, more than the {max} accepted")]
+    TokenTooLong {
+        /// The text's length in bytes.
+        len: usize,
+        /// The limit.
+        max: usize,
+    },
+    /// The token is of another database kind than the one expected
+    /// ([`crate::CausalToken::parse_for`]).
+    #[error("causal token of kind `{found}` where a `{expected}` token is expected")]
+    TokenKindMismatch {
+        /// The kind the caller expects (the database it is connected to).
+        expected: TokenKind,
+        /// The token's kind.
+        found: TokenKind,
     },
     /// The token's format version is not one this crate reads.
     #[error("causal token version `{version}` is not supported for kind `{kind}`")]
@@ -102,6 +120,8 @@ mod tests {
         let errors = [
             Error::UnknownTokenKind { kind: "foo".into() },
             Error::UnsupportedTokenVersion { kind: "pg", version: "9".into() },
+            Error::TokenTooLong { len: 20_000, max: 16_384 },
+            Error::TokenKindMismatch { expected: TokenKind::Postgres, found: TokenKind::MySql },
             Error::MalformedToken { kind: "pg", text: "pg:1".into(), expected: "x" },
             Error::InvalidLsn { text: "xyz".into() },
             Error::InvalidNumber { field: "timeline", text: "x".into() },

@@ -63,6 +63,7 @@
 //! Classifying a typical ORM `SELECT` takes about a hundred nanoseconds and a routing decision
 //! over eight replicas a few tens; see `BENCHMARKS.md` and `cargo bench -p rwsplit-core`.
 #![cfg_attr(docsrs, feature(doc_cfg))]
+#![forbid(unsafe_code)]
 #![doc(test(attr(deny(warnings))))]
 #![deny(clippy::unwrap_used, clippy::expect_used, clippy::print_stdout)]
 // Tests fail by panicking; library code never unwraps.
@@ -95,7 +96,7 @@ pub use router::{
     Rule, RuleAction, TableRule, TagRule, Target, Transaction,
 };
 pub use token::{
-    CausalToken, GtidSet, Lsn, MariaDbGtid, MariaDbPosition, PgPosition, ReplayPosition,
+    CausalToken, GtidSet, Lsn, MariaDbGtid, MariaDbPosition, PgPosition, ReplayPosition, TokenKind,
 };
 pub use topology::{
     Lag, MAX_NODES, Node, NodeBuilder, NodeId, Role, SharedTopology, Topology, TopologyBuilder,

@@ -5,24 +5,41 @@
 //! on the last component of a possibly schema-qualified or quoted name, and the list is the
 //! union for all dialects (a PostgreSQL name never harms MySQL and vice versa).
 
-/// The built-in list of functions that force a statement to the primary.
+/// The built-in list of functions that force a statement to the primary, sorted.
 ///
-/// PostgreSQL:
-/// - sequences: `nextval`, `setval`, `currval`, `lastval` (the last two read session state);
-/// - advisory locks: `pg_advisory_*`, `pg_try_advisory_*` (locks live on one server);
-/// - `pg_notify`, `set_config` (session settings), `pg_export_snapshot`, `pg_backend_pid`;
-/// - transaction ids and WAL position: `txid_current`, `txid_current_if_assigned`,
-///   `pg_current_xact_id`, `pg_current_xact_id_if_assigned`, `pg_current_wal_lsn`,
-///   `pg_current_wal_insert_lsn`, `pg_current_wal_flush_lsn`, `pg_current_xlog_location`,
-///   `pg_current_xlog_insert_location`, `pg_switch_wal`, `pg_switch_xlog`,
-///   `pg_create_restore_point`, `pg_log_standby_snapshot`, `pg_logical_emit_message`;
-/// - administration: `pg_terminate_backend`, `pg_cancel_backend`, `pg_reload_conf`,
-///   `pg_rotate_logfile`, `pg_promote`, `pg_stat_reset*`, `pg_create_*`, `pg_drop_replication_slot`,
-///   `pg_replication_slot_advance`;
-/// - `dblink*` (may run anything on another server);
-/// - large objects: `lo_creat`, `lo_create`, `lo_import`, `lo_export`, `lo_unlink`, `lo_put`,
+/// PostgreSQL (every function of `pg_catalog` that is volatile or parallel-unsafe was reviewed
+/// on PostgreSQL 15; the verdicts are in `pg_catalog_functions.txt` next to this file, which a
+/// test checks against this list, and which says how to redo the review for a new major
+/// version). Names of older and newer versions are included:
+/// - sequences: `nextval`, `setval`, and the session's `currval`, `lastval`;
+///   `pg_sequence_last_value` (a standby's value runs ahead of the primary's);
+/// - locks: `pg_advisory_*`, `pg_try_advisory_*` (locks live on one server);
+/// - writes to tables, indexes and catalogues: `brin_summarize_new_values`,
+///   `brin_summarize_range`, `brin_desummarize_range`, `gin_clean_pending_list`,
+///   `pg_import_system_collations`, `pg_extension_config_dump`, `pg_nextoid`,
+///   `pg_stop_making_pinned_objects`, `binary_upgrade_*`, `pg_restore_relation_stats`,
+///   `pg_restore_attribute_stats`, `pg_clear_relation_stats`, `pg_clear_attribute_stats`;
+///   large objects: `lo_creat`, `lo_create`, `lo_import`, `lo_export`, `lo_unlink`, `lo_put`,
 ///   `lo_from_bytea`, `lo_open`, `lo_close`, `lo_truncate`, `lo_truncate64`, `lo_lseek`,
-///   `lo_lseek64`, `lo_tell`, `lo_tell64`, `lowrite`, `loread`.
+///   `lo_lseek64`, `lo_tell`, `lo_tell64`, `lowrite`, `loread` (not `lo_get`);
+/// - WAL, replication slots and origins: `pg_current_wal_lsn`, `pg_current_wal_insert_lsn`,
+///   `pg_current_wal_flush_lsn`, `pg_current_xlog_location`, `pg_current_xlog_insert_location`,
+///   `pg_switch_wal`, `pg_switch_xlog`, `pg_create_restore_point`, `pg_log_standby_snapshot`,
+///   `pg_logical_emit_message`, `pg_create_*`, `pg_copy_logical_replication_slot`,
+///   `pg_copy_physical_replication_slot`, `pg_drop_replication_slot`,
+///   `pg_replication_slot_advance`, `pg_sync_replication_slots`, `pg_logical_slot_*` (getting
+///   changes consumes them; peeking reads the primary's slot), `pg_replication_origin_*`;
+/// - session and transaction state: `set_config`, `setseed`, `pg_export_snapshot`,
+///   `pg_backend_pid`, `txid_current`, `txid_current_if_assigned`, `pg_current_xact_id`,
+///   `pg_current_xact_id_if_assigned`, `cursor_to_xml*` (reads an open cursor), `pg_backup_start`,
+///   `pg_backup_stop`, `pg_start_backup`, `pg_stop_backup` (a backup belongs to a session);
+/// - query text run inside: `query_to_xml*`, `ts_stat`, `ts_rewrite`, and the `dblink*`
+///   extension (may run anything on another server);
+/// - administration: `pg_notify`, `pg_terminate_backend`, `pg_cancel_backend`,
+///   `pg_log_backend_memory_contexts` (process ids are per server), `pg_reload_conf`,
+///   `pg_rotate_logfile*`, `pg_promote`, `pg_stat_reset*`, `pg_stat_statements_reset`,
+///   `pg_wal_replay_pause`, `pg_wal_replay_resume` (and their `xlog` names: they act on the
+///   server they run on, so pick the replica with `db.replica()`; the primary refuses them).
 ///
 /// MySQL and MariaDB:
 /// - named locks: `get_lock`, `release_lock`, `release_all_locks`, `is_used_lock`, `is_free_lock`;
@@ -31,72 +48,109 @@
 ///   `wait_for_executed_gtid_set`, `wait_until_sql_thread_after_gtids`;
 /// - MariaDB sequences `nextval`, `lastval`, `setval` (shared with PostgreSQL above).
 ///
-/// Deliberately absent: `sleep`/`pg_sleep`, `uuid_short`, `random`/`rand`, `now`: they have no
-/// effect another server could observe, so a replica may run them.
+/// Deliberately absent: `sleep`/`pg_sleep`, `uuid_short`, `random`/`rand`, `now`, `lo_get`:
+/// they have no effect another server could observe, so a replica may run them. Functions of
+/// other extensions are not listed: add those that write, lock or run query text with
+/// [`Classifier::with_write_functions`](super::Classifier::with_write_functions) (e.g.
+/// `tablefunc`'s `crosstab*`, whose name would put every `COALESCE` through the list scan).
 pub const DEFAULT_WRITE_FUNCTIONS: &[&str] = &[
-    "nextval",
-    "setval",
+    "binary_upgrade_*",
+    "brin_desummarize_range",
+    "brin_summarize_new_values",
+    "brin_summarize_range",
+    "connection_id",
     "currval",
-    "lastval",
-    "pg_advisory_*",
-    "pg_try_advisory_*",
-    "pg_notify",
-    "set_config",
-    "pg_export_snapshot",
-    "pg_backend_pid",
-    "txid_current",
-    "txid_current_if_assigned",
-    "pg_current_xact_id",
-    "pg_current_xact_id_if_assigned",
-    "pg_current_wal_lsn",
-    "pg_current_wal_insert_lsn",
-    "pg_current_wal_flush_lsn",
-    "pg_current_xlog_location",
-    "pg_current_xlog_insert_location",
-    "pg_switch_wal",
-    "pg_switch_xlog",
-    "pg_create_restore_point",
-    "pg_log_standby_snapshot",
-    "pg_logical_emit_message",
-    "pg_terminate_backend",
-    "pg_cancel_backend",
-    "pg_reload_conf",
-    "pg_rotate_logfile",
-    "pg_promote",
-    "pg_stat_reset*",
-    "pg_create_*",
-    "pg_drop_replication_slot",
-    "pg_replication_slot_advance",
+    "cursor_to_xml*",
     "dblink*",
+    "found_rows",
+    "get_lock",
+    "gin_clean_pending_list",
+    "is_free_lock",
+    "is_used_lock",
+    "last_insert_id",
+    "lastval",
+    "lo_close",
     "lo_creat",
     "lo_create",
-    "lo_import",
     "lo_export",
-    "lo_unlink",
-    "lo_put",
     "lo_from_bytea",
-    "lo_open",
-    "lo_close",
-    "lo_truncate",
-    "lo_truncate64",
+    "lo_import",
     "lo_lseek",
     "lo_lseek64",
+    "lo_open",
+    "lo_put",
     "lo_tell",
     "lo_tell64",
-    "lowrite",
+    "lo_truncate",
+    "lo_truncate64",
+    "lo_unlink",
     "loread",
-    "get_lock",
-    "release_lock",
-    "release_all_locks",
-    "is_used_lock",
-    "is_free_lock",
-    "last_insert_id",
-    "found_rows",
-    "row_count",
-    "connection_id",
-    "master_pos_wait",
-    "source_pos_wait",
+    "lowrite",
     "master_gtid_wait",
+    "master_pos_wait",
+    "nextval",
+    "pg_advisory_*",
+    "pg_backend_pid",
+    "pg_backup_start",
+    "pg_backup_stop",
+    "pg_cancel_backend",
+    "pg_clear_attribute_stats",
+    "pg_clear_relation_stats",
+    "pg_copy_logical_replication_slot",
+    "pg_copy_physical_replication_slot",
+    "pg_create_*",
+    "pg_create_restore_point",
+    "pg_current_wal_flush_lsn",
+    "pg_current_wal_insert_lsn",
+    "pg_current_wal_lsn",
+    "pg_current_xact_id",
+    "pg_current_xact_id_if_assigned",
+    "pg_current_xlog_insert_location",
+    "pg_current_xlog_location",
+    "pg_drop_replication_slot",
+    "pg_export_snapshot",
+    "pg_extension_config_dump",
+    "pg_import_system_collations",
+    "pg_log_backend_memory_contexts",
+    "pg_log_standby_snapshot",
+    "pg_logical_emit_message",
+    "pg_logical_slot_*",
+    "pg_nextoid",
+    "pg_notify",
+    "pg_promote",
+    "pg_reload_conf",
+    "pg_replication_origin_*",
+    "pg_replication_slot_advance",
+    "pg_restore_attribute_stats",
+    "pg_restore_relation_stats",
+    "pg_rotate_logfile*",
+    "pg_sequence_last_value",
+    "pg_start_backup",
+    "pg_stat_reset*",
+    "pg_stat_statements_reset",
+    "pg_stop_backup",
+    "pg_stop_making_pinned_objects",
+    "pg_switch_wal",
+    "pg_switch_xlog",
+    "pg_sync_replication_slots",
+    "pg_terminate_backend",
+    "pg_try_advisory_*",
+    "pg_wal_replay_pause",
+    "pg_wal_replay_resume",
+    "pg_xlog_replay_pause",
+    "pg_xlog_replay_resume",
+    "query_to_xml*",
+    "release_all_locks",
+    "release_lock",
+    "row_count",
+    "set_config",
+    "setseed",
+    "setval",
+    "source_pos_wait",
+    "ts_rewrite",
+    "ts_stat",
+    "txid_current",
+    "txid_current_if_assigned",
     "wait_for_executed_gtid_set",
     "wait_until_sql_thread_after_gtids",
 ];
@@ -151,6 +205,22 @@ const fn default_filter() -> Filter {
 }
 
 static DEFAULT_FILTER: Filter = default_filter();
+
+/// For each first-byte bucket, the range of [`DEFAULT_WRITE_FUNCTIONS`] starting with it (the
+/// list is sorted, so each bucket's names are contiguous; a test checks it).
+static DEFAULT_RANGES: [(usize, usize); 32] = {
+    let mut r = [(0usize, 0usize); 32];
+    let mut i = 0;
+    while i < DEFAULT_WRITE_FUNCTIONS.len() {
+        let b = bucket(DEFAULT_WRITE_FUNCTIONS[i].as_bytes()[0]);
+        if r[b].1 == 0 {
+            r[b].0 = i;
+        }
+        r[b].1 = i + 1;
+        i += 1;
+    }
+    r
+};
 
 #[inline(always)]
 fn may_match(filter: &Filter, name: &[u8]) -> bool {
@@ -220,17 +290,15 @@ impl FunctionSet {
         may_match(&self.any, name) && self.scan(name)
     }
 
-    /// The prefilter of [`FunctionSet::contains`] alone, for a name of `len` bytes starting
-    /// with `first`: false means the name is surely not in the set.
-    #[inline(always)]
-    pub(crate) fn may_contain(&self, first: u8, len: usize) -> bool {
-        self.any[bucket(first)] & len_bit(len) != 0
-    }
-
     #[inline(never)]
     fn scan(&self, name: &[u8]) -> bool {
-        if self.defaults && may_match(&DEFAULT_FILTER, name) {
-            for p in DEFAULT_WRITE_FUNCTIONS {
+        if self.defaults
+            && may_match(&DEFAULT_FILTER, name)
+            && let Some(&first) = name.first()
+            && let Some(&(start, end)) = DEFAULT_RANGES.get(bucket(first))
+            && let Some(candidates) = DEFAULT_WRITE_FUNCTIONS.get(start..end)
+        {
+            for p in candidates {
                 if matches(p.as_bytes(), name) {
                     return true;
                 }
@@ -282,6 +350,36 @@ mod tests {
         s.clear_defaults();
         assert!(!s.contains(b"nextval"));
         assert!(s.contains(b"my_side_effect"));
+    }
+
+    /// Every function of the reviewed catalogue (`pg_catalog_functions.txt`) is on the list
+    /// or off it as its verdict says.
+    #[test]
+    fn the_list_agrees_with_the_reviewed_catalogue() {
+        let s = FunctionSet::new();
+        let mut checked = 0;
+        for line in include_str!("pg_catalog_functions.txt").lines() {
+            if line.starts_with('#') || line.trim().is_empty() {
+                continue;
+            }
+            let (name, verdict) = line.split_once(' ').unwrap();
+            let verdict = verdict.trim();
+            let listed = s.contains(name.as_bytes());
+            let primary = !matches!(verdict, "read" | "internal");
+            assert_eq!(listed, primary, "{name}: verdict `{verdict}`, on the list: {listed}");
+            checked += 1;
+        }
+        assert_eq!(checked, 229);
+    }
+
+    /// The list is sorted, so that each first letter's names are contiguous (`DEFAULT_RANGES`).
+    #[test]
+    fn the_list_is_sorted_and_unique() {
+        assert!(DEFAULT_WRITE_FUNCTIONS.windows(2).all(|w| w[0] < w[1]));
+        for (i, name) in DEFAULT_WRITE_FUNCTIONS.iter().enumerate() {
+            let (start, end) = DEFAULT_RANGES[bucket(name.as_bytes()[0])];
+            assert!((start..end).contains(&i), "{name}");
+        }
     }
 
     #[test]

@@ -29,11 +29,42 @@ pub(super) fn query_keyword(kw: Kw, prev: Kw, with: bool, analyze: bool) -> Opti
     }
 }
 
-/// MySQL system variables that hold per-session results.
+/// MySQL system variables whose value is the session's own: an explicit session scope
+/// (`@@session.x`, `@@local.x`, whose first component is `session`/`local`), a name the lexer
+/// cannot read (`` @@`x` ``: empty), or a per-session result or state.
 pub(super) fn is_session_sysvar(v: &[u8]) -> bool {
-    v.eq_ignore_ascii_case(b"identity")
-        || v.eq_ignore_ascii_case(b"last_insert_id")
-        || v.eq_ignore_ascii_case(b"insert_id")
+    const SESSION: [&[u8]; 11] = [
+        b"SESSION",
+        b"LOCAL",
+        b"IDENTITY",
+        b"LAST_INSERT_ID",
+        b"INSERT_ID",
+        b"WARNING_COUNT",
+        b"ERROR_COUNT",
+        b"LAST_GTID",
+        b"IN_TRANSACTION",
+        b"PSEUDO_THREAD_ID",
+        b"GTID_SEQ_NO",
+    ];
+    v.is_empty() || SESSION.iter().any(|k| is(v, k))
+}
+
+/// What after `SHOW` reads the session's own state (MySQL/MariaDB): warnings and errors of
+/// its last statement, and status or variables in session scope — explicit, or the default of
+/// `SHOW STATUS`/`SHOW VARIABLES` — and its profiles.
+pub(super) fn is_session_show(w: &[u8]) -> bool {
+    const SESSION: [&[u8]; 9] = [
+        b"WARNINGS",
+        b"ERRORS",
+        b"COUNT",
+        b"SESSION",
+        b"LOCAL",
+        b"STATUS",
+        b"VARIABLES",
+        b"PROFILE",
+        b"PROFILES",
+    ];
+    SESSION.iter().any(|k| is(w, k))
 }
 
 /// The keywords the classifier cares about.
@@ -150,45 +181,6 @@ static KEYWORD_ENDS: [u32; 256] = {
 pub(super) fn may_be_keyword(first: u8, len: usize) -> bool {
     // Bit 31 is never set (no keyword has 31 bytes), so longer words are rejected.
     (KEYWORD_LENGTHS[usize::from(first)] >> len.min(31)) & 1 != 0
-}
-
-/// The keywords that matter inside a read query: those [`query_keyword`] can turn into a
-/// write, and those it looks for just before them. Any other word leaves a query as it is, so
-/// the fast path does not look at it unless a `(` follows (a function's name).
-pub(super) const QUERY_KEYWORDS: [&[u8]; 15] = [
-    b"DELETE",
-    b"FOR",
-    b"IN",
-    b"INSERT",
-    b"INTO",
-    b"KEY",
-    b"LOCK",
-    b"MERGE",
-    b"NEXT",
-    b"NO",
-    b"PREVIOUS",
-    b"SHARE",
-    b"SQL_CALC_FOUND_ROWS",
-    b"UPDATE",
-    b"VALUE",
-];
-
-/// For each first byte, a bit per length of a [`QUERY_KEYWORDS`] entry starting with it.
-static QUERY_KEYWORD_LENGTHS: [u32; 256] = lengths_by_first_byte(&QUERY_KEYWORDS);
-
-/// Whether a word of `len` bytes starting with `first` can be one of [`QUERY_KEYWORDS`].
-#[inline(always)]
-pub(super) fn may_be_query_keyword(first: u8, len: usize) -> bool {
-    (QUERY_KEYWORD_LENGTHS[usize::from(first)] >> len.min(31)) & 1 != 0
-}
-
-/// Whether a word starting with `b` can be one of [`QUERY_KEYWORDS`]: `d f i k l m n p s u v`,
-/// either case. (The AVX2 masks have these letters in their byte-class tables; tests check the
-/// tables against this.)
-#[cfg(test)]
-#[inline(always)]
-pub(super) const fn starts_query_keyword(b: u8) -> bool {
-    matches!(b | 0x20, b'd' | b'f' | b'i' | b'k' | b'l' | b'm' | b'n' | b'p' | b's' | b'u' | b'v')
 }
 
 /// Bare `EXPLAIN` options (PostgreSQL's legacy syntax and MySQL's) other than `ANALYZE`.
@@ -324,34 +316,5 @@ mod tests {
         assert!(!may_be_keyword(b'"', 4));
         assert_eq!(keyword(b"NULL"), Kw::None); // starts like NEXT, ends like no keyword
         assert_eq!(keyword(b"is"), Kw::None);
-    }
-
-    /// Every keyword whose presence can change what a read query is, on its own or before
-    /// another, is in `QUERY_KEYWORDS`, and the filters never reject one.
-    #[test]
-    fn query_keywords_cover_everything_query_keyword_looks_at() {
-        let kws: Vec<Kw> = KEYWORDS.iter().map(|k| keyword(k)).collect();
-        let listed = |kw: Kw| QUERY_KEYWORDS.iter().any(|k| keyword(k) == kw);
-        for &kw in &kws {
-            for &prev in kws.iter().chain([Kw::None, Kw::Equals].iter()) {
-                for (with, analyze) in [(false, false), (true, false), (false, true)] {
-                    let r = query_keyword(kw, prev, with, analyze);
-                    if r.is_some() {
-                        assert!(listed(kw), "{kw:?} after {prev:?}");
-                    }
-                    if r != query_keyword(kw, Kw::None, with, analyze) {
-                        assert!(listed(prev), "{prev:?} before {kw:?}");
-                    }
-                }
-            }
-        }
-        for k in QUERY_KEYWORDS {
-            for w in [k.to_vec(), k.to_ascii_lowercase()] {
-                assert!(may_be_query_keyword(w[0], w.len()) && starts_query_keyword(w[0]), "{k:?}");
-            }
-        }
-        for w in [&b"COALESCE"[..], b"AS", b"FROM_", b"select", b"AND"] {
-            assert!(!may_be_query_keyword(w[0], w.len()), "{w:?}");
-        }
     }
 }

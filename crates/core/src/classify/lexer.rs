@@ -15,6 +15,9 @@ pub(crate) enum Tok<'a> {
     Word(&'a [u8]),
     /// A quoted identifier's content, without the quotes (doubled quotes are left as is).
     Quoted(&'a [u8]),
+    /// A PostgreSQL Unicode-escaped identifier `U&"…"`, undecoded: the name it denotes is not
+    /// what its bytes say (`U&"\0070g_advisory_lock"` is `pg_advisory_lock`).
+    UQuoted(&'a [u8]),
     /// A string literal of any kind (content is irrelevant to routing).
     Str,
     /// A numeric literal.
@@ -67,8 +70,8 @@ pub(crate) fn class(b: u8) -> u8 {
     CLASS[b as usize]
 }
 
-/// The lexer. Iterate with [`Lexer::next_token`].
-#[derive(Debug)]
+/// The lexer. Iterate with [`Lexer::next_token`]; a clone looks ahead.
+#[derive(Clone, Debug)]
 pub(crate) struct Lexer<'a> {
     src: &'a [u8],
     pos: usize,
@@ -79,6 +82,9 @@ pub(crate) struct Lexer<'a> {
     pub(crate) unterminated: bool,
     /// A string literal whose end depends on the server's escape mode was met.
     pub(crate) ambiguous: bool,
+    /// Text the lexer cannot tell code from comment in (a MySQL versioned comment, which
+    /// servers run or skip by version): the scan stopped there.
+    pub(crate) opaque: bool,
     /// The strongest routing hint seen in a comment so far.
     pub(crate) hint: Option<Hint>,
     /// Byte range of the first `tag=` value seen in a hint comment.
@@ -94,6 +100,7 @@ impl<'a> Lexer<'a> {
             in_exec_comment: false,
             unterminated: false,
             ambiguous: false,
+            opaque: false,
             hint: None,
             tag: None,
         }
@@ -202,6 +209,7 @@ impl<'a> Lexer<'a> {
                     let after = self.peek(2);
                     if self.dialect != Dialect::MySql
                         || after <= b' '
+                        || after == 0x7f
                         || self.pos + 2 >= self.src.len()
                     {
                         self.pos += 2;
@@ -217,6 +225,11 @@ impl<'a> Lexer<'a> {
                     continue;
                 }
                 b'/' if self.peek(1) == b'*' => {
+                    if self.in_exec_comment {
+                        // A comment inside `/*! … */`: where each ends depends on the server.
+                        self.stop_opaque();
+                        return None;
+                    }
                     if self.block_comment() {
                         continue;
                     }
@@ -245,6 +258,19 @@ impl<'a> Lexer<'a> {
                     return Some(Tok::Param);
                 }
                 b'@' => return Some(self.at()),
+                // `U&"…"`: a Unicode-escaped identifier (PostgreSQL). Its `U` was lexed as a
+                // word already (here or by the classifier's fast path): the `&` right after a
+                // word `U` and right before `"` makes the rest one token.
+                b'&' if self.dialect == Dialect::Postgres
+                    && self.peek(1) == b'"'
+                    && self.follows_word_u() =>
+                {
+                    self.pos += 1;
+                    return match self.quoted(b'"')? {
+                        Tok::Quoted(q) => Some(Tok::UQuoted(q)),
+                        other => Some(other),
+                    };
+                }
                 b':' if self.dialect == Dialect::Sqlite && class(self.peek(1)) & START != 0 => {
                     self.pos += 1;
                     let _ = self.word();
@@ -256,6 +282,12 @@ impl<'a> Lexer<'a> {
                 }
             }
         }
+    }
+
+    /// Whether the bytes before `pos` are a word `U` (or `u`) on its own: `U&"…"`'s prefix.
+    fn follows_word_u(&self) -> bool {
+        let before = |k: usize| self.pos.checked_sub(k).and_then(|i| self.src.get(i)).copied();
+        matches!(before(1), Some(b'u' | b'U')) && before(2).is_none_or(|b| class(b) & CONT == 0)
     }
 
     #[inline(always)]
@@ -313,18 +345,19 @@ impl<'a> Lexer<'a> {
                 continue;
             }
             if b == quote {
-                if self.src.get(i + 1) == Some(&quote) {
-                    i += 2;
-                    continue;
-                }
                 if esc == Escapes::Standard {
-                    // With standard_conforming_strings off, an odd run of backslashes
-                    // before this quote would escape it.
+                    // With standard_conforming_strings off, an odd run of backslashes before
+                    // this quote would escape it, whether it closes the string or starts a
+                    // doubled quote: the string would end elsewhere.
                     let run = self.src.get(start..i).unwrap_or_default();
                     let n = run.iter().rev().take_while(|&&c| c == b'\\').count();
                     if n % 2 == 1 {
                         self.ambiguous = true;
                     }
+                }
+                if self.src.get(i + 1) == Some(&quote) {
+                    i += 2;
+                    continue;
                 }
                 self.pos = i + 1;
                 return Some(Tok::Str);
@@ -333,16 +366,37 @@ impl<'a> Lexer<'a> {
         }
     }
 
+    /// A line comment whose content starts at `pos`. It ends at `\n` in every dialect and also
+    /// at `\r` in PostgreSQL only (its lexer's `newline` is `[\n\r]`; MySQL, MariaDB and
+    /// SQLite end line comments at `\n` alone). In MySQL a NUL byte may end the server's scan
+    /// of the comment early: such text is opaque.
     #[inline(never)]
     fn line_comment(&mut self) {
         let start = self.pos;
         let rest = self.src.get(start..).unwrap_or_default();
-        let end = match rest.iter().position(|&b| b == b'\n' || b == b'\r') {
+        let off = match self.dialect {
+            Dialect::Postgres => rest.iter().position(|&b| b == b'\n' || b == b'\r'),
+            Dialect::MySql => rest.iter().position(|&b| b == b'\n' || b == 0),
+            Dialect::Sqlite => find_byte(rest, b'\n'),
+        };
+        let end = match off {
             Some(off) => start + off,
             None => self.src.len(),
         };
+        if self.src.get(end) == Some(&0) {
+            self.stop_opaque();
+            return;
+        }
         self.pos = end;
         self.hint_comment(start, end);
+    }
+
+    /// Gives up on text the lexer cannot read the way every server would: the scan ends here
+    /// and the statement is a write.
+    #[cold]
+    fn stop_opaque(&mut self) {
+        self.opaque = true;
+        self.pos = self.src.len();
     }
 
     /// A block comment opened at `pos`. Returns false if it is unterminated.
@@ -352,14 +406,19 @@ impl<'a> Lexer<'a> {
         let body = open + 2;
         if self.dialect == Dialect::MySql {
             let third = self.peek(2);
-            let exec = third == b'!' || (third == b'M' && self.peek(3) == b'!');
-            if exec {
-                // Executable comment: its content is SQL. Skip the optional version number.
-                let mut i = body + if third == b'!' { 1 } else { 2 };
-                while self.src.get(i).is_some_and(|b| b.is_ascii_digit()) {
-                    i += 1;
+            if third == b'M' && self.peek(3) == b'!' {
+                // `/*M! … */`: code to MariaDB, a comment to MySQL.
+                self.stop_opaque();
+                return false;
+            }
+            if third == b'!' {
+                if self.peek(3).is_ascii_digit() {
+                    // `/*!50000 … */`: code or a comment, by the server's version.
+                    self.stop_opaque();
+                    return false;
                 }
-                self.pos = i;
+                // Executable comment: its content is SQL to every server.
+                self.pos = body + 1;
                 self.in_exec_comment = true;
                 return true;
             }
@@ -647,7 +706,7 @@ mod tests {
         );
         assert_eq!(toks("a # b\nc", Dialect::MySql), vec![Tok::Word(b"a"), Tok::Word(b"c")]);
         assert_eq!(
-            toks("/*!40101 SET x */ y", Dialect::MySql),
+            toks("/*! SET x */ y", Dialect::MySql),
             vec![Tok::Word(b"SET"), Tok::Word(b"x"), Tok::Word(b"y")]
         );
     }

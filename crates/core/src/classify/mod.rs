@@ -1,13 +1,13 @@
 //! Statement classification: is this SQL text provably a read?
 
-mod fast;
 mod functions;
 mod keywords;
 mod lexer;
-mod masks;
 mod scalar;
 mod tables;
 
+#[cfg(test)]
+mod sound_tests;
 #[cfg(test)]
 mod tests;
 
@@ -16,11 +16,10 @@ use std::fmt;
 pub use functions::DEFAULT_WRITE_FUNCTIONS;
 pub use tables::{Tables, tables};
 
-use fast::QueryVars;
 use functions::FunctionSet;
-use keywords::{Kw, is_explain_option, is_session_sysvar, keyword, query_keyword};
+use keywords::{Kw, is_explain_option, is_session_show, is_session_sysvar, keyword, query_keyword};
 use lexer::{Lexer, Tok};
-use masks::Engine;
+use scalar::QueryVars;
 
 /// The SQL dialect of a statement, which decides how it is lexed.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -78,8 +77,9 @@ pub enum Reason {
     ExplainAnalyze,
     /// A call to a function on the write list, or `NEXT VALUE FOR`.
     WriteFunction,
-    /// Session or primary-only state: MySQL user variables, `@@identity`,
-    /// `SQL_CALC_FOUND_ROWS`, `SHOW MASTER STATUS`.
+    /// Session or primary-only state: MySQL user variables, session system variables
+    /// (`@@session.x`, `@@local.x`, `@@last_insert_id` …), `SQL_CALC_FOUND_ROWS`, `SHOW
+    /// WARNINGS`/`ERRORS`/`STATUS`/`VARIABLES` (session scope), `SHOW MASTER STATUS`.
     SessionState,
     /// A `/*rwsplit:primary*/` hint.
     Hint,
@@ -89,6 +89,10 @@ pub enum Reason {
     Unterminated,
     /// A string literal whose end depends on the server's escape mode.
     AmbiguousString,
+    /// A construct the classifier does not fully understand, so it cannot prove the statement
+    /// reads: a Unicode-escaped name (`U&"…"`) called as a function, a MySQL versioned comment
+    /// (`/*!50000 … */`, `/*M! … */`), which servers run or skip by version.
+    Opaque,
 }
 
 impl Reason {
@@ -117,6 +121,7 @@ impl Reason {
             Self::Empty => "empty statement",
             Self::Unterminated => "unterminated token",
             Self::AmbiguousString => "escape-mode-dependent string",
+            Self::Opaque => "not fully understood",
         }
     }
 }
@@ -202,12 +207,18 @@ impl<'a> Classification<'a> {
 /// A hint comment may also carry a tag for routing rules: `/* rwsplit:replica,tag=analytics */`.
 /// Line comments (`-- rwsplit:primary`) work too; directives are separated by commas or spaces.
 ///
+/// # What is not understood is a write
+///
+/// A string literal whose end depends on the server's escape mode
+/// (`standard_conforming_strings`, `NO_BACKSLASH_ESCAPES`), a Unicode-escaped name (`U&"…"`)
+/// called as a function, a MySQL versioned comment (`/*!50000 … */`, `/*M! … */`), a statement
+/// cut short (`EXPLAIN ANALYZE;`) and unterminated text all make the statement a write.
+///
 /// # What is not detected
 ///
-/// Functions not on the list are assumed read-only: a user-defined function that writes must be
-/// added with [`Classifier::with_write_functions`]. Temporary tables are not known to the
-/// classifier. A string literal whose end depends on the server's escape mode
-/// (`standard_conforming_strings`, `NO_BACKSLASH_ESCAPES`) is treated as a write.
+/// Functions not on the list are assumed read-only: a user-defined or extension function that
+/// writes must be added with [`Classifier::with_write_functions`]. Temporary tables are not
+/// known to the classifier.
 ///
 /// ```
 /// use rwsplit_core::{Access, Classifier, Dialect};
@@ -230,7 +241,18 @@ impl Default for Classifier {
     }
 }
 
-static DEFAULT: Classifier = Classifier { functions: FunctionSet::new(), engine: Engine::Auto };
+static DEFAULT: Classifier = Classifier { functions: FunctionSet::new(), engine: Engine::Fast };
+
+/// Whether the query state takes its fast path. [`Engine::Fast`] in normal use; tests compare it
+/// with [`Engine::General`] on every input they try.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[cfg_attr(not(test), allow(dead_code, reason = "tests construct the general engine"))]
+enum Engine {
+    /// No fast path: the general lexer for everything.
+    General,
+    /// The fused scalar loop of `scalar.rs` for the common tokens of a read query.
+    Fast,
+}
 
 /// Classifies `sql` with the default [`Classifier`]: [`Access::Read`] only if the text is
 /// provably a read (see [`Classifier`] for the rules, hints and limits).
@@ -351,6 +373,9 @@ impl Classifier {
                 return (WRITE, Reason::Hint);
             }
             if tok == Tok::Punct(b';') {
+                if let Some(r) = state.cut_short() {
+                    return (WRITE, r);
+                }
                 state = State::Start;
                 prev = Kw::None;
                 name = None;
@@ -373,6 +398,8 @@ impl Classifier {
                             (State::query(false), Reason::Select)
                         }
                         Kw::With => (State::query(true), Reason::Select),
+                        // Only a query can be parenthesised: `(EXPLAIN …)` is not understood.
+                        _ if depth > 0 => return (WRITE, Reason::Statement),
                         Kw::Show => (State::Show, Reason::Show),
                         // MySQL's DESCRIBE is a synonym of EXPLAIN (`DESC ANALYZE …` runs it).
                         Kw::Describe | Kw::Desc => {
@@ -412,6 +439,17 @@ impl Classifier {
                             prev_dot = false;
                             continue;
                         }
+                        Tok::UQuoted(_) => {
+                            // Its escapes may spell any name: called (possibly after a
+                            // `UESCAPE 'c'`), it is not understood.
+                            if unicode_name_is_called(lx) {
+                                return (WRITE, Reason::Opaque);
+                            }
+                            name = None;
+                            prev = Kw::None;
+                            prev_dot = false;
+                            continue;
+                        }
                         Tok::Punct(b'(') => {
                             if name.is_some_and(|n| self.functions.contains(n)) {
                                 return (WRITE, Reason::WriteFunction);
@@ -436,7 +474,7 @@ impl Classifier {
                 }
                 State::Show => {
                     if let Tok::Word(w) = tok
-                        && matches!(keyword(w), Kw::Master | Kw::Binary)
+                        && (matches!(keyword(w), Kw::Master | Kw::Binary) || is_session_show(w))
                     {
                         return (WRITE, Reason::SessionState);
                     }
@@ -472,6 +510,23 @@ impl Classifier {
                     }
                     Tok::Punct(b')') => {
                         depth = depth.saturating_sub(1);
+                        prev = Kw::None;
+                    }
+                    // A quoted option name is compared like a bare one (PostgreSQL accepts
+                    // `EXPLAIN ("analyze") …`); a quoted value never turns `ANALYZE` off.
+                    Tok::Quoted(q) if depth > 0 => {
+                        prev = keyword(q);
+                        if prev == Kw::Analyze {
+                            state = State::ExplainOptions { analyze: true };
+                        }
+                    }
+                    // An escaped option may be `ANALYZE`; where a statement should start, a
+                    // quoted name is no read either.
+                    Tok::UQuoted(_) | Tok::Quoted(_) => {
+                        if depth == 0 && analyze {
+                            return (WRITE, Reason::ExplainAnalyze);
+                        }
+                        state = State::ExplainOptions { analyze: true };
                         prev = Kw::None;
                     }
                     Tok::Punct(b'=') => prev = Kw::Equals,
@@ -512,24 +567,34 @@ impl Classifier {
                 State::Skip => {}
             }
         }
+        if lx.opaque {
+            return (WRITE, Reason::Opaque);
+        }
         if lx.unterminated {
             return (WRITE, Reason::Unterminated);
         }
         if lx.ambiguous {
             return (WRITE, Reason::AmbiguousString);
         }
-        match state {
-            // A statement cut short: `EXPLAIN ANALYZE` or `COPY t TO` with nothing after it.
-            State::ExplainOptions { analyze: true } => {
-                return (WRITE, Reason::ExplainAnalyze);
-            }
-            State::Copy | State::CopyQuery | State::CopyTo => return (WRITE, Reason::Statement),
-            _ => {}
+        if let Some(r) = state.cut_short() {
+            return (WRITE, r);
         }
         match read {
             Some(r) => (Access::Read, r),
             None => (WRITE, Reason::Empty),
         }
+    }
+}
+
+/// Whether the token after a `U&"…"` identifier makes it a called name: `(`, or the `UESCAPE`
+/// that may come between the name and its `(`. Looks ahead on a copy of the lexer.
+#[cold]
+fn unicode_name_is_called(lx: &Lexer<'_>) -> bool {
+    let mut ahead = lx.clone();
+    match ahead.next_token() {
+        Some(Tok::Punct(b'(')) => true,
+        Some(Tok::Word(w)) => w.eq_ignore_ascii_case(b"UESCAPE"),
+        _ => false,
     }
 }
 
@@ -586,5 +651,15 @@ enum State {
 impl State {
     const fn query(with: bool) -> Self {
         Self::Query { with, analyze: false, copy: false }
+    }
+
+    /// The write reason if a statement ends (`;` or the end of the text) in this state: cut
+    /// short, like `EXPLAIN ANALYZE` or `COPY t TO` with nothing after it, it is not understood.
+    const fn cut_short(self) -> Option<Reason> {
+        match self {
+            Self::ExplainOptions { analyze: true } => Some(Reason::ExplainAnalyze),
+            Self::Copy | Self::CopyQuery | Self::CopyTo => Some(Reason::Statement),
+            _ => None,
+        }
     }
 }

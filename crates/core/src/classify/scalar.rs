@@ -1,19 +1,43 @@
-//! The fast path without SIMD masks, for CPUs without AVX2: one fused loop over the query
-//! state's common tokens.
+//! The query state's fast path: one fused loop over the common tokens of a read query.
 
-use super::fast::{QueryVars, word_len};
 use super::keywords::{Kw, keyword, may_be_keyword, query_keyword};
 use super::lexer::{CONT, Lexer, class, find_byte};
-use super::{Classifier, Dialect, Reason};
+use super::{Classifier, Dialect, Engine, Reason};
+
+/// The query-state variables of `Classifier::scan`, shared with its fast path.
+pub(super) struct QueryVars<'a> {
+    pub(super) prev: Kw,
+    pub(super) name: Option<&'a [u8]>,
+    pub(super) prev_dot: bool,
+    pub(super) depth: u32,
+}
 
 impl Classifier {
-    /// The fast path without SIMD masks: the query state's common tokens lexed and classified
-    /// one by one in a single tight loop (whitespace, quoted identifiers, words, numbers,
-    /// parameters and plain punctuation), with runs of `"t"."col", ` column lists taken without
-    /// a dispatch per token. Like the windowed path it stops at anything else, leaving the lexer
-    /// at the byte.
+    /// The query state's common case, unless the engine is [`Engine::General`] or a MySQL
+    /// executable comment is open (its `*/` is the general lexer's): see
+    /// [`Classifier::scalar_query`].
     #[inline]
-    pub(super) fn scalar_query<'a>(
+    pub(super) fn fast_query<'a>(
+        &self,
+        lx: &mut Lexer<'a>,
+        out: &mut QueryVars<'a>,
+        with: bool,
+        analyze: bool,
+        copy: bool,
+    ) -> Option<Reason> {
+        if self.engine == Engine::General || lx.in_exec_comment() {
+            return None;
+        }
+        self.scalar_query(lx, out, with, analyze, copy)
+    }
+
+    /// The query state's common tokens lexed and classified one by one in a single tight loop
+    /// (whitespace, quoted identifiers, words, numbers, parameters and plain punctuation), with
+    /// runs of `"t"."col", ` column lists taken without a dispatch per token. It stops at
+    /// anything else (strings, comments, `;`, variables …), leaving the lexer at that byte for
+    /// the general loop, which applies exactly the same rules with the full lexer.
+    #[inline]
+    fn scalar_query<'a>(
         &self,
         lx: &mut Lexer<'a>,
         out: &mut QueryVars<'a>,
@@ -214,6 +238,24 @@ fn close_quote(src: &[u8], from: usize, rep: u64, q: u8) -> Option<usize> {
         return find_from(src, from + 8, q);
     }
     find_from(src, from, q)
+}
+
+/// The length of the word starting at `rest[0]`: eight bytes per bounds check.
+#[inline(always)]
+fn word_len(rest: &[u8]) -> usize {
+    let mut n = 1;
+    while let Some(chunk) = rest.get(n..).and_then(<[u8]>::first_chunk::<8>) {
+        for (k, &c) in chunk.iter().enumerate() {
+            if class(c) & CONT == 0 {
+                return n + k;
+            }
+        }
+        n += 8;
+    }
+    while rest.get(n).is_some_and(|&c| class(c) & CONT != 0) {
+        n += 1;
+    }
+    n.min(rest.len())
 }
 
 /// The offset of the first `needle` in `src` at or after `from`, if any.

@@ -96,7 +96,7 @@ impl<'a> Tables<'a> {
                     self.in_from = false;
                 }
             }
-            Tok::Quoted(q) if self.expect => {
+            Tok::Quoted(q) | Tok::UQuoted(q) if self.expect => {
                 self.pending = Some(q);
                 self.expect = false;
             }
@@ -139,7 +139,7 @@ impl<'a> Iterator for Tables<'a> {
                         self.after_dot = true;
                         continue;
                     }
-                    Tok::Word(w) | Tok::Quoted(w) if self.after_dot => {
+                    Tok::Word(w) | Tok::Quoted(w) | Tok::UQuoted(w) if self.after_dot => {
                         self.pending = Some(w);
                         self.after_dot = false;
                         continue;

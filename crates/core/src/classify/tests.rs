@@ -493,9 +493,11 @@ fn user_functions() {
 #[case(My, "SELECT 1--1; DELETE FROM t", W, Reason::Statement)]
 #[case(My, "SELECT 1 --", R, Reason::Select)]
 #[case(My, "SELECT 1 /* a /* b */ ; DELETE FROM t", W, Reason::Statement)]
-#[case(My, "/*!40101 SET NAMES utf8 */", W, Reason::Statement)]
-#[case(My, "SELECT 1 /*!50000 FOR UPDATE */", W, Reason::LockingClause)]
-#[case(My, "SELECT 1 /*M!100000 , nextval(s) */", W, Reason::WriteFunction)]
+#[case(My, "/*!40101 SET NAMES utf8 */", W, Reason::Opaque)]
+#[case(My, "/*! SET NAMES utf8 */", W, Reason::Statement)]
+#[case(My, "SELECT 1 /*!50000 FOR UPDATE */", W, Reason::Opaque)]
+#[case(My, "SELECT 1 /*! FOR UPDATE */", W, Reason::LockingClause)]
+#[case(My, "SELECT 1 /*M!100000 , nextval(s) */", W, Reason::Opaque)]
 #[case(My, "SELECT /*+ MAX_EXECUTION_TIME(1000) */ a FROM t", R, Reason::Select)]
 #[case(My, "SELECT /*!STRAIGHT_JOIN*/ a FROM t", R, Reason::Select)]
 #[case(My, "SELECT $1", R, Reason::Select)]
@@ -507,7 +509,8 @@ fn user_functions() {
 #[case(My, "SELECT a INTO @x FROM t", W, Reason::SelectInto)]
 #[case(My, "SELECT a FROM t INTO OUTFILE '/tmp/x'", W, Reason::SelectInto)]
 #[case(My, "SELECT a FROM t INTO DUMPFILE '/tmp/x'", W, Reason::SelectInto)]
-#[case(My, "SELECT @@version, @@session.sql_mode", R, Reason::Select)]
+#[case(My, "SELECT @@version, @@global.sql_mode", R, Reason::Select)]
+#[case(My, "SELECT @@version, @@session.sql_mode", W, Reason::SessionState)]
 #[case(My, "SELECT @@identity", W, Reason::SessionState)]
 #[case(My, "SELECT @@last_insert_id", W, Reason::SessionState)]
 #[case(My, "SELECT SQL_CALC_FOUND_ROWS * FROM t LIMIT 1", W, Reason::SessionState)]
@@ -644,6 +647,7 @@ fn reasons_have_stable_descriptions() {
         Reason::Empty,
         Reason::Unterminated,
         Reason::AmbiguousString,
+        Reason::Opaque,
     ];
     let mut seen = std::collections::HashSet::new();
     for r in all {
@@ -664,8 +668,8 @@ fn a_long_statement_is_read() {
 }
 
 /// Every construct the fast path treats specially, at every offset up to 140 bytes (after a
-/// column list or a run of spaces, so that it straddles any chunk or window boundary a fast
-/// path may use): the fast and general paths agree.
+/// column list or a run of spaces, so that it straddles any 8-byte step of the fast path):
+/// the fast and general paths agree.
 #[test]
 fn fast_path_agrees_at_every_offset() {
     let fast = Classifier::default().with_write_functions(["my_fn"]);
@@ -698,7 +702,7 @@ fn fast_path_agrees_at_every_offset() {
         "x /*rwsplit:primary*/ FROM t",
         "(SELECT 1) TO STDOUT",
         ") TO STDOUT",
-        // Tokens the windowed fast path passes over, decides lazily or takes apart.
+        // Numbers, parameters, long names and odd whitespace next to keywords.
         "1.for update",
         "1. FOR UPDATE",
         "12.nextval(1)",
@@ -714,8 +718,7 @@ fn fast_path_agrees_at_every_offset() {
         "t . for update",
         "FOR\x0bUPDATE",
         "a?b FOR SHARE",
-        // Write functions whose names start with letters no query keyword starts with (no
-        // event: a `(` after them finds them passed over, maybe in an earlier window).
+        // Write functions whose names start with letters no query keyword starts with.
         "currval (1)",
         "txid_current()",
         "get_lock('a', 1)",
@@ -793,12 +796,15 @@ fn fast_start_agrees_with_the_general_path() {
     }
 }
 
-/// `c` with each fast path: the one this machine takes, the scalar one, and the windowed one
-/// with masks from a table loop.
-fn engines(c: &Classifier) -> [Classifier; 3] {
-    [Engine::Auto, Engine::Scalar, Engine::Portable]
-        .map(|engine| Classifier { engine, ..c.clone() })
+/// `c` with its fast path on (the general path is `Engine::General`).
+fn engines(c: &Classifier) -> [Classifier; 1] {
+    [Classifier { engine: Engine::Fast, ..c.clone() }]
 }
+
+/// The fuzzer's grammar; it names `Dialect` and `DEFAULT_WRITE_FUNCTIONS` from here.
+#[path = "../../tests/support/grammar.rs"]
+#[allow(dead_code, reason = "the fuzzer's shape lists are for its own sanity test")]
+mod fuzz_grammar;
 
 mod props {
     use proptest::prelude::*;
@@ -859,6 +865,18 @@ mod props {
                     prop_assert_eq!(fast.explain(&sql, d), slow.explain(&sql, d), "{:?} {:?}: {}", fast.engine, d, sql);
                 }
             }
+        }
+
+        /// The fuzzer's statements (`tests/support/grammar.rs`: writes, locks and session
+        /// reads in every dressing) are writes by both paths, with the same reason.
+        #[test]
+        fn fast_path_agrees_on_the_fuzzer_grammar(draw in fuzz_grammar::draws()) {
+            let case = fuzz_grammar::build(&draw);
+            let fast = Classifier::default();
+            let slow = Classifier { engine: Engine::General, ..fast.clone() };
+            let want = slow.explain(&case.sql, case.dialect);
+            prop_assert_eq!(fast.explain(&case.sql, case.dialect), want, "{:?}", case);
+            prop_assert_eq!(want.access(), Access::Write, "{:?}", case);
         }
 
         /// Appending a write statement to anything never yields a read.

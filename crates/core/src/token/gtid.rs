@@ -96,14 +96,20 @@ pub struct MariaDbPosition {
 }
 
 impl MariaDbPosition {
-    /// A position from GTIDs in any order.
+    /// A position from GTIDs in any order (`O(n log n)`).
     #[must_use]
     pub fn new(gtids: impl IntoIterator<Item = MariaDbGtid>) -> Self {
-        let mut p = Self::default();
-        for g in gtids {
-            p.insert(g);
-        }
-        p
+        Self::normalised(gtids.into_iter().collect())
+    }
+
+    /// Sorted by domain, one per domain: the later sequence wins (ties: the larger server id).
+    fn normalised(mut gtids: Vec<MariaDbGtid>) -> Self {
+        // By domain, and within a domain the winner first; `dedup` keeps the first.
+        gtids.sort_unstable_by(|a, b| {
+            a.domain.cmp(&b.domain).then_with(|| (b.seq, b.server).cmp(&(a.seq, a.server)))
+        });
+        gtids.dedup_by_key(|g| g.domain);
+        Self { gtids }
     }
 
     /// The GTIDs, sorted by domain.
@@ -118,28 +124,16 @@ impl MariaDbPosition {
         self.gtids.binary_search_by_key(&domain, |g| g.domain).ok().and_then(|i| self.gtids.get(i))
     }
 
-    fn insert(&mut self, g: MariaDbGtid) {
-        match self.gtids.binary_search_by_key(&g.domain, |x| x.domain) {
-            Ok(i) => {
-                if let Some(cur) = self.gtids.get_mut(i)
-                    && (g.seq, g.server) > (cur.seq, cur.server)
-                {
-                    *cur = g;
-                }
-            }
-            Err(i) => self.gtids.insert(i, g),
-        }
-    }
-
+    /// Parses GTIDs separated by `sep`, in time linear in the text plus a sort.
     pub(crate) fn parse_with(text: &str, sep: char) -> Result<Self> {
-        let mut p = Self::default();
+        let mut gtids = Vec::new();
         for part in text.split(sep) {
             let part = part.trim();
             if !part.is_empty() {
-                p.insert(part.parse()?);
+                gtids.push(part.parse()?);
             }
         }
-        Ok(p)
+        Ok(Self::normalised(gtids))
     }
 
     pub(crate) fn write_with(&self, f: &mut fmt::Formatter<'_>, sep: char) -> fmt::Result {
@@ -168,10 +162,51 @@ impl MariaDbPosition {
         Some(total)
     }
 
+    /// `self` (a token) no further ahead than `primary`: a domain the primary has not written
+    /// is dropped, and a GTID of the primary's server ahead of the primary's is lowered to it.
+    /// A GTID of another server is kept (another history: not comparable). Linear.
+    pub(crate) fn clamp_to(&mut self, primary: &Self) {
+        let mut theirs = primary.gtids.iter().peekable();
+        self.gtids.retain_mut(|g| {
+            while theirs.next_if(|p| p.domain < g.domain).is_some() {}
+            match theirs.peek() {
+                Some(p) if p.domain == g.domain => {
+                    if p.server == g.server && g.seq > p.seq {
+                        g.seq = p.seq;
+                    }
+                    true
+                }
+                _ => false,
+            }
+        });
+    }
+
+    /// Keeps, per domain, the later GTID of the two (one linear pass over both).
     pub(crate) fn merge(&mut self, other: &Self) {
-        for g in &other.gtids {
-            self.insert(*g);
+        if other.gtids.is_empty() {
+            return;
         }
+        let mine = std::mem::take(&mut self.gtids);
+        let mut out: Vec<MariaDbGtid> = Vec::with_capacity(mine.len().max(other.gtids.len()));
+        let (mut a, mut b) = (mine.iter().peekable(), other.gtids.iter().peekable());
+        loop {
+            let next = match (a.peek(), b.peek()) {
+                (Some(x), Some(y)) if x.domain < y.domain => a.next(),
+                (Some(x), Some(y)) if x.domain > y.domain => b.next(),
+                (Some(x), Some(y)) => {
+                    let winner = if (y.seq, y.server) > (x.seq, x.server) { **y } else { **x };
+                    a.next();
+                    b.next();
+                    out.push(winner);
+                    continue;
+                }
+                (Some(_), None) => a.next(),
+                (None, Some(_)) => b.next(),
+                (None, None) => break,
+            };
+            out.extend(next.copied());
+        }
+        self.gtids = out;
     }
 }
 
@@ -244,20 +279,42 @@ impl GtidSet {
         other.missing_from(self) == 0
     }
 
-    /// Adds every transaction of `other`.
+    /// Adds every transaction of `other` (one linear pass over both sets).
     pub fn union(&mut self, other: &Self) {
-        for e in &other.entries {
-            match self.entries.binary_search_by(|x| x.key.cmp(&e.key)) {
-                Ok(i) => {
-                    if let Some(mine) = self.entries.get_mut(i) {
-                        for &(a, b) in &e.intervals {
-                            add_interval(&mut mine.intervals, a, b);
-                        }
-                    }
+        if other.entries.is_empty() {
+            return;
+        }
+        let mine = std::mem::take(&mut self.entries);
+        let mut out: Vec<GtidEntry> = Vec::with_capacity(mine.len().max(other.entries.len()));
+        let mut b = other.entries.iter().peekable();
+        for e in mine {
+            while let Some(o) = b.next_if(|o| o.key < e.key) {
+                out.push(o.clone());
+            }
+            match b.next_if(|o| o.key == e.key) {
+                Some(o) => {
+                    let mut all = Vec::with_capacity(e.intervals.len() + o.intervals.len());
+                    all.extend_from_slice(&e.intervals);
+                    all.extend_from_slice(&o.intervals);
+                    out.push(GtidEntry { key: e.key, intervals: normalise_intervals(all) });
                 }
-                Err(i) => self.entries.insert(i, e.clone()),
+                None => out.push(e),
             }
         }
+        out.extend(b.cloned());
+        self.entries = out;
+    }
+
+    /// Keeps only the transactions `other` holds too (`self` a token, `other` the primary's
+    /// executed set). Linear in both.
+    pub(crate) fn intersect(&mut self, other: &Self) {
+        let mut theirs = other.entries.iter().peekable();
+        self.entries.retain_mut(|e| {
+            while theirs.next_if(|o| o.key < e.key).is_some() {}
+            let Some(o) = theirs.peek().filter(|o| o.key == e.key) else { return false };
+            e.intervals = intersect_intervals(&e.intervals, &o.intervals);
+            !e.intervals.is_empty()
+        });
     }
 
     /// How many transactions of `self` are not in `other` (saturating). Allocation-free.
@@ -273,60 +330,28 @@ impl GtidSet {
         missing
     }
 
+    /// Parses UUID sets separated by `sep`, in time linear in the text plus a sort.
     pub(crate) fn parse_with(text: &str, sep: char) -> Result<Self> {
-        let mut set = Self::default();
+        let mut parsed = Vec::new();
         for part in text.split(sep) {
             let part = part.trim();
             if part.is_empty() {
                 continue;
             }
-            set.parse_uuid_set(part)?;
+            parse_uuid_set(part, &mut parsed)?;
+        }
+        // By key, then by interval start: each key's intervals are contiguous and sorted.
+        parsed.sort_unstable();
+        let mut set = Self::default();
+        let mut parsed = parsed.into_iter().peekable();
+        while let Some((key, a, b)) = parsed.next() {
+            let mut intervals = vec![(a, b)];
+            while let Some((_, a, b)) = parsed.next_if(|(k, _, _)| *k == key) {
+                intervals.push((a, b));
+            }
+            set.entries.push(GtidEntry { key, intervals: normalise_intervals(intervals) });
         }
         Ok(set)
-    }
-
-    fn parse_uuid_set(&mut self, text: &str) -> Result<()> {
-        let err = || Error::InvalidGtid { text: snippet(text) };
-        let mut parts = text.split(':');
-        let uuid = parse_uuid(parts.next().unwrap_or_default()).ok_or_else(err)?;
-        let mut tag: Option<Box<str>> = None;
-        let mut any = false;
-        for p in parts {
-            let p = p.trim();
-            if p.as_bytes().first().is_some_and(|b| b.is_ascii_digit()) {
-                let (a, b) = match p.split_once('-') {
-                    Some((a, b)) => (a, b),
-                    None => (p, p),
-                };
-                let num = |s: &str| {
-                    if s.is_empty() || !s.bytes().all(|b| b.is_ascii_digit()) {
-                        return None;
-                    }
-                    s.parse::<u64>().ok()
-                };
-                let (a, b) = (num(a).ok_or_else(err)?, num(b).ok_or_else(err)?);
-                if a == 0 || b < a {
-                    return Err(err());
-                }
-                let key = GtidKey { uuid, tag: tag.clone() };
-                let i = match self.entries.binary_search_by(|x| x.key.cmp(&key)) {
-                    Ok(i) => i,
-                    Err(i) => {
-                        self.entries.insert(i, GtidEntry { key, intervals: Vec::new() });
-                        i
-                    }
-                };
-                if let Some(e) = self.entries.get_mut(i) {
-                    add_interval(&mut e.intervals, a, b);
-                }
-                any = true;
-            } else if is_tag(p) {
-                tag = Some(p.to_ascii_lowercase().into_boxed_str());
-            } else {
-                return Err(err());
-            }
-        }
-        if any { Ok(()) } else { Err(err()) }
     }
 
     pub(crate) fn write_with(&self, f: &mut fmt::Formatter<'_>, sep: char) -> fmt::Result {
@@ -366,6 +391,41 @@ impl FromStr for GtidSet {
     fn from_str(s: &str) -> Result<Self> {
         Self::parse_with(s, ',')
     }
+}
+
+/// One `uuid[:tag]:interval…` element of a GTID set, its intervals pushed onto `out`.
+fn parse_uuid_set(text: &str, out: &mut Vec<(GtidKey, u64, u64)>) -> Result<()> {
+    let err = || Error::InvalidGtid { text: snippet(text) };
+    let mut parts = text.split(':');
+    let uuid = parse_uuid(parts.next().unwrap_or_default()).ok_or_else(err)?;
+    let mut tag: Option<Box<str>> = None;
+    let mut any = false;
+    for p in parts {
+        let p = p.trim();
+        if p.as_bytes().first().is_some_and(|b| b.is_ascii_digit()) {
+            let (a, b) = match p.split_once('-') {
+                Some((a, b)) => (a, b),
+                None => (p, p),
+            };
+            let num = |s: &str| {
+                if s.is_empty() || !s.bytes().all(|b| b.is_ascii_digit()) {
+                    return None;
+                }
+                s.parse::<u64>().ok()
+            };
+            let (a, b) = (num(a).ok_or_else(err)?, num(b).ok_or_else(err)?);
+            if a == 0 || b < a {
+                return Err(err());
+            }
+            out.push((GtidKey { uuid, tag: tag.clone() }, a, b));
+            any = true;
+        } else if is_tag(p) {
+            tag = Some(p.to_ascii_lowercase().into_boxed_str());
+        } else {
+            return Err(err());
+        }
+    }
+    if any { Ok(()) } else { Err(err()) }
 }
 
 /// MySQL tags: a letter or underscore, then up to 31 letters, digits or underscores.
@@ -415,21 +475,35 @@ fn write_uuid(f: &mut fmt::Formatter<'_>, u: &[u8; 16]) -> fmt::Result {
     Ok(())
 }
 
-/// Adds `[a, b]` to sorted, disjoint, non-adjacent intervals.
-fn add_interval(v: &mut Vec<(u64, u64)>, a: u64, b: u64) {
-    let (mut a, mut b) = (a, b);
-    // First interval that ends at or after a-1 (could touch or overlap).
-    let start = v.partition_point(|&(_, e)| e.saturating_add(1) < a);
-    let mut end = start;
-    while let Some(&(s, e)) = v.get(end) {
-        if s > b.saturating_add(1) {
-            break;
+/// Intervals in any order, made sorted, disjoint and non-adjacent (a sort and one pass).
+fn normalise_intervals(mut v: Vec<(u64, u64)>) -> Vec<(u64, u64)> {
+    v.sort_unstable();
+    let mut out: Vec<(u64, u64)> = Vec::with_capacity(v.len());
+    for (a, b) in v {
+        match out.last_mut() {
+            Some(last) if a <= last.1.saturating_add(1) => last.1 = last.1.max(b),
+            _ => out.push((a, b)),
         }
-        a = a.min(s);
-        b = b.max(e);
-        end += 1;
     }
-    v.splice(start..end, std::iter::once((a, b)));
+    out
+}
+
+/// The numbers in both `a` and `b`; both sorted and disjoint, and so is the result.
+fn intersect_intervals(a: &[(u64, u64)], b: &[(u64, u64)]) -> Vec<(u64, u64)> {
+    let mut out = Vec::new();
+    let (mut i, mut j) = (0, 0);
+    while let (Some(&(a0, a1)), Some(&(b0, b1))) = (a.get(i), b.get(j)) {
+        let (lo, hi) = (a0.max(b0), a1.min(b1));
+        if lo <= hi {
+            out.push((lo, hi));
+        }
+        if a1 < b1 {
+            i += 1;
+        } else {
+            j += 1;
+        }
+    }
+    out
 }
 
 /// How many numbers of `mine` are not in `theirs`; both sorted and disjoint.
@@ -499,8 +573,8 @@ mod tests {
         #[case] want: &[(u64, u64)],
     ) {
         let mut v = start.to_vec();
-        add_interval(&mut v, add.0, add.1);
-        assert_eq!(v, want);
+        v.push(add);
+        assert_eq!(normalise_intervals(v), want);
     }
 
     const U1: &str = "3e11fa47-71ca-11e1-9e33-c80aa9429562";

@@ -31,11 +31,70 @@ pub enum ReplayPosition {
 
 impl ReplayPosition {
     fn kind(&self) -> &'static str {
+        self.token_kind().as_str()
+    }
+
+    /// Which database's history this position is on.
+    #[must_use]
+    pub const fn token_kind(&self) -> TokenKind {
         match self {
-            Self::Postgres(_) => "pg",
-            Self::MariaDb(_) => "mariadb",
-            Self::MySql(_) => "mysql",
+            Self::Postgres(_) => TokenKind::Postgres,
+            Self::MariaDb(_) => TokenKind::MariaDb,
+            Self::MySql(_) => TokenKind::MySql,
         }
+    }
+}
+
+/// The database a causal token or position belongs to: the `<kind>` of its text form.
+///
+/// An adapter connected to one kind of database passes it to [`CausalToken::parse_for`], so that
+/// a token of another kind (say `mariadb:` text sent to a PostgreSQL application) is refused
+/// with an error instead of being accepted and never satisfied.
+///
+/// ```
+/// use rwsplit_core::{CausalToken, TokenKind};
+/// let t = CausalToken::parse_for("mariadb:1:0-1-208", TokenKind::MariaDb)?;
+/// assert_eq!(t.kind(), TokenKind::MariaDb);
+/// let err = CausalToken::parse_for("mariadb:1:0-1-208", TokenKind::Postgres).unwrap_err();
+/// assert_eq!(err.to_string(), "causal token of kind `mariadb` where a `pg` token is expected");
+/// # Ok::<(), rwsplit_core::Error>(())
+/// ```
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum TokenKind {
+    /// PostgreSQL (`pg:`).
+    Postgres,
+    /// MariaDB (`mariadb:`).
+    MariaDb,
+    /// MySQL (`mysql:`).
+    MySql,
+}
+
+impl TokenKind {
+    /// The kind's name in the text form: `pg`, `mariadb` or `mysql`.
+    #[must_use]
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::Postgres => "pg",
+            Self::MariaDb => "mariadb",
+            Self::MySql => "mysql",
+        }
+    }
+
+    /// The kind named `name` in the text form, if any.
+    fn from_name(name: &str) -> Option<Self> {
+        match name {
+            "pg" => Some(Self::Postgres),
+            "mariadb" => Some(Self::MariaDb),
+            "mysql" => Some(Self::MySql),
+            _ => None,
+        }
+    }
+}
+
+impl fmt::Display for TokenKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
     }
 }
 
@@ -54,6 +113,18 @@ impl From<MariaDbPosition> for ReplayPosition {
 impl From<GtidSet> for ReplayPosition {
     fn from(p: GtidSet) -> Self {
         Self::MySql(p)
+    }
+}
+
+/// The kind of token text `s` and the rest after `<kind>:`, once its length is checked.
+fn split_kind(s: &str) -> Result<(TokenKind, &str)> {
+    if s.len() > CausalToken::MAX_LEN {
+        return Err(Error::TokenTooLong { len: s.len(), max: CausalToken::MAX_LEN });
+    }
+    let (kind, rest) = s.split_once(':').unwrap_or((s, ""));
+    match TokenKind::from_name(kind) {
+        Some(k) => Ok((k, rest)),
+        None => Err(Error::UnknownTokenKind { kind: snippet(kind) }),
     }
 }
 
@@ -76,14 +147,11 @@ impl fmt::Display for ReplayPosition {
 impl FromStr for ReplayPosition {
     type Err = Error;
 
+    /// Parses the text form (see [`CausalToken`]), at most [`CausalToken::MAX_LEN`] bytes, in
+    /// time linear in its length (plus a sort of its GTIDs).
     fn from_str(s: &str) -> Result<Self> {
-        let (kind, rest) = s.split_once(':').unwrap_or((s, ""));
-        let kind: &'static str = match kind {
-            "pg" => "pg",
-            "mariadb" => "mariadb",
-            "mysql" => "mysql",
-            other => return Err(Error::UnknownTokenKind { kind: snippet(other) }),
-        };
+        let (kind, rest) = split_kind(s)?;
+        let kind: &'static str = kind.as_str();
         let Some((version, payload)) = rest.split_once(':') else {
             if rest.is_empty() || rest == "1" {
                 let expected = match kind {
@@ -206,6 +274,35 @@ impl FromStr for ReplayPosition {
 pub struct CausalToken(ReplayPosition);
 
 impl CausalToken {
+    /// The longest token text [`str::parse`] and [`CausalToken::parse_for`] accept, in bytes
+    /// (16 KiB): longer text is refused with [`Error::TokenTooLong`] before any parsing.
+    /// Tokens arrive in cookies and headers, so their parsing must be bounded; PostgreSQL
+    /// tokens are under 50 bytes, and 16 KiB holds a MariaDB position of several hundred
+    /// domains or a MySQL GTID set of about 300 server UUIDs.
+    pub const MAX_LEN: usize = 16 * 1024;
+
+    /// Parses token text that must be of kind `expected` (the database the caller is
+    /// connected to): a token of another kind is [`Error::TokenKindMismatch`], found before
+    /// its payload is parsed. Otherwise the same as [`str::parse`].
+    ///
+    /// # Errors
+    ///
+    /// [`Error::TokenTooLong`], [`Error::UnknownTokenKind`], [`Error::TokenKindMismatch`], or
+    /// any error of [`str::parse`] for a malformed token.
+    pub fn parse_for(text: &str, expected: TokenKind) -> Result<Self> {
+        let (found, _) = split_kind(text)?;
+        if found != expected {
+            return Err(Error::TokenKindMismatch { expected, found });
+        }
+        text.parse()
+    }
+
+    /// Which database's history the token is on.
+    #[must_use]
+    pub const fn kind(&self) -> TokenKind {
+        self.0.token_kind()
+    }
+
     /// A token requiring `position`.
     #[must_use]
     pub fn new(position: impl Into<ReplayPosition>) -> Self {
@@ -264,6 +361,32 @@ impl CausalToken {
             (ReplayPosition::MariaDb(a), ReplayPosition::MariaDb(b)) => a.merge(b),
             (ReplayPosition::MySql(a), ReplayPosition::MySql(b)) => a.union(b),
             (a, b) => *a = b.clone(),
+        }
+    }
+
+    /// Lowers the token to no further ahead than `primary`, the primary's current position,
+    /// so that a token from the future (forged, or minted before a primary was restored from a
+    /// backup) is treated as "now" instead of sending every read to the primary after a full
+    /// catch-up wait. On the same history: PostgreSQL, a later LSN or timeline becomes the
+    /// primary's position; MariaDB, domains the primary has not written are dropped and
+    /// sequences of the primary's server are lowered to its own; MySQL, only transactions the
+    /// primary has executed are kept. A token of another history or kind is left alone (it is
+    /// never satisfied, see *Histories and failover*). Linear in the sizes of both.
+    ///
+    /// ```
+    /// use rwsplit_core::{CausalToken, ReplayPosition};
+    /// let primary: ReplayPosition = "pg:1:7311234567890123456:1:0-3000".parse()?;
+    /// let mut forged: CausalToken = "pg:1:7311234567890123456:1:FFFFFFFF-0".parse()?;
+    /// forged.clamp_to(&primary);
+    /// assert_eq!(forged.to_string(), "pg:1:7311234567890123456:1:0-3000");
+    /// # Ok::<(), rwsplit_core::Error>(())
+    /// ```
+    pub fn clamp_to(&mut self, primary: &ReplayPosition) {
+        match (&mut self.0, primary) {
+            (ReplayPosition::Postgres(t), ReplayPosition::Postgres(p)) => t.clamp_to(p),
+            (ReplayPosition::MariaDb(t), ReplayPosition::MariaDb(p)) => t.clamp_to(p),
+            (ReplayPosition::MySql(t), ReplayPosition::MySql(p)) => t.intersect(p),
+            _ => {}
         }
     }
 

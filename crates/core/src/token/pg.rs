@@ -124,6 +124,19 @@ impl PgPosition {
             && replayed.lsn.0 >= self.lsn.0
     }
 
+    /// `self` (a token) no further ahead than `primary` on the same cluster: a later LSN on the
+    /// same timeline, or a later timeline, becomes the primary's position.
+    pub(crate) fn clamp_to(&mut self, primary: &Self) {
+        if self.system_id != primary.system_id {
+            return;
+        }
+        if self.timeline > primary.timeline
+            || (self.timeline == primary.timeline && self.lsn > primary.lsn)
+        {
+            *self = *primary;
+        }
+    }
+
     /// The later of two tokens; see [`crate::CausalToken::merge`].
     pub(crate) fn merge(&mut self, other: &Self) {
         if self.system_id != other.system_id {
