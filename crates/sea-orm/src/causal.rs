@@ -30,6 +30,9 @@ pub(crate) struct Slot {
     pub(crate) inflight: u32,
     /// When the token last changed (for dropping tokens that can never be satisfied).
     pub(crate) touched: Option<Instant>,
+    /// Bumped each time the scope is marked pending, so that a position read only clears what
+    /// was pending when it was taken (see [`Slot::settle_pending`]).
+    pub(crate) pending_epoch: u64,
 }
 
 impl Slot {
@@ -39,6 +42,21 @@ impl Slot {
             None => self.token = Some(token.clone()),
         }
         self.touched = Some(Instant::now());
+    }
+
+    /// A write committed whose position is not known yet.
+    pub(crate) fn mark_pending(&mut self) {
+        self.pending = true;
+        self.pending_epoch = self.pending_epoch.wrapping_add(1);
+    }
+
+    /// A position read taken while the scope's epoch was `epoch` has landed: it covers every
+    /// write pending then, but not one marked pending since (a transaction begun after the
+    /// read was sent commits later, unseen), which stays pending.
+    pub(crate) fn settle_pending(&mut self, epoch: u64) {
+        if self.pending_epoch == epoch {
+            self.pending = false;
+        }
     }
 
     fn is_empty(&self) -> bool {
@@ -180,9 +198,25 @@ mod tests {
     }
 
     #[test]
+    fn a_position_read_clears_only_what_was_pending_when_it_was_taken() {
+        let mut slot = Slot::default();
+        // A write's position read is sent (epoch 0), then `begin()` marks the scope pending.
+        let sent_at = slot.pending_epoch;
+        slot.mark_pending();
+        // The read lands: it predates the transaction, whose commit it cannot cover.
+        slot.record(&token("pg:1:7:1:0-100"));
+        slot.settle_pending(sent_at);
+        assert!(slot.pending, "the transaction's commit is still unknown");
+        // A read taken after the mark clears it.
+        let now = slot.pending_epoch;
+        slot.settle_pending(now);
+        assert!(!slot.pending);
+    }
+
+    #[test]
     fn code_outside_tasks_shares_one_scope() {
         let scopes = TaskScopes::default();
-        scopes.update(|s| s.pending = true);
+        scopes.update(Slot::mark_pending);
         assert!(scopes.get().pending);
         assert_eq!(scopes.len(), 0, "not stored per task");
     }
@@ -221,7 +255,7 @@ mod tests {
         let scopes = Arc::new(TaskScopes::default());
         let s = Arc::clone(&scopes);
         tokio::spawn(async move {
-            s.update(|slot| slot.pending = true);
+            s.update(Slot::mark_pending);
             assert_eq!(s.len(), 1);
             s.update(|slot| slot.pending = false);
             assert_eq!(s.len(), 0);

@@ -279,8 +279,43 @@ impl RoutedConnection {
     /// The primary's own connection: every call on it runs on the primary, unrouted. Use it for
     /// migrations (`Migrator::up(db.primary(), None)`), schema changes and code typed to
     /// `&DatabaseConnection`.
+    ///
+    /// Writes made through it are not seen by the router, so handing it out makes the caller's
+    /// read-your-writes scope conservative, as `begin()` does: its next read first asks the
+    /// primary for its position (at or past anything written through this connection by then),
+    /// or reads from the primary.
     pub fn primary(&self) -> &DatabaseConnection {
+        self.escaped();
+        self.primary_conn()
+    }
+
+    /// The primary's connection, for the adapter's own use (no scope is touched).
+    pub(crate) fn primary_conn(&self) -> &DatabaseConnection {
         &self.inner.nodes[self.primary_index()].writer
+    }
+
+    /// The primary's connection left the router's sight: the caller's scope becomes pending.
+    fn escaped(&self) {
+        let scope = self.scope_of(&Ctx::default());
+        if self.tracks_writes(&scope) {
+            self.scope_update(&scope, Slot::mark_pending);
+        }
+    }
+
+    /// The primary's sqlx pool (as [`DatabaseConnection::get_postgres_connection_pool`], which
+    /// panics on another backend). Like [`primary`](RoutedConnection::primary), it makes the
+    /// caller's read-your-writes scope conservative.
+    #[cfg(feature = "postgres")]
+    pub fn get_postgres_connection_pool(&self) -> &sea_orm::sqlx::PgPool {
+        self.primary().get_postgres_connection_pool()
+    }
+
+    /// The primary's sqlx pool (as [`DatabaseConnection::get_mysql_connection_pool`], which
+    /// panics on another backend). Like [`primary`](RoutedConnection::primary), it makes the
+    /// caller's read-your-writes scope conservative.
+    #[cfg(feature = "mysql")]
+    pub fn get_mysql_connection_pool(&self) -> &sea_orm::sqlx::MySqlPool {
+        self.primary().get_mysql_connection_pool()
     }
 
     /// The node that has the primary role now (the configured one until a promotion is seen).
@@ -318,7 +353,7 @@ impl RoutedConnection {
 
     /// Pings the primary.
     pub async fn ping(&self) -> Result<(), DbErr> {
-        self.primary().ping().await
+        self.primary_conn().ping().await
     }
 
     /// Closes every node's pool.
@@ -342,7 +377,7 @@ impl RoutedConnection {
 
     /// SeaORM's schema builder for this backend.
     pub fn get_schema_builder(&self) -> sea_orm::SchemaBuilder {
-        self.primary().get_schema_builder()
+        self.primary_conn().get_schema_builder()
     }
 
     /// Runs `callback` in a transaction on the primary (the async-closure form of
@@ -416,7 +451,7 @@ impl RoutedConnection {
             Outcome::Committed => self.after_write(node, scope).await,
             Outcome::Unknown => {
                 if self.tracks_writes(scope) {
-                    self.scope_update(scope, |s| s.pending = true);
+                    self.scope_update(scope, Slot::mark_pending);
                 }
             }
             Outcome::RolledBack => {}
@@ -506,19 +541,24 @@ impl RoutedConnection {
             Scope::Session(s) => Key::Session(std::sync::Arc::clone(s)),
         };
         let Ok(runtime) = tokio::runtime::Handle::try_current() else {
-            self.finish_capture(node, None, &key).await;
+            let epoch = self.key_update(&key, |s| s.pending_epoch);
+            self.finish_capture(node, None, &key, epoch).await;
             return;
         };
-        self.key_update(&key, |s| s.inflight += 1);
+        let epoch = self.key_update(&key, |s| {
+            s.inflight += 1;
+            s.pending_epoch
+        });
         let db = self.clone();
         runtime.spawn(async move {
-            db.finish_capture(node, Some(()), &key).await;
+            db.finish_capture(node, Some(()), &key, epoch).await;
         });
     }
 
     /// Reads the position after a write and records it under `key`; `counted`: the capture was
-    /// counted in flight.
-    async fn finish_capture(&self, node: usize, counted: Option<()>, key: &Key) {
+    /// counted in flight; `epoch`: the scope's pending epoch when the write committed (the read
+    /// clears only what was pending then).
+    async fn finish_capture(&self, node: usize, counted: Option<()>, key: &Key, epoch: u64) {
         let result = self.capture_on(node).await;
         let done = |s: &mut Slot| {
             if counted.is_some() {
@@ -528,20 +568,20 @@ impl RoutedConnection {
         match result {
             Ok(token) => self.key_update(key, |s| {
                 s.record(&token);
-                s.pending = false;
+                s.settle_pending(epoch);
                 done(s);
             }),
             Err(e) => {
                 tracing::warn!(target: "rwsplit", node = %self.inner.nodes[node].name, error = %e, "could not read the primary's position after a write; the next read in this scope goes to the primary");
                 self.key_update(key, |s| {
-                    s.pending = true;
+                    s.mark_pending();
                     done(s);
                 });
             }
         }
     }
 
-    fn key_update(&self, key: &Key, f: impl FnOnce(&mut Slot)) {
+    fn key_update<R>(&self, key: &Key, f: impl FnOnce(&mut Slot) -> R) -> R {
         match key {
             Key::Task(id) => self.inner.tasks.update_task(*id, f),
             Key::Session(s) => s.update(f),
@@ -567,11 +607,12 @@ impl RoutedConnection {
         }
         let mut token = slot.token;
         if slot.pending {
+            let epoch = slot.pending_epoch;
             match self.capture_on(self.primary_index()).await {
                 Ok(t) => {
                     self.scope_update(scope, |s| {
                         s.record(&t);
-                        s.pending = false;
+                        s.settle_pending(epoch);
                     });
                     token = Some(token.map_or(t.clone(), |old| old.merged(&t)));
                 }
@@ -815,7 +856,7 @@ impl RoutedConnection {
                         // its stream exists only in part; its position is taken on the next
                         // read.
                         if self.tracks_writes(scope) {
-                            self.scope_update(scope, |s| s.pending = true);
+                            self.scope_update(scope, Slot::mark_pending);
                         }
                     }
                     return Ok(s);
@@ -913,7 +954,8 @@ impl RoutedConnection {
                 node.pool_timeouts.fetch_add(1, Ordering::Relaxed);
                 tracing::warn!(target: "rwsplit", node = %node.name, "no free connection in the pool within the acquire timeout (back-pressure; the node is not marked)");
             }
-            Failure::GivenUp | Failure::ReplicaRefused | Failure::Other => {}
+            Failure::GivenUp | Failure::ReplicaRefused | Failure::NotOnReplica | Failure::Other => {
+            }
         }
         failure
     }
@@ -1005,7 +1047,7 @@ impl RoutedConnection {
             match pool.begin_with_options(options).await {
                 Ok(t) => {
                     if writes && pending && self.tracks_writes(&scope) {
-                        self.scope_update(&scope, |s| s.pending = true);
+                        self.scope_update(&scope, Slot::mark_pending);
                     }
                     return Ok((t, writes.then_some(id)));
                 }
@@ -1282,7 +1324,7 @@ macro_rules! routed_connection {
             }
 
             fn support_returning(&self) -> bool {
-                self.db().primary().support_returning()
+                self.db().primary_conn().support_returning()
             }
         }
 
@@ -1380,9 +1422,19 @@ pub(crate) use {routed_connection, routed_transactions};
 routed_connection!([] RoutedConnection);
 routed_transactions!(RoutedConnection);
 
-/// Migrations and other APIs that take a `DatabaseExecutor` get the primary.
+/// Migrations and other APIs that take a `DatabaseExecutor` get the primary. What runs through
+/// it escapes the router, so the caller's read-your-writes scope becomes conservative (see
+/// [`RoutedConnection::primary`]).
 impl<'c> IntoDatabaseExecutor<'c> for &'c RoutedConnection {
     fn into_database_executor(self) -> DatabaseExecutor<'c> {
         DatabaseExecutor::Connection(self.primary())
+    }
+}
+
+/// `DatabaseExecutor::from(&db)`, as for a `DatabaseConnection`: the primary, with the caller's
+/// read-your-writes scope made conservative.
+impl<'c> From<&'c RoutedConnection> for DatabaseExecutor<'c> {
+    fn from(db: &'c RoutedConnection) -> DatabaseExecutor<'c> {
+        db.into_database_executor()
     }
 }

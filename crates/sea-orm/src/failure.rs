@@ -26,6 +26,10 @@ pub(crate) enum Failure {
     /// 25006, MySQL/MariaDB 1290/1792) or a recovery conflict (PostgreSQL 40001 on a standby).
     /// Try the next node; this node is healthy.
     ReplicaRefused,
+    /// A replica has no such table (PostgreSQL 42P01, MySQL 1146): a temporary table the
+    /// caller's session created on the primary, or a schema change the replica has not replayed
+    /// yet. The read moves on (the primary last); the node is healthy.
+    NotOnReplica,
     /// Anything else (syntax, constraint, …): the caller gets it unchanged.
     Other,
 }
@@ -61,7 +65,13 @@ fn sqlx_failure(e: &sea_orm::sqlx::Error, on_replica: bool) -> Failure {
             let code = db.code();
             let refused =
                 matches!(code.as_deref(), Some("25006" | "40001")) || mysql_read_only(db.as_ref());
-            if refused { Failure::ReplicaRefused } else { Failure::Other }
+            if refused {
+                Failure::ReplicaRefused
+            } else if code.as_deref() == Some("42P01") || mysql_no_such_table(db.as_ref()) {
+                Failure::NotOnReplica
+            } else {
+                Failure::Other
+            }
         }
         _ => Failure::Other,
     }
@@ -90,6 +100,17 @@ fn mysql_read_only(db: &dyn sea_orm::sqlx::error::DatabaseError) -> bool {
     false
 }
 
+#[cfg(any(feature = "postgres", feature = "mysql"))]
+fn mysql_no_such_table(db: &dyn sea_orm::sqlx::error::DatabaseError) -> bool {
+    #[cfg(feature = "mysql")]
+    if let Some(my) = db.try_downcast_ref::<sea_orm::sqlx::mysql::MySqlDatabaseError>() {
+        // ER_NO_SUCH_TABLE
+        return my.number() == 1146;
+    }
+    let _ = db;
+    false
+}
+
 /// The error the caller gets for a statement that failed on `node` after `tried` attempts.
 ///
 /// An error the database raised while running the statement (`Failure::Other`: a constraint, a
@@ -100,7 +121,7 @@ fn mysql_read_only(db: &dyn sea_orm::sqlx::error::DatabaseError) -> bool {
 /// does not say; for a write it also says that it was not retried and that, if the connection
 /// broke after the statement was sent, it may have been applied.
 pub(crate) fn named(err: DbErr, failure: Failure, node: &str, write: bool, tried: usize) -> DbErr {
-    if failure == Failure::Other {
+    if matches!(failure, Failure::Other | Failure::NotOnReplica) {
         return err;
     }
     let text = if failure == Failure::Backpressure {

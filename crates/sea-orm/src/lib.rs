@@ -54,6 +54,27 @@
 //! (PostgreSQL `default_transaction_read_only`, MySQL `SET SESSION TRANSACTION READ ONLY`), so a
 //! misrouted write fails loudly instead of diverging a replica whose `read_only` is off.
 //!
+//! # Session state
+//!
+//! A pool hands each statement whichever connection is free, so session state already behaves
+//! per connection with plain SeaORM; routing keeps it on the primary and does no worse:
+//! - **`SET`**, **`LISTEN`** and other statements through `execute*` run on the primary, on one
+//!   pooled connection, and never reach a replica's sessions. Settings every connection needs
+//!   belong in the node's `ConnectOptions`; work that needs one session belongs in a
+//!   transaction (one connection, on the primary).
+//! - **Temporary tables** are created on the primary. A read of one is a plain `SELECT`, so it
+//!   is tried on a replica first; the replica answers "no such table" (PostgreSQL 42P01, MySQL
+//!   1146) and the read moves on to the primary, where it finds the table if the pool hands it
+//!   the connection that created it — as with plain SeaORM: use a transaction or a
+//!   one-connection pool. A table that exists nowhere still fails with the database's error,
+//!   unchanged.
+//! - **Session advisory locks** (`pg_advisory_lock`, `GET_LOCK`) are writes to the classifier:
+//!   they go to the primary, on one pooled connection; unlock on the same connection by taking
+//!   and releasing the lock in one transaction (or `pg_advisory_xact_lock`).
+//! - Writes made through [`RoutedConnection::primary`], `DatabaseExecutor::from(&db)` or the
+//!   primary's pool accessors are unseen by the router: the caller's read-your-writes scope then
+//!   asks the primary for its position before its next read.
+//!
 //! # Failures
 //!
 //! A read that cannot reach its replica, that waits on a replica the monitor then marks down

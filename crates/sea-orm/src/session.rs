@@ -262,10 +262,11 @@ async fn resolve(
         return Ok(slot.token);
     }
     let primary = db.inner.routing.primary_index().unwrap_or(0);
+    let epoch = slot.pending_epoch;
     let fresh = db.capture_on(primary).await?;
     let update = |s: &mut Slot| {
         s.record(&fresh);
-        s.pending = false;
+        s.settle_pending(epoch);
     };
     match scope {
         crate::connection::Scope::Task => db.inner.tasks.update(update),

@@ -24,7 +24,7 @@ fn node(backend: DbBackend) -> DatabaseConnection {
 /// Statements each node received: (primary, replica).
 fn logs(db: &RoutedConnection) -> (usize, usize) {
     let count = |c: &DatabaseConnection| c.clone().into_transaction_log().len();
-    (count(db.primary()), count(&db.inner.nodes[1].conn))
+    (count(db.primary_conn()), count(&db.inner.nodes[1].conn))
 }
 
 /// A primary and a replica, read-your-writes off so the logs hold only routed statements (with
@@ -189,4 +189,32 @@ fn debug_output_names_nodes_without_credentials() {
     let db = routed();
     let text = format!("{db:?}");
     assert!(text.contains("primary") && text.contains("replica 1"), "{text}");
+}
+
+#[tokio::test]
+async fn what_escapes_the_router_makes_the_scope_conservative() {
+    let text = |k: &'static str, v: &str| (k, Value::String(Some(v.to_owned())));
+    let primary = MockDatabase::new(DbBackend::Postgres)
+        .append_query_results([vec![BTreeMap::from([text("system_id", "7")])]])
+        .append_query_results([vec![BTreeMap::from([
+            text("lsn", "0/3000148"),
+            text("timeline", "1"),
+        ])]])
+        .append_query_results([vec![row()]])
+        .into_connection();
+    let db = RoutedConnection::from_connections(primary, vec![node(DbBackend::Postgres)]).unwrap();
+    // SeaORM's `connection_or_transaction_begin` and migrations take this path: whatever they
+    // write is unseen by the router.
+    let executor = sea_orm::DatabaseExecutor::from(&db);
+    drop(executor);
+    let read = Statement::from_string(DbBackend::Postgres, "SELECT id FROM t");
+    db.query_one_raw(read).await.unwrap();
+    let ryw = db.stats().read_your_writes();
+    assert_eq!(ryw.positions_captured, 1, "the read first asked the primary for its position");
+    assert_eq!(logs(&db), (3, 0), "no replica is known to have it: the primary");
+    // Another task wrote nothing through it: its reads are unaffected.
+    let other = db.clone();
+    let read = Statement::from_string(DbBackend::Postgres, "SELECT id FROM t");
+    tokio::spawn(async move { other.query_one_raw(read).await.unwrap() }).await.unwrap();
+    assert_eq!(logs(&db), (0, 1));
 }
