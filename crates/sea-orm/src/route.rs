@@ -104,7 +104,9 @@ impl Routing {
                 excluded: 0,
                 wait: None,
             }),
-            Err(e) => Err(DbErr::Custom(format!("rwsplit: {e}"))),
+            // No primary, two primaries: the cluster cannot take the statement now, like a node
+            // that cannot be reached (`DbErr::Conn`, as every other node failure).
+            Err(e) => Err(DbErr::Conn(sea_orm::RuntimeErr::Internal(format!("rwsplit: {e}")))),
         }
     }
 
