@@ -2,6 +2,7 @@
 
 use anyhow::Context;
 use clap::{Args, ValueEnum};
+use std::process::Command;
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
 pub(crate) enum Suite {
@@ -16,6 +17,9 @@ pub(crate) enum Suite {
     /// Instructions per call of rwsplit-core's classification cases, counted by callgrind
     /// (deterministic, unlike time on a shared machine; needs valgrind).
     Instructions,
+    /// Client-side instructions per `find_by_id`, plain SeaORM against `RoutedConnection`
+    /// reading the same PostgreSQL replica, counted by callgrind (needs valgrind).
+    AdapterInstructions,
 }
 
 #[derive(Debug, Args)]
@@ -51,7 +55,63 @@ pub(crate) fn run(args: &BenchArgs) -> anyhow::Result<()> {
             crate::run(&mut cmd)
         }
         Suite::Instructions => instructions(),
+        Suite::AdapterInstructions => adapter_instructions(),
     }
+}
+
+/// Instructions per call of `bench`'s `case`: valgrind's count with `n` calls minus its count
+/// with none, over `n`.
+fn per_call(
+    exe: &std::path::Path,
+    case: &str,
+    n: u64,
+    env: &[(&str, String)],
+) -> anyhow::Result<u64> {
+    let collected = |n: u64| -> anyhow::Result<u64> {
+        let out = std::process::Command::new("valgrind")
+            .args(["--tool=callgrind", "--callgrind-out-file=/dev/null"])
+            .arg(exe)
+            .args([case, &n.to_string()])
+            .envs(env.iter().map(|(k, v)| (k, v)))
+            .output()
+            .context("running valgrind (apt-get install valgrind)")?;
+        let err = String::from_utf8_lossy(&out.stderr);
+        anyhow::ensure!(out.status.success(), "valgrind failed on {case}: {err}");
+        err.lines()
+            .find_map(|l| l.split("Collected :").nth(1))
+            .and_then(|v| v.trim().parse().ok())
+            .with_context(|| format!("no instruction count in valgrind's output for {case}"))
+    };
+    Ok(collected(n)?.saturating_sub(collected(0)?) / n.max(1))
+}
+
+/// `find_by_id` through plain SeaORM and through `RoutedConnection`, on a throwaway PostgreSQL
+/// primary and replica: client-side instructions per lookup and their ratio.
+fn adapter_instructions() -> anyhow::Result<()> {
+    const N: u64 = 500;
+    let exe = bench_executable("rwsplit-sea-orm", "adapter_instructions")?;
+    let rt = crate::runtime()?;
+    let cluster =
+        rt.block_on(rwsplit_testkit::Cluster::builder().name("bench-instr").replicas(1).start())?;
+    let (primary, replica) = (cluster.primary_url(), cluster.replica_urls().remove(0));
+    let env = [("RWSPLIT_BENCH_URL", primary), ("RWSPLIT_BENCH_REPLICA_URL", replica)];
+    let seeded = Command::new(&exe).arg("seed").envs(env.iter().map(|(k, v)| (k, v))).status()?;
+    anyhow::ensure!(seeded.success(), "seeding the benchmark table failed");
+    rt.block_on(cluster.wait_caught_up(0, std::time::Duration::from_secs(30)))?;
+    let plain = per_call(&exe, "plain", N, &env)?;
+    let routed = per_call(&exe, "routed", N, &env)?;
+    println!("{:<28} {:>14}", "find_by_id (client side)", "instructions");
+    println!("{:<28} {plain:>14}", "plain SeaORM");
+    println!("{:<28} {routed:>14}", "RoutedConnection");
+    println!(
+        "{:<28} {:>14} ({:+.1} %, ratio {:.3})",
+        "difference",
+        routed.saturating_sub(plain),
+        100.0 * (routed as f64 - plain as f64) / plain.max(1) as f64,
+        routed as f64 / plain.max(1) as f64
+    );
+    drop(cluster);
+    Ok(())
 }
 
 /// Runs each case of `crates/core/benches/instructions.rs` under callgrind with N and with 0

@@ -1,0 +1,98 @@
+//! Client-side instructions per `find_by_id`: plain SeaORM against `RoutedConnection`, counted
+//! by callgrind (deterministic, unlike time on a shared machine). `cargo xtask bench
+//! adapter-instructions` starts a PostgreSQL primary and replica, runs this program under
+//! valgrind for each case with N lookups and with none, and prints the difference per lookup.
+//!
+//! Usage: `adapter_instructions seed` (creates the table on the primary), then
+//! `adapter_instructions <plain|routed> <N>` with `RWSPLIT_BENCH_URL` (the primary) and
+//! `RWSPLIT_BENCH_REPLICA_URL` set; `adapter_instructions --list` names the cases. Both cases
+//! read the same replica through one pooled connection on a current-thread runtime; the routed
+//! connection's monitor probes once at connect and not again during the run (an hour's
+//! interval, no position feed), so what is counted is the request path alone: classification,
+//! the read-your-writes scope lookup, the router and balancer, and the attempt loop.
+
+use rwsplit_sea_orm::{MonitorConfig, RoutedConnection};
+use sea_orm::entity::prelude::*;
+use sea_orm::{ConnectOptions, Database};
+
+// The derive macros generate public items; this module is private to the bench.
+#[allow(unreachable_pub, missing_docs)]
+mod item {
+    use sea_orm::entity::prelude::*;
+
+    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+    #[sea_orm(table_name = "bench_item")]
+    pub struct Model {
+        #[sea_orm(primary_key)]
+        pub id: i32,
+        pub name: String,
+        pub qty: i32,
+    }
+
+    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+    pub enum Relation {}
+
+    impl ActiveModelBehavior for ActiveModel {}
+}
+
+fn options(url: &str) -> ConnectOptions {
+    let mut o = ConnectOptions::new(url.to_owned());
+    o.max_connections(1).min_connections(1).sqlx_logging(false);
+    o
+}
+
+async fn lookups<C: ConnectionTrait>(db: &C, n: u64) {
+    for i in 0..=n {
+        // One lookup before counting starts in earnest (i = 0 runs in both the N and the 0 run),
+        // so connection set-up and first-use costs cancel out.
+        let id = i32::try_from(i % 1000).unwrap_or(0) + 1;
+        let row = item::Entity::find_by_id(id).one(db).await.expect("query");
+        assert!(row.is_some(), "row {id}");
+    }
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    if args.first().map(String::as_str) == Some("--list") {
+        println!("plain\nrouted");
+        return;
+    }
+    let case = args.first().map(String::as_str).unwrap_or("plain").to_owned();
+    let n: u64 = args.get(1).and_then(|v| v.parse().ok()).unwrap_or(0);
+    let primary = std::env::var("RWSPLIT_BENCH_URL").expect("RWSPLIT_BENCH_URL");
+    let replica = std::env::var("RWSPLIT_BENCH_REPLICA_URL").expect("RWSPLIT_BENCH_REPLICA_URL");
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
+    rt.block_on(async {
+        match case.as_str() {
+            "seed" => {
+                let db = Database::connect(options(&primary)).await.expect("primary");
+                db.execute_unprepared(
+                    "DROP TABLE IF EXISTS bench_item;
+                     CREATE TABLE bench_item (id int primary key, name text not null, qty int not null);
+                     INSERT INTO bench_item SELECT g, 'item ' || g, g % 17 FROM generate_series(1, 1000) g;",
+                )
+                .await
+                .expect("seed");
+            }
+            "plain" => {
+                let db = Database::connect(options(&replica)).await.expect("replica");
+                lookups(&db, n).await;
+            }
+            "routed" => {
+                let quiet = MonitorConfig::default()
+                    .interval(std::time::Duration::from_secs(3600))
+                    .position_interval(std::time::Duration::ZERO);
+                let db = RoutedConnection::builder()
+                    .primary(options(&primary))
+                    .replica(options(&replica))
+                    .monitor(quiet)
+                    .connect()
+                    .await
+                    .expect("routed");
+                lookups(&db, n).await;
+                assert_eq!(db.stats().primary().reads(), 0, "every lookup used the replica");
+            }
+            other => panic!("unknown case {other}"),
+        }
+    });
+}
