@@ -8,17 +8,7 @@
 //! controlled time. The output is an immutable [`Topology`] snapshot in a [`SharedTopology`]:
 //! readers load it without locks or allocation.
 //!
-//! Rules:
-//! - **Health** per node is a core [`HealthTracker`] fed by probes and by the statements' own
-//!   node failures (back-pressure is not one: the adapter never reports it).
-//! - **Roles** come from each node's latest successful probe. A node whose latest probe failed
-//!   while another reports the primary role loses the role (a promotion is followed); two
-//!   reachable nodes reporting it make two primaries, and the router refuses writes (split
-//!   brain) until an operator or HA manager settles it.
-//! - **Fencing**: a fenced node is out of rotation for reads and writes and its claim to the
-//!   primary role is ignored, whatever it reports, until it is unfenced.
-//! - **Lag** of a replica is measured against the one reachable primary's latest observation
-//!   ([`lag`](crate::lag)); unknown without exactly one.
+//! The rules are on [`TopologyState`].
 
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::{Mutex, PoisonError};
@@ -48,8 +38,19 @@ struct NodeState {
     timed_out: AtomicBool,
 }
 
-/// What the monitor knows of every node, and the snapshot it publishes. See the
-/// [module docs](self) for the rules.
+/// What the monitor knows of every node, and the snapshot it publishes.
+///
+/// Rules:
+/// - **Health** per node is a core [`HealthTracker`] fed by probes and by the statements' own
+///   node failures (back-pressure is not one: the adapter never reports it).
+/// - **Roles** come from each node's latest successful probe. A node whose latest probe failed
+///   while another reports the primary role loses the role (a promotion is followed); two
+///   reachable nodes reporting it make two primaries, and the router refuses writes (split
+///   brain) until an operator or HA manager settles it.
+/// - **Fencing**: a fenced node is out of rotation for reads and writes and its claim to the
+///   primary role is ignored, whatever it reports, until it is unfenced.
+/// - **Lag** of a replica is measured against the one reachable primary's latest observation
+///   ([`lag`](crate::lag)); unknown without exactly one.
 ///
 /// ```
 /// use std::time::{Duration, Instant};
