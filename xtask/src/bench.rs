@@ -88,6 +88,22 @@ fn per_call(
 /// `find_by_id` through plain SeaORM and through `RoutedConnection`, on a throwaway PostgreSQL
 /// primary and replica: client-side instructions per lookup and their ratio.
 fn adapter_instructions() -> anyhow::Result<()> {
+    let (plain, routed) = measure_adapter_instructions()?;
+    println!("{:<28} {:>14}", "find_by_id (client side)", "instructions");
+    println!("{:<28} {plain:>14}", "plain SeaORM");
+    println!("{:<28} {routed:>14}", "RoutedConnection");
+    println!(
+        "{:<28} {:>14} ({:+.1} %, ratio {:.3})",
+        "difference",
+        routed.saturating_sub(plain),
+        100.0 * (routed as f64 - plain as f64) / plain.max(1) as f64,
+        routed as f64 / plain.max(1) as f64
+    );
+    Ok(())
+}
+
+/// Client-side instructions per `find_by_id`: (plain SeaORM, `RoutedConnection`).
+pub(crate) fn measure_adapter_instructions() -> anyhow::Result<(u64, u64)> {
     const N: u64 = 500;
     let exe = bench_executable("rwsplit-sea-orm", "adapter_instructions")?;
     let rt = crate::runtime()?;
@@ -100,18 +116,8 @@ fn adapter_instructions() -> anyhow::Result<()> {
     rt.block_on(cluster.wait_caught_up(0, std::time::Duration::from_secs(30)))?;
     let plain = per_call(&exe, "plain", N, &env)?;
     let routed = per_call(&exe, "routed", N, &env)?;
-    println!("{:<28} {:>14}", "find_by_id (client side)", "instructions");
-    println!("{:<28} {plain:>14}", "plain SeaORM");
-    println!("{:<28} {routed:>14}", "RoutedConnection");
-    println!(
-        "{:<28} {:>14} ({:+.1} %, ratio {:.3})",
-        "difference",
-        routed.saturating_sub(plain),
-        100.0 * (routed as f64 - plain as f64) / plain.max(1) as f64,
-        routed as f64 / plain.max(1) as f64
-    );
     drop(cluster);
-    Ok(())
+    Ok((plain, routed))
 }
 
 /// Runs each case of `crates/core/benches/instructions.rs` under callgrind with N and with 0

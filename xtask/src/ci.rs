@@ -63,6 +63,9 @@ pub(crate) fn run(args: &CiArgs) -> anyhow::Result<()> {
             run.env("RUST_LOG", "warn").env_remove("RWSPLIT_PRIMARY_URL");
             crate::run(&mut run)?;
         }
+        // The report: its runs (a fault timeline, the consistency benchmark, the adapter's
+        // instruction counts) and its page, so that it cannot rot.
+        crate::report::run(&crate::report::ReportArgs::for_ci())?;
     }
     eprintln!("ci: all checks passed");
     Ok(())

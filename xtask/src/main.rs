@@ -6,6 +6,7 @@ mod bench;
 mod ci;
 mod cluster;
 mod itest;
+mod report;
 mod soak;
 #[cfg(test)]
 mod tidy;
@@ -36,6 +37,9 @@ enum Cmd {
     Ci(ci::CiArgs),
     /// Run criterion benchmarks.
     Bench(bench::BenchArgs),
+    /// Write an HTML page with SVG plots: consistency strategies, the adapter's cost, a fault
+    /// timeline (runs them first; `--reuse` plots the data of the last run).
+    Report(report::ReportArgs),
     /// Mixed traffic under random replica faults on a cluster of its own, then check that no
     /// acknowledged write was lost and no read-your-writes read was stale.
     Soak(soak::SoakArgs),
@@ -51,6 +55,7 @@ fn main() -> anyhow::Result<()> {
         Cmd::Ci(args) => ci::run(&args),
         Cmd::Bench(args) => bench::run(&args),
         Cmd::Soak(args) => soak::run(&args),
+        Cmd::Report(args) => report::run(&args),
     }
 }
 

@@ -181,6 +181,7 @@ async fn run() {
         "| strategy | stale reads (of own-row reads) | reads on replicas | oracle share | of the oracle | read p50 | read p99 | write p50 |"
     );
     println!("| --- | --- | --- | --- | --- | --- | --- | --- |");
+    let mut rows = Vec::new();
     for strategy in [
         Strategy::Naive,
         Strategy::Window,
@@ -230,11 +231,26 @@ async fn run() {
             ms(percentile(&total.read_latencies, 990)),
             ms(percentile(&total.write_latencies, 500)),
         );
+        rows.push(serde_json::json!({
+            "strategy": strategy.name(),
+            "stale": total.stale,
+            "own_reads": total.own_reads,
+            "replica_share": share,
+            "oracle_share": oracle,
+            "read_p50_ms": percentile(&total.read_latencies, 500).as_secs_f64() * 1e3,
+            "read_p99_ms": percentile(&total.read_latencies, 990).as_secs_f64() * 1e3,
+            "write_p50_ms": percentile(&total.write_latencies, 500).as_secs_f64() * 1e3,
+        }));
         if !matches!(strategy, Strategy::Naive | Strategy::Window) {
             let ryw = after.read_your_writes();
             eprintln!("  {}: {ryw:?}", strategy.name());
         }
         db.close().await.ok();
+    }
+    // `cargo xtask report` plots these.
+    if let Ok(path) = std::env::var("RWSPLIT_BENCH_JSON") {
+        let doc = serde_json::json!({ "delay_ms": delay_ms, "users": USERS, "rounds": ROUNDS, "rows": rows });
+        std::fs::write(&path, doc.to_string()).expect("writing the JSON");
     }
     for r in cluster.replicas() {
         r.clear_apply_delay().await.ok();

@@ -1,0 +1,399 @@
+//! `cargo xtask report`: an HTML page with SVG plots of the consistency strategies, the
+//! adapter's cost and a fault timeline, from runs made for it.
+//!
+//! Data: `cargo run --example fault_timeline` (a PostgreSQL cluster through a replica kill, a
+//! lag spike and a switchover, sampled every 250 ms), `cargo bench --bench consistency` (with
+//! `RWSPLIT_BENCH_JSON`), and the callgrind counts of `bench adapter-instructions` (needs
+//! valgrind). Plots are drawn with `plotters`' SVG backend and written inline into one page,
+//! `target/rwsplit/report/index.html`, beside the JSON they came from.
+
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+
+use anyhow::Context;
+use clap::Args;
+use plotters::prelude::*;
+use serde_json::Value;
+
+#[derive(Debug, Args)]
+pub(crate) struct ReportArgs {
+    /// Where to write the page and its data (default `target/rwsplit/report`).
+    #[arg(long)]
+    out: Option<PathBuf>,
+    /// Plot the data already in the output directory instead of running anything.
+    #[arg(long)]
+    reuse: bool,
+}
+
+impl ReportArgs {
+    /// What `cargo xtask ci` runs: everything, into the default directory.
+    pub(crate) fn for_ci() -> ReportArgs {
+        ReportArgs { out: None, reuse: false }
+    }
+}
+
+const W: u32 = 900;
+const COLORS: [RGBColor; 5] = [
+    RGBColor(31, 119, 180),
+    RGBColor(255, 127, 14),
+    RGBColor(44, 160, 44),
+    RGBColor(214, 39, 40),
+    RGBColor(148, 103, 189),
+];
+
+pub(crate) fn run(args: &ReportArgs) -> anyhow::Result<()> {
+    let out = args.out.clone().unwrap_or_else(|| crate::state_dir().join("report"));
+    std::fs::create_dir_all(&out).with_context(|| format!("creating {}", out.display()))?;
+    let timeline_json = out.join("timeline.json");
+    let consistency_json = out.join("consistency.json");
+    let adapter_json = out.join("adapter.json");
+    if !args.reuse {
+        let mut timeline = crate::cargo();
+        timeline.args(["run", "--quiet", "--example", "fault_timeline", "--"]).arg(&timeline_json);
+        crate::run(&mut timeline)?;
+        let mut consistency = crate::cargo();
+        consistency
+            .args(["bench", "-p", "rwsplit-sea-orm", "--bench", "consistency"])
+            .env("RWSPLIT_BENCH_JSON", &consistency_json);
+        crate::run(&mut consistency)?;
+        let (plain, routed) = crate::bench::measure_adapter_instructions()?;
+        let doc = serde_json::json!({ "plain": plain, "routed": routed });
+        std::fs::write(&adapter_json, doc.to_string())?;
+    }
+    let read = |p: &Path| -> anyhow::Result<Value> {
+        let text =
+            std::fs::read_to_string(p).with_context(|| format!("reading {}", p.display()))?;
+        serde_json::from_str(&text).with_context(|| format!("parsing {}", p.display()))
+    };
+    let timeline = read(&timeline_json)?;
+    let consistency = read(&consistency_json)?;
+    let adapter = read(&adapter_json)?;
+    let mut html = String::from(
+        "<!doctype html><html><head><meta charset=\"utf-8\"><title>rwsplit report</title>\
+         <style>body{font-family:sans-serif;max-width:960px;margin:2em auto;color:#222}\
+         table{border-collapse:collapse}td,th{border:1px solid #ccc;padding:3px 8px;text-align:right}\
+         th:first-child,td:first-child{text-align:left}</style></head><body><h1>rwsplit report</h1>",
+    );
+    consistency_section(&mut html, &consistency)?;
+    adapter_section(&mut html, &adapter)?;
+    timeline_section(&mut html, &timeline)?;
+    html.push_str("</body></html>\n");
+    let page = out.join("index.html");
+    std::fs::write(&page, html).with_context(|| format!("writing {}", page.display()))?;
+    println!("{}", page.display());
+    Ok(())
+}
+
+fn num(v: &Value) -> f64 {
+    v.as_f64().unwrap_or(0.0)
+}
+
+/// An SVG of `w`×`h` drawn by `draw`, as a string.
+fn svg(
+    w: u32,
+    h: u32,
+    draw: impl FnOnce(&DrawingArea<SVGBackend<'_>, plotters::coord::Shift>) -> anyhow::Result<()>,
+) -> anyhow::Result<String> {
+    let mut s = String::new();
+    {
+        let root = SVGBackend::with_string(&mut s, (w, h)).into_drawing_area();
+        root.fill(&WHITE).map_err(|e| anyhow::anyhow!("{e}"))?;
+        draw(&root)?;
+        root.present().map_err(|e| anyhow::anyhow!("{e}"))?;
+    }
+    Ok(s)
+}
+
+fn plot_err<E: std::fmt::Display>(e: E) -> anyhow::Error {
+    anyhow::anyhow!("plotting: {e}")
+}
+
+fn consistency_section(html: &mut String, doc: &Value) -> anyhow::Result<()> {
+    let rows = doc["rows"].as_array().context("consistency rows")?;
+    let _ = write!(
+        html,
+        "<h2>Read-your-writes strategies</h2><p>PostgreSQL primary and 2 replicas applying WAL {} ms \
+         late; {} users × {} rounds. Each strategy: the share of reads served by replicas \
+         against stale reads of one's own writes; the grey line is the oracle share (what a \
+         router with perfect, instant knowledge of replica positions could send to replicas \
+         without a stale read).</p>",
+        num(&doc["delay_ms"]),
+        num(&doc["users"]),
+        num(&doc["rounds"])
+    );
+    let oracle = rows.iter().map(|r| num(&r["oracle_share"])).fold(0.0, f64::max) * 100.0;
+    let max_stale = rows.iter().map(|r| num(&r["stale"])).fold(1.0, f64::max);
+    let chart = svg(W, 420, |root| {
+        let mut c = ChartBuilder::on(root)
+            .caption("stale reads vs share of reads on replicas", ("sans-serif", 20))
+            .margin(15)
+            .x_label_area_size(40)
+            .y_label_area_size(50)
+            .build_cartesian_2d(-5.0..105.0, -5.0..(max_stale * 1.15))
+            .map_err(plot_err)?;
+        c.configure_mesh()
+            .x_desc("reads on replicas (%)")
+            .y_desc("stale reads")
+            .draw()
+            .map_err(plot_err)?;
+        c.draw_series(LineSeries::new(
+            [(oracle, -5.0), (oracle, max_stale * 1.15)],
+            ShapeStyle::from(&RGBColor(150, 150, 150)).stroke_width(2),
+        ))
+        .map_err(plot_err)?;
+        for (i, r) in rows.iter().enumerate() {
+            let color = COLORS[i % COLORS.len()];
+            let point = (num(&r["replica_share"]) * 100.0, num(&r["stale"]));
+            let name = r["strategy"].as_str().unwrap_or("?").to_owned();
+            c.draw_series(std::iter::once(Circle::new(point, 7, color.filled())))
+                .map_err(plot_err)?
+                .label(name)
+                .legend(move |(x, y)| Circle::new((x + 8, y), 5, color.filled()));
+        }
+        c.configure_series_labels()
+            .position(SeriesLabelPosition::MiddleLeft)
+            .background_style(WHITE.mix(0.9))
+            .border_style(BLACK)
+            .draw()
+            .map_err(plot_err)?;
+        Ok(())
+    })?;
+    html.push_str(&chart);
+    html.push_str(
+        "<table><tr><th>strategy</th><th>stale</th><th>on replicas</th><th>of the oracle</th>\
+         <th>read p50</th><th>read p99</th><th>write p50</th></tr>",
+    );
+    for r in rows {
+        let _ = write!(
+            html,
+            "<tr><td>{}</td><td>{} of {}</td><td>{:.1} %</td><td>{:.0} %</td><td>{:.2} ms</td>\
+             <td>{:.2} ms</td><td>{:.2} ms</td></tr>",
+            r["strategy"].as_str().unwrap_or("?"),
+            num(&r["stale"]),
+            num(&r["own_reads"]),
+            num(&r["replica_share"]) * 100.0,
+            100.0 * num(&r["replica_share"]) / num(&r["oracle_share"]).max(f64::MIN_POSITIVE),
+            num(&r["read_p50_ms"]),
+            num(&r["read_p99_ms"]),
+            num(&r["write_p50_ms"]),
+        );
+    }
+    html.push_str("</table>");
+    Ok(())
+}
+
+fn adapter_section(html: &mut String, doc: &Value) -> anyhow::Result<()> {
+    let (plain, routed) = (num(&doc["plain"]), num(&doc["routed"]));
+    let _ = write!(
+        html,
+        "<h2>The adapter's cost</h2><p>Client-side instructions per SeaORM <code>find_by_id</code> \
+         against the same PostgreSQL replica (callgrind, deterministic): plain SeaORM {plain:.0}, \
+         <code>RoutedConnection</code> {routed:.0}, a difference of {:.0} ({:+.1} %).</p>",
+        routed - plain,
+        100.0 * (routed - plain) / plain.max(1.0)
+    );
+    let chart = svg(W, 220, |root| {
+        let top = plain.max(routed) * 1.1;
+        let mut c = ChartBuilder::on(root)
+            .caption("instructions per find_by_id (client side)", ("sans-serif", 20))
+            .margin(15)
+            .x_label_area_size(35)
+            .y_label_area_size(150)
+            .build_cartesian_2d(0.0..top, 0.0..2.0)
+            .map_err(plot_err)?;
+        c.configure_mesh()
+            .disable_y_mesh()
+            .y_labels(0)
+            .x_desc("instructions")
+            .draw()
+            .map_err(plot_err)?;
+        for (i, (name, v)) in
+            [("plain SeaORM", plain), ("RoutedConnection", routed)].iter().enumerate()
+        {
+            let y = i as f64;
+            let color = COLORS[i];
+            c.draw_series(std::iter::once(Rectangle::new(
+                [(0.0, y + 0.2), (*v, y + 0.8)],
+                color.filled(),
+            )))
+            .map_err(plot_err)?;
+            c.draw_series(std::iter::once(Text::new(
+                format!("{name}: {v:.0}"),
+                (top * 0.02, y + 0.5),
+                ("sans-serif", 16).into_font().color(&WHITE),
+            )))
+            .map_err(plot_err)?;
+        }
+        Ok(())
+    })?;
+    html.push_str(&chart);
+    Ok(())
+}
+
+/// One panel of the timeline: a line per series, events as vertical lines.
+fn panel(
+    root: &DrawingArea<SVGBackend<'_>, plotters::coord::Shift>,
+    title: &str,
+    y_desc: &str,
+    end_s: f64,
+    y_max: f64,
+    events: &[(f64, String)],
+    series: &[(String, Vec<(f64, f64)>)],
+) -> anyhow::Result<()> {
+    let mut c = ChartBuilder::on(root)
+        .caption(title, ("sans-serif", 16))
+        .margin(8)
+        .x_label_area_size(28)
+        .y_label_area_size(55)
+        .build_cartesian_2d(0.0..end_s, 0.0..y_max)
+        .map_err(plot_err)?;
+    c.configure_mesh().x_desc("seconds").y_desc(y_desc).draw().map_err(plot_err)?;
+    for (t, _) in events {
+        c.draw_series(LineSeries::new(
+            [(*t, 0.0), (*t, y_max)],
+            ShapeStyle::from(&RGBColor(160, 160, 160)).stroke_width(1),
+        ))
+        .map_err(plot_err)?;
+    }
+    for (i, (name, points)) in series.iter().enumerate() {
+        let color = COLORS[i % COLORS.len()];
+        c.draw_series(LineSeries::new(points.iter().copied(), color.stroke_width(2)))
+            .map_err(plot_err)?
+            .label(name.clone())
+            .legend(move |(x, y)| {
+                PathElement::new(vec![(x, y), (x + 18, y)], color.stroke_width(2))
+            });
+    }
+    c.configure_series_labels()
+        .position(SeriesLabelPosition::UpperLeft)
+        .background_style(WHITE.mix(0.85))
+        .border_style(BLACK)
+        .draw()
+        .map_err(plot_err)?;
+    Ok(())
+}
+
+fn timeline_section(html: &mut String, doc: &Value) -> anyhow::Result<()> {
+    let samples = doc["samples"].as_array().context("timeline samples")?;
+    let events: Vec<(f64, String)> = doc["events"]
+        .as_array()
+        .map(|e| {
+            e.iter()
+                .map(|e| (num(&e["t_ms"]) / 1e3, e["what"].as_str().unwrap_or("").to_owned()))
+                .collect()
+        })
+        .unwrap_or_default();
+    let end_s = samples.last().map_or(1.0, |s| num(&s["t_ms"]) / 1e3).max(1.0);
+    // `host:port/db` → `n<i> :port`, short enough for a legend.
+    let names: Vec<String> = samples
+        .first()
+        .and_then(|s| s["nodes"].as_array())
+        .map(|n| {
+            n.iter()
+                .enumerate()
+                .map(|(i, n)| {
+                    let name = n["name"].as_str().unwrap_or("?");
+                    let port = name.split('/').next().and_then(|a| a.rsplit(':').next());
+                    format!("n{i} :{}", port.unwrap_or("?"))
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    let per_node = |f: &dyn Fn(&Value) -> Option<f64>| -> Vec<(String, Vec<(f64, f64)>)> {
+        names
+            .iter()
+            .enumerate()
+            .map(|(i, name)| {
+                let pts = samples
+                    .iter()
+                    .filter_map(|s| {
+                        let n = &s["nodes"][i];
+                        f(n).map(|v| (num(&s["t_ms"]) / 1e3, v))
+                    })
+                    .collect();
+                (name.clone(), pts)
+            })
+            .collect()
+    };
+    let health = per_node(&|n| match n["health"].as_str() {
+        Some("up") => Some(0.0),
+        Some("suspect") => Some(1.0),
+        Some("down") => Some(2.0),
+        _ => None,
+    });
+    let lag = per_node(&|n| n["lag_ms"].as_f64());
+    let share = {
+        let totals: Vec<f64> = samples
+            .iter()
+            .map(|s| {
+                s["nodes"].as_array().map_or(0.0, |n| n.iter().map(|n| num(&n["reads"])).sum())
+            })
+            .collect();
+        names
+            .iter()
+            .enumerate()
+            .map(|(i, name)| {
+                let pts = samples
+                    .iter()
+                    .zip(&totals)
+                    .map(|(s, t)| {
+                        (num(&s["t_ms"]) / 1e3, 100.0 * num(&s["nodes"][i]["reads"]) / t.max(1.0))
+                    })
+                    .collect();
+                (name.clone(), pts)
+            })
+            .collect::<Vec<_>>()
+    };
+    let app: Vec<(String, Vec<(f64, f64)>)> =
+        ["read_p50_ms", "read_p99_ms", "write_p50_ms", "write_p99_ms"]
+            .iter()
+            .map(|k| {
+                let pts = samples
+                    .iter()
+                    .filter_map(|s| s[*k].as_f64().map(|v| (num(&s["t_ms"]) / 1e3, v)))
+                    .collect();
+                ((*k).replace("_ms", "").replace('_', " "), pts)
+            })
+            .collect();
+    let max = |series: &[(String, Vec<(f64, f64)>)], floor: f64| {
+        series.iter().flat_map(|(_, p)| p.iter().map(|p| p.1)).fold(floor, f64::max) * 1.1
+    };
+    html.push_str(
+        "<h2>A fault timeline</h2><p>PostgreSQL primary and two replicas under a writer (each \
+         write read back in its task) and two readers (at most 500 ms stale), sampled every \
+         250 ms. Grey lines: the faults, in order: ",
+    );
+    for (t, what) in &events {
+        let _ = write!(html, "{t:.0} s {what}; ");
+    }
+    html.push_str("</p>");
+    let chart = svg(W, 4 * 260, |root| {
+        let panels = root.split_evenly((4, 1));
+        panel(
+            &panels[0],
+            "health per node (0 up, 1 suspect, 2 down)",
+            "health",
+            end_s,
+            2.3,
+            &events,
+            &health,
+        )?;
+        panel(&panels[1], "replica lag per node", "ms", end_s, max(&lag, 10.0), &events, &lag)?;
+        panel(
+            &panels[2],
+            "share of the reads each node served",
+            "%",
+            end_s,
+            105.0,
+            &events,
+            &share,
+        )?;
+        panel(&panels[3], "application latency", "ms", end_s, max(&app, 1.0), &events, &app)?;
+        Ok(())
+    })?;
+    html.push_str(&chart);
+    let failed: u64 = samples.iter().map(|s| s["reads_failed"].as_u64().unwrap_or(0)).sum();
+    let wfailed: u64 = samples.iter().map(|s| s["writes_failed"].as_u64().unwrap_or(0)).sum();
+    let _ = write!(html, "<p>Reads failed: {failed}. Writes failed: {wfailed}.</p>");
+    Ok(())
+}
