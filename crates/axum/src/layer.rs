@@ -55,6 +55,32 @@ pub struct SessionLayer {
 }
 
 /// Configures a [`SessionLayer`]; made by [`SessionLayer::builder`].
+///
+/// ```
+/// use std::time::Duration;
+///
+/// use axum::http::HeaderName;
+/// use rwsplit_axum::{OnBadToken, SessionLayer, SigningKey, TokenEnvelope};
+/// use rwsplit_sea_orm::RoutedConnection;
+/// use sea_orm::{DbBackend, MockDatabase};
+///
+/// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// let mock = || MockDatabase::new(DbBackend::Postgres).into_connection();
+/// let db = RoutedConnection::from_connections(mock(), vec![mock()])?;
+/// // Rotating keys: sign with the new one, still accept the old one for a maximum age.
+/// let envelope = TokenEnvelope::signed(SigningKey::new([2u8; 32])?)
+///     .previous_key(SigningKey::new([1u8; 32])?)
+///     .max_age(Duration::from_secs(15 * 60));
+/// let layer = SessionLayer::builder(db, envelope)
+///     .on_bad_token(OnBadToken::FreshSession)
+///     .cookie_name("ryw")
+///     .header_name(HeaderName::from_static("x-ryw"))
+///     .cookie_path("/api")
+///     .secure_cookie(false) // plain-HTTP development only
+///     .build();
+/// # let _ = layer;
+/// # Ok(()) }
+/// ```
 #[derive(Debug)]
 #[must_use]
 pub struct SessionLayerBuilder {
