@@ -96,7 +96,9 @@ impl TokenEnvelope {
     }
 
     /// Also accept unsigned tokens (say, cookies set before signing was turned on); tokens
-    /// sent back are still signed. Off by default.
+    /// sent back are still signed, so clients move to signed tokens as they write. Off by
+    /// default; no effect on an [`unsigned`](Self::unsigned) envelope, which accepts only
+    /// unsigned tokens.
     #[must_use]
     pub fn accept_unsigned(mut self, accept: bool) -> Self {
         self.accept_unsigned = accept || self.keys.is_empty();
