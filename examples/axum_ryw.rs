@@ -6,12 +6,13 @@
 //! cargo run --example axum_ryw
 //! ```
 //!
-//! The token travels with the client: a tower layer ([`ryw_layer`]) resumes a
-//! [`Session`](rwsplit_sea_orm::Session) from the `rwsplit_token` cookie (or an
-//! `x-rwsplit-token` header, for API clients), runs the handler inside it, and sends the
-//! session's token back in both. Handlers take `&RoutedConnection` as usual and know nothing of
-//! it. Each request here comes on a new TCP connection, so nothing but the cookie links the
-//! POST to the GET.
+//! The token travels with the client: the `rwsplit-axum` layer
+//! ([`SessionLayer`](rwsplit_axum::SessionLayer)) resumes a [`Session`](rwsplit_sea_orm::Session)
+//! from the `rwsplit_token` cookie (or an `x-rwsplit-token` header, for API clients), runs the
+//! handler inside it, and sends the session's token back in both, signed with HMAC-SHA256 under
+//! the key in `RWSPLIT_TOKEN_KEY` (a fixed demo key if unset) and valid for ten minutes.
+//! Handlers take `&RoutedConnection` as usual and know nothing of it. Each request here comes on
+//! a new TCP connection, so nothing but the cookie links the POST to the GET.
 //!
 //! Without `RWSPLIT_PRIMARY_URL` it starts a throwaway PostgreSQL primary with two replicas
 //! that apply WAL 300 ms late, serves the app on a local port, and plays a client against it:
@@ -25,48 +26,27 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 use axum::Router;
-use axum::extract::{Path, Query, Request, State};
-use axum::http::{HeaderValue, StatusCode, header};
-use axum::middleware::{self, Next};
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
 use blog::{author, migration::Migrator};
+use rwsplit_axum::{SessionLayer, SigningKey, TokenEnvelope};
 use rwsplit_sea_orm::RoutedConnection;
 use sea_orm::{ActiveModelTrait, EntityTrait, Set};
 use sea_orm_migration::MigratorTrait;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 const COOKIE: &str = "rwsplit_token";
-const HEADER: &str = "x-rwsplit-token";
 
-/// The tower layer: the client's token in, the session's token out.
-async fn ryw_layer(State(db): State<RoutedConnection>, req: Request, next: Next) -> Response {
-    let from_header = req.headers().get(HEADER).and_then(|v| v.to_str().ok()).map(str::to_owned);
-    let from_cookie = req
-        .headers()
-        .get_all(header::COOKIE)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(';'))
-        .filter_map(|c| c.trim().split_once('='))
-        .find(|(k, _)| *k == COOKIE)
-        .map(|(_, v)| v.to_owned());
-    let text = from_header.or(from_cookie).unwrap_or_default();
-    let session = match db.session_from(&text) {
-        Ok(s) => s,
-        // A forged or truncated token: say so rather than silently reading stale data.
-        Err(e) => return (StatusCode::BAD_REQUEST, e.to_string()).into_response(),
-    };
-    let mut response = session.scope(next.run(req)).await;
-    if let Ok(Some(token)) = session.token().await {
-        let token = token.to_string();
-        let cookie = format!("{COOKIE}={token}; Path=/; HttpOnly; SameSite=Lax");
-        if let (Ok(c), Ok(h)) = (HeaderValue::from_str(&cookie), HeaderValue::from_str(&token)) {
-            response.headers_mut().append(header::SET_COOKIE, c);
-            response.headers_mut().insert(HEADER, h);
-        }
-    }
-    response
+/// The layer: the client's signed token in, the session's token out. In production the key
+/// comes from the application's secret store, the same on every instance.
+fn ryw_layer(db: RoutedConnection) -> anyhow::Result<SessionLayer> {
+    let secret = std::env::var("RWSPLIT_TOKEN_KEY")
+        .unwrap_or_else(|_| "a demo key: set RWSPLIT_TOKEN_KEY in production".to_owned());
+    let envelope =
+        TokenEnvelope::signed(SigningKey::new(secret)?).max_age(Duration::from_secs(600));
+    Ok(SessionLayer::builder(db, envelope).build())
 }
 
 #[derive(serde::Deserialize)]
@@ -90,12 +70,12 @@ async fn show(State(db): State<RoutedConnection>, Path(id): Path<i32>) -> Respon
     }
 }
 
-fn app(db: RoutedConnection) -> Router {
-    Router::new()
+fn app(db: RoutedConnection) -> anyhow::Result<Router> {
+    Ok(Router::new()
         .route("/authors", post(create))
         .route("/authors/{id}", get(show))
-        .layer(middleware::from_fn_with_state(db.clone(), ryw_layer))
-        .with_state(db)
+        .layer(ryw_layer(db.clone())?)
+        .with_state(db))
 }
 
 /// One HTTP/1.1 exchange on a fresh connection: status, `Location`, `Set-Cookie`, body.
@@ -164,7 +144,7 @@ async fn main() -> anyhow::Result<()> {
 
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let port = listener.local_addr()?.port();
-    let server = tokio::spawn(axum::serve(listener, app(db.clone())).into_future());
+    let server = tokio::spawn(axum::serve(listener, app(db.clone())?).into_future());
     println!("serving on http://127.0.0.1:{port}");
 
     const PAIRS: usize = 20;
@@ -203,10 +183,13 @@ async fn main() -> anyhow::Result<()> {
         ryw.primary_reads,
         elapsed.as_secs_f64() * 1e3 / (2 * PAIRS) as f64,
     );
-    // A forged token is refused with a clear error, not silently ignored.
-    let (status, _, _, body) =
-        http(port, "GET", "/authors/1", Some(&format!("{COOKIE}=pg:1:oops"))).await?;
-    println!("a forged token: {status} {body}");
+    // A forged or tampered token is refused with a clear error, not silently ignored.
+    let forged = format!("{COOKIE}=pg:1:1:1:FF-0");
+    let (status, _, _, body) = http(port, "GET", "/authors/1", Some(&forged)).await?;
+    println!("an unsigned (forged) token: {status} {}", body.trim());
+    let tampered = format!("{COOKIE}=v1.1.cGc6MToxOjE6RkYtMA.AAAA");
+    let (status_t, _, _, body) = http(port, "GET", "/authors/1", Some(&tampered)).await?;
+    println!("a tampered token: {status_t} {}", body.trim());
 
     server.abort();
     if let Some(c) = cluster {
@@ -216,6 +199,9 @@ async fn main() -> anyhow::Result<()> {
     }
     if stale > 0 {
         bail!("{stale} stale reads with the token");
+    }
+    if status != 400 || status_t != 400 {
+        bail!("a forged or tampered token was not refused ({status}, {status_t})");
     }
     Ok(())
 }

@@ -1,6 +1,7 @@
 //! Integration tests against real replicated clusters. Run them with `cargo xtask itest`, which
 //! starts the shared clusters they expect and tears them down afterwards.
 
+mod axum_session;
 #[path = "../../examples/blog/mod.rs"]
 mod blog;
 mod faults;

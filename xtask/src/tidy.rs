@@ -11,13 +11,17 @@ const LAYERS: &[(&str, &[&str])] = &[
     ("rwsplit-core", &[]),
     ("rwsplit-monitor", &["rwsplit-core"]),
     ("rwsplit-sea-orm", &["rwsplit-core", "rwsplit-monitor"]),
+    ("rwsplit-axum", &["rwsplit-core", "rwsplit-sea-orm"]),
     ("rwsplit-testkit", &[]),
     ("xtask", &["rwsplit-testkit"]),
     (
         "rwsplit-examples",
-        &["rwsplit-core", "rwsplit-monitor", "rwsplit-sea-orm", "rwsplit-testkit"],
+        &["rwsplit-axum", "rwsplit-core", "rwsplit-monitor", "rwsplit-sea-orm", "rwsplit-testkit"],
     ),
-    ("rwsplit-itests", &["rwsplit-core", "rwsplit-monitor", "rwsplit-sea-orm", "rwsplit-testkit"]),
+    (
+        "rwsplit-itests",
+        &["rwsplit-axum", "rwsplit-core", "rwsplit-monitor", "rwsplit-sea-orm", "rwsplit-testkit"],
+    ),
 ];
 
 /// External crates `rwsplit-core` may use: it does no I/O and names no driver or ORM.

@@ -1,0 +1,82 @@
+//! The crate's [`Error`].
+
+use std::time::Duration;
+
+use rwsplit_core::TokenKind;
+
+/// Why a signing key or a token from a client was refused.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// A signing key shorter than [`SigningKey::MIN_LEN`](crate::SigningKey::MIN_LEN).
+    #[error("signing key is {len} bytes, at least {min} are needed")]
+    KeyTooShort {
+        /// The key's length in bytes.
+        len: usize,
+        /// The minimum.
+        min: usize,
+    },
+    /// The text is not a token envelope (nor, where accepted, an unsigned token).
+    #[error("read-your-writes token is malformed: {reason}")]
+    Malformed {
+        /// What is wrong with it.
+        reason: &'static str,
+    },
+    /// The envelope's signature does not verify under any configured key: forged, tampered
+    /// with, or signed with a key no longer configured.
+    #[error("read-your-writes token signature does not verify")]
+    BadSignature,
+    /// The envelope is older than the maximum age.
+    #[error("read-your-writes token expired: issued {age:?} ago, the maximum age is {max_age:?}")]
+    Expired {
+        /// How long ago it was issued.
+        age: Duration,
+        /// The configured maximum age.
+        max_age: Duration,
+    },
+    /// The envelope says it was issued further in the future than clocks may differ.
+    #[error("read-your-writes token is issued {ahead:?} in the future")]
+    IssuedInFuture {
+        /// How far ahead of this server's clock.
+        ahead: Duration,
+    },
+    /// An unsigned token where the application requires a signed one.
+    #[error("read-your-writes token is unsigned and unsigned tokens are not accepted")]
+    Unsigned,
+    /// A well-formed token of another database than the connection's (say a MariaDB token
+    /// sent to a PostgreSQL application).
+    #[error("read-your-writes token is for `{found}`, the database is {expected}")]
+    WrongBackend {
+        /// The token's kind.
+        found: TokenKind,
+        /// The connection's database.
+        expected: &'static str,
+    },
+    /// The library refused the token inside the envelope
+    /// ([`RoutedConnection::session_from`](rwsplit_sea_orm::RoutedConnection::session_from)).
+    #[error("read-your-writes token is invalid")]
+    Token(#[source] rwsplit_sea_orm::Error),
+}
+
+impl Error {
+    /// Whether the token was genuine but too old (the client may simply start over).
+    #[must_use]
+    pub fn is_expired(&self) -> bool {
+        matches!(self, Self::Expired { .. })
+    }
+
+    /// The message and its causes on one line, for a response body or a log field.
+    pub(crate) fn chain(&self) -> String {
+        let mut text = self.to_string();
+        let mut source = std::error::Error::source(self);
+        while let Some(cause) = source {
+            text.push_str(": ");
+            text.push_str(&cause.to_string());
+            source = cause.source();
+        }
+        text
+    }
+}
+
+/// `Result` with this crate's [`Error`].
+pub type Result<T, E = Error> = std::result::Result<T, E>;

@@ -1,0 +1,155 @@
+//! The `rwsplit-axum` layer on a real PostgreSQL cluster whose replicas apply WAL late: a write
+//! in one request and a read in the next, on another application instance, linked only by the
+//! signed cookie, never read stale; forged and tampered cookies are refused.
+
+use std::time::Duration;
+
+use axum::Router;
+use axum::body::Body;
+use axum::extract::{Path, Query, State};
+use axum::http::{Request, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use rwsplit_axum::{SessionLayer, SigningKey, TokenEnvelope};
+use rwsplit_sea_orm::RoutedConnection;
+use rwsplit_testkit::DbKind;
+use sea_orm::{ActiveModelTrait, EntityTrait, Set};
+use sea_orm_migration::MigratorTrait;
+use tower::ServiceExt;
+
+use crate::blog::{author, migration::Migrator};
+use crate::support::own_cluster;
+
+const KEY: &str = "the itest key: thirty-two bytes at least";
+
+#[derive(serde::Deserialize)]
+struct NewAuthor {
+    name: String,
+}
+
+async fn create(State(db): State<RoutedConnection>, Query(q): Query<NewAuthor>) -> Response {
+    match (author::ActiveModel { name: Set(q.name), ..Default::default() }).insert(&db).await {
+        Ok(a) => (StatusCode::CREATED, a.id.to_string()).into_response(),
+        Err(e) => (StatusCode::INTERNAL_SERVER_ERROR, e.to_string()).into_response(),
+    }
+}
+
+async fn show(State(db): State<RoutedConnection>, Path(id): Path<i32>) -> Response {
+    match author::Entity::find_by_id(id).one(&db).await {
+        Ok(Some(a)) => a.name.into_response(),
+        Ok(None) => (StatusCode::NOT_FOUND, "no such author").into_response(),
+        Err(e) => (StatusCode::INTERNAL_SERVER_ERROR, e.to_string()).into_response(),
+    }
+}
+
+/// One application instance: its own `RoutedConnection`, the shared signing key.
+fn app(db: RoutedConnection) -> Router {
+    let envelope = TokenEnvelope::signed(SigningKey::new(KEY).unwrap());
+    Router::new()
+        .route("/authors", post(create))
+        .route("/authors/{id}", get(show))
+        .layer(SessionLayer::builder(db.clone(), envelope).build())
+        .with_state(db)
+}
+
+async fn connect(tdb: &rwsplit_testkit::TestDatabase) -> RoutedConnection {
+    RoutedConnection::builder()
+        .primary(tdb.primary_url())
+        .replicas(tdb.replica_urls())
+        .probe_interval(Duration::from_millis(100))
+        .connect()
+        .await
+        .unwrap()
+}
+
+fn request(method: &str, uri: &str, cookie: Option<&str>) -> Request<Body> {
+    let mut req = Request::builder().method(method).uri(uri);
+    if let Some(c) = cookie {
+        req = req.header("cookie", c);
+    }
+    req.body(Body::empty()).unwrap()
+}
+
+/// Status, the `name=value` of the `Set-Cookie` (if any), body.
+async fn send(app: &Router, req: Request<Body>) -> (StatusCode, Option<String>, String) {
+    let response = app.clone().oneshot(req).await.unwrap();
+    let status = response.status();
+    let cookie = response
+        .headers()
+        .get("set-cookie")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .map(str::to_owned);
+    let body = axum::body::to_bytes(response.into_body(), 1 << 16).await.unwrap();
+    (status, cookie, String::from_utf8_lossy(&body).into_owned())
+}
+
+#[tokio::test]
+async fn a_write_then_a_read_with_the_signed_cookie_is_never_stale_and_forgeries_are_refused() {
+    let cluster = own_cluster(DbKind::Postgres, "axum_session", 2).await;
+    let tdb = cluster.create_database("axum_session").await.unwrap();
+    let (db_a, db_b) = (connect(&tdb).await, connect(&tdb).await);
+    Migrator::up(db_a.primary(), None).await.unwrap();
+    cluster.wait_caught_up(0, Duration::from_secs(10)).await.unwrap();
+    for r in cluster.replicas() {
+        r.set_apply_delay(Duration::from_millis(300)).await.unwrap();
+    }
+    // Two instances behind one load balancer: the POST goes to one, the GET to the other.
+    let (a, b) = (app(db_a.clone()), app(db_b.clone()));
+
+    const PAIRS: usize = 20;
+    let (mut stale, mut stale_without) = (0, 0);
+    let mut last_cookie = String::new();
+    for i in 0..PAIRS {
+        let (status, cookie, id) =
+            send(&a, request("POST", &format!("/authors?name=with-{i}"), None)).await;
+        assert_eq!(status, StatusCode::CREATED, "{id}");
+        let cookie = cookie.expect("a write sends the token");
+        assert!(cookie.starts_with("rwsplit_token=v1."), "{cookie}");
+        let (status, _, body) =
+            send(&b, request("GET", &format!("/authors/{id}"), Some(&cookie))).await;
+        stale += usize::from(status != StatusCode::OK || body != format!("with-{i}"));
+        last_cookie = cookie;
+
+        // The control: the same without the cookie.
+        let (_, _, id) =
+            send(&a, request("POST", &format!("/authors?name=without-{i}"), None)).await;
+        let (status, _, _) = send(&b, request("GET", &format!("/authors/{id}"), None)).await;
+        stale_without += usize::from(status != StatusCode::OK);
+    }
+    let ryw = db_b.stats().read_your_writes();
+    eprintln!(
+        "{PAIRS} POST→GET pairs across instances with the cookie: {stale} stale; without: {stale_without} stale; token reads on instance B: {} on replicas, {} on the primary",
+        ryw.replica_reads, ryw.primary_reads
+    );
+    assert_eq!(stale, 0, "stale reads with the signed cookie");
+    assert!(stale_without > 0, "the replicas lag: without the cookie some reads are stale");
+    assert_eq!(ryw.replica_reads + ryw.primary_reads, PAIRS as u64, "every GET used its token");
+
+    // Forgeries: an unsigned token far ahead, the real cookie with its position changed, a
+    // token signed with another key. Each is a 400 and no handler reads anything.
+    let reads_before = db_b.stats().replica_reads() + db_b.stats().primary().reads();
+    let (name, value) = last_cookie.split_once('=').unwrap();
+    let mut fields: Vec<String> = value.split('.').map(str::to_owned).collect();
+    let flipped = if fields[2].starts_with('c') { "d" } else { "c" };
+    fields[2].replace_range(..1, flipped);
+    let tampered = format!("{name}={}", fields.join("."));
+    let other_key = TokenEnvelope::signed(SigningKey::new([3u8; 32]).unwrap())
+        .seal(&"pg:1:1:1:FF-0".parse().unwrap());
+    for (cookie, reason) in [
+        (format!("{name}=pg:1:1:1:FF-0"), "unsigned"),
+        (tampered, "signature does not verify"),
+        (format!("{name}={other_key}"), "signature does not verify"),
+    ] {
+        let (status, clear, body) = send(&b, request("GET", "/authors/1", Some(&cookie))).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{cookie}: {body}");
+        assert!(body.contains(reason), "{cookie}: {body}");
+        assert_eq!(clear.as_deref(), Some("rwsplit_token="), "the cookie is cleared");
+    }
+    let reads_after = db_b.stats().replica_reads() + db_b.stats().primary().reads();
+    assert_eq!(reads_before, reads_after, "a refused request runs no statement");
+
+    for r in cluster.replicas() {
+        r.clear_apply_delay().await.unwrap();
+    }
+}
