@@ -32,15 +32,21 @@
 //! # Seams
 //!
 //! [`DbKind`] is the database seam (PostgreSQL, MariaDB) and [`BackendKind`] the backend seam
-//! (native processes today; containers where a Docker engine runs are planned).
+//! (native processes today). Inside, each product is one implementation of a `Product` trait
+//! (setup order, readiness, and the SQL behind every control, like testcontainers-rs' `Image`),
+//! and each backend one implementation of a `Runtime` per node (start, freeze, kill, stop,
+//! addresses) and a `Backend` per cluster (teardown). Tests, xtask and examples use only
+//! [`Cluster`] and [`Node`], so they do not change with the backend.
 #![cfg_attr(docsrs, feature(doc_cfg))]
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used, clippy::print_stdout))]
 
+mod backend;
 mod cluster;
 mod database;
 mod error;
 mod native;
 mod node;
+mod product;
 mod sql;
 mod state;
 
