@@ -11,4 +11,5 @@ mod sea_orm_matrix;
 mod sea_orm_setup;
 mod support;
 mod testkit_cluster;
+mod testkit_containers;
 mod testkit_errors;

@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
 use crate::cluster::{BackendKind, DbKind};
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::node::{Node, ProcessState};
 use crate::product::Addr;
 
@@ -47,6 +47,33 @@ pub(crate) trait Runtime: std::fmt::Debug + Send + Sync {
 
     /// Kills the server for good (teardown) and waits until it is gone.
     fn destroy(&self) -> Result<()>;
+
+    /// Network faults, where the backend has a network of its own (see [`Net`]).
+    fn net(&self) -> Option<&dyn Net> {
+        None
+    }
+}
+
+/// The network controls of a backend whose nodes have their own network stack.
+pub(crate) trait Net: std::fmt::Debug + Send + Sync {
+    /// Cuts the node from the replication network; it keeps serving clients.
+    fn cut_replication(&self) -> Result<()>;
+    /// Undoes [`Net::cut_replication`].
+    fn heal_replication(&self) -> Result<()>;
+    /// Drops every packet from clients (this process, the application) to the node's server
+    /// port; the node keeps replicating.
+    fn cut_clients(&self) -> Result<()>;
+    /// Undoes [`Net::cut_clients`].
+    fn heal_clients(&self) -> Result<()>;
+    /// Drops every packet the node receives from `peer` on the replication network (one way:
+    /// what the node sends still arrives).
+    fn drop_from(&self, peer: &dyn Net) -> Result<()>;
+    /// Undoes [`Net::drop_from`].
+    fn undrop_from(&self, peer: &dyn Net) -> Result<()>;
+    /// The node's address on the replication network.
+    fn replication_ip(&self) -> Result<String>;
+    /// The replication network's gateway: an address of this machine the node can reach.
+    fn gateway(&self) -> Result<String>;
 }
 
 /// A cluster's processes as a backend made them.
@@ -101,6 +128,17 @@ impl Routes {
     pub(crate) fn client_port(&self, addr: &Addr) -> Option<u16> {
         let v = self.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         v.iter().find(|(a, _)| a == addr).map(|(_, p)| *p)
+    }
+}
+
+/// The error of a network control on a backend without a network of its own.
+pub(crate) fn no_network(node: &str, what: &str) -> Error {
+    Error::InvalidControl {
+        node: node.to_owned(),
+        what: format!(
+            "{what} needs a network of the node's own: start the cluster with \
+             `.backend(BackendKind::Containers)` (native servers share this machine's loopback)"
+        ),
     }
 }
 

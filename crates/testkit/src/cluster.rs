@@ -53,6 +53,9 @@ pub enum BackendKind {
     /// Server processes started from the binaries on this machine, as children of this process.
     #[default]
     Native,
+    /// One Docker container per server, from an image the testkit builds locally from Debian's
+    /// packages, on networks of the cluster's own (so the network can fail).
+    Containers,
 }
 
 impl BackendKind {
@@ -72,6 +75,7 @@ impl std::fmt::Display for BackendKind {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(match self {
             BackendKind::Native => "native",
+            BackendKind::Containers => "containers",
         })
     }
 }
@@ -81,6 +85,7 @@ impl std::str::FromStr for BackendKind {
     fn from_str(s: &str) -> Result<Self, String> {
         match s.to_ascii_lowercase().as_str() {
             "native" => Ok(BackendKind::Native),
+            "containers" | "container" | "docker" => Ok(BackendKind::Containers),
             other => Err(format!("unknown backend `{other}` (expected native or containers)")),
         }
     }
@@ -215,6 +220,7 @@ impl ClusterBuilder {
         };
         let created = match self.backend {
             BackendKind::Native => crate::native::create(&plan)?,
+            BackendKind::Containers => crate::containers::create(&plan).await?,
         };
         let mut cluster =
             Cluster::assemble(created, product::for_kind(self.db), &plan.ports, self.keep, true);
@@ -254,6 +260,7 @@ impl Cluster {
     pub fn attach(state: &ClusterState) -> Result<Cluster> {
         let created = match state.backend {
             BackendKind::Native => crate::native::attach(state)?,
+            BackendKind::Containers => crate::containers::attach(state)?,
         };
         let ports: Vec<u16> = state.nodes.iter().map(|n| n.port).collect();
         let mut cluster =

@@ -42,11 +42,13 @@
 
 mod backend;
 mod cluster;
+mod containers;
 mod database;
 mod error;
 mod native;
 mod node;
 mod product;
+mod proxy;
 mod sql;
 mod state;
 
@@ -54,7 +56,35 @@ pub use cluster::{BackendKind, Cluster, ClusterBuilder, DbKind, format_lsn, pars
 pub use database::TestDatabase;
 pub use error::{Error, Result};
 pub use node::{Node, NodeStatus, ProcessState};
+pub use proxy::DelayProxy;
 pub use state::{ClusterState, NodeState};
+
+/// Removes every container and network (and their data) of clusters started under `root` on
+/// the containers backend, and returns the containers' names: what a test process that died
+/// without running its destructors left behind. `cargo xtask itest` calls it after the tests.
+pub fn reap_containers(root: &std::path::Path) -> Vec<String> {
+    containers::reap(root)
+}
+
+/// Makes sure the containers backend's node image exists, building it from Debian's packages
+/// if this machine lacks it, and says what it did. Clusters on the containers backend do this
+/// themselves; `cargo xtask image` calls it to measure the build.
+pub fn ensure_node_image() -> Result<NodeImage> {
+    let image = containers::image::ensure()?;
+    Ok(NodeImage { reference: image.reference, built: image.built, seconds: image.seconds })
+}
+
+/// The containers backend's node image, as [`ensure_node_image`] found or built it.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct NodeImage {
+    /// Its reference, `rwsplit-testkit/dbnode:<hash of the recipe>`.
+    pub reference: String,
+    /// Whether this call built it (else it existed).
+    pub built: bool,
+    /// The seconds this call took.
+    pub seconds: f64,
+}
 
 /// Stops every server process whose command line mentions a directory below `root` and returns
 /// their pids. `cargo xtask itest` calls it after the tests, so that a test process that died

@@ -4,10 +4,11 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crate::backend::{Routes, Runtime};
+use crate::backend::{Net, Routes, Runtime, no_network};
 use crate::cluster::{CONTROL_TIMEOUT, DbKind, START_TIMEOUT, parse_lsn};
 use crate::error::{Error, Result};
 use crate::product::{Addr, Product};
+use crate::proxy::DelayProxy;
 use crate::sql::Conn;
 
 /// What a node's server process is doing, as far as the operating system says.
@@ -395,5 +396,84 @@ impl Node {
     pub async fn follow(&self, primary: &Node) -> Result<()> {
         self.require_replica().await?;
         self.product.follow(self, primary, primary.replication_addr()).await
+    }
+
+    fn net(&self, what: &str) -> Result<&dyn Net> {
+        self.runtime.net().ok_or_else(|| no_network(&self.name, what))
+    }
+
+    /// Cuts this node from the replication network: it stops receiving changes (a replica) or
+    /// its replicas lose it (a primary), while clients still reach it. Containers only: the
+    /// node's container leaves the cluster's replication network. Replication notices after
+    /// its timeouts (5 s: `wal_receiver_timeout`, `slave-net-timeout`); meanwhile a replica
+    /// serves ever staler reads and may still say it streams.
+    pub fn cut_replication(&self) -> Result<()> {
+        self.net("cutting the replication link")?.cut_replication()
+    }
+
+    /// Reconnects a node cut by [`Node::cut_replication`]; replication resumes by itself.
+    pub fn heal_replication(&self) -> Result<()> {
+        self.net("healing the replication link")?.heal_replication()
+    }
+
+    /// Cuts clients (this process, the application) off this node while it keeps replicating:
+    /// every packet to its server port from the cluster's client network is dropped, so
+    /// connections hang rather than fail. Containers only (an INPUT rule in the node's own
+    /// network namespace, tagged with the cluster's run id).
+    pub fn cut_clients(&self) -> Result<()> {
+        self.net("cutting the clients off")?.cut_clients()
+    }
+
+    /// Undoes [`Node::cut_clients`].
+    pub fn heal_clients(&self) -> Result<()> {
+        self.net("healing the clients' path")?.heal_clients()
+    }
+
+    /// A one-way partition: this node drops every packet it receives from `peer` on the
+    /// replication network, while `peer` still receives what this node sends. Containers only.
+    pub fn drop_from(&self, peer: &Node) -> Result<()> {
+        let p = peer.net("a one-way partition")?;
+        self.net("a one-way partition")?.drop_from(p)
+    }
+
+    /// Undoes [`Node::drop_from`].
+    pub fn undrop_from(&self, peer: &Node) -> Result<()> {
+        let p = peer.net("healing a one-way partition")?;
+        self.net("healing a one-way partition")?.undrop_from(p)
+    }
+
+    /// Puts `latency` ± `jitter` on this node's client path: a [`DelayProxy`] on 127.0.0.1 in
+    /// front of its port. Connect through [`DelayProxy::url`]; the node itself is untouched.
+    /// Works on both backends.
+    pub async fn delay_clients(&self, latency: Duration, jitter: Duration) -> Result<DelayProxy> {
+        let target = std::net::SocketAddr::from(([127, 0, 0, 1], self.port));
+        DelayProxy::start([127, 0, 0, 1].into(), target, latency, jitter).await
+    }
+
+    /// Puts `latency` ± `jitter` on this replica's replication path: a [`DelayProxy`] in front
+    /// of `upstream` (on the replication network's gateway on containers, on 127.0.0.1
+    /// natively), and the replica re-pointed at it without a restart ([`Node::follow`]'s
+    /// mechanism). Keep the proxy while the delay should last; call [`Node::follow`] with
+    /// `upstream` before dropping it, or replication stops with it.
+    pub async fn delay_replication(
+        &self,
+        upstream: &Node,
+        latency: Duration,
+        jitter: Duration,
+    ) -> Result<DelayProxy> {
+        self.require_replica().await?;
+        let listen: std::net::IpAddr = match self.runtime.net() {
+            Some(net) => {
+                let gw = net.gateway()?;
+                gw.parse().map_err(|_| self.invalid(&format!("gateway `{gw}` is no IP address")))?
+            }
+            None => [127, 0, 0, 1].into(),
+        };
+        let target = std::net::SocketAddr::from(([127, 0, 0, 1], upstream.port));
+        let proxy = DelayProxy::start(listen, target, latency, jitter).await?;
+        let via = Addr::new(proxy.local_addr().ip().to_string(), proxy.local_addr().port());
+        self.routes.add(via.clone(), upstream.port);
+        self.product.follow(self, upstream, via).await?;
+        Ok(proxy)
     }
 }
