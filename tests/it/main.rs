@@ -6,6 +6,7 @@ mod blog;
 mod faults;
 mod monitor_following;
 mod monitor_probes;
+mod network_faults;
 mod sea_orm_consistency;
 mod sea_orm_matrix;
 mod sea_orm_setup;
