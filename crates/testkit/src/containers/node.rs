@@ -6,7 +6,6 @@ use std::time::{Duration, Instant};
 
 use super::docker::{RUN_LABEL, docker};
 use crate::backend::{Net, Runtime};
-use crate::cluster::DbKind;
 use crate::error::{Error, Result};
 use crate::node::ProcessState;
 use crate::product::Addr;
@@ -19,7 +18,8 @@ pub(crate) struct ContainerNode {
     /// The container's name (`<run>-n1`).
     pub(crate) container: String,
     pub(crate) run: String,
-    pub(crate) db: DbKind,
+    /// The server's port, inside the container and published on 127.0.0.1 alike.
+    pub(crate) port: u16,
     pub(crate) data: PathBuf,
     pub(crate) log: PathBuf,
 }
@@ -31,11 +31,6 @@ impl ContainerNode {
 
     pub(crate) fn repl_network(&self) -> String {
         format!("{}-repl", self.run)
-    }
-
-    /// The server's port inside the container.
-    pub(crate) fn inner_port(&self) -> u16 {
-        inner_port(self.db)
     }
 
     fn invalid(&self, what: String) -> Error {
@@ -140,16 +135,8 @@ impl ContainerNode {
         let pid = self.own_pid()?;
         let ip = self.ip_on(&self.ctl_network())?;
         let iface = self.interface_with(pid, &ip)?;
-        let port = self.inner_port().to_string();
+        let port = self.port.to_string();
         self.rule(op, &["-i", &iface, "-p", "tcp", "--dport", &port])
-    }
-}
-
-/// The server's port inside a container.
-pub(crate) fn inner_port(db: DbKind) -> u16 {
-    match db {
-        DbKind::Postgres => 5432,
-        DbKind::MariaDb => 3306,
     }
 }
 
@@ -232,7 +219,7 @@ impl Runtime for ContainerNode {
     }
 
     fn replication_addr(&self) -> Addr {
-        Addr::new(self.node.clone(), self.inner_port())
+        Addr::new(self.node.clone(), self.port)
     }
 
     fn destroy(&self) -> Result<()> {

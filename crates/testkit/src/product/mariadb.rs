@@ -74,9 +74,7 @@ impl Product for MariaDb {
     fn start_cluster<'a>(&'a self, nodes: &'a [Node]) -> BoxFuture<'a, Result<()>> {
         Box::pin(async move {
             let Some((primary, replicas)) = nodes.split_first() else { return Ok(()) };
-            for n in nodes {
-                n.start()?;
-            }
+            Node::start_all(nodes)?;
             primary.wait_accepting(START_TIMEOUT).await?;
             // Binlogged, so the replicas get the users too when they replay from the start.
             primary

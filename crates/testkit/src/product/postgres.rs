@@ -92,8 +92,8 @@ impl Product for Postgres {
             for n in replicas {
                 let sql = format!("SELECT pg_create_physical_replication_slot('{}')", n.name());
                 primary.execute("postgres", &sql).await?;
-                n.start()?;
             }
+            Node::start_all(replicas)?;
             for n in replicas {
                 n.wait_accepting(START_TIMEOUT).await?;
             }
