@@ -171,9 +171,9 @@ impl ClusterBuilder {
         self
     }
 
-    /// The directory holding the server binaries. Default for PostgreSQL: `$RWSPLIT_PG_BIN`,
-    /// then the newest `/usr/lib/postgresql/*/bin`, then `PATH`; for MariaDB:
-    /// `$RWSPLIT_MARIADB_BIN`, then `/usr/sbin`, `/usr/bin` and `PATH`.
+    /// The directory holding the server binaries (native backend; containers bring their own).
+    /// Default for PostgreSQL: `$RWSPLIT_PG_BIN`, then the newest `/usr/lib/postgresql/*/bin`,
+    /// then `PATH`; for MariaDB: `$RWSPLIT_MARIADB_BIN`, then `/usr/sbin`, `/usr/bin` and `PATH`.
     pub fn bin_dir(mut self, dir: impl Into<PathBuf>) -> Self {
         self.bin_dir = Some(dir.into());
         self
@@ -181,7 +181,8 @@ impl ClusterBuilder {
 
     /// The directory under which clusters live (default: `$RWSPLIT_TESTKIT_DIR`, else
     /// `<tmp>/rwsplit-testkit`). Every ancestor must be traversable by the unprivileged server
-    /// user.
+    /// user. On containers the data lives in `/dev/shm/rwsplit-testkit` instead, and this
+    /// directory labels the cluster's containers, for [`crate::reap_containers`].
     pub fn root_dir(mut self, dir: impl Into<PathBuf>) -> Self {
         self.root = Some(dir.into());
         self

@@ -1,16 +1,20 @@
 //! Starts and breaks real replicated database clusters for rwsplit's tests, examples and
 //! benchmarks.
 //!
-//! A [`Cluster`] is a primary with N replicas (default 2) on loopback ports, from the server
-//! binaries installed on the machine: PostgreSQL with streaming replication and hot standbys, or
-//! MariaDB with GTID replication and `read_only` replicas. The
-//! servers are children of the calling process; as root they run as an unprivileged user
-//! (`postgres` or `mysql` if it exists, else `rwsplit`, created on demand). Dropping the cluster stops them
-//! and deletes their data, unless it was [kept](ClusterBuilder::keep) or
+//! A [`Cluster`] is a primary with N replicas (default 2) on loopback ports: PostgreSQL with
+//! streaming replication and hot standbys, or MariaDB with GTID replication and `read_only`
+//! replicas. On the native backend (default) the servers are children of the calling process,
+//! from the server binaries installed on the machine; as root they run as an unprivileged user
+//! (`postgres` or `mysql` if it exists, else `rwsplit`, created on demand). On the containers
+//! backend ([`BackendKind::Containers`]) each runs in a Docker container of its own, from an
+//! image the testkit builds from Debian's packages, on networks of the cluster's own. Dropping
+//! the cluster stops them and deletes their data, unless it was [kept](ClusterBuilder::keep) or
 //! [detached](Cluster::detach).
 //!
 //! Each [`Node`] has the controls the tests need: pause and resume replay, an apply delay,
-//! hang (SIGSTOP) and unhang, crash (SIGKILL) and restart, promote and follow.
+//! hang and unhang, crash and restart, promote and follow; on containers also the network
+//! faults (cut its replication link or its clients, one-way partitions); on both, latency and
+//! jitter through a [`DelayProxy`].
 //!
 //! ```no_run
 //! # async fn demo() -> rwsplit_testkit::Result<()> {
@@ -32,7 +36,7 @@
 //! # Seams
 //!
 //! [`DbKind`] is the database seam (PostgreSQL, MariaDB) and [`BackendKind`] the backend seam
-//! (native processes today). Inside, each product is one implementation of a `Product` trait
+//! (native processes, containers). Inside, each product is one implementation of a `Product` trait
 //! (setup order, readiness, and the SQL behind every control, like testcontainers-rs' `Image`),
 //! and each backend one implementation of a `Runtime` per node (start, freeze, kill, stop,
 //! addresses) and a `Backend` per cluster (teardown). Tests, xtask and examples use only
