@@ -252,3 +252,51 @@ async fn testkit_containers_latency_on_the_replication_path_delays_replay(#[case
     let took = eventually(SOON, || async { count(slow, "t").await == Some(2) }).await;
     assert!(took.is_some(), "the replica replicates directly again");
 }
+
+/// Removes a container by name when dropped, also when the test fails.
+struct Removed(String);
+
+impl Drop for Removed {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("docker").args(["rm", "--force", &self.0]).output();
+    }
+}
+
+#[tokio::test]
+async fn testkit_containers_controls_refuse_a_container_of_another_run() {
+    let _ = crate::support::shared(DbKind::Postgres);
+    let image =
+        tokio::task::spawn_blocking(rwsplit_testkit::ensure_node_image).await.unwrap().unwrap();
+    // A container named as this cluster's n1 would be, but labelled with someone else's run.
+    let run = format!("rwsplit-foreign-{}", std::process::id());
+    let name = format!("{run}-n1");
+    let made = std::process::Command::new("docker")
+        .args(["run", "--detach", "--name", &name, "--network", "none"])
+        .args(["--label", "rwsplit.testkit=1", "--label", "rwsplit.run=someone-else"])
+        .args([image.reference.as_str(), "sleep", "120"])
+        .output()
+        .unwrap();
+    let _removed = Removed(name.clone());
+    assert!(made.status.success(), "{}", String::from_utf8_lossy(&made.stderr));
+    let dir = std::env::temp_dir().join(format!("rwsplit-foreign-{}", std::process::id()));
+    let state = serde_json::json!({
+        "db": "postgres", "backend": "containers", "run_id": run, "dir": dir, "bin_dir": "",
+        "settings": [],
+        "nodes": [
+            {"name": "n0", "port": 1, "pid": null, "data_dir": dir, "log": dir.join("n0.log")},
+            {"name": "n1", "port": 2, "pid": null, "data_dir": dir, "log": dir.join("n1.log")}
+        ]
+    });
+    let path = std::env::temp_dir().join(format!("rwsplit-foreign-{}.json", std::process::id()));
+    std::fs::write(&path, state.to_string()).unwrap();
+    let cluster = Cluster::attach(&rwsplit_testkit::ClusterState::load(&path).unwrap()).unwrap();
+    let _ = std::fs::remove_file(&path);
+    let n1 = &cluster.replicas()[0];
+    for err in [n1.cut_clients().unwrap_err(), n1.cut_replication().unwrap_err()] {
+        let text = err.to_string();
+        assert!(matches!(err, Error::InvalidControl { .. }), "{text}");
+        assert!(text.contains("someone-else") && text.contains("refusing"), "{text}");
+    }
+    // Attached, not started here: dropping it leaves the container to its owner (the guard).
+    drop(cluster);
+}
