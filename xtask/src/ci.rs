@@ -52,7 +52,17 @@ pub(crate) fn run(args: &CiArgs) -> anyhow::Result<()> {
     crate::run(&mut doc)?;
 
     if !args.no_itest {
-        crate::itest::run(&crate::itest::ItestArgs::for_ci(locked))?;
+        // The suite on native servers; the network faults on containers (they need a network of
+        // each node's own), image build included.
+        use rwsplit_testkit::BackendKind;
+        let native = ["--skip", "network_faults"];
+        crate::itest::run(&crate::itest::ItestArgs::for_ci(locked, BackendKind::Native, &native))?;
+        let containers = ["network_faults"];
+        crate::itest::run(&crate::itest::ItestArgs::for_ci(
+            locked,
+            BackendKind::Containers,
+            &containers,
+        ))?;
         crate::soak::run(&crate::soak::SoakArgs::for_ci(locked))?;
         // The examples, each on its own throwaway cluster: the quickstart (the README's main
         // job) and the axum read-your-writes app, which fails on a stale read.

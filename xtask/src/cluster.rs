@@ -4,7 +4,7 @@ use std::time::Instant;
 
 use anyhow::{Context, bail};
 use clap::Subcommand;
-use rwsplit_testkit::{Cluster, ClusterState, DbKind};
+use rwsplit_testkit::{BackendKind, Cluster, ClusterState, DbKind};
 
 #[derive(Debug, Subcommand)]
 pub(crate) enum ClusterCmd {
@@ -19,6 +19,9 @@ pub(crate) enum ClusterCmd {
         /// Use ports BASE, BASE+1, … instead of random free ones.
         #[arg(long)]
         base_port: Option<u16>,
+        /// Where the servers run: native processes, or one Docker container each.
+        #[arg(long, default_value = "native")]
+        backend: BackendKind,
     },
     /// Show each node's role, process state and replication position.
     Status,
@@ -34,14 +37,14 @@ pub(crate) fn run(cmd: ClusterCmd) -> anyhow::Result<()> {
     let rt = crate::runtime()?;
     let path = state_file();
     match cmd {
-        ClusterCmd::Up { replicas, db, base_port } => {
+        ClusterCmd::Up { replicas, db, base_port, backend } => {
             if path.exists() {
                 bail!(
                     "a cluster is already up (state in {}); run `cargo xtask cluster down` first",
                     path.display()
                 );
             }
-            let mut b = Cluster::builder().db(db).replicas(replicas).name("xtask");
+            let mut b = Cluster::builder().db(db).backend(backend).replicas(replicas).name("xtask");
             if let Some(p) = base_port {
                 b = b.base_port(p);
             }
@@ -52,7 +55,11 @@ pub(crate) fn run(cmd: ClusterCmd) -> anyhow::Result<()> {
             let replicas = cluster.replica_urls().join(",");
             let state = cluster.detach();
             state.save(&path)?;
-            eprintln!("cluster up in {:.2} s; state in {}", elapsed.as_secs_f64(), path.display());
+            eprintln!(
+                "{db} cluster on {backend} up in {:.2} s; state in {}",
+                elapsed.as_secs_f64(),
+                path.display()
+            );
             println!("RWSPLIT_PRIMARY_URL={primary}");
             println!("RWSPLIT_REPLICA_URLS={replicas}");
             Ok(())
@@ -60,6 +67,7 @@ pub(crate) fn run(cmd: ClusterCmd) -> anyhow::Result<()> {
         ClusterCmd::Status => {
             let state = load(&path)?;
             let cluster = Cluster::attach(&state)?;
+            println!("{} cluster on {}", cluster.db(), cluster.backend());
             println!(
                 "{:<4} {:>6} {:>8} {:<8} {:<12} {:>10}",
                 "node", "port", "pid", "state", "role", "position"

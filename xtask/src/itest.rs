@@ -4,7 +4,7 @@ use std::time::Instant;
 
 use anyhow::Context;
 use clap::Args;
-use rwsplit_testkit::{Cluster, DbKind};
+use rwsplit_testkit::{BackendKind, Cluster, DbKind};
 
 #[derive(Debug, Args)]
 pub(crate) struct ItestArgs {
@@ -17,6 +17,11 @@ pub(crate) struct ItestArgs {
     /// Pass `--locked` to cargo.
     #[arg(long)]
     locked: bool,
+    /// Where the servers run, for the shared clusters and every cluster the tests start
+    /// (`RWSPLIT_BACKEND`); tests about the network (`network_faults`, `testkit_containers`)
+    /// use containers whatever this says.
+    #[arg(long, default_value = "native")]
+    backend: BackendKind,
     /// Arguments for the test binary (a name filter, `--nocapture`, …), after `--`.
     #[arg(last = true)]
     test_args: Vec<String>,
@@ -46,15 +51,21 @@ pub(crate) fn run(args: &ItestArgs) -> anyhow::Result<()> {
     }
     test.arg("--").args(&args.test_args);
     test.env("RWSPLIT_TESTKIT_DIR", &run_root);
+    test.env("RWSPLIT_BACKEND", args.backend.to_string());
     // One shared cluster per database; tests that break nodes start their own.
     for (db, var) in [(DbKind::Postgres, "POSTGRES"), (DbKind::MariaDb, "MARIADB")] {
         let started = Instant::now();
-        let builder = Cluster::builder().db(db).replicas(args.replicas).root_dir(&run_root);
+        let builder = Cluster::builder()
+            .db(db)
+            .backend(args.backend)
+            .replicas(args.replicas)
+            .root_dir(&run_root);
         let cluster = rt
             .block_on(builder.name(format!("itest-{db}")).keep(args.keep).start())
             .with_context(|| format!("starting the shared {db} cluster"))?;
         eprintln!(
-            "itest {db} cluster up in {:.2} s: primary {}, replicas {}",
+            "itest {db} cluster on {} up in {:.2} s: primary {}, replicas {}",
+            args.backend,
             started.elapsed().as_secs_f64(),
             cluster.primary_url(),
             cluster.replica_urls().join(",")
@@ -96,6 +107,13 @@ pub(crate) fn run(args: &ItestArgs) -> anyhow::Result<()> {
                 orphans.len()
             );
         }
+        let containers = rwsplit_testkit::reap_containers(&run_root);
+        if !containers.is_empty() {
+            eprintln!(
+                "removed {} containers left behind by the tests: {containers:?}",
+                containers.len()
+            );
+        }
         let _ = std::fs::remove_dir_all(&run_root);
     }
     result
@@ -103,7 +121,13 @@ pub(crate) fn run(args: &ItestArgs) -> anyhow::Result<()> {
 
 impl ItestArgs {
     /// The arguments `cargo xtask ci` uses.
-    pub(crate) fn for_ci(locked: bool) -> ItestArgs {
-        ItestArgs { replicas: 2, keep: false, locked, test_args: Vec::new() }
+    pub(crate) fn for_ci(locked: bool, backend: BackendKind, test_args: &[&str]) -> ItestArgs {
+        ItestArgs {
+            replicas: 2,
+            keep: false,
+            locked,
+            backend,
+            test_args: test_args.iter().map(|a| (*a).to_owned()).collect(),
+        }
     }
 }

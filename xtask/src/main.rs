@@ -40,6 +40,9 @@ enum Cmd {
     /// Write an HTML page with SVG plots: consistency strategies, the adapter's cost, a fault
     /// timeline (runs them first; `--reuse` plots the data of the last run).
     Report(report::ReportArgs),
+    /// Build the containers backend's node image if this machine lacks it (from Debian's
+    /// packages, with mmdebstrap) and print its reference and how long that took.
+    Image,
     /// Mixed traffic under random replica faults on a cluster of its own, then check that no
     /// acknowledged write was lost and no read-your-writes read was stale.
     Soak(soak::SoakArgs),
@@ -56,6 +59,13 @@ fn main() -> anyhow::Result<()> {
         Cmd::Bench(args) => bench::run(&args),
         Cmd::Soak(args) => soak::run(&args),
         Cmd::Report(args) => report::run(&args),
+        Cmd::Image => {
+            let image = rwsplit_testkit::ensure_node_image()?;
+            let what = if image.built { "built" } else { "found (cached)" };
+            eprintln!("node image {} {what} in {:.2} s", image.reference, image.seconds);
+            println!("{}", image.reference);
+            Ok(())
+        }
     }
 }
 

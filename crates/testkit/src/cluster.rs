@@ -5,11 +5,11 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use nix::sys::signal::Signal;
-
+use crate::backend::{Backend, Created, Plan, Routes};
 use crate::error::{Error, IoContext, Result};
-use crate::native::{Engine, process, unique};
-use crate::node::{Node, Proc, change_master};
+use crate::native::{process, unique};
+use crate::node::Node;
+use crate::product::{self, Product};
 use crate::state::{ClusterState, NodeState};
 
 /// Which database server a cluster runs (the database seam).
@@ -53,6 +53,42 @@ pub enum BackendKind {
     /// Server processes started from the binaries on this machine, as children of this process.
     #[default]
     Native,
+    /// One Docker container per server, from an image the testkit builds locally from Debian's
+    /// packages, on networks of the cluster's own (so the network can fail).
+    Containers,
+}
+
+impl BackendKind {
+    /// The backend named by `$RWSPLIT_BACKEND` (`native` or `containers`), native when unset.
+    /// `cargo xtask itest --backend containers` sets it, so the tests need not say.
+    pub fn from_env() -> Result<BackendKind> {
+        match std::env::var("RWSPLIT_BACKEND") {
+            Ok(v) => {
+                v.parse().map_err(|what| Error::InvalidSetting { name: "RWSPLIT_BACKEND", what })
+            }
+            Err(_) => Ok(BackendKind::Native),
+        }
+    }
+}
+
+impl std::fmt::Display for BackendKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            BackendKind::Native => "native",
+            BackendKind::Containers => "containers",
+        })
+    }
+}
+
+impl std::str::FromStr for BackendKind {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s.to_ascii_lowercase().as_str() {
+            "native" => Ok(BackendKind::Native),
+            "containers" | "container" | "docker" => Ok(BackendKind::Containers),
+            other => Err(format!("unknown backend `{other}` (expected native or containers)")),
+        }
+    }
 }
 
 /// How long a node may take to start accepting connections.
@@ -90,7 +126,7 @@ impl Default for ClusterBuilder {
     fn default() -> Self {
         ClusterBuilder {
             db: DbKind::Postgres,
-            backend: BackendKind::Native,
+            backend: BackendKind::from_env().unwrap_or_default(),
             replicas: 2,
             base_port: None,
             keep: std::env::var_os("RWSPLIT_KEEP").is_some_and(|v| v == "1"),
@@ -109,7 +145,7 @@ impl ClusterBuilder {
         self
     }
 
-    /// Where the servers run (default native processes).
+    /// Where the servers run (default: `$RWSPLIT_BACKEND`, else native processes).
     pub fn backend(mut self, backend: BackendKind) -> Self {
         self.backend = backend;
         self
@@ -135,9 +171,9 @@ impl ClusterBuilder {
         self
     }
 
-    /// The directory holding the server binaries. Default for PostgreSQL: `$RWSPLIT_PG_BIN`,
-    /// then the newest `/usr/lib/postgresql/*/bin`, then `PATH`; for MariaDB:
-    /// `$RWSPLIT_MARIADB_BIN`, then `/usr/sbin`, `/usr/bin` and `PATH`.
+    /// The directory holding the server binaries (native backend; containers bring their own).
+    /// Default for PostgreSQL: `$RWSPLIT_PG_BIN`, then the newest `/usr/lib/postgresql/*/bin`,
+    /// then `PATH`; for MariaDB: `$RWSPLIT_MARIADB_BIN`, then `/usr/sbin`, `/usr/bin` and `PATH`.
     pub fn bin_dir(mut self, dir: impl Into<PathBuf>) -> Self {
         self.bin_dir = Some(dir.into());
         self
@@ -145,7 +181,8 @@ impl ClusterBuilder {
 
     /// The directory under which clusters live (default: `$RWSPLIT_TESTKIT_DIR`, else
     /// `<tmp>/rwsplit-testkit`). Every ancestor must be traversable by the unprivileged server
-    /// user.
+    /// user. On containers the data lives in `/dev/shm/rwsplit-testkit` instead, and this
+    /// directory labels the cluster's containers, for [`crate::reap_containers`].
     pub fn root_dir(mut self, dir: impl Into<PathBuf>) -> Self {
         self.root = Some(dir.into());
         self
@@ -167,73 +204,31 @@ impl ClusterBuilder {
     /// Starts the cluster: ready means the primary accepts connections and every replica
     /// replicates (PostgreSQL: streams; MariaDB: IO and SQL threads running).
     pub async fn start(self) -> Result<Cluster> {
-        let BackendKind::Native = self.backend;
-        let engine = Engine::discover(self.db, self.bin_dir.as_deref())?;
+        if let Ok(v) = std::env::var("RWSPLIT_BACKEND") {
+            // A typo must not silently mean "native".
+            v.parse::<BackendKind>()
+                .map_err(|what| Error::InvalidSetting { name: "RWSPLIT_BACKEND", what })?;
+        }
         let root = self.root.clone().unwrap_or_else(default_root);
         ensure_traversable_dir(&root)?;
-        let ports = allocate_ports(self.base_port, self.replicas + 1)?;
-        let cache = template_root();
-        ensure_traversable_dir(&cache)?;
-        let template = engine.template(&cache)?;
-        let dir =
-            root.join(format!("{}-{}-{:x}", sanitize(&self.name), std::process::id(), unique()));
-        fs::create_dir_all(&dir).io_context(|| format!("creating {}", dir.display()))?;
-        engine.chown(&dir)?;
-
-        let engine = Arc::new(engine);
-        let mut nodes = Vec::with_capacity(ports.len());
-        for (i, port) in ports.iter().copied().enumerate() {
-            let name = format!("n{i}");
-            let data = dir.join(&name);
-            engine.lay_out(&template, &data, &name, i, port, ports[0])?;
-            nodes.push(Node {
-                name: name.clone(),
-                port,
-                log: dir.join(format!("{name}.log")),
-                data,
-                settings: self.settings.clone(),
-                engine: Arc::clone(&engine),
-                proc: Mutex::new(Proc::default()),
-            });
-        }
-        let cluster = Cluster { dir, nodes, keep: self.keep, owned: true };
-        let primary = &cluster.nodes[0];
-        let replicas = &cluster.nodes[1..];
-        match &*engine {
-            Engine::Postgres(_) => {
-                primary.spawn()?;
-                primary.wait_accepting(START_TIMEOUT).await?;
-                for n in replicas {
-                    let sql = format!("SELECT pg_create_physical_replication_slot('{}')", n.name);
-                    primary.execute("postgres", &sql).await?;
-                    n.spawn()?;
-                }
-                for n in replicas {
-                    n.wait_accepting(START_TIMEOUT).await?;
-                }
-            }
-            Engine::MariaDb(_) => {
-                for n in &cluster.nodes {
-                    n.spawn()?;
-                }
-                primary.wait_accepting(START_TIMEOUT).await?;
-                // Binlogged, so the replicas get the users too when they replay from the start.
-                primary
-                    .execute(
-                        "mysql",
-                        "CREATE USER 'repl'@'%'; GRANT REPLICATION SLAVE ON *.* TO 'repl'@'%'; \
-                         CREATE USER 'app'@'%'; GRANT ALL PRIVILEGES ON `%`.* TO 'app'@'%'; \
-                         GRANT SLAVE MONITOR ON *.* TO 'app'@'%'",
-                    )
-                    .await?;
-                for n in replicas {
-                    n.wait_accepting(START_TIMEOUT).await?;
-                    n.execute("mysql", &format!("{}; START SLAVE", change_master(ports[0])))
-                        .await?;
-                }
-            }
-        }
-        cluster.wait_replicating(replicas.len(), STREAM_TIMEOUT).await?;
+        let plan = Plan {
+            db: self.db,
+            name: sanitize(&self.name),
+            ports: allocate_ports(self.base_port, self.replicas + 1)?,
+            settings: self.settings.clone(),
+            root,
+            bin_dir: self.bin_dir.clone(),
+        };
+        let created = match self.backend {
+            BackendKind::Native => crate::native::create(&plan)?,
+            BackendKind::Containers => crate::containers::create(&plan).await?,
+        };
+        let mut cluster =
+            Cluster::assemble(created, product::for_kind(self.db), &plan.ports, self.keep, true);
+        cluster.settings = plan.settings;
+        let product = Arc::clone(&cluster.product);
+        product.start_cluster(&cluster.nodes).await?;
+        cluster.wait_replicating(cluster.nodes.len() - 1, STREAM_TIMEOUT).await?;
         Ok(cluster)
     }
 }
@@ -246,6 +241,10 @@ impl ClusterBuilder {
 pub struct Cluster {
     dir: PathBuf,
     nodes: Vec<Node>,
+    product: Arc<dyn Product>,
+    backend: Box<dyn Backend>,
+    bin_dir: PathBuf,
+    settings: Vec<(String, String)>,
     keep: bool,
     /// Whether this process started the cluster (and so stops it on drop).
     owned: bool,
@@ -260,26 +259,61 @@ impl Cluster {
     /// Takes control of a cluster started elsewhere (e.g. by `cargo xtask cluster up`). Dropping
     /// the returned value leaves the servers running; [`Cluster::stop`] stops them.
     pub fn attach(state: &ClusterState) -> Result<Cluster> {
-        let engine = Arc::new(Engine::discover(state.db, Some(&state.bin_dir))?);
-        let nodes = state
-            .nodes
-            .iter()
-            .map(|n| Node {
-                name: n.name.clone(),
-                port: n.port,
-                data: n.data_dir.clone(),
-                log: n.log.clone(),
-                settings: state.settings.clone(),
-                engine: Arc::clone(&engine),
-                proc: Mutex::new(Proc::adopted(n.pid)),
+        let created = match state.backend {
+            BackendKind::Native => crate::native::attach(state)?,
+            BackendKind::Containers => crate::containers::attach(state)?,
+        };
+        let ports: Vec<u16> = state.nodes.iter().map(|n| n.port).collect();
+        let mut cluster =
+            Cluster::assemble(created, product::for_kind(state.db), &ports, true, false);
+        cluster.settings = state.settings.clone();
+        Ok(cluster)
+    }
+
+    fn assemble(
+        created: Created,
+        product: Arc<dyn Product>,
+        ports: &[u16],
+        keep: bool,
+        owned: bool,
+    ) -> Cluster {
+        let routes = Routes::default();
+        let nodes: Vec<Node> = created
+            .runtimes
+            .into_iter()
+            .zip(ports)
+            .enumerate()
+            .map(|(i, (runtime, &port))| {
+                routes.add(runtime.replication_addr(), port);
+                Node {
+                    name: format!("n{i}"),
+                    port,
+                    product: Arc::clone(&product),
+                    runtime,
+                    routes: routes.clone(),
+                }
             })
             .collect();
-        Ok(Cluster { dir: state.dir.clone(), nodes, keep: true, owned: false })
+        Cluster {
+            dir: created.dir,
+            nodes,
+            product,
+            backend: created.backend,
+            bin_dir: created.bin_dir,
+            settings: Vec::new(),
+            keep,
+            owned,
+        }
+    }
+
+    /// Where the servers run.
+    pub fn backend(&self) -> BackendKind {
+        self.backend.kind()
     }
 
     /// Which database this cluster runs.
     pub fn db(&self) -> DbKind {
-        self.nodes[0].db()
+        self.product.kind()
     }
 
     /// The directory holding the nodes' data and logs.
@@ -343,32 +377,7 @@ impl Cluster {
     }
 
     async fn count_replicating(&self) -> usize {
-        let primary = self.primary();
-        match &*primary.engine {
-            Engine::Postgres(_) => {
-                let sql =
-                    "SELECT count(*)::text FROM pg_stat_replication WHERE state = 'streaming'";
-                match primary.text(sql).await {
-                    Ok(Some(n)) => n.parse().unwrap_or(0),
-                    _ => 0,
-                }
-            }
-            Engine::MariaDb(_) => {
-                let mut n = 0;
-                for r in self.replicas().iter().filter(|r| r.is_running()) {
-                    if let Ok(mut c) = r.conn().await {
-                        if let Ok(Some((io, sql))) = c.replica_threads().await
-                            && io == "Yes"
-                            && sql == "Yes"
-                        {
-                            n += 1;
-                        }
-                        c.close().await;
-                    }
-                }
-                n
-            }
-        }
+        self.product.replicating(&self.nodes).await
     }
 
     /// Waits until every running replica has applied everything node `primary` has written so
@@ -388,19 +397,9 @@ impl Cluster {
     pub async fn create_database(&self, prefix: &str) -> Result<crate::TestDatabase> {
         let name = format!("{}_{}_{:x}", sanitize(prefix), std::process::id(), unique());
         let primary = self.primary();
-        let (create, exists) = match &*primary.engine {
-            Engine::Postgres(_) => (
-                format!("CREATE DATABASE \"{name}\""),
-                format!("SELECT datname::text FROM pg_database WHERE datname = '{name}'"),
-            ),
-            Engine::MariaDb(_) => (
-                format!("CREATE DATABASE `{name}`"),
-                format!(
-                    "SELECT schema_name FROM information_schema.schemata WHERE schema_name = '{name}'"
-                ),
-            ),
-        };
-        primary.execute(primary.engine.admin_db(), &create).await?;
+        let (create, exists) =
+            (self.product.create_database_sql(&name), self.product.database_exists_sql(&name));
+        primary.admin(&create).await?;
         let start = Instant::now();
         for n in self.replicas().iter().filter(|n| n.is_running()) {
             while !matches!(n.text(&exists).await, Ok(Some(_))) {
@@ -417,7 +416,7 @@ impl Cluster {
             name,
             primary.port,
             self.replicas().iter().map(|n| n.port).collect(),
-            Arc::clone(&primary.engine),
+            Arc::clone(&self.product),
         ))
     }
 
@@ -438,12 +437,13 @@ impl Cluster {
 
     /// A description of the cluster that can be saved and later [attached](Cluster::attach).
     pub fn state(&self) -> ClusterState {
-        let engine = &self.primary().engine;
         ClusterState {
-            db: engine.kind(),
+            db: self.product.kind(),
+            backend: self.backend.kind(),
+            run_id: self.backend.run_id(),
             dir: self.dir.clone(),
-            bin_dir: engine.bin_dir().to_path_buf(),
-            settings: self.primary().settings.clone(),
+            bin_dir: self.bin_dir.clone(),
+            settings: self.settings.clone(),
             nodes: self
                 .nodes
                 .iter()
@@ -451,25 +451,15 @@ impl Cluster {
                     name: n.name.clone(),
                     port: n.port,
                     pid: n.pid(),
-                    data_dir: n.data.clone(),
-                    log: n.log.clone(),
+                    data_dir: n.data_dir().to_path_buf(),
+                    log: n.log_path().to_path_buf(),
                 })
                 .collect(),
         }
     }
 
     fn teardown(&mut self) -> Result<()> {
-        let mut left = Vec::new();
-        for n in &self.nodes {
-            left.extend(n.kill(Signal::SIGKILL, Duration::from_secs(10)));
-        }
-        let left = process::wait_gone(&left, Duration::from_secs(10));
-        if !left.is_empty() {
-            return Err(Error::Timeout {
-                what: format!("server processes {left:?} to exit"),
-                waited: Duration::from_secs(10),
-            });
-        }
+        self.backend.teardown(&self.nodes)?;
         match fs::remove_dir_all(&self.dir) {
             Ok(()) => Ok(()),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
@@ -513,7 +503,7 @@ pub fn format_lsn(lsn: u64) -> String {
 /// Where the cached `initdb` template lives: `$RWSPLIT_TESTKIT_CACHE`, else
 /// `<tmp>/rwsplit-testkit`. Separate from the cluster directory so a per-run cluster directory
 /// does not pay for `initdb` again.
-fn template_root() -> PathBuf {
+pub(crate) fn template_root() -> PathBuf {
     std::env::var_os("RWSPLIT_TESTKIT_CACHE")
         .map(PathBuf::from)
         .unwrap_or_else(|| std::env::temp_dir().join("rwsplit-testkit"))
@@ -526,7 +516,7 @@ fn default_root() -> PathBuf {
 }
 
 /// Creates `dir` readable and traversable by everyone (the servers run as another user).
-fn ensure_traversable_dir(dir: &Path) -> Result<()> {
+pub(crate) fn ensure_traversable_dir(dir: &Path) -> Result<()> {
     use std::os::unix::fs::PermissionsExt;
     fs::create_dir_all(dir).io_context(|| format!("creating {}", dir.display()))?;
     let meta = fs::metadata(dir).io_context(|| format!("reading {}", dir.display()))?;
@@ -536,6 +526,14 @@ fn ensure_traversable_dir(dir: &Path) -> Result<()> {
         fs::set_permissions(dir, p).io_context(|| format!("chmod {}", dir.display()))?;
     }
     Ok(())
+}
+
+/// A new cluster's own directory below `root`, named after the cluster, this process and a
+/// unique value.
+pub(crate) fn cluster_dir(root: &Path, name: &str) -> Result<PathBuf> {
+    let dir = root.join(format!("{name}-{}-{:x}", std::process::id(), unique()));
+    fs::create_dir_all(&dir).io_context(|| format!("creating {}", dir.display()))?;
+    Ok(dir)
 }
 
 fn sanitize(s: &str) -> String {
@@ -633,7 +631,7 @@ mod tests {
     fn missing_binaries_say_how_to_install_them() {
         let empty = std::env::temp_dir().join(format!("rwsplit-empty-{}", std::process::id()));
         std::fs::create_dir_all(&empty).unwrap();
-        let err = Engine::discover(DbKind::Postgres, Some(&empty)).unwrap_err();
+        let err = crate::native::Engine::discover(DbKind::Postgres, Some(&empty)).unwrap_err();
         let text = err.to_string();
         assert!(matches!(err, Error::BinariesNotFound { .. }));
         assert!(text.contains("apt-get install postgresql"), "{text}");

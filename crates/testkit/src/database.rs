@@ -1,8 +1,10 @@
 //! A fresh database per test, created on the primary so that it replicates.
 
 use std::sync::Arc;
+use std::time::Duration;
 
-use crate::native::Engine;
+use crate::product::Product;
+use crate::sql::Conn;
 
 /// A database created by [`Cluster::create_database`](crate::Cluster::create_database); dropped
 /// (on PostgreSQL `WITH (FORCE)`, closing its sessions) when this value is dropped.
@@ -11,7 +13,7 @@ pub struct TestDatabase {
     name: String,
     primary_port: u16,
     replica_ports: Vec<u16>,
-    engine: Arc<Engine>,
+    product: Arc<dyn Product>,
 }
 
 impl TestDatabase {
@@ -19,9 +21,9 @@ impl TestDatabase {
         name: String,
         primary_port: u16,
         replica_ports: Vec<u16>,
-        engine: Arc<Engine>,
+        product: Arc<dyn Product>,
     ) -> TestDatabase {
-        TestDatabase { name, primary_port, replica_ports, engine }
+        TestDatabase { name, primary_port, replica_ports, product }
     }
 
     /// The database's name.
@@ -31,31 +33,43 @@ impl TestDatabase {
 
     /// Its URL on the primary.
     pub fn primary_url(&self) -> String {
-        self.engine.url(self.primary_port, &self.name)
+        self.product.url(self.primary_port, &self.name)
     }
 
     /// Its URLs on the replicas, in node order.
     pub fn replica_urls(&self) -> Vec<String> {
-        self.replica_ports.iter().map(|&p| self.engine.url(p, &self.name)).collect()
+        self.replica_ports.iter().map(|&p| self.product.url(p, &self.name)).collect()
     }
 }
 
 impl Drop for TestDatabase {
     fn drop(&mut self) {
-        // Synchronous on purpose: Drop cannot await. A cluster that is already gone makes this
-        // fail fast (connection refused), which is fine.
-        let sql = match &*self.engine {
-            Engine::Postgres(_) => {
-                format!("DROP DATABASE IF EXISTS \"{}\" WITH (FORCE)", self.name)
-            }
-            Engine::MariaDb(_) => format!("DROP DATABASE IF EXISTS `{}`", self.name),
-        };
-        let mut cmd = self.engine.client(self.primary_port, &sql);
-        cmd.env("PGCONNECT_TIMEOUT", "2");
-        if let Ok(out) = cmd.output()
-            && !out.status.success()
-        {
-            tracing::debug!(db = %self.name, "could not drop test database");
-        }
+        // Drop cannot await, and may run inside a runtime that must not block: a thread of its
+        // own with a runtime of its own, bounded in time. A cluster that is already gone makes
+        // this fail fast (connection refused), which is fine.
+        let product = Arc::clone(&self.product);
+        let (port, name) = (self.primary_port, self.name.clone());
+        let dropper = std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().ok()?;
+            rt.block_on(async {
+                let sql = product.drop_database_sql(&name);
+                let run = async {
+                    let mut c =
+                        Conn::open(&*product, port, product.admin_db(), Duration::from_secs(2))
+                            .await?;
+                    let r = c.execute(&sql).await;
+                    c.close().await;
+                    r
+                };
+                match tokio::time::timeout(Duration::from_secs(10), run).await {
+                    Ok(Ok(())) => Some(()),
+                    _ => {
+                        tracing::debug!(db = %name, "could not drop test database");
+                        None
+                    }
+                }
+            })
+        });
+        let _ = dropper.join();
     }
 }

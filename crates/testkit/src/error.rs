@@ -90,6 +90,22 @@ pub enum Error {
         /// What went wrong.
         what: String,
     },
+    /// An environment variable or setting has a value the testkit does not understand.
+    #[error("{name}: {what}")]
+    InvalidSetting {
+        /// The variable or setting.
+        name: &'static str,
+        /// What is wrong with its value.
+        what: String,
+    },
+    /// A Docker command failed (containers backend).
+    #[error("docker {command} failed: {output}")]
+    Docker {
+        /// The docker subcommand and its arguments.
+        command: String,
+        /// Its exit status and the tail of its output.
+        output: String,
+    },
     /// An operating-system call failed.
     #[error("{what}")]
     Io {

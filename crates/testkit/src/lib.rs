@@ -1,16 +1,20 @@
 //! Starts and breaks real replicated database clusters for rwsplit's tests, examples and
 //! benchmarks.
 //!
-//! A [`Cluster`] is a primary with N replicas (default 2) on loopback ports, from the server
-//! binaries installed on the machine: PostgreSQL with streaming replication and hot standbys, or
-//! MariaDB with GTID replication and `read_only` replicas. The
-//! servers are children of the calling process; as root they run as an unprivileged user
-//! (`postgres` or `mysql` if it exists, else `rwsplit`, created on demand). Dropping the cluster stops them
-//! and deletes their data, unless it was [kept](ClusterBuilder::keep) or
+//! A [`Cluster`] is a primary with N replicas (default 2) on loopback ports: PostgreSQL with
+//! streaming replication and hot standbys, or MariaDB with GTID replication and `read_only`
+//! replicas. On the native backend (default) the servers are children of the calling process,
+//! from the server binaries installed on the machine; as root they run as an unprivileged user
+//! (`postgres` or `mysql` if it exists, else `rwsplit`, created on demand). On the containers
+//! backend ([`BackendKind::Containers`]) each runs in a Docker container of its own, from an
+//! image the testkit builds from Debian's packages, on networks of the cluster's own. Dropping
+//! the cluster stops them and deletes their data, unless it was [kept](ClusterBuilder::keep) or
 //! [detached](Cluster::detach).
 //!
 //! Each [`Node`] has the controls the tests need: pause and resume replay, an apply delay,
-//! hang (SIGSTOP) and unhang, crash (SIGKILL) and restart, promote and follow.
+//! hang and unhang, crash and restart, promote and follow; on containers also the network
+//! faults (cut its replication link or its clients, one-way partitions); on both, latency and
+//! jitter through a [`DelayProxy`].
 //!
 //! ```no_run
 //! # async fn demo() -> rwsplit_testkit::Result<()> {
@@ -32,15 +36,23 @@
 //! # Seams
 //!
 //! [`DbKind`] is the database seam (PostgreSQL, MariaDB) and [`BackendKind`] the backend seam
-//! (native processes today; containers where a Docker engine runs are planned).
+//! (native processes, containers). Inside, each product is one implementation of a `Product` trait
+//! (setup order, readiness, and the SQL behind every control, like testcontainers-rs' `Image`),
+//! and each backend one implementation of a `Runtime` per node (start, freeze, kill, stop,
+//! addresses) and a `Backend` per cluster (teardown). Tests, xtask and examples use only
+//! [`Cluster`] and [`Node`], so they do not change with the backend.
 #![cfg_attr(docsrs, feature(doc_cfg))]
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used, clippy::print_stdout))]
 
+mod backend;
 mod cluster;
+mod containers;
 mod database;
 mod error;
 mod native;
 mod node;
+mod product;
+mod proxy;
 mod sql;
 mod state;
 
@@ -48,7 +60,35 @@ pub use cluster::{BackendKind, Cluster, ClusterBuilder, DbKind, format_lsn, pars
 pub use database::TestDatabase;
 pub use error::{Error, Result};
 pub use node::{Node, NodeStatus, ProcessState};
+pub use proxy::DelayProxy;
 pub use state::{ClusterState, NodeState};
+
+/// Removes every container and network (and their data) of clusters started under `root` on
+/// the containers backend, and returns the containers' names: what a test process that died
+/// without running its destructors left behind. `cargo xtask itest` calls it after the tests.
+pub fn reap_containers(root: &std::path::Path) -> Vec<String> {
+    containers::reap(root)
+}
+
+/// Makes sure the containers backend's node image exists, building it from Debian's packages
+/// if this machine lacks it, and says what it did. Clusters on the containers backend do this
+/// themselves; `cargo xtask image` calls it to measure the build.
+pub fn ensure_node_image() -> Result<NodeImage> {
+    let image = containers::image::ensure()?;
+    Ok(NodeImage { reference: image.reference, built: image.built, seconds: image.seconds })
+}
+
+/// The containers backend's node image, as [`ensure_node_image`] found or built it.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct NodeImage {
+    /// Its reference, `rwsplit-testkit/dbnode:<hash of the recipe>`.
+    pub reference: String,
+    /// Whether this call built it (else it existed).
+    pub built: bool,
+    /// The seconds this call took.
+    pub seconds: f64,
+}
 
 /// Stops every server process whose command line mentions a directory below `root` and returns
 /// their pids. `cargo xtask itest` calls it after the tests, so that a test process that died

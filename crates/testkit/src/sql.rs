@@ -4,7 +4,8 @@ use std::time::Duration;
 
 use sqlx::{Connection, MySqlConnection, PgConnection, Row};
 
-use crate::native::{Engine, mariadb, postgres};
+use crate::cluster::DbKind;
+use crate::product::Product;
 
 /// A control connection (superuser on PostgreSQL, root on MariaDB).
 #[derive(Debug)]
@@ -16,19 +17,16 @@ pub(crate) enum Conn {
 impl Conn {
     /// Connects to `db`, failing after `timeout` (a hung server accepts TCP but never answers).
     pub(crate) async fn open(
-        engine: &Engine,
+        product: &dyn Product,
         port: u16,
         db: &str,
         timeout: Duration,
     ) -> Result<Conn, sqlx::Error> {
+        let url = product.admin_url(port, db);
         let connect = async {
-            Ok(match engine {
-                Engine::Postgres(_) => {
-                    Conn::Pg(PgConnection::connect(&postgres::url(port, db)).await?)
-                }
-                Engine::MariaDb(_) => {
-                    Conn::My(MySqlConnection::connect(&mariadb::admin_url(port, db)).await?)
-                }
+            Ok(match product.kind() {
+                DbKind::Postgres => Conn::Pg(PgConnection::connect(&url).await?),
+                DbKind::MariaDb => Conn::My(MySqlConnection::connect(&url).await?),
             })
         };
         tokio::time::timeout(timeout, connect).await.unwrap_or(Err(sqlx::Error::PoolTimedOut))

@@ -3,7 +3,7 @@
 
 use std::path::{Path, PathBuf};
 
-use crate::cluster::DbKind;
+use crate::cluster::{BackendKind, DbKind};
 use crate::error::{Error, Result};
 
 /// A serialisable description of a running cluster: where its data is, which ports and which
@@ -13,9 +13,15 @@ use crate::error::{Error, Result};
 pub struct ClusterState {
     /// The database it runs.
     pub db: DbKind,
+    /// Where its servers run.
+    #[serde(default)]
+    pub backend: BackendKind,
+    /// The containers backend: the run id that names and labels its containers and networks.
+    #[serde(default)]
+    pub run_id: Option<String>,
     /// The directory holding the nodes' data and logs.
     pub dir: PathBuf,
-    /// The server binaries it was started with.
+    /// The server binaries it was started with (native backend).
     pub bin_dir: PathBuf,
     /// Extra `-c` settings every node was started with.
     pub settings: Vec<(String, String)>,

@@ -20,7 +20,6 @@ pub(crate) struct MariaEngine {
     /// The directory of `mariadbd`.
     pub(crate) bin: PathBuf,
     install_db: PathBuf,
-    client: PathBuf,
     pub(crate) run_as: Option<RunAs>,
     user_name: Option<String>,
 }
@@ -51,7 +50,7 @@ impl MariaEngine {
         let find = |name: &str| find_in(&dirs, name);
         let server = find_in(&server_dirs, "mariadbd");
         match (server, find("mariadb-install-db"), find("mariadb")) {
-            (Some(server), Some(install_db), Some(client)) => {
+            (Some(server), Some(install_db), Some(_client)) => {
                 let bin = server.parent().map(Path::to_path_buf).unwrap_or_default();
                 let run_as = RunAs::for_servers("mysql")?;
                 let user_name = run_as.map(|r| {
@@ -60,7 +59,7 @@ impl MariaEngine {
                         .flatten()
                         .map_or_else(|| "mysql".to_owned(), |u| u.name)
                 });
-                Ok(MariaEngine { bin, install_db, client, run_as, user_name })
+                Ok(MariaEngine { bin, install_db, run_as, user_name })
             }
             _ => Err(Error::BinariesNotFound {
                 db: "MariaDB",
@@ -163,28 +162,9 @@ impl MariaEngine {
         }
         cmd
     }
-
-    /// The `mariadb` client for a synchronous one-off statement (used in `Drop`).
-    pub(crate) fn client(&self, port: u16, sql: &str) -> Command {
-        let mut cmd = Command::new(&self.client);
-        cmd.args(["--no-defaults", "-uroot", "-h127.0.0.1", "--connect-timeout=2"]);
-        cmd.arg(format!("-P{port}")).arg("-e").arg(sql);
-        cmd
-    }
 }
 
 /// `…/n1` → `…/n1.cnf`.
 fn config_path(data: &Path) -> PathBuf {
     data.with_extension("cnf")
-}
-
-/// The URL of database `db` as the unprivileged application user `app` (no password; it has
-/// every privilege on every database but no global ones, so `read_only` stops it on replicas).
-pub(crate) fn url(port: u16, db: &str) -> String {
-    format!("mysql://app@127.0.0.1:{port}/{db}")
-}
-
-/// The URL of database `db` as root (for the testkit's own controls).
-pub(crate) fn admin_url(port: u16, db: &str) -> String {
-    format!("mysql://root@127.0.0.1:{port}/{db}")
 }

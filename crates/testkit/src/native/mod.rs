@@ -1,19 +1,28 @@
 //! The native backend: database servers run as child processes of this process, from the
-//! server binaries installed on the machine. [`Engine`] is the database seam inside it.
+//! server binaries installed on the machine. [`Engine`] knows where each product's binaries
+//! are and how to lay out and start a node from them; the SQL is the product's
+//! ([`crate::product`]).
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
+use std::sync::Arc;
 
 use nix::sys::signal::Signal;
 
-use crate::cluster::DbKind;
+use crate::backend::{Backend, Created, Plan, Runtime};
+use crate::cluster::{BackendKind, DbKind};
 use crate::error::Result;
+use crate::product::Addr;
+use crate::state::ClusterState;
 
 pub(crate) mod mariadb;
+mod node;
 pub(crate) mod postgres;
 pub(crate) mod process;
 
-/// One database server product, as the native backend runs it.
+use node::NativeNode;
+
+/// The native backend: the server binaries of one product, found on this machine.
 #[derive(Debug, Clone)]
 pub(crate) enum Engine {
     Postgres(postgres::PgEngine),
@@ -26,13 +35,6 @@ impl Engine {
             DbKind::Postgres => Engine::Postgres(postgres::PgEngine::discover(bin)?),
             DbKind::MariaDb => Engine::MariaDb(mariadb::MariaEngine::discover(bin)?),
         })
-    }
-
-    pub(crate) fn kind(&self) -> DbKind {
-        match self {
-            Engine::Postgres(_) => DbKind::Postgres,
-            Engine::MariaDb(_) => DbKind::MariaDb,
-        }
     }
 
     pub(crate) fn bin_dir(&self) -> &Path {
@@ -56,8 +58,8 @@ impl Engine {
         }
     }
 
-    /// Lays out node `index` in `data` from the template; replicas are told to follow the
-    /// primary on `primary_port` (PostgreSQL through its files; MariaDB by SQL once running).
+    /// Lays out node `index` in `data` from the template; replicas are told to follow
+    /// `upstream` (PostgreSQL through its files; MariaDB by SQL once running).
     pub(crate) fn lay_out(
         &self,
         template: &Path,
@@ -65,13 +67,13 @@ impl Engine {
         name: &str,
         index: usize,
         port: u16,
-        primary_port: u16,
+        upstream: &Addr,
     ) -> Result<()> {
         let mut cmd = Command::new("cp");
         cmd.arg("-a").arg(template).arg(data);
         process::run(&mut cmd)?;
         match self {
-            Engine::Postgres(e) if index > 0 => e.make_standby(data, name, primary_port),
+            Engine::Postgres(e) if index > 0 => e.make_standby(data, name, upstream),
             Engine::Postgres(_) => Ok(()),
             Engine::MariaDb(e) => e.write_config(data, index, port),
         }
@@ -97,30 +99,71 @@ impl Engine {
             Engine::MariaDb(_) => Signal::SIGTERM,
         }
     }
+}
 
-    /// The URL applications use for database `db` on `port`.
-    pub(crate) fn url(&self, port: u16, db: &str) -> String {
-        match self {
-            Engine::Postgres(_) => postgres::url(port, db),
-            Engine::MariaDb(_) => mariadb::url(port, db),
-        }
-    }
+/// The native backend of one cluster.
+#[derive(Debug)]
+pub(crate) struct Native;
 
-    /// The database every server has, for control connections.
-    pub(crate) fn admin_db(&self) -> &'static str {
-        match self {
-            Engine::Postgres(_) => "postgres",
-            Engine::MariaDb(_) => "mysql",
-        }
+impl Backend for Native {
+    fn kind(&self) -> BackendKind {
+        BackendKind::Native
     }
+}
 
-    /// A synchronous client command running `sql` (for `Drop`, where nothing can be awaited).
-    pub(crate) fn client(&self, port: u16, sql: &str) -> Command {
-        match self {
-            Engine::Postgres(e) => e.psql(port, sql),
-            Engine::MariaDb(e) => e.client(port, sql),
-        }
+/// Lays out a new cluster's nodes from the cached template (none started).
+pub(crate) fn create(plan: &Plan) -> Result<Created> {
+    let engine = Engine::discover(plan.db, plan.bin_dir.as_deref())?;
+    let cache = crate::cluster::template_root();
+    crate::cluster::ensure_traversable_dir(&cache)?;
+    let template = engine.template(&cache)?;
+    let dir = crate::cluster::cluster_dir(&plan.root, &plan.name)?;
+    engine.chown(&dir)?;
+    let engine = Arc::new(engine);
+    let upstream = Addr::new("127.0.0.1", plan.ports[0]);
+    let mut runtimes: Vec<Box<dyn Runtime>> = Vec::with_capacity(plan.ports.len());
+    for (i, port) in plan.ports.iter().copied().enumerate() {
+        let name = format!("n{i}");
+        let data = dir.join(&name);
+        engine.lay_out(&template, &data, &name, i, port, &upstream)?;
+        runtimes.push(Box::new(NativeNode::new(
+            name.clone(),
+            port,
+            data,
+            dir.join(format!("{name}.log")),
+            plan.settings.clone(),
+            Arc::clone(&engine),
+            None,
+        )));
     }
+    let bin_dir = engine.bin_dir().to_path_buf();
+    Ok(Created { dir, runtimes, backend: Box::new(Native), bin_dir })
+}
+
+/// The runtimes of a native cluster started elsewhere.
+pub(crate) fn attach(state: &ClusterState) -> Result<Created> {
+    let engine = Arc::new(Engine::discover(state.db, Some(&state.bin_dir))?);
+    let runtimes = state
+        .nodes
+        .iter()
+        .map(|n| {
+            Box::new(NativeNode::new(
+                n.name.clone(),
+                n.port,
+                n.data_dir.clone(),
+                n.log.clone(),
+                state.settings.clone(),
+                Arc::clone(&engine),
+                n.pid,
+            )) as Box<dyn Runtime>
+        })
+        .collect();
+    Ok(Created {
+        dir: state.dir.clone(),
+        runtimes,
+        backend: Box::new(Native),
+        bin_dir: state.bin_dir.clone(),
+    })
 }
 
 /// A value unique within this process and unlikely to repeat across processes.

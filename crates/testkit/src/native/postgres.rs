@@ -7,6 +7,8 @@ use std::process::Command;
 
 use super::process::{self, RunAs};
 use crate::error::{Error, IoContext, Result};
+use crate::product::Addr;
+use crate::product::postgres::standby_settings;
 
 /// Bumped whenever the template's configuration changes, so stale templates are not reused.
 const TEMPLATE_VERSION: u32 = 1;
@@ -136,12 +138,12 @@ impl PgEngine {
         }
     }
 
-    /// Turns a copied data directory into a standby of the server on `primary_port`.
-    pub(crate) fn make_standby(&self, data: &Path, node: &str, primary_port: u16) -> Result<()> {
+    /// Turns a copied data directory into a standby of `upstream`.
+    pub(crate) fn make_standby(&self, data: &Path, node: &str, upstream: &Addr) -> Result<()> {
         let signal = data.join("standby.signal");
         fs::write(&signal, "").io_context(|| format!("writing {}", signal.display()))?;
         let auto = data.join("postgresql.auto.conf");
-        fs::write(&auto, standby_settings(node, primary_port))
+        fs::write(&auto, standby_settings(node, upstream))
             .io_context(|| format!("writing {}", auto.display()))?;
         self.chown(&signal)?;
         self.chown(&auto)
@@ -166,23 +168,6 @@ impl PgEngine {
         }
         cmd
     }
-
-    /// `psql` for a synchronous one-off statement (used where no async runtime is available,
-    /// e.g. in `Drop`).
-    pub(crate) fn psql(&self, port: u16, sql: &str) -> Command {
-        let mut cmd = self.cmd("psql");
-        cmd.args(["-X", "-q", "-v", "ON_ERROR_STOP=1", "-h", "127.0.0.1", "-U", "postgres", "-d"]);
-        cmd.arg("postgres").arg("-p").arg(port.to_string()).arg("-c").arg(sql);
-        cmd
-    }
-}
-
-/// The `postgresql.auto.conf` of a standby: who to follow and which slot to use.
-pub(crate) fn standby_settings(node: &str, primary_port: u16) -> String {
-    format!(
-        "primary_conninfo = 'host=127.0.0.1 port={primary_port} user=postgres application_name={node}'\n\
-         primary_slot_name = '{node}'\n"
-    )
 }
 
 fn debian_bin_dirs() -> Vec<PathBuf> {
@@ -197,9 +182,4 @@ fn debian_bin_dirs() -> Vec<PathBuf> {
         .collect();
     dirs.sort_by_key(|d| std::cmp::Reverse(d.0));
     dirs.into_iter().map(|(_, p)| p).collect()
-}
-
-/// The URL of database `db` on the node listening on `port`.
-pub(crate) fn url(port: u16, db: &str) -> String {
-    format!("postgres://postgres@127.0.0.1:{port}/{db}")
 }

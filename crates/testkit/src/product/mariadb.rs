@@ -1,0 +1,165 @@
+//! MariaDB: GTID replication, `read_only` replicas, an unprivileged application user.
+
+use std::time::Duration;
+
+use super::{Addr, BoxFuture, Product};
+use crate::cluster::{DbKind, START_TIMEOUT};
+use crate::error::{Error, Result};
+use crate::node::Node;
+
+/// MariaDB 10.5+ (GTID, `MASTER_GTID_WAIT`, `SLAVE MONITOR`).
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct MariaDb;
+
+/// The `CHANGE MASTER TO` that makes a replica follow `upstream` by GTID.
+pub(crate) fn change_master(upstream: &Addr) -> String {
+    format!(
+        "CHANGE MASTER TO MASTER_HOST = '{}', MASTER_PORT = {}, MASTER_USER = 'repl', \
+         MASTER_PASSWORD = '', MASTER_USE_GTID = slave_pos, MASTER_CONNECT_RETRY = 1",
+        upstream.host, upstream.port
+    )
+}
+
+impl Product for MariaDb {
+    fn kind(&self) -> DbKind {
+        DbKind::MariaDb
+    }
+
+    fn admin_db(&self) -> &'static str {
+        "mysql"
+    }
+
+    /// As the unprivileged application user `app` (no password; every privilege on every
+    /// database but no global ones, so `read_only` stops it on replicas).
+    fn url(&self, port: u16, db: &str) -> String {
+        format!("mysql://app@127.0.0.1:{port}/{db}")
+    }
+
+    fn admin_url(&self, port: u16, db: &str) -> String {
+        format!("mysql://root@127.0.0.1:{port}/{db}")
+    }
+
+    fn create_database_sql(&self, name: &str) -> String {
+        format!("CREATE DATABASE `{name}`")
+    }
+
+    fn database_exists_sql(&self, name: &str) -> String {
+        format!("SELECT schema_name FROM information_schema.schemata WHERE schema_name = '{name}'")
+    }
+
+    fn drop_database_sql(&self, name: &str) -> String {
+        format!("DROP DATABASE IF EXISTS `{name}`")
+    }
+
+    fn is_replica_sql(&self) -> &'static str {
+        "SELECT IF(@@global.read_only, 'true', 'false')"
+    }
+
+    fn position_sql(&self) -> &'static str {
+        "SELECT IF(@@global.read_only, @@global.gtid_slave_pos, @@global.gtid_binlog_pos)"
+    }
+
+    fn unreplayed_sql(&self) -> Option<&'static str> {
+        None
+    }
+
+    fn pause_replay_sql(&self) -> &'static str {
+        "STOP SLAVE SQL_THREAD"
+    }
+
+    fn resume_replay_sql(&self) -> &'static str {
+        "START SLAVE SQL_THREAD"
+    }
+
+    fn start_cluster<'a>(&'a self, nodes: &'a [Node]) -> BoxFuture<'a, Result<()>> {
+        Box::pin(async move {
+            let Some((primary, replicas)) = nodes.split_first() else { return Ok(()) };
+            Node::start_all(nodes)?;
+            primary.wait_accepting(START_TIMEOUT).await?;
+            // Binlogged, so the replicas get the users too when they replay from the start.
+            primary
+                .execute(
+                    "mysql",
+                    "CREATE USER 'repl'@'%'; GRANT REPLICATION SLAVE ON *.* TO 'repl'@'%'; \
+                     CREATE USER 'app'@'%'; GRANT ALL PRIVILEGES ON `%`.* TO 'app'@'%'; \
+                     GRANT SLAVE MONITOR ON *.* TO 'app'@'%'",
+                )
+                .await?;
+            let upstream = primary.replication_addr();
+            for n in replicas {
+                n.wait_accepting(START_TIMEOUT).await?;
+                n.execute("mysql", &format!("{}; START SLAVE", change_master(&upstream))).await?;
+            }
+            Ok(())
+        })
+    }
+
+    fn replicating<'a>(&'a self, nodes: &'a [Node]) -> BoxFuture<'a, usize> {
+        Box::pin(async move {
+            let mut n = 0;
+            for r in nodes.iter().skip(1).filter(|r| r.is_running()) {
+                if let Ok(mut c) = r.conn().await {
+                    if let Ok(Some((io, sql))) = c.replica_threads().await
+                        && io == "Yes"
+                        && sql == "Yes"
+                    {
+                        n += 1;
+                    }
+                    c.close().await;
+                }
+            }
+            n
+        })
+    }
+
+    fn wait_caught_up<'a>(
+        &'a self,
+        node: &'a Node,
+        primary: &'a Node,
+        timeout: Duration,
+    ) -> BoxFuture<'a, Result<()>> {
+        Box::pin(async move {
+            let target = primary.gtid_binlog_pos().await?;
+            let secs = timeout.as_secs_f64();
+            let sql = format!("SELECT CAST(MASTER_GTID_WAIT('{target}', {secs}) AS CHAR)");
+            match node.text(&sql).await?.as_deref() {
+                Some("0") => Ok(()),
+                _ => Err(Error::Timeout {
+                    what: format!("{} to apply GTID {target}", node.name()),
+                    waited: timeout,
+                }),
+            }
+        })
+    }
+
+    /// `MASTER_DELAY` in whole seconds, rounded up plus one because event timestamps have whole
+    /// seconds (the change is held between `delay` and `delay` + 1 s). `CHANGE MASTER` needs the
+    /// replica threads stopped, so the SQL thread that `START SLAVE` starts applies the new
+    /// delay from its first event: nothing to wait for.
+    fn set_apply_delay<'a>(&'a self, node: &'a Node, delay: Duration) -> BoxFuture<'a, Result<()>> {
+        Box::pin(async move {
+            let secs = delay.as_secs() + u64::from(delay.subsec_nanos() > 0) + 1;
+            node.admin(&format!("STOP SLAVE; CHANGE MASTER TO MASTER_DELAY = {secs}; START SLAVE"))
+                .await
+        })
+    }
+
+    fn clear_apply_delay<'a>(&'a self, node: &'a Node) -> BoxFuture<'a, Result<()>> {
+        Box::pin(node.admin("STOP SLAVE; CHANGE MASTER TO MASTER_DELAY = 0; START SLAVE"))
+    }
+
+    fn promote<'a>(&'a self, node: &'a Node) -> BoxFuture<'a, Result<()>> {
+        Box::pin(node.admin("STOP SLAVE; RESET SLAVE ALL; SET GLOBAL read_only = OFF"))
+    }
+
+    fn follow<'a>(
+        &'a self,
+        node: &'a Node,
+        _slot_on: &'a Node,
+        upstream: Addr,
+    ) -> BoxFuture<'a, Result<()>> {
+        Box::pin(async move {
+            node.admin(&format!("STOP SLAVE; {}; START SLAVE", change_master(&upstream))).await
+        })
+    }
+}

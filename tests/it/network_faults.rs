@@ -1,0 +1,581 @@
+//! Network faults under load, on containers (only a network of each node's own can fail like
+//! this): a writer (each acknowledged write read back in the same task, so read-your-writes),
+//! readers at the consistency levels the fault is about, on a private cluster, counting what the
+//! application sees. Each test prints one `NETFAULT-FIGURES` line (the fault suite's figures plus
+//! read latency percentiles) and asserts the invariants that hold for the adapter today; the
+//! gaps found are named where they are.
+
+use std::collections::HashSet;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use rstest::rstest;
+use rwsplit_core::Staleness;
+use rwsplit_sea_orm::{
+    Consistency, Health, HealthPolicy, LeastOutstanding, MonitorConfig, PowerOfTwoEwma,
+    RoutedConnection, RouterConfig,
+};
+use rwsplit_testkit::{Cluster, DbKind, Node, TestDatabase};
+use sea_orm::{ConnectionTrait, Statement};
+
+use crate::support::until;
+use crate::testkit_containers::containers_cluster;
+
+const INTERVAL: Duration = Duration::from_millis(100);
+const PROBE_TIMEOUT: Duration = Duration::from_millis(300);
+/// The freshness bound of bounded-staleness reads.
+const MAX_LAG: Duration = Duration::from_millis(500);
+/// The application's own bound on a write (the adapter never cuts a write short).
+const WRITE_TIMEOUT: Duration = Duration::from_secs(3);
+
+/// What the application saw.
+#[derive(Debug, Default)]
+struct Seen {
+    reads_ok: u64,
+    reads_failed: u64,
+    read_errors: Vec<String>,
+    read_latencies: Vec<Duration>,
+    /// Bounded-staleness reads: when each started and the highest id it saw.
+    bounded: Vec<(Instant, i64)>,
+    /// Acknowledged writes: id and when the acknowledgement arrived.
+    acked: Vec<(i64, Instant)>,
+    writes_failed: u64,
+    /// How long each write that failed with the adapter's own error took to fail.
+    write_failures: Vec<Duration>,
+    unclear_write_errors: Vec<String>,
+    /// Writes still unanswered after [`WRITE_TIMEOUT`] (outcome unknown).
+    writes_timed_out: u64,
+    ryw_checked: u64,
+    ryw_stale: u64,
+    ryw_failed: u64,
+}
+
+impl Seen {
+    /// Bounded-staleness reads that missed a write acknowledged more than the bound (plus the
+    /// monitor's own delay: two probe intervals) before they started.
+    fn bounded_stale(&self) -> usize {
+        let allowance = MAX_LAG + 2 * INTERVAL;
+        self.bounded
+            .iter()
+            .filter(|(start, max_seen)| {
+                self.acked.iter().any(|(id, at)| *at + allowance < *start && id > max_seen)
+            })
+            .count()
+    }
+
+    fn read_percentile(&self, p: f64) -> Duration {
+        let mut v = self.read_latencies.clone();
+        v.sort_unstable();
+        if v.is_empty() {
+            return Duration::ZERO;
+        }
+        let i = ((v.len() as f64 - 1.0) * p).round();
+        // In range by construction: 0 ≤ i ≤ len - 1.
+        #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
+        v[i as usize]
+    }
+}
+
+struct Load {
+    stop: Arc<AtomicBool>,
+    seen: Arc<Mutex<Seen>>,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+}
+
+fn stmt(db: &RoutedConnection, sql: String) -> Statement {
+    Statement::from_string(db.get_database_backend(), sql)
+}
+
+/// The adapter's own errors start with `rwsplit:` and say what happened and where.
+fn clear(err: &str) -> bool {
+    err.contains("rwsplit:")
+}
+
+impl Load {
+    /// Starts the writer (into table `f`) and one reader per entry of `readers`, then lets
+    /// them run 500 ms.
+    async fn start(db: &RoutedConnection, cluster: &Cluster, readers: &[Consistency]) -> Load {
+        Load::start_on(db, cluster, "f", readers).await
+    }
+
+    async fn start_on(
+        db: &RoutedConnection,
+        cluster: &Cluster,
+        table: &'static str,
+        readers: &[Consistency],
+    ) -> Load {
+        db.execute_unprepared(&format!(
+            "CREATE TABLE {table} (id BIGINT PRIMARY KEY, v VARCHAR(16))"
+        ))
+        .await
+        .expect("the load's table");
+        cluster.wait_caught_up(0, Duration::from_secs(10)).await.expect("replicas have the table");
+        let stop = Arc::new(AtomicBool::new(false));
+        let seen = Arc::new(Mutex::new(Seen::default()));
+        let mut tasks = Vec::new();
+        {
+            let (db, stop, seen) = (db.clone(), stop.clone(), seen.clone());
+            tasks.push(tokio::spawn(async move {
+                let mut id = 0_i64;
+                while !stop.load(Ordering::Relaxed) {
+                    id += 1;
+                    let sql = format!("INSERT INTO {table} (id, v) VALUES ({id}, 'x')");
+                    let started = Instant::now();
+                    match tokio::time::timeout(WRITE_TIMEOUT, db.execute_raw(stmt(&db, sql))).await
+                    {
+                        Ok(Ok(_)) => {
+                            seen.lock().unwrap().acked.push((id, Instant::now()));
+                            let check = format!("SELECT id FROM {table} WHERE id = {id}");
+                            let r = tokio::time::timeout(
+                                WRITE_TIMEOUT,
+                                db.query_one_raw(stmt(&db, check)),
+                            )
+                            .await;
+                            let mut s = seen.lock().unwrap();
+                            s.ryw_checked += 1;
+                            match r {
+                                Ok(Ok(Some(_))) => {}
+                                Ok(Ok(None)) => s.ryw_stale += 1,
+                                _ => s.ryw_failed += 1,
+                            }
+                        }
+                        Ok(Err(e)) => {
+                            let mut s = seen.lock().unwrap();
+                            s.writes_failed += 1;
+                            let text = e.to_string();
+                            if clear(&text) {
+                                s.write_failures.push(started.elapsed());
+                            } else if s.unclear_write_errors.len() < 5 {
+                                s.unclear_write_errors.push(text);
+                            }
+                        }
+                        Err(_) => seen.lock().unwrap().writes_timed_out += 1,
+                    }
+                    tokio::time::sleep(Duration::from_millis(3)).await;
+                }
+            }));
+        }
+        for consistency in readers.iter().cloned() {
+            let bounded = matches!(consistency, Consistency::BoundedStaleness(_));
+            let (db, stop, seen) = (db.clone(), stop.clone(), seen.clone());
+            tasks.push(tokio::spawn(async move {
+                let view = db.consistent(consistency);
+                while !stop.load(Ordering::Relaxed) {
+                    let int = match db.get_database_backend() {
+                        sea_orm::DbBackend::MySql => "SIGNED",
+                        _ => "BIGINT",
+                    };
+                    let sql =
+                        format!("SELECT CAST(COALESCE(MAX(id), 0) AS {int}) AS m FROM {table}");
+                    let started = Instant::now();
+                    let r = tokio::time::timeout(
+                        Duration::from_secs(10),
+                        view.query_one_raw(stmt(&db, sql.clone())),
+                    )
+                    .await;
+                    {
+                        let mut s = seen.lock().unwrap();
+                        match r {
+                            Ok(Ok(row)) => {
+                                s.reads_ok += 1;
+                                s.read_latencies.push(started.elapsed());
+                                let max: i64 =
+                                    row.and_then(|r| r.try_get("", "m").ok()).unwrap_or(0);
+                                if bounded {
+                                    s.bounded.push((started, max));
+                                }
+                            }
+                            Ok(Err(e)) => {
+                                s.reads_failed += 1;
+                                if s.read_errors.len() < 5 {
+                                    s.read_errors.push(e.to_string());
+                                }
+                            }
+                            Err(_) => {
+                                s.reads_failed += 1;
+                                s.read_errors.push("no answer in 10 s".into());
+                            }
+                        }
+                    }
+                    tokio::time::sleep(Duration::from_millis(2)).await;
+                }
+            }));
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        Load { stop, seen, tasks }
+    }
+
+    async fn finish(self) -> Seen {
+        self.stop.store(true, Ordering::Relaxed);
+        for t in self.tasks {
+            t.await.expect("a load task ends cleanly");
+        }
+        Arc::try_unwrap(self.seen).expect("no other owner").into_inner().unwrap()
+    }
+}
+
+fn builder(primary: String, replicas: Vec<String>) -> rwsplit_sea_orm::RoutedConnectionBuilder {
+    RoutedConnection::builder()
+        .primary(primary)
+        .replicas(replicas)
+        .monitor(
+            MonitorConfig::default()
+                .interval(INTERVAL)
+                .timeout(PROBE_TIMEOUT)
+                .jitter(Duration::from_millis(10)),
+        )
+        .health_policy(HealthPolicy::default().ban_base(Duration::from_secs(1)))
+        .acquire_timeout(Duration::from_secs(2))
+}
+
+async fn routed(tdb: &TestDatabase) -> RoutedConnection {
+    builder(tdb.primary_url(), tdb.replica_urls())
+        .replica_read_timeout(Some(Duration::from_millis(300)))
+        .connect()
+        .await
+        .expect("a routed connection")
+}
+
+fn node_name(node: &Node, tdb: &TestDatabase) -> String {
+    format!("127.0.0.1:{}/{}", node.port(), tdb.name())
+}
+
+fn health(db: &RoutedConnection, name: &str) -> Option<Health> {
+    db.stats().node(name).map(|n| n.health())
+}
+
+/// Whether bounded-staleness reads would leave `name` out: lag beyond the bound or unknown.
+fn out_of_bound(db: &RoutedConnection, name: &str) -> bool {
+    let lag = db.stats().node(name).map(|n| n.lag());
+    lag.is_none_or(|l| l.time().is_none_or(|t| t > MAX_LAG))
+}
+
+async fn ids_on(node: &Node, tdb: &TestDatabase) -> HashSet<i64> {
+    let mut c = crate::support::connect(&node.url_for(tdb.name())).await;
+    let rows: Vec<i64> = sqlx::query_scalar("SELECT id FROM f").fetch_all(&mut c).await.unwrap();
+    rows.into_iter().collect()
+}
+
+/// Whether the replica at `url` says it replicates (its receiver streams, its IO thread runs):
+/// asked of the replica, since the primary may be out of this process's reach.
+async fn replica_streams(url: &str, kind: DbKind) -> bool {
+    let mut c = crate::support::connect(url).await;
+    match kind {
+        DbKind::MariaDb => {
+            use sqlx::Row;
+            let row = sqlx::query("SHOW SLAVE STATUS").fetch_optional(&mut c).await;
+            let Ok(Some(row)) = row else { return false };
+            let io: Result<String, _> = row.try_get("Slave_IO_Running");
+            let io = io.or_else(|_| {
+                row.try_get::<Vec<u8>, _>("Slave_IO_Running")
+                    .map(|b| String::from_utf8_lossy(&b).into_owned())
+            });
+            io.is_ok_and(|v| v == "Yes")
+        }
+        _ => {
+            let sql = "SELECT count(*) FROM pg_stat_wal_receiver WHERE status = 'streaming'";
+            sqlx::query_scalar::<_, i64>(sql).fetch_one(&mut c).await.is_ok_and(|n| n == 1)
+        }
+    }
+}
+
+/// Prints the figures; returns the acknowledged writes missing on `primary`.
+async fn figures(
+    fault: &str,
+    kind: DbKind,
+    seen: &Seen,
+    primary: &Node,
+    tdb: &TestDatabase,
+    (excluded, back): (Duration, Duration),
+    extra: &str,
+) -> Vec<i64> {
+    let on_primary = ids_on(primary, tdb).await;
+    let lost: Vec<i64> =
+        seen.acked.iter().map(|a| a.0).filter(|id| !on_primary.contains(id)).collect();
+    let mut fails = seen.write_failures.clone();
+    fails.sort_unstable();
+    let fail_max = fails.last().copied().unwrap_or_default();
+    eprintln!(
+        "NETFAULT-FIGURES db={kind} fault={fault} reads_ok={} reads_failed={} read_p50_ms={:.1} \
+         read_p99_ms={:.1} bounded_reads={} bounded_stale={} writes_acked={} \
+         writes_acked_then_lost={} writes_failed={} writes_failed_unclear={} \
+         writes_timed_out={} write_fail_max_ms={} ryw_checked={} ryw_stale={} ryw_failed={} \
+         time_to_exclude_ms={} time_to_readmit_ms={}{extra}",
+        seen.reads_ok,
+        seen.reads_failed,
+        seen.read_percentile(0.5).as_secs_f64() * 1e3,
+        seen.read_percentile(0.99).as_secs_f64() * 1e3,
+        seen.bounded.len(),
+        seen.bounded_stale(),
+        seen.acked.len(),
+        lost.len(),
+        seen.writes_failed,
+        seen.unclear_write_errors.len(),
+        seen.writes_timed_out,
+        fail_max.as_millis(),
+        seen.ryw_checked,
+        seen.ryw_stale,
+        seen.ryw_failed,
+        excluded.as_millis(),
+        back.as_millis(),
+    );
+    lost
+}
+
+/// The invariants every fault keeps: no read fails while a healthy node can serve, no
+/// acknowledged write is lost, every failed write says clearly why, no read after a write in
+/// the same task misses it, and the load made progress.
+fn assert_invariants(seen: &Seen, lost: &[i64]) {
+    assert_eq!(seen.reads_failed, 0, "reads failed: {:?}", seen.read_errors);
+    assert!(lost.is_empty(), "acknowledged writes lost: {lost:?}");
+    assert!(seen.unclear_write_errors.is_empty(), "unclear: {:?}", seen.unclear_write_errors);
+    assert_eq!(seen.ryw_stale, 0, "a read after a write in the same task missed it");
+    assert!(seen.acked.len() > 50, "the writer made progress: {}", seen.acked.len());
+    assert!(seen.reads_ok > 100, "the readers made progress: {}", seen.reads_ok);
+}
+
+#[rstest]
+#[case::postgres(DbKind::Postgres)]
+#[case::mariadb(DbKind::MariaDb)]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn network_faults_replication_link_cut_for_10_s(#[case] kind: DbKind) {
+    let cluster = containers_cluster(kind, "nfcut", 2).await;
+    let tdb = cluster.create_database("nfcut").await.unwrap();
+    let db = routed(&tdb).await;
+    let victim = &cluster.replicas()[0];
+    let name = node_name(victim, &tdb);
+    until("a healthy, fresh start", || async {
+        health(&db, &name) == Some(Health::Up) && !out_of_bound(&db, &name)
+    })
+    .await;
+    let bounded = Consistency::BoundedStaleness(Staleness::time(MAX_LAG));
+    let load = Load::start(&db, &cluster, &[Consistency::Eventual, bounded]).await;
+
+    let cut = Instant::now();
+    victim.cut_replication().unwrap();
+    let excluded =
+        until("the cut replica to leave bounded reads", || async { out_of_bound(&db, &name) })
+            .await;
+    let reads_in = db.stats().node(&name).map_or(0, |n| n.reads());
+    tokio::time::sleep(Duration::from_secs(10).saturating_sub(cut.elapsed())).await;
+    let reads_during = db.stats().node(&name).map_or(0, |n| n.reads()) - reads_in;
+    assert_eq!(health(&db, &name), Some(Health::Up), "a cut replica still answers its probes");
+
+    let healed = Instant::now();
+    victim.heal_replication().unwrap();
+    let fresh =
+        crate::support::eventually(Duration::from_secs(30), || async { !out_of_bound(&db, &name) })
+            .await;
+    if fresh.is_none() {
+        panic!(
+            "the healed replica never became fresh again: adapter sees {:?}; it says {:?}; log:\n{}",
+            db.stats().node(&name),
+            victim.status().await,
+            victim.log_tail(20)
+        );
+    }
+    let back = healed.elapsed();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let seen = load.finish().await;
+    let extra = format!(" victim_reads_while_cut={reads_during}");
+    let lost = figures(
+        "replication-cut-10s",
+        kind,
+        &seen,
+        cluster.primary(),
+        &tdb,
+        (excluded, back),
+        &extra,
+    )
+    .await;
+    assert_invariants(&seen, &lost);
+    assert!(reads_during > 0, "eventual reads may still use the cut replica");
+    match kind {
+        // The replica's replay timestamp stops: its lag grows past the bound.
+        DbKind::Postgres => {
+            assert!(excluded <= MAX_LAG + 4 * INTERVAL, "excluded after {excluded:?}");
+            assert_eq!(seen.bounded_stale(), 0, "bounded reads missed writes past the bound");
+        }
+        // GAP (adapter/monitor): MariaDB's lag is `Seconds_Behind_Master` while the replica is
+        // behind by GTID, and a replica whose link is silently cut reports 0 until its IO
+        // thread notices (`slave-net-timeout`, 5 s here), so bounded reads may use it until
+        // then. What holds: it is excluded once the IO thread notices.
+        _ => assert!(excluded <= Duration::from_secs(7), "excluded after {excluded:?}"),
+    }
+    victim.wait_caught_up_with(cluster.primary(), Duration::from_secs(10)).await.unwrap();
+}
+
+#[rstest]
+#[case::postgres(DbKind::Postgres)]
+#[case::mariadb(DbKind::MariaDb)]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn network_faults_application_cut_from_the_primary(#[case] kind: DbKind) {
+    let cluster = containers_cluster(kind, "nfapp", 2).await;
+    let tdb = cluster.create_database("nfapp").await.unwrap();
+    let db = routed(&tdb).await;
+    let primary = cluster.primary();
+    let name = node_name(primary, &tdb);
+    until("a healthy start", || async { health(&db, &name) == Some(Health::Up) }).await;
+    let load = Load::start(&db, &cluster, &[Consistency::Eventual, Consistency::Eventual]).await;
+
+    let cut = Instant::now();
+    primary.cut_clients().unwrap();
+    let excluded = until("the primary to be marked down", || async {
+        health(&db, &name) == Some(Health::Down)
+    })
+    .await;
+    // The replicas still stream from it: it is alive, only this process cannot reach it.
+    tokio::time::sleep(Duration::from_secs(5).saturating_sub(cut.elapsed())).await;
+    for url in tdb.replica_urls() {
+        assert!(replica_streams(&url, kind).await, "{url} still replicates from the primary");
+    }
+    let acked_before_heal = load.seen.lock().unwrap().acked.len();
+
+    let healed = Instant::now();
+    primary.heal_clients().unwrap();
+    until("the primary to be readmitted", || async { health(&db, &name) == Some(Health::Up) })
+        .await;
+    let back = healed.elapsed();
+    until("writes to resume", || async {
+        load.seen.lock().unwrap().acked.len() > acked_before_heal
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let seen = load.finish().await;
+    let lost =
+        figures("app-cut-from-primary", kind, &seen, primary, &tdb, (excluded, back), "").await;
+    assert_invariants(&seen, &lost);
+    assert!(seen.writes_failed > 0, "writes failed while the primary was unreachable");
+    // Once the primary is marked down, writes fail at once with the adapter's error.
+    let fast = seen.write_failures.iter().filter(|d| **d < Duration::from_millis(100)).count();
+    assert!(fast > 0, "fast write failures: {:?}", &seen.write_failures);
+    // GAP (adapter): a write already sent on a connection to the unreachable primary is not
+    // bounded by the monitor marking the primary down, as reads are: it failed after about 2 s
+    // on most runs and hung past the application's timeout on some; at most the one in flight.
+    assert!(seen.writes_timed_out <= 1, "writes hung: {}", seen.writes_timed_out);
+}
+
+#[rstest]
+#[case::postgres_p2c_ewma(DbKind::Postgres, "p2c-ewma")]
+#[case::postgres_least_outstanding(DbKind::Postgres, "least-outstanding")]
+#[case::mariadb_p2c_ewma(DbKind::MariaDb, "p2c-ewma")]
+#[case::mariadb_least_outstanding(DbKind::MariaDb, "least-outstanding")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn network_faults_200_ms_to_one_replica(#[case] kind: DbKind, #[case] balancer: &str) {
+    let cluster = containers_cluster(kind, "nflatency", 2).await;
+    let tdb = cluster.create_database("nflatency").await.unwrap();
+    // The slow replica is reached through a proxy, with no delay for the baseline run.
+    let proxy = cluster.replicas()[0].delay_clients(Duration::ZERO, Duration::ZERO).await.unwrap();
+    let urls = tdb.replica_urls();
+    let slow_url = proxy.url(&urls[0]);
+    assert_ne!(slow_url, urls[0], "the slow replica goes through the proxy");
+    let router = match balancer {
+        "p2c-ewma" => RouterConfig::default().balancer(PowerOfTwoEwma::with_seed(7)),
+        _ => RouterConfig::default().balancer(LeastOutstanding::default()),
+    };
+    let db = builder(tdb.primary_url(), vec![slow_url.clone(), urls[1].clone()])
+        .router(router)
+        .connect()
+        .await
+        .expect("a routed connection");
+    let slow = slow_url.split('@').nth(1).unwrap_or_default().to_owned();
+    until("both replicas in rotation", || async {
+        db.stats().replicas().iter().all(|n| n.health() == Health::Up)
+    })
+    .await;
+    let readers = vec![Consistency::Eventual; 4];
+    db.execute_unprepared("CREATE TABLE warm (id INT)").await.unwrap();
+    db.execute_unprepared("DROP TABLE warm").await.unwrap();
+
+    let run = |db: RoutedConnection, table: &'static str, delay: Duration| {
+        let cluster = &cluster;
+        let readers = readers.clone();
+        let proxy = &proxy;
+        async move {
+            proxy.set_delay(delay / 2, Duration::ZERO);
+            let load = Load::start_on(&db, cluster, table, &readers).await;
+            tokio::time::sleep(Duration::from_secs(6)).await;
+            load.finish().await
+        }
+    };
+    let base = run(db.clone(), "f_base", Duration::ZERO).await;
+    let slow_reads_before = db.stats().node(&slow).map_or(0, |n| n.reads());
+    // 200 ms more per round trip: 100 ms each way.
+    let faulty = run(db.clone(), "f", Duration::from_millis(200)).await;
+    let slow_reads = db.stats().node(&slow).map_or(0, |n| n.reads()) - slow_reads_before;
+    let (p99_base, p99_fault) = (base.read_percentile(0.99), faulty.read_percentile(0.99));
+    let extra = format!(
+        " balancer={balancer} baseline_p99_ms={:.1} slow_replica_reads={slow_reads}",
+        p99_base.as_secs_f64() * 1e3
+    );
+    let lost = figures(
+        "replica-latency-200ms",
+        kind,
+        &faulty,
+        cluster.primary(),
+        &tdb,
+        (Duration::ZERO, Duration::ZERO),
+        &extra,
+    )
+    .await;
+    assert_eq!(faulty.reads_failed, 0, "{:?}", faulty.read_errors);
+    assert!(lost.is_empty(), "acknowledged writes lost: {lost:?}");
+    assert_eq!(faulty.ryw_stale, 0);
+    // The reads move away from the slow replica (round robin would send it half of them).
+    let share = slow_reads as f64 / faulty.reads_ok.max(1) as f64;
+    assert!(share < 0.02, "the slow replica served {slow_reads} of {} reads", faulty.reads_ok);
+    let bound = (2 * p99_base).max(Duration::from_millis(5));
+    // P2C over peak EWMA remembers the slow replica's round trips: the application's p99 stays
+    // within 2× of the no-fault run (with a 5 ms floor: a baseline of 1 ms would make 2× a
+    // scheduling race).
+    // GAP (core balancer): least-outstanding has no memory of latency. When neither replica has
+    // a read in flight, its rotating tie-break still hands the slow one a read, about 1% of them
+    // here, which puts the p99 right at the slow replica's round trip on some runs. What holds
+    // for it: the share above (measured 10–30 of 3,000–4,300 reads).
+    if balancer == "p2c-ewma" {
+        assert!(p99_fault <= bound, "p99 {p99_fault:?} with the latency, {p99_base:?} without");
+    }
+}
+
+#[rstest]
+#[case::postgres(DbKind::Postgres)]
+#[case::mariadb(DbKind::MariaDb)]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn network_faults_replica_container_stopped_and_started(#[case] kind: DbKind) {
+    let cluster = containers_cluster(kind, "nfrestart", 2).await;
+    let tdb = cluster.create_database("nfrestart").await.unwrap();
+    let db = routed(&tdb).await;
+    let victim = &cluster.replicas()[0];
+    let name = node_name(victim, &tdb);
+    until("a healthy start", || async { health(&db, &name) == Some(Health::Up) }).await;
+    let load = Load::start(&db, &cluster, &[Consistency::Eventual, Consistency::Eventual]).await;
+
+    let stopped = Instant::now();
+    victim.stop().unwrap(); // docker stop: the server shuts down, the container exits
+    until("the replica to be marked down", || async { health(&db, &name) == Some(Health::Down) })
+        .await;
+    let excluded = stopped.elapsed();
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let started = Instant::now();
+    victim.restart().await.unwrap(); // docker start: same data, same published port
+    until("the replica to be readmitted", || async { health(&db, &name) == Some(Health::Up) })
+        .await;
+    let back = started.elapsed();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let seen = load.finish().await;
+    let lost = figures(
+        "replica-container-stop-start",
+        kind,
+        &seen,
+        cluster.primary(),
+        &tdb,
+        (excluded, back),
+        "",
+    )
+    .await;
+    assert_invariants(&seen, &lost);
+    victim.wait_caught_up_with(cluster.primary(), Duration::from_secs(10)).await.unwrap();
+    let on_victim = ids_on(victim, &tdb).await;
+    assert!(seen.acked.iter().all(|a| on_victim.contains(&a.0)), "the replica rejoined");
+}
