@@ -565,15 +565,14 @@ impl RoutedConnection {
                 return Need::Primary;
             }
         }
-        let mut token = slot.token;
-        if slot.pending {
+        let mut token = slot.token.clone();
+        if slot.pending || slot.external.is_some() {
             match self.capture_on(self.primary_index()).await {
                 Ok(t) => {
-                    self.scope_update(scope, |s| {
-                        s.record(&t);
-                        s.pending = false;
-                    });
-                    token = Some(token.map_or(t.clone(), |old| old.merged(&t)));
+                    self.scope_update(scope, |s| s.settle(&t));
+                    let mut mine = slot;
+                    mine.settle(&t);
+                    token = mine.token;
                 }
                 Err(_) => return Need::Primary,
             }
@@ -588,7 +587,7 @@ impl RoutedConnection {
 
     /// The scope's state once its position reads in flight have landed, waiting up to `max`.
     pub(crate) async fn settled_slot(&self, scope: &Scope, max: Duration) -> Slot {
-        let deadline = Instant::now() + max;
+        let deadline = crate::deadline::after(max);
         let mut slot = self.scope_get(scope);
         while slot.inflight > 0 && Instant::now() < deadline {
             tokio::time::sleep(Duration::from_millis(1)).await;
@@ -766,7 +765,7 @@ impl RoutedConnection {
                 Err(e) => {
                     let (e, failure) = self.note_attempt(id, e);
                     let out_of_time = deadline.is_some_and(|d| Instant::now() >= d);
-                    if write || failure == Failure::Other || last || out_of_time {
+                    if write || !failure.retryable() || last || out_of_time {
                         return Err(failure::named(e, failure, &node.name, write, tried));
                     }
                     tracing::info!(target: "rwsplit", node = %node.name, error = %e, "read failed, retrying on the next node");
@@ -823,7 +822,7 @@ impl RoutedConnection {
                 Err(e) => {
                     let (e, failure) = self.note_attempt(id, e);
                     let out_of_time = deadline.is_some_and(|d| Instant::now() >= d);
-                    if write || failure == Failure::Other || last || out_of_time {
+                    if write || !failure.retryable() || last || out_of_time {
                         return Err(failure::named(e, failure, &node.name, write, tried));
                     }
                     self.inner.retries.fetch_add(1, Ordering::Relaxed);
@@ -913,7 +912,7 @@ impl RoutedConnection {
                 node.pool_timeouts.fetch_add(1, Ordering::Relaxed);
                 tracing::warn!(target: "rwsplit", node = %node.name, "no free connection in the pool within the acquire timeout (back-pressure; the node is not marked)");
             }
-            Failure::GivenUp | Failure::ReplicaRefused | Failure::Other => {}
+            Failure::GivenUp | Failure::ReplicaRefused | Failure::ReadOnly | Failure::Other => {}
         }
         failure
     }
