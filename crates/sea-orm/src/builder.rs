@@ -230,7 +230,8 @@ impl RoutedConnectionBuilder {
             let conn = Database::connect(opts).await.map_err(invalid)?;
             replicas.push(Node::with_writer(name, conn, writer));
         }
-        let probe_timeout = self.policy.monitor.timeout_value();
+        // Capped: sqlx adds its timeouts to `Instant`s, which overflow at `Duration::MAX`.
+        let probe_timeout = crate::deadline::cap(self.policy.monitor.timeout_value());
         let connector = NodeConnector::Options {
             nodes: monitor_opts,
             admin: self.policy.failover.as_ref().and_then(|f| {
@@ -281,7 +282,7 @@ impl RoutedConnection {
         policy: Policy,
     ) -> Result<RoutedConnection> {
         let backend = primary.get_database_backend();
-        let policy_timeout = policy.monitor.timeout_value();
+        let policy_timeout = crate::deadline::cap(policy.monitor.timeout_value());
         // The monitor's own connections come from each pool's options; connections that are no
         // sqlx pool (mocks) have none, and then there is no monitor.
         let given: Option<Vec<GivenNode>> =
@@ -371,7 +372,7 @@ fn starts_url(s: &str) -> bool {
 /// Sets the pool's acquire timeout, unless the options already have one of their own.
 fn with_acquire_timeout(opts: &mut ConnectOptions, timeout: Duration) {
     if opts.get_acquire_timeout().is_none() && opts.get_connect_timeout().is_none() {
-        opts.acquire_timeout(timeout);
+        opts.acquire_timeout(crate::deadline::cap(timeout));
     }
 }
 

@@ -104,6 +104,8 @@ mod session;
 mod stats;
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_hardening;
 
 pub use builder::RoutedConnectionBuilder;
 pub use connection::RoutedConnection;
