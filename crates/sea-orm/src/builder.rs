@@ -484,6 +484,28 @@ mod tests {
         }
     }
 
+    /// `DATABASE_REPLICA_URLS` with passwords holding `,` as is and everything else encoded:
+    /// one URL per replica, each naming its node without the password.
+    #[test]
+    fn replica_lists_with_nasty_passwords_split_per_url() {
+        use crate::redact::tests::{NASTY, assert_no_secret, encode};
+        let pw =
+            |raw: &str| if raw.contains(['#', '/', '?', '%']) { encode(raw) } else { raw.into() };
+        let urls: Vec<String> = NASTY
+            .iter()
+            .enumerate()
+            .map(|(i, raw)| format!("postgres://app:{}@r{i}:5432/app", pw(raw)))
+            .collect();
+        let list = urls.join(",");
+        let split = split_urls(&list);
+        assert_eq!(split, urls);
+        for (i, (url, raw)) in split.iter().zip(NASTY).enumerate() {
+            let node = NodeUrl::parse("replica", url).unwrap();
+            assert_eq!(node.name(), format!("r{i}:5432/app"));
+            assert_no_secret(&format!("{node} {node:?}"), raw);
+        }
+    }
+
     #[test]
     fn the_builders_debug_never_shows_a_password() {
         for raw in crate::redact::tests::NASTY {
