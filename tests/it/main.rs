@@ -8,6 +8,7 @@ mod monitor_following;
 mod monitor_health;
 mod monitor_probes;
 mod sea_orm_consistency;
+mod sea_orm_hardening;
 mod sea_orm_matrix;
 mod sea_orm_setup;
 mod support;
