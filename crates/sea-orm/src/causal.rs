@@ -67,6 +67,14 @@ impl Slot {
         }
     }
 
+    /// The token with any held one merged in, as it came.
+    pub(crate) fn with_external(&self) -> Option<CausalToken> {
+        match (&self.token, &self.external) {
+            (Some(t), Some(e)) => Some(t.clone().merged(e)),
+            (t, e) => t.clone().or_else(|| e.clone()),
+        }
+    }
+
     fn is_empty(&self) -> bool {
         self.token.is_none() && self.external.is_none() && !self.pending && self.inflight == 0
     }

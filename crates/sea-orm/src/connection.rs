@@ -565,8 +565,12 @@ impl RoutedConnection {
                 return Need::Primary;
             }
         }
-        let mut token = slot.token.clone();
-        if slot.pending || slot.external.is_some() {
+        let mut token = slot.with_external();
+        // A token held from outside is lowered to the primary's position, unless the primary
+        // is down or does not answer: then it is used as it came.
+        let verify = slot.external.is_some()
+            && self.inner.routing.health(self.primary_index()) != rwsplit_core::Health::Down;
+        if slot.pending || verify {
             match self.capture_on(self.primary_index()).await {
                 Ok(t) => {
                     self.scope_update(scope, |s| s.settle(&t));
@@ -574,6 +578,7 @@ impl RoutedConnection {
                     mine.settle(&t);
                     token = mine.token;
                 }
+                Err(_) if !slot.pending => {}
                 Err(_) => return Need::Primary,
             }
         }

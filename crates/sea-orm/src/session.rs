@@ -278,10 +278,7 @@ async fn resolve(
     let slot: Slot = db.settled_slot(scope, db.inner.policy.monitor.timeout_value()).await;
     if !slot.pending && slot.inflight == 0 {
         // A token held from outside is passed on as it came (its reader lowers it if need be).
-        return Ok(match (slot.token, slot.external) {
-            (Some(t), Some(e)) => Some(t.merged(&e)),
-            (t, e) => t.or(e),
-        });
+        return Ok(slot.with_external());
     }
     let primary = db.inner.routing.primary_index().unwrap_or(0);
     let fresh = db.capture_on(primary).await?;

@@ -194,3 +194,18 @@ async fn a_token_from_the_future_is_lowered_to_the_primarys_position() {
     let token = session.token().await.unwrap().unwrap();
     assert_eq!(token.to_string(), "pg:1:7:1:0-3000148");
 }
+
+/// If the primary cannot say where it is, a held token is used as it came: the read goes on.
+#[tokio::test]
+async fn a_held_token_is_used_as_it_came_when_the_primary_cannot_answer() {
+    let primary = MockDatabase::new(DbBackend::Postgres)
+        .append_query_errors([DbErr::Custom("position unavailable".into())])
+        .append_query_results([vec![row()]])
+        .into_connection();
+    let db = RoutedConnection::from_connections(primary, vec![answering()]).unwrap();
+    let forged = "pg:1:7:1:FFFFFFFF-FFFFFFFF";
+    let session = db.session_from(forged).unwrap();
+    let read = Statement::from_string(DbBackend::Postgres, "SELECT id FROM t");
+    session.query_one_raw(read).await.unwrap();
+    assert_eq!(session.token().await.unwrap().unwrap().to_string(), forged);
+}
