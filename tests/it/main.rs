@@ -11,6 +11,7 @@ mod monitor_probes;
 mod network_faults;
 mod sea_orm_consistency;
 mod sea_orm_dropin;
+mod sea_orm_hardening;
 mod sea_orm_matrix;
 mod sea_orm_setup;
 mod support;

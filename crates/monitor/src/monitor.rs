@@ -245,7 +245,7 @@ async fn node_loop<P: Product, K: Connector>(shared: Arc<Shared<K>>, node: usize
         if failures > 0 {
             crate::failover::after_failed_probe::<P, K>(&shared, node, failures);
         }
-        let next = now + config.pause(round);
+        let next = saturating_after(now, config.pause(round));
         round = round.wrapping_add(1);
         if let (Ok(obs), Some(c)) = (&result, conn.as_ref())
             && obs.role() == Role::Replica
@@ -255,6 +255,13 @@ async fn node_loop<P: Product, K: Connector>(shared: Arc<Shared<K>>, node: usize
         }
         tokio::time::sleep_until(next).await;
     }
+}
+
+/// `now + d`, saturating (`Instant + Duration::MAX` panics): a huge interval means "about
+/// never", 30 years on.
+fn saturating_after(now: Instant, d: Duration) -> Instant {
+    const FOREVER: Duration = Duration::from_secs(30 * 365 * 24 * 60 * 60);
+    now.checked_add(d).or_else(|| now.checked_add(FOREVER)).unwrap_or(now)
 }
 
 /// The position feed until `until`: a replica's replay position every position interval. Stops
@@ -272,7 +279,7 @@ async fn feed_positions<P: Product, C: ProbeConn>(
         return;
     }
     loop {
-        let at = Instant::now() + every;
+        let at = saturating_after(Instant::now(), every);
         if at >= until {
             return;
         }

@@ -4,12 +4,12 @@
 use std::time::Duration;
 
 use rwsplit_core::{Classifier, HealthPolicy, RouterConfig};
-use sea_orm::{ConnectOptions, Database, DatabaseConnection, DbBackend};
+use sea_orm::{ConnectOptions, Database, DatabaseConnection, DbBackend, DbErr};
 
 use crate::connection::{Node, Policy, RoutedConnection};
 use crate::error::{Error, Result};
 use crate::probe::{GivenNode, NodeConnector};
-use crate::redact::node_name;
+use crate::redact::NodeUrl;
 
 /// Configures a [`RoutedConnection`].
 ///
@@ -28,7 +28,10 @@ use crate::redact::node_name;
 /// # drop(db);
 /// # Ok(()) }
 /// ```
-#[derive(Debug, Default)]
+///
+/// Its `Debug` output names each node by its redacted URL (`postgres://***@host:port/db`),
+/// never a password.
+#[derive(Default)]
 #[must_use]
 pub struct RoutedConnectionBuilder {
     primary: Option<ConnectOptions>,
@@ -37,6 +40,20 @@ pub struct RoutedConnectionBuilder {
     classifier: Classifier,
     router: RouterConfig,
     health: HealthPolicy,
+}
+
+impl std::fmt::Debug for RoutedConnectionBuilder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // SeaORM's `ConnectOptions` Debug prints the URL with its password: never use it.
+        let url = |o: &ConnectOptions| crate::redact::node_name_redacted(o.get_url());
+        f.debug_struct("RoutedConnectionBuilder")
+            .field("primary", &self.primary.as_ref().map(url))
+            .field("replicas", &self.replicas.iter().map(url).collect::<Vec<_>>())
+            .field("policy", &self.policy)
+            .field("router", &self.router)
+            .field("health", &self.health)
+            .finish_non_exhaustive()
+    }
 }
 
 impl RoutedConnectionBuilder {
@@ -151,48 +168,70 @@ impl RoutedConnectionBuilder {
     /// timeout), so the first statements already know every node's role and replay position; a
     /// replica that does not answer starts out of rotation, with a warning, and is probed
     /// again later.
+    ///
+    /// Before any connection is made, every URL is checked: the node count
+    /// ([`Error::TooManyNodes`]), each URL's syntax and scheme ([`Error::InvalidUrl`]), one
+    /// database for all ([`Error::BackendMismatch`]) and no node twice
+    /// ([`Error::DuplicateNode`]).
     pub async fn connect(self) -> Result<RoutedConnection> {
         let mut primary_opts = self.primary.ok_or(Error::NoPrimary)?;
-        let primary_name = node_name(primary_opts.get_url());
-        let backend = backend_of("primary", primary_opts.get_url())?;
         if self.replicas.len() + 1 > rwsplit_core::MAX_NODES {
             return Err(Error::TooManyNodes {
                 nodes: self.replicas.len() + 1,
                 max: rwsplit_core::MAX_NODES,
             });
         }
+        let primary_url = NodeUrl::parse("primary", primary_opts.get_url())?;
+        let backend = primary_url.backend();
+        let mut urls: Vec<(String, NodeUrl)> = vec![("primary".to_owned(), primary_url.clone())];
+        for (i, opts) in self.replicas.iter().enumerate() {
+            let label = format!("replica {}", i + 1);
+            let url = NodeUrl::parse(&label, opts.get_url())?;
+            if url.backend() != backend {
+                return Err(Error::BackendMismatch {
+                    node: url.name().to_owned(),
+                    expected: backend,
+                    found: url.backend(),
+                });
+            }
+            if let Some((first, seen)) = urls.iter().find(|(_, u)| u.same_node(&url)) {
+                return Err(Error::DuplicateNode {
+                    first: first.clone(),
+                    first_url: seen.redacted().to_owned(),
+                    second: label,
+                    second_url: url.redacted().to_owned(),
+                });
+            }
+            urls.push((label, url));
+        }
+        let primary_name = primary_url.name().to_owned();
         // The monitor opens its own connections from each node's options as given.
         let mut monitor_opts = vec![primary_opts.clone()];
         with_acquire_timeout(&mut primary_opts, self.policy.timeouts.acquire);
-        let primary = Database::connect(primary_opts)
-            .await
-            .map_err(|source| Error::PrimaryUnreachable { node: primary_name.clone(), source })?;
+        let primary =
+            Database::connect(primary_opts).await.map_err(|source| Error::PrimaryUnreachable {
+                node: primary_name.clone(),
+                source: primary_url.scrub_err(source),
+            })?;
         let mut replicas = Vec::with_capacity(self.replicas.len());
-        for (i, mut opts) in self.replicas.into_iter().enumerate() {
-            let label = format!("replica {}", i + 1);
-            let name = node_name(opts.get_url());
-            let found = backend_of(&label, opts.get_url())?;
-            if found != backend {
-                return Err(Error::BackendMismatch { node: name, expected: backend, found });
-            }
+        for (mut opts, (label, url)) in self.replicas.into_iter().zip(urls.into_iter().skip(1)) {
+            let name = url.name().to_owned();
+            let invalid = |e: DbErr| Error::InvalidUrl {
+                node: label.clone(),
+                url: url.redacted().to_owned(),
+                reason: url.scrub(&e.to_string()),
+            };
             monitor_opts.push(opts.clone());
             opts.connect_lazy(true);
             with_acquire_timeout(&mut opts, self.policy.timeouts.acquire);
             // A writable pool too, lazy: it opens connections only if this node is promoted.
-            let writer = Database::connect(opts.clone()).await.map_err(|e| Error::InvalidUrl {
-                node: label.clone(),
-                url: name.clone(),
-                reason: e.to_string(),
-            })?;
+            let writer = Database::connect(opts.clone()).await.map_err(invalid)?;
             make_read_only(&mut opts, backend);
-            let conn = Database::connect(opts).await.map_err(|e| Error::InvalidUrl {
-                node: label,
-                url: name.clone(),
-                reason: e.to_string(),
-            })?;
+            let conn = Database::connect(opts).await.map_err(invalid)?;
             replicas.push(Node::with_writer(name, conn, writer));
         }
-        let probe_timeout = self.policy.monitor.timeout_value();
+        // Capped: sqlx adds its timeouts to `Instant`s, which overflow at `Duration::MAX`.
+        let probe_timeout = crate::deadline::cap(self.policy.monitor.timeout_value());
         let connector = NodeConnector::Options {
             nodes: monitor_opts,
             admin: self.policy.failover.as_ref().and_then(|f| {
@@ -212,7 +251,8 @@ impl RoutedConnectionBuilder {
         );
         // One probe of every node before the first statement. A little over the probe timeout:
         // connecting and probing share it.
-        let unanswered = conn.first_probes(probe_timeout + Duration::from_millis(100)).await;
+        let unanswered =
+            conn.first_probes(probe_timeout.saturating_add(Duration::from_millis(100))).await;
         for id in unanswered.into_iter().filter(|&id| id != 0) {
             tracing::warn!(target: "rwsplit", replica = %conn.inner.nodes[id].name, "replica unreachable at start: starting without it, will keep trying");
             conn.ban(id);
@@ -242,7 +282,7 @@ impl RoutedConnection {
         policy: Policy,
     ) -> Result<RoutedConnection> {
         let backend = primary.get_database_backend();
-        let policy_timeout = policy.monitor.timeout_value();
+        let policy_timeout = crate::deadline::cap(policy.monitor.timeout_value());
         // The monitor's own connections come from each pool's options; connections that are no
         // sqlx pool (mocks) have none, and then there is no monitor.
         let given: Option<Vec<GivenNode>> =
@@ -281,7 +321,11 @@ impl RoutedConnection {
     }
 
     /// Connects from the environment: `DATABASE_URL` is the primary and
-    /// `DATABASE_REPLICA_URLS` an optional comma-separated list of replicas.
+    /// `DATABASE_REPLICA_URLS` an optional list of replica URLs separated by commas, semicolons
+    /// or whitespace. A separator splits the list only where the next URL begins
+    /// (`scheme://`), so a comma inside a password (`postgres://app:a,b@r1/app`) stays part
+    /// of it; a password holding `,postgres://` or the like must percent-encode its comma
+    /// (`%2C`), and `#`, `/`, `?`, `%` in a password are percent-encoded as in any URL.
     pub async fn from_env() -> Result<RoutedConnection> {
         let primary = std::env::var("DATABASE_URL")
             .ok()
@@ -296,29 +340,39 @@ impl RoutedConnection {
     }
 }
 
-/// Splits a comma-separated URL list, ignoring blanks.
+/// Splits a list of URLs (see [`RoutedConnection::from_env`]): at a comma, semicolon or
+/// whitespace that is followed, after any further separators, by the start of a URL
+/// (`scheme://`); separators anywhere else belong to the URL. Blanks are ignored.
 pub(crate) fn split_urls(list: &str) -> Vec<String> {
-    list.split(',').map(str::trim).filter(|s| !s.is_empty()).map(str::to_owned).collect()
+    let is_sep = |c: char| c == ',' || c == ';' || c.is_whitespace();
+    let mut urls = Vec::new();
+    let mut start = 0;
+    for (i, c) in list.char_indices() {
+        if is_sep(c) && starts_url(list[i..].trim_start_matches(is_sep)) {
+            urls.push(&list[start..i]);
+            start = i + c.len_utf8();
+        }
+    }
+    urls.push(&list[start..]);
+    urls.into_iter()
+        .map(|u| u.trim_matches(is_sep))
+        .filter(|u| !u.is_empty())
+        .map(str::to_owned)
+        .collect()
 }
 
-fn backend_of(node: &str, url: &str) -> Result<DbBackend> {
-    let scheme = url.split_once("://").map(|(s, _)| s.to_ascii_lowercase());
-    match scheme.as_deref() {
-        Some("postgres" | "postgresql") => Ok(DbBackend::Postgres),
-        Some("mysql" | "mariadb") => Ok(DbBackend::MySql),
-        Some("sqlite") => Ok(DbBackend::Sqlite),
-        _ => Err(Error::InvalidUrl {
-            node: node.to_owned(),
-            url: node_name(url),
-            reason: "expected a postgres://, mysql:// or sqlite:// URL".to_owned(),
-        }),
-    }
+/// Whether `s` begins with `scheme://` (a letter, then letters, digits, `+`, `-`, `.`).
+fn starts_url(s: &str) -> bool {
+    let Some((scheme, _)) = s.split_once("://") else { return false };
+    let mut chars = scheme.chars();
+    chars.next().is_some_and(|c| c.is_ascii_alphabetic())
+        && chars.all(|c| c.is_ascii_alphanumeric() || matches!(c, '+' | '-' | '.'))
 }
 
 /// Sets the pool's acquire timeout, unless the options already have one of their own.
 fn with_acquire_timeout(opts: &mut ConnectOptions, timeout: Duration) {
     if opts.get_acquire_timeout().is_none() && opts.get_connect_timeout().is_none() {
-        opts.acquire_timeout(timeout);
+        opts.acquire_timeout(crate::deadline::cap(timeout));
     }
 }
 
@@ -355,7 +409,15 @@ mod tests {
     #[case("", &[])]
     #[case("postgres://a/x", &["postgres://a/x"])]
     #[case(" postgres://a/x , ,postgres://b/x,", &["postgres://a/x", "postgres://b/x"])]
-    fn replica_lists_ignore_blanks(#[case] input: &str, #[case] expected: &[&str]) {
+    #[case("postgres://a/x;postgres://b/x", &["postgres://a/x", "postgres://b/x"])]
+    #[case("postgres://a/x\n  postgres://b/x", &["postgres://a/x", "postgres://b/x"])]
+    // A comma in a password is not a separator: no URL starts after it.
+    #[case(
+        "postgres://u:p,ss@a/x,postgres://u:p,,w@b/x",
+        &["postgres://u:p,ss@a/x", "postgres://u:p,,w@b/x"]
+    )]
+    #[case("mysql://u:a,b;c d@h/x", &["mysql://u:a,b;c d@h/x"])]
+    fn replica_lists_split_only_where_a_url_starts(#[case] input: &str, #[case] expected: &[&str]) {
         assert_eq!(split_urls(input), expected);
     }
 
@@ -363,12 +425,99 @@ mod tests {
     #[case("postgres://h/db", Some(DbBackend::Postgres))]
     #[case("postgresql://h/db", Some(DbBackend::Postgres))]
     #[case("mysql://h/db", Some(DbBackend::MySql))]
-    #[case("MARIADB://h/db", Some(DbBackend::MySql))]
+    #[case("MYSQL://h/db", Some(DbBackend::MySql))]
+    // SeaORM has no driver for these: they used to pass here and fail as "unreachable".
+    #[case("mariadb://h/db", None)]
     #[case("sqlite::memory:", None)]
     #[case("oracle://h/db", None)]
+    #[case("postgres://h:70000/db", None)]
     #[case("no scheme", None)]
     fn backends_come_from_the_scheme(#[case] url: &str, #[case] expected: Option<DbBackend>) {
-        assert_eq!(backend_of("primary", url).ok(), expected);
+        assert_eq!(NodeUrl::parse("primary", url).ok().map(|u| u.backend()), expected);
+    }
+
+    #[tokio::test]
+    async fn unusable_urls_are_invalid_not_unreachable() {
+        for url in ["mariadb://app:pw@127.0.0.1:1/db", "postgres://app:pw@127.0.0.1:port/db"] {
+            let err = RoutedConnection::builder().primary(url).connect().await.unwrap_err();
+            assert!(matches!(err, Error::InvalidUrl { .. }), "{url}: {err}");
+            assert!(!err.to_string().contains("pw"), "{err}");
+        }
+    }
+
+    #[tokio::test]
+    async fn the_node_count_is_checked_before_any_connection() {
+        // Port 1 on a blackhole address would take a connect timeout per node if pinged.
+        let replicas = (0..40).map(|i| format!("postgres://u:pw@192.0.2.1:{}/db", 1000 + i));
+        let started = std::time::Instant::now();
+        let err = RoutedConnection::builder()
+            .primary("postgres://u:pw@192.0.2.1:999/db")
+            .replicas(replicas)
+            .connect()
+            .await
+            .unwrap_err();
+        assert!(matches!(err, Error::TooManyNodes { nodes: 41, max: 32 }), "{err}");
+        assert!(started.elapsed() < Duration::from_secs(1));
+    }
+
+    #[rstest::rstest]
+    #[case("postgres://a:x@db1:5432/app", "postgres://b:y@DB1/app", "primary")]
+    #[case("postgres://db0/app", "postgres://u:one@db1/app?sslmode=require", "replica 1")]
+    #[tokio::test]
+    async fn duplicate_nodes_are_refused_naming_both(
+        #[case] first: &str,
+        #[case] second: &str,
+        #[case] first_label: &str,
+    ) {
+        let err = RoutedConnection::builder()
+            .primary(first)
+            .replica("postgres://u:one@db1/app")
+            .replica(second)
+            .connect()
+            .await
+            .unwrap_err();
+        let text = err.to_string();
+        assert!(matches!(err, Error::DuplicateNode { .. }), "{text}");
+        assert!(text.contains(first_label) && text.contains("replica"), "{text}");
+        for secret in ["one", ":x", ":y"] {
+            assert!(!text.contains(secret), "{text}");
+        }
+    }
+
+    /// `DATABASE_REPLICA_URLS` with passwords holding `,` as is and everything else encoded:
+    /// one URL per replica, each naming its node without the password.
+    #[test]
+    fn replica_lists_with_nasty_passwords_split_per_url() {
+        use crate::redact::tests::{NASTY, assert_no_secret, encode};
+        let pw =
+            |raw: &str| if raw.contains(['#', '/', '?', '%']) { encode(raw) } else { raw.into() };
+        let urls: Vec<String> = NASTY
+            .iter()
+            .enumerate()
+            .map(|(i, raw)| format!("postgres://app:{}@r{i}:5432/app", pw(raw)))
+            .collect();
+        let list = urls.join(",");
+        let split = split_urls(&list);
+        assert_eq!(split, urls);
+        for (i, (url, raw)) in split.iter().zip(NASTY).enumerate() {
+            let node = NodeUrl::parse("replica", url).unwrap();
+            assert_eq!(node.name(), format!("r{i}:5432/app"));
+            assert_no_secret(&format!("{node} {node:?}"), raw);
+        }
+    }
+
+    #[test]
+    fn the_builders_debug_never_shows_a_password() {
+        for raw in crate::redact::tests::NASTY {
+            let enc = crate::redact::tests::encode(raw);
+            let b = RoutedConnection::builder()
+                .primary(format!("postgres://app:{enc}@p/app"))
+                .replica(format!("postgres://app:{raw}@r1/app"))
+                .replica(format!("postgres://app:{enc}@r2/app?password={enc}"));
+            let shown = format!("{b:?} {b:#?}");
+            crate::redact::tests::assert_no_secret(&shown, raw);
+            assert!(shown.contains("p/app") && shown.contains("r2/app"), "{shown}");
+        }
     }
 
     #[tokio::test]

@@ -28,11 +28,15 @@ pub(crate) struct Slot {
     pub(crate) pending: bool,
     /// Position reads after writes still under way.
     pub(crate) inflight: u32,
-    /// When the token last changed (for dropping tokens that can never be satisfied).
+    /// When the scope last changed (tokens, pending, in-flight count): scopes are swept by age.
     pub(crate) touched: Option<Instant>,
     /// Bumped each time the scope is marked pending, so that a position read only clears what
     /// was pending when it was taken (see [`Slot::settle_pending`]).
     pub(crate) pending_epoch: u64,
+    /// A token from outside (a session resumed from text) further ahead than the primary's
+    /// last known position: held apart until the next read reads the primary's current
+    /// position and lowers it to that ([`Slot::settle`]).
+    pub(crate) external: Option<CausalToken>,
 }
 
 impl Slot {
@@ -48,6 +52,7 @@ impl Slot {
     pub(crate) fn mark_pending(&mut self) {
         self.pending = true;
         self.pending_epoch = self.pending_epoch.wrapping_add(1);
+        self.touched = Some(Instant::now());
     }
 
     /// A position read taken while the scope's epoch was `epoch` has landed: it covers every
@@ -59,8 +64,39 @@ impl Slot {
         }
     }
 
+    /// Holds a token from outside until it is checked against the primary's position.
+    pub(crate) fn hold(&mut self, token: &CausalToken) {
+        match &mut self.external {
+            Some(t) => t.merge(token),
+            None => self.external = Some(token.clone()),
+        }
+        self.touched = Some(Instant::now());
+    }
+
+    /// With `primary`, the primary's position read just now (while the scope's pending epoch
+    /// was `epoch`): a held token is lowered to it (a token from the future becomes "now") and
+    /// recorded; a pending scope records it and is settled as far as that read covers.
+    pub(crate) fn settle(&mut self, primary: &CausalToken, epoch: u64) {
+        if let Some(mut external) = self.external.take() {
+            external.clamp_to(primary.position());
+            self.record(&external);
+        }
+        if self.pending {
+            self.record(primary);
+            self.settle_pending(epoch);
+        }
+    }
+
+    /// The token with any held one merged in, as it came.
+    pub(crate) fn with_external(&self) -> Option<CausalToken> {
+        match (&self.token, &self.external) {
+            (Some(t), Some(e)) => Some(t.clone().merged(e)),
+            (t, e) => t.clone().or_else(|| e.clone()),
+        }
+    }
+
     fn is_empty(&self) -> bool {
-        self.token.is_none() && !self.pending && self.inflight == 0
+        self.token.is_none() && self.external.is_none() && !self.pending && self.inflight == 0
     }
 }
 
@@ -112,6 +148,7 @@ impl TaskScopes {
             Some(id) => {
                 let mut slot = self.tasks.entry(id).or_default();
                 let r = f(&mut slot);
+                slot.touched = Some(Instant::now());
                 let empty = slot.is_empty();
                 drop(slot);
                 if empty {
@@ -124,11 +161,13 @@ impl TaskScopes {
     }
 
     /// Drops the scopes whose token is no longer needed: `settled` says a token is satisfied by
-    /// every replica (every read would see the write anyway), or it can never be satisfied and
-    /// has not been touched for `stale_after` (a token from before a failover: its task's
-    /// reads have been going to the primary, and the write may be gone with the old primary).
-    /// Pending scopes are kept. Tasks end without telling anyone, so this is how their scopes
-    /// go away.
+    /// every replica (every read would see the write anyway); and every scope untouched for
+    /// `stale_after`, whatever its state — a token that can never be satisfied (from before a
+    /// failover), one no replica has proved (a replica is down: its position is unknown), a
+    /// pending one (the primary was unreachable). Tasks end without telling anyone, so this is
+    /// how their scopes go away, and by age alone memory stays bounded (the tasks that wrote
+    /// within `stale_after`) while a replica is down. A task still alive that reads more than
+    /// `stale_after` after its last write no longer waits for that write.
     pub(crate) fn sweep(
         &self,
         now: Instant,
@@ -139,15 +178,15 @@ impl TaskScopes {
             return;
         }
         self.tasks.retain(|_, slot| {
+            let recent = slot.touched.is_some_and(|t| now.duration_since(t) < stale_after);
+            if !recent {
+                return false;
+            }
             if slot.pending || slot.inflight > 0 {
                 return true;
             }
             let Some(token) = &slot.token else { return false };
-            match settled(token) {
-                Settled::Everywhere => false,
-                Settled::Never => slot.touched.is_some_and(|t| now.duration_since(t) < stale_after),
-                Settled::NotYet => true,
-            }
+            settled(token) != Settled::Everywhere
         });
     }
 
@@ -223,10 +262,13 @@ mod tests {
 
     #[rstest::rstest]
     #[case::satisfied_everywhere(Settled::Everywhere, false, Duration::ZERO, false)]
-    #[case::not_yet(Settled::NotYet, false, Duration::ZERO, true)]
+    #[case::not_yet_recent(Settled::NotYet, false, Duration::from_secs(60), true)]
+    // Issue 14: kept forever while a replica was down (its position unknown).
+    #[case::not_yet_but_stale(Settled::NotYet, false, Duration::ZERO, false)]
+    #[case::pending_but_stale(Settled::NotYet, true, Duration::ZERO, false)]
     #[case::never_but_recent(Settled::Never, false, Duration::from_secs(60), true)]
     #[case::never_and_stale(Settled::Never, false, Duration::ZERO, false)]
-    #[case::pending_is_kept(Settled::Everywhere, true, Duration::ZERO, true)]
+    #[case::pending_is_kept(Settled::Everywhere, true, Duration::from_secs(60), true)]
     #[tokio::test]
     async fn sweeping_keeps_only_tokens_still_needed(
         #[case] settled: Settled,

@@ -605,17 +605,21 @@ impl RoutedConnection {
                 return Need::Primary;
             }
         }
-        let mut token = slot.token;
-        if slot.pending {
+        let mut token = slot.with_external();
+        // A token held from outside is lowered to the primary's position, unless the primary
+        // is down or does not answer: then it is used as it came.
+        let verify = slot.external.is_some()
+            && self.inner.routing.health(self.primary_index()) != rwsplit_core::Health::Down;
+        if slot.pending || verify {
             let epoch = slot.pending_epoch;
             match self.capture_on(self.primary_index()).await {
                 Ok(t) => {
-                    self.scope_update(scope, |s| {
-                        s.record(&t);
-                        s.settle_pending(epoch);
-                    });
-                    token = Some(token.map_or(t.clone(), |old| old.merged(&t)));
+                    self.scope_update(scope, |s| s.settle(&t, epoch));
+                    let mut mine = slot;
+                    mine.settle(&t, epoch);
+                    token = mine.token;
                 }
+                Err(_) if !slot.pending => {}
                 Err(_) => return Need::Primary,
             }
         }
@@ -629,7 +633,7 @@ impl RoutedConnection {
 
     /// The scope's state once its position reads in flight have landed, waiting up to `max`.
     pub(crate) async fn settled_slot(&self, scope: &Scope, max: Duration) -> Slot {
-        let deadline = Instant::now() + max;
+        let deadline = crate::deadline::after(max);
         let mut slot = self.scope_get(scope);
         while slot.inflight > 0 && Instant::now() < deadline {
             tokio::time::sleep(Duration::from_millis(1)).await;
@@ -807,7 +811,7 @@ impl RoutedConnection {
                 Err(e) => {
                     let (e, failure) = self.note_attempt(id, e);
                     let out_of_time = deadline.is_some_and(|d| Instant::now() >= d);
-                    if write || failure == Failure::Other || last || out_of_time {
+                    if write || !failure.retryable() || last || out_of_time {
                         return Err(failure::named(e, failure, &node.name, write, tried));
                     }
                     tracing::info!(target: "rwsplit", node = %node.name, error = %e, "read failed, retrying on the next node");
@@ -864,7 +868,7 @@ impl RoutedConnection {
                 Err(e) => {
                     let (e, failure) = self.note_attempt(id, e);
                     let out_of_time = deadline.is_some_and(|d| Instant::now() >= d);
-                    if write || failure == Failure::Other || last || out_of_time {
+                    if write || !failure.retryable() || last || out_of_time {
                         return Err(failure::named(e, failure, &node.name, write, tried));
                     }
                     self.inner.retries.fetch_add(1, Ordering::Relaxed);
@@ -954,8 +958,11 @@ impl RoutedConnection {
                 node.pool_timeouts.fetch_add(1, Ordering::Relaxed);
                 tracing::warn!(target: "rwsplit", node = %node.name, "no free connection in the pool within the acquire timeout (back-pressure; the node is not marked)");
             }
-            Failure::GivenUp | Failure::ReplicaRefused | Failure::NotOnReplica | Failure::Other => {
-            }
+            Failure::GivenUp
+            | Failure::ReplicaRefused
+            | Failure::NotOnReplica
+            | Failure::ReadOnly
+            | Failure::Other => {}
         }
         failure
     }

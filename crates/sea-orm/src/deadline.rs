@@ -42,6 +42,26 @@ tokio::task_local! {
     static DEADLINE: Instant;
 }
 
+/// The longest time the adapter waits for anything (30 years): longer durations, up to
+/// `Duration::MAX`, mean "no limit" and are capped to this so that no `Instant` arithmetic and
+/// no driver timeout overflows.
+pub(crate) const FOREVER: Duration = Duration::from_secs(30 * 365 * 24 * 60 * 60);
+
+/// `d`, at most [`FOREVER`]: for durations handed to drivers and servers.
+pub(crate) fn cap(d: Duration) -> Duration {
+    d.min(FOREVER)
+}
+
+/// `now + d`, saturating: `Instant + Duration::MAX` overflows (and panics).
+pub(crate) fn saturating_after(now: Instant, d: Duration) -> Instant {
+    now.checked_add(d).or_else(|| now.checked_add(FOREVER)).unwrap_or(now)
+}
+
+/// [`saturating_after`] from now.
+pub(crate) fn after(d: Duration) -> Instant {
+    saturating_after(Instant::now(), d)
+}
+
 /// The deadline the calling task set with [`RoutedConnection::deadline`], if any.
 pub(crate) fn current() -> Option<Instant> {
     DEADLINE.try_with(|d| *d).ok()
@@ -98,7 +118,8 @@ impl RoutedConnection {
     /// # }
     /// ```
     pub async fn deadline<F: Future>(within: Duration, fut: F) -> F::Output {
-        let at = Instant::now() + within;
+        // `Duration::MAX` means no deadline to speak of, not an overflow panic.
+        let at = after(within);
         // A nested, later deadline does not extend an outer one.
         let at = current().map_or(at, |outer| outer.min(at));
         DEADLINE.scope(at, fut).await
@@ -124,8 +145,9 @@ impl RoutedConnectionBuilder {
     /// node (default 5 s; sqlx's own default is 30 s). A node's `ConnectOptions` with its own
     /// `acquire_timeout` or `connect_timeout` keep theirs. Writes to an unreachable primary that
     /// the monitor has not yet marked down fail after at most this long.
+    /// Durations beyond 30 years are capped to 30 years.
     pub fn acquire_timeout(mut self, timeout: Duration) -> Self {
-        self.policy.timeouts.acquire = timeout;
+        self.policy.timeouts.acquire = cap(timeout);
         self
     }
 }

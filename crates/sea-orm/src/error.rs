@@ -18,12 +18,14 @@ pub enum Error {
         /// The variable's name.
         name: &'static str,
     },
-    /// A URL in the configuration is not a database URL this build can use.
+    /// A URL in the configuration is not a database URL this build can use: it does not
+    /// parse (a bad port, an unencoded `#`, `/` or `?` in a password), or names a scheme no
+    /// driver of this build connects (`mariadb://`: use `mysql://`).
     #[error("{node}: `{url}` is not a usable database URL: {reason}")]
     InvalidUrl {
         /// Which node (`primary`, `replica 1`, …).
         node: String,
-        /// The URL with any password removed.
+        /// The URL with credentials and parameters removed.
         url: String,
         /// What is wrong with it.
         reason: String,
@@ -36,12 +38,25 @@ pub enum Error {
         /// The limit.
         max: usize,
     },
+    /// Two configured nodes are the same server and database (host, port and database
+    /// compared; users and parameters aside).
+    #[error("{second} ({second_url}) is the same server and database as {first} ({first_url})")]
+    DuplicateNode {
+        /// The node configured first (`primary`, `replica 1`, …).
+        first: String,
+        /// Its URL, redacted.
+        first_url: String,
+        /// The node configured later.
+        second: String,
+        /// Its URL, redacted.
+        second_url: String,
+    },
     /// The primary could not be reached at start.
     #[error("the primary ({node}) is unreachable")]
     PrimaryUnreachable {
         /// The primary's name (host:port/database, no credentials).
         node: String,
-        /// SeaORM's error.
+        /// SeaORM's error (re-wrapped, its text scrubbed, if it held the password).
         #[source]
         source: DbErr,
     },

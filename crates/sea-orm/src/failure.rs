@@ -22,14 +22,19 @@ pub(crate) enum Failure {
     /// passed, or the monitor marked the node down while the read waited). Try another node for
     /// a read; the monitor, not this statement, judges the node.
     GivenUp,
-    /// A replica refused the statement without running it: a write it may not do (PostgreSQL
-    /// 25006, MySQL/MariaDB 1290/1792) or a recovery conflict (PostgreSQL 40001 on a standby).
-    /// Try the next node; this node is healthy.
+    /// A replica cancelled the read in a recovery conflict (PostgreSQL 40001 on a standby:
+    /// replay needed to remove rows the query could still see). Try the next node; this node
+    /// is healthy.
     ReplicaRefused,
     /// A replica has no such table (PostgreSQL 42P01, MySQL 1146): a temporary table the
     /// caller's session created on the primary, or a schema change the replica has not replayed
     /// yet. The read moves on (the primary last); the node is healthy.
     NotOnReplica,
+    /// A replica refused a statement classified as a read because it writes or locks: it is
+    /// read-only (PostgreSQL 25006, MySQL/MariaDB 1290/1792). The classifier was wrong, and
+    /// the statement is **not** retried on the primary: it fails with an error saying so, and
+    /// is logged at error level (see [`misrouted`]).
+    ReadOnly,
     /// Anything else (syntax, constraint, …): the caller gets it unchanged.
     Other,
 }
@@ -63,9 +68,9 @@ fn sqlx_failure(e: &sea_orm::sqlx::Error, on_replica: bool) -> Failure {
         E::Database(db) if node_going_away(db.as_ref()) => Failure::Connection,
         E::Database(db) if on_replica => {
             let code = db.code();
-            let refused =
-                matches!(code.as_deref(), Some("25006" | "40001")) || mysql_read_only(db.as_ref());
-            if refused {
+            if code.as_deref() == Some("25006") || mysql_read_only(db.as_ref()) {
+                Failure::ReadOnly
+            } else if code.as_deref() == Some("40001") {
                 Failure::ReplicaRefused
             } else if code.as_deref() == Some("42P01") || mysql_no_such_table(db.as_ref()) {
                 Failure::NotOnReplica
@@ -111,6 +116,43 @@ fn mysql_no_such_table(db: &dyn sea_orm::sqlx::error::DatabaseError) -> bool {
     false
 }
 
+impl Failure {
+    /// Whether a read that failed so may be tried again on another node.
+    pub(crate) fn retryable(self) -> bool {
+        !matches!(self, Failure::Other | Failure::ReadOnly)
+    }
+}
+
+/// The error for a statement classified as a read that replica `node` refused as a write.
+///
+/// Why fail rather than re-run it on the primary as a write: the statement reached a replica
+/// because the classifier judged it a read, which it is not; re-running it elsewhere would
+/// hide the classification bug (the next such statement goes to a replica again, one wasted
+/// round trip each time, and a bug report never comes), and a statement refused only at its
+/// first write may already have had effects on the replica's session that a second run on
+/// the primary would repeat (an advisory lock taken by an earlier function call, a
+/// `set_config`, anything a user-defined function does outside the database). The old
+/// behaviour — the read-retry path sending it to the primary — ran the write there counted as
+/// a read with no read-your-writes position recorded, so the caller's next read could miss it.
+/// Failing loudly is the conservative choice: the caller routes the statement explicitly
+/// (`/*rwsplit:primary*/`, `Classifier::with_write_functions`, `db.primary()`), and the log
+/// line makes the bug visible.
+pub(crate) fn misrouted(err: &DbErr, node: &str) -> DbErr {
+    tracing::error!(
+        target: "rwsplit",
+        node = %node,
+        error = %err,
+        "a statement classified as a read was refused by a read-only replica: it writes or locks, \
+         so this is a classification bug; it was not retried on the primary"
+    );
+    DbErr::Query(sea_orm::RuntimeErr::Internal(format!(
+        "rwsplit: the replica {node} refused a statement classified as a read because it writes \
+         or locks (read-only): a classification bug, so it was not retried on the primary; \
+         route it to the primary (`/*rwsplit:primary*/`, `Classifier::with_write_functions`, \
+         `db.primary()`) and please report it: {err}"
+    )))
+}
+
 /// The error the caller gets for a statement that failed on `node` after `tried` attempts.
 ///
 /// An error the database raised while running the statement (`Failure::Other`: a constraint, a
@@ -123,6 +165,9 @@ fn mysql_no_such_table(db: &dyn sea_orm::sqlx::error::DatabaseError) -> bool {
 pub(crate) fn named(err: DbErr, failure: Failure, node: &str, write: bool, tried: usize) -> DbErr {
     if matches!(failure, Failure::Other | Failure::NotOnReplica) {
         return err;
+    }
+    if failure == Failure::ReadOnly {
+        return misrouted(&err, node);
     }
     let text = if failure == Failure::Backpressure {
         let what = if write { "the write was not sent" } else { "the read was not sent" };

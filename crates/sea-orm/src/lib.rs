@@ -80,7 +80,7 @@
 //! A read that cannot reach its replica, that waits on a replica the monitor then marks down
 //! (a hung server keeps its port open), that the replica does not answer within
 //! [`replica_read_timeout`](RoutedConnectionBuilder::replica_read_timeout) (if set), or that a
-//! replica refuses without running it, is retried on the next candidate, the primary last, at
+//! standby cancels in a recovery conflict, is retried on the next candidate, the primary last, at
 //! most [`read_retries`](RoutedConnectionBuilder::read_retries) times and only while the caller's
 //! [deadline](RoutedConnection::deadline) leaves time; the node is marked down after repeated
 //! failures and probed again after a back-off. Writes and statements inside transactions are
@@ -91,6 +91,22 @@
 //! next candidate, a write fails saying so (it was not sent), the node's
 //! [`pool_timeouts`](NodeStats::pool_timeouts) counts it, and the node's health does not change
 //! (the monitor judges health on connections of its own).
+//!
+//! A statement classified as a read that a replica refuses as read-only (PostgreSQL 25006,
+//! MySQL/MariaDB 1290/1792) is *not* retried on the primary: the classifier was wrong about
+//! it, and running it there would hide that (and could repeat side effects it already had on
+//! the replica). It fails with an error saying so, logged at `error` level (target `rwsplit`);
+//! route such statements explicitly (`/*rwsplit:primary*/`,
+//! `Classifier::with_write_functions`, [`RoutedConnection::primary`]).
+//!
+//! # URLs and secrets
+//!
+//! Every URL is checked before any connection is made: a URL that does not parse (a bad port,
+//! an unencoded `#`, `/` or `?` in a password) or whose scheme no driver of this build connects
+//! (`mariadb://`: write `mysql://`) is [`Error::InvalidUrl`], naming the node and the reason.
+//! Stats, logs, errors and `Debug` name nodes `host:port/db` or
+//! `scheme://***@host:port/db?…`, never with a password. Passwords may hold `@`, `:` and `,`
+//! as they are; `#`, `/`, `?` and `%` must be percent-encoded (`%23`, `%2F`, `%3F`, `%25`).
 //!
 //! Without a reachable primary, reads go on from the replicas and writes fail at once with an
 //! error saying the primary is unreachable; when it returns, or a replica is promoted by an
@@ -125,6 +141,8 @@ mod session;
 mod stats;
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_hardening;
 
 pub use builder::RoutedConnectionBuilder;
 pub use connection::RoutedConnection;

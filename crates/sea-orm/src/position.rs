@@ -81,7 +81,8 @@ pub(crate) async fn wait_for(
     token: &CausalToken,
     max: Duration,
 ) -> Result<Waited, DbErr> {
-    let deadline = Instant::now() + max;
+    let max = crate::deadline::cap(max);
+    let deadline = crate::deadline::after(max);
     match token.position() {
         ReplayPosition::Postgres(want) => {
             let mut pause = Duration::from_millis(1);

@@ -144,6 +144,12 @@ impl Routing {
         topo.primary().and_then(|p| p.position()).is_some_and(|p| token.shortfall(p).is_none())
     }
 
+    /// The primary's position as the monitor last saw it, if known.
+    pub(crate) fn primary_position(&self) -> Option<rwsplit_core::ReplayPosition> {
+        let topo = self.state.snapshot();
+        topo.primary().and_then(|p| p.position()).cloned()
+    }
+
     /// Where `token` stands: replayed by every replica, not yet, or never (another history
     /// than the primary's).
     pub(crate) fn settled(&self, token: &CausalToken) -> Settled {

@@ -7,7 +7,7 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
-use rwsplit_core::{CausalToken, Consistency};
+use rwsplit_core::{CausalToken, Consistency, TokenKind};
 use sea_orm::{
     AccessMode, ConnectionTrait, DatabaseTransaction, DbBackend, DbErr, ExecResult, IsolationLevel,
     QueryResult, QueryStream, Statement, StreamTrait, TransactionError, TransactionOptions,
@@ -66,7 +66,11 @@ impl RoutedConnection {
 
     /// A [`Session`] that starts from a token exported by [`Session::token`] (in this process or
     /// another). An empty string gives an empty session, so a missing cookie needs no special
-    /// case; anything else that is not a token is an error naming the problem.
+    /// case; anything else that is not a token is an error naming the problem: malformed,
+    /// longer than `CausalToken::MAX_LEN` (16 KiB; refused before parsing, which is linear),
+    /// or of another database than this connection's (a `mariadb:` token on PostgreSQL). A
+    /// token further ahead than the primary is lowered to the primary's position (see
+    /// [`Session::observe`]).
     ///
     /// ```no_run
     /// # fn demo(db: rwsplit_sea_orm::RoutedConnection) {
@@ -78,7 +82,13 @@ impl RoutedConnection {
         let session = self.session();
         let token = token.trim();
         if !token.is_empty() {
-            let parsed = token.parse::<CausalToken>().map_err(|source| {
+            // Only tokens of this connection's database; MySQL-protocol connections are
+            // MariaDB's (positions are MariaDB GTIDs). Length-checked before parsing.
+            let kind = match self.get_database_backend() {
+                DbBackend::Postgres => TokenKind::Postgres,
+                _ => TokenKind::MariaDb,
+            };
+            let parsed = CausalToken::parse_for(token, kind).map_err(|source| {
                 crate::Error::InvalidToken { token: snippet(token), reason: source.to_string() }
             })?;
             session.observe(&parsed);
@@ -127,8 +137,16 @@ impl Session {
 
     /// Folds a token from elsewhere into the session (the later position of the two, per
     /// history; a token from a newer history replaces an older one).
+    ///
+    /// A token from outside is not trusted to be from the past: one further ahead than the
+    /// primary's position the monitor last saw (forged, or minted a moment ago) is held
+    /// apart until the session's next read, which reads the primary's current position and
+    /// lowers the token to it (`CausalToken::clamp_to`): a token from the future is treated
+    /// as "now" instead of sending every read to the primary after a full catch-up wait.
     pub fn observe(&self, token: &CausalToken) {
-        self.state.update(|s| s.record(token));
+        let known = self.db.inner.routing.primary_position();
+        let verified = known.is_some_and(|p| token.is_satisfied_by(&p));
+        self.state.update(|s| if verified { s.record(token) } else { s.hold(token) });
     }
 
     /// Runs `fut` with this session as the ambient scope: every call on the
@@ -259,20 +277,24 @@ async fn resolve(
     // takes longer than the monitor's probe timeout, read a fresh position instead.
     let slot: Slot = db.settled_slot(scope, db.inner.policy.monitor.timeout_value()).await;
     if !slot.pending && slot.inflight == 0 {
-        return Ok(slot.token);
+        // A token held from outside is passed on as it came (its reader lowers it if need be).
+        return Ok(slot.with_external());
     }
     let primary = db.inner.routing.primary_index().unwrap_or(0);
     let epoch = slot.pending_epoch;
     let fresh = db.capture_on(primary).await?;
     let update = |s: &mut Slot| {
-        s.record(&fresh);
-        s.settle_pending(epoch);
+        s.settle(&fresh, epoch);
     };
     match scope {
         crate::connection::Scope::Task => db.inner.tasks.update(update),
         crate::connection::Scope::Session(s) => s.update(update),
     }
-    Ok(Some(slot.token.map_or(fresh.clone(), |t| t.merged(&fresh))))
+    let mut mine = slot;
+    mine.mark_pending();
+    let epoch = mine.pending_epoch;
+    mine.settle(&fresh, epoch);
+    Ok(mine.token)
 }
 
 /// At most 64 characters of untrusted text, for an error message.

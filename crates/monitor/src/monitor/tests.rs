@@ -274,3 +274,34 @@ async fn no_failover_while_the_replicas_still_receive_from_the_primary() {
     assert_eq!(m.state().health(0), Health::Down, "it is reported down all the same");
     assert!(cluster.executed.lock().unwrap().iter().all(|(_, s)| !s.contains("pg_promote")));
 }
+
+/// Issue 14: `Duration::MAX` as interval, timeout, jitter or feed interval panicked inside the
+/// probe task (`Instant + Duration::MAX`), freezing health silently. The loops now sleep
+/// "forever" instead, alive.
+#[tokio::test(start_paused = true)]
+async fn maximal_durations_do_not_kill_the_probe_loops() {
+    let cluster = Cluster::new(&[0x300, 0x200]);
+    let mut b = Topology::builder();
+    for i in 0..2u16 {
+        let role = if i == 0 { Role::Primary } else { Role::Replica };
+        b = b
+            .node(Node::builder(NodeId::new(i), role).name(format!("10.0.0.{i}:5432/app")).build());
+    }
+    let state = Arc::new(TopologyState::new(b.build().unwrap(), HealthPolicy::default()));
+    let config = MonitorConfig::default()
+        .interval(Duration::MAX)
+        .timeout(Duration::MAX)
+        .jitter(Duration::MAX)
+        .position_interval(Duration::MAX);
+    let m = Monitor::start(
+        state,
+        FakeConnector(Arc::clone(&cluster)),
+        Flavor::Postgres,
+        config,
+        None,
+        None,
+    );
+    assert!(m.first_round(MS(100)).await);
+    tokio::time::sleep(MS(1_000)).await;
+    assert!(m.tasks.iter().all(|t| !t.is_finished()), "a probe loop died");
+}
