@@ -34,8 +34,8 @@ struct NodeState {
     fenced: AtomicBool,
     /// The latest probe's observation (`None`: the last probe failed, or none yet).
     latest: Mutex<Option<Observation>>,
-    /// Whether the latest failed probe failed by timing out (rather than being refused).
-    timed_out: AtomicBool,
+    /// Whether the latest failed probe found nothing accepting its connection.
+    refused: AtomicBool,
 }
 
 /// What the monitor knows of every node, and the snapshot it publishes.
@@ -96,7 +96,7 @@ impl TopologyState {
                 probe_failures: AtomicU32::new(0),
                 fenced: AtomicBool::new(false),
                 latest: Mutex::new(None),
-                timed_out: AtomicBool::new(false),
+                refused: AtomicBool::new(false),
             })
             .collect();
         TopologyState { topology: SharedTopology::new(topology), nodes, publish: Mutex::new(()) }
@@ -133,13 +133,13 @@ impl TopologyState {
         self.nodes.iter().map(|n| lock(&n.latest).clone()).collect()
     }
 
-    /// Whether `node`'s latest probe failed by being refused or breaking (not by timing out):
-    /// the node is unreachable, not merely slow to answer.
+    /// Whether `node`'s latest probe found nothing accepting its connection
+    /// ([`ProbeError::is_refused`]): the node is not there, rather than slow or busy.
     pub fn refused(&self, node: usize) -> bool {
         self.nodes.get(node).is_some_and(|n| {
             lock(&n.latest).is_none()
                 && n.probe_failures.load(Ordering::Relaxed) > 0
-                && !n.timed_out.load(Ordering::Relaxed)
+                && n.refused.load(Ordering::Relaxed)
         })
     }
 
@@ -215,7 +215,7 @@ impl TopologyState {
                     0
                 }
                 Err(e) => {
-                    n.timed_out.store(e.is_timeout(), Ordering::Relaxed);
+                    n.refused.store(e.is_refused(), Ordering::Relaxed);
                     t.record_failure(now);
                     n.probe_failures.fetch_add(1, Ordering::Relaxed).saturating_add(1)
                 }

@@ -263,7 +263,8 @@ impl RoutedConnection {
 
     /// Waits until the monitor has probed every node once (at most `max`), so the first reads
     /// already know every replica's role and position. Returns the nodes whose first probe was
-    /// refused (unreachable; one that was only slow to answer is not among them).
+    /// refused (nothing accepts its connections; one that was only slow, or answered with an
+    /// error, starts Suspect as usual instead of banned).
     pub(crate) async fn first_probes(&self, max: Duration) -> Vec<usize> {
         let Some(m) = &self.inner.monitor else { return Vec::new() };
         m.first_round(max).await;

@@ -41,9 +41,12 @@ impl ProbeConn for NodeProbe {
 /// A driver error as the monitor reads it: the pool's own timeout is a timeout (the node did not
 /// answer in time: slow or frozen, not refusing), everything else a failure to reach the node.
 fn probe_error(e: sea_orm::DbErr, after: Duration) -> ProbeError {
-    use sea_orm::{ConnAcquireErr, DbErr, RuntimeErr};
+    #[cfg(any(feature = "postgres", feature = "mysql"))]
+    use sea_orm::RuntimeErr;
+    use sea_orm::{ConnAcquireErr, DbErr};
     let timed_out = match &e {
         DbErr::ConnectionAcquire(ConnAcquireErr::Timeout) => true,
+        #[cfg(any(feature = "postgres", feature = "mysql"))]
         DbErr::Conn(RuntimeErr::SqlxError(s))
         | DbErr::Exec(RuntimeErr::SqlxError(s))
         | DbErr::Query(RuntimeErr::SqlxError(s)) => {
@@ -121,10 +124,7 @@ impl Connector for NodeConnector {
                 let given =
                     nodes.get(node).ok_or_else(|| ProbeError::unreachable("no such node"))?;
                 let timeout = *timeout;
-                let conn = given.open(timeout).await.map_err(|e| match e {
-                    sea_orm::sqlx::Error::PoolTimedOut => ProbeError::Timeout { after: timeout },
-                    e => ProbeError::unreachable(e),
-                })?;
+                let conn = given.open(timeout).await?;
                 Ok(NodeProbe { conn, timeout })
             }
             NodeConnector::Options { nodes, admin, timeout } => {
@@ -135,7 +135,7 @@ impl Connector for NodeConnector {
                 if let Some((host, port)) = address(base.get_url()) {
                     tokio::net::TcpStream::connect((host.as_str(), port))
                         .await
-                        .map_err(ProbeError::unreachable)?;
+                        .map_err(ProbeError::refused)?;
                 }
                 let mut opts = match (purpose, admin) {
                     (Purpose::Admin, Some((user, password))) => {
@@ -170,6 +170,7 @@ impl GivenNode {
     /// The connect options of `conn`'s pool; `None` for a connection that is no sqlx pool (a
     /// `MockDatabase` in tests): there is then nothing for a monitor to probe.
     pub(crate) fn of(conn: &DatabaseConnection) -> Option<GivenNode> {
+        #[cfg(any(feature = "postgres", feature = "mysql"))]
         use sea_orm::DatabaseConnectionType as T;
         match &conn.inner {
             #[cfg(feature = "postgres")]
@@ -184,22 +185,29 @@ impl GivenNode {
         }
     }
 
-    async fn open(&self, timeout: Duration) -> Result<DatabaseConnection, sea_orm::sqlx::Error> {
-        match self {
+    async fn open(&self, timeout: Duration) -> Result<DatabaseConnection, ProbeError> {
+        #[cfg(any(feature = "postgres", feature = "mysql"))]
+        let pool_error = |e: sea_orm::sqlx::Error| match e {
+            sea_orm::sqlx::Error::PoolTimedOut => ProbeError::Timeout { after: timeout },
+            e => ProbeError::unreachable(e),
+        };
+        match *self {
             #[cfg(feature = "postgres")]
-            GivenNode::Postgres(o) => sea_orm::sqlx::postgres::PgPoolOptions::new()
+            GivenNode::Postgres(ref o) => sea_orm::sqlx::postgres::PgPoolOptions::new()
                 .max_connections(1)
                 .acquire_timeout(timeout)
                 .connect_with(o.clone())
                 .await
-                .map(sea_orm::SqlxPostgresConnector::from_sqlx_postgres_pool),
+                .map(sea_orm::SqlxPostgresConnector::from_sqlx_postgres_pool)
+                .map_err(pool_error),
             #[cfg(feature = "mysql")]
-            GivenNode::MySql(o) => sea_orm::sqlx::mysql::MySqlPoolOptions::new()
+            GivenNode::MySql(ref o) => sea_orm::sqlx::mysql::MySqlPoolOptions::new()
                 .max_connections(1)
                 .acquire_timeout(timeout)
                 .connect_with(o.clone())
                 .await
-                .map(sea_orm::SqlxMySqlConnector::from_sqlx_mysql_pool),
+                .map(sea_orm::SqlxMySqlConnector::from_sqlx_mysql_pool)
+                .map_err(pool_error),
         }
     }
 }

@@ -93,6 +93,13 @@ pub enum ProbeError {
         #[source]
         source: Box<dyn std::error::Error + Send + Sync>,
     },
+    /// Nothing accepted the connection (refused, no route): the node is not there.
+    #[error("probe connection refused: {source}")]
+    Refused {
+        /// The connect error.
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
     /// The node answered something a probe cannot read.
     #[error("probe read an unexpected {what}: `{value}`")]
     Unexpected {
@@ -107,6 +114,17 @@ impl ProbeError {
     /// A failure to reach the node or to run the query, from any error.
     pub fn unreachable(source: impl Into<Box<dyn std::error::Error + Send + Sync>>) -> ProbeError {
         ProbeError::Unreachable { source: source.into() }
+    }
+
+    /// Nothing accepted the connection (from a TCP connect error).
+    pub fn refused(source: impl Into<Box<dyn std::error::Error + Send + Sync>>) -> ProbeError {
+        ProbeError::Refused { source: source.into() }
+    }
+
+    /// Whether nothing accepted the connection: the node is not there (rather than slow, or
+    /// answering with an error).
+    pub fn is_refused(&self) -> bool {
+        matches!(self, ProbeError::Refused { .. })
     }
 
     /// Whether the node did not answer in time.
