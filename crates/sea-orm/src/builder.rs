@@ -10,6 +10,7 @@ use crate::connection::{Node, Policy, RoutedConnection};
 use crate::error::{Error, Result};
 use crate::probe::{GivenNode, NodeConnector};
 use crate::redact::NodeUrl;
+use crate::replica::Replica;
 
 /// Configures a [`RoutedConnection`].
 ///
@@ -35,7 +36,7 @@ use crate::redact::NodeUrl;
 #[must_use]
 pub struct RoutedConnectionBuilder {
     primary: Option<ConnectOptions>,
-    replicas: Vec<ConnectOptions>,
+    replicas: Vec<Replica>,
     pub(crate) policy: Policy,
     classifier: Classifier,
     router: RouterConfig,
@@ -48,7 +49,7 @@ impl std::fmt::Debug for RoutedConnectionBuilder {
         let url = |o: &ConnectOptions| crate::redact::node_name_redacted(o.get_url());
         f.debug_struct("RoutedConnectionBuilder")
             .field("primary", &self.primary.as_ref().map(url))
-            .field("replicas", &self.replicas.iter().map(url).collect::<Vec<_>>())
+            .field("replicas", &self.replicas)
             .field("policy", &self.policy)
             .field("router", &self.router)
             .field("health", &self.health)
@@ -64,10 +65,11 @@ impl RoutedConnectionBuilder {
         self
     }
 
-    /// Adds a replica: a URL or SeaORM `ConnectOptions`. Its sessions are made read-only (see
-    /// the crate docs), so a misrouted write fails loudly instead of diverging the replica.
-    pub fn replica(mut self, options: impl Into<ConnectOptions>) -> Self {
-        self.replicas.push(options.into());
+    /// Adds a replica: a URL, SeaORM `ConnectOptions`, or a [`Replica`] with a weight, zone or
+    /// tags for the router. Its sessions are made read-only (see the crate docs), so a
+    /// misrouted write fails loudly instead of diverging the replica.
+    pub fn replica(mut self, replica: impl Into<Replica>) -> Self {
+        self.replicas.push(replica.into());
         self
     }
 
@@ -75,7 +77,7 @@ impl RoutedConnectionBuilder {
     pub fn replicas<I, O>(mut self, options: I) -> Self
     where
         I: IntoIterator<Item = O>,
-        O: Into<ConnectOptions>,
+        O: Into<Replica>,
     {
         self.replicas.extend(options.into_iter().map(Into::into));
         self
@@ -184,9 +186,9 @@ impl RoutedConnectionBuilder {
         let primary_url = NodeUrl::parse("primary", primary_opts.get_url())?;
         let backend = primary_url.backend();
         let mut urls: Vec<(String, NodeUrl)> = vec![("primary".to_owned(), primary_url.clone())];
-        for (i, opts) in self.replicas.iter().enumerate() {
+        for (i, r) in self.replicas.iter().enumerate() {
             let label = format!("replica {}", i + 1);
-            let url = NodeUrl::parse(&label, opts.get_url())?;
+            let url = NodeUrl::parse(&label, r.options.get_url())?;
             if url.backend() != backend {
                 return Err(Error::BackendMismatch {
                     node: url.name().to_owned(),
@@ -214,7 +216,8 @@ impl RoutedConnectionBuilder {
                 source: primary_url.scrub_err(source),
             })?;
         let mut replicas = Vec::with_capacity(self.replicas.len());
-        for (mut opts, (label, url)) in self.replicas.into_iter().zip(urls.into_iter().skip(1)) {
+        for (replica, (label, url)) in self.replicas.into_iter().zip(urls.into_iter().skip(1)) {
+            let Replica { options: mut opts, placement } = replica;
             let name = url.name().to_owned();
             let invalid = |e: DbErr| Error::InvalidUrl {
                 node: label.clone(),
@@ -228,7 +231,7 @@ impl RoutedConnectionBuilder {
             let writer = Database::connect(opts.clone()).await.map_err(invalid)?;
             make_read_only(&mut opts, backend);
             let conn = Database::connect(opts).await.map_err(invalid)?;
-            replicas.push(Node::with_writer(name, conn, writer));
+            replicas.push(Node::with_writer(name, conn, writer).placed(placement));
         }
         // Capped: sqlx adds its timeouts to `Instant`s, which overflow at `Duration::MAX`.
         let probe_timeout = crate::deadline::cap(self.policy.monitor.timeout_value());

@@ -80,6 +80,8 @@ pub(crate) struct Node {
     pub(crate) pool_timeouts: AtomicU64,
     /// PostgreSQL system identifier, for tokens (0: not known yet).
     pub(crate) system_id: AtomicU64,
+    /// Weight, zone and tags, for the router's balancers and rules.
+    pub(crate) placement: crate::replica::Placement,
 }
 
 impl Node {
@@ -101,7 +103,14 @@ impl Node {
             failures: AtomicU64::new(0),
             pool_timeouts: AtomicU64::new(0),
             system_id: AtomicU64::new(0),
+            placement: crate::replica::Placement::default(),
         }
+    }
+
+    /// The node with its weight, zone and tags.
+    pub(crate) fn placed(mut self, placement: crate::replica::Placement) -> Node {
+        self.placement = placement;
+        self
     }
 }
 
@@ -237,8 +246,16 @@ impl RoutedConnection {
         let mut topology = Topology::builder();
         for (i, n) in nodes.iter().enumerate() {
             let role = if i == 0 { Role::Primary } else { Role::Replica };
-            topology =
-                topology.node(CoreNode::builder(node_id(i), role).name(n.name.as_str()).build());
+            let mut b = CoreNode::builder(node_id(i), role)
+                .name(n.name.as_str())
+                .weight(n.placement.weight);
+            if let Some(zone) = &n.placement.zone {
+                b = b.zone(zone.clone());
+            }
+            for tag in &n.placement.tags {
+                b = b.tag(tag.clone());
+            }
+            topology = topology.node(b.build());
         }
         // Node ids are the indices 0..n (n ≤ MAX_NODES is checked by the builder of the
         // connection), so building cannot fail; an empty topology would route nothing.

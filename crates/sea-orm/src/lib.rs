@@ -136,6 +136,7 @@ mod failure;
 mod position;
 mod probe;
 mod redact;
+mod replica;
 mod route;
 mod session;
 mod stats;
@@ -146,13 +147,18 @@ mod tests_hardening;
 
 pub use builder::RoutedConnectionBuilder;
 pub use connection::RoutedConnection;
+pub use replica::Replica;
 pub use error::{Error, Result};
 pub use session::{Routed, Session};
 pub use stats::{NodeStats, ReadYourWrites, Stats};
 
+// Every type a public method here or on these takes or returns, so one dependency is enough:
+// the balancers and rules `RouterConfig` takes, and what implementing `Balancer` or `Rule`
+// needs (`Node`, `NodeId`, `NodeLoad`, `RouteContext`, `RuleAction`, `Access`, `Transaction`).
 pub use rwsplit_core::{
-    Balancer, CausalToken, Classifier, Consistency, Health, HealthPolicy, Lag, LeastOutstanding,
-    LowestLag, PowerOfTwoEwma, Random, ReplayPosition, Role, RoundRobin, RouterConfig, Staleness,
-    Target, WeightedRoundRobin, ZonePreference,
+    Access, Balancer, CausalToken, Classifier, Consistency, Health, HealthPolicy, Lag,
+    LeastOutstanding, LowestLag, Node, NodeId, NodeLoad, PowerOfTwoEwma, PrimaryReads, Random,
+    ReplayPosition, Role, RoundRobin, RouteContext, RouterConfig, Rule, RuleAction, Staleness,
+    TableRule, TagRule, Target, Transaction, WeightedRoundRobin, ZonePreference,
 };
 pub use rwsplit_monitor::{AutoFailover, MonitorConfig};
