@@ -147,8 +147,8 @@ mod tests_hardening;
 
 pub use builder::RoutedConnectionBuilder;
 pub use connection::RoutedConnection;
-pub use replica::Replica;
 pub use error::{Error, Result};
+pub use replica::Replica;
 pub use session::{Routed, Session};
 pub use stats::{NodeStats, ReadYourWrites, Stats};
 

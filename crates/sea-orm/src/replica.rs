@@ -121,7 +121,10 @@ mod tests {
     #[test]
     fn a_url_is_a_replica_of_weight_one_and_its_debug_hides_the_password() {
         let r = Replica::from("postgres://app:hunter2@db-2:5432/app").zone("a").tag("x").weight(3);
-        assert_eq!(r.placement, Placement { weight: 3, zone: Some("a".into()), tags: vec!["x".into()] });
+        assert_eq!(
+            r.placement,
+            Placement { weight: 3, zone: Some("a".into()), tags: vec!["x".into()] }
+        );
         let debug = format!("{r:?}");
         assert!(!debug.contains("hunter2") && debug.contains("db-2"), "{debug}");
         assert_eq!(Replica::from(String::from("postgres://h/db")).placement, Placement::default());
