@@ -127,23 +127,9 @@ fn instructions() -> anyhow::Result<()> {
     let exe = bench_executable("rwsplit-core", "instructions")?;
     let list = std::process::Command::new(&exe).arg("--list").output()?;
     let cases = String::from_utf8(list.stdout)?;
-    let collected = |case: &str, n: u64| -> anyhow::Result<u64> {
-        let out = std::process::Command::new("valgrind")
-            .args(["--tool=callgrind", "--callgrind-out-file=/dev/null"])
-            .arg(&exe)
-            .args([case, &n.to_string()])
-            .output()
-            .context("running valgrind (apt-get install valgrind)")?;
-        let err = String::from_utf8_lossy(&out.stderr);
-        anyhow::ensure!(out.status.success(), "valgrind failed on {case}: {err}");
-        err.lines()
-            .find_map(|l| l.split("Collected :").nth(1))
-            .and_then(|v| v.trim().parse().ok())
-            .with_context(|| format!("no instruction count in valgrind's output for {case}"))
-    };
     println!("{:<28} {:>14}", "case", "instructions");
     for case in cases.lines().filter(|c| !c.is_empty()) {
-        let per_call = collected(case, N)?.saturating_sub(collected(case, 0)?) / N;
+        let per_call = per_call(&exe, case, N, &[])?;
         println!("{case:<28} {per_call:>14}");
     }
     Ok(())

@@ -22,23 +22,8 @@ use sea_orm::{ConnectionTrait, Database, DatabaseConnection};
 
 // The derive macros generate public items; this module is private to the bench.
 #[allow(unreachable_pub, missing_docs)]
-mod item {
-    use sea_orm::entity::prelude::*;
-
-    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
-    #[sea_orm(table_name = "bench_item")]
-    pub struct Model {
-        #[sea_orm(primary_key)]
-        pub id: i32,
-        pub name: String,
-        pub qty: i32,
-    }
-
-    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
-    pub enum Relation {}
-
-    impl ActiveModelBehavior for ActiveModel {}
-}
+#[path = "support/item.rs"]
+mod item;
 
 const ROWS: i32 = 1000;
 
