@@ -13,8 +13,8 @@ use std::time::{Duration, Instant};
 use rstest::rstest;
 use rwsplit_core::Staleness;
 use rwsplit_sea_orm::{
-    Consistency, Health, HealthPolicy, LeastOutstanding, MonitorConfig, PowerOfTwoEwma,
-    RoutedConnection, RouterConfig,
+    AutoFailover, Consistency, Health, HealthPolicy, LeastOutstanding, MonitorConfig,
+    PowerOfTwoEwma, RoutedConnection, RouterConfig,
 };
 use rwsplit_testkit::{Cluster, DbKind, Node, TestDatabase};
 use sea_orm::{ConnectionTrait, Statement};
@@ -413,7 +413,20 @@ async fn network_faults_replication_link_cut_for_10_s(#[case] kind: DbKind) {
 async fn network_faults_application_cut_from_the_primary(#[case] kind: DbKind) {
     let cluster = containers_cluster(kind, "nfapp", 2).await;
     let tdb = cluster.create_database("nfapp").await.unwrap();
-    let db = routed(&tdb).await;
+    // With automatic failover on: the monitor must tell "this process cannot reach it" from
+    // "it is gone" by asking the replicas, which still stream from it, and promote nothing.
+    // (The MariaDB application user may not read SHOW SLAVE STATUS; the testkit's root may.)
+    let failover = AutoFailover::default().after_failures(2).retry_after(Duration::from_secs(1));
+    let failover = match kind {
+        DbKind::MariaDb => failover.admin_credentials("root", ""),
+        _ => failover,
+    };
+    let db = builder(tdb.primary_url(), tdb.replica_urls())
+        .replica_read_timeout(Some(Duration::from_millis(300)))
+        .auto_failover(failover)
+        .connect()
+        .await
+        .expect("a routed connection");
     let primary = cluster.primary();
     let name = node_name(primary, &tdb);
     until("a healthy start", || async { health(&db, &name) == Some(Health::Up) }).await;
@@ -446,6 +459,8 @@ async fn network_faults_application_cut_from_the_primary(#[case] kind: DbKind) {
     let lost =
         figures("app-cut-from-primary", kind, &seen, primary, &tdb, (excluded, back), "").await;
     assert_invariants(&seen, &lost);
+    assert_eq!(db.stats().promotions(), 0, "no failover while the replicas still see the primary");
+    assert!(!db.stats().node(&name).is_some_and(|n| n.fenced()), "the primary was not fenced");
     assert!(seen.writes_failed > 0, "writes failed while the primary was unreachable");
     // Once the primary is marked down, writes fail at once with the adapter's error.
     let fast = seen.write_failures.iter().filter(|d| **d < Duration::from_millis(100)).count();
