@@ -7,7 +7,7 @@
 
 /// The built-in list of functions that force a statement to the primary, sorted.
 ///
-/// PostgreSQL (every function of `pg_catalog` that is volatile or parallel-unsafe was reviewed
+/// PostgreSQL (every function of `pg_catalog` that is volatile or not parallel-safe was reviewed
 /// on PostgreSQL 15; the verdicts are in `pg_catalog_functions.txt` next to this file, which a
 /// test checks against this list, and which says how to redo the review for a new major
 /// version). Names of older and newer versions are included:
