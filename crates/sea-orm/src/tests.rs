@@ -68,19 +68,24 @@ async fn execute_always_runs_on_the_primary() {
     assert_eq!(logs(&db), (2, 0));
 }
 
-/// A PostgreSQL primary mock that answers an `INSERT … RETURNING`, then the two position
-/// queries a write is followed by, then reads.
-fn pg_primary_recording_positions() -> DatabaseConnection {
+/// A PostgreSQL primary mock that answers `before` one-row statements, then the two queries
+/// of a position read (system id 7, timeline 1, LSN 0/3000148), then `after` one-row reads.
+pub(crate) fn pg_primary_answering_position(before: usize, after: usize) -> DatabaseConnection {
     let text = |k: &'static str, v: &str| (k, Value::String(Some(v.to_owned())));
     MockDatabase::new(DbBackend::Postgres)
-        .append_query_results([vec![row()]])
+        .append_query_results((0..before).map(|_| vec![row()]))
         .append_query_results([vec![BTreeMap::from([text("system_id", "7")])]])
         .append_query_results([vec![BTreeMap::from([
             text("lsn", "0/3000148"),
             text("timeline", "1"),
         ])]])
-        .append_query_results((0..4).map(|_| vec![row()]))
+        .append_query_results((0..after).map(|_| vec![row()]))
         .into_connection()
+}
+
+/// A primary that answers an `INSERT … RETURNING`, the position read after it, then reads.
+fn pg_primary_recording_positions() -> DatabaseConnection {
+    pg_primary_answering_position(1, 4)
 }
 
 #[tokio::test]
@@ -193,15 +198,7 @@ fn debug_output_names_nodes_without_credentials() {
 
 #[tokio::test]
 async fn what_escapes_the_router_makes_the_scope_conservative() {
-    let text = |k: &'static str, v: &str| (k, Value::String(Some(v.to_owned())));
-    let primary = MockDatabase::new(DbBackend::Postgres)
-        .append_query_results([vec![BTreeMap::from([text("system_id", "7")])]])
-        .append_query_results([vec![BTreeMap::from([
-            text("lsn", "0/3000148"),
-            text("timeline", "1"),
-        ])]])
-        .append_query_results([vec![row()]])
-        .into_connection();
+    let primary = pg_primary_answering_position(0, 1);
     let db = RoutedConnection::from_connections(primary, vec![node(DbBackend::Postgres)]).unwrap();
     // SeaORM's `connection_or_transaction_begin` and migrations take this path: whatever they
     // write is unseen by the router.

@@ -178,15 +178,7 @@ async fn maximal_durations_do_not_panic() {
 /// the token to it.
 #[tokio::test]
 async fn a_token_from_the_future_is_lowered_to_the_primarys_position() {
-    let text = |k: &'static str, v: &str| (k, Value::String(Some(v.to_owned())));
-    let primary = MockDatabase::new(DbBackend::Postgres)
-        .append_query_results([vec![BTreeMap::from([text("system_id", "7")])]])
-        .append_query_results([vec![BTreeMap::from([
-            text("lsn", "0/3000148"),
-            text("timeline", "1"),
-        ])]])
-        .append_query_results((0..4).map(|_| vec![row()]))
-        .into_connection();
+    let primary = crate::tests::pg_primary_answering_position(0, 4);
     let db = RoutedConnection::from_connections(primary, vec![answering()]).unwrap();
     let session = db.session_from("pg:1:7:1:FFFFFFFF-FFFFFFFF").unwrap();
     let read = Statement::from_string(DbBackend::Postgres, "SELECT id FROM t");
