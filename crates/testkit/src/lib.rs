@@ -14,7 +14,8 @@
 //! Each [`Node`] has the controls the tests need: pause and resume replay, an apply delay,
 //! hang and unhang, crash and restart, promote and follow; on containers also the network
 //! faults (cut its replication link or its clients, one-way partitions); on both, latency and
-//! jitter through a [`DelayProxy`].
+//! jitter through a [`DelayProxy`]; and a real PgBouncer in front of a PostgreSQL node
+//! ([`Node::pgbouncer`], session or transaction pooling).
 //!
 //! ```no_run
 //! # async fn demo() -> rwsplit_testkit::Result<()> {
@@ -51,6 +52,7 @@ mod database;
 mod error;
 mod native;
 mod node;
+mod pgbouncer;
 mod product;
 mod proxy;
 mod sql;
@@ -60,6 +62,7 @@ pub use cluster::{BackendKind, Cluster, ClusterBuilder, DbKind, format_lsn, pars
 pub use database::TestDatabase;
 pub use error::{Error, Result};
 pub use node::{Node, NodeStatus, ProcessState};
+pub use pgbouncer::{PgBouncer, PoolMode};
 pub use proxy::DelayProxy;
 pub use state::{ClusterState, NodeState};
 
