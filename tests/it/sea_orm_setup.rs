@@ -164,3 +164,70 @@ async fn reads_survive_a_replica_killed_under_them(#[case] kind: DbKind) {
     assert!(stats.retries() >= 1, "{stats:?}");
     assert!(stats.replicas()[1].reads() > 0, "the healthy replica kept serving: {stats:?}");
 }
+
+/// A `RoutedConfig` (TOML, as an application would ship it) with weights, zones, per-node pools
+/// and policy: reads are shared 3:1 by weight, then all go to the preferred zone.
+#[rstest]
+#[case::postgres(DbKind::Postgres)]
+#[case::mariadb(DbKind::MariaDb)]
+#[tokio::test]
+async fn a_config_with_weights_and_zones_shares_reads_by_them(#[case] kind: DbKind) {
+    let cluster = shared(kind);
+    let tdb = cluster.create_database("config").await.unwrap();
+    let replicas = tdb.replica_urls();
+    let config = |extra: &str| {
+        let text = format!(
+            r#"
+            primary = {{ url = "{p}", pool = {{ max_connections = 4 }} }}
+            [[replicas]]
+            url = "{r1}"
+            weight = 3
+            zone = "a"
+            pool = {{ max_connections = 2, idle_timeout = "30s" }}
+            [[replicas]]
+            url = "{r2}"
+            zone = "b"
+            [pool]
+            acquire_timeout = "3s"
+            [policy]
+            read_your_writes = false
+            read_retries = 1
+            [monitor]
+            probe_interval = "200ms"
+            failure_threshold = 2
+            [router]
+            balancer = "weighted_round_robin"
+            {extra}
+            "#,
+            p = tdb.primary_url(),
+            r1 = replicas[0],
+            r2 = replicas[1],
+        );
+        let config: rwsplit_sea_orm::RoutedConfig = toml::from_str(&text).unwrap();
+        config
+    };
+    let count_ports = |db: RoutedConnection| async move {
+        let mut per_port = std::collections::BTreeMap::<u16, u32>::new();
+        for _ in 0..400 {
+            *per_port.entry(server_port(&db, "").await).or_default() += 1;
+        }
+        per_port
+    };
+    let (r1, r2) = (cluster.replicas()[0].port(), cluster.replicas()[1].port());
+
+    let weighted = count_ports(config("").connect().await.unwrap()).await;
+    assert_eq!(
+        weighted.keys().copied().collect::<Vec<_>>(),
+        {
+            let mut ports = vec![r1, r2];
+            ports.sort_unstable();
+            ports
+        },
+        "{weighted:?}"
+    );
+    let share = f64::from(weighted[&r1]) / 400.0;
+    assert!((0.70..=0.80).contains(&share), "replica 1 (weight 3) got {share:.2}: {weighted:?}");
+
+    let zoned = count_ports(config("prefer_zone = \"b\"").connect().await.unwrap()).await;
+    assert_eq!(zoned.get(&r2), Some(&400), "every read in zone b: {zoned:?}");
+}

@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use rwsplit_core::{Classifier, HealthPolicy, RouterConfig};
-use sea_orm::{ConnectOptions, Database, DatabaseConnection, DbBackend, DbErr};
+use sea_orm::{ConnectOptions, Database, DatabaseConnection, DbErr};
 
 use crate::connection::{Node, Policy, RoutedConnection};
 use crate::error::{Error, Result};
@@ -217,7 +217,8 @@ impl RoutedConnectionBuilder {
             })?;
         let mut replicas = Vec::with_capacity(self.replicas.len());
         for (replica, (label, url)) in self.replicas.into_iter().zip(urls.into_iter().skip(1)) {
-            let Replica { options: mut opts, placement } = replica;
+            let Replica { options: mut opts, placement, pooling } = replica;
+            crate::pooling::prepare_options(&mut opts, backend, pooling);
             let name = url.name().to_owned();
             let invalid = |e: DbErr| Error::InvalidUrl {
                 node: label.clone(),
@@ -229,7 +230,7 @@ impl RoutedConnectionBuilder {
             with_acquire_timeout(&mut opts, self.policy.timeouts.acquire);
             // A writable pool too, lazy: it opens connections only if this node is promoted.
             let writer = Database::connect(opts.clone()).await.map_err(invalid)?;
-            make_read_only(&mut opts, backend);
+            crate::pooling::make_read_only(&mut opts, backend, pooling);
             let conn = Database::connect(opts).await.map_err(invalid)?;
             replicas.push(Node::with_writer(name, conn, writer).placed(placement));
         }
@@ -325,21 +326,15 @@ impl RoutedConnection {
 
     /// Connects from the environment: `DATABASE_URL` is the primary and
     /// `DATABASE_REPLICA_URLS` an optional list of replica URLs separated by commas, semicolons
-    /// or whitespace. A separator splits the list only where the next URL begins
-    /// (`scheme://`), so a comma inside a password (`postgres://app:a,b@r1/app`) stays part
-    /// of it; a password holding `,postgres://` or the like must percent-encode its comma
-    /// (`%2C`), and `#`, `/`, `?`, `%` in a password are percent-encoded as in any URL.
+    /// or whitespace; `DATABASE_*`, `DATABASE_PRIMARY_*`, `DATABASE_REPLICA_*`,
+    /// `DATABASE_REPLICA_<n>_*` and `RWSPLIT_*` variables set pools, replica placement and
+    /// policy ([`RoutedConfig::from_env`](crate::RoutedConfig::from_env); the README's
+    /// *Configuration* table lists them all). A separator splits the URL list only where the
+    /// next URL begins (`scheme://`), so a comma inside a password (`postgres://app:a,b@r1/app`)
+    /// stays part of it; a password holding `,postgres://` or the like must percent-encode its
+    /// comma (`%2C`), and `#`, `/`, `?`, `%` in a password are percent-encoded as in any URL.
     pub async fn from_env() -> Result<RoutedConnection> {
-        let primary = std::env::var("DATABASE_URL")
-            .ok()
-            .filter(|s| !s.trim().is_empty())
-            .ok_or(Error::MissingEnv { name: "DATABASE_URL" })?;
-        let replicas = std::env::var("DATABASE_REPLICA_URLS").unwrap_or_default();
-        RoutedConnection::builder()
-            .primary(primary.trim().to_owned())
-            .replicas(split_urls(&replicas))
-            .connect()
-            .await
+        crate::RoutedConfig::from_env()?.connect().await
     }
 }
 
@@ -379,34 +374,10 @@ fn with_acquire_timeout(opts: &mut ConnectOptions, timeout: Duration) {
     }
 }
 
-/// Makes every session of a replica pool read-only, so a write that reaches it fails loudly.
-/// PostgreSQL: `default_transaction_read_only=on` as a startup option. MySQL/MariaDB:
-/// `SET SESSION TRANSACTION READ ONLY` on every new connection. This replaces any
-/// `map_sqlx_postgres_opts` / `map_sqlx_mysql_pool_opts` hook set on the replica's options.
-fn make_read_only(opts: &mut ConnectOptions, backend: DbBackend) {
-    match backend {
-        #[cfg(feature = "postgres")]
-        DbBackend::Postgres => {
-            opts.map_sqlx_postgres_opts(|o| o.options([("default_transaction_read_only", "on")]));
-        }
-        #[cfg(feature = "mysql")]
-        DbBackend::MySql => {
-            opts.map_sqlx_mysql_pool_opts(|o| {
-                o.after_connect(|conn, _meta| {
-                    Box::pin(async move {
-                        use sea_orm::sqlx::Executor;
-                        conn.execute("SET SESSION TRANSACTION READ ONLY").await.map(drop)
-                    })
-                })
-            });
-        }
-        _ => {}
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use sea_orm::DbBackend;
 
     #[rstest::rstest]
     #[case("", &[])]

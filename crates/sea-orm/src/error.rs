@@ -30,6 +30,16 @@ pub enum Error {
         /// What is wrong with it.
         reason: String,
     },
+    /// A configuration value is out of range, inconsistent with another, or unknown
+    /// ([`RoutedConfig`](crate::RoutedConfig), [`RoutedConfig::from_env`](crate::RoutedConfig::from_env)).
+    #[error("invalid configuration: {field}: {reason}")]
+    InvalidConfig {
+        /// The field (`replicas[1].pool.max_connections`) or environment variable
+        /// (`DATABASE_REPLICA_2_MAX_CONNECTIONS`).
+        field: String,
+        /// What is wrong with it (never a URL or password).
+        reason: String,
+    },
     /// More nodes than the router handles.
     #[error("{nodes} nodes configured, at most {max} are supported")]
     TooManyNodes {

@@ -128,11 +128,13 @@
 
 mod builder;
 mod causal;
+mod config;
 mod connection;
 mod deadline;
 mod error;
 mod failover;
 mod failure;
+mod pooling;
 mod position;
 mod probe;
 mod redact;
@@ -146,8 +148,13 @@ mod tests;
 mod tests_hardening;
 
 pub use builder::RoutedConnectionBuilder;
+pub use config::{
+    BalancerKind, ConsistencyKind, MonitorSettings, NodeConfig, PolicyConfig, PoolConfig,
+    ReplicaConfig, RoutedConfig, RouterSettings,
+};
 pub use connection::RoutedConnection;
 pub use error::{Error, Result};
+pub use pooling::{Pooling, UnknownPooling};
 pub use replica::Replica;
 pub use session::{Routed, Session};
 pub use stats::{NodeStats, ReadYourWrites, Stats};

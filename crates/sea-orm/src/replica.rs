@@ -4,6 +4,8 @@ use std::fmt;
 
 use sea_orm::ConnectOptions;
 
+use crate::pooling::Pooling;
+
 /// A replica: its connection options and what the router's balancers and rules may use to
 /// choose it — a weight ([`WeightedRoundRobin`](crate::WeightedRoundRobin)), a zone
 /// ([`ZonePreference`](crate::ZonePreference)) and tags ([`TableRule`](crate::TableRule),
@@ -34,6 +36,7 @@ use sea_orm::ConnectOptions;
 pub struct Replica {
     pub(crate) options: ConnectOptions,
     pub(crate) placement: Placement,
+    pub(crate) pooling: Pooling,
 }
 
 /// Where a node stands for the router: weight, zone, tags.
@@ -53,7 +56,11 @@ impl Default for Placement {
 impl Replica {
     /// A replica at `options` (a URL or SeaORM `ConnectOptions`): weight 1, no zone, no tags.
     pub fn new(options: impl Into<ConnectOptions>) -> Replica {
-        Replica { options: options.into(), placement: Placement::default() }
+        Replica {
+            options: options.into(),
+            placement: Placement::default(),
+            pooling: Pooling::Direct,
+        }
     }
 
     /// Its share for [`WeightedRoundRobin`](crate::WeightedRoundRobin): a replica of weight 3
@@ -76,6 +83,14 @@ impl Replica {
         self.placement.tags.push(tag.into());
         self
     }
+
+    /// What stands between the application and this replica (default [`Pooling::Direct`]):
+    /// behind PgBouncer, its pool mode. It decides how the replica's sessions are made read-only
+    /// and whether its pools may cache prepared statements; see [`Pooling`].
+    pub fn pooling(mut self, pooling: Pooling) -> Self {
+        self.pooling = pooling;
+        self
+    }
 }
 
 impl fmt::Debug for Replica {
@@ -86,6 +101,7 @@ impl fmt::Debug for Replica {
             .field("weight", &self.placement.weight)
             .field("zone", &self.placement.zone)
             .field("tags", &self.placement.tags)
+            .field("pooling", &self.pooling)
             .finish()
     }
 }
