@@ -8,9 +8,11 @@
 //! - `direct/plain`: SeaORM to the replica; `direct/routed`: a `RoutedConnection` with the
 //!   replica `Pooling::Direct` (the startup parameter, as before PgBouncer support);
 //! - `session/plain`: SeaORM through PgBouncer (session); `session/routed`: `Pooling::Session`;
-//! - `transaction/plain`: SeaORM through PgBouncer (transaction) with
-//!   `statement_cache_capacity(0)` (what any client needs there, unguarded);
-//!   `transaction/routed`: `Pooling::Transaction` (each read in `BEGIN READ ONLY … COMMIT`).
+//! - `transaction/plain`: SeaORM through a PgBouncer (transaction) of its own, one connection,
+//!   `statement_cache_capacity(0)`: an unguarded client as it can work there at all (with two
+//!   client connections, sqlx's `sqlx_s_1` of one collides with the other's on a shared server
+//!   connection: "prepared statement already exists"); `transaction/routed`:
+//!   `Pooling::Transaction` (each read in `BEGIN READ ONLY … COMMIT`, see `Pooling`).
 
 use std::time::{Duration, Instant};
 
@@ -24,8 +26,8 @@ use sea_orm::{ConnectOptions, ConnectionTrait, Database};
 #[path = "support/item.rs"]
 mod item;
 
-const ROUNDS: usize = 30;
-const OPS: u64 = 300;
+const ROUNDS: usize = 60;
+const OPS: u64 = 200;
 
 async fn find<C: ConnectionTrait>(db: &C, i: u64) {
     let id = i32::try_from(i % 1000).unwrap_or(0) + 1;
@@ -48,7 +50,7 @@ fn median(v: &mut [f64]) -> f64 {
 
 fn options(url: &str, cache: bool) -> ConnectOptions {
     let mut o = ConnectOptions::new(url.to_owned());
-    o.max_connections(4).sqlx_logging(false);
+    o.max_connections(if cache { 4 } else { 1 }).sqlx_logging(false);
     if !cache {
         o.map_sqlx_postgres_opts(|p| p.statement_cache_capacity(0));
     }
@@ -86,13 +88,21 @@ fn main() {
         let session = node.pgbouncer(PoolMode::Session).await.expect("pgbouncer (session)");
         let transaction =
             node.pgbouncer(PoolMode::Transaction).await.expect("pgbouncer (transaction)");
+        let unguarded =
+            node.pgbouncer(PoolMode::Transaction).await.expect("pgbouncer (transaction, plain)");
         let cases = [
-            ("direct", replica.clone(), Pooling::Direct, true),
-            ("session", session.url(&replica), Pooling::Session, true),
-            ("transaction", transaction.url(&replica), Pooling::Transaction, false),
+            ("direct", replica.clone(), replica.clone(), Pooling::Direct, true),
+            ("session", session.url(&replica), session.url(&replica), Pooling::Session, true),
+            (
+                "transaction",
+                unguarded.url(&replica),
+                transaction.url(&replica),
+                Pooling::Transaction,
+                false,
+            ),
         ];
-        for (name, url, pooling, cache) in cases {
-            let plain = Database::connect(options(&url, cache)).await.expect("plain");
+        for (name, plain_url, url, pooling, cache) in cases {
+            let plain = Database::connect(options(&plain_url, cache)).await.expect("plain");
             let routed = RoutedConnection::builder()
                 .primary(options(&primary, true))
                 .replica(Replica::new(options(&url, true)).pooling(pooling))

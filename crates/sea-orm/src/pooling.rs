@@ -1,52 +1,65 @@
-//! How a replica's sessions are made read-only, by what stands between the application and the
-//! server: nothing, a session-pooling proxy or a transaction-pooling proxy (PgBouncer, pgcat,
-//! Odyssey, ProxySQL with multiplexing).
-//!
-//! A replica's sessions are read-only so that a statement the classifier wrongly judged a read
-//! fails loudly (PostgreSQL 25006, MySQL 1290/1792) instead of writing to a node whose
-//! `read_only` is off: a logical replica, a promoted standby the monitor has not caught up
-//! with yet, a pooler in front of the primary. Hot standbys refuse writes anyway; this is the
-//! guard for everything else.
-//!
-//! # The three ways, and why
-//!
-//! - [`Pooling::Direct`] (the default). PostgreSQL: the startup parameter
-//!   `options=-c default_transaction_read_only=on`, which costs nothing per connection or
-//!   statement. MySQL/MariaDB: `SET SESSION TRANSACTION READ ONLY` once per new connection.
-//!   PgBouncer 1.18 refuses the `options` parameter (`FATAL: unsupported startup parameter:
-//!   options`), and with `ignore_startup_parameters = options` it drops it, leaving the session
-//!   writable: do not use this mode behind PgBouncer.
-//! - [`Pooling::Session`]: session pooling (PgBouncer `pool_mode = session`). Each new connection
-//!   runs `SET SESSION CHARACTERISTICS AS TRANSACTION READ ONLY` (MySQL: `SET SESSION
-//!   TRANSACTION READ ONLY`): one round trip per connection, none per statement. The server
-//!   connection is the client's for as long as the client stays connected, and PgBouncer's
-//!   `server_reset_query` (`DISCARD ALL`) resets it only when the client leaves, when this pool
-//!   has no use for it any more.
-//! - [`Pooling::Transaction`]: transaction pooling (PgBouncer `pool_mode = transaction`). A
-//!   server connection belongs to a client only for one transaction, so a session `SET` would
-//!   land on whichever server connection ran it — leaking to other clients, or reset — and the
-//!   next statement could run on another, writable one. Every use of a pooled connection is
-//!   therefore one read-only transaction: `BEGIN READ ONLY` (MySQL `START TRANSACTION READ
-//!   ONLY`) when the pool hands the connection out, `COMMIT` when it takes it back (sqlx's
-//!   `after_connect`/`before_acquire` and `after_release` hooks). The statement, however many
-//!   round trips it takes, runs inside that transaction on one server connection. That costs two
-//!   round trips per statement (measured in `docs/ARCHITECTURE.md`, *PgBouncer*), so it is only
-//!   used where it is needed. The pools of such a node (reads, the writable pool used after a
-//!   promotion, the monitor's) also get `statement_cache_capacity(0)`: sqlx then uses the
-//!   unnamed statement, which lives only as long as the server connection it was parsed on —
-//!   safe inside the transaction, while a named statement cached by the client would be missing
-//!   on the next transaction's server connection (PgBouncer supports those only from 1.21 with
-//!   `max_prepared_statements`).
-//!
-//! Streams, read-only transactions routed to the replica (`begin_with_config`) and
-//! read-your-writes catch-up waits run on the same pool, so they are covered too. A custom
-//! `before_acquire`/`after_release` hook set on a [`Pooling::Transaction`] replica's
-//! `ConnectOptions` is replaced.
+//! [`Pooling`]: how a replica's sessions are made read-only, by what stands between the
+//! application and the server. The reasoning and costs are on [`Pooling`] itself (and in
+//! docs/ARCHITECTURE.md, *PgBouncer*).
 
 use sea_orm::{ConnectOptions, DbBackend};
 
-/// What stands between the application and a replica, which decides how its sessions are made
-/// read-only (see the [module docs](self) and the README's *PgBouncer* section).
+/// How a replica's sessions are made read-only, by what stands between the application and the
+/// server: nothing, a session-pooling proxy or a transaction-pooling proxy (PgBouncer, pgcat,
+/// Odyssey, ProxySQL with multiplexing).
+///
+/// A replica's sessions are read-only so that a statement the classifier wrongly judged a read
+/// fails loudly (PostgreSQL 25006, MySQL 1290/1792) instead of writing to a node whose
+/// `read_only` is off: a logical replica, a promoted standby the monitor has not caught up
+/// with yet, a pooler in front of the primary. Hot standbys refuse writes anyway; this is the
+/// guard for everything else.
+///
+/// # The three ways, and why
+///
+/// - [`Pooling::Direct`] (the default). PostgreSQL: the startup parameter
+///   `options=-c default_transaction_read_only=on`, which costs nothing per connection or
+///   statement. MySQL/MariaDB: `SET SESSION TRANSACTION READ ONLY` once per new connection.
+///   PgBouncer 1.18 refuses the `options` parameter (`FATAL: unsupported startup parameter:
+///   options`), and with `ignore_startup_parameters = options` it drops it, leaving the session
+///   writable: do not use this mode behind PgBouncer.
+/// - [`Pooling::Session`]: session pooling (PgBouncer `pool_mode = session`). Each new connection
+///   runs `SET SESSION CHARACTERISTICS AS TRANSACTION READ ONLY` (MySQL: `SET SESSION
+///   TRANSACTION READ ONLY`): one round trip per connection, none per statement. The server
+///   connection is the client's for as long as the client stays connected, and PgBouncer's
+///   `server_reset_query` (`DISCARD ALL`) resets it only when the client leaves, when this pool
+///   has no use for it any more.
+/// - [`Pooling::Transaction`]: transaction pooling (PgBouncer `pool_mode = transaction`). A
+///   server connection belongs to a client only for one transaction, so a session `SET` would
+///   land on whichever server connection ran it — leaking to other clients, or reset — and the
+///   next statement could run on another, writable one. Every use of a pooled connection is
+///   therefore one read-only transaction: `BEGIN READ ONLY; DEALLOCATE ALL` (MySQL `START
+///   TRANSACTION READ ONLY`) when the pool hands the connection out, `COMMIT; DEALLOCATE ALL`
+///   when it takes it back (sqlx's `after_connect`/`before_acquire` and `after_release` hooks),
+///   each one simple-protocol round trip. The statement, however many round trips it takes,
+///   runs inside that transaction on one server connection. On the caller's path this adds the
+///   `BEGIN` round trip, which replaces sqlx's ping before each use (`test_before_acquire` is
+///   off for these pools: a connection that fails its `BEGIN` is closed and another one used);
+///   the `COMMIT` runs after the connection is handed back, in sqlx's release task. Measured in
+///   `docs/ARCHITECTURE.md`, *PgBouncer*.
+///
+///   Prepared statements: the pools of such a node (reads, the writable pool used after a
+///   promotion, the monitor's) get `statement_cache_capacity(0)`, since a statement cached by
+///   the client would be missing on the next transaction's server connection. That alone is
+///   not enough with sqlx 0.9: it still *names* every statement it prepares (`sqlx_s_<n>`,
+///   counted per client connection; only queries marked non-persistent, which SeaORM never
+///   sends, use the unnamed statement) and never closes the uncached ones, so a second client's
+///   `sqlx_s_1` on the same server connection fails with "prepared statement already exists".
+///   The `DEALLOCATE ALL` at both ends clears the server connection for the next client (the
+///   recipe SQLAlchemy documents for asyncpg behind PgBouncer). PgBouncer 1.21 and later track
+///   named statements themselves with `max_prepared_statements`; read-only enforcement still
+///   needs the transaction there.
+///
+/// Streams, read-only transactions routed to the replica (`begin_with_config`) and
+/// read-your-writes catch-up waits run on the same pool, so they are covered too. A custom
+/// `before_acquire`/`after_release` hook set on a [`Pooling::Transaction`] replica's
+/// `ConnectOptions` is replaced.
+///
+/// # Example
 ///
 /// ```
 /// use rwsplit_sea_orm::{Pooling, Replica};
@@ -66,7 +79,8 @@ pub enum Pooling {
     /// CHARACTERISTICS AS TRANSACTION READ ONLY` on each new connection.
     Session,
     /// A transaction-pooling proxy (PgBouncer `pool_mode = transaction`): every statement in a
-    /// `BEGIN READ ONLY … COMMIT`, two extra round trips; no client-side statement cache.
+    /// `BEGIN READ ONLY … COMMIT` (one round trip more on the caller's path, the `COMMIT` after
+    /// release); no client-side statement cache.
     Transaction,
 }
 
@@ -86,7 +100,7 @@ impl Pooling {
     /// allows, and turns off the client-side statement cache in [`Pooling::Transaction`]:
     /// what the builder does to each replica's read pool, for pools you build yourself (for
     /// [`RoutedConnection::from_connections`](crate::RoutedConnection::from_connections)).
-    /// It replaces the sqlx hooks this mode uses (see the [module docs](self)).
+    /// It replaces the sqlx hooks this mode uses (see [`Pooling`]).
     ///
     /// ```no_run
     /// # async fn demo() -> Result<(), sea_orm::DbErr> {
@@ -139,8 +153,9 @@ pub(crate) fn prepare_options(opts: &mut ConnectOptions, backend: DbBackend, poo
         return;
     }
     // An idle connection the pool opened in advance would sit inside its transaction, holding a
-    // PgBouncer server connection, until first used.
-    opts.min_connections(0);
+    // PgBouncer server connection, until first used. And no ping before each use: the `BEGIN`
+    // that starts it is one (a connection that fails it is closed and another one used).
+    opts.min_connections(0).test_before_acquire(false);
     match backend {
         #[cfg(feature = "postgres")]
         DbBackend::Postgres => {

@@ -553,7 +553,17 @@ impl RoutedConfig {
 
     /// Checks the configuration ([`RoutedConfig::validate`]) and turns it into a builder, to
     /// add what data cannot say (rules, a classifier with extra write functions, automatic
-    /// failover) before [`connect`](RoutedConnectionBuilder::connect).
+    /// failover) before [`connect`](RoutedConnectionBuilder::connect). The router settings
+    /// become one [`RouterConfig`]; a later `.router(..)` replaces it whole, so to add rules
+    /// start from [`RoutedConfig::router_config`]:
+    ///
+    /// ```
+    /// # fn demo(config: rwsplit_sea_orm::RoutedConfig) -> rwsplit_sea_orm::Result<()> {
+    /// use rwsplit_sea_orm::TableRule;
+    /// let router = config.router_config().rule(TableRule::only_tagged(["events"], "analytics"));
+    /// let builder = config.into_builder()?.router(router);
+    /// # drop(builder); Ok(()) }
+    /// ```
     pub fn into_builder(self) -> Result<RoutedConnectionBuilder> {
         self.validate()?;
         let RoutedConfig { primary, replicas, pool, router, policy, monitor } = self;
@@ -572,23 +582,7 @@ impl RoutedConfig {
             b = b.replica(replica);
         }
 
-        let balancer = router.balancer.build();
-        let mut rc = match router.prefer_zone {
-            Some(zone) => RouterConfig::default().balancer(ZonePreference::new(zone, balancer)),
-            None => RouterConfig::default().balancer(balancer),
-        };
-        if let Some(p) = router.primary_reads {
-            rc = rc.primary_reads(p);
-        }
-        for tag in router.dedicated_tags {
-            rc = rc.dedicated_tag(tag);
-        }
-        if let Some(allow) = router.read_only_transactions_on_replicas {
-            rc = rc.read_only_transactions_on_replicas(allow);
-        }
-        if let Some(bound) = staleness(monitor.max_lag, monitor.max_lag_bytes) {
-            rc = rc.max_replica_lag(bound);
-        }
+        let rc = router_config(&router, &monitor);
         b = b.router(rc);
 
         if let Some(on) = policy.read_your_writes {
@@ -642,6 +636,13 @@ impl RoutedConfig {
         Ok(b.health_policy(health))
     }
 
+    /// The router this configuration describes: balancer (in a [`ZonePreference`] if
+    /// `prefer_zone` is set), primary reads, dedicated tags, read-only transactions, and the
+    /// monitor's `max_lag` as [`RouterConfig::max_replica_lag`].
+    pub fn router_config(&self) -> RouterConfig {
+        router_config(&self.router, &self.monitor)
+    }
+
     /// Checks the configuration and connects ([`RoutedConnectionBuilder::connect`]).
     pub async fn connect(self) -> Result<RoutedConnection> {
         self.into_builder()?.connect().await
@@ -672,6 +673,27 @@ impl RoutedConfig {
                 .collect::<BTreeMap<String, String>>(),
         )
     }
+}
+
+fn router_config(router: &RouterSettings, monitor: &MonitorSettings) -> RouterConfig {
+    let balancer = router.balancer.build();
+    let mut rc = match &router.prefer_zone {
+        Some(zone) => RouterConfig::default().balancer(ZonePreference::new(zone.clone(), balancer)),
+        None => RouterConfig::default().balancer(balancer),
+    };
+    if let Some(p) = router.primary_reads {
+        rc = rc.primary_reads(p);
+    }
+    for tag in &router.dedicated_tags {
+        rc = rc.dedicated_tag(tag.clone());
+    }
+    if let Some(allow) = router.read_only_transactions_on_replicas {
+        rc = rc.read_only_transactions_on_replicas(allow);
+    }
+    if let Some(bound) = staleness(monitor.max_lag, monitor.max_lag_bytes) {
+        rc = rc.max_replica_lag(bound);
+    }
+    rc
 }
 
 /// A staleness bound from a time and/or a byte bound.
