@@ -225,7 +225,7 @@ impl RoutedConnectionBuilder {
                 url: url.redacted().to_owned(),
                 reason: url.scrub(&e.to_string()),
             };
-            monitor_opts.push(opts.clone());
+            monitor_opts.push(crate::pooling::frame_monitor(opts.clone(), backend, pooling));
             opts.connect_lazy(true);
             with_acquire_timeout(&mut opts, self.policy.timeouts.acquire);
             // A writable pool too, lazy: it opens connections only if this node is promoted.

@@ -43,7 +43,8 @@ use sea_orm::{ConnectOptions, DbBackend};
 ///   `docs/ARCHITECTURE.md`, *PgBouncer*.
 ///
 ///   Prepared statements: the pools of such a node (reads, the writable pool used after a
-///   promotion, the monitor's) get `statement_cache_capacity(0)`, since a statement cached by
+///   promotion, the monitor's, which is framed the same way but read-write) get
+///   `statement_cache_capacity(0)`, since a statement cached by
 ///   the client would be missing on the next transaction's server connection. That alone is
 ///   not enough with sqlx 0.9: it still *names* every statement it prepares (`sqlx_s_<n>`,
 ///   counted per client connection; only queries marked non-persistent, which SeaORM never
@@ -55,7 +56,10 @@ use sea_orm::{ConnectOptions, DbBackend};
 ///   needs the transaction there.
 ///
 /// Streams, read-only transactions routed to the replica (`begin_with_config`) and
-/// read-your-writes catch-up waits run on the same pool, so they are covered too. A custom
+/// read-your-writes catch-up waits run on the same pool, so they are covered too. The replica's
+/// writable pool, used only if it is promoted, is not framed (a write must commit before its
+/// caller hears of it): like a primary, a promoted replica behind PgBouncer 1.18's transaction
+/// pooling is not usable with sqlx, whose named statements collide there. A custom
 /// `before_acquire`/`after_release` hook set on a [`Pooling::Transaction`] replica's
 /// `ConnectOptions` is replaced.
 ///
@@ -143,23 +147,51 @@ impl std::str::FromStr for Pooling {
     }
 }
 
-/// Options every pool of a node behind `pooling` needs, read-only or not (the replica's read
-/// pool, its writable pool, the monitor's): in transaction pooling, no client-side statement
-/// cache, nothing opened in advance, and every use of a connection one transaction that starts
-/// and ends without prepared statements on the server connection (see the module docs).
-/// [`make_read_only`] then makes the read pool's transactions read-only.
+/// Options every pool of a node behind `pooling` needs (the replica's read pool, its writable
+/// pool, the monitor's): in transaction pooling, no client-side statement cache and nothing
+/// opened in advance (see [`Pooling`]). [`make_read_only`] frames the read pool's statements,
+/// [`frame_monitor`] the monitor's; the writable pool is left unframed, since a write must be
+/// committed before its caller hears it succeeded, not in a release hook after.
 pub(crate) fn prepare_options(opts: &mut ConnectOptions, backend: DbBackend, pooling: Pooling) {
     if pooling != Pooling::Transaction {
         return;
     }
     // An idle connection the pool opened in advance would sit inside its transaction, holding a
-    // PgBouncer server connection, until first used. And no ping before each use: the `BEGIN`
-    // that starts it is one (a connection that fails it is closed and another one used).
-    opts.min_connections(0).test_before_acquire(false);
+    // PgBouncer server connection, until first used.
+    opts.min_connections(0);
     match backend {
         #[cfg(feature = "postgres")]
         DbBackend::Postgres => {
             opts.map_sqlx_postgres_opts(|o| o.statement_cache_capacity(0));
+        }
+        #[cfg(feature = "mysql")]
+        DbBackend::MySql => {
+            opts.map_sqlx_mysql_opts(|o| o.statement_cache_capacity(0));
+        }
+        _ => {}
+    }
+}
+
+/// The monitor's connection to a node behind transaction pooling: each probe statement in a
+/// read-write transaction framed like the read pool's (`BEGIN; DEALLOCATE ALL` … `COMMIT;
+/// DEALLOCATE ALL`), so its prepared statements neither hop server connections between parse and
+/// execute nor collide with other clients'. Read-write, so that failover's `pg_promote()` is
+/// not refused; `ALTER SYSTEM` cannot run in a transaction at all (use `admin_credentials`,
+/// whose connections are not framed, to a direct address).
+pub(crate) fn frame_monitor(
+    mut opts: ConnectOptions,
+    backend: DbBackend,
+    pooling: Pooling,
+) -> ConnectOptions {
+    if pooling != Pooling::Transaction {
+        return opts;
+    }
+    // No ping before each use: the `BEGIN` that starts it is one (a connection that fails it is
+    // closed and another one used).
+    opts.test_before_acquire(false);
+    match backend {
+        #[cfg(feature = "postgres")]
+        DbBackend::Postgres => {
             opts.map_sqlx_postgres_pool_opts(|o| {
                 o.after_connect(|conn, _| Box::pin(pg(conn, PG_BEGIN)))
                     .before_acquire(|conn, _| Box::pin(keep(pg(conn, PG_BEGIN))))
@@ -168,7 +200,6 @@ pub(crate) fn prepare_options(opts: &mut ConnectOptions, backend: DbBackend, poo
         }
         #[cfg(feature = "mysql")]
         DbBackend::MySql => {
-            opts.map_sqlx_mysql_opts(|o| o.statement_cache_capacity(0));
             opts.map_sqlx_mysql_pool_opts(|o| {
                 o.after_connect(|conn, _| Box::pin(my(conn, "START TRANSACTION")))
                     .before_acquire(|conn, _| Box::pin(keep(my(conn, "START TRANSACTION"))))
@@ -177,6 +208,7 @@ pub(crate) fn prepare_options(opts: &mut ConnectOptions, backend: DbBackend, poo
         }
         _ => {}
     }
+    opts
 }
 
 /// The start of every use of a pooled connection in transaction pooling, one round trip. sqlx
@@ -198,6 +230,8 @@ const PG_END: &str = "COMMIT; DEALLOCATE ALL";
 /// way `pooling` allows (see the module docs). For [`Pooling::Direct`] on PostgreSQL this
 /// replaces any `map_sqlx_postgres_opts` hook, otherwise any `map_sqlx_*_pool_opts` hook set on
 /// the replica's options.
+// Without a driver feature there is nothing to set.
+#[cfg_attr(not(any(feature = "postgres", feature = "mysql")), allow(unused_variables))]
 pub(crate) fn make_read_only(opts: &mut ConnectOptions, backend: DbBackend, pooling: Pooling) {
     match (backend, pooling) {
         #[cfg(feature = "postgres")]
@@ -214,6 +248,8 @@ pub(crate) fn make_read_only(opts: &mut ConnectOptions, backend: DbBackend, pool
         }
         #[cfg(feature = "postgres")]
         (DbBackend::Postgres, Pooling::Transaction) => {
+            // No ping before each use: the `BEGIN` is one.
+            opts.test_before_acquire(false);
             opts.map_sqlx_postgres_pool_opts(|o| {
                 o.after_connect(|conn, _| Box::pin(pg(conn, PG_BEGIN_READ_ONLY)))
                     .before_acquire(|conn, _| Box::pin(keep(pg(conn, PG_BEGIN_READ_ONLY))))
@@ -228,6 +264,7 @@ pub(crate) fn make_read_only(opts: &mut ConnectOptions, backend: DbBackend, pool
         }
         #[cfg(feature = "mysql")]
         (DbBackend::MySql, Pooling::Transaction) => {
+            opts.test_before_acquire(false);
             opts.map_sqlx_mysql_pool_opts(|o| {
                 o.after_connect(|conn, _| Box::pin(my(conn, "START TRANSACTION READ ONLY")))
                     .before_acquire(|conn, _| {
