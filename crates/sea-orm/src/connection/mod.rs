@@ -226,3 +226,6 @@ fn start_monitor(
         Some(on_probe),
     ))
 }
+
+#[cfg(test)]
+mod tests;
