@@ -23,10 +23,11 @@ use sea_orm::{
     QueryStream, Statement, StreamTrait, TransactionOptions, TransactionTrait,
 };
 
-use super::inner::{RoutedConnection, Scope, bump};
+use super::inner::{Ctx, RoutedConnection, Scope, bump};
 use crate::failure::{self, Failure};
 use crate::position::{self, Waited};
 use crate::route::Plan;
+use crate::telemetry::{self, Ryw};
 
 /// How often a read waiting on a replica checks whether the monitor has marked it down.
 const DOWN_CHECK: Duration = Duration::from_millis(50);
@@ -193,6 +194,24 @@ enum Attempt {
 }
 
 impl RoutedConnection {
+    /// The span one statement runs in (see [`telemetry`](crate::telemetry)): its node, route
+    /// reason and attempt number are recorded by [`attempt`](Self::attempt).
+    pub(super) fn statement_span(&self, sql: &str, ctx: &Ctx<'_>) -> tracing::Span {
+        let level = ctx.consistency.unwrap_or(&self.inner.policy.consistency);
+        tracing::info_span!(
+            target: "rwsplit",
+            "rwsplit.statement",
+            db.system.name = self.inner.system,
+            db.operation.name = telemetry::operation_name(sql),
+            server.address = tracing::field::Empty,
+            server.port = tracing::field::Empty,
+            rwsplit.route.reason = tracing::field::Empty,
+            rwsplit.consistency = telemetry::consistency_name(level),
+            rwsplit.node.role = tracing::field::Empty,
+            rwsplit.attempt = tracing::field::Empty,
+        )
+    }
+
     /// Runs `work` along `plan` (see the module docs); returns its output and the node that
     /// served it.
     pub(super) async fn attempt<W: Work>(
@@ -209,15 +228,28 @@ impl RoutedConnection {
         let budget = if write { 0 } else { usize::from(self.inner.policy.read_retries) };
         let mut candidates = plan.iter().skip(skip).take(budget + 1).peekable();
         let deadline = crate::deadline::current();
+        let span = tracing::Span::current();
+        span.record("rwsplit.route.reason", plan.reason());
+        let metrics = telemetry::Statement {
+            system: self.inner.system,
+            operation: telemetry::operation_name(work.sql()),
+        };
+        let primary = self.primary_index();
         let mut last_err = None;
         let mut tried = 0;
         while let Some(id) = candidates.next() {
             let last = candidates.peek().is_none();
             tried += 1;
             let node = &self.inner.nodes[id];
+            let on_primary = id == primary;
+            span.record("server.address", &*node.labels.address);
+            span.record("server.port", &*node.labels.port);
+            span.record("rwsplit.node.role", telemetry::role_name(on_primary));
+            span.record("rwsplit.attempt", tried);
             tracing::debug!(target: "rwsplit", node = %node.name, reason = plan.reason(), write, sql = %SqlHead(work.sql()), "route");
             let guard = self.inner.routing.start(id);
             let pool = if write || W::WRITER { &node.writer } else { &node.conn };
+            let started = Instant::now();
             let run = work.run(pool, last);
             // Reads are bounded (a hung replica keeps its port open); writes never are: one
             // abandoned mid-flight may still commit.
@@ -231,8 +263,11 @@ impl RoutedConnection {
             if let (Some(g), Ok(_)) = (guard, &result) {
                 g.finish(Instant::now());
             }
+            let elapsed = started.elapsed();
             match result {
                 Ok(out) => {
+                    metrics.attempt(&node.labels, on_primary, elapsed, None);
+                    metrics.served(&node.labels, on_primary, plan.reason(), write);
                     self.note_success(id, write);
                     if write {
                         match work.wrote() {
@@ -245,11 +280,13 @@ impl RoutedConnection {
                 }
                 Err(e) => {
                     let (e, failure) = self.note_attempt(id, e);
+                    metrics.attempt(&node.labels, on_primary, elapsed, Some(failure));
                     let out_of_time = deadline.is_some_and(|d| Instant::now() >= d);
                     if write || !failure.retryable() || last || out_of_time {
                         return Err(failure::named(e, failure, &node.name, write, tried));
                     }
                     tracing::info!(target: "rwsplit", node = %node.name, error = %e, "read failed, retrying on the next node");
+                    telemetry::retry(&node.labels);
                     self.inner.retries.fetch_add(1, Ordering::Relaxed);
                     last_err = Some(e);
                 }
@@ -272,18 +309,18 @@ impl RoutedConnection {
         bump(&self.inner.counters.waits);
         match position::wait_for(&node.conn, token, max).await {
             Ok(Waited::CaughtUp) => {
-                bump(&self.inner.counters.token_reads_on_replicas);
+                self.inner.counters.read_your_writes(Ryw::Waited);
                 true
             }
             Ok(Waited::TimedOut) => {
                 bump(&self.inner.counters.wait_timeouts);
-                bump(&self.inner.counters.token_reads_on_primary);
+                self.inner.counters.read_your_writes(Ryw::Primary);
                 tracing::debug!(target: "rwsplit", node = %node.name, ?max, "replica did not catch up in time: reading from the primary");
                 false
             }
             Err(e) => {
                 bump(&self.inner.counters.wait_timeouts);
-                bump(&self.inner.counters.token_reads_on_primary);
+                self.inner.counters.read_your_writes(Ryw::Primary);
                 self.note_failure(id, &e);
                 false
             }

@@ -4,15 +4,16 @@
 //! on this one.
 
 use std::fmt;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::Duration;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use rwsplit_core::{Classifier, Consistency, Dialect, Target};
 use sea_orm::{DatabaseConnection, DbBackend};
 
 use crate::causal::{Shared, TaskScopes};
 use crate::route::Routing;
+use crate::telemetry::{NodeLabels, Ryw};
 
 /// Routing policy switches.
 #[derive(Debug, Clone)]
@@ -67,11 +68,19 @@ pub(crate) struct Node {
     pub(crate) system_id: AtomicU64,
     /// Weight, zone and tags, for the router's balancers and rules.
     pub(crate) placement: crate::replica::Placement,
+    /// Its metric labels.
+    pub(crate) labels: NodeLabels,
+    /// Whether reads and writes share one pool (`conn` is `writer`).
+    pub(crate) one_pool: bool,
+    /// When it last answered a probe.
+    pub(crate) last_seen: Mutex<Option<Instant>>,
 }
 
 impl Node {
     pub(crate) fn new(name: String, conn: DatabaseConnection) -> Node {
-        Node::with_writer(name, conn.clone(), conn)
+        let mut node = Node::with_writer(name, conn.clone(), conn);
+        node.one_pool = true;
+        node
     }
 
     pub(crate) fn with_writer(
@@ -80,6 +89,7 @@ impl Node {
         writer: DatabaseConnection,
     ) -> Node {
         Node {
+            labels: NodeLabels::of(&name),
             name,
             conn,
             writer,
@@ -89,6 +99,8 @@ impl Node {
             pool_timeouts: AtomicU64::new(0),
             system_id: AtomicU64::new(0),
             placement: crate::replica::Placement::default(),
+            last_seen: Mutex::new(None),
+            one_pool: false,
         }
     }
 
@@ -109,6 +121,8 @@ pub(crate) struct Inner {
     /// Node 0 is the configured primary, nodes 1.. the replicas.
     pub(crate) nodes: Vec<Node>,
     pub(crate) backend: DbBackend,
+    /// `db.system.name`.
+    pub(crate) system: &'static str,
     pub(crate) dialect: Dialect,
     pub(crate) classifier: Classifier,
     pub(crate) policy: Policy,
@@ -135,6 +149,17 @@ pub(crate) struct Counters {
 
 pub(crate) fn bump(counter: &AtomicU64) {
     counter.fetch_add(1, Ordering::Relaxed);
+}
+
+impl Counters {
+    /// Where a read that had to see a write went: counted here and in the metrics.
+    pub(crate) fn read_your_writes(&self, outcome: Ryw) {
+        match outcome {
+            Ryw::Replica | Ryw::Waited => bump(&self.token_reads_on_replicas),
+            Ryw::Primary => bump(&self.token_reads_on_primary),
+        }
+        crate::telemetry::read_your_writes(outcome);
+    }
 }
 
 /// How one call is routed beyond its SQL: whose read-your-writes scope it uses, and per-call

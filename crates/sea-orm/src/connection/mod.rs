@@ -87,6 +87,7 @@ impl RoutedConnection {
             Inner {
                 nodes,
                 backend,
+                system: crate::telemetry::system_name(backend),
                 dialect,
                 classifier,
                 tasks: TaskScopes::default(),
@@ -207,16 +208,22 @@ fn start_monitor(
         DbBackend::MySql => Flavor::MariaDb,
         _ => return None,
     };
+    let weak_for_sampler = weak.clone();
     let weak = weak.clone();
     let on_probe: rwsplit_monitor::OnProbe = Arc::new(move |node, seen| {
         let Some(inner) = weak.upgrade() else { return };
-        if let Some(rwsplit_core::ReplayPosition::Postgres(p)) = seen.and_then(|o| o.position())
-            && let Some(n) = inner.nodes.get(node)
+        if let Some(n) = inner.nodes.get(node)
+            && let Some(seen) = seen
         {
-            n.system_id.store(p.system_id(), Ordering::Relaxed);
+            if let Some(rwsplit_core::ReplayPosition::Postgres(p)) = seen.position() {
+                n.system_id.store(p.system_id(), Ordering::Relaxed);
+            }
+            *n.last_seen.lock().unwrap_or_else(std::sync::PoisonError::into_inner) =
+                Some(Instant::now());
         }
         inner.tasks.sweep(Instant::now(), FOREIGN_TOKEN_TTL, |t| inner.routing.settled(t));
     });
+    spawn_sampler(weak_for_sampler, policy.monitor.interval_value());
     Some(Monitor::start(
         Arc::clone(state),
         connector,
@@ -225,6 +232,52 @@ fn start_monitor(
         policy.failover.clone(),
         Some(on_probe),
     ))
+}
+
+/// Sets the metric gauges of every node (health, role, lag, pools, in flight) every `every`,
+/// until the connection is dropped.
+fn spawn_sampler(weak: std::sync::Weak<Inner>, every: Duration) {
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(every.max(Duration::from_millis(100)));
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tick.tick().await;
+            let Some(inner) = weak.upgrade() else { return };
+            inner.sample_metrics(Instant::now());
+        }
+    });
+}
+
+impl Inner {
+    /// One round of the gauges.
+    fn sample_metrics(&self, now: Instant) {
+        let topo = self.routing.state().snapshot();
+        for (i, n) in self.nodes.iter().enumerate() {
+            let Some(view) = topo.node(node_id(i)) else { continue };
+            let lag = view.lag();
+            crate::telemetry::sample(
+                &crate::telemetry::NodeSample {
+                    labels: &n.labels,
+                    health: self.routing.health(i),
+                    fenced: self.routing.is_fenced(i),
+                    role: view.role(),
+                    lag_bytes: lag.bytes(),
+                    lag_time: lag.time(),
+                    last_seen: *n
+                        .last_seen
+                        .lock()
+                        .unwrap_or_else(std::sync::PoisonError::into_inner),
+                    in_flight: view.load().in_flight(),
+                    read_pool: (!n.one_pool).then_some(&n.conn),
+                    write_pool: &n.writer,
+                },
+                now,
+            );
+        }
+        if let Some(m) = &self.monitor {
+            crate::telemetry::promotions(m.promotions());
+        }
+    }
 }
 
 #[cfg(test)]

@@ -13,6 +13,7 @@ use sea_orm::{AccessMode, DbBackend, DbErr, IsolationLevel};
 
 use super::inner::{Ctx, RoutedConnection, SCOPE, Scope, bump};
 use crate::route::Plan;
+use crate::telemetry::Ryw;
 
 /// What a read needs from the primary's history.
 enum Need {
@@ -122,7 +123,7 @@ impl RoutedConnection {
         match self.read_need(scope, explicit_token, self.wait_of(ctx)).await {
             Need::Nothing => self.plan_ctx(&rc.with_consistency(level)),
             Need::Primary => {
-                bump(&self.inner.counters.token_reads_on_primary);
+                self.inner.counters.read_your_writes(Ryw::Primary);
                 let plan = self.plan_ctx(&rc.with_target(Target::Primary))?;
                 Ok(plan.with_reason("read right after a write"))
             }
@@ -142,7 +143,7 @@ impl RoutedConnection {
     ) -> Result<Plan, DbErr> {
         let wait = self.wait_of(ctx);
         if self.inner.routing.foreign(&token) {
-            bump(&self.inner.counters.token_reads_on_primary);
+            self.inner.counters.read_your_writes(Ryw::Primary);
             bump(&self.inner.counters.foreign_tokens);
             tracing::info!(target: "rwsplit", token = %token, "read-your-writes token is from another history than the primary's (a failover?): no replica can prove it has the write; reading from the primary");
             let plan = self.plan_ctx(&rc.with_target(Target::Primary))?;
@@ -161,9 +162,9 @@ impl RoutedConnection {
                     plan = plan.with_wait(token, max);
                 }
             }
-            RouteReason::NotCaughtUp => bump(&self.inner.counters.token_reads_on_primary),
-            _ if plan.on_primary() => bump(&self.inner.counters.token_reads_on_primary),
-            _ => bump(&self.inner.counters.token_reads_on_replicas),
+            RouteReason::NotCaughtUp => self.inner.counters.read_your_writes(Ryw::Primary),
+            _ if plan.on_primary() => self.inner.counters.read_your_writes(Ryw::Primary),
+            _ => self.inner.counters.read_your_writes(Ryw::Replica),
         }
         Ok(plan)
     }

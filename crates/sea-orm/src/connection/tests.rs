@@ -178,3 +178,136 @@ async fn fencing_an_unknown_node_names_the_known_ones() {
     let text = err.to_string();
     assert!(text.contains("db-9:5432/app") && text.contains("primary"), "{text}");
 }
+
+/// Every span's fields (and its parent's name) as they were when it closed.
+#[derive(Clone, Default)]
+struct Spans(std::sync::Arc<std::sync::Mutex<Vec<BTreeMap<String, String>>>>);
+
+struct Fields(BTreeMap<String, String>);
+
+impl tracing::field::Visit for Fields {
+    fn record_debug(&mut self, field: &tracing::field::Field, value: &dyn std::fmt::Debug) {
+        self.0.insert(field.name().to_owned(), format!("{value:?}").trim_matches('"').to_owned());
+    }
+}
+
+impl<S> tracing_subscriber::Layer<S> for Spans
+where
+    S: tracing::Subscriber + for<'a> tracing_subscriber::registry::LookupSpan<'a>,
+{
+    fn on_new_span(
+        &self,
+        attrs: &tracing::span::Attributes<'_>,
+        id: &tracing::span::Id,
+        ctx: tracing_subscriber::layer::Context<'_, S>,
+    ) {
+        let span = ctx.span(id).expect("the span exists");
+        let mut fields = Fields(BTreeMap::new());
+        fields.0.insert("name".into(), span.name().into());
+        if let Some(parent) = span.parent() {
+            fields.0.insert("parent".into(), parent.name().into());
+        }
+        attrs.record(&mut fields);
+        span.extensions_mut().insert(fields);
+    }
+
+    fn on_record(
+        &self,
+        id: &tracing::span::Id,
+        values: &tracing::span::Record<'_>,
+        ctx: tracing_subscriber::layer::Context<'_, S>,
+    ) {
+        let span = ctx.span(id).expect("the span exists");
+        if let Some(fields) = span.extensions_mut().get_mut::<Fields>() {
+            values.record(fields);
+        }
+    }
+
+    fn on_close(&self, id: tracing::span::Id, ctx: tracing_subscriber::layer::Context<'_, S>) {
+        let span = ctx.span(&id).expect("the span exists");
+        if let Some(fields) = span.extensions().get::<Fields>() {
+            self.0.lock().unwrap().push(fields.0.clone());
+        }
+    }
+}
+
+/// Runs `f` with a subscriber capturing spans; returns the `rwsplit.statement` spans.
+async fn statement_spans<F: std::future::Future<Output = ()>>(
+    f: F,
+) -> Vec<BTreeMap<String, String>> {
+    use tracing::Instrument;
+    use tracing_subscriber::layer::SubscriberExt;
+    let spans = Spans::default();
+    let subscriber = tracing_subscriber::registry().with(spans.clone());
+    let _guard = tracing::subscriber::set_default(subscriber);
+    f.instrument(tracing::info_span!("caller")).await;
+    let all = spans.0.lock().unwrap().clone();
+    all.into_iter().filter(|s| s["name"] == "rwsplit.statement").collect()
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn each_statement_runs_in_a_span_with_the_opentelemetry_fields() {
+    let db = routed(answering(), vec![answering()], 2);
+    let spans = statement_spans(async {
+        db.query_one_raw(select()).await.unwrap();
+    })
+    .await;
+    assert_eq!(spans.len(), 1, "{spans:?}");
+    let s = &spans[0];
+    assert_eq!(s["parent"], "caller", "a child of the caller's span");
+    assert_eq!(s["db.system.name"], "postgresql");
+    assert_eq!(s["db.operation.name"], "SELECT");
+    assert_eq!(s["server.address"], "replica 1", "mock nodes are named, not addressed");
+    assert_eq!(s["rwsplit.node.role"], "replica");
+    assert_eq!(s["rwsplit.attempt"], "1");
+    assert_eq!(s["rwsplit.consistency"], "eventual");
+    assert!(!s["rwsplit.route.reason"].is_empty(), "{s:?}");
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn a_read_that_moved_on_reports_its_last_attempt_and_node() {
+    let db = routed(answering(), vec![failing(broken())], 2);
+    let spans = statement_spans(async {
+        db.query_one_raw(select()).await.unwrap();
+        let begin = db.begin().await.unwrap();
+        begin.commit().await.unwrap();
+    })
+    .await;
+    assert_eq!(spans.len(), 2, "{spans:?}");
+    assert_eq!(spans[0]["rwsplit.attempt"], "2");
+    assert_eq!(spans[0]["rwsplit.node.role"], "primary");
+    assert_eq!(spans[0]["server.address"], "primary");
+    assert_eq!(spans[1]["db.operation.name"], "BEGIN");
+    assert_eq!(spans[1]["rwsplit.route.reason"], "transaction");
+}
+
+/// The process-wide Prometheus recorder of these tests (metrics are global).
+fn prometheus() -> &'static metrics_exporter_prometheus::PrometheusHandle {
+    static HANDLE: std::sync::OnceLock<metrics_exporter_prometheus::PrometheusHandle> =
+        std::sync::OnceLock::new();
+    HANDLE.get_or_init(|| {
+        metrics_exporter_prometheus::PrometheusBuilder::new()
+            .install_recorder()
+            .expect("no other recorder in the unit tests")
+    })
+}
+
+#[tokio::test]
+async fn statements_errors_retries_and_latencies_are_recorded() {
+    let handle = prometheus();
+    let db = routed(answering(), vec![failing(broken())], 2);
+    db.query_one_raw(select()).await.unwrap();
+    let insert = Statement::from_string(DbBackend::Postgres, "INSERT INTO t VALUES (1)");
+    db.execute_raw(insert).await.unwrap();
+    let text = handle.render();
+    for want in [
+        "rwsplit_statements{server_address=\"primary\",server_port=\"\",rwsplit_node_role=\"primary\"",
+        "rwsplit_access=\"write\"",
+        "rwsplit_errors{server_address=\"replica 1\",server_port=\"\",rwsplit_node_role=\"replica\",error_type=\"connection\"}",
+        "rwsplit_retries{server_address=\"replica 1\"",
+        "db_client_operation_duration",
+        "db_system_name=\"postgresql\",db_operation_name=\"INSERT\"",
+    ] {
+        assert!(text.contains(want), "missing `{want}` in:\n{text}");
+    }
+}

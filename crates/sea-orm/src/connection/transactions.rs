@@ -12,6 +12,8 @@ use sea_orm::{
     AccessMode, DatabaseTransaction, DbErr, IsolationLevel, TransactionError, TransactionOptions,
 };
 
+use tracing::Instrument;
+
 use super::attempt::Begin;
 use super::inner::{Ctx, RoutedConnection};
 use super::scopes::Outcome;
@@ -31,11 +33,16 @@ impl RoutedConnection {
     ) -> Result<(DatabaseTransaction, Option<usize>), DbErr> {
         options.isolation_level = isolation;
         options.access_mode = access;
-        let scope = self.scope_of(ctx);
-        let plan = self.plan_transaction(isolation, access, ctx, &scope).await?;
-        let writes = plan.access() == Access::Write;
-        let (txn, node) = self.attempt(&plan, Begin { options, unseen }, &scope).await?;
-        Ok((txn, writes.then_some(node)))
+        let span = self.statement_span("BEGIN", ctx);
+        async move {
+            let scope = self.scope_of(ctx);
+            let plan = self.plan_transaction(isolation, access, ctx, &scope).await?;
+            let writes = plan.access() == Access::Write;
+            let (txn, node) = self.attempt(&plan, Begin { options, unseen }, &scope).await?;
+            Ok((txn, writes.then_some(node)))
+        }
+        .instrument(span)
+        .await
     }
 
     /// Commits on `Ok`, rolls back on `Err`; a committed transaction on the primary records its
