@@ -5,6 +5,7 @@ mod axum_session;
 #[path = "../../examples/blog/mod.rs"]
 mod blog;
 mod faults;
+mod metrics;
 mod monitor_following;
 mod monitor_health;
 mod monitor_probes;

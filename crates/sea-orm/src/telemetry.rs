@@ -464,4 +464,44 @@ mod tests {
         let l = NodeLabels::of(name);
         assert_eq!((&*l.address, &*l.port), (address, port));
     }
+
+    #[test]
+    fn a_sample_sets_every_gauge_of_a_replica() {
+        let recorder = metrics_exporter_prometheus::PrometheusBuilder::new().build_recorder();
+        let handle = recorder.handle();
+        let pool = sea_orm::MockDatabase::new(DbBackend::Postgres).into_connection();
+        let now = Instant::now();
+        metrics::with_local_recorder(&recorder, || {
+            sample(
+                &NodeSample {
+                    labels: &NodeLabels::of("db-2:5432/app"),
+                    health: Health::Down,
+                    fenced: true,
+                    role: Role::Replica,
+                    lag_bytes: Some(4096),
+                    lag_time: Some(Duration::from_millis(1500)),
+                    last_seen: Some(now - Duration::from_secs(3)),
+                    in_flight: 2,
+                    read_pool: None,
+                    write_pool: &pool,
+                },
+                now,
+            );
+        });
+        let text = handle.render();
+        let node = "{server_address=\"db-2\",server_port=\"5432\"}";
+        for want in [
+            format!("rwsplit_node_health{node} 2"),
+            format!("rwsplit_node_fenced{node} 1"),
+            format!("rwsplit_node_primary{node} 0"),
+            format!("rwsplit_node_in_flight{node} 2"),
+            format!("rwsplit_replica_lag_bytes{node} 4096"),
+            format!("rwsplit_replica_lag_seconds{node} 1.5"),
+            format!("rwsplit_node_observation_age{node} 3"),
+            // A mock has no pool: every statement in flight counts as waiting for none.
+            format!("db_client_connection_pending_requests{node} 2"),
+        ] {
+            assert!(text.contains(&want), "missing `{want}` in:\n{text}");
+        }
+    }
 }

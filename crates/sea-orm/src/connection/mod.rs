@@ -238,7 +238,10 @@ fn start_monitor(
 /// until the connection is dropped.
 fn spawn_sampler(weak: std::sync::Weak<Inner>, every: Duration) {
     tokio::spawn(async move {
-        let mut tick = tokio::time::interval(every.max(Duration::from_millis(100)));
+        // The first round one period after the start: the connection is still being built
+        // when this task is spawned.
+        let every = every.max(Duration::from_millis(100));
+        let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tick.tick().await;
