@@ -96,7 +96,8 @@ async fn a_scrape_during_a_fault_shows_the_replica_go_down_and_come_back(#[case]
     .await;
     // The replica's lag is measured once the monitor has probed both nodes.
     until("the scrape to show the replica's lag", || async {
-        sample(&scrape(addr).await, "rwsplit_replica_lag_seconds", &node).is_some()
+        sample(&scrape(addr).await, "rwsplit_replica_lag_seconds", &node)
+            .is_some_and(|v: f64| !v.is_nan())
     })
     .await;
     let text = scrape(addr).await;

@@ -21,7 +21,7 @@
 //! | [`HEALTH`] | gauge | node | 0 up, 1 suspect, 2 down |
 //! | [`FENCED`] | gauge | node | 1 while fenced |
 //! | [`ROLE`] | gauge | node | 1 primary, 0 replica |
-//! | [`LAG_BYTES`], [`LAG_SECONDS`] | gauge | node | a replica's replication lag (absent while unknown) |
+//! | [`LAG_BYTES`], [`LAG_SECONDS`] | gauge | node | a replica's replication lag (NaN while unknown: down, replay stopped, MariaDB bytes) |
 //! | [`OBSERVATION_AGE`] | gauge (s) | node | since the node last answered a probe: how old its role, position and lag are |
 //! | [`CONNECTION_COUNT`] | gauge | node, `db.client.connection.pool.name`, `db.client.connection.state` (`idle`, `used`) | pooled connections |
 //! | [`CONNECTION_MAX`] | gauge | node, `db.client.connection.pool.name` | the pool's maximum size |
@@ -350,14 +350,12 @@ pub(crate) fn sample(s: &NodeSample<'_>, now: Instant) {
         gauge(OBSERVATION_AGE, now.saturating_duration_since(seen).as_secs_f64());
     }
     if s.role != Role::Primary {
-        // Precision is not a concern for a lag gauge.
+        // An unknown lag (the node does not answer, its replay is stopped) is NaN, not the
+        // last value: a stale 0 would claim a dead replica is caught up. Precision is not a
+        // concern for a lag gauge.
         #[allow(clippy::cast_precision_loss)]
-        if let Some(b) = s.lag_bytes {
-            gauge(LAG_BYTES, b as f64);
-        }
-        if let Some(t) = s.lag_time {
-            gauge(LAG_SECONDS, t.as_secs_f64());
-        }
+        gauge(LAG_BYTES, s.lag_bytes.map_or(f64::NAN, |b| b as f64));
+        gauge(LAG_SECONDS, s.lag_time.map_or(f64::NAN, |t| t.as_secs_f64()));
     }
     let mut used_total = 0u32;
     let pools = [(s.read_pool, &s.labels.read_pool), (Some(s.write_pool), &s.labels.write_pool)];
