@@ -783,9 +783,14 @@ impl PatroniCluster {
         };
         if let Some(pid) = m.patroni_pid() {
             process::send(pid, Signal::SIGTERM)?;
-            let gone = process::wait_gone(&[pid], Duration::from_secs(20)).is_empty();
-            if !gone {
-                tracing::warn!(member = name, "patroni ignored SIGTERM for 20 s; killing it");
+            let start = Instant::now();
+            // Polled without blocking the runtime: a clean stop takes 5-10 s.
+            while m.patroni_pid().is_some() {
+                if start.elapsed() > Duration::from_secs(20) {
+                    tracing::warn!(member = name, "patroni ignored SIGTERM for 20 s; killing it");
+                    break;
+                }
+                tokio::time::sleep(Duration::from_millis(50)).await;
             }
         }
         m.kill()?;
