@@ -16,8 +16,10 @@ use super::{Member, MemberRole, SourceError, TopologySource};
 ///
 /// ```no_run
 /// use rwsplit_monitor::{DnsSource, TopologySource};
+/// # #[allow(dead_code)]
 /// # async fn demo() -> Result<(), rwsplit_monitor::SourceError> {
 /// let replicas = DnsSource::new("db-replicas.internal:5432").members().await?;
+/// println!("{} replicas", replicas.len());
 /// # Ok(()) }
 /// ```
 #[derive(Debug, Clone)]

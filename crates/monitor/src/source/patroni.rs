@@ -31,6 +31,7 @@ const DEFAULT_PORT: u16 = 8008;
 ///
 /// ```no_run
 /// use rwsplit_monitor::{PatroniSource, TopologySource};
+/// # #[allow(dead_code)]
 /// # async fn demo() -> Result<(), rwsplit_monitor::SourceError> {
 /// let source = PatroniSource::new(["http://10.0.0.1:8008", "http://10.0.0.2:8008"])?;
 /// for m in source.members().await? {

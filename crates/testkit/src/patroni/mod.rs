@@ -409,8 +409,21 @@ impl PatroniMember {
     }
 }
 
-/// One etcd and Patroni-managed PostgreSQL members on loopback. See the [module
-/// docs](self) for the design.
+/// One etcd and Patroni-managed PostgreSQL members on loopback, from Debian's `patroni` and
+/// `etcd-server`.
+///
+/// A type of its own rather than a mode of [`Cluster`](crate::Cluster): a `Cluster` owns fixed
+/// roles and its controls (`promote`, `follow`, `restart`) change them behind the back of an
+/// HA manager, while here Patroni runs `initdb` and `pg_basebackup`, daemonizes the postmaster
+/// and decides who leads. So this type has an operator's controls (switchover, kill, add and
+/// remove members, tags, synchronous mode) and answers through Patroni's REST API.
+///
+/// Members run as the native backend's unprivileged server user when the testkit runs as
+/// root; each cluster has its own ports, scope, etcd and passwords. Dropping it SIGKILLs every
+/// Patroni, postmaster and etcd and deletes its directory, also when a test panics; a process
+/// that dies without unwinding leaves processes naming the directory, which
+/// [`crate::reap_orphans`] and [`PatroniState::destroy`] stop. URLs carry the application
+/// password and are handed out by method; `Debug` shows none.
 #[derive(Debug)]
 pub struct PatroniCluster {
     dir: PathBuf,
