@@ -10,6 +10,7 @@ mod monitor_following;
 mod monitor_health;
 mod monitor_probes;
 mod network_faults;
+mod patroni;
 mod sea_orm_consistency;
 mod sea_orm_dropin;
 mod sea_orm_hardening;

@@ -37,6 +37,12 @@ pub(crate) fn shared(db: DbKind) -> &'static Cluster {
     })
 }
 
+/// The guard for tests that start clusters of their own kind (Patroni): they run only under
+/// `cargo xtask itest`, which also reaps what a crashed test leaves below its directory.
+pub(crate) fn require_itest() {
+    let _ = state_path(DbKind::Postgres);
+}
+
 /// A private cluster for a test that crashes, hangs, lags or promotes nodes. It is stopped when
 /// dropped.
 pub(crate) async fn own_cluster(db: DbKind, name: &str, replicas: usize) -> Cluster {
