@@ -95,7 +95,7 @@ async fn show(addr: std::net::SocketAddr, when: &str) -> anyhow::Result<()> {
     s.read_to_string(&mut text).await?;
     println!("\n== /metrics, {when}");
     for line in text.lines().filter(|l| {
-        l.starts_with("rwsplit_statements{")
+        l.starts_with("db_client_operation_duration_count{")
             || l.starts_with("rwsplit_node_health{")
             || l.starts_with("rwsplit_replica_lag_seconds{")
             || l.starts_with("rwsplit_retries{")

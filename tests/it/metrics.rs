@@ -87,7 +87,8 @@ async fn a_scrape_during_a_fault_shows_the_replica_go_down_and_come_back(#[case]
         })
         .await
         .unwrap();
-        sample(&scrape(addr).await, "rwsplit_statements", &node).unwrap_or(0.0) > 0.0
+        sample(&scrape(addr).await, "db_client_operation_duration_count", &node).unwrap_or(0.0)
+            > 0.0
     })
     .await;
     until("the replica's health gauge to read up", || async {

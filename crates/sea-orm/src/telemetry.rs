@@ -12,8 +12,7 @@
 //!
 //! | name | kind | labels | what |
 //! | --- | --- | --- | --- |
-//! | [`OPERATION_DURATION`] | histogram (s) | node, `db.system.name`, `db.operation.name`, `rwsplit.node.role`, `error.type` on failure | each attempt's time on a node |
-//! | [`STATEMENTS`] | counter | node, `rwsplit.node.role`, `rwsplit.route.reason`, `rwsplit.access` | statements a node served, by why they went there |
+//! | [`OPERATION_DURATION`] | histogram (s) | node, `db.system.name`, `db.operation.name`, `rwsplit.node.role`, `rwsplit.route.reason`, `rwsplit.access`, `error.type` on failure | each attempt's time on a node; its count is the statements each node served, by why they went there |
 //! | [`ERRORS`] | counter | node, `rwsplit.node.role`, `error.type` | failed attempts, by class (`connection`, `backpressure`, `given_up`, `replica_refused`, `not_on_replica`, `read_only`, `statement`) |
 //! | [`RETRIES`] | counter | node | reads moved on from this node to the next candidate |
 //! | [`READ_YOUR_WRITES`] | counter | `outcome` (`replica`, `waited`, `primary`) | where reads that had to see a write went |
@@ -53,8 +52,6 @@ use crate::failure::Failure;
 
 /// Histogram, seconds: each attempt's time on a node (OpenTelemetry's name).
 pub const OPERATION_DURATION: &str = "db.client.operation.duration";
-/// Counter: statements a node served, by route reason and access.
-pub const STATEMENTS: &str = "rwsplit.statements";
 /// Counter: failed attempts on a node, by `error.type`.
 pub const ERRORS: &str = "rwsplit.errors";
 /// Counter: reads that failed on a node and moved on to the next candidate.
@@ -220,64 +217,52 @@ pub(crate) struct Statement {
 }
 
 impl Statement {
-    /// One attempt on a node ended.
+    /// One attempt on a node ended: one histogram sample (its count is the statements by node,
+    /// route reason and access), and on failure one error count.
     pub(crate) fn attempt(
         &self,
         node: &NodeLabels,
         primary: bool,
+        reason: &'static str,
+        write: bool,
         elapsed: Duration,
         failure: Option<Failure>,
     ) {
         let role = role_name(primary);
-        match failure {
-            None => metrics::histogram!(
+        let access = if write { "write" } else { "read" };
+        let Some(f) = failure else {
+            metrics::histogram!(
                 OPERATION_DURATION,
                 "db.system.name" => self.system,
                 "db.operation.name" => self.operation,
                 "server.address" => node.address.clone(),
                 "server.port" => node.port.clone(),
                 "rwsplit.node.role" => role,
+                "rwsplit.route.reason" => reason,
+                "rwsplit.access" => access,
             )
-            .record(elapsed.as_secs_f64()),
-            Some(f) => {
-                let kind = error_type(f);
-                metrics::histogram!(
-                    OPERATION_DURATION,
-                    "db.system.name" => self.system,
-                    "db.operation.name" => self.operation,
-                    "server.address" => node.address.clone(),
-                    "server.port" => node.port.clone(),
-                    "rwsplit.node.role" => role,
-                    "error.type" => kind,
-                )
-                .record(elapsed.as_secs_f64());
-                metrics::counter!(
-                    ERRORS,
-                    "server.address" => node.address.clone(),
-                    "server.port" => node.port.clone(),
-                    "rwsplit.node.role" => role,
-                    "error.type" => kind,
-                )
-                .increment(1);
-            }
-        }
-    }
-
-    /// A node served the statement.
-    pub(crate) fn served(
-        &self,
-        node: &NodeLabels,
-        primary: bool,
-        reason: &'static str,
-        write: bool,
-    ) {
-        metrics::counter!(
-            STATEMENTS,
+            .record(elapsed.as_secs_f64());
+            return;
+        };
+        let kind = error_type(f);
+        metrics::histogram!(
+            OPERATION_DURATION,
+            "db.system.name" => self.system,
+            "db.operation.name" => self.operation,
             "server.address" => node.address.clone(),
             "server.port" => node.port.clone(),
-            "rwsplit.node.role" => role_name(primary),
+            "rwsplit.node.role" => role,
             "rwsplit.route.reason" => reason,
-            "rwsplit.access" => if write { "write" } else { "read" },
+            "rwsplit.access" => access,
+            "error.type" => kind,
+        )
+        .record(elapsed.as_secs_f64());
+        metrics::counter!(
+            ERRORS,
+            "server.address" => node.address.clone(),
+            "server.port" => node.port.clone(),
+            "rwsplit.node.role" => role,
+            "error.type" => kind,
         )
         .increment(1);
     }

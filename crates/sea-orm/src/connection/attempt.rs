@@ -229,7 +229,9 @@ impl RoutedConnection {
         let mut candidates = plan.iter().skip(skip).take(budget + 1).peekable();
         let deadline = crate::deadline::current();
         let span = tracing::Span::current();
-        span.record("rwsplit.route.reason", plan.reason());
+        if !span.is_disabled() {
+            span.record("rwsplit.route.reason", plan.reason());
+        }
         let metrics = telemetry::Statement {
             system: self.inner.system,
             operation: telemetry::operation_name(work.sql()),
@@ -242,10 +244,12 @@ impl RoutedConnection {
             tried += 1;
             let node = &self.inner.nodes[id];
             let on_primary = id == primary;
-            span.record("server.address", &*node.labels.address);
-            span.record("server.port", &*node.labels.port);
-            span.record("rwsplit.node.role", telemetry::role_name(on_primary));
-            span.record("rwsplit.attempt", tried);
+            if !span.is_disabled() {
+                span.record("server.address", &*node.labels.address);
+                span.record("server.port", &*node.labels.port);
+                span.record("rwsplit.node.role", telemetry::role_name(on_primary));
+                span.record("rwsplit.attempt", tried);
+            }
             tracing::debug!(target: "rwsplit", node = %node.name, reason = plan.reason(), write, sql = %SqlHead(work.sql()), "route");
             let guard = self.inner.routing.start(id);
             let pool = if write || W::WRITER { &node.writer } else { &node.conn };
@@ -266,8 +270,7 @@ impl RoutedConnection {
             let elapsed = started.elapsed();
             match result {
                 Ok(out) => {
-                    metrics.attempt(&node.labels, on_primary, elapsed, None);
-                    metrics.served(&node.labels, on_primary, plan.reason(), write);
+                    metrics.attempt(&node.labels, on_primary, plan.reason(), write, elapsed, None);
                     self.note_success(id, write);
                     if write {
                         match work.wrote() {
@@ -280,7 +283,8 @@ impl RoutedConnection {
                 }
                 Err(e) => {
                     let (e, failure) = self.note_attempt(id, e);
-                    metrics.attempt(&node.labels, on_primary, elapsed, Some(failure));
+                    let f = Some(failure);
+                    metrics.attempt(&node.labels, on_primary, plan.reason(), write, elapsed, f);
                     let out_of_time = deadline.is_some_and(|d| Instant::now() >= d);
                     if write || !failure.retryable() || last || out_of_time {
                         return Err(failure::named(e, failure, &node.name, write, tried));

@@ -301,8 +301,7 @@ async fn statements_errors_retries_and_latencies_are_recorded() {
     db.execute_raw(insert).await.unwrap();
     let text = handle.render();
     for want in [
-        "rwsplit_statements{server_address=\"primary\",server_port=\"\",rwsplit_node_role=\"primary\"",
-        "rwsplit_access=\"write\"",
+        "server_address=\"primary\",server_port=\"\",rwsplit_node_role=\"primary\",rwsplit_route_reason=\"execute\",rwsplit_access=\"write\"",
         "rwsplit_errors{server_address=\"replica 1\",server_port=\"\",rwsplit_node_role=\"replica\",error_type=\"connection\"}",
         "rwsplit_retries{server_address=\"replica 1\"",
         "db_client_operation_duration",
