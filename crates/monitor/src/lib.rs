@@ -58,7 +58,7 @@ mod probe;
 mod product;
 mod state;
 
-pub use failover::AutoFailover;
+pub use failover::{AutoFailover, InvalidReplicationAddress, ReplicationAddress};
 pub use monitor::{Connector, Monitor, OnProbe, Purpose};
 pub use probe::{Flavor, MonitorConfig, Observation, ProbeConn, ProbeError, Row, lag, probe};
 pub use state::TopologyState;

@@ -239,10 +239,22 @@ async fn the_position_feed_moves_replicas_between_full_probes() {
     assert_eq!(probes_before, probes_after, "moved by the feed, not by a full probe");
 }
 
+/// Re-pointing follows the promoted node at its replication address when one is set (the
+/// replicas may not reach it where this process does), else at its name's host and port.
+#[rstest::rstest]
+#[case::at_the_name(None, "host=10.0.0.2 port=5432")]
+#[case::at_the_replication_address(Some("pg-3:5433"), "host=pg-3 port=5433")]
 #[tokio::test(start_paused = true)]
-async fn failover_promotes_the_most_advanced_replica_fences_and_repoints() {
+async fn failover_promotes_the_most_advanced_replica_fences_and_repoints(
+    #[case] address: Option<&str>,
+    #[case] conninfo: &str,
+) {
     let cluster = Cluster::new(&[0x300, 0x100, 0x200]);
-    let m = start(&cluster, Some(AutoFailover::default()));
+    let mut failover = AutoFailover::default();
+    if let Some(a) = address {
+        failover = failover.replication_address(2, a.parse().unwrap());
+    }
+    let m = start(&cluster, Some(failover));
     assert!(m.first_round(MS(100)).await);
     cluster.set(0, |n| n.mode = Mode::Refuse);
     cluster.set(1, |n| n.receiving = false);
@@ -251,8 +263,12 @@ async fn failover_promotes_the_most_advanced_replica_fences_and_repoints() {
     assert_eq!(m.promotions(), 1);
     assert!(cluster.executed_on(2).iter().any(|s| s.contains("pg_promote")));
     assert!(!cluster.executed_on(1).iter().any(|s| s.contains("pg_promote")));
-    assert!(cluster.executed_on(1).iter().any(|s| s.contains("ALTER SYSTEM SET primary_conninfo")
-        && s.contains("host=10.0.0.2 port=5432")));
+    assert!(
+        cluster
+            .executed_on(1)
+            .iter()
+            .any(|s| s.contains("ALTER SYSTEM SET primary_conninfo") && s.contains(conninfo))
+    );
     assert!(m.state().is_fenced(0));
     assert_eq!(m.state().primary_index(), Some(2));
     // The old primary comes back still claiming the role: fenced, so one primary remains.
