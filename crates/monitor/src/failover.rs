@@ -43,7 +43,8 @@ use crate::product::Product;
 ///    new primary, then `pg_reload_conf()` — the walreceiver follows the new timeline without a
 ///    restart. Both use the new primary's [replication address](AutoFailover::replication_address)
 ///    if one is set, else the host and port this process uses to reach it (from its name,
-///    `host:port/db`). Where the replicas reach a node by another address than the application
+///    `host:port/db`). Each replica gets up to three attempts (each bounded by five probe
+///    timeouts, at least 5 s). Where the replicas reach a node by another address than the application
 ///    does (NAT, published container ports, a proxy, a separate replication network), set each
 ///    node's replication address, or leave re-pointing to an HA manager
 ///    ([`AutoFailover::repoint_replicas`]`(false)`).
@@ -340,27 +341,37 @@ async fn promote<P: Product, K: Connector>(
     let repoint = shared.failover.config.as_ref().is_some_and(|c| c.repoint_replicas);
     let address = shared.failover.config.as_ref().and_then(|c| c.repoint_target(new, &name(new)));
     if repoint {
-        for (i, obs) in latest.iter().enumerate() {
-            if i == old || i == new || obs.is_none() || shared.state.is_fenced(i) {
+        // Each attempt bounded by five probe timeouts, at least 5 s (a loaded replica may take a
+        // while to stop its IO thread); a failed attempt is retried after a probe interval. A
+        // replica whose latest probe failed is tried too: it may only have been slow.
+        let bound = timeout.saturating_mul(5).max(REPOINT_MIN_BOUND);
+        let pause = shared.config.interval_value().min(REPOINT_MIN_BOUND);
+        for i in 0..latest.len() {
+            if i == old || i == new || shared.state.is_fenced(i) {
                 continue;
             }
             let Some((host, port)) = address.as_ref() else {
                 tracing::warn!(target: "rwsplit", node = %name(new), "the new primary's address is unknown: replicas not re-pointed");
                 break;
             };
-            let result = async {
-                let conn = open(&shared.connector, i, Purpose::Admin, timeout).await?;
-                P::repoint(&conn, &admin, host, *port).await
-            };
-            match tokio::time::timeout(timeout.saturating_mul(5), result).await {
-                Ok(Ok(())) => {
-                    tracing::info!(target: "rwsplit", node = %name(i), primary = %name(new), "re-pointed replica");
-                }
-                Ok(Err(e)) => {
-                    tracing::warn!(target: "rwsplit", node = %name(i), error = %e, "could not re-point replica");
-                }
-                Err(_) => {
-                    tracing::warn!(target: "rwsplit", node = %name(i), "re-pointing the replica timed out");
+            for attempt in 1..=REPOINT_ATTEMPTS {
+                let result = async {
+                    let conn = open(&shared.connector, i, Purpose::Admin, bound).await?;
+                    P::repoint(&conn, &admin, host, *port).await
+                };
+                let error = match tokio::time::timeout(bound, result).await {
+                    Ok(Ok(())) => {
+                        tracing::info!(target: "rwsplit", node = %name(i), primary = %name(new), "re-pointed replica");
+                        break;
+                    }
+                    Ok(Err(e)) => e,
+                    Err(_) => ProbeError::Timeout { after: bound },
+                };
+                if attempt == REPOINT_ATTEMPTS {
+                    tracing::warn!(target: "rwsplit", node = %name(i), error = %error, attempts = attempt, "could not re-point replica");
+                } else {
+                    tracing::info!(target: "rwsplit", node = %name(i), error = %error, attempt, "re-pointing the replica failed, retrying");
+                    tokio::time::sleep(pause).await;
                 }
             }
         }
@@ -453,6 +464,12 @@ impl FromStr for ReplicationAddress {
         Ok(ReplicationAddress { host: host.to_owned(), port })
     }
 }
+
+/// Attempts to re-point one replica at a promoted node.
+const REPOINT_ATTEMPTS: u32 = 3;
+
+/// The least time one re-pointing attempt is given.
+const REPOINT_MIN_BOUND: Duration = Duration::from_secs(5);
 
 /// `host:port/db` → (host, port). IPv6 hosts keep their brackets off.
 pub(crate) fn host_port(name: &str) -> Option<(String, u16)> {
