@@ -1,6 +1,8 @@
 //! Shared fixtures: the clusters `cargo xtask itest` started, private clusters for destructive
 //! tests, and small SQL helpers that work on PostgreSQL and MariaDB alike.
 
+pub(crate) mod load;
+
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 

@@ -63,7 +63,7 @@ mod product;
 mod source;
 mod state;
 
-pub use failover::AutoFailover;
+pub use failover::{AutoFailover, InvalidReplicationAddress, ReplicationAddress};
 pub use monitor::{Connector, Monitor, OnProbe, Purpose};
 pub use probe::{Flavor, MonitorConfig, Observation, ProbeConn, ProbeError, Row, lag, probe};
 pub use source::{

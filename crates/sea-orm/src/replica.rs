@@ -34,6 +34,8 @@ use sea_orm::ConnectOptions;
 pub struct Replica {
     pub(crate) options: ConnectOptions,
     pub(crate) placement: Placement,
+    /// Where the other nodes replicate it from (`host:port`), if not its URL's host and port.
+    pub(crate) replication_address: Option<String>,
 }
 
 /// Where a node stands for the router: weight, zone, tags.
@@ -53,7 +55,11 @@ impl Default for Placement {
 impl Replica {
     /// A replica at `options` (a URL or SeaORM `ConnectOptions`): weight 1, no zone, no tags.
     pub fn new(options: impl Into<ConnectOptions>) -> Replica {
-        Replica { options: options.into(), placement: Placement::default() }
+        Replica {
+            options: options.into(),
+            placement: Placement::default(),
+            replication_address: None,
+        }
     }
 
     /// Its share for [`WeightedRoundRobin`](crate::WeightedRoundRobin): a replica of weight 3
@@ -78,6 +84,20 @@ impl Replica {
     }
 }
 
+impl Replica {
+    /// Where the other nodes replicate from it, `host:port`, when that is not its URL's host
+    /// and port (the default): e.g. the application reaches it through NAT, a published
+    /// container port or a proxy, and the replicas over a network of their own.
+    /// [`AutoFailover`](crate::AutoFailover) re-points the other replicas at this address when
+    /// it promotes this replica. Checked by
+    /// [`connect`](crate::RoutedConnectionBuilder::connect) ([`Error::InvalidUrl`](crate::Error::InvalidUrl)
+    /// names the replica).
+    pub fn replication_address(mut self, address: impl Into<String>) -> Self {
+        self.replication_address = Some(address.into());
+        self
+    }
+}
+
 impl fmt::Debug for Replica {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         // SeaORM's `ConnectOptions` Debug prints the URL with its password: never use it.
@@ -86,6 +106,7 @@ impl fmt::Debug for Replica {
             .field("weight", &self.placement.weight)
             .field("zone", &self.placement.zone)
             .field("tags", &self.placement.tags)
+            .field("replication_address", &self.replication_address)
             .finish()
     }
 }
