@@ -158,7 +158,8 @@ impl RoutedConnectionBuilder {
     }
 
     /// When a replica leaves rotation and comes back: failure and recovery thresholds, ban
-    /// back-off (default 3 failures, 2 successes, 5 s doubling up to 5 min).
+    /// back-off (default 3 failures, 2 successes, bans of 5 s; a node that flaps is banned twice as
+    /// long each time, up to 5 min).
     pub fn health_policy(mut self, policy: HealthPolicy) -> Self {
         self.health = policy;
         self
