@@ -6,18 +6,17 @@
 //! after a write in the same task misses it.
 
 use std::collections::HashSet;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use rstest::rstest;
 use rwsplit_core::Staleness;
 use rwsplit_sea_orm::{
-    AutoFailover, Consistency, Health, HealthPolicy, MonitorConfig, RoutedConnection,
+    AutoFailover, Consistency, Health, HealthPolicy, MonitorConfig, Replica, RoutedConnection,
 };
 use rwsplit_testkit::{Cluster, DbKind, Node, TestDatabase};
-use sea_orm::{ConnectionTrait, Statement};
+use sea_orm::ConnectionTrait;
 
+use crate::support::load::{Load, LoadConfig, Seen, stmt};
 use crate::support::{own_cluster, until};
 
 const INTERVAL: Duration = Duration::from_millis(100);
@@ -26,131 +25,32 @@ const READ_TIMEOUT: Duration = Duration::from_millis(300);
 /// The freshness bound reads get in the lag test.
 const MAX_LAG: Duration = Duration::from_millis(500);
 
-/// What the application saw.
-#[derive(Debug, Default)]
-struct Seen {
-    reads_ok: u64,
-    reads_failed: u64,
-    read_errors: Vec<String>,
-    /// Acknowledged writes: id and when the acknowledgement arrived.
-    acked: Vec<(i64, Instant)>,
-    writes_failed: u64,
-    unclear_write_errors: Vec<String>,
-    ryw_checked: u64,
-    ryw_stale: u64,
-    ryw_failed: u64,
+/// The load every fault here runs through: the writer and two readers at the connection's
+/// own consistency, each write and read waited for as long as it takes.
+async fn load(db: &RoutedConnection, cluster: &Cluster, consistency: Consistency) -> Load {
+    let readers = vec![consistency; 2];
+    let config = LoadConfig { table: "f", readers, write_timeout: None, wait_for_progress: true };
+    Load::start(db, cluster, config).await
 }
 
-struct Load {
-    stop: Arc<AtomicBool>,
-    seen: Arc<Mutex<Seen>>,
-    tasks: Vec<tokio::task::JoinHandle<()>>,
-}
-
-fn stmt(db: &RoutedConnection, sql: String) -> Statement {
-    Statement::from_string(db.get_database_backend(), sql)
-}
-
-/// A write error is clear when the adapter says what happened and where (a node failure, the
-/// primary marked down, two primaries), rather than a bare driver error.
-fn clear(err: &str) -> bool {
-    err.contains("rwsplit:")
-}
-
-impl Load {
-    async fn start(db: &RoutedConnection, cluster: &Cluster) -> Load {
-        db.execute_unprepared("CREATE TABLE f (id BIGINT PRIMARY KEY, v VARCHAR(16))")
-            .await
-            .expect("the load's table");
-        // The readers are other tasks: they may read from a replica at once.
-        cluster.wait_caught_up(0, Duration::from_secs(10)).await.expect("replicas have the table");
-        let stop = Arc::new(AtomicBool::new(false));
-        let seen = Arc::new(Mutex::new(Seen::default()));
-        let mut tasks = Vec::new();
-        {
-            let (db, stop, seen) = (db.clone(), stop.clone(), seen.clone());
-            tasks.push(tokio::spawn(async move {
-                let mut id = 0_i64;
-                while !stop.load(Ordering::Relaxed) {
-                    id += 1;
-                    let sql = format!("INSERT INTO f (id, v) VALUES ({id}, 'x')");
-                    match db.execute_raw(stmt(&db, sql)).await {
-                        Ok(_) => {
-                            seen.lock().unwrap().acked.push((id, Instant::now()));
-                            // Read it back in the same task: it must be there.
-                            let check = format!("SELECT id FROM f WHERE id = {id}");
-                            let r = db.query_one_raw(stmt(&db, check)).await;
-                            let mut s = seen.lock().unwrap();
-                            s.ryw_checked += 1;
-                            match r {
-                                Ok(Some(_)) => {}
-                                Ok(None) => s.ryw_stale += 1,
-                                Err(_) => s.ryw_failed += 1,
-                            }
-                        }
-                        Err(e) => {
-                            let mut s = seen.lock().unwrap();
-                            s.writes_failed += 1;
-                            let text = e.to_string();
-                            if !clear(&text) && s.unclear_write_errors.len() < 5 {
-                                s.unclear_write_errors.push(text);
-                            }
-                        }
-                    }
-                    tokio::time::sleep(Duration::from_millis(3)).await;
-                }
-            }));
+/// A routed connection to `tdb`; with `failover`, automatic failover on, re-pointing the
+/// replicas at each node's replication address in `cluster` (on containers the application's
+/// `127.0.0.1:<port>` is not where the replicas reach a node).
+async fn routed(
+    tdb: &TestDatabase,
+    consistency: Consistency,
+    failover: Option<&Cluster>,
+) -> RoutedConnection {
+    let mut replicas: Vec<Replica> = tdb.replica_urls().into_iter().map(Replica::new).collect();
+    let mut b = RoutedConnection::builder().primary(tdb.primary_url());
+    if let Some(cluster) = failover {
+        b = b.primary_replication_address(cluster.primary().replication_address());
+        for (replica, node) in replicas.iter_mut().zip(cluster.replicas()) {
+            *replica = replica.clone().replication_address(node.replication_address());
         }
-        for _ in 0..2 {
-            let (db, stop, seen) = (db.clone(), stop.clone(), seen.clone());
-            tasks.push(tokio::spawn(async move {
-                while !stop.load(Ordering::Relaxed) {
-                    let r = db.query_one_raw(stmt(&db, "SELECT count(*) AS n FROM f".into())).await;
-                    {
-                        let mut s = seen.lock().unwrap();
-                        match r {
-                            Ok(_) => s.reads_ok += 1,
-                            Err(e) => {
-                                s.reads_failed += 1;
-                                if s.read_errors.len() < 5 {
-                                    s.read_errors.push(e.to_string());
-                                }
-                            }
-                        }
-                    }
-                    tokio::time::sleep(Duration::from_millis(2)).await;
-                }
-            }));
-        }
-        // Let the load run before the fault: at least 500 ms, and long enough that the figures
-        // stand for real traffic however busy the machine is (a fault that is handled fast
-        // leaves little time for traffic after it).
-        tokio::time::sleep(Duration::from_millis(500)).await;
-        until("the load to get going", || async {
-            let s = seen.lock().unwrap();
-            s.acked.len() > 50 && s.reads_ok > 100
-        })
-        .await;
-        Load { stop, seen, tasks }
     }
-
-    async fn finish(self) -> Seen {
-        self.stop.store(true, Ordering::Relaxed);
-        for t in self.tasks {
-            t.await.expect("a load task ends cleanly");
-        }
-        Arc::try_unwrap(self.seen).expect("no other owner").into_inner().unwrap()
-    }
-
-    fn last_ack(&self) -> Option<Instant> {
-        self.seen.lock().unwrap().acked.last().map(|a| a.1)
-    }
-}
-
-async fn routed(tdb: &TestDatabase, consistency: Consistency, failover: bool) -> RoutedConnection {
-    let mut b = RoutedConnection::builder()
-        .primary(tdb.primary_url())
-        .replicas(tdb.replica_urls())
+    let mut b = b
+        .replicas(replicas)
         .consistency(consistency)
         .monitor(
             MonitorConfig::default()
@@ -161,7 +61,7 @@ async fn routed(tdb: &TestDatabase, consistency: Consistency, failover: bool) ->
         .health_policy(HealthPolicy::default().ban_base(Duration::from_secs(1)))
         .replica_read_timeout(Some(READ_TIMEOUT))
         .acquire_timeout(Duration::from_secs(2));
-    if failover {
+    if failover.is_some() {
         // The MariaDB application user may not promote; the testkit's root may (no password).
         let cfg = AutoFailover::default().after_failures(2);
         let cfg = match tdb.primary_url().starts_with("mysql") {
@@ -258,11 +158,11 @@ async fn faults_replica_under_load(#[case] kind: DbKind, #[case] fault: ReplicaF
         ReplicaFault::Lag => Consistency::BoundedStaleness(Staleness::time(MAX_LAG)),
         _ => Consistency::Eventual,
     };
-    let db = routed(&tdb, consistency, false).await;
+    let db = routed(&tdb, consistency.clone(), None).await;
     let victim = &cluster.replicas()[0];
     let name = node_name(victim, &tdb);
     until("a healthy start", || async { health(&db, &name) == Some(Health::Up) }).await;
-    let load = Load::start(&db, &cluster).await;
+    let load = load(&db, &cluster, consistency).await;
 
     // Lag counts as excluding once it is beyond the bound or unknown: the router then sends
     // bounded reads elsewhere.
@@ -383,9 +283,9 @@ async fn durable_cluster(kind: DbKind, name: &str) -> Cluster {
 async fn faults_planned_switchover_under_load(#[case] kind: DbKind) {
     let cluster = durable_cluster(kind, "fswitch").await;
     let tdb = cluster.create_database("fswitch").await.unwrap();
-    let db = routed(&tdb, Consistency::Eventual, false).await;
+    let db = routed(&tdb, Consistency::Eventual, None).await;
     let old = node_name(cluster.primary(), &tdb);
-    let load = Load::start(&db, &cluster).await;
+    let load = load(&db, &cluster, Consistency::Eventual).await;
 
     // By hand, as an operator or HA manager would: stop the primary, promote a replica, point
     // the other replica at it.
@@ -470,9 +370,9 @@ async fn faults_primary_killed_with_auto_failover(#[case] kind: DbKind) {
         .try_init();
     let cluster = durable_cluster(kind, "fpromote").await;
     let tdb = cluster.create_database("fpromote").await.unwrap();
-    let db = routed(&tdb, Consistency::Eventual, true).await;
+    let db = routed(&tdb, Consistency::Eventual, Some(&cluster)).await;
     let old = node_name(cluster.primary(), &tdb);
-    let load = Load::start(&db, &cluster).await;
+    let load = load(&db, &cluster, Consistency::Eventual).await;
 
     cluster.primary().crash().unwrap();
     // From when the old primary is gone: any write acknowledged later was the new primary's.
@@ -582,4 +482,55 @@ async fn faults_hung_replica_without_a_statement_deadline() {
     );
     // Marked down after 3 failed probes of 100 ms + 300 ms each, then the read moves on.
     assert!(slowest < Duration::from_secs(4), "reads were held {slowest:?}");
+}
+
+/// A write in flight on a primary that freezes (SIGSTOP: its port stays open, nothing answers)
+/// returns once the monitor marks the primary down, with an error saying its outcome is
+/// unknown, instead of waiting for the kernel to give the connection up (about 15 minutes);
+/// the writer's scope becomes pending (the write may have committed): its next read first asks
+/// the primary for its position.
+#[rstest]
+#[case::postgres(DbKind::Postgres)]
+#[case::mariadb(DbKind::MariaDb)]
+#[tokio::test]
+async fn a_write_in_flight_on_a_frozen_primary_ends_when_the_primary_is_marked_down(
+    #[case] kind: DbKind,
+) {
+    let cluster = own_cluster(kind, "frozenw", 1).await;
+    let tdb = cluster.create_database("frozenw").await.unwrap();
+    let db = RoutedConnection::builder()
+        .primary(tdb.primary_url())
+        .replicas(tdb.replica_urls())
+        .monitor(MonitorConfig::default().interval(INTERVAL).timeout(PROBE_TIMEOUT))
+        .connect()
+        .await
+        .unwrap();
+    db.execute_unprepared("CREATE TABLE t (id INT)").await.unwrap();
+    // A pooled connection to the primary exists, so the write is sent on it, not refused.
+    db.execute_unprepared("INSERT INTO t VALUES (0)").await.unwrap();
+
+    cluster.primary().hang().unwrap();
+    let started = Instant::now();
+    let r = tokio::time::timeout(
+        Duration::from_secs(30),
+        db.execute_unprepared("INSERT INTO t VALUES (1)"),
+    )
+    .await;
+    let took = started.elapsed();
+    cluster.primary().unhang().unwrap();
+    let err = r.expect("the write returned before 30 s").expect_err("the write was given up");
+    let text = err.to_string();
+    eprintln!("{kind}: write on a frozen primary given up after {} ms: {text}", took.as_millis());
+    assert!(matches!(err, sea_orm::DbErr::Conn(_)), "{err:?}");
+    assert!(text.contains("outcome is unknown") && text.contains("not retried"), "{text}");
+    // 3 failed probes of 100 ms + 300 ms each mark it down.
+    assert!(took < Duration::from_secs(5), "the write was held {took:?}");
+    until("the primary back in rotation", || async { db.stats().primary().health() == Health::Up })
+        .await;
+    let captured = db.stats().read_your_writes().positions_captured;
+    db.query_all_raw(stmt(&db, "SELECT id FROM t".to_owned())).await.unwrap();
+    assert!(
+        db.stats().read_your_writes().positions_captured > captured,
+        "the read after an unknown write asked the primary for its position first"
+    );
 }

@@ -5,10 +5,12 @@ mod axum_session;
 #[path = "../../examples/blog/mod.rs"]
 mod blog;
 mod faults;
+mod metrics;
 mod monitor_following;
 mod monitor_health;
 mod monitor_probes;
 mod network_faults;
+mod patroni;
 mod sea_orm_consistency;
 mod sea_orm_dropin;
 mod sea_orm_hardening;

@@ -1,6 +1,8 @@
 //! Shared fixtures: the clusters `cargo xtask itest` started, private clusters for destructive
 //! tests, and small SQL helpers that work on PostgreSQL and MariaDB alike.
 
+pub(crate) mod load;
+
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
@@ -35,6 +37,12 @@ pub(crate) fn shared(db: DbKind) -> &'static Cluster {
         let state = ClusterState::load(path.as_ref()).expect("the itest cluster state is readable");
         Cluster::attach(&state).expect("the itest cluster can be attached")
     })
+}
+
+/// The guard for tests that start clusters of their own kind (Patroni): they run only under
+/// `cargo xtask itest`, which also reaps what a crashed test leaves below its directory.
+pub(crate) fn require_itest() {
+    let _ = state_path(DbKind::Postgres);
 }
 
 /// A private cluster for a test that crashes, hangs, lags or promotes nodes. It is stopped when

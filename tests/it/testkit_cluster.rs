@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use rstest::rstest;
-use rwsplit_testkit::DbKind;
+use rwsplit_testkit::{BackendKind, DbKind};
 use sqlx::Connection;
 
 use crate::support::{connect, count, eventually, exec, own_cluster, shared};
@@ -67,6 +67,18 @@ async fn every_node_reports_its_role(#[case] db: DbKind) {
         let s = r.status().await;
         assert_eq!(s.is_replica, Some(true));
         assert!(s.position.is_some());
+    }
+    // Where the others replicate each node from: its URL's host and port natively, its name on
+    // the replication network on containers (the application cannot reach that one).
+    for n in cluster.nodes() {
+        let expected = match cluster.backend() {
+            BackendKind::Native => format!("127.0.0.1:{}", n.port()),
+            _ => format!("{}:{}", n.name(), n.port()),
+        };
+        assert_eq!(n.replication_address(), expected);
+        if cluster.backend() == BackendKind::Native {
+            assert!(n.url().contains(&format!("@{expected}/")), "{}", n.url());
+        }
     }
 }
 

@@ -66,7 +66,7 @@ pub(crate) fn run(args: &CiArgs) -> anyhow::Result<()> {
         crate::soak::run(&crate::soak::SoakArgs::for_ci(locked))?;
         // The examples, each on its own throwaway cluster: the quickstart (the README's main
         // job) and the axum read-your-writes app, which fails on a stale read.
-        for example in ["quickstart", "axum_ryw"] {
+        for example in ["quickstart", "axum_ryw", "metrics"] {
             let mut run = crate::cargo();
             run.args(["run", "-q", "--example", example]);
             with_lock(&mut run);

@@ -253,3 +253,71 @@ fn health_belongs_to_the_monitor() {
     });
     assert!(hits.is_empty(), "layering:\n{}", hits.join("\n"));
 }
+
+/// The connection's modules are layered (`crates/sea-orm/src/connection/mod.rs` lists the
+/// order): a module imports (`super::x`) and calls functions of only the modules before it.
+#[test]
+fn connection_modules_are_layered() {
+    const ORDER: &[&str] =
+        &["inner", "scopes", "plan", "attempt", "statements", "transactions", "traits", "mod"];
+    // Names too common to attribute to one module, and SeaORM's trait methods (`traits`
+    // implements them for the routed handles; the modules below call them on the pools).
+    const SHARED: &[&str] = &[
+        "new",
+        "fmt",
+        "from",
+        "of",
+        "default",
+        "execute_raw",
+        "execute_unprepared",
+        "query_one_raw",
+        "query_all_raw",
+        "stream_raw",
+        "begin",
+        "begin_with_config",
+        "begin_with_options",
+        "transaction",
+        "transaction_with_config",
+        "get_database_backend",
+        "support_returning",
+    ];
+    let dir = crate::project_root().join("crates/sea-orm/src/connection");
+    let code_of = |name: &str| {
+        let text = std::fs::read_to_string(dir.join(format!("{name}.rs")))
+            .unwrap_or_else(|e| panic!("connection/{name}.rs: {e}"));
+        text.lines()
+            .map(|l| l.split("//").next().unwrap_or("").to_owned())
+            .collect::<Vec<_>>()
+            .join("\n")
+    };
+    let fns = |code: &str| -> Vec<String> {
+        code.split("fn ")
+            .skip(1)
+            .filter_map(|rest| {
+                let name: String =
+                    rest.chars().take_while(|c| c.is_alphanumeric() || *c == '_').collect();
+                (!name.is_empty() && !SHARED.contains(&name.as_str())).then_some(name)
+            })
+            .collect()
+    };
+    let codes: Vec<String> = ORDER.iter().map(|m| code_of(m)).collect();
+    let mut hits = Vec::new();
+    for (i, module) in ORDER.iter().enumerate() {
+        for (j, above) in ORDER.iter().enumerate().skip(i + 1) {
+            if codes[i].contains(&format!("super::{above}")) {
+                hits.push(format!("connection/{module}.rs imports `super::{above}`"));
+            }
+            for f in fns(&codes[j]) {
+                if fns(&codes[i]).contains(&f) {
+                    continue;
+                }
+                if codes[i].contains(&format!(".{f}(")) || codes[i].contains(&format!("::{f}(")) {
+                    hits.push(format!(
+                        "connection/{module}.rs calls `{f}` of connection/{above}.rs"
+                    ));
+                }
+            }
+        }
+    }
+    assert!(hits.is_empty(), "the connection's modules call upwards:\n{}", hits.join("\n"));
+}

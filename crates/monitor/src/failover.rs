@@ -1,6 +1,7 @@
 //! Opt-in automatic promotion, and fencing: see [`AutoFailover`].
 
 use std::fmt;
+use std::str::FromStr;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
@@ -40,8 +41,12 @@ use crate::product::Product;
 ///    MASTER_USE_GTID = slave_pos`; PostgreSQL (13+) `ALTER SYSTEM SET primary_conninfo` (the
 ///    standby's own conninfo with the new host and port) plus its replication slot created on the
 ///    new primary, then `pg_reload_conf()` — the walreceiver follows the new timeline without a
-///    restart. Both use the host and port this process uses to reach the new primary, so they
-///    must be reachable from the replicas too; otherwise leave re-pointing to an HA manager
+///    restart. Both use the new primary's [replication address](AutoFailover::replication_address)
+///    if one is set, else the host and port this process uses to reach it (from its name,
+///    `host:port/db`). Each replica gets up to three attempts (each bounded by five probe
+///    timeouts, at least 5 s). Where the replicas reach a node by another address than the application
+///    does (NAT, published container ports, a proxy, a separate replication network), set each
+///    node's replication address, or leave re-pointing to an HA manager
 ///    ([`AutoFailover::repoint_replicas`]`(false)`).
 ///
 /// Risks, in the order they bite: with asynchronous replication, writes the old primary
@@ -68,6 +73,8 @@ pub struct AutoFailover {
     admin: Option<(String, String)>,
     repoint_replicas: bool,
     retry_after: Duration,
+    /// By node index: where the other nodes replicate from it, when set.
+    addresses: Vec<Option<ReplicationAddress>>,
 }
 
 impl Default for AutoFailover {
@@ -80,6 +87,7 @@ impl Default for AutoFailover {
             admin: None,
             repoint_replicas: true,
             retry_after: Duration::from_secs(5),
+            addresses: Vec::new(),
         }
     }
 }
@@ -91,6 +99,7 @@ impl fmt::Debug for AutoFailover {
             .field("admin_user", &self.admin.as_ref().map(|(u, _)| u.as_str()))
             .field("repoint_replicas", &self.repoint_replicas)
             .field("retry_after", &self.retry_after)
+            .field("addresses", &self.addresses)
             .finish()
     }
 }
@@ -129,6 +138,48 @@ impl AutoFailover {
     pub fn retry_after(mut self, wait: Duration) -> Self {
         self.retry_after = wait;
         self
+    }
+
+    /// Where the other nodes replicate node `node` (its index in the topology: the adapter puts
+    /// the primary first, then the replicas in the order given) from, when that is not the host
+    /// and port of the node's name: re-pointing the replicas at a promoted node uses this
+    /// address. An index at or past [`MAX_NODES`](rwsplit_core::MAX_NODES) names no node and is
+    /// ignored.
+    ///
+    /// ```
+    /// use rwsplit_monitor::{AutoFailover, ReplicationAddress};
+    ///
+    /// let address: ReplicationAddress = "pg-2:5432".parse()?;
+    /// let failover = AutoFailover::default().replication_address(1, address.clone());
+    /// assert_eq!(failover.replication_address_of(1), Some(&address));
+    /// assert_eq!(failover.replication_address_of(0), None);
+    /// # Ok::<_, rwsplit_monitor::InvalidReplicationAddress>(())
+    /// ```
+    #[must_use]
+    pub fn replication_address(mut self, node: usize, address: ReplicationAddress) -> Self {
+        if node < rwsplit_core::MAX_NODES {
+            if self.addresses.len() <= node {
+                self.addresses.resize(node + 1, None);
+            }
+            if let Some(slot) = self.addresses.get_mut(node) {
+                *slot = Some(address);
+            }
+        }
+        self
+    }
+
+    /// Node `node`'s replication address, if one was set.
+    pub fn replication_address_of(&self, node: usize) -> Option<&ReplicationAddress> {
+        self.addresses.get(node).and_then(Option::as_ref)
+    }
+
+    /// Where the replicas are re-pointed to follow node `node`, named `name` (`host:port/db`):
+    /// its replication address, else the host and port of its name.
+    pub(crate) fn repoint_target(&self, node: usize, name: &str) -> Option<(String, u16)> {
+        match self.replication_address_of(node) {
+            Some(a) => Some((a.host.clone(), a.port)),
+            None => host_port(name),
+        }
     }
 
     /// Consecutive failed probes before promoting.
@@ -288,35 +339,137 @@ async fn promote<P: Product, K: Connector>(
     shared.state.observe(new, &seen, Instant::now().into_std());
     // 6. Re-point the others.
     let repoint = shared.failover.config.as_ref().is_some_and(|c| c.repoint_replicas);
-    let address = host_port(&name(new));
+    let address = shared.failover.config.as_ref().and_then(|c| c.repoint_target(new, &name(new)));
     if repoint {
-        for (i, obs) in latest.iter().enumerate() {
-            if i == old || i == new || obs.is_none() || shared.state.is_fenced(i) {
+        // Each attempt bounded by five probe timeouts, at least 5 s (a loaded replica may take a
+        // while to stop its IO thread); a failed attempt is retried after a probe interval. A
+        // replica whose latest probe failed is tried too: it may only have been slow.
+        let bound = timeout.saturating_mul(5).max(REPOINT_MIN_BOUND);
+        let pause = shared.config.interval_value().min(REPOINT_MIN_BOUND);
+        for i in 0..latest.len() {
+            if i == old || i == new || shared.state.is_fenced(i) {
                 continue;
             }
             let Some((host, port)) = address.as_ref() else {
                 tracing::warn!(target: "rwsplit", node = %name(new), "the new primary's address is unknown: replicas not re-pointed");
                 break;
             };
-            let result = async {
-                let conn = open(&shared.connector, i, Purpose::Admin, timeout).await?;
-                P::repoint(&conn, &admin, host, *port).await
-            };
-            match tokio::time::timeout(timeout.saturating_mul(5), result).await {
-                Ok(Ok(())) => {
-                    tracing::info!(target: "rwsplit", node = %name(i), primary = %name(new), "re-pointed replica");
-                }
-                Ok(Err(e)) => {
-                    tracing::warn!(target: "rwsplit", node = %name(i), error = %e, "could not re-point replica");
-                }
-                Err(_) => {
-                    tracing::warn!(target: "rwsplit", node = %name(i), "re-pointing the replica timed out");
+            for attempt in 1..=REPOINT_ATTEMPTS {
+                let result = async {
+                    let conn = open(&shared.connector, i, Purpose::Admin, bound).await?;
+                    P::repoint(&conn, &admin, host, *port).await
+                };
+                let error = match tokio::time::timeout(bound, result).await {
+                    Ok(Ok(())) => {
+                        tracing::info!(target: "rwsplit", node = %name(i), primary = %name(new), "re-pointed replica");
+                        break;
+                    }
+                    Ok(Err(e)) => e,
+                    Err(_) => ProbeError::Timeout { after: bound },
+                };
+                if attempt == REPOINT_ATTEMPTS {
+                    tracing::warn!(target: "rwsplit", node = %name(i), error = %error, attempts = attempt, "could not re-point replica");
+                } else {
+                    tracing::info!(target: "rwsplit", node = %name(i), error = %error, attempt, "re-pointing the replica failed, retrying");
+                    tokio::time::sleep(pause).await;
                 }
             }
         }
     }
     Ok(Some(new))
 }
+
+/// Where the other nodes replicate a node from: a host (a name, an IPv4 address or a bracketed
+/// IPv6 address) and a port, written `host:port`. Parsing refuses anything else, and any
+/// character that could leave a quoted SQL literal or a `primary_conninfo` value (whitespace,
+/// quotes, backslashes, control characters): it ends up in both.
+///
+/// ```
+/// use rwsplit_monitor::ReplicationAddress;
+///
+/// let a: ReplicationAddress = "[fd00::2]:5432".parse()?;
+/// assert_eq!((a.host(), a.port()), ("fd00::2", 5432));
+/// assert_eq!(a.to_string(), "[fd00::2]:5432");
+/// let err = "pg-2".parse::<ReplicationAddress>().unwrap_err();
+/// assert_eq!(err.to_string(), "replication address `pg-2` is not host:port: no port");
+/// # Ok::<_, rwsplit_monitor::InvalidReplicationAddress>(())
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct ReplicationAddress {
+    host: String,
+    port: u16,
+}
+
+impl ReplicationAddress {
+    /// The host (an IPv6 address without its brackets).
+    pub fn host(&self) -> &str {
+        &self.host
+    }
+
+    /// The port.
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+}
+
+impl fmt::Display for ReplicationAddress {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.host.contains(':') {
+            write!(f, "[{}]:{}", self.host, self.port)
+        } else {
+            write!(f, "{}:{}", self.host, self.port)
+        }
+    }
+}
+
+/// A [`ReplicationAddress`] that is not `host:port`.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("replication address `{address}` is not host:port: {reason}")]
+pub struct InvalidReplicationAddress {
+    address: String,
+    reason: &'static str,
+}
+
+impl FromStr for ReplicationAddress {
+    type Err = InvalidReplicationAddress;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let invalid = |reason| InvalidReplicationAddress {
+            // Shown in errors: bounded, and printable.
+            address: s.chars().take(100).flat_map(char::escape_default).collect(),
+            reason,
+        };
+        let (host, port) = s.rsplit_once(':').ok_or_else(|| invalid("no port"))?;
+        let port: u16 =
+            port.parse().map_err(|_| invalid("the port is not a number in 1..=65535"))?;
+        if port == 0 {
+            return Err(invalid("the port is not a number in 1..=65535"));
+        }
+        let host = match host.strip_prefix('[') {
+            Some(v6) => v6.strip_suffix(']').ok_or_else(|| invalid("an unclosed `[`"))?,
+            None if host.contains(':') => return Err(invalid("an IPv6 host needs brackets")),
+            None => host,
+        };
+        if host.is_empty() {
+            return Err(invalid("no host"));
+        }
+        let bad = |c: char| {
+            c.is_whitespace()
+                || c.is_control()
+                || matches!(c, '\'' | '"' | '\\' | '[' | ']' | '/' | '@')
+        };
+        if host.chars().any(bad) {
+            return Err(invalid("the host has a character no host name has"));
+        }
+        Ok(ReplicationAddress { host: host.to_owned(), port })
+    }
+}
+
+/// Attempts to re-point one replica at a promoted node.
+const REPOINT_ATTEMPTS: u32 = 3;
+
+/// The least time one re-pointing attempt is given.
+const REPOINT_MIN_BOUND: Duration = Duration::from_secs(5);
 
 /// `host:port/db` → (host, port). IPv6 hosts keep their brackets off.
 pub(crate) fn host_port(name: &str) -> Option<(String, u16)> {
@@ -336,6 +489,46 @@ mod tests {
         assert_eq!(host_port("127.0.0.1:5433/app"), Some(("127.0.0.1".into(), 5433)));
         assert_eq!(host_port("[::1]:5433/app"), Some(("::1".into(), 5433)));
         assert_eq!(host_port("db"), None);
+    }
+
+    #[rstest::rstest]
+    #[case("pg-2:5432", Ok(("pg-2", 5432)))]
+    #[case("10.0.0.3:3306", Ok(("10.0.0.3", 3306)))]
+    #[case("[::1]:5433", Ok(("::1", 5433)))]
+    #[case("pg-2", Err("no port"))]
+    #[case("pg-2:", Err("the port is not a number in 1..=65535"))]
+    #[case("pg-2:0", Err("the port is not a number in 1..=65535"))]
+    #[case("pg-2:70000", Err("the port is not a number in 1..=65535"))]
+    #[case(":5432", Err("no host"))]
+    #[case("::1:5432", Err("an IPv6 host needs brackets"))]
+    #[case("[::1:5432", Err("an unclosed `[`"))]
+    #[case("pg 2:5432", Err("the host has a character no host name has"))]
+    #[case("pg'2:5432", Err("the host has a character no host name has"))]
+    #[case("u@pg:5432", Err("the host has a character no host name has"))]
+    fn replication_addresses_parse_or_say_why_not(
+        #[case] text: &str,
+        #[case] expected: Result<(&str, u16), &str>,
+    ) {
+        let parsed = text.parse::<ReplicationAddress>();
+        match expected {
+            Ok((host, port)) => {
+                let a = parsed.unwrap();
+                assert_eq!((a.host(), a.port()), (host, port));
+                assert_eq!(a.to_string().parse::<ReplicationAddress>().unwrap(), a);
+            }
+            Err(reason) => assert_eq!(parsed.unwrap_err().reason, reason, "{text}"),
+        }
+    }
+
+    #[test]
+    fn repointing_uses_the_replication_address_else_the_name() {
+        let a: ReplicationAddress = "pg-3:5432".parse().unwrap();
+        let f = AutoFailover::default()
+            .replication_address(2, a)
+            .replication_address(usize::MAX, "x:1".parse().unwrap());
+        assert_eq!(f.repoint_target(2, "127.0.0.1:49153/app"), Some(("pg-3".into(), 5432)));
+        assert_eq!(f.repoint_target(1, "127.0.0.1:49152/app"), Some(("127.0.0.1".into(), 49152)));
+        assert_eq!(f.addresses.len(), 3, "an index past MAX_NODES is ignored");
     }
 
     #[test]

@@ -12,6 +12,9 @@
 //! - [`Monitor`]: a probe loop per node on the monitor's **own** connections (opened through a
 //!   [`Connector`]), never the application's pools, plus a cheap replay-position feed between
 //!   full probes; optional [`AutoFailover`].
+//! - Topology sources ([`TopologySource`]): where the set of nodes comes from — the static
+//!   configuration, a Patroni cluster's REST API, or a DNS name — and [`watch`], which polls
+//!   one and publishes each change of the member set.
 //!
 //! Each product's SQL sits behind one internal seam (one implementation per product, chosen
 //! once by [`Flavor`]); this crate names no driver: it talks SQL through the small
@@ -46,8 +49,9 @@
 //!
 //! # Layering
 //!
-//! Depends on `rwsplit-core` (positions, roles, lag, health, topology) and `tokio` (timers,
-//! tasks); never on SeaORM or a driver. The adapter asks it; it never asks the adapter.
+//! Depends on `rwsplit-core` (positions, roles, lag, health, topology), `tokio` (timers,
+//! tasks, TCP, name resolution), and, for [`PatroniSource`], hyper's HTTP/1.1 client and
+//! `serde_json`; never on SeaORM or a driver. The adapter asks it; it never asks the adapter.
 #![cfg_attr(docsrs, feature(doc_cfg))]
 #![doc(test(attr(deny(warnings))))]
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used, clippy::print_stdout))]
@@ -56,9 +60,14 @@ mod failover;
 mod monitor;
 mod probe;
 mod product;
+mod source;
 mod state;
 
-pub use failover::AutoFailover;
+pub use failover::{AutoFailover, InvalidReplicationAddress, ReplicationAddress};
 pub use monitor::{Connector, Monitor, OnProbe, Purpose};
 pub use probe::{Flavor, MonitorConfig, Observation, ProbeConn, ProbeError, Row, lag, probe};
+pub use source::{
+    DnsSource, Member, MemberDiff, MemberRole, MemberSet, MemberState, MemberTags, PatroniSource,
+    SourceError, SourceWatch, StaticSource, TopologySource, diff, watch,
+};
 pub use state::TopologyState;

@@ -93,7 +93,7 @@ pub type OnProbe = Arc<dyn Fn(usize, Option<&Observation>) + Send + Sync>;
 /// by the probe timeout), and hands the result to the state at once, so a hung node never
 /// delays what the others report. A probe that fails drops its connection (a timed-out one may
 /// be stuck behind a frozen server) and the next probe opens a new one. Between full probes a
-/// replica's replay position is read every
+/// replica's replay position, and the primary's written position, are read every
 /// [`position_interval`](MonitorConfig::position_interval). After a failed probe of the primary,
 /// [`AutoFailover`] (if configured) may promote a replica.
 #[derive(Debug)]
@@ -247,9 +247,7 @@ async fn node_loop<P: Product, K: Connector>(shared: Arc<Shared<K>>, node: usize
         }
         let next = saturating_after(now, config.pause(round));
         round = round.wrapping_add(1);
-        if let (Ok(obs), Some(c)) = (&result, conn.as_ref())
-            && obs.role() == Role::Replica
-        {
+        if let (Ok(obs), Some(c)) = (&result, conn.as_ref()) {
             let every = config.position_interval_value();
             feed_positions::<P, K::Conn>(&shared.state, c, node, obs, every, next).await;
         }
@@ -264,9 +262,10 @@ fn saturating_after(now: Instant, d: Duration) -> Instant {
     now.checked_add(d).or_else(|| now.checked_add(FOREVER)).unwrap_or(now)
 }
 
-/// The position feed until `until`: a replica's replay position every position interval. Stops
-/// at the first failure, non-replica answer or read still unanswered at `until` (the next full
-/// probe decides what happened).
+/// The position feed until `until`: every position interval, a replica's replay position or
+/// the primary's written position (the primary's samples date from when the query was sent:
+/// the earliest it can have been there). Stops at the first failure, answer for another role or
+/// read still unanswered at `until` (the next full probe decides what happened).
 async fn feed_positions<P: Product, C: ProbeConn>(
     state: &TopologyState,
     conn: &C,
@@ -286,8 +285,12 @@ async fn feed_positions<P: Product, C: ProbeConn>(
         tokio::time::sleep_until(at).await;
         // A feed read never delays the next full probe: a node that stops answering here is
         // judged by that probe, on time.
+        let sent = Instant::now();
         match tokio::time::timeout_at(until, P::replay_position(conn, last)).await {
-            Ok(Ok(Some(position))) => state.observe_position(node, position),
+            Ok(Ok(Some(position))) => {
+                let at = if last.role() == Role::Primary { sent } else { Instant::now() };
+                state.observe_position(node, position, at.into_std());
+            }
             _ => return,
         }
     }

@@ -1,8 +1,8 @@
 //! The topology state machine: what the monitor knows of every node, and the snapshots it
 //! publishes for the router.
 //!
-//! Inputs are probe results ([`TopologyState::observe`]), replay positions from the position
-//! feed ([`TopologyState::observe_position`]), failures and successes that statements saw
+//! Inputs are probe results ([`TopologyState::observe`]), positions from the position feed
+//! ([`TopologyState::observe_position`]), failures and successes that statements saw
 //! ([`TopologyState::record_failure`], [`TopologyState::record_success`]) and fencing. Every
 //! input takes the instant it happened as a parameter, so tests drive the machine with
 //! controlled time. The output is an immutable [`Topology`] snapshot in a [`SharedTopology`]:
@@ -20,6 +20,10 @@ use rwsplit_core::{
 };
 
 use crate::probe::{Observation, ProbeError};
+
+mod history;
+
+use history::History;
 
 /// One node's state beside its place in the snapshot.
 #[derive(Debug)]
@@ -50,7 +54,13 @@ struct NodeState {
 /// - **Fencing**: a fenced node is out of rotation for reads and writes and its claim to the
 ///   primary role is ignored, whatever it reports, until it is unfenced.
 /// - **Lag** of a replica is measured against the one reachable primary's latest observation
-///   ([`lag`](crate::lag)); unknown without exactly one.
+///   ([`lag`](crate::lag)); unknown without exactly one. Its time is the larger of what the
+///   server reports and an estimate from positions alone: how long ago the primary was last
+///   seen at a position the replica has replayed (a bounded history of the primary's positions,
+///   sampled by its probes and position feed). The estimate catches a replica whose link was
+///   cut silently while the server still reports no delay (MariaDB's `Seconds_Behind_Master`
+///   until `slave_net_timeout`). Replicas' lag moves with the position feed, not only with full
+///   probes.
 ///
 /// ```
 /// use std::time::{Duration, Instant};
@@ -77,6 +87,10 @@ pub struct TopologyState {
     /// Serialises load-modify-store of the snapshot, so concurrent changes on two nodes cannot
     /// lose one another.
     publish: Mutex<()>,
+    /// The primary's recent positions, for replicas' time lag.
+    history: Mutex<History>,
+    /// The latest instant an input carried (for a rebuild that has none of its own: fencing).
+    clock: Mutex<Option<Instant>>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -99,7 +113,13 @@ impl TopologyState {
                 refused: AtomicBool::new(false),
             })
             .collect();
-        TopologyState { topology: SharedTopology::new(topology), nodes, publish: Mutex::new(()) }
+        TopologyState {
+            topology: SharedTopology::new(topology),
+            nodes,
+            publish: Mutex::new(()),
+            history: Mutex::new(History::default()),
+            clock: Mutex::new(None),
+        }
     }
 
     /// The current snapshot (lock-free).
@@ -222,32 +242,116 @@ impl TopologyState {
             }
         };
         *lock(&n.latest) = result.as_ref().ok().cloned();
-        self.rebuild();
+        if let Ok(obs) = result
+            && obs.role() == Role::Primary
+            && !self.is_fenced(node)
+            && let Some(position) = obs.position()
+        {
+            // Sampled when the probe was sent: the earliest the primary can have been there.
+            let sent = now.checked_sub(obs.latency()).unwrap_or(now);
+            lock(&self.history).record(node, position, sent);
+        }
+        self.rebuild(Some(now));
         failures
     }
 
-    /// A replica's replay position from the position feed: the snapshot's position moves, its
-    /// role and lag wait for the next full probe. Ignored unless the node's latest probe saw a
-    /// replica.
-    pub fn observe_position(&self, node: usize, position: ReplayPosition) {
+    /// A position from the position feed at `now`: a replica's replay position, or the
+    /// primary's written position (taken when the feed sent its query). The snapshot's position
+    /// moves; a replica's lag is recomputed against the primary's latest position (and the
+    /// primary's history, so the lag of a replica that stopped grows while the primary moves on);
+    /// roles wait for the next full probe. Ignored unless the node's latest probe saw the same
+    /// role the position is for (a replica, or the primary, unfenced).
+    pub fn observe_position(&self, node: usize, position: ReplayPosition, now: Instant) {
         let Some(n) = self.nodes.get(node) else { return };
-        {
+        self.tick(now);
+        let (moved, replica) = {
             let mut latest = lock(&n.latest);
-            match latest.as_mut() {
-                Some(obs) if obs.role() == Role::Replica => {
-                    if obs.position() == Some(&position) {
-                        return;
-                    }
-                    obs.position = Some(position.clone());
+            let Some(obs) = latest.as_mut() else { return };
+            let moved = obs.position() != Some(&position);
+            if moved {
+                obs.position = Some(position.clone());
+            }
+            let replica = (obs.role() == Role::Replica).then(|| obs.clone());
+            (moved, replica)
+        };
+        match replica {
+            None if self.is_fenced(node) => {}
+            None => {
+                lock(&self.history).record(node, &position, now);
+                if moved {
+                    self.republish(|i, n| {
+                        (i == node).then(|| n.to_builder().position(position.clone()))
+                    });
                 }
-                _ => return,
+            }
+            Some(obs) => {
+                let lag = match self.primary() {
+                    Some((p, p_obs)) => self.with_history(crate::lag(&p_obs, &obs), p, &obs, now),
+                    None => Lag::unknown(),
+                };
+                let lag_moved = self.snapshot().node(node_id(node)).is_none_or(|n| n.lag() != lag);
+                if moved || lag_moved {
+                    self.republish(|i, n| {
+                        (i == node).then(|| n.to_builder().position(position.clone()).lag(lag))
+                    });
+                }
             }
         }
-        self.republish(|i, n| (i == node).then(|| n.to_builder().position(position.clone())));
     }
 
-    /// Roles and lag from every node's latest observation.
-    fn rebuild(&self) {
+    /// Moves the state's clock to `now` if that is later.
+    fn tick(&self, now: Instant) {
+        let mut clock = lock(&self.clock);
+        if clock.is_none_or(|c| c < now) {
+            *clock = Some(now);
+        }
+    }
+
+    /// The one unfenced node whose latest probe saw a primary, with that observation.
+    fn primary(&self) -> Option<(usize, Observation)> {
+        let mut found = None;
+        for (i, n) in self.nodes.iter().enumerate() {
+            if self.is_fenced(i) {
+                continue;
+            }
+            let latest = lock(&n.latest);
+            if let Some(obs) = latest.as_ref().filter(|o| o.role() == Role::Primary) {
+                if found.is_some() {
+                    return None;
+                }
+                found = Some((i, obs.clone()));
+            }
+        }
+        found
+    }
+
+    /// `server`'s time lag, or the history's estimate for `replica` against primary `primary`
+    /// at `now` if that is larger. Unknown stays unknown.
+    fn with_history(
+        &self,
+        server: Lag,
+        primary: usize,
+        replica: &Observation,
+        now: Instant,
+    ) -> Lag {
+        let Some(time) = server.time() else { return server };
+        let history = lock(&self.history);
+        if history.node() != Some(primary) {
+            return server;
+        }
+        match replica.position().and_then(|r| history.lag(r, now)) {
+            Some(estimate) if estimate > time => Lag::new(server.bytes(), Some(estimate)),
+            _ => server,
+        }
+    }
+
+    /// Roles and lag from every node's latest observation, at `now` (else the latest instant
+    /// an input carried).
+    fn rebuild(&self, now: Option<Instant>) {
+        if let Some(now) = now {
+            self.tick(now);
+        }
+        let now = *lock(&self.clock);
         let latest = self.latest();
         let primaries: Vec<usize> = latest
             .iter()
@@ -258,7 +362,7 @@ impl TopologyState {
             .map(|(i, _)| i)
             .collect();
         let primary_obs = match primaries.as_slice() {
-            [p] => latest.get(*p).and_then(Option::as_ref),
+            [p] => latest.get(*p).and_then(Option::as_ref).map(|o| (*p, o)),
             _ => None,
         };
         self.republish(|i, n| {
@@ -267,7 +371,13 @@ impl TopologyState {
                 Some(obs) => {
                     let lag = match (obs.role(), primary_obs) {
                         (Role::Primary, _) => Lag::zero(),
-                        (Role::Replica, Some(p)) => crate::lag(p, obs),
+                        (Role::Replica, Some((p, p_obs))) => {
+                            let server = crate::lag(p_obs, obs);
+                            match now {
+                                Some(now) => self.with_history(server, p, obs, now),
+                                None => server,
+                            }
+                        }
                         (Role::Replica, None) => Lag::unknown(),
                     };
                     b.role(obs.role()).position(obs.position().cloned()).lag(lag)
@@ -293,7 +403,7 @@ impl TopologyState {
         let Some(n) = self.nodes.get(node) else { return false };
         let changed = n.fenced.swap(fenced, Ordering::Relaxed) != fenced;
         if changed {
-            self.rebuild();
+            self.rebuild(None);
         }
         changed
     }

@@ -4,6 +4,7 @@
 use std::time::Duration;
 
 use rwsplit_core::{Classifier, HealthPolicy, RouterConfig};
+use rwsplit_monitor::{InvalidReplicationAddress, ReplicationAddress};
 use sea_orm::{ConnectOptions, Database, DatabaseConnection, DbErr};
 
 use crate::connection::{Node, Policy, RoutedConnection};
@@ -36,6 +37,8 @@ use crate::replica::Replica;
 #[must_use]
 pub struct RoutedConnectionBuilder {
     primary: Option<ConnectOptions>,
+    /// Where the replicas replicate the primary from, if not its URL's host and port.
+    primary_replication_address: Option<String>,
     replicas: Vec<Replica>,
     pub(crate) policy: Policy,
     classifier: Classifier,
@@ -49,6 +52,7 @@ impl std::fmt::Debug for RoutedConnectionBuilder {
         let url = |o: &ConnectOptions| crate::redact::node_name_redacted(o.get_url());
         f.debug_struct("RoutedConnectionBuilder")
             .field("primary", &self.primary.as_ref().map(url))
+            .field("primary_replication_address", &self.primary_replication_address)
             .field("replicas", &self.replicas)
             .field("policy", &self.policy)
             .field("router", &self.router)
@@ -62,6 +66,14 @@ impl RoutedConnectionBuilder {
     /// see recent writes go here.
     pub fn primary(mut self, options: impl Into<ConnectOptions>) -> Self {
         self.primary = Some(options.into());
+        self
+    }
+
+    /// Where the replicas replicate the primary from, `host:port`, when that is not its URL's
+    /// host and port; see [`Replica::replication_address`]. Used by
+    /// [`AutoFailover`](crate::AutoFailover) if this node is promoted again after a failover.
+    pub fn primary_replication_address(mut self, address: impl Into<String>) -> Self {
+        self.primary_replication_address = Some(address.into());
         self
     }
 
@@ -146,7 +158,8 @@ impl RoutedConnectionBuilder {
     }
 
     /// When a replica leaves rotation and comes back: failure and recovery thresholds, ban
-    /// back-off (default 3 failures, 2 successes, 5 s doubling up to 5 min).
+    /// back-off (default 3 failures, 2 successes, bans of 5 s; a node that flaps is banned twice as
+    /// long each time, up to 5 min).
     pub fn health_policy(mut self, policy: HealthPolicy) -> Self {
         self.health = policy;
         self
@@ -175,7 +188,7 @@ impl RoutedConnectionBuilder {
     /// ([`Error::TooManyNodes`]), each URL's syntax and scheme ([`Error::InvalidUrl`]), one
     /// database for all ([`Error::BackendMismatch`]) and no node twice
     /// ([`Error::DuplicateNode`]).
-    pub async fn connect(self) -> Result<RoutedConnection> {
+    pub async fn connect(mut self) -> Result<RoutedConnection> {
         let mut primary_opts = self.primary.ok_or(Error::NoPrimary)?;
         if self.replicas.len() + 1 > rwsplit_core::MAX_NODES {
             return Err(Error::TooManyNodes {
@@ -206,6 +219,13 @@ impl RoutedConnectionBuilder {
             }
             urls.push((label, url));
         }
+        // Checked whether or not failover is on: a bad address is a configuration error.
+        let given = std::iter::once(self.primary_replication_address.as_deref())
+            .chain(self.replicas.iter().map(|r| r.replication_address.as_deref()));
+        let addresses = replication_addresses(given, &urls)?;
+        self.policy.failover = self.policy.failover.take().map(|failover| {
+            addresses.into_iter().fold(failover, |f, (i, a)| f.replication_address(i, a))
+        });
         let primary_name = primary_url.name().to_owned();
         // The monitor opens its own connections from each node's options as given.
         let mut monitor_opts = vec![primary_opts.clone()];
@@ -217,7 +237,7 @@ impl RoutedConnectionBuilder {
             })?;
         let mut replicas = Vec::with_capacity(self.replicas.len());
         for (replica, (label, url)) in self.replicas.into_iter().zip(urls.into_iter().skip(1)) {
-            let Replica { options: mut opts, placement, pooling } = replica;
+            let Replica { options: mut opts, placement, pooling, .. } = replica;
             crate::pooling::prepare_options(&mut opts, backend, pooling);
             let name = url.name().to_owned();
             let invalid = |e: DbErr| Error::InvalidUrl {
@@ -367,6 +387,25 @@ fn starts_url(s: &str) -> bool {
         && chars.all(|c| c.is_ascii_alphanumeric() || matches!(c, '+' | '-' | '.'))
 }
 
+/// The replication addresses given, checked, by node index (the primary, then the replicas
+/// in order; `urls` names them for errors).
+fn replication_addresses<'a>(
+    given: impl Iterator<Item = Option<&'a str>>,
+    urls: &[(String, NodeUrl)],
+) -> Result<Vec<(usize, ReplicationAddress)>> {
+    let mut addresses = Vec::new();
+    for (i, (address, (label, url))) in given.zip(urls).enumerate() {
+        let Some(address) = address else { continue };
+        let parsed = address.parse().map_err(|e: InvalidReplicationAddress| Error::InvalidUrl {
+            node: label.clone(),
+            url: url.redacted().to_owned(),
+            reason: e.to_string(),
+        })?;
+        addresses.push((i, parsed));
+    }
+    Ok(addresses)
+}
+
 /// Sets the pool's acquire timeout, unless the options already have one of their own.
 fn with_acquire_timeout(opts: &mut ConnectOptions, timeout: Duration) {
     if opts.get_acquire_timeout().is_none() && opts.get_connect_timeout().is_none() {
@@ -456,6 +495,35 @@ mod tests {
         for secret in ["one", ":x", ":y"] {
             assert!(!text.contains(secret), "{text}");
         }
+    }
+
+    /// A replication address that is not `host:port` is refused before anything connects,
+    /// naming the node; good ones go to the failover by node index.
+    #[tokio::test]
+    async fn replication_addresses_are_checked_and_kept_by_node() {
+        let err = RoutedConnection::builder()
+            .primary("postgres://app:hunter2@db-1:5432/app")
+            .replica(
+                Replica::new("postgres://app:hunter2@db-2:5432/app").replication_address("db 2"),
+            )
+            .connect()
+            .await
+            .unwrap_err();
+        let text = err.to_string();
+        assert!(matches!(err, Error::InvalidUrl { .. }), "{text}");
+        assert!(text.contains("replica 1") && text.contains("`db 2`"), "{text}");
+        assert!(!text.contains("hunter2"), "{text}");
+
+        let urls: Vec<(String, NodeUrl)> =
+            ["postgres://p:1/app", "postgres://r1:2/app", "postgres://r2:3/app"]
+                .iter()
+                .map(|u| ("node".to_owned(), NodeUrl::parse("node", u).unwrap()))
+                .collect();
+        let given = [Some("pg-1:5432"), None, Some("[fd00::3]:5432")];
+        let found = replication_addresses(given.into_iter(), &urls).unwrap();
+        let found: Vec<(usize, String)> =
+            found.into_iter().map(|(i, a)| (i, a.to_string())).collect();
+        assert_eq!(found, [(0, "pg-1:5432".to_owned()), (2, "[fd00::3]:5432".to_owned())]);
     }
 
     /// `DATABASE_REPLICA_URLS` with passwords holding `,` as is and everything else encoded:

@@ -71,12 +71,22 @@ pub enum Error {
         source: DbErr,
     },
     /// A read-your-writes token given as text is not one.
-    #[error("`{token}` is not a read-your-writes token: {reason}")]
+    #[error("`{token}` is not a read-your-writes token: {source}")]
     InvalidToken {
         /// The text (at most 64 characters of it).
         token: String,
-        /// What is wrong with it.
-        reason: String,
+        /// What is wrong with it (too long, another database's, malformed …).
+        #[source]
+        source: rwsplit_core::Error,
+    },
+    /// No node of the connection has this name (`host:port/db`, as in
+    /// [`Stats`](crate::Stats)).
+    #[error("no node named `{name}`: the nodes are {known}")]
+    UnknownNode {
+        /// The name asked for (at most 64 characters of it).
+        name: String,
+        /// The nodes' names, comma-separated.
+        known: String,
     },
     /// A node runs a different database than the primary.
     #[error(

@@ -2,7 +2,6 @@
 //! ([`AutoFailover`](crate::AutoFailover), which lives in `rwsplit-monitor`).
 
 use rwsplit_monitor::AutoFailover;
-use sea_orm::DbErr;
 
 use crate::{RoutedConnection, RoutedConnectionBuilder};
 
@@ -36,7 +35,7 @@ impl RoutedConnection {
     /// [`unfence`](RoutedConnection::unfence). Automatic failover fences the old primary itself.
     /// Fencing is routing only: the server keeps running and other clients may still write to
     /// it.
-    pub fn fence(&self, name: &str) -> Result<(), DbErr> {
+    pub fn fence(&self, name: &str) -> crate::Result<()> {
         let node = self.node_named(name)?;
         self.inner.routing.set_fenced(node, true);
         tracing::warn!(target: "rwsplit", node = %name, "fenced by the application");
@@ -46,18 +45,18 @@ impl RoutedConnection {
     /// Lifts a fence: the node is routed to again as its probes report it. Do this only once it
     /// cannot claim the primary role any more (demoted and following the new primary, or
     /// rebuilt); a second primary makes the router refuse writes.
-    pub fn unfence(&self, name: &str) -> Result<(), DbErr> {
+    pub fn unfence(&self, name: &str) -> crate::Result<()> {
         let node = self.node_named(name)?;
         self.inner.routing.set_fenced(node, false);
         tracing::warn!(target: "rwsplit", node = %name, "unfenced by the application");
         Ok(())
     }
 
-    fn node_named(&self, name: &str) -> Result<usize, DbErr> {
-        self.inner
-            .nodes
-            .iter()
-            .position(|n| n.name == name)
-            .ok_or_else(|| DbErr::Custom(format!("rwsplit: no node named {name}")))
+    fn node_named(&self, name: &str) -> crate::Result<usize> {
+        let nodes = &self.inner.nodes;
+        nodes.iter().position(|n| n.name == name).ok_or_else(|| crate::Error::UnknownNode {
+            name: crate::session::snippet(name),
+            known: nodes.iter().map(|n| n.name.as_str()).collect::<Vec<_>>().join(", "),
+        })
     }
 }

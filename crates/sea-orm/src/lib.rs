@@ -154,6 +154,7 @@ mod replica;
 mod route;
 mod session;
 mod stats;
+pub mod telemetry;
 #[cfg(test)]
 mod tests;
 #[cfg(test)]

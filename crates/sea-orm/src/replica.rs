@@ -36,6 +36,8 @@ use crate::pooling::Pooling;
 pub struct Replica {
     pub(crate) options: ConnectOptions,
     pub(crate) placement: Placement,
+    /// Where the other nodes replicate it from (`host:port`), if not its URL's host and port.
+    pub(crate) replication_address: Option<String>,
     pub(crate) pooling: Pooling,
 }
 
@@ -59,6 +61,7 @@ impl Replica {
         Replica {
             options: options.into(),
             placement: Placement::default(),
+            replication_address: None,
             pooling: Pooling::Direct,
         }
     }
@@ -93,6 +96,20 @@ impl Replica {
     }
 }
 
+impl Replica {
+    /// Where the other nodes replicate from it, `host:port`, when that is not its URL's host
+    /// and port (the default): e.g. the application reaches it through NAT, a published
+    /// container port or a proxy, and the replicas over a network of their own.
+    /// [`AutoFailover`](crate::AutoFailover) re-points the other replicas at this address when
+    /// it promotes this replica. Checked by
+    /// [`connect`](crate::RoutedConnectionBuilder::connect) ([`Error::InvalidUrl`](crate::Error::InvalidUrl)
+    /// names the replica).
+    pub fn replication_address(mut self, address: impl Into<String>) -> Self {
+        self.replication_address = Some(address.into());
+        self
+    }
+}
+
 impl fmt::Debug for Replica {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         // SeaORM's `ConnectOptions` Debug prints the URL with its password: never use it.
@@ -101,6 +118,7 @@ impl fmt::Debug for Replica {
             .field("weight", &self.placement.weight)
             .field("zone", &self.placement.zone)
             .field("tags", &self.placement.tags)
+            .field("replication_address", &self.replication_address)
             .field("pooling", &self.pooling)
             .finish()
     }

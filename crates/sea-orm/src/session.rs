@@ -88,9 +88,8 @@ impl RoutedConnection {
                 DbBackend::Postgres => TokenKind::Postgres,
                 _ => TokenKind::MariaDb,
             };
-            let parsed = CausalToken::parse_for(token, kind).map_err(|source| {
-                crate::Error::InvalidToken { token: snippet(token), reason: source.to_string() }
-            })?;
+            let parsed = CausalToken::parse_for(token, kind)
+                .map_err(|source| crate::Error::InvalidToken { token: snippet(token), source })?;
             session.observe(&parsed);
         }
         Ok(session)
@@ -298,7 +297,7 @@ async fn resolve(
 }
 
 /// At most 64 characters of untrusted text, for an error message.
-fn snippet(text: &str) -> String {
+pub(crate) fn snippet(text: &str) -> String {
     match text.char_indices().nth(64) {
         Some((end, _)) => format!("{}…", &text[..end]),
         None => text.to_owned(),

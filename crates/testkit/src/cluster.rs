@@ -509,7 +509,7 @@ pub(crate) fn template_root() -> PathBuf {
         .unwrap_or_else(|| std::env::temp_dir().join("rwsplit-testkit"))
 }
 
-fn default_root() -> PathBuf {
+pub(crate) fn default_root() -> PathBuf {
     std::env::var_os("RWSPLIT_TESTKIT_DIR")
         .map(PathBuf::from)
         .unwrap_or_else(|| std::env::temp_dir().join("rwsplit-testkit"))
@@ -536,7 +536,7 @@ pub(crate) fn cluster_dir(root: &Path, name: &str) -> Result<PathBuf> {
     Ok(dir)
 }
 
-fn sanitize(s: &str) -> String {
+pub(crate) fn sanitize(s: &str) -> String {
     let mut out: String = s
         .chars()
         .map(|c| if c.is_ascii_alphanumeric() { c.to_ascii_lowercase() } else { '_' })
@@ -548,7 +548,7 @@ fn sanitize(s: &str) -> String {
     out
 }
 
-fn allocate_ports(base: Option<u16>, count: usize) -> Result<Vec<u16>> {
+pub(crate) fn allocate_ports(base: Option<u16>, count: usize) -> Result<Vec<u16>> {
     if let Some(base) = base {
         let mut ports = Vec::with_capacity(count);
         for i in 0..count {

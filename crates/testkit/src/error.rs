@@ -106,6 +106,24 @@ pub enum Error {
         /// Its exit status and the tail of its output.
         output: String,
     },
+    /// An HTTP request to Patroni's REST API or etcd failed before an answer came.
+    #[error("{request} failed: {reason}")]
+    Http {
+        /// The method and URL (never with credentials).
+        request: String,
+        /// What went wrong.
+        reason: String,
+    },
+    /// Patroni or etcd answered, but not as expected.
+    #[error("{request} answered {status}: {body}")]
+    HttpStatus {
+        /// The method and URL (never with credentials).
+        request: String,
+        /// The HTTP status.
+        status: u16,
+        /// The start of the body.
+        body: String,
+    },
     /// An operating-system call failed.
     #[error("{what}")]
     Io {

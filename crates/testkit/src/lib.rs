@@ -29,6 +29,11 @@
 //! # Ok(()) }
 //! ```
 //!
+//! [`PatroniCluster`] is the other kind: one etcd and N PostgreSQL members managed by
+//! Patroni (from Debian's `patroni` and `etcd-server`), with an operator's controls
+//! (switchover, member kill, add and remove members, tags, synchronous mode) and its REST API;
+//! its module docs say why it is a type of its own.
+//!
 //! # Layering
 //!
 //! The testkit depends on no other rwsplit crate. It is used by the integration tests, the
@@ -52,6 +57,7 @@ mod database;
 mod error;
 mod native;
 mod node;
+mod patroni;
 mod pgbouncer;
 mod product;
 mod proxy;
@@ -62,6 +68,9 @@ pub use cluster::{BackendKind, Cluster, ClusterBuilder, DbKind, format_lsn, pars
 pub use database::TestDatabase;
 pub use error::{Error, Result};
 pub use node::{Node, NodeStatus, ProcessState};
+pub use patroni::{
+    MemberTags, PatroniBuilder, PatroniCluster, PatroniMember, PatroniState, patroni_get,
+};
 pub use pgbouncer::{PgBouncer, PoolMode};
 pub use proxy::DelayProxy;
 pub use state::{ClusterState, NodeState};

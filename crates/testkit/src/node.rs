@@ -90,6 +90,15 @@ impl Node {
         self.product.url(self.port, self.product.admin_db())
     }
 
+    /// Where the other nodes of the cluster replicate from this one, `host:port`: on the native
+    /// backend its URL's host and port (`127.0.0.1:<port>`); on containers its name on the
+    /// cluster's replication network (`n1:<port>`), which the application cannot reach and
+    /// the other containers can. What a router's failover must re-point replicas at
+    /// (`Replica::replication_address` in `rwsplit-sea-orm`).
+    pub fn replication_address(&self) -> String {
+        self.replication_addr().to_string()
+    }
+
     /// The application URL of database `db` on this node.
     pub fn url_for(&self, db: &str) -> String {
         self.product.url(self.port, db)

@@ -36,6 +36,8 @@ struct Cluster {
     nodes: Mutex<Vec<FakeNode>>,
     opens: Mutex<HashMap<usize, u32>>,
     executed: Mutex<Vec<(usize, String)>>,
+    /// Per node: how many admin connections to refuse before accepting them again.
+    refuse_admin: Mutex<HashMap<usize, u32>>,
 }
 
 impl Cluster {
@@ -141,8 +143,15 @@ struct FakeConnector(Arc<Cluster>);
 impl Connector for FakeConnector {
     type Conn = FakeConn;
 
-    async fn open(&self, node: usize, _purpose: Purpose) -> Result<FakeConn, ProbeError> {
+    async fn open(&self, node: usize, purpose: Purpose) -> Result<FakeConn, ProbeError> {
         *self.0.opens.lock().unwrap().entry(node).or_default() += 1;
+        if purpose == Purpose::Admin
+            && let Some(left) = self.0.refuse_admin.lock().unwrap().get_mut(&node)
+            && *left > 0
+        {
+            *left -= 1;
+            return Err(ProbeError::unreachable("too many connections"));
+        }
         match self.0.mode(node) {
             Mode::Refuse => Err(ProbeError::unreachable("connection refused")),
             // A frozen server's kernel still accepts the TCP connection; the handshake hangs.
@@ -239,10 +248,22 @@ async fn the_position_feed_moves_replicas_between_full_probes() {
     assert_eq!(probes_before, probes_after, "moved by the feed, not by a full probe");
 }
 
+/// Re-pointing follows the promoted node at its replication address when one is set (the
+/// replicas may not reach it where this process does), else at its name's host and port.
+#[rstest::rstest]
+#[case::at_the_name(None, "host=10.0.0.2 port=5432")]
+#[case::at_the_replication_address(Some("pg-3:5433"), "host=pg-3 port=5433")]
 #[tokio::test(start_paused = true)]
-async fn failover_promotes_the_most_advanced_replica_fences_and_repoints() {
+async fn failover_promotes_the_most_advanced_replica_fences_and_repoints(
+    #[case] address: Option<&str>,
+    #[case] conninfo: &str,
+) {
     let cluster = Cluster::new(&[0x300, 0x100, 0x200]);
-    let m = start(&cluster, Some(AutoFailover::default()));
+    let mut failover = AutoFailover::default();
+    if let Some(a) = address {
+        failover = failover.replication_address(2, a.parse().unwrap());
+    }
+    let m = start(&cluster, Some(failover));
     assert!(m.first_round(MS(100)).await);
     cluster.set(0, |n| n.mode = Mode::Refuse);
     cluster.set(1, |n| n.receiving = false);
@@ -251,14 +272,39 @@ async fn failover_promotes_the_most_advanced_replica_fences_and_repoints() {
     assert_eq!(m.promotions(), 1);
     assert!(cluster.executed_on(2).iter().any(|s| s.contains("pg_promote")));
     assert!(!cluster.executed_on(1).iter().any(|s| s.contains("pg_promote")));
-    assert!(cluster.executed_on(1).iter().any(|s| s.contains("ALTER SYSTEM SET primary_conninfo")
-        && s.contains("host=10.0.0.2 port=5432")));
+    assert!(
+        cluster
+            .executed_on(1)
+            .iter()
+            .any(|s| s.contains("ALTER SYSTEM SET primary_conninfo") && s.contains(conninfo))
+    );
     assert!(m.state().is_fenced(0));
     assert_eq!(m.state().primary_index(), Some(2));
     // The old primary comes back still claiming the role: fenced, so one primary remains.
     cluster.set(0, |n| n.mode = Mode::Answer);
     tokio::time::sleep(MS(500)).await;
     assert_eq!(m.state().primary_index(), Some(2));
+}
+
+/// A replica that cannot be re-pointed at once (busy, slow to connect) is tried again.
+#[tokio::test(start_paused = true)]
+async fn re_pointing_a_replica_is_retried() {
+    let cluster = Cluster::new(&[0x300, 0x100, 0x200]);
+    // Node 1's next two admin connections fail: failover's question to the candidates, then
+    // the first re-pointing attempt.
+    cluster.refuse_admin.lock().unwrap().insert(1, 2);
+    let m = start(&cluster, Some(AutoFailover::default()));
+    assert!(m.first_round(MS(100)).await);
+    cluster.set(0, |n| n.mode = Mode::Refuse);
+    cluster.set(1, |n| n.receiving = false);
+    cluster.set(2, |n| n.receiving = false);
+    tokio::time::sleep(MS(3_000)).await;
+    assert_eq!(m.promotions(), 1);
+    assert_eq!(cluster.refuse_admin.lock().unwrap()[&1], 0, "both refusals were used");
+    assert!(
+        cluster.executed_on(1).iter().any(|s| s.contains("ALTER SYSTEM SET primary_conninfo")),
+        "re-pointed on the second attempt"
+    );
 }
 
 #[tokio::test(start_paused = true)]

@@ -14,9 +14,10 @@ const VARS_SQL: &str = "SELECT IF(@@global.read_only, 'true', 'false') AS read_o
 
 const STATUS_SQL: &str = "SHOW SLAVE STATUS";
 
-/// The position feed: two server variables, no status scan.
+/// The position feed: three server variables, no status scan. A replica's applied position, a
+/// primary's binlog position.
 const POSITION_SQL: &str = "SELECT IF(@@global.read_only, 'true', 'false') AS read_only, \
-    @@global.gtid_slave_pos AS slave_pos";
+    @@global.gtid_slave_pos AS slave_pos, @@global.gtid_binlog_pos AS binlog_pos";
 
 /// How far a replica has received: the total of its sequence numbers (within one cluster's
 /// history, more is further), and the IO thread's position to apply before promoting.
@@ -92,11 +93,13 @@ impl Product for MariaDb {
         last: &Observation,
     ) -> Result<Option<ReplayPosition>, ProbeError> {
         let row = conn.fetch_row(POSITION_SQL).await?.unwrap_or_default();
-        // A replica that is no longer read-only may have been promoted: the full probe decides.
-        if last.role() != Role::Replica || !flag(&row, "read_only")? {
-            return Ok(None);
+        // A replica that is no longer read-only may have been promoted, a primary that is may
+        // have been demoted: the full probe decides.
+        match (last.role(), flag(&row, "read_only")?) {
+            (Role::Replica, true) => position(row.get("slave_pos")).map(Some),
+            (Role::Primary, false) => position(row.get("binlog_pos")).map(Some),
+            _ => Ok(None),
         }
-        position(row.get("slave_pos")).map(Some)
     }
 
     async fn receiving<C: ProbeConn>(conn: &C) -> Result<bool, ProbeError> {

@@ -32,10 +32,10 @@ pub(crate) trait Product: Send + Sync + Copy + Default + Debug + 'static {
         started: tokio::time::Instant,
     ) -> impl Future<Output = Result<Observation, ProbeError>> + Send;
 
-    /// The position feed: a replica's replay position in one cheap round trip, read against
-    /// its latest full probe (`last`) for what the cheap query does not return (PostgreSQL's
-    /// system id and timeline). `None` when the node no longer looks like a replica: the next
-    /// full probe settles its role.
+    /// The position feed: a replica's replay position, or a primary's written position, in one
+    /// cheap round trip, read against its latest full probe (`last`) for what the cheap query
+    /// does not return (PostgreSQL's system id and timeline). `None` when the node no longer
+    /// has the role `last` saw: the next full probe settles it.
     fn replay_position<C: ProbeConn>(
         conn: &C,
         last: &Observation,

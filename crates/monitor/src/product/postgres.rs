@@ -20,9 +20,11 @@ const PROBE_SQL: &str = "SELECT pg_is_in_recovery()::text AS in_recovery, \
     (extract(epoch FROM clock_timestamp() - pg_last_xact_replay_timestamp()) * 1000)::bigint::text AS since_replay_ms, \
     (CASE WHEN pg_is_in_recovery() THEN pg_is_wal_replay_paused() ELSE false END)::text AS paused";
 
-/// The position feed: two function calls, no catalogue view.
+/// The position feed: a few function calls, no catalogue view. A standby's replay position, a
+/// primary's current write position.
 const POSITION_SQL: &str = "SELECT pg_is_in_recovery()::text AS in_recovery, \
-    pg_last_wal_replay_lsn()::text AS replayed";
+    (CASE WHEN pg_is_in_recovery() THEN pg_last_wal_replay_lsn() \
+          ELSE pg_current_wal_lsn() END)::text AS replayed";
 
 const RECEIVED_SQL: &str = "SELECT pg_is_in_recovery()::text AS in_recovery, \
     COALESCE((SELECT received_tli FROM pg_stat_wal_receiver), \
@@ -93,7 +95,8 @@ impl Product for Postgres {
         last: &Observation,
     ) -> Result<Option<ReplayPosition>, ProbeError> {
         let row = conn.fetch_row(POSITION_SQL).await?.unwrap_or_default();
-        if !flag(&row, "in_recovery")? {
+        // A role change (a promotion, a demotion) is the next full probe's to read.
+        if flag(&row, "in_recovery")? != (last.role() == Role::Replica) {
             return Ok(None);
         }
         let Some(ReplayPosition::Postgres(seen)) = last.position() else { return Ok(None) };

@@ -155,8 +155,10 @@ fn probe_failures_of_either_kind_take_a_replica_down(
 #[case::banned_successes_wait("fffss", Health::Down)]
 #[case::ban_expires_then_two_successes("fff+5ss", Health::Up)]
 #[case::flapping_never_settles_up("fsfsfsfs", Health::Suspect)]
-#[case::flapping_after_a_ban_is_banned_longer("fff+5f+5ss", Health::Down)]
-#[case::second_ban_expires("fff+5f+10ss", Health::Up)]
+#[case::a_failed_readmission_probe_bans_again_as_long("fff+5f+2ss", Health::Down)]
+#[case::a_long_outage_does_not_grow_the_ban("fff+5f+5f+5ss", Health::Up)]
+#[case::flapping_after_a_ban_is_banned_longer("fff+5ssfff+5ss", Health::Down)]
+#[case::the_longer_ban_expires("fff+5ssfff+10ss", Health::Up)]
 fn replica_health_follows_probes(#[case] steps: &str, #[case] expected: Health) {
     let s = state(2, policy());
     let mut t = Instant::now();
@@ -199,12 +201,12 @@ fn statements_failures_count_and_successes_readmit() {
 }
 
 #[test]
-fn the_position_feed_moves_a_replicas_position_only() {
+fn the_position_feed_moves_positions_not_roles() {
     let s = state(2, policy());
     let t = Instant::now();
     steady(&s, t);
     let before = s.snapshot().generation();
-    s.observe_position(1, pos(150));
+    s.observe_position(1, pos(150), t + MS(20));
     let topo = s.snapshot();
     assert_eq!(topo.nodes()[1].position(), Some(&pos(150)));
     assert_eq!(topo.nodes()[1].role(), Role::Replica);
@@ -212,14 +214,115 @@ fn the_position_feed_moves_a_replicas_position_only() {
     // The same position again publishes nothing new.
     let g = topo.generation();
     drop(topo);
-    s.observe_position(1, pos(150));
+    s.observe_position(1, pos(150), t + MS(40));
     assert_eq!(s.snapshot().generation(), g);
-    // Nor does a feed for a node whose last probe failed or that is primary.
-    s.observe_position(0, pos(999));
-    assert_eq!(s.snapshot().nodes()[0].position(), Some(&pos(100)));
+    // The primary's feed moves the primary's position.
+    s.observe_position(0, pos(999), t + MS(60));
+    assert_eq!(s.snapshot().nodes()[0].position(), Some(&pos(999)));
+    assert_eq!(s.snapshot().nodes()[0].role(), Role::Primary);
+    // Not so for a node whose last probe failed.
     s.observe(1, &refused(), t + MS(500));
-    s.observe_position(1, pos(160));
+    s.observe_position(1, pos(160), t + MS(520));
     assert_ne!(s.snapshot().nodes()[1].position(), Some(&pos(160)));
+}
+
+/// A replica as MariaDB reports one whose replication link was cut silently: applying, no delay
+/// (`Seconds_Behind_Master` 0), its position standing still.
+fn quiet_mariadb(role: Role, gtid: u64) -> Result<Observation, ProbeError> {
+    let position = format!("0-1-{gtid}").parse::<rwsplit_core::MariaDbPosition>().unwrap();
+    Ok(Observation {
+        role,
+        position: Some(ReplayPosition::MariaDb(position)),
+        received_lsn: None,
+        since_replay: None,
+        replay_paused: false,
+        seconds_behind: (role == Role::Replica).then_some(0),
+        applying: (role == Role::Replica).then_some(true),
+        latency: MS(1),
+    })
+}
+
+fn gtid(n: u64) -> ReplayPosition {
+    ReplayPosition::MariaDb(format!("0-1-{n}").parse().unwrap())
+}
+
+fn lag_time(s: &TopologyState, node: usize) -> Option<Duration> {
+    s.snapshot().nodes()[node].lag().time()
+}
+
+/// Issue 13: a MariaDB replica whose link is cut says it is 0 s behind until
+/// `slave_net_timeout`; its time lag comes from how long ago the primary was where the replica
+/// stands, so bounded-staleness reads leave it within one feed interval of the bound.
+#[test]
+fn a_silently_cut_replica_grows_late_from_positions_while_the_server_says_zero() {
+    let s = state(3, policy());
+    let t = Instant::now();
+    s.observe(0, &quiet_mariadb(Role::Primary, 10), t);
+    s.observe(1, &quiet_mariadb(Role::Replica, 10), t);
+    s.observe(2, &quiet_mariadb(Role::Replica, 10), t);
+    assert_eq!(lag_time(&s, 1), Some(Duration::ZERO));
+    // The primary writes one transaction every 20 ms; replica 2 keeps up, replica 1 was cut at
+    // 200 ms (it stays at 20).
+    for i in 1..=100_u64 {
+        let at = t + MS(20 * i);
+        s.observe_position(0, gtid(10 + i), at);
+        s.observe_position(2, gtid(10 + i), at + MS(2));
+        s.observe_position(1, gtid(10 + i.min(10)), at + MS(3));
+        if i % 25 == 0 {
+            // A full probe of the cut replica: still "0 s behind", applying.
+            s.observe(1, &quiet_mariadb(Role::Replica, 20), at + MS(4));
+        }
+        let cut_for = MS(20 * i).saturating_sub(MS(200));
+        let late = lag_time(&s, 1).unwrap();
+        // Never less than the time since the primary left the replica's position (at most one
+        // feed interval more).
+        assert!(late + MS(20) >= cut_for, "i={i}: {late:?} for a cut of {cut_for:?}");
+        assert!(late <= cut_for + MS(25), "i={i}: {late:?} for a cut of {cut_for:?}");
+        assert!(lag_time(&s, 2).unwrap() <= MS(25), "the live replica is fresh");
+    }
+    let bound = rwsplit_core::Staleness::time(MS(500));
+    assert!(
+        !bound.allows(&s.snapshot().nodes()[1].lag()),
+        "the cut replica is out of bounded reads"
+    );
+    assert!(bound.allows(&s.snapshot().nodes()[2].lag()));
+    // Healed: it catches up, and is fresh again at once.
+    s.observe_position(1, gtid(110), t + MS(2_010));
+    assert_eq!(lag_time(&s, 1), Some(Duration::ZERO));
+}
+
+/// What the server reports still counts when it is larger, and unknown stays unknown.
+#[test]
+fn the_servers_own_delay_counts_when_larger_and_unknown_stays_unknown() {
+    let s = state(2, policy());
+    let t = Instant::now();
+    s.observe(0, &quiet_mariadb(Role::Primary, 10), t);
+    s.observe_position(0, gtid(11), t + MS(20));
+    let mut behind = quiet_mariadb(Role::Replica, 10).unwrap();
+    behind.seconds_behind = Some(7);
+    s.observe(1, &Ok(behind.clone()), t + MS(30));
+    assert_eq!(lag_time(&s, 1), Some(Duration::from_secs(7)));
+    behind.applying = Some(false);
+    s.observe(1, &Ok(behind), t + MS(40));
+    assert_eq!(lag_time(&s, 1), None, "SQL thread stopped: unknown, not estimated");
+}
+
+/// PostgreSQL: the same estimate, beside the replay-timestamp measure; a caught-up replica of
+/// an idle primary is never late, however long the primary has been idle.
+#[test]
+fn an_idle_primary_makes_no_replica_late() {
+    let s = state(2, policy());
+    let t = Instant::now();
+    steady(&s, t);
+    for i in 1..=50 {
+        s.observe_position(0, pos(100), t + MS(20 * i));
+        s.observe_position(1, pos(100), t + MS(20 * i + 1));
+    }
+    assert_eq!(lag_time(&s, 1), Some(Duration::ZERO));
+    // One write after a second of idling: the replica misses it for at most the feed interval.
+    s.observe_position(0, pos(101), t + MS(1_020));
+    s.observe_position(1, pos(100), t + MS(1_021));
+    assert!(lag_time(&s, 1).unwrap() <= MS(21), "{:?}", lag_time(&s, 1));
 }
 
 #[test]

@@ -10,6 +10,7 @@
 //! | `DATABASE_REPLICA_<n>_<POOL>` | replica `n`'s (1-based, in `DATABASE_REPLICA_URLS` order) |
 //! | `DATABASE_REPLICA_POOLING`, `DATABASE_REPLICA_<n>_POOLING` | `direct`, `session`, `transaction` |
 //! | `DATABASE_REPLICA_<n>_WEIGHT`, `_ZONE`, `_TAGS` | replica `n`'s weight, zone, tags (`,`-separated) |
+//! | `DATABASE_REPLICA_<n>_REPLICATION_ADDRESS` | where the other nodes replicate from it (`host:port`) |
 //! | `RWSPLIT_<SETTING>` | a router, policy or monitor setting |
 //!
 //! `<POOL>` is `MAX_CONNECTIONS`, `MIN_CONNECTIONS`, `CONNECT_TIMEOUT`, `ACQUIRE_TIMEOUT`,
@@ -135,6 +136,8 @@ pub(super) fn read(vars: BTreeMap<String, String>) -> Result<RoutedConfig> {
         if let Some(p) = own.or(all_pooling) {
             r.pooling = p;
         }
+        r.replication_address =
+            vars.get(&format!("{prefix}REPLICATION_ADDRESS")).map(str::to_owned);
     }
 
     let router = &mut config.router;
@@ -184,7 +187,7 @@ fn check_names(vars: &Vars, replicas: usize) -> Result<()> {
                 return Err(bad(name, unknown_suffix("DATABASE_PRIMARY_", &[])));
             }
         } else if let Some(rest) = name.strip_prefix("DATABASE_REPLICA_") {
-            let own = ["WEIGHT", "ZONE", "TAGS", "POOLING"];
+            let own = ["WEIGHT", "ZONE", "TAGS", "POOLING", "REPLICATION_ADDRESS"];
             if let Some((n, key)) = rest.split_once('_')
                 && let Ok(n) = n.parse::<usize>()
             {

@@ -151,6 +151,10 @@ pub struct ReplicaConfig {
     /// (PgBouncer's pool mode); see [`Pooling`].
     #[serde(default, deserialize_with = "de_pooling")]
     pub pooling: Pooling,
+    /// Where the other nodes replicate from it (`host:port`), if not its URL's host and port;
+    /// see [`Replica::replication_address`].
+    #[serde(default)]
+    pub replication_address: Option<String>,
     /// Its pool, over [`RoutedConfig::pool`].
     #[serde(default)]
     pub pool: PoolConfig,
@@ -177,6 +181,7 @@ impl fmt::Debug for ReplicaConfig {
             .field("zone", &self.zone)
             .field("tags", &self.tags)
             .field("pooling", &self.pooling)
+            .field("replication_address", &self.replication_address)
             .field("pool", &self.pool)
             .finish()
     }
@@ -458,6 +463,7 @@ impl RoutedConfig {
             zone: None,
             tags: Vec::new(),
             pooling: Pooling::Direct,
+            replication_address: None,
             pool: PoolConfig::default(),
         });
         self
@@ -578,6 +584,9 @@ impl RoutedConfig {
             }
             for tag in r.tags {
                 replica = replica.tag(tag);
+            }
+            if let Some(address) = r.replication_address {
+                replica = replica.replication_address(address);
             }
             b = b.replica(replica);
         }

@@ -72,6 +72,7 @@ fn replica_placement_and_policy_from_the_environment() {
         ("DATABASE_REPLICA_1_WEIGHT", "3"),
         ("DATABASE_REPLICA_1_ZONE", "eu-west-1a"),
         ("DATABASE_REPLICA_2_TAGS", "analytics, reports,"),
+        ("DATABASE_REPLICA_2_REPLICATION_ADDRESS", "10.0.0.3:5432"),
         ("DATABASE_REPLICA_POOLING", "session"),
         ("DATABASE_REPLICA_2_POOLING", "transaction"),
         ("RWSPLIT_BALANCER", "weighted_round_robin"),
@@ -90,6 +91,7 @@ fn replica_placement_and_policy_from_the_environment() {
         (b.weight, b.tags.clone(), b.pooling),
         (1, vec!["analytics".to_owned(), "reports".to_owned()], Pooling::Transaction)
     );
+    assert_eq!(b.replication_address.as_deref(), Some("10.0.0.3:5432"));
     assert_eq!(c.router.balancer, BalancerKind::WeightedRoundRobin);
     assert_eq!(c.policy.consistency, ConsistencyKind::BoundedStaleness);
     assert_eq!(c.policy.read_your_writes, Some(false));
@@ -224,7 +226,8 @@ fn a_full_config_reaches_the_builder() {
         "primary": { "url": "postgres://app@db-1/app", "pool": { "max_connections": 20 } },
         "replicas": [
             { "url": "postgres://app@db-2/app", "weight": 3, "zone": "a", "tags": ["x"],
-              "pooling": "transaction", "pool": { "min_connections": 1, "idle_timeout": "1m" } },
+              "pooling": "transaction", "replication_address": "n1:5432",
+              "pool": { "min_connections": 1, "idle_timeout": "1m" } },
             { "url": "postgres://app@db-3/app", "zone": "b" }
         ],
         "pool": { "acquire_timeout": "2s", "connect_timeout": 1.5, "max_lifetime": "1h",
@@ -243,7 +246,9 @@ fn a_full_config_reaches_the_builder() {
     let b = config.into_builder().unwrap();
     let shown = format!("{b:?}");
     // The builder's Debug shows what reached it.
-    for expected in ["db-2", "weight: 3", "zone: Some(\"a\")", "Transaction", "Never", "250ms"] {
+    for expected in
+        ["db-2", "weight: 3", "zone: Some(\"a\")", "Transaction", "n1:5432", "Never", "250ms"]
+    {
         assert!(shown.contains(expected), "{expected} missing in {shown}");
     }
     assert_eq!(b.policy.read_retries, 1);

@@ -1,0 +1,479 @@
+//! The one attempt loop: every statement, stream and `BEGIN` runs through
+//! [`RoutedConnection::attempt`], which tries a [`Plan`]'s candidates in order.
+//!
+//! - A write runs once, on the primary, unbounded (an attempt abandoned mid-flight may still
+//!   commit), and only if the monitor has not marked the primary down; its success records the
+//!   write in the caller's read-your-writes scope.
+//! - A read may wait for its first candidate to catch up, is bounded (the caller's deadline,
+//!   the replica read timeout, the monitor marking the replica down), and moves on to the next
+//!   candidate when the failure makes that safe, up to the retry budget.
+//! - Every outcome is reported once: a node failure to the monitor, back-pressure to the
+//!   node's counters (never to its health), successes to the balancer's latency estimate.
+//!
+//! What one attempt does is a [`Work`]: a query, an `execute`, a stream, a `BEGIN`.
+
+use std::fmt;
+use std::future::Future;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+use rwsplit_core::Access;
+use sea_orm::{
+    ConnectionTrait, DatabaseConnection, DatabaseTransaction, DbErr, ExecResult, QueryResult,
+    QueryStream, Statement, StreamTrait, TransactionOptions, TransactionTrait,
+};
+
+use super::inner::{Ctx, RoutedConnection, Scope, bump};
+use crate::failure::{self, Failure};
+use crate::position::{self, Waited};
+use crate::route::Plan;
+use crate::telemetry::{self, Ryw};
+
+/// How often a read waiting on a replica checks whether the monitor has marked it down.
+const DOWN_CHECK: Duration = Duration::from_millis(50);
+
+/// What a write's success means for the caller's read-your-writes scope.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(super) enum Wrote {
+    /// Read the primary's position and record it (the write is done).
+    Capture,
+    /// The writes happen later, out of the router's sight (a streamed `RETURNING`, a
+    /// transaction committed through SeaORM's own handle): the scope's position is pending.
+    Unseen,
+    /// Nothing yet: the caller records the outcome itself (a transaction's commit).
+    Later,
+}
+
+/// One thing to run on a node, tried along a plan's candidates.
+pub(super) trait Work: Send {
+    /// What a successful attempt returns.
+    type Output: Send;
+    /// Runs on the node's writable pool whatever the plan's access (`execute`: no read-only
+    /// session).
+    const WRITER: bool = false;
+    /// What a write's success means for the scope.
+    fn wrote(&self) -> Wrote {
+        Wrote::Capture
+    }
+    /// The SQL, for the debug event (`BEGIN` for a transaction).
+    fn sql(&self) -> &str;
+    /// One attempt on `pool`; `last`: no candidate follows (the work may move into it).
+    fn run<'a>(
+        &'a mut self,
+        pool: &'a DatabaseConnection,
+        last: bool,
+    ) -> impl Future<Output = Result<Self::Output, DbErr>> + Send + 'a;
+}
+
+/// The statement for one attempt: a clone while another attempt may follow, else the original.
+fn statement(stmt: &mut Statement, last: bool) -> Statement {
+    if last {
+        let empty = Statement { sql: String::new(), values: None, db_backend: stmt.db_backend };
+        std::mem::replace(stmt, empty)
+    } else {
+        stmt.clone()
+    }
+}
+
+/// `query_one`.
+pub(super) struct QueryOne(pub(super) Statement);
+/// `query_all`.
+pub(super) struct QueryAll(pub(super) Statement);
+/// `execute`.
+pub(super) struct Execute(pub(super) Statement);
+/// `execute_unprepared`.
+pub(super) struct Unprepared<'s>(pub(super) &'s str);
+/// `stream`.
+pub(super) struct Stream(pub(super) Statement);
+/// `BEGIN`. `unseen`: the caller commits through SeaORM's own handle, out of sight.
+pub(super) struct Begin {
+    pub(super) options: TransactionOptions,
+    pub(super) unseen: bool,
+}
+
+impl Work for QueryOne {
+    type Output = Option<QueryResult>;
+    fn sql(&self) -> &str {
+        &self.0.sql
+    }
+    fn run<'a>(
+        &'a mut self,
+        pool: &'a DatabaseConnection,
+        last: bool,
+    ) -> impl Future<Output = Result<Self::Output, DbErr>> + Send + 'a {
+        pool.query_one_raw(statement(&mut self.0, last))
+    }
+}
+
+impl Work for QueryAll {
+    type Output = Vec<QueryResult>;
+    fn sql(&self) -> &str {
+        &self.0.sql
+    }
+    fn run<'a>(
+        &'a mut self,
+        pool: &'a DatabaseConnection,
+        last: bool,
+    ) -> impl Future<Output = Result<Self::Output, DbErr>> + Send + 'a {
+        pool.query_all_raw(statement(&mut self.0, last))
+    }
+}
+
+impl Work for Execute {
+    type Output = ExecResult;
+    const WRITER: bool = true;
+    fn sql(&self) -> &str {
+        &self.0.sql
+    }
+    fn run<'a>(
+        &'a mut self,
+        pool: &'a DatabaseConnection,
+        last: bool,
+    ) -> impl Future<Output = Result<Self::Output, DbErr>> + Send + 'a {
+        pool.execute_raw(statement(&mut self.0, last))
+    }
+}
+
+impl Work for Unprepared<'_> {
+    type Output = ExecResult;
+    const WRITER: bool = true;
+    fn sql(&self) -> &str {
+        self.0
+    }
+    fn run<'a>(
+        &'a mut self,
+        pool: &'a DatabaseConnection,
+        _last: bool,
+    ) -> impl Future<Output = Result<Self::Output, DbErr>> + Send + 'a {
+        pool.execute_unprepared(self.0)
+    }
+}
+
+impl Work for Stream {
+    type Output = QueryStream;
+    fn wrote(&self) -> Wrote {
+        // A streamed write (`INSERT … RETURNING` streamed) has run only in part when its stream
+        // exists; its position is taken on the scope's next read.
+        Wrote::Unseen
+    }
+    fn sql(&self) -> &str {
+        &self.0.sql
+    }
+    fn run<'a>(
+        &'a mut self,
+        pool: &'a DatabaseConnection,
+        last: bool,
+    ) -> impl Future<Output = Result<Self::Output, DbErr>> + Send + 'a {
+        pool.stream_raw(statement(&mut self.0, last))
+    }
+}
+
+impl Work for Begin {
+    type Output = DatabaseTransaction;
+    fn wrote(&self) -> Wrote {
+        if self.unseen { Wrote::Unseen } else { Wrote::Later }
+    }
+    fn sql(&self) -> &str {
+        "BEGIN"
+    }
+    fn run<'a>(
+        &'a mut self,
+        pool: &'a DatabaseConnection,
+        _last: bool,
+    ) -> impl Future<Output = Result<Self::Output, DbErr>> + Send + 'a {
+        pool.begin_with_options(self.options)
+    }
+}
+
+/// Why one attempt on a node failed.
+enum Attempt {
+    /// The node (or the driver) returned an error.
+    Failed(DbErr),
+    /// The adapter gave it up: a deadline passed, or the monitor marked the node down.
+    GivenUp(DbErr),
+}
+
+impl RoutedConnection {
+    /// The span one statement runs in (see [`telemetry`](crate::telemetry)): its node, route
+    /// reason and attempt number are recorded by [`attempt`](Self::attempt).
+    pub(super) fn statement_span(&self, sql: &str, ctx: &Ctx<'_>) -> tracing::Span {
+        let level = ctx.consistency.unwrap_or(&self.inner.policy.consistency);
+        tracing::info_span!(
+            target: "rwsplit",
+            "rwsplit.statement",
+            db.system.name = self.inner.system,
+            db.operation.name = telemetry::operation_name(sql),
+            server.address = tracing::field::Empty,
+            server.port = tracing::field::Empty,
+            rwsplit.route.reason = tracing::field::Empty,
+            rwsplit.consistency = telemetry::consistency_name(level),
+            rwsplit.node.role = tracing::field::Empty,
+            rwsplit.attempt = tracing::field::Empty,
+        )
+    }
+
+    /// Runs `work` along `plan` (see the module docs); returns its output and the node that
+    /// served it.
+    pub(super) async fn attempt<W: Work>(
+        &self,
+        plan: &Plan,
+        mut work: W,
+        scope: &Scope,
+    ) -> Result<(W::Output, usize), DbErr> {
+        let write = plan.access() == Access::Write;
+        if write {
+            self.check_writable(plan.first())?;
+        }
+        let skip = usize::from(!self.catch_up(plan).await);
+        let budget = if write { 0 } else { usize::from(self.inner.policy.read_retries) };
+        let mut candidates = plan.iter().skip(skip).take(budget + 1).peekable();
+        let deadline = crate::deadline::current();
+        let span = tracing::Span::current();
+        if !span.is_disabled() {
+            span.record("rwsplit.route.reason", plan.reason());
+        }
+        let metrics = telemetry::Statement {
+            system: self.inner.system,
+            operation: telemetry::operation_name(work.sql()),
+        };
+        let primary = self.primary_index();
+        let mut last_err = None;
+        let mut tried = 0;
+        while let Some(id) = candidates.next() {
+            let last = candidates.peek().is_none();
+            tried += 1;
+            let node = &self.inner.nodes[id];
+            let on_primary = id == primary;
+            if !span.is_disabled() {
+                span.record("server.address", &*node.labels.address);
+                span.record("server.port", &*node.labels.port);
+                span.record("rwsplit.node.role", telemetry::role_name(on_primary));
+                span.record("rwsplit.attempt", tried);
+            }
+            tracing::debug!(target: "rwsplit", node = %node.name, reason = plan.reason(), write, sql = %SqlHead(work.sql()), "route");
+            let guard = self.inner.routing.start(id);
+            let pool = if write || W::WRITER { &node.writer } else { &node.conn };
+            let started = Instant::now();
+            let run = work.run(pool, last);
+            // Reads are bounded (a hung replica keeps its port open). Writes are not cut short
+            // by time (one abandoned mid-flight may still commit), only given up when the
+            // monitor marks the primary down while they wait, with an "outcome unknown" error.
+            let result = if write {
+                self.watched_write(id, run).await
+            } else {
+                self.bounded(id, deadline, run).await
+            };
+            // A completed round trip feeds the node's latency estimate (peak-EWMA balancing);
+            // a failed one only ends its in-flight count.
+            if let (Some(g), Ok(_)) = (guard, &result) {
+                g.finish(Instant::now());
+            }
+            let elapsed = started.elapsed();
+            match result {
+                Ok(out) => {
+                    metrics.attempt(&node.labels, on_primary, plan.reason(), write, elapsed, None);
+                    self.note_success(id, write);
+                    if write {
+                        match work.wrote() {
+                            Wrote::Capture => self.after_write(id, scope).await,
+                            Wrote::Unseen => self.mark_unseen_writes(scope),
+                            Wrote::Later => {}
+                        }
+                    }
+                    return Ok((out, id));
+                }
+                Err(e) => {
+                    let (e, failure) = self.note_attempt(id, e);
+                    if write && matches!(failure, Failure::Connection | Failure::GivenUp) {
+                        // Sent, then the connection broke or was given up: the write may have
+                        // committed. The scope's next read asks the primary, or reads there.
+                        self.mark_unseen_writes(scope);
+                    }
+                    let f = Some(failure);
+                    metrics.attempt(&node.labels, on_primary, plan.reason(), write, elapsed, f);
+                    let out_of_time = deadline.is_some_and(|d| Instant::now() >= d);
+                    if write || !failure.retryable() || last || out_of_time {
+                        return Err(failure::named(e, failure, &node.name, write, tried));
+                    }
+                    tracing::info!(target: "rwsplit", node = %node.name, error = %e, "read failed, retrying on the next node");
+                    telemetry::retry(&node.labels);
+                    self.inner.retries.fetch_add(1, Ordering::Relaxed);
+                    last_err = Some(e);
+                }
+            }
+        }
+        Err(last_err.unwrap_or_else(|| {
+            // Every candidate was skipped (a catch-up wait that timed out on the only one).
+            DbErr::Conn(sea_orm::RuntimeErr::Internal(
+                "rwsplit: no node left to run the statement on".into(),
+            ))
+        }))
+    }
+
+    /// Before a read with a catch-up wait: waits on the first candidate; `true` if it caught
+    /// up (read there), `false` if not (skip it: the primary is next).
+    async fn catch_up(&self, plan: &Plan) -> bool {
+        let Some((token, max)) = plan.wait() else { return true };
+        let id = plan.first();
+        let node = &self.inner.nodes[id];
+        bump(&self.inner.counters.waits);
+        match position::wait_for(&node.conn, token, max).await {
+            Ok(Waited::CaughtUp) => {
+                self.inner.counters.read_your_writes(Ryw::Waited);
+                true
+            }
+            Ok(Waited::TimedOut) => {
+                bump(&self.inner.counters.wait_timeouts);
+                self.inner.counters.read_your_writes(Ryw::Primary);
+                tracing::debug!(target: "rwsplit", node = %node.name, ?max, "replica did not catch up in time: reading from the primary");
+                false
+            }
+            Err(e) => {
+                bump(&self.inner.counters.wait_timeouts);
+                self.inner.counters.read_your_writes(Ryw::Primary);
+                self.note_failure(id, &e);
+                false
+            }
+        }
+    }
+
+    /// One read attempt on node `id`, bounded: by the replica statement deadline if one is
+    /// set, by what is left of the caller's own deadline, and — on a replica — by the monitor:
+    /// once it marks the node down (a hung server keeps its port open, so its probes time out),
+    /// the attempt is given up and the read moves on. A slow read on a healthy replica is not
+    /// cut short.
+    async fn bounded<T>(
+        &self,
+        id: usize,
+        deadline: Option<Instant>,
+        attempt: impl Future<Output = Result<T, DbErr>>,
+    ) -> Result<T, Attempt> {
+        let name = &self.inner.nodes[id].name;
+        let on_replica = id != self.primary_index();
+        let timeouts = &self.inner.policy.timeouts;
+        let limit = crate::deadline::attempt_limit(on_replica, timeouts, deadline, Instant::now());
+        let limited = async {
+            match limit {
+                None => attempt.await.map_err(Attempt::Failed),
+                Some(limit) => match tokio::time::timeout(limit, attempt).await {
+                    Ok(r) => r.map_err(Attempt::Failed),
+                    Err(_) => Err(Attempt::GivenUp(crate::deadline::timed_out(name, limit))),
+                },
+            }
+        };
+        if !on_replica {
+            return limited.await;
+        }
+        tokio::select! {
+            r = limited => r,
+            () = self.until_down(id) => Err(Attempt::GivenUp(crate::deadline::marked_down(name))),
+        }
+    }
+
+    /// A write on the primary `id`, waited for until it ends — or until the monitor marks the
+    /// primary down (its probes fail on connections of their own: a frozen server, a cut
+    /// network). Then the write is given up with an error saying its outcome is unknown, instead
+    /// of waiting for the kernel to give up the connection (about 15 minutes). It is never
+    /// retried. A slow write on a primary that answers its probes is never cut short.
+    async fn watched_write<T>(
+        &self,
+        id: usize,
+        attempt: impl Future<Output = Result<T, DbErr>>,
+    ) -> Result<T, Attempt> {
+        tokio::select! {
+            biased;
+            r = attempt => r.map_err(Attempt::Failed),
+            () = self.until_down(id) => {
+                let name = &self.inner.nodes[id].name;
+                Err(Attempt::GivenUp(crate::deadline::write_outcome_unknown(name)))
+            }
+        }
+    }
+
+    /// Returns once the monitor has marked node `id` down (checked every 50 ms).
+    async fn until_down(&self, id: usize) {
+        loop {
+            tokio::time::sleep(DOWN_CHECK).await;
+            if self.inner.routing.health(id) == rwsplit_core::Health::Down {
+                return;
+            }
+        }
+    }
+
+    /// Writes fail fast, naming the node, when the monitor has marked the primary down: waiting
+    /// for a pool's acquire timeout would only hang the caller, and nothing is ever retried
+    /// elsewhere.
+    fn check_writable(&self, node: usize) -> Result<(), DbErr> {
+        if self.inner.routing.health(node) == rwsplit_core::Health::Down {
+            let name = &self.inner.nodes[node].name;
+            return Err(DbErr::Conn(sea_orm::RuntimeErr::Internal(format!(
+                "rwsplit: the primary {name} is unreachable (marked down by the monitor); the \
+                 write was not sent"
+            ))));
+        }
+        Ok(())
+    }
+
+    /// Counts a statement `node` served and clears a pending failure count.
+    fn note_success(&self, id: usize, write: bool) {
+        self.inner.routing.record_success(id);
+        let node = &self.inner.nodes[id];
+        let counter = if write { &node.writes } else { &node.reads };
+        counter.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Classifies a failure on node `id` for the retry decision; only a failure of the node
+    /// itself counts against its health. Back-pressure (the pool had no free connection in
+    /// time) is counted in the node's stats and never held against it.
+    fn note_failure(&self, id: usize, err: &DbErr) -> Failure {
+        let failure = failure::classify(err, id != self.primary_index());
+        let node = &self.inner.nodes[id];
+        match failure {
+            Failure::Connection => {
+                node.failures.fetch_add(1, Ordering::Relaxed);
+                self.inner.routing.record_failure(id);
+            }
+            Failure::Backpressure => {
+                node.pool_timeouts.fetch_add(1, Ordering::Relaxed);
+                tracing::warn!(target: "rwsplit", node = %node.name, "no free connection in the pool within the acquire timeout (back-pressure; the node is not marked)");
+            }
+            Failure::GivenUp
+            | Failure::ReplicaRefused
+            | Failure::NotOnReplica
+            | Failure::ReadOnly
+            | Failure::Other => {}
+        }
+        failure
+    }
+
+    /// [`note_failure`](Self::note_failure) for an attempt's outcome: an attempt the adapter
+    /// gave up is judged by the monitor, not here.
+    fn note_attempt(&self, id: usize, attempt: Attempt) -> (DbErr, Failure) {
+        match attempt {
+            Attempt::Failed(e) => {
+                let failure = self.note_failure(id, &e);
+                (e, failure)
+            }
+            Attempt::GivenUp(e) => (e, Failure::GivenUp),
+        }
+    }
+}
+
+/// The start of a statement, for debug events: enough to recognise it, bounded in size. The SQL
+/// text carries bound parameters as placeholders, not values.
+pub(super) struct SqlHead<'a>(pub(super) &'a str);
+
+impl fmt::Display for SqlHead<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        const MAX: usize = 80;
+        let s = self.0.trim();
+        if s.len() <= MAX {
+            return f.write_str(s);
+        }
+        let mut end = MAX;
+        while !s.is_char_boundary(end) {
+            end -= 1;
+        }
+        write!(f, "{}…", &s[..end])
+    }
+}

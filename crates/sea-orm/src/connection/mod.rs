@@ -1,0 +1,287 @@
+//! [`RoutedConnection`]: construction, its public surface, and the monitor it starts.
+//!
+//! The connection is split by concern; each module builds only on those listed before it
+//! (the tidy test `connection_modules_are_layered` checks it):
+//!
+//! 1. `inner` — the data: [`RoutedConnection`], its nodes, policy and counters, the per-call
+//!    [`Ctx`] and [`Scope`];
+//! 2. `scopes` — read-your-writes scopes: recording a write's position, pending positions;
+//! 3. `plan` — where a statement or transaction goes (classification, consistency, the router);
+//! 4. `attempt` — the one attempt loop: candidates in order, retries, deadlines, health
+//!    reports, for every statement, stream and `BEGIN`;
+//! 5. `statements` — `execute`, `query_one`, `query_all`, `stream`: plan, then attempt;
+//! 6. `transactions` — `begin` and the closure forms, and what a commit records;
+//! 7. `traits` — SeaORM's traits for every routed handle, and the ways out to the primary;
+//! 8. this module — building the connection, its public methods, starting the monitor.
+
+mod attempt;
+mod inner;
+mod plan;
+mod scopes;
+mod statements;
+mod traits;
+mod transactions;
+
+use std::future::Future;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use rwsplit_core::{
+    Access, Classifier, Dialect, HealthPolicy, Node as CoreNode, Role, RouteContext, RouterConfig,
+    Target, Topology,
+};
+use rwsplit_monitor::{Flavor, Monitor};
+use sea_orm::{DatabaseConnection, DbBackend, DbErr};
+
+pub use inner::RoutedConnection;
+pub(crate) use inner::{Ctx, FOREIGN_TOKEN_TTL, Inner, Node, Policy, SESSION, Scope};
+pub(crate) use traits::{Handle, routed_connection, routed_transactions};
+
+use crate::causal::TaskScopes;
+use crate::probe::NodeConnector;
+use crate::route::{Routing, node_id};
+
+use inner::{Counters, SCOPE};
+
+impl RoutedConnection {
+    // One argument per part the builder configured; a parameter struct would only rename them.
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn new(
+        primary: Node,
+        replicas: Vec<Node>,
+        backend: DbBackend,
+        policy: Policy,
+        classifier: Classifier,
+        router: RouterConfig,
+        health: HealthPolicy,
+        connector: NodeConnector,
+    ) -> RoutedConnection {
+        let dialect = match backend {
+            DbBackend::MySql => Dialect::MySql,
+            DbBackend::Sqlite => Dialect::Sqlite,
+            _ => Dialect::Postgres,
+        };
+        let mut nodes = Vec::with_capacity(replicas.len() + 1);
+        nodes.push(primary);
+        nodes.extend(replicas);
+        let mut topology = Topology::builder();
+        for (i, n) in nodes.iter().enumerate() {
+            let role = if i == 0 { Role::Primary } else { Role::Replica };
+            let mut b = CoreNode::builder(node_id(i), role)
+                .name(n.name.as_str())
+                .weight(n.placement.weight);
+            if let Some(zone) = &n.placement.zone {
+                b = b.zone(zone.clone());
+            }
+            for tag in &n.placement.tags {
+                b = b.tag(tag.clone());
+            }
+            topology = topology.node(b.build());
+        }
+        // Node ids are the indices 0..n (n ≤ MAX_NODES is checked by the builder of the
+        // connection), so building cannot fail; an empty topology would route nothing.
+        let routing = Routing::new(topology.build().unwrap_or_default(), router, health);
+        let inner = Arc::new_cyclic(|weak: &std::sync::Weak<Inner>| {
+            let monitor = start_monitor(weak, backend, &policy, routing.state(), connector);
+            Inner {
+                nodes,
+                backend,
+                system: crate::telemetry::system_name(backend),
+                dialect,
+                classifier,
+                tasks: TaskScopes::default(),
+                policy,
+                routing,
+                retries: AtomicU64::new(0),
+                counters: Counters::default(),
+                monitor,
+            }
+        });
+        RoutedConnection { inner }
+    }
+
+    /// Waits until the monitor has probed every node once (at most `max`), so the first reads
+    /// already know every replica's role and position. Returns the nodes whose first probe was
+    /// refused (nothing accepts its connections; one that was only slow, or answered with an
+    /// error, starts Suspect as usual instead of banned).
+    pub(crate) async fn first_probes(&self, max: Duration) -> Vec<usize> {
+        let Some(m) = &self.inner.monitor else { return Vec::new() };
+        m.first_round(max).await;
+        (0..self.inner.nodes.len()).filter(|&i| m.state().refused(i)).collect()
+    }
+
+    /// The database backend (the same on every node). Inherent, so `db.get_database_backend()`
+    /// is not ambiguous between SeaORM's `ConnectionTrait` and `StreamTrait`.
+    pub fn get_database_backend(&self) -> DbBackend {
+        self.inner.backend
+    }
+
+    /// A replica's own connection, chosen as a read would be (healthy, by the balancer), for
+    /// calls that must not reach the primary; the primary's when no replica is in rotation.
+    /// Its sessions are read-only, so writes through it fail.
+    pub fn replica(&self) -> &DatabaseConnection {
+        let ctx = RouteContext::for_access(Access::Read, std::time::Instant::now())
+            .with_target(Target::Replica);
+        let index = self.inner.routing.plan(&ctx).map_or(self.primary_index(), |p| p.first());
+        &self.inner.nodes[index].conn
+    }
+
+    /// Runs `fut` with every statement this connection routes inside it sent to `target`
+    /// (reads included; writes always go to the primary). The scope follows the task, not the
+    /// connection value.
+    ///
+    /// ```no_run
+    /// # async fn demo(db: rwsplit_sea_orm::RoutedConnection) -> Result<(), sea_orm::DbErr> {
+    /// use rwsplit_sea_orm::{RoutedConnection, Target};
+    /// RoutedConnection::scope(Target::Primary, async {
+    ///     // every read here sees the primary
+    ///     db.ping().await
+    /// })
+    /// .await
+    /// # }
+    /// ```
+    pub async fn scope<F: Future>(target: Target, fut: F) -> F::Output {
+        SCOPE.scope(target, fut).await
+    }
+
+    /// Pings the primary.
+    pub async fn ping(&self) -> Result<(), DbErr> {
+        self.primary_conn().ping().await
+    }
+
+    /// Closes every node's pool.
+    pub async fn close(self) -> Result<(), DbErr> {
+        self.close_by_ref().await
+    }
+
+    /// Closes every node's pool, by reference.
+    pub async fn close_by_ref(&self) -> Result<(), DbErr> {
+        let mut first_err = None;
+        for n in &self.inner.nodes {
+            if let Err(e) = n.conn.close_by_ref().await {
+                first_err.get_or_insert(e);
+            }
+            if let Err(e) = n.writer.close_by_ref().await {
+                first_err.get_or_insert(e);
+            }
+        }
+        first_err.map_or(Ok(()), Err)
+    }
+
+    /// SeaORM's schema builder for this backend.
+    pub fn get_schema_builder(&self) -> sea_orm::SchemaBuilder {
+        self.primary_conn().get_schema_builder()
+    }
+
+    /// Statement counts per node and routing totals, for operators and tests.
+    pub fn stats(&self) -> crate::Stats {
+        crate::stats::snapshot(self)
+    }
+
+    /// Takes `node` out of rotation at once (it was unreachable at start).
+    pub(crate) fn ban(&self, node: usize) {
+        self.inner.routing.ban(node);
+    }
+}
+
+/// Starts the monitor on the current tokio runtime. Without one (a connection built outside a
+/// runtime) there is no monitor: health then moves only on the failures statements see.
+///
+/// After each probe the monitor tells this connection what it saw: a PostgreSQL node's system
+/// id is kept for tokens, and read-your-writes scopes whose token every replica has replayed
+/// are swept. The callback holds only a weak reference, so the connection's drop (which drops
+/// the monitor and stops its loops) is never held up by it.
+fn start_monitor(
+    weak: &std::sync::Weak<Inner>,
+    backend: DbBackend,
+    policy: &Policy,
+    state: &Arc<rwsplit_monitor::TopologyState>,
+    connector: NodeConnector,
+) -> Option<Monitor> {
+    tokio::runtime::Handle::try_current().ok()?;
+    if matches!(connector, NodeConnector::None) {
+        return None;
+    }
+    let flavor = match backend {
+        DbBackend::Postgres => Flavor::Postgres,
+        DbBackend::MySql => Flavor::MariaDb,
+        _ => return None,
+    };
+    let weak_for_sampler = weak.clone();
+    let weak = weak.clone();
+    let on_probe: rwsplit_monitor::OnProbe = Arc::new(move |node, seen| {
+        let Some(inner) = weak.upgrade() else { return };
+        if let Some(n) = inner.nodes.get(node)
+            && let Some(seen) = seen
+        {
+            if let Some(rwsplit_core::ReplayPosition::Postgres(p)) = seen.position() {
+                n.system_id.store(p.system_id(), Ordering::Relaxed);
+            }
+            *n.last_seen.lock().unwrap_or_else(std::sync::PoisonError::into_inner) =
+                Some(Instant::now());
+        }
+        inner.tasks.sweep(Instant::now(), FOREIGN_TOKEN_TTL, |t| inner.routing.settled(t));
+    });
+    spawn_sampler(weak_for_sampler, policy.monitor.interval_value());
+    Some(Monitor::start(
+        Arc::clone(state),
+        connector,
+        flavor,
+        policy.monitor,
+        policy.failover.clone(),
+        Some(on_probe),
+    ))
+}
+
+/// Sets the metric gauges of every node (health, role, lag, pools, in flight) every `every`,
+/// until the connection is dropped.
+fn spawn_sampler(weak: std::sync::Weak<Inner>, every: Duration) {
+    tokio::spawn(async move {
+        // The first round one period after the start: the connection is still being built
+        // when this task is spawned.
+        let every = every.max(Duration::from_millis(100));
+        let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tick.tick().await;
+            let Some(inner) = weak.upgrade() else { return };
+            inner.sample_metrics(Instant::now());
+        }
+    });
+}
+
+impl Inner {
+    /// One round of the gauges.
+    fn sample_metrics(&self, now: Instant) {
+        let topo = self.routing.state().snapshot();
+        for (i, n) in self.nodes.iter().enumerate() {
+            let Some(view) = topo.node(node_id(i)) else { continue };
+            let lag = view.lag();
+            crate::telemetry::sample(
+                &crate::telemetry::NodeSample {
+                    labels: &n.labels,
+                    health: self.routing.health(i),
+                    fenced: self.routing.is_fenced(i),
+                    role: view.role(),
+                    lag_bytes: lag.bytes(),
+                    lag_time: lag.time(),
+                    last_seen: *n
+                        .last_seen
+                        .lock()
+                        .unwrap_or_else(std::sync::PoisonError::into_inner),
+                    in_flight: view.load().in_flight(),
+                    read_pool: (!n.one_pool).then_some(&n.conn),
+                    write_pool: &n.writer,
+                },
+                now,
+            );
+        }
+        if let Some(m) = &self.monitor {
+            crate::telemetry::promotions(m.promotions());
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,186 @@
+//! Read-your-writes scopes: which scope a call uses, recording a write's position in it (read
+//! off the request path), and what a transaction's end means for it.
+//!
+//! A scope is the calling task's, or a [`Session`](crate::Session) (explicit or ambient). After
+//! a write its position is read from the primary in a task of its own; while that read is in
+//! flight the scope's reads go to the primary. A capture clears only what was pending before
+//! the write committed ([`Slot::settle_pending`]), so a `begin()` or an escaped primary
+//! connection in between keeps the scope conservative.
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+use rwsplit_core::CausalToken;
+use sea_orm::{DbErr, TransactionError};
+
+use super::inner::{Ctx, RoutedConnection, SESSION, Scope, bump};
+use crate::causal::Slot;
+use crate::position;
+
+/// A scope named from outside its task: the task's id (`None`: code outside any task), or
+/// the session.
+enum Key {
+    Task(Option<tokio::task::Id>),
+    Session(Arc<crate::causal::Shared>),
+}
+
+/// How a read-write transaction ended, as far as its writes go.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(super) enum Outcome {
+    Committed,
+    /// The commit failed on the connection: it may or may not have happened.
+    Unknown,
+    RolledBack,
+}
+
+impl Outcome {
+    pub(super) fn of<T, E>(r: &Result<T, TransactionError<E>>) -> Outcome {
+        match r {
+            Ok(_) => Outcome::Committed,
+            Err(TransactionError::Connection(_)) => Outcome::Unknown,
+            Err(TransactionError::Transaction(_)) => Outcome::RolledBack,
+        }
+    }
+}
+
+impl RoutedConnection {
+    /// The scope of a call: its explicit session, else the ambient one, else the task's.
+    pub(crate) fn scope_of(&self, ctx: &Ctx<'_>) -> Scope {
+        match ctx.session {
+            Some(s) => Scope::Session(Arc::clone(s)),
+            None => SESSION.try_with(|s| Scope::Session(Arc::clone(s))).unwrap_or(Scope::Task),
+        }
+    }
+
+    pub(super) fn scope_get(&self, scope: &Scope) -> Slot {
+        match scope {
+            Scope::Task => self.inner.tasks.get(),
+            Scope::Session(s) => s.get(),
+        }
+    }
+
+    pub(crate) fn scope_update(&self, scope: &Scope, f: impl FnOnce(&mut Slot)) {
+        match scope {
+            Scope::Task => self.inner.tasks.update(f),
+            Scope::Session(s) => s.update(f),
+        }
+    }
+
+    /// Whether writes in `scope` record their position: read-your-writes is on and some read
+    /// could go elsewhere than the primary (there are replicas), or the scope is a session,
+    /// whose token may be exported.
+    pub(super) fn tracks_writes(&self, scope: &Scope) -> bool {
+        self.inner.policy.read_your_writes
+            && (self.inner.nodes.len() > 1 || matches!(scope, Scope::Session(_)))
+    }
+
+    /// Writes the router cannot see may now happen in `scope` (the primary's connection was
+    /// handed out, a transaction is committed through SeaORM's own handle): its position
+    /// becomes pending, so its next read first asks the primary, or reads there.
+    pub(super) fn mark_unseen_writes(&self, scope: &Scope) {
+        if self.tracks_writes(scope) {
+            self.scope_update(scope, Slot::mark_pending);
+        }
+    }
+
+    /// The primary's position now, from `node`'s writable pool.
+    pub(crate) async fn capture_on(&self, node: usize) -> Result<CausalToken, DbErr> {
+        let n = &self.inner.nodes[node];
+        let cached = n.system_id.load(Ordering::Relaxed);
+        match position::capture(&n.writer, cached).await {
+            Ok((token, system_id)) => {
+                n.system_id.store(system_id, Ordering::Relaxed);
+                bump(&self.inner.counters.captures);
+                Ok(token)
+            }
+            Err(e) => {
+                bump(&self.inner.counters.capture_failures);
+                Err(e)
+            }
+        }
+    }
+
+    /// A write committed on `node`: the primary's position is read off the request path, in a
+    /// task of its own, and recorded in the scope when it arrives; meanwhile the scope counts
+    /// it in flight and its reads go to the primary (a replica could not have the write yet
+    /// anyway). The write has succeeded whatever happens here; if the position cannot be read,
+    /// the scope is marked pending instead (its next read asks again, or goes to the primary).
+    pub(super) async fn after_write(&self, node: usize, scope: &Scope) {
+        if !self.tracks_writes(scope) {
+            return;
+        }
+        let key = match scope {
+            Scope::Task => Key::Task(tokio::task::try_id()),
+            Scope::Session(s) => Key::Session(Arc::clone(s)),
+        };
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            let epoch = self.key_update(&key, |s| s.pending_epoch);
+            self.finish_capture(node, false, &key, epoch).await;
+            return;
+        };
+        let epoch = self.key_update(&key, |s| {
+            s.inflight += 1;
+            s.pending_epoch
+        });
+        let db = self.clone();
+        runtime.spawn(async move {
+            db.finish_capture(node, true, &key, epoch).await;
+        });
+    }
+
+    /// Reads the position after a write and records it under `key`; `counted`: the capture was
+    /// counted in flight; `epoch`: the scope's pending epoch when the write committed (the read
+    /// clears only what was pending then).
+    async fn finish_capture(&self, node: usize, counted: bool, key: &Key, epoch: u64) {
+        let result = self.capture_on(node).await;
+        let done = |s: &mut Slot| {
+            if counted {
+                s.inflight = s.inflight.saturating_sub(1);
+            }
+        };
+        match result {
+            Ok(token) => self.key_update(key, |s| {
+                s.record(&token);
+                s.settle_pending(epoch);
+                done(s);
+            }),
+            Err(e) => {
+                tracing::warn!(target: "rwsplit", node = %self.inner.nodes[node].name, error = %e, "could not read the primary's position after a write; the next read in this scope goes to the primary");
+                self.key_update(key, |s| {
+                    s.mark_pending();
+                    done(s);
+                });
+            }
+        }
+    }
+
+    fn key_update<R>(&self, key: &Key, f: impl FnOnce(&mut Slot) -> R) -> R {
+        match key {
+            Key::Task(id) => self.inner.tasks.update_task(*id, f),
+            Key::Session(s) => s.update(f),
+        }
+    }
+
+    /// The scope's state once its position reads in flight have landed, waiting up to `max`.
+    pub(crate) async fn settled_slot(&self, scope: &Scope, max: Duration) -> Slot {
+        let deadline = crate::deadline::after(max);
+        let mut slot = self.scope_get(scope);
+        while slot.inflight > 0 && Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(1)).await;
+            slot = self.scope_get(scope);
+        }
+        slot
+    }
+
+    /// After a read-write transaction on `node`: committed → record the position; a commit
+    /// that failed on the connection may or may not have happened → the position is pending
+    /// (the next read asks the primary, or reads there); rolled back → nothing.
+    pub(super) async fn after_transaction(&self, node: usize, scope: &Scope, outcome: Outcome) {
+        match outcome {
+            Outcome::Committed => self.after_write(node, scope).await,
+            Outcome::Unknown => self.mark_unseen_writes(scope),
+            Outcome::RolledBack => {}
+        }
+    }
+}

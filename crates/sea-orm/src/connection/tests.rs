@@ -1,0 +1,312 @@
+//! The one attempt loop and SeaORM's trait impls, against SeaORM's `MockDatabase` (one per
+//! node): which node each call reached, what was retried, what the caller gets back.
+
+use std::collections::BTreeMap;
+
+use rstest::rstest;
+use sea_orm::{
+    AccessMode, ConnectionTrait, DatabaseConnection, DbBackend, DbErr, MockDatabase,
+    MockExecResult, RuntimeErr, Statement, StreamTrait, TransactionTrait, Value,
+};
+
+use super::Policy;
+use crate::{Consistency, Error, RoutedConnection};
+
+fn row() -> BTreeMap<&'static str, Value> {
+    BTreeMap::from([("id", Value::Int(Some(1)))])
+}
+
+fn answering() -> DatabaseConnection {
+    MockDatabase::new(DbBackend::Postgres)
+        .append_query_results((0..8).map(|_| vec![row()]))
+        .append_exec_results((0..8).map(|_| MockExecResult { last_insert_id: 1, rows_affected: 1 }))
+        .into_connection()
+}
+
+/// A node whose first statement fails with `err`.
+fn failing(err: DbErr) -> DatabaseConnection {
+    MockDatabase::new(DbBackend::Postgres)
+        .append_query_errors([err])
+        .append_query_results((0..8).map(|_| vec![row()]))
+        .into_connection()
+}
+
+fn broken() -> DbErr {
+    DbErr::Conn(RuntimeErr::Internal("connection reset by peer".into()))
+}
+
+fn statements(c: &DatabaseConnection) -> usize {
+    c.clone().into_transaction_log().len()
+}
+
+fn select() -> Statement {
+    Statement::from_string(DbBackend::Postgres, "SELECT id FROM t")
+}
+
+/// A primary and replicas, read-your-writes off so the logs hold only routed statements.
+fn routed(
+    primary: DatabaseConnection,
+    replicas: Vec<DatabaseConnection>,
+    retries: u8,
+) -> RoutedConnection {
+    let policy = Policy { read_your_writes: false, read_retries: retries, ..Default::default() };
+    RoutedConnection::from_connections_with(primary, replicas, policy).unwrap()
+}
+
+#[tokio::test]
+async fn a_read_whose_replica_fails_moves_on_and_the_failure_is_counted() {
+    let db = routed(answering(), vec![failing(broken())], 2);
+    db.query_one_raw(select()).await.expect("retried on the primary");
+    let stats = db.stats();
+    assert_eq!(stats.retries(), 1);
+    assert_eq!(stats.replicas()[0].failures(), 1);
+    assert_eq!(stats.primary().reads(), 1);
+    assert_eq!(statements(db.primary_conn()), 1);
+}
+
+#[tokio::test]
+async fn the_retry_budget_bounds_a_read() {
+    let db = routed(answering(), vec![failing(broken())], 0);
+    let err = db.query_one_raw(select()).await.expect_err("no retry allowed");
+    assert!(matches!(err, DbErr::Conn(_)), "{err:?}");
+    assert!(err.to_string().contains("the read failed on"), "{err}");
+    assert_eq!(statements(db.primary_conn()), 0, "the primary was not tried");
+    assert_eq!(db.stats().retries(), 0);
+}
+
+#[tokio::test]
+async fn an_error_of_the_statement_itself_reaches_the_caller_unchanged_and_is_not_retried() {
+    let syntax = DbErr::Query(RuntimeErr::Internal("syntax error at or near \"FORM\"".into()));
+    let db = routed(answering(), vec![failing(syntax)], 2);
+    let err = db.query_all_raw(select()).await.expect_err("not retried");
+    assert!(
+        matches!(err, DbErr::Query(RuntimeErr::Internal(ref m)) if m.contains("syntax")),
+        "{err:?}"
+    );
+    assert_eq!(statements(db.primary_conn()), 0);
+    assert_eq!(db.stats().replicas()[0].failures(), 0, "not the node's failure");
+}
+
+#[tokio::test]
+async fn a_failed_write_is_never_retried_and_says_so() {
+    let primary =
+        MockDatabase::new(DbBackend::Postgres).append_exec_errors([broken()]).into_connection();
+    let db = routed(primary, vec![answering()], 2);
+    let insert = Statement::from_string(DbBackend::Postgres, "INSERT INTO t (v) VALUES (1)");
+    let err = db.execute_raw(insert).await.expect_err("the write failed");
+    assert!(matches!(err, DbErr::Conn(_)), "{err:?}");
+    assert!(err.to_string().contains("not retried"), "{err}");
+    assert_eq!(statements(&db.inner.nodes[1].conn), 0, "nothing reached the replica");
+    assert_eq!(db.stats().retries(), 0);
+}
+
+#[rstest]
+#[case::read_only(Some(AccessMode::ReadOnly), (0, 1))]
+#[case::read_write(Some(AccessMode::ReadWrite), (1, 0))]
+#[case::default(None, (1, 0))]
+#[tokio::test]
+async fn transactions_begin_where_their_access_mode_allows(
+    #[case] access: Option<AccessMode>,
+    #[case] expected: (usize, usize),
+) {
+    let db = routed(answering(), vec![answering()], 2);
+    let txn = db.begin_with_config(None, access).await.unwrap();
+    txn.query_one_raw(select()).await.unwrap();
+    txn.commit().await.unwrap();
+    let got = (statements(db.primary_conn()), statements(&db.inner.nodes[1].conn));
+    assert_eq!(got, expected, "{access:?}");
+}
+
+#[tokio::test]
+async fn closure_transactions_run_and_commit_through_the_router() {
+    let db = routed(answering(), vec![answering()], 2);
+    let n = db
+        .transaction::<_, u64, DbErr>(|txn| {
+            Box::pin(async move {
+                let insert =
+                    Statement::from_string(DbBackend::Postgres, "INSERT INTO t VALUES (1)");
+                Ok(txn.execute_raw(insert).await?.rows_affected())
+            })
+        })
+        .await
+        .unwrap();
+    assert_eq!(n, 1);
+    let ro = db
+        .transaction_with_config::<_, usize, DbErr>(
+            |txn| Box::pin(async move { Ok(txn.query_all_raw(select()).await?.len()) }),
+            None,
+            Some(AccessMode::ReadOnly),
+        )
+        .await
+        .unwrap();
+    assert_eq!(ro, 1);
+    assert_eq!(statements(db.primary_conn()), 1, "the read-write transaction");
+    assert_eq!(statements(&db.inner.nodes[1].conn), 1, "the read-only one");
+}
+
+#[tokio::test]
+async fn a_failed_closure_rolls_back_and_returns_its_own_error() {
+    let db = routed(answering(), vec![answering()], 2);
+    let r =
+        db.transaction::<_, (), String>(|_| Box::pin(async { Err("no thanks".to_owned()) })).await;
+    assert!(
+        matches!(r, Err(sea_orm::TransactionError::Transaction(ref e)) if e == "no thanks"),
+        "{r:?}"
+    );
+}
+
+#[tokio::test]
+async fn every_handle_routes_through_the_same_paths() {
+    let db = routed(answering(), vec![answering()], 2);
+    // The connection, a session, a per-call view, and streams.
+    db.query_one_raw(select()).await.unwrap();
+    db.session().query_all_raw(select()).await.unwrap();
+    db.consistent(Consistency::Strong).query_one_raw(select()).await.unwrap();
+    drop(db.stream_raw(select()).await.unwrap());
+    db.execute_unprepared("SET application_name = 'x'").await.unwrap();
+    let stats = db.stats();
+    assert_eq!(stats.replicas()[0].reads(), 3, "connection, session, stream");
+    assert_eq!(stats.primary().reads(), 1, "the strong read");
+    assert_eq!(stats.primary().writes(), 1, "SET is not provably a read");
+}
+
+#[tokio::test]
+async fn fencing_an_unknown_node_names_the_known_ones() {
+    let db = routed(answering(), vec![answering()], 2);
+    let err = db.fence("db-9:5432/app").expect_err("no such node");
+    assert!(matches!(err, Error::UnknownNode { .. }), "{err}");
+    let text = err.to_string();
+    assert!(text.contains("db-9:5432/app") && text.contains("primary"), "{text}");
+}
+
+/// Every span's fields (and its parent's name) as they were when it closed.
+#[derive(Clone, Default)]
+struct Spans(std::sync::Arc<std::sync::Mutex<Vec<BTreeMap<String, String>>>>);
+
+struct Fields(BTreeMap<String, String>);
+
+impl tracing::field::Visit for Fields {
+    fn record_debug(&mut self, field: &tracing::field::Field, value: &dyn std::fmt::Debug) {
+        self.0.insert(field.name().to_owned(), format!("{value:?}").trim_matches('"').to_owned());
+    }
+}
+
+impl<S> tracing_subscriber::Layer<S> for Spans
+where
+    S: tracing::Subscriber + for<'a> tracing_subscriber::registry::LookupSpan<'a>,
+{
+    fn on_new_span(
+        &self,
+        attrs: &tracing::span::Attributes<'_>,
+        id: &tracing::span::Id,
+        ctx: tracing_subscriber::layer::Context<'_, S>,
+    ) {
+        let span = ctx.span(id).expect("the span exists");
+        let mut fields = Fields(BTreeMap::new());
+        fields.0.insert("name".into(), span.name().into());
+        if let Some(parent) = span.parent() {
+            fields.0.insert("parent".into(), parent.name().into());
+        }
+        attrs.record(&mut fields);
+        span.extensions_mut().insert(fields);
+    }
+
+    fn on_record(
+        &self,
+        id: &tracing::span::Id,
+        values: &tracing::span::Record<'_>,
+        ctx: tracing_subscriber::layer::Context<'_, S>,
+    ) {
+        let span = ctx.span(id).expect("the span exists");
+        if let Some(fields) = span.extensions_mut().get_mut::<Fields>() {
+            values.record(fields);
+        }
+    }
+
+    fn on_close(&self, id: tracing::span::Id, ctx: tracing_subscriber::layer::Context<'_, S>) {
+        let span = ctx.span(&id).expect("the span exists");
+        if let Some(fields) = span.extensions().get::<Fields>() {
+            self.0.lock().unwrap().push(fields.0.clone());
+        }
+    }
+}
+
+/// Runs `f` with a subscriber capturing spans; returns the `rwsplit.statement` spans.
+async fn statement_spans<F: std::future::Future<Output = ()>>(
+    f: F,
+) -> Vec<BTreeMap<String, String>> {
+    use tracing::Instrument;
+    use tracing_subscriber::layer::SubscriberExt;
+    let spans = Spans::default();
+    let subscriber = tracing_subscriber::registry().with(spans.clone());
+    let _guard = tracing::subscriber::set_default(subscriber);
+    f.instrument(tracing::info_span!("caller")).await;
+    let all = spans.0.lock().unwrap().clone();
+    all.into_iter().filter(|s| s["name"] == "rwsplit.statement").collect()
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn each_statement_runs_in_a_span_with_the_opentelemetry_fields() {
+    let db = routed(answering(), vec![answering()], 2);
+    let spans = statement_spans(async {
+        db.query_one_raw(select()).await.unwrap();
+    })
+    .await;
+    assert_eq!(spans.len(), 1, "{spans:?}");
+    let s = &spans[0];
+    assert_eq!(s["parent"], "caller", "a child of the caller's span");
+    assert_eq!(s["db.system.name"], "postgresql");
+    assert_eq!(s["db.operation.name"], "SELECT");
+    assert_eq!(s["server.address"], "replica 1", "mock nodes are named, not addressed");
+    assert_eq!(s["rwsplit.node.role"], "replica");
+    assert_eq!(s["rwsplit.attempt"], "1");
+    assert_eq!(s["rwsplit.consistency"], "eventual");
+    assert!(!s["rwsplit.route.reason"].is_empty(), "{s:?}");
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn a_read_that_moved_on_reports_its_last_attempt_and_node() {
+    let db = routed(answering(), vec![failing(broken())], 2);
+    let spans = statement_spans(async {
+        db.query_one_raw(select()).await.unwrap();
+        let begin = db.begin().await.unwrap();
+        begin.commit().await.unwrap();
+    })
+    .await;
+    assert_eq!(spans.len(), 2, "{spans:?}");
+    assert_eq!(spans[0]["rwsplit.attempt"], "2");
+    assert_eq!(spans[0]["rwsplit.node.role"], "primary");
+    assert_eq!(spans[0]["server.address"], "primary");
+    assert_eq!(spans[1]["db.operation.name"], "BEGIN");
+    assert_eq!(spans[1]["rwsplit.route.reason"], "transaction");
+}
+
+/// The process-wide Prometheus recorder of these tests (metrics are global).
+fn prometheus() -> &'static metrics_exporter_prometheus::PrometheusHandle {
+    static HANDLE: std::sync::OnceLock<metrics_exporter_prometheus::PrometheusHandle> =
+        std::sync::OnceLock::new();
+    HANDLE.get_or_init(|| {
+        metrics_exporter_prometheus::PrometheusBuilder::new()
+            .install_recorder()
+            .expect("no other recorder in the unit tests")
+    })
+}
+
+#[tokio::test]
+async fn statements_errors_retries_and_latencies_are_recorded() {
+    let handle = prometheus();
+    let db = routed(answering(), vec![failing(broken())], 2);
+    db.query_one_raw(select()).await.unwrap();
+    let insert = Statement::from_string(DbBackend::Postgres, "INSERT INTO t VALUES (1)");
+    db.execute_raw(insert).await.unwrap();
+    let text = handle.render();
+    for want in [
+        "server_address=\"primary\",server_port=\"\",rwsplit_node_role=\"primary\",rwsplit_route_reason=\"execute\",rwsplit_access=\"write\"",
+        "rwsplit_errors{server_address=\"replica 1\",server_port=\"\",rwsplit_node_role=\"replica\",error_type=\"connection\"}",
+        "rwsplit_retries{server_address=\"replica 1\"",
+        "db_client_operation_duration",
+        "db_system_name=\"postgresql\",db_operation_name=\"INSERT\"",
+    ] {
+        assert!(text.contains(want), "missing `{want}` in:\n{text}");
+    }
+}

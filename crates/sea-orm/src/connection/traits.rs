@@ -1,0 +1,196 @@
+//! SeaORM's traits for every routed handle — the connection itself, a
+//! [`Session`](crate::Session), a per-call [`Routed`](crate::Routed) view — as thin calls into
+//! the statement and transaction paths; and the ways out to the primary's own connection.
+
+use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
+
+use sea_orm::{
+    AccessMode, ConnectionTrait, DatabaseConnection, DatabaseExecutor, DatabaseTransaction,
+    DbBackend, DbErr, ExecResult, IntoDatabaseExecutor, IsolationLevel, QueryResult, QueryStream,
+    Statement, StreamTrait, TransactionError, TransactionOptions, TransactionTrait,
+};
+
+use super::inner::{Ctx, RoutedConnection};
+
+impl RoutedConnection {
+    /// The primary's own connection: every call on it runs on the primary, unrouted. Use it for
+    /// migrations (`Migrator::up(db.primary(), None)`), schema changes and code typed to
+    /// `&DatabaseConnection`.
+    ///
+    /// Writes made through it are not seen by the router, so handing it out makes the caller's
+    /// read-your-writes scope conservative, as `begin()` does: its next read first asks the
+    /// primary for its position (at or past anything written through this connection by then),
+    /// or reads from the primary.
+    pub fn primary(&self) -> &DatabaseConnection {
+        self.mark_unseen_writes(&self.scope_of(&Ctx::default()));
+        self.primary_conn()
+    }
+
+    /// The primary's sqlx pool (as [`DatabaseConnection::get_postgres_connection_pool`], which
+    /// panics on another backend). Like [`primary`](RoutedConnection::primary), it makes the
+    /// caller's read-your-writes scope conservative.
+    #[cfg(feature = "postgres")]
+    pub fn get_postgres_connection_pool(&self) -> &sea_orm::sqlx::PgPool {
+        self.primary().get_postgres_connection_pool()
+    }
+
+    /// The primary's sqlx pool (as [`DatabaseConnection::get_mysql_connection_pool`], which
+    /// panics on another backend). Like [`primary`](RoutedConnection::primary), it makes the
+    /// caller's read-your-writes scope conservative.
+    #[cfg(feature = "mysql")]
+    pub fn get_mysql_connection_pool(&self) -> &sea_orm::sqlx::MySqlPool {
+        self.primary().get_mysql_connection_pool()
+    }
+}
+
+/// A handle SeaORM can run statements on through the router: the connection itself, a
+/// [`Session`](crate::Session), or a per-call view ([`Routed`](crate::Routed)).
+pub(crate) trait Handle {
+    fn db(&self) -> &RoutedConnection;
+    fn ctx(&self) -> Ctx<'_>;
+}
+
+impl Handle for RoutedConnection {
+    fn db(&self) -> &RoutedConnection {
+        self
+    }
+    fn ctx(&self) -> Ctx<'_> {
+        Ctx::default()
+    }
+}
+
+/// `ConnectionTrait` and `StreamTrait` for a [`Handle`].
+macro_rules! routed_connection {
+    ([$($lt:lifetime)?] $ty:ty) => {
+        #[async_trait::async_trait]
+        impl<$($lt)?> ConnectionTrait for $ty {
+            fn get_database_backend(&self) -> DbBackend {
+                self.db().inner.backend
+            }
+
+            async fn execute_raw(&self, stmt: Statement) -> Result<ExecResult, DbErr> {
+                self.db().execute_in(stmt, &self.ctx()).await
+            }
+
+            async fn execute_unprepared(&self, sql: &str) -> Result<ExecResult, DbErr> {
+                self.db().execute_unprepared_in(sql, &self.ctx()).await
+            }
+
+            async fn query_one_raw(&self, stmt: Statement) -> Result<Option<QueryResult>, DbErr> {
+                self.db().query_one_in(stmt, &self.ctx()).await
+            }
+
+            async fn query_all_raw(&self, stmt: Statement) -> Result<Vec<QueryResult>, DbErr> {
+                self.db().query_all_in(stmt, &self.ctx()).await
+            }
+
+            fn support_returning(&self) -> bool {
+                self.db().primary_conn().support_returning()
+            }
+        }
+
+        impl<$($lt)?> StreamTrait for $ty {
+            type Stream<'a> = QueryStream where Self: 'a;
+
+            fn get_database_backend(&self) -> DbBackend {
+                self.db().inner.backend
+            }
+
+            fn stream_raw<'a>(
+                &'a self,
+                stmt: Statement,
+            ) -> Pin<Box<dyn Future<Output = Result<Self::Stream<'a>, DbErr>> + 'a + Send>> {
+                Box::pin(async move { self.db().stream_in(stmt, &self.ctx()).await })
+            }
+        }
+    };
+}
+
+/// `TransactionTrait` for a [`Handle`].
+macro_rules! routed_transactions {
+    ($ty:ty) => {
+        #[async_trait::async_trait]
+        impl TransactionTrait for $ty {
+            type Transaction = DatabaseTransaction;
+
+            async fn begin(&self) -> Result<DatabaseTransaction, DbErr> {
+                let o = TransactionOptions::default();
+                Ok(self.db().begin_in(None, None, o, &self.ctx(), true).await?.0)
+            }
+
+            async fn begin_with_config(
+                &self,
+                isolation_level: Option<IsolationLevel>,
+                access_mode: Option<AccessMode>,
+            ) -> Result<DatabaseTransaction, DbErr> {
+                let o = TransactionOptions::default();
+                let ctx = self.ctx();
+                Ok(self.db().begin_in(isolation_level, access_mode, o, &ctx, true).await?.0)
+            }
+
+            async fn begin_with_options(
+                &self,
+                options: TransactionOptions,
+            ) -> Result<DatabaseTransaction, DbErr> {
+                let (i, a) = (options.isolation_level, options.access_mode);
+                Ok(self.db().begin_in(i, a, options, &self.ctx(), true).await?.0)
+            }
+
+            async fn transaction<F, T, E>(&self, callback: F) -> Result<T, TransactionError<E>>
+            where
+                F: for<'c> FnOnce(
+                        &'c DatabaseTransaction,
+                    )
+                        -> Pin<Box<dyn Future<Output = Result<T, E>> + Send + 'c>>
+                    + Send,
+                T: Send,
+                E: fmt::Display + fmt::Debug + Send,
+            {
+                self.db().transaction_in(callback, None, None, &self.ctx()).await
+            }
+
+            async fn transaction_with_config<F, T, E>(
+                &self,
+                callback: F,
+                isolation_level: Option<IsolationLevel>,
+                access_mode: Option<AccessMode>,
+            ) -> Result<T, TransactionError<E>>
+            where
+                F: for<'c> FnOnce(
+                        &'c DatabaseTransaction,
+                    )
+                        -> Pin<Box<dyn Future<Output = Result<T, E>> + Send + 'c>>
+                    + Send,
+                T: Send,
+                E: fmt::Display + fmt::Debug + Send,
+            {
+                let ctx = self.ctx();
+                self.db().transaction_in(callback, isolation_level, access_mode, &ctx).await
+            }
+        }
+    };
+}
+
+pub(crate) use {routed_connection, routed_transactions};
+
+routed_connection!([] RoutedConnection);
+routed_transactions!(RoutedConnection);
+
+/// Migrations and other APIs that take a `DatabaseExecutor` get the primary. What runs through
+/// it escapes the router, so the caller's read-your-writes scope becomes conservative (see
+/// [`RoutedConnection::primary`]).
+impl<'c> IntoDatabaseExecutor<'c> for &'c RoutedConnection {
+    fn into_database_executor(self) -> DatabaseExecutor<'c> {
+        DatabaseExecutor::Connection(self.primary())
+    }
+}
+
+/// `DatabaseExecutor::from(&db)`, as for a `DatabaseConnection`: the primary, with the caller's
+/// read-your-writes scope made conservative.
+impl<'c> From<&'c RoutedConnection> for DatabaseExecutor<'c> {
+    fn from(db: &'c RoutedConnection) -> DatabaseExecutor<'c> {
+        db.into_database_executor()
+    }
+}

@@ -1,0 +1,131 @@
+//! Transactions: planned (a read-only one may use a replica that has the caller's writes), begun
+//! through the one [`attempt`](RoutedConnection::attempt) loop, and ended so that a committed
+//! read-write transaction records its position in the caller's scope. The closure forms begin,
+//! run the callback, and commit or roll back exactly as SeaORM's own do.
+
+use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
+
+use rwsplit_core::Access;
+use sea_orm::{
+    AccessMode, DatabaseTransaction, DbErr, IsolationLevel, TransactionError, TransactionOptions,
+};
+
+use tracing::Instrument;
+
+use super::attempt::Begin;
+use super::inner::{Ctx, RoutedConnection};
+use super::scopes::Outcome;
+
+impl RoutedConnection {
+    /// Begins a transaction as configured; returns it and, for a read-write one, the node (its
+    /// commit is a write to record). `unseen`: the caller commits it through SeaORM's own
+    /// `DatabaseTransaction`, out of the router's sight, so the scope's position becomes
+    /// pending at once.
+    pub(crate) async fn begin_in(
+        &self,
+        isolation: Option<IsolationLevel>,
+        access: Option<AccessMode>,
+        mut options: TransactionOptions,
+        ctx: &Ctx<'_>,
+        unseen: bool,
+    ) -> Result<(DatabaseTransaction, Option<usize>), DbErr> {
+        options.isolation_level = isolation;
+        options.access_mode = access;
+        let span = self.statement_span("BEGIN", ctx);
+        async move {
+            let scope = self.scope_of(ctx);
+            let plan = self.plan_transaction(isolation, access, ctx, &scope).await?;
+            let writes = plan.access() == Access::Write;
+            let (txn, node) = self.attempt(&plan, Begin { options, unseen }, &scope).await?;
+            Ok((txn, writes.then_some(node)))
+        }
+        .instrument(span)
+        .await
+    }
+
+    /// Commits on `Ok`, rolls back on `Err`; a committed transaction on the primary records its
+    /// position in the caller's scope (its commit is when the writes became visible).
+    pub(crate) async fn end_transaction<T, E>(
+        &self,
+        txn: DatabaseTransaction,
+        result: Result<T, E>,
+        node: Option<usize>,
+        ctx: &Ctx<'_>,
+    ) -> Result<T, TransactionError<E>> {
+        let r = match result {
+            Ok(v) => txn.commit().await.map(|()| v).map_err(TransactionError::Connection),
+            Err(e) => {
+                txn.rollback().await.map_err(TransactionError::Connection)?;
+                Err(TransactionError::Transaction(e))
+            }
+        };
+        if let Some(node) = node {
+            self.after_transaction(node, &self.scope_of(ctx), Outcome::of(&r)).await;
+        }
+        r
+    }
+
+    /// The closure form of [`TransactionTrait::transaction_with_config`]: begin, run, end.
+    ///
+    /// [`TransactionTrait::transaction_with_config`]: sea_orm::TransactionTrait::transaction_with_config
+    pub(crate) async fn transaction_in<F, T, E>(
+        &self,
+        callback: F,
+        isolation: Option<IsolationLevel>,
+        access: Option<AccessMode>,
+        ctx: &Ctx<'_>,
+    ) -> Result<T, TransactionError<E>>
+    where
+        F: for<'c> FnOnce(
+                &'c DatabaseTransaction,
+            ) -> Pin<Box<dyn Future<Output = Result<T, E>> + Send + 'c>>
+            + Send,
+        T: Send,
+        E: fmt::Display + fmt::Debug + Send,
+    {
+        let options = TransactionOptions::default();
+        let (txn, node) = self
+            .begin_in(isolation, access, options, ctx, false)
+            .await
+            .map_err(TransactionError::Connection)?;
+        let result = callback(&txn).await;
+        self.end_transaction(txn, result, node, ctx).await
+    }
+
+    /// Runs `callback` in a transaction on the primary (the async-closure form of
+    /// [`TransactionTrait::transaction`](sea_orm::TransactionTrait::transaction)).
+    pub async fn transaction_async<F, T, E>(&self, callback: F) -> Result<T, TransactionError<E>>
+    where
+        F: for<'c> AsyncFnOnce(&'c DatabaseTransaction) -> Result<T, E> + Send,
+        T: Send,
+        E: fmt::Display + fmt::Debug + Send,
+    {
+        self.transaction_with_config_async(callback, None, None).await
+    }
+
+    /// Runs `callback` in a transaction with the given isolation level and access mode; a
+    /// read-only one may run on a replica (see
+    /// [`TransactionTrait::begin_with_config`](sea_orm::TransactionTrait::begin_with_config)).
+    pub async fn transaction_with_config_async<F, T, E>(
+        &self,
+        callback: F,
+        isolation_level: Option<IsolationLevel>,
+        access_mode: Option<AccessMode>,
+    ) -> Result<T, TransactionError<E>>
+    where
+        F: for<'c> AsyncFnOnce(&'c DatabaseTransaction) -> Result<T, E> + Send,
+        T: Send,
+        E: fmt::Display + fmt::Debug + Send,
+    {
+        let ctx = Ctx::default();
+        let options = TransactionOptions::default();
+        let (txn, node) = self
+            .begin_in(isolation_level, access_mode, options, &ctx, false)
+            .await
+            .map_err(TransactionError::Connection)?;
+        let result = callback(&txn).await;
+        self.end_transaction(txn, result, node, &ctx).await
+    }
+}

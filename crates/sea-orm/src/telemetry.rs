@@ -1,0 +1,490 @@
+//! What the adapter tells operators: metrics through the [`metrics`] facade, and a `tracing`
+//! span per statement.
+//!
+//! # Metrics
+//!
+//! Recorded through the [`metrics`](https://docs.rs/metrics) facade: install the exporter of
+//! your choice (Prometheus, StatsD, OpenTelemetry …); without one, recording costs a few
+//! dozen instructions and goes nowhere. Names and labels follow the OpenTelemetry
+//! database-client conventions where one exists; exporters that do not allow dots (Prometheus)
+//! replace them with `_`. Labels never carry credentials or SQL text: a node is its
+//! `server.address` and `server.port`, a statement its first keyword (`db.operation.name`).
+//!
+//! | name | kind | labels | what |
+//! | --- | --- | --- | --- |
+//! | [`OPERATION_DURATION`] | histogram (s) | node, `db.system.name`, `db.operation.name`, `rwsplit.node.role`, `rwsplit.route.reason`, `rwsplit.access`, `error.type` on failure | each attempt's time on a node; its count is the statements each node served, by why they went there |
+//! | [`ERRORS`] | counter | node, `rwsplit.node.role`, `error.type` | failed attempts, by class (`connection`, `backpressure`, `given_up`, `replica_refused`, `not_on_replica`, `read_only`, `statement`) |
+//! | [`RETRIES`] | counter | node | reads moved on from this node to the next candidate |
+//! | [`READ_YOUR_WRITES`] | counter | `outcome` (`replica`, `waited`, `primary`) | where reads that had to see a write went |
+//! | [`IN_FLIGHT`] | gauge | node | statements running on the node now |
+//! | [`HEALTH`] | gauge | node | 0 up, 1 suspect, 2 down |
+//! | [`FENCED`] | gauge | node | 1 while fenced |
+//! | [`ROLE`] | gauge | node | 1 primary, 0 replica |
+//! | [`LAG_BYTES`], [`LAG_SECONDS`] | gauge | node | a replica's replication lag (NaN while unknown: down, replay stopped, MariaDB bytes) |
+//! | [`OBSERVATION_AGE`] | gauge (s) | node | since the node last answered a probe: how old its role, position and lag are |
+//! | [`CONNECTION_COUNT`] | gauge | node, `db.client.connection.pool.name`, `db.client.connection.state` (`idle`, `used`) | pooled connections |
+//! | [`CONNECTION_MAX`] | gauge | node, `db.client.connection.pool.name` | the pool's maximum size |
+//! | [`CONNECTION_PENDING`] | gauge | node, `db.client.connection.pool.name` | statements waiting for a connection (in flight minus connections in use) |
+//! | [`PROMOTIONS`] | counter | — | promotions the monitor followed |
+//!
+//! "node" is `server.address` and `server.port`; `db.client.connection.pool.name` is
+//! `host:port/db` plus `/read` or `/write` (each node has a pool for reads and one for writes;
+//! on the configured primary they are one pool, reported once as `write`). Gauges are sampled
+//! by the monitor's clock (each probe interval), counters and histograms on each statement.
+//!
+//! # Spans
+//!
+//! Every statement, stream and `BEGIN` runs in a span named `rwsplit.statement` (target
+//! `rwsplit`, level INFO), a child of the caller's span, with the OpenTelemetry fields
+//! `db.system.name`, `db.operation.name`, `server.address` and `server.port` (of the node that
+//! ran it, recorded once known), plus `rwsplit.route.reason` (why it went there),
+//! `rwsplit.consistency`, `rwsplit.node.role` and `rwsplit.attempt` (1 unless a read moved
+//! on). Health changes, promotions followed and failovers are events of target `rwsplit`.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use metrics::SharedString;
+use rwsplit_core::{Consistency, Health, Role};
+use sea_orm::{DatabaseConnection, DbBackend};
+
+use crate::failure::Failure;
+
+/// Histogram, seconds: each attempt's time on a node (OpenTelemetry's name).
+pub const OPERATION_DURATION: &str = "db.client.operation.duration";
+/// Counter: failed attempts on a node, by `error.type`.
+pub const ERRORS: &str = "rwsplit.errors";
+/// Counter: reads that failed on a node and moved on to the next candidate.
+pub const RETRIES: &str = "rwsplit.retries";
+/// Counter: where reads that had to see the caller's writes went, by `outcome`.
+pub const READ_YOUR_WRITES: &str = "rwsplit.read_your_writes";
+/// Gauge: statements running on a node now.
+pub const IN_FLIGHT: &str = "rwsplit.node.in_flight";
+/// Gauge: a node's health, 0 up, 1 suspect, 2 down.
+pub const HEALTH: &str = "rwsplit.node.health";
+/// Gauge: 1 while a node is fenced.
+pub const FENCED: &str = "rwsplit.node.fenced";
+/// Gauge: 1 for the node that has the primary role, 0 for the others.
+pub const ROLE: &str = "rwsplit.node.primary";
+/// Gauge: a replica's replication lag in bytes.
+pub const LAG_BYTES: &str = "rwsplit.replica.lag.bytes";
+/// Gauge: a replica's replication lag in seconds.
+pub const LAG_SECONDS: &str = "rwsplit.replica.lag.seconds";
+/// Gauge, seconds: since the node last answered a probe.
+pub const OBSERVATION_AGE: &str = "rwsplit.node.observation.age";
+/// Gauge: pooled connections by state (OpenTelemetry's name).
+pub const CONNECTION_COUNT: &str = "db.client.connection.count";
+/// Gauge: a pool's maximum size (OpenTelemetry's name).
+pub const CONNECTION_MAX: &str = "db.client.connection.max";
+/// Gauge: statements waiting for a pooled connection (OpenTelemetry's name).
+pub const CONNECTION_PENDING: &str = "db.client.connection.pending_requests";
+/// Counter: promotions the monitor followed.
+pub const PROMOTIONS: &str = "rwsplit.promotions";
+
+/// A node's labels, built once: cloning them is a reference count, not a copy.
+#[derive(Debug, Clone)]
+pub(crate) struct NodeLabels {
+    pub(crate) address: SharedString,
+    pub(crate) port: SharedString,
+    read_pool: SharedString,
+    write_pool: SharedString,
+}
+
+impl NodeLabels {
+    /// From a node's name (`host:port/db`, `[v6]:port/db`, or a bare name for a connection
+    /// given without a URL).
+    pub(crate) fn of(name: &str) -> NodeLabels {
+        let server = name.split('/').next().unwrap_or(name);
+        let (address, port) = match server.rsplit_once(':') {
+            Some((host, port)) if port.parse::<u16>().is_ok() && !host.ends_with(':') => {
+                (host.trim_start_matches('[').trim_end_matches(']'), port)
+            }
+            _ => (server, ""),
+        };
+        let shared = |s: &str| SharedString::from(Arc::<str>::from(s));
+        NodeLabels {
+            address: shared(address),
+            port: shared(port),
+            read_pool: shared(&format!("{name}/read")),
+            write_pool: shared(&format!("{name}/write")),
+        }
+    }
+}
+
+/// `db.system.name` for a backend.
+pub(crate) fn system_name(backend: DbBackend) -> &'static str {
+    match backend {
+        DbBackend::Postgres => "postgresql",
+        DbBackend::MySql => "mariadb",
+        _ => "other_sql",
+    }
+}
+
+/// `rwsplit.node.role`.
+pub(crate) fn role_name(primary: bool) -> &'static str {
+    if primary { "primary" } else { "replica" }
+}
+
+/// `rwsplit.consistency`.
+pub(crate) fn consistency_name(level: &Consistency) -> &'static str {
+    match level {
+        Consistency::Eventual => "eventual",
+        Consistency::BoundedStaleness(_) => "bounded_staleness",
+        Consistency::ReadYourWrites(_) => "read_your_writes",
+        Consistency::Strong => "strong",
+        _ => "other",
+    }
+}
+
+/// `error.type` for a failure class.
+pub(crate) fn error_type(failure: Failure) -> &'static str {
+    match failure {
+        Failure::Connection => "connection",
+        Failure::Backpressure => "backpressure",
+        Failure::GivenUp => "given_up",
+        Failure::ReplicaRefused => "replica_refused",
+        Failure::NotOnReplica => "not_on_replica",
+        Failure::ReadOnly => "read_only",
+        Failure::Other => "statement",
+    }
+}
+
+/// `db.operation.name`: the statement's first keyword, from a fixed list (anything else is
+/// `OTHER`), so no SQL text reaches a label and the label's values stay few.
+pub(crate) fn operation_name(sql: &str) -> &'static str {
+    const KNOWN: &[&str] = &[
+        "SELECT",
+        "INSERT",
+        "UPDATE",
+        "DELETE",
+        "WITH",
+        "VALUES",
+        "TABLE",
+        "SHOW",
+        "EXPLAIN",
+        "CALL",
+        "DO",
+        "BEGIN",
+        "START",
+        "COMMIT",
+        "ROLLBACK",
+        "SAVEPOINT",
+        "RELEASE",
+        "SET",
+        "RESET",
+        "CREATE",
+        "ALTER",
+        "DROP",
+        "TRUNCATE",
+        "COPY",
+        "LOCK",
+        "REPLACE",
+        "GRANT",
+        "REVOKE",
+        "ANALYZE",
+        "VACUUM",
+        "LISTEN",
+        "NOTIFY",
+        "PREPARE",
+        "EXECUTE",
+        "DEALLOCATE",
+    ];
+    let word = first_word(sql);
+    KNOWN.iter().find(|k| k.eq_ignore_ascii_case(word)).copied().unwrap_or("OTHER")
+}
+
+/// The first word after whitespace and comments (at most 16 bytes are looked at per word).
+fn first_word(sql: &str) -> &str {
+    let mut rest = sql;
+    loop {
+        rest = rest.trim_start();
+        if let Some(after) = rest.strip_prefix("--") {
+            rest = after.split_once('\n').map_or("", |(_, r)| r);
+        } else if let Some(after) = rest.strip_prefix("/*") {
+            rest = after.split_once("*/").map_or("", |(_, r)| r);
+        } else {
+            break;
+        }
+    }
+    let end = rest.find(|c: char| !c.is_ascii_alphabetic()).unwrap_or(rest.len());
+    if end > 16 { "" } else { &rest[..end] }
+}
+
+/// What one statement's attempts record.
+pub(crate) struct Statement {
+    pub(crate) system: &'static str,
+    pub(crate) operation: &'static str,
+}
+
+impl Statement {
+    /// One attempt on a node ended: one histogram sample (its count is the statements by node,
+    /// route reason and access), and on failure one error count.
+    pub(crate) fn attempt(
+        &self,
+        node: &NodeLabels,
+        primary: bool,
+        reason: &'static str,
+        write: bool,
+        elapsed: Duration,
+        failure: Option<Failure>,
+    ) {
+        let role = role_name(primary);
+        let access = if write { "write" } else { "read" };
+        let Some(f) = failure else {
+            metrics::histogram!(
+                OPERATION_DURATION,
+                "db.system.name" => self.system,
+                "db.operation.name" => self.operation,
+                "server.address" => node.address.clone(),
+                "server.port" => node.port.clone(),
+                "rwsplit.node.role" => role,
+                "rwsplit.route.reason" => reason,
+                "rwsplit.access" => access,
+            )
+            .record(elapsed.as_secs_f64());
+            return;
+        };
+        let kind = error_type(f);
+        metrics::histogram!(
+            OPERATION_DURATION,
+            "db.system.name" => self.system,
+            "db.operation.name" => self.operation,
+            "server.address" => node.address.clone(),
+            "server.port" => node.port.clone(),
+            "rwsplit.node.role" => role,
+            "rwsplit.route.reason" => reason,
+            "rwsplit.access" => access,
+            "error.type" => kind,
+        )
+        .record(elapsed.as_secs_f64());
+        metrics::counter!(
+            ERRORS,
+            "server.address" => node.address.clone(),
+            "server.port" => node.port.clone(),
+            "rwsplit.node.role" => role,
+            "error.type" => kind,
+        )
+        .increment(1);
+    }
+}
+
+/// A read moved on from `node`.
+pub(crate) fn retry(node: &NodeLabels) {
+    metrics::counter!(
+        RETRIES,
+        "server.address" => node.address.clone(),
+        "server.port" => node.port.clone(),
+    )
+    .increment(1);
+}
+
+/// Where a read that had to see a write went.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Ryw {
+    /// A replica that had already replayed the write.
+    Replica,
+    /// A replica, after waiting for it to catch up.
+    Waited,
+    /// The primary.
+    Primary,
+}
+
+pub(crate) fn read_your_writes(outcome: Ryw) {
+    let outcome = match outcome {
+        Ryw::Replica => "replica",
+        Ryw::Waited => "waited",
+        Ryw::Primary => "primary",
+    };
+    metrics::counter!(READ_YOUR_WRITES, "outcome" => outcome).increment(1);
+}
+
+/// One node's figures at one instant, for the gauges.
+pub(crate) struct NodeSample<'a> {
+    pub(crate) labels: &'a NodeLabels,
+    pub(crate) health: Health,
+    pub(crate) fenced: bool,
+    pub(crate) role: Role,
+    pub(crate) lag_bytes: Option<u64>,
+    pub(crate) lag_time: Option<Duration>,
+    pub(crate) last_seen: Option<Instant>,
+    pub(crate) in_flight: u32,
+    /// The read pool (`None`: the node has one pool, `write`).
+    pub(crate) read_pool: Option<&'a DatabaseConnection>,
+    pub(crate) write_pool: &'a DatabaseConnection,
+}
+
+/// Sets a node's gauges.
+pub(crate) fn sample(s: &NodeSample<'_>, now: Instant) {
+    let (address, port) = (&s.labels.address, &s.labels.port);
+    let gauge = |name: &'static str, v: f64| {
+        metrics::gauge!(name, "server.address" => address.clone(), "server.port" => port.clone())
+            .set(v);
+    };
+    gauge(
+        HEALTH,
+        match s.health {
+            Health::Up => 0.0,
+            Health::Suspect => 1.0,
+            Health::Down => 2.0,
+        },
+    );
+    gauge(FENCED, if s.fenced { 1.0 } else { 0.0 });
+    gauge(ROLE, if s.role == Role::Primary { 1.0 } else { 0.0 });
+    gauge(IN_FLIGHT, f64::from(s.in_flight));
+    if let Some(seen) = s.last_seen {
+        gauge(OBSERVATION_AGE, now.saturating_duration_since(seen).as_secs_f64());
+    }
+    if s.role != Role::Primary {
+        // An unknown lag (the node does not answer, its replay is stopped) is NaN, not the
+        // last value: a stale 0 would claim a dead replica is caught up. Precision is not a
+        // concern for a lag gauge.
+        #[allow(clippy::cast_precision_loss)]
+        gauge(LAG_BYTES, s.lag_bytes.map_or(f64::NAN, |b| b as f64));
+        gauge(LAG_SECONDS, s.lag_time.map_or(f64::NAN, |t| t.as_secs_f64()));
+    }
+    let mut used_total = 0u32;
+    let pools = [(s.read_pool, &s.labels.read_pool), (Some(s.write_pool), &s.labels.write_pool)];
+    for (pool, name) in pools {
+        let Some(stats) = pool.and_then(pool_stats) else { continue };
+        let used = stats.size.saturating_sub(stats.idle);
+        used_total += used;
+        let count = |state: &'static str, v: u32| {
+            metrics::gauge!(
+                CONNECTION_COUNT,
+                "server.address" => address.clone(),
+                "server.port" => port.clone(),
+                "db.client.connection.pool.name" => name.clone(),
+                "db.client.connection.state" => state,
+            )
+            .set(f64::from(v));
+        };
+        count("idle", stats.idle);
+        count("used", used);
+        metrics::gauge!(
+            CONNECTION_MAX,
+            "server.address" => address.clone(),
+            "server.port" => port.clone(),
+            "db.client.connection.pool.name" => name.clone(),
+        )
+        .set(f64::from(stats.max));
+    }
+    metrics::gauge!(
+        CONNECTION_PENDING,
+        "server.address" => address.clone(),
+        "server.port" => port.clone(),
+    )
+    .set(f64::from(s.in_flight.saturating_sub(used_total)));
+}
+
+/// Promotions followed since the connection was built.
+pub(crate) fn promotions(total: u64) {
+    metrics::counter!(PROMOTIONS).absolute(total);
+}
+
+/// A sqlx pool's figures.
+struct PoolStats {
+    size: u32,
+    idle: u32,
+    max: u32,
+}
+
+fn pool_stats(conn: &DatabaseConnection) -> Option<PoolStats> {
+    use sea_orm::DatabaseConnectionType as T;
+    let idle = |n: usize| u32::try_from(n).unwrap_or(u32::MAX);
+    match &conn.inner {
+        #[cfg(feature = "postgres")]
+        T::SqlxPostgresPoolConnection(_) => {
+            let p = conn.get_postgres_connection_pool();
+            Some(PoolStats {
+                size: p.size(),
+                idle: idle(p.num_idle()),
+                max: p.options().get_max_connections(),
+            })
+        }
+        #[cfg(feature = "mysql")]
+        T::SqlxMySqlPoolConnection(_) => {
+            let p = conn.get_mysql_connection_pool();
+            Some(PoolStats {
+                size: p.size(),
+                idle: idle(p.num_idle()),
+                max: p.options().get_max_connections(),
+            })
+        }
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use rstest::rstest;
+
+    use super::*;
+
+    #[rstest]
+    #[case::select("SELECT 1", "SELECT")]
+    #[case::lowercase("  select * from t", "SELECT")]
+    #[case::comments("/* app */ -- x\n UPDATE t SET v = 1", "UPDATE")]
+    #[case::hint("/*rwsplit:primary*/ SELECT 1", "SELECT")]
+    #[case::cte("WITH x AS (SELECT 1) SELECT * FROM x", "WITH")]
+    #[case::unknown("FROBNICATE now", "OTHER")]
+    #[case::long_word("SELECTSELECTSELECTSELECT 1", "OTHER")]
+    #[case::empty("", "OTHER")]
+    #[case::unterminated_comment("/* SELECT", "OTHER")]
+    #[case::paren("(SELECT 1)", "OTHER")]
+    fn the_operation_is_the_first_keyword_from_a_fixed_list(
+        #[case] sql: &str,
+        #[case] expected: &str,
+    ) {
+        assert_eq!(operation_name(sql), expected);
+    }
+
+    #[rstest]
+    #[case::host_port_db("db-1:5432/app", "db-1", "5432")]
+    #[case::no_port("db-1/app", "db-1", "")]
+    #[case::ipv6("[::1]:5432/app", "::1", "5432")]
+    #[case::bare("replica 1", "replica 1", "")]
+    fn node_labels_split_the_name(#[case] name: &str, #[case] address: &str, #[case] port: &str) {
+        let l = NodeLabels::of(name);
+        assert_eq!((&*l.address, &*l.port), (address, port));
+    }
+
+    #[test]
+    fn a_sample_sets_every_gauge_of_a_replica() {
+        let recorder = metrics_exporter_prometheus::PrometheusBuilder::new().build_recorder();
+        let handle = recorder.handle();
+        let pool = sea_orm::MockDatabase::new(DbBackend::Postgres).into_connection();
+        let now = Instant::now();
+        metrics::with_local_recorder(&recorder, || {
+            sample(
+                &NodeSample {
+                    labels: &NodeLabels::of("db-2:5432/app"),
+                    health: Health::Down,
+                    fenced: true,
+                    role: Role::Replica,
+                    lag_bytes: Some(4096),
+                    lag_time: Some(Duration::from_millis(1500)),
+                    last_seen: Some(now - Duration::from_secs(3)),
+                    in_flight: 2,
+                    read_pool: None,
+                    write_pool: &pool,
+                },
+                now,
+            );
+        });
+        let text = handle.render();
+        let node = "{server_address=\"db-2\",server_port=\"5432\"}";
+        for want in [
+            format!("rwsplit_node_health{node} 2"),
+            format!("rwsplit_node_fenced{node} 1"),
+            format!("rwsplit_node_primary{node} 0"),
+            format!("rwsplit_node_in_flight{node} 2"),
+            format!("rwsplit_replica_lag_bytes{node} 4096"),
+            format!("rwsplit_replica_lag_seconds{node} 1.5"),
+            format!("rwsplit_node_observation_age{node} 3"),
+            // A mock has no pool: every statement in flight counts as waiting for none.
+            format!("db_client_connection_pending_requests{node} 2"),
+        ] {
+            assert!(text.contains(&want), "missing `{want}` in:\n{text}");
+        }
+    }
+}
