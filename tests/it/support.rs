@@ -195,3 +195,19 @@ pub(crate) async fn server_port<C: sea_orm::ConnectionTrait>(conn: &C, sql_prefi
     let port: i64 = row.try_get("", "port").expect("a port column");
     u16::try_from(port).expect("a port")
 }
+
+/// Makes a test's scoped subscriber (`set_default`) see every event its thread emits, whatever
+/// other tests run meanwhile. With a single dispatcher registered, tracing-core computes a
+/// callsite's cached interest from the default of whichever thread reaches it first; a sibling
+/// test's thread, with no subscriber, caches "never" and the event is lost to the scoped
+/// subscriber too (tokio-rs/tracing#3611). A global default that wants nothing (`NoSubscriber`)
+/// is a second registered dispatcher, so interest is the union over all of them. Once per
+/// process; harmless to call again.
+pub(crate) fn tracing_baseline() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        let none = tracing::Dispatch::new(tracing::subscriber::NoSubscriber::default());
+        // Already set (by another harness): the baseline is then whatever that is.
+        let _ = tracing::dispatcher::set_global_default(none);
+    });
+}
