@@ -364,10 +364,7 @@ async fn faults_planned_switchover_under_load(#[case] kind: DbKind) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn faults_primary_killed_with_auto_failover(#[case] kind: DbKind) {
     // The failover's own account of what it did (RUST_LOG=rwsplit=info to see it).
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
-        .with_test_writer()
-        .try_init();
+    crate::support::tracing_baseline();
     let cluster = durable_cluster(kind, "fpromote").await;
     let tdb = cluster.create_database("fpromote").await.unwrap();
     let db = routed(&tdb, Consistency::Eventual, Some(&cluster)).await;

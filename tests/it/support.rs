@@ -196,18 +196,21 @@ pub(crate) async fn server_port<C: sea_orm::ConnectionTrait>(conn: &C, sql_prefi
     u16::try_from(port).expect("a port")
 }
 
-/// Makes a test's scoped subscriber (`set_default`) see every event its thread emits, whatever
-/// other tests run meanwhile. With a single dispatcher registered, tracing-core computes a
-/// callsite's cached interest from the default of whichever thread reaches it first; a sibling
-/// test's thread, with no subscriber, caches "never" and the event is lost to the scoped
-/// subscriber too (tokio-rs/tracing#3611). A global default that wants nothing (`NoSubscriber`)
-/// is a second registered dispatcher, so interest is the union over all of them. Once per
-/// process; harmless to call again.
+/// The process's global subscriber: `RUST_LOG`'s filter (errors only by default) to the test
+/// harness's captured output. Installed once, by every test that wants log output or captures
+/// logs. It also makes a test's scoped subscriber (`set_default`) see every event its thread
+/// emits, whatever other tests run meanwhile: with a single dispatcher registered,
+/// tracing-core computes a callsite's cached interest from the default of whichever thread
+/// reaches it first, and a sibling test's thread with no subscriber caches "never", losing the
+/// event for the scoped subscriber too (tokio-rs/tracing#3611). With this second dispatcher,
+/// interest is the union over all of them.
 pub(crate) fn tracing_baseline() {
     static ONCE: std::sync::Once = std::sync::Once::new();
     ONCE.call_once(|| {
-        let none = tracing::Dispatch::new(tracing::subscriber::NoSubscriber::default());
         // Already set (by another harness): the baseline is then whatever that is.
-        let _ = tracing::dispatcher::set_global_default(none);
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+            .with_test_writer()
+            .try_init();
     });
 }
