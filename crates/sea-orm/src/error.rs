@@ -27,7 +27,8 @@ pub enum Error {
         node: String,
         /// The URL with credentials and parameters removed.
         url: String,
-        /// What is wrong with it.
+        /// What is wrong with it. Text, not a `#[source]`: the URL parser's and the driver's
+        /// errors can quote the URL, password included, so only their scrubbed text is kept.
         reason: String,
     },
     /// A configuration value is out of range, inconsistent with another, or unknown
