@@ -7,6 +7,7 @@ mod ci;
 mod cluster;
 mod itest;
 mod report;
+mod seaorm_suite;
 mod soak;
 #[cfg(test)]
 mod tidy;
@@ -46,6 +47,10 @@ enum Cmd {
     /// Mixed traffic under random replica faults on a cluster of its own, then check that no
     /// acknowledged write was lost and no read-your-writes read was stale.
     Soak(soak::SoakArgs),
+    /// Run SeaORM's own integration tests through `RoutedConnection` on a PostgreSQL primary
+    /// with two replicas (with and without an apply delay, per configuration) and count where
+    /// their reads went.
+    SeaormSuite(seaorm_suite::SeaormSuiteArgs),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -59,6 +64,7 @@ fn main() -> anyhow::Result<()> {
         Cmd::Bench(args) => bench::run(&args),
         Cmd::Soak(args) => soak::run(&args),
         Cmd::Report(args) => report::run(&args),
+        Cmd::SeaormSuite(args) => seaorm_suite::run(&args),
         Cmd::Image => {
             let image = rwsplit_testkit::ensure_node_image()?;
             let what = if image.built { "built" } else { "found (cached)" };
