@@ -349,5 +349,8 @@ async fn maximal_durations_do_not_kill_the_probe_loops() {
     );
     assert!(m.first_round(MS(100)).await);
     tokio::time::sleep(MS(1_000)).await;
-    assert!(m.tasks.iter().all(|t| !t.is_finished()), "a probe loop died");
+    assert!(
+        m.tasks.lock().unwrap().iter().flatten().all(|t| !t.is_finished()),
+        "a probe loop died"
+    );
 }
