@@ -272,6 +272,17 @@ impl TopologyState {
         true
     }
 
+    /// Replaces `node`'s tags (a topology source saw them change), in the snapshot at once or
+    /// when it joins. Returns whether the node is there.
+    pub fn set_tags(&self, node: usize, tags: &[&str]) -> bool {
+        let Some(n) = self.probed(node) else { return false };
+        if let Some(t) = lock(&n.template).take() {
+            *lock(&n.template) = Some(t.to_builder().tags(tags.iter().copied()).build());
+        }
+        self.republish(|i, v| (i == node).then(|| v.to_builder().tags(tags.iter().copied())));
+        true
+    }
+
     /// Frees a removed node's id for reuse, if no statement is in flight on it any more (as its
     /// load tracker counts them; the adapter also waits for its own handles). Returns whether
     /// the id is free now.

@@ -130,6 +130,7 @@ mod builder;
 mod causal;
 mod connection;
 mod deadline;
+mod discover;
 mod error;
 mod failover;
 mod failure;
@@ -162,4 +163,7 @@ pub use rwsplit_core::{
     ReplayPosition, Role, RoundRobin, RouteContext, RouterConfig, Rule, RuleAction, Staleness,
     TableRule, TagRule, Target, Transaction, WeightedRoundRobin, ZonePreference,
 };
-pub use rwsplit_monitor::{AutoFailover, MonitorConfig};
+pub use rwsplit_monitor::{
+    AutoFailover, DnsSource, Member, MemberRole, MemberTags, MonitorConfig, PatroniSource,
+    SourceError, StaticSource, TopologySource,
+};

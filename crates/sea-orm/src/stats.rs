@@ -171,29 +171,35 @@ impl NodeStats {
 pub(crate) fn snapshot(db: &RoutedConnection) -> Stats {
     let inner = &db.inner;
     Stats {
-        nodes: inner
-            .nodes
-            .iter()
-            .enumerate()
-            .map(|(i, n)| {
-                let seen = inner.routing.node_view(i);
-                NodeStats {
-                    name: n.name.clone(),
-                    role: if i == 0 { "primary" } else { "replica" },
-                    current_role: seen
-                        .as_ref()
-                        .map_or(if i == 0 { Role::Primary } else { Role::Replica }, |v| v.0),
-                    health: inner.routing.health(i),
-                    lag: seen.as_ref().map_or(Lag::unknown(), |v| v.1),
-                    position: seen.and_then(|v| v.2),
-                    reads: n.reads.load(Ordering::Relaxed),
-                    writes: n.writes.load(Ordering::Relaxed),
-                    failures: n.failures.load(Ordering::Relaxed),
-                    pool_timeouts: n.pool_timeouts.load(Ordering::Relaxed),
-                    fenced: inner.routing.is_fenced(i),
-                }
-            })
-            .collect(),
+        nodes: {
+            // In id order: the configured primary (id 0) first while it is there. Never empty:
+            // the adapter keeps its last node.
+            let mut nodes: Vec<_> = inner.nodes.iter().collect();
+            if nodes.is_empty() {
+                nodes.push((0, std::sync::Arc::clone(inner.nodes.first_kept())));
+            }
+            nodes
+        }
+        .into_iter()
+        .map(|(i, n)| {
+            let seen = inner.routing.node_view(i);
+            NodeStats {
+                name: n.name.clone(),
+                role: if i == 0 { "primary" } else { "replica" },
+                current_role: seen
+                    .as_ref()
+                    .map_or(if i == 0 { Role::Primary } else { Role::Replica }, |v| v.0),
+                health: inner.routing.health(i),
+                lag: seen.as_ref().map_or(Lag::unknown(), |v| v.1),
+                position: seen.and_then(|v| v.2),
+                reads: n.reads.load(Ordering::Relaxed),
+                writes: n.writes.load(Ordering::Relaxed),
+                failures: n.failures.load(Ordering::Relaxed),
+                pool_timeouts: n.pool_timeouts.load(Ordering::Relaxed),
+                fenced: inner.routing.is_fenced(i),
+            }
+        })
+        .collect(),
         retries: inner.retries.load(Ordering::Relaxed),
         ryw: {
             let c = &inner.counters;
