@@ -136,8 +136,18 @@ async fn members_added_and_removed_by_patroni_follow_without_a_restart() {
     assert_eq!(quiet_reads, 0, "a noloadbalance member served reads");
 
     // The tag set on a serving member at run time: no reads after the next poll.
+    // Patroni publishes the new tags at its next HA loop; the source sees them at its next poll.
+    let tagged = Instant::now();
     cluster.set_tags(&added, MemberTags::none().noloadbalance(true)).await.expect("tagged");
-    tokio::time::sleep(POLL * 3).await;
+    loop {
+        let before = reads_on(&db, &added_name);
+        failed += reads(&db, 50).await;
+        if reads_on(&db, &added_name) == before {
+            break;
+        }
+        assert!(tagged.elapsed() < Duration::from_secs(15), "the tag never took effect");
+    }
+    let tag_effect = tagged.elapsed();
     let before = reads_on(&db, &added_name);
     failed += reads(&db, 300).await;
     assert_eq!(reads_on(&db, &added_name), before, "a member tagged noloadbalance still read");
@@ -176,7 +186,7 @@ async fn members_added_and_removed_by_patroni_follow_without_a_restart() {
     println!(
         "PATRONI-ADAPTER-FIGURES scenario=members patroni_add={patroni_add:?} \
          to_rotation_after_streaming={to_rotation:?} first_read_after_streaming={to_reads:?} \
-         noloadbalance_reads={quiet_reads} patroni_remove={patroni_remove:?} \
+         noloadbalance_reads={quiet_reads} tag_effect={tag_effect:?} patroni_remove={patroni_remove:?} \
          gone_after_removal={gone:?} in_flight_reads_failed={slow_failed} reads_failed={failed}"
     );
     assert_eq!(slow_failed, 0, "in-flight reads failed");
