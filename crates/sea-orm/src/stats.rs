@@ -49,17 +49,19 @@ pub struct ReadYourWrites {
 }
 
 impl Stats {
-    /// Every node, the primary first.
+    /// Every node, by id: the configured primary first, then the configured replicas, then
+    /// nodes a topology source added (a removed node is not listed).
     pub fn nodes(&self) -> &[NodeStats] {
         &self.nodes
     }
 
-    /// The primary's counts.
+    /// The first node's counts: the configured primary (see [`NodeStats::current_role`] for
+    /// who is primary now), or, if a topology source removed it, the node with the lowest id.
     pub fn primary(&self) -> &NodeStats {
         &self.nodes[0]
     }
 
-    /// The replicas' counts, in configuration order.
+    /// Every other node's counts, by id (configuration order, then nodes added at run time).
     pub fn replicas(&self) -> &[NodeStats] {
         &self.nodes[1..]
     }
