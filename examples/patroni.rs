@@ -47,11 +47,11 @@ fn counts(db: &RoutedConnection) -> Vec<(String, u64, u64)> {
 }
 
 /// A burst of traffic: `n` posts written, then read back by other tasks.
-async fn traffic(db: &RoutedConnection, author_id: i32, n: i32) -> anyhow::Result<()> {
+async fn traffic(db: &RoutedConnection, author_id: i32, n: i32, phase: &str) -> anyhow::Result<()> {
     for i in 0..n {
         post::ActiveModel {
             author_id: Set(author_id),
-            title: Set(format!("post {i}")),
+            title: Set(format!("{phase} post {i}")),
             views: Set(i),
             ..Default::default()
         }
@@ -75,6 +75,7 @@ async fn main() -> anyhow::Result<()> {
     tracing_subscriber::fmt()
         .with_env_filter(std::env::var("RUST_LOG").unwrap_or_else(|_| "rwsplit=warn".into()))
         .with_target(false)
+        .with_ansi(false)
         .without_time()
         .init();
 
@@ -110,7 +111,7 @@ async fn main() -> anyhow::Result<()> {
         author::ActiveModel { name: Set("Alice".into()), ..Default::default() }.insert(&db).await?;
 
     let before = counts(&db);
-    traffic(&db, alice.id, 20).await?;
+    traffic(&db, alice.id, 20, "before").await?;
     println!("\n== before the switchover\n  {}", moved(&db, &before));
 
     let candidate = cluster
@@ -147,7 +148,7 @@ async fn main() -> anyhow::Result<()> {
         "first write acknowledged {:.2} s after the request ({failed} attempts failed meanwhile)",
         resumed.as_secs_f64()
     );
-    traffic(&db, alice.id, 20).await?;
+    traffic(&db, alice.id, 20, "after").await?;
     println!("\n== after the switchover\n  {}", moved(&db, &before));
     db.close().await?;
     Ok(())
