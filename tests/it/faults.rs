@@ -364,10 +364,7 @@ async fn faults_planned_switchover_under_load(#[case] kind: DbKind) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn faults_primary_killed_with_auto_failover(#[case] kind: DbKind) {
     // The failover's own account of what it did (RUST_LOG=rwsplit=info to see it).
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
-        .with_test_writer()
-        .try_init();
+    crate::support::tracing_baseline();
     let cluster = durable_cluster(kind, "fpromote").await;
     let tdb = cluster.create_database("fpromote").await.unwrap();
     let db = routed(&tdb, Consistency::Eventual, Some(&cluster)).await;
@@ -482,4 +479,55 @@ async fn faults_hung_replica_without_a_statement_deadline() {
     );
     // Marked down after 3 failed probes of 100 ms + 300 ms each, then the read moves on.
     assert!(slowest < Duration::from_secs(4), "reads were held {slowest:?}");
+}
+
+/// A write in flight on a primary that freezes (SIGSTOP: its port stays open, nothing answers)
+/// returns once the monitor marks the primary down, with an error saying its outcome is
+/// unknown, instead of waiting for the kernel to give the connection up (about 15 minutes);
+/// the writer's scope becomes pending (the write may have committed): its next read first asks
+/// the primary for its position.
+#[rstest]
+#[case::postgres(DbKind::Postgres)]
+#[case::mariadb(DbKind::MariaDb)]
+#[tokio::test]
+async fn a_write_in_flight_on_a_frozen_primary_ends_when_the_primary_is_marked_down(
+    #[case] kind: DbKind,
+) {
+    let cluster = own_cluster(kind, "frozenw", 1).await;
+    let tdb = cluster.create_database("frozenw").await.unwrap();
+    let db = RoutedConnection::builder()
+        .primary(tdb.primary_url())
+        .replicas(tdb.replica_urls())
+        .monitor(MonitorConfig::default().interval(INTERVAL).timeout(PROBE_TIMEOUT))
+        .connect()
+        .await
+        .unwrap();
+    db.execute_unprepared("CREATE TABLE t (id INT)").await.unwrap();
+    // A pooled connection to the primary exists, so the write is sent on it, not refused.
+    db.execute_unprepared("INSERT INTO t VALUES (0)").await.unwrap();
+
+    cluster.primary().hang().unwrap();
+    let started = Instant::now();
+    let r = tokio::time::timeout(
+        Duration::from_secs(30),
+        db.execute_unprepared("INSERT INTO t VALUES (1)"),
+    )
+    .await;
+    let took = started.elapsed();
+    cluster.primary().unhang().unwrap();
+    let err = r.expect("the write returned before 30 s").expect_err("the write was given up");
+    let text = err.to_string();
+    eprintln!("{kind}: write on a frozen primary given up after {} ms: {text}", took.as_millis());
+    assert!(matches!(err, sea_orm::DbErr::Conn(_)), "{err:?}");
+    assert!(text.contains("outcome is unknown") && text.contains("not retried"), "{text}");
+    // 3 failed probes of 100 ms + 300 ms each mark it down.
+    assert!(took < Duration::from_secs(5), "the write was held {took:?}");
+    until("the primary back in rotation", || async { db.stats().primary().health() == Health::Up })
+        .await;
+    let captured = db.stats().read_your_writes().positions_captured;
+    db.query_all_raw(stmt(&db, "SELECT id FROM t".to_owned())).await.unwrap();
+    assert!(
+        db.stats().read_your_writes().positions_captured > captured,
+        "the read after an unknown write asked the primary for its position first"
+    );
 }

@@ -254,6 +254,7 @@ fn encode(raw: &str) -> String {
 async fn passwords_never_show_anywhere() {
     let cluster = shared(DbKind::Postgres);
     let tdb = cluster.create_database("secrets").await.unwrap();
+    crate::support::tracing_baseline();
     let logs = Logs::default();
     let writer = logs.clone();
     let _guard = tracing_subscriber::fmt()

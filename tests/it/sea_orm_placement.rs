@@ -1,10 +1,13 @@
 //! What the exported balancers and rules do end to end (issue 17 item 2): each replica's
-//! weight, zone and tags reach the router, and reads land where they say, on a real cluster.
+//! weight, zone and tags reach the router, and reads land where they say, on a real cluster:
+//! weighted round robin, zone preference, table and tag rules, round robin, random, lowest lag,
+//! and the three `PrimaryReads` modes. P2C-EWMA and least-outstanding under latency are in
+//! `network_faults.rs`.
 
 use rstest::rstest;
 use rwsplit_sea_orm::{
-    Replica, RoundRobin, RoutedConnection, RouterConfig, TableRule, TagRule, WeightedRoundRobin,
-    ZonePreference,
+    LowestLag, PrimaryReads, Random, Replica, RoundRobin, RoutedConnection, RouterConfig,
+    TableRule, TagRule, WeightedRoundRobin, ZonePreference,
 };
 use rwsplit_testkit::DbKind;
 use sea_orm::{ConnectionTrait, Statement};
@@ -134,4 +137,116 @@ async fn table_and_tag_rules_send_reads_to_the_tagged_replica(#[case] kind: DbKi
     .await;
     assert_eq!(others, [10, 10], "other reads round robin over both");
     drop(tdb);
+}
+
+#[rstest]
+#[case::postgres(DbKind::Postgres)]
+#[case::mariadb(DbKind::MariaDb)]
+#[tokio::test]
+async fn round_robin_and_random_spread_reads_over_both_replicas(#[case] kind: DbKind) {
+    for (name, router) in [
+        ("round robin", RouterConfig::default().balancer(RoundRobin::default())),
+        ("random", RouterConfig::default().balancer(Random::with_seed(7))),
+    ] {
+        let (_tdb, db) = connect(kind, "spread", [Replica::new, Replica::new], router).await;
+        let got = served(&db, || async {
+            for _ in 0..READS {
+                read(&db, "SELECT 1 AS one").await;
+            }
+        })
+        .await;
+        assert_eq!(got.iter().sum::<u64>(), READS);
+        // Round robin: 100 / 100; random: binomial(200, ½), 60..140 is far outside 6 sigma.
+        let band = if name == "round robin" { 95..=105 } else { 60..=140 };
+        assert!(band.contains(&got[0]), "{name}: {got:?}");
+    }
+}
+
+#[rstest]
+#[case::postgres(DbKind::Postgres)]
+#[case::mariadb(DbKind::MariaDb)]
+#[tokio::test]
+async fn lowest_lag_reads_from_the_replica_that_is_caught_up(#[case] kind: DbKind) {
+    let cluster = crate::support::own_cluster(kind, "lowlag", 2).await;
+    let tdb = cluster.create_database("lowlag").await.unwrap();
+    let urls = tdb.replica_urls();
+    let db = RoutedConnection::builder()
+        .primary(tdb.primary_url())
+        .replica(Replica::new(urls[0].clone()))
+        .replica(Replica::new(urls[1].clone()))
+        .router(RouterConfig::default().balancer(LowestLag::default()))
+        .read_your_writes(false)
+        .connect()
+        .await
+        .unwrap();
+    db.execute_unprepared("CREATE TABLE t (id INT)").await.unwrap();
+    cluster.wait_caught_up(0, std::time::Duration::from_secs(10)).await.unwrap();
+    // Replica 0 stops replaying; writes go on, so it falls behind (PostgreSQL: bytes and time;
+    // MariaDB: its lag becomes unknown, which ranks last).
+    cluster.replicas()[0].pause_replay().await.unwrap();
+    for i in 0..20 {
+        db.execute_unprepared(&format!("INSERT INTO t VALUES ({i})")).await.unwrap();
+    }
+    crate::support::until("replica 0 to be measured behind", || async {
+        let stats = db.stats();
+        let (behind, fresh) = (stats.replicas()[0].lag(), stats.replicas()[1].lag());
+        fresh.time() == Some(std::time::Duration::ZERO)
+            && behind.time() != Some(std::time::Duration::ZERO)
+    })
+    .await;
+    let got = served(&db, || async {
+        for _ in 0..50 {
+            read(&db, "SELECT count(*) AS n FROM t").await;
+        }
+    })
+    .await;
+    cluster.replicas()[0].resume_replay().await.unwrap();
+    assert_eq!(got, [0, 50], "every read on the caught-up replica");
+}
+
+#[rstest]
+#[case::postgres(DbKind::Postgres)]
+#[case::mariadb(DbKind::MariaDb)]
+#[tokio::test]
+async fn primary_reads_decide_whether_the_primary_serves_reads(#[case] kind: DbKind) {
+    let reads_on_primary = |db: &RoutedConnection| db.stats().primary().reads();
+    // Include: the primary is balanced with the replicas (a third of round-robin reads).
+    let (_a, db) = connect(
+        kind,
+        "pinclude",
+        [Replica::new, Replica::new],
+        RouterConfig::default()
+            .balancer(RoundRobin::default())
+            .primary_reads(PrimaryReads::Include),
+    )
+    .await;
+    for _ in 0..90 {
+        read(&db, "SELECT 1 AS one").await;
+    }
+    let included = reads_on_primary(&db);
+    assert!((25..=35).contains(&included), "Include: {included} of 90 on the primary");
+
+    // Fallback (the default) and Never, with both replicas fenced: the primary serves the read,
+    // or the read fails naming the problem.
+    for (mode, expect_ok) in [(PrimaryReads::Fallback, true), (PrimaryReads::Never, false)] {
+        let (_t, db) = connect(
+            kind,
+            "pfallback",
+            [Replica::new, Replica::new],
+            RouterConfig::default().primary_reads(mode),
+        )
+        .await;
+        for n in db.stats().replicas().iter().map(|n| n.name().to_owned()).collect::<Vec<_>>() {
+            db.fence(&n).unwrap();
+        }
+        let stmt = Statement::from_string(db.get_database_backend(), "SELECT 1 AS one");
+        let r = db.query_all_raw(stmt).await;
+        assert_eq!(r.is_ok(), expect_ok, "{mode:?}: {r:?}");
+        if expect_ok {
+            assert_eq!(reads_on_primary(&db), 1, "{mode:?}");
+        } else {
+            let text = r.unwrap_err().to_string();
+            assert!(text.contains("rwsplit"), "{mode:?}: {text}");
+        }
+    }
 }

@@ -164,3 +164,126 @@ async fn reads_survive_a_replica_killed_under_them(#[case] kind: DbKind) {
     assert!(stats.retries() >= 1, "{stats:?}");
     assert!(stats.replicas()[1].reads() > 0, "the healthy replica kept serving: {stats:?}");
 }
+
+/// A `RoutedConfig` (TOML, as an application would ship it) with weights, zones, per-node pools
+/// and policy: reads are shared 3:1 by weight, then all go to the preferred zone.
+#[rstest]
+#[case::postgres(DbKind::Postgres)]
+#[case::mariadb(DbKind::MariaDb)]
+#[tokio::test]
+async fn a_config_with_weights_and_zones_shares_reads_by_them(#[case] kind: DbKind) {
+    let cluster = shared(kind);
+    let tdb = cluster.create_database("config").await.unwrap();
+    let replicas = tdb.replica_urls();
+    let config = |extra: &str| {
+        let text = format!(
+            r#"
+            primary = {{ url = "{p}", pool = {{ max_connections = 4 }} }}
+            [[replicas]]
+            url = "{r1}"
+            weight = 3
+            zone = "a"
+            pool = {{ max_connections = 2, idle_timeout = "30s" }}
+            [[replicas]]
+            url = "{r2}"
+            zone = "b"
+            [pool]
+            acquire_timeout = "3s"
+            [policy]
+            read_your_writes = false
+            read_retries = 1
+            [monitor]
+            probe_interval = "200ms"
+            failure_threshold = 2
+            [router]
+            balancer = "weighted_round_robin"
+            {extra}
+            "#,
+            p = tdb.primary_url(),
+            r1 = replicas[0],
+            r2 = replicas[1],
+        );
+        let config: rwsplit_sea_orm::RoutedConfig = toml::from_str(&text).unwrap();
+        config
+    };
+    let count_ports = |db: RoutedConnection| async move {
+        let mut per_port = std::collections::BTreeMap::<u16, u32>::new();
+        for _ in 0..400 {
+            *per_port.entry(server_port(&db, "").await).or_default() += 1;
+        }
+        per_port
+    };
+    let (r1, r2) = (cluster.replicas()[0].port(), cluster.replicas()[1].port());
+
+    let weighted = count_ports(config("").connect().await.unwrap()).await;
+    assert_eq!(
+        weighted.keys().copied().collect::<Vec<_>>(),
+        {
+            let mut ports = vec![r1, r2];
+            ports.sort_unstable();
+            ports
+        },
+        "{weighted:?}"
+    );
+    let share = f64::from(weighted[&r1]) / 400.0;
+    assert!((0.70..=0.80).contains(&share), "replica 1 (weight 3) got {share:.2}: {weighted:?}");
+
+    let zoned = count_ports(config("prefer_zone = \"b\"").connect().await.unwrap()).await;
+    assert_eq!(zoned.get(&r2), Some(&400), "every read in zone b: {zoned:?}");
+}
+
+/// The environment scheme end to end (through `RoutedConfig::from_vars`, the same reader as
+/// `from_env`, so the test does not change the process environment): a per-replica weight
+/// shares reads 1:3, and a per-replica pool size bounds the connections that replica serves.
+#[tokio::test]
+async fn the_environment_sets_weights_and_per_replica_pools() {
+    let cluster = shared(DbKind::Postgres);
+    let tdb = cluster.create_database("envcfg").await.unwrap();
+    let replicas = tdb.replica_urls();
+    let vars = [
+        ("DATABASE_URL", tdb.primary_url()),
+        ("DATABASE_REPLICA_URLS", replicas.join(",")),
+        ("DATABASE_REPLICA_2_WEIGHT", "3".to_owned()),
+        ("DATABASE_REPLICA_MAX_CONNECTIONS", "2".to_owned()),
+        ("DATABASE_ACQUIRE_TIMEOUT", "10s".to_owned()),
+        ("RWSPLIT_BALANCER", "weighted_round_robin".to_owned()),
+        ("RWSPLIT_READ_YOUR_WRITES", "off".to_owned()),
+    ];
+    let db = rwsplit_sea_orm::RoutedConfig::from_vars(vars).unwrap().connect().await.unwrap();
+    let (r1, r2) = (cluster.replicas()[0].port(), cluster.replicas()[1].port());
+    let mut per_port = std::collections::BTreeMap::<u16, u32>::new();
+    for _ in 0..400 {
+        *per_port.entry(server_port(&db, "").await).or_default() += 1;
+    }
+    let share = f64::from(per_port.get(&r2).copied().unwrap_or(0)) / 400.0;
+    assert!((0.70..=0.80).contains(&share), "replica 2 (weight 3) got {share:.2}: {per_port:?}");
+    assert!(per_port.get(&r1).is_some_and(|&n| n > 0), "{per_port:?}");
+
+    // Twelve slow reads at once: each replica's pool runs at most two of them at a time.
+    let mut reads = tokio::task::JoinSet::new();
+    for _ in 0..12 {
+        let db = db.clone();
+        reads.spawn(async move {
+            let sql = "SELECT pg_sleep(0.3) /*envcfg*/";
+            db.query_one_raw(Statement::from_string(db.get_database_backend(), sql)).await
+        });
+    }
+    tokio::time::sleep(Duration::from_millis(150)).await;
+    let mut most = 0_i64;
+    for node in cluster.replicas() {
+        let mut c = crate::support::connect(&node.url_for(tdb.name())).await;
+        let active: i64 = sqlx::query_scalar(
+            "SELECT count(*) FROM pg_stat_activity \
+             WHERE datname = current_database() AND query LIKE '%/*envcfg*/%' \
+             AND query NOT LIKE '%pg_stat_activity%' AND state = 'active'",
+        )
+        .fetch_one(&mut c)
+        .await
+        .unwrap();
+        most = most.max(active);
+    }
+    while let Some(r) = reads.join_next().await {
+        r.unwrap().unwrap();
+    }
+    assert_eq!(most, 2, "a replica pool of two ran {most} reads at once");
+}

@@ -195,3 +195,22 @@ pub(crate) async fn server_port<C: sea_orm::ConnectionTrait>(conn: &C, sql_prefi
     let port: i64 = row.try_get("", "port").expect("a port column");
     u16::try_from(port).expect("a port")
 }
+
+/// The process's global subscriber: `RUST_LOG`'s filter (errors only by default) to the test
+/// harness's captured output. Installed once, by every test that wants log output or captures
+/// logs. It also makes a test's scoped subscriber (`set_default`) see every event its thread
+/// emits, whatever other tests run meanwhile: with a single dispatcher registered,
+/// tracing-core computes a callsite's cached interest from the default of whichever thread
+/// reaches it first, and a sibling test's thread with no subscriber caches "never", losing the
+/// event for the scoped subscriber too (tokio-rs/tracing#3611). With this second dispatcher,
+/// interest is the union over all of them.
+pub(crate) fn tracing_baseline() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        // Already set (by another harness): the baseline is then whatever that is.
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+            .with_test_writer()
+            .try_init();
+    });
+}

@@ -34,8 +34,9 @@ pub struct HealthPolicy {
 }
 
 impl Default for HealthPolicy {
-    /// 3 consecutive failures ban; 2 consecutive successes readmit; bans of 5 s doubling up to
-    /// 5 min.
+    /// 3 consecutive failures ban; 2 consecutive successes readmit; bans of 5 s, doubling up to
+    /// 5 min each time a readmitted node fails again within that long (a node that stays down
+    /// is banned 5 s at a time, so it is readmitted within about 5 s of recovering).
     fn default() -> Self {
         Self {
             failure_threshold: 3,
@@ -234,8 +235,10 @@ impl HealthTracker {
             }
             Health::Down => {
                 if !self.is_banned(now) {
-                    // Failed its readmission probe: ban again, longer.
-                    self.ban(now);
+                    // Failed its readmission probe: still down, banned again as long. Only a
+                    // node that came back and failed again (flapping) is banned longer, so a
+                    // long outage does not delay readmission once it ends.
+                    self.reban(now);
                 }
             }
         }
@@ -253,6 +256,14 @@ impl HealthTracker {
             self.health = Health::Suspect;
         }
         self.health
+    }
+
+    /// The same ban again, from `now`.
+    fn reban(&mut self, now: Instant) {
+        self.banned_until = match self.role {
+            Role::Primary => None,
+            Role::Replica => now.checked_add(self.policy.ban_for(self.bans.max(1))),
+        };
     }
 
     fn ban(&mut self, now: Instant) {
@@ -305,8 +316,13 @@ mod tests {
     #[case("fff+10ss", Health::Up)]
     #[case("fff+5s+5s", Health::Up)]
     #[case("fff+10sfs", Health::Down)]
-    #[case("fff+10f+19ss", Health::Down)]
-    #[case("fff+10f+20ss", Health::Up)]
+    // A failed readmission probe bans again as long; a long outage does not grow the ban.
+    #[case("fff+10f+9ss", Health::Down)]
+    #[case("fff+10f+10ss", Health::Up)]
+    #[case("fff+10f+10f+10ss", Health::Up)]
+    // Flapping (back up, then down again within ban_max) doubles the ban.
+    #[case("fff+10ssfff+19ss", Health::Down)]
+    #[case("fff+10ssfff+20ss", Health::Up)]
     #[case("fff+10sss", Health::Up)]
     #[case("fff+10ssm", Health::Suspect)]
     fn replica_transitions(#[case] steps: &str, #[case] want: Health) {
@@ -349,34 +365,34 @@ mod tests {
     }
 
     #[test]
-    fn bans_grow_then_reset_after_a_healthy_spell() {
+    fn bans_grow_when_a_node_flaps_and_reset_after_a_healthy_spell() {
         let mut h = HealthTracker::new(Role::Replica, policy());
         let t0 = Instant::now();
         for _ in 0..3 {
             h.record_failure(t0);
         }
         assert_eq!(h.banned_until(), Some(t0 + S(10)));
-        // Probe fails after expiry: banned for 20 s.
+        // Probe fails after expiry: still down, banned as long again (10 s).
         h.record_failure(t0 + S(10));
-        assert_eq!(h.banned_until(), Some(t0 + S(30)));
-        // Readmitted at 30 s.
-        h.record_success(t0 + S(30));
-        h.record_success(t0 + S(30));
+        assert_eq!(h.banned_until(), Some(t0 + S(20)));
+        // Readmitted at 20 s.
+        h.record_success(t0 + S(20));
+        h.record_success(t0 + S(20));
         assert_eq!(h.health(), Health::Up);
-        // Fails soon again: the backoff continues (40 s).
+        // Fails soon again (flapping): the backoff grows (20 s).
         for _ in 0..3 {
-            h.record_failure(t0 + S(40));
+            h.record_failure(t0 + S(30));
         }
-        assert_eq!(h.banned_until(), Some(t0 + S(80)));
-        h.record_success(t0 + S(80));
-        h.record_success(t0 + S(80));
+        assert_eq!(h.banned_until(), Some(t0 + S(50)));
+        h.record_success(t0 + S(50));
+        h.record_success(t0 + S(50));
         // After a minute up, the next ban starts from the base again.
         for _ in 0..3 {
-            h.record_failure(t0 + S(140));
+            h.record_failure(t0 + S(110));
         }
-        assert_eq!(h.banned_until(), Some(t0 + S(150)));
-        assert!(h.probe_due(t0 + S(150)));
-        assert!(!h.probe_due(t0 + S(149)));
+        assert_eq!(h.banned_until(), Some(t0 + S(120)));
+        assert!(h.probe_due(t0 + S(120)));
+        assert!(!h.probe_due(t0 + S(119)));
     }
 
     #[test]

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use rwsplit_core::{Classifier, HealthPolicy, RouterConfig};
 use rwsplit_monitor::{InvalidReplicationAddress, ReplicationAddress};
-use sea_orm::{ConnectOptions, Database, DatabaseConnection, DbBackend, DbErr};
+use sea_orm::{ConnectOptions, Database, DatabaseConnection, DbErr};
 
 use crate::connection::{Node, Policy, RoutedConnection};
 use crate::error::{Error, Result};
@@ -162,7 +162,8 @@ impl RoutedConnectionBuilder {
     }
 
     /// When a replica leaves rotation and comes back: failure and recovery thresholds, ban
-    /// back-off (default 3 failures, 2 successes, 5 s doubling up to 5 min).
+    /// back-off (default 3 failures, 2 successes, bans of 5 s; a node that flaps is banned twice as
+    /// long each time, up to 5 min).
     pub fn health_policy(mut self, policy: HealthPolicy) -> Self {
         self.health = policy;
         self
@@ -292,17 +293,18 @@ impl RoutedConnectionBuilder {
             })?;
         let mut replicas = Vec::with_capacity(self.replicas.len());
         for (replica, (label, url)) in self.replicas.into_iter().zip(urls.into_iter().skip(1)) {
-            let Replica { options: opts, placement, .. } = replica;
+            let Replica { options: mut opts, placement, pooling, .. } = replica;
+            crate::pooling::prepare_options(&mut opts, backend, pooling);
             let name = url.name().to_owned();
             let invalid = |e: DbErr| Error::InvalidUrl {
                 node: label.clone(),
                 url: url.redacted().to_owned(),
                 reason: url.scrub(&e.to_string()),
             };
-            monitor_opts.push(opts.clone());
-            let node = open_replica(name, opts, backend, self.policy.timeouts.acquire)
-                .await
-                .map_err(invalid)?;
+            monitor_opts.push(crate::pooling::frame_monitor(opts.clone(), backend, pooling));
+            let acquire = self.policy.timeouts.acquire;
+            let node =
+                open_replica(name, opts, backend, acquire, pooling).await.map_err(invalid)?;
             replicas.push(node.placed(placement));
         }
         // Capped: sqlx adds its timeouts to `Instant`s, which overflow at `Duration::MAX`.
@@ -406,21 +408,15 @@ impl RoutedConnection {
 
     /// Connects from the environment: `DATABASE_URL` is the primary and
     /// `DATABASE_REPLICA_URLS` an optional list of replica URLs separated by commas, semicolons
-    /// or whitespace. A separator splits the list only where the next URL begins
-    /// (`scheme://`), so a comma inside a password (`postgres://app:a,b@r1/app`) stays part
-    /// of it; a password holding `,postgres://` or the like must percent-encode its comma
-    /// (`%2C`), and `#`, `/`, `?`, `%` in a password are percent-encoded as in any URL.
+    /// or whitespace; `DATABASE_*`, `DATABASE_PRIMARY_*`, `DATABASE_REPLICA_*`,
+    /// `DATABASE_REPLICA_<n>_*` and `RWSPLIT_*` variables set pools, replica placement and
+    /// policy ([`RoutedConfig::from_env`](crate::RoutedConfig::from_env); the README's
+    /// *Configuration* table lists them all). A separator splits the URL list only where the
+    /// next URL begins (`scheme://`), so a comma inside a password (`postgres://app:a,b@r1/app`)
+    /// stays part of it; a password holding `,postgres://` or the like must percent-encode its
+    /// comma (`%2C`), and `#`, `/`, `?`, `%` in a password are percent-encoded as in any URL.
     pub async fn from_env() -> Result<RoutedConnection> {
-        let primary = std::env::var("DATABASE_URL")
-            .ok()
-            .filter(|s| !s.trim().is_empty())
-            .ok_or(Error::MissingEnv { name: "DATABASE_URL" })?;
-        let replicas = std::env::var("DATABASE_REPLICA_URLS").unwrap_or_default();
-        RoutedConnection::builder()
-            .primary(primary.trim().to_owned())
-            .replicas(split_urls(&replicas))
-            .connect()
-            .await
+        crate::RoutedConfig::from_env()?.connect().await
     }
 }
 
@@ -472,19 +468,20 @@ fn replication_addresses<'a>(
     Ok(addresses)
 }
 
-/// A replica's node from its options (as given; nothing connects yet): a read-only pool and a
-/// lazy writable one that opens connections only if the node is promoted, both with the
-/// adapter's acquire timeout unless the options set one.
+/// A replica's node from its options (prepared for its `pooling`; nothing connects yet): a
+/// read-only pool and a lazy writable one that opens connections only if the node is promoted,
+/// both with the adapter's acquire timeout unless the options set one.
 pub(crate) async fn open_replica(
     name: String,
     mut opts: ConnectOptions,
-    backend: DbBackend,
+    backend: sea_orm::DbBackend,
     acquire: Duration,
+    pooling: crate::Pooling,
 ) -> std::result::Result<Node, DbErr> {
     opts.connect_lazy(true);
     with_acquire_timeout(&mut opts, acquire);
     let writer = Database::connect(opts.clone()).await?;
-    make_read_only(&mut opts, backend);
+    crate::pooling::make_read_only(&mut opts, backend, pooling);
     let conn = Database::connect(opts).await?;
     Ok(Node::with_writer(name, conn, writer))
 }
@@ -496,34 +493,10 @@ fn with_acquire_timeout(opts: &mut ConnectOptions, timeout: Duration) {
     }
 }
 
-/// Makes every session of a replica pool read-only, so a write that reaches it fails loudly.
-/// PostgreSQL: `default_transaction_read_only=on` as a startup option. MySQL/MariaDB:
-/// `SET SESSION TRANSACTION READ ONLY` on every new connection. This replaces any
-/// `map_sqlx_postgres_opts` / `map_sqlx_mysql_pool_opts` hook set on the replica's options.
-fn make_read_only(opts: &mut ConnectOptions, backend: DbBackend) {
-    match backend {
-        #[cfg(feature = "postgres")]
-        DbBackend::Postgres => {
-            opts.map_sqlx_postgres_opts(|o| o.options([("default_transaction_read_only", "on")]));
-        }
-        #[cfg(feature = "mysql")]
-        DbBackend::MySql => {
-            opts.map_sqlx_mysql_pool_opts(|o| {
-                o.after_connect(|conn, _meta| {
-                    Box::pin(async move {
-                        use sea_orm::sqlx::Executor;
-                        conn.execute("SET SESSION TRANSACTION READ ONLY").await.map(drop)
-                    })
-                })
-            });
-        }
-        _ => {}
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use sea_orm::DbBackend;
 
     #[rstest::rstest]
     #[case("", &[])]

@@ -98,6 +98,15 @@ pub(crate) fn marked_down(node: &str) -> DbErr {
     )))
 }
 
+/// The error a write fails with when the monitor marked the primary down while it was in
+/// flight: it may or may not have committed.
+pub(crate) fn write_outcome_unknown(node: &str) -> DbErr {
+    DbErr::Conn(RuntimeErr::Internal(format!(
+        "rwsplit: the primary {node} was marked down by the monitor while this write was in \
+         flight; its outcome is unknown (it may have committed); it was not retried"
+    )))
+}
+
 impl RoutedConnection {
     /// Runs `fut` with a deadline `within` from now for every read this connection routes inside
     /// it: each attempt is bounded by the time left, and a failed read is retried on another

@@ -234,9 +234,11 @@ impl Applier {
                     let opts = self.template.options_for(url);
                     let probe = opts.clone();
                     let t = &self.template;
-                    let node = match crate::builder::open_replica(name, opts, t.backend, t.acquire)
-                        .await
-                    {
+                    // Members are PostgreSQL servers reached directly (no pooler in front).
+                    let direct = crate::Pooling::Direct;
+                    let open =
+                        crate::builder::open_replica(name, opts, t.backend, t.acquire, direct);
+                    let node = match open.await {
                         Ok(n) => n,
                         Err(e) => {
                             let e = parsed.scrub(&e.to_string());

@@ -27,7 +27,18 @@ pub enum Error {
         node: String,
         /// The URL with credentials and parameters removed.
         url: String,
-        /// What is wrong with it.
+        /// What is wrong with it. Text, not a `#[source]`: the URL parser's and the driver's
+        /// errors can quote the URL, password included, so only their scrubbed text is kept.
+        reason: String,
+    },
+    /// A configuration value is out of range, inconsistent with another, or unknown
+    /// ([`RoutedConfig`](crate::RoutedConfig), [`RoutedConfig::from_env`](crate::RoutedConfig::from_env)).
+    #[error("invalid configuration: {field}: {reason}")]
+    InvalidConfig {
+        /// The field (`replicas[1].pool.max_connections`) or environment variable
+        /// (`DATABASE_REPLICA_2_MAX_CONNECTIONS`).
+        field: String,
+        /// What is wrong with it (never a URL or password).
         reason: String,
     },
     /// More nodes than the router handles.

@@ -169,6 +169,10 @@ pub(crate) fn named(err: DbErr, failure: Failure, node: &str, write: bool, tried
     if failure == Failure::ReadOnly {
         return misrouted(&err, node);
     }
+    if failure == Failure::GivenUp && write {
+        // Already the adapter's own words, naming the node and saying the outcome is unknown.
+        return err;
+    }
     let text = if failure == Failure::Backpressure {
         let what = if write { "the write was not sent" } else { "the read was not sent" };
         format!(

@@ -50,9 +50,21 @@
 //!
 //! # Replicas are read-only by construction
 //!
-//! Replica pools built by [`RoutedConnectionBuilder`] set every session read-only
-//! (PostgreSQL `default_transaction_read_only`, MySQL `SET SESSION TRANSACTION READ ONLY`), so a
-//! misrouted write fails loudly instead of diverging a replica whose `read_only` is off.
+//! Replica pools built by [`RoutedConnectionBuilder`] set every session read-only, so a
+//! misrouted write fails loudly instead of diverging a replica whose `read_only` is off. How
+//! depends on what stands in front of the replica ([`Pooling`], per [`Replica`]): directly,
+//! PostgreSQL's `default_transaction_read_only` as a startup parameter (free) and MySQL's `SET
+//! SESSION TRANSACTION READ ONLY` per connection; behind PgBouncer in session pooling, `SET
+//! SESSION CHARACTERISTICS AS TRANSACTION READ ONLY` per connection; in transaction pooling,
+//! every statement inside `BEGIN READ ONLY … COMMIT` (two round trips more per read). PgBouncer
+//! refuses the startup parameter, so a replica behind it must be declared with its pool mode.
+//!
+//! # Configuration
+//!
+//! The builder in code; [`RoutedConfig`] from serde (TOML, YAML, JSON; the `config` crate,
+//! figment), checked field by field with errors that name the field and node; or
+//! [`RoutedConnection::from_env`] from `DATABASE_*` and `RWSPLIT_*` variables (the README has
+//! the table).
 //!
 //! # Session state
 //!
@@ -128,12 +140,14 @@
 
 mod builder;
 mod causal;
+mod config;
 mod connection;
 mod deadline;
 mod discover;
 mod error;
 mod failover;
 mod failure;
+mod pooling;
 mod position;
 mod probe;
 mod redact;
@@ -148,8 +162,13 @@ mod tests;
 mod tests_hardening;
 
 pub use builder::RoutedConnectionBuilder;
+pub use config::{
+    BalancerKind, ConsistencyKind, MonitorSettings, NodeConfig, PolicyConfig, PoolConfig,
+    ReplicaConfig, RoutedConfig, RouterSettings,
+};
 pub use connection::RoutedConnection;
 pub use error::{Error, Result};
+pub use pooling::{Pooling, UnknownPooling};
 pub use replica::Replica;
 pub use session::{Routed, Session};
 pub use stats::{NodeStats, ReadYourWrites, Stats};

@@ -183,8 +183,12 @@ impl Connector for NodeConnector {
                     }
                     _ => base.clone(),
                 };
+                // One connection kept open, except where the node's options say none: behind
+                // transaction pooling an idle connection would sit inside its transaction
+                // (`Pooling::Transaction`), holding a PgBouncer server connection.
+                let keep = base.get_min_connections().map_or(1, |n| n.min(1));
                 opts.max_connections(1)
-                    .min_connections(1)
+                    .min_connections(keep)
                     .connect_timeout(*timeout)
                     .acquire_timeout(*timeout)
                     .connect_lazy(false)

@@ -4,6 +4,8 @@ use std::fmt;
 
 use sea_orm::ConnectOptions;
 
+use crate::pooling::Pooling;
+
 /// A replica: its connection options and what the router's balancers and rules may use to
 /// choose it — a weight ([`WeightedRoundRobin`](crate::WeightedRoundRobin)), a zone
 /// ([`ZonePreference`](crate::ZonePreference)) and tags ([`TableRule`](crate::TableRule),
@@ -36,6 +38,7 @@ pub struct Replica {
     pub(crate) placement: Placement,
     /// Where the other nodes replicate it from (`host:port`), if not its URL's host and port.
     pub(crate) replication_address: Option<String>,
+    pub(crate) pooling: Pooling,
 }
 
 /// Where a node stands for the router: weight, zone, tags.
@@ -59,6 +62,7 @@ impl Replica {
             options: options.into(),
             placement: Placement::default(),
             replication_address: None,
+            pooling: Pooling::Direct,
         }
     }
 
@@ -80,6 +84,14 @@ impl Replica {
     /// (`only_tagged`, `prefer_tagged`) and [`RouterConfig::dedicated_tag`](crate::RouterConfig::dedicated_tag).
     pub fn tag(mut self, tag: impl Into<Box<str>>) -> Self {
         self.placement.tags.push(tag.into());
+        self
+    }
+
+    /// What stands between the application and this replica (default [`Pooling::Direct`]):
+    /// behind PgBouncer, its pool mode. It decides how the replica's sessions are made read-only
+    /// and whether its pools may cache prepared statements; see [`Pooling`].
+    pub fn pooling(mut self, pooling: Pooling) -> Self {
+        self.pooling = pooling;
         self
     }
 }
@@ -107,6 +119,7 @@ impl fmt::Debug for Replica {
             .field("zone", &self.placement.zone)
             .field("tags", &self.placement.tags)
             .field("replication_address", &self.replication_address)
+            .field("pooling", &self.pooling)
             .finish()
     }
 }

@@ -14,7 +14,8 @@
 //! Each [`Node`] has the controls the tests need: pause and resume replay, an apply delay,
 //! hang and unhang, crash and restart, promote and follow; on containers also the network
 //! faults (cut its replication link or its clients, one-way partitions); on both, latency and
-//! jitter through a [`DelayProxy`].
+//! jitter through a [`DelayProxy`]; and a real PgBouncer in front of a PostgreSQL node
+//! ([`Node::pgbouncer`], session or transaction pooling).
 //!
 //! ```no_run
 //! # async fn demo() -> rwsplit_testkit::Result<()> {
@@ -57,6 +58,7 @@ mod error;
 mod native;
 mod node;
 mod patroni;
+mod pgbouncer;
 mod product;
 mod proxy;
 mod sql;
@@ -69,6 +71,7 @@ pub use node::{Node, NodeStatus, ProcessState};
 pub use patroni::{
     MemberTags, PatroniBuilder, PatroniCluster, PatroniMember, PatroniState, patroni_get,
 };
+pub use pgbouncer::{PgBouncer, PoolMode};
 pub use proxy::DelayProxy;
 pub use state::{ClusterState, NodeState};
 

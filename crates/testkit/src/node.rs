@@ -7,6 +7,7 @@ use std::time::{Duration, Instant};
 use crate::backend::{Net, Routes, Runtime, no_network};
 use crate::cluster::{CONTROL_TIMEOUT, DbKind, START_TIMEOUT, parse_lsn};
 use crate::error::{Error, Result};
+use crate::pgbouncer::{PgBouncer, PoolMode};
 use crate::product::{Addr, Product};
 use crate::proxy::DelayProxy;
 use crate::sql::Conn;
@@ -473,6 +474,13 @@ impl Node {
     pub async fn delay_clients(&self, latency: Duration, jitter: Duration) -> Result<DelayProxy> {
         let target = std::net::SocketAddr::from(([127, 0, 0, 1], self.port));
         DelayProxy::start([127, 0, 0, 1].into(), target, latency, jitter).await
+    }
+
+    /// Starts a real PgBouncer (Debian's `pgbouncer`, `RWSPLIT_PGBOUNCER_BIN` elsewhere) in
+    /// `mode` pooling in front of this PostgreSQL node, on a port of its own on 127.0.0.1;
+    /// connect through [`PgBouncer::url`]. It lives until dropped. Works on both backends.
+    pub async fn pgbouncer(&self, mode: PoolMode) -> Result<PgBouncer> {
+        PgBouncer::start(self, mode).await
     }
 
     /// Puts `latency` ± `jitter` on this replica's replication path: a [`DelayProxy`] in front

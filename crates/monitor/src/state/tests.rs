@@ -155,8 +155,10 @@ fn probe_failures_of_either_kind_take_a_replica_down(
 #[case::banned_successes_wait("fffss", Health::Down)]
 #[case::ban_expires_then_two_successes("fff+5ss", Health::Up)]
 #[case::flapping_never_settles_up("fsfsfsfs", Health::Suspect)]
-#[case::flapping_after_a_ban_is_banned_longer("fff+5f+5ss", Health::Down)]
-#[case::second_ban_expires("fff+5f+10ss", Health::Up)]
+#[case::a_failed_readmission_probe_bans_again_as_long("fff+5f+2ss", Health::Down)]
+#[case::a_long_outage_does_not_grow_the_ban("fff+5f+5f+5ss", Health::Up)]
+#[case::flapping_after_a_ban_is_banned_longer("fff+5ssfff+5ss", Health::Down)]
+#[case::the_longer_ban_expires("fff+5ssfff+10ss", Health::Up)]
 fn replica_health_follows_probes(#[case] steps: &str, #[case] expected: Health) {
     let s = state(2, policy());
     let mut t = Instant::now();

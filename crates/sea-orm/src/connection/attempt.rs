@@ -258,10 +258,11 @@ impl RoutedConnection {
             let pool = if write || W::WRITER { &node.writer } else { &node.conn };
             let started = Instant::now();
             let run = work.run(pool, last);
-            // Reads are bounded (a hung replica keeps its port open); writes never are: one
-            // abandoned mid-flight may still commit.
+            // Reads are bounded (a hung replica keeps its port open). Writes are not cut short
+            // by time (one abandoned mid-flight may still commit), only given up when the
+            // monitor marks the primary down while they wait, with an "outcome unknown" error.
             let result = if write {
-                run.await.map_err(Attempt::Failed)
+                self.watched_write(id, &node.name, run).await
             } else {
                 self.bounded(id, &node.name, deadline, run).await
             };
@@ -286,6 +287,11 @@ impl RoutedConnection {
                 }
                 Err(e) => {
                     let (e, failure) = self.note_attempt(&node, id, e);
+                    if write && matches!(failure, Failure::Connection | Failure::GivenUp) {
+                        // Sent, then the connection broke or was given up: the write may have
+                        // committed. The scope's next read asks the primary, or reads there.
+                        self.mark_unseen_writes(scope);
+                    }
                     let f = Some(failure);
                     metrics.attempt(&node.labels, on_primary, plan.reason(), write, elapsed, f);
                     let out_of_time = deadline.is_some_and(|d| Instant::now() >= d);
@@ -361,17 +367,39 @@ impl RoutedConnection {
         if !on_replica {
             return limited.await;
         }
-        let marked_down = async {
-            loop {
-                tokio::time::sleep(DOWN_CHECK).await;
-                if self.inner.routing.health(id) == rwsplit_core::Health::Down {
-                    return;
-                }
-            }
-        };
         tokio::select! {
             r = limited => r,
-            () = marked_down => Err(Attempt::GivenUp(crate::deadline::marked_down(name))),
+            () = self.until_down(id) => Err(Attempt::GivenUp(crate::deadline::marked_down(name))),
+        }
+    }
+
+    /// A write on the primary `id`, waited for until it ends — or until the monitor marks the
+    /// primary down (its probes fail on connections of their own: a frozen server, a cut
+    /// network). Then the write is given up with an error saying its outcome is unknown, instead
+    /// of waiting for the kernel to give up the connection (about 15 minutes). It is never
+    /// retried. A slow write on a primary that answers its probes is never cut short.
+    async fn watched_write<T>(
+        &self,
+        id: usize,
+        name: &str,
+        attempt: impl Future<Output = Result<T, DbErr>>,
+    ) -> Result<T, Attempt> {
+        tokio::select! {
+            biased;
+            r = attempt => r.map_err(Attempt::Failed),
+            () = self.until_down(id) => {
+                Err(Attempt::GivenUp(crate::deadline::write_outcome_unknown(name)))
+            }
+        }
+    }
+
+    /// Returns once the monitor has marked node `id` down (checked every 50 ms).
+    async fn until_down(&self, id: usize) {
+        loop {
+            tokio::time::sleep(DOWN_CHECK).await;
+            if self.inner.routing.health(id) == rwsplit_core::Health::Down {
+                return;
+            }
         }
     }
 

@@ -237,9 +237,20 @@ async fn statement_spans<F: std::future::Future<Output = ()>>(
 ) -> Vec<BTreeMap<String, String>> {
     use tracing::Instrument;
     use tracing_subscriber::layer::SubscriberExt;
+    // A global subscriber beside the scoped one: with a single dispatcher registered,
+    // tracing-core caches a callsite's interest from whichever thread reaches it first, and a
+    // sibling test's thread with no subscriber caches "never" (tokio-rs/tracing#3611).
+    static BASELINE: std::sync::Once = std::sync::Once::new();
+    BASELINE.call_once(|| {
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+            .with_test_writer()
+            .try_init();
+    });
     let spans = Spans::default();
     let subscriber = tracing_subscriber::registry().with(spans.clone());
     let _guard = tracing::subscriber::set_default(subscriber);
+    tracing::callsite::rebuild_interest_cache();
     f.instrument(tracing::info_span!("caller")).await;
     let all = spans.0.lock().unwrap().clone();
     all.into_iter().filter(|s| s["name"] == "rwsplit.statement").collect()

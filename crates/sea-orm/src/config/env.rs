@@ -1,0 +1,245 @@
+//! [`RoutedConfig`] from environment variables (see the README's *Configuration* table).
+//!
+//! | variable | sets |
+//! | --- | --- |
+//! | `DATABASE_URL` (required) | the primary's URL |
+//! | `DATABASE_REPLICA_URLS` | the replicas' URLs, separated by `,` `;` or whitespace before a `scheme://` |
+//! | `DATABASE_<POOL>` | every node's pool setting `<POOL>` |
+//! | `DATABASE_PRIMARY_<POOL>` | the primary's |
+//! | `DATABASE_REPLICA_<POOL>` | every replica's |
+//! | `DATABASE_REPLICA_<n>_<POOL>` | replica `n`'s (1-based, in `DATABASE_REPLICA_URLS` order) |
+//! | `DATABASE_REPLICA_POOLING`, `DATABASE_REPLICA_<n>_POOLING` | `direct`, `session`, `transaction` |
+//! | `DATABASE_REPLICA_<n>_WEIGHT`, `_ZONE`, `_TAGS` | replica `n`'s weight, zone, tags (`,`-separated) |
+//! | `DATABASE_REPLICA_<n>_REPLICATION_ADDRESS` | where the other nodes replicate from it (`host:port`) |
+//! | `RWSPLIT_<SETTING>` | a router, policy or monitor setting |
+//!
+//! `<POOL>` is `MAX_CONNECTIONS`, `MIN_CONNECTIONS`, `CONNECT_TIMEOUT`, `ACQUIRE_TIMEOUT`,
+//! `IDLE_TIMEOUT`, `MAX_LIFETIME` or `TEST_BEFORE_ACQUIRE`. `<SETTING>` is one of
+//! [`SETTINGS`]. A variable under `DATABASE_PRIMARY_` or `DATABASE_REPLICA_` that is none of
+//! these (a typo, or a replica number beyond the list) is an error.
+
+use std::collections::BTreeMap;
+
+use super::{
+    PoolConfig, RoutedConfig, parse_balancer, parse_consistency, parse_duration,
+    parse_primary_reads,
+};
+use crate::builder::split_urls;
+use crate::error::{Error, Result};
+
+/// The pool settings, as variable suffixes.
+const POOL: &[&str] = &[
+    "MAX_CONNECTIONS",
+    "MIN_CONNECTIONS",
+    "CONNECT_TIMEOUT",
+    "ACQUIRE_TIMEOUT",
+    "IDLE_TIMEOUT",
+    "MAX_LIFETIME",
+    "TEST_BEFORE_ACQUIRE",
+];
+
+/// The `RWSPLIT_` settings and the [`RoutedConfig`] field each sets.
+pub(crate) const SETTINGS: &[(&str, &str)] = &[
+    ("RWSPLIT_BALANCER", "router.balancer"),
+    ("RWSPLIT_PREFER_ZONE", "router.prefer_zone"),
+    ("RWSPLIT_PRIMARY_READS", "router.primary_reads"),
+    ("RWSPLIT_READ_YOUR_WRITES", "policy.read_your_writes"),
+    ("RWSPLIT_WAIT_FOR_REPLICA", "policy.wait_for_replica"),
+    ("RWSPLIT_CONSISTENCY", "policy.consistency"),
+    ("RWSPLIT_STALENESS", "policy.staleness"),
+    ("RWSPLIT_STALENESS_BYTES", "policy.staleness_bytes"),
+    ("RWSPLIT_READ_RETRIES", "policy.read_retries"),
+    ("RWSPLIT_REPLICA_READ_TIMEOUT", "policy.replica_read_timeout"),
+    ("RWSPLIT_PROBE_INTERVAL", "monitor.probe_interval"),
+    ("RWSPLIT_PROBE_TIMEOUT", "monitor.probe_timeout"),
+    ("RWSPLIT_POSITION_INTERVAL", "monitor.position_interval"),
+    ("RWSPLIT_FAILURE_THRESHOLD", "monitor.failure_threshold"),
+    ("RWSPLIT_RECOVERY_THRESHOLD", "monitor.recovery_threshold"),
+    ("RWSPLIT_MAX_LAG", "monitor.max_lag"),
+    ("RWSPLIT_MAX_LAG_BYTES", "monitor.max_lag_bytes"),
+];
+
+/// The variables, already without empty values.
+struct Vars(BTreeMap<String, String>);
+
+impl Vars {
+    fn get(&self, name: &str) -> Option<&str> {
+        self.0.get(name).map(|v| v.trim())
+    }
+
+    fn parse<T>(&self, name: &str, parse: impl Fn(&str) -> Result<T, String>) -> Result<Option<T>> {
+        self.get(name).map(|v| parse(v).map_err(|reason| bad(name, reason))).transpose()
+    }
+
+    fn number<T: std::str::FromStr>(&self, name: &str) -> Result<Option<T>> {
+        // The value is not echoed: it is a number or a mistake, but never worth the risk.
+        self.parse(name, |v| v.parse().map_err(|_| "is not a whole number in range".to_owned()))
+    }
+
+    fn flag(&self, name: &str) -> Result<Option<bool>> {
+        self.parse(name, |v| match v.to_ascii_lowercase().as_str() {
+            "1" | "true" | "yes" | "on" => Ok(true),
+            "0" | "false" | "no" | "off" => Ok(false),
+            _ => Err("is not true or false".to_owned()),
+        })
+    }
+
+    fn pool(&self, prefix: &str) -> Result<PoolConfig> {
+        let name = |key: &str| format!("{prefix}{key}");
+        Ok(PoolConfig {
+            max_connections: self.number(&name("MAX_CONNECTIONS"))?,
+            min_connections: self.number(&name("MIN_CONNECTIONS"))?,
+            connect_timeout: self.parse(&name("CONNECT_TIMEOUT"), parse_duration)?,
+            acquire_timeout: self.parse(&name("ACQUIRE_TIMEOUT"), parse_duration)?,
+            idle_timeout: self.parse(&name("IDLE_TIMEOUT"), parse_duration)?,
+            max_lifetime: self.parse(&name("MAX_LIFETIME"), parse_duration)?,
+            test_before_acquire: self.flag(&name("TEST_BEFORE_ACQUIRE"))?,
+        })
+    }
+}
+
+fn bad(name: &str, reason: impl Into<String>) -> Error {
+    Error::InvalidConfig { field: name.to_owned(), reason: reason.into() }
+}
+
+/// Reads a [`RoutedConfig`] from `vars` and validates it, naming variables in errors.
+pub(super) fn read(vars: BTreeMap<String, String>) -> Result<RoutedConfig> {
+    let vars = Vars(vars);
+    let primary =
+        vars.get("DATABASE_URL").ok_or(Error::MissingEnv { name: "DATABASE_URL" })?.to_owned();
+    let urls = split_urls(vars.get("DATABASE_REPLICA_URLS").unwrap_or_default());
+    check_names(&vars, urls.len())?;
+
+    let mut config = RoutedConfig::new(primary);
+    config.pool = vars.pool("DATABASE_")?;
+    config.primary.pool = vars.pool("DATABASE_PRIMARY_")?;
+    let all_replicas = vars.pool("DATABASE_REPLICA_")?;
+    let all_pooling = vars.parse("DATABASE_REPLICA_POOLING", |v| {
+        v.parse::<crate::Pooling>().map_err(|e| e.to_string())
+    })?;
+    for (i, url) in urls.into_iter().enumerate() {
+        let prefix = format!("DATABASE_REPLICA_{}_", i + 1);
+        config = config.replica(url);
+        let r = config.replicas.last_mut().ok_or(Error::NoPrimary)?;
+        r.pool = vars.pool(&prefix)?.over(&all_replicas);
+        if let Some(w) = vars.number(&format!("{prefix}WEIGHT"))? {
+            r.weight = w;
+        }
+        r.zone = vars.get(&format!("{prefix}ZONE")).map(str::to_owned);
+        if let Some(tags) = vars.get(&format!("{prefix}TAGS")) {
+            r.tags =
+                tags.split(',').map(str::trim).filter(|t| !t.is_empty()).map(Into::into).collect();
+        }
+        let own = vars.parse(&format!("{prefix}POOLING"), |v| {
+            v.parse::<crate::Pooling>().map_err(|e| e.to_string())
+        })?;
+        if let Some(p) = own.or(all_pooling) {
+            r.pooling = p;
+        }
+        r.replication_address =
+            vars.get(&format!("{prefix}REPLICATION_ADDRESS")).map(str::to_owned);
+    }
+
+    let router = &mut config.router;
+    if let Some(b) = vars.parse("RWSPLIT_BALANCER", parse_balancer)? {
+        router.balancer = b;
+    }
+    router.prefer_zone = vars.get("RWSPLIT_PREFER_ZONE").map(str::to_owned);
+    router.primary_reads = vars.parse("RWSPLIT_PRIMARY_READS", parse_primary_reads)?;
+    let policy = &mut config.policy;
+    policy.read_your_writes = vars.flag("RWSPLIT_READ_YOUR_WRITES")?;
+    policy.wait_for_replica = vars.parse("RWSPLIT_WAIT_FOR_REPLICA", parse_duration)?;
+    if let Some(c) = vars.parse("RWSPLIT_CONSISTENCY", parse_consistency)? {
+        policy.consistency = c;
+    }
+    policy.staleness = vars.parse("RWSPLIT_STALENESS", parse_duration)?;
+    policy.staleness_bytes = vars.number("RWSPLIT_STALENESS_BYTES")?;
+    policy.read_retries = vars.number("RWSPLIT_READ_RETRIES")?;
+    policy.replica_read_timeout = vars.parse("RWSPLIT_REPLICA_READ_TIMEOUT", parse_duration)?;
+    let monitor = &mut config.monitor;
+    monitor.probe_interval = vars.parse("RWSPLIT_PROBE_INTERVAL", parse_duration)?;
+    monitor.probe_timeout = vars.parse("RWSPLIT_PROBE_TIMEOUT", parse_duration)?;
+    monitor.position_interval = vars.parse("RWSPLIT_POSITION_INTERVAL", parse_duration)?;
+    monitor.failure_threshold = vars.number("RWSPLIT_FAILURE_THRESHOLD")?;
+    monitor.recovery_threshold = vars.number("RWSPLIT_RECOVERY_THRESHOLD")?;
+    monitor.max_lag = vars.parse("RWSPLIT_MAX_LAG", parse_duration)?;
+    monitor.max_lag_bytes = vars.number("RWSPLIT_MAX_LAG_BYTES")?;
+
+    config.validate().map_err(|e| match e {
+        Error::InvalidConfig { field, reason } => {
+            Error::InvalidConfig { field: variable_of(&field), reason }
+        }
+        // A URL error names `primary.url` / `replicas[i].url`: say which variable.
+        Error::InvalidUrl { node, url, reason } => {
+            Error::InvalidUrl { node: variable_of(&node), url, reason }
+        }
+        other => other,
+    })?;
+    Ok(config)
+}
+
+/// Every `DATABASE_PRIMARY_*` and `DATABASE_REPLICA_*` variable must be one this module reads.
+fn check_names(vars: &Vars, replicas: usize) -> Result<()> {
+    let pool_or = |rest: &str, extra: &[&str]| POOL.contains(&rest) || extra.contains(&rest);
+    for name in vars.0.keys() {
+        if let Some(rest) = name.strip_prefix("DATABASE_PRIMARY_") {
+            if !pool_or(rest, &[]) {
+                return Err(bad(name, unknown_suffix("DATABASE_PRIMARY_", &[])));
+            }
+        } else if let Some(rest) = name.strip_prefix("DATABASE_REPLICA_") {
+            let own = ["WEIGHT", "ZONE", "TAGS", "POOLING", "REPLICATION_ADDRESS"];
+            if let Some((n, key)) = rest.split_once('_')
+                && let Ok(n) = n.parse::<usize>()
+            {
+                if n == 0 || n > replicas {
+                    return Err(bad(
+                        name,
+                        format!(
+                            "replica {n} does not exist: DATABASE_REPLICA_URLS lists {replicas} \
+                             (numbered from 1)"
+                        ),
+                    ));
+                }
+                if !pool_or(key, &own) {
+                    return Err(bad(name, unknown_suffix(&format!("DATABASE_REPLICA_{n}_"), &own)));
+                }
+            } else if !pool_or(rest, &["URLS", "POOLING"]) {
+                return Err(bad(name, unknown_suffix("DATABASE_REPLICA_", &["POOLING"])));
+            }
+        }
+    }
+    Ok(())
+}
+
+fn unknown_suffix(prefix: &str, extra: &[&str]) -> String {
+    let known: Vec<&str> = POOL.iter().chain(extra).copied().collect();
+    format!("unknown setting; {prefix}* takes {}", known.join(", "))
+}
+
+/// The variable that sets the [`RoutedConfig`] field at `path` (`replicas[1].pool.max_connections`
+/// → `DATABASE_REPLICA_2_MAX_CONNECTIONS`), for validation errors; the path if none does.
+fn variable_of(path: &str) -> String {
+    let upper = |s: &str| s.replace("pool.", "").to_ascii_uppercase();
+    if path == "primary.url" {
+        return "DATABASE_URL".to_owned();
+    }
+    if let Some(rest) = path.strip_prefix("replicas[")
+        && let Some((i, field)) = rest.split_once("].")
+        && let Ok(i) = i.parse::<usize>()
+    {
+        if field == "url" {
+            return format!("DATABASE_REPLICA_URLS (replica {})", i + 1);
+        }
+        return format!("DATABASE_REPLICA_{}_{}", i + 1, upper(field));
+    }
+    if let Some(field) = path.strip_prefix("primary.pool.") {
+        return format!("DATABASE_PRIMARY_{}", upper(field));
+    }
+    if let Some(field) = path.strip_prefix("pool.") {
+        return format!("DATABASE_{}", upper(field));
+    }
+    SETTINGS
+        .iter()
+        .find(|(_, p)| *p == path)
+        .map_or_else(|| path.to_owned(), |(v, _)| (*v).to_owned())
+}

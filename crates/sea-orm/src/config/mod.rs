@@ -1,0 +1,807 @@
+//! [`RoutedConfig`]: the whole [`RoutedConnectionBuilder`] as data, for serde (TOML, YAML, JSON
+//! through the `config` crate or figment) and for the environment ([`RoutedConfig::from_env`]).
+//!
+//! Every field maps onto a builder or [`Replica`] setting; nothing is accepted and ignored.
+//! Unknown fields are errors (`deny_unknown_fields`), so a typo is caught where it is made.
+//! Durations are written in human form (`"250ms"`, `"5s"`, `"1m 30s"`, parsed by `humantime`)
+//! or as a number of seconds (`0.25`, `5`). After deserialising, [`RoutedConfig::into_builder`]
+//! checks what serde cannot (ranges, URLs, a setting that only means something with another)
+//! and names the field and node of the first problem (`replicas[1].pool.max_connections: …`);
+//! errors and `Debug` never show a password.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::time::Duration;
+
+use rwsplit_core::{
+    Balancer, Consistency, HealthPolicy, LeastOutstanding, LowestLag, PowerOfTwoEwma, PrimaryReads,
+    Random, RoundRobin, RouterConfig, Staleness, WeightedRoundRobin, ZonePreference,
+};
+use rwsplit_monitor::MonitorConfig;
+use sea_orm::ConnectOptions;
+use serde::Deserialize;
+
+use crate::error::{Error, Result};
+use crate::pooling::Pooling;
+use crate::redact::{NodeUrl, node_name_redacted};
+use crate::replica::Replica;
+use crate::{RoutedConnection, RoutedConnectionBuilder};
+
+mod env;
+#[cfg(test)]
+mod tests;
+
+/// A [`RoutedConnection`]'s whole configuration, deserialisable with serde.
+///
+/// ```
+/// use rwsplit_sea_orm::RoutedConfig;
+///
+/// let config: RoutedConfig = toml::from_str(r#"
+///     primary = { url = "postgres://app:secret@db-1:5432/app", pool = { max_connections = 20 } }
+///
+///     [[replicas]]
+///     url = "postgres://app:secret@db-2:5432/app"
+///     zone = "eu-west-1a"
+///     weight = 3
+///
+///     [[replicas]]
+///     url = "postgres://app:secret@pgbouncer-3:6432/app"
+///     zone = "eu-west-1b"
+///     tags = ["analytics"]
+///     pooling = "transaction"          # behind PgBouncer in transaction pooling
+///     pool = { max_connections = 5 }
+///
+///     [pool]                           # every node, unless the node says otherwise
+///     acquire_timeout = "2s"
+///     idle_timeout = "10m"
+///
+///     [router]
+///     balancer = "weighted_round_robin"
+///     prefer_zone = "eu-west-1a"
+///
+///     [policy]
+///     wait_for_replica = "20ms"
+///     read_retries = 1
+///     replica_read_timeout = "5s"
+///
+///     [monitor]
+///     probe_interval = "250ms"
+///     max_lag = "30s"
+/// "#).unwrap();
+/// assert_eq!(config.replicas[0].weight, 3);
+/// let builder = config.into_builder().unwrap(); // checked; `.connect().await` connects
+/// # drop(builder);
+/// ```
+///
+/// The same from JSON (or YAML, or the environment through the `config` crate or figment:
+/// anything serde reads):
+///
+/// ```
+/// use rwsplit_sea_orm::RoutedConfig;
+///
+/// let config: RoutedConfig = serde_json::from_str(r#"{
+///     "primary": { "url": "postgres://app@db-1/app" },
+///     "replicas": [{ "url": "postgres://app@db-2/app", "weight": 2 }],
+///     "router": { "balancer": "weighted_round_robin" },
+///     "monitor": { "probe_interval": 0.25, "failure_threshold": 5 }
+/// }"#).unwrap();
+/// assert_eq!(config.monitor.probe_interval, Some(std::time::Duration::from_millis(250)));
+/// // A typo is an error, not a silently ignored setting.
+/// let typo = serde_json::from_str::<RoutedConfig>(r#"{ "primary": { "url": "postgres://db-1/app", "max_conections": 5 } }"#);
+/// assert!(typo.unwrap_err().to_string().contains("unknown field `max_conections`"));
+/// ```
+///
+/// With the `config` crate, `Config::builder().add_source(File::with_name("db"))
+/// .add_source(Environment::with_prefix("APP").separator("__")).build()?.try_deserialize::<RoutedConfig>()`;
+/// with figment, `Figment::from(Toml::file("db.toml")).merge(Env::prefixed("APP_").split("__"))
+/// .extract::<RoutedConfig>()`. Without either, [`RoutedConfig::from_env`] reads a fixed set
+/// of variables (see the README's *Configuration* table).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+#[non_exhaustive]
+pub struct RoutedConfig {
+    /// The primary.
+    pub primary: NodeConfig,
+    /// The replicas, in order (`replicas[0]` is "replica 1" in errors and logs).
+    #[serde(default)]
+    pub replicas: Vec<ReplicaConfig>,
+    /// Pool settings for every node; a node's own `pool` overrides them field by field.
+    #[serde(default)]
+    pub pool: PoolConfig,
+    /// The balancer and what it may use.
+    #[serde(default)]
+    pub router: RouterSettings,
+    /// Read-your-writes, consistency, retries, time limits.
+    #[serde(default)]
+    pub policy: PolicyConfig,
+    /// The monitor's probing and the health thresholds.
+    #[serde(default)]
+    pub monitor: MonitorSettings,
+}
+
+/// The primary's URL and pool.
+#[derive(Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+#[non_exhaustive]
+pub struct NodeConfig {
+    /// Its database URL (`postgres://…`, `mysql://…`).
+    pub url: String,
+    /// Its pool, over [`RoutedConfig::pool`].
+    #[serde(default)]
+    pub pool: PoolConfig,
+}
+
+/// A replica: URL, placement for the router, pooling mode and pool.
+#[derive(Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+#[non_exhaustive]
+pub struct ReplicaConfig {
+    /// Its database URL.
+    pub url: String,
+    /// Its share for the weighted balancer (default 1); see [`Replica::weight`].
+    #[serde(default = "one")]
+    pub weight: u32,
+    /// Its zone; see [`Replica::zone`] and [`RouterSettings::prefer_zone`].
+    #[serde(default)]
+    pub zone: Option<String>,
+    /// Its tags; see [`Replica::tag`] and [`RouterSettings::dedicated_tags`].
+    #[serde(default)]
+    pub tags: Vec<String>,
+    /// `direct` (default), `session` or `transaction`: what pools connections in front of it
+    /// (PgBouncer's pool mode); see [`Pooling`].
+    #[serde(default, deserialize_with = "de_pooling")]
+    pub pooling: Pooling,
+    /// Where the other nodes replicate from it (`host:port`), if not its URL's host and port;
+    /// see [`Replica::replication_address`].
+    #[serde(default)]
+    pub replication_address: Option<String>,
+    /// Its pool, over [`RoutedConfig::pool`].
+    #[serde(default)]
+    pub pool: PoolConfig,
+}
+
+fn one() -> u32 {
+    1
+}
+
+impl fmt::Debug for NodeConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("NodeConfig")
+            .field("url", &node_name_redacted(&self.url))
+            .field("pool", &self.pool)
+            .finish()
+    }
+}
+
+impl fmt::Debug for ReplicaConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ReplicaConfig")
+            .field("url", &node_name_redacted(&self.url))
+            .field("weight", &self.weight)
+            .field("zone", &self.zone)
+            .field("tags", &self.tags)
+            .field("pooling", &self.pooling)
+            .field("replication_address", &self.replication_address)
+            .field("pool", &self.pool)
+            .finish()
+    }
+}
+
+/// A node's connection pool (SeaORM `ConnectOptions`). Every field is optional: unset means the
+/// node-level default, then [`RoutedConfig::pool`], then SeaORM's/sqlx's default (the adapter's
+/// own acquire timeout is 5 s).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+#[non_exhaustive]
+pub struct PoolConfig {
+    /// The most connections the pool opens (at least 1).
+    pub max_connections: Option<u32>,
+    /// The connections it keeps open (at most `max_connections`).
+    pub min_connections: Option<u32>,
+    /// How long opening one connection may take.
+    #[serde(default, deserialize_with = "de_duration")]
+    pub connect_timeout: Option<Duration>,
+    /// How long a statement may wait for a pooled connection, connecting included.
+    #[serde(default, deserialize_with = "de_duration")]
+    pub acquire_timeout: Option<Duration>,
+    /// How long an unused connection stays open.
+    #[serde(default, deserialize_with = "de_duration")]
+    pub idle_timeout: Option<Duration>,
+    /// How long any connection lives at most.
+    #[serde(default, deserialize_with = "de_duration")]
+    pub max_lifetime: Option<Duration>,
+    /// Whether an idle connection is pinged before use (sqlx's default: yes).
+    pub test_before_acquire: Option<bool>,
+}
+
+impl PoolConfig {
+    /// This pool over `base`: each field set here wins.
+    fn over(&self, base: &PoolConfig) -> PoolConfig {
+        PoolConfig {
+            max_connections: self.max_connections.or(base.max_connections),
+            min_connections: self.min_connections.or(base.min_connections),
+            connect_timeout: self.connect_timeout.or(base.connect_timeout),
+            acquire_timeout: self.acquire_timeout.or(base.acquire_timeout),
+            idle_timeout: self.idle_timeout.or(base.idle_timeout),
+            max_lifetime: self.max_lifetime.or(base.max_lifetime),
+            test_before_acquire: self.test_before_acquire.or(base.test_before_acquire),
+        }
+    }
+
+    /// Checks ranges; `at` is the field path of this pool (`replicas[1].pool`).
+    fn check(&self, at: &str) -> Result<()> {
+        if self.max_connections == Some(0) {
+            return Err(invalid(format!("{at}.max_connections"), "must be at least 1"));
+        }
+        if let (Some(min), Some(max)) = (self.min_connections, self.max_connections)
+            && min > max
+        {
+            return Err(invalid(
+                format!("{at}.min_connections"),
+                format!("{min} is more than max_connections ({max})"),
+            ));
+        }
+        for (name, d) in [
+            ("connect_timeout", self.connect_timeout),
+            ("acquire_timeout", self.acquire_timeout),
+            ("max_lifetime", self.max_lifetime),
+        ] {
+            if d == Some(Duration::ZERO) {
+                return Err(invalid(format!("{at}.{name}"), "must be more than zero"));
+            }
+        }
+        Ok(())
+    }
+
+    /// `options` with this pool's settings.
+    fn apply(&self, mut options: ConnectOptions) -> ConnectOptions {
+        if let Some(n) = self.max_connections {
+            options.max_connections(n);
+        }
+        if let Some(n) = self.min_connections {
+            options.min_connections(n);
+        }
+        if let Some(d) = self.connect_timeout {
+            options.connect_timeout(crate::deadline::cap(d));
+        }
+        if let Some(d) = self.acquire_timeout {
+            options.acquire_timeout(crate::deadline::cap(d));
+        }
+        if let Some(d) = self.idle_timeout {
+            options.idle_timeout(crate::deadline::cap(d));
+        }
+        if let Some(d) = self.max_lifetime {
+            options.max_lifetime(crate::deadline::cap(d));
+        }
+        if let Some(on) = self.test_before_acquire {
+            options.test_before_acquire(on);
+        }
+        options
+    }
+}
+
+/// The router: balancer, zone preference, primary reads, dedicated tags.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+#[non_exhaustive]
+pub struct RouterSettings {
+    /// How reads are spread over replicas (default `round_robin`).
+    #[serde(default)]
+    pub balancer: BalancerKind,
+    /// Prefer replicas in this zone, falling back to the others ([`ZonePreference`] around
+    /// the balancer).
+    pub prefer_zone: Option<String>,
+    /// When reads a replica could serve may use the primary: `never`, `fallback` (default),
+    /// `include` (balanced with the replicas).
+    #[serde(default, deserialize_with = "de_primary_reads")]
+    pub primary_reads: Option<PrimaryReads>,
+    /// Replicas with one of these tags get only reads routed to that tag
+    /// ([`RouterConfig::dedicated_tag`]).
+    #[serde(default)]
+    pub dedicated_tags: Vec<String>,
+    /// Whether read-only transactions may run on replicas (default true).
+    pub read_only_transactions_on_replicas: Option<bool>,
+}
+
+/// A balancer, by name.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Deserialize)]
+#[serde(rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum BalancerKind {
+    /// [`RoundRobin`] (the default).
+    #[default]
+    RoundRobin,
+    /// [`WeightedRoundRobin`]: the only one that reads replica weights.
+    WeightedRoundRobin,
+    /// [`Random`].
+    Random,
+    /// [`LeastOutstanding`].
+    LeastOutstanding,
+    /// [`PowerOfTwoEwma`].
+    PowerOfTwoEwma,
+    /// [`LowestLag`].
+    LowestLag,
+}
+
+impl BalancerKind {
+    fn build(self) -> Box<dyn Balancer> {
+        match self {
+            BalancerKind::RoundRobin => Box::new(RoundRobin::default()),
+            BalancerKind::WeightedRoundRobin => Box::new(WeightedRoundRobin::default()),
+            BalancerKind::Random => Box::new(Random::default()),
+            BalancerKind::LeastOutstanding => Box::new(LeastOutstanding::default()),
+            BalancerKind::PowerOfTwoEwma => Box::new(PowerOfTwoEwma::default()),
+            BalancerKind::LowestLag => Box::new(LowestLag::default()),
+        }
+    }
+
+    /// The configuration name (`weighted_round_robin`, …).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            BalancerKind::RoundRobin => "round_robin",
+            BalancerKind::WeightedRoundRobin => "weighted_round_robin",
+            BalancerKind::Random => "random",
+            BalancerKind::LeastOutstanding => "least_outstanding",
+            BalancerKind::PowerOfTwoEwma => "power_of_two_ewma",
+            BalancerKind::LowestLag => "lowest_lag",
+        }
+    }
+
+    fn parse(s: &str) -> Option<BalancerKind> {
+        [
+            BalancerKind::RoundRobin,
+            BalancerKind::WeightedRoundRobin,
+            BalancerKind::Random,
+            BalancerKind::LeastOutstanding,
+            BalancerKind::PowerOfTwoEwma,
+            BalancerKind::LowestLag,
+        ]
+        .into_iter()
+        .find(|b| b.as_str().eq_ignore_ascii_case(s.trim()))
+    }
+}
+
+/// Read-your-writes, the default consistency, retries and time limits.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+#[non_exhaustive]
+pub struct PolicyConfig {
+    /// Track each write's position so later reads in its scope see it (default true).
+    pub read_your_writes: Option<bool>,
+    /// How long a read-your-writes read may wait for a replica to catch up (default: none).
+    #[serde(default, deserialize_with = "de_duration")]
+    pub wait_for_replica: Option<Duration>,
+    /// The default consistency: `eventual` (default), `strong`, or `bounded_staleness` with
+    /// `staleness` and/or `staleness_bytes`.
+    #[serde(default)]
+    pub consistency: ConsistencyKind,
+    /// The time bound of `bounded_staleness`.
+    #[serde(default, deserialize_with = "de_duration")]
+    pub staleness: Option<Duration>,
+    /// The byte bound (PostgreSQL WAL bytes) of `bounded_staleness`.
+    pub staleness_bytes: Option<u64>,
+    /// How many other nodes a failed read is retried on (default 2).
+    pub read_retries: Option<u8>,
+    /// The most one read may wait for a replica (default: none).
+    #[serde(default, deserialize_with = "de_duration")]
+    pub replica_read_timeout: Option<Duration>,
+}
+
+/// The default consistency level, by name.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Deserialize)]
+#[serde(rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum ConsistencyKind {
+    /// Any healthy replica.
+    #[default]
+    Eventual,
+    /// Replicas within [`PolicyConfig::staleness`] / [`PolicyConfig::staleness_bytes`].
+    BoundedStaleness,
+    /// The primary only.
+    Strong,
+}
+
+/// The monitor: probing, health thresholds, lag limit.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+#[non_exhaustive]
+pub struct MonitorSettings {
+    /// Time between full probes (default 500 ms).
+    #[serde(default, deserialize_with = "de_duration")]
+    pub probe_interval: Option<Duration>,
+    /// The deadline of one probe, connecting included (default 1 s).
+    #[serde(default, deserialize_with = "de_duration")]
+    pub probe_timeout: Option<Duration>,
+    /// Random delay added to each round (default 50 ms).
+    #[serde(default, deserialize_with = "de_duration")]
+    pub probe_jitter: Option<Duration>,
+    /// Time between replay-position reads of a replica (default 20 ms).
+    #[serde(default, deserialize_with = "de_duration")]
+    pub position_interval: Option<Duration>,
+    /// Consecutive failures that take a node down (default 3).
+    pub failure_threshold: Option<u32>,
+    /// Consecutive successes that bring it back (default 2).
+    pub recovery_threshold: Option<u32>,
+    /// The first ban's length (default 5 s).
+    #[serde(default, deserialize_with = "de_duration")]
+    pub ban_base: Option<Duration>,
+    /// The longest ban (default 5 min).
+    #[serde(default, deserialize_with = "de_duration")]
+    pub ban_max: Option<Duration>,
+    /// Replicas known to lag more than this in time get no reads
+    /// ([`RouterConfig::max_replica_lag`]).
+    #[serde(default, deserialize_with = "de_duration")]
+    pub max_lag: Option<Duration>,
+    /// … or more than this many bytes (PostgreSQL WAL).
+    pub max_lag_bytes: Option<u64>,
+}
+
+/// The error of a field: `field: reason`.
+fn invalid(field: impl Into<String>, reason: impl Into<String>) -> Error {
+    Error::InvalidConfig { field: field.into(), reason: reason.into() }
+}
+
+impl RoutedConfig {
+    /// A configuration of just a primary, to fill in from code.
+    pub fn new(primary_url: impl Into<String>) -> RoutedConfig {
+        RoutedConfig {
+            primary: NodeConfig { url: primary_url.into(), pool: PoolConfig::default() },
+            replicas: Vec::new(),
+            pool: PoolConfig::default(),
+            router: RouterSettings::default(),
+            policy: PolicyConfig::default(),
+            monitor: MonitorSettings::default(),
+        }
+    }
+
+    /// Adds a replica at `url` (weight 1, no zone, no tags, direct), to fill in from code.
+    #[must_use]
+    pub fn replica(mut self, url: impl Into<String>) -> RoutedConfig {
+        self.replicas.push(ReplicaConfig {
+            url: url.into(),
+            weight: 1,
+            zone: None,
+            tags: Vec::new(),
+            pooling: Pooling::Direct,
+            replication_address: None,
+            pool: PoolConfig::default(),
+        });
+        self
+    }
+
+    /// Checks everything serde could not and names the first problem's field and node
+    /// ([`Error::InvalidConfig`], or [`Error::InvalidUrl`] for a URL); see the module docs.
+    pub fn validate(&self) -> Result<()> {
+        check_url("primary.url", &self.primary.url)?;
+        self.pool.check("pool")?;
+        self.primary.pool.check("primary.pool")?;
+        self.primary.pool.over(&self.pool).check("primary.pool")?;
+        let weighted = self.router.balancer == BalancerKind::WeightedRoundRobin;
+        for (i, r) in self.replicas.iter().enumerate() {
+            let at = format!("replicas[{i}]");
+            check_url(&format!("{at}.url"), &r.url)?;
+            r.pool.check(&format!("{at}.pool"))?;
+            r.pool.over(&self.pool).check(&format!("{at}.pool"))?;
+            if r.weight != 1 && !weighted {
+                return Err(invalid(
+                    format!("{at}.weight"),
+                    format!(
+                        "{} is ignored by balancer `{}`: set router.balancer = \
+                         \"weighted_round_robin\"",
+                        r.weight,
+                        self.router.balancer.as_str()
+                    ),
+                ));
+            }
+            if r.zone.as_deref().is_some_and(|z| z.trim().is_empty()) {
+                return Err(invalid(format!("{at}.zone"), "is empty"));
+            }
+            if let Some(j) = r.tags.iter().position(|t| t.trim().is_empty()) {
+                return Err(invalid(format!("{at}.tags[{j}]"), "is empty"));
+            }
+        }
+        if let Some(zone) = &self.router.prefer_zone
+            && !self.replicas.iter().any(|r| r.zone.as_ref() == Some(zone))
+        {
+            return Err(invalid(
+                "router.prefer_zone",
+                format!("no replica is in zone `{}`", zone.chars().take(64).collect::<String>()),
+            ));
+        }
+        let p = &self.policy;
+        let bounded = p.staleness.is_some() || p.staleness_bytes.is_some();
+        match p.consistency {
+            ConsistencyKind::BoundedStaleness if !bounded => {
+                return Err(invalid(
+                    "policy.consistency",
+                    "bounded_staleness needs policy.staleness or policy.staleness_bytes",
+                ));
+            }
+            ConsistencyKind::Eventual | ConsistencyKind::Strong if bounded => {
+                let field = if p.staleness.is_some() {
+                    "policy.staleness"
+                } else {
+                    "policy.staleness_bytes"
+                };
+                return Err(invalid(
+                    field,
+                    "only means something with policy.consistency = \"bounded_staleness\"",
+                ));
+            }
+            _ => {}
+        }
+        let m = &self.monitor;
+        for (name, d) in [
+            ("monitor.probe_interval", m.probe_interval),
+            ("monitor.probe_timeout", m.probe_timeout),
+            ("monitor.position_interval", m.position_interval),
+            ("monitor.ban_base", m.ban_base),
+        ] {
+            if d == Some(Duration::ZERO) {
+                return Err(invalid(name, "must be more than zero"));
+            }
+        }
+        for (name, n) in [
+            ("monitor.failure_threshold", m.failure_threshold),
+            ("monitor.recovery_threshold", m.recovery_threshold),
+        ] {
+            if n == Some(0) {
+                return Err(invalid(name, "must be at least 1"));
+            }
+        }
+        if let (Some(base), Some(max)) = (m.ban_base, m.ban_max)
+            && max < base
+        {
+            return Err(invalid("monitor.ban_max", "is shorter than monitor.ban_base"));
+        }
+        Ok(())
+    }
+
+    /// Checks the configuration ([`RoutedConfig::validate`]) and turns it into a builder, to
+    /// add what data cannot say (rules, a classifier with extra write functions, automatic
+    /// failover) before [`connect`](RoutedConnectionBuilder::connect). The router settings
+    /// become one [`RouterConfig`]; a later `.router(..)` replaces it whole, so to add rules
+    /// start from [`RoutedConfig::router_config`]:
+    ///
+    /// ```
+    /// # fn demo(config: rwsplit_sea_orm::RoutedConfig) -> rwsplit_sea_orm::Result<()> {
+    /// use rwsplit_sea_orm::TableRule;
+    /// let router = config.router_config().rule(TableRule::only_tagged(["events"], "analytics"));
+    /// let builder = config.into_builder()?.router(router);
+    /// # drop(builder); Ok(()) }
+    /// ```
+    pub fn into_builder(self) -> Result<RoutedConnectionBuilder> {
+        self.validate()?;
+        let RoutedConfig { primary, replicas, pool, router, policy, monitor } = self;
+        let mut b = RoutedConnection::builder()
+            .primary(primary.pool.over(&pool).apply(ConnectOptions::new(primary.url)));
+        for r in replicas {
+            let mut replica = Replica::new(r.pool.over(&pool).apply(ConnectOptions::new(r.url)))
+                .weight(r.weight)
+                .pooling(r.pooling);
+            if let Some(zone) = r.zone {
+                replica = replica.zone(zone);
+            }
+            for tag in r.tags {
+                replica = replica.tag(tag);
+            }
+            if let Some(address) = r.replication_address {
+                replica = replica.replication_address(address);
+            }
+            b = b.replica(replica);
+        }
+
+        let rc = router_config(&router, &monitor);
+        b = b.router(rc);
+
+        if let Some(on) = policy.read_your_writes {
+            b = b.read_your_writes(on);
+        }
+        if let Some(max) = policy.wait_for_replica {
+            b = b.wait_for_replica(max);
+        }
+        b = b.consistency(match policy.consistency {
+            ConsistencyKind::Eventual => Consistency::Eventual,
+            ConsistencyKind::Strong => Consistency::Strong,
+            ConsistencyKind::BoundedStaleness => Consistency::BoundedStaleness(
+                staleness(policy.staleness, policy.staleness_bytes)
+                    .ok_or_else(|| invalid("policy.consistency", "no bound"))?,
+            ),
+        });
+        if let Some(n) = policy.read_retries {
+            b = b.read_retries(n);
+        }
+        if policy.replica_read_timeout.is_some() {
+            b = b.replica_read_timeout(policy.replica_read_timeout);
+        }
+
+        let mut mc = MonitorConfig::default();
+        if let Some(d) = monitor.probe_interval {
+            mc = mc.interval(d);
+        }
+        if let Some(d) = monitor.probe_timeout {
+            mc = mc.timeout(d);
+        }
+        if let Some(d) = monitor.probe_jitter {
+            mc = mc.jitter(d);
+        }
+        if let Some(d) = monitor.position_interval {
+            mc = mc.position_interval(d);
+        }
+        b = b.monitor(mc);
+        let mut health = HealthPolicy::default();
+        if let Some(n) = monitor.failure_threshold {
+            health = health.failure_threshold(n);
+        }
+        if let Some(n) = monitor.recovery_threshold {
+            health = health.recovery_threshold(n);
+        }
+        if let Some(d) = monitor.ban_base {
+            health = health.ban_base(d);
+        }
+        if let Some(d) = monitor.ban_max {
+            health = health.ban_max(d);
+        }
+        Ok(b.health_policy(health))
+    }
+
+    /// The router this configuration describes: balancer (in a [`ZonePreference`] if
+    /// `prefer_zone` is set), primary reads, dedicated tags, read-only transactions, and the
+    /// monitor's `max_lag` as [`RouterConfig::max_replica_lag`].
+    pub fn router_config(&self) -> RouterConfig {
+        router_config(&self.router, &self.monitor)
+    }
+
+    /// Checks the configuration and connects ([`RoutedConnectionBuilder::connect`]).
+    pub async fn connect(self) -> Result<RoutedConnection> {
+        self.into_builder()?.connect().await
+    }
+
+    /// Reads the configuration from the process environment; see
+    /// [`RoutedConnection::from_env`] and the README's *Configuration* table.
+    pub fn from_env() -> Result<RoutedConfig> {
+        RoutedConfig::from_vars(std::env::vars_os().filter_map(|(k, v)| {
+            // Names and values that are not Unicode are none of ours (ours are all ASCII).
+            Some((k.into_string().ok()?, v.into_string().ok()?))
+        }))
+    }
+
+    /// [`RoutedConfig::from_env`] from the given `(name, value)` pairs instead of the process
+    /// environment (for tests, or a `.env` file read some other way). Empty values count as
+    /// unset.
+    pub fn from_vars<I, K, V>(vars: I) -> Result<RoutedConfig>
+    where
+        I: IntoIterator<Item = (K, V)>,
+        K: Into<String>,
+        V: Into<String>,
+    {
+        env::read(
+            vars.into_iter()
+                .map(|(k, v)| (k.into(), v.into()))
+                .filter(|(_, v)| !v.trim().is_empty())
+                .collect::<BTreeMap<String, String>>(),
+        )
+    }
+}
+
+fn router_config(router: &RouterSettings, monitor: &MonitorSettings) -> RouterConfig {
+    let balancer = router.balancer.build();
+    let mut rc = match &router.prefer_zone {
+        Some(zone) => RouterConfig::default().balancer(ZonePreference::new(zone.clone(), balancer)),
+        None => RouterConfig::default().balancer(balancer),
+    };
+    if let Some(p) = router.primary_reads {
+        rc = rc.primary_reads(p);
+    }
+    for tag in &router.dedicated_tags {
+        rc = rc.dedicated_tag(tag.clone());
+    }
+    if let Some(allow) = router.read_only_transactions_on_replicas {
+        rc = rc.read_only_transactions_on_replicas(allow);
+    }
+    if let Some(bound) = staleness(monitor.max_lag, monitor.max_lag_bytes) {
+        rc = rc.max_replica_lag(bound);
+    }
+    rc
+}
+
+/// A staleness bound from a time and/or a byte bound.
+fn staleness(time: Option<Duration>, bytes: Option<u64>) -> Option<Staleness> {
+    match (time, bytes) {
+        (Some(t), Some(b)) => Some(Staleness::time(t).and_bytes(b)),
+        (Some(t), None) => Some(Staleness::time(t)),
+        (None, Some(b)) => Some(Staleness::bytes(b)),
+        (None, None) => None,
+    }
+}
+
+/// A URL must parse and be of a driver this build has; the error names the field.
+fn check_url(field: &str, url: &str) -> Result<()> {
+    NodeUrl::parse(field, url).map(drop)
+}
+
+/// A duration: human text (`"250ms"`, `"1m 30s"`) or a number of seconds.
+fn de_duration<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Raw {
+        Text(String),
+        Seconds(f64),
+    }
+    use serde::de::Error as _;
+    match Option::<Raw>::deserialize(d)? {
+        None => Ok(None),
+        Some(Raw::Text(s)) => parse_duration(&s).map(Some).map_err(D::Error::custom),
+        Some(Raw::Seconds(n)) => seconds(n).map(Some).map_err(D::Error::custom),
+    }
+}
+
+/// Human text (`"250ms"`, `"5s"`, `"1m 30s"`) or a plain number of seconds (`"0.25"`).
+pub(crate) fn parse_duration(s: &str) -> Result<Duration, String> {
+    let s = s.trim();
+    if let Ok(n) = s.parse::<f64>() {
+        return seconds(n);
+    }
+    humantime::parse_duration(s).map_err(|e| {
+        format!("`{}` is not a duration ({e}); write e.g. \"250ms\", \"5s\", \"1m 30s\"", clip(s))
+    })
+}
+
+fn seconds(n: f64) -> Result<Duration, String> {
+    Duration::try_from_secs_f64(n)
+        .map_err(|_| format!("{n} is not a duration in seconds (negative or too large)"))
+}
+
+/// At most 40 characters of `s`, for error messages about values that are never secrets.
+pub(crate) fn clip(s: &str) -> String {
+    s.chars().take(40).collect()
+}
+
+fn de_pooling<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Pooling, D::Error> {
+    use serde::de::Error as _;
+    String::deserialize(d)?.parse().map_err(D::Error::custom)
+}
+
+fn de_primary_reads<'de, D: serde::Deserializer<'de>>(
+    d: D,
+) -> Result<Option<PrimaryReads>, D::Error> {
+    use serde::de::Error as _;
+    match Option::<String>::deserialize(d)? {
+        None => Ok(None),
+        Some(s) => parse_primary_reads(&s).map(Some).map_err(D::Error::custom),
+    }
+}
+
+pub(crate) fn parse_primary_reads(s: &str) -> Result<PrimaryReads, String> {
+    match s.trim().to_ascii_lowercase().as_str() {
+        "never" => Ok(PrimaryReads::Never),
+        "fallback" => Ok(PrimaryReads::Fallback),
+        "include" => Ok(PrimaryReads::Include),
+        _ => Err(format!(
+            "unknown primary_reads `{}` (expected never, fallback or include)",
+            clip(s)
+        )),
+    }
+}
+
+pub(crate) fn parse_balancer(s: &str) -> Result<BalancerKind, String> {
+    BalancerKind::parse(s).ok_or_else(|| {
+        format!(
+            "unknown balancer `{}` (expected round_robin, weighted_round_robin, random, \
+             least_outstanding, power_of_two_ewma or lowest_lag)",
+            clip(s)
+        )
+    })
+}
+
+pub(crate) fn parse_consistency(s: &str) -> Result<ConsistencyKind, String> {
+    match s.trim().to_ascii_lowercase().as_str() {
+        "eventual" => Ok(ConsistencyKind::Eventual),
+        "bounded_staleness" => Ok(ConsistencyKind::BoundedStaleness),
+        "strong" => Ok(ConsistencyKind::Strong),
+        _ => Err(format!(
+            "unknown consistency `{}` (expected eventual, bounded_staleness or strong)",
+            clip(s)
+        )),
+    }
+}

@@ -1,0 +1,302 @@
+use std::time::Duration;
+
+use rstest::rstest;
+
+use super::*;
+use crate::redact::tests::{NASTY, assert_no_secret, encode};
+
+fn env(pairs: &[(&str, &str)]) -> Result<RoutedConfig> {
+    RoutedConfig::from_vars(pairs.iter().map(|(k, v)| (*k, *v)))
+}
+
+const BASE: (&str, &str) = ("DATABASE_URL", "postgres://app:pw@db-1/app");
+const TWO: (&str, &str) =
+    ("DATABASE_REPLICA_URLS", "postgres://app:pw@db-2/app,postgres://app:pw@db-3/app");
+
+#[test]
+fn the_minimal_environment_is_a_primary() {
+    let c = env(&[BASE]).unwrap();
+    assert_eq!(c.primary.url, "postgres://app:pw@db-1/app");
+    assert!(c.replicas.is_empty());
+    assert_eq!(c.pool, PoolConfig::default());
+    assert!(matches!(env(&[]), Err(Error::MissingEnv { name: "DATABASE_URL" })));
+    assert!(matches!(env(&[("DATABASE_URL", "  ")]), Err(Error::MissingEnv { .. })));
+}
+
+/// Where each pool variable lands: every node, the primary, every replica, one replica; the
+/// more specific wins.
+#[rstest]
+#[case(&[("DATABASE_MAX_CONNECTIONS", "7")], Some(7), [Some(7), Some(7)])]
+#[case(&[("DATABASE_PRIMARY_MAX_CONNECTIONS", "9")], Some(9), [None, None])]
+#[case(&[("DATABASE_REPLICA_MAX_CONNECTIONS", "4")], None, [Some(4), Some(4)])]
+#[case(&[("DATABASE_REPLICA_2_MAX_CONNECTIONS", "3")], None, [None, Some(3)])]
+#[case(
+    &[("DATABASE_MAX_CONNECTIONS", "10"), ("DATABASE_REPLICA_MAX_CONNECTIONS", "4"),
+      ("DATABASE_REPLICA_1_MAX_CONNECTIONS", "2")],
+    Some(10),
+    [Some(2), Some(4)]
+)]
+fn pool_variables_layer(
+    #[case] vars: &[(&str, &str)],
+    #[case] primary: Option<u32>,
+    #[case] replicas: [Option<u32>; 2],
+) {
+    let mut all = vec![BASE, TWO];
+    all.extend_from_slice(vars);
+    let c = env(&all).unwrap();
+    let effective = |p: &PoolConfig| p.over(&c.pool).max_connections;
+    assert_eq!(effective(&c.primary.pool), primary);
+    assert_eq!([effective(&c.replicas[0].pool), effective(&c.replicas[1].pool)], replicas);
+}
+
+#[rstest]
+#[case("DATABASE_CONNECT_TIMEOUT", "250ms", Duration::from_millis(250))]
+#[case("DATABASE_CONNECT_TIMEOUT", "5s", Duration::from_secs(5))]
+#[case("DATABASE_CONNECT_TIMEOUT", "1m 30s", Duration::from_secs(90))]
+#[case("DATABASE_CONNECT_TIMEOUT", "2", Duration::from_secs(2))]
+#[case("DATABASE_CONNECT_TIMEOUT", "0.5", Duration::from_millis(500))]
+fn durations_are_human_or_seconds(
+    #[case] var: &str,
+    #[case] value: &str,
+    #[case] expected: Duration,
+) {
+    let c = env(&[BASE, (var, value)]).unwrap();
+    assert_eq!(c.pool.connect_timeout, Some(expected));
+}
+
+#[test]
+fn replica_placement_and_policy_from_the_environment() {
+    let c = env(&[
+        BASE,
+        TWO,
+        ("DATABASE_REPLICA_1_WEIGHT", "3"),
+        ("DATABASE_REPLICA_1_ZONE", "eu-west-1a"),
+        ("DATABASE_REPLICA_2_TAGS", "analytics, reports,"),
+        ("DATABASE_REPLICA_2_REPLICATION_ADDRESS", "10.0.0.3:5432"),
+        ("DATABASE_REPLICA_POOLING", "session"),
+        ("DATABASE_REPLICA_2_POOLING", "transaction"),
+        ("RWSPLIT_BALANCER", "weighted_round_robin"),
+        ("RWSPLIT_PREFER_ZONE", "eu-west-1a"),
+        ("RWSPLIT_WAIT_FOR_REPLICA", "20ms"),
+        ("RWSPLIT_CONSISTENCY", "bounded_staleness"),
+        ("RWSPLIT_STALENESS", "2s"),
+        ("RWSPLIT_READ_YOUR_WRITES", "off"),
+        ("RWSPLIT_PROBE_INTERVAL", "100ms"),
+        ("RWSPLIT_MAX_LAG_BYTES", "1048576"),
+    ])
+    .unwrap();
+    let (a, b) = (&c.replicas[0], &c.replicas[1]);
+    assert_eq!((a.weight, a.zone.as_deref(), a.pooling), (3, Some("eu-west-1a"), Pooling::Session));
+    assert_eq!(
+        (b.weight, b.tags.clone(), b.pooling),
+        (1, vec!["analytics".to_owned(), "reports".to_owned()], Pooling::Transaction)
+    );
+    assert_eq!(b.replication_address.as_deref(), Some("10.0.0.3:5432"));
+    assert_eq!(c.router.balancer, BalancerKind::WeightedRoundRobin);
+    assert_eq!(c.policy.consistency, ConsistencyKind::BoundedStaleness);
+    assert_eq!(c.policy.read_your_writes, Some(false));
+    assert_eq!(c.monitor.probe_interval, Some(Duration::from_millis(100)));
+    assert_eq!(c.monitor.max_lag_bytes, Some(1 << 20));
+    let _builder = c.into_builder().unwrap();
+}
+
+/// Bad variables: the error names the variable (and never shows its value).
+#[rstest]
+#[case(&[("DATABASE_REPLICA_3_WEIGHT", "2")], "DATABASE_REPLICA_3_WEIGHT", "replica 3 does not exist")]
+#[case(&[("DATABASE_REPLICA_0_ZONE", "a")], "DATABASE_REPLICA_0_ZONE", "does not exist")]
+#[case(&[("DATABASE_REPLICA_1_WIEGHT", "2")], "DATABASE_REPLICA_1_WIEGHT", "unknown setting")]
+#[case(&[("DATABASE_PRIMARY_WEIGHT", "2")], "DATABASE_PRIMARY_WEIGHT", "unknown setting")]
+#[case(&[("DATABASE_REPLICA_MAX_CONECTIONS", "2")], "DATABASE_REPLICA_MAX_CONECTIONS", "unknown setting")]
+#[case(&[("DATABASE_REPLICA_2_MAX_CONNECTIONS", "lots")], "DATABASE_REPLICA_2_MAX_CONNECTIONS", "not a whole number")]
+#[case(&[("DATABASE_REPLICA_2_MAX_CONNECTIONS", "0")], "DATABASE_REPLICA_2_MAX_CONNECTIONS", "at least 1")]
+#[case(&[("DATABASE_REPLICA_1_MIN_CONNECTIONS", "5"), ("DATABASE_MAX_CONNECTIONS", "2")], "DATABASE_REPLICA_1_MIN_CONNECTIONS", "more than max_connections")]
+#[case(&[("DATABASE_REPLICA_1_WEIGHT", "-1")], "DATABASE_REPLICA_1_WEIGHT", "not a whole number")]
+#[case(&[("DATABASE_REPLICA_1_WEIGHT", "2")], "DATABASE_REPLICA_1_WEIGHT", "weighted_round_robin")]
+#[case(&[("DATABASE_IDLE_TIMEOUT", "soon")], "DATABASE_IDLE_TIMEOUT", "not a duration")]
+#[case(&[("DATABASE_ACQUIRE_TIMEOUT", "0s")], "DATABASE_ACQUIRE_TIMEOUT", "more than zero")]
+#[case(&[("DATABASE_REPLICA_1_POOLING", "statement")], "DATABASE_REPLICA_1_POOLING", "unknown pooling mode")]
+#[case(&[("RWSPLIT_BALANCER", "fastest")], "RWSPLIT_BALANCER", "unknown balancer")]
+#[case(&[("RWSPLIT_PREFER_ZONE", "mars")], "RWSPLIT_PREFER_ZONE", "no replica is in zone")]
+#[case(&[("RWSPLIT_CONSISTENCY", "bounded_staleness")], "RWSPLIT_CONSISTENCY", "needs policy.staleness")]
+#[case(&[("RWSPLIT_STALENESS", "1s")], "RWSPLIT_STALENESS", "only means something")]
+#[case(&[("RWSPLIT_READ_YOUR_WRITES", "maybe")], "RWSPLIT_READ_YOUR_WRITES", "not true or false")]
+#[case(&[("RWSPLIT_FAILURE_THRESHOLD", "0")], "RWSPLIT_FAILURE_THRESHOLD", "at least 1")]
+fn bad_variables_are_named(
+    #[case] vars: &[(&str, &str)],
+    #[case] field: &str,
+    #[case] reason: &str,
+) {
+    let mut all = vec![BASE, TWO];
+    all.extend_from_slice(vars);
+    let err = env(&all).unwrap_err();
+    let text = err.to_string();
+    assert!(matches!(err, Error::InvalidConfig { .. }), "{text}");
+    assert!(text.contains(&format!("{field}: ")) && text.contains(reason), "{text}");
+    assert!(!text.contains("pw"), "{text}");
+}
+
+#[test]
+fn a_bad_replica_url_names_its_place_in_the_list_without_the_password() {
+    let err = env(&[
+        BASE,
+        ("DATABASE_REPLICA_URLS", "postgres://a:pw@db-2/app,mysql://a:pw2@db-3:port/app"),
+    ])
+    .unwrap_err();
+    let text = err.to_string();
+    assert!(
+        text.contains("DATABASE_REPLICA_URLS (replica 2)") && text.contains("invalid port"),
+        "{text}"
+    );
+    assert!(!text.contains("pw"), "{text}");
+}
+
+/// Serde: paths name the field and the node; a typo anywhere is an error.
+#[rstest]
+#[case(
+    r#"primary = { url = "postgres://db-1/app", pool = { max_connections = 0 } }"#,
+    "primary.pool.max_connections: must be at least 1"
+)]
+#[case(
+    "primary = { url = \"postgres://db-1/app\" }\n[[replicas]]\nurl = \"postgres://db-2/app\"\n[[replicas]]\nurl = \"postgres://db-3/app\"\npool = { max_connections = 0 }",
+    "replicas[1].pool.max_connections: must be at least 1"
+)]
+#[case(
+    "primary = { url = \"postgres://db-1/app\" }\n[[replicas]]\nurl = \"postgres://db-2/app\"\nweight = 4",
+    "replicas[0].weight: 4 is ignored by balancer `round_robin`"
+)]
+#[case(
+    "primary = { url = \"postgres://db-1/app\" }\n[[replicas]]\nurl = \"postgres://db-2/app\"\ntags = [\" \"]",
+    "replicas[0].tags[0]: is empty"
+)]
+#[case(
+    "primary = { url = \"postgres://db-1/app\" }\n[monitor]\nban_base = \"1m\"\nban_max = \"10s\"",
+    "monitor.ban_max: is shorter"
+)]
+#[case(
+    "primary = { url = \"postgres://db-1/app\" }\n[pool]\nmin_connections = 3\n[[replicas]]\nurl = \"postgres://db-2/app\"\npool = { max_connections = 2 }",
+    "replicas[0].pool.min_connections: 3 is more than max_connections (2)"
+)]
+fn invalid_configs_name_the_field(#[case] text: &str, #[case] message: &str) {
+    let config: RoutedConfig = toml::from_str(text).unwrap();
+    let err = config.into_builder().unwrap_err();
+    assert!(err.to_string().contains(message), "{err}");
+}
+
+#[rstest]
+#[case("primary = { url = \"postgres://db-1/app\", weight = 2 }", "unknown field `weight`")]
+#[case(
+    "primary = { url = \"postgres://db-1/app\" }\n[[replicas]]\nurl = \"postgres://db-2/app\"\nwieght = 2",
+    "unknown field `wieght`"
+)]
+#[case(
+    "primary = { url = \"postgres://db-1/app\" }\n[pool]\nmax_conections = 2",
+    "unknown field `max_conections`"
+)]
+#[case(
+    "primary = { url = \"postgres://db-1/app\" }\n[router]\nbalancer = \"fastest\"",
+    "unknown variant `fastest`"
+)]
+#[case(
+    "primary = { url = \"postgres://db-1/app\" }\n[policy]\nwait_for_replica = \"soon\"",
+    "not a duration"
+)]
+#[case(
+    "primary = { url = \"postgres://db-1/app\" }\n[policy]\nwait_for_replica = -1",
+    "not a duration in seconds"
+)]
+#[case(
+    "primary = { url = \"postgres://db-1/app\" }\n[monitor]\nprobe_interval = \"1 fortnight\"",
+    "not a duration"
+)]
+#[case(
+    "primary = { url = \"postgres://db-1/app\" }\n[[replicas]]\nurl = \"postgres://db-2/app\"\npooling = \"statement\"",
+    "unknown pooling mode"
+)]
+#[case("[[replicas]]\nurl = \"postgres://db-2/app\"", "missing field `primary`")]
+#[case("primary = { url = \"postgres://db-1/app\" }\nreplica = []", "unknown field `replica`")]
+fn typos_and_bad_values_are_refused_by_serde(#[case] text: &str, #[case] message: &str) {
+    let err = toml::from_str::<RoutedConfig>(text).unwrap_err();
+    assert!(err.to_string().contains(message), "{err}");
+}
+
+/// Every field of a full config reaches the builder.
+#[test]
+fn a_full_config_reaches_the_builder() {
+    let config: RoutedConfig = serde_json::from_value(serde_json::json!({
+        "primary": { "url": "postgres://app@db-1/app", "pool": { "max_connections": 20 } },
+        "replicas": [
+            { "url": "postgres://app@db-2/app", "weight": 3, "zone": "a", "tags": ["x"],
+              "pooling": "transaction", "replication_address": "n1:5432",
+              "pool": { "min_connections": 1, "idle_timeout": "1m" } },
+            { "url": "postgres://app@db-3/app", "zone": "b" }
+        ],
+        "pool": { "acquire_timeout": "2s", "connect_timeout": 1.5, "max_lifetime": "1h",
+                  "test_before_acquire": false, "max_connections": 8 },
+        "router": { "balancer": "weighted_round_robin", "prefer_zone": "a",
+                    "primary_reads": "never", "dedicated_tags": ["x"],
+                    "read_only_transactions_on_replicas": false },
+        "policy": { "read_your_writes": false, "wait_for_replica": "20ms",
+                    "consistency": "bounded_staleness", "staleness": "1s", "staleness_bytes": 1024,
+                    "read_retries": 1, "replica_read_timeout": "3s" },
+        "monitor": { "probe_interval": "250ms", "probe_timeout": "2s", "probe_jitter": "10ms",
+                     "position_interval": "5ms", "failure_threshold": 4, "recovery_threshold": 3,
+                     "ban_base": "1s", "ban_max": "1m", "max_lag": "30s", "max_lag_bytes": 4096 }
+    }))
+    .unwrap();
+    let b = config.into_builder().unwrap();
+    let shown = format!("{b:?}");
+    // The builder's Debug shows what reached it.
+    for expected in
+        ["db-2", "weight: 3", "zone: Some(\"a\")", "Transaction", "n1:5432", "Never", "250ms"]
+    {
+        assert!(shown.contains(expected), "{expected} missing in {shown}");
+    }
+    assert_eq!(b.policy.read_retries, 1);
+    assert!(!b.policy.read_your_writes);
+    assert_eq!(b.policy.wait_for_replica, Some(Duration::from_millis(20)));
+    assert_eq!(b.policy.timeouts.replica_read, Some(Duration::from_secs(3)));
+    assert!(matches!(b.policy.consistency, Consistency::BoundedStaleness(_)));
+    assert_eq!(b.policy.monitor.timeout_value(), Duration::from_secs(2));
+}
+
+/// The pool of each node: node over top level, field by field, onto SeaORM's options.
+#[test]
+fn node_pools_layer_over_the_top_level() {
+    let top = PoolConfig {
+        max_connections: Some(8),
+        acquire_timeout: Some(Duration::from_secs(2)),
+        ..PoolConfig::default()
+    };
+    let own = PoolConfig { max_connections: Some(3), ..PoolConfig::default() };
+    let opts = own.over(&top).apply(ConnectOptions::new("postgres://db/app"));
+    assert_eq!(opts.get_max_connections(), Some(3));
+    assert_eq!(opts.get_acquire_timeout(), Some(Duration::from_secs(2)));
+    assert_eq!(opts.get_min_connections(), None);
+}
+
+/// Credentials never leak through a config's `Debug` or its errors.
+#[test]
+fn configs_never_show_passwords() {
+    for raw in NASTY {
+        let enc = encode(raw);
+        let text = format!(
+            "primary = {{ url = \"postgres://app:{enc}@db-1/app\" }}\n\
+             [[replicas]]\nurl = \"postgres://app:{enc}@db-2/app\"\nweight = 2\n\
+             [[replicas]]\nurl = \"postgres://app:{enc}@db-3:port/app\""
+        );
+        let config: RoutedConfig = toml::from_str(&text).unwrap();
+        let shown = format!("{config:?} {config:#?}");
+        assert_no_secret(&shown, raw);
+        assert_no_secret(&shown, &enc);
+        let err = config.clone().into_builder().unwrap_err();
+        assert_no_secret(&format!("{err} {err:?}"), raw);
+        assert_no_secret(&format!("{err} {err:?}"), &enc);
+        let vars = [
+            ("DATABASE_URL".to_owned(), format!("postgres://app:{enc}@db-1/app")),
+            ("DATABASE_REPLICA_URLS".to_owned(), format!("postgres://app:{enc}@db-2:port/app")),
+        ];
+        let err = RoutedConfig::from_vars(vars).unwrap_err();
+        assert_no_secret(&format!("{err} {err:?}"), raw);
+        assert_no_secret(&format!("{err} {err:?}"), &enc);
+    }
+}

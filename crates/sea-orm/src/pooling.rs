@@ -1,0 +1,324 @@
+//! [`Pooling`]: how a replica's sessions are made read-only, by what stands between the
+//! application and the server. The reasoning and costs are on [`Pooling`] itself (and in
+//! docs/ARCHITECTURE.md, *PgBouncer*).
+
+use sea_orm::{ConnectOptions, DbBackend};
+
+/// How a replica's sessions are made read-only, by what stands between the application and the
+/// server: nothing, a session-pooling proxy or a transaction-pooling proxy (PgBouncer, pgcat,
+/// Odyssey, ProxySQL with multiplexing).
+///
+/// A replica's sessions are read-only so that a statement the classifier wrongly judged a read
+/// fails loudly (PostgreSQL 25006, MySQL 1290/1792) instead of writing to a node whose
+/// `read_only` is off: a logical replica, a promoted standby the monitor has not caught up
+/// with yet, a pooler in front of the primary. Hot standbys refuse writes anyway; this is the
+/// guard for everything else.
+///
+/// # The three ways, and why
+///
+/// - [`Pooling::Direct`] (the default). PostgreSQL: the startup parameter
+///   `options=-c default_transaction_read_only=on`, which costs nothing per connection or
+///   statement. MySQL/MariaDB: `SET SESSION TRANSACTION READ ONLY` once per new connection.
+///   PgBouncer 1.18 refuses the `options` parameter (`FATAL: unsupported startup parameter:
+///   options`), and with `ignore_startup_parameters = options` it drops it, leaving the session
+///   writable: do not use this mode behind PgBouncer.
+/// - [`Pooling::Session`]: session pooling (PgBouncer `pool_mode = session`). Each new connection
+///   runs `SET SESSION CHARACTERISTICS AS TRANSACTION READ ONLY` (MySQL: `SET SESSION
+///   TRANSACTION READ ONLY`): one round trip per connection, none per statement. The server
+///   connection is the client's for as long as the client stays connected, and PgBouncer's
+///   `server_reset_query` (`DISCARD ALL`) resets it only when the client leaves, when this pool
+///   has no use for it any more.
+/// - [`Pooling::Transaction`]: transaction pooling (PgBouncer `pool_mode = transaction`). A
+///   server connection belongs to a client only for one transaction, so a session `SET` would
+///   land on whichever server connection ran it — leaking to other clients, or reset — and the
+///   next statement could run on another, writable one. Every use of a pooled connection is
+///   therefore one read-only transaction: `BEGIN READ ONLY; DEALLOCATE ALL` (MySQL `START
+///   TRANSACTION READ ONLY`) when the pool hands the connection out, `COMMIT; DEALLOCATE ALL`
+///   when it takes it back (sqlx's `after_connect`/`before_acquire` and `after_release` hooks),
+///   each one simple-protocol round trip. The statement, however many round trips it takes,
+///   runs inside that transaction on one server connection. On the caller's path this adds the
+///   `BEGIN` round trip, which replaces sqlx's ping before each use (`test_before_acquire` is
+///   off for these pools: a connection that fails its `BEGIN` is closed and another one used);
+///   the `COMMIT` runs after the connection is handed back, in sqlx's release task. Measured in
+///   `docs/ARCHITECTURE.md`, *PgBouncer*.
+///
+///   Prepared statements: the pools of such a node (reads, the writable pool used after a
+///   promotion, the monitor's, which is framed the same way but read-write) get
+///   `statement_cache_capacity(0)`, since a statement cached by
+///   the client would be missing on the next transaction's server connection. That alone is
+///   not enough with sqlx 0.9: it still *names* every statement it prepares (`sqlx_s_<n>`,
+///   counted per client connection; only queries marked non-persistent, which SeaORM never
+///   sends, use the unnamed statement) and never closes the uncached ones, so a second client's
+///   `sqlx_s_1` on the same server connection fails with "prepared statement already exists".
+///   The `DEALLOCATE ALL` at both ends clears the server connection for the next client (the
+///   recipe SQLAlchemy documents for asyncpg behind PgBouncer). PgBouncer 1.21 and later track
+///   named statements themselves with `max_prepared_statements`; read-only enforcement still
+///   needs the transaction there.
+///
+/// Streams, read-only transactions routed to the replica (`begin_with_config`) and
+/// read-your-writes catch-up waits run on the same pool, so they are covered too. The replica's
+/// writable pool, used only if it is promoted, is not framed (a write must commit before its
+/// caller hears of it): like a primary, a promoted replica behind PgBouncer 1.18's transaction
+/// pooling is not usable with sqlx, whose named statements collide there. A custom
+/// `before_acquire`/`after_release` hook set on a [`Pooling::Transaction`] replica's
+/// `ConnectOptions` is replaced.
+///
+/// # Example
+///
+/// ```
+/// use rwsplit_sea_orm::{Pooling, Replica};
+/// // A replica behind PgBouncer in transaction pooling mode.
+/// let replica = Replica::new("postgres://app@pgbouncer-replica-1:6432/app").pooling(Pooling::Transaction);
+/// # drop(replica);
+/// assert_eq!("transaction".parse::<Pooling>(), Ok(Pooling::Transaction));
+/// ```
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum Pooling {
+    /// The server itself, or a proxy that forwards startup parameters: read-only by a startup
+    /// parameter (PostgreSQL) or a `SET` on each new connection (MySQL). Free per statement.
+    #[default]
+    Direct,
+    /// A session-pooling proxy (PgBouncer `pool_mode = session`): a `SET SESSION
+    /// CHARACTERISTICS AS TRANSACTION READ ONLY` on each new connection.
+    Session,
+    /// A transaction-pooling proxy (PgBouncer `pool_mode = transaction`): every statement in a
+    /// `BEGIN READ ONLY … COMMIT` (one round trip more on the caller's path, the `COMMIT` after
+    /// release); no client-side statement cache.
+    Transaction,
+}
+
+impl Pooling {
+    /// The name used in configuration: `direct`, `session`, `transaction`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Pooling::Direct => "direct",
+            Pooling::Session => "session",
+            Pooling::Transaction => "transaction",
+        }
+    }
+}
+
+impl Pooling {
+    /// Makes every session of a pool built from `options` read-only, the way this pooling mode
+    /// allows, and turns off the client-side statement cache in [`Pooling::Transaction`]:
+    /// what the builder does to each replica's read pool, for pools you build yourself (for
+    /// [`RoutedConnection::from_connections`](crate::RoutedConnection::from_connections)).
+    /// It replaces the sqlx hooks this mode uses (see [`Pooling`]).
+    ///
+    /// ```no_run
+    /// # async fn demo() -> Result<(), sea_orm::DbErr> {
+    /// use rwsplit_sea_orm::Pooling;
+    /// use sea_orm::{ConnectOptions, Database, DbBackend};
+    ///
+    /// let mut opts = ConnectOptions::new("postgres://app@pgbouncer-replica-1:6432/app");
+    /// Pooling::Transaction.make_read_only(&mut opts, DbBackend::Postgres);
+    /// let replica = Database::connect(opts).await?;
+    /// # drop(replica);
+    /// # Ok(()) }
+    /// ```
+    pub fn make_read_only(self, options: &mut ConnectOptions, backend: DbBackend) {
+        prepare_options(options, backend, self);
+        make_read_only(options, backend, self);
+    }
+}
+
+impl std::fmt::Display for Pooling {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A pooling mode that is none of `direct`, `session`, `transaction`.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("unknown pooling mode `{0}` (expected direct, session or transaction)")]
+pub struct UnknownPooling(String);
+
+impl std::str::FromStr for Pooling {
+    type Err = UnknownPooling;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s.trim().to_ascii_lowercase().as_str() {
+            "direct" | "none" => Ok(Pooling::Direct),
+            "session" => Ok(Pooling::Session),
+            "transaction" => Ok(Pooling::Transaction),
+            _ => Err(UnknownPooling(s.chars().take(40).collect())),
+        }
+    }
+}
+
+/// Options every pool of a node behind `pooling` needs (the replica's read pool, its writable
+/// pool, the monitor's): in transaction pooling, no client-side statement cache and nothing
+/// opened in advance (see [`Pooling`]). [`make_read_only`] frames the read pool's statements,
+/// [`frame_monitor`] the monitor's; the writable pool is left unframed, since a write must be
+/// committed before its caller hears it succeeded, not in a release hook after.
+pub(crate) fn prepare_options(opts: &mut ConnectOptions, backend: DbBackend, pooling: Pooling) {
+    if pooling != Pooling::Transaction {
+        return;
+    }
+    // An idle connection the pool opened in advance would sit inside its transaction, holding a
+    // PgBouncer server connection, until first used.
+    opts.min_connections(0);
+    match backend {
+        #[cfg(feature = "postgres")]
+        DbBackend::Postgres => {
+            opts.map_sqlx_postgres_opts(|o| o.statement_cache_capacity(0));
+        }
+        #[cfg(feature = "mysql")]
+        DbBackend::MySql => {
+            opts.map_sqlx_mysql_opts(|o| o.statement_cache_capacity(0));
+        }
+        _ => {}
+    }
+}
+
+/// The monitor's connection to a node behind transaction pooling: each probe statement in a
+/// read-write transaction framed like the read pool's (`BEGIN; DEALLOCATE ALL` … `COMMIT;
+/// DEALLOCATE ALL`), so its prepared statements neither hop server connections between parse and
+/// execute nor collide with other clients'. Read-write, so that failover's `pg_promote()` is
+/// not refused; `ALTER SYSTEM` cannot run in a transaction at all (use `admin_credentials`,
+/// whose connections are not framed, to a direct address).
+pub(crate) fn frame_monitor(
+    mut opts: ConnectOptions,
+    backend: DbBackend,
+    pooling: Pooling,
+) -> ConnectOptions {
+    if pooling != Pooling::Transaction {
+        return opts;
+    }
+    // No ping before each use: the `BEGIN` that starts it is one (a connection that fails it is
+    // closed and another one used).
+    opts.test_before_acquire(false);
+    match backend {
+        #[cfg(feature = "postgres")]
+        DbBackend::Postgres => {
+            opts.map_sqlx_postgres_pool_opts(|o| {
+                o.after_connect(|conn, _| Box::pin(pg(conn, PG_BEGIN)))
+                    .before_acquire(|conn, _| Box::pin(keep(pg(conn, PG_BEGIN))))
+                    .after_release(|conn, _| Box::pin(keep(pg(conn, PG_END))))
+            });
+        }
+        #[cfg(feature = "mysql")]
+        DbBackend::MySql => {
+            opts.map_sqlx_mysql_pool_opts(|o| {
+                o.after_connect(|conn, _| Box::pin(my(conn, "START TRANSACTION")))
+                    .before_acquire(|conn, _| Box::pin(keep(my(conn, "START TRANSACTION"))))
+                    .after_release(|conn, _| Box::pin(keep(my(conn, "COMMIT"))))
+            });
+        }
+        _ => {}
+    }
+    opts
+}
+
+/// The start of every use of a pooled connection in transaction pooling, one round trip. sqlx
+/// names every statement it prepares (`sqlx_s_<n>`, counted per client connection) even with its
+/// cache off, and leaves it on the server connection; another client's `sqlx_s_1` there would
+/// make ours fail with "already exists". `DEALLOCATE ALL` inside the transaction clears them
+/// (SQLAlchemy's recipe for asyncpg behind PgBouncer does the same).
+#[cfg(feature = "postgres")]
+const PG_BEGIN: &str = "BEGIN; DEALLOCATE ALL";
+/// [`PG_BEGIN`], read-only.
+#[cfg(feature = "postgres")]
+const PG_BEGIN_READ_ONLY: &str = "BEGIN READ ONLY; DEALLOCATE ALL";
+/// The end: commit, and leave no statement of ours on the server connection for the next client
+/// (one simple query, so PgBouncer keeps the server connection for both).
+#[cfg(feature = "postgres")]
+const PG_END: &str = "COMMIT; DEALLOCATE ALL";
+
+/// Makes every session of a replica pool read-only, so a write that reaches it fails loudly, the
+/// way `pooling` allows (see the module docs). For [`Pooling::Direct`] on PostgreSQL this
+/// replaces any `map_sqlx_postgres_opts` hook, otherwise any `map_sqlx_*_pool_opts` hook set on
+/// the replica's options.
+// Without a driver feature there is nothing to set.
+#[cfg_attr(not(any(feature = "postgres", feature = "mysql")), allow(unused_variables))]
+pub(crate) fn make_read_only(opts: &mut ConnectOptions, backend: DbBackend, pooling: Pooling) {
+    match (backend, pooling) {
+        #[cfg(feature = "postgres")]
+        (DbBackend::Postgres, Pooling::Direct) => {
+            opts.map_sqlx_postgres_opts(|o| o.options([("default_transaction_read_only", "on")]));
+        }
+        #[cfg(feature = "postgres")]
+        (DbBackend::Postgres, Pooling::Session) => {
+            opts.map_sqlx_postgres_pool_opts(|o| {
+                o.after_connect(|conn, _| {
+                    Box::pin(pg(conn, "SET SESSION CHARACTERISTICS AS TRANSACTION READ ONLY"))
+                })
+            });
+        }
+        #[cfg(feature = "postgres")]
+        (DbBackend::Postgres, Pooling::Transaction) => {
+            // No ping before each use: the `BEGIN` is one.
+            opts.test_before_acquire(false);
+            opts.map_sqlx_postgres_pool_opts(|o| {
+                o.after_connect(|conn, _| Box::pin(pg(conn, PG_BEGIN_READ_ONLY)))
+                    .before_acquire(|conn, _| Box::pin(keep(pg(conn, PG_BEGIN_READ_ONLY))))
+                    .after_release(|conn, _| Box::pin(keep(pg(conn, PG_END))))
+            });
+        }
+        #[cfg(feature = "mysql")]
+        (DbBackend::MySql, Pooling::Direct | Pooling::Session) => {
+            opts.map_sqlx_mysql_pool_opts(|o| {
+                o.after_connect(|conn, _| Box::pin(my(conn, "SET SESSION TRANSACTION READ ONLY")))
+            });
+        }
+        #[cfg(feature = "mysql")]
+        (DbBackend::MySql, Pooling::Transaction) => {
+            opts.test_before_acquire(false);
+            opts.map_sqlx_mysql_pool_opts(|o| {
+                o.after_connect(|conn, _| Box::pin(my(conn, "START TRANSACTION READ ONLY")))
+                    .before_acquire(|conn, _| {
+                        Box::pin(keep(my(conn, "START TRANSACTION READ ONLY")))
+                    })
+                    .after_release(|conn, _| Box::pin(keep(my(conn, "COMMIT"))))
+            });
+        }
+        _ => {}
+    }
+}
+
+/// Runs one fixed statement (simple protocol: no prepared statement) on a pooled connection.
+#[cfg(feature = "postgres")]
+async fn pg(
+    conn: &mut sea_orm::sqlx::PgConnection,
+    sql: &'static str,
+) -> Result<(), sea_orm::sqlx::Error> {
+    sea_orm::sqlx::Executor::execute(conn, sql).await.map(drop)
+}
+
+/// [`pg`] for MySQL/MariaDB.
+#[cfg(feature = "mysql")]
+async fn my(
+    conn: &mut sea_orm::sqlx::MySqlConnection,
+    sql: &'static str,
+) -> Result<(), sea_orm::sqlx::Error> {
+    sea_orm::sqlx::Executor::execute(conn, sql).await.map(drop)
+}
+
+/// A hook's verdict: keep the connection if the statement ran; an error closes it (sqlx then
+/// opens or picks another), so a connection whose transaction state is unknown is never reused.
+#[cfg(any(feature = "postgres", feature = "mysql"))]
+async fn keep(
+    ran: impl std::future::Future<Output = Result<(), sea_orm::sqlx::Error>>,
+) -> Result<bool, sea_orm::sqlx::Error> {
+    ran.await.map(|()| true)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[rstest::rstest]
+    #[case("direct", Some(Pooling::Direct))]
+    #[case("none", Some(Pooling::Direct))]
+    #[case(" Session ", Some(Pooling::Session))]
+    #[case("TRANSACTION", Some(Pooling::Transaction))]
+    #[case("statement", None)]
+    #[case("", None)]
+    fn pooling_modes_parse(#[case] text: &str, #[case] expected: Option<Pooling>) {
+        assert_eq!(text.parse::<Pooling>().ok(), expected);
+        if let Some(p) = expected {
+            assert_eq!(p.as_str().parse::<Pooling>(), Ok(p));
+        }
+    }
+}

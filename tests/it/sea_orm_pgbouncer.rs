@@ -1,0 +1,184 @@
+//! Replicas behind a real PgBouncer (Debian's 1.18), in session and transaction pooling: their
+//! sessions are read-only all the same, reads reach them, a misrouted write fails loudly, and
+//! read-your-writes holds.
+
+use std::time::Duration;
+
+use futures_util::TryStreamExt;
+use rstest::rstest;
+use rwsplit_sea_orm::{Pooling, Replica, RoutedConnection};
+use rwsplit_testkit::{DbKind, PoolMode};
+use sea_orm::{
+    AccessMode, ConnectOptions, ConnectionTrait, Database, DbBackend, Statement, StreamTrait,
+    TransactionTrait,
+};
+
+use crate::support::{count, shared};
+
+fn pooling(mode: PoolMode) -> Pooling {
+    match mode {
+        PoolMode::Session => Pooling::Session,
+        _ => Pooling::Transaction,
+    }
+}
+
+const SETUP: &str = "CREATE TABLE t (id int); \
+    CREATE FUNCTION bump() RETURNS int LANGUAGE sql AS 'INSERT INTO t VALUES (1) RETURNING 1'";
+
+fn is_read_only_refusal(e: &sea_orm::DbErr) -> bool {
+    let text = e.to_string();
+    text.contains("read-only transaction")
+}
+
+/// The enforcement itself, on a server that would take writes: PgBouncer in front of the
+/// *primary*, a pool made read-only as the builder makes a replica's. Many tasks at once, so
+/// that in transaction pooling statements land on different server connections.
+#[rstest]
+#[case::session(PoolMode::Session)]
+#[case::transaction(PoolMode::Transaction)]
+#[tokio::test]
+async fn sessions_through_pgbouncer_are_read_only_on_a_writable_server(#[case] mode: PoolMode) {
+    let cluster = shared(DbKind::Postgres);
+    let tdb = cluster.create_database("pgb_ro").await.unwrap();
+    cluster.primary().execute(tdb.name(), SETUP).await.unwrap();
+    let bouncer = cluster.primary().pgbouncer(mode).await.unwrap();
+    let mut opts = ConnectOptions::new(bouncer.url(&tdb.primary_url()));
+    opts.max_connections(6);
+    pooling(mode).make_read_only(&mut opts, DbBackend::Postgres);
+    let pool = Database::connect(opts).await.unwrap();
+    let mut tasks = tokio::task::JoinSet::new();
+    for i in 0..24 {
+        let pool = pool.clone();
+        tasks.spawn(async move {
+            let pg = DbBackend::Postgres;
+            // A parameterised read (an unnamed prepared statement through PgBouncer).
+            let row = pool
+                .query_one_raw(Statement::from_sql_and_values(
+                    pg,
+                    "SELECT $1::int + 1 AS n",
+                    [i.into()],
+                ))
+                .await
+                .map_err(|e| format!("read {i}: {e}"))?
+                .ok_or("no row")?;
+            let n: i32 = row.try_get("", "n").map_err(|e| e.to_string())?;
+            assert_eq!(n, i + 1);
+            let hidden = pool.query_one_raw(Statement::from_string(pg, "SELECT bump()")).await;
+            let plain = pool.execute_unprepared("INSERT INTO t VALUES (2)").await;
+            match (hidden, plain) {
+                (Err(a), Err(b)) if is_read_only_refusal(&a) && is_read_only_refusal(&b) => Ok(()),
+                other => Err(format!("task {i}: a write was not refused read-only: {other:?}")),
+            }
+        });
+    }
+    while let Some(r) = tasks.join_next().await {
+        r.unwrap().unwrap_or_else(|e| panic!("{e}\n{}", bouncer.log_tail(20)));
+    }
+    assert_eq!(count(&tdb.primary_url(), "t").await, Some(0), "nothing was written");
+}
+
+/// What the issue found: the startup parameter the direct mode uses is refused by PgBouncer
+/// 1.18, so a replica behind it must be declared with its pooling mode.
+#[tokio::test]
+async fn the_direct_mode_through_pgbouncer_is_refused_at_connect() {
+    let cluster = shared(DbKind::Postgres);
+    let bouncer = cluster.replicas()[0].pgbouncer(PoolMode::Session).await.unwrap();
+    let mut opts = ConnectOptions::new(bouncer.url(&cluster.replicas()[0].url()));
+    Pooling::Direct.make_read_only(&mut opts, DbBackend::Postgres);
+    opts.connect_timeout(Duration::from_secs(5));
+    let err = Database::connect(opts).await.expect_err("PgBouncer refuses `options`");
+    assert!(err.to_string().contains("unsupported startup parameter"), "{err}");
+}
+
+/// The routed path: every replica behind its own PgBouncer. Reads (parameterised, streamed,
+/// in a read-only transaction) reach the replicas, a statement classified as a read that writes
+/// fails with the classification-bug error and never reaches the primary, and read-your-writes
+/// sees each write.
+#[rstest]
+#[case::session(PoolMode::Session)]
+#[case::transaction(PoolMode::Transaction)]
+#[tokio::test]
+async fn routed_reads_through_pgbouncer(#[case] mode: PoolMode) {
+    let cluster = shared(DbKind::Postgres);
+    let tdb = cluster.create_database("pgb_routed").await.unwrap();
+    cluster.primary().execute(tdb.name(), SETUP).await.unwrap();
+    let mut bouncers = Vec::new();
+    for node in cluster.replicas() {
+        bouncers.push(node.pgbouncer(mode).await.unwrap());
+    }
+    let replicas = bouncers
+        .iter()
+        .zip(tdb.replica_urls())
+        .map(|(b, url)| Replica::new(b.url(&url)).pooling(pooling(mode)));
+    let db = RoutedConnection::builder()
+        .primary(tdb.primary_url())
+        .replicas(replicas)
+        // Read-your-writes reads wait for a replica (a catch-up wait through PgBouncer too).
+        .wait_for_replica(Duration::from_secs(2))
+        .connect()
+        .await
+        .unwrap();
+    cluster.wait_caught_up(0, Duration::from_secs(20)).await.unwrap();
+    let pg = db.get_database_backend();
+    let replica_ports: Vec<i32> = cluster.replicas().iter().map(|n| i32::from(n.port())).collect();
+
+    // Reads reach the replicas (through PgBouncer: their URLs are PgBouncer's).
+    for i in 0..20 {
+        let stmt = Statement::from_sql_and_values(
+            pg,
+            "SELECT inet_server_port() AS port, $1::int AS i",
+            [i.into()],
+        );
+        let row = RoutedConnection::scope(rwsplit_sea_orm::Target::Replica, db.query_one_raw(stmt))
+            .await
+            .unwrap()
+            .unwrap();
+        let port: i32 = row.try_get("", "port").unwrap();
+        assert!(replica_ports.contains(&port), "read {i} ran on port {port}");
+    }
+    let stream: Vec<_> = db
+        .stream_raw(Statement::from_string(pg, "SELECT generate_series(1, 50) AS n"))
+        .await
+        .unwrap()
+        .try_collect()
+        .await
+        .unwrap();
+    assert_eq!(stream.len(), 50);
+    let ro = db.begin_with_config(None, Some(AccessMode::ReadOnly)).await.unwrap();
+    let row = ro.query_one_raw(Statement::from_string(pg, "SELECT pg_is_in_recovery() AS r")).await;
+    ro.commit().await.unwrap();
+    assert!(row.unwrap().unwrap().try_get::<bool>("", "r").unwrap(), "a replica served it");
+    assert!(db.stats().replica_reads() >= 21, "{:?}", db.stats());
+
+    // A read that writes: refused on the replica, reported, never run on the primary.
+    let primary_reads = db.stats().primary().reads();
+    let err = db
+        .query_one_raw(Statement::from_string(pg, "SELECT bump() AS b"))
+        .await
+        .expect_err("the replica refuses it");
+    let text = err.to_string();
+    assert!(text.contains("classification bug") && text.contains("not retried"), "{text}");
+    assert_eq!(count(&tdb.primary_url(), "t").await, Some(0), "the primary never ran it");
+    assert_eq!(db.stats().primary().reads(), primary_reads);
+
+    // Read-your-writes through PgBouncer: every write is seen by the next read.
+    for i in 0..20 {
+        db.execute_unprepared(&format!("INSERT INTO t VALUES ({i})")).await.unwrap();
+        let row = db
+            .query_one_raw(Statement::from_sql_and_values(
+                pg,
+                "SELECT count(*) AS c FROM t WHERE id = $1",
+                [i.into()],
+            ))
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(row.try_get::<i64>("", "c").unwrap(), 1, "write {i} is seen");
+    }
+    let ryw = db.stats().read_your_writes();
+    assert!(ryw.positions_captured >= 20 && ryw.capture_failures == 0, "{ryw:?}");
+    assert!(ryw.replica_reads > 0, "some were served by a replica through PgBouncer: {ryw:?}");
+    assert!(ryw.replica_reads + ryw.primary_reads >= 20, "{ryw:?}");
+    drop(db);
+    drop(bouncers);
+}
