@@ -15,6 +15,7 @@ mod sea_orm_consistency;
 mod sea_orm_dropin;
 mod sea_orm_hardening;
 mod sea_orm_matrix;
+mod sea_orm_patroni;
 mod sea_orm_pgbouncer;
 mod sea_orm_placement;
 mod sea_orm_setup;

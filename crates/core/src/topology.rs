@@ -284,6 +284,16 @@ impl NodeBuilder {
         self
     }
 
+    /// Replaces every tag with `tags`.
+    pub fn tags<I, T>(mut self, tags: I) -> Self
+    where
+        I: IntoIterator<Item = T>,
+        T: Into<Box<str>>,
+    {
+        self.node.tags = tags.into_iter().map(Into::into).collect();
+        self
+    }
+
     /// The weight.
     pub fn weight(mut self, weight: u32) -> Self {
         self.node.weight = weight;

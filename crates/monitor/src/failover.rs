@@ -278,7 +278,9 @@ async fn promote<P: Product, K: Connector>(
 ) -> Result<Option<usize>, FailoverError> {
     let timeout = shared.config.timeout_value();
     let topo = shared.state.snapshot();
-    let name = |i: usize| topo.nodes().get(i).map(|n| n.name().to_owned()).unwrap_or_default();
+    let name = |i: usize| {
+        topo.node(crate::state::node_id(i)).map(|n| n.name().to_owned()).unwrap_or_default()
+    };
     // 1. Still gone, seen on a fresh connection of our own?
     let again = async {
         let conn = open(&shared.connector, old, Purpose::Probe, timeout).await?;
@@ -346,7 +348,7 @@ async fn promote<P: Product, K: Connector>(
         // replica whose latest probe failed is tried too: it may only have been slow.
         let bound = timeout.saturating_mul(5).max(REPOINT_MIN_BOUND);
         let pause = shared.config.interval_value().min(REPOINT_MIN_BOUND);
-        for i in 0..latest.len() {
+        for i in shared.state.ids() {
             if i == old || i == new || shared.state.is_fenced(i) {
                 continue;
             }

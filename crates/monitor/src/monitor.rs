@@ -96,12 +96,26 @@ pub type OnProbe = Arc<dyn Fn(usize, Option<&Observation>) + Send + Sync>;
 /// replica's replay position, and the primary's written position, are read every
 /// [`position_interval`](MonitorConfig::position_interval). After a failed probe of the primary,
 /// [`AutoFailover`] (if configured) may promote a replica.
-#[derive(Debug)]
 pub struct Monitor {
     state: Arc<TopologyState>,
-    tasks: Vec<JoinHandle<()>>,
+    /// Each node's loop, by id.
+    tasks: std::sync::Mutex<Vec<Option<JoinHandle<()>>>>,
+    /// How many loops [`Monitor::start`] started (what [`Monitor::first_round`] waits for).
+    initial: usize,
+    /// Starts the loop of one node (the connector and product are erased here).
+    spawn: Box<dyn Fn(usize) -> JoinHandle<()> + Send + Sync>,
     failover: Arc<Failover>,
     first_round: Arc<Round>,
+}
+
+impl std::fmt::Debug for Monitor {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Monitor")
+            .field("state", &self.state)
+            .field("loops", &self.running())
+            .field("failover", &self.failover)
+            .finish_non_exhaustive()
+    }
 }
 
 /// Counts nodes that have finished their first probe.
@@ -123,7 +137,8 @@ pub(crate) struct Shared<K: Connector> {
 
 impl Monitor {
     /// Starts one probe loop per node of `state` on the current tokio runtime (it panics
-    /// outside one, like `tokio::spawn`; the adapter checks first).
+    /// outside one, like `tokio::spawn`; the adapter checks first). Nodes added later get
+    /// theirs from [`start_node`](Self::start_node).
     pub fn start<K: Connector>(
         state: Arc<TopologyState>,
         connector: K,
@@ -142,15 +157,53 @@ impl Monitor {
             on_probe,
             first_round: Arc::clone(&first_round),
         });
-        let tasks = (0..state.len())
-            .map(|node| match flavor {
-                Flavor::Postgres => {
-                    tokio::spawn(node_loop::<Postgres, K>(Arc::clone(&shared), node))
-                }
-                Flavor::MariaDb => tokio::spawn(node_loop::<MariaDb, K>(Arc::clone(&shared), node)),
-            })
-            .collect();
-        Monitor { state, tasks, failover, first_round }
+        let spawn = Box::new(move |node| match flavor {
+            Flavor::Postgres => tokio::spawn(node_loop::<Postgres, K>(Arc::clone(&shared), node)),
+            Flavor::MariaDb => tokio::spawn(node_loop::<MariaDb, K>(Arc::clone(&shared), node)),
+        });
+        let mut tasks: Vec<Option<JoinHandle<()>>> =
+            (0..rwsplit_core::MAX_NODES).map(|_| None).collect();
+        let ids = state.ids();
+        for &node in &ids {
+            if let Some(t) = tasks.get_mut(node) {
+                *t = Some(spawn(node));
+            }
+        }
+        Monitor {
+            state,
+            tasks: std::sync::Mutex::new(tasks),
+            initial: ids.len(),
+            spawn,
+            failover,
+            first_round,
+        }
+    }
+
+    /// Starts the probe loop (and position feed) of `node`, a node added to the state at run
+    /// time ([`TopologyState::add_node`]); a loop it already had is stopped first. Its first
+    /// probe runs at once.
+    pub fn start_node(&self, node: usize) {
+        let mut tasks = self.tasks.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some(t) = tasks.get_mut(node) {
+            if let Some(old) = t.take() {
+                old.abort();
+            }
+            *t = Some((self.spawn)(node));
+        }
+    }
+
+    /// Stops the probe loop and position feed of `node` (removed from the state). Returns
+    /// whether it had one.
+    pub fn stop_node(&self, node: usize) -> bool {
+        let mut tasks = self.tasks.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let old = tasks.get_mut(node).and_then(Option::take);
+        old.map(|t| t.abort()).is_some()
+    }
+
+    /// The ids of the nodes whose probe loop runs.
+    pub fn running(&self) -> Vec<usize> {
+        let tasks = self.tasks.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        tasks.iter().enumerate().filter(|(_, t)| t.is_some()).map(|(i, _)| i).collect()
     }
 
     /// The state the loops feed.
@@ -163,7 +216,7 @@ impl Monitor {
     /// reachable node's role and position (a read that must see a write can use a replica from
     /// the first statement on).
     pub async fn first_round(&self, max: Duration) -> bool {
-        let all = self.tasks.len();
+        let all = self.initial;
         let wait = async {
             loop {
                 let notified = self.first_round.notify.notified();
@@ -184,7 +237,8 @@ impl Monitor {
 
 impl Drop for Monitor {
     fn drop(&mut self) {
-        for t in &self.tasks {
+        let tasks = self.tasks.get_mut().unwrap_or_else(std::sync::PoisonError::into_inner);
+        for t in tasks.iter().flatten() {
             t.abort();
         }
     }

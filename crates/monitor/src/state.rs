@@ -10,13 +10,13 @@
 //!
 //! The rules are on [`TopologyState`].
 
-use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
-use std::sync::{Mutex, PoisonError};
-use std::time::Instant;
+use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU32, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant};
 
 use rwsplit_core::{
-    Health, HealthPolicy, HealthTracker, Lag, Node, NodeBuilder, NodeId, ReplayPosition, Role,
-    SharedTopology, Topology, TopologyGuard,
+    Health, HealthPolicy, HealthTracker, Lag, MAX_NODES, Node, NodeBuilder, NodeId, NodeLoad,
+    ReplayPosition, Role, SharedTopology, Topology, TopologyGuard,
 };
 
 use crate::probe::{Observation, ProbeError};
@@ -25,9 +25,43 @@ mod history;
 
 use history::History;
 
+/// Where a slot (a node id) stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u8)]
+enum Slot {
+    /// No node: the id can be given to a new one.
+    Free = 0,
+    /// Added, probed, not yet in the snapshot: it joins once a probe has seen it healthy and
+    /// caught up (see [`TopologyState::add_node`]).
+    Joining = 1,
+    /// In the snapshot.
+    Live = 2,
+    /// Removed: out of the snapshot, its id kept until [`TopologyState::release`] says its
+    /// last statement has finished.
+    Draining = 3,
+}
+
+impl Slot {
+    fn from_u8(v: u8) -> Slot {
+        match v {
+            1 => Slot::Joining,
+            2 => Slot::Live,
+            3 => Slot::Draining,
+            _ => Slot::Free,
+        }
+    }
+}
+
 /// One node's state beside its place in the snapshot.
 #[derive(Debug)]
 struct NodeState {
+    /// A [`Slot`].
+    slot: AtomicU8,
+    /// A joining node as it enters the snapshot (name, placement; role and health are
+    /// rebuilt).
+    template: Mutex<Option<Node>>,
+    /// A draining node's load tracker: its slot is free again only once nothing is in flight.
+    retired: Mutex<Option<Arc<NodeLoad>>>,
     tracker: Mutex<HealthTracker>,
     /// Failures since the last success: lets a success skip the tracker's lock when there is
     /// nothing to reset.
@@ -83,7 +117,11 @@ struct NodeState {
 #[derive(Debug)]
 pub struct TopologyState {
     topology: SharedTopology,
-    nodes: Vec<NodeState>,
+    /// One per possible node id ([`MAX_NODES`]), indexed by id.
+    nodes: Box<[NodeState]>,
+    policy: HealthPolicy,
+    /// How far behind a joining replica may be when it enters the snapshot.
+    join_lag: Duration,
     /// Serialises load-modify-store of the snapshot, so concurrent changes on two nodes cannot
     /// lose one another.
     publish: Mutex<()>,
@@ -98,24 +136,35 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 }
 
 impl TopologyState {
-    /// Starts from `topology` (its nodes' ids must be `0..n`, as [`Topology::builder`] numbers
-    /// them in the adapter), every node `Up` with the role it has there.
+    /// Starts from `topology` (node ids below [`MAX_NODES`], gaps allowed), every node `Up`
+    /// with the role it has there. The other ids are free for [`add_node`](Self::add_node).
     pub fn new(topology: Topology, policy: HealthPolicy) -> TopologyState {
-        let nodes = topology
-            .nodes()
-            .iter()
-            .map(|n| NodeState {
-                tracker: Mutex::new(HealthTracker::new(n.role(), policy)),
-                pending: AtomicU32::new(0),
-                probe_failures: AtomicU32::new(0),
-                fenced: AtomicBool::new(false),
-                latest: Mutex::new(None),
-                refused: AtomicBool::new(false),
+        let nodes = (0..MAX_NODES)
+            .map(|i| {
+                let present = topology.node(node_id(i));
+                NodeState {
+                    slot: AtomicU8::new(
+                        if present.is_some() { Slot::Live } else { Slot::Free } as u8
+                    ),
+                    template: Mutex::new(None),
+                    retired: Mutex::new(None),
+                    tracker: Mutex::new(HealthTracker::new(
+                        present.map_or(Role::Replica, Node::role),
+                        policy,
+                    )),
+                    pending: AtomicU32::new(0),
+                    probe_failures: AtomicU32::new(0),
+                    fenced: AtomicBool::new(false),
+                    latest: Mutex::new(None),
+                    refused: AtomicBool::new(false),
+                }
             })
             .collect();
         TopologyState {
             topology: SharedTopology::new(topology),
             nodes,
+            policy,
+            join_lag: Duration::from_secs(1),
             publish: Mutex::new(()),
             history: Mutex::new(History::default()),
             clock: Mutex::new(None),
@@ -127,14 +176,131 @@ impl TopologyState {
         self.topology.load()
     }
 
-    /// How many nodes there are.
+    /// How far behind the primary a node added at run time may be, in time (or in bytes: none
+    /// at all), when it enters the snapshot (default 1 s). Until then it gets no statement.
+    #[must_use]
+    pub fn join_lag(mut self, max: Duration) -> TopologyState {
+        self.join_lag = max;
+        self
+    }
+
+    fn slot(&self, node: usize) -> Slot {
+        self.nodes.get(node).map_or(Slot::Free, |n| Slot::from_u8(n.slot.load(Ordering::Acquire)))
+    }
+
+    /// The node's state if it is probed (in the snapshot, or joining it).
+    fn probed(&self, node: usize) -> Option<&NodeState> {
+        matches!(self.slot(node), Slot::Live | Slot::Joining)
+            .then(|| self.nodes.get(node))
+            .flatten()
+    }
+
+    /// How many nodes there are (in the snapshot or joining it).
     pub fn len(&self) -> usize {
-        self.nodes.len()
+        self.ids().len()
     }
 
     /// Whether there are no nodes.
     pub fn is_empty(&self) -> bool {
-        self.nodes.is_empty()
+        self.ids().is_empty()
+    }
+
+    /// The ids of the nodes there are (in the snapshot or joining it), in order: what the
+    /// monitor probes.
+    pub fn ids(&self) -> Vec<usize> {
+        (0..self.nodes.len()).filter(|&i| self.probed(i).is_some()).collect()
+    }
+
+    /// Whether `node` is in the snapshot or joining it.
+    pub fn contains(&self, node: usize) -> bool {
+        self.probed(node).is_some()
+    }
+
+    /// Adds a node at run time under the lowest free id and returns that id (`None`: all
+    /// [`MAX_NODES`] ids are taken, by nodes or by removed nodes still draining). `node` makes
+    /// the node's snapshot entry from its id (name, weight, zone, tags; its role and health
+    /// come from probes).
+    ///
+    /// The node is not in the snapshot yet, so nothing is routed to it: it joins at the first
+    /// probe that sees it as the primary, or as a replica whose lag against the primary is
+    /// known and within [`join_lag`](Self::join_lag) (a fresh standby still replaying its base
+    /// backup waits).
+    pub fn add_node(&self, node: impl FnOnce(NodeId) -> Node) -> Option<usize> {
+        let _publishing = lock(&self.publish);
+        let (i, n) = self
+            .nodes
+            .iter()
+            .enumerate()
+            .find(|(_, n)| Slot::from_u8(n.slot.load(Ordering::Acquire)) == Slot::Free)?;
+        let template = node(node_id(i));
+        *lock(&n.tracker) = HealthTracker::new(template.role(), self.policy);
+        *lock(&n.template) = Some(template);
+        *lock(&n.latest) = None;
+        *lock(&n.retired) = None;
+        n.pending.store(0, Ordering::Relaxed);
+        n.probe_failures.store(0, Ordering::Relaxed);
+        n.fenced.store(false, Ordering::Relaxed);
+        n.refused.store(false, Ordering::Relaxed);
+        n.slot.store(Slot::Joining as u8, Ordering::Release);
+        Some(i)
+    }
+
+    /// Removes `node`: it leaves the published snapshot at once (no new statement is routed to
+    /// it) and its id stays taken until [`release`](Self::release). Returns whether it was
+    /// there.
+    pub fn remove_node(&self, node: usize) -> bool {
+        let Some(n) = self.probed(node) else { return false };
+        {
+            let _publishing = lock(&self.publish);
+            let topo = self.topology.load_full();
+            *lock(&n.retired) = topo.node(node_id(node)).map(|v| Arc::clone(v.load()));
+            n.slot.store(Slot::Draining as u8, Ordering::Release);
+            *lock(&n.latest) = None;
+            *lock(&n.template) = None;
+            n.fenced.store(false, Ordering::Relaxed);
+            let next = topo
+                .to_builder()
+                .generation(topo.generation().saturating_add(1))
+                .remove(node_id(node));
+            if let Ok(t) = next.build() {
+                self.topology.store(t);
+            }
+        }
+        tracing::warn!(target: "rwsplit", node, "node removed");
+        // Roles and lag are rebuilt without it (it may have been the primary).
+        self.rebuild(None);
+        true
+    }
+
+    /// Replaces `node`'s tags (a topology source saw them change), in the snapshot at once or
+    /// when it joins. Returns whether the node is there.
+    pub fn set_tags(&self, node: usize, tags: &[&str]) -> bool {
+        let Some(n) = self.probed(node) else { return false };
+        if let Some(t) = lock(&n.template).take() {
+            *lock(&n.template) = Some(t.to_builder().tags(tags.iter().copied()).build());
+        }
+        self.republish(|i, v| (i == node).then(|| v.to_builder().tags(tags.iter().copied())));
+        true
+    }
+
+    /// Frees a removed node's id for reuse, if no statement is in flight on it any more (as its
+    /// load tracker counts them; the adapter also waits for its own handles). Returns whether
+    /// the id is free now.
+    pub fn release(&self, node: usize) -> bool {
+        let Some(n) = self.nodes.get(node) else { return false };
+        match self.slot(node) {
+            Slot::Free => true,
+            Slot::Draining => {
+                let mut retired = lock(&n.retired);
+                if retired.as_ref().is_some_and(|l| l.in_flight() > 0) {
+                    return false;
+                }
+                *retired = None;
+                n.slot.store(Slot::Free as u8, Ordering::Release);
+                true
+            }
+            Slot::Joining | Slot::Live => false,
+        }
     }
 
     /// A node's health in the current snapshot (`Down` for an unknown node).
@@ -148,9 +314,12 @@ impl TopologyState {
         (topo.primary_count() == 1).then(|| topo.primary().map(|n| n.id().index())).flatten()
     }
 
-    /// Every node's latest probe observation.
+    /// Every node's latest probe observation, by id ([`MAX_NODES`] entries; `None` for an id
+    /// with no node).
     pub fn latest(&self) -> Vec<Option<Observation>> {
-        self.nodes.iter().map(|n| lock(&n.latest).clone()).collect()
+        (0..self.nodes.len())
+            .map(|i| self.probed(i).and_then(|n| lock(&n.latest).clone()))
+            .collect()
     }
 
     /// Whether `node`'s latest probe found nothing accepting its connection
@@ -170,7 +339,7 @@ impl TopologyState {
 
     /// A statement `node` served at `now`.
     pub fn record_success(&self, node: usize, now: Instant) {
-        let Some(n) = self.nodes.get(node) else { return };
+        let Some(n) = self.probed(node) else { return };
         if n.pending.load(Ordering::Relaxed) == 0 && self.health(node) == Health::Up {
             return;
         }
@@ -181,7 +350,7 @@ impl TopologyState {
     /// A failure of `node` itself that a statement saw at `now` (I/O, protocol, the server
     /// shutting down). Back-pressure on the application's side is never one.
     pub fn record_failure(&self, node: usize, now: Instant) {
-        if let Some(n) = self.nodes.get(node) {
+        if let Some(n) = self.probed(node) {
             n.pending.fetch_add(1, Ordering::Relaxed);
         }
         self.update(node, |t| t.record_failure(now));
@@ -189,7 +358,7 @@ impl TopologyState {
 
     /// Takes `node` out of rotation at once (it was unreachable at start).
     pub fn ban(&self, node: usize, now: Instant) {
-        if let Some(n) = self.nodes.get(node) {
+        if let Some(n) = self.probed(node) {
             n.pending.fetch_add(1, Ordering::Relaxed);
         }
         self.update(node, |t| {
@@ -202,7 +371,7 @@ impl TopologyState {
     }
 
     fn update(&self, node: usize, f: impl FnOnce(&mut HealthTracker) -> Health) {
-        let Some(n) = self.nodes.get(node) else { return };
+        let Some(n) = self.probed(node) else { return };
         // The tracker's lock is released before the publish lock is taken: `republish` takes
         // them in the other order.
         let (before, after) = {
@@ -223,7 +392,7 @@ impl TopologyState {
         result: &Result<Observation, ProbeError>,
         now: Instant,
     ) -> u32 {
-        let Some(n) = self.nodes.get(node) else { return 0 };
+        let Some(n) = self.probed(node) else { return 0 };
         let failures = {
             let mut t = lock(&n.tracker);
             match result {
@@ -262,7 +431,7 @@ impl TopologyState {
     /// roles wait for the next full probe. Ignored unless the node's latest probe saw the same
     /// role the position is for (a replica, or the primary, unfenced).
     pub fn observe_position(&self, node: usize, position: ReplayPosition, now: Instant) {
-        let Some(n) = self.nodes.get(node) else { return };
+        let Some(n) = self.probed(node) else { return };
         self.tick(now);
         let (moved, replica) = {
             let mut latest = lock(&n.latest);
@@ -311,7 +480,7 @@ impl TopologyState {
     fn primary(&self) -> Option<(usize, Observation)> {
         let mut found = None;
         for (i, n) in self.nodes.iter().enumerate() {
-            if self.is_fenced(i) {
+            if self.is_fenced(i) || self.probed(i).is_none() {
                 continue;
             }
             let latest = lock(&n.latest);
@@ -346,7 +515,8 @@ impl TopologyState {
     }
 
     /// Roles and lag from every node's latest observation, at `now` (else the latest instant
-    /// an input carried).
+    /// an input carried). A joining node that is the primary, or a replica within the join lag,
+    /// enters the snapshot here.
     fn rebuild(&self, now: Option<Instant>) {
         if let Some(now) = now {
             self.tick(now);
@@ -365,23 +535,34 @@ impl TopologyState {
             [p] => latest.get(*p).and_then(Option::as_ref).map(|o| (*p, o)),
             _ => None,
         };
-        self.republish(|i, n| {
+        let lag_of = |obs: &Observation| match (obs.role(), primary_obs) {
+            (Role::Primary, _) => Lag::zero(),
+            (Role::Replica, Some((p, p_obs))) => {
+                let server = crate::lag(p_obs, obs);
+                match now {
+                    Some(now) => self.with_history(server, p, obs, now),
+                    None => server,
+                }
+            }
+            (Role::Replica, None) => Lag::unknown(),
+        };
+        let joins: Vec<usize> = latest
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| self.slot(*i) == Slot::Joining)
+            .filter_map(|(i, o)| o.as_ref().map(|o| (i, o)))
+            .filter(|(_, obs)| {
+                let lag = lag_of(obs);
+                obs.role() == Role::Primary
+                    || lag.bytes() == Some(0)
+                    || lag.time().is_some_and(|t| t <= self.join_lag)
+            })
+            .map(|(i, _)| i)
+            .collect();
+        self.republish_with(&joins, |i, n| {
             let b = n.to_builder();
             Some(match latest.get(i).and_then(Option::as_ref) {
-                Some(obs) => {
-                    let lag = match (obs.role(), primary_obs) {
-                        (Role::Primary, _) => Lag::zero(),
-                        (Role::Replica, Some((p, p_obs))) => {
-                            let server = crate::lag(p_obs, obs);
-                            match now {
-                                Some(now) => self.with_history(server, p, obs, now),
-                                None => server,
-                            }
-                        }
-                        (Role::Replica, None) => Lag::unknown(),
-                    };
-                    b.role(obs.role()).position(obs.position().cloned()).lag(lag)
-                }
+                Some(obs) => b.role(obs.role()).position(obs.position().cloned()).lag(lag_of(obs)),
                 None if n.role() == Role::Primary && !primaries.is_empty() => {
                     tracing::warn!(target: "rwsplit", node = %n.name(), "unreachable old primary: another node is primary now");
                     b.role(Role::Replica).lag(Lag::unknown())
@@ -393,14 +574,14 @@ impl TopologyState {
 
     /// Whether `node` is fenced.
     pub fn is_fenced(&self, node: usize) -> bool {
-        self.nodes.get(node).is_some_and(|n| n.fenced.load(Ordering::Relaxed))
+        self.probed(node).is_some_and(|n| n.fenced.load(Ordering::Relaxed))
     }
 
     /// Fences or unfences `node` and publishes the change at once; roles are rebuilt, so an
     /// unfenced node that still claims the primary role is a second primary. Returns whether it
     /// changed.
     pub fn set_fenced(&self, node: usize, fenced: bool) -> bool {
-        let Some(n) = self.nodes.get(node) else { return false };
+        let Some(n) = self.probed(node) else { return false };
         let changed = n.fenced.swap(fenced, Ordering::Relaxed) != fenced;
         if changed {
             self.rebuild(None);
@@ -411,10 +592,29 @@ impl TopologyState {
     /// Publishes the next snapshot: each node with its tracker's health, changed by `edit` where
     /// it returns a builder.
     fn republish(&self, edit: impl Fn(usize, &Node) -> Option<NodeBuilder>) {
+        self.republish_with(&[], edit);
+    }
+
+    /// [`republish`](Self::republish), with the joining nodes `joins` entering the snapshot
+    /// (each from its template, through `edit`).
+    fn republish_with(&self, joins: &[usize], edit: impl Fn(usize, &Node) -> Option<NodeBuilder>) {
         let _publishing = lock(&self.publish);
         let topo = self.topology.load_full();
         let mut next = topo.to_builder().generation(topo.generation().saturating_add(1));
-        for (i, n) in topo.nodes().iter().enumerate() {
+        let mut joined = Vec::new();
+        for &i in joins {
+            let Some(n) = self.nodes.get(i) else { continue };
+            if self.slot(i) != Slot::Joining {
+                continue;
+            }
+            if let Some(template) = lock(&n.template).take() {
+                n.slot.store(Slot::Live as u8, Ordering::Release);
+                joined.push(template);
+            }
+        }
+        let nodes = topo.nodes().iter().filter(|n| self.slot(n.id().index()) == Slot::Live);
+        for n in nodes.chain(joined.iter()) {
+            let i = n.id().index();
             let health = self.nodes.get(i).map_or(n.health(), |s| lock(&s.tracker).health());
             let mut b = edit(i, n).unwrap_or_else(|| n.to_builder()).health(health);
             if self.is_fenced(i) {
@@ -422,10 +622,16 @@ impl TopologyState {
                 b = b.role(Role::Replica).health(Health::Down);
             }
             let built = b.build();
-            if built.health() != n.health() || built.role() != n.role() {
+            if joined.iter().any(|j| j.id() == n.id()) {
+                tracing::warn!(target: "rwsplit", node = %n.name(), health = ?built.health(), role = ?built.role(), "node joined");
+            } else if built.health() != n.health() || built.role() != n.role() {
                 tracing::warn!(target: "rwsplit", node = %n.name(), health = ?built.health(), role = ?built.role(), "node changed");
             }
             next = next.node(built);
+        }
+        // Removed nodes are dropped here too, should a removal race this publication.
+        for n in topo.nodes().iter().filter(|n| self.slot(n.id().index()) != Slot::Live) {
+            next = next.remove(n.id());
         }
         if let Ok(t) = next.build() {
             self.topology.store(t);

@@ -44,6 +44,9 @@ pub struct RoutedConnectionBuilder {
     classifier: Classifier,
     router: RouterConfig,
     health: HealthPolicy,
+    /// Where more nodes come from at run time, if anywhere.
+    pub(crate) discovery: Option<crate::discover::Discovery>,
+    topology_interval: Option<Duration>,
 }
 
 impl std::fmt::Debug for RoutedConnectionBuilder {
@@ -57,6 +60,7 @@ impl std::fmt::Debug for RoutedConnectionBuilder {
             .field("policy", &self.policy)
             .field("router", &self.router)
             .field("health", &self.health)
+            .field("discovery", &self.discovery)
             .finish_non_exhaustive()
     }
 }
@@ -172,6 +176,46 @@ impl RoutedConnectionBuilder {
         self
     }
 
+    /// Where nodes come from at run time, besides the URLs given: a Patroni cluster's REST API
+    /// ([`PatroniSource`](crate::PatroniSource)), a DNS name that resolves to the replicas
+    /// ([`DnsSource`](crate::DnsSource)), or a [`TopologySource`](crate::TopologySource) of your
+    /// own, polled every [`topology_interval`](Self::topology_interval) (default 1 s).
+    ///
+    /// Each member's URL is the primary's with host and port replaced (user, password,
+    /// database, parameters and pool settings kept). A member that appears gets a read-only
+    /// pool, a lazy writable one and probes, and takes statements once the monitor's own probe
+    /// sees it healthy and caught up (the source's roles and lag are advisory: the monitor
+    /// decides); one that disappears gets no new statement at once, and its pools close once
+    /// what runs on it has finished. A node the source never listed (the primary, for a DNS
+    /// source of replicas) stays. A member tagged `noloadbalance` never serves reads (writes
+    /// follow the primary role). `connect()` waits up to 5 s for the source's first answer.
+    ///
+    /// With a Patroni source, [`auto_failover`](Self::auto_failover) is refused
+    /// ([`Error::FailoverWithHaManager`]): Patroni promotes, rwsplit follows.
+    ///
+    /// ```no_run
+    /// # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
+    /// use rwsplit_sea_orm::{PatroniSource, RoutedConnection};
+    ///
+    /// let db = RoutedConnection::builder()
+    ///     .primary("postgres://app:secret@10.0.0.1:5432/app")
+    ///     .topology(PatroniSource::new(["http://10.0.0.1:8008", "http://10.0.0.2:8008"])?)
+    ///     .connect()
+    ///     .await?;
+    /// # drop(db);
+    /// # Ok(()) }
+    /// ```
+    pub fn topology<S: rwsplit_monitor::TopologySource>(mut self, source: S) -> Self {
+        self.discovery = Some(crate::discover::Discovery::new(source));
+        self
+    }
+
+    /// How often the [topology source](Self::topology) is polled (default 1 s).
+    pub fn topology_interval(mut self, every: Duration) -> Self {
+        self.topology_interval = Some(every);
+        self
+    }
+
     /// The monitor's interval, probe timeout and jitter (default 500 ms, 1 s, 50 ms).
     pub fn monitor(mut self, config: rwsplit_monitor::MonitorConfig) -> Self {
         self.policy.monitor = config;
@@ -190,6 +234,16 @@ impl RoutedConnectionBuilder {
     /// ([`Error::DuplicateNode`]).
     pub async fn connect(mut self) -> Result<RoutedConnection> {
         let mut primary_opts = self.primary.ok_or(Error::NoPrimary)?;
+        if let Some(d) = &self.discovery
+            && let Some(manager) = d.ha_manager()
+            && self.policy.failover.is_some()
+        {
+            return Err(Error::FailoverWithHaManager { manager });
+        }
+        if self.discovery.is_some() {
+            // Members a source reports with Patroni's `noloadbalance` tag never serve reads.
+            self.router = self.router.dedicated_tag(crate::discover::NO_LOAD_BALANCE);
+        }
         if self.replicas.len() + 1 > rwsplit_core::MAX_NODES {
             return Err(Error::TooManyNodes {
                 nodes: self.replicas.len() + 1,
@@ -227,6 +281,8 @@ impl RoutedConnectionBuilder {
             addresses.into_iter().fold(failover, |f, (i, a)| f.replication_address(i, a))
         });
         let primary_name = primary_url.name().to_owned();
+        let template = primary_opts.clone();
+        let configured: Vec<NodeUrl> = urls.iter().map(|(_, u)| u.clone()).collect();
         // The monitor opens its own connections from each node's options as given.
         let mut monitor_opts = vec![primary_opts.clone()];
         with_acquire_timeout(&mut primary_opts, self.policy.timeouts.acquire);
@@ -246,23 +302,21 @@ impl RoutedConnectionBuilder {
                 reason: url.scrub(&e.to_string()),
             };
             monitor_opts.push(crate::pooling::frame_monitor(opts.clone(), backend, pooling));
-            opts.connect_lazy(true);
-            with_acquire_timeout(&mut opts, self.policy.timeouts.acquire);
-            // A writable pool too, lazy: it opens connections only if this node is promoted.
-            let writer = Database::connect(opts.clone()).await.map_err(invalid)?;
-            crate::pooling::make_read_only(&mut opts, backend, pooling);
-            let conn = Database::connect(opts).await.map_err(invalid)?;
-            replicas.push(Node::with_writer(name, conn, writer).placed(placement));
+            let acquire = self.policy.timeouts.acquire;
+            let node =
+                open_replica(name, opts, backend, acquire, pooling).await.map_err(invalid)?;
+            replicas.push(node.placed(placement));
         }
         // Capped: sqlx adds its timeouts to `Instant`s, which overflow at `Duration::MAX`.
         let probe_timeout = crate::deadline::cap(self.policy.monitor.timeout_value());
         let connector = NodeConnector::Options {
-            nodes: monitor_opts,
+            nodes: crate::probe::ProbeTargets::new(monitor_opts),
             admin: self.policy.failover.as_ref().and_then(|f| {
                 f.admin_credentials_value().map(|(u, p)| (u.to_owned(), p.to_owned()))
             }),
             timeout: probe_timeout,
         };
+        let acquire = self.policy.timeouts.acquire;
         let conn = RoutedConnection::new(
             Node::new(primary_name, primary),
             replicas,
@@ -277,8 +331,16 @@ impl RoutedConnectionBuilder {
         // connecting and probing share it.
         let unanswered =
             conn.first_probes(probe_timeout.saturating_add(Duration::from_millis(100))).await;
+        if let Some(mut discovery) = self.discovery {
+            if let Some(every) = self.topology_interval {
+                discovery = discovery.interval(every);
+            }
+            discovery
+                .start(&conn, crate::discover::Template::new(template, configured, acquire))
+                .await;
+        }
         for id in unanswered.into_iter().filter(|&id| id != 0) {
-            tracing::warn!(target: "rwsplit", replica = %conn.inner.nodes[id].name, "replica unreachable at start: starting without it, will keep trying");
+            tracing::warn!(target: "rwsplit", replica = %conn.inner.nodes.get(id).map_or_else(String::new, |n| n.name.clone()), "replica unreachable at start: starting without it, will keep trying");
             conn.ban(id);
         }
         Ok(conn)
@@ -404,6 +466,24 @@ fn replication_addresses<'a>(
         addresses.push((i, parsed));
     }
     Ok(addresses)
+}
+
+/// A replica's node from its options (prepared for its `pooling`; nothing connects yet): a
+/// read-only pool and a lazy writable one that opens connections only if the node is promoted,
+/// both with the adapter's acquire timeout unless the options set one.
+pub(crate) async fn open_replica(
+    name: String,
+    mut opts: ConnectOptions,
+    backend: sea_orm::DbBackend,
+    acquire: Duration,
+    pooling: crate::Pooling,
+) -> std::result::Result<Node, DbErr> {
+    opts.connect_lazy(true);
+    with_acquire_timeout(&mut opts, acquire);
+    let writer = Database::connect(opts.clone()).await?;
+    crate::pooling::make_read_only(&mut opts, backend, pooling);
+    let conn = Database::connect(opts).await?;
+    Ok(Node::with_writer(name, conn, writer))
 }
 
 /// Sets the pool's acquire timeout, unless the options already have one of their own.

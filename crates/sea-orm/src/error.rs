@@ -101,6 +101,16 @@ pub enum Error {
         /// This node's backend.
         found: DbBackend,
     },
+    /// Automatic failover was asked for on a cluster an HA manager runs.
+    #[error(
+        "automatic failover cannot be combined with a {manager} topology source: {manager} \
+         promotes nodes itself, and rwsplit never promotes a node of a cluster an HA manager \
+         runs (it follows {manager}'s promotions instead); remove `.auto_failover(..)`"
+    )]
+    FailoverWithHaManager {
+        /// The HA manager (`Patroni`).
+        manager: &'static str,
+    },
 }
 
 impl From<Error> for DbErr {

@@ -53,10 +53,12 @@ impl RoutedConnection {
     }
 
     fn node_named(&self, name: &str) -> crate::Result<usize> {
-        let nodes = &self.inner.nodes;
-        nodes.iter().position(|n| n.name == name).ok_or_else(|| crate::Error::UnknownNode {
-            name: crate::session::snippet(name),
-            known: nodes.iter().map(|n| n.name.as_str()).collect::<Vec<_>>().join(", "),
+        let nodes: Vec<_> = self.inner.nodes.iter().collect();
+        nodes.iter().find(|(_, n)| n.name == name).map(|(i, _)| *i).ok_or_else(|| {
+            crate::Error::UnknownNode {
+                name: crate::session::snippet(name),
+                known: nodes.iter().map(|(_, n)| n.name.as_str()).collect::<Vec<_>>().join(", "),
+            }
         })
     }
 }

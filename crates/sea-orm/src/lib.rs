@@ -143,6 +143,7 @@ mod causal;
 mod config;
 mod connection;
 mod deadline;
+mod discover;
 mod error;
 mod failover;
 mod failure;
@@ -181,4 +182,7 @@ pub use rwsplit_core::{
     ReplayPosition, Role, RoundRobin, RouteContext, RouterConfig, Rule, RuleAction, Staleness,
     TableRule, TagRule, Target, Transaction, WeightedRoundRobin, ZonePreference,
 };
-pub use rwsplit_monitor::{AutoFailover, MonitorConfig};
+pub use rwsplit_monitor::{
+    AutoFailover, DnsSource, Member, MemberRole, MemberTags, MonitorConfig, PatroniSource,
+    SourceError, StaticSource, TopologySource,
+};

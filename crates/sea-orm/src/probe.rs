@@ -8,6 +8,7 @@
 //! when set.
 
 use std::fmt;
+use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use rwsplit_monitor::{Connector, ProbeConn, ProbeError, Purpose, Row};
@@ -80,10 +81,48 @@ fn text(row: &QueryResult, i: usize) -> Option<String> {
         .map(|v| String::from_utf8_lossy(&v).into_owned())
 }
 
+/// Each node's connect options for the monitor's own connections, by node id; shared between
+/// the connector (in the monitor) and the connection (which adds and removes nodes).
+#[derive(Clone, Default)]
+pub(crate) struct ProbeTargets(Arc<RwLock<Vec<Option<ConnectOptions>>>>);
+
+impl ProbeTargets {
+    /// `nodes` at ids 0.. in order.
+    pub(crate) fn new(nodes: Vec<ConnectOptions>) -> ProbeTargets {
+        ProbeTargets(Arc::new(RwLock::new(nodes.into_iter().map(Some).collect())))
+    }
+
+    fn read(&self) -> std::sync::RwLockReadGuard<'_, Vec<Option<ConnectOptions>>> {
+        self.0.read().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Node `id`'s options (a clone: opening a connection awaits).
+    pub(crate) fn get(&self, id: usize) -> Option<ConnectOptions> {
+        self.read().get(id).cloned().flatten()
+    }
+
+    /// How many nodes have options.
+    pub(crate) fn len(&self) -> usize {
+        self.read().iter().flatten().count()
+    }
+
+    /// Sets (or, with `None`, forgets) node `id`'s options.
+    pub(crate) fn set(&self, id: usize, options: Option<ConnectOptions>) {
+        let mut nodes = self.0.write().unwrap_or_else(std::sync::PoisonError::into_inner);
+        if nodes.len() <= id {
+            nodes.resize_with(id + 1, || None);
+        }
+        if let Some(slot) = nodes.get_mut(id) {
+            *slot = options;
+        }
+    }
+}
+
 /// Opens the monitor's connections.
 pub(crate) enum NodeConnector {
-    /// From each node's own options (index = node), as configured through the builder.
-    Options { nodes: Vec<ConnectOptions>, admin: Option<(String, String)>, timeout: Duration },
+    /// From each node's own options (index = node id), as configured through the builder;
+    /// nodes a topology source adds at run time are added here too.
+    Options { nodes: ProbeTargets, admin: Option<(String, String)>, timeout: Duration },
     /// Connections the application built itself ([`RoutedConnection::from_connections`]): the
     /// monitor opens its own from each pool's connect options.
     ///
@@ -130,6 +169,7 @@ impl Connector for NodeConnector {
             NodeConnector::Options { nodes, admin, timeout } => {
                 let base =
                     nodes.get(node).ok_or_else(|| ProbeError::unreachable("no such node"))?;
+                let base = &base;
                 // A refused connection fails at once here; the driver's pool would retry it until
                 // its acquire timeout, making a dead node look like a slow one.
                 if let Some((host, port)) = address(base.get_url()) {
@@ -301,7 +341,7 @@ mod tests {
     #[test]
     fn the_connector_never_prints_urls() {
         let c = NodeConnector::Options {
-            nodes: vec![ConnectOptions::new("postgres://app:hunter2@h/db")],
+            nodes: ProbeTargets::new(vec![ConnectOptions::new("postgres://app:hunter2@h/db")]),
             admin: Some(("root".into(), "secret".into())),
             timeout: Duration::from_secs(1),
         };

@@ -23,9 +23,18 @@ pub(crate) struct Plan {
     /// Bit `i`: node `i` is not to be used.
     excluded: u64,
     wait: Option<(CausalToken, Duration)>,
+    /// [`Routing::install`]s seen when the plan was made: a node installed later sits in a
+    /// slot whose previous node the plan names, and is skipped.
+    epoch: u64,
 }
 
 impl Plan {
+    /// Whether `node`'s slot held another node when this plan was made.
+    #[inline]
+    pub(crate) fn stale(&self, node: &crate::connection::Node) -> bool {
+        node.installed > self.epoch
+    }
+
     pub(crate) fn route_reason(&self) -> RouteReason {
         self.route.reason()
     }
@@ -77,6 +86,8 @@ impl Plan {
 pub(crate) struct Routing {
     state: Arc<TopologyState>,
     router: Router,
+    /// Nodes installed at run time so far (see [`Plan::stale`]).
+    installs: std::sync::atomic::AtomicU64,
 }
 
 impl Routing {
@@ -84,7 +95,14 @@ impl Routing {
         Routing {
             state: Arc::new(TopologyState::new(topology, policy)),
             router: Router::new(config),
+            installs: std::sync::atomic::AtomicU64::new(0),
         }
+    }
+
+    /// The stamp for a node about to be put in a slot at run time: plans made before now that
+    /// name its slot mean the slot's previous node.
+    pub(crate) fn install(&self) -> u64 {
+        self.installs.fetch_add(1, std::sync::atomic::Ordering::AcqRel).saturating_add(1)
     }
 
     /// The monitor's state (shared with the monitor's loops).
@@ -95,6 +113,8 @@ impl Routing {
     /// Asks the router. A route that cannot be made (no primary, two primaries) becomes an error
     /// naming the problem; nothing is sent anywhere.
     pub(crate) fn plan(&self, ctx: &RouteContext<'_>) -> Result<Plan, DbErr> {
+        // Read before the snapshot: a node installed after this may be skipped, never misread.
+        let epoch = self.installs.load(std::sync::atomic::Ordering::Acquire);
         let topo = self.state.snapshot();
         match self.router.route(&topo, ctx) {
             Ok(route) => Ok(Plan {
@@ -103,6 +123,7 @@ impl Routing {
                 route,
                 excluded: 0,
                 wait: None,
+                epoch,
             }),
             // No primary, two primaries: the cluster cannot take the statement now, like a node
             // that cannot be reached (`DbErr::Conn`, as every other node failure).

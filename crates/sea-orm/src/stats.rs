@@ -49,17 +49,19 @@ pub struct ReadYourWrites {
 }
 
 impl Stats {
-    /// Every node, the primary first.
+    /// Every node, by id: the configured primary first, then the configured replicas, then
+    /// nodes a topology source added (a removed node is not listed).
     pub fn nodes(&self) -> &[NodeStats] {
         &self.nodes
     }
 
-    /// The primary's counts.
+    /// The first node's counts: the configured primary (see [`NodeStats::current_role`] for
+    /// who is primary now), or, if a topology source removed it, the node with the lowest id.
     pub fn primary(&self) -> &NodeStats {
         &self.nodes[0]
     }
 
-    /// The replicas' counts, in configuration order.
+    /// Every other node's counts, by id (configuration order, then nodes added at run time).
     pub fn replicas(&self) -> &[NodeStats] {
         &self.nodes[1..]
     }
@@ -171,29 +173,35 @@ impl NodeStats {
 pub(crate) fn snapshot(db: &RoutedConnection) -> Stats {
     let inner = &db.inner;
     Stats {
-        nodes: inner
-            .nodes
-            .iter()
-            .enumerate()
-            .map(|(i, n)| {
-                let seen = inner.routing.node_view(i);
-                NodeStats {
-                    name: n.name.clone(),
-                    role: if i == 0 { "primary" } else { "replica" },
-                    current_role: seen
-                        .as_ref()
-                        .map_or(if i == 0 { Role::Primary } else { Role::Replica }, |v| v.0),
-                    health: inner.routing.health(i),
-                    lag: seen.as_ref().map_or(Lag::unknown(), |v| v.1),
-                    position: seen.and_then(|v| v.2),
-                    reads: n.reads.load(Ordering::Relaxed),
-                    writes: n.writes.load(Ordering::Relaxed),
-                    failures: n.failures.load(Ordering::Relaxed),
-                    pool_timeouts: n.pool_timeouts.load(Ordering::Relaxed),
-                    fenced: inner.routing.is_fenced(i),
-                }
-            })
-            .collect(),
+        nodes: {
+            // In id order: the configured primary (id 0) first while it is there. Never empty:
+            // the adapter keeps its last node.
+            let mut nodes: Vec<_> = inner.nodes.iter().collect();
+            if nodes.is_empty() {
+                nodes.push((0, std::sync::Arc::clone(inner.nodes.first_kept())));
+            }
+            nodes
+        }
+        .into_iter()
+        .map(|(i, n)| {
+            let seen = inner.routing.node_view(i);
+            NodeStats {
+                name: n.name.clone(),
+                role: if i == 0 { "primary" } else { "replica" },
+                current_role: seen
+                    .as_ref()
+                    .map_or(if i == 0 { Role::Primary } else { Role::Replica }, |v| v.0),
+                health: inner.routing.health(i),
+                lag: seen.as_ref().map_or(Lag::unknown(), |v| v.1),
+                position: seen.and_then(|v| v.2),
+                reads: n.reads.load(Ordering::Relaxed),
+                writes: n.writes.load(Ordering::Relaxed),
+                failures: n.failures.load(Ordering::Relaxed),
+                pool_timeouts: n.pool_timeouts.load(Ordering::Relaxed),
+                fenced: inner.routing.is_fenced(i),
+            }
+        })
+        .collect(),
         retries: inner.retries.load(Ordering::Relaxed),
         ryw: {
             let c = &inner.counters;

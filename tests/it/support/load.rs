@@ -110,6 +110,21 @@ impl Load {
         cluster: &Cluster,
         config: LoadConfig,
     ) -> Load {
+        Load::start_with(db, config, async {
+            cluster
+                .wait_caught_up(0, Duration::from_secs(10))
+                .await
+                .expect("replicas have the table");
+        })
+        .await
+    }
+
+    /// [`Load::start`] on any cluster: `caught_up` waits until the replicas have the table.
+    pub(crate) async fn start_with(
+        db: &RoutedConnection,
+        config: LoadConfig,
+        caught_up: impl Future<Output = ()>,
+    ) -> Load {
         let LoadConfig { table, readers, write_timeout, wait_for_progress } = config;
         db.execute_unprepared(&format!(
             "CREATE TABLE {table} (id BIGINT PRIMARY KEY, v VARCHAR(16))"
@@ -117,7 +132,7 @@ impl Load {
         .await
         .expect("the load's table");
         // The readers are other tasks: they may read from a replica at once.
-        cluster.wait_caught_up(0, Duration::from_secs(10)).await.expect("replicas have the table");
+        caught_up.await;
         let stop = Arc::new(AtomicBool::new(false));
         let seen = Arc::new(Mutex::new(Seen::default()));
         let mut tasks = Vec::new();

@@ -349,5 +349,53 @@ async fn maximal_durations_do_not_kill_the_probe_loops() {
     );
     assert!(m.first_round(MS(100)).await);
     tokio::time::sleep(MS(1_000)).await;
-    assert!(m.tasks.iter().all(|t| !t.is_finished()), "a probe loop died");
+    assert!(
+        m.tasks.lock().unwrap().iter().flatten().all(|t| !t.is_finished()),
+        "a probe loop died"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_node_added_at_run_time_is_probed_and_joins_and_a_removed_one_is_not_probed() {
+    let cluster = Cluster::new(&[0x300, 0x300, 0x300]);
+    // The monitor starts with nodes 0 and 1; node 2 exists but is not configured.
+    let b = Topology::builder()
+        .node(Node::builder(NodeId::new(0), Role::Primary).name("10.0.0.0:5432/app").build())
+        .node(Node::builder(NodeId::new(1), Role::Replica).name("10.0.0.1:5432/app").build());
+    let state = Arc::new(TopologyState::new(b.build().unwrap(), HealthPolicy::default()));
+    let config = MonitorConfig::default().interval(MS(200)).timeout(MS(500)).jitter(Duration::ZERO);
+    let m = Monitor::start(
+        Arc::clone(&state),
+        FakeConnector(Arc::clone(&cluster)),
+        Flavor::Postgres,
+        config,
+        None,
+        None,
+    );
+    assert!(m.first_round(MS(100)).await);
+    assert_eq!((m.running(), cluster.opens(2)), (vec![0, 1], 0));
+
+    let id = state
+        .add_node(|id| Node::builder(id, Role::Replica).name("10.0.0.2:5432/app").build())
+        .unwrap();
+    assert_eq!(id, 2);
+    m.start_node(id);
+    tokio::time::sleep(MS(50)).await;
+    assert_eq!(m.running(), [0, 1, 2]);
+    let joined = state.snapshot();
+    let node = joined.node(NodeId::new(2)).expect("joined at its first probe, caught up");
+    assert_eq!(
+        (node.role(), node.health(), node.position()),
+        (Role::Replica, Health::Up, Some(&pos(0x300)))
+    );
+
+    assert!(state.remove_node(id));
+    assert!(m.stop_node(id));
+    assert!(!m.stop_node(id), "no loop left to stop");
+    let asked = cluster.executed_on(2).len();
+    tokio::time::sleep(MS(2_000)).await;
+    assert_eq!(cluster.executed_on(2).len(), asked, "a removed node is not probed any more");
+    assert!(state.snapshot().node(NodeId::new(2)).is_none());
+    assert_eq!(m.running(), [0, 1]);
+    assert!(state.release(id));
 }

@@ -339,3 +339,113 @@ fn the_primary_is_reported_down_but_never_banned() {
     s.observe(0, &seen(Role::Primary, 100), t + MS(2500));
     assert_eq!(healths(&s), [Health::Up, Health::Up]);
 }
+
+/// Where a read goes on the current snapshot, by the core router (no I/O).
+fn read_targets(s: &TopologyState, t: Instant, reads: usize) -> Vec<usize> {
+    use rwsplit_core::{Access, RouteContext, Router, RouterConfig};
+    let router = Router::new(RouterConfig::default());
+    let topo = s.snapshot();
+    (0..reads)
+        .map(|_| {
+            let ctx = RouteContext::for_access(Access::Read, t);
+            router.route(&topo, &ctx).unwrap().target().index()
+        })
+        .collect()
+}
+
+fn added(s: &TopologyState, name: &str) -> usize {
+    s.add_node(|id| Node::builder(id, Role::Replica).name(name).build()).unwrap()
+}
+
+#[test]
+fn an_added_node_joins_once_probed_healthy_and_caught_up() {
+    let s = state(2, policy());
+    let t = Instant::now();
+    steady(&s, t);
+    let id = added(&s, "n2:5432/app");
+    assert_eq!(id, 2);
+    assert!(s.contains(id));
+    assert!(s.snapshot().node(NodeId::new(2)).is_none(), "not routed before its first probe");
+    // Its first probe finds it far behind (a fresh standby replaying its base backup).
+    let behind = Observation {
+        since_replay: Some(Duration::from_secs(30)),
+        ..seen(Role::Replica, 40).unwrap()
+    };
+    s.observe(id, &Ok(behind), t + MS(100));
+    assert!(s.snapshot().node(NodeId::new(2)).is_none(), "a lagging newcomer waits");
+    assert!(!read_targets(&s, t, 8).contains(&id));
+    // Caught up: it joins and takes reads.
+    s.observe(0, &seen(Role::Primary, 100), t + MS(200));
+    s.observe(id, &seen(Role::Replica, 100), t + MS(300));
+    let joined = s.snapshot();
+    let node = joined.node(NodeId::new(2)).unwrap();
+    assert_eq!(
+        (node.role(), node.health(), node.name()),
+        (Role::Replica, Health::Up, "n2:5432/app")
+    );
+    assert!(read_targets(&s, t, 8).contains(&id));
+}
+
+#[test]
+fn a_removed_node_leaves_the_snapshot_at_once_and_is_never_routed() {
+    let s = state(3, policy());
+    let t = Instant::now();
+    steady(&s, t);
+    assert!(read_targets(&s, t, 8).contains(&2));
+    let load = std::sync::Arc::clone(s.snapshot().node(NodeId::new(2)).unwrap().load());
+    let in_flight = load.start(t);
+    assert!(s.remove_node(2));
+    assert!(!s.remove_node(2), "removing twice changes nothing");
+    assert!(s.snapshot().node(NodeId::new(2)).is_none());
+    assert!(!read_targets(&s, t, 16).contains(&2));
+    // Probes, statements and fencing that still arrive for it change nothing.
+    s.observe(2, &seen(Role::Primary, 500), t + MS(100));
+    s.record_failure(2, t + MS(100));
+    assert!(!s.set_fenced(2, true));
+    assert_eq!(s.primary_index(), Some(0), "a removed node's claim to the primary role is ignored");
+    assert_eq!(s.len(), 2);
+    assert_eq!(s.ids(), [0, 1]);
+    // Its id is not given out while a statement is in flight on it.
+    assert!(!s.release(2));
+    assert_eq!(added(&s, "n3:5432/app"), 3, "the draining id is skipped");
+    drop(in_flight);
+    assert!(s.release(2));
+    assert_eq!(added(&s, "n4:5432/app"), 2, "a drained id is reused");
+}
+
+#[test]
+fn ids_are_bounded_by_live_nodes_not_by_nodes_ever_added() {
+    let s = state(1, policy());
+    let t = Instant::now();
+    for round in 0..(3 * rwsplit_core::MAX_NODES) {
+        let id = added(&s, &format!("r{round}:5432/app"));
+        s.observe(id, &seen(Role::Replica, 0), t + MS(round as u64));
+        assert!(s.remove_node(id));
+        assert!(s.release(id));
+        assert_eq!(id, 1, "round {round}");
+    }
+    // Every id taken: the next add says so instead of growing.
+    for _ in 1..rwsplit_core::MAX_NODES {
+        added(&s, "x");
+    }
+    assert!(s.add_node(|id| Node::builder(id, Role::Replica).build()).is_none());
+}
+
+#[test]
+fn removing_the_primary_leaves_no_primary_until_another_reports_it() {
+    let s = state(3, policy());
+    let t = Instant::now();
+    steady(&s, t);
+    assert!(s.remove_node(0));
+    assert_eq!(s.primary_index(), None);
+    assert_eq!(s.snapshot().nodes().iter().map(|n| n.id().index()).collect::<Vec<_>>(), [1, 2]);
+    s.observe(1, &seen(Role::Primary, 200), t + MS(100));
+    assert_eq!(s.primary_index(), Some(1));
+    // A newcomer that is the primary (a member that moved) joins at its first probe.
+    assert_eq!(added(&s, "n9:5432/app"), 3, "node 0's id is not free before it is released");
+    assert!(s.release(0), "nothing was in flight on node 0");
+    let id = added(&s, "n8:5432/app");
+    assert_eq!(id, 0, "the lowest free id");
+    s.observe(id, &seen(Role::Primary, 300), t + MS(200));
+    assert!(s.snapshot().node(NodeId::new(0)).is_some(), "a primary joins at its first probe");
+}

@@ -23,7 +23,7 @@ use sea_orm::{
     QueryStream, Statement, StreamTrait, TransactionOptions, TransactionTrait,
 };
 
-use super::inner::{Ctx, RoutedConnection, Scope, bump};
+use super::inner::{Ctx, Node, RoutedConnection, Scope, bump};
 use crate::failure::{self, Failure};
 use crate::position::{self, Waited};
 use crate::route::Plan;
@@ -241,8 +241,11 @@ impl RoutedConnection {
         let mut tried = 0;
         while let Some(id) = candidates.next() {
             let last = candidates.peek().is_none();
+            // A node removed since the plan was made (its slot empty, or another node's now).
+            let Some(node) = self.inner.nodes.get(id).filter(|n| !plan.stale(n)) else {
+                continue;
+            };
             tried += 1;
-            let node = &self.inner.nodes[id];
             let on_primary = id == primary;
             if !span.is_disabled() {
                 span.record("server.address", &*node.labels.address);
@@ -259,9 +262,9 @@ impl RoutedConnection {
             // by time (one abandoned mid-flight may still commit), only given up when the
             // monitor marks the primary down while they wait, with an "outcome unknown" error.
             let result = if write {
-                self.watched_write(id, run).await
+                self.watched_write(id, &node.name, run).await
             } else {
-                self.bounded(id, deadline, run).await
+                self.bounded(id, &node.name, deadline, run).await
             };
             // A completed round trip feeds the node's latency estimate (peak-EWMA balancing);
             // a failed one only ends its in-flight count.
@@ -272,7 +275,7 @@ impl RoutedConnection {
             match result {
                 Ok(out) => {
                     metrics.attempt(&node.labels, on_primary, plan.reason(), write, elapsed, None);
-                    self.note_success(id, write);
+                    self.note_success(&node, id, write);
                     if write {
                         match work.wrote() {
                             Wrote::Capture => self.after_write(id, scope).await,
@@ -283,7 +286,7 @@ impl RoutedConnection {
                     return Ok((out, id));
                 }
                 Err(e) => {
-                    let (e, failure) = self.note_attempt(id, e);
+                    let (e, failure) = self.note_attempt(&node, id, e);
                     if write && matches!(failure, Failure::Connection | Failure::GivenUp) {
                         // Sent, then the connection broke or was given up: the write may have
                         // committed. The scope's next read asks the primary, or reads there.
@@ -315,7 +318,7 @@ impl RoutedConnection {
     async fn catch_up(&self, plan: &Plan) -> bool {
         let Some((token, max)) = plan.wait() else { return true };
         let id = plan.first();
-        let node = &self.inner.nodes[id];
+        let Some(node) = self.inner.nodes.get(id).filter(|n| !plan.stale(n)) else { return false };
         bump(&self.inner.counters.waits);
         match position::wait_for(&node.conn, token, max).await {
             Ok(Waited::CaughtUp) => {
@@ -331,7 +334,7 @@ impl RoutedConnection {
             Err(e) => {
                 bump(&self.inner.counters.wait_timeouts);
                 self.inner.counters.read_your_writes(Ryw::Primary);
-                self.note_failure(id, &e);
+                self.note_failure(&node, id, &e);
                 false
             }
         }
@@ -345,10 +348,10 @@ impl RoutedConnection {
     async fn bounded<T>(
         &self,
         id: usize,
+        name: &str,
         deadline: Option<Instant>,
         attempt: impl Future<Output = Result<T, DbErr>>,
     ) -> Result<T, Attempt> {
-        let name = &self.inner.nodes[id].name;
         let on_replica = id != self.primary_index();
         let timeouts = &self.inner.policy.timeouts;
         let limit = crate::deadline::attempt_limit(on_replica, timeouts, deadline, Instant::now());
@@ -378,13 +381,13 @@ impl RoutedConnection {
     async fn watched_write<T>(
         &self,
         id: usize,
+        name: &str,
         attempt: impl Future<Output = Result<T, DbErr>>,
     ) -> Result<T, Attempt> {
         tokio::select! {
             biased;
             r = attempt => r.map_err(Attempt::Failed),
             () = self.until_down(id) => {
-                let name = &self.inner.nodes[id].name;
                 Err(Attempt::GivenUp(crate::deadline::write_outcome_unknown(name)))
             }
         }
@@ -405,7 +408,7 @@ impl RoutedConnection {
     /// elsewhere.
     fn check_writable(&self, node: usize) -> Result<(), DbErr> {
         if self.inner.routing.health(node) == rwsplit_core::Health::Down {
-            let name = &self.inner.nodes[node].name;
+            let name = self.inner.nodes.get(node).map_or_else(String::new, |n| n.name.clone());
             return Err(DbErr::Conn(sea_orm::RuntimeErr::Internal(format!(
                 "rwsplit: the primary {name} is unreachable (marked down by the monitor); the \
                  write was not sent"
@@ -415,9 +418,8 @@ impl RoutedConnection {
     }
 
     /// Counts a statement `node` served and clears a pending failure count.
-    fn note_success(&self, id: usize, write: bool) {
+    fn note_success(&self, node: &Node, id: usize, write: bool) {
         self.inner.routing.record_success(id);
-        let node = &self.inner.nodes[id];
         let counter = if write { &node.writes } else { &node.reads };
         counter.fetch_add(1, Ordering::Relaxed);
     }
@@ -425,9 +427,8 @@ impl RoutedConnection {
     /// Classifies a failure on node `id` for the retry decision; only a failure of the node
     /// itself counts against its health. Back-pressure (the pool had no free connection in
     /// time) is counted in the node's stats and never held against it.
-    fn note_failure(&self, id: usize, err: &DbErr) -> Failure {
+    fn note_failure(&self, node: &Node, id: usize, err: &DbErr) -> Failure {
         let failure = failure::classify(err, id != self.primary_index());
-        let node = &self.inner.nodes[id];
         match failure {
             Failure::Connection => {
                 node.failures.fetch_add(1, Ordering::Relaxed);
@@ -448,10 +449,10 @@ impl RoutedConnection {
 
     /// [`note_failure`](Self::note_failure) for an attempt's outcome: an attempt the adapter
     /// gave up is judged by the monitor, not here.
-    fn note_attempt(&self, id: usize, attempt: Attempt) -> (DbErr, Failure) {
+    fn note_attempt(&self, node: &Node, id: usize, attempt: Attempt) -> (DbErr, Failure) {
         match attempt {
             Attempt::Failed(e) => {
-                let failure = self.note_failure(id, &e);
+                let failure = self.note_failure(node, id, &e);
                 (e, failure)
             }
             Attempt::GivenUp(e) => (e, Failure::GivenUp),

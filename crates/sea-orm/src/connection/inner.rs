@@ -4,11 +4,12 @@
 //! on this one.
 
 use std::fmt;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
-use rwsplit_core::{Classifier, Consistency, Dialect, Target};
+use arc_swap::ArcSwapOption;
+use rwsplit_core::{Classifier, Consistency, Dialect, MAX_NODES, Target};
 use sea_orm::{DatabaseConnection, DbBackend};
 
 use crate::causal::{Shared, TaskScopes};
@@ -74,6 +75,11 @@ pub(crate) struct Node {
     pub(crate) one_pool: bool,
     /// When it last answered a probe.
     pub(crate) last_seen: Mutex<Option<Instant>>,
+    /// When it was put in its slot ([`Routing::install`](crate::route::Routing::install)):
+    /// a plan made before then names the slot's previous node, and skips it.
+    pub(crate) installed: u64,
+    /// Its index in [`Nodes`]' arena once a reference to it was handed out.
+    kept: OnceLock<usize>,
 }
 
 impl Node {
@@ -101,7 +107,14 @@ impl Node {
             placement: crate::replica::Placement::default(),
             last_seen: Mutex::new(None),
             one_pool: false,
+            installed: 0,
+            kept: OnceLock::new(),
         }
+    }
+
+    /// Whether it was lent out as a connection (and is kept for the connection's life).
+    pub(crate) fn is_kept(&self) -> bool {
+        self.kept.get().is_some()
     }
 
     /// The node with its weight, zone and tags.
@@ -117,9 +130,145 @@ impl fmt::Debug for Node {
     }
 }
 
+/// The nodes by id (the monitor's and the router's node index): one slot per possible id
+/// ([`MAX_NODES`]), empty where there is no node. Nodes added at run time (a topology source)
+/// take a free slot; a removed one is taken out of its slot at once and its pools closed once
+/// nothing runs on it (see [`RoutedConnection::remove_node`]).
+///
+/// Loading a slot is lock-free (`arc-swap`) and clones one `Arc`: a statement holds its node
+/// while it runs on it, which is how a removal knows it has drained.
+///
+/// SeaORM hands out `&DatabaseConnection` borrowed from the connection
+/// (`IntoDatabaseExecutor`, [`RoutedConnection::primary`]), so a node lent out that way is kept
+/// in an append-only arena for the connection's life ([`Nodes::keep`]): at most
+/// [`KEPT_MAX`] nodes, each a few kilobytes with its pools closed once removed.
+pub(crate) struct Nodes {
+    slots: Box<[ArcSwapOption<Node>]>,
+    count: AtomicUsize,
+    arena: Box<[OnceLock<Chunk>]>,
+    arena_next: Mutex<usize>,
+}
+
+/// One chunk of the arena of lent-out nodes, filled in order.
+type Chunk = Box<[OnceLock<Arc<Node>>]>;
+
+/// Nodes per chunk of the arena of lent-out nodes.
+const KEPT_CHUNK: usize = 64;
+/// At most this many distinct nodes are ever lent out as `&DatabaseConnection`; past it the
+/// first one kept is lent again (with a warning).
+pub(crate) const KEPT_MAX: usize = KEPT_CHUNK * 64;
+
+impl Nodes {
+    /// Slots holding `primary` at id 0 and `replicas` at ids 1.. in order. The primary is kept
+    /// in the arena at once: it is what is lent when nothing else can be.
+    pub(crate) fn new(primary: Node, replicas: Vec<Node>) -> Nodes {
+        let primary = Arc::new(primary);
+        let count = replicas.len() + 1;
+        let mut given =
+            std::iter::once(Arc::clone(&primary)).chain(replicas.into_iter().map(Arc::new));
+        let nodes = Nodes {
+            slots: (0..MAX_NODES).map(|_| ArcSwapOption::new(given.next())).collect(),
+            count: AtomicUsize::new(count),
+            arena: (0..KEPT_MAX / KEPT_CHUNK).map(|_| OnceLock::new()).collect(),
+            arena_next: Mutex::new(0),
+        };
+        nodes.keep(&primary);
+        nodes
+    }
+
+    /// The node in slot `id`, if any.
+    #[inline]
+    pub(crate) fn get(&self, id: usize) -> Option<Arc<Node>> {
+        self.slots.get(id).and_then(ArcSwapOption::load_full)
+    }
+
+    /// How many nodes there are.
+    #[inline]
+    pub(crate) fn count(&self) -> usize {
+        self.count.load(Ordering::Relaxed)
+    }
+
+    /// Every node with its id, in id order.
+    pub(crate) fn iter(&self) -> impl Iterator<Item = (usize, Arc<Node>)> + '_ {
+        (0..self.slots.len()).filter_map(|i| self.get(i).map(|n| (i, n)))
+    }
+
+    /// Puts `node` in the empty slot `id`.
+    pub(crate) fn install(&self, id: usize, node: Node) -> bool {
+        let Some(slot) = self.slots.get(id) else { return false };
+        let node = Arc::new(node);
+        let prev = slot.compare_and_swap(&None::<Arc<Node>>, Some(node));
+        let installed = prev.is_none();
+        if installed {
+            self.count.fetch_add(1, Ordering::Relaxed);
+        }
+        installed
+    }
+
+    /// Empties slot `id`, returning its node.
+    pub(crate) fn take(&self, id: usize) -> Option<Arc<Node>> {
+        let node = self.slots.get(id)?.swap(None)?;
+        self.count.fetch_sub(1, Ordering::Relaxed);
+        Some(node)
+    }
+
+    /// The node, borrowed for as long as the connection lives: kept in the arena (once per
+    /// node).
+    pub(crate) fn keep(&self, node: &Arc<Node>) -> &Node {
+        if let Some(kept) = node.kept.get().and_then(|&i| self.kept(i)) {
+            return kept;
+        }
+        let mut next = self.arena_next.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some(kept) = node.kept.get().and_then(|&i| self.kept(i)) {
+            return kept;
+        }
+        let i = *next;
+        if i >= KEPT_MAX {
+            tracing::warn!(target: "rwsplit", node = %node.name, max = KEPT_MAX, "too many nodes lent out as connections over this connection's life: lending the first one kept instead");
+            return self.first_kept();
+        }
+        let chunk = self
+            .arena
+            .get(i / KEPT_CHUNK)
+            .map(|c| c.get_or_init(|| (0..KEPT_CHUNK).map(|_| OnceLock::new()).collect()));
+        if let Some(cell) = chunk.and_then(|c| c.get(i % KEPT_CHUNK)) {
+            let _ = cell.set(Arc::clone(node));
+            let _ = node.kept.set(i);
+            *next = i + 1;
+        }
+        match self.kept(i) {
+            Some(kept) => kept,
+            None => self.first_kept(),
+        }
+    }
+
+    fn kept_arc(&self, i: usize) -> Option<&Arc<Node>> {
+        let chunk = self.arena.get(i / KEPT_CHUNK)?.get()?;
+        chunk.get(i % KEPT_CHUNK)?.get()
+    }
+
+    fn kept(&self, i: usize) -> Option<&Node> {
+        self.kept_arc(i).map(|n| &**n)
+    }
+
+    /// The configured primary, kept since the start.
+    pub(crate) fn first_kept(&self) -> &Arc<Node> {
+        // `new` keeps the primary at index 0 before anything else can run; a chunk that is
+        // missing would be a bug in `keep`, and then a fresh cell is the least surprise.
+        static EMPTY: OnceLock<Arc<Node>> = OnceLock::new();
+        match self.kept_arc(0) {
+            Some(n) => n,
+            None => EMPTY.get_or_init(|| {
+                Arc::new(Node::new("(none)".to_owned(), DatabaseConnection::default()))
+            }),
+        }
+    }
+}
+
 pub(crate) struct Inner {
-    /// Node 0 is the configured primary, nodes 1.. the replicas.
-    pub(crate) nodes: Vec<Node>,
+    /// By id: node 0 is the configured primary, nodes 1.. the configured replicas, then any
+    /// added by a topology source (in free slots).
+    pub(crate) nodes: Nodes,
     pub(crate) backend: DbBackend,
     /// `db.system.name`.
     pub(crate) system: &'static str,
@@ -133,6 +282,11 @@ pub(crate) struct Inner {
     /// The monitor's probe loops (`None` outside a tokio runtime: health then moves only on
     /// the failures statements see). Dropped with the connection, which stops them.
     pub(crate) monitor: Option<rwsplit_monitor::Monitor>,
+    /// The monitor's connect options by node id, when it opens its own from options (nodes
+    /// added at run time are added there).
+    pub(crate) probe_targets: Option<crate::probe::ProbeTargets>,
+    /// The task following a topology source, if one was given (stopped with the connection).
+    pub(crate) discovery: Mutex<Option<crate::discover::AbortOnDrop>>,
 }
 
 /// Read-your-writes counters, for [`Stats`](crate::Stats).
@@ -203,11 +357,18 @@ pub struct RoutedConnection {
 
 impl fmt::Debug for RoutedConnection {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let names: Vec<&str> = self.inner.nodes.iter().map(|n| n.name.as_str()).collect();
+        let primary = self.inner.routing.primary_index();
+        let nodes: Vec<(usize, Arc<Node>)> = self.inner.nodes.iter().collect();
+        let name = |i: &usize| nodes.iter().find(|(j, _)| j == i).map(|(_, n)| n.name.as_str());
+        let replicas: Vec<&str> = nodes
+            .iter()
+            .filter(|(i, _)| Some(*i) != primary)
+            .map(|(_, n)| n.name.as_str())
+            .collect();
         f.debug_struct("RoutedConnection")
             .field("backend", &self.inner.backend)
-            .field("primary", &names[0])
-            .field("replicas", &&names[1..])
+            .field("primary", &primary.as_ref().and_then(name))
+            .field("replicas", &replicas)
             .finish_non_exhaustive()
     }
 }
@@ -225,8 +386,26 @@ impl RoutedConnection {
         self.inner.routing.primary_index().unwrap_or(0)
     }
 
-    /// The primary's connection, for the adapter's own use (no scope is touched).
+    /// The primary's node (the configured one until a promotion is seen); if there is none in
+    /// that slot (removed by a topology source), the first node there is.
+    pub(crate) fn primary_node(&self) -> Arc<Node> {
+        match self.inner.nodes.get(self.primary_index()) {
+            Some(n) => n,
+            None => self.any_node(),
+        }
+    }
+
+    /// The first node there is (the adapter never removes its last one).
+    pub(crate) fn any_node(&self) -> Arc<Node> {
+        match self.inner.nodes.iter().next() {
+            Some((_, n)) => n,
+            None => Arc::clone(self.inner.nodes.first_kept()),
+        }
+    }
+
+    /// The primary's connection, for the adapter's own use (no scope is touched), borrowed
+    /// for the connection's life (see [`Nodes::keep`]).
     pub(crate) fn primary_conn(&self) -> &DatabaseConnection {
-        &self.inner.nodes[self.primary_index()].writer
+        &self.inner.nodes.keep(&self.primary_node()).writer
     }
 }

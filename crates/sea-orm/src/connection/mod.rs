@@ -35,7 +35,7 @@ use rwsplit_monitor::{Flavor, Monitor};
 use sea_orm::{DatabaseConnection, DbBackend, DbErr};
 
 pub use inner::RoutedConnection;
-pub(crate) use inner::{Ctx, FOREIGN_TOKEN_TTL, Inner, Node, Policy, SESSION, Scope};
+pub(crate) use inner::{Ctx, FOREIGN_TOKEN_TTL, Inner, Node, Nodes, Policy, SESSION, Scope};
 pub(crate) use traits::{Handle, routed_connection, routed_transactions};
 
 use crate::causal::TaskScopes;
@@ -62,26 +62,19 @@ impl RoutedConnection {
             DbBackend::Sqlite => Dialect::Sqlite,
             _ => Dialect::Postgres,
         };
-        let mut nodes = Vec::with_capacity(replicas.len() + 1);
-        nodes.push(primary);
-        nodes.extend(replicas);
+        let nodes = Nodes::new(primary, replicas);
         let mut topology = Topology::builder();
-        for (i, n) in nodes.iter().enumerate() {
+        for (i, n) in nodes.iter() {
             let role = if i == 0 { Role::Primary } else { Role::Replica };
-            let mut b = CoreNode::builder(node_id(i), role)
-                .name(n.name.as_str())
-                .weight(n.placement.weight);
-            if let Some(zone) = &n.placement.zone {
-                b = b.zone(zone.clone());
-            }
-            for tag in &n.placement.tags {
-                b = b.tag(tag.clone());
-            }
-            topology = topology.node(b.build());
+            topology = topology.node(core_node(node_id(i), role, &n));
         }
         // Node ids are the indices 0..n (n ≤ MAX_NODES is checked by the builder of the
         // connection), so building cannot fail; an empty topology would route nothing.
         let routing = Routing::new(topology.build().unwrap_or_default(), router, health);
+        let probe_targets = match &connector {
+            NodeConnector::Options { nodes, .. } => Some(nodes.clone()),
+            _ => None,
+        };
         let inner = Arc::new_cyclic(|weak: &std::sync::Weak<Inner>| {
             let monitor = start_monitor(weak, backend, &policy, routing.state(), connector);
             Inner {
@@ -96,6 +89,8 @@ impl RoutedConnection {
                 retries: AtomicU64::new(0),
                 counters: Counters::default(),
                 monitor,
+                probe_targets,
+                discovery: std::sync::Mutex::new(None),
             }
         });
         RoutedConnection { inner }
@@ -108,7 +103,7 @@ impl RoutedConnection {
     pub(crate) async fn first_probes(&self, max: Duration) -> Vec<usize> {
         let Some(m) = &self.inner.monitor else { return Vec::new() };
         m.first_round(max).await;
-        (0..self.inner.nodes.len()).filter(|&i| m.state().refused(i)).collect()
+        self.inner.nodes.iter().map(|(i, _)| i).filter(|&i| m.state().refused(i)).collect()
     }
 
     /// The database backend (the same on every node). Inherent, so `db.get_database_backend()`
@@ -124,7 +119,8 @@ impl RoutedConnection {
         let ctx = RouteContext::for_access(Access::Read, std::time::Instant::now())
             .with_target(Target::Replica);
         let index = self.inner.routing.plan(&ctx).map_or(self.primary_index(), |p| p.first());
-        &self.inner.nodes[index].conn
+        let node = self.inner.nodes.get(index).unwrap_or_else(|| self.primary_node());
+        &self.inner.nodes.keep(&node).conn
     }
 
     /// Runs `fut` with every statement this connection routes inside it sent to `target`
@@ -147,7 +143,7 @@ impl RoutedConnection {
 
     /// Pings the primary.
     pub async fn ping(&self) -> Result<(), DbErr> {
-        self.primary_conn().ping().await
+        self.primary_node().writer.ping().await
     }
 
     /// Closes every node's pool.
@@ -158,7 +154,7 @@ impl RoutedConnection {
     /// Closes every node's pool, by reference.
     pub async fn close_by_ref(&self) -> Result<(), DbErr> {
         let mut first_err = None;
-        for n in &self.inner.nodes {
+        for (_, n) in self.inner.nodes.iter() {
             if let Err(e) = n.conn.close_by_ref().await {
                 first_err.get_or_insert(e);
             }
@@ -171,7 +167,7 @@ impl RoutedConnection {
 
     /// SeaORM's schema builder for this backend.
     pub fn get_schema_builder(&self) -> sea_orm::SchemaBuilder {
-        self.primary_conn().get_schema_builder()
+        self.primary_node().writer.get_schema_builder()
     }
 
     /// Statement counts per node and routing totals, for operators and tests.
@@ -183,6 +179,94 @@ impl RoutedConnection {
     pub(crate) fn ban(&self, node: usize) {
         self.inner.routing.ban(node);
     }
+
+    /// Adds `node` at run time (a topology source found it): it takes the lowest free id, its
+    /// probes start at once (from `probe`, its own connect options), and it enters rotation
+    /// once a probe sees it healthy and caught up (see `TopologyState::add_node`). Returns its
+    /// id; `None` when every id is taken.
+    pub(crate) fn add_node(
+        &self,
+        mut node: Node,
+        probe: Option<sea_orm::ConnectOptions>,
+    ) -> Option<usize> {
+        let state = self.inner.routing.state();
+        let id = state.add_node(|id| core_node(id, Role::Replica, &node))?;
+        node.installed = self.inner.routing.install();
+        let name = node.name.clone();
+        if !self.inner.nodes.install(id, node) {
+            // The slot still holds a node: the state and the slots disagree, which `remove_node`
+            // never leaves behind. Undo rather than route to the wrong pools.
+            state.remove_node(id);
+            tracing::error!(target: "rwsplit", node = %name, id, "slot still taken: node not added");
+            return None;
+        }
+        if let Some(targets) = &self.inner.probe_targets {
+            targets.set(id, probe);
+        }
+        if let Some(m) = &self.inner.monitor {
+            m.start_node(id);
+        }
+        tracing::warn!(target: "rwsplit", node = %name, id, "node added: probing it, it takes statements once healthy and caught up");
+        Some(id)
+    }
+
+    /// Removes node `id` at run time: it leaves the routing snapshot at once (no new statement
+    /// goes to it), its probes stop, and once nothing runs on it any more its pools are closed
+    /// (which waits for open transactions and streams) and its id becomes free. The last node
+    /// is never removed. Returns whether it was removed.
+    pub(crate) fn remove_node(&self, id: usize) -> bool {
+        if self.inner.nodes.count() <= 1 {
+            tracing::warn!(target: "rwsplit", id, "not removing the last node");
+            return false;
+        }
+        let state = Arc::clone(self.inner.routing.state());
+        state.remove_node(id);
+        if let Some(m) = &self.inner.monitor {
+            m.stop_node(id);
+        }
+        let Some(node) = self.inner.nodes.take(id) else { return false };
+        if let Some(targets) = &self.inner.probe_targets {
+            targets.set(id, None);
+        }
+        tracing::warn!(target: "rwsplit", node = %node.name, id, "node removed: draining");
+        let drain = async move {
+            // Statements hold their node while they run on it; the arena holds one lent out.
+            let idle = |n: &Arc<Node>| Arc::strong_count(n) <= 1 + usize::from(n.is_kept());
+            while !(idle(&node) && state.release(id)) {
+                tokio::time::sleep(DRAIN_CHECK).await;
+            }
+            for pool in [&node.conn, &node.writer] {
+                if let Err(e) = pool.close_by_ref().await {
+                    tracing::debug!(target: "rwsplit", node = %node.name, error = %e, "closing a removed node's pool");
+                }
+            }
+            tracing::info!(target: "rwsplit", node = %node.name, id, "removed node drained, pools closed");
+        };
+        match tokio::runtime::Handle::try_current() {
+            Ok(rt) => {
+                rt.spawn(drain);
+            }
+            Err(_) => {
+                tracing::warn!(target: "rwsplit", id, "no runtime: the removed node's id stays taken")
+            }
+        }
+        true
+    }
+}
+
+/// How often a removed node is checked for statements still running on it.
+const DRAIN_CHECK: Duration = Duration::from_millis(50);
+
+/// Node `n`'s entry in the first topology (or when it is added), with its placement.
+pub(crate) fn core_node(id: rwsplit_core::NodeId, role: Role, n: &Node) -> CoreNode {
+    let mut b = CoreNode::builder(id, role).name(n.name.as_str()).weight(n.placement.weight);
+    if let Some(zone) = &n.placement.zone {
+        b = b.zone(zone.clone());
+    }
+    for tag in &n.placement.tags {
+        b = b.tag(tag.clone());
+    }
+    b.build()
 }
 
 /// Starts the monitor on the current tokio runtime. Without one (a connection built outside a
@@ -255,7 +339,7 @@ impl Inner {
     /// One round of the gauges.
     fn sample_metrics(&self, now: Instant) {
         let topo = self.routing.state().snapshot();
-        for (i, n) in self.nodes.iter().enumerate() {
+        for (i, n) in self.nodes.iter() {
             let Some(view) = topo.node(node_id(i)) else { continue };
             let lag = view.lag();
             crate::telemetry::sample(

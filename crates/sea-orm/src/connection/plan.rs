@@ -116,7 +116,7 @@ impl RoutedConnection {
             || overridden
             || matches!(level, Consistency::Strong)
             || (!self.inner.policy.read_your_writes && explicit_token.is_none())
-            || (self.inner.nodes.len() == 1 && explicit_token.is_none())
+            || (self.inner.nodes.count() == 1 && explicit_token.is_none())
         {
             return self.plan_ctx(&rc.with_consistency(level));
         }

@@ -72,7 +72,7 @@ impl RoutedConnection {
     /// whose token may be exported.
     pub(super) fn tracks_writes(&self, scope: &Scope) -> bool {
         self.inner.policy.read_your_writes
-            && (self.inner.nodes.len() > 1 || matches!(scope, Scope::Session(_)))
+            && (self.inner.nodes.count() > 1 || matches!(scope, Scope::Session(_)))
     }
 
     /// Writes the router cannot see may now happen in `scope` (the primary's connection was
@@ -86,7 +86,11 @@ impl RoutedConnection {
 
     /// The primary's position now, from `node`'s writable pool.
     pub(crate) async fn capture_on(&self, node: usize) -> Result<CausalToken, DbErr> {
-        let n = &self.inner.nodes[node];
+        let n = self.inner.nodes.get(node).ok_or_else(|| {
+            DbErr::Conn(sea_orm::RuntimeErr::Internal(format!(
+                "rwsplit: node {node} was removed; no position to read"
+            )))
+        })?;
         let cached = n.system_id.load(Ordering::Relaxed);
         match position::capture(&n.writer, cached).await {
             Ok((token, system_id)) => {
@@ -146,7 +150,7 @@ impl RoutedConnection {
                 done(s);
             }),
             Err(e) => {
-                tracing::warn!(target: "rwsplit", node = %self.inner.nodes[node].name, error = %e, "could not read the primary's position after a write; the next read in this scope goes to the primary");
+                tracing::warn!(target: "rwsplit", node = %self.inner.nodes.get(node).map_or_else(String::new, |n| n.name.clone()), error = %e, "could not read the primary's position after a write; the next read in this scope goes to the primary");
                 self.key_update(key, |s| {
                     s.mark_pending();
                     done(s);

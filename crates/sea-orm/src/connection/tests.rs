@@ -96,7 +96,7 @@ async fn a_failed_write_is_never_retried_and_says_so() {
     let err = db.execute_raw(insert).await.expect_err("the write failed");
     assert!(matches!(err, DbErr::Conn(_)), "{err:?}");
     assert!(err.to_string().contains("not retried"), "{err}");
-    assert_eq!(statements(&db.inner.nodes[1].conn), 0, "nothing reached the replica");
+    assert_eq!(statements(&db.inner.nodes.get(1).unwrap().conn), 0, "nothing reached the replica");
     assert_eq!(db.stats().retries(), 0);
 }
 
@@ -113,7 +113,7 @@ async fn transactions_begin_where_their_access_mode_allows(
     let txn = db.begin_with_config(None, access).await.unwrap();
     txn.query_one_raw(select()).await.unwrap();
     txn.commit().await.unwrap();
-    let got = (statements(db.primary_conn()), statements(&db.inner.nodes[1].conn));
+    let got = (statements(db.primary_conn()), statements(&db.inner.nodes.get(1).unwrap().conn));
     assert_eq!(got, expected, "{access:?}");
 }
 
@@ -141,7 +141,7 @@ async fn closure_transactions_run_and_commit_through_the_router() {
         .unwrap();
     assert_eq!(ro, 1);
     assert_eq!(statements(db.primary_conn()), 1, "the read-write transaction");
-    assert_eq!(statements(&db.inner.nodes[1].conn), 1, "the read-only one");
+    assert_eq!(statements(&db.inner.nodes.get(1).unwrap().conn), 1, "the read-only one");
 }
 
 #[tokio::test]

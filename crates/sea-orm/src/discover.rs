@@ -1,0 +1,412 @@
+//! Nodes from a topology source ([`RoutedConnectionBuilder::topology`]): the monitor's
+//! [`watch`](rwsplit_monitor::watch) polls the source, and a task of the connection's applies
+//! each member set: a new member gets its pools and probes and enters rotation once healthy
+//! and caught up (the monitor's own probes judge roles and lag; the source's view is advisory),
+//! a member that leaves drains and goes, and a member's `noloadbalance` tag keeps reads off it.
+//!
+//! A member's URL is the primary's with host and port replaced: user, password, database and
+//! parameters are the primary's, and so are the pool settings.
+
+use std::fmt;
+use std::sync::{Arc, Weak};
+use std::time::Duration;
+
+use rwsplit_monitor::{Member, MemberSet, PatroniSource, SourceWatch, TopologySource};
+use sea_orm::ConnectOptions;
+
+use crate::connection::{Inner, RoutedConnection};
+use crate::redact::NodeUrl;
+use crate::replica::Placement;
+
+/// The tag a member with Patroni's `noloadbalance` carries in the topology: a dedicated tag no
+/// rule sends reads to, so it gets none (writes follow the primary role whatever its tags).
+pub(crate) const NO_LOAD_BALANCE: &str = "noloadbalance";
+
+/// How long `connect()` waits for the source's first answer before going on with the nodes it
+/// was given (the members then arrive with the next answer).
+const FIRST_ANSWER: Duration = Duration::from_secs(5);
+
+type StartWatch = Box<dyn FnOnce(Duration) -> SourceWatch + Send>;
+
+/// A topology source, as the builder keeps it until `connect()`.
+pub(crate) struct Discovery {
+    start: StartWatch,
+    interval: Duration,
+    /// The HA manager behind the source, if one promotes nodes (Patroni).
+    manager: Option<&'static str>,
+}
+
+impl fmt::Debug for Discovery {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Discovery")
+            .field("interval", &self.interval)
+            .field("manager", &self.manager)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Discovery {
+    pub(crate) fn new<S: TopologySource>(source: S) -> Discovery {
+        let manager = (std::any::TypeId::of::<S>() == std::any::TypeId::of::<PatroniSource>())
+            .then_some("Patroni");
+        Discovery {
+            start: Box::new(move |every| rwsplit_monitor::watch(source, every)),
+            interval: Duration::from_secs(1),
+            manager,
+        }
+    }
+
+    pub(crate) fn interval(mut self, every: Duration) -> Discovery {
+        self.interval = every;
+        self
+    }
+
+    /// The HA manager that promotes nodes of this source's cluster, if any.
+    pub(crate) fn ha_manager(&self) -> Option<&'static str> {
+        self.manager
+    }
+
+    /// Starts watching the source for `db`, applies its first answer (waiting at most
+    /// [`FIRST_ANSWER`]), then follows it on a task that ends with the connection.
+    pub(crate) async fn start(self, db: &RoutedConnection, template: Template) {
+        let watch = (self.start)(self.interval);
+        let mut rx = watch.subscribe();
+        let mut applier = Applier { template, known: Vec::new() };
+        // The nodes the builder was given, so a member at the same address is not added twice.
+        for (id, node) in db.inner.nodes.iter() {
+            if let Some(url) = applier.template.configured.get(id) {
+                applier.known.push(Known { id, url: url.clone(), listed: false });
+            } else {
+                tracing::debug!(target: "rwsplit", node = %node.name, "node without a URL");
+            }
+        }
+        let first = tokio::time::timeout(FIRST_ANSWER, async {
+            rx.wait_for(|s| s.version() > 0).await.map(|s| s.clone())
+        })
+        .await;
+        match first {
+            Ok(Ok(set)) => applier.apply(db, &set).await,
+            _ => {
+                tracing::warn!(target: "rwsplit", "the topology source has not answered yet: starting with the configured nodes")
+            }
+        }
+        let weak: Weak<Inner> = Arc::downgrade(&db.inner);
+        let task = tokio::spawn(async move {
+            let _watch = watch;
+            while rx.changed().await.is_ok() {
+                let set = rx.borrow_and_update().clone();
+                let Some(inner) = weak.upgrade() else { return };
+                let db = RoutedConnection { inner };
+                applier.apply(&db, &set).await;
+            }
+        });
+        *db.inner.discovery.lock().unwrap_or_else(std::sync::PoisonError::into_inner) =
+            Some(AbortOnDrop(task));
+    }
+}
+
+/// Stops the discovery task when the connection is dropped.
+pub(crate) struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+impl fmt::Debug for AbortOnDrop {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("AbortOnDrop")
+    }
+}
+
+/// What a member's node is made from: the primary's options and URL.
+pub(crate) struct Template {
+    options: ConnectOptions,
+    url: String,
+    backend: sea_orm::DbBackend,
+    acquire: Duration,
+    /// The configured nodes' URLs, by id.
+    configured: Vec<NodeUrl>,
+}
+
+impl Template {
+    pub(crate) fn new(
+        options: ConnectOptions,
+        configured: Vec<NodeUrl>,
+        acquire: Duration,
+    ) -> Template {
+        let url = options.get_url().to_owned();
+        let backend = configured.first().map_or(sea_orm::DbBackend::Postgres, NodeUrl::backend);
+        Template { options, url, backend, acquire, configured }
+    }
+
+    /// `member`'s URL: the primary's with host and port replaced.
+    fn url_of(&self, member: &Member) -> Option<String> {
+        let mut url = url::Url::parse(self.url.trim()).ok()?;
+        let host = if member.host.contains(':') && !member.host.starts_with('[') {
+            format!("[{}]", member.host)
+        } else {
+            member.host.clone()
+        };
+        url.set_host(Some(&host)).ok()?;
+        url.set_port(Some(member.port)).ok()?;
+        Some(url.to_string())
+    }
+
+    /// The primary's pool settings on `url`.
+    fn options_for(&self, url: String) -> ConnectOptions {
+        let o = &self.options;
+        let mut opts = ConnectOptions::new(url);
+        if let Some(v) = o.get_max_connections() {
+            opts.max_connections(v);
+        }
+        if let Some(v) = o.get_min_connections() {
+            opts.min_connections(v);
+        }
+        if let Some(v) = o.get_connect_timeout() {
+            opts.connect_timeout(v);
+        }
+        if let Some(v) = o.get_acquire_timeout() {
+            opts.acquire_timeout(v);
+        }
+        if let Some(v) = o.get_idle_timeout() {
+            opts.idle_timeout(v);
+        }
+        if let Some(v) = o.get_max_lifetime() {
+            opts.max_lifetime(v);
+        }
+        opts.sqlx_logging(o.get_sqlx_logging());
+        opts
+    }
+}
+
+/// A node the applier knows: configured, or added for a member.
+struct Known {
+    id: usize,
+    url: NodeUrl,
+    /// Whether the source has listed it (only those leave when the source stops listing them:
+    /// a DNS source never lists the primary, which stays).
+    listed: bool,
+}
+
+struct Applier {
+    template: Template,
+    known: Vec<Known>,
+}
+
+impl Applier {
+    /// Makes the nodes follow `set`'s members (the whole set, so skipped versions lose
+    /// nothing). A set that only reports an error changes nothing.
+    async fn apply(&mut self, db: &RoutedConnection, set: &MemberSet) {
+        if set.members().is_empty() {
+            return;
+        }
+        let mut present = Vec::with_capacity(set.members().len());
+        for member in set.members() {
+            let Some(url) = self.template.url_of(member) else {
+                tracing::warn!(target: "rwsplit", member = %member.name, address = %member.address(), "a member's address makes no URL; ignored");
+                continue;
+            };
+            let parsed = match NodeUrl::parse(&format!("member {}", member.name), &url) {
+                Ok(p) => p,
+                Err(e) => {
+                    tracing::warn!(target: "rwsplit", error = %e, "a member's URL is not usable; ignored");
+                    continue;
+                }
+            };
+            let tags: &[&str] = if member.tags.noloadbalance { &[NO_LOAD_BALANCE] } else { &[] };
+            let id = match self.known.iter_mut().find(|k| k.url.same_node(&parsed)) {
+                Some(k) => {
+                    k.listed = true;
+                    let state = db.inner.routing.state();
+                    let had = state
+                        .snapshot()
+                        .node(crate::route::node_id(k.id))
+                        .map(|n| n.has_tag(NO_LOAD_BALANCE));
+                    if had.is_some_and(|h| h != member.tags.noloadbalance) {
+                        state.set_tags(k.id, tags);
+                    }
+                    k.id
+                }
+                None => {
+                    let name = parsed.name().to_owned();
+                    let opts = self.template.options_for(url);
+                    let probe = opts.clone();
+                    let t = &self.template;
+                    // Members are PostgreSQL servers reached directly (no pooler in front).
+                    let direct = crate::Pooling::Direct;
+                    let open =
+                        crate::builder::open_replica(name, opts, t.backend, t.acquire, direct);
+                    let node = match open.await {
+                        Ok(n) => n,
+                        Err(e) => {
+                            let e = parsed.scrub(&e.to_string());
+                            tracing::warn!(target: "rwsplit", node = %parsed.name(), error = %e, "could not make pools for a new member");
+                            continue;
+                        }
+                    };
+                    let placement = Placement {
+                        tags: tags.iter().map(|t| Box::from(*t)).collect(),
+                        ..Placement::default()
+                    };
+                    let Some(id) = db.add_node(node.placed(placement), Some(probe)) else {
+                        tracing::error!(target: "rwsplit", node = %parsed.name(), max = rwsplit_core::MAX_NODES, "no free node id for a new member (removed nodes still draining count)");
+                        continue;
+                    };
+                    self.known.push(Known { id, url: parsed, listed: true });
+                    id
+                }
+            };
+            present.push(id);
+        }
+        let gone: Vec<usize> = self
+            .known
+            .iter()
+            .filter(|k| k.listed && !present.contains(&k.id))
+            .map(|k| k.id)
+            .collect();
+        for id in gone {
+            if db.remove_node(id) {
+                self.known.retain(|k| k.id != id);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use rwsplit_monitor::{AutoFailover, MemberRole, PatroniSource};
+    use sea_orm::{ConnectionTrait, DatabaseConnection, DbBackend, MockDatabase, Statement, Value};
+
+    use super::*;
+    use crate::connection::{Node, Policy};
+    use crate::{Error, RoutedConnection};
+
+    fn answering() -> DatabaseConnection {
+        let row = std::collections::BTreeMap::from([("id", Value::Int(Some(1)))]);
+        MockDatabase::new(DbBackend::Postgres)
+            .append_query_results((0..16).map(|_| vec![row.clone()]))
+            .into_connection()
+    }
+
+    fn log_len(c: &DatabaseConnection) -> usize {
+        c.clone().into_transaction_log().len()
+    }
+
+    fn select() -> Statement {
+        Statement::from_string(DbBackend::Postgres, "SELECT id FROM t")
+    }
+
+    fn routed(replicas: usize) -> RoutedConnection {
+        let policy = Policy { read_your_writes: false, ..Default::default() };
+        let replicas = (0..replicas).map(|_| answering()).collect();
+        RoutedConnection::from_connections_with(answering(), replicas, policy).unwrap()
+    }
+
+    #[tokio::test]
+    async fn a_removed_replica_gets_no_new_statement_and_its_id_is_reused_once_drained() {
+        let db = routed(2);
+        let replica = db.inner.nodes.get(1).unwrap().conn.clone();
+        for _ in 0..4 {
+            db.query_one_raw(select()).await.unwrap();
+        }
+        let before = log_len(&replica);
+        assert!(before > 0, "the replica took reads while it was there");
+        assert!(db.remove_node(1));
+        for _ in 0..6 {
+            db.query_one_raw(select()).await.unwrap();
+        }
+        // (Reading the log drains it.)
+        assert_eq!(log_len(&replica), 0, "no statement after the removal");
+        // Stats, Debug and fencing see the gap.
+        let names: Vec<String> = db.stats().nodes().iter().map(|n| n.name().to_owned()).collect();
+        assert_eq!(names, ["primary", "replica 2"]);
+        assert!(!format!("{db:?}").contains("replica 1"), "{db:?}");
+        assert!(matches!(db.fence("replica 1"), Err(Error::UnknownNode { .. })));
+        db.fence("replica 2").unwrap();
+        db.unfence("replica 2").unwrap();
+        // Drained (nothing was in flight): the id is free again for the next node.
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        let id = db.add_node(Node::new("replica 3".to_owned(), answering()), None);
+        assert_eq!(id, Some(1));
+        // Not probed (mocks have no monitor), so it never joined: still no statement there.
+        let newcomer = db.inner.nodes.get(1).unwrap().conn.clone();
+        for _ in 0..6 {
+            db.query_one_raw(select()).await.unwrap();
+        }
+        assert_eq!(log_len(&newcomer), 0, "a node that has not joined gets nothing");
+    }
+
+    #[tokio::test]
+    async fn the_last_node_is_never_removed() {
+        let db = routed(1);
+        assert!(db.remove_node(0));
+        assert!(!db.remove_node(1), "the last node stays");
+        assert_eq!(db.stats().nodes().len(), 1);
+        db.query_one_raw(select()).await.expect("the remaining node still serves reads");
+    }
+
+    #[test]
+    fn a_plan_made_before_a_slot_was_reused_skips_its_new_node() {
+        use rwsplit_core::{Access, RouteContext};
+        let db = routed(1);
+        let ctx = RouteContext::for_access(Access::Read, std::time::Instant::now());
+        let old_plan = db.inner.routing.plan(&ctx).unwrap();
+        let mut newcomer = Node::new("replica 9".to_owned(), answering());
+        newcomer.installed = db.inner.routing.install();
+        assert!(old_plan.stale(&newcomer));
+        let new_plan = db.inner.routing.plan(&ctx).unwrap();
+        assert!(!new_plan.stale(&newcomer));
+        assert!(!old_plan.stale(&db.inner.nodes.get(1).unwrap()), "nodes from the start never are");
+    }
+
+    #[tokio::test]
+    async fn auto_failover_with_a_patroni_source_is_refused_before_connecting() {
+        let started = std::time::Instant::now();
+        let err = RoutedConnection::builder()
+            .primary("postgres://app:hunter2@192.0.2.1:5432/app")
+            .topology(PatroniSource::new(["http://192.0.2.1:8008"]).unwrap())
+            .auto_failover(AutoFailover::default())
+            .connect()
+            .await
+            .unwrap_err();
+        assert!(matches!(err, Error::FailoverWithHaManager { manager: "Patroni" }), "{err}");
+        let text = err.to_string();
+        assert!(text.contains("never promotes") && !text.contains("hunter2"), "{text}");
+        assert!(started.elapsed() < Duration::from_secs(1), "nothing was connected");
+    }
+
+    #[rstest::rstest]
+    #[case(
+        "10.0.0.7",
+        6432,
+        "postgres://app:p%40ss@10.0.0.7:6432/app?sslmode=disable",
+        "10.0.0.7:6432/app"
+    )]
+    #[case("::1", 5433, "postgres://app:p%40ss@[::1]:5433/app?sslmode=disable", "[::1]:5433/app")]
+    #[case(
+        "db-3.internal",
+        5432,
+        "postgres://app:p%40ss@db-3.internal:5432/app?sslmode=disable",
+        "db-3.internal:5432/app"
+    )]
+    fn a_members_url_is_the_primarys_at_its_address(
+        #[case] host: &str,
+        #[case] port: u16,
+        #[case] url: &str,
+        #[case] name: &str,
+    ) {
+        let primary = "postgres://app:p%40ss@primary:5432/app?sslmode=disable";
+        let parsed = NodeUrl::parse("primary", primary).unwrap();
+        let t = Template::new(ConnectOptions::new(primary), vec![parsed], Duration::from_secs(1));
+        let member = Member::new("m", host, port, MemberRole::Replica);
+        let got = t.url_of(&member).unwrap();
+        assert_eq!(got, url);
+        let node = NodeUrl::parse("member", &got).unwrap();
+        assert_eq!(node.name(), name);
+        assert!(!format!("{node:?} {node}").contains("p%40ss"));
+    }
+}
