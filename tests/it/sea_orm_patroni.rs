@@ -6,7 +6,7 @@
 
 use std::time::{Duration, Instant};
 
-use rwsplit_sea_orm::{Consistency, PatroniSource, RoutedConnection};
+use rwsplit_sea_orm::{Consistency, PatroniSource, RoutedConnection, RouterConfig, Staleness};
 use rwsplit_testkit::{MemberTags, PatroniCluster};
 use sea_orm::{ConnectionTrait, Statement};
 
@@ -36,6 +36,11 @@ async fn start(name: &str) -> PatroniCluster {
 
 /// A connection built from the leader's URL and the cluster's REST endpoints.
 async fn connect(cluster: &PatroniCluster) -> RoutedConnection {
+    connect_with(cluster, RouterConfig::default()).await
+}
+
+/// [`connect`] with `router`.
+async fn connect_with(cluster: &PatroniCluster, router: RouterConfig) -> RoutedConnection {
     let leader = cluster.wait_leader(Duration::from_secs(30)).await.expect("a leader");
     let primary = cluster.member(&leader).expect("the leader is a member").url();
     let source = PatroniSource::new(cluster.rest_urls()).expect("valid REST URLs");
@@ -48,6 +53,7 @@ async fn connect(cluster: &PatroniCluster) -> RoutedConnection {
         // refuses while it restarts as a replica) waits up to the pool's acquire timeout, 5 s
         // by default; this bounds it (see `RoutedConnectionBuilder::acquire_timeout`).
         .acquire_timeout(ACQUIRE)
+        .router(router)
         .connect()
         .await
         .expect("connects")
@@ -200,6 +206,120 @@ async fn members_added_and_removed_by_patroni_follow_without_a_restart() {
          gone_after_removal={gone:?} in_flight_reads_failed={slow_failed} reads_failed={failed}"
     );
     assert_eq!(slow_failed, 0, "in-flight reads failed");
+    assert_eq!(failed, 0, "reads failed");
+}
+
+/// The lag bound of the next test: 1 MiB, the figure HAProxy setups put in Patroni's
+/// `GET /replica?lag=1MB` health check and this testkit's `maximum_lag_on_failover`.
+const LAG_BOUND: u64 = 1 << 20;
+
+/// Member `name`'s lag as Patroni reports it in `/cluster` (bytes), if it reports a number.
+async fn patroni_lag(cluster: &PatroniCluster, name: &str) -> Option<u64> {
+    let v = cluster.cluster_json().await.ok()?;
+    let member = v["members"].as_array()?.iter().find(|m| m["name"] == name)?;
+    member["lag"].as_u64()
+}
+
+/// Polls Patroni's lag of `name` until `check` holds (up to `max`): how long, and the figure.
+async fn patroni_lag_until(
+    cluster: &PatroniCluster,
+    name: &str,
+    max: Duration,
+    check: impl Fn(u64) -> bool,
+) -> (Duration, u64) {
+    let started = Instant::now();
+    loop {
+        if let Some(lag) = patroni_lag(cluster, name).await.filter(|&l| check(l)) {
+            return (started.elapsed(), lag);
+        }
+        assert!(started.elapsed() < max, "Patroni's lag of {name} not as expected within {max:?}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// A member that falls behind (its WAL receiver frozen while the leader writes about 6 MiB)
+/// is reported lagging by Patroni, leaves rwsplit's read rotation under a 1 MiB
+/// `max_replica_lag`, and comes back once it has caught up; no read fails meanwhile.
+///
+/// rwsplit decides on its own measure (the leader's position minus the member's *replayed*
+/// one, every probe), not on Patroni's (minus the *received* one, refreshed every
+/// `loop_wait`): it is at least as strict and fresher, and this test shows both seeing the
+/// same event.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_member_patroni_reports_lagging_leaves_rotation_and_comes_back() {
+    let _serial = SERIAL.lock().await;
+    let cluster = start("pat-lag").await;
+    let router = RouterConfig::default().max_replica_lag(Staleness::bytes(LAG_BOUND));
+    let db = connect_with(&cluster, router).await;
+    let leader = cluster.wait_leader(Duration::from_secs(30)).await.expect("a leader");
+    let names: Vec<String> =
+        cluster.members().iter().map(|m| node_name(&cluster, m.name())).collect();
+    within("the three members in rotation", Duration::from_secs(15), || {
+        let up = up_nodes(&db);
+        names.iter().all(|n| up.contains(n))
+    })
+    .await;
+    let replicas: Vec<String> =
+        cluster.members().iter().map(|m| m.name().to_owned()).filter(|n| *n != leader).collect();
+    let (lagger, other) = (&replicas[0], &replicas[1]);
+    let (lagger_node, other_node) = (node_name(&cluster, lagger), node_name(&cluster, other));
+
+    // The writes go to the leader on a connection of their own: the routed connection's
+    // read-your-writes would otherwise keep this task's reads off a replica that lacks them,
+    // and the test would pass for the wrong reason.
+    let leader_url = cluster.member(&leader).expect("the leader is a member").url();
+    let mut writer = crate::support::connect(&leader_url).await;
+    crate::support::exec(&mut writer, "CREATE TABLE lag_fill (id bigint, pad text)")
+        .await
+        .expect("table created");
+    cluster.wait_caught_up(Duration::from_secs(20)).await.expect("replicas caught up");
+    let mut failed = reads(&db, 200).await;
+    assert!(reads_on(&db, &lagger_node) > 0, "the member served reads before it lagged");
+
+    cluster.hold_streaming(lagger).expect("its WAL receiver frozen");
+    crate::support::exec(
+        &mut writer,
+        "INSERT INTO lag_fill SELECT g, repeat('x', 200) FROM generate_series(1, 25000) g",
+    )
+    .await
+    .expect("about 6 MiB of WAL written");
+    let wrote = Instant::now();
+    let node_lag = |db: &RoutedConnection| {
+        db.stats().node(&lagger_node).and_then(|n| n.lag().bytes()).unwrap_or(0)
+    };
+    within("rwsplit measures the lag", Duration::from_secs(10), || node_lag(&db) > LAG_BOUND).await;
+    let rwsplit_saw = wrote.elapsed();
+    let (_, patroni_lagging) =
+        patroni_lag_until(&cluster, lagger, Duration::from_secs(15), |l| l > LAG_BOUND).await;
+    let patroni_saw = wrote.elapsed();
+    let measured = node_lag(&db);
+
+    let (lagger_before, other_before) = (reads_on(&db, &lagger_node), reads_on(&db, &other_node));
+    failed += reads(&db, 300).await;
+    let lagging_reads = reads_on(&db, &lagger_node) - lagger_before;
+    let other_reads = reads_on(&db, &other_node) - other_before;
+
+    cluster.resume_streaming(lagger).expect("its WAL receiver continued");
+    let resumed = Instant::now();
+    let (patroni_caught_up, _) =
+        patroni_lag_until(&cluster, lagger, Duration::from_secs(20), |l| l <= LAG_BOUND).await;
+    let back = {
+        let before = reads_on(&db, &lagger_node);
+        while reads_on(&db, &lagger_node) == before {
+            assert!(resumed.elapsed() < Duration::from_secs(20), "the member never came back");
+            failed += reads(&db, 10).await;
+        }
+        resumed.elapsed()
+    };
+    println!(
+        "PATRONI-ADAPTER-FIGURES scenario=lagging-member bound={LAG_BOUND} \
+         patroni_lag={patroni_lagging} patroni_saw={patroni_saw:?} rwsplit_lag={measured} \
+         rwsplit_out_of_rotation={rwsplit_saw:?} reads_on_lagging={lagging_reads}/300 \
+         reads_on_other={other_reads}/300 patroni_caught_up={patroni_caught_up:?} \
+         back_in_rotation={back:?} probe_interval={PROBE:?} reads_failed={failed}"
+    );
+    assert_eq!(lagging_reads, 0, "a member lagging past the bound served reads");
+    assert!(other_reads > 0, "the fresh replica served the reads");
     assert_eq!(failed, 0, "reads failed");
 }
 

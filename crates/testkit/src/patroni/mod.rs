@@ -871,6 +871,51 @@ impl PatroniCluster {
         }))
     }
 
+    /// Freezes member `name`'s WAL receiver (SIGSTOP): the member stays up, answers queries
+    /// and its Patroni's REST API, but receives no WAL, so it falls behind while the leader
+    /// writes and Patroni reports it lagging (`lag` in `/cluster` is the leader's position minus
+    /// the member's received one). Not for the leader, and not under synchronous mode for the
+    /// sync standby (commits would wait for it). [`PatroniCluster::resume_streaming`] undoes
+    /// it; dropping the cluster kills a frozen receiver like every other process.
+    pub fn hold_streaming(&self, name: &str) -> Result<()> {
+        let receivers = self.wal_receivers(name)?;
+        if receivers.is_empty() {
+            return Err(Error::InvalidControl {
+                node: name.to_owned(),
+                what: "runs no WAL receiver (is it the leader, or reconnecting?)".into(),
+            });
+        }
+        for pid in receivers {
+            process::send(pid, Signal::SIGSTOP)?;
+        }
+        Ok(())
+    }
+
+    /// Continues member `name`'s WAL receiver after [`PatroniCluster::hold_streaming`]: it
+    /// streams the WAL it missed and catches up. A member not held is left as it is.
+    pub fn resume_streaming(&self, name: &str) -> Result<()> {
+        for pid in self.wal_receivers(name)? {
+            process::send(pid, Signal::SIGCONT)?;
+        }
+        Ok(())
+    }
+
+    /// The pids of member `name`'s WAL receiver (a child of its postmaster whose process title
+    /// names it): none on a leader, or while it reconnects.
+    fn wal_receivers(&self, name: &str) -> Result<Vec<u32>> {
+        let mut members = lock(&self.members);
+        let m = find(&mut members, name)?;
+        let postmaster = m.postmaster().ok_or_else(|| Error::InvalidControl {
+            node: name.to_owned(),
+            what: "its PostgreSQL is not running".into(),
+        })?;
+        let title = std::ffi::OsStr::new("walreceiver");
+        Ok(process::children_of(postmaster)
+            .into_iter()
+            .filter(|&pid| process::cmdline_contains(pid, title))
+            .collect())
+    }
+
     /// Leaves every process running after this value is gone, and returns what is needed to
     /// find and stop them later ([`PatroniState::destroy`]).
     pub fn detach(mut self) -> PatroniState {
