@@ -65,8 +65,10 @@ pub(crate) fn run(args: &CiArgs) -> anyhow::Result<()> {
         ))?;
         crate::soak::run(&crate::soak::SoakArgs::for_ci(locked))?;
         // The examples, each on its own throwaway cluster: the quickstart (the README's main
-        // job) and the axum read-your-writes app, which fails on a stale read.
-        for example in ["quickstart", "axum_ryw", "metrics"] {
+        // job), the axum read-your-writes app, which fails on a stale read, the metrics
+        // endpoint, and the quickstart through a Patroni switchover (fails if writes do not
+        // resume).
+        for example in ["quickstart", "axum_ryw", "metrics", "patroni"] {
             let mut run = crate::cargo();
             run.args(["run", "-q", "--example", example]);
             with_lock(&mut run);
