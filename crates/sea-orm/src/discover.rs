@@ -340,6 +340,94 @@ mod tests {
         assert_eq!(log_len(&newcomer), 0, "a node that has not joined gets nothing");
     }
 
+    /// A probe connection that answers PostgreSQL's probe with one fixed row.
+    struct Answers(rwsplit_monitor::Row);
+
+    impl rwsplit_monitor::ProbeConn for Answers {
+        async fn fetch_row(
+            &self,
+            _sql: &str,
+        ) -> Result<Option<rwsplit_monitor::Row>, rwsplit_monitor::ProbeError> {
+            Ok(Some(self.0.clone()))
+        }
+    }
+
+    /// What the monitor's probe makes of a PostgreSQL node at `lsn` (hex, `0/…`), replaying
+    /// (a replica) `since_replay_ms` ago or not in recovery (the primary).
+    async fn seen(
+        primary: bool,
+        lsn: &str,
+        since_replay_ms: u64,
+    ) -> Result<rwsplit_monitor::Observation, rwsplit_monitor::ProbeError> {
+        let row = rwsplit_monitor::Row::new([
+            ("in_recovery", Some((!primary).to_string())),
+            ("system_id", Some("7".to_owned())),
+            ("timeline", Some("1".to_owned())),
+            ("replayed", Some(lsn.to_owned())),
+            ("received", None),
+            ("since_replay_ms", Some(since_replay_ms.to_string())),
+            ("paused", Some("false".to_owned())),
+        ]);
+        let flavor = rwsplit_monitor::Flavor::Postgres;
+        Ok(rwsplit_monitor::probe(&Answers(row), flavor, Duration::from_secs(1)).await.unwrap())
+    }
+
+    /// The `rwsplit.node.health` gauge of the node at `address` after one sampler round.
+    fn health_gauge(db: &RoutedConnection, address: &str) -> String {
+        let recorder = metrics_exporter_prometheus::PrometheusBuilder::new().build_recorder();
+        metrics::with_local_recorder(&recorder, || {
+            db.inner.sample_metrics(std::time::Instant::now());
+        });
+        let text = recorder.handle().render();
+        let series =
+            format!("rwsplit_node_health{{server_address=\"{address}\",server_port=\"5432\"}} ");
+        text.lines()
+            .find_map(|l| l.strip_prefix(&series))
+            .unwrap_or_else(|| panic!("no {series} in:\n{text}"))
+            .to_owned()
+    }
+
+    /// A node added at run time is `joining` in the stats (and `Down`, as nothing is routed to
+    /// it) until a probe sees it caught up; then it is `Up` and no longer joining. Time is the
+    /// probes' explicit instants.
+    #[tokio::test]
+    async fn a_node_is_reported_joining_until_it_enters_rotation() {
+        use rwsplit_core::Health;
+        let db = routed(1);
+        let state = std::sync::Arc::clone(db.inner.routing.state());
+        let t = std::time::Instant::now();
+        let ms = Duration::from_millis;
+        state.observe(0, &seen(true, "0/64", 0).await, t);
+        state.observe(1, &seen(false, "0/64", 0).await, t);
+        let id = db.add_node(Node::new("db-3:5432/app".to_owned(), answering()), None).unwrap();
+        let joining = |db: &RoutedConnection| {
+            let s = db.stats();
+            let n = s.node("db-3:5432/app").expect("listed while joining");
+            (n.joining(), n.health())
+        };
+        assert_eq!(joining(&db), (true, Health::Down));
+        assert_eq!(health_gauge(&db, "db-3"), "3", "the gauge says joining too");
+        assert!(
+            db.stats().nodes().iter().filter(|n| n.name() != "db-3:5432/app").all(|n| !n.joining())
+        );
+        // Probed, reachable, but 30 s behind (a fresh standby replaying its base backup).
+        state.observe(id, &seen(false, "0/28", 30_000).await, t + ms(100));
+        assert_eq!(joining(&db), (true, Health::Down), "a lagging newcomer is still joining");
+        // Caught up: it joins.
+        state.observe(0, &seen(true, "0/64", 0).await, t + ms(200));
+        state.observe(id, &seen(false, "0/64", 0).await, t + ms(300));
+        assert_eq!(joining(&db), (false, Health::Up));
+        assert_eq!(health_gauge(&db, "db-3"), "0");
+        // Once in rotation, failing probes take it down: down, not joining.
+        for i in 0..3 {
+            let refused = Err(rwsplit_monitor::ProbeError::unreachable("connection refused"));
+            state.observe(id, &refused, t + ms(400 + i));
+        }
+        assert_eq!(joining(&db), (false, Health::Down));
+        assert!(db.remove_node(id));
+        assert!(db.stats().node("db-3:5432/app").is_none(), "a removed node is not listed");
+    }
+
     #[tokio::test]
     async fn the_last_node_is_never_removed() {
         let db = routed(1);

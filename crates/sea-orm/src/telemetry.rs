@@ -17,7 +17,7 @@
 //! | [`RETRIES`] | counter | node | reads moved on from this node to the next candidate |
 //! | [`READ_YOUR_WRITES`] | counter | `outcome` (`replica`, `waited`, `primary`) | where reads that had to see a write went |
 //! | [`IN_FLIGHT`] | gauge | node | statements running on the node now |
-//! | [`HEALTH`] | gauge | node | 0 up, 1 suspect, 2 down |
+//! | [`HEALTH`] | gauge | node | 0 up, 1 suspect, 2 down, 3 joining (added at run time, probed, not in rotation yet) |
 //! | [`FENCED`] | gauge | node | 1 while fenced |
 //! | [`ROLE`] | gauge | node | 1 primary, 0 replica |
 //! | [`LAG_BYTES`], [`LAG_SECONDS`] | gauge | node | a replica's replication lag (NaN while unknown: down, replay stopped, MariaDB bytes) |
@@ -60,8 +60,20 @@ pub const RETRIES: &str = "rwsplit.retries";
 pub const READ_YOUR_WRITES: &str = "rwsplit.read_your_writes";
 /// Gauge: statements running on a node now.
 pub const IN_FLIGHT: &str = "rwsplit.node.in_flight";
-/// Gauge: a node's health, 0 up, 1 suspect, 2 down.
+/// Gauge: a node's health: [`HEALTH_UP`] (0), [`HEALTH_SUSPECT`] (1), [`HEALTH_DOWN`] (2),
+/// [`HEALTH_JOINING`] (3).
 pub const HEALTH: &str = "rwsplit.node.health";
+/// [`HEALTH`] of a healthy node (`Health::Up`).
+pub const HEALTH_UP: f64 = 0.0;
+/// [`HEALTH`] of a node with recent failures, still routable (`Health::Suspect`).
+pub const HEALTH_SUSPECT: f64 = 1.0;
+/// [`HEALTH`] of a node out of rotation after repeated failures (`Health::Down`).
+pub const HEALTH_DOWN: f64 = 2.0;
+/// [`HEALTH`] of a node a topology source added that has not entered rotation yet: probed,
+/// waiting to be seen as the primary or as a replica caught up
+/// ([`NodeStats::joining`](crate::NodeStats::joining)). Not a failure: `Stats` reports it
+/// `Health::Down` with `joining()` true.
+pub const HEALTH_JOINING: f64 = 3.0;
 /// Gauge: 1 while a node is fenced.
 pub const FENCED: &str = "rwsplit.node.fenced";
 /// Gauge: 1 for the node that has the primary role, 0 for the others.
@@ -302,6 +314,8 @@ pub(crate) fn read_your_writes(outcome: Ryw) {
 pub(crate) struct NodeSample<'a> {
     pub(crate) labels: &'a NodeLabels,
     pub(crate) health: Health,
+    /// Added at run time and not in rotation yet (then `health` is `Down`).
+    pub(crate) joining: bool,
     pub(crate) fenced: bool,
     pub(crate) role: Role,
     pub(crate) lag_bytes: Option<u64>,
@@ -320,14 +334,7 @@ pub(crate) fn sample(s: &NodeSample<'_>, now: Instant) {
         metrics::gauge!(name, "server.address" => address.clone(), "server.port" => port.clone())
             .set(v);
     };
-    gauge(
-        HEALTH,
-        match s.health {
-            Health::Up => 0.0,
-            Health::Suspect => 1.0,
-            Health::Down => 2.0,
-        },
-    );
+    gauge(HEALTH, health_value(s.health, s.joining));
     gauge(FENCED, if s.fenced { 1.0 } else { 0.0 });
     gauge(ROLE, if s.role == Role::Primary { 1.0 } else { 0.0 });
     gauge(IN_FLIGHT, f64::from(s.in_flight));
@@ -374,6 +381,16 @@ pub(crate) fn sample(s: &NodeSample<'_>, now: Instant) {
         "server.port" => port.clone(),
     )
     .set(f64::from(s.in_flight.saturating_sub(used_total)));
+}
+
+/// The [`HEALTH`] gauge's value.
+pub(crate) fn health_value(health: Health, joining: bool) -> f64 {
+    match health {
+        _ if joining => HEALTH_JOINING,
+        Health::Up => HEALTH_UP,
+        Health::Suspect => HEALTH_SUSPECT,
+        Health::Down => HEALTH_DOWN,
+    }
 }
 
 /// Promotions followed since the connection was built.
@@ -459,6 +476,7 @@ mod tests {
                 &NodeSample {
                     labels: &NodeLabels::of("db-2:5432/app"),
                     health: Health::Down,
+                    joining: false,
                     fenced: true,
                     role: Role::Replica,
                     lag_bytes: Some(4096),
@@ -486,5 +504,16 @@ mod tests {
         ] {
             assert!(text.contains(&want), "missing `{want}` in:\n{text}");
         }
+    }
+
+    /// Each health, and joining, has its own documented value.
+    #[rstest]
+    #[case(Health::Up, false, 0.0)]
+    #[case(Health::Suspect, false, 1.0)]
+    #[case(Health::Down, false, 2.0)]
+    #[case(Health::Down, true, 3.0)]
+    #[case(Health::Up, true, 3.0)]
+    fn health_gauge_values(#[case] health: Health, #[case] joining: bool, #[case] value: f64) {
+        assert_eq!(health_value(health, joining), value);
     }
 }

@@ -337,24 +337,31 @@ fn spawn_sampler(weak: std::sync::Weak<Inner>, every: Duration) {
 
 impl Inner {
     /// One round of the gauges.
-    fn sample_metrics(&self, now: Instant) {
+    pub(crate) fn sample_metrics(&self, now: Instant) {
         let topo = self.routing.state().snapshot();
         for (i, n) in self.nodes.iter() {
-            let Some(view) = topo.node(node_id(i)) else { continue };
-            let lag = view.lag();
+            let view = topo.node(node_id(i));
+            // Not in the snapshot: joining (sampled as such), or removed a moment ago (its
+            // gauges are the removal's, see `remove_node`).
+            let joining = view.is_none() && self.routing.state().contains(i);
+            if view.is_none() && !joining {
+                continue;
+            }
+            let lag = view.map_or_else(rwsplit_core::Lag::unknown, |v| v.lag());
             crate::telemetry::sample(
                 &crate::telemetry::NodeSample {
                     labels: &n.labels,
-                    health: self.routing.health(i),
+                    health: view.map_or(rwsplit_core::Health::Down, |v| v.health()),
+                    joining,
                     fenced: self.routing.is_fenced(i),
-                    role: view.role(),
+                    role: view.map_or(Role::Replica, |v| v.role()),
                     lag_bytes: lag.bytes(),
                     lag_time: lag.time(),
                     last_seen: *n
                         .last_seen
                         .lock()
                         .unwrap_or_else(std::sync::PoisonError::into_inner),
-                    in_flight: view.load().in_flight(),
+                    in_flight: view.map_or(0, |v| v.load().in_flight()),
                     read_pool: (!n.one_pool).then_some(&n.conn),
                     write_pool: &n.writer,
                 },
