@@ -428,6 +428,131 @@ mod tests {
         assert!(db.stats().node("db-3:5432/app").is_none(), "a removed node is not listed");
     }
 
+    /// Every gauge series of the node at `address` (`name{labels} value` lines).
+    fn series_of(text: &str, address: &str) -> Vec<String> {
+        let label = format!("server_address=\"{address}\"");
+        let mut lines: Vec<String> = text
+            .lines()
+            .filter(|l| !l.starts_with('#') && l.contains(&label))
+            .map(str::to_owned)
+            .collect();
+        lines.sort();
+        lines
+    }
+
+    /// A node at 127.0.0.1:9 with real sqlx pools (7 connections at most) that never connect.
+    async fn lazy_node() -> Node {
+        let mut opts = ConnectOptions::new("postgres://app:pw@127.0.0.1:9/app");
+        opts.max_connections(7);
+        crate::builder::open_replica(
+            "127.0.0.1:9/app".to_owned(),
+            opts,
+            DbBackend::Postgres,
+            Duration::from_secs(1),
+            crate::Pooling::Direct,
+        )
+        .await
+        .unwrap()
+    }
+
+    /// A member removed and listed again before the old node drained: the new node owns the
+    /// series, and the old one's drain does not mark them gone.
+    #[tokio::test]
+    async fn a_node_back_at_the_same_address_keeps_its_series() {
+        let recorder = metrics_exporter_prometheus::PrometheusBuilder::new().build_recorder();
+        let handle = recorder.handle();
+        let _local = metrics::set_default_local_recorder(&recorder);
+        let db = routed(1);
+        let (first, second) = (lazy_node().await, lazy_node().await);
+        let id = db.add_node(first, None).unwrap();
+        db.inner.sample_metrics(std::time::Instant::now());
+        assert!(db.remove_node(id));
+        // No await in between: the old node's drain has not run yet.
+        let again = db.add_node(second, None).unwrap();
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        assert_ne!(again, id, "the old node's id was still taken");
+        let later = db.add_node(Node::new("db-9:5432/app".to_owned(), answering()), None);
+        assert_eq!(later, Some(id), "the old node has drained, its id is free");
+        let text = handle.render();
+        let max = "db_client_connection_max{server_address=\"127.0.0.1\",server_port=\"9\",db_client_connection_pool_name=\"127.0.0.1:9/app/read\"} 7";
+        assert!(text.contains(max), "the drain set the new node's series to gone:\n{text}");
+        db.inner.sample_metrics(std::time::Instant::now());
+        let health = "rwsplit_node_health{server_address=\"127.0.0.1\",server_port=\"9\"} 3";
+        assert!(handle.render().contains(health), "sampled again, as joining");
+    }
+
+    /// A removed node's gauges say "removed" at once and "gone" once it has drained (health 4,
+    /// lag NaN, in-flight and connections 0), and no sampler round touches them again. The
+    /// node has real (lazy, never connected) sqlx pools, so its connection gauges exist.
+    #[tokio::test]
+    async fn a_removed_nodes_gauges_are_set_to_gone_once_and_left_alone() {
+        let recorder = metrics_exporter_prometheus::PrometheusBuilder::new().build_recorder();
+        let handle = recorder.handle();
+        let _local = metrics::set_default_local_recorder(&recorder);
+        let db = routed(1);
+        let state = std::sync::Arc::clone(db.inner.routing.state());
+        let t = std::time::Instant::now();
+        state.observe(0, &seen(true, "0/64", 0).await, t);
+        let id = db.add_node(lazy_node().await, None).unwrap();
+        state.observe(id, &seen(false, "0/64", 0).await, t + Duration::from_millis(100));
+        *db.inner.nodes.get(id).unwrap().last_seen.lock().unwrap() =
+            Some(std::time::Instant::now());
+        db.inner.sample_metrics(std::time::Instant::now());
+        let live = series_of(&handle.render(), "127.0.0.1");
+        let has = |lines: &[String], want: &str| lines.iter().any(|l| l == want);
+        let node = "{server_address=\"127.0.0.1\",server_port=\"9\"}";
+        let pool = |p: &str, state: Option<&str>| {
+            let state =
+                state.map_or(String::new(), |s| format!(",db_client_connection_state=\"{s}\""));
+            format!(
+                "{{server_address=\"127.0.0.1\",server_port=\"9\",db_client_connection_pool_name=\"127.0.0.1:9/app/{p}\"{state}}}"
+            )
+        };
+        for want in [
+            format!("rwsplit_node_health{node} 0"),
+            format!("rwsplit_replica_lag_seconds{node} 0"),
+            format!("db_client_connection_max{} 7", pool("read", None)),
+            format!("db_client_connection_max{} 7", pool("write", None)),
+        ] {
+            assert!(has(&live, &want), "missing `{want}` in {live:#?}");
+        }
+
+        assert!(db.remove_node(id));
+        let removing = series_of(&handle.render(), "127.0.0.1");
+        assert!(has(&removing, &format!("rwsplit_node_health{node} 4")), "{removing:#?}");
+        // Drained (nothing ran on it) and its pools closed: every series says gone.
+        let started = std::time::Instant::now();
+        let gone = loop {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+            let now = series_of(&handle.render(), "127.0.0.1");
+            if has(&now, &format!("rwsplit_node_in_flight{node} 0"))
+                && has(&now, &format!("db_client_connection_max{} 0", pool("read", None)))
+            {
+                break now;
+            }
+            assert!(started.elapsed() < Duration::from_secs(5), "never drained: {now:#?}");
+        };
+        for want in [
+            format!("rwsplit_node_health{node} 4"),
+            format!("rwsplit_node_fenced{node} 0"),
+            format!("rwsplit_node_primary{node} 0"),
+            format!("rwsplit_node_in_flight{node} 0"),
+            format!("rwsplit_node_observation_age{node} NaN"),
+            format!("rwsplit_replica_lag_bytes{node} NaN"),
+            format!("rwsplit_replica_lag_seconds{node} NaN"),
+            format!("db_client_connection_pending_requests{node} 0"),
+            format!("db_client_connection_max{} 0", pool("write", None)),
+            format!("db_client_connection_count{} 0", pool("read", Some("idle"))),
+            format!("db_client_connection_count{} 0", pool("write", Some("used"))),
+        ] {
+            assert!(has(&gone, &want), "missing `{want}` in {gone:#?}");
+        }
+        assert_eq!(gone.len(), live.len(), "no series added or lost: {live:#?} {gone:#?}");
+        // The sampler leaves it alone from now on.
+        db.inner.sample_metrics(std::time::Instant::now());
+        assert_eq!(series_of(&handle.render(), "127.0.0.1"), gone);
+    }
+
     #[tokio::test]
     async fn the_last_node_is_never_removed() {
         let db = routed(1);
