@@ -61,6 +61,7 @@ impl std::fmt::Debug for RoutedConnectionBuilder {
             .field("router", &self.router)
             .field("health", &self.health)
             .field("discovery", &self.discovery)
+            .field("topology_interval", &self.topology_interval)
             .finish_non_exhaustive()
     }
 }

@@ -340,6 +340,219 @@ mod tests {
         assert_eq!(log_len(&newcomer), 0, "a node that has not joined gets nothing");
     }
 
+    /// A probe connection that answers PostgreSQL's probe with one fixed row.
+    struct Answers(rwsplit_monitor::Row);
+
+    impl rwsplit_monitor::ProbeConn for Answers {
+        async fn fetch_row(
+            &self,
+            _sql: &str,
+        ) -> Result<Option<rwsplit_monitor::Row>, rwsplit_monitor::ProbeError> {
+            Ok(Some(self.0.clone()))
+        }
+    }
+
+    /// What the monitor's probe makes of a PostgreSQL node at `lsn` (hex, `0/…`), replaying
+    /// (a replica) `since_replay_ms` ago or not in recovery (the primary).
+    async fn seen(
+        primary: bool,
+        lsn: &str,
+        since_replay_ms: u64,
+    ) -> Result<rwsplit_monitor::Observation, rwsplit_monitor::ProbeError> {
+        let row = rwsplit_monitor::Row::new([
+            ("in_recovery", Some((!primary).to_string())),
+            ("system_id", Some("7".to_owned())),
+            ("timeline", Some("1".to_owned())),
+            ("replayed", Some(lsn.to_owned())),
+            ("received", None),
+            ("since_replay_ms", Some(since_replay_ms.to_string())),
+            ("paused", Some("false".to_owned())),
+        ]);
+        let flavor = rwsplit_monitor::Flavor::Postgres;
+        Ok(rwsplit_monitor::probe(&Answers(row), flavor, Duration::from_secs(1)).await.unwrap())
+    }
+
+    /// The `rwsplit.node.health` gauge of the node at `address` after one sampler round.
+    fn health_gauge(db: &RoutedConnection, address: &str) -> String {
+        let recorder = metrics_exporter_prometheus::PrometheusBuilder::new().build_recorder();
+        metrics::with_local_recorder(&recorder, || {
+            db.inner.sample_metrics(std::time::Instant::now());
+        });
+        let text = recorder.handle().render();
+        let series =
+            format!("rwsplit_node_health{{server_address=\"{address}\",server_port=\"5432\"}} ");
+        text.lines()
+            .find_map(|l| l.strip_prefix(&series))
+            .unwrap_or_else(|| panic!("no {series} in:\n{text}"))
+            .to_owned()
+    }
+
+    /// A node added at run time is `joining` in the stats (and `Down`, as nothing is routed to
+    /// it) until a probe sees it caught up; then it is `Up` and no longer joining. Time is the
+    /// probes' explicit instants.
+    #[tokio::test]
+    async fn a_node_is_reported_joining_until_it_enters_rotation() {
+        use rwsplit_core::Health;
+        let db = routed(1);
+        let state = std::sync::Arc::clone(db.inner.routing.state());
+        let t = std::time::Instant::now();
+        let ms = Duration::from_millis;
+        state.observe(0, &seen(true, "0/64", 0).await, t);
+        state.observe(1, &seen(false, "0/64", 0).await, t);
+        let id = db.add_node(Node::new("db-3:5432/app".to_owned(), answering()), None).unwrap();
+        let joining = |db: &RoutedConnection| {
+            let s = db.stats();
+            let n = s.node("db-3:5432/app").expect("listed while joining");
+            (n.joining(), n.health())
+        };
+        assert_eq!(joining(&db), (true, Health::Down));
+        assert_eq!(health_gauge(&db, "db-3"), "3", "the gauge says joining too");
+        assert!(
+            db.stats().nodes().iter().filter(|n| n.name() != "db-3:5432/app").all(|n| !n.joining())
+        );
+        // Probed, reachable, but 30 s behind (a fresh standby replaying its base backup).
+        state.observe(id, &seen(false, "0/28", 30_000).await, t + ms(100));
+        assert_eq!(joining(&db), (true, Health::Down), "a lagging newcomer is still joining");
+        // Caught up: it joins.
+        state.observe(0, &seen(true, "0/64", 0).await, t + ms(200));
+        state.observe(id, &seen(false, "0/64", 0).await, t + ms(300));
+        assert_eq!(joining(&db), (false, Health::Up));
+        assert_eq!(health_gauge(&db, "db-3"), "0");
+        // Once in rotation, failing probes take it down: down, not joining.
+        for i in 0..3 {
+            let refused = Err(rwsplit_monitor::ProbeError::unreachable("connection refused"));
+            state.observe(id, &refused, t + ms(400 + i));
+        }
+        assert_eq!(joining(&db), (false, Health::Down));
+        assert!(db.remove_node(id));
+        assert!(db.stats().node("db-3:5432/app").is_none(), "a removed node is not listed");
+    }
+
+    /// Every gauge series of the node at `address` (`name{labels} value` lines).
+    fn series_of(text: &str, address: &str) -> Vec<String> {
+        let label = format!("server_address=\"{address}\"");
+        let mut lines: Vec<String> = text
+            .lines()
+            .filter(|l| !l.starts_with('#') && l.contains(&label))
+            .map(str::to_owned)
+            .collect();
+        lines.sort();
+        lines
+    }
+
+    /// A node at 127.0.0.1:9 with real sqlx pools (7 connections at most) that never connect.
+    async fn lazy_node() -> Node {
+        let mut opts = ConnectOptions::new("postgres://app:pw@127.0.0.1:9/app");
+        opts.max_connections(7);
+        crate::builder::open_replica(
+            "127.0.0.1:9/app".to_owned(),
+            opts,
+            DbBackend::Postgres,
+            Duration::from_secs(1),
+            crate::Pooling::Direct,
+        )
+        .await
+        .unwrap()
+    }
+
+    /// A member removed and listed again before the old node drained: the new node owns the
+    /// series, and the old one's drain does not mark them gone.
+    #[tokio::test]
+    async fn a_node_back_at_the_same_address_keeps_its_series() {
+        let recorder = metrics_exporter_prometheus::PrometheusBuilder::new().build_recorder();
+        let handle = recorder.handle();
+        let _local = metrics::set_default_local_recorder(&recorder);
+        let db = routed(1);
+        let (first, second) = (lazy_node().await, lazy_node().await);
+        let id = db.add_node(first, None).unwrap();
+        db.inner.sample_metrics(std::time::Instant::now());
+        assert!(db.remove_node(id));
+        // No await in between: the old node's drain has not run yet.
+        let again = db.add_node(second, None).unwrap();
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        assert_ne!(again, id, "the old node's id was still taken");
+        let later = db.add_node(Node::new("db-9:5432/app".to_owned(), answering()), None);
+        assert_eq!(later, Some(id), "the old node has drained, its id is free");
+        let text = handle.render();
+        let max = "db_client_connection_max{server_address=\"127.0.0.1\",server_port=\"9\",db_client_connection_pool_name=\"127.0.0.1:9/app/read\"} 7";
+        assert!(text.contains(max), "the drain set the new node's series to gone:\n{text}");
+        db.inner.sample_metrics(std::time::Instant::now());
+        let health = "rwsplit_node_health{server_address=\"127.0.0.1\",server_port=\"9\"} 3";
+        assert!(handle.render().contains(health), "sampled again, as joining");
+    }
+
+    /// A removed node's gauges say "removed" at once and "gone" once it has drained (health 4,
+    /// lag NaN, in-flight and connections 0), and no sampler round touches them again. The
+    /// node has real (lazy, never connected) sqlx pools, so its connection gauges exist.
+    #[tokio::test]
+    async fn a_removed_nodes_gauges_are_set_to_gone_once_and_left_alone() {
+        let recorder = metrics_exporter_prometheus::PrometheusBuilder::new().build_recorder();
+        let handle = recorder.handle();
+        let _local = metrics::set_default_local_recorder(&recorder);
+        let db = routed(1);
+        let state = std::sync::Arc::clone(db.inner.routing.state());
+        let t = std::time::Instant::now();
+        state.observe(0, &seen(true, "0/64", 0).await, t);
+        let id = db.add_node(lazy_node().await, None).unwrap();
+        state.observe(id, &seen(false, "0/64", 0).await, t + Duration::from_millis(100));
+        *db.inner.nodes.get(id).unwrap().last_seen.lock().unwrap() =
+            Some(std::time::Instant::now());
+        db.inner.sample_metrics(std::time::Instant::now());
+        let live = series_of(&handle.render(), "127.0.0.1");
+        let has = |lines: &[String], want: &str| lines.iter().any(|l| l == want);
+        let node = "{server_address=\"127.0.0.1\",server_port=\"9\"}";
+        let pool = |p: &str, state: Option<&str>| {
+            let state =
+                state.map_or(String::new(), |s| format!(",db_client_connection_state=\"{s}\""));
+            format!(
+                "{{server_address=\"127.0.0.1\",server_port=\"9\",db_client_connection_pool_name=\"127.0.0.1:9/app/{p}\"{state}}}"
+            )
+        };
+        for want in [
+            format!("rwsplit_node_health{node} 0"),
+            format!("rwsplit_replica_lag_seconds{node} 0"),
+            format!("db_client_connection_max{} 7", pool("read", None)),
+            format!("db_client_connection_max{} 7", pool("write", None)),
+        ] {
+            assert!(has(&live, &want), "missing `{want}` in {live:#?}");
+        }
+
+        assert!(db.remove_node(id));
+        let removing = series_of(&handle.render(), "127.0.0.1");
+        assert!(has(&removing, &format!("rwsplit_node_health{node} 4")), "{removing:#?}");
+        // Drained (nothing ran on it) and its pools closed: every series says gone.
+        let started = std::time::Instant::now();
+        let gone = loop {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+            let now = series_of(&handle.render(), "127.0.0.1");
+            if has(&now, &format!("rwsplit_node_in_flight{node} 0"))
+                && has(&now, &format!("db_client_connection_max{} 0", pool("read", None)))
+            {
+                break now;
+            }
+            assert!(started.elapsed() < Duration::from_secs(5), "never drained: {now:#?}");
+        };
+        for want in [
+            format!("rwsplit_node_health{node} 4"),
+            format!("rwsplit_node_fenced{node} 0"),
+            format!("rwsplit_node_primary{node} 0"),
+            format!("rwsplit_node_in_flight{node} 0"),
+            format!("rwsplit_node_observation_age{node} NaN"),
+            format!("rwsplit_replica_lag_bytes{node} NaN"),
+            format!("rwsplit_replica_lag_seconds{node} NaN"),
+            format!("db_client_connection_pending_requests{node} 0"),
+            format!("db_client_connection_max{} 0", pool("write", None)),
+            format!("db_client_connection_count{} 0", pool("read", Some("idle"))),
+            format!("db_client_connection_count{} 0", pool("write", Some("used"))),
+        ] {
+            assert!(has(&gone, &want), "missing `{want}` in {gone:#?}");
+        }
+        assert_eq!(gone.len(), live.len(), "no series added or lost: {live:#?} {gone:#?}");
+        // The sampler leaves it alone from now on.
+        db.inner.sample_metrics(std::time::Instant::now());
+        assert_eq!(series_of(&handle.render(), "127.0.0.1"), gone);
+    }
+
     #[tokio::test]
     async fn the_last_node_is_never_removed() {
         let db = routed(1);

@@ -64,7 +64,8 @@
 //! The builder in code; [`RoutedConfig`] from serde (TOML, YAML, JSON; the `config` crate,
 //! figment), checked field by field with errors that name the field and node; or
 //! [`RoutedConnection::from_env`] from `DATABASE_*` and `RWSPLIT_*` variables (the README has
-//! the table).
+//! the table). Each can name a topology source ([`TopologyConfig`]: a Patroni cluster or a DNS
+//! name) that adds and removes nodes at run time.
 //!
 //! # Session state
 //!
@@ -164,7 +165,7 @@ mod tests_hardening;
 pub use builder::RoutedConnectionBuilder;
 pub use config::{
     BalancerKind, ConsistencyKind, MonitorSettings, NodeConfig, PolicyConfig, PoolConfig,
-    ReplicaConfig, RoutedConfig, RouterSettings,
+    ReplicaConfig, RoutedConfig, RouterSettings, TopologyConfig,
 };
 pub use connection::RoutedConnection;
 pub use error::{Error, Result};

@@ -224,6 +224,14 @@ impl Routing {
         self.state.health(node)
     }
 
+    /// Whether `node` is joining: probed (the monitor has it) but not in the snapshot yet, so
+    /// nothing is routed to it (see `TopologyState::add_node`).
+    pub(crate) fn is_joining(&self, node: usize) -> bool {
+        // The snapshot first: a node that joins in between reads as joining once more, never
+        // a joining node as in rotation.
+        self.state.snapshot().node(node_id(node)).is_none() && self.state.contains(node)
+    }
+
     /// Whether `node` is fenced.
     pub(crate) fn is_fenced(&self, node: usize) -> bool {
         self.state.is_fenced(node)

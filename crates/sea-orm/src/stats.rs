@@ -107,6 +107,7 @@ pub struct NodeStats {
     failures: u64,
     pool_timeouts: u64,
     fenced: bool,
+    joining: bool,
 }
 
 impl NodeStats {
@@ -136,9 +137,21 @@ impl NodeStats {
         self.position.as_ref()
     }
 
-    /// The node's health as the router sees it.
+    /// The node's health as the router sees it. A node still [joining](NodeStats::joining)
+    /// is `Down` here (nothing is routed to it yet) without having failed: tell the two apart
+    /// with [`NodeStats::joining`].
     pub fn health(&self) -> Health {
         self.health
+    }
+
+    /// Whether the node is still joining: a topology source added it at run time, the monitor
+    /// probes it, and it enters rotation at the first probe that sees it as the primary, or as
+    /// a replica whose lag is known and within the join limit (1 s; a fresh standby replaying
+    /// its base backup waits). Until then it takes no statement and its
+    /// [`health`](NodeStats::health) is `Down`; its role is `Replica` and its lag unknown.
+    /// Configured nodes never join: they are in rotation from the start.
+    pub fn joining(&self) -> bool {
+        self.joining
     }
 
     /// Reads it served (statements classified as reads that succeeded).
@@ -192,6 +205,7 @@ pub(crate) fn snapshot(db: &RoutedConnection) -> Stats {
                     .as_ref()
                     .map_or(if i == 0 { Role::Primary } else { Role::Replica }, |v| v.0),
                 health: inner.routing.health(i),
+                joining: inner.routing.is_joining(i),
                 lag: seen.as_ref().map_or(Lag::unknown(), |v| v.1),
                 position: seen.and_then(|v| v.2),
                 reads: n.reads.load(Ordering::Relaxed),

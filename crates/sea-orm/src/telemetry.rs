@@ -17,7 +17,7 @@
 //! | [`RETRIES`] | counter | node | reads moved on from this node to the next candidate |
 //! | [`READ_YOUR_WRITES`] | counter | `outcome` (`replica`, `waited`, `primary`) | where reads that had to see a write went |
 //! | [`IN_FLIGHT`] | gauge | node | statements running on the node now |
-//! | [`HEALTH`] | gauge | node | 0 up, 1 suspect, 2 down |
+//! | [`HEALTH`] | gauge | node | 0 up, 1 suspect, 2 down, 3 joining (added at run time, probed, not in rotation yet), 4 removed |
 //! | [`FENCED`] | gauge | node | 1 while fenced |
 //! | [`ROLE`] | gauge | node | 1 primary, 0 replica |
 //! | [`LAG_BYTES`], [`LAG_SECONDS`] | gauge | node | a replica's replication lag (NaN while unknown: down, replay stopped, MariaDB bytes) |
@@ -31,6 +31,27 @@
 //! `host:port/db` plus `/read` or `/write` (each node has a pool for reads and one for writes;
 //! on the configured primary they are one pool, reported once as `write`). Gauges are sampled
 //! by the monitor's clock (each probe interval), counters and histograms on each statement.
+//!
+//! ## Removed nodes
+//!
+//! The `metrics` facade cannot delete a series, so a node a topology source removes would keep
+//! its last gauge values for as long as the exporter runs (a removed replica "up", with its last
+//! lag and connections). Instead, rwsplit marks it gone: its [`HEALTH`] becomes
+//! [`HEALTH_REMOVED`] (4) when it is removed, and once it has drained (its last statement
+//! finished, its pools closed) every gauge of it is set once more, for the last time:
+//! [`HEALTH`] 4, [`FENCED`] 0, [`ROLE`] 0, [`IN_FLIGHT`] 0, [`CONNECTION_PENDING`] 0,
+//! [`CONNECTION_COUNT`] 0 for each pool and state, [`CONNECTION_MAX`] 0, and NaN for
+//! [`LAG_BYTES`], [`LAG_SECONDS`] and [`OBSERVATION_AGE`] (where the node had those series).
+//! The gauge sampler never touches a removed node again. A node that comes back at the same
+//! address is a new node with the same labels: the sampler sets its series again once it is
+//! probed (as joining, then as whatever it is).
+//!
+//! Such series then never change. Exporters that forget idle series drop them: with
+//! `metrics-exporter-prometheus`,
+//! `PrometheusBuilder::new().idle_timeout(MetricKindMask::GAUGE, Some(Duration::from_secs(300)))`
+//! removes a gauge not updated for 5 minutes (pick a timeout well above the probe interval: the
+//! sampler updates every live node's gauges each interval). Without an idle timeout they stay,
+//! saying "removed".
 //!
 //! # Spans
 //!
@@ -60,8 +81,24 @@ pub const RETRIES: &str = "rwsplit.retries";
 pub const READ_YOUR_WRITES: &str = "rwsplit.read_your_writes";
 /// Gauge: statements running on a node now.
 pub const IN_FLIGHT: &str = "rwsplit.node.in_flight";
-/// Gauge: a node's health, 0 up, 1 suspect, 2 down.
+/// Gauge: a node's health: [`HEALTH_UP`] (0), [`HEALTH_SUSPECT`] (1), [`HEALTH_DOWN`] (2),
+/// [`HEALTH_JOINING`] (3), [`HEALTH_REMOVED`] (4).
 pub const HEALTH: &str = "rwsplit.node.health";
+/// [`HEALTH`] of a healthy node (`Health::Up`).
+pub const HEALTH_UP: f64 = 0.0;
+/// [`HEALTH`] of a node with recent failures, still routable (`Health::Suspect`).
+pub const HEALTH_SUSPECT: f64 = 1.0;
+/// [`HEALTH`] of a node out of rotation after repeated failures (`Health::Down`).
+pub const HEALTH_DOWN: f64 = 2.0;
+/// [`HEALTH`] of a node removed at run time (a topology source no longer lists it); set when it
+/// is removed and, with its other gauges' "gone" values, once it has drained (see the module
+/// docs, *Removed nodes*).
+pub const HEALTH_REMOVED: f64 = 4.0;
+/// [`HEALTH`] of a node a topology source added that has not entered rotation yet: probed,
+/// waiting to be seen as the primary or as a replica caught up
+/// ([`NodeStats::joining`](crate::NodeStats::joining)). Not a failure: `Stats` reports it
+/// `Health::Down` with `joining()` true.
+pub const HEALTH_JOINING: f64 = 3.0;
 /// Gauge: 1 while a node is fenced.
 pub const FENCED: &str = "rwsplit.node.fenced";
 /// Gauge: 1 for the node that has the primary role, 0 for the others.
@@ -108,6 +145,13 @@ impl NodeLabels {
             read_pool: shared(&format!("{name}/read")),
             write_pool: shared(&format!("{name}/write")),
         }
+    }
+}
+
+impl NodeLabels {
+    /// Whether both name the same gauge series (address and port).
+    pub(crate) fn same_series(&self, other: &NodeLabels) -> bool {
+        self.address == other.address && self.port == other.port
     }
 }
 
@@ -302,6 +346,8 @@ pub(crate) fn read_your_writes(outcome: Ryw) {
 pub(crate) struct NodeSample<'a> {
     pub(crate) labels: &'a NodeLabels,
     pub(crate) health: Health,
+    /// Added at run time and not in rotation yet (then `health` is `Down`).
+    pub(crate) joining: bool,
     pub(crate) fenced: bool,
     pub(crate) role: Role,
     pub(crate) lag_bytes: Option<u64>,
@@ -320,14 +366,7 @@ pub(crate) fn sample(s: &NodeSample<'_>, now: Instant) {
         metrics::gauge!(name, "server.address" => address.clone(), "server.port" => port.clone())
             .set(v);
     };
-    gauge(
-        HEALTH,
-        match s.health {
-            Health::Up => 0.0,
-            Health::Suspect => 1.0,
-            Health::Down => 2.0,
-        },
-    );
+    gauge(HEALTH, health_value(s.health, s.joining));
     gauge(FENCED, if s.fenced { 1.0 } else { 0.0 });
     gauge(ROLE, if s.role == Role::Primary { 1.0 } else { 0.0 });
     gauge(IN_FLIGHT, f64::from(s.in_flight));
@@ -374,6 +413,84 @@ pub(crate) fn sample(s: &NodeSample<'_>, now: Instant) {
         "server.port" => port.clone(),
     )
     .set(f64::from(s.in_flight.saturating_sub(used_total)));
+}
+
+/// What a removed node's gauges need: which series it had.
+pub(crate) struct RemovedNode<'a> {
+    pub(crate) labels: &'a NodeLabels,
+    /// Whether it had the primary role when removed (then it has no lag series).
+    pub(crate) was_primary: bool,
+    /// Whether it ever answered a probe (else it has no observation-age series).
+    pub(crate) observed: bool,
+    /// The read pool (`None`: the node has one pool, `write`).
+    pub(crate) read_pool: Option<&'a DatabaseConnection>,
+    pub(crate) write_pool: &'a DatabaseConnection,
+}
+
+/// A node was removed: its health gauge says so at once.
+pub(crate) fn removing(labels: &NodeLabels) {
+    metrics::gauge!(
+        HEALTH,
+        "server.address" => labels.address.clone(),
+        "server.port" => labels.port.clone(),
+    )
+    .set(HEALTH_REMOVED);
+}
+
+/// A removed node has drained: every gauge of it is set, for the last time, to a value that
+/// says it is gone (module docs, *Removed nodes*).
+pub(crate) fn removed(r: &RemovedNode<'_>) {
+    let (address, port) = (&r.labels.address, &r.labels.port);
+    let gauge = |name: &'static str, v: f64| {
+        metrics::gauge!(name, "server.address" => address.clone(), "server.port" => port.clone())
+            .set(v);
+    };
+    gauge(HEALTH, HEALTH_REMOVED);
+    gauge(FENCED, 0.0);
+    gauge(ROLE, 0.0);
+    gauge(IN_FLIGHT, 0.0);
+    gauge(CONNECTION_PENDING, 0.0);
+    if r.observed {
+        gauge(OBSERVATION_AGE, f64::NAN);
+    }
+    if !r.was_primary {
+        gauge(LAG_BYTES, f64::NAN);
+        gauge(LAG_SECONDS, f64::NAN);
+    }
+    let pools = [(r.read_pool, &r.labels.read_pool), (Some(r.write_pool), &r.labels.write_pool)];
+    for (pool, name) in pools {
+        // Only pools the sampler reported (sqlx pools; closed ones still say what they are).
+        if pool.and_then(pool_stats).is_none() {
+            continue;
+        }
+        for state in ["idle", "used"] {
+            metrics::gauge!(
+                CONNECTION_COUNT,
+                "server.address" => address.clone(),
+                "server.port" => port.clone(),
+                "db.client.connection.pool.name" => name.clone(),
+                "db.client.connection.state" => state,
+            )
+            .set(0.0);
+        }
+        metrics::gauge!(
+            CONNECTION_MAX,
+            "server.address" => address.clone(),
+            "server.port" => port.clone(),
+            "db.client.connection.pool.name" => name.clone(),
+        )
+        .set(0.0);
+    }
+}
+
+/// The [`HEALTH`] gauge's value.
+pub(crate) fn health_value(health: Health, joining: bool) -> f64 {
+    match health {
+        _ if joining => HEALTH_JOINING,
+        Health::Up => HEALTH_UP,
+        Health::Suspect => HEALTH_SUSPECT,
+        Health::Down => HEALTH_DOWN,
+    }
 }
 
 /// Promotions followed since the connection was built.
@@ -459,6 +576,7 @@ mod tests {
                 &NodeSample {
                     labels: &NodeLabels::of("db-2:5432/app"),
                     health: Health::Down,
+                    joining: false,
                     fenced: true,
                     role: Role::Replica,
                     lag_bytes: Some(4096),
@@ -486,5 +604,16 @@ mod tests {
         ] {
             assert!(text.contains(&want), "missing `{want}` in:\n{text}");
         }
+    }
+
+    /// Each health, and joining, has its own documented value.
+    #[rstest]
+    #[case(Health::Up, false, 0.0)]
+    #[case(Health::Suspect, false, 1.0)]
+    #[case(Health::Down, false, 2.0)]
+    #[case(Health::Down, true, 3.0)]
+    #[case(Health::Up, true, 3.0)]
+    fn health_gauge_values(#[case] health: Health, #[case] joining: bool, #[case] value: f64) {
+        assert_eq!(health_value(health, joining), value);
     }
 }

@@ -12,11 +12,15 @@
 //! | `DATABASE_REPLICA_<n>_WEIGHT`, `_ZONE`, `_TAGS` | replica `n`'s weight, zone, tags (`,`-separated) |
 //! | `DATABASE_REPLICA_<n>_REPLICATION_ADDRESS` | where the other nodes replicate from it (`host:port`) |
 //! | `RWSPLIT_<SETTING>` | a router, policy or monitor setting |
+//! | `RWSPLIT_TOPOLOGY_PATRONI` | Patroni REST endpoints (`http://host:port`), separated by `,` `;` or whitespace |
+//! | `RWSPLIT_TOPOLOGY_DNS` | a DNS name whose addresses are the replicas (`host:port`) |
+//! | `RWSPLIT_TOPOLOGY_TIMEOUT`, `RWSPLIT_TOPOLOGY_INTERVAL` | the topology source's request timeout and poll interval |
 //!
 //! `<POOL>` is `MAX_CONNECTIONS`, `MIN_CONNECTIONS`, `CONNECT_TIMEOUT`, `ACQUIRE_TIMEOUT`,
 //! `IDLE_TIMEOUT`, `MAX_LIFETIME` or `TEST_BEFORE_ACQUIRE`. `<SETTING>` is one of
-//! [`SETTINGS`]. A variable under `DATABASE_PRIMARY_` or `DATABASE_REPLICA_` that is none of
-//! these (a typo, or a replica number beyond the list) is an error.
+//! [`SETTINGS`]. A variable under `DATABASE_PRIMARY_`, `DATABASE_REPLICA_` or
+//! `RWSPLIT_TOPOLOGY_` that is none of these (a typo, or a replica number beyond the list) is
+//! an error.
 
 use std::collections::BTreeMap;
 
@@ -57,6 +61,10 @@ pub(crate) const SETTINGS: &[(&str, &str)] = &[
     ("RWSPLIT_RECOVERY_THRESHOLD", "monitor.recovery_threshold"),
     ("RWSPLIT_MAX_LAG", "monitor.max_lag"),
     ("RWSPLIT_MAX_LAG_BYTES", "monitor.max_lag_bytes"),
+    ("RWSPLIT_TOPOLOGY_PATRONI", "topology.patroni"),
+    ("RWSPLIT_TOPOLOGY_DNS", "topology.dns"),
+    ("RWSPLIT_TOPOLOGY_TIMEOUT", "topology.timeout"),
+    ("RWSPLIT_TOPOLOGY_INTERVAL", "topology.interval"),
 ];
 
 /// The variables, already without empty values.
@@ -164,6 +172,16 @@ pub(super) fn read(vars: BTreeMap<String, String>) -> Result<RoutedConfig> {
     monitor.recovery_threshold = vars.number("RWSPLIT_RECOVERY_THRESHOLD")?;
     monitor.max_lag = vars.parse("RWSPLIT_MAX_LAG", parse_duration)?;
     monitor.max_lag_bytes = vars.number("RWSPLIT_MAX_LAG_BYTES")?;
+    let topology = &mut config.topology;
+    topology.patroni = vars.get("RWSPLIT_TOPOLOGY_PATRONI").map(|list| {
+        list.split(|c: char| c == ',' || c == ';' || c.is_whitespace())
+            .filter(|e| !e.is_empty())
+            .map(str::to_owned)
+            .collect()
+    });
+    topology.dns = vars.get("RWSPLIT_TOPOLOGY_DNS").map(str::to_owned);
+    topology.timeout = vars.parse("RWSPLIT_TOPOLOGY_TIMEOUT", parse_duration)?;
+    topology.interval = vars.parse("RWSPLIT_TOPOLOGY_INTERVAL", parse_duration)?;
 
     config.validate().map_err(|e| match e {
         Error::InvalidConfig { field, reason } => {
@@ -178,11 +196,19 @@ pub(super) fn read(vars: BTreeMap<String, String>) -> Result<RoutedConfig> {
     Ok(config)
 }
 
-/// Every `DATABASE_PRIMARY_*` and `DATABASE_REPLICA_*` variable must be one this module reads.
+/// Every `DATABASE_PRIMARY_*`, `DATABASE_REPLICA_*` and `RWSPLIT_TOPOLOGY_*` variable must be
+/// one this module reads.
 fn check_names(vars: &Vars, replicas: usize) -> Result<()> {
     let pool_or = |rest: &str, extra: &[&str]| POOL.contains(&rest) || extra.contains(&rest);
     for name in vars.0.keys() {
-        if let Some(rest) = name.strip_prefix("DATABASE_PRIMARY_") {
+        if name.starts_with("RWSPLIT_TOPOLOGY_") {
+            if !SETTINGS.iter().any(|(v, _)| v == name) {
+                return Err(bad(
+                    name,
+                    "unknown setting; RWSPLIT_TOPOLOGY_* takes PATRONI, DNS, TIMEOUT, INTERVAL",
+                ));
+            }
+        } else if let Some(rest) = name.strip_prefix("DATABASE_PRIMARY_") {
             if !pool_or(rest, &[]) {
                 return Err(bad(name, unknown_suffix("DATABASE_PRIMARY_", &[])));
             }
@@ -237,6 +263,11 @@ fn variable_of(path: &str) -> String {
     }
     if let Some(field) = path.strip_prefix("pool.") {
         return format!("DATABASE_{}", upper(field));
+    }
+    if let Some(rest) = path.strip_prefix("topology.patroni[")
+        && let Some(i) = rest.strip_suffix(']').and_then(|i| i.parse::<usize>().ok())
+    {
+        return format!("RWSPLIT_TOPOLOGY_PATRONI (endpoint {})", i + 1);
     }
     SETTINGS
         .iter()

@@ -8,6 +8,10 @@
 //! checks what serde cannot (ranges, URLs, a setting that only means something with another)
 //! and names the field and node of the first problem (`replicas[1].pool.max_connections: …`);
 //! errors and `Debug` never show a password.
+//!
+//! Nodes can also come from a topology source at run time ([`TopologyConfig`]: a Patroni
+//! cluster's REST API, or a DNS name whose addresses are the replicas), as with
+//! [`RoutedConnectionBuilder::topology`].
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -17,13 +21,13 @@ use rwsplit_core::{
     Balancer, Consistency, HealthPolicy, LeastOutstanding, LowestLag, PowerOfTwoEwma, PrimaryReads,
     Random, RoundRobin, RouterConfig, Staleness, WeightedRoundRobin, ZonePreference,
 };
-use rwsplit_monitor::MonitorConfig;
-use sea_orm::ConnectOptions;
+use rwsplit_monitor::{DnsSource, MonitorConfig, PatroniSource, SourceError};
+use sea_orm::{ConnectOptions, DbBackend};
 use serde::Deserialize;
 
 use crate::error::{Error, Result};
 use crate::pooling::Pooling;
-use crate::redact::{NodeUrl, node_name_redacted};
+use crate::redact::{NodeUrl, node_name_redacted, redact_unparsed};
 use crate::replica::Replica;
 use crate::{RoutedConnection, RoutedConnectionBuilder};
 
@@ -67,6 +71,10 @@ mod tests;
 ///     [monitor]
 ///     probe_interval = "250ms"
 ///     max_lag = "30s"
+///
+///     [topology]                       # more nodes at run time: follow the Patroni cluster
+///     patroni = ["http://10.0.0.1:8008", "http://10.0.0.2:8008"]
+///     interval = "2s"
 /// "#).unwrap();
 /// assert_eq!(config.replicas[0].weight, 3);
 /// let builder = config.into_builder().unwrap(); // checked; `.connect().await` connects
@@ -117,6 +125,10 @@ pub struct RoutedConfig {
     /// The monitor's probing and the health thresholds.
     #[serde(default)]
     pub monitor: MonitorSettings,
+    /// Where more nodes come from at run time, if anywhere (default: nowhere, only the nodes
+    /// above).
+    #[serde(default)]
+    pub topology: TopologyConfig,
 }
 
 /// The primary's URL and pool.
@@ -436,6 +448,187 @@ pub struct MonitorSettings {
     pub max_lag_bytes: Option<u64>,
 }
 
+/// Where nodes come from at run time ([`RoutedConnectionBuilder::topology`]): the members of a
+/// Patroni cluster ([`PatroniSource`]), or the addresses a DNS name resolves to, each a replica
+/// ([`DnsSource`]). At most one of `patroni` and `dns`; with neither, the configuration's nodes
+/// are all there is.
+///
+/// ```toml
+/// [topology]
+/// patroni = ["http://10.0.0.1:8008", "http://10.0.0.2:8008"]   # REST endpoints, asked in order
+/// timeout = "2s"                                               # per request (default 2 s)
+/// interval = "1s"                                              # between polls (default 1 s)
+/// ```
+///
+/// or `dns = "replicas.internal:5432"`. Each member's URL is the primary's with host and port
+/// replaced (see [`RoutedConnectionBuilder::topology`]). A Patroni source cannot be combined
+/// with [`auto_failover`](RoutedConnectionBuilder::auto_failover): Patroni promotes, and
+/// `connect()` refuses the pair with [`Error::FailoverWithHaManager`] before connecting
+/// anything.
+#[derive(Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+#[non_exhaustive]
+pub struct TopologyConfig {
+    /// Patroni REST API endpoints, `http://host:port` (without a port, 8008; a path such as
+    /// `…/patroni` is ignored), asked in order for `GET /cluster`. `https` and credentials in
+    /// the URL are refused: `GET /cluster` needs none.
+    pub patroni: Option<Vec<String>>,
+    /// A DNS name and port, `host:port` (`[v6]:port` for an address), re-resolved on each
+    /// poll; each address it resolves to is one replica.
+    pub dns: Option<String>,
+    /// The time one Patroni request or one DNS resolution may take (default 2 s).
+    #[serde(default, deserialize_with = "de_duration")]
+    pub timeout: Option<Duration>,
+    /// The time between polls of the source (default 1 s).
+    #[serde(default, deserialize_with = "de_duration")]
+    pub interval: Option<Duration>,
+}
+
+impl fmt::Debug for TopologyConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // Credentials are refused in endpoints, but `Debug` runs before `validate()` does.
+        let patroni = self
+            .patroni
+            .as_ref()
+            .map(|eps| eps.iter().map(|e| redact_unparsed(e)).collect::<Vec<_>>());
+        let dns =
+            self.dns.as_ref().map(|d| if d.contains('@') { redact_unparsed(d) } else { d.clone() });
+        f.debug_struct("TopologyConfig")
+            .field("patroni", &patroni)
+            .field("dns", &dns)
+            .field("timeout", &self.timeout)
+            .field("interval", &self.interval)
+            .finish()
+    }
+}
+
+impl TopologyConfig {
+    /// Whether a source is configured.
+    fn is_set(&self) -> bool {
+        self.patroni.is_some() || self.dns.is_some()
+    }
+
+    /// Checks the source; `primary` is the primary's URL (a Patroni cluster is PostgreSQL).
+    fn check(&self, primary: &str) -> Result<()> {
+        match (&self.patroni, &self.dns) {
+            (Some(_), Some(_)) => {
+                return Err(invalid(
+                    "topology.dns",
+                    "cannot be combined with topology.patroni: one topology source per \
+                     connection",
+                ));
+            }
+            (Some(endpoints), None) => {
+                if endpoints.is_empty() {
+                    return Err(invalid(
+                        "topology.patroni",
+                        "is empty: list at least one REST endpoint (http://host:port)",
+                    ));
+                }
+                for (i, endpoint) in endpoints.iter().enumerate() {
+                    if let Err(e) = PatroniSource::new([endpoint]) {
+                        return Err(invalid(format!("topology.patroni[{i}]"), source_reason(&e)));
+                    }
+                }
+                if NodeUrl::parse("primary", primary).is_ok_and(|u| u.backend() == DbBackend::MySql)
+                {
+                    return Err(invalid(
+                        "topology.patroni",
+                        "Patroni runs PostgreSQL, but primary.url is a MySQL URL",
+                    ));
+                }
+            }
+            (None, Some(name)) => check_host_port("topology.dns", name)?,
+            (None, None) => {
+                for (name, set) in [
+                    ("topology.timeout", self.timeout.is_some()),
+                    ("topology.interval", self.interval.is_some()),
+                ] {
+                    if set {
+                        return Err(invalid(
+                            name,
+                            "only means something with topology.patroni or topology.dns",
+                        ));
+                    }
+                }
+            }
+        }
+        for (name, d) in [("topology.timeout", self.timeout), ("topology.interval", self.interval)]
+        {
+            if d == Some(Duration::ZERO) {
+                return Err(invalid(name, "must be more than zero"));
+            }
+        }
+        Ok(())
+    }
+
+    /// `builder` following this source (checked by [`TopologyConfig::check`]).
+    fn apply(self, mut builder: RoutedConnectionBuilder) -> Result<RoutedConnectionBuilder> {
+        let TopologyConfig { patroni, dns, timeout, interval } = self;
+        let timeout = timeout.map(crate::deadline::cap);
+        if let Some(endpoints) = patroni {
+            let mut source = PatroniSource::new(&endpoints)
+                .map_err(|e| invalid("topology.patroni", source_reason(&e)))?;
+            if let Some(t) = timeout {
+                source = source.timeout(t);
+            }
+            builder = builder.topology(source);
+        } else if let Some(name) = dns {
+            let mut source = DnsSource::new(name.trim());
+            if let Some(t) = timeout {
+                source = source.timeout(t);
+            }
+            builder = builder.topology(source);
+        }
+        if let Some(every) = interval {
+            builder = builder.topology_interval(crate::deadline::cap(every));
+        }
+        Ok(builder)
+    }
+}
+
+/// Why a topology source refused its configuration, without the endpoint (which could hold
+/// credentials: those are what is refused).
+fn source_reason(e: &SourceError) -> String {
+    match e {
+        SourceError::InvalidEndpoint { reason, .. } => (*reason).to_owned(),
+        _ => "is not a usable endpoint".to_owned(),
+    }
+}
+
+/// `host:port` (`[v6]:port`), for a DNS source. The value is never echoed: a URL pasted here
+/// by mistake could hold a password.
+fn check_host_port(field: &str, value: &str) -> Result<()> {
+    let value = value.trim();
+    if value.is_empty() {
+        return Err(invalid(field, "is empty: expected host:port (e.g. replicas.internal:5432)"));
+    }
+    if value.contains("://") || value.contains(['@', '/', '?', '#']) {
+        return Err(invalid(field, "expected host:port (e.g. replicas.internal:5432), not a URL"));
+    }
+    let Some((host, port)) = value.rsplit_once(':') else {
+        return Err(invalid(
+            field,
+            "has no port: expected host:port (e.g. replicas.internal:5432)",
+        ));
+    };
+    if !port.parse::<u16>().is_ok_and(|p| p > 0) {
+        return Err(invalid(field, "the port is not a number 1-65535"));
+    }
+    let bare = host.strip_prefix('[').and_then(|h| h.strip_suffix(']'));
+    if bare.is_none() && host.contains(':') {
+        return Err(invalid(field, "an IPv6 address needs brackets: [::1]:5432"));
+    }
+    let bare = bare.unwrap_or(host);
+    if bare.is_empty() || bare.contains(char::is_whitespace) {
+        return Err(invalid(
+            field,
+            "has no host: expected host:port (e.g. replicas.internal:5432)",
+        ));
+    }
+    Ok(())
+}
+
 /// The error of a field: `field: reason`.
 fn invalid(field: impl Into<String>, reason: impl Into<String>) -> Error {
     Error::InvalidConfig { field: field.into(), reason: reason.into() }
@@ -451,6 +644,7 @@ impl RoutedConfig {
             router: RouterSettings::default(),
             policy: PolicyConfig::default(),
             monitor: MonitorSettings::default(),
+            topology: TopologyConfig::default(),
         }
     }
 
@@ -554,6 +748,7 @@ impl RoutedConfig {
         {
             return Err(invalid("monitor.ban_max", "is shorter than monitor.ban_base"));
         }
+        self.topology.check(&self.primary.url)?;
         Ok(())
     }
 
@@ -572,7 +767,7 @@ impl RoutedConfig {
     /// ```
     pub fn into_builder(self) -> Result<RoutedConnectionBuilder> {
         self.validate()?;
-        let RoutedConfig { primary, replicas, pool, router, policy, monitor } = self;
+        let RoutedConfig { primary, replicas, pool, router, policy, monitor, topology } = self;
         let mut b = RoutedConnection::builder()
             .primary(primary.pool.over(&pool).apply(ConnectOptions::new(primary.url)));
         for r in replicas {
@@ -642,7 +837,11 @@ impl RoutedConfig {
         if let Some(d) = monitor.ban_max {
             health = health.ban_max(d);
         }
-        Ok(b.health_policy(health))
+        b = b.health_policy(health);
+        if topology.is_set() {
+            b = topology.apply(b)?;
+        }
+        Ok(b)
     }
 
     /// The router this configuration describes: balancer (in a [`ZonePreference`] if

@@ -300,3 +300,222 @@ fn configs_never_show_passwords() {
         assert_no_secret(&format!("{err} {err:?}"), &enc);
     }
 }
+
+const PRIMARY: &str = "primary = { url = \"postgres://app:pw@db-1/app\" }\n";
+
+fn topology_toml(table: &str) -> Result<RoutedConfig, toml::de::Error> {
+    toml::from_str(&format!("{PRIMARY}[topology]\n{table}"))
+}
+
+/// The `[topology]` table: a Patroni or a DNS source, durations as everywhere else.
+#[rstest]
+#[case(
+    "patroni = [\"http://10.0.0.1:8008\", \"http://10.0.0.2\"]",
+    Some(&["http://10.0.0.1:8008", "http://10.0.0.2"][..]),
+    None,
+    None,
+    None
+)]
+#[case(
+    "patroni = [\"http://10.0.0.1:8008\"]\ntimeout = \"500ms\"\ninterval = 2",
+    Some(&["http://10.0.0.1:8008"][..]),
+    None,
+    Some(Duration::from_millis(500)),
+    Some(Duration::from_secs(2))
+)]
+#[case(
+    "dns = \"replicas.internal:5432\"\ninterval = \"1m 30s\"",
+    None,
+    Some("replicas.internal:5432"),
+    None,
+    Some(Duration::from_secs(90))
+)]
+#[case(
+    "dns = \"[fd00::7]:5432\"\ntimeout = 0.25",
+    None,
+    Some("[fd00::7]:5432"),
+    Some(Duration::from_millis(250)),
+    None
+)]
+fn topology_tables_parse(
+    #[case] table: &str,
+    #[case] patroni: Option<&[&str]>,
+    #[case] dns: Option<&str>,
+    #[case] timeout: Option<Duration>,
+    #[case] interval: Option<Duration>,
+) {
+    let config = topology_toml(table).unwrap();
+    let t = &config.topology;
+    let owned = |list: &[&str]| list.iter().map(|s| (*s).to_owned()).collect::<Vec<_>>();
+    assert_eq!(t.patroni, patroni.map(owned));
+    assert_eq!(t.dns.as_deref(), dns);
+    assert_eq!((t.timeout, t.interval), (timeout, interval));
+    let b = config.into_builder().unwrap();
+    let shown = format!("{b:?}");
+    assert!(shown.contains("Discovery"), "the source reached the builder: {shown}");
+    let manager = b.discovery.as_ref().and_then(|d| d.ha_manager());
+    assert_eq!(manager, patroni.map(|_| "Patroni"), "a Patroni source is the HA manager");
+    assert!(shown.contains(&format!("topology_interval: {interval:?}")), "{shown}");
+}
+
+#[test]
+fn without_a_topology_table_there_is_no_source() {
+    let config: RoutedConfig = toml::from_str(PRIMARY).unwrap();
+    assert_eq!(config.topology, TopologyConfig::default());
+    assert!(config.into_builder().unwrap().discovery.is_none());
+}
+
+#[rstest]
+#[case("patroni = \"http://10.0.0.1:8008\"", "invalid type")]
+#[case("dns = [\"a:5432\"]", "invalid type")]
+#[case("patroni = [\"http://10.0.0.1:8008\"]\nintervall = \"1s\"", "unknown field `intervall`")]
+#[case("dns = \"a:5432\"\ninterval = \"often\"", "not a duration")]
+#[case("dns = \"a:5432\"\ntimeout = -1", "not a duration in seconds")]
+fn bad_topology_tables_are_refused_by_serde(#[case] table: &str, #[case] message: &str) {
+    let err = topology_toml(table).unwrap_err();
+    assert!(err.to_string().contains(message), "{err}");
+}
+
+/// Everything serde cannot see: the error names the field and the problem, and never the
+/// endpoint's credentials.
+#[rstest]
+#[case(
+    "patroni = [\"http://10.0.0.1:8008\"]\ndns = \"replicas.internal:5432\"",
+    "topology.dns: cannot be combined with topology.patroni"
+)]
+#[case("patroni = []", "topology.patroni: is empty")]
+#[case(
+    "patroni = [\"http://10.0.0.1:8008\", \"https://10.0.0.2:8008\"]",
+    "topology.patroni[1]: https is not supported"
+)]
+#[case(
+    "patroni = [\"http://patroni:pw-in-url@10.0.0.1:8008\"]",
+    "topology.patroni[0]: credentials in the URL are not supported"
+)]
+#[case(
+    "patroni = [\"https://patroni:pw-in-url@10.0.0.1:8008\"]",
+    "topology.patroni[0]: https is not supported"
+)]
+#[case("patroni = [\"10.0.0.1:8008\"]", "topology.patroni[0]: expected http://host:port")]
+#[case("patroni = [\" \"]", "topology.patroni[0]: expected http://host:port")]
+#[case(
+    "patroni = [\"http://10.0.0.1:8008\"]\ninterval = 0",
+    "topology.interval: must be more than zero"
+)]
+#[case(
+    "patroni = [\"http://10.0.0.1:8008\"]\ntimeout = \"0s\"",
+    "topology.timeout: must be more than zero"
+)]
+#[case(
+    "dns = \"replicas.internal:5432\"\ninterval = \"0ms\"",
+    "topology.interval: must be more than zero"
+)]
+#[case("interval = \"1s\"", "topology.interval: only means something with topology.patroni")]
+#[case("timeout = \"1s\"", "topology.timeout: only means something with topology.patroni")]
+#[case("dns = \"\"", "topology.dns: is empty")]
+#[case("dns = \"replicas.internal\"", "topology.dns: has no port")]
+#[case("dns = \"replicas.internal:0\"", "topology.dns: the port is not a number 1-65535")]
+#[case("dns = \"replicas.internal:pg\"", "topology.dns: the port is not a number 1-65535")]
+#[case("dns = \":5432\"", "topology.dns: has no host")]
+#[case("dns = \"fd00::7:5432\"", "topology.dns: an IPv6 address needs brackets")]
+#[case("dns = \"postgres://app:pw-in-url@replicas:5432/app\"", "topology.dns: expected host:port")]
+fn invalid_topologies_name_the_field(#[case] table: &str, #[case] message: &str) {
+    let config = topology_toml(table).unwrap();
+    let shown = format!("{config:?}");
+    assert!(!shown.contains("pw-in-url"), "{shown}");
+    let err = config.into_builder().unwrap_err();
+    let text = err.to_string();
+    assert!(matches!(err, Error::InvalidConfig { .. }), "{text}");
+    assert!(text.contains(message), "{text}");
+    assert!(!text.contains("pw-in-url") && !text.contains(":pw@"), "{text}");
+}
+
+#[test]
+fn a_patroni_source_needs_a_postgres_primary() {
+    let config: RoutedConfig = toml::from_str(
+        "primary = { url = \"mysql://app:pw@db-1/app\" }\n[topology]\npatroni = [\"http://10.0.0.1:8008\"]",
+    )
+    .unwrap();
+    let err = config.into_builder().unwrap_err();
+    assert!(err.to_string().contains("topology.patroni: Patroni runs PostgreSQL"), "{err}");
+}
+
+/// The same from the environment: the variables, their parsing, and errors naming them.
+#[test]
+fn topology_variables_set_the_source() {
+    let c = env(&[
+        BASE,
+        (
+            "RWSPLIT_TOPOLOGY_PATRONI",
+            " http://10.0.0.1:8008, http://10.0.0.2:8008;http://[fd00::3] ",
+        ),
+        ("RWSPLIT_TOPOLOGY_TIMEOUT", "750ms"),
+        ("RWSPLIT_TOPOLOGY_INTERVAL", "3"),
+    ])
+    .unwrap();
+    let t = &c.topology;
+    assert_eq!(
+        t.patroni.as_deref(),
+        Some(
+            &["http://10.0.0.1:8008", "http://10.0.0.2:8008", "http://[fd00::3]"].map(String::from)
+                [..]
+        )
+    );
+    assert_eq!(
+        (t.dns.as_deref(), t.timeout, t.interval),
+        (None, Some(Duration::from_millis(750)), Some(Duration::from_secs(3)))
+    );
+    let b = c.into_builder().unwrap();
+    assert_eq!(b.discovery.as_ref().and_then(|d| d.ha_manager()), Some("Patroni"));
+
+    let c = env(&[BASE, ("RWSPLIT_TOPOLOGY_DNS", "replicas.internal:5432")]).unwrap();
+    assert_eq!(c.topology.dns.as_deref(), Some("replicas.internal:5432"));
+    let b = c.into_builder().unwrap();
+    assert!(b.discovery.as_ref().is_some_and(|d| d.ha_manager().is_none()));
+}
+
+#[rstest]
+#[case(&[("RWSPLIT_TOPOLOGY_PATRONI", "http://a:8008"), ("RWSPLIT_TOPOLOGY_DNS", "b:5432")], "RWSPLIT_TOPOLOGY_DNS", "cannot be combined")]
+#[case(&[("RWSPLIT_TOPOLOGY_PATRONI", " , ;")], "RWSPLIT_TOPOLOGY_PATRONI", "is empty")]
+#[case(&[("RWSPLIT_TOPOLOGY_PATRONI", "http://a:8008,https://b:8008")], "RWSPLIT_TOPOLOGY_PATRONI (endpoint 2)", "https is not supported")]
+#[case(&[("RWSPLIT_TOPOLOGY_PATRONI", "http://u:pw@a:8008")], "RWSPLIT_TOPOLOGY_PATRONI (endpoint 1)", "credentials")]
+#[case(&[("RWSPLIT_TOPOLOGY_DNS", "b:5432"), ("RWSPLIT_TOPOLOGY_INTERVAL", "0")], "RWSPLIT_TOPOLOGY_INTERVAL", "more than zero")]
+#[case(&[("RWSPLIT_TOPOLOGY_DNS", "b:5432"), ("RWSPLIT_TOPOLOGY_TIMEOUT", "soon")], "RWSPLIT_TOPOLOGY_TIMEOUT", "not a duration")]
+#[case(&[("RWSPLIT_TOPOLOGY_INTERVAL", "1s")], "RWSPLIT_TOPOLOGY_INTERVAL", "only means something")]
+#[case(&[("RWSPLIT_TOPOLOGY_DNS", "b")], "RWSPLIT_TOPOLOGY_DNS", "has no port")]
+#[case(&[("RWSPLIT_TOPOLOGY_PATRONY", "http://a:8008")], "RWSPLIT_TOPOLOGY_PATRONY", "unknown setting")]
+fn bad_topology_variables_are_named(
+    #[case] vars: &[(&str, &str)],
+    #[case] field: &str,
+    #[case] reason: &str,
+) {
+    let mut all = vec![BASE];
+    all.extend_from_slice(vars);
+    let err = env(&all).unwrap_err();
+    let text = err.to_string();
+    assert!(matches!(err, Error::InvalidConfig { .. }), "{text}");
+    assert!(text.contains(&format!("{field}: ")) && text.contains(reason), "{text}");
+    assert!(!text.contains("pw"), "{text}");
+}
+
+/// A configured Patroni source and automatic failover (added in code) are refused by
+/// `connect()` before anything is connected: Patroni promotes, rwsplit follows.
+#[tokio::test]
+async fn a_patroni_topology_with_auto_failover_is_refused_before_connecting() {
+    let config: RoutedConfig = toml::from_str(
+        "primary = { url = \"postgres://app:hunter2@192.0.2.1:5432/app\" }\n\
+         [topology]\npatroni = [\"http://192.0.2.1:8008\"]",
+    )
+    .unwrap();
+    let started = std::time::Instant::now();
+    let err = config
+        .into_builder()
+        .unwrap()
+        .auto_failover(rwsplit_monitor::AutoFailover::default())
+        .connect()
+        .await
+        .unwrap_err();
+    assert!(matches!(err, Error::FailoverWithHaManager { manager: "Patroni" }), "{err}");
+    assert!(!err.to_string().contains("hunter2"), "{err}");
+    assert!(started.elapsed() < Duration::from_secs(1), "nothing was connected");
+}

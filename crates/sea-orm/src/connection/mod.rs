@@ -212,14 +212,16 @@ impl RoutedConnection {
 
     /// Removes node `id` at run time: it leaves the routing snapshot at once (no new statement
     /// goes to it), its probes stop, and once nothing runs on it any more its pools are closed
-    /// (which waits for open transactions and streams) and its id becomes free. The last node
-    /// is never removed. Returns whether it was removed.
+    /// (which waits for open transactions and streams) and its id becomes free. Its metric
+    /// gauges say "removed" at once and "gone" once it has drained (telemetry's *Removed
+    /// nodes*). The last node is never removed. Returns whether it was removed.
     pub(crate) fn remove_node(&self, id: usize) -> bool {
         if self.inner.nodes.count() <= 1 {
             tracing::warn!(target: "rwsplit", id, "not removing the last node");
             return false;
         }
         let state = Arc::clone(self.inner.routing.state());
+        let was_primary = self.inner.routing.node_view(id).is_some_and(|v| v.0 == Role::Primary);
         state.remove_node(id);
         if let Some(m) = &self.inner.monitor {
             m.stop_node(id);
@@ -228,9 +230,15 @@ impl RoutedConnection {
         if let Some(targets) = &self.inner.probe_targets {
             targets.set(id, None);
         }
+        // Out of its slot, so the gauge sampler no longer sees it: its gauges are set here, to
+        // "removed" now and to "gone" once drained (telemetry's *Removed nodes*).
+        crate::telemetry::removing(&node.labels);
         tracing::warn!(target: "rwsplit", node = %node.name, id, "node removed: draining");
+        let weak = Arc::downgrade(&self.inner);
         let drain = async move {
             // Statements hold their node while they run on it; the arena holds one lent out.
+            // So does a sampler round that loaded it before it left its slot: once idle, no
+            // round can set its gauges any more.
             let idle = |n: &Arc<Node>| Arc::strong_count(n) <= 1 + usize::from(n.is_kept());
             while !(idle(&node) && state.release(id)) {
                 tokio::time::sleep(DRAIN_CHECK).await;
@@ -239,6 +247,23 @@ impl RoutedConnection {
                 if let Err(e) = pool.close_by_ref().await {
                     tracing::debug!(target: "rwsplit", node = %node.name, error = %e, "closing a removed node's pool");
                 }
+            }
+            // A node at the same address added again meanwhile owns these series now.
+            let back = weak.upgrade().is_some_and(|inner| {
+                inner.nodes.iter().any(|(_, n)| n.labels.same_series(&node.labels))
+            });
+            if !back {
+                crate::telemetry::removed(&crate::telemetry::RemovedNode {
+                    labels: &node.labels,
+                    was_primary,
+                    observed: node
+                        .last_seen
+                        .lock()
+                        .unwrap_or_else(std::sync::PoisonError::into_inner)
+                        .is_some(),
+                    read_pool: (!node.one_pool).then_some(&node.conn),
+                    write_pool: &node.writer,
+                });
             }
             tracing::info!(target: "rwsplit", node = %node.name, id, "removed node drained, pools closed");
         };
@@ -337,24 +362,31 @@ fn spawn_sampler(weak: std::sync::Weak<Inner>, every: Duration) {
 
 impl Inner {
     /// One round of the gauges.
-    fn sample_metrics(&self, now: Instant) {
+    pub(crate) fn sample_metrics(&self, now: Instant) {
         let topo = self.routing.state().snapshot();
         for (i, n) in self.nodes.iter() {
-            let Some(view) = topo.node(node_id(i)) else { continue };
-            let lag = view.lag();
+            let view = topo.node(node_id(i));
+            // Not in the snapshot: joining (sampled as such), or removed a moment ago (its
+            // gauges are the removal's, see `remove_node`).
+            let joining = view.is_none() && self.routing.state().contains(i);
+            if view.is_none() && !joining {
+                continue;
+            }
+            let lag = view.map_or_else(rwsplit_core::Lag::unknown, |v| v.lag());
             crate::telemetry::sample(
                 &crate::telemetry::NodeSample {
                     labels: &n.labels,
-                    health: self.routing.health(i),
+                    health: view.map_or(rwsplit_core::Health::Down, |v| v.health()),
+                    joining,
                     fenced: self.routing.is_fenced(i),
-                    role: view.role(),
+                    role: view.map_or(Role::Replica, |v| v.role()),
                     lag_bytes: lag.bytes(),
                     lag_time: lag.time(),
                     last_seen: *n
                         .last_seen
                         .lock()
                         .unwrap_or_else(std::sync::PoisonError::into_inner),
-                    in_flight: view.load().in_flight(),
+                    in_flight: view.map_or(0, |v| v.load().in_flight()),
                     read_pool: (!n.one_pool).then_some(&n.conn),
                     write_pool: &n.writer,
                 },
