@@ -51,9 +51,20 @@ async fn setup(
     // Both sides read from the same replica server: plain SeaORM connected to it directly, and
     // a RoutedConnection whose reads are routed to it.
     let plain = Database::connect(options(replica)).await.expect("connect to the replica");
+    // `RWSPLIT_BENCH_POSITION_INTERVAL_MS` changes the monitor's replay-position feed (20 ms by
+    // default) to measure what that background work costs the statements.
+    let mut monitor = rwsplit_sea_orm::MonitorConfig::default();
+    if let Some(ms) = std::env::var("RWSPLIT_BENCH_POSITION_INTERVAL_MS")
+        .ok()
+        .and_then(|v| v.parse::<u64>().ok())
+    {
+        monitor = monitor.position_interval(Duration::from_millis(ms));
+        eprintln!("adapter bench: position feed every {ms} ms");
+    }
     let routed = RoutedConnection::builder()
         .primary(options(primary))
         .replica(options(replica))
+        .monitor(monitor)
         .connect()
         .await
         .expect("connect routed");
