@@ -6,7 +6,7 @@
 
 use std::time::{Duration, Instant};
 
-use rwsplit_sea_orm::{Consistency, PatroniSource, RoutedConnection, RouterConfig, Staleness};
+use rwsplit_sea_orm::{Consistency, PatroniSource, RoutedConfig, RoutedConnection};
 use rwsplit_testkit::{MemberTags, PatroniCluster};
 use sea_orm::{ConnectionTrait, Statement};
 
@@ -36,11 +36,6 @@ async fn start(name: &str) -> PatroniCluster {
 
 /// A connection built from the leader's URL and the cluster's REST endpoints.
 async fn connect(cluster: &PatroniCluster) -> RoutedConnection {
-    connect_with(cluster, RouterConfig::default()).await
-}
-
-/// [`connect`] with `router`.
-async fn connect_with(cluster: &PatroniCluster, router: RouterConfig) -> RoutedConnection {
     let leader = cluster.wait_leader(Duration::from_secs(30)).await.expect("a leader");
     let primary = cluster.member(&leader).expect("the leader is a member").url();
     let source = PatroniSource::new(cluster.rest_urls()).expect("valid REST URLs");
@@ -53,7 +48,6 @@ async fn connect_with(cluster: &PatroniCluster, router: RouterConfig) -> RoutedC
         // refuses while it restarts as a replica) waits up to the pool's acquire timeout, 5 s
         // by default; this bounds it (see `RoutedConnectionBuilder::acquire_timeout`).
         .acquire_timeout(ACQUIRE)
-        .router(router)
         .connect()
         .await
         .expect("connects")
@@ -245,13 +239,25 @@ async fn patroni_lag_until(
 /// one, every probe), not on Patroni's (minus the *received* one, refreshed every
 /// `loop_wait`): it is at least as strict and fresher, and this test shows both seeing the
 /// same event.
+///
+/// The connection is configured the way an operator would, from environment variables
+/// (`RoutedConfig::from_vars`, the same path as `from_env`): the topology source, the probe
+/// interval and the lag bound all come from there, so this also checks that `RWSPLIT_TOPOLOGY_*`
+/// and `RWSPLIT_MAX_LAG_BYTES` work end to end.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_member_patroni_reports_lagging_leaves_rotation_and_comes_back() {
     let _serial = SERIAL.lock().await;
     let cluster = start("pat-lag").await;
-    let router = RouterConfig::default().max_replica_lag(Staleness::bytes(LAG_BOUND));
-    let db = connect_with(&cluster, router).await;
     let leader = cluster.wait_leader(Duration::from_secs(30)).await.expect("a leader");
+    let vars = [
+        ("DATABASE_URL", cluster.member(&leader).expect("the leader is a member").url()),
+        ("RWSPLIT_TOPOLOGY_PATRONI", cluster.rest_urls().join(",")),
+        ("RWSPLIT_TOPOLOGY_INTERVAL", format!("{}ms", POLL.as_millis())),
+        ("RWSPLIT_PROBE_INTERVAL", format!("{}ms", PROBE.as_millis())),
+        ("RWSPLIT_MAX_LAG_BYTES", LAG_BOUND.to_string()),
+    ];
+    let config = RoutedConfig::from_vars(vars).expect("a valid configuration");
+    let db = config.connect().await.expect("connects");
     let names: Vec<String> =
         cluster.members().iter().map(|m| node_name(&cluster, m.name())).collect();
     within("the three members in rotation", Duration::from_secs(15), || {
