@@ -101,18 +101,23 @@ async fn within(what: &str, max: Duration, mut check: impl FnMut() -> bool) -> D
     .unwrap_or_else(|| panic!("{what}: not within {max:?}"))
 }
 
+/// Waits until every member of `cluster` is a healthy node of `db`.
+async fn all_in_rotation(cluster: &PatroniCluster, db: &RoutedConnection) {
+    let names: Vec<String> =
+        cluster.members().iter().map(|m| node_name(cluster, m.name())).collect();
+    within("every member in rotation", Duration::from_secs(15), || {
+        let up = up_nodes(db);
+        names.iter().all(|n| up.contains(n))
+    })
+    .await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn members_added_and_removed_by_patroni_follow_without_a_restart() {
     let _serial = SERIAL.lock().await;
     let cluster = start("pat-members").await;
     let db = connect(&cluster).await;
-    let names: Vec<String> =
-        cluster.members().iter().map(|m| node_name(&cluster, m.name())).collect();
-    within("the three members in rotation", Duration::from_secs(15), || {
-        let up = up_nodes(&db);
-        names.iter().all(|n| up.contains(n))
-    })
-    .await;
+    all_in_rotation(&cluster, &db).await;
 
     // A member added by Patroni serves reads, the application untouched.
     let asked = Instant::now();
@@ -258,13 +263,7 @@ async fn a_member_patroni_reports_lagging_leaves_rotation_and_comes_back() {
     ];
     let config = RoutedConfig::from_vars(vars).expect("a valid configuration");
     let db = config.connect().await.expect("connects");
-    let names: Vec<String> =
-        cluster.members().iter().map(|m| node_name(&cluster, m.name())).collect();
-    within("the three members in rotation", Duration::from_secs(15), || {
-        let up = up_nodes(&db);
-        names.iter().all(|n| up.contains(n))
-    })
-    .await;
+    all_in_rotation(&cluster, &db).await;
     let replicas: Vec<String> =
         cluster.members().iter().map(|m| m.name().to_owned()).filter(|n| *n != leader).collect();
     let (lagger, other) = (&replicas[0], &replicas[1]);

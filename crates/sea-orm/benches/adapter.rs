@@ -54,9 +54,8 @@ async fn setup(
     // `RWSPLIT_BENCH_POSITION_INTERVAL_MS` changes the monitor's replay-position feed (20 ms by
     // default) to measure what that background work costs the statements.
     let mut monitor = rwsplit_sea_orm::MonitorConfig::default();
-    if let Some(ms) = std::env::var("RWSPLIT_BENCH_POSITION_INTERVAL_MS")
-        .ok()
-        .and_then(|v| v.parse::<u64>().ok())
+    if let Some(ms) =
+        std::env::var("RWSPLIT_BENCH_POSITION_INTERVAL_MS").ok().and_then(|v| v.parse::<u64>().ok())
     {
         monitor = monitor.position_interval(Duration::from_millis(ms));
         eprintln!("adapter bench: position feed every {ms} ms");

@@ -387,25 +387,7 @@ pub(crate) fn sample(s: &NodeSample<'_>, now: Instant) {
         let Some(stats) = pool.and_then(pool_stats) else { continue };
         let used = stats.size.saturating_sub(stats.idle);
         used_total += used;
-        let count = |state: &'static str, v: u32| {
-            metrics::gauge!(
-                CONNECTION_COUNT,
-                "server.address" => address.clone(),
-                "server.port" => port.clone(),
-                "db.client.connection.pool.name" => name.clone(),
-                "db.client.connection.state" => state,
-            )
-            .set(f64::from(v));
-        };
-        count("idle", stats.idle);
-        count("used", used);
-        metrics::gauge!(
-            CONNECTION_MAX,
-            "server.address" => address.clone(),
-            "server.port" => port.clone(),
-            "db.client.connection.pool.name" => name.clone(),
-        )
-        .set(f64::from(stats.max));
+        pool_gauges(s.labels, name, stats.idle, used, stats.max);
     }
     metrics::gauge!(
         CONNECTION_PENDING,
@@ -463,24 +445,29 @@ pub(crate) fn removed(r: &RemovedNode<'_>) {
         if pool.and_then(pool_stats).is_none() {
             continue;
         }
-        for state in ["idle", "used"] {
-            metrics::gauge!(
-                CONNECTION_COUNT,
-                "server.address" => address.clone(),
-                "server.port" => port.clone(),
-                "db.client.connection.pool.name" => name.clone(),
-                "db.client.connection.state" => state,
-            )
-            .set(0.0);
-        }
-        metrics::gauge!(
-            CONNECTION_MAX,
-            "server.address" => address.clone(),
-            "server.port" => port.clone(),
-            "db.client.connection.pool.name" => name.clone(),
-        )
-        .set(0.0);
+        pool_gauges(r.labels, name, 0, 0, 0);
     }
+}
+
+/// Sets pool `pool`'s connection gauges of a node: idle and used connections, and the maximum.
+fn pool_gauges(labels: &NodeLabels, pool: &SharedString, idle: u32, used: u32, max: u32) {
+    for (state, v) in [("idle", idle), ("used", used)] {
+        metrics::gauge!(
+            CONNECTION_COUNT,
+            "server.address" => labels.address.clone(),
+            "server.port" => labels.port.clone(),
+            "db.client.connection.pool.name" => pool.clone(),
+            "db.client.connection.state" => state,
+        )
+        .set(f64::from(v));
+    }
+    metrics::gauge!(
+        CONNECTION_MAX,
+        "server.address" => labels.address.clone(),
+        "server.port" => labels.port.clone(),
+        "db.client.connection.pool.name" => pool.clone(),
+    )
+    .set(f64::from(max));
 }
 
 /// The [`HEALTH`] gauge's value.
