@@ -204,6 +204,10 @@ async fn members_added_and_removed_by_patroni_follow_without_a_restart() {
          noloadbalance_reads={quiet_reads} tag_effect={tag_effect:?} patroni_remove={patroni_remove:?} \
          gone_after_removal={gone:?} in_flight_reads_failed={slow_failed} reads_failed={failed}"
     );
+    // Within a poll and a few probes of streaming; a ban (5 s) for the probes it failed before
+    // its server took connections would exceed it.
+    let join_bound = POLL + PROBE * 3 + Duration::from_secs(1);
+    assert!(to_rotation <= join_bound, "joined {to_rotation:?} after streaming > {join_bound:?}");
     assert_eq!(slow_failed, 0, "in-flight reads failed");
     assert_eq!(failed, 0, "reads failed");
 }

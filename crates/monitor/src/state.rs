@@ -608,6 +608,11 @@ impl TopologyState {
                 continue;
             }
             if let Some(template) = lock(&n.template).take() {
+                // It joins on a successful probe, so it starts healthy: the failures of the
+                // probes before its server took connections (a member Patroni lists while it
+                // still restores its base backup) must not ban a node that never served.
+                *lock(&n.tracker) = HealthTracker::new(template.role(), self.policy);
+                n.probe_failures.store(0, Ordering::Relaxed);
                 n.slot.store(Slot::Live as u8, Ordering::Release);
                 joined.push(template);
             }

@@ -386,6 +386,31 @@ fn an_added_node_joins_once_probed_healthy_and_caught_up() {
     assert!(read_targets(&s, t, 8).contains(&id));
 }
 
+/// A member listed before its server takes connections fails its first probes: enough to
+/// ban a node in rotation, but it never served, so it joins healthy at its first good probe
+/// rather than waiting out a ban.
+#[test]
+fn an_added_node_that_failed_probes_before_it_came_up_joins_healthy() {
+    let s = state(2, policy());
+    let t = Instant::now();
+    steady(&s, t);
+    let id = added(&s, "n2:5432/app");
+    for i in 0..6 {
+        s.observe(id, &refused(), t + MS(100 * i));
+    }
+    assert!(s.snapshot().node(NodeId::new(2)).is_none(), "not routed while it refuses");
+    s.observe(0, &seen(Role::Primary, 100), t + MS(700));
+    s.observe(id, &seen(Role::Replica, 100), t + MS(800));
+    let node = s.snapshot().node(NodeId::new(2)).cloned().expect("joined");
+    assert_eq!((node.role(), node.health()), (Role::Replica, Health::Up));
+    assert!(read_targets(&s, t + MS(800), 8).contains(&id), "it takes reads at once");
+    // From then on it is judged like any node: failures take it out again.
+    for i in 0..3 {
+        s.observe(id, &timed_out(), t + MS(900 + 100 * i));
+    }
+    assert_eq!(s.snapshot().node(NodeId::new(2)).unwrap().health(), Health::Down);
+}
+
 #[test]
 fn a_removed_node_leaves_the_snapshot_at_once_and_is_never_routed() {
     let s = state(3, policy());
