@@ -220,6 +220,18 @@ impl Routing {
         topo.node(node_id(node)).map(|n| (n.role(), n.lag(), n.position().cloned()))
     }
 
+    /// Where `node` stands for a write on it: the primary, not any more (a replica now,
+    /// another node promoted, fenced, removed), or marked down.
+    pub(crate) fn standing(&self, node: usize) -> crate::sending::Standing {
+        use crate::sending::Standing;
+        let topo = self.state.snapshot();
+        match topo.node(node_id(node)) {
+            Some(n) if n.health() == Health::Down => Standing::Down,
+            Some(n) if n.role() == Role::Primary => Standing::Primary,
+            _ => Standing::NotPrimary,
+        }
+    }
+
     pub(crate) fn health(&self, node: usize) -> Health {
         self.state.health(node)
     }
