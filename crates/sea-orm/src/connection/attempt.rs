@@ -535,8 +535,8 @@ impl RoutedConnection {
     }
 
     /// Writes fail fast, naming the node, when the monitor has marked the primary down: waiting
-    /// for a pool's acquire timeout would only hang the caller, and nothing is ever retried
-    /// elsewhere.
+    /// for a pool's acquire timeout would only hang the caller (a write is tried elsewhere only
+    /// once the monitor names another primary, and only if it was never sent).
     fn check_writable(&self, node: usize) -> Result<(), DbErr> {
         if self.inner.routing.health(node) == rwsplit_core::Health::Down {
             let name = self.inner.nodes.get(node).map_or_else(String::new, |n| n.name.clone());
