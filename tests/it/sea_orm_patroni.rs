@@ -246,6 +246,7 @@ async fn writes_resume(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_planned_switchover_loses_no_write_and_writes_follow_the_new_leader() {
     let _serial = SERIAL.lock().await;
+    crate::support::tracing_baseline();
     let cluster = start("pat-switch-load").await;
     // The default acquire timeout (5 s): a write already waiting for a connection to the old
     // leader when it steps down (its port refuses while it restarts as a replica) is given up

@@ -41,15 +41,31 @@ use std::time::Duration;
 
 use sea_orm::{DatabaseConnection, DbErr, ExecResult, QueryResult, Statement};
 
-/// Where the node a write is on stands, as the monitor sees it now.
+/// Where the node a statement is on stands, as the monitor sees it now.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Standing {
     /// The primary, not marked down.
     Primary,
-    /// Not the primary any more: a replica now, another node is the primary, fenced or removed.
-    NotPrimary,
-    /// Marked down by the monitor (its probes fail on connections of their own).
+    /// Still the primary, but marked down by the monitor (its probes fail on connections of
+    /// their own).
     Down,
+    /// Not the primary any more (a replica now, or another node is the primary), and up.
+    NotPrimary,
+    /// Not the primary and marked down: an old primary that stays unreachable while another
+    /// node is the primary, a fenced node, a removed one.
+    Gone,
+}
+
+impl Standing {
+    /// Marked down (or gone): a statement sent there is given up, outcome unknown.
+    pub(crate) fn is_down(self) -> bool {
+        matches!(self, Standing::Down | Standing::Gone)
+    }
+
+    /// Not the primary any more, whatever its health.
+    pub(crate) fn is_replaced(self) -> bool {
+        matches!(self, Standing::NotPrimary | Standing::Gone)
+    }
 }
 
 /// How a write that did not succeed ended.
@@ -68,17 +84,23 @@ pub(crate) enum End {
     Unknown,
 }
 
-/// The error a write fails with when its node stopped being the primary (`standing`) before it
-/// was sent.
-pub(crate) fn deposed(node: &str, standing: Standing) -> DbErr {
-    let why = match standing {
-        Standing::Down => "was marked down by the monitor",
-        Standing::Primary | Standing::NotPrimary => "stopped being the primary",
+/// The error a write (`write`) fails with when its node stopped being the primary
+/// (`standing`) before it was sent; or a read, given up on a primary that is one no more.
+pub(crate) fn deposed(node: &str, standing: Standing, write: bool) -> DbErr {
+    let why = if standing.is_replaced() {
+        "stopped being the primary"
+    } else {
+        "was marked down by the monitor"
     };
-    DbErr::Conn(sea_orm::RuntimeErr::Internal(format!(
-        "rwsplit: the primary {node} {why} while this write waited for a connection to it; the \
-         write was not sent"
-    )))
+    let text = if write {
+        format!(
+            "rwsplit: the primary {node} {why} while this write waited for a connection to it; \
+             the write was not sent"
+        )
+    } else {
+        format!("rwsplit: the primary {node} {why} while this read waited on it; given up there")
+    };
+    DbErr::Conn(sea_orm::RuntimeErr::Internal(text))
 }
 
 /// Runs a write in two steps (see the module docs): `take` (nothing is sent), then `send` on
@@ -106,7 +128,7 @@ where
     tokio::select! {
         biased;
         r = send(taken) => r.map_err(End::Failed),
-        _ = until(&standing, every, |s| s == Standing::Down) => Err(End::Unknown),
+        _ = until(&standing, every, Standing::is_down) => Err(End::Unknown),
     }
 }
 

@@ -11,7 +11,8 @@
 //!   more, on the new primary; a write that may have been sent never is.
 //! - A read may wait for its first candidate to catch up, is bounded (the caller's deadline,
 //!   the replica read timeout, the monitor marking the replica down), and moves on to the next
-//!   candidate when the failure makes that safe, up to the retry budget.
+//!   candidate when the failure makes that safe, up to the retry budget. A read on the primary
+//!   given up because the monitor sees another primary runs once more, there.
 //! - Every outcome is reported once: a node failure to the monitor, back-pressure to the
 //!   node's counters (never to its health), successes to the balancer's latency estimate.
 //!
@@ -287,14 +288,13 @@ impl RoutedConnection {
             Err(Stop::Fail(e)) => return Err(e),
             Err(Stop::Unsent(e)) => e,
         };
-        // A write that was never sent, to a node that is not the primary any more: once more,
-        // on the primary the monitor sees now (if there is none, the caller hears why the
-        // first attempt ended).
-        let Ok(retry) = self.plan_on_primary(Access::Write, "write not sent to the old primary")
-        else {
+        // A write that was never sent, or a read, to a node that is not the primary any more:
+        // once more, on the primary the monitor sees now (if there is none, the caller hears
+        // why the first attempt ended).
+        let Ok(retry) = self.plan_on_primary(plan.access(), "moved to the new primary") else {
             return Err(unsent);
         };
-        tracing::info!(target: "rwsplit", error = %unsent, "trying the write once more, on the new primary");
+        tracing::info!(target: "rwsplit", error = %unsent, "trying once more, on the new primary");
         match self.attempt_plan(&retry, &mut work, scope, 1).await {
             Ok(done) => Ok(done),
             Err(Stop::Fail(e) | Stop::Unsent(e)) => Err(e),
@@ -376,7 +376,7 @@ impl RoutedConnection {
                 }
                 Err(e) => {
                     let unsent = matches!(e, Attempt::Unsent(_) | Attempt::Deposed(_));
-                    let (e, failure) = self.note_attempt(&node, id, e);
+                    let (e, failure) = self.note_attempt(&node, id, e, write);
                     if write && !unsent && matches!(failure, Failure::Connection | Failure::GivenUp)
                     {
                         // Sent, then the connection broke or was given up: the write may have
@@ -386,7 +386,8 @@ impl RoutedConnection {
                     let f = Some(failure);
                     metrics.attempt(&node.labels, on_primary, plan.reason(), write, elapsed, f);
                     if unsent {
-                        // Never sent: safe to try again, and worth it only on another primary.
+                        // A write never sent, or a read given up on a primary that is one no
+                        // more: safe to try again, and worth it only on another primary.
                         let e = failure::unsent(e, failure, &node.name, tried);
                         let deposed = self.inner.routing.standing(id) != Standing::Primary;
                         return Err(if deposed && earlier == 0 {
@@ -444,10 +445,13 @@ impl RoutedConnection {
     }
 
     /// One read attempt on node `id`, bounded: by the replica statement deadline if one is
-    /// set, by what is left of the caller's own deadline, and — on a replica — by the monitor:
-    /// once it marks the node down (a hung server keeps its port open, so its probes time out),
-    /// the attempt is given up and the read moves on. A slow read on a healthy replica is not
-    /// cut short.
+    /// set, by what is left of the caller's own deadline, and by the monitor. On a replica: once
+    /// it marks the node down (a hung server keeps its port open, so its probes time out), the
+    /// attempt is given up and the read moves on. On the primary: once it sees the node stop
+    /// being the primary (a switchover: the old primary's port refuses while it restarts as a
+    /// replica, and the read would wait out the pool's acquire timeout), the attempt is given up
+    /// and the read runs once on the new primary; being marked down alone does not end it (the
+    /// primary is the last resort). A slow read on a healthy node is not cut short.
     async fn bounded<T>(
         &self,
         id: usize,
@@ -468,7 +472,11 @@ impl RoutedConnection {
             }
         };
         if !on_replica {
-            return limited.await;
+            return tokio::select! {
+                biased;
+                r = limited => r,
+                () = self.until_replaced(id) => Err(Attempt::Deposed(Standing::NotPrimary)),
+            };
         }
         tokio::select! {
             r = limited => r,
@@ -522,6 +530,16 @@ impl RoutedConnection {
             End::Failed(e) => Attempt::Failed(e),
             End::Unknown => Attempt::GivenUp(crate::deadline::write_outcome_unknown(name)),
         })
+    }
+
+    /// Returns once the monitor no longer sees node `id` as the primary (checked every 50 ms).
+    async fn until_replaced(&self, id: usize) {
+        loop {
+            tokio::time::sleep(DOWN_CHECK).await;
+            if self.inner.routing.standing(id).is_replaced() {
+                return;
+            }
+        }
     }
 
     /// Returns once the monitor has marked node `id` down (checked every 50 ms).
@@ -578,9 +596,15 @@ impl RoutedConnection {
         failure
     }
 
-    /// [`note_failure`](Self::note_failure) for an attempt's outcome: an attempt the adapter
-    /// gave up is judged by the monitor, not here.
-    fn note_attempt(&self, node: &Node, id: usize, attempt: Attempt) -> (DbErr, Failure) {
+    /// [`note_failure`](Self::note_failure) for an attempt's outcome (of a write if `write`):
+    /// an attempt the adapter gave up is judged by the monitor, not here.
+    fn note_attempt(
+        &self,
+        node: &Node,
+        id: usize,
+        attempt: Attempt,
+        write: bool,
+    ) -> (DbErr, Failure) {
         match attempt {
             Attempt::Failed(e) => {
                 let failure = self.note_failure(node, id, &e);
@@ -592,7 +616,7 @@ impl RoutedConnection {
                 let failure = self.note_failure(node, id, &e);
                 (e, failure)
             }
-            Attempt::Deposed(s) => (sending::deposed(&node.name, s), Failure::GivenUp),
+            Attempt::Deposed(s) => (sending::deposed(&node.name, s, write), Failure::GivenUp),
         }
     }
 }

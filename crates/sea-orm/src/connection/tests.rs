@@ -449,3 +449,27 @@ async fn a_write_on_a_primary_marked_down_with_no_successor_fails_unsent() {
     assert!(text.contains("not sent"), "{text}");
     assert_eq!(statements(&db.inner.nodes.get(1).unwrap().writer), 0);
 }
+
+/// A read on the primary (pinned there) waiting on a node that stops being the primary is given
+/// up there and runs on the new primary, long before the pool's acquire timeout.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_read_on_the_primary_follows_a_new_primary() {
+    let db = routed(refusing(std::time::Duration::from_secs(30)).await, vec![answering()], 2);
+    let read = tokio::spawn({
+        let db = db.clone();
+        async move {
+            let started = std::time::Instant::now();
+            let row = RoutedConnection::scope(rwsplit_core::Target::Primary, async {
+                db.query_one_raw(select()).await
+            })
+            .await;
+            (row, started.elapsed())
+        }
+    });
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    probed(&db, 1, false).await;
+    let (row, took) = read.await.unwrap();
+    assert!(row.expect("read on the new primary").is_some());
+    assert!(took < std::time::Duration::from_secs(2), "took {took:?}");
+    assert_eq!(db.stats().nodes()[1].reads(), 1);
+}

@@ -77,6 +77,9 @@ const NEVER: Duration = Duration::from_secs(3600);
 #[case::replaced_while_sent((ms(10), true), (ms(1000), true), (ms(200), Standing::NotPrimary), (Got::Done, true), ms(1010))]
 // ... being marked down does, with its outcome unknown.
 #[case::down_while_sent((ms(10), true), (NEVER, true), (ms(200), Standing::Down), (Got::Unknown, true), ms(250))]
+// ... and so does an old primary that stays unreachable while another node is the primary.
+#[case::gone_while_sent((ms(10), true), (NEVER, true), (ms(200), Standing::Gone), (Got::Unknown, true), ms(250))]
+#[case::gone_while_taking((NEVER, true), (ms(1), true), (ms(120), Standing::Gone), (Got::Deposed(Standing::Gone), false), ms(150))]
 #[case::failed_once_sent((ms(10), true), (ms(10), false), (NEVER, Standing::Down), (Got::Failed, true), ms(20))]
 #[tokio::test(start_paused = true)]
 async fn a_write_is_given_up_unsent_only_while_it_waits_for_its_connection(
@@ -93,9 +96,11 @@ async fn a_write_is_given_up_unsent_only_while_it_waits_for_its_connection(
 
 #[test]
 fn the_errors_say_the_write_was_not_sent_and_why() {
-    let replaced = deposed("db1:5432/app", Standing::NotPrimary).to_string();
+    let replaced = deposed("db1:5432/app", Standing::NotPrimary, true).to_string();
     assert!(replaced.contains("db1:5432/app") && replaced.contains("stopped being the primary"));
     assert!(replaced.contains("not sent"), "{replaced}");
-    let down = deposed("db1:5432/app", Standing::Down).to_string();
+    let down = deposed("db1:5432/app", Standing::Down, true).to_string();
     assert!(down.contains("marked down") && down.contains("not sent"), "{down}");
+    let read = deposed("db1:5432/app", Standing::NotPrimary, false).to_string();
+    assert!(read.contains("read") && !read.contains("write"), "{read}");
 }
