@@ -243,7 +243,8 @@ enum Attempt {
     /// A write's connection could not be had (the pool timed out or was closed, none could be
     /// opened): the write was not sent.
     Unsent(DbErr),
-    /// A write's node stopped being the primary before the write was sent.
+    /// A write's node stopped being the primary (or was marked down) before the write was
+    /// sent; a read's primary stopped being the primary while the read waited on it.
     Deposed(Standing),
 }
 
@@ -251,8 +252,8 @@ enum Attempt {
 enum Stop {
     /// The caller gets this error.
     Fail(DbErr),
-    /// A write that was not sent, on a node that is not the primary any more: it may be tried
-    /// once on the new primary (else the caller gets this error).
+    /// A write that was not sent, or a read given up, on a node that is not the primary any
+    /// more: it may be tried once on the new primary (else the caller gets this error).
     Unsent(DbErr),
 }
 
@@ -352,7 +353,9 @@ impl RoutedConnection {
             let result = if write {
                 self.watched_write(id, &node.name, pool, &mut *work, earlier == 0).await
             } else {
-                let run = work.run(pool, last);
+                // A read on the primary may run once more on a new primary: it keeps its
+                // statement.
+                let run = work.run(pool, last && (id != primary || earlier > 0));
                 self.bounded(id, &node.name, deadline, run).await
             };
             // A completed round trip feeds the node's latency estimate (peak-EWMA balancing);
@@ -390,11 +393,14 @@ impl RoutedConnection {
                         // more: safe to try again, and worth it only on another primary.
                         let e = failure::unsent(e, failure, &node.name, tried);
                         let deposed = self.inner.routing.standing(id) != Standing::Primary;
-                        return Err(if deposed && earlier == 0 {
-                            Stop::Unsent(e)
-                        } else {
-                            Stop::Fail(e)
-                        });
+                        if !(deposed && earlier == 0) {
+                            return Err(Stop::Fail(e));
+                        }
+                        if !write {
+                            telemetry::retry(&node.labels);
+                            self.inner.retries.fetch_add(1, Ordering::Relaxed);
+                        }
+                        return Err(Stop::Unsent(e));
                     }
                     let out_of_time = deadline.is_some_and(|d| Instant::now() >= d);
                     if write || !failure.retryable() || last || out_of_time {

@@ -472,4 +472,7 @@ async fn a_read_on_the_primary_follows_a_new_primary() {
     assert!(row.expect("read on the new primary").is_some());
     assert!(took < std::time::Duration::from_secs(2), "took {took:?}");
     assert_eq!(db.stats().nodes()[1].reads(), 1);
+    assert_eq!(db.stats().retries(), 1);
+    let log = db.inner.nodes.get(1).unwrap().conn.clone().into_transaction_log();
+    assert_eq!(log[0].statements()[0].sql, select().sql, "the read itself, not an empty one");
 }
