@@ -252,9 +252,9 @@ enum Attempt {
 enum Stop {
     /// The caller gets this error.
     Fail(DbErr),
-    /// A write that was not sent, or a read given up, on a node that is not the primary any
+    /// A write that was not sent, or a read given up, on node `.1`, which is not the primary any
     /// more: it may be tried once on the new primary (else the caller gets this error).
-    Unsent(DbErr),
+    Unsent(DbErr, usize),
 }
 
 impl RoutedConnection {
@@ -284,21 +284,22 @@ impl RoutedConnection {
         mut work: W,
         scope: &Scope,
     ) -> Result<(W::Output, usize), DbErr> {
-        let unsent = match self.attempt_plan(plan, &mut work, scope, 0).await {
+        let (unsent, old) = match self.attempt_plan(plan, &mut work, scope, 0).await {
             Ok(done) => return Ok(done),
             Err(Stop::Fail(e)) => return Err(e),
-            Err(Stop::Unsent(e)) => e,
+            Err(Stop::Unsent(e, id)) => (e, id),
         };
         // A write that was never sent, or a read, to a node that is not the primary any more:
-        // once more, on the primary the monitor sees now (if there is none, the caller hears
-        // why the first attempt ended).
-        let Ok(retry) = self.plan_on_primary(plan.access(), "moved to the new primary") else {
-            return Err(unsent);
+        // once more, on the primary the monitor sees now (if there is none, or it is still that
+        // node, the caller hears why the first attempt ended).
+        let retry = match self.plan_on_primary(plan.access(), "moved to the new primary") {
+            Ok(retry) if retry.first() != old => retry,
+            _ => return Err(unsent),
         };
         tracing::info!(target: "rwsplit", error = %unsent, "trying once more, on the new primary");
         match self.attempt_plan(&retry, &mut work, scope, 1).await {
             Ok(done) => Ok(done),
-            Err(Stop::Fail(e) | Stop::Unsent(e)) => Err(e),
+            Err(Stop::Fail(e) | Stop::Unsent(e, _)) => Err(e),
         }
     }
 
@@ -400,7 +401,7 @@ impl RoutedConnection {
                             telemetry::retry(&node.labels);
                             self.inner.retries.fetch_add(1, Ordering::Relaxed);
                         }
-                        return Err(Stop::Unsent(e));
+                        return Err(Stop::Unsent(e, id));
                     }
                     let out_of_time = deadline.is_some_and(|d| Instant::now() >= d);
                     if write || !failure.retryable() || last || out_of_time {

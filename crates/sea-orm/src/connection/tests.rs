@@ -446,6 +446,7 @@ async fn a_write_on_a_primary_marked_down_with_no_successor_fails_unsent() {
         .unwrap()
         .expect_err("no primary to write to");
     let text = err.to_string();
+    assert!(text.contains("marked down") && text.contains("waited for a connection"), "{text}");
     assert!(text.contains("not sent"), "{text}");
     assert_eq!(statements(&db.inner.nodes.get(1).unwrap().writer), 0);
 }
