@@ -4,7 +4,7 @@
 //! - A write runs on the primary, unbounded (an attempt abandoned mid-flight may still
 //!   commit), and only if the monitor has not marked the primary down; its success records the
 //!   write in the caller's read-your-writes scope. It runs in two steps
-//!   ([`sending`](crate::sending)): taking a connection, given up as soon as the monitor says
+//!   ([`sending`]): taking a connection, given up as soon as the monitor says
 //!   the node is not the primary any more, then sending the statement, given up only when the
 //!   monitor marks the node down ("outcome unknown"). A write known not to have been sent (its
 //!   first step failed or was given up) to a node that is no longer the primary is tried once
@@ -76,7 +76,7 @@ pub(super) trait Work: Send {
         last: bool,
     ) -> impl Future<Output = Result<Self::Output, DbErr>> + Send + 'a;
     /// Its statement, on a connection already taken from the node's pool (a write's second
-    /// step, see [`sending`](crate::sending)); the statement moves into it (a write once sent
+    /// step, see [`sending`]); the statement moves into it (a write once sent
     /// is never tried again). `None`: it is not one statement (the [`INERT`](Self::INERT)
     /// work).
     fn send<'a>(
@@ -491,7 +491,7 @@ impl RoutedConnection {
         }
     }
 
-    /// A write on the primary `id`, in two steps ([`sending`](crate::sending)): taking a
+    /// A write on the primary `id`, in two steps ([`sending`]): taking a
     /// connection from `pool`, given up (not sent) as soon as the monitor says the node is not
     /// the primary any more — a replica now, another node promoted, or marked down — instead of
     /// waiting out the pool's acquire timeout while its port refuses; then sending the
