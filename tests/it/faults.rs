@@ -481,11 +481,15 @@ async fn faults_hung_replica_without_a_statement_deadline() {
     assert!(slowest < Duration::from_secs(4), "reads were held {slowest:?}");
 }
 
-/// A write in flight on a primary that freezes (SIGSTOP: its port stays open, nothing answers)
-/// returns once the monitor marks the primary down, with an error saying its outcome is
-/// unknown, instead of waiting for the kernel to give the connection up (about 15 minutes);
-/// the writer's scope becomes pending (the write may have committed): its next read first asks
-/// the primary for its position.
+/// A write on a primary that freezes (SIGSTOP: its port stays open, nothing answers) returns
+/// once the monitor marks the primary down, instead of waiting for the kernel to give the
+/// connection up (about 15 minutes). What the caller is told depends on how far the write got:
+/// - on a pool that pings a connection before handing it out (sqlx's `test_before_acquire`,
+///   on by default), the ping is what hangs: the write was never sent, and says so; the
+///   writer's scope is not made pending;
+/// - on a pool that does not, the statement itself was sent and hangs: its outcome is unknown,
+///   it is not retried, and the writer's scope becomes pending (the write may have committed):
+///   its next read first asks the primary for its position.
 #[rstest]
 #[case::postgres(DbKind::Postgres)]
 #[case::mariadb(DbKind::MariaDb)]
@@ -495,39 +499,66 @@ async fn a_write_in_flight_on_a_frozen_primary_ends_when_the_primary_is_marked_d
 ) {
     let cluster = own_cluster(kind, "frozenw", 1).await;
     let tdb = cluster.create_database("frozenw").await.unwrap();
-    let db = RoutedConnection::builder()
-        .primary(tdb.primary_url())
-        .replicas(tdb.replica_urls())
-        .monitor(MonitorConfig::default().interval(INTERVAL).timeout(PROBE_TIMEOUT))
-        .connect()
-        .await
-        .unwrap();
-    db.execute_unprepared("CREATE TABLE t (id INT)").await.unwrap();
-    // A pooled connection to the primary exists, so the write is sent on it, not refused.
-    db.execute_unprepared("INSERT INTO t VALUES (0)").await.unwrap();
+    let connect = |ping: bool| {
+        let mut primary = sea_orm::ConnectOptions::new(tdb.primary_url());
+        primary.test_before_acquire(ping);
+        RoutedConnection::builder()
+            .primary(primary)
+            .replicas(tdb.replica_urls())
+            .monitor(MonitorConfig::default().interval(INTERVAL).timeout(PROBE_TIMEOUT))
+            .connect()
+    };
+    let pinging = connect(true).await.unwrap();
+    let sending = connect(false).await.unwrap();
+    pinging.execute_unprepared("CREATE TABLE t (id INT)").await.unwrap();
+    // An idle pooled connection to the primary exists in each (the position read after the
+    // write has given its connection back), so the write does not have to open one.
+    for db in [&pinging, &sending] {
+        db.execute_unprepared("INSERT INTO t VALUES (0)").await.unwrap();
+        until("the write's position read", || async {
+            db.stats().read_your_writes().positions_captured > 0
+        })
+        .await;
+    }
 
     cluster.primary().hang().unwrap();
     let started = Instant::now();
-    let r = tokio::time::timeout(
-        Duration::from_secs(30),
-        db.execute_unprepared("INSERT INTO t VALUES (1)"),
-    )
-    .await;
-    let took = started.elapsed();
+    // Both in this task: a write's read-your-writes scope is its task's.
+    let write = |db: &RoutedConnection, id: i32| {
+        let db = db.clone();
+        async move {
+            let sql = format!("INSERT INTO t VALUES ({id})");
+            let r = tokio::time::timeout(Duration::from_secs(30), db.execute_unprepared(&sql));
+            (r.await, started.elapsed())
+        }
+    };
+    let ((unsent, unsent_took), (sent, sent_took)) =
+        tokio::join!(write(&pinging, 1), write(&sending, 2));
     cluster.primary().unhang().unwrap();
-    let err = r.expect("the write returned before 30 s").expect_err("the write was given up");
-    let text = err.to_string();
-    eprintln!("{kind}: write on a frozen primary given up after {} ms: {text}", took.as_millis());
-    assert!(matches!(err, sea_orm::DbErr::Conn(_)), "{err:?}");
-    assert!(text.contains("outcome is unknown") && text.contains("not retried"), "{text}");
-    // 3 failed probes of 100 ms + 300 ms each mark it down.
-    assert!(took < Duration::from_secs(5), "the write was held {took:?}");
-    until("the primary back in rotation", || async { db.stats().primary().health() == Health::Up })
+    for (r, took, what) in [(unsent, unsent_took, "pinged"), (sent, sent_took, "sent")] {
+        let err = r.expect("the write returned before 30 s").expect_err("the write was given up");
+        let text = err.to_string();
+        eprintln!(
+            "{kind}: write ({what}) on a frozen primary given up after {} ms: {text}",
+            took.as_millis()
+        );
+        assert!(matches!(err, sea_orm::DbErr::Conn(_)), "{err:?}");
+        if what == "sent" {
+            assert!(text.contains("outcome is unknown") && text.contains("not retried"), "{text}");
+        } else {
+            assert!(text.contains("not sent") && !text.contains("outcome"), "{text}");
+        }
+        // 3 failed probes of 100 ms + 300 ms each mark it down.
+        assert!(took < Duration::from_secs(5), "the write was held {took:?}");
+    }
+    for (db, pending) in [(&pinging, false), (&sending, true)] {
+        until("the primary back in rotation", || async {
+            db.stats().primary().health() == Health::Up
+        })
         .await;
-    let captured = db.stats().read_your_writes().positions_captured;
-    db.query_all_raw(stmt(&db, "SELECT id FROM t".to_owned())).await.unwrap();
-    assert!(
-        db.stats().read_your_writes().positions_captured > captured,
-        "the read after an unknown write asked the primary for its position first"
-    );
+        let captured = db.stats().read_your_writes().positions_captured;
+        db.query_all_raw(stmt(db, "SELECT id FROM t".to_owned())).await.unwrap();
+        let asked = db.stats().read_your_writes().positions_captured > captured;
+        assert_eq!(asked, pending, "the read after the write asked the primary for its position");
+    }
 }

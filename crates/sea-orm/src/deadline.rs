@@ -98,8 +98,8 @@ pub(crate) fn marked_down(node: &str) -> DbErr {
     )))
 }
 
-/// The error a write fails with when the monitor marked the primary down while it was in
-/// flight: it may or may not have committed.
+/// The error a write fails with when the monitor marked the primary down after it was sent
+/// (see [`sending`](crate::sending)): it may or may not have committed.
 pub(crate) fn write_outcome_unknown(node: &str) -> DbErr {
     DbErr::Conn(RuntimeErr::Internal(format!(
         "rwsplit: the primary {node} was marked down by the monitor while this write was in \
@@ -152,8 +152,12 @@ impl RoutedConnectionBuilder {
 
     /// How long a statement may wait for a pooled connection, connecting included, on every
     /// node (default 5 s; sqlx's own default is 30 s). A node's `ConnectOptions` with its own
-    /// `acquire_timeout` or `connect_timeout` keep theirs. Writes to an unreachable primary that
-    /// the monitor has not yet marked down fail after at most this long.
+    /// `acquire_timeout` or `connect_timeout` keep theirs. A write waiting for a connection to
+    /// an unreachable primary is given up as soon as the monitor sees that node replaced (a
+    /// replica now, another node promoted) or marks it down — it was never sent, so it is tried
+    /// once on the new primary — and otherwise fails after at most this long, unsent. A
+    /// shorter timeout is therefore not needed to follow a switchover; it only bounds how long
+    /// a statement waits on a pool the application itself saturates.
     /// Durations beyond 30 years are capped to 30 years.
     pub fn acquire_timeout(mut self, timeout: Duration) -> Self {
         self.policy.timeouts.acquire = cap(timeout);

@@ -192,6 +192,20 @@ pub(crate) fn named(err: DbErr, failure: Failure, node: &str, write: bool, tried
     DbErr::Conn(sea_orm::RuntimeErr::Internal(text))
 }
 
+/// The error the caller gets for a write that was not sent to `node` (see
+/// [`sending`](crate::sending)): the node stopped being the primary while it waited (already
+/// the adapter's words), the pool had no connection in time, or none could be opened.
+pub(crate) fn unsent(err: DbErr, failure: Failure, node: &str, tried: usize) -> DbErr {
+    match failure {
+        Failure::Connection => DbErr::Conn(sea_orm::RuntimeErr::Internal(format!(
+            "rwsplit: no connection to the primary {node} could be had: {err}; the write was not \
+             sent"
+        ))),
+        Failure::GivenUp | Failure::Backpressure => named(err, failure, node, true, tried),
+        _ => err,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use std::sync::Arc;

@@ -154,6 +154,7 @@ mod probe;
 mod redact;
 mod replica;
 mod route;
+mod sending;
 mod session;
 mod stats;
 pub mod telemetry;

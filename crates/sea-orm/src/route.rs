@@ -220,6 +220,20 @@ impl Routing {
         topo.node(node_id(node)).map(|n| (n.role(), n.lag(), n.position().cloned()))
     }
 
+    /// Where `node` stands for a statement on it: its role (the primary or not) and whether it
+    /// is marked down (a node no longer in the snapshot is neither primary nor up).
+    pub(crate) fn standing(&self, node: usize) -> crate::sending::Standing {
+        use crate::sending::Standing;
+        let topo = self.state.snapshot();
+        let Some(n) = topo.node(node_id(node)) else { return Standing::Gone };
+        match (n.role() == Role::Primary, n.health() == Health::Down) {
+            (true, false) => Standing::Primary,
+            (true, true) => Standing::Down,
+            (false, false) => Standing::NotPrimary,
+            (false, true) => Standing::Gone,
+        }
+    }
+
     pub(crate) fn health(&self, node: usize) -> Health {
         self.state.health(node)
     }

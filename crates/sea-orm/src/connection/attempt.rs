@@ -1,12 +1,18 @@
 //! The one attempt loop: every statement, stream and `BEGIN` runs through
 //! [`RoutedConnection::attempt`], which tries a [`Plan`]'s candidates in order.
 //!
-//! - A write runs once, on the primary, unbounded (an attempt abandoned mid-flight may still
+//! - A write runs on the primary, unbounded (an attempt abandoned mid-flight may still
 //!   commit), and only if the monitor has not marked the primary down; its success records the
-//!   write in the caller's read-your-writes scope.
+//!   write in the caller's read-your-writes scope. It runs in two steps
+//!   ([`sending`]): taking a connection, given up as soon as the monitor says
+//!   the node is not the primary any more, then sending the statement, given up only when the
+//!   monitor marks the node down ("outcome unknown"). A write known not to have been sent (its
+//!   first step failed or was given up) to a node that is no longer the primary is tried once
+//!   more, on the new primary; a write that may have been sent never is.
 //! - A read may wait for its first candidate to catch up, is bounded (the caller's deadline,
 //!   the replica read timeout, the monitor marking the replica down), and moves on to the next
-//!   candidate when the failure makes that safe, up to the retry budget.
+//!   candidate when the failure makes that safe, up to the retry budget. A read on the primary
+//!   given up because the monitor sees another primary runs once more, there.
 //! - Every outcome is reported once: a node failure to the monitor, back-pressure to the
 //!   node's counters (never to its health), successes to the balancer's latency estimate.
 //!
@@ -27,9 +33,11 @@ use super::inner::{Ctx, Node, RoutedConnection, Scope, bump};
 use crate::failure::{self, Failure};
 use crate::position::{self, Waited};
 use crate::route::Plan;
+use crate::sending::{self, End, Standing, Taken};
 use crate::telemetry::{self, Ryw};
 
-/// How often a read waiting on a replica checks whether the monitor has marked it down.
+/// How often an attempt waiting on a node checks what the monitor says of it (a read: marked
+/// down; a write: still the primary, marked down).
 const DOWN_CHECK: Duration = Duration::from_millis(50);
 
 /// What a write's success means for the caller's read-your-writes scope.
@@ -55,6 +63,10 @@ pub(super) trait Work: Send {
     fn wrote(&self) -> Wrote {
         Wrote::Capture
     }
+    /// Nothing it does can have an effect on the server until its attempt returns (a `BEGIN`:
+    /// the transaction's statements come later; a stream: its statement runs when it is read).
+    /// A write attempt given up before then was not sent.
+    const INERT: bool = false;
     /// The SQL, for the debug event (`BEGIN` for a transaction).
     fn sql(&self) -> &str;
     /// One attempt on `pool`; `last`: no candidate follows (the work may move into it).
@@ -63,6 +75,17 @@ pub(super) trait Work: Send {
         pool: &'a DatabaseConnection,
         last: bool,
     ) -> impl Future<Output = Result<Self::Output, DbErr>> + Send + 'a;
+    /// Its statement, on a connection already taken from the node's pool (a write's second
+    /// step, see [`sending`]); the statement moves into it (a write once sent
+    /// is never tried again). `None`: it is not one statement (the [`INERT`](Self::INERT)
+    /// work).
+    fn send<'a>(
+        &'a mut self,
+        conn: &'a mut Taken,
+    ) -> Option<impl Future<Output = Result<Self::Output, DbErr>> + Send + 'a> {
+        let _ = conn;
+        None::<std::future::Ready<Result<Self::Output, DbErr>>>
+    }
 }
 
 /// The statement for one attempt: a clone while another attempt may follow, else the original.
@@ -103,6 +126,12 @@ impl Work for QueryOne {
     ) -> impl Future<Output = Result<Self::Output, DbErr>> + Send + 'a {
         pool.query_one_raw(statement(&mut self.0, last))
     }
+    fn send<'a>(
+        &'a mut self,
+        conn: &'a mut Taken,
+    ) -> Option<impl Future<Output = Result<Self::Output, DbErr>> + Send + 'a> {
+        Some(conn.query_one(statement(&mut self.0, true)))
+    }
 }
 
 impl Work for QueryAll {
@@ -116,6 +145,12 @@ impl Work for QueryAll {
         last: bool,
     ) -> impl Future<Output = Result<Self::Output, DbErr>> + Send + 'a {
         pool.query_all_raw(statement(&mut self.0, last))
+    }
+    fn send<'a>(
+        &'a mut self,
+        conn: &'a mut Taken,
+    ) -> Option<impl Future<Output = Result<Self::Output, DbErr>> + Send + 'a> {
+        Some(conn.query_all(statement(&mut self.0, true)))
     }
 }
 
@@ -132,6 +167,12 @@ impl Work for Execute {
     ) -> impl Future<Output = Result<Self::Output, DbErr>> + Send + 'a {
         pool.execute_raw(statement(&mut self.0, last))
     }
+    fn send<'a>(
+        &'a mut self,
+        conn: &'a mut Taken,
+    ) -> Option<impl Future<Output = Result<Self::Output, DbErr>> + Send + 'a> {
+        Some(conn.execute(statement(&mut self.0, true)))
+    }
 }
 
 impl Work for Unprepared<'_> {
@@ -147,10 +188,17 @@ impl Work for Unprepared<'_> {
     ) -> impl Future<Output = Result<Self::Output, DbErr>> + Send + 'a {
         pool.execute_unprepared(self.0)
     }
+    fn send<'a>(
+        &'a mut self,
+        conn: &'a mut Taken,
+    ) -> Option<impl Future<Output = Result<Self::Output, DbErr>> + Send + 'a> {
+        Some(conn.execute_unprepared(self.0))
+    }
 }
 
 impl Work for Stream {
     type Output = QueryStream;
+    const INERT: bool = true;
     fn wrote(&self) -> Wrote {
         // A streamed write (`INSERT … RETURNING` streamed) has run only in part when its stream
         // exists; its position is taken on the scope's next read.
@@ -170,6 +218,7 @@ impl Work for Stream {
 
 impl Work for Begin {
     type Output = DatabaseTransaction;
+    const INERT: bool = true;
     fn wrote(&self) -> Wrote {
         if self.unseen { Wrote::Unseen } else { Wrote::Later }
     }
@@ -191,6 +240,21 @@ enum Attempt {
     Failed(DbErr),
     /// The adapter gave it up: a deadline passed, or the monitor marked the node down.
     GivenUp(DbErr),
+    /// A write's connection could not be had (the pool timed out or was closed, none could be
+    /// opened): the write was not sent.
+    Unsent(DbErr),
+    /// A write's node stopped being the primary (or was marked down) before the write was
+    /// sent; a read's primary stopped being the primary while the read waited on it.
+    Deposed(Standing),
+}
+
+/// How a plan's attempts ended without a result.
+enum Stop {
+    /// The caller gets this error.
+    Fail(DbErr),
+    /// A write that was not sent, or a read given up, on node `.1`, which is not the primary any
+    /// more: it may be tried once on the new primary (else the caller gets this error).
+    Unsent(DbErr, usize),
 }
 
 impl RoutedConnection {
@@ -220,9 +284,37 @@ impl RoutedConnection {
         mut work: W,
         scope: &Scope,
     ) -> Result<(W::Output, usize), DbErr> {
+        let (unsent, old) = match self.attempt_plan(plan, &mut work, scope, 0).await {
+            Ok(done) => return Ok(done),
+            Err(Stop::Fail(e)) => return Err(e),
+            Err(Stop::Unsent(e, id)) => (e, id),
+        };
+        // A write that was never sent, or a read, to a node that is not the primary any more:
+        // once more, on the primary the monitor sees now (if there is none, or it is still that
+        // node, the caller hears why the first attempt ended).
+        let retry = match self.plan_on_primary(plan.access(), "moved to the new primary") {
+            Ok(retry) if retry.first() != old => retry,
+            _ => return Err(unsent),
+        };
+        tracing::info!(target: "rwsplit", error = %unsent, "trying once more, on the new primary");
+        match self.attempt_plan(&retry, &mut work, scope, 1).await {
+            Ok(done) => Ok(done),
+            Err(Stop::Fail(e) | Stop::Unsent(e, _)) => Err(e),
+        }
+    }
+
+    /// [`attempt`](Self::attempt) along one plan; `earlier`: attempts already made (a write's
+    /// second plan may not hand back [`Stop::Unsent`]).
+    async fn attempt_plan<W: Work>(
+        &self,
+        plan: &Plan,
+        work: &mut W,
+        scope: &Scope,
+        earlier: usize,
+    ) -> Result<(W::Output, usize), Stop> {
         let write = plan.access() == Access::Write;
         if write {
-            self.check_writable(plan.first())?;
+            self.check_writable(plan.first()).map_err(Stop::Fail)?;
         }
         let skip = usize::from(!self.catch_up(plan).await);
         let budget = if write { 0 } else { usize::from(self.inner.policy.read_retries) };
@@ -238,7 +330,7 @@ impl RoutedConnection {
         };
         let primary = self.primary_index();
         let mut last_err = None;
-        let mut tried = 0;
+        let mut tried = earlier;
         while let Some(id) = candidates.next() {
             let last = candidates.peek().is_none();
             // A node removed since the plan was made (its slot empty, or another node's now).
@@ -257,13 +349,14 @@ impl RoutedConnection {
             let guard = self.inner.routing.start(id);
             let pool = if write || W::WRITER { &node.writer } else { &node.conn };
             let started = Instant::now();
-            let run = work.run(pool, last);
             // Reads are bounded (a hung replica keeps its port open). Writes are not cut short
-            // by time (one abandoned mid-flight may still commit), only given up when the
-            // monitor marks the primary down while they wait, with an "outcome unknown" error.
+            // by time (one abandoned mid-flight may still commit): see `watched_write`.
             let result = if write {
-                self.watched_write(id, &node.name, run).await
+                self.watched_write(id, &node.name, pool, &mut *work, earlier == 0).await
             } else {
+                // A read on the primary may run once more on a new primary: it keeps its
+                // statement.
+                let run = work.run(pool, last && (id != primary || earlier > 0));
                 self.bounded(id, &node.name, deadline, run).await
             };
             // A completed round trip feeds the node's latency estimate (peak-EWMA balancing);
@@ -286,17 +379,35 @@ impl RoutedConnection {
                     return Ok((out, id));
                 }
                 Err(e) => {
-                    let (e, failure) = self.note_attempt(&node, id, e);
-                    if write && matches!(failure, Failure::Connection | Failure::GivenUp) {
+                    let unsent = matches!(e, Attempt::Unsent(_) | Attempt::Deposed(_));
+                    let (e, failure) = self.note_attempt(&node, id, e, write);
+                    if write && !unsent && matches!(failure, Failure::Connection | Failure::GivenUp)
+                    {
                         // Sent, then the connection broke or was given up: the write may have
                         // committed. The scope's next read asks the primary, or reads there.
                         self.mark_unseen_writes(scope);
                     }
                     let f = Some(failure);
                     metrics.attempt(&node.labels, on_primary, plan.reason(), write, elapsed, f);
+                    if unsent {
+                        // A write never sent, or a read given up on a primary that is one no
+                        // more: safe to try again, and worth it only on another primary.
+                        let e = failure::unsent(e, failure, &node.name, tried);
+                        let deposed = self.inner.routing.standing(id) != Standing::Primary;
+                        if !(deposed && earlier == 0) {
+                            return Err(Stop::Fail(e));
+                        }
+                        if !write {
+                            telemetry::retry(&node.labels);
+                            self.inner.retries.fetch_add(1, Ordering::Relaxed);
+                        }
+                        return Err(Stop::Unsent(e, id));
+                    }
                     let out_of_time = deadline.is_some_and(|d| Instant::now() >= d);
                     if write || !failure.retryable() || last || out_of_time {
-                        return Err(failure::named(e, failure, &node.name, write, tried));
+                        return Err(Stop::Fail(failure::named(
+                            e, failure, &node.name, write, tried,
+                        )));
                     }
                     tracing::info!(target: "rwsplit", node = %node.name, error = %e, "read failed, retrying on the next node");
                     telemetry::retry(&node.labels);
@@ -305,12 +416,12 @@ impl RoutedConnection {
                 }
             }
         }
-        Err(last_err.unwrap_or_else(|| {
+        Err(Stop::Fail(last_err.unwrap_or_else(|| {
             // Every candidate was skipped (a catch-up wait that timed out on the only one).
             DbErr::Conn(sea_orm::RuntimeErr::Internal(
                 "rwsplit: no node left to run the statement on".into(),
             ))
-        }))
+        })))
     }
 
     /// Before a read with a catch-up wait: waits on the first candidate; `true` if it caught
@@ -341,10 +452,13 @@ impl RoutedConnection {
     }
 
     /// One read attempt on node `id`, bounded: by the replica statement deadline if one is
-    /// set, by what is left of the caller's own deadline, and — on a replica — by the monitor:
-    /// once it marks the node down (a hung server keeps its port open, so its probes time out),
-    /// the attempt is given up and the read moves on. A slow read on a healthy replica is not
-    /// cut short.
+    /// set, by what is left of the caller's own deadline, and by the monitor. On a replica: once
+    /// it marks the node down (a hung server keeps its port open, so its probes time out), the
+    /// attempt is given up and the read moves on. On the primary: once it sees the node stop
+    /// being the primary (a switchover: the old primary's port refuses while it restarts as a
+    /// replica, and the read would wait out the pool's acquire timeout), the attempt is given up
+    /// and the read runs once on the new primary; being marked down alone does not end it (the
+    /// primary is the last resort). A slow read on a healthy node is not cut short.
     async fn bounded<T>(
         &self,
         id: usize,
@@ -365,7 +479,11 @@ impl RoutedConnection {
             }
         };
         if !on_replica {
-            return limited.await;
+            return tokio::select! {
+                biased;
+                r = limited => r,
+                () = self.until_replaced(id) => Err(Attempt::Deposed(Standing::NotPrimary)),
+            };
         }
         tokio::select! {
             r = limited => r,
@@ -373,22 +491,60 @@ impl RoutedConnection {
         }
     }
 
-    /// A write on the primary `id`, waited for until it ends — or until the monitor marks the
-    /// primary down (its probes fail on connections of their own: a frozen server, a cut
-    /// network). Then the write is given up with an error saying its outcome is unknown, instead
-    /// of waiting for the kernel to give up the connection (about 15 minutes). It is never
-    /// retried. A slow write on a primary that answers its probes is never cut short.
-    async fn watched_write<T>(
+    /// A write on the primary `id`, in two steps ([`sending`]): taking a
+    /// connection from `pool`, given up (not sent) as soon as the monitor says the node is not
+    /// the primary any more — a replica now, another node promoted, or marked down — instead of
+    /// waiting out the pool's acquire timeout while its port refuses; then sending the
+    /// statement, waited for until it ends or the monitor marks the node down (its probes fail
+    /// on connections of their own: a frozen server, a cut network). Then the write is given up
+    /// with an error saying its outcome is unknown, instead of waiting for the kernel to give
+    /// up the connection (about 15 minutes); it is never tried again. A slow write on a primary
+    /// that answers its probes is never cut short. `keep`: another attempt may follow, so an
+    /// [`INERT`](Work::INERT) work keeps its statement.
+    async fn watched_write<W: Work>(
         &self,
         id: usize,
         name: &str,
-        attempt: impl Future<Output = Result<T, DbErr>>,
-    ) -> Result<T, Attempt> {
-        tokio::select! {
-            biased;
-            r = attempt => r.map_err(Attempt::Failed),
-            () = self.until_down(id) => {
-                Err(Attempt::GivenUp(crate::deadline::write_outcome_unknown(name)))
+        pool: &DatabaseConnection,
+        work: &mut W,
+        keep: bool,
+    ) -> Result<W::Output, Attempt> {
+        let standing = || self.inner.routing.standing(id);
+        let end = if W::INERT {
+            // Nothing is written before it returns: all of it is the first step.
+            let run = work.run(pool, !keep);
+            sending::in_steps(run, |out| std::future::ready(Ok(out)), standing, DOWN_CHECK).await
+        } else if sending::can_take(pool) {
+            let send = |mut conn: Taken| async move {
+                match work.send(&mut conn) {
+                    Some(sending) => sending.await,
+                    // Only inert work (above) is not one statement.
+                    None => Err(DbErr::Conn(sea_orm::RuntimeErr::Internal(
+                        "rwsplit: nothing to send".into(),
+                    ))),
+                }
+            };
+            sending::in_steps(sending::take(pool), send, standing, DOWN_CHECK).await
+        } else {
+            // A pool the adapter cannot take a connection from (a mock, a proxy): one step, as
+            // SeaORM runs it; the first step only asks the monitor once.
+            let ready = std::future::ready(Ok(()));
+            sending::in_steps(ready, |()| work.run(pool, true), standing, DOWN_CHECK).await
+        };
+        end.map_err(|e| match e {
+            End::Unsent(e) => Attempt::Unsent(e),
+            End::Deposed(s) => Attempt::Deposed(s),
+            End::Failed(e) => Attempt::Failed(e),
+            End::Unknown => Attempt::GivenUp(crate::deadline::write_outcome_unknown(name)),
+        })
+    }
+
+    /// Returns once the monitor no longer sees node `id` as the primary (checked every 50 ms).
+    async fn until_replaced(&self, id: usize) {
+        loop {
+            tokio::time::sleep(DOWN_CHECK).await;
+            if self.inner.routing.standing(id).is_replaced() {
+                return;
             }
         }
     }
@@ -404,8 +560,8 @@ impl RoutedConnection {
     }
 
     /// Writes fail fast, naming the node, when the monitor has marked the primary down: waiting
-    /// for a pool's acquire timeout would only hang the caller, and nothing is ever retried
-    /// elsewhere.
+    /// for a pool's acquire timeout would only hang the caller (a write is tried elsewhere only
+    /// once the monitor names another primary, and only if it was never sent).
     fn check_writable(&self, node: usize) -> Result<(), DbErr> {
         if self.inner.routing.health(node) == rwsplit_core::Health::Down {
             let name = self.inner.nodes.get(node).map_or_else(String::new, |n| n.name.clone());
@@ -447,15 +603,27 @@ impl RoutedConnection {
         failure
     }
 
-    /// [`note_failure`](Self::note_failure) for an attempt's outcome: an attempt the adapter
-    /// gave up is judged by the monitor, not here.
-    fn note_attempt(&self, node: &Node, id: usize, attempt: Attempt) -> (DbErr, Failure) {
+    /// [`note_failure`](Self::note_failure) for an attempt's outcome (of a write if `write`):
+    /// an attempt the adapter gave up is judged by the monitor, not here.
+    fn note_attempt(
+        &self,
+        node: &Node,
+        id: usize,
+        attempt: Attempt,
+        write: bool,
+    ) -> (DbErr, Failure) {
         match attempt {
             Attempt::Failed(e) => {
                 let failure = self.note_failure(node, id, &e);
                 (e, failure)
             }
             Attempt::GivenUp(e) => (e, Failure::GivenUp),
+            // No connection: the pool's back-pressure, or the node's failure (it refused).
+            Attempt::Unsent(e) => {
+                let failure = self.note_failure(node, id, &e);
+                (e, failure)
+            }
+            Attempt::Deposed(s) => (sending::deposed(&node.name, s, write), Failure::GivenUp),
         }
     }
 }

@@ -321,3 +321,159 @@ async fn statements_errors_retries_and_latencies_are_recorded() {
         assert!(text.contains(want), "missing `{want}` in:\n{text}");
     }
 }
+
+/// A node that answers the monitor's PostgreSQL probe as a primary or a replica.
+struct Probed {
+    replica: bool,
+}
+
+impl rwsplit_monitor::ProbeConn for Probed {
+    async fn fetch_row(
+        &self,
+        _sql: &str,
+    ) -> Result<Option<rwsplit_monitor::Row>, rwsplit_monitor::ProbeError> {
+        let in_recovery = if self.replica { "true" } else { "false" };
+        Ok(Some(rwsplit_monitor::Row::new([
+            ("in_recovery", Some(in_recovery)),
+            ("system_id", Some("7300000000000000001")),
+            ("timeline", Some("1")),
+            ("replayed", Some("0/3000000")),
+            ("received", Some("0/3000000")),
+            ("since_replay_ms", Some("0")),
+            ("paused", Some("false")),
+        ])))
+    }
+}
+
+/// What the monitor reports after probing `node`: the primary, or a replica.
+async fn probed(db: &RoutedConnection, node: usize, replica: bool) {
+    let seen = rwsplit_monitor::probe(
+        &Probed { replica },
+        rwsplit_monitor::Flavor::Postgres,
+        std::time::Duration::from_secs(1),
+    )
+    .await;
+    db.inner.routing.state().observe(node, &seen, std::time::Instant::now());
+}
+
+/// A sqlx pool whose server refuses every connection (nothing listens on port 1): sqlx keeps
+/// retrying until the acquire timeout, `acquire`.
+async fn refusing(acquire: std::time::Duration) -> DatabaseConnection {
+    let mut opts = sea_orm::ConnectOptions::new("postgres://app:secret@127.0.0.1:1/app");
+    opts.connect_lazy(true).acquire_timeout(acquire).sqlx_logging(false);
+    sea_orm::Database::connect(opts).await.expect("a lazy pool connects to nothing yet")
+}
+
+fn insert() -> Statement {
+    Statement::from_string(DbBackend::Postgres, "INSERT INTO t (v) VALUES (1)")
+}
+
+/// The write waits for a connection to the old primary (its port refuses) when the monitor sees
+/// another node promoted: given up at once — it was never sent — and run on the new primary,
+/// long before the pool's acquire timeout. The same when the old primary is seen as a replica,
+/// or when it is marked down and another node is the primary.
+#[rstest]
+#[case::another_node_promoted(false, false)]
+#[case::old_primary_now_a_replica(true, false)]
+#[case::old_primary_marked_down(false, true)]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_write_waiting_for_a_connection_follows_a_new_primary(
+    #[case] old_seen_as_replica: bool,
+    #[case] old_marked_down: bool,
+) {
+    let acquire = std::time::Duration::from_secs(30);
+    let db = routed(refusing(acquire).await, vec![answering()], 2);
+    let write = tokio::spawn({
+        let db = db.clone();
+        async move {
+            let started = std::time::Instant::now();
+            (db.execute_raw(insert()).await, started.elapsed())
+        }
+    });
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    probed(&db, 1, false).await;
+    if old_seen_as_replica {
+        probed(&db, 0, true).await;
+    }
+    if old_marked_down {
+        for _ in 0..5 {
+            let refused = Err(rwsplit_monitor::ProbeError::refused("connection refused"));
+            db.inner.routing.state().observe(0, &refused, std::time::Instant::now());
+        }
+    }
+    let (result, took) = write.await.unwrap();
+    let exec = result.expect("retried on the new primary");
+    assert_eq!(exec.rows_affected(), 1);
+    assert!(took < std::time::Duration::from_secs(2), "took {took:?}");
+    let new_primary = &db.inner.nodes.get(1).unwrap().writer;
+    let log = new_primary.clone().into_transaction_log();
+    assert_eq!(log.len(), 1, "{log:?}");
+    assert!(log[0].statements()[0].sql.starts_with("INSERT"), "{log:?}");
+    assert_eq!(db.stats().nodes()[1].writes(), 1);
+}
+
+/// A primary that stays the primary is waited for up to the pool's acquire timeout; the write
+/// then fails saying it was not sent, and is not retried.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_write_whose_primary_stays_is_not_retried_and_says_it_was_not_sent() {
+    let acquire = std::time::Duration::from_millis(300);
+    let db = routed(refusing(acquire).await, vec![answering()], 2);
+    let err = db.execute_raw(insert()).await.expect_err("no connection in time");
+    let text = err.to_string();
+    assert!(text.contains("not sent") && text.contains("primary"), "{text}");
+    assert!(!text.contains("may have been applied"), "{text}");
+    let replica = &db.inner.nodes.get(1).unwrap().writer;
+    assert_eq!(statements(replica), 0, "nothing reached the replica");
+}
+
+/// Without a new primary to go to, a write given up on a primary marked down fails at once,
+/// saying it was not sent.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_write_on_a_primary_marked_down_with_no_successor_fails_unsent() {
+    let db = routed(refusing(std::time::Duration::from_secs(30)).await, vec![answering()], 2);
+    let write = tokio::spawn({
+        let db = db.clone();
+        async move { db.execute_raw(insert()).await }
+    });
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    for _ in 0..5 {
+        let refused = Err(rwsplit_monitor::ProbeError::refused("connection refused"));
+        db.inner.routing.state().observe(0, &refused, std::time::Instant::now());
+    }
+    let err = tokio::time::timeout(std::time::Duration::from_secs(2), write)
+        .await
+        .expect("given up at once")
+        .unwrap()
+        .expect_err("no primary to write to");
+    let text = err.to_string();
+    assert!(text.contains("marked down") && text.contains("waited for a connection"), "{text}");
+    assert!(text.contains("not sent"), "{text}");
+    assert_eq!(statements(&db.inner.nodes.get(1).unwrap().writer), 0);
+}
+
+/// A read on the primary (pinned there) waiting on a node that stops being the primary is given
+/// up there and runs on the new primary, long before the pool's acquire timeout.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_read_on_the_primary_follows_a_new_primary() {
+    let db = routed(refusing(std::time::Duration::from_secs(30)).await, vec![answering()], 2);
+    let read = tokio::spawn({
+        let db = db.clone();
+        async move {
+            let started = std::time::Instant::now();
+            let row = RoutedConnection::scope(rwsplit_core::Target::Primary, async {
+                db.query_one_raw(select()).await
+            })
+            .await;
+            (row, started.elapsed())
+        }
+    });
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    probed(&db, 1, false).await;
+    let (row, took) = read.await.unwrap();
+    assert!(row.expect("read on the new primary").is_some());
+    assert!(took < std::time::Duration::from_secs(2), "took {took:?}");
+    assert_eq!(db.stats().nodes()[1].reads(), 1);
+    assert_eq!(db.stats().retries(), 1);
+    let log = db.inner.nodes.get(1).unwrap().conn.clone().into_transaction_log();
+    assert_eq!(log[0].statements()[0].sql, select().sql, "the read itself, not an empty one");
+}

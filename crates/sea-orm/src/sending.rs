@@ -1,0 +1,333 @@
+//! Sending a write in two steps, so that a write given up while it waits is known never to have
+//! been sent, and may be tried once more on the new primary.
+//!
+//! A write to the primary is never cut short by time: once sent, it may commit whatever the
+//! caller is told. But most of a write's wait in a failover is not spent on the server: it is
+//! spent taking a connection from the node's pool — waiting for a free one, pinging an idle one,
+//! opening a new one, which sqlx keeps retrying while the port refuses, up to the pool's acquire
+//! timeout (5 s by default). Nothing of the statement has been sent then. So a write runs in two
+//! steps ([`in_steps`]):
+//!
+//! 1. **Take a connection** from the node's pool ([`take`]). Raced against the monitor: once
+//!    the node stops being the primary ([`Standing`]: it is a replica now, another node is the
+//!    primary, or it is marked down) the step is dropped and the write ends
+//!    [`End::Deposed`] — not sent, safe to try again elsewhere. A failure of this step
+//!    ([`End::Unsent`]: the pool timed out or was closed, no connection could be opened) was
+//!    not sent either. Once the connection is there the monitor is asked once more before
+//!    anything is sent.
+//! 2. **Send the statement** on that connection ([`Taken`]). Raced only against the monitor
+//!    marking the node down (a frozen server, a cut network: the connection would hang until
+//!    the kernel gives it up): then it ends [`End::Unknown`] — it may have committed. A role
+//!    change alone does not end it: the node's answer is coming.
+//!
+//! Some work has no effect on the server until it returns: a `BEGIN` (the transaction's
+//! statements come later) and a stream (its statement runs when it is first read). Such work
+//! runs entirely as step 1.
+//!
+//! Why the adapter takes the connection itself: SeaORM's `DatabaseConnection` takes the
+//! connection and sends the statement in one call, so a caller that drops the call cannot tell
+//! which of the two it interrupted. SeaORM has no way to run a `Statement` on a connection taken
+//! out of its pool (a `DatabaseTransaction`, the only handle over one, cannot be built from
+//! outside). So step 2 does what SeaORM's sqlx drivers do (`sqlx_postgres.rs`, `sqlx_mysql.rs`
+//! in SeaORM 2.0): `sqlx::query_with` on the statement's values bound by `sea-query-sqlx`,
+//! `fetch_one` mapping "no row" to `None`, the results and errors converted as SeaORM does. What
+//! it does not do is SeaORM's own instrumentation of that call: a `metric_callback` set on the
+//! node's `DatabaseConnection`, and the `debug-print` and `tracing-spans` features, do not see
+//! writes sent this way. Pools that are not sqlx PostgreSQL or MySQL pools (mocks, proxies)
+//! run the write in one step, as SeaORM does, with step 1 empty.
+
+use std::future::Future;
+use std::time::Duration;
+
+use sea_orm::{DatabaseConnection, DbErr, ExecResult, QueryResult, Statement};
+
+/// Where the node a statement is on stands, as the monitor sees it now.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Standing {
+    /// The primary, not marked down.
+    Primary,
+    /// Still the primary, but marked down by the monitor (its probes fail on connections of
+    /// their own).
+    Down,
+    /// Not the primary any more (a replica now, or another node is the primary), and up.
+    NotPrimary,
+    /// Not the primary and marked down: an old primary that stays unreachable while another
+    /// node is the primary, a fenced node, a removed one.
+    Gone,
+}
+
+impl Standing {
+    /// Marked down (or gone): a statement sent there is given up, outcome unknown.
+    pub(crate) fn is_down(self) -> bool {
+        matches!(self, Standing::Down | Standing::Gone)
+    }
+
+    /// Not the primary any more, whatever its health.
+    pub(crate) fn is_replaced(self) -> bool {
+        matches!(self, Standing::NotPrimary | Standing::Gone)
+    }
+}
+
+/// How a write that did not succeed ended.
+#[derive(Debug)]
+pub(crate) enum End {
+    /// Step 1 failed (no connection: the pool timed out or was closed, none could be opened):
+    /// nothing was sent.
+    Unsent(DbErr),
+    /// The node stopped being the primary before anything was sent: nothing was sent.
+    Deposed(Standing),
+    /// The statement was sent and failed (or the connection broke under it: it may have been
+    /// applied).
+    Failed(DbErr),
+    /// The statement was sent and the monitor marked the node down before it ended: its outcome
+    /// is unknown.
+    Unknown,
+}
+
+/// The error a write (`write`) fails with when its node stopped being the primary
+/// (`standing`) before it was sent; or a read, given up on a primary that is one no more.
+pub(crate) fn deposed(node: &str, standing: Standing, write: bool) -> DbErr {
+    let why = if standing.is_replaced() {
+        "stopped being the primary"
+    } else {
+        "was marked down by the monitor"
+    };
+    let text = if write {
+        format!(
+            "rwsplit: the primary {node} {why} while this write waited for a connection to it; \
+             the write was not sent"
+        )
+    } else {
+        format!("rwsplit: the primary {node} {why} while this read waited on it; given up there")
+    };
+    DbErr::Conn(sea_orm::RuntimeErr::Internal(text))
+}
+
+/// Runs a write in two steps (see the module docs): `take` (nothing is sent), then `send` on
+/// what it returned. `standing` is the monitor's view of the node, checked every `every`.
+pub(crate) async fn in_steps<C, T, S>(
+    take: impl Future<Output = Result<C, DbErr>>,
+    send: impl FnOnce(C) -> S,
+    standing: impl Fn() -> Standing,
+    every: Duration,
+) -> Result<T, End>
+where
+    S: Future<Output = Result<T, DbErr>>,
+{
+    let taken = tokio::select! {
+        biased;
+        r = take => r.map_err(End::Unsent)?,
+        s = until(&standing, every, |s| s != Standing::Primary) => return Err(End::Deposed(s)),
+    };
+    // The monitor may have seen the change while the connection was taken; nothing is sent yet
+    // (what was taken goes back to the pool).
+    let now = standing();
+    if now != Standing::Primary {
+        return Err(End::Deposed(now));
+    }
+    tokio::select! {
+        biased;
+        r = send(taken) => r.map_err(End::Failed),
+        _ = until(&standing, every, Standing::is_down) => Err(End::Unknown),
+    }
+}
+
+/// Returns the first standing, checked every `every`, for which `done` holds.
+async fn until(
+    standing: &impl Fn() -> Standing,
+    every: Duration,
+    done: impl Fn(Standing) -> bool,
+) -> Standing {
+    loop {
+        tokio::time::sleep(every).await;
+        let s = standing();
+        if done(s) {
+            return s;
+        }
+    }
+}
+
+/// A connection taken from a node's sqlx pool; back to the pool when dropped.
+#[derive(Debug)]
+pub(crate) enum Taken {
+    /// From a PostgreSQL pool.
+    #[cfg(feature = "postgres")]
+    Postgres(sea_orm::sqlx::pool::PoolConnection<sea_orm::sqlx::Postgres>),
+    /// From a MySQL/MariaDB pool.
+    #[cfg(feature = "mysql")]
+    MySql(sea_orm::sqlx::pool::PoolConnection<sea_orm::sqlx::MySql>),
+}
+
+/// Whether the adapter can take connections from `pool` itself (a sqlx PostgreSQL or MySQL
+/// pool; not a mock or a proxy).
+pub(crate) fn can_take(pool: &DatabaseConnection) -> bool {
+    #[cfg(feature = "postgres")]
+    if matches!(pool.inner, sea_orm::DatabaseConnectionType::SqlxPostgresPoolConnection(_)) {
+        return true;
+    }
+    #[cfg(feature = "mysql")]
+    if matches!(pool.inner, sea_orm::DatabaseConnectionType::SqlxMySqlPoolConnection(_)) {
+        return true;
+    }
+    let _ = pool;
+    false
+}
+
+/// Takes a connection from `pool` (step 1: nothing is sent but the pool's own checks, a ping
+/// or its hooks). Errors as SeaORM reports them when it takes one.
+#[cfg(any(feature = "postgres", feature = "mysql"))]
+pub(crate) async fn take(pool: &DatabaseConnection) -> Result<Taken, DbErr> {
+    use sea_orm::DatabaseConnectionType as T;
+    match &pool.inner {
+        #[cfg(feature = "postgres")]
+        T::SqlxPostgresPoolConnection(_) => {
+            pool.get_postgres_connection_pool().acquire().await.map(Taken::Postgres)
+        }
+        #[cfg(feature = "mysql")]
+        T::SqlxMySqlPoolConnection(_) => {
+            pool.get_mysql_connection_pool().acquire().await.map(Taken::MySql)
+        }
+        _ => {
+            return Err(DbErr::Conn(sea_orm::RuntimeErr::Internal(
+                "rwsplit: not a sqlx pool: connections cannot be taken from it".into(),
+            )));
+        }
+    }
+    .map_err(acquire_err)
+}
+
+/// Without a sqlx driver there is no pool to take from ([`can_take`] is `false`).
+#[cfg(not(any(feature = "postgres", feature = "mysql")))]
+pub(crate) async fn take(_pool: &DatabaseConnection) -> Result<Taken, DbErr> {
+    Err(DbErr::Conn(sea_orm::RuntimeErr::Internal("rwsplit: no sqlx driver".into())))
+}
+
+/// A pool's error as SeaORM reports it when it takes a connection (its `sqlx_conn_acquire_err`).
+#[cfg(any(feature = "postgres", feature = "mysql"))]
+fn acquire_err(e: sea_orm::sqlx::Error) -> DbErr {
+    use sea_orm::ConnAcquireErr;
+    match e {
+        sea_orm::sqlx::Error::PoolTimedOut => DbErr::ConnectionAcquire(ConnAcquireErr::Timeout),
+        sea_orm::sqlx::Error::PoolClosed => {
+            DbErr::ConnectionAcquire(ConnAcquireErr::ConnectionClosed)
+        }
+        e => DbErr::Conn(sea_orm::RuntimeErr::SqlxError(e.into())),
+    }
+}
+
+/// An execution error as SeaORM reports it.
+#[cfg(any(feature = "postgres", feature = "mysql"))]
+fn exec_err(e: sea_orm::sqlx::Error) -> DbErr {
+    DbErr::Exec(sea_orm::RuntimeErr::SqlxError(e.into()))
+}
+
+/// A query error as SeaORM reports it.
+#[cfg(any(feature = "postgres", feature = "mysql"))]
+fn query_err(e: sea_orm::sqlx::Error) -> DbErr {
+    DbErr::Query(sea_orm::RuntimeErr::SqlxError(e.into()))
+}
+
+/// The statement's values, bound as SeaORM binds them.
+#[cfg(any(feature = "postgres", feature = "mysql"))]
+fn values(stmt: &Statement) -> sea_query_sqlx::SqlxValues {
+    sea_query_sqlx::SqlxValues(
+        stmt.values.clone().unwrap_or(sea_orm::sea_query::Values(Vec::new())),
+    )
+}
+
+/// Step 2: the statement on the taken connection, as SeaORM's `DatabaseConnection` runs it.
+#[cfg(any(feature = "postgres", feature = "mysql"))]
+impl Taken {
+    /// `execute_raw`.
+    pub(crate) async fn execute(&mut self, stmt: Statement) -> Result<ExecResult, DbErr> {
+        use sea_orm::sqlx::{AssertSqlSafe, query_with};
+        let sql = AssertSqlSafe(stmt.sql.as_str());
+        match self {
+            #[cfg(feature = "postgres")]
+            Taken::Postgres(c) => {
+                query_with(sql, values(&stmt)).execute(&mut **c).await.map(Into::into)
+            }
+            #[cfg(feature = "mysql")]
+            Taken::MySql(c) => {
+                query_with(sql, values(&stmt)).execute(&mut **c).await.map(Into::into)
+            }
+        }
+        .map_err(exec_err)
+    }
+
+    /// `execute_unprepared` (the simple protocol: no statement is prepared).
+    pub(crate) async fn execute_unprepared(&mut self, sql: &str) -> Result<ExecResult, DbErr> {
+        use sea_orm::sqlx::{AssertSqlSafe, Executor};
+        let sql = AssertSqlSafe(sql.to_owned());
+        match self {
+            #[cfg(feature = "postgres")]
+            Taken::Postgres(c) => Executor::execute(&mut **c, sql).await.map(Into::into),
+            #[cfg(feature = "mysql")]
+            Taken::MySql(c) => Executor::execute(&mut **c, sql).await.map(Into::into),
+        }
+        .map_err(exec_err)
+    }
+
+    /// `query_one_raw`: the first row, `None` if there is none.
+    pub(crate) async fn query_one(
+        &mut self,
+        stmt: Statement,
+    ) -> Result<Option<QueryResult>, DbErr> {
+        use sea_orm::sqlx::{AssertSqlSafe, query_with};
+        let sql = AssertSqlSafe(stmt.sql.as_str());
+        let row = match self {
+            #[cfg(feature = "postgres")]
+            Taken::Postgres(c) => {
+                query_with(sql, values(&stmt)).fetch_one(&mut **c).await.map(Into::into)
+            }
+            #[cfg(feature = "mysql")]
+            Taken::MySql(c) => {
+                query_with(sql, values(&stmt)).fetch_one(&mut **c).await.map(Into::into)
+            }
+        };
+        match row {
+            Ok(row) => Ok(Some(row)),
+            Err(sea_orm::sqlx::Error::RowNotFound) => Ok(None),
+            Err(e) => Err(query_err(e)),
+        }
+    }
+
+    /// `query_all_raw`.
+    pub(crate) async fn query_all(&mut self, stmt: Statement) -> Result<Vec<QueryResult>, DbErr> {
+        use sea_orm::sqlx::{AssertSqlSafe, query_with};
+        let sql = AssertSqlSafe(stmt.sql.as_str());
+        match self {
+            #[cfg(feature = "postgres")]
+            Taken::Postgres(c) => query_with(sql, values(&stmt))
+                .fetch_all(&mut **c)
+                .await
+                .map(|rows| rows.into_iter().map(Into::into).collect()),
+            #[cfg(feature = "mysql")]
+            Taken::MySql(c) => query_with(sql, values(&stmt))
+                .fetch_all(&mut **c)
+                .await
+                .map(|rows| rows.into_iter().map(Into::into).collect()),
+        }
+        .map_err(query_err)
+    }
+}
+
+/// Without a sqlx driver no connection is ever taken ([`Taken`] has no value).
+#[cfg(not(any(feature = "postgres", feature = "mysql")))]
+impl Taken {
+    pub(crate) async fn execute(&mut self, _stmt: Statement) -> Result<ExecResult, DbErr> {
+        match *self {}
+    }
+    pub(crate) async fn execute_unprepared(&mut self, _sql: &str) -> Result<ExecResult, DbErr> {
+        match *self {}
+    }
+    pub(crate) async fn query_one(&mut self, _: Statement) -> Result<Option<QueryResult>, DbErr> {
+        match *self {}
+    }
+    pub(crate) async fn query_all(&mut self, _stmt: Statement) -> Result<Vec<QueryResult>, DbErr> {
+        match *self {}
+    }
+}
+
+#[cfg(test)]
+mod tests;
