@@ -71,7 +71,9 @@ impl Stats {
         self.replicas().iter().map(NodeStats::reads).sum()
     }
 
-    /// Reads that failed on one node and were retried on another.
+    /// Statements that failed on one node and were retried on another: reads, and writes
+    /// known never to have been sent to a node that stopped being the primary (tried once
+    /// more, on the new primary).
     pub fn retries(&self) -> u64 {
         self.retries
     }

@@ -14,7 +14,7 @@
 //! | --- | --- | --- | --- |
 //! | [`OPERATION_DURATION`] | histogram (s) | node, `db.system.name`, `db.operation.name`, `rwsplit.node.role`, `rwsplit.route.reason`, `rwsplit.access`, `error.type` on failure | each attempt's time on a node; its count is the statements each node served, by why they went there |
 //! | [`ERRORS`] | counter | node, `rwsplit.node.role`, `error.type` | failed attempts, by class (`connection`, `backpressure`, `given_up`, `replica_refused`, `not_on_replica`, `read_only`, `statement`) |
-//! | [`RETRIES`] | counter | node | reads moved on from this node to the next candidate |
+//! | [`RETRIES`] | counter | node, `rwsplit.access` | statements moved on from this node: reads to the next candidate (`read`), writes never sent to a node that stopped being the primary, once, to the new primary (`write`) |
 //! | [`READ_YOUR_WRITES`] | counter | `outcome` (`replica`, `waited`, `primary`) | where reads that had to see a write went |
 //! | [`IN_FLIGHT`] | gauge | node | statements running on the node now |
 //! | [`HEALTH`] | gauge | node | 0 up, 1 suspect, 2 down, 3 joining (added at run time, probed, not in rotation yet), 4 removed |
@@ -312,12 +312,14 @@ impl Statement {
     }
 }
 
-/// A read moved on from `node`.
-pub(crate) fn retry(node: &NodeLabels) {
+/// A statement moved on from `node`: a read to its next candidate, or a write (`write`) that
+/// was never sent to a new primary.
+pub(crate) fn retry(node: &NodeLabels, write: bool) {
     metrics::counter!(
         RETRIES,
         "server.address" => node.address.clone(),
         "server.port" => node.port.clone(),
+        "rwsplit.access" => if write { "write" } else { "read" },
     )
     .increment(1);
 }

@@ -397,10 +397,9 @@ impl RoutedConnection {
                         if !(deposed && earlier == 0) {
                             return Err(Stop::Fail(e));
                         }
-                        if !write {
-                            telemetry::retry(&node.labels);
-                            self.inner.retries.fetch_add(1, Ordering::Relaxed);
-                        }
+                        // Counted here, where it is known to move (once, to a new primary).
+                        telemetry::retry(&node.labels, write);
+                        self.inner.retries.fetch_add(1, Ordering::Relaxed);
                         return Err(Stop::Unsent(e, id));
                     }
                     let out_of_time = deadline.is_some_and(|d| Instant::now() >= d);
@@ -410,7 +409,7 @@ impl RoutedConnection {
                         )));
                     }
                     tracing::info!(target: "rwsplit", node = %node.name, error = %e, "read failed, retrying on the next node");
-                    telemetry::retry(&node.labels);
+                    telemetry::retry(&node.labels, false);
                     self.inner.retries.fetch_add(1, Ordering::Relaxed);
                     last_err = Some(e);
                 }

@@ -314,7 +314,7 @@ async fn statements_errors_retries_and_latencies_are_recorded() {
     for want in [
         "server_address=\"primary\",server_port=\"\",rwsplit_node_role=\"primary\",rwsplit_route_reason=\"execute\",rwsplit_access=\"write\"",
         "rwsplit_errors{server_address=\"replica 1\",server_port=\"\",rwsplit_node_role=\"replica\",error_type=\"connection\"}",
-        "rwsplit_retries{server_address=\"replica 1\"",
+        "rwsplit_retries{server_address=\"replica 1\",server_port=\"\",rwsplit_access=\"read\"}",
         "db_client_operation_duration",
         "db_system_name=\"postgresql\",db_operation_name=\"INSERT\"",
     ] {
@@ -410,6 +410,7 @@ async fn a_write_waiting_for_a_connection_follows_a_new_primary(
     assert_eq!(log.len(), 1, "{log:?}");
     assert!(log[0].statements()[0].sql.starts_with("INSERT"), "{log:?}");
     assert_eq!(db.stats().nodes()[1].writes(), 1);
+    assert_eq!(db.stats().retries(), 1, "the move to the new primary is counted");
 }
 
 /// A primary that stays the primary is waited for up to the pool's acquire timeout; the write
@@ -424,6 +425,7 @@ async fn a_write_whose_primary_stays_is_not_retried_and_says_it_was_not_sent() {
     assert!(!text.contains("may have been applied"), "{text}");
     let replica = &db.inner.nodes.get(1).unwrap().writer;
     assert_eq!(statements(replica), 0, "nothing reached the replica");
+    assert_eq!(db.stats().retries(), 0, "not retried");
 }
 
 /// Without a new primary to go to, a write given up on a primary marked down fails at once,
