@@ -432,6 +432,14 @@ pub struct InvalidReplicationAddress {
     reason: &'static str,
 }
 
+impl InvalidReplicationAddress {
+    /// What is wrong with it, without the address (`no port`, `no host`, …), for an error
+    /// that must not echo what it was given.
+    pub fn reason(&self) -> &'static str {
+        self.reason
+    }
+}
+
 impl FromStr for ReplicationAddress {
     type Err = InvalidReplicationAddress;
 

@@ -21,7 +21,7 @@ use rwsplit_core::{
     Balancer, Consistency, HealthPolicy, LeastOutstanding, LowestLag, PowerOfTwoEwma, PrimaryReads,
     Random, RoundRobin, RouterConfig, Staleness, WeightedRoundRobin, ZonePreference,
 };
-use rwsplit_monitor::{DnsSource, MonitorConfig, PatroniSource, SourceError};
+use rwsplit_monitor::{DnsSource, MonitorConfig, PatroniSource, ReplicationAddress, SourceError};
 use sea_orm::{ConnectOptions, DbBackend};
 use serde::Deserialize;
 
@@ -596,37 +596,22 @@ fn source_reason(e: &SourceError) -> String {
     }
 }
 
-/// `host:port` (`[v6]:port`), for a DNS source. The value is never echoed: a URL pasted here
-/// by mistake could hold a password.
+/// `host:port` (`[v6]:port`), for a DNS source: the grammar of a replication address
+/// ([`ReplicationAddress`]). The value is never echoed: a URL pasted here by mistake could hold a
+/// password, so URLs are refused before the address is parsed.
 fn check_host_port(field: &str, value: &str) -> Result<()> {
+    const EXPECTED: &str = "expected host:port (e.g. replicas.internal:5432)";
     let value = value.trim();
     if value.is_empty() {
-        return Err(invalid(field, "is empty: expected host:port (e.g. replicas.internal:5432)"));
+        return Err(invalid(field, format!("is empty: {EXPECTED}")));
     }
     if value.contains("://") || value.contains(['@', '/', '?', '#']) {
-        return Err(invalid(field, "expected host:port (e.g. replicas.internal:5432), not a URL"));
+        return Err(invalid(field, format!("{EXPECTED}, not a URL")));
     }
-    let Some((host, port)) = value.rsplit_once(':') else {
-        return Err(invalid(
-            field,
-            "has no port: expected host:port (e.g. replicas.internal:5432)",
-        ));
-    };
-    if !port.parse::<u16>().is_ok_and(|p| p > 0) {
-        return Err(invalid(field, "the port is not a number 1-65535"));
-    }
-    let bare = host.strip_prefix('[').and_then(|h| h.strip_suffix(']'));
-    if bare.is_none() && host.contains(':') {
-        return Err(invalid(field, "an IPv6 address needs brackets: [::1]:5432"));
-    }
-    let bare = bare.unwrap_or(host);
-    if bare.is_empty() || bare.contains(char::is_whitespace) {
-        return Err(invalid(
-            field,
-            "has no host: expected host:port (e.g. replicas.internal:5432)",
-        ));
-    }
-    Ok(())
+    value
+        .parse::<ReplicationAddress>()
+        .map(drop)
+        .map_err(|e| invalid(field, format!("{EXPECTED}: {}", e.reason())))
 }
 
 /// The error of a field: `field: reason`.

@@ -413,11 +413,26 @@ fn bad_topology_tables_are_refused_by_serde(#[case] table: &str, #[case] message
 #[case("interval = \"1s\"", "topology.interval: only means something with topology.patroni")]
 #[case("timeout = \"1s\"", "topology.timeout: only means something with topology.patroni")]
 #[case("dns = \"\"", "topology.dns: is empty")]
-#[case("dns = \"replicas.internal\"", "topology.dns: has no port")]
-#[case("dns = \"replicas.internal:0\"", "topology.dns: the port is not a number 1-65535")]
-#[case("dns = \"replicas.internal:pg\"", "topology.dns: the port is not a number 1-65535")]
-#[case("dns = \":5432\"", "topology.dns: has no host")]
-#[case("dns = \"fd00::7:5432\"", "topology.dns: an IPv6 address needs brackets")]
+#[case(
+    "dns = \"replicas.internal\"",
+    "topology.dns: expected host:port (e.g. replicas.internal:5432): no port"
+)]
+#[case(
+    "dns = \"replicas.internal:0\"",
+    "topology.dns: expected host:port (e.g. replicas.internal:5432): the port is not a number in 1..=65535"
+)]
+#[case(
+    "dns = \"replicas.internal:pg\"",
+    "topology.dns: expected host:port (e.g. replicas.internal:5432): the port is not a number in 1..=65535"
+)]
+#[case(
+    "dns = \":5432\"",
+    "topology.dns: expected host:port (e.g. replicas.internal:5432): no host"
+)]
+#[case(
+    "dns = \"fd00::7:5432\"",
+    "topology.dns: expected host:port (e.g. replicas.internal:5432): an IPv6 host needs brackets"
+)]
 #[case("dns = \"postgres://app:pw-in-url@replicas:5432/app\"", "topology.dns: expected host:port")]
 fn invalid_topologies_name_the_field(#[case] table: &str, #[case] message: &str) {
     let config = topology_toml(table).unwrap();
@@ -482,7 +497,7 @@ fn topology_variables_set_the_source() {
 #[case(&[("RWSPLIT_TOPOLOGY_DNS", "b:5432"), ("RWSPLIT_TOPOLOGY_INTERVAL", "0")], "RWSPLIT_TOPOLOGY_INTERVAL", "more than zero")]
 #[case(&[("RWSPLIT_TOPOLOGY_DNS", "b:5432"), ("RWSPLIT_TOPOLOGY_TIMEOUT", "soon")], "RWSPLIT_TOPOLOGY_TIMEOUT", "not a duration")]
 #[case(&[("RWSPLIT_TOPOLOGY_INTERVAL", "1s")], "RWSPLIT_TOPOLOGY_INTERVAL", "only means something")]
-#[case(&[("RWSPLIT_TOPOLOGY_DNS", "b")], "RWSPLIT_TOPOLOGY_DNS", "has no port")]
+#[case(&[("RWSPLIT_TOPOLOGY_DNS", "b")], "RWSPLIT_TOPOLOGY_DNS", "no port")]
 #[case(&[("RWSPLIT_TOPOLOGY_PATRONY", "http://a:8008")], "RWSPLIT_TOPOLOGY_PATRONY", "unknown setting")]
 fn bad_topology_variables_are_named(
     #[case] vars: &[(&str, &str)],
