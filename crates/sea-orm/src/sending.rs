@@ -227,12 +227,12 @@ fn query_err(e: sea_orm::sqlx::Error) -> DbErr {
     DbErr::Query(sea_orm::RuntimeErr::SqlxError(e.into()))
 }
 
-/// The statement's values, bound as SeaORM binds them.
+/// The statement's SQL and its values, bound as SeaORM binds them (moved: the statement is
+/// sent once, so nothing is cloned).
 #[cfg(any(feature = "postgres", feature = "mysql"))]
-fn values(stmt: &Statement) -> sea_query_sqlx::SqlxValues {
-    sea_query_sqlx::SqlxValues(
-        stmt.values.clone().unwrap_or(sea_orm::sea_query::Values(Vec::new())),
-    )
+fn parts(stmt: Statement) -> (String, sea_query_sqlx::SqlxValues) {
+    let values = stmt.values.unwrap_or(sea_orm::sea_query::Values(Vec::new()));
+    (stmt.sql, sea_query_sqlx::SqlxValues(values))
 }
 
 /// Step 2: the statement on the taken connection, as SeaORM's `DatabaseConnection` runs it.
@@ -241,16 +241,13 @@ impl Taken {
     /// `execute_raw`.
     pub(crate) async fn execute(&mut self, stmt: Statement) -> Result<ExecResult, DbErr> {
         use sea_orm::sqlx::{AssertSqlSafe, query_with};
-        let sql = AssertSqlSafe(stmt.sql.as_str());
+        let (sql, values) = parts(stmt);
+        let sql = AssertSqlSafe(sql.as_str());
         match self {
             #[cfg(feature = "postgres")]
-            Taken::Postgres(c) => {
-                query_with(sql, values(&stmt)).execute(&mut **c).await.map(Into::into)
-            }
+            Taken::Postgres(c) => query_with(sql, values).execute(&mut **c).await.map(Into::into),
             #[cfg(feature = "mysql")]
-            Taken::MySql(c) => {
-                query_with(sql, values(&stmt)).execute(&mut **c).await.map(Into::into)
-            }
+            Taken::MySql(c) => query_with(sql, values).execute(&mut **c).await.map(Into::into),
         }
         .map_err(exec_err)
     }
@@ -274,16 +271,13 @@ impl Taken {
         stmt: Statement,
     ) -> Result<Option<QueryResult>, DbErr> {
         use sea_orm::sqlx::{AssertSqlSafe, query_with};
-        let sql = AssertSqlSafe(stmt.sql.as_str());
+        let (sql, values) = parts(stmt);
+        let sql = AssertSqlSafe(sql.as_str());
         let row = match self {
             #[cfg(feature = "postgres")]
-            Taken::Postgres(c) => {
-                query_with(sql, values(&stmt)).fetch_one(&mut **c).await.map(Into::into)
-            }
+            Taken::Postgres(c) => query_with(sql, values).fetch_one(&mut **c).await.map(Into::into),
             #[cfg(feature = "mysql")]
-            Taken::MySql(c) => {
-                query_with(sql, values(&stmt)).fetch_one(&mut **c).await.map(Into::into)
-            }
+            Taken::MySql(c) => query_with(sql, values).fetch_one(&mut **c).await.map(Into::into),
         };
         match row {
             Ok(row) => Ok(Some(row)),
@@ -295,15 +289,16 @@ impl Taken {
     /// `query_all_raw`.
     pub(crate) async fn query_all(&mut self, stmt: Statement) -> Result<Vec<QueryResult>, DbErr> {
         use sea_orm::sqlx::{AssertSqlSafe, query_with};
-        let sql = AssertSqlSafe(stmt.sql.as_str());
+        let (sql, values) = parts(stmt);
+        let sql = AssertSqlSafe(sql.as_str());
         match self {
             #[cfg(feature = "postgres")]
-            Taken::Postgres(c) => query_with(sql, values(&stmt))
+            Taken::Postgres(c) => query_with(sql, values)
                 .fetch_all(&mut **c)
                 .await
                 .map(|rows| rows.into_iter().map(Into::into).collect()),
             #[cfg(feature = "mysql")]
-            Taken::MySql(c) => query_with(sql, values(&stmt))
+            Taken::MySql(c) => query_with(sql, values)
                 .fetch_all(&mut **c)
                 .await
                 .map(|rows| rows.into_iter().map(Into::into).collect()),
