@@ -279,6 +279,8 @@ mod tests {
     use std::time::Duration;
 
     use rwsplit_monitor::{AutoFailover, MemberRole, PatroniSource};
+
+    use crate::tests::pg_probe;
     use sea_orm::{ConnectionTrait, DatabaseConnection, DbBackend, MockDatabase, Statement, Value};
 
     use super::*;
@@ -340,38 +342,6 @@ mod tests {
         assert_eq!(log_len(&newcomer), 0, "a node that has not joined gets nothing");
     }
 
-    /// A probe connection that answers PostgreSQL's probe with one fixed row.
-    struct Answers(rwsplit_monitor::Row);
-
-    impl rwsplit_monitor::ProbeConn for Answers {
-        async fn fetch_row(
-            &self,
-            _sql: &str,
-        ) -> Result<Option<rwsplit_monitor::Row>, rwsplit_monitor::ProbeError> {
-            Ok(Some(self.0.clone()))
-        }
-    }
-
-    /// What the monitor's probe makes of a PostgreSQL node at `lsn` (hex, `0/…`), replaying
-    /// (a replica) `since_replay_ms` ago or not in recovery (the primary).
-    async fn seen(
-        primary: bool,
-        lsn: &str,
-        since_replay_ms: u64,
-    ) -> Result<rwsplit_monitor::Observation, rwsplit_monitor::ProbeError> {
-        let row = rwsplit_monitor::Row::new([
-            ("in_recovery", Some((!primary).to_string())),
-            ("system_id", Some("7".to_owned())),
-            ("timeline", Some("1".to_owned())),
-            ("replayed", Some(lsn.to_owned())),
-            ("received", None),
-            ("since_replay_ms", Some(since_replay_ms.to_string())),
-            ("paused", Some("false".to_owned())),
-        ]);
-        let flavor = rwsplit_monitor::Flavor::Postgres;
-        Ok(rwsplit_monitor::probe(&Answers(row), flavor, Duration::from_secs(1)).await.unwrap())
-    }
-
     /// The `rwsplit.node.health` gauge of the node at `address` after one sampler round.
     fn health_gauge(db: &RoutedConnection, address: &str) -> String {
         let recorder = metrics_exporter_prometheus::PrometheusBuilder::new().build_recorder();
@@ -397,8 +367,8 @@ mod tests {
         let state = std::sync::Arc::clone(db.inner.routing.state());
         let t = std::time::Instant::now();
         let ms = Duration::from_millis;
-        state.observe(0, &seen(true, "0/64", 0).await, t);
-        state.observe(1, &seen(false, "0/64", 0).await, t);
+        state.observe(0, &pg_probe(true, "0/64", 0).await, t);
+        state.observe(1, &pg_probe(false, "0/64", 0).await, t);
         let id = db.add_node(Node::new("db-3:5432/app".to_owned(), answering()), None).unwrap();
         let joining = |db: &RoutedConnection| {
             let s = db.stats();
@@ -411,11 +381,11 @@ mod tests {
             db.stats().nodes().iter().filter(|n| n.name() != "db-3:5432/app").all(|n| !n.joining())
         );
         // Probed, reachable, but 30 s behind (a fresh standby replaying its base backup).
-        state.observe(id, &seen(false, "0/28", 30_000).await, t + ms(100));
+        state.observe(id, &pg_probe(false, "0/28", 30_000).await, t + ms(100));
         assert_eq!(joining(&db), (true, Health::Down), "a lagging newcomer is still joining");
         // Caught up: it joins.
-        state.observe(0, &seen(true, "0/64", 0).await, t + ms(200));
-        state.observe(id, &seen(false, "0/64", 0).await, t + ms(300));
+        state.observe(0, &pg_probe(true, "0/64", 0).await, t + ms(200));
+        state.observe(id, &pg_probe(false, "0/64", 0).await, t + ms(300));
         assert_eq!(joining(&db), (false, Health::Up));
         assert_eq!(health_gauge(&db, "db-3"), "0");
         // Once in rotation, failing probes take it down: down, not joining.
@@ -492,9 +462,9 @@ mod tests {
         let db = routed(1);
         let state = std::sync::Arc::clone(db.inner.routing.state());
         let t = std::time::Instant::now();
-        state.observe(0, &seen(true, "0/64", 0).await, t);
+        state.observe(0, &pg_probe(true, "0/64", 0).await, t);
         let id = db.add_node(lazy_node().await, None).unwrap();
-        state.observe(id, &seen(false, "0/64", 0).await, t + Duration::from_millis(100));
+        state.observe(id, &pg_probe(false, "0/64", 0).await, t + Duration::from_millis(100));
         *db.inner.nodes.get(id).unwrap().last_seen.lock().unwrap() =
             Some(std::time::Instant::now());
         db.inner.sample_metrics(std::time::Instant::now());

@@ -68,6 +68,39 @@ async fn execute_always_runs_on_the_primary() {
     assert_eq!(logs(&db), (2, 0));
 }
 
+/// A probe connection that answers PostgreSQL's probe with one fixed row.
+struct Answers(rwsplit_monitor::Row);
+
+impl rwsplit_monitor::ProbeConn for Answers {
+    async fn fetch_row(
+        &self,
+        _sql: &str,
+    ) -> Result<Option<rwsplit_monitor::Row>, rwsplit_monitor::ProbeError> {
+        Ok(Some(self.0.clone()))
+    }
+}
+
+/// What the monitor's probe makes of a PostgreSQL node at `lsn` (hex, `0/…`): the primary, or
+/// a replica that replayed `since_replay_ms` ago. Fed to `TopologyState::observe` by tests that
+/// drive the monitor's view by hand.
+pub(crate) async fn pg_probe(
+    primary: bool,
+    lsn: &str,
+    since_replay_ms: u64,
+) -> Result<rwsplit_monitor::Observation, rwsplit_monitor::ProbeError> {
+    let row = rwsplit_monitor::Row::new([
+        ("in_recovery", Some((!primary).to_string())),
+        ("system_id", Some("7".to_owned())),
+        ("timeline", Some("1".to_owned())),
+        ("replayed", Some(lsn.to_owned())),
+        ("received", None),
+        ("since_replay_ms", Some(since_replay_ms.to_string())),
+        ("paused", Some("false".to_owned())),
+    ]);
+    let flavor = rwsplit_monitor::Flavor::Postgres;
+    rwsplit_monitor::probe(&Answers(row), flavor, std::time::Duration::from_secs(1)).await
+}
+
 /// A PostgreSQL primary mock that answers `before` one-row statements, then the two queries
 /// of a position read (system id 7, timeline 1, LSN 0/3000148), then `after` one-row reads.
 pub(crate) fn pg_primary_answering_position(before: usize, after: usize) -> DatabaseConnection {

@@ -322,37 +322,9 @@ async fn statements_errors_retries_and_latencies_are_recorded() {
     }
 }
 
-/// A node that answers the monitor's PostgreSQL probe as a primary or a replica.
-struct Probed {
-    replica: bool,
-}
-
-impl rwsplit_monitor::ProbeConn for Probed {
-    async fn fetch_row(
-        &self,
-        _sql: &str,
-    ) -> Result<Option<rwsplit_monitor::Row>, rwsplit_monitor::ProbeError> {
-        let in_recovery = if self.replica { "true" } else { "false" };
-        Ok(Some(rwsplit_monitor::Row::new([
-            ("in_recovery", Some(in_recovery)),
-            ("system_id", Some("7300000000000000001")),
-            ("timeline", Some("1")),
-            ("replayed", Some("0/3000000")),
-            ("received", Some("0/3000000")),
-            ("since_replay_ms", Some("0")),
-            ("paused", Some("false")),
-        ])))
-    }
-}
-
 /// What the monitor reports after probing `node`: the primary, or a replica.
 async fn probed(db: &RoutedConnection, node: usize, replica: bool) {
-    let seen = rwsplit_monitor::probe(
-        &Probed { replica },
-        rwsplit_monitor::Flavor::Postgres,
-        std::time::Duration::from_secs(1),
-    )
-    .await;
+    let seen = crate::tests::pg_probe(!replica, "0/3000000", 0).await;
     db.inner.routing.state().observe(node, &seen, std::time::Instant::now());
 }
 
