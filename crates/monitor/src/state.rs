@@ -129,6 +129,10 @@ pub struct TopologyState {
     history: Mutex<History>,
     /// The latest instant an input carried (for a rebuild that has none of its own: fencing).
     clock: Mutex<Option<Instant>>,
+    /// Bumped after a snapshot in which a node's role or health changed, or a node joined or
+    /// left, is published: what statements waiting on a node's standing wait for
+    /// ([`changed`](Self::changed)). Lag and position updates do not bump it.
+    changes: tokio::sync::watch::Sender<u64>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -168,7 +172,46 @@ impl TopologyState {
             publish: Mutex::new(()),
             history: Mutex::new(History::default()),
             clock: Mutex::new(None),
+            changes: tokio::sync::watch::Sender::new(0),
         }
+    }
+
+    /// A future that completes at the next publication of a snapshot in which some node's role
+    /// or health changed, or a node joined or left (not at lag or position updates). It
+    /// subscribes when called, not when first polled: check the condition after calling this,
+    /// then await it, and no change in between is missed.
+    ///
+    /// ```
+    /// # use rwsplit_core::{Health, HealthPolicy, Node, NodeId, Role, Topology};
+    /// # use rwsplit_monitor::{ProbeError, TopologyState};
+    /// # use std::time::Instant;
+    /// # let topology = Topology::builder()
+    /// #     .node(Node::builder(NodeId::new(0), Role::Primary).build())
+    /// #     .node(Node::builder(NodeId::new(1), Role::Replica).build())
+    /// #     .build()?;
+    /// let state = TopologyState::new(topology, HealthPolicy::default().failure_threshold(1));
+    /// let changed = state.changed();
+    /// assert_eq!(state.health(1), Health::Up);
+    /// state.observe(1, &Err(ProbeError::unreachable("refused")), Instant::now());
+    /// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
+    /// changed.await; // ready: node 1 went down after the future was made
+    /// # });
+    /// assert_eq!(state.health(1), Health::Down);
+    /// # Ok::<_, rwsplit_core::Error>(())
+    /// ```
+    pub fn changed(&self) -> impl std::future::Future<Output = ()> + Send + 'static {
+        let mut rx = self.changes.subscribe();
+        async move {
+            // The sender lives as long as the state; were it gone, nothing would change again.
+            if rx.changed().await.is_err() {
+                std::future::pending::<()>().await;
+            }
+        }
+    }
+
+    /// Tells the waiters of [`changed`](Self::changed), after a snapshot was published.
+    fn announce(&self) {
+        self.changes.send_modify(|v| *v = v.wrapping_add(1));
     }
 
     /// The current snapshot (lock-free).
@@ -266,6 +309,7 @@ impl TopologyState {
                 self.topology.store(t);
             }
         }
+        self.announce();
         tracing::warn!(target: "rwsplit", node, "node removed");
         // Roles and lag are rebuilt without it (it may have been the primary).
         self.rebuild(None);
@@ -602,6 +646,7 @@ impl TopologyState {
         let topo = self.topology.load_full();
         let mut next = topo.to_builder().generation(topo.generation().saturating_add(1));
         let mut joined = Vec::new();
+        let mut changed = false;
         for &i in joins {
             let Some(n) = self.nodes.get(i) else { continue };
             if self.slot(i) != Slot::Joining {
@@ -628,18 +673,24 @@ impl TopologyState {
             }
             let built = b.build();
             if joined.iter().any(|j| j.id() == n.id()) {
+                changed = true;
                 tracing::warn!(target: "rwsplit", node = %n.name(), health = ?built.health(), role = ?built.role(), "node joined");
             } else if built.health() != n.health() || built.role() != n.role() {
+                changed = true;
                 tracing::warn!(target: "rwsplit", node = %n.name(), health = ?built.health(), role = ?built.role(), "node changed");
             }
             next = next.node(built);
         }
         // Removed nodes are dropped here too, should a removal race this publication.
         for n in topo.nodes().iter().filter(|n| self.slot(n.id().index()) != Slot::Live) {
+            changed = true;
             next = next.remove(n.id());
         }
         if let Ok(t) = next.build() {
             self.topology.store(t);
+            if changed {
+                self.announce();
+            }
         }
     }
 }

@@ -238,6 +238,29 @@ impl Routing {
         self.state.health(node)
     }
 
+    /// Completes at the next change of some node's role or health, or of the nodes there are
+    /// (see `TopologyState::changed`): subscribed when called.
+    pub(crate) fn changed(&self) -> impl std::future::Future<Output = ()> + Send + 'static {
+        self.state.changed()
+    }
+
+    /// Returns once `done` holds for node `node`'s [`Standing`](crate::sending::Standing),
+    /// checked now and at each change of roles or health: no polling, no timer.
+    pub(crate) async fn until(
+        &self,
+        node: usize,
+        done: impl Fn(crate::sending::Standing) -> bool,
+    ) -> crate::sending::Standing {
+        loop {
+            let changed = self.changed();
+            let now = self.standing(node);
+            if done(now) {
+                return now;
+            }
+            changed.await;
+        }
+    }
+
     /// Whether `node` is joining: probed (the monitor has it) but not in the snapshot yet, so
     /// nothing is routed to it (see `TopologyState::add_node`).
     pub(crate) fn is_joining(&self, node: usize) -> bool {

@@ -36,10 +36,8 @@
 //! writes sent this way. Pools that are not sqlx PostgreSQL or MySQL pools (mocks, proxies)
 //! run the write in one step, as SeaORM does, with step 1 empty.
 
-use std::future::Future;
-use std::time::Duration;
-
 use sea_orm::{DatabaseConnection, DbErr, ExecResult, QueryResult, Statement};
+use std::future::Future;
 
 /// Where the node a statement is on stands, as the monitor sees it now.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -104,20 +102,23 @@ pub(crate) fn deposed(node: &str, standing: Standing, write: bool) -> DbErr {
 }
 
 /// Runs a write in two steps (see the module docs): `take` (nothing is sent), then `send` on
-/// what it returned. `standing` is the monitor's view of the node, checked every `every`.
-pub(crate) async fn in_steps<C, T, S>(
+/// what it returned. `standing` is the monitor's view of the node, checked at once and again
+/// each time `changed()` completes: it must subscribe when called (the monitor's
+/// `TopologyState::changed`), so that no change between a check and the wait is missed.
+pub(crate) async fn in_steps<C, T, S, F>(
     take: impl Future<Output = Result<C, DbErr>>,
     send: impl FnOnce(C) -> S,
     standing: impl Fn() -> Standing,
-    every: Duration,
+    changed: impl Fn() -> F,
 ) -> Result<T, End>
 where
     S: Future<Output = Result<T, DbErr>>,
+    F: Future<Output = ()>,
 {
     let taken = tokio::select! {
         biased;
         r = take => r.map_err(End::Unsent)?,
-        s = until(&standing, every, |s| s != Standing::Primary) => return Err(End::Deposed(s)),
+        s = until(&standing, &changed, |s| s != Standing::Primary) => return Err(End::Deposed(s)),
     };
     // The monitor may have seen the change while the connection was taken; nothing is sent yet
     // (what was taken goes back to the pool).
@@ -128,22 +129,23 @@ where
     tokio::select! {
         biased;
         r = send(taken) => r.map_err(End::Failed),
-        _ = until(&standing, every, Standing::is_down) => Err(End::Unknown),
+        _ = until(&standing, &changed, Standing::is_down) => Err(End::Unknown),
     }
 }
 
-/// Returns the first standing, checked every `every`, for which `done` holds.
-async fn until(
+/// Returns the first standing for which `done` holds, checked now and after each `changed()`.
+async fn until<F: Future<Output = ()>>(
     standing: &impl Fn() -> Standing,
-    every: Duration,
+    changed: &impl Fn() -> F,
     done: impl Fn(Standing) -> bool,
 ) -> Standing {
     loop {
-        tokio::time::sleep(every).await;
+        let next = changed();
         let s = standing();
         if done(s) {
             return s;
         }
+        next.await;
     }
 }
 

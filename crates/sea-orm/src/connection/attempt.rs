@@ -21,7 +21,7 @@
 use std::fmt;
 use std::future::Future;
 use std::sync::atomic::Ordering;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use rwsplit_core::Access;
 use sea_orm::{
@@ -35,10 +35,6 @@ use crate::position::{self, Waited};
 use crate::route::Plan;
 use crate::sending::{self, End, Standing, Taken};
 use crate::telemetry::{self, Ryw};
-
-/// How often an attempt waiting on a node checks what the monitor says of it (a read: marked
-/// down; a write: still the primary, marked down).
-const DOWN_CHECK: Duration = Duration::from_millis(50);
 
 /// What a write's success means for the caller's read-your-writes scope.
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -316,7 +312,11 @@ impl RoutedConnection {
         if write {
             self.check_writable(plan.first()).map_err(Stop::Fail)?;
         }
-        let skip = usize::from(!self.catch_up(plan).await);
+        // A catch-up wait is I/O few reads do: boxed, so the others do not carry its state.
+        let skip = match plan.wait() {
+            Some(_) => usize::from(!Box::pin(self.catch_up(plan)).await),
+            None => 0,
+        };
         let budget = if write { 0 } else { usize::from(self.inner.policy.read_retries) };
         let mut candidates = plan.iter().skip(skip).take(budget + 1).peekable();
         let deadline = crate::deadline::current();
@@ -352,7 +352,9 @@ impl RoutedConnection {
             // Reads are bounded (a hung replica keeps its port open). Writes are not cut short
             // by time (one abandoned mid-flight may still commit): see `watched_write`.
             let result = if write {
-                self.watched_write(id, &node.name, pool, &mut *work, earlier == 0).await
+                // Boxed: a read's future does not carry the write path's state (it would be
+                // moved, whole, into the box SeaORM's `async_trait` makes of every statement).
+                Box::pin(self.watched_write(id, &node.name, pool, &mut *work, earlier == 0)).await
             } else {
                 // A read on the primary may run once more on a new primary: it keeps its
                 // statement.
@@ -371,7 +373,7 @@ impl RoutedConnection {
                     self.note_success(&node, id, write);
                     if write {
                         match work.wrote() {
-                            Wrote::Capture => self.after_write(id, scope).await,
+                            Wrote::Capture => Box::pin(self.after_write(id, scope)).await,
                             Wrote::Unseen => self.mark_unseen_writes(scope),
                             Wrote::Later => {}
                         }
@@ -509,10 +511,11 @@ impl RoutedConnection {
         keep: bool,
     ) -> Result<W::Output, Attempt> {
         let standing = || self.inner.routing.standing(id);
+        let changed = || self.inner.routing.changed();
         let end = if W::INERT {
             // Nothing is written before it returns: all of it is the first step.
             let run = work.run(pool, !keep);
-            sending::in_steps(run, |out| std::future::ready(Ok(out)), standing, DOWN_CHECK).await
+            sending::in_steps(run, |out| std::future::ready(Ok(out)), standing, changed).await
         } else if sending::can_take(pool) {
             let send = |mut conn: Taken| async move {
                 match work.send(&mut conn) {
@@ -523,12 +526,12 @@ impl RoutedConnection {
                     ))),
                 }
             };
-            sending::in_steps(sending::take(pool), send, standing, DOWN_CHECK).await
+            sending::in_steps(sending::take(pool), send, standing, changed).await
         } else {
             // A pool the adapter cannot take a connection from (a mock, a proxy): one step, as
             // SeaORM runs it; the first step only asks the monitor once.
             let ready = std::future::ready(Ok(()));
-            sending::in_steps(ready, |()| work.run(pool, true), standing, DOWN_CHECK).await
+            sending::in_steps(ready, |()| work.run(pool, true), standing, changed).await
         };
         end.map_err(|e| match e {
             End::Unsent(e) => Attempt::Unsent(e),
@@ -538,24 +541,14 @@ impl RoutedConnection {
         })
     }
 
-    /// Returns once the monitor no longer sees node `id` as the primary (checked every 50 ms).
+    /// Returns once the monitor no longer sees node `id` as the primary.
     async fn until_replaced(&self, id: usize) {
-        loop {
-            tokio::time::sleep(DOWN_CHECK).await;
-            if self.inner.routing.standing(id).is_replaced() {
-                return;
-            }
-        }
+        self.inner.routing.until(id, Standing::is_replaced).await;
     }
 
-    /// Returns once the monitor has marked node `id` down (checked every 50 ms).
+    /// Returns once the monitor has marked node `id` down (or it left the topology).
     async fn until_down(&self, id: usize) {
-        loop {
-            tokio::time::sleep(DOWN_CHECK).await;
-            if self.inner.routing.health(id) == rwsplit_core::Health::Down {
-                return;
-            }
-        }
+        self.inner.routing.until(id, Standing::is_down).await;
     }
 
     /// Writes fail fast, naming the node, when the monitor has marked the primary down: waiting

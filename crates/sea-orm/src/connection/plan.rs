@@ -55,7 +55,7 @@ impl RoutedConnection {
             // A write's position is on its way. A caller who would rather wait for a replica
             // waits for it first; otherwise no replica can have that write yet: the primary.
             let Some(max) = wait else { return Need::Primary };
-            slot = self.settled_slot(scope, max).await;
+            slot = Box::pin(self.settled_slot(scope, max)).await;
             if slot.inflight > 0 {
                 return Need::Primary;
             }
@@ -67,7 +67,8 @@ impl RoutedConnection {
             && self.inner.routing.health(self.primary_index()) != rwsplit_core::Health::Down;
         if slot.pending || verify {
             let epoch = slot.pending_epoch;
-            match self.capture_on(self.primary_index()).await {
+            // Boxed, as all I/O a plan may do: most reads do none, and do not carry its state.
+            match Box::pin(self.capture_on(self.primary_index())).await {
                 Ok(t) => {
                     self.scope_update(scope, |s| s.settle(&t, epoch));
                     let mut mine = slot;

@@ -50,7 +50,7 @@ async fn write(
         tokio::time::sleep(send).await;
         if applied { Ok(()) } else { Err(DbErr::Custom("duplicate key".into())) }
     };
-    let got = match in_steps(taking, sending, standing, EVERY).await {
+    let got = match in_steps(taking, sending, standing, || tokio::time::sleep(EVERY)).await {
         Ok(()) => Got::Done,
         Err(End::Unsent(_)) => Got::Unsent,
         Err(End::Deposed(s)) => Got::Deposed(s),
