@@ -219,6 +219,12 @@ impl TopologyState {
         self.topology.load()
     }
 
+    /// The current snapshot as an `Arc`, to keep across awaits (one plan acting on one
+    /// topology from its route to its last attempt).
+    pub fn snapshot_arc(&self) -> Arc<Topology> {
+        self.topology.load_full()
+    }
+
     /// How far behind the primary a node added at run time may be, in time (or in bytes: none
     /// at all), when it enters the snapshot (default 1 s). Until then it gets no statement.
     #[must_use]

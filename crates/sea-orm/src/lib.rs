@@ -141,6 +141,7 @@
 
 mod builder;
 mod causal;
+mod classified;
 mod config;
 mod connection;
 mod deadline;

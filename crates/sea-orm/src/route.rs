@@ -19,6 +19,8 @@ use crate::causal::Settled;
 pub(crate) struct Plan {
     access: Access,
     reason: &'static str,
+    /// `db.operation.name`, when the statement was classified (else the attempt finds it).
+    operation: Option<&'static str>,
     route: Route,
     /// Bit `i`: node `i` is not to be used.
     excluded: u64,
@@ -26,6 +28,11 @@ pub(crate) struct Plan {
     /// [`Routing::install`]s seen when the plan was made: a node installed later sits in a
     /// slot whose previous node the plan names, and is skipped.
     epoch: u64,
+    /// When it was made (the route's own clock reading, reused for its first attempt).
+    made: Instant,
+    /// The snapshot it was made from: its attempts count themselves in flight there and take
+    /// the primary from it, so one plan acts on one topology.
+    topology: Arc<Topology>,
 }
 
 impl Plan {
@@ -60,6 +67,33 @@ impl Plan {
     pub(crate) fn with_reason(mut self, reason: &'static str) -> Plan {
         self.reason = reason;
         self
+    }
+
+    /// The statement's `db.operation.name`, known from its classification.
+    pub(crate) fn with_operation(mut self, operation: &'static str) -> Plan {
+        self.operation = Some(operation);
+        self
+    }
+
+    /// The statement's `db.operation.name`, if known.
+    pub(crate) fn operation(&self) -> Option<&'static str> {
+        self.operation
+    }
+
+    /// When it was made.
+    pub(crate) fn made(&self) -> Instant {
+        self.made
+    }
+
+    /// The primary in the snapshot it was made from, if exactly one node had the role.
+    pub(crate) fn primary(&self) -> Option<usize> {
+        let topo = &self.topology;
+        (topo.primary_count() == 1).then(|| topo.primary().map(|n| n.id().index())).flatten()
+    }
+
+    /// Counts a statement as in flight on `node` (in the plan's snapshot) until the guard drops.
+    pub(crate) fn start(&self, node: usize, now: Instant) -> Option<InFlight> {
+        self.topology.node(node_id(node)).map(|n| n.load().start(now))
     }
 
     /// The node to try first.
@@ -115,15 +149,18 @@ impl Routing {
     pub(crate) fn plan(&self, ctx: &RouteContext<'_>) -> Result<Plan, DbErr> {
         // Read before the snapshot: a node installed after this may be skipped, never misread.
         let epoch = self.installs.load(std::sync::atomic::Ordering::Acquire);
-        let topo = self.state.snapshot();
+        let topo = self.state.snapshot_arc();
         match self.router.route(&topo, ctx) {
             Ok(route) => Ok(Plan {
                 access: ctx.access(),
                 reason: route.reason().as_str(),
+                operation: None,
                 route,
                 excluded: 0,
                 wait: None,
                 epoch,
+                made: ctx.now(),
+                topology: topo,
             }),
             // No primary, two primaries: the cluster cannot take the statement now, like a node
             // that cannot be reached (`DbErr::Conn`, as every other node failure).
@@ -191,14 +228,8 @@ impl Routing {
         self.state.primary_index()
     }
 
-    /// Counts a statement as in flight on `node` until the guard drops.
-    pub(crate) fn start(&self, node: usize) -> Option<InFlight> {
-        let topo = self.state.snapshot();
-        topo.node(node_id(node)).map(|n| n.load().start(Instant::now()))
-    }
-
-    pub(crate) fn record_success(&self, node: usize) {
-        self.state.record_success(node, Instant::now());
+    pub(crate) fn record_success(&self, node: usize, now: Instant) {
+        self.state.record_success(node, now);
     }
 
     /// A failure of the node itself (never back-pressure) that a statement saw.

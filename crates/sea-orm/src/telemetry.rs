@@ -260,12 +260,42 @@ pub(crate) struct Statement {
     pub(crate) operation: &'static str,
 }
 
+/// A node's [`OPERATION_DURATION`] handles for successful attempts, by label set: resolved
+/// through the recorder once per operation, route reason, role and access, then recorded
+/// into directly (a lookup of four words instead of building seven labels and having the
+/// recorder hash them on every statement).
+///
+/// As with every `metrics` handle, a handle resolved before an exporter is installed records
+/// nowhere: install the exporter before the connection serves statements (before
+/// `connect()`).
+#[derive(Debug, Default)]
+pub(crate) struct Durations {
+    handles: dashmap::DashMap<DurationKey, metrics::Histogram, foldhash::fast::RandomState>,
+}
+
+/// One label set of [`Durations`]: the static strings by address and length (each comes from
+/// a fixed list; equal addresses and lengths are equal text), the role and the access.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+struct DurationKey {
+    operation: (usize, usize),
+    reason: (usize, usize),
+    primary: bool,
+    write: bool,
+}
+
+/// At most this many label sets are kept per node (operations × reasons × role × access is
+/// far below it in practice); past it samples are recorded without a kept handle.
+const MAX_DURATION_HANDLES: usize = 1024;
+
 impl Statement {
     /// One attempt on a node ended: one histogram sample (its count is the statements by node,
-    /// route reason and access), and on failure one error count.
+    /// route reason and access), and on failure one error count. `durations`: the node's kept
+    /// handles.
+    #[allow(clippy::too_many_arguments)]
     pub(crate) fn attempt(
         &self,
         node: &NodeLabels,
+        durations: &Durations,
         primary: bool,
         reason: &'static str,
         write: bool,
@@ -275,7 +305,17 @@ impl Statement {
         let role = role_name(primary);
         let access = if write { "write" } else { "read" };
         let Some(f) = failure else {
-            metrics::histogram!(
+            let key = DurationKey {
+                operation: (self.operation.as_ptr() as usize, self.operation.len()),
+                reason: (reason.as_ptr() as usize, reason.len()),
+                primary,
+                write,
+            };
+            if let Some(h) = durations.handles.get(&key) {
+                h.record(elapsed.as_secs_f64());
+                return;
+            }
+            let h = metrics::histogram!(
                 OPERATION_DURATION,
                 "db.system.name" => self.system,
                 "db.operation.name" => self.operation,
@@ -284,8 +324,11 @@ impl Statement {
                 "rwsplit.node.role" => role,
                 "rwsplit.route.reason" => reason,
                 "rwsplit.access" => access,
-            )
-            .record(elapsed.as_secs_f64());
+            );
+            h.record(elapsed.as_secs_f64());
+            if durations.handles.len() < MAX_DURATION_HANDLES {
+                durations.handles.insert(key, h);
+            }
             return;
         };
         let kind = error_type(f);

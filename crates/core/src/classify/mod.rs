@@ -183,6 +183,55 @@ impl<'a> Classification<'a> {
     pub const fn is_read(&self) -> bool {
         matches!(self.access, Access::Read)
     }
+
+    /// This classification of `sql` without the borrow of `sql`, for a cache keyed by the
+    /// statement text: [`Detached::attach`] to the same text gives it back. A tag that does not
+    /// lie inside `sql` (a classification of other text) is dropped.
+    ///
+    /// ```
+    /// use rwsplit_core::{Dialect, explain};
+    /// let sql = "SELECT 1 /* rwsplit:replica, tag=reports */";
+    /// let c = explain(sql, Dialect::Postgres);
+    /// let kept = c.detach(sql);
+    /// assert_eq!(kept.attach(sql), c);
+    /// assert_eq!(kept.attach(sql).tag(), Some("reports"));
+    /// ```
+    #[must_use]
+    pub fn detach(&self, sql: &str) -> Detached {
+        let tag = self.tag.and_then(|t| {
+            let start = (t.as_ptr() as usize).checked_sub(sql.as_ptr() as usize)?;
+            let end = start.checked_add(t.len())?;
+            (sql.get(start..end) == Some(t)).then_some((start, end))
+        });
+        Detached { access: self.access, reason: self.reason, hint: self.hint, tag }
+    }
+}
+
+/// A [`Classification`] without its borrow of the statement text ([`Classification::detach`]):
+/// what a cache keyed by the text keeps.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Detached {
+    access: Access,
+    reason: Reason,
+    hint: Option<Hint>,
+    /// The tag's byte range in the text.
+    tag: Option<(usize, usize)>,
+}
+
+impl Detached {
+    /// The classification of `sql`, which must be the text it was detached from (other text
+    /// keeps the access, reason and hint, and loses a tag that does not fit it).
+    #[must_use]
+    pub fn attach<'a>(&self, sql: &'a str) -> Classification<'a> {
+        let tag = self.tag.and_then(|(start, end)| sql.get(start..end));
+        Classification { access: self.access, reason: self.reason, hint: self.hint, tag }
+    }
+
+    /// Read or write.
+    #[must_use]
+    pub const fn access(&self) -> Access {
+        self.access
+    }
 }
 
 /// A configurable classifier. [`Classifier::default`] uses [`DEFAULT_WRITE_FUNCTIONS`].

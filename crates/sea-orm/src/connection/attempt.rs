@@ -293,7 +293,8 @@ impl RoutedConnection {
             _ => return Err(unsent),
         };
         tracing::info!(target: "rwsplit", error = %unsent, "trying once more, on the new primary");
-        match self.attempt_plan(&retry, &mut work, scope, 1).await {
+        // Boxed: rare, and a read's future need not carry a second loop's state.
+        match Box::pin(self.attempt_plan(&retry, &mut work, scope, 1)).await {
             Ok(done) => Ok(done),
             Err(Stop::Fail(e) | Stop::Unsent(e, _)) => Err(e),
         }
@@ -326,9 +327,14 @@ impl RoutedConnection {
         }
         let metrics = telemetry::Statement {
             system: self.inner.system,
-            operation: telemetry::operation_name(work.sql()),
+            operation: plan.operation().unwrap_or_else(|| telemetry::operation_name(work.sql())),
         };
-        let primary = self.primary_index();
+        // The primary of the plan's snapshot: one plan acts on one topology. (The attempts
+        // still watch the live one for a node going down or being replaced.)
+        let primary = plan.primary().unwrap_or(0);
+        // The clock is read when the plan is made and once after each attempt: the first
+        // attempt starts at the plan's reading (after a catch-up wait, a fresh one).
+        let mut now = if skip > 0 || plan.wait().is_some() { Instant::now() } else { plan.made() };
         let mut last_err = None;
         let mut tried = earlier;
         while let Some(id) = candidates.next() {
@@ -346,9 +352,9 @@ impl RoutedConnection {
                 span.record("rwsplit.attempt", tried);
             }
             tracing::debug!(target: "rwsplit", node = %node.name, reason = plan.reason(), write, sql = %SqlHead(work.sql()), "route");
-            let guard = self.inner.routing.start(id);
+            let guard = plan.start(id, now);
             let pool = if write || W::WRITER { &node.writer } else { &node.conn };
-            let started = Instant::now();
+            let started = now;
             // Reads are bounded (a hung replica keeps its port open). Writes are not cut short
             // by time (one abandoned mid-flight may still commit): see `watched_write`.
             let result = if write {
@@ -359,18 +365,27 @@ impl RoutedConnection {
                 // A read on the primary may run once more on a new primary: it keeps its
                 // statement.
                 let run = work.run(pool, last && (id != primary || earlier > 0));
-                self.bounded(id, &node.name, deadline, run).await
+                self.bounded(id, id != primary, &node.name, deadline, started, run).await
             };
             // A completed round trip feeds the node's latency estimate (peak-EWMA balancing);
             // a failed one only ends its in-flight count.
+            now = Instant::now();
             if let (Some(g), Ok(_)) = (guard, &result) {
-                g.finish(Instant::now());
+                g.finish(now);
             }
-            let elapsed = started.elapsed();
+            let elapsed = now.saturating_duration_since(started);
             match result {
                 Ok(out) => {
-                    metrics.attempt(&node.labels, on_primary, plan.reason(), write, elapsed, None);
-                    self.note_success(&node, id, write);
+                    metrics.attempt(
+                        &node.labels,
+                        &node.durations,
+                        on_primary,
+                        plan.reason(),
+                        write,
+                        elapsed,
+                        None,
+                    );
+                    self.note_success(&node, id, write, now);
                     if write {
                         match work.wrote() {
                             Wrote::Capture => Box::pin(self.after_write(id, scope)).await,
@@ -390,7 +405,15 @@ impl RoutedConnection {
                         self.mark_unseen_writes(scope);
                     }
                     let f = Some(failure);
-                    metrics.attempt(&node.labels, on_primary, plan.reason(), write, elapsed, f);
+                    metrics.attempt(
+                        &node.labels,
+                        &node.durations,
+                        on_primary,
+                        plan.reason(),
+                        write,
+                        elapsed,
+                        f,
+                    );
                     if unsent {
                         // A write never sent, or a read given up on a primary that is one no
                         // more: safe to try again, and worth it only on another primary.
@@ -404,7 +427,7 @@ impl RoutedConnection {
                         self.inner.retries.fetch_add(1, Ordering::Relaxed);
                         return Err(Stop::Unsent(e, id));
                     }
-                    let out_of_time = deadline.is_some_and(|d| Instant::now() >= d);
+                    let out_of_time = deadline.is_some_and(|d| now >= d);
                     if write || !failure.retryable() || last || out_of_time {
                         return Err(Stop::Fail(failure::named(
                             e, failure, &node.name, write, tried,
@@ -463,13 +486,14 @@ impl RoutedConnection {
     async fn bounded<T>(
         &self,
         id: usize,
+        on_replica: bool,
         name: &str,
         deadline: Option<Instant>,
+        now: Instant,
         attempt: impl Future<Output = Result<T, DbErr>>,
     ) -> Result<T, Attempt> {
-        let on_replica = id != self.primary_index();
         let timeouts = &self.inner.policy.timeouts;
-        let limit = crate::deadline::attempt_limit(on_replica, timeouts, deadline, Instant::now());
+        let limit = crate::deadline::attempt_limit(on_replica, timeouts, deadline, now);
         let limited = async {
             match limit {
                 None => attempt.await.map_err(Attempt::Failed),
@@ -566,8 +590,8 @@ impl RoutedConnection {
     }
 
     /// Counts a statement `node` served and clears a pending failure count.
-    fn note_success(&self, node: &Node, id: usize, write: bool) {
-        self.inner.routing.record_success(id);
+    fn note_success(&self, node: &Node, id: usize, write: bool, now: Instant) {
+        self.inner.routing.record_success(id, now);
         let counter = if write { &node.writes } else { &node.reads };
         counter.fetch_add(1, Ordering::Relaxed);
     }

@@ -9,7 +9,7 @@ use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use arc_swap::ArcSwapOption;
-use rwsplit_core::{Classifier, Consistency, Dialect, MAX_NODES, Target};
+use rwsplit_core::{Consistency, Dialect, MAX_NODES, Target};
 use sea_orm::{DatabaseConnection, DbBackend};
 
 use crate::causal::{Shared, TaskScopes};
@@ -71,6 +71,8 @@ pub(crate) struct Node {
     pub(crate) placement: crate::replica::Placement,
     /// Its metric labels.
     pub(crate) labels: NodeLabels,
+    /// Its statement-duration handles, by label set.
+    pub(crate) durations: crate::telemetry::Durations,
     /// Whether reads and writes share one pool (`conn` is `writer`).
     pub(crate) one_pool: bool,
     /// When it last answered a probe.
@@ -96,6 +98,7 @@ impl Node {
     ) -> Node {
         Node {
             labels: NodeLabels::of(&name),
+            durations: crate::telemetry::Durations::default(),
             name,
             conn,
             writer,
@@ -273,7 +276,8 @@ pub(crate) struct Inner {
     /// `db.system.name`.
     pub(crate) system: &'static str,
     pub(crate) dialect: Dialect,
-    pub(crate) classifier: Classifier,
+    /// The classifier, behind a cache of the texts it has seen.
+    pub(crate) classified: crate::classified::Classified,
     pub(crate) policy: Policy,
     pub(crate) tasks: TaskScopes,
     pub(crate) routing: Routing,

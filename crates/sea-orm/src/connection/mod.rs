@@ -82,7 +82,7 @@ impl RoutedConnection {
                 backend,
                 system: crate::telemetry::system_name(backend),
                 dialect,
-                classifier,
+                classified: crate::classified::Classified::new(classifier, dialect),
                 tasks: TaskScopes::default(),
                 policy,
                 routing,

@@ -24,8 +24,9 @@ enum Need {
 }
 
 impl RoutedConnection {
-    pub(super) fn classify<'s>(&self, sql: &'s str) -> Classification<'s> {
-        self.inner.classifier.explain(sql, self.inner.dialect)
+    /// `sql`'s classification and `db.operation.name` (cached by text).
+    pub(super) fn classify<'s>(&self, sql: &'s str) -> (Classification<'s>, &'static str) {
+        self.inner.classified.get(sql)
     }
 
     pub(super) fn plan_ctx(&self, ctx: &RouteContext<'_>) -> Result<Plan, DbErr> {
@@ -100,9 +101,19 @@ impl RoutedConnection {
         ctx: &Ctx<'_>,
         scope: &Scope,
     ) -> Result<Plan, DbErr> {
-        let c = self.classify(sql);
+        let (c, operation) = self.classify(sql);
+        Ok(self.plan_classified(sql, &c, ctx, scope).await?.with_operation(operation))
+    }
+
+    async fn plan_classified(
+        &self,
+        sql: &str,
+        c: &Classification<'_>,
+        ctx: &Ctx<'_>,
+        scope: &Scope,
+    ) -> Result<Plan, DbErr> {
         let now = Instant::now();
-        let mut rc = RouteContext::new(&c, now).with_statement(sql, self.inner.dialect);
+        let mut rc = RouteContext::new(c, now).with_statement(sql, self.inner.dialect);
         let target = SCOPE.try_with(|t| *t).ok();
         if let Some(target) = target {
             rc = rc.with_target(target);

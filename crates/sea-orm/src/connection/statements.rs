@@ -1,10 +1,24 @@
 //! The statement paths every routed handle shares: plan, then [`attempt`](RoutedConnection::attempt).
 
+use futures_util::future::Either;
 use sea_orm::{DbErr, ExecResult, QueryResult, QueryStream, Statement};
-use tracing::Instrument;
 
 use super::attempt::{Execute, QueryAll, QueryOne, Stream, Unprepared};
 use super::inner::{Ctx, RoutedConnection};
+
+/// Runs a statement's future in its span — unless nothing listens (the span is disabled), and
+/// then without the wrapper, which would otherwise enter and leave a span on every poll.
+trait InSpan: std::future::Future + Sized {
+    fn in_span(self, span: tracing::Span) -> Either<Self, tracing::instrument::Instrumented<Self>> {
+        if span.is_disabled() {
+            Either::Left(self)
+        } else {
+            Either::Right(tracing::Instrument::instrument(self, span))
+        }
+    }
+}
+
+impl<F: std::future::Future> InSpan for F {}
 
 impl RoutedConnection {
     pub(crate) async fn execute_in(
@@ -15,12 +29,12 @@ impl RoutedConnection {
         let span = self.statement_span(&stmt.sql, ctx);
         async move {
             // `execute` returns no rows: it always runs on the primary, whatever the SQL.
-            let access = self.classify(&stmt.sql).access();
-            let plan = self.plan_on_primary(access, "execute")?;
+            let (c, operation) = self.classify(&stmt.sql);
+            let plan = self.plan_on_primary(c.access(), "execute")?.with_operation(operation);
             let scope = self.scope_of(ctx);
             Ok(self.attempt(&plan, Execute(stmt), &scope).await?.0)
         }
-        .instrument(span)
+        .in_span(span)
         .await
     }
 
@@ -33,12 +47,13 @@ impl RoutedConnection {
         async move {
             // Raw SQL with no rows to return: never worth a replica, and often DDL or SET. What is
             // not provably a read is a write (recorded in the scope; never retried).
-            let access = self.classify(sql).access();
-            let plan = self.plan_on_primary(access, "execute_unprepared")?;
+            let (c, operation) = self.classify(sql);
+            let plan =
+                self.plan_on_primary(c.access(), "execute_unprepared")?.with_operation(operation);
             let scope = self.scope_of(ctx);
             Ok(self.attempt(&plan, Unprepared(sql), &scope).await?.0)
         }
-        .instrument(span)
+        .in_span(span)
         .await
     }
 
@@ -53,7 +68,7 @@ impl RoutedConnection {
             let plan = self.plan(&stmt.sql, ctx, &scope).await?;
             Ok(self.attempt(&plan, QueryOne(stmt), &scope).await?.0)
         }
-        .instrument(span)
+        .in_span(span)
         .await
     }
 
@@ -68,7 +83,7 @@ impl RoutedConnection {
             let plan = self.plan(&stmt.sql, ctx, &scope).await?;
             Ok(self.attempt(&plan, QueryAll(stmt), &scope).await?.0)
         }
-        .instrument(span)
+        .in_span(span)
         .await
     }
 
@@ -83,7 +98,7 @@ impl RoutedConnection {
             let plan = self.plan(&stmt.sql, ctx, &scope).await?;
             Ok(self.attempt(&plan, Stream(stmt), &scope).await?.0)
         }
-        .instrument(span)
+        .in_span(span)
         .await
     }
 }
