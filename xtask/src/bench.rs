@@ -59,6 +59,72 @@ pub(crate) fn run(args: &BenchArgs) -> anyhow::Result<()> {
     }
 }
 
+/// One callgrind run of `exe case n`: instructions and calls of `tokio::time::Sleep::new_timeout`
+/// (every tokio timer a program registers: `sleep`, `timeout`, `interval` all make one).
+struct Run {
+    instructions: u64,
+    timers: u64,
+}
+
+fn callgrind(
+    exe: &std::path::Path,
+    case: &str,
+    n: u64,
+    env: &[(&str, String)],
+) -> anyhow::Result<Run> {
+    let out_file =
+        std::env::temp_dir().join(format!("rwsplit-callgrind-{}.out", std::process::id()));
+    let out = std::process::Command::new("valgrind")
+        .args(["--tool=callgrind"])
+        .arg(format!("--callgrind-out-file={}", out_file.display()))
+        .arg(exe)
+        .args([case, &n.to_string()])
+        .envs(env.iter().map(|(k, v)| (k, v)))
+        .output()
+        .context("running valgrind (apt-get install valgrind)")?;
+    let err = String::from_utf8_lossy(&out.stderr);
+    anyhow::ensure!(out.status.success(), "valgrind failed on {case}: {err}");
+    let instructions = err
+        .lines()
+        .find_map(|l| l.split("Collected :").nth(1))
+        .and_then(|v| v.trim().parse().ok())
+        .with_context(|| format!("no instruction count in valgrind's output for {case}"))?;
+    let profile = std::fs::read_to_string(&out_file)
+        .with_context(|| format!("reading {}", out_file.display()))?;
+    let _ = std::fs::remove_file(&out_file);
+    Ok(Run { instructions, timers: calls_to(&profile, "tokio::time::sleep::Sleep::new_timeout") })
+}
+
+/// How many calls a callgrind profile records to functions whose name contains `name`: the
+/// `calls=` line after each `cfn=` naming one (names are given once as `(id) name`, then by id).
+fn calls_to(profile: &str, name: &str) -> u64 {
+    let mut names = std::collections::HashMap::new();
+    let mut callee_matches = false;
+    let mut total = 0;
+    for line in profile.lines() {
+        let (is_call, rest) = if let Some(r) = line.strip_prefix("cfn=") {
+            (true, r)
+        } else if let Some(r) = line.strip_prefix("fn=") {
+            (false, r)
+        } else {
+            if callee_matches && let Some(calls) = line.strip_prefix("calls=") {
+                total += calls.split_whitespace().next().and_then(|c| c.parse().ok()).unwrap_or(0);
+            }
+            callee_matches = false;
+            continue;
+        };
+        let (id, full) = match rest.split_once(')') {
+            Some((id, full)) => (id.trim_start_matches('('), full.trim()),
+            None => ("", rest.trim()),
+        };
+        if !full.is_empty() {
+            names.insert(id.to_owned(), full.to_owned());
+        }
+        callee_matches = is_call && names.get(id).is_some_and(|n| n.contains(name));
+    }
+    total
+}
+
 /// Instructions per call of `bench`'s `case`: valgrind's count with `n` calls minus its count
 /// with none, over `n`.
 fn per_call(
@@ -67,44 +133,85 @@ fn per_call(
     n: u64,
     env: &[(&str, String)],
 ) -> anyhow::Result<u64> {
-    let collected = |n: u64| -> anyhow::Result<u64> {
-        let out = std::process::Command::new("valgrind")
-            .args(["--tool=callgrind", "--callgrind-out-file=/dev/null"])
-            .arg(exe)
-            .args([case, &n.to_string()])
-            .envs(env.iter().map(|(k, v)| (k, v)))
-            .output()
-            .context("running valgrind (apt-get install valgrind)")?;
-        let err = String::from_utf8_lossy(&out.stderr);
-        anyhow::ensure!(out.status.success(), "valgrind failed on {case}: {err}");
-        err.lines()
-            .find_map(|l| l.split("Collected :").nth(1))
-            .and_then(|v| v.trim().parse().ok())
-            .with_context(|| format!("no instruction count in valgrind's output for {case}"))
-    };
-    Ok(collected(n)?.saturating_sub(collected(0)?) / n.max(1))
+    let with = callgrind(exe, case, n, env)?;
+    let without = callgrind(exe, case, 0, env)?;
+    Ok(with.instructions.saturating_sub(without.instructions) / n.max(1))
+}
+
+/// What one client-side `find_by_id` costs, per lookup: callgrind instructions and tokio
+/// timers registered, for plain SeaORM and for `RoutedConnection`.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct AdapterCost {
+    pub(crate) plain: u64,
+    pub(crate) routed: u64,
+    pub(crate) plain_timers: f64,
+    pub(crate) routed_timers: f64,
+}
+
+/// Issue 23's budgets on the read path, asserted by `cargo xtask ci`: the instructions
+/// `RoutedConnection` adds to a `find_by_id` over plain SeaORM, and the tokio timers it adds
+/// (none: a replica read waits on the monitor's notifications, not on a timer).
+pub(crate) const ADDED_INSTRUCTIONS_BUDGET: u64 = 7_000;
+/// Timers a routed lookup may register beyond plain SeaORM's (a stray one in the whole run
+/// is not a timer per read).
+pub(crate) const ADDED_TIMERS_BUDGET: f64 = 0.05;
+
+impl AdapterCost {
+    /// Instructions the router adds per lookup.
+    pub(crate) fn added(&self) -> i64 {
+        self.routed as i64 - self.plain as i64
+    }
+
+    /// The budgets this cost breaks, in words (empty: within them).
+    pub(crate) fn over_budget(&self) -> Vec<String> {
+        let mut over = Vec::new();
+        if self.added() > ADDED_INSTRUCTIONS_BUDGET as i64 {
+            over.push(format!(
+                "RoutedConnection adds {} instructions per find_by_id over plain SeaORM ({} vs {}); the budget is {}",
+                self.added(),
+                self.routed,
+                self.plain,
+                ADDED_INSTRUCTIONS_BUDGET
+            ));
+        }
+        if self.routed_timers - self.plain_timers > ADDED_TIMERS_BUDGET {
+            over.push(format!(
+                "RoutedConnection registers {:.2} tokio timers per find_by_id, plain SeaORM {:.2}; the budget is no more than plain",
+                self.routed_timers, self.plain_timers
+            ));
+        }
+        over
+    }
 }
 
 /// `find_by_id` through plain SeaORM and through `RoutedConnection`, on a throwaway PostgreSQL
 /// primary and replica: client-side instructions per lookup and their ratio.
 fn adapter_instructions() -> anyhow::Result<()> {
-    let (plain, routed) = measure_adapter_instructions()?;
-    println!("{:<28} {:>14}", "find_by_id (client side)", "instructions");
-    println!("{:<28} {plain:>14}", "plain SeaORM");
-    println!("{:<28} {routed:>14}", "RoutedConnection");
+    let cost = measure_adapter_instructions()?;
+    let (plain, routed) = (cost.plain, cost.routed);
+    println!("{:<28} {:>14} {:>8}", "find_by_id (client side)", "instructions", "timers");
+    println!("{:<28} {plain:>14} {:>8.2}", "plain SeaORM", cost.plain_timers);
+    println!("{:<28} {routed:>14} {:>8.2}", "RoutedConnection", cost.routed_timers);
     println!(
-        "{:<28} {:>14} ({:+.1} %, ratio {:.3})",
+        "{:<28} {:>14} ({:+.1} %, ratio {:.3}; budget {})",
         "difference",
-        routed.saturating_sub(plain),
+        cost.added(),
         100.0 * (routed as f64 - plain as f64) / plain.max(1) as f64,
-        routed as f64 / plain.max(1) as f64
+        routed as f64 / plain.max(1) as f64,
+        ADDED_INSTRUCTIONS_BUDGET,
     );
+    for over in cost.over_budget() {
+        println!("over budget: {over}");
+    }
     Ok(())
 }
 
-/// Client-side instructions per `find_by_id`: (plain SeaORM, `RoutedConnection`).
-pub(crate) fn measure_adapter_instructions() -> anyhow::Result<(u64, u64)> {
+/// Client-side cost per `find_by_id`, plain SeaORM and `RoutedConnection`: each case is run
+/// under callgrind with N lookups and with none, five times, alternating, and the medians are
+/// kept (a client's count moves by a few hundred instructions with how often tokio polls).
+pub(crate) fn measure_adapter_instructions() -> anyhow::Result<AdapterCost> {
     const N: u64 = 500;
+    const ROUNDS: usize = 5;
     let exe = bench_executable("rwsplit-sea-orm", "adapter_instructions")?;
     let rt = crate::runtime()?;
     let cluster =
@@ -114,10 +221,27 @@ pub(crate) fn measure_adapter_instructions() -> anyhow::Result<(u64, u64)> {
     let seeded = Command::new(&exe).arg("seed").envs(env.iter().map(|(k, v)| (k, v))).status()?;
     anyhow::ensure!(seeded.success(), "seeding the benchmark table failed");
     rt.block_on(cluster.wait_caught_up(0, std::time::Duration::from_secs(30)))?;
-    let plain = per_call(&exe, "plain", N, &env)?;
-    let routed = per_call(&exe, "routed", N, &env)?;
+    let mut samples: [Vec<(u64, f64)>; 2] = [Vec::new(), Vec::new()];
+    for _ in 0..ROUNDS {
+        for (i, case) in ["plain", "routed"].into_iter().enumerate() {
+            let with = callgrind(&exe, case, N, &env)?;
+            let without = callgrind(&exe, case, 0, &env)?;
+            let instructions = with.instructions.saturating_sub(without.instructions) / N;
+            let timers = with.timers.saturating_sub(without.timers) as f64 / N as f64;
+            samples[i].push((instructions, timers));
+        }
+    }
     drop(cluster);
-    Ok((plain, routed))
+    let median = |s: &mut Vec<(u64, f64)>| -> (u64, f64) {
+        let mut i: Vec<u64> = s.iter().map(|x| x.0).collect();
+        i.sort_unstable();
+        let mut t: Vec<f64> = s.iter().map(|x| x.1).collect();
+        t.sort_by(f64::total_cmp);
+        (i[i.len() / 2], t[t.len() / 2])
+    };
+    let [mut p, mut r] = samples;
+    let ((plain, plain_timers), (routed, routed_timers)) = (median(&mut p), median(&mut r));
+    Ok(AdapterCost { plain, routed, plain_timers, routed_timers })
 }
 
 /// Runs each case of `crates/core/benches/instructions.rs` under callgrind with N and with 0
@@ -174,4 +298,15 @@ fn report_ratios(groups: &[&str], baseline: &str, candidate: &str) -> anyhow::Re
         println!("{group:<24} {:>11.1} µs {:>11.1} µs {:>8.3}", b / 1e3, c / 1e3, c / b);
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn calls_are_counted_by_callee_name_given_once() {
+        let profile = "fn=(1) main\ncfn=(2) tokio::time::sleep::Sleep::new_timeout\ncalls=3 10\n5 7\ncfn=(3) other\ncalls=9 1\n1 1\nfn=(4) f\ncfn=(2)\ncalls=2 4\n1 1\n";
+        assert_eq!(super::calls_to(profile, "Sleep::new_timeout"), 5);
+        assert_eq!(super::calls_to(profile, "other"), 9);
+        assert_eq!(super::calls_to(profile, "missing"), 0);
+    }
 }

@@ -23,12 +23,16 @@ pub(crate) struct ReportArgs {
     /// Plot the data already in the output directory instead of running anything.
     #[arg(long)]
     reuse: bool,
+    /// Fail when a measured figure breaks its budget (the adapter's instructions and timers
+    /// per read, issue 23), after writing the page.
+    #[arg(long)]
+    enforce_budgets: bool,
 }
 
 impl ReportArgs {
-    /// What `cargo xtask ci` runs: everything, into the default directory.
+    /// What `cargo xtask ci` runs: everything, into the default directory, budgets enforced.
     pub(crate) fn for_ci() -> ReportArgs {
-        ReportArgs { out: None, reuse: false }
+        ReportArgs { out: None, reuse: false, enforce_budgets: true }
     }
 }
 
@@ -56,8 +60,14 @@ pub(crate) fn run(args: &ReportArgs) -> anyhow::Result<()> {
             .args(["bench", "-p", "rwsplit-sea-orm", "--bench", "consistency"])
             .env("RWSPLIT_BENCH_JSON", &consistency_json);
         crate::run(&mut consistency)?;
-        let (plain, routed) = crate::bench::measure_adapter_instructions()?;
-        let doc = serde_json::json!({ "plain": plain, "routed": routed });
+        let cost = crate::bench::measure_adapter_instructions()?;
+        let doc = serde_json::json!({
+            "plain": cost.plain,
+            "routed": cost.routed,
+            "plain_timers": cost.plain_timers,
+            "routed_timers": cost.routed_timers,
+            "budget": crate::bench::ADDED_INSTRUCTIONS_BUDGET,
+        });
         std::fs::write(&adapter_json, doc.to_string())?;
     }
     let read = |p: &Path| -> anyhow::Result<Value> {
@@ -78,9 +88,19 @@ pub(crate) fn run(args: &ReportArgs) -> anyhow::Result<()> {
     adapter_section(&mut html, &adapter)?;
     timeline_section(&mut html, &timeline)?;
     html.push_str("</body></html>\n");
+    let over = budget_failures(&adapter);
     let page = out.join("index.html");
     std::fs::write(&page, html).with_context(|| format!("writing {}", page.display()))?;
     println!("{}", page.display());
+    for o in &over {
+        eprintln!("report: over budget: {o}");
+    }
+    anyhow::ensure!(
+        !args.enforce_budgets || over.is_empty(),
+        "{} budget(s) broken: {}",
+        over.len(),
+        over.join("; ")
+    );
     Ok(())
 }
 
@@ -182,15 +202,31 @@ fn consistency_section(html: &mut String, doc: &Value) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// The adapter's figures that break their budgets, in words.
+fn budget_failures(doc: &Value) -> Vec<String> {
+    crate::bench::AdapterCost {
+        plain: doc["plain"].as_u64().unwrap_or(0),
+        routed: doc["routed"].as_u64().unwrap_or(u64::MAX),
+        plain_timers: num(&doc["plain_timers"]),
+        routed_timers: num(&doc["routed_timers"]),
+    }
+    .over_budget()
+}
+
 fn adapter_section(html: &mut String, doc: &Value) -> anyhow::Result<()> {
     let (plain, routed) = (num(&doc["plain"]), num(&doc["routed"]));
     let _ = write!(
         html,
         "<h2>The adapter's cost</h2><p>Client-side instructions per SeaORM <code>find_by_id</code> \
-         against the same PostgreSQL replica (callgrind, deterministic): plain SeaORM {plain:.0}, \
-         <code>RoutedConnection</code> {routed:.0}, a difference of {:.0} ({:+.1} %).</p>",
+         against the same PostgreSQL replica (callgrind, deterministic; the median of five \
+         alternating runs): plain SeaORM {plain:.0}, <code>RoutedConnection</code> {routed:.0}, a \
+         difference of {:.0} ({:+.1} %; budget {}). Tokio timers registered per lookup: plain \
+         {:.2}, routed {:.2} (budget: none more).</p>",
         routed - plain,
-        100.0 * (routed - plain) / plain.max(1.0)
+        100.0 * (routed - plain) / plain.max(1.0),
+        crate::bench::ADDED_INSTRUCTIONS_BUDGET,
+        num(&doc["plain_timers"]),
+        num(&doc["routed_timers"]),
     );
     let chart = svg(W, 220, |root| {
         let top = plain.max(routed) * 1.1;

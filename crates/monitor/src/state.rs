@@ -74,6 +74,9 @@ struct NodeState {
     latest: Mutex<Option<Observation>>,
     /// Whether the latest failed probe found nothing accepting its connection.
     refused: AtomicBool,
+    /// Woken when a published snapshot changes its role or health, or it joins or leaves
+    /// ([`TopologyState::changed`]).
+    changes: tokio::sync::Notify,
 }
 
 /// What the monitor knows of every node, and the snapshot it publishes.
@@ -129,10 +132,8 @@ pub struct TopologyState {
     history: Mutex<History>,
     /// The latest instant an input carried (for a rebuild that has none of its own: fencing).
     clock: Mutex<Option<Instant>>,
-    /// Bumped after a snapshot in which a node's role or health changed, or a node joined or
-    /// left, is published: what statements waiting on a node's standing wait for
-    /// ([`changed`](Self::changed)). Lag and position updates do not bump it.
-    changes: tokio::sync::watch::Sender<u64>,
+    /// What [`changed`](Self::changed) waits on for an id with no node: never notified.
+    never: tokio::sync::Notify,
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -161,6 +162,7 @@ impl TopologyState {
                     fenced: AtomicBool::new(false),
                     latest: Mutex::new(None),
                     refused: AtomicBool::new(false),
+                    changes: tokio::sync::Notify::new(),
                 }
             })
             .collect();
@@ -172,14 +174,15 @@ impl TopologyState {
             publish: Mutex::new(()),
             history: Mutex::new(History::default()),
             clock: Mutex::new(None),
-            changes: tokio::sync::watch::Sender::new(0),
+            never: tokio::sync::Notify::new(),
         }
     }
 
-    /// A future that completes at the next publication of a snapshot in which some node's role
-    /// or health changed, or a node joined or left (not at lag or position updates). It
-    /// subscribes when called, not when first polled: check the condition after calling this,
-    /// then await it, and no change in between is missed.
+    /// A future that completes once a snapshot is published in which `node`'s role or health
+    /// changed, or it joined or left (not at lag or position updates, which come every few
+    /// milliseconds). It counts from when it is made, not from when it is first polled: check
+    /// the condition after making it, then await it, and no change in between is missed. One
+    /// `Notify` per node: a waiter costs a registration, no timer, and wakes for its node only.
     ///
     /// ```
     /// # use rwsplit_core::{Health, HealthPolicy, Node, NodeId, Role, Topology};
@@ -190,7 +193,7 @@ impl TopologyState {
     /// #     .node(Node::builder(NodeId::new(1), Role::Replica).build())
     /// #     .build()?;
     /// let state = TopologyState::new(topology, HealthPolicy::default().failure_threshold(1));
-    /// let changed = state.changed();
+    /// let changed = state.changed(1);
     /// assert_eq!(state.health(1), Health::Up);
     /// state.observe(1, &Err(ProbeError::unreachable("refused")), Instant::now());
     /// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
@@ -199,19 +202,17 @@ impl TopologyState {
     /// assert_eq!(state.health(1), Health::Down);
     /// # Ok::<_, rwsplit_core::Error>(())
     /// ```
-    pub fn changed(&self) -> impl std::future::Future<Output = ()> + Send + 'static {
-        let mut rx = self.changes.subscribe();
-        async move {
-            // The sender lives as long as the state; were it gone, nothing would change again.
-            if rx.changed().await.is_err() {
-                std::future::pending::<()>().await;
-            }
-        }
+    pub fn changed(&self, node: usize) -> tokio::sync::futures::Notified<'_> {
+        // No such node: nothing about it will ever change (`never` is never notified).
+        self.nodes.get(node).map_or(&self.never, |n| &n.changes).notified()
     }
 
-    /// Tells the waiters of [`changed`](Self::changed), after a snapshot was published.
-    fn announce(&self) {
-        self.changes.send_modify(|v| *v = v.wrapping_add(1));
+    /// Tells the waiters of [`changed`](Self::changed) on `node`, after a snapshot was
+    /// published.
+    fn announce(&self, node: usize) {
+        if let Some(n) = self.nodes.get(node) {
+            n.changes.notify_waiters();
+        }
     }
 
     /// The current snapshot (lock-free).
@@ -315,7 +316,7 @@ impl TopologyState {
                 self.topology.store(t);
             }
         }
-        self.announce();
+        self.announce(node);
         tracing::warn!(target: "rwsplit", node, "node removed");
         // Roles and lag are rebuilt without it (it may have been the primary).
         self.rebuild(None);
@@ -652,7 +653,7 @@ impl TopologyState {
         let topo = self.topology.load_full();
         let mut next = topo.to_builder().generation(topo.generation().saturating_add(1));
         let mut joined = Vec::new();
-        let mut changed = false;
+        let mut changed = Vec::new();
         for &i in joins {
             let Some(n) = self.nodes.get(i) else { continue };
             if self.slot(i) != Slot::Joining {
@@ -679,23 +680,23 @@ impl TopologyState {
             }
             let built = b.build();
             if joined.iter().any(|j| j.id() == n.id()) {
-                changed = true;
+                changed.push(i);
                 tracing::warn!(target: "rwsplit", node = %n.name(), health = ?built.health(), role = ?built.role(), "node joined");
             } else if built.health() != n.health() || built.role() != n.role() {
-                changed = true;
+                changed.push(i);
                 tracing::warn!(target: "rwsplit", node = %n.name(), health = ?built.health(), role = ?built.role(), "node changed");
             }
             next = next.node(built);
         }
         // Removed nodes are dropped here too, should a removal race this publication.
         for n in topo.nodes().iter().filter(|n| self.slot(n.id().index()) != Slot::Live) {
-            changed = true;
+            changed.push(n.id().index());
             next = next.remove(n.id());
         }
         if let Ok(t) = next.build() {
             self.topology.store(t);
-            if changed {
-                self.announce();
+            for i in changed {
+                self.announce(i);
             }
         }
     }

@@ -13,7 +13,7 @@
 //! connection's life, so an entry never goes stale.
 
 use dashmap::DashMap;
-use rwsplit_core::{Classification, Classifier, Detached, Dialect};
+use rwsplit_core::{Classifier, Detached, Dialect};
 
 /// The most texts kept.
 pub(crate) const MAX_ENTRIES: usize = 512;
@@ -41,20 +41,23 @@ impl Classified {
         Classified { classifier, dialect, entries: DashMap::default() }
     }
 
-    /// `sql`'s classification and operation name: from the table, or classified now (and kept).
-    pub(crate) fn get<'s>(&self, sql: &'s str) -> (Classification<'s>, &'static str) {
+    /// `sql`'s classification (detached: [`Detached::attach`] it to `sql`) and operation
+    /// name: from the table, or classified now (and kept).
+    pub(crate) fn get(&self, sql: &str) -> Entry {
         if let Some(e) = self.entries.get(sql) {
-            return (e.classification.attach(sql), e.operation);
+            return *e;
         }
-        let c = self.classifier.explain(sql, self.dialect);
-        let operation = crate::telemetry::operation_name(sql);
+        let entry = Entry {
+            classification: self.classifier.explain(sql, self.dialect).detach(sql),
+            operation: crate::telemetry::operation_name(sql),
+        };
         if sql.len() <= MAX_SQL {
             if self.entries.len() >= MAX_ENTRIES {
                 self.entries.clear();
             }
-            self.entries.insert(sql.into(), Entry { classification: c.detach(sql), operation });
+            self.entries.insert(sql.into(), entry);
         }
-        (c, operation)
+        entry
     }
 
     /// How many texts are kept.
@@ -95,11 +98,14 @@ mod tests {
     ) {
         let cache = Classified::new(Classifier::default(), Dialect::Postgres);
         let fresh = Classifier::default().explain(sql, Dialect::Postgres);
-        let (first, op1) = cache.get(sql);
+        let first = cache.get(sql);
         let again = sql.to_owned();
-        let (second, op2) = cache.get(&again);
+        let second = cache.get(&again);
         assert_eq!(cache.len(), 1, "kept once");
-        for (c, op) in [(first, op1), (second, op2)] {
+        for (c, op) in [
+            (first.classification.attach(sql), first.operation),
+            (second.classification.attach(&again), second.operation),
+        ] {
             assert_eq!(c, fresh);
             assert_eq!(c.access(), access);
             assert_eq!(c.hint(), hint);
@@ -112,7 +118,7 @@ mod tests {
         let classifier = Classifier::default().with_write_functions(["bump"]);
         let cache = Classified::new(classifier, Dialect::Postgres);
         for _ in 0..2 {
-            assert_eq!(cache.get("SELECT bump(1)").0.access(), Access::Write);
+            assert_eq!(cache.get("SELECT bump(1)").classification.access(), Access::Write);
         }
     }
 
@@ -120,11 +126,11 @@ mod tests {
     fn the_table_is_bounded() {
         let cache = Classified::new(Classifier::default(), Dialect::Postgres);
         let long = format!("SELECT '{}'", "x".repeat(MAX_SQL));
-        assert_eq!(cache.get(&long).0.access(), Access::Read);
+        assert_eq!(cache.get(&long).classification.access(), Access::Read);
         assert_eq!(cache.len(), 0, "a text over {MAX_SQL} bytes is not kept");
         for i in 0..(3 * MAX_ENTRIES) {
             let sql = format!("SELECT {i}");
-            assert_eq!(cache.get(&sql).0.access(), Access::Read);
+            assert_eq!(cache.get(&sql).classification.access(), Access::Read);
             assert!(cache.len() <= MAX_ENTRIES);
         }
     }

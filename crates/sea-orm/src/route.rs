@@ -24,7 +24,8 @@ pub(crate) struct Plan {
     route: Route,
     /// Bit `i`: node `i` is not to be used.
     excluded: u64,
-    wait: Option<(CausalToken, Duration)>,
+    /// Boxed: few reads wait, and a plan is carried by every statement's future.
+    wait: Option<Box<(CausalToken, Duration)>>,
     /// [`Routing::install`]s seen when the plan was made: a node installed later sits in a
     /// slot whose previous node the plan names, and is skipped.
     epoch: u64,
@@ -48,12 +49,12 @@ impl Plan {
 
     /// Wait up to `max` for the first candidate to replay `token` before reading there.
     pub(crate) fn with_wait(mut self, token: CausalToken, max: Duration) -> Plan {
-        self.wait = Some((token, max));
+        self.wait = Some(Box::new((token, max)));
         self
     }
 
     pub(crate) fn wait(&self) -> Option<(&CausalToken, Duration)> {
-        self.wait.as_ref().map(|(t, d)| (t, *d))
+        self.wait.as_deref().map(|(t, d)| (t, *d))
     }
 
     pub(crate) fn access(&self) -> Access {
@@ -86,7 +87,7 @@ impl Plan {
     }
 
     /// The primary in the snapshot it was made from, if exactly one node had the role.
-    pub(crate) fn primary(&self) -> Option<usize> {
+    pub(crate) fn snapshot_primary(&self) -> Option<usize> {
         let topo = &self.topology;
         (topo.primary_count() == 1).then(|| topo.primary().map(|n| n.id().index())).flatten()
     }
@@ -269,21 +270,21 @@ impl Routing {
         self.state.health(node)
     }
 
-    /// Completes at the next change of some node's role or health, or of the nodes there are
-    /// (see `TopologyState::changed`): subscribed when called.
-    pub(crate) fn changed(&self) -> impl std::future::Future<Output = ()> + Send + 'static {
-        self.state.changed()
+    /// Completes at the next change of `node`'s role or health, or its leaving (see
+    /// `TopologyState::changed`): counted from when it is called.
+    pub(crate) fn changed(&self, node: usize) -> tokio::sync::futures::Notified<'_> {
+        self.state.changed(node)
     }
 
     /// Returns once `done` holds for node `node`'s [`Standing`](crate::sending::Standing),
-    /// checked now and at each change of roles or health: no polling, no timer.
+    /// checked now and at each change of its role or health: no polling, no timer.
     pub(crate) async fn until(
         &self,
         node: usize,
-        done: impl Fn(crate::sending::Standing) -> bool,
+        done: fn(crate::sending::Standing) -> bool,
     ) -> crate::sending::Standing {
         loop {
-            let changed = self.changed();
+            let changed = self.changed(node);
             let now = self.standing(node);
             if done(now) {
                 return now;

@@ -103,8 +103,9 @@ pub(crate) fn deposed(node: &str, standing: Standing, write: bool) -> DbErr {
 
 /// Runs a write in two steps (see the module docs): `take` (nothing is sent), then `send` on
 /// what it returned. `standing` is the monitor's view of the node, checked at once and again
-/// each time `changed()` completes: it must subscribe when called (the monitor's
-/// `TopologyState::changed`), so that no change between a check and the wait is missed.
+/// each time `changed()` completes: it must count changes from when it is called (the
+/// monitor's `TopologyState::changed`), so that no change between a check and the wait is
+/// missed.
 pub(crate) async fn in_steps<C, T, S, F>(
     take: impl Future<Output = Result<C, DbErr>>,
     send: impl FnOnce(C) -> S,

@@ -476,34 +476,34 @@ fn removing_the_primary_leaves_no_primary_until_another_reports_it() {
 }
 
 /// Whether `f` is ready when polled once.
-fn ready(f: &mut std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>) -> bool {
+fn ready(f: &mut std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send + '_>>) -> bool {
     let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
     f.as_mut().poll(&mut cx).is_ready()
 }
 
-/// Statements waiting on a node's standing wake at a change of role or health, a join or a
-/// removal — not at the position feed's lag updates, which come every few milliseconds.
+/// Statements waiting on a node's standing wake at a change of its role or health, its join or
+/// its removal — not at the position feed's lag updates, which come every few milliseconds,
+/// and not at another node's change.
 #[test]
-fn waiters_wake_on_role_and_health_changes_only() {
+fn waiters_wake_on_their_nodes_role_and_health_changes_only() {
     let s = state(3, policy());
     let t = Instant::now();
     steady(&s, t);
-    let mut waiting: std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>> =
-        Box::pin(s.changed());
-    assert!(!ready(&mut waiting));
+    let mut on_1: std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>> =
+        Box::pin(s.changed(1));
+    let mut on_2: std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>> =
+        Box::pin(s.changed(2));
+    assert!(!ready(&mut on_1) && !ready(&mut on_2));
     s.observe_position(0, pos(150), t + MS(20));
     s.observe_position(1, pos(150), t + MS(30));
     s.observe(2, &seen(Role::Replica, 150), t + MS(40));
-    assert!(!ready(&mut waiting), "positions and lag moved, nothing else did");
+    assert!(!ready(&mut on_1) && !ready(&mut on_2), "positions and lag moved, nothing else did");
     for i in 0..3 {
         s.observe(2, &refused(), t + MS(100 + i));
     }
     assert_eq!(s.health(2), Health::Down);
-    assert!(ready(&mut waiting), "node 2 went down");
-
-    let mut waiting: std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>> =
-        Box::pin(s.changed());
-    assert!(!ready(&mut waiting));
+    assert!(ready(&mut on_2), "node 2 went down");
+    assert!(!ready(&mut on_1), "node 1 did not change");
     assert!(s.remove_node(1));
-    assert!(ready(&mut waiting), "node 1 left");
+    assert!(ready(&mut on_1), "node 1 left");
 }

@@ -256,13 +256,13 @@ enum Stop {
 impl RoutedConnection {
     /// The span one statement runs in (see [`telemetry`](crate::telemetry)): its node, route
     /// reason and attempt number are recorded by [`attempt`](Self::attempt).
-    pub(super) fn statement_span(&self, sql: &str, ctx: &Ctx<'_>) -> tracing::Span {
+    pub(super) fn statement_span(&self, operation: &'static str, ctx: &Ctx<'_>) -> tracing::Span {
         let level = ctx.consistency.unwrap_or(&self.inner.policy.consistency);
         tracing::info_span!(
             target: "rwsplit",
             "rwsplit.statement",
             db.system.name = self.inner.system,
-            db.operation.name = telemetry::operation_name(sql),
+            db.operation.name = operation,
             server.address = tracing::field::Empty,
             server.port = tracing::field::Empty,
             rwsplit.route.reason = tracing::field::Empty,
@@ -331,7 +331,7 @@ impl RoutedConnection {
         };
         // The primary of the plan's snapshot: one plan acts on one topology. (The attempts
         // still watch the live one for a node going down or being replaced.)
-        let primary = plan.primary().unwrap_or(0);
+        let primary = plan.snapshot_primary().unwrap_or(0);
         // The clock is read when the plan is made and once after each attempt: the first
         // attempt starts at the plan's reading (after a catch-up wait, a fresh one).
         let mut now = if skip > 0 || plan.wait().is_some() { Instant::now() } else { plan.made() };
@@ -492,28 +492,36 @@ impl RoutedConnection {
         now: Instant,
         attempt: impl Future<Output = Result<T, DbErr>>,
     ) -> Result<T, Attempt> {
+        use std::task::Poll;
         let timeouts = &self.inner.policy.timeouts;
         let limit = crate::deadline::attempt_limit(on_replica, timeouts, deadline, now);
-        let limited = async {
-            match limit {
-                None => attempt.await.map_err(Attempt::Failed),
-                Some(limit) => match tokio::time::timeout(limit, attempt).await {
-                    Ok(r) => r.map_err(Attempt::Failed),
-                    Err(_) => Err(Attempt::GivenUp(crate::deadline::timed_out(name, limit))),
-                },
+        // A timer only for a read with a limit (boxed: most reads have none, and their future
+        // should not carry one).
+        let mut timer = limit.map(|l| Box::pin(tokio::time::sleep(l)));
+        let watched: fn(Standing) -> bool =
+            if on_replica { Standing::is_down } else { Standing::is_replaced };
+        let mut attempt = std::pin::pin!(attempt);
+        let mut watch = std::pin::pin!(self.inner.routing.until(id, watched));
+        // The read first: an answer that is there wins over a limit reached at the same time.
+        std::future::poll_fn(|cx| {
+            if let Poll::Ready(r) = attempt.as_mut().poll(cx) {
+                return Poll::Ready(r.map_err(Attempt::Failed));
             }
-        };
-        if !on_replica {
-            return tokio::select! {
-                biased;
-                r = limited => r,
-                () = self.until_replaced(id) => Err(Attempt::Deposed(Standing::NotPrimary)),
-            };
-        }
-        tokio::select! {
-            r = limited => r,
-            () = self.until_down(id) => Err(Attempt::GivenUp(crate::deadline::marked_down(name))),
-        }
+            if let (Some(t), Some(l)) = (timer.as_mut(), limit)
+                && t.as_mut().poll(cx).is_ready()
+            {
+                return Poll::Ready(Err(Attempt::GivenUp(crate::deadline::timed_out(name, l))));
+            }
+            if watch.as_mut().poll(cx).is_ready() {
+                return Poll::Ready(Err(if on_replica {
+                    Attempt::GivenUp(crate::deadline::marked_down(name))
+                } else {
+                    Attempt::Deposed(Standing::NotPrimary)
+                }));
+            }
+            Poll::Pending
+        })
+        .await
     }
 
     /// A write on the primary `id`, in two steps ([`sending`]): taking a
@@ -535,7 +543,7 @@ impl RoutedConnection {
         keep: bool,
     ) -> Result<W::Output, Attempt> {
         let standing = || self.inner.routing.standing(id);
-        let changed = || self.inner.routing.changed();
+        let changed = || self.inner.routing.changed(id);
         let end = if W::INERT {
             // Nothing is written before it returns: all of it is the first step.
             let run = work.run(pool, !keep);
@@ -563,16 +571,6 @@ impl RoutedConnection {
             End::Failed(e) => Attempt::Failed(e),
             End::Unknown => Attempt::GivenUp(crate::deadline::write_outcome_unknown(name)),
         })
-    }
-
-    /// Returns once the monitor no longer sees node `id` as the primary.
-    async fn until_replaced(&self, id: usize) {
-        self.inner.routing.until(id, Standing::is_replaced).await;
-    }
-
-    /// Returns once the monitor has marked node `id` down (or it left the topology).
-    async fn until_down(&self, id: usize) {
-        self.inner.routing.until(id, Standing::is_down).await;
     }
 
     /// Writes fail fast, naming the node, when the monitor has marked the primary down: waiting

@@ -24,8 +24,8 @@ enum Need {
 }
 
 impl RoutedConnection {
-    /// `sql`'s classification and `db.operation.name` (cached by text).
-    pub(super) fn classify<'s>(&self, sql: &'s str) -> (Classification<'s>, &'static str) {
+    /// `sql`'s classification, detached from it, and `db.operation.name` (cached by text).
+    pub(super) fn classify(&self, sql: &str) -> crate::classified::Entry {
         self.inner.classified.get(sql)
     }
 
@@ -93,16 +93,18 @@ impl RoutedConnection {
         ctx.wait.unwrap_or(self.inner.policy.wait_for_replica).filter(|d| !d.is_zero())
     }
 
-    /// Where a statement goes: classified, then the explicit scope, the consistency level with
-    /// the caller's read-your-writes token, and the router.
+    /// Where a statement goes, given its classification (see [`classify`](Self::classify)):
+    /// the explicit scope, the consistency level with the caller's read-your-writes token, and
+    /// the router.
     pub(super) async fn plan(
         &self,
         sql: &str,
+        kind: crate::classified::Entry,
         ctx: &Ctx<'_>,
         scope: &Scope,
     ) -> Result<Plan, DbErr> {
-        let (c, operation) = self.classify(sql);
-        Ok(self.plan_classified(sql, &c, ctx, scope).await?.with_operation(operation))
+        let c = kind.classification.attach(sql);
+        Ok(self.plan_classified(sql, &c, ctx, scope).await?.with_operation(kind.operation))
     }
 
     async fn plan_classified(

@@ -26,11 +26,12 @@ impl RoutedConnection {
         stmt: Statement,
         ctx: &Ctx<'_>,
     ) -> Result<ExecResult, DbErr> {
-        let span = self.statement_span(&stmt.sql, ctx);
+        let kind = self.classify(&stmt.sql);
+        let span = self.statement_span(kind.operation, ctx);
         async move {
             // `execute` returns no rows: it always runs on the primary, whatever the SQL.
-            let (c, operation) = self.classify(&stmt.sql);
-            let plan = self.plan_on_primary(c.access(), "execute")?.with_operation(operation);
+            let access = kind.classification.access();
+            let plan = self.plan_on_primary(access, "execute")?.with_operation(kind.operation);
             let scope = self.scope_of(ctx);
             Ok(self.attempt(&plan, Execute(stmt), &scope).await?.0)
         }
@@ -43,13 +44,14 @@ impl RoutedConnection {
         sql: &str,
         ctx: &Ctx<'_>,
     ) -> Result<ExecResult, DbErr> {
-        let span = self.statement_span(sql, ctx);
+        let kind = self.classify(sql);
+        let span = self.statement_span(kind.operation, ctx);
         async move {
             // Raw SQL with no rows to return: never worth a replica, and often DDL or SET. What is
             // not provably a read is a write (recorded in the scope; never retried).
-            let (c, operation) = self.classify(sql);
+            let access = kind.classification.access();
             let plan =
-                self.plan_on_primary(c.access(), "execute_unprepared")?.with_operation(operation);
+                self.plan_on_primary(access, "execute_unprepared")?.with_operation(kind.operation);
             let scope = self.scope_of(ctx);
             Ok(self.attempt(&plan, Unprepared(sql), &scope).await?.0)
         }
@@ -62,10 +64,11 @@ impl RoutedConnection {
         stmt: Statement,
         ctx: &Ctx<'_>,
     ) -> Result<Option<QueryResult>, DbErr> {
-        let span = self.statement_span(&stmt.sql, ctx);
+        let kind = self.classify(&stmt.sql);
+        let span = self.statement_span(kind.operation, ctx);
         async move {
             let scope = self.scope_of(ctx);
-            let plan = self.plan(&stmt.sql, ctx, &scope).await?;
+            let plan = self.plan(&stmt.sql, kind, ctx, &scope).await?;
             Ok(self.attempt(&plan, QueryOne(stmt), &scope).await?.0)
         }
         .in_span(span)
@@ -77,10 +80,11 @@ impl RoutedConnection {
         stmt: Statement,
         ctx: &Ctx<'_>,
     ) -> Result<Vec<QueryResult>, DbErr> {
-        let span = self.statement_span(&stmt.sql, ctx);
+        let kind = self.classify(&stmt.sql);
+        let span = self.statement_span(kind.operation, ctx);
         async move {
             let scope = self.scope_of(ctx);
-            let plan = self.plan(&stmt.sql, ctx, &scope).await?;
+            let plan = self.plan(&stmt.sql, kind, ctx, &scope).await?;
             Ok(self.attempt(&plan, QueryAll(stmt), &scope).await?.0)
         }
         .in_span(span)
@@ -92,10 +96,11 @@ impl RoutedConnection {
         stmt: Statement,
         ctx: &Ctx<'_>,
     ) -> Result<QueryStream, DbErr> {
-        let span = self.statement_span(&stmt.sql, ctx);
+        let kind = self.classify(&stmt.sql);
+        let span = self.statement_span(kind.operation, ctx);
         async move {
             let scope = self.scope_of(ctx);
-            let plan = self.plan(&stmt.sql, ctx, &scope).await?;
+            let plan = self.plan(&stmt.sql, kind, ctx, &scope).await?;
             Ok(self.attempt(&plan, Stream(stmt), &scope).await?.0)
         }
         .in_span(span)
