@@ -321,21 +321,25 @@ impl RoutedConnection {
         let budget = if write { 0 } else { usize::from(self.inner.policy.read_retries) };
         let mut candidates = plan.iter().skip(skip).take(budget + 1).peekable();
         let deadline = crate::deadline::current();
-        let span = tracing::Span::current();
-        if !span.is_disabled() {
-            span.record("rwsplit.route.reason", plan.reason());
+        // The statement's span (a disabled one when nothing listens), fetched where it is used
+        // rather than held across the attempts' awaits: a read's future stays smaller.
+        let span = tracing::Span::current;
+        {
+            let span = span();
+            if !span.is_disabled() {
+                span.record("rwsplit.route.reason", plan.reason());
+            }
         }
-        let metrics = telemetry::Statement {
-            system: self.inner.system,
-            operation: plan.operation().unwrap_or_else(|| telemetry::operation_name(work.sql())),
-        };
+        let operation = plan.operation().unwrap_or_else(|| telemetry::operation_name(work.sql()));
+        let metrics = || telemetry::Statement { system: self.inner.system, operation };
         // The primary of the plan's snapshot: one plan acts on one topology. (The attempts
         // still watch the live one for a node going down or being replaced.)
         let primary = plan.snapshot_primary().unwrap_or(0);
         // The clock is read when the plan is made and once after each attempt: the first
         // attempt starts at the plan's reading (after a catch-up wait, a fresh one).
         let mut now = if skip > 0 || plan.wait().is_some() { Instant::now() } else { plan.made() };
-        let mut last_err = None;
+        // Boxed: most reads never fail, and their future need not carry an error's room.
+        let mut last_err: Option<Box<DbErr>> = None;
         let mut tried = earlier;
         while let Some(id) = candidates.next() {
             let last = candidates.peek().is_none();
@@ -345,12 +349,14 @@ impl RoutedConnection {
             };
             tried += 1;
             let on_primary = id == primary;
+            let span = span();
             if !span.is_disabled() {
                 span.record("server.address", &*node.labels.address);
                 span.record("server.port", &*node.labels.port);
                 span.record("rwsplit.node.role", telemetry::role_name(on_primary));
                 span.record("rwsplit.attempt", tried);
             }
+            drop(span);
             tracing::debug!(target: "rwsplit", node = %node.name, reason = plan.reason(), write, sql = %SqlHead(work.sql()), "route");
             let guard = plan.start(id, now);
             let pool = if write || W::WRITER { &node.writer } else { &node.conn };
@@ -376,7 +382,7 @@ impl RoutedConnection {
             let elapsed = now.saturating_duration_since(started);
             match result {
                 Ok(out) => {
-                    metrics.attempt(
+                    metrics().attempt(
                         &node.labels,
                         &node.durations,
                         on_primary,
@@ -405,7 +411,7 @@ impl RoutedConnection {
                         self.mark_unseen_writes(scope);
                     }
                     let f = Some(failure);
-                    metrics.attempt(
+                    metrics().attempt(
                         &node.labels,
                         &node.durations,
                         on_primary,
@@ -436,16 +442,19 @@ impl RoutedConnection {
                     tracing::info!(target: "rwsplit", node = %node.name, error = %e, "read failed, retrying on the next node");
                     telemetry::retry(&node.labels, false);
                     self.inner.retries.fetch_add(1, Ordering::Relaxed);
-                    last_err = Some(e);
+                    last_err = Some(Box::new(e));
                 }
             }
         }
-        Err(Stop::Fail(last_err.unwrap_or_else(|| {
-            // Every candidate was skipped (a catch-up wait that timed out on the only one).
-            DbErr::Conn(sea_orm::RuntimeErr::Internal(
-                "rwsplit: no node left to run the statement on".into(),
-            ))
-        })))
+        Err(Stop::Fail(last_err.map_or_else(
+            || {
+                // Every candidate was skipped (a catch-up wait that timed out on the only one).
+                DbErr::Conn(sea_orm::RuntimeErr::Internal(
+                    "rwsplit: no node left to run the statement on".into(),
+                ))
+            },
+            |e| *e,
+        )))
     }
 
     /// Before a read with a catch-up wait: waits on the first candidate; `true` if it caught

@@ -21,11 +21,11 @@ trait InSpan: std::future::Future + Sized {
 impl<F: std::future::Future> InSpan for F {}
 
 impl RoutedConnection {
-    pub(crate) async fn execute_in(
-        &self,
+    pub(crate) fn execute_in<'a>(
+        &'a self,
         stmt: Statement,
-        ctx: &Ctx<'_>,
-    ) -> Result<ExecResult, DbErr> {
+        ctx: &'a Ctx<'a>,
+    ) -> impl std::future::Future<Output = Result<ExecResult, DbErr>> + Send + 'a {
         let kind = self.classify(&stmt.sql);
         let span = self.statement_span(kind.operation, ctx);
         async move {
@@ -36,14 +36,13 @@ impl RoutedConnection {
             Ok(self.attempt(&plan, Execute(stmt), &scope).await?.0)
         }
         .in_span(span)
-        .await
     }
 
-    pub(crate) async fn execute_unprepared_in(
-        &self,
-        sql: &str,
-        ctx: &Ctx<'_>,
-    ) -> Result<ExecResult, DbErr> {
+    pub(crate) fn execute_unprepared_in<'a>(
+        &'a self,
+        sql: &'a str,
+        ctx: &'a Ctx<'a>,
+    ) -> impl std::future::Future<Output = Result<ExecResult, DbErr>> + Send + 'a {
         let kind = self.classify(sql);
         let span = self.statement_span(kind.operation, ctx);
         async move {
@@ -56,14 +55,13 @@ impl RoutedConnection {
             Ok(self.attempt(&plan, Unprepared(sql), &scope).await?.0)
         }
         .in_span(span)
-        .await
     }
 
-    pub(crate) async fn query_one_in(
-        &self,
+    pub(crate) fn query_one_in<'a>(
+        &'a self,
         stmt: Statement,
-        ctx: &Ctx<'_>,
-    ) -> Result<Option<QueryResult>, DbErr> {
+        ctx: &'a Ctx<'a>,
+    ) -> impl std::future::Future<Output = Result<Option<QueryResult>, DbErr>> + Send + 'a {
         let kind = self.classify(&stmt.sql);
         let span = self.statement_span(kind.operation, ctx);
         async move {
@@ -72,14 +70,13 @@ impl RoutedConnection {
             Ok(self.attempt(&plan, QueryOne(stmt), &scope).await?.0)
         }
         .in_span(span)
-        .await
     }
 
-    pub(crate) async fn query_all_in(
-        &self,
+    pub(crate) fn query_all_in<'a>(
+        &'a self,
         stmt: Statement,
-        ctx: &Ctx<'_>,
-    ) -> Result<Vec<QueryResult>, DbErr> {
+        ctx: &'a Ctx<'a>,
+    ) -> impl std::future::Future<Output = Result<Vec<QueryResult>, DbErr>> + Send + 'a {
         let kind = self.classify(&stmt.sql);
         let span = self.statement_span(kind.operation, ctx);
         async move {
@@ -88,14 +85,13 @@ impl RoutedConnection {
             Ok(self.attempt(&plan, QueryAll(stmt), &scope).await?.0)
         }
         .in_span(span)
-        .await
     }
 
-    pub(crate) async fn stream_in(
-        &self,
+    pub(crate) fn stream_in<'a>(
+        &'a self,
         stmt: Statement,
-        ctx: &Ctx<'_>,
-    ) -> Result<QueryStream, DbErr> {
+        ctx: &'a Ctx<'a>,
+    ) -> impl std::future::Future<Output = Result<QueryStream, DbErr>> + Send + 'a {
         let kind = self.classify(&stmt.sql);
         let span = self.statement_span(kind.operation, ctx);
         async move {
@@ -104,6 +100,5 @@ impl RoutedConnection {
             Ok(self.attempt(&plan, Stream(stmt), &scope).await?.0)
         }
         .in_span(span)
-        .await
     }
 }
