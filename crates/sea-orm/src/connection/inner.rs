@@ -283,6 +283,8 @@ pub(crate) struct Inner {
     pub(crate) routing: Routing,
     pub(crate) retries: AtomicU64,
     pub(crate) counters: Counters,
+    /// Notified each time a write's position capture lands (see `settled_slot`).
+    pub(crate) positions_landed: tokio::sync::Notify,
     /// The monitor's probe loops (`None` outside a tokio runtime: health then moves only on
     /// the failures statements see). Dropped with the connection, which stops them.
     pub(crate) monitor: Option<rwsplit_monitor::Monitor>,

@@ -88,6 +88,7 @@ impl RoutedConnection {
                 routing,
                 retries: AtomicU64::new(0),
                 counters: Counters::default(),
+                positions_landed: tokio::sync::Notify::new(),
                 monitor,
                 probe_targets,
                 discovery: std::sync::Mutex::new(None),

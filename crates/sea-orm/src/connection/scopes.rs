@@ -9,7 +9,7 @@
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use rwsplit_core::CausalToken;
 use sea_orm::{DbErr, TransactionError};
@@ -138,6 +138,8 @@ impl RoutedConnection {
     /// clears only what was pending then).
     async fn finish_capture(&self, node: usize, counted: bool, key: &Key, epoch: u64) {
         let result = self.capture_on(node).await;
+        // Whatever the outcome, the reads waiting for this scope's positions to land look again.
+        let _landed = Landed(&self.inner.positions_landed);
         let done = |s: &mut Slot| {
             if counted {
                 s.inflight = s.inflight.saturating_sub(1);
@@ -166,15 +168,21 @@ impl RoutedConnection {
         }
     }
 
-    /// The scope's state once its position reads in flight have landed, waiting up to `max`.
+    /// The scope's state once its position reads in flight have landed, waiting up to `max`:
+    /// woken as each capture lands (no polling), bounded by one timer.
     pub(crate) async fn settled_slot(&self, scope: &Scope, max: Duration) -> Slot {
-        let deadline = crate::deadline::after(max);
-        let mut slot = self.scope_get(scope);
-        while slot.inflight > 0 && Instant::now() < deadline {
-            tokio::time::sleep(Duration::from_millis(1)).await;
-            slot = self.scope_get(scope);
+        let deadline = tokio::time::Instant::now() + crate::deadline::cap(max);
+        loop {
+            // Made before the look: a capture landing in between still wakes it.
+            let landed = self.inner.positions_landed.notified();
+            let slot = self.scope_get(scope);
+            if slot.inflight == 0 {
+                return slot;
+            }
+            if tokio::time::timeout_at(deadline, landed).await.is_err() {
+                return self.scope_get(scope);
+            }
         }
-        slot
     }
 
     /// After a read-write transaction on `node`: committed → record the position; a commit
@@ -186,5 +194,15 @@ impl RoutedConnection {
             Outcome::Unknown => self.mark_unseen_writes(scope),
             Outcome::RolledBack => {}
         }
+    }
+}
+
+/// Wakes the reads waiting in [`RoutedConnection::settled_slot`] when dropped: once a position
+/// capture has landed (or failed, or its task was cancelled).
+struct Landed<'a>(&'a tokio::sync::Notify);
+
+impl Drop for Landed<'_> {
+    fn drop(&mut self) {
+        self.0.notify_waiters();
     }
 }
