@@ -117,7 +117,8 @@ impl Shared {
 /// The automatic per-task scopes.
 #[derive(Debug, Default)]
 pub(crate) struct TaskScopes {
-    tasks: DashMap<Id, Slot>,
+    /// foldhash: a task id is one word, and std's SipHash of it costs more than the lookup.
+    tasks: DashMap<Id, Slot, foldhash::fast::RandomState>,
     /// Code outside any tokio task (a `block_on` body) shares one scope.
     untasked: Shared,
 }
@@ -127,12 +128,8 @@ impl TaskScopes {
     /// for reads).
     pub(crate) fn get(&self) -> Slot {
         match tokio::task::try_id() {
-            Some(id) => {
-                if self.tasks.is_empty() {
-                    return Slot::default();
-                }
-                self.tasks.get(&id).map(|s| s.clone()).unwrap_or_default()
-            }
+            // One shard's lookup; `is_empty` first would lock every shard (4 per core).
+            Some(id) => self.tasks.get(&id).map(|s| s.clone()).unwrap_or_default(),
             None => self.untasked.get(),
         }
     }

@@ -123,13 +123,17 @@ pub(crate) struct Routing {
     router: Router,
     /// Nodes installed at run time so far (see [`Plan::stale`]).
     installs: std::sync::atomic::AtomicU64,
+    /// Whether the balancer reads latency estimates (else statements do not record them).
+    feeds_latency: bool,
 }
 
 impl Routing {
     pub(crate) fn new(topology: Topology, config: RouterConfig, policy: HealthPolicy) -> Routing {
+        let router = Router::new(config);
         Routing {
             state: Arc::new(TopologyState::new(topology, policy)),
-            router: Router::new(config),
+            feeds_latency: router.uses_latency(),
+            router,
             installs: std::sync::atomic::AtomicU64::new(0),
         }
     }
@@ -138,6 +142,11 @@ impl Routing {
     /// name its slot mean the slot's previous node.
     pub(crate) fn install(&self) -> u64 {
         self.installs.fetch_add(1, std::sync::atomic::Ordering::AcqRel).saturating_add(1)
+    }
+
+    /// Whether a statement's round trip should be recorded for the balancer.
+    pub(crate) fn feeds_latency(&self) -> bool {
+        self.feeds_latency
     }
 
     /// The monitor's state (shared with the monitor's loops).

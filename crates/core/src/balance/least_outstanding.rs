@@ -55,6 +55,10 @@ pub struct LeastOutstanding {
 }
 
 impl Balancer for LeastOutstanding {
+    fn uses_latency(&self) -> bool {
+        false
+    }
+
     fn pick(&self, candidates: &[&Node], _now: Instant) -> Option<usize> {
         let n = candidates.len();
         if n == 0 {

@@ -43,6 +43,10 @@ fn key(n: &Node) -> (u64, Duration) {
 }
 
 impl Balancer for LowestLag {
+    fn uses_latency(&self) -> bool {
+        false
+    }
+
     fn pick(&self, candidates: &[&Node], _now: Instant) -> Option<usize> {
         let n = candidates.len();
         if n == 0 {

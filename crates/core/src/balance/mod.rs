@@ -82,6 +82,13 @@ pub trait Balancer: Send + Sync + fmt::Debug {
             candidates.rotate_left(i);
         }
     }
+
+    /// Whether it reads the nodes' latency estimates ([`NodeLoad::peak_ewma`](crate::NodeLoad::peak_ewma)).
+    /// When none of a router's balancers does, statements need not feed them (a sample costs
+    /// an `exp` per statement). The default, `true`, is always correct.
+    fn uses_latency(&self) -> bool {
+        true
+    }
 }
 
 impl<B: Balancer + ?Sized> Balancer for Box<B> {
@@ -92,6 +99,10 @@ impl<B: Balancer + ?Sized> Balancer for Box<B> {
     fn order(&self, candidates: &mut [&Node], now: Instant) {
         (**self).order(candidates, now);
     }
+
+    fn uses_latency(&self) -> bool {
+        (**self).uses_latency()
+    }
 }
 
 impl<B: Balancer + ?Sized> Balancer for Arc<B> {
@@ -101,6 +112,10 @@ impl<B: Balancer + ?Sized> Balancer for Arc<B> {
 
     fn order(&self, candidates: &mut [&Node], now: Instant) {
         (**self).order(candidates, now);
+    }
+
+    fn uses_latency(&self) -> bool {
+        (**self).uses_latency()
     }
 }
 

@@ -48,6 +48,10 @@ impl Random {
 }
 
 impl Balancer for Random {
+    fn uses_latency(&self) -> bool {
+        false
+    }
+
     fn pick(&self, candidates: &[&Node], _now: Instant) -> Option<usize> {
         if candidates.is_empty() {
             return None;

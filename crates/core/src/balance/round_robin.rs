@@ -43,6 +43,10 @@ impl RoundRobin {
 }
 
 impl Balancer for RoundRobin {
+    fn uses_latency(&self) -> bool {
+        false
+    }
+
     fn pick(&self, candidates: &[&Node], _now: Instant) -> Option<usize> {
         if candidates.is_empty() {
             return None;

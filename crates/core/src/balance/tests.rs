@@ -182,3 +182,19 @@ fn zone_preference_falls_back_to_other_zones() {
     assert!(z.pick(&remote, Instant::now()).is_some());
     assert_eq!(z.zone(), "a");
 }
+
+/// Only a balancer that reads latency estimates asks statements to feed them: the others save
+/// a sample (an `exp`) per statement. Wrappers say what they wrap.
+#[rstest]
+#[case::round_robin(Box::new(RoundRobin::default()), false)]
+#[case::weighted(Box::new(WeightedRoundRobin::default()), false)]
+#[case::random(Box::new(Random::with_seed(1)), false)]
+#[case::least_outstanding(Box::new(LeastOutstanding::default()), false)]
+#[case::lowest_lag(Box::new(LowestLag::default()), false)]
+#[case::p2c(Box::new(PowerOfTwoEwma::with_seed(1)), true)]
+#[case::zone_round_robin(Box::new(ZonePreference::new("a", RoundRobin::default())), false)]
+#[case::zone_p2c(Box::new(ZonePreference::new("a", PowerOfTwoEwma::with_seed(1))), true)]
+fn balancers_say_whether_they_read_latency(#[case] b: Box<dyn Balancer>, #[case] reads: bool) {
+    assert_eq!(b.uses_latency(), reads);
+    assert_eq!(std::sync::Arc::new(b).uses_latency(), reads);
+}

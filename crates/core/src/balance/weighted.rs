@@ -55,6 +55,10 @@ impl Default for WeightedRoundRobin {
 }
 
 impl Balancer for WeightedRoundRobin {
+    fn uses_latency(&self) -> bool {
+        false
+    }
+
     fn pick(&self, candidates: &[&Node], _now: Instant) -> Option<usize> {
         if candidates.is_empty() {
             return None;

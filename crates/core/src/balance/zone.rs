@@ -65,6 +65,10 @@ impl<B: Balancer> ZonePreference<B> {
 }
 
 impl<B: Balancer> Balancer for ZonePreference<B> {
+    fn uses_latency(&self) -> bool {
+        self.inner.uses_latency()
+    }
+
     fn pick(&self, candidates: &[&Node], now: Instant) -> Option<usize> {
         let first = *candidates.first()?;
         let mut local = [first; MAX_NODES];

@@ -235,6 +235,13 @@ impl Router {
         &self.config
     }
 
+    /// Whether its balancer reads the nodes' latency estimates ([`Balancer::uses_latency`]):
+    /// if not, callers need not record each statement's round trip.
+    #[must_use]
+    pub fn uses_latency(&self) -> bool {
+        self.config.balancer.uses_latency()
+    }
+
     /// Decides where the statement described by `ctx` runs, given `topology`.
     ///
     /// # Errors

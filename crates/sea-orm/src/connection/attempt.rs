@@ -373,10 +373,12 @@ impl RoutedConnection {
                 let run = work.run(pool, last && (id != primary || earlier > 0));
                 self.bounded(id, id != primary, &node.name, deadline, started, run).await
             };
-            // A completed round trip feeds the node's latency estimate (peak-EWMA balancing);
-            // a failed one only ends its in-flight count.
+            // A completed round trip feeds the node's latency estimate (peak-EWMA balancing,
+            // when the balancer reads it); a failed one only ends its in-flight count.
             now = Instant::now();
-            if let (Some(g), Ok(_)) = (guard, &result) {
+            if let (Some(g), Ok(_)) = (guard, &result)
+                && self.inner.routing.feeds_latency()
+            {
                 g.finish(now);
             }
             let elapsed = now.saturating_duration_since(started);
