@@ -242,9 +242,7 @@ pub(crate) fn after_failed_probe<P: Product, K: Connector>(
     }
     let shared = Arc::clone(shared);
     tokio::spawn(async move {
-        let name = |i: usize| {
-            shared.state.snapshot().nodes().get(i).map(|n| n.name().to_owned()).unwrap_or_default()
-        };
+        let name = |i: usize| name_of(&shared.state, i);
         match promote::<P, K>(&shared, node).await {
             Ok(Some(new)) => {
                 shared.failover.promotions.fetch_add(1, Ordering::Relaxed);
@@ -490,9 +488,33 @@ pub(crate) fn host_port(name: &str) -> Option<(String, u16)> {
     (!host.is_empty()).then(|| (host.to_owned(), port))
 }
 
+/// Node `node`'s name in the current snapshot, by id: the snapshot's node list skips absent
+/// ids, so a position in it is not an id once a node has joined or left.
+fn name_of(state: &crate::TopologyState, node: usize) -> String {
+    let topo = state.snapshot();
+    topo.node(crate::state::node_id(node)).map(|n| n.name().to_owned()).unwrap_or_default()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The failover log names nodes by id: with node 1 removed, id 2 is the list's second entry.
+    #[test]
+    fn failover_names_nodes_by_id_not_by_position() {
+        use rwsplit_core::{HealthPolicy, Node, NodeId, Role, Topology};
+        let topology = Topology::builder()
+            .node(Node::builder(NodeId::new(0), Role::Primary).name("a:5432/app").build())
+            .node(Node::builder(NodeId::new(1), Role::Replica).name("b:5432/app").build())
+            .node(Node::builder(NodeId::new(2), Role::Replica).name("c:5432/app").build())
+            .build()
+            .unwrap();
+        let state = crate::TopologyState::new(topology, HealthPolicy::default());
+        assert!(state.remove_node(1));
+        assert_eq!(name_of(&state, 2), "c:5432/app");
+        assert_eq!(name_of(&state, 1), "");
+        assert_eq!(name_of(&state, 0), "a:5432/app");
+    }
 
     #[test]
     fn node_names_give_host_and_port() {
