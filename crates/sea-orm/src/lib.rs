@@ -154,6 +154,7 @@ mod probe;
 mod redact;
 mod replica;
 mod route;
+mod routing_error;
 mod sending;
 mod session;
 mod stats;
@@ -172,6 +173,7 @@ pub use connection::RoutedConnection;
 pub use error::{Error, Result};
 pub use pooling::{Pooling, UnknownPooling};
 pub use replica::Replica;
+pub use routing_error::{DownReason, NotSentReason, RoutingError, UnknownReason, routing_error};
 pub use session::{Routed, Session};
 pub use stats::{NodeStats, ReadYourWrites, Stats};
 
@@ -181,8 +183,8 @@ pub use stats::{NodeStats, ReadYourWrites, Stats};
 pub use rwsplit_core::{
     Access, Balancer, CausalToken, Classifier, Consistency, Health, HealthPolicy, Lag,
     LeastOutstanding, LowestLag, Node, NodeId, NodeLoad, PowerOfTwoEwma, PrimaryReads, Random,
-    ReplayPosition, Role, RoundRobin, RouteContext, RouterConfig, Rule, RuleAction, Staleness,
-    TableRule, TagRule, Target, Transaction, WeightedRoundRobin, ZonePreference,
+    ReplayPosition, Role, RoundRobin, RouteContext, RouteError, RouterConfig, Rule, RuleAction,
+    Staleness, TableRule, TagRule, Target, Transaction, WeightedRoundRobin, ZonePreference,
 };
 pub use rwsplit_monitor::{
     AutoFailover, DnsSource, Member, MemberRole, MemberTags, MonitorConfig, PatroniSource,
