@@ -11,7 +11,8 @@ use std::time::{Duration, Instant};
 use rstest::rstest;
 use rwsplit_core::Staleness;
 use rwsplit_sea_orm::{
-    AutoFailover, Consistency, Health, HealthPolicy, MonitorConfig, Replica, RoutedConnection,
+    AutoFailover, Consistency, Health, HealthPolicy, MonitorConfig, NotSentReason, Replica,
+    RoutedConnection, RoutingError, UnknownReason, routing_error,
 };
 use rwsplit_testkit::{Cluster, DbKind, Node, TestDatabase};
 use sea_orm::ConnectionTrait;
@@ -543,10 +544,28 @@ async fn a_write_in_flight_on_a_frozen_primary_ends_when_the_primary_is_marked_d
             took.as_millis()
         );
         assert!(matches!(err, sea_orm::DbErr::Conn(_)), "{err:?}");
+        let typed = routing_error(&err).expect("the adapter's error");
         if what == "sent" {
-            assert!(text.contains("outcome is unknown") && text.contains("not retried"), "{text}");
+            assert!(
+                matches!(
+                    typed,
+                    RoutingError::WriteOutcomeUnknown { reason: UnknownReason::MarkedDown, .. }
+                ),
+                "{typed:?}"
+            );
+            assert!(typed.outcome_unknown() && !typed.is_retryable());
         } else {
-            assert!(text.contains("not sent") && !text.contains("outcome"), "{text}");
+            assert!(
+                matches!(
+                    typed,
+                    RoutingError::WriteNotSent {
+                        reason: NotSentReason::NotPrimary | NotSentReason::PrimaryDown,
+                        ..
+                    }
+                ),
+                "{typed:?}"
+            );
+            assert!(typed.is_retryable() && !typed.outcome_unknown());
         }
         // 3 failed probes of 100 ms + 300 ms each mark it down.
         assert!(took < Duration::from_secs(5), "the write was held {took:?}");

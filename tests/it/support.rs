@@ -214,3 +214,30 @@ pub(crate) fn tracing_baseline() {
             .try_init();
     });
 }
+
+/// Asserts that `err` is a replica's read-only refusal of a statement classified as a read:
+/// `RoutingError::ReplicaRefused` in `DbErr::Query`, naming a replica, with the replica's own
+/// database error (and its code) behind it — SQLSTATE 25006 on PostgreSQL, error 1290 or 1792
+/// on MariaDB.
+pub(crate) fn assert_replica_refused(err: &sea_orm::DbErr, kind: DbKind) {
+    use rwsplit_sea_orm::{RoutingError, routing_error};
+    use sea_orm::{DbErr, RuntimeErr, sqlx};
+    assert!(matches!(err, DbErr::Query(_)), "SeaORM's variant for it: {err:?}");
+    let Some(RoutingError::ReplicaRefused { node, sqlstate, source }) = routing_error(err) else {
+        panic!("not a replica's refusal: {err:?}")
+    };
+    let DbErr::Query(RuntimeErr::SqlxError(e)) = source else {
+        panic!("not the driver's error: {source:?}")
+    };
+    let sqlx::Error::Database(db) = &**e else { panic!("not the server's error: {e:?}") };
+    assert_eq!(sqlstate.as_deref(), db.code().as_deref(), "the SQLSTATE is kept");
+    match kind {
+        DbKind::Postgres => assert_eq!(sqlstate.as_deref(), Some("25006"), "{err}"),
+        DbKind::MariaDb => {
+            let my = db.try_downcast_ref::<sqlx::mysql::MySqlDatabaseError>().expect("MariaDB's");
+            assert!(matches!(my.number(), 1290 | 1792), "{my:?}");
+        }
+        other => panic!("no refusal codes known for {other:?}"),
+    }
+    assert!(err.to_string().contains(node.as_str()), "the text names the replica: {err}");
+}

@@ -15,7 +15,9 @@
 use std::future::Future;
 use std::time::{Duration, Instant};
 
-use sea_orm::{DbErr, RuntimeErr};
+use sea_orm::DbErr;
+
+use crate::routing_error::{DownReason, RoutingError, UnknownReason};
 
 use crate::{RoutedConnection, RoutedConnectionBuilder};
 
@@ -86,25 +88,29 @@ pub(crate) fn attempt_limit(
 /// The error a read that ran out of time on `node` fails with. The read moves on; the node is
 /// not marked (the monitor judges it).
 pub(crate) fn timed_out(node: &str, after: Duration) -> DbErr {
-    DbErr::Conn(RuntimeErr::Internal(format!(
-        "rwsplit: {node} did not answer within {after:?} (statement deadline)"
-    )))
+    RoutingError::TimedOut { node: node.to_owned(), after, attempts: 1 }.into()
 }
 
 /// The error a read fails with when the monitor marked its replica down while it waited.
 pub(crate) fn marked_down(node: &str) -> DbErr {
-    DbErr::Conn(RuntimeErr::Internal(format!(
-        "rwsplit: {node} was marked down while the read waited (probes time out: hung?)"
-    )))
+    RoutingError::NodeDown {
+        node: node.to_owned(),
+        attempts: 1,
+        reason: DownReason::MarkedDown,
+        source: None,
+    }
+    .into()
 }
 
 /// The error a write fails with when the monitor marked the primary down after it was sent
 /// (see [`sending`](crate::sending)): it may or may not have committed.
 pub(crate) fn write_outcome_unknown(node: &str) -> DbErr {
-    DbErr::Conn(RuntimeErr::Internal(format!(
-        "rwsplit: the primary {node} was marked down by the monitor while this write was in \
-         flight; its outcome is unknown (it may have committed); it was not retried"
-    )))
+    RoutingError::WriteOutcomeUnknown {
+        node: node.to_owned(),
+        reason: UnknownReason::MarkedDown,
+        source: None,
+    }
+    .into()
 }
 
 impl RoutedConnection {

@@ -113,6 +113,13 @@ pub enum Error {
     },
 }
 
+/// For `?` in functions that return SeaORM's `DbErr`. The primary unreachable at start is
+/// SeaORM's own connect error, as it was. Every other variant is an error of building the
+/// connection (configuration, URLs, the servers found at start) or of input handed to the
+/// adapter outside any statement (a token's text, a node's name): none comes from running a
+/// statement, so it becomes `DbErr::Custom` with this error's text. Code that branches on
+/// these gets them typed from the functions that return [`Error`]; a statement's own
+/// failures are [`RoutingError`](crate::RoutingError)s.
 impl From<Error> for DbErr {
     fn from(e: Error) -> DbErr {
         match e {

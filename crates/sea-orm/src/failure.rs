@@ -6,6 +6,8 @@
 
 use sea_orm::DbErr;
 
+use crate::routing_error::{self, DownReason, NotSentReason, RoutingError, UnknownReason};
+
 /// How a failed statement failed, for the retry decision.
 ///
 /// Connection-class: the node could not be reached, the connection broke, the pool timed out or
@@ -42,6 +44,10 @@ pub(crate) enum Failure {
 /// Classifies `err` as it came back from a node. `on_replica` says whether that node was a
 /// replica: a serialization failure on the primary is the caller's business, not ours.
 pub(crate) fn classify(err: &DbErr, on_replica: bool) -> Failure {
+    // The adapter's own error (a position wait's, a step given up): as the adapter judged it.
+    if let Some(e) = routing_error::routing_error(err) {
+        return e.failure();
+    }
     match err {
         DbErr::ConnectionAcquire(sea_orm::ConnAcquireErr::Timeout) => Failure::Backpressure,
         DbErr::ConnectionAcquire(_) => Failure::Connection,
@@ -137,7 +143,7 @@ impl Failure {
 /// Failing loudly is the conservative choice: the caller routes the statement explicitly
 /// (`/*rwsplit:primary*/`, `Classifier::with_write_functions`, `db.primary()`), and the log
 /// line makes the bug visible.
-pub(crate) fn misrouted(err: &DbErr, node: &str) -> DbErr {
+pub(crate) fn misrouted(err: DbErr, node: &str) -> DbErr {
     tracing::error!(
         target: "rwsplit",
         node = %node,
@@ -145,102 +151,206 @@ pub(crate) fn misrouted(err: &DbErr, node: &str) -> DbErr {
         "a statement classified as a read was refused by a read-only replica: it writes or locks, \
          so this is a classification bug; it was not retried on the primary"
     );
-    DbErr::Query(sea_orm::RuntimeErr::Internal(format!(
-        "rwsplit: the replica {node} refused a statement classified as a read because it writes \
-         or locks (read-only): a classification bug, so it was not retried on the primary; \
-         route it to the primary (`/*rwsplit:primary*/`, `Classifier::with_write_functions`, \
-         `db.primary()`) and please report it: {err}"
-    )))
+    let sqlstate = routing_error::sqlstate(&err);
+    RoutingError::ReplicaRefused { node: node.to_owned(), sqlstate, source: err }.into()
 }
 
 /// The error the caller gets for a statement that failed on `node` after `tried` attempts.
 ///
 /// An error the database raised while running the statement (`Failure::Other`: a constraint, a
-/// syntax error, a serialization failure on the primary) reaches the caller unchanged, so code
-/// matching on SeaORM's error variants and SQLSTATEs keeps working. A failure of the node
-/// itself (unreachable, connection broken, timed out, refused by a replica) is wrapped in
-/// `DbErr::Conn` naming the node, because which server failed matters and the driver's error
-/// does not say; for a write it also says that it was not retried and that, if the connection
-/// broke after the statement was sent, it may have been applied.
+/// syntax error, a serialization failure on the primary; `Failure::NotOnReplica`: no such
+/// table) reaches the caller unchanged, so code matching on SeaORM's error variants and
+/// SQLSTATEs keeps working. A failure of the node itself (unreachable, connection broken,
+/// timed out, refused by a replica, no free connection) becomes a [`RoutingError`] naming the
+/// node, because which server failed matters and the driver's error does not say; for a
+/// write, one that broke after it was sent is [`RoutingError::WriteOutcomeUnknown`].
 pub(crate) fn named(err: DbErr, failure: Failure, node: &str, write: bool, tried: usize) -> DbErr {
-    if matches!(failure, Failure::Other | Failure::NotOnReplica) {
-        return err;
+    let node = node.to_owned();
+    match failure {
+        Failure::Other | Failure::NotOnReplica => err,
+        Failure::ReadOnly => misrouted(err, &node),
+        // Already the adapter's own error (outcome unknown, not sent, timed out, marked down):
+        // a read's counts the nodes tried before it.
+        Failure::GivenUp if write => err,
+        Failure::GivenUp => routing_error::with_attempts(err, tried),
+        Failure::Backpressure => {
+            let access =
+                if write { rwsplit_core::Access::Write } else { rwsplit_core::Access::Read };
+            RoutingError::Backpressure { node, access, attempts: tried, source: err }.into()
+        }
+        Failure::Connection if write => RoutingError::WriteOutcomeUnknown {
+            node,
+            reason: UnknownReason::ConnectionBroke,
+            source: Some(err),
+        }
+        .into(),
+        Failure::Connection => RoutingError::NodeDown {
+            node,
+            attempts: tried,
+            reason: DownReason::Unreachable,
+            source: Some(err),
+        }
+        .into(),
+        Failure::ReplicaRefused => {
+            RoutingError::RecoveryConflict { node, attempts: tried, source: err }.into()
+        }
     }
-    if failure == Failure::ReadOnly {
-        return misrouted(&err, node);
-    }
-    if failure == Failure::GivenUp && write {
-        // Already the adapter's own words, naming the node and saying the outcome is unknown.
-        return err;
-    }
-    let text = if failure == Failure::Backpressure {
-        let what = if write { "the write was not sent" } else { "the read was not sent" };
-        format!(
-            "rwsplit: no free connection in the pool of {node} within the acquire timeout: the \
-             application's own pool is exhausted (back-pressure, not a node failure); {what}: {err}"
-        )
-    } else if write {
-        format!(
-            "rwsplit: the write to the primary {node} failed: {err}; it was not retried \
-             (if the connection broke after the statement was sent, it may have been applied)"
-        )
-    } else if tried > 1 {
-        format!("rwsplit: the read failed on {node}, the last of {tried} nodes tried: {err}")
-    } else {
-        format!("rwsplit: the read failed on {node}: {err}")
-    };
-    DbErr::Conn(sea_orm::RuntimeErr::Internal(text))
 }
 
 /// The error the caller gets for a write that was not sent to `node` (see
 /// [`sending`](crate::sending)): the node stopped being the primary while it waited (already
-/// the adapter's words), the pool had no connection in time, or none could be opened.
+/// the adapter's error), the pool had no connection in time, or none could be opened.
 pub(crate) fn unsent(err: DbErr, failure: Failure, node: &str, tried: usize) -> DbErr {
     match failure {
-        Failure::Connection => DbErr::Conn(sea_orm::RuntimeErr::Internal(format!(
-            "rwsplit: no connection to the primary {node} could be had: {err}; the write was not \
-             sent"
-        ))),
+        Failure::Connection => RoutingError::WriteNotSent {
+            node: node.to_owned(),
+            reason: NotSentReason::NoConnection,
+            source: Some(err),
+        }
+        .into(),
         Failure::GivenUp | Failure::Backpressure => named(err, failure, node, true, tried),
         _ => err,
     }
+}
+
+/// The error a write fails with when the monitor has marked the primary `node` down before it
+/// was sent.
+pub(crate) fn primary_down(node: &str) -> DbErr {
+    RoutingError::WriteNotSent {
+        node: node.to_owned(),
+        reason: NotSentReason::PrimaryDown,
+        source: None,
+    }
+    .into()
+}
+
+/// The error for a plan whose every candidate was skipped.
+pub(crate) fn no_node_left() -> DbErr {
+    RoutingError::NoNodeLeft.into()
+}
+
+/// The error for a state the adapter's own checks rule out (`what` happened).
+pub(crate) fn internal(what: &'static str) -> DbErr {
+    RoutingError::Internal { what }.into()
 }
 
 #[cfg(test)]
 mod tests {
     use std::sync::Arc;
 
+    use rstest::rstest;
+    use rwsplit_core::Access;
+
     use super::*;
 
-    #[test]
-    fn node_failures_name_the_node_and_database_errors_pass_through() {
-        let timeout = || DbErr::ConnectionAcquire(sea_orm::ConnAcquireErr::Timeout);
-        let w = named(timeout(), Failure::Connection, "db1:5432/app", true, 1).to_string();
-        assert!(w.contains("db1:5432/app") && w.contains("not retried"), "{w}");
-        let r = named(timeout(), Failure::Connection, "db2:5432/app", false, 3).to_string();
-        assert!(r.contains("db2:5432/app") && r.contains("3 nodes"), "{r}");
+    fn timeout() -> DbErr {
+        DbErr::ConnectionAcquire(sea_orm::ConnAcquireErr::Timeout)
+    }
+
+    fn reset() -> DbErr {
+        DbErr::Conn(sea_orm::RuntimeErr::SqlxError(Arc::new(sea_orm::sqlx::Error::Io(
+            std::io::Error::other("reset"),
+        ))))
+    }
+
+    /// What `named` makes of each failure class, for a read and a write: the variant, the
+    /// node, the attempts, the cause kept as `source`; a database error passes through.
+    #[rstest]
+    #[case::read_unreachable(Failure::Connection, false, "node_down")]
+    #[case::write_broke(Failure::Connection, true, "outcome_unknown")]
+    #[case::read_backpressure(Failure::Backpressure, false, "backpressure")]
+    #[case::write_backpressure(Failure::Backpressure, true, "backpressure")]
+    #[case::recovery_conflict(Failure::ReplicaRefused, false, "recovery_conflict")]
+    #[case::statement(Failure::Other, true, "unchanged")]
+    #[case::no_such_table(Failure::NotOnReplica, false, "unchanged")]
+    fn node_failures_name_the_node_and_database_errors_pass_through(
+        #[case] failure: Failure,
+        #[case] write: bool,
+        #[case] want: &str,
+    ) {
+        let err = named(reset(), failure, "db2:5432/app", write, 3);
+        assert!(matches!(err, DbErr::Conn(_)), "SeaORM's variant stays: {err:?}");
+        let got = match routing_error::routing_error(&err) {
+            None => "unchanged",
+            Some(RoutingError::NodeDown {
+                node,
+                attempts: 3,
+                reason: DownReason::Unreachable,
+                source: Some(_),
+            }) if node == "db2:5432/app" => "node_down",
+            Some(RoutingError::WriteOutcomeUnknown {
+                reason: UnknownReason::ConnectionBroke,
+                source: Some(_),
+                ..
+            }) => "outcome_unknown",
+            Some(RoutingError::Backpressure { access, attempts: 3, .. })
+                if (*access == Access::Write) == write =>
+            {
+                "backpressure"
+            }
+            Some(RoutingError::RecoveryConflict { attempts: 3, .. }) => "recovery_conflict",
+            Some(other) => panic!("{other:?}"),
+        };
+        assert_eq!(got, want, "{err}");
+        if want != "unchanged" {
+            // The text says it all: the adapter, the node, the driver's cause.
+            let text = err.to_string();
+            assert!(text.contains("rwsplit: ") && text.contains("db2:5432/app"), "{text}");
+            assert!(text.contains("reset"), "{text}");
+            // Seen again by the attempt loop, it keeps its class.
+            assert_eq!(classify(&err, true), failure);
+        }
         let other = named(DbErr::RecordNotFound("x".into()), Failure::Other, "db1", true, 1);
         assert!(matches!(other, DbErr::RecordNotFound(_)));
-        assert_eq!(
-            classify(&named(timeout(), Failure::Connection, "n", false, 1), true),
-            Failure::Connection
-        );
     }
 
     #[test]
     fn a_full_pool_is_back_pressure_not_a_node_failure() {
-        let timeout = DbErr::ConnectionAcquire(sea_orm::ConnAcquireErr::Timeout);
-        assert_eq!(classify(&timeout, false), Failure::Backpressure);
-        assert_eq!(classify(&timeout, true), Failure::Backpressure);
+        assert_eq!(classify(&timeout(), false), Failure::Backpressure);
+        assert_eq!(classify(&timeout(), true), Failure::Backpressure);
         let sqlx = DbErr::Conn(sea_orm::RuntimeErr::SqlxError(Arc::new(
             sea_orm::sqlx::Error::PoolTimedOut,
         )));
         assert_eq!(classify(&sqlx, false), Failure::Backpressure);
-        let w = named(timeout, Failure::Backpressure, "db1:5432/app", true, 1).to_string();
-        assert!(w.contains("back-pressure") && w.contains("not sent") && w.contains("db1"), "{w}");
-        let io = DbErr::Conn(sea_orm::RuntimeErr::SqlxError(Arc::new(sea_orm::sqlx::Error::Io(
-            std::io::Error::other("reset"),
-        ))));
-        assert_eq!(classify(&io, true), Failure::Connection);
+        let w = named(timeout(), Failure::Backpressure, "db1:5432/app", true, 1);
+        let e = routing_error::routing_error(&w).expect("typed");
+        assert!(e.is_backpressure() && e.is_retryable() && !e.outcome_unknown(), "{e:?}");
+        assert_eq!(e.node(), Some("db1:5432/app"));
+        assert_eq!(classify(&reset(), true), Failure::Connection);
+    }
+
+    /// A write that got no connection was not sent: `WriteNotSent` with the pool's error kept;
+    /// a write given up (already typed) and back-pressure keep their own errors.
+    #[test]
+    fn an_unsent_write_says_why() {
+        let no_conn = unsent(reset(), Failure::Connection, "db1:5432/app", 1);
+        assert!(matches!(
+            routing_error::routing_error(&no_conn),
+            Some(RoutingError::WriteNotSent {
+                reason: NotSentReason::NoConnection,
+                source: Some(_),
+                ..
+            })
+        ));
+        let down = primary_down("db1:5432/app");
+        assert!(matches!(
+            routing_error::routing_error(&down),
+            Some(RoutingError::WriteNotSent { reason: NotSentReason::PrimaryDown, .. })
+        ));
+        let given_up = unsent(down.clone(), Failure::GivenUp, "db1:5432/app", 2);
+        assert_eq!(given_up.to_string(), down.to_string());
+        let full = unsent(timeout(), Failure::Backpressure, "db1:5432/app", 1);
+        assert!(routing_error::routing_error(&full).is_some_and(RoutingError::is_backpressure));
+    }
+
+    /// A read given up on its node counts the nodes tried before it once the loop knows.
+    #[test]
+    fn a_read_given_up_counts_the_nodes_tried() {
+        let late = crate::deadline::timed_out("db3:5432/app", std::time::Duration::from_secs(1));
+        let named = named(late, Failure::GivenUp, "db3:5432/app", false, 2);
+        let e = routing_error::routing_error(&named).expect("typed");
+        assert!(matches!(e, RoutingError::TimedOut { attempts: 2, .. }), "{e:?}");
+        assert!(e.is_timeout() && e.is_retryable());
+        assert!(named.to_string().contains("1s"), "{named}");
     }
 }

@@ -97,8 +97,8 @@
 //! most [`read_retries`](RoutedConnectionBuilder::read_retries) times and only while the caller's
 //! [deadline](RoutedConnection::deadline) leaves time; the node is marked down after repeated
 //! failures and probed again after a back-off. Writes and statements inside transactions are
-//! never retried. A node's failure reaches the caller as `DbErr::Conn` naming the node; the
-//! database's own errors (constraints, syntax) reach it unchanged. Pools wait at most
+//! never retried. A node's failure reaches the caller as `DbErr::Conn` naming the node (a
+//! [`RoutingError`], below); the database's own errors (constraints, syntax) reach it unchanged. Pools wait at most
 //! [`acquire_timeout`](RoutedConnectionBuilder::acquire_timeout) (default 5 s) for a connection;
 //! a pool with none free in time is the application's own back-pressure: a read moves on to the
 //! next candidate, a write fails saying so (it was not sent), the node's
@@ -111,6 +111,36 @@
 //! the replica). It fails with an error saying so, logged at `error` level (target `rwsplit`);
 //! route such statements explicitly (`/*rwsplit:primary*/`,
 //! `Classifier::with_write_functions`, [`RoutedConnection::primary`]).
+//!
+//! The adapter's own failures are typed: a [`RoutingError`] (write not sent, write outcome
+//! unknown, node down, back-pressure, timed out, replica refused, no primary, split brain …)
+//! travels inside the `DbErr` (still `DbErr::Conn` for node failures, `DbErr::Query` for a
+//! replica's refusal), and [`routing_error`] gets it back, so callers branch on a type rather
+//! than on text:
+//!
+//! ```no_run
+//! use rwsplit_sea_orm::{RoutedConnection, RoutingError, routing_error};
+//! use sea_orm::{ConnectionTrait, DbErr, Statement};
+//!
+//! # async fn demo(db: RoutedConnection) -> Result<(), DbErr> {
+//! let insert = Statement::from_string(db.get_database_backend(), "INSERT INTO t VALUES (1)");
+//! match db.execute_raw(insert).await {
+//!     Ok(_) => {}
+//!     Err(e) => match routing_error(&e) {
+//!         // Sent, then the primary failed: check whether it committed before writing again.
+//!         Some(r) if r.outcome_unknown() => return Err(e),
+//!         // Not applied (not sent, back-pressure, failover under way): try again later.
+//!         Some(r) if r.is_retryable() => return Err(e),
+//!         Some(RoutingError::ReplicaRefused { sqlstate, .. }) => {
+//!             eprintln!("misrouted, SQLSTATE {sqlstate:?}");
+//!             return Err(e);
+//!         }
+//!         // The database's own error (constraint, syntax …), unchanged.
+//!         _ => return Err(e),
+//!     },
+//! }
+//! # Ok(()) }
+//! ```
 //!
 //! # URLs and secrets
 //!
@@ -155,6 +185,7 @@ mod probe;
 mod redact;
 mod replica;
 mod route;
+mod routing_error;
 mod sending;
 mod session;
 mod stats;
@@ -173,6 +204,7 @@ pub use connection::RoutedConnection;
 pub use error::{Error, Result};
 pub use pooling::{Pooling, UnknownPooling};
 pub use replica::Replica;
+pub use routing_error::{DownReason, NotSentReason, RoutingError, UnknownReason, routing_error};
 pub use session::{Routed, Session};
 pub use stats::{NodeStats, ReadYourWrites, Stats};
 
@@ -182,8 +214,8 @@ pub use stats::{NodeStats, ReadYourWrites, Stats};
 pub use rwsplit_core::{
     Access, Balancer, CausalToken, Classifier, Consistency, Health, HealthPolicy, Lag,
     LeastOutstanding, LowestLag, Node, NodeId, NodeLoad, PowerOfTwoEwma, PrimaryReads, Random,
-    ReplayPosition, Role, RoundRobin, RouteContext, RouterConfig, Rule, RuleAction, Staleness,
-    TableRule, TagRule, Target, Transaction, WeightedRoundRobin, ZonePreference,
+    ReplayPosition, Role, RoundRobin, RouteContext, RouteError, RouterConfig, Rule, RuleAction,
+    Staleness, TableRule, TagRule, Target, Transaction, WeightedRoundRobin, ZonePreference,
 };
 pub use rwsplit_monitor::{
     AutoFailover, DnsSource, Member, MemberRole, MemberTags, MonitorConfig, PatroniSource,

@@ -13,6 +13,8 @@ use std::time::{Duration, Instant};
 use rwsplit_core::{CausalToken, Lsn, MariaDbPosition, PgPosition, ReplayPosition};
 use sea_orm::{ConnectionTrait, DatabaseConnection, DbBackend, DbErr, Statement};
 
+use crate::routing_error::{RoutingError, bounded};
+
 /// PostgreSQL: the WAL insert position (the end of every record inserted so far, so at or past
 /// the commit record of any committed write, with `synchronous_commit` off too) and the
 /// timeline it is on. The system identifier comes from the monitor or one extra query (it
@@ -40,27 +42,26 @@ pub(crate) async fn capture(
     match conn.get_database_backend() {
         DbBackend::Postgres => {
             let system_id = if system_id == 0 {
-                let row = query_one(conn, PG_SYSTEM_ID).await?;
+                let row = query_one(conn, PG_SYSTEM_ID, "system_id").await?;
                 parse::<u64>(&row, "system_id")?
             } else {
                 system_id
             };
-            let row = query_one(conn, PG_CAPTURE).await?;
+            let row = query_one(conn, PG_CAPTURE, "lsn").await?;
             let lsn = parse::<Lsn>(&row, "lsn")?;
             let timeline = parse::<u32>(&row, "timeline")?;
             Ok((CausalToken::new(PgPosition::new(system_id, timeline, lsn)), system_id))
         }
         DbBackend::MySql => {
-            let row = query_one(conn, MARIA_CAPTURE).await?;
+            let row = query_one(conn, MARIA_CAPTURE, "gtid_binlog_pos").await?;
             let text = text(&row, "pos").unwrap_or_default();
-            let pos = text.trim().parse::<MariaDbPosition>().map_err(|e| {
-                DbErr::Custom(format!("rwsplit: unreadable GTID position `{text}`: {e}"))
-            })?;
+            let pos = text
+                .trim()
+                .parse::<MariaDbPosition>()
+                .map_err(|e| unreadable("gtid_binlog_pos", Some(text.as_str()), Some(e)))?;
             Ok((CausalToken::new(pos), 0))
         }
-        other => Err(DbErr::Custom(format!(
-            "rwsplit: replication positions are not supported on {other:?}"
-        ))),
+        backend => Err(RoutingError::PositionUnsupported { backend }.into()),
     }
 }
 
@@ -87,12 +88,12 @@ pub(crate) async fn wait_for(
         ReplayPosition::Postgres(want) => {
             let mut pause = Duration::from_millis(1);
             loop {
-                let row = query_one(conn, PG_REPLAYED).await?;
+                let row = query_one(conn, PG_REPLAYED, "pg_last_wal_replay_lsn").await?;
                 // NULL: not a standby (promoted, or a primary): it cannot be trusted here.
                 let replayed = text(&row, "lsn");
                 let Some(replayed) = replayed else { return Ok(Waited::TimedOut) };
                 let lsn = replayed.parse::<Lsn>().map_err(|e| {
-                    DbErr::Custom(format!("rwsplit: unreadable replay LSN `{replayed}`: {e}"))
+                    unreadable("pg_last_wal_replay_lsn", Some(replayed.as_str()), Some(e))
                 })?;
                 if lsn >= want.lsn() {
                     return Ok(Waited::CaughtUp);
@@ -114,7 +115,7 @@ pub(crate) async fn wait_for(
             let row = conn
                 .query_one_raw(stmt)
                 .await?
-                .ok_or_else(|| DbErr::Custom("rwsplit: MASTER_GTID_WAIT returned no row".into()))?;
+                .ok_or_else(|| unreadable("MASTER_GTID_WAIT", None, None))?;
             let waited: i64 = row.try_get("", "waited").unwrap_or(-1);
             Ok(if waited == 0 { Waited::CaughtUp } else { Waited::TimedOut })
         }
@@ -122,11 +123,23 @@ pub(crate) async fn wait_for(
     }
 }
 
-async fn query_one(conn: &DatabaseConnection, sql: &str) -> Result<sea_orm::QueryResult, DbErr> {
+/// The one row `sql` returns; `what` names it in the error if there is none.
+async fn query_one(
+    conn: &DatabaseConnection,
+    sql: &str,
+    what: &'static str,
+) -> Result<sea_orm::QueryResult, DbErr> {
     let stmt = Statement::from_string(conn.get_database_backend(), sql);
-    conn.query_one_raw(stmt)
-        .await?
-        .ok_or_else(|| DbErr::Custom(format!("rwsplit: `{sql}` returned no row")))
+    conn.query_one_raw(stmt).await?.ok_or_else(|| unreadable(what, None, None))
+}
+
+/// The error for a position the server returned as `value` (`None`: nothing) for `what`.
+fn unreadable(
+    what: &'static str,
+    value: Option<&str>,
+    source: Option<rwsplit_core::Error>,
+) -> DbErr {
+    RoutingError::PositionUnreadable { what, value: value.map(bounded), source }.into()
 }
 
 /// A column as text: MariaDB returns system variables as strings or as bytes.
@@ -140,12 +153,12 @@ fn text(row: &sea_orm::QueryResult, column: &str) -> Option<String> {
         .map(|v| String::from_utf8_lossy(&v).into_owned())
 }
 
-fn parse<T: std::str::FromStr>(row: &sea_orm::QueryResult, column: &str) -> Result<T, DbErr> {
+fn parse<T: std::str::FromStr>(
+    row: &sea_orm::QueryResult,
+    column: &'static str,
+) -> Result<T, DbErr> {
     let text = text(row, column);
-    text.as_deref().and_then(|t| t.trim().parse().ok()).ok_or_else(|| {
-        DbErr::Custom(format!(
-            "rwsplit: unreadable `{column}` in a replication position: {}",
-            text.as_deref().unwrap_or("NULL")
-        ))
-    })
+    text.as_deref()
+        .and_then(|t| t.trim().parse().ok())
+        .ok_or_else(|| unreadable(column, text.as_deref(), None))
 }

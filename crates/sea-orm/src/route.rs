@@ -174,7 +174,7 @@ impl Routing {
             }),
             // No primary, two primaries: the cluster cannot take the statement now, like a node
             // that cannot be reached (`DbErr::Conn`, as every other node failure).
-            Err(e) => Err(DbErr::Conn(sea_orm::RuntimeErr::Internal(format!("rwsplit: {e}")))),
+            Err(e) => Err(crate::routing_error::RoutingError::from_route(e).into()),
         }
     }
 

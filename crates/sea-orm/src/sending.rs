@@ -85,20 +85,20 @@ pub(crate) enum End {
 /// The error a write (`write`) fails with when its node stopped being the primary
 /// (`standing`) before it was sent; or a read, given up on a primary that is one no more.
 pub(crate) fn deposed(node: &str, standing: Standing, write: bool) -> DbErr {
-    let why = if standing.is_replaced() {
-        "stopped being the primary"
+    use crate::routing_error::{DownReason, NotSentReason, RoutingError};
+    let node = node.to_owned();
+    if write {
+        let reason = if standing.is_replaced() {
+            NotSentReason::NotPrimary
+        } else {
+            NotSentReason::PrimaryDown
+        };
+        RoutingError::WriteNotSent { node, reason, source: None }.into()
     } else {
-        "was marked down by the monitor"
-    };
-    let text = if write {
-        format!(
-            "rwsplit: the primary {node} {why} while this write waited for a connection to it; \
-             the write was not sent"
-        )
-    } else {
-        format!("rwsplit: the primary {node} {why} while this read waited on it; given up there")
-    };
-    DbErr::Conn(sea_orm::RuntimeErr::Internal(text))
+        let reason =
+            if standing.is_replaced() { DownReason::NotPrimary } else { DownReason::MarkedDown };
+        RoutingError::NodeDown { node, attempts: 1, reason, source: None }.into()
+    }
 }
 
 /// Runs a write in two steps (see the module docs): `take` (nothing is sent), then `send` on
@@ -191,9 +191,9 @@ pub(crate) async fn take(pool: &DatabaseConnection) -> Result<Taken, DbErr> {
             pool.get_mysql_connection_pool().acquire().await.map(Taken::MySql)
         }
         _ => {
-            return Err(DbErr::Conn(sea_orm::RuntimeErr::Internal(
-                "rwsplit: not a sqlx pool: connections cannot be taken from it".into(),
-            )));
+            return Err(crate::failure::internal(
+                "not a sqlx pool: connections cannot be taken from it",
+            ));
         }
     }
     .map_err(acquire_err)
@@ -202,7 +202,7 @@ pub(crate) async fn take(pool: &DatabaseConnection) -> Result<Taken, DbErr> {
 /// Without a sqlx driver there is no pool to take from ([`can_take`] is `false`).
 #[cfg(not(any(feature = "postgres", feature = "mysql")))]
 pub(crate) async fn take(_pool: &DatabaseConnection) -> Result<Taken, DbErr> {
-    Err(DbErr::Conn(sea_orm::RuntimeErr::Internal("rwsplit: no sqlx driver".into())))
+    Err(crate::failure::internal("no sqlx driver: connections cannot be taken"))
 }
 
 /// A pool's error as SeaORM reports it when it takes a connection (its `sqlx_conn_acquire_err`).

@@ -13,7 +13,7 @@ use sea_orm::{
     Value,
 };
 
-use crate::{Error, RoutedConnection};
+use crate::{Error, RoutedConnection, RoutingError, routing_error};
 
 /// A database error with a SQLSTATE, as a server would send it.
 #[derive(Debug)]
@@ -89,9 +89,16 @@ async fn a_read_refused_as_a_write_is_not_retried_on_the_primary(
     assert_eq!(statements(db.primary()), usize::from(retried), "{result:?}");
     assert_eq!(result.is_ok(), retried, "{result:?}");
     if let Err(e) = result {
+        assert!(matches!(e, DbErr::Query(_)), "SeaORM's variant as before: {e:?}");
+        let Some(RoutingError::ReplicaRefused { node, sqlstate, source }) = routing_error(&e)
+        else {
+            panic!("not a replica's refusal: {e:?}")
+        };
+        assert_eq!((node.as_str(), sqlstate.as_deref()), ("replica 1", Some(code)));
+        // The replica's own error, with its SQLSTATE, behind the typed one.
+        assert_eq!(crate::routing_error::sqlstate(source).as_deref(), Some(code));
         let text = e.to_string();
-        assert!(text.contains("classification bug") && text.contains("not retried"), "{text}");
-        assert!(text.contains("replica 1"), "{text}");
+        assert!(text.contains("classification bug") && text.contains(code), "{text}");
     }
     assert_eq!(db.stats().retries(), u64::from(retried));
 }
@@ -101,7 +108,7 @@ async fn a_read_refused_as_a_write_is_not_retried_on_the_primary(
 fn a_read_refused_as_a_write_is_logged_as_an_error() {
     let (subscriber, logs) = capture(tracing::Level::TRACE);
     tracing::subscriber::with_default(subscriber, || {
-        crate::failure::misrouted(&refusal("25006"), "db2:5432/app");
+        crate::failure::misrouted(refusal("25006"), "db2:5432/app");
     });
     let text = logs.text();
     assert!(text.contains("ERROR") && text.contains("rwsplit"), "{text}");

@@ -88,10 +88,10 @@ pub(crate) fn stmt(db: &RoutedConnection, sql: String) -> Statement {
 }
 
 /// A write error is clear when the adapter says what happened and where (a node failure, the
-/// primary marked down, two primaries): its own errors start with `rwsplit:`, rather than a
-/// bare driver error.
-pub(crate) fn clear(err: &str) -> bool {
-    err.contains("rwsplit:")
+/// primary marked down, two primaries): one of its own typed errors, rather than a bare driver
+/// error.
+pub(crate) fn clear(err: &sea_orm::DbErr) -> bool {
+    rwsplit_sea_orm::routing_error(err).is_some()
 }
 
 /// `fut` under `limit`, if any; `None` when it ran out.
@@ -162,11 +162,10 @@ impl Load {
                         Some(Err(e)) => {
                             let mut s = seen.lock().unwrap();
                             s.writes_failed += 1;
-                            let text = e.to_string();
-                            if clear(&text) {
+                            if clear(&e) {
                                 s.write_failures.push(started.elapsed());
                             } else if s.unclear_write_errors.len() < 5 {
-                                s.unclear_write_errors.push(text);
+                                s.unclear_write_errors.push(e.to_string());
                             }
                         }
                         None => seen.lock().unwrap().writes_timed_out += 1,

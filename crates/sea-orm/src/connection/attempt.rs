@@ -444,19 +444,12 @@ impl RoutedConnection {
                     tracing::info!(target: "rwsplit", node = %node.name, error = %e, "read failed, retrying on the next node");
                     telemetry::retry(&node.labels, false);
                     self.inner.retries.fetch_add(1, Ordering::Relaxed);
-                    last_err = Some(Box::new(e));
+                    last_err = Some(Box::new(failure::named(e, failure, &node.name, write, tried)));
                 }
             }
         }
-        Err(Stop::Fail(last_err.map_or_else(
-            || {
-                // Every candidate was skipped (a catch-up wait that timed out on the only one).
-                DbErr::Conn(sea_orm::RuntimeErr::Internal(
-                    "rwsplit: no node left to run the statement on".into(),
-                ))
-            },
-            |e| *e,
-        )))
+        // Every candidate was skipped (a catch-up wait that timed out on the only one).
+        Err(Stop::Fail(last_err.map_or_else(failure::no_node_left, |e| *e)))
     }
 
     /// Before a read with a catch-up wait: waits on the first candidate; `true` if it caught
@@ -564,9 +557,7 @@ impl RoutedConnection {
                 match work.send(&mut conn) {
                     Some(sending) => sending.await,
                     // Only inert work (above) is not one statement.
-                    None => Err(DbErr::Conn(sea_orm::RuntimeErr::Internal(
-                        "rwsplit: nothing to send".into(),
-                    ))),
+                    None => Err(failure::internal("nothing to send")),
                 }
             };
             sending::in_steps(sending::take(pool), send, standing, changed).await
@@ -590,10 +581,7 @@ impl RoutedConnection {
     fn check_writable(&self, node: usize) -> Result<(), DbErr> {
         if self.inner.routing.health(node) == rwsplit_core::Health::Down {
             let name = self.inner.nodes.get(node).map_or_else(String::new, |n| n.name.clone());
-            return Err(DbErr::Conn(sea_orm::RuntimeErr::Internal(format!(
-                "rwsplit: the primary {name} is unreachable (marked down by the monitor); the \
-                 write was not sent"
-            ))));
+            return Err(failure::primary_down(&name));
         }
         Ok(())
     }

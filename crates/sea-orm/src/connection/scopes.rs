@@ -86,11 +86,11 @@ impl RoutedConnection {
 
     /// The primary's position now, from `node`'s writable pool.
     pub(crate) async fn capture_on(&self, node: usize) -> Result<CausalToken, DbErr> {
-        let n = self.inner.nodes.get(node).ok_or_else(|| {
-            DbErr::Conn(sea_orm::RuntimeErr::Internal(format!(
-                "rwsplit: node {node} was removed; no position to read"
-            )))
-        })?;
+        let n = self
+            .inner
+            .nodes
+            .get(node)
+            .ok_or_else(|| DbErr::from(crate::routing_error::RoutingError::NodeRemoved))?;
         let cached = n.system_id.load(Ordering::Relaxed);
         match position::capture(&n.writer, cached).await {
             Ok((token, system_id)) => {

@@ -9,6 +9,7 @@ use sea_orm::{ConnAcquireErr, DbErr};
 use tokio::time::Instant;
 
 use super::*;
+use crate::routing_error::{DownReason, NotSentReason, RoutingError, routing_error};
 
 const EVERY: Duration = Duration::from_millis(50);
 
@@ -94,13 +95,32 @@ async fn a_write_is_given_up_unsent_only_while_it_waits_for_its_connection(
     assert!(took <= by, "took {took:?}, expected at most {by:?}");
 }
 
-#[test]
-fn the_errors_say_the_write_was_not_sent_and_why() {
-    let replaced = deposed("db1:5432/app", Standing::NotPrimary, true).to_string();
-    assert!(replaced.contains("db1:5432/app") && replaced.contains("stopped being the primary"));
-    assert!(replaced.contains("not sent"), "{replaced}");
-    let down = deposed("db1:5432/app", Standing::Down, true).to_string();
-    assert!(down.contains("marked down") && down.contains("not sent"), "{down}");
-    let read = deposed("db1:5432/app", Standing::NotPrimary, false).to_string();
-    assert!(read.contains("read") && !read.contains("write"), "{read}");
+/// A write deposed before it was sent is `WriteNotSent` with the reason; a read given up on a
+/// primary that is one no more is `NodeDown`. Both are retryable and name the node.
+#[rstest]
+#[case::replaced_write(Standing::NotPrimary, true, Some(NotSentReason::NotPrimary), None)]
+#[case::gone_write(Standing::Gone, true, Some(NotSentReason::NotPrimary), None)]
+#[case::down_write(Standing::Down, true, Some(NotSentReason::PrimaryDown), None)]
+#[case::replaced_read(Standing::NotPrimary, false, None, Some(DownReason::NotPrimary))]
+#[case::down_read(Standing::Down, false, None, Some(DownReason::MarkedDown))]
+fn the_errors_say_the_write_was_not_sent_and_why(
+    #[case] standing: Standing,
+    #[case] write: bool,
+    #[case] not_sent: Option<NotSentReason>,
+    #[case] down: Option<DownReason>,
+) {
+    let err = deposed("db1:5432/app", standing, write);
+    assert!(matches!(err, DbErr::Conn(_)), "{err:?}");
+    let e = routing_error(&err).expect("typed");
+    assert_eq!(e.node(), Some("db1:5432/app"));
+    assert!(e.is_retryable() && !e.outcome_unknown(), "{e:?}");
+    match e {
+        RoutingError::WriteNotSent { reason, source: None, .. } => {
+            assert_eq!(Some(*reason), not_sent);
+        }
+        RoutingError::NodeDown { reason, attempts: 1, source: None, .. } => {
+            assert_eq!(Some(*reason), down);
+        }
+        other => panic!("{other:?}"),
+    }
 }

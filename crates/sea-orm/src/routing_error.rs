@@ -1,0 +1,566 @@
+//! The adapter's own failures of a statement, as a type: [`RoutingError`], carried inside the
+//! `DbErr` that SeaORM's traits return, and got back with [`routing_error`].
+//!
+//! See [`RoutingError`] for how it is carried, and why so.
+
+use std::fmt;
+use std::time::Duration;
+
+use rwsplit_core::{Access, RouteError};
+use sea_orm::{DbBackend, DbErr, RuntimeErr};
+
+use crate::failure::Failure;
+
+/// Why a statement failed in the adapter rather than in the database: no node could take it,
+/// the node failed under it, it was given up, or it was refused in a way that says the
+/// adapter routed it wrongly.
+///
+/// Statements return SeaORM's `DbErr`; a `RoutingError` travels inside it and
+/// [`routing_error`] gets it back (see *How it is carried* below). The database's own errors
+/// (constraints, syntax, a serialization failure on the primary) are not routing errors: they
+/// reach the caller as the driver reported them.
+///
+/// Node names are `host:port/db`, never with credentials. A variant's `source` is the driver
+/// or SeaORM error that caused it, where there is one (a replica's refusal keeps its SQLSTATE
+/// there, and in `sqlstate`).
+///
+/// # Examples
+///
+/// ```
+/// use rwsplit_sea_orm::{RoutingError, routing_error};
+/// use sea_orm::DbErr;
+///
+/// // What a write fails with when the monitor has marked the primary down.
+/// let err: DbErr = RoutingError::WriteNotSent {
+///     node: "db1:5432/app".into(),
+///     reason: rwsplit_sea_orm::NotSentReason::PrimaryDown,
+///     source: None,
+/// }
+/// .into();
+/// assert!(matches!(err, DbErr::Conn(_)), "SeaORM's variant for a node failure");
+/// assert!(err.to_string().contains("db1:5432/app"));
+///
+/// // A caller branches on the type, not on the text.
+/// match routing_error(&err) {
+///     Some(e) if e.outcome_unknown() => { /* check whether the write happened */ }
+///     Some(e) if e.is_retryable() => { /* nothing was applied: safe to try again later */ }
+///     Some(_) | None => { /* the database's own error, or a bug to report */ }
+/// }
+/// assert!(matches!(
+///     routing_error(&err),
+///     Some(RoutingError::WriteNotSent { node, .. }) if node == "db1:5432/app"
+/// ));
+/// ```
+///
+/// # How it is carried
+///
+/// SeaORM's `ConnectionTrait` methods return `sea_orm::DbErr`, a closed enum of SeaORM's own;
+/// it has no variant that holds an arbitrary error except `TryIntoErr` (a type conversion
+/// failure: applications matching `DbErr::Conn` for node failures would no longer see one). Its
+/// `Conn`, `Exec` and `Query` variants hold a `RuntimeErr`, which is either text
+/// (`RuntimeErr::Internal(String)`, what the adapter used before: callers had to read English)
+/// or a driver error (`RuntimeErr::SqlxError(Arc<sqlx::Error>)`). So a routing error travels
+/// as `DbErr::Conn(RuntimeErr::SqlxError(sqlx::Error::Io(io::Error::other(..))))` (`DbErr::Query`
+/// for a replica's refusal and for an unreadable replication position):
+///
+/// - the `DbErr` variant is the one the adapter always used, so code matching SeaORM's
+///   variants keeps working;
+/// - `std::io::Error` holds any error by value, and [`routing_error`] gets it back with
+///   `io::Error::get_ref` and a downcast: no text is parsed, no `unsafe`;
+/// - `Display` of the `DbErr` reads `Connection Error: error communicating with database:
+///   rwsplit: <this error>: <its cause>`, as informative as the old text;
+/// - `sqlx::Error::Io` is the driver's "the statement could not be run on, or completed by,
+///   the server" class, which is what every routing failure is (no node to run it on, the node
+///   unreachable or given up, no connection free in time). Code that treats `Io` as a broken
+///   connection — retry helpers — treats a write whose outcome is unknown as it already treats a
+///   driver's own broken connection under a write: check [`RoutingError::outcome_unknown`].
+///
+/// Rejected: `sqlx::Error::Database` (SeaORM's `DbErr::sql_err` and applications take it for
+/// the server's own error: "error returned from database"), `Configuration`, `Decode`, `Tls`
+/// and `AnyDriverError` (they carry a boxed error too, but mean something else, and `Tls` is
+/// a connection failure to code like the adapter's own retry decision), `DbErr::Custom` and
+/// `RuntimeErr::Internal` (text only), and a table keyed by an identifier in the text (text
+/// parsing by another name).
+///
+/// Without a sqlx driver feature (`postgres`, `mysql`) SeaORM has no `RuntimeErr::SqlxError`:
+/// such a build (mock connections only) carries the error's text in `RuntimeErr::Internal`, and
+/// [`routing_error`] returns `None`.
+#[derive(Debug, Clone, thiserror::Error)]
+#[non_exhaustive]
+pub enum RoutingError {
+    /// A write was not sent to the primary: nothing of it reached the server, so it may be
+    /// sent again. (It was already tried once more on the new primary if the monitor named
+    /// one.)
+    #[error("the write to the primary {node} was not sent: {reason}")]
+    WriteNotSent {
+        /// The primary (`host:port/db`).
+        node: String,
+        /// Why it was not sent.
+        reason: NotSentReason,
+        /// The pool's error, for [`NotSentReason::NoConnection`].
+        #[source]
+        source: Option<DbErr>,
+    },
+    /// A write was sent to the primary, and then the primary was marked down or the connection
+    /// failed before it answered: it may or may not have committed. It was not retried.
+    #[error(
+        "the write to the primary {node} was sent and its outcome is unknown (it may have \
+         committed); it was not retried: {reason}"
+    )]
+    WriteOutcomeUnknown {
+        /// The primary (`host:port/db`).
+        node: String,
+        /// What ended it.
+        reason: UnknownReason,
+        /// The driver's error, for [`UnknownReason::ConnectionBroke`].
+        #[source]
+        source: Option<DbErr>,
+    },
+    /// A read failed because its last node was unreachable, was marked down while the read
+    /// waited on it, or stopped being the primary. Nothing was written; a read may be run
+    /// again.
+    #[error("the read failed on {node} ({attempts} node(s) tried): {reason}")]
+    NodeDown {
+        /// The last node the read was tried on (`host:port/db`).
+        node: String,
+        /// How many nodes the read was tried on, this one included.
+        attempts: usize,
+        /// What happened to the node.
+        reason: DownReason,
+        /// The driver's error, for [`DownReason::Unreachable`].
+        #[source]
+        source: Option<DbErr>,
+    },
+    /// A replica cancelled the read in a recovery conflict (PostgreSQL 40001 on a standby:
+    /// replay had to remove rows the query could still see), and no node was left to try.
+    #[error(
+        "the replica {node} cancelled the read in a recovery conflict ({attempts} node(s) tried)"
+    )]
+    RecoveryConflict {
+        /// The replica (`host:port/db`).
+        node: String,
+        /// How many nodes the read was tried on, this one included.
+        attempts: usize,
+        /// The replica's error (SQLSTATE 40001).
+        #[source]
+        source: DbErr,
+    },
+    /// No connection of the node's pool came free within the pool's acquire timeout: the
+    /// application is saturating its own pool (back-pressure). The node is not marked and the
+    /// statement was not sent.
+    #[error(
+        "no free connection in the pool of {node} within the acquire timeout: the application's \
+         own pool is exhausted (back-pressure, not a node failure); the {} was not sent",
+        access_name(*access)
+    )]
+    Backpressure {
+        /// The node whose pool was exhausted (`host:port/db`).
+        node: String,
+        /// Whether the statement was a read or a write.
+        access: Access,
+        /// How many nodes the statement was tried on, this one included.
+        attempts: usize,
+        /// The pool's error (SeaORM's `ConnectionAcquire(Timeout)`).
+        #[source]
+        source: DbErr,
+    },
+    /// A read did not get its answer in time on its last node: the replica read timeout, or
+    /// what was left of the caller's [deadline](crate::RoutedConnection::deadline). The node
+    /// is not marked (the monitor judges it). Writes are never cut short by time.
+    #[error(
+        "{node} did not answer within {} (statement deadline; {attempts} node(s) tried)",
+        humantime::format_duration(*after)
+    )]
+    TimedOut {
+        /// The node (`host:port/db`).
+        node: String,
+        /// The limit that passed.
+        after: Duration,
+        /// How many nodes the read was tried on, this one included.
+        attempts: usize,
+    },
+    /// A replica refused a statement classified as a read because it writes or locks: it is
+    /// read-only (PostgreSQL 25006, MySQL/MariaDB 1290/1792). The classifier was wrong about
+    /// the statement; it was **not** retried on the primary (see the crate docs, *Failures*).
+    /// Route it to the primary explicitly (`/*rwsplit:primary*/`,
+    /// `Classifier::with_write_functions`, [`RoutedConnection::primary`](crate::RoutedConnection::primary)).
+    /// Carried in `DbErr::Query`.
+    #[error(
+        "the replica {node} refused a statement classified as a read because it writes or locks \
+         (read-only{}): a classification bug, so it was not retried on the primary; route it to \
+         the primary (`/*rwsplit:primary*/`, `Classifier::with_write_functions`, `db.primary()`) \
+         and please report it",
+        sqlstate.as_deref().map(|s| format!(", SQLSTATE {s}")).unwrap_or_default()
+    )]
+    ReplicaRefused {
+        /// The replica (`host:port/db`).
+        node: String,
+        /// The SQLSTATE of the refusal (`25006`; MySQL's `HY000` for error 1290), if the
+        /// driver gave one.
+        sqlstate: Option<String>,
+        /// The replica's error, with its code.
+        #[source]
+        source: DbErr,
+    },
+    /// The statement needs the primary and no node is the primary now (it is down and no
+    /// replica has been promoted yet). Nothing was sent.
+    #[error("no primary in the topology: the statement needs one")]
+    NoPrimary,
+    /// Several nodes claim the primary role (split brain): the adapter refuses to pick one.
+    /// Nothing was sent.
+    #[error("{primaries} nodes claim the primary role, refusing to pick one (split brain)")]
+    SplitBrain {
+        /// How many nodes claim the role.
+        primaries: usize,
+    },
+    /// The router found no node for the statement for another reason (no eligible node for a
+    /// read that may not use the primary, a node named by an override that is not in the
+    /// topology). Nothing was sent.
+    #[error("no node can take the statement")]
+    Unroutable {
+        /// The router's reason.
+        #[source]
+        source: RouteError,
+    },
+    /// Every candidate of the statement's plan was skipped (removed since, or a catch-up wait
+    /// that ran out on the only replica): nothing was sent.
+    #[error("no node left to run the statement on")]
+    NoNodeLeft,
+    /// The node the statement needed was removed from the connection (a topology source
+    /// stopped listing it).
+    #[error("the node was removed from the connection")]
+    NodeRemoved,
+    /// A replication position (a PostgreSQL LSN, timeline or system identifier; a MariaDB GTID
+    /// position) the server returned could not be read, or the query returned none. Carried in
+    /// `DbErr::Query`.
+    #[error(
+        "unreadable replication position: `{what}` is {}",
+        value.as_deref().map_or_else(|| "missing".to_owned(), |v| format!("`{v}`"))
+    )]
+    PositionUnreadable {
+        /// What was read (the column or function: `lsn`, `gtid_binlog_pos`, …).
+        what: &'static str,
+        /// The server's text (at most 64 characters of it); `None` if it returned no value.
+        value: Option<String>,
+        /// Why the text is not a position, where the parser said.
+        #[source]
+        source: Option<rwsplit_core::Error>,
+    },
+    /// Read-your-writes positions are not supported on this database. Carried in
+    /// `DbErr::Query`.
+    #[error("replication positions are not supported on {}", backend.as_str())]
+    PositionUnsupported {
+        /// The database.
+        backend: DbBackend,
+    },
+    /// A state the adapter's own checks rule out was reached: a bug, please report it.
+    #[error("internal error: {what}; please report it")]
+    Internal {
+        /// What went wrong.
+        what: &'static str,
+    },
+}
+
+/// Why a write was not sent ([`RoutingError::WriteNotSent`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum NotSentReason {
+    /// The primary's pool gave no connection: none could be opened (the node refused or is
+    /// unreachable) or the pool was closed.
+    NoConnection,
+    /// The node stopped being the primary (a replica now, or another node promoted) while the
+    /// write waited for a connection to it.
+    NotPrimary,
+    /// The monitor has marked the primary down (its probes fail on connections of their own).
+    PrimaryDown,
+}
+
+impl fmt::Display for NotSentReason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            NotSentReason::NoConnection => "no connection to it could be had",
+            NotSentReason::NotPrimary => {
+                "it stopped being the primary while the write waited for a connection to it"
+            }
+            NotSentReason::PrimaryDown => "it is marked down by the monitor (unreachable)",
+        })
+    }
+}
+
+/// What ended a write whose outcome is unknown ([`RoutingError::WriteOutcomeUnknown`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum UnknownReason {
+    /// The monitor marked the primary down while the write was in flight (a frozen server, a
+    /// cut network): it was given up rather than waiting for the kernel to drop the connection.
+    MarkedDown,
+    /// The connection failed under the write (broken, reset, the server shutting down).
+    ConnectionBroke,
+}
+
+impl fmt::Display for UnknownReason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            UnknownReason::MarkedDown => {
+                "the monitor marked the primary down while it was in flight"
+            }
+            UnknownReason::ConnectionBroke => "the connection failed under it",
+        })
+    }
+}
+
+/// What happened to a read's last node ([`RoutingError::NodeDown`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum DownReason {
+    /// It could not be reached, or the connection to it broke (the node's failure: counted
+    /// against its health).
+    Unreachable,
+    /// The monitor marked it down while the read waited on it (its probes time out: hung?).
+    MarkedDown,
+    /// It was the primary and stopped being one while the read waited on it.
+    NotPrimary,
+}
+
+impl fmt::Display for DownReason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            DownReason::Unreachable => "the node is unreachable or the connection to it broke",
+            DownReason::MarkedDown => {
+                "the monitor marked it down while the read waited (probes time out: hung?)"
+            }
+            DownReason::NotPrimary => "it stopped being the primary while the read waited on it",
+        })
+    }
+}
+
+fn access_name(access: Access) -> &'static str {
+    match access {
+        Access::Read => "read",
+        Access::Write => "write",
+    }
+}
+
+impl RoutingError {
+    /// Whether running the same statement again may succeed and cannot apply it twice: it was
+    /// not sent, or it is a read, and the cause can pass (a node down, a full pool, a failover
+    /// under way). `false` for a write whose outcome is unknown (check first whether it
+    /// happened), a replica's refusal (it would be refused again: route it to the primary),
+    /// an unreadable position and internal errors.
+    #[must_use]
+    pub fn is_retryable(&self) -> bool {
+        match self {
+            RoutingError::WriteNotSent { .. }
+            | RoutingError::NodeDown { .. }
+            | RoutingError::RecoveryConflict { .. }
+            | RoutingError::Backpressure { .. }
+            | RoutingError::TimedOut { .. }
+            | RoutingError::NoPrimary
+            | RoutingError::SplitBrain { .. }
+            | RoutingError::NoNodeLeft
+            | RoutingError::NodeRemoved => true,
+            RoutingError::Unroutable { source } => source.is_transient(),
+            RoutingError::WriteOutcomeUnknown { .. }
+            | RoutingError::ReplicaRefused { .. }
+            | RoutingError::PositionUnreadable { .. }
+            | RoutingError::PositionUnsupported { .. }
+            | RoutingError::Internal { .. } => false,
+        }
+    }
+
+    /// Whether a write was sent and may have committed: [`RoutingError::WriteOutcomeUnknown`].
+    #[must_use]
+    pub fn outcome_unknown(&self) -> bool {
+        matches!(self, RoutingError::WriteOutcomeUnknown { .. })
+    }
+
+    /// Whether the application's own pool was exhausted ([`RoutingError::Backpressure`]):
+    /// shed load rather than blame the database.
+    #[must_use]
+    pub fn is_backpressure(&self) -> bool {
+        matches!(self, RoutingError::Backpressure { .. })
+    }
+
+    /// Whether a time limit passed ([`RoutingError::TimedOut`]).
+    #[must_use]
+    pub fn is_timeout(&self) -> bool {
+        matches!(self, RoutingError::TimedOut { .. })
+    }
+
+    /// The node it names (`host:port/db`), if it names one.
+    #[must_use]
+    pub fn node(&self) -> Option<&str> {
+        match self {
+            RoutingError::WriteNotSent { node, .. }
+            | RoutingError::WriteOutcomeUnknown { node, .. }
+            | RoutingError::NodeDown { node, .. }
+            | RoutingError::RecoveryConflict { node, .. }
+            | RoutingError::Backpressure { node, .. }
+            | RoutingError::TimedOut { node, .. }
+            | RoutingError::ReplicaRefused { node, .. } => Some(node),
+            _ => None,
+        }
+    }
+
+    /// The failure class the attempt loop gives it, should it see it again: how the adapter
+    /// itself judged it.
+    pub(crate) fn failure(&self) -> Failure {
+        match self {
+            RoutingError::WriteNotSent { reason: NotSentReason::NoConnection, .. }
+            | RoutingError::WriteOutcomeUnknown {
+                reason: UnknownReason::ConnectionBroke, ..
+            }
+            | RoutingError::NodeDown { reason: DownReason::Unreachable, .. } => Failure::Connection,
+            RoutingError::Backpressure { .. } => Failure::Backpressure,
+            RoutingError::RecoveryConflict { .. } => Failure::ReplicaRefused,
+            RoutingError::ReplicaRefused { .. } => Failure::ReadOnly,
+            RoutingError::WriteNotSent { .. }
+            | RoutingError::WriteOutcomeUnknown { .. }
+            | RoutingError::NodeDown { .. }
+            | RoutingError::TimedOut { .. }
+            | RoutingError::NoPrimary
+            | RoutingError::SplitBrain { .. }
+            | RoutingError::Unroutable { .. }
+            | RoutingError::NoNodeLeft
+            | RoutingError::NodeRemoved => Failure::GivenUp,
+            RoutingError::PositionUnreadable { .. }
+            | RoutingError::PositionUnsupported { .. }
+            | RoutingError::Internal { .. } => Failure::Other,
+        }
+    }
+
+    /// How many nodes the statement was tried on, where the variant counts them.
+    fn attempts_mut(&mut self) -> Option<&mut usize> {
+        match self {
+            RoutingError::NodeDown { attempts, .. }
+            | RoutingError::RecoveryConflict { attempts, .. }
+            | RoutingError::Backpressure { attempts, .. }
+            | RoutingError::TimedOut { attempts, .. } => Some(attempts),
+            _ => None,
+        }
+    }
+
+    /// The error for the router's refusal to route a statement.
+    pub(crate) fn from_route(e: RouteError) -> RoutingError {
+        match e {
+            RouteError::NoPrimary => RoutingError::NoPrimary,
+            RouteError::SplitBrain { primaries } => RoutingError::SplitBrain { primaries },
+            source => RoutingError::Unroutable { source },
+        }
+    }
+
+    /// Whether SeaORM's `DbErr::Query` carries it (a statement's own outcome) rather than
+    /// `DbErr::Conn` (the node or the cluster).
+    fn is_query(&self) -> bool {
+        matches!(
+            self,
+            RoutingError::ReplicaRefused { .. }
+                | RoutingError::PositionUnreadable { .. }
+                | RoutingError::PositionUnsupported { .. }
+        )
+    }
+}
+
+/// The error inside the `DbErr`: the routing error, shown with the adapter's prefix and its
+/// cause so that the `DbErr`'s text says everything (applications print the `DbErr`, and
+/// SeaORM's `RuntimeErr` has no `source()` to follow).
+#[derive(Debug)]
+struct Carried(RoutingError);
+
+impl fmt::Display for Carried {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "rwsplit: {}", self.0)?;
+        // The immediate cause only: a `DbErr`'s text already holds its own causes.
+        match std::error::Error::source(&self.0) {
+            Some(cause) => write!(f, ": {cause}"),
+            None => Ok(()),
+        }
+    }
+}
+
+/// No `source()`: the text holds the cause already, and [`routing_error`] is the way to the
+/// typed error (and from it, to its cause).
+impl std::error::Error for Carried {}
+
+impl From<RoutingError> for DbErr {
+    /// `DbErr::Query` for a replica's refusal and an unreadable position, `DbErr::Conn`
+    /// otherwise (see [`RoutingError`]).
+    fn from(e: RoutingError) -> DbErr {
+        let query = e.is_query();
+        let runtime = carry(e);
+        if query { DbErr::Query(runtime) } else { DbErr::Conn(runtime) }
+    }
+}
+
+#[cfg(any(feature = "postgres", feature = "mysql"))]
+fn carry(e: RoutingError) -> RuntimeErr {
+    let io = std::io::Error::other(Carried(e));
+    RuntimeErr::SqlxError(std::sync::Arc::new(sea_orm::sqlx::Error::Io(io)))
+}
+
+/// Without a sqlx driver SeaORM has no error that carries another: the text only.
+#[cfg(not(any(feature = "postgres", feature = "mysql")))]
+fn carry(e: RoutingError) -> RuntimeErr {
+    RuntimeErr::Internal(Carried(e).to_string())
+}
+
+/// The [`RoutingError`] inside `err`, if the adapter made `err` (else the database's or
+/// SeaORM's own error: `None`).
+///
+/// ```
+/// use rwsplit_sea_orm::{RoutingError, routing_error};
+/// use sea_orm::DbErr;
+///
+/// let ours: DbErr = RoutingError::NoPrimary.into();
+/// assert!(matches!(routing_error(&ours), Some(RoutingError::NoPrimary)));
+/// assert!(routing_error(&ours).is_some_and(RoutingError::is_retryable));
+/// let theirs = DbErr::RecordNotFound("user 7".into());
+/// assert!(routing_error(&theirs).is_none());
+/// ```
+#[must_use]
+pub fn routing_error(err: &DbErr) -> Option<&RoutingError> {
+    #[cfg(any(feature = "postgres", feature = "mysql"))]
+    if let DbErr::Conn(RuntimeErr::SqlxError(e))
+    | DbErr::Exec(RuntimeErr::SqlxError(e))
+    | DbErr::Query(RuntimeErr::SqlxError(e)) = err
+        && let sea_orm::sqlx::Error::Io(io) = &**e
+    {
+        return io.get_ref().and_then(|c| c.downcast_ref::<Carried>()).map(|c| &c.0);
+    }
+    let _ = err;
+    None
+}
+
+/// `err` with the number of nodes tried set to `attempts`, if it is a routing error that
+/// counts them (an attempt given up on its node, counted once the loop knows how many came
+/// before); any other error as it is.
+pub(crate) fn with_attempts(err: DbErr, attempts: usize) -> DbErr {
+    let Some(mut e) = routing_error(&err).cloned() else { return err };
+    match e.attempts_mut() {
+        Some(n) => *n = attempts,
+        None => return err,
+    }
+    e.into()
+}
+
+/// The SQLSTATE of a database error inside `err`, if the driver gave one.
+pub(crate) fn sqlstate(err: &DbErr) -> Option<String> {
+    #[cfg(any(feature = "postgres", feature = "mysql"))]
+    if let DbErr::Conn(RuntimeErr::SqlxError(e))
+    | DbErr::Exec(RuntimeErr::SqlxError(e))
+    | DbErr::Query(RuntimeErr::SqlxError(e)) = err
+        && let sea_orm::sqlx::Error::Database(db) = &**e
+    {
+        return db.code().map(std::borrow::Cow::into_owned);
+    }
+    let _ = err;
+    None
+}
+
+/// At most 64 characters of a server's text, for an error.
+pub(crate) fn bounded(text: &str) -> String {
+    text.chars().take(64).collect()
+}
+
+#[cfg(test)]
+mod tests;

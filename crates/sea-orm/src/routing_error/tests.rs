@@ -1,0 +1,301 @@
+//! Each variant through the `DbErr` and back; the sites that build them (routing, positions);
+//! the predicates callers branch on.
+
+use std::collections::BTreeMap;
+use std::mem::discriminant;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use rstest::rstest;
+use rwsplit_core::{
+    Access, HealthPolicy, Node, NodeId, Role, RouteContext, RouterConfig, Target, Topology,
+};
+use sea_orm::{DatabaseConnection, DbBackend, MockDatabase, Value};
+
+use super::*;
+use crate::route::Routing;
+
+fn cause() -> DbErr {
+    DbErr::Conn(RuntimeErr::SqlxError(Arc::new(sea_orm::sqlx::Error::Io(std::io::Error::other(
+        "connection reset by peer",
+    )))))
+}
+
+fn node() -> String {
+    "db1:5432/app".to_owned()
+}
+
+/// Which `DbErr` variant carries it.
+#[derive(Debug, PartialEq, Eq)]
+enum Carrier {
+    Conn,
+    Query,
+}
+
+/// What callers branch on: retryable, outcome unknown.
+const RETRY: (bool, bool) = (true, false);
+const FINAL: (bool, bool) = (false, false);
+const UNKNOWN: (bool, bool) = (false, true);
+
+/// Every variant: carried in SeaORM's variant as before, got back as itself, its predicates,
+/// its node, and its text in the `DbErr`'s text.
+#[rstest]
+#[case::not_sent(
+    RoutingError::WriteNotSent { node: node(), reason: NotSentReason::NoConnection, source: Some(cause()) },
+    Carrier::Conn, RETRY, "was not sent"
+)]
+#[case::outcome_unknown(
+    RoutingError::WriteOutcomeUnknown { node: node(), reason: UnknownReason::MarkedDown, source: None },
+    Carrier::Conn, UNKNOWN, "outcome is unknown"
+)]
+#[case::node_down(
+    RoutingError::NodeDown { node: node(), attempts: 2, reason: DownReason::Unreachable, source: Some(cause()) },
+    Carrier::Conn, RETRY, "2 node(s) tried"
+)]
+#[case::recovery_conflict(
+    RoutingError::RecoveryConflict { node: node(), attempts: 1, source: cause() },
+    Carrier::Conn, RETRY, "recovery conflict"
+)]
+#[case::backpressure(
+    RoutingError::Backpressure { node: node(), access: Access::Read, attempts: 1, source: cause() },
+    Carrier::Conn, RETRY, "the read was not sent"
+)]
+#[case::timed_out(
+    RoutingError::TimedOut { node: node(), after: Duration::from_millis(1500), attempts: 1 },
+    Carrier::Conn, RETRY, "within 1s 500ms"
+)]
+#[case::replica_refused(
+    RoutingError::ReplicaRefused { node: node(), sqlstate: Some("25006".into()), source: cause() },
+    Carrier::Query, FINAL, "SQLSTATE 25006"
+)]
+#[case::no_primary(RoutingError::NoPrimary, Carrier::Conn, RETRY, "no primary")]
+#[case::split_brain(RoutingError::SplitBrain { primaries: 2 }, Carrier::Conn, RETRY, "2 nodes claim")]
+#[case::unroutable(
+    RoutingError::Unroutable { source: RouteError::UnknownNode { id: NodeId::new(7) } },
+    Carrier::Conn, FINAL, "not in the topology"
+)]
+#[case::no_node_left(RoutingError::NoNodeLeft, Carrier::Conn, RETRY, "no node left")]
+#[case::node_removed(RoutingError::NodeRemoved, Carrier::Conn, RETRY, "removed")]
+#[case::position_unreadable(
+    RoutingError::PositionUnreadable { what: "lsn", value: Some("zz".into()), source: None },
+    Carrier::Query, FINAL, "`lsn` is `zz`"
+)]
+#[case::position_missing(
+    RoutingError::PositionUnreadable { what: "MASTER_GTID_WAIT", value: None, source: None },
+    Carrier::Query, FINAL, "is missing"
+)]
+#[case::position_unsupported(
+    RoutingError::PositionUnsupported { backend: DbBackend::Sqlite },
+    Carrier::Query, FINAL, "not supported on Sqlite"
+)]
+#[case::internal(RoutingError::Internal { what: "nothing to send" }, Carrier::Conn, FINAL, "report it")]
+fn every_variant_survives_the_db_err(
+    #[case] e: RoutingError,
+    #[case] carrier: Carrier,
+    #[case] (retryable, unknown): (bool, bool),
+    #[case] says: &str,
+) {
+    let err: DbErr = e.clone().into();
+    let got = match &err {
+        DbErr::Conn(_) => Carrier::Conn,
+        DbErr::Query(_) => Carrier::Query,
+        other => panic!("{other:?}"),
+    };
+    assert_eq!(got, carrier);
+    let back = routing_error(&err).expect("the accessor finds it");
+    assert_eq!(discriminant(back), discriminant(&e));
+    assert_eq!(back.to_string(), e.to_string());
+    assert_eq!((back.is_retryable(), back.outcome_unknown()), (retryable, unknown), "{back:?}");
+    assert_eq!(back.node().is_some(), e.to_string().contains("db1:5432/app"));
+    let text = err.to_string();
+    assert!(text.contains(&format!("rwsplit: {e}")), "{text}");
+    assert!(text.contains(says), "{text}");
+    if std::error::Error::source(back).is_some_and(|s| s.to_string().contains("reset by peer")) {
+        assert!(text.contains("reset by peer"), "the cause is in the text: {text}");
+    }
+    // A clone of the DbErr carries the same error.
+    assert!(routing_error(&err.clone()).is_some());
+}
+
+/// The database's and SeaORM's own errors are not the adapter's.
+#[rstest]
+#[case::record_not_found(DbErr::RecordNotFound("x".into()))]
+#[case::custom(DbErr::Custom("x".into()))]
+#[case::internal_text(DbErr::Conn(RuntimeErr::Internal("x".into())))]
+#[case::driver_io(cause())]
+#[case::pool(DbErr::ConnectionAcquire(sea_orm::ConnAcquireErr::Timeout))]
+fn other_errors_are_not_routing_errors(#[case] err: DbErr) {
+    assert!(routing_error(&err).is_none(), "{err:?}");
+}
+
+/// The replica's refusal stays reachable, with its code, through `source()`.
+#[test]
+fn a_refusal_keeps_the_replicas_error_as_its_source() {
+    #[derive(Debug)]
+    struct ReadOnly;
+    impl std::fmt::Display for ReadOnly {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str("cannot execute INSERT in a read-only transaction")
+        }
+    }
+    impl std::error::Error for ReadOnly {}
+    impl sea_orm::sqlx::error::DatabaseError for ReadOnly {
+        fn message(&self) -> &str {
+            "cannot execute INSERT in a read-only transaction"
+        }
+        fn code(&self) -> Option<std::borrow::Cow<'_, str>> {
+            Some("25006".into())
+        }
+        fn as_error(&self) -> &(dyn std::error::Error + Send + Sync + 'static) {
+            self
+        }
+        fn as_error_mut(&mut self) -> &mut (dyn std::error::Error + Send + Sync + 'static) {
+            self
+        }
+        fn into_error(self: Box<Self>) -> Box<dyn std::error::Error + Send + Sync + 'static> {
+            self
+        }
+        fn kind(&self) -> sea_orm::sqlx::error::ErrorKind {
+            sea_orm::sqlx::error::ErrorKind::Other
+        }
+    }
+    let refusal = DbErr::Query(RuntimeErr::SqlxError(Arc::new(sea_orm::sqlx::Error::Database(
+        Box::new(ReadOnly),
+    ))));
+    let err = crate::failure::misrouted(refusal, "db2:5432/app");
+    let e = routing_error(&err).expect("typed");
+    let RoutingError::ReplicaRefused { sqlstate, .. } = e else { panic!("{e:?}") };
+    assert_eq!(sqlstate.as_deref(), Some("25006"));
+    let source = std::error::Error::source(e).expect("the replica's error");
+    let source = source.downcast_ref::<DbErr>().expect("a DbErr");
+    let DbErr::Query(RuntimeErr::SqlxError(sqlx)) = source else { panic!("{source:?}") };
+    let sea_orm::sqlx::Error::Database(db) = &**sqlx else { panic!("{sqlx:?}") };
+    assert_eq!(db.code().as_deref(), Some("25006"));
+}
+
+/// `with_attempts` restamps the variants that count nodes and leaves the rest alone.
+#[test]
+fn attempts_are_restamped_only_where_counted() {
+    let down: DbErr = RoutingError::NodeDown {
+        node: node(),
+        attempts: 1,
+        reason: DownReason::MarkedDown,
+        source: None,
+    }
+    .into();
+    let down = with_attempts(down, 3);
+    assert!(matches!(routing_error(&down), Some(RoutingError::NodeDown { attempts: 3, .. })));
+    let unknown = crate::deadline::write_outcome_unknown("db1:5432/app");
+    assert_eq!(with_attempts(unknown.clone(), 3).to_string(), unknown.to_string());
+    let theirs = DbErr::RecordNotFound("x".into());
+    assert!(matches!(with_attempts(theirs, 3), DbErr::RecordNotFound(_)));
+}
+
+fn topology(roles: &[Role]) -> Topology {
+    let mut b = Topology::builder();
+    for (i, role) in roles.iter().enumerate() {
+        let id = NodeId::new(u16::try_from(i).unwrap());
+        b = b.node(Node::builder(id, *role).build());
+    }
+    b.build().unwrap()
+}
+
+/// The router's refusals, as the statement sees them: no primary, two primaries, an override
+/// naming no node. Nothing is sent.
+#[rstest]
+#[case::no_primary(&[Role::Replica, Role::Replica], Access::Write, None, "NoPrimary")]
+#[case::split_brain(&[Role::Primary, Role::Primary], Access::Write, None, "SplitBrain")]
+#[case::unknown_node(
+    &[Role::Primary, Role::Replica], Access::Read, Some(Target::Node(NodeId::new(9))), "Unroutable"
+)]
+fn a_route_that_cannot_be_made_is_typed(
+    #[case] roles: &[Role],
+    #[case] access: Access,
+    #[case] target: Option<Target>,
+    #[case] want: &str,
+) {
+    let routing = Routing::new(topology(roles), RouterConfig::default(), HealthPolicy::default());
+    let mut ctx = RouteContext::for_access(access, Instant::now());
+    if let Some(t) = target {
+        ctx = ctx.with_target(t);
+    }
+    let Err(err) = routing.plan(&ctx) else { panic!("routed") };
+    assert!(matches!(err, DbErr::Conn(_)), "{err:?}");
+    let e = routing_error(&err).expect("typed");
+    let got = match e {
+        RoutingError::NoPrimary => "NoPrimary",
+        RoutingError::SplitBrain { primaries: 2 } => "SplitBrain",
+        RoutingError::Unroutable { source: RouteError::UnknownNode { .. } } => "Unroutable",
+        other => panic!("{other:?}"),
+    };
+    assert_eq!(got, want);
+}
+
+fn rows(backend: DbBackend, row: &[(&'static str, Option<&str>)]) -> DatabaseConnection {
+    let row: BTreeMap<&str, Value> =
+        row.iter().map(|(k, v)| (*k, Value::String(v.map(|v| v.to_owned())))).collect();
+    MockDatabase::new(backend).append_query_results([vec![row]]).into_connection()
+}
+
+fn no_rows(backend: DbBackend) -> DatabaseConnection {
+    MockDatabase::new(backend)
+        .append_query_results([Vec::<BTreeMap<&str, Value>>::new()])
+        .into_connection()
+}
+
+/// What a position capture makes of what the primary returned.
+#[rstest]
+#[case::bad_lsn(rows(DbBackend::Postgres, &[("lsn", Some("zz")), ("timeline", Some("1"))]), "lsn", Some("zz"))]
+#[case::null_timeline(rows(DbBackend::Postgres, &[("lsn", Some("0/16B3748")), ("timeline", None)]), "timeline", None)]
+#[case::no_row(no_rows(DbBackend::Postgres), "lsn", None)]
+#[case::bad_gtid(rows(DbBackend::MySql, &[("pos", Some("not-a-gtid"))]), "gtid_binlog_pos", Some("not-a-gtid"))]
+#[tokio::test]
+async fn an_unreadable_position_is_typed(
+    #[case] conn: DatabaseConnection,
+    #[case] what: &str,
+    #[case] value: Option<&str>,
+) {
+    // System id 7 is cached: the capture is one query.
+    let err = crate::position::capture(&conn, 7).await.expect_err("unreadable");
+    assert!(matches!(err, DbErr::Query(_)), "{err:?}");
+    let Some(RoutingError::PositionUnreadable { what: w, value: v, .. }) = routing_error(&err)
+    else {
+        panic!("{err:?}")
+    };
+    assert_eq!((*w, v.as_deref()), (what, value));
+}
+
+#[tokio::test]
+async fn positions_on_an_unsupported_database_are_typed() {
+    let conn = MockDatabase::new(DbBackend::Sqlite).into_connection();
+    let err = crate::position::capture(&conn, 0).await.expect_err("unsupported");
+    assert!(matches!(
+        routing_error(&err),
+        Some(RoutingError::PositionUnsupported { backend: DbBackend::Sqlite })
+    ));
+}
+
+/// A replica's replay position that is not an LSN fails the wait, typed, with the parser's
+/// error as its source.
+#[tokio::test]
+async fn an_unreadable_replay_position_fails_the_wait() {
+    let conn = rows(DbBackend::Postgres, &[("lsn", Some("zz"))]);
+    let lsn: rwsplit_core::Lsn = "0/16B3748".parse().unwrap();
+    let token = rwsplit_core::CausalToken::new(rwsplit_core::PgPosition::new(7, 1, lsn));
+    let err = crate::position::wait_for(&conn, &token, Duration::from_secs(1))
+        .await
+        .expect_err("unreadable");
+    let e = routing_error(&err).expect("typed");
+    assert!(
+        matches!(e, RoutingError::PositionUnreadable { what: "pg_last_wal_replay_lsn", value: Some(v), source: Some(_) } if v == "zz"),
+        "{e:?}"
+    );
+    // The attempt loop does not hold it against the node.
+    assert_eq!(crate::failure::classify(&err, true), Failure::Other);
+}
+
+/// A long server text is cut in the error.
+#[test]
+fn a_long_value_is_bounded() {
+    assert_eq!(bounded(&"x".repeat(500)).len(), 64);
+}
