@@ -157,9 +157,19 @@ impl Routing {
     /// Asks the router. A route that cannot be made (no primary, two primaries) becomes an error
     /// naming the problem; nothing is sent anywhere.
     pub(crate) fn plan(&self, ctx: &RouteContext<'_>) -> Result<Plan, DbErr> {
+        self.plan_in(self.snap(), ctx)
+    }
+
+    /// The topology one plan is made from, with the run-time installs seen before it.
+    pub(crate) fn snap(&self) -> Snap {
         // Read before the snapshot: a node installed after this may be skipped, never misread.
         let epoch = self.installs.load(std::sync::atomic::Ordering::Acquire);
-        let topo = self.state.snapshot_arc();
+        Snap { epoch, topology: self.state.snapshot_arc() }
+    }
+
+    /// [`plan`](Self::plan) from `snap`: every decision of one plan reads one snapshot.
+    pub(crate) fn plan_in(&self, snap: Snap, ctx: &RouteContext<'_>) -> Result<Plan, DbErr> {
+        let Snap { epoch, topology: topo } = snap;
         match self.router.route(&topo, ctx) {
             Ok(route) => Ok(Plan {
                 access: ctx.access(),
@@ -181,7 +191,7 @@ impl Routing {
     /// Takes out of `plan` the replicas whose known lag exceeds `bound` (a bounded-staleness
     /// read that also carries a read-your-writes token). The primary stays as the last resort.
     pub(crate) fn exclude_lagging(&self, mut plan: Plan, bound: &Staleness) -> Plan {
-        let topo = self.state.snapshot();
+        let topo = Arc::clone(&plan.topology);
         for id in plan.route.candidates() {
             if let Some(n) = topo.node(id)
                 && n.role() != Role::Primary
@@ -193,9 +203,10 @@ impl Routing {
         let replica_left =
             plan.iter().any(|i| topo.node(node_id(i)).is_some_and(|n| n.role() != Role::Primary));
         if plan.excluded != 0 && !replica_left {
-            let ctx = RouteContext::for_access(Access::Read, Instant::now())
+            let ctx = RouteContext::for_access(Access::Read, plan.made)
                 .with_target(rwsplit_core::Target::Primary);
-            if let Ok(p) = self.plan(&ctx) {
+            let snap = Snap { epoch: plan.epoch, topology: Arc::clone(&topo) };
+            if let Ok(p) = self.plan_in(snap, &ctx) {
                 return p.with_reason("no replica within the staleness bound has the write");
             }
         }
@@ -208,8 +219,7 @@ impl Routing {
     /// reports the token's own timeline (a standby re-pointed to the new primary reports its
     /// last restartpoint's timeline until its WAL receiver connects).
     pub(crate) fn foreign(&self, token: &CausalToken) -> bool {
-        let topo = self.state.snapshot();
-        topo.primary().and_then(|p| p.position()).is_some_and(|p| token.shortfall(p).is_none())
+        foreign_in(&self.state.snapshot(), token)
     }
 
     /// The primary's position as the monitor last saw it, if known.
@@ -319,6 +329,31 @@ impl Routing {
     pub(crate) fn set_fenced(&self, node: usize, fenced: bool) -> bool {
         self.state.set_fenced(node, fenced)
     }
+}
+
+/// One plan's view of the topology ([`Routing::snap`]).
+#[derive(Debug, Clone)]
+pub(crate) struct Snap {
+    epoch: u64,
+    topology: Arc<Topology>,
+}
+
+impl Snap {
+    /// The topology.
+    pub(crate) fn topology(&self) -> &Topology {
+        &self.topology
+    }
+
+    /// Its primary's id, if exactly one node has the role.
+    pub(crate) fn primary_id(&self) -> Option<usize> {
+        let topo = &self.topology;
+        (topo.primary_count() == 1).then(|| topo.primary().map(|n| n.id().index())).flatten()
+    }
+}
+
+/// [`Routing::foreign`] in `topo`.
+pub(crate) fn foreign_in(topo: &Topology, token: &CausalToken) -> bool {
+    topo.primary().and_then(|p| p.position()).is_some_and(|p| token.shortfall(p).is_none())
 }
 
 pub(crate) fn node_id(i: usize) -> NodeId {

@@ -12,10 +12,12 @@ use rwsplit_core::{
 use sea_orm::{AccessMode, DbBackend, DbErr, IsolationLevel};
 
 use super::inner::{Ctx, RoutedConnection, SCOPE, Scope, bump};
-use crate::route::Plan;
+use crate::causal::Slot;
+use crate::route::{Plan, Snap};
 use crate::telemetry::Ryw;
 
 /// What a read needs from the primary's history.
+#[derive(Debug, PartialEq, Eq)]
 enum Need {
     Nothing,
     Token(CausalToken),
@@ -45,46 +47,44 @@ impl RoutedConnection {
     }
 
     /// What a read in `scope` needs: nothing, a token, or the primary (position unknown).
+    /// The decision is [`next_step`]'s, from the scope's state and `snap` alone; the I/O it
+    /// may ask for first — waiting for the scope's position captures to land, reading the
+    /// primary's position — is done here, one explicit step at a time, and the decision is
+    /// made again with what it found.
     async fn read_need(
         &self,
         scope: &Scope,
         explicit: Option<&CausalToken>,
         wait: Option<Duration>,
+        snap: &Snap,
     ) -> Need {
-        let mut slot = self.scope_get(scope);
-        if slot.inflight > 0 {
-            // A write's position is on its way. A caller who would rather wait for a replica
-            // waits for it first; otherwise no replica can have that write yet: the primary.
-            let Some(max) = wait else { return Need::Primary };
-            slot = Box::pin(self.settled_slot(scope, max)).await;
-            if slot.inflight > 0 {
-                return Need::Primary;
-            }
-        }
-        let mut token = slot.with_external();
-        // A token held from outside is lowered to the primary's position, unless the primary
-        // is down or does not answer: then it is used as it came.
-        let verify = slot.external.is_some()
-            && self.inner.routing.health(self.primary_index()) != rwsplit_core::Health::Down;
-        if slot.pending || verify {
-            let epoch = slot.pending_epoch;
-            // Boxed, as all I/O a plan may do: most reads do none, and do not carry its state.
-            match Box::pin(self.capture_on(self.primary_index())).await {
-                Ok(t) => {
-                    self.scope_update(scope, |s| s.settle(&t, epoch));
-                    let mut mine = slot;
-                    mine.settle(&t, epoch);
-                    token = mine.token;
+        let mut done = Done::default();
+        loop {
+            let slot = self.scope_get(scope);
+            let primary = snap.primary_id();
+            let primary_down = || {
+                primary.is_none_or(|p| {
+                    snap.topology()
+                        .node(crate::route::node_id(p))
+                        .is_none_or(|n| n.health() == rwsplit_core::Health::Down)
+                })
+            };
+            match next_step(&slot, explicit, wait, primary_down, done) {
+                Step::Need(need) => return need,
+                Step::Settle(max) => {
+                    // Boxed, as all I/O a plan may need: most reads need none.
+                    Box::pin(self.settled_slot(scope, max)).await;
+                    done.settled = true;
                 }
-                Err(_) if !slot.pending => {}
-                Err(_) => return Need::Primary,
+                Step::Capture(epoch) => {
+                    let at = primary.unwrap_or_else(|| self.primary_index());
+                    let captured = Box::pin(self.capture_on(at)).await;
+                    if let Ok(t) = &captured {
+                        self.scope_update(scope, |s| s.settle(t, epoch));
+                    }
+                    done.captured = Some(captured.is_ok());
+                }
             }
-        }
-        match (token, explicit) {
-            (Some(t), Some(e)) => Need::Token(t.merged(e)),
-            (Some(t), None) => Need::Token(t),
-            (None, Some(e)) => Need::Token(e.clone()),
-            (None, None) => Need::Nothing,
         }
     }
 
@@ -134,14 +134,16 @@ impl RoutedConnection {
         {
             return self.plan_ctx(&rc.with_consistency(level));
         }
-        match self.read_need(scope, explicit_token, self.wait_of(ctx)).await {
-            Need::Nothing => self.plan_ctx(&rc.with_consistency(level)),
+        // One snapshot for every decision of this plan.
+        let snap = self.inner.routing.snap();
+        match self.read_need(scope, explicit_token, self.wait_of(ctx), &snap).await {
+            Need::Nothing => self.inner.routing.plan_in(snap, &rc.with_consistency(level)),
             Need::Primary => {
                 self.inner.counters.read_your_writes(Ryw::Primary);
-                let plan = self.plan_ctx(&rc.with_target(Target::Primary))?;
+                let plan = self.inner.routing.plan_in(snap, &rc.with_target(Target::Primary))?;
                 Ok(plan.with_reason("read right after a write"))
             }
-            Need::Token(token) => self.plan_with_token(rc, level, token, ctx),
+            Need::Token(token) => self.plan_with_token(snap, rc, level, token, ctx),
         }
     }
 
@@ -150,22 +152,24 @@ impl RoutedConnection {
     /// to the replicas that qualify.
     fn plan_with_token(
         &self,
+        snap: Snap,
         rc: RouteContext<'_>,
         level: &Consistency,
         token: CausalToken,
         ctx: &Ctx<'_>,
     ) -> Result<Plan, DbErr> {
         let wait = self.wait_of(ctx);
-        if self.inner.routing.foreign(&token) {
+        if crate::route::foreign_in(snap.topology(), &token) {
             self.inner.counters.read_your_writes(Ryw::Primary);
             bump(&self.inner.counters.foreign_tokens);
             tracing::info!(target: "rwsplit", token = %token, "read-your-writes token is from another history than the primary's (a failover?): no replica can prove it has the write; reading from the primary");
-            let plan = self.plan_ctx(&rc.with_target(Target::Primary))?;
+            let plan = self.inner.routing.plan_in(snap, &rc.with_target(Target::Primary))?;
             return Ok(plan.with_reason("token from another history"));
         }
         let catch_up = if wait.is_some() { CatchUp::Wait } else { CatchUp::Primary };
         let ryw = Consistency::ReadYourWrites(token);
-        let mut plan = self.plan_ctx(&rc.with_consistency(&ryw).with_catch_up(catch_up))?;
+        let mut plan =
+            self.inner.routing.plan_in(snap, &rc.with_consistency(&ryw).with_catch_up(catch_up))?;
         let Consistency::ReadYourWrites(token) = ryw else { return Ok(plan) };
         if let Consistency::BoundedStaleness(bound) = level {
             plan = self.inner.routing.exclude_lagging(plan, bound);
@@ -215,15 +219,191 @@ impl RoutedConnection {
             Consistency::ReadYourWrites(t) => Some(t),
             _ => None,
         };
-        match self.read_need(scope, explicit, None).await {
-            Need::Nothing => self.plan_ctx(&rc.with_consistency(level)),
-            Need::Primary => self.plan_ctx(&rc.with_target(Target::Primary)),
+        let snap = self.inner.routing.snap();
+        match self.read_need(scope, explicit, None, &snap).await {
+            Need::Nothing => self.inner.routing.plan_in(snap, &rc.with_consistency(level)),
+            Need::Primary => self.inner.routing.plan_in(snap, &rc.with_target(Target::Primary)),
             Need::Token(token) => {
                 // No catch-up wait for a transaction: it goes where the token is satisfied.
                 rc = rc.with_catch_up(CatchUp::Primary);
                 let no_wait = Ctx { wait: Some(None), ..*ctx };
-                self.plan_with_token(rc, level, token, &no_wait)
+                self.plan_with_token(snap, rc, level, token, &no_wait)
             }
         }
+    }
+}
+
+/// What planning a read in a read-your-writes scope needs next ([`next_step`]).
+#[derive(Debug, PartialEq, Eq)]
+enum Step {
+    /// Decided.
+    Need(Need),
+    /// Wait, up to this long, for the scope's position captures in flight to land.
+    Settle(Duration),
+    /// Read the primary's position (a pending scope, or a held token to lower), taken while
+    /// the scope's pending epoch is this.
+    Capture(u64),
+}
+
+/// The I/O steps a read's plan has done so far.
+#[derive(Debug, Default, Clone, Copy)]
+struct Done {
+    /// It waited for the scope's captures in flight.
+    settled: bool,
+    /// It read the primary's position: `true` if that worked.
+    captured: Option<bool>,
+}
+
+/// The next step for a read in a scope whose state is `slot`, with the caller's own token
+/// `explicit`, the catch-up wait `wait`, and whether the primary is marked down (asked only
+/// for a held token). Pure: no I/O, no clock, no lock.
+///
+/// - A write's position still being read (in flight): the primary, or — if the caller would
+///   rather wait for a replica — wait for it first, once.
+/// - A pending scope, or a held token while the primary is up: read the primary's position
+///   first, once. If that fails, a pending scope reads from the primary; a held token is used
+///   as it came.
+/// - Then the scope's token merged with the caller's, if any.
+fn next_step(
+    slot: &Slot,
+    explicit: Option<&CausalToken>,
+    wait: Option<Duration>,
+    primary_down: impl FnOnce() -> bool,
+    done: Done,
+) -> Step {
+    if slot.inflight > 0 {
+        return match wait {
+            Some(max) if !done.settled => Step::Settle(max),
+            _ => Step::Need(Need::Primary),
+        };
+    }
+    if done.captured.is_none() && (slot.pending || (slot.external.is_some() && !primary_down())) {
+        return Step::Capture(slot.pending_epoch);
+    }
+    if done.captured == Some(false) && slot.pending {
+        return Step::Need(Need::Primary);
+    }
+    Step::Need(match (slot.with_external(), explicit) {
+        (Some(t), Some(e)) => Need::Token(t.merged(e)),
+        (Some(t), None) => Need::Token(t),
+        (None, Some(e)) => Need::Token(e.clone()),
+        (None, None) => Need::Nothing,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use rstest::rstest;
+    use rwsplit_core::CausalToken;
+
+    use super::{Done, Need, Slot, Step, next_step};
+
+    fn token(text: &str) -> CausalToken {
+        text.parse().unwrap()
+    }
+
+    fn slot(inflight: u32, pending: bool, own: Option<&str>, held: Option<&str>) -> Slot {
+        Slot {
+            token: own.map(token),
+            pending,
+            inflight,
+            pending_epoch: 7,
+            external: held.map(token),
+            ..Slot::default()
+        }
+    }
+
+    const MS: Duration = Duration::from_millis(250);
+    const T: &str = "pg:1:7:1:0-100";
+    const U: &str = "pg:1:7:1:0-200";
+
+    fn done(settled: bool, captured: Option<bool>) -> Done {
+        Done { settled, captured }
+    }
+
+    #[rstest]
+    #[case::nothing(slot(0, false, None, None), None, done(false, None), Step::Need(Need::Nothing))]
+    #[case::own_token(
+        slot(0, false, Some(T), None),
+        None,
+        done(false, None),
+        Step::Need(Need::Token(token(T)))
+    )]
+    #[case::in_flight_no_wait(
+        slot(1, false, Some(T), None),
+        None,
+        done(false, None),
+        Step::Need(Need::Primary)
+    )]
+    #[case::in_flight_waits(
+        slot(1, false, Some(T), None),
+        Some(MS),
+        done(false, None),
+        Step::Settle(MS)
+    )]
+    #[case::in_flight_after_wait(
+        slot(1, false, Some(T), None),
+        Some(MS),
+        done(true, None),
+        Step::Need(Need::Primary)
+    )]
+    #[case::pending_captures(
+        slot(0, true, Some(T), None),
+        None,
+        done(false, None),
+        Step::Capture(7)
+    )]
+    #[case::pending_capture_failed(
+        slot(0, true, Some(T), None),
+        None,
+        done(false, Some(false)),
+        Step::Need(Need::Primary)
+    )]
+    #[case::held_token_is_checked(
+        slot(0, false, None, Some(U)),
+        None,
+        done(false, None),
+        Step::Capture(7)
+    )]
+    #[case::held_token_as_it_came(
+        slot(0, false, None, Some(U)),
+        None,
+        done(false, Some(false)),
+        Step::Need(Need::Token(token(U)))
+    )]
+    #[case::after_capture(
+        slot(0, false, Some(T), None),
+        None,
+        done(false, Some(true)),
+        Step::Need(Need::Token(token(T)))
+    )]
+    fn the_next_step_of_a_reads_plan(
+        #[case] s: Slot,
+        #[case] wait: Option<Duration>,
+        #[case] d: Done,
+        #[case] want: Step,
+    ) {
+        assert_eq!(next_step(&s, None, wait, || false, d), want);
+    }
+
+    #[test]
+    fn a_held_token_is_not_checked_while_the_primary_is_down() {
+        let s = slot(0, false, None, Some(U));
+        assert_eq!(
+            next_step(&s, None, None, || true, Done::default()),
+            Step::Need(Need::Token(token(U)))
+        );
+    }
+
+    #[test]
+    fn the_callers_token_is_merged_with_the_scopes() {
+        let s = slot(0, false, Some(T), None);
+        let want = token(T).merged(&token(U));
+        assert_eq!(
+            next_step(&s, Some(&token(U)), None, || false, Done::default()),
+            Step::Need(Need::Token(want))
+        );
     }
 }
