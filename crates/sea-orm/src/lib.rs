@@ -151,6 +151,7 @@ mod failure;
 mod pooling;
 mod position;
 mod probe;
+mod product;
 mod redact;
 mod replica;
 mod route;
@@ -171,6 +172,7 @@ pub use config::{
 pub use connection::RoutedConnection;
 pub use error::{Error, Result};
 pub use pooling::{Pooling, UnknownPooling};
+pub use product::{Server, ServerProduct};
 pub use replica::Replica;
 pub use session::{Routed, Session};
 pub use stats::{NodeStats, ReadYourWrites, Stats};

@@ -48,17 +48,14 @@ impl NodeUrl {
             invalid(format!("{e}{hint}"))
         })?;
         let scheme = parsed.scheme().to_ascii_lowercase();
-        let (backend, default_port) = match scheme.as_str() {
-            #[cfg(feature = "postgres")]
-            "postgres" | "postgresql" => (DbBackend::Postgres, 5432),
-            #[cfg(feature = "mysql")]
-            "mysql" => (DbBackend::MySql, 3306),
-            "mariadb" => {
+        let (backend, default_port) = match (crate::product::scheme(&scheme), scheme.as_str()) {
+            (Some(known), _) => known,
+            (None, "mariadb") => {
                 return Err(invalid(
                     "SeaORM has no driver for `mariadb://`: use `mysql://` for MariaDB".to_owned(),
                 ));
             }
-            other => {
+            (None, other) => {
                 return Err(invalid(format!(
                     "`{other}://` is not a scheme this build can connect: expected {}",
                     supported()
