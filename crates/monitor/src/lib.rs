@@ -64,10 +64,10 @@ mod product;
 mod source;
 mod state;
 
-pub use product::sql;
 pub use failover::{AutoFailover, InvalidReplicationAddress, ReplicationAddress};
 pub use monitor::{Connector, Monitor, OnProbe, Purpose};
 pub use probe::{Flavor, MonitorConfig, Observation, ProbeConn, ProbeError, Row, lag, probe};
+pub use product::sql;
 pub use source::{
     DnsSource, Member, MemberDiff, MemberRole, MemberSet, MemberState, MemberTags, PatroniSource,
     SourceError, SourceWatch, StaticSource, TopologySource, diff, watch,

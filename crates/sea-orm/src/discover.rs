@@ -139,9 +139,9 @@ impl Template {
     ) -> Template {
         let url = options.get_url().to_owned();
         // The primary's product (the first configured node's); Patroni runs PostgreSQL.
-        let product = configured
-            .first()
-            .map_or(crate::product::Product::Postgres, |u| crate::product::Product::of(u.backend()));
+        let product = configured.first().map_or(crate::product::Product::Postgres, |u| {
+            crate::product::Product::of(u.backend())
+        });
         Template { options, url, product, acquire, configured }
     }
 
@@ -436,7 +436,7 @@ mod tests {
         crate::builder::open_replica(
             "127.0.0.1:9/app".to_owned(),
             opts,
-            DbBackend::Postgres,
+            crate::product::Product::Postgres,
             Duration::from_secs(1),
             crate::Pooling::Direct,
         )

@@ -107,7 +107,9 @@ pub enum Error {
     /// [`connect`](crate::RoutedConnectionBuilder::connect); a node that answers only later,
     /// or is added by a topology source, is checked when it first answers and fenced (never
     /// routed to) if refused, with an error logged.
-    #[error("{node} runs {product} {version}, which rwsplit does not support: it supports {supported}")]
+    #[error(
+        "{node} runs {product} {version}, which rwsplit does not support: it supports {supported}"
+    )]
     UnsupportedServer {
         /// The node (`host:port/db`).
         node: String,

@@ -68,7 +68,10 @@ pub(crate) async fn query_one_stmt(
         .ok_or_else(|| DbErr::Custom(format!("rwsplit: `{sql}` returned no row")))
 }
 
-pub(crate) async fn query_one(conn: &DatabaseConnection, sql: &str) -> Result<sea_orm::QueryResult, DbErr> {
+pub(crate) async fn query_one(
+    conn: &DatabaseConnection,
+    sql: &str,
+) -> Result<sea_orm::QueryResult, DbErr> {
     query_one_stmt(conn, Statement::from_string(conn.get_database_backend(), sql)).await
 }
 
@@ -83,7 +86,10 @@ pub(crate) fn text(row: &sea_orm::QueryResult, column: &str) -> Option<String> {
         .map(|v| String::from_utf8_lossy(&v).into_owned())
 }
 
-pub(crate) fn parse<T: std::str::FromStr>(row: &sea_orm::QueryResult, column: &str) -> Result<T, DbErr> {
+pub(crate) fn parse<T: std::str::FromStr>(
+    row: &sea_orm::QueryResult,
+    column: &str,
+) -> Result<T, DbErr> {
     let text = text(row, column);
     text.as_deref().and_then(|t| t.trim().parse().ok()).ok_or_else(|| {
         DbErr::Custom(format!(

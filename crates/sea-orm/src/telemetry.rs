@@ -549,7 +549,7 @@ mod tests {
     fn a_sample_sets_every_gauge_of_a_replica() {
         let recorder = metrics_exporter_prometheus::PrometheusBuilder::new().build_recorder();
         let handle = recorder.handle();
-        let pool = sea_orm::MockDatabase::new(DbBackend::Postgres).into_connection();
+        let pool = sea_orm::MockDatabase::new(sea_orm::DbBackend::Postgres).into_connection();
         let now = Instant::now();
         metrics::with_local_recorder(&recorder, || {
             sample(

@@ -28,8 +28,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use rwsplit_core::{
-    Access, Classifier, HealthPolicy, Node as CoreNode, Role, RouteContext, RouterConfig,
-    Target, Topology,
+    Access, Classifier, HealthPolicy, Node as CoreNode, Role, RouteContext, RouterConfig, Target,
+    Topology,
 };
 use rwsplit_monitor::Monitor;
 use sea_orm::{DatabaseConnection, DbBackend, DbErr};
@@ -337,8 +337,8 @@ fn start_monitor(
         if let Some(n) = inner.nodes.get(node)
             && let Some(seen) = seen
         {
-            if let Some(rwsplit_core::ReplayPosition::Postgres(p)) = seen.position() {
-                n.system_id.store(p.system_id(), Ordering::Relaxed);
+            if let Some(system_id) = crate::product::system_id(seen) {
+                n.system_id.store(system_id, Ordering::Relaxed);
             }
             *n.last_seen.lock().unwrap_or_else(std::sync::PoisonError::into_inner) =
                 Some(Instant::now());

@@ -41,9 +41,8 @@ pub(super) async fn wait_for(
 /// What the server says it is (MariaDB or MySQL: both speak this protocol).
 pub(super) async fn server(conn: &DatabaseConnection) -> Result<Server, DbErr> {
     let row = conn.query_one_raw(Statement::from_string(DbBackend::MySql, sql::VERSION)).await?;
-    let (version, comment) = row
-        .map(|r| (text(&r, "version"), text(&r, "comment")))
-        .unwrap_or_default();
+    let (version, comment) =
+        row.map(|r| (text(&r, "version"), text(&r, "comment"))).unwrap_or_default();
     Ok(Server::mysql_protocol(version.as_deref().unwrap_or(""), comment.as_deref().unwrap_or("")))
 }
 

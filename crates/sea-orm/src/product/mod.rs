@@ -139,7 +139,11 @@ impl Product {
     /// a read-write transaction framed like the read pool's, so its prepared statements neither
     /// hop server connections between parse and execute nor collide with other clients'.
     /// Read-write, so that failover's promotion is not refused.
-    pub(crate) fn frame_monitor(self, mut opts: ConnectOptions, pooling: Pooling) -> ConnectOptions {
+    pub(crate) fn frame_monitor(
+        self,
+        mut opts: ConnectOptions,
+        pooling: Pooling,
+    ) -> ConnectOptions {
         if pooling != Pooling::Transaction {
             return opts;
         }
@@ -213,6 +217,15 @@ pub(crate) async fn wait_for(
         ReplayPosition::Postgres(want) => postgres::wait_for(conn, want.lsn(), deadline).await,
         ReplayPosition::MariaDb(want) => mariadb::wait_for(conn, want, max).await,
         _ => Ok(Waited::TimedOut),
+    }
+}
+
+/// The PostgreSQL system identifier a probe saw, kept per node for the tokens
+/// [`Product::capture`] makes (MariaDB positions have none).
+pub(crate) fn system_id(seen: &rwsplit_monitor::Observation) -> Option<u64> {
+    match seen.position() {
+        Some(ReplayPosition::Postgres(p)) => Some(p.system_id()),
+        _ => None,
     }
 }
 

@@ -40,8 +40,7 @@ pub(super) async fn wait_for(
         let row = query_one(conn, sql::REPLAYED).await?;
         // NULL: not a standby (promoted, or a primary): it cannot be trusted here.
         let Some(replayed) = text(&row, "lsn") else { return Ok(Waited::TimedOut) };
-        let lsn =
-            replayed.parse::<Lsn>().map_err(|e| unreadable("replay LSN", &replayed, &e))?;
+        let lsn = replayed.parse::<Lsn>().map_err(|e| unreadable("replay LSN", &replayed, &e))?;
         if lsn >= want {
             return Ok(Waited::CaughtUp);
         }

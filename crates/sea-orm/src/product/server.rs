@@ -121,10 +121,8 @@ impl Server {
         let mariadb = v.to_ascii_lowercase().contains("mariadb")
             || comment.to_ascii_lowercase().contains("mariadb");
         let product = if mariadb { ServerProduct::MariaDb } else { ServerProduct::MySql };
-        let mut parts = v
-            .split(|c: char| !c.is_ascii_digit())
-            .take(3)
-            .map(|p| p.parse::<u32>().unwrap_or(0));
+        let mut parts =
+            v.split(|c: char| !c.is_ascii_digit()).take(3).map(|p| p.parse::<u32>().unwrap_or(0));
         let mut next = || parts.next().unwrap_or(0);
         let version = (next(), next(), next());
         Server { product, version, description: bounded(v) }
@@ -149,7 +147,6 @@ impl Server {
             description: format!("{backend:?}"),
         }
     }
-
 }
 
 fn bounded(text: &str) -> String {
