@@ -56,7 +56,10 @@ impl std::fmt::Debug for RoutedConnectionBuilder {
         let url = |o: &ConnectOptions| crate::redact::node_name_redacted(o.get_url());
         f.debug_struct("RoutedConnectionBuilder")
             .field("primary", &self.primary.as_ref().map(url))
-            .field("primary_replication_address", &self.primary_replication_address)
+            .field(
+                "primary_replication_address",
+                &self.primary_replication_address.as_deref().map(crate::redact::address_redacted),
+            )
             .field("replicas", &self.replicas)
             .field("policy", &self.policy)
             .field("router", &self.router)
@@ -481,7 +484,8 @@ fn replication_addresses<'a>(
         let parsed = address.parse().map_err(|e: InvalidReplicationAddress| Error::InvalidUrl {
             node: label.clone(),
             url: url.redacted().to_owned(),
-            reason: e.to_string(),
+            // Not `e`'s text: it quotes the address, which may be a URL with a password.
+            reason: format!("replication address: {}", e.reason()),
         })?;
         addresses.push((i, parsed));
     }

@@ -163,6 +163,8 @@ pub mod telemetry;
 mod tests;
 #[cfg(test)]
 mod tests_hardening;
+#[cfg(test)]
+mod tests_redaction;
 
 pub use builder::RoutedConnectionBuilder;
 pub use config::{

@@ -202,6 +202,19 @@ pub(crate) fn redact_unparsed(url: &str) -> String {
     format!("{scheme}://{creds}{tail}")
 }
 
+/// An address that should be `host:port` (a replication address, a node's name), for `Debug`
+/// and errors: as it is unless it holds credentials or is a URL, which are redacted (a URL
+/// pasted there by mistake may hold a password).
+pub(crate) fn address_redacted(text: &str) -> String {
+    if text.contains("://") {
+        redact_unparsed(text)
+    } else if let Some((_, host)) = text.rsplit_once('@') {
+        format!("***@{host}")
+    } else {
+        text.to_owned()
+    }
+}
+
 /// The redacted form of URL text: [`NodeUrl::redacted`] if it parses, else
 /// [`redact_unparsed`].
 pub(crate) fn node_name_redacted(url: &str) -> String {

@@ -292,8 +292,10 @@ async fn resolve(
     Ok(mine.token)
 }
 
-/// At most 64 characters of untrusted text, for an error message.
+/// At most 64 characters of untrusted text, for an error message; credentials redacted (a URL
+/// given where a token or node name was expected may hold a password).
 pub(crate) fn snippet(text: &str) -> String {
+    let text = &crate::redact::address_redacted(text);
     match text.char_indices().nth(64) {
         Some((end, _)) => format!("{}…", &text[..end]),
         None => text.to_owned(),

@@ -194,7 +194,10 @@ impl fmt::Debug for ReplicaConfig {
             .field("zone", &self.zone)
             .field("tags", &self.tags)
             .field("pooling", &self.pooling)
-            .field("replication_address", &self.replication_address)
+            .field(
+                "replication_address",
+                &self.replication_address.as_deref().map(crate::redact::address_redacted),
+            )
             .field("pool", &self.pool)
             .finish()
     }
