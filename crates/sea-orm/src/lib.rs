@@ -112,6 +112,14 @@
 //! route such statements explicitly (`/*rwsplit:primary*/`,
 //! `Classifier::with_write_functions`, [`RoutedConnection::primary`]).
 //!
+//! # Supported servers
+//!
+//! PostgreSQL 13 or later (tested: 15) and MariaDB 10.5 or later (tested: 10.11), through
+//! `postgres://` and `mysql://` URLs. [`connect`](RoutedConnectionBuilder::connect) asks every
+//! node what it runs and refuses MySQL, older versions and other products with
+//! [`Error::UnsupportedServer`]; untested versions are used with a warning.
+//! [`RoutedConnection::server`] and [`NodeStats::server`] show what was found.
+//!
 //! # URLs and secrets
 //!
 //! Every URL is checked before any connection is made: a URL that does not parse (a bad port,

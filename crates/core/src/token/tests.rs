@@ -235,8 +235,8 @@ fn tokens_longer_than_the_limit_are_refused_before_parsing() {
     ));
 }
 
-/// Parsing is linear (plus a sort): a megabyte of GTIDs in the worst order, and GTID sets with
-/// descending intervals and UUIDs, parse in well under the bound even in a debug build (the
+/// Parsing is linear (plus a sort): a megabyte of GTIDs in the worst order parses in well under
+/// the bound even in a debug build (the
 /// old sorted insertion took about a second per megabyte of MariaDB GTIDs in release builds,
 /// and quadratically more for larger input).
 #[test]
