@@ -484,8 +484,13 @@ fn replication_addresses<'a>(
         let parsed = address.parse().map_err(|e: InvalidReplicationAddress| Error::InvalidUrl {
             node: label.clone(),
             url: url.redacted().to_owned(),
-            // Not `e`'s text: it quotes the address, which may be a URL with a password.
-            reason: format!("replication address: {}", e.reason()),
+            // Not `e`'s text: the address is quoted redacted (a URL given by mistake may hold
+            // a password).
+            reason: format!(
+                "replication address `{}` is not host:port: {}",
+                crate::redact::address_redacted(address),
+                e.reason()
+            ),
         })?;
         addresses.push((i, parsed));
     }

@@ -6,10 +6,13 @@ use std::time::Duration;
 
 use rwsplit_core::{CausalToken, MariaDbPosition};
 use rwsplit_monitor::sql::mariadb as sql;
-use sea_orm::{ConnectOptions, ConnectionTrait, DatabaseConnection, DbBackend, DbErr, Statement};
+#[cfg(feature = "mysql")]
+use sea_orm::ConnectOptions;
+use sea_orm::{ConnectionTrait, DatabaseConnection, DbBackend, DbErr, Statement};
 
 use super::ServerError;
 use super::server::Server;
+#[cfg(feature = "mysql")]
 use crate::pooling::Pooling;
 use crate::position::{Waited, query_one, query_one_stmt, text, unreadable};
 
@@ -48,6 +51,7 @@ pub(super) async fn server(conn: &DatabaseConnection) -> Result<Server, DbErr> {
 
 /// See [`super::server_error`]: by error number (and SQLSTATE 40001, which MariaDB gives a
 /// deadlock).
+#[cfg_attr(not(feature = "mysql"), allow(dead_code))]
 pub(super) fn server_error(number: u16, sqlstate: Option<&str>) -> Option<ServerError> {
     match number {
         // ER_SERVER_SHUTDOWN

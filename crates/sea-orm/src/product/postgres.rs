@@ -5,10 +5,13 @@ use std::time::{Duration, Instant};
 
 use rwsplit_core::{CausalToken, Lsn, PgPosition};
 use rwsplit_monitor::sql::postgres as sql;
-use sea_orm::{ConnectOptions, DatabaseConnection, DbErr};
+#[cfg(feature = "postgres")]
+use sea_orm::ConnectOptions;
+use sea_orm::{DatabaseConnection, DbErr};
 
 use super::ServerError;
 use super::server::Server;
+#[cfg(feature = "postgres")]
 use crate::pooling::Pooling;
 use crate::position::{Waited, parse, query_one, text, unreadable};
 

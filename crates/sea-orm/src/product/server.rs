@@ -190,7 +190,9 @@ pub(crate) fn judge(server: Server, node: &str) -> Result<Server, crate::Error> 
     match verdict(&server) {
         Verdict::Tested => Ok(server),
         Verdict::Untested => {
-            static WARNED: Mutex<Vec<(ServerProduct, (u32, u32, u32))>> = Mutex::new(Vec::new());
+            /// The untested product versions already warned about.
+            type Warned = Vec<(ServerProduct, (u32, u32, u32))>;
+            static WARNED: Mutex<Warned> = Mutex::new(Vec::new());
             let key = (server.product, server.version);
             let mut warned = WARNED.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
             if !warned.contains(&key) {
