@@ -287,3 +287,38 @@ async fn the_environment_sets_weights_and_per_replica_pools() {
     }
     assert_eq!(most, 2, "a replica pool of two ran {most} reads at once");
 }
+
+/// Every node's server is detected at connect, product and version (the clusters run
+/// Debian 12's PostgreSQL 15 and MariaDB 10.11, the versions rwsplit is tested against). A
+/// product rwsplit refuses (MySQL) is covered by the version policy's unit tests: no MySQL
+/// server can be had here.
+#[rstest]
+#[case::postgres(DbKind::Postgres, rwsplit_sea_orm::ServerProduct::PostgreSql, (15, 0))]
+#[case::mariadb(DbKind::MariaDb, rwsplit_sea_orm::ServerProduct::MariaDb, (10, 11))]
+#[tokio::test]
+async fn connecting_detects_each_nodes_server_product_and_version(
+    #[case] kind: DbKind,
+    #[case] product: rwsplit_sea_orm::ServerProduct,
+    #[case] version: (u32, u32),
+) {
+    let cluster = shared(kind);
+    let tdb = cluster.create_database("server").await.unwrap();
+    let db = routed(&tdb, false).await;
+    let primary = db.server().expect("the primary's server is known after connect");
+    assert_eq!(primary.product(), product, "{primary:?}");
+    let (major, minor, _) = primary.version();
+    match kind {
+        DbKind::Postgres => assert_eq!(major, version.0, "{primary:?}"),
+        _ => assert_eq!((major, minor), version, "{primary:?}"),
+    }
+    let name = primary.product().to_string();
+    assert!(primary.description().contains(&name), "{primary:?}");
+    let stats = db.stats();
+    assert!(!stats.replicas().is_empty());
+    for node in std::iter::once(stats.primary()).chain(stats.replicas()) {
+        let server =
+            node.server().unwrap_or_else(|| panic!("{} not checked at connect", node.name()));
+        assert_eq!(server.product(), product, "{}: {server:?}", node.name());
+        assert_eq!(server.version().0, major, "{}: {server:?}", node.name());
+    }
+}

@@ -321,3 +321,102 @@ fn connection_modules_are_layered() {
     }
     assert!(hits.is_empty(), "the connection's modules call upwards:\n{}", hits.join("\n"));
 }
+
+/// What only the adapter's product seam (`crates/sea-orm/src/product/`) may name: a
+/// product's SQL, the server error codes the adapter branches on, the driver hooks that make
+/// sessions read-only, and matches on the backend or on a product's positions.
+const PRODUCT_ONLY: &[&str] = &[
+    "DbBackend::Postgres",
+    "DbBackend::MySql",
+    "ReplayPosition::Postgres",
+    "ReplayPosition::MariaDb",
+    "TokenKind::",
+    "Flavor::",
+    "Dialect::",
+    "pg_current",
+    "pg_last",
+    "pg_control",
+    "pg_walfile",
+    "@@",
+    "MASTER_GTID",
+    "READ ONLY",
+    "DEALLOCATE ALL",
+    "server_version",
+    "VERSION()",
+    "\"25006\"",
+    "\"40001\"",
+    "\"42P01\"",
+    "\"57P0",
+    ".number()",
+    "MySqlDatabaseError",
+    "PgDatabaseError",
+    "map_sqlx_postgres",
+    "map_sqlx_mysql",
+];
+
+/// MariaDB error numbers the adapter branches on (checked as whole numbers).
+const PRODUCT_ERROR_NUMBERS: &[&str] = &["1053", "1146", "1213", "1290", "1792"];
+
+/// The lines of `text` outside the seam that name product-specific things: code only
+/// (comment lines and the `#[cfg(test)] mod tests` at the end of a file are skipped).
+fn product_leaks(text: &str) -> Vec<(usize, String)> {
+    let code = text.split("#[cfg(test)]\nmod tests").next().unwrap_or("");
+    let mut hits = Vec::new();
+    for (i, line) in code.lines().enumerate() {
+        if line.trim_start().starts_with("//") {
+            continue;
+        }
+        // A trailing comment (` //`; a URL's `://` is not one).
+        let line = line.split(" //").next().unwrap_or("");
+        let whole = |n: &str| {
+            line.match_indices(n).any(|(at, _)| {
+                let before = line[..at].chars().next_back();
+                let after = line[at + n.len()..].chars().next();
+                !before.is_some_and(|c| c.is_ascii_alphanumeric())
+                    && !after.is_some_and(|c| c.is_ascii_alphanumeric())
+            })
+        };
+        if let Some(m) = PRODUCT_ONLY.iter().find(|m| line.contains(*m)) {
+            hits.push((i + 1, (*m).to_owned()));
+        } else if let Some(n) = PRODUCT_ERROR_NUMBERS.iter().find(|n| whole(n)) {
+            hits.push((i + 1, (*n).to_owned()));
+        }
+    }
+    hits
+}
+
+/// The adapter's product seam: nothing product-specific (SQL, error codes, backend matches)
+/// lives in `crates/sea-orm/src` outside `product/`, except in tests.
+#[test]
+fn product_sql_stays_in_the_seam() {
+    let src = crate::project_root().join("crates/sea-orm/src");
+    let seam = src.join("product");
+    let mut hits = Vec::new();
+    visit(&src, &mut |path, text| {
+        let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("");
+        if path.starts_with(&seam) || name.starts_with("tests") {
+            return;
+        }
+        for (line, what) in product_leaks(text) {
+            hits.push(format!(
+                "{}:{line}: `{what}` belongs in crates/sea-orm/src/product",
+                path.display()
+            ));
+        }
+    });
+    assert!(hits.is_empty(), "product-specific code outside the seam:\n{}", hits.join("\n"));
+}
+
+/// The check finds what it is meant to find (and skips comments and tests).
+#[test]
+fn the_product_seam_check_catches_a_leak() {
+    let leaky = "fn f(b: DbBackend) {\n    // DbBackend::Postgres in a comment is fine\n    \
+                 let sql = \"SELECT pg_last_wal_replay_lsn()\";\n    \
+                 if my.number() == 1290 {}\n    let n = 12900;\n}\n\
+                 #[cfg(test)]\nmod tests {\n    const X: &str = \"@@global.read_only\";\n}\n";
+    let hits: Vec<usize> = product_leaks(leaky).into_iter().map(|(line, _)| line).collect();
+    assert_eq!(hits, vec![3, 4]);
+    assert_eq!(product_leaks("let x = 1290;"), vec![(1, "1290".to_owned())]);
+    assert!(product_leaks("let x = 12900; // 1290").is_empty());
+    assert!(product_leaks("match b { DbBackend::MySql => 1 }").len() == 1);
+}

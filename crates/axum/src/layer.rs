@@ -289,9 +289,7 @@ impl Config {
         let found = token.kind();
         let (fits, expected) = match self.db.get_database_backend() {
             DbBackend::Postgres => (found == TokenKind::Postgres, "PostgreSQL"),
-            DbBackend::MySql => {
-                (matches!(found, TokenKind::MariaDb | TokenKind::MySql), "MySQL or MariaDB")
-            }
+            DbBackend::MySql => (found == TokenKind::MariaDb, "MariaDB"),
             _ => (false, "SQLite, which has no replicas"),
         };
         if !fits {

@@ -82,13 +82,9 @@ fn bench(c: &mut Criterion) {
     g.bench_function("pg_is_satisfied_by", |b| {
         b.iter(|| black_box(&token).is_satisfied_by(black_box(&pos)))
     });
-    let gtid = "3e11fa47-71ca-11e1-9e33-c80aa9429562";
-    let token: CausalToken = format!("mysql:1:{gtid}:1-500").parse().unwrap_or(token);
-    let pos: ReplayPosition =
-        format!("mysql:1:{gtid}:1-480:482-900.4a1b5c3d-0000-0000-0000-000000000001:1-7")
-            .parse()
-            .unwrap_or(pos);
-    g.bench_function("mysql_is_satisfied_by", |b| {
+    let token: CausalToken = "mariadb:1:0-1-500.1-2-7".parse().unwrap_or(token);
+    let pos: ReplayPosition = "mariadb:1:0-1-900.1-2-7.2-3-1".parse().unwrap_or(pos);
+    g.bench_function("mariadb_is_satisfied_by", |b| {
         b.iter(|| black_box(&token).is_satisfied_by(black_box(&pos)))
     });
     g.bench_function("pg_token_parse", |b| {

@@ -10,7 +10,7 @@ use crate::topology::NodeId;
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum Error {
-    /// The text does not start with a known kind (`pg`, `mariadb`, `mysql`).
+    /// The text does not start with a known kind (`pg`, `mariadb`).
     #[error("causal token has an unknown kind `{kind}`")]
     UnknownTokenKind {
         /// The kind found (truncated).
@@ -65,7 +65,7 @@ pub enum Error {
         /// The text found (truncated).
         text: String,
     },
-    /// A MariaDB GTID (`domain-server-sequence`) or MySQL GTID set element is malformed.
+    /// A MariaDB GTID (`domain-server-sequence`) is malformed.
     #[error("invalid GTID `{text}`")]
     InvalidGtid {
         /// The text found (truncated).
@@ -121,7 +121,7 @@ mod tests {
             Error::UnknownTokenKind { kind: "foo".into() },
             Error::UnsupportedTokenVersion { kind: "pg", version: "9".into() },
             Error::TokenTooLong { len: 20_000, max: 16_384 },
-            Error::TokenKindMismatch { expected: TokenKind::Postgres, found: TokenKind::MySql },
+            Error::TokenKindMismatch { expected: TokenKind::Postgres, found: TokenKind::MariaDb },
             Error::MalformedToken { kind: "pg", text: "pg:1".into(), expected: "x" },
             Error::InvalidLsn { text: "xyz".into() },
             Error::InvalidNumber { field: "timeline", text: "x".into() },

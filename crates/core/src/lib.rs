@@ -96,7 +96,7 @@ pub use router::{
     Rule, RuleAction, TableRule, TagRule, Target, Transaction,
 };
 pub use token::{
-    CausalToken, GtidSet, Lsn, MariaDbGtid, MariaDbPosition, PgPosition, ReplayPosition, TokenKind,
+    CausalToken, Lsn, MariaDbGtid, MariaDbPosition, PgPosition, ReplayPosition, TokenKind,
 };
 pub use topology::{
     Lag, MAX_NODES, Node, NodeBuilder, NodeId, Role, SharedTopology, Topology, TopologyBuilder,

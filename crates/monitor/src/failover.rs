@@ -443,8 +443,13 @@ impl FromStr for ReplicationAddress {
 
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         let invalid = |reason| InvalidReplicationAddress {
-            // Shown in errors: bounded, and printable.
-            address: s.chars().take(100).flat_map(char::escape_default).collect(),
+            // Shown in errors: bounded, printable, and without credentials (a URL given here
+            // by mistake may hold a password).
+            address: crate::source::redact(s)
+                .chars()
+                .take(100)
+                .flat_map(char::escape_default)
+                .collect(),
             reason,
         };
         let (host, port) = s.rsplit_once(':').ok_or_else(|| invalid("no port"))?;

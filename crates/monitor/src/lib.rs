@@ -17,7 +17,8 @@
 //!   one and publishes each change of the member set.
 //!
 //! Each product's SQL sits behind one internal seam (one implementation per product, chosen
-//! once by [`Flavor`]); this crate names no driver: it talks SQL through the small
+//! once by [`Flavor`]); the few statements the adapter runs on the application's connections
+//! are public in [`sql`], next to the probe's; this crate names no driver: it talks SQL through the small
 //! [`ProbeConn`] trait, which the adapter implements over its driver and tests implement with
 //! fakes.
 //!
@@ -66,6 +67,7 @@ mod state;
 pub use failover::{AutoFailover, InvalidReplicationAddress, ReplicationAddress};
 pub use monitor::{Connector, Monitor, OnProbe, Purpose};
 pub use probe::{Flavor, MonitorConfig, Observation, ProbeConn, ProbeError, Row, lag, probe};
+pub use product::sql;
 pub use source::{
     DnsSource, Member, MemberDiff, MemberRole, MemberSet, MemberState, MemberTags, PatroniSource,
     SourceError, SourceWatch, StaticSource, TopologySource, diff, watch,

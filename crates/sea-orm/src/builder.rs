@@ -10,6 +10,7 @@ use sea_orm::{ConnectOptions, Database, DatabaseConnection, DbErr};
 use crate::connection::{Node, Policy, RoutedConnection};
 use crate::error::{Error, Result};
 use crate::probe::{GivenNode, NodeConnector};
+use crate::product::{Product, Unchecked};
 use crate::redact::NodeUrl;
 use crate::replica::Replica;
 
@@ -55,7 +56,10 @@ impl std::fmt::Debug for RoutedConnectionBuilder {
         let url = |o: &ConnectOptions| crate::redact::node_name_redacted(o.get_url());
         f.debug_struct("RoutedConnectionBuilder")
             .field("primary", &self.primary.as_ref().map(url))
-            .field("primary_replication_address", &self.primary_replication_address)
+            .field(
+                "primary_replication_address",
+                &self.primary_replication_address.as_deref().map(crate::redact::address_redacted),
+            )
             .field("replicas", &self.replicas)
             .field("policy", &self.policy)
             .field("router", &self.router)
@@ -253,6 +257,8 @@ impl RoutedConnectionBuilder {
         }
         let primary_url = NodeUrl::parse("primary", primary_opts.get_url())?;
         let backend = primary_url.backend();
+        // The product seam, chosen once: its SQL, session setup and error codes.
+        let product = Product::of(backend);
         let mut urls: Vec<(String, NodeUrl)> = vec![("primary".to_owned(), primary_url.clone())];
         for (i, r) in self.replicas.iter().enumerate() {
             let label = format!("replica {}", i + 1);
@@ -292,20 +298,32 @@ impl RoutedConnectionBuilder {
                 node: primary_name.clone(),
                 source: primary_url.scrub_err(source),
             })?;
+        // What the primary runs, against the version policy: MySQL, or a version too old for
+        // the SQL rwsplit runs, is refused here.
+        let primary_server = match product.check(&primary, &primary_name).await {
+            Ok(server) => server,
+            Err(Unchecked::Refused(e)) => return Err(e),
+            Err(Unchecked::Unreachable(source)) => {
+                return Err(Error::PrimaryUnreachable {
+                    node: primary_name,
+                    source: primary_url.scrub_err(source),
+                });
+            }
+        };
         let mut replicas = Vec::with_capacity(self.replicas.len());
         for (replica, (label, url)) in self.replicas.into_iter().zip(urls.into_iter().skip(1)) {
             let Replica { options: mut opts, placement, pooling, .. } = replica;
-            crate::pooling::prepare_options(&mut opts, backend, pooling);
+            product.prepare_options(&mut opts, pooling);
             let name = url.name().to_owned();
             let invalid = |e: DbErr| Error::InvalidUrl {
                 node: label.clone(),
                 url: url.redacted().to_owned(),
                 reason: url.scrub(&e.to_string()),
             };
-            monitor_opts.push(crate::pooling::frame_monitor(opts.clone(), backend, pooling));
+            monitor_opts.push(product.frame_monitor(opts.clone(), pooling));
             let acquire = self.policy.timeouts.acquire;
             let node =
-                open_replica(name, opts, backend, acquire, pooling).await.map_err(invalid)?;
+                open_replica(name, opts, product, acquire, pooling).await.map_err(invalid)?;
             replicas.push(node.placed(placement));
         }
         // Capped: sqlx adds its timeouts to `Instant`s, which overflow at `Duration::MAX`.
@@ -319,7 +337,7 @@ impl RoutedConnectionBuilder {
         };
         let acquire = self.policy.timeouts.acquire;
         let conn = RoutedConnection::new(
-            Node::new(primary_name, primary),
+            Node::new(primary_name, primary).checked(Some(primary_server)),
             replicas,
             backend,
             self.policy,
@@ -330,8 +348,12 @@ impl RoutedConnectionBuilder {
         );
         // One probe of every node before the first statement. A little over the probe timeout:
         // connecting and probing share it.
-        let unanswered =
-            conn.first_probes(probe_timeout.saturating_add(Duration::from_millis(100))).await;
+        // The replicas' servers are checked meanwhile, on their read pools.
+        let (unanswered, replicas_checked) = tokio::join!(
+            conn.first_probes(probe_timeout.saturating_add(Duration::from_millis(100))),
+            crate::connection::check_replicas(&conn, probe_timeout),
+        );
+        replicas_checked?;
         if let Some(mut discovery) = self.discovery {
             if let Some(every) = self.topology_interval {
                 discovery = discovery.interval(every);
@@ -462,7 +484,13 @@ fn replication_addresses<'a>(
         let parsed = address.parse().map_err(|e: InvalidReplicationAddress| Error::InvalidUrl {
             node: label.clone(),
             url: url.redacted().to_owned(),
-            reason: e.to_string(),
+            // Not `e`'s text: the address is quoted redacted (a URL given by mistake may hold
+            // a password).
+            reason: format!(
+                "replication address `{}` is not host:port: {}",
+                crate::redact::address_redacted(address),
+                e.reason()
+            ),
         })?;
         addresses.push((i, parsed));
     }
@@ -475,14 +503,14 @@ fn replication_addresses<'a>(
 pub(crate) async fn open_replica(
     name: String,
     mut opts: ConnectOptions,
-    backend: sea_orm::DbBackend,
+    product: Product,
     acquire: Duration,
     pooling: crate::Pooling,
 ) -> std::result::Result<Node, DbErr> {
     opts.connect_lazy(true);
     with_acquire_timeout(&mut opts, acquire);
     let writer = Database::connect(opts.clone()).await?;
-    crate::pooling::make_read_only(&mut opts, backend, pooling);
+    product.make_read_only(&mut opts, pooling);
     let conn = Database::connect(opts).await?;
     Ok(Node::with_writer(name, conn, writer))
 }

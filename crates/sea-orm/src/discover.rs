@@ -15,6 +15,7 @@ use rwsplit_monitor::{Member, MemberSet, PatroniSource, SourceWatch, TopologySou
 use sea_orm::ConnectOptions;
 
 use crate::connection::{Inner, RoutedConnection};
+use crate::product::Unchecked;
 use crate::redact::NodeUrl;
 use crate::replica::Placement;
 
@@ -71,7 +72,7 @@ impl Discovery {
     pub(crate) async fn start(self, db: &RoutedConnection, template: Template) {
         let watch = (self.start)(self.interval);
         let mut rx = watch.subscribe();
-        let mut applier = Applier { template, known: Vec::new() };
+        let mut applier = Applier { template, known: Vec::new(), refused: Vec::new() };
         // The nodes the builder was given, so a member at the same address is not added twice.
         for (id, node) in db.inner.nodes.iter() {
             if let Some(url) = applier.template.configured.get(id) {
@@ -124,7 +125,7 @@ impl fmt::Debug for AbortOnDrop {
 pub(crate) struct Template {
     options: ConnectOptions,
     url: String,
-    backend: sea_orm::DbBackend,
+    product: crate::product::Product,
     acquire: Duration,
     /// The configured nodes' URLs, by id.
     configured: Vec<NodeUrl>,
@@ -137,8 +138,11 @@ impl Template {
         acquire: Duration,
     ) -> Template {
         let url = options.get_url().to_owned();
-        let backend = configured.first().map_or(sea_orm::DbBackend::Postgres, NodeUrl::backend);
-        Template { options, url, backend, acquire, configured }
+        // The primary's product (the first configured node's); Patroni runs PostgreSQL.
+        let product = configured.first().map_or(crate::product::Product::Postgres, |u| {
+            crate::product::Product::of(u.backend())
+        });
+        Template { options, url, product, acquire, configured }
     }
 
     /// `member`'s URL: the primary's with host and port replaced.
@@ -193,6 +197,8 @@ struct Known {
 struct Applier {
     template: Template,
     known: Vec<Known>,
+    /// Members whose server the version policy refused (logged once, never added).
+    refused: Vec<NodeUrl>,
 }
 
 impl Applier {
@@ -229,6 +235,7 @@ impl Applier {
                     }
                     k.id
                 }
+                None if self.refused.iter().any(|r| r.same_node(&parsed)) => continue,
                 None => {
                     let name = parsed.name().to_owned();
                     let opts = self.template.options_for(url);
@@ -237,8 +244,8 @@ impl Applier {
                     // Members are PostgreSQL servers reached directly (no pooler in front).
                     let direct = crate::Pooling::Direct;
                     let open =
-                        crate::builder::open_replica(name, opts, t.backend, t.acquire, direct);
-                    let node = match open.await {
+                        crate::builder::open_replica(name, opts, t.product, t.acquire, direct);
+                    let mut node = match open.await {
                         Ok(n) => n,
                         Err(e) => {
                             let e = parsed.scrub(&e.to_string());
@@ -246,6 +253,18 @@ impl Applier {
                             continue;
                         }
                     };
+                    // What it runs, against the version policy, before it gets an id; one
+                    // that does not answer yet is checked when it first answers a probe.
+                    let check = t.product.check(&node.conn, parsed.name());
+                    match tokio::time::timeout(t.acquire, check).await {
+                        Ok(Ok(server)) => node = node.checked(Some(server)),
+                        Ok(Err(Unchecked::Refused(error))) => {
+                            tracing::error!(target: "rwsplit", node = %parsed.name(), %error, "a member's server is not one rwsplit supports: not added");
+                            self.refused.push(parsed);
+                            continue;
+                        }
+                        Ok(Err(Unchecked::Unreachable(_))) | Err(_) => {}
+                    }
                     let placement = Placement {
                         tags: tags.iter().map(|t| Box::from(*t)).collect(),
                         ..Placement::default()
@@ -417,7 +436,7 @@ mod tests {
         crate::builder::open_replica(
             "127.0.0.1:9/app".to_owned(),
             opts,
-            DbBackend::Postgres,
+            crate::product::Product::Postgres,
             Duration::from_secs(1),
             crate::Pooling::Direct,
         )

@@ -101,6 +101,25 @@ pub enum Error {
         /// This node's backend.
         found: DbBackend,
     },
+    /// A node's server is not a product and version rwsplit supports (MySQL, PostgreSQL
+    /// before 13, MariaDB before 10.5, a PostgreSQL-compatible server that is not PostgreSQL).
+    /// Checked on the primary and every reachable replica at
+    /// [`connect`](crate::RoutedConnectionBuilder::connect); a node that answers only later,
+    /// or is added by a topology source, is checked when it first answers and fenced (never
+    /// routed to) if refused, with an error logged.
+    #[error(
+        "{node} runs {product} {version}, which rwsplit does not support: it supports {supported}"
+    )]
+    UnsupportedServer {
+        /// The node (`host:port/db`).
+        node: String,
+        /// The product found.
+        product: crate::ServerProduct,
+        /// Its version (`8.0.36`), or its own description when it has none rwsplit reads.
+        version: String,
+        /// What rwsplit supports.
+        supported: &'static str,
+    },
     /// Automatic failover was asked for on a cluster an HA manager runs.
     #[error(
         "automatic failover cannot be combined with a {manager} topology source: {manager} \

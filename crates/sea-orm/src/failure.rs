@@ -62,64 +62,25 @@ pub(crate) fn classify(err: &DbErr, on_replica: bool) -> Failure {
 
 #[cfg(any(feature = "postgres", feature = "mysql"))]
 fn sqlx_failure(e: &sea_orm::sqlx::Error, on_replica: bool) -> Failure {
+    use crate::product::ServerError;
     use sea_orm::sqlx::Error as E;
     match e {
         E::PoolTimedOut => Failure::Backpressure,
         E::Io(_) | E::Tls(_) | E::Protocol(_) | E::PoolClosed | E::WorkerCrashed => {
             Failure::Connection
         }
-        // The server is going away or refused the session (PostgreSQL class 08 connection
-        // exceptions and 57P01-57P03 admin/crash shutdown, cannot connect now; MySQL 1053
-        // server shutdown): the node failed, not the statement.
-        E::Database(db) if node_going_away(db.as_ref()) => Failure::Connection,
-        E::Database(db) if on_replica => {
-            let code = db.code();
-            if code.as_deref() == Some("25006") || mysql_read_only(db.as_ref()) {
-                Failure::ReadOnly
-            } else if code.as_deref() == Some("40001") {
-                Failure::ReplicaRefused
-            } else if code.as_deref() == Some("42P01") || mysql_no_such_table(db.as_ref()) {
-                Failure::NotOnReplica
-            } else {
-                Failure::Other
-            }
-        }
+        // What the server's code means is the product's (`crate::product::server_error`).
+        E::Database(db) => match (crate::product::server_error(db.as_ref()), on_replica) {
+            // The server is going away or refused the session: the node failed, not the
+            // statement.
+            (Some(ServerError::GoingAway), _) => Failure::Connection,
+            (Some(ServerError::ReadOnly), true) => Failure::ReadOnly,
+            (Some(ServerError::Conflict), true) => Failure::ReplicaRefused,
+            (Some(ServerError::NoSuchTable), true) => Failure::NotOnReplica,
+            _ => Failure::Other,
+        },
         _ => Failure::Other,
     }
-}
-
-#[cfg(any(feature = "postgres", feature = "mysql"))]
-fn node_going_away(db: &dyn sea_orm::sqlx::error::DatabaseError) -> bool {
-    #[cfg(feature = "mysql")]
-    if let Some(my) = db.try_downcast_ref::<sea_orm::sqlx::mysql::MySqlDatabaseError>() {
-        // ER_SERVER_SHUTDOWN
-        return my.number() == 1053;
-    }
-    let code = db.code();
-    let code = code.as_deref().unwrap_or("");
-    code.starts_with("08") || matches!(code, "57P01" | "57P02" | "57P03")
-}
-
-#[cfg(any(feature = "postgres", feature = "mysql"))]
-fn mysql_read_only(db: &dyn sea_orm::sqlx::error::DatabaseError) -> bool {
-    #[cfg(feature = "mysql")]
-    if let Some(my) = db.try_downcast_ref::<sea_orm::sqlx::mysql::MySqlDatabaseError>() {
-        // ER_OPTION_PREVENTS_STATEMENT (--read-only), ER_CANT_EXECUTE_IN_READ_ONLY_TRANSACTION
-        return matches!(my.number(), 1290 | 1792);
-    }
-    let _ = db;
-    false
-}
-
-#[cfg(any(feature = "postgres", feature = "mysql"))]
-fn mysql_no_such_table(db: &dyn sea_orm::sqlx::error::DatabaseError) -> bool {
-    #[cfg(feature = "mysql")]
-    if let Some(my) = db.try_downcast_ref::<sea_orm::sqlx::mysql::MySqlDatabaseError>() {
-        // ER_NO_SUCH_TABLE
-        return my.number() == 1146;
-    }
-    let _ = db;
-    false
 }
 
 impl Failure {

@@ -142,6 +142,14 @@
 //! # Ok(()) }
 //! ```
 //!
+//! # Supported servers
+//!
+//! PostgreSQL 13 or later (tested: 15) and MariaDB 10.5 or later (tested: 10.11), through
+//! `postgres://` and `mysql://` URLs. [`connect`](RoutedConnectionBuilder::connect) asks every
+//! node what it runs and refuses MySQL, older versions and other products with
+//! [`Error::UnsupportedServer`]; untested versions are used with a warning.
+//! [`RoutedConnection::server`] and [`NodeStats::server`] show what was found.
+//!
 //! # URLs and secrets
 //!
 //! Every URL is checked before any connection is made: a URL that does not parse (a bad port,
@@ -182,6 +190,7 @@ mod failure;
 mod pooling;
 mod position;
 mod probe;
+mod product;
 mod redact;
 mod replica;
 mod route;
@@ -194,6 +203,8 @@ pub mod telemetry;
 mod tests;
 #[cfg(test)]
 mod tests_hardening;
+#[cfg(test)]
+mod tests_redaction;
 
 pub use builder::RoutedConnectionBuilder;
 pub use config::{
@@ -203,6 +214,7 @@ pub use config::{
 pub use connection::RoutedConnection;
 pub use error::{Error, Result};
 pub use pooling::{Pooling, UnknownPooling};
+pub use product::{Server, ServerProduct};
 pub use replica::Replica;
 pub use routing_error::{DownReason, NotSentReason, RoutingError, UnknownReason, routing_error};
 pub use session::{Routed, Session};

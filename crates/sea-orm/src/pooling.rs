@@ -118,8 +118,10 @@ impl Pooling {
     /// # Ok(()) }
     /// ```
     pub fn make_read_only(self, options: &mut ConnectOptions, backend: DbBackend) {
-        prepare_options(options, backend, self);
-        make_read_only(options, backend, self);
+        // How, is the product's (the SQL and the driver's hooks): see `crate::product`.
+        let product = crate::product::Product::of(backend);
+        product.prepare_options(options, self);
+        product.make_read_only(options, self);
     }
 }
 
@@ -145,163 +147,6 @@ impl std::str::FromStr for Pooling {
             _ => Err(UnknownPooling(s.chars().take(40).collect())),
         }
     }
-}
-
-/// Options every pool of a node behind `pooling` needs (the replica's read pool, its writable
-/// pool, the monitor's): in transaction pooling, no client-side statement cache and nothing
-/// opened in advance (see [`Pooling`]). [`make_read_only`] frames the read pool's statements,
-/// [`frame_monitor`] the monitor's; the writable pool is left unframed, since a write must be
-/// committed before its caller hears it succeeded, not in a release hook after.
-pub(crate) fn prepare_options(opts: &mut ConnectOptions, backend: DbBackend, pooling: Pooling) {
-    if pooling != Pooling::Transaction {
-        return;
-    }
-    // An idle connection the pool opened in advance would sit inside its transaction, holding a
-    // PgBouncer server connection, until first used.
-    opts.min_connections(0);
-    match backend {
-        #[cfg(feature = "postgres")]
-        DbBackend::Postgres => {
-            opts.map_sqlx_postgres_opts(|o| o.statement_cache_capacity(0));
-        }
-        #[cfg(feature = "mysql")]
-        DbBackend::MySql => {
-            opts.map_sqlx_mysql_opts(|o| o.statement_cache_capacity(0));
-        }
-        _ => {}
-    }
-}
-
-/// The monitor's connection to a node behind transaction pooling: each probe statement in a
-/// read-write transaction framed like the read pool's (`BEGIN; DEALLOCATE ALL` … `COMMIT;
-/// DEALLOCATE ALL`), so its prepared statements neither hop server connections between parse and
-/// execute nor collide with other clients'. Read-write, so that failover's `pg_promote()` is
-/// not refused; `ALTER SYSTEM` cannot run in a transaction at all (use `admin_credentials`,
-/// whose connections are not framed, to a direct address).
-pub(crate) fn frame_monitor(
-    mut opts: ConnectOptions,
-    backend: DbBackend,
-    pooling: Pooling,
-) -> ConnectOptions {
-    if pooling != Pooling::Transaction {
-        return opts;
-    }
-    // No ping before each use: the `BEGIN` that starts it is one (a connection that fails it is
-    // closed and another one used).
-    opts.test_before_acquire(false);
-    match backend {
-        #[cfg(feature = "postgres")]
-        DbBackend::Postgres => {
-            opts.map_sqlx_postgres_pool_opts(|o| {
-                o.after_connect(|conn, _| Box::pin(pg(conn, PG_BEGIN)))
-                    .before_acquire(|conn, _| Box::pin(keep(pg(conn, PG_BEGIN))))
-                    .after_release(|conn, _| Box::pin(keep(pg(conn, PG_END))))
-            });
-        }
-        #[cfg(feature = "mysql")]
-        DbBackend::MySql => {
-            opts.map_sqlx_mysql_pool_opts(|o| {
-                o.after_connect(|conn, _| Box::pin(my(conn, "START TRANSACTION")))
-                    .before_acquire(|conn, _| Box::pin(keep(my(conn, "START TRANSACTION"))))
-                    .after_release(|conn, _| Box::pin(keep(my(conn, "COMMIT"))))
-            });
-        }
-        _ => {}
-    }
-    opts
-}
-
-/// The start of every use of a pooled connection in transaction pooling, one round trip. sqlx
-/// names every statement it prepares (`sqlx_s_<n>`, counted per client connection) even with its
-/// cache off, and leaves it on the server connection; another client's `sqlx_s_1` there would
-/// make ours fail with "already exists". `DEALLOCATE ALL` inside the transaction clears them
-/// (SQLAlchemy's recipe for asyncpg behind PgBouncer does the same).
-#[cfg(feature = "postgres")]
-const PG_BEGIN: &str = "BEGIN; DEALLOCATE ALL";
-/// [`PG_BEGIN`], read-only.
-#[cfg(feature = "postgres")]
-const PG_BEGIN_READ_ONLY: &str = "BEGIN READ ONLY; DEALLOCATE ALL";
-/// The end: commit, and leave no statement of ours on the server connection for the next client
-/// (one simple query, so PgBouncer keeps the server connection for both).
-#[cfg(feature = "postgres")]
-const PG_END: &str = "COMMIT; DEALLOCATE ALL";
-
-/// Makes every session of a replica pool read-only, so a write that reaches it fails loudly, the
-/// way `pooling` allows (see the module docs). For [`Pooling::Direct`] on PostgreSQL this
-/// replaces any `map_sqlx_postgres_opts` hook, otherwise any `map_sqlx_*_pool_opts` hook set on
-/// the replica's options.
-// Without a driver feature there is nothing to set.
-#[cfg_attr(not(any(feature = "postgres", feature = "mysql")), allow(unused_variables))]
-pub(crate) fn make_read_only(opts: &mut ConnectOptions, backend: DbBackend, pooling: Pooling) {
-    match (backend, pooling) {
-        #[cfg(feature = "postgres")]
-        (DbBackend::Postgres, Pooling::Direct) => {
-            opts.map_sqlx_postgres_opts(|o| o.options([("default_transaction_read_only", "on")]));
-        }
-        #[cfg(feature = "postgres")]
-        (DbBackend::Postgres, Pooling::Session) => {
-            opts.map_sqlx_postgres_pool_opts(|o| {
-                o.after_connect(|conn, _| {
-                    Box::pin(pg(conn, "SET SESSION CHARACTERISTICS AS TRANSACTION READ ONLY"))
-                })
-            });
-        }
-        #[cfg(feature = "postgres")]
-        (DbBackend::Postgres, Pooling::Transaction) => {
-            // No ping before each use: the `BEGIN` is one.
-            opts.test_before_acquire(false);
-            opts.map_sqlx_postgres_pool_opts(|o| {
-                o.after_connect(|conn, _| Box::pin(pg(conn, PG_BEGIN_READ_ONLY)))
-                    .before_acquire(|conn, _| Box::pin(keep(pg(conn, PG_BEGIN_READ_ONLY))))
-                    .after_release(|conn, _| Box::pin(keep(pg(conn, PG_END))))
-            });
-        }
-        #[cfg(feature = "mysql")]
-        (DbBackend::MySql, Pooling::Direct | Pooling::Session) => {
-            opts.map_sqlx_mysql_pool_opts(|o| {
-                o.after_connect(|conn, _| Box::pin(my(conn, "SET SESSION TRANSACTION READ ONLY")))
-            });
-        }
-        #[cfg(feature = "mysql")]
-        (DbBackend::MySql, Pooling::Transaction) => {
-            opts.test_before_acquire(false);
-            opts.map_sqlx_mysql_pool_opts(|o| {
-                o.after_connect(|conn, _| Box::pin(my(conn, "START TRANSACTION READ ONLY")))
-                    .before_acquire(|conn, _| {
-                        Box::pin(keep(my(conn, "START TRANSACTION READ ONLY")))
-                    })
-                    .after_release(|conn, _| Box::pin(keep(my(conn, "COMMIT"))))
-            });
-        }
-        _ => {}
-    }
-}
-
-/// Runs one fixed statement (simple protocol: no prepared statement) on a pooled connection.
-#[cfg(feature = "postgres")]
-async fn pg(
-    conn: &mut sea_orm::sqlx::PgConnection,
-    sql: &'static str,
-) -> Result<(), sea_orm::sqlx::Error> {
-    sea_orm::sqlx::Executor::execute(conn, sql).await.map(drop)
-}
-
-/// [`pg`] for MySQL/MariaDB.
-#[cfg(feature = "mysql")]
-async fn my(
-    conn: &mut sea_orm::sqlx::MySqlConnection,
-    sql: &'static str,
-) -> Result<(), sea_orm::sqlx::Error> {
-    sea_orm::sqlx::Executor::execute(conn, sql).await.map(drop)
-}
-
-/// A hook's verdict: keep the connection if the statement ran; an error closes it (sqlx then
-/// opens or picks another), so a connection whose transaction state is unknown is never reused.
-#[cfg(any(feature = "postgres", feature = "mysql"))]
-async fn keep(
-    ran: impl std::future::Future<Output = Result<(), sea_orm::sqlx::Error>>,
-) -> Result<bool, sea_orm::sqlx::Error> {
-    ran.await.map(|()| true)
 }
 
 #[cfg(test)]

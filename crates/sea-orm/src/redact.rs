@@ -48,17 +48,14 @@ impl NodeUrl {
             invalid(format!("{e}{hint}"))
         })?;
         let scheme = parsed.scheme().to_ascii_lowercase();
-        let (backend, default_port) = match scheme.as_str() {
-            #[cfg(feature = "postgres")]
-            "postgres" | "postgresql" => (DbBackend::Postgres, 5432),
-            #[cfg(feature = "mysql")]
-            "mysql" => (DbBackend::MySql, 3306),
-            "mariadb" => {
+        let (backend, default_port) = match (crate::product::scheme(&scheme), scheme.as_str()) {
+            (Some(known), _) => known,
+            (None, "mariadb") => {
                 return Err(invalid(
                     "SeaORM has no driver for `mariadb://`: use `mysql://` for MariaDB".to_owned(),
                 ));
             }
-            other => {
+            (None, other) => {
                 return Err(invalid(format!(
                     "`{other}://` is not a scheme this build can connect: expected {}",
                     supported()
@@ -203,6 +200,19 @@ pub(crate) fn redact_unparsed(url: &str) -> String {
     };
     let tail = tail.split(['?', '#']).next().unwrap_or("");
     format!("{scheme}://{creds}{tail}")
+}
+
+/// An address that should be `host:port` (a replication address, a node's name), for `Debug`
+/// and errors: as it is unless it holds credentials or is a URL, which are redacted (a URL
+/// pasted there by mistake may hold a password).
+pub(crate) fn address_redacted(text: &str) -> String {
+    if text.contains("://") {
+        redact_unparsed(text)
+    } else if let Some((_, host)) = text.rsplit_once('@') {
+        format!("***@{host}")
+    } else {
+        text.to_owned()
+    }
 }
 
 /// The redacted form of URL text: [`NodeUrl::redacted`] if it parses, else

@@ -118,7 +118,10 @@ impl fmt::Debug for Replica {
             .field("weight", &self.placement.weight)
             .field("zone", &self.placement.zone)
             .field("tags", &self.placement.tags)
-            .field("replication_address", &self.replication_address)
+            .field(
+                "replication_address",
+                &self.replication_address.as_deref().map(crate::redact::address_redacted),
+            )
             .field("pooling", &self.pooling)
             .finish()
     }

@@ -7,7 +7,7 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
-use rwsplit_core::{CausalToken, Consistency, TokenKind};
+use rwsplit_core::{CausalToken, Consistency};
 use sea_orm::{
     AccessMode, ConnectionTrait, DatabaseTransaction, DbBackend, DbErr, ExecResult, IsolationLevel,
     QueryResult, QueryStream, Statement, StreamTrait, TransactionError, TransactionOptions,
@@ -82,12 +82,8 @@ impl RoutedConnection {
         let session = self.session();
         let token = token.trim();
         if !token.is_empty() {
-            // Only tokens of this connection's database; MySQL-protocol connections are
-            // MariaDB's (positions are MariaDB GTIDs). Length-checked before parsing.
-            let kind = match self.get_database_backend() {
-                DbBackend::Postgres => TokenKind::Postgres,
-                _ => TokenKind::MariaDb,
-            };
+            // Only tokens of this connection's database. Length-checked before parsing.
+            let kind = self.inner.product.token_kind();
             let parsed = CausalToken::parse_for(token, kind)
                 .map_err(|source| crate::Error::InvalidToken { token: snippet(token), source })?;
             session.observe(&parsed);
@@ -296,8 +292,10 @@ async fn resolve(
     Ok(mine.token)
 }
 
-/// At most 64 characters of untrusted text, for an error message.
+/// At most 64 characters of untrusted text, for an error message; credentials redacted (a URL
+/// given where a token or node name was expected may hold a password).
 pub(crate) fn snippet(text: &str) -> String {
+    let text = &crate::redact::address_redacted(text);
     match text.char_indices().nth(64) {
         Some((end, _)) => format!("{}…", &text[..end]),
         None => text.to_owned(),

@@ -110,6 +110,7 @@ pub struct NodeStats {
     pool_timeouts: u64,
     fenced: bool,
     joining: bool,
+    server: Option<crate::Server>,
 }
 
 impl NodeStats {
@@ -127,6 +128,12 @@ impl NodeStats {
     /// `Role::Primary`).
     pub fn current_role(&self) -> Role {
         self.current_role
+    }
+
+    /// Its database server, product and version, once checked against rwsplit's version
+    /// policy (at connect, or when it first answered a probe; `None` before).
+    pub fn server(&self) -> Option<&crate::Server> {
+        self.server.as_ref()
     }
 
     /// How far behind the primary it is, as the monitor last measured it (unknown until then).
@@ -208,6 +215,7 @@ pub(crate) fn snapshot(db: &RoutedConnection) -> Stats {
                     .map_or(if i == 0 { Role::Primary } else { Role::Replica }, |v| v.0),
                 health: inner.routing.health(i),
                 joining: inner.routing.is_joining(i),
+                server: n.server.get().cloned(),
                 lag: seen.as_ref().map_or(Lag::unknown(), |v| v.1),
                 position: seen.and_then(|v| v.2),
                 reads: n.reads.load(Ordering::Relaxed),

@@ -67,7 +67,7 @@ use std::time::{Duration, Instant};
 
 use metrics::SharedString;
 use rwsplit_core::{Consistency, Health, Role};
-use sea_orm::{DatabaseConnection, DbBackend};
+use sea_orm::DatabaseConnection;
 
 use crate::failure::Failure;
 
@@ -152,15 +152,6 @@ impl NodeLabels {
     /// Whether both name the same gauge series (address and port).
     pub(crate) fn same_series(&self, other: &NodeLabels) -> bool {
         self.address == other.address && self.port == other.port
-    }
-}
-
-/// `db.system.name` for a backend.
-pub(crate) fn system_name(backend: DbBackend) -> &'static str {
-    match backend {
-        DbBackend::Postgres => "postgresql",
-        DbBackend::MySql => "mariadb",
-        _ => "other_sql",
     }
 }
 
@@ -601,7 +592,7 @@ mod tests {
     fn a_sample_sets_every_gauge_of_a_replica() {
         let recorder = metrics_exporter_prometheus::PrometheusBuilder::new().build_recorder();
         let handle = recorder.handle();
-        let pool = sea_orm::MockDatabase::new(DbBackend::Postgres).into_connection();
+        let pool = sea_orm::MockDatabase::new(sea_orm::DbBackend::Postgres).into_connection();
         let now = Instant::now();
         metrics::with_local_recorder(&recorder, || {
             sample(

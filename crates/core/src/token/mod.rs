@@ -9,7 +9,7 @@ mod tests;
 use std::fmt;
 use std::str::FromStr;
 
-pub use gtid::{GtidSet, MariaDbGtid, MariaDbPosition};
+pub use gtid::{MariaDbGtid, MariaDbPosition};
 pub use pg::{Lsn, PgPosition};
 
 use crate::error::{Error, Result, snippet};
@@ -25,8 +25,6 @@ pub enum ReplayPosition {
     Postgres(PgPosition),
     /// MariaDB: a GTID per domain.
     MariaDb(MariaDbPosition),
-    /// MySQL: an executed GTID set.
-    MySql(GtidSet),
 }
 
 impl ReplayPosition {
@@ -40,7 +38,6 @@ impl ReplayPosition {
         match self {
             Self::Postgres(_) => TokenKind::Postgres,
             Self::MariaDb(_) => TokenKind::MariaDb,
-            Self::MySql(_) => TokenKind::MySql,
         }
     }
 }
@@ -66,18 +63,15 @@ pub enum TokenKind {
     Postgres,
     /// MariaDB (`mariadb:`).
     MariaDb,
-    /// MySQL (`mysql:`).
-    MySql,
 }
 
 impl TokenKind {
-    /// The kind's name in the text form: `pg`, `mariadb` or `mysql`.
+    /// The kind's name in the text form: `pg` or `mariadb`.
     #[must_use]
     pub const fn as_str(self) -> &'static str {
         match self {
             Self::Postgres => "pg",
             Self::MariaDb => "mariadb",
-            Self::MySql => "mysql",
         }
     }
 
@@ -86,7 +80,6 @@ impl TokenKind {
         match name {
             "pg" => Some(Self::Postgres),
             "mariadb" => Some(Self::MariaDb),
-            "mysql" => Some(Self::MySql),
             _ => None,
         }
     }
@@ -107,12 +100,6 @@ impl From<PgPosition> for ReplayPosition {
 impl From<MariaDbPosition> for ReplayPosition {
     fn from(p: MariaDbPosition) -> Self {
         Self::MariaDb(p)
-    }
-}
-
-impl From<GtidSet> for ReplayPosition {
-    fn from(p: GtidSet) -> Self {
-        Self::MySql(p)
     }
 }
 
@@ -139,7 +126,6 @@ impl fmt::Display for ReplayPosition {
                 p.lsn().write_with(f, '-')
             }
             Self::MariaDb(p) => p.write_with(f, '.'),
-            Self::MySql(s) => s.write_with(f, '.'),
         }
     }
 }
@@ -156,8 +142,7 @@ impl FromStr for ReplayPosition {
             if rest.is_empty() || rest == "1" {
                 let expected = match kind {
                     "pg" => PG_SHAPE,
-                    "mariadb" => "mariadb:1:<domain-server-seq>[.…]",
-                    _ => "mysql:1:<uuid>:<intervals>[.…]",
+                    _ => "mariadb:1:<domain-server-seq>[.…]",
                 };
                 return Err(Error::MalformedToken { kind, text: snippet(s), expected });
             }
@@ -188,8 +173,7 @@ impl FromStr for ReplayPosition {
                 let lsn = Lsn::parse_with(lsn, '-')?;
                 Ok(Self::Postgres(PgPosition::new(system_id, timeline, lsn)))
             }
-            "mariadb" => Ok(Self::MariaDb(MariaDbPosition::parse_with(payload, '.')?)),
-            _ => Ok(Self::MySql(GtidSet::parse_with(payload, '.')?)),
+            _ => Ok(Self::MariaDb(MariaDbPosition::parse_with(payload, '.')?)),
         }
     }
 }
@@ -197,8 +181,7 @@ impl FromStr for ReplayPosition {
 /// "I wrote up to here": an opaque replication position a later read must see.
 ///
 /// Capture it after a write commits (PostgreSQL `pg_current_wal_lsn()` with the system id and
-/// timeline; MariaDB `last_gtid`/`@@gtid_current_pos`; MySQL `@@gtid_executed` or the session's
-/// tracked GTIDs), carry it as text, and route reads with
+/// timeline; MariaDB `last_gtid`/`@@gtid_binlog_pos`), carry it as text, and route reads with
 /// [`Consistency::ReadYourWrites`](crate::Consistency::ReadYourWrites). The text form and the
 /// behaviour across failovers are described below.
 ///
@@ -212,7 +195,6 @@ impl FromStr for ReplayPosition {
 /// | --- | --- | --- |
 /// | PostgreSQL | `pg:1:7311234567890123456:1:16-B374D848` | system id, timeline (decimal), LSN `X-Y` (hex) |
 /// | MariaDB | `mariadb:1:0-1-208.1-2-5` | GTIDs `domain-server-seq` separated by `.` |
-/// | MySQL | `mysql:1:3e11fa47-71ca-11e1-9e33-c80aa9429562:1-5:7-9.<uuid>:1-3` | GTID set, `.` between UUIDs |
 ///
 /// Parsing is strict, and errors name what was wrong.
 ///
@@ -232,14 +214,10 @@ impl FromStr for ReplayPosition {
 ///   after it (safe, if pessimistic). *Not detected*: a failback to the same `server_id` after
 ///   a lossy failover that reused sequence numbers (MariaDB without `gtid_strict_mode`); drop
 ///   outstanding tokens when you rebuild a cluster.
-/// - **MySQL**: GTIDs are globally unique (`server_uuid:number`), so set inclusion is exact
-///   across failovers. *Not detected*: `RESET MASTER`/`RESET BINARY LOGS AND GTIDS` reusing
-///   numbers.
 ///
 /// # Merging
 ///
-/// [`CausalToken::merge`] keeps the maximum: the later LSN, the later GTID per domain, the
-/// union of GTID sets. For PostgreSQL, a token on a later timeline of the same cluster replaces
+/// [`CausalToken::merge`] keeps the maximum: the later LSN, the later GTID per domain. For PostgreSQL, a token on a later timeline of the same cluster replaces
 /// one on an earlier timeline: whatever of the earlier write survived the promotion precedes
 /// the new timeline's writes, and whatever did not survive is gone everywhere. Tokens of
 /// unrelated histories (another cluster, another database kind) cannot be combined: the
@@ -278,7 +256,7 @@ impl CausalToken {
     /// (16 KiB): longer text is refused with [`Error::TokenTooLong`] before any parsing.
     /// Tokens arrive in cookies and headers, so their parsing must be bounded; PostgreSQL
     /// tokens are under 50 bytes, and 16 KiB holds a MariaDB position of several hundred
-    /// domains or a MySQL GTID set of about 300 server UUIDs.
+    /// domains.
     pub const MAX_LEN: usize = 16 * 1024;
 
     /// Parses token text that must be of kind `expected` (the database the caller is
@@ -348,7 +326,6 @@ impl CausalToken {
         match (&self.0, replayed) {
             (ReplayPosition::Postgres(t), ReplayPosition::Postgres(r)) => t.shortfall(r),
             (ReplayPosition::MariaDb(t), ReplayPosition::MariaDb(r)) => t.shortfall(r),
-            (ReplayPosition::MySql(t), ReplayPosition::MySql(r)) => Some(t.missing_from(r)),
             _ => None,
         }
     }
@@ -359,7 +336,6 @@ impl CausalToken {
         match (&mut self.0, &other.0) {
             (ReplayPosition::Postgres(a), ReplayPosition::Postgres(b)) => a.merge(b),
             (ReplayPosition::MariaDb(a), ReplayPosition::MariaDb(b)) => a.merge(b),
-            (ReplayPosition::MySql(a), ReplayPosition::MySql(b)) => a.union(b),
             (a, b) => *a = b.clone(),
         }
     }
@@ -369,8 +345,7 @@ impl CausalToken {
     /// backup) is treated as "now" instead of sending every read to the primary after a full
     /// catch-up wait. On the same history: PostgreSQL, a later LSN or timeline becomes the
     /// primary's position; MariaDB, domains the primary has not written are dropped and
-    /// sequences of the primary's server are lowered to its own; MySQL, only transactions the
-    /// primary has executed are kept. A token of another history or kind is left alone (it is
+    /// sequences of the primary's server are lowered to its own. A token of another history or kind is left alone (it is
     /// never satisfied, see *Histories and failover*). Linear in the sizes of both.
     ///
     /// ```
@@ -385,7 +360,6 @@ impl CausalToken {
         match (&mut self.0, primary) {
             (ReplayPosition::Postgres(t), ReplayPosition::Postgres(p)) => t.clamp_to(p),
             (ReplayPosition::MariaDb(t), ReplayPosition::MariaDb(p)) => t.clamp_to(p),
-            (ReplayPosition::MySql(t), ReplayPosition::MySql(p)) => t.intersect(p),
             _ => {}
         }
     }

@@ -16,6 +16,52 @@ use crate::probe::{Observation, ProbeConn, ProbeError};
 mod mariadb;
 mod postgres;
 
+/// The SQL the adapter (`rwsplit-sea-orm`) runs on the application's own connections, kept
+/// here, next to the probe's, so that each product's SQL has one home and shared expressions
+/// are written once. Each statement returns one row; its columns are named in its docs.
+pub mod sql {
+    /// PostgreSQL.
+    pub mod postgres {
+        /// What the server is: `num` (`server_version_num`, e.g. `150008`) and `version`
+        /// (`version()`, e.g. `PostgreSQL 15.8 (Debian 15.8-0+deb12u1) on x86_64-pc-linux-gnu…`).
+        pub const VERSION: &str = "SELECT current_setting('server_version_num') AS num, \
+            version() AS version";
+
+        /// The cluster's system identifier, `system_id` (it reads the control file).
+        pub const SYSTEM_ID: &str =
+            "SELECT system_identifier::text AS system_id FROM pg_control_system()";
+
+        /// A primary's WAL insert position, `lsn` (the end of every record inserted so far, so
+        /// at or past the commit record of any committed write, with `synchronous_commit` off
+        /// too), and the `timeline` it is on (the probe's expression).
+        pub const CAPTURE: &str = concat!(
+            "SELECT pg_current_wal_insert_lsn()::text AS lsn, (",
+            super::super::postgres::timeline_of!("pg_current_wal_insert_lsn()"),
+            ")::text AS timeline"
+        );
+
+        /// How far a standby has replayed, `lsn` (NULL on a primary).
+        pub const REPLAYED: &str = "SELECT pg_last_wal_replay_lsn()::text AS lsn";
+    }
+
+    /// MariaDB.
+    pub mod mariadb {
+        /// What the server is: `version` (`VERSION()`, e.g. `10.11.6-MariaDB-0+deb12u1`) and
+        /// `comment` (`@@version_comment`, e.g. `Debian 12`, or `MySQL Community Server - GPL`
+        /// on MySQL).
+        pub const VERSION: &str = "SELECT VERSION() AS version, @@version_comment AS comment";
+
+        /// Every GTID the server has written, in every domain, `pos`. `@@last_gtid` would be
+        /// the session's own write, but a pool gives no guarantee the next statement runs on
+        /// the same session; the global position is at or past it.
+        pub const CAPTURE: &str = "SELECT @@global.gtid_binlog_pos AS pos";
+
+        /// Waits in the server until it has applied a GTID position (the first parameter) for
+        /// at most a number of seconds (the second): `waited` is 0 once applied, -1 on timeout.
+        pub const WAIT: &str = "SELECT MASTER_GTID_WAIT(?, ?) AS waited";
+    }
+}
+
 pub(crate) use mariadb::MariaDb;
 pub(crate) use postgres::Postgres;
 

@@ -9,16 +9,30 @@ use crate::probe::{Observation, ProbeConn, ProbeError, Row};
 #[derive(Debug, Clone, Copy, Default)]
 pub(crate) struct Postgres;
 
-const PROBE_SQL: &str = "SELECT pg_is_in_recovery()::text AS in_recovery, \
+/// The timeline a primary's WAL position (an SQL expression, a literal) is on: the first 8 hex
+/// digits of the WAL file name holding it. One expression for the probe and the adapter's
+/// position capture ([`crate::sql::postgres::CAPTURE`]).
+macro_rules! timeline_of {
+    ($lsn:literal) => {
+        concat!("('x' || substr(pg_walfile_name(", $lsn, "), 1, 8))::bit(32)::int")
+    };
+}
+pub(crate) use timeline_of;
+
+const PROBE_SQL: &str = concat!(
+    "SELECT pg_is_in_recovery()::text AS in_recovery, \
     (SELECT system_identifier::text FROM pg_control_system()) AS system_id, \
     (CASE WHEN pg_is_in_recovery() \
           THEN COALESCE((SELECT received_tli FROM pg_stat_wal_receiver), \
                         (SELECT timeline_id FROM pg_control_checkpoint())) \
-          ELSE ('x' || substr(pg_walfile_name(pg_current_wal_lsn()), 1, 8))::bit(32)::int END)::text AS timeline, \
+          ELSE ",
+    timeline_of!("pg_current_wal_lsn()"),
+    " END)::text AS timeline, \
     (CASE WHEN pg_is_in_recovery() THEN pg_last_wal_replay_lsn() ELSE pg_current_wal_lsn() END)::text AS replayed, \
     pg_last_wal_receive_lsn()::text AS received, \
     (extract(epoch FROM clock_timestamp() - pg_last_xact_replay_timestamp()) * 1000)::bigint::text AS since_replay_ms, \
-    (CASE WHEN pg_is_in_recovery() THEN pg_is_wal_replay_paused() ELSE false END)::text AS paused";
+    (CASE WHEN pg_is_in_recovery() THEN pg_is_wal_replay_paused() ELSE false END)::text AS paused"
+);
 
 /// The position feed: a few function calls, no catalogue view. A standby's replay position, a
 /// primary's current write position.

@@ -22,16 +22,31 @@ use super::{Member, MemberRole, SourceError, TopologySource};
 /// println!("{} replicas", replicas.len());
 /// # Ok(()) }
 /// ```
-#[derive(Debug, Clone)]
+///
+/// Its `Debug` output and errors show the name with any credentials redacted (a URL pasted
+/// here by mistake may hold a password).
+#[derive(Clone)]
 pub struct DnsSource {
     name: String,
+    /// `name` as errors and `Debug` show it.
+    shown: String,
     timeout: Duration,
+}
+
+impl std::fmt::Debug for DnsSource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DnsSource")
+            .field("name", &self.shown)
+            .field("timeout", &self.timeout)
+            .finish()
+    }
 }
 
 impl DnsSource {
     /// A source resolving `host_port` (e.g. `replicas.db.svc:5432`).
     pub fn new(host_port: impl Into<String>) -> DnsSource {
-        DnsSource { name: host_port.into(), timeout: Duration::from_secs(2) }
+        let name = host_port.into();
+        DnsSource { shown: super::redact(&name), name, timeout: Duration::from_secs(2) }
     }
 
     /// The time one resolution may take (default 2 s).
@@ -46,11 +61,11 @@ impl DnsSource {
         let addrs = match tokio::time::timeout(self.timeout, lookup).await {
             Ok(Ok(addrs)) => addrs,
             Ok(Err(source)) => {
-                return Err(SourceError::Resolve { name: self.name.clone(), source });
+                return Err(SourceError::Resolve { name: self.shown.clone(), source });
             }
             Err(_) => {
                 return Err(SourceError::Timeout {
-                    endpoint: self.name.clone(),
+                    endpoint: self.shown.clone(),
                     after: self.timeout,
                 });
             }
@@ -59,7 +74,7 @@ impl DnsSource {
         members.sort_by(|a, b| a.name.cmp(&b.name));
         members.dedup_by(|a, b| a.name == b.name);
         if members.is_empty() {
-            return Err(SourceError::Empty { source_name: self.name.clone() });
+            return Err(SourceError::Empty { source_name: self.shown.clone() });
         }
         Ok(members)
     }

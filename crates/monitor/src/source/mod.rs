@@ -31,6 +31,7 @@ mod watch;
 mod tests;
 
 pub use dns::DnsSource;
+pub(crate) use http::redact;
 pub use patroni::PatroniSource;
 pub use watch::{MemberDiff, MemberSet, SourceWatch, diff, watch};
 

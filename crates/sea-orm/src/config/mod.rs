@@ -22,11 +22,12 @@ use rwsplit_core::{
     Random, RoundRobin, RouterConfig, Staleness, WeightedRoundRobin, ZonePreference,
 };
 use rwsplit_monitor::{DnsSource, MonitorConfig, PatroniSource, ReplicationAddress, SourceError};
-use sea_orm::{ConnectOptions, DbBackend};
+use sea_orm::ConnectOptions;
 use serde::Deserialize;
 
 use crate::error::{Error, Result};
 use crate::pooling::Pooling;
+use crate::product::Product;
 use crate::redact::{NodeUrl, node_name_redacted, redact_unparsed};
 use crate::replica::Replica;
 use crate::{RoutedConnection, RoutedConnectionBuilder};
@@ -193,7 +194,10 @@ impl fmt::Debug for ReplicaConfig {
             .field("zone", &self.zone)
             .field("tags", &self.tags)
             .field("pooling", &self.pooling)
-            .field("replication_address", &self.replication_address)
+            .field(
+                "replication_address",
+                &self.replication_address.as_deref().map(crate::redact::address_redacted),
+            )
             .field("pool", &self.pool)
             .finish()
     }
@@ -530,7 +534,8 @@ impl TopologyConfig {
                         return Err(invalid(format!("topology.patroni[{i}]"), source_reason(&e)));
                     }
                 }
-                if NodeUrl::parse("primary", primary).is_ok_and(|u| u.backend() == DbBackend::MySql)
+                if NodeUrl::parse("primary", primary)
+                    .is_ok_and(|u| !Product::of(u.backend()).runs_under_patroni())
                 {
                     return Err(invalid(
                         "topology.patroni",

@@ -82,6 +82,12 @@ pub(crate) struct Node {
     pub(crate) installed: u64,
     /// Its index in [`Nodes`]' arena once a reference to it was handed out.
     kept: OnceLock<usize>,
+    /// What its server is, once checked against the version policy
+    /// ([`Product::check`](crate::product::Product::check)): at connect, or when it first
+    /// answers a probe.
+    pub(crate) server: OnceLock<crate::Server>,
+    /// A check of its server is under way (started on a probe).
+    pub(crate) checking: std::sync::atomic::AtomicBool,
 }
 
 impl Node {
@@ -112,12 +118,22 @@ impl Node {
             one_pool: false,
             installed: 0,
             kept: OnceLock::new(),
+            server: OnceLock::new(),
+            checking: std::sync::atomic::AtomicBool::new(false),
         }
     }
 
     /// Whether it was lent out as a connection (and is kept for the connection's life).
     pub(crate) fn is_kept(&self) -> bool {
         self.kept.get().is_some()
+    }
+
+    /// The node with what its server was found to be.
+    pub(crate) fn checked(self, server: Option<crate::Server>) -> Node {
+        if let Some(server) = server {
+            let _ = self.server.set(server);
+        }
+        self
     }
 
     /// The node with its weight, zone and tags.
@@ -273,6 +289,8 @@ pub(crate) struct Inner {
     /// added by a topology source (in free slots).
     pub(crate) nodes: Nodes,
     pub(crate) backend: DbBackend,
+    /// The product seam: its SQL, error codes and session setup.
+    pub(crate) product: crate::product::Product,
     /// `db.system.name`.
     pub(crate) system: &'static str,
     pub(crate) dialect: Dialect,

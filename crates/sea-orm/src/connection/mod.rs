@@ -28,10 +28,10 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use rwsplit_core::{
-    Access, Classifier, Dialect, HealthPolicy, Node as CoreNode, Role, RouteContext, RouterConfig,
-    Target, Topology,
+    Access, Classifier, HealthPolicy, Node as CoreNode, Role, RouteContext, RouterConfig, Target,
+    Topology,
 };
-use rwsplit_monitor::{Flavor, Monitor};
+use rwsplit_monitor::Monitor;
 use sea_orm::{DatabaseConnection, DbBackend, DbErr};
 
 pub use inner::RoutedConnection;
@@ -40,6 +40,7 @@ pub(crate) use traits::{Handle, routed_connection, routed_transactions};
 
 use crate::causal::TaskScopes;
 use crate::probe::NodeConnector;
+use crate::product::Product;
 use crate::route::{Routing, node_id};
 
 use inner::{Counters, SCOPE};
@@ -57,11 +58,8 @@ impl RoutedConnection {
         health: HealthPolicy,
         connector: NodeConnector,
     ) -> RoutedConnection {
-        let dialect = match backend {
-            DbBackend::MySql => Dialect::MySql,
-            DbBackend::Sqlite => Dialect::Sqlite,
-            _ => Dialect::Postgres,
-        };
+        // The product seam, chosen once for the connection's life.
+        let product = Product::of(backend);
         let nodes = Nodes::new(primary, replicas);
         let mut topology = Topology::builder();
         for (i, n) in nodes.iter() {
@@ -76,13 +74,14 @@ impl RoutedConnection {
             _ => None,
         };
         let inner = Arc::new_cyclic(|weak: &std::sync::Weak<Inner>| {
-            let monitor = start_monitor(weak, backend, &policy, routing.state(), connector);
+            let monitor = start_monitor(weak, product, &policy, routing.state(), connector);
             Inner {
                 nodes,
                 backend,
-                system: crate::telemetry::system_name(backend),
-                dialect,
-                classified: crate::classified::Classified::new(classifier, dialect),
+                product,
+                system: product.system_name(),
+                dialect: product.dialect(),
+                classified: crate::classified::Classified::new(classifier, product.dialect()),
                 tasks: TaskScopes::default(),
                 policy,
                 routing,
@@ -111,6 +110,24 @@ impl RoutedConnection {
     /// is not ambiguous between SeaORM's `ConnectionTrait` and `StreamTrait`.
     pub fn get_database_backend(&self) -> DbBackend {
         self.inner.backend
+    }
+
+    /// The primary's database server, product and version, as checked against rwsplit's
+    /// version policy ([`Error::UnsupportedServer`](crate::Error::UnsupportedServer)): the
+    /// configured primary's at [`connect`](crate::RoutedConnectionBuilder::connect); after a
+    /// promotion, the new primary's once checked. `None` for connections made by
+    /// [`from_connections`](RoutedConnection::from_connections) until the monitor's first probe
+    /// of the primary (mock connections: never).
+    ///
+    /// ```no_run
+    /// # async fn demo(db: rwsplit_sea_orm::RoutedConnection) {
+    /// if let Some(server) = db.server() {
+    ///     println!("connected to {server}"); // PostgreSQL 15.8
+    /// }
+    /// # }
+    /// ```
+    pub fn server(&self) -> Option<crate::Server> {
+        self.primary_node().server.get().cloned()
     }
 
     /// A replica's own connection, chosen as a read would be (healthy, by the balancer), for
@@ -304,7 +321,7 @@ pub(crate) fn core_node(id: rwsplit_core::NodeId, role: Role, n: &Node) -> CoreN
 /// the monitor and stops its loops) is never held up by it.
 fn start_monitor(
     weak: &std::sync::Weak<Inner>,
-    backend: DbBackend,
+    product: Product,
     policy: &Policy,
     state: &Arc<rwsplit_monitor::TopologyState>,
     connector: NodeConnector,
@@ -313,11 +330,7 @@ fn start_monitor(
     if matches!(connector, NodeConnector::None) {
         return None;
     }
-    let flavor = match backend {
-        DbBackend::Postgres => Flavor::Postgres,
-        DbBackend::MySql => Flavor::MariaDb,
-        _ => return None,
-    };
+    let flavor = product.flavor()?;
     let weak_for_sampler = weak.clone();
     let weak = weak.clone();
     let on_probe: rwsplit_monitor::OnProbe = Arc::new(move |node, seen| {
@@ -325,11 +338,12 @@ fn start_monitor(
         if let Some(n) = inner.nodes.get(node)
             && let Some(seen) = seen
         {
-            if let Some(rwsplit_core::ReplayPosition::Postgres(p)) = seen.position() {
-                n.system_id.store(p.system_id(), Ordering::Relaxed);
+            if let Some(system_id) = crate::product::system_id(seen) {
+                n.system_id.store(system_id, Ordering::Relaxed);
             }
             *n.last_seen.lock().unwrap_or_else(std::sync::PoisonError::into_inner) =
                 Some(Instant::now());
+            check_server(&weak, node, &n, product);
         }
         inner.tasks.sweep(Instant::now(), FOREIGN_TOKEN_TTL, |t| inner.routing.settled(t));
     });
@@ -342,6 +356,60 @@ fn start_monitor(
         policy.failover.clone(),
         Some(on_probe),
     ))
+}
+
+/// Checks the server of node `id` (`n`), which just answered a probe, against the version
+/// policy if that was never done (it was unreachable at connect, or a topology source added
+/// it), off the probe's path. A server the policy refuses is fenced: out of rotation and never
+/// primary, with an error logged; one that could not be asked is checked on a later probe.
+fn check_server(weak: &std::sync::Weak<Inner>, id: usize, n: &Arc<Node>, product: Product) {
+    if n.server.get().is_some() || n.checking.swap(true, Ordering::AcqRel) {
+        return;
+    }
+    let (weak, n) = (weak.clone(), Arc::clone(n));
+    tokio::spawn(async move {
+        match product.check(&n.conn, &n.name).await {
+            Ok(server) => {
+                let _ = n.server.set(server);
+            }
+            Err(crate::product::Unchecked::Refused(error)) => {
+                // Still the node in that slot (not removed and replaced meanwhile).
+                if let Some(inner) = weak.upgrade()
+                    && inner.nodes.get(id).is_some_and(|now| Arc::ptr_eq(&now, &n))
+                {
+                    inner.routing.set_fenced(id, true);
+                }
+                // `checking` stays set: checked once, refused for good.
+                tracing::error!(target: "rwsplit", node = %n.name, %error, "node refused and fenced: its server is not one rwsplit supports");
+                return;
+            }
+            Err(crate::product::Unchecked::Unreachable(_)) => {}
+        }
+        n.checking.store(false, Ordering::Release);
+    });
+}
+
+/// Checks the servers of the connection's configured replicas (node 1 on) against the
+/// version policy, each for at most `max`: the first one refused is the error. One that does
+/// not answer in time is checked when it first answers a probe ([`check_server`]).
+pub(crate) async fn check_replicas(
+    conn: &RoutedConnection,
+    max: Duration,
+) -> Result<(), crate::Error> {
+    let product = conn.inner.product;
+    let nodes: Vec<Arc<Node>> =
+        conn.inner.nodes.iter().filter(|&(i, _)| i != 0).map(|(_, n)| n).collect();
+    let checks = nodes.iter().map(|n| tokio::time::timeout(max, product.check(&n.conn, &n.name)));
+    for (n, checked) in nodes.iter().zip(futures_util::future::join_all(checks).await) {
+        match checked {
+            Ok(Ok(server)) => {
+                let _ = n.server.set(server);
+            }
+            Ok(Err(crate::product::Unchecked::Refused(error))) => return Err(error),
+            Ok(Err(crate::product::Unchecked::Unreachable(_))) | Err(_) => {}
+        }
+    }
+    Ok(())
 }
 
 /// Sets the metric gauges of every node (health, role, lag, pools, in flight) every `every`,

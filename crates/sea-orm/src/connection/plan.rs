@@ -9,7 +9,7 @@ use rwsplit_core::{
     Access, CatchUp, CausalToken, Classification, Consistency, RouteContext, RouteReason, Target,
     Transaction,
 };
-use sea_orm::{AccessMode, DbBackend, DbErr, IsolationLevel};
+use sea_orm::{AccessMode, DbErr, IsolationLevel};
 
 use super::inner::{Ctx, RoutedConnection, SCOPE, Scope, bump};
 use crate::causal::Slot;
@@ -200,7 +200,7 @@ impl RoutedConnection {
         let now = Instant::now();
         let read_only = access == Some(AccessMode::ReadOnly);
         let serializable_pg = isolation == Some(IsolationLevel::Serializable)
-            && self.inner.backend == DbBackend::Postgres;
+            && self.inner.product.replicas_refuse_serializable();
         if !read_only || serializable_pg {
             let ctx = RouteContext::for_access(Access::Write, now)
                 .with_transaction(Transaction::ReadWrite);

@@ -92,7 +92,7 @@ impl RoutedConnection {
             .get(node)
             .ok_or_else(|| DbErr::from(crate::routing_error::RoutingError::NodeRemoved))?;
         let cached = n.system_id.load(Ordering::Relaxed);
-        match position::capture(&n.writer, cached).await {
+        match position::capture(&n.writer, self.inner.product, cached).await {
             Ok((token, system_id)) => {
                 n.system_id.store(system_id, Ordering::Relaxed);
                 bump(&self.inner.counters.captures);

@@ -1,0 +1,277 @@
+//! The product seam: everything the adapter does differently on PostgreSQL and on MariaDB, in
+//! one place, the way the monitor keeps its probe SQL behind its own `Product` trait.
+//!
+//! - which URL schemes connect which product, and its default port ([`scheme`]);
+//! - what the server is, and whether rwsplit supports it ([`Product::check`], the version
+//!   policy in [`server`]);
+//! - a write's replication position, and waiting for a replica to replay one
+//!   ([`Product::capture`], [`wait_for`]); the SQL is `rwsplit_monitor::sql`'s, shared with
+//!   the monitor's probes;
+//! - how a replica's sessions are made read-only, per [`Pooling`] mode
+//!   ([`Product::make_read_only`], [`Product::prepare_options`], [`Product::frame_monitor`]);
+//! - the server errors the adapter branches on (SQLSTATEs, MariaDB error numbers:
+//!   [`server_error`]);
+//! - names: `db.system.name`, the classifier's dialect, the monitor's flavor, the token kind.
+//!
+//! [`Product::of`] chooses the implementation once, from the primary's backend, when the
+//! connection is built; nothing outside this module names a product's SQL, error codes or
+//! `DbBackend` variants (the tidy test `product_sql_stays_in_the_seam` checks it).
+
+mod mariadb;
+mod postgres;
+pub(crate) mod server;
+
+use std::time::{Duration, Instant};
+
+use rwsplit_core::{CausalToken, Dialect, ReplayPosition, TokenKind};
+use rwsplit_monitor::Flavor;
+use sea_orm::{ConnectOptions, DatabaseConnection, DbBackend, DbErr};
+
+use crate::pooling::Pooling;
+use crate::position::Waited;
+
+pub use server::{Server, ServerProduct};
+
+/// The product a connection runs on, chosen once from the primary's backend.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Product {
+    /// PostgreSQL, physical streaming replication.
+    Postgres,
+    /// MariaDB with GTID replication (every MySQL-protocol connection; a MySQL server is
+    /// refused at connect by [`Product::check`]).
+    MariaDb,
+    /// Anything else (SQLite, mock connections): no monitor, no positions.
+    Other,
+}
+
+impl Product {
+    /// The seam for connections of `backend`.
+    pub(crate) fn of(backend: DbBackend) -> Product {
+        match backend {
+            DbBackend::Postgres => Product::Postgres,
+            DbBackend::MySql => Product::MariaDb,
+            _ => Product::Other,
+        }
+    }
+
+    /// `db.system.name` (OpenTelemetry's semantic conventions).
+    pub(crate) fn system_name(self) -> &'static str {
+        match self {
+            Product::Postgres => "postgresql",
+            Product::MariaDb => "mariadb",
+            Product::Other => "other_sql",
+        }
+    }
+
+    /// The classifier's SQL dialect.
+    pub(crate) fn dialect(self) -> Dialect {
+        match self {
+            Product::Postgres => Dialect::Postgres,
+            Product::MariaDb => Dialect::MySql,
+            Product::Other => Dialect::Sqlite,
+        }
+    }
+
+    /// The monitor's implementation, if it can probe this product.
+    pub(crate) fn flavor(self) -> Option<Flavor> {
+        match self {
+            Product::Postgres => Some(Flavor::Postgres),
+            Product::MariaDb => Some(Flavor::MariaDb),
+            Product::Other => None,
+        }
+    }
+
+    /// The kind of read-your-writes token this product's positions make (other backends
+    /// have none; their tokens are checked as MariaDB's, which they never mint).
+    pub(crate) fn token_kind(self) -> TokenKind {
+        match self {
+            Product::Postgres => TokenKind::Postgres,
+            Product::MariaDb | Product::Other => TokenKind::MariaDb,
+        }
+    }
+
+    /// Whether a replica refuses SERIALIZABLE transactions (PostgreSQL hot standbys do), so a
+    /// read-only one must stay on the primary.
+    pub(crate) fn replicas_refuse_serializable(self) -> bool {
+        self == Product::Postgres
+    }
+
+    /// Whether Patroni can run it (Patroni runs PostgreSQL only).
+    pub(crate) fn runs_under_patroni(self) -> bool {
+        self == Product::Postgres
+    }
+
+    /// The primary's position now, as a token: at or past every write that has committed.
+    /// `system_id` is the node's cached PostgreSQL system identifier (0 when not yet known; it
+    /// is then read, and returned for caching).
+    pub(crate) async fn capture(
+        self,
+        conn: &DatabaseConnection,
+        system_id: u64,
+    ) -> Result<(CausalToken, u64), DbErr> {
+        match self {
+            Product::Postgres => postgres::capture(conn, system_id).await,
+            Product::MariaDb => Ok((mariadb::capture(conn).await?, 0)),
+            Product::Other => Err(crate::position::unsupported(conn.get_database_backend())),
+        }
+    }
+
+    /// Options every pool of a node behind `pooling` needs (the replica's read pool, its
+    /// writable pool, the monitor's): in transaction pooling, no client-side statement cache
+    /// and nothing opened in advance (see [`Pooling`]).
+    pub(crate) fn prepare_options(self, opts: &mut ConnectOptions, pooling: Pooling) {
+        if pooling != Pooling::Transaction {
+            return;
+        }
+        // An idle connection the pool opened in advance would sit inside its transaction,
+        // holding a PgBouncer server connection, until first used.
+        opts.min_connections(0);
+        match self {
+            #[cfg(feature = "postgres")]
+            Product::Postgres => postgres::no_statement_cache(opts),
+            #[cfg(feature = "mysql")]
+            Product::MariaDb => mariadb::no_statement_cache(opts),
+            _ => {}
+        }
+    }
+
+    /// The monitor's connection to a node behind transaction pooling: each probe statement in
+    /// a read-write transaction framed like the read pool's, so its prepared statements neither
+    /// hop server connections between parse and execute nor collide with other clients'.
+    /// Read-write, so that failover's promotion is not refused.
+    pub(crate) fn frame_monitor(
+        self,
+        mut opts: ConnectOptions,
+        pooling: Pooling,
+    ) -> ConnectOptions {
+        if pooling != Pooling::Transaction {
+            return opts;
+        }
+        // No ping before each use: the `BEGIN` that starts it is one (a connection that fails
+        // it is closed and another one used).
+        opts.test_before_acquire(false);
+        match self {
+            #[cfg(feature = "postgres")]
+            Product::Postgres => postgres::frame_monitor(&mut opts),
+            #[cfg(feature = "mysql")]
+            Product::MariaDb => mariadb::frame_monitor(&mut opts),
+            _ => {}
+        }
+        opts
+    }
+
+    /// Makes every session of a replica pool read-only, so a write that reaches it fails
+    /// loudly, the way `pooling` allows (see [`Pooling`]).
+    pub(crate) fn make_read_only(self, opts: &mut ConnectOptions, pooling: Pooling) {
+        if pooling == Pooling::Transaction {
+            // No ping before each use: the `BEGIN` is one.
+            opts.test_before_acquire(false);
+        }
+        match self {
+            #[cfg(feature = "postgres")]
+            Product::Postgres => postgres::make_read_only(opts, pooling),
+            #[cfg(feature = "mysql")]
+            Product::MariaDb => mariadb::make_read_only(opts, pooling),
+            _ => {}
+        }
+    }
+
+    /// What `conn`'s server is, checked against the version policy
+    /// ([`server::verdict`]): the server, or why it is not used. `node` names it in the error.
+    /// An untested version is accepted with a warning (once per version and process).
+    pub(crate) async fn check(
+        self,
+        conn: &DatabaseConnection,
+        node: &str,
+    ) -> Result<Server, Unchecked> {
+        let found = match self {
+            Product::Postgres => postgres::server(conn).await,
+            Product::MariaDb => mariadb::server(conn).await,
+            // Nothing to ask: no monitor, no positions.
+            Product::Other => return Ok(Server::other(conn.get_database_backend())),
+        }
+        .map_err(Unchecked::Unreachable)?;
+        server::judge(found, node).map_err(Unchecked::Refused)
+    }
+}
+
+/// Why [`Product::check`] gave no server.
+#[derive(Debug)]
+pub(crate) enum Unchecked {
+    /// The server could not be asked (unreachable, or the query failed): check it later.
+    Unreachable(DbErr),
+    /// It answered, and is not one rwsplit supports ([`crate::Error::UnsupportedServer`]).
+    Refused(crate::Error),
+}
+
+/// Waits until the replica behind `conn` has replayed up to `token`, until `deadline` (`max`
+/// from now). PostgreSQL 15 has no `WAIT FOR LSN`, so its replay position is polled, at growing
+/// intervals (1 ms doubling to 8 ms); MariaDB waits in the server with `MASTER_GTID_WAIT`.
+pub(crate) async fn wait_for(
+    conn: &DatabaseConnection,
+    token: &CausalToken,
+    max: Duration,
+    deadline: Instant,
+) -> Result<Waited, DbErr> {
+    match token.position() {
+        ReplayPosition::Postgres(want) => postgres::wait_for(conn, want.lsn(), deadline).await,
+        ReplayPosition::MariaDb(want) => mariadb::wait_for(conn, want, max).await,
+        _ => Ok(Waited::TimedOut),
+    }
+}
+
+/// The PostgreSQL system identifier a probe saw, kept per node for the tokens
+/// [`Product::capture`] makes (MariaDB positions have none).
+pub(crate) fn system_id(seen: &rwsplit_monitor::Observation) -> Option<u64> {
+    match seen.position() {
+        Some(ReplayPosition::Postgres(p)) => Some(p.system_id()),
+        _ => None,
+    }
+}
+
+/// The backend a URL scheme connects in this build, and its default port; `None` for a scheme
+/// no driver of this build connects.
+pub(crate) fn scheme(scheme: &str) -> Option<(DbBackend, u16)> {
+    match scheme {
+        #[cfg(feature = "postgres")]
+        "postgres" | "postgresql" => Some((DbBackend::Postgres, 5432)),
+        #[cfg(feature = "mysql")]
+        "mysql" => Some((DbBackend::MySql, 3306)),
+        _ => None,
+    }
+}
+
+/// What a server error means to the adapter, by its SQLSTATE or MariaDB error number.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum ServerError {
+    /// The server is going away or refused the session (PostgreSQL class 08 and
+    /// 57P01–57P03; MariaDB 1053 `ER_SERVER_SHUTDOWN`): the node failed, not the statement.
+    GoingAway,
+    /// The session is read-only and the statement writes (PostgreSQL 25006; MariaDB 1290
+    /// `ER_OPTION_PREVENTS_STATEMENT`, 1792 `ER_CANT_EXECUTE_IN_READ_ONLY_TRANSACTION`).
+    ReadOnly,
+    /// SQLSTATE 40001: on a PostgreSQL standby a recovery conflict (replay needed to remove
+    /// rows the query could still see); on MariaDB a deadlock. Another node may serve it.
+    Conflict,
+    /// No such table (PostgreSQL 42P01; MariaDB 1146 `ER_NO_SUCH_TABLE`).
+    NoSuchTable,
+}
+
+/// What `db` means to the adapter, if it is one of the errors it branches on.
+#[cfg(any(feature = "postgres", feature = "mysql"))]
+pub(crate) fn server_error(db: &dyn sea_orm::sqlx::error::DatabaseError) -> Option<ServerError> {
+    #[cfg(feature = "mysql")]
+    if let Some(my) = db.try_downcast_ref::<sea_orm::sqlx::mysql::MySqlDatabaseError>() {
+        return mariadb::server_error(my.number(), my.code());
+    }
+    postgres::server_error(db.code().as_deref().unwrap_or(""))
+}
+
+/// A hook's verdict: keep the connection if the statement ran; an error closes it (sqlx then
+/// opens or picks another), so a connection whose transaction state is unknown is never reused.
+#[cfg(any(feature = "postgres", feature = "mysql"))]
+async fn keep(
+    ran: impl std::future::Future<Output = Result<(), sea_orm::sqlx::Error>>,
+) -> Result<bool, sea_orm::sqlx::Error> {
+    ran.await.map(|()| true)
+}

@@ -1,0 +1,163 @@
+//! PostgreSQL: positions are LSNs on a timeline of one cluster (system identifier); replicas
+//! are hot standbys; sessions are made read-only by `default_transaction_read_only`.
+
+use std::time::{Duration, Instant};
+
+use rwsplit_core::{CausalToken, Lsn, PgPosition};
+use rwsplit_monitor::sql::postgres as sql;
+#[cfg(feature = "postgres")]
+use sea_orm::ConnectOptions;
+use sea_orm::{DatabaseConnection, DbErr};
+
+use super::ServerError;
+use super::server::Server;
+#[cfg(feature = "postgres")]
+use crate::pooling::Pooling;
+use crate::position::{Waited, parse, query_one, text, unreadable};
+
+/// See [`super::Product::capture`]. The system identifier comes from the monitor or one extra
+/// query (it reads the control file), and is cached per node.
+pub(super) async fn capture(
+    conn: &DatabaseConnection,
+    system_id: u64,
+) -> Result<(CausalToken, u64), DbErr> {
+    let system_id = if system_id == 0 {
+        parse::<u64>(&query_one(conn, sql::SYSTEM_ID, "system_id").await?, "system_id")?
+    } else {
+        system_id
+    };
+    let row = query_one(conn, sql::CAPTURE, "lsn").await?;
+    let lsn = parse::<Lsn>(&row, "lsn")?;
+    let timeline = parse::<u32>(&row, "timeline")?;
+    Ok((CausalToken::new(PgPosition::new(system_id, timeline, lsn)), system_id))
+}
+
+/// Polls the standby's replay position until it reaches `want` or `deadline` passes.
+pub(super) async fn wait_for(
+    conn: &DatabaseConnection,
+    want: Lsn,
+    deadline: Instant,
+) -> Result<Waited, DbErr> {
+    let mut pause = Duration::from_millis(1);
+    loop {
+        let row = query_one(conn, sql::REPLAYED, "pg_last_wal_replay_lsn").await?;
+        // NULL: not a standby (promoted, or a primary): it cannot be trusted here.
+        let Some(replayed) = text(&row, "lsn") else { return Ok(Waited::TimedOut) };
+        let lsn = replayed
+            .parse::<Lsn>()
+            .map_err(|e| unreadable("pg_last_wal_replay_lsn", &replayed, e))?;
+        if lsn >= want {
+            return Ok(Waited::CaughtUp);
+        }
+        let now = Instant::now();
+        if now >= deadline {
+            return Ok(Waited::TimedOut);
+        }
+        tokio::time::sleep(pause.min(deadline - now)).await;
+        pause = (pause * 2).min(Duration::from_millis(8));
+    }
+}
+
+/// What the server says it is.
+pub(super) async fn server(conn: &DatabaseConnection) -> Result<Server, DbErr> {
+    let row = query_one(conn, sql::VERSION, "version").await?;
+    Ok(Server::postgres(
+        text(&row, "num").as_deref().unwrap_or(""),
+        text(&row, "version").as_deref().unwrap_or(""),
+    ))
+}
+
+/// See [`super::server_error`]: by SQLSTATE.
+pub(super) fn server_error(code: &str) -> Option<ServerError> {
+    match code {
+        // Class 08 connection exceptions; 57P01–57P03 admin shutdown, crash shutdown, cannot
+        // connect now.
+        c if c.starts_with("08") => Some(ServerError::GoingAway),
+        "57P01" | "57P02" | "57P03" => Some(ServerError::GoingAway),
+        "25006" => Some(ServerError::ReadOnly),
+        "40001" => Some(ServerError::Conflict),
+        "42P01" => Some(ServerError::NoSuchTable),
+        _ => None,
+    }
+}
+
+/// The start of every use of a pooled connection in transaction pooling, one round trip. sqlx
+/// names every statement it prepares (`sqlx_s_<n>`, counted per client connection) even with
+/// its cache off, and leaves it on the server connection; another client's `sqlx_s_1` there
+/// would make ours fail with "already exists". `DEALLOCATE ALL` inside the transaction clears
+/// them (SQLAlchemy's recipe for asyncpg behind PgBouncer does the same).
+#[cfg(feature = "postgres")]
+const BEGIN: &str = "BEGIN; DEALLOCATE ALL";
+/// [`BEGIN`], read-only.
+#[cfg(feature = "postgres")]
+const BEGIN_READ_ONLY: &str = "BEGIN READ ONLY; DEALLOCATE ALL";
+/// The end: commit, and leave no statement of ours on the server connection for the next
+/// client (one simple query, so PgBouncer keeps the server connection for both).
+#[cfg(feature = "postgres")]
+const END: &str = "COMMIT; DEALLOCATE ALL";
+
+#[cfg(feature = "postgres")]
+pub(super) fn no_statement_cache(opts: &mut ConnectOptions) {
+    opts.map_sqlx_postgres_opts(|o| o.statement_cache_capacity(0));
+}
+
+#[cfg(feature = "postgres")]
+pub(super) fn frame_monitor(opts: &mut ConnectOptions) {
+    opts.map_sqlx_postgres_pool_opts(|o| {
+        o.after_connect(|conn, _| Box::pin(pg(conn, BEGIN)))
+            .before_acquire(|conn, _| Box::pin(super::keep(pg(conn, BEGIN))))
+            .after_release(|conn, _| Box::pin(super::keep(pg(conn, END))))
+    });
+}
+
+/// [`Pooling::Direct`]: the startup parameter, free per connection and statement (it replaces
+/// any `map_sqlx_postgres_opts` hook); [`Pooling::Session`]: a `SET` per new connection;
+/// [`Pooling::Transaction`]: every use a read-only transaction.
+#[cfg(feature = "postgres")]
+pub(super) fn make_read_only(opts: &mut ConnectOptions, pooling: Pooling) {
+    match pooling {
+        Pooling::Direct => {
+            opts.map_sqlx_postgres_opts(|o| o.options([("default_transaction_read_only", "on")]));
+        }
+        Pooling::Session => {
+            opts.map_sqlx_postgres_pool_opts(|o| {
+                o.after_connect(|conn, _| {
+                    Box::pin(pg(conn, "SET SESSION CHARACTERISTICS AS TRANSACTION READ ONLY"))
+                })
+            });
+        }
+        Pooling::Transaction => {
+            opts.map_sqlx_postgres_pool_opts(|o| {
+                o.after_connect(|conn, _| Box::pin(pg(conn, BEGIN_READ_ONLY)))
+                    .before_acquire(|conn, _| Box::pin(super::keep(pg(conn, BEGIN_READ_ONLY))))
+                    .after_release(|conn, _| Box::pin(super::keep(pg(conn, END))))
+            });
+        }
+    }
+}
+
+/// Runs one fixed statement (simple protocol: no prepared statement) on a pooled connection.
+#[cfg(feature = "postgres")]
+async fn pg(
+    conn: &mut sea_orm::sqlx::PgConnection,
+    sql: &'static str,
+) -> Result<(), sea_orm::sqlx::Error> {
+    sea_orm::sqlx::Executor::execute(conn, sql).await.map(drop)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[rstest::rstest]
+    #[case("08006", Some(ServerError::GoingAway))]
+    #[case("57P01", Some(ServerError::GoingAway))]
+    #[case("25006", Some(ServerError::ReadOnly))]
+    #[case("40001", Some(ServerError::Conflict))]
+    #[case("42P01", Some(ServerError::NoSuchTable))]
+    #[case("23505", None)]
+    #[case("", None)]
+    fn sqlstates(#[case] code: &str, #[case] meaning: Option<ServerError>) {
+        assert_eq!(server_error(code), meaning);
+    }
+}
