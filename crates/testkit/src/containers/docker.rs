@@ -11,6 +11,9 @@ pub(crate) const LABEL: &str = "rwsplit.testkit";
 pub(crate) const RUN_LABEL: &str = "rwsplit.run";
 /// The directory the cluster was started under (`cargo xtask itest` reaps by it).
 pub(crate) const ROOT_LABEL: &str = "rwsplit.root";
+/// A node container's fixed address on its cluster's replication network, which
+/// `heal_replication` asks for again when it reconnects the node.
+pub(crate) const REPL_IP_LABEL: &str = "rwsplit.repl-ip";
 
 /// `docker <args>`: its standard output, trimmed, or an error naming the command and saying
 /// what Docker said.

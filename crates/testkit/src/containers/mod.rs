@@ -5,8 +5,15 @@
 //! - `<run>-ctl`, a bridge with inter-container traffic off, where each node publishes its server
 //!   port on `127.0.0.1:<port>`: the host (tests, the application) reaches the nodes here, and
 //!   nodes cannot reach one another through it;
-//! - `<run>-repl`, an `--internal` bridge where each node has its name (`n0`, `n1`, …) as alias:
-//!   replication runs here only.
+//! - `<run>-repl`, an `--internal` bridge where node `i` has the fixed address `<subnet>.(10+i)`
+//!   and its name (`n0`, `n1`, …) as alias: replication runs here only.
+//!
+//! Nodes find one another by name without Docker's embedded DNS: each container has the
+//! cluster's own hosts file (every node's name and replication address) mounted read-only at
+//! `/etc/hosts`, and a reconnected node gets its fixed address back. Docker's DNS has left a
+//! reconnected replica unable to resolve its primary for good (PostgreSQL: "could not translate
+//! host name"), and Docker edits the `/etc/hosts` it manages on every disconnect (it drops the
+//! lines naming the network's containers, `--add-host` ones included), so neither is used.
 //!
 //! So a node's replication link can be cut (`docker network disconnect` of `<run>-repl`) while
 //! it keeps serving clients, and its clients cut (an INPUT rule on its `<run>-ctl` interface,
@@ -26,7 +33,7 @@ mod node;
 
 use std::path::{Path, PathBuf};
 
-use docker::{LABEL, ROOT_LABEL, RUN_LABEL, docker, docker_quiet};
+use docker::{LABEL, REPL_IP_LABEL, ROOT_LABEL, RUN_LABEL, docker, docker_quiet};
 use node::ContainerNode;
 
 use crate::backend::{Backend, Created, Plan, Runtime};
@@ -146,13 +153,18 @@ fn make(
     let ctl = format!("{run}-ctl");
     let repl = format!("{run}-repl");
     create_network(&ctl, &labels, &["-o", "com.docker.network.bridge.enable_icc=false"])?;
-    create_network(&repl, &labels, &["--internal"])?;
+    let subnet = create_network(&repl, &labels, &["--internal"])?;
+    let repl_ips =
+        (0..plan.ports.len()).map(|i| replication_ip(&subnet, i)).collect::<Result<Vec<_>>>()?;
+    let hosts = write_hosts(dir, &repl_ips)?;
     // One thread per node: each `docker` call costs 0.1–0.4 s, mostly waiting on the engine.
     std::thread::scope(|scope| {
         let made: Vec<_> = (0..plan.ports.len())
             .map(|i| {
-                let (labels, ctl, repl) = (&labels, &ctl, &repl);
-                let node = NodePlan { plan, image, template, run, dir, labels, ctl, repl };
+                let (labels, ctl, repl, hosts) = (&labels, &ctl, &repl, &hosts);
+                let repl_ip = &repl_ips[i];
+                let node =
+                    NodePlan { plan, image, template, run, dir, labels, ctl, repl, repl_ip, hosts };
                 scope.spawn(move || make_node(&node, i))
             })
             .collect();
@@ -179,11 +191,15 @@ struct NodePlan<'a> {
     labels: &'a [String],
     ctl: &'a str,
     repl: &'a str,
+    /// This node's fixed address on `repl`.
+    repl_ip: &'a str,
+    /// The cluster's hosts file, mounted at `/etc/hosts`.
+    hosts: &'a Path,
 }
 
 /// Lays node `i` out from the template and creates its container (not started).
 fn make_node(np: &NodePlan<'_>, i: usize) -> Result<Box<dyn Runtime>> {
-    let NodePlan { plan, image, template, run, dir, labels, ctl, repl } = *np;
+    let NodePlan { plan, image, template, run, dir, labels, ctl, repl, repl_ip, hosts } = *np;
     // Inside the container the server listens on the port the host publishes, so it names the
     // same port as natively (`inet_server_port()`, `@@port`) and replicas use it too.
     let port = plan.ports[i];
@@ -195,6 +211,16 @@ fn make_node(np: &NodePlan<'_>, i: usize) -> Result<Box<dyn Runtime>> {
     let mut args: Vec<String> = vec!["create".into(), "--name".into(), container.clone()];
     args.extend(labels.iter().cloned());
     args.extend([
+        "--label".into(),
+        format!("{REPL_IP_LABEL}={repl_ip}"),
+        "--volume".into(),
+        format!("{}:/etc/hosts:ro", hosts.display()),
+        // A cut replication link drops packets silently, and a PostgreSQL walreceiver's
+        // connection attempt has no timeout of its own (`connect_timeout` is not applied to its
+        // non-blocking connect): with the kernel's default 6 SYN retries an attempt made during
+        // a cut hangs about 2 minutes, past the heal. One retry gives up after 3 s.
+        "--sysctl".into(),
+        "net.ipv4.tcp_syn_retries=1".into(),
         "--network".into(),
         ctl.to_owned(),
         "--publish".into(),
@@ -225,8 +251,9 @@ fn make_node(np: &NodePlan<'_>, i: usize) -> Result<Box<dyn Runtime>> {
     }
     docker(&args)?;
     // The alias only on the replication network: with `--hostname`, the name would resolve to
-    // the control network's address too, where nodes cannot reach one another.
-    docker(&["network", "connect", "--alias", &name, repl, &container])?;
+    // the control network's address too, where nodes cannot reach one another. The address is
+    // fixed (`--ip`), so the hosts file stays true across `heal_replication` and restarts.
+    docker(&["network", "connect", "--ip", repl_ip, "--alias", &name, repl, &container])?;
     Ok(Box::new(ContainerNode {
         node: name,
         container,
@@ -341,9 +368,41 @@ fn lay_out(
     Ok(())
 }
 
+/// Node `i`'s fixed address on the replication network `<subnet>.0/24`: `<subnet>.(10+i)` (the
+/// gateway is `.1`; Docker hands out no other address there).
+fn replication_ip(subnet: &str, i: usize) -> Result<String> {
+    match u8::try_from(i + 10) {
+        Ok(host) if host < 255 => Ok(format!("{subnet}.{host}")),
+        _ => Err(Error::InvalidSetting {
+            name: "replicas",
+            what: format!("node {i} does not fit the replication network {subnet}.0/24"),
+        }),
+    }
+}
+
+/// Writes the cluster's hosts file (`<dir>/hosts`): loopback and every node's name at its
+/// replication address. Mounted read-only at `/etc/hosts` in every node, so a node resolves its
+/// upstream (`n0`) from this file (`hosts: files dns`) and never asks Docker's DNS, and Docker,
+/// which does not manage a mounted `/etc/hosts`, never edits it.
+fn write_hosts(dir: &Path, repl_ips: &[String]) -> Result<PathBuf> {
+    use std::os::unix::fs::PermissionsExt;
+    let mut text =
+        String::from("127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n");
+    for (i, ip) in repl_ips.iter().enumerate() {
+        text.push_str(&format!("{ip}\tn{i}\n"));
+    }
+    let path = dir.join("hosts");
+    std::fs::write(&path, text).io_context(|| format!("writing {}", path.display()))?;
+    // Read by the servers' own users in the containers, whatever this process's umask.
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644))
+        .io_context(|| format!("chmod {}", path.display()))?;
+    Ok(path)
+}
+
 /// Creates a network on a /24 of 10.200.0.0–10.249.255.0 picked at random (Docker's default
 /// pools hold only about 30 networks, fewer than parallel tests need), another on overlap.
-fn create_network(name: &str, labels: &[String], extra: &[&str]) -> Result<()> {
+/// Returns the subnet's first three octets (`10.231.7`).
+fn create_network(name: &str, labels: &[String], extra: &[&str]) -> Result<String> {
     let mut seed = unique() ^ u64::from(std::process::id()).rotate_left(40);
     let mut last = None;
     for _ in 0..20 {
@@ -358,7 +417,7 @@ fn create_network(name: &str, labels: &[String], extra: &[&str]) -> Result<()> {
         args.extend(["--subnet".into(), format!("{prefix}.0/24")]);
         args.extend(["--gateway".into(), format!("{prefix}.1"), name.into()]);
         match docker(&args) {
-            Ok(_) => return Ok(()),
+            Ok(_) => return Ok(prefix),
             Err(e) if e.to_string().contains("overlap") => last = Some(e),
             Err(e) => return Err(e),
         }

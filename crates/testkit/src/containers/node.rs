@@ -4,7 +4,7 @@
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use super::docker::{RUN_LABEL, docker};
+use super::docker::{REPL_IP_LABEL, RUN_LABEL, docker};
 use crate::backend::{Net, Runtime};
 use crate::error::{Error, Result};
 use crate::node::ProcessState;
@@ -237,50 +237,30 @@ impl Net for ContainerNode {
         docker(&["network", "disconnect", &self.repl_network(), &self.container]).map(drop)
     }
 
-    /// Reconnects the node and returns once its peers' names resolve in it again: under
-    /// concurrent network changes this engine's embedded DNS has been seen to leave a
-    /// reconnected container unable to resolve its peers for good (PostgreSQL: "could not
-    /// translate host name"), so a reconnect that does not resolve within 3 s is done again.
+    /// Reconnects the node at its fixed replication address (the one the cluster's hosts file
+    /// names it by), so its peers need no DNS to find it again, nor it them. Healing a node that
+    /// is not cut is no error.
     fn heal_replication(&self) -> Result<()> {
         self.own_pid()?;
         let repl = self.repl_network();
-        let peers: Vec<String> = docker(&[
-            "network",
-            "inspect",
-            "--format",
-            "{{range .Containers}}{{.Name}} {{end}}",
-            &repl,
-        ])?
-        .split_whitespace()
-        .filter_map(|c| c.strip_prefix(&format!("{}-", self.run)).map(str::to_owned))
-        .filter(|alias| *alias != self.node)
-        .collect();
-        for attempt in 1..=3 {
-            if self.ip_on(&repl).is_ok() {
-                if attempt == 1 {
-                    return Ok(());
-                }
-                docker(&["network", "disconnect", &repl, &self.container])?;
-            }
-            docker(&["network", "connect", "--alias", &self.node, &repl, &self.container])?;
-            if peers.is_empty() {
-                return Ok(());
-            }
-            let deadline = Instant::now() + Duration::from_secs(3);
-            while Instant::now() < deadline {
-                let mut args = vec!["exec", &self.container, "getent", "hosts"];
-                args.extend(peers.iter().map(String::as_str));
-                if docker(&args).is_ok() {
-                    return Ok(());
-                }
-                std::thread::sleep(Duration::from_millis(100));
-            }
-            tracing::warn!(container = %self.container, attempt, "peers do not resolve after reconnecting; again");
+        if self.ip_on(&repl).is_ok() {
+            return Ok(());
         }
-        Err(self.invalid(format!(
-            "reconnected to {repl}, but its peers ({}) do not resolve in it",
-            peers.join(", ")
-        )))
+        let fixed = self.inspect(&format!("{{{{index .Config.Labels \"{REPL_IP_LABEL}\"}}}}"))?;
+        let mut args = vec!["network", "connect"];
+        // A cluster made before addresses were fixed has no label: Docker picks one, as then.
+        if !fixed.is_empty() {
+            args.extend(["--ip", &fixed]);
+        }
+        args.extend(["--alias", &self.node, &repl, &self.container]);
+        docker(&args)?;
+        let ip = self.ip_on(&repl)?;
+        if !fixed.is_empty() && ip != fixed {
+            return Err(self.invalid(format!(
+                "reconnected to {repl} at {ip}, not at its fixed address {fixed}"
+            )));
+        }
+        Ok(())
     }
 
     fn cut_clients(&self) -> Result<()> {
