@@ -10,7 +10,7 @@ use rwsplit_core::{Classifier, Dialect, classify, explain};
 #[path = "shared/cases.rs"]
 mod cases;
 
-use cases::{MY_SELECT, PG_HINTED, PG_INSERT, PG_SELECT, big_statement};
+use cases::{MY_SELECT, MY_VERSIONED, PG_HINTED, PG_INSERT, PG_SELECT, big_statement};
 
 fn bench(c: &mut Criterion) {
     assert_eq!(PG_SELECT.len(), 197);
@@ -25,6 +25,9 @@ fn bench(c: &mut Criterion) {
     });
     g.bench_function("seaorm_select_mysql_194b", |b| {
         b.iter(|| classify(black_box(MY_SELECT), Dialect::MySql))
+    });
+    g.bench_function("versioned_comment_mysql", |b| {
+        b.iter(|| classify(black_box(MY_VERSIONED), Dialect::MySql))
     });
     g.bench_function("custom_functions_pg_197b", |b| {
         b.iter(|| custom.classify(black_box(PG_SELECT), Dialect::Postgres))

@@ -11,12 +11,13 @@ use rwsplit_core::{Access, Classifier, Dialect, classify, explain};
 #[path = "shared/cases.rs"]
 mod cases;
 
-use cases::{MY_SELECT, PG_HINTED, PG_INSERT, PG_SELECT, big_statement};
+use cases::{MY_SELECT, MY_VERSIONED, PG_HINTED, PG_INSERT, PG_SELECT, big_statement};
 
 /// The cases, named as in `classify.rs`.
-const CASES: [&str; 7] = [
+const CASES: [&str; 8] = [
     "seaorm_select_pg_197b",
     "seaorm_select_mysql_194b",
+    "versioned_comment_mysql",
     "custom_functions_pg_197b",
     "seaorm_insert_returning_pg",
     "explain_hinted_count_pg",
@@ -57,6 +58,9 @@ fn run(case: &str, n: usize) -> Result<(), String> {
         }
         "seaorm_select_mysql_194b" => {
             Box::new(|| classify(black_box(MY_SELECT), Dialect::MySql) == Access::Read)
+        }
+        "versioned_comment_mysql" => {
+            Box::new(|| classify(black_box(MY_VERSIONED), Dialect::MySql) == Access::Read)
         }
         "custom_functions_pg_197b" => Box::new(move || {
             custom.classify(black_box(PG_SELECT), Dialect::Postgres) == Access::Read

@@ -1,9 +1,13 @@
 //! A grammar fuzzer for the classifier (issue 14): it builds statements that write, lock or
 //! read session state — DML and DDL, locking reads, `SELECT … INTO`, writable CTEs,
 //! `EXPLAIN ANALYZE` of writes, `COPY … FROM`, every built-in write function under every
-//! spelling (case, quotes, schema, Unicode escapes), MySQL session variables and `SHOW`s —
-//! dresses them in comments, hints, string literals, case and whitespace, puts read statements
-//! before them and harmless text after them, and asserts that none is classified as a read.
+//! spelling (case, quotes, schema, Unicode escapes), MySQL session variables and `SHOW`s,
+//! read queries made writes by `INTO @v`/`OUTFILE`/a new table and MySQL's `EXPLAIN … INTO
+//! @v` (issue 26) — dresses them in comments, hints, string literals, case and whitespace,
+//! on MySQL/MariaDB wraps the whole or a span of them in executable comments of every kind
+//! and version (`/*! */`, `/*!50000 */`, `/*M!100000 */` …: code to some server, so still a
+//! write), puts read statements before them and harmless text after them, and asserts that
+//! none is classified as a read.
 //!
 //! `cargo test` runs a bounded number of cases (`PROPTEST_CASES`, default 2,000 per run, well
 //! under a second in a debug build); `RWSPLIT_FUZZ_SECONDS=N` keeps drawing fresh batches for
@@ -19,7 +23,7 @@ use rwsplit_core::{Access, DEFAULT_WRITE_FUNCTIONS, Dialect, explain};
 #[path = "support/grammar.rs"]
 mod grammar;
 
-use grammar::{Case, DIALECTS, MY_WRITES, PG_WRITES, WRITES, build, draws};
+use grammar::{Case, DIALECTS, MY_WRITES, PG_WRITES, WRITES, build, draws, with_into};
 
 fn check(case: &Case) -> Result<(), TestCaseError> {
     let c = explain(&case.sql, case.dialect);
@@ -79,6 +83,11 @@ fn every_shape_is_a_write_as_written() {
         };
         for shape in WRITES.iter().chain(own) {
             let sql = shape.join(" ");
+            assert_eq!(explain(&sql, d).access(), Access::Write, "{d:?}: {sql}");
+        }
+        // Every base, target and place of `INTO` (the draw's `pick` decides them).
+        for k in 0..2_000 {
+            let sql = with_into(k, d).join(" ");
             assert_eq!(explain(&sql, d).access(), Access::Write, "{d:?}: {sql}");
         }
     }

@@ -5,6 +5,9 @@
 pub(crate) const PG_SELECT: &str = r#"SELECT "user"."id", "user"."name", "user"."email", "user"."created_at" FROM "user" WHERE "user"."tenant_id" = $1 AND "user"."deleted_at" IS NULL ORDER BY "user"."created_at" DESC LIMIT $2 OFFSET $3"#;
 /// The same on MySQL.
 pub(crate) const MY_SELECT: &str = "SELECT `user`.`id`, `user`.`name`, `user`.`email`, `user`.`created_at` FROM `user` WHERE `user`.`tenant_id` = ? AND `user`.`deleted_at` IS NULL ORDER BY `user`.`created_at` DESC LIMIT ? OFFSET ?";
+/// The MySQL one with a version-dependent executable comment (as mysqldump writes them):
+/// read as code and again as a comment, two scans.
+pub(crate) const MY_VERSIONED: &str = "SELECT /*!40001 SQL_NO_CACHE */ `user`.`id`, `user`.`name`, `user`.`email`, `user`.`created_at` FROM `user` WHERE `user`.`tenant_id` = ? AND `user`.`deleted_at` IS NULL ORDER BY `user`.`created_at` DESC LIMIT ? OFFSET ?";
 /// SeaORM's `INSERT … RETURNING` on PostgreSQL.
 pub(crate) const PG_INSERT: &str = r#"INSERT INTO "user" ("name", "email") VALUES ($1, $2) RETURNING "id", "name", "email", "created_at""#;
 /// A hinted, tagged count over a subquery.

@@ -1,7 +1,8 @@
 //! A single-pass SQL lexer over bytes.
 //!
 //! It knows just enough of each dialect to never mistake code for a string or a comment and
-//! vice versa: comments (`--`, `/* */` nested in PostgreSQL, `#` and `/*! */` in MySQL),
+//! vice versa: comments (`--`, `/* */` nested in PostgreSQL, `#` in MySQL, whose executable
+//! comments `/*! */`, `/*!NNNNN */`, `/*M! */` and `/*M!NNNNNN */` are lexed as code),
 //! strings (`''` doubling, `E''`, MySQL backslash escapes, dollar quoting) and quoted
 //! identifiers (`"…"`, `` `…` ``, SQLite `[…]`). It never allocates and never panics: every
 //! index is checked, and an unterminated token ends the scan with [`Lexer::unterminated`] set.
@@ -78,6 +79,15 @@ pub(crate) struct Lexer<'a> {
     dialect: Dialect,
     /// Inside a MySQL executable comment `/*! … */`, whose `*/` must be skipped.
     in_exec_comment: bool,
+    /// Where the open executable comment's `*/` is: the first `*/` after its opening, where a
+    /// server that skips it as a comment ends it. Lexed as code, it must end there too.
+    exec_end: usize,
+    /// Which version-dependent comments (by their order in the text, see
+    /// [`Lexer::versioned`]) this scan skips as comments instead of lexing them as code.
+    skip: u32,
+    /// How many version-dependent executable comments were opened: `/*!NNNNN … */` and
+    /// `/*M! … */`, which a server runs or skips by its product and version.
+    pub(crate) versioned: u32,
     /// An unterminated string, identifier or comment was met; the scan stopped there.
     pub(crate) unterminated: bool,
     /// A string literal whose end depends on the server's escape mode was met.
@@ -98,12 +108,22 @@ impl<'a> Lexer<'a> {
             pos: 0,
             dialect,
             in_exec_comment: false,
+            exec_end: 0,
+            skip: 0,
+            versioned: 0,
             unterminated: false,
             ambiguous: false,
             opaque: false,
             hint: None,
             tag: None,
         }
+    }
+
+    /// A lexer that skips, as comments, the version-dependent executable comments whose bits
+    /// are set in `skip` (bit `i`: the `i`-th in the text) and lexes the others as code: one of
+    /// the ways a server may read the text.
+    pub(crate) fn skipping(src: &'a str, dialect: Dialect, skip: u32) -> Self {
+        Self { skip, ..Self::new(src, dialect) }
     }
 
     /// The whole input.
@@ -236,6 +256,12 @@ impl<'a> Lexer<'a> {
                     return None;
                 }
                 b'*' if self.in_exec_comment && self.peek(1) == b'/' => {
+                    if self.pos != self.exec_end {
+                        // A string, identifier or comment lexed as code ran past the first
+                        // `*/`, where a server skipping the comment ends it.
+                        self.stop_opaque();
+                        return None;
+                    }
                     self.in_exec_comment = false;
                     self.pos += 2;
                     continue;
@@ -406,21 +432,10 @@ impl<'a> Lexer<'a> {
         let body = open + 2;
         if self.dialect == Dialect::MySql {
             let third = self.peek(2);
-            if third == b'M' && self.peek(3) == b'!' {
-                // `/*M! … */`: code to MariaDB, a comment to MySQL.
-                self.stop_opaque();
-                return false;
-            }
-            if third == b'!' {
-                if self.peek(3).is_ascii_digit() {
-                    // `/*!50000 … */`: code or a comment, by the server's version.
-                    self.stop_opaque();
-                    return false;
-                }
-                // Executable comment: its content is SQL to every server.
-                self.pos = body + 1;
-                self.in_exec_comment = true;
-                return true;
+            // MariaDB's marker is an upper-case `M` only: `/*m! … */` is a comment to both.
+            let mariadb = third == b'M' && self.peek(3) == b'!';
+            if third == b'!' || mariadb {
+                return self.exec_comment(body + 1 + usize::from(mariadb), mariadb);
             }
         }
         let nested = self.dialect == Dialect::Postgres;
@@ -447,6 +462,64 @@ impl<'a> Lexer<'a> {
                 i += 1;
             }
         }
+    }
+
+    /// A MySQL/MariaDB executable comment whose text after `/*!` (or `/*M!`) starts at `code`.
+    ///
+    /// The servers (MySQL's and MariaDB's `sql_lex.cc`; checked on MariaDB 10.11): `/*!` then
+    /// five digits is a version (MariaDB reads a sixth digit too; MySQL only five, the sixth
+    /// being code), and the content runs as code if the server is at least that version (on
+    /// MariaDB, not for MySQL versions 5.7.0–9.99.99 without `M`); otherwise the comment is
+    /// skipped, up to its first `*/` (one nested `/* */` allowed). `/*M!` is MariaDB's: code to
+    /// MariaDB with the same version rule, a comment to MySQL. `/*!` without a version (fewer
+    /// than five digits are code) runs on both. An unterminated one is a syntax error.
+    ///
+    /// Here the content is lexed as code, unless this scan skips it (see [`Lexer::skipping`]):
+    /// the classifier reads every version-dependent comment both ways. Text read differently
+    /// by the two readings — a `/*` before the first `*/` (a nested comment, or the start of
+    /// one), a string or comment lexed as code that runs past the first `*/`, a sixth digit of
+    /// `/*!` followed by a word or number byte (MySQL and MariaDB tokenise it differently) —
+    /// is opaque; one without `*/` is unterminated.
+    #[inline(never)]
+    fn exec_comment(&mut self, mut code: usize, mariadb: bool) -> bool {
+        let rest = self.src.get(code..).unwrap_or_default();
+        let digits = rest.iter().take(6).take_while(|b| b.is_ascii_digit()).count();
+        if digits >= 5 {
+            code += 5;
+            if digits == 6 {
+                // MySQL takes the sixth digit as code: glued to a word, its token differs.
+                if !mariadb && class(self.src.get(code + 1).copied().unwrap_or(b' ')) & CONT != 0 {
+                    self.stop_opaque();
+                    return false;
+                }
+                code += 1;
+            }
+        }
+        let rest = self.src.get(code..).unwrap_or_default();
+        let Some(len) = find(rest, b"*/") else {
+            self.unterminated = true;
+            self.pos = self.src.len();
+            return false;
+        };
+        // `/*` up to the first `*/`, overlapping it included (`/*!/*/`).
+        if find(rest.get(..=len).unwrap_or_default(), b"/*").is_some() {
+            self.stop_opaque();
+            return false;
+        }
+        let end = code + len;
+        if mariadb || digits >= 5 {
+            let nth = self.versioned;
+            self.versioned = nth.saturating_add(1);
+            if nth < u32::BITS && (self.skip >> nth) & 1 == 1 {
+                // This reading skips it, as a server of another product or version would.
+                self.pos = end + 2;
+                return true;
+            }
+        }
+        self.pos = code;
+        self.in_exec_comment = true;
+        self.exec_end = end;
+        true
     }
 
     /// `$`: a PostgreSQL positional parameter or dollar-quoted string; elsewhere a parameter
@@ -709,6 +782,25 @@ mod tests {
             toks("/*! SET x */ y", Dialect::MySql),
             vec![Tok::Word(b"SET"), Tok::Word(b"x"), Tok::Word(b"y")]
         );
+    }
+
+    #[test]
+    fn versioned_comments_lex_as_code_or_skipped() {
+        let sql = "SELECT /*!50000 a */ /*M! b */ /*! c */ d";
+        let read = |skip| {
+            let mut lx = Lexer::skipping(sql, Dialect::MySql, skip);
+            let mut v = Vec::new();
+            while let Some(t) = lx.next_token() {
+                v.push(t);
+            }
+            (v, lx.versioned)
+        };
+        let w = |s: &'static [u8]| Tok::Word(s);
+        // `/*! c */` has no version: code to every server, never skipped.
+        assert_eq!(read(0), (vec![w(b"SELECT"), w(b"a"), w(b"b"), w(b"c"), w(b"d")], 2));
+        assert_eq!(read(0b01), (vec![w(b"SELECT"), w(b"b"), w(b"c"), w(b"d")], 2));
+        assert_eq!(read(0b10), (vec![w(b"SELECT"), w(b"a"), w(b"c"), w(b"d")], 2));
+        assert_eq!(read(0b11), (vec![w(b"SELECT"), w(b"c"), w(b"d")], 2));
     }
 
     #[test]

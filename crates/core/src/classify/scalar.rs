@@ -16,7 +16,8 @@ impl Classifier {
     /// The query state's common case, unless the engine is [`Engine::General`] or a MySQL
     /// executable comment is open (its `*/` is the general lexer's): see
     /// [`Classifier::scalar_query`].
-    #[inline]
+    // Always inlined, like `scan`: it has two callers (`explain` and the cold second readings).
+    #[inline(always)]
     pub(super) fn fast_query<'a>(
         &self,
         lx: &mut Lexer<'a>,
@@ -36,7 +37,7 @@ impl Classifier {
     /// runs of `"t"."col", ` column lists taken without a dispatch per token. It stops at
     /// anything else (strings, comments, `;`, variables …), leaving the lexer at that byte for
     /// the general loop, which applies exactly the same rules with the full lexer.
-    #[inline]
+    #[inline(always)]
     fn scalar_query<'a>(
         &self,
         lx: &mut Lexer<'a>,

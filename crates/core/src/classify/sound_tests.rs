@@ -74,16 +74,16 @@ fn line_comments_end_where_the_server_ends_them(
 }
 
 /// A versioned comment (`/*!50000 … */`, MariaDB's `/*M! … */` and `/*M!100000 … */`) is code
-/// or a comment depending on the server and its version: either way, a write.
+/// or a comment depending on the server and its version: read both ways (issue 26 replaced
+/// "always opaque"), text that splits differently the two ways stays opaque.
 #[rstest]
-#[case("SELECT 1 /*!99999 ' */ , GET_LOCK('a', 1) -- '")] // was read
-#[case("SELECT 1 /*M!999999 ' */ , GET_LOCK('a', 1) -- '")] // was read
-#[case("SELECT 1 /*M! ' */ , GET_LOCK('a', 1) -- '")] // was read
-#[case("SELECT /*!50000 a, */ 1")] // was read
-#[case("SELECT 1 /*!50000 FOR UPDATE */")]
-#[case("SELECT 1 /*! /* ' */ , GET_LOCK('a', 1) -- ' */")]
-fn versioned_comments_are_opaque(#[case] sql: &str) {
-    write(sql, My, Reason::Opaque);
+#[case("SELECT 1 /*!99999 ' */ , GET_LOCK('a', 1) -- '", Reason::Opaque)] // was read
+#[case("SELECT 1 /*M!999999 ' */ , GET_LOCK('a', 1) -- '", Reason::Opaque)] // was read
+#[case("SELECT 1 /*M! ' */ , GET_LOCK('a', 1) -- '", Reason::Opaque)] // was read
+#[case("SELECT 1 /*!50000 FOR UPDATE */", Reason::LockingClause)]
+#[case("SELECT 1 /*! /* ' */ , GET_LOCK('a', 1) -- ' */", Reason::Opaque)]
+fn versioned_comments_read_both_ways(#[case] sql: &str, #[case] reason: Reason) {
+    write(sql, My, reason);
 }
 
 /// A backslash before a quote makes a string's end depend on the server's escape mode

@@ -493,11 +493,8 @@ fn user_functions() {
 #[case(My, "SELECT 1--1; DELETE FROM t", W, Reason::Statement)]
 #[case(My, "SELECT 1 --", R, Reason::Select)]
 #[case(My, "SELECT 1 /* a /* b */ ; DELETE FROM t", W, Reason::Statement)]
-#[case(My, "/*!40101 SET NAMES utf8 */", W, Reason::Opaque)]
 #[case(My, "/*! SET NAMES utf8 */", W, Reason::Statement)]
-#[case(My, "SELECT 1 /*!50000 FOR UPDATE */", W, Reason::Opaque)]
 #[case(My, "SELECT 1 /*! FOR UPDATE */", W, Reason::LockingClause)]
-#[case(My, "SELECT 1 /*M!100000 , nextval(s) */", W, Reason::Opaque)]
 #[case(My, "SELECT /*+ MAX_EXECUTION_TIME(1000) */ a FROM t", R, Reason::Select)]
 #[case(My, "SELECT /*!STRAIGHT_JOIN*/ a FROM t", R, Reason::Select)]
 #[case(My, "SELECT $1", R, Reason::Select)]
@@ -521,6 +518,7 @@ fn user_functions() {
 #[case(My, "SHOW SLAVE STATUS", R, Reason::Show)]
 #[case(My, "SHOW FULL PROCESSLIST", R, Reason::Show)]
 #[case(My, "EXPLAIN FORMAT=JSON SELECT 1", R, Reason::Explain)]
+#[case(My, "EXPLAIN INSERT INTO t VALUES (1)", R, Reason::Explain)]
 #[case(My, "EXPLAIN ANALYZE SELECT * FROM t", R, Reason::Explain)]
 #[case(My, "EXPLAIN t", R, Reason::Explain)]
 #[case(My, "SELECT _utf8mb4'x', N'y', X'00', b'1'", R, Reason::Select)]
@@ -794,6 +792,166 @@ fn fast_start_agrees_with_the_general_path() {
             }
         }
     }
+}
+
+/// MySQL/MariaDB executable comments are code (`/*! … */` to both servers), and the
+/// version-dependent ones (`/*!NNNNN … */`, MariaDB's `/*M! … */` and `/*M!NNNNNN … */`) are
+/// read both as code and as a comment, whatever the version: a read only if it reads both ways.
+/// What MariaDB 10.11 does with each shape was checked on the server (`SELECT 1 /*… , 2 */`
+/// returns one column or two).
+#[rstest]
+// Version-dependent content is code: a lock, a write, session state in it makes the statement so.
+#[case("SELECT 1 /*M!100000 FOR UPDATE */", W, Reason::LockingClause)]
+#[case("SELECT 1 /*M!100000FOR UPDATE*/", W, Reason::LockingClause)]
+#[case("SELECT 1 /*M! FOR UPDATE */", W, Reason::LockingClause)]
+#[case("SELECT 1 /*M!999999 FOR UPDATE */", W, Reason::LockingClause)]
+#[case("SELECT 1 /*!50000 FOR UPDATE */", W, Reason::LockingClause)]
+#[case("SELECT 1 /*!50000FOR UPDATE*/", W, Reason::LockingClause)]
+#[case("SELECT 1 /*!100000 FOR UPDATE */", W, Reason::LockingClause)]
+#[case("SELECT 1 /*!99999 FOR UPDATE */", W, Reason::LockingClause)] // skipped by MariaDB, run by MySQL ≥ 9.99.99
+#[case("SELECT a FROM t /*!50000 LOCK IN SHARE MODE */", W, Reason::LockingClause)]
+#[case("/*!40101 SET NAMES utf8 */", W, Reason::Statement)]
+#[case("/*M!100000 DELETE FROM t */", W, Reason::Statement)]
+#[case("SELECT 1; /*!50000 DELETE FROM t */", W, Reason::Statement)]
+#[case("SELECT 1 /*!50000 ; DELETE FROM t */", W, Reason::Statement)]
+#[case("SELECT 1 /*M!100000 , nextval(s) */", W, Reason::WriteFunction)]
+#[case("SELECT 1 /*M!100500 , GET_LOCK('a', 1) */", W, Reason::WriteFunction)]
+#[case("SELECT 1 /*!50000 , @x */", W, Reason::SessionState)]
+#[case("SELECT 1 /*M!100000 , @@session.sql_mode */", W, Reason::SessionState)]
+#[case("SELECT 1 /*!50000 INTO @x */", W, Reason::SelectInto)]
+#[case("EXPLAIN /*!50000 ANALYZE */ DELETE FROM t", W, Reason::ExplainAnalyze)]
+// Fewer than five digits are no version: code to both servers (a number).
+#[case("SELECT 1 /*!1000 FOR UPDATE */", W, Reason::LockingClause)]
+#[case("SELECT 1 /*!1000 , 2 */", R, Reason::Select)]
+// Skipped as a comment, the rest must read too: content that hides a write as code does not.
+#[case("/*!99999 EXPLAIN */ DELETE FROM t", W, Reason::Statement)]
+#[case("/*M!100000 EXPLAIN */ DELETE FROM t", W, Reason::Statement)]
+#[case("EXPLAIN ANALYZE /*!99999 FALSE */ DELETE FROM t", W, Reason::ExplainAnalyze)]
+#[case("SELECT a FROM t LOCK /*M!100000 x */ IN SHARE MODE", W, Reason::LockingClause)]
+#[case("SELECT GET_LOCK /*!50000 + */ ('a', 1)", W, Reason::WriteFunction)]
+// … in every combination: the first skipped and the second run is a DELETE.
+#[case("/*!99999 EXPLAIN */ /*!50000 DELETE FROM t */ ; SELECT 1", W, Reason::Statement)]
+// Read both ways: a read.
+#[case("SELECT /*!40001 SQL_NO_CACHE */ * FROM t", R, Reason::Select)]
+#[case("SELECT /*M!100000 SQL_NO_CACHE */ a FROM t", R, Reason::Select)]
+#[case("SELECT /*!50000 a, */ 1", R, Reason::Select)]
+#[case("SELECT /*!STRAIGHT_JOIN*/ a FROM t", R, Reason::Select)]
+#[case("SELECT 1 /*! , 2 # c\n , 3 */", R, Reason::Select)]
+#[case("SELECT 1 /*!50000 , 2 -- c\n , 3 */", R, Reason::Select)]
+#[case("SELECT /*!1*/ /*!2*/ /*!3*/ /*!4*/ /*!5*/ 1", R, Reason::Select)]
+#[case("SELECT /*!40001 a*/ /*!40001 b*/ /*!40001 c*/ /*!40001 d*/ 1", R, Reason::Select)]
+// More than four version-dependent comments: 2ⁿ readings are not tried.
+#[case(
+    "SELECT /*!40001 a*/ /*!40001 b*/ /*!40001 c*/ /*!40001 d*/ /*!40001 e*/ 1",
+    W,
+    Reason::Opaque
+)]
+// Text the two readings split differently is opaque.
+#[case("SELECT 1 /*!99999 ' */ , GET_LOCK('a', 1) -- '", W, Reason::Opaque)]
+#[case("SELECT 1 /*M! ' */ , 1 -- '", W, Reason::Opaque)]
+#[case("SELECT 1 /*! '*/' */", W, Reason::Opaque)] // a string past the first `*/`
+#[case("SELECT 1 /*! `*/` */", W, Reason::Opaque)]
+#[case("SELECT 1 /*M!100000 , 'x */", W, Reason::Opaque)]
+#[case("SELECT 1 /*! , 2 # */\n", W, Reason::Opaque)] // a line comment past it
+#[case("SELECT 1 /*!50000 /* c */ , 2 */", W, Reason::Opaque)] // nested comments
+#[case("SELECT 1 /*! /*! , 2 */ */", W, Reason::Opaque)]
+#[case("SELECT 1 /*M!100000 /*M!100000 , 2 */ */", W, Reason::Opaque)]
+#[case("SELECT 1 /*!/*/ , 2 */", W, Reason::Opaque)]
+#[case("SELECT 1 /*!1000001 , 2 */", W, Reason::Opaque)] // seven digits: MySQL reads five, MariaDB six
+#[case("SELECT 1 /*!100000a , 2 */", W, Reason::Opaque)]
+// Unterminated (a syntax error on the server).
+#[case("SELECT 1 /*! FOR UPDATE", W, Reason::Unterminated)]
+#[case("SELECT 1 /*!50000 , 2", W, Reason::Unterminated)]
+#[case("SELECT 1 /*M!", W, Reason::Unterminated)]
+#[case("SELECT 1 /*M!100000 , 'x'", W, Reason::Unterminated)]
+// Not executable comments: `m` in lower case, a space, `/*+` hints, plain comments.
+#[case("SELECT 1 /*m!100000 FOR UPDATE */", R, Reason::Select)]
+#[case("SELECT 1 /*m! FOR UPDATE */", R, Reason::Select)]
+#[case("SELECT 1 /* M! FOR UPDATE */", R, Reason::Select)]
+#[case("SELECT 1 /* ! FOR UPDATE */", R, Reason::Select)]
+#[case("SELECT 1 /*M FOR UPDATE */", R, Reason::Select)]
+#[case("SELECT /*+ FOR UPDATE */ 1", R, Reason::Select)]
+#[case("SELECT /* plain */ 1", R, Reason::Select)]
+#[case("SELECT 1 -- !x", R, Reason::Select)]
+#[case("SELECT 1 # !x", R, Reason::Select)]
+// Markers inside strings and quoted identifiers are text.
+#[case("SELECT '/*!50000 FOR UPDATE */'", R, Reason::Select)]
+#[case("SELECT \"/*M! FOR UPDATE */\"", R, Reason::Select)]
+#[case("SELECT `/*!` FROM t", R, Reason::Select)]
+#[case("SELECT '*/' /*! , 1 */", R, Reason::Select)]
+#[case("SELECT '/*M!100000' , '*/ FOR UPDATE'", R, Reason::Select)]
+// The hint comment of an executable comment's neighbour still counts.
+#[case("/* rwsplit:primary */ SELECT /*!40001 SQL_NO_CACHE */ 1", W, Reason::Hint)]
+fn mysql_executable_comments(#[case] sql: &str, #[case] access: Access, #[case] reason: Reason) {
+    check(sql, My, access, reason);
+}
+
+/// PostgreSQL and SQLite have no executable comments: `/*! … */` and `/*M! … */` are ordinary
+/// comments, nested in PostgreSQL.
+#[rstest]
+#[case(Pg, "SELECT 1 /*M!100000 FOR UPDATE */", R, Reason::Select)]
+#[case(Pg, "SELECT 1 /*!50000 FOR UPDATE */", R, Reason::Select)]
+#[case(Pg, "SELECT 1 /*! ; DELETE FROM t */", R, Reason::Select)]
+#[case(Pg, "SELECT 1 /*! /* nested */ FOR UPDATE */", R, Reason::Select)]
+#[case(Pg, "SELECT 1 /*! /*M! */ */ FOR UPDATE", W, Reason::LockingClause)]
+#[case(Pg, "SELECT 1 /*! '*/' */", W, Reason::Unterminated)] // `' */` is a string after the comment
+#[case(Pg, "SELECT 1 /*!50000 a /* b */ ; DELETE FROM t", W, Reason::Unterminated)]
+#[case(Pg, "/*!40101 SET NAMES utf8 */ SELECT 1", R, Reason::Select)]
+#[case(Lite, "SELECT 1 /*M!100000 FOR UPDATE */", R, Reason::Select)]
+#[case(Lite, "SELECT 1 /*! /* a */ FOR UPDATE", W, Reason::LockingClause)]
+fn executable_comments_are_comments_elsewhere(
+    #[case] d: Dialect,
+    #[case] sql: &str,
+    #[case] access: Access,
+    #[case] reason: Reason,
+) {
+    check(sql, d, access, reason);
+}
+
+/// `INTO` in a query (a session variable, a file, PostgreSQL's new table), and in MySQL's
+/// `EXPLAIN … INTO @v` (MySQL ≥ 8.0.32), goes to the primary.
+#[rstest]
+#[case(My, "EXPLAIN FORMAT=JSON INTO @x SELECT 1", W)] // was read
+#[case(My, "EXPLAIN FORMAT = JSON INTO @x SELECT * FROM t", W)] // was read
+#[case(My, "explain format=json into @`x` select 1", W)] // was read
+#[case(My, "DESCRIBE FORMAT=JSON INTO @x SELECT 1", W)] // was read
+#[case(My, "EXPLAIN FORMAT=JSON /*!80032 INTO @x */ SELECT 1", W)]
+#[case(My, "EXPLAIN SELECT a FROM t INTO @x", W)] // was read
+#[case(My, "EXPLAIN SELECT a INTO @a, @b FROM t", W)] // was read
+#[case(My, "EXPLAIN SELECT a FROM t INTO OUTFILE '/tmp/x'", W)] // was read
+#[case(My, "EXPLAIN SELECT a FROM t INTO dumpfile '/tmp/x'", W)] // was read
+#[case(My, "EXPLAIN ANALYZE SELECT a FROM t INTO @x", W)]
+#[case(My, "SELECT 1 INTO @x", W)]
+#[case(My, "SELECT a INTO @a, @b FROM t", W)]
+#[case(My, "SELECT a, b FROM t INTO @a, @b", W)]
+#[case(My, "SELECT a FROM t UNION SELECT b FROM u INTO @v", W)]
+#[case(My, "(SELECT a FROM t) INTO @v", W)]
+#[case(My, "WITH x AS (SELECT 1) SELECT * FROM x INTO @v", W)]
+#[case(My, "TABLE t INTO @v", W)]
+#[case(My, "VALUES ROW(1) INTO @v", W)]
+#[case(My, "SELECT a FROM t INTO OUTFILE '/tmp/x'", W)]
+#[case(My, "SELECT a FROM t INTO DUMPFILE '/tmp/x'", W)]
+#[case(Pg, "SELECT * INTO t2 FROM t", W)]
+#[case(Pg, "SELECT a INTO TEMP t2 FROM t", W)]
+#[case(Pg, "WITH x AS (SELECT 1) SELECT * INTO t2 FROM x", W)]
+#[case(Pg, "EXPLAIN ANALYZE SELECT * INTO t2 FROM t", W)]
+#[case(Pg, "TABLE t INTO t2", W)]
+fn into_goes_to_the_primary(#[case] d: Dialect, #[case] sql: &str, #[case] access: Access) {
+    check(sql, d, access, Reason::SelectInto);
+}
+
+/// What `INTO` does not touch stays a read: `EXPLAIN` of an `INSERT INTO` (planned only),
+/// PostgreSQL's `EXPLAIN` of `SELECT … INTO` (planned, no table created), `INTO` as text.
+#[rstest]
+#[case(My, "EXPLAIN INSERT INTO t VALUES (1)", Reason::Explain)]
+#[case(My, "EXPLAIN REPLACE INTO t SELECT * FROM u", Reason::Explain)]
+#[case(My, "EXPLAIN FORMAT=JSON SELECT 1", Reason::Explain)]
+#[case(My, "SELECT 'INTO @x'", Reason::Select)]
+#[case(My, "SELECT `into` FROM t", Reason::Select)]
+#[case(Pg, "EXPLAIN SELECT * INTO t2 FROM t", Reason::Explain)]
+#[case(Pg, r#"SELECT 'x' AS "into""#, Reason::Select)]
+fn into_as_text_or_planned_reads(#[case] d: Dialect, #[case] sql: &str, #[case] reason: Reason) {
+    check(sql, d, R, reason);
 }
 
 /// `c` with its fast path on (the general path is `Engine::General`).

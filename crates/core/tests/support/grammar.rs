@@ -154,8 +154,94 @@ pub(crate) const MY_WRITES: &[&[&str]] = &[
     &["SELECT", "SQL_CALC_FOUND_ROWS", "*", "FROM", "t"],
     &["SELECT", "NEXT", "VALUE", "FOR", "s"],
     &["SELECT", "a", "FROM", "t", "INTO", "OUTFILE", "'/tmp/x'"],
+    &["SELECT", "a", "FROM", "t", "INTO", "DUMPFILE", "'/tmp/x'"],
+    &["SELECT", "a", "FROM", "t", "INTO", "@v"],
+    &["SELECT", "a", ",", "b", "INTO", "@a", ",", "@b", "FROM", "t"],
+    &["EXPLAIN", "FORMAT", "=", "JSON", "INTO", "@v", "SELECT", "a", "FROM", "t"],
+    &["EXPLAIN", "FORMAT", "=", "TREE", "INTO", "@`v`", "SELECT", "1"],
+    &["DESCRIBE", "FORMAT", "=", "JSON", "INTO", "@v", "SELECT", "1"],
+    &["EXPLAIN", "SELECT", "a", "FROM", "t", "INTO", "@v"],
+    &["EXPLAIN", "SELECT", "a", "FROM", "t", "INTO", "OUTFILE", "'/tmp/x'"],
+    &["SELECT", "1", "/*M!100000", "FOR", "UPDATE", "*/"],
+    &["SELECT", "a", "FROM", "t", "/*!50000", "LOCK", "IN", "SHARE", "MODE", "*/"],
+    &["/*M!100000", "DELETE", "FROM", "t", "*/"],
+    &["/*!99999", "EXPLAIN", "*/", "DELETE", "FROM", "t"],
     &["HANDLER", "t", "OPEN"],
     &["LOAD", "DATA", "INFILE", "'x'", "INTO", "TABLE", "t"],
+];
+
+/// Read queries that an `INTO` makes writes (MySQL/MariaDB: a session variable or a file;
+/// PostgreSQL: a new table), see [`with_into`].
+pub(crate) const INTO_BASES: &[&[&str]] = &[
+    &["SELECT", "a", "FROM", "t"],
+    &[
+        "SELECT", "a", ",", "b", "FROM", "t", "WHERE", "a", "=", "1", "ORDER", "BY", "b", "LIMIT",
+        "1",
+    ],
+    &["SELECT", "1"],
+    &["SELECT", "count", "(", "*", ")", "FROM", "t", "GROUP", "BY", "a"],
+    &["WITH", "x", "AS", "(", "SELECT", "1", ")", "SELECT", "*", "FROM", "x"],
+    &["SELECT", "a", "FROM", "t", "UNION", "SELECT", "b", "FROM", "u"],
+    &["TABLE", "t"],
+];
+
+/// `INTO` targets: MySQL/MariaDB's, then PostgreSQL's (also used for SQLite).
+const MY_INTO: &[&[&str]] = &[
+    &["INTO", "@v"],
+    &["INTO", "@a", ",", "@b"],
+    &["INTO", "@`v`"],
+    &["INTO", "@'v'"],
+    &["INTO", "OUTFILE", "'/tmp/x'"],
+    &["INTO", "DUMPFILE", "'/tmp/x'"],
+];
+const PG_INTO: &[&[&str]] = &[&["INTO", "x"], &["INTO", "TEMP", "x"], &["INTO", "UNLOGGED", "x"]];
+
+/// A base of [`INTO_BASES`] with an `INTO` clause, by `k`: which base, target and place — at
+/// the end, before the first `FROM`, or (MySQL/MariaDB) `EXPLAIN [FORMAT = JSON] INTO @v`
+/// before it or `EXPLAIN` before it with the clause at the end.
+pub(crate) fn with_into(k: usize, d: Dialect) -> Vec<String> {
+    let base = INTO_BASES[k % INTO_BASES.len()];
+    let targets = if d == Dialect::MySql { MY_INTO } else { PG_INTO };
+    let into = targets[(k / 7) % targets.len()];
+    let owned = |s: &[&str]| s.iter().map(|t| (*t).to_owned()).collect::<Vec<_>>();
+    let mut t = owned(base);
+    let places = if d == Dialect::MySql { 5 } else { 2 };
+    match (k / 61) % places {
+        0 => t.extend(owned(into)),
+        1 => {
+            let at = t.iter().position(|w| w == "FROM").unwrap_or(t.len());
+            t.splice(at..at, owned(into));
+        }
+        2 => {
+            let mut e = owned(&["EXPLAIN", "FORMAT", "=", "JSON", "INTO", "@v"]);
+            e.extend(t);
+            t = e;
+        }
+        3 => {
+            let mut e = owned(&["DESCRIBE", "INTO", "@v"]);
+            e.extend(t);
+            t = e;
+        }
+        _ => {
+            t.insert(0, "EXPLAIN".to_owned());
+            t.extend(owned(into));
+        }
+    }
+    t
+}
+
+/// Openers of MySQL/MariaDB executable comments, run or skipped by version (see [`build`]).
+const OPENERS: &[&str] = &[
+    "/*!",
+    "/*!50000",
+    "/*!40001",
+    "/*!99999",
+    "/*!100000",
+    "/*!999999",
+    "/*M!",
+    "/*M!100000",
+    "/*M!100500",
+    "/*M!999999",
 ];
 
 /// Where a write function's call goes in a `SELECT`: `{}` is the call.
@@ -266,7 +352,11 @@ fn suffix(k: u8) -> &'static str {
 
 /// Changes the case of a word's letters: as is, lower, upper, or by the bits of `pattern`.
 fn recase(token: &str, mode: u8, pattern: u64) -> String {
-    if token.starts_with(['\'', '"', '`', '$', '@']) || token.starts_with("U&") {
+    // Strings, quotes, variables, escapes and comment markers (`/*M!` is not `/*m!`) keep theirs.
+    if token.starts_with(['\'', '"', '`', '$', '@'])
+        || token.starts_with("U&")
+        || token.starts_with("/*")
+    {
         return token.to_owned();
     }
     match mode % 4 {
@@ -294,7 +384,7 @@ pub(crate) type Draw = (usize, usize, usize, u8, usize, Vec<u8>, Vec<u8>, u64, u
 pub(crate) fn draws() -> impl Strategy<Value = Draw> {
     (
         0..DIALECTS.len(),
-        0..4usize,
+        0..5usize,
         any::<usize>(),
         any::<u8>(),
         0..ARGS.len(),
@@ -303,7 +393,7 @@ pub(crate) fn draws() -> impl Strategy<Value = Draw> {
         any::<u64>(),
         any::<u8>(),
         any::<u8>(),
-        0u8..4,
+        0u8..8,
         any::<u8>(),
     )
 }
@@ -355,6 +445,8 @@ pub(crate) fn build(draw: &Draw) -> Case {
             };
             own[*pick % own.len()].iter().map(|t| (*t).to_owned()).collect()
         }
+        // A read query made a write by `INTO`.
+        4 => with_into(*pick, d),
         _ => WRITES[*pick % WRITES.len()].iter().map(|t| (*t).to_owned()).collect(),
     };
     for (i, t) in tokens.iter_mut().enumerate() {
@@ -365,17 +457,54 @@ pub(crate) fn build(draw: &Draw) -> Case {
             recase(t, cases[i % cases.len()], rotated)
         };
     }
+    // MySQL/MariaDB: a span of tokens in an executable comment, which the classifier must
+    // read as code whatever its version (and, for the whole body, a versioned one).
+    let span = match (d, wrap) {
+        (Dialect::MySql, 3..) if !tokens.is_empty() => {
+            let n = tokens.len();
+            let bits = usize::try_from(pattern >> 32).unwrap_or(0);
+            let first = bits % n;
+            let last = first + (bits / n) % (n - first);
+            let opener = OPENERS[(bits / 251) % OPENERS.len()];
+            Some((first, last, opener))
+        }
+        _ => None,
+    };
     let mut body = String::new();
     for (i, t) in tokens.iter().enumerate() {
         if i > 0 {
-            body.push_str(separator(seps[i % seps.len()], d));
+            let sep = separator(seps[i % seps.len()], d);
+            // Block comments inside an executable comment make it opaque (a write, but not
+            // the classification under test): mostly leave them out there.
+            let inside = span.is_some_and(|(first, last, _)| first < i && i <= last)
+                || (d == Dialect::MySql && matches!(wrap, 1 | 2));
+            // And a `*` token before `/**/` would close it (`*/**/`): not the statement.
+            let closes =
+                tokens.get(i - 1).is_some_and(|p| p.ends_with('*')) && sep.starts_with('/');
+            let plain = inside && ((pattern & 12 != 0 && sep.contains("/*")) || closes);
+            body.push_str(if plain { " " } else { sep });
+        }
+        if let Some((first, _, opener)) = span
+            && i == first
+        {
+            body.push_str(opener);
+            // Glued to a number, a version would take its digits.
+            if pattern & 1 == 0 || t.starts_with(|c: char| c.is_ascii_digit()) {
+                body.push(' ');
+            }
         }
         body.push_str(t);
+        if let Some((_, last, _)) = span
+            && i == last
+        {
+            body.push_str(if pattern & 2 == 0 { " */" } else { "*/" });
+        }
     }
-    // MySQL's executable comments are code to every server; versioned ones are opaque.
+    // MySQL's executable comments are code to every server, versioned ones too (as well as
+    // comments to some).
     let body = match (d, wrap) {
         (Dialect::MySql, 1) => format!("/*! {body} */"),
-        (Dialect::MySql, 2) => format!("/*!50000 {body} */"),
+        (Dialect::MySql, 2) => format!("{} {body} */", OPENERS[usize::from(*name) % OPENERS.len()]),
         (Dialect::Postgres, 1) => format!("({body})"),
         _ => body,
     };
