@@ -5,10 +5,10 @@
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
-use crate::cluster::{BackendKind, DbKind};
 use crate::error::{Error, Result};
 use crate::node::{Node, ProcessState};
 use crate::product::Addr;
+use crate::vocab::{BackendKind, DbKind};
 
 /// One node's server process, wherever it runs.
 pub(crate) trait Runtime: std::fmt::Debug + Send + Sync {

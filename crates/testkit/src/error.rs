@@ -124,6 +124,28 @@ pub enum Error {
         /// The start of the body.
         body: String,
     },
+    /// A directory the servers need (the clusters' root or the template cache) lies below one
+    /// that the unprivileged user they run as (when the testkit runs as root) cannot enter:
+    /// found before any server starts, instead of `initdb` or `postgres` failing with
+    /// `Permission denied`.
+    #[error(
+        "the database servers run as user `{user}`, which cannot reach {dir}: {blocked} (mode \
+         {mode:04o}) does not let it in; run `chmod o+x {blocked}`, or set {setting} to a \
+         directory outside it"
+    )]
+    UnreachableDir {
+        /// The directory the servers need.
+        dir: PathBuf,
+        /// The first directory on the way to it that the user cannot search.
+        blocked: PathBuf,
+        /// `blocked`'s permission bits.
+        mode: u32,
+        /// The servers' user (its name, or its uid if it has none).
+        user: String,
+        /// The environment variable that moves `dir` (`RWSPLIT_TESTKIT_DIR` or
+        /// `RWSPLIT_TESTKIT_CACHE`).
+        setting: &'static str,
+    },
     /// An operating-system call failed.
     #[error("{what}")]
     Io {

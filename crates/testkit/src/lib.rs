@@ -29,6 +29,53 @@
 //! # Ok(()) }
 //! ```
 //!
+//! # Testing your application against lagging replicas
+//!
+//! The testkit is for an application's own tests too: "does my handler read its own write
+//! when a replica is 300 ms late, and does it still answer when one dies?" Start the cluster in
+//! an rstest fixture, point the application's `RoutedConnection` at
+//! [`Cluster::primary_url`] and [`Cluster::replica_urls`], and break things with the [`Node`]
+//! controls:
+//!
+//! ```no_run
+//! use std::time::Duration;
+//! use rstest::{fixture, rstest};
+//! use rwsplit_testkit::Cluster;
+//!
+//! #[fixture]
+//! async fn cluster() -> Cluster {
+//!     let cluster = Cluster::builder().name("my-app").replicas(2).start().await.unwrap();
+//!     let schema = "CREATE TABLE notes (id bigserial PRIMARY KEY, text text NOT NULL)";
+//!     cluster.primary().execute("postgres", schema).await.unwrap();
+//!     cluster.wait_caught_up(0, Duration::from_secs(10)).await.unwrap();
+//!     cluster
+//! }
+//!
+//! #[rstest]
+//! #[tokio::test]
+//! async fn reads_its_own_write(#[future(awt)] cluster: Cluster) {
+//!     // let db = RoutedConnection::builder().primary(cluster.primary_url())
+//!     //     .replicas(cluster.replica_urls()).connect().await?;
+//!     cluster.replicas()[0].set_apply_delay(Duration::from_millis(300)).await.unwrap();
+//!     // ... call the handler with &db, assert it sees its write ...
+//!     cluster.replicas()[1].crash().unwrap();
+//!     // ... call it again, assert it still answers ...
+//! }
+//! # fn main() {}
+//! ```
+//!
+//! The complete test is `examples/tests/lagging_replicas.rs` in rwsplit's repository (run in
+//! its CI), and the README's "Testing your app against lagging replicas" section says what to
+//! install. In short: the server binaries (`apt-get install postgresql`, or `mariadb-server
+//! mariadb-client`); as root, nothing more (the servers run as `postgres`/`mysql`, else an
+//! `rwsplit` user the testkit creates), but that user must reach `$RWSPLIT_TESTKIT_DIR` and
+//! `$RWSPLIT_TESTKIT_CACHE` (a root below a `0700` directory is [`Error::UnreachableDir`],
+//! before any server starts); Docker only for [`BackendKind::Containers`]. For tests outside
+//! cargo, `cargo xtask cluster up` starts a cluster that outlives the command and prints
+//! `RWSPLIT_PRIMARY_URL` and `RWSPLIT_REPLICA_URLS` (`cargo xtask cluster down` stops it); a
+//! Rust program drives its nodes with [`Cluster::attach`] on [`ClusterState::load`] of the
+//! state file it names (`target/rwsplit/cluster.json`).
+//!
 //! [`PatroniCluster`] is the other kind: one etcd and N PostgreSQL members managed by
 //! Patroni (from Debian's `patroni` and `etcd-server`), with an operator's controls
 //! (switchover, member kill, add and remove members, tags, synchronous mode) and its REST API;
@@ -42,7 +89,9 @@
 //! # Seams
 //!
 //! [`DbKind`] is the database seam (PostgreSQL, MariaDB) and [`BackendKind`] the backend seam
-//! (native processes, containers). Inside, each product is one implementation of a `Product` trait
+//! (native processes, containers); with the timeouts and the directory helpers they are the
+//! testkit's shared vocabulary, a leaf module every other module imports (none imports the
+//! [`Cluster`] facade). Inside, each product is one implementation of a `Product` trait
 //! (setup order, readiness, and the SQL behind every control, like testcontainers-rs' `Image`),
 //! and each backend one implementation of a `Runtime` per node (start, freeze, kill, stop,
 //! addresses) and a `Backend` per cluster (teardown). Tests, xtask and examples use only
@@ -63,8 +112,9 @@ mod product;
 mod proxy;
 mod sql;
 mod state;
+mod vocab;
 
-pub use cluster::{BackendKind, Cluster, ClusterBuilder, DbKind, format_lsn, parse_lsn};
+pub use cluster::{Cluster, ClusterBuilder};
 pub use database::TestDatabase;
 pub use error::{Error, Result};
 pub use node::{Node, NodeStatus, ProcessState};
@@ -74,6 +124,7 @@ pub use patroni::{
 pub use pgbouncer::{PgBouncer, PoolMode};
 pub use proxy::DelayProxy;
 pub use state::{ClusterState, NodeState};
+pub use vocab::{BackendKind, DbKind, format_lsn, parse_lsn};
 
 /// Removes every container and network (and their data) of clusters started under `root` on
 /// the containers backend, and returns the containers' names: what a test process that died

@@ -5,12 +5,12 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::backend::{Net, Routes, Runtime, no_network};
-use crate::cluster::{CONTROL_TIMEOUT, DbKind, START_TIMEOUT, parse_lsn};
 use crate::error::{Error, Result};
 use crate::pgbouncer::{PgBouncer, PoolMode};
 use crate::product::{Addr, Product};
 use crate::proxy::DelayProxy;
 use crate::sql::Conn;
+use crate::vocab::{CONTROL_TIMEOUT, DbKind, START_TIMEOUT, parse_lsn};
 
 /// What a node's server process is doing, as far as the operating system says.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -4,8 +4,8 @@ use std::time::Duration;
 
 use sqlx::{Connection, MySqlConnection, PgConnection, Row};
 
-use crate::cluster::DbKind;
 use crate::product::Product;
+use crate::vocab::DbKind;
 
 /// A control connection (superuser on PostgreSQL, root on MariaDB).
 #[derive(Debug)]

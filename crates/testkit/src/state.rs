@@ -3,8 +3,8 @@
 
 use std::path::{Path, PathBuf};
 
-use crate::cluster::{BackendKind, DbKind};
 use crate::error::{Error, Result};
+use crate::vocab::{BackendKind, DbKind};
 
 /// A serialisable description of a running cluster: where its data is, which ports and which
 /// process ids its servers have.

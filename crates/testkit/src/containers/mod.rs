@@ -37,10 +37,10 @@ use docker::{LABEL, REPL_IP_LABEL, ROOT_LABEL, RUN_LABEL, docker, docker_quiet};
 use node::ContainerNode;
 
 use crate::backend::{Backend, Created, Plan, Runtime};
-use crate::cluster::{BackendKind, DbKind};
 use crate::error::{Error, IoContext, Result};
 use crate::node::Node;
 use crate::state::ClusterState;
+use crate::vocab::{BackendKind, DbKind};
 
 pub(crate) use crate::native::unique;
 
@@ -90,7 +90,7 @@ impl Backend for Containers {
 /// each, through Docker's storage driver more).
 fn data_root() -> PathBuf {
     let shm = Path::new("/dev/shm");
-    if shm.is_dir() { shm.join("rwsplit-testkit") } else { crate::cluster::template_root() }
+    if shm.is_dir() { shm.join("rwsplit-testkit") } else { crate::vocab::template_root() }
 }
 
 /// Creates the networks and one container per node (none started), building the image first
@@ -103,7 +103,7 @@ pub(crate) async fn create(plan: &Plan) -> Result<Created> {
     })??;
     let run = format!("rwsplit-{}-{:x}", std::process::id(), unique() & 0xff_ffff);
     let root = data_root();
-    crate::cluster::ensure_traversable_dir(&root)?;
+    crate::vocab::ensure_traversable_dir(&root)?;
     let template = {
         let (image, db, root, run) = (image.reference.clone(), plan.db, root.clone(), run.clone());
         tokio::task::spawn_blocking(move || template(&image, db, &root, &run)).await.map_err(
@@ -113,7 +113,7 @@ pub(crate) async fn create(plan: &Plan) -> Result<Created> {
             },
         )??
     };
-    let dir = crate::cluster::cluster_dir(&root, &plan.name)?;
+    let dir = crate::vocab::cluster_dir(&root, &plan.name)?;
     let backend = Containers { run: run.clone() };
     match make(plan, &image.reference, &template, &run, &dir) {
         Ok(runtimes) => {

@@ -10,10 +10,10 @@ use std::sync::Arc;
 use nix::sys::signal::Signal;
 
 use crate::backend::{Backend, Created, Plan, Runtime};
-use crate::cluster::{BackendKind, DbKind};
 use crate::error::Result;
 use crate::product::Addr;
 use crate::state::ClusterState;
+use crate::vocab::{BackendKind, DbKind};
 
 pub(crate) mod mariadb;
 mod node;
@@ -49,6 +49,15 @@ impl Engine {
             Engine::Postgres(e) => e.template(cache),
             Engine::MariaDb(e) => e.template(cache),
         }
+    }
+
+    /// The unprivileged user the servers run as, if the testkit runs as root.
+    pub(crate) fn server_user(&self) -> Option<crate::vocab::ServerUser> {
+        match self {
+            Engine::Postgres(e) => e.run_as,
+            Engine::MariaDb(e) => e.run_as,
+        }
+        .map(process::RunAs::server_user)
     }
 
     pub(crate) fn chown(&self, path: &Path) -> Result<()> {
@@ -114,10 +123,14 @@ impl Backend for Native {
 /// Lays out a new cluster's nodes from the cached template (none started).
 pub(crate) fn create(plan: &Plan) -> Result<Created> {
     let engine = Engine::discover(plan.db, plan.bin_dir.as_deref())?;
-    let cache = crate::cluster::template_root();
-    crate::cluster::ensure_traversable_dir(&cache)?;
+    let cache = crate::vocab::template_root();
+    crate::vocab::ensure_traversable_dir(&cache)?;
+    if let Some(user) = engine.server_user() {
+        crate::vocab::ensure_reachable(&cache, user, "RWSPLIT_TESTKIT_CACHE")?;
+        crate::vocab::ensure_reachable(&plan.root, user, "RWSPLIT_TESTKIT_DIR")?;
+    }
     let template = engine.template(&cache)?;
-    let dir = crate::cluster::cluster_dir(&plan.root, &plan.name)?;
+    let dir = crate::vocab::cluster_dir(&plan.root, &plan.name)?;
     engine.chown(&dir)?;
     let engine = Arc::new(engine);
     let upstream = Addr::new("127.0.0.1", plan.ports[0]);
@@ -166,13 +179,4 @@ pub(crate) fn attach(state: &ClusterState) -> Result<Created> {
     })
 }
 
-/// A value unique within this process and unlikely to repeat across processes.
-pub(crate) fn unique() -> u64 {
-    use std::sync::atomic::{AtomicU64, Ordering};
-    static NEXT: AtomicU64 = AtomicU64::new(0);
-    let t = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.subsec_nanos())
-        .unwrap_or(0);
-    (u64::from(t) << 16) ^ NEXT.fetch_add(1, Ordering::Relaxed)
-}
+pub(crate) use crate::vocab::unique;

@@ -45,6 +45,11 @@ impl RunAs {
         Ok(Some(RunAs { uid: user.uid, gid: user.gid }))
     }
 
+    /// This user as the vocabulary's [`ServerUser`](crate::vocab::ServerUser).
+    pub(crate) fn server_user(self) -> crate::vocab::ServerUser {
+        crate::vocab::ServerUser { uid: self.uid.as_raw(), gid: self.gid.as_raw() }
+    }
+
     /// Makes `path` (and everything below it) owned by this user.
     pub(crate) fn chown_tree(self, path: &Path) -> Result<()> {
         let mut cmd = Command::new("chown");
@@ -185,9 +190,4 @@ pub(crate) fn wait_gone(pids: &[u32], timeout: Duration) -> Vec<u32> {
         }
         std::thread::sleep(Duration::from_millis(10));
     }
-}
-
-/// Whether something already listens on (or holds) `port` on loopback.
-pub(crate) fn port_is_free(port: u16) -> bool {
-    std::net::TcpListener::bind(("127.0.0.1", port)).is_ok()
 }

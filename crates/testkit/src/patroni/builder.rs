@@ -121,11 +121,14 @@ impl PatroniBuilder {
             }
         }
         let pg = crate::native::postgres::PgEngine::discover(None)?;
-        let root = self.root.clone().unwrap_or_else(crate::cluster::default_root);
-        crate::cluster::ensure_traversable_dir(&root)?;
-        let name = crate::cluster::sanitize(&self.name);
-        let dir = crate::cluster::cluster_dir(&root, &name)?;
-        let ports = crate::cluster::allocate_ports(None, 2)?;
+        let root = self.root.clone().unwrap_or_else(crate::vocab::default_root);
+        crate::vocab::ensure_traversable_dir(&root)?;
+        if let Some(r) = pg.run_as {
+            crate::vocab::ensure_reachable(&root, r.server_user(), "RWSPLIT_TESTKIT_DIR")?;
+        }
+        let name = crate::vocab::sanitize(&self.name);
+        let dir = crate::vocab::cluster_dir(&root, &name)?;
+        let ports = crate::vocab::allocate_ports(None, 2)?;
         let scope = format!("{name}-{:x}", unique() & 0xff_ffff);
         let cluster = PatroniCluster {
             dir,

@@ -73,7 +73,7 @@ impl PatroniCluster {
             n += 1;
         }
         let name = format!("m{n}");
-        let ports = crate::cluster::allocate_ports(None, 2)?;
+        let ports = crate::vocab::allocate_ports(None, 2)?;
         let dir = self.dir.join(&name);
         fs::create_dir_all(&dir).io_context(|| format!("creating {}", dir.display()))?;
         {

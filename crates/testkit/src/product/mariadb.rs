@@ -3,9 +3,9 @@
 use std::time::Duration;
 
 use super::{Addr, BoxFuture, Product};
-use crate::cluster::{DbKind, START_TIMEOUT};
 use crate::error::{Error, Result};
 use crate::node::Node;
+use crate::vocab::{DbKind, START_TIMEOUT};
 
 /// MariaDB 10.5+ (GTID, `MASTER_GTID_WAIT`, `SLAVE MONITOR`).
 #[derive(Debug, Clone, Copy, Default)]

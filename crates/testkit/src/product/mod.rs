@@ -13,9 +13,9 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::cluster::DbKind;
 use crate::error::Result;
 use crate::node::Node;
+use crate::vocab::DbKind;
 
 pub(crate) mod mariadb;
 pub(crate) mod postgres;

@@ -4,10 +4,10 @@
 use std::time::{Duration, Instant};
 
 use super::{Addr, BoxFuture, Product};
-use crate::cluster::{CONTROL_TIMEOUT, DbKind, START_TIMEOUT};
 use crate::error::{Error, Result};
 use crate::node::Node;
 use crate::sql::Conn;
+use crate::vocab::{CONTROL_TIMEOUT, DbKind, START_TIMEOUT};
 
 /// PostgreSQL (any version with `pg_promote`, 12+; `ALTER SYSTEM SET primary_conninfo` with a
 /// reload needs 13+).
