@@ -14,6 +14,7 @@ mod patroni;
 mod sea_orm_consistency;
 mod sea_orm_dropin;
 mod sea_orm_hardening;
+mod sea_orm_hooks;
 mod sea_orm_matrix;
 mod sea_orm_patroni;
 mod sea_orm_pgbouncer;

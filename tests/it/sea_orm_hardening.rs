@@ -52,6 +52,16 @@ const MARIA_CORPUS: &[&str] = &[
     "SELECT 1 -- c\r\n, GET_LOCK('l', 0)",
     "SELECT /*M!999999 1, */ GET_LOCK('l', 0)",
     "SELECT /*!99999 GET_LOCK('l', 0), */ 1",
+    // Issue 26: executable comments are the SQL they contain, run on MariaDB ≥ 10.0 …
+    "SELECT * FROM t /*M!100000 FOR UPDATE */",
+    "SELECT * FROM t /*!50000 LOCK IN SHARE MODE */",
+    "SELECT 1 /*M! , GET_LOCK('l', 0) */",
+    "SELECT /*!40001 SQL_NO_CACHE */ @@session.sql_mode",
+    // … and skipped as comments by other versions: what is left must read too.
+    "/*!99999 EXPLAIN */ DELETE FROM t",
+    // `INTO @v` sets a session variable on whichever server runs it.
+    "SELECT id FROM t LIMIT 1 INTO @rwsplit_x",
+    "SELECT 1 /*M!100000 INTO @rwsplit_y */",
     "SELECT RELEASE_LOCK('l')",
     "SELECT @@session.last_insert_id",
     "SELECT @@local.insert_id",

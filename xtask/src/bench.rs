@@ -26,6 +26,11 @@ pub(crate) enum Suite {
 pub(crate) struct BenchArgs {
     /// Which benchmarks to run.
     suite: Suite,
+    /// `adapter-instructions`: keep each callgrind profile in this directory, as
+    /// `<case>-<lookups>-<round>.out`, to see where the instructions go
+    /// (`callgrind_annotate --inclusive=yes routed-600-0.out`).
+    #[arg(long, value_name = "DIR")]
+    keep_profiles: Option<std::path::PathBuf>,
     /// Extra arguments for criterion (a name filter, `--quick`, …), after `--`.
     #[arg(last = true)]
     extra: Vec<String>,
@@ -55,7 +60,7 @@ pub(crate) fn run(args: &BenchArgs) -> anyhow::Result<()> {
             crate::run(&mut cmd)
         }
         Suite::Instructions => instructions(),
-        Suite::AdapterInstructions => adapter_instructions(),
+        Suite::AdapterInstructions => adapter_instructions(args.keep_profiles.as_deref()),
     }
 }
 
@@ -71,6 +76,17 @@ fn callgrind(
     case: &str,
     n: u64,
     env: &[(&str, String)],
+) -> anyhow::Result<Run> {
+    callgrind_keeping(exe, case, n, env, None)
+}
+
+/// [`callgrind`], copying the profile to `keep` if given.
+fn callgrind_keeping(
+    exe: &std::path::Path,
+    case: &str,
+    n: u64,
+    env: &[(&str, String)],
+    keep: Option<&std::path::Path>,
 ) -> anyhow::Result<Run> {
     let out_file =
         std::env::temp_dir().join(format!("rwsplit-callgrind-{}.out", std::process::id()));
@@ -91,6 +107,10 @@ fn callgrind(
         .with_context(|| format!("no instruction count in valgrind's output for {case}"))?;
     let profile = std::fs::read_to_string(&out_file)
         .with_context(|| format!("reading {}", out_file.display()))?;
+    if let Some(keep) = keep {
+        std::fs::copy(&out_file, keep)
+            .with_context(|| format!("keeping the profile as {}", keep.display()))?;
+    }
     let _ = std::fs::remove_file(&out_file);
     Ok(Run { instructions, timers: calls_to(&profile, "tokio::time::sleep::Sleep::new_timeout") })
 }
@@ -139,19 +159,27 @@ fn per_call(
 }
 
 /// What one client-side `find_by_id` costs, per lookup: callgrind instructions and tokio
-/// timers registered, for plain SeaORM and for `RoutedConnection`.
+/// timers registered, for plain SeaORM and for `RoutedConnection`, reading one PostgreSQL
+/// replica through a delaying proxy (see [`measure_adapter_instructions`]).
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct AdapterCost {
     pub(crate) plain: u64,
     pub(crate) routed: u64,
     pub(crate) plain_timers: f64,
     pub(crate) routed_timers: f64,
+    /// The spread of the routed count over the rounds (highest minus lowest).
+    pub(crate) spread: u64,
 }
 
 /// Issue 23's budgets on the read path, asserted by `cargo xtask ci`: the instructions
 /// `RoutedConnection` adds to a `find_by_id` over plain SeaORM, and the tokio timers it adds
-/// (none: a replica read waits on the monitor's notifications, not on a timer).
-pub(crate) const ADDED_INSTRUCTIONS_BUDGET: u64 = 7_000;
+/// (none: a replica read waits on the monitor's notifications, not on a timer). Issue 23's
+/// target is at most +3,000. Since replica and primary reads go straight to the node's sqlx
+/// pool when nothing listens to SeaORM's layer, a routed lookup costs fewer instructions than
+/// a plain one (about -15,000: SeaORM's `DatabaseConnection` moves kilobytes of future per
+/// call), so the budget is that figure plus a margin, a guard against regressions that also
+/// keeps the +3,000 target (see BENCHMARKS.md).
+pub(crate) const ADDED_INSTRUCTIONS_BUDGET: i64 = -12_000;
 /// Timers a routed lookup may register beyond plain SeaORM's (a stray one in the whole run
 /// is not a timer per read).
 pub(crate) const ADDED_TIMERS_BUDGET: f64 = 0.05;
@@ -165,7 +193,7 @@ impl AdapterCost {
     /// The budgets this cost breaks, in words (empty: within them).
     pub(crate) fn over_budget(&self) -> Vec<String> {
         let mut over = Vec::new();
-        if self.added() > ADDED_INSTRUCTIONS_BUDGET as i64 {
+        if self.added() > ADDED_INSTRUCTIONS_BUDGET {
             over.push(format!(
                 "RoutedConnection adds {} instructions per find_by_id over plain SeaORM ({} vs {}); the budget is {}",
                 self.added(),
@@ -186,19 +214,20 @@ impl AdapterCost {
 
 /// `find_by_id` through plain SeaORM and through `RoutedConnection`, on a throwaway PostgreSQL
 /// primary and replica: client-side instructions per lookup and their ratio.
-fn adapter_instructions() -> anyhow::Result<()> {
-    let cost = measure_adapter_instructions()?;
+fn adapter_instructions(keep: Option<&std::path::Path>) -> anyhow::Result<()> {
+    let cost = measure_adapter_instructions(keep)?;
     let (plain, routed) = (cost.plain, cost.routed);
     println!("{:<28} {:>14} {:>8}", "find_by_id (client side)", "instructions", "timers");
     println!("{:<28} {plain:>14} {:>8.2}", "plain SeaORM", cost.plain_timers);
     println!("{:<28} {routed:>14} {:>8.2}", "RoutedConnection", cost.routed_timers);
     println!(
-        "{:<28} {:>14} ({:+.1} %, ratio {:.3}; budget {})",
+        "{:<28} {:>14} ({:+.1} %, ratio {:.3}; budget {}; routed spread over the rounds {})",
         "difference",
         cost.added(),
         100.0 * (routed as f64 - plain as f64) / plain.max(1) as f64,
         routed as f64 / plain.max(1) as f64,
         ADDED_INSTRUCTIONS_BUDGET,
+        cost.spread,
     );
     for over in cost.over_budget() {
         println!("over budget: {over}");
@@ -206,36 +235,57 @@ fn adapter_instructions() -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Client-side cost per `find_by_id`, plain SeaORM and `RoutedConnection`: each case is run
-/// under callgrind with `FEW` lookups and with `MANY`, five times, alternating; the cost per
-/// lookup is the difference over `MANY - FEW` (set-up, connecting and the monitor's first
-/// probes, cancels out exactly, even when it varies), and the medians are kept (a client's
-/// count moves by a few hundred instructions with how often tokio polls).
-pub(crate) fn measure_adapter_instructions() -> anyhow::Result<AdapterCost> {
-    const FEW: u64 = 200;
-    const MANY: u64 = 1200;
+/// How far the benchmark's replica is from the client, each way, through the testkit's
+/// delaying proxy. Without it the count moves by thousands of instructions between runs: each
+/// time tokio polls a lookup before its answer is there is another pass through every layer of
+/// the client, and on loopback under valgrind whether the answer is already there is a race.
+/// Held back this long, it never is, so each lookup is polled the same number of times.
+const REPLICA_DELAY: std::time::Duration = std::time::Duration::from_millis(2);
+
+/// Client-side cost per `find_by_id`, plain SeaORM and `RoutedConnection`, reading the same
+/// replica [`REPLICA_DELAY`] away: each case is run under callgrind with `FEW` lookups and with
+/// `MANY`, alternating, `ROUNDS` times; the cost per lookup is the difference over
+/// `MANY - FEW` (set-up, connecting and the monitor's first probes cancel out exactly), and the
+/// medians are kept.
+pub(crate) fn measure_adapter_instructions(
+    keep: Option<&std::path::Path>,
+) -> anyhow::Result<AdapterCost> {
+    const FEW: u64 = 100;
+    const MANY: u64 = 600;
     const N: u64 = MANY - FEW;
-    const ROUNDS: usize = 5;
+    const ROUNDS: usize = 3;
     let exe = bench_executable("rwsplit-sea-orm", "adapter_instructions")?;
-    let rt = crate::runtime()?;
+    // The proxy's tasks run on a worker thread while this one waits for valgrind.
+    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build()?;
     let cluster =
         rt.block_on(rwsplit_testkit::Cluster::builder().name("bench-instr").replicas(1).start())?;
-    let (primary, replica) = (cluster.primary_url(), cluster.replica_urls().remove(0));
+    let slow =
+        rt.block_on(cluster.replicas()[0].delay_clients(REPLICA_DELAY, Default::default()))?;
+    let (primary, replica) = (cluster.primary_url(), slow.url(&cluster.replica_urls()[0]));
     let env = [("RWSPLIT_BENCH_URL", primary), ("RWSPLIT_BENCH_REPLICA_URL", replica)];
     let seeded = Command::new(&exe).arg("seed").envs(env.iter().map(|(k, v)| (k, v))).status()?;
     anyhow::ensure!(seeded.success(), "seeding the benchmark table failed");
     rt.block_on(cluster.wait_caught_up(0, std::time::Duration::from_secs(30)))?;
     let mut samples: [Vec<(u64, f64)>; 2] = [Vec::new(), Vec::new()];
-    for _ in 0..ROUNDS {
+    if let Some(dir) = keep {
+        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    }
+    for round in 0..ROUNDS {
         for (i, case) in ["plain", "routed"].into_iter().enumerate() {
-            let with = callgrind(&exe, case, MANY, &env)?;
-            let without = callgrind(&exe, case, FEW, &env)?;
+            let kept = |n: u64| keep.map(|d| d.join(format!("{case}-{n}-{round}.out")));
+            let with = callgrind_keeping(&exe, case, MANY, &env, kept(MANY).as_deref())?;
+            let without = callgrind_keeping(&exe, case, FEW, &env, kept(FEW).as_deref())?;
             let instructions = with.instructions.saturating_sub(without.instructions) / N;
             let timers = with.timers.saturating_sub(without.timers) as f64 / N as f64;
             samples[i].push((instructions, timers));
         }
     }
+    drop(slow);
     drop(cluster);
+    let spread = {
+        let r = samples[1].iter().map(|x| x.0);
+        r.clone().max().unwrap_or(0) - r.min().unwrap_or(0)
+    };
     let median = |s: &mut Vec<(u64, f64)>| -> (u64, f64) {
         let mut i: Vec<u64> = s.iter().map(|x| x.0).collect();
         i.sort_unstable();
@@ -245,7 +295,7 @@ pub(crate) fn measure_adapter_instructions() -> anyhow::Result<AdapterCost> {
     };
     let [mut p, mut r] = samples;
     let ((plain, plain_timers), (routed, routed_timers)) = (median(&mut p), median(&mut r));
-    Ok(AdapterCost { plain, routed, plain_timers, routed_timers })
+    Ok(AdapterCost { plain, routed, plain_timers, routed_timers, spread })
 }
 
 /// Runs each case of `crates/core/benches/instructions.rs` under callgrind with N and with 0

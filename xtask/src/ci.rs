@@ -64,6 +64,9 @@ pub(crate) fn run(args: &CiArgs) -> anyhow::Result<()> {
             &containers,
         ))?;
         crate::soak::run(&crate::soak::SoakArgs::for_ci(locked))?;
+        // SeaORM 2.0.4's own integration tests through `RoutedConnection` (the type swap
+        // only), replicas 0 and 200 ms behind: fails if any of them fails.
+        crate::seaorm_suite::run(&crate::seaorm_suite::SeaormSuiteArgs::for_ci())?;
         // The examples, each on its own throwaway cluster: the quickstart (the README's main
         // job), the axum read-your-writes app, which fails on a stale read, the metrics
         // endpoint, and the quickstart through a Patroni switchover (fails if writes do not
@@ -75,6 +78,12 @@ pub(crate) fn run(args: &CiArgs) -> anyhow::Result<()> {
             run.env("RUST_LOG", "warn").env_remove("RWSPLIT_PRIMARY_URL");
             crate::run(&mut run)?;
         }
+        // The copyable user test (README, "Testing your app against lagging replicas"): a
+        // handler reads its own write past a 300 ms late replica and survives a dead one.
+        let mut users = crate::cargo();
+        users.args(["test", "-q", "-p", "rwsplit-examples", "--test", "lagging_replicas"]);
+        with_lock(&mut users);
+        crate::run(&mut users)?;
         // The report: its runs (a fault timeline, the consistency benchmark, the adapter's
         // instruction counts) and its page, so that it cannot rot.
         crate::report::run(&crate::report::ReportArgs::for_ci())?;

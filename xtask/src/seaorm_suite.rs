@@ -92,6 +92,20 @@ pub(crate) struct SeaormSuiteArgs {
     test_args: Vec<String>,
 }
 
+impl SeaormSuiteArgs {
+    /// What `cargo xtask ci` runs: the README's builder (the plain type swap) with replicas 0
+    /// and 200 ms behind, once each, every test.
+    pub(crate) fn for_ci() -> SeaormSuiteArgs {
+        SeaormSuiteArgs {
+            modes: vec!["readme".to_owned()],
+            delays_ms: vec![0, 200],
+            runs: 1,
+            only: Vec::new(),
+            test_args: Vec::new(),
+        }
+    }
+}
+
 /// One SeaORM test target: its name and its path below the crate.
 #[derive(Debug, Clone)]
 struct Target {

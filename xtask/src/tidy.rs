@@ -258,8 +258,17 @@ fn health_belongs_to_the_monitor() {
 /// order): a module imports (`super::x`) and calls functions of only the modules before it.
 #[test]
 fn connection_modules_are_layered() {
-    const ORDER: &[&str] =
-        &["inner", "scopes", "plan", "attempt", "statements", "transactions", "traits", "mod"];
+    const ORDER: &[&str] = &[
+        "inner",
+        "scopes",
+        "plan",
+        "record",
+        "attempt",
+        "statements",
+        "transactions",
+        "traits",
+        "mod",
+    ];
     // Names too common to attribute to one module, and SeaORM's trait methods (`traits`
     // implements them for the routed handles; the modules below call them on the pools).
     const SHARED: &[&str] = &[
@@ -419,4 +428,52 @@ fn the_product_seam_check_catches_a_leak() {
     assert_eq!(product_leaks("let x = 1290;"), vec![(1, "1290".to_owned())]);
     assert!(product_leaks("let x = 12900; // 1290").is_empty());
     assert!(product_leaks("match b { DbBackend::MySql => 1 }").len() == 1);
+}
+
+#[test]
+fn readme_user_test_is_the_example() {
+    // The README's "Testing your app against lagging replicas" shows the key lines of
+    // examples/tests/lagging_replicas.rs (which CI runs): every line it shows is in the file,
+    // but for its `// (…)` elision notes.
+    let root = crate::project_root();
+    let readme = std::fs::read_to_string(root.join("README.md")).expect("README readable");
+    let example = std::fs::read_to_string(root.join("examples/tests/lagging_replicas.rs"))
+        .expect("the example readable");
+    let section = readme
+        .split("### Testing your app against lagging replicas")
+        .nth(1)
+        .expect("the README section exists");
+    let block = section
+        .split("```rust\n")
+        .nth(1)
+        .and_then(|b| b.split("```\n").next())
+        .expect("the section has a rust block");
+    let lines: Vec<&str> = example.lines().collect();
+    let missing: Vec<&str> = block
+        .lines()
+        .filter(|l| !l.trim().is_empty() && !l.trim_start().starts_with("// ("))
+        .filter(|l| !lines.contains(l))
+        .collect();
+    assert!(block.lines().count() > 20, "the README block is too short to be the test");
+    assert!(missing.is_empty(), "README lines not in the example: {missing:#?}");
+}
+
+#[test]
+fn testkit_modules_do_not_import_the_cluster_facade() {
+    // The testkit's shared vocabulary is in the leaf `vocab.rs`; `cluster.rs` is the facade
+    // and nothing inside the crate imports it (lib.rs only re-exports it).
+    let root = crate::project_root().join("crates/testkit/src");
+    let mut hits = Vec::new();
+    visit(&root, &mut |path, text| {
+        if !path.ends_with("lib.rs") && text.contains("crate::cluster") {
+            hits.push(path.display().to_string());
+        }
+    });
+    let vocab = std::fs::read_to_string(root.join("vocab.rs")).expect("vocab.rs readable");
+    let imports: Vec<&str> = vocab
+        .lines()
+        .filter(|l| l.starts_with("use crate::") && !l.contains("::error::"))
+        .collect();
+    assert!(hits.is_empty(), "modules importing the Cluster facade: {hits:?}");
+    assert!(imports.is_empty(), "vocab.rs must stay a leaf (error only): {imports:?}");
 }

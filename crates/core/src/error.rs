@@ -71,7 +71,7 @@ pub enum Error {
         /// The text found (truncated).
         text: String,
     },
-    /// Two nodes of a topology have the same id.
+    /// Two nodes of a topology have the same index (the same id, or two generations of one).
     #[error("topology has two nodes with id {id}")]
     DuplicateNodeId {
         /// The repeated id.

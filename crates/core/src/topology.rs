@@ -13,45 +13,90 @@ use crate::health::Health;
 use crate::load::NodeLoad;
 use crate::token::ReplayPosition;
 
-/// At most this many nodes in a topology (a primary and 31 replicas); node ids are below it.
-/// Fixed so that routing can use small fixed-capacity buffers: no allocation, and a
-/// [`Route`](crate::Route) with its fallbacks inline stays under 100 bytes.
+/// At most this many nodes in a topology (a primary and 31 replicas): node indices are below
+/// it. Fixed so that routing can use small fixed-capacity buffers: no allocation, and a
+/// [`Route`](crate::Route) with its fallbacks inline stays small. It bounds the nodes that exist
+/// at once (live, joining or draining), never the nodes ever added: an index is reused, under a
+/// new generation, once its node is gone.
 pub const MAX_NODES: usize = 32;
 
-/// A node's id: a small integer chosen by the caller (an index into its pools is typical),
-/// below [`MAX_NODES`].
+/// A node's id: an index below [`MAX_NODES`] and a generation.
+///
+/// Whoever keeps a registry of nodes (the monitor's state, the adapter) hands out the
+/// indices, and reuses one only with a higher generation once the node that had it is gone. So
+/// an id held by an old plan, log line or metric never names a newer node: every lookup by id
+/// ([`Topology::node`], the registries' own) compares the generation, and an old id finds
+/// nothing. `Copy`, four bytes.
+///
+/// Displayed as the index for generation 0 (every node configured at the start) and as
+/// `index.generation` after that (`3.1`: the second node to hold index 3); `Debug` is the same
+/// inside `NodeId(…)`.
 ///
 /// ```
 /// use rwsplit_core::NodeId;
 /// let id = NodeId::new(3);
-/// assert_eq!((id.get(), id.index(), id.to_string()), (3, 3, "3".to_owned()));
+/// assert_eq!((id.index(), id.generation(), id.to_string()), (3, 0, "3".to_owned()));
+/// let next = id.next_generation().unwrap();
+/// assert_eq!((next.index(), next.generation(), next.to_string()), (3, 1, "3.1".to_owned()));
+/// assert_ne!(next, id);
+/// assert_eq!(NodeId::with_generation(3, 1), next);
 /// ```
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub struct NodeId(u16);
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct NodeId {
+    index: u16,
+    generation: u16,
+}
 
 impl NodeId {
-    /// The id `id`.
+    /// The id at `index`, generation 0: a node that is the first to hold its index (every
+    /// node a connection is configured with). A convenience for
+    /// [`with_generation(index, 0)`](Self::with_generation).
     #[must_use]
-    pub const fn new(id: u16) -> Self {
-        Self(id)
+    pub const fn new(index: u16) -> Self {
+        Self { index, generation: 0 }
     }
 
-    /// The number.
+    /// The id at `index`, generation `generation`.
     #[must_use]
-    pub const fn get(self) -> u16 {
-        self.0
+    pub const fn with_generation(index: u16, generation: u16) -> Self {
+        Self { index, generation }
     }
 
-    /// The number as an index.
+    /// The index: unique among the nodes that exist at once, reused after a node is gone.
     #[must_use]
     pub const fn index(self) -> usize {
-        self.0 as usize
+        self.index as usize
+    }
+
+    /// The generation: how many nodes held this index before this one.
+    #[must_use]
+    pub const fn generation(self) -> u16 {
+        self.generation
+    }
+
+    /// The id the next node at this index gets; `None` once the generations are used up (a
+    /// registry then never reuses the index, rather than let an old id name a new node).
+    #[must_use]
+    pub const fn next_generation(self) -> Option<Self> {
+        match self.generation.checked_add(1) {
+            Some(generation) => Some(Self { index: self.index, generation }),
+            None => None,
+        }
+    }
+}
+
+impl fmt::Debug for NodeId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "NodeId({self})")
     }
 }
 
 impl fmt::Display for NodeId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        self.0.fmt(f)
+        match self.generation {
+            0 => self.index.fmt(f),
+            g => write!(f, "{}.{g}", self.index),
+        }
     }
 }
 
@@ -345,13 +390,16 @@ pub struct Topology {
     generation: u64,
     /// Sorted by id.
     nodes: Box<[Node]>,
+    /// By an id's index: 1 + the node's position in `nodes`, 0 for none (a lookup by id is an
+    /// array read, not a search: a statement looks nodes up several times).
+    at: [u8; MAX_NODES],
     primary: Primary,
 }
 
 impl Default for Topology {
     /// An empty topology: no primary, no replicas.
     fn default() -> Self {
-        Self { generation: 0, nodes: Box::new([]), primary: Primary::None }
+        Self { generation: 0, nodes: Box::new([]), at: [0; MAX_NODES], primary: Primary::None }
     }
 }
 
@@ -379,10 +427,12 @@ impl Topology {
         &self.nodes
     }
 
-    /// The node with id `id`.
+    /// The node with id `id`: the same index and the same generation (an id of a node that
+    /// is gone finds nothing, even when a newer node holds its index).
     #[must_use]
     pub fn node(&self, id: NodeId) -> Option<&Node> {
-        self.nodes.binary_search_by_key(&id, |n| n.id).ok().and_then(|i| self.nodes.get(i))
+        let at = usize::from(*self.at.get(id.index())?).checked_sub(1)?;
+        self.nodes.get(at).filter(|n| n.id == id)
     }
 
     /// The primary, if exactly one node claims the role.
@@ -448,13 +498,15 @@ impl TopologyBuilder {
     ///
     /// # Errors
     ///
-    /// [`Error::NodeIdOutOfRange`] if an id is not below [`MAX_NODES`].
+    /// [`Error::NodeIdOutOfRange`] if an index is not below [`MAX_NODES`];
+    /// [`Error::DuplicateNodeId`] if two nodes have the same index (whatever their
+    /// generations: one index is one node at a time).
     pub fn build(self) -> Result<Topology> {
         let mut nodes = self.nodes;
         nodes.sort_by_key(|n| n.id);
         for pair in nodes.windows(2) {
             if let [a, b] = pair
-                && a.id == b.id
+                && a.id.index == b.id.index
             {
                 return Err(Error::DuplicateNodeId { id: a.id });
             }
@@ -472,7 +524,15 @@ impl TopologyBuilder {
                 };
             }
         }
-        Ok(Topology { generation: self.generation, nodes: nodes.into_boxed_slice(), primary })
+        let mut at = [0u8; MAX_NODES];
+        for (i, n) in nodes.iter().enumerate() {
+            // Indices are unique and below MAX_NODES (checked above), so at most MAX_NODES
+            // positions, each below u8::MAX.
+            if let (Some(slot), Ok(pos)) = (at.get_mut(n.id.index()), u8::try_from(i + 1)) {
+                *slot = pos;
+            }
+        }
+        Ok(Topology { generation: self.generation, nodes: nodes.into_boxed_slice(), at, primary })
     }
 }
 
@@ -562,7 +622,7 @@ mod tests {
             .node(node(1, Role::Replica))
             .build()
             .unwrap();
-        let ids: Vec<_> = t.nodes().iter().map(|n| n.id().get()).collect();
+        let ids: Vec<_> = t.nodes().iter().map(|n| n.id().index()).collect();
         assert_eq!(ids, [0, 1, 3]);
         assert_eq!(t.node(NodeId::new(3)).map(Node::role), Some(Role::Replica));
         assert!(t.node(NodeId::new(2)).is_none());
@@ -580,6 +640,29 @@ mod tests {
         assert_eq!(dup.build().unwrap_err(), Error::DuplicateNodeId { id: NodeId::new(1) });
         let far = Topology::builder().node(node(32, Role::Replica)).build().unwrap_err();
         assert_eq!(far, Error::NodeIdOutOfRange { id: NodeId::new(32), max: 32 });
+    }
+
+    #[test]
+    fn lookups_compare_the_generation() {
+        let old = NodeId::new(1);
+        let new = old.next_generation().unwrap();
+        let t = Topology::builder()
+            .node(node(0, Role::Primary))
+            .node(Node::builder(new, Role::Replica).build())
+            .build()
+            .unwrap();
+        assert_eq!(t.node(new).map(Node::id), Some(new));
+        assert!(t.node(old).is_none(), "an id of the index's previous node finds nothing");
+        let both = Topology::builder()
+            .node(Node::builder(old, Role::Replica).build())
+            .node(Node::builder(new, Role::Replica).build())
+            .build()
+            .unwrap_err();
+        assert_eq!(both, Error::DuplicateNodeId { id: old });
+        assert_eq!(NodeId::with_generation(4, u16::MAX).next_generation(), None);
+        assert_eq!(NodeId::with_generation(4, 2).to_string(), "4.2");
+        assert_eq!(format!("{:?}", NodeId::with_generation(4, 2)), "NodeId(4.2)");
+        assert_eq!(format!("{:?}", NodeId::new(4)), "NodeId(4)");
     }
 
     #[test]

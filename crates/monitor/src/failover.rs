@@ -6,7 +6,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
-use rwsplit_core::Role;
+use rwsplit_core::{NodeId, Role};
 use tokio::time::Instant;
 
 use crate::monitor::{Connector, Purpose, Shared, open};
@@ -73,8 +73,8 @@ pub struct AutoFailover {
     admin: Option<(String, String)>,
     repoint_replicas: bool,
     retry_after: Duration,
-    /// By node index: where the other nodes replicate from it, when set.
-    addresses: Vec<Option<ReplicationAddress>>,
+    /// Where the other nodes replicate a node from, by id, for the nodes it was set for.
+    addresses: Vec<(NodeId, ReplicationAddress)>,
 }
 
 impl Default for AutoFailover {
@@ -140,42 +140,40 @@ impl AutoFailover {
         self
     }
 
-    /// Where the other nodes replicate node `node` (its index in the topology: the adapter puts
-    /// the primary first, then the replicas in the order given) from, when that is not the host
-    /// and port of the node's name: re-pointing the replicas at a promoted node uses this
-    /// address. An index at or past [`MAX_NODES`](rwsplit_core::MAX_NODES) names no node and is
-    /// ignored.
+    /// Where the other nodes replicate node `node` (the adapter's configured nodes: the
+    /// primary `NodeId::new(0)`, then the replicas in the order given) from, when that is not
+    /// the host and port of the node's name: re-pointing the replicas at a promoted node uses
+    /// this address. Set again for the same id, the last address counts. Keyed by the whole
+    /// id: a node that later gets the same index (another generation) does not inherit it.
     ///
     /// ```
+    /// use rwsplit_core::NodeId;
     /// use rwsplit_monitor::{AutoFailover, ReplicationAddress};
     ///
     /// let address: ReplicationAddress = "pg-2:5432".parse()?;
-    /// let failover = AutoFailover::default().replication_address(1, address.clone());
-    /// assert_eq!(failover.replication_address_of(1), Some(&address));
-    /// assert_eq!(failover.replication_address_of(0), None);
+    /// let failover = AutoFailover::default().replication_address(NodeId::new(1), address.clone());
+    /// assert_eq!(failover.replication_address_of(NodeId::new(1)), Some(&address));
+    /// assert_eq!(failover.replication_address_of(NodeId::new(0)), None);
+    /// assert_eq!(failover.replication_address_of(NodeId::with_generation(1, 1)), None);
     /// # Ok::<_, rwsplit_monitor::InvalidReplicationAddress>(())
     /// ```
     #[must_use]
-    pub fn replication_address(mut self, node: usize, address: ReplicationAddress) -> Self {
-        if node < rwsplit_core::MAX_NODES {
-            if self.addresses.len() <= node {
-                self.addresses.resize(node + 1, None);
-            }
-            if let Some(slot) = self.addresses.get_mut(node) {
-                *slot = Some(address);
-            }
+    pub fn replication_address(mut self, node: NodeId, address: ReplicationAddress) -> Self {
+        match self.addresses.iter_mut().find(|(id, _)| *id == node) {
+            Some((_, a)) => *a = address,
+            None => self.addresses.push((node, address)),
         }
         self
     }
 
     /// Node `node`'s replication address, if one was set.
-    pub fn replication_address_of(&self, node: usize) -> Option<&ReplicationAddress> {
-        self.addresses.get(node).and_then(Option::as_ref)
+    pub fn replication_address_of(&self, node: NodeId) -> Option<&ReplicationAddress> {
+        self.addresses.iter().find(|(id, _)| *id == node).map(|(_, a)| a)
     }
 
     /// Where the replicas are re-pointed to follow node `node`, named `name` (`host:port/db`):
     /// its replication address, else the host and port of its name.
-    pub(crate) fn repoint_target(&self, node: usize, name: &str) -> Option<(String, u16)> {
+    pub(crate) fn repoint_target(&self, node: NodeId, name: &str) -> Option<(String, u16)> {
         match self.replication_address_of(node) {
             Some(a) => Some((a.host.clone(), a.port)),
             None => host_port(name),
@@ -227,13 +225,13 @@ impl Failover {
 /// failover is on, and it has failed enough probes in a row.
 pub(crate) fn after_failed_probe<P: Product, K: Connector>(
     shared: &Arc<Shared<K>>,
-    node: usize,
+    node: NodeId,
     failures: u32,
 ) {
     let state = &shared.failover;
     let Some(config) = &state.config else { return };
     if failures < config.after_failures
-        || shared.state.primary_index() != Some(node)
+        || shared.state.primary_id() != Some(node)
         || shared.state.is_fenced(node)
         || !state.retry_allowed(config)
         || state.busy.swap(true, Ordering::AcqRel)
@@ -242,7 +240,7 @@ pub(crate) fn after_failed_probe<P: Product, K: Connector>(
     }
     let shared = Arc::clone(shared);
     tokio::spawn(async move {
-        let name = |i: usize| name_of(&shared.state, i);
+        let name = |i: NodeId| name_of(&shared.state, i);
         match promote::<P, K>(&shared, node).await {
             Ok(Some(new)) => {
                 shared.failover.promotions.fetch_add(1, Ordering::Relaxed);
@@ -272,13 +270,11 @@ enum FailoverError {
 
 async fn promote<P: Product, K: Connector>(
     shared: &Shared<K>,
-    old: usize,
-) -> Result<Option<usize>, FailoverError> {
+    old: NodeId,
+) -> Result<Option<NodeId>, FailoverError> {
     let timeout = shared.config.timeout_value();
     let topo = shared.state.snapshot();
-    let name = |i: usize| {
-        topo.node(crate::state::node_id(i)).map(|n| n.name().to_owned()).unwrap_or_default()
-    };
+    let name = |i: NodeId| topo.node(i).map(|n| n.name().to_owned()).unwrap_or_default();
     // 1. Still gone, seen on a fresh connection of our own?
     let again = async {
         let conn = open(&shared.connector, old, Purpose::Probe, timeout).await?;
@@ -290,10 +286,11 @@ async fn promote<P: Product, K: Connector>(
     }
     // 2 and 3. The replicas: does any still receive from the primary; who has received most?
     let latest = shared.state.latest();
-    let mut best: Option<(P::Received, usize, K::Conn)> = None;
-    for (i, obs) in latest.iter().enumerate() {
+    let mut best: Option<(P::Received, NodeId, K::Conn)> = None;
+    for &(i, ref obs) in &latest {
         let reachable_replica = matches!(obs, Some(o) if o.role() == Role::Replica);
-        if i == old || !reachable_replica || shared.state.is_fenced(i) {
+        // Joining nodes are probed too but take no statement yet: not a candidate.
+        if i == old || !reachable_replica || shared.state.is_fenced(i) || topo.node(i).is_none() {
             continue;
         }
         let asked = async {
@@ -493,11 +490,10 @@ pub(crate) fn host_port(name: &str) -> Option<(String, u16)> {
     (!host.is_empty()).then(|| (host.to_owned(), port))
 }
 
-/// Node `node`'s name in the current snapshot, by id: the snapshot's node list skips absent
-/// ids, so a position in it is not an id once a node has joined or left.
-fn name_of(state: &crate::TopologyState, node: usize) -> String {
-    let topo = state.snapshot();
-    topo.node(crate::state::node_id(node)).map(|n| n.name().to_owned()).unwrap_or_default()
+/// Node `node`'s name in the current snapshot, by id (index and generation): empty once the
+/// node is gone, even if a newer node holds its index.
+fn name_of(state: &crate::TopologyState, node: NodeId) -> String {
+    state.snapshot().node(node).map(|n| n.name().to_owned()).unwrap_or_default()
 }
 
 #[cfg(test)]
@@ -515,10 +511,35 @@ mod tests {
             .build()
             .unwrap();
         let state = crate::TopologyState::new(topology, HealthPolicy::default());
-        assert!(state.remove_node(1));
-        assert_eq!(name_of(&state, 2), "c:5432/app");
-        assert_eq!(name_of(&state, 1), "");
-        assert_eq!(name_of(&state, 0), "a:5432/app");
+        assert!(state.remove_node(NodeId::new(1)));
+        assert_eq!(name_of(&state, NodeId::new(2)), "c:5432/app");
+        assert_eq!(name_of(&state, NodeId::new(1)), "");
+        assert_eq!(name_of(&state, NodeId::new(0)), "a:5432/app");
+        // Index 1 reused by a node that joined: the old id still names nothing, the new one
+        // names the newcomer.
+        assert!(state.release(NodeId::new(1)));
+        let new = state
+            .add_node(|id| Node::builder(id, Role::Replica).name("d:5432/app").build())
+            .unwrap();
+        assert_eq!(new, NodeId::with_generation(1, 1));
+        state.observe(NodeId::new(0), &Ok(seen(Role::Primary)), std::time::Instant::now());
+        state.observe(new, &Ok(seen(Role::Replica)), std::time::Instant::now());
+        assert_eq!(name_of(&state, new), "d:5432/app");
+        assert_eq!(name_of(&state, NodeId::new(1)), "", "the removed node's id names no one");
+    }
+
+    fn seen(role: Role) -> crate::Observation {
+        use rwsplit_core::{Lsn, PgPosition, ReplayPosition};
+        crate::Observation {
+            role,
+            position: Some(ReplayPosition::Postgres(PgPosition::new(7, 1, Lsn::new(100)))),
+            received_lsn: None,
+            since_replay: Some(Duration::ZERO),
+            replay_paused: false,
+            seconds_behind: None,
+            applying: None,
+            latency: Duration::from_millis(1),
+        }
     }
 
     #[test]
@@ -561,11 +582,25 @@ mod tests {
     fn repointing_uses_the_replication_address_else_the_name() {
         let a: ReplicationAddress = "pg-3:5432".parse().unwrap();
         let f = AutoFailover::default()
-            .replication_address(2, a)
-            .replication_address(usize::MAX, "x:1".parse().unwrap());
-        assert_eq!(f.repoint_target(2, "127.0.0.1:49153/app"), Some(("pg-3".into(), 5432)));
-        assert_eq!(f.repoint_target(1, "127.0.0.1:49152/app"), Some(("127.0.0.1".into(), 49152)));
-        assert_eq!(f.addresses.len(), 3, "an index past MAX_NODES is ignored");
+            .replication_address(NodeId::new(2), a)
+            .replication_address(NodeId::new(2).next_generation().unwrap(), "x:1".parse().unwrap());
+        assert_eq!(
+            f.repoint_target(NodeId::new(2), "127.0.0.1:49153/app"),
+            Some(("pg-3".into(), 5432))
+        );
+        assert_eq!(
+            f.repoint_target(NodeId::new(1), "127.0.0.1:49152/app"),
+            Some(("127.0.0.1".into(), 49152))
+        );
+        let later = NodeId::new(2).next_generation().unwrap();
+        assert_eq!(
+            f.repoint_target(later, "127.0.0.1:49154/app"),
+            Some(("x".into(), 1)),
+            "a later node at the same index has its own address, not the first one's"
+        );
+        let readdressed = f.replication_address(NodeId::new(2), "pg-4:5432".parse().unwrap());
+        assert_eq!(readdressed.addresses.len(), 2, "setting an id again replaces its address");
+        assert_eq!(readdressed.repoint_target(NodeId::new(2), "n"), Some(("pg-4".into(), 5432)));
     }
 
     #[test]

@@ -72,4 +72,4 @@ pub use source::{
     DnsSource, Member, MemberDiff, MemberRole, MemberSet, MemberState, MemberTags, PatroniSource,
     SourceError, SourceWatch, StaticSource, TopologySource, diff, watch,
 };
-pub use state::TopologyState;
+pub use state::{NoFreeIndex, TopologyState};

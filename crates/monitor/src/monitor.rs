@@ -1,10 +1,11 @@
 //! The probe loops: one task per node, on the monitor's own connections.
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
-use rwsplit_core::Role;
+use rwsplit_core::{NodeId, Role};
 use tokio::sync::Notify;
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
@@ -51,7 +52,7 @@ pub enum Purpose {
 ///
 /// impl Connector for Nowhere {
 ///     type Conn = NoConn;
-///     async fn open(&self, _node: usize, _purpose: Purpose) -> Result<NoConn, ProbeError> {
+///     async fn open(&self, _node: NodeId, _purpose: Purpose) -> Result<NoConn, ProbeError> {
 ///         Err(ProbeError::unreachable("connection refused"))
 ///     }
 /// }
@@ -64,18 +65,17 @@ pub enum Purpose {
 /// let config = MonitorConfig::default();
 /// let monitor = Monitor::start(Arc::clone(&state), Nowhere, Flavor::Postgres, config, None, None);
 /// assert!(monitor.first_round(Duration::from_secs(2)).await);
-/// assert_eq!(state.health(0), Health::Suspect);
+/// assert_eq!(state.health(NodeId::new(0)), Health::Suspect);
 /// # Ok::<_, rwsplit_core::Error>(()) }).unwrap();
 /// ```
 pub trait Connector: Send + Sync + 'static {
     /// A connection the monitor probes or administers one node through.
     type Conn: ProbeConn + 'static;
 
-    /// Opens a fresh connection to node `node` (the index in the topology). The monitor bounds
-    /// it by its probe timeout.
+    /// Opens a fresh connection to node `node`. The monitor bounds it by its probe timeout.
     fn open(
         &self,
-        node: usize,
+        node: NodeId,
         purpose: Purpose,
     ) -> impl std::future::Future<Output = Result<Self::Conn, ProbeError>> + Send;
 }
@@ -83,7 +83,7 @@ pub trait Connector: Send + Sync + 'static {
 /// Called after every full probe of a node, with the node and what the probe saw (`None`: it
 /// failed). The adapter keeps per-node facts (a PostgreSQL system id) and sweeps its
 /// read-your-writes scopes here.
-pub type OnProbe = Arc<dyn Fn(usize, Option<&Observation>) + Send + Sync>;
+pub type OnProbe = Arc<dyn Fn(NodeId, Option<&Observation>) + Send + Sync>;
 
 /// The monitor of one cluster: a probe loop per node on connections of its own, feeding a
 /// [`TopologyState`]; optional automatic failover. Dropping it stops the loops.
@@ -99,11 +99,11 @@ pub type OnProbe = Arc<dyn Fn(usize, Option<&Observation>) + Send + Sync>;
 pub struct Monitor {
     state: Arc<TopologyState>,
     /// Each node's loop, by id.
-    tasks: std::sync::Mutex<Vec<Option<JoinHandle<()>>>>,
+    tasks: std::sync::Mutex<BTreeMap<NodeId, JoinHandle<()>>>,
     /// How many loops [`Monitor::start`] started (what [`Monitor::first_round`] waits for).
     initial: usize,
     /// Starts the loop of one node (the connector and product are erased here).
-    spawn: Box<dyn Fn(usize) -> JoinHandle<()> + Send + Sync>,
+    spawn: Box<dyn Fn(NodeId) -> JoinHandle<()> + Send + Sync>,
     failover: Arc<Failover>,
     first_round: Arc<Round>,
 }
@@ -157,18 +157,13 @@ impl Monitor {
             on_probe,
             first_round: Arc::clone(&first_round),
         });
-        let spawn = Box::new(move |node| match flavor {
+        let spawn = Box::new(move |node: NodeId| match flavor {
             Flavor::Postgres => tokio::spawn(node_loop::<Postgres, K>(Arc::clone(&shared), node)),
             Flavor::MariaDb => tokio::spawn(node_loop::<MariaDb, K>(Arc::clone(&shared), node)),
         });
-        let mut tasks: Vec<Option<JoinHandle<()>>> =
-            (0..rwsplit_core::MAX_NODES).map(|_| None).collect();
         let ids = state.ids();
-        for &node in &ids {
-            if let Some(t) = tasks.get_mut(node) {
-                *t = Some(spawn(node));
-            }
-        }
+        let tasks: BTreeMap<NodeId, JoinHandle<()>> =
+            ids.iter().map(|&node| (node, spawn(node))).collect();
         Monitor {
             state,
             tasks: std::sync::Mutex::new(tasks),
@@ -182,28 +177,24 @@ impl Monitor {
     /// Starts the probe loop (and position feed) of `node`, a node added to the state at run
     /// time ([`TopologyState::add_node`]); a loop it already had is stopped first. Its first
     /// probe runs at once.
-    pub fn start_node(&self, node: usize) {
+    pub fn start_node(&self, node: NodeId) {
         let mut tasks = self.tasks.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-        if let Some(t) = tasks.get_mut(node) {
-            if let Some(old) = t.take() {
-                old.abort();
-            }
-            *t = Some((self.spawn)(node));
+        if let Some(old) = tasks.insert(node, (self.spawn)(node)) {
+            old.abort();
         }
     }
 
     /// Stops the probe loop and position feed of `node` (removed from the state). Returns
     /// whether it had one.
-    pub fn stop_node(&self, node: usize) -> bool {
+    pub fn stop_node(&self, node: NodeId) -> bool {
         let mut tasks = self.tasks.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-        let old = tasks.get_mut(node).and_then(Option::take);
-        old.map(|t| t.abort()).is_some()
+        tasks.remove(&node).map(|t| t.abort()).is_some()
     }
 
-    /// The ids of the nodes whose probe loop runs.
-    pub fn running(&self) -> Vec<usize> {
+    /// The ids of the nodes whose probe loop runs, in order.
+    pub fn running(&self) -> Vec<NodeId> {
         let tasks = self.tasks.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-        tasks.iter().enumerate().filter(|(_, t)| t.is_some()).map(|(i, _)| i).collect()
+        tasks.keys().copied().collect()
     }
 
     /// The state the loops feed.
@@ -238,7 +229,7 @@ impl Monitor {
 impl Drop for Monitor {
     fn drop(&mut self) {
         let tasks = self.tasks.get_mut().unwrap_or_else(std::sync::PoisonError::into_inner);
-        for t in tasks.iter().flatten() {
+        for t in tasks.values() {
             t.abort();
         }
     }
@@ -247,7 +238,7 @@ impl Drop for Monitor {
 /// Opens a connection under the probe timeout.
 pub(crate) async fn open<K: Connector>(
     connector: &K,
-    node: usize,
+    node: NodeId,
     purpose: Purpose,
     timeout: Duration,
 ) -> Result<K::Conn, ProbeError> {
@@ -262,7 +253,7 @@ pub(crate) async fn open<K: Connector>(
 async fn probe_node<P: Product, K: Connector>(
     shared: &Shared<K>,
     conn: &mut Option<K::Conn>,
-    node: usize,
+    node: NodeId,
 ) -> Result<Observation, ProbeError> {
     let timeout = shared.config.timeout_value();
     let started = Instant::now();
@@ -278,11 +269,11 @@ async fn probe_node<P: Product, K: Connector>(
     result
 }
 
-async fn node_loop<P: Product, K: Connector>(shared: Arc<Shared<K>>, node: usize) {
+async fn node_loop<P: Product, K: Connector>(shared: Arc<Shared<K>>, node: NodeId) {
     let config = shared.config;
     let mut conn: Option<K::Conn> = None;
     // Nodes start their jitter sequences apart, so they do not probe in lockstep.
-    let mut round = (node as u64).wrapping_mul(0x9E37_79B9);
+    let mut round = (node.index() as u64).wrapping_mul(0x9E37_79B9);
     let mut first = true;
     loop {
         let result = probe_node::<P, K>(&shared, &mut conn, node).await;
@@ -323,7 +314,7 @@ fn saturating_after(now: Instant, d: Duration) -> Instant {
 async fn feed_positions<P: Product, C: ProbeConn>(
     state: &TopologyState,
     conn: &C,
-    node: usize,
+    node: NodeId,
     last: &Observation,
     every: Duration,
     until: Instant,

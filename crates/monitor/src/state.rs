@@ -10,7 +10,7 @@
 //!
 //! The rules are on [`TopologyState`].
 
-use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU32, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
@@ -25,20 +25,23 @@ mod history;
 
 use history::History;
 
-/// Where a slot (a node id) stands.
+/// Where an entry of the registry (a node index) stands.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[repr(u8)]
 enum Slot {
-    /// No node: the id can be given to a new one.
+    /// No node: the index can be given to a new one, under the generation in its stamp.
     Free = 0,
     /// Added, probed, not yet in the snapshot: it joins once a probe has seen it healthy and
     /// caught up (see [`TopologyState::add_node`]).
     Joining = 1,
     /// In the snapshot.
     Live = 2,
-    /// Removed: out of the snapshot, its id kept until [`TopologyState::release`] says its
+    /// Removed: out of the snapshot, its index kept until [`TopologyState::release`] says its
     /// last statement has finished.
     Draining = 3,
+    /// Its generations are used up: the index is never given out again (an old id must never
+    /// name a new node).
+    Retired = 4,
 }
 
 impl Slot {
@@ -47,16 +50,40 @@ impl Slot {
             1 => Slot::Joining,
             2 => Slot::Live,
             3 => Slot::Draining,
+            4 => Slot::Retired,
             _ => Slot::Free,
         }
     }
 }
 
-/// One node's state beside its place in the snapshot.
+/// An entry's generation and [`Slot`] in one word, so that one atomic load says which node
+/// (if any) holds the index and where it stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Stamp {
+    generation: u16,
+    slot: Slot,
+}
+
+impl Stamp {
+    fn pack(self) -> u32 {
+        (u32::from(self.generation) << 8) | self.slot as u32
+    }
+
+    fn unpack(word: u32) -> Stamp {
+        Stamp {
+            generation: u16::try_from(word >> 8).unwrap_or(u16::MAX),
+            slot: Slot::from_u8(u8::try_from(word & 0xff).unwrap_or(0)),
+        }
+    }
+}
+
+/// Everything the monitor knows of one node beside its place in the snapshot: one entry of
+/// the registry, at the node's index, holding the node whose generation its stamp says.
 #[derive(Debug)]
-struct NodeState {
-    /// A [`Slot`].
-    slot: AtomicU8,
+struct Entry {
+    /// A [`Stamp`]: the generation of the node at this index (for a free index, the one the
+    /// next node gets) and its [`Slot`].
+    stamp: AtomicU32,
     /// A joining node as it enters the snapshot (name, placement; role and health are
     /// rebuilt).
     template: Mutex<Option<Node>>,
@@ -77,9 +104,16 @@ struct NodeState {
     /// Woken when a published snapshot changes its role or health, or it joins or leaves
     /// ([`TopologyState::changed`]).
     changes: tokio::sync::Notify,
+    /// How many times `changes` was notified ([`TopologyState::changes`]).
+    announced: AtomicU64,
 }
 
 /// What the monitor knows of every node, and the snapshot it publishes.
+///
+/// Nodes are known by [`NodeId`]: the state is a registry of [`MAX_NODES`] entries, one per
+/// index, each holding everything about the node at that index and its generation. Every
+/// lookup compares the generation, so an id of a removed node finds nothing even once a new
+/// node holds its index (it gets the next generation).
 ///
 /// Rules:
 /// - **Health** per node is a core [`HealthTracker`] fed by probes and by the statements' own
@@ -112,16 +146,16 @@ struct NodeState {
 /// let t0 = Instant::now();
 /// for i in 0..2 {
 ///     let refused = Err(ProbeError::unreachable("connection refused"));
-///     state.observe(1, &refused, t0 + Duration::from_millis(500 * i));
+///     state.observe(NodeId::new(1), &refused, t0 + Duration::from_millis(500 * i));
 /// }
-/// assert_eq!(state.health(1), Health::Down);
+/// assert_eq!(state.health(NodeId::new(1)), Health::Down);
 /// # Ok::<_, rwsplit_core::Error>(())
 /// ```
 #[derive(Debug)]
 pub struct TopologyState {
     topology: SharedTopology,
-    /// One per possible node id ([`MAX_NODES`]), indexed by id.
-    nodes: Box<[NodeState]>,
+    /// The registry: one entry per index ([`MAX_NODES`]).
+    nodes: Box<[Entry]>,
     policy: HealthPolicy,
     /// How far behind a joining replica may be when it enters the snapshot.
     join_lag: Duration,
@@ -132,8 +166,10 @@ pub struct TopologyState {
     history: Mutex<History>,
     /// The latest instant an input carried (for a rebuild that has none of its own: fencing).
     clock: Mutex<Option<Instant>>,
-    /// What [`changed`](Self::changed) waits on for an id with no node: never notified.
+    /// What [`changed`](Self::changed) waits on for an id of no node: never notified.
     never: tokio::sync::Notify,
+    /// Notified after each snapshot is published ([`published`](Self::published)).
+    published: tokio::sync::Notify,
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -141,16 +177,19 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 }
 
 impl TopologyState {
-    /// Starts from `topology` (node ids below [`MAX_NODES`], gaps allowed), every node `Up`
-    /// with the role it has there. The other ids are free for [`add_node`](Self::add_node).
+    /// Starts from `topology` (node indices below [`MAX_NODES`], gaps allowed; any
+    /// generations), every node `Up` with the role it has there. The other indices are free
+    /// for [`add_node`](Self::add_node).
     pub fn new(topology: Topology, policy: HealthPolicy) -> TopologyState {
         let nodes = (0..MAX_NODES)
             .map(|i| {
-                let present = topology.node(node_id(i));
-                NodeState {
-                    slot: AtomicU8::new(
-                        if present.is_some() { Slot::Live } else { Slot::Free } as u8
-                    ),
+                let present = topology.nodes().iter().find(|n| n.id().index() == i);
+                let stamp = match present {
+                    Some(n) => Stamp { generation: n.id().generation(), slot: Slot::Live },
+                    None => Stamp { generation: 0, slot: Slot::Free },
+                };
+                Entry {
+                    stamp: AtomicU32::new(stamp.pack()),
                     template: Mutex::new(None),
                     retired: Mutex::new(None),
                     tracker: Mutex::new(HealthTracker::new(
@@ -163,6 +202,7 @@ impl TopologyState {
                     latest: Mutex::new(None),
                     refused: AtomicBool::new(false),
                     changes: tokio::sync::Notify::new(),
+                    announced: AtomicU64::new(0),
                 }
             })
             .collect();
@@ -175,6 +215,7 @@ impl TopologyState {
             history: Mutex::new(History::default()),
             clock: Mutex::new(None),
             never: tokio::sync::Notify::new(),
+            published: tokio::sync::Notify::new(),
         }
     }
 
@@ -193,26 +234,80 @@ impl TopologyState {
     /// #     .node(Node::builder(NodeId::new(1), Role::Replica).build())
     /// #     .build()?;
     /// let state = TopologyState::new(topology, HealthPolicy::default().failure_threshold(1));
-    /// let changed = state.changed(1);
-    /// assert_eq!(state.health(1), Health::Up);
-    /// state.observe(1, &Err(ProbeError::unreachable("refused")), Instant::now());
+    /// let changed = state.changed(NodeId::new(1));
+    /// assert_eq!(state.health(NodeId::new(1)), Health::Up);
+    /// state.observe(NodeId::new(1), &Err(ProbeError::unreachable("refused")), Instant::now());
     /// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
     /// changed.await; // ready: node 1 went down after the future was made
     /// # });
-    /// assert_eq!(state.health(1), Health::Down);
+    /// assert_eq!(state.health(NodeId::new(1)), Health::Down);
     /// # Ok::<_, rwsplit_core::Error>(())
     /// ```
-    pub fn changed(&self, node: usize) -> tokio::sync::futures::Notified<'_> {
-        // No such node: nothing about it will ever change (`never` is never notified).
-        self.nodes.get(node).map_or(&self.never, |n| &n.changes).notified()
+    pub fn changed(&self, node: NodeId) -> tokio::sync::futures::Notified<'_> {
+        // No such node: nothing about it will ever change (`never` is never notified). A
+        // later node at its index wakes it spuriously at most: waiters check again.
+        self.at(node).map_or(&self.never, |(n, _)| &n.changes).notified()
+    }
+
+    /// Resolves after the next snapshot is published, whatever changed in it — a replica's
+    /// replay position included, which [`changed`](Self::changed) does not announce (a
+    /// statement's watch on its node would wake at every position). For a waiter on a
+    /// position: make the future, look at the snapshot, then await it.
+    ///
+    /// ```
+    /// # use rwsplit_core::{Node, NodeId, Role, Topology};
+    /// # use rwsplit_monitor::TopologyState;
+    /// # let topology = Topology::builder()
+    /// #     .node(Node::builder(NodeId::new(0), Role::Primary).build())
+    /// #     .node(Node::builder(NodeId::new(1), Role::Replica).build())
+    /// #     .build()?;
+    /// let state = TopologyState::new(topology, Default::default());
+    /// let published = state.published();
+    /// state.set_fenced(NodeId::new(1), true);
+    /// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
+    /// published.await; // ready: a snapshot was published after the future was made
+    /// # });
+    /// # Ok::<_, rwsplit_core::Error>(())
+    /// ```
+    pub fn published(&self) -> tokio::sync::futures::Notified<'_> {
+        self.published.notified()
     }
 
     /// Tells the waiters of [`changed`](Self::changed) on `node`, after a snapshot was
     /// published.
-    fn announce(&self, node: usize) {
-        if let Some(n) = self.nodes.get(node) {
+    fn announce(&self, node: NodeId) {
+        if let Some(n) = self.nodes.get(node.index()) {
+            // Counted first: a waiter woken by the notification sees the count moved.
+            n.announced.fetch_add(1, Ordering::Release);
             n.changes.notify_waiters();
         }
+    }
+
+    /// How many times the waiters of [`changed`](Self::changed) on `node` have been told of a
+    /// change so far. A waiter that polls often (a statement's watch, at each of its own polls)
+    /// reads this one atomic and polls its [`changed`](Self::changed) future again only when
+    /// it moved: the count moves before the waiters are woken.
+    ///
+    /// ```
+    /// use std::time::Instant;
+    /// use rwsplit_core::{Node, NodeId, Role, Topology};
+    /// use rwsplit_monitor::{ProbeError, TopologyState};
+    ///
+    /// let topology = Topology::builder()
+    ///     .node(Node::builder(NodeId::new(0), Role::Primary).build())
+    ///     .node(Node::builder(NodeId::new(1), Role::Replica).build())
+    ///     .build()?;
+    /// let state = TopologyState::new(topology, Default::default());
+    /// let replica = NodeId::new(1);
+    /// let before = state.changes(replica);
+    /// for _ in 0..3 {
+    ///     state.observe(replica, &Err(ProbeError::unreachable("refused")), Instant::now());
+    /// }
+    /// assert!(state.changes(replica) > before, "going down is announced");
+    /// # Ok::<_, rwsplit_core::Error>(())
+    /// ```
+    pub fn changes(&self, node: NodeId) -> u64 {
+        self.at(node).map_or(0, |(n, _)| n.announced.load(Ordering::Acquire))
     }
 
     /// The current snapshot (lock-free).
@@ -234,15 +329,32 @@ impl TopologyState {
         self
     }
 
-    fn slot(&self, node: usize) -> Slot {
-        self.nodes.get(node).map_or(Slot::Free, |n| Slot::from_u8(n.slot.load(Ordering::Acquire)))
+    /// The entry of node `node` and where it stands, if the entry at its index holds that
+    /// generation (for a free index: the generation its next node gets).
+    fn at(&self, node: NodeId) -> Option<(&Entry, Slot)> {
+        let entry = self.nodes.get(node.index())?;
+        let stamp = Stamp::unpack(entry.stamp.load(Ordering::Acquire));
+        (stamp.generation == node.generation()).then_some((entry, stamp.slot))
     }
 
-    /// The node's state if it is probed (in the snapshot, or joining it).
-    fn probed(&self, node: usize) -> Option<&NodeState> {
-        matches!(self.slot(node), Slot::Live | Slot::Joining)
-            .then(|| self.nodes.get(node))
-            .flatten()
+    /// Where `node` stands (`Free`: no such node).
+    fn slot(&self, node: NodeId) -> Slot {
+        self.at(node).map_or(Slot::Free, |(_, slot)| slot)
+    }
+
+    /// The node's entry if it is probed (in the snapshot, or joining it).
+    fn probed(&self, node: NodeId) -> Option<&Entry> {
+        self.at(node).and_then(|(n, slot)| matches!(slot, Slot::Live | Slot::Joining).then_some(n))
+    }
+
+    /// Every entry with the id of the node it holds (or will give out next) and where that
+    /// stands, in index order.
+    fn entries(&self) -> impl Iterator<Item = (NodeId, &Entry, Slot)> {
+        self.nodes.iter().enumerate().map(|(i, n)| {
+            let stamp = Stamp::unpack(n.stamp.load(Ordering::Acquire));
+            let index = u16::try_from(i).unwrap_or(u16::MAX);
+            (NodeId::with_generation(index, stamp.generation), n, stamp.slot)
+        })
     }
 
     /// How many nodes there are (in the snapshot or joining it).
@@ -255,34 +367,40 @@ impl TopologyState {
         self.ids().is_empty()
     }
 
-    /// The ids of the nodes there are (in the snapshot or joining it), in order: what the
-    /// monitor probes.
-    pub fn ids(&self) -> Vec<usize> {
-        (0..self.nodes.len()).filter(|&i| self.probed(i).is_some()).collect()
+    /// The ids of the nodes there are (in the snapshot or joining it), in index order: what
+    /// the monitor probes.
+    pub fn ids(&self) -> Vec<NodeId> {
+        self.entries()
+            .filter(|(_, _, slot)| matches!(slot, Slot::Live | Slot::Joining))
+            .map(|(id, _, _)| id)
+            .collect()
     }
 
     /// Whether `node` is in the snapshot or joining it.
-    pub fn contains(&self, node: usize) -> bool {
+    pub fn contains(&self, node: NodeId) -> bool {
         self.probed(node).is_some()
     }
 
-    /// Adds a node at run time under the lowest free id and returns that id (`None`: all
-    /// [`MAX_NODES`] ids are taken, by nodes or by removed nodes still draining). `node` makes
-    /// the node's snapshot entry from its id (name, weight, zone, tags; its role and health
-    /// come from probes).
+    /// Adds a node at run time at the lowest free index and returns its id: the index's next
+    /// generation, so no id given out before names it. `node` makes the node's snapshot entry
+    /// from its id (name, weight, zone, tags; its role and health come from probes).
+    ///
+    /// # Errors
+    ///
+    /// [`NoFreeIndex`] when all [`MAX_NODES`] indices are taken, by nodes or by removed nodes
+    /// still draining (or, after 65,536 nodes at one index, retired).
     ///
     /// The node is not in the snapshot yet, so nothing is routed to it: it joins at the first
     /// probe that sees it as the primary, or as a replica whose lag against the primary is
     /// known and within [`join_lag`](Self::join_lag) (a fresh standby still replaying its base
     /// backup waits).
-    pub fn add_node(&self, node: impl FnOnce(NodeId) -> Node) -> Option<usize> {
+    pub fn add_node(&self, node: impl FnOnce(NodeId) -> Node) -> Result<NodeId, NoFreeIndex> {
         let _publishing = lock(&self.publish);
-        let (i, n) = self
-            .nodes
-            .iter()
-            .enumerate()
-            .find(|(_, n)| Slot::from_u8(n.slot.load(Ordering::Acquire)) == Slot::Free)?;
-        let template = node(node_id(i));
+        let (id, n, _) = self
+            .entries()
+            .find(|(_, _, slot)| *slot == Slot::Free)
+            .ok_or(NoFreeIndex { max: MAX_NODES })?;
+        let template = node(id);
         *lock(&n.tracker) = HealthTracker::new(template.role(), self.policy);
         *lock(&n.template) = Some(template);
         *lock(&n.latest) = None;
@@ -291,33 +409,34 @@ impl TopologyState {
         n.probe_failures.store(0, Ordering::Relaxed);
         n.fenced.store(false, Ordering::Relaxed);
         n.refused.store(false, Ordering::Relaxed);
-        n.slot.store(Slot::Joining as u8, Ordering::Release);
-        Some(i)
+        let stamp = Stamp { generation: id.generation(), slot: Slot::Joining };
+        n.stamp.store(stamp.pack(), Ordering::Release);
+        Ok(id)
     }
 
     /// Removes `node`: it leaves the published snapshot at once (no new statement is routed to
-    /// it) and its id stays taken until [`release`](Self::release). Returns whether it was
+    /// it) and its index stays taken until [`release`](Self::release). Returns whether it was
     /// there.
-    pub fn remove_node(&self, node: usize) -> bool {
+    pub fn remove_node(&self, node: NodeId) -> bool {
         let Some(n) = self.probed(node) else { return false };
         {
             let _publishing = lock(&self.publish);
             let topo = self.topology.load_full();
-            *lock(&n.retired) = topo.node(node_id(node)).map(|v| Arc::clone(v.load()));
-            n.slot.store(Slot::Draining as u8, Ordering::Release);
+            *lock(&n.retired) = topo.node(node).map(|v| Arc::clone(v.load()));
+            let stamp = Stamp { generation: node.generation(), slot: Slot::Draining };
+            n.stamp.store(stamp.pack(), Ordering::Release);
             *lock(&n.latest) = None;
             *lock(&n.template) = None;
             n.fenced.store(false, Ordering::Relaxed);
-            let next = topo
-                .to_builder()
-                .generation(topo.generation().saturating_add(1))
-                .remove(node_id(node));
+            let next =
+                topo.to_builder().generation(topo.generation().saturating_add(1)).remove(node);
             if let Ok(t) = next.build() {
                 self.topology.store(t);
+                self.published.notify_waiters();
             }
         }
         self.announce(node);
-        tracing::warn!(target: "rwsplit", node, "node removed");
+        tracing::warn!(target: "rwsplit", node = %node, "node removed");
         // Roles and lag are rebuilt without it (it may have been the primary).
         self.rebuild(None);
         true
@@ -325,29 +444,37 @@ impl TopologyState {
 
     /// Replaces `node`'s tags (a topology source saw them change), in the snapshot at once or
     /// when it joins. Returns whether the node is there.
-    pub fn set_tags(&self, node: usize, tags: &[&str]) -> bool {
+    pub fn set_tags(&self, node: NodeId, tags: &[&str]) -> bool {
         let Some(n) = self.probed(node) else { return false };
         if let Some(t) = lock(&n.template).take() {
             *lock(&n.template) = Some(t.to_builder().tags(tags.iter().copied()).build());
         }
-        self.republish(|i, v| (i == node).then(|| v.to_builder().tags(tags.iter().copied())));
+        self.republish(|id, v| (id == node).then(|| v.to_builder().tags(tags.iter().copied())));
         true
     }
 
-    /// Frees a removed node's id for reuse, if no statement is in flight on it any more (as its
-    /// load tracker counts them; the adapter also waits for its own handles). Returns whether
-    /// the id is free now.
-    pub fn release(&self, node: usize) -> bool {
-        let Some(n) = self.nodes.get(node) else { return false };
-        match self.slot(node) {
-            Slot::Free => true,
+    /// Frees a removed node's index for reuse, under the next generation, if no statement is
+    /// in flight on it any more (as its load tracker counts them; the adapter also waits for
+    /// its own handles). Returns whether the node is gone now (also for an id that names no
+    /// node any more).
+    pub fn release(&self, node: NodeId) -> bool {
+        let Some((n, slot)) = self.at(node) else {
+            // Released before, and perhaps given out again: this id names no node.
+            return self.nodes.get(node.index()).is_some();
+        };
+        match slot {
+            Slot::Free | Slot::Retired => true,
             Slot::Draining => {
                 let mut retired = lock(&n.retired);
                 if retired.as_ref().is_some_and(|l| l.in_flight() > 0) {
                     return false;
                 }
                 *retired = None;
-                n.slot.store(Slot::Free as u8, Ordering::Release);
+                let next = match node.next_generation() {
+                    Some(next) => Stamp { generation: next.generation(), slot: Slot::Free },
+                    None => Stamp { generation: node.generation(), slot: Slot::Retired },
+                };
+                n.stamp.store(next.pack(), Ordering::Release);
                 true
             }
             Slot::Joining | Slot::Live => false,
@@ -355,28 +482,29 @@ impl TopologyState {
     }
 
     /// A node's health in the current snapshot (`Down` for an unknown node).
-    pub fn health(&self, node: usize) -> Health {
-        self.snapshot().node(node_id(node)).map_or(Health::Down, Node::health)
+    pub fn health(&self, node: NodeId) -> Health {
+        self.snapshot().node(node).map_or(Health::Down, Node::health)
     }
 
     /// The node that has the primary role now, if exactly one has it.
-    pub fn primary_index(&self) -> Option<usize> {
+    pub fn primary_id(&self) -> Option<NodeId> {
         let topo = self.snapshot();
-        (topo.primary_count() == 1).then(|| topo.primary().map(|n| n.id().index())).flatten()
+        (topo.primary_count() == 1).then(|| topo.primary().map(Node::id)).flatten()
     }
 
-    /// Every node's latest probe observation, by id ([`MAX_NODES`] entries; `None` for an id
-    /// with no node).
-    pub fn latest(&self) -> Vec<Option<Observation>> {
-        (0..self.nodes.len())
-            .map(|i| self.probed(i).and_then(|n| lock(&n.latest).clone()))
+    /// Every node's latest probe observation (`None`: its latest probe failed, or none yet),
+    /// for the nodes there are (in the snapshot or joining it), in index order.
+    pub fn latest(&self) -> Vec<(NodeId, Option<Observation>)> {
+        self.entries()
+            .filter(|(_, _, slot)| matches!(slot, Slot::Live | Slot::Joining))
+            .map(|(id, n, _)| (id, lock(&n.latest).clone()))
             .collect()
     }
 
     /// Whether `node`'s latest probe found nothing accepting its connection
     /// ([`ProbeError::is_refused`]): the node is not there, rather than slow or busy.
-    pub fn refused(&self, node: usize) -> bool {
-        self.nodes.get(node).is_some_and(|n| {
+    pub fn refused(&self, node: NodeId) -> bool {
+        self.at(node).is_some_and(|(n, _)| {
             lock(&n.latest).is_none()
                 && n.probe_failures.load(Ordering::Relaxed) > 0
                 && n.refused.load(Ordering::Relaxed)
@@ -384,12 +512,12 @@ impl TopologyState {
     }
 
     /// Consecutive failed probes of `node`.
-    pub fn probe_failures(&self, node: usize) -> u32 {
-        self.nodes.get(node).map_or(0, |n| n.probe_failures.load(Ordering::Relaxed))
+    pub fn probe_failures(&self, node: NodeId) -> u32 {
+        self.at(node).map_or(0, |(n, _)| n.probe_failures.load(Ordering::Relaxed))
     }
 
     /// A statement `node` served at `now`.
-    pub fn record_success(&self, node: usize, now: Instant) {
+    pub fn record_success(&self, node: NodeId, now: Instant) {
         let Some(n) = self.probed(node) else { return };
         if n.pending.load(Ordering::Relaxed) == 0 && self.health(node) == Health::Up {
             return;
@@ -400,7 +528,7 @@ impl TopologyState {
 
     /// A failure of `node` itself that a statement saw at `now` (I/O, protocol, the server
     /// shutting down). Back-pressure on the application's side is never one.
-    pub fn record_failure(&self, node: usize, now: Instant) {
+    pub fn record_failure(&self, node: NodeId, now: Instant) {
         if let Some(n) = self.probed(node) {
             n.pending.fetch_add(1, Ordering::Relaxed);
         }
@@ -408,7 +536,7 @@ impl TopologyState {
     }
 
     /// Takes `node` out of rotation at once (it was unreachable at start).
-    pub fn ban(&self, node: usize, now: Instant) {
+    pub fn ban(&self, node: NodeId, now: Instant) {
         if let Some(n) = self.probed(node) {
             n.pending.fetch_add(1, Ordering::Relaxed);
         }
@@ -421,7 +549,7 @@ impl TopologyState {
         });
     }
 
-    fn update(&self, node: usize, f: impl FnOnce(&mut HealthTracker) -> Health) {
+    fn update(&self, node: NodeId, f: impl FnOnce(&mut HealthTracker) -> Health) {
         let Some(n) = self.probed(node) else { return };
         // The tracker's lock is released before the publish lock is taken: `republish` takes
         // them in the other order.
@@ -439,7 +567,7 @@ impl TopologyState {
     /// latest observation. Returns the node's consecutive failed probes (0 after a success).
     pub fn observe(
         &self,
-        node: usize,
+        node: NodeId,
         result: &Result<Observation, ProbeError>,
         now: Instant,
     ) -> u32 {
@@ -481,7 +609,7 @@ impl TopologyState {
     /// primary's history, so the lag of a replica that stopped grows while the primary moves on);
     /// roles wait for the next full probe. Ignored unless the node's latest probe saw the same
     /// role the position is for (a replica, or the primary, unfenced).
-    pub fn observe_position(&self, node: usize, position: ReplayPosition, now: Instant) {
+    pub fn observe_position(&self, node: NodeId, position: ReplayPosition, now: Instant) {
         let Some(n) = self.probed(node) else { return };
         self.tick(now);
         let (moved, replica) = {
@@ -499,8 +627,8 @@ impl TopologyState {
             None => {
                 lock(&self.history).record(node, &position, now);
                 if moved {
-                    self.republish(|i, n| {
-                        (i == node).then(|| n.to_builder().position(position.clone()))
+                    self.republish(|id, n| {
+                        (id == node).then(|| n.to_builder().position(position.clone()))
                     });
                 }
             }
@@ -509,10 +637,10 @@ impl TopologyState {
                     Some((p, p_obs)) => self.with_history(crate::lag(&p_obs, &obs), p, &obs, now),
                     None => Lag::unknown(),
                 };
-                let lag_moved = self.snapshot().node(node_id(node)).is_none_or(|n| n.lag() != lag);
+                let lag_moved = self.snapshot().node(node).is_none_or(|n| n.lag() != lag);
                 if moved || lag_moved {
-                    self.republish(|i, n| {
-                        (i == node).then(|| n.to_builder().position(position.clone()).lag(lag))
+                    self.republish(|id, n| {
+                        (id == node).then(|| n.to_builder().position(position.clone()).lag(lag))
                     });
                 }
             }
@@ -528,10 +656,10 @@ impl TopologyState {
     }
 
     /// The one unfenced node whose latest probe saw a primary, with that observation.
-    fn primary(&self) -> Option<(usize, Observation)> {
+    fn primary(&self) -> Option<(NodeId, Observation)> {
         let mut found = None;
-        for (i, n) in self.nodes.iter().enumerate() {
-            if self.is_fenced(i) || self.probed(i).is_none() {
+        for (i, n, slot) in self.entries() {
+            if !matches!(slot, Slot::Live | Slot::Joining) || self.is_fenced(i) {
                 continue;
             }
             let latest = lock(&n.latest);
@@ -550,7 +678,7 @@ impl TopologyState {
     fn with_history(
         &self,
         server: Lag,
-        primary: usize,
+        primary: NodeId,
         replica: &Observation,
         now: Instant,
     ) -> Lag {
@@ -574,16 +702,16 @@ impl TopologyState {
         }
         let now = *lock(&self.clock);
         let latest = self.latest();
-        let primaries: Vec<usize> = latest
+        let seen = |id: NodeId| latest.iter().find(|(i, _)| *i == id).and_then(|(_, o)| o.as_ref());
+        let primaries: Vec<NodeId> = latest
             .iter()
-            .enumerate()
             .filter(|(i, o)| {
                 !self.is_fenced(*i) && matches!(o, Some(o) if o.role() == Role::Primary)
             })
-            .map(|(i, _)| i)
+            .map(|(i, _)| *i)
             .collect();
         let primary_obs = match primaries.as_slice() {
-            [p] => latest.get(*p).and_then(Option::as_ref).map(|o| (*p, o)),
+            [p] => seen(*p).map(|o| (*p, o)),
             _ => None,
         };
         let lag_of = |obs: &Observation| match (obs.role(), primary_obs) {
@@ -597,11 +725,10 @@ impl TopologyState {
             }
             (Role::Replica, None) => Lag::unknown(),
         };
-        let joins: Vec<usize> = latest
+        let joins: Vec<NodeId> = latest
             .iter()
-            .enumerate()
             .filter(|(i, _)| self.slot(*i) == Slot::Joining)
-            .filter_map(|(i, o)| o.as_ref().map(|o| (i, o)))
+            .filter_map(|(i, o)| o.as_ref().map(|o| (*i, o)))
             .filter(|(_, obs)| {
                 let lag = lag_of(obs);
                 obs.role() == Role::Primary
@@ -612,7 +739,7 @@ impl TopologyState {
             .collect();
         self.republish_with(&joins, |i, n| {
             let b = n.to_builder();
-            Some(match latest.get(i).and_then(Option::as_ref) {
+            Some(match seen(i) {
                 Some(obs) => b.role(obs.role()).position(obs.position().cloned()).lag(lag_of(obs)),
                 None if n.role() == Role::Primary && !primaries.is_empty() => {
                     tracing::warn!(target: "rwsplit", node = %n.name(), "unreachable old primary: another node is primary now");
@@ -624,14 +751,14 @@ impl TopologyState {
     }
 
     /// Whether `node` is fenced.
-    pub fn is_fenced(&self, node: usize) -> bool {
+    pub fn is_fenced(&self, node: NodeId) -> bool {
         self.probed(node).is_some_and(|n| n.fenced.load(Ordering::Relaxed))
     }
 
     /// Fences or unfences `node` and publishes the change at once; roles are rebuilt, so an
     /// unfenced node that still claims the primary role is a second primary. Returns whether it
     /// changed.
-    pub fn set_fenced(&self, node: usize, fenced: bool) -> bool {
+    pub fn set_fenced(&self, node: NodeId, fenced: bool) -> bool {
         let Some(n) = self.probed(node) else { return false };
         let changed = n.fenced.swap(fenced, Ordering::Relaxed) != fenced;
         if changed {
@@ -642,37 +769,39 @@ impl TopologyState {
 
     /// Publishes the next snapshot: each node with its tracker's health, changed by `edit` where
     /// it returns a builder.
-    fn republish(&self, edit: impl Fn(usize, &Node) -> Option<NodeBuilder>) {
+    fn republish(&self, edit: impl Fn(NodeId, &Node) -> Option<NodeBuilder>) {
         self.republish_with(&[], edit);
     }
 
     /// [`republish`](Self::republish), with the joining nodes `joins` entering the snapshot
     /// (each from its template, through `edit`).
-    fn republish_with(&self, joins: &[usize], edit: impl Fn(usize, &Node) -> Option<NodeBuilder>) {
+    fn republish_with(
+        &self,
+        joins: &[NodeId],
+        edit: impl Fn(NodeId, &Node) -> Option<NodeBuilder>,
+    ) {
         let _publishing = lock(&self.publish);
         let topo = self.topology.load_full();
         let mut next = topo.to_builder().generation(topo.generation().saturating_add(1));
         let mut joined = Vec::new();
         let mut changed = Vec::new();
         for &i in joins {
-            let Some(n) = self.nodes.get(i) else { continue };
-            if self.slot(i) != Slot::Joining {
-                continue;
-            }
+            let Some((n, Slot::Joining)) = self.at(i) else { continue };
             if let Some(template) = lock(&n.template).take() {
                 // It joins on a successful probe, so it starts healthy: the failures of the
                 // probes before its server took connections (a member Patroni lists while it
                 // still restores its base backup) must not ban a node that never served.
                 *lock(&n.tracker) = HealthTracker::new(template.role(), self.policy);
                 n.probe_failures.store(0, Ordering::Relaxed);
-                n.slot.store(Slot::Live as u8, Ordering::Release);
+                let stamp = Stamp { generation: i.generation(), slot: Slot::Live };
+                n.stamp.store(stamp.pack(), Ordering::Release);
                 joined.push(template);
             }
         }
-        let nodes = topo.nodes().iter().filter(|n| self.slot(n.id().index()) == Slot::Live);
+        let nodes = topo.nodes().iter().filter(|n| self.slot(n.id()) == Slot::Live);
         for n in nodes.chain(joined.iter()) {
-            let i = n.id().index();
-            let health = self.nodes.get(i).map_or(n.health(), |s| lock(&s.tracker).health());
+            let i = n.id();
+            let health = self.at(i).map_or(n.health(), |(s, _)| lock(&s.tracker).health());
             let mut b = edit(i, n).unwrap_or_else(|| n.to_builder()).health(health);
             if self.is_fenced(i) {
                 // Out of rotation for reads and writes alike, whatever it says it is.
@@ -689,8 +818,8 @@ impl TopologyState {
             next = next.node(built);
         }
         // Removed nodes are dropped here too, should a removal race this publication.
-        for n in topo.nodes().iter().filter(|n| self.slot(n.id().index()) != Slot::Live) {
-            changed.push(n.id().index());
+        for n in topo.nodes().iter().filter(|n| self.slot(n.id()) != Slot::Live) {
+            changed.push(n.id());
             next = next.remove(n.id());
         }
         if let Ok(t) = next.build() {
@@ -698,13 +827,23 @@ impl TopologyState {
             for i in changed {
                 self.announce(i);
             }
+            self.published.notify_waiters();
         }
     }
 }
 
-/// The id of node `i`.
-pub(crate) fn node_id(i: usize) -> NodeId {
-    NodeId::new(u16::try_from(i).unwrap_or(u16::MAX))
+/// [`TopologyState::add_node`] found every index taken.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("no free node index: {max} nodes exist (removed nodes still draining count)")]
+pub struct NoFreeIndex {
+    max: usize,
+}
+
+impl NoFreeIndex {
+    /// The bound: [`MAX_NODES`].
+    pub fn max(&self) -> usize {
+        self.max
+    }
 }
 
 #[cfg(test)]

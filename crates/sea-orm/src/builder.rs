@@ -3,13 +3,13 @@
 
 use std::time::Duration;
 
-use rwsplit_core::{Classifier, HealthPolicy, RouterConfig};
+use rwsplit_core::{Classifier, HealthPolicy, NodeId, RouterConfig};
 use rwsplit_monitor::{InvalidReplicationAddress, ReplicationAddress};
-use sea_orm::{ConnectOptions, Database, DatabaseConnection, DbErr};
+use sea_orm::{ConnectOptions, DatabaseConnection, DbErr};
 
 use crate::connection::{Node, Policy, RoutedConnection};
 use crate::error::{Error, Result};
-use crate::probe::{GivenNode, NodeConnector};
+use crate::probe::{GivenNode, ProbeFrom, ProbeSettings};
 use crate::product::{Product, Unchecked};
 use crate::redact::NodeUrl;
 use crate::replica::Replica;
@@ -238,7 +238,7 @@ impl RoutedConnectionBuilder {
     /// database for all ([`Error::BackendMismatch`]) and no node twice
     /// ([`Error::DuplicateNode`]).
     pub async fn connect(mut self) -> Result<RoutedConnection> {
-        let mut primary_opts = self.primary.ok_or(Error::NoPrimary)?;
+        let primary_opts = self.primary.ok_or(Error::NoPrimary)?;
         if let Some(d) = &self.discovery
             && let Some(manager) = d.ha_manager()
             && self.policy.failover.is_some()
@@ -289,12 +289,15 @@ impl RoutedConnectionBuilder {
         });
         let primary_name = primary_url.name().to_owned();
         let template = primary_opts.clone();
-        let configured: Vec<NodeUrl> = urls.iter().map(|(_, u)| u.clone()).collect();
+        // The ids the configured nodes get (`Nodes::new`): 0 the primary, then the replicas.
+        let configured: Vec<(NodeId, NodeUrl)> =
+            urls.iter().zip(0..).map(|((_, u), i)| (NodeId::new(i), u.clone())).collect();
         // The monitor opens its own connections from each node's options as given.
-        let mut monitor_opts = vec![primary_opts.clone()];
-        with_acquire_timeout(&mut primary_opts, self.policy.timeouts.acquire);
-        let primary =
-            Database::connect(primary_opts).await.map_err(|source| Error::PrimaryUnreachable {
+        let primary_probe = ProbeFrom::Options(primary_opts.clone());
+        let record_stmt = primary_opts.get_record_stmt_in_spans();
+        let primary = crate::pools::open_primary(primary_opts, self.policy.timeouts.acquire)
+            .await
+            .map_err(|source| Error::PrimaryUnreachable {
                 node: primary_name.clone(),
                 source: primary_url.scrub_err(source),
             })?;
@@ -320,16 +323,16 @@ impl RoutedConnectionBuilder {
                 url: url.redacted().to_owned(),
                 reason: url.scrub(&e.to_string()),
             };
-            monitor_opts.push(product.frame_monitor(opts.clone(), pooling));
+            let probe = ProbeFrom::Options(product.frame_monitor(opts.clone(), pooling));
             let acquire = self.policy.timeouts.acquire;
-            let node =
-                open_replica(name, opts, product, acquire, pooling).await.map_err(invalid)?;
-            replicas.push(node.placed(placement));
+            let node = crate::pools::open_replica(name, opts, product, acquire, pooling)
+                .await
+                .map_err(invalid)?;
+            replicas.push(node.placed(placement).probed_from(Some(probe)));
         }
         // Capped: sqlx adds its timeouts to `Instant`s, which overflow at `Duration::MAX`.
         let probe_timeout = crate::deadline::cap(self.policy.monitor.timeout_value());
-        let connector = NodeConnector::Options {
-            nodes: crate::probe::ProbeTargets::new(monitor_opts),
+        let probing = ProbeSettings {
             admin: self.policy.failover.as_ref().and_then(|f| {
                 f.admin_credentials_value().map(|(u, p)| (u.to_owned(), p.to_owned()))
             }),
@@ -337,20 +340,24 @@ impl RoutedConnectionBuilder {
         };
         let acquire = self.policy.timeouts.acquire;
         let conn = RoutedConnection::new(
-            Node::new(primary_name, primary).checked(Some(primary_server)),
+            Node::new(primary_name, primary)
+                .owned()
+                .checked(Some(primary_server))
+                .recording(record_stmt)
+                .probed_from(Some(primary_probe)),
             replicas,
             backend,
             self.policy,
             self.classifier,
             self.router,
             self.health,
-            connector,
+            probing,
         );
         // One probe of every node before the first statement. A little over the probe timeout:
         // connecting and probing share it.
         // The replicas' servers are checked meanwhile, on their read pools.
         let (unanswered, replicas_checked) = tokio::join!(
-            conn.first_probes(probe_timeout.saturating_add(Duration::from_millis(100))),
+            conn.inner.first_probes(probe_timeout.saturating_add(Duration::from_millis(100))),
             crate::connection::check_replicas(&conn, probe_timeout),
         );
         replicas_checked?;
@@ -362,9 +369,9 @@ impl RoutedConnectionBuilder {
                 .start(&conn, crate::discover::Template::new(template, configured, acquire))
                 .await;
         }
-        for id in unanswered.into_iter().filter(|&id| id != 0) {
+        for id in unanswered.into_iter().filter(|&id| id != NodeId::new(0)) {
             tracing::warn!(target: "rwsplit", replica = %conn.inner.nodes.get(id).map_or_else(String::new, |n| n.name.clone()), "replica unreachable at start: starting without it, will keep trying");
-            conn.ban(id);
+            conn.inner.ban(id);
         }
         Ok(conn)
     }
@@ -394,8 +401,7 @@ impl RoutedConnection {
         let policy_timeout = crate::deadline::cap(policy.monitor.timeout_value());
         // The monitor's own connections come from each pool's options; connections that are no
         // sqlx pool (mocks) have none, and then there is no monitor.
-        let given: Option<Vec<GivenNode>> =
-            std::iter::once(&primary).chain(&replicas).map(GivenNode::of).collect();
+        let given = |c: &DatabaseConnection| GivenNode::of(c).map(ProbeFrom::Given);
         let mut nodes = Vec::with_capacity(replicas.len());
         for (i, r) in replicas.into_iter().enumerate() {
             let found = r.get_database_backend();
@@ -406,7 +412,8 @@ impl RoutedConnection {
                     found,
                 });
             }
-            nodes.push(Node::new(format!("replica {}", i + 1), r));
+            let probe = given(&r);
+            nodes.push(Node::new(format!("replica {}", i + 1), r).probed_from(probe));
         }
         if nodes.len() + 1 > rwsplit_core::MAX_NODES {
             return Err(Error::TooManyNodes {
@@ -414,18 +421,16 @@ impl RoutedConnection {
                 max: rwsplit_core::MAX_NODES,
             });
         }
+        let probe = given(&primary);
         Ok(RoutedConnection::new(
-            Node::new("primary".to_owned(), primary),
+            Node::new("primary".to_owned(), primary).probed_from(probe),
             nodes,
             backend,
             policy,
             Classifier::default(),
             RouterConfig::default(),
             HealthPolicy::default(),
-            given.map_or(NodeConnector::None, |nodes| NodeConnector::Given {
-                nodes,
-                timeout: policy_timeout,
-            }),
+            ProbeSettings { admin: None, timeout: policy_timeout },
         ))
     }
 
@@ -472,14 +477,14 @@ fn starts_url(s: &str) -> bool {
         && chars.all(|c| c.is_ascii_alphanumeric() || matches!(c, '+' | '-' | '.'))
 }
 
-/// The replication addresses given, checked, by node index (the primary, then the replicas
-/// in order; `urls` names them for errors).
+/// The replication addresses given, checked, by node id (the ids the configured nodes get:
+/// 0 the primary, then the replicas in order; `urls` names them for errors).
 fn replication_addresses<'a>(
     given: impl Iterator<Item = Option<&'a str>>,
     urls: &[(String, NodeUrl)],
-) -> Result<Vec<(usize, ReplicationAddress)>> {
+) -> Result<Vec<(NodeId, ReplicationAddress)>> {
     let mut addresses = Vec::new();
-    for (i, (address, (label, url))) in given.zip(urls).enumerate() {
+    for ((address, (label, url)), i) in given.zip(urls).zip(0..) {
         let Some(address) = address else { continue };
         let parsed = address.parse().map_err(|e: InvalidReplicationAddress| Error::InvalidUrl {
             node: label.clone(),
@@ -492,34 +497,9 @@ fn replication_addresses<'a>(
                 e.reason()
             ),
         })?;
-        addresses.push((i, parsed));
+        addresses.push((NodeId::new(i), parsed));
     }
     Ok(addresses)
-}
-
-/// A replica's node from its options (prepared for its `pooling`; nothing connects yet): a
-/// read-only pool and a lazy writable one that opens connections only if the node is promoted,
-/// both with the adapter's acquire timeout unless the options set one.
-pub(crate) async fn open_replica(
-    name: String,
-    mut opts: ConnectOptions,
-    product: Product,
-    acquire: Duration,
-    pooling: crate::Pooling,
-) -> std::result::Result<Node, DbErr> {
-    opts.connect_lazy(true);
-    with_acquire_timeout(&mut opts, acquire);
-    let writer = Database::connect(opts.clone()).await?;
-    product.make_read_only(&mut opts, pooling);
-    let conn = Database::connect(opts).await?;
-    Ok(Node::with_writer(name, conn, writer))
-}
-
-/// Sets the pool's acquire timeout, unless the options already have one of their own.
-fn with_acquire_timeout(opts: &mut ConnectOptions, timeout: Duration) {
-    if opts.get_acquire_timeout().is_none() && opts.get_connect_timeout().is_none() {
-        opts.acquire_timeout(crate::deadline::cap(timeout));
-    }
 }
 
 #[cfg(test)]
@@ -631,7 +611,7 @@ mod tests {
         let given = [Some("pg-1:5432"), None, Some("[fd00::3]:5432")];
         let found = replication_addresses(given.into_iter(), &urls).unwrap();
         let found: Vec<(usize, String)> =
-            found.into_iter().map(|(i, a)| (i, a.to_string())).collect();
+            found.into_iter().map(|(i, a)| (i.index(), a.to_string())).collect();
         assert_eq!(found, [(0, "pg-1:5432".to_owned()), (2, "[fd00::3]:5432".to_owned())]);
     }
 

@@ -14,6 +14,7 @@
 //! position first (which is at or past the commit by then), or reads from the primary if it
 //! cannot.
 
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
@@ -102,15 +103,24 @@ impl Slot {
 
 /// One token holder behind a lock: a session's, or the state of code outside any task.
 #[derive(Debug, Default)]
-pub(crate) struct Shared(Mutex<Slot>);
+pub(crate) struct Shared {
+    slot: Mutex<Slot>,
+    /// Set before the first change and never cleared: until then the slot is known empty
+    /// without taking the lock (a session or a program that only reads).
+    used: AtomicBool,
+}
 
 impl Shared {
     pub(crate) fn get(&self) -> Slot {
-        self.0.lock().unwrap_or_else(PoisonError::into_inner).clone()
+        if !self.used.load(Ordering::Acquire) {
+            return Slot::default();
+        }
+        self.slot.lock().unwrap_or_else(PoisonError::into_inner).clone()
     }
 
     pub(crate) fn update<R>(&self, f: impl FnOnce(&mut Slot) -> R) -> R {
-        f(&mut self.0.lock().unwrap_or_else(PoisonError::into_inner))
+        self.used.store(true, Ordering::Release);
+        f(&mut self.slot.lock().unwrap_or_else(PoisonError::into_inner))
     }
 }
 
@@ -119,6 +129,10 @@ impl Shared {
 pub(crate) struct TaskScopes {
     /// foldhash: a task id is one word, and std's SipHash of it costs more than the lookup.
     tasks: DashMap<Id, Slot, foldhash::fast::RandomState>,
+    /// At least the number of entries in `tasks`: raised before one is inserted, lowered after
+    /// one is removed. At zero no task holds a scope and a read skips the lookup; a task that
+    /// inserted its own entry raised it first, so its own later reads never skip.
+    held: AtomicUsize,
     /// Code outside any tokio task (a `block_on` body) shares one scope.
     untasked: Shared,
 }
@@ -128,7 +142,9 @@ impl TaskScopes {
     /// for reads).
     pub(crate) fn get(&self) -> Slot {
         match tokio::task::try_id() {
-            // One shard's lookup; `is_empty` first would lock every shard (4 per core).
+            // One shard's lookup, or none while no task holds a scope (`is_empty` would lock
+            // every shard, 4 per core).
+            Some(_) if self.held.load(Ordering::Acquire) == 0 => Slot::default(),
             Some(id) => self.tasks.get(&id).map(|s| s.clone()).unwrap_or_default(),
             None => self.untasked.get(),
         }
@@ -143,13 +159,19 @@ impl TaskScopes {
     pub(crate) fn update_task<R>(&self, id: Option<Id>, f: impl FnOnce(&mut Slot) -> R) -> R {
         match id {
             Some(id) => {
-                let mut slot = self.tasks.entry(id).or_default();
+                let mut slot = match self.tasks.entry(id) {
+                    dashmap::Entry::Occupied(e) => e.into_ref(),
+                    dashmap::Entry::Vacant(e) => {
+                        self.held.fetch_add(1, Ordering::AcqRel);
+                        e.insert(Slot::default())
+                    }
+                };
                 let r = f(&mut slot);
                 slot.touched = Some(Instant::now());
                 let empty = slot.is_empty();
                 drop(slot);
-                if empty {
-                    self.tasks.remove(&id);
+                if empty && self.tasks.remove(&id).is_some() {
+                    self.held.fetch_sub(1, Ordering::AcqRel);
                 }
                 r
             }
@@ -174,17 +196,17 @@ impl TaskScopes {
         if self.tasks.is_empty() {
             return;
         }
+        let mut removed = 0;
         self.tasks.retain(|_, slot| {
             let recent = slot.touched.is_some_and(|t| now.duration_since(t) < stale_after);
-            if !recent {
-                return false;
-            }
-            if slot.pending || slot.inflight > 0 {
-                return true;
-            }
-            let Some(token) = &slot.token else { return false };
-            settled(token) != Settled::Everywhere
+            let keep = recent
+                && (slot.pending
+                    || slot.inflight > 0
+                    || slot.token.as_ref().is_some_and(|t| settled(t) != Settled::Everywhere));
+            removed += usize::from(!keep);
+            keep
         });
+        self.held.fetch_sub(removed, Ordering::AcqRel);
     }
 
     /// How many tasks hold a scope.
@@ -247,6 +269,28 @@ mod tests {
         let now = slot.pending_epoch;
         slot.settle_pending(now);
         assert!(!slot.pending);
+    }
+
+    /// The count that lets reads skip the lookup never falls below the scopes held: a task
+    /// reads its own token whatever other tasks' scopes come and go, and the count is back to
+    /// zero once none is held.
+    #[tokio::test]
+    async fn the_held_count_covers_every_scope() {
+        let scopes = Arc::new(TaskScopes::default());
+        let (a, b) = (Arc::clone(&scopes), Arc::clone(&scopes));
+        tokio::spawn(async move {
+            a.update(|s| s.record(&token("mariadb:1:0-1-5")));
+            // Another task's scope, made and emptied meanwhile.
+            let b2 = Arc::clone(&b);
+            tokio::spawn(async move { b2.update(|_| {}) }).await.unwrap();
+            assert_eq!(a.get().token, Some(token("mariadb:1:0-1-5")));
+            assert_eq!(a.held.load(Ordering::Acquire), 1);
+        })
+        .await
+        .unwrap();
+        assert_eq!(scopes.len(), 1);
+        scopes.sweep(Instant::now(), Duration::ZERO, |_| Settled::NotYet);
+        assert_eq!((scopes.len(), scopes.held.load(Ordering::Acquire)), (0, 0));
     }
 
     #[test]

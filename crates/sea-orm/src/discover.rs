@@ -11,10 +11,11 @@ use std::fmt;
 use std::sync::{Arc, Weak};
 use std::time::Duration;
 
+use rwsplit_core::NodeId;
 use rwsplit_monitor::{Member, MemberSet, PatroniSource, SourceWatch, TopologySource};
 use sea_orm::ConnectOptions;
 
-use crate::connection::{Inner, RoutedConnection};
+use crate::connection::{AbortOnDrop, Inner, RoutedConnection};
 use crate::product::Unchecked;
 use crate::redact::NodeUrl;
 use crate::replica::Placement;
@@ -75,7 +76,7 @@ impl Discovery {
         let mut applier = Applier { template, known: Vec::new(), refused: Vec::new() };
         // The nodes the builder was given, so a member at the same address is not added twice.
         for (id, node) in db.inner.nodes.iter() {
-            if let Some(url) = applier.template.configured.get(id) {
+            if let Some((_, url)) = applier.template.configured.iter().find(|(i, _)| *i == id) {
                 applier.known.push(Known { id, url: url.clone(), listed: false });
             } else {
                 tracing::debug!(target: "rwsplit", node = %node.name, "node without a URL");
@@ -102,22 +103,7 @@ impl Discovery {
             }
         });
         *db.inner.discovery.lock().unwrap_or_else(std::sync::PoisonError::into_inner) =
-            Some(AbortOnDrop(task));
-    }
-}
-
-/// Stops the discovery task when the connection is dropped.
-pub(crate) struct AbortOnDrop(tokio::task::JoinHandle<()>);
-
-impl Drop for AbortOnDrop {
-    fn drop(&mut self) {
-        self.0.abort();
-    }
-}
-
-impl fmt::Debug for AbortOnDrop {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("AbortOnDrop")
+            Some(AbortOnDrop::new(task));
     }
 }
 
@@ -127,19 +113,19 @@ pub(crate) struct Template {
     url: String,
     product: crate::product::Product,
     acquire: Duration,
-    /// The configured nodes' URLs, by id.
-    configured: Vec<NodeUrl>,
+    /// The configured nodes' URLs, with their ids.
+    configured: Vec<(NodeId, NodeUrl)>,
 }
 
 impl Template {
     pub(crate) fn new(
         options: ConnectOptions,
-        configured: Vec<NodeUrl>,
+        configured: Vec<(NodeId, NodeUrl)>,
         acquire: Duration,
     ) -> Template {
         let url = options.get_url().to_owned();
         // The primary's product (the first configured node's); Patroni runs PostgreSQL.
-        let product = configured.first().map_or(crate::product::Product::Postgres, |u| {
+        let product = configured.first().map_or(crate::product::Product::Postgres, |(_, u)| {
             crate::product::Product::of(u.backend())
         });
         Template { options, url, product, acquire, configured }
@@ -187,7 +173,7 @@ impl Template {
 
 /// A node the applier knows: configured, or added for a member.
 struct Known {
-    id: usize,
+    id: NodeId,
     url: NodeUrl,
     /// Whether the source has listed it (only those leave when the source stops listing them:
     /// a DNS source never lists the primary, which stays).
@@ -226,10 +212,7 @@ impl Applier {
                 Some(k) => {
                     k.listed = true;
                     let state = db.inner.routing.state();
-                    let had = state
-                        .snapshot()
-                        .node(crate::route::node_id(k.id))
-                        .map(|n| n.has_tag(NO_LOAD_BALANCE));
+                    let had = state.snapshot().node(k.id).map(|n| n.has_tag(NO_LOAD_BALANCE));
                     if had.is_some_and(|h| h != member.tags.noloadbalance) {
                         state.set_tags(k.id, tags);
                     }
@@ -243,8 +226,7 @@ impl Applier {
                     let t = &self.template;
                     // Members are PostgreSQL servers reached directly (no pooler in front).
                     let direct = crate::Pooling::Direct;
-                    let open =
-                        crate::builder::open_replica(name, opts, t.product, t.acquire, direct);
+                    let open = crate::pools::open_replica(name, opts, t.product, t.acquire, direct);
                     let mut node = match open.await {
                         Ok(n) => n,
                         Err(e) => {
@@ -269,8 +251,8 @@ impl Applier {
                         tags: tags.iter().map(|t| Box::from(*t)).collect(),
                         ..Placement::default()
                     };
-                    let Some(id) = db.add_node(node.placed(placement), Some(probe)) else {
-                        tracing::error!(target: "rwsplit", node = %parsed.name(), max = rwsplit_core::MAX_NODES, "no free node id for a new member (removed nodes still draining count)");
+                    let Some(id) = db.inner.add_node(node.placed(placement), Some(probe)) else {
+                        tracing::error!(target: "rwsplit", node = %parsed.name(), "no free node index for a new member: not added");
                         continue;
                     };
                     self.known.push(Known { id, url: parsed, listed: true });
@@ -279,14 +261,14 @@ impl Applier {
             };
             present.push(id);
         }
-        let gone: Vec<usize> = self
+        let gone: Vec<NodeId> = self
             .known
             .iter()
             .filter(|k| k.listed && !present.contains(&k.id))
             .map(|k| k.id)
             .collect();
         for id in gone {
-            if db.remove_node(id) {
+            if db.inner.remove_node(id) {
                 self.known.retain(|k| k.id != id);
             }
         }
@@ -328,15 +310,15 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn a_removed_replica_gets_no_new_statement_and_its_id_is_reused_once_drained() {
+    async fn a_removed_replica_gets_no_new_statement_and_its_index_is_reused_once_drained() {
         let db = routed(2);
-        let replica = db.inner.nodes.get(1).unwrap().conn.clone();
+        let replica = db.inner.nodes.get(NodeId::new(1)).unwrap().conn.clone();
         for _ in 0..4 {
             db.query_one_raw(select()).await.unwrap();
         }
         let before = log_len(&replica);
         assert!(before > 0, "the replica took reads while it was there");
-        assert!(db.remove_node(1));
+        assert!(db.inner.remove_node(NodeId::new(1)));
         for _ in 0..6 {
             db.query_one_raw(select()).await.unwrap();
         }
@@ -349,16 +331,54 @@ mod tests {
         assert!(matches!(db.fence("replica 1"), Err(Error::UnknownNode { .. })));
         db.fence("replica 2").unwrap();
         db.unfence("replica 2").unwrap();
-        // Drained (nothing was in flight): the id is free again for the next node.
+        // Drained (nothing was in flight): the index is free again for the next node, under
+        // its next generation; the old id names nothing.
         tokio::time::sleep(Duration::from_millis(200)).await;
-        let id = db.add_node(Node::new("replica 3".to_owned(), answering()), None);
-        assert_eq!(id, Some(1));
+        let id = db.inner.add_node(Node::new("replica 3".to_owned(), answering()), None);
+        let reused = NodeId::with_generation(1, 1);
+        assert_eq!(id, Some(reused));
+        assert!(db.inner.nodes.get(NodeId::new(1)).is_none(), "the old id finds nothing");
         // Not probed (mocks have no monitor), so it never joined: still no statement there.
-        let newcomer = db.inner.nodes.get(1).unwrap().conn.clone();
+        let newcomer = db.inner.nodes.get(reused).unwrap().conn.clone();
         for _ in 0..6 {
             db.query_one_raw(select()).await.unwrap();
         }
         assert_eq!(log_len(&newcomer), 0, "a node that has not joined gets nothing");
+    }
+
+    /// A removed node drains when its last holder lets go, and not before: that holder wakes
+    /// the drain (paused time: an hour passes while it is held, and a drain that polled would
+    /// have been woken by its timer, not by the holder).
+    #[tokio::test(start_paused = true)]
+    async fn a_removed_node_drains_when_its_last_holder_lets_go() {
+        let db = routed(2);
+        let held = db.inner.nodes.get(NodeId::new(1)).unwrap();
+        let also = held.clone();
+        assert!(db.inner.remove_node(NodeId::new(1)));
+        assert!(db.inner.nodes.get(NodeId::new(1)).is_none(), "no new holder once removed");
+        tokio::time::sleep(Duration::from_secs(3600)).await;
+        let fresh = |name: &str| Node::new(name.to_owned(), answering());
+        assert_eq!(
+            db.inner.add_node(fresh("replica 3"), None),
+            Some(NodeId::new(3)),
+            "index 1 is still draining while held"
+        );
+        drop(held);
+        tokio::task::yield_now().await;
+        assert_eq!(
+            db.inner.add_node(fresh("replica 4"), None),
+            Some(NodeId::new(4)),
+            "one holder left"
+        );
+        drop(also);
+        for _ in 0..4 {
+            tokio::task::yield_now().await;
+        }
+        assert_eq!(
+            db.inner.add_node(fresh("replica 5"), None),
+            Some(NodeId::with_generation(1, 1)),
+            "drained as the last holder let go: index 1 is free again"
+        );
     }
 
     /// The `rwsplit.node.health` gauge of the node at `address` after one sampler round.
@@ -386,9 +406,10 @@ mod tests {
         let state = std::sync::Arc::clone(db.inner.routing.state());
         let t = std::time::Instant::now();
         let ms = Duration::from_millis;
-        state.observe(0, &pg_probe(true, "0/64", 0).await, t);
-        state.observe(1, &pg_probe(false, "0/64", 0).await, t);
-        let id = db.add_node(Node::new("db-3:5432/app".to_owned(), answering()), None).unwrap();
+        state.observe(NodeId::new(0), &pg_probe(true, "0/64", 0).await, t);
+        state.observe(NodeId::new(1), &pg_probe(false, "0/64", 0).await, t);
+        let id =
+            db.inner.add_node(Node::new("db-3:5432/app".to_owned(), answering()), None).unwrap();
         let joining = |db: &RoutedConnection| {
             let s = db.stats();
             let n = s.node("db-3:5432/app").expect("listed while joining");
@@ -403,7 +424,7 @@ mod tests {
         state.observe(id, &pg_probe(false, "0/28", 30_000).await, t + ms(100));
         assert_eq!(joining(&db), (true, Health::Down), "a lagging newcomer is still joining");
         // Caught up: it joins.
-        state.observe(0, &pg_probe(true, "0/64", 0).await, t + ms(200));
+        state.observe(NodeId::new(0), &pg_probe(true, "0/64", 0).await, t + ms(200));
         state.observe(id, &pg_probe(false, "0/64", 0).await, t + ms(300));
         assert_eq!(joining(&db), (false, Health::Up));
         assert_eq!(health_gauge(&db, "db-3"), "0");
@@ -413,7 +434,7 @@ mod tests {
             state.observe(id, &refused, t + ms(400 + i));
         }
         assert_eq!(joining(&db), (false, Health::Down));
-        assert!(db.remove_node(id));
+        assert!(db.inner.remove_node(id));
         assert!(db.stats().node("db-3:5432/app").is_none(), "a removed node is not listed");
     }
 
@@ -433,7 +454,7 @@ mod tests {
     async fn lazy_node() -> Node {
         let mut opts = ConnectOptions::new("postgres://app:pw@127.0.0.1:9/app");
         opts.max_connections(7);
-        crate::builder::open_replica(
+        crate::pools::open_replica(
             "127.0.0.1:9/app".to_owned(),
             opts,
             crate::product::Product::Postgres,
@@ -453,15 +474,15 @@ mod tests {
         let _local = metrics::set_default_local_recorder(&recorder);
         let db = routed(1);
         let (first, second) = (lazy_node().await, lazy_node().await);
-        let id = db.add_node(first, None).unwrap();
+        let id = db.inner.add_node(first, None).unwrap();
         db.inner.sample_metrics(std::time::Instant::now());
-        assert!(db.remove_node(id));
+        assert!(db.inner.remove_node(id));
         // No await in between: the old node's drain has not run yet.
-        let again = db.add_node(second, None).unwrap();
+        let again = db.inner.add_node(second, None).unwrap();
         tokio::time::sleep(Duration::from_millis(300)).await;
         assert_ne!(again, id, "the old node's id was still taken");
-        let later = db.add_node(Node::new("db-9:5432/app".to_owned(), answering()), None);
-        assert_eq!(later, Some(id), "the old node has drained, its id is free");
+        let later = db.inner.add_node(Node::new("db-9:5432/app".to_owned(), answering()), None);
+        assert_eq!(later, id.next_generation(), "the old node has drained: its index is free");
         let text = handle.render();
         let max = "db_client_connection_max{server_address=\"127.0.0.1\",server_port=\"9\",db_client_connection_pool_name=\"127.0.0.1:9/app/read\"} 7";
         assert!(text.contains(max), "the drain set the new node's series to gone:\n{text}");
@@ -481,8 +502,8 @@ mod tests {
         let db = routed(1);
         let state = std::sync::Arc::clone(db.inner.routing.state());
         let t = std::time::Instant::now();
-        state.observe(0, &pg_probe(true, "0/64", 0).await, t);
-        let id = db.add_node(lazy_node().await, None).unwrap();
+        state.observe(NodeId::new(0), &pg_probe(true, "0/64", 0).await, t);
+        let id = db.inner.add_node(lazy_node().await, None).unwrap();
         state.observe(id, &pg_probe(false, "0/64", 0).await, t + Duration::from_millis(100));
         *db.inner.nodes.get(id).unwrap().last_seen.lock().unwrap() =
             Some(std::time::Instant::now());
@@ -506,7 +527,7 @@ mod tests {
             assert!(has(&live, &want), "missing `{want}` in {live:#?}");
         }
 
-        assert!(db.remove_node(id));
+        assert!(db.inner.remove_node(id));
         let removing = series_of(&handle.render(), "127.0.0.1");
         assert!(has(&removing, &format!("rwsplit_node_health{node} 4")), "{removing:#?}");
         // Drained (nothing ran on it) and its pools closed: every series says gone.
@@ -545,24 +566,53 @@ mod tests {
     #[tokio::test]
     async fn the_last_node_is_never_removed() {
         let db = routed(1);
-        assert!(db.remove_node(0));
-        assert!(!db.remove_node(1), "the last node stays");
+        assert!(db.inner.remove_node(NodeId::new(0)));
+        assert!(!db.inner.remove_node(NodeId::new(1)), "the last node stays");
         assert_eq!(db.stats().nodes().len(), 1);
         db.query_one_raw(select()).await.expect("the remaining node still serves reads");
     }
 
-    #[test]
-    fn a_plan_made_before_a_slot_was_reused_skips_its_new_node() {
-        use rwsplit_core::{Access, RouteContext};
-        let db = routed(1);
-        let ctx = RouteContext::for_access(Access::Read, std::time::Instant::now());
-        let old_plan = db.inner.routing.plan(&ctx).unwrap();
-        let mut newcomer = Node::new("replica 9".to_owned(), answering());
-        newcomer.installed = db.inner.routing.install();
-        assert!(old_plan.stale(&newcomer));
-        let new_plan = db.inner.routing.plan(&ctx).unwrap();
-        assert!(!new_plan.stale(&newcomer));
-        assert!(!old_plan.stale(&db.inner.nodes.get(1).unwrap()), "nodes from the start never are");
+    /// The adapter's registry and the monitor's state hand out and know the same ids through
+    /// joins, removals, drains and reuse: every node the adapter has is one the monitor
+    /// probes, under the same id (index and generation), and the monitor's snapshot names
+    /// each by the adapter's name for it.
+    #[tokio::test]
+    async fn the_adapters_registry_and_the_monitors_state_agree() {
+        let db = routed(2);
+        let state = std::sync::Arc::clone(db.inner.routing.state());
+        let agree = |db: &RoutedConnection| {
+            let adapter: Vec<NodeId> = db.inner.nodes.iter().map(|(id, _)| id).collect();
+            assert_eq!(adapter, state.ids(), "the same ids");
+            let topo = state.snapshot();
+            for (id, n) in db.inner.nodes.iter() {
+                assert_eq!(n.id, id);
+                if let Some(v) = topo.node(id) {
+                    assert_eq!(v.name(), n.name, "{id}");
+                }
+            }
+        };
+        agree(&db);
+        let a =
+            db.inner.add_node(Node::new("db-a:5432/app".to_owned(), answering()), None).unwrap();
+        assert_eq!(a, NodeId::new(3), "an index never used: generation 0");
+        agree(&db);
+        assert!(db.inner.remove_node(NodeId::new(1)));
+        agree(&db);
+        // Not drained yet (no await since the removal): index 1 is skipped.
+        let b =
+            db.inner.add_node(Node::new("db-b:5432/app".to_owned(), answering()), None).unwrap();
+        assert_eq!(b, NodeId::new(4));
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        let c =
+            db.inner.add_node(Node::new("db-c:5432/app".to_owned(), answering()), None).unwrap();
+        assert_eq!(c, NodeId::with_generation(1, 1), "index 1, drained, under its next generation");
+        agree(&db);
+        assert!(
+            db.inner.remove_node(c) && !db.inner.remove_node(NodeId::new(1)),
+            "the old id removes nothing"
+        );
+        agree(&db);
+        assert_eq!(db.stats().nodes().len(), 4);
     }
 
     #[tokio::test]
@@ -603,7 +653,11 @@ mod tests {
     ) {
         let primary = "postgres://app:p%40ss@primary:5432/app?sslmode=disable";
         let parsed = NodeUrl::parse("primary", primary).unwrap();
-        let t = Template::new(ConnectOptions::new(primary), vec![parsed], Duration::from_secs(1));
+        let t = Template::new(
+            ConnectOptions::new(primary),
+            vec![(NodeId::new(0), parsed)],
+            Duration::from_secs(1),
+        );
         let member = Member::new("m", host, port, MemberRole::Replica);
         let got = t.url_of(&member).unwrap();
         assert_eq!(got, url);

@@ -52,7 +52,7 @@ impl RoutedConnection {
         Ok(())
     }
 
-    fn node_named(&self, name: &str) -> crate::Result<usize> {
+    fn node_named(&self, name: &str) -> crate::Result<rwsplit_core::NodeId> {
         let nodes: Vec<_> = self.inner.nodes.iter().collect();
         nodes.iter().find(|(_, n)| n.name == name).map(|(i, _)| *i).ok_or_else(|| {
             crate::Error::UnknownNode {

@@ -168,6 +168,17 @@
 //! A replica unreachable at start is left out of rotation with a warning; an unreachable primary
 //! is an error.
 //!
+//! # SeaORM's hooks
+//!
+//! [`RoutedConnection::set_metric_callback`] takes SeaORM's callback (same signature) and calls
+//! it once for each statement the router runs for you — reads wherever they ran, writes,
+//! streams, transactions' statements — with SeaORM's `Info`; never for the adapter's own
+//! statements (position reads, catch-up waits, server checks). SeaORM's `debug-print` and
+//! `tracing-spans` features cover the statements the adapter sends itself — writes, and reads
+//! on pools it made, which go straight to the sqlx pool while nothing listens — only when
+//! turned on through this crate's features of the same names, which forward to SeaORM's (a
+//! crate cannot see another's features).
+//!
 //! # Layering
 //!
 //! This crate is the only one that names SeaORM. It depends on `rwsplit-core` for every
@@ -187,7 +198,9 @@ mod discover;
 mod error;
 mod failover;
 mod failure;
+mod hooks;
 mod pooling;
+mod pools;
 mod position;
 mod probe;
 mod product;

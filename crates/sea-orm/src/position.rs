@@ -36,16 +36,15 @@ pub(crate) enum Waited {
     TimedOut,
 }
 
-/// Waits until the replica behind `conn` has replayed up to `token`, for at most `max` (how,
-/// is the product's: [`crate::product::wait_for`]).
+/// Whether the replica behind `conn` has replayed up to `token`: waiting in the server up to
+/// `max` where the product can ([`crate::product::Product::server_waits`]), else one look
+/// ([`crate::product::wait_for`]).
 pub(crate) async fn wait_for(
     conn: &DatabaseConnection,
     token: &CausalToken,
     max: Duration,
 ) -> Result<Waited, DbErr> {
-    let max = crate::deadline::cap(max);
-    let deadline = crate::deadline::after(max);
-    crate::product::wait_for(conn, token, max, deadline).await
+    crate::product::wait_for(conn, token, crate::deadline::cap(max)).await
 }
 
 /// The error for a backend that has no replication positions.

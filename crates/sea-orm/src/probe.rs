@@ -8,13 +8,16 @@
 //! when set.
 
 use std::fmt;
-use std::sync::{Arc, RwLock};
+use std::sync::Arc;
 use std::time::Duration;
 
+use rwsplit_core::NodeId;
 use rwsplit_monitor::{Connector, ProbeConn, ProbeError, Purpose, Row};
 use sea_orm::{
     ConnectOptions, ConnectionTrait, Database, DatabaseConnection, QueryResult, Statement,
 };
+
+use crate::connection::Nodes;
 
 /// One connection of the monitor's, as a probe connection.
 pub(crate) struct NodeProbe {
@@ -81,95 +84,77 @@ fn text(row: &QueryResult, i: usize) -> Option<String> {
         .map(|v| String::from_utf8_lossy(&v).into_owned())
 }
 
-/// Each node's connect options for the monitor's own connections, by node id; shared between
-/// the connector (in the monitor) and the connection (which adds and removes nodes).
-#[derive(Clone, Default)]
-pub(crate) struct ProbeTargets(Arc<RwLock<Vec<Option<ConnectOptions>>>>);
+/// Where the monitor opens its own connections to one node from: part of the node's entry in
+/// the adapter's registry (`Node::probe`), so it comes and goes with the node.
+#[derive(Clone)]
+pub(crate) enum ProbeFrom {
+    /// The node's own options, framed for the monitor (as configured through the builder, or
+    /// made by a topology source for a node it added).
+    Options(ConnectOptions),
+    /// A pool the application built ([`RoutedConnection::from_connections`]): the monitor
+    /// opens its own from the pool's connect options.
+    ///
+    /// [`RoutedConnection::from_connections`]: crate::RoutedConnection::from_connections
+    Given(GivenNode),
+}
 
-impl ProbeTargets {
-    /// `nodes` at ids 0.. in order.
-    pub(crate) fn new(nodes: Vec<ConnectOptions>) -> ProbeTargets {
-        ProbeTargets(Arc::new(RwLock::new(nodes.into_iter().map(Some).collect())))
-    }
+/// How the monitor's connections are opened, beside each node's [`ProbeFrom`].
+#[derive(Clone)]
+pub(crate) struct ProbeSettings {
+    /// Failover's admin account, `(user, password)`, for [`Purpose::Admin`] connections made
+    /// from options.
+    pub(crate) admin: Option<(String, String)>,
+    /// Connect and acquire timeout.
+    pub(crate) timeout: Duration,
+}
 
-    fn read(&self) -> std::sync::RwLockReadGuard<'_, Vec<Option<ConnectOptions>>> {
-        self.0.read().unwrap_or_else(std::sync::PoisonError::into_inner)
-    }
-
-    /// Node `id`'s options (a clone: opening a connection awaits).
-    pub(crate) fn get(&self, id: usize) -> Option<ConnectOptions> {
-        self.read().get(id).cloned().flatten()
-    }
-
-    /// How many nodes have options.
-    pub(crate) fn len(&self) -> usize {
-        self.read().iter().flatten().count()
-    }
-
-    /// Sets (or, with `None`, forgets) node `id`'s options.
-    pub(crate) fn set(&self, id: usize, options: Option<ConnectOptions>) {
-        let mut nodes = self.0.write().unwrap_or_else(std::sync::PoisonError::into_inner);
-        if nodes.len() <= id {
-            nodes.resize_with(id + 1, || None);
-        }
-        if let Some(slot) = nodes.get_mut(id) {
-            *slot = options;
-        }
+impl fmt::Debug for ProbeSettings {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ProbeSettings")
+            .field("admin_user", &self.admin.as_ref().map(|(u, _)| u.as_str()))
+            .field("timeout", &self.timeout)
+            .finish()
     }
 }
 
-/// Opens the monitor's connections.
-pub(crate) enum NodeConnector {
-    /// From each node's own options (index = node id), as configured through the builder;
-    /// nodes a topology source adds at run time are added here too.
-    Options { nodes: ProbeTargets, admin: Option<(String, String)>, timeout: Duration },
-    /// Connections the application built itself ([`RoutedConnection::from_connections`]): the
-    /// monitor opens its own from each pool's connect options.
-    ///
-    /// [`RoutedConnection::from_connections`]: crate::RoutedConnection::from_connections
-    Given { nodes: Vec<GivenNode>, timeout: Duration },
-    /// Nothing to open a connection from (`MockDatabase` connections): no monitor runs.
-    None,
+/// Opens the monitor's connections: looks the node up by id in the adapter's registry and
+/// opens from its [`ProbeFrom`]. An id of a node that is gone opens nothing.
+pub(crate) struct NodeConnector {
+    nodes: Arc<Nodes>,
+    settings: ProbeSettings,
+}
+
+impl NodeConnector {
+    pub(crate) fn new(nodes: Arc<Nodes>, settings: ProbeSettings) -> NodeConnector {
+        NodeConnector { nodes, settings }
+    }
 }
 
 impl fmt::Debug for NodeConnector {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         // ConnectOptions' own Debug prints URLs with their passwords.
-        match self {
-            NodeConnector::Options { nodes, timeout, .. } => f
-                .debug_struct("Options")
-                .field("nodes", &nodes.len())
-                .field("timeout", timeout)
-                .finish_non_exhaustive(),
-            NodeConnector::Given { nodes, timeout } => f
-                .debug_struct("Given")
-                .field("nodes", &nodes.len())
-                .field("timeout", timeout)
-                .finish(),
-            NodeConnector::None => f.write_str("None"),
-        }
+        f.debug_struct("NodeConnector")
+            .field("nodes", &self.nodes.count())
+            .field("settings", &self.settings)
+            .finish()
     }
 }
 
 impl Connector for NodeConnector {
     type Conn = NodeProbe;
 
-    async fn open(&self, node: usize, purpose: Purpose) -> Result<NodeProbe, ProbeError> {
-        match self {
-            NodeConnector::None => {
-                Err(ProbeError::unreachable("no connection options to open from"))
-            }
-            NodeConnector::Given { nodes, timeout } => {
-                let given =
-                    nodes.get(node).ok_or_else(|| ProbeError::unreachable("no such node"))?;
-                let timeout = *timeout;
+    async fn open(&self, node: NodeId, purpose: Purpose) -> Result<NodeProbe, ProbeError> {
+        // A clone of the options: the node is not held while connecting (its drain waits for
+        // the last holder).
+        let from = self.nodes.get(node).and_then(|n| n.probe.clone());
+        let timeout = self.settings.timeout;
+        match from {
+            None => Err(ProbeError::unreachable("no such node, or nothing to open it from")),
+            Some(ProbeFrom::Given(given)) => {
                 let conn = given.open(timeout).await?;
                 Ok(NodeProbe { conn, timeout })
             }
-            NodeConnector::Options { nodes, admin, timeout } => {
-                let base =
-                    nodes.get(node).ok_or_else(|| ProbeError::unreachable("no such node"))?;
-                let base = &base;
+            Some(ProbeFrom::Options(base)) => {
                 // A refused connection fails at once here; the driver's pool would retry it until
                 // its acquire timeout, making a dead node look like a slow one.
                 if let Some((host, port)) = address(base.get_url()) {
@@ -177,7 +162,7 @@ impl Connector for NodeConnector {
                         .await
                         .map_err(ProbeError::refused)?;
                 }
-                let mut opts = match (purpose, admin) {
+                let mut opts = match (purpose, &self.settings.admin) {
                     (Purpose::Admin, Some((user, password))) => {
                         ConnectOptions::new(with_credentials(base.get_url(), user, password))
                     }
@@ -189,18 +174,19 @@ impl Connector for NodeConnector {
                 let keep = base.get_min_connections().map_or(1, |n| n.min(1));
                 opts.max_connections(1)
                     .min_connections(keep)
-                    .connect_timeout(*timeout)
-                    .acquire_timeout(*timeout)
+                    .connect_timeout(timeout)
+                    .acquire_timeout(timeout)
                     .connect_lazy(false)
                     .sqlx_logging(false);
-                let conn = Database::connect(opts).await.map_err(|e| probe_error(e, *timeout))?;
-                Ok(NodeProbe { conn, timeout: *timeout })
+                let conn = Database::connect(opts).await.map_err(|e| probe_error(e, timeout))?;
+                Ok(NodeProbe { conn, timeout })
             }
         }
     }
 }
 
 /// A pool the application built, as the monitor can open a connection of its own to its node.
+#[derive(Clone)]
 pub(crate) enum GivenNode {
     /// A PostgreSQL pool's connect options.
     #[cfg(feature = "postgres")]
@@ -303,6 +289,7 @@ fn encode(s: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::connection::Node;
 
     #[test]
     fn admin_credentials_replace_the_users_and_are_encoded() {
@@ -340,12 +327,30 @@ mod tests {
 
     #[test]
     fn the_connector_never_prints_urls() {
-        let c = NodeConnector::Options {
-            nodes: ProbeTargets::new(vec![ConnectOptions::new("postgres://app:hunter2@h/db")]),
+        let options = ConnectOptions::new("postgres://app:hunter2@h/db");
+        let node = Node::new("h:5432/db".to_owned(), DatabaseConnection::default())
+            .probed_from(Some(ProbeFrom::Options(options)));
+        let nodes = Arc::new(Nodes::new(node, Vec::new()));
+        let settings = ProbeSettings {
             admin: Some(("root".into(), "secret".into())),
             timeout: Duration::from_secs(1),
         };
-        let debug = format!("{c:?}");
+        let debug = format!("{:?}", NodeConnector::new(nodes, settings));
         assert!(!debug.contains("hunter2") && !debug.contains("secret"), "{debug}");
+    }
+
+    /// The connector finds a node's options in the registry by the whole id: an id of another
+    /// generation at the same index opens nothing.
+    #[tokio::test]
+    async fn the_connector_opens_only_the_node_of_that_generation() {
+        let node = Node::new("n:5432/db".to_owned(), DatabaseConnection::default());
+        let nodes = Arc::new(Nodes::new(node, Vec::new()));
+        let settings = ProbeSettings { admin: None, timeout: Duration::from_millis(100) };
+        let c = NodeConnector::new(nodes, settings);
+        let later = NodeId::new(0).next_generation().unwrap();
+        for id in [later, NodeId::new(5), NodeId::new(0)] {
+            let Err(e) = c.open(id, Purpose::Probe).await else { panic!("opened {id}") };
+            assert!(e.to_string().contains("no such node"), "{e}");
+        }
     }
 }

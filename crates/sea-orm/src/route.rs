@@ -4,8 +4,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use rwsplit_core::{
-    Access, CausalToken, Health, HealthPolicy, InFlight, Lag, NodeId, Role, Route, RouteContext,
-    RouteReason, Router, RouterConfig, Staleness, Topology,
+    Access, CausalToken, Health, HealthPolicy, InFlight, Lag, Node, NodeId, Role, Route,
+    RouteContext, RouteReason, Router, RouterConfig, Staleness, Topology,
 };
 use rwsplit_monitor::TopologyState;
 use sea_orm::DbErr;
@@ -18,31 +18,69 @@ use crate::causal::Settled;
 #[derive(Debug, Clone)]
 pub(crate) struct Plan {
     access: Access,
-    reason: &'static str,
+    reason: Why,
     /// `db.operation.name`, when the statement was classified (else the attempt finds it).
     operation: Option<&'static str>,
     route: Route,
-    /// Bit `i`: node `i` is not to be used.
+    /// Bit `i`: the candidate at index `i` is not to be used (a route names each index once).
     excluded: u64,
     /// Boxed: few reads wait, and a plan is carried by every statement's future.
     wait: Option<Box<(CausalToken, Duration)>>,
-    /// [`Routing::install`]s seen when the plan was made: a node installed later sits in a
-    /// slot whose previous node the plan names, and is skipped.
-    epoch: u64,
     /// When it was made (the route's own clock reading, reused for its first attempt).
     made: Instant,
     /// The snapshot it was made from: its attempts count themselves in flight there and take
-    /// the primary from it, so one plan acts on one topology.
+    /// the primary from it, so one plan acts on one topology. Its candidates are [`NodeId`]s:
+    /// one whose node was removed, its index since given to a newer node, finds nothing in the
+    /// adapter's registry (another generation), and is skipped as gone.
     topology: Arc<Topology>,
 }
 
-impl Plan {
-    /// Whether `node`'s slot held another node when this plan was made.
-    #[inline]
-    pub(crate) fn stale(&self, node: &crate::connection::Node) -> bool {
-        node.installed > self.epoch
-    }
+/// Why a statement goes where it goes: the core router's reason, or one the adapter decided
+/// before or after asking it. [`Why::as_str`] is the `rwsplit.route.reason` metric label and
+/// span field.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Why {
+    /// The router's reason.
+    Router(RouteReason),
+    /// `execute`: no rows come back, so the primary.
+    Execute,
+    /// `execute_unprepared`: the same.
+    ExecuteUnprepared,
+    /// A transaction that may write.
+    Transaction,
+    /// A read right after a write whose position is not known yet: the primary.
+    ReadAfterWrite,
+    /// A read-your-writes token from another history than the primary's (a failover).
+    ForeignToken,
+    /// No replica within the staleness bound has the session's writes.
+    OutsideBound,
+    /// A read given up on a deposed primary, run once more on the new one.
+    MovedToNewPrimary,
+}
 
+impl Why {
+    /// The reason's text: the `rwsplit.route.reason` label value.
+    pub(crate) const fn as_str(self) -> &'static str {
+        match self {
+            Self::Router(r) => r.as_str(),
+            Self::Execute => "execute",
+            Self::ExecuteUnprepared => "execute_unprepared",
+            Self::Transaction => "transaction",
+            Self::ReadAfterWrite => "read right after a write",
+            Self::ForeignToken => "token from another history",
+            Self::OutsideBound => "no replica within the staleness bound has the write",
+            Self::MovedToNewPrimary => "moved to the new primary",
+        }
+    }
+}
+
+impl std::fmt::Display for Why {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl Plan {
     pub(crate) fn route_reason(&self) -> RouteReason {
         self.route.reason()
     }
@@ -61,11 +99,12 @@ impl Plan {
         self.access
     }
 
-    pub(crate) fn reason(&self) -> &'static str {
+    /// Why it goes where it goes.
+    pub(crate) fn reason(&self) -> Why {
         self.reason
     }
 
-    pub(crate) fn with_reason(mut self, reason: &'static str) -> Plan {
+    pub(crate) fn with_reason(mut self, reason: Why) -> Plan {
         self.reason = reason;
         self
     }
@@ -87,19 +126,19 @@ impl Plan {
     }
 
     /// The primary in the snapshot it was made from, if exactly one node had the role.
-    pub(crate) fn snapshot_primary(&self) -> Option<usize> {
+    pub(crate) fn snapshot_primary(&self) -> Option<NodeId> {
         let topo = &self.topology;
-        (topo.primary_count() == 1).then(|| topo.primary().map(|n| n.id().index())).flatten()
+        (topo.primary_count() == 1).then(|| topo.primary().map(Node::id)).flatten()
     }
 
     /// Counts a statement as in flight on `node` (in the plan's snapshot) until the guard drops.
-    pub(crate) fn start(&self, node: usize, now: Instant) -> Option<InFlight> {
-        self.topology.node(node_id(node)).map(|n| n.load().start(now))
+    pub(crate) fn start(&self, node: NodeId, now: Instant) -> Option<InFlight> {
+        self.topology.node(node).map(|n| n.load().start(now))
     }
 
     /// The node to try first.
-    pub(crate) fn first(&self) -> usize {
-        self.iter().next().unwrap_or_else(|| self.route.target().index())
+    pub(crate) fn first(&self) -> NodeId {
+        self.iter().next().unwrap_or_else(|| self.route.target())
     }
 
     /// Whether the first node is a primary.
@@ -108,10 +147,16 @@ impl Plan {
         self.excluded == 0 && self.route.is_primary()
     }
 
+    /// The `k`-th candidate (from 0), if there are that many.
+    #[inline]
+    pub(crate) fn candidate(&self, k: usize) -> Option<NodeId> {
+        self.iter().nth(k)
+    }
+
     /// Every candidate in order.
-    pub(crate) fn iter(&self) -> impl Iterator<Item = usize> + '_ {
+    pub(crate) fn iter(&self) -> impl Iterator<Item = NodeId> + '_ {
         let excluded = self.excluded;
-        self.route.candidates().map(NodeId::index).filter(move |i| excluded & (1 << i) == 0)
+        self.route.candidates().filter(move |id| excluded & (1 << id.index()) == 0)
     }
 }
 
@@ -121,8 +166,6 @@ impl Plan {
 pub(crate) struct Routing {
     state: Arc<TopologyState>,
     router: Router,
-    /// Nodes installed at run time so far (see [`Plan::stale`]).
-    installs: std::sync::atomic::AtomicU64,
     /// Whether the balancer reads latency estimates (else statements do not record them).
     feeds_latency: bool,
 }
@@ -134,14 +177,7 @@ impl Routing {
             state: Arc::new(TopologyState::new(topology, policy)),
             feeds_latency: router.uses_latency(),
             router,
-            installs: std::sync::atomic::AtomicU64::new(0),
         }
-    }
-
-    /// The stamp for a node about to be put in a slot at run time: plans made before now that
-    /// name its slot mean the slot's previous node.
-    pub(crate) fn install(&self) -> u64 {
-        self.installs.fetch_add(1, std::sync::atomic::Ordering::AcqRel).saturating_add(1)
     }
 
     /// Whether a statement's round trip should be recorded for the balancer.
@@ -160,25 +196,22 @@ impl Routing {
         self.plan_in(self.snap(), ctx)
     }
 
-    /// The topology one plan is made from, with the run-time installs seen before it.
+    /// The topology one plan is made from.
     pub(crate) fn snap(&self) -> Snap {
-        // Read before the snapshot: a node installed after this may be skipped, never misread.
-        let epoch = self.installs.load(std::sync::atomic::Ordering::Acquire);
-        Snap { epoch, topology: self.state.snapshot_arc() }
+        Snap { topology: self.state.snapshot_arc() }
     }
 
     /// [`plan`](Self::plan) from `snap`: every decision of one plan reads one snapshot.
     pub(crate) fn plan_in(&self, snap: Snap, ctx: &RouteContext<'_>) -> Result<Plan, DbErr> {
-        let Snap { epoch, topology: topo } = snap;
+        let Snap { topology: topo } = snap;
         match self.router.route(&topo, ctx) {
             Ok(route) => Ok(Plan {
                 access: ctx.access(),
-                reason: route.reason().as_str(),
+                reason: Why::Router(route.reason()),
                 operation: None,
                 route,
                 excluded: 0,
                 wait: None,
-                epoch,
                 made: ctx.now(),
                 topology: topo,
             }),
@@ -201,13 +234,13 @@ impl Routing {
             }
         }
         let replica_left =
-            plan.iter().any(|i| topo.node(node_id(i)).is_some_and(|n| n.role() != Role::Primary));
+            plan.iter().any(|i| topo.node(i).is_some_and(|n| n.role() != Role::Primary));
         if plan.excluded != 0 && !replica_left {
             let ctx = RouteContext::for_access(Access::Read, plan.made)
                 .with_target(rwsplit_core::Target::Primary);
-            let snap = Snap { epoch: plan.epoch, topology: Arc::clone(&topo) };
+            let snap = Snap { topology: Arc::clone(&topo) };
             if let Ok(p) = self.plan_in(snap, &ctx) {
-                return p.with_reason("no replica within the staleness bound has the write");
+                return p.with_reason(Why::OutsideBound);
             }
         }
         plan
@@ -243,40 +276,40 @@ impl Routing {
         if all { Settled::Everywhere } else { Settled::NotYet }
     }
 
-    /// The current primary's index, if exactly one node has the role.
-    pub(crate) fn primary_index(&self) -> Option<usize> {
-        self.state.primary_index()
+    /// The current primary's id, if exactly one node has the role.
+    pub(crate) fn primary_id(&self) -> Option<NodeId> {
+        self.state.primary_id()
     }
 
-    pub(crate) fn record_success(&self, node: usize, now: Instant) {
+    pub(crate) fn record_success(&self, node: NodeId, now: Instant) {
         self.state.record_success(node, now);
     }
 
     /// A failure of the node itself (never back-pressure) that a statement saw.
-    pub(crate) fn record_failure(&self, node: usize) {
+    pub(crate) fn record_failure(&self, node: NodeId) {
         self.state.record_failure(node, Instant::now());
     }
 
     /// Takes a node out of rotation at once (it was unreachable at start).
-    pub(crate) fn ban(&self, node: usize) {
+    pub(crate) fn ban(&self, node: NodeId) {
         self.state.ban(node, Instant::now());
     }
 
     /// A node's role, lag and position in the current snapshot.
     pub(crate) fn node_view(
         &self,
-        node: usize,
+        node: NodeId,
     ) -> Option<(Role, Lag, Option<rwsplit_core::ReplayPosition>)> {
         let topo = self.state.snapshot();
-        topo.node(node_id(node)).map(|n| (n.role(), n.lag(), n.position().cloned()))
+        topo.node(node).map(|n| (n.role(), n.lag(), n.position().cloned()))
     }
 
     /// Where `node` stands for a statement on it: its role (the primary or not) and whether it
     /// is marked down (a node no longer in the snapshot is neither primary nor up).
-    pub(crate) fn standing(&self, node: usize) -> crate::sending::Standing {
+    pub(crate) fn standing(&self, node: NodeId) -> crate::sending::Standing {
         use crate::sending::Standing;
         let topo = self.state.snapshot();
-        let Some(n) = topo.node(node_id(node)) else { return Standing::Gone };
+        let Some(n) = topo.node(node) else { return Standing::Gone };
         match (n.role() == Role::Primary, n.health() == Health::Down) {
             (true, false) => Standing::Primary,
             (true, true) => Standing::Down,
@@ -285,48 +318,39 @@ impl Routing {
         }
     }
 
-    pub(crate) fn health(&self, node: usize) -> Health {
+    pub(crate) fn health(&self, node: NodeId) -> Health {
         self.state.health(node)
     }
 
     /// Completes at the next change of `node`'s role or health, or its leaving (see
     /// `TopologyState::changed`): counted from when it is called.
-    pub(crate) fn changed(&self, node: usize) -> tokio::sync::futures::Notified<'_> {
+    pub(crate) fn changed(&self, node: NodeId) -> tokio::sync::futures::Notified<'_> {
         self.state.changed(node)
     }
 
-    /// Returns once `done` holds for node `node`'s [`Standing`](crate::sending::Standing),
-    /// checked now and at each change of its role or health: no polling, no timer.
-    pub(crate) async fn until(
-        &self,
-        node: usize,
-        done: fn(crate::sending::Standing) -> bool,
-    ) -> crate::sending::Standing {
-        loop {
-            let changed = self.changed(node);
-            let now = self.standing(node);
-            if done(now) {
-                return now;
-            }
-            changed.await;
-        }
+    /// How many changes of `node`'s role or health have been announced (see
+    /// `TopologyState::changes`): a watch polls [`changed`](Self::changed) again only when
+    /// this moved.
+    #[inline]
+    pub(crate) fn changes(&self, node: NodeId) -> u64 {
+        self.state.changes(node)
     }
 
     /// Whether `node` is joining: probed (the monitor has it) but not in the snapshot yet, so
     /// nothing is routed to it (see `TopologyState::add_node`).
-    pub(crate) fn is_joining(&self, node: usize) -> bool {
+    pub(crate) fn is_joining(&self, node: NodeId) -> bool {
         // The snapshot first: a node that joins in between reads as joining once more, never
         // a joining node as in rotation.
-        self.state.snapshot().node(node_id(node)).is_none() && self.state.contains(node)
+        self.state.snapshot().node(node).is_none() && self.state.contains(node)
     }
 
     /// Whether `node` is fenced.
-    pub(crate) fn is_fenced(&self, node: usize) -> bool {
+    pub(crate) fn is_fenced(&self, node: NodeId) -> bool {
         self.state.is_fenced(node)
     }
 
     /// Fences or unfences `node`.
-    pub(crate) fn set_fenced(&self, node: usize, fenced: bool) -> bool {
+    pub(crate) fn set_fenced(&self, node: NodeId, fenced: bool) -> bool {
         self.state.set_fenced(node, fenced)
     }
 }
@@ -334,7 +358,6 @@ impl Routing {
 /// One plan's view of the topology ([`Routing::snap`]).
 #[derive(Debug, Clone)]
 pub(crate) struct Snap {
-    epoch: u64,
     topology: Arc<Topology>,
 }
 
@@ -345,9 +368,9 @@ impl Snap {
     }
 
     /// Its primary's id, if exactly one node has the role.
-    pub(crate) fn primary_id(&self) -> Option<usize> {
+    pub(crate) fn primary_id(&self) -> Option<NodeId> {
         let topo = &self.topology;
-        (topo.primary_count() == 1).then(|| topo.primary().map(|n| n.id().index())).flatten()
+        (topo.primary_count() == 1).then(|| topo.primary().map(Node::id)).flatten()
     }
 }
 
@@ -356,6 +379,27 @@ pub(crate) fn foreign_in(topo: &Topology, token: &CausalToken) -> bool {
     topo.primary().and_then(|p| p.position()).is_some_and(|p| token.shortfall(p).is_none())
 }
 
-pub(crate) fn node_id(i: usize) -> NodeId {
-    NodeId::new(u16::try_from(i).unwrap_or(u16::MAX))
+#[cfg(test)]
+mod tests {
+    use rstest::rstest;
+    use rwsplit_core::RouteReason;
+
+    use super::Why;
+
+    /// The `rwsplit.route.reason` label values: dashboards and alerts select on them, so a
+    /// renamed variant must not rename its label.
+    #[rstest]
+    #[case(Why::Router(RouteReason::Balanced), "balanced")]
+    #[case(Why::Router(RouteReason::Write), "write")]
+    #[case(Why::Execute, "execute")]
+    #[case(Why::ExecuteUnprepared, "execute_unprepared")]
+    #[case(Why::Transaction, "transaction")]
+    #[case(Why::ReadAfterWrite, "read right after a write")]
+    #[case(Why::ForeignToken, "token from another history")]
+    #[case(Why::OutsideBound, "no replica within the staleness bound has the write")]
+    #[case(Why::MovedToNewPrimary, "moved to the new primary")]
+    fn reasons_keep_their_labels(#[case] why: Why, #[case] label: &str) {
+        assert_eq!(why.as_str(), label);
+        assert_eq!(why.to_string(), label);
+    }
 }

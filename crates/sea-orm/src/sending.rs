@@ -30,11 +30,11 @@
 //! out of its pool (a `DatabaseTransaction`, the only handle over one, cannot be built from
 //! outside). So step 2 does what SeaORM's sqlx drivers do (`sqlx_postgres.rs`, `sqlx_mysql.rs`
 //! in SeaORM 2.0): `sqlx::query_with` on the statement's values bound by `sea-query-sqlx`,
-//! `fetch_one` mapping "no row" to `None`, the results and errors converted as SeaORM does. What
-//! it does not do is SeaORM's own instrumentation of that call: a `metric_callback` set on the
-//! node's `DatabaseConnection`, and the `debug-print` and `tracing-spans` features, do not see
-//! writes sent this way. Pools that are not sqlx PostgreSQL or MySQL pools (mocks, proxies)
-//! run the write in one step, as SeaORM does, with step 1 empty.
+//! `fetch_one` mapping "no row" to `None`, the results and errors converted as SeaORM does.
+//! SeaORM's instrumentation of that call (the metric callback, its `debug-print` line and
+//! `tracing-spans` span) is done by the caller, `watched_write`, through [`crate::hooks`].
+//! Pools that are not sqlx PostgreSQL or MySQL pools (mocks, proxies) run the write in one
+//! step, as SeaORM does, with step 1 empty.
 
 use sea_orm::{DatabaseConnection, DbErr, ExecResult, QueryResult, Statement};
 use std::future::Future;
@@ -174,6 +174,126 @@ pub(crate) fn can_take(pool: &DatabaseConnection) -> bool {
     }
     let _ = pool;
     false
+}
+
+/// A node's sqlx pool, for a read run straight on it as SeaORM's driver runs it
+/// ([`direct`]): SeaORM's `DatabaseConnection` layer — its boxed future, its dispatch, its
+/// statement clone per retry — is skipped, and with it its instrumentation, so the adapter does
+/// this only when nothing listens to that ([`Direct::quiet`]).
+#[derive(Clone, Copy)]
+pub(crate) enum Direct<'a> {
+    #[cfg(feature = "postgres")]
+    Postgres(&'a sea_orm::sqlx::PgPool),
+    #[cfg(feature = "mysql")]
+    MySql(&'a sea_orm::sqlx::MySqlPool),
+}
+
+/// `pool`'s sqlx pool, if it is a sqlx PostgreSQL or MySQL pool (not a mock or a proxy).
+pub(crate) fn direct(pool: &DatabaseConnection) -> Option<Direct<'_>> {
+    #[cfg(any(feature = "postgres", feature = "mysql"))]
+    {
+        use sea_orm::DatabaseConnectionType as T;
+        match &pool.inner {
+            #[cfg(feature = "postgres")]
+            T::SqlxPostgresPoolConnection(_) => {
+                Some(Direct::Postgres(pool.get_postgres_connection_pool()))
+            }
+            #[cfg(feature = "mysql")]
+            T::SqlxMySqlPoolConnection(_) => Some(Direct::MySql(pool.get_mysql_connection_pool())),
+            _ => None,
+        }
+    }
+    #[cfg(not(any(feature = "postgres", feature = "mysql")))]
+    {
+        let _ = pool;
+        None
+    }
+}
+
+impl Direct<'_> {
+    /// Whether nothing listens to what SeaORM's `DatabaseConnection` would report of a read
+    /// on a node whose pools are `hooked` to a metric callback or not: no callback, neither
+    /// `debug-print` nor `tracing-spans` (rwsplit's features forwarding to SeaORM's), and no
+    /// `trace`-level subscriber (SeaORM's drivers make a `trace` span per statement).
+    pub(crate) fn quiet(hooked: bool) -> bool {
+        !hooked
+            && !cfg!(feature = "debug-print")
+            && !cfg!(feature = "tracing-spans")
+            && tracing::level_filters::LevelFilter::current() < tracing::Level::TRACE
+    }
+}
+
+/// The statement's values, bound as SeaORM binds them (cloned, as its drivers do: the
+/// statement stays the caller's, for another attempt).
+#[cfg(any(feature = "postgres", feature = "mysql"))]
+fn bound(stmt: &Statement) -> sea_query_sqlx::SqlxValues {
+    let values = stmt.values.clone().unwrap_or(sea_orm::sea_query::Values(Vec::new()));
+    sea_query_sqlx::SqlxValues(values)
+}
+
+#[cfg(any(feature = "postgres", feature = "mysql"))]
+impl Direct<'_> {
+    /// `query_one_raw`, as SeaORM's sqlx drivers run it: a connection taken from the pool, the
+    /// first row, `None` if there is none; errors as SeaORM reports them.
+    pub(crate) async fn query_one(self, stmt: &Statement) -> Result<Option<QueryResult>, DbErr> {
+        use sea_orm::sqlx::{AssertSqlSafe, query_with};
+        let sql = AssertSqlSafe(stmt.sql.as_str());
+        let row = match self {
+            #[cfg(feature = "postgres")]
+            Direct::Postgres(p) => {
+                let mut c = p.acquire().await.map_err(acquire_err)?;
+                query_with(sql, bound(stmt)).fetch_one(&mut *c).await.map(Into::into)
+            }
+            #[cfg(feature = "mysql")]
+            Direct::MySql(p) => {
+                let mut c = p.acquire().await.map_err(acquire_err)?;
+                query_with(sql, bound(stmt)).fetch_one(&mut *c).await.map(Into::into)
+            }
+        };
+        match row {
+            Ok(row) => Ok(Some(row)),
+            Err(sea_orm::sqlx::Error::RowNotFound) => Ok(None),
+            Err(e) => Err(query_err(e)),
+        }
+    }
+
+    /// `query_all_raw`, as SeaORM's sqlx drivers run it.
+    pub(crate) async fn query_all(self, stmt: &Statement) -> Result<Vec<QueryResult>, DbErr> {
+        use sea_orm::sqlx::{AssertSqlSafe, query_with};
+        let sql = AssertSqlSafe(stmt.sql.as_str());
+        match self {
+            #[cfg(feature = "postgres")]
+            Direct::Postgres(p) => {
+                let mut c = p.acquire().await.map_err(acquire_err)?;
+                query_with(sql, bound(stmt))
+                    .fetch_all(&mut *c)
+                    .await
+                    .map(|rows| rows.into_iter().map(Into::into).collect())
+            }
+            #[cfg(feature = "mysql")]
+            Direct::MySql(p) => {
+                let mut c = p.acquire().await.map_err(acquire_err)?;
+                query_with(sql, bound(stmt))
+                    .fetch_all(&mut *c)
+                    .await
+                    .map(|rows| rows.into_iter().map(Into::into).collect())
+            }
+        }
+        .map_err(query_err)
+    }
+}
+
+#[cfg(not(any(feature = "postgres", feature = "mysql")))]
+impl Direct<'_> {
+    /// Never called: without a sqlx driver [`direct`] finds no pool.
+    pub(crate) async fn query_one(self, _: &Statement) -> Result<Option<QueryResult>, DbErr> {
+        Err(crate::failure::internal("no sqlx driver"))
+    }
+
+    /// Never called: without a sqlx driver [`direct`] finds no pool.
+    pub(crate) async fn query_all(self, _: &Statement) -> Result<Vec<QueryResult>, DbErr> {
+        Err(crate::failure::internal("no sqlx driver"))
+    }
 }
 
 /// Takes a connection from `pool` (step 1: nothing is sent but the pool's own checks, a ping

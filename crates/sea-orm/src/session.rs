@@ -116,7 +116,7 @@ impl RoutedConnection {
     /// session's, inside [`Session::scope`]). A pending position is read from the primary
     /// first.
     pub async fn token(&self) -> Result<Option<CausalToken>, DbErr> {
-        let scope = self.scope_of(&Ctx::default());
+        let scope = self.inner.scope_of(&Ctx::default());
         resolve(self, &scope).await
     }
 }
@@ -270,14 +270,14 @@ async fn resolve(
 ) -> Result<Option<CausalToken>, DbErr> {
     // A write's position read is under way: wait for it (a few round trips at most); if it
     // takes longer than the monitor's probe timeout, read a fresh position instead.
-    let slot: Slot = db.settled_slot(scope, db.inner.policy.monitor.timeout_value()).await;
+    let slot: Slot = db.inner.settled_slot(scope, db.inner.policy.monitor.timeout_value()).await;
     if !slot.pending && slot.inflight == 0 {
         // A token held from outside is passed on as it came (its reader lowers it if need be).
         return Ok(slot.with_external());
     }
-    let primary = db.inner.routing.primary_index().unwrap_or(0);
+    let primary = db.inner.routing.primary_id().unwrap_or(rwsplit_core::NodeId::new(0));
     let epoch = slot.pending_epoch;
-    let fresh = db.capture_on(primary).await?;
+    let fresh = db.inner.capture_on(primary).await?;
     let update = |s: &mut Slot| {
         s.settle(&fresh, epoch);
     };

@@ -2,7 +2,7 @@
 
 use std::sync::atomic::Ordering;
 
-use rwsplit_core::{Health, Lag, ReplayPosition, Role};
+use rwsplit_core::{Health, Lag, NodeId, ReplayPosition, Role};
 
 use rwsplit_monitor::Monitor;
 
@@ -200,7 +200,7 @@ pub(crate) fn snapshot(db: &RoutedConnection) -> Stats {
             // the adapter keeps its last node.
             let mut nodes: Vec<_> = inner.nodes.iter().collect();
             if nodes.is_empty() {
-                nodes.push((0, std::sync::Arc::clone(inner.nodes.first_kept())));
+                nodes.push((NodeId::new(0), db.inner.any_node()));
             }
             nodes
         }
@@ -209,10 +209,12 @@ pub(crate) fn snapshot(db: &RoutedConnection) -> Stats {
             let seen = inner.routing.node_view(i);
             NodeStats {
                 name: n.name.clone(),
-                role: if i == 0 { "primary" } else { "replica" },
+                role: if i == NodeId::new(0) { "primary" } else { "replica" },
                 current_role: seen
                     .as_ref()
-                    .map_or(if i == 0 { Role::Primary } else { Role::Replica }, |v| v.0),
+                    .map_or(if i == NodeId::new(0) { Role::Primary } else { Role::Replica }, |v| {
+                        v.0
+                    }),
                 health: inner.routing.health(i),
                 joining: inner.routing.is_joining(i),
                 server: n.server.get().cloned(),

@@ -283,7 +283,7 @@ impl Statement {
     /// route reason and access), and on failure one error count. `durations`: the node's kept
     /// handles.
     #[allow(clippy::too_many_arguments)]
-    pub(crate) fn attempt(
+    pub(crate) fn attempt_done(
         &self,
         node: &NodeLabels,
         durations: &Durations,

@@ -24,7 +24,10 @@ fn node(backend: DbBackend) -> DatabaseConnection {
 /// Statements each node received: (primary, replica).
 fn logs(db: &RoutedConnection) -> (usize, usize) {
     let count = |c: &DatabaseConnection| c.clone().into_transaction_log().len();
-    (count(db.primary_conn()), count(&db.inner.nodes.get(1).unwrap().conn))
+    (
+        count(db.inner.primary_conn()),
+        count(&db.inner.nodes.get(rwsplit_core::NodeId::new(1)).unwrap().conn),
+    )
 }
 
 /// A primary and a replica, read-your-writes off so the logs hold only routed statements (with

@@ -30,7 +30,7 @@ use crate::topology::Node;
 /// let unknown = Node::builder(NodeId::new(3), Role::Replica).build();
 /// let mut c = [&unknown, &behind, &fresh];
 /// LowestLag::default().order(&mut c, Instant::now());
-/// assert_eq!(c.map(|n| n.id().get()), [2, 1, 3]);
+/// assert_eq!(c.map(|n| n.id().index()), [2, 1, 3]);
 /// ```
 #[derive(Debug, Default)]
 pub struct LowestLag {

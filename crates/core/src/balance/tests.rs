@@ -50,7 +50,7 @@ fn order_is_a_permutation_starting_with_a_valid_pick() {
         for _ in 0..50 {
             let mut c: Vec<&Node> = nodes.iter().collect();
             b.order(&mut c, now);
-            let mut ids: Vec<u16> = c.iter().map(|n| n.id().get()).collect();
+            let mut ids: Vec<usize> = c.iter().map(|n| n.id().index()).collect();
             ids.sort_unstable();
             assert_eq!(ids, (0..8).collect::<Vec<_>>(), "{name}");
         }
@@ -107,7 +107,7 @@ fn least_outstanding_orders_by_load() {
         .collect();
     let mut c: Vec<&Node> = nodes.iter().collect();
     LeastOutstanding::default().order(&mut c, now);
-    assert_eq!(c.iter().map(|n| n.id().get()).collect::<Vec<_>>(), [1, 2, 0]);
+    assert_eq!(c.iter().map(|n| n.id().index()).collect::<Vec<_>>(), [1, 2, 0]);
 }
 
 #[test]
@@ -148,7 +148,7 @@ fn random_is_reproducible_by_seed() {
 #[rstest]
 #[case(&[Some(5), Some(0), None, Some(1)], &[1, 3, 0, 2])]
 #[case(&[None, None], &[0, 1])]
-fn lowest_lag_orders_by_bytes(#[case] lags: &[Option<u64>], #[case] want: &[u16]) {
+fn lowest_lag_orders_by_bytes(#[case] lags: &[Option<u64>], #[case] want: &[usize]) {
     let nodes: Vec<Node> = lags
         .iter()
         .zip(0u16..)
@@ -157,7 +157,7 @@ fn lowest_lag_orders_by_bytes(#[case] lags: &[Option<u64>], #[case] want: &[u16]
     let mut c: Vec<&Node> = nodes.iter().collect();
     LowestLag::default().order(&mut c, Instant::now());
     // Ties (the two unknowns) come out in rotated order; compare sets for ties.
-    let got: Vec<u16> = c.iter().map(|n| n.id().get()).collect();
+    let got: Vec<usize> = c.iter().map(|n| n.id().index()).collect();
     if lags.iter().all(Option::is_none) {
         assert_eq!(got.len(), want.len());
     } else {
@@ -177,7 +177,7 @@ fn zone_preference_falls_back_to_other_zones() {
     assert_eq!(picks, [1, 3, 1, 3]);
     let mut o = c.clone();
     z.order(&mut o, Instant::now());
-    assert_eq!(o.iter().map(|n| n.id().get()).collect::<Vec<_>>(), [1, 3, 0, 2]);
+    assert_eq!(o.iter().map(|n| n.id().index()).collect::<Vec<_>>(), [1, 3, 0, 2]);
     let remote: Vec<&Node> = vec![&nodes[0], &nodes[2]];
     assert!(z.pick(&remote, Instant::now()).is_some());
     assert_eq!(z.zone(), "a");

@@ -29,7 +29,7 @@ use crate::topology::{MAX_NODES, Node};
 /// let zoned = ZonePreference::new("a", RoundRobin::default());
 /// let mut c = [&far, &near];
 /// zoned.order(&mut c, Instant::now());
-/// assert_eq!(c.map(|n| n.id().get()), [2, 1]);
+/// assert_eq!(c.map(|n| n.id().index()), [2, 1]);
 /// ```
 #[derive(Debug)]
 pub struct ZonePreference<B> {

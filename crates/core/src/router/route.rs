@@ -218,3 +218,17 @@ impl RouteError {
         !matches!(self, Self::UnknownNode { .. })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A generational id is four bytes, so a route with its fallbacks inline (carried by every
+    /// statement's plan) stays a small, copyable value.
+    #[test]
+    fn ids_and_routes_stay_small() {
+        assert_eq!(std::mem::size_of::<NodeId>(), 4);
+        let route = std::mem::size_of::<Route>();
+        assert!(route <= 4 * MAX_NODES + 16, "a route is {route} bytes");
+    }
+}

@@ -59,7 +59,7 @@ fn outcome(r: Result<Route, RouteError>) -> String {
                 "{} {:?} {:?}",
                 route.target(),
                 route.reason(),
-                route.fallbacks().iter().map(|n| n.get()).collect::<Vec<_>>()
+                route.fallbacks().iter().map(|n| n.index()).collect::<Vec<_>>()
             );
             if let Some(w) = route.wait_candidate() {
                 let _ = write!(s, " wait={w}");
@@ -632,7 +632,7 @@ fn route_accessors() {
     let route = Router::default().route(&topo("healthy"), &read_ctx(Instant::now())).unwrap();
     assert_eq!(route.role(), Role::Replica);
     assert!(!route.is_primary() && !route.needs_catch_up());
-    assert_eq!(route.candidates().map(NodeId::get).collect::<Vec<_>>(), [1, 2, 0]);
+    assert_eq!(route.candidates().map(NodeId::index).collect::<Vec<_>>(), [1, 2, 0]);
     assert!(format!("{route:?}").contains("fallbacks: [NodeId(2), NodeId(0)]"));
     assert_eq!(RouteReason::AwaitCatchUp.to_string(), "await catch-up");
     assert!(RouteError::NoPrimary.is_transient());

@@ -143,7 +143,9 @@ struct FakeConnector(Arc<Cluster>);
 impl Connector for FakeConnector {
     type Conn = FakeConn;
 
-    async fn open(&self, node: usize, purpose: Purpose) -> Result<FakeConn, ProbeError> {
+    async fn open(&self, id: NodeId, purpose: Purpose) -> Result<FakeConn, ProbeError> {
+        // The fake cluster's servers are by index.
+        let node = id.index();
         *self.0.opens.lock().unwrap().entry(node).or_default() += 1;
         if purpose == Purpose::Admin
             && let Some(left) = self.0.refuse_admin.lock().unwrap().get_mut(&node)
@@ -159,6 +161,11 @@ impl Connector for FakeConnector {
             Mode::Answer => Ok(FakeConn { cluster: Arc::clone(&self.0), node }),
         }
     }
+}
+
+/// Generation-0 ids at `indices`.
+fn ids(indices: &[u16]) -> Vec<NodeId> {
+    indices.iter().map(|&i| NodeId::new(i)).collect()
 }
 
 fn start(cluster: &Arc<Cluster>, failover: Option<AutoFailover>) -> Monitor {
@@ -191,8 +198,8 @@ async fn the_first_round_knows_every_node_at_once() {
     let m = start(&cluster, None);
     assert!(m.first_round(MS(100)).await);
     let topo = m.state().snapshot();
-    assert_eq!(topo.nodes()[2].position(), Some(&pos(0x100)));
-    assert_eq!(topo.nodes()[2].lag().bytes(), Some(0x200));
+    assert_eq!(topo.node(NodeId::new(2)).unwrap().position(), Some(&pos(0x100)));
+    assert_eq!(topo.node(NodeId::new(2)).unwrap().lag().bytes(), Some(0x200));
 }
 
 #[tokio::test(start_paused = true)]
@@ -203,17 +210,17 @@ async fn a_frozen_node_goes_down_and_the_others_do_not_wait_for_it() {
     cluster.set(1, |n| n.mode = Mode::Hang);
     // A probe timeout (500 ms) plus the interval (200 ms) per failure; three fail a node.
     tokio::time::sleep(MS(3 * 700 + 100)).await;
-    assert_eq!(m.state().health(1), Health::Down);
-    assert_eq!(m.state().health(0), Health::Up);
-    assert_eq!(m.state().health(2), Health::Up);
+    assert_eq!(m.state().health(NodeId::new(1)), Health::Down);
+    assert_eq!(m.state().health(NodeId::new(0)), Health::Up);
+    assert_eq!(m.state().health(NodeId::new(2)), Health::Up);
     // Meanwhile the others kept reporting positions.
     cluster.set(2, |n| n.lsn = 0x400);
     tokio::time::sleep(MS(250)).await;
-    assert_eq!(m.state().snapshot().nodes()[2].position(), Some(&pos(0x400)));
+    assert_eq!(m.state().snapshot().node(NodeId::new(2)).unwrap().position(), Some(&pos(0x400)));
     // Thawed: readmitted after its ban (5 s) and two good probes.
     cluster.set(1, |n| n.mode = Mode::Answer);
     tokio::time::sleep(MS(5_000 + 3 * 200 + 100)).await;
-    assert_eq!(m.state().health(1), Health::Up);
+    assert_eq!(m.state().health(NodeId::new(1)), Health::Up);
 }
 
 #[tokio::test(start_paused = true)]
@@ -228,7 +235,7 @@ async fn a_failed_probe_drops_its_connection_and_the_next_opens_a_fresh_one() {
     cluster.set(1, |n| n.mode = Mode::Answer);
     tokio::time::sleep(MS(500)).await;
     assert!(cluster.opens(1) >= 2, "opens: {}", cluster.opens(1));
-    assert_ne!(m.state().health(1), Health::Down);
+    assert_ne!(m.state().health(NodeId::new(1)), Health::Down);
 }
 
 #[tokio::test(start_paused = true)]
@@ -242,7 +249,7 @@ async fn the_position_feed_moves_replicas_between_full_probes() {
     cluster.set(1, |n| n.lsn = 0x250);
     // The full probe is 200 ms away; the feed reads every 20 ms.
     tokio::time::sleep(MS(45)).await;
-    assert_eq!(m.state().snapshot().nodes()[1].position(), Some(&pos(0x250)));
+    assert_eq!(m.state().snapshot().node(NodeId::new(1)).unwrap().position(), Some(&pos(0x250)));
     let probes_after =
         cluster.executed_on(1).iter().filter(|s| s.contains("pg_control_system")).count();
     assert_eq!(probes_before, probes_after, "moved by the feed, not by a full probe");
@@ -261,7 +268,7 @@ async fn failover_promotes_the_most_advanced_replica_fences_and_repoints(
     let cluster = Cluster::new(&[0x300, 0x100, 0x200]);
     let mut failover = AutoFailover::default();
     if let Some(a) = address {
-        failover = failover.replication_address(2, a.parse().unwrap());
+        failover = failover.replication_address(NodeId::new(2), a.parse().unwrap());
     }
     let m = start(&cluster, Some(failover));
     assert!(m.first_round(MS(100)).await);
@@ -278,12 +285,50 @@ async fn failover_promotes_the_most_advanced_replica_fences_and_repoints(
             .iter()
             .any(|s| s.contains("ALTER SYSTEM SET primary_conninfo") && s.contains(conninfo))
     );
-    assert!(m.state().is_fenced(0));
-    assert_eq!(m.state().primary_index(), Some(2));
+    assert!(m.state().is_fenced(NodeId::new(0)));
+    assert_eq!(m.state().primary_id(), Some(NodeId::new(2)));
     // The old primary comes back still claiming the role: fenced, so one primary remains.
     cluster.set(0, |n| n.mode = Mode::Answer);
     tokio::time::sleep(MS(500)).await;
-    assert_eq!(m.state().primary_index(), Some(2));
+    assert_eq!(m.state().primary_id(), Some(NodeId::new(2)));
+}
+
+/// Failover after a leave and a join at the same index: the node that joined under the index's
+/// next generation is promoted under its own id, and the replicas are re-pointed at its own
+/// name, not at the replication address configured for the removed node that had the index.
+#[tokio::test(start_paused = true)]
+async fn failover_after_an_index_is_reused_names_the_new_node() {
+    let cluster = Cluster::new(&[0x300, 0x100, 0x200]);
+    let failover =
+        AutoFailover::default().replication_address(NodeId::new(2), "pg-3:5433".parse().unwrap());
+    let m = start(&cluster, Some(failover));
+    assert!(m.first_round(MS(100)).await);
+    let state = Arc::clone(m.state());
+    assert!(state.remove_node(NodeId::new(2)) && m.stop_node(NodeId::new(2)));
+    assert!(state.release(NodeId::new(2)));
+    // The fake cluster's server 2 answers for index 2 whatever the generation.
+    let new = state
+        .add_node(|id| Node::builder(id, Role::Replica).name("10.0.0.9:5432/app").build())
+        .unwrap();
+    assert_eq!(new, NodeId::with_generation(2, 1));
+    m.start_node(new);
+    tokio::time::sleep(MS(50)).await;
+    assert!(state.snapshot().node(new).is_some(), "joined");
+    cluster.set(0, |n| n.mode = Mode::Refuse);
+    cluster.set(1, |n| n.receiving = false);
+    cluster.set(2, |n| n.receiving = false);
+    tokio::time::sleep(MS(3_000)).await;
+    assert_eq!(m.promotions(), 1);
+    assert_eq!(state.primary_id(), Some(new), "the new node, under its own id");
+    assert!(cluster.executed_on(2).iter().any(|s| s.contains("pg_promote")));
+    let repointed = cluster.executed_on(1);
+    assert!(
+        repointed
+            .iter()
+            .any(|s| s.contains("primary_conninfo") && s.contains("host=10.0.0.9 port=5432")),
+        "re-pointed at the new node's own address: {repointed:?}"
+    );
+    assert!(!repointed.iter().any(|s| s.contains("pg-3")), "not at the removed node's");
 }
 
 /// A replica that cannot be re-pointed at once (busy, slow to connect) is tried again.
@@ -316,8 +361,8 @@ async fn no_failover_while_the_replicas_still_receive_from_the_primary() {
     cluster.set(0, |n| n.mode = Mode::Refuse);
     tokio::time::sleep(MS(5_000)).await;
     assert_eq!(m.promotions(), 0);
-    assert!(!m.state().is_fenced(0));
-    assert_eq!(m.state().health(0), Health::Down, "it is reported down all the same");
+    assert!(!m.state().is_fenced(NodeId::new(0)));
+    assert_eq!(m.state().health(NodeId::new(0)), Health::Down, "it is reported down all the same");
     assert!(cluster.executed.lock().unwrap().iter().all(|(_, s)| !s.contains("pg_promote")));
 }
 
@@ -349,10 +394,7 @@ async fn maximal_durations_do_not_kill_the_probe_loops() {
     );
     assert!(m.first_round(MS(100)).await);
     tokio::time::sleep(MS(1_000)).await;
-    assert!(
-        m.tasks.lock().unwrap().iter().flatten().all(|t| !t.is_finished()),
-        "a probe loop died"
-    );
+    assert!(m.tasks.lock().unwrap().values().all(|t| !t.is_finished()), "a probe loop died");
 }
 
 #[tokio::test(start_paused = true)]
@@ -373,15 +415,15 @@ async fn a_node_added_at_run_time_is_probed_and_joins_and_a_removed_one_is_not_p
         None,
     );
     assert!(m.first_round(MS(100)).await);
-    assert_eq!((m.running(), cluster.opens(2)), (vec![0, 1], 0));
+    assert_eq!((m.running(), cluster.opens(2)), (ids(&[0, 1]), 0));
 
     let id = state
         .add_node(|id| Node::builder(id, Role::Replica).name("10.0.0.2:5432/app").build())
         .unwrap();
-    assert_eq!(id, 2);
+    assert_eq!(id, NodeId::new(2), "index 2 never held a node: its generation 0");
     m.start_node(id);
     tokio::time::sleep(MS(50)).await;
-    assert_eq!(m.running(), [0, 1, 2]);
+    assert_eq!(m.running(), ids(&[0, 1, 2]));
     let joined = state.snapshot();
     let node = joined.node(NodeId::new(2)).expect("joined at its first probe, caught up");
     assert_eq!(
@@ -396,6 +438,6 @@ async fn a_node_added_at_run_time_is_probed_and_joins_and_a_removed_one_is_not_p
     tokio::time::sleep(MS(2_000)).await;
     assert_eq!(cluster.executed_on(2).len(), asked, "a removed node is not probed any more");
     assert!(state.snapshot().node(NodeId::new(2)).is_none());
-    assert_eq!(m.running(), [0, 1]);
+    assert_eq!(m.running(), ids(&[0, 1]));
     assert!(state.release(id));
 }

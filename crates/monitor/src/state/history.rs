@@ -4,7 +4,7 @@
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
-use rwsplit_core::{CausalToken, ReplayPosition};
+use rwsplit_core::{CausalToken, NodeId, ReplayPosition};
 
 /// How many positions a [`History`] keeps. Older entries are merged, not dropped, so the
 /// history always reaches back to its first sample, with a resolution that coarsens with age.
@@ -41,13 +41,13 @@ struct Entry {
 #[derive(Debug, Default)]
 pub(crate) struct History {
     /// The node the samples are of: a new primary starts a new history.
-    node: Option<usize>,
+    node: Option<NodeId>,
     entries: VecDeque<Entry>,
 }
 
 impl History {
     /// The node whose positions these are.
-    pub(crate) fn node(&self) -> Option<usize> {
+    pub(crate) fn node(&self) -> Option<NodeId> {
         self.node
     }
 
@@ -60,7 +60,7 @@ impl History {
     /// The primary `node` was at `position` at `at`. A sample older than the newest one is
     /// ignored (a slow probe answering late); a position on another history than the newest
     /// (another system, a new timeline) or a new node starts the history over.
-    pub(crate) fn record(&mut self, node: usize, position: &ReplayPosition, at: Instant) {
+    pub(crate) fn record(&mut self, node: NodeId, position: &ReplayPosition, at: Instant) {
         if self.node != Some(node) {
             self.node = Some(node);
             self.entries.clear();
@@ -154,10 +154,10 @@ mod tests {
         let mut h = History::default();
         assert_eq!(h.lag(&pg(100), t0), None, "no samples, no estimate");
         // The primary sits at 100 for a second (idle), then writes every 20 ms.
-        h.record(0, &pg(100), t0);
-        h.record(0, &pg(100), t0 + MS(1_000));
+        h.record(NodeId::new(0), &pg(100), t0);
+        h.record(NodeId::new(0), &pg(100), t0 + MS(1_000));
         for i in 1..=10 {
-            h.record(0, &pg(100 + i), t0 + MS(1_000 + 20 * i));
+            h.record(NodeId::new(0), &pg(100 + i), t0 + MS(1_000 + 20 * i));
         }
         let now = t0 + MS(1_210);
         assert_eq!(h.lag(&pg(110), now), Some(Duration::ZERO), "has the newest");
@@ -179,14 +179,14 @@ mod tests {
         let t0 = Instant::now();
         let mut h = History::default();
         for i in 0..60_u64 {
-            h.record(0, &maria(&format!("0-1-{}", 10 + i)), t0 + MS(20 * i));
+            h.record(NodeId::new(0), &maria(&format!("0-1-{}", 10 + i)), t0 + MS(20 * i));
         }
         // The replica stopped at 0-1-50 (sampled at 800 ms); the primary went on.
         let replica = maria("0-1-50");
         assert_eq!(h.lag(&replica, t0 + MS(2_000)), Some(MS(1_200)));
         assert_eq!(h.lag(&replica, t0 + MS(3_000)), Some(MS(2_200)));
         // A second domain the replica lacks: not caught up.
-        h.record(0, &maria("0-1-69,1-1-1"), t0 + MS(1_200));
+        h.record(NodeId::new(0), &maria("0-1-69,1-1-1"), t0 + MS(1_200));
         assert_eq!(h.lag(&maria("0-1-69"), t0 + MS(1_210)), Some(MS(30)));
     }
 
@@ -197,7 +197,7 @@ mod tests {
         let mut exact = Vec::new();
         for i in 0..5_000_u64 {
             let at = t0 + MS(20 * i);
-            h.record(0, &pg(i), at);
+            h.record(NodeId::new(0), &pg(i), at);
             exact.push(at);
         }
         assert_eq!(h.len(), CAPACITY);
@@ -212,7 +212,7 @@ mod tests {
             assert!(got <= truth + slack, "r={r}: {got:?} vs {truth:?}");
         }
         // Behind the first sample: at least the whole history.
-        h.record(0, &pg(10_000), now);
+        h.record(NodeId::new(0), &pg(10_000), now);
         assert!(h.lag(&pg(0), now).unwrap() >= MS(20 * 4_999));
     }
 
@@ -220,14 +220,14 @@ mod tests {
     fn a_new_primary_or_history_starts_over_and_late_samples_are_ignored() {
         let t0 = Instant::now();
         let mut h = History::default();
-        h.record(0, &pg(100), t0);
-        h.record(0, &pg(200), t0 + MS(100));
-        h.record(0, &pg(150), t0 + MS(50));
+        h.record(NodeId::new(0), &pg(100), t0);
+        h.record(NodeId::new(0), &pg(200), t0 + MS(100));
+        h.record(NodeId::new(0), &pg(150), t0 + MS(50));
         assert_eq!(h.len(), 2, "a sample older than the newest is ignored");
-        h.record(2, &pg(300), t0 + MS(200));
-        assert_eq!((h.node(), h.len()), (Some(2), 1));
+        h.record(NodeId::new(2), &pg(300), t0 + MS(200));
+        assert_eq!((h.node(), h.len()), (Some(NodeId::new(2)), 1));
         let promoted = ReplayPosition::Postgres(PgPosition::new(7, 2, Lsn::new(310)));
-        h.record(2, &promoted, t0 + MS(300));
+        h.record(NodeId::new(2), &promoted, t0 + MS(300));
         assert_eq!(h.len(), 1, "a new timeline starts over");
         assert_eq!(h.lag(&promoted, t0 + MS(400)), Some(Duration::ZERO));
     }

@@ -55,9 +55,9 @@ fn timed_out() -> Result<Observation, ProbeError> {
 
 /// Every node healthy, node 0 primary at 100, the replicas at 100.
 fn steady(s: &TopologyState, t: Instant) {
-    s.observe(0, &seen(Role::Primary, 100), t);
-    for i in 1..s.len() {
-        s.observe(i, &seen(Role::Replica, 100), t);
+    s.observe(NodeId::new(0), &seen(Role::Primary, 100), t);
+    for id in s.ids().into_iter().skip(1) {
+        s.observe(id, &seen(Role::Replica, 100), t);
     }
 }
 
@@ -74,17 +74,17 @@ fn a_promotion_is_followed_once_the_old_primary_stops_answering() {
     let s = state(3, policy());
     let t = Instant::now();
     steady(&s, t);
-    assert_eq!(s.primary_index(), Some(0));
+    assert_eq!(s.primary_id(), Some(NodeId::new(0)));
     // Node 1 promoted by an operator: while node 0 still answers as primary, two primaries.
-    s.observe(1, &seen(Role::Primary, 200), t + MS(100));
-    assert_eq!(s.primary_index(), None, "two reachable primaries are a split brain");
+    s.observe(NodeId::new(1), &seen(Role::Primary, 200), t + MS(100));
+    assert_eq!(s.primary_id(), None, "two reachable primaries are a split brain");
     assert_eq!(s.snapshot().primary_count(), 2);
     // Node 0 goes away: node 1 is the primary, node 0 loses the role.
-    s.observe(0, &refused(), t + MS(200));
-    assert_eq!(s.primary_index(), Some(1));
+    s.observe(NodeId::new(0), &refused(), t + MS(200));
+    assert_eq!(s.primary_id(), Some(NodeId::new(1)));
     assert_eq!(roles(&s), [Role::Replica, Role::Primary, Role::Replica]);
     // Lag is measured against the new primary.
-    let lag = s.snapshot().nodes()[2].lag();
+    let lag = s.snapshot().node(NodeId::new(2)).unwrap().lag();
     assert_eq!(lag.bytes(), Some(100));
 }
 
@@ -93,10 +93,10 @@ fn a_demoted_primary_that_returns_as_a_replica_is_one() {
     let s = state(2, policy());
     let t = Instant::now();
     steady(&s, t);
-    s.observe(0, &refused(), t + MS(100));
-    s.observe(1, &seen(Role::Primary, 200), t + MS(200));
-    s.observe(0, &seen(Role::Replica, 200), t + MS(300));
-    assert_eq!(s.primary_index(), Some(1));
+    s.observe(NodeId::new(0), &refused(), t + MS(100));
+    s.observe(NodeId::new(1), &seen(Role::Primary, 200), t + MS(200));
+    s.observe(NodeId::new(0), &seen(Role::Replica, 200), t + MS(300));
+    assert_eq!(s.primary_id(), Some(NodeId::new(1)));
     assert_eq!(roles(&s), [Role::Replica, Role::Primary]);
 }
 
@@ -105,22 +105,22 @@ fn a_fenced_node_is_out_whatever_it_claims_until_unfenced() {
     let s = state(3, policy());
     let t = Instant::now();
     steady(&s, t);
-    assert!(s.set_fenced(0, true));
-    assert!(!s.set_fenced(0, true), "fencing twice changes nothing");
-    assert_eq!(s.primary_index(), None, "no primary until a replica is promoted");
-    s.observe(1, &seen(Role::Primary, 200), t + MS(100));
+    assert!(s.set_fenced(NodeId::new(0), true));
+    assert!(!s.set_fenced(NodeId::new(0), true), "fencing twice changes nothing");
+    assert_eq!(s.primary_id(), None, "no primary until a replica is promoted");
+    s.observe(NodeId::new(1), &seen(Role::Primary, 200), t + MS(100));
     // The fenced old primary comes back still claiming the role: ignored, not routed to.
-    s.observe(0, &seen(Role::Primary, 150), t + MS(200));
-    assert_eq!(s.primary_index(), Some(1));
-    assert_eq!(s.health(0), Health::Down);
-    assert_eq!(s.snapshot().nodes()[0].role(), Role::Replica);
+    s.observe(NodeId::new(0), &seen(Role::Primary, 150), t + MS(200));
+    assert_eq!(s.primary_id(), Some(NodeId::new(1)));
+    assert_eq!(s.health(NodeId::new(0)), Health::Down);
+    assert_eq!(s.snapshot().node(NodeId::new(0)).unwrap().role(), Role::Replica);
     // Unfenced while it still claims the role: two primaries, writes refused by the router.
-    s.set_fenced(0, false);
+    s.set_fenced(NodeId::new(0), false);
     assert_eq!(s.snapshot().primary_count(), 2);
     // Rebuilt as a replica of the new primary: one primary again, and it is routable.
-    s.observe(0, &seen(Role::Replica, 200), t + MS(300));
-    assert_eq!(s.primary_index(), Some(1));
-    assert_eq!(s.health(0), Health::Up);
+    s.observe(NodeId::new(0), &seen(Role::Replica, 200), t + MS(300));
+    assert_eq!(s.primary_id(), Some(NodeId::new(1)));
+    assert_eq!(s.health(NodeId::new(0)), Health::Up);
 }
 
 #[rstest]
@@ -132,18 +132,18 @@ fn probe_failures_of_either_kind_take_a_replica_down(
     let s = state(2, policy());
     let t = Instant::now();
     steady(&s, t);
-    assert_eq!(s.observe(1, &failure(), t + MS(500)), 1);
-    assert_eq!(s.health(1), Health::Suspect);
-    assert_eq!(s.observe(1, &failure(), t + MS(1000)), 2);
-    assert_eq!(s.observe(1, &failure(), t + MS(1500)), 3);
-    assert_eq!(s.health(1), Health::Down);
-    assert_eq!(s.probe_failures(1), 3);
-    assert!(!s.refused(1), "a reset or a timeout is not a refused connection");
-    s.observe(1, &Err(ProbeError::refused("connection refused")), t + MS(2000));
-    assert!(s.refused(1));
+    assert_eq!(s.observe(NodeId::new(1), &failure(), t + MS(500)), 1);
+    assert_eq!(s.health(NodeId::new(1)), Health::Suspect);
+    assert_eq!(s.observe(NodeId::new(1), &failure(), t + MS(1000)), 2);
+    assert_eq!(s.observe(NodeId::new(1), &failure(), t + MS(1500)), 3);
+    assert_eq!(s.health(NodeId::new(1)), Health::Down);
+    assert_eq!(s.probe_failures(NodeId::new(1)), 3);
+    assert!(!s.refused(NodeId::new(1)), "a reset or a timeout is not a refused connection");
+    s.observe(NodeId::new(1), &Err(ProbeError::refused("connection refused")), t + MS(2000));
+    assert!(s.refused(NodeId::new(1)));
     // A success resets the count the failover watches.
-    s.observe(1, &seen(Role::Replica, 100), t + MS(2500));
-    assert_eq!(s.probe_failures(1), 0);
+    s.observe(NodeId::new(1), &seen(Role::Replica, 100), t + MS(2500));
+    assert_eq!(s.probe_failures(NodeId::new(1)), 0);
 }
 
 /// Steps: `f` failed probe, `s` successful probe, each 500 ms after the last; `+N` N seconds more.
@@ -168,10 +168,10 @@ fn replica_health_follows_probes(#[case] steps: &str, #[case] expected: Health) 
         t += MS(500);
         match c {
             'f' => {
-                s.observe(1, &refused(), t);
+                s.observe(NodeId::new(1), &refused(), t);
             }
             's' => {
-                s.observe(1, &seen(Role::Replica, 100), t);
+                s.observe(NodeId::new(1), &seen(Role::Replica, 100), t);
             }
             '+' => {
                 let mut n = String::new();
@@ -183,7 +183,7 @@ fn replica_health_follows_probes(#[case] steps: &str, #[case] expected: Health) 
             other => panic!("unknown step {other}"),
         }
     }
-    assert_eq!(s.health(1), expected, "{steps}");
+    assert_eq!(s.health(NodeId::new(1)), expected, "{steps}");
 }
 
 #[test]
@@ -191,13 +191,13 @@ fn statements_failures_count_and_successes_readmit() {
     let s = state(2, policy());
     let t = Instant::now();
     steady(&s, t);
-    s.record_failure(1, t);
-    assert_eq!(s.health(1), Health::Suspect);
-    s.record_success(1, t + MS(1));
-    s.record_success(1, t + MS(2));
-    assert_eq!(s.health(1), Health::Up);
-    s.ban(1, t + MS(3));
-    assert_eq!(s.health(1), Health::Down);
+    s.record_failure(NodeId::new(1), t);
+    assert_eq!(s.health(NodeId::new(1)), Health::Suspect);
+    s.record_success(NodeId::new(1), t + MS(1));
+    s.record_success(NodeId::new(1), t + MS(2));
+    assert_eq!(s.health(NodeId::new(1)), Health::Up);
+    s.ban(NodeId::new(1), t + MS(3));
+    assert_eq!(s.health(NodeId::new(1)), Health::Down);
 }
 
 #[test]
@@ -206,24 +206,24 @@ fn the_position_feed_moves_positions_not_roles() {
     let t = Instant::now();
     steady(&s, t);
     let before = s.snapshot().generation();
-    s.observe_position(1, pos(150), t + MS(20));
+    s.observe_position(NodeId::new(1), pos(150), t + MS(20));
     let topo = s.snapshot();
-    assert_eq!(topo.nodes()[1].position(), Some(&pos(150)));
-    assert_eq!(topo.nodes()[1].role(), Role::Replica);
+    assert_eq!(topo.node(NodeId::new(1)).unwrap().position(), Some(&pos(150)));
+    assert_eq!(topo.node(NodeId::new(1)).unwrap().role(), Role::Replica);
     assert!(topo.generation() > before);
     // The same position again publishes nothing new.
     let g = topo.generation();
     drop(topo);
-    s.observe_position(1, pos(150), t + MS(40));
+    s.observe_position(NodeId::new(1), pos(150), t + MS(40));
     assert_eq!(s.snapshot().generation(), g);
     // The primary's feed moves the primary's position.
-    s.observe_position(0, pos(999), t + MS(60));
-    assert_eq!(s.snapshot().nodes()[0].position(), Some(&pos(999)));
-    assert_eq!(s.snapshot().nodes()[0].role(), Role::Primary);
+    s.observe_position(NodeId::new(0), pos(999), t + MS(60));
+    assert_eq!(s.snapshot().node(NodeId::new(0)).unwrap().position(), Some(&pos(999)));
+    assert_eq!(s.snapshot().node(NodeId::new(0)).unwrap().role(), Role::Primary);
     // Not so for a node whose last probe failed.
-    s.observe(1, &refused(), t + MS(500));
-    s.observe_position(1, pos(160), t + MS(520));
-    assert_ne!(s.snapshot().nodes()[1].position(), Some(&pos(160)));
+    s.observe(NodeId::new(1), &refused(), t + MS(500));
+    s.observe_position(NodeId::new(1), pos(160), t + MS(520));
+    assert_ne!(s.snapshot().node(NodeId::new(1)).unwrap().position(), Some(&pos(160)));
 }
 
 /// A replica as MariaDB reports one whose replication link was cut silently: applying, no delay
@@ -246,8 +246,8 @@ fn gtid(n: u64) -> ReplayPosition {
     ReplayPosition::MariaDb(format!("0-1-{n}").parse().unwrap())
 }
 
-fn lag_time(s: &TopologyState, node: usize) -> Option<Duration> {
-    s.snapshot().nodes()[node].lag().time()
+fn lag_time(s: &TopologyState, node: u16) -> Option<Duration> {
+    s.snapshot().node(NodeId::new(node)).unwrap().lag().time()
 }
 
 /// Issue 13: a MariaDB replica whose link is cut says it is 0 s behind until
@@ -257,20 +257,20 @@ fn lag_time(s: &TopologyState, node: usize) -> Option<Duration> {
 fn a_silently_cut_replica_grows_late_from_positions_while_the_server_says_zero() {
     let s = state(3, policy());
     let t = Instant::now();
-    s.observe(0, &quiet_mariadb(Role::Primary, 10), t);
-    s.observe(1, &quiet_mariadb(Role::Replica, 10), t);
-    s.observe(2, &quiet_mariadb(Role::Replica, 10), t);
+    s.observe(NodeId::new(0), &quiet_mariadb(Role::Primary, 10), t);
+    s.observe(NodeId::new(1), &quiet_mariadb(Role::Replica, 10), t);
+    s.observe(NodeId::new(2), &quiet_mariadb(Role::Replica, 10), t);
     assert_eq!(lag_time(&s, 1), Some(Duration::ZERO));
     // The primary writes one transaction every 20 ms; replica 2 keeps up, replica 1 was cut at
     // 200 ms (it stays at 20).
     for i in 1..=100_u64 {
         let at = t + MS(20 * i);
-        s.observe_position(0, gtid(10 + i), at);
-        s.observe_position(2, gtid(10 + i), at + MS(2));
-        s.observe_position(1, gtid(10 + i.min(10)), at + MS(3));
+        s.observe_position(NodeId::new(0), gtid(10 + i), at);
+        s.observe_position(NodeId::new(2), gtid(10 + i), at + MS(2));
+        s.observe_position(NodeId::new(1), gtid(10 + i.min(10)), at + MS(3));
         if i % 25 == 0 {
             // A full probe of the cut replica: still "0 s behind", applying.
-            s.observe(1, &quiet_mariadb(Role::Replica, 20), at + MS(4));
+            s.observe(NodeId::new(1), &quiet_mariadb(Role::Replica, 20), at + MS(4));
         }
         let cut_for = MS(20 * i).saturating_sub(MS(200));
         let late = lag_time(&s, 1).unwrap();
@@ -282,12 +282,12 @@ fn a_silently_cut_replica_grows_late_from_positions_while_the_server_says_zero()
     }
     let bound = rwsplit_core::Staleness::time(MS(500));
     assert!(
-        !bound.allows(&s.snapshot().nodes()[1].lag()),
+        !bound.allows(&s.snapshot().node(NodeId::new(1)).unwrap().lag()),
         "the cut replica is out of bounded reads"
     );
-    assert!(bound.allows(&s.snapshot().nodes()[2].lag()));
+    assert!(bound.allows(&s.snapshot().node(NodeId::new(2)).unwrap().lag()));
     // Healed: it catches up, and is fresh again at once.
-    s.observe_position(1, gtid(110), t + MS(2_010));
+    s.observe_position(NodeId::new(1), gtid(110), t + MS(2_010));
     assert_eq!(lag_time(&s, 1), Some(Duration::ZERO));
 }
 
@@ -296,14 +296,14 @@ fn a_silently_cut_replica_grows_late_from_positions_while_the_server_says_zero()
 fn the_servers_own_delay_counts_when_larger_and_unknown_stays_unknown() {
     let s = state(2, policy());
     let t = Instant::now();
-    s.observe(0, &quiet_mariadb(Role::Primary, 10), t);
-    s.observe_position(0, gtid(11), t + MS(20));
+    s.observe(NodeId::new(0), &quiet_mariadb(Role::Primary, 10), t);
+    s.observe_position(NodeId::new(0), gtid(11), t + MS(20));
     let mut behind = quiet_mariadb(Role::Replica, 10).unwrap();
     behind.seconds_behind = Some(7);
-    s.observe(1, &Ok(behind.clone()), t + MS(30));
+    s.observe(NodeId::new(1), &Ok(behind.clone()), t + MS(30));
     assert_eq!(lag_time(&s, 1), Some(Duration::from_secs(7)));
     behind.applying = Some(false);
-    s.observe(1, &Ok(behind), t + MS(40));
+    s.observe(NodeId::new(1), &Ok(behind), t + MS(40));
     assert_eq!(lag_time(&s, 1), None, "SQL thread stopped: unknown, not estimated");
 }
 
@@ -315,13 +315,13 @@ fn an_idle_primary_makes_no_replica_late() {
     let t = Instant::now();
     steady(&s, t);
     for i in 1..=50 {
-        s.observe_position(0, pos(100), t + MS(20 * i));
-        s.observe_position(1, pos(100), t + MS(20 * i + 1));
+        s.observe_position(NodeId::new(0), pos(100), t + MS(20 * i));
+        s.observe_position(NodeId::new(1), pos(100), t + MS(20 * i + 1));
     }
     assert_eq!(lag_time(&s, 1), Some(Duration::ZERO));
     // One write after a second of idling: the replica misses it for at most the feed interval.
-    s.observe_position(0, pos(101), t + MS(1_020));
-    s.observe_position(1, pos(100), t + MS(1_021));
+    s.observe_position(NodeId::new(0), pos(101), t + MS(1_020));
+    s.observe_position(NodeId::new(1), pos(100), t + MS(1_021));
     assert!(lag_time(&s, 1).unwrap() <= MS(21), "{:?}", lag_time(&s, 1));
 }
 
@@ -331,29 +331,29 @@ fn the_primary_is_reported_down_but_never_banned() {
     let t = Instant::now();
     steady(&s, t);
     for i in 1..=3 {
-        s.observe(0, &timed_out(), t + MS(500 * i));
+        s.observe(NodeId::new(0), &timed_out(), t + MS(500 * i));
     }
-    assert_eq!(s.health(0), Health::Down);
+    assert_eq!(s.health(NodeId::new(0)), Health::Down);
     // It answers again: up after the recovery threshold, without waiting out a ban.
-    s.observe(0, &seen(Role::Primary, 100), t + MS(2000));
-    s.observe(0, &seen(Role::Primary, 100), t + MS(2500));
+    s.observe(NodeId::new(0), &seen(Role::Primary, 100), t + MS(2000));
+    s.observe(NodeId::new(0), &seen(Role::Primary, 100), t + MS(2500));
     assert_eq!(healths(&s), [Health::Up, Health::Up]);
 }
 
 /// Where a read goes on the current snapshot, by the core router (no I/O).
-fn read_targets(s: &TopologyState, t: Instant, reads: usize) -> Vec<usize> {
+fn read_targets(s: &TopologyState, t: Instant, reads: usize) -> Vec<NodeId> {
     use rwsplit_core::{Access, RouteContext, Router, RouterConfig};
     let router = Router::new(RouterConfig::default());
     let topo = s.snapshot();
     (0..reads)
         .map(|_| {
             let ctx = RouteContext::for_access(Access::Read, t);
-            router.route(&topo, &ctx).unwrap().target().index()
+            router.route(&topo, &ctx).unwrap().target()
         })
         .collect()
 }
 
-fn added(s: &TopologyState, name: &str) -> usize {
+fn added(s: &TopologyState, name: &str) -> NodeId {
     s.add_node(|id| Node::builder(id, Role::Replica).name(name).build()).unwrap()
 }
 
@@ -363,7 +363,7 @@ fn an_added_node_joins_once_probed_healthy_and_caught_up() {
     let t = Instant::now();
     steady(&s, t);
     let id = added(&s, "n2:5432/app");
-    assert_eq!(id, 2);
+    assert_eq!(id, NodeId::new(2), "an index never used starts at generation 0");
     assert!(s.contains(id));
     assert!(s.snapshot().node(NodeId::new(2)).is_none(), "not routed before its first probe");
     // Its first probe finds it far behind (a fresh standby replaying its base backup).
@@ -375,7 +375,7 @@ fn an_added_node_joins_once_probed_healthy_and_caught_up() {
     assert!(s.snapshot().node(NodeId::new(2)).is_none(), "a lagging newcomer waits");
     assert!(!read_targets(&s, t, 8).contains(&id));
     // Caught up: it joins and takes reads.
-    s.observe(0, &seen(Role::Primary, 100), t + MS(200));
+    s.observe(NodeId::new(0), &seen(Role::Primary, 100), t + MS(200));
     s.observe(id, &seen(Role::Replica, 100), t + MS(300));
     let joined = s.snapshot();
     let node = joined.node(NodeId::new(2)).unwrap();
@@ -399,7 +399,7 @@ fn an_added_node_that_failed_probes_before_it_came_up_joins_healthy() {
         s.observe(id, &refused(), t + MS(100 * i));
     }
     assert!(s.snapshot().node(NodeId::new(2)).is_none(), "not routed while it refuses");
-    s.observe(0, &seen(Role::Primary, 100), t + MS(700));
+    s.observe(NodeId::new(0), &seen(Role::Primary, 100), t + MS(700));
     s.observe(id, &seen(Role::Replica, 100), t + MS(800));
     let node = s.snapshot().node(NodeId::new(2)).cloned().expect("joined");
     assert_eq!((node.role(), node.health()), (Role::Replica, Health::Up));
@@ -416,26 +416,92 @@ fn a_removed_node_leaves_the_snapshot_at_once_and_is_never_routed() {
     let s = state(3, policy());
     let t = Instant::now();
     steady(&s, t);
-    assert!(read_targets(&s, t, 8).contains(&2));
+    assert!(read_targets(&s, t, 8).contains(&NodeId::new(2)));
     let load = std::sync::Arc::clone(s.snapshot().node(NodeId::new(2)).unwrap().load());
     let in_flight = load.start(t);
-    assert!(s.remove_node(2));
-    assert!(!s.remove_node(2), "removing twice changes nothing");
+    assert!(s.remove_node(NodeId::new(2)));
+    assert!(!s.remove_node(NodeId::new(2)), "removing twice changes nothing");
     assert!(s.snapshot().node(NodeId::new(2)).is_none());
-    assert!(!read_targets(&s, t, 16).contains(&2));
+    assert!(!read_targets(&s, t, 16).iter().any(|id| id.index() == 2));
     // Probes, statements and fencing that still arrive for it change nothing.
-    s.observe(2, &seen(Role::Primary, 500), t + MS(100));
-    s.record_failure(2, t + MS(100));
-    assert!(!s.set_fenced(2, true));
-    assert_eq!(s.primary_index(), Some(0), "a removed node's claim to the primary role is ignored");
+    s.observe(NodeId::new(2), &seen(Role::Primary, 500), t + MS(100));
+    s.record_failure(NodeId::new(2), t + MS(100));
+    assert!(!s.set_fenced(NodeId::new(2), true));
+    assert_eq!(
+        s.primary_id(),
+        Some(NodeId::new(0)),
+        "a removed node's claim to the primary role is ignored"
+    );
     assert_eq!(s.len(), 2);
-    assert_eq!(s.ids(), [0, 1]);
-    // Its id is not given out while a statement is in flight on it.
-    assert!(!s.release(2));
-    assert_eq!(added(&s, "n3:5432/app"), 3, "the draining id is skipped");
+    assert_eq!(s.ids(), [NodeId::new(0), NodeId::new(1)]);
+    // Its index is not given out while a statement is in flight on it.
+    assert!(!s.release(NodeId::new(2)));
+    assert_eq!(added(&s, "n3:5432/app"), NodeId::new(3), "the draining index is skipped");
     drop(in_flight);
-    assert!(s.release(2));
-    assert_eq!(added(&s, "n4:5432/app"), 2, "a drained id is reused");
+    assert!(s.release(NodeId::new(2)));
+    assert_eq!(
+        added(&s, "n4:5432/app"),
+        NodeId::with_generation(2, 1),
+        "a drained index is reused under its next generation"
+    );
+}
+
+/// An index reused after its node was removed gets a new generation, and nothing that still
+/// carries the old id (a late probe, a statement's failure, fencing, a waiter) reaches the
+/// new node.
+#[test]
+fn a_reused_index_gets_a_new_generation_and_old_ids_reach_nothing() {
+    let s = state(3, policy());
+    let t = Instant::now();
+    steady(&s, t);
+    let old = NodeId::new(2);
+    assert!(s.remove_node(old));
+    assert!(s.release(old));
+    assert!(s.release(old), "releasing again: the id still names no node");
+    let new = added(&s, "n2-again:5432/app");
+    assert_eq!((new.index(), new.generation()), (2, 1));
+    assert_eq!(new.to_string(), "2.1");
+    s.observe(new, &seen(Role::Replica, 100), t + MS(100));
+    let joined = s.snapshot();
+    assert_eq!(joined.node(new).map(|n| n.name()), Some("n2-again:5432/app"));
+    assert!(joined.node(old).is_none(), "the old id finds nothing at its index");
+    assert_eq!(s.ids(), [NodeId::new(0), NodeId::new(1), new]);
+    // Inputs under the old id are dropped, not applied to the new node.
+    for i in 0..5 {
+        s.observe(old, &refused(), t + MS(200 + i));
+        s.record_failure(old, t + MS(200 + i));
+    }
+    assert!(!s.set_fenced(old, true) && !s.is_fenced(new));
+    assert!(!s.remove_node(old) && s.contains(new) && !s.contains(old));
+    assert_eq!((s.health(new), s.health(old)), (Health::Up, Health::Down));
+    assert_eq!((s.probe_failures(new), s.probe_failures(old)), (0, 0));
+    assert!(s.latest().iter().all(|(id, _)| *id != old));
+    // A waiter on the old id never wakes for it; a waiter on the new one does.
+    let mut on_new: std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>> =
+        Box::pin(s.changed(new));
+    for i in 0..3 {
+        s.observe(new, &refused(), t + MS(300 + i));
+    }
+    assert!(ready(&mut on_new), "the new node went down");
+    assert!(!s.release(new), "a live node is not released");
+}
+
+/// An index whose generations are used up is retired: never given out again, so no id can
+/// ever name two nodes.
+#[test]
+fn an_index_with_its_generations_used_up_is_retired() {
+    let last = NodeId::with_generation(1, u16::MAX);
+    let topology = Topology::builder()
+        .node(Node::builder(NodeId::new(0), Role::Primary).build())
+        .node(Node::builder(last, Role::Replica).build())
+        .build()
+        .unwrap();
+    let s = TopologyState::new(topology, policy());
+    assert_eq!(s.ids(), [NodeId::new(0), last]);
+    assert!(s.remove_node(last));
+    assert!(s.release(last));
+    assert_eq!(added(&s, "n:5432/app"), NodeId::new(2), "index 1 is skipped for good");
+    assert!(s.release(last));
 }
 
 #[test]
@@ -447,13 +513,15 @@ fn ids_are_bounded_by_live_nodes_not_by_nodes_ever_added() {
         s.observe(id, &seen(Role::Replica, 0), t + MS(round as u64));
         assert!(s.remove_node(id));
         assert!(s.release(id));
-        assert_eq!(id, 1, "round {round}");
+        let generation = u16::try_from(round).unwrap();
+        assert_eq!(id, NodeId::with_generation(1, generation), "round {round}");
     }
-    // Every id taken: the next add says so instead of growing.
+    // Every index taken: the next add says so instead of growing.
     for _ in 1..rwsplit_core::MAX_NODES {
         added(&s, "x");
     }
-    assert!(s.add_node(|id| Node::builder(id, Role::Replica).build()).is_none());
+    let full = s.add_node(|id| Node::builder(id, Role::Replica).build()).unwrap_err();
+    assert_eq!(full.max(), rwsplit_core::MAX_NODES);
 }
 
 #[test]
@@ -461,18 +529,19 @@ fn removing_the_primary_leaves_no_primary_until_another_reports_it() {
     let s = state(3, policy());
     let t = Instant::now();
     steady(&s, t);
-    assert!(s.remove_node(0));
-    assert_eq!(s.primary_index(), None);
+    assert!(s.remove_node(NodeId::new(0)));
+    assert_eq!(s.primary_id(), None);
     assert_eq!(s.snapshot().nodes().iter().map(|n| n.id().index()).collect::<Vec<_>>(), [1, 2]);
-    s.observe(1, &seen(Role::Primary, 200), t + MS(100));
-    assert_eq!(s.primary_index(), Some(1));
+    s.observe(NodeId::new(1), &seen(Role::Primary, 200), t + MS(100));
+    assert_eq!(s.primary_id(), Some(NodeId::new(1)));
     // A newcomer that is the primary (a member that moved) joins at its first probe.
-    assert_eq!(added(&s, "n9:5432/app"), 3, "node 0's id is not free before it is released");
-    assert!(s.release(0), "nothing was in flight on node 0");
+    assert_eq!(added(&s, "n9:5432/app"), NodeId::new(3), "node 0's index is taken until released");
+    assert!(s.release(NodeId::new(0)), "nothing was in flight on node 0");
     let id = added(&s, "n8:5432/app");
-    assert_eq!(id, 0, "the lowest free id");
+    assert_eq!(id, NodeId::with_generation(0, 1), "the lowest free index, its next generation");
     s.observe(id, &seen(Role::Primary, 300), t + MS(200));
-    assert!(s.snapshot().node(NodeId::new(0)).is_some(), "a primary joins at its first probe");
+    assert!(s.snapshot().node(id).is_some(), "a primary joins at its first probe");
+    assert_eq!(s.primary_id(), None, "two primaries: 1 still reports the role");
 }
 
 /// Whether `f` is ready when polled once.
@@ -490,20 +559,20 @@ fn waiters_wake_on_their_nodes_role_and_health_changes_only() {
     let t = Instant::now();
     steady(&s, t);
     let mut on_1: std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>> =
-        Box::pin(s.changed(1));
+        Box::pin(s.changed(NodeId::new(1)));
     let mut on_2: std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>> =
-        Box::pin(s.changed(2));
+        Box::pin(s.changed(NodeId::new(2)));
     assert!(!ready(&mut on_1) && !ready(&mut on_2));
-    s.observe_position(0, pos(150), t + MS(20));
-    s.observe_position(1, pos(150), t + MS(30));
-    s.observe(2, &seen(Role::Replica, 150), t + MS(40));
+    s.observe_position(NodeId::new(0), pos(150), t + MS(20));
+    s.observe_position(NodeId::new(1), pos(150), t + MS(30));
+    s.observe(NodeId::new(2), &seen(Role::Replica, 150), t + MS(40));
     assert!(!ready(&mut on_1) && !ready(&mut on_2), "positions and lag moved, nothing else did");
     for i in 0..3 {
-        s.observe(2, &refused(), t + MS(100 + i));
+        s.observe(NodeId::new(2), &refused(), t + MS(100 + i));
     }
-    assert_eq!(s.health(2), Health::Down);
+    assert_eq!(s.health(NodeId::new(2)), Health::Down);
     assert!(ready(&mut on_2), "node 2 went down");
     assert!(!ready(&mut on_1), "node 1 did not change");
-    assert!(s.remove_node(1));
+    assert!(s.remove_node(NodeId::new(1)));
     assert!(ready(&mut on_1), "node 1 left");
 }

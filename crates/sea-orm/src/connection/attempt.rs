@@ -1,5 +1,7 @@
-//! The one attempt loop: every statement, stream and `BEGIN` runs through
-//! [`RoutedConnection::attempt`], which tries a [`Plan`]'s candidates in order.
+//! The executor: the I/O steps a plan asks for before it is made
+//! ([`Inner::planned`]: waiting for the scope's position captures, reading the
+//! primary's position), and the one attempt loop: every statement, stream and `BEGIN` runs
+//! through [`Inner::attempt`], which tries a [`Plan`]'s candidates in order.
 //!
 //! - A write runs on the primary, unbounded (an attempt abandoned mid-flight may still
 //!   commit), and only if the monitor has not marked the primary down; its success records the
@@ -20,19 +22,23 @@
 
 use std::fmt;
 use std::future::Future;
-use std::sync::atomic::Ordering;
+
+use futures_util::future::Either;
 use std::time::Instant;
 
-use rwsplit_core::Access;
+use rwsplit_core::{Access, NodeId};
 use sea_orm::{
     ConnectionTrait, DatabaseConnection, DatabaseTransaction, DbErr, ExecResult, QueryResult,
     QueryStream, Statement, StreamTrait, TransactionOptions, TransactionTrait,
 };
 
-use super::inner::{Ctx, Node, RoutedConnection, Scope, bump};
-use crate::failure::{self, Failure};
+use super::inner::{Ctx, Inner, Node, Scope, bump};
+use super::plan::{Done, Io, Planned};
+use super::record::{self, Attempt, Record};
+use crate::failure;
+use crate::hooks::{self, Call};
 use crate::position::{self, Waited};
-use crate::route::Plan;
+use crate::route::{Plan, Why};
 use crate::sending::{self, End, Standing, Taken};
 use crate::telemetry::{self, Ryw};
 
@@ -82,6 +88,23 @@ pub(super) trait Work: Send {
         let _ = conn;
         None::<std::future::Ready<Result<Self::Output, DbErr>>>
     }
+    /// It has a [`direct`](Self::direct) form.
+    const DIRECT: bool = false;
+    /// Its statement straight on the node's sqlx pool, as SeaORM's driver runs it (a read,
+    /// when nothing listens to SeaORM's instrumentation: [`sending::Direct::quiet`]); the
+    /// statement stays its own, for another attempt. Called only if [`DIRECT`](Self::DIRECT).
+    fn direct<'a>(
+        &'a self,
+        pool: sending::Direct<'a>,
+    ) -> impl Future<Output = Result<Self::Output, DbErr>> + Send + 'a {
+        let _ = pool;
+        std::future::ready(Err(failure::internal("no direct form")))
+    }
+    /// The SeaORM `DatabaseConnection` method its [`send`](Self::send) stands for, for SeaORM's
+    /// hooks ([`hooks`]); `None` with `send`.
+    fn call(&self) -> Option<Call<'_>> {
+        None
+    }
 }
 
 /// The statement for one attempt: a clone while another attempt may follow, else the original.
@@ -111,7 +134,17 @@ pub(super) struct Begin {
 }
 
 impl Work for QueryOne {
+    fn call(&self) -> Option<Call<'_>> {
+        Some(Call::QueryOne(&self.0))
+    }
     type Output = Option<QueryResult>;
+    const DIRECT: bool = true;
+    fn direct<'a>(
+        &'a self,
+        pool: sending::Direct<'a>,
+    ) -> impl Future<Output = Result<Self::Output, DbErr>> + Send + 'a {
+        pool.query_one(&self.0)
+    }
     fn sql(&self) -> &str {
         &self.0.sql
     }
@@ -131,7 +164,17 @@ impl Work for QueryOne {
 }
 
 impl Work for QueryAll {
+    fn call(&self) -> Option<Call<'_>> {
+        Some(Call::QueryAll(&self.0))
+    }
     type Output = Vec<QueryResult>;
+    const DIRECT: bool = true;
+    fn direct<'a>(
+        &'a self,
+        pool: sending::Direct<'a>,
+    ) -> impl Future<Output = Result<Self::Output, DbErr>> + Send + 'a {
+        pool.query_all(&self.0)
+    }
     fn sql(&self) -> &str {
         &self.0.sql
     }
@@ -151,6 +194,9 @@ impl Work for QueryAll {
 }
 
 impl Work for Execute {
+    fn call(&self) -> Option<Call<'_>> {
+        Some(Call::Execute(&self.0))
+    }
     type Output = ExecResult;
     const WRITER: bool = true;
     fn sql(&self) -> &str {
@@ -172,6 +218,9 @@ impl Work for Execute {
 }
 
 impl Work for Unprepared<'_> {
+    fn call(&self) -> Option<Call<'_>> {
+        Some(Call::Unprepared(self.0))
+    }
     type Output = ExecResult;
     const WRITER: bool = true;
     fn sql(&self) -> &str {
@@ -230,38 +279,29 @@ impl Work for Begin {
     }
 }
 
-/// Why one attempt on a node failed.
-enum Attempt {
-    /// The node (or the driver) returned an error.
-    Failed(DbErr),
-    /// The adapter gave it up: a deadline passed, or the monitor marked the node down.
-    GivenUp(DbErr),
-    /// A write's connection could not be had (the pool timed out or was closed, none could be
-    /// opened): the write was not sent.
-    Unsent(DbErr),
-    /// A write's node stopped being the primary (or was marked down) before the write was
-    /// sent; a read's primary stopped being the primary while the read waited on it.
-    Deposed(Standing),
-}
-
 /// How a plan's attempts ended without a result.
 enum Stop {
     /// The caller gets this error.
     Fail(DbErr),
     /// A write that was not sent, or a read given up, on node `.1`, which is not the primary any
     /// more: it may be tried once on the new primary (else the caller gets this error).
-    Unsent(DbErr, usize),
+    Unsent(DbErr, NodeId),
 }
 
-impl RoutedConnection {
+impl Inner {
     /// The span one statement runs in (see [`telemetry`](crate::telemetry)): its node, route
     /// reason and attempt number are recorded by [`attempt`](Self::attempt).
     pub(super) fn statement_span(&self, operation: &'static str, ctx: &Ctx<'_>) -> tracing::Span {
-        let level = ctx.consistency.unwrap_or(&self.inner.policy.consistency);
+        if !traced() {
+            // No subscriber listens at INFO: not even a disabled span is built (one atomic load;
+            // `info_span!` would also consult the `log` bridge every time).
+            return tracing::Span::none();
+        }
+        let level = ctx.consistency.unwrap_or(&self.policy.consistency);
         tracing::info_span!(
             target: "rwsplit",
             "rwsplit.statement",
-            db.system.name = self.inner.system,
+            db.system.name = self.system,
             db.operation.name = operation,
             server.address = tracing::field::Empty,
             server.port = tracing::field::Empty,
@@ -272,184 +312,238 @@ impl RoutedConnection {
         )
     }
 
+    /// The plan `planner` makes, after the I/O steps it asks for first, done here one at a
+    /// time (each noted in the [`Done`] it plans with next). Most plans ask for none.
+    pub(super) async fn planned(
+        &self,
+        scope: &Scope,
+        mut planner: impl FnMut(Done) -> Result<Planned, DbErr>,
+    ) -> Result<Plan, DbErr> {
+        let mut done = Done::default();
+        loop {
+            match planner(done)? {
+                Planned::Ready(plan) => return Ok(plan),
+                // Boxed: most reads do no I/O before their attempts.
+                Planned::Io(io) => Box::pin(self.io_step(io, scope, &mut done)).await,
+            }
+        }
+    }
+
+    /// Does one of a plan's I/O steps and notes what it found in `done`.
+    async fn io_step(&self, io: Io, scope: &Scope, done: &mut Done) {
+        match io {
+            Io::Settle(max) => {
+                self.settled_slot(scope, max).await;
+                done.settled = true;
+            }
+            Io::Capture { epoch, at } => {
+                let captured = self.capture_on(at).await;
+                if let Ok(t) = &captured {
+                    self.scope_update(scope, |s| s.settle(t, epoch));
+                }
+                done.captured = Some(captured.is_ok());
+            }
+        }
+    }
+
     /// Runs `work` along `plan` (see the module docs); returns its output and the node that
     /// served it.
-    pub(super) async fn attempt<W: Work>(
-        &self,
-        plan: &Plan,
-        mut work: W,
-        scope: &Scope,
-    ) -> Result<(W::Output, usize), DbErr> {
-        let (unsent, old) = match self.attempt_plan(plan, &mut work, scope, 0).await {
-            Ok(done) => return Ok(done),
-            Err(Stop::Fail(e)) => return Err(e),
-            Err(Stop::Unsent(e, id)) => (e, id),
-        };
-        // A write that was never sent, or a read, to a node that is not the primary any more:
-        // once more, on the primary the monitor sees now (if there is none, or it is still that
-        // node, the caller hears why the first attempt ended).
-        let retry = match self.plan_on_primary(plan.access(), "moved to the new primary") {
-            Ok(retry) if retry.first() != old => retry,
-            _ => return Err(unsent),
-        };
-        tracing::info!(target: "rwsplit", error = %unsent, "trying once more, on the new primary");
-        // Boxed: rare, and a read's future need not carry a second loop's state.
-        match Box::pin(self.attempt_plan(&retry, &mut work, scope, 1)).await {
-            Ok(done) => Ok(done),
-            Err(Stop::Fail(e) | Stop::Unsent(e, _)) => Err(e),
+    // Not `async fn`s, here and below: an `async fn` keeps its arguments twice in its future
+    // (as captured and as bound), and every byte of a read's future is copied into the box
+    // SeaORM's `async_trait` makes of it (see ARCHITECTURE, *The read path's cost*).
+    #[expect(
+        clippy::manual_async_fn,
+        reason = "an async fn keeps its arguments twice in its future"
+    )]
+    pub(super) fn attempt<'a, W: Work>(
+        &'a self,
+        plan: &'a Plan,
+        work: &'a mut W,
+        scope: &'a Scope,
+    ) -> impl Future<Output = Result<(W::Output, NodeId), DbErr>> + 'a {
+        async move {
+            let (unsent, old) = match self.attempt_plan(plan, work, scope, 0).await {
+                Ok(done) => return Ok(done),
+                Err(Stop::Fail(e)) => return Err(e),
+                Err(Stop::Unsent(e, id)) => (e, id),
+            };
+            // A write that was never sent, or a read, to a node that is not the primary any more:
+            // once more, on the primary the monitor sees now (if there is none, or it is still that
+            // node, the caller hears why the first attempt ended).
+            let retry = match self.plan_on_primary(plan.access(), Why::MovedToNewPrimary) {
+                Ok(retry) if retry.first() != old => retry,
+                _ => return Err(unsent),
+            };
+            tracing::info!(target: "rwsplit", error = %unsent, "trying once more, on the new primary");
+            // Boxed: rare, and a read's future need not carry a second loop's state.
+            match Box::pin(self.attempt_plan(&retry, work, scope, 1)).await {
+                Ok(done) => Ok(done),
+                Err(Stop::Fail(e) | Stop::Unsent(e, _)) => Err(e),
+            }
         }
     }
 
     /// [`attempt`](Self::attempt) along one plan; `earlier`: attempts already made (a write's
     /// second plan may not hand back [`Stop::Unsent`]).
-    async fn attempt_plan<W: Work>(
-        &self,
-        plan: &Plan,
-        work: &mut W,
-        scope: &Scope,
+    #[expect(
+        clippy::manual_async_fn,
+        reason = "an async fn keeps its arguments twice in its future"
+    )]
+    fn attempt_plan<'a, W: Work>(
+        &'a self,
+        plan: &'a Plan,
+        work: &'a mut W,
+        scope: &'a Scope,
         earlier: usize,
-    ) -> Result<(W::Output, usize), Stop> {
-        let write = plan.access() == Access::Write;
-        if write {
-            self.check_writable(plan.first()).map_err(Stop::Fail)?;
-        }
-        // A catch-up wait is I/O few reads do: boxed, so the others do not carry its state.
-        let skip = match plan.wait() {
-            Some(_) => usize::from(!Box::pin(self.catch_up(plan)).await),
-            None => 0,
-        };
-        let budget = if write { 0 } else { usize::from(self.inner.policy.read_retries) };
-        let mut candidates = plan.iter().skip(skip).take(budget + 1).peekable();
-        let deadline = crate::deadline::current();
-        // The statement's span (a disabled one when nothing listens), fetched where it is used
-        // rather than held across the attempts' awaits: a read's future stays smaller.
-        let span = tracing::Span::current;
-        {
-            let span = span();
-            if !span.is_disabled() {
-                span.record("rwsplit.route.reason", plan.reason());
+    ) -> impl Future<Output = Result<(W::Output, NodeId), Stop>> + 'a {
+        async move {
+            let write = plan.access() == Access::Write;
+            if write {
+                self.check_writable(plan.first()).map_err(Stop::Fail)?;
             }
-        }
-        let operation = plan.operation().unwrap_or_else(|| telemetry::operation_name(work.sql()));
-        let metrics = || telemetry::Statement { system: self.inner.system, operation };
-        // The primary of the plan's snapshot: one plan acts on one topology. (The attempts
-        // still watch the live one for a node going down or being replaced.)
-        let primary = plan.snapshot_primary().unwrap_or(0);
-        // The clock is read when the plan is made and once after each attempt: the first
-        // attempt starts at the plan's reading (after a catch-up wait, a fresh one).
-        let mut now = if skip > 0 || plan.wait().is_some() { Instant::now() } else { plan.made() };
-        // Boxed: most reads never fail, and their future need not carry an error's room.
-        let mut last_err: Option<Box<DbErr>> = None;
-        let mut tried = earlier;
-        while let Some(id) = candidates.next() {
-            let last = candidates.peek().is_none();
-            // A node removed since the plan was made (its slot empty, or another node's now).
-            let Some(node) = self.inner.nodes.get(id).filter(|n| !plan.stale(n)) else {
-                continue;
+            // A catch-up wait is I/O few reads do: boxed, so the others do not carry its state.
+            let skip = match plan.wait() {
+                Some(_) => usize::from(!Box::pin(self.catch_up(plan)).await),
+                None => 0,
             };
-            tried += 1;
-            let on_primary = id == primary;
-            let span = span();
-            if !span.is_disabled() {
-                span.record("server.address", &*node.labels.address);
-                span.record("server.port", &*node.labels.port);
-                span.record("rwsplit.node.role", telemetry::role_name(on_primary));
-                span.record("rwsplit.attempt", tried);
+            let budget = if write { 0 } else { usize::from(self.policy.read_retries) };
+            // The candidates tried: the plan's `k`-th, for `k` from `skip` up to `end` (indices
+            // rather than an iterator: a read's future carries less).
+            let (mut k, end) = (skip, skip + budget + 1);
+            let deadline = crate::deadline::current();
+            // The statement's span (a disabled one when nothing listens), fetched where it is used
+            // rather than held across the attempts' awaits: a read's future stays smaller.
+            let traced = traced();
+            let span = tracing::Span::current;
+            if traced {
+                let span = span();
+                if !span.is_disabled() {
+                    span.record("rwsplit.route.reason", plan.reason().as_str());
+                }
             }
-            drop(span);
-            tracing::debug!(target: "rwsplit", node = %node.name, reason = plan.reason(), write, sql = %SqlHead(work.sql()), "route");
-            let guard = plan.start(id, now);
-            let pool = if write || W::WRITER { &node.writer } else { &node.conn };
-            let started = now;
-            // Reads are bounded (a hung replica keeps its port open). Writes are not cut short
-            // by time (one abandoned mid-flight may still commit): see `watched_write`.
-            let result = if write {
-                // Boxed: a read's future does not carry the write path's state (it would be
-                // moved, whole, into the box SeaORM's `async_trait` makes of every statement).
-                Box::pin(self.watched_write(id, &node.name, pool, &mut *work, earlier == 0)).await
-            } else {
-                // A read on the primary may run once more on a new primary: it keeps its
-                // statement.
-                let run = work.run(pool, last && (id != primary || earlier > 0));
-                self.bounded(id, id != primary, &node.name, deadline, started, run).await
-            };
-            // A completed round trip feeds the node's latency estimate (peak-EWMA balancing,
-            // when the balancer reads it); a failed one only ends its in-flight count.
-            now = Instant::now();
-            if let (Some(g), Ok(_)) = (guard, &result)
-                && self.inner.routing.feeds_latency()
+            // The primary of the plan's snapshot: one plan acts on one topology. (The attempts
+            // still watch the live one for a node going down or being replaced.)
+            let primary = plan.snapshot_primary().unwrap_or(NodeId::new(0));
+            // The clock is read when the plan is made and once after each attempt: the first
+            // attempt starts at the plan's reading (after a catch-up wait, a fresh one).
+            let mut now =
+                if skip > 0 || plan.wait().is_some() { Instant::now() } else { plan.made() };
+            // Boxed: most reads never fail, and their future need not carry an error's room.
+            let mut last_err: Option<Box<DbErr>> = None;
+            let mut tried = earlier;
+            while k < end
+                && let Some(id) = plan.candidate(k)
             {
-                g.finish(now);
-            }
-            let elapsed = now.saturating_duration_since(started);
-            match result {
-                Ok(out) => {
-                    metrics().attempt(
-                        &node.labels,
-                        &node.durations,
-                        on_primary,
-                        plan.reason(),
-                        write,
-                        elapsed,
-                        None,
-                    );
-                    self.note_success(&node, id, write, now);
-                    if write {
-                        match work.wrote() {
-                            Wrote::Capture => Box::pin(self.after_write(id, scope)).await,
-                            Wrote::Unseen => self.mark_unseen_writes(scope),
-                            Wrote::Later => {}
-                        }
+                k += 1;
+                let last = k == end || plan.candidate(k).is_none();
+                // A node removed since the plan was made (its index empty, or another
+                // generation's).
+                let Some(node) = self.nodes.get(id) else {
+                    continue;
+                };
+                tried += 1;
+                let on_primary = id == primary;
+                if traced {
+                    let span = span();
+                    if !span.is_disabled() {
+                        span.record("server.address", &*node.labels.address);
+                        span.record("server.port", &*node.labels.port);
+                        span.record("rwsplit.node.role", telemetry::role_name(on_primary));
+                        span.record("rwsplit.attempt", tried);
                     }
-                    return Ok((out, id));
                 }
-                Err(e) => {
-                    let unsent = matches!(e, Attempt::Unsent(_) | Attempt::Deposed(_));
-                    let (e, failure) = self.note_attempt(&node, id, e, write);
-                    if write && !unsent && matches!(failure, Failure::Connection | Failure::GivenUp)
-                    {
-                        // Sent, then the connection broke or was given up: the write may have
-                        // committed. The scope's next read asks the primary, or reads there.
-                        self.mark_unseen_writes(scope);
-                    }
-                    let f = Some(failure);
-                    metrics().attempt(
-                        &node.labels,
-                        &node.durations,
-                        on_primary,
-                        plan.reason(),
-                        write,
-                        elapsed,
-                        f,
-                    );
-                    if unsent {
-                        // A write never sent, or a read given up on a primary that is one no
-                        // more: safe to try again, and worth it only on another primary.
-                        let e = failure::unsent(e, failure, &node.name, tried);
-                        let deposed = self.inner.routing.standing(id) != Standing::Primary;
-                        if !(deposed && earlier == 0) {
-                            return Err(Stop::Fail(e));
+                tracing::debug!(target: "rwsplit", node = %node.name, reason = %plan.reason(), write, sql = %SqlHead(work.sql()), "route");
+                let guard = plan.start(id, now);
+                let pool = if write || W::WRITER { node.user_writer() } else { node.user_conn() };
+                let started = now;
+                // Reads are bounded (a hung replica keeps its port open). Writes are not cut short
+                // by time (one abandoned mid-flight may still commit): see `watched_write`.
+                let result = if write {
+                    // Boxed: a read's future does not carry the write path's state (it would be
+                    // moved, whole, into the box SeaORM's `async_trait` makes of every statement).
+                    let (name, record) = (&*node.name, node.record_stmt);
+                    Box::pin(self.watched_write(id, name, record, pool, &mut *work, earlier == 0))
+                        .await
+                } else {
+                    // A read on the primary may run once more on a new primary: it keeps its
+                    // statement.
+                    let on_replica = id != primary;
+                    let timeouts = &self.policy.timeouts;
+                    let limit =
+                        crate::deadline::attempt_limit(on_replica, timeouts, deadline, started);
+                    // Straight on the sqlx pool when nothing listens to SeaORM's layer: no
+                    // clone of the statement for a retry, no second boxed future.
+                    let direct =
+                        if W::DIRECT && node.reads_direct() { sending::direct(pool) } else { None };
+                    let run = match direct {
+                        // Boxed, as SeaORM boxes its own: sqlx's futures are kilobytes, and a
+                        // read's future is moved whole into SeaORM's `async_trait` box.
+                        Some(d) => Either::Left(Box::pin(work.direct(d))),
+                        None => Either::Right(work.run(pool, last && (on_replica || earlier > 0))),
+                    };
+                    self.bounded(id, on_replica, &node.name, limit, run).await
+                };
+                now = Instant::now();
+                let record = Record {
+                    conn: self,
+                    node: &node,
+                    id,
+                    statement: self.metrics(plan, &*work),
+                    reason: plan.reason(),
+                    on_primary,
+                    write,
+                    guard,
+                    started,
+                };
+                match result {
+                    Ok(out) => {
+                        record.succeeded(now);
+                        if write {
+                            match work.wrote() {
+                                Wrote::Capture => Box::pin(self.after_write(id, scope)).await,
+                                Wrote::Unseen => self.mark_unseen_writes(scope),
+                                Wrote::Later => {}
+                            }
                         }
-                        // Counted here, where it is known to move (once, to a new primary).
-                        telemetry::retry(&node.labels, write);
-                        self.inner.retries.fetch_add(1, Ordering::Relaxed);
-                        return Err(Stop::Unsent(e, id));
+                        return Ok((out, id));
                     }
-                    let out_of_time = deadline.is_some_and(|d| now >= d);
-                    if write || !failure.retryable() || last || out_of_time {
-                        return Err(Stop::Fail(failure::named(
-                            e, failure, &node.name, write, tried,
-                        )));
+                    Err(e) => {
+                        let unsent = e.unsent();
+                        let (e, failure) = record.failed(e, now, scope);
+                        if unsent {
+                            // A write never sent, or a read given up on a primary that is one no
+                            // more: safe to try again, and worth it only on another primary.
+                            let e = failure::unsent(e, failure, &node.name, tried);
+                            let deposed = self.routing.standing(id) != Standing::Primary;
+                            if !(deposed && earlier == 0) {
+                                return Err(Stop::Fail(e));
+                            }
+                            // Counted here, where it is known to move (once, to a new primary).
+                            record::retried(self, &node, write);
+                            return Err(Stop::Unsent(e, id));
+                        }
+                        let out_of_time = deadline.is_some_and(|d| now >= d);
+                        if write || !failure.retryable() || last || out_of_time {
+                            return Err(Stop::Fail(failure::named(
+                                e, failure, &node.name, write, tried,
+                            )));
+                        }
+                        tracing::info!(target: "rwsplit", node = %node.name, error = %e, "read failed, retrying on the next node");
+                        record::retried(self, &node, false);
+                        last_err =
+                            Some(Box::new(failure::named(e, failure, &node.name, write, tried)));
                     }
-                    tracing::info!(target: "rwsplit", node = %node.name, error = %e, "read failed, retrying on the next node");
-                    telemetry::retry(&node.labels, false);
-                    self.inner.retries.fetch_add(1, Ordering::Relaxed);
-                    last_err = Some(Box::new(failure::named(e, failure, &node.name, write, tried)));
                 }
             }
+            // Every candidate was skipped (a catch-up wait that timed out on the only one).
+            Err(Stop::Fail(last_err.map_or_else(failure::no_node_left, |e| *e)))
         }
-        // Every candidate was skipped (a catch-up wait that timed out on the only one).
-        Err(Stop::Fail(last_err.map_or_else(failure::no_node_left, |e| *e)))
+    }
+
+    /// The metrics of one of `plan`'s attempts at `work`.
+    fn metrics(&self, plan: &Plan, work: &impl Work) -> telemetry::Statement {
+        let operation = plan.operation().unwrap_or_else(|| telemetry::operation_name(work.sql()));
+        telemetry::Statement { system: self.system, operation }
     }
 
     /// Before a read with a catch-up wait: waits on the first candidate; `true` if it caught
@@ -457,24 +551,64 @@ impl RoutedConnection {
     async fn catch_up(&self, plan: &Plan) -> bool {
         let Some((token, max)) = plan.wait() else { return true };
         let id = plan.first();
-        let Some(node) = self.inner.nodes.get(id).filter(|n| !plan.stale(n)) else { return false };
-        bump(&self.inner.counters.waits);
-        match position::wait_for(&node.conn, token, max).await {
+        let Some(node) = self.nodes.get(id) else { return false };
+        bump(&self.counters.waits);
+        match self.replayed(id, &node, token, max).await {
             Ok(Waited::CaughtUp) => {
-                self.inner.counters.read_your_writes(Ryw::Waited);
+                self.counters.read_your_writes(Ryw::Waited);
                 true
             }
             Ok(Waited::TimedOut) => {
-                bump(&self.inner.counters.wait_timeouts);
-                self.inner.counters.read_your_writes(Ryw::Primary);
+                bump(&self.counters.wait_timeouts);
+                self.counters.read_your_writes(Ryw::Primary);
                 tracing::debug!(target: "rwsplit", node = %node.name, ?max, "replica did not catch up in time: reading from the primary");
                 false
             }
             Err(e) => {
-                bump(&self.inner.counters.wait_timeouts);
-                self.inner.counters.read_your_writes(Ryw::Primary);
-                self.note_failure(&node, id, &e);
+                bump(&self.counters.wait_timeouts);
+                self.counters.read_your_writes(Ryw::Primary);
+                record::note_failure(self, &node, id, &e);
                 false
+            }
+        }
+    }
+
+    /// Waits up to `max` for node `id` to have replayed `token`. Where the server can wait
+    /// (MariaDB), it does. Else (PostgreSQL) one look at the server — it may be ahead of what
+    /// the monitor last saw — then the monitor's position feed: woken by each snapshot the
+    /// monitor publishes (a replica's replay position, every `position_interval`), never by
+    /// polling. Replay positions only grow, so a position the feed saw at or past the token
+    /// is proof; the token's history check (system, timeline) is the router's.
+    async fn replayed(
+        &self,
+        id: NodeId,
+        node: &Node,
+        token: &rwsplit_core::CausalToken,
+        max: std::time::Duration,
+    ) -> Result<Waited, DbErr> {
+        let deadline = tokio::time::Instant::now() + crate::deadline::cap(max);
+        // The plain pool: the wait is the adapter's own, not reported as the user's.
+        let looked = position::wait_for(&node.conn, token, max).await?;
+        if looked == Waited::CaughtUp || self.product.server_waits() || self.monitor.is_none() {
+            return Ok(looked);
+        }
+        let state = self.routing.state();
+        loop {
+            // Registered before the look: a snapshot published in between still wakes it.
+            // (Not `changed`: a position is not announced per node.)
+            let changed = state.published();
+            let mut changed = std::pin::pin!(changed);
+            changed.as_mut().enable();
+            let caught_up = {
+                let snap = state.snapshot();
+                let seen = snap.node(id).and_then(rwsplit_core::Node::position);
+                seen.is_some_and(|p| token.is_satisfied_by(p))
+            };
+            if caught_up {
+                return Ok(Waited::CaughtUp);
+            }
+            if tokio::time::timeout_at(deadline, changed).await.is_err() {
+                return Ok(Waited::TimedOut);
             }
         }
     }
@@ -487,45 +621,50 @@ impl RoutedConnection {
     /// replica, and the read would wait out the pool's acquire timeout), the attempt is given up
     /// and the read runs once on the new primary; being marked down alone does not end it (the
     /// primary is the last resort). A slow read on a healthy node is not cut short.
-    async fn bounded<T>(
-        &self,
-        id: usize,
+    #[expect(
+        clippy::manual_async_fn,
+        reason = "an async fn keeps its arguments twice in its future"
+    )]
+    fn bounded<'a, T: 'a>(
+        &'a self,
+        id: NodeId,
         on_replica: bool,
-        name: &str,
-        deadline: Option<Instant>,
-        now: Instant,
-        attempt: impl Future<Output = Result<T, DbErr>>,
-    ) -> Result<T, Attempt> {
-        use std::task::Poll;
-        let timeouts = &self.inner.policy.timeouts;
-        let limit = crate::deadline::attempt_limit(on_replica, timeouts, deadline, now);
-        // A timer only for a read with a limit (boxed: most reads have none, and their future
-        // should not carry one).
-        let mut timer = limit.map(|l| Box::pin(tokio::time::sleep(l)));
-        let watched: fn(Standing) -> bool =
-            if on_replica { Standing::is_down } else { Standing::is_replaced };
-        let mut attempt = std::pin::pin!(attempt);
-        let mut watch = std::pin::pin!(self.inner.routing.until(id, watched));
-        // The read first: an answer that is there wins over a limit reached at the same time.
-        std::future::poll_fn(|cx| {
-            if let Poll::Ready(r) = attempt.as_mut().poll(cx) {
-                return Poll::Ready(r.map_err(Attempt::Failed));
-            }
-            if let (Some(t), Some(l)) = (timer.as_mut(), limit)
-                && t.as_mut().poll(cx).is_ready()
-            {
-                return Poll::Ready(Err(Attempt::GivenUp(crate::deadline::timed_out(name, l))));
-            }
-            if watch.as_mut().poll(cx).is_ready() {
-                return Poll::Ready(Err(if on_replica {
-                    Attempt::GivenUp(crate::deadline::marked_down(name))
-                } else {
-                    Attempt::Deposed(Standing::NotPrimary)
-                }));
-            }
-            Poll::Pending
-        })
-        .await
+        name: &'a str,
+        limit: Option<std::time::Duration>,
+        attempt: impl Future<Output = Result<T, DbErr>> + 'a,
+    ) -> impl Future<Output = Result<T, Attempt>> + 'a {
+        async move {
+            use std::task::Poll;
+            // A timer only for a read with a limit (boxed: most reads have none, and their future
+            // should not carry one).
+            let mut timer = limit.map(|l| Box::pin(tokio::time::sleep(l)));
+            let watched: fn(Standing) -> bool =
+                if on_replica { Standing::is_down } else { Standing::is_replaced };
+            let mut attempt = std::pin::pin!(attempt);
+            let routing = &self.routing;
+            let changed = std::pin::pin!(routing.changed(id));
+            let mut watch = Watch { routing, node: id, done: watched, changed, seen: None };
+            // The read first: an answer that is there wins over a limit reached at the same time.
+            std::future::poll_fn(|cx| {
+                if let Poll::Ready(r) = attempt.as_mut().poll(cx) {
+                    return Poll::Ready(r.map_err(Attempt::Failed));
+                }
+                if let (Some(t), Some(l)) = (timer.as_mut(), limit)
+                    && t.as_mut().poll(cx).is_ready()
+                {
+                    return Poll::Ready(Err(Attempt::GivenUp(crate::deadline::timed_out(name, l))));
+                }
+                if watch.fired(cx) {
+                    return Poll::Ready(Err(if on_replica {
+                        Attempt::GivenUp(crate::deadline::marked_down(name))
+                    } else {
+                        Attempt::Deposed(Standing::NotPrimary)
+                    }));
+                }
+                Poll::Pending
+            })
+            .await
+        }
     }
 
     /// A write on the primary `id`, in two steps ([`sending`]): taking a
@@ -538,29 +677,69 @@ impl RoutedConnection {
     /// up the connection (about 15 minutes); it is never tried again. A slow write on a primary
     /// that answers its probes is never cut short. `keep`: another attempt may follow, so an
     /// [`INERT`](Work::INERT) work keeps its statement.
+    ///
+    /// A write sent in two steps passes SeaORM's `DatabaseConnection` by, so its hooks are
+    /// called here as SeaORM would ([`hooks`]): the metric callback, and with this crate's
+    /// features SeaORM's `debug-print` line and `tracing-spans` span (`record_stmt`: the
+    /// node's `record_stmt_in_spans`).
     async fn watched_write<W: Work>(
         &self,
-        id: usize,
+        id: NodeId,
         name: &str,
+        record_stmt: bool,
         pool: &DatabaseConnection,
         work: &mut W,
         keep: bool,
     ) -> Result<W::Output, Attempt> {
-        let standing = || self.inner.routing.standing(id);
-        let changed = || self.inner.routing.changed(id);
+        let standing = || self.routing.standing(id);
+        let changed = || self.routing.changed(id);
         let end = if W::INERT {
             // Nothing is written before it returns: all of it is the first step.
             let run = work.run(pool, !keep);
             sending::in_steps(run, |out| std::future::ready(Ok(out)), standing, changed).await
         } else if sending::can_take(pool) {
+            let product = self.product;
+            let (mut timing, span) = match work.call() {
+                Some(call) => {
+                    let span = hooks::seaorm_span(&call, product, record_stmt);
+                    hooks::in_scope(span.as_ref(), || hooks::debug_print(&call, product));
+                    (self.hooks.timing(&call), span)
+                }
+                None => (None, None),
+            };
+            let hooks = &self.hooks;
             let send = |mut conn: Taken| async move {
-                match work.send(&mut conn) {
+                if let Some(t) = timing.as_mut() {
+                    t.start();
+                }
+                let sent = match work.send(&mut conn) {
                     Some(sending) => sending.await,
                     // Only inert work (above) is not one statement.
                     None => Err(failure::internal("nothing to send")),
-                }
+                };
+                hooks.finish(timing, sent.is_err());
+                sent
             };
-            sending::in_steps(sending::take(pool), send, standing, changed).await
+            let end = sending::in_steps(sending::take(pool), send, standing, changed);
+            let end = hooks::in_span_of(span.as_ref(), end).await;
+            #[cfg(feature = "tracing-spans")]
+            if let Some(span) = &span {
+                let deposed;
+                let error = match &end {
+                    Ok(_) => None,
+                    Err(End::Unsent(e) | End::Failed(e)) => Some(e),
+                    Err(End::Deposed(s)) => {
+                        deposed = sending::deposed(name, *s, true);
+                        Some(&deposed)
+                    }
+                    Err(End::Unknown) => {
+                        deposed = crate::deadline::write_outcome_unknown(name);
+                        Some(&deposed)
+                    }
+                };
+                hooks::record(span, error);
+            }
+            end
         } else {
             // A pool the adapter cannot take a connection from (a mock, a proxy): one step, as
             // SeaORM runs it; the first step only asks the monitor once.
@@ -578,67 +757,71 @@ impl RoutedConnection {
     /// Writes fail fast, naming the node, when the monitor has marked the primary down: waiting
     /// for a pool's acquire timeout would only hang the caller (a write is tried elsewhere only
     /// once the monitor names another primary, and only if it was never sent).
-    fn check_writable(&self, node: usize) -> Result<(), DbErr> {
-        if self.inner.routing.health(node) == rwsplit_core::Health::Down {
-            let name = self.inner.nodes.get(node).map_or_else(String::new, |n| n.name.clone());
+    fn check_writable(&self, node: NodeId) -> Result<(), DbErr> {
+        if self.routing.health(node) == rwsplit_core::Health::Down {
+            let name = self.nodes.get(node).map_or_else(String::new, |n| n.name.clone());
             return Err(failure::primary_down(&name));
         }
         Ok(())
     }
+}
 
-    /// Counts a statement `node` served and clears a pending failure count.
-    fn note_success(&self, node: &Node, id: usize, write: bool, now: Instant) {
-        self.inner.routing.record_success(id, now);
-        let counter = if write { &node.writes } else { &node.reads };
-        counter.fetch_add(1, Ordering::Relaxed);
-    }
+/// A statement's watch on its node's standing: fires once `done` holds for it, checked when the
+/// statement first waits and again at each change of the node's role or health the monitor
+/// announces — no timer, no polling of the monitor.
+///
+/// It is polled at every poll of its statement, so it keeps that cheap: its notification
+/// future is registered (with the task's waker) on the first poll, and polled again only when
+/// the node's announced change count moved or the task's waker is another one; any other poll
+/// costs one atomic load and a waker comparison.
+struct Watch<'a, 'p> {
+    routing: &'a crate::route::Routing,
+    node: NodeId,
+    done: fn(Standing) -> bool,
+    /// Made before the standing is first checked, so a change in between completes it.
+    changed: std::pin::Pin<&'p mut tokio::sync::futures::Notified<'a>>,
+    /// The change count when the standing was last checked, and the waker registered then
+    /// (`None`: not checked yet).
+    seen: Option<(u64, std::task::Waker)>,
+}
 
-    /// Classifies a failure on node `id` for the retry decision; only a failure of the node
-    /// itself counts against its health. Back-pressure (the pool had no free connection in
-    /// time) is counted in the node's stats and never held against it.
-    fn note_failure(&self, node: &Node, id: usize, err: &DbErr) -> Failure {
-        let failure = failure::classify(err, id != self.primary_index());
-        match failure {
-            Failure::Connection => {
-                node.failures.fetch_add(1, Ordering::Relaxed);
-                self.inner.routing.record_failure(id);
-            }
-            Failure::Backpressure => {
-                node.pool_timeouts.fetch_add(1, Ordering::Relaxed);
-                tracing::warn!(target: "rwsplit", node = %node.name, "no free connection in the pool within the acquire timeout (back-pressure; the node is not marked)");
-            }
-            Failure::GivenUp
-            | Failure::ReplicaRefused
-            | Failure::NotOnReplica
-            | Failure::ReadOnly
-            | Failure::Other => {}
+impl Watch<'_, '_> {
+    /// Whether `done` holds for the node now (registering `cx`'s waker for the next change).
+    fn fired(&mut self, cx: &mut std::task::Context<'_>) -> bool {
+        let count = self.routing.changes(self.node);
+        if let Some((seen, waker)) = &self.seen
+            && *seen == count
+            && same_task(waker, cx.waker())
+        {
+            return false;
         }
-        failure
-    }
-
-    /// [`note_failure`](Self::note_failure) for an attempt's outcome (of a write if `write`):
-    /// an attempt the adapter gave up is judged by the monitor, not here.
-    fn note_attempt(
-        &self,
-        node: &Node,
-        id: usize,
-        attempt: Attempt,
-        write: bool,
-    ) -> (DbErr, Failure) {
-        match attempt {
-            Attempt::Failed(e) => {
-                let failure = self.note_failure(node, id, &e);
-                (e, failure)
+        loop {
+            // The count before the standing: a change announced after this read moves it again.
+            let count = self.routing.changes(self.node);
+            if (self.done)(self.routing.standing(self.node)) {
+                return true;
             }
-            Attempt::GivenUp(e) => (e, Failure::GivenUp),
-            // No connection: the pool's back-pressure, or the node's failure (it refused).
-            Attempt::Unsent(e) => {
-                let failure = self.note_failure(node, id, &e);
-                (e, failure)
+            if self.changed.as_mut().poll(cx).is_pending() {
+                self.seen = Some((count, cx.waker().clone()));
+                return false;
             }
-            Attempt::Deposed(s) => (sending::deposed(&node.name, s, write), Failure::GivenUp),
+            // Notified: wait for the next change, made before the standing is read again.
+            self.changed.set(self.routing.changed(self.node));
         }
     }
+}
+
+/// Whether two wakers wake the same task: `will_wake`, or the same data pointer (a clone of
+/// tokio's waker may carry another copy of the same vtable, which `will_wake` tells apart).
+fn same_task(a: &std::task::Waker, b: &std::task::Waker) -> bool {
+    a.will_wake(b) || (!a.data().is_null() && std::ptr::eq(a.data(), b.data()))
+}
+
+/// Whether any tracing subscriber may record the statement span (INFO): when none does, the
+/// statement paths build no span and record nothing.
+#[inline]
+pub(super) fn traced() -> bool {
+    tracing::Level::INFO <= tracing::level_filters::LevelFilter::current()
 }
 
 /// The start of a statement, for debug events: enough to recognise it, bounded in size. The SQL

@@ -4,12 +4,12 @@
 //! on this one.
 
 use std::fmt;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use arc_swap::ArcSwapOption;
-use rwsplit_core::{Consistency, Dialect, MAX_NODES, Target};
+use rwsplit_core::{Consistency, Dialect, MAX_NODES, NodeId, Target};
 use sea_orm::{DatabaseConnection, DbBackend};
 
 use crate::causal::{Shared, TaskScopes};
@@ -49,9 +49,12 @@ impl Default for Policy {
 /// after this long without a write.
 pub(crate) const FOREIGN_TOKEN_TTL: Duration = Duration::from_secs(60);
 
-/// One database server as the adapter sees it: its pools, its counters and its placement. Its
-/// health, role and lag are the monitor's ([`Routing`]), under the same index.
+/// One database server as the adapter sees it: its id, its pools, its counters, its placement
+/// and where the monitor opens its own connections from. Its health, role and lag are the
+/// monitor's ([`Routing`]), under the same [`NodeId`].
 pub(crate) struct Node {
+    /// Its id: set when it enters [`Nodes`] (the monitor's state hands out ids at run time).
+    pub(crate) id: NodeId,
     /// `host:port/db`, never credentials.
     pub(crate) name: String,
     /// The pool reads use; read-only sessions on a configured replica.
@@ -77,9 +80,9 @@ pub(crate) struct Node {
     pub(crate) one_pool: bool,
     /// When it last answered a probe.
     pub(crate) last_seen: Mutex<Option<Instant>>,
-    /// When it was put in its slot ([`Routing::install`](crate::route::Routing::install)):
-    /// a plan made before then names the slot's previous node, and skips it.
-    pub(crate) installed: u64,
+    /// Where the monitor opens its own connections to it from (`None`: it cannot, and a
+    /// connection made of such nodes runs no monitor).
+    pub(crate) probe: Option<crate::probe::ProbeFrom>,
     /// Its index in [`Nodes`]' arena once a reference to it was handed out.
     kept: OnceLock<usize>,
     /// What its server is, once checked against the version policy
@@ -88,6 +91,31 @@ pub(crate) struct Node {
     pub(crate) server: OnceLock<crate::Server>,
     /// A check of its server is under way (started on a probe).
     pub(crate) checking: std::sync::atomic::AtomicBool,
+    /// Its pools again, reporting to the connection's metric callback: made once one is set
+    /// ([`Node::hook`]). The user's statements run on these; the adapter's own (position
+    /// captures, catch-up waits, server checks) on `conn` and `writer`, unreported.
+    hooked: OnceLock<Hooked>,
+    /// Its pools were made by the adapter (the builder, a topology source), so no SeaORM metric
+    /// callback of the user's is on them: its reads may skip SeaORM's `DatabaseConnection`
+    /// ([`crate::sending::direct`]). Pools given to `from_connections` may carry one.
+    pub(crate) owned: bool,
+    /// How many [`NodeRef`]s hold it: statements running on it, sampler rounds, server checks.
+    holders: AtomicUsize,
+    /// It was taken out of the registry ([`Inner::remove_node`]): no new holder.
+    removed: AtomicBool,
+    /// The last holder of a removed node let go ([`Node::drained`] waits for it).
+    released: tokio::sync::Notify,
+    /// Whether SeaORM's spans record the statement's text (its options'
+    /// `record_stmt_in_spans`; SeaORM's default, `true`, for pools given as they are).
+    pub(crate) record_stmt: bool,
+}
+
+/// A node's pools, with a SeaORM metric callback forwarding to the connection's [`Hooks`].
+///
+/// [`Hooks`]: crate::hooks::Hooks
+struct Hooked {
+    conn: DatabaseConnection,
+    writer: DatabaseConnection,
 }
 
 impl Node {
@@ -103,6 +131,7 @@ impl Node {
         writer: DatabaseConnection,
     ) -> Node {
         Node {
+            id: NodeId::new(0),
             labels: NodeLabels::of(&name),
             durations: crate::telemetry::Durations::default(),
             name,
@@ -116,16 +145,74 @@ impl Node {
             placement: crate::replica::Placement::default(),
             last_seen: Mutex::new(None),
             one_pool: false,
-            installed: 0,
+            probe: None,
             kept: OnceLock::new(),
             server: OnceLock::new(),
             checking: std::sync::atomic::AtomicBool::new(false),
+            hooked: OnceLock::new(),
+            owned: false,
+            holders: AtomicUsize::new(0),
+            removed: AtomicBool::new(false),
+            released: tokio::sync::Notify::new(),
+            record_stmt: true,
         }
     }
 
-    /// Whether it was lent out as a connection (and is kept for the connection's life).
-    pub(crate) fn is_kept(&self) -> bool {
-        self.kept.get().is_some()
+    /// Once it is out of the registry: returns when nothing holds it any more. Woken by its
+    /// last holder letting go ([`NodeRef`]'s `Drop`), never by polling.
+    pub(crate) async fn drained(&self) {
+        self.removed.store(true, Ordering::SeqCst);
+        // `notify_one` keeps a permit when nobody waits yet, so a release between the check and
+        // the wait is not lost.
+        while self.holders.load(Ordering::SeqCst) != 0 {
+            self.released.notified().await;
+        }
+    }
+
+    /// The pool the user's reads run on: `conn`, reporting to the metric callback once one is
+    /// set.
+    pub(crate) fn user_conn(&self) -> &DatabaseConnection {
+        self.hooked.get().map_or(&self.conn, |h| &h.conn)
+    }
+
+    /// The pool the user's writes run on: `writer`, reporting to the metric callback once one
+    /// is set.
+    pub(crate) fn user_writer(&self) -> &DatabaseConnection {
+        self.hooked.get().map_or(&self.writer, |h| &h.writer)
+    }
+
+    /// Makes its pools report to `hooks` from now on (once; later calls change nothing).
+    pub(crate) fn hook(&self, hooks: &Arc<crate::hooks::Hooks>) {
+        self.hooked.get_or_init(|| {
+            let conn = hooks.hooked(&self.conn);
+            let writer = if self.one_pool { conn.clone() } else { hooks.hooked(&self.writer) };
+            Hooked { conn, writer }
+        });
+    }
+
+    /// Whether its pools report to the metric callback.
+    #[inline]
+    pub(crate) fn is_hooked(&self) -> bool {
+        self.hooked.get().is_some()
+    }
+
+    /// The node with pools the adapter made itself ([`Node::owned`]).
+    pub(crate) fn owned(mut self) -> Node {
+        self.owned = true;
+        self
+    }
+
+    /// Whether its reads may go straight to its sqlx pool: pools the adapter made, and nothing
+    /// listening to SeaORM's instrumentation ([`crate::sending::Direct::quiet`]).
+    #[inline]
+    pub(crate) fn reads_direct(&self) -> bool {
+        self.owned && crate::sending::Direct::quiet(self.is_hooked())
+    }
+
+    /// The node with SeaORM's `record_stmt_in_spans` from its options.
+    pub(crate) fn recording(mut self, record_stmt: bool) -> Node {
+        self.record_stmt = record_stmt;
+        self
     }
 
     /// The node with what its server was found to be.
@@ -133,6 +220,12 @@ impl Node {
         if let Some(server) = server {
             let _ = self.server.set(server);
         }
+        self
+    }
+
+    /// The node with where the monitor opens its connections from.
+    pub(crate) fn probed_from(mut self, probe: Option<crate::probe::ProbeFrom>) -> Node {
+        self.probe = probe;
         self
     }
 
@@ -145,17 +238,82 @@ impl Node {
 
 impl fmt::Debug for Node {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Node").field("name", &self.name).finish_non_exhaustive()
+        f.debug_struct("Node")
+            .field("id", &self.id)
+            .field("name", &self.name)
+            .finish_non_exhaustive()
     }
 }
 
-/// The nodes by id (the monitor's and the router's node index): one slot per possible id
-/// ([`MAX_NODES`]), empty where there is no node. Nodes added at run time (a topology source)
-/// take a free slot; a removed one is taken out of its slot at once and its pools closed once
-/// nothing runs on it (see [`RoutedConnection::remove_node`]).
+/// A node held while something runs on it: a statement's attempt, a sampler round, a server
+/// check. Counting holders is how a removal knows the node has drained: a holder of a removed
+/// node that lets go last wakes its drain ([`Node::drained`]). The arena of lent-out nodes
+/// ([`Nodes::keep`]) is not a holder: a removed node's pools close even if it was lent out.
+pub(crate) struct NodeRef(Arc<Node>);
+
+impl NodeRef {
+    /// `node`, held; `None` if it was removed meanwhile (its drain may have found it idle).
+    #[inline]
+    fn hold(node: Arc<Node>) -> Option<NodeRef> {
+        // Counted first: either the drain sees this holder, or this sees the removal.
+        let held = NodeRef::counted(node);
+        (!held.0.removed.load(Ordering::SeqCst)).then_some(held)
+    }
+
+    /// `node`, held even if it was removed.
+    fn counted(node: Arc<Node>) -> NodeRef {
+        node.holders.fetch_add(1, Ordering::SeqCst);
+        NodeRef(node)
+    }
+
+    /// The shared node.
+    pub(crate) fn arc(&self) -> &Arc<Node> {
+        &self.0
+    }
+}
+
+impl Clone for NodeRef {
+    fn clone(&self) -> NodeRef {
+        NodeRef::counted(Arc::clone(&self.0))
+    }
+}
+
+impl std::ops::Deref for NodeRef {
+    type Target = Node;
+
+    #[inline]
+    fn deref(&self) -> &Node {
+        &self.0
+    }
+}
+
+impl Drop for NodeRef {
+    #[inline]
+    fn drop(&mut self) {
+        if self.0.holders.fetch_sub(1, Ordering::SeqCst) == 1
+            && self.0.removed.load(Ordering::SeqCst)
+        {
+            self.0.released.notify_one();
+        }
+    }
+}
+
+impl fmt::Debug for NodeRef {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+/// The adapter's registry of nodes, keyed by [`NodeId`] (the ids the monitor's state hands
+/// out): one slot per index ([`MAX_NODES`]), each empty or holding the [`Node`] — everything
+/// the adapter has of it — whose id is at that index. A lookup compares the whole id, so an id
+/// of a removed node (a plan made before its index was reused) finds nothing: the node is
+/// gone. Nodes added at run time (a topology source) take the slot of the index the monitor
+/// gave them; a removed one is taken out of its slot at once and its pools closed once nothing
+/// runs on it (see [`Inner::remove_node`]).
 ///
 /// Loading a slot is lock-free (`arc-swap`) and clones one `Arc`: a statement holds its node
-/// while it runs on it, which is how a removal knows it has drained.
+/// ([`NodeRef`]) while it runs on it, which is how a removal knows it has drained.
 ///
 /// SeaORM hands out `&DatabaseConnection` borrowed from the connection
 /// (`IntoDatabaseExecutor`, [`RoutedConnection::primary`]), so a node lent out that way is kept
@@ -178,27 +336,36 @@ const KEPT_CHUNK: usize = 64;
 pub(crate) const KEPT_MAX: usize = KEPT_CHUNK * 64;
 
 impl Nodes {
-    /// Slots holding `primary` at id 0 and `replicas` at ids 1.. in order. The primary is kept
-    /// in the arena at once: it is what is lent when nothing else can be.
-    pub(crate) fn new(primary: Node, replicas: Vec<Node>) -> Nodes {
+    /// Slots holding `primary` at id 0 and `replicas` at ids 1.. in order (generation 0: the
+    /// first nodes at their indices). The primary is kept in the arena at once: it is what is
+    /// lent when nothing else can be.
+    pub(crate) fn new(mut primary: Node, replicas: Vec<Node>) -> Nodes {
+        primary.id = NodeId::new(0);
         let primary = Arc::new(primary);
         let count = replicas.len() + 1;
-        let mut given =
-            std::iter::once(Arc::clone(&primary)).chain(replicas.into_iter().map(Arc::new));
+        let replicas = replicas.into_iter().zip(1..).map(|(mut n, i)| {
+            n.id = NodeId::new(i);
+            Arc::new(n)
+        });
+        let mut given = std::iter::once(Arc::clone(&primary)).chain(replicas);
         let nodes = Nodes {
             slots: (0..MAX_NODES).map(|_| ArcSwapOption::new(given.next())).collect(),
             count: AtomicUsize::new(count),
             arena: (0..KEPT_MAX / KEPT_CHUNK).map(|_| OnceLock::new()).collect(),
             arena_next: Mutex::new(0),
         };
-        nodes.keep(&primary);
+        nodes.keep_arc(&primary);
         nodes
     }
 
-    /// The node in slot `id`, if any.
+    /// The node `id`, if it is there: its index's slot holds a node of that generation.
     #[inline]
-    pub(crate) fn get(&self, id: usize) -> Option<Arc<Node>> {
-        self.slots.get(id).and_then(ArcSwapOption::load_full)
+    pub(crate) fn get(&self, id: NodeId) -> Option<NodeRef> {
+        let node = self.slots.get(id.index()).and_then(ArcSwapOption::load_full)?;
+        if node.id != id {
+            return None;
+        }
+        NodeRef::hold(node)
     }
 
     /// How many nodes there are.
@@ -207,14 +374,19 @@ impl Nodes {
         self.count.load(Ordering::Relaxed)
     }
 
-    /// Every node with its id, in id order.
-    pub(crate) fn iter(&self) -> impl Iterator<Item = (usize, Arc<Node>)> + '_ {
-        (0..self.slots.len()).filter_map(|i| self.get(i).map(|n| (i, n)))
+    /// Every node with its id, in index order.
+    pub(crate) fn iter(&self) -> impl Iterator<Item = (NodeId, NodeRef)> + '_ {
+        self.slots
+            .iter()
+            .filter_map(ArcSwapOption::load_full)
+            .filter_map(NodeRef::hold)
+            .map(|n| (n.id, n))
     }
 
-    /// Puts `node` in the empty slot `id`.
-    pub(crate) fn install(&self, id: usize, node: Node) -> bool {
-        let Some(slot) = self.slots.get(id) else { return false };
+    /// Puts `node` in the slot of `id`'s index, which must be empty.
+    pub(crate) fn install(&self, id: NodeId, mut node: Node) -> bool {
+        let Some(slot) = self.slots.get(id.index()) else { return false };
+        node.id = id;
         let node = Arc::new(node);
         let prev = slot.compare_and_swap(&None::<Arc<Node>>, Some(node));
         let installed = prev.is_none();
@@ -224,16 +396,27 @@ impl Nodes {
         installed
     }
 
-    /// Empties slot `id`, returning its node.
-    pub(crate) fn take(&self, id: usize) -> Option<Arc<Node>> {
-        let node = self.slots.get(id)?.swap(None)?;
-        self.count.fetch_sub(1, Ordering::Relaxed);
-        Some(node)
+    /// Takes node `id` out of its slot, returning it (`None`: it is not there).
+    pub(crate) fn take(&self, id: NodeId) -> Option<Arc<Node>> {
+        let slot = self.slots.get(id.index())?;
+        let current = slot.load_full().filter(|n| n.id == id);
+        let node = Arc::clone(current.as_ref()?);
+        // Only that node: a slot that changed in between is left alone.
+        let prev = slot.compare_and_swap(&current, None::<Arc<Node>>);
+        let taken = prev.as_ref().is_some_and(|p| Arc::ptr_eq(p, &node));
+        if taken {
+            self.count.fetch_sub(1, Ordering::Relaxed);
+        }
+        taken.then_some(node)
     }
 
     /// The node, borrowed for as long as the connection lives: kept in the arena (once per
     /// node).
-    pub(crate) fn keep(&self, node: &Arc<Node>) -> &Node {
+    pub(crate) fn keep(&self, node: &NodeRef) -> &Node {
+        self.keep_arc(node.arc())
+    }
+
+    fn keep_arc(&self, node: &Arc<Node>) -> &Node {
         if let Some(kept) = node.kept.get().and_then(|&i| self.kept(i)) {
             return kept;
         }
@@ -285,9 +468,9 @@ impl Nodes {
 }
 
 pub(crate) struct Inner {
-    /// By id: node 0 is the configured primary, nodes 1.. the configured replicas, then any
-    /// added by a topology source (in free slots).
-    pub(crate) nodes: Nodes,
+    /// The registry, by id: node 0 is the configured primary, nodes 1.. the configured
+    /// replicas, then any added by a topology source (at the index the monitor gave them).
+    pub(crate) nodes: Arc<Nodes>,
     pub(crate) backend: DbBackend,
     /// The product seam: its SQL, error codes and session setup.
     pub(crate) product: crate::product::Product,
@@ -306,11 +489,13 @@ pub(crate) struct Inner {
     /// The monitor's probe loops (`None` outside a tokio runtime: health then moves only on
     /// the failures statements see). Dropped with the connection, which stops them.
     pub(crate) monitor: Option<rwsplit_monitor::Monitor>,
-    /// The monitor's connect options by node id, when it opens its own from options (nodes
-    /// added at run time are added there).
-    pub(crate) probe_targets: Option<crate::probe::ProbeTargets>,
     /// The task following a topology source, if one was given (stopped with the connection).
-    pub(crate) discovery: Mutex<Option<crate::discover::AbortOnDrop>>,
+    pub(crate) discovery: Mutex<Option<AbortOnDrop>>,
+    /// The metric callback every node's hooked pools report to.
+    pub(crate) hooks: Arc<crate::hooks::Hooks>,
+    /// Itself, for the work a statement leaves running after it returns (a write's position
+    /// capture): that work stops mattering once the connection is gone.
+    pub(crate) me: std::sync::Weak<Inner>,
 }
 
 /// Read-your-writes counters, for [`Stats`](crate::Stats).
@@ -381,9 +566,9 @@ pub struct RoutedConnection {
 
 impl fmt::Debug for RoutedConnection {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let primary = self.inner.routing.primary_index();
-        let nodes: Vec<(usize, Arc<Node>)> = self.inner.nodes.iter().collect();
-        let name = |i: &usize| nodes.iter().find(|(j, _)| j == i).map(|(_, n)| n.name.as_str());
+        let primary = self.inner.routing.primary_id();
+        let nodes: Vec<(NodeId, NodeRef)> = self.inner.nodes.iter().collect();
+        let name = |i: &NodeId| nodes.iter().find(|(j, _)| j == i).map(|(_, n)| n.name.as_str());
         let replicas: Vec<&str> = nodes
             .iter()
             .filter(|(i, _)| Some(*i) != primary)
@@ -404,32 +589,56 @@ tokio::task_local! {
     pub(crate) static SESSION: Arc<Shared>;
 }
 
-impl RoutedConnection {
-    /// The node that has the primary role now (the configured one until a promotion is seen).
-    pub(crate) fn primary_index(&self) -> usize {
-        self.inner.routing.primary_index().unwrap_or(0)
+impl Inner {
+    /// The id of the node that has the primary role now (the configured one until a
+    /// promotion is seen).
+    pub(crate) fn primary_index(&self) -> NodeId {
+        self.routing.primary_id().unwrap_or(NodeId::new(0))
     }
 
-    /// The primary's node (the configured one until a promotion is seen); if there is none in
-    /// that slot (removed by a topology source), the first node there is.
-    pub(crate) fn primary_node(&self) -> Arc<Node> {
-        match self.inner.nodes.get(self.primary_index()) {
+    /// The primary's node (the configured one until a promotion is seen); if it is not there
+    /// (removed by a topology source), the first node there is.
+    pub(crate) fn primary_node(&self) -> NodeRef {
+        match self.nodes.get(self.primary_index()) {
             Some(n) => n,
             None => self.any_node(),
         }
     }
 
     /// The first node there is (the adapter never removes its last one).
-    pub(crate) fn any_node(&self) -> Arc<Node> {
-        match self.inner.nodes.iter().next() {
+    pub(crate) fn any_node(&self) -> NodeRef {
+        match self.nodes.iter().next() {
             Some((_, n)) => n,
-            None => Arc::clone(self.inner.nodes.first_kept()),
+            // Only while the registry is empty, which the adapter never lets it be.
+            None => NodeRef::counted(Arc::clone(self.nodes.first_kept())),
         }
     }
 
-    /// The primary's connection, for the adapter's own use (no scope is touched), borrowed
-    /// for the connection's life (see [`Nodes::keep`]).
+    /// The primary's connection as the user gets it (reporting to the metric callback once one
+    /// is set; no scope is touched), borrowed for the connection's life (see [`Nodes::keep`]).
     pub(crate) fn primary_conn(&self) -> &DatabaseConnection {
-        &self.inner.nodes.keep(&self.primary_node()).writer
+        self.nodes.keep(&self.primary_node()).user_writer()
+    }
+}
+
+/// A background task of the connection's (topology discovery) that stops when the connection
+/// is dropped.
+pub(crate) struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl AbortOnDrop {
+    pub(crate) fn new(task: tokio::task::JoinHandle<()>) -> AbortOnDrop {
+        AbortOnDrop(task)
+    }
+}
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+impl fmt::Debug for AbortOnDrop {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("AbortOnDrop")
     }
 }

@@ -17,6 +17,7 @@
 mod attempt;
 mod inner;
 mod plan;
+mod record;
 mod scopes;
 mod statements;
 mod traits;
@@ -28,20 +29,22 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use rwsplit_core::{
-    Access, Classifier, HealthPolicy, Node as CoreNode, Role, RouteContext, RouterConfig, Target,
-    Topology,
+    Access, Classifier, HealthPolicy, Node as CoreNode, NodeId, Role, RouteContext, RouterConfig,
+    Target, Topology,
 };
 use rwsplit_monitor::Monitor;
 use sea_orm::{DatabaseConnection, DbBackend, DbErr};
 
 pub use inner::RoutedConnection;
-pub(crate) use inner::{Ctx, FOREIGN_TOKEN_TTL, Inner, Node, Nodes, Policy, SESSION, Scope};
+pub(crate) use inner::{
+    AbortOnDrop, Ctx, FOREIGN_TOKEN_TTL, Inner, Node, NodeRef, Nodes, Policy, SESSION, Scope,
+};
 pub(crate) use traits::{Handle, routed_connection, routed_transactions};
 
 use crate::causal::TaskScopes;
-use crate::probe::NodeConnector;
+use crate::probe::{NodeConnector, ProbeFrom, ProbeSettings};
 use crate::product::Product;
-use crate::route::{Routing, node_id};
+use crate::route::Routing;
 
 use inner::{Counters, SCOPE};
 
@@ -56,23 +59,25 @@ impl RoutedConnection {
         classifier: Classifier,
         router: RouterConfig,
         health: HealthPolicy,
-        connector: NodeConnector,
+        probing: ProbeSettings,
     ) -> RoutedConnection {
         // The product seam, chosen once for the connection's life.
         let product = Product::of(backend);
-        let nodes = Nodes::new(primary, replicas);
+        let nodes = Arc::new(Nodes::new(primary, replicas));
         let mut topology = Topology::builder();
-        for (i, n) in nodes.iter() {
-            let role = if i == 0 { Role::Primary } else { Role::Replica };
-            topology = topology.node(core_node(node_id(i), role, &n));
+        for (id, n) in nodes.iter() {
+            let role = if id == NodeId::new(0) { Role::Primary } else { Role::Replica };
+            topology = topology.node(core_node(id, role, &n));
         }
-        // Node ids are the indices 0..n (n ≤ MAX_NODES is checked by the builder of the
+        // Node ids are 0..n at generation 0 (n ≤ MAX_NODES is checked by the builder of the
         // connection), so building cannot fail; an empty topology would route nothing.
         let routing = Routing::new(topology.build().unwrap_or_default(), router, health);
-        let probe_targets = match &connector {
-            NodeConnector::Options { nodes, .. } => Some(nodes.clone()),
-            _ => None,
-        };
+        // The monitor opens its connections from each node's own entry; a node with nothing to
+        // open from (a `MockDatabase`) means no monitor.
+        let connector = nodes
+            .iter()
+            .all(|(_, n)| n.probe.is_some())
+            .then(|| NodeConnector::new(Arc::clone(&nodes), probing));
         let inner = Arc::new_cyclic(|weak: &std::sync::Weak<Inner>| {
             let monitor = start_monitor(weak, product, &policy, routing.state(), connector);
             Inner {
@@ -89,21 +94,12 @@ impl RoutedConnection {
                 counters: Counters::default(),
                 positions_landed: tokio::sync::Notify::new(),
                 monitor,
-                probe_targets,
                 discovery: std::sync::Mutex::new(None),
+                hooks: Arc::default(),
+                me: weak.clone(),
             }
         });
         RoutedConnection { inner }
-    }
-
-    /// Waits until the monitor has probed every node once (at most `max`), so the first reads
-    /// already know every replica's role and position. Returns the nodes whose first probe was
-    /// refused (nothing accepts its connections; one that was only slow, or answered with an
-    /// error, starts Suspect as usual instead of banned).
-    pub(crate) async fn first_probes(&self, max: Duration) -> Vec<usize> {
-        let Some(m) = &self.inner.monitor else { return Vec::new() };
-        m.first_round(max).await;
-        self.inner.nodes.iter().map(|(i, _)| i).filter(|&i| m.state().refused(i)).collect()
     }
 
     /// The database backend (the same on every node). Inherent, so `db.get_database_backend()`
@@ -127,7 +123,7 @@ impl RoutedConnection {
     /// # }
     /// ```
     pub fn server(&self) -> Option<crate::Server> {
-        self.primary_node().server.get().cloned()
+        self.inner.primary_node().server.get().cloned()
     }
 
     /// A replica's own connection, chosen as a read would be (healthy, by the balancer), for
@@ -136,9 +132,9 @@ impl RoutedConnection {
     pub fn replica(&self) -> &DatabaseConnection {
         let ctx = RouteContext::for_access(Access::Read, std::time::Instant::now())
             .with_target(Target::Replica);
-        let index = self.inner.routing.plan(&ctx).map_or(self.primary_index(), |p| p.first());
-        let node = self.inner.nodes.get(index).unwrap_or_else(|| self.primary_node());
-        &self.inner.nodes.keep(&node).conn
+        let id = self.inner.routing.plan(&ctx).map_or(self.inner.primary_index(), |p| p.first());
+        let node = self.inner.nodes.get(id).unwrap_or_else(|| self.inner.primary_node());
+        self.inner.nodes.keep(&node).user_conn()
     }
 
     /// Runs `fut` with every statement this connection routes inside it sent to `target`
@@ -159,9 +155,52 @@ impl RoutedConnection {
         SCOPE.scope(target, fut).await
     }
 
+    /// Sets a callback called once for every statement this connection runs for you, with
+    /// SeaORM's [`Info`](sea_orm::metric::Info) (time taken, statement, whether it failed): the
+    /// same signature as SeaORM's `DatabaseConnection::set_metric_callback`, so code that sets
+    /// one compiles unchanged after the type swap.
+    ///
+    /// It sees reads on replicas and on the primary, writes (also those the adapter sends
+    /// itself, past SeaORM's `DatabaseConnection`: see *Writes in two steps* in
+    /// docs/ARCHITECTURE.md), streams, every statement of a transaction begun from this
+    /// connection, statements through [`primary`](Self::primary), [`replica`](Self::replica)
+    /// and `DatabaseExecutor::from(&db)` handed out after it is set, and statements on nodes a
+    /// topology source adds later. It does not see the adapter's own statements (the position
+    /// read after each write, catch-up waits, server checks, the monitor's probes), nor what
+    /// SeaORM does not report either: `execute_unprepared`, `BEGIN`/`COMMIT`/`ROLLBACK`, and a
+    /// statement whose future is dropped before it ends (a read the router gives up on a
+    /// replica, a write whose outcome is unknown). A read retried on another node is reported
+    /// once per node it ran on. Mock and proxy connections report nothing, as in SeaORM.
+    ///
+    /// It applies to every clone of this connection (they share their nodes), and replaces a
+    /// callback set before. A SeaORM callback set on a `DatabaseConnection` given to
+    /// [`from_connections`](Self::from_connections) still sees that pool's statements until
+    /// this is called, and the adapter's own after. Setting one costs every statement two
+    /// clock readings and, for writes, a clone of the statement; none is paid until then.
+    ///
+    /// ```no_run
+    /// # async fn demo(mut db: rwsplit_sea_orm::RoutedConnection) {
+    /// db.set_metric_callback(|info| {
+    ///     let failed = if info.failed { " (failed)" } else { "" };
+    ///     println!("{:?} {}{failed}", info.elapsed, info.statement.sql);
+    /// });
+    /// # }
+    /// ```
+    pub fn set_metric_callback<F>(&mut self, callback: F)
+    where
+        F: Fn(&sea_orm::metric::Info<'_>) + Send + Sync + 'static,
+    {
+        self.inner.hooks.set_metric(callback);
+        for (_, n) in self.inner.nodes.iter() {
+            n.hook(&self.inner.hooks);
+        }
+        // The primary lent out as a connection since the start, if it left its slot.
+        self.inner.nodes.first_kept().hook(&self.inner.hooks);
+    }
+
     /// Pings the primary.
     pub async fn ping(&self) -> Result<(), DbErr> {
-        self.primary_node().writer.ping().await
+        self.inner.primary_node().writer.ping().await
     }
 
     /// Closes every node's pool.
@@ -185,120 +224,14 @@ impl RoutedConnection {
 
     /// SeaORM's schema builder for this backend.
     pub fn get_schema_builder(&self) -> sea_orm::SchemaBuilder {
-        self.primary_node().writer.get_schema_builder()
+        self.inner.primary_node().writer.get_schema_builder()
     }
 
     /// Statement counts per node and routing totals, for operators and tests.
     pub fn stats(&self) -> crate::Stats {
         crate::stats::snapshot(self)
     }
-
-    /// Takes `node` out of rotation at once (it was unreachable at start).
-    pub(crate) fn ban(&self, node: usize) {
-        self.inner.routing.ban(node);
-    }
-
-    /// Adds `node` at run time (a topology source found it): it takes the lowest free id, its
-    /// probes start at once (from `probe`, its own connect options), and it enters rotation
-    /// once a probe sees it healthy and caught up (see `TopologyState::add_node`). Returns its
-    /// id; `None` when every id is taken.
-    pub(crate) fn add_node(
-        &self,
-        mut node: Node,
-        probe: Option<sea_orm::ConnectOptions>,
-    ) -> Option<usize> {
-        let state = self.inner.routing.state();
-        let id = state.add_node(|id| core_node(id, Role::Replica, &node))?;
-        node.installed = self.inner.routing.install();
-        let name = node.name.clone();
-        if !self.inner.nodes.install(id, node) {
-            // The slot still holds a node: the state and the slots disagree, which `remove_node`
-            // never leaves behind. Undo rather than route to the wrong pools.
-            state.remove_node(id);
-            tracing::error!(target: "rwsplit", node = %name, id, "slot still taken: node not added");
-            return None;
-        }
-        if let Some(targets) = &self.inner.probe_targets {
-            targets.set(id, probe);
-        }
-        if let Some(m) = &self.inner.monitor {
-            m.start_node(id);
-        }
-        tracing::warn!(target: "rwsplit", node = %name, id, "node added: probing it, it takes statements once healthy and caught up");
-        Some(id)
-    }
-
-    /// Removes node `id` at run time: it leaves the routing snapshot at once (no new statement
-    /// goes to it), its probes stop, and once nothing runs on it any more its pools are closed
-    /// (which waits for open transactions and streams) and its id becomes free. Its metric
-    /// gauges say "removed" at once and "gone" once it has drained (telemetry's *Removed
-    /// nodes*). The last node is never removed. Returns whether it was removed.
-    pub(crate) fn remove_node(&self, id: usize) -> bool {
-        if self.inner.nodes.count() <= 1 {
-            tracing::warn!(target: "rwsplit", id, "not removing the last node");
-            return false;
-        }
-        let state = Arc::clone(self.inner.routing.state());
-        let was_primary = self.inner.routing.node_view(id).is_some_and(|v| v.0 == Role::Primary);
-        state.remove_node(id);
-        if let Some(m) = &self.inner.monitor {
-            m.stop_node(id);
-        }
-        let Some(node) = self.inner.nodes.take(id) else { return false };
-        if let Some(targets) = &self.inner.probe_targets {
-            targets.set(id, None);
-        }
-        // Out of its slot, so the gauge sampler no longer sees it: its gauges are set here, to
-        // "removed" now and to "gone" once drained (telemetry's *Removed nodes*).
-        crate::telemetry::removing(&node.labels);
-        tracing::warn!(target: "rwsplit", node = %node.name, id, "node removed: draining");
-        let weak = Arc::downgrade(&self.inner);
-        let drain = async move {
-            // Statements hold their node while they run on it; the arena holds one lent out.
-            // So does a sampler round that loaded it before it left its slot: once idle, no
-            // round can set its gauges any more.
-            let idle = |n: &Arc<Node>| Arc::strong_count(n) <= 1 + usize::from(n.is_kept());
-            while !(idle(&node) && state.release(id)) {
-                tokio::time::sleep(DRAIN_CHECK).await;
-            }
-            for pool in [&node.conn, &node.writer] {
-                if let Err(e) = pool.close_by_ref().await {
-                    tracing::debug!(target: "rwsplit", node = %node.name, error = %e, "closing a removed node's pool");
-                }
-            }
-            // A node at the same address added again meanwhile owns these series now.
-            let back = weak.upgrade().is_some_and(|inner| {
-                inner.nodes.iter().any(|(_, n)| n.labels.same_series(&node.labels))
-            });
-            if !back {
-                crate::telemetry::removed(&crate::telemetry::RemovedNode {
-                    labels: &node.labels,
-                    was_primary,
-                    observed: node
-                        .last_seen
-                        .lock()
-                        .unwrap_or_else(std::sync::PoisonError::into_inner)
-                        .is_some(),
-                    read_pool: (!node.one_pool).then_some(&node.conn),
-                    write_pool: &node.writer,
-                });
-            }
-            tracing::info!(target: "rwsplit", node = %node.name, id, "removed node drained, pools closed");
-        };
-        match tokio::runtime::Handle::try_current() {
-            Ok(rt) => {
-                rt.spawn(drain);
-            }
-            Err(_) => {
-                tracing::warn!(target: "rwsplit", id, "no runtime: the removed node's id stays taken")
-            }
-        }
-        true
-    }
 }
-
-/// How often a removed node is checked for statements still running on it.
-const DRAIN_CHECK: Duration = Duration::from_millis(50);
 
 /// Node `n`'s entry in the first topology (or when it is added), with its placement.
 pub(crate) fn core_node(id: rwsplit_core::NodeId, role: Role, n: &Node) -> CoreNode {
@@ -324,12 +257,10 @@ fn start_monitor(
     product: Product,
     policy: &Policy,
     state: &Arc<rwsplit_monitor::TopologyState>,
-    connector: NodeConnector,
+    connector: Option<NodeConnector>,
 ) -> Option<Monitor> {
     tokio::runtime::Handle::try_current().ok()?;
-    if matches!(connector, NodeConnector::None) {
-        return None;
-    }
+    let connector = connector?;
     let flavor = product.flavor()?;
     let weak_for_sampler = weak.clone();
     let weak = weak.clone();
@@ -362,20 +293,22 @@ fn start_monitor(
 /// policy if that was never done (it was unreachable at connect, or a topology source added
 /// it), off the probe's path. A server the policy refuses is fenced: out of rotation and never
 /// primary, with an error logged; one that could not be asked is checked on a later probe.
-fn check_server(weak: &std::sync::Weak<Inner>, id: usize, n: &Arc<Node>, product: Product) {
+fn check_server(weak: &std::sync::Weak<Inner>, id: NodeId, n: &NodeRef, product: Product) {
     if n.server.get().is_some() || n.checking.swap(true, Ordering::AcqRel) {
         return;
     }
-    let (weak, n) = (weak.clone(), Arc::clone(n));
+    // The check holds the node: a removal waits for it.
+    let (weak, n) = (weak.clone(), n.clone());
     tokio::spawn(async move {
         match product.check(&n.conn, &n.name).await {
             Ok(server) => {
                 let _ = n.server.set(server);
             }
             Err(crate::product::Unchecked::Refused(error)) => {
-                // Still the node in that slot (not removed and replaced meanwhile).
+                // Still there (not removed meanwhile; a node that took its index since has
+                // another id).
                 if let Some(inner) = weak.upgrade()
-                    && inner.nodes.get(id).is_some_and(|now| Arc::ptr_eq(&now, &n))
+                    && inner.nodes.get(id).is_some()
                 {
                     inner.routing.set_fenced(id, true);
                 }
@@ -397,8 +330,8 @@ pub(crate) async fn check_replicas(
     max: Duration,
 ) -> Result<(), crate::Error> {
     let product = conn.inner.product;
-    let nodes: Vec<Arc<Node>> =
-        conn.inner.nodes.iter().filter(|&(i, _)| i != 0).map(|(_, n)| n).collect();
+    let nodes: Vec<NodeRef> =
+        conn.inner.nodes.iter().filter(|&(i, _)| i != NodeId::new(0)).map(|(_, n)| n).collect();
     let checks = nodes.iter().map(|n| tokio::time::timeout(max, product.check(&n.conn, &n.name)));
     for (n, checked) in nodes.iter().zip(futures_util::future::join_all(checks).await) {
         match checked {
@@ -430,11 +363,136 @@ fn spawn_sampler(weak: std::sync::Weak<Inner>, every: Duration) {
 }
 
 impl Inner {
+    /// Waits until the monitor has probed every node once (at most `max`), so the first reads
+    /// already know every replica's role and position. Returns the nodes whose first probe was
+    /// refused (nothing accepts its connections; one that was only slow, or answered with an
+    /// error, starts Suspect as usual instead of banned).
+    pub(crate) async fn first_probes(&self, max: Duration) -> Vec<NodeId> {
+        let Some(m) = &self.monitor else { return Vec::new() };
+        m.first_round(max).await;
+        self.nodes.iter().map(|(i, _)| i).filter(|&i| m.state().refused(i)).collect()
+    }
+
+    /// Takes `node` out of rotation at once (it was unreachable at start).
+    pub(crate) fn ban(&self, node: NodeId) {
+        self.routing.ban(node);
+    }
+
+    /// Adds `node` at run time (a topology source found it): the monitor's state gives it an
+    /// id (the lowest free index, under that index's next generation), it enters the adapter's
+    /// registry under that id, its probes start at once (from `probe`, its own connect
+    /// options), and it enters rotation once a probe sees it healthy and caught up (see
+    /// `TopologyState::add_node`). Returns its id; `None` when every index is taken (logged
+    /// with the typed [`NoFreeIndex`](rwsplit_monitor::NoFreeIndex)).
+    pub(crate) fn add_node(
+        &self,
+        node: Node,
+        probe: Option<sea_orm::ConnectOptions>,
+    ) -> Option<NodeId> {
+        let node = node.probed_from(probe.map(ProbeFrom::Options));
+        let state = self.routing.state();
+        let id = match state.add_node(|id| core_node(id, Role::Replica, &node)) {
+            Ok(id) => id,
+            Err(error) => {
+                tracing::error!(target: "rwsplit", node = %node.name, %error, "node not added");
+                return None;
+            }
+        };
+        let name = node.name.clone();
+        if !self.nodes.install(id, node) {
+            // The slot still holds a node: the state and the registry disagree, which
+            // `remove_node` never leaves behind. Undo rather than route to the wrong pools.
+            state.remove_node(id);
+            tracing::error!(target: "rwsplit", node = %name, id = %id, "slot still taken: node not added");
+            return None;
+        }
+        // Its pools report to the metric callback, if one is set; `set_metric_callback` hooks
+        // the nodes it finds after storing the callback, so a node installed meanwhile is
+        // hooked by one or the other (before it takes statements: not before its first probe).
+        if self.hooks.is_set()
+            && let Some(n) = self.nodes.get(id)
+        {
+            n.hook(&self.hooks);
+        }
+        if let Some(m) = &self.monitor {
+            m.start_node(id);
+        }
+        tracing::warn!(target: "rwsplit", node = %name, id = %id, "node added: probing it, it takes statements once healthy and caught up");
+        Some(id)
+    }
+
+    /// Removes node `id` at run time: it leaves the routing snapshot at once (no new statement
+    /// goes to it), its probes stop, and once nothing runs on it any more its pools are closed
+    /// (which waits for open transactions and streams) and its index becomes free (for a newer
+    /// node, under the next generation). Its metric gauges say "removed" at once and "gone"
+    /// once it has drained (telemetry's *Removed nodes*). The last node is never removed.
+    /// Returns whether it was removed.
+    pub(crate) fn remove_node(&self, id: NodeId) -> bool {
+        if self.nodes.count() <= 1 {
+            tracing::warn!(target: "rwsplit", id = %id, "not removing the last node");
+            return false;
+        }
+        let state = Arc::clone(self.routing.state());
+        let was_primary = self.routing.node_view(id).is_some_and(|v| v.0 == Role::Primary);
+        state.remove_node(id);
+        if let Some(m) = &self.monitor {
+            m.stop_node(id);
+        }
+        let Some(node) = self.nodes.take(id) else { return false };
+        // Out of its slot, so the gauge sampler no longer sees it: its gauges are set here, to
+        // "removed" now and to "gone" once drained (telemetry's *Removed nodes*).
+        crate::telemetry::removing(&node.labels);
+        tracing::warn!(target: "rwsplit", node = %node.name, id = %id, "node removed: draining");
+        let weak = self.me.clone();
+        let drain = async move {
+            // Statements, sampler rounds and server checks hold their node while they run on
+            // it (`NodeRef`); the last to let go wakes this. Once idle, no sampler round can
+            // set its gauges any more, and the monitor counts nothing in flight on it (an
+            // attempt lets go of its in-flight count before its node).
+            node.drained().await;
+            if !state.release(id) {
+                tracing::warn!(target: "rwsplit", node = %node.name, id = %id, "a drained node still has statements in flight in the monitor's count: its index stays taken");
+            }
+            for pool in [&node.conn, &node.writer] {
+                if let Err(e) = pool.close_by_ref().await {
+                    tracing::debug!(target: "rwsplit", node = %node.name, error = %e, "closing a removed node's pool");
+                }
+            }
+            // A node at the same address added again meanwhile owns these series now.
+            let back = weak.upgrade().is_some_and(|inner| {
+                inner.nodes.iter().any(|(_, n)| n.labels.same_series(&node.labels))
+            });
+            if !back {
+                crate::telemetry::removed(&crate::telemetry::RemovedNode {
+                    labels: &node.labels,
+                    was_primary,
+                    observed: node
+                        .last_seen
+                        .lock()
+                        .unwrap_or_else(std::sync::PoisonError::into_inner)
+                        .is_some(),
+                    read_pool: (!node.one_pool).then_some(&node.conn),
+                    write_pool: &node.writer,
+                });
+            }
+            tracing::info!(target: "rwsplit", node = %node.name, id = %id, "removed node drained, pools closed");
+        };
+        match tokio::runtime::Handle::try_current() {
+            Ok(rt) => {
+                rt.spawn(drain);
+            }
+            Err(_) => {
+                tracing::warn!(target: "rwsplit", id = %id, "no runtime: the removed node's index stays taken")
+            }
+        }
+        true
+    }
+
     /// One round of the gauges.
     pub(crate) fn sample_metrics(&self, now: Instant) {
         let topo = self.routing.state().snapshot();
         for (i, n) in self.nodes.iter() {
-            let view = topo.node(node_id(i));
+            let view = topo.node(i);
             // Not in the snapshot: joining (sampled as such), or removed a moment ago (its
             // gauges are the removal's, see `remove_node`).
             let joining = view.is_none() && self.routing.state().contains(i);

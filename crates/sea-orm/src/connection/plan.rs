@@ -1,19 +1,21 @@
 //! Planning: where a statement or a transaction goes. The SQL is classified; then an explicit
 //! [scope](RoutedConnection::scope) or hint, the consistency level and the caller's
-//! read-your-writes need decide what the core router is asked. Nothing is sent here except the
-//! primary's position, when a scope's is pending.
+//! read-your-writes need decide what the core router is asked. Planning does no I/O: when a
+//! read-your-writes read needs some first (waiting for the scope's position captures, reading
+//! the primary's position), the planner hands back that step ([`Planned::Io`]); the executor
+//! does it ([`Inner::planned`]) and plans again with what it found ([`Done`]).
 
 use std::time::{Duration, Instant};
 
 use rwsplit_core::{
-    Access, CatchUp, CausalToken, Classification, Consistency, RouteContext, RouteReason, Target,
-    Transaction,
+    Access, CatchUp, CausalToken, Classification, Consistency, NodeId, RouteContext, RouteReason,
+    Target, Transaction,
 };
 use sea_orm::{AccessMode, DbErr, IsolationLevel};
 
-use super::inner::{Ctx, RoutedConnection, SCOPE, Scope, bump};
+use super::inner::{Ctx, Inner, SCOPE, Scope, bump};
 use crate::causal::Slot;
-use crate::route::{Plan, Snap};
+use crate::route::{Plan, Snap, Why};
 use crate::telemetry::Ryw;
 
 /// What a read needs from the primary's history.
@@ -25,102 +27,89 @@ enum Need {
     Primary,
 }
 
-impl RoutedConnection {
+impl Inner {
     /// `sql`'s classification, detached from it, and `db.operation.name` (cached by text).
     pub(super) fn classify(&self, sql: &str) -> crate::classified::Entry {
-        self.inner.classified.get(sql)
+        self.classified.get(sql)
     }
 
     pub(super) fn plan_ctx(&self, ctx: &RouteContext<'_>) -> Result<Plan, DbErr> {
-        self.inner.routing.plan(ctx)
+        self.routing.plan(ctx)
     }
 
     /// A plan for `access` on the primary, whatever the SQL would allow (`execute*`: no rows
     /// come back, so a replica is never worth it).
-    pub(super) fn plan_on_primary(
-        &self,
-        access: Access,
-        reason: &'static str,
-    ) -> Result<Plan, DbErr> {
+    pub(super) fn plan_on_primary(&self, access: Access, reason: Why) -> Result<Plan, DbErr> {
         let rc = RouteContext::for_access(access, Instant::now()).with_target(Target::Primary);
         Ok(self.plan_ctx(&rc)?.with_reason(reason))
     }
 
-    /// What a read in `scope` needs: nothing, a token, or the primary (position unknown).
-    /// The decision is [`next_step`]'s, from the scope's state and `snap` alone; the I/O it
-    /// may ask for first — waiting for the scope's position captures to land, reading the
-    /// primary's position — is done here, one explicit step at a time, and the decision is
-    /// made again with what it found.
-    async fn read_need(
+    /// What a read in `scope` needs: nothing, a token, or the primary (position unknown); or
+    /// the I/O step to do first. The decision is [`next_step`]'s, from the scope's state, `snap`
+    /// and the steps `done` so far alone.
+    fn read_need(
         &self,
         scope: &Scope,
         explicit: Option<&CausalToken>,
         wait: Option<Duration>,
         snap: &Snap,
-    ) -> Need {
-        let mut done = Done::default();
-        loop {
-            let slot = self.scope_get(scope);
-            let primary = snap.primary_id();
-            let primary_down = || {
-                primary.is_none_or(|p| {
-                    snap.topology()
-                        .node(crate::route::node_id(p))
-                        .is_none_or(|n| n.health() == rwsplit_core::Health::Down)
-                })
-            };
-            match next_step(&slot, explicit, wait, primary_down, done) {
-                Step::Need(need) => return need,
-                Step::Settle(max) => {
-                    // Boxed, as all I/O a plan may need: most reads need none.
-                    Box::pin(self.settled_slot(scope, max)).await;
-                    done.settled = true;
-                }
-                Step::Capture(epoch) => {
-                    let at = primary.unwrap_or_else(|| self.primary_index());
-                    let captured = Box::pin(self.capture_on(at)).await;
-                    if let Ok(t) = &captured {
-                        self.scope_update(scope, |s| s.settle(t, epoch));
-                    }
-                    done.captured = Some(captured.is_ok());
-                }
+        done: Done,
+    ) -> Result<Need, Io> {
+        let slot = self.scope_get(scope);
+        let primary = snap.primary_id();
+        let primary_down = || {
+            primary.is_none_or(|p| {
+                snap.topology().node(p).is_none_or(|n| n.health() == rwsplit_core::Health::Down)
+            })
+        };
+        match next_step(&slot, explicit, wait, primary_down, done) {
+            Step::Need(need) => Ok(need),
+            Step::Settle(max) => Err(Io::Settle(max)),
+            Step::Capture(epoch) => {
+                Err(Io::Capture { epoch, at: primary.unwrap_or_else(|| self.primary_index()) })
             }
         }
     }
 
     /// The catch-up wait a read may do: the call's, else the connection's default.
     fn wait_of(&self, ctx: &Ctx<'_>) -> Option<Duration> {
-        ctx.wait.unwrap_or(self.inner.policy.wait_for_replica).filter(|d| !d.is_zero())
+        ctx.wait.unwrap_or(self.policy.wait_for_replica).filter(|d| !d.is_zero())
     }
 
     /// Where a statement goes, given its classification (see [`classify`](Self::classify)):
     /// the explicit scope, the consistency level with the caller's read-your-writes token, and
     /// the router.
-    pub(super) async fn plan(
+    /// Pure: no I/O; a step it needs first comes back as [`Planned::Io`].
+    pub(super) fn plan(
         &self,
         sql: &str,
         kind: crate::classified::Entry,
         ctx: &Ctx<'_>,
         scope: &Scope,
-    ) -> Result<Plan, DbErr> {
+        done: Done,
+    ) -> Result<Planned, DbErr> {
         let c = kind.classification.attach(sql);
-        Ok(self.plan_classified(sql, &c, ctx, scope).await?.with_operation(kind.operation))
+        Ok(match self.plan_classified(sql, &c, ctx, scope, done)? {
+            Planned::Ready(plan) => Planned::Ready(plan.with_operation(kind.operation)),
+            io => io,
+        })
     }
 
-    async fn plan_classified(
+    fn plan_classified(
         &self,
         sql: &str,
         c: &Classification<'_>,
         ctx: &Ctx<'_>,
         scope: &Scope,
-    ) -> Result<Plan, DbErr> {
+        done: Done,
+    ) -> Result<Planned, DbErr> {
         let now = Instant::now();
-        let mut rc = RouteContext::new(c, now).with_statement(sql, self.inner.dialect);
+        let mut rc = RouteContext::new(c, now).with_statement(sql, self.dialect);
         let target = SCOPE.try_with(|t| *t).ok();
         if let Some(target) = target {
             rc = rc.with_target(target);
         }
-        let level = ctx.consistency.unwrap_or(&self.inner.policy.consistency);
+        let level = ctx.consistency.unwrap_or(&self.policy.consistency);
         let explicit_token = match level {
             Consistency::ReadYourWrites(t) => Some(t),
             _ => None,
@@ -129,22 +118,27 @@ impl RoutedConnection {
         if c.access() == Access::Write
             || overridden
             || matches!(level, Consistency::Strong)
-            || (!self.inner.policy.read_your_writes && explicit_token.is_none())
-            || (self.inner.nodes.count() == 1 && explicit_token.is_none())
+            || (!self.policy.read_your_writes && explicit_token.is_none())
+            || (self.nodes.count() == 1 && explicit_token.is_none())
         {
-            return self.plan_ctx(&rc.with_consistency(level));
+            return self.plan_ctx(&rc.with_consistency(level)).map(Planned::Ready);
         }
         // One snapshot for every decision of this plan.
-        let snap = self.inner.routing.snap();
-        match self.read_need(scope, explicit_token, self.wait_of(ctx), &snap).await {
-            Need::Nothing => self.inner.routing.plan_in(snap, &rc.with_consistency(level)),
+        let snap = self.routing.snap();
+        let need = match self.read_need(scope, explicit_token, self.wait_of(ctx), &snap, done) {
+            Ok(need) => need,
+            Err(io) => return Ok(Planned::Io(io)),
+        };
+        match need {
+            Need::Nothing => self.routing.plan_in(snap, &rc.with_consistency(level)),
             Need::Primary => {
-                self.inner.counters.read_your_writes(Ryw::Primary);
-                let plan = self.inner.routing.plan_in(snap, &rc.with_target(Target::Primary))?;
-                Ok(plan.with_reason("read right after a write"))
+                self.counters.read_your_writes(Ryw::Primary);
+                let plan = self.routing.plan_in(snap, &rc.with_target(Target::Primary))?;
+                Ok(plan.with_reason(Why::ReadAfterWrite))
             }
             Need::Token(token) => self.plan_with_token(snap, rc, level, token, ctx),
         }
+        .map(Planned::Ready)
     }
 
     /// A read-your-writes read: replicas known to have replayed `token`, or (if the caller
@@ -160,19 +154,19 @@ impl RoutedConnection {
     ) -> Result<Plan, DbErr> {
         let wait = self.wait_of(ctx);
         if crate::route::foreign_in(snap.topology(), &token) {
-            self.inner.counters.read_your_writes(Ryw::Primary);
-            bump(&self.inner.counters.foreign_tokens);
+            self.counters.read_your_writes(Ryw::Primary);
+            bump(&self.counters.foreign_tokens);
             tracing::info!(target: "rwsplit", token = %token, "read-your-writes token is from another history than the primary's (a failover?): no replica can prove it has the write; reading from the primary");
-            let plan = self.inner.routing.plan_in(snap, &rc.with_target(Target::Primary))?;
-            return Ok(plan.with_reason("token from another history"));
+            let plan = self.routing.plan_in(snap, &rc.with_target(Target::Primary))?;
+            return Ok(plan.with_reason(Why::ForeignToken));
         }
         let catch_up = if wait.is_some() { CatchUp::Wait } else { CatchUp::Primary };
         let ryw = Consistency::ReadYourWrites(token);
         let mut plan =
-            self.inner.routing.plan_in(snap, &rc.with_consistency(&ryw).with_catch_up(catch_up))?;
+            self.routing.plan_in(snap, &rc.with_consistency(&ryw).with_catch_up(catch_up))?;
         let Consistency::ReadYourWrites(token) = ryw else { return Ok(plan) };
         if let Consistency::BoundedStaleness(bound) = level {
-            plan = self.inner.routing.exclude_lagging(plan, bound);
+            plan = self.routing.exclude_lagging(plan, bound);
         }
         match plan.route_reason() {
             RouteReason::AwaitCatchUp => {
@@ -180,49 +174,54 @@ impl RoutedConnection {
                     plan = plan.with_wait(token, max);
                 }
             }
-            RouteReason::NotCaughtUp => self.inner.counters.read_your_writes(Ryw::Primary),
-            _ if plan.on_primary() => self.inner.counters.read_your_writes(Ryw::Primary),
-            _ => self.inner.counters.read_your_writes(Ryw::Replica),
+            RouteReason::NotCaughtUp => self.counters.read_your_writes(Ryw::Primary),
+            _ if plan.on_primary() => self.counters.read_your_writes(Ryw::Primary),
+            _ => self.counters.read_your_writes(Ryw::Replica),
         }
         Ok(plan)
     }
 
     /// Where a transaction with this configuration begins: a read-only one (not SERIALIZABLE on
     /// PostgreSQL) may use a replica that has the caller's writes, everything else uses the
-    /// primary.
-    pub(super) async fn plan_transaction(
+    /// primary. Pure, like [`plan`](Self::plan).
+    pub(super) fn plan_transaction(
         &self,
         isolation: Option<IsolationLevel>,
         access: Option<AccessMode>,
         ctx: &Ctx<'_>,
         scope: &Scope,
-    ) -> Result<Plan, DbErr> {
+        done: Done,
+    ) -> Result<Planned, DbErr> {
         let now = Instant::now();
         let read_only = access == Some(AccessMode::ReadOnly);
         let serializable_pg = isolation == Some(IsolationLevel::Serializable)
-            && self.inner.product.replicas_refuse_serializable();
+            && self.product.replicas_refuse_serializable();
         if !read_only || serializable_pg {
             let ctx = RouteContext::for_access(Access::Write, now)
                 .with_transaction(Transaction::ReadWrite);
-            return Ok(self.plan_ctx(&ctx)?.with_reason("transaction"));
+            return Ok(Planned::Ready(self.plan_ctx(&ctx)?.with_reason(Why::Transaction)));
         }
         let mut rc =
             RouteContext::for_access(Access::Read, now).with_transaction(Transaction::ReadOnly);
-        let level = ctx.consistency.unwrap_or(&self.inner.policy.consistency);
+        let level = ctx.consistency.unwrap_or(&self.policy.consistency);
         if let Ok(target) = SCOPE.try_with(|t| *t) {
-            return self.plan_ctx(&rc.with_target(target));
+            return self.plan_ctx(&rc.with_target(target)).map(Planned::Ready);
         }
-        if matches!(level, Consistency::Strong) || !self.inner.policy.read_your_writes {
-            return self.plan_ctx(&rc.with_consistency(level));
+        if matches!(level, Consistency::Strong) || !self.policy.read_your_writes {
+            return self.plan_ctx(&rc.with_consistency(level)).map(Planned::Ready);
         }
         let explicit = match level {
             Consistency::ReadYourWrites(t) => Some(t),
             _ => None,
         };
-        let snap = self.inner.routing.snap();
-        match self.read_need(scope, explicit, None, &snap).await {
-            Need::Nothing => self.inner.routing.plan_in(snap, &rc.with_consistency(level)),
-            Need::Primary => self.inner.routing.plan_in(snap, &rc.with_target(Target::Primary)),
+        let snap = self.routing.snap();
+        let need = match self.read_need(scope, explicit, None, &snap, done) {
+            Ok(need) => need,
+            Err(io) => return Ok(Planned::Io(io)),
+        };
+        match need {
+            Need::Nothing => self.routing.plan_in(snap, &rc.with_consistency(level)),
+            Need::Primary => self.routing.plan_in(snap, &rc.with_target(Target::Primary)),
             Need::Token(token) => {
                 // No catch-up wait for a transaction: it goes where the token is satisfied.
                 rc = rc.with_catch_up(CatchUp::Primary);
@@ -230,7 +229,32 @@ impl RoutedConnection {
                 self.plan_with_token(snap, rc, level, token, &no_wait)
             }
         }
+        .map(Planned::Ready)
     }
+}
+
+/// What planning gives: a plan, or an I/O step to do before planning again.
+#[derive(Debug)]
+pub(super) enum Planned {
+    /// Where it goes.
+    Ready(Plan),
+    /// Do this first, note it in [`Done`], and plan again.
+    Io(Io),
+}
+
+/// An I/O step a read-your-writes read's plan needs first; the executor does it
+/// ([`Inner::planned`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Io {
+    /// Wait, up to this long, for the scope's position captures in flight to land.
+    Settle(Duration),
+    /// Read the position of primary `at`, for the scope whose pending epoch is `epoch`.
+    Capture {
+        /// The scope's pending epoch when it was asked for.
+        epoch: u64,
+        /// The primary of the plan's snapshot.
+        at: NodeId,
+    },
 }
 
 /// What planning a read in a read-your-writes scope needs next ([`next_step`]).
@@ -247,11 +271,11 @@ enum Step {
 
 /// The I/O steps a read's plan has done so far.
 #[derive(Debug, Default, Clone, Copy)]
-struct Done {
+pub(super) struct Done {
     /// It waited for the scope's captures in flight.
-    settled: bool,
+    pub(super) settled: bool,
     /// It read the primary's position: `true` if that worked.
-    captured: Option<bool>,
+    pub(super) captured: Option<bool>,
 }
 
 /// The next step for a read in a scope whose state is `slot`, with the caller's own token

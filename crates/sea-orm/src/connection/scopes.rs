@@ -14,7 +14,7 @@ use std::time::Duration;
 use rwsplit_core::CausalToken;
 use sea_orm::{DbErr, TransactionError};
 
-use super::inner::{Ctx, RoutedConnection, SESSION, Scope, bump};
+use super::inner::{Ctx, Inner, SESSION, Scope, bump};
 use crate::causal::Slot;
 use crate::position;
 
@@ -44,7 +44,7 @@ impl Outcome {
     }
 }
 
-impl RoutedConnection {
+impl Inner {
     /// The scope of a call: its explicit session, else the ambient one, else the task's.
     pub(crate) fn scope_of(&self, ctx: &Ctx<'_>) -> Scope {
         match ctx.session {
@@ -55,14 +55,14 @@ impl RoutedConnection {
 
     pub(super) fn scope_get(&self, scope: &Scope) -> Slot {
         match scope {
-            Scope::Task => self.inner.tasks.get(),
+            Scope::Task => self.tasks.get(),
             Scope::Session(s) => s.get(),
         }
     }
 
     pub(crate) fn scope_update(&self, scope: &Scope, f: impl FnOnce(&mut Slot)) {
         match scope {
-            Scope::Task => self.inner.tasks.update(f),
+            Scope::Task => self.tasks.update(f),
             Scope::Session(s) => s.update(f),
         }
     }
@@ -71,8 +71,8 @@ impl RoutedConnection {
     /// could go elsewhere than the primary (there are replicas), or the scope is a session,
     /// whose token may be exported.
     pub(super) fn tracks_writes(&self, scope: &Scope) -> bool {
-        self.inner.policy.read_your_writes
-            && (self.inner.nodes.count() > 1 || matches!(scope, Scope::Session(_)))
+        self.policy.read_your_writes
+            && (self.nodes.count() > 1 || matches!(scope, Scope::Session(_)))
     }
 
     /// Writes the router cannot see may now happen in `scope` (the primary's connection was
@@ -85,21 +85,23 @@ impl RoutedConnection {
     }
 
     /// The primary's position now, from `node`'s writable pool.
-    pub(crate) async fn capture_on(&self, node: usize) -> Result<CausalToken, DbErr> {
+    pub(crate) async fn capture_on(
+        &self,
+        node: rwsplit_core::NodeId,
+    ) -> Result<CausalToken, DbErr> {
         let n = self
-            .inner
             .nodes
             .get(node)
             .ok_or_else(|| DbErr::from(crate::routing_error::RoutingError::NodeRemoved))?;
         let cached = n.system_id.load(Ordering::Relaxed);
-        match position::capture(&n.writer, self.inner.product, cached).await {
+        match position::capture(&n.writer, self.product, cached).await {
             Ok((token, system_id)) => {
                 n.system_id.store(system_id, Ordering::Relaxed);
-                bump(&self.inner.counters.captures);
+                bump(&self.counters.captures);
                 Ok(token)
             }
             Err(e) => {
-                bump(&self.inner.counters.capture_failures);
+                bump(&self.counters.capture_failures);
                 Err(e)
             }
         }
@@ -110,7 +112,7 @@ impl RoutedConnection {
     /// it in flight and its reads go to the primary (a replica could not have the write yet
     /// anyway). The write has succeeded whatever happens here; if the position cannot be read,
     /// the scope is marked pending instead (its next read asks again, or goes to the primary).
-    pub(super) async fn after_write(&self, node: usize, scope: &Scope) {
+    pub(super) async fn after_write(&self, node: rwsplit_core::NodeId, scope: &Scope) {
         if !self.tracks_writes(scope) {
             return;
         }
@@ -118,7 +120,9 @@ impl RoutedConnection {
             Scope::Task => Key::Task(tokio::task::try_id()),
             Scope::Session(s) => Key::Session(Arc::clone(s)),
         };
-        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+        // Live while a statement of the connection runs (it holds the connection).
+        let (Ok(runtime), Some(db)) = (tokio::runtime::Handle::try_current(), self.me.upgrade())
+        else {
             let epoch = self.key_update(&key, |s| s.pending_epoch);
             self.finish_capture(node, false, &key, epoch).await;
             return;
@@ -127,7 +131,6 @@ impl RoutedConnection {
             s.inflight += 1;
             s.pending_epoch
         });
-        let db = self.clone();
         runtime.spawn(async move {
             db.finish_capture(node, true, &key, epoch).await;
         });
@@ -136,10 +139,16 @@ impl RoutedConnection {
     /// Reads the position after a write and records it under `key`; `counted`: the capture was
     /// counted in flight; `epoch`: the scope's pending epoch when the write committed (the read
     /// clears only what was pending then).
-    async fn finish_capture(&self, node: usize, counted: bool, key: &Key, epoch: u64) {
+    async fn finish_capture(
+        &self,
+        node: rwsplit_core::NodeId,
+        counted: bool,
+        key: &Key,
+        epoch: u64,
+    ) {
         let result = self.capture_on(node).await;
         // Whatever the outcome, the reads waiting for this scope's positions to land look again.
-        let _landed = Landed(&self.inner.positions_landed);
+        let _landed = Landed(&self.positions_landed);
         let done = |s: &mut Slot| {
             if counted {
                 s.inflight = s.inflight.saturating_sub(1);
@@ -152,7 +161,7 @@ impl RoutedConnection {
                 done(s);
             }),
             Err(e) => {
-                tracing::warn!(target: "rwsplit", node = %self.inner.nodes.get(node).map_or_else(String::new, |n| n.name.clone()), error = %e, "could not read the primary's position after a write; the next read in this scope goes to the primary");
+                tracing::warn!(target: "rwsplit", node = %self.nodes.get(node).map_or_else(String::new, |n| n.name.clone()), error = %e, "could not read the primary's position after a write; the next read in this scope goes to the primary");
                 self.key_update(key, |s| {
                     s.mark_pending();
                     done(s);
@@ -163,7 +172,7 @@ impl RoutedConnection {
 
     fn key_update<R>(&self, key: &Key, f: impl FnOnce(&mut Slot) -> R) -> R {
         match key {
-            Key::Task(id) => self.inner.tasks.update_task(*id, f),
+            Key::Task(id) => self.tasks.update_task(*id, f),
             Key::Session(s) => s.update(f),
         }
     }
@@ -174,7 +183,7 @@ impl RoutedConnection {
         let deadline = tokio::time::Instant::now() + crate::deadline::cap(max);
         loop {
             // Made before the look: a capture landing in between still wakes it.
-            let landed = self.inner.positions_landed.notified();
+            let landed = self.positions_landed.notified();
             let slot = self.scope_get(scope);
             if slot.inflight == 0 {
                 return slot;
@@ -188,7 +197,12 @@ impl RoutedConnection {
     /// After a read-write transaction on `node`: committed → record the position; a commit
     /// that failed on the connection may or may not have happened → the position is pending
     /// (the next read asks the primary, or reads there); rolled back → nothing.
-    pub(super) async fn after_transaction(&self, node: usize, scope: &Scope, outcome: Outcome) {
+    pub(super) async fn after_transaction(
+        &self,
+        node: rwsplit_core::NodeId,
+        scope: &Scope,
+        outcome: Outcome,
+    ) {
         match outcome {
             Outcome::Committed => self.after_write(node, scope).await,
             Outcome::Unknown => self.mark_unseen_writes(scope),
@@ -197,7 +211,7 @@ impl RoutedConnection {
     }
 }
 
-/// Wakes the reads waiting in [`RoutedConnection::settled_slot`] when dropped: once a position
+/// Wakes the reads waiting in [`Inner::settled_slot`] when dropped: once a position
 /// capture has landed (or failed, or its task was cancelled).
 struct Landed<'a>(&'a tokio::sync::Notify);
 

@@ -1,10 +1,11 @@
-//! The statement paths every routed handle shares: plan, then [`attempt`](RoutedConnection::attempt).
+//! The statement paths every routed handle shares: plan, then [`attempt`](Inner::attempt).
 
 use futures_util::future::Either;
 use sea_orm::{DbErr, ExecResult, QueryResult, QueryStream, Statement};
 
 use super::attempt::{Execute, QueryAll, QueryOne, Stream, Unprepared};
-use super::inner::{Ctx, RoutedConnection};
+use super::inner::{Ctx, Inner};
+use crate::route::Why;
 
 /// Runs a statement's future in its span — unless nothing listens (the span is disabled), and
 /// then without the wrapper, which would otherwise enter and leave a span on every poll.
@@ -20,20 +21,21 @@ trait InSpan: std::future::Future + Sized {
 
 impl<F: std::future::Future> InSpan for F {}
 
-impl RoutedConnection {
+impl Inner {
     pub(crate) fn execute_in<'a>(
         &'a self,
         stmt: Statement,
-        ctx: &'a Ctx<'a>,
+        ctx: Ctx<'a>,
     ) -> impl std::future::Future<Output = Result<ExecResult, DbErr>> + Send + 'a {
         let kind = self.classify(&stmt.sql);
-        let span = self.statement_span(kind.operation, ctx);
+        let span = self.statement_span(kind.operation, &ctx);
+        let mut work = Execute(stmt);
         async move {
             // `execute` returns no rows: it always runs on the primary, whatever the SQL.
             let access = kind.classification.access();
-            let plan = self.plan_on_primary(access, "execute")?.with_operation(kind.operation);
-            let scope = self.scope_of(ctx);
-            Ok(self.attempt(&plan, Execute(stmt), &scope).await?.0)
+            let plan = self.plan_on_primary(access, Why::Execute)?.with_operation(kind.operation);
+            let scope = self.scope_of(&ctx);
+            Ok(self.attempt(&plan, &mut work, &scope).await?.0)
         }
         .in_span(span)
     }
@@ -41,18 +43,19 @@ impl RoutedConnection {
     pub(crate) fn execute_unprepared_in<'a>(
         &'a self,
         sql: &'a str,
-        ctx: &'a Ctx<'a>,
+        ctx: Ctx<'a>,
     ) -> impl std::future::Future<Output = Result<ExecResult, DbErr>> + Send + 'a {
         let kind = self.classify(sql);
-        let span = self.statement_span(kind.operation, ctx);
+        let span = self.statement_span(kind.operation, &ctx);
         async move {
             // Raw SQL with no rows to return: never worth a replica, and often DDL or SET. What is
             // not provably a read is a write (recorded in the scope; never retried).
             let access = kind.classification.access();
-            let plan =
-                self.plan_on_primary(access, "execute_unprepared")?.with_operation(kind.operation);
-            let scope = self.scope_of(ctx);
-            Ok(self.attempt(&plan, Unprepared(sql), &scope).await?.0)
+            let plan = self
+                .plan_on_primary(access, Why::ExecuteUnprepared)?
+                .with_operation(kind.operation);
+            let scope = self.scope_of(&ctx);
+            Ok(self.attempt(&plan, &mut Unprepared(sql), &scope).await?.0)
         }
         .in_span(span)
     }
@@ -60,14 +63,17 @@ impl RoutedConnection {
     pub(crate) fn query_one_in<'a>(
         &'a self,
         stmt: Statement,
-        ctx: &'a Ctx<'a>,
+        ctx: Ctx<'a>,
     ) -> impl std::future::Future<Output = Result<Option<QueryResult>, DbErr>> + Send + 'a {
         let kind = self.classify(&stmt.sql);
-        let span = self.statement_span(kind.operation, ctx);
+        let span = self.statement_span(kind.operation, &ctx);
+        let mut work = QueryOne(stmt);
         async move {
-            let scope = self.scope_of(ctx);
-            let plan = self.plan(&stmt.sql, kind, ctx, &scope).await?;
-            Ok(self.attempt(&plan, QueryOne(stmt), &scope).await?.0)
+            let scope = self.scope_of(&ctx);
+            let plan = self
+                .planned(&scope, |done| self.plan(&work.0.sql, kind, &ctx, &scope, done))
+                .await?;
+            Ok(self.attempt(&plan, &mut work, &scope).await?.0)
         }
         .in_span(span)
     }
@@ -75,14 +81,17 @@ impl RoutedConnection {
     pub(crate) fn query_all_in<'a>(
         &'a self,
         stmt: Statement,
-        ctx: &'a Ctx<'a>,
+        ctx: Ctx<'a>,
     ) -> impl std::future::Future<Output = Result<Vec<QueryResult>, DbErr>> + Send + 'a {
         let kind = self.classify(&stmt.sql);
-        let span = self.statement_span(kind.operation, ctx);
+        let span = self.statement_span(kind.operation, &ctx);
+        let mut work = QueryAll(stmt);
         async move {
-            let scope = self.scope_of(ctx);
-            let plan = self.plan(&stmt.sql, kind, ctx, &scope).await?;
-            Ok(self.attempt(&plan, QueryAll(stmt), &scope).await?.0)
+            let scope = self.scope_of(&ctx);
+            let plan = self
+                .planned(&scope, |done| self.plan(&work.0.sql, kind, &ctx, &scope, done))
+                .await?;
+            Ok(self.attempt(&plan, &mut work, &scope).await?.0)
         }
         .in_span(span)
     }
@@ -90,14 +99,17 @@ impl RoutedConnection {
     pub(crate) fn stream_in<'a>(
         &'a self,
         stmt: Statement,
-        ctx: &'a Ctx<'a>,
+        ctx: Ctx<'a>,
     ) -> impl std::future::Future<Output = Result<QueryStream, DbErr>> + Send + 'a {
         let kind = self.classify(&stmt.sql);
-        let span = self.statement_span(kind.operation, ctx);
+        let span = self.statement_span(kind.operation, &ctx);
+        let mut work = Stream(stmt);
         async move {
-            let scope = self.scope_of(ctx);
-            let plan = self.plan(&stmt.sql, kind, ctx, &scope).await?;
-            Ok(self.attempt(&plan, Stream(stmt), &scope).await?.0)
+            let scope = self.scope_of(&ctx);
+            let plan = self
+                .planned(&scope, |done| self.plan(&work.0.sql, kind, &ctx, &scope, done))
+                .await?;
+            Ok(self.attempt(&plan, &mut work, &scope).await?.0)
         }
         .in_span(span)
     }

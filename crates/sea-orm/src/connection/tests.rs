@@ -9,6 +9,8 @@ use sea_orm::{
     MockExecResult, RuntimeErr, Statement, StreamTrait, TransactionTrait, Value,
 };
 
+use rwsplit_core::NodeId;
+
 use super::Policy;
 use crate::{
     Consistency, DownReason, Error, NotSentReason, RoutedConnection, RoutingError, UnknownReason,
@@ -64,7 +66,7 @@ async fn a_read_whose_replica_fails_moves_on_and_the_failure_is_counted() {
     assert_eq!(stats.retries(), 1);
     assert_eq!(stats.replicas()[0].failures(), 1);
     assert_eq!(stats.primary().reads(), 1);
-    assert_eq!(statements(db.primary_conn()), 1);
+    assert_eq!(statements(db.inner.primary_conn()), 1);
 }
 
 #[tokio::test]
@@ -84,7 +86,7 @@ async fn the_retry_budget_bounds_a_read() {
         ),
         "{err:?}"
     );
-    assert_eq!(statements(db.primary_conn()), 0, "the primary was not tried");
+    assert_eq!(statements(db.inner.primary_conn()), 0, "the primary was not tried");
     assert_eq!(db.stats().retries(), 0);
 }
 
@@ -97,7 +99,7 @@ async fn an_error_of_the_statement_itself_reaches_the_caller_unchanged_and_is_no
         matches!(err, DbErr::Query(RuntimeErr::Internal(ref m)) if m.contains("syntax")),
         "{err:?}"
     );
-    assert_eq!(statements(db.primary_conn()), 0);
+    assert_eq!(statements(db.inner.primary_conn()), 0);
     assert_eq!(db.stats().replicas()[0].failures(), 0, "not the node's failure");
 }
 
@@ -122,7 +124,11 @@ async fn a_failed_write_is_never_retried_and_says_so() {
         "{typed:?}"
     );
     assert!(typed.outcome_unknown() && !typed.is_retryable());
-    assert_eq!(statements(&db.inner.nodes.get(1).unwrap().conn), 0, "nothing reached the replica");
+    assert_eq!(
+        statements(&db.inner.nodes.get(NodeId::new(1)).unwrap().conn),
+        0,
+        "nothing reached the replica"
+    );
     assert_eq!(db.stats().retries(), 0);
 }
 
@@ -139,7 +145,10 @@ async fn transactions_begin_where_their_access_mode_allows(
     let txn = db.begin_with_config(None, access).await.unwrap();
     txn.query_one_raw(select()).await.unwrap();
     txn.commit().await.unwrap();
-    let got = (statements(db.primary_conn()), statements(&db.inner.nodes.get(1).unwrap().conn));
+    let got = (
+        statements(db.inner.primary_conn()),
+        statements(&db.inner.nodes.get(NodeId::new(1)).unwrap().conn),
+    );
     assert_eq!(got, expected, "{access:?}");
 }
 
@@ -166,8 +175,12 @@ async fn closure_transactions_run_and_commit_through_the_router() {
         .await
         .unwrap();
     assert_eq!(ro, 1);
-    assert_eq!(statements(db.primary_conn()), 1, "the read-write transaction");
-    assert_eq!(statements(&db.inner.nodes.get(1).unwrap().conn), 1, "the read-only one");
+    assert_eq!(statements(db.inner.primary_conn()), 1, "the read-write transaction");
+    assert_eq!(
+        statements(&db.inner.nodes.get(NodeId::new(1)).unwrap().conn),
+        1,
+        "the read-only one"
+    );
 }
 
 #[tokio::test]
@@ -349,7 +362,7 @@ async fn statements_errors_retries_and_latencies_are_recorded() {
 }
 
 /// What the monitor reports after probing `node`: the primary, or a replica.
-async fn probed(db: &RoutedConnection, node: usize, replica: bool) {
+async fn probed(db: &RoutedConnection, node: NodeId, replica: bool) {
     let seen = crate::tests::pg_probe(!replica, "0/3000000", 0).await;
     db.inner.routing.state().observe(node, &seen, std::time::Instant::now());
 }
@@ -389,21 +402,21 @@ async fn a_write_waiting_for_a_connection_follows_a_new_primary(
         }
     });
     tokio::time::sleep(std::time::Duration::from_millis(300)).await;
-    probed(&db, 1, false).await;
+    probed(&db, NodeId::new(1), false).await;
     if old_seen_as_replica {
-        probed(&db, 0, true).await;
+        probed(&db, NodeId::new(0), true).await;
     }
     if old_marked_down {
         for _ in 0..5 {
             let refused = Err(rwsplit_monitor::ProbeError::refused("connection refused"));
-            db.inner.routing.state().observe(0, &refused, std::time::Instant::now());
+            db.inner.routing.state().observe(NodeId::new(0), &refused, std::time::Instant::now());
         }
     }
     let (result, took) = write.await.unwrap();
     let exec = result.expect("retried on the new primary");
     assert_eq!(exec.rows_affected(), 1);
     assert!(took < std::time::Duration::from_secs(2), "took {took:?}");
-    let new_primary = &db.inner.nodes.get(1).unwrap().writer;
+    let new_primary = &db.inner.nodes.get(NodeId::new(1)).unwrap().writer;
     let log = new_primary.clone().into_transaction_log();
     assert_eq!(log.len(), 1, "{log:?}");
     assert!(log[0].statements()[0].sql.starts_with("INSERT"), "{log:?}");
@@ -421,7 +434,7 @@ async fn a_write_whose_primary_stays_is_not_retried_and_says_it_was_not_sent() {
     let typed = routing_error(&err).expect("the adapter's error");
     assert!(matches!(typed, RoutingError::Backpressure { .. }), "{typed:?}");
     assert!(typed.is_retryable() && !typed.outcome_unknown(), "{typed:?}");
-    let replica = &db.inner.nodes.get(1).unwrap().writer;
+    let replica = &db.inner.nodes.get(NodeId::new(1)).unwrap().writer;
     assert_eq!(statements(replica), 0, "nothing reached the replica");
     assert_eq!(db.stats().retries(), 0, "not retried");
 }
@@ -438,7 +451,7 @@ async fn a_write_on_a_primary_marked_down_with_no_successor_fails_unsent() {
     tokio::time::sleep(std::time::Duration::from_millis(200)).await;
     for _ in 0..5 {
         let refused = Err(rwsplit_monitor::ProbeError::refused("connection refused"));
-        db.inner.routing.state().observe(0, &refused, std::time::Instant::now());
+        db.inner.routing.state().observe(NodeId::new(0), &refused, std::time::Instant::now());
     }
     let err = tokio::time::timeout(std::time::Duration::from_secs(2), write)
         .await
@@ -456,7 +469,7 @@ async fn a_write_on_a_primary_marked_down_with_no_successor_fails_unsent() {
         ),
         "{err:?}"
     );
-    assert_eq!(statements(&db.inner.nodes.get(1).unwrap().writer), 0);
+    assert_eq!(statements(&db.inner.nodes.get(NodeId::new(1)).unwrap().writer), 0);
 }
 
 /// A read on the primary (pinned there) waiting on a node that stops being the primary is given
@@ -476,14 +489,47 @@ async fn a_read_on_the_primary_follows_a_new_primary() {
         }
     });
     tokio::time::sleep(std::time::Duration::from_millis(300)).await;
-    probed(&db, 1, false).await;
+    probed(&db, NodeId::new(1), false).await;
     let (row, took) = read.await.unwrap();
     assert!(row.expect("read on the new primary").is_some());
     assert!(took < std::time::Duration::from_secs(2), "took {took:?}");
     assert_eq!(db.stats().nodes()[1].reads(), 1);
     assert_eq!(db.stats().retries(), 1);
-    let log = db.inner.nodes.get(1).unwrap().conn.clone().into_transaction_log();
+    let log = db.inner.nodes.get(NodeId::new(1)).unwrap().conn.clone().into_transaction_log();
     assert_eq!(log[0].statements()[0].sql, select().sql, "the read itself, not an empty one");
+}
+
+/// A replica read waits on its node's standing without a timer: a change of the node's health
+/// that does not take it down (suspect) is seen and the read goes on waiting; the monitor
+/// marking it down ends the read there at once, and it moves on to the primary.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replica_read_is_given_up_when_its_node_is_marked_down_and_not_before() {
+    let db = routed(answering(), vec![refusing(std::time::Duration::from_secs(30)).await], 2);
+    let read = tokio::spawn({
+        let db = db.clone();
+        async move {
+            let started = std::time::Instant::now();
+            (db.query_one_raw(select()).await, started.elapsed())
+        }
+    });
+    let refused = Err(rwsplit_monitor::ProbeError::refused("connection refused"));
+    let state = db.inner.routing.state();
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    let replica = NodeId::new(1);
+    let before = state.changes(replica);
+    state.observe(replica, &refused, std::time::Instant::now());
+    assert_eq!(state.health(replica), rwsplit_core::Health::Suspect);
+    assert!(state.changes(replica) > before, "suspect is announced");
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    assert!(!read.is_finished(), "a suspect replica's read goes on");
+    while state.health(replica) != rwsplit_core::Health::Down {
+        state.observe(replica, &refused, std::time::Instant::now());
+    }
+    let (row, took) = read.await.unwrap();
+    assert!(row.expect("read on the primary").is_some());
+    assert!(took < std::time::Duration::from_secs(5), "took {took:?}");
+    assert_eq!(db.stats().retries(), 1);
+    assert_eq!(db.stats().primary().reads(), 1);
 }
 
 /// Issue 23's budget: a statement's future — what SeaORM's `async_trait` moves, whole, into the
@@ -498,14 +544,84 @@ async fn statement_futures_stay_small() {
     let ctx = super::Ctx::default();
     let insert = Statement::from_string(DbBackend::Postgres, "INSERT INTO t VALUES (1)");
     let sizes = [
-        ("query_one", std::mem::size_of_val(&db.query_one_in(select(), &ctx))),
-        ("query_all", std::mem::size_of_val(&db.query_all_in(select(), &ctx))),
-        ("stream", std::mem::size_of_val(&db.stream_in(select(), &ctx))),
-        ("execute", std::mem::size_of_val(&db.execute_in(insert.clone(), &ctx))),
-        ("execute_unprepared", std::mem::size_of_val(&db.execute_unprepared_in(&insert.sql, &ctx))),
+        ("query_one", std::mem::size_of_val(&db.inner.query_one_in(select(), ctx))),
+        ("query_all", std::mem::size_of_val(&db.inner.query_all_in(select(), ctx))),
+        ("stream", std::mem::size_of_val(&db.inner.stream_in(select(), ctx))),
+        ("execute", std::mem::size_of_val(&db.inner.execute_in(insert.clone(), ctx))),
+        (
+            "execute_unprepared",
+            std::mem::size_of_val(&db.inner.execute_unprepared_in(&insert.sql, ctx)),
+        ),
     ];
     for (call, size) in sizes {
         println!("{call}: {size} bytes");
         assert!(size <= BUDGET, "{call}'s future is {size} bytes, over the {BUDGET}-byte budget");
     }
+}
+
+/// Setting a metric callback hooks every node's pools, the primary lent out since the start
+/// included; a node a topology source adds later is hooked as it is installed; none is before
+/// a callback is set (the adapter's own statements always run on the plain pools).
+#[tokio::test]
+async fn a_metric_callback_hooks_every_node_and_those_added_later() {
+    use super::Node;
+    let mut db = routed(answering(), vec![answering()], 2);
+    let early = db.inner.add_node(Node::new("replica 2".to_owned(), answering()), None).unwrap();
+    let hooked = |db: &RoutedConnection| -> Vec<(NodeId, bool)> {
+        db.inner.nodes.iter().map(|(i, n)| (i, n.is_hooked())).collect()
+    };
+    assert_eq!(hooked(&db), [(NodeId::new(0), false), (NodeId::new(1), false), (early, false)]);
+    db.set_metric_callback(|_| {});
+    assert_eq!(hooked(&db), [(NodeId::new(0), true), (NodeId::new(1), true), (early, true)]);
+    assert!(db.inner.nodes.first_kept().is_hooked());
+    let later = db.inner.add_node(Node::new("replica 3".to_owned(), answering()), None).unwrap();
+    assert!(db.inner.nodes.get(later).unwrap().is_hooked(), "a node added later reports too");
+    // The pools handed out are the hooked ones from now on.
+    let primary = db.inner.nodes.get(NodeId::new(0)).unwrap();
+    assert!(std::ptr::eq(db.primary(), db.inner.nodes.keep(&primary).user_writer()));
+    assert!(!std::ptr::eq(db.primary(), &db.inner.nodes.keep(&primary).writer));
+}
+
+/// A plan names nodes by id. One made before a replica was removed and its index given to a
+/// newer node (the next generation) never runs on that newer node: its candidate is gone, and
+/// the read moves on to the primary. A plan made after it reaches the newcomer.
+#[tokio::test]
+async fn a_plan_made_before_an_index_was_reused_never_runs_on_the_new_node() {
+    use rwsplit_core::{Access, RouteContext};
+    let db = routed(answering(), vec![answering()], 2);
+    let old_plan = db
+        .inner
+        .plan_ctx(&RouteContext::for_access(Access::Read, std::time::Instant::now()))
+        .unwrap();
+    assert_eq!(old_plan.first(), NodeId::new(1), "the read is planned for the replica");
+    let replica = db.inner.nodes.get(NodeId::new(1)).unwrap().conn.clone();
+    assert!(db.inner.remove_node(NodeId::new(1)));
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    let newcomer = answering();
+    let id = db.inner.add_node(super::Node::new("replica 9".to_owned(), newcomer.clone()), None);
+    let id = id.expect("index 1 drained and free");
+    assert_eq!(id, NodeId::with_generation(1, 1));
+    // The newcomer joins: the monitor's state sees it caught up (no monitor runs on mocks).
+    probed(&db, NodeId::new(0), false).await;
+    probed(&db, id, true).await;
+    assert!(db.inner.routing.state().snapshot().node(id).is_some(), "in rotation");
+
+    let mut work = super::attempt::QueryOne(select());
+    let (row, served_by) = db
+        .inner
+        .attempt(&old_plan, &mut work, &super::Scope::Task)
+        .await
+        .expect("served elsewhere");
+    assert!(row.is_some());
+    assert_eq!(served_by, NodeId::new(0), "the old plan's replica is gone: the primary served");
+    assert_eq!(statements(&newcomer), 0, "the old plan never reached the new node");
+    assert_eq!(statements(&replica), 0, "nor the removed one");
+
+    let new_plan = db
+        .inner
+        .plan_ctx(&RouteContext::for_access(Access::Read, std::time::Instant::now()))
+        .unwrap();
+    assert_eq!(new_plan.first(), id);
+    db.query_one_raw(select()).await.unwrap();
+    assert_eq!(statements(&newcomer), 1, "a plan made after the reuse reaches it");
 }

@@ -24,8 +24,8 @@ impl RoutedConnection {
     /// primary for its position (at or past anything written through this connection by then),
     /// or reads from the primary.
     pub fn primary(&self) -> &DatabaseConnection {
-        self.mark_unseen_writes(&self.scope_of(&Ctx::default()));
-        self.primary_conn()
+        self.inner.mark_unseen_writes(&self.inner.scope_of(&Ctx::default()));
+        self.inner.primary_conn()
     }
 
     /// The primary's sqlx pool (as [`DatabaseConnection::get_postgres_connection_pool`], which
@@ -70,24 +70,59 @@ macro_rules! routed_connection {
                 self.db().inner.backend
             }
 
-            async fn execute_raw(&self, stmt: Statement) -> Result<ExecResult, DbErr> {
-                self.db().execute_in(stmt, &self.ctx()).await
+            // Not `async fn`s: each boxes the statement's own future, with no wrapper future
+            // around it to poll through.
+            fn execute_raw<'life0, 'async_trait>(
+                &'life0 self,
+                stmt: Statement,
+            ) -> Pin<Box<dyn Future<Output = Result<ExecResult, DbErr>> + Send + 'async_trait>>
+            where
+                'life0: 'async_trait,
+                Self: 'async_trait,
+            {
+                Box::pin(self.db().inner.execute_in(stmt, self.ctx()))
             }
 
-            async fn execute_unprepared(&self, sql: &str) -> Result<ExecResult, DbErr> {
-                self.db().execute_unprepared_in(sql, &self.ctx()).await
+            fn execute_unprepared<'life0, 'life1, 'async_trait>(
+                &'life0 self,
+                sql: &'life1 str,
+            ) -> Pin<Box<dyn Future<Output = Result<ExecResult, DbErr>> + Send + 'async_trait>>
+            where
+                'life0: 'async_trait,
+                'life1: 'async_trait,
+                Self: 'async_trait,
+            {
+                Box::pin(self.db().inner.execute_unprepared_in(sql, self.ctx()))
             }
 
-            async fn query_one_raw(&self, stmt: Statement) -> Result<Option<QueryResult>, DbErr> {
-                self.db().query_one_in(stmt, &self.ctx()).await
+            fn query_one_raw<'life0, 'async_trait>(
+                &'life0 self,
+                stmt: Statement,
+            ) -> Pin<
+                Box<dyn Future<Output = Result<Option<QueryResult>, DbErr>> + Send + 'async_trait>,
+            >
+            where
+                'life0: 'async_trait,
+                Self: 'async_trait,
+            {
+                Box::pin(self.db().inner.query_one_in(stmt, self.ctx()))
             }
 
-            async fn query_all_raw(&self, stmt: Statement) -> Result<Vec<QueryResult>, DbErr> {
-                self.db().query_all_in(stmt, &self.ctx()).await
+            fn query_all_raw<'life0, 'async_trait>(
+                &'life0 self,
+                stmt: Statement,
+            ) -> Pin<
+                Box<dyn Future<Output = Result<Vec<QueryResult>, DbErr>> + Send + 'async_trait>,
+            >
+            where
+                'life0: 'async_trait,
+                Self: 'async_trait,
+            {
+                Box::pin(self.db().inner.query_all_in(stmt, self.ctx()))
             }
 
             fn support_returning(&self) -> bool {
-                self.db().primary_conn().support_returning()
+                self.db().inner.primary_conn().support_returning()
             }
         }
 
@@ -102,7 +137,7 @@ macro_rules! routed_connection {
                 &'a self,
                 stmt: Statement,
             ) -> Pin<Box<dyn Future<Output = Result<Self::Stream<'a>, DbErr>> + 'a + Send>> {
-                Box::pin(async move { self.db().stream_in(stmt, &self.ctx()).await })
+                Box::pin(self.db().inner.stream_in(stmt, self.ctx()))
             }
         }
     };
@@ -117,7 +152,7 @@ macro_rules! routed_transactions {
 
             async fn begin(&self) -> Result<DatabaseTransaction, DbErr> {
                 let o = TransactionOptions::default();
-                Ok(self.db().begin_in(None, None, o, &self.ctx(), true).await?.0)
+                Ok(self.db().inner.begin_in(None, None, o, &self.ctx(), true).await?.0)
             }
 
             async fn begin_with_config(
@@ -127,7 +162,7 @@ macro_rules! routed_transactions {
             ) -> Result<DatabaseTransaction, DbErr> {
                 let o = TransactionOptions::default();
                 let ctx = self.ctx();
-                Ok(self.db().begin_in(isolation_level, access_mode, o, &ctx, true).await?.0)
+                Ok(self.db().inner.begin_in(isolation_level, access_mode, o, &ctx, true).await?.0)
             }
 
             async fn begin_with_options(
@@ -135,7 +170,7 @@ macro_rules! routed_transactions {
                 options: TransactionOptions,
             ) -> Result<DatabaseTransaction, DbErr> {
                 let (i, a) = (options.isolation_level, options.access_mode);
-                Ok(self.db().begin_in(i, a, options, &self.ctx(), true).await?.0)
+                Ok(self.db().inner.begin_in(i, a, options, &self.ctx(), true).await?.0)
             }
 
             async fn transaction<F, T, E>(&self, callback: F) -> Result<T, TransactionError<E>>
@@ -148,7 +183,7 @@ macro_rules! routed_transactions {
                 T: Send,
                 E: fmt::Display + fmt::Debug + Send,
             {
-                self.db().transaction_in(callback, None, None, &self.ctx()).await
+                self.db().inner.transaction_in(callback, None, None, &self.ctx()).await
             }
 
             async fn transaction_with_config<F, T, E>(
@@ -167,7 +202,7 @@ macro_rules! routed_transactions {
                 E: fmt::Display + fmt::Debug + Send,
             {
                 let ctx = self.ctx();
-                self.db().transaction_in(callback, isolation_level, access_mode, &ctx).await
+                self.db().inner.transaction_in(callback, isolation_level, access_mode, &ctx).await
             }
         }
     };

@@ -1,5 +1,5 @@
 //! Transactions: planned (a read-only one may use a replica that has the caller's writes), begun
-//! through the one [`attempt`](RoutedConnection::attempt) loop, and ended so that a committed
+//! through the one [`attempt`](Inner::attempt) loop, and ended so that a committed
 //! read-write transaction records its position in the caller's scope. The closure forms begin,
 //! run the callback, and commit or roll back exactly as SeaORM's own do.
 
@@ -15,10 +15,10 @@ use sea_orm::{
 use tracing::Instrument;
 
 use super::attempt::Begin;
-use super::inner::{Ctx, RoutedConnection};
+use super::inner::{Ctx, Inner, RoutedConnection};
 use super::scopes::Outcome;
 
-impl RoutedConnection {
+impl Inner {
     /// Begins a transaction as configured; returns it and, for a read-write one, the node (its
     /// commit is a write to record). `unseen`: the caller commits it through SeaORM's own
     /// `DatabaseTransaction`, out of the router's sight, so the scope's position becomes
@@ -30,15 +30,17 @@ impl RoutedConnection {
         mut options: TransactionOptions,
         ctx: &Ctx<'_>,
         unseen: bool,
-    ) -> Result<(DatabaseTransaction, Option<usize>), DbErr> {
+    ) -> Result<(DatabaseTransaction, Option<rwsplit_core::NodeId>), DbErr> {
         options.isolation_level = isolation;
         options.access_mode = access;
         let span = self.statement_span("BEGIN", ctx);
         async move {
             let scope = self.scope_of(ctx);
-            let plan = self.plan_transaction(isolation, access, ctx, &scope).await?;
+            let plan = self
+                .planned(&scope, |done| self.plan_transaction(isolation, access, ctx, &scope, done))
+                .await?;
             let writes = plan.access() == Access::Write;
-            let (txn, node) = self.attempt(&plan, Begin { options, unseen }, &scope).await?;
+            let (txn, node) = self.attempt(&plan, &mut Begin { options, unseen }, &scope).await?;
             Ok((txn, writes.then_some(node)))
         }
         .instrument(span)
@@ -51,7 +53,7 @@ impl RoutedConnection {
         &self,
         txn: DatabaseTransaction,
         result: Result<T, E>,
-        node: Option<usize>,
+        node: Option<rwsplit_core::NodeId>,
         ctx: &Ctx<'_>,
     ) -> Result<T, TransactionError<E>> {
         let r = match result {
@@ -93,7 +95,9 @@ impl RoutedConnection {
         let result = callback(&txn).await;
         self.end_transaction(txn, result, node, ctx).await
     }
+}
 
+impl RoutedConnection {
     /// Runs `callback` in a transaction on the primary (the async-closure form of
     /// [`TransactionTrait::transaction`](sea_orm::TransactionTrait::transaction)).
     pub async fn transaction_async<F, T, E>(&self, callback: F) -> Result<T, TransactionError<E>>
@@ -122,10 +126,11 @@ impl RoutedConnection {
         let ctx = Ctx::default();
         let options = TransactionOptions::default();
         let (txn, node) = self
+            .inner
             .begin_in(isolation_level, access_mode, options, &ctx, false)
             .await
             .map_err(TransactionError::Connection)?;
         let result = callback(&txn).await;
-        self.end_transaction(txn, result, node, &ctx).await
+        self.inner.end_transaction(txn, result, node, &ctx).await
     }
 }

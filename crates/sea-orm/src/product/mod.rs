@@ -21,7 +21,7 @@ mod mariadb;
 mod postgres;
 pub(crate) mod server;
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use rwsplit_core::{CausalToken, Dialect, ReplayPosition, TokenKind};
 use rwsplit_monitor::Flavor;
@@ -63,6 +63,24 @@ impl Product {
         }
     }
 
+    /// SeaORM's `db.system` in its `tracing-spans` spans: its backend's name ("mysql" for
+    /// MariaDB, where OpenTelemetry's `db.system.name` says "mariadb").
+    #[cfg_attr(not(any(test, feature = "tracing-spans")), allow(dead_code))]
+    pub(crate) fn seaorm_system(self) -> &'static str {
+        match self {
+            Product::Postgres => "postgresql",
+            Product::MariaDb => "mysql",
+            Product::Other => "sqlite",
+        }
+    }
+
+    /// Whether SeaORM runs it on its sqlx MySQL driver (whose module is the target of its
+    /// `debug-print` lines), rather than its PostgreSQL one.
+    #[cfg_attr(not(feature = "debug-print"), allow(dead_code))]
+    pub(crate) fn on_seaorm_mysql_driver(self) -> bool {
+        self == Product::MariaDb
+    }
+
     /// The classifier's SQL dialect.
     pub(crate) fn dialect(self) -> Dialect {
         match self {
@@ -94,6 +112,13 @@ impl Product {
     /// read-only one must stay on the primary.
     pub(crate) fn replicas_refuse_serializable(self) -> bool {
         self == Product::Postgres
+    }
+
+    /// Whether the server itself can wait for a replay position (MariaDB's
+    /// `MASTER_GTID_WAIT`). PostgreSQL 15 cannot: a catch-up wait there looks once on the
+    /// server, then waits on the monitor's position feed ([`wait_for`] is that one look).
+    pub(crate) fn server_waits(self) -> bool {
+        self == Product::MariaDb
     }
 
     /// Whether Patroni can run it (Patroni runs PostgreSQL only).
@@ -204,17 +229,16 @@ pub(crate) enum Unchecked {
     Refused(crate::Error),
 }
 
-/// Waits until the replica behind `conn` has replayed up to `token`, until `deadline` (`max`
-/// from now). PostgreSQL 15 has no `WAIT FOR LSN`, so its replay position is polled, at growing
-/// intervals (1 ms doubling to 8 ms); MariaDB waits in the server with `MASTER_GTID_WAIT`.
+/// Whether the replica behind `conn` has replayed up to `token`: on MariaDB, waiting in the
+/// server up to `max` (`MASTER_GTID_WAIT`); on PostgreSQL, which has no `WAIT FOR LSN`, one
+/// look at its replay position (the executor then waits on the monitor's position feed).
 pub(crate) async fn wait_for(
     conn: &DatabaseConnection,
     token: &CausalToken,
     max: Duration,
-    deadline: Instant,
 ) -> Result<Waited, DbErr> {
     match token.position() {
-        ReplayPosition::Postgres(want) => postgres::wait_for(conn, want.lsn(), deadline).await,
+        ReplayPosition::Postgres(want) => postgres::replayed(conn, want.lsn()).await,
         ReplayPosition::MariaDb(want) => mariadb::wait_for(conn, want, max).await,
         _ => Ok(Waited::TimedOut),
     }

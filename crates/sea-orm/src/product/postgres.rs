@@ -1,8 +1,6 @@
 //! PostgreSQL: positions are LSNs on a timeline of one cluster (system identifier); replicas
 //! are hot standbys; sessions are made read-only by `default_transaction_read_only`.
 
-use std::time::{Duration, Instant};
-
 use rwsplit_core::{CausalToken, Lsn, PgPosition};
 use rwsplit_monitor::sql::postgres as sql;
 #[cfg(feature = "postgres")]
@@ -32,30 +30,15 @@ pub(super) async fn capture(
     Ok((CausalToken::new(PgPosition::new(system_id, timeline, lsn)), system_id))
 }
 
-/// Polls the standby's replay position until it reaches `want` or `deadline` passes.
-pub(super) async fn wait_for(
-    conn: &DatabaseConnection,
-    want: Lsn,
-    deadline: Instant,
-) -> Result<Waited, DbErr> {
-    let mut pause = Duration::from_millis(1);
-    loop {
-        let row = query_one(conn, sql::REPLAYED, "pg_last_wal_replay_lsn").await?;
-        // NULL: not a standby (promoted, or a primary): it cannot be trusted here.
-        let Some(replayed) = text(&row, "lsn") else { return Ok(Waited::TimedOut) };
-        let lsn = replayed
-            .parse::<Lsn>()
-            .map_err(|e| unreadable("pg_last_wal_replay_lsn", &replayed, e))?;
-        if lsn >= want {
-            return Ok(Waited::CaughtUp);
-        }
-        let now = Instant::now();
-        if now >= deadline {
-            return Ok(Waited::TimedOut);
-        }
-        tokio::time::sleep(pause.min(deadline - now)).await;
-        pause = (pause * 2).min(Duration::from_millis(8));
-    }
+/// Whether the standby has replayed `want` now: one look (PostgreSQL has no server-side wait
+/// for a replay position; the executor waits on the monitor's position feed after this).
+pub(super) async fn replayed(conn: &DatabaseConnection, want: Lsn) -> Result<Waited, DbErr> {
+    let row = query_one(conn, sql::REPLAYED, "pg_last_wal_replay_lsn").await?;
+    // NULL: not a standby (promoted, or a primary): it cannot be trusted here.
+    let Some(replayed) = text(&row, "lsn") else { return Ok(Waited::TimedOut) };
+    let lsn =
+        replayed.parse::<Lsn>().map_err(|e| unreadable("pg_last_wal_replay_lsn", &replayed, e))?;
+    Ok(if lsn >= want { Waited::CaughtUp } else { Waited::TimedOut })
 }
 
 /// What the server says it is.

@@ -124,3 +124,22 @@ fn the_errors_say_the_write_was_not_sent_and_why(
         other => panic!("{other:?}"),
     }
 }
+
+/// A read goes straight to the sqlx pool only when nothing listens to SeaORM's layer: never on
+/// a node whose pools report to a metric callback, never while a `trace` subscriber listens
+/// (SeaORM's drivers make a `trace` span per statement).
+#[test]
+fn reads_skip_seaorm_only_when_nothing_listens() {
+    assert!(!Direct::quiet(true), "a metric callback is set");
+    let trace = tracing_subscriber::fmt().with_max_level(tracing::Level::TRACE).finish();
+    tracing::subscriber::with_default(trace, || {
+        assert!(!Direct::quiet(false), "a trace subscriber listens");
+    });
+}
+
+/// A mock pool has no sqlx pool to read on: its reads go through SeaORM.
+#[test]
+fn a_mock_pool_has_no_direct_form() {
+    let mock = sea_orm::MockDatabase::new(sea_orm::DbBackend::Postgres).into_connection();
+    assert!(direct(&mock).is_none());
+}

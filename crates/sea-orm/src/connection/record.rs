@@ -1,0 +1,148 @@
+//! The recorder: what one attempt's outcome tells the rest of the router, reported once. A
+//! [`Record`] is made after an attempt returns and is consumed by exactly one of
+//! [`succeeded`](Record::succeeded) or [`failed`](Record::failed), so no outcome is reported
+//! twice or forgotten:
+//!
+//! - the monitor: a failure of the node itself counts against its health; a success clears a
+//!   pending failure count (back-pressure is never held against a node);
+//! - the node's counters (`Stats`): reads, writes, failures, pool timeouts;
+//! - the balancer: a completed round trip feeds the node's latency estimate, when the balancer
+//!   reads one; any attempt ends its in-flight count;
+//! - the metrics: the attempt's duration, labelled with its node, role, reason and failure;
+//! - the caller's read-your-writes scope: a write that may have committed out of sight (sent,
+//!   then its connection broke or it was given up) makes the scope's position pending.
+//!
+//! What an outcome means for the plan — try the next candidate, move to a new primary, fail —
+//! is the executor's ([`attempt`](super::attempt)) to decide from what `failed` returns.
+
+use std::sync::atomic::Ordering;
+use std::time::Instant;
+
+use rwsplit_core::{InFlight, NodeId};
+use sea_orm::DbErr;
+
+use super::inner::{Inner, Node, Scope};
+use crate::failure::{self, Failure};
+use crate::sending::{self, Standing};
+use crate::telemetry;
+
+/// Why one attempt on a node failed.
+pub(super) enum Attempt {
+    /// The node (or the driver) returned an error.
+    Failed(DbErr),
+    /// The adapter gave it up: a deadline passed, or the monitor marked the node down.
+    GivenUp(DbErr),
+    /// A write's connection could not be had (the pool timed out or was closed, none could be
+    /// opened): the write was not sent.
+    Unsent(DbErr),
+    /// A write's node stopped being the primary (or was marked down) before the write was
+    /// sent; a read's primary stopped being the primary while the read waited on it.
+    Deposed(Standing),
+}
+
+impl Attempt {
+    /// Known not to have reached the server: safe to try again.
+    pub(super) fn unsent(&self) -> bool {
+        matches!(self, Attempt::Unsent(_) | Attempt::Deposed(_))
+    }
+}
+
+/// One attempt's outcome, to report (see the module docs).
+pub(super) struct Record<'a> {
+    pub(super) conn: &'a Inner,
+    pub(super) node: &'a Node,
+    pub(super) id: NodeId,
+    /// The statement's system and `db.operation.name`, for the metrics.
+    pub(super) statement: telemetry::Statement,
+    /// The plan's reason.
+    pub(super) reason: crate::route::Why,
+    pub(super) on_primary: bool,
+    pub(super) write: bool,
+    /// The attempt's in-flight count in the plan's snapshot, if the node is in it.
+    pub(super) guard: Option<InFlight>,
+    pub(super) started: Instant,
+}
+
+impl Record<'_> {
+    /// The attempt succeeded; `now` is when it returned.
+    pub(super) fn succeeded(mut self, now: Instant) {
+        let routing = &self.conn.routing;
+        if let Some(g) = self.guard.take()
+            && routing.feeds_latency()
+        {
+            g.finish(now);
+        }
+        self.observe(now, None);
+        routing.record_success(self.id, now);
+        let counter = if self.write { &self.node.writes } else { &self.node.reads };
+        counter.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// The attempt failed as `attempt` says; `now` is when it returned. Returns the error the
+    /// caller may get and how it failed, for the executor's decision.
+    pub(super) fn failed(self, attempt: Attempt, now: Instant, scope: &Scope) -> (DbErr, Failure) {
+        let unsent = attempt.unsent();
+        let (e, failure) = match attempt {
+            Attempt::Failed(e) | Attempt::Unsent(e) => {
+                // No connection is the pool's back-pressure, or the node's failure (refused).
+                let failure = note_failure(self.conn, self.node, self.id, &e);
+                (e, failure)
+            }
+            // Given up: the monitor judges the node, not this attempt.
+            Attempt::GivenUp(e) => (e, Failure::GivenUp),
+            Attempt::Deposed(s) => {
+                (sending::deposed(&self.node.name, s, self.write), Failure::GivenUp)
+            }
+        };
+        if self.write && !unsent && matches!(failure, Failure::Connection | Failure::GivenUp) {
+            // Sent, then the connection broke or was given up: the write may have committed.
+            // The scope's next read asks the primary, or reads there.
+            self.conn.mark_unseen_writes(scope);
+        }
+        self.observe(now, Some(failure));
+        (e, failure)
+    }
+
+    /// The attempt's duration, to the metrics.
+    fn observe(&self, now: Instant, failure: Option<Failure>) {
+        self.statement.attempt_done(
+            &self.node.labels,
+            &self.node.durations,
+            self.on_primary,
+            self.reason.as_str(),
+            self.write,
+            now.saturating_duration_since(self.started),
+            failure,
+        );
+    }
+}
+
+/// A statement moves on from node `node` to another attempt (the next candidate, or a new
+/// primary): counted once, where it is known to move.
+pub(super) fn retried(conn: &Inner, node: &Node, write: bool) {
+    telemetry::retry(&node.labels, write);
+    conn.retries.fetch_add(1, Ordering::Relaxed);
+}
+
+/// Classifies a failure `err` on node `id` for the retry decision and reports it: only a
+/// failure of the node itself counts against its health. Back-pressure (the pool had no free
+/// connection in time) is counted in the node's stats and never held against it.
+pub(super) fn note_failure(conn: &Inner, node: &Node, id: NodeId, err: &DbErr) -> Failure {
+    let failure = failure::classify(err, id != conn.primary_index());
+    match failure {
+        Failure::Connection => {
+            node.failures.fetch_add(1, Ordering::Relaxed);
+            conn.routing.record_failure(id);
+        }
+        Failure::Backpressure => {
+            node.pool_timeouts.fetch_add(1, Ordering::Relaxed);
+            tracing::warn!(target: "rwsplit", node = %node.name, "no free connection in the pool within the acquire timeout (back-pressure; the node is not marked)");
+        }
+        Failure::GivenUp
+        | Failure::ReplicaRefused
+        | Failure::NotOnReplica
+        | Failure::ReadOnly
+        | Failure::Other => {}
+    }
+    failure
+}
