@@ -119,8 +119,11 @@ impl ClusterBuilder {
         self
     }
 
-    /// Starts the cluster: ready means the primary accepts connections and every replica
-    /// replicates (PostgreSQL: streams; MariaDB: IO and SQL threads running).
+    /// Starts the cluster: ready means the primary accepts connections, every replica
+    /// replicates (PostgreSQL: streams; MariaDB: IO and SQL threads running), and every replica
+    /// has applied what the primary wrote while it was set up (MariaDB: the `app` user and its
+    /// grants; without that wait, a replica whose SQL thread runs may still refuse `app`'s
+    /// first login under load).
     pub async fn start(self) -> Result<Cluster> {
         if let Ok(v) = std::env::var("RWSPLIT_BACKEND") {
             // A typo must not silently mean "native".
@@ -147,6 +150,7 @@ impl ClusterBuilder {
         let product = Arc::clone(&cluster.product);
         product.start_cluster(&cluster.nodes).await?;
         cluster.wait_replicating(cluster.nodes.len() - 1, STREAM_TIMEOUT).await?;
+        cluster.wait_caught_up(0, STREAM_TIMEOUT).await?;
         Ok(cluster)
     }
 }
