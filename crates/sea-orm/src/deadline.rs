@@ -91,15 +91,18 @@ pub(crate) fn timed_out(node: &str, after: Duration) -> DbErr {
     RoutingError::TimedOut { node: node.to_owned(), after, attempts: 1 }.into()
 }
 
-/// The error a read fails with when the monitor marked its replica down while it waited.
+/// The error a read fails with when the monitor marked its node down while it waited.
 pub(crate) fn marked_down(node: &str) -> DbErr {
-    RoutingError::NodeDown {
-        node: node.to_owned(),
-        attempts: 1,
-        reason: DownReason::MarkedDown,
-        source: None,
-    }
-    .into()
+    down(node, DownReason::MarkedDown)
+}
+
+/// The error of a read not sent to `node` because the monitor had it marked down already.
+pub(crate) fn already_down(node: &str) -> DbErr {
+    down(node, DownReason::AlreadyDown)
+}
+
+fn down(node: &str, reason: DownReason) -> DbErr {
+    RoutingError::NodeDown { node: node.to_owned(), attempts: 1, reason, source: None }.into()
 }
 
 /// The error a write fails with when the monitor marked the primary down after it was sent

@@ -320,6 +320,9 @@ pub enum DownReason {
     MarkedDown,
     /// It was the primary and stopped being one while the read waited on it.
     NotPrimary,
+    /// The monitor had it marked down (its probes fail) when the read came to it, so the read
+    /// was not sent there: a dead primary is not waited on for the pool's acquire timeout.
+    AlreadyDown,
 }
 
 impl fmt::Display for DownReason {
@@ -330,6 +333,9 @@ impl fmt::Display for DownReason {
                 "the monitor marked it down while the read waited (probes time out: hung?)"
             }
             DownReason::NotPrimary => "it stopped being the primary while the read waited on it",
+            DownReason::AlreadyDown => {
+                "the monitor has it marked down (its probes fail), so the read was not sent there"
+            }
         })
     }
 }

@@ -64,6 +64,11 @@ impl Standing {
     pub(crate) fn is_replaced(self) -> bool {
         matches!(self, Standing::NotPrimary | Standing::Gone)
     }
+
+    /// Not the primary any more, or marked down: a read on it is given up.
+    pub(crate) fn serves_no_more(self) -> bool {
+        self != Standing::Primary
+    }
 }
 
 /// How a write that did not succeed ended.

@@ -464,6 +464,11 @@ impl Inner {
                     let (name, record) = (&*node.name, node.record_stmt);
                     Box::pin(self.watched_write(id, name, record, pool, &mut *work, earlier == 0))
                         .await
+                } else if on_primary && self.routing.standing(id) == Standing::Down {
+                    // Not sent: the monitor has the primary marked down. Its pool would be
+                    // waited on for the acquire timeout (connecting to a dead server is retried
+                    // until then); the read moves on, or fails at once saying why.
+                    Err(Attempt::GivenUp(crate::deadline::already_down(&node.name)))
                 } else {
                     // A read on the primary may run once more on a new primary: it keeps its
                     // statement.
@@ -638,8 +643,11 @@ impl Inner {
             // A timer only for a read with a limit (boxed: most reads have none, and their future
             // should not carry one).
             let mut timer = limit.map(|l| Box::pin(tokio::time::sleep(l)));
+            // A replica: given up once marked down. The primary: once it is not the up primary
+            // any more (replaced: the read runs once more on the new one; marked down: it fails
+            // at once, typed, instead of waiting for a pool or a server that will not answer).
             let watched: fn(Standing) -> bool =
-                if on_replica { Standing::is_down } else { Standing::is_replaced };
+                if on_replica { Standing::is_down } else { Standing::serves_no_more };
             let mut attempt = std::pin::pin!(attempt);
             let routing = &self.routing;
             let changed = std::pin::pin!(routing.changed(id));
@@ -658,7 +666,11 @@ impl Inner {
                     return Poll::Ready(Err(if on_replica {
                         Attempt::GivenUp(crate::deadline::marked_down(name))
                     } else {
-                        Attempt::Deposed(Standing::NotPrimary)
+                        // As it stands now (back up already: as marked down, which it was).
+                        match routing.standing(id) {
+                            Standing::Primary => Attempt::Deposed(Standing::Down),
+                            s => Attempt::Deposed(s),
+                        }
                     }));
                 }
                 Poll::Pending
