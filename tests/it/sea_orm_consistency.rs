@@ -386,3 +386,99 @@ async fn a_token_from_before_a_failover_is_never_satisfied_by_the_new_history() 
     }
     assert!(db.stats().read_your_writes().foreign_tokens >= 5);
 }
+
+/// A primary that stops: killed, or frozen (SIGSTOP: its port still accepts connections, nothing
+/// answers; from the application, like being cut off from it).
+#[derive(Debug, Clone, Copy)]
+enum Stops {
+    Killed,
+    Frozen,
+}
+
+/// Issue 24: bounded staleness is a bound on time. The primary stops and nothing is promoted.
+/// A replica that had everything the primary was last seen writing serves bounded reads only
+/// until the bound has passed since that last sighting, which came before the primary stopped:
+/// no bounded read that starts a bound after that is served by a replica (before issue 24 a
+/// replica stayed "0 behind" while the primary's last observation stood). Reads with nowhere
+/// provable to go fail with a typed error, not a pool's timeout: at once on a killed primary,
+/// and on a frozen one (which holds a read it was sent) once the monitor has marked it down;
+/// after that at once too. Eventual reads go on from the replicas throughout.
+#[rstest]
+#[case::postgres_killed(DbKind::Postgres, Stops::Killed)]
+#[case::postgres_frozen(DbKind::Postgres, Stops::Frozen)]
+#[case::mariadb_killed(DbKind::MariaDb, Stops::Killed)]
+#[case::mariadb_frozen(DbKind::MariaDb, Stops::Frozen)]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_bounded_read_is_served_past_its_bound_after_the_primary_stops(
+    #[case] kind: DbKind,
+    #[case] stops: Stops,
+) {
+    let (cluster, _tdb, db) = setup(kind, "bounded_stop").await;
+    author::ActiveModel { name: Set("x".into()), ..Default::default() }.insert(&db).await.unwrap();
+    cluster.wait_caught_up(0, Duration::from_secs(10)).await.unwrap();
+    let bound = Duration::from_millis(1_000);
+    let level = Consistency::BoundedStaleness(Staleness::time(bound));
+    let bounded = db.consistent(level.clone());
+    // The replicas serve bounded reads once the monitor has seen them with the write.
+    let on_replicas = eventually(Duration::from_secs(10), || {
+        let (db, level) = (db.clone(), level.clone());
+        async move {
+            let bounded = db.consistent(level);
+            served(&db, || author::Entity::find().all(&bounded)).await.1.replica_reads == 1
+        }
+    })
+    .await;
+    assert!(on_replicas.is_some(), "bounded reads reach a replica: {:?}", db.stats());
+
+    match stops {
+        Stops::Killed => cluster.primary().crash().unwrap(),
+        Stops::Frozen => cluster.primary().hang().unwrap(),
+    }
+    let stopped = Instant::now();
+    let (mut within, mut past, mut failed, mut eventual_failed) =
+        (Vec::new(), Vec::new(), Vec::new(), 0);
+    while stopped.elapsed() < bound * 4 {
+        let started = Instant::now();
+        let (read, s) = served(&db, || author::Entity::find().all(&bounded)).await;
+        let since = started - stopped;
+        match read {
+            Ok(rows) => {
+                assert_eq!(rows.len(), 1);
+                if s.replica_reads == 1 && since >= bound {
+                    past.push(since);
+                } else if s.replica_reads == 1 {
+                    within.push(since);
+                }
+            }
+            Err(e) => {
+                assert!(rwsplit_sea_orm::routing_error(&e).is_some(), "a typed error: {e}");
+                failed.push((since, started.elapsed()));
+            }
+        }
+        let (read, s) = served(&db, || author::Entity::find().all(&db)).await;
+        eventual_failed += usize::from(read.is_err() || s.replica_reads != 1);
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    if matches!(stops, Stops::Frozen) {
+        cluster.primary().unhang().unwrap();
+    }
+    let slowest = failed.iter().map(|(_, took)| *took).max().unwrap_or_default();
+    eprintln!(
+        "{kind} primary {stops:?}, bound {bound:?}: bounded reads on replicas {} (last started \
+         {:?} after), past the bound {}, failed {} (first started {:?} after, slowest {slowest:?}); \
+         eventual reads failed {eventual_failed}",
+        within.len(),
+        within.last(),
+        past.len(),
+        failed.len(),
+        failed.first().map(|(since, _)| since),
+    );
+    assert!(past.is_empty(), "bounded reads served by a replica past the bound: {past:?}");
+    assert!(!within.is_empty(), "the replicas had every write: they serve within the bound");
+    assert!(
+        failed.iter().any(|(since, _)| *since >= bound),
+        "past the bound, with the primary stopped, no node can prove it: {failed:?}"
+    );
+    assert!(slowest < Duration::from_secs(5), "reads that cannot be proven fail fast: {failed:?}");
+    assert_eq!(eventual_failed, 0, "eventual reads need no primary");
+}

@@ -1,6 +1,6 @@
 //! How fresh a read must be.
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use crate::token::CausalToken;
 use crate::topology::Lag;
@@ -88,10 +88,35 @@ impl Staleness {
         self.max_bytes
     }
 
-    /// Whether a replica with `lag` is fresh enough: every bound set is known and met.
+    /// Whether a replica with `lag` was fresh enough when the lag was measured: every bound set
+    /// is known and met. The router asks [`allows_at`](Self::allows_at) instead.
     #[must_use]
     pub fn allows(&self, lag: &Lag) -> bool {
-        let time_ok = match (self.max_time, lag.time()) {
+        self.allows_time(lag, lag.time())
+    }
+
+    /// Whether a replica with `lag` is fresh enough at `now`: the time bound against
+    /// [`Lag::staleness_at`] (which grows while nothing new is learnt of the primary), the
+    /// byte bound against the measured bytes; every bound set is known and met.
+    ///
+    /// ```
+    /// use std::time::{Duration, Instant};
+    /// use rwsplit_core::{Lag, Staleness};
+    /// let t = Instant::now();
+    /// let caught_up = Lag::zero().with_fresh_as_of(t);
+    /// let bound = Staleness::time(Duration::from_millis(500));
+    /// assert!(bound.allows_at(&caught_up, t + Duration::from_millis(400)));
+    /// // No news of the primary for 600 ms: it may have written since, the replica cannot
+    /// // prove it is within 500 ms.
+    /// assert!(!bound.allows_at(&caught_up, t + Duration::from_millis(600)));
+    /// ```
+    #[must_use]
+    pub fn allows_at(&self, lag: &Lag, now: Instant) -> bool {
+        self.allows_time(lag, lag.staleness_at(now))
+    }
+
+    fn allows_time(&self, lag: &Lag, time: Option<Duration>) -> bool {
+        let time_ok = match (self.max_time, time) {
             (None, _) => true,
             (Some(max), Some(t)) => t <= max,
             (Some(_), None) => false,
@@ -130,12 +155,12 @@ impl LagBound {
         }
     }
 
-    /// The same answer as [`Staleness::allows`].
+    /// The same answer as [`Staleness::allows_at`].
     #[inline(always)]
-    pub(crate) fn allows(&self, lag: &Lag) -> bool {
+    pub(crate) fn allows_at(&self, lag: &Lag, now: Instant) -> bool {
         // An unknown time maps to `u128::MAX`: above any set bound (the largest `Duration` has
         // fewer nanoseconds), equal to an absent one. Likewise bytes, with `2^64`.
-        let nanos = lag.time().map_or(u128::MAX, |t| t.as_nanos());
+        let nanos = lag.staleness_at(now).map_or(u128::MAX, |t| t.as_nanos());
         let bytes = lag.bytes().map_or(1 << 64, u128::from);
         (nanos <= self.max_nanos) & (bytes <= self.max_bytes)
     }
@@ -167,8 +192,35 @@ mod tests {
         #[case] exceeded: bool,
     ) {
         assert_eq!(s.allows(&lag), allows);
-        assert_eq!(LagBound::new(&s).allows(&lag), allows);
+        // A lag without an instant is judged as measured, whenever it is asked.
+        let later = Instant::now() + Duration::from_secs(3600);
+        assert_eq!(s.allows_at(&lag, later), allows);
+        assert_eq!(LagBound::new(&s).allows_at(&lag, later), allows);
         assert_eq!(s.exceeded_by(&lag), exceeded);
+    }
+
+    /// Issue 24: a bound on time is a bound on the time since the replica was last proven
+    /// fresh, judged when the read is routed, not as of the last measurement. The measured
+    /// time does not matter once the instant is known (it said 0 while the primary was gone).
+    #[rstest]
+    #[case::just_proven(0, 0, true)]
+    #[case::within_the_bound(0, 499, true)]
+    #[case::at_the_bound(0, 500, true)]
+    #[case::no_news_past_the_bound(0, 501, false)]
+    #[case::measured_late_but_proven_fresh(300, 100, true)]
+    #[case::measured_zero_but_no_news_for_3s(0, 3_000, false)]
+    fn a_time_bound_counts_the_time_since_the_replica_was_proven_fresh(
+        #[case] measured_ms: u64,
+        #[case] since_proven_ms: u64,
+        #[case] allowed: bool,
+    ) {
+        let proven = Instant::now();
+        let lag = Lag::new(Some(0), Some(MS(measured_ms))).with_fresh_as_of(proven);
+        let now = proven + MS(since_proven_ms);
+        let bound = Staleness::time(MS(500));
+        assert_eq!(bound.allows_at(&lag, now), allowed);
+        assert_eq!(LagBound::new(&bound).allows_at(&lag, now), allowed);
+        assert_eq!(lag.staleness_at(now), Some(MS(since_proven_ms)));
     }
 
     /// The precomputed bound answers exactly like `Staleness::allows`, at the extremes too.
@@ -184,12 +236,18 @@ mod tests {
                 bounds.push(Staleness { max_time: t, max_bytes: b });
             }
         }
+        let now = Instant::now() + Duration::from_secs(1);
         for s in &bounds {
             let fast = LagBound::new(s);
             for &t in &times {
                 for &b in &bytes {
                     let lag = Lag::new(b, t);
-                    assert_eq!(fast.allows(&lag), s.allows(&lag), "{s:?} {lag:?}");
+                    assert_eq!(fast.allows_at(&lag, now), s.allows(&lag), "{s:?} {lag:?}");
+                    // Fresh as of an instant: judged by the time since it.
+                    let aged = Lag::new(b, Some(Duration::ZERO)).with_fresh_as_of(now - MS(5));
+                    let want = s.allows(&Lag::new(b, Some(MS(5))));
+                    assert_eq!(fast.allows_at(&aged, now), want, "{s:?} {aged:?}");
+                    assert_eq!(s.allows_at(&aged, now), want, "{s:?} {aged:?}");
                 }
             }
         }

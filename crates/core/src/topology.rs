@@ -3,7 +3,7 @@
 use std::fmt;
 use std::ops::Deref;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use arc_swap::ArcSwap;
 use arc_swap::Guard;
@@ -111,36 +111,80 @@ pub enum Role {
 
 /// Replication lag, in bytes and in time; `None` is unknown.
 ///
+/// Bytes and time are what was measured, as of the measurement. For bounded-staleness reads
+/// what counts is the lag *now*: a replica that provably has every commit the primary made
+/// before an instant (its [`fresh_as_of`](Lag::fresh_as_of)) is at most `now - that instant`
+/// stale, and that figure keeps growing while nothing new is learnt (the primary stopped
+/// answering, the application was cut off): see [`staleness_at`](Lag::staleness_at).
+///
 /// ```
-/// use std::time::Duration;
+/// use std::time::{Duration, Instant};
 /// use rwsplit_core::Lag;
 /// let lag = Lag::new(Some(4096), Some(Duration::from_millis(30)));
 /// assert_eq!((lag.bytes(), lag.time()), (Some(4096), Some(Duration::from_millis(30))));
 /// assert_eq!(Lag::unknown(), Lag::default());
+///
+/// // Caught up with the primary's position seen at `t`: fresh as of `t`, and staler by the
+/// // time that passes without news.
+/// let t = Instant::now();
+/// let lag = Lag::zero().with_fresh_as_of(t);
+/// assert_eq!(lag.staleness_at(t + Duration::from_millis(700)), Some(Duration::from_millis(700)));
 /// ```
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
 pub struct Lag {
     bytes: Option<u64>,
     time: Option<Duration>,
+    fresh: Fresh,
+}
+
+/// What is known of a lag's freshness now.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+enum Fresh {
+    /// Nothing beyond the measured time (a lag built by hand, or the primary's zero).
+    #[default]
+    AsMeasured,
+    /// Every commit made before this instant is there.
+    Since(Instant),
+    /// No instant can be proven (the replica is behind everything the monitor has seen of the
+    /// primary): the measured time is a lower bound, not a bound.
+    Unprovable,
 }
 
 impl Lag {
     /// A lag.
     #[must_use]
     pub const fn new(bytes: Option<u64>, time: Option<Duration>) -> Self {
-        Self { bytes, time }
+        Self { bytes, time, fresh: Fresh::AsMeasured }
     }
 
     /// Unknown in both units.
     #[must_use]
     pub const fn unknown() -> Self {
-        Self { bytes: None, time: None }
+        Self { bytes: None, time: None, fresh: Fresh::AsMeasured }
     }
 
     /// No lag (the primary, or a replica known to be caught up).
     #[must_use]
     pub const fn zero() -> Self {
-        Self { bytes: Some(0), time: Some(Duration::ZERO) }
+        Self { bytes: Some(0), time: Some(Duration::ZERO), fresh: Fresh::AsMeasured }
+    }
+
+    /// The same lag, known to hold every commit the primary made before `at` (the monitor sets
+    /// it from the primary's positions and when it saw them).
+    #[must_use]
+    pub const fn with_fresh_as_of(mut self, at: Instant) -> Self {
+        self.fresh = Fresh::Since(at);
+        self
+    }
+
+    /// The same lag, with no instant it can be proven fresh as of: its measured time is only a
+    /// lower bound, and a bounded-staleness read does not use it ([`staleness_at`] is `None`).
+    ///
+    /// [`staleness_at`]: Lag::staleness_at
+    #[must_use]
+    pub const fn unprovable(mut self) -> Self {
+        self.fresh = Fresh::Unprovable;
+        self
     }
 
     /// Bytes of replication stream not yet replayed, if known.
@@ -149,10 +193,34 @@ impl Lag {
         self.bytes
     }
 
-    /// How far behind in time, if known.
+    /// How far behind in time, as measured, if known.
     #[must_use]
     pub const fn time(&self) -> Option<Duration> {
         self.time
+    }
+
+    /// The instant before which the node provably has every commit of the primary, if known.
+    #[must_use]
+    pub const fn fresh_as_of(&self) -> Option<Instant> {
+        match self.fresh {
+            Fresh::Since(at) => Some(at),
+            Fresh::AsMeasured | Fresh::Unprovable => None,
+        }
+    }
+
+    /// How stale the node can be at `now`, at most: `now - fresh_as_of` when that instant is
+    /// known (growing while nothing new is learnt); `None` when it is
+    /// [unprovable](Lag::unprovable); else (a lag built by hand, the primary's
+    /// [`zero`](Lag::zero)) the measured [`time`](Lag::time). The monitor sets one of the first
+    /// two for every replica and leaves the measured time alone, for metrics and lag bans.
+    #[must_use]
+    #[inline]
+    pub fn staleness_at(&self, now: Instant) -> Option<Duration> {
+        match self.fresh {
+            Fresh::Since(at) => Some(now.saturating_duration_since(at)),
+            Fresh::Unprovable => None,
+            Fresh::AsMeasured => self.time,
+        }
     }
 }
 

@@ -131,7 +131,12 @@ struct Entry {
 ///   sampled by its probes and position feed). The estimate catches a replica whose link was
 ///   cut silently while the server still reports no delay (MariaDB's `Seconds_Behind_Master`
 ///   until `slave_net_timeout`). Replicas' lag moves with the position feed, not only with full
-///   probes.
+///   probes. Each replica's lag also carries the instant it is provably fresh as of (the last
+///   sighting of the primary at a position it has replayed; [`Lag::fresh_as_of`]), so a
+///   bounded-staleness read judges it at the read's own instant: its staleness grows while no
+///   news of the primary comes, and a replica that holds everything the primary was last seen
+///   writing (the one being promoted) serves bounded reads through a switchover only while the
+///   bound allows. A replica the history cannot place is [unprovable](Lag::unprovable).
 ///
 /// ```
 /// use std::time::{Duration, Instant};
@@ -634,8 +639,13 @@ impl TopologyState {
             }
             Some(obs) => {
                 let lag = match self.primary() {
-                    Some((p, p_obs)) => self.with_history(crate::lag(&p_obs, &obs), p, &obs, now),
-                    None => Lag::unknown(),
+                    Some((p, p_obs)) => {
+                        self.reckon(crate::lag(&p_obs, &obs), Some(p), &obs, Some(now))
+                    }
+                    None if self.no_primary_claimed() => {
+                        self.reckon(Lag::unknown(), None, &obs, Some(now))
+                    }
+                    None => Lag::unknown().unprovable(),
                 };
                 let lag_moved = self.snapshot().node(node).is_none_or(|n| n.lag() != lag);
                 if moved || lag_moved {
@@ -673,23 +683,56 @@ impl TopologyState {
         found
     }
 
-    /// `server`'s time lag, or the history's estimate for `replica` against primary `primary`
-    /// at `now` if that is larger. Unknown stays unknown.
-    fn with_history(
+    /// Whether no unfenced node's latest probe saw a primary (none answers as one: it died or
+    /// is being replaced), as opposed to two claiming it (split brain).
+    fn no_primary_claimed(&self) -> bool {
+        self.entries().all(|(i, n, slot)| {
+            !matches!(slot, Slot::Live | Slot::Joining)
+                || self.is_fenced(i)
+                || lock(&n.latest).as_ref().is_none_or(|o| o.role() != Role::Primary)
+        })
+    }
+
+    /// A replica's lag from `server` (measured against primary `primary`'s latest observation,
+    /// or unknown without one) and the primary's position history:
+    /// - its time is the larger of the server's and the history's estimate at `now` (unknown
+    ///   stays unknown);
+    /// - it is fresh as of the last time the primary was seen at a position the replica has
+    ///   replayed ([`History::fresh_as_of`]), else unprovable. Bounded-staleness reads count
+    ///   from that instant, so a replica's staleness grows while nothing new is learnt of the
+    ///   primary, whatever the snapshot says.
+    ///
+    /// With `primary` given, only its own history counts (a new primary's starts empty).
+    /// Without one (no node answers as the primary: it died, a switchover is under way), the
+    /// last primary's history still proves what a replica holds of what it wrote: a replica
+    /// that has all of it (the one being promoted) stays fresh as of the primary's last
+    /// sighting, for as long as a bound allows. A replica on another timeline or system
+    /// compares with none of it, so it is never proven fresh.
+    fn reckon(
         &self,
         server: Lag,
-        primary: NodeId,
+        primary: Option<NodeId>,
         replica: &Observation,
-        now: Instant,
+        now: Option<Instant>,
     ) -> Lag {
-        let Some(time) = server.time() else { return server };
         let history = lock(&self.history);
-        if history.node() != Some(primary) {
-            return server;
+        let ours = match primary {
+            Some(p) => history.node() == Some(p),
+            None => history.node().is_some(),
+        };
+        let Some(replayed) = replica.position().filter(|_| ours) else {
+            return server.unprovable();
+        };
+        let mut lag = server;
+        if let (Some(time), Some(now)) = (server.time(), now)
+            && let Some(estimate) = history.lag(replayed, now)
+            && estimate > time
+        {
+            lag = Lag::new(server.bytes(), Some(estimate));
         }
-        match replica.position().and_then(|r| history.lag(r, now)) {
-            Some(estimate) if estimate > time => Lag::new(server.bytes(), Some(estimate)),
-            _ => server,
+        match history.fresh_as_of(replayed) {
+            Some(at) => lag.with_fresh_as_of(at),
+            None => lag.unprovable(),
         }
     }
 
@@ -717,13 +760,13 @@ impl TopologyState {
         let lag_of = |obs: &Observation| match (obs.role(), primary_obs) {
             (Role::Primary, _) => Lag::zero(),
             (Role::Replica, Some((p, p_obs))) => {
-                let server = crate::lag(p_obs, obs);
-                match now {
-                    Some(now) => self.with_history(server, p, obs, now),
-                    None => server,
-                }
+                self.reckon(crate::lag(p_obs, obs), Some(p), obs, now)
             }
-            (Role::Replica, None) => Lag::unknown(),
+            (Role::Replica, None) if primaries.is_empty() => {
+                self.reckon(Lag::unknown(), None, obs, now)
+            }
+            // Two claim the primary role: nothing is proven against either.
+            (Role::Replica, None) => Lag::unknown().unprovable(),
         };
         let joins: Vec<NodeId> = latest
             .iter()

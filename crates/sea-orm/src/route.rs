@@ -221,14 +221,15 @@ impl Routing {
         }
     }
 
-    /// Takes out of `plan` the replicas whose known lag exceeds `bound` (a bounded-staleness
-    /// read that also carries a read-your-writes token). The primary stays as the last resort.
+    /// Takes out of `plan` the replicas not provably within `bound` when the plan was made (a
+    /// bounded-staleness read that also carries a read-your-writes token; see
+    /// [`Staleness::allows_at`]). The primary stays as the last resort.
     pub(crate) fn exclude_lagging(&self, mut plan: Plan, bound: &Staleness) -> Plan {
         let topo = Arc::clone(&plan.topology);
         for id in plan.route.candidates() {
             if let Some(n) = topo.node(id)
                 && n.role() != Role::Primary
-                && !bound.allows(&n.lag())
+                && !bound.allows_at(&n.lag(), plan.made)
             {
                 plan.excluded |= 1 << id.index();
             }

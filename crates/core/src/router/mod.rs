@@ -8,6 +8,7 @@ mod rules;
 mod tests;
 
 use std::fmt;
+use std::time::Instant;
 
 pub use context::{CatchUp, RouteContext, Target, Transaction};
 pub use route::{Route, RouteError, RouteReason};
@@ -119,7 +120,10 @@ impl RouterConfig {
     }
 
     /// Excludes replicas whose *known* lag exceeds `bound` from every read (a lag ban; unknown
-    /// lag does not exclude). Per-read bounds come from [`Consistency::BoundedStaleness`].
+    /// lag does not exclude). The ban uses the lag as last measured, not its growth since: a
+    /// replica is not banned because news of the primary stopped (eventual reads go on through
+    /// a switchover). Per-read bounds come from [`Consistency::BoundedStaleness`], which do count
+    /// that growth ([`Staleness::allows_at`]).
     #[must_use]
     pub fn max_replica_lag(mut self, bound: Staleness) -> Self {
         self.max_replica_lag = Some(bound);
@@ -323,7 +327,8 @@ impl Router {
         let (up, len, primary_included) = match check {
             Check::Any => gather(nodes, &mut buf, include_primary, |_| true),
             Check::Lag(bound) => {
-                gather(nodes, &mut buf, include_primary, |n| bound.allows(&n.lag()))
+                let now = ctx.now();
+                gather(nodes, &mut buf, include_primary, |n| bound.allows_at(&n.lag(), now))
             }
             Check::Token(token) => gather(nodes, &mut buf, include_primary, |n| {
                 n.position().is_some_and(|p| token.is_satisfied_by(p))
@@ -334,9 +339,9 @@ impl Router {
                 include_primary,
                 |n| matches!(n.position(), Some(ReplayPosition::Postgres(r)) if t.is_reached_by(r)),
             ),
-            Check::Full => {
-                gather(nodes, &mut buf, include_primary, |n| self.eligible(n, consistency, group))
-            }
+            Check::Full => gather(nodes, &mut buf, include_primary, |n| {
+                self.eligible(n, consistency, group, ctx.now())
+            }),
         };
 
         if len == 0 {
@@ -390,7 +395,13 @@ impl Router {
 
     /// Whether replica `node` may serve a read with `consistency` under `group`.
     #[inline(never)]
-    fn eligible(&self, node: &Node, consistency: &Consistency, group: Group<'_>) -> bool {
+    fn eligible(
+        &self,
+        node: &Node,
+        consistency: &Consistency,
+        group: Group<'_>,
+        now: Instant,
+    ) -> bool {
         match group {
             Group::Only(tag) if !node.has_tag(tag) => return false,
             _ => {}
@@ -408,7 +419,7 @@ impl Router {
             return false;
         }
         match consistency {
-            Consistency::BoundedStaleness(s) => s.allows(&node.lag()),
+            Consistency::BoundedStaleness(s) => s.allows_at(&node.lag(), now),
             Consistency::ReadYourWrites(token) => {
                 node.position().is_some_and(|p| token.is_satisfied_by(p))
             }
@@ -429,7 +440,7 @@ impl Router {
             let mut best: Option<(&Node, (bool, u64))> = None;
             for node in topology.replicas() {
                 if node.health() == Health::Down
-                    || !self.eligible(node, &Consistency::Eventual, group)
+                    || !self.eligible(node, &Consistency::Eventual, group, ctx.now())
                 {
                     continue;
                 }

@@ -649,3 +649,42 @@ fn thirty_two_nodes_fit() {
     let route = Router::default().route(&b.build().unwrap(), &read_ctx(Instant::now())).unwrap();
     assert_eq!(route.fallbacks().len(), 31);
 }
+
+/// Issue 24: a bounded read is served by a replica only while it is provably within the bound
+/// at the instant the read is routed. Replica 1 was proven fresh at `t` (it had the primary's
+/// position seen then) and nothing was learnt since (the primary went quiet or away); replica 2
+/// is 2 s behind. Both paths of the router agree: the plain one, and the full one that a lag
+/// ban takes, which must not ban replica 1 for the silence (its measured lag is zero).
+#[rstest]
+#[case::plain(false, 100, "1 Balanced [0]")]
+#[case::plain_past_the_bound(false, 600, "0 NoEligibleReplica []")]
+#[case::with_a_lag_ban(true, 100, "1 Balanced [0]")]
+#[case::with_a_lag_ban_past_the_bound(true, 600, "0 NoEligibleReplica []")]
+fn a_bounded_read_needs_a_replica_proven_fresh_within_the_bound_now(
+    #[case] ban: bool,
+    #[case] after_ms: u64,
+    #[case] want: &str,
+) {
+    let t = Instant::now();
+    let topology = topo("healthy")
+        .to_builder()
+        .node(replica(1).position(at(300)).lag(Lag::zero().with_fresh_as_of(t)).build())
+        .build()
+        .unwrap();
+    let mut config = RouterConfig::default();
+    if ban {
+        config = config.max_replica_lag(Staleness::time(Duration::from_millis(300)));
+    }
+    let router = Router::new(config);
+    let bounded = Consistency::BoundedStaleness(Staleness::time(Duration::from_millis(500)));
+    let ctx = read_ctx(t + Duration::from_millis(after_ms)).with_consistency(&bounded);
+    assert_eq!(outcome(router.route(&topology, &ctx)), want);
+    // Eventual reads are not bound by it: replicas serve them however long the silence (with
+    // the ban, replica 1 only: replica 2 is measured 2 s behind).
+    let later = read_ctx(t + Duration::from_secs(60));
+    let eventual = router.route(&topology, &later).unwrap();
+    assert_eq!(eventual.reason(), RouteReason::Balanced, "eventual read");
+    if ban {
+        assert_eq!(eventual.target(), NodeId::new(1));
+    }
+}

@@ -132,6 +132,19 @@ impl History {
     }
 }
 
+impl History {
+    /// The instant before which a replica that has replayed `replayed` provably has every
+    /// commit of the primary: the last time the primary was seen at a position it covers (a
+    /// sample is taken when its query was sent, so everything committed before then is at or
+    /// below what it answered). `None`: no samples, another history, or behind everything kept
+    /// (how stale is then unknown: the oldest sighting only says "at least").
+    pub(crate) fn fresh_as_of(&self, replayed: &ReplayPosition) -> Option<Instant> {
+        let newest = self.entries.back()?;
+        newest.position.shortfall(replayed)?;
+        self.entries.iter().rev().find(|e| e.position.is_satisfied_by(replayed)).map(|e| e.last)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use rwsplit_core::{Lsn, MariaDbPosition, PgPosition};
@@ -230,5 +243,26 @@ mod tests {
         h.record(NodeId::new(2), &promoted, t0 + MS(300));
         assert_eq!(h.len(), 1, "a new timeline starts over");
         assert_eq!(h.lag(&promoted, t0 + MS(400)), Some(Duration::ZERO));
+    }
+
+    /// Issue 24: what bounded-staleness reads count from. Sightings are when the query was sent,
+    /// so a replica that has a position has every commit made before its last sighting.
+    #[test]
+    fn a_replica_is_fresh_as_of_the_last_sighting_of_a_position_it_covers() {
+        let t = Instant::now();
+        let mut h = History::default();
+        let p = NodeId::new(0);
+        assert_eq!(h.fresh_as_of(&pg(1)), None, "no samples");
+        h.record(p, &pg(100), t);
+        h.record(p, &pg(100), t + MS(20));
+        h.record(p, &pg(200), t + MS(40));
+        h.record(p, &pg(200), t + MS(60));
+        assert_eq!(h.fresh_as_of(&pg(200)), Some(t + MS(60)), "the newest: its last sighting");
+        assert_eq!(h.fresh_as_of(&pg(250)), Some(t + MS(60)), "ahead of the newest");
+        assert_eq!(h.fresh_as_of(&pg(150)), Some(t + MS(20)), "between two positions");
+        assert_eq!(h.fresh_as_of(&pg(99)), None, "behind everything kept: unprovable");
+        let new_timeline = ReplayPosition::Postgres(PgPosition::new(7, 2, Lsn::new(300)));
+        assert_eq!(h.fresh_as_of(&new_timeline), None, "another history proves nothing");
+        assert_eq!(h.fresh_as_of(&maria("0-1-5")), None, "another product neither");
     }
 }

@@ -576,3 +576,68 @@ fn waiters_wake_on_their_nodes_role_and_health_changes_only() {
     assert!(s.remove_node(NodeId::new(1)));
     assert!(ready(&mut on_1), "node 1 left");
 }
+
+fn lag_of(s: &TopologyState, node: u16) -> rwsplit_core::Lag {
+    s.snapshot().node(NodeId::new(node)).unwrap().lag()
+}
+
+/// Issue 24: a bounded-staleness read judges a replica at the read's own instant, counting from
+/// the last news of the primary. The primary dies (no promotion): the snapshot stops changing,
+/// but the replicas' staleness keeps growing, and each leaves bounded reads once the bound has
+/// passed since the last sighting of the primary at a position it holds. Before the change,
+/// the replica that held every write showed "0 behind" for as long as the primary was gone
+/// (and, once its probe failed, "unknown" for all of them: bounded reads failed at once).
+#[test]
+fn a_replica_is_fresh_only_as_of_the_last_news_of_the_primary() {
+    use rwsplit_core::Staleness;
+    let s = state(3, policy());
+    let t = Instant::now();
+    steady(&s, t);
+    // The primary writes every 20 ms; replica 1 keeps up, replica 2 stops at 150.
+    for i in 1..=10_u64 {
+        let at = t + MS(20 * i);
+        s.observe_position(NodeId::new(0), pos(100 + 10 * i), at);
+        s.observe_position(NodeId::new(1), pos(100 + 10 * i), at + MS(1));
+        s.observe_position(NodeId::new(2), pos((100 + 10 * i).min(150)), at + MS(2));
+    }
+    let last = t + MS(200);
+    assert_eq!(lag_of(&s, 1).fresh_as_of(), Some(last), "has the primary's last position");
+    assert_eq!(lag_of(&s, 2).fresh_as_of(), Some(t + MS(100)), "last sighting at 150");
+    // The primary's probe fails; the replicas answer their full probes, where they stand.
+    s.observe(NodeId::new(0), &refused(), last + MS(100));
+    s.observe(NodeId::new(1), &seen(Role::Replica, 200), last + MS(101));
+    s.observe(NodeId::new(2), &seen(Role::Replica, 150), last + MS(102));
+    assert_eq!(lag_of(&s, 1).time(), None, "no primary to measure against");
+    assert_eq!(
+        lag_of(&s, 1).fresh_as_of(),
+        Some(last),
+        "the last primary's history still proves it"
+    );
+    let bound = Staleness::time(MS(500));
+    let allowed = |node, after_last: u64| bound.allows_at(&lag_of(&s, node), last + MS(after_last));
+    assert!(allowed(1, 300) && allowed(2, 300));
+    assert!(allowed(1, 450) && !allowed(2, 450), "replica 2 is 550 ms past its last proof");
+    assert!(!allowed(1, 600), "no news of the primary for 600 ms: nothing is within 500 ms");
+    // Replica 1 is promoted, on a new timeline; replica 2 still stands on the old one.
+    let promoted = PgPosition::new(7, 2, Lsn::new(201));
+    let mut obs = seen(Role::Primary, 0).unwrap();
+    obs.position = Some(ReplayPosition::Postgres(promoted));
+    s.observe(NodeId::new(1), &Ok(obs), last + MS(700));
+    s.observe(NodeId::new(2), &seen(Role::Replica, 150), last + MS(701));
+    assert_eq!(lag_of(&s, 1), rwsplit_core::Lag::zero(), "the new primary");
+    assert_eq!(lag_of(&s, 2).staleness_at(last + MS(701)), None, "the old timeline proves nothing");
+}
+
+/// Two nodes claiming the primary role: no replica is proven fresh against either.
+#[test]
+fn under_split_brain_no_replica_is_proven_fresh() {
+    let s = state(3, policy());
+    let t = Instant::now();
+    steady(&s, t);
+    assert!(lag_of(&s, 2).fresh_as_of().is_some());
+    s.observe(NodeId::new(1), &seen(Role::Primary, 100), t + MS(10));
+    s.observe(NodeId::new(2), &seen(Role::Replica, 100), t + MS(11));
+    assert_eq!(lag_of(&s, 2).staleness_at(t + MS(11)), None);
+    s.observe_position(NodeId::new(2), pos(100), t + MS(12));
+    assert_eq!(lag_of(&s, 2).staleness_at(t + MS(12)), None, "nor through the position feed");
+}
