@@ -6,10 +6,13 @@
 //! ```
 //!
 //! It starts a throwaway PostgreSQL primary with two replicas (the testkit), runs a writer (each
-//! acknowledged write read back in the same task) and two readers (reads at most 500 ms stale)
-//! through one `RoutedConnection`, and every 250 ms records each node's health, role, lag and
-//! share of the reads, and the application's read and write latency. `cargo xtask report` plots
-//! the JSON it writes.
+//! acknowledged write read back in the same task) and three readers through one
+//! `RoutedConnection`, one per consistency level: eventual, a `Session` that wrote a row of its
+//! own first, and bounded staleness (at most 500 ms stale). Every 250 ms it records each node's
+//! health, role, lag and share of the reads, the application's read and write latency, and the
+//! reads and writes that failed, by level. A failed bounded read also records whether any node
+//! could prove the bound (the primary up, or a replica within 500 ms by `Lag::staleness_at`)
+//! when it started and when it failed. `cargo xtask report` plots the JSON it writes.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -32,6 +35,17 @@ struct NodeSample {
     reads: u64,
 }
 
+/// Reads that failed in one sample, by the reader's consistency level.
+#[derive(Serialize, Default, Clone, Copy)]
+struct Failed {
+    eventual: u64,
+    session: u64,
+    bounded: u64,
+    /// Bounded reads that failed although some node could prove the bound both when they
+    /// started and when they failed.
+    bounded_while_provable: u64,
+}
+
 #[derive(Serialize)]
 struct Sample {
     t_ms: u64,
@@ -42,6 +56,9 @@ struct Sample {
     write_p99_ms: Option<f64>,
     reads_failed: u64,
     writes_failed: u64,
+    failed: Failed,
+    /// Whether some node could prove the bounded readers' bound at the sample's instant.
+    bounded_provable: bool,
 }
 
 #[derive(Serialize)]
@@ -63,8 +80,34 @@ struct Timeline {
 struct Window {
     reads: Vec<Duration>,
     writes: Vec<Duration>,
-    reads_failed: u64,
     writes_failed: u64,
+    failed: Failed,
+}
+
+/// The bounded readers' bound.
+const BOUND: Duration = Duration::from_millis(500);
+
+/// A reader's consistency level.
+#[derive(Clone, Copy)]
+enum Level {
+    Eventual,
+    Session,
+    Bounded,
+}
+
+/// Whether some node can serve a read bounded by [`BOUND`] now: the one primary, up (two nodes
+/// claiming the role are split brain: the router picks neither), or a replica not down that is
+/// provably within the bound.
+fn provable(db: &RoutedConnection) -> bool {
+    use rwsplit_sea_orm::Role;
+    let now = Instant::now();
+    let stats = db.stats();
+    let primaries = stats.nodes().iter().filter(|n| n.current_role() == Role::Primary).count();
+    stats.nodes().iter().any(|n| match (n.current_role(), n.health()) {
+        (Role::Primary, h) => primaries == 1 && h == Health::Up,
+        (_, Health::Down) => false,
+        _ => n.lag().staleness_at(now).is_some_and(|s| s <= BOUND),
+    })
 }
 
 /// Nearest-rank percentile, `per_mille` in thousandths, in milliseconds.
@@ -109,21 +152,39 @@ fn spawn_load(
             }
         }));
     }
-    for _ in 0..2 {
+    for level in [Level::Eventual, Level::Session, Level::Bounded] {
         let (db, stop, window) = (db.clone(), Arc::clone(stop), Arc::clone(window));
         tasks.push(tokio::spawn(async move {
-            let fresh = db.consistent(Consistency::BoundedStaleness(Staleness::time(
-                Duration::from_millis(500),
-            )));
+            let session = db.session();
+            if matches!(level, Level::Session) {
+                // The session's own row: its reads must see it (read-your-writes).
+                let own = stmt(&db, "INSERT INTO t (id) VALUES (-1)".into());
+                session.execute_raw(own).await.expect("the session's own row");
+            }
+            let bounded = db.consistent(Consistency::BoundedStaleness(Staleness::time(BOUND)));
             while !stop.load(Ordering::Relaxed) {
+                let count = stmt(&db, "SELECT count(*) AS n FROM t".into());
+                let provable_before = matches!(level, Level::Bounded) && provable(&db);
                 let started = Instant::now();
-                let r = fresh.query_one_raw(stmt(&db, "SELECT count(*) AS n FROM t".into())).await;
+                let r = match level {
+                    Level::Eventual => db.query_one_raw(count).await,
+                    Level::Session => session.query_one_raw(count).await,
+                    Level::Bounded => bounded.query_one_raw(count).await,
+                };
                 let took = started.elapsed();
+                let provable_after = matches!(level, Level::Bounded) && r.is_err() && provable(&db);
                 {
                     let mut w = window.lock().unwrap();
-                    match r {
-                        Ok(_) => w.reads.push(took),
-                        Err(_) => w.reads_failed += 1,
+                    match (r, level) {
+                        (Ok(_), _) => w.reads.push(took),
+                        (Err(_), Level::Eventual) => w.failed.eventual += 1,
+                        (Err(_), Level::Session) => w.failed.session += 1,
+                        (Err(_), Level::Bounded) => {
+                            w.failed.bounded += 1;
+                            if provable_before && provable_after {
+                                w.failed.bounded_while_provable += 1;
+                            }
+                        }
                     }
                 }
                 tokio::time::sleep(Duration::from_millis(2)).await;
@@ -173,8 +234,10 @@ fn sample(db: &RoutedConnection, t: Duration, last_reads: &mut Vec<u64>, w: Wind
         read_p99_ms: percentile(&mut w.reads, 990),
         write_p50_ms: percentile(&mut w.writes, 500),
         write_p99_ms: percentile(&mut w.writes, 990),
-        reads_failed: w.reads_failed,
+        reads_failed: w.failed.eventual + w.failed.session + w.failed.bounded,
         writes_failed: w.writes_failed,
+        failed: w.failed,
+        bounded_provable: provable(db),
     }
 }
 

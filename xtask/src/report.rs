@@ -2,7 +2,9 @@
 //! adapter's cost and a fault timeline, from runs made for it.
 //!
 //! Data: `cargo run --example fault_timeline` (a PostgreSQL cluster through a replica kill, a
-//! lag spike and a switchover, sampled every 250 ms), `cargo bench --bench consistency` (with
+//! lag spike and a switchover, sampled every 250 ms; failed reads per sample by the reader's
+//! consistency level, failed writes, and the samples in which no node could prove the bounded
+//! readers' bound), `cargo bench --bench consistency` (with
 //! `RWSPLIT_BENCH_JSON`), and the callgrind counts of `bench adapter-instructions` (needs
 //! valgrind). Plots are drawn with `plotters`' SVG backend and written inline into one page,
 //! `target/rwsplit/report/index.html`, beside the JSON they came from.
@@ -396,17 +398,35 @@ fn timeline_section(html: &mut String, doc: &Value) -> anyhow::Result<()> {
     let max = |series: &[(String, Vec<(f64, f64)>)], floor: f64| {
         series.iter().flat_map(|(_, p)| p.iter().map(|p| p.1)).fold(floor, f64::max) * 1.1
     };
+    // Failures per sample: reads by the reader's consistency level, and writes; the samples in
+    // which no node could prove the bounded readers' bound drawn as a band at the top.
+    let per_sample = |f: &dyn Fn(&Value) -> f64| -> Vec<(f64, f64)> {
+        samples.iter().map(|s| (num(&s["t_ms"]) / 1e3, f(s))).collect()
+    };
+    let mut failures: Vec<(String, Vec<(f64, f64)>)> = ["eventual", "session", "bounded"]
+        .iter()
+        .map(|level| {
+            (format!("{level} reads failed"), per_sample(&|s: &Value| num(&s["failed"][*level])))
+        })
+        .collect();
+    failures.push(("writes failed".to_owned(), per_sample(&|s: &Value| num(&s["writes_failed"]))));
+    let fail_max = max(&failures, 4.0);
+    failures.push((
+        "no node provably within 500 ms".to_owned(),
+        per_sample(&|s: &Value| if s["bounded_provable"] == false { fail_max / 1.1 } else { 0.0 }),
+    ));
     html.push_str(
         "<h2>A fault timeline</h2><p>PostgreSQL primary and two replicas under a writer (each \
-         write read back in its task) and two readers (at most 500 ms stale), sampled every \
-         250 ms. Grey lines: the faults, in order: ",
+         write read back in its task) and three readers, one per consistency level (eventual; a \
+         session that wrote a row of its own first; at most 500 ms stale), sampled every 250 ms. \
+         Grey lines: the faults, in order: ",
     );
     for (t, what) in &events {
         let _ = write!(html, "{t:.0} s {what}; ");
     }
     html.push_str("</p>");
-    let chart = svg(W, 4 * 260, |root| {
-        let panels = root.split_evenly((4, 1));
+    let chart = svg(W, 5 * 260, |root| {
+        let panels = root.split_evenly((5, 1));
         panel(
             &panels[0],
             "health per node (0 up, 1 suspect, 2 down)",
@@ -427,11 +447,67 @@ fn timeline_section(html: &mut String, doc: &Value) -> anyhow::Result<()> {
             &share,
         )?;
         panel(&panels[3], "application latency", "ms", end_s, max(&app, 1.0), &events, &app)?;
+        panel(
+            &panels[4],
+            "failed reads (by consistency level) and writes, per sample",
+            "failed",
+            end_s,
+            fail_max,
+            &events,
+            &failures,
+        )?;
         Ok(())
     })?;
     html.push_str(&chart);
-    let failed: u64 = samples.iter().map(|s| s["reads_failed"].as_u64().unwrap_or(0)).sum();
-    let wfailed: u64 = samples.iter().map(|s| s["writes_failed"].as_u64().unwrap_or(0)).sum();
-    let _ = write!(html, "<p>Reads failed: {failed}. Writes failed: {wfailed}.</p>");
+    let _ = write!(html, "<p>{}</p>", failure_summary(doc, samples));
     Ok(())
+}
+
+/// The timeline's failures in words: totals by level, the switchover's (from its event to the
+/// end), and the windows in which no node could prove the bounded readers' bound.
+fn failure_summary(doc: &Value, samples: &[Value]) -> String {
+    let switchover_ms = doc["events"]
+        .as_array()
+        .and_then(|e| {
+            e.iter().find(|e| e["what"].as_str().is_some_and(|w| w.starts_with("switchover")))
+        })
+        .map_or(f64::MAX, |e| num(&e["t_ms"]));
+    let sum = |from: f64, key: &dyn Fn(&Value) -> f64| -> f64 {
+        samples.iter().filter(|s| num(&s["t_ms"]) > from).map(key).sum()
+    };
+    let mut text = String::new();
+    for (what, from) in [("In all", -1.0), ("From the switchover on", switchover_ms)] {
+        let _ = write!(
+            text,
+            "{what}: failed reads eventual {:.0}, session {:.0}, bounded {:.0} (of which while a \
+             node could prove the bound {:.0}); failed writes {:.0}. ",
+            sum(from, &|s| num(&s["failed"]["eventual"])),
+            sum(from, &|s| num(&s["failed"]["session"])),
+            sum(from, &|s| num(&s["failed"]["bounded"])),
+            sum(from, &|s| num(&s["failed"]["bounded_while_provable"])),
+            sum(from, &|s| num(&s["writes_failed"])),
+        );
+    }
+    let mut windows = Vec::new();
+    let mut open: Option<f64> = None;
+    for s in samples {
+        let t = num(&s["t_ms"]) / 1e3;
+        match (s["bounded_provable"] == false, open) {
+            (true, None) => open = Some(t),
+            (false, Some(from)) => {
+                windows.push(format!("{from:.2}–{t:.2} s"));
+                open = None;
+            }
+            _ => {}
+        }
+    }
+    if let Some(from) = open {
+        windows.push(format!("{from:.2} s–end"));
+    }
+    let _ = write!(
+        text,
+        "Samples in which no node could prove a 500 ms bound: {}.",
+        if windows.is_empty() { "none".to_owned() } else { windows.join(", ") }
+    );
+    text
 }
