@@ -437,7 +437,13 @@ async fn no_bounded_read_is_served_past_its_bound_after_the_primary_stops(
     let stopped = Instant::now();
     let (mut within, mut past, mut failed, mut eventual_failed) =
         (Vec::new(), Vec::new(), Vec::new(), 0);
-    while stopped.elapsed() < bound * 4 {
+    // At least 4 bounds, and until a read that started past the bound has failed (a frozen
+    // primary holds the first such read until the monitor marks it down), at most 15 s.
+    let past_bound_failed =
+        |failed: &[(Duration, Duration)]| failed.iter().any(|(s, _)| *s >= bound);
+    while (stopped.elapsed() < bound * 4 || !past_bound_failed(&failed))
+        && stopped.elapsed() < Duration::from_secs(15)
+    {
         let started = Instant::now();
         let (read, s) = served(&db, || author::Entity::find().all(&bounded)).await;
         let since = started - stopped;
@@ -476,9 +482,17 @@ async fn no_bounded_read_is_served_past_its_bound_after_the_primary_stops(
     assert!(past.is_empty(), "bounded reads served by a replica past the bound: {past:?}");
     assert!(!within.is_empty(), "the replicas had every write: they serve within the bound");
     assert!(
-        failed.iter().any(|(since, _)| *since >= bound),
+        past_bound_failed(&failed),
         "past the bound, with the primary stopped, no node can prove it: {failed:?}"
     );
-    assert!(slowest < Duration::from_secs(5), "reads that cannot be proven fail fast: {failed:?}");
+    // Fast: a killed primary's pool used to be waited on for its 5 s acquire timeout; a frozen
+    // primary held a read until another node was promoted (here: never). Now the first is
+    // refused at once and the second given up when the monitor marks it down (3 probes of
+    // 1 s timeout at 100 ms intervals: about 3.3 s after it froze).
+    let limit = match stops {
+        Stops::Killed => Duration::from_secs(2),
+        Stops::Frozen => Duration::from_secs(10),
+    };
+    assert!(slowest < limit, "reads that cannot be proven fail fast: {failed:?}");
     assert_eq!(eventual_failed, 0, "eventual reads need no primary");
 }
