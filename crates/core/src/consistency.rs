@@ -23,7 +23,11 @@ pub enum Consistency {
     /// Any healthy replica will do.
     #[default]
     Eventual,
-    /// Only replicas whose *known* lag is within the bound; unknown lag excludes a replica.
+    /// Only replicas provably within the bound when the read is routed
+    /// ([`Staleness::allows_at`]); unknown lag excludes a replica. A replica proves its
+    /// freshness as of the monitor's last sighting of the primary, so a bound shorter than the
+    /// position feed's interval (20 ms by default) is rarely met, and a zero bound never: such
+    /// reads go to the primary.
     BoundedStaleness(Staleness),
     /// Only replicas known to have replayed past the token; else the primary (or a wait,
     /// see [`CatchUp`](crate::CatchUp)).
