@@ -8,7 +8,11 @@ use crate::topology::Lag;
 /// The freshness a read needs, chosen per call or per scope.
 ///
 /// The vocabulary follows mysqlnd_ms's `EVENTUAL`/`SESSION`/`STRONG` quality-of-service levels
-/// and Cosmos DB's bounded staleness.
+/// and Cosmos DB's session and bounded-staleness levels. The session guarantees (read-your-writes,
+/// monotonic reads, writes-follow-reads) are kept by the caller's scope in the adapter
+/// (`rwsplit-sea-orm`), which turns them into [`ReadYourWrites`](Self::ReadYourWrites) tokens
+/// and node choices before asking the router; to the router alone, [`Session`](Self::Session)
+/// is [`Eventual`](Self::Eventual).
 ///
 /// ```
 /// use std::time::Duration;
@@ -20,7 +24,13 @@ use crate::topology::Lag;
 #[derive(Clone, Debug, Default, PartialEq, Eq, Hash)]
 #[non_exhaustive]
 pub enum Consistency {
-    /// Any healthy replica will do.
+    /// Any healthy replica that keeps the caller's session guarantees — it has replayed the
+    /// caller's writes (read-your-writes) and everything the caller has already read
+    /// (monotonic reads) — else the primary. See the adapter's `docs/CONSISTENCY.md`.
+    Session,
+    /// The default: any healthy replica will do. The adapter still applies read-your-writes
+    /// for the caller's own writes (if on), but not monotonic reads: a later read may see an
+    /// older state than an earlier one did.
     #[default]
     Eventual,
     /// Only replicas provably within the bound when the read is routed

@@ -334,7 +334,7 @@ async fn feed_positions<P: Product, C: ProbeConn>(
         match tokio::time::timeout_at(until, P::replay_position(conn, last)).await {
             Ok(Ok(Some(position))) => {
                 let at = if last.role() == Role::Primary { sent } else { Instant::now() };
-                state.observe_position(node, position, at.into_std());
+                state.observe_position_sent(node, position, at.into_std(), sent.into_std());
             }
             _ => return,
         }

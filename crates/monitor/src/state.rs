@@ -106,6 +106,10 @@ struct Entry {
     changes: tokio::sync::Notify,
     /// How many times `changes` was notified ([`TopologyState::changes`]).
     announced: AtomicU64,
+    /// When the latest position sample the published snapshot reflects was sent, as
+    /// nanoseconds after [`TopologyState::base`] plus one (0: none yet). Stored after that
+    /// snapshot is published ([`TopologyState::sampled_since`]).
+    sampled: AtomicU64,
 }
 
 /// What the monitor knows of every node, and the snapshot it publishes.
@@ -175,6 +179,10 @@ pub struct TopologyState {
     never: tokio::sync::Notify,
     /// Notified after each snapshot is published ([`published`](Self::published)).
     published: tokio::sync::Notify,
+    /// The origin of the entries' `sampled` instants.
+    base: Instant,
+    /// Notified after each position sample is noted ([`sampled`](Self::sampled)).
+    sampled: tokio::sync::Notify,
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -208,6 +216,7 @@ impl TopologyState {
                     refused: AtomicBool::new(false),
                     changes: tokio::sync::Notify::new(),
                     announced: AtomicU64::new(0),
+                    sampled: AtomicU64::new(0),
                 }
             })
             .collect();
@@ -221,6 +230,8 @@ impl TopologyState {
             clock: Mutex::new(None),
             never: tokio::sync::Notify::new(),
             published: tokio::sync::Notify::new(),
+            base: Instant::now(),
+            sampled: tokio::sync::Notify::new(),
         }
     }
 
@@ -414,6 +425,7 @@ impl TopologyState {
         n.probe_failures.store(0, Ordering::Relaxed);
         n.fenced.store(false, Ordering::Relaxed);
         n.refused.store(false, Ordering::Relaxed);
+        n.sampled.store(0, Ordering::Release);
         let stamp = Stamp { generation: id.generation(), slot: Slot::Joining };
         n.stamp.store(stamp.pack(), Ordering::Release);
         Ok(id)
@@ -605,6 +617,12 @@ impl TopologyState {
             lock(&self.history).record(node, position, sent);
         }
         self.rebuild(Some(now));
+        if let Ok(obs) = result
+            && obs.position().is_some()
+        {
+            // Published above: the snapshot holds this position (or a later one).
+            self.sampled_at(n, now.checked_sub(obs.latency()).unwrap_or(now));
+        }
         failures
     }
 
@@ -615,6 +633,19 @@ impl TopologyState {
     /// roles wait for the next full probe. Ignored unless the node's latest probe saw the same
     /// role the position is for (a replica, or the primary, unfenced).
     pub fn observe_position(&self, node: NodeId, position: ReplayPosition, now: Instant) {
+        self.observe_position_sent(node, position, now, now);
+    }
+
+    /// [`observe_position`](Self::observe_position) of a sample whose query was sent at
+    /// `sent` and answered at `now`: [`sampled_since`](Self::sampled_since) learns that the
+    /// snapshot holds a position taken no earlier than `sent`.
+    pub fn observe_position_sent(
+        &self,
+        node: NodeId,
+        position: ReplayPosition,
+        now: Instant,
+        sent: Instant,
+    ) {
         let Some(n) = self.probed(node) else { return };
         self.tick(now);
         let (moved, replica) = {
@@ -636,6 +667,7 @@ impl TopologyState {
                         (id == node).then(|| n.to_builder().position(position.clone()))
                     });
                 }
+                self.sampled_at(n, sent);
             }
             Some(obs) => {
                 let lag = match self.primary() {
@@ -653,8 +685,38 @@ impl TopologyState {
                         (id == node).then(|| n.to_builder().position(position.clone()).lag(lag))
                     });
                 }
+                self.sampled_at(n, sent);
             }
         }
+    }
+
+    /// Notes that the published snapshot holds a position of `n` sampled by a query sent at
+    /// `sent` (call after publishing it).
+    fn sampled_at(&self, n: &Entry, sent: Instant) {
+        let nanos = u64::try_from(sent.saturating_duration_since(self.base).as_nanos())
+            .unwrap_or(u64::MAX - 1);
+        n.sampled.fetch_max(nanos + 1, Ordering::Release);
+        self.sampled.notify_waiters();
+    }
+
+    /// A future that completes at the next position sample of any node (see
+    /// [`sampled_since`](Self::sampled_since)); like [`changed`](Self::changed), it counts from
+    /// when it is made.
+    pub fn sampled(&self) -> tokio::sync::futures::Notified<'_> {
+        // `notify_waiters` reaches a `Notified` from its creation, polled or not.
+        self.sampled.notified()
+    }
+
+    /// Whether the published snapshot holds a position of `node` sampled by a query sent at or
+    /// after `at`, so that position is at least what `node` had replayed (or, on a primary,
+    /// written) at `at`: a sound upper bound of what a read that ended on it at `at` can have
+    /// seen. Load the snapshot *after* this returns `true`: the sample's snapshot was
+    /// published before it was noted here.
+    pub fn sampled_since(&self, node: NodeId, at: Instant) -> bool {
+        let Some(n) = self.probed(node) else { return false };
+        let stored = n.sampled.load(Ordering::Acquire);
+        let Some(nanos) = at.checked_duration_since(self.base) else { return stored > 0 };
+        stored > 0 && u128::from(stored - 1) >= nanos.as_nanos()
     }
 
     /// Moves the state's clock to `now` if that is later.

@@ -314,7 +314,7 @@ impl Router {
             && self.config.dedicated_tags.is_empty()
             && self.config.max_replica_lag.is_none();
         let check = match consistency {
-            Consistency::Eventual if plain => Check::Any,
+            Consistency::Eventual | Consistency::Session if plain => Check::Any,
             Consistency::BoundedStaleness(s) if plain => Check::Lag(LagBound::new(s)),
             Consistency::ReadYourWrites(token) if plain => match token.position() {
                 ReplayPosition::Postgres(t) => Check::PgToken(t),

@@ -641,3 +641,38 @@ fn under_split_brain_no_replica_is_proven_fresh() {
     s.observe_position(NodeId::new(2), pos(100), t + MS(12));
     assert_eq!(lag_of(&s, 2).staleness_at(t + MS(12)), None, "nor through the position feed");
 }
+
+/// Monotonic reads' bound: a read that ended at `at` is bounded once a sample *sent* at or
+/// after `at` is in the snapshot, whatever its answer time, and whether or not the position
+/// moved (an unmoved position publishes nothing new); a probe's sample dates from when it was
+/// sent (its answer time less its latency); a fenced primary's samples are never published,
+/// so never bound anything.
+#[test]
+fn a_read_is_bounded_by_the_first_sample_sent_after_it_ended() {
+    let s = state(2, policy());
+    let t = s.base;
+    steady(&s, t + MS(10)); // probes sent at t + 9 ms
+    let replica = NodeId::new(1);
+    assert!(s.sampled_since(replica, t + MS(9)));
+    assert!(!s.sampled_since(replica, t + MS(10)), "sent 1 ms before its answer");
+    // A sample sent before the read ended, answered after: no bound.
+    let read_end = t + MS(30);
+    s.observe_position_sent(replica, pos(100), t + MS(35), t + MS(29));
+    assert!(!s.sampled_since(replica, read_end));
+    // The same position, sent after: a bound, though nothing was republished.
+    let g = s.snapshot().generation();
+    s.observe_position_sent(replica, pos(100), t + MS(45), t + MS(40));
+    assert_eq!(s.snapshot().generation(), g);
+    assert!(s.sampled_since(replica, read_end));
+    assert!(!s.sampled_since(replica, t + MS(41)));
+    // Never earlier than it was: samples answered out of order keep the latest.
+    s.observe_position_sent(replica, pos(100), t + MS(50), t + MS(20));
+    assert!(s.sampled_since(replica, t + MS(40)));
+    // A fenced primary's positions are not published: they bound nothing.
+    let primary = NodeId::new(0);
+    assert!(s.set_fenced(primary, true));
+    s.observe_position_sent(primary, pos(200), t + MS(70), t + MS(60));
+    assert!(!s.sampled_since(primary, t + MS(60)));
+    // An id of no node bounds nothing.
+    assert!(!s.sampled_since(NodeId::new(5), t));
+}
