@@ -496,3 +496,143 @@ async fn no_bounded_read_is_served_past_its_bound_after_the_primary_stops(
     assert!(slowest < limit, "reads that cannot be proven fail fast: {failed:?}");
     assert_eq!(eventual_failed, 0, "eventual reads need no primary");
 }
+
+/// How a reader reaches the database in [`one_reader_never_sees_a_value_go_down`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Reader {
+    /// The `RoutedConnection` itself, from one task (the task's scope).
+    Connection,
+    /// One `Session`, each read from a new task.
+    Session,
+    /// A chain of tokens: each read in a session resumed from the previous read's token, on
+    /// two connections in turn (two processes as far as the adapter knows): a web request
+    /// chain. Reads may wait up to 50 ms for a replica to be seen at the token.
+    TokenChain,
+    /// `Consistency::Eventual`: no monotonic reads (the control: it does go back in time).
+    Eventual,
+}
+
+/// The counter's value, read through `handle`.
+async fn counter<C: sea_orm::ConnectionTrait>(handle: &C) -> i64 {
+    let sql = sea_orm::Statement::from_string(
+        handle.get_database_backend(),
+        "SELECT v FROM counter WHERE id = 1",
+    );
+    let row = handle.query_one_raw(sql).await.unwrap().expect("the counter's row");
+    row.try_get::<i64>("", "v").unwrap()
+}
+
+/// Monotonic reads (issue 24): a writer increments a counter every 10 ms on the primary; one
+/// replica applies at once, the other `delay` late; one reader reads it `READS` times, 10 ms
+/// apart, through rwsplit. Through a `RoutedConnection`, a `Session` and a token chain it
+/// never sees the value go down, and replicas still serve most reads; at `Eventual` (the
+/// control) it does go down — the test would catch the violation.
+#[rstest]
+#[case::postgres(DbKind::Postgres, Duration::from_millis(300))]
+#[case::mariadb(DbKind::MariaDb, Duration::from_secs(1))]
+#[tokio::test]
+async fn one_reader_never_sees_a_value_go_down(#[case] kind: DbKind, #[case] delay: Duration) {
+    const READS: usize = 150;
+    let cluster = own_cluster(kind, "monotonic", 2).await;
+    let tdb = cluster.create_database("monotonic").await.unwrap();
+    let mut w = crate::support::connect(&tdb.primary_url()).await;
+    crate::support::exec(&mut w, "CREATE TABLE counter (id INT PRIMARY KEY, v BIGINT NOT NULL)")
+        .await
+        .unwrap();
+    crate::support::exec(&mut w, "INSERT INTO counter VALUES (1, 0)").await.unwrap();
+    cluster.wait_caught_up(0, Duration::from_secs(10)).await.unwrap();
+    cluster.replicas()[1].set_apply_delay(delay).await.unwrap();
+    let session_level = || {
+        RoutedConnection::builder()
+            .primary(tdb.primary_url())
+            .replicas(tdb.replica_urls())
+            .probe_interval(Duration::from_millis(100))
+            .consistency(Consistency::Session)
+            .connect()
+    };
+    let db = session_level().await.unwrap();
+    let elsewhere = session_level().await.unwrap();
+
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let writer = tokio::spawn({
+        let stop = std::sync::Arc::clone(&stop);
+        async move {
+            let mut tick = tokio::time::interval(Duration::from_millis(10));
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                tick.tick().await;
+                crate::support::exec(&mut w, "UPDATE counter SET v = v + 1 WHERE id = 1")
+                    .await
+                    .unwrap();
+            }
+        }
+    });
+    // Let the lag build up: the late replica is `delay` behind.
+    tokio::time::sleep(delay + Duration::from_millis(300)).await;
+
+    let mut report = Vec::new();
+    for reader in [Reader::Connection, Reader::Session, Reader::TokenChain, Reader::Eventual] {
+        let before = (db.stats().replica_reads(), elsewhere.stats().replica_reads());
+        let (db2, elsewhere2) = (db.clone(), elsewhere.clone());
+        let seen: Vec<i64> = tokio::spawn(async move {
+            let (db, elsewhere) = (db2, elsewhere2);
+            let mut seen = Vec::with_capacity(READS);
+            let session = db.session();
+            let mut token = String::new();
+            for i in 0..READS {
+                let v = match reader {
+                    Reader::Connection => counter(&db).await,
+                    Reader::Eventual => counter(&db.consistent(Consistency::Eventual)).await,
+                    Reader::Session => {
+                        let s = session.clone();
+                        tokio::spawn(async move { counter(&s).await }).await.unwrap()
+                    }
+                    Reader::TokenChain => {
+                        let on = if i % 2 == 0 { &db } else { &elsewhere };
+                        let s = on.session_from(&token).unwrap();
+                        // The other process's monitor may not have sampled the replica as far
+                        // as this token yet (10 ms after the last read): wait for it a little
+                        // rather than read the primary.
+                        let v = counter(&s.wait_for_replica(Duration::from_millis(50))).await;
+                        token = s.token().await.unwrap().expect("a token after a read").to_string();
+                        v
+                    }
+                };
+                seen.push(v);
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+            seen
+        })
+        .await
+        .unwrap();
+        let after = (db.stats().replica_reads(), elsewhere.stats().replica_reads());
+        let on_replicas = (after.0 - before.0) + (after.1 - before.1);
+        let mut high = i64::MIN;
+        let (mut back, mut worst) = (0, 0);
+        for &v in &seen {
+            if v < high {
+                back += 1;
+                worst = worst.max(high - v);
+            }
+            high = high.max(v);
+        }
+        report.push((reader, back, worst, on_replicas));
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    writer.await.unwrap();
+    eprintln!(
+        "{kind}, replicas 0 and {delay:?} behind, {READS} reads each: (reader, reads that went back, worst by, on replicas) = {report:?}; {:?}",
+        db.stats().read_your_writes()
+    );
+    for &(reader, back, worst, on_replicas) in &report {
+        if reader == Reader::Eventual {
+            assert!(back > 0, "the control goes back in time (else the test proves nothing)");
+            continue;
+        }
+        assert_eq!((back, worst), (0, 0), "{reader:?}: reads that went back in time");
+        assert!(
+            on_replicas >= (READS as u64) * 8 / 10,
+            "{reader:?}: replicas served {on_replicas} of {READS}"
+        );
+    }
+    cluster.replicas()[1].clear_apply_delay().await.unwrap();
+}

@@ -108,8 +108,9 @@ impl RoutedConnectionBuilder {
     /// position is recorded in the writer's scope (its tokio task, or a [`Session`](crate::Session)),
     /// and later reads in that scope go only to replicas the monitor has seen replay it, else
     /// to the primary. It costs one round trip to the primary per write (see the crate docs).
-    /// Off: reads ignore the caller's own writes (a [`Session`](crate::Session) given a token
-    /// still uses it).
+    /// With it come monotonic reads at `Consistency::Session` (see
+    /// [`consistency`](Self::consistency)). Off: reads ignore the caller's own writes
+    /// and earlier reads (a [`Session`](crate::Session) given a token still uses it).
     pub fn read_your_writes(mut self, on: bool) -> Self {
         self.policy.read_your_writes = on;
         self
@@ -150,10 +151,13 @@ impl RoutedConnectionBuilder {
         self
     }
 
-    /// The consistency every read gets by default (default `Consistency::Eventual`). E.g.
+    /// The consistency every read gets by default (default `Consistency::Eventual`: the
+    /// caller's scope sees its own writes, but a later read may see an older state than an
+    /// earlier one). `Consistency::Session` adds monotonic reads and writes-follow-reads in
+    /// every scope — its task, or a [`Session`](crate::Session) — (`docs/CONSISTENCY.md`).
     /// `Consistency::BoundedStaleness(Staleness::time(Duration::from_secs(1)))` reads only from
-    /// replicas the monitor has measured to be at most 1 s behind (unknown lag excludes a
-    /// replica), else from the primary.
+    /// replicas provably at most 1 s behind (unknown lag excludes a replica), else from the
+    /// primary.
     pub fn consistency(mut self, consistency: rwsplit_core::Consistency) -> Self {
         self.policy.consistency = consistency;
         self

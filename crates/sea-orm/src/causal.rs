@@ -19,8 +19,21 @@ use std::sync::{Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use dashmap::DashMap;
-use rwsplit_core::CausalToken;
+use rwsplit_core::{CausalToken, NodeId};
 use tokio::task::Id;
+
+/// Where a scope last read (monotonic reads): everything the scope has read so far is at most
+/// what `node` had replayed (or, the primary, written) at `at`. Each read replaces it, which
+/// is sound because a read only goes where that bound already holds (see
+/// [`Slot::seen`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Seen {
+    /// The node of the latest read.
+    pub(crate) node: NodeId,
+    /// When that read had ended; `None` while it may still be reading (a stream, a read-only
+    /// transaction begun with `begin()`): no sample can bound it yet.
+    pub(crate) at: Option<Instant>,
+}
 
 /// A scope's state.
 #[derive(Debug, Clone, Default)]
@@ -38,6 +51,11 @@ pub(crate) struct Slot {
     /// last known position: held apart until the next read reads the primary's current
     /// position and lowers it to that ([`Slot::settle`]).
     pub(crate) external: Option<CausalToken>,
+    /// The scope's latest read, for monotonic reads. Its bound is the node's position in the
+    /// first monitor sample sent after `at`; until there is one, the scope's next read goes
+    /// to that node (a replica's replay only moves forward) or the primary (at or past every
+    /// replica), and either way the new read's own `Seen` bounds everything read before.
+    pub(crate) seen: Option<Seen>,
 }
 
 impl Slot {
@@ -63,6 +81,12 @@ impl Slot {
         if self.pending_epoch == epoch {
             self.pending = false;
         }
+    }
+
+    /// A read on `node` ended at `at` (`None`: may still be reading).
+    pub(crate) fn saw(&mut self, node: NodeId, at: Option<Instant>) {
+        self.seen = Some(Seen { node, at });
+        // `touched` is the task scopes' to set (sessions are never swept).
     }
 
     /// Holds a token from outside until it is checked against the primary's position.
@@ -97,7 +121,11 @@ impl Slot {
     }
 
     fn is_empty(&self) -> bool {
-        self.token.is_none() && self.external.is_none() && !self.pending && self.inflight == 0
+        self.token.is_none()
+            && self.external.is_none()
+            && !self.pending
+            && self.inflight == 0
+            && self.seen.is_none()
     }
 }
 
@@ -187,11 +215,15 @@ impl TaskScopes {
     /// how their scopes go away, and by age alone memory stays bounded (the tasks that wrote
     /// within `stale_after`) while a replica is down. A task still alive that reads more than
     /// `stale_after` after its last write no longer waits for that write.
+    ///
+    /// A scope's last read (`seen`) is kept until its bound is known (`floor`) and every
+    /// replica has replayed it: any node would serve a later read monotonically then.
     pub(crate) fn sweep(
         &self,
         now: Instant,
         stale_after: Duration,
         settled: impl Fn(&CausalToken) -> Settled,
+        floor: impl Fn(&Seen) -> Option<CausalToken>,
     ) {
         if self.tasks.is_empty() {
             return;
@@ -199,10 +231,12 @@ impl TaskScopes {
         let mut removed = 0;
         self.tasks.retain(|_, slot| {
             let recent = slot.touched.is_some_and(|t| now.duration_since(t) < stale_after);
+            let needed = |t: &CausalToken| settled(t) != Settled::Everywhere;
             let keep = recent
                 && (slot.pending
                     || slot.inflight > 0
-                    || slot.token.as_ref().is_some_and(|t| settled(t) != Settled::Everywhere));
+                    || slot.token.as_ref().is_some_and(needed)
+                    || slot.seen.as_ref().is_some_and(|s| floor(s).as_ref().is_none_or(needed)));
             removed += usize::from(!keep);
             keep
         });
@@ -289,7 +323,7 @@ mod tests {
         .await
         .unwrap();
         assert_eq!(scopes.len(), 1);
-        scopes.sweep(Instant::now(), Duration::ZERO, |_| Settled::NotYet);
+        scopes.sweep(Instant::now(), Duration::ZERO, |_| Settled::NotYet, |_| None);
         assert_eq!((scopes.len(), scopes.held.load(Ordering::Acquire)), (0, 0));
     }
 
@@ -329,7 +363,7 @@ mod tests {
         .unwrap();
         assert_eq!(scopes.len(), 1);
         let later = Instant::now() + Duration::from_millis(1);
-        scopes.sweep(later, stale_after, |_| settled);
+        scopes.sweep(later, stale_after, |_| settled, |_| None);
         assert_eq!(scopes.len() == 1, kept);
     }
 

@@ -10,7 +10,7 @@ use rwsplit_core::{
 use rwsplit_monitor::TopologyState;
 use sea_orm::DbErr;
 
-use crate::causal::Settled;
+use crate::causal::{Seen, Settled};
 
 /// Where one statement goes: the router's [`Route`] (target, then fallbacks, no heap), what the
 /// statement is, and why it goes there; for a read-your-writes read, the nodes a staleness bound
@@ -54,6 +54,9 @@ pub(crate) enum Why {
     ForeignToken,
     /// No replica within the staleness bound has the session's writes.
     OutsideBound,
+    /// Monotonic reads: the scope's last read is not bounded by a sample yet, so the read
+    /// goes to that read's node again, or the primary.
+    LastReadNode,
     /// A read given up on a deposed primary, run once more on the new one.
     MovedToNewPrimary,
 }
@@ -69,6 +72,7 @@ impl Why {
             Self::ReadAfterWrite => "read right after a write",
             Self::ForeignToken => "token from another history",
             Self::OutsideBound => "no replica within the staleness bound has the write",
+            Self::LastReadNode => "the last read's node",
             Self::MovedToNewPrimary => "moved to the new primary",
         }
     }
@@ -256,6 +260,24 @@ impl Routing {
         foreign_in(&self.state.snapshot(), token)
     }
 
+    /// The bound of what a scope's last read `seen` can have seen (monotonic reads): the
+    /// node's position in the first monitor sample sent after the read ended (a replica's
+    /// replay position, a primary's written position; at least what it held then), or
+    /// unknown while there is no such sample (or the read may still be reading).
+    pub(crate) fn floor(&self, seen: &Seen) -> Floor {
+        let unknown = Floor::Unknown(seen.node);
+        let Some(at) = seen.at else { return unknown };
+        // The sample's mark first, then the snapshot: it was published before it was marked.
+        if !self.state.sampled_since(seen.node, at) {
+            return unknown;
+        }
+        let topo = self.state.snapshot();
+        match topo.node(seen.node).and_then(Node::position) {
+            Some(p) => Floor::Known(CausalToken::new(p.clone())),
+            None => unknown,
+        }
+    }
+
     /// The primary's position as the monitor last saw it, if known.
     pub(crate) fn primary_position(&self) -> Option<rwsplit_core::ReplayPosition> {
         let topo = self.state.snapshot();
@@ -356,6 +378,15 @@ impl Routing {
     }
 }
 
+/// The bound of what a scope has read ([`Routing::floor`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Floor {
+    /// Everything it read is at or before this position.
+    Known(CausalToken),
+    /// Not bounded yet: its last read was on this node.
+    Unknown(NodeId),
+}
+
 /// One plan's view of the topology ([`Routing::snap`]).
 #[derive(Debug, Clone)]
 pub(crate) struct Snap {
@@ -398,6 +429,7 @@ mod tests {
     #[case(Why::ReadAfterWrite, "read right after a write")]
     #[case(Why::ForeignToken, "token from another history")]
     #[case(Why::OutsideBound, "no replica within the staleness bound has the write")]
+    #[case(Why::LastReadNode, "the last read's node")]
     #[case(Why::MovedToNewPrimary, "moved to the new primary")]
     fn reasons_keep_their_labels(#[case] why: Why, #[case] label: &str) {
         assert_eq!(why.as_str(), label);

@@ -46,6 +46,9 @@ use crate::connection::{
 pub struct Session {
     db: RoutedConnection,
     state: Arc<Shared>,
+    /// This handle's consistency level ([`Session::with_consistency`]); `None`: the
+    /// connection's.
+    consistency: Option<Consistency>,
 }
 
 impl fmt::Debug for Session {
@@ -61,7 +64,7 @@ impl fmt::Debug for Session {
 impl RoutedConnection {
     /// A new, empty [`Session`].
     pub fn session(&self) -> Session {
-        Session { db: self.clone(), state: Arc::new(Shared::default()) }
+        Session { db: self.clone(), state: Arc::new(Shared::default()), consistency: None }
     }
 
     /// A [`Session`] that starts from a token exported by [`Session::token`] (in this process or
@@ -123,7 +126,10 @@ impl RoutedConnection {
 
 impl Session {
     /// The session's token: the primary's position at or past every write made through it,
-    /// merged with every token it was given. `None` before any write. Export it with
+    /// merged with every token it was given and with what it has read (a session resumed from
+    /// it never reads an older state: writes-follow-reads). `None` before any write or read.
+    /// Right after a read, before the monitor's next sample of that node bounds it, the bound
+    /// is the primary's position, read there (one round trip). Export it with
     /// `to_string()`; resume it with [`RoutedConnection::session_from`]. If a transaction begun
     /// with `begin()` committed through it, the position is read from the primary first.
     pub async fn token(&self) -> Result<Option<CausalToken>, DbErr> {
@@ -157,6 +163,27 @@ impl Session {
         &self.db
     }
 
+    /// This session handle with `consistency` as its reads' level instead of the
+    /// connection's; the scope (writes, reads, token) stays shared with the other handles.
+    /// `Consistency::Eventual` turns monotonic reads off for this handle: its reads still see
+    /// the session's writes, but a later one may see an older state than an earlier one.
+    ///
+    /// ```no_run
+    /// # async fn demo(db: rwsplit_sea_orm::RoutedConnection) -> Result<(), sea_orm::DbErr> {
+    /// use rwsplit_sea_orm::Consistency;
+    /// use sea_orm::{ConnectionTrait, Statement};
+    ///
+    /// let relaxed = db.session().with_consistency(Consistency::Eventual);
+    /// let sql = Statement::from_string(db.get_database_backend(), "SELECT count(*) FROM posts");
+    /// relaxed.query_one_raw(sql).await?;
+    /// # Ok(()) }
+    /// ```
+    #[must_use]
+    pub fn with_consistency(mut self, consistency: Consistency) -> Session {
+        self.consistency = Some(consistency);
+        self
+    }
+
     /// A view of the session whose reads use `consistency`.
     pub fn consistent(&self, consistency: Consistency) -> Routed<'_> {
         Routed {
@@ -173,7 +200,7 @@ impl Session {
         Routed {
             db: &self.db,
             session: Some(&self.state),
-            consistency: None,
+            consistency: self.consistency.clone(),
             wait: Some(Some(max)),
         }
     }
@@ -246,7 +273,7 @@ impl Handle for Session {
         &self.db
     }
     fn ctx(&self) -> Ctx<'_> {
-        Ctx { session: Some(&self.state), ..Ctx::default() }
+        Ctx { session: Some(&self.state), consistency: self.consistency.as_ref(), wait: None }
     }
 }
 
@@ -271,6 +298,23 @@ async fn resolve(
     // A write's position read is under way: wait for it (a few round trips at most); if it
     // takes longer than the monitor's probe timeout, read a fresh position instead.
     let slot: Slot = db.inner.settled_slot(scope, db.inner.policy.monitor.timeout_value()).await;
+    let token = written(db, scope, slot.clone()).await?;
+    // Writes-follow-reads: what the scope has read travels with it.
+    match slot.seen {
+        Some(seen) => {
+            let floor = db.inner.export_floor(&seen).await?;
+            Ok(Some(token.map_or_else(|| floor.clone(), |t| t.merged(&floor))))
+        }
+        None => Ok(token),
+    }
+}
+
+/// The part of a scope's token its writes (and the tokens it was given) make.
+async fn written(
+    db: &RoutedConnection,
+    scope: &crate::connection::Scope,
+    slot: Slot,
+) -> Result<Option<CausalToken>, DbErr> {
     if !slot.pending && slot.inflight == 0 {
         // A token held from outside is passed on as it came (its reader lowers it if need be).
         return Ok(slot.with_external());

@@ -34,17 +34,23 @@ pub struct ReadYourWrites {
     pub positions_captured: u64,
     /// Position reads that failed (the scope's next read then asks again or uses the primary).
     pub capture_failures: u64,
-    /// Reads with a token served by a replica that had replayed it.
+    /// Reads with a token (the scope's writes, or what it has already read) served by a
+    /// replica that had replayed it.
     pub replica_reads: u64,
     /// Reads with a token served by the primary: no replica had it (or could prove it).
     pub primary_reads: u64,
+    /// Reads that went to the node of their scope's previous read, or to the primary, because
+    /// no monitor sample bounded what that read saw yet (monotonic reads; see
+    /// `docs/CONSISTENCY.md`).
+    pub last_node_reads: u64,
     /// Catch-up waits on a replica.
     pub waits: u64,
     /// Catch-up waits that ended without the replica catching up (the read used the primary).
     pub wait_timeouts: u64,
     /// Reads whose token was from another history than the primary's (after a failover).
     pub foreign_tokens: u64,
-    /// Tasks holding a token now (dropped once every replica has replayed it).
+    /// Tasks holding a token or a last read now (dropped once every replica has replayed
+    /// it).
     pub tracked_tasks: u64,
 }
 
@@ -240,6 +246,7 @@ pub(crate) fn snapshot(db: &RoutedConnection) -> Stats {
                 waits: get(&c.waits),
                 wait_timeouts: get(&c.wait_timeouts),
                 foreign_tokens: get(&c.foreign_tokens),
+                last_node_reads: get(&c.monotonic_stays),
                 tracked_tasks: inner.tasks.len() as u64,
             }
         },

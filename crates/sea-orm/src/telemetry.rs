@@ -163,6 +163,7 @@ pub(crate) fn role_name(primary: bool) -> &'static str {
 /// `rwsplit.consistency`.
 pub(crate) fn consistency_name(level: &Consistency) -> &'static str {
     match level {
+        Consistency::Session => "session",
         Consistency::Eventual => "eventual",
         Consistency::BoundedStaleness(_) => "bounded_staleness",
         Consistency::ReadYourWrites(_) => "read_your_writes",

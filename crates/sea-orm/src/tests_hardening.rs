@@ -187,7 +187,10 @@ async fn maximal_durations_do_not_panic() {
 async fn a_token_from_the_future_is_lowered_to_the_primarys_position() {
     let primary = crate::tests::pg_primary_answering_position(0, 4);
     let db = RoutedConnection::from_connections(primary, vec![answering()]).unwrap();
+    // `Eventual`: no bound of what the read saw joins the token (these mocks answer no
+    // further position query; `connection::tests` covers that bound).
     let session = db.session_from("pg:1:7:1:FFFFFFFF-FFFFFFFF").unwrap();
+    let session = session.with_consistency(crate::Consistency::Eventual);
     let read = Statement::from_string(DbBackend::Postgres, "SELECT id FROM t");
     session.query_one_raw(read).await.unwrap();
     let token = session.token().await.unwrap().unwrap();
@@ -203,7 +206,7 @@ async fn a_held_token_is_used_as_it_came_when_the_primary_cannot_answer() {
         .into_connection();
     let db = RoutedConnection::from_connections(primary, vec![answering()]).unwrap();
     let forged = "pg:1:7:1:FFFFFFFF-FFFFFFFF";
-    let session = db.session_from(forged).unwrap();
+    let session = db.session_from(forged).unwrap().with_consistency(crate::Consistency::Eventual);
     let read = Statement::from_string(DbBackend::Postgres, "SELECT id FROM t");
     session.query_one_raw(read).await.unwrap();
     assert_eq!(session.token().await.unwrap().unwrap().to_string(), forged);

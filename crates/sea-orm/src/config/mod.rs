@@ -387,7 +387,7 @@ pub struct PolicyConfig {
     /// How long a read-your-writes read may wait for a replica to catch up (default: none).
     #[serde(default, deserialize_with = "de_duration")]
     pub wait_for_replica: Option<Duration>,
-    /// The default consistency: `eventual` (default), `strong`, or `bounded_staleness` with
+    /// The default consistency: `eventual` (default), `session`, `strong`, or `bounded_staleness` with
     /// `staleness` and/or `staleness_bytes`.
     #[serde(default)]
     pub consistency: ConsistencyKind,
@@ -408,7 +408,9 @@ pub struct PolicyConfig {
 #[serde(rename_all = "snake_case")]
 #[non_exhaustive]
 pub enum ConsistencyKind {
-    /// Any healthy replica.
+    /// Read-your-writes and monotonic reads in the caller's scope (`Consistency::Session`).
+    Session,
+    /// Any healthy replica (read-your-writes still applies, monotonic reads do not).
     #[default]
     Eventual,
     /// Replicas within [`PolicyConfig::staleness`] / [`PolicyConfig::staleness_bytes`].
@@ -701,7 +703,9 @@ impl RoutedConfig {
                     "bounded_staleness needs policy.staleness or policy.staleness_bytes",
                 ));
             }
-            ConsistencyKind::Eventual | ConsistencyKind::Strong if bounded => {
+            ConsistencyKind::Session | ConsistencyKind::Eventual | ConsistencyKind::Strong
+                if bounded =>
+            {
                 let field = if p.staleness.is_some() {
                     "policy.staleness"
                 } else {
@@ -786,6 +790,7 @@ impl RoutedConfig {
             b = b.wait_for_replica(max);
         }
         b = b.consistency(match policy.consistency {
+            ConsistencyKind::Session => Consistency::Session,
             ConsistencyKind::Eventual => Consistency::Eventual,
             ConsistencyKind::Strong => Consistency::Strong,
             ConsistencyKind::BoundedStaleness => Consistency::BoundedStaleness(
@@ -985,11 +990,12 @@ pub(crate) fn parse_balancer(s: &str) -> Result<BalancerKind, String> {
 
 pub(crate) fn parse_consistency(s: &str) -> Result<ConsistencyKind, String> {
     match s.trim().to_ascii_lowercase().as_str() {
+        "session" => Ok(ConsistencyKind::Session),
         "eventual" => Ok(ConsistencyKind::Eventual),
         "bounded_staleness" => Ok(ConsistencyKind::BoundedStaleness),
         "strong" => Ok(ConsistencyKind::Strong),
         _ => Err(format!(
-            "unknown consistency `{}` (expected eventual, bounded_staleness or strong)",
+            "unknown consistency `{}` (expected session, eventual, bounded_staleness or strong)",
             clip(s)
         )),
     }

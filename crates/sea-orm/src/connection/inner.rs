@@ -508,6 +508,9 @@ pub(crate) struct Counters {
     pub(crate) waits: AtomicU64,
     pub(crate) wait_timeouts: AtomicU64,
     pub(crate) foreign_tokens: AtomicU64,
+    /// Reads kept on the node of their scope's last read (or sent to the primary): monotonic
+    /// reads, before a sample bounded that read.
+    pub(crate) monotonic_stays: AtomicU64,
 }
 
 pub(crate) fn bump(counter: &AtomicU64) {

@@ -276,7 +276,12 @@ fn start_monitor(
                 Some(Instant::now());
             check_server(&weak, node, &n, product);
         }
-        inner.tasks.sweep(Instant::now(), FOREIGN_TOKEN_TTL, |t| inner.routing.settled(t));
+        let floor = |seen: &crate::causal::Seen| match inner.routing.floor(seen) {
+            crate::route::Floor::Known(t) => Some(t),
+            crate::route::Floor::Unknown(_) => None,
+        };
+        let settled = |t: &rwsplit_core::CausalToken| inner.routing.settled(t);
+        inner.tasks.sweep(Instant::now(), FOREIGN_TOKEN_TTL, settled, floor);
     });
     spawn_sampler(weak_for_sampler, policy.monitor.interval_value());
     Some(Monitor::start(

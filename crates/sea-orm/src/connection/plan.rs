@@ -8,14 +8,15 @@
 use std::time::{Duration, Instant};
 
 use rwsplit_core::{
-    Access, CatchUp, CausalToken, Classification, Consistency, NodeId, RouteContext, RouteReason,
-    Target, Transaction,
+    Access, CatchUp, CausalToken, Classification, Consistency, Health, NodeId, Role, RouteContext,
+    RouteReason, Target, Transaction,
 };
 use sea_orm::{AccessMode, DbErr, IsolationLevel};
 
 use super::inner::{Ctx, Inner, SCOPE, Scope, bump};
+use super::scopes::monotonic;
 use crate::causal::Slot;
-use crate::route::{Plan, Snap, Why};
+use crate::route::{Floor, Plan, Snap, Why};
 use crate::telemetry::Ryw;
 
 /// What a read needs from the primary's history.
@@ -25,6 +26,12 @@ enum Need {
     Token(CausalToken),
     /// The scope wrote but its position is unknown and could not be read: the primary.
     Primary,
+    /// The scope's last read was on `node` and no sample bounds it yet (monotonic reads): that
+    /// node again if it is a replica in rotation that has the token, else the primary.
+    Stay {
+        node: NodeId,
+        token: Option<CausalToken>,
+    },
 }
 
 impl Inner {
@@ -54,15 +61,20 @@ impl Inner {
         wait: Option<Duration>,
         snap: &Snap,
         done: Done,
+        monotonic: bool,
     ) -> Result<Need, Io> {
-        let slot = self.scope_get(scope);
+        let mut slot = self.scope_get(scope);
+        let floor = match slot.seen.take() {
+            Some(seen) if monotonic => Some(self.routing.floor(&seen)),
+            _ => None,
+        };
         let primary = snap.primary_id();
         let primary_down = || {
             primary.is_none_or(|p| {
                 snap.topology().node(p).is_none_or(|n| n.health() == rwsplit_core::Health::Down)
             })
         };
-        match next_step(&slot, explicit, wait, primary_down, done) {
+        match next_step(&slot, explicit, floor, wait, primary_down, done) {
             Step::Need(need) => Ok(need),
             Step::Settle(max) => Err(Io::Settle(max)),
             Step::Capture(epoch) => {
@@ -125,7 +137,9 @@ impl Inner {
         }
         // One snapshot for every decision of this plan.
         let snap = self.routing.snap();
-        let need = match self.read_need(scope, explicit_token, self.wait_of(ctx), &snap, done) {
+        let monotonic = monotonic(level);
+        let wait = self.wait_of(ctx);
+        let need = match self.read_need(scope, explicit_token, wait, &snap, done, monotonic) {
             Ok(need) => need,
             Err(io) => return Ok(Planned::Io(io)),
         };
@@ -137,8 +151,40 @@ impl Inner {
                 Ok(plan.with_reason(Why::ReadAfterWrite))
             }
             Need::Token(token) => self.plan_with_token(snap, rc, level, token, ctx),
+            Need::Stay { node, token } => self.plan_stay(snap, rc, level, node, token.as_ref()),
         }
         .map(Planned::Ready)
+    }
+
+    /// A read whose scope last read on `node`, with no sample yet that bounds what that read
+    /// saw: `node` again (its replay only moves forward) if it is a replica in rotation that
+    /// has `token` and, for a bounded read, is within the bound; else the primary (at or past
+    /// every replica). Either way the new read's end bounds everything the scope read before.
+    fn plan_stay(
+        &self,
+        snap: Snap,
+        rc: RouteContext<'_>,
+        level: &Consistency,
+        node: NodeId,
+        token: Option<&CausalToken>,
+    ) -> Result<Plan, DbErr> {
+        let topo = snap.topology();
+        let replica = topo.node(node).filter(|n| {
+            n.role() == Role::Replica
+                && n.health() != Health::Down
+                && token.is_none_or(|t| n.position().is_some_and(|p| t.is_satisfied_by(p)))
+        });
+        bump(&self.counters.monotonic_stays);
+        if replica.is_some() {
+            let plan = self.routing.plan_in(snap, &rc.with_target(Target::Node(node)))?;
+            let plan = plan.with_reason(Why::LastReadNode);
+            return Ok(match level {
+                Consistency::BoundedStaleness(bound) => self.routing.exclude_lagging(plan, bound),
+                _ => plan,
+            });
+        }
+        let plan = self.routing.plan_in(snap, &rc.with_target(Target::Primary))?;
+        Ok(plan.with_reason(Why::LastReadNode))
     }
 
     /// A read-your-writes read: replicas known to have replayed `token`, or (if the caller
@@ -215,13 +261,14 @@ impl Inner {
             _ => None,
         };
         let snap = self.routing.snap();
-        let need = match self.read_need(scope, explicit, None, &snap, done) {
+        let need = match self.read_need(scope, explicit, None, &snap, done, monotonic(level)) {
             Ok(need) => need,
             Err(io) => return Ok(Planned::Io(io)),
         };
         match need {
             Need::Nothing => self.routing.plan_in(snap, &rc.with_consistency(level)),
             Need::Primary => self.routing.plan_in(snap, &rc.with_target(Target::Primary)),
+            Need::Stay { node, token } => self.plan_stay(snap, rc, level, node, token.as_ref()),
             Need::Token(token) => {
                 // No catch-up wait for a transaction: it goes where the token is satisfied.
                 rc = rc.with_catch_up(CatchUp::Primary);
@@ -287,10 +334,13 @@ pub(super) struct Done {
 /// - A pending scope, or a held token while the primary is up: read the primary's position
 ///   first, once. If that fails, a pending scope reads from the primary; a held token is used
 ///   as it came.
-/// - Then the scope's token merged with the caller's, if any.
+/// - Then the scope's token merged with the caller's and with `floor`, the bound of what the
+///   scope has read (monotonic reads), if any; if that bound is not known yet, the node of
+///   the last read (or the primary), still with the token.
 fn next_step(
     slot: &Slot,
     explicit: Option<&CausalToken>,
+    floor: Option<Floor>,
     wait: Option<Duration>,
     primary_down: impl FnOnce() -> bool,
     done: Done,
@@ -307,10 +357,16 @@ fn next_step(
     if done.captured == Some(false) && slot.pending {
         return Step::Need(Need::Primary);
     }
-    Step::Need(match (slot.with_external(), explicit) {
-        (Some(t), Some(e)) => Need::Token(t.merged(e)),
-        (Some(t), None) => Need::Token(t),
-        (None, Some(e)) => Need::Token(e.clone()),
+    let token = match (slot.with_external(), explicit) {
+        (Some(t), Some(e)) => Some(t.merged(e)),
+        (Some(t), None) => Some(t),
+        (None, Some(e)) => Some(e.clone()),
+        (None, None) => None,
+    };
+    Step::Need(match (floor, token) {
+        (Some(Floor::Unknown(node)), token) => Need::Stay { node, token },
+        (Some(Floor::Known(f)), Some(t)) => Need::Token(t.merged(&f)),
+        (Some(Floor::Known(f)), None) | (None, Some(f)) => Need::Token(f),
         (None, None) => Need::Nothing,
     })
 }
@@ -322,7 +378,9 @@ mod tests {
     use rstest::rstest;
     use rwsplit_core::CausalToken;
 
-    use super::{Done, Need, Slot, Step, next_step};
+    use rwsplit_core::NodeId;
+
+    use super::{Done, Floor, Need, Slot, Step, next_step};
 
     fn token(text: &str) -> CausalToken {
         text.parse().unwrap()
@@ -409,14 +467,14 @@ mod tests {
         #[case] d: Done,
         #[case] want: Step,
     ) {
-        assert_eq!(next_step(&s, None, wait, || false, d), want);
+        assert_eq!(next_step(&s, None, None, wait, || false, d), want);
     }
 
     #[test]
     fn a_held_token_is_not_checked_while_the_primary_is_down() {
         let s = slot(0, false, None, Some(U));
         assert_eq!(
-            next_step(&s, None, None, || true, Done::default()),
+            next_step(&s, None, None, None, || true, Done::default()),
             Step::Need(Need::Token(token(U)))
         );
     }
@@ -426,8 +484,55 @@ mod tests {
         let s = slot(0, false, Some(T), None);
         let want = token(T).merged(&token(U));
         assert_eq!(
-            next_step(&s, Some(&token(U)), None, || false, Done::default()),
+            next_step(&s, Some(&token(U)), None, None, || false, Done::default()),
             Step::Need(Need::Token(want))
         );
+    }
+
+    const N1: NodeId = NodeId::new(1);
+
+    /// Monotonic reads: the bound of what the scope has read joins its token; while that bound
+    /// is unknown the read stays on the node of the last read (with the token, if any); the
+    /// steps before (captures in flight, pending positions) come first.
+    #[rstest]
+    #[case::known_floor_alone(
+        slot(0, false, None, None),
+        Some(Floor::Known(token(T))),
+        done(false, None),
+        Step::Need(Need::Token(token(T)))
+    )]
+    #[case::known_floor_above_the_token(
+        slot(0, false, Some(T), None),
+        Some(Floor::Known(token(U))),
+        done(false, None),
+        Step::Need(Need::Token(token(U)))
+    )]
+    #[case::known_floor_below_the_token(
+        slot(0, false, Some(U), None),
+        Some(Floor::Known(token(T))),
+        done(false, None),
+        Step::Need(Need::Token(token(U)))
+    )]
+    #[case::unknown_floor(slot(0, false, None, None), Some(Floor::Unknown(N1)), done(false, None), Step::Need(Need::Stay { node: N1, token: None }))]
+    #[case::unknown_floor_keeps_the_token(slot(0, false, Some(T), None), Some(Floor::Unknown(N1)), done(false, None), Step::Need(Need::Stay { node: N1, token: Some(token(T)) }))]
+    #[case::in_flight_first(
+        slot(1, false, Some(T), None),
+        Some(Floor::Unknown(N1)),
+        done(false, None),
+        Step::Need(Need::Primary)
+    )]
+    #[case::pending_first(
+        slot(0, true, Some(T), None),
+        Some(Floor::Known(token(U))),
+        done(false, None),
+        Step::Capture(7)
+    )]
+    fn the_floor_of_what_was_read_joins_the_plan(
+        #[case] s: Slot,
+        #[case] floor: Option<Floor>,
+        #[case] d: Done,
+        #[case] want: Step,
+    ) {
+        assert_eq!(next_step(&s, None, floor, None, || false, d), want);
     }
 }

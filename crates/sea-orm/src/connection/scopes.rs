@@ -15,7 +15,7 @@ use rwsplit_core::CausalToken;
 use sea_orm::{DbErr, TransactionError};
 
 use super::inner::{Ctx, Inner, SESSION, Scope, bump};
-use crate::causal::Slot;
+use crate::causal::{Seen, Slot};
 use crate::position;
 
 /// A scope named from outside its task: the task's id (`None`: code outside any task), or
@@ -23,6 +23,12 @@ use crate::position;
 enum Key {
     Task(Option<tokio::task::Id>),
     Session(Arc<crate::causal::Shared>),
+}
+
+/// Whether reads at `level` keep monotonic reads: `Consistency::Session` only, for now (a
+/// bounded or strong read is judged by its own level alone).
+pub(super) fn monotonic(level: &rwsplit_core::Consistency) -> bool {
+    matches!(level, rwsplit_core::Consistency::Session)
 }
 
 /// How a read-write transaction ended, as far as its writes go.
@@ -73,6 +79,61 @@ impl Inner {
     pub(super) fn tracks_writes(&self, scope: &Scope) -> bool {
         self.policy.read_your_writes
             && (self.nodes.count() > 1 || matches!(scope, Scope::Session(_)))
+    }
+
+    /// Whether reads through `ctx` keep monotonic reads: read-your-writes is on, there are
+    /// replicas, and the call's level is `Consistency::Session`.
+    fn tracks_reads(&self, ctx: &Ctx<'_>) -> bool {
+        self.policy.read_your_writes
+            && self.nodes.count() > 1
+            && monotonic(ctx.consistency.unwrap_or(&self.policy.consistency))
+    }
+
+    /// A statement planned as `plan` ran on `node` in `scope` (monotonic reads): a read
+    /// becomes the scope's last read, ended now if `ended` (its result is in), else still
+    /// reading (a stream, a read-only transaction). Writes record their position instead.
+    pub(super) fn saw(
+        &self,
+        scope: &Scope,
+        ctx: &Ctx<'_>,
+        plan: &crate::route::Plan,
+        node: rwsplit_core::NodeId,
+        ended: bool,
+    ) {
+        if plan.access() == rwsplit_core::Access::Read && self.tracks_reads(ctx) {
+            let at = ended.then(std::time::Instant::now);
+            self.scope_update(scope, |s| s.saw(node, at));
+        }
+    }
+
+    /// A bound of what a scope's last read `seen` saw, for its exported token: the monitor's
+    /// sample if there is one ([`Routing::floor`](crate::route::Routing::floor)). Else, for a
+    /// read on a replica in rotation, the next sample of that replica, waited for up to the
+    /// monitor's probe timeout (one position-feed interval, 20 ms by default, in the common
+    /// case): its own position is the tightest bound, one that replicas as far along can
+    /// satisfy at once. Else (a read on the primary, a replica out of rotation, no monitor,
+    /// no sample in time) the primary's position, read there: at or past every node's.
+    pub(crate) async fn export_floor(&self, seen: &Seen) -> Result<CausalToken, DbErr> {
+        use crate::route::Floor;
+        if let Floor::Known(t) = self.routing.floor(seen) {
+            return Ok(t);
+        }
+        let on_replica = self.routing.standing(seen.node) == crate::sending::Standing::NotPrimary;
+        if self.monitor.is_some() && seen.at.is_some() && on_replica {
+            let state = self.routing.state();
+            let deadline = tokio::time::Instant::now() + self.policy.monitor.timeout_value();
+            loop {
+                let next = state.sampled();
+                if let Floor::Known(t) = self.routing.floor(seen) {
+                    return Ok(t);
+                }
+                if tokio::time::timeout_at(deadline, next).await.is_err() {
+                    break;
+                }
+            }
+        }
+        let primary = self.routing.primary_id().unwrap_or_else(|| self.primary_index());
+        self.capture_on(primary).await
     }
 
     /// Writes the router cannot see may now happen in `scope` (the primary's connection was

@@ -73,7 +73,9 @@ impl Inner {
             let plan = self
                 .planned(&scope, |done| self.plan(&work.0.sql, kind, &ctx, &scope, done))
                 .await?;
-            Ok(self.attempt(&plan, &mut work, &scope).await?.0)
+            let (out, node) = self.attempt(&plan, &mut work, &scope).await?;
+            self.saw(&scope, &ctx, &plan, node, true);
+            Ok(out)
         }
         .in_span(span)
     }
@@ -91,7 +93,9 @@ impl Inner {
             let plan = self
                 .planned(&scope, |done| self.plan(&work.0.sql, kind, &ctx, &scope, done))
                 .await?;
-            Ok(self.attempt(&plan, &mut work, &scope).await?.0)
+            let (out, node) = self.attempt(&plan, &mut work, &scope).await?;
+            self.saw(&scope, &ctx, &plan, node, true);
+            Ok(out)
         }
         .in_span(span)
     }
@@ -109,7 +113,10 @@ impl Inner {
             let plan = self
                 .planned(&scope, |done| self.plan(&work.0.sql, kind, &ctx, &scope, done))
                 .await?;
-            Ok(self.attempt(&plan, &mut work, &scope).await?.0)
+            let (out, node) = self.attempt(&plan, &mut work, &scope).await?;
+            // Its rows are still to come: what it reads is bounded only by a later read.
+            self.saw(&scope, &ctx, &plan, node, false);
+            Ok(out)
         }
         .in_span(span)
     }

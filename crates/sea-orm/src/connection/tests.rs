@@ -625,3 +625,57 @@ async fn a_plan_made_before_an_index_was_reused_never_runs_on_the_new_node() {
     db.query_one_raw(select()).await.unwrap();
     assert_eq!(statements(&newcomer), 1, "a plan made after the reuse reaches it");
 }
+
+/// Monotonic reads without a monitor (mock nodes: no position is ever sampled, so no bound of
+/// what a read saw is ever known): a scope's reads stay on the node of its last read, and
+/// move only to the primary (at or past every replica), where they stay; `Eventual` reads are
+/// balanced as before. The bound's resolution by samples is the itests' (real replication).
+#[tokio::test]
+async fn without_a_bound_a_scope_reads_again_where_it_last_read() {
+    let policy = Policy { consistency: crate::Consistency::Session, ..Policy::default() };
+    let (p, r1, r2) = (answering(), answering(), answering());
+    let db =
+        RoutedConnection::from_connections_with(p.clone(), vec![r1.clone(), r2.clone()], policy)
+            .unwrap();
+    let session = db.session();
+    for _ in 0..4 {
+        session.query_one_raw(select()).await.unwrap();
+    }
+    let served = (statements(&p), statements(&r1), statements(&r2));
+    assert!(served == (0, 4, 0) || served == (0, 0, 4), "one replica serves them all: {served:?}");
+    assert_eq!(db.stats().read_your_writes().last_node_reads, 3);
+
+    // The same reads without monotonic reads are spread over both replicas.
+    let eventual = db.session().with_consistency(crate::Consistency::Eventual);
+    for _ in 0..4 {
+        eventual.query_one_raw(select()).await.unwrap();
+    }
+    // (Each look at a mock's log takes what it holds.)
+    let (r1_now, r2_now) = (statements(&r1), statements(&r2));
+    assert!(r1_now > 0 && r2_now > 0, "balanced: {r1_now} and {r2_now}");
+
+    // The last read's replica leaves rotation: the next read goes to the primary, and the
+    // one after stays there (the primary's own bound is not known either).
+    let last = if served.1 == 4 { NodeId::new(1) } else { NodeId::new(2) };
+    db.inner.routing.ban(last);
+    session.query_one_raw(select()).await.unwrap();
+    session.query_one_raw(select()).await.unwrap();
+    assert_eq!(statements(&p), 2, "both on the primary");
+}
+
+/// Writes-follow-reads: a session that only read exports a token bounding what it read. With
+/// no monitor sample, that is the primary's position, read there.
+#[tokio::test]
+async fn a_session_that_read_exports_a_bound_of_what_it_read() {
+    let primary = crate::tests::pg_primary_answering_position(0, 4);
+    let policy = Policy { consistency: crate::Consistency::Session, ..Policy::default() };
+    let db = RoutedConnection::from_connections_with(primary, vec![answering()], policy).unwrap();
+    let session = db.session();
+    assert_eq!(session.token().await.unwrap(), None, "nothing read, nothing written");
+    session.query_one_raw(select()).await.unwrap();
+    let token = session.token().await.unwrap().expect("a bound of the read");
+    assert_eq!(token.to_string(), "pg:1:7:1:0-3000148");
+    // Resumed elsewhere, it is a read-your-writes token like any other.
+    let resumed = db.session_from(&token.to_string()).unwrap();
+    assert_eq!(resumed.token().await.unwrap(), Some(token));
+}

@@ -41,6 +41,8 @@ impl Inner {
                 .await?;
             let writes = plan.access() == Access::Write;
             let (txn, node) = self.attempt(&plan, &mut Begin { options, unseen }, &scope).await?;
+            // A read-only transaction reads until it ends, unseen: bounded by a later read.
+            self.saw(&scope, ctx, &plan, node, false);
             Ok((txn, writes.then_some(node)))
         }
         .instrument(span)
