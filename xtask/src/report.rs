@@ -91,7 +91,8 @@ pub(crate) fn run(args: &ReportArgs) -> anyhow::Result<()> {
     adapter_section(&mut html, &adapter)?;
     timeline_section(&mut html, &timeline)?;
     html.push_str("</body></html>\n");
-    let over = budget_failures(&adapter);
+    let mut over = budget_failures(&adapter);
+    over.extend(monotonic_failures(&consistency));
     let page = out.join("index.html");
     std::fs::write(&page, html).with_context(|| format!("writing {}", page.display()))?;
     println!("{}", page.display());
@@ -202,7 +203,62 @@ fn consistency_section(html: &mut String, doc: &Value) -> anyhow::Result<()> {
         );
     }
     html.push_str("</table>");
+    monotonic_section(html, doc);
     Ok(())
+}
+
+/// The monotonic-reads workload's row at `level` (`eventual`, `session`).
+fn monotonic_row<'a>(doc: &'a Value, level: &str) -> Option<&'a Value> {
+    doc["monotonic"].as_array()?.iter().find(|r| r["level"].as_str() == Some(level))
+}
+
+/// The monotonic-reads budgets (issue 24), in words, for those broken: at `session` no read
+/// goes back in time, and replicas serve at least 90 % of what they serve
+/// at `eventual` (which goes back in time freely).
+fn monotonic_failures(doc: &Value) -> Vec<String> {
+    let (Some(session), Some(eventual)) =
+        (monotonic_row(doc, "session"), monotonic_row(doc, "eventual"))
+    else {
+        return vec!["the consistency benchmark has no monotonic-reads rows".to_owned()];
+    };
+    let mut over = Vec::new();
+    let back = num(&session["time_travel"]);
+    if back > 0.0 {
+        over.push(format!("{back} session reads went back in time (budget 0)"));
+    }
+    let (s, e) = (num(&session["replica_share"]), num(&eventual["replica_share"]));
+    if s < 0.9 * e {
+        over.push(format!(
+            "session reads on replicas {:.1} % < 90 % of eventual's {:.1} %",
+            100.0 * s,
+            100.0 * e
+        ));
+    }
+    over
+}
+
+fn monotonic_section(html: &mut String, doc: &Value) {
+    let Some(rows) = doc["monotonic"].as_array() else { return };
+    html.push_str(
+        "<h2>Monotonic reads</h2><p>One replica applies at once, the other late; a writer \
+         increments a counter every 10 ms; readers that only read it count the reads that \
+         returned a value below one they had already seen. Budgets: 0 at <code>session</code> \
+         (monotonic reads), and replicas serving at least 90 % of what they serve at \
+         <code>eventual</code>.</p><table><tr><th>level</th><th>reads</th>\
+         <th>went back in time</th><th>worst step back</th><th>on replicas</th></tr>",
+    );
+    for r in rows {
+        let _ = write!(
+            html,
+            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{:.1} %</td></tr>",
+            r["level"].as_str().unwrap_or("?"),
+            num(&r["reads"]),
+            num(&r["time_travel"]),
+            num(&r["worst"]),
+            num(&r["replica_share"]) * 100.0,
+        );
+    }
+    html.push_str("</table>");
 }
 
 /// The adapter's figures that break their budgets, in words.
@@ -510,4 +566,30 @@ fn failure_summary(doc: &Value, samples: &[Value]) -> String {
         if windows.is_empty() { "none".to_owned() } else { windows.join(", ") }
     );
     text
+}
+
+#[cfg(test)]
+mod tests {
+    use rstest::rstest;
+    use serde_json::json;
+
+    use super::monotonic_failures;
+
+    fn doc(back: u64, session: f64, eventual: f64) -> serde_json::Value {
+        json!({ "monotonic": [
+            { "level": "eventual", "reads": 400, "time_travel": 180, "worst": 20, "replica_share": eventual },
+            { "level": "session", "reads": 400, "time_travel": back, "worst": 0, "replica_share": session },
+        ]})
+    }
+
+    #[rstest]
+    #[case::within(doc(0, 0.95, 1.0), 0)]
+    #[case::exactly_90_percent(doc(0, 0.9, 1.0), 0)]
+    #[case::time_travel(doc(1, 1.0, 1.0), 1)]
+    #[case::too_few_on_replicas(doc(0, 0.5, 1.0), 1)]
+    #[case::both(doc(3, 0.5, 1.0), 2)]
+    #[case::no_rows(json!({ "rows": [] }), 1)]
+    fn the_monotonic_budgets(#[case] doc: serde_json::Value, #[case] broken: usize) {
+        assert_eq!(monotonic_failures(&doc).len(), broken, "{:?}", monotonic_failures(&doc));
+    }
 }

@@ -22,6 +22,13 @@
 //! read (those issued at least the apply delay after the user's last acknowledged write) — and
 //! the replica share as a fraction of it, read latency p50/p99 and write latency p50 (the
 //! position strategies pay one round trip per write to read the position).
+//!
+//! Then the monotonic-reads workload (issue 24): the first replica's delay is cleared (the
+//! second keeps it), a writer increments a counter every 10 ms on the primary, and
+//! `MONO_READERS` readers that only read each read it `MONO_READS` times, 10 ms apart, each in
+//! its own task scope, at `Consistency::Eventual` and at `Consistency::Session` (the default).
+//! Reported per level: reads that went back in time (a value below one the same reader had
+//! already seen), the worst such step, and the share of reads replicas served.
 
 use std::time::{Duration, Instant};
 
@@ -50,6 +57,8 @@ mod item {
 }
 
 const USERS: u8 = 8;
+const MONO_READERS: usize = 4;
+const MONO_READS: usize = 100;
 const ROUNDS: usize = 12;
 const WINDOW: Duration = Duration::from_secs(2);
 
@@ -247,9 +256,16 @@ async fn run() {
         }
         db.close().await.ok();
     }
-    // `cargo xtask report` plots these.
+    let monotonic = monotonic_workload(&cluster, &tdb, &setup, delay).await;
+    // `cargo xtask report` plots these and checks the monotonic budgets.
     if let Ok(path) = std::env::var("RWSPLIT_BENCH_JSON") {
-        let doc = serde_json::json!({ "delay_ms": delay_ms, "users": USERS, "rounds": ROUNDS, "rows": rows });
+        let doc = serde_json::json!({
+            "delay_ms": delay_ms,
+            "users": USERS,
+            "rounds": ROUNDS,
+            "rows": rows,
+            "monotonic": monotonic,
+        });
         std::fs::write(&path, doc.to_string()).expect("writing the JSON");
     }
     for r in cluster.replicas() {
@@ -257,4 +273,98 @@ async fn run() {
     }
     drop(tdb);
     cluster.stop().ok();
+}
+
+/// One reader of the monotonic workload: `MONO_READS` reads of the counter through `db` in
+/// this task's scope; returns (reads that went back in time, the worst step back).
+async fn mono_reader(db: RoutedConnection) -> (usize, i64) {
+    let sql = sea_orm::Statement::from_string(
+        db.get_database_backend(),
+        "SELECT v FROM mono_counter WHERE id = 1",
+    );
+    let (mut high, mut back, mut worst) = (i64::MIN, 0, 0);
+    for _ in 0..MONO_READS {
+        let row = db.query_one_raw(sql.clone()).await.expect("read").expect("the counter's row");
+        let v: i64 = row.try_get("", "v").expect("v");
+        if v < high {
+            back += 1;
+            worst = worst.max(high - v);
+        }
+        high = high.max(v);
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    (back, worst)
+}
+
+/// The monotonic-reads workload (see the module docs); prints its table and returns its rows.
+async fn monotonic_workload(
+    cluster: &Cluster,
+    tdb: &rwsplit_testkit::TestDatabase,
+    setup: &sea_orm::DatabaseConnection,
+    delay: Duration,
+) -> Vec<serde_json::Value> {
+    setup
+        .execute_unprepared(
+            "CREATE TABLE mono_counter (id int PRIMARY KEY, v bigint NOT NULL); \
+             INSERT INTO mono_counter VALUES (1, 0)",
+        )
+        .await
+        .expect("counter table");
+    cluster.replicas()[0].clear_apply_delay().await.expect("replica 1 without delay");
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let writer = tokio::spawn({
+        let (setup, stop) = (setup.clone(), std::sync::Arc::clone(&stop));
+        async move {
+            let mut tick = tokio::time::interval(Duration::from_millis(10));
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                tick.tick().await;
+                setup
+                    .execute_unprepared("UPDATE mono_counter SET v = v + 1 WHERE id = 1")
+                    .await
+                    .expect("increment");
+            }
+        }
+    });
+    // The late replica is `delay` behind, and the table is on both.
+    tokio::time::sleep(delay + Duration::from_millis(500)).await;
+    println!(
+        "\nMonotonic reads: replica 1 applies at once, replica 2 {} ms late; a writer increments a counter every 10 ms; {MONO_READERS} readers × {MONO_READS} reads, 10 ms apart, each in its task's scope\n",
+        delay.as_millis()
+    );
+    println!("| level | reads | went back in time | worst step back | reads on replicas |");
+    println!("| --- | --- | --- | --- | --- |");
+    let mut rows = Vec::new();
+    for (name, level) in [("eventual", Consistency::Eventual), ("session", Consistency::Session)] {
+        let db = RoutedConnection::builder()
+            .primary(tdb.primary_url())
+            .replicas(tdb.replica_urls())
+            .consistency(level)
+            .connect()
+            .await
+            .expect("routed connection");
+        let readers: Vec<_> =
+            (0..MONO_READERS).map(|_| tokio::spawn(mono_reader(db.clone()))).collect();
+        let (mut back, mut worst) = (0, 0);
+        for r in readers {
+            let (b, w) = r.await.expect("reader");
+            back += b;
+            worst = worst.max(w);
+        }
+        let stats = db.stats();
+        let replica = stats.replica_reads();
+        let reads = (replica + stats.primary().reads()).max(1);
+        let share = replica as f64 / reads as f64;
+        println!("| {name} | {reads} | {back} | {worst} | {:.1} % |", 100.0 * share);
+        rows.push(serde_json::json!({
+            "level": name,
+            "reads": reads,
+            "time_travel": back,
+            "worst": worst,
+            "replica_share": share,
+        }));
+        db.close().await.ok();
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    writer.await.expect("writer");
+    rows
 }
