@@ -275,6 +275,8 @@ async fn node_loop<P: Product, K: Connector>(shared: Arc<Shared<K>>, node: NodeI
     // Nodes start their jitter sequences apart, so they do not probe in lockstep.
     let mut round = (node.index() as u64).wrapping_mul(0x9E37_79B9);
     let mut first = true;
+    // Whether the last probe was an early one (see below): at most one per scheduled round.
+    let mut early = false;
     loop {
         let result = probe_node::<P, K>(&shared, &mut conn, node).await;
         let now = Instant::now();
@@ -292,12 +294,33 @@ async fn node_loop<P: Product, K: Connector>(shared: Arc<Shared<K>>, node: NodeI
         }
         let next = saturating_after(now, config.pause(round));
         round = round.wrapping_add(1);
+        let mut fed = FeedEnd::Schedule;
         if let (Ok(obs), Some(c)) = (&result, conn.as_ref()) {
             let every = config.position_interval_value();
-            feed_positions::<P, K::Conn>(&shared.state, c, node, obs, every, next).await;
+            fed = feed_positions::<P, K::Conn>(&shared.state, c, node, obs, every, next).await;
         }
+        // A feed read that failed or found the role changed (the server went away, a
+        // promotion) is news the next full probe should read now, not at its turn: a stopped
+        // primary is seen gone, and a promoted replica seen primary, within one feed interval
+        // rather than one probe interval (issue 24: while both claimed the role, nothing could
+        // be written and no bounded read proven). Once per round, so a node whose feed keeps
+        // failing is still probed only at the usual pace.
+        if fed == FeedEnd::Changed && !early {
+            early = true;
+            continue;
+        }
+        early = false;
         tokio::time::sleep_until(next).await;
     }
+}
+
+/// Why [`feed_positions`] stopped.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum FeedEnd {
+    /// The next full probe is due, or the feed is off.
+    Schedule,
+    /// A read failed or the node answered for another role: the next full probe should run now.
+    Changed,
 }
 
 /// `now + d`, saturating (`Instant + Duration::MAX` panics): a huge interval means "about
@@ -318,14 +341,14 @@ async fn feed_positions<P: Product, C: ProbeConn>(
     last: &Observation,
     every: Duration,
     until: Instant,
-) {
+) -> FeedEnd {
     if every.is_zero() {
-        return;
+        return FeedEnd::Schedule;
     }
     loop {
         let at = saturating_after(Instant::now(), every);
         if at >= until {
-            return;
+            return FeedEnd::Schedule;
         }
         tokio::time::sleep_until(at).await;
         // A feed read never delays the next full probe: a node that stops answering here is
@@ -336,7 +359,9 @@ async fn feed_positions<P: Product, C: ProbeConn>(
                 let at = if last.role() == Role::Primary { sent } else { Instant::now() };
                 state.observe_position_sent(node, position, at.into_std(), sent.into_std());
             }
-            _ => return,
+            // Unanswered when the full probe is due: that probe judges the node, on time.
+            Err(_) => return FeedEnd::Schedule,
+            Ok(Err(_) | Ok(None)) => return FeedEnd::Changed,
         }
     }
 }

@@ -151,10 +151,10 @@ impl RoutedConnectionBuilder {
         self
     }
 
-    /// The consistency every read gets by default (default `Consistency::Eventual`: the
-    /// caller's scope sees its own writes, but a later read may see an older state than an
-    /// earlier one). `Consistency::Session` adds monotonic reads and writes-follow-reads in
-    /// every scope — its task, or a [`Session`](crate::Session) — (`docs/CONSISTENCY.md`).
+    /// The consistency every read gets by default (default `Consistency::Session`: every
+    /// scope — its task, or a [`Session`](crate::Session) — sees its own writes and never an
+    /// older state than it has read; `docs/CONSISTENCY.md`). `Consistency::Eventual` keeps
+    /// read-your-writes only: a later read may see an older state than an earlier one.
     /// `Consistency::BoundedStaleness(Staleness::time(Duration::from_secs(1)))` reads only from
     /// replicas provably at most 1 s behind (unknown lag excludes a replica), else from the
     /// primary.
@@ -327,7 +327,11 @@ impl RoutedConnectionBuilder {
                 url: url.redacted().to_owned(),
                 reason: url.scrub(&e.to_string()),
             };
-            let probe = ProbeFrom::Options(product.frame_monitor(opts.clone(), pooling));
+            let probe = if pooling == crate::Pooling::Transaction {
+                ProbeFrom::Framed(product.frame_monitor(opts.clone(), pooling))
+            } else {
+                ProbeFrom::Options(opts.clone())
+            };
             let acquire = self.policy.timeouts.acquire;
             let node = crate::pools::open_replica(name, opts, product, acquire, pooling)
                 .await

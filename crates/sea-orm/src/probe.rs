@@ -1,11 +1,21 @@
 //! The monitor's connections: the adapter's side of `rwsplit-monitor`'s [`Connector`] and
 //! [`ProbeConn`] traits.
 //!
-//! Every connection the monitor uses is its own: a one-connection pool per node, opened from the
-//! node's own `ConnectOptions` (with the probe timeout as connect and acquire timeout), never the
-//! application's pool — a pool that is full is back-pressure, not a dead node. Failover's admin
-//! connections use [`AutoFailover::admin_credentials`](crate::AutoFailover::admin_credentials)
-//! when set.
+//! Every connection the monitor uses is its own, never the application's pool — a pool that is
+//! full is back-pressure, not a dead node. It is one driver connection, opened from the node's
+//! own options (the sqlx options SeaORM derives from its `ConnectOptions`, the application's
+//! `map_sqlx_*_opts` hooks included), with no pool around it (issue 25):
+//! - no ping before each use (a pool's `test_before_acquire`): a probe is one round trip, its
+//!   statement prepared once per connection (sqlx's statement cache);
+//! - a connection whose server went away fails the next probe at once, and the next open is
+//!   refused at once: a pool would reconnect, retrying a refused connection until its acquire
+//!   timeout, so a stopped primary's last "I am the primary" stood for a probe timeout after
+//!   another node was promoted (two primaries: no writes, no bounded reads).
+//!
+//! A node behind transaction pooling is the exception: its monitor connection is a
+//! one-connection pool framed like the read pool (each use one transaction, see
+//! [`Pooling`](crate::Pooling)). Failover's admin connections use
+//! [`AutoFailover::admin_credentials`](crate::AutoFailover::admin_credentials) when set.
 
 use std::fmt;
 use std::sync::Arc;
@@ -21,25 +31,142 @@ use crate::connection::Nodes;
 
 /// One connection of the monitor's, as a probe connection.
 pub(crate) struct NodeProbe {
-    conn: DatabaseConnection,
-    /// The pool's own acquire timeout: its expiry is reported as a probe timeout.
+    conn: ProbeLink,
+    /// The connect (or the pool's acquire) timeout: its expiry is reported as a probe timeout.
     timeout: Duration,
+}
+
+/// What a [`NodeProbe`] talks through.
+enum ProbeLink {
+    /// A one-connection pool (a node behind transaction pooling: its hooks frame each use).
+    Pool(DatabaseConnection),
+    /// A PostgreSQL connection of its own.
+    #[cfg(feature = "postgres")]
+    Postgres(tokio::sync::Mutex<sea_orm::sqlx::PgConnection>),
+    /// A MySQL/MariaDB connection of its own.
+    #[cfg(feature = "mysql")]
+    MySql(tokio::sync::Mutex<sea_orm::sqlx::MySqlConnection>),
 }
 
 impl ProbeConn for NodeProbe {
     async fn fetch_row(&self, sql: &str) -> Result<Option<Row>, ProbeError> {
-        let stmt = Statement::from_string(self.conn.get_database_backend(), sql.to_owned());
-        let row = self.conn.query_one_raw(stmt).await.map_err(|e| probe_error(e, self.timeout))?;
-        Ok(row.map(|r| {
-            let names = r.column_names();
-            Row::new(names.into_iter().enumerate().map(|(i, n)| (n, text(&r, i))))
-        }))
+        #[cfg(any(feature = "postgres", feature = "mysql"))]
+        use sea_orm::sqlx::{Column as _, Row as _};
+        match &self.conn {
+            ProbeLink::Pool(conn) => {
+                let stmt = Statement::from_string(conn.get_database_backend(), sql.to_owned());
+                let row =
+                    conn.query_one_raw(stmt).await.map_err(|e| probe_error(e, self.timeout))?;
+                Ok(row.map(|r| {
+                    let names = r.column_names();
+                    Row::new(names.into_iter().enumerate().map(|(i, n)| (n, text(&r, i))))
+                }))
+            }
+            #[cfg(feature = "postgres")]
+            ProbeLink::Postgres(conn) => {
+                let mut conn = conn.lock().await;
+                // Prepared once per connection (sqlx's statement cache), then one round trip.
+                let row = sea_orm::sqlx::query(sea_orm::sqlx::AssertSqlSafe(sql))
+                    .fetch_optional(&mut *conn)
+                    .await
+                    .map_err(ProbeError::unreachable)?;
+                Ok(row.map(|r| {
+                    let cols = r.columns().iter().map(|c| c.name().to_owned()).collect::<Vec<_>>();
+                    Row::new(cols.into_iter().enumerate().map(|(i, n)| (n, pg_text(&r, i))))
+                }))
+            }
+            #[cfg(feature = "mysql")]
+            ProbeLink::MySql(conn) => {
+                let mut conn = conn.lock().await;
+                let row = sea_orm::sqlx::query(sea_orm::sqlx::AssertSqlSafe(sql))
+                    .fetch_optional(&mut *conn)
+                    .await
+                    .map_err(ProbeError::unreachable)?;
+                Ok(row.map(|r| {
+                    let cols = r.columns().iter().map(|c| c.name().to_owned()).collect::<Vec<_>>();
+                    Row::new(cols.into_iter().enumerate().map(|(i, n)| (n, my_text(&r, i))))
+                }))
+            }
+        }
     }
 
     async fn execute(&self, sql: &str) -> Result<(), ProbeError> {
-        // Unprepared: MariaDB refuses some replication statements as prepared statements.
-        self.conn.execute_unprepared(sql).await.map(drop).map_err(|e| probe_error(e, self.timeout))
+        // Unprepared (the simple protocol): MariaDB refuses some replication statements as
+        // prepared statements.
+        match &self.conn {
+            ProbeLink::Pool(conn) => conn
+                .execute_unprepared(sql)
+                .await
+                .map(drop)
+                .map_err(|e| probe_error(e, self.timeout)),
+            #[cfg(feature = "postgres")]
+            ProbeLink::Postgres(conn) => {
+                let mut conn = conn.lock().await;
+                sea_orm::sqlx::raw_sql(sea_orm::sqlx::AssertSqlSafe(sql))
+                    .execute(&mut *conn)
+                    .await
+                    .map(drop)
+                    .map_err(ProbeError::unreachable)
+            }
+            #[cfg(feature = "mysql")]
+            ProbeLink::MySql(conn) => {
+                let mut conn = conn.lock().await;
+                sea_orm::sqlx::raw_sql(sea_orm::sqlx::AssertSqlSafe(sql))
+                    .execute(&mut *conn)
+                    .await
+                    .map(drop)
+                    .map_err(ProbeError::unreachable)
+            }
+        }
     }
+}
+
+/// A PostgreSQL column as text, whatever its SQL type.
+#[cfg(feature = "postgres")]
+fn pg_text(row: &sea_orm::sqlx::postgres::PgRow, i: usize) -> Option<String> {
+    use sea_orm::sqlx::Row as _;
+    if let Ok(v) = row.try_get::<Option<String>, _>(i) {
+        return v;
+    }
+    if let Ok(v) = row.try_get::<Option<i64>, _>(i) {
+        return v.map(|v| v.to_string());
+    }
+    if let Ok(v) = row.try_get::<Option<i32>, _>(i) {
+        return v.map(|v| v.to_string());
+    }
+    if let Ok(v) = row.try_get::<Option<bool>, _>(i) {
+        return v.map(|v| v.to_string());
+    }
+    row.try_get::<Option<Vec<u8>>, _>(i)
+        .ok()
+        .flatten()
+        .map(|v| String::from_utf8_lossy(&v).into_owned())
+}
+
+/// A MySQL/MariaDB column as text, whatever its SQL type (`SHOW SLAVE STATUS` mixes strings
+/// and integers).
+#[cfg(feature = "mysql")]
+fn my_text(row: &sea_orm::sqlx::mysql::MySqlRow, i: usize) -> Option<String> {
+    use sea_orm::sqlx::Row as _;
+    if let Ok(v) = row.try_get::<Option<String>, _>(i) {
+        return v;
+    }
+    if let Ok(v) = row.try_get::<Option<i64>, _>(i) {
+        return v.map(|v| v.to_string());
+    }
+    if let Ok(v) = row.try_get::<Option<u64>, _>(i) {
+        return v.map(|v| v.to_string());
+    }
+    if let Ok(v) = row.try_get::<Option<i32>, _>(i) {
+        return v.map(|v| v.to_string());
+    }
+    if let Ok(v) = row.try_get::<Option<bool>, _>(i) {
+        return v.map(|v| v.to_string());
+    }
+    row.try_get::<Option<Vec<u8>>, _>(i)
+        .ok()
+        .flatten()
+        .map(|v| String::from_utf8_lossy(&v).into_owned())
 }
 
 /// A driver error as the monitor reads it: the pool's own timeout is a timeout (the node did not
@@ -88,11 +215,15 @@ fn text(row: &QueryResult, i: usize) -> Option<String> {
 /// the adapter's registry (`Node::probe`), so it comes and goes with the node.
 #[derive(Clone)]
 pub(crate) enum ProbeFrom {
-    /// The node's own options, framed for the monitor (as configured through the builder, or
-    /// made by a topology source for a node it added).
+    /// The node's own options (as configured through the builder, or made by a topology
+    /// source for a node it added): the monitor opens driver connections from the sqlx options
+    /// SeaORM derives from them.
     Options(ConnectOptions),
+    /// The options of a node behind transaction pooling, framed for the monitor: a
+    /// one-connection pool whose hooks make each use one transaction.
+    Framed(ConnectOptions),
     /// A pool the application built ([`RoutedConnection::from_connections`]): the monitor
-    /// opens its own from the pool's connect options.
+    /// opens its own connections from the pool's connect options.
     ///
     /// [`RoutedConnection::from_connections`]: crate::RoutedConnection::from_connections
     Given(GivenNode),
@@ -148,13 +279,22 @@ impl Connector for NodeConnector {
         // the last holder).
         let from = self.nodes.get(node).and_then(|n| n.probe.clone());
         let timeout = self.settings.timeout;
+        let admin = |base: &ConnectOptions| match (purpose, &self.settings.admin) {
+            (Purpose::Admin, Some((user, password))) => {
+                ConnectOptions::new(with_credentials(base.get_url(), user, password))
+            }
+            _ => base.clone(),
+        };
         match from {
             None => Err(ProbeError::unreachable("no such node, or nothing to open it from")),
-            Some(ProbeFrom::Given(given)) => {
-                let conn = given.open(timeout).await?;
-                Ok(NodeProbe { conn, timeout })
-            }
+            Some(ProbeFrom::Given(given)) => given.open(timeout).await,
             Some(ProbeFrom::Options(base)) => {
+                let Some(given) = derive(admin(&base)).await? else {
+                    return Err(ProbeError::unreachable("not a PostgreSQL or MySQL node"));
+                };
+                given.open(timeout).await
+            }
+            Some(ProbeFrom::Framed(base)) => {
                 // A refused connection fails at once here; the driver's pool would retry it until
                 // its acquire timeout, making a dead node look like a slow one.
                 if let Some((host, port)) = address(base.get_url()) {
@@ -162,27 +302,28 @@ impl Connector for NodeConnector {
                         .await
                         .map_err(ProbeError::refused)?;
                 }
-                let mut opts = match (purpose, &self.settings.admin) {
-                    (Purpose::Admin, Some((user, password))) => {
-                        ConnectOptions::new(with_credentials(base.get_url(), user, password))
-                    }
-                    _ => base.clone(),
-                };
-                // One connection kept open, except where the node's options say none: behind
-                // transaction pooling an idle connection would sit inside its transaction
-                // (`Pooling::Transaction`), holding a PgBouncer server connection.
-                let keep = base.get_min_connections().map_or(1, |n| n.min(1));
+                let mut opts = admin(&base);
+                // One connection, opened only when used: behind transaction pooling an idle
+                // connection would sit inside its transaction, holding a server connection.
                 opts.max_connections(1)
-                    .min_connections(keep)
+                    .min_connections(0)
                     .connect_timeout(timeout)
                     .acquire_timeout(timeout)
                     .connect_lazy(false)
                     .sqlx_logging(false);
                 let conn = Database::connect(opts).await.map_err(|e| probe_error(e, timeout))?;
-                Ok(NodeProbe { conn, timeout })
+                Ok(NodeProbe { conn: ProbeLink::Pool(conn), timeout })
             }
         }
     }
+}
+
+/// The sqlx options SeaORM would connect with for `opts` (its URL and the application's
+/// `map_sqlx_*_opts` hooks), read off a pool that is built but never connects.
+async fn derive(mut opts: ConnectOptions) -> Result<Option<GivenNode>, ProbeError> {
+    opts.connect_lazy(true).sqlx_logging(false);
+    let pool = Database::connect(opts).await.map_err(ProbeError::unreachable)?;
+    Ok(GivenNode::of(&pool))
 }
 
 /// A pool the application built, as the monitor can open a connection of its own to its node.
@@ -215,30 +356,41 @@ impl GivenNode {
         }
     }
 
-    async fn open(&self, timeout: Duration) -> Result<DatabaseConnection, ProbeError> {
+    /// A driver connection of the monitor's own, opened within `timeout`: a refused connection
+    /// is reported as refused at once, one that does not answer as a timeout.
+    async fn open(&self, timeout: Duration) -> Result<NodeProbe, ProbeError> {
         #[cfg(any(feature = "postgres", feature = "mysql"))]
-        let pool_error = |e: sea_orm::sqlx::Error| match e {
-            sea_orm::sqlx::Error::PoolTimedOut => ProbeError::Timeout { after: timeout },
+        use sea_orm::sqlx::{ConnectOptions as _, Connection as _};
+        #[cfg(any(feature = "postgres", feature = "mysql"))]
+        let failed = |e: sea_orm::sqlx::Error| match e {
+            sea_orm::sqlx::Error::Io(io) if io.kind() == std::io::ErrorKind::ConnectionRefused => {
+                ProbeError::refused(io)
+            }
             e => ProbeError::unreachable(e),
         };
-        match *self {
+        let conn = match *self {
             #[cfg(feature = "postgres")]
-            GivenNode::Postgres(ref o) => sea_orm::sqlx::postgres::PgPoolOptions::new()
-                .max_connections(1)
-                .acquire_timeout(timeout)
-                .connect_with(o.clone())
-                .await
-                .map(sea_orm::SqlxPostgresConnector::from_sqlx_postgres_pool)
-                .map_err(pool_error),
+            GivenNode::Postgres(ref o) => {
+                let o = o.clone().disable_statement_logging();
+                let c =
+                    tokio::time::timeout(timeout, sea_orm::sqlx::PgConnection::connect_with(&o))
+                        .await
+                        .map_err(|_| ProbeError::Timeout { after: timeout })?
+                        .map_err(failed)?;
+                ProbeLink::Postgres(tokio::sync::Mutex::new(c))
+            }
             #[cfg(feature = "mysql")]
-            GivenNode::MySql(ref o) => sea_orm::sqlx::mysql::MySqlPoolOptions::new()
-                .max_connections(1)
-                .acquire_timeout(timeout)
-                .connect_with(o.clone())
-                .await
-                .map(sea_orm::SqlxMySqlConnector::from_sqlx_mysql_pool)
-                .map_err(pool_error),
-        }
+            GivenNode::MySql(ref o) => {
+                let o = o.clone().disable_statement_logging();
+                let c =
+                    tokio::time::timeout(timeout, sea_orm::sqlx::MySqlConnection::connect_with(&o))
+                        .await
+                        .map_err(|_| ProbeError::Timeout { after: timeout })?
+                        .map_err(failed)?;
+                ProbeLink::MySql(tokio::sync::Mutex::new(c))
+            }
+        };
+        Ok(NodeProbe { conn, timeout })
     }
 }
 

@@ -255,6 +255,38 @@ async fn the_position_feed_moves_replicas_between_full_probes() {
     assert_eq!(probes_before, probes_after, "moved by the feed, not by a full probe");
 }
 
+/// A switchover seen by the position feed: the primary stops (its feed read fails) and a
+/// replica is promoted (its feed read answers for the other role). Each node's next full probe
+/// runs at once rather than at its turn (200 ms away), so the stopped primary's claim to the
+/// role is gone, and the promoted node holds it, within a few feed intervals: there is no
+/// moment with two primaries. A node whose feed keeps failing is still probed at the usual
+/// pace: at most one early probe per round.
+#[tokio::test(start_paused = true)]
+async fn a_switchover_is_seen_within_feed_intervals_not_probe_intervals() {
+    let cluster = Cluster::new(&[0x300, 0x300, 0x300]);
+    let m = start(&cluster, None);
+    assert!(m.first_round(MS(100)).await);
+    tokio::time::sleep(MS(30)).await;
+    let state = Arc::clone(m.state());
+    let primaries = move || {
+        let t = state.snapshot();
+        t.nodes().iter().filter(|n| n.role() == Role::Primary).map(Node::id).collect::<Vec<_>>()
+    };
+    assert_eq!(primaries(), ids(&[0]));
+    cluster.set(0, |n| n.mode = Mode::Refuse);
+    tokio::time::sleep(MS(45)).await;
+    assert_eq!(m.state().probe_failures(NodeId::new(0)), 1, "probed at once, not in 200 ms");
+    cluster.set(1, |n| n.primary = true);
+    tokio::time::sleep(MS(45)).await;
+    assert_eq!(primaries(), ids(&[1]), "the promotion is followed within feed intervals");
+    // From here the stopped node is probed at the usual pace (200 ms) and never twice early.
+    let opens = cluster.opens(0);
+    tokio::time::sleep(MS(1_000)).await;
+    let probed = cluster.opens(0) - opens;
+    assert!((4..=6).contains(&probed), "{probed} opens in 1 s at a 200 ms interval");
+    assert_eq!(primaries(), ids(&[1]));
+}
+
 /// Re-pointing follows the promoted node at its replication address when one is set (the
 /// replicas may not reach it where this process does), else at its name's host and port.
 #[rstest::rstest]
