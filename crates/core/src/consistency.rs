@@ -19,19 +19,19 @@ use crate::topology::Lag;
 /// use rwsplit_core::{Consistency, Staleness};
 /// let c = Consistency::BoundedStaleness(Staleness::time(Duration::from_secs(2)).and_bytes(16 << 20));
 /// assert!(matches!(c, Consistency::BoundedStaleness(_)));
-/// assert_eq!(Consistency::default(), Consistency::Eventual);
+/// assert_eq!(Consistency::default(), Consistency::Session);
 /// ```
 #[derive(Clone, Debug, Default, PartialEq, Eq, Hash)]
 #[non_exhaustive]
 pub enum Consistency {
-    /// Any healthy replica that keeps the caller's session guarantees — it has replayed the
-    /// caller's writes (read-your-writes) and everything the caller has already read
-    /// (monotonic reads) — else the primary. See the adapter's `docs/CONSISTENCY.md`.
-    Session,
-    /// The default: any healthy replica will do. The adapter still applies read-your-writes
-    /// for the caller's own writes (if on), but not monotonic reads: a later read may see an
-    /// older state than an earlier one did.
+    /// The default: any healthy replica that keeps the caller's session guarantees — it has
+    /// replayed the caller's writes (read-your-writes) and everything the caller has already
+    /// read (monotonic reads) — else the primary. See the adapter's `docs/CONSISTENCY.md`.
     #[default]
+    Session,
+    /// Any healthy replica will do. The adapter still applies read-your-writes for the
+    /// caller's own writes (if on), but not monotonic reads: a later read may see an older
+    /// state than an earlier one did.
     Eventual,
     /// Only replicas provably within the bound when the read is routed
     /// ([`Staleness::allows_at`]); unknown lag excludes a replica. A replica proves its

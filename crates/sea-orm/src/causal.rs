@@ -89,6 +89,16 @@ impl Slot {
         // `touched` is the task scopes' to set (sessions are never swept).
     }
 
+    /// The primary's position, read by a query sent at `sent`, was just recorded: it is at or
+    /// past everything any node had replayed by then, so it bounds a last read that had ended
+    /// by `sent`, whose [`Seen`] is no longer needed (the next read need not stay on its node).
+    /// A read that ended later, or may still be reading, keeps its `Seen`.
+    pub(crate) fn covers_reads_before(&mut self, sent: Instant) {
+        if self.seen.is_some_and(|s| s.at.is_some_and(|at| at <= sent)) {
+            self.seen = None;
+        }
+    }
+
     /// Holds a token from outside until it is checked against the primary's position.
     pub(crate) fn hold(&mut self, token: &CausalToken) {
         match &mut self.external {
@@ -303,6 +313,40 @@ mod tests {
         let now = slot.pending_epoch;
         slot.settle_pending(now);
         assert!(!slot.pending);
+    }
+
+    /// A write after a read (writes-follow-reads within the scope): the primary's position
+    /// read after the write bounds the earlier read, which need not pin the next read to its
+    /// node; a read that ended after the position was asked for, or a stream still reading,
+    /// stays pinned.
+    #[rstest::rstest]
+    #[case::ended_before(Some(false), false)]
+    #[case::ended_at_the_same_instant(None, false)]
+    #[case::ended_after(Some(true), true)]
+    fn a_later_primary_position_covers_an_earlier_read(
+        #[case] ended_after: Option<bool>,
+        #[case] kept: bool,
+    ) {
+        let sent = Instant::now() + Duration::from_secs(1);
+        let at = match ended_after {
+            Some(false) => sent - Duration::from_millis(1),
+            None => sent,
+            Some(true) => sent + Duration::from_millis(1),
+        };
+        let mut slot = Slot::default();
+        slot.saw(NodeId::new(1), Some(at));
+        slot.record(&token("pg:1:7:1:0-100"));
+        slot.covers_reads_before(sent);
+        assert_eq!(slot.seen.is_some(), kept, "{:?}", slot.seen);
+    }
+
+    /// A stream may still be reading: a later position does not bound it.
+    #[test]
+    fn a_read_still_under_way_stays_pinned() {
+        let mut slot = Slot::default();
+        slot.saw(NodeId::new(1), None);
+        slot.covers_reads_before(Instant::now() + Duration::from_secs(1));
+        assert!(slot.seen.is_some());
     }
 
     /// The count that lets reads skip the lookup never falls below the scopes held: a task

@@ -387,7 +387,7 @@ pub struct PolicyConfig {
     /// How long a read-your-writes read may wait for a replica to catch up (default: none).
     #[serde(default, deserialize_with = "de_duration")]
     pub wait_for_replica: Option<Duration>,
-    /// The default consistency: `eventual` (default), `session`, `strong`, or `bounded_staleness` with
+    /// The default consistency: `session` (default), `eventual`, `strong`, or `bounded_staleness` with
     /// `staleness` and/or `staleness_bytes`.
     #[serde(default)]
     pub consistency: ConsistencyKind,
@@ -409,9 +409,9 @@ pub struct PolicyConfig {
 #[non_exhaustive]
 pub enum ConsistencyKind {
     /// Read-your-writes and monotonic reads in the caller's scope (`Consistency::Session`).
+    #[default]
     Session,
     /// Any healthy replica (read-your-writes still applies, monotonic reads do not).
-    #[default]
     Eventual,
     /// Replicas within [`PolicyConfig::staleness`] / [`PolicyConfig::staleness_bytes`].
     BoundedStaleness,

@@ -336,6 +336,12 @@ impl Inner {
                 self.settled_slot(scope, max).await;
                 done.settled = true;
             }
+            Io::Floor(max) => {
+                if let Some(seen) = self.scope_get(scope).seen {
+                    self.await_floor(&seen, max).await;
+                }
+                done.floored = true;
+            }
             Io::Capture { epoch, at } => {
                 let captured = self.capture_on(at).await;
                 if let Ok(t) = &captured {

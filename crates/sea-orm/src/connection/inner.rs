@@ -38,7 +38,7 @@ impl Default for Policy {
             wait_for_replica: None,
             read_retries: 2,
             monitor: rwsplit_monitor::MonitorConfig::default(),
-            consistency: Consistency::Eventual,
+            consistency: Consistency::Session,
             timeouts: crate::deadline::Timeouts::default(),
             failover: None,
         }

@@ -151,15 +151,21 @@ impl Inner {
                 Ok(plan.with_reason(Why::ReadAfterWrite))
             }
             Need::Token(token) => self.plan_with_token(snap, rc, level, token, ctx),
-            Need::Stay { node, token } => self.plan_stay(snap, rc, level, node, token.as_ref()),
+            Need::Stay { node, token } => {
+                return self.plan_stay(snap, rc, level, node, token.as_ref(), wait, done);
+            }
         }
         .map(Planned::Ready)
     }
 
     /// A read whose scope last read on `node`, with no sample yet that bounds what that read
     /// saw: `node` again (its replay only moves forward) if it is a replica in rotation that
-    /// has `token` and, for a bounded read, is within the bound; else the primary (at or past
-    /// every replica). Either way the new read's end bounds everything the scope read before.
+    /// has `token` and, for a bounded read, is within the bound. Else, if the caller waits for
+    /// replicas (`wait`) and the monitor samples positions, first wait (once, within `wait`
+    /// and the probe timeout; one position-feed interval in the common case) for that bound,
+    /// then plan again with it; else the primary (at or past every replica). Either way the new
+    /// read's end bounds everything the scope read before.
+    #[expect(clippy::too_many_arguments, reason = "one plan's inputs, passed through")]
     fn plan_stay(
         &self,
         snap: Snap,
@@ -167,8 +173,16 @@ impl Inner {
         level: &Consistency,
         node: NodeId,
         token: Option<&CausalToken>,
-    ) -> Result<Plan, DbErr> {
+        wait: Option<Duration>,
+        done: Done,
+    ) -> Result<Planned, DbErr> {
         let topo = snap.topology();
+        if let Some(t) = token
+            && crate::route::foreign_in(topo, t)
+        {
+            // As in `plan_with_token`: no node of this history can prove it has the token.
+            bump(&self.counters.foreign_tokens);
+        }
         let replica = topo.node(node).filter(|n| {
             n.role() == Role::Replica
                 && n.health() != Health::Down
@@ -178,13 +192,19 @@ impl Inner {
         if replica.is_some() {
             let plan = self.routing.plan_in(snap, &rc.with_target(Target::Node(node)))?;
             let plan = plan.with_reason(Why::LastReadNode);
-            return Ok(match level {
+            return Ok(Planned::Ready(match level {
                 Consistency::BoundedStaleness(bound) => self.routing.exclude_lagging(plan, bound),
                 _ => plan,
-            });
+            }));
+        }
+        if let Some(max) = wait
+            && !done.floored
+            && self.monitor.is_some()
+        {
+            return Ok(Planned::Io(Io::Floor(max)));
         }
         let plan = self.routing.plan_in(snap, &rc.with_target(Target::Primary))?;
-        Ok(plan.with_reason(Why::LastReadNode))
+        Ok(Planned::Ready(plan.with_reason(Why::LastReadNode)))
     }
 
     /// A read-your-writes read: replicas known to have replayed `token`, or (if the caller
@@ -268,7 +288,9 @@ impl Inner {
         match need {
             Need::Nothing => self.routing.plan_in(snap, &rc.with_consistency(level)),
             Need::Primary => self.routing.plan_in(snap, &rc.with_target(Target::Primary)),
-            Need::Stay { node, token } => self.plan_stay(snap, rc, level, node, token.as_ref()),
+            Need::Stay { node, token } => {
+                return self.plan_stay(snap, rc, level, node, token.as_ref(), None, done);
+            }
             Need::Token(token) => {
                 // No catch-up wait for a transaction: it goes where the token is satisfied.
                 rc = rc.with_catch_up(CatchUp::Primary);
@@ -295,6 +317,9 @@ pub(super) enum Planned {
 pub(super) enum Io {
     /// Wait, up to this long, for the scope's position captures in flight to land.
     Settle(Duration),
+    /// Wait, up to this long (and the monitor's probe timeout), for a position sample that
+    /// bounds the scope's last read (monotonic reads).
+    Floor(Duration),
     /// Read the position of primary `at`, for the scope whose pending epoch is `epoch`.
     Capture {
         /// The scope's pending epoch when it was asked for.
@@ -323,6 +348,8 @@ pub(super) struct Done {
     pub(super) settled: bool,
     /// It read the primary's position: `true` if that worked.
     pub(super) captured: Option<bool>,
+    /// It waited for a sample bounding the scope's last read.
+    pub(super) floored: bool,
 }
 
 /// The next step for a read in a scope whose state is `slot`, with the caller's own token
@@ -402,7 +429,7 @@ mod tests {
     const U: &str = "pg:1:7:1:0-200";
 
     fn done(settled: bool, captured: Option<bool>) -> Done {
-        Done { settled, captured }
+        Done { settled, captured, floored: false }
     }
 
     #[rstest]

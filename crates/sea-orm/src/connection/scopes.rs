@@ -119,21 +119,39 @@ impl Inner {
             return Ok(t);
         }
         let on_replica = self.routing.standing(seen.node) == crate::sending::Standing::NotPrimary;
-        if self.monitor.is_some() && seen.at.is_some() && on_replica {
-            let state = self.routing.state();
-            let deadline = tokio::time::Instant::now() + self.policy.monitor.timeout_value();
-            loop {
-                let next = state.sampled();
-                if let Floor::Known(t) = self.routing.floor(seen) {
-                    return Ok(t);
-                }
-                if tokio::time::timeout_at(deadline, next).await.is_err() {
-                    break;
-                }
-            }
+        if self.monitor.is_some()
+            && seen.at.is_some()
+            && on_replica
+            && let Some(t) = self.await_floor(seen, self.policy.monitor.timeout_value()).await
+        {
+            return Ok(t);
         }
         let primary = self.routing.primary_id().unwrap_or_else(|| self.primary_index());
         self.capture_on(primary).await
+    }
+
+    /// Waits, up to `max` and the monitor's probe timeout, for a position sample that bounds
+    /// what the read `seen` saw (its floor): woken by each sample, no polling. Returns the floor
+    /// if it came in time.
+    pub(super) async fn await_floor(
+        &self,
+        seen: &Seen,
+        max: std::time::Duration,
+    ) -> Option<CausalToken> {
+        use crate::route::Floor;
+        let max = max.min(self.policy.monitor.timeout_value());
+        let deadline = tokio::time::Instant::now() + crate::deadline::cap(max);
+        let state = self.routing.state();
+        loop {
+            // Made before the look: a sample landing in between still wakes it.
+            let next = state.sampled();
+            if let Floor::Known(t) = self.routing.floor(seen) {
+                return Some(t);
+            }
+            if tokio::time::timeout_at(deadline, next).await.is_err() {
+                return None;
+            }
+        }
     }
 
     /// Writes the router cannot see may now happen in `scope` (the primary's connection was
@@ -207,6 +225,7 @@ impl Inner {
         key: &Key,
         epoch: u64,
     ) {
+        let sent = std::time::Instant::now();
         let result = self.capture_on(node).await;
         // Whatever the outcome, the reads waiting for this scope's positions to land look again.
         let _landed = Landed(&self.positions_landed);
@@ -218,6 +237,7 @@ impl Inner {
         match result {
             Ok(token) => self.key_update(key, |s| {
                 s.record(&token);
+                s.covers_reads_before(sent);
                 s.settle_pending(epoch);
                 done(s);
             }),

@@ -310,7 +310,7 @@ async fn each_statement_runs_in_a_span_with_the_opentelemetry_fields() {
     assert_eq!(s["server.address"], "replica 1", "mock nodes are named, not addressed");
     assert_eq!(s["rwsplit.node.role"], "replica");
     assert_eq!(s["rwsplit.attempt"], "1");
-    assert_eq!(s["rwsplit.consistency"], "eventual");
+    assert_eq!(s["rwsplit.consistency"], "session");
     assert!(!s["rwsplit.route.reason"].is_empty(), "{s:?}");
 }
 
