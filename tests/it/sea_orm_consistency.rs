@@ -353,11 +353,9 @@ async fn a_token_from_before_a_failover_is_never_satisfied_by_the_new_history() 
     cluster.primary().stop().unwrap();
     cluster.replicas()[0].promote().await.unwrap();
     cluster.replicas()[1].follow(&cluster.replicas()[0]).await.unwrap();
-    // The promotion is followed once node 1 is the one primary. Until the stopped old primary's
-    // probe fails (sqlx retries the refused connection until the probe timeout, 1 s), its last
-    // observation still claims the role: two primaries, a split brain with no one primary
-    // history to compare the token with, in which writes are refused and a replica that has
-    // replayed the token on the old timeline may serve it.
+    // The promotion is followed once node 1 is the one primary: the stopped old primary's
+    // position feed fails and its next probe runs at once, finding nothing there; node 1's
+    // feed finds it promoted and its next probe runs at once too.
     let followed = eventually(Duration::from_secs(20), || {
         let db = db.clone();
         async move {
@@ -635,4 +633,173 @@ async fn one_reader_never_sees_a_value_go_down(#[case] kind: DbKind, #[case] del
         );
     }
     cluster.replicas()[1].clear_apply_delay().await.unwrap();
+}
+
+/// What one reader of [`reads_survive_a_switchover`] saw.
+#[derive(Debug, Default)]
+struct Through {
+    reads: usize,
+    on_replicas: usize,
+    failed: usize,
+    /// Failed although some node could prove the bound both when the read started and when it
+    /// failed (bounded readers only).
+    failed_while_provable: usize,
+    /// Reads that returned a value below one this reader had already seen.
+    back: usize,
+}
+
+/// Whether some node could serve a read bounded by `bound` now: the one primary, up, or a
+/// replica not down that is provably within the bound (what the router checks).
+fn provable(db: &RoutedConnection, bound: Duration) -> bool {
+    use rwsplit_sea_orm::{Health, Role};
+    let now = Instant::now();
+    let stats = db.stats();
+    let primaries = stats.nodes().iter().filter(|n| n.current_role() == Role::Primary).count();
+    stats.nodes().iter().any(|n| match (n.current_role(), n.health()) {
+        (Role::Primary, h) => primaries == 1 && h == Health::Up,
+        (_, Health::Down) => false,
+        _ => n.lag().staleness_at(now).is_some_and(|s| s <= bound),
+    })
+}
+
+/// Issue 24, reads through a switchover: the primary stops, replica 1 is promoted, replica 2
+/// follows it, under a writer (through rwsplit, every 10 ms) and three readers (every 5 ms):
+/// the default (`Session`, the task's scope, which wrote a row of its own first), `Eventual`,
+/// and bounded by 1 s. No eventual or session read fails (neither guarantee needs a primary:
+/// a replica that has the scope's writes and reads, or the new primary, serves them); a bounded read fails only while no node
+/// can prove the bound; the session reader never sees the counter go down; writes resume
+/// within a probe interval of the new primary accepting them.
+#[rstest]
+#[case::postgres(DbKind::Postgres)]
+#[case::mariadb(DbKind::MariaDb)]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reads_survive_a_switchover(#[case] kind: DbKind) {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::{Arc, Mutex};
+    const PROBE: Duration = Duration::from_millis(200);
+    const BOUND: Duration = Duration::from_secs(1);
+    let cluster = own_cluster(kind, "switchover", 2).await;
+    let tdb = cluster.create_database("switchover").await.unwrap();
+    let mut w = crate::support::connect(&tdb.primary_url()).await;
+    crate::support::exec(&mut w, "CREATE TABLE counter (id INT PRIMARY KEY, v BIGINT NOT NULL)")
+        .await
+        .unwrap();
+    crate::support::exec(&mut w, "INSERT INTO counter VALUES (1, 0)").await.unwrap();
+    crate::support::exec(&mut w, "CREATE TABLE own (id INT PRIMARY KEY)").await.unwrap();
+    drop(w);
+    cluster.wait_caught_up(0, Duration::from_secs(10)).await.unwrap();
+    let db = RoutedConnection::builder()
+        .primary(tdb.primary_url())
+        .replicas(tdb.replica_urls())
+        .monitor(rwsplit_sea_orm::MonitorConfig::default().interval(PROBE).timeout(PROBE * 5 / 2))
+        .connect()
+        .await
+        .unwrap();
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let acked: Arc<Mutex<Vec<Instant>>> = Arc::default();
+    let writer = tokio::spawn({
+        let (db, stop, acked) = (db.clone(), Arc::clone(&stop), Arc::clone(&acked));
+        async move {
+            let sql = "UPDATE counter SET v = v + 1 WHERE id = 1";
+            while !stop.load(Ordering::Relaxed) {
+                let stmt = sea_orm::Statement::from_string(db.get_database_backend(), sql);
+                let r = tokio::time::timeout(
+                    Duration::from_secs(2),
+                    sea_orm::ConnectionTrait::execute_raw(&db, stmt),
+                )
+                .await;
+                if matches!(r, Ok(Ok(_))) {
+                    acked.lock().unwrap().push(Instant::now());
+                }
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+        }
+    });
+    let levels = [
+        Consistency::Session,
+        Consistency::Eventual,
+        Consistency::BoundedStaleness(Staleness::time(BOUND)),
+    ];
+    let readers: Vec<_> = levels
+        .iter()
+        .cloned()
+        .map(|level| {
+            let (db, stop) = (db.clone(), Arc::clone(&stop));
+            tokio::spawn(async move {
+                let bounded = matches!(level, Consistency::BoundedStaleness(_));
+                let handle = db.consistent(level.clone());
+                if level == Consistency::Session {
+                    // A row of the session's own: its reads carry a token of the old primary's
+                    // history, which the new primary's cannot be compared with.
+                    let own = "INSERT INTO own VALUES (1)";
+                    let stmt = sea_orm::Statement::from_string(db.get_database_backend(), own);
+                    sea_orm::ConnectionTrait::execute_raw(&handle, stmt).await.unwrap();
+                }
+                let mut t = Through::default();
+                let mut high = i64::MIN;
+                while !stop.load(Ordering::Relaxed) {
+                    let before = bounded && provable(&db, BOUND);
+                    let replica_reads = db.stats().replica_reads();
+                    let sql = sea_orm::Statement::from_string(
+                        db.get_database_backend(),
+                        "SELECT v FROM counter WHERE id = 1",
+                    );
+                    let r = sea_orm::ConnectionTrait::query_one_raw(&handle, sql).await;
+                    t.reads += 1;
+                    match r {
+                        Ok(Some(row)) => {
+                            let v = row.try_get::<i64>("", "v").unwrap();
+                            t.back += usize::from(v < high);
+                            high = high.max(v);
+                            t.on_replicas +=
+                                usize::from(db.stats().replica_reads() > replica_reads);
+                        }
+                        Ok(None) => panic!("the counter's row is gone"),
+                        Err(e) => {
+                            t.failed += 1;
+                            if before && provable(&db, BOUND) {
+                                t.failed_while_provable += 1;
+                                eprintln!("{kind}: a bounded read failed while provable: {e}");
+                            }
+                        }
+                    }
+                    tokio::time::sleep(Duration::from_millis(5)).await;
+                }
+                t
+            })
+        })
+        .collect();
+    tokio::time::sleep(Duration::from_millis(1_500)).await;
+
+    let (primary, n1, n2) = (cluster.primary(), &cluster.replicas()[0], &cluster.replicas()[1]);
+    let began = Instant::now();
+    primary.stop().unwrap();
+    n1.promote().await.unwrap();
+    let writable = Instant::now();
+    n2.follow(n1).await.unwrap();
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    stop.store(true, Ordering::Relaxed);
+    writer.await.unwrap();
+    let mut through = Vec::new();
+    for r in readers {
+        through.push(r.await.unwrap());
+    }
+    let resumed = acked.lock().unwrap().iter().find(|at| **at > writable).map(|at| *at - writable);
+    eprintln!(
+        "{kind}: switchover (stop, promote) took {} ms; writes resumed {resumed:?} after the new primary accepted them; session {:?}; eventual {:?}; bounded {:?}; {:?}",
+        (writable - began).as_millis(),
+        through[0],
+        through[1],
+        through[2],
+        db.stats().read_your_writes(),
+    );
+    let [session, eventual, bounded] = &through[..] else { unreachable!() };
+    assert_eq!(eventual.failed, 0, "eventual reads need no primary: {eventual:?}");
+    assert_eq!(session.failed, 0, "session reads need no primary: {session:?}");
+    assert_eq!(session.back, 0, "the session went back in time: {session:?}");
+    assert_eq!(bounded.failed_while_provable, 0, "bounded reads failed while provable");
+    assert!(session.reads > 300 && eventual.reads > 300, "the readers kept reading");
+    let resumed = resumed.expect("writes resumed on the new primary");
+    assert!(resumed <= PROBE + Duration::from_millis(100), "writes resumed after {resumed:?}");
 }

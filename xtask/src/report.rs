@@ -93,6 +93,7 @@ pub(crate) fn run(args: &ReportArgs) -> anyhow::Result<()> {
     html.push_str("</body></html>\n");
     let mut over = budget_failures(&adapter);
     over.extend(monotonic_failures(&consistency));
+    over.extend(switchover_failures(&timeline));
     let page = out.join("index.html");
     std::fs::write(&page, html).with_context(|| format!("writing {}", page.display()))?;
     println!("{}", page.display());
@@ -519,15 +520,48 @@ fn timeline_section(html: &mut String, doc: &Value) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// The switchover budgets (issue 24), in words, for those broken: from the switchover's event
+/// on, no eventual or session read fails (their guarantees never need a primary: a replica
+/// that has the session's writes, or the new primary, serves them), and no bounded read fails
+/// while some node could prove the bound both when the read started and when it failed.
+fn switchover_failures(doc: &Value) -> Vec<String> {
+    let Some(from) = switchover_ms(doc) else {
+        return vec!["the fault timeline has no switchover".to_owned()];
+    };
+    let samples = doc["samples"].as_array().map_or(&[][..], Vec::as_slice);
+    let after = samples.iter().filter(|s| num(&s["t_ms"]) > from);
+    let (mut eventual, mut session, mut provable) = (0.0, 0.0, 0.0);
+    for s in after {
+        eventual += num(&s["failed"]["eventual"]);
+        session += num(&s["failed"]["session"]);
+        provable += num(&s["failed"]["bounded_while_provable"]);
+    }
+    let mut over = Vec::new();
+    for (n, what) in [
+        (eventual, "eventual reads"),
+        (session, "session reads"),
+        (provable, "bounded reads while a node could prove the bound"),
+    ] {
+        if n > 0.0 {
+            over.push(format!("{n:.0} {what} failed from the switchover on (budget 0)"));
+        }
+    }
+    over
+}
+
+/// When the timeline's switchover began, in ms from its start.
+fn switchover_ms(doc: &Value) -> Option<f64> {
+    doc["events"]
+        .as_array()?
+        .iter()
+        .find(|e| e["what"].as_str().is_some_and(|w| w.starts_with("switchover")))
+        .map(|e| num(&e["t_ms"]))
+}
+
 /// The timeline's failures in words: totals by level, the switchover's (from its event to the
 /// end), and the windows in which no node could prove the bounded readers' bound.
 fn failure_summary(doc: &Value, samples: &[Value]) -> String {
-    let switchover_ms = doc["events"]
-        .as_array()
-        .and_then(|e| {
-            e.iter().find(|e| e["what"].as_str().is_some_and(|w| w.starts_with("switchover")))
-        })
-        .map_or(f64::MAX, |e| num(&e["t_ms"]));
+    let switchover_ms = switchover_ms(doc).unwrap_or(f64::MAX);
     let sum = |from: f64, key: &dyn Fn(&Value) -> f64| -> f64 {
         samples.iter().filter(|s| num(&s["t_ms"]) > from).map(key).sum()
     };
@@ -573,7 +607,7 @@ mod tests {
     use rstest::rstest;
     use serde_json::json;
 
-    use super::monotonic_failures;
+    use super::{monotonic_failures, switchover_failures};
 
     fn doc(back: u64, session: f64, eventual: f64) -> serde_json::Value {
         json!({ "monotonic": [
@@ -591,5 +625,29 @@ mod tests {
     #[case::no_rows(json!({ "rows": [] }), 1)]
     fn the_monotonic_budgets(#[case] doc: serde_json::Value, #[case] broken: usize) {
         assert_eq!(monotonic_failures(&doc).len(), broken, "{:?}", monotonic_failures(&doc));
+    }
+
+    fn timeline(failed: [(u64, u64, u64, u64); 2]) -> serde_json::Value {
+        let sample = |t: u64, (e, s, b, p): (u64, u64, u64, u64)| {
+            json!({ "t_ms": t, "failed": {
+                "eventual": e, "session": s, "bounded": b, "bounded_while_provable": p } })
+        };
+        json!({
+            "events": [{ "t_ms": 1000, "what": "switchover: primary stopped" }],
+            "samples": [sample(750, failed[0]), sample(1250, failed[1])],
+        })
+    }
+
+    #[rstest]
+    #[case::none_failed(timeline([(0, 0, 0, 0), (0, 0, 0, 0)]), 0)]
+    #[case::before_the_switchover_does_not_count(timeline([(3, 2, 5, 5), (0, 0, 0, 0)]), 0)]
+    #[case::bounded_while_nothing_was_provable(timeline([(0, 0, 0, 0), (0, 0, 40, 0)]), 0)]
+    #[case::an_eventual_read(timeline([(0, 0, 0, 0), (1, 0, 0, 0)]), 1)]
+    #[case::a_session_read(timeline([(0, 0, 0, 0), (0, 2, 0, 0)]), 1)]
+    #[case::a_provable_bounded_read(timeline([(0, 0, 0, 0), (0, 0, 3, 1)]), 1)]
+    #[case::all(timeline([(0, 0, 0, 0), (1, 1, 1, 1)]), 3)]
+    #[case::no_switchover(json!({ "events": [], "samples": [] }), 1)]
+    fn the_switchover_budgets(#[case] doc: serde_json::Value, #[case] broken: usize) {
+        assert_eq!(switchover_failures(&doc).len(), broken, "{:?}", switchover_failures(&doc));
     }
 }
