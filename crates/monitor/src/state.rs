@@ -855,6 +855,15 @@ impl TopologyState {
         });
     }
 
+    /// A position of primary `node` sampled at or after `at` (the earliest the primary's
+    /// history keeps): at or past everything it had written at `at`. `None` if `node` is not
+    /// the primary the history is of, or no sample that late is kept yet. A read on the
+    /// primary that ended at `at` saw at most this, and replicas can reach it, unlike the
+    /// primary's newest position.
+    pub fn primary_position_since(&self, node: NodeId, at: Instant) -> Option<ReplayPosition> {
+        lock(&self.history).since(node, at).cloned()
+    }
+
     /// Whether `node` is fenced.
     pub fn is_fenced(&self, node: NodeId) -> bool {
         self.probed(node).is_some_and(|n| n.fenced.load(Ordering::Relaxed))

@@ -271,6 +271,12 @@ impl Routing {
         if !self.state.sampled_since(seen.node, at) {
             return unknown;
         }
+        // A read on the primary: its position at the first sample after the read, which
+        // replicas reach a replication delay later (its newest would ask them to be as fresh
+        // as the primary is now, which they never are).
+        if let Some(p) = self.state.primary_position_since(seen.node, at) {
+            return Floor::Known(CausalToken::new(p));
+        }
         let topo = self.state.snapshot();
         match topo.node(seen.node).and_then(Node::position) {
             Some(p) => Floor::Known(CausalToken::new(p.clone())),

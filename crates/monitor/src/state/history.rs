@@ -114,6 +114,16 @@ impl History {
         }
     }
 
+    /// A position of primary `node` sampled at or after `at`, the earliest kept: at or past
+    /// everything it had written at `at` (positions only grow), and the tightest such bound
+    /// kept. `None` if the history is another node's or has no sample that late.
+    pub(crate) fn since(&self, node: NodeId, at: Instant) -> Option<&ReplayPosition> {
+        if self.node != Some(node) {
+            return None;
+        }
+        self.entries.iter().find(|e| e.last >= at).map(|e| e.position.position())
+    }
+
     /// How far behind a replica that has replayed `replayed` is, at `now`: zero if it has the
     /// newest position; else the time since the primary was last seen at a position it has;
     /// else (behind everything kept) at least the time since the oldest entry was first seen.
@@ -264,5 +274,24 @@ mod tests {
         let new_timeline = ReplayPosition::Postgres(PgPosition::new(7, 2, Lsn::new(300)));
         assert_eq!(h.fresh_as_of(&new_timeline), None, "another history proves nothing");
         assert_eq!(h.fresh_as_of(&maria("0-1-5")), None, "another product neither");
+    }
+
+    /// A primary's position since an instant is the earliest sample taken at or after it: a
+    /// bound of what a read that ended then saw, that replicas can reach (the newest position
+    /// would ask them to be as fresh as the primary now).
+    #[test]
+    fn the_position_since_an_instant_is_the_first_sample_after_it() {
+        let t = Instant::now();
+        let mut h = History::default();
+        let n = NodeId::new(0);
+        h.record(n, &pg(100), t);
+        h.record(n, &pg(100), t + MS(20));
+        h.record(n, &pg(200), t + MS(40));
+        h.record(n, &pg(300), t + MS(60));
+        assert_eq!(h.since(n, t + MS(10)), Some(&pg(100)), "seen at 100 until 20 ms");
+        assert_eq!(h.since(n, t + MS(30)), Some(&pg(200)));
+        assert_eq!(h.since(n, t + MS(60)), Some(&pg(300)));
+        assert_eq!(h.since(n, t + MS(61)), None, "no sample that late yet");
+        assert_eq!(h.since(NodeId::new(1), t), None, "another node's history");
     }
 }
