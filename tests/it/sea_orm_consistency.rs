@@ -803,3 +803,134 @@ async fn reads_survive_a_switchover(#[case] kind: DbKind) {
     let resumed = resumed.expect("writes resumed on the new primary");
     assert!(resumed <= PROBE + Duration::from_millis(100), "writes resumed after {resumed:?}");
 }
+
+/// Issue 24, bounded staleness under a partition: the application is cut from a primary that
+/// keeps taking writes from other clients, and the replicas are cut from it too (every path
+/// through a testkit proxy, black-holed at once). The primary is alive and writing; nothing
+/// tells the application so. A bounded read (1 s) may be served only while a node provably
+/// has every write older than the bound: no read that succeeded may miss a write acknowledged
+/// more than the bound before it started. Checked against the writes themselves (a counter the
+/// outside writer increments), not the monitor's view.
+#[rstest]
+#[case::postgres(DbKind::Postgres)]
+#[case::mariadb(DbKind::MariaDb)]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_bounded_read_is_served_past_its_bound_when_cut_from_a_writing_primary(
+    #[case] kind: DbKind,
+) {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::{Arc, Mutex};
+    const BOUND: Duration = Duration::from_secs(1);
+    let cluster = own_cluster(kind, "partition", 2).await;
+    let tdb = cluster.create_database("partition").await.unwrap();
+    let mut w = crate::support::connect(&tdb.primary_url()).await;
+    crate::support::exec(&mut w, "CREATE TABLE counter (id INT PRIMARY KEY, v BIGINT NOT NULL)")
+        .await
+        .unwrap();
+    crate::support::exec(&mut w, "INSERT INTO counter VALUES (1, 0)").await.unwrap();
+    cluster.wait_caught_up(0, Duration::from_secs(10)).await.unwrap();
+    let primary = cluster.primary();
+    // Every path to the primary through a proxy: the application's, and each replica's
+    // replication link.
+    let app_path = primary.delay_clients(Duration::ZERO, Duration::ZERO).await.unwrap();
+    let mut links = Vec::new();
+    for r in cluster.replicas() {
+        links.push(r.delay_replication(primary, Duration::ZERO, Duration::ZERO).await.unwrap());
+    }
+    let db = RoutedConnection::builder()
+        .primary(app_path.url(&tdb.primary_url()))
+        .replicas(tdb.replica_urls())
+        .monitor(
+            rwsplit_sea_orm::MonitorConfig::default()
+                .interval(Duration::from_millis(200))
+                .timeout(Duration::from_millis(500)),
+        )
+        .connect()
+        .await
+        .unwrap();
+
+    // The outside writer: directly to the primary, never cut. Value `n` acknowledged at `at`.
+    let stop = Arc::new(AtomicBool::new(false));
+    let acked: Arc<Mutex<Vec<(i64, Instant)>>> = Arc::default();
+    let writer = tokio::spawn({
+        let (stop, acked) = (Arc::clone(&stop), Arc::clone(&acked));
+        async move {
+            let mut n = 0;
+            while !stop.load(Ordering::Relaxed) {
+                crate::support::exec(&mut w, "UPDATE counter SET v = v + 1 WHERE id = 1")
+                    .await
+                    .unwrap();
+                n += 1;
+                acked.lock().unwrap().push((n, Instant::now()));
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+        }
+    });
+    // The bounded reader: (started, value) of each read served.
+    let served_reads: Arc<Mutex<Vec<(Instant, i64)>>> = Arc::default();
+    let failed = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let reader = tokio::spawn({
+        let (db, stop, served_reads, failed) =
+            (db.clone(), Arc::clone(&stop), Arc::clone(&served_reads), Arc::clone(&failed));
+        async move {
+            let bounded = db.consistent(Consistency::BoundedStaleness(Staleness::time(BOUND)));
+            while !stop.load(Ordering::Relaxed) {
+                let started = Instant::now();
+                let read = tokio::time::timeout(Duration::from_secs(3), counter_or_err(&bounded));
+                match read.await {
+                    Ok(Ok(v)) => served_reads.lock().unwrap().push((started, v)),
+                    _ => {
+                        failed.fetch_add(1, Ordering::Relaxed);
+                    }
+                }
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+        }
+    });
+    tokio::time::sleep(Duration::from_millis(1_500)).await;
+    let cut = Instant::now();
+    app_path.blackhole(true);
+    for link in &links {
+        link.blackhole(true);
+    }
+    tokio::time::sleep(BOUND * 3).await;
+    stop.store(true, Ordering::Relaxed);
+    writer.await.unwrap();
+    reader.await.unwrap();
+
+    let acked = std::mem::take(&mut *acked.lock().unwrap());
+    let reads = std::mem::take(&mut *served_reads.lock().unwrap());
+    // A read missed write `n` if it returned less than `n` though `n` was acknowledged more
+    // than the bound before the read started.
+    let past_bound = reads
+        .iter()
+        .filter(|(started, v)| acked.iter().any(|(n, at)| *at + BOUND < *started && n > v))
+        .count();
+    let after_cut = reads.iter().filter(|(s, _)| *s > cut).count();
+    let last_served = reads.iter().map(|(s, _)| *s).filter(|s| *s > cut).max();
+    eprintln!(
+        "{kind}: {} bounded reads served ({after_cut} started after the cut, the last {:?} after it), {} failed, {past_bound} past the bound; {} writes acknowledged",
+        reads.len(),
+        last_served.map(|s| s - cut),
+        failed.load(Ordering::Relaxed),
+        acked.len(),
+    );
+    assert!(reads.len() > 100, "bounded reads were served before the cut");
+    assert!(acked.iter().any(|(_, at)| *at > cut + BOUND * 2), "the primary kept taking writes");
+    assert_eq!(past_bound, 0, "bounded reads were served past their bound");
+    assert!(failed.load(Ordering::Relaxed) > 0, "reads with nowhere provable to go failed");
+    for (r, link) in cluster.replicas().iter().zip(&links) {
+        link.blackhole(false);
+        r.follow(primary).await.unwrap();
+    }
+}
+
+/// The counter's value through `handle`, or the error.
+async fn counter_or_err<C: sea_orm::ConnectionTrait>(handle: &C) -> Result<i64, sea_orm::DbErr> {
+    let sql = sea_orm::Statement::from_string(
+        handle.get_database_backend(),
+        "SELECT v FROM counter WHERE id = 1",
+    );
+    let row = handle.query_one_raw(sql).await?.expect("the counter's row");
+    Ok(row.try_get::<i64>("", "v").unwrap())
+}
