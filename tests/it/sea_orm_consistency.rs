@@ -512,12 +512,7 @@ enum Reader {
 
 /// The counter's value, read through `handle`.
 async fn counter<C: sea_orm::ConnectionTrait>(handle: &C) -> i64 {
-    let sql = sea_orm::Statement::from_string(
-        handle.get_database_backend(),
-        "SELECT v FROM counter WHERE id = 1",
-    );
-    let row = handle.query_one_raw(sql).await.unwrap().expect("the counter's row");
-    row.try_get::<i64>("", "v").unwrap()
+    counter_or_err(handle).await.unwrap()
 }
 
 /// Monotonic reads (issue 24): a writer increments a counter every 10 ms on the primary; one
