@@ -21,6 +21,11 @@ pub(crate) trait Runtime: std::fmt::Debug + Send + Sync {
     /// The server's process id on this machine, when running.
     fn pid(&self) -> Option<u32>;
 
+    /// Whether the server runs in a control group of its own (its CPU time is its own).
+    fn own_cgroup(&self) -> bool {
+        false
+    }
+
     /// What the server process is doing.
     fn state(&self) -> ProcessState;
 

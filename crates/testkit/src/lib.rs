@@ -100,6 +100,7 @@
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used, clippy::print_stdout))]
 
 mod backend;
+mod cgroup;
 mod cluster;
 mod containers;
 mod database;

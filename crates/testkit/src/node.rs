@@ -125,6 +125,18 @@ impl Node {
         self.runtime.pid()
     }
 
+    /// CPU time the node's server has used so far, all its processes together, when the
+    /// backend gives each node a control group of its own (containers: the container's
+    /// cgroup, v1 `cpuacct.usage` or v2 `cpu.stat`); `None` on the native backend, whose
+    /// servers share this process's cgroup, or when it is not running. What a benchmark
+    /// reads before and after a window to tell each node's share of the machine.
+    pub fn cpu_time(&self) -> Option<std::time::Duration> {
+        if !self.runtime.own_cgroup() {
+            return None;
+        }
+        crate::cgroup::cpu_time(self.runtime.pid()?)
+    }
+
     /// Whether the server process runs (hung counts as running).
     pub fn is_running(&self) -> bool {
         self.process_state() != ProcessState::Stopped

@@ -178,6 +178,10 @@ impl Runtime for ContainerNode {
         self.inspect("{{.State.Pid}}").ok()?.parse().ok().filter(|&p| p != 0)
     }
 
+    fn own_cgroup(&self) -> bool {
+        true
+    }
+
     fn state(&self) -> ProcessState {
         match self.status().as_str() {
             "running" | "restarting" => ProcessState::Running,

@@ -11,7 +11,7 @@ use crate::product::Addr;
 use crate::product::postgres::standby_settings;
 
 /// Bumped whenever the template's configuration changes, so stale templates are not reused.
-const TEMPLATE_VERSION: u32 = 1;
+const TEMPLATE_VERSION: u32 = 2;
 
 /// Settings every node shares. Node identity (port, cluster name) is passed on the command
 /// line instead, so that files copied between nodes (by the template copy or by pg_rewind) never
@@ -41,6 +41,11 @@ shared_buffers = '32MB'
 max_connections = 200
 log_min_messages = warning
 log_line_prefix = '%m [%p] '
+# Statements per node, counted as they run (pg_stat_database's counters reach the view only
+# when a backend idles for a second, which a monitor's connection never does): what a router
+# costs each server. The view needs `CREATE EXTENSION pg_stat_statements` in the database read.
+shared_preload_libraries = 'pg_stat_statements'
+pg_stat_statements.track = top
 ";
 
 /// The PostgreSQL server binaries and the account servers run as.
