@@ -11,7 +11,7 @@ use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
 use crate::failover::{AutoFailover, Failover};
-use crate::probe::{Flavor, MonitorConfig, Observation, ProbeConn, ProbeError, probe_as};
+use crate::probe::{Flavor, MonitorConfig, Observation, ProbeConn, ProbeError, probe_with};
 use crate::product::{MariaDb, Postgres, Product};
 use crate::state::TopologyState;
 
@@ -92,10 +92,12 @@ pub type OnProbe = Arc<dyn Fn(NodeId, Option<&Observation>) + Send + Sync>;
 /// connection if it has none (bounded by the probe timeout), runs a full probe on it (bounded
 /// by the probe timeout), and hands the result to the state at once, so a hung node never
 /// delays what the others report. A probe that fails drops its connection (a timed-out one may
-/// be stuck behind a frozen server) and the next probe opens a new one. Between full probes a
-/// replica's replay position, and the primary's written position, are read every
-/// [`position_interval`](MonitorConfig::position_interval). After a failed probe of the primary,
-/// [`AutoFailover`] (if configured) may promote a replica.
+/// be stuck behind a frozen server) and the next probe opens a new one. Between full probes,
+/// while a reader wants fresher positions than the probes give
+/// ([`TopologyState::want_positions`]), a replica's replay position, and the primary's written
+/// position, are read every [`position_interval`](MonitorConfig::position_interval); idle, the
+/// full probe is all a node pays (one statement per interval). After a failed probe of the
+/// primary, [`AutoFailover`] (if configured) may promote a replica.
 pub struct Monitor {
     state: Arc<TopologyState>,
     /// Each node's loop, by id.
@@ -253,16 +255,19 @@ pub(crate) async fn open<K: Connector>(
 async fn probe_node<P: Product, K: Connector>(
     shared: &Shared<K>,
     conn: &mut Option<K::Conn>,
+    memo: &mut P::Memo,
     node: NodeId,
 ) -> Result<Observation, ProbeError> {
     let timeout = shared.config.timeout_value();
     let started = Instant::now();
     if conn.is_none() {
         *conn = Some(open(&shared.connector, node, Purpose::Probe, timeout).await?);
+        // A new connection may be to a restarted server: remember nothing of the old one.
+        *memo = P::Memo::default();
     }
     let Some(c) = conn.as_ref() else { return Err(ProbeError::Timeout { after: timeout }) };
     let left = timeout.saturating_sub(started.elapsed());
-    let result = probe_as::<P, K::Conn>(c, left).await;
+    let result = probe_with::<P, K::Conn>(c, memo, left).await;
     if result.is_err() {
         *conn = None;
     }
@@ -272,13 +277,14 @@ async fn probe_node<P: Product, K: Connector>(
 async fn node_loop<P: Product, K: Connector>(shared: Arc<Shared<K>>, node: NodeId) {
     let config = shared.config;
     let mut conn: Option<K::Conn> = None;
+    let mut memo = P::Memo::default();
     // Nodes start their jitter sequences apart, so they do not probe in lockstep.
     let mut round = (node.index() as u64).wrapping_mul(0x9E37_79B9);
     let mut first = true;
     // Whether the last probe was an early one (see below): at most one per scheduled round.
     let mut early = false;
     loop {
-        let result = probe_node::<P, K>(&shared, &mut conn, node).await;
+        let result = probe_node::<P, K>(&shared, &mut conn, &mut memo, node).await;
         let now = Instant::now();
         let failures = shared.state.observe(node, &result, now.into_std());
         if let Some(f) = &shared.on_probe {
@@ -292,12 +298,19 @@ async fn node_loop<P: Product, K: Connector>(shared: Arc<Shared<K>>, node: NodeI
         if failures > 0 {
             crate::failover::after_failed_probe::<P, K>(&shared, node, failures);
         }
-        let next = saturating_after(now, config.pause(round));
+        let next = Turn {
+            state: &shared.state,
+            busy: saturating_after(now, config.pause(round)),
+            idle: saturating_after(now, config.idle_pause(round)),
+            idle_after: config.idle_interval_value(),
+        };
         round = round.wrapping_add(1);
         let mut fed = FeedEnd::Schedule;
         if let (Ok(obs), Some(c)) = (&result, conn.as_ref()) {
             let every = config.position_interval_value();
-            fed = feed_positions::<P, K::Conn>(&shared.state, c, node, obs, every, next).await;
+            let probed = now.checked_sub(obs.latency()).unwrap_or(now);
+            let feed = Feed { state: &shared.state, conn: c, node, last: obs, every };
+            fed = feed.until::<P>(probed, &next).await;
         }
         // A feed read that failed or found the role changed (the server went away, a
         // promotion) is news the next full probe should read now, not at its turn: a stopped
@@ -310,11 +323,51 @@ async fn node_loop<P: Product, K: Connector>(shared: Arc<Shared<K>>, node: NodeI
             continue;
         }
         early = false;
-        tokio::time::sleep_until(next).await;
+        next.wait().await;
     }
 }
 
-/// Why [`feed_positions`] stopped.
+/// When a node's next full probe is due: `busy` while the cluster is used, `idle` once it has
+/// not been for `idle_after` (see [`MonitorConfig::idle_interval`](crate::MonitorConfig::idle_interval)).
+struct Turn<'a> {
+    state: &'a TopologyState,
+    busy: Instant,
+    idle: Instant,
+    idle_after: Duration,
+}
+
+impl Turn<'_> {
+    /// The instant the next full probe is due, as of now.
+    fn at(&self) -> Instant {
+        if self.idle <= self.busy
+            || self.state.used_within(Instant::now().into_std(), self.idle_after)
+        {
+            self.busy
+        } else {
+            self.idle
+        }
+    }
+
+    /// Sleeps until the next full probe is due; a use that comes while the cluster was idle
+    /// brings it forward to `busy` (at once if that has passed).
+    async fn wait(&self) {
+        loop {
+            // Made before the check: a use in between still wakes it.
+            let resumed = self.state.resumed();
+            let at = self.at();
+            if at == self.busy {
+                tokio::time::sleep_until(at).await;
+                return;
+            }
+            tokio::select! {
+                () = tokio::time::sleep_until(at) => return,
+                () = resumed => {}
+            }
+        }
+    }
+}
+
+/// Why [`Feed::until`] stopped.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum FeedEnd {
     /// The next full probe is due, or the feed is off.
@@ -330,38 +383,81 @@ fn saturating_after(now: Instant, d: Duration) -> Instant {
     now.checked_add(d).or_else(|| now.checked_add(FOREVER)).unwrap_or(now)
 }
 
-/// The position feed until `until`: every position interval, a replica's replay position or
-/// the primary's written position (the primary's samples date from when the query was sent:
-/// the earliest it can have been there). Stops at the first failure, answer for another role or
-/// read still unanswered at `until` (the next full probe decides what happened).
-async fn feed_positions<P: Product, C: ProbeConn>(
-    state: &TopologyState,
-    conn: &C,
+/// One node's position feed between two full probes.
+struct Feed<'a, C> {
+    state: &'a TopologyState,
+    conn: &'a C,
     node: NodeId,
-    last: &Observation,
+    /// The full probe before: the role the feed reads positions for.
+    last: &'a Observation,
+    /// The feed's interval (zero: off).
     every: Duration,
-    until: Instant,
-) -> FeedEnd {
-    if every.is_zero() {
-        return FeedEnd::Schedule;
-    }
-    loop {
-        let at = saturating_after(Instant::now(), every);
-        if at >= until {
+}
+
+impl<C: ProbeConn> Feed<'_, C> {
+    /// Runs until the next full probe is due (`turn`). While positions are wanted
+    /// ([`TopologyState::want_positions`]), every `every` (the first at once, unless the full
+    /// probe sampled at `probed` less than `every` ago): a replica's replay position or the
+    /// primary's written position (the primary's samples date from when the query was sent:
+    /// the earliest it can have been there). While nobody wants them, nothing: idle, positions
+    /// come with the full probes, and a want that starts wakes the feed at once. Stops at the
+    /// first failure, answer for another role or read still unanswered when the next full
+    /// probe is due (that probe decides what happened).
+    async fn until<P: Product>(&self, probed: Instant, turn: &Turn<'_>) -> FeedEnd {
+        if self.every.is_zero() {
             return FeedEnd::Schedule;
         }
-        tokio::time::sleep_until(at).await;
-        // A feed read never delays the next full probe: a node that stops answering here is
-        // judged by that probe, on time.
-        let sent = Instant::now();
-        match tokio::time::timeout_at(until, P::replay_position(conn, last)).await {
-            Ok(Ok(Some(position))) => {
-                let at = if last.role() == Role::Primary { sent } else { Instant::now() };
-                state.observe_position_sent(node, position, at.into_std(), sent.into_std());
+        let mut last_sent = probed;
+        loop {
+            // Made before the check: a want or use that starts in between still wakes it.
+            let wanted = self.state.wanted();
+            let resumed = self.state.resumed();
+            let now = Instant::now();
+            let until = turn.at();
+            if !self.state.feed_wanted(self.node, now.into_std()) {
+                tokio::select! {
+                    () = tokio::time::sleep_until(until) => return FeedEnd::Schedule,
+                    () = wanted => continue,
+                    () = resumed => continue,
+                }
             }
-            // Unanswered when the full probe is due: that probe judges the node, on time.
-            Err(_) => return FeedEnd::Schedule,
-            Ok(Err(_) | Ok(None)) => return FeedEnd::Changed,
+            // A wanted sample (one read's floor) comes a quarter interval after the last read
+            // at most: the read waiting for it may wait only that long. Feeds for a time keep
+            // the interval.
+            let gap = if self.state.sample_wanted(self.node, now.into_std()) {
+                self.every / 4
+            } else {
+                self.every
+            };
+            let at = saturating_after(last_sent, gap).max(now);
+            if at >= until {
+                return FeedEnd::Schedule;
+            }
+            if at > now {
+                // A want that comes meanwhile may bring the read forward.
+                tokio::select! {
+                    () = tokio::time::sleep_until(at) => {}
+                    () = wanted => continue,
+                }
+            }
+            // A feed read never delays the next full probe: a node that stops answering here
+            // is judged by that probe, on time.
+            let sent = Instant::now();
+            last_sent = sent;
+            match tokio::time::timeout_at(until, P::replay_position(self.conn, self.last)).await {
+                Ok(Ok(Some(position))) => {
+                    let at = if self.last.role() == Role::Primary { sent } else { Instant::now() };
+                    self.state.observe_position_sent(
+                        self.node,
+                        position,
+                        at.into_std(),
+                        sent.into_std(),
+                    );
+                }
+                // Unanswered when the full probe is due: that probe judges the node, on time.
+                Err(_) => return FeedEnd::Schedule,
+                Ok(Err(_) | Ok(None)) => return FeedEnd::Changed,
+            }
         }
     }
 }

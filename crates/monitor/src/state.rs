@@ -95,6 +95,10 @@ struct Entry {
     pending: AtomicU32,
     /// Consecutive failed probes (automatic failover's trigger).
     probe_failures: AtomicU32,
+    /// Failed probes since the start ([`TopologyState::failed_probes`]).
+    probes_failed: AtomicU64,
+    /// Probes a busy server refused since the start ([`TopologyState::busy_probes`]).
+    probes_busy: AtomicU64,
     /// Out of rotation and never primary until unfenced.
     fenced: AtomicBool,
     /// The latest probe's observation (`None`: the last probe failed, or none yet).
@@ -110,6 +114,14 @@ struct Entry {
     /// nanoseconds after [`TopologyState::base`] plus one (0: none yet). Stored after that
     /// snapshot is published ([`TopologyState::sampled_since`]).
     sampled: AtomicU64,
+    /// A sample sent after this instant is wanted ([`TopologyState::want_sample`]), as
+    /// `sampled` (0: none).
+    sample_after: AtomicU64,
+    /// Until when that sample is wanted, as `sampled`.
+    sample_until: AtomicU64,
+    /// Until when the wanted sample's position is wanted on the replicas too
+    /// ([`TopologyState::want_floor`]), as `sampled` (0: not).
+    floor_until: AtomicU64,
 }
 
 /// What the monitor knows of every node, and the snapshot it publishes.
@@ -183,7 +195,27 @@ pub struct TopologyState {
     base: Instant,
     /// Notified after each position sample is noted ([`sampled`](Self::sampled)).
     sampled: tokio::sync::Notify,
+    /// Until when a reader wants positions fresher than the full probes give (the position
+    /// feed runs), as nanoseconds after `base` plus one (0: never asked).
+    wanted: AtomicU64,
+    /// Notified when a want starts while none was running ([`wanted`](Self::wanted)).
+    wanting: tokio::sync::Notify,
+    /// The newest write position readers will want a replica known to have
+    /// ([`want_replayed`](Self::want_replayed)): replicas' feeds run until they are seen at or
+    /// past it, or `token_until` passes.
+    wanted_token: Mutex<Option<rwsplit_core::CausalToken>>,
+    /// Until when `wanted_token` is wanted (as `wanted`).
+    token_until: AtomicU64,
+    /// When the state was last used ([`used`](Self::used)), as `wanted` (its creation counts
+    /// as a use).
+    last_use: AtomicU64,
+    /// Notified when a use comes after a pause ([`resumed`](Self::resumed)).
+    resuming: tokio::sync::Notify,
 }
+
+/// Uses closer together than this are one use to [`TopologyState::used`]: one atomic load
+/// while statements keep coming.
+const USE_GRAIN: Duration = Duration::from_millis(50);
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(PoisonError::into_inner)
@@ -211,12 +243,17 @@ impl TopologyState {
                     )),
                     pending: AtomicU32::new(0),
                     probe_failures: AtomicU32::new(0),
+                    probes_failed: AtomicU64::new(0),
+                    probes_busy: AtomicU64::new(0),
                     fenced: AtomicBool::new(false),
                     latest: Mutex::new(None),
                     refused: AtomicBool::new(false),
                     changes: tokio::sync::Notify::new(),
                     announced: AtomicU64::new(0),
                     sampled: AtomicU64::new(0),
+                    sample_after: AtomicU64::new(0),
+                    sample_until: AtomicU64::new(0),
+                    floor_until: AtomicU64::new(0),
                 }
             })
             .collect();
@@ -232,6 +269,12 @@ impl TopologyState {
             published: tokio::sync::Notify::new(),
             base: Instant::now(),
             sampled: tokio::sync::Notify::new(),
+            wanted: AtomicU64::new(0),
+            wanting: tokio::sync::Notify::new(),
+            wanted_token: Mutex::new(None),
+            token_until: AtomicU64::new(0),
+            last_use: AtomicU64::new(1),
+            resuming: tokio::sync::Notify::new(),
         }
     }
 
@@ -533,6 +576,21 @@ impl TopologyState {
         self.at(node).map_or(0, |(n, _)| n.probe_failures.load(Ordering::Relaxed))
     }
 
+    /// Probes of `node` that failed (timed out, refused, errored) since the state was made:
+    /// on a healthy cluster under load, 0 — a probe that times out under load is the monitor
+    /// mistaking a busy node for a failing one (the fleet benchmark reports it). 0 for an id
+    /// of no node.
+    pub fn failed_probes(&self, node: NodeId) -> u64 {
+        self.at(node).map_or(0, |(n, _)| n.probes_failed.load(Ordering::Relaxed))
+    }
+
+    /// Probes of `node` that its server refused for lack of room ([`ProbeError::Busy`]) since
+    /// the start: not failures (the server answered), and no change of health. 0 for an id of
+    /// no node.
+    pub fn busy_probes(&self, node: NodeId) -> u64 {
+        self.at(node).map_or(0, |(n, _)| n.probes_busy.load(Ordering::Relaxed))
+    }
+
     /// A statement `node` served at `now`.
     pub fn record_success(&self, node: NodeId, now: Instant) {
         let Some(n) = self.probed(node) else { return };
@@ -589,6 +647,14 @@ impl TopologyState {
         now: Instant,
     ) -> u32 {
         let Some(n) = self.probed(node) else { return 0 };
+        if let Err(e) = result
+            && e.is_busy()
+        {
+            // The server answered, refusing a connection for lack of room: alive, and busy.
+            // Nothing new about it (its last observation stands, its samples age), no failure.
+            n.probes_busy.fetch_add(1, Ordering::Relaxed);
+            return 0;
+        }
         let failures = {
             let mut t = lock(&n.tracker);
             match result {
@@ -600,6 +666,7 @@ impl TopologyState {
                     0
                 }
                 Err(e) => {
+                    n.probes_failed.fetch_add(1, Ordering::Relaxed);
                     n.refused.store(e.is_refused(), Ordering::Relaxed);
                     t.record_failure(now);
                     n.probe_failures.fetch_add(1, Ordering::Relaxed).saturating_add(1)
@@ -621,7 +688,10 @@ impl TopologyState {
             && obs.position().is_some()
         {
             // Published above: the snapshot holds this position (or a later one).
-            self.sampled_at(n, now.checked_sub(obs.latency()).unwrap_or(now));
+            let sent = now.checked_sub(obs.latency()).unwrap_or(now);
+            if let Some(position) = obs.position() {
+                self.sampled_at(n, sent, position);
+            }
         }
         failures
     }
@@ -667,7 +737,7 @@ impl TopologyState {
                         (id == node).then(|| n.to_builder().position(position.clone()))
                     });
                 }
-                self.sampled_at(n, sent);
+                self.sampled_at(n, sent, &position);
             }
             Some(obs) => {
                 let lag = match self.primary() {
@@ -685,17 +755,30 @@ impl TopologyState {
                         (id == node).then(|| n.to_builder().position(position.clone()).lag(lag))
                     });
                 }
-                self.sampled_at(n, sent);
+                self.sampled_at(n, sent, &position);
             }
         }
     }
 
     /// Notes that the published snapshot holds a position of `n` sampled by a query sent at
     /// `sent` (call after publishing it).
-    fn sampled_at(&self, n: &Entry, sent: Instant) {
-        let nanos = u64::try_from(sent.saturating_duration_since(self.base).as_nanos())
-            .unwrap_or(u64::MAX - 1);
-        n.sampled.fetch_max(nanos + 1, Ordering::Release);
+    fn sampled_at(&self, n: &Entry, sent: Instant, position: &ReplayPosition) {
+        let mark = self.mark(sent);
+        // The sample a floor wanted (`want_floor`): the replicas' feeds run until each has its
+        // position, so the scope's next read finds one known to have everything it read.
+        let floor_until = n.floor_until.load(Ordering::Acquire);
+        if floor_until > 0
+            && mark >= n.sample_after.load(Ordering::Acquire)
+            && n.floor_until
+                .compare_exchange(floor_until, 0, Ordering::AcqRel, Ordering::Acquire)
+                .is_ok()
+        {
+            self.want_replayed_until(
+                &rwsplit_core::CausalToken::new(position.clone()),
+                floor_until,
+            );
+        }
+        n.sampled.fetch_max(mark, Ordering::Release);
         self.sampled.notify_waiters();
     }
 
@@ -717,6 +800,219 @@ impl TopologyState {
         let stored = n.sampled.load(Ordering::Acquire);
         let Some(nanos) = at.checked_duration_since(self.base) else { return stored > 0 };
         stored > 0 && u128::from(stored - 1) >= nanos.as_nanos()
+    }
+
+    /// `at` as stored in the state's atomics: nanoseconds after `base` plus one (an instant
+    /// before `base` is `base`).
+    fn mark(&self, at: Instant) -> u64 {
+        let nanos = u64::try_from(at.saturating_duration_since(self.base).as_nanos())
+            .unwrap_or(u64::MAX - 1);
+        nanos + 1
+    }
+
+    /// Asks for fresh positions until `until` (asked at `now`): the monitor's position feed
+    /// reads every node's position each [position
+    /// interval](crate::MonitorConfig::position_interval) until then, and not at all when
+    /// nobody asks (idle, positions come with the full probes). The adapter asks when a read
+    /// needs a position the snapshot cannot prove: a read-your-writes token no replica is
+    /// known to have replayed, a monotonic floor with no sample yet, a bounded-staleness read
+    /// no replica is provably fresh enough for. Asking again extends the want; never shortens
+    /// it. One atomic load when the want already runs long enough.
+    ///
+    /// ```
+    /// use std::time::{Duration, Instant};
+    /// use rwsplit_core::{Node, NodeId, Role, Topology};
+    /// use rwsplit_monitor::TopologyState;
+    ///
+    /// let topology = Topology::builder()
+    ///     .node(Node::builder(NodeId::new(0), Role::Primary).build())
+    ///     .build()?;
+    /// let state = TopologyState::new(topology, Default::default());
+    /// let now = Instant::now();
+    /// assert!(!state.positions_wanted_at(now), "idle: nobody asked");
+    /// state.want_positions(now, now + Duration::from_millis(500));
+    /// assert!(state.positions_wanted_at(now + Duration::from_millis(499)));
+    /// assert!(!state.positions_wanted_at(now + Duration::from_millis(500)), "it lapses");
+    /// # Ok::<_, rwsplit_core::Error>(())
+    /// ```
+    pub fn want_positions(&self, now: Instant, until: Instant) {
+        let until = self.mark(until);
+        // Most asks come while a want runs with time to spare: one load, no write.
+        let before = self.wanted.load(Ordering::Acquire);
+        if before >= until {
+            return;
+        }
+        let before = self.wanted.fetch_max(until, Ordering::AcqRel);
+        if before <= self.mark(now) {
+            // It had lapsed (or never ran): the feeds wait for this.
+            self.wanting.notify_waiters();
+        }
+    }
+
+    /// Asks for replicas' positions until each is seen at or past `token` (a write's position,
+    /// just captured), or until `until`, whichever comes first: the scope that wrote will read
+    /// soon, and a replica known to have its write can serve it then. Unlike
+    /// [`want_positions`](Self::want_positions), the feed stops on each replica as soon as the
+    /// replica has the write (usually the first sample: replication takes about a millisecond),
+    /// and the primary's while any replica in rotation lacks it (a read the scope made on the
+    /// primary meanwhile is bounded by the primary's next sample). Tokens merge (the newest per
+    /// history).
+    pub fn want_replayed(&self, token: &rwsplit_core::CausalToken, until: Instant) {
+        self.want_replayed_until(token, self.mark(until));
+    }
+
+    /// [`want_replayed`](Self::want_replayed) until `until` as stored in the atomics.
+    fn want_replayed_until(&self, token: &rwsplit_core::CausalToken, until: u64) {
+        let grew = {
+            let mut wanted = lock(&self.wanted_token);
+            let merged = match wanted.as_ref() {
+                Some(t) => t.clone().merged(token),
+                None => token.clone(),
+            };
+            let grew = wanted.as_ref() != Some(&merged);
+            *wanted = Some(merged);
+            grew
+        };
+        let before = self.token_until.fetch_max(until, Ordering::AcqRel);
+        // A new position, or a longer want: the replicas that had the last token, and the
+        // idle feeds, wait for this one. The same token again within its want: nothing.
+        if grew || before < until {
+            self.wanting.notify_waiters();
+        }
+    }
+
+    /// Asks for one position sample of `node` sent after `after`, until `until`: a read's
+    /// monotonic floor is its node's first sample after it (see
+    /// [`sampled_since`](Self::sampled_since)), and the scope's next read can leave that node
+    /// once it is known. The node's feed reads once, at once or a quarter position interval
+    /// after its last read, and stops; the other nodes' feeds are not woken. Asking again for
+    /// a later instant moves it on.
+    pub fn want_sample(&self, node: NodeId, after: Instant, until: Instant) {
+        let Some(n) = self.probed(node) else { return };
+        let after = self.mark(after);
+        if n.sample_after.load(Ordering::Acquire) >= after
+            && n.sample_until.load(Ordering::Acquire) >= self.mark(until)
+        {
+            return;
+        }
+        n.sample_after.fetch_max(after, Ordering::AcqRel);
+        n.sample_until.fetch_max(self.mark(until), Ordering::AcqRel);
+        self.wanting.notify_waiters();
+    }
+
+    /// [`want_sample`](Self::want_sample), and then the sample's position on the replicas
+    /// ([`want_replayed`](Self::want_replayed), until `until`): a scope's last read was on
+    /// `node` (the primary, typically) and no sample bounds it yet. Its floor is that sample's
+    /// position, and its next read can use a replica once one is known to have it: the
+    /// replicas' feeds run until each is seen at or past it, not only until they have the
+    /// scope's own write (other writers have moved the primary on since).
+    pub fn want_floor(&self, node: NodeId, after: Instant, until: Instant) {
+        if let Some(n) = self.probed(node) {
+            n.floor_until.fetch_max(self.mark(until), Ordering::AcqRel);
+        }
+        self.want_sample(node, after, until);
+    }
+
+    /// Whether a sample of `node` is wanted at `now` ([`want_sample`](Self::want_sample)) that
+    /// it has not had yet.
+    pub fn sample_wanted(&self, node: NodeId, now: Instant) -> bool {
+        self.probed(node).is_some_and(|n| {
+            n.sample_until.load(Ordering::Acquire) > self.mark(now)
+                // As `sampled_since`: a sample sent at or after the instant asked has it.
+                && n.sample_after.load(Ordering::Acquire) > n.sampled.load(Ordering::Acquire)
+        })
+    }
+
+    /// Whether `node`'s position feed should read at `now`: positions are wanted
+    /// ([`want_positions`](Self::want_positions)), or a sample of it is
+    /// ([`want_sample`](Self::want_sample)) and none was sent after the instant asked, or a
+    /// write position is ([`want_replayed`](Self::want_replayed)) and `node` is a replica not
+    /// yet seen at or past it, or the primary while such a replica is in rotation.
+    pub fn feed_wanted(&self, node: NodeId, now: Instant) -> bool {
+        if self.positions_wanted_at(now) {
+            return true;
+        }
+        if self.sample_wanted(node, now) {
+            return true;
+        }
+        if self.token_until.load(Ordering::Acquire) <= self.mark(now) {
+            return false;
+        }
+        let topo = self.snapshot();
+        let wanted = lock(&self.wanted_token);
+        let Some(token) = wanted.as_ref() else { return false };
+        let lacks = |n: &Node| n.position().is_none_or(|p| !token.is_satisfied_by(p));
+        match topo.node(node) {
+            Some(n) if n.role() == Role::Replica => lacks(n),
+            // The primary, while a replica in rotation still lacks the write: the read the
+            // scope made on the primary meanwhile is bounded by the primary's first sample
+            // after it (monotonic reads), which the next read needs to use a replica.
+            Some(_) => topo
+                .nodes()
+                .iter()
+                .any(|n| n.role() == Role::Replica && n.health() != Health::Down && lacks(n)),
+            None => false,
+        }
+    }
+
+    /// Marks the cluster used at `now`: the adapter routed a statement or began a transaction.
+    /// Probes run at the [interval](crate::MonitorConfig::interval) while the cluster is used
+    /// and slow to the [idle interval](crate::MonitorConfig::idle_interval) once it has not
+    /// been for that long; the first use after a pause wakes the probe loops (see
+    /// [`resumed`](Self::resumed)), which probe at once if their usual turn has passed. One
+    /// atomic load while uses come less than 50 ms apart.
+    ///
+    /// ```
+    /// use std::time::{Duration, Instant};
+    /// use rwsplit_core::{Node, NodeId, Role, Topology};
+    /// use rwsplit_monitor::TopologyState;
+    ///
+    /// let topology = Topology::builder()
+    ///     .node(Node::builder(NodeId::new(0), Role::Primary).build())
+    ///     .build()
+    ///     .unwrap();
+    /// let state = TopologyState::new(topology, Default::default());
+    /// let later = Instant::now() + Duration::from_secs(10);
+    /// assert!(!state.used_within(later, Duration::from_secs(2)));
+    /// state.used(later);
+    /// assert!(state.used_within(later + Duration::from_secs(1), Duration::from_secs(2)));
+    /// ```
+    pub fn used(&self, now: Instant) {
+        let mark = self.mark(now);
+        let grain = u64::try_from(USE_GRAIN.as_nanos()).unwrap_or(u64::MAX);
+        let before = self.last_use.load(Ordering::Acquire);
+        if before.saturating_add(grain) >= mark {
+            return;
+        }
+        self.last_use.fetch_max(mark, Ordering::AcqRel);
+        self.resuming.notify_waiters();
+    }
+
+    /// Whether the cluster was [used](Self::used) within `within` before `now` (its creation
+    /// counts as a use).
+    pub fn used_within(&self, now: Instant, within: Duration) -> bool {
+        let since = self.mark(now).saturating_sub(self.last_use.load(Ordering::Acquire));
+        u128::from(since) <= within.as_nanos()
+    }
+
+    /// A future that completes at the next use that comes after a pause of at least 50 ms
+    /// (see [`used`](Self::used)); like [`wanted`](Self::wanted), make it, check
+    /// [`used_within`](Self::used_within), then await it.
+    pub fn resumed(&self) -> tokio::sync::futures::Notified<'_> {
+        self.resuming.notified()
+    }
+
+    /// Whether positions are wanted at `now`.
+    pub fn positions_wanted_at(&self, now: Instant) -> bool {
+        self.wanted.load(Ordering::Acquire) > self.mark(now)
+    }
+
+    /// A future that completes when a want for positions starts while none ran (see
+    /// [`want_positions`](Self::want_positions)); like [`changed`](Self::changed), it counts
+    /// from when it is made: make it, check [`positions_wanted_at`](Self::positions_wanted_at),
+    /// then await it.
+    pub fn wanted(&self) -> tokio::sync::futures::Notified<'_> {
+        self.wanting.notified()
     }
 
     /// Moves the state's clock to `now` if that is later.
@@ -758,7 +1054,8 @@ impl TopologyState {
     /// A replica's lag from `server` (measured against primary `primary`'s latest observation,
     /// or unknown without one) and the primary's position history:
     /// - its time is the larger of the server's and the history's estimate at `now` (unknown
-    ///   stays unknown);
+    ///   stays unknown, except for a replica that applies without saying how late it is: the
+    ///   estimate then);
     /// - it is fresh as of the last time the primary was seen at a position the replica has
     ///   replayed ([`History::fresh_as_of`]), else unprovable. Bounded-staleness reads count
     ///   from that instant, so a replica's staleness grows while nothing new is learnt of the
@@ -786,9 +1083,14 @@ impl TopologyState {
             return server.unprovable();
         };
         let mut lag = server;
-        if let (Some(time), Some(now)) = (server.time(), now)
+        // A replica that applies but did not say how late it is (a MariaDB probe that read no
+        // status row: see `product::mariadb`) is as late as its positions say.
+        let silent = server.time().is_none()
+            && replica.applying == Some(true)
+            && replica.seconds_behind.is_none();
+        if let Some(now) = now
             && let Some(estimate) = history.lag(replayed, now)
-            && estimate > time
+            && (silent || server.time().is_some_and(|time| estimate > time))
         {
             lag = Lag::new(server.bytes(), Some(estimate));
         }

@@ -177,7 +177,12 @@ fn start(cluster: &Arc<Cluster>, failover: Option<AutoFailover>) -> Monitor {
         b = b.node(Node::builder(id, role).name(format!("10.0.0.{i}:5432/app")).build());
     }
     let state = Arc::new(TopologyState::new(b.build().unwrap(), HealthPolicy::default()));
-    let config = MonitorConfig::default().interval(MS(200)).timeout(MS(500)).jitter(Duration::ZERO);
+    let config = MonitorConfig::default()
+        .interval(MS(200))
+        .timeout(MS(500))
+        .jitter(Duration::ZERO)
+        // The idle pace has its own test (`an_unused_cluster_is_probed_at_the_idle_pace`).
+        .idle_interval(MS(200));
     Monitor::start(
         state,
         FakeConnector(Arc::clone(cluster)),
@@ -186,6 +191,21 @@ fn start(cluster: &Arc<Cluster>, failover: Option<AutoFailover>) -> Monitor {
         failover,
         None,
     )
+}
+
+/// A reader wants positions for `linger` from now.
+fn want(m: &Monitor, linger: Duration) {
+    let now = tokio::time::Instant::now().into_std();
+    m.state().want_positions(now, now + linger);
+}
+
+/// How many position-feed reads (not full probes) node `node` answered.
+fn feed_reads(cluster: &Cluster, node: usize) -> usize {
+    cluster
+        .executed_on(node)
+        .iter()
+        .filter(|s| s.contains("pg_last_wal_replay_lsn") && !s.contains("pg_control_system"))
+        .count()
 }
 
 fn pos(lsn: u64) -> ReplayPosition {
@@ -247,12 +267,218 @@ async fn the_position_feed_moves_replicas_between_full_probes() {
     let probes_before =
         cluster.executed_on(1).iter().filter(|s| s.contains("pg_control_system")).count();
     cluster.set(1, |n| n.lsn = 0x250);
-    // The full probe is 200 ms away; the feed reads every 20 ms.
+    want(&m, MS(500));
+    // The full probe is 200 ms away; the feed reads at once, then every 20 ms.
     tokio::time::sleep(MS(45)).await;
     assert_eq!(m.state().snapshot().node(NodeId::new(1)).unwrap().position(), Some(&pos(0x250)));
     let probes_after =
         cluster.executed_on(1).iter().filter(|s| s.contains("pg_control_system")).count();
     assert_eq!(probes_before, probes_after, "moved by the feed, not by a full probe");
+}
+
+/// Issue 25: idle, a node pays for its full probe and nothing else — one statement per probe
+/// interval (200 ms here): no position feed runs while no reader wants positions.
+#[tokio::test(start_paused = true)]
+async fn an_idle_node_pays_one_statement_per_probe_and_no_feed() {
+    let cluster = Cluster::new(&[0x300, 0x100, 0x100]);
+    let m = start(&cluster, None);
+    assert!(m.first_round(MS(100)).await);
+    let before: Vec<usize> = (0..3).map(|n| cluster.executed_on(n).len()).collect();
+    tokio::time::sleep(MS(10_000)).await;
+    for (node, before) in before.into_iter().enumerate() {
+        let statements = cluster.executed_on(node).len() - before;
+        // The 50th probe is due at the last instant of the 10 s.
+        assert!((49..=50).contains(&statements), "node {node}: {statements} statements in 10 s");
+        assert_eq!(feed_reads(&cluster, node), 0, "node {node}: no feed while idle");
+    }
+    // Positions still move, with the full probes.
+    cluster.set(1, |n| n.lsn = 0x300);
+    tokio::time::sleep(MS(201)).await;
+    assert_eq!(m.state().snapshot().node(NodeId::new(1)).unwrap().lag().bytes(), Some(0));
+}
+
+/// Issue 25: an unused cluster is probed at the idle pace, and the first use brings the usual
+/// pace back with a probe at once. Probes every 200 ms, every 1 s once unused for 1 s.
+#[tokio::test(start_paused = true)]
+async fn an_unused_cluster_is_probed_at_the_idle_pace() {
+    let cluster = Cluster::new(&[0x300, 0x100]);
+    let b = Topology::builder()
+        .node(Node::builder(NodeId::new(0), Role::Primary).name("10.0.0.0:5432/app").build())
+        .node(Node::builder(NodeId::new(1), Role::Replica).name("10.0.0.1:5432/app").build());
+    let state = Arc::new(TopologyState::new(b.build().unwrap(), HealthPolicy::default()));
+    let config =
+        MonitorConfig::default().interval(MS(200)).jitter(Duration::ZERO).idle_interval(MS(1_000));
+    let m = Monitor::start(
+        Arc::clone(&state),
+        FakeConnector(Arc::clone(&cluster)),
+        Flavor::Postgres,
+        config,
+        None,
+        None,
+    );
+    assert!(m.first_round(MS(100)).await);
+    let probes = |node: usize| cluster.executed_on(node).len();
+    // The state's creation counts as a use: the usual pace for the first second (probes at 0,
+    // 200, ... 1,000 ms), then one per second (the last at 10 s).
+    tokio::time::sleep(MS(10_300)).await;
+    for node in 0..2 {
+        let n = probes(node);
+        assert!((14..=16).contains(&n), "node {node}: {n} probes in 10 s, mostly idle");
+    }
+    // A use: both nodes are probed at once (their usual turn, 10.2 s, has passed) ...
+    let before = (probes(0), probes(1));
+    let now = tokio::time::Instant::now().into_std();
+    state.used(now);
+    tokio::time::sleep(MS(1)).await;
+    assert_eq!((probes(0), probes(1)), (before.0 + 1, before.1 + 1), "probed at once on use");
+    // ... and at the usual pace while uses keep coming (every 100 ms for 2 s).
+    let busy = (probes(0), probes(1));
+    for _ in 0..20 {
+        tokio::time::sleep(MS(100)).await;
+        state.used(tokio::time::Instant::now().into_std());
+    }
+    for (node, before) in [busy.0, busy.1].into_iter().enumerate() {
+        let n = probes(node) - before;
+        assert!((9..=11).contains(&n), "node {node}: {n} probes in 2 s of use");
+    }
+    // A node that dies while the cluster is idle is judged by the first use's probe: the next
+    // probes fail at the usual pace from then on.
+    tokio::time::sleep(MS(3_000)).await;
+    cluster.set(1, |n| n.mode = Mode::Refuse);
+    state.used(tokio::time::Instant::now().into_std());
+    // Three failed probes at the usual pace: the first at the node's next busy turn (at most
+    // 200 ms after the use), then 200 ms apart; idle, the third would come 2 s later.
+    tokio::time::sleep(MS(650)).await;
+    assert_eq!(state.health(NodeId::new(1)), Health::Down, "down at the usual pace once used");
+}
+
+/// Issue 25: a wanted sample of one node (a monotonic floor's) is one feed read of that node,
+/// at once, and nothing on the others; a later want reads it again.
+#[tokio::test(start_paused = true)]
+async fn a_wanted_sample_reads_its_node_once() {
+    let cluster = Cluster::new(&[0x300, 0x100, 0x100]);
+    let m = start(&cluster, None);
+    assert!(m.first_round(MS(100)).await);
+    tokio::time::sleep(MS(100)).await;
+    let now = tokio::time::Instant::now().into_std();
+    m.state().want_sample(NodeId::new(0), now, now + MS(500));
+    tokio::time::sleep(MS(1)).await;
+    assert!(m.state().sampled_since(NodeId::new(0), now), "sampled at once");
+    let reads = |c: &Cluster| (0..3).map(|n| feed_reads(c, n)).collect::<Vec<_>>();
+    assert_eq!(reads(&cluster), [1, 0, 0], "one read of the primary's position, none elsewhere");
+    tokio::time::sleep(MS(80)).await;
+    assert_eq!(reads(&cluster), [1, 0, 0], "and no more");
+    // A replica's: one read, again only of it.
+    let now = tokio::time::Instant::now().into_std();
+    m.state().want_sample(NodeId::new(2), now, now + MS(500));
+    tokio::time::sleep(MS(50)).await;
+    assert_eq!(reads(&cluster), [1, 0, 1]);
+    assert!(m.state().sampled_since(NodeId::new(2), now));
+}
+
+/// Issue 25: a wanted floor is the node's next sample, then that position on the replicas:
+/// each replica's feed runs until it is seen there, and stops; one already there never reads.
+#[tokio::test(start_paused = true)]
+async fn a_wanted_floor_feeds_the_replicas_until_they_have_it() {
+    let cluster = Cluster::new(&[0x300, 0x100, 0x300]);
+    let m = start(&cluster, None);
+    assert!(m.first_round(MS(100)).await);
+    tokio::time::sleep(MS(100)).await;
+    let now = tokio::time::Instant::now().into_std();
+    m.state().want_floor(NodeId::new(0), now, now + MS(500));
+    tokio::time::sleep(MS(50)).await;
+    assert!(m.state().sampled_since(NodeId::new(0), now), "the primary sampled");
+    assert!(feed_reads(&cluster, 1) >= 2, "the lagging replica's feed runs");
+    assert_eq!(feed_reads(&cluster, 2), 0, "a replica already at the floor never reads");
+    cluster.set(1, |n| n.lsn = 0x300);
+    tokio::time::sleep(MS(30)).await;
+    let caught_up = feed_reads(&cluster, 1);
+    tokio::time::sleep(MS(60)).await;
+    assert_eq!(feed_reads(&cluster, 1), caught_up, "seen at the floor: its feed stopped");
+}
+
+/// Issue 25: the feed's state machine. A want wakes every node's feed at once (not at the next
+/// probe), it reads every position interval while the want lasts, a later want extends it, and
+/// once it lapses the feed stops again: idle costs the full probes alone.
+#[tokio::test(start_paused = true)]
+async fn a_want_runs_the_feed_at_once_for_its_linger_then_it_stops() {
+    let cluster = Cluster::new(&[0x300, 0x100]);
+    let m = start(&cluster, None);
+    assert!(m.first_round(MS(100)).await);
+    // Mid-round: the next full probe is 100 ms away.
+    tokio::time::sleep(MS(100)).await;
+    cluster.set(1, |n| n.lsn = 0x200);
+    want(&m, MS(300));
+    tokio::time::sleep(MS(1)).await;
+    assert_eq!(feed_reads(&cluster, 1), 1, "read at once");
+    assert_eq!(feed_reads(&cluster, 0), 1, "the primary's position too (bounded reads)");
+    assert_eq!(m.state().snapshot().node(NodeId::new(1)).unwrap().position(), Some(&pos(0x200)));
+    // 300 ms at one read per 20 ms, full probes aside (a probe is a sample: the feed resumes
+    // 20 ms after it).
+    tokio::time::sleep(MS(400)).await;
+    let during = feed_reads(&cluster, 1);
+    assert!((12..=16).contains(&during), "{during} feed reads in a 300 ms want");
+    tokio::time::sleep(MS(1_000)).await;
+    assert_eq!(feed_reads(&cluster, 1), during, "the want lapsed: the feed stopped");
+    // Wants that keep coming keep it running.
+    for _ in 0..10 {
+        want(&m, MS(300));
+        tokio::time::sleep(MS(100)).await;
+    }
+    let steady = feed_reads(&cluster, 1) - during;
+    assert!((40..=52).contains(&steady), "{steady} feed reads in 1 s of repeated wants");
+    // A position interval of zero turns the feed off, wanted or not.
+    let quiet = Cluster::new(&[0x300, 0x100]);
+    let config = MonitorConfig::default()
+        .interval(MS(200))
+        .jitter(Duration::ZERO)
+        .position_interval(Duration::ZERO);
+    let state = Arc::clone(m.state());
+    drop(m);
+    let off = Monitor::start(
+        Arc::new(TopologyState::new(
+            state.snapshot_arc().as_ref().clone(),
+            HealthPolicy::default(),
+        )),
+        FakeConnector(Arc::clone(&quiet)),
+        Flavor::Postgres,
+        config,
+        None,
+        None,
+    );
+    assert!(off.first_round(MS(100)).await);
+    want(&off, MS(1_000));
+    tokio::time::sleep(MS(1_000)).await;
+    assert_eq!(feed_reads(&quiet, 1), 0);
+}
+
+/// Issue 25: a write's position wanted by its scope runs the replicas' feeds until each is seen
+/// with the write — then each stops, well before the want's time is up — and the primary's
+/// until every replica has it (what the scope read on the primary meanwhile is bounded by the
+/// primary's samples).
+#[tokio::test(start_paused = true)]
+async fn a_wanted_write_position_feeds_each_replica_until_it_has_the_write() {
+    let cluster = Cluster::new(&[0x300, 0x100, 0x100]);
+    let m = start(&cluster, None);
+    assert!(m.first_round(MS(100)).await);
+    tokio::time::sleep(MS(50)).await;
+    let token = rwsplit_core::CausalToken::new(pos(0x300));
+    let until = tokio::time::Instant::now().into_std() + MS(2_000);
+    m.state().want_replayed(&token, until);
+    tokio::time::sleep(MS(1)).await;
+    assert_eq!((feed_reads(&cluster, 1), feed_reads(&cluster, 2)), (1, 1), "at once");
+    // Replica 1 replays the write 60 ms later, replica 2 at 130 ms.
+    tokio::time::sleep(MS(60)).await;
+    cluster.set(1, |n| n.lsn = 0x300);
+    tokio::time::sleep(MS(70)).await;
+    cluster.set(2, |n| n.lsn = 0x300);
+    tokio::time::sleep(MS(1_000)).await;
+    let (one, two) = (feed_reads(&cluster, 1), feed_reads(&cluster, 2));
+    assert!((4..=6).contains(&one), "replica 1: {one} feed reads, then none");
+    assert!((7..=10).contains(&two), "replica 2: {two} feed reads, then none");
+    let primary = feed_reads(&cluster, 0);
+    assert!((7..=10).contains(&primary), "the primary: {primary} feed reads, until both had it");
+    assert_eq!(m.state().snapshot().node(NodeId::new(2)).unwrap().position(), Some(&pos(0x300)));
 }
 
 /// A switchover seen by the position feed: the primary stops (its feed read fails) and a
@@ -273,6 +499,8 @@ async fn a_switchover_is_seen_within_feed_intervals_not_probe_intervals() {
         t.nodes().iter().filter(|n| n.role() == Role::Primary).map(Node::id).collect::<Vec<_>>()
     };
     assert_eq!(primaries(), ids(&[0]));
+    // A reader wants positions throughout (the feed runs only then).
+    want(&m, MS(5_000));
     cluster.set(0, |n| n.mode = Mode::Refuse);
     tokio::time::sleep(MS(45)).await;
     assert_eq!(m.state().probe_failures(NodeId::new(0)), 1, "probed at once, not in 200 ms");
@@ -437,7 +665,12 @@ async fn a_node_added_at_run_time_is_probed_and_joins_and_a_removed_one_is_not_p
         .node(Node::builder(NodeId::new(0), Role::Primary).name("10.0.0.0:5432/app").build())
         .node(Node::builder(NodeId::new(1), Role::Replica).name("10.0.0.1:5432/app").build());
     let state = Arc::new(TopologyState::new(b.build().unwrap(), HealthPolicy::default()));
-    let config = MonitorConfig::default().interval(MS(200)).timeout(MS(500)).jitter(Duration::ZERO);
+    let config = MonitorConfig::default()
+        .interval(MS(200))
+        .timeout(MS(500))
+        .jitter(Duration::ZERO)
+        // The idle pace has its own test (`an_unused_cluster_is_probed_at_the_idle_pace`).
+        .idle_interval(MS(200));
     let m = Monitor::start(
         Arc::clone(&state),
         FakeConnector(Arc::clone(&cluster)),

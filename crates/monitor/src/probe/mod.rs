@@ -100,6 +100,16 @@ pub enum ProbeError {
         #[source]
         source: Box<dyn std::error::Error + Send + Sync>,
     },
+    /// The server answered and refused the connection for lack of room (PostgreSQL 53300
+    /// `too_many_connections`, MariaDB/MySQL 1040 `ER_CON_COUNT_ERROR`): it is alive and
+    /// busy, not failed. The probe learns nothing new of it, and its health does not change
+    /// ([`TopologyState::busy_probes`](crate::TopologyState::busy_probes) counts these).
+    #[error("probe connection refused by a busy server (connection limit): {source}")]
+    Busy {
+        /// The server's error.
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
     /// The node answered something a probe cannot read.
     #[error("probe read an unexpected {what}: `{value}`")]
     Unexpected {
@@ -119,6 +129,16 @@ impl ProbeError {
     /// Nothing accepted the connection (from a TCP connect error).
     pub fn refused(source: impl Into<Box<dyn std::error::Error + Send + Sync>>) -> ProbeError {
         ProbeError::Refused { source: source.into() }
+    }
+
+    /// The server refused the connection for lack of room (see [`ProbeError::Busy`]).
+    pub fn busy(source: impl Into<Box<dyn std::error::Error + Send + Sync>>) -> ProbeError {
+        ProbeError::Busy { source: source.into() }
+    }
+
+    /// Whether the server refused the connection for lack of room: alive, busy.
+    pub fn is_busy(&self) -> bool {
+        matches!(self, ProbeError::Busy { .. })
     }
 
     /// Whether nothing accepted the connection: the node is not there (rather than slow, or
@@ -182,18 +202,24 @@ pub struct MonitorConfig {
     timeout: Duration,
     jitter: Duration,
     position_interval: Duration,
+    position_linger: Duration,
+    idle_interval: Option<Duration>,
 }
 
 impl Default for MonitorConfig {
     /// A full probe every 500 ms, each bounded by 1 s, each round delayed by up to 50 ms at
-    /// random so that many processes do not probe in lockstep; between full probes, a replica's
-    /// replay position every 20 ms.
+    /// random so that many processes do not probe in lockstep; between full probes, while a
+    /// reader wants fresher positions, each node's position every 20 ms, for 500 ms after the
+    /// last want; once no statement has been routed for 2 s (four intervals), a full probe
+    /// every 2 s until the next one.
     fn default() -> Self {
         MonitorConfig {
             interval: Duration::from_millis(500),
             timeout: Duration::from_secs(1),
             jitter: Duration::from_millis(50),
             position_interval: Duration::from_millis(20),
+            position_linger: Duration::from_millis(500),
+            idle_interval: None,
         }
     }
 }
@@ -220,11 +246,12 @@ impl MonitorConfig {
         self
     }
 
-    /// How often, between full probes, a replica's replay position is read on the probe's
-    /// connection (one cheap round trip: PostgreSQL `pg_last_wal_replay_lsn()`, MariaDB
-    /// `@@gtid_slave_pos`), so that a read that must see its own write can use a replica soon
-    /// after it has replayed that write. Zero turns the feed off (positions then move with the
-    /// full probe only). Default 20 ms.
+    /// How often, between full probes, a node's position is read on the probe's connection
+    /// while a reader wants it (one cheap round trip: PostgreSQL `pg_last_wal_replay_lsn()`,
+    /// MariaDB `@@gtid_slave_pos`), so that a read that must see its own write can use a
+    /// replica soon after it has replayed that write. The feed runs only on demand (see
+    /// [`position_linger`](Self::position_linger)): idle, positions come with the full probes.
+    /// Zero turns the feed off (positions then move with the full probe only). Default 20 ms.
     #[must_use]
     pub fn position_interval(mut self, every: Duration) -> Self {
         self.position_interval = every;
@@ -234,6 +261,47 @@ impl MonitorConfig {
     /// The position feed's interval (zero: off).
     pub fn position_interval_value(&self) -> Duration {
         self.position_interval
+    }
+
+    /// How long the position feed keeps running after the last read that wanted fresher
+    /// positions than the full probes give
+    /// ([`TopologyState::want_positions`](crate::TopologyState::want_positions)): a
+    /// read-your-writes read whose token no replica is known to have replayed, a monotonic
+    /// read with no sample bounding its scope's last read, a bounded-staleness read no replica
+    /// is provably fresh enough for. While such reads keep coming, the feed runs; once they
+    /// stop, it stops this long after the last. The cost of a burst's tail: `linger /
+    /// position_interval` reads per node (25 by default). Default 500 ms.
+    #[must_use]
+    pub fn position_linger(mut self, linger: Duration) -> Self {
+        self.position_linger = linger;
+        self
+    }
+
+    /// How long the position feed runs after the last want.
+    pub fn position_linger_value(&self) -> Duration {
+        self.position_linger
+    }
+
+    /// Time between probe rounds while the cluster is idle: nothing has used it
+    /// ([`TopologyState::used`](crate::TopologyState::used): the adapter marks each statement
+    /// it routes, and each transaction it begins) for this long. The first use after that
+    /// probes every node at once and the pace is [`interval`](Self::interval) again, so a
+    /// node that died while nobody used it is judged by a fresh probe as traffic resumes; a
+    /// read sent to it meanwhile fails over to another node like any read on a node that
+    /// died under it. An idle application then costs each node `1 / idle_interval`
+    /// statements per second instead of `1 / interval`, and failure detection while idle
+    /// takes up to this plus the timeout (automatic failover included). At or below the
+    /// interval: no idle pace. Default: four intervals (2 s at the default interval).
+    #[must_use]
+    pub fn idle_interval(mut self, idle: Duration) -> Self {
+        self.idle_interval = Some(idle);
+        self
+    }
+
+    /// Time between probe rounds while idle (see [`idle_interval`](Self::idle_interval)):
+    /// never below the interval.
+    pub fn idle_interval_value(&self) -> Duration {
+        self.idle_interval.unwrap_or_else(|| self.interval.saturating_mul(4)).max(self.interval)
     }
 
     /// Time between probe rounds.
@@ -249,15 +317,25 @@ impl MonitorConfig {
     /// The pause before round number `round`: the interval plus a pseudo-random share of the
     /// jitter (deterministic per round, no RNG dependency).
     pub fn pause(&self, round: u64) -> Duration {
+        self.jittered(self.interval, round)
+    }
+
+    /// [`pause`](Self::pause) while idle: the [idle interval](Self::idle_interval) plus the
+    /// same share of the jitter.
+    pub fn idle_pause(&self, round: u64) -> Duration {
+        self.jittered(self.idle_interval_value(), round)
+    }
+
+    fn jittered(&self, interval: Duration, round: u64) -> Duration {
         let nanos = u64::try_from(self.jitter.as_nanos()).unwrap_or(u64::MAX);
         if nanos == 0 {
-            return self.interval;
+            return interval;
         }
         let mut x = round.wrapping_add(0x9E37_79B9_7F4A_7C15);
         x = (x ^ (x >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
         x = (x ^ (x >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
         x ^= x >> 31;
-        self.interval.saturating_add(Duration::from_nanos(x % nanos))
+        interval.saturating_add(Duration::from_nanos(x % nanos))
     }
 }
 
@@ -273,13 +351,23 @@ pub async fn probe<C: ProbeConn>(
     }
 }
 
-/// [`probe`] for one product.
+/// [`probe`] for one product, remembering nothing (a one-off probe).
 pub(crate) async fn probe_as<P: Product, C: ProbeConn>(
     conn: &C,
     timeout: Duration,
 ) -> Result<Observation, ProbeError> {
+    probe_with::<P, C>(conn, &mut P::Memo::default(), timeout).await
+}
+
+/// [`probe`] for one product on a connection whose probes remember `memo` (see
+/// [`Product::Memo`]).
+pub(crate) async fn probe_with<P: Product, C: ProbeConn>(
+    conn: &C,
+    memo: &mut P::Memo,
+    timeout: Duration,
+) -> Result<Observation, ProbeError> {
     let started = tokio::time::Instant::now();
-    match tokio::time::timeout(timeout, P::probe(conn, started)).await {
+    match tokio::time::timeout(timeout, P::probe(conn, memo, started)).await {
         Ok(r) => r,
         Err(_) => Err(ProbeError::Timeout { after: timeout }),
     }

@@ -144,6 +144,117 @@ async fn a_writable_node_that_replicates_is_a_replica() {
     assert_eq!(node.role(), Role::Replica);
 }
 
+/// A MariaDB node for the probe's memo: the variables row (with the running SQL threads and the
+/// configuration epoch) and, if replication is configured, a status row; counts the statements.
+struct Maria {
+    read_only: bool,
+    sql_threads: u32,
+    configured: bool,
+    epoch: std::sync::Mutex<u32>,
+    /// `SHOW SLAVE STATUS` refused (no SLAVE MONITOR privilege).
+    refuse_status: bool,
+    statements: std::sync::atomic::AtomicU32,
+    shows: std::sync::atomic::AtomicU32,
+}
+
+impl Maria {
+    fn new(read_only: bool, sql_threads: u32, configured: bool) -> Maria {
+        Maria {
+            read_only,
+            sql_threads,
+            configured,
+            epoch: std::sync::Mutex::new(1),
+            refuse_status: false,
+            statements: Default::default(),
+            shows: Default::default(),
+        }
+    }
+}
+
+impl ProbeConn for Maria {
+    async fn fetch_row(&self, sql: &str) -> Result<Option<Row>, ProbeError> {
+        use std::sync::atomic::Ordering::Relaxed;
+        self.statements.fetch_add(1, Relaxed);
+        if sql.starts_with("SHOW") {
+            self.shows.fetch_add(1, Relaxed);
+            if self.refuse_status {
+                return Err(ProbeError::unreachable(
+                    "Access denied; you need the SLAVE MONITOR privilege",
+                ));
+            }
+            return Ok(self.configured.then(|| {
+                Row::new([("Slave_SQL_Running", Some("No")), ("Seconds_Behind_Master", None)])
+            }));
+        }
+        let epoch = self.epoch.lock().unwrap().to_string();
+        let threads = self.sql_threads.to_string();
+        Ok(Some(Row::new([
+            ("read_only", Some(if self.read_only { "true" } else { "false" })),
+            ("binlog_pos", Some("0-1-10")),
+            ("slave_pos", Some("0-1-9")),
+            ("sql_threads", Some(threads.as_str())),
+            ("config_epoch", Some(epoch.as_str())),
+        ])))
+    }
+}
+
+/// Issue 25: a MariaDB probe is one statement; `SHOW SLAVE STATUS` runs on a connection's first
+/// probe and again only after the configuration epoch moves (`CHANGE MASTER`, `RESET`), and what
+/// it said is remembered: a writable replica whose SQL thread is stopped stays a replica.
+#[rstest]
+#[case::primary(Maria::new(false, 0, false), Role::Primary)]
+#[case::read_only_replica(Maria::new(true, 1, true), Role::Replica)]
+#[case::writable_applying_replica(Maria::new(false, 1, true), Role::Replica)]
+#[case::writable_replica_stopped(Maria::new(false, 0, true), Role::Replica)]
+#[tokio::test]
+async fn a_mariadb_probe_is_one_statement_once_the_configuration_is_known(
+    #[case] node: Maria,
+    #[case] role: Role,
+) {
+    use std::sync::atomic::Ordering::Relaxed;
+    type Memo = <crate::product::MariaDb as crate::product::Product>::Memo;
+    async fn probe(node: &Maria, memo: &mut Memo) -> Result<Observation, ProbeError> {
+        crate::probe::probe_with::<crate::product::MariaDb, _>(node, memo, Duration::from_secs(1))
+            .await
+    }
+    let mut memo = Memo::default();
+    assert_eq!(probe(&node, &mut memo).await.unwrap().role(), role);
+    assert_eq!((node.statements.load(Relaxed), node.shows.load(Relaxed)), (2, 1), "first probe");
+    for _ in 0..5 {
+        assert_eq!(probe(&node, &mut memo).await.unwrap().role(), role, "remembered");
+    }
+    assert_eq!((node.statements.load(Relaxed), node.shows.load(Relaxed)), (7, 1), "one each");
+    *node.epoch.lock().unwrap() += 1;
+    assert_eq!(probe(&node, &mut memo).await.unwrap().role(), role);
+    assert_eq!(node.shows.load(Relaxed), 2, "the configuration may have changed: read again");
+    // A new connection remembers nothing.
+    let mut fresh = Memo::default();
+    probe(&node, &mut fresh).await.unwrap();
+    assert_eq!(node.shows.load(Relaxed), 3);
+}
+
+/// Without the SLAVE MONITOR privilege, the status is asked each probe (nothing to remember),
+/// and the role comes from `read_only` and the running SQL threads.
+#[tokio::test]
+async fn without_the_privilege_the_role_comes_from_read_only_and_running_threads() {
+    use std::sync::atomic::Ordering::Relaxed;
+    let mut node = Maria::new(true, 1, true);
+    node.refuse_status = true;
+    let mut memo = Default::default();
+    for _ in 0..3 {
+        let seen = crate::probe::probe_with::<crate::product::MariaDb, _>(
+            &node,
+            &mut memo,
+            Duration::from_secs(1),
+        )
+        .await
+        .unwrap();
+        assert_eq!(seen.role(), Role::Replica);
+        assert_eq!(seen.applying, Some(true), "from the running SQL threads");
+    }
+    assert_eq!(node.shows.load(Relaxed), 3);
+}
+
 #[tokio::test(start_paused = true)]
 async fn a_hung_node_times_out() {
     let mut hung = pg("true", "0/1", None, None, "false");

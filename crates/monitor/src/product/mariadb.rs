@@ -9,8 +9,17 @@ use crate::probe::{Observation, ProbeConn, ProbeError, Row};
 #[derive(Debug, Clone, Copy, Default)]
 pub(crate) struct MariaDb;
 
-const VARS_SQL: &str = "SELECT IF(@@global.read_only, 'true', 'false') AS read_only, \
-    @@global.gtid_binlog_pos AS binlog_pos, @@global.gtid_slave_pos AS slave_pos";
+/// The probe: one statement, readable without the SLAVE MONITOR privilege. Besides the
+/// variables, two counters from `information_schema.GLOBAL_STATUS`: `sql_threads`
+/// (`Slaves_running`: replication SQL threads running now) and `config_epoch`
+/// (`Com_change_master` and `Com_reset`: every `CHANGE MASTER` and `RESET …` since the server
+/// started), which moves whenever the replication configuration may have changed.
+const PROBE_SQL: &str = "SELECT IF(@@global.read_only, 'true', 'false') AS read_only, \
+    @@global.gtid_binlog_pos AS binlog_pos, @@global.gtid_slave_pos AS slave_pos, \
+    (SELECT VARIABLE_VALUE FROM information_schema.GLOBAL_STATUS \
+      WHERE VARIABLE_NAME = 'SLAVES_RUNNING') AS sql_threads, \
+    (SELECT GROUP_CONCAT(VARIABLE_VALUE ORDER BY VARIABLE_NAME) FROM information_schema.GLOBAL_STATUS \
+      WHERE VARIABLE_NAME IN ('COM_CHANGE_MASTER', 'COM_RESET')) AS config_epoch";
 
 const STATUS_SQL: &str = "SHOW SLAVE STATUS";
 
@@ -36,17 +45,40 @@ fn position(text: Option<&str>) -> Result<ReplayPosition, ProbeError> {
     }
 }
 
-/// Reads the variables row and `SHOW SLAVE STATUS` (absent: not replicating, or no privilege).
+/// What a MariaDB node's probes remember on one connection: whether replication is configured
+/// (`SHOW SLAVE STATUS` has a row), as of a `config_epoch`. Only `CHANGE MASTER` or `RESET
+/// SLAVE` changes it, and both move the epoch; a restart drops the connection, and a new
+/// connection starts with nothing remembered.
+#[derive(Debug, Default)]
+pub(crate) struct Memo {
+    configured: Option<(String, bool)>,
+}
+
+/// Reads the probe's row and, if it was read this time, `SHOW SLAVE STATUS` (absent: not
+/// replicating, or no privilege); `configured` is whether replication is configured (a status
+/// row exists, now or as remembered).
+///
+/// A node is a replica if it is read-only, has replication configured, or runs a replication
+/// SQL thread; else the primary. Its applying comes from the status row when there is one,
+/// else from the running SQL threads; `Seconds_Behind_Master` only from a status row (without
+/// it a replica's time lag is estimated from positions: see `TopologyState`).
 pub(crate) fn read(
     vars: &Row,
+    configured: bool,
     status: Option<&Row>,
     latency: std::time::Duration,
 ) -> Result<Observation, ProbeError> {
     let read_only = flag(vars, "read_only")?;
-    let replicating = status.is_some();
-    let role = if read_only || replicating { Role::Replica } else { Role::Primary };
+    let sql_threads = vars.get("sql_threads").and_then(|v| v.trim().parse::<u32>().ok());
+    let running = sql_threads.is_some_and(|n| n > 0);
+    let role = if read_only || configured || running { Role::Replica } else { Role::Primary };
     let pos_text =
         if role == Role::Replica { vars.get("slave_pos") } else { vars.get("binlog_pos") };
+    let applying = match status {
+        Some(s) => Some(s.get("Slave_SQL_Running") == Some("Yes")),
+        None if role == Role::Replica => sql_threads.map(|n| n > 0),
+        None => None,
+    };
     Ok(Observation {
         role,
         position: Some(position(pos_text)?),
@@ -56,7 +88,7 @@ pub(crate) fn read(
         seconds_behind: status
             .and_then(|s| s.get("Seconds_Behind_Master"))
             .and_then(|v| v.parse().ok()),
-        applying: status.map(|s| s.get("Slave_SQL_Running") == Some("Yes")),
+        applying,
         latency,
     })
 }
@@ -76,16 +108,32 @@ fn literal(s: &str) -> String {
 
 impl Product for MariaDb {
     type Received = Received;
+    type Memo = Memo;
 
     async fn probe<C: ProbeConn>(
         conn: &C,
+        memo: &mut Memo,
         started: tokio::time::Instant,
     ) -> Result<Observation, ProbeError> {
-        let vars = conn.fetch_row(VARS_SQL).await?.unwrap_or_default();
-        // Needs the SLAVE MONITOR privilege; without it the role comes from read_only alone and
-        // a lagging replica's time lag is unknown (never guessed as zero).
-        let status = conn.fetch_row(STATUS_SQL).await.unwrap_or(None);
-        read(&vars, status.as_ref(), started.elapsed())
+        let vars = conn.fetch_row(PROBE_SQL).await?.unwrap_or_default();
+        let epoch = vars.get("config_epoch").map(str::to_owned);
+        // `SHOW SLAVE STATUS` only when the replication configuration may have changed since
+        // it was last read on this connection: the first probe, then after a `CHANGE MASTER`
+        // or `RESET`. It tells a writable replica whose SQL thread is stopped (a row) from a
+        // primary (none). Needs the SLAVE MONITOR privilege; without it, no row: the role
+        // comes from read_only and the running SQL threads.
+        if let (Some((seen, configured)), Some(now)) = (&memo.configured, &epoch)
+            && seen == now
+        {
+            return read(&vars, *configured, None, started.elapsed());
+        }
+        let status = conn.fetch_row(STATUS_SQL).await;
+        // Remembered only when it could be read: a refusal (no privilege) is asked again.
+        if let (Ok(row), Some(epoch)) = (&status, epoch) {
+            memo.configured = Some((epoch, row.is_some()));
+        }
+        let status = status.unwrap_or(None);
+        read(&vars, status.is_some(), status.as_ref(), started.elapsed())
     }
 
     async fn replay_position<C: ProbeConn>(

@@ -71,10 +71,16 @@ pub(crate) trait Product: Send + Sync + Copy + Default + Debug + 'static {
     /// cluster (more is further).
     type Received: Ord + Debug + Send + Sync;
 
+    /// What a node's probes remember between one probe and the next on the same connection
+    /// (a new connection starts from `Default`): facts that change only by an operator's act,
+    /// which a probe then need not read again until something says they may have changed.
+    type Memo: Default + Debug + Send + Sync;
+
     /// One full probe: role, position, what the node knows of its own delay. `started` is when
     /// the probe began (for its latency).
     fn probe<C: ProbeConn>(
         conn: &C,
+        memo: &mut Self::Memo,
         started: tokio::time::Instant,
     ) -> impl Future<Output = Result<Observation, ProbeError>> + Send;
 

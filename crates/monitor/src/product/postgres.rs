@@ -96,8 +96,12 @@ async fn setting<C: ProbeConn>(conn: &C, sql: &str) -> Result<String, ProbeError
 impl Product for Postgres {
     type Received = Received;
 
+    /// Every probe is one statement that reads everything: nothing to remember.
+    type Memo = ();
+
     async fn probe<C: ProbeConn>(
         conn: &C,
+        _memo: &mut (),
         started: tokio::time::Instant,
     ) -> Result<Observation, ProbeError> {
         let row = conn.fetch_row(PROBE_SQL).await?.unwrap_or_default();

@@ -146,6 +146,32 @@ fn probe_failures_of_either_kind_take_a_replica_down(
     assert_eq!(s.probe_failures(NodeId::new(1)), 0);
 }
 
+/// Issue 25: a server that refuses the monitor's connection for lack of room answered: it is
+/// alive and busy. No failure, no change of health or role, its last position stands (a
+/// replica's replay only moves forward), and the refusals are counted apart.
+#[test]
+fn a_busy_server_is_not_a_failing_one() {
+    let s = state(2, policy());
+    let t = Instant::now();
+    steady(&s, t);
+    let changes = s.changes(NodeId::new(1));
+    let busy = || Err(ProbeError::busy("sorry, too many clients already"));
+    for i in 1..=10 {
+        assert_eq!(s.observe(NodeId::new(1), &busy(), t + MS(500 * i)), 0, "not a failure");
+    }
+    assert_eq!(healths(&s), [Health::Up, Health::Up]);
+    assert_eq!(roles(&s), [Role::Primary, Role::Replica]);
+    assert_eq!(s.snapshot().node(NodeId::new(1)).unwrap().position(), Some(&pos(100)));
+    assert_eq!((s.busy_probes(NodeId::new(1)), s.failed_probes(NodeId::new(1))), (10, 0));
+    assert_eq!((s.probe_failures(NodeId::new(1)), s.changes(NodeId::new(1))), (0, changes));
+    // Busy refusals in between do not reset a run of real failures either.
+    s.observe(NodeId::new(1), &refused(), t + MS(6_000));
+    s.observe(NodeId::new(1), &busy(), t + MS(6_500));
+    s.observe(NodeId::new(1), &refused(), t + MS(7_000));
+    assert_eq!(s.observe(NodeId::new(1), &refused(), t + MS(7_500)), 3);
+    assert_eq!(s.health(NodeId::new(1)), Health::Down);
+}
+
 /// Steps: `f` failed probe, `s` successful probe, each 500 ms after the last; `+N` N seconds more.
 #[rstest]
 #[case::one_failure_is_suspect("f", Health::Suspect)]
@@ -288,6 +314,34 @@ fn a_silently_cut_replica_grows_late_from_positions_while_the_server_says_zero()
     assert!(bound.allows(&s.snapshot().node(NodeId::new(2)).unwrap().lag()));
     // Healed: it catches up, and is fresh again at once.
     s.observe_position(NodeId::new(1), gtid(110), t + MS(2_010));
+    assert_eq!(lag_time(&s, 1), Some(Duration::ZERO));
+}
+
+/// Issue 25: a MariaDB replica probed with one statement (no status row, so no
+/// `Seconds_Behind_Master`) that applies is as late as its positions say; one whose SQL thread
+/// is stopped stays unknown.
+#[test]
+fn a_replica_that_applies_without_saying_how_late_is_as_late_as_its_positions() {
+    let s = state(3, policy());
+    let t = Instant::now();
+    let silent = |gtid_n: u64, applying: bool| {
+        let mut obs = quiet_mariadb(Role::Replica, gtid_n).unwrap();
+        obs.seconds_behind = None;
+        obs.applying = Some(applying);
+        Ok(obs)
+    };
+    s.observe(NodeId::new(0), &quiet_mariadb(Role::Primary, 10), t);
+    for i in 1..=10_u64 {
+        s.observe_position(NodeId::new(0), gtid(10 + i), t + MS(20 * i));
+    }
+    // Both stand at 15, which the primary left 100 ms after t (it was last seen there at t + 100).
+    let now = t + MS(300);
+    s.observe(NodeId::new(1), &silent(15, true), now);
+    s.observe(NodeId::new(2), &silent(15, false), now);
+    assert_eq!(lag_time(&s, 1), Some(MS(200)), "applying: estimated from positions");
+    assert_eq!(lag_time(&s, 2), None, "SQL thread stopped: unknown, as MariaDB says");
+    // Caught up: zero, whatever the server says.
+    s.observe(NodeId::new(1), &silent(20, true), now + MS(1));
     assert_eq!(lag_time(&s, 1), Some(Duration::ZERO));
 }
 
