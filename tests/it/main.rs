@@ -9,6 +9,7 @@ mod metrics;
 mod monitor_following;
 mod monitor_health;
 mod monitor_probes;
+mod monitor_sharing;
 mod network_faults;
 mod patroni;
 mod sea_orm_consistency;

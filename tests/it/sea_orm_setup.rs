@@ -127,6 +127,77 @@ async fn a_replica_down_at_start_is_left_out_then_readmitted(#[case] kind: DbKin
     assert_eq!(server_port(&db, "").await, replica.port(), "reads reach the readmitted replica");
 }
 
+/// `url` with its user and password replaced.
+fn as_user(url: &str, user: &str, password: &str) -> String {
+    let (scheme, rest) = url.split_once("://").expect("a URL");
+    let host = rest.rsplit_once('@').map_or(rest, |(_, host)| host);
+    format!("{scheme}://{user}:{password}@{host}")
+}
+
+/// Issue 25: a server that refuses the monitor's connection for lack of room (PostgreSQL
+/// 53300, MariaDB 1226 here: the account's connection limit, taken by other sessions) is
+/// busy, not dead. While it refuses, the replica keeps its health, no probe counts as failed
+/// and nothing changes; once there is room, the monitor connects and reads reach it.
+#[rstest]
+#[case::postgres(DbKind::Postgres)]
+#[case::mariadb(DbKind::MariaDb)]
+#[tokio::test]
+async fn a_replica_with_no_room_for_the_monitor_is_busy_not_down(#[case] kind: DbKind) {
+    let cluster = own_cluster(kind, "busy", 1).await;
+    let tdb = cluster.create_database("busy").await.unwrap();
+    // An account allowed two connections (the monitor's and the application's pool's).
+    let grants = match kind {
+        DbKind::Postgres => format!(
+            "CREATE ROLE lim LOGIN PASSWORD 'lim' CONNECTION LIMIT 2; \
+             GRANT CONNECT ON DATABASE {} TO lim",
+            tdb.name()
+        ),
+        _ => format!(
+            "CREATE USER 'lim'@'%' IDENTIFIED BY 'lim' WITH MAX_USER_CONNECTIONS 2; \
+             GRANT SELECT ON {}.* TO 'lim'@'%'; GRANT SLAVE MONITOR ON *.* TO 'lim'@'%'",
+            tdb.name()
+        ),
+    };
+    cluster.primary().execute(tdb.name(), &grants).await.unwrap();
+    cluster.wait_caught_up(0, Duration::from_secs(10)).await.unwrap();
+    let replica_url = as_user(&tdb.replica_urls()[0], "lim", "lim");
+    // Other sessions hold both of the account's connections to the replica.
+    let held =
+        [crate::support::connect(&replica_url).await, crate::support::connect(&replica_url).await];
+
+    let db = RoutedConnection::builder()
+        .primary(tdb.primary_url())
+        .replica(replica_url)
+        .read_your_writes(false)
+        .probe_interval(Duration::from_millis(100))
+        .connect()
+        .await
+        .expect("a busy replica does not stop the application from starting");
+    let replica = || db.stats().replicas()[0].clone();
+    let changes = replica().changes();
+    crate::support::until("ten busy probes", || async { replica().busy_probes() >= 10 }).await;
+    let r = replica();
+    eprintln!(
+        "{kind}: busy probes {}, failed probes {}, health {:?}, changes {}",
+        r.busy_probes(),
+        r.failed_probes(),
+        r.health(),
+        r.changes() - changes
+    );
+    assert_eq!(r.failed_probes(), 0, "a busy server's refusal is not a failed probe");
+    assert_ne!(r.health(), Health::Down, "busy, not down");
+    assert_eq!(r.changes(), changes, "no change of health or role");
+
+    // Room again: the monitor connects, and reads reach the replica.
+    drop(held);
+    let port = cluster.replicas()[0].port();
+    crate::support::until("a read on the replica", || async {
+        replica().position().is_some() && server_port(&db, "").await == port
+    })
+    .await;
+    assert_eq!(replica().failed_probes(), 0);
+}
+
 #[rstest]
 #[case::postgres(DbKind::Postgres)]
 #[case::mariadb(DbKind::MariaDb)]

@@ -14,6 +14,11 @@ pub(crate) enum Suite {
     /// Read-your-writes strategies (naive, a 2 s window, rwsplit by position) on a PostgreSQL
     /// cluster whose replicas lag (`RWSPLIT_BENCH_DELAY_MS`, default 200 ms).
     Consistency,
+    /// Fleet scale (issue 25): what the monitor costs each server as application instances
+    /// grow — K processes and K connections in one process, idle and under read-your-writes,
+    /// on a PostgreSQL cluster in containers (each node its own cgroup). Arguments after `--`:
+    /// `--ks 1,10,50,200`, `--window-secs 5`, `--json PATH`.
+    Fleet,
     /// Instructions per call of rwsplit-core's classification cases, counted by callgrind
     /// (deterministic, unlike time on a shared machine; needs valgrind).
     Instructions,
@@ -56,6 +61,12 @@ pub(crate) fn run(args: &BenchArgs) -> anyhow::Result<()> {
         Suite::Consistency => {
             let mut cmd = crate::cargo();
             cmd.args(["bench", "-p", "rwsplit-sea-orm", "--bench", "consistency", "--"])
+                .args(&args.extra);
+            crate::run(&mut cmd)
+        }
+        Suite::Fleet => {
+            let mut cmd = crate::cargo();
+            cmd.args(["bench", "-p", "rwsplit-sea-orm", "--bench", "fleet", "--"])
                 .args(&args.extra);
             crate::run(&mut cmd)
         }

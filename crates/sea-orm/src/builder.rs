@@ -360,6 +360,9 @@ impl RoutedConnectionBuilder {
             self.router,
             self.health,
             probing,
+            // A connection that follows a topology source changes its own node registry: it
+            // owns its monitor.
+            self.discovery.is_none(),
         );
         // One probe of every node before the first statement. A little over the probe timeout:
         // connecting and probing share it.
@@ -439,6 +442,8 @@ impl RoutedConnection {
             RouterConfig::default(),
             HealthPolicy::default(),
             ProbeSettings { admin: None, timeout: policy_timeout },
+            // Probed from the application's own pools: never shared.
+            false,
         ))
     }
 

@@ -17,8 +17,10 @@ pub(crate) enum Failure {
     /// The node could not be reached or the connection broke: try another node and mark this
     /// one suspect.
     Connection,
-    /// No connection of the node's pool came free within the acquire timeout: the application
-    /// is saturating its own pool. Try another node for a read; the node is not marked.
+    /// No connection of the node's pool came free within the acquire timeout (the application
+    /// is saturating its own pool), or the server refused a new one for lack of room (its
+    /// connection limit: PostgreSQL 53300, which sqlx's pool retries until that timeout;
+    /// MariaDB 1040/1203/1226). Try another node for a read; the node is not marked.
     Backpressure,
     /// The adapter gave the attempt up (the caller's deadline or the replica read timeout
     /// passed, or the monitor marked the node down while the read waited). Try another node for
@@ -74,6 +76,8 @@ fn sqlx_failure(e: &sea_orm::sqlx::Error, on_replica: bool) -> Failure {
             // The server is going away or refused the session: the node failed, not the
             // statement.
             (Some(ServerError::GoingAway), _) => Failure::Connection,
+            // No room for another connection: the server is busy, not failed.
+            (Some(ServerError::TooManyConnections), _) => Failure::Backpressure,
             (Some(ServerError::ReadOnly), true) => Failure::ReadOnly,
             (Some(ServerError::Conflict), true) => Failure::ReplicaRefused,
             (Some(ServerError::NoSuchTable), true) => Failure::NotOnReplica,

@@ -210,6 +210,7 @@ mod route;
 mod routing_error;
 mod sending;
 mod session;
+mod shared;
 mod stats;
 pub mod telemetry;
 #[cfg(test)]
@@ -227,6 +228,7 @@ pub use config::{
 pub use connection::RoutedConnection;
 pub use error::{Error, Result};
 pub use pooling::{Pooling, UnknownPooling};
+pub use probe::MONITOR_APPLICATION;
 pub use product::{Server, ServerProduct};
 pub use replica::Replica;
 pub use routing_error::{DownReason, NotSentReason, RoutingError, UnknownReason, routing_error};

@@ -251,13 +251,34 @@ impl fmt::Debug for ProbeSettings {
 /// Opens the monitor's connections: looks the node up by id in the adapter's registry and
 /// opens from its [`ProbeFrom`]. An id of a node that is gone opens nothing.
 pub(crate) struct NodeConnector {
-    nodes: Arc<Nodes>,
+    sources: Sources,
     settings: ProbeSettings,
+}
+
+/// Where a [`NodeConnector`] finds each node's [`ProbeFrom`].
+enum Sources {
+    /// The connection's own registry: nodes a topology source adds are found there.
+    Live(Arc<Nodes>),
+    /// A copy, by id: a monitor several connections share must not hold one connection's
+    /// pools open after it is dropped.
+    Fixed(Vec<(NodeId, ProbeFrom)>),
 }
 
 impl NodeConnector {
     pub(crate) fn new(nodes: Arc<Nodes>, settings: ProbeSettings) -> NodeConnector {
-        NodeConnector { nodes, settings }
+        NodeConnector { sources: Sources::Live(nodes), settings }
+    }
+
+    /// A connector over a fixed set of nodes (see [`Sources::Fixed`]).
+    pub(crate) fn fixed(nodes: Vec<(NodeId, ProbeFrom)>, settings: ProbeSettings) -> NodeConnector {
+        NodeConnector { sources: Sources::Fixed(nodes), settings }
+    }
+
+    fn count(&self) -> usize {
+        match &self.sources {
+            Sources::Live(nodes) => nodes.count(),
+            Sources::Fixed(nodes) => nodes.len(),
+        }
     }
 }
 
@@ -265,7 +286,7 @@ impl fmt::Debug for NodeConnector {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         // ConnectOptions' own Debug prints URLs with their passwords.
         f.debug_struct("NodeConnector")
-            .field("nodes", &self.nodes.count())
+            .field("nodes", &self.count())
             .field("settings", &self.settings)
             .finish()
     }
@@ -277,7 +298,10 @@ impl Connector for NodeConnector {
     async fn open(&self, node: NodeId, purpose: Purpose) -> Result<NodeProbe, ProbeError> {
         // A clone of the options: the node is not held while connecting (its drain waits for
         // the last holder).
-        let from = self.nodes.get(node).and_then(|n| n.probe.clone());
+        let from = match &self.sources {
+            Sources::Live(nodes) => nodes.get(node).and_then(|n| n.probe.clone()),
+            Sources::Fixed(nodes) => nodes.iter().find(|(i, _)| *i == node).map(|(_, p)| p.clone()),
+        };
         let timeout = self.settings.timeout;
         let admin = |base: &ConnectOptions| match (purpose, &self.settings.admin) {
             (Purpose::Admin, Some((user, password))) => {
@@ -326,6 +350,9 @@ async fn derive(mut opts: ConnectOptions) -> Result<Option<GivenNode>, ProbeErro
     Ok(GivenNode::of(&pool))
 }
 
+/// The `application_name` of the monitor's own PostgreSQL connections.
+pub const MONITOR_APPLICATION: &str = "rwsplit-monitor";
+
 /// A pool the application built, as the monitor can open a connection of its own to its node.
 #[derive(Clone)]
 pub(crate) enum GivenNode {
@@ -366,12 +393,21 @@ impl GivenNode {
             sea_orm::sqlx::Error::Io(io) if io.kind() == std::io::ErrorKind::ConnectionRefused => {
                 ProbeError::refused(io)
             }
+            // The server answered: it has no room for another connection. Alive, busy.
+            sea_orm::sqlx::Error::Database(db)
+                if crate::product::server_error(db.as_ref())
+                    == Some(crate::product::ServerError::TooManyConnections) =>
+            {
+                ProbeError::busy(sea_orm::sqlx::Error::Database(db))
+            }
             e => ProbeError::unreachable(e),
         };
         let conn = match *self {
             #[cfg(feature = "postgres")]
             GivenNode::Postgres(ref o) => {
-                let o = o.clone().disable_statement_logging();
+                // Named, so operators tell the monitor's connections from the application's
+                // (`pg_stat_activity.application_name`).
+                let o = o.clone().application_name(MONITOR_APPLICATION).disable_statement_logging();
                 let c =
                     tokio::time::timeout(timeout, sea_orm::sqlx::PgConnection::connect_with(&o))
                         .await

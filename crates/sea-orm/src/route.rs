@@ -176,12 +176,13 @@ pub(crate) struct Routing {
 
 impl Routing {
     pub(crate) fn new(topology: Topology, config: RouterConfig, policy: HealthPolicy) -> Routing {
+        Routing::with_state(Arc::new(TopologyState::new(topology, policy)), config)
+    }
+
+    /// Routing on a state that already exists (a monitor shared with other connections).
+    pub(crate) fn with_state(state: Arc<TopologyState>, config: RouterConfig) -> Routing {
         let router = Router::new(config);
-        Routing {
-            state: Arc::new(TopologyState::new(topology, policy)),
-            feeds_latency: router.uses_latency(),
-            router,
-        }
+        Routing { state, feeds_latency: router.uses_latency(), router }
     }
 
     /// Whether a statement's round trip should be recorded for the balancer.

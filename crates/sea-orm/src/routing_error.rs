@@ -66,7 +66,7 @@ use crate::failure::Failure;
 /// - the `DbErr` variant is the one the adapter always used, so code matching SeaORM's
 ///   variants keeps working;
 /// - `std::io::Error` holds any error by value, and [`routing_error`] gets it back with
-///   `io::Error::get_ref` and a downcast: no text is parsed, no `unsafe`;
+///   `io::Error::get_ref` and a downcast: no text is parsed, no raw pointer casts;
 /// - `Display` of the `DbErr` reads `Connection Error: error communicating with database:
 ///   rwsplit: <this error>: <its cause>`, as informative as the old text;
 /// - `sqlx::Error::Io` is the driver's "the statement could not be run on, or completed by,
@@ -145,12 +145,14 @@ pub enum RoutingError {
         #[source]
         source: DbErr,
     },
-    /// No connection of the node's pool came free within the pool's acquire timeout: the
-    /// application is saturating its own pool (back-pressure). The node is not marked and the
-    /// statement was not sent.
+    /// No connection of the node's pool came free within the pool's acquire timeout (the
+    /// application is saturating its own pool), or the server refused a new one for lack of
+    /// room (its connection limit): back-pressure. The node is not marked and the statement
+    /// was not sent.
     #[error(
-        "no free connection in the pool of {node} within the acquire timeout: the application's \
-         own pool is exhausted (back-pressure, not a node failure); the {} was not sent",
+        "no connection to {node} to be had: none came free in its pool within the acquire \
+         timeout, or the server is at its connection limit (back-pressure, not a node failure); \
+         the {} was not sent",
         access_name(*access)
     )]
     Backpressure {

@@ -4,8 +4,6 @@ use std::sync::atomic::Ordering;
 
 use rwsplit_core::{Health, Lag, NodeId, ReplayPosition, Role};
 
-use rwsplit_monitor::Monitor;
-
 use crate::RoutedConnection;
 
 /// Statement counts per node and routing totals, as of one instant.
@@ -117,12 +115,36 @@ pub struct NodeStats {
     fenced: bool,
     joining: bool,
     server: Option<crate::Server>,
+    changes: u64,
+    failed_probes: u64,
+    busy_probes: u64,
 }
 
 impl NodeStats {
     /// `host:port/database` (never credentials).
     pub fn name(&self) -> &str {
         &self.name
+    }
+
+    /// How many times the monitor has announced a change of this node's role or health (out
+    /// of rotation and back counts two). On a healthy cluster it stays where it was once the
+    /// first probes are in: any later change there is a false alarm (load mistaken for
+    /// failure). Counted by the monitor, so connections sharing one monitor see the same count.
+    pub fn changes(&self) -> u64 {
+        self.changes
+    }
+
+    /// The monitor's probes of this node that failed (timed out, refused, errored) so far; on
+    /// a healthy cluster, 0 however busy it is.
+    pub fn failed_probes(&self) -> u64 {
+        self.failed_probes
+    }
+
+    /// The monitor's probes of this node that its server refused for lack of room (PostgreSQL
+    /// `too_many_connections`, MariaDB `ER_CON_COUNT_ERROR`) so far: the server answered, so
+    /// they are not failures and do not change its health; the node's figures age meanwhile.
+    pub fn busy_probes(&self) -> u64 {
+        self.busy_probes
     }
 
     /// `"primary"` or `"replica"`, as configured (see [`NodeStats::current_role`]).
@@ -231,6 +253,9 @@ pub(crate) fn snapshot(db: &RoutedConnection) -> Stats {
                 failures: n.failures.load(Ordering::Relaxed),
                 pool_timeouts: n.pool_timeouts.load(Ordering::Relaxed),
                 fenced: inner.routing.is_fenced(i),
+                changes: inner.routing.changes(i),
+                failed_probes: inner.routing.state().failed_probes(i),
+                busy_probes: inner.routing.state().busy_probes(i),
             }
         })
         .collect(),
@@ -250,6 +275,6 @@ pub(crate) fn snapshot(db: &RoutedConnection) -> Stats {
                 tracked_tasks: inner.tasks.len() as u64,
             }
         },
-        promotions: inner.monitor.as_ref().map_or(0, Monitor::promotions),
+        promotions: inner.monitor.as_ref().map_or(0, |m| m.promotions()),
     }
 }

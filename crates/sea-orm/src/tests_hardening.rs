@@ -78,6 +78,7 @@ fn statements(c: &DatabaseConnection) -> usize {
 #[rstest]
 #[case::read_only_refusal("25006", false)]
 #[case::recovery_conflict("40001", true)]
+#[case::no_room_for_a_connection("53300", true)]
 #[tokio::test]
 async fn a_read_refused_as_a_write_is_not_retried_on_the_primary(
     #[case] code: &'static str,

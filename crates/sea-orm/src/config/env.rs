@@ -57,6 +57,8 @@ pub(crate) const SETTINGS: &[(&str, &str)] = &[
     ("RWSPLIT_PROBE_INTERVAL", "monitor.probe_interval"),
     ("RWSPLIT_PROBE_TIMEOUT", "monitor.probe_timeout"),
     ("RWSPLIT_POSITION_INTERVAL", "monitor.position_interval"),
+    ("RWSPLIT_POSITION_LINGER", "monitor.position_linger"),
+    ("RWSPLIT_IDLE_PROBE_INTERVAL", "monitor.idle_probe_interval"),
     ("RWSPLIT_FAILURE_THRESHOLD", "monitor.failure_threshold"),
     ("RWSPLIT_RECOVERY_THRESHOLD", "monitor.recovery_threshold"),
     ("RWSPLIT_MAX_LAG", "monitor.max_lag"),
@@ -168,6 +170,8 @@ pub(super) fn read(vars: BTreeMap<String, String>) -> Result<RoutedConfig> {
     monitor.probe_interval = vars.parse("RWSPLIT_PROBE_INTERVAL", parse_duration)?;
     monitor.probe_timeout = vars.parse("RWSPLIT_PROBE_TIMEOUT", parse_duration)?;
     monitor.position_interval = vars.parse("RWSPLIT_POSITION_INTERVAL", parse_duration)?;
+    monitor.position_linger = vars.parse("RWSPLIT_POSITION_LINGER", parse_duration)?;
+    monitor.idle_probe_interval = vars.parse("RWSPLIT_IDLE_PROBE_INTERVAL", parse_duration)?;
     monitor.failure_threshold = vars.number("RWSPLIT_FAILURE_THRESHOLD")?;
     monitor.recovery_threshold = vars.number("RWSPLIT_RECOVERY_THRESHOLD")?;
     monitor.max_lag = vars.parse("RWSPLIT_MAX_LAG", parse_duration)?;

@@ -433,9 +433,18 @@ pub struct MonitorSettings {
     /// Random delay added to each round (default 50 ms).
     #[serde(default, deserialize_with = "de_duration")]
     pub probe_jitter: Option<Duration>,
-    /// Time between replay-position reads of a replica (default 20 ms).
+    /// Time between position reads of a node while a read wants fresher positions than the
+    /// probes give (default 20 ms).
     #[serde(default, deserialize_with = "de_duration")]
     pub position_interval: Option<Duration>,
+    /// How long the position feed runs after the last read that wanted it (default 500 ms;
+    /// [`MonitorConfig::position_linger`]).
+    #[serde(default, deserialize_with = "de_duration")]
+    pub position_linger: Option<Duration>,
+    /// Time between full probes once no statement has been routed for that long (default
+    /// four probe intervals; [`MonitorConfig::idle_interval`]).
+    #[serde(default, deserialize_with = "de_duration")]
+    pub idle_probe_interval: Option<Duration>,
     /// Consecutive failures that take a node down (default 3).
     pub failure_threshold: Option<u32>,
     /// Consecutive successes that bring it back (default 2).
@@ -817,6 +826,12 @@ impl RoutedConfig {
         }
         if let Some(d) = monitor.position_interval {
             mc = mc.position_interval(d);
+        }
+        if let Some(d) = monitor.position_linger {
+            mc = mc.position_linger(d);
+        }
+        if let Some(d) = monitor.idle_probe_interval {
+            mc = mc.idle_interval(d);
         }
         b = b.monitor(mc);
         let mut health = HealthPolicy::default();

@@ -82,6 +82,7 @@ fn replica_placement_and_policy_from_the_environment() {
         ("RWSPLIT_STALENESS", "2s"),
         ("RWSPLIT_READ_YOUR_WRITES", "off"),
         ("RWSPLIT_PROBE_INTERVAL", "100ms"),
+        ("RWSPLIT_IDLE_PROBE_INTERVAL", "5s"),
         ("RWSPLIT_MAX_LAG_BYTES", "1048576"),
     ])
     .unwrap();
@@ -96,6 +97,7 @@ fn replica_placement_and_policy_from_the_environment() {
     assert_eq!(c.policy.consistency, ConsistencyKind::BoundedStaleness);
     assert_eq!(c.policy.read_your_writes, Some(false));
     assert_eq!(c.monitor.probe_interval, Some(Duration::from_millis(100)));
+    assert_eq!(c.monitor.idle_probe_interval, Some(Duration::from_secs(5)));
     assert_eq!(c.monitor.max_lag_bytes, Some(1 << 20));
     let _builder = c.into_builder().unwrap();
 }
@@ -239,7 +241,8 @@ fn a_full_config_reaches_the_builder() {
                     "consistency": "bounded_staleness", "staleness": "1s", "staleness_bytes": 1024,
                     "read_retries": 1, "replica_read_timeout": "3s" },
         "monitor": { "probe_interval": "250ms", "probe_timeout": "2s", "probe_jitter": "10ms",
-                     "position_interval": "5ms", "failure_threshold": 4, "recovery_threshold": 3,
+                     "position_interval": "5ms", "idle_probe_interval": "4s",
+                     "failure_threshold": 4, "recovery_threshold": 3,
                      "ban_base": "1s", "ban_max": "1m", "max_lag": "30s", "max_lag_bytes": 4096 }
     }))
     .unwrap();
@@ -257,6 +260,7 @@ fn a_full_config_reaches_the_builder() {
     assert_eq!(b.policy.timeouts.replica_read, Some(Duration::from_secs(3)));
     assert!(matches!(b.policy.consistency, Consistency::BoundedStaleness(_)));
     assert_eq!(b.policy.monitor.timeout_value(), Duration::from_secs(2));
+    assert_eq!(b.policy.monitor.idle_interval_value(), Duration::from_secs(4));
 }
 
 /// The pool of each node: node over top level, field by field, onto SeaORM's options.

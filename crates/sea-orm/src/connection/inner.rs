@@ -487,8 +487,9 @@ pub(crate) struct Inner {
     /// Notified each time a write's position capture lands (see `settled_slot`).
     pub(crate) positions_landed: tokio::sync::Notify,
     /// The monitor's probe loops (`None` outside a tokio runtime: health then moves only on
-    /// the failures statements see). Dropped with the connection, which stops them.
-    pub(crate) monitor: Option<rwsplit_monitor::Monitor>,
+    /// the failures statements see), shared with the process's other connections to the same
+    /// nodes (`crate::shared`). The last connection's drop stops them.
+    pub(crate) monitor: Option<crate::shared::MonitorHandle>,
     /// The task following a topology source, if one was given (stopped with the connection).
     pub(crate) discovery: Mutex<Option<AbortOnDrop>>,
     /// The metric callback every node's hooked pools report to.

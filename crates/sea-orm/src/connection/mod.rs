@@ -60,6 +60,7 @@ impl RoutedConnection {
         router: RouterConfig,
         health: HealthPolicy,
         probing: ProbeSettings,
+        shareable: bool,
     ) -> RoutedConnection {
         // The product seam, chosen once for the connection's life.
         let product = Product::of(backend);
@@ -71,15 +72,18 @@ impl RoutedConnection {
         }
         // Node ids are 0..n at generation 0 (n ≤ MAX_NODES is checked by the builder of the
         // connection), so building cannot fail; an empty topology would route nothing.
-        let routing = Routing::new(topology.build().unwrap_or_default(), router, health);
-        // The monitor opens its connections from each node's own entry; a node with nothing to
-        // open from (a `MockDatabase`) means no monitor.
-        let connector = nodes
-            .iter()
-            .all(|(_, n)| n.probe.is_some())
-            .then(|| NodeConnector::new(Arc::clone(&nodes), probing));
+        let topology = topology.build().unwrap_or_default();
+        let acquired =
+            acquire_monitor(product, &policy, health, &nodes, probing, shareable, &topology);
+        let routing = match &acquired {
+            Some(a) => Routing::with_state(a.state(), router),
+            None => Routing::new(topology, router, health),
+        };
         let inner = Arc::new_cyclic(|weak: &std::sync::Weak<Inner>| {
-            let monitor = start_monitor(weak, product, &policy, routing.state(), connector);
+            let monitor = acquired.map(|a| {
+                spawn_sampler(weak.clone(), policy.monitor.interval_value());
+                a.listen(on_probe(weak, product))
+            });
             Inner {
                 nodes,
                 backend,
@@ -99,6 +103,11 @@ impl RoutedConnection {
                 me: weak.clone(),
             }
         });
+        // What the probes so far saw (the monitor may have been running for a while, or have
+        // probed before this connection could listen).
+        if let Some(m) = &inner.monitor {
+            m.replay();
+        }
         RoutedConnection { inner }
     }
 
@@ -245,26 +254,59 @@ pub(crate) fn core_node(id: rwsplit_core::NodeId, role: Role, n: &Node) -> CoreN
     b.build()
 }
 
-/// Starts the monitor on the current tokio runtime. Without one (a connection built outside a
-/// runtime) there is no monitor: health then moves only on the failures statements see.
-///
-/// After each probe the monitor tells this connection what it saw: a PostgreSQL node's system
-/// id is kept for tokens, and read-your-writes scopes whose token every replica has replayed
-/// are swept. The callback holds only a weak reference, so the connection's drop (which drops
-/// the monitor and stops its loops) is never held up by it.
-fn start_monitor(
-    weak: &std::sync::Weak<Inner>,
+/// The connection's monitor, on the current tokio runtime: the one already running for the
+/// same nodes and settings if `shareable` and there is one (see `crate::shared`), else a new
+/// one. Without a runtime (a connection built outside one) there is no monitor: health then
+/// moves only on the failures statements see; nor when a node has nothing to open a
+/// connection from (a `MockDatabase`).
+fn acquire_monitor(
     product: Product,
     policy: &Policy,
-    state: &Arc<rwsplit_monitor::TopologyState>,
-    connector: Option<NodeConnector>,
-) -> Option<Monitor> {
+    health: HealthPolicy,
+    nodes: &Arc<Nodes>,
+    probing: ProbeSettings,
+    shareable: bool,
+    topology: &Topology,
+) -> Option<crate::shared::Acquired> {
     tokio::runtime::Handle::try_current().ok()?;
-    let connector = connector?;
     let flavor = product.flavor()?;
-    let weak_for_sampler = weak.clone();
+    let sources: Vec<(NodeId, ProbeFrom, crate::replica::Placement)> = nodes
+        .iter()
+        .map(|(id, n)| n.probe.clone().map(|p| (id, p, n.placement.clone())))
+        .collect::<Option<_>>()?;
+    let key = if shareable {
+        crate::shared::Key::of(
+            flavor,
+            sources.iter().map(|(_, p, placement)| (p, placement)),
+            policy.monitor,
+            health,
+            policy.failover.as_ref(),
+        )
+    } else {
+        None
+    };
+    // A shared monitor holds copies of the nodes' options, never this connection's pools.
+    let connector = if key.is_some() {
+        NodeConnector::fixed(sources.into_iter().map(|(id, p, _)| (id, p)).collect(), probing)
+    } else {
+        NodeConnector::new(Arc::clone(nodes), probing)
+    };
+    let (config, failover) = (policy.monitor, policy.failover.clone());
+    Some(crate::shared::acquire(
+        key,
+        || Arc::new(rwsplit_monitor::TopologyState::new(topology.clone(), health)),
+        |state, on_probe| {
+            Monitor::start(state, connector, flavor, config, failover, Some(on_probe))
+        },
+    ))
+}
+
+/// What the connection does after each probe of its monitor: a PostgreSQL node's system id is
+/// kept for tokens, and read-your-writes scopes whose token every replica has replayed are
+/// swept. It holds only a weak reference, so the connection's drop is never held up by it.
+fn on_probe(weak: &std::sync::Weak<Inner>, product: Product) -> rwsplit_monitor::OnProbe {
     let weak = weak.clone();
-    let on_probe: rwsplit_monitor::OnProbe = Arc::new(move |node, seen| {
+    Arc::new(move |node, seen| {
         let Some(inner) = weak.upgrade() else { return };
         if let Some(n) = inner.nodes.get(node)
             && let Some(seen) = seen
@@ -282,16 +324,7 @@ fn start_monitor(
         };
         let settled = |t: &rwsplit_core::CausalToken| inner.routing.settled(t);
         inner.tasks.sweep(Instant::now(), FOREIGN_TOKEN_TTL, settled, floor);
-    });
-    spawn_sampler(weak_for_sampler, policy.monitor.interval_value());
-    Some(Monitor::start(
-        Arc::clone(state),
-        connector,
-        flavor,
-        policy.monitor,
-        policy.failover.clone(),
-        Some(on_probe),
-    ))
+    })
 }
 
 /// Checks the server of node `id` (`n`), which just answered a probe, against the version
@@ -375,6 +408,10 @@ impl Inner {
     pub(crate) async fn first_probes(&self, max: Duration) -> Vec<NodeId> {
         let Some(m) = &self.monitor else { return Vec::new() };
         m.first_round(max).await;
+        if m.joined {
+            // Another connection's monitor: its first refusals were dealt with then.
+            return Vec::new();
+        }
         self.nodes.iter().map(|(i, _)| i).filter(|&i| m.state().refused(i)).collect()
     }
 

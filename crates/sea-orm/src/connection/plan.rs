@@ -116,12 +116,19 @@ impl Inner {
         done: Done,
     ) -> Result<Planned, DbErr> {
         let now = Instant::now();
+        self.note_use(now);
         let mut rc = RouteContext::new(c, now).with_statement(sql, self.dialect);
         let target = SCOPE.try_with(|t| *t).ok();
         if let Some(target) = target {
             rc = rc.with_target(target);
         }
         let level = ctx.consistency.unwrap_or(&self.policy.consistency);
+        if matches!(level, Consistency::BoundedStaleness(_)) && c.access() != Access::Write {
+            // A bounded read is proven from the monitor's samples: its replicas' staleness
+            // grows between them, so while bounded reads come the feed runs (idle, only probes
+            // would prove them, a probe interval apart).
+            self.want_positions();
+        }
         let explicit_token = match level {
             Consistency::ReadYourWrites(t) => Some(t),
             _ => None,
@@ -144,8 +151,11 @@ impl Inner {
             Err(io) => return Ok(Planned::Io(io)),
         };
         match need {
-            Need::Nothing => self.routing.plan_in(snap, &rc.with_consistency(level)),
+            Need::Nothing => self.plan_fresh(snap, &rc, level),
             Need::Primary => {
+                // No want here: the write's token is not even known yet, and a scope that reads
+                // once right after its write never needs the feed; one that reads again asks
+                // then (`plan_with_token`).
                 self.counters.read_your_writes(Ryw::Primary);
                 let plan = self.routing.plan_in(snap, &rc.with_target(Target::Primary))?;
                 Ok(plan.with_reason(Why::ReadAfterWrite))
@@ -197,6 +207,12 @@ impl Inner {
                 _ => plan,
             }));
         }
+        // No sample bounds the last read yet, and its node cannot serve this one: that node's
+        // next sample is wanted (it is sent after the read ended: the next read of the scope
+        // finds its floor known), and then the replicas' positions until each has it (so that
+        // read finds one). One read of one node, then the replicas' until they catch up; not
+        // every node's feed for a linger.
+        self.want_floor(node);
         if let Some(max) = wait
             && !done.floored
             && self.monitor.is_some()
@@ -205,6 +221,37 @@ impl Inner {
         }
         let plan = self.routing.plan_in(snap, &rc.with_target(Target::Primary))?;
         Ok(Planned::Ready(plan.with_reason(Why::LastReadNode)))
+    }
+
+    /// A read with no token or floor to honour: where `level` sends it.
+    fn plan_fresh(
+        &self,
+        snap: Snap,
+        rc: &RouteContext<'_>,
+        level: &Consistency,
+    ) -> Result<Plan, DbErr> {
+        // A bounded read asked for positions when it was planned (`plan_classified`).
+        self.routing.plan_in(snap, &rc.with_consistency(level))
+    }
+
+    /// Tells the monitor the cluster is in use: it probes at its usual interval, not the idle
+    /// one ([`MonitorConfig::idle_interval`](rwsplit_monitor::MonitorConfig::idle_interval)).
+    /// One atomic load while statements come less than 50 ms apart.
+    fn note_use(&self, now: Instant) {
+        if self.monitor.is_some() {
+            self.routing.state().used(now);
+        }
+    }
+
+    /// Asks the monitor's position feed to run (for the configured linger): this read needed a
+    /// position the snapshot could not prove. Idle, positions come with the full probes only.
+    fn want_positions(&self) {
+        if self.monitor.is_none() {
+            return;
+        }
+        let now = Instant::now();
+        let linger = self.policy.monitor.position_linger_value();
+        self.routing.state().want_positions(now, now.checked_add(linger).unwrap_or(now));
     }
 
     /// A read-your-writes read: replicas known to have replayed `token`, or (if the caller
@@ -236,12 +283,21 @@ impl Inner {
         }
         match plan.route_reason() {
             RouteReason::AwaitCatchUp => {
+                // No replica is known to have the token yet: the replicas' feeds show the next
+                // reads which have (each until it has it).
+                self.want_replayed(&token);
                 if let Some(max) = wait {
                     plan = plan.with_wait(token, max);
                 }
             }
-            RouteReason::NotCaughtUp => self.counters.read_your_writes(Ryw::Primary),
-            _ if plan.on_primary() => self.counters.read_your_writes(Ryw::Primary),
+            RouteReason::NotCaughtUp => {
+                self.want_replayed(&token);
+                self.counters.read_your_writes(Ryw::Primary);
+            }
+            _ if plan.on_primary() => {
+                self.want_replayed(&token);
+                self.counters.read_your_writes(Ryw::Primary);
+            }
             _ => self.counters.read_your_writes(Ryw::Replica),
         }
         Ok(plan)
@@ -259,6 +315,7 @@ impl Inner {
         done: Done,
     ) -> Result<Planned, DbErr> {
         let now = Instant::now();
+        self.note_use(now);
         let read_only = access == Some(AccessMode::ReadOnly);
         let serializable_pg = isolation == Some(IsolationLevel::Serializable)
             && self.product.replicas_refuse_serializable();
@@ -270,6 +327,9 @@ impl Inner {
         let mut rc =
             RouteContext::for_access(Access::Read, now).with_transaction(Transaction::ReadOnly);
         let level = ctx.consistency.unwrap_or(&self.policy.consistency);
+        if matches!(level, Consistency::BoundedStaleness(_)) {
+            self.want_positions();
+        }
         if let Ok(target) = SCOPE.try_with(|t| *t) {
             return self.plan_ctx(&rc.with_target(target)).map(Planned::Ready);
         }
@@ -286,7 +346,7 @@ impl Inner {
             Err(io) => return Ok(Planned::Io(io)),
         };
         match need {
-            Need::Nothing => self.routing.plan_in(snap, &rc.with_consistency(level)),
+            Need::Nothing => self.plan_fresh(snap, &rc, level),
             Need::Primary => self.routing.plan_in(snap, &rc.with_target(Target::Primary)),
             Need::Stay { node, token } => {
                 return self.plan_stay(snap, rc, level, node, token.as_ref(), None, done);

@@ -9,9 +9,9 @@
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
-use rwsplit_core::CausalToken;
+use rwsplit_core::{CausalToken, NodeId};
 use sea_orm::{DbErr, TransactionError};
 
 use super::inner::{Ctx, Inner, SESSION, Scope, bump};
@@ -106,6 +106,41 @@ impl Inner {
         }
     }
 
+    /// Asks the monitor for one position sample of `node` sent from now on (for at most the
+    /// configured linger): a floor that sample bounds.
+    pub(super) fn want_sample(&self, node: NodeId) {
+        if self.monitor.is_none() {
+            return;
+        }
+        let now = Instant::now();
+        let linger = self.policy.monitor.position_linger_value();
+        self.routing.state().want_sample(node, now, now.checked_add(linger).unwrap_or(now));
+    }
+
+    /// [`want_sample`](Self::want_sample), and then that sample's position on the replicas
+    /// (see [`TopologyState::want_floor`](rwsplit_monitor::TopologyState::want_floor)).
+    pub(super) fn want_floor(&self, node: NodeId) {
+        if self.monitor.is_none() {
+            return;
+        }
+        let now = Instant::now();
+        let linger = self.policy.monitor.position_linger_value();
+        self.routing.state().want_floor(node, now, now.checked_add(linger).unwrap_or(now));
+    }
+
+    /// Asks the monitor for replicas' positions until each is seen at or past `token` (for at
+    /// most the configured linger), and the primary's while one in rotation lacks it: a read
+    /// that needs a replica with `token` finds one as soon as it has replayed it, and a read
+    /// the scope makes on the primary meanwhile is bounded by the primary's next sample.
+    pub(super) fn want_replayed(&self, token: &CausalToken) {
+        if self.monitor.is_none() {
+            return;
+        }
+        let now = Instant::now();
+        let linger = self.policy.monitor.position_linger_value();
+        self.routing.state().want_replayed(token, now.checked_add(linger).unwrap_or(now));
+    }
+
     /// A bound of what a scope's last read `seen` saw, for its exported token: the monitor's
     /// sample if there is one ([`Routing::floor`](crate::route::Routing::floor)). Else, for a
     /// read on a replica in rotation, the next sample of that replica, waited for up to the
@@ -142,6 +177,8 @@ impl Inner {
         let max = max.min(self.policy.monitor.timeout_value());
         let deadline = tokio::time::Instant::now() + crate::deadline::cap(max);
         let state = self.routing.state();
+        // The node's next sample, at its next feed turn rather than its next full probe.
+        self.want_sample(seen.node);
         loop {
             // Made before the look: a sample landing in between still wakes it.
             let next = state.sampled();
@@ -177,6 +214,15 @@ impl Inner {
             Ok((token, system_id)) => {
                 n.system_id.store(system_id, Ordering::Relaxed);
                 bump(&self.counters.captures);
+                // The scope will read soon: the replicas' feeds run until each has the write
+                // (issue 25), so that read finds one known to have it.
+                if self.monitor.is_some() {
+                    let linger = self.policy.monitor.position_linger_value();
+                    let until = std::time::Instant::now().checked_add(linger);
+                    if let Some(until) = until {
+                        self.routing.state().want_replayed(&token, until);
+                    }
+                }
                 Ok(token)
             }
             Err(e) => {

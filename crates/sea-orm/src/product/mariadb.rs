@@ -62,6 +62,9 @@ pub(super) fn server_error(number: u16, sqlstate: Option<&str>) -> Option<Server
         1290 | 1792 => Some(ServerError::ReadOnly),
         // ER_NO_SUCH_TABLE
         1146 => Some(ServerError::NoSuchTable),
+        // ER_CON_COUNT_ERROR (max_connections), ER_TOO_MANY_USER_CONNECTIONS
+        // (max_user_connections), ER_USER_LIMIT_REACHED (an account's MAX_USER_CONNECTIONS)
+        1040 | 1203 | 1226 => Some(ServerError::TooManyConnections),
         _ if sqlstate == Some("40001") => Some(ServerError::Conflict),
         _ => None,
     }
@@ -119,6 +122,9 @@ mod tests {
     #[rstest::rstest]
     #[case(1053, None, Some(ServerError::GoingAway))]
     #[case(1290, Some("HY000"), Some(ServerError::ReadOnly))]
+    #[case(1040, Some("08004"), Some(ServerError::TooManyConnections))]
+    #[case(1203, Some("42000"), Some(ServerError::TooManyConnections))]
+    #[case(1226, Some("42000"), Some(ServerError::TooManyConnections))]
     #[case(1792, Some("25006"), Some(ServerError::ReadOnly))]
     #[case(1146, Some("42S02"), Some(ServerError::NoSuchTable))]
     #[case(1213, Some("40001"), Some(ServerError::Conflict))]

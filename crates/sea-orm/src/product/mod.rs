@@ -279,6 +279,11 @@ pub(crate) enum ServerError {
     Conflict,
     /// No such table (PostgreSQL 42P01; MariaDB 1146 `ER_NO_SUCH_TABLE`).
     NoSuchTable,
+    /// The server refused a new connection for lack of room (PostgreSQL 53300
+    /// `too_many_connections`, also a role's `CONNECTION LIMIT`; MariaDB 1040
+    /// `ER_CON_COUNT_ERROR`, 1203 `ER_TOO_MANY_USER_CONNECTIONS`, 1226 `ER_USER_LIMIT_REACHED`):
+    /// alive and busy, not failed.
+    TooManyConnections,
 }
 
 /// What `db` means to the adapter, if it is one of the errors it branches on.

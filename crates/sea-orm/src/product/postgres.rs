@@ -60,6 +60,7 @@ pub(super) fn server_error(code: &str) -> Option<ServerError> {
         "25006" => Some(ServerError::ReadOnly),
         "40001" => Some(ServerError::Conflict),
         "42P01" => Some(ServerError::NoSuchTable),
+        "53300" => Some(ServerError::TooManyConnections),
         _ => None,
     }
 }
@@ -136,6 +137,7 @@ mod tests {
     #[case("08006", Some(ServerError::GoingAway))]
     #[case("57P01", Some(ServerError::GoingAway))]
     #[case("25006", Some(ServerError::ReadOnly))]
+    #[case("53300", Some(ServerError::TooManyConnections))]
     #[case("40001", Some(ServerError::Conflict))]
     #[case("42P01", Some(ServerError::NoSuchTable))]
     #[case("23505", None)]

@@ -1,0 +1,539 @@
+//! Fleet scale (issue 25): what rwsplit's monitor costs each database server as application
+//! instances grow.
+//!
+//! `cargo xtask bench fleet` runs it. It starts a PostgreSQL primary with two streaming replicas
+//! (the testkit's containers by default, so each node's CPU is its own cgroup;
+//! `RWSPLIT_BACKEND=native` runs it on native processes, without server CPU), then, for each K
+//! (`--ks 1,10,50,200` by default), K application instances two ways: K separate processes with
+//! one `RoutedConnection` each, and one process with K `RoutedConnection`s (a multi-tenant app).
+//! Each shape runs twice: idle (connections open, no statements), then under a
+//! read-your-writes workload (each connection writes a row every 250 ms and reads it back at
+//! once and 100 ms later). Over a
+//! window (`--window-secs`, default 5) it reports, per node: the monitor's statements per second
+//! (counted by the server: `pg_stat_statements`, statements naming `pg_is_in_recovery()`, which
+//! every probe and position read does and the workload never does), all statements per
+//! second, the server's CPU (% of one core), the monitor's connections (`application_name =
+//! rwsplit-monitor`); per instance: client CPU; and in all: false Suspect/Down events (changes
+//! of a node's role or health after the first probes: the cluster stays healthy throughout),
+//! failed probes, stale reads, and the share of read-your-writes reads replicas served.
+//! `--json PATH` writes the rows for `cargo xtask report`.
+//!
+//! An instance is this executable run as `fleet instance <connections> <idle|ryw> <id>
+//! <primary-url> <replica-url>...`: it connects, prints `ready`, works until its standard input
+//! closes, then prints one JSON line of what it counted.
+
+use std::io::{BufRead, Write};
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use rwsplit_sea_orm::{MONITOR_APPLICATION, RoutedConnection};
+use rwsplit_testkit::{BackendKind, Cluster, DbKind, Node};
+use sea_orm::sqlx::{self, Connection, Row};
+use sea_orm::{ConnectionTrait, Statement};
+
+fn main() {
+    let args: Vec<String> = std::env::args().skip(1).filter(|a| a != "--bench").collect();
+    let result = match args.first().map(String::as_str) {
+        Some("instance") => instance(&args[1..]),
+        _ => driver(&args),
+    };
+    if let Err(e) = result {
+        eprintln!("fleet: {e}");
+        std::process::exit(1);
+    }
+}
+
+type Res<T> = Result<T, Box<dyn std::error::Error + Send + Sync>>;
+
+// ---------------------------------------------------------------------------------------------
+// An instance.
+
+/// What one instance counted between `ready` and the end.
+#[derive(Debug, Default, Clone, Copy)]
+struct Counted {
+    /// Role or health changes the monitor announced, summed over nodes.
+    changes: u64,
+    failed_probes: u64,
+    reads: u64,
+    replica_reads: u64,
+    stale: u64,
+    /// Instances that did not start or whose workload failed (driver side).
+    failed_instances: u64,
+}
+
+fn instance(args: &[String]) -> Res<()> {
+    let [connections, workload, id, primary, replicas @ ..] = args else {
+        return Err(
+            "usage: fleet instance <connections> <idle|ryw> <id> <primary> <replica>...".into()
+        );
+    };
+    let connections: usize = connections.parse()?;
+    let ryw = match workload.as_str() {
+        "idle" => false,
+        "ryw" => true,
+        other => return Err(format!("unknown workload {other:?}: idle or ryw").into()),
+    };
+    let id: i64 = id.parse()?;
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    rt.block_on(async move {
+        let mut dbs = Vec::with_capacity(connections);
+        for _ in 0..connections {
+            let db = RoutedConnection::builder()
+                .primary(primary.as_str())
+                .replicas(replicas.iter().map(String::as_str))
+                .connect()
+                .await?;
+            dbs.push(db);
+        }
+        let before = totals(&dbs);
+        println!("ready");
+        std::io::stdout().flush()?;
+        // Stop when the driver closes our standard input.
+        let (stop_tx, stop) = tokio::sync::oneshot::channel::<()>();
+        std::thread::spawn(move || {
+            let mut line = String::new();
+            while std::io::stdin().lock().read_line(&mut line).is_ok_and(|n| n > 0) {
+                line.clear();
+            }
+            let _ = stop_tx.send(());
+        });
+        let stale = Arc::new(AtomicU64::new(0));
+        if ryw {
+            // One task per connection (each its own read-your-writes scope): every 250 ms a
+            // write and two reads of it.
+            let (halt, _) = tokio::sync::watch::channel(false);
+            let mut tasks = Vec::new();
+            for (n, db) in dbs.iter().enumerate() {
+                let (db, stale, mut halted) = (db.clone(), Arc::clone(&stale), halt.subscribe());
+                let base = (id * 1_000 + i64::try_from(n).unwrap_or(0)) * 1_000_000;
+                tasks.push(tokio::spawn(async move {
+                    let mut tick = tokio::time::interval(Duration::from_millis(250));
+                    for round in 0.. {
+                        tokio::select! {
+                            _ = halted.changed() => break,
+                            _ = tick.tick() => {}
+                        }
+                        let key = base + round;
+                        let write = format!("INSERT INTO fleet_t (id, owner) VALUES ({key}, {id})");
+                        db.execute_unprepared(&write).await?;
+                        // Read back at once (a form's result page), then again 100 ms later
+                        // (the next page): both must see the write.
+                        for pause in [Duration::ZERO, Duration::from_millis(100)] {
+                            tokio::time::sleep(pause).await;
+                            let read = format!("SELECT id FROM fleet_t WHERE id = {key}");
+                            let stmt = Statement::from_string(db.get_database_backend(), read);
+                            if db.query_one_raw(stmt).await?.is_none() {
+                                stale.fetch_add(1, Ordering::Relaxed);
+                            }
+                        }
+                    }
+                    Ok::<_, sea_orm::DbErr>(())
+                }));
+            }
+            let _ = stop.await;
+            let _ = halt.send(true);
+            for t in tasks {
+                t.await??;
+            }
+        } else {
+            let _ = stop.await;
+        }
+        let stale = stale.load(Ordering::Relaxed);
+        let after = totals(&dbs);
+        println!(
+            "{{\"changes\":{},\"failed_probes\":{},\"reads\":{},\"replica_reads\":{},\"stale\":{stale}}}",
+            after.changes - before.changes,
+            after.failed_probes - before.failed_probes,
+            after.reads - before.reads,
+            after.replica_reads - before.replica_reads,
+        );
+        std::io::stdout().flush()?;
+        Ok::<_, Box<dyn std::error::Error + Send + Sync>>(())
+    })
+}
+
+/// What the instance's connections count so far. Connections sharing a monitor report its
+/// counts once each, so the monitor's counts are taken from the first connection only.
+fn totals(dbs: &[RoutedConnection]) -> Counted {
+    let mut c = Counted::default();
+    for (i, db) in dbs.iter().enumerate() {
+        let stats = db.stats();
+        if i == 0 {
+            for n in stats.nodes() {
+                c.changes += n.changes();
+                c.failed_probes += n.failed_probes();
+            }
+        }
+        let ryw = stats.read_your_writes();
+        c.reads += ryw.replica_reads + ryw.primary_reads;
+        c.replica_reads += ryw.replica_reads;
+    }
+    c
+}
+
+// ---------------------------------------------------------------------------------------------
+// The driver.
+
+/// How the K instances are laid out.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Shape {
+    /// K processes, one connection each.
+    Processes(usize),
+    /// One process, K connections.
+    OneProcess(usize),
+}
+
+impl Shape {
+    fn k(self) -> usize {
+        match self {
+            Shape::Processes(k) | Shape::OneProcess(k) => k,
+        }
+    }
+
+    fn label(self) -> String {
+        match self {
+            Shape::Processes(k) => format!("{k} processes"),
+            Shape::OneProcess(k) => format!("1 process × {k}"),
+        }
+    }
+}
+
+/// One node's figures over a window.
+#[derive(Debug, Clone)]
+struct NodeRow {
+    node: String,
+    monitor_per_s: f64,
+    all_per_s: f64,
+    /// % of one core; `None` without a cgroup of its own.
+    cpu_pct: Option<f64>,
+    monitor_connections: i64,
+}
+
+/// One shape and workload's figures.
+#[derive(Debug, Clone)]
+struct Measured {
+    shape: Shape,
+    workload: &'static str,
+    nodes: Vec<NodeRow>,
+    /// Client CPU per instance, % of one core (mean over instances).
+    client_cpu_pct: f64,
+    counted: Counted,
+}
+
+fn driver(args: &[String]) -> Res<()> {
+    let mut ks = vec![1, 10, 50, 200];
+    let mut window = Duration::from_secs(5);
+    let mut json: Option<std::path::PathBuf> = None;
+    let mut it = args.iter();
+    while let Some(a) = it.next() {
+        match a.as_str() {
+            "--ks" => {
+                ks = it
+                    .next()
+                    .ok_or("--ks needs a list")?
+                    .split(',')
+                    .map(str::parse)
+                    .collect::<Result<_, _>>()?
+            }
+            "--window-secs" => {
+                window =
+                    Duration::from_secs(it.next().ok_or("--window-secs needs a number")?.parse()?)
+            }
+            "--json" => json = Some(it.next().ok_or("--json needs a path")?.into()),
+            other => return Err(format!("unknown argument {other:?}").into()),
+        }
+    }
+    let backend = match std::env::var("RWSPLIT_BACKEND").as_deref() {
+        Ok("native") => BackendKind::Native,
+        _ => BackendKind::Containers,
+    };
+    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
+    let rows = rt.block_on(async {
+        let cluster = Cluster::builder()
+            .db(DbKind::Postgres)
+            .backend(backend)
+            .name("fleet")
+            .replicas(2)
+            .setting("max_connections", "1200")
+            .setting("shared_preload_libraries", "pg_stat_statements")
+            .start()
+            .await?;
+        let tdb = cluster.create_database("fleet").await?;
+        let mut setup = sqlx::PgConnection::connect(&tdb.primary_url()).await?;
+        sqlx::query("CREATE TABLE fleet_t (id bigint PRIMARY KEY, owner bigint)")
+            .execute(&mut setup)
+            .await?;
+        let mut counters = Vec::new();
+        for (i, node) in cluster.nodes().iter().enumerate() {
+            counters.push(NodeCounter::open(node, i == 0).await?);
+        }
+        let urls: Vec<String> =
+            std::iter::once(tdb.primary_url()).chain(tdb.replica_urls()).collect();
+        eprintln!("fleet: {backend:?} cluster up; window {window:?}");
+        let mut rows = Vec::new();
+        for &k in &ks {
+            for shape in [Shape::Processes(k), Shape::OneProcess(k)] {
+                if shape == Shape::OneProcess(1) {
+                    continue; // the same as one process of one
+                }
+                for workload in ["idle", "ryw"] {
+                    let row = run(&cluster, &mut counters, &urls, shape, workload, window).await?;
+                    print_row(&row);
+                    rows.push(row);
+                }
+            }
+        }
+        drop(counters);
+        cluster.stop()?;
+        Ok::<_, Box<dyn std::error::Error + Send + Sync>>(rows)
+    })?;
+    if let Some(path) = json {
+        std::fs::write(&path, to_json(&rows))?;
+        eprintln!("fleet: wrote {}", path.display());
+    }
+    Ok(())
+}
+
+/// Starts the instances of `shape`, waits for them to be ready, measures one window, stops them.
+async fn run(
+    cluster: &Cluster,
+    counters: &mut [NodeCounter],
+    urls: &[String],
+    shape: Shape,
+    workload: &'static str,
+    window: Duration,
+) -> Res<Measured> {
+    let exe = std::env::current_exe()?;
+    let (processes, per_process) = match shape {
+        Shape::Processes(k) => (k, 1),
+        Shape::OneProcess(k) => (1, k),
+    };
+    let mut children: Vec<Child> = Vec::with_capacity(processes);
+    for _ in 0..processes {
+        let child = Command::new(&exe)
+            .arg("instance")
+            .arg(per_process.to_string())
+            .arg(workload)
+            .arg(NEXT_INSTANCE.fetch_add(1, Ordering::Relaxed).to_string())
+            .args(urls)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()?;
+        children.push(child);
+    }
+    // Ready: each prints one line once connected (first probes done).
+    let mut outputs = Vec::with_capacity(children.len());
+    for c in &mut children {
+        let out = c.stdout.take().ok_or("no stdout")?;
+        let mut out = std::io::BufReader::new(out);
+        let mut line = String::new();
+        tokio::task::block_in_place(|| out.read_line(&mut line))?;
+        // One that could not connect (its error is on stderr) counts as failed, and the run
+        // goes on: a saturated machine is what the benchmark is there to show.
+        outputs.push((line.trim() == "ready").then_some(out));
+    }
+    // The first probes and connection setup are behind us; let the counters settle (1 s:
+    // PostgreSQL flushes a backend's statistics at most once a second). Idle, also wait out
+    // the default idle interval (2 s): a new connection counts as a use, and the window
+    // measures the idle pace an application settles into.
+    let settle = if workload == "idle" { 3 } else { 1 };
+    tokio::time::sleep(Duration::from_secs(settle)).await;
+    let before = snapshot(cluster, counters).await?;
+    let cpu_before: Vec<u64> = children.iter().map(|c| process_ticks(c.id())).collect();
+    let started = Instant::now();
+    tokio::time::sleep(window).await;
+    let after = snapshot(cluster, counters).await?;
+    let cpu_after: Vec<u64> = children.iter().map(|c| process_ticks(c.id())).collect();
+    let secs = started.elapsed().as_secs_f64();
+    let mut monitor_connections = Vec::new();
+    for c in counters.iter_mut() {
+        monitor_connections.push(c.monitor_connections().await?);
+    }
+    // Stop: close stdin, read each one's counts.
+    let mut counted = Counted::default();
+    for (mut c, out) in children.into_iter().zip(outputs) {
+        drop(c.stdin.take());
+        let mut line = String::new();
+        if let Some(mut out) = out {
+            tokio::task::block_in_place(|| out.read_line(&mut line))?;
+        }
+        // No counts: it failed to start, or a statement of its workload failed (on stderr).
+        let Ok(v) = serde_json::from_str::<serde_json::Value>(line.trim()) else {
+            counted.failed_instances += 1;
+            let _ = c.kill();
+            tokio::task::block_in_place(|| c.wait())?;
+            continue;
+        };
+        let get = |k: &str| v.get(k).and_then(serde_json::Value::as_u64).unwrap_or(0);
+        counted.changes += get("changes");
+        counted.failed_probes += get("failed_probes");
+        counted.reads += get("reads");
+        counted.replica_reads += get("replica_reads");
+        counted.stale += get("stale");
+        tokio::task::block_in_place(|| c.wait())?;
+    }
+    let ticks: u64 = cpu_after.iter().zip(&cpu_before).map(|(a, b)| a.saturating_sub(*b)).sum();
+    // Linux reports process times in USER_HZ, 100 per second on every mainstream platform.
+    let client_cpu_pct = ticks as f64 / 100.0 / secs / shape.k() as f64 * 100.0;
+    let nodes = cluster
+        .nodes()
+        .iter()
+        .zip(before.iter().zip(&after))
+        .zip(monitor_connections)
+        .map(|((node, (b, a)), conns)| NodeRow {
+            node: node.name().to_owned(),
+            monitor_per_s: (a.monitor - b.monitor) as f64 / secs,
+            all_per_s: (a.all - b.all) as f64 / secs,
+            cpu_pct: match (a.cpu, b.cpu) {
+                (Some(a), Some(b)) => Some(a.saturating_sub(b).as_secs_f64() / secs * 100.0),
+                _ => None,
+            },
+            monitor_connections: conns,
+        })
+        .collect();
+    Ok(Measured { shape, workload, nodes, client_cpu_pct, counted })
+}
+
+/// Distinct ids for the instances of one run (their rows' keys derive from them).
+static NEXT_INSTANCE: AtomicU64 = AtomicU64::new(1);
+
+/// utime + stime of process `pid`, in clock ticks (0 if it cannot be read).
+fn process_ticks(pid: u32) -> u64 {
+    let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else { return 0 };
+    // Fields after the command name, which is parenthesised and may hold spaces.
+    let Some(rest) = stat.rsplit_once(')').map(|(_, r)| r) else { return 0 };
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    // utime and stime are fields 14 and 15 of the line, 12 and 13 after the name and state.
+    let get = |i: usize| fields.get(i).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0);
+    get(11) + get(12)
+}
+
+/// A superuser connection to one node's `postgres` database, reading its counters.
+struct NodeCounter {
+    conn: sqlx::PgConnection,
+}
+
+/// One node's counters at an instant.
+#[derive(Debug, Clone, Copy)]
+struct Sample {
+    monitor: i64,
+    all: i64,
+    cpu: Option<Duration>,
+}
+
+impl NodeCounter {
+    async fn open(node: &Node, primary: bool) -> Res<NodeCounter> {
+        let mut conn = sqlx::PgConnection::connect(&node.url()).await?;
+        if primary {
+            sqlx::query("CREATE EXTENSION IF NOT EXISTS pg_stat_statements")
+                .execute(&mut conn)
+                .await?;
+        } else {
+            // Replayed from the primary.
+            let deadline = Instant::now() + Duration::from_secs(30);
+            while sqlx::query("SELECT 1 FROM pg_extension WHERE extname = 'pg_stat_statements'")
+                .fetch_optional(&mut conn)
+                .await?
+                .is_none()
+            {
+                if Instant::now() > deadline {
+                    return Err("pg_stat_statements never reached a replica".into());
+                }
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        }
+        Ok(NodeCounter { conn })
+    }
+
+    async fn sample(&mut self, node: &Node) -> Res<Sample> {
+        let row = sqlx::query(
+            "SELECT coalesce(sum(calls) FILTER (WHERE query LIKE '%pg_is_in_recovery()%'), 0)::bigint AS monitor, \
+                    coalesce(sum(calls), 0)::bigint AS all_ \
+             FROM pg_stat_statements WHERE query NOT LIKE '%FROM pg_stat_statements%' \
+               AND query NOT LIKE '%pg_stat_activity%'",
+        )
+        .fetch_one(&mut self.conn)
+        .await?;
+        Ok(Sample { monitor: row.get("monitor"), all: row.get("all_"), cpu: node.cpu_time() })
+    }
+
+    async fn monitor_connections(&mut self) -> Res<i64> {
+        Ok(sqlx::query("SELECT count(*) AS n FROM pg_stat_activity WHERE application_name = $1")
+            .bind(MONITOR_APPLICATION)
+            .fetch_one(&mut self.conn)
+            .await?
+            .get("n"))
+    }
+}
+
+async fn snapshot(cluster: &Cluster, counters: &mut [NodeCounter]) -> Res<Vec<Sample>> {
+    let mut out = Vec::new();
+    for (node, c) in cluster.nodes().iter().zip(counters.iter_mut()) {
+        out.push(c.sample(node).await?);
+    }
+    Ok(out)
+}
+
+fn print_row(r: &Measured) {
+    let k = r.shape.k() as f64;
+    println!(
+        "{:<18} {:<5} | {} | client CPU {:.2} %/instance | false changes {} | failed probes {} | reads {} ({:.1} % on replicas) | stale {} | failed instances {}",
+        r.shape.label(),
+        r.workload,
+        r.nodes
+            .iter()
+            .map(|n| format!(
+                "{}: monitor {:.1}/s ({:.2}/s per instance), all {:.1}/s, CPU {}, {} monitor conns",
+                n.node,
+                n.monitor_per_s,
+                n.monitor_per_s / k,
+                n.all_per_s,
+                n.cpu_pct.map_or("n/a".to_owned(), |c| format!("{c:.1} %")),
+                n.monitor_connections
+            ))
+            .collect::<Vec<_>>()
+            .join("; "),
+        r.client_cpu_pct,
+        r.counted.changes,
+        r.counted.failed_probes,
+        r.counted.reads,
+        if r.counted.reads == 0 {
+            0.0
+        } else {
+            r.counted.replica_reads as f64 * 100.0 / r.counted.reads as f64
+        },
+        r.counted.stale,
+        r.counted.failed_instances,
+    );
+}
+
+fn to_json(rows: &[Measured]) -> String {
+    let rows: Vec<serde_json::Value> = rows
+        .iter()
+        .map(|r| {
+            serde_json::json!({
+                "shape": match r.shape { Shape::Processes(_) => "processes", Shape::OneProcess(_) => "one_process" },
+                "k": r.shape.k(),
+                "workload": r.workload,
+                "client_cpu_pct": r.client_cpu_pct,
+                "false_changes": r.counted.changes,
+                "failed_probes": r.counted.failed_probes,
+                "reads": r.counted.reads,
+                "replica_reads": r.counted.replica_reads,
+                "stale": r.counted.stale,
+                "failed_instances": r.counted.failed_instances,
+                "nodes": r.nodes.iter().map(|n| serde_json::json!({
+                    "node": n.node,
+                    "monitor_per_s": n.monitor_per_s,
+                    "all_per_s": n.all_per_s,
+                    "cpu_pct": n.cpu_pct,
+                    "monitor_connections": n.monitor_connections,
+                })).collect::<Vec<_>>(),
+            })
+        })
+        .collect();
+    serde_json::to_string_pretty(&rows).unwrap_or_default()
+}

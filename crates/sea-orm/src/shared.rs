@@ -1,0 +1,208 @@
+//! One monitor per cluster per process (issue 25): every [`RoutedConnection`] of a process
+//! that points at the same nodes with the same monitor settings, on the same tokio runtime,
+//! shares one [`Monitor`] — its probe loops, its connections and the [`TopologyState`] they feed
+//! — instead of each paying for its own. Dropping the last connection stops it.
+//!
+//! Two connections share when their keys ([`Key`]) are equal: the same product; the same
+//! nodes in the same order, each by its full URL (host, port, database, user, password:
+//! compared in memory, never logged or hashed into anything that leaves the process) and
+//! whether it is probed through transaction pooling; the same [`MonitorConfig`], health policy
+//! and automatic failover; the same runtime (a monitor's loops live on the runtime that
+//! started them and die with it). Not shared:
+//! - connections that follow a topology source: each applies the members it finds to its own
+//!   node registry, and their ids would diverge;
+//! - connections wrapped with [`from_connections`](RoutedConnection::from_connections): the
+//!   monitor opens its connections from the application's pools, which only that connection
+//!   knows;
+//! - connections to other databases of the same servers (one per tenant). Role, replay
+//!   position and health belong to the server, but a probe connects to one database as one
+//!   user: sharing across them would let one tenant's dropped database or revoked grant mark
+//!   the server down for every tenant. Their cost is per database, not per connection.
+//!
+//! [`RoutedConnection`]: crate::RoutedConnection
+//! [`RoutedConnection::from_connections`]: crate::RoutedConnection::from_connections
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError, Weak};
+
+use rwsplit_core::{HealthPolicy, NodeId};
+use rwsplit_monitor::{AutoFailover, Flavor, Monitor, MonitorConfig, OnProbe, TopologyState};
+
+use crate::probe::ProbeFrom;
+use crate::replica::Placement;
+
+/// What makes two connections' monitors interchangeable (see the module docs). No `Debug`: its
+/// URLs hold credentials.
+#[derive(PartialEq, Eq)]
+pub(crate) struct Key {
+    runtime: tokio::runtime::Id,
+    flavor: Flavor,
+    /// Per node, in id order: probed through transaction pooling, its URL, and its placement
+    /// (the state's snapshot carries weights, zones and tags to the router).
+    nodes: Vec<(bool, String, Placement)>,
+    monitor: MonitorConfig,
+    health: HealthPolicy,
+    failover: Option<AutoFailover>,
+}
+
+impl Key {
+    /// The key of a connection with these nodes and settings, on the current runtime; `None`
+    /// when it cannot share (outside a runtime, or a node probed from the application's own
+    /// pool).
+    pub(crate) fn of<'a>(
+        flavor: Flavor,
+        nodes: impl IntoIterator<Item = (&'a ProbeFrom, &'a Placement)>,
+        monitor: MonitorConfig,
+        health: HealthPolicy,
+        failover: Option<&AutoFailover>,
+    ) -> Option<Key> {
+        let runtime = tokio::runtime::Handle::try_current().ok()?.id();
+        let nodes = nodes
+            .into_iter()
+            .map(|(from, placement)| match from {
+                ProbeFrom::Options(o) => Some((false, o.get_url().to_owned(), placement.clone())),
+                ProbeFrom::Framed(o) => Some((true, o.get_url().to_owned(), placement.clone())),
+                ProbeFrom::Given(_) => None,
+            })
+            .collect::<Option<Vec<_>>>()?;
+        Some(Key { runtime, flavor, nodes, monitor, health, failover: failover.cloned() })
+    }
+}
+
+/// The monitors running in this process, by key. Entries whose monitor is gone are dropped at
+/// the next lookup.
+static RUNNING: Mutex<Vec<(Key, Weak<Shared>)>> = Mutex::new(Vec::new());
+
+/// A monitor and the connections listening to its probes.
+pub(crate) struct Shared {
+    monitor: Monitor,
+    listeners: Arc<Listeners>,
+}
+
+/// The probe callbacks of the connections sharing one monitor.
+#[derive(Default)]
+struct Listeners {
+    next: AtomicU64,
+    list: Mutex<Vec<(u64, OnProbe)>>,
+}
+
+impl Listeners {
+    fn call(&self, node: NodeId, seen: Option<&rwsplit_monitor::Observation>) {
+        // Called without the lock: a callback may take a while (it sweeps scopes).
+        let list: Vec<OnProbe> = {
+            let list = self.list.lock().unwrap_or_else(PoisonError::into_inner);
+            list.iter().map(|(_, f)| Arc::clone(f)).collect()
+        };
+        for f in list {
+            f(node, seen);
+        }
+    }
+}
+
+/// The monitor for `key`: the running one if there is one (`joined`), else one started by
+/// `start` on a new state from `state` (with `key`, registered for the next connection; without,
+/// this connection's alone). `start` gets the callback that fans each probe out to every
+/// connection listening.
+pub(crate) fn acquire(
+    key: Option<Key>,
+    state: impl FnOnce() -> Arc<TopologyState>,
+    start: impl FnOnce(Arc<TopologyState>, OnProbe) -> Monitor,
+) -> Acquired {
+    let mut running = RUNNING.lock().unwrap_or_else(PoisonError::into_inner);
+    running.retain(|(_, shared)| shared.strong_count() > 0);
+    if let Some(key) = &key
+        && let Some(shared) = running.iter().find(|(k, _)| k == key).and_then(|(_, s)| s.upgrade())
+    {
+        return Acquired { shared, joined: true };
+    }
+    let listeners = Arc::new(Listeners::default());
+    let fan_out = Arc::clone(&listeners);
+    let monitor = start(state(), Arc::new(move |node, seen| fan_out.call(node, seen)));
+    let shared = Arc::new(Shared { monitor, listeners });
+    if let Some(key) = key {
+        running.push((key, Arc::downgrade(&shared)));
+    }
+    Acquired { shared, joined: false }
+}
+
+/// What [`acquire`] found or started.
+pub(crate) struct Acquired {
+    shared: Arc<Shared>,
+    /// Whether it was running already (another connection's).
+    pub(crate) joined: bool,
+}
+
+impl Acquired {
+    /// The state its loops feed.
+    pub(crate) fn state(&self) -> Arc<TopologyState> {
+        Arc::clone(self.shared.monitor.state())
+    }
+
+    /// Listens to its probes with `on_probe` until the handle is dropped.
+    pub(crate) fn listen(self, on_probe: OnProbe) -> MonitorHandle {
+        let id = self.shared.listeners.next.fetch_add(1, Ordering::Relaxed);
+        self.shared
+            .listeners
+            .list
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .push((id, on_probe));
+        MonitorHandle { shared: self.shared, id, joined: self.joined }
+    }
+}
+
+/// One connection's hold on a (possibly shared) monitor: its probe callback stays registered
+/// while it lives, and the monitor runs while any handle does.
+pub(crate) struct MonitorHandle {
+    shared: Arc<Shared>,
+    id: u64,
+    /// Whether the monitor was running when this connection came (another connection's).
+    pub(crate) joined: bool,
+}
+
+impl MonitorHandle {
+    /// Calls this connection's callback with every node's latest probe, as if each had just
+    /// been probed: a connection that joins a running monitor (or whose first probes raced its
+    /// construction) learns what the probes so far saw.
+    pub(crate) fn replay(&self) {
+        let f = {
+            let list = self.shared.listeners.list.lock().unwrap_or_else(PoisonError::into_inner);
+            list.iter().find(|(id, _)| *id == self.id).map(|(_, f)| Arc::clone(f))
+        };
+        let Some(f) = f else { return };
+        for (node, seen) in self.shared.monitor.state().latest() {
+            if seen.is_some() {
+                f(node, seen.as_ref());
+            }
+        }
+    }
+
+    /// How many connections hold this monitor.
+    pub(crate) fn holders(&self) -> usize {
+        Arc::strong_count(&self.shared)
+    }
+}
+
+impl std::ops::Deref for MonitorHandle {
+    type Target = Monitor;
+
+    fn deref(&self) -> &Monitor {
+        &self.shared.monitor
+    }
+}
+
+impl Drop for MonitorHandle {
+    fn drop(&mut self) {
+        let mut list = self.shared.listeners.list.lock().unwrap_or_else(PoisonError::into_inner);
+        list.retain(|(id, _)| *id != self.id);
+    }
+}
+
+impl std::fmt::Debug for MonitorHandle {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MonitorHandle")
+            .field("monitor", &self.shared.monitor)
+            .field("holders", &self.holders())
+            .finish()
+    }
+}
