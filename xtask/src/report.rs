@@ -53,6 +53,7 @@ pub(crate) fn run(args: &ReportArgs) -> anyhow::Result<()> {
     let timeline_json = out.join("timeline.json");
     let consistency_json = out.join("consistency.json");
     let adapter_json = out.join("adapter.json");
+    let fleet_json = out.join("fleet.json");
     if !args.reuse {
         let mut timeline = crate::cargo();
         timeline.args(["run", "--quiet", "--example", "fault_timeline", "--"]).arg(&timeline_json);
@@ -72,6 +73,15 @@ pub(crate) fn run(args: &ReportArgs) -> anyhow::Result<()> {
             "budget": crate::bench::ADDED_INSTRUCTIONS_BUDGET,
         });
         std::fs::write(&adapter_json, doc.to_string())?;
+        // Issue 25: one instance, 10 processes and 10 connections in one process, in
+        // containers. (At 50 processes under load and at 200 this 2-core machine is saturated and
+        // probes time out: see ARCHITECTURE, *What the monitor costs the servers*.)
+        let mut fleet = crate::cargo();
+        fleet
+            .args(["bench", "-p", "rwsplit-sea-orm", "--bench", "fleet", "--"])
+            .args(["--ks", "1,10", "--window-secs", "5", "--json"])
+            .arg(&fleet_json);
+        crate::run(&mut fleet)?;
     }
     let read = |p: &Path| -> anyhow::Result<Value> {
         let text =
@@ -81,6 +91,7 @@ pub(crate) fn run(args: &ReportArgs) -> anyhow::Result<()> {
     let timeline = read(&timeline_json)?;
     let consistency = read(&consistency_json)?;
     let adapter = read(&adapter_json)?;
+    let fleet = read(&fleet_json)?;
     let mut html = String::from(
         "<!doctype html><html><head><meta charset=\"utf-8\"><title>rwsplit report</title>\
          <style>body{font-family:sans-serif;max-width:960px;margin:2em auto;color:#222}\
@@ -90,10 +101,13 @@ pub(crate) fn run(args: &ReportArgs) -> anyhow::Result<()> {
     consistency_section(&mut html, &consistency)?;
     adapter_section(&mut html, &adapter)?;
     timeline_section(&mut html, &timeline)?;
+    fleet_section(&mut html, &fleet);
     html.push_str("</body></html>\n");
     let mut over = budget_failures(&adapter);
     over.extend(monotonic_failures(&consistency));
+    over.extend(ryw_failures(&consistency));
     over.extend(switchover_failures(&timeline));
+    over.extend(fleet_failures(&fleet));
     let page = out.join("index.html");
     std::fs::write(&page, html).with_context(|| format!("writing {}", page.display()))?;
     println!("{}", page.display());
@@ -257,6 +271,138 @@ fn monotonic_section(html: &mut String, doc: &Value) {
             num(&r["time_travel"]),
             num(&r["worst"]),
             num(&r["replica_share"]) * 100.0,
+        );
+    }
+    html.push_str("</table>");
+}
+
+/// The least share of the oracle's reads that read-your-writes by position must serve from
+/// replicas (issue 25: the position feed runs on demand; the issue's target is 99 %, measured
+/// 100 %; the budget leaves one read in a hundred to the run's timing).
+const RYW_OF_ORACLE: f64 = 0.98;
+
+/// The read-your-writes budgets, in words, for those broken: `rwsplit by position` serves no
+/// stale read and at least [`RYW_OF_ORACLE`] of what the oracle could from replicas.
+fn ryw_failures(doc: &Value) -> Vec<String> {
+    let Some(row) = doc["rows"].as_array().and_then(|rows| {
+        rows.iter().find(|r| r["strategy"].as_str() == Some("rwsplit by position"))
+    }) else {
+        return vec!["the consistency benchmark has no `rwsplit by position` row".to_owned()];
+    };
+    let mut over = Vec::new();
+    let stale = num(&row["stale"]);
+    if stale > 0.0 {
+        over.push(format!("{stale} stale read-your-writes reads by position (budget 0)"));
+    }
+    let (share, oracle) = (num(&row["replica_share"]), num(&row["oracle_share"]));
+    if oracle > 0.0 && share < RYW_OF_ORACLE * oracle {
+        over.push(format!(
+            "read-your-writes by position served {:.1} % from replicas, {:.0} % of the oracle's {:.1} % (budget {:.0} %)",
+            100.0 * share,
+            100.0 * share / oracle,
+            100.0 * oracle,
+            100.0 * RYW_OF_ORACLE
+        ));
+    }
+    over
+}
+
+/// The most monitor statements per second an idle instance may cost each node (issue 25's
+/// target): idle, the monitor probes at the default idle interval (2 s, plus up to 50 ms of
+/// jitter), one statement per probe, 0.5/s; the position feed runs only while reads want it.
+const IDLE_STATEMENTS_PER_INSTANCE: f64 = 1.0;
+
+/// The fleet budgets (issue 25), in words, for those broken: idle, each node pays at most
+/// [`IDLE_STATEMENTS_PER_INSTANCE`] per instance (processes), and one process's K connections
+/// cost what one costs (one monitor, one monitor connection per node); in every row, no false
+/// change of a node's role or health, no failed probe, no stale read, no failed instance.
+fn fleet_failures(doc: &Value) -> Vec<String> {
+    let Some(rows) = doc.as_array().filter(|r| !r.is_empty()) else {
+        return vec!["the fleet benchmark has no rows".to_owned()];
+    };
+    let mut over = Vec::new();
+    for r in rows {
+        let (shape, k, workload) = (
+            r["shape"].as_str().unwrap_or("?"),
+            num(&r["k"]),
+            r["workload"].as_str().unwrap_or("?"),
+        );
+        let label = format!("{shape} K={k} {workload}");
+        for (what, field) in [
+            ("false role/health changes", "false_changes"),
+            ("failed probes", "failed_probes"),
+            ("stale reads", "stale"),
+            ("failed instances", "failed_instances"),
+        ] {
+            let n = num(&r[field]);
+            if n > 0.0 {
+                over.push(format!("{label}: {n} {what} (budget 0)"));
+            }
+        }
+        let nodes = r["nodes"].as_array().map(Vec::as_slice).unwrap_or_default();
+        if workload != "idle" {
+            continue;
+        }
+        for n in nodes {
+            let node = n["node"].as_str().unwrap_or("?");
+            let per_s = num(&n["monitor_per_s"]);
+            let instances = if shape == "processes" { k.max(1.0) } else { 1.0 };
+            if per_s / instances > IDLE_STATEMENTS_PER_INSTANCE {
+                over.push(format!(
+                    "{label}: {node} answers {:.2} monitor statements/s per instance (budget {IDLE_STATEMENTS_PER_INSTANCE})",
+                    per_s / instances
+                ));
+            }
+            if shape == "one_process" && num(&n["monitor_connections"]) > 1.0 {
+                over.push(format!(
+                    "{label}: {node} has {} monitor connections for one process (budget 1: one shared monitor)",
+                    num(&n["monitor_connections"])
+                ));
+            }
+        }
+    }
+    over
+}
+
+fn fleet_section(html: &mut String, doc: &Value) {
+    let Some(rows) = doc.as_array() else { return };
+    html.push_str(
+        "<h2>Fleet cost (issue 25)</h2><p>K application instances against one PostgreSQL \
+         primary and two replicas in containers: K processes with one connection each, or one \
+         process with K connections; idle, then a read-your-writes workload (per connection a \
+         write every 250 ms, read back at once and 100 ms later). Per node (primary, replicas): \
+         the monitor's statements per second, counted by <code>pg_stat_statements</code>, and \
+         the server's CPU. Budgets: idle, at most 1 statement/s per node per instance, one \
+         monitor per process; no false change, failed probe or stale read.</p><table><tr>\
+         <th>instances</th><th>workload</th><th>monitor statements/s per node</th>\
+         <th>server CPU per node</th><th>client CPU / instance</th><th>false changes</th>\
+         <th>failed probes</th><th>reads on replicas</th><th>stale</th></tr>",
+    );
+    for r in rows {
+        let nodes = r["nodes"].as_array().map(Vec::as_slice).unwrap_or_default();
+        let join =
+            |f: &dyn Fn(&Value) -> String| nodes.iter().map(f).collect::<Vec<_>>().join(" / ");
+        let shape = match r["shape"].as_str() {
+            Some("one_process") => format!("1 process × {}", num(&r["k"])),
+            _ => format!("{} processes", num(&r["k"])),
+        };
+        let reads = num(&r["reads"]);
+        let _ = write!(
+            html,
+            "<tr><td>{shape}</td><td>{}</td><td>{}</td><td>{}</td><td>{:.2} %</td><td>{}</td>\
+             <td>{}</td><td>{}</td><td>{}</td></tr>",
+            r["workload"].as_str().unwrap_or("?"),
+            join(&|n| format!("{:.1}", num(&n["monitor_per_s"]))),
+            join(&|n| n["cpu_pct"].as_f64().map_or("n/a".to_owned(), |c| format!("{c:.1} %"))),
+            num(&r["client_cpu_pct"]),
+            num(&r["false_changes"]),
+            num(&r["failed_probes"]),
+            if reads > 0.0 {
+                format!("{:.1} %", 100.0 * num(&r["replica_reads"]) / reads)
+            } else {
+                "–".to_owned()
+            },
+            num(&r["stale"]),
         );
     }
     html.push_str("</table>");
@@ -607,7 +753,7 @@ mod tests {
     use rstest::rstest;
     use serde_json::json;
 
-    use super::{monotonic_failures, switchover_failures};
+    use super::{fleet_failures, monotonic_failures, ryw_failures, switchover_failures};
 
     fn doc(back: u64, session: f64, eventual: f64) -> serde_json::Value {
         json!({ "monotonic": [
@@ -625,6 +771,57 @@ mod tests {
     #[case::no_rows(json!({ "rows": [] }), 1)]
     fn the_monotonic_budgets(#[case] doc: serde_json::Value, #[case] broken: usize) {
         assert_eq!(monotonic_failures(&doc).len(), broken, "{:?}", monotonic_failures(&doc));
+    }
+
+    fn ryw(share: f64, oracle: f64, stale: u64) -> serde_json::Value {
+        json!({ "rows": [
+            { "strategy": "naive (always replicas)", "replica_share": 1.0, "oracle_share": oracle, "stale": 121 },
+            { "strategy": "rwsplit by position", "replica_share": share, "oracle_share": oracle, "stale": stale },
+        ]})
+    }
+
+    #[rstest]
+    #[case::all_of_the_oracle(ryw(0.555, 0.555, 0), 0)]
+    #[case::at_the_budget(ryw(0.98 * 0.5, 0.5, 0), 0)]
+    #[case::below(ryw(0.45, 0.5, 0), 1)]
+    #[case::a_stale_read(ryw(0.5, 0.5, 1), 1)]
+    #[case::no_row(json!({ "rows": [] }), 1)]
+    fn the_read_your_writes_budgets(#[case] doc: serde_json::Value, #[case] broken: usize) {
+        assert_eq!(ryw_failures(&doc).len(), broken, "{:?}", ryw_failures(&doc));
+    }
+
+    /// A fleet row: shape, K, workload, per-node monitor statements/s and connections, and
+    /// false changes, failed probes, stale reads.
+    fn fleet(
+        shape: &str,
+        k: u64,
+        workload: &str,
+        per_s: f64,
+        conns: u64,
+        bad: [u64; 3],
+    ) -> serde_json::Value {
+        let node = json!({ "node": "n0", "monitor_per_s": per_s, "monitor_connections": conns, "cpu_pct": 1.0 });
+        json!([{ "shape": shape, "k": k, "workload": workload, "nodes": [node],
+                 "false_changes": bad[0], "failed_probes": bad[1], "stale": bad[2],
+                 "reads": 0, "replica_reads": 0, "client_cpu_pct": 0.5 }])
+    }
+
+    #[rstest]
+    #[case::idle_processes_within(fleet("processes", 50, "idle", 25.0, 50, [0, 0, 0]), 0)]
+    #[case::idle_processes_over(fleet("processes", 50, "idle", 60.0, 50, [0, 0, 0]), 1)]
+    #[case::one_process_shares(fleet("one_process", 50, "idle", 0.5, 1, [0, 0, 0]), 0)]
+    #[case::one_process_not_shared(fleet("one_process", 50, "idle", 100.0, 50, [0, 0, 0]), 2)]
+    #[case::busy_rows_have_no_statement_budget(fleet("processes", 50, "ryw", 2_000.0, 50, [0, 0, 0]), 0)]
+    #[case::a_false_change(fleet("processes", 1, "ryw", 40.0, 1, [1, 0, 0]), 1)]
+    #[case::failed_probes_and_stale_reads(fleet("processes", 1, "idle", 0.5, 1, [0, 2, 1]), 2)]
+    #[case::a_failed_instance({
+        let mut doc = fleet("processes", 10, "idle", 5.0, 10, [0, 0, 0]);
+        doc[0]["failed_instances"] = json!(1);
+        doc
+    }, 1)]
+    #[case::no_rows(json!([]), 1)]
+    fn the_fleet_budgets(#[case] doc: serde_json::Value, #[case] broken: usize) {
+        assert_eq!(fleet_failures(&doc).len(), broken, "{:?}", fleet_failures(&doc));
     }
 
     fn timeline(failed: [(u64, u64, u64, u64); 2]) -> serde_json::Value {
