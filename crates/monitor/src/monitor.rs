@@ -72,7 +72,8 @@ pub trait Connector: Send + Sync + 'static {
     /// A connection the monitor probes or administers one node through.
     type Conn: ProbeConn + 'static;
 
-    /// Opens a fresh connection to node `node`. The monitor bounds it by its probe timeout.
+    /// Opens a fresh connection to node `node`. A probe waits for it up to the probe timeout;
+    /// the monitor lets it go on for the next probe, up to three probe timeouts in all.
     fn open(
         &self,
         node: NodeId,
@@ -89,10 +90,12 @@ pub type OnProbe = Arc<dyn Fn(NodeId, Option<&Observation>) + Send + Sync>;
 /// [`TopologyState`]; optional automatic failover. Dropping it stops the loops.
 ///
 /// Each loop, every [`interval`](MonitorConfig::interval) plus jitter: opens its node's
-/// connection if it has none (bounded by the probe timeout), runs a full probe on it (bounded
+/// connection if it has none, runs a full probe on it (connecting and probing bounded together
 /// by the probe timeout), and hands the result to the state at once, so a hung node never
 /// delays what the others report. A probe that fails drops its connection (a timed-out one may
-/// be stuck behind a frozen server) and the next probe opens a new one. Between full probes,
+/// be stuck behind a frozen server) and the next probe opens a new one. A connect the probe
+/// stopped waiting for goes on for the next probe (up to three probe timeouts), so a server
+/// slow to accept finishes the handshake it began rather than being asked for a new one. Between full probes,
 /// while a reader wants fresher positions than the probes give
 /// ([`TopologyState::want_positions`]), a replica's replay position, and the primary's written
 /// position, are read every [`position_interval`](MonitorConfig::position_interval); idle, the
@@ -250,18 +253,56 @@ pub(crate) async fn open<K: Connector>(
     }
 }
 
-/// One full probe of `node` on its dedicated connection, opened first if there is none; on
-/// failure the connection is dropped. Connecting and probing share one timeout.
+/// How many probe timeouts a connection being opened for probes may take in all
+/// ([`Opening`]): 3 s at the default 1 s timeout.
+const CONNECT_PATIENCE: u32 = 3;
+
+/// A connection being opened for a node's probes, on a task of its own. It outlives a probe
+/// that stopped waiting for it: a server slow to accept connections (a fleet of instances
+/// connecting at once, a server short of CPU) completes the handshake it has begun for the
+/// next probe, instead of having it abandoned half-way and begun again each round, a new
+/// backend forked and authenticated every time, which is what kept a busy server from ever
+/// catching up (issue 25, 200 instances). The probe that stops waiting still fails (a frozen
+/// or unreachable node is detected as fast as before); the opening is given up after
+/// [`CONNECT_PATIENCE`] probe timeouts in all, so a connect stuck on a lost SYN is begun afresh,
+/// and is aborted when dropped (the node's loop stopped).
+struct Opening<C>(JoinHandle<Result<C, ProbeError>>);
+
+impl<C> Drop for Opening<C> {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+/// One full probe of `node` on its dedicated connection, opened first if there is none
+/// (continuing an [`Opening`] an earlier probe began); on failure the connection is dropped.
+/// Connecting and probing share one timeout.
 async fn probe_node<P: Product, K: Connector>(
-    shared: &Shared<K>,
+    shared: &Arc<Shared<K>>,
     conn: &mut Option<K::Conn>,
+    opening: &mut Option<Opening<K::Conn>>,
     memo: &mut P::Memo,
     node: NodeId,
 ) -> Result<Observation, ProbeError> {
     let timeout = shared.config.timeout_value();
     let started = Instant::now();
     if conn.is_none() {
-        *conn = Some(open(&shared.connector, node, Purpose::Probe, timeout).await?);
+        let pending = opening.get_or_insert_with(|| {
+            let shared = Arc::clone(shared);
+            let patience = timeout.saturating_mul(CONNECT_PATIENCE);
+            Opening(tokio::spawn(async move {
+                open(&shared.connector, node, Purpose::Probe, patience).await
+            }))
+        });
+        let opened = match tokio::time::timeout(timeout, &mut pending.0).await {
+            Err(_) => return Err(ProbeError::Timeout { after: timeout }),
+            Ok(joined) => joined,
+        };
+        *opening = None;
+        // The task ends only by returning: it is aborted only with `opening`, and a connector
+        // that panics is a bug reported as an unreachable node rather than a dead loop.
+        let opened = opened.map_err(ProbeError::unreachable)?;
+        *conn = Some(opened?);
         // A new connection may be to a restarted server: remember nothing of the old one.
         *memo = P::Memo::default();
     }
@@ -277,6 +318,7 @@ async fn probe_node<P: Product, K: Connector>(
 async fn node_loop<P: Product, K: Connector>(shared: Arc<Shared<K>>, node: NodeId) {
     let config = shared.config;
     let mut conn: Option<K::Conn> = None;
+    let mut opening: Option<Opening<K::Conn>> = None;
     let mut memo = P::Memo::default();
     // Nodes start their jitter sequences apart, so they do not probe in lockstep.
     let mut round = (node.index() as u64).wrapping_mul(0x9E37_79B9);
@@ -284,7 +326,7 @@ async fn node_loop<P: Product, K: Connector>(shared: Arc<Shared<K>>, node: NodeI
     // Whether the last probe was an early one (see below): at most one per scheduled round.
     let mut early = false;
     loop {
-        let result = probe_node::<P, K>(&shared, &mut conn, &mut memo, node).await;
+        let result = probe_node::<P, K>(&shared, &mut conn, &mut opening, &mut memo, node).await;
         let now = Instant::now();
         let failures = shared.state.observe(node, &result, now.into_std());
         if let Some(f) = &shared.on_probe {

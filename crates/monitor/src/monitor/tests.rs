@@ -38,6 +38,8 @@ struct Cluster {
     executed: Mutex<Vec<(usize, String)>>,
     /// Per node: how many admin connections to refuse before accepting them again.
     refuse_admin: Mutex<HashMap<usize, u32>>,
+    /// Per node: how long opening a connection takes (a server slow to accept).
+    open_delay: Mutex<HashMap<usize, Duration>>,
 }
 
 impl Cluster {
@@ -154,6 +156,10 @@ impl Connector for FakeConnector {
             *left -= 1;
             return Err(ProbeError::unreachable("too many connections"));
         }
+        let delay = self.0.open_delay.lock().unwrap().get(&node).copied();
+        if let Some(delay) = delay {
+            tokio::time::sleep(delay).await;
+        }
         match self.0.mode(node) {
             Mode::Refuse => Err(ProbeError::unreachable("connection refused")),
             // A frozen server's kernel still accepts the TCP connection; the handshake hangs.
@@ -241,6 +247,44 @@ async fn a_frozen_node_goes_down_and_the_others_do_not_wait_for_it() {
     cluster.set(1, |n| n.mode = Mode::Answer);
     tokio::time::sleep(MS(5_000 + 3 * 200 + 100)).await;
     assert_eq!(m.state().health(NodeId::new(1)), Health::Up);
+}
+
+/// Issue 25: a server slow to accept connections (a fleet connecting at once) finishes the
+/// handshake it began for the next probe. Before, each probe abandoned its half-done connect at
+/// the probe timeout and began another, so a server slower to accept than the timeout never
+/// answered a probe and was marked down, each round costing it one more backend.
+#[tokio::test(start_paused = true)]
+async fn a_slow_connect_is_finished_for_the_next_probe_not_begun_again() {
+    let cluster = Cluster::new(&[0x300, 0x300]);
+    // Slower than the probe timeout (500 ms), faster than the patience (3 timeouts).
+    cluster.open_delay.lock().unwrap().insert(1, MS(600));
+    let m = start(&cluster, None);
+    let node = NodeId::new(1);
+    // The first probe (t = 0) gives up at 500 ms; the second (at 700 ms) finds the connection.
+    tokio::time::sleep(MS(650)).await;
+    assert_eq!(m.state().failed_probes(node), 1);
+    tokio::time::sleep(MS(2_000)).await;
+    assert_eq!(m.state().failed_probes(node), 1, "one failure, then the connection it began");
+    assert_eq!(cluster.opens(1), 1, "the connect was finished, not begun again");
+    assert_eq!(m.state().health(node), Health::Up);
+}
+
+/// An opening that never completes (a lost SYN, a server frozen mid-handshake) is given up after
+/// three probe timeouts and begun afresh; every probe meanwhile fails, as before.
+#[tokio::test(start_paused = true)]
+async fn a_connect_that_never_completes_is_begun_afresh_after_three_timeouts() {
+    let cluster = Cluster::new(&[0x300, 0x300]);
+    cluster.set(1, |n| n.mode = Mode::Hang);
+    let m = start(&cluster, None);
+    let node = NodeId::new(1);
+    // Probes at 0, 700, 1400 (each waits 500 ms): the opening begun at 0 gives up at 1500,
+    // failing the third probe then; the fourth (at 1700) begins another.
+    tokio::time::sleep(MS(1_600)).await;
+    assert_eq!(cluster.opens(1), 1);
+    assert_eq!(m.state().failed_probes(node), 3);
+    assert_eq!(m.state().health(node), Health::Down);
+    tokio::time::sleep(MS(200)).await;
+    assert_eq!(cluster.opens(1), 2, "a fresh connect after the patience ran out");
 }
 
 #[tokio::test(start_paused = true)]
