@@ -15,7 +15,9 @@
 //! second, the server's CPU (% of one core), the monitor's connections (`application_name =
 //! rwsplit-monitor`); per instance: client CPU; and in all: false Suspect/Down events (changes
 //! of a node's role or health after the first probes: the cluster stays healthy throughout),
-//! failed probes, stale reads, and the share of read-your-writes reads replicas served.
+//! failed probes, stale reads, and the share of read-your-writes reads replicas served. False
+//! changes and failed probes are counted from each instance's start (while the rest of the fleet
+//! is still connecting) and, apart, in the window only (the steady state).
 //! `--json PATH` writes the rows for `cargo xtask report`.
 //!
 //! An instance is this executable run as `fleet instance <connections> <idle|ryw> <id>
@@ -61,6 +63,10 @@ struct Counted {
     stale: u64,
     /// Instances that did not start or whose workload failed (driver side).
     failed_instances: u64,
+    /// Of `changes` and `failed_probes`, those in the measured window (after every instance
+    /// started and the counters settled), not while the fleet was connecting.
+    window_changes: u64,
+    window_failed_probes: u64,
 }
 
 fn instance(args: &[String]) -> Res<()> {
@@ -90,16 +96,18 @@ fn instance(args: &[String]) -> Res<()> {
         let before = totals(&dbs);
         println!("ready");
         std::io::stdout().flush()?;
-        // Stop when the driver closes our standard input.
-        let (stop_tx, stop) = tokio::sync::oneshot::channel::<()>();
+        // The driver writes a line when its window begins and closes our standard input at
+        // its end.
+        let (line_tx, mut lines) = tokio::sync::mpsc::unbounded_channel::<()>();
         std::thread::spawn(move || {
             let mut line = String::new();
             while std::io::stdin().lock().read_line(&mut line).is_ok_and(|n| n > 0) {
                 line.clear();
+                let _ = line_tx.send(());
             }
-            let _ = stop_tx.send(());
         });
         let stale = Arc::new(AtomicU64::new(0));
+        let marked;
         if ryw {
             // One task per connection (each its own read-your-writes scope): every 250 ms a
             // write and two reads of it.
@@ -132,26 +140,42 @@ fn instance(args: &[String]) -> Res<()> {
                     Ok::<_, sea_orm::DbErr>(())
                 }));
             }
-            let _ = stop.await;
+            marked = window(&mut lines, &dbs).await;
             let _ = halt.send(true);
             for t in tasks {
                 t.await??;
             }
         } else {
-            let _ = stop.await;
+            marked = window(&mut lines, &dbs).await;
         }
         let stale = stale.load(Ordering::Relaxed);
         let after = totals(&dbs);
         println!(
-            "{{\"changes\":{},\"failed_probes\":{},\"reads\":{},\"replica_reads\":{},\"stale\":{stale}}}",
+            "{{\"changes\":{},\"failed_probes\":{},\"window_changes\":{},\"window_failed_probes\":{},\"reads\":{},\"replica_reads\":{},\"stale\":{stale}}}",
             after.changes - before.changes,
             after.failed_probes - before.failed_probes,
+            after.changes - marked.changes,
+            after.failed_probes - marked.failed_probes,
             after.reads - before.reads,
             after.replica_reads - before.replica_reads,
         );
         std::io::stdout().flush()?;
         Ok::<_, Box<dyn std::error::Error + Send + Sync>>(())
     })
+}
+
+/// Waits for the driver's mark (a line on standard input: its window begins), then for the end
+/// (standard input closed); returns the counts at the mark (at the end if no mark came).
+async fn window(
+    lines: &mut tokio::sync::mpsc::UnboundedReceiver<()>,
+    dbs: &[RoutedConnection],
+) -> Counted {
+    let marked = lines.recv().await.is_some();
+    let at = totals(dbs);
+    if marked {
+        while lines.recv().await.is_some() {}
+    }
+    at
 }
 
 /// What the instance's connections count so far. Connections sharing a monitor report its
@@ -341,6 +365,14 @@ async fn run(
     // measures the idle pace an application settles into.
     let settle = if workload == "idle" { 3 } else { 1 };
     tokio::time::sleep(Duration::from_secs(settle)).await;
+    // The window begins: each instance takes its counts again (what happens from here on is
+    // the steady state, apart from the fleet's start).
+    for c in &mut children {
+        if let Some(stdin) = c.stdin.as_mut() {
+            // One whose workload failed has exited; it is counted as failed below.
+            let _ = stdin.write_all(b"mark\n").and_then(|()| stdin.flush());
+        }
+    }
     let before = snapshot(cluster, counters).await?;
     let cpu_before: Vec<u64> = children.iter().map(|c| process_ticks(c.id())).collect();
     let started = Instant::now();
@@ -370,6 +402,8 @@ async fn run(
         let get = |k: &str| v.get(k).and_then(serde_json::Value::as_u64).unwrap_or(0);
         counted.changes += get("changes");
         counted.failed_probes += get("failed_probes");
+        counted.window_changes += get("window_changes");
+        counted.window_failed_probes += get("window_failed_probes");
         counted.reads += get("reads");
         counted.replica_reads += get("replica_reads");
         counted.stale += get("stale");
@@ -480,7 +514,7 @@ async fn snapshot(cluster: &Cluster, counters: &mut [NodeCounter]) -> Res<Vec<Sa
 fn print_row(r: &Measured) {
     let k = r.shape.k() as f64;
     println!(
-        "{:<18} {:<5} | {} | client CPU {:.2} %/instance | false changes {} | failed probes {} | reads {} ({:.1} % on replicas) | stale {} | failed instances {}",
+        "{:<18} {:<5} | {} | client CPU {:.2} %/instance | false changes {} ({} in the window) | failed probes {} ({} in the window) | reads {} ({:.1} % on replicas) | stale {} | failed instances {}",
         r.shape.label(),
         r.workload,
         r.nodes
@@ -498,7 +532,9 @@ fn print_row(r: &Measured) {
             .join("; "),
         r.client_cpu_pct,
         r.counted.changes,
+        r.counted.window_changes,
         r.counted.failed_probes,
+        r.counted.window_failed_probes,
         r.counted.reads,
         if r.counted.reads == 0 {
             0.0
@@ -521,6 +557,8 @@ fn to_json(rows: &[Measured]) -> String {
                 "client_cpu_pct": r.client_cpu_pct,
                 "false_changes": r.counted.changes,
                 "failed_probes": r.counted.failed_probes,
+                "window_false_changes": r.counted.window_changes,
+                "window_failed_probes": r.counted.window_failed_probes,
                 "reads": r.counted.reads,
                 "replica_reads": r.counted.replica_reads,
                 "stale": r.counted.stale,
