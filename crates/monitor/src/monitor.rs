@@ -253,10 +253,6 @@ pub(crate) async fn open<K: Connector>(
     }
 }
 
-/// How many probe timeouts a connection being opened for probes may take in all
-/// ([`Opening`]): 3 s at the default 1 s timeout.
-const CONNECT_PATIENCE: u32 = 3;
-
 /// A connection being opened for a node's probes, on a task of its own. It outlives a probe
 /// that stopped waiting for it: a server slow to accept connections (a fleet of instances
 /// connecting at once, a server short of CPU) completes the handshake it has begun for the
@@ -264,7 +260,7 @@ const CONNECT_PATIENCE: u32 = 3;
 /// backend forked and authenticated every time, which is what kept a busy server from ever
 /// catching up (issue 25, 200 instances). The probe that stops waiting still fails (a frozen
 /// or unreachable node is detected as fast as before); the opening is given up after
-/// [`CONNECT_PATIENCE`] probe timeouts in all, so a connect stuck on a lost SYN is begun afresh,
+/// [`MonitorConfig::connect_timeout_value`] (three probe timeouts) in all, so a connect stuck on a lost SYN is begun afresh,
 /// and is aborted when dropped (the node's loop stopped).
 struct Opening<C>(JoinHandle<Result<C, ProbeError>>);
 
@@ -289,7 +285,7 @@ async fn probe_node<P: Product, K: Connector>(
     if conn.is_none() {
         let pending = opening.get_or_insert_with(|| {
             let shared = Arc::clone(shared);
-            let patience = timeout.saturating_mul(CONNECT_PATIENCE);
+            let patience = shared.config.connect_timeout_value();
             Opening(tokio::spawn(async move {
                 open(&shared.connector, node, Purpose::Probe, patience).await
             }))

@@ -338,8 +338,9 @@ impl RoutedConnectionBuilder {
                 .map_err(invalid)?;
             replicas.push(node.placed(placement).probed_from(Some(probe)));
         }
-        // Capped: sqlx adds its timeouts to `Instant`s, which overflow at `Duration::MAX`.
-        let probe_timeout = crate::deadline::cap(self.policy.monitor.timeout_value());
+        // Capped: sqlx adds its timeouts to `Instant`s, which overflow at `Duration::MAX`. The
+        // monitor's connects may take longer than one probe (see `connect_timeout_value`).
+        let probe_timeout = crate::deadline::cap(self.policy.monitor.connect_timeout_value());
         let probing = ProbeSettings {
             admin: self.policy.failover.as_ref().and_then(|f| {
                 f.admin_credentials_value().map(|(u, p)| (u.to_owned(), p.to_owned()))
@@ -409,7 +410,7 @@ impl RoutedConnection {
         policy: Policy,
     ) -> Result<RoutedConnection> {
         let backend = primary.get_database_backend();
-        let policy_timeout = crate::deadline::cap(policy.monitor.timeout_value());
+        let policy_timeout = crate::deadline::cap(policy.monitor.connect_timeout_value());
         // The monitor's own connections come from each pool's options; connections that are no
         // sqlx pool (mocks) have none, and then there is no monitor.
         let given = |c: &DatabaseConnection| GivenNode::of(c).map(ProbeFrom::Given);

@@ -194,6 +194,10 @@ impl Observation {
     }
 }
 
+/// How many probe timeouts a connection being opened for probes may take in all
+/// ([`MonitorConfig::connect_timeout_value`]).
+const CONNECT_PATIENCE: u32 = 3;
+
 /// How often and how patiently the monitor probes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
@@ -312,6 +316,16 @@ impl MonitorConfig {
     /// The deadline for one probe.
     pub fn timeout_value(&self) -> Duration {
         self.timeout
+    }
+
+    /// How long a connection the monitor opens for its probes may take in all:
+    /// three probe timeouts (3 s at the default 1 s). A probe waits for it only
+    /// up to the probe timeout (and fails then, as before); the connect goes on for the next
+    /// probe, so a server slow to accept finishes the handshake it began (see
+    /// [`Monitor`](crate::Monitor)). A [`Connector`](crate::Connector) bounds its own connects
+    /// by this.
+    pub fn connect_timeout_value(&self) -> Duration {
+        self.timeout.saturating_mul(CONNECT_PATIENCE)
     }
 
     /// The pause before round number `round`: the interval plus a pseudo-random share of the
