@@ -72,8 +72,9 @@ pub trait Connector: Send + Sync + 'static {
     /// A connection the monitor probes or administers one node through.
     type Conn: ProbeConn + 'static;
 
-    /// Opens a fresh connection to node `node`. A probe waits for it up to the probe timeout;
-    /// the monitor lets it go on for the next probe, up to three probe timeouts in all.
+    /// Opens a fresh connection to node `node`. A probe waits for it up to the probe timeout
+    /// (a node's first probe: three probe timeouts); the monitor lets it go on for the next
+    /// probe, up to three probe timeouts in all.
     fn open(
         &self,
         node: NodeId,
@@ -258,10 +259,13 @@ pub(crate) async fn open<K: Connector>(
 /// connecting at once, a server short of CPU) completes the handshake it has begun for the
 /// next probe, instead of having it abandoned half-way and begun again each round, a new
 /// backend forked and authenticated every time, which is what kept a busy server from ever
-/// catching up (issue 25, 200 instances). The probe that stops waiting still fails (a frozen
-/// or unreachable node is detected as fast as before); the opening is given up after
-/// [`MonitorConfig::connect_timeout_value`] (three probe timeouts) in all, so a connect stuck on a lost SYN is begun afresh,
-/// and is aborted when dropped (the node's loop stopped).
+/// catching up (issue 25, 200 instances). The probe that stops waiting still fails (a node
+/// that was answering and froze or went away is detected as fast as before); the opening is
+/// given up after [`MonitorConfig::connect_timeout_value`] (three probe timeouts) in all, so a
+/// connect stuck on a lost SYN is begun afresh, and is aborted when dropped (the node's loop
+/// stopped). A node's first probe waits for its opening that long: nothing has been learnt of
+/// the node yet, and a fleet starting at once is exactly when servers are slow to accept (a
+/// node frozen before the application started is then down three probe timeouts later).
 struct Opening<C>(JoinHandle<Result<C, ProbeError>>);
 
 impl<C> Drop for Opening<C> {
@@ -272,28 +276,42 @@ impl<C> Drop for Opening<C> {
 
 /// One full probe of `node` on its dedicated connection, opened first if there is none
 /// (continuing an [`Opening`] an earlier probe began); on failure the connection is dropped.
-/// Connecting and probing share one timeout.
+/// Connecting and probing share one timeout, except on a node's first probe (`first`), which
+/// waits for its connection as long as the connect may take
+/// ([`MonitorConfig::connect_timeout_value`]) and then has the probe timeout for its query.
 async fn probe_node<P: Product, K: Connector>(
     shared: &Arc<Shared<K>>,
     conn: &mut Option<K::Conn>,
     opening: &mut Option<Opening<K::Conn>>,
     memo: &mut P::Memo,
     node: NodeId,
+    first: bool,
 ) -> Result<Observation, ProbeError> {
     let timeout = shared.config.timeout_value();
-    let started = Instant::now();
+    let patience = shared.config.connect_timeout_value();
+    let mut started = Instant::now();
     if conn.is_none() {
         let pending = opening.get_or_insert_with(|| {
             let shared = Arc::clone(shared);
-            let patience = shared.config.connect_timeout_value();
             Opening(tokio::spawn(async move {
                 open(&shared.connector, node, Purpose::Probe, patience).await
             }))
         });
-        let opened = match tokio::time::timeout(timeout, &mut pending.0).await {
-            Err(_) => return Err(ProbeError::Timeout { after: timeout }),
+        let wait = if first { patience } else { timeout };
+        let opened = match tokio::time::timeout(wait, &mut pending.0).await {
+            Err(_) => {
+                if first {
+                    // It had all its patience: the next probe begins afresh.
+                    *opening = None;
+                }
+                return Err(ProbeError::Timeout { after: wait });
+            }
             Ok(joined) => joined,
         };
+        if first {
+            // The query's own deadline starts now.
+            started = Instant::now();
+        }
         *opening = None;
         // The task ends only by returning: it is aborted only with `opening`, and a connector
         // that panics is a bug reported as an unreachable node rather than a dead loop.
@@ -322,7 +340,15 @@ async fn node_loop<P: Product, K: Connector>(shared: Arc<Shared<K>>, node: NodeI
     // Whether the last probe was an early one (see below): at most one per scheduled round.
     let mut early = false;
     loop {
-        let result = probe_node::<P, K>(&shared, &mut conn, &mut opening, &mut memo, node).await;
+        let began = Instant::now();
+        let mut result =
+            probe_node::<P, K>(&shared, &mut conn, &mut opening, &mut memo, node, first).await;
+        if let Err(ProbeError::Timeout { after }) = result
+            && shared.state.served_since(node, began.into_std())
+        {
+            // Slow, not dead: it answered the application while the probe waited.
+            result = Err(ProbeError::Outpaced { after });
+        }
         let now = Instant::now();
         let failures = shared.state.observe(node, &result, now.into_std());
         if let Some(f) = &shared.on_probe {

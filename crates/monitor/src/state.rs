@@ -99,6 +99,9 @@ struct Entry {
     probes_failed: AtomicU64,
     /// Probes a busy server refused since the start ([`TopologyState::busy_probes`]).
     probes_busy: AtomicU64,
+    /// When the node last answered one of the application's statements, as `sampled` (0:
+    /// never), to [`SERVE_GRAIN`] ([`TopologyState::served_since`]).
+    served: AtomicU64,
     /// Out of rotation and never primary until unfenced.
     fenced: AtomicBool,
     /// The latest probe's observation (`None`: the last probe failed, or none yet).
@@ -217,6 +220,10 @@ pub struct TopologyState {
 /// while statements keep coming.
 const USE_GRAIN: Duration = Duration::from_millis(50);
 
+/// Answers closer together than this are one to [`TopologyState::served_since`]: one atomic
+/// load per statement while they keep coming.
+const SERVE_GRAIN: Duration = Duration::from_millis(10);
+
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(PoisonError::into_inner)
 }
@@ -245,6 +252,7 @@ impl TopologyState {
                     probe_failures: AtomicU32::new(0),
                     probes_failed: AtomicU64::new(0),
                     probes_busy: AtomicU64::new(0),
+                    served: AtomicU64::new(0),
                     fenced: AtomicBool::new(false),
                     latest: Mutex::new(None),
                     refused: AtomicBool::new(false),
@@ -584,21 +592,56 @@ impl TopologyState {
         self.at(node).map_or(0, |(n, _)| n.probes_failed.load(Ordering::Relaxed))
     }
 
-    /// Probes of `node` that its server refused for lack of room ([`ProbeError::Busy`]) since
-    /// the start: not failures (the server answered), and no change of health. 0 for an id of
-    /// no node.
+    /// Probes of `node` that found it alive and busy since the start: its server refused the
+    /// probe's connection for lack of room ([`ProbeError::Busy`]), or the probe timed out while
+    /// it answered the application's statements ([`ProbeError::Outpaced`]). Not failures, and
+    /// no change of health. 0 for an id of no node.
     pub fn busy_probes(&self, node: NodeId) -> u64 {
         self.at(node).map_or(0, |(n, _)| n.probes_busy.load(Ordering::Relaxed))
     }
 
-    /// A statement `node` served at `now`.
+    /// A statement `node` served at `now` (its answer came then): the node is alive
+    /// ([`served_since`](Self::served_since)), and a node that had failed counts one success.
     pub fn record_success(&self, node: NodeId, now: Instant) {
         let Some(n) = self.probed(node) else { return };
+        let mark = self.mark(now);
+        let grain = u64::try_from(SERVE_GRAIN.as_nanos()).unwrap_or(u64::MAX);
+        if n.served.load(Ordering::Relaxed).saturating_add(grain) < mark {
+            n.served.store(mark, Ordering::Relaxed);
+        }
         if n.pending.load(Ordering::Relaxed) == 0 && self.health(node) == Health::Up {
             return;
         }
         n.pending.store(0, Ordering::Relaxed);
         self.update(node, |t| t.record_success(now));
+    }
+
+    /// Whether `node` answered one of the application's statements
+    /// ([`record_success`](Self::record_success)) at or after `at`, give or take 10 ms. A
+    /// probe that timed out while the node kept answering the application was slow, not
+    /// failed: the monitor counts it as [busy](Self::busy_probes) (issue 25: a server
+    /// saturated by a fleet's statements must not be marked down by the probes waiting behind
+    /// them). A frozen or unreachable node answers nothing, so this never hides one.
+    ///
+    /// ```
+    /// use std::time::{Duration, Instant};
+    /// use rwsplit_core::{Node, NodeId, Role, Topology};
+    /// use rwsplit_monitor::TopologyState;
+    /// let topology = Topology::builder()
+    ///     .node(Node::builder(NodeId::new(0), Role::Primary).build())
+    ///     .build()?;
+    /// let state = TopologyState::new(topology, Default::default());
+    /// let probe_sent = Instant::now();
+    /// assert!(!state.served_since(NodeId::new(0), probe_sent));
+    /// state.record_success(NodeId::new(0), probe_sent + Duration::from_millis(300));
+    /// assert!(state.served_since(NodeId::new(0), probe_sent));
+    /// assert!(!state.served_since(NodeId::new(0), probe_sent + Duration::from_secs(1)));
+    /// # Ok::<_, rwsplit_core::Error>(())
+    /// ```
+    pub fn served_since(&self, node: NodeId, at: Instant) -> bool {
+        let Some(n) = self.probed(node) else { return false };
+        let served = n.served.load(Ordering::Relaxed);
+        served != 0 && served >= self.mark(at)
     }
 
     /// A failure of `node` itself that a statement saw at `now` (I/O, protocol, the server

@@ -140,9 +140,11 @@ impl NodeStats {
         self.failed_probes
     }
 
-    /// The monitor's probes of this node that its server refused for lack of room (PostgreSQL
-    /// `too_many_connections`, MariaDB `ER_CON_COUNT_ERROR`) so far: the server answered, so
-    /// they are not failures and do not change its health; the node's figures age meanwhile.
+    /// The monitor's probes of this node that found it alive and busy so far: its server
+    /// refused the probe's connection for lack of room (PostgreSQL `too_many_connections`,
+    /// MariaDB `ER_CON_COUNT_ERROR`), or the probe timed out while the node answered this
+    /// process's statements. They are not failures and do not change its health; the node's
+    /// figures age meanwhile.
     pub fn busy_probes(&self) -> u64 {
         self.busy_probes
     }

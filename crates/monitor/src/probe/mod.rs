@@ -110,6 +110,14 @@ pub enum ProbeError {
         #[source]
         source: Box<dyn std::error::Error + Send + Sync>,
     },
+    /// The probe timed out, but the node answered the application's statements meanwhile
+    /// ([`TopologyState::served_since`](crate::TopologyState::served_since)): alive and slow
+    /// (saturated), not failed. Counted like [`Busy`](ProbeError::Busy): no failure.
+    #[error("probe timed out after {after:?} while the node answered statements (busy, not down)")]
+    Outpaced {
+        /// The probe's deadline.
+        after: Duration,
+    },
     /// The node answered something a probe cannot read.
     #[error("probe read an unexpected {what}: `{value}`")]
     Unexpected {
@@ -136,9 +144,10 @@ impl ProbeError {
         ProbeError::Busy { source: source.into() }
     }
 
-    /// Whether the server refused the connection for lack of room: alive, busy.
+    /// Whether the node is alive and busy: it refused the connection for lack of room, or the
+    /// probe timed out while it answered the application's statements.
     pub fn is_busy(&self) -> bool {
-        matches!(self, ProbeError::Busy { .. })
+        matches!(self, ProbeError::Busy { .. } | ProbeError::Outpaced { .. })
     }
 
     /// Whether nothing accepted the connection: the node is not there (rather than slow, or
@@ -237,6 +246,9 @@ impl MonitorConfig {
     }
 
     /// The deadline for one probe (connect included); a node that misses it has failed it.
+    /// A node's first probe waits for its connection up to
+    /// [`connect_timeout_value`](Self::connect_timeout_value) instead, then has this for its
+    /// query: a server slow to accept while a fleet starts is not judged before it could answer.
     #[must_use]
     pub fn timeout(mut self, timeout: Duration) -> Self {
         self.timeout = timeout;
