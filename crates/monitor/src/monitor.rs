@@ -11,7 +11,7 @@ use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
 use crate::failover::{AutoFailover, Failover};
-use crate::probe::{Flavor, MonitorConfig, Observation, ProbeConn, ProbeError, probe_with};
+use crate::probe::{Flavor, MonitorConfig, Observation, ProbeConn, ProbeError};
 use crate::product::{MariaDb, Postgres, Product};
 use crate::state::TopologyState;
 
@@ -274,37 +274,108 @@ impl<C> Drop for Opening<C> {
     }
 }
 
-/// One full probe of `node` on its dedicated connection, opened first if there is none
-/// (continuing an [`Opening`] an earlier probe began); on failure the connection is dropped.
-/// Connecting and probing share one timeout, except on a node's first probe (`first`), which
-/// waits for its connection as long as the connect may take
-/// ([`MonitorConfig::connect_timeout_value`]) and then has the probe timeout for its query.
+/// A probe query that outlasted its probe's timeout, left running on a task of its own with
+/// the connection and the memo it was asked on. Under saturation (issue 25: 200 processes on
+/// two cores) a server answers late, not never; before, the probe that stopped waiting dropped
+/// the connection, so the next probe made the saturated server fork and authenticate a new
+/// backend and still had one probe timeout for both, and each round made it worse. Now the next
+/// probe waits for this answer first (the probe timeout, as any probe): an answer that comes
+/// while it waits is that probe's result (the node answered within its timeout) and the
+/// connection is kept; one that never comes fails each probe as before, so a frozen node is
+/// detected as fast as it was. The query is given up after
+/// [`MonitorConfig::connect_timeout_value`] (three probe timeouts) from when it was sent, the
+/// connection closed and the next probe connects afresh; aborted when dropped.
+struct Asking<C, M>(JoinHandle<Answer<C, M>>);
+
+impl<C, M> Drop for Asking<C, M> {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+/// What a probe query left: the connection (none once it failed or was given up), the memo,
+/// the result and when it came.
+type Answer<C, M> = (Option<C>, M, Result<Observation, ProbeError>, Instant);
+
+/// One probe query on `conn`, owning it so that it can outlive the probe that sent it
+/// ([`Asking`]); given up after `patience`.
+async fn ask<P: Product, C: ProbeConn + 'static>(
+    conn: C,
+    mut memo: P::Memo,
+    patience: Duration,
+) -> Answer<C, P::Memo> {
+    let started = Instant::now();
+    let result = match tokio::time::timeout(patience, P::probe(&conn, &mut memo, started)).await {
+        Ok(r) => r,
+        Err(_) => Err(ProbeError::Timeout { after: patience }),
+    };
+    let kept = result.is_ok().then_some(conn);
+    (kept, memo, result, Instant::now())
+}
+
+/// A node's probe connection and what is under way on it: at most one of an opening connect
+/// ([`Opening`]), a query an earlier probe left running ([`Asking`]), or an idle connection.
+struct Link<C, M> {
+    conn: Option<C>,
+    memo: M,
+    opening: Option<Opening<C>>,
+    asking: Option<Asking<C, M>>,
+}
+
+impl<C, M: Default> Default for Link<C, M> {
+    fn default() -> Self {
+        Self { conn: None, memo: M::default(), opening: None, asking: None }
+    }
+}
+
+/// One full probe of `node` on its dedicated connection: first the answer to a query an
+/// earlier probe left running ([`Asking`]) if there is one, then a connection opened if there
+/// is none (continuing an [`Opening`] an earlier probe began), then the query. A query that
+/// fails drops the connection; one that times out is left running for the next probe.
+/// Everything shares one probe timeout, except on a node's first probe (`first`), which waits
+/// for its connection as long as the connect may take ([`MonitorConfig::connect_timeout_value`])
+/// and then has the probe timeout for its query.
 async fn probe_node<P: Product, K: Connector>(
     shared: &Arc<Shared<K>>,
-    conn: &mut Option<K::Conn>,
-    opening: &mut Option<Opening<K::Conn>>,
-    memo: &mut P::Memo,
+    link: &mut Link<K::Conn, P::Memo>,
     node: NodeId,
     first: bool,
 ) -> Result<Observation, ProbeError> {
     let timeout = shared.config.timeout_value();
     let patience = shared.config.connect_timeout_value();
-    let mut started = Instant::now();
-    if conn.is_none() {
-        let pending = opening.get_or_insert_with(|| {
+    let began = Instant::now();
+    let mut started = began;
+    if let Some(pending) = link.asking.as_mut() {
+        let Ok(joined) = tokio::time::timeout(timeout, &mut pending.0).await else {
+            // Still unanswered: this probe fails as any would; the query goes on.
+            return Err(ProbeError::Timeout { after: timeout });
+        };
+        link.asking = None;
+        // The task ends only by returning (see below on `Opening`).
+        let (conn, memo, result, answered) = joined.map_err(ProbeError::unreachable)?;
+        link.conn = conn;
+        link.memo = memo;
+        if answered >= began {
+            // Answered while this probe waited: the node answered within its timeout.
+            return result;
+        }
+        // Answered before this probe began: ask afresh (or reconnect, if it failed).
+    }
+    if link.conn.is_none() {
+        let pending = link.opening.get_or_insert_with(|| {
             let shared = Arc::clone(shared);
             Opening(tokio::spawn(async move {
                 open(&shared.connector, node, Purpose::Probe, patience).await
             }))
         });
-        let wait = if first { patience } else { timeout };
+        let wait = if first { patience } else { timeout.saturating_sub(began.elapsed()) };
         let opened = match tokio::time::timeout(wait, &mut pending.0).await {
             Err(_) => {
                 if first {
                     // It had all its patience: the next probe begins afresh.
-                    *opening = None;
+                    link.opening = None;
                 }
-                return Err(ProbeError::Timeout { after: wait });
+                return Err(ProbeError::Timeout { after: if first { patience } else { timeout } });
             }
             Ok(joined) => joined,
         };
@@ -312,28 +383,33 @@ async fn probe_node<P: Product, K: Connector>(
             // The query's own deadline starts now.
             started = Instant::now();
         }
-        *opening = None;
+        link.opening = None;
         // The task ends only by returning: it is aborted only with `opening`, and a connector
         // that panics is a bug reported as an unreachable node rather than a dead loop.
         let opened = opened.map_err(ProbeError::unreachable)?;
-        *conn = Some(opened?);
+        link.conn = Some(opened?);
         // A new connection may be to a restarted server: remember nothing of the old one.
-        *memo = P::Memo::default();
+        link.memo = P::Memo::default();
     }
-    let Some(c) = conn.as_ref() else { return Err(ProbeError::Timeout { after: timeout }) };
+    let Some(conn) = link.conn.take() else { return Err(ProbeError::Timeout { after: timeout }) };
     let left = timeout.saturating_sub(started.elapsed());
-    let result = probe_with::<P, K::Conn>(c, memo, left).await;
-    if result.is_err() {
-        *conn = None;
+    let mut asked = Box::pin(ask::<P, K::Conn>(conn, std::mem::take(&mut link.memo), patience));
+    match tokio::time::timeout(left, &mut asked).await {
+        Ok((conn, memo, result, _)) => {
+            link.conn = conn;
+            link.memo = memo;
+            result
+        }
+        Err(_) => {
+            link.asking = Some(Asking(tokio::spawn(asked)));
+            Err(ProbeError::Timeout { after: timeout })
+        }
     }
-    result
 }
 
 async fn node_loop<P: Product, K: Connector>(shared: Arc<Shared<K>>, node: NodeId) {
     let config = shared.config;
-    let mut conn: Option<K::Conn> = None;
-    let mut opening: Option<Opening<K::Conn>> = None;
-    let mut memo = P::Memo::default();
+    let mut link = Link::<K::Conn, P::Memo>::default();
     // Nodes start their jitter sequences apart, so they do not probe in lockstep.
     let mut round = (node.index() as u64).wrapping_mul(0x9E37_79B9);
     let mut first = true;
@@ -341,8 +417,7 @@ async fn node_loop<P: Product, K: Connector>(shared: Arc<Shared<K>>, node: NodeI
     let mut early = false;
     loop {
         let began = Instant::now();
-        let mut result =
-            probe_node::<P, K>(&shared, &mut conn, &mut opening, &mut memo, node, first).await;
+        let mut result = probe_node::<P, K>(&shared, &mut link, node, first).await;
         if let Err(ProbeError::Timeout { after }) = result
             && shared.state.served_since(node, began.into_std())
         {
@@ -370,7 +445,7 @@ async fn node_loop<P: Product, K: Connector>(shared: Arc<Shared<K>>, node: NodeI
         };
         round = round.wrapping_add(1);
         let mut fed = FeedEnd::Schedule;
-        if let (Ok(obs), Some(c)) = (&result, conn.as_ref()) {
+        if let (Ok(obs), Some(c)) = (&result, link.conn.as_ref()) {
             let every = config.position_interval_value();
             let probed = now.checked_sub(obs.latency()).unwrap_or(now);
             let feed = Feed { state: &shared.state, conn: c, node, last: obs, every };

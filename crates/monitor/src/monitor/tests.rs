@@ -40,6 +40,8 @@ struct Cluster {
     refuse_admin: Mutex<HashMap<usize, u32>>,
     /// Per node: how long opening a connection takes (a server slow to accept).
     open_delay: Mutex<HashMap<usize, Duration>>,
+    /// Per node: how long a statement takes to be answered (a saturated server).
+    query_delay: Mutex<HashMap<usize, Duration>>,
 }
 
 impl Cluster {
@@ -129,6 +131,10 @@ struct FakeConn {
 
 impl ProbeConn for FakeConn {
     async fn fetch_row(&self, sql: &str) -> Result<Option<Row>, ProbeError> {
+        let delay = self.cluster.query_delay.lock().unwrap().get(&self.node).copied();
+        if let Some(delay) = delay {
+            tokio::time::sleep(delay).await;
+        }
         match self.cluster.mode(self.node) {
             Mode::Hang => std::future::pending().await,
             Mode::Refuse => Err(ProbeError::unreachable("connection reset")),
@@ -347,6 +353,56 @@ async fn a_probe_timeout_while_the_node_serves_statements_is_busy_not_a_failure(
     tokio::time::sleep(MS(4 * 700)).await;
     assert_eq!(m.state().health(node), Health::Down);
     assert!(m.state().failed_probes(node) >= 3);
+}
+
+/// Issue 25, saturation: a server that answers probes later than the probe timeout, but
+/// answers. The probe that stops waiting fails, but its query goes on, on the same connection;
+/// the next probe takes the answer that comes while it waits as its own. Before, each timed-out
+/// probe dropped its connection, the next made the server fork a new backend and still timed
+/// out, and the node went down after three rounds.
+#[tokio::test(start_paused = true)]
+async fn a_probe_answered_late_keeps_its_connection_and_the_next_probe_takes_the_answer() {
+    let cluster = Cluster::new(&[0x300, 0x300]);
+    let m = start(&cluster, None);
+    let node = NodeId::new(1);
+    assert!(m.first_round(MS(100)).await);
+    // Answers take 800 ms: past the probe timeout (500 ms), within the patience (1,500 ms).
+    cluster.query_delay.lock().unwrap().insert(1, MS(800));
+    cluster.set(1, |n| n.lsn = 0x400);
+    tokio::time::sleep(MS(5_000)).await;
+    assert_eq!(cluster.opens(1), 1, "the connection was kept");
+    assert_ne!(m.state().health(node), Health::Down, "late is not dead");
+    // Rounds of 1 s: a probe that times out (500 ms), the pause (200 ms), the next probe that
+    // takes the answer (at 800 ms), the pause.
+    let failed = m.state().failed_probes(node);
+    assert!((4..=6).contains(&failed), "every other probe times out: {failed} in 5 s");
+    assert_eq!(
+        m.state().snapshot().node(node).unwrap().position(),
+        Some(&pos(0x400)),
+        "the late answers are read"
+    );
+    // Back to prompt answers: up again.
+    cluster.query_delay.lock().unwrap().remove(&1);
+    tokio::time::sleep(MS(2_000)).await;
+    assert_eq!(m.state().health(node), Health::Up);
+    assert_eq!(cluster.opens(1), 1);
+}
+
+/// A query that is never answered on a connection that stays open (the server froze after
+/// accepting it) fails every probe at the probe timeout, as before: the node is down after three
+/// rounds. The query is given up after the patience and the next probe connects afresh.
+#[tokio::test(start_paused = true)]
+async fn a_query_never_answered_fails_each_probe_and_is_given_up_at_the_patience() {
+    let cluster = Cluster::new(&[0x300, 0x300]);
+    let m = start(&cluster, None);
+    let node = NodeId::new(1);
+    assert!(m.first_round(MS(100)).await);
+    cluster.query_delay.lock().unwrap().insert(1, Duration::from_secs(3_600));
+    // A probe timeout (500 ms) plus the interval (200 ms) per failure; three fail a node.
+    tokio::time::sleep(MS(3 * 700 + 100)).await;
+    assert_eq!(m.state().health(node), Health::Down);
+    assert_eq!(m.state().failed_probes(node), 3);
+    assert_eq!(cluster.opens(1), 2, "given up at 1,500 ms after it was sent; one reconnect");
 }
 
 #[tokio::test(start_paused = true)]

@@ -74,7 +74,7 @@ pub(crate) trait Product: Send + Sync + Copy + Default + Debug + 'static {
     /// What a node's probes remember between one probe and the next on the same connection
     /// (a new connection starts from `Default`): facts that change only by an operator's act,
     /// which a probe then need not read again until something says they may have changed.
-    type Memo: Default + Debug + Send + Sync;
+    type Memo: Default + Debug + Send + Sync + 'static;
 
     /// One full probe: role, position, what the node knows of its own delay. `started` is when
     /// the probe began (for its latency).
