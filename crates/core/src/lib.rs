@@ -84,8 +84,8 @@ pub use balance::{
     ZonePreference,
 };
 pub use classify::{
-    Access, Classification, Classifier, DEFAULT_WRITE_FUNCTIONS, Detached, Dialect, Hint, Reason,
-    Tables, classify, explain, tables,
+    Access, Classification, Classifier, DEFAULT_WRITE_FUNCTIONS, Detached, Dialect, Hint,
+    MAX_SHAPE, Reason, Tables, classify, explain, shape, tables,
 };
 pub use consistency::{Consistency, Staleness};
 pub use error::{Error, Result};

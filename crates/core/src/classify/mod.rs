@@ -4,7 +4,10 @@ mod functions;
 mod keywords;
 mod lexer;
 mod scalar;
+mod shape;
 mod tables;
+
+pub use shape::{MAX_SHAPE, shape};
 
 #[cfg(test)]
 mod sound_tests;
@@ -95,6 +98,9 @@ pub enum Reason {
     /// running past its `*/`, a comment inside it) or more than four version-dependent ones
     /// (`/*!50000 … */`, `/*M! … */`).
     Opaque,
+    /// A replica refused a statement of the same shape ([`shape`]) as a write: a user function
+    /// or view that writes, which the text cannot show ([`Detached::refused`]).
+    Refused,
 }
 
 impl Reason {
@@ -124,6 +130,7 @@ impl Reason {
             Self::Unterminated => "unterminated token",
             Self::AmbiguousString => "escape-mode-dependent string",
             Self::Opaque => "not fully understood",
+            Self::Refused => "refused by a replica",
         }
     }
 }
@@ -240,6 +247,21 @@ impl Detached {
     #[must_use]
     pub const fn access(&self) -> Access {
         self.access
+    }
+
+    /// The same statement as a write because a replica refused it ([`Reason::Refused`]),
+    /// keeping its hint and tag: what a router learns from the refusal.
+    ///
+    /// ```
+    /// use rwsplit_core::{Access, Dialect, Reason, explain};
+    /// let sql = "SELECT bump_counter(1)";
+    /// let learned = explain(sql, Dialect::Postgres).detach(sql).refused();
+    /// assert_eq!(learned.access(), Access::Write);
+    /// assert_eq!(learned.attach(sql).reason(), Reason::Refused);
+    /// ```
+    #[must_use]
+    pub const fn refused(self) -> Detached {
+        Detached { access: Access::Write, reason: Reason::Refused, ..self }
     }
 }
 
