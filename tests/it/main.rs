@@ -20,6 +20,7 @@ mod sea_orm_matrix;
 mod sea_orm_patroni;
 mod sea_orm_pgbouncer;
 mod sea_orm_placement;
+mod sea_orm_refusals;
 mod sea_orm_setup;
 mod support;
 mod testkit_cluster;

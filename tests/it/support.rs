@@ -223,7 +223,8 @@ pub(crate) fn assert_replica_refused(err: &sea_orm::DbErr, kind: DbKind) {
     use rwsplit_sea_orm::{RoutingError, routing_error};
     use sea_orm::{DbErr, RuntimeErr, sqlx};
     assert!(matches!(err, DbErr::Query(_)), "SeaORM's variant for it: {err:?}");
-    let Some(RoutingError::ReplicaRefused { node, sqlstate, source }) = routing_error(err) else {
+    let Some(RoutingError::ReplicaRefused { node, sqlstate, source, .. }) = routing_error(err)
+    else {
         panic!("not a replica's refusal: {err:?}")
     };
     let DbErr::Query(RuntimeErr::SqlxError(e)) = source else {

@@ -87,8 +87,9 @@ impl RoutedConnectionBuilder {
     }
 
     /// Adds a replica: a URL, SeaORM `ConnectOptions`, or a [`Replica`] with a weight, zone or
-    /// tags for the router. Its sessions are made read-only (see the crate docs), so a
-    /// misrouted write fails loudly instead of diverging the replica.
+    /// tags for the router. Its sessions are made read-only (see the crate docs), so a write
+    /// hidden in a function or view is refused there instead of diverging the replica (and then
+    /// runs on the primary: [`on_replica_refusal`](Self::on_replica_refusal)).
     pub fn replica(mut self, replica: impl Into<Replica>) -> Self {
         self.replicas.push(replica.into());
         self
@@ -133,6 +134,18 @@ impl RoutedConnectionBuilder {
         // The router decides (rule 2 of rwsplit_core's routing order); a later `.router(..)`
         // replaces this setting with the new config's own.
         self.router = self.router.read_only_transactions_on_replicas(allow);
+        self
+    }
+
+    /// What a statement classified as a read does when a replica refuses it because it writes
+    /// (a user function or view that writes, which the SQL text cannot show): by default
+    /// ([`OnReplicaRefusal::Primary`]) it runs once on the primary and returns that result, and
+    /// statements of its shape go to the primary from then on; with
+    /// [`OnReplicaRefusal::Fail`] the caller gets [`RoutingError::ReplicaRefused`](crate::RoutingError::ReplicaRefused)
+    /// naming the statement, for functions with effects outside the database. See
+    /// [`OnReplicaRefusal`].
+    pub fn on_replica_refusal(mut self, then: crate::OnReplicaRefusal) -> Self {
+        self.policy.on_replica_refusal = then;
         self
     }
 

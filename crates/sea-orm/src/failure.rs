@@ -35,12 +35,56 @@ pub(crate) enum Failure {
     /// yet. The read moves on (the primary last); the node is healthy.
     NotOnReplica,
     /// A replica refused a statement classified as a read because it writes or locks: it is
-    /// read-only (PostgreSQL 25006, MySQL/MariaDB 1290/1792). The classifier was wrong, and
-    /// the statement is **not** retried on the primary: it fails with an error saying so, and
-    /// is logged at error level (see [`misrouted`]).
+    /// read-only or in recovery (PostgreSQL 25006 and the recovery refusals, MySQL/MariaDB
+    /// 1290/1792). Nothing durable happened there; what follows is [`OnReplicaRefusal`]'s:
+    /// once on the primary, as a write, or the caller's error ([`misrouted`]). Never another
+    /// replica.
     ReadOnly,
     /// Anything else (syntax, constraint, …): the caller gets it unchanged.
     Other,
+}
+
+/// What a statement classified as a read does when a replica refuses it because it would
+/// write ([`RoutedConnectionBuilder::on_replica_refusal`](crate::RoutedConnectionBuilder::on_replica_refusal)).
+///
+/// A statement's text cannot show what a user function or view does: `SELECT bump(1)` reads
+/// as far as the classifier can tell, and a hot standby or read-only replica refuses it when
+/// it writes (PostgreSQL 25006 and the recovery refusals; MariaDB 1290/1792). A refused
+/// statement did nothing durable there: the replica's session is read-only, outside any
+/// explicit transaction the statement is its own, and its first write is what was refused.
+/// Either way the statement's shape (its text without values, [`rwsplit_core::shape`]) is
+/// learned, so statements of that shape go to the primary from then on; each refusal is
+/// counted ([`Stats::replica_refusals`](crate::Stats::replica_refusals), the
+/// `rwsplit.replica_refusals` metric) and each new shape is logged once at WARN, the shape
+/// naming the function or view but no value.
+///
+/// A statement routed to a replica on purpose (`db.replica()`, `db.node(..)`, a
+/// `/*rwsplit:replica*/` hint) is never moved: its refusal is the caller's
+/// [`RoutingError::ReplicaRefused`] in both modes.
+///
+/// ```
+/// use rwsplit_sea_orm::{OnReplicaRefusal, RoutedConnection};
+/// let builder = RoutedConnection::builder()
+///     .primary("postgres://app@db1/app")
+///     .on_replica_refusal(OnReplicaRefusal::Fail);
+/// # drop(builder);
+/// ```
+///
+/// In a config file `on_replica_refusal = "fail"` under `[policy]`; in the environment
+/// `RWSPLIT_ON_REPLICA_REFUSAL=fail` (`primary`, the default, or `fail`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum OnReplicaRefusal {
+    /// Run it once on the primary, within the same deadline, as a write (its position is
+    /// recorded for the caller's read-your-writes), and return that result. The default.
+    #[default]
+    Primary,
+    /// Fail with [`RoutingError::ReplicaRefused`], naming the statement's shape. For
+    /// applications whose functions have effects outside the database: a function that calls
+    /// out over the network (an extension, `dblink`, a `COPY … TO PROGRAM`) before its first
+    /// write would have made that call on the replica, and would make it again on the primary.
+    Fail,
 }
 
 /// Classifies `err` as it came back from a node. `on_replica` says whether that node was a
@@ -94,30 +138,13 @@ impl Failure {
     }
 }
 
-/// The error for a statement classified as a read that replica `node` refused as a write.
-///
-/// Why fail rather than re-run it on the primary as a write: the statement reached a replica
-/// because the classifier judged it a read, which it is not; re-running it elsewhere would
-/// hide the classification bug (the next such statement goes to a replica again, one wasted
-/// round trip each time, and a bug report never comes), and a statement refused only at its
-/// first write may already have had effects on the replica's session that a second run on
-/// the primary would repeat (an advisory lock taken by an earlier function call, a
-/// `set_config`, anything a user-defined function does outside the database). The old
-/// behaviour — the read-retry path sending it to the primary — ran the write there counted as
-/// a read with no read-your-writes position recorded, so the caller's next read could miss it.
-/// Failing loudly is the conservative choice: the caller routes the statement explicitly
-/// (`/*rwsplit:primary*/`, `Classifier::with_write_functions`, `db.primary()`), and the log
-/// line makes the bug visible.
-pub(crate) fn misrouted(err: DbErr, node: &str) -> DbErr {
-    tracing::error!(
-        target: "rwsplit",
-        node = %node,
-        error = %err,
-        "a statement classified as a read was refused by a read-only replica: it writes or locks, \
-         so this is a classification bug; it was not retried on the primary"
-    );
+/// The error for a statement classified as a read that replica `node` refused as a write, and
+/// that is not run on the primary ([`OnReplicaRefusal::Fail`], or routed to the replica on
+/// purpose). `statement`: its shape, which names the function or view and holds no value.
+pub(crate) fn misrouted(err: DbErr, node: &str, statement: Option<&str>) -> DbErr {
     let sqlstate = routing_error::sqlstate(&err);
-    RoutingError::ReplicaRefused { node: node.to_owned(), sqlstate, source: err }.into()
+    let statement = statement.map(str::to_owned);
+    RoutingError::ReplicaRefused { node: node.to_owned(), sqlstate, statement, source: err }.into()
 }
 
 /// The error the caller gets for a statement that failed on `node` after `tried` attempts.
@@ -133,7 +160,7 @@ pub(crate) fn named(err: DbErr, failure: Failure, node: &str, write: bool, tried
     let node = node.to_owned();
     match failure {
         Failure::Other | Failure::NotOnReplica => err,
-        Failure::ReadOnly => misrouted(err, &node),
+        Failure::ReadOnly => misrouted(err, &node, None),
         // Already the adapter's own error (outcome unknown, not sent, timed out, marked down):
         // a read's counts the nodes tried before it.
         Failure::GivenUp if write => err,

@@ -105,12 +105,14 @@
 //! [`pool_timeouts`](NodeStats::pool_timeouts) counts it, and the node's health does not change
 //! (the monitor judges health on connections of its own).
 //!
-//! A statement classified as a read that a replica refuses as read-only (PostgreSQL 25006,
-//! MySQL/MariaDB 1290/1792) is *not* retried on the primary: the classifier was wrong about
-//! it, and running it there would hide that (and could repeat side effects it already had on
-//! the replica). It fails with an error saying so, logged at `error` level (target `rwsplit`);
-//! route such statements explicitly (`/*rwsplit:primary*/`,
-//! `Classifier::with_write_functions`, [`RoutedConnection::primary`]).
+//! A statement classified as a read that a replica refuses because it writes (a user function
+//! or view that writes, which its text cannot show: PostgreSQL 25006 and the recovery refusals,
+//! MySQL/MariaDB 1290/1792) did nothing durable there. By default it runs once on the primary
+//! as a write and returns that result, and its shape is learned, so later statements of that
+//! shape go to the primary directly; [`OnReplicaRefusal::Fail`] makes it an error naming the
+//! statement instead (for functions with effects outside the database). Each refusal is
+//! counted ([`Stats::replica_refusals`]) and each new shape logged once at `warn` (target
+//! `rwsplit`).
 //!
 //! The adapter's own failures are typed: a [`RoutingError`] (write not sent, write outcome
 //! unknown, node down, back-pressure, timed out, replica refused, no primary, split brain …)
@@ -131,8 +133,9 @@
 //!         Some(r) if r.outcome_unknown() => return Err(e),
 //!         // Not applied (not sent, back-pressure, failover under way): try again later.
 //!         Some(r) if r.is_retryable() => return Err(e),
-//!         Some(RoutingError::ReplicaRefused { sqlstate, .. }) => {
-//!             eprintln!("misrouted, SQLSTATE {sqlstate:?}");
+//!         // Only with `OnReplicaRefusal::Fail`, or a replica asked for on purpose.
+//!         Some(RoutingError::ReplicaRefused { statement, sqlstate, .. }) => {
+//!             eprintln!("a replica refused {statement:?}, SQLSTATE {sqlstate:?}");
 //!             return Err(e);
 //!         }
 //!         // The database's own error (constraint, syntax …), unchanged.
@@ -227,6 +230,7 @@ pub use config::{
 };
 pub use connection::RoutedConnection;
 pub use error::{Error, Result};
+pub use failure::OnReplicaRefusal;
 pub use pooling::{Pooling, UnknownPooling};
 pub use probe::MONITOR_APPLICATION;
 pub use product::{Server, ServerProduct};

@@ -59,6 +59,8 @@ pub(crate) enum Why {
     LastReadNode,
     /// A read given up on a deposed primary, run once more on the new one.
     MovedToNewPrimary,
+    /// A read a replica refused because it writes, run once on the primary as a write.
+    RefusedByReplica,
 }
 
 impl Why {
@@ -74,6 +76,7 @@ impl Why {
             Self::OutsideBound => "no replica within the staleness bound has the write",
             Self::LastReadNode => "the last read's node",
             Self::MovedToNewPrimary => "moved to the new primary",
+            Self::RefusedByReplica => "refused by a replica",
         }
     }
 }

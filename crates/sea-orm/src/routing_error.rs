@@ -182,16 +182,17 @@ pub enum RoutingError {
         attempts: usize,
     },
     /// A replica refused a statement classified as a read because it writes or locks: it is
-    /// read-only (PostgreSQL 25006, MySQL/MariaDB 1290/1792). The classifier was wrong about
-    /// the statement; it was **not** retried on the primary (see the crate docs, *Failures*).
-    /// Route it to the primary explicitly (`/*rwsplit:primary*/`,
-    /// `Classifier::with_write_functions`, [`RoutedConnection::primary`](crate::RoutedConnection::primary)).
-    /// Carried in `DbErr::Query`.
+    /// read-only or in recovery (PostgreSQL 25006 and the recovery refusals, MySQL/MariaDB
+    /// 1290/1792): a user function or view that writes, which the text cannot show. It was
+    /// **not** run on the primary: the connection was built with
+    /// [`OnReplicaRefusal::Fail`](crate::OnReplicaRefusal::Fail), or the statement was routed
+    /// to the replica on purpose (`db.replica()`, `db.node(..)`, `/*rwsplit:replica*/`).
+    /// Statements of its shape go to the primary from now on. Carried in `DbErr::Query`.
     #[error(
-        "the replica {node} refused a statement classified as a read because it writes or locks \
-         (read-only{}): a classification bug, so it was not retried on the primary; route it to \
-         the primary (`/*rwsplit:primary*/`, `Classifier::with_write_functions`, `db.primary()`) \
-         and please report it",
+        "the replica {node} refused {} classified as a read because it writes or locks \
+         (read-only{}); it was not run on the primary (on_replica_refusal is Fail, or the \
+         replica was asked for) and statements of its shape go to the primary from now on",
+        statement.as_deref().map_or_else(|| "a statement".to_owned(), |s| format!("`{s}`")),
         sqlstate.as_deref().map(|s| format!(", SQLSTATE {s}")).unwrap_or_default()
     )]
     ReplicaRefused {
@@ -200,6 +201,9 @@ pub enum RoutingError {
         /// The SQLSTATE of the refusal (`25006`; MySQL's `HY000` for error 1290), if the
         /// driver gave one.
         sqlstate: Option<String>,
+        /// The statement's shape ([`rwsplit_core::shape`]: its text with every value a `?`),
+        /// which names the function or view that writes; `None` if it has none (too long).
+        statement: Option<String>,
         /// The replica's error, with its code.
         #[source]
         source: DbErr,

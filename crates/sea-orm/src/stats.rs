@@ -22,6 +22,8 @@ pub struct Stats {
     retries: u64,
     ryw: ReadYourWrites,
     promotions: u64,
+    replica_refusals: u64,
+    learned_writes: u64,
 }
 
 /// Read-your-writes counters since the connection was built.
@@ -85,6 +87,20 @@ impl Stats {
     /// Read-your-writes counters.
     pub fn read_your_writes(&self) -> ReadYourWrites {
         self.ryw
+    }
+
+    /// Statements classified as reads that a replica refused because they write (a user
+    /// function or view that writes; see [`OnReplicaRefusal`](crate::OnReplicaRefusal)): each
+    /// ran once on the primary, or failed with `OnReplicaRefusal::Fail`. Once a statement's
+    /// shape is learned, later ones go to the primary and are not refused again.
+    pub fn replica_refusals(&self) -> u64 {
+        self.replica_refusals
+    }
+
+    /// Statement shapes learned from replicas' refusals: they go to the primary (at most
+    /// 1,024 are kept).
+    pub fn learned_writes(&self) -> u64 {
+        self.learned_writes
     }
 
     /// Replicas this connection promoted by automatic failover.
@@ -278,5 +294,7 @@ pub(crate) fn snapshot(db: &RoutedConnection) -> Stats {
             }
         },
         promotions: inner.monitor.as_ref().map_or(0, |m| m.promotions()),
+        replica_refusals: inner.counters.replica_refusals.load(Ordering::Relaxed),
+        learned_writes: u64::try_from(inner.classified.learned()).unwrap_or(u64::MAX),
     }
 }

@@ -77,6 +77,9 @@ pub const OPERATION_DURATION: &str = "db.client.operation.duration";
 pub const ERRORS: &str = "rwsplit.errors";
 /// Counter: reads that failed on a node and moved on to the next candidate.
 pub const RETRIES: &str = "rwsplit.retries";
+/// Counter: statements classified as reads that a replica refused because they write, by
+/// `outcome`: `primary` (run once on the primary) or `failed` (the caller's error).
+pub const REPLICA_REFUSALS: &str = "rwsplit.replica_refusals";
 /// Counter: where reads that had to see the caller's writes went, by `outcome`.
 pub const READ_YOUR_WRITES: &str = "rwsplit.read_your_writes";
 /// Gauge: statements running on a node now.
@@ -355,6 +358,17 @@ pub(crate) fn retry(node: &NodeLabels, write: bool) {
         "server.address" => node.address.clone(),
         "server.port" => node.port.clone(),
         "rwsplit.access" => if write { "write" } else { "read" },
+    )
+    .increment(1);
+}
+
+/// A replica refused a read because it writes; `rerun`: it runs once on the primary.
+pub(crate) fn replica_refusal(node: &NodeLabels, rerun: bool) {
+    metrics::counter!(
+        REPLICA_REFUSALS,
+        "server.address" => node.address.clone(),
+        "server.port" => node.port.clone(),
+        "outcome" => if rerun { "primary" } else { "failed" },
     )
     .increment(1);
 }

@@ -72,48 +72,92 @@ fn statements(c: &DatabaseConnection) -> usize {
     c.clone().into_transaction_log().len()
 }
 
-/// A statement the classifier took for a read that a replica refuses as a write used to be
-/// retried on the primary, counted as a read, with no read-your-writes position. It now fails,
-/// saying why, and never reaches the primary; a recovery conflict (40001) is still retried.
+/// A statement the classifier took for a read that a replica refuses as a write (a user
+/// function that writes) runs once on the primary, as a write, and returns its result; its
+/// shape is learned, so the next call of it, with other values, goes to the primary without a
+/// refusal. A recovery conflict (40001) and a full server (53300) are retried as reads,
+/// learning nothing.
 #[rstest]
-#[case::read_only_refusal("25006", false)]
-#[case::recovery_conflict("40001", true)]
-#[case::no_room_for_a_connection("53300", true)]
+#[case::read_only_refusal("25006", true)]
+#[case::recovery_conflict("40001", false)]
+#[case::no_room_for_a_connection("53300", false)]
 #[tokio::test]
-async fn a_read_refused_as_a_write_is_not_retried_on_the_primary(
+async fn a_read_a_replica_refuses_as_a_write_runs_once_on_the_primary_and_is_learned(
     #[case] code: &'static str,
-    #[case] retried: bool,
+    #[case] refusal: bool,
 ) {
-    let db = RoutedConnection::from_connections(answering(), vec![refusing(code)]).unwrap();
-    let read = Statement::from_string(DbBackend::Postgres, "SELECT id FROM t");
-    let result = db.query_one_raw(read).await;
-    assert_eq!(statements(db.primary()), usize::from(retried), "{result:?}");
-    assert_eq!(result.is_ok(), retried, "{result:?}");
-    if let Err(e) = result {
-        assert!(matches!(e, DbErr::Query(_)), "SeaORM's variant as before: {e:?}");
-        let Some(RoutingError::ReplicaRefused { node, sqlstate, source }) = routing_error(&e)
-        else {
-            panic!("not a replica's refusal: {e:?}")
-        };
-        assert_eq!((node.as_str(), sqlstate.as_deref()), ("replica 1", Some(code)));
-        // The replica's own error, with its SQLSTATE, behind the typed one.
-        assert_eq!(crate::routing_error::sqlstate(source).as_deref(), Some(code));
-        let text = e.to_string();
-        assert!(text.contains("classification bug") && text.contains(code), "{text}");
+    let policy = crate::connection::Policy { read_your_writes: false, ..Default::default() };
+    let db =
+        RoutedConnection::from_connections_with(answering(), vec![refusing(code)], policy).unwrap();
+    let read = Statement::from_string(DbBackend::Postgres, "SELECT bump('a') AS id");
+    let row = db.query_one_raw(read).await.expect("served by the primary").expect("a row");
+    assert_eq!(row.try_get::<i32>("", "id").unwrap(), 1);
+    let stats = db.stats();
+    assert_eq!(statements(db.primary()), 1);
+    assert_eq!(stats.replica_refusals(), u64::from(refusal));
+    assert_eq!(stats.learned_writes(), u64::from(refusal));
+    assert_eq!(stats.retries(), u64::from(!refusal), "a refusal is not a read's retry");
+    assert_eq!(stats.primary().writes(), u64::from(refusal), "run as a write");
+    if refusal {
+        // The same shape, other values: straight to the primary (the replica's mock has no
+        // answer left, so a second try there would fail).
+        let again = Statement::from_string(DbBackend::Postgres, "select bump('b') as id");
+        db.query_one_raw(again).await.expect("served by the primary");
+        assert_eq!(statements(db.primary()), 1, "(the log is drained when read)");
+        assert_eq!(db.stats().replica_refusals(), 1, "no second refusal");
+        assert_eq!(db.stats().primary().writes(), 2);
     }
-    assert_eq!(db.stats().retries(), u64::from(retried));
 }
 
-/// The refusal is logged at error level, target `rwsplit`.
-#[test]
-fn a_read_refused_as_a_write_is_logged_as_an_error() {
+/// With `OnReplicaRefusal::Fail` the refused read fails, naming the statement's shape (the
+/// function, no value) and never reaches the primary; its shape is still learned, so the next
+/// call goes to the primary.
+#[tokio::test]
+async fn with_fail_a_refused_read_fails_naming_its_shape_and_the_next_goes_to_the_primary() {
+    let policy = crate::connection::Policy {
+        read_your_writes: false,
+        on_replica_refusal: crate::OnReplicaRefusal::Fail,
+        ..Default::default()
+    };
+    let db = RoutedConnection::from_connections_with(answering(), vec![refusing("25006")], policy)
+        .unwrap();
+    let read = Statement::from_string(DbBackend::Postgres, "SELECT bump('secret') AS id");
+    let e = db.query_one_raw(read).await.expect_err("refused, not run on the primary");
+    assert!(matches!(e, DbErr::Query(_)), "SeaORM's variant as before: {e:?}");
+    let Some(RoutingError::ReplicaRefused { node, sqlstate, statement, source }) =
+        routing_error(&e)
+    else {
+        panic!("not a replica's refusal: {e:?}")
+    };
+    assert_eq!((node.as_str(), sqlstate.as_deref()), ("replica 1", Some("25006")));
+    assert_eq!(statement.as_deref(), Some("select bump ( ? ) as id "));
+    assert_eq!(crate::routing_error::sqlstate(source).as_deref(), Some("25006"));
+    let text = e.to_string();
+    assert!(text.contains("bump") && text.contains("25006") && !text.contains("secret"), "{text}");
+    assert_eq!(statements(db.primary()), 0);
+    assert_eq!(db.stats().replica_refusals(), 1);
+    let again = Statement::from_string(DbBackend::Postgres, "SELECT bump('other') AS id");
+    db.query_one_raw(again).await.expect("learned: the primary");
+    assert_eq!(statements(db.primary()), 1);
+    assert_eq!(db.stats().replica_refusals(), 1);
+}
+
+/// A new shape is logged once at WARN, target `rwsplit`, with the shape and no value.
+#[tokio::test]
+async fn a_refused_shape_is_logged_at_warn_without_values() {
     let (subscriber, logs) = capture(tracing::Level::TRACE);
-    tracing::subscriber::with_default(subscriber, || {
-        crate::failure::misrouted(refusal("25006"), "db2:5432/app");
-    });
+    let _guard = tracing::subscriber::set_default(subscriber);
+    let policy = crate::connection::Policy { read_your_writes: false, ..Default::default() };
+    let db = RoutedConnection::from_connections_with(answering(), vec![refusing("25006")], policy)
+        .unwrap();
+    let sql = "SELECT bump('hunter2') AS id";
+    db.query_one_raw(Statement::from_string(DbBackend::Postgres, sql)).await.unwrap();
     let text = logs.text();
-    assert!(text.contains("ERROR") && text.contains("rwsplit"), "{text}");
-    assert!(text.contains("classification bug") && text.contains("db2:5432/app"), "{text}");
+    let warned: Vec<&str> = text.lines().filter(|l| l.contains(" WARN ")).collect();
+    assert_eq!(warned.len(), 1, "{text}");
+    let line = warned[0];
+    assert!(line.contains("rwsplit") && line.contains("select bump ( ? ) as id"), "{line}");
+    assert!(!line.contains("hunter2"), "{line}");
 }
 
 /// A tracing subscriber writing into a buffer.

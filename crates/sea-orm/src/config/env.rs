@@ -54,6 +54,7 @@ pub(crate) const SETTINGS: &[(&str, &str)] = &[
     ("RWSPLIT_STALENESS_BYTES", "policy.staleness_bytes"),
     ("RWSPLIT_READ_RETRIES", "policy.read_retries"),
     ("RWSPLIT_REPLICA_READ_TIMEOUT", "policy.replica_read_timeout"),
+    ("RWSPLIT_ON_REPLICA_REFUSAL", "policy.on_replica_refusal"),
     ("RWSPLIT_PROBE_INTERVAL", "monitor.probe_interval"),
     ("RWSPLIT_PROBE_TIMEOUT", "monitor.probe_timeout"),
     ("RWSPLIT_POSITION_INTERVAL", "monitor.position_interval"),
@@ -166,6 +167,8 @@ pub(super) fn read(vars: BTreeMap<String, String>) -> Result<RoutedConfig> {
     policy.staleness_bytes = vars.number("RWSPLIT_STALENESS_BYTES")?;
     policy.read_retries = vars.number("RWSPLIT_READ_RETRIES")?;
     policy.replica_read_timeout = vars.parse("RWSPLIT_REPLICA_READ_TIMEOUT", parse_duration)?;
+    policy.on_replica_refusal =
+        vars.parse("RWSPLIT_ON_REPLICA_REFUSAL", super::parse_on_replica_refusal)?;
     let monitor = &mut config.monitor;
     monitor.probe_interval = vars.parse("RWSPLIT_PROBE_INTERVAL", parse_duration)?;
     monitor.probe_timeout = vars.parse("RWSPLIT_PROBE_TIMEOUT", parse_duration)?;

@@ -401,6 +401,9 @@ pub struct PolicyConfig {
     /// The most one read may wait for a replica (default: none).
     #[serde(default, deserialize_with = "de_duration")]
     pub replica_read_timeout: Option<Duration>,
+    /// What a read a replica refuses because it writes does: `primary` (default: run once on
+    /// the primary) or `fail` ([`OnReplicaRefusal`](crate::OnReplicaRefusal)).
+    pub on_replica_refusal: Option<crate::OnReplicaRefusal>,
 }
 
 /// The default consistency level, by name.
@@ -810,6 +813,9 @@ impl RoutedConfig {
         if let Some(n) = policy.read_retries {
             b = b.read_retries(n);
         }
+        if let Some(then) = policy.on_replica_refusal {
+            b = b.on_replica_refusal(then);
+        }
         if policy.replica_read_timeout.is_some() {
             b = b.replica_read_timeout(policy.replica_read_timeout);
         }
@@ -1001,6 +1007,14 @@ pub(crate) fn parse_balancer(s: &str) -> Result<BalancerKind, String> {
             clip(s)
         )
     })
+}
+
+pub(crate) fn parse_on_replica_refusal(s: &str) -> Result<crate::OnReplicaRefusal, String> {
+    match s.trim().to_ascii_lowercase().as_str() {
+        "primary" => Ok(crate::OnReplicaRefusal::Primary),
+        "fail" => Ok(crate::OnReplicaRefusal::Fail),
+        _ => Err(format!("unknown on_replica_refusal `{}` (expected primary or fail)", clip(s))),
+    }
 }
 
 pub(crate) fn parse_consistency(s: &str) -> Result<ConsistencyKind, String> {

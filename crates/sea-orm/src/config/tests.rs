@@ -239,7 +239,8 @@ fn a_full_config_reaches_the_builder() {
                     "read_only_transactions_on_replicas": false },
         "policy": { "read_your_writes": false, "wait_for_replica": "20ms",
                     "consistency": "bounded_staleness", "staleness": "1s", "staleness_bytes": 1024,
-                    "read_retries": 1, "replica_read_timeout": "3s" },
+                    "read_retries": 1, "replica_read_timeout": "3s",
+                    "on_replica_refusal": "fail" },
         "monitor": { "probe_interval": "250ms", "probe_timeout": "2s", "probe_jitter": "10ms",
                      "position_interval": "5ms", "idle_probe_interval": "4s",
                      "failure_threshold": 4, "recovery_threshold": 3,
@@ -255,6 +256,7 @@ fn a_full_config_reaches_the_builder() {
         assert!(shown.contains(expected), "{expected} missing in {shown}");
     }
     assert_eq!(b.policy.read_retries, 1);
+    assert_eq!(b.policy.on_replica_refusal, crate::OnReplicaRefusal::Fail);
     assert!(!b.policy.read_your_writes);
     assert_eq!(b.policy.wait_for_replica, Some(Duration::from_millis(20)));
     assert_eq!(b.policy.timeouts.replica_read, Some(Duration::from_secs(3)));

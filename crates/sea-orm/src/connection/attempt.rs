@@ -26,7 +26,7 @@ use std::future::Future;
 use futures_util::future::Either;
 use std::time::Instant;
 
-use rwsplit_core::{Access, NodeId};
+use rwsplit_core::{Access, NodeId, RouteReason};
 use sea_orm::{
     ConnectionTrait, DatabaseConnection, DatabaseTransaction, DbErr, ExecResult, QueryResult,
     QueryStream, Statement, StreamTrait, TransactionOptions, TransactionTrait,
@@ -35,7 +35,8 @@ use sea_orm::{
 use super::inner::{Ctx, Inner, Node, Scope, bump};
 use super::plan::{Done, Io, Planned};
 use super::record::{self, Attempt, Record};
-use crate::failure;
+use crate::classified::Learned;
+use crate::failure::{self, Failure};
 use crate::hooks::{self, Call};
 use crate::position::{self, Waited};
 use crate::route::{Plan, Why};
@@ -286,6 +287,10 @@ enum Stop {
     /// A write that was not sent, or a read given up, on node `.1`, which is not the primary any
     /// more: it may be tried once on the new primary (else the caller gets this error).
     Unsent(DbErr, NodeId),
+    /// A read a replica refused because it writes, to be run once on the primary as a write
+    /// ([`OnReplicaRefusal::Primary`](crate::OnReplicaRefusal::Primary)); its shape is learned.
+    /// The error is the caller's if it cannot be.
+    Refused(DbErr),
 }
 
 impl Inner {
@@ -372,6 +377,8 @@ impl Inner {
                 Ok(done) => return Ok(done),
                 Err(Stop::Fail(e)) => return Err(e),
                 Err(Stop::Unsent(e, id)) => (e, id),
+                // Boxed: rare, and a read's future need not carry a write's state.
+                Err(Stop::Refused(e)) => return Box::pin(self.refused(e, work, scope)).await,
             };
             // A write that was never sent, or a read, to a node that is not the primary any more:
             // once more, on the primary the monitor sees now (if there is none, or it is still that
@@ -384,8 +391,31 @@ impl Inner {
             // Boxed: rare, and a read's future need not carry a second loop's state.
             match Box::pin(self.attempt_plan(&retry, work, scope, 1)).await {
                 Ok(done) => Ok(done),
-                Err(Stop::Fail(e) | Stop::Unsent(e, _)) => Err(e),
+                Err(Stop::Fail(e) | Stop::Unsent(e, _) | Stop::Refused(e)) => Err(e),
             }
+        }
+    }
+
+    /// A read a replica refused because it writes ([`Stop::Refused`]): once on the primary, as
+    /// a write (its position recorded for the scope's read-your-writes), within the caller's
+    /// deadline. Nothing durable happened on the replica (see [`OnReplicaRefusal`]).
+    ///
+    /// [`OnReplicaRefusal`]: crate::OnReplicaRefusal
+    async fn refused<W: Work>(
+        &self,
+        refusal: DbErr,
+        work: &mut W,
+        scope: &Scope,
+    ) -> Result<(W::Output, NodeId), DbErr> {
+        if crate::deadline::current().is_some_and(|d| Instant::now() >= d) {
+            return Err(refusal);
+        }
+        let Ok(retry) = self.plan_on_primary(Access::Write, Why::RefusedByReplica) else {
+            return Err(refusal);
+        };
+        match self.attempt_plan(&retry, work, scope, 1).await {
+            Ok(done) => Ok(done),
+            Err(Stop::Fail(e) | Stop::Unsent(e, _) | Stop::Refused(e)) => Err(e),
         }
     }
 
@@ -490,7 +520,9 @@ impl Inner {
                         // Boxed, as SeaORM boxes its own: sqlx's futures are kilobytes, and a
                         // read's future is moved whole into SeaORM's `async_trait` box.
                         Some(d) => Either::Left(Box::pin(work.direct(d))),
-                        None => Either::Right(work.run(pool, last && (on_replica || earlier > 0))),
+                        // A read on a replica keeps it too: the replica may refuse it as a write,
+                        // and then it runs on the primary.
+                        None => Either::Right(work.run(pool, last && earlier > 0)),
                     };
                     self.bounded(id, on_replica, &node.name, limit, run).await
                 };
@@ -533,6 +565,9 @@ impl Inner {
                             record::retried(self, &node, write);
                             return Err(Stop::Unsent(e, id));
                         }
+                        if failure == Failure::ReadOnly && !write {
+                            return Err(self.refusal(e, &node, plan, work.sql()));
+                        }
                         let out_of_time = deadline.is_some_and(|d| now >= d);
                         if write || !failure.retryable() || last || out_of_time {
                             return Err(Stop::Fail(failure::named(
@@ -549,6 +584,47 @@ impl Inner {
             // Every candidate was skipped (a catch-up wait that timed out on the only one).
             Err(Stop::Fail(last_err.map_or_else(failure::no_node_left, |e| *e)))
         }
+    }
+
+    /// A replica refused a read because it writes: its shape is learned (a write from now
+    /// on), the refusal counted, a new shape logged once at WARN; then what
+    /// [`OnReplicaRefusal`](crate::OnReplicaRefusal) says, unless the read was sent to the
+    /// replica on purpose (then it fails).
+    fn refusal(&self, e: DbErr, node: &Node, plan: &Plan, sql: &str) -> Stop {
+        let learned = self.classified.learn(sql);
+        let on_purpose = matches!(
+            plan.reason(),
+            Why::Router(RouteReason::ReplicaRequested | RouteReason::NodeRequested)
+        );
+        let rerun =
+            !on_purpose && self.policy.on_replica_refusal == crate::OnReplicaRefusal::Primary;
+        bump(&self.counters.replica_refusals);
+        telemetry::replica_refusal(&node.labels, rerun);
+        let then = if rerun { "it runs once on the primary" } else { "it fails" };
+        match &learned {
+            Learned::New(shape) => tracing::warn!(
+                target: "rwsplit",
+                node = %node.name,
+                statement = %shape,
+                "a replica refused a statement classified as a read because it writes (a \
+                 function or view the SQL does not show); {then}, and statements of this shape \
+                 go to the primary from now on"
+            ),
+            Learned::Full(shape) => tracing::debug!(
+                target: "rwsplit",
+                node = %node.name,
+                statement = %shape,
+                "a replica refused a statement classified as a read; {then}; the table of \
+                 learned shapes is full, so it is not learned"
+            ),
+            Learned::Known(_) | Learned::NoShape => tracing::debug!(
+                target: "rwsplit",
+                node = %node.name,
+                "a replica refused a statement classified as a read; {then}"
+            ),
+        }
+        let e = failure::misrouted(e, &node.name, learned.shape());
+        if rerun { Stop::Refused(e) } else { Stop::Fail(e) }
     }
 
     /// The metrics of one of `plan`'s attempts at `work`.

@@ -29,6 +29,7 @@ pub(crate) struct Policy {
     pub(crate) consistency: Consistency,
     pub(crate) timeouts: crate::deadline::Timeouts,
     pub(crate) failover: Option<rwsplit_monitor::AutoFailover>,
+    pub(crate) on_replica_refusal: crate::OnReplicaRefusal,
 }
 
 impl Default for Policy {
@@ -41,6 +42,7 @@ impl Default for Policy {
             consistency: Consistency::Session,
             timeouts: crate::deadline::Timeouts::default(),
             failover: None,
+            on_replica_refusal: crate::OnReplicaRefusal::Primary,
         }
     }
 }
@@ -512,6 +514,8 @@ pub(crate) struct Counters {
     /// Reads kept on the node of their scope's last read (or sent to the primary): monotonic
     /// reads, before a sample bounded that read.
     pub(crate) monotonic_stays: AtomicU64,
+    /// Statements classified as reads that a replica refused because they write.
+    pub(crate) replica_refusals: AtomicU64,
 }
 
 pub(crate) fn bump(counter: &AtomicU64) {

@@ -271,8 +271,10 @@ pub(crate) enum ServerError {
     /// The server is going away or refused the session (PostgreSQL class 08 and
     /// 57P01–57P03; MariaDB 1053 `ER_SERVER_SHUTDOWN`): the node failed, not the statement.
     GoingAway,
-    /// The session is read-only and the statement writes (PostgreSQL 25006; MariaDB 1290
-    /// `ER_OPTION_PREVENTS_STATEMENT`, 1792 `ER_CANT_EXECUTE_IN_READ_ONLY_TRANSACTION`).
+    /// The session is read-only or the server in recovery and the statement writes
+    /// (PostgreSQL 25006, and the recovery refusals 55000, XX000 and 0A000 by their message;
+    /// MariaDB 1290 `ER_OPTION_PREVENTS_STATEMENT`, 1792
+    /// `ER_CANT_EXECUTE_IN_READ_ONLY_TRANSACTION`).
     ReadOnly,
     /// SQLSTATE 40001: on a PostgreSQL standby a recovery conflict (replay needed to remove
     /// rows the query could still see); on MariaDB a deadlock. Another node may serve it.
@@ -293,7 +295,7 @@ pub(crate) fn server_error(db: &dyn sea_orm::sqlx::error::DatabaseError) -> Opti
     if let Some(my) = db.try_downcast_ref::<sea_orm::sqlx::mysql::MySqlDatabaseError>() {
         return mariadb::server_error(my.number(), my.code());
     }
-    postgres::server_error(db.code().as_deref().unwrap_or(""))
+    postgres::server_error(db.code().as_deref().unwrap_or(""), db.message())
 }
 
 /// A hook's verdict: keep the connection if the statement ran; an error closes it (sqlx then

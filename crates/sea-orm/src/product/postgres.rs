@@ -50,9 +50,19 @@ pub(super) async fn server(conn: &DatabaseConnection) -> Result<Server, DbErr> {
     ))
 }
 
-/// See [`super::server_error`]: by SQLSTATE.
-pub(super) fn server_error(code: &str) -> Option<ServerError> {
+/// See [`super::server_error`]: by SQLSTATE, and for three codes that also mean other things,
+/// by the server's (English) message too. A hot standby refuses what would write with 25006
+/// (`cannot execute INSERT in a read-only transaction`), and, for what only shows it writes
+/// deeper down, with 55000 (`recovery is in progress`, e.g. a WAL function), XX000 (`cannot
+/// assign TransactionIds during recovery`: a view over `pg_current_xact_id()`) or 0A000
+/// (`cannot use serializable mode in a hot standby`). Those three codes are matched only with
+/// their message: 55000 is also `currval` before `nextval`, which the primary refuses too. A
+/// server whose `lc_messages` is not English has those refusals seen as ordinary errors.
+pub(super) fn server_error(code: &str, message: &str) -> Option<ServerError> {
     match code {
+        "55000" | "XX000" if message.contains("during recovery") => Some(ServerError::ReadOnly),
+        "55000" if message.contains("recovery is in progress") => Some(ServerError::ReadOnly),
+        "0A000" if message.contains("in a hot standby") => Some(ServerError::ReadOnly),
         // Class 08 connection exceptions; 57P01–57P03 admin shutdown, crash shutdown, cannot
         // connect now.
         c if c.starts_with("08") => Some(ServerError::GoingAway),
@@ -138,11 +148,26 @@ mod tests {
     #[case("57P01", Some(ServerError::GoingAway))]
     #[case("25006", Some(ServerError::ReadOnly))]
     #[case("53300", Some(ServerError::TooManyConnections))]
+    #[case::tx_id_on_a_standby(
+        "XX000:cannot assign TransactionIds during recovery",
+        Some(ServerError::ReadOnly)
+    )]
+    #[case::wal_function_on_a_standby("55000:recovery is in progress", Some(ServerError::ReadOnly))]
+    #[case::serializable_on_a_standby(
+        "0A000:cannot use serializable mode in a hot standby",
+        Some(ServerError::ReadOnly)
+    )]
+    #[case::currval_before_nextval(
+        "55000:currval of sequence \"s\" is not yet defined in this session",
+        None
+    )]
+    #[case::other_internal_error("XX000:could not open file", None)]
     #[case("40001", Some(ServerError::Conflict))]
     #[case("42P01", Some(ServerError::NoSuchTable))]
     #[case("23505", None)]
     #[case("", None)]
     fn sqlstates(#[case] code: &str, #[case] meaning: Option<ServerError>) {
-        assert_eq!(server_error(code), meaning);
+        let (code, message) = code.split_once(':').unwrap_or((code, ""));
+        assert_eq!(server_error(code, message), meaning);
     }
 }

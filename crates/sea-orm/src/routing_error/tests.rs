@@ -65,7 +65,12 @@ const UNKNOWN: (bool, bool) = (false, true);
     Carrier::Conn, RETRY, "within 1s 500ms"
 )]
 #[case::replica_refused(
-    RoutingError::ReplicaRefused { node: node(), sqlstate: Some("25006".into()), source: cause() },
+    RoutingError::ReplicaRefused {
+        node: node(),
+        sqlstate: Some("25006".into()),
+        statement: Some("select bump ( ? ) ".into()),
+        source: cause()
+    },
     Carrier::Query, FINAL, "SQLSTATE 25006"
 )]
 #[case::no_primary(RoutingError::NoPrimary, Carrier::Conn, RETRY, "no primary")]
@@ -162,7 +167,7 @@ fn a_refusal_keeps_the_replicas_error_as_its_source() {
     let refusal = DbErr::Query(RuntimeErr::SqlxError(Arc::new(sea_orm::sqlx::Error::Database(
         Box::new(ReadOnly),
     ))));
-    let err = crate::failure::misrouted(refusal, "db2:5432/app");
+    let err = crate::failure::misrouted(refusal, "db2:5432/app", None);
     let e = routing_error(&err).expect("typed");
     let RoutingError::ReplicaRefused { sqlstate, .. } = e else { panic!("{e:?}") };
     assert_eq!(sqlstate.as_deref(), Some("25006"));
