@@ -15,6 +15,7 @@
 //! | [`OPERATION_DURATION`] | histogram (s) | node, `db.system.name`, `db.operation.name`, `rwsplit.node.role`, `rwsplit.route.reason`, `rwsplit.access`, `error.type` on failure | each attempt's time on a node; its count is the statements each node served, by why they went there |
 //! | [`ERRORS`] | counter | node, `rwsplit.node.role`, `error.type` | failed attempts, by class (`connection`, `backpressure`, `given_up`, `replica_refused`, `not_on_replica`, `read_only`, `statement`) |
 //! | [`RETRIES`] | counter | node, `rwsplit.access` | statements moved on from this node: reads to the next candidate (`read`), writes never sent to a node that stopped being the primary, once, to the new primary (`write`) |
+//! | [`REPLICA_REFUSALS`] | counter | node, `outcome` (`primary`, `failed`) | statements classified as reads that the replica refused because they write (a user function or view): run once on the primary, or the caller's error ([`OnReplicaRefusal`](crate::OnReplicaRefusal)) |
 //! | [`READ_YOUR_WRITES`] | counter | `outcome` (`replica`, `waited`, `primary`) | where reads that had to see a write went |
 //! | [`IN_FLIGHT`] | gauge | node | statements running on the node now |
 //! | [`HEALTH`] | gauge | node | 0 up, 1 suspect, 2 down, 3 joining (added at run time, probed, not in rotation yet), 4 removed |
