@@ -12,6 +12,7 @@ mod monitor_probes;
 mod monitor_sharing;
 mod network_faults;
 mod patroni;
+mod prometheus;
 mod sea_orm_consistency;
 mod sea_orm_dropin;
 mod sea_orm_hardening;

@@ -13,11 +13,24 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use crate::support::{own_cluster, until};
 
+/// The buckets of the statement-time histogram (seconds), as an application would set them so
+/// that Prometheus can aggregate quantiles over processes (`histogram_quantile`); without
+/// them the exporter renders a summary.
+pub(crate) const DURATION_BUCKETS: &[f64] =
+    &[0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0];
+
 /// The itest process's one Prometheus recorder, served at `http://<addr>/metrics`.
-fn exporter() -> std::net::SocketAddr {
+pub(crate) fn exporter() -> std::net::SocketAddr {
     static ADDR: OnceLock<std::net::SocketAddr> = OnceLock::new();
     *ADDR.get_or_init(|| {
         let handle = metrics_exporter_prometheus::PrometheusBuilder::new()
+            .set_buckets_for_metric(
+                metrics_exporter_prometheus::Matcher::Full(
+                    rwsplit_sea_orm::telemetry::OPERATION_DURATION.to_owned(),
+                ),
+                DURATION_BUCKETS,
+            )
+            .expect("valid buckets")
             .install_recorder()
             .expect("the only recorder of the itest process");
         let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("a free port");

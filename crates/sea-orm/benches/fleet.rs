@@ -14,11 +14,14 @@
 //! every probe and position read does and the workload never does), all statements per
 //! second, the server's CPU (% of one core), the monitor's connections (`application_name =
 //! rwsplit-monitor`); per instance: client CPU; and in all: false Suspect/Down events (changes
-//! of a node's role or health after the first probes: the cluster stays healthy throughout),
+//! of a node's role or health: the cluster stays healthy throughout),
 //! failed probes, stale reads, and the share of read-your-writes reads replicas served. False
-//! changes and failed probes are counted from each instance's start (while the rest of the fleet
-//! is still connecting) and, apart, in the window only (the steady state).
-//! `--json PATH` writes the rows for `cargo xtask report`.
+//! changes and failed probes are counted from each instance's start (its connections' first
+//! probes included, while the rest of the fleet is still connecting) and, apart, in the window
+//! only (the steady state).
+//! `--json PATH` writes the rows for `cargo xtask report`. `--plain` adds, for K processes, the
+//! same read-your-writes workload on plain SeaORM connections to the primary (workload
+//! `plain`): what the machine carries without rwsplit.
 //!
 //! An instance is this executable run as `fleet instance <connections> <idle|ryw> <id>
 //! <primary-url> <replica-url>...`: it connects, prints `ready`, works until its standard input
@@ -72,20 +75,26 @@ struct Counted {
 fn instance(args: &[String]) -> Res<()> {
     let [connections, workload, id, primary, replicas @ ..] = args else {
         return Err(
-            "usage: fleet instance <connections> <idle|ryw> <id> <primary> <replica>...".into()
+            "usage: fleet instance <connections> <idle|ryw|plain> <id> <primary> <replica>..."
+                .into(),
         );
     };
     let connections: usize = connections.parse()?;
-    let ryw = match workload.as_str() {
-        "idle" => false,
-        "ryw" => true,
-        other => return Err(format!("unknown workload {other:?}: idle or ryw").into()),
-    };
+    if !matches!(workload.as_str(), "idle" | "ryw" | "plain") {
+        return Err(format!("unknown workload {workload:?}: idle, ryw or plain").into());
+    }
     let id: i64 = id.parse()?;
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
     rt.block_on(async move {
         let mut dbs = Vec::with_capacity(connections);
+        let mut plain = Vec::new();
         for _ in 0..connections {
+            if workload == "plain" {
+                // Plain SeaORM on the primary alone: the same workload without rwsplit, to tell
+                // what the machine carries from what rwsplit adds.
+                plain.push(sea_orm::Database::connect(primary.as_str()).await?);
+                continue;
+            }
             let db = RoutedConnection::builder()
                 .primary(primary.as_str())
                 .replicas(replicas.iter().map(String::as_str))
@@ -93,7 +102,6 @@ fn instance(args: &[String]) -> Res<()> {
                 .await?;
             dbs.push(db);
         }
-        let before = totals(&dbs);
         println!("ready");
         std::io::stdout().flush()?;
         // The driver writes a line when its window begins and closes our standard input at
@@ -108,60 +116,99 @@ fn instance(args: &[String]) -> Res<()> {
         });
         let stale = Arc::new(AtomicU64::new(0));
         let marked;
-        if ryw {
-            // One task per connection (each its own read-your-writes scope): every 250 ms a
-            // write and two reads of it.
+        if workload == "idle" {
+            marked = window(&mut lines, &dbs).await;
+        } else {
             let (halt, _) = tokio::sync::watch::channel(false);
             let mut tasks = Vec::new();
-            for (n, db) in dbs.iter().enumerate() {
-                let (db, stale, mut halted) = (db.clone(), Arc::clone(&stale), halt.subscribe());
+            let conns: Vec<Conn> = if workload == "plain" {
+                plain.iter().cloned().map(Conn::Plain).collect()
+            } else {
+                dbs.iter().cloned().map(Conn::Routed).collect()
+            };
+            for (n, conn) in conns.into_iter().enumerate() {
                 let base = (id * 1_000 + i64::try_from(n).unwrap_or(0)) * 1_000_000;
-                tasks.push(tokio::spawn(async move {
-                    let mut tick = tokio::time::interval(Duration::from_millis(250));
-                    for round in 0.. {
-                        tokio::select! {
-                            _ = halted.changed() => break,
-                            _ = tick.tick() => {}
-                        }
-                        let key = base + round;
-                        let write = format!("INSERT INTO fleet_t (id, owner) VALUES ({key}, {id})");
-                        db.execute_unprepared(&write).await?;
-                        // Read back at once (a form's result page), then again 100 ms later
-                        // (the next page): both must see the write.
-                        for pause in [Duration::ZERO, Duration::from_millis(100)] {
-                            tokio::time::sleep(pause).await;
-                            let read = format!("SELECT id FROM fleet_t WHERE id = {key}");
-                            let stmt = Statement::from_string(db.get_database_backend(), read);
-                            if db.query_one_raw(stmt).await?.is_none() {
-                                stale.fetch_add(1, Ordering::Relaxed);
-                            }
-                        }
-                    }
-                    Ok::<_, sea_orm::DbErr>(())
-                }));
+                let task = ryw(conn, base, id, Arc::clone(&stale), halt.subscribe());
+                tasks.push(tokio::spawn(task));
             }
             marked = window(&mut lines, &dbs).await;
             let _ = halt.send(true);
             for t in tasks {
                 t.await??;
             }
-        } else {
-            marked = window(&mut lines, &dbs).await;
         }
         let stale = stale.load(Ordering::Relaxed);
         let after = totals(&dbs);
+        // From the connections' construction (the first probes included: a node a first probe
+        // failed is a false change when it recovers, and its failure counts), and in the window.
         println!(
             "{{\"changes\":{},\"failed_probes\":{},\"window_changes\":{},\"window_failed_probes\":{},\"reads\":{},\"replica_reads\":{},\"stale\":{stale}}}",
-            after.changes - before.changes,
-            after.failed_probes - before.failed_probes,
+            after.changes,
+            after.failed_probes,
             after.changes - marked.changes,
             after.failed_probes - marked.failed_probes,
-            after.reads - before.reads,
-            after.replica_reads - before.replica_reads,
+            after.reads,
+            after.replica_reads,
         );
         std::io::stdout().flush()?;
         Ok::<_, Box<dyn std::error::Error + Send + Sync>>(())
     })
+}
+
+/// One connection of an instance's workload: rwsplit's, or plain SeaORM's on the primary.
+#[derive(Clone)]
+enum Conn {
+    Routed(RoutedConnection),
+    Plain(sea_orm::DatabaseConnection),
+}
+
+impl Conn {
+    async fn execute(&self, sql: &str) -> Result<(), sea_orm::DbErr> {
+        match self {
+            Conn::Routed(c) => c.execute_unprepared(sql).await.map(drop),
+            Conn::Plain(c) => c.execute_unprepared(sql).await.map(drop),
+        }
+    }
+
+    async fn found(&self, sql: String) -> Result<bool, sea_orm::DbErr> {
+        let row = match self {
+            Conn::Routed(c) => {
+                c.query_one_raw(Statement::from_string(c.get_database_backend(), sql)).await?
+            }
+            Conn::Plain(c) => {
+                c.query_one_raw(Statement::from_string(c.get_database_backend(), sql)).await?
+            }
+        };
+        Ok(row.is_some())
+    }
+}
+
+/// One connection's read-your-writes workload (its own scope): every 250 ms a write and two
+/// reads of it, at once (a form's result page) and 100 ms later (the next page); both must see
+/// the write.
+async fn ryw(
+    db: Conn,
+    base: i64,
+    id: i64,
+    stale: Arc<AtomicU64>,
+    mut halted: tokio::sync::watch::Receiver<bool>,
+) -> Result<(), sea_orm::DbErr> {
+    let mut tick = tokio::time::interval(Duration::from_millis(250));
+    for round in 0.. {
+        tokio::select! {
+            _ = halted.changed() => break,
+            _ = tick.tick() => {}
+        }
+        let key = base + round;
+        db.execute(&format!("INSERT INTO fleet_t (id, owner) VALUES ({key}, {id})")).await?;
+        for pause in [Duration::ZERO, Duration::from_millis(100)] {
+            tokio::time::sleep(pause).await;
+            if !db.found(format!("SELECT id FROM fleet_t WHERE id = {key}")).await? {
+                stale.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+    }
+    Ok(())
 }
 
 /// Waits for the driver's mark (a line on standard input: its window begins), then for the end
@@ -250,6 +297,7 @@ fn driver(args: &[String]) -> Res<()> {
     let mut ks = vec![1, 10, 50, 200];
     let mut window = Duration::from_secs(5);
     let mut json: Option<std::path::PathBuf> = None;
+    let mut plain = false;
     let mut it = args.iter();
     while let Some(a) = it.next() {
         match a.as_str() {
@@ -266,6 +314,7 @@ fn driver(args: &[String]) -> Res<()> {
                     Duration::from_secs(it.next().ok_or("--window-secs needs a number")?.parse()?)
             }
             "--json" => json = Some(it.next().ok_or("--json needs a path")?.into()),
+            "--plain" => plain = true,
             other => return Err(format!("unknown argument {other:?}").into()),
         }
     }
@@ -302,7 +351,11 @@ fn driver(args: &[String]) -> Res<()> {
                 if shape == Shape::OneProcess(1) {
                     continue; // the same as one process of one
                 }
-                for workload in ["idle", "ryw"] {
+                let plain_too = plain && matches!(shape, Shape::Processes(_));
+                for workload in ["idle", "ryw", "plain"] {
+                    if workload == "plain" && !plain_too {
+                        continue;
+                    }
                     let row = run(&cluster, &mut counters, &urls, shape, workload, window).await?;
                     print_row(&row);
                     rows.push(row);

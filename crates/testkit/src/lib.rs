@@ -110,6 +110,7 @@ mod node;
 mod patroni;
 mod pgbouncer;
 mod product;
+mod prometheus;
 mod proxy;
 mod sql;
 mod state;
@@ -123,6 +124,7 @@ pub use patroni::{
     MemberTags, PatroniBuilder, PatroniCluster, PatroniMember, PatroniState, patroni_get,
 };
 pub use pgbouncer::{PgBouncer, PoolMode};
+pub use prometheus::{Prometheus, PrometheusBuilder, Sample};
 pub use proxy::DelayProxy;
 pub use state::{ClusterState, NodeState};
 pub use vocab::{BackendKind, DbKind, format_lsn, parse_lsn};

@@ -51,7 +51,7 @@ use crate::native::unique;
 
 mod builder;
 mod controls;
-mod http;
+pub(crate) mod http;
 mod processes;
 mod state;
 
