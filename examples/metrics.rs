@@ -22,7 +22,16 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     // 1. The exporter: installed before anything records.
-    let handle = metrics_exporter_prometheus::PrometheusBuilder::new().install_recorder()?;
+    // Buckets for the statement-time histogram, so Prometheus can take quantiles over
+    // processes (`histogram_quantile`, as contrib/grafana/rwsplit.json does).
+    let handle = metrics_exporter_prometheus::PrometheusBuilder::new()
+        .set_buckets_for_metric(
+            metrics_exporter_prometheus::Matcher::Full(
+                rwsplit_sea_orm::telemetry::OPERATION_DURATION.to_owned(),
+            ),
+            &[0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0],
+        )?
+        .install_recorder()?;
     let addr = std::env::var("RWSPLIT_METRICS_ADDR").unwrap_or_else(|_| "127.0.0.1:0".into());
     let listener = tokio::net::TcpListener::bind(&addr).await?;
     let addr = listener.local_addr()?;

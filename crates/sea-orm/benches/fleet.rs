@@ -21,7 +21,8 @@
 //! only (the steady state).
 //! `--json PATH` writes the rows for `cargo xtask report`. `--plain` adds, for K processes, the
 //! same read-your-writes workload on plain SeaORM connections to the primary (workload
-//! `plain`): what the machine carries without rwsplit.
+//! `plain`): what the machine carries without rwsplit. `--acquire-timeout-secs N` sets the
+//! instances' pool acquire timeout (rwsplit's default is 5 s, sqlx's and so plain SeaORM's 30 s).
 //!
 //! An instance is this executable run as `fleet instance <connections> <idle|ryw> <id>
 //! <primary-url> <replica-url>...`: it connects, prints `ready`, works until its standard input
@@ -95,11 +96,15 @@ fn instance(args: &[String]) -> Res<()> {
                 plain.push(sea_orm::Database::connect(primary.as_str()).await?);
                 continue;
             }
-            let db = RoutedConnection::builder()
+            let mut b = RoutedConnection::builder()
                 .primary(primary.as_str())
-                .replicas(replicas.iter().map(String::as_str))
-                .connect()
-                .await?;
+                .replicas(replicas.iter().map(String::as_str));
+            // `--acquire-timeout-secs`, passed down: the pools' acquire timeout (rwsplit's
+            // default 5 s; plain SeaORM's is sqlx's, 30 s).
+            if let Some(secs) = std::env::var("FLEET_ACQUIRE_TIMEOUT_SECS").ok().and_then(|s| s.parse().ok()) {
+                b = b.acquire_timeout(Duration::from_secs(secs));
+            }
+            let db = b.connect().await?;
             dbs.push(db);
         }
         println!("ready");
@@ -293,6 +298,10 @@ struct Measured {
     counted: Counted,
 }
 
+/// `--acquire-timeout-secs`: the instances' pool acquire timeout, passed to them in
+/// `FLEET_ACQUIRE_TIMEOUT_SECS` (unset: rwsplit's default, 5 s).
+static ACQUIRE_TIMEOUT_SECS: std::sync::OnceLock<u64> = std::sync::OnceLock::new();
+
 fn driver(args: &[String]) -> Res<()> {
     let mut ks = vec![1, 10, 50, 200];
     let mut window = Duration::from_secs(5);
@@ -315,6 +324,11 @@ fn driver(args: &[String]) -> Res<()> {
             }
             "--json" => json = Some(it.next().ok_or("--json needs a path")?.into()),
             "--plain" => plain = true,
+            "--acquire-timeout-secs" => {
+                let secs: u64 =
+                    it.next().ok_or("--acquire-timeout-secs needs a number")?.parse()?;
+                let _ = ACQUIRE_TIMEOUT_SECS.set(secs);
+            }
             other => return Err(format!("unknown argument {other:?}").into()),
         }
     }
@@ -395,6 +409,7 @@ async fn run(
             .arg(workload)
             .arg(NEXT_INSTANCE.fetch_add(1, Ordering::Relaxed).to_string())
             .args(urls)
+            .envs(ACQUIRE_TIMEOUT_SECS.get().map(|s| ("FLEET_ACQUIRE_TIMEOUT_SECS", s.to_string())))
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
