@@ -139,11 +139,11 @@ impl RoutedConnectionBuilder {
 
     /// What a statement classified as a read does when a replica refuses it because it writes
     /// (a user function or view that writes, which the SQL text cannot show): by default
-    /// ([`OnReplicaRefusal::Primary`]) it runs once on the primary and returns that result, and
+    /// ([`OnReplicaRefusal::Primary`](crate::OnReplicaRefusal::Primary)) it runs once on the primary and returns that result, and
     /// statements of its shape go to the primary from then on; with
-    /// [`OnReplicaRefusal::Fail`] the caller gets [`RoutingError::ReplicaRefused`](crate::RoutingError::ReplicaRefused)
+    /// [`OnReplicaRefusal::Fail`](crate::OnReplicaRefusal::Fail) the caller gets [`RoutingError::ReplicaRefused`](crate::RoutingError::ReplicaRefused)
     /// naming the statement, for functions with effects outside the database. See
-    /// [`OnReplicaRefusal`].
+    /// [`OnReplicaRefusal`](crate::OnReplicaRefusal).
     pub fn on_replica_refusal(mut self, then: crate::OnReplicaRefusal) -> Self {
         self.policy.on_replica_refusal = then;
         self
