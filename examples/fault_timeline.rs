@@ -7,7 +7,8 @@
 //!
 //! It starts a throwaway PostgreSQL primary with two replicas (the testkit), runs a writer (each
 //! acknowledged write read back in the same task) and three readers through one
-//! `RoutedConnection`, one per consistency level: eventual, a `Session` that wrote a row of its
+//! `RoutedConnection`, one per consistency level: eventual (asked for: the connection's default
+//! is session), a `Session` that wrote a row of its
 //! own first, and bounded staleness (at most 500 ms stale). Every 250 ms it records each node's
 //! health, role, lag and share of the reads, the application's read and write latency, and the
 //! reads and writes that failed, by level. A failed bounded read also records whether any node
@@ -44,6 +45,11 @@ struct Failed {
     /// Bounded reads that failed although some node could prove the bound both when they
     /// started and when they failed.
     bounded_while_provable: u64,
+    /// The writer's read-backs (its task's default level, session) that failed.
+    read_back: u64,
+    /// The writer's read-backs that answered without the row just written: a read-your-writes
+    /// violation.
+    read_back_stale: u64,
 }
 
 #[derive(Serialize)]
@@ -143,8 +149,15 @@ fn spawn_load(
                 match r {
                     Ok(_) => {
                         window.lock().unwrap().writes.push(took);
+                        // The task's default level (session): the write must be read back.
                         let check = stmt(&db, format!("SELECT id FROM t WHERE id = {id}"));
-                        let _ = db.query_one_raw(check).await;
+                        let back = db.query_one_raw(check).await;
+                        let mut w = window.lock().unwrap();
+                        match back {
+                            Ok(Some(_)) => {}
+                            Ok(None) => w.failed.read_back_stale += 1,
+                            Err(_) => w.failed.read_back += 1,
+                        }
                     }
                     Err(_) => window.lock().unwrap().writes_failed += 1,
                 }
@@ -162,12 +175,14 @@ fn spawn_load(
                 session.execute_raw(own).await.expect("the session's own row");
             }
             let bounded = db.consistent(Consistency::BoundedStaleness(Staleness::time(BOUND)));
+            // The connection's default is `Session`: the eventual reader asks for `Eventual`.
+            let eventual = db.consistent(Consistency::Eventual);
             while !stop.load(Ordering::Relaxed) {
                 let count = stmt(&db, "SELECT count(*) AS n FROM t".into());
                 let provable_before = matches!(level, Level::Bounded) && provable(&db);
                 let started = Instant::now();
                 let r = match level {
-                    Level::Eventual => db.query_one_raw(count).await,
+                    Level::Eventual => eventual.query_one_raw(count).await,
                     Level::Session => session.query_one_raw(count).await,
                     Level::Bounded => bounded.query_one_raw(count).await,
                 };
@@ -234,7 +249,7 @@ fn sample(db: &RoutedConnection, t: Duration, last_reads: &mut Vec<u64>, w: Wind
         read_p99_ms: percentile(&mut w.reads, 990),
         write_p50_ms: percentile(&mut w.writes, 500),
         write_p99_ms: percentile(&mut w.writes, 990),
-        reads_failed: w.failed.eventual + w.failed.session + w.failed.bounded,
+        reads_failed: w.failed.eventual + w.failed.session + w.failed.bounded + w.failed.read_back,
         writes_failed: w.writes_failed,
         failed: w.failed,
         bounded_provable: provable(db),

@@ -612,6 +612,14 @@ fn timeline_section(html: &mut String, doc: &Value) -> anyhow::Result<()> {
             (format!("{level} reads failed"), per_sample(&|s: &Value| num(&s["failed"][*level])))
         })
         .collect();
+    failures.push((
+        "writer's read-backs failed".to_owned(),
+        per_sample(&|s: &Value| num(&s["failed"]["read_back"])),
+    ));
+    failures.push((
+        "writer's read-backs stale".to_owned(),
+        per_sample(&|s: &Value| num(&s["failed"]["read_back_stale"])),
+    ));
     failures.push(("writes failed".to_owned(), per_sample(&|s: &Value| num(&s["writes_failed"]))));
     let fail_max = max(&failures, 4.0);
     failures.push((
@@ -676,21 +684,28 @@ fn switchover_failures(doc: &Value) -> Vec<String> {
     };
     let samples = doc["samples"].as_array().map_or(&[][..], Vec::as_slice);
     let after = samples.iter().filter(|s| num(&s["t_ms"]) > from);
-    let (mut eventual, mut session, mut provable) = (0.0, 0.0, 0.0);
+    let (mut eventual, mut session, mut provable, mut read_back) = (0.0, 0.0, 0.0, 0.0);
     for s in after {
         eventual += num(&s["failed"]["eventual"]);
         session += num(&s["failed"]["session"]);
         provable += num(&s["failed"]["bounded_while_provable"]);
+        read_back += num(&s["failed"]["read_back"]);
     }
     let mut over = Vec::new();
     for (n, what) in [
         (eventual, "eventual reads"),
         (session, "session reads"),
+        (read_back, "writer's read-backs"),
         (provable, "bounded reads while a node could prove the bound"),
     ] {
         if n > 0.0 {
             over.push(format!("{n:.0} {what} failed from the switchover on (budget 0)"));
         }
+    }
+    // Read-your-writes holds through every fault, not only from the switchover on.
+    let stale: f64 = samples.iter().map(|s| num(&s["failed"]["read_back_stale"])).sum();
+    if stale > 0.0 {
+        over.push(format!("{stale:.0} writer's read-backs missed the write just made (budget 0)"));
     }
     over
 }
@@ -716,11 +731,14 @@ fn failure_summary(doc: &Value, samples: &[Value]) -> String {
         let _ = write!(
             text,
             "{what}: failed reads eventual {:.0}, session {:.0}, bounded {:.0} (of which while a \
-             node could prove the bound {:.0}); failed writes {:.0}. ",
+             node could prove the bound {:.0}); the writer's read-backs failed {:.0}, stale {:.0}; \
+             failed writes {:.0}. ",
             sum(from, &|s| num(&s["failed"]["eventual"])),
             sum(from, &|s| num(&s["failed"]["session"])),
             sum(from, &|s| num(&s["failed"]["bounded"])),
             sum(from, &|s| num(&s["failed"]["bounded_while_provable"])),
+            sum(from, &|s| num(&s["failed"]["read_back"])),
+            sum(from, &|s| num(&s["failed"]["read_back_stale"])),
             sum(from, &|s| num(&s["writes_failed"])),
         );
     }
@@ -824,10 +842,13 @@ mod tests {
         assert_eq!(fleet_failures(&doc).len(), broken, "{:?}", fleet_failures(&doc));
     }
 
-    fn timeline(failed: [(u64, u64, u64, u64); 2]) -> serde_json::Value {
-        let sample = |t: u64, (e, s, b, p): (u64, u64, u64, u64)| {
+    /// Per sample: failed eventual, session, bounded, bounded-while-provable reads, and the
+    /// writer's failed and stale read-backs.
+    fn timeline(failed: [[u64; 6]; 2]) -> serde_json::Value {
+        let sample = |t: u64, [e, s, b, p, r, st]: [u64; 6]| {
             json!({ "t_ms": t, "failed": {
-                "eventual": e, "session": s, "bounded": b, "bounded_while_provable": p } })
+                "eventual": e, "session": s, "bounded": b, "bounded_while_provable": p,
+                "read_back": r, "read_back_stale": st } })
         };
         json!({
             "events": [{ "t_ms": 1000, "what": "switchover: primary stopped" }],
@@ -835,14 +856,18 @@ mod tests {
         })
     }
 
+    const NONE: [u64; 6] = [0; 6];
+
     #[rstest]
-    #[case::none_failed(timeline([(0, 0, 0, 0), (0, 0, 0, 0)]), 0)]
-    #[case::before_the_switchover_does_not_count(timeline([(3, 2, 5, 5), (0, 0, 0, 0)]), 0)]
-    #[case::bounded_while_nothing_was_provable(timeline([(0, 0, 0, 0), (0, 0, 40, 0)]), 0)]
-    #[case::an_eventual_read(timeline([(0, 0, 0, 0), (1, 0, 0, 0)]), 1)]
-    #[case::a_session_read(timeline([(0, 0, 0, 0), (0, 2, 0, 0)]), 1)]
-    #[case::a_provable_bounded_read(timeline([(0, 0, 0, 0), (0, 0, 3, 1)]), 1)]
-    #[case::all(timeline([(0, 0, 0, 0), (1, 1, 1, 1)]), 3)]
+    #[case::none_failed(timeline([NONE, NONE]), 0)]
+    #[case::before_the_switchover_does_not_count(timeline([[3, 2, 5, 5, 4, 0], NONE]), 0)]
+    #[case::bounded_while_nothing_was_provable(timeline([NONE, [0, 0, 40, 0, 0, 0]]), 0)]
+    #[case::an_eventual_read(timeline([NONE, [1, 0, 0, 0, 0, 0]]), 1)]
+    #[case::a_session_read(timeline([NONE, [0, 2, 0, 0, 0, 0]]), 1)]
+    #[case::a_provable_bounded_read(timeline([NONE, [0, 0, 3, 1, 0, 0]]), 1)]
+    #[case::a_read_back(timeline([NONE, [0, 0, 0, 0, 1, 0]]), 1)]
+    #[case::a_stale_read_back_even_before_the_switchover(timeline([[0, 0, 0, 0, 0, 1], NONE]), 1)]
+    #[case::all(timeline([NONE, [1, 1, 1, 1, 1, 1]]), 5)]
     #[case::no_switchover(json!({ "events": [], "samples": [] }), 1)]
     fn the_switchover_budgets(#[case] doc: serde_json::Value, #[case] broken: usize) {
         assert_eq!(switchover_failures(&doc).len(), broken, "{:?}", switchover_failures(&doc));
