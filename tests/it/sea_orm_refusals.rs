@@ -6,10 +6,11 @@
 
 use std::time::Duration;
 
+use futures_util::TryStreamExt;
 use rstest::rstest;
 use rwsplit_sea_orm::{OnReplicaRefusal, RoutedConnection, RoutingError, routing_error};
 use rwsplit_testkit::{DbKind, TestDatabase};
-use sea_orm::{ConnectionTrait, DbErr, Statement};
+use sea_orm::{AccessMode, ConnectionTrait, DbErr, Statement, StreamTrait, TransactionTrait};
 
 use crate::support::{count, shared};
 
@@ -53,7 +54,9 @@ fn setup(kind: DbKind) -> &'static str {
              CREATE VIEW xact AS SELECT pg_current_xact_id()::text AS x; \
              CREATE VIEW bumped AS SELECT bump('view') AS r; \
              CREATE PROCEDURE enroll(tag text) LANGUAGE sql \
-             AS $$ INSERT INTO t (src) VALUES (tag) $$"
+             AS $$ INSERT INTO t (src) VALUES (tag) $$; \
+             CREATE FUNCTION slow_bump(tag text) RETURNS int LANGUAGE plpgsql \
+             AS $$ BEGIN PERFORM pg_sleep(0.3); INSERT INTO t (src) VALUES (tag); RETURN 1; END $$"
         }
     }
 }
@@ -213,6 +216,157 @@ async fn with_fail_the_refusal_is_an_error_naming_the_function(#[case] kind: DbK
     db.query_one_raw(again).await.expect("learned: the primary").expect("a row");
     assert_eq!(count(&tdb.primary_url(), "t").await, Some(1));
     assert_eq!(db.stats().replica_refusals(), 1);
+}
+
+/// `stream_raw` (SeaORM's `.stream()`): a stream's statement runs when it is read, after the
+/// call that made it returned, so a read's first row is read ahead: a writing function
+/// streamed as a read is refused by the replica inside the router, runs once on the primary and
+/// no error reaches the caller; a plain streamed read on a replica keeps every row, the first
+/// included, and an empty one ends.
+#[rstest]
+#[case::postgres(DbKind::Postgres)]
+#[case::mariadb(DbKind::MariaDb)]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_streamed_read_that_writes_runs_once_on_the_primary(#[case] kind: DbKind) {
+    let tdb = database(kind, "refusals_stream").await;
+    let db = builder(&tdb).await.connect().await.unwrap();
+    let backend = db.get_database_backend();
+    for i in 0..3 {
+        let call = Statement::from_string(backend, format!("SELECT bump('s{i}') AS r"));
+        let stream = db.stream_raw(call).await.unwrap_or_else(|e| panic!("call {i}: {e}"));
+        let rows: Vec<_> = stream.try_collect().await.unwrap_or_else(|e| panic!("call {i}: {e}"));
+        assert_eq!(rows.len(), 1, "call {i}");
+    }
+    assert_eq!(count(&tdb.primary_url(), "t").await, Some(3), "each call ran once");
+    let stats = db.stats();
+    assert_eq!((stats.replica_refusals(), stats.learned_writes()), (1, 1), "{stats:?}");
+
+    db.execute_unprepared("INSERT INTO bg (id) VALUES (1), (2), (3), (4), (5)").await.unwrap();
+    shared(kind).wait_caught_up(0, Duration::from_secs(20)).await.unwrap();
+    let reads = db.stats().replica_reads();
+    let all = Statement::from_string(backend, "SELECT id FROM bg ORDER BY id");
+    let rows: Vec<_> = db.stream_raw(all).await.unwrap().try_collect().await.unwrap();
+    let ids: Vec<i32> = rows.iter().map(|r| r.try_get("", "id").unwrap()).collect();
+    assert_eq!(ids, [1, 2, 3, 4, 5]);
+    let none = Statement::from_string(backend, "SELECT id FROM bg WHERE id < 0");
+    let rows: Vec<_> = db.stream_raw(none).await.unwrap().try_collect().await.unwrap();
+    assert!(rows.is_empty());
+    assert_eq!(db.stats().replica_reads(), reads + 2, "both streamed reads ran on replicas");
+}
+
+/// The first calls of one shape from eight tasks at once, before any was refused: every call
+/// succeeds and runs exactly once; the shape is learned once, and the calls after it are not
+/// refused.
+#[rstest]
+#[case::postgres(DbKind::Postgres)]
+#[case::mariadb(DbKind::MariaDb)]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn first_calls_of_one_shape_at_once_all_succeed_and_run_once(#[case] kind: DbKind) {
+    let tdb = database(kind, "refusals_at_once").await;
+    let db = builder(&tdb).await.connect().await.unwrap();
+    let calls = |round: usize| {
+        (0..8)
+            .map(|i| {
+                let db = db.clone();
+                tokio::spawn(async move {
+                    let sql = format!("SELECT bump('r{round}c{i}') AS r");
+                    let call = Statement::from_string(db.get_database_backend(), sql);
+                    db.query_one_raw(call).await.map(|row| row.is_some())
+                })
+            })
+            .collect::<Vec<_>>()
+    };
+    for task in calls(0) {
+        assert!(task.await.unwrap().unwrap(), "a row");
+    }
+    let refusals = db.stats().replica_refusals();
+    assert!((1..=8).contains(&refusals), "{:?}", db.stats());
+    assert_eq!(db.stats().learned_writes(), 1);
+    assert_eq!(count(&tdb.primary_url(), "t").await, Some(8), "each call ran once");
+    for task in calls(1) {
+        assert!(task.await.unwrap().unwrap(), "a row");
+    }
+    assert_eq!(db.stats().replica_refusals(), refusals, "learned: no more refusals");
+    assert_eq!(count(&tdb.primary_url(), "t").await, Some(16));
+}
+
+/// What one connection learned is the database's: another `RoutedConnection` to it in the
+/// process (pools and settings of its own) sends the shape to the primary without a refusal;
+/// a connection to another database of the same servers learns for itself.
+#[rstest]
+#[case::postgres(DbKind::Postgres)]
+#[case::mariadb(DbKind::MariaDb)]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_shape_one_connection_learned_goes_to_the_primary_from_the_others(#[case] kind: DbKind) {
+    let tdb = database(kind, "refusals_learned").await;
+    let tenant = database(kind, "refusals_learned_tenant").await;
+    let call = |db: &RoutedConnection, tag: &str| {
+        let sql = format!("SELECT bump('{tag}') AS r");
+        let stmt = Statement::from_string(db.get_database_backend(), sql);
+        let db = db.clone();
+        async move { db.query_one_raw(stmt).await.unwrap().expect("a row") }
+    };
+    let first = builder(&tdb).await.connect().await.unwrap();
+    call(&first, "first").await;
+    assert_eq!(first.stats().replica_refusals(), 1);
+    let second = builder(&tdb).await.read_retries(2).connect().await.unwrap();
+    call(&second, "second").await;
+    assert_eq!(second.stats().replica_refusals(), 0, "learned by the first: {:?}", second.stats());
+    assert_eq!(second.stats().learned_writes(), 1);
+    assert_eq!(count(&tdb.primary_url(), "t").await, Some(2));
+    let other = builder(&tenant).await.connect().await.unwrap();
+    call(&other, "tenant").await;
+    assert_eq!(other.stats().replica_refusals(), 1, "another database learns for itself");
+}
+
+/// Inside an explicit transaction (here a read-only one a replica runs) a refusal is the
+/// caller's: the transaction's statements are its own, and nothing is run again elsewhere.
+#[rstest]
+#[case::postgres(DbKind::Postgres)]
+#[case::mariadb(DbKind::MariaDb)]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn inside_an_explicit_transaction_a_refusal_is_the_callers(#[case] kind: DbKind) {
+    let tdb = database(kind, "refusals_txn").await;
+    let db = builder(&tdb).await.read_only_transactions_on_replicas(true).connect().await;
+    let db = db.unwrap();
+    let txn = db.begin_with_config(None, Some(AccessMode::ReadOnly)).await.unwrap();
+    let call = Statement::from_string(db.get_database_backend(), "SELECT bump('txn') AS r");
+    txn.query_one_raw(call).await.expect_err("a write in a read-only transaction");
+    txn.rollback().await.unwrap();
+    assert_eq!(count(&tdb.primary_url(), "t").await, Some(0), "not run again on the primary");
+    assert_eq!(db.stats().replica_refusals(), 0, "the transaction's, not the router's");
+}
+
+/// The caller's deadline holds: a call refused after it has passed is not run on the primary
+/// (here the function sleeps 300 ms before it writes, so the replica refuses it late and the
+/// read is given up at the 150 ms deadline); within a deadline that leaves time, the refused
+/// call runs once on the primary. PostgreSQL only: MariaDB opens (and so refuses) the tables a
+/// statement's functions write before it runs any of it, so its refusal is never late, and a
+/// write once sent is never cut short.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refused_read_runs_on_the_primary_only_within_the_callers_deadline() {
+    let kind = DbKind::Postgres;
+    let tdb = database(kind, "refusals_deadline").await;
+    let db = builder(&tdb).await.connect().await.unwrap();
+    let backend = db.get_database_backend();
+    let late = Statement::from_string(backend, "SELECT slow_bump('late') AS r");
+    let short = RoutedConnection::deadline(Duration::from_millis(150), db.query_one_raw(late));
+    short.await.expect_err("given up at the deadline");
+    assert_eq!(db.stats().replica_refusals(), 0, "given up before the replica refused");
+    let in_time = Statement::from_string(backend, "SELECT slow_bump('in time') AS r");
+    let long = RoutedConnection::deadline(Duration::from_secs(10), db.query_one_raw(in_time));
+    long.await.expect("refused, then run on the primary").expect("a row");
+    assert_eq!(db.stats().replica_refusals(), 1);
+    let rows = Statement::from_string(backend, "SELECT src FROM t");
+    let on_primary = db.consistent(rwsplit_sea_orm::Consistency::Strong);
+    let srcs: Vec<String> = on_primary
+        .query_all_raw(rows)
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.try_get("", "src").unwrap())
+        .collect();
+    assert_eq!(srcs, ["in time"], "the late call never ran on the primary");
 }
 
 /// Our own corpus: reads of every kind, writes, and reads that write only behind a function or

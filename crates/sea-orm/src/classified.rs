@@ -20,6 +20,20 @@
 //! consulted only when a text is classified (a miss in the cache above) as a read, and only
 //! once something was learned: until then a read pays nothing for it.
 //!
+//! The table belongs to the database, not to one connection ([`LearnedShapes::of`]): every
+//! connection of the process whose configured primary is the same `host:port/database` with
+//! the same dialect shares it, so what one learned, the others route to the primary without a
+//! refusal of their own (functions and views belong to a database, whatever user or pool
+//! calls them). Other databases of the same servers (one per tenant) have tables of their own:
+//! a tenant's function that writes says nothing of another tenant's function of that name.
+//! Connections made of the application's own pools
+//! ([`from_connections`](crate::RoutedConnection::from_connections)), which have no address to
+//! compare, keep a table of their own. A shape learned moves the table's generation on; each
+//! connection's cache drops its texts when it sees the generation move (one atomic load per
+//! statement), so a text cached as a read before its shape was learned is not refused again.
+//! (A text classified while the shape was being learned may still be cached as a read once:
+//! its next refusal finds the shape known and mends the entry.)
+//!
 //! Why the shape rather than the functions or views it names: the shape is exact. The
 //! statement that was refused, with any values, goes to the primary, and nothing else does; a
 //! view or table it reads is not made primary-only for every other statement that reads it,
@@ -29,8 +43,8 @@
 //! is one refusal per query that writes.
 
 use std::collections::HashSet;
-use std::sync::RwLock;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError, RwLock, Weak};
 
 use dashmap::DashMap;
 use rwsplit_core::{Access, Classifier, Detached, Dialect, shape};
@@ -74,39 +88,95 @@ pub(crate) struct Entry {
     pub(crate) operation: &'static str,
 }
 
+/// The shapes replicas of one database refused, shared by the connections to it in this
+/// process (see the module docs).
+#[derive(Debug, Default)]
+pub(crate) struct LearnedShapes {
+    set: RwLock<HashSet<Box<str>, foldhash::fast::RandomState>>,
+    /// How many shapes were learned: a connection's cache drops its texts when it moves.
+    generation: AtomicU64,
+    /// The table filled up and that was logged (once).
+    full_logged: AtomicBool,
+}
+
+/// Each database's table, by dialect and the configured primary's `host:port/database`.
+/// Entries no connection holds any more are dropped at the next lookup.
+type Registry = Vec<((Dialect, String), Weak<LearnedShapes>)>;
+static LEARNED: Mutex<Registry> = Mutex::new(Vec::new());
+
+impl LearnedShapes {
+    /// The table of the database `database` (its primary's `host:port/database`, never
+    /// credentials) in `dialect`, shared with every other connection to it in the process; a
+    /// table of its own for `None` (no address to compare).
+    pub(crate) fn of(dialect: Dialect, database: Option<&str>) -> Arc<LearnedShapes> {
+        let Some(database) = database else { return Arc::default() };
+        let mut all = LEARNED.lock().unwrap_or_else(PoisonError::into_inner);
+        all.retain(|(_, t)| t.strong_count() > 0);
+        if let Some(table) = all
+            .iter()
+            .find(|((d, name), _)| *d == dialect && name == database)
+            .and_then(|(_, t)| t.upgrade())
+        {
+            return table;
+        }
+        let table = Arc::<LearnedShapes>::default();
+        all.push(((dialect, database.to_owned()), Arc::downgrade(&table)));
+        table
+    }
+
+    fn contains(&self, shape: &str) -> bool {
+        self.set.read().unwrap_or_else(PoisonError::into_inner).contains(shape)
+    }
+
+    fn len(&self) -> usize {
+        self.set.read().unwrap_or_else(PoisonError::into_inner).len()
+    }
+}
+
 /// The cache (see the module docs).
 #[derive(Debug)]
 pub(crate) struct Classified {
     classifier: Classifier,
     dialect: Dialect,
     entries: DashMap<Box<str>, Entry, foldhash::fast::RandomState>,
-    /// Shapes replicas refused (see the module docs).
-    learned: RwLock<HashSet<Box<str>, foldhash::fast::RandomState>>,
-    /// Whether `learned` has anything: a read's classification consults it only then.
-    any_learned: AtomicBool,
+    /// Shapes replicas refused (see the module docs), shared with the database's other
+    /// connections.
+    learned: Arc<LearnedShapes>,
+    /// The generation of `learned` the entries were classified at.
+    seen: AtomicU64,
 }
 
 impl Classified {
-    pub(crate) fn new(classifier: Classifier, dialect: Dialect) -> Classified {
+    pub(crate) fn new(
+        classifier: Classifier,
+        dialect: Dialect,
+        learned: Arc<LearnedShapes>,
+    ) -> Classified {
         Classified {
             classifier,
             dialect,
             entries: DashMap::default(),
-            learned: RwLock::default(),
-            any_learned: AtomicBool::new(false),
+            learned,
+            seen: AtomicU64::new(0),
         }
     }
 
     /// `sql`'s classification (detached: [`Detached::attach`] it to `sql`) and operation
     /// name: from the table, or classified now (and kept).
     pub(crate) fn get(&self, sql: &str) -> Entry {
-        if let Some(e) = self.entries.get(sql) {
+        let generation = self.learned.generation.load(Ordering::Acquire);
+        if generation != self.seen.load(Ordering::Relaxed) {
+            // A shape was learned (here or by another connection to the database): texts
+            // cached as reads before may be of it.
+            self.entries.clear();
+            self.seen.store(generation, Ordering::Relaxed);
+        } else if let Some(e) = self.entries.get(sql) {
             return *e;
         }
         let mut classification = self.classifier.explain(sql, self.dialect).detach(sql);
         if classification.access() == Access::Read
-            && self.any_learned.load(Ordering::Acquire)
-            && shape(sql, self.dialect).is_some_and(|s| self.is_learned(&s))
+            && generation > 0
+            && shape(sql, self.dialect).is_some_and(|s| self.learned.contains(&s))
         {
             classification = classification.refused();
         }
@@ -120,37 +190,42 @@ impl Classified {
         entry
     }
 
-    fn is_learned(&self, shape: &str) -> bool {
-        self.learned.read().unwrap_or_else(std::sync::PoisonError::into_inner).contains(shape)
-    }
-
     /// A replica refused `sql`, classified as a read, because it writes: its shape is a write
     /// from now on (and the cached entry of this text too).
     pub(crate) fn learn(&self, sql: &str) -> Learned {
         let Some(shape) = shape(sql, self.dialect) else { return Learned::NoShape };
         let learned = {
-            let mut set = self.learned.write().unwrap_or_else(std::sync::PoisonError::into_inner);
+            let mut set = self.learned.set.write().unwrap_or_else(PoisonError::into_inner);
             if set.contains(shape.as_str()) {
                 Learned::Known(shape)
             } else if set.len() >= MAX_LEARNED {
                 Learned::Full(shape)
             } else {
                 set.insert(shape.as_str().into());
+                // Under the lock: a cache that sees the generation move finds the shape.
+                self.learned.generation.fetch_add(1, Ordering::AcqRel);
                 Learned::New(shape)
             }
         };
-        if !matches!(learned, Learned::Full(_)) {
-            self.any_learned.store(true, Ordering::Release);
-            if let Some(mut e) = self.entries.get_mut(sql) {
-                e.classification = e.classification.refused();
-            }
+        if !matches!(learned, Learned::Full(_))
+            && let Some(mut e) = self.entries.get_mut(sql)
+        {
+            e.classification = e.classification.refused();
         }
         learned
     }
 
-    /// How many shapes were learned.
+    /// Whether `learned` is the first [`Learned::Full`] of the database's table (it is
+    /// logged once, at WARN: from then on, new shapes are refused on every call).
+    pub(crate) fn first_full(&self, learned: &Learned) -> bool {
+        matches!(learned, Learned::Full(_))
+            && !self.learned.full_logged.swap(true, Ordering::AcqRel)
+    }
+
+    /// How many shapes were learned for this connection's database (by any of its
+    /// connections in the process).
     pub(crate) fn learned(&self) -> usize {
-        self.learned.read().unwrap_or_else(std::sync::PoisonError::into_inner).len()
+        self.learned.len()
     }
 
     /// How many texts are kept.
@@ -165,7 +240,14 @@ mod tests {
     use rstest::rstest;
     use rwsplit_core::{Access, Classifier, Dialect, Hint, Reason};
 
-    use super::{Classified, Learned, MAX_ENTRIES, MAX_LEARNED, MAX_SQL};
+    use std::sync::Arc;
+
+    use super::{Classified, Learned, LearnedShapes, MAX_ENTRIES, MAX_LEARNED, MAX_SQL};
+
+    /// A cache with a learned table of its own.
+    fn own(classifier: Classifier) -> Classified {
+        Classified::new(classifier, Dialect::Postgres, Arc::default())
+    }
 
     #[rstest]
     #[case::select(
@@ -189,7 +271,7 @@ mod tests {
         #[case] hint: Option<Hint>,
         #[case] operation: &str,
     ) {
-        let cache = Classified::new(Classifier::default(), Dialect::Postgres);
+        let cache = own(Classifier::default());
         let fresh = Classifier::default().explain(sql, Dialect::Postgres);
         let first = cache.get(sql);
         let again = sql.to_owned();
@@ -209,7 +291,7 @@ mod tests {
     #[test]
     fn the_write_list_of_the_connections_classifier_is_used() {
         let classifier = Classifier::default().with_write_functions(["bump"]);
-        let cache = Classified::new(classifier, Dialect::Postgres);
+        let cache = own(classifier);
         for _ in 0..2 {
             assert_eq!(cache.get("SELECT bump(1)").classification.access(), Access::Write);
         }
@@ -217,7 +299,7 @@ mod tests {
 
     #[test]
     fn the_table_is_bounded() {
-        let cache = Classified::new(Classifier::default(), Dialect::Postgres);
+        let cache = own(Classifier::default());
         let long = format!("SELECT '{}'", "x".repeat(MAX_SQL));
         assert_eq!(cache.get(&long).classification.access(), Access::Read);
         assert_eq!(cache.len(), 0, "a text over {MAX_SQL} bytes is not kept");
@@ -230,7 +312,7 @@ mod tests {
 
     #[test]
     fn a_refused_shape_is_a_write_from_then_on_whatever_its_values() {
-        let cache = Classified::new(Classifier::default(), Dialect::Postgres);
+        let cache = own(Classifier::default());
         let first = "SELECT bump('a', 1)";
         assert_eq!(cache.get(first).classification.access(), Access::Read);
         assert_eq!(cache.learn(first), Learned::New("select bump ( ? ) ".into()));
@@ -251,15 +333,76 @@ mod tests {
 
     #[test]
     fn the_learned_table_is_bounded() {
-        let cache = Classified::new(Classifier::default(), Dialect::Postgres);
+        let cache = own(Classifier::default());
         for i in 0..MAX_LEARNED {
             assert!(matches!(cache.learn(&format!("SELECT f{i}()")), Learned::New(_)));
         }
         let full = cache.learn("SELECT one_too_many()");
         assert_eq!(full, Learned::Full("select one_too_many ( ) ".into()));
+        assert!(cache.first_full(&full), "the first one is logged");
+        assert!(!cache.first_full(&cache.learn("SELECT two_too_many()")), "once");
         assert_eq!(cache.get("SELECT one_too_many()").classification.access(), Access::Read);
         assert_eq!(cache.learned(), MAX_LEARNED);
         let long = format!("SELECT f('{}')", "x".repeat(10)) + &" + 1".repeat(MAX_SQL);
         assert_eq!(cache.learn(&long), Learned::NoShape);
+    }
+
+    #[test]
+    fn a_text_cached_as_a_read_is_a_write_once_its_shape_is_learned() {
+        let cache = own(Classifier::default());
+        let cached = "SELECT bump('x')";
+        assert_eq!(cache.get(cached).classification.access(), Access::Read);
+        assert!(matches!(cache.learn("SELECT bump('y')"), Learned::New(_)));
+        assert_eq!(cache.get(cached).classification.access(), Access::Write);
+        assert_eq!(cache.get("SELECT 1").classification.access(), Access::Read);
+    }
+
+    #[test]
+    fn connections_to_one_database_share_what_they_learned() {
+        let shared = |dialect, db| LearnedShapes::of(dialect, db);
+        let (a, b) = (
+            Classified::new(
+                Classifier::default(),
+                Dialect::Postgres,
+                shared(Dialect::Postgres, Some("h:5432/app")),
+            ),
+            Classified::new(
+                Classifier::default(),
+                Dialect::Postgres,
+                shared(Dialect::Postgres, Some("h:5432/app")),
+            ),
+        );
+        let tenant = Classified::new(
+            Classifier::default(),
+            Dialect::Postgres,
+            shared(Dialect::Postgres, Some("h:5432/tenant")),
+        );
+        let other_dialect = Classified::new(
+            Classifier::default(),
+            Dialect::MySql,
+            shared(Dialect::MySql, Some("h:5432/app")),
+        );
+        let unnamed = Classified::new(
+            Classifier::default(),
+            Dialect::Postgres,
+            shared(Dialect::Postgres, None),
+        );
+        let call = "SELECT bump(1)";
+        for c in [&a, &b, &tenant, &other_dialect, &unnamed] {
+            assert_eq!(c.get(call).classification.access(), Access::Read);
+        }
+        assert!(matches!(a.learn(call), Learned::New(_)));
+        // `b` had the text cached as a read: it is a write now, without a refusal of its own.
+        assert_eq!(b.get(call).classification.access(), Access::Write);
+        assert_eq!(b.learned(), 1);
+        assert_eq!(b.learn(call), Learned::Known("select bump ( ? ) ".into()));
+        for c in [&tenant, &other_dialect, &unnamed] {
+            assert_eq!(c.get(call).classification.access(), Access::Read);
+            assert_eq!(c.learned(), 0);
+        }
+        // The last holder gone, the table goes: a new connection starts afresh.
+        drop((a, b));
+        let again = shared(Dialect::Postgres, Some("h:5432/app"));
+        assert_eq!(Classified::new(Classifier::default(), Dialect::Postgres, again).learned(), 0);
     }
 }

@@ -83,7 +83,9 @@ pub enum OnReplicaRefusal {
     /// Fail with [`RoutingError::ReplicaRefused`], naming the statement's shape. For
     /// applications whose functions have effects outside the database: a function that calls
     /// out over the network (an extension, `dblink`, a `COPY … TO PROGRAM`) before its first
-    /// write would have made that call on the replica, and would make it again on the primary.
+    /// write would have made that call on the replica, and would make it again on the primary;
+    /// so would one that takes a session-level lock (`pg_advisory_lock`, `GET_LOCK`) before
+    /// its first write, which then stays held on the replica's pooled session.
     Fail,
 }
 

@@ -215,6 +215,7 @@ mod sending;
 mod session;
 mod shared;
 mod stats;
+mod stream;
 pub mod telemetry;
 #[cfg(test)]
 mod tests;
@@ -238,6 +239,7 @@ pub use replica::Replica;
 pub use routing_error::{DownReason, NotSentReason, RoutingError, UnknownReason, routing_error};
 pub use session::{Routed, Session};
 pub use stats::{NodeStats, ReadYourWrites, Stats};
+pub use stream::RoutedStream;
 
 // Every type a public method here or on these takes or returns, so one dependency is enough:
 // the balancers and rules `RouterConfig` takes, and what implementing `Balancer` or `Rule`

@@ -10,8 +10,7 @@ use std::time::Duration;
 use rwsplit_core::{CausalToken, Consistency};
 use sea_orm::{
     AccessMode, ConnectionTrait, DatabaseTransaction, DbBackend, DbErr, ExecResult, IsolationLevel,
-    QueryResult, QueryStream, Statement, StreamTrait, TransactionError, TransactionOptions,
-    TransactionTrait,
+    QueryResult, Statement, StreamTrait, TransactionError, TransactionOptions, TransactionTrait,
 };
 
 use crate::causal::{Shared, Slot};

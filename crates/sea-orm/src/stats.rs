@@ -92,13 +92,16 @@ impl Stats {
     /// Statements classified as reads that a replica refused because they write (a user
     /// function or view that writes; see [`OnReplicaRefusal`](crate::OnReplicaRefusal)): each
     /// ran once on the primary, or failed with `OnReplicaRefusal::Fail`. Once a statement's
-    /// shape is learned, later ones go to the primary and are not refused again.
+    /// shape is learned, later ones go to the primary and are not refused again (but for
+    /// statements of the shape already under way, or planned while it was learned).
     pub fn replica_refusals(&self) -> u64 {
         self.replica_refusals
     }
 
     /// Statement shapes learned from replicas' refusals: they go to the primary (at most
-    /// 1,024 are kept).
+    /// 1,024 are kept). The table is the database's: every connection in the process whose
+    /// configured primary is the same `host:port/database` shares it (and this counts what
+    /// any of them learned), so one connection's refusal spares the others theirs.
     pub fn learned_writes(&self) -> u64 {
         self.learned_writes
     }

@@ -29,7 +29,7 @@ use std::time::Instant;
 use rwsplit_core::{Access, NodeId, RouteReason};
 use sea_orm::{
     ConnectionTrait, DatabaseConnection, DatabaseTransaction, DbErr, ExecResult, QueryResult,
-    QueryStream, Statement, StreamTrait, TransactionOptions, TransactionTrait,
+    Statement, StreamTrait, TransactionOptions, TransactionTrait,
 };
 
 use super::inner::{Ctx, Inner, Node, Scope, bump};
@@ -78,6 +78,16 @@ pub(super) trait Work: Send {
         pool: &'a DatabaseConnection,
         last: bool,
     ) -> impl Future<Output = Result<Self::Output, DbErr>> + Send + 'a;
+    /// One attempt as a read on `pool` (a replica, or the primary): as [`run`](Self::run),
+    /// unless its effect comes later than the attempt (a stream's first row is read ahead, so
+    /// that a replica's refusal or failure is the attempt's, not the caller's).
+    fn read<'a>(
+        &'a mut self,
+        pool: &'a DatabaseConnection,
+        last: bool,
+    ) -> impl Future<Output = Result<Self::Output, DbErr>> + Send + 'a {
+        self.run(pool, last)
+    }
     /// Its statement, on a connection already taken from the node's pool (a write's second
     /// step, see [`sending`]); the statement moves into it (a write once sent
     /// is never tried again). `None`: it is not one statement (the [`INERT`](Self::INERT)
@@ -243,7 +253,7 @@ impl Work for Unprepared<'_> {
 }
 
 impl Work for Stream {
-    type Output = QueryStream;
+    type Output = crate::RoutedStream;
     const INERT: bool = true;
     fn wrote(&self) -> Wrote {
         // A streamed write (`INSERT … RETURNING` streamed) has run only in part when its stream
@@ -258,7 +268,18 @@ impl Work for Stream {
         pool: &'a DatabaseConnection,
         last: bool,
     ) -> impl Future<Output = Result<Self::Output, DbErr>> + Send + 'a {
-        pool.stream_raw(statement(&mut self.0, last))
+        // A write: not read ahead, it runs when the caller reads it (and so stays inert until
+        // the attempt returns).
+        let stmt = statement(&mut self.0, last);
+        async move { pool.stream_raw(stmt).await.map(crate::RoutedStream::unread) }
+    }
+    fn read<'a>(
+        &'a mut self,
+        pool: &'a DatabaseConnection,
+        last: bool,
+    ) -> impl Future<Output = Result<Self::Output, DbErr>> + Send + 'a {
+        let stmt = statement(&mut self.0, last);
+        async move { crate::RoutedStream::read_ahead(pool.stream_raw(stmt).await?).await }
     }
 }
 
@@ -522,7 +543,7 @@ impl Inner {
                         Some(d) => Either::Left(Box::pin(work.direct(d))),
                         // A read on a replica keeps it too: the replica may refuse it as a write,
                         // and then it runs on the primary.
-                        None => Either::Right(work.run(pool, last && earlier > 0)),
+                        None => Either::Right(work.read(pool, last && earlier > 0)),
                     };
                     self.bounded(id, on_replica, &node.name, limit, run).await
                 };
@@ -609,6 +630,15 @@ impl Inner {
                 "a replica refused a statement classified as a read because it writes (a \
                  function or view the SQL does not show); {then}, and statements of this shape \
                  go to the primary from now on"
+            ),
+            Learned::Full(shape) if self.classified.first_full(&learned) => tracing::warn!(
+                target: "rwsplit",
+                node = %node.name,
+                statement = %shape,
+                max = crate::classified::MAX_LEARNED,
+                "a replica refused a statement classified as a read; {then}; the database's \
+                 table of learned shapes is full, so neither this shape nor any new one is \
+                 learned: each is refused on every call (logged once)"
             ),
             Learned::Full(shape) => tracing::debug!(
                 target: "rwsplit",

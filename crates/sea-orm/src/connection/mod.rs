@@ -79,6 +79,7 @@ impl RoutedConnection {
             Some(a) => Routing::with_state(a.state(), router),
             None => Routing::new(topology, router, health),
         };
+        let learned = learned_shapes(product, &nodes);
         let inner = Arc::new_cyclic(|weak: &std::sync::Weak<Inner>| {
             let monitor = acquired.map(|a| {
                 spawn_sampler(weak.clone(), policy.monitor.interval_value());
@@ -90,7 +91,11 @@ impl RoutedConnection {
                 product,
                 system: product.system_name(),
                 dialect: product.dialect(),
-                classified: crate::classified::Classified::new(classifier, product.dialect()),
+                classified: crate::classified::Classified::new(
+                    classifier,
+                    product.dialect(),
+                    learned,
+                ),
                 tasks: TaskScopes::default(),
                 policy,
                 routing,
@@ -259,6 +264,19 @@ pub(crate) fn core_node(id: rwsplit_core::NodeId, role: Role, n: &Node) -> CoreN
 /// one. Without a runtime (a connection built outside one) there is no monitor: health then
 /// moves only on the failures statements see; nor when a node has nothing to open a
 /// connection from (a `MockDatabase`).
+/// The table of shapes learned from replicas' refusals for this connection's database:
+/// shared with the process's other connections whose configured primary is the same
+/// `host:port/database` (see [`classified`](crate::classified)); its own when the primary was
+/// given as a pool, with no address.
+fn learned_shapes(product: Product, nodes: &Nodes) -> Arc<crate::classified::LearnedShapes> {
+    let primary = nodes.get(NodeId::new(0));
+    let database = primary
+        .as_ref()
+        .filter(|n| matches!(n.probe, Some(ProbeFrom::Options(_) | ProbeFrom::Framed(_))))
+        .map(|n| n.name.as_str());
+    crate::classified::LearnedShapes::of(product.dialect(), database)
+}
+
 fn acquire_monitor(
     product: Product,
     policy: &Policy,

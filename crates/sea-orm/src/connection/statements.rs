@@ -1,7 +1,7 @@
 //! The statement paths every routed handle shares: plan, then [`attempt`](Inner::attempt).
 
 use futures_util::future::Either;
-use sea_orm::{DbErr, ExecResult, QueryResult, QueryStream, Statement};
+use sea_orm::{DbErr, ExecResult, QueryResult, Statement};
 
 use super::attempt::{Execute, QueryAll, QueryOne, Stream, Unprepared};
 use super::inner::{Ctx, Inner};
@@ -104,7 +104,7 @@ impl Inner {
         &'a self,
         stmt: Statement,
         ctx: Ctx<'a>,
-    ) -> impl std::future::Future<Output = Result<QueryStream, DbErr>> + Send + 'a {
+    ) -> impl std::future::Future<Output = Result<crate::RoutedStream, DbErr>> + Send + 'a {
         let kind = self.classify(&stmt.sql);
         let span = self.statement_span(kind.operation, &ctx);
         let mut work = Stream(stmt);

@@ -8,8 +8,8 @@ use std::pin::Pin;
 
 use sea_orm::{
     AccessMode, ConnectionTrait, DatabaseConnection, DatabaseExecutor, DatabaseTransaction,
-    DbBackend, DbErr, ExecResult, IntoDatabaseExecutor, IsolationLevel, QueryResult, QueryStream,
-    Statement, StreamTrait, TransactionError, TransactionOptions, TransactionTrait,
+    DbBackend, DbErr, ExecResult, IntoDatabaseExecutor, IsolationLevel, QueryResult, Statement,
+    StreamTrait, TransactionError, TransactionOptions, TransactionTrait,
 };
 
 use super::inner::{Ctx, RoutedConnection};
@@ -127,7 +127,7 @@ macro_rules! routed_connection {
         }
 
         impl<$($lt)?> StreamTrait for $ty {
-            type Stream<'a> = QueryStream where Self: 'a;
+            type Stream<'a> = crate::RoutedStream where Self: 'a;
 
             fn get_database_backend(&self) -> DbBackend {
                 self.db().inner.backend
