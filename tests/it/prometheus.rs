@@ -2,7 +2,8 @@
 //! (Debian's, started by the testkit) scrapes the application's `/metrics` every second while a
 //! replica falls behind and then is killed; PromQL, through Prometheus's HTTP API, answers what
 //! an operator asks. Every expression of the shipped Grafana dashboard parses and returns data
-//! from that Prometheus, the shipped alerting rules pass `promtool check rules` and their unit
+//! from that Prometheus (asked through its HTTP API and through `promtool query instant`), the
+//! shipped alerting rules pass `promtool check rules` and their unit
 //! tests (`promtool test rules`), and the replica-down alert goes pending on the live one.
 
 use std::path::PathBuf;
@@ -130,17 +131,21 @@ async fn prometheus_answers_an_operators_questions_through_a_lag_spike_and_a_rep
     let q = format!("max by (server_port) (rwsplit_replica_lag_bytes{{server_port=\"{p2}\"}})");
     let a = prom.wait_for(&q, WAIT, |s| s.first().is_some_and(|x| x.value > 0.0)).await.unwrap();
     answers.push(format!("lag bytes during the spike: {:?}", by_port(&a)));
-    cluster.replicas()[1].resume_replay().await.unwrap();
-    let q = format!("max by (server_port) (rwsplit_replica_lag_bytes{{server_port=\"{p2}\"}})");
-    prom.wait_for(&q, WAIT, |s| s.first().is_some_and(|x| x.value == 0.0)).await.unwrap();
-
-    // Read-your-writes outcomes: where the reads that had to see a write went.
+    // Read-your-writes outcomes during the spike: where the reads that had to see a write
+    // went. The writer reads its row back at once, before any replica can have it: those reads
+    // fall back to the primary (what `RwsplitReadYourWritesOnPrimary` watches).
     let q = "sum by (outcome) (rate(rwsplit_read_your_writes[30s]))";
-    let a = prom.wait_for(q, WAIT, |s| s.iter().any(|x| x.value > 0.0)).await.unwrap();
+    let a = prom
+        .wait_for(q, WAIT, |s| s.iter().any(|x| x.labels["outcome"] == "primary" && x.value > 0.0))
+        .await
+        .unwrap();
     let mut ryw: Vec<(String, f64)> =
         a.iter().map(|s| (s.labels.get("outcome").cloned().unwrap_or_default(), s.value)).collect();
     ryw.sort_by(|a, b| a.0.cmp(&b.0));
     answers.push(format!("read-your-writes reads/s by outcome: {ryw:?}"));
+    cluster.replicas()[1].resume_replay().await.unwrap();
+    let q = format!("max by (server_port) (rwsplit_replica_lag_bytes{{server_port=\"{p2}\"}})");
+    prom.wait_for(&q, WAIT, |s| s.first().is_some_and(|x| x.value == 0.0)).await.unwrap();
 
     // p99 statement time per node, from the histogram's buckets.
     let q = format!(
@@ -193,6 +198,18 @@ async fn prometheus_answers_an_operators_questions_through_a_lag_spike_and_a_rep
                 .wait_for(&expr, WAIT, |s| !s.is_empty())
                 .await
                 .unwrap_or_else(|e| panic!("panel `{title}`: {e}"));
+            // And through `promtool`, as an operator checks an expression.
+            let server = format!("http://127.0.0.1:{}", prom.port());
+            let out = std::process::Command::new("promtool")
+                .args(["query", "instant", &server, &expr])
+                .output()
+                .expect("promtool runs");
+            let printed = String::from_utf8_lossy(&out.stdout);
+            assert!(
+                out.status.success() && !printed.trim().is_empty(),
+                "promtool query instant `{expr}` (panel `{title}`): {printed}{}",
+                String::from_utf8_lossy(&out.stderr)
+            );
             panels.push(format!("{title}: {} series", data.len()));
         }
     }
