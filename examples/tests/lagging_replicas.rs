@@ -75,13 +75,14 @@ async fn handler_reads_its_own_write_and_survives_a_dead_replica(#[future(awt)] 
         let text = format!("note {i}");
         assert_eq!(save_and_show(&db, &text).await.unwrap(), Some(text), "a stale read");
     }
-    // The control: the lag is real. Replica 1, asked directly right after a write, lacks it.
+    // The control: the lag is real. Replica 1, asked directly right after a write, lacks it
+    // (connected first, so that the 300 ms are not spent connecting).
+    let replica = sea_orm::Database::connect(cluster.replicas()[0].url()).await.unwrap();
     cluster
         .primary()
         .execute("postgres", "INSERT INTO notes (text) VALUES ('fresh')")
         .await
         .unwrap();
-    let replica = sea_orm::Database::connect(cluster.replicas()[0].url()).await.unwrap();
     let sql = "SELECT count(*) AS n FROM notes WHERE text = 'fresh'";
     let seen = replica
         .query_one_raw(Statement::from_string(replica.get_database_backend(), sql))
