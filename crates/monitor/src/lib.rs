@@ -59,6 +59,7 @@
 
 mod failover;
 mod monitor;
+mod patience;
 mod probe;
 mod product;
 mod source;

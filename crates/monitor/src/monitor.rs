@@ -11,6 +11,7 @@ use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
 use crate::failover::{AutoFailover, Failover};
+use crate::patience::Patience;
 use crate::probe::{Flavor, MonitorConfig, Observation, ProbeConn, ProbeError};
 use crate::product::{MariaDb, Postgres, Product};
 use crate::state::TopologyState;
@@ -340,10 +341,13 @@ async fn probe_node<P: Product, K: Connector>(
     link: &mut Link<K::Conn, P::Memo>,
     node: NodeId,
     first: bool,
+    pace: &mut Patience,
 ) -> Result<Observation, ProbeError> {
-    let timeout = shared.config.timeout_value();
-    let patience = shared.config.connect_timeout_value();
     let began = Instant::now();
+    // The configured timeout, stretched while the node has been answering slowly (see
+    // `patience`); a query or connect is given up after three of it.
+    let timeout = pace.timeout(&shared.config, began);
+    let patience = shared.config.connect_timeout_value().max(timeout.saturating_mul(3));
     let mut started = began;
     if let Some(pending) = link.asking.as_mut() {
         let Ok(joined) = tokio::time::timeout(timeout, &mut pending.0).await else {
@@ -355,6 +359,10 @@ async fn probe_node<P: Product, K: Connector>(
         let (conn, memo, result, answered) = joined.map_err(ProbeError::unreachable)?;
         link.conn = conn;
         link.memo = memo;
+        if let Ok(seen) = &result {
+            // A late answer says how slow the node is: the next probes wait for that.
+            pace.answered(seen.latency(), answered);
+        }
         if answered >= began {
             // Answered while this probe waited: the node answered within its timeout.
             return result;
@@ -395,9 +403,12 @@ async fn probe_node<P: Product, K: Connector>(
     let left = timeout.saturating_sub(started.elapsed());
     let mut asked = Box::pin(ask::<P, K::Conn>(conn, std::mem::take(&mut link.memo), patience));
     match tokio::time::timeout(left, &mut asked).await {
-        Ok((conn, memo, result, _)) => {
+        Ok((conn, memo, result, answered)) => {
             link.conn = conn;
             link.memo = memo;
+            if let Ok(seen) = &result {
+                pace.answered(seen.latency(), answered);
+            }
             result
         }
         Err(_) => {
@@ -415,9 +426,11 @@ async fn node_loop<P: Product, K: Connector>(shared: Arc<Shared<K>>, node: NodeI
     let mut first = true;
     // Whether the last probe was an early one (see below): at most one per scheduled round.
     let mut early = false;
+    // How slowly the node has answered lately: how long its probes are waited for.
+    let mut pace = Patience::default();
     loop {
         let began = Instant::now();
-        let mut result = probe_node::<P, K>(&shared, &mut link, node, first).await;
+        let mut result = probe_node::<P, K>(&shared, &mut link, node, first, &mut pace).await;
         if let Err(ProbeError::Timeout { after }) = result
             && shared.state.served_since(node, began.into_std())
         {
@@ -448,7 +461,8 @@ async fn node_loop<P: Product, K: Connector>(shared: Arc<Shared<K>>, node: NodeI
         if let (Ok(obs), Some(c)) = (&result, link.conn.as_ref()) {
             let every = config.position_interval_value();
             let probed = now.checked_sub(obs.latency()).unwrap_or(now);
-            let feed = Feed { state: &shared.state, conn: c, node, last: obs, every };
+            let mut feed =
+                Feed { state: &shared.state, conn: c, node, last: obs, every, pace: &mut pace };
             fed = feed.until::<P>(probed, &next).await;
         }
         // A feed read that failed or found the role changed (the server went away, a
@@ -531,6 +545,8 @@ struct Feed<'a, C> {
     last: &'a Observation,
     /// The feed's interval (zero: off).
     every: Duration,
+    /// Its reads' answer times count as the probes' do.
+    pace: &'a mut Patience,
 }
 
 impl<C: ProbeConn> Feed<'_, C> {
@@ -542,7 +558,7 @@ impl<C: ProbeConn> Feed<'_, C> {
     /// come with the full probes, and a want that starts wakes the feed at once. Stops at the
     /// first failure, answer for another role or read still unanswered when the next full
     /// probe is due (that probe decides what happened).
-    async fn until<P: Product>(&self, probed: Instant, turn: &Turn<'_>) -> FeedEnd {
+    async fn until<P: Product>(&mut self, probed: Instant, turn: &Turn<'_>) -> FeedEnd {
         if self.every.is_zero() {
             return FeedEnd::Schedule;
         }
@@ -585,7 +601,9 @@ impl<C: ProbeConn> Feed<'_, C> {
             last_sent = sent;
             match tokio::time::timeout_at(until, P::replay_position(self.conn, self.last)).await {
                 Ok(Ok(Some(position))) => {
-                    let at = if self.last.role() == Role::Primary { sent } else { Instant::now() };
+                    let answered = Instant::now();
+                    self.pace.answered(answered.saturating_duration_since(sent), answered);
+                    let at = if self.last.role() == Role::Primary { sent } else { answered };
                     self.state.observe_position_sent(
                         self.node,
                         position,

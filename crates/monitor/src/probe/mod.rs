@@ -217,6 +217,7 @@ pub struct MonitorConfig {
     position_interval: Duration,
     position_linger: Duration,
     idle_interval: Option<Duration>,
+    max_timeout: Option<Duration>,
 }
 
 impl Default for MonitorConfig {
@@ -233,6 +234,7 @@ impl Default for MonitorConfig {
             position_interval: Duration::from_millis(20),
             position_linger: Duration::from_millis(500),
             idle_interval: None,
+            max_timeout: None,
         }
     }
 }
@@ -249,10 +251,32 @@ impl MonitorConfig {
     /// A node's first probe waits for its connection up to
     /// [`connect_timeout_value`](Self::connect_timeout_value) instead, then has this for its
     /// query: a server slow to accept while a fleet starts is not judged before it could answer.
+    /// While a node has been answering slowly, its probes wait longer (see
+    /// [`max_timeout`](Self::max_timeout)). Default 1 s.
     #[must_use]
     pub fn timeout(mut self, timeout: Duration) -> Self {
         self.timeout = timeout;
         self
+    }
+
+    /// The most a probe of a node that has been answering slowly is waited for. A node's
+    /// probe waits three times its slowest recent answer (a probe's or a position read's; the
+    /// weight of a slow one halves every 10 s), never less than the
+    /// [`timeout`](Self::timeout) and never more than this: a saturated server (or an
+    /// application starved of CPU) answering in 1.5 s is busy, not failed, and a node that
+    /// answered in milliseconds and stops is still caught at the timeout. At or below the
+    /// timeout: probes always wait the timeout. Default: ten timeouts (10 s at the default
+    /// timeout); a node that stops answering while it was slow is caught within this.
+    #[must_use]
+    pub fn max_timeout(mut self, max: Duration) -> Self {
+        self.max_timeout = Some(max);
+        self
+    }
+
+    /// The most a probe is waited for (see [`max_timeout`](Self::max_timeout)): never below
+    /// the timeout.
+    pub fn max_timeout_value(&self) -> Duration {
+        self.max_timeout.unwrap_or_else(|| self.timeout.saturating_mul(10)).max(self.timeout)
     }
 
     /// The most a round may be delayed at random beyond the interval.

@@ -57,6 +57,7 @@ pub(crate) const SETTINGS: &[(&str, &str)] = &[
     ("RWSPLIT_ON_REPLICA_REFUSAL", "policy.on_replica_refusal"),
     ("RWSPLIT_PROBE_INTERVAL", "monitor.probe_interval"),
     ("RWSPLIT_PROBE_TIMEOUT", "monitor.probe_timeout"),
+    ("RWSPLIT_MAX_PROBE_TIMEOUT", "monitor.max_probe_timeout"),
     ("RWSPLIT_POSITION_INTERVAL", "monitor.position_interval"),
     ("RWSPLIT_POSITION_LINGER", "monitor.position_linger"),
     ("RWSPLIT_IDLE_PROBE_INTERVAL", "monitor.idle_probe_interval"),
@@ -172,6 +173,7 @@ pub(super) fn read(vars: BTreeMap<String, String>) -> Result<RoutedConfig> {
     let monitor = &mut config.monitor;
     monitor.probe_interval = vars.parse("RWSPLIT_PROBE_INTERVAL", parse_duration)?;
     monitor.probe_timeout = vars.parse("RWSPLIT_PROBE_TIMEOUT", parse_duration)?;
+    monitor.max_probe_timeout = vars.parse("RWSPLIT_MAX_PROBE_TIMEOUT", parse_duration)?;
     monitor.position_interval = vars.parse("RWSPLIT_POSITION_INTERVAL", parse_duration)?;
     monitor.position_linger = vars.parse("RWSPLIT_POSITION_LINGER", parse_duration)?;
     monitor.idle_probe_interval = vars.parse("RWSPLIT_IDLE_PROBE_INTERVAL", parse_duration)?;

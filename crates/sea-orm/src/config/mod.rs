@@ -433,6 +433,10 @@ pub struct MonitorSettings {
     /// The deadline of one probe, connecting included (default 1 s).
     #[serde(default, deserialize_with = "de_duration")]
     pub probe_timeout: Option<Duration>,
+    /// The most a probe of a node that has been answering slowly waits (default ten probe
+    /// timeouts; [`MonitorConfig::max_timeout`]).
+    #[serde(default, deserialize_with = "de_duration")]
+    pub max_probe_timeout: Option<Duration>,
     /// Random delay added to each round (default 50 ms).
     #[serde(default, deserialize_with = "de_duration")]
     pub probe_jitter: Option<Duration>,
@@ -734,6 +738,7 @@ impl RoutedConfig {
         for (name, d) in [
             ("monitor.probe_interval", m.probe_interval),
             ("monitor.probe_timeout", m.probe_timeout),
+            ("monitor.max_probe_timeout", m.max_probe_timeout),
             ("monitor.position_interval", m.position_interval),
             ("monitor.ban_base", m.ban_base),
         ] {
@@ -826,6 +831,9 @@ impl RoutedConfig {
         }
         if let Some(d) = monitor.probe_timeout {
             mc = mc.timeout(d);
+        }
+        if let Some(d) = monitor.max_probe_timeout {
+            mc = mc.max_timeout(d);
         }
         if let Some(d) = monitor.probe_jitter {
             mc = mc.jitter(d);

@@ -83,6 +83,7 @@ fn replica_placement_and_policy_from_the_environment() {
         ("RWSPLIT_READ_YOUR_WRITES", "off"),
         ("RWSPLIT_PROBE_INTERVAL", "100ms"),
         ("RWSPLIT_IDLE_PROBE_INTERVAL", "5s"),
+        ("RWSPLIT_MAX_PROBE_TIMEOUT", "8s"),
         ("RWSPLIT_MAX_LAG_BYTES", "1048576"),
     ])
     .unwrap();
@@ -98,6 +99,7 @@ fn replica_placement_and_policy_from_the_environment() {
     assert_eq!(c.policy.read_your_writes, Some(false));
     assert_eq!(c.monitor.probe_interval, Some(Duration::from_millis(100)));
     assert_eq!(c.monitor.idle_probe_interval, Some(Duration::from_secs(5)));
+    assert_eq!(c.monitor.max_probe_timeout, Some(Duration::from_secs(8)));
     assert_eq!(c.monitor.max_lag_bytes, Some(1 << 20));
     let _builder = c.into_builder().unwrap();
 }
@@ -242,6 +244,7 @@ fn a_full_config_reaches_the_builder() {
                     "read_retries": 1, "replica_read_timeout": "3s",
                     "on_replica_refusal": "fail" },
         "monitor": { "probe_interval": "250ms", "probe_timeout": "2s", "probe_jitter": "10ms",
+                     "max_probe_timeout": "7s",
                      "position_interval": "5ms", "idle_probe_interval": "4s",
                      "failure_threshold": 4, "recovery_threshold": 3,
                      "ban_base": "1s", "ban_max": "1m", "max_lag": "30s", "max_lag_bytes": 4096 }
@@ -263,6 +266,7 @@ fn a_full_config_reaches_the_builder() {
     assert!(matches!(b.policy.consistency, Consistency::BoundedStaleness(_)));
     assert_eq!(b.policy.monitor.timeout_value(), Duration::from_secs(2));
     assert_eq!(b.policy.monitor.idle_interval_value(), Duration::from_secs(4));
+    assert_eq!(b.policy.monitor.max_timeout_value(), Duration::from_secs(7));
 }
 
 /// The pool of each node: node over top level, field by field, onto SeaORM's options.
