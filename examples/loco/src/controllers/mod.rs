@@ -1,0 +1,3 @@
+//! The HTTP handlers.
+
+pub mod notes;
