@@ -281,6 +281,42 @@ async fn a_read_may_wait_for_a_replica_to_catch_up(#[case] kind: DbKind, #[case]
     }
 }
 
+/// A catch-up wait on a replica that hangs (or died) and is not marked down yet ends at the
+/// wait's `max`, connection included, and the read goes to the primary: before, the position
+/// look waited on the replica's pool or its frozen server, for the pool's acquire timeout (5 s,
+/// seen on a killed replica in the loco example's test) or until the monitor marked it down.
+#[rstest]
+#[case::postgres(DbKind::Postgres)]
+#[case::mariadb(DbKind::MariaDb)]
+#[tokio::test]
+async fn a_wait_on_a_replica_that_hangs_ends_at_its_max(#[case] kind: DbKind) {
+    let (cluster, _tdb, db) = setup(kind, "ryw_wait_hung").await;
+    for r in cluster.replicas() {
+        r.pause_replay().await.unwrap();
+    }
+    // Let the monitor see the replicas behind, so the read below waits on one of them.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let session = db.session();
+    let a = author::ActiveModel { name: Set("hung".into()), ..Default::default() }
+        .insert(&session)
+        .await
+        .unwrap();
+    for r in cluster.replicas() {
+        r.hang().unwrap();
+    }
+    let started = Instant::now();
+    let hurried = session.wait_for_replica(Duration::from_millis(200));
+    let found = author::Entity::find_by_id(a.id).one(&hurried).await;
+    let took = started.elapsed();
+    for r in cluster.replicas() {
+        r.unhang().unwrap();
+    }
+    assert!(fresh(found, "hung"), "read on the primary, fresh");
+    assert!(took < Duration::from_millis(1_500), "the wait took {took:?}, its max is 200 ms");
+    let ryw = db.stats().read_your_writes();
+    assert_eq!((ryw.waits, ryw.wait_timeouts), (1, 1), "{ryw:?}");
+}
+
 #[rstest]
 #[case::postgres(DbKind::Postgres)]
 #[case::mariadb(DbKind::MariaDb)]

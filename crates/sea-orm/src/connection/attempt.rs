@@ -301,6 +301,9 @@ impl Work for Begin {
     }
 }
 
+/// How long past a catch-up wait's `max` a server that waits itself is given to answer.
+const WAIT_GRACE: std::time::Duration = std::time::Duration::from_millis(100);
+
 /// How a plan's attempts ended without a result.
 enum Stop {
     /// The caller gets this error.
@@ -704,8 +707,21 @@ impl Inner {
         max: std::time::Duration,
     ) -> Result<Waited, DbErr> {
         let deadline = tokio::time::Instant::now() + crate::deadline::cap(max);
-        // The plain pool: the wait is the adapter's own, not reported as the user's.
-        let looked = position::wait_for(&node.conn, token, max).await?;
+        // The plain pool: the wait is the adapter's own, not reported as the user's. Bounded
+        // by the wait as a whole, connection included: a replica that died and is not marked
+        // down yet would otherwise hold the read for the pool's acquire timeout (5 s) rather
+        // than the wait's `max`. A server that waits itself (MariaDB's `MASTER_GTID_WAIT`) is
+        // given a moment past `max` to say so.
+        let limit = if self.product.server_waits() { deadline + WAIT_GRACE } else { deadline };
+        let looked = match tokio::time::timeout_at(
+            limit,
+            position::wait_for(&node.conn, token, max),
+        )
+        .await
+        {
+            Ok(looked) => looked?,
+            Err(_) => return Ok(Waited::TimedOut),
+        };
         if looked == Waited::CaughtUp || self.product.server_waits() || self.monitor.is_none() {
             return Ok(looked);
         }
