@@ -84,6 +84,21 @@ pub(crate) fn run(args: &CiArgs) -> anyhow::Result<()> {
         users.args(["test", "-q", "-p", "rwsplit-examples", "--test", "lagging_replicas"]);
         with_lock(&mut users);
         crate::run(&mut users)?;
+        // The loco example (README, "loco"): a workspace of its own, so that loco's
+        // dependencies (rustls, tera, lettre …) never unify into the main build; its own target
+        // directory under target/. Formatting, clippy and its test on a real cluster.
+        let loco = crate::project_root().join("examples/loco");
+        let loco_target = crate::project_root().join("target/loco");
+        crate::run(crate::cargo().args(["fmt", "--", "--check"]).current_dir(&loco))?;
+        let mut loco_clippy = crate::cargo();
+        loco_clippy.args(["clippy", "--all-targets"]);
+        with_lock(&mut loco_clippy);
+        loco_clippy.args(["--", "-D", "warnings"]);
+        crate::run(loco_clippy.current_dir(&loco).env("CARGO_TARGET_DIR", &loco_target))?;
+        let mut loco_test = crate::cargo();
+        loco_test.arg("test");
+        with_lock(&mut loco_test);
+        crate::run(loco_test.current_dir(&loco).env("CARGO_TARGET_DIR", &loco_target))?;
         // The report: its runs (a fault timeline, the consistency benchmark, the adapter's
         // instruction counts) and its page, so that it cannot rot.
         crate::report::run(&crate::report::ReportArgs::for_ci())?;

@@ -454,6 +454,39 @@ fn readme_user_test_is_the_example() {
 }
 
 #[test]
+fn readme_loco_code_is_the_examples() {
+    // The README's "loco" section shows pieces of examples/loco (which CI builds and tests):
+    // every Rust line it shows is a line of the example's sources, indentation aside.
+    let root = crate::project_root();
+    let readme = std::fs::read_to_string(root.join("README.md")).expect("README readable");
+    let section = readme
+        .split("### loco: `RoutedConnection` in a loco app")
+        .nth(1)
+        .and_then(|s| s.split("\n### ").next())
+        .expect("the README's loco section exists");
+    let mut sources = String::new();
+    visit(&root.join("examples/loco/src"), &mut |path, text| {
+        if path.extension().is_some_and(|e| e == "rs") {
+            sources.push_str(text);
+        }
+    });
+    let lines: std::collections::HashSet<&str> = sources.lines().map(str::trim).collect();
+    let mut shown = 0;
+    let mut missing = Vec::new();
+    for block in section.split("```rust\n").skip(1) {
+        let code = block.split("```").next().unwrap_or_default();
+        for line in code.lines().map(str::trim).filter(|l| !l.is_empty()) {
+            shown += 1;
+            if !lines.contains(line) {
+                missing.push(line);
+            }
+        }
+    }
+    assert!(shown > 10, "the loco section shows too little code: {shown} lines");
+    assert!(missing.is_empty(), "README loco lines not in examples/loco/src: {missing:#?}");
+}
+
+#[test]
 fn testkit_modules_do_not_import_the_cluster_facade() {
     // The testkit's shared vocabulary is in the leaf `vocab.rs`; `cluster.rs` is the facade
     // and nothing inside the crate imports it (lib.rs only re-exports it).
