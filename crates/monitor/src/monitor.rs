@@ -74,8 +74,8 @@ pub trait Connector: Send + Sync + 'static {
     type Conn: ProbeConn + 'static;
 
     /// Opens a fresh connection to node `node`. A probe waits for it up to the probe timeout
-    /// (a node's first probe: three probe timeouts); the monitor lets it go on for the next
-    /// probe, up to three probe timeouts in all.
+    /// (a node's first probe: [`MonitorConfig::connect_timeout_value`]); the monitor lets it go
+    /// on for the next probe, up to that in all.
     fn open(
         &self,
         node: NodeId,
@@ -96,7 +96,7 @@ pub type OnProbe = Arc<dyn Fn(NodeId, Option<&Observation>) + Send + Sync>;
 /// by the probe timeout), and hands the result to the state at once, so a hung node never
 /// delays what the others report. A probe that fails drops its connection (a timed-out one may
 /// be stuck behind a frozen server) and the next probe opens a new one. A connect the probe
-/// stopped waiting for goes on for the next probe (up to three probe timeouts), so a server
+/// stopped waiting for goes on for the next probe (up to the connect timeout), so a server
 /// slow to accept finishes the handshake it began rather than being asked for a new one. Between full probes,
 /// while a reader wants fresher positions than the probes give
 /// ([`TopologyState::want_positions`]), a replica's replay position, and the primary's written
@@ -262,12 +262,12 @@ pub(crate) async fn open<K: Connector>(
 /// backend forked and authenticated every time, which is what kept a busy server from ever
 /// catching up (issue 25, 200 instances). The probe that stops waiting still fails (a node
 /// that was answering and froze or went away is detected as fast as before); the opening is
-/// given up after [`MonitorConfig::connect_timeout_value`] (three probe timeouts) in all, so a
+/// given up after [`MonitorConfig::connect_timeout_value`] (10 s at the defaults) in all, so a
 /// connect stuck on a lost SYN is begun afresh, and is aborted when dropped (the node's loop
 /// stopped). A node's first probe waits for its opening that long: nothing has been learnt of
 /// the node yet, and a fleet starting at once is exactly when servers are slow to accept (a
-/// node frozen before the application started is then down three probe timeouts later).
-struct Opening<C>(JoinHandle<Result<C, ProbeError>>);
+/// node frozen before the application started is then seen failed that much later).
+struct Opening<C>(JoinHandle<Result<C, ProbeError>>, Instant);
 
 impl<C> Drop for Opening<C> {
     fn drop(&mut self) {
@@ -284,7 +284,7 @@ impl<C> Drop for Opening<C> {
 /// while it waits is that probe's result (the node answered within its timeout) and the
 /// connection is kept; one that never comes fails each probe as before, so a frozen node is
 /// detected as fast as it was. The query is given up after
-/// [`MonitorConfig::connect_timeout_value`] (three probe timeouts) from when it was sent, the
+/// [`MonitorConfig::connect_timeout_value`] (10 s at the defaults) from when it was sent, the
 /// connection closed and the next probe connects afresh; aborted when dropped.
 struct Asking<C, M>(JoinHandle<Answer<C, M>>);
 
@@ -372,9 +372,12 @@ async fn probe_node<P: Product, K: Connector>(
     if link.conn.is_none() {
         let pending = link.opening.get_or_insert_with(|| {
             let shared = Arc::clone(shared);
-            Opening(tokio::spawn(async move {
-                open(&shared.connector, node, Purpose::Probe, patience).await
-            }))
+            Opening(
+                tokio::spawn(async move {
+                    open(&shared.connector, node, Purpose::Probe, patience).await
+                }),
+                Instant::now(),
+            )
         });
         let wait = if first { patience } else { timeout.saturating_sub(began.elapsed()) };
         let opened = match tokio::time::timeout(wait, &mut pending.0).await {
@@ -391,11 +394,16 @@ async fn probe_node<P: Product, K: Connector>(
             // The query's own deadline starts now.
             started = Instant::now();
         }
-        link.opening = None;
+        let since = link.opening.take().map(|o| o.1);
         // The task ends only by returning: it is aborted only with `opening`, and a connector
         // that panics is a bug reported as an unreachable node rather than a dead loop.
         let opened = opened.map_err(ProbeError::unreachable)?;
         link.conn = Some(opened?);
+        if let Some(since) = since {
+            // A connect is an answer too: a server slow to accept is slow, and waited for so.
+            let now = Instant::now();
+            pace.answered(now.saturating_duration_since(since), now);
+        }
         // A new connection may be to a restarted server: remember nothing of the old one.
         link.memo = P::Memo::default();
     }
@@ -439,6 +447,19 @@ async fn node_loop<P: Product, K: Connector>(shared: Arc<Shared<K>>, node: NodeI
         }
         let now = Instant::now();
         let failures = shared.state.observe(node, &result, now.into_std());
+        if let Err(error) = &result
+            && failures > 0
+        {
+            // Why a node is marked suspect, then down: the first failure of a run at WARN (an
+            // operator's "why was it banned"), the rest at DEBUG.
+            let name = shared.state.snapshot().node(node).map(|n| n.name().to_owned());
+            let name = name.unwrap_or_else(|| node.to_string());
+            if failures == 1 {
+                tracing::warn!(target: "rwsplit", node = %name, %error, "probe failed");
+            } else {
+                tracing::debug!(target: "rwsplit", node = %name, %error, failures, "probe failed");
+            }
+        }
         if let Some(f) = &shared.on_probe {
             f(node, result.as_ref().ok());
         }

@@ -23,6 +23,13 @@
 //! same read-your-writes workload on plain SeaORM connections to the primary (workload
 //! `plain`): what the machine carries without rwsplit. `--acquire-timeout-secs N` sets the
 //! instances' pool acquire timeout (rwsplit's default is 5 s, sqlx's and so plain SeaORM's 30 s).
+//! `--workloads idle,ryw` and `--shapes processes,one` choose what runs (default: all).
+//! On containers the instances reach each node at its address on the cluster's client network
+//! (`Node::direct_url`), as an application reaches its servers; `--docker-proxy` sends them
+//! through the ports Docker publishes on 127.0.0.1 instead, whose userland proxy (one process
+//! per port, copying every connection's bytes) is the bottleneck at 200 instances.
+//! `RWSPLIT_FLEET_LOG=1` has each instance log rwsplit's warnings on its stderr (a failed
+//! probe says why it failed).
 //!
 //! An instance is this executable run as `fleet instance <connections> <idle|ryw> <id>
 //! <primary-url> <replica-url>...`: it connects, prints `ready`, works until its standard input
@@ -81,6 +88,11 @@ fn instance(args: &[String]) -> Res<()> {
         );
     };
     let connections: usize = connections.parse()?;
+    if std::env::var_os("RWSPLIT_FLEET_LOG").is_some() {
+        // What the instance's monitor logs (why a probe failed), on stderr with its id.
+        let filter = tracing_subscriber::EnvFilter::new("rwsplit=warn");
+        tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
+    }
     if !matches!(workload.as_str(), "idle" | "ryw" | "plain") {
         return Err(format!("unknown workload {workload:?}: idle, ryw or plain").into());
     }
@@ -307,6 +319,9 @@ fn driver(args: &[String]) -> Res<()> {
     let mut window = Duration::from_secs(5);
     let mut json: Option<std::path::PathBuf> = None;
     let mut plain = false;
+    let mut docker_proxy = false;
+    let mut workloads = vec!["idle".to_owned(), "ryw".to_owned()];
+    let mut shapes = vec!["processes".to_owned(), "one".to_owned()];
     let mut it = args.iter();
     while let Some(a) = it.next() {
         match a.as_str() {
@@ -324,6 +339,22 @@ fn driver(args: &[String]) -> Res<()> {
             }
             "--json" => json = Some(it.next().ok_or("--json needs a path")?.into()),
             "--plain" => plain = true,
+            "--docker-proxy" => docker_proxy = true,
+            "--workloads" => {
+                let list = it.next().ok_or("--workloads needs a list (idle,ryw)")?;
+                workloads = list.split(',').map(str::to_owned).collect();
+                if let Some(w) = workloads.iter().find(|w| !["idle", "ryw"].contains(&w.as_str())) {
+                    return Err(format!("unknown workload {w:?} (idle, ryw)").into());
+                }
+            }
+            "--shapes" => {
+                let list = it.next().ok_or("--shapes needs a list (processes,one)")?;
+                shapes = list.split(',').map(str::to_owned).collect();
+                if let Some(x) = shapes.iter().find(|x| !["processes", "one"].contains(&x.as_str()))
+                {
+                    return Err(format!("unknown shape {x:?} (processes, one)").into());
+                }
+            }
             "--acquire-timeout-secs" => {
                 let secs: u64 =
                     it.next().ok_or("--acquire-timeout-secs needs a number")?.parse()?;
@@ -358,6 +389,16 @@ fn driver(args: &[String]) -> Res<()> {
         }
         let urls: Vec<String> =
             std::iter::once(tdb.primary_url()).chain(tdb.replica_urls()).collect();
+        // The instances reach the containers directly (through the bridge), as an application
+        // reaches its database servers, not through Docker's userland port proxy, unless asked.
+        let urls = if docker_proxy {
+            urls
+        } else {
+            urls.iter()
+                .zip(cluster.nodes())
+                .map(|(u, n)| n.direct_url(u))
+                .collect::<Result<Vec<_>, _>>()?
+        };
         eprintln!("fleet: {backend:?} cluster up; window {window:?}");
         let mut rows = Vec::new();
         for &k in &ks {
@@ -365,9 +406,14 @@ fn driver(args: &[String]) -> Res<()> {
                 if shape == Shape::OneProcess(1) {
                     continue; // the same as one process of one
                 }
+                let name = if matches!(shape, Shape::Processes(_)) { "processes" } else { "one" };
+                if !shapes.iter().any(|s| s == name) {
+                    continue;
+                }
                 let plain_too = plain && matches!(shape, Shape::Processes(_));
                 for workload in ["idle", "ryw", "plain"] {
-                    if workload == "plain" && !plain_too {
+                    let wanted = workloads.iter().any(|w| w == workload);
+                    if (workload == "plain" && !plain_too) || (workload != "plain" && !wanted) {
                         continue;
                     }
                     let row = run(&cluster, &mut counters, &urls, shape, workload, window).await?;

@@ -235,7 +235,7 @@ pub(crate) struct ProbeSettings {
     /// Failover's admin account, `(user, password)`, for [`Purpose::Admin`] connections made
     /// from options.
     pub(crate) admin: Option<(String, String)>,
-    /// Connect and acquire timeout: the monitor's connect timeout (`MonitorConfig::connect_timeout_value`, three probe timeouts).
+    /// Connect and acquire timeout: the monitor's connect timeout (`MonitorConfig::connect_timeout_value`: the maximum probe timeout, at least three probe timeouts).
     pub(crate) timeout: Duration,
 }
 

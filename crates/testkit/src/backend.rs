@@ -77,6 +77,9 @@ pub(crate) trait Net: std::fmt::Debug + Send + Sync {
     fn undrop_from(&self, peer: &dyn Net) -> Result<()>;
     /// The node's address on the replication network.
     fn replication_ip(&self) -> Result<String>;
+    /// The node's address on the client network, which this machine reaches through the
+    /// bridge (the server listens there on the port it publishes on 127.0.0.1).
+    fn client_ip(&self) -> Result<String>;
     /// The replication network's gateway: an address of this machine the node can reach.
     fn gateway(&self) -> Result<String>;
 }

@@ -203,7 +203,7 @@ impl Observation {
     }
 }
 
-/// How many probe timeouts a connection being opened for probes may take in all
+/// How many probe timeouts a connection being opened for probes may take in all, at least
 /// ([`MonitorConfig::connect_timeout_value`]).
 const CONNECT_PATIENCE: u32 = 3;
 
@@ -249,8 +249,10 @@ impl MonitorConfig {
 
     /// The deadline for one probe (connect included); a node that misses it has failed it.
     /// A node's first probe waits for its connection up to
-    /// [`connect_timeout_value`](Self::connect_timeout_value) instead, then has this for its
-    /// query: a server slow to accept while a fleet starts is not judged before it could answer.
+    /// [`connect_timeout_value`](Self::connect_timeout_value) instead (10 s at the defaults),
+    /// then has this for its query: a server slow to accept while a fleet starts is not judged
+    /// before it could answer (a node frozen before the application started is then seen
+    /// failed that much later).
     /// While a node has been answering slowly, its probes wait longer (see
     /// [`max_timeout`](Self::max_timeout)). Default 1 s.
     #[must_use]
@@ -354,14 +356,17 @@ impl MonitorConfig {
         self.timeout
     }
 
-    /// How long a connection the monitor opens for its probes may take in all:
-    /// three probe timeouts (3 s at the default 1 s). A probe waits for it only
-    /// up to the probe timeout (and fails then, as before); the connect goes on for the next
-    /// probe, so a server slow to accept finishes the handshake it began (see
-    /// [`Monitor`](crate::Monitor)). A [`Connector`](crate::Connector) bounds its own connects
-    /// by this.
+    /// How long a connection the monitor opens for its probes may take in all, and how long
+    /// a probe's query is left running for the next probe: the
+    /// [maximum probe timeout](Self::max_timeout_value), at least three probe timeouts (10 s at
+    /// the defaults). A probe waits for it only up to its own timeout (and fails then, as
+    /// before), but for a node's first probe, which has nothing to go on yet and waits this
+    /// long; the connect goes on for the next probe, so a server slow to accept (a fleet
+    /// starting at once) finishes the handshake it began rather than being asked for a new
+    /// one every round (see [`Monitor`](crate::Monitor)). A [`Connector`](crate::Connector)
+    /// bounds its own connects by this.
     pub fn connect_timeout_value(&self) -> Duration {
-        self.timeout.saturating_mul(CONNECT_PATIENCE)
+        self.timeout.saturating_mul(CONNECT_PATIENCE).max(self.max_timeout_value())
     }
 
     /// The pause before round number `round`: the interval plus a pseudo-random share of the

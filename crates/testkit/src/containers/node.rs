@@ -289,6 +289,10 @@ impl Net for ContainerNode {
         self.ip_on(&self.repl_network())
     }
 
+    fn client_ip(&self) -> Result<String> {
+        self.ip_on(&self.ctl_network())
+    }
+
     fn gateway(&self) -> Result<String> {
         let repl = self.repl_network();
         let gw = docker(&[
