@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
-use rwsplit_core::{NodeId, Role};
+use rwsplit_core::{Health, NodeId, Role};
 use tokio::sync::Notify;
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
@@ -342,6 +342,7 @@ async fn probe_node<P: Product, K: Connector>(
     node: NodeId,
     first: bool,
     pace: &mut Patience,
+    learn: bool,
 ) -> Result<Observation, ProbeError> {
     let began = Instant::now();
     // The configured timeout, stretched while the node has been answering slowly (see
@@ -359,7 +360,7 @@ async fn probe_node<P: Product, K: Connector>(
         let (conn, memo, result, answered) = joined.map_err(ProbeError::unreachable)?;
         link.conn = conn;
         link.memo = memo;
-        if let Ok(seen) = &result {
+        if let (Ok(seen), true) = (&result, learn) {
             // A late answer says how slow the node is: the next probes wait for that.
             pace.answered(seen.latency(), answered);
         }
@@ -399,7 +400,7 @@ async fn probe_node<P: Product, K: Connector>(
         // that panics is a bug reported as an unreachable node rather than a dead loop.
         let opened = opened.map_err(ProbeError::unreachable)?;
         link.conn = Some(opened?);
-        if let Some(since) = since {
+        if let (Some(since), true) = (since, learn) {
             // A connect is an answer too: a server slow to accept is slow, and waited for so.
             let now = Instant::now();
             pace.answered(now.saturating_duration_since(since), now);
@@ -414,7 +415,7 @@ async fn probe_node<P: Product, K: Connector>(
         Ok((conn, memo, result, answered)) => {
             link.conn = conn;
             link.memo = memo;
-            if let Ok(seen) = &result {
+            if let (Ok(seen), true) = (&result, learn) {
                 pace.answered(seen.latency(), answered);
             }
             result
@@ -438,7 +439,15 @@ async fn node_loop<P: Product, K: Connector>(shared: Arc<Shared<K>>, node: NodeI
     let mut pace = Patience::default();
     loop {
         let began = Instant::now();
-        let mut result = probe_node::<P, K>(&shared, &mut link, node, first, &mut pace).await;
+        // A node marked down is judged afresh: what it answered before says nothing of it now,
+        // and an answer that comes while it is down (a query sent before it froze, answered
+        // when it thawed) measured the freeze, not the node's pace.
+        let down = shared.state.health(node) == Health::Down;
+        if down {
+            pace = Patience::default();
+        }
+        let mut result =
+            probe_node::<P, K>(&shared, &mut link, node, first, &mut pace, !down).await;
         if let Err(ProbeError::Timeout { after }) = result
             && shared.state.served_since(node, began.into_std())
         {

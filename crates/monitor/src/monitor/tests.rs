@@ -387,6 +387,36 @@ async fn a_probe_answered_late_keeps_its_connection_and_the_next_probe_takes_the
     assert_eq!(cluster.opens(1), 1);
 }
 
+/// A node frozen long enough to be marked down answers, when it thaws, the query a probe sent
+/// before the freeze: that answer measured the freeze, not the node's pace, so it stretches
+/// nothing. Frozen again, the node is caught at the configured timeout (issue 25; before, the
+/// second freeze was seen at the maximum, 5 s here, instead of one round).
+#[tokio::test(start_paused = true)]
+async fn an_answer_that_comes_after_the_node_went_down_stretches_nothing() {
+    let cluster = Cluster::new(&[0x300, 0x300]);
+    let m = start(&cluster, None);
+    let node = NodeId::new(1);
+    assert!(m.first_round(MS(100)).await);
+    // Frozen for 4 s: the query in flight is answered when it thaws.
+    cluster.query_delay.lock().unwrap().insert(1, MS(4_000));
+    tokio::time::sleep(MS(3_000)).await;
+    assert_eq!(m.state().health(node), Health::Down);
+    cluster.query_delay.lock().unwrap().remove(&1);
+    // Back up once its ban (5 s) is over.
+    let thawed = tokio::time::Instant::now();
+    while m.state().health(node) != Health::Up {
+        assert!(thawed.elapsed() < MS(10_000), "up again after its ban");
+        tokio::time::sleep(MS(100)).await;
+    }
+    tokio::time::sleep(MS(1_000)).await;
+    let failed = m.state().failed_probes(node);
+    cluster.set(1, |n| n.mode = Mode::Hang);
+    // One round: the interval (200 ms) and the configured timeout (500 ms).
+    tokio::time::sleep(MS(200 + 500 + 100)).await;
+    assert_eq!(m.state().failed_probes(node), failed + 1, "caught at the configured timeout");
+    assert_eq!(m.state().health(node), Health::Suspect);
+}
+
 /// A node whose answers slow down step by step (load climbing: 100 ms, then 300, 600, 1,200,
 /// 2,400 ms, past four times the configured 500 ms timeout) is never failed: each probe waits
 /// three times the slowest recent answer. When it then stops answering altogether it is still
