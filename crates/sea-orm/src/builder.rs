@@ -354,6 +354,7 @@ impl RoutedConnectionBuilder {
         // Capped: sqlx adds its timeouts to `Instant`s, which overflow at `Duration::MAX`. The
         // monitor's connects may take longer than one probe (see `connect_timeout_value`).
         let probe_timeout = crate::deadline::cap(self.policy.monitor.connect_timeout_value());
+        let start = crate::deadline::cap(self.policy.monitor.timeout_value().saturating_mul(3));
         let probing = ProbeSettings {
             admin: self.policy.failover.as_ref().and_then(|f| {
                 f.admin_credentials_value().map(|(u, p)| (u.to_owned(), p.to_owned()))
@@ -378,12 +379,14 @@ impl RoutedConnectionBuilder {
             // owns its monitor.
             self.discovery.is_none(),
         );
-        // One probe of every node before the first statement. A little over the probe timeout:
-        // connecting and probing share it.
-        // The replicas' servers are checked meanwhile, on their read pools.
+        // One probe of every node before the first statement, and the replicas' servers
+        // checked meanwhile on their read pools: the application's start waits for them up to
+        // three probe timeouts (a little over), not the monitor's whole connect patience
+        // (which a node's first probe may take while a fleet starts: the probe goes on, the
+        // start does not wait for it).
         let (unanswered, replicas_checked) = tokio::join!(
-            conn.inner.first_probes(probe_timeout.saturating_add(Duration::from_millis(100))),
-            crate::connection::check_replicas(&conn, probe_timeout),
+            conn.inner.first_probes(start.saturating_add(Duration::from_millis(100))),
+            crate::connection::check_replicas(&conn, start),
         );
         replicas_checked?;
         if let Some(mut discovery) = self.discovery {
