@@ -346,7 +346,8 @@ async fn probe_node<P: Product, K: Connector>(
 ) -> Result<Observation, ProbeError> {
     let began = Instant::now();
     // The configured timeout, stretched while the node has been answering slowly (see
-    // `patience`); a query or connect is given up after three of it.
+    // `patience`); a query or connect is given up after the connect timeout, or three of this
+    // timeout if that is longer.
     let timeout = pace.timeout(&shared.config, began);
     let patience = shared.config.connect_timeout_value().max(timeout.saturating_mul(3));
     let mut started = began;
