@@ -44,7 +44,7 @@
 
 use std::collections::HashSet;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, PoisonError, RwLock, Weak};
+use std::sync::{Arc, PoisonError, RwLock};
 
 use dashmap::DashMap;
 use rwsplit_core::{Access, Classifier, Detached, Dialect, shape};
@@ -93,43 +93,30 @@ pub(crate) struct Entry {
 #[derive(Debug, Default)]
 pub(crate) struct LearnedShapes {
     set: RwLock<HashSet<Box<str>, foldhash::fast::RandomState>>,
-    /// How many shapes were learned: a connection's cache drops its texts when it moves.
+    /// How many shapes were learned (each bumps it once, under `set`'s lock): a connection's
+    /// cache drops its texts when it moves.
     generation: AtomicU64,
     /// The table filled up and that was logged (once).
     full_logged: AtomicBool,
 }
 
 /// Each database's table, by dialect and the configured primary's `host:port/database`.
-/// Entries no connection holds any more are dropped at the next lookup.
-type Registry = Vec<((Dialect, String), Weak<LearnedShapes>)>;
-static LEARNED: Mutex<Registry> = Mutex::new(Vec::new());
+static LEARNED: crate::shared::Registry<(Dialect, String), LearnedShapes> =
+    crate::shared::Registry::new();
 
 impl LearnedShapes {
     /// The table of the database `database` (its primary's `host:port/database`, never
     /// credentials) in `dialect`, shared with every other connection to it in the process; a
     /// table of its own for `None` (no address to compare).
     pub(crate) fn of(dialect: Dialect, database: Option<&str>) -> Arc<LearnedShapes> {
-        let Some(database) = database else { return Arc::default() };
-        let mut all = LEARNED.lock().unwrap_or_else(PoisonError::into_inner);
-        all.retain(|(_, t)| t.strong_count() > 0);
-        if let Some(table) = all
-            .iter()
-            .find(|((d, name), _)| *d == dialect && name == database)
-            .and_then(|(_, t)| t.upgrade())
-        {
-            return table;
+        match database {
+            Some(database) => LEARNED.get_or_insert((dialect, database.to_owned()), Arc::default).0,
+            None => Arc::default(),
         }
-        let table = Arc::<LearnedShapes>::default();
-        all.push(((dialect, database.to_owned()), Arc::downgrade(&table)));
-        table
     }
 
     fn contains(&self, shape: &str) -> bool {
         self.set.read().unwrap_or_else(PoisonError::into_inner).contains(shape)
-    }
-
-    fn len(&self) -> usize {
-        self.set.read().unwrap_or_else(PoisonError::into_inner).len()
     }
 }
 
@@ -225,7 +212,7 @@ impl Classified {
     /// How many shapes were learned for this connection's database (by any of its
     /// connections in the process).
     pub(crate) fn learned(&self) -> usize {
-        self.learned.len()
+        usize::try_from(self.learned.generation.load(Ordering::Acquire)).unwrap_or(usize::MAX)
     }
 
     /// How many texts are kept.

@@ -69,9 +69,34 @@ impl Key {
     }
 }
 
-/// The monitors running in this process, by key. Entries whose monitor is gone are dropped at
-/// the next lookup.
-static RUNNING: Mutex<Vec<(Key, Weak<Shared>)>> = Mutex::new(Vec::new());
+/// Objects shared across a process's connections, by key, held weakly: an object lives while
+/// a connection holds it, and entries whose object is gone are dropped at the next lookup. The
+/// running monitors (below) and each database's learned shapes
+/// ([`LearnedShapes`](crate::classified::LearnedShapes)) are kept in one each.
+pub(crate) struct Registry<K, V>(Mutex<Vec<(K, Weak<V>)>>);
+
+impl<K: PartialEq, V> Registry<K, V> {
+    pub(crate) const fn new() -> Self {
+        Registry(Mutex::new(Vec::new()))
+    }
+
+    /// The live object under `key` (`true`: it was there), else `make()`'s, registered under
+    /// `key` (`false`). `make` runs under the registry's lock: two connections asking at once
+    /// get one object.
+    pub(crate) fn get_or_insert(&self, key: K, make: impl FnOnce() -> Arc<V>) -> (Arc<V>, bool) {
+        let mut all = self.0.lock().unwrap_or_else(PoisonError::into_inner);
+        all.retain(|(_, v)| v.strong_count() > 0);
+        if let Some(v) = all.iter().find(|(k, _)| *k == key).and_then(|(_, v)| v.upgrade()) {
+            return (v, true);
+        }
+        let v = make();
+        all.push((key, Arc::downgrade(&v)));
+        (v, false)
+    }
+}
+
+/// The monitors running in this process, by key.
+static RUNNING: Registry<Key, Shared> = Registry::new();
 
 /// A monitor and the connections listening to its probes.
 pub(crate) struct Shared {
@@ -108,21 +133,17 @@ pub(crate) fn acquire(
     state: impl FnOnce() -> Arc<TopologyState>,
     start: impl FnOnce(Arc<TopologyState>, OnProbe) -> Monitor,
 ) -> Acquired {
-    let mut running = RUNNING.lock().unwrap_or_else(PoisonError::into_inner);
-    running.retain(|(_, shared)| shared.strong_count() > 0);
-    if let Some(key) = &key
-        && let Some(shared) = running.iter().find(|(k, _)| k == key).and_then(|(_, s)| s.upgrade())
-    {
-        return Acquired { shared, joined: true };
-    }
-    let listeners = Arc::new(Listeners::default());
-    let fan_out = Arc::clone(&listeners);
-    let monitor = start(state(), Arc::new(move |node, seen| fan_out.call(node, seen)));
-    let shared = Arc::new(Shared { monitor, listeners });
-    if let Some(key) = key {
-        running.push((key, Arc::downgrade(&shared)));
-    }
-    Acquired { shared, joined: false }
+    let make = || {
+        let listeners = Arc::new(Listeners::default());
+        let fan_out = Arc::clone(&listeners);
+        let monitor = start(state(), Arc::new(move |node, seen| fan_out.call(node, seen)));
+        Arc::new(Shared { monitor, listeners })
+    };
+    let (shared, joined) = match key {
+        Some(key) => RUNNING.get_or_insert(key, make),
+        None => (make(), false),
+    };
+    Acquired { shared, joined }
 }
 
 /// What [`acquire`] found or started.
