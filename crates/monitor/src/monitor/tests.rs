@@ -103,7 +103,7 @@ impl Cluster {
                 Some(if sql.contains("slot") { "" } else { "host=old port=1" }),
             )]));
         }
-        if sql.contains("pg_control_system") {
+        if sql.contains("since_replay_ms") {
             return Some(Row::new([
                 ("in_recovery", Some(recovery)),
                 ("system_id", Some("7")),
@@ -216,7 +216,7 @@ fn feed_reads(cluster: &Cluster, node: usize) -> usize {
     cluster
         .executed_on(node)
         .iter()
-        .filter(|s| s.contains("pg_last_wal_replay_lsn") && !s.contains("pg_control_system"))
+        .filter(|s| s.contains("pg_last_wal_replay_lsn") && !s.contains("since_replay_ms"))
         .count()
 }
 
@@ -477,6 +477,38 @@ async fn a_failed_probe_drops_its_connection_and_the_next_opens_a_fresh_one() {
     assert_ne!(m.state().health(NodeId::new(1)), Health::Down);
 }
 
+/// Issue 25: the control file is read once per connection. `pg_control_system()` waits while
+/// a standby rewrites and fsyncs that file, which on a busy disk took 1.5 s in the fleet
+/// benchmark; the system identifier cannot change under a live connection, so later probes
+/// on it carry the first one's, and a new connection (perhaps to a new server) reads it again.
+#[tokio::test(start_paused = true)]
+async fn the_control_file_is_read_once_per_connection() {
+    let cluster = Cluster::new(&[0x300, 0x100]);
+    let m = start(&cluster, None);
+    assert!(m.first_round(MS(100)).await);
+    let control_reads = |cluster: &Cluster| {
+        cluster.executed_on(1).iter().filter(|s| s.contains("pg_control_system")).count()
+    };
+    let probes = |cluster: &Cluster| {
+        cluster.executed_on(1).iter().filter(|s| s.contains("since_replay_ms")).count()
+    };
+    // Five probe intervals (200 ms each).
+    tokio::time::sleep(MS(1_000)).await;
+    assert!(probes(&cluster) >= 5, "probes: {}", probes(&cluster));
+    assert_eq!(control_reads(&cluster), 1, "one connection, one read of the control file");
+    let node = || m.state().snapshot().node(NodeId::new(1)).unwrap().position().cloned();
+    assert_eq!(node(), Some(pos(0x100)), "later probes carry the first one's identifier");
+    // The connection breaks (the server restarted): the next one reads the file again.
+    cluster.set(1, |n| n.mode = Mode::Refuse);
+    tokio::time::sleep(MS(250)).await;
+    cluster.set(1, |n| n.mode = Mode::Answer);
+    cluster.set(1, |n| n.lsn = 0x180);
+    tokio::time::sleep(MS(1_000)).await;
+    assert!(cluster.opens(1) >= 2, "opens: {}", cluster.opens(1));
+    assert_eq!(control_reads(&cluster), 2, "a new connection reads it once more");
+    assert_eq!(node(), Some(pos(0x180)));
+}
+
 #[tokio::test(start_paused = true)]
 async fn the_position_feed_moves_replicas_between_full_probes() {
     let cluster = Cluster::new(&[0x300, 0x100]);
@@ -484,14 +516,14 @@ async fn the_position_feed_moves_replicas_between_full_probes() {
     assert!(m.first_round(MS(100)).await);
     tokio::time::sleep(MS(10)).await;
     let probes_before =
-        cluster.executed_on(1).iter().filter(|s| s.contains("pg_control_system")).count();
+        cluster.executed_on(1).iter().filter(|s| s.contains("since_replay_ms")).count();
     cluster.set(1, |n| n.lsn = 0x250);
     want(&m, MS(500));
     // The full probe is 200 ms away; the feed reads at once, then every 20 ms.
     tokio::time::sleep(MS(45)).await;
     assert_eq!(m.state().snapshot().node(NodeId::new(1)).unwrap().position(), Some(&pos(0x250)));
     let probes_after =
-        cluster.executed_on(1).iter().filter(|s| s.contains("pg_control_system")).count();
+        cluster.executed_on(1).iter().filter(|s| s.contains("since_replay_ms")).count();
     assert_eq!(probes_before, probes_after, "moved by the feed, not by a full probe");
 }
 

@@ -19,10 +19,11 @@ macro_rules! timeline_of {
 }
 pub(crate) use timeline_of;
 
-const PROBE_SQL: &str = concat!(
-    "SELECT pg_is_in_recovery()::text AS in_recovery, \
-    (SELECT system_identifier::text FROM pg_control_system()) AS system_id, \
-    (CASE WHEN pg_is_in_recovery() \
+/// The probe's columns after the system identifier (see [`PROBE_SQL`]).
+macro_rules! probe_columns {
+    () => {
+        concat!(
+            "(CASE WHEN pg_is_in_recovery() \
           THEN COALESCE((SELECT received_tli FROM pg_stat_wal_receiver), \
                         (SELECT timeline_id FROM pg_control_checkpoint())) \
           ELSE ",
@@ -32,7 +33,27 @@ const PROBE_SQL: &str = concat!(
     pg_last_wal_receive_lsn()::text AS received, \
     (extract(epoch FROM clock_timestamp() - pg_last_xact_replay_timestamp()) * 1000)::bigint::text AS since_replay_ms, \
     (CASE WHEN pg_is_in_recovery() THEN pg_is_wal_replay_paused() ELSE false END)::text AS paused"
+        )
+    };
+}
+
+/// A connection's first probe: everything, the cluster's system identifier included.
+const PROBE_FIRST_SQL: &str = concat!(
+    "SELECT pg_is_in_recovery()::text AS in_recovery, \
+    (SELECT system_identifier::text FROM pg_control_system()) AS system_id, ",
+    probe_columns!()
 );
+
+/// Every later probe on the same connection: the system identifier is the connection's
+/// (issue 25). `pg_control_system()` reads the control file, and waits while the server
+/// rewrites and fsyncs it (a standby does on each advance of its minimum recovery point): on a
+/// disk busy with the primary's commits the fleet benchmark measured it taking 1.5 s on a
+/// replica that answered its replay position at once, and the monitors of the whole fleet
+/// timed out on it together. A server's
+/// identifier cannot change while a connection to it lives (a new one means a new data
+/// directory, so a restart), so it is read once per connection ([`Memo`]).
+const PROBE_SQL: &str =
+    concat!("SELECT pg_is_in_recovery()::text AS in_recovery, ", probe_columns!());
 
 /// The position feed: a few function calls, no catalogue view. A standby's replay position, a
 /// primary's current write position.
@@ -56,13 +77,27 @@ fn lsn(row: &Row, name: &'static str) -> Result<Option<Lsn>, ProbeError> {
     row.get(name).map(|v| v.parse::<Lsn>().map_err(|_| unexpected(name, Some(v)))).transpose()
 }
 
-/// Reads the full probe's row.
-pub(crate) fn read(row: &Row, latency: std::time::Duration) -> Result<Observation, ProbeError> {
+/// What a node's probes remember on one connection (see [`PROBE_SQL`]).
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct Memo {
+    system_id: Option<u64>,
+}
+
+/// Reads the full probe's row; `system_id` is the connection's, if an earlier probe read it
+/// (the row then has none).
+pub(crate) fn read(
+    row: &Row,
+    system_id: Option<u64>,
+    latency: std::time::Duration,
+) -> Result<Observation, ProbeError> {
     let in_recovery = flag(row, "in_recovery")?;
-    let system_id = row
-        .get("system_id")
-        .and_then(|v| v.parse::<u64>().ok())
-        .ok_or_else(|| unexpected("system identifier", row.get("system_id")))?;
+    let system_id = match system_id {
+        Some(id) => id,
+        None => row
+            .get("system_id")
+            .and_then(|v| v.parse::<u64>().ok())
+            .ok_or_else(|| unexpected("system identifier", row.get("system_id")))?,
+    };
     let timeline = row
         .get("timeline")
         .and_then(|v| v.parse::<u32>().ok())
@@ -96,16 +131,21 @@ async fn setting<C: ProbeConn>(conn: &C, sql: &str) -> Result<String, ProbeError
 impl Product for Postgres {
     type Received = Received;
 
-    /// Every probe is one statement that reads everything: nothing to remember.
-    type Memo = ();
+    /// The cluster's system identifier, once the connection's first probe has read it.
+    type Memo = Memo;
 
     async fn probe<C: ProbeConn>(
         conn: &C,
-        _memo: &mut (),
+        memo: &mut Memo,
         started: tokio::time::Instant,
     ) -> Result<Observation, ProbeError> {
-        let row = conn.fetch_row(PROBE_SQL).await?.unwrap_or_default();
-        read(&row, started.elapsed())
+        let sql = if memo.system_id.is_some() { PROBE_SQL } else { PROBE_FIRST_SQL };
+        let row = conn.fetch_row(sql).await?.unwrap_or_default();
+        let seen = read(&row, memo.system_id, started.elapsed())?;
+        if let Some(ReplayPosition::Postgres(p)) = seen.position() {
+            memo.system_id = Some(p.system_id());
+        }
+        Ok(seen)
     }
 
     async fn replay_position<C: ProbeConn>(
