@@ -7,8 +7,10 @@
 //! (`--ks 1,10,50,200` by default), K application instances two ways: K separate processes with
 //! one `RoutedConnection` each, and one process with K `RoutedConnection`s (a multi-tenant app).
 //! Each shape runs twice: idle (connections open, no statements), then under a
-//! read-your-writes workload (each connection writes a row every 250 ms and reads it back at
-//! once and 100 ms later). Over a
+//! read-your-writes workload (each connection writes a row every 250 ms, `--ryw-every-ms` to
+//! change it, and reads it back at once and 100 ms later; the row says what share of that pace
+//! the machine carried: below 100 % it is saturated, and what it measures is the overload).
+//! Over a
 //! window (`--window-secs`, default 5) it reports, per node: the monitor's statements per second
 //! (counted by the server: `pg_stat_statements`, statements naming `pg_is_in_recovery()`, which
 //! every probe and position read does and the workload never does), all statements per
@@ -17,8 +19,11 @@
 //! of a node's role or health: the cluster stays healthy throughout),
 //! failed probes, stale reads, and the share of read-your-writes reads replicas served. False
 //! changes and failed probes are counted from each instance's start (its connections' first
-//! probes included, while the rest of the fleet is still connecting) and, apart, in the window
-//! only (the steady state).
+//! probes included, while the rest of the fleet is still connecting) to the window's end and,
+//! apart, in the window only (the steady state); the window ends for every instance at once.
+//! On containers the instances run in a CPU cgroup of their own (see `ClientGroup`; root, or
+//! a v2 root delegating `cpu`, is needed), so that together they weigh what the servers
+//! together do; `--clients-in-root-cgroup` leaves them in the root group.
 //! `--json PATH` writes the rows for `cargo xtask report`. `--plain` adds, for K processes, the
 //! same read-your-writes workload on plain SeaORM connections to the primary (workload
 //! `plain`): what the machine carries without rwsplit. `--acquire-timeout-secs N` sets the
@@ -32,8 +37,9 @@
 //! probe says why it failed).
 //!
 //! An instance is this executable run as `fleet instance <connections> <idle|ryw> <id>
-//! <primary-url> <replica-url>...`: it connects, prints `ready`, works until its standard input
-//! closes, then prints one JSON line of what it counted.
+//! <primary-url> <replica-url>...`: it connects, prints `ready`, takes its counts at the
+//! driver's first line on its standard input (the window begins), works until the second (it
+//! ends) or the input closes, then prints one JSON line of what it counted.
 
 use std::io::{BufRead, Write};
 use std::process::{Child, Command, Stdio};
@@ -78,6 +84,14 @@ struct Counted {
     /// started and the counters settled), not while the fleet was connecting.
     window_changes: u64,
     window_failed_probes: u64,
+    /// Writes the workload made in the window.
+    window_writes: u64,
+    /// Writes the workload's pace asked for in the window, in thousandths (each instance's
+    /// window from its own mark to its own end: the driver's lines reach the instances one by
+    /// one).
+    window_asked_milli: u64,
+    /// How long the instance's window was (instance side).
+    window_ms: u64,
 }
 
 fn instance(args: &[String]) -> Res<()> {
@@ -121,8 +135,7 @@ fn instance(args: &[String]) -> Res<()> {
         }
         println!("ready");
         std::io::stdout().flush()?;
-        // The driver writes a line when its window begins and closes our standard input at
-        // its end.
+        // The driver writes a line when its window begins and another when it ends.
         let (line_tx, mut lines) = tokio::sync::mpsc::unbounded_channel::<()>();
         std::thread::spawn(move || {
             let mut line = String::new();
@@ -132,9 +145,12 @@ fn instance(args: &[String]) -> Res<()> {
             }
         });
         let stale = Arc::new(AtomicU64::new(0));
-        let marked;
+        let writes = Arc::new(AtomicU64::new(0));
+        let every = std::env::var("FLEET_RYW_EVERY_MS").ok().and_then(|s| s.parse().ok());
+        let every = Duration::from_millis(every.unwrap_or(DEFAULT_RYW_EVERY_MS));
+        let (marked, ended);
         if workload == "idle" {
-            marked = window(&mut lines, &dbs).await;
+            (marked, ended) = window(&mut lines, &dbs, &writes).await;
         } else {
             let (halt, _) = tokio::sync::watch::channel(false);
             let mut tasks = Vec::new();
@@ -145,27 +161,36 @@ fn instance(args: &[String]) -> Res<()> {
             };
             for (n, conn) in conns.into_iter().enumerate() {
                 let base = (id * 1_000 + i64::try_from(n).unwrap_or(0)) * 1_000_000;
-                let task = ryw(conn, base, id, Arc::clone(&stale), halt.subscribe());
+                let counts = (Arc::clone(&stale), Arc::clone(&writes));
+                let task = ryw(conn, base, id, every, counts, halt.subscribe());
                 tasks.push(tokio::spawn(task));
             }
-            marked = window(&mut lines, &dbs).await;
+            (marked, ended) = window(&mut lines, &dbs, &writes).await;
             let _ = halt.send(true);
             for t in tasks {
                 t.await??;
             }
+
         }
         let stale = stale.load(Ordering::Relaxed);
         let after = totals(&dbs);
         // From the connections' construction (the first probes included: a node a first probe
-        // failed is a false change when it recovers, and its failure counts), and in the window.
+        // failed is a false change when it recovers, and its failure counts) to the window's
+        // end, and in the window. Not after it: the fleet's teardown, every instance stopping
+        // and closing its connections in the same second, is the benchmark's, not a fleet's
+        // (it made up to 3 probes of 200 instances time out). Reads: all the workload made.
         println!(
-            "{{\"changes\":{},\"failed_probes\":{},\"window_changes\":{},\"window_failed_probes\":{},\"reads\":{},\"replica_reads\":{},\"stale\":{stale}}}",
-            after.changes,
-            after.failed_probes,
-            after.changes - marked.changes,
-            after.failed_probes - marked.failed_probes,
+            "{{\"changes\":{},\"failed_probes\":{},\"window_changes\":{},\"window_failed_probes\":{},\"reads\":{},\"replica_reads\":{},\"stale\":{stale},\"window_writes\":{},\"window_asked_milli\":{}}}",
+            ended.changes,
+            ended.failed_probes,
+            ended.changes - marked.changes,
+            ended.failed_probes - marked.failed_probes,
             after.reads,
             after.replica_reads,
+            ended.window_writes,
+            // Per connection, one write per `every`.
+            ended.window_ms * 1_000 * dbs.len().max(plain.len()) as u64
+                / u64::try_from(every.as_millis()).unwrap_or(1).max(1),
         );
         std::io::stdout().flush()?;
         Ok::<_, Box<dyn std::error::Error + Send + Sync>>(())
@@ -200,17 +225,20 @@ impl Conn {
     }
 }
 
-/// One connection's read-your-writes workload (its own scope): every 250 ms a write and two
-/// reads of it, at once (a form's result page) and 100 ms later (the next page); both must see
-/// the write.
+/// One connection's read-your-writes workload (its own scope): every `every` (250 ms unless
+/// `--ryw-every-ms`) a write and two reads of it, at once (a form's result page) and 100 ms
+/// later (the next page); both must see the write. Counts stale reads and writes made.
 async fn ryw(
     db: Conn,
     base: i64,
     id: i64,
-    stale: Arc<AtomicU64>,
+    every: Duration,
+    (stale, writes): (Arc<AtomicU64>, Arc<AtomicU64>),
     mut halted: tokio::sync::watch::Receiver<bool>,
 ) -> Result<(), sea_orm::DbErr> {
-    let mut tick = tokio::time::interval(Duration::from_millis(250));
+    let mut tick = tokio::time::interval(every);
+    // A round that overran its turn (a saturated machine) is not made up for in a burst.
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     for round in 0.. {
         tokio::select! {
             _ = halted.changed() => break,
@@ -218,6 +246,7 @@ async fn ryw(
         }
         let key = base + round;
         db.execute(&format!("INSERT INTO fleet_t (id, owner) VALUES ({key}, {id})")).await?;
+        writes.fetch_add(1, Ordering::Relaxed);
         for pause in [Duration::ZERO, Duration::from_millis(100)] {
             tokio::time::sleep(pause).await;
             if !db.found(format!("SELECT id FROM fleet_t WHERE id = {key}")).await? {
@@ -228,18 +257,25 @@ async fn ryw(
     Ok(())
 }
 
-/// Waits for the driver's mark (a line on standard input: its window begins), then for the end
-/// (standard input closed); returns the counts at the mark (at the end if no mark came).
+/// Waits for the driver's mark (a line on standard input: its window begins), then for the
+/// window's end (a second line, or standard input closed); returns the counts at the mark (at
+/// the end if no mark came) and at the end, with the writes the workload made in the window.
 async fn window(
     lines: &mut tokio::sync::mpsc::UnboundedReceiver<()>,
     dbs: &[RoutedConnection],
-) -> Counted {
+    writes: &AtomicU64,
+) -> (Counted, Counted) {
     let marked = lines.recv().await.is_some();
     let at = totals(dbs);
+    let written = writes.load(Ordering::Relaxed);
+    let began = Instant::now();
     if marked {
-        while lines.recv().await.is_some() {}
+        let _ = lines.recv().await;
     }
-    at
+    let mut end = totals(dbs);
+    end.window_writes = writes.load(Ordering::Relaxed) - written;
+    end.window_ms = u64::try_from(began.elapsed().as_millis()).unwrap_or(u64::MAX);
+    (at, end)
 }
 
 /// What the instance's connections count so far. Connections sharing a monitor report its
@@ -308,11 +344,22 @@ struct Measured {
     /// Client CPU per instance, % of one core (mean over instances).
     client_cpu_pct: f64,
     counted: Counted,
+    /// Of the writes the workload's pace asks for in the window, the share made (%): below
+    /// 100 the machine could not carry the workload. `None` idle.
+    pace_pct: Option<f64>,
 }
 
 /// `--acquire-timeout-secs`: the instances' pool acquire timeout, passed to them in
 /// `FLEET_ACQUIRE_TIMEOUT_SECS` (unset: rwsplit's default, 5 s).
 static ACQUIRE_TIMEOUT_SECS: std::sync::OnceLock<u64> = std::sync::OnceLock::new();
+
+/// `--ryw-every-ms`: how often each connection of the read-your-writes workload writes, passed
+/// to the instances in `FLEET_RYW_EVERY_MS`.
+static RYW_EVERY_MS: std::sync::OnceLock<u64> = std::sync::OnceLock::new();
+
+/// The read-your-writes workload's pace unless `--ryw-every-ms`: a write (and its two reads)
+/// every 250 ms per connection.
+const DEFAULT_RYW_EVERY_MS: u64 = 250;
 
 fn driver(args: &[String]) -> Res<()> {
     let mut ks = vec![1, 10, 50, 200];
@@ -320,6 +367,7 @@ fn driver(args: &[String]) -> Res<()> {
     let mut json: Option<std::path::PathBuf> = None;
     let mut plain = false;
     let mut docker_proxy = false;
+    let mut root_cgroup = false;
     let mut workloads = vec!["idle".to_owned(), "ryw".to_owned()];
     let mut shapes = vec!["processes".to_owned(), "one".to_owned()];
     let mut it = args.iter();
@@ -340,6 +388,7 @@ fn driver(args: &[String]) -> Res<()> {
             "--json" => json = Some(it.next().ok_or("--json needs a path")?.into()),
             "--plain" => plain = true,
             "--docker-proxy" => docker_proxy = true,
+            "--clients-in-root-cgroup" => root_cgroup = true,
             "--workloads" => {
                 let list = it.next().ok_or("--workloads needs a list (idle,ryw)")?;
                 workloads = list.split(',').map(str::to_owned).collect();
@@ -355,6 +404,13 @@ fn driver(args: &[String]) -> Res<()> {
                     return Err(format!("unknown shape {x:?} (processes, one)").into());
                 }
             }
+            "--ryw-every-ms" => {
+                let ms: u64 = it.next().ok_or("--ryw-every-ms needs a number")?.parse()?;
+                if ms == 0 {
+                    return Err("--ryw-every-ms must be at least 1".into());
+                }
+                let _ = RYW_EVERY_MS.set(ms);
+            }
             "--acquire-timeout-secs" => {
                 let secs: u64 =
                     it.next().ok_or("--acquire-timeout-secs needs a number")?.parse()?;
@@ -368,6 +424,10 @@ fn driver(args: &[String]) -> Res<()> {
         _ => BackendKind::Containers,
     };
     let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
+    // The instances' own CPU group (see `ClientGroup`), on the containers backend: natively the
+    // servers' processes are in the root group with the instances, each weighing as one.
+    let group =
+        (backend == BackendKind::Containers && !root_cgroup).then(ClientGroup::create).flatten();
     let rows = rt.block_on(async {
         let cluster = Cluster::builder()
             .db(DbKind::Postgres)
@@ -416,7 +476,16 @@ fn driver(args: &[String]) -> Res<()> {
                     if (workload == "plain" && !plain_too) || (workload != "plain" && !wanted) {
                         continue;
                     }
-                    let row = run(&cluster, &mut counters, &urls, shape, workload, window).await?;
+                    let row = run(
+                        &cluster,
+                        &mut counters,
+                        &urls,
+                        shape,
+                        workload,
+                        window,
+                        group.as_ref(),
+                    )
+                    .await?;
                     print_row(&row);
                     rows.push(row);
                 }
@@ -441,6 +510,7 @@ async fn run(
     shape: Shape,
     workload: &'static str,
     window: Duration,
+    group: Option<&ClientGroup>,
 ) -> Res<Measured> {
     let exe = std::env::current_exe()?;
     let (processes, per_process) = match shape {
@@ -456,10 +526,16 @@ async fn run(
             .arg(NEXT_INSTANCE.fetch_add(1, Ordering::Relaxed).to_string())
             .args(urls)
             .envs(ACQUIRE_TIMEOUT_SECS.get().map(|s| ("FLEET_ACQUIRE_TIMEOUT_SECS", s.to_string())))
+            .envs(RYW_EVERY_MS.get().map(|ms| ("FLEET_RYW_EVERY_MS", ms.to_string())))
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
             .spawn()?;
+        if let Some(group) = group
+            && let Err(e) = group.add(child.id())
+        {
+            eprintln!("fleet: instance {} left in the root cgroup: {e}", child.id());
+        }
         children.push(child);
     }
     // Ready: each prints one line once connected (first probes done).
@@ -488,15 +564,26 @@ async fn run(
         }
     }
     let before = snapshot(cluster, counters).await?;
+    let began = utc_clock();
     let cpu_before: Vec<u64> = children.iter().map(|c| process_ticks(c.id())).collect();
     let started = Instant::now();
     tokio::time::sleep(window).await;
     let after = snapshot(cluster, counters).await?;
+    // When, for reading the instances' logs (`RWSPLIT_FLEET_LOG`) against the window.
+    eprintln!("fleet: {} {workload} window {began}–{} UTC", shape.label(), utc_clock());
     let cpu_after: Vec<u64> = children.iter().map(|c| process_ticks(c.id())).collect();
     let secs = started.elapsed().as_secs_f64();
     let mut monitor_connections = Vec::new();
     for c in counters.iter_mut() {
         monitor_connections.push(c.monitor_connections().await?);
+    }
+    // The window ends for every instance at once: each stops its workload, takes its counts
+    // and prints them (what the fleet does while the driver reads the instances one by one is
+    // not the fleet's steady state: the first read must not leave the last 199 working on).
+    for c in &mut children {
+        if let Some(stdin) = c.stdin.as_mut() {
+            let _ = stdin.write_all(b"end\n").and_then(|()| stdin.flush());
+        }
     }
     // Stop: close stdin, read each one's counts.
     let mut counted = Counted::default();
@@ -521,6 +608,8 @@ async fn run(
         counted.reads += get("reads");
         counted.replica_reads += get("replica_reads");
         counted.stale += get("stale");
+        counted.window_writes += get("window_writes");
+        counted.window_asked_milli += get("window_asked_milli");
         tokio::task::block_in_place(|| c.wait())?;
     }
     let ticks: u64 = cpu_after.iter().zip(&cpu_before).map(|(a, b)| a.saturating_sub(*b)).sum();
@@ -542,7 +631,11 @@ async fn run(
             monitor_connections: conns,
         })
         .collect();
-    Ok(Measured { shape, workload, nodes, client_cpu_pct, counted })
+    // Instances that failed made no writes and asked for none: their failure is counted apart.
+    let asked = counted.window_asked_milli as f64 / 1_000.0;
+    let pace_pct =
+        (workload != "idle" && asked > 0.0).then(|| counted.window_writes as f64 * 100.0 / asked);
+    Ok(Measured { shape, workload, nodes, client_cpu_pct, counted, pace_pct })
 }
 
 /// Distinct ids for the instances of one run (their rows' keys derive from them).
@@ -628,7 +721,7 @@ async fn snapshot(cluster: &Cluster, counters: &mut [NodeCounter]) -> Res<Vec<Sa
 fn print_row(r: &Measured) {
     let k = r.shape.k() as f64;
     println!(
-        "{:<18} {:<5} | {} | client CPU {:.2} %/instance | false changes {} ({} in the window) | failed probes {} ({} in the window) | reads {} ({:.1} % on replicas) | stale {} | failed instances {}",
+        "{:<18} {:<5} | {} | client CPU {:.2} %/instance | false changes {} ({} in the window) | failed probes {} ({} in the window) | reads {} ({:.1} % on replicas) | stale {} | failed instances {}{}",
         r.shape.label(),
         r.workload,
         r.nodes
@@ -657,6 +750,10 @@ fn print_row(r: &Measured) {
         },
         r.counted.stale,
         r.counted.failed_instances,
+        r.pace_pct.map_or(String::new(), |p| format!(
+            " | {} writes in the window, {p:.0} % of the workload's pace",
+            r.counted.window_writes
+        )),
     );
 }
 
@@ -677,6 +774,8 @@ fn to_json(rows: &[Measured]) -> String {
                 "replica_reads": r.counted.replica_reads,
                 "stale": r.counted.stale,
                 "failed_instances": r.counted.failed_instances,
+                "window_writes": r.counted.window_writes,
+                "pace_pct": r.pace_pct,
                 "nodes": r.nodes.iter().map(|n| serde_json::json!({
                     "node": n.node,
                     "monitor_per_s": n.monitor_per_s,
@@ -688,4 +787,73 @@ fn to_json(rows: &[Measured]) -> String {
         })
         .collect();
     serde_json::to_string_pretty(&rows).unwrap_or_default()
+}
+
+/// The time of day, UTC, to the second (`HH:MM:SS`): what the instances' logs stamp.
+fn utc_clock() -> String {
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH);
+    let t = now.map_or(0, |d| d.as_secs()) % 86_400;
+    format!("{:02}:{:02}:{:02}", t / 3_600, t / 60 % 60, t % 60)
+}
+
+/// A CPU cgroup of their own for the instances, beside the servers' containers.
+///
+/// On one machine the application instances and the database servers share its cores, and the
+/// kernel divides them between cgroups before processes: Docker puts every container under one
+/// group (`/docker`, weight 1024 on cgroup v1), and processes outside any group each weigh as
+/// much as that whole group. 200 busy instances left in the root group would take ~200/201 of
+/// the machine from the three servers together whenever they all want it, and the servers would
+/// stall for seconds because of where the benchmark put its clients, not because of anything a
+/// fleet does (its application and database machines are not one machine). In a group of
+/// their own the instances together weigh as much as the servers together, as two machines'
+/// worth would. `--clients-in-root-cgroup` leaves them where they start, for comparison.
+struct ClientGroup {
+    dir: std::path::PathBuf,
+}
+
+impl ClientGroup {
+    /// Makes the group (cgroup v1's `cpu` hierarchy, or v2 with the `cpu` controller
+    /// delegated to the root's children); `None`, saying why, where that cannot be done (not
+    /// root, no cgroup filesystem).
+    fn create() -> Option<ClientGroup> {
+        let name = format!("rwsplit-fleet-{}", std::process::id());
+        let v1 = std::path::Path::new("/sys/fs/cgroup/cpu");
+        let root = if v1.join("cpu.shares").is_file() {
+            v1.to_path_buf()
+        } else {
+            let v2 = std::path::Path::new("/sys/fs/cgroup");
+            let delegated = std::fs::read_to_string(v2.join("cgroup.subtree_control"))
+                .is_ok_and(|c| c.split_whitespace().any(|c| c == "cpu"));
+            if !delegated {
+                eprintln!(
+                    "fleet: no CPU cgroup for the instances (no cgroup v1 cpu hierarchy, and v2's root does not delegate cpu): they share the root group with every process"
+                );
+                return None;
+            }
+            v2.to_path_buf()
+        };
+        let dir = root.join(name);
+        match std::fs::create_dir(&dir) {
+            Ok(()) => Some(ClientGroup { dir }),
+            Err(e) => {
+                eprintln!(
+                    "fleet: no CPU cgroup for the instances ({}: {e}): they share the root group",
+                    dir.display()
+                );
+                None
+            }
+        }
+    }
+
+    /// Moves process `pid` into the group.
+    fn add(&self, pid: u32) -> std::io::Result<()> {
+        std::fs::write(self.dir.join("cgroup.procs"), pid.to_string())
+    }
+}
+
+impl Drop for ClientGroup {
+    fn drop(&mut self) {
+        // Empty by now (its processes have exited); an error leaves an empty group behind.
+        let _ = std::fs::remove_dir(&self.dir);
+    }
 }
