@@ -27,7 +27,8 @@
 //! `--json PATH` writes the rows for `cargo xtask report`. `--plain` adds, for K processes, the
 //! same read-your-writes workload on plain SeaORM connections to the primary (workload
 //! `plain`): what the machine carries without rwsplit. `--acquire-timeout-secs N` sets the
-//! instances' pool acquire timeout (rwsplit's default is 5 s, sqlx's and so plain SeaORM's 30 s).
+//! instances' pool acquire timeout (rwsplit's default: 30 s on the primary, as sqlx's and so plain
+//! SeaORM's; 5 s on a replica's read-only pool).
 //! `--workloads idle,ryw` and `--shapes processes,one` choose what runs (default: all).
 //! On containers the instances reach each node at its address on the cluster's client network
 //! (`Node::direct_url`), as an application reaches its servers; `--docker-proxy` sends them
@@ -126,7 +127,7 @@ fn instance(args: &[String]) -> Res<()> {
                 .primary(primary.as_str())
                 .replicas(replicas.iter().map(String::as_str));
             // `--acquire-timeout-secs`, passed down: the pools' acquire timeout (rwsplit's
-            // default 5 s; plain SeaORM's is sqlx's, 30 s).
+            // defaults: 30 s where a pool writes, as plain SeaORM's, 5 s on replicas' reads).
             if let Some(secs) = std::env::var("FLEET_ACQUIRE_TIMEOUT_SECS").ok().and_then(|s| s.parse().ok()) {
                 b = b.acquire_timeout(Duration::from_secs(secs));
             }
@@ -350,7 +351,7 @@ struct Measured {
 }
 
 /// `--acquire-timeout-secs`: the instances' pool acquire timeout, passed to them in
-/// `FLEET_ACQUIRE_TIMEOUT_SECS` (unset: rwsplit's default, 5 s).
+/// `FLEET_ACQUIRE_TIMEOUT_SECS` (unset: rwsplit's defaults).
 static ACQUIRE_TIMEOUT_SECS: std::sync::OnceLock<u64> = std::sync::OnceLock::new();
 
 /// `--ryw-every-ms`: how often each connection of the read-your-writes workload writes, passed

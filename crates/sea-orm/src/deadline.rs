@@ -22,23 +22,39 @@ use crate::routing_error::{DownReason, RoutingError, UnknownReason};
 use crate::{RoutedConnection, RoutedConnectionBuilder};
 
 /// The request-path time limits.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub(crate) struct Timeouts {
     /// The most one read may wait for a replica (connection acquisition included) before it is
     /// given up there and retried on the next candidate.
     pub(crate) replica_read: Option<Duration>,
-    /// The pools' acquire timeout, unless a node's `ConnectOptions` set their own.
-    pub(crate) acquire: Duration,
+    /// The pools' acquire timeouts, unless a node's `ConnectOptions` set their own.
+    pub(crate) acquire: Acquire,
 }
 
-impl Default for Timeouts {
+
+/// How long a statement waits for a pooled connection: on a pool that writes (the primary's;
+/// a replica's lazy writer, used once it is promoted) and on a replica's read-only pool.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Acquire {
+    pub(crate) write: Duration,
+    pub(crate) read: Duration,
+}
+
+impl Default for Acquire {
     fn default() -> Self {
-        Timeouts { replica_read: None, acquire: DEFAULT_ACQUIRE_TIMEOUT }
+        Acquire { write: DEFAULT_WRITE_ACQUIRE_TIMEOUT, read: DEFAULT_READ_ACQUIRE_TIMEOUT }
     }
 }
 
-/// The default pool acquire timeout (sqlx's own default is 30 s).
-pub(crate) const DEFAULT_ACQUIRE_TIMEOUT: Duration = Duration::from_secs(5);
+/// The default acquire timeout of a pool that writes: sqlx's, which plain SeaORM keeps (30 s).
+/// A statement there has nowhere else to go (a write, or a read's last candidate), so it
+/// waits as long as it would without rwsplit; a pool the application saturates fails no
+/// sooner than it did before.
+pub(crate) const DEFAULT_WRITE_ACQUIRE_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// The default acquire timeout of a replica's read-only pool: a read that gets no connection
+/// there in 5 s moves on to its next candidate (the primary last).
+pub(crate) const DEFAULT_READ_ACQUIRE_TIMEOUT: Duration = Duration::from_secs(5);
 
 tokio::task_local! {
     static DEADLINE: Instant;
@@ -160,7 +176,11 @@ impl RoutedConnectionBuilder {
     }
 
     /// How long a statement may wait for a pooled connection, connecting included, on every
-    /// node (default 5 s; sqlx's own default is 30 s). A node's `ConnectOptions` with its own
+    /// pool. Unset, a pool that writes (the primary's, and a replica's writer once it is
+    /// promoted) waits as plain SeaORM's does, sqlx's 30 s — a statement there has nowhere
+    /// else to go, and one that plain SeaORM would have waited for does not fail sooner — and a
+    /// replica's read-only pool 5 s, after which the read moves on to its next candidate (the
+    /// primary last). Set, every pool waits this long. A node's `ConnectOptions` with its own
     /// `acquire_timeout` or `connect_timeout` keep theirs. A write waiting for a connection to
     /// an unreachable primary is given up as soon as the monitor sees that node replaced (a
     /// replica now, another node promoted) or marks it down — it was never sent, so it is tried
@@ -169,7 +189,8 @@ impl RoutedConnectionBuilder {
     /// a statement waits on a pool the application itself saturates.
     /// Durations beyond 30 years are capped to 30 years.
     pub fn acquire_timeout(mut self, timeout: Duration) -> Self {
-        self.policy.timeouts.acquire = cap(timeout);
+        let timeout = cap(timeout);
+        self.policy.timeouts.acquire = Acquire { write: timeout, read: timeout };
         self
     }
 }

@@ -112,7 +112,7 @@ pub(crate) struct Template {
     options: ConnectOptions,
     url: String,
     product: crate::product::Product,
-    acquire: Duration,
+    acquire: crate::deadline::Acquire,
     /// The configured nodes' URLs, with their ids.
     configured: Vec<(NodeId, NodeUrl)>,
 }
@@ -121,7 +121,7 @@ impl Template {
     pub(crate) fn new(
         options: ConnectOptions,
         configured: Vec<(NodeId, NodeUrl)>,
-        acquire: Duration,
+        acquire: crate::deadline::Acquire,
     ) -> Template {
         let url = options.get_url().to_owned();
         // The primary's product (the first configured node's); Patroni runs PostgreSQL.
@@ -238,7 +238,7 @@ impl Applier {
                     // What it runs, against the version policy, before it gets an id; one
                     // that does not answer yet is checked when it first answers a probe.
                     let check = t.product.check(&node.conn, parsed.name());
-                    match tokio::time::timeout(t.acquire, check).await {
+                    match tokio::time::timeout(t.acquire.read, check).await {
                         Ok(Ok(server)) => node = node.checked(Some(server)),
                         Ok(Err(Unchecked::Refused(error))) => {
                             tracing::error!(target: "rwsplit", node = %parsed.name(), %error, "a member's server is not one rwsplit supports: not added");
@@ -458,7 +458,10 @@ mod tests {
             "127.0.0.1:9/app".to_owned(),
             opts,
             crate::product::Product::Postgres,
-            Duration::from_secs(1),
+            crate::deadline::Acquire {
+                write: Duration::from_secs(1),
+                read: Duration::from_secs(1),
+            },
             crate::Pooling::Direct,
         )
         .await
@@ -656,7 +659,7 @@ mod tests {
         let t = Template::new(
             ConnectOptions::new(primary),
             vec![(NodeId::new(0), parsed)],
-            Duration::from_secs(1),
+            crate::deadline::Acquire::default(),
         );
         let member = Member::new("m", host, port, MemberRole::Replica);
         let got = t.url_of(&member).unwrap();

@@ -99,7 +99,8 @@
 //! failures and probed again after a back-off. Writes and statements inside transactions are
 //! never retried. A node's failure reaches the caller as `DbErr::Conn` naming the node (a
 //! [`RoutingError`], below); the database's own errors (constraints, syntax) reach it unchanged. Pools wait at most
-//! [`acquire_timeout`](RoutedConnectionBuilder::acquire_timeout) (default 5 s) for a connection;
+//! [`acquire_timeout`](RoutedConnectionBuilder::acquire_timeout) for a connection (by default
+//! 30 s where a pool writes, as plain SeaORM's, and 5 s on a replica's read-only pool);
 //! a pool with none free in time is the application's own back-pressure: a read moves on to the
 //! next candidate, a write fails saying so (it was not sent), the node's
 //! [`pool_timeouts`](NodeStats::pool_timeouts) counts it, and the node's health does not change
