@@ -28,6 +28,9 @@ struct FakeNode {
     primary: bool,
     lsn: u64,
     receiving: bool,
+    /// The postmaster's start time (a different server behind the same connection has
+    /// another).
+    started: u64,
 }
 
 /// A fake cluster: per node its mode, role and position; what each node was asked to execute.
@@ -49,7 +52,13 @@ impl Cluster {
         let nodes = lsns
             .iter()
             .enumerate()
-            .map(|(i, &lsn)| FakeNode { mode: Mode::Answer, primary: i == 0, lsn, receiving: true })
+            .map(|(i, &lsn)| FakeNode {
+                mode: Mode::Answer,
+                primary: i == 0,
+                lsn,
+                receiving: true,
+                started: 1,
+            })
             .collect();
         Arc::new(Cluster { nodes: Mutex::new(nodes), ..Cluster::default() })
     }
@@ -81,6 +90,7 @@ impl Cluster {
         let n = &mut nodes[node];
         let lsn = format!("0/{:X}", n.lsn);
         let recovery = if n.primary { "false" } else { "true" };
+        let started = n.started.to_string();
         if sql.contains("pg_promote") {
             n.primary = true;
             n.receiving = false;
@@ -112,6 +122,7 @@ impl Cluster {
                 ("received", None),
                 ("since_replay_ms", Some("0")),
                 ("paused", Some("false")),
+                ("started", Some(started.as_str())),
             ]));
         }
         if sql.contains("pg_last_wal_replay_lsn") {
@@ -477,12 +488,13 @@ async fn a_failed_probe_drops_its_connection_and_the_next_opens_a_fresh_one() {
     assert_ne!(m.state().health(NodeId::new(1)), Health::Down);
 }
 
-/// Issue 25: the control file is read once per connection. `pg_control_system()` waits while
-/// a standby rewrites and fsyncs that file, which on a busy disk took 1.5 s in the fleet
-/// benchmark; the system identifier cannot change under a live connection, so later probes
-/// on it carry the first one's, and a new connection (perhaps to a new server) reads it again.
+/// Issue 25: the control file is read once per server a connection reaches.
+/// `pg_control_system()` waits while a standby rewrites and fsyncs that file, which on a busy
+/// disk took 1.5 s in the fleet benchmark; a server's system identifier cannot change while it
+/// runs, so later probes carry the first one's while the postmaster's start time is the same,
+/// and a new connection, or another server behind the same one, has it read again.
 #[tokio::test(start_paused = true)]
-async fn the_control_file_is_read_once_per_connection() {
+async fn the_control_file_is_read_once_per_server_a_connection_reaches() {
     let cluster = Cluster::new(&[0x300, 0x100]);
     let m = start(&cluster, None);
     assert!(m.first_round(MS(100)).await);
@@ -507,6 +519,13 @@ async fn the_control_file_is_read_once_per_connection() {
     assert!(cluster.opens(1) >= 2, "opens: {}", cluster.opens(1));
     assert_eq!(control_reads(&cluster), 2, "a new connection reads it once more");
     assert_eq!(node(), Some(pos(0x180)));
+    // Another server behind the same connection (a pooler re-pointed): its start time differs,
+    // and the probe that sees it reads who it is at once, on the same connection.
+    let opens = cluster.opens(1);
+    cluster.set(1, |n| n.started = 2);
+    tokio::time::sleep(MS(1_000)).await;
+    assert_eq!(cluster.opens(1), opens, "the same connection");
+    assert_eq!(control_reads(&cluster), 3, "read again for the other server, once");
 }
 
 #[tokio::test(start_paused = true)]

@@ -32,7 +32,8 @@ macro_rules! probe_columns {
     (CASE WHEN pg_is_in_recovery() THEN pg_last_wal_replay_lsn() ELSE pg_current_wal_lsn() END)::text AS replayed, \
     pg_last_wal_receive_lsn()::text AS received, \
     (extract(epoch FROM clock_timestamp() - pg_last_xact_replay_timestamp()) * 1000)::bigint::text AS since_replay_ms, \
-    (CASE WHEN pg_is_in_recovery() THEN pg_is_wal_replay_paused() ELSE false END)::text AS paused"
+    (CASE WHEN pg_is_in_recovery() THEN pg_is_wal_replay_paused() ELSE false END)::text AS paused, \
+    pg_postmaster_start_time()::text AS started"
         )
     };
 }
@@ -44,14 +45,15 @@ const PROBE_FIRST_SQL: &str = concat!(
     probe_columns!()
 );
 
-/// Every later probe on the same connection: the system identifier is the connection's
-/// (issue 25). `pg_control_system()` reads the control file, and waits while the server
-/// rewrites and fsyncs it (a standby does on each advance of its minimum recovery point): on a
-/// disk busy with the primary's commits the fleet benchmark measured it taking 1.5 s on a
-/// replica that answered its replay position at once, and the monitors of the whole fleet
-/// timed out on it together. A server's
-/// identifier cannot change while a connection to it lives (a new one means a new data
-/// directory, so a restart), so it is read once per connection ([`Memo`]).
+/// Every later probe on the same connection, while the server behind it is the one the first
+/// probe read (issue 25). `pg_control_system()` reads the control file, and waits while the
+/// server rewrites and fsyncs it (a standby does on each advance of its minimum recovery
+/// point): on a disk busy with the primary's commits the fleet benchmark measured it taking
+/// 1.5 s on a replica that answered its replay position at once, and the monitors of the whole
+/// fleet timed out on it together. A server's identifier cannot change while it runs, so it is
+/// read once per server ([`Memo`]): the probe reads the postmaster's start time from shared
+/// memory instead, and a different one (a pooler in front re-pointed at another server, which
+/// keeps the client's connection) has the identifier read again at once.
 const PROBE_SQL: &str =
     concat!("SELECT pg_is_in_recovery()::text AS in_recovery, ", probe_columns!());
 
@@ -77,10 +79,11 @@ fn lsn(row: &Row, name: &'static str) -> Result<Option<Lsn>, ProbeError> {
     row.get(name).map(|v| v.parse::<Lsn>().map_err(|_| unexpected(name, Some(v)))).transpose()
 }
 
-/// What a node's probes remember on one connection (see [`PROBE_SQL`]).
-#[derive(Debug, Clone, Copy, Default)]
+/// What a node's probes remember on one connection (see [`PROBE_SQL`]): the system identifier
+/// of the server it reached, and that server's start time.
+#[derive(Debug, Clone, Default)]
 pub(crate) struct Memo {
-    system_id: Option<u64>,
+    server: Option<(u64, String)>,
 }
 
 /// Reads the full probe's row; `system_id` is the connection's, if an earlier probe read it
@@ -139,11 +142,20 @@ impl Product for Postgres {
         memo: &mut Memo,
         started: tokio::time::Instant,
     ) -> Result<Observation, ProbeError> {
-        let sql = if memo.system_id.is_some() { PROBE_SQL } else { PROBE_FIRST_SQL };
-        let row = conn.fetch_row(sql).await?.unwrap_or_default();
-        let seen = read(&row, memo.system_id, started.elapsed())?;
-        if let Some(ReplayPosition::Postgres(p)) = seen.position() {
-            memo.system_id = Some(p.system_id());
+        if let Some((system_id, since)) = &memo.server {
+            let row = conn.fetch_row(PROBE_SQL).await?.unwrap_or_default();
+            if row.get("started") == Some(since.as_str()) {
+                return read(&row, Some(*system_id), started.elapsed());
+            }
+            // Another server behind the same connection: who it is, read afresh.
+            memo.server = None;
+        }
+        let row = conn.fetch_row(PROBE_FIRST_SQL).await?.unwrap_or_default();
+        let seen = read(&row, None, started.elapsed())?;
+        if let (Some(ReplayPosition::Postgres(p)), Some(since)) =
+            (seen.position(), row.get("started"))
+        {
+            memo.server = Some((p.system_id(), since.to_owned()));
         }
         Ok(seen)
     }
