@@ -31,7 +31,6 @@ pub(crate) struct Timeouts {
     pub(crate) acquire: Acquire,
 }
 
-
 /// How long a statement waits for a pooled connection: on a pool that writes (the primary's;
 /// a replica's lazy writer, used once it is promoted) and on a replica's read-only pool.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
