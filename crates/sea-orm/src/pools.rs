@@ -11,8 +11,8 @@ use crate::deadline::Acquire;
 use crate::pooling::Pooling;
 use crate::product::Product;
 
-/// The primary's pool (reads and writes share it), with the adapter's acquire timeout unless
-/// the options set one. Connects at once unless the options are lazy.
+/// The primary's pool (reads and writes share it), with the adapter's acquire timeout for a pool
+/// that writes unless the options set one. Connects at once unless the options are lazy.
 pub(crate) async fn open_primary(
     mut opts: ConnectOptions,
     acquire: Acquire,
@@ -23,7 +23,8 @@ pub(crate) async fn open_primary(
 
 /// A replica's node from its options (prepared for its `pooling`; nothing connects yet): a
 /// read-only pool and a lazy writable one that opens connections only if the node is promoted,
-/// both with the adapter's acquire timeout unless the options set one.
+/// with the adapter's acquire timeouts for reads and for writes ([`Acquire`]) unless the
+/// options set one.
 pub(crate) async fn open_replica(
     name: String,
     mut opts: ConnectOptions,
