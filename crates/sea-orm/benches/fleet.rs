@@ -179,7 +179,8 @@ fn instance(args: &[String]) -> Res<()> {
         // failed is a false change when it recovers, and its failure counts) to the window's
         // end, and in the window. Not after it: the fleet's teardown, every instance stopping
         // and closing its connections in the same second, is the benchmark's, not a fleet's
-        // (it made up to 3 probes of 200 instances time out). Reads: all the workload made.
+        // (the servers answer late then: probes of 200 instances time out in most runs).
+        // Reads: all the workload made.
         println!(
             "{{\"changes\":{},\"failed_probes\":{},\"window_changes\":{},\"window_failed_probes\":{},\"reads\":{},\"replica_reads\":{},\"stale\":{stale},\"window_writes\":{},\"window_asked_milli\":{}}}",
             ended.changes,
