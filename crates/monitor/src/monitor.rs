@@ -334,8 +334,10 @@ impl<C, M: Default> Default for Link<C, M> {
 /// is none (continuing an [`Opening`] an earlier probe began), then the query. A query that
 /// fails drops the connection; one that times out is left running for the next probe.
 /// Everything shares one probe timeout, except on a node's first probe (`first`), which waits
-/// for its connection as long as the connect may take ([`MonitorConfig::connect_timeout_value`])
-/// and then has the probe timeout for its query.
+/// for its connection and its first answer as long as a connect may take
+/// ([`MonitorConfig::connect_timeout_value`]): a new backend's first statement is part of its
+/// setup (catalog caches loaded, the control file read for the server's identity), and on a
+/// server that a whole fleet is connecting to at once it waits behind theirs.
 async fn probe_node<P: Product, K: Connector>(
     shared: &Arc<Shared<K>>,
     link: &mut Link<K::Conn, P::Memo>,
@@ -350,7 +352,6 @@ async fn probe_node<P: Product, K: Connector>(
     // timeout if that is longer.
     let timeout = pace.timeout(&shared.config, began);
     let patience = shared.config.connect_timeout_value().max(timeout.saturating_mul(3));
-    let mut started = began;
     if let Some(pending) = link.asking.as_mut() {
         let Ok(joined) = tokio::time::timeout(timeout, &mut pending.0).await else {
             // Still unanswered: this probe fails as any would; the query goes on.
@@ -392,10 +393,6 @@ async fn probe_node<P: Product, K: Connector>(
             }
             Ok(joined) => joined,
         };
-        if first {
-            // The query's own deadline starts now.
-            started = Instant::now();
-        }
         let since = link.opening.take().map(|o| o.1);
         // The task ends only by returning: it is aborted only with `opening`, and a connector
         // that panics is a bug reported as an unreachable node rather than a dead loop.
@@ -410,7 +407,13 @@ async fn probe_node<P: Product, K: Connector>(
         link.memo = P::Memo::default();
     }
     let Some(conn) = link.conn.take() else { return Err(ProbeError::Timeout { after: timeout }) };
-    let left = timeout.saturating_sub(started.elapsed());
+    // A first probe's connect and first answer share the connect patience, and the answer has
+    // at least the probe timeout however long the connect took.
+    let (timeout, left) = if first {
+        (patience, patience.saturating_sub(began.elapsed()).max(timeout))
+    } else {
+        (timeout, timeout.saturating_sub(began.elapsed()))
+    };
     let mut asked = Box::pin(ask::<P, K::Conn>(conn, std::mem::take(&mut link.memo), patience));
     match tokio::time::timeout(left, &mut asked).await {
         Ok((conn, memo, result, answered)) => {

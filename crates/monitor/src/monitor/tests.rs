@@ -313,6 +313,32 @@ async fn a_first_connect_slower_than_the_probe_timeout_is_no_failure() {
     assert_eq!(m.state().health(node), Health::Up);
 }
 
+/// Issue 25: a node's first answer is part of its connection's setup (a new backend loads its
+/// caches and reads the control file for the server's identity; on a server a whole fleet is
+/// connecting to at once it waits behind theirs), so it is waited for with the connect, up to
+/// the patience (5 s here), not the probe timeout (500 ms): a first answer in 2 s is no
+/// failure, and the probes after it are patient while the node stays that slow.
+#[tokio::test(start_paused = true)]
+async fn a_first_answer_slower_than_the_probe_timeout_is_no_failure() {
+    let cluster = Cluster::new(&[0x300, 0x300]);
+    cluster.query_delay.lock().unwrap().insert(1, MS(2_000));
+    let m = start(&cluster, None);
+    let node = NodeId::new(1);
+    assert!(m.first_round(MS(2_100)).await, "the first round waits for the slow answer");
+    assert_eq!(m.state().failed_probes(node), 0);
+    assert_eq!(m.state().changes(node), 0, "never suspect, never down");
+    assert_eq!(m.state().snapshot().node(node).unwrap().position(), Some(&pos(0x300)));
+    // Later probes: the 2 s answer stretched their timeout (three times it, at most 5 s).
+    tokio::time::sleep(MS(6_000)).await;
+    assert_eq!(m.state().failed_probes(node), 0);
+    // A node that answers its first probe and then stops is caught as before.
+    cluster.query_delay.lock().unwrap().remove(&1);
+    tokio::time::sleep(MS(60_000)).await;
+    cluster.set(1, |n| n.mode = Mode::Hang);
+    tokio::time::sleep(MS(2_000)).await;
+    assert!(m.state().failed_probes(node) >= 1, "caught at the (relaxed) probe timeout");
+}
+
 /// A first connect that never completes (a server frozen before the application started) fails
 /// the first probe when the patience (5 s) runs out; later probes wait the probe timeout as
 /// usual, so the node is down that much later than one frozen while answering would be.

@@ -248,11 +248,11 @@ impl MonitorConfig {
     }
 
     /// The deadline for one probe (connect included); a node that misses it has failed it.
-    /// A node's first probe waits for its connection up to
-    /// [`connect_timeout_value`](Self::connect_timeout_value) instead (10 s at the defaults),
-    /// then has this for its query: a server slow to accept while a fleet starts is not judged
-    /// before it could answer (a node frozen before the application started is then seen
-    /// failed that much later).
+    /// A node's first probe waits for its connection and first answer up to
+    /// [`connect_timeout_value`](Self::connect_timeout_value) instead (10 s at the defaults; the
+    /// answer has at least this): a server slow to accept and set up a backend while a fleet
+    /// starts is not judged before it could answer (a node frozen before the application
+    /// started is then seen failed that much later).
     /// While a node has been answering slowly, its probes wait longer (see
     /// [`max_timeout`](Self::max_timeout)). Default 1 s.
     #[must_use]
