@@ -205,7 +205,8 @@ impl fmt::Debug for ReplicaConfig {
 
 /// A node's connection pool (SeaORM `ConnectOptions`). Every field is optional: unset means the
 /// node-level default, then [`RoutedConfig::pool`], then SeaORM's/sqlx's default (the adapter's
-/// own acquire timeout is 5 s).
+/// own acquire timeout: 30 s on a pool that writes, as sqlx's, 5 s on a replica's read-only
+/// pool).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]
 #[non_exhaustive]
