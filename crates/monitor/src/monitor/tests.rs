@@ -31,6 +31,8 @@ struct FakeNode {
     /// The postmaster's start time (a different server behind the same connection has
     /// another).
     started: u64,
+    /// How often a probe read the control file for its timeline (`pg_control_checkpoint()`).
+    control_reads: u32,
 }
 
 /// A fake cluster: per node its mode, role and position; what each node was asked to execute.
@@ -58,6 +60,7 @@ impl Cluster {
                 lsn,
                 receiving: true,
                 started: 1,
+                control_reads: 0,
             })
             .collect();
         Arc::new(Cluster { nodes: Mutex::new(nodes), ..Cluster::default() })
@@ -114,10 +117,17 @@ impl Cluster {
             )]));
         }
         if sql.contains("since_replay_ms") {
+            // A standby without a WAL receiver (no row in `pg_stat_wal_receiver`) has its
+            // timeline from the control file where the probe falls back to it when the view
+            // has no row, NULL where it reads the control file only for a row's hidden one.
+            let receiver = n.primary || n.receiving;
+            let read_file = !receiver && sql.contains("COALESCE((SELECT received_tli");
+            n.control_reads += u32::from(read_file);
+            let timeline = (receiver || read_file).then_some("1");
             return Some(Row::new([
                 ("in_recovery", Some(recovery)),
                 ("system_id", Some("7")),
-                ("timeline", Some("1")),
+                ("timeline", timeline),
                 ("replayed", Some(lsn.as_str())),
                 ("received", None),
                 ("since_replay_ms", Some("0")),
@@ -552,6 +562,47 @@ async fn the_control_file_is_read_once_per_server_a_connection_reaches() {
     tokio::time::sleep(MS(1_000)).await;
     assert_eq!(cluster.opens(1), opens, "the same connection");
     assert_eq!(control_reads(&cluster), 3, "read again for the other server, once");
+}
+
+/// Issue 25: a standby without a WAL receiver — as every standby is while its primary is gone,
+/// probed by every instance of a fleet — has its timeline read from the control file
+/// (`pg_control_checkpoint()`, which waits like `pg_control_system()`) only when it has
+/// replayed since the probe that last read it; otherwise it is on that probe's timeline.
+#[tokio::test(start_paused = true)]
+async fn a_standby_without_a_receiver_reads_the_control_file_only_when_it_replayed() {
+    let cluster = Cluster::new(&[0x300, 0x100]);
+    let m = start(&cluster, None);
+    assert!(m.first_round(MS(100)).await);
+    let control_reads = |cluster: &Cluster| cluster.nodes.lock().unwrap()[1].control_reads;
+    let probes = |cluster: &Cluster| {
+        cluster.executed_on(1).iter().filter(|s| s.contains("since_replay_ms")).count()
+    };
+    let node = || m.state().snapshot().node(NodeId::new(1)).unwrap().clone();
+    // Streaming: the receiver says the timeline.
+    tokio::time::sleep(MS(1_000)).await;
+    assert_eq!(control_reads(&cluster), 0);
+    // The primary goes away: no receiver. Ten probe intervals (200 ms each) of nothing new.
+    cluster.set(1, |n| n.receiving = false);
+    let before = probes(&cluster);
+    tokio::time::sleep(MS(2_000)).await;
+    assert!(probes(&cluster) - before >= 10, "probes: {}", probes(&cluster) - before);
+    assert_eq!(control_reads(&cluster), 0, "no replay since: the last probe's timeline");
+    assert_eq!(node().position(), Some(&pos(0x100)));
+    assert_eq!(node().health(), Health::Up);
+    // It replays from an archive: the probe that sees it keeps the timeline, and the next one
+    // reads the control file, once.
+    cluster.set(1, |n| n.lsn = 0x180);
+    tokio::time::sleep(MS(2_000)).await;
+    assert_eq!(control_reads(&cluster), 1, "read again once, after the replay");
+    assert_eq!(node().position(), Some(&pos(0x180)));
+    assert_eq!(node().health(), Health::Up);
+    // A new connection (the server restarted) knows no timeline: its first probe reads it.
+    cluster.set(1, |n| n.mode = Mode::Refuse);
+    tokio::time::sleep(MS(250)).await;
+    cluster.set(1, |n| n.mode = Mode::Answer);
+    tokio::time::sleep(MS(1_000)).await;
+    assert!(cluster.opens(1) >= 2, "opens: {}", cluster.opens(1));
+    assert_eq!(control_reads(&cluster), 2, "a new connection reads it once more");
 }
 
 #[tokio::test(start_paused = true)]

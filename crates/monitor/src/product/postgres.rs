@@ -19,14 +19,34 @@ macro_rules! timeline_of {
 }
 pub(crate) use timeline_of;
 
-/// The probe's columns after the system identifier (see [`PROBE_SQL`]).
-macro_rules! probe_columns {
+/// A standby's timeline: its WAL receiver's, or without one the control file's (the last
+/// restartpoint's), which reads the file (see [`PROBE_SQL`]).
+macro_rules! standby_timeline_read {
     () => {
+        "COALESCE((SELECT received_tli FROM pg_stat_wal_receiver), \
+                  (SELECT timeline_id FROM pg_control_checkpoint()))"
+    };
+}
+
+/// A standby's timeline from its WAL receiver, NULL without one (see
+/// [`PROBE_KNOWN_TIMELINE_SQL`]). A role that may not read the receiver's details (neither
+/// superuser nor `pg_read_all_stats`) sees its row with NULL columns: the control file then,
+/// as in [`PROBE_SQL`].
+macro_rules! standby_timeline_received {
+    () => {
+        "(SELECT COALESCE(received_tli, (SELECT timeline_id FROM pg_control_checkpoint())) \
+          FROM pg_stat_wal_receiver)"
+    };
+}
+
+/// The probe's columns after the system identifier (see [`PROBE_SQL`]), with a standby's
+/// timeline from `$standby_timeline`.
+macro_rules! probe_columns {
+    ($standby_timeline:expr) => {
         concat!(
-            "(CASE WHEN pg_is_in_recovery() \
-          THEN COALESCE((SELECT received_tli FROM pg_stat_wal_receiver), \
-                        (SELECT timeline_id FROM pg_control_checkpoint())) \
-          ELSE ",
+            "(CASE WHEN pg_is_in_recovery() THEN ",
+            $standby_timeline,
+            " ELSE ",
     timeline_of!("pg_current_wal_lsn()"),
     " END)::text AS timeline, \
     (CASE WHEN pg_is_in_recovery() THEN pg_last_wal_replay_lsn() ELSE pg_current_wal_lsn() END)::text AS replayed, \
@@ -42,7 +62,7 @@ macro_rules! probe_columns {
 const PROBE_FIRST_SQL: &str = concat!(
     "SELECT pg_is_in_recovery()::text AS in_recovery, \
     (SELECT system_identifier::text FROM pg_control_system()) AS system_id, ",
-    probe_columns!()
+    probe_columns!(standby_timeline_read!())
 );
 
 /// Every later probe on the same connection, while the server behind it is the one the first
@@ -54,8 +74,25 @@ const PROBE_FIRST_SQL: &str = concat!(
 /// read once per server ([`Memo`]): the probe reads the postmaster's start time from shared
 /// memory instead, and a different one (a pooler in front re-pointed at another server, which
 /// keeps the client's connection) has the identifier read again at once.
-const PROBE_SQL: &str =
-    concat!("SELECT pg_is_in_recovery()::text AS in_recovery, ", probe_columns!());
+const PROBE_SQL: &str = concat!(
+    "SELECT pg_is_in_recovery()::text AS in_recovery, ",
+    probe_columns!(standby_timeline_read!())
+);
+
+/// Every later probe of a standby whose timeline an earlier one read ([`Memo`]): the
+/// timeline from its WAL receiver, NULL without one. [`PROBE_SQL`]'s fallback,
+/// `pg_control_checkpoint()`, reads the control file like `pg_control_system()`, and a standby
+/// has no receiver exactly when its primary is gone — when every instance of a fleet probes
+/// it, and one of them is being promoted. Without a receiver, a standby that has replayed
+/// nothing since the last probe is on the timeline that probe read (a timeline switch is WAL
+/// it would have replayed). One that has replayed (from an archive) is taken to be on it still
+/// — never later than it is, since replay only moves to later timelines, and a position on an
+/// earlier timeline satisfies no token of a later one — and its next probe reads the control
+/// file ([`PROBE_SQL`]).
+pub(crate) const PROBE_KNOWN_TIMELINE_SQL: &str = concat!(
+    "SELECT pg_is_in_recovery()::text AS in_recovery, ",
+    probe_columns!(standby_timeline_received!())
+);
 
 /// The position feed: a few function calls, no catalogue view. A standby's replay position, a
 /// primary's current write position.
@@ -63,10 +100,14 @@ const POSITION_SQL: &str = "SELECT pg_is_in_recovery()::text AS in_recovery, \
     (CASE WHEN pg_is_in_recovery() THEN pg_last_wal_replay_lsn() \
           ELSE pg_current_wal_lsn() END)::text AS replayed";
 
-const RECEIVED_SQL: &str = "SELECT pg_is_in_recovery()::text AS in_recovery, \
-    COALESCE((SELECT received_tli FROM pg_stat_wal_receiver), \
-             (SELECT timeline_id FROM pg_control_checkpoint()))::text AS timeline, \
-    GREATEST(pg_last_wal_receive_lsn(), pg_last_wal_replay_lsn())::text AS received";
+/// A failover candidate's received position (only while choosing one: the control file's
+/// timeline is read then, as a standby whose primary is gone has no receiver).
+const RECEIVED_SQL: &str = concat!(
+    "SELECT pg_is_in_recovery()::text AS in_recovery, ",
+    standby_timeline_read!(),
+    "::text AS timeline, \
+    GREATEST(pg_last_wal_receive_lsn(), pg_last_wal_replay_lsn())::text AS received"
+);
 
 /// How far a standby has received: timeline first, then LSN.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -80,17 +121,31 @@ fn lsn(row: &Row, name: &'static str) -> Result<Option<Lsn>, ProbeError> {
 }
 
 /// What a node's probes remember on one connection (see [`PROBE_SQL`]): the system identifier
-/// of the server it reached, and that server's start time.
+/// of the server it reached, and that server's start time; on a standby, the timeline its last
+/// probe read and the position it had replayed then (see [`PROBE_KNOWN_TIMELINE_SQL`]).
 #[derive(Debug, Clone, Default)]
 pub(crate) struct Memo {
     server: Option<(u64, String)>,
+    standby: Option<(u32, Lsn)>,
+}
+
+impl Memo {
+    /// Remembers what a probe of the server saw: a standby's timeline and replayed position.
+    fn saw(&mut self, seen: &Observation) {
+        self.standby = match (seen.role(), seen.position()) {
+            (Role::Replica, Some(ReplayPosition::Postgres(p))) => Some((p.timeline(), p.lsn())),
+            _ => None,
+        };
+    }
 }
 
 /// Reads the full probe's row; `system_id` is the connection's, if an earlier probe read it
-/// (the row then has none).
+/// (the row then has none), and `timeline` the standby's, if the row has none (no receiver)
+/// and it has replayed nothing since the probe that read it.
 pub(crate) fn read(
     row: &Row,
     system_id: Option<u64>,
+    timeline: Option<u32>,
     latency: std::time::Duration,
 ) -> Result<Observation, ProbeError> {
     let in_recovery = flag(row, "in_recovery")?;
@@ -101,10 +156,11 @@ pub(crate) fn read(
             .and_then(|v| v.parse::<u64>().ok())
             .ok_or_else(|| unexpected("system identifier", row.get("system_id")))?,
     };
-    let timeline = row
-        .get("timeline")
-        .and_then(|v| v.parse::<u32>().ok())
-        .ok_or_else(|| unexpected("timeline", row.get("timeline")))?;
+    let timeline = match row.get("timeline") {
+        None => timeline,
+        Some(v) => v.parse::<u32>().ok(),
+    }
+    .ok_or_else(|| unexpected("timeline", row.get("timeline")))?;
     let position = lsn(row, "replayed")?
         .map(|l| ReplayPosition::Postgres(PgPosition::new(system_id, timeline, l)));
     Ok(Observation {
@@ -142,20 +198,36 @@ impl Product for Postgres {
         memo: &mut Memo,
         started: tokio::time::Instant,
     ) -> Result<Observation, ProbeError> {
-        if let Some((system_id, since)) = &memo.server {
-            let row = conn.fetch_row(PROBE_SQL).await?.unwrap_or_default();
+        if let Some((system_id, since)) = memo.server.clone() {
+            let known = memo.standby;
+            let sql = if known.is_some() { PROBE_KNOWN_TIMELINE_SQL } else { PROBE_SQL };
+            let row = conn.fetch_row(sql).await?.unwrap_or_default();
             if row.get("started") == Some(since.as_str()) {
-                return read(&row, Some(*system_id), started.elapsed());
+                // No receiver: the timeline the last probe read (see the statement).
+                let timeline = known.map(|(tl, _)| tl);
+                let seen = read(&row, Some(system_id), timeline, started.elapsed())?;
+                memo.saw(&seen);
+                if let Some((_, at)) = known
+                    && row.get("timeline").is_none()
+                    && seen.role() == Role::Replica
+                    && lsn(&row, "replayed")? != Some(at)
+                {
+                    // Replayed without a receiver (from an archive, perhaps across a timeline
+                    // switch): the next probe reads the control file.
+                    memo.standby = None;
+                }
+                return Ok(seen);
             }
             // Another server behind the same connection: who it is, read afresh.
-            memo.server = None;
+            *memo = Memo::default();
         }
         let row = conn.fetch_row(PROBE_FIRST_SQL).await?.unwrap_or_default();
-        let seen = read(&row, None, started.elapsed())?;
+        let seen = read(&row, None, None, started.elapsed())?;
         if let (Some(ReplayPosition::Postgres(p)), Some(since)) =
             (seen.position(), row.get("started"))
         {
             memo.server = Some((p.system_id(), since.to_owned()));
+            memo.saw(&seen);
         }
         Ok(seen)
     }
