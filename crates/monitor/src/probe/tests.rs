@@ -149,7 +149,7 @@ async fn a_writable_node_that_replicates_is_a_replica() {
 struct Maria {
     read_only: bool,
     sql_threads: u32,
-    configured: bool,
+    configured: std::sync::atomic::AtomicBool,
     epoch: std::sync::Mutex<u32>,
     /// `SHOW SLAVE STATUS` refused (no SLAVE MONITOR privilege).
     refuse_status: bool,
@@ -162,7 +162,7 @@ impl Maria {
         Maria {
             read_only,
             sql_threads,
-            configured,
+            configured: configured.into(),
             epoch: std::sync::Mutex::new(1),
             refuse_status: false,
             statements: Default::default(),
@@ -182,7 +182,7 @@ impl ProbeConn for Maria {
                     "Access denied; you need the SLAVE MONITOR privilege",
                 ));
             }
-            return Ok(self.configured.then(|| {
+            return Ok(self.configured.load(Relaxed).then(|| {
                 Row::new([("Slave_SQL_Running", Some("No")), ("Seconds_Behind_Master", None)])
             }));
         }
@@ -198,39 +198,79 @@ impl ProbeConn for Maria {
     }
 }
 
+type MariaMemo = <crate::product::MariaDb as crate::product::Product>::Memo;
+
+async fn maria_probe(node: &Maria, memo: &mut MariaMemo) -> Result<Observation, ProbeError> {
+    crate::probe::probe_with::<crate::product::MariaDb, _>(node, memo, Duration::from_secs(1)).await
+}
+
 /// Issue 25: a MariaDB probe is one statement; `SHOW SLAVE STATUS` runs on a connection's first
-/// probe and again only after the configuration epoch moves (`CHANGE MASTER`, `RESET`), and what
-/// it said is remembered: a writable replica whose SQL thread is stopped stays a replica.
+/// two probes (the second confirms the first: see `Memo`) and again only after the
+/// configuration epoch moves (`CHANGE MASTER`, `RESET`), and what it said is remembered — but
+/// for a writable replica whose SQL thread is stopped, asked every probe (`each`: that answer
+/// alone keeps it from being the primary), which stays a replica.
 #[rstest]
-#[case::primary(Maria::new(false, 0, false), Role::Primary)]
-#[case::read_only_replica(Maria::new(true, 1, true), Role::Replica)]
-#[case::writable_applying_replica(Maria::new(false, 1, true), Role::Replica)]
-#[case::writable_replica_stopped(Maria::new(false, 0, true), Role::Replica)]
+#[case::primary(Maria::new(false, 0, false), Role::Primary, false)]
+#[case::read_only_replica(Maria::new(true, 1, true), Role::Replica, false)]
+#[case::writable_applying_replica(Maria::new(false, 1, true), Role::Replica, false)]
+#[case::writable_replica_stopped(Maria::new(false, 0, true), Role::Replica, true)]
 #[tokio::test]
 async fn a_mariadb_probe_is_one_statement_once_the_configuration_is_known(
     #[case] node: Maria,
     #[case] role: Role,
+    #[case] each: bool,
 ) {
     use std::sync::atomic::Ordering::Relaxed;
-    type Memo = <crate::product::MariaDb as crate::product::Product>::Memo;
-    async fn probe(node: &Maria, memo: &mut Memo) -> Result<Observation, ProbeError> {
-        crate::probe::probe_with::<crate::product::MariaDb, _>(node, memo, Duration::from_secs(1))
-            .await
-    }
-    let mut memo = Memo::default();
-    assert_eq!(probe(&node, &mut memo).await.unwrap().role(), role);
+    let shows = |once: u32, probes: u32| if each { probes } else { once };
+    let mut memo = MariaMemo::default();
+    assert_eq!(maria_probe(&node, &mut memo).await.unwrap().role(), role);
     assert_eq!((node.statements.load(Relaxed), node.shows.load(Relaxed)), (2, 1), "first probe");
     for _ in 0..5 {
-        assert_eq!(probe(&node, &mut memo).await.unwrap().role(), role, "remembered");
+        assert_eq!(maria_probe(&node, &mut memo).await.unwrap().role(), role, "remembered");
     }
-    assert_eq!((node.statements.load(Relaxed), node.shows.load(Relaxed)), (7, 1), "one each");
+    assert_eq!(node.shows.load(Relaxed), shows(2, 6), "read, confirmed, remembered");
+    assert_eq!(node.statements.load(Relaxed), 6 + shows(2, 6), "one statement each");
     *node.epoch.lock().unwrap() += 1;
-    assert_eq!(probe(&node, &mut memo).await.unwrap().role(), role);
-    assert_eq!(node.shows.load(Relaxed), 2, "the configuration may have changed: read again");
+    for _ in 0..3 {
+        assert_eq!(maria_probe(&node, &mut memo).await.unwrap().role(), role);
+    }
+    assert_eq!(node.shows.load(Relaxed), shows(4, 9), "the configuration may have changed");
     // A new connection remembers nothing.
-    let mut fresh = Memo::default();
-    probe(&node, &mut fresh).await.unwrap();
-    assert_eq!(node.shows.load(Relaxed), 3);
+    let mut fresh = MariaMemo::default();
+    maria_probe(&node, &mut fresh).await.unwrap();
+    assert_eq!(node.shows.load(Relaxed), shows(5, 10));
+}
+
+/// The server counts `RESET SLAVE ALL` and `CHANGE MASTER` when they begin: a probe can see the
+/// epoch move and still read the status as it was. Promotion (`STOP SLAVE; RESET SLAVE ALL`,
+/// writable): the probe that read the status mid-`RESET` says replica, and the next one sees
+/// the primary, not a replica for good. Demotion (`CHANGE MASTER` on a writable node with no
+/// SQL thread started yet): the probe that read it mid-`CHANGE` says primary, the next one a
+/// replica. (`configured`: before, then as the epoch moved; the roles of the two probes.)
+#[rstest]
+#[case::promoted(true, false, Role::Replica, Role::Primary)]
+#[case::demoted(false, true, Role::Primary, Role::Replica)]
+#[tokio::test]
+async fn a_status_read_while_the_statement_that_moved_the_epoch_runs_is_read_again(
+    #[case] before: bool,
+    #[case] after: bool,
+    #[case] mid: Role,
+    #[case] then: Role,
+) {
+    use std::sync::atomic::Ordering::Relaxed;
+    let node = Maria::new(false, 0, before);
+    let mut memo = MariaMemo::default();
+    for _ in 0..3 {
+        maria_probe(&node, &mut memo).await.unwrap();
+    }
+    // The statement begins: counted, not done.
+    *node.epoch.lock().unwrap() += 1;
+    assert_eq!(maria_probe(&node, &mut memo).await.unwrap().role(), mid, "read mid-statement");
+    // It is done.
+    node.configured.store(after, Relaxed);
+    for _ in 0..3 {
+        assert_eq!(maria_probe(&node, &mut memo).await.unwrap().role(), then);
+    }
 }
 
 /// Without the SLAVE MONITOR privilege, the status is asked each probe (nothing to remember),

@@ -49,9 +49,29 @@ fn position(text: Option<&str>) -> Result<ReplayPosition, ProbeError> {
 /// (`SHOW SLAVE STATUS` has a row), as of a `config_epoch`. Only `CHANGE MASTER` or `RESET
 /// SLAVE` changes it, and both move the epoch; a restart drops the connection, and a new
 /// connection starts with nothing remembered.
+///
+/// The server counts a statement when it begins, so a probe can see the epoch moved while the
+/// `RESET SLAVE ALL` or `CHANGE MASTER` that moved it is still running, and read the status
+/// as it was before: remembered, that answer would stand until the next change — a promoted
+/// replica seen as a replica for good (the switchover tests caught it, in about one run in
+/// five). So an answer is remembered only once a later probe, at the same epoch, has read it
+/// again (`confirmed`); and a writable node with no SQL thread running that is remembered as
+/// configured — a replica stopped, or one being promoted — is asked every probe, since that
+/// answer alone keeps it from being the primary.
 #[derive(Debug, Default)]
 pub(crate) struct Memo {
-    configured: Option<(String, bool)>,
+    configured: Option<Configured>,
+}
+
+/// `SHOW SLAVE STATUS`'s last answer on a connection.
+#[derive(Debug)]
+struct Configured {
+    /// The configuration epoch it was read at.
+    epoch: String,
+    /// It had a row.
+    configured: bool,
+    /// An earlier read at the same epoch preceded it.
+    confirmed: bool,
 }
 
 /// Reads the probe's row and, if it was read this time, `SHOW SLAVE STATUS` (absent: not
@@ -122,15 +142,21 @@ impl Product for MariaDb {
         // or `RESET`. It tells a writable replica whose SQL thread is stopped (a row) from a
         // primary (none). Needs the SLAVE MONITOR privilege; without it, no row: the role
         // comes from read_only and the running SQL threads.
-        if let (Some((seen, configured)), Some(now)) = (&memo.configured, &epoch)
-            && seen == now
+        // (See `Memo` for when the answer is asked again.)
+        let writable_and_stopped = !flag(&vars, "read_only")?
+            && vars.get("sql_threads").and_then(|v| v.trim().parse::<u32>().ok()) == Some(0);
+        if let (Some(known), Some(now)) = (&memo.configured, &epoch)
+            && known.epoch == *now
+            && known.confirmed
+            && !(known.configured && writable_and_stopped)
         {
-            return read(&vars, *configured, None, started.elapsed());
+            return read(&vars, known.configured, None, started.elapsed());
         }
         let status = conn.fetch_row(STATUS_SQL).await;
         // Remembered only when it could be read: a refusal (no privilege) is asked again.
         if let (Ok(row), Some(epoch)) = (&status, epoch) {
-            memo.configured = Some((epoch, row.is_some()));
+            let confirmed = memo.configured.as_ref().is_some_and(|k| k.epoch == epoch);
+            memo.configured = Some(Configured { epoch, configured: row.is_some(), confirmed });
         }
         let status = status.unwrap_or(None);
         read(&vars, status.is_some(), status.as_ref(), started.elapsed())
