@@ -153,6 +153,8 @@ struct Maria {
     epoch: std::sync::Mutex<u32>,
     /// `SHOW SLAVE STATUS` refused (no SLAVE MONITOR privilege).
     refuse_status: bool,
+    /// `SHOW SLAVE STATUS` fails from now on (a lock wait, a broken connection).
+    fail_status: std::sync::atomic::AtomicBool,
     statements: std::sync::atomic::AtomicU32,
     shows: std::sync::atomic::AtomicU32,
 }
@@ -165,6 +167,7 @@ impl Maria {
             configured: configured.into(),
             epoch: std::sync::Mutex::new(1),
             refuse_status: false,
+            fail_status: Default::default(),
             statements: Default::default(),
             shows: Default::default(),
         }
@@ -177,6 +180,9 @@ impl ProbeConn for Maria {
         self.statements.fetch_add(1, Relaxed);
         if sql.starts_with("SHOW") {
             self.shows.fetch_add(1, Relaxed);
+            if self.fail_status.load(Relaxed) {
+                return Err(ProbeError::unreachable("Lock wait timeout exceeded"));
+            }
             if self.refuse_status {
                 return Err(ProbeError::unreachable(
                     "Access denied; you need the SLAVE MONITOR privilege",
@@ -271,6 +277,23 @@ async fn a_status_read_while_the_statement_that_moved_the_epoch_runs_is_read_aga
     for _ in 0..3 {
         assert_eq!(maria_probe(&node, &mut memo).await.unwrap().role(), then);
     }
+}
+
+/// A status read that fails after one succeeded on the connection changes nothing: a stopped,
+/// writable replica (asked every probe) is not taken for the primary because one read failed.
+#[tokio::test]
+async fn a_failed_status_read_keeps_what_was_read() {
+    use std::sync::atomic::Ordering::Relaxed;
+    let node = Maria::new(false, 0, true);
+    let mut memo = MariaMemo::default();
+    for _ in 0..3 {
+        assert_eq!(maria_probe(&node, &mut memo).await.unwrap().role(), Role::Replica);
+    }
+    node.fail_status.store(true, Relaxed);
+    for _ in 0..3 {
+        assert_eq!(maria_probe(&node, &mut memo).await.unwrap().role(), Role::Replica);
+    }
+    assert_eq!(node.shows.load(Relaxed), 6, "asked each probe");
 }
 
 /// Without the SLAVE MONITOR privilege, the status is asked each probe (nothing to remember),

@@ -53,11 +53,13 @@ fn position(text: Option<&str>) -> Result<ReplayPosition, ProbeError> {
 /// The server counts a statement when it begins, so a probe can see the epoch moved while the
 /// `RESET SLAVE ALL` or `CHANGE MASTER` that moved it is still running, and read the status
 /// as it was before: remembered, that answer would stand until the next change — a promoted
-/// replica seen as a replica for good (the switchover tests caught it, in about one run in
-/// five). So an answer is remembered only once a later probe, at the same epoch, has read it
-/// again (`confirmed`); and a writable node with no SQL thread running that is remembered as
+/// replica seen as a replica for good (the switchover itests caught it in 2 of 11 runs). So an
+/// answer is remembered only once a later probe, at the same epoch, has read the same
+/// (`confirmed`), and a writable node with no SQL thread running that is remembered as
 /// configured — a replica stopped, or one being promoted — is asked every probe, since that
-/// answer alone keeps it from being the primary.
+/// answer alone keeps it from being the primary. What is left: a `CHANGE MASTER` on a writable
+/// node with no SQL thread started, still running across two probes, would be remembered as
+/// not configured (the node taken for a primary) until the next change.
 #[derive(Debug, Default)]
 pub(crate) struct Memo {
     configured: Option<Configured>,
@@ -70,7 +72,7 @@ struct Configured {
     epoch: String,
     /// It had a row.
     configured: bool,
-    /// An earlier read at the same epoch preceded it.
+    /// An earlier read at the same epoch said the same.
     confirmed: bool,
 }
 
@@ -143,8 +145,12 @@ impl Product for MariaDb {
         // primary (none). Needs the SLAVE MONITOR privilege; without it, no row: the role
         // comes from read_only and the running SQL threads.
         // (See `Memo` for when the answer is asked again.)
+        // As `read` sees it: no SQL thread known to run.
         let writable_and_stopped = !flag(&vars, "read_only")?
-            && vars.get("sql_threads").and_then(|v| v.trim().parse::<u32>().ok()) == Some(0);
+            && !vars
+                .get("sql_threads")
+                .and_then(|v| v.trim().parse::<u32>().ok())
+                .is_some_and(|n| n > 0);
         if let (Some(known), Some(now)) = (&memo.configured, &epoch)
             && known.epoch == *now
             && known.confirmed
@@ -152,13 +158,31 @@ impl Product for MariaDb {
         {
             return read(&vars, known.configured, None, started.elapsed());
         }
-        let status = conn.fetch_row(STATUS_SQL).await;
-        // Remembered only when it could be read: a refusal (no privilege) is asked again.
-        if let (Ok(row), Some(epoch)) = (&status, epoch) {
-            let confirmed = memo.configured.as_ref().is_some_and(|k| k.epoch == epoch);
-            memo.configured = Some(Configured { epoch, configured: row.is_some(), confirmed });
-        }
-        let status = status.unwrap_or(None);
+        let status = match conn.fetch_row(STATUS_SQL).await {
+            Ok(row) => {
+                if let Some(epoch) = epoch {
+                    // Confirmed by a second read at the same epoch that says the same.
+                    let confirmed = memo
+                        .configured
+                        .as_ref()
+                        .is_some_and(|k| k.epoch == epoch && k.configured == row.is_some());
+                    memo.configured =
+                        Some(Configured { epoch, configured: row.is_some(), confirmed });
+                }
+                row
+            }
+            // A read that failed after one succeeded on this connection (a lock wait, the
+            // connection breaking between the two statements) says nothing new: what was read
+            // stands (unconfirmed, it is asked again next probe). Never having read one (no
+            // SLAVE MONITOR privilege): no row, and the role comes from `read_only` and the
+            // running SQL threads.
+            Err(_) => {
+                if let Some(known) = &memo.configured {
+                    return read(&vars, known.configured, None, started.elapsed());
+                }
+                None
+            }
+        };
         read(&vars, status.is_some(), status.as_ref(), started.elapsed())
     }
 

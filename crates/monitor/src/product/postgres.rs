@@ -53,7 +53,8 @@ macro_rules! probe_columns {
     pg_last_wal_receive_lsn()::text AS received, \
     (extract(epoch FROM clock_timestamp() - pg_last_xact_replay_timestamp()) * 1000)::bigint::text AS since_replay_ms, \
     (CASE WHEN pg_is_in_recovery() THEN pg_is_wal_replay_paused() ELSE false END)::text AS paused, \
-    pg_postmaster_start_time()::text AS started"
+    pg_postmaster_start_time()::text AS started, \
+    (SELECT (received_tli IS NOT NULL)::text FROM pg_stat_wal_receiver) AS tli_received"
         )
     };
 }
@@ -79,16 +80,18 @@ const PROBE_SQL: &str = concat!(
     probe_columns!(standby_timeline_read!())
 );
 
-/// Every later probe of a standby whose timeline an earlier one read ([`Memo`]): the
-/// timeline from its WAL receiver, NULL without one. [`PROBE_SQL`]'s fallback,
-/// `pg_control_checkpoint()`, reads the control file like `pg_control_system()`, and a standby
-/// has no receiver exactly when its primary is gone — when every instance of a fleet probes
-/// it, and one of them is being promoted. Without a receiver, a standby that has replayed
-/// nothing since the last probe is on the timeline that probe read (a timeline switch is WAL
-/// it would have replayed). One that has replayed (from an archive) is taken to be on it still
-/// — never later than it is, since replay only moves to later timelines, and a position on an
-/// earlier timeline satisfies no token of a later one — and its next probe reads the control
-/// file ([`PROBE_SQL`]).
+/// Every later probe of a standby whose WAL receiver reported its timeline to the last probe
+/// ([`Memo`]): the timeline from the receiver, NULL without one. [`PROBE_SQL`]'s fallback,
+/// `pg_control_checkpoint()`, reads the control file like `pg_control_system()`, and every
+/// standby loses its receiver when its primary goes — when every instance of a fleet probes
+/// it, and one of them is being promoted. Without a receiver, a standby that has replayed no
+/// further than what it received by streaming (`pg_last_wal_receive_lsn()`, which stays where
+/// the receiver left it) is replaying WAL of the timeline the receiver last reported, as the
+/// probes said while it ran: the probe takes the remembered one. One that has replayed past
+/// it (from an archive, perhaps across a timeline switch) is asked again at once with
+/// [`PROBE_SQL`], a second statement, and from then on probed with it. A role that may not
+/// read the receiver's details, or a standby whose receiver no probe on this connection has
+/// seen, is probed with [`PROBE_SQL`] (the control file) as before.
 pub(crate) const PROBE_KNOWN_TIMELINE_SQL: &str = concat!(
     "SELECT pg_is_in_recovery()::text AS in_recovery, ",
     probe_columns!(standby_timeline_received!())
@@ -122,26 +125,33 @@ fn lsn(row: &Row, name: &'static str) -> Result<Option<Lsn>, ProbeError> {
 
 /// What a node's probes remember on one connection (see [`PROBE_SQL`]): the system identifier
 /// of the server it reached, and that server's start time; on a standby, the timeline its last
-/// probe read and the position it had replayed then (see [`PROBE_KNOWN_TIMELINE_SQL`]).
+/// probe reported, if the WAL receiver reported it (or it was remembered: see
+/// [`PROBE_KNOWN_TIMELINE_SQL`]).
 #[derive(Debug, Clone, Default)]
 pub(crate) struct Memo {
     server: Option<(u64, String)>,
-    standby: Option<(u32, Lsn)>,
+    standby: Option<u32>,
 }
 
 impl Memo {
-    /// Remembers what a probe of the server saw: a standby's timeline and replayed position.
-    fn saw(&mut self, seen: &Observation) {
-        self.standby = match (seen.role(), seen.position()) {
-            (Role::Replica, Some(ReplayPosition::Postgres(p))) => Some((p.timeline(), p.lsn())),
+    /// Remembers a standby's timeline from what a probe saw, if `known` (the receiver reported
+    /// it, or it was remembered); forgets it otherwise.
+    fn saw(&mut self, seen: &Observation, known: bool) {
+        self.standby = match (seen.role(), seen.position(), known) {
+            (Role::Replica, Some(ReplayPosition::Postgres(p)), true) => Some(p.timeline()),
             _ => None,
         };
     }
 }
 
+/// Whether the row's timeline is the WAL receiver's.
+fn tli_received(row: &Row) -> bool {
+    row.get("tli_received") == Some("true")
+}
+
 /// Reads the full probe's row; `system_id` is the connection's, if an earlier probe read it
-/// (the row then has none), and `timeline` the standby's, if the row has none (no receiver)
-/// and it has replayed nothing since the probe that read it.
+/// (the row then has none), and `timeline` the standby's, used if the row has none (no
+/// receiver: see [`PROBE_KNOWN_TIMELINE_SQL`]).
 pub(crate) fn read(
     row: &Row,
     system_id: Option<u64>,
@@ -203,19 +213,24 @@ impl Product for Postgres {
             let sql = if known.is_some() { PROBE_KNOWN_TIMELINE_SQL } else { PROBE_SQL };
             let row = conn.fetch_row(sql).await?.unwrap_or_default();
             if row.get("started") == Some(since.as_str()) {
-                // No receiver: the timeline the last probe read (see the statement).
-                let timeline = known.map(|(tl, _)| tl);
-                let seen = read(&row, Some(system_id), timeline, started.elapsed())?;
-                memo.saw(&seen);
-                if let Some((_, at)) = known
+                let mut row = row;
+                let mut timeline = None;
+                if let Some(tl) = known
                     && row.get("timeline").is_none()
-                    && seen.role() == Role::Replica
-                    && lsn(&row, "replayed")? != Some(at)
+                    && flag(&row, "in_recovery")?
                 {
-                    // Replayed without a receiver (from an archive, perhaps across a timeline
-                    // switch): the next probe reads the control file.
-                    memo.standby = None;
+                    let (replayed, received) = (lsn(&row, "replayed")?, lsn(&row, "received")?);
+                    if replayed.zip(received).is_some_and(|(p, r)| p <= r) {
+                        // No receiver, replaying what it streamed: the remembered timeline.
+                        timeline = Some(tl);
+                    } else {
+                        // Past what it streamed (from an archive, perhaps across a timeline
+                        // switch): the control file says which.
+                        row = conn.fetch_row(PROBE_SQL).await?.unwrap_or_default();
+                    }
                 }
+                let seen = read(&row, Some(system_id), timeline, started.elapsed())?;
+                memo.saw(&seen, timeline.is_some() || tli_received(&row));
                 return Ok(seen);
             }
             // Another server behind the same connection: who it is, read afresh.
@@ -227,7 +242,7 @@ impl Product for Postgres {
             (seen.position(), row.get("started"))
         {
             memo.server = Some((p.system_id(), since.to_owned()));
-            memo.saw(&seen);
+            memo.saw(&seen, tli_received(&row));
         }
         Ok(seen)
     }
