@@ -147,10 +147,10 @@ impl Product for MariaDb {
         // (See `Memo` for when the answer is asked again.)
         // As `read` sees it: no SQL thread known to run.
         let writable_and_stopped = !flag(&vars, "read_only")?
-            && !vars
+            && vars
                 .get("sql_threads")
                 .and_then(|v| v.trim().parse::<u32>().ok())
-                .is_some_and(|n| n > 0);
+                .is_none_or(|n| n == 0);
         if let (Some(known), Some(now)) = (&memo.configured, &epoch)
             && known.epoch == *now
             && known.confirmed
