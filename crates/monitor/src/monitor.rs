@@ -467,10 +467,18 @@ async fn node_loop<P: Product, K: Connector>(shared: Arc<Shared<K>>, node: NodeI
             // operator's "why was it banned"), the rest at DEBUG.
             let name = shared.state.snapshot().node(node).map(|n| n.name().to_owned());
             let name = name.unwrap_or_else(|| node.to_string());
+            // How long a probe that timed out waited (the stretched timeout), as a number a
+            // log query or a harness can filter on; absent for other failures.
+            let timeout_ms = match error {
+                ProbeError::Timeout { after } => {
+                    Some(u64::try_from(after.as_millis()).unwrap_or(u64::MAX))
+                }
+                _ => None,
+            };
             if failures == 1 {
-                tracing::warn!(target: "rwsplit", node = %name, %error, "probe failed");
+                tracing::warn!(target: "rwsplit", node = %name, %error, failures, timeout_ms, "probe failed");
             } else {
-                tracing::debug!(target: "rwsplit", node = %name, %error, failures, "probe failed");
+                tracing::debug!(target: "rwsplit", node = %name, %error, failures, timeout_ms, "probe failed");
             }
         }
         if let Some(f) = &shared.on_probe {

@@ -30,6 +30,12 @@
 //! instances' pool acquire timeout (rwsplit's default: 30 s on the primary, as sqlx's and so plain
 //! SeaORM's; 5 s on a replica's read-only pool).
 //! `--workloads idle,ryw` and `--shapes processes,one` choose what runs (default: all).
+//! `--position-interval-ms N` sets the instances' position feed interval (0 turns it off: the
+//! positions then come from the probes alone).
+//! Beside the fleet an observer (`fleet observe`, at nice −10) asks each node `SELECT 1` every
+//! 20 ms on a connection of its own; each failed probe is held against what it saw (did the
+//! server answer nobody for most of the probe's wait, or only not the probe?) and against the
+//! instance's own stalls (a task waking every 20 ms), and listed on stderr.
 //! On containers the instances reach each node at its address on the cluster's client network
 //! (`Node::direct_url`), as an application reaches its servers; `--docker-proxy` sends them
 //! through the ports Docker publishes on 127.0.0.1 instead, whose userland proxy (one process
@@ -57,6 +63,7 @@ fn main() {
     let args: Vec<String> = std::env::args().skip(1).filter(|a| a != "--bench").collect();
     let result = match args.first().map(String::as_str) {
         Some("instance") => instance(&args[1..]),
+        Some("observe") => observe(&args[1..]),
         _ => driver(&args),
     };
     if let Err(e) = result {
@@ -93,6 +100,8 @@ struct Counted {
     window_asked_milli: u64,
     /// How long the instance's window was (instance side).
     window_ms: u64,
+    /// When these counts were taken (Unix time, ms; instance side).
+    unix_ms: u64,
 }
 
 fn instance(args: &[String]) -> Res<()> {
@@ -103,10 +112,24 @@ fn instance(args: &[String]) -> Res<()> {
         );
     };
     let connections: usize = connections.parse()?;
-    if std::env::var_os("RWSPLIT_FLEET_LOG").is_some() {
+    // Every failed probe, with when and on which node, for the driver to hold against what the
+    // observer saw of that server (see `Observed`).
+    let failures = ProbeFailures::default();
+    {
+        use tracing_subscriber::Layer;
+        use tracing_subscriber::layer::SubscriberExt;
+        use tracing_subscriber::util::SubscriberInitExt;
         // What the instance's monitor logs (why a probe failed), on stderr with its id.
-        let filter = tracing_subscriber::EnvFilter::new("rwsplit=warn");
-        tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
+        let log = std::env::var_os("RWSPLIT_FLEET_LOG").is_some().then(|| {
+            tracing_subscriber::fmt::layer()
+                .with_writer(std::io::stderr)
+                .with_filter(tracing_subscriber::EnvFilter::new("rwsplit=warn"))
+        });
+        // Events only: the statements' spans stay off, as they are without a subscriber.
+        let only = tracing_subscriber::filter::filter_fn(|m| {
+            m.is_event() && m.target() == "rwsplit" && *m.level() <= tracing::Level::DEBUG
+        });
+        tracing_subscriber::registry().with(failures.clone().with_filter(only)).with(log).init();
     }
     if !matches!(workload.as_str(), "idle" | "ryw" | "plain") {
         return Err(format!("unknown workload {workload:?}: idle, ryw or plain").into());
@@ -114,6 +137,26 @@ fn instance(args: &[String]) -> Res<()> {
     let id: i64 = id.parse()?;
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
     rt.block_on(async move {
+        // How late this process's runtime runs its tasks: a task asking to wake every 20 ms
+        // records each wake more than 50 ms late (Unix ms of the wake, ms late). A probe that
+        // timed out while the instance itself was not running is the client's stall, not the
+        // server's.
+        let lags = Arc::new(std::sync::Mutex::new(Vec::<(u64, u64)>::new()));
+        {
+            let lags = Arc::clone(&lags);
+            tokio::spawn(async move {
+                loop {
+                    let asked = Instant::now();
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                    let late = asked.elapsed().saturating_sub(Duration::from_millis(20));
+                    if late >= Duration::from_millis(50) {
+                        let late = u64::try_from(late.as_millis()).unwrap_or(u64::MAX);
+                        let mut l = lags.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+                        l.push((unix_ms(), late));
+                    }
+                }
+            });
+        }
         let mut dbs = Vec::with_capacity(connections);
         let mut plain = Vec::new();
         for _ in 0..connections {
@@ -126,6 +169,12 @@ fn instance(args: &[String]) -> Res<()> {
             let mut b = RoutedConnection::builder()
                 .primary(primary.as_str())
                 .replicas(replicas.iter().map(String::as_str));
+            // `--position-interval-ms`, passed down: the monitor's position feed (0: off).
+            let feed = std::env::var("FLEET_POSITION_INTERVAL_MS").ok().and_then(|s| s.parse().ok());
+            if let Some(ms) = feed {
+                let every = Duration::from_millis(ms);
+                b = b.monitor(rwsplit_sea_orm::MonitorConfig::default().position_interval(every));
+            }
             // `--acquire-timeout-secs`, passed down: the pools' acquire timeout (rwsplit's
             // defaults: 30 s where a pool writes, as plain SeaORM's, 5 s on replicas' reads).
             if let Some(secs) = std::env::var("FLEET_ACQUIRE_TIMEOUT_SECS").ok().and_then(|s| s.parse().ok()) {
@@ -175,6 +224,30 @@ fn instance(args: &[String]) -> Res<()> {
         }
         let stale = stale.load(Ordering::Relaxed);
         let after = totals(&dbs);
+        // Each failed probe up to the window's end: [unix ms, node index, timeout ms or null].
+        let names: Vec<String> = dbs
+            .first()
+            .map(|db| db.stats().nodes().iter().map(|n| n.name().to_owned()).collect())
+            .unwrap_or_default();
+        let failed: Vec<serde_json::Value> = failures
+            .taken()
+            .into_iter()
+            .filter(|f| f.unix_ms <= ended.unix_ms)
+            .filter_map(|f| {
+                let node = names.iter().position(|n| *n == f.node)?;
+                // How long the instance itself did not run during the probe's wait: the late
+                // wakes that ended in it, each cut to the part inside the wait.
+                let waited = f.timeout_ms.unwrap_or(0);
+                let from = f.unix_ms.saturating_sub(waited);
+                let lags = lags.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+                let stalled: u64 = lags
+                    .iter()
+                    .filter(|&&(at, _)| at > from && at <= f.unix_ms)
+                    .map(|&(at, late)| late.min(at - from))
+                    .sum();
+                Some(serde_json::json!([f.unix_ms, node, f.timeout_ms, stalled]))
+            })
+            .collect();
         // From the connections' construction (the first probes included: a node a first probe
         // failed is a false change when it recovers, and its failure counts) to the window's
         // end, and in the window. Not after it: the fleet's teardown, every instance stopping
@@ -182,7 +255,7 @@ fn instance(args: &[String]) -> Res<()> {
         // (the servers answer late then: probes of 200 instances time out in most runs).
         // Reads: all the workload made.
         println!(
-            "{{\"changes\":{},\"failed_probes\":{},\"window_changes\":{},\"window_failed_probes\":{},\"reads\":{},\"replica_reads\":{},\"stale\":{stale},\"window_writes\":{},\"window_asked_milli\":{}}}",
+            "{{\"changes\":{},\"failed_probes\":{},\"window_changes\":{},\"window_failed_probes\":{},\"reads\":{},\"replica_reads\":{},\"stale\":{stale},\"window_writes\":{},\"window_asked_milli\":{},\"window_from_ms\":{},\"failures\":{}}}",
             ended.changes,
             ended.failed_probes,
             ended.changes - marked.changes,
@@ -193,6 +266,8 @@ fn instance(args: &[String]) -> Res<()> {
             // Per connection, one write per `every`.
             ended.window_ms * 1_000 * dbs.len().max(plain.len()) as u64
                 / u64::try_from(every.as_millis()).unwrap_or(1).max(1),
+            marked.unix_ms,
+            serde_json::Value::Array(failed),
         );
         std::io::stdout().flush()?;
         Ok::<_, Box<dyn std::error::Error + Send + Sync>>(())
@@ -283,7 +358,7 @@ async fn window(
 /// What the instance's connections count so far. Connections sharing a monitor report its
 /// counts once each, so the monitor's counts are taken from the first connection only.
 fn totals(dbs: &[RoutedConnection]) -> Counted {
-    let mut c = Counted::default();
+    let mut c = Counted { unix_ms: unix_ms(), ..Counted::default() };
     for (i, db) in dbs.iter().enumerate() {
         let stats = db.stats();
         if i == 0 {
@@ -297,6 +372,233 @@ fn totals(dbs: &[RoutedConnection]) -> Counted {
         c.replica_reads += ryw.replica_reads;
     }
     c
+}
+
+/// Unix time in milliseconds: what the instances and the observer stamp, so the driver can
+/// hold one process's instants against another's (one machine, one clock).
+fn unix_ms() -> u64 {
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH);
+    now.map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+}
+
+/// One failed probe, as the monitor reported it (its `probe failed` event, target `rwsplit`).
+#[derive(Debug, Clone)]
+struct ProbeFailure {
+    /// When the event came (Unix time, ms): when the probe stopped waiting.
+    unix_ms: u64,
+    /// The node's name (`host:port/database`).
+    node: String,
+    /// How long the probe waited, if it timed out.
+    timeout_ms: Option<u64>,
+}
+
+/// A tracing layer keeping every failed probe the instance's monitor reports: the event carries
+/// the node, the failure count and, for a timeout, how long the probe waited (`timeout_ms`).
+#[derive(Debug, Clone, Default)]
+struct ProbeFailures(Arc<std::sync::Mutex<Vec<ProbeFailure>>>);
+
+impl ProbeFailures {
+    fn taken(&self) -> Vec<ProbeFailure> {
+        std::mem::take(&mut *self.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner))
+    }
+}
+
+impl<S: tracing::Subscriber> tracing_subscriber::Layer<S> for ProbeFailures {
+    fn on_event(&self, event: &tracing::Event<'_>, _: tracing_subscriber::layer::Context<'_, S>) {
+        /// The fields of a `probe failed` event this layer reads.
+        #[derive(Default)]
+        struct Fields {
+            node: Option<String>,
+            failures: bool,
+            timeout_ms: Option<u64>,
+        }
+        impl tracing::field::Visit for Fields {
+            fn record_u64(&mut self, field: &tracing::field::Field, value: u64) {
+                match field.name() {
+                    "failures" => self.failures = true,
+                    "timeout_ms" => self.timeout_ms = Some(value),
+                    _ => {}
+                }
+            }
+            fn record_debug(&mut self, field: &tracing::field::Field, value: &dyn std::fmt::Debug) {
+                if field.name() == "node" {
+                    self.node = Some(format!("{value:?}"));
+                }
+            }
+        }
+        let mut f = Fields::default();
+        event.record(&mut f);
+        if let (Some(node), true) = (f.node, f.failures) {
+            let failure = ProbeFailure { unix_ms: unix_ms(), node, timeout_ms: f.timeout_ms };
+            self.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner).push(failure);
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// The observer.
+
+/// How often the observer asks each node.
+const OBSERVE_EVERY: Duration = Duration::from_millis(20);
+
+/// An observer answer slower than this is kept (and reported); faster ones are only counted.
+const OBSERVE_KEEP: Duration = Duration::from_millis(100);
+
+/// The observer: `fleet observe <url>...`, run by the driver at nice −10 beside the instances.
+/// On a connection of its own to each node (opened before the instances start) it sends
+/// `SELECT 1` every 20 ms, the next once the last is answered, and stamps each in Unix ms. At
+/// the end of its standard input it prints one JSON line: per node, the answers it counted, the
+/// slowest, and every answer slower than 100 ms as `[sent, answered]` (an unanswered one with
+/// the end's instant). It tells a server that did not answer anyone (an established
+/// connection's trivial query waited too) from a probe that timed out while the server
+/// answered others.
+fn observe(urls: &[String]) -> Res<()> {
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    rt.block_on(async move {
+        let mut conns = Vec::with_capacity(urls.len());
+        for url in urls {
+            conns.push(sqlx::PgConnection::connect(url).await?);
+        }
+        println!("ready");
+        std::io::stdout().flush()?;
+        let (halt, _) = tokio::sync::watch::channel(false);
+        let mut tasks = Vec::new();
+        for mut conn in conns {
+            let mut halted = halt.subscribe();
+            tasks.push(tokio::spawn(async move {
+                let (mut count, mut slowest, mut slow) = (0_u64, 0_u64, Vec::<[u64; 2]>::new());
+                loop {
+                    let sent = unix_ms();
+                    let started = Instant::now();
+                    let asked = sqlx::query("SELECT 1").execute(&mut conn);
+                    tokio::select! {
+                        r = asked => {
+                            if r.is_err() {
+                                break;
+                            }
+                        }
+                        _ = halted.changed() => {
+                            // Unanswered at the end: as slow as it has been so far.
+                            if started.elapsed() >= OBSERVE_KEEP {
+                                slow.push([sent, unix_ms()]);
+                            }
+                            break;
+                        }
+                    }
+                    let took = started.elapsed();
+                    count += 1;
+                    slowest = slowest.max(u64::try_from(took.as_millis()).unwrap_or(u64::MAX));
+                    if took >= OBSERVE_KEEP {
+                        slow.push([sent, unix_ms()]);
+                    }
+                    let next = tokio::time::sleep(OBSERVE_EVERY.saturating_sub(took));
+                    tokio::select! {
+                        () = next => {}
+                        _ = halted.changed() => break,
+                    }
+                }
+                serde_json::json!({ "answers": count, "slowest_ms": slowest, "slow": slow })
+            }));
+        }
+        // Until the driver closes its standard input.
+        tokio::task::spawn_blocking(|| {
+            let mut sink = String::new();
+            while std::io::stdin().lock().read_line(&mut sink).is_ok_and(|n| n > 0) {
+                sink.clear();
+            }
+        })
+        .await?;
+        let _ = halt.send(true);
+        let mut nodes = Vec::new();
+        for t in tasks {
+            nodes.push(t.await?);
+        }
+        println!("{}", serde_json::Value::Array(nodes));
+        std::io::stdout().flush()?;
+        Ok(())
+    })
+}
+
+/// What the observer saw of one node: the answers slower than [`OBSERVE_KEEP`], as
+/// `(sent, answered)` in Unix ms.
+#[derive(Debug, Clone, Default)]
+struct Observed {
+    answers: u64,
+    slowest_ms: u64,
+    slow: Vec<(u64, u64)>,
+}
+
+impl Observed {
+    /// How long, within `[from, to]`, the observer's one query outstanding the longest there
+    /// waited: if the server left an established connection's `SELECT 1` unanswered over most
+    /// of a probe's wait, the probe timed out because the server answered nobody.
+    fn unanswered_within(&self, from: u64, to: u64) -> u64 {
+        self.slow
+            .iter()
+            .map(|&(sent, answered)| answered.min(to).saturating_sub(sent.max(from)))
+            .max()
+            .unwrap_or(0)
+    }
+
+    /// Stalls of at least `ms`: answers that took that long.
+    fn stalls(&self, ms: u64) -> usize {
+        self.slow.iter().filter(|(s, a)| a.saturating_sub(*s) >= ms).count()
+    }
+}
+
+/// The observer process of one run.
+struct Observer {
+    child: Child,
+}
+
+impl Observer {
+    /// Starts `fleet observe` at nice −10 (as root; otherwise `nice` says so and runs it at the
+    /// usual priority) and waits for its connections.
+    fn start(urls: &[String]) -> Res<Observer> {
+        let exe = std::env::current_exe()?;
+        let mut child = Command::new("nice")
+            .args(["-n", "-10"])
+            .arg(exe)
+            .arg("observe")
+            .args(urls)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()?;
+        let mut line = String::new();
+        let out = child.stdout.as_mut().ok_or("no stdout")?;
+        std::io::BufReader::new(out).read_line(&mut line)?;
+        if line.trim() != "ready" {
+            let _ = child.kill();
+            let _ = child.wait();
+            return Err("the observer could not connect to every node (its error is above)".into());
+        }
+        Ok(Observer { child })
+    }
+
+    /// Stops it and reads what it saw, node by node.
+    fn finish(mut self) -> Res<Vec<Observed>> {
+        drop(self.child.stdin.take());
+        let mut line = String::new();
+        let out = self.child.stdout.take().ok_or("no stdout")?;
+        std::io::BufReader::new(out).read_line(&mut line)?;
+        self.child.wait()?;
+        let v: serde_json::Value = serde_json::from_str(line.trim())?;
+        let nodes = v.as_array().ok_or("the observer printed no list")?;
+        Ok(nodes
+            .iter()
+            .map(|n| Observed {
+                answers: n["answers"].as_u64().unwrap_or(0),
+                slowest_ms: n["slowest_ms"].as_u64().unwrap_or(0),
+                slow: n["slow"]
+                    .as_array()
+                    .map(|a| {
+                        a.iter().filter_map(|p| Some((p[0].as_u64()?, p[1].as_u64()?))).collect()
+                    })
+                    .unwrap_or_default(),
+            })
+            .collect())
+    }
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -349,11 +651,17 @@ struct Measured {
     /// Of the writes the workload's pace asks for in the window, the share made (%): below
     /// 100 the machine could not carry the workload. `None` idle.
     pace_pct: Option<f64>,
+    /// The failed probes held against the observer's view.
+    attributed: Attributed,
 }
 
 /// `--acquire-timeout-secs`: the instances' pool acquire timeout, passed to them in
 /// `FLEET_ACQUIRE_TIMEOUT_SECS` (unset: rwsplit's defaults).
 static ACQUIRE_TIMEOUT_SECS: std::sync::OnceLock<u64> = std::sync::OnceLock::new();
+
+/// `--position-interval-ms`: the instances' position feed interval (0: off), passed to them in
+/// `FLEET_POSITION_INTERVAL_MS` (unset: the default, 20 ms).
+static POSITION_INTERVAL_MS: std::sync::OnceLock<u64> = std::sync::OnceLock::new();
 
 /// `--ryw-every-ms`: how often each connection of the read-your-writes workload writes, passed
 /// to the instances in `FLEET_RYW_EVERY_MS`.
@@ -412,6 +720,10 @@ fn driver(args: &[String]) -> Res<()> {
                     return Err("--ryw-every-ms must be at least 1".into());
                 }
                 let _ = RYW_EVERY_MS.set(ms);
+            }
+            "--position-interval-ms" => {
+                let ms: u64 = it.next().ok_or("--position-interval-ms needs a number")?.parse()?;
+                let _ = POSITION_INTERVAL_MS.set(ms);
             }
             "--acquire-timeout-secs" => {
                 let secs: u64 =
@@ -515,6 +827,8 @@ async fn run(
     group: Option<&ClientGroup>,
 ) -> Res<Measured> {
     let exe = std::env::current_exe()?;
+    // Beside the fleet from before its start to its window's end (see `observe`).
+    let observer = tokio::task::block_in_place(|| Observer::start(urls))?;
     let (processes, per_process) = match shape {
         Shape::Processes(k) => (k, 1),
         Shape::OneProcess(k) => (1, k),
@@ -529,6 +843,9 @@ async fn run(
             .args(urls)
             .envs(ACQUIRE_TIMEOUT_SECS.get().map(|s| ("FLEET_ACQUIRE_TIMEOUT_SECS", s.to_string())))
             .envs(RYW_EVERY_MS.get().map(|ms| ("FLEET_RYW_EVERY_MS", ms.to_string())))
+            .envs(
+                POSITION_INTERVAL_MS.get().map(|ms| ("FLEET_POSITION_INTERVAL_MS", ms.to_string())),
+            )
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
@@ -562,6 +879,7 @@ async fn run(
     tokio::time::sleep(Duration::from_secs(settle)).await;
     // The window begins: each instance takes its counts again (what happens from here on is
     // the steady state, apart from the fleet's start).
+    let window_from = unix_ms();
     for c in &mut children {
         if let Some(stdin) = c.stdin.as_mut() {
             // One whose workload failed has exited; it is counted as failed below.
@@ -590,6 +908,9 @@ async fn run(
             let _ = stdin.write_all(b"end\n").and_then(|()| stdin.flush());
         }
     }
+    let window_to = unix_ms();
+    let observed = tokio::task::block_in_place(|| observer.finish())?;
+    let mut failures = Vec::new();
     // Stop: close stdin, read each one's counts.
     let mut counted = Counted::default();
     for (mut c, out) in children.into_iter().zip(outputs) {
@@ -615,6 +936,22 @@ async fn run(
         counted.stale += get("stale");
         counted.window_writes += get("window_writes");
         counted.window_asked_milli += get("window_asked_milli");
+        // The instance's own mark: what it counted in its window.
+        let marked = get("window_from_ms");
+        for f in v.get("failures").and_then(serde_json::Value::as_array).into_iter().flatten() {
+            if let (Some(at), Some(node)) = (f[0].as_u64(), f[1].as_u64()) {
+                let node = usize::try_from(node).unwrap_or(usize::MAX);
+                let in_window = at >= marked;
+                let client_stalled_ms = f[3].as_u64().unwrap_or(0);
+                failures.push(Failed {
+                    at,
+                    node,
+                    timeout_ms: f[2].as_u64(),
+                    in_window,
+                    client_stalled_ms,
+                });
+            }
+        }
         tokio::task::block_in_place(|| c.wait())?;
     }
     let ticks: u64 = cpu_after.iter().zip(&cpu_before).map(|(a, b)| a.saturating_sub(*b)).sum();
@@ -640,7 +977,90 @@ async fn run(
     let asked = counted.window_asked_milli as f64 / 1_000.0;
     let pace_pct =
         (workload != "idle" && asked > 0.0).then(|| counted.window_writes as f64 * 100.0 / asked);
-    Ok(Measured { shape, workload, nodes, client_cpu_pct, counted, pace_pct })
+    let attributed = Attributed::of(&failures, &observed, window_from, window_to);
+    Ok(Measured { shape, workload, nodes, client_cpu_pct, counted, pace_pct, attributed })
+}
+
+/// The failed probes held against what the observer saw of their servers.
+#[derive(Debug, Clone, Default)]
+struct Attributed {
+    /// Timeouts during which the server left the observer's own query unanswered for at least
+    /// three quarters of the probe's timeout: it answered nobody (all, and in the window).
+    unanswering: (u64, u64),
+    /// Timeouts while the observer's queries were answered: the probe alone was slow.
+    answering: (u64, u64),
+    /// Failures that were not timeouts (refused, reset, an error).
+    other: (u64, u64),
+    /// Per node: the observer's slowest answer (ms), and its answers that took at least the
+    /// configured probe timeout (all, and in the window).
+    slowest_ms: Vec<u64>,
+    stalls: Vec<(usize, usize)>,
+    /// The observer's answers per node (0: it saw nothing and attributes nothing).
+    answers: Vec<u64>,
+    /// One line per failed probe.
+    detail: Vec<String>,
+}
+
+/// A failed probe an instance reported: when (Unix ms), the node's index, how long it waited
+/// if it timed out.
+#[derive(Debug, Clone, Copy)]
+struct Failed {
+    at: u64,
+    node: usize,
+    timeout_ms: Option<u64>,
+    /// After the instance's own mark.
+    in_window: bool,
+    /// How long, of the probe's wait, the instance's own runtime was not running its tasks.
+    client_stalled_ms: u64,
+}
+
+/// How much earlier than its stamp a probe's wait is looked at: an instance stamps a failure
+/// when it runs, late on a loaded machine.
+const STAMP_SLACK_MS: u64 = 500;
+
+impl Attributed {
+    fn of(failures: &[Failed], observed: &[Observed], from: u64, to: u64) -> Attributed {
+        let mut a = Attributed::default();
+        let timeout = rwsplit_sea_orm::MonitorConfig::default().timeout_value();
+        let timeout = u64::try_from(timeout.as_millis()).unwrap_or(u64::MAX);
+        for f in failures {
+            let in_window = u64::from(f.in_window);
+            let node = observed.get(f.node);
+            let seen = match (f.timeout_ms, node) {
+                (Some(waited), Some(o)) => {
+                    Some(o.unanswered_within(f.at.saturating_sub(waited + STAMP_SLACK_MS), f.at))
+                }
+                _ => None,
+            };
+            let slot = match (f.timeout_ms, seen) {
+                (Some(waited), Some(seen)) if seen * 4 >= waited * 3 => &mut a.unanswering,
+                (Some(_), _) => &mut a.answering,
+                (None, _) => &mut a.other,
+            };
+            // Where each failure was, for reading against the servers' logs and the observer.
+            let at = i128::from(f.at) - i128::from(from);
+            a.detail.push(format!(
+                "n{} at {:+.3} s from the window's start: {}, the observer's longest wait then {} ms, the instance itself stalled {} ms of it",
+                f.node,
+                at as f64 / 1_000.0,
+                f.timeout_ms.map_or("not a timeout".to_owned(), |w| format!("timed out after {w} ms")),
+                seen.map_or("–".to_owned(), |s| s.to_string()),
+                f.client_stalled_ms,
+            ));
+            slot.0 += 1;
+            slot.1 += in_window;
+        }
+        for o in observed {
+            a.slowest_ms.push(o.slowest_ms);
+            a.answers.push(o.answers);
+            let in_window = Observed {
+                slow: o.slow.iter().copied().filter(|&(s, _)| s >= from && s <= to).collect(),
+                ..Observed::default()
+            };
+            a.stalls.push((o.stalls(timeout), in_window.stalls(timeout)));
+        }
+        a
+    }
 }
 
 /// Distinct ids for the instances of one run (their rows' keys derive from them).
@@ -760,6 +1180,28 @@ fn print_row(r: &Measured) {
             r.counted.window_writes
         )),
     );
+    let a = &r.attributed;
+    println!(
+        "{:<24} observer (SELECT 1 every 20 ms per node): slowest {} ms; answers ≥ the probe timeout {} ({} in the window) | failed probes: {} ({}) timed out while the server answered no one, {} ({}) while it answered the observer, {} ({}) not timeouts",
+        "",
+        a.slowest_ms.iter().map(u64::to_string).collect::<Vec<_>>().join(" / "),
+        a.stalls.iter().map(|s| s.0.to_string()).collect::<Vec<_>>().join(" / "),
+        a.stalls.iter().map(|s| s.1.to_string()).collect::<Vec<_>>().join(" / "),
+        a.unanswering.0,
+        a.unanswering.1,
+        a.answering.0,
+        a.answering.1,
+        a.other.0,
+        a.other.1,
+    );
+    let mut detail = a.detail.clone();
+    detail.sort();
+    for line in detail.iter().take(40) {
+        eprintln!("fleet: failed probe: {line}");
+    }
+    if detail.len() > 40 {
+        eprintln!("fleet: failed probe: … and {} more", detail.len() - 40);
+    }
 }
 
 fn to_json(rows: &[Measured]) -> String {
@@ -781,6 +1223,10 @@ fn to_json(rows: &[Measured]) -> String {
                 "failed_instances": r.counted.failed_instances,
                 "window_writes": r.counted.window_writes,
                 "pace_pct": r.pace_pct,
+                "failed_probes_unanswering": r.attributed.unanswering.0,
+                "failed_probes_answering": r.attributed.answering.0,
+                "failed_probes_other": r.attributed.other.0,
+                "window_failed_probes_answering": r.attributed.answering.1,
                 "nodes": r.nodes.iter().map(|n| serde_json::json!({
                     "node": n.node,
                     "monitor_per_s": n.monitor_per_s,
