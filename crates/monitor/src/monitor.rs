@@ -578,6 +578,18 @@ fn saturating_after(now: Instant, d: Duration) -> Instant {
     now.checked_add(d).or_else(|| now.checked_add(FOREVER)).unwrap_or(now)
 }
 
+/// After a feed read answered in `t`, the node's next feed read waits at least this many
+/// times `t` from the answer (issue 25). A node answering in a millisecond or two is read at
+/// the position interval as before; one answering slowly is asked less and less often, each
+/// instance's reads taking at most a tenth of the node's time: a fleet whose every instance
+/// wanted positions read each node back to back, so a replica that slowed for a moment (a
+/// burst of writes to replay, its container short of CPU) got up to one statement per instance
+/// at all times, queued in front of every probe, and the probes of the whole fleet timed out
+/// together (the fleet benchmark, 200 processes: 0 failed probes in 12 runs with the feed off,
+/// failures in about one run in six with it on). Positions then come from the full probes,
+/// and reads that need fresher ones go to the primary, as with the feed off.
+pub(crate) const FEED_BACKOFF: u32 = 10;
+
 /// One node's position feed between two full probes.
 struct Feed<'a, C> {
     state: &'a TopologyState,
@@ -594,7 +606,8 @@ struct Feed<'a, C> {
 impl<C: ProbeConn> Feed<'_, C> {
     /// Runs until the next full probe is due (`turn`). While positions are wanted
     /// ([`TopologyState::want_positions`]), every `every` (the first at once, unless the full
-    /// probe sampled at `probed` less than `every` ago): a replica's replay position or the
+    /// probe sampled at `probed` less than `every` ago), and never sooner than
+    /// [`FEED_BACKOFF`] times the last answer's time after it: a replica's replay position or the
     /// primary's written position (the primary's samples date from when the query was sent:
     /// the earliest it can have been there). While nobody wants them, nothing: idle, positions
     /// come with the full probes, and a want that starts wakes the feed at once. Stops at the
@@ -605,6 +618,11 @@ impl<C: ProbeConn> Feed<'_, C> {
             return FeedEnd::Schedule;
         }
         let mut last_sent = probed;
+        // No read before this: the last answer's time, times `FEED_BACKOFF`, after it (the
+        // full probe's first).
+        let answered = Instant::now();
+        let took = answered.saturating_duration_since(probed);
+        let mut rested = saturating_after(answered, took.saturating_mul(FEED_BACKOFF));
         loop {
             // Made before the check: a want or use that starts in between still wakes it.
             let wanted = self.state.wanted();
@@ -626,7 +644,7 @@ impl<C: ProbeConn> Feed<'_, C> {
             } else {
                 self.every
             };
-            let at = saturating_after(last_sent, gap).max(now);
+            let at = saturating_after(last_sent, gap).max(rested).max(now);
             if at >= until {
                 return FeedEnd::Schedule;
             }
@@ -644,7 +662,9 @@ impl<C: ProbeConn> Feed<'_, C> {
             match tokio::time::timeout_at(until, P::replay_position(self.conn, self.last)).await {
                 Ok(Ok(Some(position))) => {
                     let answered = Instant::now();
-                    self.pace.answered(answered.saturating_duration_since(sent), answered);
+                    let took = answered.saturating_duration_since(sent);
+                    self.pace.answered(took, answered);
+                    rested = saturating_after(answered, took.saturating_mul(FEED_BACKOFF));
                     let at = if self.last.role() == Role::Primary { sent } else { answered };
                     self.state.observe_position_sent(
                         self.node,

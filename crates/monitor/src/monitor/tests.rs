@@ -817,6 +817,41 @@ async fn a_want_runs_the_feed_at_once_for_its_linger_then_it_stops() {
     assert_eq!(feed_reads(&quiet, 1), 0);
 }
 
+/// Issue 25: a node that answers slowly is asked for its position less often, not back to back:
+/// each feed read waits ten times the last answer's time after it. A replica answering in 15 ms
+/// gets about one feed read per 200 ms probe round instead of one per 20 ms interval (the
+/// whole fleet's reads had queued in front of its probes); once it answers fast again, the
+/// feed is back at the interval. The fast primary beside it keeps the interval throughout.
+#[tokio::test(start_paused = true)]
+async fn a_slow_node_is_fed_less_often_and_at_the_interval_again_once_fast() {
+    let cluster = Cluster::new(&[0x300, 0x100]);
+    let m = start(&cluster, None);
+    assert!(m.first_round(MS(100)).await);
+    cluster.query_delay.lock().unwrap().insert(1, MS(15));
+    // The slowness is learnt from the next probe; count from the round after it.
+    tokio::time::sleep(MS(250)).await;
+    let (slow0, fast0) = (feed_reads(&cluster, 1), feed_reads(&cluster, 0));
+    for _ in 0..10 {
+        want(&m, MS(300));
+        tokio::time::sleep(MS(100)).await;
+    }
+    let slow = feed_reads(&cluster, 1) - slow0;
+    let fast = feed_reads(&cluster, 0) - fast0;
+    // 1 s: five rounds of a 15 ms probe, a read 150 ms after it, the next due after the next
+    // probe. Without the backoff, ~45.
+    assert!((3..=7).contains(&slow), "{slow} feed reads of the slow node in 1 s");
+    assert!((38..=52).contains(&fast), "{fast} feed reads of the fast node in 1 s");
+    cluster.query_delay.lock().unwrap().remove(&1);
+    tokio::time::sleep(MS(250)).await;
+    let again = feed_reads(&cluster, 1);
+    for _ in 0..10 {
+        want(&m, MS(300));
+        tokio::time::sleep(MS(100)).await;
+    }
+    let again = feed_reads(&cluster, 1) - again;
+    assert!((38..=52).contains(&again), "{again} feed reads in 1 s once fast again");
+}
+
 /// Issue 25: a write's position wanted by its scope runs the replicas' feeds until each is seen
 /// with the write — then each stops, well before the want's time is up — and the primary's
 /// until every replica has it (what the scope read on the primary meanwhile is bounded by the
