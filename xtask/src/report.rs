@@ -373,7 +373,8 @@ fn fleet_section(html: &mut String, doc: &Value) {
          process with K connections; idle, then a read-your-writes workload (per connection a \
          write every 250 ms, read back at once and 100 ms later). Per node (primary, replicas): \
          the monitor's statements per second, counted by <code>pg_stat_statements</code>, and \
-         the server's CPU. Budgets: idle, at most 1 statement/s per node per instance, one \
+         the server's CPU (an observer's <code>SELECT 1</code> every 20 ms per node included: \
+         it tells a server that answered nobody from a probe that alone went unanswered). Budgets: idle, at most 1 statement/s per node per instance, one \
          monitor per process; no false change, failed probe or stale read.</p><table><tr>\
          <th>instances</th><th>workload</th><th>monitor statements/s per node</th>\
          <th>server CPU per node</th><th>client CPU / instance</th><th>false changes</th>\
