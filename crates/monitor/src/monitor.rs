@@ -485,15 +485,9 @@ async fn node_loop<P: Product, K: Connector>(shared: Arc<Shared<K>>, node: NodeI
             f(node, result.as_ref().ok());
         }
         if first {
+            first = false;
             shared.first_round.done.fetch_add(1, Ordering::AcqRel);
             shared.first_round.notify.notify_waiters();
-            // What the later probes and the feed will run, prepared now (after the first round
-            // is counted: an application's start does not wait for it), for at most a probe
-            // timeout: the next probe is that much later at most.
-            if let (Ok(_), Some(conn)) = (&result, link.conn.as_ref()) {
-                prepare_later::<P, K::Conn>(conn, pace.timeout(&config, Instant::now())).await;
-            }
-            first = false;
         }
         if failures > 0 {
             crate::failover::after_failed_probe::<P, K>(&shared, node, failures);
@@ -526,21 +520,6 @@ async fn node_loop<P: Product, K: Connector>(shared: Arc<Shared<K>>, node: NodeI
         early = false;
         next.wait().await;
     }
-}
-
-/// Prepares [`Product::LATER`] on `conn`, for at most `patience`; stops at the first error (the
-/// next probe on the connection finds out what it means). A prepare cut short is drained by
-/// the connection's next statement; a statement not prepared is prepared at its first run, as
-/// without this.
-async fn prepare_later<P: Product, C: ProbeConn>(conn: &C, patience: Duration) {
-    let all = async {
-        for sql in P::LATER {
-            if conn.prepare(sql).await.is_err() {
-                return;
-            }
-        }
-    };
-    let _ = tokio::time::timeout(patience, all).await;
 }
 
 /// When a node's next full probe is due: `busy` while the cluster is used, `idle` once it has

@@ -49,32 +49,6 @@ enum ProbeLink {
 }
 
 impl ProbeConn for NodeProbe {
-    async fn prepare(&self, sql: &str) -> Result<(), ProbeError> {
-        #[cfg(any(feature = "postgres", feature = "mysql"))]
-        use sea_orm::sqlx::Executor as _;
-        match &self.conn {
-            // A pooled (framed) link keeps no statements of its own across uses.
-            ProbeLink::Pool(_) => Ok(()),
-            // Into sqlx's statement cache: the first run of `sql` finds it there.
-            #[cfg(feature = "postgres")]
-            ProbeLink::Postgres(conn) => {
-                let mut conn = conn.lock().await;
-                let sql = sea_orm::sqlx::SqlSafeStr::into_sql_str(sea_orm::sqlx::AssertSqlSafe(
-                    sql.to_owned(),
-                ));
-                conn.prepare(sql).await.map(drop).map_err(ProbeError::unreachable)
-            }
-            #[cfg(feature = "mysql")]
-            ProbeLink::MySql(conn) => {
-                let mut conn = conn.lock().await;
-                let sql = sea_orm::sqlx::SqlSafeStr::into_sql_str(sea_orm::sqlx::AssertSqlSafe(
-                    sql.to_owned(),
-                ));
-                conn.prepare(sql).await.map(drop).map_err(ProbeError::unreachable)
-            }
-        }
-    }
-
     async fn fetch_row(&self, sql: &str) -> Result<Option<Row>, ProbeError> {
         #[cfg(any(feature = "postgres", feature = "mysql"))]
         use sea_orm::sqlx::{Column as _, Row as _};

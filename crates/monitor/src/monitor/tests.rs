@@ -50,10 +50,6 @@ struct Cluster {
     open_delay: Mutex<HashMap<usize, Duration>>,
     /// Per node: how long a statement takes to be answered (a saturated server).
     query_delay: Mutex<HashMap<usize, Duration>>,
-    /// What each node was asked to prepare, in order.
-    prepared: Mutex<Vec<(usize, String)>>,
-    /// Per node: how long a prepare takes.
-    prepare_delay: Mutex<HashMap<usize, Duration>>,
 }
 
 impl Cluster {
@@ -166,15 +162,6 @@ struct FakeConn {
 }
 
 impl ProbeConn for FakeConn {
-    async fn prepare(&self, sql: &str) -> Result<(), ProbeError> {
-        let delay = self.cluster.prepare_delay.lock().unwrap().get(&self.node).copied();
-        if let Some(delay) = delay {
-            tokio::time::sleep(delay).await;
-        }
-        self.cluster.prepared.lock().unwrap().push((self.node, sql.to_owned()));
-        Ok(())
-    }
-
     async fn fetch_row(&self, sql: &str) -> Result<Option<Row>, ProbeError> {
         let delay = self.cluster.query_delay.lock().unwrap().get(&self.node).copied();
         if let Some(delay) = delay {
@@ -863,46 +850,6 @@ async fn a_slow_node_is_fed_less_often_and_at_the_interval_again_once_fast() {
     }
     let again = feed_reads(&cluster, 1) - again;
     assert!((38..=52).contains(&again), "{again} feed reads in 1 s once fast again");
-}
-
-/// Issue 25: right after a node's first probe, its connection prepares what the later probes
-/// and the feed run, once, so each of them is one round trip from its first run on; the first
-/// round is counted before (an application's start does not wait for the prepares), and
-/// prepares that hang hold the node's next probe back by one probe timeout at most.
-#[tokio::test(start_paused = true)]
-async fn a_first_probe_prepares_what_later_probes_and_the_feed_run() {
-    let prepared = |cluster: &Cluster, node: usize| -> Vec<String> {
-        let all = cluster.prepared.lock().unwrap();
-        all.iter().filter(|(n, _)| *n == node).map(|(_, s)| s.clone()).collect()
-    };
-    let later: Vec<String> = <crate::product::Postgres as crate::product::Product>::LATER
-        .iter()
-        .map(|s| s.to_string())
-        .collect();
-    let cluster = Cluster::new(&[0x300, 0x100]);
-    let m = start(&cluster, None);
-    assert!(m.first_round(MS(100)).await);
-    tokio::time::sleep(MS(1_000)).await;
-    want(&m, MS(300));
-    tokio::time::sleep(MS(500)).await;
-    for node in [0, 1] {
-        assert_eq!(prepared(&cluster, node), later, "node {node}: once, after the first probe");
-        // Everything run after the first probe (later probes, the feed) was prepared.
-        let ran = cluster.executed_on(node);
-        assert!(ran.len() > 5 && ran.iter().skip(1).all(|sql| later.contains(sql)), "{ran:?}");
-    }
-    drop(m);
-
-    // Prepares that hang: the first round is done at once, and the next probe comes within
-    // a probe interval plus a probe timeout (500 ms) of the first.
-    let hung = Cluster::new(&[0x300, 0x100]);
-    hung.prepare_delay.lock().unwrap().insert(1, Duration::from_secs(3_600));
-    let m = start(&hung, None);
-    assert!(m.first_round(MS(1)).await, "the first round does not wait for the prepares");
-    tokio::time::sleep(MS(750)).await;
-    let probes = hung.executed_on(1).iter().filter(|s| s.contains("since_replay_ms")).count();
-    assert!(probes >= 2, "{probes} full probes of the node whose prepares hang, in 750 ms");
-    assert_eq!(m.state().health(NodeId::new(1)), Health::Up);
 }
 
 /// Issue 25: a write's position wanted by its scope runs the replicas' feeds until each is seen

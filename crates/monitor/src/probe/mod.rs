@@ -74,15 +74,6 @@ pub trait ProbeConn: Send + Sync {
     fn execute(&self, sql: &str) -> impl Future<Output = Result<(), ProbeError>> + Send {
         async move { self.fetch_row(sql).await.map(drop) }
     }
-
-    /// Prepares `sql` on the connection, so that its first run is one round trip like every
-    /// later one (the monitor prepares what a node's later probes and position feed run right
-    /// after the node's first probe). The default does nothing: a connection that keeps no
-    /// prepared statements (one behind transaction pooling) runs each statement as it comes.
-    fn prepare(&self, sql: &str) -> impl Future<Output = Result<(), ProbeError>> + Send {
-        let _ = sql;
-        async { Ok(()) }
-    }
 }
 
 /// Why a probe failed.

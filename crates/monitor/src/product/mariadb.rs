@@ -132,9 +132,6 @@ impl Product for MariaDb {
     type Received = Received;
     type Memo = Memo;
 
-    /// The feed (the probe and `SHOW SLAVE STATUS` both run on the first probe).
-    const LATER: &'static [&'static str] = &[POSITION_SQL];
-
     async fn probe<C: ProbeConn>(
         conn: &C,
         memo: &mut Memo,

@@ -76,13 +76,6 @@ pub(crate) trait Product: Send + Sync + Copy + Default + Debug + 'static {
     /// which a probe then need not read again until something says they may have changed.
     type Memo: Default + Debug + Send + Sync + 'static;
 
-    /// The statements a connection's later probes and its position feed run, besides what its
-    /// first probe ran: prepared right after a node's first probe ([`ProbeConn::prepare`]), so
-    /// that each later probe is one round trip from its first run on. On a server a fleet is
-    /// connecting to, a statement's first run — a Parse round trip before the Bind and
-    /// Execute one — waited twice behind the others' (issue 25).
-    const LATER: &'static [&'static str];
-
     /// One full probe: role, position, what the node knows of its own delay. `started` is when
     /// the probe began (for its latency).
     fn probe<C: ProbeConn>(

@@ -203,10 +203,6 @@ impl Product for Postgres {
     /// The cluster's system identifier, once the connection's first probe has read it.
     type Memo = Memo;
 
-    /// A primary's later probes, a standby's once its receiver reported the timeline, and the
-    /// feed.
-    const LATER: &'static [&'static str] = &[PROBE_SQL, PROBE_KNOWN_TIMELINE_SQL, POSITION_SQL];
-
     async fn probe<C: ProbeConn>(
         conn: &C,
         memo: &mut Memo,
