@@ -321,13 +321,22 @@ struct Link<C, M> {
     memo: M,
     opening: Option<Opening<C>>,
     asking: Option<Asking<C, M>>,
+    /// What the last probe waited for when it ended: `"connect"` (a connection being opened)
+    /// or `"answer"` (a query's). The `probe failed` event carries it, so an operator (and the
+    /// fleet benchmark) can tell a server slow to accept connections from one slow to answer.
+    waited: &'static str,
 }
 
 impl<C, M: Default> Default for Link<C, M> {
     fn default() -> Self {
-        Self { conn: None, memo: M::default(), opening: None, asking: None }
+        Self { conn: None, memo: M::default(), opening: None, asking: None, waited: ANSWER }
     }
 }
+
+/// [`Link::waited`]: a connection being opened.
+const CONNECT: &str = "connect";
+/// [`Link::waited`]: a query's answer.
+const ANSWER: &str = "answer";
 
 /// One full probe of `node` on its dedicated connection: first the answer to a query an
 /// earlier probe left running ([`Asking`]) if there is one, then a connection opened if there
@@ -352,6 +361,7 @@ async fn probe_node<P: Product, K: Connector>(
     // timeout if that is longer.
     let timeout = pace.timeout(&shared.config, began);
     let patience = shared.config.connect_timeout_value().max(timeout.saturating_mul(3));
+    link.waited = ANSWER;
     if let Some(pending) = link.asking.as_mut() {
         let Ok(joined) = tokio::time::timeout(timeout, &mut pending.0).await else {
             // Still unanswered: this probe fails as any would; the query goes on.
@@ -373,6 +383,7 @@ async fn probe_node<P: Product, K: Connector>(
         // Answered before this probe began: ask afresh (or reconnect, if it failed).
     }
     if link.conn.is_none() {
+        link.waited = CONNECT;
         let pending = link.opening.get_or_insert_with(|| {
             let shared = Arc::clone(shared);
             Opening(
@@ -398,6 +409,7 @@ async fn probe_node<P: Product, K: Connector>(
         // that panics is a bug reported as an unreachable node rather than a dead loop.
         let opened = opened.map_err(ProbeError::unreachable)?;
         link.conn = Some(opened?);
+        link.waited = ANSWER;
         if let (Some(since), true) = (since, learn) {
             // A connect is an answer too: a server slow to accept is slow, and waited for so.
             let now = Instant::now();
@@ -475,10 +487,12 @@ async fn node_loop<P: Product, K: Connector>(shared: Arc<Shared<K>>, node: NodeI
                 }
                 _ => None,
             };
+            // For a timeout, what it waited for: a connection ("connect") or an answer.
+            let waited = timeout_ms.map(|_| link.waited);
             if failures == 1 {
-                tracing::warn!(target: "rwsplit", node = %name, %error, failures, timeout_ms, "probe failed");
+                tracing::warn!(target: "rwsplit", node = %name, %error, failures, timeout_ms, waited, "probe failed");
             } else {
-                tracing::debug!(target: "rwsplit", node = %name, %error, failures, timeout_ms, "probe failed");
+                tracing::debug!(target: "rwsplit", node = %name, %error, failures, timeout_ms, waited, "probe failed");
             }
         }
         if let Some(f) = &shared.on_probe {

@@ -224,7 +224,8 @@ fn instance(args: &[String]) -> Res<()> {
         }
         let stale = stale.load(Ordering::Relaxed);
         let after = totals(&dbs);
-        // Each failed probe up to the window's end: [unix ms, node index, timeout ms or null].
+        // Each failed probe up to the window's end: [unix ms, node index, timeout ms or null,
+        // ms the instance stalled, whether it waited for a connection].
         let names: Vec<String> = dbs
             .first()
             .map(|db| db.stats().nodes().iter().map(|n| n.name().to_owned()).collect())
@@ -245,7 +246,7 @@ fn instance(args: &[String]) -> Res<()> {
                     .filter(|&&(at, _)| at > from && at <= f.unix_ms)
                     .map(|&(at, late)| late.min(at - from))
                     .sum();
-                Some(serde_json::json!([f.unix_ms, node, f.timeout_ms, stalled]))
+                Some(serde_json::json!([f.unix_ms, node, f.timeout_ms, stalled, f.connecting]))
             })
             .collect();
         // From the connections' construction (the first probes included: a node a first probe
@@ -390,6 +391,9 @@ struct ProbeFailure {
     node: String,
     /// How long the probe waited, if it timed out.
     timeout_ms: Option<u64>,
+    /// It timed out waiting for a connection to open (the event's `waited = "connect"`), not
+    /// for an answer.
+    connecting: bool,
 }
 
 /// A tracing layer keeping every failed probe the instance's monitor reports: the event carries
@@ -411,6 +415,7 @@ impl<S: tracing::Subscriber> tracing_subscriber::Layer<S> for ProbeFailures {
             node: Option<String>,
             failures: bool,
             timeout_ms: Option<u64>,
+            connecting: bool,
         }
         impl tracing::field::Visit for Fields {
             fn record_u64(&mut self, field: &tracing::field::Field, value: u64) {
@@ -418,6 +423,11 @@ impl<S: tracing::Subscriber> tracing_subscriber::Layer<S> for ProbeFailures {
                     "failures" => self.failures = true,
                     "timeout_ms" => self.timeout_ms = Some(value),
                     _ => {}
+                }
+            }
+            fn record_str(&mut self, field: &tracing::field::Field, value: &str) {
+                if field.name() == "waited" {
+                    self.connecting = value == "connect";
                 }
             }
             fn record_debug(&mut self, field: &tracing::field::Field, value: &dyn std::fmt::Debug) {
@@ -429,7 +439,12 @@ impl<S: tracing::Subscriber> tracing_subscriber::Layer<S> for ProbeFailures {
         let mut f = Fields::default();
         event.record(&mut f);
         if let (Some(node), true) = (f.node, f.failures) {
-            let failure = ProbeFailure { unix_ms: unix_ms(), node, timeout_ms: f.timeout_ms };
+            let failure = ProbeFailure {
+                unix_ms: unix_ms(),
+                node,
+                timeout_ms: f.timeout_ms,
+                connecting: f.connecting,
+            };
             self.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner).push(failure);
         }
     }
@@ -947,6 +962,7 @@ async fn run(
                     at,
                     node,
                     timeout_ms: f[2].as_u64(),
+                    connecting: f[4].as_bool().unwrap_or(false),
                     in_window,
                     client_stalled_ms,
                 });
@@ -1008,6 +1024,8 @@ struct Failed {
     at: u64,
     node: usize,
     timeout_ms: Option<u64>,
+    /// It waited for a connection to open, not for an answer.
+    connecting: bool,
     /// After the instance's own mark.
     in_window: bool,
     /// How long, of the probe's wait, the instance's own runtime was not running its tasks.
@@ -1043,7 +1061,10 @@ impl Attributed {
                 "n{} at {:+.3} s from the window's start: {}, the observer's longest wait then {} ms, the instance itself stalled {} ms of it",
                 f.node,
                 at as f64 / 1_000.0,
-                f.timeout_ms.map_or("not a timeout".to_owned(), |w| format!("timed out after {w} ms")),
+                f.timeout_ms.map_or("not a timeout".to_owned(), |w| {
+                    let what = if f.connecting { "a connection" } else { "an answer" };
+                    format!("timed out after {w} ms waiting for {what}")
+                }),
                 seen.map_or("–".to_owned(), |s| s.to_string()),
                 f.client_stalled_ms,
             ));

@@ -520,6 +520,80 @@ async fn a_query_never_answered_fails_each_probe_and_is_given_up_at_the_patience
     assert_eq!(cluster.opens(1), 2, "given up 5 s after it was sent; one reconnect");
 }
 
+/// One `probe failed` event: its node and, for a timeout, what the probe waited for (its
+/// `waited` field).
+type ProbeEvent = (String, Option<String>);
+
+/// The `probe failed` events of one test.
+#[derive(Debug, Clone, Default)]
+struct ProbeEvents(Arc<Mutex<Vec<ProbeEvent>>>);
+
+impl<S: tracing::Subscriber> tracing_subscriber::Layer<S> for ProbeEvents {
+    fn on_event(&self, event: &tracing::Event<'_>, _: tracing_subscriber::layer::Context<'_, S>) {
+        #[derive(Default)]
+        struct Fields {
+            message: String,
+            node: String,
+            waited: Option<String>,
+        }
+        impl tracing::field::Visit for Fields {
+            fn record_str(&mut self, field: &tracing::field::Field, value: &str) {
+                if field.name() == "waited" {
+                    self.waited = Some(value.to_owned());
+                }
+            }
+            fn record_debug(&mut self, field: &tracing::field::Field, value: &dyn std::fmt::Debug) {
+                match field.name() {
+                    "message" => self.message = format!("{value:?}"),
+                    "node" => self.node = format!("{value:?}"),
+                    _ => {}
+                }
+            }
+        }
+        let mut f = Fields::default();
+        event.record(&mut f);
+        if f.message == "probe failed" {
+            self.0.lock().unwrap().push((f.node, f.waited));
+        }
+    }
+}
+
+/// A probe that timed out says what it waited for: an answer on its open connection
+/// (`waited = "answer"`: a server that stopped answering) or a connection being opened
+/// (`"connect"`: one that accepts TCP and never completes the handshake); a failure that is no
+/// timeout says neither. An operator reading why a node was banned, and the fleet benchmark,
+/// tell a server slow to accept connections from one slow to answer by it.
+#[tokio::test(start_paused = true)]
+async fn a_probe_timeout_says_whether_it_waited_for_a_connection_or_an_answer() {
+    use tracing_subscriber::layer::SubscriberExt;
+    let events = ProbeEvents::default();
+    let subscriber = tracing_subscriber::registry().with(events.clone());
+    let _guard = tracing::subscriber::set_default(subscriber);
+    let cluster = Cluster::new(&[0x300, 0x300, 0x300]);
+    let m = start(&cluster, None);
+    assert!(m.first_round(MS(100)).await);
+    // Node 1 stops answering on its open connection; node 2 drops it (refused), then hangs in
+    // every handshake.
+    cluster.set(1, |n| n.mode = Mode::Hang);
+    cluster.set(2, |n| n.mode = Mode::Refuse);
+    tokio::time::sleep(MS(300)).await;
+    cluster.set(2, |n| n.mode = Mode::Hang);
+    tokio::time::sleep(MS(3_000)).await;
+    let seen = events.0.lock().unwrap().clone();
+    let of = |node: &str| -> Vec<Option<&str>> {
+        seen.iter().filter(|(n, _)| n.starts_with(node)).map(|(_, w)| w.as_deref()).collect()
+    };
+    let (n1, n2) = (of("10.0.0.1:"), of("10.0.0.2:"));
+    assert!(n1.len() >= 3 && n1.iter().all(|w| *w == Some("answer")), "n1: {n1:?}");
+    // Refused first (no timeout: nothing waited for), then handshakes that never complete.
+    let refused = n2.iter().take_while(|w| w.is_none()).count();
+    assert!(refused >= 1, "n2: {n2:?}");
+    assert!(n2.len() >= refused + 2, "n2: {n2:?}");
+    assert!(n2[refused..].iter().all(|w| *w == Some("connect")), "n2: {n2:?}");
+    assert!(of("10.0.0.0:").is_empty(), "the primary answered throughout");
+    assert_eq!(m.state().health(NodeId::new(0)), Health::Up);
+}
+
 #[tokio::test(start_paused = true)]
 async fn a_failed_probe_drops_its_connection_and_the_next_opens_a_fresh_one() {
     let cluster = Cluster::new(&[0x300, 0x300]);
