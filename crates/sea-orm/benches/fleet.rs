@@ -199,6 +199,7 @@ fn instance(args: &[String]) -> Res<()> {
         let every = std::env::var("FLEET_RYW_EVERY_MS").ok().and_then(|s| s.parse().ok());
         let every = Duration::from_millis(every.unwrap_or(DEFAULT_RYW_EVERY_MS));
         let (marked, ended);
+        let mut failed_work: Option<String> = None;
         if workload == "idle" {
             (marked, ended) = window(&mut lines, &dbs, &writes).await;
         } else {
@@ -217,10 +218,19 @@ fn instance(args: &[String]) -> Res<()> {
             }
             (marked, ended) = window(&mut lines, &dbs, &writes).await;
             let _ = halt.send(true);
+            // A connection whose workload failed stopped there; the instance still reports what
+            // it counted (its failed probes and false changes are what the row is about: an
+            // instance that failed because its monitor marked a node down must not take them
+            // with it), and says it failed.
             for t in tasks {
-                t.await??;
+                let e = match t.await {
+                    Ok(Ok(())) => continue,
+                    Ok(Err(e)) => e.to_string(),
+                    Err(e) => e.to_string(),
+                };
+                eprintln!("fleet: {e}");
+                failed_work.get_or_insert(e);
             }
-
         }
         let stale = stale.load(Ordering::Relaxed);
         let after = totals(&dbs);
@@ -256,7 +266,8 @@ fn instance(args: &[String]) -> Res<()> {
         // (the servers answer late then: probes of 200 instances time out in most runs).
         // Reads: all the workload made.
         println!(
-            "{{\"changes\":{},\"failed_probes\":{},\"window_changes\":{},\"window_failed_probes\":{},\"reads\":{},\"replica_reads\":{},\"stale\":{stale},\"window_writes\":{},\"window_asked_milli\":{},\"window_from_ms\":{},\"failures\":{}}}",
+            "{{\"failed\":{},\"changes\":{},\"failed_probes\":{},\"window_changes\":{},\"window_failed_probes\":{},\"reads\":{},\"replica_reads\":{},\"stale\":{stale},\"window_writes\":{},\"window_asked_milli\":{},\"window_from_ms\":{},\"failures\":{}}}",
+            failed_work.is_some(),
             ended.changes,
             ended.failed_probes,
             ended.changes - marked.changes,
@@ -897,7 +908,7 @@ async fn run(
     let window_from = unix_ms();
     for c in &mut children {
         if let Some(stdin) = c.stdin.as_mut() {
-            // One whose workload failed has exited; it is counted as failed below.
+            // One that failed to start has exited; it is counted as failed below.
             let _ = stdin.write_all(b"mark\n").and_then(|()| stdin.flush());
         }
     }
@@ -934,13 +945,17 @@ async fn run(
         if let Some(mut out) = out {
             tokio::task::block_in_place(|| out.read_line(&mut line))?;
         }
-        // No counts: it failed to start, or a statement of its workload failed (on stderr).
+        // No counts: it failed to start (on stderr).
         let Ok(v) = serde_json::from_str::<serde_json::Value>(line.trim()) else {
             counted.failed_instances += 1;
             let _ = c.kill();
             tokio::task::block_in_place(|| c.wait())?;
             continue;
         };
+        // A statement of its workload failed (on stderr): failed, and its counts still count.
+        if v.get("failed").and_then(serde_json::Value::as_bool) == Some(true) {
+            counted.failed_instances += 1;
+        }
         let get = |k: &str| v.get(k).and_then(serde_json::Value::as_u64).unwrap_or(0);
         counted.changes += get("changes");
         counted.failed_probes += get("failed_probes");
