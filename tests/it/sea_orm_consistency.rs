@@ -127,6 +127,52 @@ async fn the_writing_task_reads_its_write_and_replicas_serve_it_once_they_have_i
     assert!(ryw.primary_reads >= 10, "{ryw:?}");
 }
 
+/// Monotonic reads without pinning (issue 25): a session's read on the primary (its write not
+/// yet replayed anywhere) is bounded by the primary's next position sample, which the read asks
+/// for as it ends, so the session's next read, 150 ms after the replicas resume, finds a replica
+/// known to be that far and reads there, on its first try. The monitor probes at its default
+/// interval (500 ms): the full probes alone would rarely bound the primary read and then show a
+/// replica past it within those 150 ms.
+#[rstest]
+#[case::postgres(DbKind::Postgres)]
+#[case::mariadb(DbKind::MariaDb)]
+#[tokio::test]
+async fn a_read_on_the_primary_does_not_keep_the_next_read_there(#[case] kind: DbKind) {
+    let cluster = own_cluster(kind, "floor_asked", 2).await;
+    let tdb = cluster.create_database("floor_asked").await.unwrap();
+    let db = RoutedConnection::builder()
+        .primary(tdb.primary_url())
+        .replicas(tdb.replica_urls())
+        .connect()
+        .await
+        .unwrap();
+    Migrator::up(db.primary(), None).await.unwrap();
+    cluster.wait_caught_up(0, Duration::from_secs(10)).await.unwrap();
+    let mut on_replica = 0;
+    for i in 0..5 {
+        // The replicas hold the write back: the session's read of it can only be the primary's.
+        for r in cluster.replicas() {
+            r.pause_replay().await.unwrap();
+        }
+        let (name, session) = (format!("floor-{i}"), db.session());
+        let a = author::ActiveModel { name: Set(name.clone()), ..Default::default() }
+            .insert(&session)
+            .await
+            .unwrap();
+        let (found, s) = served(&db, || author::Entity::find_by_id(a.id).one(&session)).await;
+        assert!(fresh(found, &name), "round {i}: the session's write");
+        assert!(s.primary_only(), "round {i}: no replica has the write yet: {s:?}");
+        for r in cluster.replicas() {
+            r.resume_replay().await.unwrap();
+        }
+        tokio::time::sleep(Duration::from_millis(150)).await;
+        let (found, s) = served(&db, || author::Entity::find_by_id(a.id).one(&session)).await;
+        assert!(fresh(found, &name), "round {i}: the session's write, again");
+        on_replica += usize::from(s.replicas_only());
+    }
+    assert_eq!(on_replica, 5, "each read after a read on the primary found a replica");
+}
+
 /// Runs `pairs` write→read pairs in each of the three scopes while every replica applies with
 /// `delay`, and counts stale reads and reads served by replicas.
 #[rstest]

@@ -896,10 +896,10 @@ impl TopologyState {
     /// just captured), or until `until`, whichever comes first: the scope that wrote will read
     /// soon, and a replica known to have its write can serve it then. Unlike
     /// [`want_positions`](Self::want_positions), the feed stops on each replica as soon as the
-    /// replica has the write (usually the first sample: replication takes about a millisecond),
-    /// and the primary's while any replica in rotation lacks it (a read the scope made on the
-    /// primary meanwhile is bounded by the primary's next sample). Tokens merge (the newest per
-    /// history).
+    /// replica has the write (usually the first sample: replication takes about a millisecond).
+    /// The primary's feed is not run for it: a read the scope makes on the primary meanwhile
+    /// asks for the primary's next sample ([`want_floor`](Self::want_floor)). Tokens merge (the
+    /// newest per history).
     pub fn want_replayed(&self, token: &rwsplit_core::CausalToken, until: Instant) {
         self.want_replayed_until(token, self.mark(until));
     }
@@ -970,7 +970,7 @@ impl TopologyState {
     /// ([`want_positions`](Self::want_positions)), or a sample of it is
     /// ([`want_sample`](Self::want_sample)) and none was sent after the instant asked, or a
     /// write position is ([`want_replayed`](Self::want_replayed)) and `node` is a replica not
-    /// yet seen at or past it, or the primary while such a replica is in rotation.
+    /// yet seen at or past it.
     pub fn feed_wanted(&self, node: NodeId, now: Instant) -> bool {
         if self.positions_wanted_at(now) {
             return true;
@@ -984,18 +984,13 @@ impl TopologyState {
         let topo = self.snapshot();
         let wanted = lock(&self.wanted_token);
         let Some(token) = wanted.as_ref() else { return false };
-        let lacks = |n: &Node| n.position().is_none_or(|p| !token.is_satisfied_by(p));
-        match topo.node(node) {
-            Some(n) if n.role() == Role::Replica => lacks(n),
-            // The primary, while a replica in rotation still lacks the write: the read the
-            // scope made on the primary meanwhile is bounded by the primary's first sample
-            // after it (monotonic reads), which the next read needs to use a replica.
-            Some(_) => topo
-                .nodes()
-                .iter()
-                .any(|n| n.role() == Role::Replica && n.health() != Health::Down && lacks(n)),
-            None => false,
-        }
+        // A replica not yet seen at or past it. Not the primary: a read a scope made there
+        // meanwhile asks for the primary's next sample itself (`want_floor`, as it ends), once
+        // per read; feeding the primary for as long as a replica lacks a write fed it at every
+        // interval, in every instance, for as long as a replica was slow (issue 25).
+        topo.node(node).is_some_and(|n| {
+            n.role() == Role::Replica && n.position().is_none_or(|p| !token.is_satisfied_by(p))
+        })
     }
 
     /// Marks the cluster used at `now`: the adapter routed a statement or began a transaction.

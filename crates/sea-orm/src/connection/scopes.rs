@@ -103,6 +103,14 @@ impl Inner {
         if plan.access() == rwsplit_core::Access::Read && self.tracks_reads(ctx) {
             let at = ended.then(std::time::Instant::now);
             self.scope_update(scope, |s| s.saw(node, at));
+            // A read on the primary: its floor is the primary's next sample, and the scope's
+            // next read can use a replica once one has it. Asked now, as the read ends, the
+            // sample is usually there by then (one per feed interval however many reads ask);
+            // the primary's feed runs for reads made there, not for as long as a replica lacks
+            // a write (issue 25).
+            if ended && plan.snapshot_primary() == Some(node) {
+                self.want_floor(node);
+            }
         }
     }
 
@@ -129,9 +137,9 @@ impl Inner {
     }
 
     /// Asks the monitor for replicas' positions until each is seen at or past `token` (for at
-    /// most the configured linger), and the primary's while one in rotation lacks it: a read
-    /// that needs a replica with `token` finds one as soon as it has replayed it, and a read
-    /// the scope makes on the primary meanwhile is bounded by the primary's next sample.
+    /// most the configured linger): a read that needs a replica with `token` finds one as soon
+    /// as it has replayed it. (A read the scope makes on the primary meanwhile asks for the
+    /// primary's next sample as it ends: see [`saw`](Self::saw).)
     pub(super) fn want_replayed(&self, token: &CausalToken) {
         if self.monitor.is_none() {
             return;
