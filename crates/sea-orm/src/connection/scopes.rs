@@ -105,9 +105,9 @@ impl Inner {
             self.scope_update(scope, |s| s.saw(node, at));
             // A read on the primary: its floor is the primary's next sample, and the scope's
             // next read can use a replica once one has it. Asked now, as the read ends, the
-            // sample is usually there by then (one per feed interval however many reads ask);
-            // the primary's feed runs for reads made there, not for as long as a replica lacks
-            // a write (issue 25).
+            // sample is usually there by then (reads asking meanwhile share one sample; the feed
+            // reads at most every quarter interval and its backoff); the primary's feed runs for
+            // reads made there, not for as long as a replica lacks a write (issue 25).
             if ended && plan.snapshot_primary() == Some(node) {
                 self.want_floor(node);
             }
