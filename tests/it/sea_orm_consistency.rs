@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use rstest::rstest;
 use rwsplit_sea_orm::{Consistency, RoutedConnection, Staleness};
 use rwsplit_testkit::{Cluster, DbKind};
-use sea_orm::{ActiveModelTrait, EntityTrait, Set};
+use sea_orm::{ActiveModelTrait, ConnectionTrait, EntityTrait, Set};
 use sea_orm_migration::MigratorTrait;
 
 use crate::blog::{author, migration::Migrator};
@@ -171,6 +171,40 @@ async fn a_read_on_the_primary_does_not_keep_the_next_read_there(#[case] kind: D
         on_replica += usize::from(s.replicas_only());
     }
     assert_eq!(on_replica, 5, "each read after a read on the primary found a replica");
+}
+
+/// Issue 25: a write's position is read on the connection the write committed on, before it
+/// goes back to the pool, so a session writing one statement at a time keeps one connection to
+/// the primary. Before, the position read took a second connection (sqlx was still testing the
+/// write's with a ping on release), and a fleet's primary held one more backend per instance.
+#[rstest]
+#[case::postgres(DbKind::Postgres)]
+#[case::mariadb(DbKind::MariaDb)]
+#[tokio::test]
+async fn a_write_s_position_is_read_on_the_write_s_own_connection(#[case] kind: DbKind) {
+    let (_cluster, tdb, setup) = setup(kind, "capture_conn").await;
+    drop(setup);
+    // A connection of its own, after the migrations: its primary pool has opened nothing yet.
+    let db = connect(&tdb).await;
+    let session = db.session();
+    let mut tokens = Vec::new();
+    for i in 0..10 {
+        // One statement, no read back (MariaDB's `insert` reads its row back on the primary).
+        let sql = format!("INSERT INTO author (name) VALUES ('own-{i}')");
+        session.execute_unprepared(&sql).await.unwrap();
+        // Its position has landed, and the pool has its connections back, before the next.
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        tokens.push(session.token().await.unwrap().expect("a token after each write"));
+    }
+    assert!(tokens.windows(2).all(|w| w[0] != w[1]), "each write moved the token: {tokens:?}");
+    let ryw = db.stats().read_your_writes();
+    assert_eq!((ryw.positions_captured, ryw.capture_failures), (10, 0), "{ryw:?}");
+    let opened = if kind == DbKind::Postgres {
+        db.get_postgres_connection_pool().size()
+    } else {
+        db.get_mysql_connection_pool().size()
+    };
+    assert_eq!(opened, 1, "ten writes and their positions on one connection");
 }
 
 /// Runs `pairs` write→read pairs in each of the three scopes while every replica applies with

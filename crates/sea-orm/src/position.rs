@@ -5,26 +5,53 @@
 //! the server send its position with the write's own reply (MariaDB can put `last_gtid` in the
 //! OK packet with `session_track_system_variables`, MySQL the GTID with `session_track_gtids`,
 //! but sqlx does not expose session-state tracking), so the position is asked for right after
-//! the write. Any connection of the primary's pool will do: once the write has committed, the
-//! server-wide position is at or past it.
+//! the write, off the request path. Any connection of the primary's would do (once the write
+//! has committed, the server-wide position is at or past it); it is asked on the write's own
+//! ([`On::Taken`]), which is then given back to the pool.
 
 use std::time::Duration;
 
 use rwsplit_core::CausalToken;
 use sea_orm::{ConnectionTrait, DatabaseConnection, DbErr, Statement};
 
-use crate::product::Product;
 use crate::routing_error::{RoutingError, bounded};
 
-/// The primary's position now, as a token: at or past every write that has committed (the
-/// product's SQL: [`Product::capture`]). `system_id` is the node's cached PostgreSQL system
-/// identifier (0 when not yet known; it is then read, and returned for caching).
-pub(crate) async fn capture(
-    conn: &DatabaseConnection,
-    product: Product,
-    system_id: u64,
-) -> Result<(CausalToken, u64), DbErr> {
-    product.capture(conn, system_id).await
+/// Where the primary's position is read ([`Product::capture`](crate::product::Product::capture): a token at or past every write
+/// that has committed): any connection of the primary's pool, or the connection a write
+/// has just committed on, before it goes back to the pool (issue 25). Reading it there saves an
+/// acquire per write, and the second connection per instance a sequential workload used to
+/// open: sqlx tests each returned connection with a ping on a task of its own, so the
+/// statement right after a write found no idle one and opened another.
+pub(crate) enum On<'a> {
+    /// A connection of the pool's, acquired for the statement.
+    Pool(&'a DatabaseConnection),
+    /// A connection taken from the pool already.
+    Taken(&'a mut crate::sending::Taken),
+}
+
+impl On<'_> {
+    fn backend(&self) -> sea_orm::DbBackend {
+        match self {
+            On::Pool(conn) => conn.get_database_backend(),
+            On::Taken(taken) => taken.backend(),
+        }
+    }
+
+    /// One row of `sql` (`what` names it in the error); no row is an error.
+    pub(crate) async fn query_one(
+        &mut self,
+        sql: &str,
+        what: &'static str,
+    ) -> Result<sea_orm::QueryResult, DbErr> {
+        let stmt = Statement::from_string(self.backend(), sql);
+        let row = match self {
+            On::Pool(conn) => conn.query_one_raw(stmt).await?,
+            On::Taken(taken) => taken.query_one(stmt).await?,
+        };
+        row.ok_or_else(|| {
+            RoutingError::PositionUnreadable { what, value: None, source: None }.into()
+        })
+    }
 }
 
 /// How waiting for a replica ended.

@@ -518,12 +518,18 @@ impl Inner {
                 let started = now;
                 // Reads are bounded (a hung replica keeps its port open). Writes are not cut short
                 // by time (one abandoned mid-flight may still commit): see `watched_write`.
+                let mut held = None;
                 let result = if write {
                     // Boxed: a read's future does not carry the write path's state (it would be
                     // moved, whole, into the box SeaORM's `async_trait` makes of every statement).
-                    let (name, record) = (&*node.name, node.record_stmt);
-                    Box::pin(self.watched_write(id, name, record, pool, &mut *work, earlier == 0))
-                        .await
+                    // The write's position is read on its own connection (see `after_write`).
+                    let hold = matches!(work.wrote(), Wrote::Capture) && self.tracks_writes(scope);
+                    let written =
+                        self.watched_write(id, &node, pool, &mut *work, earlier == 0, hold);
+                    Box::pin(written).await.map(|(out, conn)| {
+                        held = conn;
+                        out
+                    })
                 } else if on_primary && self.routing.standing(id) == Standing::Down {
                     // Not sent: the monitor has the primary marked down. Its pool would be
                     // waited on for the acquire timeout (connecting to a dead server is retried
@@ -567,7 +573,9 @@ impl Inner {
                         record.succeeded(now);
                         if write {
                             match work.wrote() {
-                                Wrote::Capture => Box::pin(self.after_write(id, scope)).await,
+                                Wrote::Capture => {
+                                    Box::pin(self.after_write(id, scope, held)).await;
+                                }
                                 Wrote::Unseen => self.mark_unseen_writes(scope),
                                 Wrote::Later => {}
                             }
@@ -816,27 +824,31 @@ impl Inner {
     /// with an error saying its outcome is unknown, instead of waiting for the kernel to give
     /// up the connection (about 15 minutes); it is never tried again. A slow write on a primary
     /// that answers its probes is never cut short. `keep`: another attempt may follow, so an
-    /// [`INERT`](Work::INERT) work keeps its statement.
+    /// [`INERT`](Work::INERT) work keeps its statement. `hold`: the write's position will be
+    /// read, so the connection it was sent on is returned with its output (when the adapter
+    /// took one), for that read ([`Inner::after_write`]).
     ///
     /// A write sent in two steps passes SeaORM's `DatabaseConnection` by, so its hooks are
     /// called here as SeaORM would ([`hooks`]): the metric callback, and with this crate's
-    /// features SeaORM's `debug-print` line and `tracing-spans` span (`record_stmt`: the
-    /// node's `record_stmt_in_spans`).
+    /// features SeaORM's `debug-print` line and `tracing-spans` span (if the node's
+    /// `record_stmt_in_spans`).
     async fn watched_write<W: Work>(
         &self,
         id: NodeId,
-        name: &str,
-        record_stmt: bool,
+        node: &Node,
         pool: &DatabaseConnection,
         work: &mut W,
         keep: bool,
-    ) -> Result<W::Output, Attempt> {
+        hold: bool,
+    ) -> Result<(W::Output, Option<Taken>), Attempt> {
+        let (name, record_stmt) = (&*node.name, node.record_stmt);
         let standing = || self.routing.standing(id);
         let changed = || self.routing.changed(id);
         let end = if W::INERT {
             // Nothing is written before it returns: all of it is the first step.
             let run = work.run(pool, !keep);
-            sending::in_steps(run, |out| std::future::ready(Ok(out)), standing, changed).await
+            let sent = |out| std::future::ready(Ok((out, None)));
+            sending::in_steps(run, sent, standing, changed).await
         } else if sending::can_take(pool) {
             let product = self.product;
             let (mut timing, span) = match work.call() {
@@ -858,7 +870,7 @@ impl Inner {
                     None => Err(failure::internal("nothing to send")),
                 };
                 hooks.finish(timing, sent.is_err());
-                sent
+                sent.map(|out| (out, hold.then_some(conn)))
             };
             let end = sending::in_steps(sending::take(pool), send, standing, changed);
             let end = hooks::in_span_of(span.as_ref(), end).await;
@@ -884,7 +896,8 @@ impl Inner {
             // A pool the adapter cannot take a connection from (a mock, a proxy): one step, as
             // SeaORM runs it; the first step only asks the monitor once.
             let ready = std::future::ready(Ok(()));
-            sending::in_steps(ready, |()| work.run(pool, true), standing, changed).await
+            let run = move |()| async move { work.run(pool, true).await.map(|out| (out, None)) };
+            sending::in_steps(ready, run, standing, changed).await
         };
         end.map_err(|e| match e {
             End::Unsent(e) => Attempt::Unsent(e),

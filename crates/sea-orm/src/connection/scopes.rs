@@ -17,6 +17,7 @@ use sea_orm::{DbErr, TransactionError};
 use super::inner::{Ctx, Inner, SESSION, Scope, bump};
 use crate::causal::{Seen, Slot};
 use crate::position;
+use crate::sending::Taken;
 
 /// A scope named from outside its task: the task's id (`None`: code outside any task), or
 /// the session.
@@ -213,12 +214,26 @@ impl Inner {
         &self,
         node: rwsplit_core::NodeId,
     ) -> Result<CausalToken, DbErr> {
+        self.capture_at(node, None).await
+    }
+
+    /// The primary's position now, on `taken` (a connection of `node`'s writable pool) if
+    /// given, else on a connection of that pool's.
+    async fn capture_at(
+        &self,
+        node: rwsplit_core::NodeId,
+        taken: Option<&mut Taken>,
+    ) -> Result<CausalToken, DbErr> {
         let n = self
             .nodes
             .get(node)
             .ok_or_else(|| DbErr::from(crate::routing_error::RoutingError::NodeRemoved))?;
         let cached = n.system_id.load(Ordering::Relaxed);
-        match position::capture(&n.writer, self.product, cached).await {
+        let mut on = match taken {
+            Some(t) => position::On::Taken(t),
+            None => position::On::Pool(&n.writer),
+        };
+        match self.product.capture(&mut on, cached).await {
             Ok((token, system_id)) => {
                 n.system_id.store(system_id, Ordering::Relaxed);
                 bump(&self.counters.captures);
@@ -245,7 +260,14 @@ impl Inner {
     /// it in flight and its reads go to the primary (a replica could not have the write yet
     /// anyway). The write has succeeded whatever happens here; if the position cannot be read,
     /// the scope is marked pending instead (its next read asks again, or goes to the primary).
-    pub(super) async fn after_write(&self, node: rwsplit_core::NodeId, scope: &Scope) {
+    /// `taken`: the connection the write committed on, read on before it goes back to the pool
+    /// ([`position::On`]); without it, a connection of the pool's.
+    pub(super) async fn after_write(
+        &self,
+        node: rwsplit_core::NodeId,
+        scope: &Scope,
+        taken: Option<Taken>,
+    ) {
         if !self.tracks_writes(scope) {
             return;
         }
@@ -257,7 +279,7 @@ impl Inner {
         let (Ok(runtime), Some(db)) = (tokio::runtime::Handle::try_current(), self.me.upgrade())
         else {
             let epoch = self.key_update(&key, |s| s.pending_epoch);
-            self.finish_capture(node, false, &key, epoch).await;
+            self.finish_capture(node, false, &key, epoch, taken).await;
             return;
         };
         let epoch = self.key_update(&key, |s| {
@@ -265,22 +287,26 @@ impl Inner {
             s.pending_epoch
         });
         runtime.spawn(async move {
-            db.finish_capture(node, true, &key, epoch).await;
+            db.finish_capture(node, true, &key, epoch, taken).await;
         });
     }
 
-    /// Reads the position after a write and records it under `key`; `counted`: the capture was
-    /// counted in flight; `epoch`: the scope's pending epoch when the write committed (the read
-    /// clears only what was pending then).
+    /// Reads the position after a write (on `taken`, the write's connection, if given) and
+    /// records it under `key`; `counted`: the capture was counted in flight; `epoch`: the
+    /// scope's pending epoch when the write committed (the read clears only what was pending
+    /// then).
     async fn finish_capture(
         &self,
         node: rwsplit_core::NodeId,
         counted: bool,
         key: &Key,
         epoch: u64,
+        mut taken: Option<Taken>,
     ) {
         let sent = std::time::Instant::now();
-        let result = self.capture_on(node).await;
+        let result = self.capture_at(node, taken.as_mut()).await;
+        // Given back to the pool (which tests it first) as soon as the position is read.
+        drop(taken);
         // Whatever the outcome, the reads waiting for this scope's positions to land look again.
         let _landed = Landed(&self.positions_landed);
         let done = |s: &mut Slot| {
@@ -339,7 +365,7 @@ impl Inner {
         outcome: Outcome,
     ) {
         match outcome {
-            Outcome::Committed => self.after_write(node, scope).await,
+            Outcome::Committed => self.after_write(node, scope, None).await,
             Outcome::Unknown => self.mark_unseen_writes(scope),
             Outcome::RolledBack => {}
         }

@@ -14,11 +14,11 @@ use super::ServerError;
 use super::server::Server;
 #[cfg(feature = "mysql")]
 use crate::pooling::Pooling;
-use crate::position::{Waited, query_one, query_one_stmt, text, unreadable};
+use crate::position::{On, Waited, query_one_stmt, text, unreadable};
 
 /// See [`super::Product::capture`].
-pub(super) async fn capture(conn: &DatabaseConnection) -> Result<CausalToken, DbErr> {
-    let row = query_one(conn, sql::CAPTURE, "gtid_binlog_pos").await?;
+pub(super) async fn capture(on: &mut On<'_>) -> Result<CausalToken, DbErr> {
+    let row = on.query_one(sql::CAPTURE, "gtid_binlog_pos").await?;
     let pos = text(&row, "pos").unwrap_or_default();
     let parsed = pos
         .trim()

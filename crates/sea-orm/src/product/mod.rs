@@ -131,13 +131,19 @@ impl Product {
     /// is then read, and returned for caching).
     pub(crate) async fn capture(
         self,
-        conn: &DatabaseConnection,
+        on: &mut crate::position::On<'_>,
         system_id: u64,
     ) -> Result<(CausalToken, u64), DbErr> {
-        match self {
-            Product::Postgres => postgres::capture(conn, system_id).await,
-            Product::MariaDb => Ok((mariadb::capture(conn).await?, 0)),
-            Product::Other => Err(crate::position::unsupported(conn.get_database_backend())),
+        match (self, on) {
+            (Product::Postgres, on) => postgres::capture(on, system_id).await,
+            (Product::MariaDb, on) => Ok((mariadb::capture(on).await?, 0)),
+            (Product::Other, crate::position::On::Pool(conn)) => {
+                Err(crate::position::unsupported(conn.get_database_backend()))
+            }
+            // A connection is taken only from a PostgreSQL or MySQL pool, whose product is known.
+            (Product::Other, crate::position::On::Taken(taken)) => {
+                Err(crate::position::unsupported(taken.backend()))
+            }
         }
     }
 

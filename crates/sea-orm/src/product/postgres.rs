@@ -11,20 +11,17 @@ use super::ServerError;
 use super::server::Server;
 #[cfg(feature = "postgres")]
 use crate::pooling::Pooling;
-use crate::position::{Waited, parse, query_one, text, unreadable};
+use crate::position::{On, Waited, parse, query_one, text, unreadable};
 
 /// See [`super::Product::capture`]. The system identifier comes from the monitor or one extra
 /// query (it reads the control file), and is cached per node.
-pub(super) async fn capture(
-    conn: &DatabaseConnection,
-    system_id: u64,
-) -> Result<(CausalToken, u64), DbErr> {
+pub(super) async fn capture(on: &mut On<'_>, system_id: u64) -> Result<(CausalToken, u64), DbErr> {
     let system_id = if system_id == 0 {
-        parse::<u64>(&query_one(conn, sql::SYSTEM_ID, "system_id").await?, "system_id")?
+        parse::<u64>(&on.query_one(sql::SYSTEM_ID, "system_id").await?, "system_id")?
     } else {
         system_id
     };
-    let row = query_one(conn, sql::CAPTURE, "lsn").await?;
+    let row = on.query_one(sql::CAPTURE, "lsn").await?;
     let lsn = parse::<Lsn>(&row, "lsn")?;
     let timeline = parse::<u32>(&row, "timeline")?;
     Ok((CausalToken::new(PgPosition::new(system_id, timeline, lsn)), system_id))
