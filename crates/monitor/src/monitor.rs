@@ -75,7 +75,8 @@ pub trait Connector: Send + Sync + 'static {
 
     /// Opens a fresh connection to node `node`. A probe waits for it up to the probe timeout
     /// (a node's first probe: [`MonitorConfig::connect_timeout_value`]); the monitor lets it go
-    /// on for the next probe, up to that in all.
+    /// on for the next probe, up to that in all (a node's first connection:
+    /// [`MonitorConfig::first_connect_timeout_value`]).
     fn open(
         &self,
         node: NodeId,
@@ -266,7 +267,9 @@ pub(crate) async fn open<K: Connector>(
 /// connect stuck on a lost SYN is begun afresh, and is aborted when dropped (the node's loop
 /// stopped). A node's first probe waits for its opening that long: nothing has been learnt of
 /// the node yet, and a fleet starting at once is exactly when servers are slow to accept (a
-/// node frozen before the application started is then seen failed that much later).
+/// node frozen before the application started is then seen failed that much later). A node's
+/// first opening goes on twice that in all
+/// ([`MonitorConfig::first_connect_timeout_value`]), for the probes after the first.
 struct Opening<C>(JoinHandle<Result<C, ProbeError>>, Instant);
 
 impl<C> Drop for Opening<C> {
@@ -384,22 +387,26 @@ async fn probe_node<P: Product, K: Connector>(
     }
     if link.conn.is_none() {
         link.waited = CONNECT;
+        // A node's first connect goes on past the first probe's patience, for the probes
+        // after it (see `MonitorConfig::first_connect_timeout_value`).
+        let bound = if first {
+            shared.config.first_connect_timeout_value().max(patience)
+        } else {
+            patience
+        };
         let pending = link.opening.get_or_insert_with(|| {
             let shared = Arc::clone(shared);
             Opening(
-                tokio::spawn(async move {
-                    open(&shared.connector, node, Purpose::Probe, patience).await
-                }),
+                tokio::spawn(
+                    async move { open(&shared.connector, node, Purpose::Probe, bound).await },
+                ),
                 Instant::now(),
             )
         });
         let wait = if first { patience } else { timeout.saturating_sub(began.elapsed()) };
         let opened = match tokio::time::timeout(wait, &mut pending.0).await {
+            // The connect goes on for the next probe.
             Err(_) => {
-                if first {
-                    // It had all its patience: the next probe begins afresh.
-                    link.opening = None;
-                }
                 return Err(ProbeError::Timeout { after: if first { patience } else { timeout } });
             }
             Ok(joined) => joined,

@@ -352,8 +352,9 @@ impl RoutedConnectionBuilder {
             replicas.push(node.placed(placement).probed_from(Some(probe)));
         }
         // Capped: sqlx adds its timeouts to `Instant`s, which overflow at `Duration::MAX`. The
-        // monitor's connects may take longer than one probe (see `connect_timeout_value`).
-        let probe_timeout = crate::deadline::cap(self.policy.monitor.connect_timeout_value());
+        // monitor's connects may take longer than one probe (see `connect_timeout_value`), a
+        // node's first one longer still (`first_connect_timeout_value`); the monitor bounds each.
+        let probe_timeout = crate::deadline::cap(self.policy.monitor.first_connect_timeout_value());
         let start = crate::deadline::cap(self.policy.monitor.timeout_value().saturating_mul(3));
         let probing = ProbeSettings {
             admin: self.policy.failover.as_ref().and_then(|f| {
@@ -426,7 +427,7 @@ impl RoutedConnection {
         policy: Policy,
     ) -> Result<RoutedConnection> {
         let backend = primary.get_database_backend();
-        let policy_timeout = crate::deadline::cap(policy.monitor.connect_timeout_value());
+        let policy_timeout = crate::deadline::cap(policy.monitor.first_connect_timeout_value());
         // The monitor's own connections come from each pool's options; connections that are no
         // sqlx pool (mocks) have none, and then there is no monitor.
         let given = |c: &DatabaseConnection| GivenNode::of(c).map(ProbeFrom::Given);

@@ -235,7 +235,9 @@ pub(crate) struct ProbeSettings {
     /// Failover's admin account, `(user, password)`, for [`Purpose::Admin`] connections made
     /// from options.
     pub(crate) admin: Option<(String, String)>,
-    /// Connect and acquire timeout: the monitor's connect timeout (`MonitorConfig::connect_timeout_value`: the maximum probe timeout, at least three probe timeouts).
+    /// Connect and acquire timeout, a backstop (the monitor bounds each connect and probe
+    /// itself): the longest a connect may take, a node's first
+    /// (`MonitorConfig::first_connect_timeout_value`: twice the connect timeout).
     pub(crate) timeout: Duration,
 }
 

@@ -363,10 +363,25 @@ impl MonitorConfig {
     /// before), but for a node's first probe, which has nothing to go on yet and waits this
     /// long; the connect goes on for the next probe, so a server slow to accept (a fleet
     /// starting at once) finishes the handshake it began rather than being asked for a new
-    /// one every round (see [`Monitor`](crate::Monitor)). A [`Connector`](crate::Connector)
-    /// bounds its own connects by this.
+    /// one every round (see [`Monitor`](crate::Monitor)). A node's first connection may go on
+    /// longer: [`first_connect_timeout_value`](Self::first_connect_timeout_value).
     pub fn connect_timeout_value(&self) -> Duration {
         self.timeout.saturating_mul(CONNECT_PATIENCE).max(self.max_timeout_value())
+    }
+
+    /// How long a node's first connection may take in all: twice the
+    /// [connect timeout](Self::connect_timeout_value) (20 s at the defaults). The node's first
+    /// probe waits for it the connect timeout, and fails then (or is excused, if the node
+    /// served the application meanwhile); the connect goes on for the probes after it, each
+    /// waiting for it up to its own timeout. When a fleet starts at once, a server slow to
+    /// accept holds the connects in its listen queue; one given up at the first probe's
+    /// patience was begun again at the back of that queue, and the probes after it timed out
+    /// waiting (issue 25: most of the failed probes at the start of 200 processes). A node
+    /// unreachable when the monitor starts (a partition) is connected to on that first
+    /// connect's own retries until then, up to this long. A [`Connector`](crate::Connector)
+    /// bounds its own connects by this.
+    pub fn first_connect_timeout_value(&self) -> Duration {
+        self.connect_timeout_value().saturating_mul(2)
     }
 
     /// The pause before round number `round`: the interval plus a pseudo-random share of the
