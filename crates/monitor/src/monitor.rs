@@ -644,6 +644,8 @@ impl<C: ProbeConn> Feed<'_, C> {
         let answered = Instant::now();
         let took = answered.saturating_duration_since(probed);
         let mut rested = saturating_after(answered, took.saturating_mul(FEED_BACKOFF));
+        // Whether the last read was for a wanted sample (see below).
+        let mut last_sampled = false;
         loop {
             // Made before the check: a want or use that starts in between still wakes it.
             let wanted = self.state.wanted();
@@ -658,13 +660,13 @@ impl<C: ProbeConn> Feed<'_, C> {
                 }
             }
             // A wanted sample (one read's floor) comes a quarter interval after the last read
-            // at most: the read waiting for it may wait only that long. Feeds for a time keep
-            // the interval.
-            let gap = if self.state.sample_wanted(self.node, now.into_std()) {
-                self.every / 4
-            } else {
-                self.every
-            };
+            // at most: the read waiting for it may wait only that long. Not after a read that
+            // was itself for a wanted sample: then one interval after it, so a process whose
+            // reads hit the node without pause (each asking for a sample as it ends) has it
+            // read once per interval, not every quarter (issue 25). Feeds for a time keep the
+            // interval.
+            let sampling = self.state.sample_wanted(self.node, now.into_std());
+            let gap = if sampling && !last_sampled { self.every / 4 } else { self.every };
             let at = saturating_after(last_sent, gap).max(rested).max(now);
             if at >= until {
                 return FeedEnd::Schedule;
@@ -680,6 +682,7 @@ impl<C: ProbeConn> Feed<'_, C> {
             // is judged by that probe, on time.
             let sent = Instant::now();
             last_sent = sent;
+            last_sampled = sampling;
             match tokio::time::timeout_at(until, P::replay_position(self.conn, self.last)).await {
                 Ok(Ok(Some(position))) => {
                     let answered = Instant::now();

@@ -843,6 +843,33 @@ async fn a_wanted_sample_reads_its_node_once() {
     assert!(m.state().sampled_since(NodeId::new(2), now));
 }
 
+/// Issue 25: a process whose reads hit the primary without pause asks for a sample of it after
+/// each; those wants are read once per position interval (20 ms), not every quarter interval,
+/// while a want that comes after a pause is read at once.
+#[tokio::test(start_paused = true)]
+async fn steady_wanted_samples_are_read_once_per_interval() {
+    let cluster = Cluster::new(&[0x300, 0x300]);
+    let m = start(&cluster, None);
+    assert!(m.first_round(MS(100)).await);
+    tokio::time::sleep(MS(100)).await;
+    let before = feed_reads(&cluster, 0);
+    // A read on the primary every 2 ms for 1 s, each asking for the sample after it.
+    for _ in 0..500 {
+        let now = tokio::time::Instant::now().into_std();
+        m.state().want_floor(NodeId::new(0), now, now + MS(500));
+        tokio::time::sleep(MS(2)).await;
+    }
+    let steady = feed_reads(&cluster, 0) - before;
+    // 1 s at one read per 20 ms, the full probes (samples too) aside.
+    assert!((40..=55).contains(&steady), "{steady} primary feed reads in 1 s of steady wants");
+    // After a pause, one want is read at once.
+    tokio::time::sleep(MS(600)).await;
+    let now = tokio::time::Instant::now().into_std();
+    m.state().want_floor(NodeId::new(0), now, now + MS(500));
+    tokio::time::sleep(MS(1)).await;
+    assert!(m.state().sampled_since(NodeId::new(0), now), "sampled at once after a pause");
+}
+
 /// Issue 25: a wanted floor is the node's next sample, then that position on the replicas:
 /// each replica's feed runs until it is seen there, and stops; one already there never reads.
 #[tokio::test(start_paused = true)]
