@@ -33,7 +33,7 @@ impl On<'_> {
     fn backend(&self) -> sea_orm::DbBackend {
         match self {
             On::Pool(conn) => conn.get_database_backend(),
-            On::Taken(taken) => taken.backend(),
+            On::Taken(taken) => crate::product::backend_of(taken),
         }
     }
 

@@ -366,16 +366,6 @@ fn parts(stmt: Statement) -> (String, sea_query_sqlx::SqlxValues) {
 /// Step 2: the statement on the taken connection, as SeaORM's `DatabaseConnection` runs it.
 #[cfg(any(feature = "postgres", feature = "mysql"))]
 impl Taken {
-    /// The SQL dialect of the connection's server.
-    pub(crate) fn backend(&self) -> sea_orm::DbBackend {
-        match self {
-            #[cfg(feature = "postgres")]
-            Taken::Postgres(_) => sea_orm::DbBackend::Postgres,
-            #[cfg(feature = "mysql")]
-            Taken::MySql(_) => sea_orm::DbBackend::MySql,
-        }
-    }
-
     /// `execute_raw`.
     pub(crate) async fn execute(&mut self, stmt: Statement) -> Result<ExecResult, DbErr> {
         use sea_orm::sqlx::{AssertSqlSafe, query_with};
@@ -458,9 +448,6 @@ impl Taken {
         match *self {}
     }
     pub(crate) async fn query_all(&mut self, _stmt: Statement) -> Result<Vec<QueryResult>, DbErr> {
-        match *self {}
-    }
-    pub(crate) fn backend(&self) -> sea_orm::DbBackend {
         match *self {}
     }
 }

@@ -142,7 +142,7 @@ impl Product {
             }
             // A connection is taken only from a PostgreSQL or MySQL pool, whose product is known.
             (Product::Other, crate::position::On::Taken(taken)) => {
-                Err(crate::position::unsupported(taken.backend()))
+                Err(crate::position::unsupported(backend_of(taken)))
             }
         }
     }
@@ -311,4 +311,14 @@ async fn keep(
     ran: impl std::future::Future<Output = Result<(), sea_orm::sqlx::Error>>,
 ) -> Result<bool, sea_orm::sqlx::Error> {
     ran.await.map(|()| true)
+}
+
+/// The SQL dialect of a connection taken from a node's pool.
+pub(crate) fn backend_of(taken: &crate::sending::Taken) -> DbBackend {
+    match *taken {
+        #[cfg(feature = "postgres")]
+        crate::sending::Taken::Postgres(_) => DbBackend::Postgres,
+        #[cfg(feature = "mysql")]
+        crate::sending::Taken::MySql(_) => DbBackend::MySql,
+    }
 }
