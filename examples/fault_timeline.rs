@@ -156,7 +156,12 @@ fn spawn_load(
                         match back {
                             Ok(Some(_)) => {}
                             Ok(None) => w.failed.read_back_stale += 1,
-                            Err(_) => w.failed.read_back += 1,
+                            Err(e) => {
+                                // Why, for the report's reader (the budget allows one: the
+                                // read-back in flight when the primary stops).
+                                eprintln!("fault_timeline: the writer's read-back failed: {e}");
+                                w.failed.read_back += 1;
+                            }
                         }
                     }
                     Err(_) => window.lock().unwrap().writes_failed += 1,
