@@ -716,7 +716,7 @@ fn switchover_failures(doc: &Value) -> Vec<String> {
     // administrator command", "connection reset"): it was sent to a node that broke under it,
     // and is not tried again unless the monitor names another primary by then. One writer: at
     // most one, in the sample the primary stopped in (2 runs in 6 on 91179e9, 1 in 5 on
-    // 5b2da92; the budget of 0 held only by luck).
+    // e7427ff; the budget of 0 held only by luck).
     if read_back_at_stop > 1.0 {
         over.push(format!(
             "{read_back_at_stop:.0} writer's read-backs failed as the primary stopped (budget 1: \

@@ -16,9 +16,10 @@ use sea_orm::{ConnectionTrait, DatabaseConnection, DbErr, Statement};
 
 use crate::routing_error::{RoutingError, bounded};
 
-/// Where the primary's position is read ([`Product::capture`](crate::product::Product::capture): a token at or past every write
-/// that has committed): any connection of the primary's pool, or the connection a write
-/// has just committed on, before it goes back to the pool (issue 25). Reading it there saves an
+/// Where the primary's position is read
+/// ([`Product::capture`](crate::product::Product::capture): a token at or past every write
+/// that has committed): any connection of the primary's pool, or the connection a write has
+/// just committed on, before it goes back to the pool (issue 25). Reading it there saves an
 /// acquire per write, and the second connection per instance a sequential workload used to
 /// open: sqlx tests each returned connection with a ping on a task of its own, so the
 /// statement right after a write found no idle one and opened another.
@@ -30,7 +31,8 @@ pub(crate) enum On<'a> {
 }
 
 impl On<'_> {
-    fn backend(&self) -> sea_orm::DbBackend {
+    /// The SQL dialect of the connection's server.
+    pub(crate) fn backend(&self) -> sea_orm::DbBackend {
         match self {
             On::Pool(conn) => conn.get_database_backend(),
             On::Taken(taken) => crate::product::backend_of(taken),
@@ -44,13 +46,10 @@ impl On<'_> {
         what: &'static str,
     ) -> Result<sea_orm::QueryResult, DbErr> {
         let stmt = Statement::from_string(self.backend(), sql);
-        let row = match self {
-            On::Pool(conn) => conn.query_one_raw(stmt).await?,
-            On::Taken(taken) => taken.query_one(stmt).await?,
-        };
-        row.ok_or_else(|| {
-            RoutingError::PositionUnreadable { what, value: None, source: None }.into()
-        })
+        match self {
+            On::Pool(conn) => query_one_stmt(conn, stmt, what).await,
+            On::Taken(taken) => taken.query_one(stmt).await?.ok_or_else(|| no_row(what)),
+        }
     }
 }
 
@@ -91,9 +90,12 @@ pub(crate) async fn query_one_stmt(
     stmt: Statement,
     what: &'static str,
 ) -> Result<sea_orm::QueryResult, DbErr> {
-    conn.query_one_raw(stmt)
-        .await?
-        .ok_or_else(|| RoutingError::PositionUnreadable { what, value: None, source: None }.into())
+    conn.query_one_raw(stmt).await?.ok_or_else(|| no_row(what))
+}
+
+/// The error for a position query that returned no row (`what` names it).
+fn no_row(what: &'static str) -> DbErr {
+    RoutingError::PositionUnreadable { what, value: None, source: None }.into()
 }
 
 pub(crate) async fn query_one(

@@ -134,16 +134,10 @@ impl Product {
         on: &mut crate::position::On<'_>,
         system_id: u64,
     ) -> Result<(CausalToken, u64), DbErr> {
-        match (self, on) {
-            (Product::Postgres, on) => postgres::capture(on, system_id).await,
-            (Product::MariaDb, on) => Ok((mariadb::capture(on).await?, 0)),
-            (Product::Other, crate::position::On::Pool(conn)) => {
-                Err(crate::position::unsupported(conn.get_database_backend()))
-            }
-            // A connection is taken only from a PostgreSQL or MySQL pool, whose product is known.
-            (Product::Other, crate::position::On::Taken(taken)) => {
-                Err(crate::position::unsupported(backend_of(taken)))
-            }
+        match self {
+            Product::Postgres => postgres::capture(on, system_id).await,
+            Product::MariaDb => Ok((mariadb::capture(on).await?, 0)),
+            Product::Other => Err(crate::position::unsupported(on.backend())),
         }
     }
 
