@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
-use rwsplit_core::{Health, NodeId, Role};
+use rwsplit_core::{Health, NodeId, ReplayPosition, Role};
 use tokio::sync::Notify;
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
@@ -289,13 +289,35 @@ impl<C> Drop for Opening<C> {
 /// detected as fast as it was. The query is given up after
 /// [`MonitorConfig::connect_timeout_value`] (10 s at the defaults) from when it was sent, the
 /// connection closed and the next probe connects afresh; aborted when dropped.
-struct Asking<C, M>(JoinHandle<Answer<C, M>>);
+///
+/// A feed read still unanswered when the next full probe is due is handed on the same way
+/// ([`Asking::Feed`]): dropping a driver's query half-way leaves its connection's protocol state
+/// to the driver's recovery, and one such connection, reused, made sqlx-mysql 0.9 panic decoding
+/// the next probe's answer (a column definition cut short), which ended the node's loop and so
+/// its monitoring. The next probe waits for that read first (the probe timeout), then asks on
+/// the connection afresh; its answer decides nothing (the probe's own does).
+enum Asking<C, M> {
+    /// A probe query's answer.
+    Probe(Task<Answer<C, M>>),
+    /// A feed read's.
+    Feed(Task<FeedRead<C>>),
+}
 
-impl<C, M> Drop for Asking<C, M> {
+/// A task of the probe connection's: aborted when dropped (the node's loop stopped). Every
+/// query on the probe connection runs on one, so that a driver that panics fails the probe
+/// (as an unreachable node, and the connection is opened afresh) instead of ending the node's
+/// loop.
+struct Task<T>(JoinHandle<T>);
+
+impl<T> Drop for Task<T> {
     fn drop(&mut self) {
         self.0.abort();
     }
 }
+
+/// What a feed read left: the connection (none once it failed or was given up), the position
+/// read, how long it took and when it came.
+type FeedRead<C> = (Option<C>, Result<Option<ReplayPosition>, ProbeError>, Duration, Instant);
 
 /// What a probe query left: the connection (none once it failed or was given up), the memo,
 /// the result and when it came.
@@ -365,25 +387,43 @@ async fn probe_node<P: Product, K: Connector>(
     let timeout = pace.timeout(&shared.config, began);
     let patience = shared.config.connect_timeout_value().max(timeout.saturating_mul(3));
     link.waited = ANSWER;
-    if let Some(pending) = link.asking.as_mut() {
-        let Ok(joined) = tokio::time::timeout(timeout, &mut pending.0).await else {
-            // Still unanswered: this probe fails as any would; the query goes on.
-            return Err(ProbeError::Timeout { after: timeout });
-        };
-        link.asking = None;
-        // The task ends only by returning (see below on `Opening`).
-        let (conn, memo, result, answered) = joined.map_err(ProbeError::unreachable)?;
-        link.conn = conn;
-        link.memo = memo;
-        if let (Ok(seen), true) = (&result, learn) {
-            // A late answer says how slow the node is: the next probes wait for that.
-            pace.answered(seen.latency(), answered);
+    match link.asking.as_mut() {
+        None => {}
+        Some(Asking::Probe(pending)) => {
+            let Ok(joined) = tokio::time::timeout(timeout, &mut pending.0).await else {
+                // Still unanswered: this probe fails as any would; the query goes on.
+                return Err(ProbeError::Timeout { after: timeout });
+            };
+            link.asking = None;
+            // The task ends by returning, or by a driver's panic (see `Task`).
+            let (conn, memo, result, answered) = joined.map_err(ProbeError::unreachable)?;
+            link.conn = conn;
+            link.memo = memo;
+            if let (Ok(seen), true) = (&result, learn) {
+                // A late answer says how slow the node is: the next probes wait for that.
+                pace.answered(seen.latency(), answered);
+            }
+            if answered >= began {
+                // Answered while this probe waited: the node answered within its timeout.
+                return result;
+            }
+            // Answered before this probe began: ask afresh (or reconnect, if it failed).
         }
-        if answered >= began {
-            // Answered while this probe waited: the node answered within its timeout.
-            return result;
+        Some(Asking::Feed(pending)) => {
+            let Ok(joined) = tokio::time::timeout(timeout, &mut pending.0).await else {
+                return Err(ProbeError::Timeout { after: timeout });
+            };
+            link.asking = None;
+            // Answered or not, the probe asks afresh (or reconnects: the read failed, or the
+            // driver panicked).
+            if let Ok((conn, read, took, answered)) = joined {
+                link.conn = conn;
+                if let (Ok(_), true) = (read, learn) {
+                    // A late answer says how slow the node is: the next probes wait for that.
+                    pace.answered(took, answered);
+                }
+            }
         }
-        // Answered before this probe began: ask afresh (or reconnect, if it failed).
     }
     if link.conn.is_none() {
         link.waited = CONNECT;
@@ -433,9 +473,14 @@ async fn probe_node<P: Product, K: Connector>(
     } else {
         (timeout, timeout.saturating_sub(began.elapsed()))
     };
-    let mut asked = Box::pin(ask::<P, K::Conn>(conn, std::mem::take(&mut link.memo), patience));
-    match tokio::time::timeout(left, &mut asked).await {
-        Ok((conn, memo, result, answered)) => {
+    // On a task of its own (see `Task`), from the start: one that outlasts this probe is left
+    // running for the next.
+    let memo = std::mem::take(&mut link.memo);
+    let mut asked = Task(tokio::spawn(ask::<P, K::Conn>(conn, memo, patience)));
+    match tokio::time::timeout(left, &mut asked.0).await {
+        Ok(joined) => {
+            // A driver that panicked: the connection is gone with its task.
+            let (conn, memo, result, answered) = joined.map_err(ProbeError::unreachable)?;
             link.conn = conn;
             link.memo = memo;
             if let (Ok(seen), true) = (&result, learn) {
@@ -444,7 +489,7 @@ async fn probe_node<P: Product, K: Connector>(
             result
         }
         Err(_) => {
-            link.asking = Some(Asking(tokio::spawn(asked)));
+            link.asking = Some(Asking::Probe(asked));
             Err(ProbeError::Timeout { after: timeout })
         }
     }
@@ -521,11 +566,19 @@ async fn node_loop<P: Product, K: Connector>(shared: Arc<Shared<K>>, node: NodeI
         };
         round = round.wrapping_add(1);
         let mut fed = FeedEnd::Schedule;
-        if let (Ok(obs), Some(c)) = (&result, link.conn.as_ref()) {
+        if let (Ok(obs), true) = (&result, link.conn.is_some()) {
             let every = config.position_interval_value();
             let probed = now.checked_sub(obs.latency()).unwrap_or(now);
-            let mut feed =
-                Feed { state: &shared.state, conn: c, node, last: obs, every, pace: &mut pace };
+            let patience = config.connect_timeout_value();
+            let mut feed = Feed {
+                state: &shared.state,
+                link: &mut link,
+                node,
+                last: obs,
+                every,
+                patience,
+                pace: &mut pace,
+            };
             fed = feed.until::<P>(probed, &next).await;
         }
         // A feed read that failed or found the role changed (the server went away, a
@@ -612,19 +665,23 @@ fn saturating_after(now: Instant, d: Duration) -> Instant {
 pub(crate) const FEED_BACKOFF: u32 = 10;
 
 /// One node's position feed between two full probes.
-struct Feed<'a, C> {
+struct Feed<'a, C, M> {
     state: &'a TopologyState,
-    conn: &'a C,
+    /// The node's probe connection: each read takes it onto a task of its own and gives it back
+    /// (or hands the read to the next probe: see [`Asking::Feed`]).
+    link: &'a mut Link<C, M>,
     node: NodeId,
     /// The full probe before: the role the feed reads positions for.
     last: &'a Observation,
     /// The feed's interval (zero: off).
     every: Duration,
+    /// How long a read goes on, unanswered, before its connection is given up.
+    patience: Duration,
     /// Its reads' answer times count as the probes' do.
     pace: &'a mut Patience,
 }
 
-impl<C: ProbeConn> Feed<'_, C> {
+impl<C: ProbeConn + 'static, M> Feed<'_, C, M> {
     /// Runs until the next full probe is due (`turn`). While positions are wanted
     /// ([`TopologyState::want_positions`]), every `every` (the first at once, unless the full
     /// probe sampled at `probed` less than `every` ago), and never sooner than
@@ -679,14 +736,37 @@ impl<C: ProbeConn> Feed<'_, C> {
                 }
             }
             // A feed read never delays the next full probe: a node that stops answering here
-            // is judged by that probe, on time.
+            // is judged by that probe, on time. Unanswered then, the read is handed to that
+            // probe, never dropped half-way (see `Asking::Feed`).
+            let Some(conn) = self.link.conn.take() else { return FeedEnd::Changed };
             let sent = Instant::now();
             last_sent = sent;
             last_sampled = sampling;
-            match tokio::time::timeout_at(until, P::replay_position(self.conn, self.last)).await {
-                Ok(Ok(Some(position))) => {
-                    let answered = Instant::now();
-                    let took = answered.saturating_duration_since(sent);
+            let last = self.last.clone();
+            let patience = self.patience;
+            let mut read = Task(tokio::spawn(async move {
+                let read = tokio::time::timeout(patience, P::replay_position(&conn, &last)).await;
+                let read = read.unwrap_or(Err(ProbeError::Timeout { after: patience }));
+                // A connection whose read failed or was given up is not used again.
+                let kept = read.is_ok().then_some(conn);
+                let answered = Instant::now();
+                (kept, read, answered.saturating_duration_since(sent), answered)
+            }));
+            let (read, took, answered) = match tokio::time::timeout_at(until, &mut read.0).await {
+                Ok(Ok((conn, read, took, answered))) => {
+                    self.link.conn = conn;
+                    (read, took, answered)
+                }
+                // The driver panicked: the next probe connects afresh.
+                Ok(Err(_)) => return FeedEnd::Changed,
+                // Unanswered when the full probe is due: that probe judges the node, on time.
+                Err(_) => {
+                    self.link.asking = Some(Asking::Feed(read));
+                    return FeedEnd::Schedule;
+                }
+            };
+            match read {
+                Ok(Some(position)) => {
                     self.pace.answered(took, answered);
                     rested = saturating_after(answered, took.saturating_mul(FEED_BACKOFF));
                     let at = if self.last.role() == Role::Primary { sent } else { answered };
@@ -697,9 +777,7 @@ impl<C: ProbeConn> Feed<'_, C> {
                         sent.into_std(),
                     );
                 }
-                // Unanswered when the full probe is due: that probe judges the node, on time.
-                Err(_) => return FeedEnd::Schedule,
-                Ok(Err(_) | Ok(None)) => return FeedEnd::Changed,
+                Err(_) | Ok(None) => return FeedEnd::Changed,
             }
         }
     }

@@ -50,6 +50,14 @@ struct Cluster {
     open_delay: Mutex<HashMap<usize, Duration>>,
     /// Per node: how long a statement takes to be answered (a saturated server).
     query_delay: Mutex<HashMap<usize, Duration>>,
+    /// Per node: how long a position-feed read takes on top (a server slow to answer it alone).
+    feed_delay: Mutex<HashMap<usize, Duration>>,
+    /// Per node: how many of its next statements panic in the driver (sqlx-mysql 0.9 did,
+    /// decoding a packet cut short).
+    panics: Mutex<HashMap<usize, u32>>,
+    /// Statements whose future was dropped before they were answered: a driver's query given up
+    /// half-way, its connection's protocol state left to the driver's recovery.
+    dropped: Mutex<Vec<(usize, String)>>,
 }
 
 impl Cluster {
@@ -161,12 +169,49 @@ struct FakeConn {
     node: usize,
 }
 
+/// Counts a statement dropped before it was answered ([`Cluster::dropped`]).
+struct InFlight<'a> {
+    cluster: &'a Cluster,
+    node: usize,
+    sql: &'a str,
+    done: bool,
+}
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        if !self.done {
+            self.cluster.dropped.lock().unwrap().push((self.node, self.sql.to_owned()));
+        }
+    }
+}
+
+/// A position-feed read, not a full probe.
+fn is_feed_read(sql: &str) -> bool {
+    sql.contains("pg_last_wal_replay_lsn") && !sql.contains("since_replay_ms")
+}
+
 impl ProbeConn for FakeConn {
     async fn fetch_row(&self, sql: &str) -> Result<Option<Row>, ProbeError> {
+        let mut in_flight = InFlight { cluster: &self.cluster, node: self.node, sql, done: false };
         let delay = self.cluster.query_delay.lock().unwrap().get(&self.node).copied();
         if let Some(delay) = delay {
             tokio::time::sleep(delay).await;
         }
+        let feed_delay = self.cluster.feed_delay.lock().unwrap().get(&self.node).copied();
+        if let (Some(delay), true) = (feed_delay, is_feed_read(sql)) {
+            tokio::time::sleep(delay).await;
+        }
+        let panics = match self.cluster.panics.lock().unwrap().get_mut(&self.node) {
+            Some(left) if *left > 0 => {
+                *left -= 1;
+                true
+            }
+            _ => false,
+        };
+        in_flight.done = true;
+        // Not under the lock: the test reads it after.
+        assert!(!panics, "a driver bug: a packet cut short (node {})", self.node);
+        in_flight.done = true;
         match self.cluster.mode(self.node) {
             Mode::Hang => std::future::pending().await,
             Mode::Refuse => Err(ProbeError::unreachable("connection reset")),
@@ -245,11 +290,7 @@ fn want(m: &Monitor, linger: Duration) {
 
 /// How many position-feed reads (not full probes) node `node` answered.
 fn feed_reads(cluster: &Cluster, node: usize) -> usize {
-    cluster
-        .executed_on(node)
-        .iter()
-        .filter(|s| s.contains("pg_last_wal_replay_lsn") && !s.contains("since_replay_ms"))
-        .count()
+    cluster.executed_on(node).iter().filter(|s| is_feed_read(s)).count()
 }
 
 fn pos(lsn: u64) -> ReplayPosition {
@@ -620,6 +661,66 @@ async fn a_probe_timeout_says_whether_it_waited_for_a_connection_or_an_answer() 
     assert!(n2[refused..].iter().all(|w| *w == Some("connect")), "n2: {n2:?}");
     assert!(of("10.0.0.0:").is_empty(), "the primary answered throughout");
     assert_eq!(m.state().health(NodeId::new(0)), Health::Up);
+}
+
+/// A driver that panics on a probe's statement or a feed read fails that probe (or ends that
+/// feed) and the connection is opened afresh: the node's loop goes on. Before, the panic
+/// unwound through the loop and the node was never probed again (seen in CI: sqlx-mysql 0.9
+/// decoding a column definition cut short).
+#[rstest::rstest]
+#[case::probe(false)]
+#[case::feed(true)]
+#[tokio::test(start_paused = true)]
+async fn a_driver_that_panics_costs_its_connection_not_the_node_s_monitoring(#[case] feed: bool) {
+    let cluster = Cluster::new(&[0x300, 0x100]);
+    let m = start(&cluster, None);
+    let node = NodeId::new(1);
+    assert!(m.first_round(MS(100)).await);
+    tokio::time::sleep(MS(50)).await;
+    if feed {
+        want(&m, MS(5_000));
+        tokio::time::sleep(MS(1)).await;
+    }
+    let before = cluster.executed_on(1).len();
+    cluster.panics.lock().unwrap().insert(1, 1);
+    tokio::time::sleep(MS(1_000)).await;
+    assert_eq!(cluster.panics.lock().unwrap()[&1], 0, "the statement panicked");
+    assert_eq!(cluster.opens(1), 2, "the connection went with the panic and was opened afresh");
+    let after = cluster.executed_on(1).len();
+    assert!(after >= before + 4, "the node is still probed: {before} then {after} statements");
+    cluster.set(1, |n| n.lsn = 0x250);
+    tokio::time::sleep(MS(250)).await;
+    let seen = m.state().snapshot().node(node).unwrap().position().cloned();
+    assert_eq!(seen, Some(pos(0x250)), "and its position still followed");
+    assert_eq!(m.state().health(node), Health::Up);
+    // A probe's panic is one failed probe; a feed read's, none (the next probe reconnects).
+    assert_eq!(m.state().failed_probes(node), u64::from(!feed));
+}
+
+/// A feed read still unanswered when the next full probe is due is handed to that probe, never
+/// dropped half-way: the probe waits for its answer, then asks afresh on the same connection.
+/// Before, the read was dropped and the probe's statement went out on a connection with a
+/// query's answer still unread.
+#[tokio::test(start_paused = true)]
+async fn a_feed_read_unanswered_at_the_probe_s_turn_is_handed_to_the_probe() {
+    let cluster = Cluster::new(&[0x300, 0x100]);
+    let m = start(&cluster, None);
+    let node = NodeId::new(1);
+    assert!(m.first_round(MS(100)).await);
+    // Probes at 0, 200, 400 … ms: the feed reads every 20 ms from now, and from 150 ms each
+    // takes 90 ms, so the one sent at 160 is in flight at the round's turn.
+    want(&m, MS(5_000));
+    tokio::time::sleep(MS(150)).await;
+    cluster.feed_delay.lock().unwrap().insert(1, MS(90));
+    cluster.set(1, |n| n.lsn = 0x250);
+    tokio::time::sleep(MS(2_000)).await;
+    let dropped = cluster.dropped.lock().unwrap().clone();
+    assert_eq!(dropped, vec![], "statements dropped before their answer");
+    assert_eq!(cluster.opens(1), 1, "one connection throughout");
+    assert_eq!(m.state().failed_probes(node), 0, "a slow feed read fails no probe");
+    assert_eq!(m.state().snapshot().node(node).unwrap().position(), Some(&pos(0x250)));
+    let handed = feed_reads(&cluster, 1);
+    assert!(handed >= 5, "the feed went on: {handed} reads");
 }
 
 #[tokio::test(start_paused = true)]
