@@ -82,6 +82,22 @@ fn health(db: &RoutedConnection, name: &str) -> Option<Health> {
     db.stats().node(name).map(|n| n.health())
 }
 
+/// Idle connections in `db`'s primary pool (the one SeaORM's accessors hand out). Asked in a
+/// task of its own: handing the pool out marks the asking task's scope pending (writes the
+/// router cannot see may follow), and the test's own scope must stay as its writes left it.
+async fn primary_idle(db: &RoutedConnection, kind: DbKind) -> usize {
+    let db = db.clone();
+    tokio::spawn(async move {
+        if kind == DbKind::Postgres {
+            db.get_postgres_connection_pool().num_idle()
+        } else {
+            db.get_mysql_connection_pool().num_idle()
+        }
+    })
+    .await
+    .unwrap()
+}
+
 /// Every id in table `f` on `node`.
 async fn ids_on(node: &Node, tdb: &TestDatabase) -> HashSet<i64> {
     let mut c = crate::support::connect(&node.url_for(tdb.name())).await;
@@ -512,12 +528,18 @@ async fn a_write_in_flight_on_a_frozen_primary_ends_when_the_primary_is_marked_d
     let pinging = connect(true).await.unwrap();
     let sending = connect(false).await.unwrap();
     pinging.execute_unprepared("CREATE TABLE t (id INT)").await.unwrap();
-    // An idle pooled connection to the primary exists in each (the position read after the
-    // write has given its connection back), so the write does not have to open one.
+    // An idle pooled connection to the primary exists in each, so the write does not have to
+    // open one. The position read after the write runs on the write's own connection, and the
+    // pool takes it back in a task of sqlx's own after that: under load, later than the capture
+    // is counted, so the test waits for the idle connection itself.
     for db in [&pinging, &sending] {
         db.execute_unprepared("INSERT INTO t VALUES (0)").await.unwrap();
         until("the write's position read", || async {
             db.stats().read_your_writes().positions_captured > 0
+        })
+        .await;
+        until("the write's connection back in the primary's pool", || async {
+            primary_idle(db, kind).await > 0
         })
         .await;
     }
