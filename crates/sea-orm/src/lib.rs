@@ -192,6 +192,14 @@
 #![doc(test(attr(deny(warnings), allow(dead_code))))]
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used, clippy::print_stdout))]
 
+// A router without a driver has nothing to route to: say so, instead of the type errors a build
+// without either driver ends in.
+#[cfg(not(any(feature = "postgres", feature = "mysql")))]
+compile_error!(
+    "rwsplit-sea-orm needs a database driver: enable its `postgres` or `mysql` feature \
+     (both are on by default)"
+);
+
 mod builder;
 mod causal;
 mod classified;
