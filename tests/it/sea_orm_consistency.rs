@@ -931,6 +931,84 @@ async fn reads_survive_a_switchover(#[case] kind: DbKind) {
     assert!(resumed <= PROBE + Duration::from_millis(100), "writes resumed after {resumed:?}");
 }
 
+/// A strong read (the primary alone) whose connection the server ends mid-statement runs once
+/// more where the monitor's verdict says, instead of failing at once: before the monitor knew
+/// anything, the read had nowhere else to go.
+/// - `switchover`: the primary stops (its fast shutdown ends every backend), and replica 1 is
+///   promoted 300 ms later: the read runs once more on the new primary.
+/// - `terminated` (PostgreSQL): the read's backend is terminated (`pg_terminate_backend`) on a
+///   primary that stays up: the read runs once more there, once the primary has answered the
+///   monitor since.
+///
+/// Before, both failed (the fault timeline's writer saw the first as a failed read-back).
+#[rstest]
+#[case::postgres_switchover(DbKind::Postgres, true)]
+#[case::mariadb_switchover(DbKind::MariaDb, true)]
+#[case::postgres_terminated(DbKind::Postgres, false)]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_read_whose_primary_connection_breaks_runs_once_more_where_the_monitor_says(
+    #[case] kind: DbKind,
+    #[case] switchover: bool,
+) {
+    let cluster = own_cluster(kind, "lostread", 2).await;
+    let tdb = cluster.create_database("lostread").await.unwrap();
+    cluster.wait_caught_up(0, Duration::from_secs(10)).await.unwrap();
+    let db = RoutedConnection::builder()
+        .primary(tdb.primary_url())
+        .replicas(tdb.replica_urls())
+        .monitor(
+            rwsplit_sea_orm::MonitorConfig::default()
+                .interval(Duration::from_millis(200))
+                .timeout(Duration::from_millis(500)),
+        )
+        .connect()
+        .await
+        .unwrap();
+    let name = |port: u16| format!("127.0.0.1:{port}/{}", tdb.name());
+    let (old, new) = (name(cluster.primary().port()), name(cluster.replicas()[0].port()));
+    let reads = |node: &str| db.stats().node(node).map_or(0, |n| n.reads());
+    let sleep = if kind == DbKind::Postgres { "SELECT pg_sleep(1.5)" } else { "SELECT SLEEP(1.5)" };
+    let sleep = sea_orm::Statement::from_string(db.get_database_backend(), sleep);
+    let (old_before, new_before) = (reads(&old), reads(&new));
+    let read = tokio::spawn({
+        let db = db.clone();
+        async move {
+            let started = Instant::now();
+            let r = db.consistent(Consistency::Strong).query_one_raw(sleep).await;
+            (r, started.elapsed())
+        }
+    });
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    if switchover {
+        cluster.primary().stop().unwrap();
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        cluster.replicas()[0].promote().await.unwrap();
+    } else {
+        let mut admin = crate::support::connect(&tdb.primary_url()).await;
+        let kill = "SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
+                    WHERE query LIKE 'SELECT pg_sleep(1.5)%' AND pid <> pg_backend_pid()";
+        let killed: Vec<bool> = sqlx::query_scalar(kill).fetch_all(&mut admin).await.unwrap();
+        assert_eq!(killed, vec![true], "the read's backend was terminated");
+    }
+    let (r, took) = read.await.unwrap();
+    let (old_reads, new_reads) = (reads(&old) - old_before, reads(&new) - new_before);
+    eprintln!(
+        "{kind}: read with its primary connection broken ({}) took {} ms: {:?}; served on the \
+         old primary {old_reads}, on the new {new_reads}",
+        if switchover { "switchover" } else { "terminated" },
+        took.as_millis(),
+        r.as_ref().map(|_| "ok"),
+    );
+    r.expect("the read ran once more and succeeded").expect("a row");
+    if switchover {
+        assert_eq!((old_reads, new_reads), (0, 1), "once more, on the new primary");
+    } else {
+        assert_eq!((old_reads, new_reads), (1, 0), "once more, on the same primary");
+    }
+    // 0.4 s before the fault, the promotion 0.3 s after it, the sleep again (1.5 s).
+    assert!(took < Duration::from_secs(5), "the read took {took:?}");
+}
+
 /// Issue 24, bounded staleness under a partition: the application is cut from a primary that
 /// keeps taking writes from other clients, and the replicas are cut from it too (every path
 /// through a testkit proxy, black-holed at once). The primary is alive and writing; nothing

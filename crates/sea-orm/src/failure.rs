@@ -108,6 +108,21 @@ pub(crate) fn classify(err: &DbErr, on_replica: bool) -> Failure {
     }
 }
 
+/// Whether `err` says the pool itself was closed (the application closed the connection): a
+/// [`Failure::Connection`] that no verdict of the monitor's will mend.
+pub(crate) fn pool_closed(err: &DbErr) -> bool {
+    match err {
+        #[cfg(any(feature = "postgres", feature = "mysql"))]
+        DbErr::Conn(sea_orm::RuntimeErr::SqlxError(e))
+        | DbErr::Exec(sea_orm::RuntimeErr::SqlxError(e))
+        | DbErr::Query(sea_orm::RuntimeErr::SqlxError(e)) => {
+            matches!(e.as_ref(), sea_orm::sqlx::Error::PoolClosed)
+        }
+        DbErr::ConnectionAcquire(sea_orm::ConnAcquireErr::ConnectionClosed) => true,
+        _ => false,
+    }
+}
+
 #[cfg(any(feature = "postgres", feature = "mysql"))]
 fn sqlx_failure(e: &sea_orm::sqlx::Error, on_replica: bool) -> Failure {
     use crate::product::ServerError;

@@ -14,7 +14,9 @@
 //! - A read may wait for its first candidate to catch up, is bounded (the caller's deadline,
 //!   the replica read timeout, the monitor marking the replica down), and moves on to the next
 //!   candidate when the failure makes that safe, up to the retry budget. A read on the primary
-//!   given up because the monitor sees another primary runs once more, there.
+//!   given up because the monitor sees another primary runs once more, there; one whose
+//!   connection to the primary broke first waits for the monitor's verdict, then runs once
+//!   more where it says ([`Inner::after_lost`]).
 //! - Every outcome is reported once: a node failure to the monitor, back-pressure to the
 //!   node's counters (never to its health), successes to the balancer's latency estimate.
 //!
@@ -315,6 +317,19 @@ enum Stop {
     /// ([`OnReplicaRefusal::Primary`](crate::OnReplicaRefusal::Primary)); its shape is learned.
     /// The error is the caller's if it cannot be.
     Refused(DbErr),
+    /// A read whose connection to the primary `.1` broke, or could not be made, before the
+    /// monitor knew of anything wrong there: it may run once more where the monitor's verdict
+    /// says ([`Inner::after_lost`]), else the caller gets this error.
+    Lost(DbErr, NodeId),
+}
+
+impl Stop {
+    /// The caller's error: a second attempt hands back no further one.
+    fn into_error(self) -> DbErr {
+        match self {
+            Stop::Fail(e) | Stop::Unsent(e, _) | Stop::Refused(e) | Stop::Lost(e, _) => e,
+        }
+    }
 }
 
 impl Inner {
@@ -403,6 +418,14 @@ impl Inner {
                 Err(Stop::Unsent(e, id)) => (e, id),
                 // Boxed: rare, and a read's future need not carry a write's state.
                 Err(Stop::Refused(e)) => return Box::pin(self.refused(e, work, scope)).await,
+                Err(Stop::Lost(e, old)) => {
+                    let Some(retry) = Box::pin(self.after_lost(old, plan.access())).await else {
+                        return Err(e);
+                    };
+                    tracing::info!(target: "rwsplit", error = %e, "the primary's connection broke under a read: once more, where the monitor says");
+                    let again = Box::pin(self.attempt_plan(&retry, work, scope, 1));
+                    return again.await.map_err(Stop::into_error);
+                }
             };
             // A write that was never sent, or a read, to a node that is not the primary any more:
             // once more, on the primary the monitor sees now (if there is none, or it is still that
@@ -413,10 +436,52 @@ impl Inner {
             };
             tracing::info!(target: "rwsplit", error = %unsent, "trying once more, on the new primary");
             // Boxed: rare, and a read's future need not carry a second loop's state.
-            match Box::pin(self.attempt_plan(&retry, work, scope, 1)).await {
-                Ok(done) => Ok(done),
-                Err(Stop::Fail(e) | Stop::Unsent(e, _) | Stop::Refused(e)) => Err(e),
+            Box::pin(self.attempt_plan(&retry, work, scope, 1)).await.map_err(Stop::into_error)
+        }
+    }
+
+    /// A read on the primary `old` lost its connection before the monitor knew of anything
+    /// wrong there: the server closed or reset it (a switchover's fast shutdown ends every
+    /// backend), or refused a new one. The read is safe to run again, and is worth running
+    /// again only once the monitor has a verdict: waits for one, and returns where the read
+    /// runs once more — on the new primary, once the monitor names one; on `old`, once it has
+    /// answered the monitor since as the primary (the connection broke, not the server). `None`
+    /// (the caller gets the read's error) when neither happened within the wait: the time the
+    /// monitor takes to mark a primary down at three failed probes (three intervals and probe
+    /// timeouts; 4.5 s at the defaults), or the caller's deadline if sooner. A primary marked
+    /// down meanwhile does not end it: a switchover's old primary is marked down before the new
+    /// one is seen. Waits on the monitor's snapshots, never by polling.
+    async fn after_lost(&self, old: NodeId, access: Access) -> Option<Plan> {
+        let lost = Instant::now();
+        let m = &self.policy.monitor;
+        let verdict = m.interval_value().saturating_add(m.timeout_value()).saturating_mul(3);
+        let mut until =
+            tokio::time::Instant::from_std(crate::deadline::saturating_after(lost, verdict));
+        if let Some(d) = crate::deadline::current() {
+            until = until.min(tokio::time::Instant::from_std(d));
+        }
+        let state = self.routing.state();
+        // One sample of `old`'s written position read after the loss: an answer says the
+        // server is there and still the primary.
+        state.want_sample(old, lost, until.into_std());
+        loop {
+            // Registered before the look: a snapshot published in between still wakes it.
+            let published = state.published();
+            let mut published = std::pin::pin!(published);
+            published.as_mut().enable();
+            match self.plan_on_primary(access, Why::MovedToNewPrimary) {
+                Ok(retry) if retry.first() != old => return Some(retry),
+                Ok(retry)
+                    if state.sampled_since(old, lost)
+                        && self.routing.standing(old) == Standing::Primary =>
+                {
+                    return Some(retry);
+                }
+                _ => {}
             }
+            // Marked down meanwhile, with no other primary named yet: a switchover marks the
+            // old primary down before the new one is seen, so the wait goes on to its end.
+            tokio::time::timeout_at(until, published).await.ok()?;
         }
     }
 
@@ -437,10 +502,7 @@ impl Inner {
         let Ok(retry) = self.plan_on_primary(Access::Write, Why::RefusedByReplica) else {
             return Err(refusal);
         };
-        match self.attempt_plan(&retry, work, scope, 1).await {
-            Ok(done) => Ok(done),
-            Err(Stop::Fail(e) | Stop::Unsent(e, _) | Stop::Refused(e)) => Err(e),
-        }
+        self.attempt_plan(&retry, work, scope, 1).await.map_err(Stop::into_error)
     }
 
     /// [`attempt`](Self::attempt) along one plan; `earlier`: attempts already made (a write's
@@ -601,6 +663,20 @@ impl Inner {
                             return Err(self.refusal(e, &node, plan, work.sql()));
                         }
                         let out_of_time = deadline.is_some_and(|d| now >= d);
+                        if failure == Failure::Connection
+                            && on_primary
+                            && !write
+                            && last
+                            && earlier == 0
+                            && !out_of_time
+                            && self.monitor.is_some()
+                            && !failure::pool_closed(&e)
+                        {
+                            // The primary was the read's last resort: once more after the
+                            // monitor's verdict (see `after_lost`), not an error at once.
+                            let e = failure::named(e, failure, &node.name, write, tried);
+                            return Err(Stop::Lost(e, id));
+                        }
                         if write || !failure.retryable() || last || out_of_time {
                             return Err(Stop::Fail(failure::named(
                                 e, failure, &node.name, write, tried,
