@@ -157,8 +157,8 @@ fn spawn_load(
                             Ok(Some(_)) => {}
                             Ok(None) => w.failed.read_back_stale += 1,
                             Err(e) => {
-                                // Why, for the report's reader (the budget allows one: the
-                                // read-back in flight when the primary stops).
+                                // Why, for the report's reader (its budget from the switchover
+                                // on is 0).
                                 eprintln!("fault_timeline: the writer's read-back failed: {e}");
                                 w.failed.read_back += 1;
                             }
