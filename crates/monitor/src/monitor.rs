@@ -426,7 +426,7 @@ async fn probe_node<P: Product, K: Connector>(
                 return Err(ProbeError::Timeout { after: timeout });
             };
             link.asking = None;
-            // The task ends by returning, or by a driver's panic (see `Task`).
+            // The task ends by returning, or by a driver's panic (tokio catches it on a task).
             let (conn, memo, result, answered) = joined.map_err(ProbeError::unreachable)?;
             link.conn = conn;
             link.memo = memo;
@@ -698,8 +698,8 @@ pub(crate) const FEED_BACKOFF: u32 = 10;
 /// One node's position feed between two full probes.
 struct Feed<'a, C, M> {
     state: &'a TopologyState,
-    /// The node's probe connection: each read takes it onto a task of its own and gives it back
-    /// (or hands the read to the next probe: see [`Asking::Feed`]).
+    /// The node's probe connection: each read takes it ([`Caught`]) and gives it back, or hands
+    /// the read to the next probe ([`Asking::Feed`]).
     link: &'a mut Link<C, M>,
     node: NodeId,
     /// The full probe before: the role the feed reads positions for.

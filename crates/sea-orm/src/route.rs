@@ -59,6 +59,9 @@ pub(crate) enum Why {
     LastReadNode,
     /// A read given up on a deposed primary, run once more on the new one.
     MovedToNewPrimary,
+    /// A read whose connection to the primary broke, run once more on the same primary once it
+    /// answered the monitor again.
+    RerunOnPrimary,
     /// A read a replica refused because it writes, run once on the primary as a write.
     RefusedByReplica,
 }
@@ -76,6 +79,7 @@ impl Why {
             Self::OutsideBound => "no replica within the staleness bound has the write",
             Self::LastReadNode => "the last read's node",
             Self::MovedToNewPrimary => "moved to the new primary",
+            Self::RerunOnPrimary => "run again on the primary after its connection broke",
             Self::RefusedByReplica => "refused by a replica",
         }
     }
@@ -441,6 +445,7 @@ mod tests {
     #[case(Why::OutsideBound, "no replica within the staleness bound has the write")]
     #[case(Why::LastReadNode, "the last read's node")]
     #[case(Why::MovedToNewPrimary, "moved to the new primary")]
+    #[case(Why::RerunOnPrimary, "run again on the primary after its connection broke")]
     fn reasons_keep_their_labels(#[case] why: Why, #[case] label: &str) {
         assert_eq!(why.as_str(), label);
         assert_eq!(why.to_string(), label);

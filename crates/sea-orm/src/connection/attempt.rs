@@ -475,7 +475,7 @@ impl Inner {
                     if state.sampled_since(old, lost)
                         && self.routing.standing(old) == Standing::Primary =>
                 {
-                    return Some(retry);
+                    return Some(retry.with_reason(Why::RerunOnPrimary));
                 }
                 _ => {}
             }
