@@ -38,6 +38,22 @@ async fn connect(tdb: &rwsplit_testkit::TestDatabase) -> RoutedConnection {
         .unwrap()
 }
 
+/// A connection to `primary` and `tdb`'s replicas whose monitor probes every 200 ms and gives a
+/// probe 500 ms: faults are seen within a second.
+async fn connect_watched(primary: String, tdb: &rwsplit_testkit::TestDatabase) -> RoutedConnection {
+    RoutedConnection::builder()
+        .primary(primary)
+        .replicas(tdb.replica_urls())
+        .monitor(
+            rwsplit_sea_orm::MonitorConfig::default()
+                .interval(Duration::from_millis(200))
+                .timeout(Duration::from_millis(500)),
+        )
+        .connect()
+        .await
+        .unwrap()
+}
+
 /// Whether `read` returns the author `id` named `name`.
 fn fresh(found: Result<Option<author::Model>, sea_orm::DbErr>, name: &str) -> bool {
     found.unwrap().is_some_and(|a| a.name == name)
@@ -953,17 +969,7 @@ async fn a_read_whose_primary_connection_breaks_runs_once_more_where_the_monitor
     let cluster = own_cluster(kind, "lostread", 2).await;
     let tdb = cluster.create_database("lostread").await.unwrap();
     cluster.wait_caught_up(0, Duration::from_secs(10)).await.unwrap();
-    let db = RoutedConnection::builder()
-        .primary(tdb.primary_url())
-        .replicas(tdb.replica_urls())
-        .monitor(
-            rwsplit_sea_orm::MonitorConfig::default()
-                .interval(Duration::from_millis(200))
-                .timeout(Duration::from_millis(500)),
-        )
-        .connect()
-        .await
-        .unwrap();
+    let db = connect_watched(tdb.primary_url(), &tdb).await;
     let name = |port: u16| format!("127.0.0.1:{port}/{}", tdb.name());
     let (old, new) = (name(cluster.primary().port()), name(cluster.replicas()[0].port()));
     let reads = |node: &str| db.stats().node(node).map_or(0, |n| n.reads());
@@ -1042,17 +1048,7 @@ async fn no_bounded_read_is_served_past_its_bound_when_cut_from_a_writing_primar
     for r in cluster.replicas() {
         links.push(r.delay_replication(primary, Duration::ZERO, Duration::ZERO).await.unwrap());
     }
-    let db = RoutedConnection::builder()
-        .primary(app_path.url(&tdb.primary_url()))
-        .replicas(tdb.replica_urls())
-        .monitor(
-            rwsplit_sea_orm::MonitorConfig::default()
-                .interval(Duration::from_millis(200))
-                .timeout(Duration::from_millis(500)),
-        )
-        .connect()
-        .await
-        .unwrap();
+    let db = connect_watched(app_path.url(&tdb.primary_url()), &tdb).await;
 
     // The outside writer: directly to the primary, never cut. Value `n` acknowledged at `at`.
     let stop = Arc::new(AtomicBool::new(false));
