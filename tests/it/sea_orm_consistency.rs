@@ -952,15 +952,18 @@ async fn reads_survive_a_switchover(#[case] kind: DbKind) {
 /// anything, the read had nowhere else to go.
 /// - `switchover`: the primary stops (its fast shutdown ends every backend), and replica 1 is
 ///   promoted 300 ms later: the read runs once more on the new primary.
-/// - `terminated` (PostgreSQL): the read's backend is terminated (`pg_terminate_backend`) on a
-///   primary that stays up: the read runs once more there, once the primary has answered the
-///   monitor since.
+/// - `terminated`: the read's session is ended on a primary that stays up
+///   (`pg_terminate_backend`; MariaDB's `KILL`, which shuts the session's socket: the driver
+///   sees the connection closed): the read runs once more there, once the primary has answered
+///   the monitor since.
 ///
-/// Before, both failed (the fault timeline's writer saw the first as a failed read-back).
+/// Before 740cb72 the first three cases failed (the fault timeline's writer saw the first as a
+/// failed read-back).
 #[rstest]
 #[case::postgres_switchover(DbKind::Postgres, true)]
 #[case::mariadb_switchover(DbKind::MariaDb, true)]
 #[case::postgres_terminated(DbKind::Postgres, false)]
+#[case::mariadb_terminated(DbKind::MariaDb, false)]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_read_whose_primary_connection_breaks_runs_once_more_where_the_monitor_says(
     #[case] kind: DbKind,
@@ -989,12 +992,19 @@ async fn a_read_whose_primary_connection_breaks_runs_once_more_where_the_monitor
         cluster.primary().stop().unwrap();
         tokio::time::sleep(Duration::from_millis(300)).await;
         cluster.replicas()[0].promote().await.unwrap();
-    } else {
+    } else if kind == DbKind::Postgres {
         let mut admin = crate::support::connect(&tdb.primary_url()).await;
         let kill = "SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
                     WHERE query LIKE 'SELECT pg_sleep(1.5)%' AND pid <> pg_backend_pid()";
         let killed: Vec<bool> = sqlx::query_scalar(kill).fetch_all(&mut admin).await.unwrap();
         assert_eq!(killed, vec![true], "the read's backend was terminated");
+    } else {
+        let mut admin = crate::support::connect(&tdb.primary_url()).await;
+        let find = "SELECT CAST(id AS SIGNED) FROM information_schema.processlist \
+                    WHERE info LIKE 'SELECT SLEEP(1.5)%' AND id <> CONNECTION_ID()";
+        let ids: Vec<i64> = sqlx::query_scalar(find).fetch_all(&mut admin).await.unwrap();
+        assert_eq!(ids.len(), 1, "one session runs the read: {ids:?}");
+        crate::support::exec(&mut admin, &format!("KILL {}", ids[0])).await.unwrap();
     }
     let (r, took) = read.await.unwrap();
     let (old_reads, new_reads) = (reads(&old) - old_before, reads(&new) - new_before);
