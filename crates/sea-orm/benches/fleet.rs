@@ -42,6 +42,13 @@
 //! per port, copying every connection's bytes) is the bottleneck at 200 instances.
 //! `RWSPLIT_FLEET_LOG=1` has each instance log rwsplit's warnings on its stderr (a failed
 //! probe says why it failed).
+//! `--pgbouncer` puts a real PgBouncer in transaction pooling (the testkit's, on this machine)
+//! in front of each replica, as a fleet of this size would run: the instances reach each
+//! replica through it, declared `Pooling::Transaction`, monitor included, so a replica's
+//! server holds PgBouncer's few connections instead of two per instance. The primary stays
+//! direct (sqlx's writes need a session: see `Pooling`), and so does the observer, which watches
+//! the servers themselves. A replica's monitor connections are then counted on the server as
+//! those PgBouncer last lent to a monitor.
 //!
 //! An instance is this executable run as `fleet instance <connections> <idle|ryw> <id>
 //! <primary-url> <replica-url>...`: it connects, prints `ready`, takes its counts at the
@@ -166,9 +173,16 @@ fn instance(args: &[String]) -> Res<()> {
                 plain.push(sea_orm::Database::connect(primary.as_str()).await?);
                 continue;
             }
-            let mut b = RoutedConnection::builder()
-                .primary(primary.as_str())
-                .replicas(replicas.iter().map(String::as_str));
+            // `--pgbouncer`, passed down: the replicas are behind PgBouncer in transaction
+            // pooling.
+            let pooling = if std::env::var_os("FLEET_REPLICAS_PGBOUNCER").is_some() {
+                rwsplit_sea_orm::Pooling::Transaction
+            } else {
+                rwsplit_sea_orm::Pooling::Direct
+            };
+            let mut b = RoutedConnection::builder().primary(primary.as_str()).replicas(
+                replicas.iter().map(|u| rwsplit_sea_orm::Replica::new(u.as_str()).pooling(pooling)),
+            );
             // `--position-interval-ms`, passed down: the monitor's position feed (0: off).
             let feed = std::env::var("FLEET_POSITION_INTERVAL_MS").ok().and_then(|s| s.parse().ok());
             if let Some(ms) = feed {
@@ -689,6 +703,10 @@ static ACQUIRE_TIMEOUT_SECS: std::sync::OnceLock<u64> = std::sync::OnceLock::new
 /// `FLEET_POSITION_INTERVAL_MS` (unset: the default, 20 ms).
 static POSITION_INTERVAL_MS: std::sync::OnceLock<u64> = std::sync::OnceLock::new();
 
+/// `--pgbouncer`: the replicas are reached through PgBouncer in transaction pooling (the
+/// instances are told in `FLEET_REPLICAS_PGBOUNCER`).
+static PGBOUNCER: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+
 /// `--ryw-every-ms`: how often each connection of the read-your-writes workload writes, passed
 /// to the instances in `FLEET_RYW_EVERY_MS`.
 static RYW_EVERY_MS: std::sync::OnceLock<u64> = std::sync::OnceLock::new();
@@ -724,6 +742,9 @@ fn driver(args: &[String]) -> Res<()> {
             "--json" => json = Some(it.next().ok_or("--json needs a path")?.into()),
             "--plain" => plain = true,
             "--docker-proxy" => docker_proxy = true,
+            "--pgbouncer" => {
+                let _ = PGBOUNCER.set(true);
+            }
             "--clients-in-root-cgroup" => root_cgroup = true,
             "--workloads" => {
                 let list = it.next().ok_or("--workloads needs a list (idle,ryw)")?;
@@ -799,6 +820,23 @@ fn driver(args: &[String]) -> Res<()> {
                 .map(|(u, n)| n.direct_url(u))
                 .collect::<Result<Vec<_>, _>>()?
         };
+        // `--pgbouncer`: one PgBouncer per replica, on this machine, reaching its server through
+        // the port the host publishes (its few server connections, not the fleet's, cross
+        // Docker's proxy). The instances reach the replicas through them; the observer does not.
+        let mut bouncers = Vec::new();
+        let observed = urls.clone();
+        let urls = if PGBOUNCER.get().copied().unwrap_or(false) {
+            let mut through = vec![urls[0].clone()];
+            for (node, url) in cluster.replicas().iter().zip(tdb.replica_urls()) {
+                let bouncer = node.pgbouncer(rwsplit_testkit::PoolMode::Transaction).await?;
+                through.push(bouncer.url(&url));
+                bouncers.push(bouncer);
+            }
+            eprintln!("fleet: the replicas are reached through PgBouncer (transaction pooling)");
+            through
+        } else {
+            urls
+        };
         eprintln!("fleet: {backend:?} cluster up; window {window:?}");
         let mut rows = Vec::new();
         for &k in &ks {
@@ -819,7 +857,7 @@ fn driver(args: &[String]) -> Res<()> {
                     let row = run(
                         &cluster,
                         &mut counters,
-                        &urls,
+                        (&urls, &observed),
                         shape,
                         workload,
                         window,
@@ -832,6 +870,7 @@ fn driver(args: &[String]) -> Res<()> {
             }
         }
         drop(counters);
+        drop(bouncers);
         cluster.stop()?;
         Ok::<_, Box<dyn std::error::Error + Send + Sync>>(rows)
     })?;
@@ -846,7 +885,7 @@ fn driver(args: &[String]) -> Res<()> {
 async fn run(
     cluster: &Cluster,
     counters: &mut [NodeCounter],
-    urls: &[String],
+    (urls, observed): (&[String], &[String]),
     shape: Shape,
     workload: &'static str,
     window: Duration,
@@ -854,7 +893,7 @@ async fn run(
 ) -> Res<Measured> {
     let exe = std::env::current_exe()?;
     // Beside the fleet from before its start to its window's end (see `observe`).
-    let observer = tokio::task::block_in_place(|| Observer::start(urls))?;
+    let observer = tokio::task::block_in_place(|| Observer::start(observed))?;
     let (processes, per_process) = match shape {
         Shape::Processes(k) => (k, 1),
         Shape::OneProcess(k) => (1, k),
@@ -869,6 +908,7 @@ async fn run(
             .args(urls)
             .envs(ACQUIRE_TIMEOUT_SECS.get().map(|s| ("FLEET_ACQUIRE_TIMEOUT_SECS", s.to_string())))
             .envs(RYW_EVERY_MS.get().map(|ms| ("FLEET_RYW_EVERY_MS", ms.to_string())))
+            .envs(PGBOUNCER.get().map(|_| ("FLEET_REPLICAS_PGBOUNCER", "1")))
             .envs(
                 POSITION_INTERVAL_MS.get().map(|ms| ("FLEET_POSITION_INTERVAL_MS", ms.to_string())),
             )
@@ -1183,7 +1223,11 @@ fn print_row(r: &Measured) {
     let k = r.shape.k() as f64;
     println!(
         "{:<18} {:<5} | {} | client CPU {:.2} %/instance | false changes {} ({} in the window) | failed probes {} ({} in the window) | reads {} ({:.1} % on replicas) | stale {} | failed instances {}{}",
-        r.shape.label(),
+        if PGBOUNCER.get().is_some() {
+            format!("{}, replicas via PgBouncer", r.shape.label())
+        } else {
+            r.shape.label()
+        },
         r.workload,
         r.nodes
             .iter()
