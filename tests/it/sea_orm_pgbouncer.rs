@@ -183,3 +183,64 @@ async fn routed_reads_through_pgbouncer(#[case] mode: PoolMode) {
     drop(db);
     drop(bouncers);
 }
+
+/// Issue 25, through transaction pooling: the monitor's probes are single statements in the
+/// simple protocol, each its own transaction on the server connection PgBouncer lends it. The
+/// replica's server connections are watched directly while a fast monitor probes through
+/// PgBouncer: none of the monitor's is ever seen inside a transaction or running a frame's
+/// `BEGIN`/`COMMIT; DEALLOCATE ALL` (which it was, framed: three round trips a probe, the
+/// server connection held across the client's pauses between them), and its statements are the
+/// probes themselves. No application traffic runs meanwhile.
+#[tokio::test]
+async fn the_monitor_probes_through_transaction_pooling_in_single_statements() {
+    use sqlx::Row as _;
+    let cluster = shared(DbKind::Postgres);
+    let tdb = cluster.create_database("pgb_probes").await.unwrap();
+    let replica = &cluster.replicas()[0];
+    let bouncer = replica.pgbouncer(PoolMode::Transaction).await.unwrap();
+    let through = bouncer.url(&tdb.replica_urls()[0]);
+    let db = RoutedConnection::builder()
+        .primary(tdb.primary_url())
+        .replica(Replica::new(through).pooling(Pooling::Transaction))
+        .monitor(
+            rwsplit_sea_orm::MonitorConfig::default()
+                .interval(Duration::from_millis(50))
+                .idle_interval(Duration::from_millis(50)),
+        )
+        .connect()
+        .await
+        .unwrap();
+    // The replica itself, not through PgBouncer: the test database's sessions there are
+    // PgBouncer's server connections, and only the monitor's statements start from now on.
+    let mut watch = crate::support::connect(&tdb.replica_urls()[0]).await;
+    let since: String =
+        sqlx::query_scalar("SELECT clock_timestamp()::text").fetch_one(&mut watch).await.unwrap();
+    let sample = format!(
+        "SELECT state, query FROM pg_stat_activity WHERE datname = '{}' \
+         AND pid <> pg_backend_pid() AND query_start > '{since}'::timestamptz",
+        tdb.name()
+    );
+    let (mut seen, mut probes) = (std::collections::BTreeSet::new(), 0);
+    let mut every = tokio::time::interval(Duration::from_millis(5));
+    for _ in 0..400 {
+        every.tick().await;
+        for row in
+            sqlx::query(sqlx::AssertSqlSafe(sample.as_str())).fetch_all(&mut watch).await.unwrap()
+        {
+            let state: Option<String> = row.try_get(0).unwrap();
+            let query: Option<String> = row.try_get(1).unwrap();
+            let (state, query) = (state.unwrap_or_default(), query.unwrap_or_default());
+            probes += usize::from(query.contains("pg_is_in_recovery()"));
+            let framed = ["BEGIN", "COMMIT", "DEALLOCATE"].iter().any(|f| query.starts_with(f));
+            if framed || state.contains("in transaction") {
+                seen.insert(format!("{state}: {query}"));
+            }
+        }
+    }
+    assert!(seen.is_empty(), "the monitor's server connections were framed: {seen:?}");
+    assert!(probes > 0, "the monitor's probes were seen on the replica");
+    let failed: u64 = db.stats().nodes().iter().map(|n| n.failed_probes()).sum();
+    assert_eq!(failed, 0, "no probe failed through PgBouncer");
+    drop(db);
+    drop(bouncer);
+}

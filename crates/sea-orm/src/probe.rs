@@ -12,9 +12,15 @@
 //!   timeout, so a stopped primary's last "I am the primary" stood for a probe timeout after
 //!   another node was promoted (two primaries: no writes, no bounded reads).
 //!
-//! A node behind transaction pooling is the exception: its monitor connection is a
-//! one-connection pool framed like the read pool (each use one transaction, see
-//! [`Pooling`](crate::Pooling)). Failover's admin connections use
+//! A node behind transaction pooling ([`Pooling::Transaction`](crate::Pooling)) is probed on
+//! such a connection too, PostgreSQL's with every statement sent in the simple protocol: one
+//! round trip, a transaction of its own on whichever server connection the pooler lends it for
+//! that statement alone, and no prepared statement left on it. (Framed like the read pool —
+//! `BEGIN; DEALLOCATE ALL` before each use, `COMMIT; DEALLOCATE ALL` after — a probe took three
+//! round trips and held the pooler's server connection across its client's pauses between
+//! them; with 200 instances the probes queued in PgBouncer behind one another.) A MySQL/MariaDB
+//! node behind transaction pooling keeps that framed one-connection pool. Failover's admin
+//! connections use
 //! [`AutoFailover::admin_credentials`](crate::AutoFailover::admin_credentials) when set.
 
 use std::fmt;
@@ -32,6 +38,10 @@ use crate::connection::Nodes;
 /// One connection of the monitor's, as a probe connection.
 pub(crate) struct NodeProbe {
     conn: ProbeLink,
+    /// Every query in the simple protocol (a PostgreSQL node behind transaction pooling): no
+    /// prepared statement, each statement its own transaction.
+    #[cfg_attr(not(feature = "postgres"), allow(dead_code))]
+    simple: bool,
     /// The connect (or the pool's acquire) timeout: its expiry is reported as a probe timeout.
     timeout: Duration,
 }
@@ -65,11 +75,16 @@ impl ProbeConn for NodeProbe {
             #[cfg(feature = "postgres")]
             ProbeLink::Postgres(conn) => {
                 let mut conn = conn.lock().await;
-                // Prepared once per connection (sqlx's statement cache), then one round trip.
-                let row = sea_orm::sqlx::query(sea_orm::sqlx::AssertSqlSafe(sql))
-                    .fetch_optional(&mut *conn)
-                    .await
-                    .map_err(ProbeError::unreachable)?;
+                let sql = sea_orm::sqlx::AssertSqlSafe(sql);
+                let row = if self.simple {
+                    // One round trip, nothing left on the server connection.
+                    sea_orm::sqlx::raw_sql(sql).fetch_optional(&mut *conn).await
+                } else {
+                    // Prepared once per connection (sqlx's statement cache), then one round
+                    // trip.
+                    sea_orm::sqlx::query(sql).fetch_optional(&mut *conn).await
+                };
+                let row = row.map_err(ProbeError::unreachable)?;
                 Ok(row.map(|r| {
                     let cols = r.columns().iter().map(|c| c.name().to_owned()).collect::<Vec<_>>();
                     Row::new(cols.into_iter().enumerate().map(|(i, n)| (n, pg_text(&r, i))))
@@ -320,6 +335,17 @@ impl Connector for NodeConnector {
                 };
                 given.open(timeout).await
             }
+            // PostgreSQL behind transaction pooling: a connection of its own, in the simple
+            // protocol (see the module docs).
+            #[cfg(feature = "postgres")]
+            Some(ProbeFrom::Framed(base)) if is_postgres(base.get_url()) => {
+                let Some(given) = derive(admin(&base)).await? else {
+                    return Err(ProbeError::unreachable("not a PostgreSQL node"));
+                };
+                let mut probe = given.open(timeout).await?;
+                probe.simple = true;
+                Ok(probe)
+            }
             Some(ProbeFrom::Framed(base)) => {
                 // A refused connection fails at once here; the driver's pool would retry it until
                 // its acquire timeout, making a dead node look like a slow one.
@@ -338,7 +364,7 @@ impl Connector for NodeConnector {
                     .connect_lazy(false)
                     .sqlx_logging(false);
                 let conn = Database::connect(opts).await.map_err(|e| probe_error(e, timeout))?;
-                Ok(NodeProbe { conn: ProbeLink::Pool(conn), timeout })
+                Ok(NodeProbe { conn: ProbeLink::Pool(conn), simple: false, timeout })
             }
         }
     }
@@ -428,8 +454,16 @@ impl GivenNode {
                 ProbeLink::MySql(tokio::sync::Mutex::new(c))
             }
         };
-        Ok(NodeProbe { conn, timeout })
+        Ok(NodeProbe { conn, simple: false, timeout })
     }
+}
+
+/// Whether `url` names a PostgreSQL server (its scheme).
+#[cfg(feature = "postgres")]
+fn is_postgres(url: &str) -> bool {
+    url.split_once("://").is_some_and(|(scheme, _)| {
+        scheme.eq_ignore_ascii_case("postgres") || scheme.eq_ignore_ascii_case("postgresql")
+    })
 }
 
 /// The TCP address of a node's URL (`None` for a Unix socket or anything unparsable): host as
