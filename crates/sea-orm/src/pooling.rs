@@ -40,11 +40,13 @@ use sea_orm::{ConnectOptions, DbBackend};
 ///   `BEGIN` round trip, which replaces sqlx's ping before each use (`test_before_acquire` is
 ///   off for these pools: a connection that fails its `BEGIN` is closed and another one used);
 ///   the `COMMIT` runs after the connection is handed back, in sqlx's release task. Measured in
-///   `docs/ARCHITECTURE.md`, *PgBouncer*.
+///   `docs/ARCHITECTURE.md`, *PgBouncer*. The monitor's connection to a PostgreSQL node so
+///   pooled is not framed: it sends each statement alone in the simple protocol, one round
+///   trip and a transaction of its own, nothing prepared.
 ///
 ///   Prepared statements: the pools of such a node (reads, the writable pool used after a
-///   promotion, the monitor's, which is framed the same way but read-write) get
-///   `statement_cache_capacity(0)`, since a statement cached by
+///   promotion; on MySQL/MariaDB the monitor's, which is framed the same way but read-write)
+///   get `statement_cache_capacity(0)`, since a statement cached by
 ///   the client would be missing on the next transaction's server connection. That alone is
 ///   not enough with sqlx 0.9: it still *names* every statement it prepares (`sqlx_s_<n>`,
 ///   counted per client connection; only queries marked non-persistent, which SeaORM never

@@ -234,8 +234,10 @@ pub(crate) enum ProbeFrom {
     /// source for a node it added): the monitor opens driver connections from the sqlx options
     /// SeaORM derives from them.
     Options(ConnectOptions),
-    /// The options of a node behind transaction pooling, framed for the monitor: a
-    /// one-connection pool whose hooks make each use one transaction.
+    /// The options of a node behind transaction pooling, framed for the monitor: on
+    /// MySQL/MariaDB a one-connection pool whose hooks make each use one transaction; on
+    /// PostgreSQL (whose hooks go unused) a driver connection of its own that sends each
+    /// statement alone in the simple protocol (see the module docs).
     Framed(ConnectOptions),
     /// A pool the application built ([`RoutedConnection::from_connections`]): the monitor
     /// opens its own connections from the pool's connect options.
