@@ -705,7 +705,7 @@ static POSITION_INTERVAL_MS: std::sync::OnceLock<u64> = std::sync::OnceLock::new
 
 /// `--pgbouncer`: the replicas are reached through PgBouncer in transaction pooling (the
 /// instances are told in `FLEET_REPLICAS_PGBOUNCER`).
-static PGBOUNCER: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+static PGBOUNCER: std::sync::OnceLock<()> = std::sync::OnceLock::new();
 
 /// `--ryw-every-ms`: how often each connection of the read-your-writes workload writes, passed
 /// to the instances in `FLEET_RYW_EVERY_MS`.
@@ -743,7 +743,7 @@ fn driver(args: &[String]) -> Res<()> {
             "--plain" => plain = true,
             "--docker-proxy" => docker_proxy = true,
             "--pgbouncer" => {
-                let _ = PGBOUNCER.set(true);
+                let _ = PGBOUNCER.set(());
             }
             "--clients-in-root-cgroup" => root_cgroup = true,
             "--workloads" => {
@@ -825,7 +825,7 @@ fn driver(args: &[String]) -> Res<()> {
         // Docker's proxy). The instances reach the replicas through them; the observer does not.
         let mut bouncers = Vec::new();
         let observed = urls.clone();
-        let urls = if PGBOUNCER.get().copied().unwrap_or(false) {
+        let urls = if PGBOUNCER.get().is_some() {
             let mut through = vec![urls[0].clone()];
             for (node, url) in cluster.replicas().iter().zip(tdb.replica_urls()) {
                 let bouncer = node.pgbouncer(rwsplit_testkit::PoolMode::Transaction).await?;

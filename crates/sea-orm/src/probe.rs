@@ -331,22 +331,11 @@ impl Connector for NodeConnector {
         match from {
             None => Err(ProbeError::unreachable("no such node, or nothing to open it from")),
             Some(ProbeFrom::Given(given)) => given.open(timeout).await,
-            Some(ProbeFrom::Options(base)) => {
-                let Some(given) = derive(admin(&base)).await? else {
-                    return Err(ProbeError::unreachable("not a PostgreSQL or MySQL node"));
-                };
-                given.open(timeout).await
-            }
-            // PostgreSQL behind transaction pooling: a connection of its own, in the simple
-            // protocol (see the module docs).
-            #[cfg(feature = "postgres")]
-            Some(ProbeFrom::Framed(base)) if is_postgres(base.get_url()) => {
-                let Some(given) = derive(admin(&base)).await? else {
-                    return Err(ProbeError::unreachable("not a PostgreSQL node"));
-                };
-                let mut probe = given.open(timeout).await?;
-                probe.simple = true;
-                Ok(probe)
+            // The node's options; behind transaction pooling, PostgreSQL's too, every
+            // statement then in the simple protocol (see the module docs).
+            Some(ProbeFrom::Options(base)) => derived(admin(&base), timeout, false).await,
+            Some(ProbeFrom::Framed(base)) if simple_protocol(base.get_url()) => {
+                derived(admin(&base), timeout, true).await
             }
             Some(ProbeFrom::Framed(base)) => {
                 // A refused connection fails at once here; the driver's pool would retry it until
@@ -370,6 +359,29 @@ impl Connector for NodeConnector {
             }
         }
     }
+}
+
+/// A driver connection of the monitor's own, opened from the sqlx options SeaORM derives from
+/// `opts` ([`derive`]); `simple`: every query in the simple protocol.
+async fn derived(
+    opts: ConnectOptions,
+    timeout: Duration,
+    simple: bool,
+) -> Result<NodeProbe, ProbeError> {
+    let Some(given) = derive(opts).await? else {
+        return Err(ProbeError::unreachable("not a PostgreSQL or MySQL node"));
+    };
+    let mut probe = given.open(timeout).await?;
+    probe.simple = simple;
+    Ok(probe)
+}
+
+/// Whether the monitor probes a node behind transaction pooling at `url` on a connection of
+/// its own in the simple protocol: a PostgreSQL node (MySQL/MariaDB's keep the framed pool).
+fn simple_protocol(url: &str) -> bool {
+    let scheme = url.split_once("://").map_or("", |(scheme, _)| scheme);
+    crate::product::scheme(scheme)
+        .is_some_and(|(backend, _)| backend == sea_orm::DbBackend::Postgres)
 }
 
 /// The sqlx options SeaORM would connect with for `opts` (its URL and the application's
@@ -458,14 +470,6 @@ impl GivenNode {
         };
         Ok(NodeProbe { conn, simple: false, timeout })
     }
-}
-
-/// Whether `url` names a PostgreSQL server (its scheme).
-#[cfg(feature = "postgres")]
-fn is_postgres(url: &str) -> bool {
-    url.split_once("://").is_some_and(|(scheme, _)| {
-        scheme.eq_ignore_ascii_case("postgres") || scheme.eq_ignore_ascii_case("postgresql")
-    })
 }
 
 /// The TCP address of a node's URL (`None` for a Unix socket or anything unparsable): host as
