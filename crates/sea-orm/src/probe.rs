@@ -334,7 +334,9 @@ impl Connector for NodeConnector {
             // The node's options; behind transaction pooling, PostgreSQL's too, every
             // statement then in the simple protocol (see the module docs).
             Some(ProbeFrom::Options(base)) => derived(admin(&base), timeout, false).await,
-            Some(ProbeFrom::Framed(base)) if simple_protocol(base.get_url()) => {
+            Some(ProbeFrom::Framed(base))
+                if crate::product::pooled_probe_unframed(base.get_url()) =>
+            {
                 derived(admin(&base), timeout, true).await
             }
             Some(ProbeFrom::Framed(base)) => {
@@ -374,14 +376,6 @@ async fn derived(
     let mut probe = given.open(timeout).await?;
     probe.simple = simple;
     Ok(probe)
-}
-
-/// Whether the monitor probes a node behind transaction pooling at `url` on a connection of
-/// its own in the simple protocol: a PostgreSQL node (MySQL/MariaDB's keep the framed pool).
-fn simple_protocol(url: &str) -> bool {
-    let scheme = url.split_once("://").map_or("", |(scheme, _)| scheme);
-    crate::product::scheme(scheme)
-        .is_some_and(|(backend, _)| backend == sea_orm::DbBackend::Postgres)
 }
 
 /// The sqlx options SeaORM would connect with for `opts` (its URL and the application's

@@ -265,6 +265,14 @@ pub(crate) fn scheme(scheme: &str) -> Option<(DbBackend, u16)> {
     }
 }
 
+/// Whether the monitor probes a node behind transaction pooling at `url` on a driver
+/// connection of its own, each statement alone in the simple protocol (PostgreSQL), rather than
+/// on a framed one-connection pool (MySQL/MariaDB: see `crate::probe`).
+pub(crate) fn pooled_probe_unframed(url: &str) -> bool {
+    let name = url.split_once("://").map_or("", |(name, _)| name);
+    scheme(name).is_some_and(|(backend, _)| backend == DbBackend::Postgres)
+}
+
 /// What a server error means to the adapter, by its SQLSTATE or MariaDB error number.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum ServerError {
