@@ -589,13 +589,32 @@ async fn a_query_never_answered_fails_each_probe_and_is_given_up_at_the_patience
     assert_eq!(cluster.opens(1), 2, "given up 5 s after it was sent; one reconnect");
 }
 
-/// One `probe failed` event: its node and, for a timeout, what the probe waited for (its
-/// `waited` field).
-type ProbeEvent = (String, Option<String>);
+/// One `probe failed` event: the thread it was emitted on, its node and, for a timeout, what
+/// the probe waited for (its `waited` field).
+type ProbeEvent = (std::thread::ThreadId, String, Option<String>);
 
-/// The `probe failed` events of one test.
+/// The `probe failed` events of the test binary, collected by a global subscriber
+/// ([`probe_events`]); a test reads those of its own thread (its current-thread runtime runs
+/// the monitor's tasks there).
 #[derive(Debug, Clone, Default)]
 struct ProbeEvents(Arc<Mutex<Vec<ProbeEvent>>>);
+
+/// The global collector of `probe failed` events, installed once. Global rather than a
+/// test's scoped default (`set_default`): a callsite's interest is cached for every thread,
+/// and a test on another thread reaching the `probe failed` callsite while the scoped
+/// subscriber was being registered could cache it as uninteresting (the test then saw no
+/// event at all, about one full run of this crate's tests in five).
+fn probe_events() -> &'static ProbeEvents {
+    static EVENTS: std::sync::OnceLock<ProbeEvents> = std::sync::OnceLock::new();
+    EVENTS.get_or_init(|| {
+        use tracing_subscriber::layer::SubscriberExt;
+        let events = ProbeEvents::default();
+        let subscriber = tracing_subscriber::registry().with(events.clone());
+        tracing::subscriber::set_global_default(subscriber)
+            .expect("no other global subscriber in this crate's tests");
+        events
+    })
+}
 
 impl<S: tracing::Subscriber> tracing_subscriber::Layer<S> for ProbeEvents {
     fn on_event(&self, event: &tracing::Event<'_>, _: tracing_subscriber::layer::Context<'_, S>) {
@@ -622,7 +641,7 @@ impl<S: tracing::Subscriber> tracing_subscriber::Layer<S> for ProbeEvents {
         let mut f = Fields::default();
         event.record(&mut f);
         if f.message == "probe failed" {
-            self.0.lock().unwrap().push((f.node, f.waited));
+            self.0.lock().unwrap().push((std::thread::current().id(), f.node, f.waited));
         }
     }
 }
@@ -634,10 +653,10 @@ impl<S: tracing::Subscriber> tracing_subscriber::Layer<S> for ProbeEvents {
 /// tell a server slow to accept connections from one slow to answer by it.
 #[tokio::test(start_paused = true)]
 async fn a_probe_timeout_says_whether_it_waited_for_a_connection_or_an_answer() {
-    use tracing_subscriber::layer::SubscriberExt;
-    let events = ProbeEvents::default();
-    let subscriber = tracing_subscriber::registry().with(events.clone());
-    let _guard = tracing::subscriber::set_default(subscriber);
+    let events = probe_events();
+    // A callsite another thread registered while the collector was being installed may have
+    // cached the interest of no subscriber: asked again, with the collector in place.
+    tracing::callsite::rebuild_interest_cache();
     let cluster = Cluster::new(&[0x300, 0x300, 0x300]);
     let m = start(&cluster, None);
     assert!(m.first_round(MS(100)).await);
@@ -648,9 +667,10 @@ async fn a_probe_timeout_says_whether_it_waited_for_a_connection_or_an_answer() 
     tokio::time::sleep(MS(300)).await;
     cluster.set(2, |n| n.mode = Mode::Hang);
     tokio::time::sleep(MS(3_000)).await;
-    let seen = events.0.lock().unwrap().clone();
+    let me = std::thread::current().id();
+    let seen: Vec<_> = events.0.lock().unwrap().iter().filter(|e| e.0 == me).cloned().collect();
     let of = |node: &str| -> Vec<Option<&str>> {
-        seen.iter().filter(|(n, _)| n.starts_with(node)).map(|(_, w)| w.as_deref()).collect()
+        seen.iter().filter(|(_, n, _)| n.starts_with(node)).map(|(_, _, w)| w.as_deref()).collect()
     };
     let (n1, n2) = (of("10.0.0.1:"), of("10.0.0.2:"));
     assert!(n1.len() >= 3 && n1.iter().all(|w| *w == Some("answer")), "n1: {n1:?}");
