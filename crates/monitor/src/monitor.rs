@@ -295,7 +295,9 @@ impl<C> Drop for Opening<C> {
 /// to the driver's recovery, and one such connection, reused, made sqlx-mysql 0.9 panic decoding
 /// the next probe's answer (a column definition cut short), which ended the node's loop and so
 /// its monitoring. The next probe waits for that read first (the probe timeout), then asks on
-/// the connection afresh; its answer decides nothing (the probe's own does).
+/// the connection afresh; its answer decides nothing (the probe's own does), except that one
+/// that comes while the probe waits is the node answering within the probe's timeout: the
+/// probe's own query is then waited for a whole timeout from that answer.
 enum Asking<C, M> {
     /// A probe query's answer.
     Probe(Task<Answer<C, M>>),
@@ -411,12 +413,12 @@ async fn probe_node<P: Product, K: Connector>(
     pace: &mut Patience,
     learn: bool,
 ) -> Result<Observation, ProbeError> {
-    let began = Instant::now();
+    let mut began = Instant::now();
     // The configured timeout, stretched while the node has been answering slowly (see
     // `patience`); a query or connect is given up after the connect timeout, or three of this
     // timeout if that is longer.
-    let timeout = pace.timeout(&shared.config, began);
-    let patience = shared.config.connect_timeout_value().max(timeout.saturating_mul(3));
+    let mut timeout = pace.timeout(&shared.config, began);
+    let mut patience = shared.config.connect_timeout_value().max(timeout.saturating_mul(3));
     link.waited = ANSWER;
     match link.asking.as_mut() {
         None => {}
@@ -449,9 +451,19 @@ async fn probe_node<P: Product, K: Connector>(
             // driver panicked).
             if let Ok((conn, read, took, answered)) = joined {
                 link.conn = conn;
-                if let (Ok(_), true) = (read, learn) {
+                if let (Ok(_), true) = (&read, learn) {
                     // A late answer says how slow the node is: the next probes wait for that.
                     pace.answered(took, answered);
+                }
+                if read.is_ok() && answered >= began {
+                    // Answered while this probe waited: the node answered within the probe's
+                    // timeout, and the probe's own query is waited for a whole one from then
+                    // (not what the read left of it), so a stall shorter than the timeout
+                    // fails no probe. A node that freezes after this answer is caught a
+                    // timeout after it.
+                    began = answered;
+                    timeout = pace.timeout(&shared.config, began);
+                    patience = shared.config.connect_timeout_value().max(timeout.saturating_mul(3));
                 }
             }
         }

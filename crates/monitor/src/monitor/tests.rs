@@ -743,6 +743,50 @@ async fn a_feed_read_unanswered_at_the_probe_s_turn_is_handed_to_the_probe() {
     assert!(handed >= 5, "the feed went on: {handed} reads");
 }
 
+/// Issue 25 (the fleet's start): a feed read handed to the probe and answered while the probe
+/// waits is the node answering within the probe's timeout, so the probe's own query is then
+/// waited for a whole timeout from that answer. Before, it had only what the feed read had
+/// left of the probe's timeout: a server that stalled for most of a timeout and answered
+/// everything at once had its next probe fail, and the node marked suspect, for a stall
+/// shorter than the timeout. A node that answers the feed read and then freezes is still
+/// caught, a timeout after its last answer.
+#[rstest::rstest]
+#[case::then_answers(false)]
+#[case::then_freezes(true)]
+#[tokio::test(start_paused = true)]
+async fn a_feed_read_answered_while_the_probe_waits_leaves_the_probe_a_whole_timeout(
+    #[case] freezes: bool,
+) {
+    let cluster = Cluster::new(&[0x300, 0x100]);
+    let m = start(&cluster, None);
+    let node = NodeId::new(1);
+    assert!(m.first_round(MS(100)).await);
+    // Probes at 0, 200, 400 … ms, waited 500 ms; the feed reads every 20 ms from now. The one
+    // sent between 150 and 175 ms takes 440 ms (a stall): it is in flight at the 200 ms turn,
+    // and answered at about 600 ms, 400 ms into that probe's wait.
+    want(&m, MS(5_000));
+    tokio::time::sleep(MS(150)).await;
+    cluster.feed_delay.lock().unwrap().insert(1, MS(440));
+    tokio::time::sleep(MS(25)).await;
+    cluster.feed_delay.lock().unwrap().clear();
+    // The probe's own statement then takes 150 ms: past the first 500 ms, within 500 ms of the
+    // feed's answer. Or the node freezes once it has answered the feed read.
+    tokio::time::sleep(MS(100)).await;
+    cluster.query_delay.lock().unwrap().insert(1, MS(150));
+    if freezes {
+        tokio::time::sleep(MS(350)).await;
+        cluster.set(1, |n| n.mode = Mode::Hang);
+        tokio::time::sleep(MS(2_000)).await;
+        assert!(m.state().failed_probes(node) >= 1, "a node frozen after the feed's answer");
+        assert_ne!(m.state().health(node), Health::Up);
+        return;
+    }
+    tokio::time::sleep(MS(2_000)).await;
+    assert_eq!(m.state().failed_probes(node), 0, "a stall shorter than the timeout");
+    assert_eq!(m.state().health(node), Health::Up);
+    assert_eq!(cluster.opens(1), 1, "one connection throughout");
+}
+
 #[tokio::test(start_paused = true)]
 async fn a_failed_probe_drops_its_connection_and_the_next_opens_a_fresh_one() {
     let cluster = Cluster::new(&[0x300, 0x300]);
