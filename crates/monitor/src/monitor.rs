@@ -379,9 +379,11 @@ struct Link<C, M> {
     memo: M,
     opening: Option<Opening<C>>,
     asking: Option<Asking<C, M>>,
-    /// What the last probe waited for when it ended: `"connect"` (a connection being opened)
-    /// or `"answer"` (a query's). The `probe failed` event carries it, so an operator (and the
-    /// fleet benchmark) can tell a server slow to accept connections from one slow to answer.
+    /// What the last probe waited for when it ended: `"connect"` (a connection being opened),
+    /// `"feed"` (the answer to a position-feed read sent before the probe began and handed to
+    /// it) or `"answer"` (a probe query's). The `probe failed` event carries it, so an operator
+    /// (and the fleet benchmark) can tell a server slow to accept connections from one slow to
+    /// answer, and a probe held up by the feed's read from one held up by its own query.
     waited: &'static str,
 }
 
@@ -393,8 +395,10 @@ impl<C, M: Default> Default for Link<C, M> {
 
 /// [`Link::waited`]: a connection being opened.
 const CONNECT: &str = "connect";
-/// [`Link::waited`]: a query's answer.
+/// [`Link::waited`]: a probe query's answer.
 const ANSWER: &str = "answer";
+/// [`Link::waited`]: the answer to a feed read handed to the probe ([`Asking::Feed`]).
+const FEED: &str = "feed";
 
 /// One full probe of `node` on its dedicated connection: first the answer to a query an
 /// earlier probe left running ([`Asking`]) if there is one, then a connection opened if there
@@ -443,10 +447,12 @@ async fn probe_node<P: Product, K: Connector>(
             // Answered before this probe began: ask afresh (or reconnect, if it failed).
         }
         Some(Asking::Feed(pending)) => {
+            link.waited = FEED;
             let Ok(joined) = tokio::time::timeout(timeout, &mut pending.0).await else {
                 return Err(ProbeError::Timeout { after: timeout });
             };
             link.asking = None;
+            link.waited = ANSWER;
             // Answered or not, the probe asks afresh (or reconnects: the read failed, or the
             // driver panicked).
             if let Ok((conn, read, took, answered)) = joined {
@@ -582,7 +588,8 @@ async fn node_loop<P: Product, K: Connector>(shared: Arc<Shared<K>>, node: NodeI
                 }
                 _ => None,
             };
-            // For a timeout, what it waited for: a connection ("connect") or an answer.
+            // For a timeout, what it waited for: a connection ("connect"), a feed read's
+            // answer ("feed") or a probe query's ("answer").
             let waited = timeout_ms.map(|_| link.waited);
             if failures == 1 {
                 tracing::warn!(target: "rwsplit", node = %name, %error, failures, timeout_ms, waited, "probe failed");

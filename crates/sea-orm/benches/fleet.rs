@@ -249,7 +249,7 @@ fn instance(args: &[String]) -> Res<()> {
         let stale = stale.load(Ordering::Relaxed);
         let after = totals(&dbs);
         // Each failed probe up to the window's end: [unix ms, node index, timeout ms or null,
-        // ms the instance stalled, whether it waited for a connection].
+        // ms the instance stalled, what it waited for (the event's `waited`) or null].
         let names: Vec<String> = dbs
             .first()
             .map(|db| db.stats().nodes().iter().map(|n| n.name().to_owned()).collect())
@@ -270,7 +270,7 @@ fn instance(args: &[String]) -> Res<()> {
                     .filter(|&&(at, _)| at > from && at <= f.unix_ms)
                     .map(|&(at, late)| late.min(at - from))
                     .sum();
-                Some(serde_json::json!([f.unix_ms, node, f.timeout_ms, stalled, f.connecting]))
+                Some(serde_json::json!([f.unix_ms, node, f.timeout_ms, stalled, f.waited]))
             })
             .collect();
         // From the connections' construction (the first probes included: a node a first probe
@@ -416,9 +416,10 @@ struct ProbeFailure {
     node: String,
     /// How long the probe waited, if it timed out.
     timeout_ms: Option<u64>,
-    /// It timed out waiting for a connection to open (the event's `waited = "connect"`), not
-    /// for an answer.
-    connecting: bool,
+    /// What it waited for, if it timed out: the event's `waited` (`"connect"`, a connection
+    /// being opened; `"feed"`, a position-feed read handed to the probe; `"answer"`, the
+    /// probe's query).
+    waited: Option<String>,
 }
 
 /// A tracing layer keeping every failed probe the instance's monitor reports: the event carries
@@ -440,7 +441,7 @@ impl<S: tracing::Subscriber> tracing_subscriber::Layer<S> for ProbeFailures {
             node: Option<String>,
             failures: bool,
             timeout_ms: Option<u64>,
-            connecting: bool,
+            waited: Option<String>,
         }
         impl tracing::field::Visit for Fields {
             fn record_u64(&mut self, field: &tracing::field::Field, value: u64) {
@@ -452,7 +453,7 @@ impl<S: tracing::Subscriber> tracing_subscriber::Layer<S> for ProbeFailures {
             }
             fn record_str(&mut self, field: &tracing::field::Field, value: &str) {
                 if field.name() == "waited" {
-                    self.connecting = value == "connect";
+                    self.waited = Some(value.to_owned());
                 }
             }
             fn record_debug(&mut self, field: &tracing::field::Field, value: &dyn std::fmt::Debug) {
@@ -468,7 +469,7 @@ impl<S: tracing::Subscriber> tracing_subscriber::Layer<S> for ProbeFailures {
                 unix_ms: unix_ms(),
                 node,
                 timeout_ms: f.timeout_ms,
-                connecting: f.connecting,
+                waited: f.waited,
             };
             self.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner).push(failure);
         }
@@ -1017,7 +1018,7 @@ async fn run(
                     at,
                     node,
                     timeout_ms: f[2].as_u64(),
-                    connecting: f[4].as_bool().unwrap_or(false),
+                    waited: f[4].as_str().map(str::to_owned),
                     in_window,
                     client_stalled_ms,
                 });
@@ -1074,13 +1075,13 @@ struct Attributed {
 
 /// A failed probe an instance reported: when (Unix ms), the node's index, how long it waited
 /// if it timed out.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 struct Failed {
     at: u64,
     node: usize,
     timeout_ms: Option<u64>,
-    /// It waited for a connection to open, not for an answer.
-    connecting: bool,
+    /// What it waited for, if it timed out (see [`ProbeFailure::waited`]).
+    waited: Option<String>,
     /// After the instance's own mark.
     in_window: bool,
     /// How long, of the probe's wait, the instance's own runtime was not running its tasks.
@@ -1117,7 +1118,11 @@ impl Attributed {
                 f.node,
                 at as f64 / 1_000.0,
                 f.timeout_ms.map_or("not a timeout".to_owned(), |w| {
-                    let what = if f.connecting { "a connection" } else { "an answer" };
+                    let what = match f.waited.as_deref() {
+                        Some("connect") => "a connection",
+                        Some("feed") => "a feed read's answer handed to it",
+                        _ => "an answer",
+                    };
                     format!("timed out after {w} ms waiting for {what}")
                 }),
                 seen.map_or("–".to_owned(), |s| s.to_string()),

@@ -683,6 +683,36 @@ async fn a_probe_timeout_says_whether_it_waited_for_a_connection_or_an_answer() 
     assert_eq!(m.state().health(NodeId::new(0)), Health::Up);
 }
 
+/// A probe held up by a position-feed read that the node never answers (the read was in
+/// flight when it froze, and handed to the probe) says so: `waited = "feed"`, not the
+/// probe's own query.
+#[tokio::test(start_paused = true)]
+async fn a_probe_held_up_by_an_unanswered_feed_read_says_it_waited_for_the_feed() {
+    let events = probe_events();
+    tracing::callsite::rebuild_interest_cache();
+    let cluster = Cluster::new(&[0x300, 0x300]);
+    let m = start(&cluster, None);
+    assert!(m.first_round(MS(100)).await);
+    // The feed reads every 20 ms; the node freezes between two probe turns (0, 200 … ms), so
+    // a feed read is what is in flight at the next turn.
+    want(&m, MS(10_000));
+    tokio::time::sleep(MS(50)).await;
+    cluster.set(1, |n| n.mode = Mode::Hang);
+    tokio::time::sleep(MS(2_000)).await;
+    let me = std::thread::current().id();
+    let n1: Vec<Option<String>> = events
+        .0
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|e| e.0 == me && e.1.starts_with("10.0.0.1:"))
+        .map(|e| e.2.clone())
+        .collect();
+    assert!(!n1.is_empty(), "the frozen node's probes failed");
+    assert!(n1.iter().all(|w| w.as_deref() == Some("feed")), "n1: {n1:?}");
+    assert_ne!(m.state().health(NodeId::new(1)), Health::Up);
+}
+
 /// A driver that panics on a probe's statement or a feed read fails that probe (or ends that
 /// feed) and the connection is opened afresh: the node's loop goes on. Before, the panic
 /// unwound through the loop and the node was never probed again (seen in CI: sqlx-mysql 0.9
