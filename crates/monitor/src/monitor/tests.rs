@@ -747,21 +747,29 @@ async fn a_driver_that_panics_costs_its_connection_not_the_node_s_monitoring(#[c
     assert_eq!(m.state().failed_probes(node), u64::from(!feed));
 }
 
+/// A primary and a replica whose positions are wanted for 5 s from the first round: the
+/// feed reads the replica every 20 ms between the probes (every 200 ms). 150 ms in, each of
+/// the replica's feed reads starts taking `delay` longer.
+async fn feeding_then_slow(delay: Duration) -> (Arc<Cluster>, Monitor) {
+    let cluster = Cluster::new(&[0x300, 0x100]);
+    let m = start(&cluster, None);
+    assert!(m.first_round(MS(100)).await);
+    want(&m, MS(5_000));
+    tokio::time::sleep(MS(150)).await;
+    cluster.feed_delay.lock().unwrap().insert(1, delay);
+    (cluster, m)
+}
+
 /// A feed read still unanswered when the next full probe is due is handed to that probe, never
 /// dropped half-way: the probe waits for its answer, then asks afresh on the same connection.
 /// Before, the read was dropped and the probe's statement went out on a connection with a
 /// query's answer still unread.
 #[tokio::test(start_paused = true)]
 async fn a_feed_read_unanswered_at_the_probe_s_turn_is_handed_to_the_probe() {
-    let cluster = Cluster::new(&[0x300, 0x100]);
-    let m = start(&cluster, None);
+    // Probes at 0, 200, 400 … ms: the feed reads every 20 ms from the start, and from 150 ms
+    // each takes 90 ms, so the one sent at 160 is in flight at the round's turn.
+    let (cluster, m) = feeding_then_slow(MS(90)).await;
     let node = NodeId::new(1);
-    assert!(m.first_round(MS(100)).await);
-    // Probes at 0, 200, 400 … ms: the feed reads every 20 ms from now, and from 150 ms each
-    // takes 90 ms, so the one sent at 160 is in flight at the round's turn.
-    want(&m, MS(5_000));
-    tokio::time::sleep(MS(150)).await;
-    cluster.feed_delay.lock().unwrap().insert(1, MS(90));
     cluster.set(1, |n| n.lsn = 0x250);
     tokio::time::sleep(MS(2_000)).await;
     let dropped = cluster.dropped.lock().unwrap().clone();
@@ -787,16 +795,11 @@ async fn a_feed_read_unanswered_at_the_probe_s_turn_is_handed_to_the_probe() {
 async fn a_feed_read_answered_while_the_probe_waits_leaves_the_probe_a_whole_timeout(
     #[case] freezes: bool,
 ) {
-    let cluster = Cluster::new(&[0x300, 0x100]);
-    let m = start(&cluster, None);
+    // Probes at 0, 200, 400 … ms, waited 500 ms; the feed reads every 20 ms. The one sent
+    // between 150 and 175 ms takes 440 ms (a stall): it is in flight at the 200 ms turn, and
+    // answered at about 600 ms, 400 ms into that probe's wait.
+    let (cluster, m) = feeding_then_slow(MS(440)).await;
     let node = NodeId::new(1);
-    assert!(m.first_round(MS(100)).await);
-    // Probes at 0, 200, 400 … ms, waited 500 ms; the feed reads every 20 ms from now. The one
-    // sent between 150 and 175 ms takes 440 ms (a stall): it is in flight at the 200 ms turn,
-    // and answered at about 600 ms, 400 ms into that probe's wait.
-    want(&m, MS(5_000));
-    tokio::time::sleep(MS(150)).await;
-    cluster.feed_delay.lock().unwrap().insert(1, MS(440));
     tokio::time::sleep(MS(25)).await;
     cluster.feed_delay.lock().unwrap().clear();
     // The probe's own statement then takes 150 ms: past the first 500 ms, within 500 ms of the
