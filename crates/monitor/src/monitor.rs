@@ -400,6 +400,14 @@ const ANSWER: &str = "answer";
 /// [`Link::waited`]: the answer to a feed read handed to the probe ([`Asking::Feed`]).
 const FEED: &str = "feed";
 
+/// How long a probe of a node with `pace` waits from `at`: the configured timeout, stretched
+/// while the node has been answering slowly (see `patience`); and how long a query or connect
+/// is given up after, the connect timeout or three of that timeout if that is longer.
+fn waits(pace: &Patience, config: &MonitorConfig, at: Instant) -> (Duration, Duration) {
+    let timeout = pace.timeout(config, at);
+    (timeout, config.connect_timeout_value().max(timeout.saturating_mul(3)))
+}
+
 /// One full probe of `node` on its dedicated connection: first the answer to a query an
 /// earlier probe left running ([`Asking`]) if there is one, then a connection opened if there
 /// is none (continuing an [`Opening`] an earlier probe began), then the query. A query that
@@ -418,11 +426,7 @@ async fn probe_node<P: Product, K: Connector>(
     learn: bool,
 ) -> Result<Observation, ProbeError> {
     let mut began = Instant::now();
-    // The configured timeout, stretched while the node has been answering slowly (see
-    // `patience`); a query or connect is given up after the connect timeout, or three of this
-    // timeout if that is longer.
-    let mut timeout = pace.timeout(&shared.config, began);
-    let mut patience = shared.config.connect_timeout_value().max(timeout.saturating_mul(3));
+    let (mut timeout, mut patience) = waits(pace, &shared.config, began);
     link.waited = ANSWER;
     match link.asking.as_mut() {
         None => {}
@@ -468,8 +472,7 @@ async fn probe_node<P: Product, K: Connector>(
                     // fails no probe. A node that freezes after this answer is caught a
                     // timeout after it.
                     began = answered;
-                    timeout = pace.timeout(&shared.config, began);
-                    patience = shared.config.connect_timeout_value().max(timeout.saturating_mul(3));
+                    (timeout, patience) = waits(pace, &shared.config, began);
                 }
             }
         }
