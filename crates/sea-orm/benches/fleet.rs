@@ -53,7 +53,10 @@
 //! An instance is this executable run as `fleet instance <connections> <idle|ryw> <id>
 //! <primary-url> <replica-url>...`: it connects, prints `ready`, takes its counts at the
 //! driver's first line on its standard input (the window begins), works until the second (it
-//! ends) or the input closes, then prints one JSON line of what it counted.
+//! ends) or the input closes, then prints one JSON line of what it counted, and keeps its
+//! connections open until the input closes: the driver closes every instance's input once it has
+//! read all their counts, so the fleet's teardown (every instance closing its connections at
+//! once) falls outside every instance's window, one that read its end line late included.
 
 use std::io::{BufRead, Write};
 use std::process::{Child, Command, Stdio};
@@ -296,6 +299,11 @@ fn instance(args: &[String]) -> Res<()> {
             serde_json::Value::Array(failed),
         );
         std::io::stdout().flush()?;
+        // Connections kept open until the driver has every instance's counts (it closes the
+        // input then): an instance that exits closes its connections, and 200 closing in the
+        // same second slow the servers (see above) while an instance that read its end line
+        // late is still counting.
+        while lines.recv().await.is_some() {}
         Ok::<_, Box<dyn std::error::Error + Send + Sync>>(())
     })
 }
@@ -978,10 +986,12 @@ async fn run(
     let window_to = unix_ms();
     let observed = tokio::task::block_in_place(|| observer.finish())?;
     let mut failures = Vec::new();
-    // Stop: close stdin, read each one's counts.
+    // Read each one's counts, every instance still connected (each keeps its connections
+    // until its input closes: the fleet's teardown, below, is outside every instance's
+    // window, however late it read its end line).
     let mut counted = Counted::default();
+    let mut ended = Vec::with_capacity(children.len());
     for (mut c, out) in children.into_iter().zip(outputs) {
-        drop(c.stdin.take());
         let mut line = String::new();
         if let Some(mut out) = out {
             tokio::task::block_in_place(|| out.read_line(&mut line))?;
@@ -990,7 +1000,7 @@ async fn run(
         let Ok(v) = serde_json::from_str::<serde_json::Value>(line.trim()) else {
             counted.failed_instances += 1;
             let _ = c.kill();
-            tokio::task::block_in_place(|| c.wait())?;
+            ended.push(c);
             continue;
         };
         // A statement of its workload failed (on stderr): failed, and its counts still count.
@@ -1024,6 +1034,13 @@ async fn run(
                 });
             }
         }
+        ended.push(c);
+    }
+    // Then the teardown: every input closed, every instance exits.
+    for c in &mut ended {
+        drop(c.stdin.take());
+    }
+    for mut c in ended {
         tokio::task::block_in_place(|| c.wait())?;
     }
     let ticks: u64 = cpu_after.iter().zip(&cpu_before).map(|(a, b)| a.saturating_sub(*b)).sum();
