@@ -210,3 +210,42 @@ async fn twenty_idle_connections_to_one_cluster_cost_what_one_costs(#[case] kind
         }
     }
 }
+
+/// Issue 25: a PostgreSQL monitor connection prepares one probe statement. Every probe runs
+/// it — a connection's first, which reads the cluster's identifier, and the later ones, which
+/// read a standby's timeline from its receiver — with a parameter saying what it reads, so
+/// each probe after a connection's first is one round trip. `pg_stat_statements` keeps a
+/// prepared statement's runs under one entry whatever its parameter; a text of its own per read
+/// would be an entry each (two on the primary, two on a streaming standby, before).
+#[tokio::test]
+async fn a_postgres_monitor_connection_probes_with_one_statement() {
+    let cluster = own_cluster(DbKind::Postgres, "onestatement", 1).await;
+    let tdb = cluster.create_database("onestatement").await.unwrap();
+    let mut counters = counters(&cluster).await;
+    for c in &mut counters {
+        let Counter::Pg(c) = c else { unreachable!("PostgreSQL") };
+        sqlx::query("SELECT pg_stat_statements_reset()").execute(&mut *c).await.unwrap();
+    }
+    let config = MonitorConfig::default().interval(INTERVAL).idle_interval(INTERVAL);
+    let db = connect(&tdb, config).await;
+    // Ten probe intervals, and a statistics flush (at most once a second).
+    tokio::time::sleep(INTERVAL * 10 + Duration::from_millis(1_100)).await;
+    for (node, c) in counters.iter_mut().enumerate() {
+        let Counter::Pg(c) = c else { unreachable!("PostgreSQL") };
+        // Only the probe reads the postmaster's start time.
+        let probes: Vec<(String, i64)> = sqlx::query(
+            "SELECT query, calls FROM pg_stat_statements \
+             WHERE query LIKE '%pg_postmaster_start_time()%' \
+             AND query NOT LIKE '%pg_stat_statements%'",
+        )
+        .fetch_all(&mut *c)
+        .await
+        .expect("pg_stat_statements")
+        .into_iter()
+        .map(|r| (r.get::<String, _>("query"), r.get::<i64, _>("calls")))
+        .collect();
+        assert_eq!(probes.len(), 1, "node {node}: one probe statement: {probes:#?}");
+        assert!(probes[0].1 >= 5, "node {node}: probed {} times", probes[0].1);
+    }
+    drop(db);
+}

@@ -67,7 +67,9 @@ mod state;
 
 pub use failover::{AutoFailover, InvalidReplicationAddress, ReplicationAddress};
 pub use monitor::{Connector, Monitor, OnProbe, Purpose};
-pub use probe::{Flavor, MonitorConfig, Observation, ProbeConn, ProbeError, Row, lag, probe};
+pub use probe::{
+    Flavor, MonitorConfig, Observation, ProbeConn, ProbeError, Row, lag, probe, with_literal,
+};
 pub use product::sql;
 pub use source::{
     DnsSource, Member, MemberDiff, MemberRole, MemberSet, MemberState, MemberTags, PatroniSource,

@@ -28,7 +28,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use rwsplit_core::NodeId;
-use rwsplit_monitor::{Connector, ProbeConn, ProbeError, Purpose, Row};
+use rwsplit_monitor::{Connector, ProbeConn, ProbeError, Purpose, Row, with_literal};
 use sea_orm::{
     ConnectOptions, ConnectionTrait, Database, DatabaseConnection, QueryResult, Statement,
 };
@@ -58,13 +58,17 @@ enum ProbeLink {
     MySql(tokio::sync::Mutex<sea_orm::sqlx::MySqlConnection>),
 }
 
-impl ProbeConn for NodeProbe {
-    async fn fetch_row(&self, sql: &str) -> Result<Option<Row>, ProbeError> {
+impl NodeProbe {
+    /// Runs `sql` (with `arg` as its parameter `$1`, if any) and returns its first row.
+    async fn fetch(&self, sql: &str, arg: Option<&str>) -> Result<Option<Row>, ProbeError> {
         #[cfg(any(feature = "postgres", feature = "mysql"))]
         use sea_orm::sqlx::{Column as _, Row as _};
         match &self.conn {
             ProbeLink::Pool(conn) => {
-                let stmt = Statement::from_string(conn.get_database_backend(), sql.to_owned());
+                // A framed pool (a MySQL/MariaDB node behind transaction pooling): its hooks
+                // drop what a statement prepared, so the parameter is written in.
+                let sql = arg.map_or_else(|| sql.to_owned(), |a| with_literal(sql, a));
+                let stmt = Statement::from_string(conn.get_database_backend(), sql);
                 let row =
                     conn.query_one_raw(stmt).await.map_err(|e| probe_error(e, self.timeout))?;
                 Ok(row.map(|r| {
@@ -75,14 +79,21 @@ impl ProbeConn for NodeProbe {
             #[cfg(feature = "postgres")]
             ProbeLink::Postgres(conn) => {
                 let mut conn = conn.lock().await;
-                let sql = sea_orm::sqlx::AssertSqlSafe(sql);
                 let row = if self.simple {
-                    // One round trip, nothing left on the server connection.
-                    sea_orm::sqlx::raw_sql(sql).fetch_optional(&mut *conn).await
+                    // One round trip, nothing left on the server connection: the parameter
+                    // written in.
+                    let sql = arg.map_or_else(|| sql.to_owned(), |a| with_literal(sql, a));
+                    sea_orm::sqlx::raw_sql(sea_orm::sqlx::AssertSqlSafe(sql))
+                        .fetch_optional(&mut *conn)
+                        .await
                 } else {
-                    // Prepared once per connection (sqlx's statement cache), then one round
-                    // trip.
-                    sea_orm::sqlx::query(sql).fetch_optional(&mut *conn).await
+                    // Prepared once per connection (sqlx's statement cache), whatever the
+                    // parameter, then one round trip.
+                    let query = sea_orm::sqlx::query(sea_orm::sqlx::AssertSqlSafe(sql));
+                    match arg {
+                        Some(a) => query.bind(a).fetch_optional(&mut *conn).await,
+                        None => query.fetch_optional(&mut *conn).await,
+                    }
                 };
                 let row = row.map_err(ProbeError::unreachable)?;
                 Ok(row.map(|r| {
@@ -93,6 +104,8 @@ impl ProbeConn for NodeProbe {
             #[cfg(feature = "mysql")]
             ProbeLink::MySql(conn) => {
                 let mut conn = conn.lock().await;
+                // MySQL's placeholder is `?`: the parameter written in.
+                let sql = arg.map_or_else(|| sql.to_owned(), |a| with_literal(sql, a));
                 let row = sea_orm::sqlx::query(sea_orm::sqlx::AssertSqlSafe(sql))
                     .fetch_optional(&mut *conn)
                     .await
@@ -103,6 +116,16 @@ impl ProbeConn for NodeProbe {
                 }))
             }
         }
+    }
+}
+
+impl ProbeConn for NodeProbe {
+    async fn fetch_row(&self, sql: &str) -> Result<Option<Row>, ProbeError> {
+        self.fetch(sql, None).await
+    }
+
+    async fn fetch_row_with(&self, sql: &str, arg: &str) -> Result<Option<Row>, ProbeError> {
+        self.fetch(sql, Some(arg)).await
     }
 
     async fn execute(&self, sql: &str) -> Result<(), ProbeError> {

@@ -128,39 +128,37 @@ impl Cluster {
                 Some(if sql.contains("slot") { "" } else { "host=old port=1" }),
             )]));
         }
-        if sql.contains("since_replay_ms") {
-            // A standby without a WAL receiver (no row in `pg_stat_wal_receiver`) has its
-            // timeline from the control file where the probe falls back to it when the view
-            // has no row, NULL where it reads the control file only for a row's hidden one.
-            let receiver = n.primary || n.receiving;
-            let read_file = !receiver && sql.contains("COALESCE((SELECT received_tli");
-            n.control_reads += u32::from(read_file);
-            let timeline = (receiver || read_file).then_some("1");
-            if n.receiving {
-                n.streamed = n.lsn;
-            }
-            let received = format!("0/{:X}", n.streamed);
-            let received = (!n.primary).then_some(received.as_str());
-            let tli_received = (!n.primary && n.receiving).then_some("true");
-            return Some(Row::new([
-                ("in_recovery", Some(recovery)),
-                ("system_id", Some("7")),
-                ("timeline", timeline),
-                ("replayed", Some(lsn.as_str())),
-                ("received", received),
-                ("since_replay_ms", Some("0")),
-                ("paused", Some("false")),
-                ("started", Some(started.as_str())),
-                ("tli_received", tli_received),
-            ]));
-        }
-        if sql.contains("pg_last_wal_replay_lsn") {
+        if is_feed_read(sql) {
             return Some(Row::new([
                 ("in_recovery", Some(recovery)),
                 ("replayed", Some(lsn.as_str())),
             ]));
         }
-        None
+        let read = read_of(sql)?;
+        // A standby without a WAL receiver (no row in `pg_stat_wal_receiver`) has its timeline
+        // from the control file where the probe falls back to it when the view has no row,
+        // NULL where it reads the control file only for a row's hidden one (`known`).
+        let receiver = n.primary || n.receiving;
+        let read_file = !receiver && read != "known";
+        n.control_reads += u32::from(read_file);
+        let timeline = (receiver || read_file).then_some("1");
+        if n.receiving {
+            n.streamed = n.lsn;
+        }
+        let received = format!("0/{:X}", n.streamed);
+        let received = (!n.primary).then_some(received.as_str());
+        let tli_received = (!n.primary && n.receiving).then_some("true");
+        Some(Row::new([
+            ("in_recovery", Some(recovery)),
+            ("system_id", (read == "first").then_some("7")),
+            ("timeline", timeline),
+            ("replayed", Some(lsn.as_str())),
+            ("received", received),
+            ("since_replay_ms", Some("0")),
+            ("paused", Some("false")),
+            ("started", Some(started.as_str())),
+            ("tli_received", tli_received),
+        ]))
     }
 }
 
@@ -185,12 +183,29 @@ impl Drop for InFlight<'_> {
     }
 }
 
+/// What a full probe read: the probe statement's parameter, which the fake writes before the
+/// text (`/* first */ SELECT …`, see `fetch_row_with`): `first` (a connection's first probe,
+/// which reads the control file for the system identifier), `probe` or `known`.
+fn read_of(sql: &str) -> Option<&str> {
+    sql.strip_prefix("/* ")?.split_once(" */").map(|(read, _)| read)
+}
+
 /// A position-feed read, not a full probe.
 fn is_feed_read(sql: &str) -> bool {
-    sql.contains("pg_last_wal_replay_lsn") && !sql.contains("since_replay_ms")
+    read_of(sql).is_none() && sql.contains("pg_last_wal_replay_lsn")
+}
+
+/// A full probe.
+fn is_full_probe(sql: &str) -> bool {
+    read_of(sql).is_some()
 }
 
 impl ProbeConn for FakeConn {
+    async fn fetch_row_with(&self, sql: &str, arg: &str) -> Result<Option<Row>, ProbeError> {
+        // The run's parameter written before the text, for the fake to read (`read_of`).
+        self.fetch_row(&format!("/* {arg} */ {sql}")).await
+    }
+
     async fn fetch_row(&self, sql: &str) -> Result<Option<Row>, ProbeError> {
         let mut in_flight = InFlight { cluster: &self.cluster, node: self.node, sql, done: false };
         let delay = self.cluster.query_delay.lock().unwrap().get(&self.node).copied();
@@ -846,11 +861,10 @@ async fn the_control_file_is_read_once_per_server_a_connection_reaches() {
     let m = start(&cluster, None);
     assert!(m.first_round(MS(100)).await);
     let control_reads = |cluster: &Cluster| {
-        cluster.executed_on(1).iter().filter(|s| s.contains("pg_control_system")).count()
+        cluster.executed_on(1).iter().filter(|s| read_of(s) == Some("first")).count()
     };
-    let probes = |cluster: &Cluster| {
-        cluster.executed_on(1).iter().filter(|s| s.contains("since_replay_ms")).count()
-    };
+    let probes =
+        |cluster: &Cluster| cluster.executed_on(1).iter().filter(|s| is_full_probe(s)).count();
     // Five probe intervals (200 ms each).
     tokio::time::sleep(MS(1_000)).await;
     assert!(probes(&cluster) >= 5, "probes: {}", probes(&cluster));
@@ -886,9 +900,8 @@ async fn a_standby_without_a_receiver_reads_the_control_file_only_past_what_it_s
     let m = start(&cluster, None);
     assert!(m.first_round(MS(100)).await);
     let control_reads = |cluster: &Cluster| cluster.nodes.lock().unwrap()[1].control_reads;
-    let probes = |cluster: &Cluster| {
-        cluster.executed_on(1).iter().filter(|s| s.contains("since_replay_ms")).count()
-    };
+    let probes =
+        |cluster: &Cluster| cluster.executed_on(1).iter().filter(|s| is_full_probe(s)).count();
     let node = || m.state().snapshot().node(NodeId::new(1)).unwrap().clone();
     // Streaming: the receiver says the timeline.
     tokio::time::sleep(MS(1_000)).await;
@@ -923,21 +936,48 @@ async fn a_standby_without_a_receiver_reads_the_control_file_only_past_what_it_s
     assert_eq!(control_reads(&cluster), back, "remembered again once the receiver reported it");
 }
 
+/// Issue 25: every probe on a connection runs one statement, its parameter saying what it
+/// reads, so a connection prepares one probe statement, on its first probe: the reads of a
+/// standby's first probe, of its later probes, and of a probe after its WAL receiver went,
+/// all one text.
+#[tokio::test(start_paused = true)]
+async fn every_probe_on_a_connection_runs_one_statement() {
+    let cluster = Cluster::new(&[0x300, 0x100]);
+    let m = start(&cluster, None);
+    assert!(m.first_round(MS(100)).await);
+    tokio::time::sleep(MS(1_000)).await;
+    // The receiver goes, and the standby replays past what it streamed: the control file.
+    cluster.set(1, |n| {
+        n.receiving = false;
+        n.streamed = 0x100;
+        n.lsn = 0x180;
+    });
+    tokio::time::sleep(MS(1_000)).await;
+    let probes: Vec<String> =
+        cluster.executed_on(1).into_iter().filter(|s| is_full_probe(s)).collect();
+    let reads: std::collections::BTreeSet<&str> =
+        probes.iter().filter_map(|s| read_of(s)).collect();
+    assert_eq!(reads, ["first", "known", "probe"].into(), "each read, asked");
+    let texts: std::collections::BTreeSet<&str> =
+        probes.iter().map(|s| s.split_once(" */ ").map_or(s.as_str(), |(_, t)| t)).collect();
+    assert_eq!(texts.len(), 1, "one statement: {texts:?}");
+    assert_eq!(cluster.opens(1), 1, "on one connection");
+    assert_eq!(m.state().snapshot().node(NodeId::new(1)).unwrap().position(), Some(&pos(0x180)));
+}
+
 #[tokio::test(start_paused = true)]
 async fn the_position_feed_moves_replicas_between_full_probes() {
     let cluster = Cluster::new(&[0x300, 0x100]);
     let m = start(&cluster, None);
     assert!(m.first_round(MS(100)).await);
     tokio::time::sleep(MS(10)).await;
-    let probes_before =
-        cluster.executed_on(1).iter().filter(|s| s.contains("since_replay_ms")).count();
+    let probes_before = cluster.executed_on(1).iter().filter(|s| is_full_probe(s)).count();
     cluster.set(1, |n| n.lsn = 0x250);
     want(&m, MS(500));
     // The full probe is 200 ms away; the feed reads at once, then every 20 ms.
     tokio::time::sleep(MS(45)).await;
     assert_eq!(m.state().snapshot().node(NodeId::new(1)).unwrap().position(), Some(&pos(0x250)));
-    let probes_after =
-        cluster.executed_on(1).iter().filter(|s| s.contains("since_replay_ms")).count();
+    let probes_after = cluster.executed_on(1).iter().filter(|s| is_full_probe(s)).count();
     assert_eq!(probes_before, probes_after, "moved by the feed, not by a full probe");
 }
 

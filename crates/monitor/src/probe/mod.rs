@@ -74,6 +74,72 @@ pub trait ProbeConn: Send + Sync {
     fn execute(&self, sql: &str) -> impl Future<Output = Result<(), ProbeError>> + Send {
         async move { self.fetch_row(sql).await.map(drop) }
     }
+
+    /// Runs `sql`, whose one parameter is `$1` (PostgreSQL's placeholder), with `arg` as its
+    /// text value, and returns its first row as [`fetch_row`](ProbeConn::fetch_row) does. The
+    /// monitor's PostgreSQL statements are one text whose parameter says what a run reads, so
+    /// that a connection prepares one statement, on its first probe, whatever it is asked
+    /// after (issue 25). A driver that prepares statements binds `arg`; the default runs the
+    /// text with `arg` written in as a literal ([`with_literal`]), as a driver in the simple
+    /// protocol must.
+    ///
+    /// ```
+    /// use rwsplit_monitor::{ProbeConn, ProbeError, Row};
+    ///
+    /// /// Answers every statement with its own text.
+    /// struct Echo;
+    ///
+    /// impl ProbeConn for Echo {
+    ///     async fn fetch_row(&self, sql: &str) -> Result<Option<Row>, ProbeError> {
+    ///         Ok(Some(Row::new([("sql", Some(sql))])))
+    ///     }
+    /// }
+    ///
+    /// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
+    /// let row = Echo.fetch_row_with("SELECT $1::text AS v", "it's").await.unwrap().unwrap();
+    /// assert_eq!(row.get("sql"), Some("SELECT 'it''s'::text AS v"));
+    /// # });
+    /// ```
+    fn fetch_row_with(
+        &self,
+        sql: &str,
+        arg: &str,
+    ) -> impl Future<Output = Result<Option<Row>, ProbeError>> + Send {
+        let sql = with_literal(sql, arg);
+        async move { self.fetch_row(&sql).await }
+    }
+}
+
+/// `sql` with its parameter `$1` replaced by `arg` as a PostgreSQL string literal (quotes
+/// doubled; standard-conforming strings): the form of a [`ProbeConn::fetch_row_with`] statement
+/// for a connection that sends no parameters (the simple protocol). Every `$1` is replaced
+/// (`$10` and on are not), so the text holds it nowhere else (in a string or a comment).
+///
+/// ```
+/// assert_eq!(
+///     rwsplit_monitor::with_literal("SELECT $1 = 'a', $1", "a"),
+///     "SELECT 'a' = 'a', 'a'",
+/// );
+/// ```
+#[must_use]
+pub fn with_literal(sql: &str, arg: &str) -> String {
+    let literal = format!("'{}'", arg.replace('\'', "''"));
+    let mut out = String::with_capacity(sql.len() + 4 * literal.len());
+    let mut rest = sql;
+    while let Some(at) = rest.find("$1") {
+        let (before, after) = rest.split_at(at);
+        out.push_str(before);
+        let after = &after[2..];
+        // `$10` and on are other parameters: left as they are.
+        if after.starts_with(|c: char| c.is_ascii_digit()) {
+            out.push_str("$1");
+        } else {
+            out.push_str(&literal);
+        }
+        rest = after;
+    }
+    out.push_str(rest);
+    out
 }
 
 /// Why a probe failed.

@@ -20,85 +20,108 @@ macro_rules! timeline_of {
 pub(crate) use timeline_of;
 
 /// A standby's timeline: its WAL receiver's, or without one the control file's (the last
-/// restartpoint's), which reads the file (see [`PROBE_SQL`]).
+/// restartpoint's), which reads the file (see [`PROBE_SQL`]). Function calls, not the
+/// `pg_stat_wal_receiver` view: in an expression they run only where a `CASE` reaches them (the
+/// view would be a sub-select, planned and set up on every run of a prepared statement).
 macro_rules! standby_timeline_read {
     () => {
-        "COALESCE((SELECT received_tli FROM pg_stat_wal_receiver), \
-                  (SELECT timeline_id FROM pg_control_checkpoint()))"
+        "COALESCE((pg_stat_get_wal_receiver()).received_tli, \
+                  (pg_control_checkpoint()).timeline_id)"
     };
 }
 
-/// A standby's timeline from its WAL receiver, NULL without one (see
-/// [`PROBE_KNOWN_TIMELINE_SQL`]). A role that may not read the receiver's details (neither
-/// superuser nor `pg_read_all_stats`) sees its row with NULL columns: the control file then,
-/// as in [`PROBE_SQL`].
-macro_rules! standby_timeline_received {
-    () => {
-        "(SELECT COALESCE(received_tli, (SELECT timeline_id FROM pg_control_checkpoint())) \
-          FROM pg_stat_wal_receiver)"
-    };
-}
-
-/// The probe's columns after the system identifier (see [`PROBE_SQL`]), with a standby's
-/// timeline from `$standby_timeline`.
-macro_rules! probe_columns {
-    ($standby_timeline:expr) => {
-        concat!(
-            "(CASE WHEN pg_is_in_recovery() THEN ",
-            $standby_timeline,
-            " ELSE ",
+/// The monitor's probe on a PostgreSQL connection: one text for every probe (issue 25), its
+/// parameter `$1` saying what the run reads ([`Read`]), so that a connection prepares one probe
+/// statement, on its first probe (which waits as long as a connect may take), and every later
+/// probe is one round trip. With a statement for each read, the second probe on every
+/// connection was a Parse round trip and then the run — on a server a whole fleet is connecting
+/// to, a backend woken twice where once would do, each wake-up a wait for the CPU — and so was a
+/// standby's first probe after its primary went (the receiver gone: [`Read::Probe`] after
+/// [`Read::Known`]), when every instance of a fleet probes it at once. What a run does not read
+/// is behind a `CASE` on the parameter, in function calls that run only where the `CASE`
+/// reaches them (`EXPLAIN ANALYZE` of the generic plan a prepared statement settles on shows
+/// the control file read only where asked). Columns:
+/// - `in_recovery`, `replayed` (a standby's replay position, a primary's current write
+///   position), `received`, `since_replay_ms`, `paused`, `started` (the postmaster's start
+///   time);
+/// - `system_id`, on a connection's first probe only ([`Read::First`]);
+/// - `timeline`: a primary's, from its WAL position; a standby's, its WAL receiver's, or without
+///   one the control file's, or for [`Read::Known`] NULL without one;
+/// - `tli_received`: whether the receiver reported the timeline (NULL without a receiver).
+const PROBE_SQL: &str = concat!(
+    "SELECT pg_is_in_recovery()::text AS in_recovery, \
+    CASE WHEN $1::text = 'first' \
+        THEN (pg_control_system()).system_identifier::text END AS system_id, \
+    (CASE WHEN NOT pg_is_in_recovery() THEN ",
     timeline_of!("pg_current_wal_lsn()"),
+    " WHEN $1::text <> 'known' THEN ",
+    standby_timeline_read!(),
+    " WHEN (pg_stat_get_wal_receiver()).pid IS NOT NULL THEN ",
+    standby_timeline_read!(),
     " END)::text AS timeline, \
-    (CASE WHEN pg_is_in_recovery() THEN pg_last_wal_replay_lsn() ELSE pg_current_wal_lsn() END)::text AS replayed, \
+    (CASE WHEN pg_is_in_recovery() THEN pg_last_wal_replay_lsn() \
+          ELSE pg_current_wal_lsn() END)::text AS replayed, \
     pg_last_wal_receive_lsn()::text AS received, \
-    (extract(epoch FROM clock_timestamp() - pg_last_xact_replay_timestamp()) * 1000)::bigint::text AS since_replay_ms, \
+    (extract(epoch FROM clock_timestamp() - pg_last_xact_replay_timestamp()) * 1000)::bigint::text \
+        AS since_replay_ms, \
     (CASE WHEN pg_is_in_recovery() THEN pg_is_wal_replay_paused() ELSE false END)::text AS paused, \
     pg_postmaster_start_time()::text AS started, \
-    (SELECT (received_tli IS NOT NULL)::text FROM pg_stat_wal_receiver) AS tli_received"
-        )
-    };
+    CASE WHEN (pg_stat_get_wal_receiver()).pid IS NOT NULL \
+        THEN ((pg_stat_get_wal_receiver()).received_tli IS NOT NULL)::text END AS tli_received"
+);
+
+/// What one run of [`PROBE_SQL`] reads: its parameter.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Read {
+    /// A connection's first probe: everything, the cluster's system identifier included.
+    /// `pg_control_system()` reads the control file, and waits while the server rewrites and
+    /// fsyncs it (a standby does on each advance of its minimum recovery point): on a disk busy
+    /// with the primary's commits the fleet benchmark measured it taking 1.5 s on a replica that
+    /// answered its replay position at once, and the monitors of the whole fleet timed out on it
+    /// together. A server's identifier cannot change while it runs, so it is read once per
+    /// server ([`Memo`]): later probes read the postmaster's start time from shared memory
+    /// instead, and a different one (a pooler in front re-pointed at another server, which keeps
+    /// the client's connection) has the identifier read again at once.
+    First,
+    /// A later probe: a standby's timeline from its receiver, or else the control file.
+    Probe,
+    /// A later probe of a standby whose WAL receiver reported its timeline to the last probe
+    /// ([`Memo`]): the timeline from the receiver, NULL without one. [`Read::Probe`]'s
+    /// fallback, `pg_control_checkpoint()`, reads the control file like `pg_control_system()`,
+    /// and every standby loses its receiver when its primary goes — when every instance of a
+    /// fleet probes it, and one of them is being promoted. Without a receiver, a standby that
+    /// has replayed no further than what it received by streaming (`pg_last_wal_receive_lsn()`,
+    /// which stays where the receiver left it) is replaying WAL of the timeline the receiver
+    /// last reported, as the probes said while it ran: the probe takes the remembered one. One
+    /// that has replayed past it (from an archive, perhaps across a timeline switch) is asked
+    /// again at once with [`Read::Probe`], and from then on probed with it. A role that may not
+    /// read the receiver's details (neither superuser nor `pg_read_all_stats`) sees them NULL
+    /// beside its process id: the control file then, as with [`Read::Probe`].
+    Known,
 }
 
-/// A connection's first probe: everything, the cluster's system identifier included.
-const PROBE_FIRST_SQL: &str = concat!(
-    "SELECT pg_is_in_recovery()::text AS in_recovery, \
-    (SELECT system_identifier::text FROM pg_control_system()) AS system_id, ",
-    probe_columns!(standby_timeline_read!())
-);
+impl Read {
+    /// The parameter's value.
+    fn arg(self) -> &'static str {
+        match self {
+            Read::First => "first",
+            Read::Probe => "probe",
+            Read::Known => "known",
+        }
+    }
+}
 
-/// Every later probe on the same connection, while the server behind it is the one the first
-/// probe read (issue 25). `pg_control_system()` reads the control file, and waits while the
-/// server rewrites and fsyncs it (a standby does on each advance of its minimum recovery
-/// point): on a disk busy with the primary's commits the fleet benchmark measured it taking
-/// 1.5 s on a replica that answered its replay position at once, and the monitors of the whole
-/// fleet timed out on it together. A server's identifier cannot change while it runs, so it is
-/// read once per server ([`Memo`]): the probe reads the postmaster's start time from shared
-/// memory instead, and a different one (a pooler in front re-pointed at another server, which
-/// keeps the client's connection) has the identifier read again at once.
-const PROBE_SQL: &str = concat!(
-    "SELECT pg_is_in_recovery()::text AS in_recovery, ",
-    probe_columns!(standby_timeline_read!())
-);
-
-/// Every later probe of a standby whose WAL receiver reported its timeline to the last probe
-/// ([`Memo`]): the timeline from the receiver, NULL without one. [`PROBE_SQL`]'s fallback,
-/// `pg_control_checkpoint()`, reads the control file like `pg_control_system()`, and every
-/// standby loses its receiver when its primary goes — when every instance of a fleet probes
-/// it, and one of them is being promoted. Without a receiver, a standby that has replayed no
-/// further than what it received by streaming (`pg_last_wal_receive_lsn()`, which stays where
-/// the receiver left it) is replaying WAL of the timeline the receiver last reported, as the
-/// probes said while it ran: the probe takes the remembered one. One that has replayed past
-/// it (from an archive, perhaps across a timeline switch) is asked again at once with
-/// [`PROBE_SQL`], a second statement, and from then on probed with it. A role that may not
-/// read the receiver's details, or a standby whose receiver no probe on this connection has
-/// seen, is probed with [`PROBE_SQL`] (the control file) as before.
-pub(crate) const PROBE_KNOWN_TIMELINE_SQL: &str = concat!(
-    "SELECT pg_is_in_recovery()::text AS in_recovery, ",
-    probe_columns!(standby_timeline_received!())
-);
+/// One run of [`PROBE_SQL`].
+async fn probe_row<C: ProbeConn>(conn: &C, read: Read) -> Result<Row, ProbeError> {
+    Ok(conn.fetch_row_with(PROBE_SQL, read.arg()).await?.unwrap_or_default())
+}
 
 /// The position feed: a few function calls, no catalogue view. A standby's replay position, a
-/// primary's current write position.
+/// primary's current write position. A statement of its own, not a fourth read of
+/// [`PROBE_SQL`]: a prepared statement's every run sets up its whole expression, and the
+/// probe's took a position read from 30–36 µs to 60–88 µs a round trip (`pgbench -M prepared`
+/// on a standby, over a Unix socket), at hundreds of feed reads a second per node under a
+/// fleet's read-your-writes load. It is prepared on a connection's first feed read.
 const POSITION_SQL: &str = "SELECT pg_is_in_recovery()::text AS in_recovery, \
     (CASE WHEN pg_is_in_recovery() THEN pg_last_wal_replay_lsn() \
           ELSE pg_current_wal_lsn() END)::text AS replayed";
@@ -123,10 +146,10 @@ fn lsn(row: &Row, name: &'static str) -> Result<Option<Lsn>, ProbeError> {
     row.get(name).map(|v| v.parse::<Lsn>().map_err(|_| unexpected(name, Some(v)))).transpose()
 }
 
-/// What a node's probes remember on one connection (see [`PROBE_SQL`]): the system identifier
+/// What a node's probes remember on one connection (see [`Read::First`]): the system identifier
 /// of the server it reached, and that server's start time; on a standby, the timeline its last
 /// probe reported, if the WAL receiver reported it (or it was remembered: see
-/// [`PROBE_KNOWN_TIMELINE_SQL`]).
+/// [`Read::Known`]).
 #[derive(Debug, Clone, Default)]
 pub(crate) struct Memo {
     server: Option<(u64, String)>,
@@ -151,7 +174,7 @@ fn tli_received(row: &Row) -> bool {
 
 /// Reads the full probe's row; `system_id` is the connection's, if an earlier probe read it
 /// (the row then has none), and `timeline` the standby's, used if the row has none (no
-/// receiver: see [`PROBE_KNOWN_TIMELINE_SQL`]).
+/// receiver: see [`Read::Known`]).
 pub(crate) fn read(
     row: &Row,
     system_id: Option<u64>,
@@ -210,8 +233,8 @@ impl Product for Postgres {
     ) -> Result<Observation, ProbeError> {
         if let Some((system_id, since)) = memo.server.clone() {
             let known = memo.standby;
-            let sql = if known.is_some() { PROBE_KNOWN_TIMELINE_SQL } else { PROBE_SQL };
-            let row = conn.fetch_row(sql).await?.unwrap_or_default();
+            let row =
+                probe_row(conn, if known.is_some() { Read::Known } else { Read::Probe }).await?;
             if row.get("started") == Some(since.as_str()) {
                 let mut row = row;
                 let mut timeline = None;
@@ -226,7 +249,7 @@ impl Product for Postgres {
                     } else {
                         // Past what it streamed (from an archive, perhaps across a timeline
                         // switch): the control file says which.
-                        row = conn.fetch_row(PROBE_SQL).await?.unwrap_or_default();
+                        row = probe_row(conn, Read::Probe).await?;
                     }
                 }
                 let seen = read(&row, Some(system_id), timeline, started.elapsed())?;
@@ -236,7 +259,7 @@ impl Product for Postgres {
             // Another server behind the same connection: who it is, read afresh.
             *memo = Memo::default();
         }
-        let row = conn.fetch_row(PROBE_FIRST_SQL).await?.unwrap_or_default();
+        let row = probe_row(conn, Read::First).await?;
         let seen = read(&row, None, None, started.elapsed())?;
         if let (Some(ReplayPosition::Postgres(p)), Some(since)) =
             (seen.position(), row.get("started"))
