@@ -408,6 +408,12 @@ fn waits(pace: &Patience, config: &MonitorConfig, at: Instant) -> (Duration, Dur
     (timeout, config.connect_timeout_value().max(timeout.saturating_mul(3)))
 }
 
+/// From when an application's answer shows a node the monitor has not reached yet alive, as of
+/// `now`: one connect timeout back (see `node_loop`).
+fn queued_since(now: Instant, config: &MonitorConfig) -> std::time::Instant {
+    now.checked_sub(config.connect_timeout_value()).unwrap_or(now).into_std()
+}
+
 /// One full probe of `node` on its dedicated connection: first the answer to a query an
 /// earlier probe left running ([`Asking`]) if there is one, then a connection opened if there
 /// is none (continuing an [`Opening`] an earlier probe began), then the query. A query that
@@ -557,6 +563,8 @@ async fn node_loop<P: Product, K: Connector>(shared: Arc<Shared<K>>, node: NodeI
     let mut early = false;
     // How slowly the node has answered lately: how long its probes are waited for.
     let mut pace = Patience::default();
+    // Whether the node has answered one of the monitor's probes yet (see below).
+    let mut reached = false;
     loop {
         let began = Instant::now();
         // A node marked down is judged afresh: what it answered before says nothing of it now,
@@ -568,13 +576,23 @@ async fn node_loop<P: Product, K: Connector>(shared: Arc<Shared<K>>, node: NodeI
         }
         let mut result =
             probe_node::<P, K>(&shared, &mut link, node, first, &mut pace, !down).await;
+        let now = Instant::now();
         if let Err(ProbeError::Timeout { after }) = result
-            && shared.state.served_since(node, began.into_std())
+            && (shared.state.served_since(node, began.into_std())
+                || (!reached && shared.state.served_since(node, queued_since(now, &config))))
         {
-            // Slow, not dead: it answered the application while the probe waited.
+            // Slow, not dead: it answered the application while the probe waited. Or the
+            // monitor has not reached it yet (its first connection still waiting to be
+            // accepted, or that connection's first answer, the new backend's setup) and it
+            // answered the application within a connect timeout: on a server a whole fleet is
+            // connecting to, the postmaster accepts one connection after another (it held
+            // hundreds unaccepted in the fleet benchmark), and the monitor's waits in line
+            // behind the application's, whose statements show the server at work (issue 25).
+            // A node that stops answering everyone fails a connect timeout after its last
+            // answer, at most; once it has answered a probe, only the probe's own wait counts.
             result = Err(ProbeError::Outpaced { after });
         }
-        let now = Instant::now();
+        reached |= result.is_ok();
         let failures = shared.state.observe(node, &result, now.into_std());
         if let Err(error) = &result
             && failures > 0

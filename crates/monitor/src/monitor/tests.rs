@@ -467,6 +467,56 @@ async fn a_first_connect_slower_than_the_patience_is_kept_for_the_next_probes() 
     assert_eq!(m.state().snapshot().node(node).unwrap().position(), Some(&pos(0x300)));
 }
 
+/// Issue 25, a fleet's start on a slow machine: the monitor's first connection to a node waits
+/// in the server's listen queue (the postmaster accepts one connection after another, hundreds
+/// behind it) while the application's statements, on connections opened before, are answered.
+/// Its probes time out waiting for that connect after the first probe's patience, and once the
+/// application's statements stop (the fleet benchmark's window ended, an application between
+/// requests) nothing excused them: the node was marked suspect and down while it served. A
+/// node the monitor has not reached is busy while it answered the application within a connect
+/// timeout (5 s here); one that stops answering everyone fails that much after its last answer,
+/// well before its first connect is given up (10 s).
+#[rstest::rstest]
+#[case::accepted_at_last(MS(6_500), false)]
+#[case::never_accepted(MS(60_000), true)]
+#[tokio::test(start_paused = true)]
+async fn a_first_connect_queued_behind_the_application_s_is_busy_while_the_node_answers(
+    #[case] accepted_after: Duration,
+    #[case] fails: bool,
+) {
+    let cluster = Cluster::new(&[0x300, 0x300]);
+    cluster.open_delay.lock().unwrap().insert(1, accepted_after);
+    let m = start(&cluster, None);
+    let node = NodeId::new(1);
+    // The application's statements are answered for the first 2 s, then it has none to send.
+    let state = Arc::clone(m.state());
+    tokio::spawn(async move {
+        for _ in 0..20 {
+            tokio::time::sleep(MS(100)).await;
+            state.record_success(node, tokio::time::Instant::now().into_std());
+        }
+    });
+    // 7 s: the last answer (2 s) is within a connect timeout (5 s).
+    tokio::time::sleep(MS(6_900)).await;
+    assert_eq!(m.state().failed_probes(node), 0, "busy, not failed");
+    assert!(m.state().busy_probes(node) >= 2, "busy: {}", m.state().busy_probes(node));
+    assert_eq!(m.state().changes(node), 0);
+    tokio::time::sleep(MS(2_000)).await;
+    if fails {
+        // Nothing answered since 2 s: the probes from 7 s on fail, before the first connect
+        // is given up at 10 s.
+        assert!(m.state().failed_probes(node) >= 1);
+        assert_ne!(m.state().health(node), Health::Up);
+        assert_eq!(cluster.opens(1), 1, "the first connect, still waited for");
+    } else {
+        // Accepted at 6.5 s: answered on the first connect.
+        assert_eq!(m.state().failed_probes(node), 0);
+        assert_eq!((m.state().health(node), m.state().changes(node)), (Health::Up, 0));
+        assert_eq!(m.state().snapshot().node(node).unwrap().position(), Some(&pos(0x300)));
+        assert_eq!(cluster.opens(1), 1);
+    }
+}
+
 /// Issue 25: a probe that times out behind the application's own statements (a server
 /// saturated by a fleet) is busy, not failed, while the node keeps answering those statements;
 /// once it answers nothing (frozen), the probes fail as before.
