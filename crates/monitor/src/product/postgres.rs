@@ -39,8 +39,10 @@ macro_rules! standby_timeline_read {
 /// standby's first probe after its primary went (the receiver gone: [`Read::Probe`] after
 /// [`Read::Known`]), when every instance of a fleet probes it at once. What a run does not read
 /// is behind a `CASE` on the parameter, in function calls that run only where the `CASE`
-/// reaches them (`EXPLAIN ANALYZE` of the generic plan a prepared statement settles on shows
-/// the control file read only where asked). Columns:
+/// reaches them: a custom plan (a prepared statement's first five runs) folds the `CASE` away,
+/// and the generic plan PostgreSQL 15 settles on after them (`pg_prepared_statements`: 5
+/// generic, 5 custom after ten runs) evaluates it per run; `pg_control_*()` are volatile, never
+/// called in planning. Columns:
 /// - `in_recovery`, `replayed` (a standby's replay position, a primary's current write
 ///   position), `received`, `since_replay_ms`, `paused`, `started` (the postmaster's start
 ///   time);
