@@ -116,10 +116,10 @@ pub trait ProbeConn: Send + Sync {
 /// (`$10` and on are not), so the text holds it nowhere else (in a string or a comment).
 ///
 /// ```
-/// assert_eq!(
-///     rwsplit_monitor::with_literal("SELECT $1 = 'a', $1", "a"),
-///     "SELECT 'a' = 'a', 'a'",
-/// );
+/// use rwsplit_monitor::with_literal;
+///
+/// assert_eq!(with_literal("SELECT $1 = 'a', $1", "a"), "SELECT 'a' = 'a', 'a'");
+/// assert_eq!(with_literal("SELECT $10, $1", "it's"), "SELECT $10, 'it''s'");
 /// ```
 #[must_use]
 pub fn with_literal(sql: &str, arg: &str) -> String {
