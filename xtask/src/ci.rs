@@ -1,5 +1,7 @@
 //! `cargo xtask ci`: what `.ci/run` runs, so a local run and CI agree.
 
+use std::time::Instant;
+
 use clap::Args;
 
 #[derive(Debug, Args)]
@@ -13,6 +15,43 @@ pub(crate) struct CiArgs {
 }
 
 pub(crate) fn run(args: &CiArgs) -> anyhow::Result<()> {
+    let mut phases = Phases::new();
+    let result = steps(args, &mut phases);
+    phases.print(result.is_ok());
+    result
+}
+
+/// How long each of CI's phases took, printed at the end (passed or not): CI has a budget of
+/// 60 minutes on a 2-core machine, and this says where it goes.
+struct Phases {
+    began: Instant,
+    last: Instant,
+    done: Vec<(&'static str, f64)>,
+}
+
+impl Phases {
+    fn new() -> Self {
+        let now = Instant::now();
+        Self { began: now, last: now, done: Vec::new() }
+    }
+
+    /// The phase `name` ended now (it began where the last one ended).
+    fn end(&mut self, name: &'static str) {
+        let now = Instant::now();
+        self.done.push((name, (now - self.last).as_secs_f64()));
+        self.last = now;
+    }
+
+    fn print(&self, passed: bool) {
+        eprintln!("ci: phases ({}):", if passed { "all passed" } else { "stopped at a failure" });
+        for (name, secs) in &self.done {
+            eprintln!("ci:   {secs:>6.0} s  {name}");
+        }
+        eprintln!("ci:   {:>6.0} s  in all", self.began.elapsed().as_secs_f64());
+    }
+}
+
+fn steps(args: &CiArgs, phases: &mut Phases) -> anyhow::Result<()> {
     let locked = std::env::var_os("CI").is_some();
     let with_lock = |cmd: &mut std::process::Command| {
         if locked {
@@ -26,6 +65,7 @@ pub(crate) fn run(args: &CiArgs) -> anyhow::Result<()> {
     with_lock(&mut clippy);
     clippy.args(["--", "-D", "warnings"]);
     crate::run(&mut clippy)?;
+    phases.end("fmt, clippy (workspace)");
     // An application on one database turns the other driver off: the adapter builds, clean,
     // with either alone (and refuses, naming the features, with neither).
     for driver in ["postgres,runtime-tokio", "mysql,runtime-tokio"] {
@@ -36,12 +76,14 @@ pub(crate) fn run(args: &CiArgs) -> anyhow::Result<()> {
         one.args(["--", "-D", "warnings"]);
         crate::run(&mut one)?;
     }
+    phases.end("clippy (the adapter with one driver, twice)");
 
     // Unit and doc tests of the default members (no database); the tidy test lives in xtask.
     let mut test = crate::cargo();
     test.arg("test");
     with_lock(&mut test);
     crate::run(&mut test)?;
+    phases.end("unit and doc tests");
 
     // The classifier's grammar fuzzer for a bounded time (`cargo test` above ran it briefly):
     // no generated write, lock or session-state statement may classify as a read.
@@ -53,6 +95,7 @@ pub(crate) fn run(args: &CiArgs) -> anyhow::Result<()> {
             .env("RWSPLIT_FUZZ_SECONDS", args.fuzz_seconds.to_string())
             .env("PROPTEST_CASES", "20000");
         crate::run(&mut fuzz)?;
+        phases.end("fuzzer");
     }
 
     let mut doc = crate::cargo();
@@ -60,6 +103,7 @@ pub(crate) fn run(args: &CiArgs) -> anyhow::Result<()> {
     with_lock(&mut doc);
     doc.env("RUSTDOCFLAGS", "-D warnings");
     crate::run(&mut doc)?;
+    phases.end("docs");
 
     if !args.no_itest {
         // The suite on native servers; the network faults on containers (they need a network of
@@ -67,16 +111,20 @@ pub(crate) fn run(args: &CiArgs) -> anyhow::Result<()> {
         use rwsplit_testkit::BackendKind;
         let native = ["--skip", "network_faults"];
         crate::itest::run(&crate::itest::ItestArgs::for_ci(locked, BackendKind::Native, &native))?;
+        phases.end("integration tests (native)");
         let containers = ["network_faults"];
         crate::itest::run(&crate::itest::ItestArgs::for_ci(
             locked,
             BackendKind::Containers,
             &containers,
         ))?;
+        phases.end("integration tests (containers)");
         crate::soak::run(&crate::soak::SoakArgs::for_ci(locked))?;
+        phases.end("soak");
         // SeaORM 2.0.4's own integration tests through `RoutedConnection` (the type swap
         // only), replicas 0 and 200 ms behind: fails if any of them fails.
         crate::seaorm_suite::run(&crate::seaorm_suite::SeaormSuiteArgs::for_ci())?;
+        phases.end("SeaORM's integration tests");
         // The examples, each on its own throwaway cluster: the quickstart (the README's main
         // job), the axum read-your-writes app, which fails on a stale read, the metrics
         // endpoint, and the quickstart through a Patroni switchover (fails if writes do not
@@ -88,12 +136,14 @@ pub(crate) fn run(args: &CiArgs) -> anyhow::Result<()> {
             run.env("RUST_LOG", "warn").env_remove("RWSPLIT_PRIMARY_URL");
             crate::run(&mut run)?;
         }
+        phases.end("examples");
         // The copyable user test (README, "Testing your app against lagging replicas"): a
         // handler reads its own write past a 300 ms late replica and survives a dead one.
         let mut users = crate::cargo();
         users.args(["test", "-q", "-p", "rwsplit-examples", "--test", "lagging_replicas"]);
         with_lock(&mut users);
         crate::run(&mut users)?;
+        phases.end("the user test (lagging replicas)");
         // The loco example (README, "loco"): a workspace of its own, so that loco's
         // dependencies (rustls, tera, lettre …) never unify into the main build; its own target
         // directory under target/. Formatting, clippy and its test on a real cluster.
@@ -109,9 +159,11 @@ pub(crate) fn run(args: &CiArgs) -> anyhow::Result<()> {
         loco_test.arg("test");
         with_lock(&mut loco_test);
         crate::run(loco_test.current_dir(&loco).env("CARGO_TARGET_DIR", &loco_target))?;
+        phases.end("loco example");
         // The report: its runs (a fault timeline, the consistency benchmark, the adapter's
         // instruction counts) and its page, so that it cannot rot.
         crate::report::run(&crate::report::ReportArgs::for_ci())?;
+        phases.end("report");
     }
     eprintln!("ci: all checks passed");
     Ok(())

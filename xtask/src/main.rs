@@ -97,7 +97,10 @@ fn cargo() -> Command {
 fn run(cmd: &mut Command) -> anyhow::Result<()> {
     let line = describe(cmd);
     eprintln!("$ {line}");
+    let started = std::time::Instant::now();
     let status = cmd.status().with_context(|| format!("could not run `{line}`"))?;
+    // Where CI's time goes, command by command (CI keeps a budget: see `ci`).
+    eprintln!("xtask: {:.0} s: {line}", started.elapsed().as_secs_f64());
     if !status.success() {
         bail!("`{line}` failed ({status})");
     }
