@@ -17,7 +17,9 @@
 //! second, the server's CPU (% of one core), the monitor's connections (`application_name =
 //! rwsplit-monitor`); per instance: client CPU; and in all: false Suspect/Down events (changes
 //! of a node's role or health: the cluster stays healthy throughout),
-//! failed probes, stale reads, and the share of read-your-writes reads replicas served. False
+//! failed probes, busy probes (timed out while the node answered the application, or refused
+//! for lack of room: what the monitor excuses, and would have failed without the excuse),
+//! stale reads, and the share of read-your-writes reads replicas served. False
 //! changes and failed probes are counted from each instance's start (its connections' first
 //! probes included, while the rest of the fleet is still connecting) to the window's end and,
 //! apart, in the window only (the steady state); the window ends for every instance at once.
@@ -93,6 +95,10 @@ struct Counted {
     /// Role or health changes the monitor announced, summed over nodes.
     changes: u64,
     failed_probes: u64,
+    /// Probes that timed out while the node answered the application, or were refused for
+    /// lack of room: busy, not failed (`NodeStats::busy_probes`). What the monitor's excuses
+    /// carry: a busy probe would have been a failed one without them.
+    busy_probes: u64,
     reads: u64,
     replica_reads: u64,
     stale: u64,
@@ -102,6 +108,7 @@ struct Counted {
     /// started and the counters settled), not while the fleet was connecting.
     window_changes: u64,
     window_failed_probes: u64,
+    window_busy_probes: u64,
     /// Writes the workload made in the window.
     window_writes: u64,
     /// Writes the workload's pace asked for in the window, in thousandths (each instance's
@@ -283,12 +290,14 @@ fn instance(args: &[String]) -> Res<()> {
         // (the servers answer late then: probes of 200 instances time out in most runs).
         // Reads: all the workload made.
         println!(
-            "{{\"failed\":{},\"changes\":{},\"failed_probes\":{},\"window_changes\":{},\"window_failed_probes\":{},\"reads\":{},\"replica_reads\":{},\"stale\":{stale},\"window_writes\":{},\"window_asked_milli\":{},\"window_from_ms\":{},\"failures\":{}}}",
+            "{{\"failed\":{},\"changes\":{},\"failed_probes\":{},\"window_changes\":{},\"window_failed_probes\":{},\"busy_probes\":{},\"window_busy_probes\":{},\"reads\":{},\"replica_reads\":{},\"stale\":{stale},\"window_writes\":{},\"window_asked_milli\":{},\"window_from_ms\":{},\"failures\":{}}}",
             failed_work.is_some(),
             ended.changes,
             ended.failed_probes,
             ended.changes - marked.changes,
             ended.failed_probes - marked.failed_probes,
+            ended.busy_probes,
+            ended.busy_probes - marked.busy_probes,
             after.reads,
             after.replica_reads,
             ended.window_writes,
@@ -399,6 +408,7 @@ fn totals(dbs: &[RoutedConnection]) -> Counted {
             for n in stats.nodes() {
                 c.changes += n.changes();
                 c.failed_probes += n.failed_probes();
+                c.busy_probes += n.busy_probes();
             }
         }
         let ryw = stats.read_your_writes();
@@ -1012,6 +1022,8 @@ async fn run(
         counted.failed_probes += get("failed_probes");
         counted.window_changes += get("window_changes");
         counted.window_failed_probes += get("window_failed_probes");
+        counted.busy_probes += get("busy_probes");
+        counted.window_busy_probes += get("window_busy_probes");
         counted.reads += get("reads");
         counted.replica_reads += get("replica_reads");
         counted.stale += get("stale");
@@ -1244,7 +1256,7 @@ async fn snapshot(cluster: &Cluster, counters: &mut [NodeCounter]) -> Res<Vec<Sa
 fn print_row(r: &Measured) {
     let k = r.shape.k() as f64;
     println!(
-        "{:<18} {:<5} | {} | client CPU {:.2} %/instance | false changes {} ({} in the window) | failed probes {} ({} in the window) | reads {} ({:.1} % on replicas) | stale {} | failed instances {}{}",
+        "{:<18} {:<5} | {} | client CPU {:.2} %/instance | false changes {} ({} in the window) | failed probes {} ({} in the window) | busy probes {} ({} in the window) | reads {} ({:.1} % on replicas) | stale {} | failed instances {}{}",
         if PGBOUNCER.get().is_some() {
             format!("{}, replicas via PgBouncer", r.shape.label())
         } else {
@@ -1269,6 +1281,8 @@ fn print_row(r: &Measured) {
         r.counted.window_changes,
         r.counted.failed_probes,
         r.counted.window_failed_probes,
+        r.counted.busy_probes,
+        r.counted.window_busy_probes,
         r.counted.reads,
         if r.counted.reads == 0 {
             0.0
@@ -1319,6 +1333,8 @@ fn to_json(rows: &[Measured]) -> String {
                 "failed_probes": r.counted.failed_probes,
                 "window_false_changes": r.counted.window_changes,
                 "window_failed_probes": r.counted.window_failed_probes,
+                "busy_probes": r.counted.busy_probes,
+                "window_busy_probes": r.counted.window_busy_probes,
                 "reads": r.counted.reads,
                 "replica_reads": r.counted.replica_reads,
                 "stale": r.counted.stale,
