@@ -20,7 +20,7 @@
 //! failed probes, busy probes (timed out while the node answered the application, or refused
 //! for lack of room: what the monitor excuses, and would have failed without the excuse),
 //! stale reads, and the share of read-your-writes reads replicas served. False
-//! changes and failed probes are counted from each instance's start (its connections' first
+//! changes, failed and busy probes are counted from each instance's start (its connections' first
 //! probes included, while the rest of the fleet is still connecting) to the window's end and,
 //! apart, in the window only (the steady state); the window ends for every instance at once.
 //! On containers the instances run in a CPU cgroup of their own (see `ClientGroup`; root, or

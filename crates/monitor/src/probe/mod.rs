@@ -79,9 +79,9 @@ pub trait ProbeConn: Send + Sync {
     /// text value, and returns its first row as [`fetch_row`](ProbeConn::fetch_row) does. The
     /// monitor's PostgreSQL probes are one text whose parameter says what a run reads, so that
     /// a connection prepares one probe statement, on its first probe, whatever later probes
-    /// read (issue 25; the position feed's read is a statement of its own). A driver that prepares statements binds `arg`; the default runs the
-    /// text with `arg` written in as a literal ([`with_literal`]), as a driver in the simple
-    /// protocol must.
+    /// read (issue 25; the position feed's read is a statement of its own). A driver that
+    /// prepares statements binds `arg`; the default runs the text with `arg` written in as a
+    /// literal ([`with_literal`]), as a driver in the simple protocol must.
     ///
     /// ```
     /// use rwsplit_monitor::{ProbeConn, ProbeError, Row};
