@@ -14,6 +14,25 @@ pub(crate) struct CiArgs {
     fuzz_seconds: u64,
 }
 
+/// Packages that are never published: the `--exclude`s of the packaging phase (each says
+/// `publish = false`; the tidy test checks the two lists agree).
+pub(crate) const UNPUBLISHED: &[&str] = &["rwsplit-examples", "rwsplit-itests", "xtask"];
+
+/// `cargo package` of every publishable workspace member, without building them (`--locked`
+/// as the other phases: on CI). A working tree with uncommitted changes is packaged as it is
+/// (`--allow-dirty`): what is checked is the manifests, not whether the tree is committed.
+fn package(locked: bool) -> anyhow::Result<()> {
+    let mut package = crate::cargo();
+    package.args(["package", "--workspace", "--no-verify", "--allow-dirty"]);
+    if locked {
+        package.arg("--locked");
+    }
+    for name in UNPUBLISHED {
+        package.args(["--exclude", name]);
+    }
+    crate::run(&mut package)
+}
+
 pub(crate) fn run(args: &CiArgs) -> anyhow::Result<()> {
     let mut phases = Phases::new();
     let result = steps(args, &mut phases);
@@ -58,6 +77,14 @@ fn steps(args: &CiArgs, phases: &mut Phases) -> anyhow::Result<()> {
             cmd.arg("--locked");
         }
     };
+    // Every library crate would package for crates.io: cargo refuses a path dependency
+    // without a version and a `readme` or `license-file` that is missing (the metadata it only
+    // warns about is the tidy test's, `library_crates_carry_registry_metadata`). No build
+    // (`--no-verify`): seconds. Workspace path dependencies resolve through cargo's local
+    // overlay of the packaged crates, so nothing needs to be published first.
+    package(locked)?;
+    phases.end("package (library crates)");
+
     crate::run(crate::cargo().args(["fmt", "--all", "--", "--check"]))?;
 
     let mut clippy = crate::cargo();

@@ -432,15 +432,16 @@ fn the_product_seam_check_catches_a_leak() {
 
 #[test]
 fn readme_user_test_is_the_example() {
-    // The README's "Testing your app against lagging replicas" shows
-    // examples/tests/lagging_replicas.rs (which CI runs) whole, but for its `//!` header: what
-    // a user copies is what CI ran.
+    // The testkit's README (its registry page) shows, under "Testing your app against lagging
+    // replicas", examples/tests/lagging_replicas.rs (which CI runs) whole, but for its `//!`
+    // header: what a user copies is what CI ran. (The top-level README links to it.)
     let root = crate::project_root();
-    let readme = std::fs::read_to_string(root.join("README.md")).expect("README readable");
+    let readme = std::fs::read_to_string(root.join("crates/testkit/README.md"))
+        .expect("the testkit's README readable");
     let example = std::fs::read_to_string(root.join("examples/tests/lagging_replicas.rs"))
         .expect("the example readable");
     let section = readme
-        .split("### Testing your app against lagging replicas")
+        .split("## Testing your app against lagging replicas")
         .nth(1)
         .expect("the README section exists");
     let block = section
@@ -463,6 +464,7 @@ fn readme_loco_code_is_the_examples() {
         .split("### loco: `RoutedConnection` in a loco app")
         .nth(1)
         .and_then(|s| s.split("\n### ").next())
+        .and_then(|s| s.split("\n## ").next())
         .expect("the README's loco section exists");
     let mut sources = String::new();
     visit(&root.join("examples/loco/src"), &mut |path, text| {
@@ -504,4 +506,68 @@ fn testkit_modules_do_not_import_the_cluster_facade() {
         .collect();
     assert!(hits.is_empty(), "modules importing the Cluster facade: {hits:?}");
     assert!(imports.is_empty(), "vocab.rs must stay a leaf (error only): {imports:?}");
+}
+
+/// Every package that may be published carries what crates.io and docs.rs need, and the
+/// others say `publish = false`: `cargo package` (a phase of `cargo xtask ci`) refuses a path
+/// dependency without a version, but only warns about missing metadata.
+#[test]
+fn library_crates_carry_registry_metadata() {
+    let root = crate::project_root();
+    let meta = metadata();
+    let license = |name: &str| {
+        std::fs::read_to_string(root.join(name)).unwrap_or_else(|e| panic!("{name}: {e}"))
+    };
+    let (mit, apache) = (license("LICENSE-MIT"), license("LICENSE-APACHE"));
+    let mut problems = Vec::new();
+    for p in meta["packages"].as_array().expect("packages") {
+        let name = p["name"].as_str().expect("name");
+        let unpublished = p["publish"].as_array().is_some_and(Vec::is_empty);
+        if unpublished != crate::ci::UNPUBLISHED.contains(&name) {
+            problems.push(format!(
+                "{name}: `publish = false` and xtask's ci::UNPUBLISHED (the packaging phase's \
+                 excludes) disagree"
+            ));
+        }
+        if unpublished {
+            continue;
+        }
+        let dir = Path::new(p["manifest_path"].as_str().expect("path")).parent().expect("dir");
+        let text = |field: &str| p[field].as_str().unwrap_or("").trim().to_owned();
+        for field in ["description", "repository", "rust_version"] {
+            if text(field).is_empty() {
+                problems.push(format!("{name}: no `{field}`"));
+            }
+        }
+        if text("license") != "MIT OR Apache-2.0" {
+            problems.push(format!("{name}: license is not `MIT OR Apache-2.0`"));
+        }
+        match p["readme"].as_str() {
+            Some(readme) if dir.join(readme).is_file() => {}
+            _ => problems.push(format!("{name}: no `readme`, or the file is missing")),
+        }
+        let keywords: Vec<&str> =
+            p["keywords"].as_array().into_iter().flatten().filter_map(Value::as_str).collect();
+        let keyword_ok = |k: &&str| {
+            k.len() <= 20
+                && k.starts_with(|c: char| c.is_ascii_alphabetic())
+                && k.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+        };
+        if keywords.is_empty() || keywords.len() > 5 || !keywords.iter().all(keyword_ok) {
+            problems.push(format!("{name}: keywords {keywords:?} (1 to 5, crates.io's form)"));
+        }
+        if p["categories"].as_array().is_none_or(Vec::is_empty) {
+            problems.push(format!("{name}: no `categories`"));
+        }
+        if p["metadata"]["docs"]["rs"]["all-features"].as_bool() != Some(true) {
+            problems.push(format!("{name}: no `[package.metadata.docs.rs] all-features = true`"));
+        }
+        // The license texts travel with the crate (symbolic links to the root's).
+        for (file, want) in [("LICENSE-MIT", &mit), ("LICENSE-APACHE", &apache)] {
+            if std::fs::read_to_string(dir.join(file)).ok().as_ref() != Some(want) {
+                problems.push(format!("{name}: {file} missing or not the workspace's"));
+            }
+        }
+    }
+    assert!(problems.is_empty(), "packages not ready for crates.io:\n{}", problems.join("\n"));
 }
