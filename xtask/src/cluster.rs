@@ -17,7 +17,10 @@ pub(crate) enum Ha {
 
 #[derive(Debug, Subcommand)]
 pub(crate) enum ClusterCmd {
-    /// Start a cluster in the background and print its URLs as shell-ready lines.
+    /// Start a cluster in the background and print its URLs as shell-ready lines: the
+    /// variables `RoutedConnection::from_env` reads (`DATABASE_URL`, `DATABASE_REPLICA_URLS`;
+    /// with `--ha patroni` also `RWSPLIT_TOPOLOGY_PATRONI`) and the `RWSPLIT_*_URL(S)` ones the
+    /// examples read.
     Up {
         /// Number of replicas beside the primary.
         #[arg(long, default_value_t = 2)]
@@ -87,8 +90,7 @@ pub(crate) fn run(cmd: ClusterCmd) -> anyhow::Result<()> {
                 elapsed.as_secs_f64(),
                 path.display()
             );
-            println!("RWSPLIT_PRIMARY_URL={primary}");
-            println!("RWSPLIT_REPLICA_URLS={replicas}");
+            print_urls(&primary, &replicas, None);
             Ok(())
         }
         ClusterCmd::Status if patroni_path.exists() => {
@@ -173,10 +175,25 @@ fn patroni_up(
         elapsed.as_secs_f64(),
         path.display()
     );
-    println!("RWSPLIT_PRIMARY_URL={primary}");
-    println!("RWSPLIT_REPLICA_URLS={}", replicas.join(","));
-    println!("RWSPLIT_PATRONI_URLS={}", rest.join(","));
+    print_urls(&primary, &replicas.join(","), Some(&rest.join(",")));
     Ok(())
+}
+
+/// The cluster's URLs as `NAME=value` lines for `export $(cargo xtask cluster up)`: what
+/// `RoutedConnection::from_env` reads (the names in crates/sea-orm/src/config/env.rs), so an
+/// application connects with no further setting, and what the examples read.
+fn print_urls(primary: &str, replicas: &str, patroni: Option<&str>) {
+    println!("DATABASE_URL={primary}");
+    println!("DATABASE_REPLICA_URLS={replicas}");
+    if let Some(rest) = patroni {
+        // `from_env` follows the Patroni cluster through these REST endpoints.
+        println!("RWSPLIT_TOPOLOGY_PATRONI={rest}");
+    }
+    println!("RWSPLIT_PRIMARY_URL={primary}");
+    println!("RWSPLIT_REPLICA_URLS={replicas}");
+    if let Some(rest) = patroni {
+        println!("RWSPLIT_PATRONI_URLS={rest}");
+    }
 }
 
 fn patroni_status(rt: &tokio::runtime::Runtime, state: &PatroniState) -> anyhow::Result<()> {
