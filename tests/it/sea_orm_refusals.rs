@@ -463,7 +463,7 @@ const CATALOG_SCHEMA: &str = "\
 /// `IMMUTABLE` ones); it is simulated exactly by a classifier given those names, read from
 /// `pg_proc` as the monitor would. Measured on a real cluster against the refusal alone: the
 /// share of read-only calls the replicas serve (precision), refusals (the first-call cost) and
-/// errors. The figures are printed for `docs/ARCHITECTURE.md`; the test holds what the choice
+/// errors. The figures are printed (`--nocapture`); the test holds what the choice
 /// rests on: the refusal alone loses no read and lets no error through, the catalog loses the
 /// reads of every function left `VOLATILE`.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
