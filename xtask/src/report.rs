@@ -54,7 +54,10 @@ pub(crate) fn run(args: &ReportArgs) -> anyhow::Result<()> {
     let consistency_json = out.join("consistency.json");
     let adapter_json = out.join("adapter.json");
     let fleet_json = out.join("fleet.json");
+    let measured_json = out.join("measured.json");
     if !args.reuse {
+        // What the runs below measure, stamped before they start: the page names it.
+        std::fs::write(&measured_json, measured_now().to_string())?;
         let mut timeline = crate::cargo();
         timeline.args(["run", "--quiet", "--example", "fault_timeline", "--"]).arg(&timeline_json);
         crate::run(&mut timeline)?;
@@ -99,6 +102,9 @@ pub(crate) fn run(args: &ReportArgs) -> anyhow::Result<()> {
          table{border-collapse:collapse}td,th{border:1px solid #ccc;padding:3px 8px;text-align:right}\
          th:first-child,td:first-child{text-align:left}</style></head><body><h1>rwsplit report</h1>",
     );
+    // Runs of an older xtask wrote no stamp: the page says so rather than guess.
+    let measured = read(&measured_json).unwrap_or(Value::Null);
+    stamp_section(&mut html, &measured);
     consistency_section(&mut html, &consistency)?;
     adapter_section(&mut html, &adapter)?;
     timeline_section(&mut html, &timeline)?;
@@ -411,6 +417,47 @@ fn fleet_section(html: &mut String, doc: &Value) {
 }
 
 /// The adapter's figures that break their budgets, in words.
+/// What the report's runs measure: the commit (and whether the tree had uncommitted changes),
+/// when, and on how many cores; written before the runs, shown at the top of the page.
+fn measured_now() -> Value {
+    let git = |args: &[&str]| {
+        std::process::Command::new("git")
+            .args(args)
+            .current_dir(crate::project_root())
+            .output()
+            .ok()
+            .filter(|o| o.status.success())
+            .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned())
+    };
+    let commit = git(&["rev-parse", "HEAD"]);
+    let dirty = git(&["status", "--porcelain", "--untracked-files=no"]).map(|s| !s.is_empty());
+    let at = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    let cores = std::thread::available_parallelism().map_or(0, std::num::NonZero::get);
+    serde_json::json!({ "commit": commit, "dirty": dirty, "unix_time": at, "cores": cores })
+}
+
+/// The line naming what the page's figures were measured on.
+fn stamp_section(html: &mut String, measured: &Value) {
+    let text = match measured["commit"].as_str() {
+        Some(commit) => format!(
+            "Measured at commit <code>{commit}</code>{} (Unix time {}), on {} cores.",
+            if measured["dirty"].as_bool() == Some(true) {
+                " with uncommitted changes"
+            } else {
+                ""
+            },
+            measured["unix_time"],
+            measured["cores"],
+        ),
+        None => "Measured at an unknown commit (runs made before the report stamped them, or \
+                 outside a git checkout)."
+            .to_owned(),
+    };
+    let _ = write!(html, "<p>{text}</p>");
+}
+
 fn budget_failures(doc: &Value) -> Vec<String> {
     crate::bench::AdapterCost {
         plain: doc["plain"].as_u64().unwrap_or(0),
@@ -777,7 +824,30 @@ mod tests {
     use rstest::rstest;
     use serde_json::json;
 
-    use super::{fleet_failures, monotonic_failures, ryw_failures, switchover_failures};
+    use super::{
+        fleet_failures, measured_now, monotonic_failures, ryw_failures, stamp_section,
+        switchover_failures,
+    };
+
+    /// The page names the commit its runs measured, and says when it cannot.
+    #[test]
+    fn the_page_names_what_it_measured() {
+        let mut html = String::new();
+        let stamp = json!({ "commit": "0123abc", "dirty": true, "unix_time": 5, "cores": 2 });
+        stamp_section(&mut html, &stamp);
+        assert_eq!(
+            html,
+            "<p>Measured at commit <code>0123abc</code> with uncommitted changes (Unix time 5), \
+             on 2 cores.</p>"
+        );
+        let mut html = String::new();
+        stamp_section(&mut html, &serde_json::Value::Null);
+        assert!(html.contains("unknown commit"), "{html}");
+        // This checkout: a commit of 40 hexadecimal digits.
+        let now = measured_now();
+        let commit = now["commit"].as_str().expect("xtask runs in a git checkout");
+        assert!(commit.len() == 40 && commit.chars().all(|c| c.is_ascii_hexdigit()), "{now}");
+    }
 
     fn doc(back: u64, session: f64, eventual: f64) -> serde_json::Value {
         json!({ "monotonic": [
