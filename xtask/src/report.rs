@@ -78,8 +78,7 @@ pub(crate) fn run(args: &ReportArgs) -> anyhow::Result<()> {
         std::fs::write(&adapter_json, doc.to_string())?;
         // Issue 25: one instance, 10 processes and 10 connections in one process, in
         // containers. (At 200 processes this 2-core machine carries about half the workload's
-        // default pace, and a few probes time out: see ARCHITECTURE, *What the monitor costs
-        // the servers*.)
+        // default pace, and a few probes time out: `cargo xtask bench fleet -- --ks 200`.)
         let mut fleet = crate::cargo();
         fleet
             .args(["bench", "-p", "rwsplit-sea-orm", "--bench", "fleet", "--"])
