@@ -1,17 +1,22 @@
 //! [`TokenEnvelope`]: how a causal token travels as text — signed, with its age.
 //!
-//! A signed token is four `.`-separated fields, all URL-, cookie- and header-safe:
+//! A signed token is five `.`-separated fields, all URL-, cookie- and header-safe:
 //!
 //! ```text
-//! v1.<issued at, Unix seconds>.<token text, base64url>.<HMAC-SHA256 tag, base64url>
+//! v2.<key id>.<issued at, Unix seconds>.<token text, base64url>.<HMAC-SHA256 tag, base64url>
 //! ```
 //!
-//! The tag covers a fixed context string (`rwsplit-axum token\n`, so the key signs nothing
-//! else by accident) and the first three fields exactly as sent. Verification recomputes it under
+//! The key id names the key that signed it (a tag of a fixed string under the key, so it
+//! tells nothing of the key): a token signed with a key no longer configured is told from a
+//! forged one, and starts a fresh session instead of being refused. The earlier form without
+//! it, `v1.<issued>.<token>.<tag>`, is still accepted. The tag covers a fixed context string
+//! (`rwsplit-axum token\n`, so the key signs nothing else by accident) and the fields before
+//! it exactly as sent. Verification recomputes it under
 //! each configured key and compares in constant time, then checks the age. The token text inside
 //! is the library's own (`pg:1:…`, `mariadb:1:…`): base64 because a MariaDB or MySQL token may
 //! hold commas, which a cookie value may not. An unsigned token is that text as is.
 
+use std::fmt;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use base64::Engine as _;
@@ -20,8 +25,10 @@ use rwsplit_sea_orm::CausalToken;
 
 use crate::{Error, Result, SigningKey};
 
-/// The version prefix of a signed token.
+/// The version prefix of a signed token without a key id (still accepted).
 const V1: &str = "v1";
+/// The version prefix of a signed token that names its key.
+const V2: &str = "v2";
 /// Prepended to the signed fields: a tag made here is never valid for another use of the key.
 const CONTEXT: &[u8] = b"rwsplit-axum token\n";
 /// How far in the future an envelope may say it was issued: clocks of application servers
@@ -48,7 +55,7 @@ const MAX_LEN: usize = CausalToken::MAX_LEN / 3 * 4 + 128;
 /// let token: CausalToken = "pg:1:7:1:0-3000148".parse()?;
 /// let now = SystemTime::now();
 /// let text = envelope.seal_at(&token, now);
-/// assert!(text.starts_with("v1."));
+/// assert!(text.starts_with("v2."));
 /// assert_eq!(envelope.open_at(&text, now)?, token.to_string());
 /// // Eleven minutes later it has expired.
 /// let later = now + Duration::from_secs(660);
@@ -128,18 +135,18 @@ impl TokenEnvelope {
 
     /// `token` as text for a client, issued now.
     #[must_use]
-    pub fn seal(&self, token: &CausalToken) -> String {
+    pub fn seal(&self, token: &impl fmt::Display) -> String {
         self.seal_at(token, SystemTime::now())
     }
 
     /// `token` as text for a client, issued at `now` (for tests and callers with a clock of
     /// their own).
     #[must_use]
-    pub fn seal_at(&self, token: &CausalToken, now: SystemTime) -> String {
+    pub fn seal_at(&self, token: &impl fmt::Display, now: SystemTime) -> String {
         let text = token.to_string();
         let Some(key) = self.keys.first() else { return text };
         let issued = now.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
-        let signed = format!("{V1}.{issued}.{}", URL_SAFE_NO_PAD.encode(text));
+        let signed = format!("{V2}.{}.{issued}.{}", key.id(), URL_SAFE_NO_PAD.encode(text));
         let tag = key.tag(&message(&signed));
         format!("{signed}.{}", URL_SAFE_NO_PAD.encode(tag))
     }
@@ -150,8 +157,8 @@ impl TokenEnvelope {
     ///
     /// # Errors
     ///
-    /// [`Error::Malformed`], [`Error::BadSignature`], [`Error::Expired`],
-    /// [`Error::IssuedInFuture`] or [`Error::Unsigned`].
+    /// [`Error::Malformed`], [`Error::BadSignature`], [`Error::RetiredKey`],
+    /// [`Error::Expired`], [`Error::IssuedInFuture`] or [`Error::Unsigned`].
     pub fn open(&self, text: &str) -> Result<String> {
         self.open_at(text, SystemTime::now())
     }
@@ -162,31 +169,60 @@ impl TokenEnvelope {
     ///
     /// As [`open`](Self::open).
     pub fn open_at(&self, text: &str, now: SystemTime) -> Result<String> {
+        self.opened_at(text, now).map(|(text, _)| text)
+    }
+
+    /// [`open_at`](Self::open_at), with when a signed token was issued.
+    pub(crate) fn opened_at(
+        &self,
+        text: &str,
+        now: SystemTime,
+    ) -> Result<(String, Option<SystemTime>)> {
         let text = text.trim();
         if text.len() > MAX_LEN {
             return Err(Error::Malformed { reason: "too long" });
         }
-        if !text.starts_with("v1.") {
+        let version = if text.starts_with("v2.") {
+            V2
+        } else if text.starts_with("v1.") {
+            V1
+        } else {
             // Not an envelope. The library's tokens start `<kind>:`; anything else (including
-            // an envelope of a later version, `v2.…`) is not a token at all.
+            // an envelope of a later version, `v3.…`) is not a token at all.
             if !text.contains(':') {
                 return Err(Error::Malformed { reason: "not a token" });
             }
-            return if self.accept_unsigned { Ok(text.to_owned()) } else { Err(Error::Unsigned) };
-        }
+            return if self.accept_unsigned {
+                Ok((text.to_owned(), None))
+            } else {
+                Err(Error::Unsigned)
+            };
+        };
         if self.keys.is_empty() {
             return Err(Error::Malformed { reason: "a signed token where unsigned ones are used" });
         }
-        const SHAPE: Error = Error::Malformed { reason: "expected v1.<issued>.<token>.<tag>" };
+        const SHAPE: Error =
+            Error::Malformed { reason: "expected v2.<key id>.<issued>.<token>.<tag>" };
         let (signed, tag) = text.rsplit_once('.').ok_or(SHAPE)?;
-        let (issued, payload) =
-            signed.strip_prefix("v1.").and_then(|rest| rest.split_once('.')).ok_or(SHAPE)?;
+        let rest = signed.strip_prefix(version).and_then(|r| r.strip_prefix('.')).ok_or(SHAPE)?;
+        // v2 names its key: a key no longer configured is told from a forgery.
+        let (keys, rest): (Vec<&SigningKey>, &str) = if version == V2 {
+            let (id, rest) = rest.split_once('.').ok_or(SHAPE)?;
+            let keys: Vec<&SigningKey> = self.keys.iter().filter(|k| k.id() == id).collect();
+            if keys.is_empty() {
+                return Err(Error::RetiredKey);
+            }
+            (keys, rest)
+        } else {
+            (self.keys.iter().collect(), rest)
+        };
+        let (issued, payload) = rest.split_once('.').ok_or(SHAPE)?;
         let tag = URL_SAFE_NO_PAD
             .decode(tag)
             .map_err(|_| Error::Malformed { reason: "the tag is not base64url" })?;
         // Authenticate before interpreting anything else.
         let message = message(signed);
-        if !self.keys.iter().any(|k| k.verifies(&message, &tag)) {
+        if !keys.iter().any(|k| k.verifies(&message, &tag)) {
             return Err(Error::BadSignature);
         }
         let issued: u64 = issued
@@ -206,7 +242,9 @@ impl TokenEnvelope {
         let token = URL_SAFE_NO_PAD
             .decode(payload)
             .map_err(|_| Error::Malformed { reason: "the token is not base64url" })?;
-        String::from_utf8(token).map_err(|_| Error::Malformed { reason: "the token is not UTF-8" })
+        let token = String::from_utf8(token)
+            .map_err(|_| Error::Malformed { reason: "the token is not UTF-8" })?;
+        Ok((token, Some(issued)))
     }
 }
 
@@ -238,8 +276,8 @@ mod tests {
     fn a_sealed_token_opens_to_the_same_token() {
         let e = TokenEnvelope::signed(key(1));
         let text = e.seal_at(&token(), t(0));
-        assert!(text.starts_with("v1.1800000000."), "{text}");
-        assert_eq!(text.split('.').count(), 4);
+        assert!(text.starts_with(&format!("v2.{}.1800000000.", key(1).id())), "{text}");
+        assert_eq!(text.split('.').count(), 5);
         assert_eq!(e.open_at(&text, t(5)).unwrap(), token().to_string());
     }
 
@@ -280,20 +318,39 @@ mod tests {
         let e = TokenEnvelope::signed(key(1));
         let text = e.seal_at(&token(), t(0));
         let parts: Vec<&str> = text.split('.').collect();
+        let id = parts[1];
         let forged_token = URL_SAFE_NO_PAD.encode("pg:1:7300000000000000001:1:FF-0");
-        let forged = format!("v1.{}.{forged_token}.{}", parts[1], parts[3]);
+        let forged = format!("v2.{id}.{}.{forged_token}.{}", parts[2], parts[4]);
         assert!(matches!(e.open_at(&forged, t(0)), Err(Error::BadSignature)));
-        let younger = format!("v1.{}.{}.{}", 1_800_000_100, parts[2], parts[3]);
+        let younger = format!("v2.{id}.{}.{}.{}", 1_800_000_100, parts[3], parts[4]);
         assert!(matches!(e.open_at(&younger, t(0)), Err(Error::BadSignature)));
-        let untagged = format!("v1.{}.{}.", parts[1], parts[2]);
+        let untagged = format!("v2.{id}.{}.{}.", parts[2], parts[3]);
         assert!(matches!(e.open_at(&untagged, t(0)), Err(Error::BadSignature)));
+        // The same in the earlier form, which names no key.
+        let v1 = format!("v1.{}.{forged_token}.{}", parts[2], parts[4]);
+        assert!(matches!(e.open_at(&v1, t(0)), Err(Error::BadSignature)));
     }
 
     #[test]
-    fn another_key_is_a_bad_signature() {
+    fn a_key_no_longer_configured_is_told_from_a_forgery() {
         let text = TokenEnvelope::signed(key(2)).seal_at(&token(), t(0));
         let e = TokenEnvelope::signed(key(1));
-        assert!(matches!(e.open_at(&text, t(0)), Err(Error::BadSignature)));
+        let err = e.open_at(&text, t(0)).unwrap_err();
+        assert!(matches!(err, Error::RetiredKey) && err.starts_fresh(), "{err}");
+        // Claiming the configured key's id with another key's tag is a forgery.
+        let claimed = text.replacen(key(2).id(), key(1).id(), 1);
+        assert!(matches!(e.open_at(&claimed, t(0)), Err(Error::BadSignature)));
+    }
+
+    /// The earlier form, without a key id, is still accepted.
+    #[test]
+    fn a_v1_token_still_opens() {
+        let k = key(1);
+        let signed = format!("v1.1800000000.{}", URL_SAFE_NO_PAD.encode(token().to_string()));
+        let tag = URL_SAFE_NO_PAD.encode(k.tag(&message(&signed)));
+        let text = format!("{signed}.{tag}");
+        let (inner, issued) = TokenEnvelope::signed(k).opened_at(&text, t(5)).unwrap();
+        assert_eq!((inner, issued), (token().to_string(), Some(t(0))));
     }
 
     #[test]
@@ -320,7 +377,7 @@ mod tests {
         assert!(matches!(strict.open_at(&raw, t(0)), Err(Error::Unsigned)));
         let migrating = TokenEnvelope::signed(key(1)).accept_unsigned(true);
         assert_eq!(migrating.open_at(&raw, t(0)).unwrap(), raw);
-        assert!(migrating.seal_at(&token(), t(0)).starts_with("v1."), "still signs");
+        assert!(migrating.seal_at(&token(), t(0)).starts_with("v2."), "still signs");
         let unsigned = TokenEnvelope::unsigned();
         assert!(!unsigned.is_signed());
         assert_eq!(unsigned.seal_at(&token(), t(0)), raw);
@@ -339,11 +396,11 @@ mod tests {
         let rotated = TokenEnvelope::signed(key(2)).previous_key(key(1));
         assert_eq!(rotated.open_at(&old_text, t(0)).unwrap(), token().to_string());
         let new_text = rotated.seal_at(&token(), t(0));
-        assert!(matches!(old.open_at(&new_text, t(0)), Err(Error::BadSignature)));
+        assert!(matches!(old.open_at(&new_text, t(0)), Err(Error::RetiredKey)));
         assert!(TokenEnvelope::signed(key(2)).open_at(&new_text, t(0)).is_ok());
         assert!(matches!(
             TokenEnvelope::signed(key(2)).open_at(&old_text, t(0)),
-            Err(Error::BadSignature)
+            Err(Error::RetiredKey)
         ));
     }
 
@@ -357,12 +414,16 @@ mod tests {
             "v1.x.y.z",
             "v1.1.%%%.abc",
             "v1.1",
-            "v2.1.abc.def",
+            "v2.",
+            "v2..",
             "v1.1.é.é",
             "v1.18446744073709551616.YQ.YQ",
         ] {
             let err = e.open_at(text, t(0)).unwrap_err();
-            assert!(matches!(err, Error::Malformed { .. } | Error::BadSignature), "{text}: {err}");
+            assert!(
+                matches!(err, Error::Malformed { .. } | Error::BadSignature | Error::RetiredKey),
+                "{text}: {err}"
+            );
         }
         let long = format!("v1.1.{}.x", "A".repeat(MAX_LEN));
         assert!(matches!(e.open_at(&long, t(0)), Err(Error::Malformed { reason: "too long" })));

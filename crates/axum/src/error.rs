@@ -26,6 +26,11 @@ pub enum Error {
     /// with, or signed with a key no longer configured.
     #[error("read-your-writes token signature does not verify")]
     BadSignature,
+    /// The envelope names a signing key this application no longer has (rotated out after
+    /// its tokens' maximum age): genuine once, but not verifiable now. The layer starts a
+    /// fresh session for it, with a warning, rather than refusing the request.
+    #[error("read-your-writes token is signed with a key no longer configured (rotated out)")]
+    RetiredKey,
     /// The envelope is older than the maximum age.
     #[error("read-your-writes token expired: issued {age:?} ago, the maximum age is {max_age:?}")]
     Expired {
@@ -63,6 +68,13 @@ impl Error {
     #[must_use]
     pub fn is_expired(&self) -> bool {
         matches!(self, Self::Expired { .. })
+    }
+
+    /// Whether the token was genuine but can no longer be honoured (expired, or signed with a
+    /// retired key): the client simply starts a fresh session.
+    #[must_use]
+    pub fn starts_fresh(&self) -> bool {
+        matches!(self, Self::Expired { .. } | Self::RetiredKey)
     }
 
     /// The message and its causes on one line, for a response body or a log field.

@@ -2,6 +2,8 @@
 
 use std::fmt;
 
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use hmac::{Hmac, KeyInit, Mac};
 use sha2::Sha256;
 
@@ -26,6 +28,7 @@ pub(crate) type HmacSha256 = Hmac<Sha256>;
 #[derive(Clone)]
 pub struct SigningKey {
     mac: HmacSha256,
+    id: String,
 }
 
 impl SigningKey {
@@ -45,7 +48,16 @@ impl SigningKey {
         // HMAC takes keys of any length; the check above is ours.
         let mac = HmacSha256::new_from_slice(secret)
             .map_err(|_| Error::KeyTooShort { len: secret.len(), min: Self::MIN_LEN })?;
-        Ok(Self { mac })
+        let mut key = Self { mac, id: String::new() };
+        let tag = key.tag(b"rwsplit-axum key id");
+        key.id = URL_SAFE_NO_PAD.encode(&tag[..6]);
+        Ok(key)
+    }
+
+    /// The key's public name in a token: the first 6 bytes of its tag of a fixed string,
+    /// base64url (8 characters). It tells a key apart without telling anything of it.
+    pub(crate) fn id(&self) -> &str {
+        &self.id
     }
 
     /// The tag of `message` under this key.

@@ -5,12 +5,13 @@ use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
+use std::time::SystemTime;
 
 use axum_core::response::{IntoResponse, Response};
 use http::header::{self, HeaderName, HeaderValue};
 use http::{HeaderMap, Request, StatusCode};
 use rwsplit_core::TokenKind;
-use rwsplit_sea_orm::{CausalToken, RoutedConnection, Session};
+use rwsplit_sea_orm::{RoutedConnection, Session, SessionToken};
 use sea_orm::DbBackend;
 use tower_layer::Layer;
 use tower_service::Service;
@@ -223,11 +224,26 @@ where
     let (session, received, bad) = match config.incoming(req.headers()) {
         None => (config.db.session(), None, false),
         Some(text) => match config.resume(&text) {
-            Ok((session, token)) => {
-                // A token in another form than this layer writes (unsigned, while migrating to
-                // signed ones) is sent back in the current form.
-                let current = text.starts_with("v1.") == config.envelope.is_signed();
-                (session, current.then_some(token), false)
+            Ok((session, token, issued)) => {
+                // A token in another form than this layer writes (unsigned while migrating to
+                // signed ones, or the earlier signed form), or past half its maximum age, is
+                // sent back anew even if unchanged: a client that only reads keeps a token that
+                // never expires.
+                let current = text.starts_with("v2.") == config.envelope.is_signed();
+                let young = issued.is_none_or(|at| {
+                    at.elapsed().map_or(true, |age| age < config.envelope.max_age_value() / 2)
+                });
+                (session, (current && young).then_some(token), false)
+            }
+            // Genuine once, not honoured now (expired; signed with a key rotated out): the
+            // client starts over, whatever `on_bad_token` says.
+            Err(err) if err.starts_fresh() => {
+                tracing::warn!(
+                    target: "rwsplit_axum",
+                    error = %err.chain(),
+                    "the client's read-your-writes token can no longer be honoured: this request runs in a fresh session and may not see the client's earlier writes"
+                );
+                (config.db.session(), None, true)
             }
             Err(err) => match config.on_bad_token {
                 OnBadToken::Reject => {
@@ -278,11 +294,12 @@ impl Config {
         from_header.or_else(from_cookie).map(str::trim).filter(|t| !t.is_empty()).map(str::to_owned)
     }
 
-    /// The session the client's token resumes, and the token.
-    fn resume(&self, text: &str) -> Result<(Session, CausalToken)> {
-        let inner = self.envelope.open(text)?;
+    /// The session the client's token resumes, the token, and when it was issued (signed
+    /// tokens).
+    fn resume(&self, text: &str) -> Result<(Session, SessionToken, Option<SystemTime>)> {
+        let (inner, issued) = self.envelope.opened_at(text, SystemTime::now())?;
         let session = self.db.session_from(&inner).map_err(Error::Token)?;
-        let token: CausalToken = inner
+        let token: SessionToken = inner
             .trim()
             .parse()
             .map_err(|_| Error::Malformed { reason: "not a read-your-writes token" })?;
@@ -295,7 +312,7 @@ impl Config {
         if !fits {
             return Err(Error::WrongBackend { found, expected });
         }
-        Ok((session, token))
+        Ok((session, token, issued))
     }
 
     fn cookie(&self, value: &str, max_age: u64) -> String {
@@ -307,7 +324,7 @@ impl Config {
     }
 
     /// Puts `token` in the response's cookie and header.
-    fn send(&self, response: &mut Response, token: &CausalToken) {
+    fn send(&self, response: &mut Response, token: &SessionToken) {
         let sealed = self.envelope.seal(token);
         let cookie = self.cookie(&sealed, self.envelope.max_age_value().as_secs());
         match (HeaderValue::from_str(&cookie), HeaderValue::from_str(&sealed)) {

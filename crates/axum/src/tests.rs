@@ -89,9 +89,21 @@ impl Fixture {
                 Err(_) => StatusCode::INTERNAL_SERVER_ERROR,
             }
         }
+        /// The default level (`Session`): monotonic reads, whose bound is the replica read.
+        async fn read_session(
+            State((db, n)): State<(RoutedConnection, Arc<AtomicUsize>)>,
+        ) -> StatusCode {
+            n.fetch_add(1, Ordering::SeqCst);
+            let sql = Statement::from_string(DbBackend::Postgres, "SELECT id FROM t");
+            match db.query_one_raw(sql).await {
+                Ok(_) => StatusCode::OK,
+                Err(_) => StatusCode::INTERNAL_SERVER_ERROR,
+            }
+        }
         Router::new()
             .route("/write", post(write))
             .route("/read", get(read))
+            .route("/read-session", get(read_session))
             .layer(layer)
             .with_state((self.db.clone(), Arc::clone(&self.handled)))
     }
@@ -130,7 +142,7 @@ async fn a_write_sends_a_signed_token_and_the_next_request_with_it_avoids_the_st
     let response = app.clone().oneshot(request("POST", "/write", None)).await.unwrap();
     assert_eq!(response.status(), StatusCode::CREATED);
     let cookie = set_cookie(&response).expect("a write sends the token");
-    assert!(cookie.starts_with("rwsplit_token=v1."), "{cookie}");
+    assert!(cookie.starts_with("rwsplit_token=v2."), "{cookie}");
     for attribute in ["Path=/", "Max-Age=3600", "HttpOnly", "SameSite=Lax", "Secure"] {
         assert!(cookie.contains(attribute), "{attribute} in {cookie}");
     }
@@ -159,7 +171,7 @@ async fn a_write_sends_a_signed_token_and_the_next_request_with_it_avoids_the_st
 async fn api_clients_send_and_receive_the_token_in_the_header() {
     let f = Fixture::new();
     let app = f.app(SessionLayer::builder(f.db.clone(), signed()).build());
-    let sealed = signed().seal(&WRITTEN.parse().unwrap());
+    let sealed = signed().seal(&WRITTEN.parse::<CausalToken>().unwrap());
     let mut req = request("GET", "/read", None);
     req.headers_mut().insert("x-rwsplit-token", HeaderValue::from_str(&sealed).unwrap());
     let response = app.oneshot(req).await.unwrap();
@@ -177,15 +189,11 @@ async fn bad_tokens_are_a_400_naming_the_problem_and_the_handler_does_not_run() 
     let (head, tag) = good.rsplit_once('.').unwrap();
     let flipped = if tag.starts_with('A') { "B" } else { "A" };
     let tampered = format!("{head}.{flipped}{}", &tag[1..]);
-    let other_key = TokenEnvelope::signed(SigningKey::new([9u8; 32]).unwrap()).seal(&token);
-    let two_hours_ago = SystemTime::now() - Duration::from_secs(7200);
-    let expired = signed().seal_at(&token, two_hours_ago);
-    let mariadb = signed().seal(&"mariadb:1:0-1-208".parse().unwrap());
-    let garbage = signed().seal_at(&token, SystemTime::now()).replace("v1.", "v1.x");
+    let mariadb = signed().seal(&"mariadb:1:0-1-208".parse::<CausalToken>().unwrap());
+    // The earlier envelope form names no key: a bad tag there is a bad signature.
+    let garbage = format!("v1.1.{}.AAAA", "cGc6MTo3OjE6RkYtMA");
     let cases = [
         (tampered.as_str(), "signature does not verify"),
-        (other_key.as_str(), "signature does not verify"),
-        (expired.as_str(), "expired"),
         (WRITTEN, "unsigned"),
         ("nonsense", "malformed"),
         (garbage.as_str(), "signature does not verify"),
@@ -204,6 +212,56 @@ async fn bad_tokens_are_a_400_naming_the_problem_and_the_handler_does_not_run() 
         assert_eq!(f.handled.load(Ordering::SeqCst), 0, "{cookie}: the handler ran");
         assert_eq!(f.served(), (0, 0));
     }
+}
+
+/// A genuine token that can no longer be honoured — expired, or signed with a key rotated
+/// out — starts a fresh session with a warning, whatever `on_bad_token` says: the client did
+/// nothing wrong. Its cookie is replaced (the fresh session's read) or cleared.
+#[tokio::test]
+async fn an_expired_or_retired_key_token_starts_a_fresh_session_with_a_warning() {
+    let logs = Captured::default();
+    let writer = logs.clone();
+    let subscriber =
+        tracing_subscriber::fmt().with_writer(move || writer.clone()).with_ansi(false).finish();
+    let _guard = tracing::subscriber::set_default(subscriber);
+    let token: CausalToken = WRITTEN.parse().unwrap();
+    let retired = TokenEnvelope::signed(SigningKey::new([9u8; 32]).unwrap()).seal(&token);
+    let two_hours_ago = SystemTime::now() - Duration::from_secs(7200);
+    let expired = signed().seal_at(&token, two_hours_ago);
+    for (cookie, why) in [(retired.as_str(), "no longer configured"), (expired.as_str(), "expired")]
+    {
+        let f = Fixture::new();
+        let app = f.app(SessionLayer::builder(f.db.clone(), signed()).build());
+        let response = app.oneshot(request("GET", "/read", Some(cookie))).await.unwrap();
+        assert_eq!(response.status(), StatusCode::OK, "{cookie}");
+        assert_eq!(f.served(), (0, 1), "a fresh session: the replica, as for any new client");
+        let text = String::from_utf8(logs.0.lock().unwrap().clone()).unwrap();
+        assert!(text.contains("WARN") && text.contains(why), "{text}");
+    }
+}
+
+/// A client that only reads keeps its token: no `Set-Cookie` while it reads the same
+/// replica, until the token is past half its maximum age, when it is sent anew (so it never
+/// expires under a client that keeps coming back).
+#[tokio::test]
+async fn a_reading_client_gets_a_cookie_only_when_its_token_changes_or_ages() {
+    let f = Fixture::new();
+    let app = f.app(SessionLayer::builder(f.db.clone(), signed()).build());
+    let response = app.clone().oneshot(request("GET", "/read-session", None)).await.unwrap();
+    let first = set_cookie(&response).expect("the first read's token");
+    let value = first.split(';').next().unwrap().split_once('=').unwrap().1.to_owned();
+    for _ in 0..5 {
+        let response =
+            app.clone().oneshot(request("GET", "/read-session", Some(&value))).await.unwrap();
+        assert_eq!(response.status(), StatusCode::OK);
+        assert_eq!(set_cookie(&response), None, "the same replica, the same token");
+    }
+    assert_eq!(f.served().0, 0, "the primary was never asked");
+    // The same token, issued 40 minutes ago (the maximum age is an hour): sent anew.
+    let inner = signed().open(&value).unwrap();
+    let old = signed().seal_at(&inner, SystemTime::now() - Duration::from_secs(2400));
+    let response = app.oneshot(request("GET", "/read-session", Some(&old))).await.unwrap();
+    assert!(set_cookie(&response).is_some(), "an ageing token is refreshed");
 }
 
 #[tokio::test]
@@ -262,7 +320,7 @@ async fn with_fresh_session_a_bad_token_runs_fresh_with_a_warning_that_names_no_
     // A write in such a request gets a new, good token instead of the clearing cookie.
     let response = app.oneshot(request("POST", "/write", Some(&forged))).await.unwrap();
     let cookie = set_cookie(&response).unwrap();
-    assert!(cookie.starts_with("rwsplit_token=v1.") && !cookie.contains("Max-Age=0"), "{cookie}");
+    assert!(cookie.starts_with("rwsplit_token=v2.") && !cookie.contains("Max-Age=0"), "{cookie}");
 }
 
 #[tokio::test]
@@ -301,7 +359,7 @@ async fn names_and_cookie_attributes_are_configurable() {
     let app = f.app(layer);
     let response = app.oneshot(request("POST", "/write", None)).await.unwrap();
     let cookie = set_cookie(&response).unwrap();
-    assert!(cookie.starts_with("ryw=v1."), "{cookie}");
+    assert!(cookie.starts_with("ryw=v2."), "{cookie}");
     assert!(cookie.contains("Path=/app; Max-Age=90;") && !cookie.contains("Secure"), "{cookie}");
     assert!(response.headers().contains_key("x-ryw"));
 }

@@ -78,7 +78,7 @@ pub enum Error {
         token: String,
         /// What is wrong with it (too long, another database's, malformed …).
         #[source]
-        source: rwsplit_core::Error,
+        source: crate::SessionTokenError,
     },
     /// No node of the connection has this name (`host:port/db`, as in
     /// [`Stats`](crate::Stats)).

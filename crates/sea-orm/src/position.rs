@@ -62,9 +62,8 @@ pub(crate) enum Waited {
     TimedOut,
 }
 
-/// Whether the replica behind `conn` has replayed up to `token`: waiting in the server up to
-/// `max` where the product can ([`crate::product::Product::server_waits`]), else one look
-/// ([`crate::product::wait_for`]).
+/// Whether the replica behind `conn` has replayed up to `token`, waiting in the server up to
+/// `max` ([`crate::product::wait_for`]).
 pub(crate) async fn wait_for(
     conn: &DatabaseConnection,
     token: &CausalToken,

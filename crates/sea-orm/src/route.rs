@@ -11,6 +11,7 @@ use rwsplit_monitor::TopologyState;
 use sea_orm::DbErr;
 
 use crate::causal::{Seen, Settled};
+use crate::learned::Learned;
 
 /// Where one statement goes: the router's [`Route`] (target, then fallbacks, no heap), what the
 /// statement is, and why it goes there; for a read-your-writes read, the nodes a staleness bound
@@ -57,6 +58,9 @@ pub(crate) enum Why {
     /// Monotonic reads: the scope's last read is not bounded by a sample yet, so the read
     /// goes to that read's node again, or the primary.
     LastReadNode,
+    /// Read-your-writes: no sample shows a replica with the write yet, but a catch-up wait on
+    /// this one proved it a moment ago.
+    ProvenReplica,
     /// A read given up on a deposed primary, run once more on the new one.
     MovedToNewPrimary,
     /// A read whose connection to the primary broke, run once more on the same primary once it
@@ -78,6 +82,7 @@ impl Why {
             Self::ForeignToken => "token from another history",
             Self::OutsideBound => "no replica within the staleness bound has the write",
             Self::LastReadNode => "the last read's node",
+            Self::ProvenReplica => "replica proven to have the write",
             Self::MovedToNewPrimary => "moved to the new primary",
             Self::RerunOnPrimary => "run again on the primary after its connection broke",
             Self::RefusedByReplica => "refused by a replica",
@@ -179,6 +184,8 @@ pub(crate) struct Routing {
     router: Router,
     /// Whether the balancer reads latency estimates (else statements do not record them).
     feeds_latency: bool,
+    /// Positions catch-up waits proved replicas had, between the monitor's samples.
+    learned: Learned,
 }
 
 impl Routing {
@@ -189,7 +196,7 @@ impl Routing {
     /// Routing on a state that already exists (a monitor shared with other connections).
     pub(crate) fn with_state(state: Arc<TopologyState>, config: RouterConfig) -> Routing {
         let router = Router::new(config);
-        Routing { state, feeds_latency: router.uses_latency(), router }
+        Routing { state, feeds_latency: router.uses_latency(), router, learned: Learned::default() }
     }
 
     /// Whether a statement's round trip should be recorded for the balancer.
@@ -290,6 +297,52 @@ impl Routing {
             Some(p) => Floor::Known(CausalToken::new(p.clone())),
             None => unknown,
         }
+    }
+
+    /// A catch-up wait proved, just now, that replica `node` has replayed `token`.
+    pub(crate) fn learn(&self, node: NodeId, token: &CausalToken) {
+        self.learned.learn(node, token, Instant::now());
+    }
+
+    /// Whether replica `node` of `topo` is known to have replayed `token`: its sampled
+    /// position, or a catch-up wait's recent proof while the node is a replica not down.
+    pub(crate) fn has_replayed(&self, topo: &Topology, node: NodeId, token: &CausalToken) -> bool {
+        let Some(n) = topo.node(node) else { return false };
+        if n.position().is_some_and(|p| token.is_satisfied_by(p)) {
+            return true;
+        }
+        n.role() == Role::Replica
+            && n.health() != Health::Down
+            && !self.learned.is_empty()
+            && self.learned.has(node, token, Instant::now())
+    }
+
+    /// A replica of `topo` a catch-up wait recently proved to have `token`, not down, preferring
+    /// `rather`; `None` if none (the monitor's samples are the router's to read).
+    pub(crate) fn proven_replica(
+        &self,
+        topo: &Topology,
+        token: &CausalToken,
+        rather: Option<NodeId>,
+    ) -> Option<NodeId> {
+        if self.learned.is_empty() {
+            return None;
+        }
+        let now = Instant::now();
+        let fits = |n: &Node| {
+            n.role() == Role::Replica
+                && n.health() != Health::Down
+                && self.learned.has(n.id(), token, now)
+        };
+        if let Some(r) = rather.and_then(|r| topo.node(r)).filter(|n| fits(n)) {
+            return Some(r.id());
+        }
+        topo.replicas().find(|n| fits(n)).map(Node::id)
+    }
+
+    /// Forgets expired proofs.
+    pub(crate) fn sweep_learned(&self, now: Instant) {
+        self.learned.sweep(now);
     }
 
     /// The primary's position as the monitor last saw it, if known.
@@ -444,6 +497,7 @@ mod tests {
     #[case(Why::ForeignToken, "token from another history")]
     #[case(Why::OutsideBound, "no replica within the staleness bound has the write")]
     #[case(Why::LastReadNode, "the last read's node")]
+    #[case(Why::ProvenReplica, "replica proven to have the write")]
     #[case(Why::MovedToNewPrimary, "moved to the new primary")]
     #[case(Why::RerunOnPrimary, "run again on the primary after its connection broke")]
     fn reasons_keep_their_labels(#[case] why: Why, #[case] label: &str) {

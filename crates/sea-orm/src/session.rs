@@ -17,6 +17,7 @@ use crate::causal::{Shared, Slot};
 use crate::connection::{
     Ctx, Handle, RoutedConnection, SESSION, routed_connection, routed_transactions,
 };
+use crate::session_token::SessionToken;
 
 /// A read-your-writes scope that is not tied to a task: reads through it see every write made
 /// through it (and every token it was given), wherever they ran.
@@ -72,7 +73,11 @@ impl RoutedConnection {
     /// longer than `CausalToken::MAX_LEN` (16 KiB; refused before parsing, which is linear),
     /// or of another database than this connection's (a `mariadb:` token on PostgreSQL). A
     /// token further ahead than the primary is lowered to the primary's position (see
-    /// [`Session::observe`]).
+    /// [`Session::observe`]). A token's last read node (see [`SessionToken`]) bounds the
+    /// session's next reads by that replica's state now: they go to it, or to a node the
+    /// monitor has since seen at or past it; a node this connection does not know by that name
+    /// (another configuration) is bounded by the primary's position instead, read by the
+    /// session's next read.
     ///
     /// ```no_run
     /// # fn demo(db: rwsplit_sea_orm::RoutedConnection) {
@@ -86,9 +91,9 @@ impl RoutedConnection {
         if !token.is_empty() {
             // Only tokens of this connection's database. Length-checked before parsing.
             let kind = self.inner.product.token_kind();
-            let parsed = CausalToken::parse_for(token, kind)
+            let parsed = SessionToken::parse_for(token, kind)
                 .map_err(|source| crate::Error::InvalidToken { token: snippet(token), source })?;
-            session.observe(&parsed);
+            session.resume(&parsed);
         }
         Ok(session)
     }
@@ -100,39 +105,60 @@ impl RoutedConnection {
     }
 
     /// A view of this connection whose read-your-writes reads, when no replica is known to have
-    /// the caller's writes, wait up to `max` for the closest replica to replay them
-    /// (PostgreSQL: polling its replay position; MariaDB: `MASTER_GTID_WAIT`) before going to
-    /// the primary.
+    /// the caller's writes, wait up to `max` (instead of the connection's default) for the
+    /// closest replica to replay them, in the server, before going to the primary.
     pub fn wait_for_replica(&self, max: Duration) -> Routed<'_> {
         Routed { db: self, session: None, consistency: None, wait: Some(Some(max)) }
     }
 
     /// A view of this connection whose read-your-writes reads go to the primary at once when
-    /// no replica is known to have the caller's writes (the default unless the builder set
+    /// no replica is known to have the caller's writes, instead of waiting for one (see
     /// [`wait_for_replica`](crate::RoutedConnectionBuilder::wait_for_replica)).
     pub fn primary_if_behind(&self) -> Routed<'_> {
         Routed { db: self, session: None, consistency: None, wait: Some(None) }
     }
 
-    /// The current task's read-your-writes token, if it has written (or the ambient
-    /// session's, inside [`Session::scope`]). A pending position is read from the primary
-    /// first.
-    pub async fn token(&self) -> Result<Option<CausalToken>, DbErr> {
+    /// The current task's read-your-writes token, if it has written or read (or the ambient
+    /// session's, inside [`Session::scope`]); see [`Session::token`].
+    pub async fn token(&self) -> Result<Option<SessionToken>, DbErr> {
         let scope = self.inner.scope_of(&Ctx::default());
         resolve(self, &scope).await
     }
 }
 
 impl Session {
-    /// The session's token: the primary's position at or past every write made through it,
-    /// merged with every token it was given and with what it has read (a session resumed from
-    /// it never reads an older state: writes-follow-reads). `None` before any write or read.
-    /// Right after a read, before the monitor's next sample of that node bounds it, the bound
-    /// is the primary's position, read there (one round trip). Export it with
-    /// `to_string()`; resume it with [`RoutedConnection::session_from`]. If a transaction begun
-    /// with `begin()` committed through it, the position is read from the primary first.
-    pub async fn token(&self) -> Result<Option<CausalToken>, DbErr> {
+    /// The session's token ([`SessionToken`]): the primary's position at or past every write
+    /// made through it, merged with every token it was given, and the replica its last read
+    /// was on (a session resumed from it never reads an older state than that read saw:
+    /// writes-follow-reads, monotonic reads). `None` before any write or read. Export it with
+    /// `to_string()`; resume it with [`RoutedConnection::session_from`].
+    ///
+    /// Waits only for the position of a write made through it, read from the primary right
+    /// after the write committed (and, if a transaction begun with `begin()` committed through
+    /// it, reads the primary's position first). A session that only read costs nothing here:
+    /// no wait, no query.
+    pub async fn token(&self) -> Result<Option<SessionToken>, DbErr> {
         resolve(&self.db, &crate::connection::Scope::Session(Arc::clone(&self.state))).await
+    }
+
+    /// Folds an exported token into the session: its position as [`Session::observe`] does,
+    /// and its last read node as the node of the session's last read.
+    fn resume(&self, token: &SessionToken) {
+        if let Some(position) = token.position() {
+            self.observe(position);
+        }
+        if let Some(name) = token.read_on() {
+            match self.db.inner.node_named(name) {
+                // What that read saw is at most what the node has replayed by now.
+                Some(id) => {
+                    let now = std::time::Instant::now();
+                    self.state.update(|s| s.saw(id, Some(now)));
+                }
+                // Not a node of this connection's: bounded by the primary's position, which
+                // the next read reads first.
+                None => self.state.update(Slot::mark_pending),
+            }
+        }
     }
 
     /// Folds a token from elsewhere into the session (the later position of the two, per
@@ -293,19 +319,28 @@ routed_connection!(['r] Routed<'r>);
 async fn resolve(
     db: &RoutedConnection,
     scope: &crate::connection::Scope,
-) -> Result<Option<CausalToken>, DbErr> {
+) -> Result<Option<SessionToken>, DbErr> {
     // A write's position read is under way: wait for it (a few round trips at most); if it
     // takes longer than the monitor's probe timeout, read a fresh position instead.
     let slot: Slot = db.inner.settled_slot(scope, db.inner.policy.monitor.timeout_value()).await;
-    let token = written(db, scope, slot.clone()).await?;
-    // Writes-follow-reads: what the scope has read travels with it.
-    match slot.seen {
-        Some(seen) => {
-            let floor = db.inner.export_floor(&seen).await?;
-            Ok(Some(token.map_or_else(|| floor.clone(), |t| t.merged(&floor))))
+    let seen = slot.seen;
+    let token = written(db, scope, slot).await?;
+    let kind = db.inner.product.token_kind();
+    // Writes-follow-reads: what the scope has read travels with it, without a wait or a query
+    // where its node can stand for it.
+    let Some(seen) = seen else { return Ok(token.map(SessionToken::from_position)) };
+    Ok(Some(match db.inner.export_floor(&seen) {
+        crate::connection::Export::Floor(floor) => {
+            SessionToken::from_position(token.map_or_else(|| floor.clone(), |t| t.merged(&floor)))
         }
-        None => Ok(token),
-    }
+        crate::connection::Export::Node(name) => SessionToken::with_read_on(kind, token, &name),
+        crate::connection::Export::Primary(at) => {
+            // A read on the primary (or a node no longer a replica), not bounded by a sample
+            // yet: the primary's position now bounds it.
+            let floor = db.inner.capture_on(at).await?;
+            SessionToken::from_position(token.map_or_else(|| floor.clone(), |t| t.merged(&floor)))
+        }
+    }))
 }
 
 /// The part of a scope's token its writes (and the tokens it was given) make.

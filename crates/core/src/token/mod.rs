@@ -85,6 +85,15 @@ impl TokenKind {
     }
 }
 
+impl FromStr for TokenKind {
+    type Err = Error;
+
+    /// The kind named `s` (`pg`, `mariadb`), as in a token's text form.
+    fn from_str(s: &str) -> Result<Self> {
+        Self::from_name(s).ok_or_else(|| Error::UnknownTokenKind { kind: snippet(s) })
+    }
+}
+
 impl fmt::Display for TokenKind {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.as_str())

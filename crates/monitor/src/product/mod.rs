@@ -42,6 +42,19 @@ pub mod sql {
 
         /// How far a standby has replayed, `lsn` (NULL on a primary).
         pub const REPLAYED: &str = "SELECT pg_last_wal_replay_lsn()::text AS lsn";
+
+        /// Waits in the standby until it has replayed an LSN (the first parameter, as text),
+        /// looking again every half millisecond at most as many times as the second parameter
+        /// says, then returns how far it has replayed after waiting, `lsn` (NULL on a primary:
+        /// not a standby, and then it does not wait), and how many looks it took, `looks`. PostgreSQL up to 18 has no `WAIT FOR LSN`; this is one
+        /// round trip whose waiting is the server's (`pg_sleep` between looks), so a read that
+        /// follows a write waits for the replica's replay, typically a millisecond, rather than
+        /// for the monitor's next sample. The `CASE` orders the look before the sleep.
+        pub const WAIT_REPLAYED: &str = "WITH RECURSIVE w(i) AS (SELECT 0 UNION ALL \
+            SELECT i + 1 FROM w WHERE i < $2 AND CASE WHEN coalesce(pg_last_wal_replay_lsn() \
+            >= $1::text::pg_lsn, true) THEN false ELSE pg_sleep(0.0005)::text = '' END) \
+            SELECT pg_last_wal_replay_lsn()::text AS lsn, looks FROM (SELECT max(i) AS looks \
+            FROM w) AS waited";
     }
 
     /// MariaDB.

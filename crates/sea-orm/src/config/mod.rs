@@ -385,7 +385,8 @@ impl BalancerKind {
 pub struct PolicyConfig {
     /// Track each write's position so later reads in its scope see it (default true).
     pub read_your_writes: Option<bool>,
-    /// How long a read-your-writes read may wait for a replica to catch up (default: none).
+    /// How long a read-your-writes read may wait for a replica to catch up before it goes to
+    /// the primary (default `10ms`; `0ms`: the primary at once).
     #[serde(default, deserialize_with = "de_duration")]
     pub wait_for_replica: Option<Duration>,
     /// The default consistency: `session` (default), `eventual`, `strong`, or `bounded_staleness` with

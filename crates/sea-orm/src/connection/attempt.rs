@@ -757,8 +757,10 @@ impl Inner {
         let id = plan.first();
         let Some(node) = self.nodes.get(id) else { return false };
         bump(&self.counters.waits);
-        match self.replayed(id, &node, token, max).await {
+        match self.replayed(&node, token, max).await {
             Ok(Waited::CaughtUp) => {
+                // Proof for the next reads with this token (or an older one), in any scope.
+                self.routing.learn(id, token);
                 self.counters.read_your_writes(Ryw::Waited);
                 true
             }
@@ -777,56 +779,22 @@ impl Inner {
         }
     }
 
-    /// Waits up to `max` for node `id` to have replayed `token`. Where the server can wait
-    /// (MariaDB), it does. Else (PostgreSQL) one look at the server — it may be ahead of what
-    /// the monitor last saw — then the monitor's position feed: woken by each snapshot the
-    /// monitor publishes (a replica's replay position, every `position_interval`), never by
-    /// polling. Replay positions only grow, so a position the feed saw at or past the token
-    /// is proof; the token's history check (system, timeline) is the router's.
+    /// Waits up to `max` for `node` to have replayed `token`, in the server (one round trip:
+    /// [`position::wait_for`]). Bounded as a whole, connection included: a replica that died and
+    /// is not marked down yet would otherwise hold the read for the pool's acquire timeout (5 s)
+    /// rather than the wait's `max`; the server is given a moment past `max` to answer. The
+    /// token's history check (system, timeline) is the router's.
     async fn replayed(
         &self,
-        id: NodeId,
         node: &Node,
         token: &rwsplit_core::CausalToken,
         max: std::time::Duration,
     ) -> Result<Waited, DbErr> {
-        let deadline = tokio::time::Instant::now() + crate::deadline::cap(max);
-        // The plain pool: the wait is the adapter's own, not reported as the user's. Bounded
-        // by the wait as a whole, connection included: a replica that died and is not marked
-        // down yet would otherwise hold the read for the pool's acquire timeout (5 s) rather
-        // than the wait's `max`. A server that waits itself (MariaDB's `MASTER_GTID_WAIT`) is
-        // given a moment past `max` to say so.
-        let limit = if self.product.server_waits() { deadline + WAIT_GRACE } else { deadline };
-        let looked = match tokio::time::timeout_at(
-            limit,
-            position::wait_for(&node.conn, token, max),
-        )
-        .await
-        {
-            Ok(looked) => looked?,
-            Err(_) => return Ok(Waited::TimedOut),
-        };
-        if looked == Waited::CaughtUp || self.product.server_waits() || self.monitor.is_none() {
-            return Ok(looked);
-        }
-        let state = self.routing.state();
-        loop {
-            // Registered before the look: a snapshot published in between still wakes it.
-            // (Not `changed`: a position is not announced per node.)
-            let changed = state.published();
-            let mut changed = std::pin::pin!(changed);
-            changed.as_mut().enable();
-            let caught_up = {
-                let snap = state.snapshot();
-                let seen = snap.node(id).and_then(rwsplit_core::Node::position);
-                seen.is_some_and(|p| token.is_satisfied_by(p))
-            };
-            if caught_up {
-                return Ok(Waited::CaughtUp);
-            }
-            if tokio::time::timeout_at(deadline, changed).await.is_err() {
-                return Ok(Waited::TimedOut);
-            }
+        let limit = tokio::time::Instant::now() + crate::deadline::cap(max) + WAIT_GRACE;
+        // The plain pool: the wait is the adapter's own, not reported as the user's.
+        match tokio::time::timeout_at(limit, position::wait_for(&node.conn, token, max)).await {
+            Ok(looked) => looked,
+            Err(_) => Ok(Waited::TimedOut),
         }
     }
 

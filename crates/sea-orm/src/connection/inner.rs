@@ -36,7 +36,7 @@ impl Default for Policy {
     fn default() -> Self {
         Policy {
             read_your_writes: true,
-            wait_for_replica: None,
+            wait_for_replica: Some(DEFAULT_WAIT_FOR_REPLICA),
             read_retries: 2,
             monitor: rwsplit_monitor::MonitorConfig::default(),
             consistency: Consistency::Session,
@@ -46,6 +46,12 @@ impl Default for Policy {
         }
     }
 }
+
+/// How long a read-your-writes read waits, by default, for a replica to replay the caller's
+/// writes before it goes to the primary. Replicas at their usual lag replay a write within a
+/// millisecond or two, so a read right after a write finds one in time and the primary is
+/// spared; a replica the monitor knows to be further behind than this is not waited on.
+pub(crate) const DEFAULT_WAIT_FOR_REPLICA: Duration = Duration::from_millis(10);
 
 /// A token that could never be satisfied (another history) is dropped from a task's scope
 /// after this long without a write.

@@ -39,6 +39,7 @@ pub use inner::RoutedConnection;
 pub(crate) use inner::{
     AbortOnDrop, Ctx, FOREIGN_TOKEN_TTL, Inner, Node, NodeRef, Nodes, Policy, SESSION, Scope,
 };
+pub(crate) use scopes::Export;
 pub(crate) use traits::{Handle, routed_connection, routed_transactions};
 
 use crate::causal::TaskScopes;
@@ -341,7 +342,9 @@ fn on_probe(weak: &std::sync::Weak<Inner>, product: Product) -> rwsplit_monitor:
             crate::route::Floor::Unknown(_) => None,
         };
         let settled = |t: &rwsplit_core::CausalToken| inner.routing.settled(t);
-        inner.tasks.sweep(Instant::now(), FOREIGN_TOKEN_TTL, settled, floor);
+        let now = Instant::now();
+        inner.tasks.sweep(now, FOREIGN_TOKEN_TTL, settled, floor);
+        inner.routing.sweep_learned(now);
     })
 }
 

@@ -169,12 +169,14 @@ impl Inner {
     }
 
     /// A read whose scope last read on `node`, with no sample yet that bounds what that read
-    /// saw: `node` again (its replay only moves forward) if it is a replica in rotation that
-    /// has `token` and, for a bounded read, is within the bound. Else, if the caller waits for
-    /// replicas (`wait`) and the monitor samples positions, first wait (once, within `wait`
-    /// and the probe timeout; one position-feed interval in the common case) for that bound,
-    /// then plan again with it; else the primary (at or past every replica). Either way the new
-    /// read's end bounds everything the scope read before.
+    /// saw: `node` again (its replay only moves forward) if it is a replica not down that is
+    /// known to have `token` (sampled, or proven by a recent catch-up wait) and, for a bounded
+    /// read, is within the bound. A replica not known to have `token` yet is waited on, in the
+    /// server, if the caller waits for replicas (`wait`). Else, if the caller waits and the
+    /// monitor samples positions, first wait (once, within `wait` and the probe timeout) for a
+    /// sample of the replica that bounds the last read, then plan again with it; else the
+    /// primary (at or past every replica). Either way the new read's end bounds everything the
+    /// scope read before.
     #[expect(clippy::too_many_arguments, reason = "one plan's inputs, passed through")]
     fn plan_stay(
         &self,
@@ -193,19 +195,27 @@ impl Inner {
             // As in `plan_with_token`: no node of this history can prove it has the token.
             bump(&self.counters.foreign_tokens);
         }
-        let replica = topo.node(node).filter(|n| {
-            n.role() == Role::Replica
-                && n.health() != Health::Down
-                && token.is_none_or(|t| n.position().is_some_and(|p| t.is_satisfied_by(p)))
-        });
+        let replica = topo
+            .node(node)
+            .filter(|n| n.role() == Role::Replica && n.health() != Health::Down)
+            .map(|n| (token.is_none_or(|t| self.routing.has_replayed(topo, node, t)), n.lag()));
         bump(&self.counters.monotonic_stays);
-        if replica.is_some() {
-            let plan = self.routing.plan_in(snap, &rc.with_target(Target::Node(node)))?;
-            let plan = plan.with_reason(Why::LastReadNode);
-            return Ok(Planned::Ready(match level {
-                Consistency::BoundedStaleness(bound) => self.routing.exclude_lagging(plan, bound),
-                _ => plan,
-            }));
+        let bounded = |plan: crate::route::Plan| match level {
+            Consistency::BoundedStaleness(bound) => self.routing.exclude_lagging(plan, bound),
+            _ => plan,
+        };
+        match (replica, token, wait) {
+            (Some((true, _)), _, _) => {
+                let plan = self.routing.plan_in(snap, &rc.with_target(Target::Node(node)))?;
+                return Ok(Planned::Ready(bounded(plan.with_reason(Why::LastReadNode))));
+            }
+            // The token's write is likely a millisecond away on that replica: wait for it there.
+            (Some((false, lag)), Some(t), Some(max)) if !too_far(&lag, max) => {
+                let plan = self.routing.plan_in(snap, &rc.with_target(Target::Node(node)))?;
+                let plan = plan.with_reason(Why::LastReadNode).with_wait(t.clone(), max);
+                return Ok(Planned::Ready(bounded(plan)));
+            }
+            _ => {}
         }
         // No sample bounds the last read yet, and its node cannot serve this one: that node's
         // next sample is wanted (it is sent after the read ended: the next read of the scope
@@ -213,7 +223,9 @@ impl Inner {
         // read finds one). One read of one node, then the replicas' until they catch up; not
         // every node's feed for a linger.
         self.want_floor(node);
-        if let Some(max) = wait
+        // Waiting for a sample is worth it for a replica only: the primary is where the read
+        // would go anyway, and a node down sends no sample.
+        if let (Some((_, _)), Some(max)) = (replica, wait)
             && !done.floored
             && self.monitor.is_some()
         {
@@ -254,9 +266,10 @@ impl Inner {
         self.routing.state().want_positions(now, now.checked_add(linger).unwrap_or(now));
     }
 
-    /// A read-your-writes read: replicas known to have replayed `token`, or (if the caller
-    /// waits) the closest one, or the primary. A bounded-staleness level still applies its bound
-    /// to the replicas that qualify.
+    /// A read-your-writes read: replicas known to have replayed `token` (sampled by the monitor,
+    /// or proven by a recent catch-up wait), or (if the caller waits) the closest one, waited
+    /// on in the server, or the primary. A bounded-staleness level still applies its bound to
+    /// the replicas that qualify.
     fn plan_with_token(
         &self,
         snap: Snap,
@@ -273,31 +286,47 @@ impl Inner {
             let plan = self.routing.plan_in(snap, &rc.with_target(Target::Primary))?;
             return Ok(plan.with_reason(Why::ForeignToken));
         }
+        let bounded = |plan: Plan| match level {
+            Consistency::BoundedStaleness(bound) => self.routing.exclude_lagging(plan, bound),
+            _ => plan,
+        };
         let catch_up = if wait.is_some() { CatchUp::Wait } else { CatchUp::Primary };
         let ryw = Consistency::ReadYourWrites(token);
-        let mut plan =
-            self.routing.plan_in(snap, &rc.with_consistency(&ryw).with_catch_up(catch_up))?;
+        let plan = self
+            .routing
+            .plan_in(snap.clone(), &rc.with_consistency(&ryw).with_catch_up(catch_up))?;
         let Consistency::ReadYourWrites(token) = ryw else { return Ok(plan) };
-        if let Consistency::BoundedStaleness(bound) = level {
-            plan = self.routing.exclude_lagging(plan, bound);
+        let mut plan = bounded(plan);
+        let behind = matches!(plan.route_reason(), RouteReason::AwaitCatchUp)
+            || matches!(plan.route_reason(), RouteReason::NotCaughtUp)
+            || plan.on_primary();
+        if behind {
+            // No sample shows a replica with the write; a catch-up wait may have proven one.
+            let rather = (plan.route_reason() == RouteReason::AwaitCatchUp).then(|| plan.first());
+            if let Some(r) = self.routing.proven_replica(snap.topology(), &token, rather) {
+                self.counters.read_your_writes(Ryw::Replica);
+                let proven = self.routing.plan_in(snap, &rc.with_target(Target::Node(r)))?;
+                return Ok(bounded(proven.with_reason(Why::ProvenReplica)));
+            }
+            // The replicas' feeds show the next reads which have it (each until it has it).
+            self.want_replayed(&token);
         }
         match plan.route_reason() {
             RouteReason::AwaitCatchUp => {
-                // No replica is known to have the token yet: the replicas' feeds show the next
-                // reads which have (each until it has it).
-                self.want_replayed(&token);
-                if let Some(max) = wait {
-                    plan = plan.with_wait(token, max);
+                let lag = snap.topology().node(plan.first()).map(rwsplit_core::Node::lag);
+                match wait {
+                    // Known to be further behind than the wait allows: the primary at once.
+                    Some(max) if lag.is_some_and(|l| too_far(&l, max)) => {
+                        self.counters.read_your_writes(Ryw::Primary);
+                        let primary =
+                            self.routing.plan_in(snap, &rc.with_target(Target::Primary))?;
+                        plan = primary.with_reason(Why::Router(RouteReason::NotCaughtUp));
+                    }
+                    Some(max) => plan = plan.with_wait(token, max),
+                    None => {}
                 }
             }
-            RouteReason::NotCaughtUp => {
-                self.want_replayed(&token);
-                self.counters.read_your_writes(Ryw::Primary);
-            }
-            _ if plan.on_primary() => {
-                self.want_replayed(&token);
-                self.counters.read_your_writes(Ryw::Primary);
-            }
+            _ if behind => self.counters.read_your_writes(Ryw::Primary),
             _ => self.counters.read_your_writes(Ryw::Replica),
         }
         Ok(plan)
@@ -360,6 +389,13 @@ impl Inner {
         }
         .map(Planned::Ready)
     }
+}
+
+/// Whether a replica whose monitor-measured lag is `lag` is known to be further behind than a
+/// catch-up wait of `max` could make up: then the read goes to the primary at once rather than
+/// wait in vain.
+fn too_far(lag: &rwsplit_core::Lag, max: Duration) -> bool {
+    lag.time().is_some_and(|t| t > max)
 }
 
 /// What planning gives: a plan, or an I/O step to do before planning again.

@@ -150,28 +150,30 @@ impl Inner {
         self.routing.state().want_replayed(token, now.checked_add(linger).unwrap_or(now));
     }
 
-    /// A bound of what a scope's last read `seen` saw, for its exported token: the monitor's
-    /// sample if there is one ([`Routing::floor`](crate::route::Routing::floor)). Else, for a
-    /// read on a replica in rotation, the next sample of that replica, waited for up to the
-    /// monitor's probe timeout (one position-feed interval, 20 ms by default, in the common
-    /// case): its own position is the tightest bound, one that replicas as far along can
-    /// satisfy at once. Else (a read on the primary, a replica out of rotation, no monitor,
-    /// no sample in time) the primary's position, read there: at or past every node's.
-    pub(crate) async fn export_floor(&self, seen: &Seen) -> Result<CausalToken, DbErr> {
+    /// A bound of what a scope's last read `seen` saw, for its exported token, without I/O:
+    /// the monitor's sample if there is one ([`Routing::floor`](crate::route::Routing::floor));
+    /// else, for a read that ended on a node that is not the primary, that node by name (its
+    /// replay only moves forward, so whatever it has replayed when the token is used bounds the
+    /// read); else (a read on the primary, or still reading) the primary, whose position the
+    /// caller reads there.
+    pub(crate) fn export_floor(&self, seen: &Seen) -> Export {
         use crate::route::Floor;
         if let Floor::Known(t) = self.routing.floor(seen) {
-            return Ok(t);
+            return Export::Floor(t);
         }
         let on_replica = self.routing.standing(seen.node) == crate::sending::Standing::NotPrimary;
-        if self.monitor.is_some()
-            && seen.at.is_some()
+        if seen.at.is_some()
             && on_replica
-            && let Some(t) = self.await_floor(seen, self.policy.monitor.timeout_value()).await
+            && let Some(n) = self.nodes.get(seen.node)
         {
-            return Ok(t);
+            return Export::Node(n.name.clone());
         }
-        let primary = self.routing.primary_id().unwrap_or_else(|| self.primary_index());
-        self.capture_on(primary).await
+        Export::Primary(self.routing.primary_id().unwrap_or_else(|| self.primary_index()))
+    }
+
+    /// The id of the node named `name` (`host:port/db`), if this connection has one.
+    pub(crate) fn node_named(&self, name: &str) -> Option<NodeId> {
+        self.nodes.iter().find(|(_, n)| n.name == name).map(|(id, _)| id)
     }
 
     /// Waits, up to `max` and the monitor's probe timeout, for a position sample that bounds
@@ -370,6 +372,17 @@ impl Inner {
             Outcome::RolledBack => {}
         }
     }
+}
+
+/// How a scope's last read is carried in its exported token ([`Inner::export_floor`]).
+#[derive(Debug)]
+pub(crate) enum Export {
+    /// A position at or past what it saw.
+    Floor(CausalToken),
+    /// The name of the replica it was on.
+    Node(String),
+    /// The position of this primary, to be read there.
+    Primary(NodeId),
 }
 
 /// Wakes the reads waiting in [`Inner::settled_slot`] when dropped: once a position

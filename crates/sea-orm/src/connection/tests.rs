@@ -664,18 +664,37 @@ async fn without_a_bound_a_scope_reads_again_where_it_last_read() {
 }
 
 /// Writes-follow-reads: a session that only read exports a token bounding what it read. With
-/// no monitor sample, that is the primary's position, read there.
+/// no monitor sample, that is the replica it read on, by name: no wait, no statement anywhere.
+/// Resumed, its reads go to that replica again (its replay only moves forward).
 #[tokio::test]
-async fn a_session_that_read_exports_a_bound_of_what_it_read() {
-    let primary = crate::tests::pg_primary_answering_position(0, 4);
+async fn a_session_that_read_exports_the_replica_it_read_on() {
+    let primary = answering();
     let policy = Policy { consistency: crate::Consistency::Session, ..Policy::default() };
-    let db = RoutedConnection::from_connections_with(primary, vec![answering()], policy).unwrap();
+    let (r1, r2) = (answering(), answering());
+    let db = RoutedConnection::from_connections_with(
+        primary.clone(),
+        vec![r1.clone(), r2.clone()],
+        policy,
+    )
+    .unwrap();
     let session = db.session();
     assert_eq!(session.token().await.unwrap(), None, "nothing read, nothing written");
     session.query_one_raw(select()).await.unwrap();
+    // (Each look at a mock's log takes what it holds.)
+    let on_r1 = (statements(&r1), statements(&r2)) == (1, 0);
+    let (name, other) = if on_r1 { ("replica 1", &r2) } else { ("replica 2", &r1) };
     let token = session.token().await.unwrap().expect("a bound of the read");
-    assert_eq!(token.to_string(), "pg:1:7:1:0-3000148");
-    // Resumed elsewhere, it is a read-your-writes token like any other.
+    assert_eq!(token.read_on(), Some(name));
+    assert_eq!(token.position(), None);
+    assert_eq!(statements(&primary), 0, "exporting it asked the primary nothing");
+    // Resumed (as another process would), its reads stay on that replica.
     let resumed = db.session_from(&token.to_string()).unwrap();
-    assert_eq!(resumed.token().await.unwrap(), Some(token));
+    for _ in 0..3 {
+        resumed.query_one_raw(select()).await.unwrap();
+    }
+    let (on_it, elsewhere) = if on_r1 { (&r1, other) } else { (&r2, other) };
+    assert_eq!((statements(on_it), statements(elsewhere), statements(&primary)), (3, 0, 0));
+    assert_eq!(resumed.token().await.unwrap(), Some(token), "the same token: nothing to resend");
+    // A name this connection does not know is bounded by the primary's position instead.
+    assert!(db.session_from("pg:@elsewhere:5432/app").is_ok());
 }

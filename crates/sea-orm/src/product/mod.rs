@@ -114,13 +114,6 @@ impl Product {
         self == Product::Postgres
     }
 
-    /// Whether the server itself can wait for a replay position (MariaDB's
-    /// `MASTER_GTID_WAIT`). PostgreSQL 15 cannot: a catch-up wait there looks once on the
-    /// server, then waits on the monitor's position feed ([`wait_for`] is that one look).
-    pub(crate) fn server_waits(self) -> bool {
-        self == Product::MariaDb
-    }
-
     /// Whether Patroni can run it (Patroni runs PostgreSQL only).
     pub(crate) fn runs_under_patroni(self) -> bool {
         self == Product::Postgres
@@ -229,16 +222,16 @@ pub(crate) enum Unchecked {
     Refused(crate::Error),
 }
 
-/// Whether the replica behind `conn` has replayed up to `token`: on MariaDB, waiting in the
-/// server up to `max` (`MASTER_GTID_WAIT`); on PostgreSQL, which has no `WAIT FOR LSN`, one
-/// look at its replay position (the executor then waits on the monitor's position feed).
+/// Whether the replica behind `conn` has replayed up to `token`, waiting in the server up to
+/// `max`: on MariaDB `MASTER_GTID_WAIT`; on PostgreSQL, which has no `WAIT FOR LSN`, its replay
+/// position looked at in the server until it is there or `max` has passed (one round trip).
 pub(crate) async fn wait_for(
     conn: &DatabaseConnection,
     token: &CausalToken,
     max: Duration,
 ) -> Result<Waited, DbErr> {
     match token.position() {
-        ReplayPosition::Postgres(want) => postgres::replayed(conn, want.lsn()).await,
+        ReplayPosition::Postgres(want) => postgres::replayed(conn, want.lsn(), max).await,
         ReplayPosition::MariaDb(want) => mariadb::wait_for(conn, want, max).await,
         _ => Ok(Waited::TimedOut),
     }

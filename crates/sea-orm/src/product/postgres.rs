@@ -5,13 +5,13 @@ use rwsplit_core::{CausalToken, Lsn, PgPosition};
 use rwsplit_monitor::sql::postgres as sql;
 #[cfg(feature = "postgres")]
 use sea_orm::ConnectOptions;
-use sea_orm::{DatabaseConnection, DbErr};
+use sea_orm::{DatabaseConnection, DbBackend, DbErr, Statement};
 
 use super::ServerError;
 use super::server::Server;
 #[cfg(feature = "postgres")]
 use crate::pooling::Pooling;
-use crate::position::{On, Waited, parse, query_one, text, unreadable};
+use crate::position::{On, Waited, parse, query_one, query_one_stmt, text, unreadable};
 
 /// See [`super::Product::capture`]. The system identifier comes from the monitor or one extra
 /// query (it reads the control file), and is cached per node.
@@ -27,10 +27,23 @@ pub(super) async fn capture(on: &mut On<'_>, system_id: u64) -> Result<(CausalTo
     Ok((CausalToken::new(PgPosition::new(system_id, timeline, lsn)), system_id))
 }
 
-/// Whether the standby has replayed `want` now: one look (PostgreSQL has no server-side wait
-/// for a replay position; the executor waits on the monitor's position feed after this).
-pub(super) async fn replayed(conn: &DatabaseConnection, want: Lsn) -> Result<Waited, DbErr> {
-    let row = query_one(conn, sql::REPLAYED, "pg_last_wal_replay_lsn").await?;
+/// Waits in the standby, for at most `max`, until it has replayed `want` ([`sql::WAIT_REPLAYED`]:
+/// one round trip, the server looking every half millisecond). A server that is not a standby
+/// (promoted, or a primary) answers at once and is not trusted here.
+pub(super) async fn replayed(
+    conn: &DatabaseConnection,
+    want: Lsn,
+    max: std::time::Duration,
+) -> Result<Waited, DbErr> {
+    // Each look after the first sleeps half a millisecond, and `pg_sleep` takes about twice
+    // that on a usual kernel: one look per millisecond of `max`, at least one.
+    let looks = i32::try_from(max.as_millis()).unwrap_or(i32::MAX).max(1);
+    let stmt = Statement::from_sql_and_values(
+        DbBackend::Postgres,
+        sql::WAIT_REPLAYED,
+        [want.to_string().into(), looks.into()],
+    );
+    let row = query_one_stmt(conn, stmt, "pg_last_wal_replay_lsn").await?;
     // NULL: not a standby (promoted, or a primary): it cannot be trusted here.
     let Some(replayed) = text(&row, "lsn") else { return Ok(Waited::TimedOut) };
     let lsn =
