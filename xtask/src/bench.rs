@@ -19,6 +19,13 @@ pub(crate) enum Suite {
     /// on a PostgreSQL cluster in containers (each node its own cgroup). Arguments after `--`:
     /// `--ks 1,10,50,200`, `--window-secs 5`, `--json PATH`.
     Fleet,
+    /// The web path end to end (issue 45): an axum app over plain SeaORM, `RoutedConnection`
+    /// and `RoutedConnection` + `SessionLayer`, keep-alive clients that keep cookies, on a
+    /// PostgreSQL (and MariaDB, if installed) primary with 2 replicas at natural lag and late:
+    /// latency, primary statements per request, reads on replicas, `Set-Cookie`s, stale and
+    /// time-travel reads. Arguments after `--`: `--db postgres|mariadb|both`, `--requests N`,
+    /// `--late-ms N`, `--json PATH`, `--gate`.
+    Web,
     /// Instructions per call of rwsplit-core's classification cases, counted by callgrind
     /// (deterministic, unlike time on a shared machine; needs valgrind).
     Instructions,
@@ -68,6 +75,11 @@ pub(crate) fn run(args: &BenchArgs) -> anyhow::Result<()> {
             let mut cmd = crate::cargo();
             cmd.args(["bench", "-p", "rwsplit-sea-orm", "--bench", "fleet", "--"])
                 .args(&args.extra);
+            crate::run(&mut cmd)
+        }
+        Suite::Web => {
+            let mut cmd = crate::cargo();
+            cmd.args(["bench", "-p", "rwsplit-axum", "--bench", "web", "--"]).args(&args.extra);
             crate::run(&mut cmd)
         }
         Suite::Instructions => instructions(),
