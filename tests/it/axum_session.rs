@@ -105,7 +105,7 @@ async fn a_write_then_a_read_with_the_signed_cookie_is_never_stale_and_forgeries
             send(&a, request("POST", &format!("/authors?name=with-{i}"), None)).await;
         assert_eq!(status, StatusCode::CREATED, "{id}");
         let cookie = cookie.expect("a write sends the token");
-        assert!(cookie.starts_with("rwsplit_token=v1."), "{cookie}");
+        assert!(cookie.starts_with("rwsplit_token=v2."), "{cookie}");
         let (status, _, body) =
             send(&b, request("GET", &format!("/authors/{id}"), Some(&cookie))).await;
         stale += usize::from(status != StatusCode::OK || body != format!("with-{i}"));
@@ -126,21 +126,19 @@ async fn a_write_then_a_read_with_the_signed_cookie_is_never_stale_and_forgeries
     assert!(stale_without > 0, "the replicas lag: without the cookie some reads are stale");
     assert_eq!(ryw.replica_reads + ryw.primary_reads, PAIRS as u64, "every GET used its token");
 
-    // Forgeries: an unsigned token far ahead, the real cookie with its position changed, a
-    // token signed with another key. Each is a 400 and no handler reads anything.
+    // Forgeries: an unsigned token far ahead, the real cookie with its position changed. Each
+    // is a 400 and no handler reads anything. (A token signed with a key this application does
+    // not have is taken for one rotated out: a fresh session, the crate's tests show.)
     let reads_before = db_b.stats().replica_reads() + db_b.stats().primary().reads();
     let (name, value) = last_cookie.split_once('=').unwrap();
     let mut fields: Vec<String> = value.split('.').map(str::to_owned).collect();
-    let flipped = if fields[2].starts_with('c') { "d" } else { "c" };
-    fields[2].replace_range(..1, flipped);
+    // v2.<key id>.<issued>.<token>.<tag>: the token's first character changed.
+    let flipped = if fields[3].starts_with('c') { "d" } else { "c" };
+    fields[3].replace_range(..1, flipped);
     let tampered = format!("{name}={}", fields.join("."));
-    let other_key = TokenEnvelope::signed(SigningKey::new([3u8; 32]).unwrap())
-        .seal(&"pg:1:1:1:FF-0".parse().unwrap());
-    for (cookie, reason) in [
-        (format!("{name}=pg:1:1:1:FF-0"), "unsigned"),
-        (tampered, "signature does not verify"),
-        (format!("{name}={other_key}"), "signature does not verify"),
-    ] {
+    for (cookie, reason) in
+        [(format!("{name}=pg:1:1:1:FF-0"), "unsigned"), (tampered, "signature does not verify")]
+    {
         let (status, clear, body) = send(&b, request("GET", "/authors/1", Some(&cookie))).await;
         assert_eq!(status, StatusCode::BAD_REQUEST, "{cookie}: {body}");
         assert!(body.contains(reason), "{cookie}: {body}");

@@ -373,10 +373,14 @@ async fn a_read_may_wait_for_a_replica_to_catch_up(#[case] kind: DbKind, #[case]
         .unwrap();
     tokio::time::sleep(Duration::from_millis(100)).await;
     let hurried = session.wait_for_replica(Duration::from_millis(20));
+    let before = db.stats().read_your_writes();
     let (found, s) = served(&db, || author::Entity::find_by_id(b.id).one(&hurried)).await;
     assert!(fresh(found, "hurried"));
     assert!(s.primary_only(), "{s:?}");
-    assert_eq!(db.stats().read_your_writes().wait_timeouts, 1);
+    // Either it waited and timed out, or — the monitor measuring the replicas further behind
+    // than 20 ms — it went to the primary without waiting.
+    let after = db.stats().read_your_writes();
+    assert_eq!(after.waits - before.waits, after.wait_timeouts - before.wait_timeouts, "{after:?}");
     for r in cluster.replicas() {
         r.clear_apply_delay().await.unwrap();
     }
@@ -405,6 +409,8 @@ async fn a_wait_on_a_replica_that_hangs_ends_at_its_max(#[case] kind: DbKind) {
     for r in cluster.replicas() {
         r.hang().unwrap();
     }
+    // (On MariaDB `insert` reads its row back, after its own catch-up wait on a replica.)
+    let before = db.stats().read_your_writes();
     let started = Instant::now();
     let hurried = session.wait_for_replica(Duration::from_millis(200));
     let found = author::Entity::find_by_id(a.id).one(&hurried).await;
@@ -415,7 +421,8 @@ async fn a_wait_on_a_replica_that_hangs_ends_at_its_max(#[case] kind: DbKind) {
     assert!(fresh(found, "hung"), "read on the primary, fresh");
     assert!(took < Duration::from_millis(1_500), "the wait took {took:?}, its max is 200 ms");
     let ryw = db.stats().read_your_writes();
-    assert_eq!((ryw.waits, ryw.wait_timeouts), (1, 1), "{ryw:?}");
+    let waited = (ryw.waits - before.waits, ryw.wait_timeouts - before.wait_timeouts);
+    assert_eq!(waited, (1, 1), "{ryw:?}");
 }
 
 #[rstest]
@@ -519,7 +526,9 @@ async fn a_token_from_before_a_failover_is_never_satisfied_by_the_new_history() 
         assert_eq!(after[1] - before[1], 1, "read from the new primary: {before:?} → {after:?}");
         assert_eq!(after[2], before[2], "never from the follower: {before:?} → {after:?}");
     }
-    assert!(db.stats().read_your_writes().foreign_tokens >= 5);
+    // The first read found the token foreign (later ones carry the new primary's position,
+    // read when the held token was checked, or the bound of a read there).
+    assert!(db.stats().read_your_writes().foreign_tokens >= 1);
 }
 
 /// A primary that stops: killed, or frozen (SIGSTOP: its port still accepts connections, nothing

@@ -203,6 +203,7 @@ compile_error!(
 mod builder;
 mod causal;
 mod classified;
+mod coalesce;
 mod config;
 mod connection;
 mod deadline;

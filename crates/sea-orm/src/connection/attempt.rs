@@ -304,7 +304,7 @@ impl Work for Begin {
 }
 
 /// How long past a catch-up wait's `max` a server that waits itself is given to answer.
-const WAIT_GRACE: std::time::Duration = std::time::Duration::from_millis(100);
+const WAIT_GRACE: std::time::Duration = std::time::Duration::from_millis(25);
 
 /// How a plan's attempts ended without a result.
 enum Stop {
@@ -383,6 +383,16 @@ impl Inner {
             Io::Floor(max) => {
                 if let Some(seen) = self.scope_get(scope).seen {
                     self.await_floor(&seen, max).await;
+                }
+                done.floored = true;
+            }
+            Io::PrimaryFloor { at } => {
+                let sent = Instant::now();
+                if let Ok(t) = self.capture_on(at).await {
+                    self.scope_update(scope, |s| {
+                        s.record(&t);
+                        s.covers_reads_before(sent);
+                    });
                 }
                 done.floored = true;
             }

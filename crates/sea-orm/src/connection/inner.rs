@@ -494,6 +494,8 @@ pub(crate) struct Inner {
     pub(crate) counters: Counters,
     /// Notified each time a write's position capture lands (see `settled_slot`).
     pub(crate) positions_landed: tokio::sync::Notify,
+    /// Position reads after writes, shared among the writes they cover.
+    pub(crate) captures: crate::coalesce::Coalesce,
     /// The monitor's probe loops (`None` outside a tokio runtime: health then moves only on
     /// the failures statements see), shared with the process's other connections to the same
     /// nodes (`crate::shared`). The last connection's drop stops them.

@@ -103,6 +103,7 @@ impl RoutedConnection {
                 retries: AtomicU64::new(0),
                 counters: Counters::default(),
                 positions_landed: tokio::sync::Notify::new(),
+                captures: crate::coalesce::Coalesce::default(),
                 monitor,
                 discovery: std::sync::Mutex::new(None),
                 hooks: Arc::default(),

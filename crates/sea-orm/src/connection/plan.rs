@@ -84,7 +84,7 @@ impl Inner {
     }
 
     /// The catch-up wait a read may do: the call's, else the connection's default.
-    fn wait_of(&self, ctx: &Ctx<'_>) -> Option<Duration> {
+    pub(super) fn wait_of(&self, ctx: &Ctx<'_>) -> Option<Duration> {
         ctx.wait.unwrap_or(self.policy.wait_for_replica).filter(|d| !d.is_zero())
     }
 
@@ -216,6 +216,12 @@ impl Inner {
                 return Ok(Planned::Ready(bounded(plan)));
             }
             _ => {}
+        }
+        // The last read was on the primary: the primary's position, read now (shared with the
+        // writes' position reads), bounds it; then the read can wait on a replica for it.
+        let on_primary = topo.node(node).is_some_and(|n| n.role() == Role::Primary);
+        if on_primary && wait.is_some() && !done.floored {
+            return Ok(Planned::Io(Io::PrimaryFloor { at: node }));
         }
         // No sample bounds the last read yet, and its node cannot serve this one: that node's
         // next sample is wanted (it is sent after the read ended: the next read of the scope
@@ -416,6 +422,12 @@ pub(super) enum Io {
     /// Wait, up to this long (and the monitor's probe timeout), for a position sample that
     /// bounds the scope's last read (monotonic reads).
     Floor(Duration),
+    /// Read the position of primary `at`, which the scope's last read was on: it bounds that
+    /// read (monotonic reads).
+    PrimaryFloor {
+        /// The primary of the plan's snapshot.
+        at: NodeId,
+    },
     /// Read the position of primary `at`, for the scope whose pending epoch is `epoch`.
     Capture {
         /// The scope's pending epoch when it was asked for.
@@ -444,7 +456,8 @@ pub(super) struct Done {
     pub(super) settled: bool,
     /// It read the primary's position: `true` if that worked.
     pub(super) captured: Option<bool>,
-    /// It waited for a sample bounding the scope's last read.
+    /// It waited for a sample bounding the scope's last read, or read the primary's position
+    /// for it.
     pub(super) floored: bool,
 }
 

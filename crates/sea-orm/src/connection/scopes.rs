@@ -104,12 +104,13 @@ impl Inner {
         if plan.access() == rwsplit_core::Access::Read && self.tracks_reads(ctx) {
             let at = ended.then(std::time::Instant::now);
             self.scope_update(scope, |s| s.saw(node, at));
-            // A read on the primary: its floor is the primary's next sample, and the scope's
-            // next read can use a replica once one has it. Asked now, as the read ends, the
-            // sample is usually there by then (reads asking meanwhile share one sample; the feed
-            // reads at most every quarter interval and its backoff); the primary's feed runs for
-            // reads made there, not for as long as a replica lacks a write (issue 25).
-            if ended && plan.snapshot_primary() == Some(node) {
+            // A read on the primary, by a caller that does not wait for replicas: its floor is
+            // the primary's next sample, and the scope's next read can use a replica once one
+            // has it. Asked now, as the read ends, the sample is usually there by then (reads
+            // asking meanwhile share one sample; the feed reads at most every quarter interval
+            // and its backoff). A caller that waits reads the primary's position itself when
+            // its next read needs it (`Io::PrimaryFloor`), and costs the monitor nothing.
+            if ended && plan.snapshot_primary() == Some(node) && self.wait_of(ctx).is_none() {
                 self.want_floor(node);
             }
         }
@@ -219,9 +220,19 @@ impl Inner {
         self.capture_at(node, None).await
     }
 
-    /// The primary's position now, on `taken` (a connection of `node`'s writable pool) if
-    /// given, else on a connection of that pool's.
+    /// The primary's position now: read on `taken` (a connection of `node`'s writable pool) if
+    /// given, else on a connection of that pool's — or taken from a read sent after this call
+    /// began, shared with other writes ([`Coalesce`](crate::coalesce::Coalesce)).
     async fn capture_at(
+        &self,
+        node: rwsplit_core::NodeId,
+        taken: Option<&mut Taken>,
+    ) -> Result<CausalToken, DbErr> {
+        self.captures.position(node, || self.capture_now(node, taken)).await
+    }
+
+    /// One position read of `node`, on `taken` if given.
+    async fn capture_now(
         &self,
         node: rwsplit_core::NodeId,
         taken: Option<&mut Taken>,

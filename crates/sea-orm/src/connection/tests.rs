@@ -632,7 +632,13 @@ async fn a_plan_made_before_an_index_was_reused_never_runs_on_the_new_node() {
 /// balanced as before. The bound's resolution by samples is the itests' (real replication).
 #[tokio::test]
 async fn without_a_bound_a_scope_reads_again_where_it_last_read() {
-    let policy = Policy { consistency: crate::Consistency::Session, ..Policy::default() };
+    // Primary at once: a caller that waits would read the primary's position to bound a read
+    // made there (`Io::PrimaryFloor`), which these mocks cannot answer.
+    let policy = Policy {
+        consistency: crate::Consistency::Session,
+        wait_for_replica: None,
+        ..Policy::default()
+    };
     let (p, r1, r2) = (answering(), answering(), answering());
     let db =
         RoutedConnection::from_connections_with(p.clone(), vec![r1.clone(), r2.clone()], policy)
