@@ -55,8 +55,8 @@
 //! - responses with a `Set-Cookie` (count and share);
 //! - stale reads: a GET of the client's own last-written id that answered 404; time-travel
 //!   reads: any other GET that answered 404 for an id the client had already seen exist (a 200
-//!   for it earlier, or its own earlier write). Both must be 0 on the routed variants; errors
-//!   (any status but 200 and 404, or a failed exchange) end the row's count too.
+//!   for it earlier, or its own earlier write). Both must be 0 on the routed variants;
+//! - errors: answers other than 200 and 404 (a failed or timed-out exchange ends the run).
 //!
 //! `--json PATH` writes every row. `--gate` exits non-zero, naming each failure, unless for
 //! each database run (with `--db both`, a MariaDB that is not installed is a failure): at
