@@ -381,17 +381,19 @@ mod tests {
         );
     }
 
-    /// The `rwsplit.node.health` gauge of the node at `address` after one sampler round.
+    /// The `rwsplit_node_state` of the node at `address` after one sampler round (its `state`
+    /// whose series is 1).
     fn health_gauge(db: &RoutedConnection, address: &str) -> String {
         let recorder = metrics_exporter_prometheus::PrometheusBuilder::new().build_recorder();
         metrics::with_local_recorder(&recorder, || {
             db.inner.sample_metrics(std::time::Instant::now());
         });
         let text = recorder.handle().render();
-        let series =
-            format!("rwsplit_node_health{{server_address=\"{address}\",server_port=\"5432\"}} ");
+        let series = format!(
+            "rwsplit_node_state{{server_address=\"{address}\",server_port=\"5432\",state=\""
+        );
         text.lines()
-            .find_map(|l| l.strip_prefix(&series))
+            .find_map(|l| l.strip_prefix(&series)?.strip_suffix("\"} 1"))
             .unwrap_or_else(|| panic!("no {series} in:\n{text}"))
             .to_owned()
     }
@@ -416,7 +418,7 @@ mod tests {
             (n.joining(), n.health())
         };
         assert_eq!(joining(&db), (true, Health::Down));
-        assert_eq!(health_gauge(&db, "db-3"), "3", "the gauge says joining too");
+        assert_eq!(health_gauge(&db, "db-3"), "joining", "the gauge says joining too");
         assert!(
             db.stats().nodes().iter().filter(|n| n.name() != "db-3:5432/app").all(|n| !n.joining())
         );
@@ -427,7 +429,7 @@ mod tests {
         state.observe(NodeId::new(0), &pg_probe(true, "0/64", 0).await, t + ms(200));
         state.observe(id, &pg_probe(false, "0/64", 0).await, t + ms(300));
         assert_eq!(joining(&db), (false, Health::Up));
-        assert_eq!(health_gauge(&db, "db-3"), "0");
+        assert_eq!(health_gauge(&db, "db-3"), "up");
         // Once in rotation, failing probes take it down: down, not joining.
         for i in 0..3 {
             let refused = Err(rwsplit_monitor::ProbeError::unreachable("connection refused"));
@@ -490,7 +492,7 @@ mod tests {
         let max = "db_client_connection_max{server_address=\"127.0.0.1\",server_port=\"9\",db_client_connection_pool_name=\"127.0.0.1:9/app/read\"} 7";
         assert!(text.contains(max), "the drain set the new node's series to gone:\n{text}");
         db.inner.sample_metrics(std::time::Instant::now());
-        let health = "rwsplit_node_health{server_address=\"127.0.0.1\",server_port=\"9\"} 3";
+        let health = "rwsplit_node_state{server_address=\"127.0.0.1\",server_port=\"9\",state=\"joining\"} 1";
         assert!(handle.render().contains(health), "sampled again, as joining");
     }
 
@@ -514,6 +516,8 @@ mod tests {
         let live = series_of(&handle.render(), "127.0.0.1");
         let has = |lines: &[String], want: &str| lines.iter().any(|l| l == want);
         let node = "{server_address=\"127.0.0.1\",server_port=\"9\"}";
+        let state =
+            |s: &str| format!("{{server_address=\"127.0.0.1\",server_port=\"9\",state=\"{s}\"}}");
         let pool = |p: &str, state: Option<&str>| {
             let state =
                 state.map_or(String::new(), |s| format!(",db_client_connection_state=\"{s}\""));
@@ -522,7 +526,7 @@ mod tests {
             )
         };
         for want in [
-            format!("rwsplit_node_health{node} 0"),
+            format!("rwsplit_node_state{} 1", state("up")),
             format!("rwsplit_replica_lag_seconds{node} 0"),
             format!("db_client_connection_max{} 7", pool("read", None)),
             format!("db_client_connection_max{} 7", pool("write", None)),
@@ -532,7 +536,10 @@ mod tests {
 
         assert!(db.inner.remove_node(id));
         let removing = series_of(&handle.render(), "127.0.0.1");
-        assert!(has(&removing, &format!("rwsplit_node_health{node} 4")), "{removing:#?}");
+        assert!(
+            has(&removing, &format!("rwsplit_node_state{} 1", state("removed"))),
+            "{removing:#?}"
+        );
         // Drained (nothing ran on it) and its pools closed: every series says gone.
         let started = std::time::Instant::now();
         let gone = loop {
@@ -546,17 +553,18 @@ mod tests {
             assert!(started.elapsed() < Duration::from_secs(5), "never drained: {now:#?}");
         };
         for want in [
-            format!("rwsplit_node_health{node} 4"),
+            format!("rwsplit_node_state{} 1", state("removed")),
+            format!("rwsplit_node_state{} 0", state("up")),
             format!("rwsplit_node_fenced{node} 0"),
             format!("rwsplit_node_primary{node} 0"),
             format!("rwsplit_node_in_flight{node} 0"),
-            format!("rwsplit_node_observation_age{node} NaN"),
+            format!("rwsplit_node_observation_age_seconds{node} NaN"),
             format!("rwsplit_replica_lag_bytes{node} NaN"),
             format!("rwsplit_replica_lag_seconds{node} NaN"),
             format!("db_client_connection_pending_requests{node} 0"),
             format!("db_client_connection_max{} 0", pool("write", None)),
-            format!("db_client_connection_count{} 0", pool("read", Some("idle"))),
-            format!("db_client_connection_count{} 0", pool("write", Some("used"))),
+            format!("db_client_connections_usage{} 0", pool("read", Some("idle"))),
+            format!("db_client_connections_usage{} 0", pool("write", Some("used"))),
         ] {
             assert!(has(&gone, &want), "missing `{want}` in {gone:#?}");
         }

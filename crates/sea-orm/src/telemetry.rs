@@ -5,47 +5,98 @@
 //!
 //! Recorded through the [`metrics`](https://docs.rs/metrics) facade: install the exporter of
 //! your choice (Prometheus, StatsD, OpenTelemetry …); without one, recording costs a few
-//! dozen instructions and goes nowhere. Names and labels follow the OpenTelemetry
-//! database-client conventions where one exists; exporters that do not allow dots (Prometheus)
-//! replace them with `_`. Labels never carry credentials or SQL text: a node is its
-//! `server.address` and `server.port`, a statement its first keyword (`db.operation.name`).
+//! dozen instructions and goes nowhere. Labels never carry credentials or SQL text: a node is
+//! its `server.address` and `server.port`, a statement its first keyword (`db.operation.name`).
+//!
+//! **Names.** Each name is the one Prometheus scrapes, suffixes included, so every exporter
+//! shows the same names without being configured for it: counters end in `_total`, a quantity
+//! with a unit ends in its base unit (`_seconds`, `_bytes`), as Prometheus' naming guide and
+//! OpenTelemetry's Prometheus mapping ask. Where OpenTelemetry's database-client conventions
+//! name the metric, rwsplit uses that name as the mapping exports it:
+//! `db_client_operation_duration_seconds` is `db.client.operation.duration` (unit `s`). The
+//! metrics are described (`# HELP`) without a unit, so an exporter told to append units
+//! (`set_enable_unit_suffix`) does not append a second one. Label names are OpenTelemetry's
+//! attribute names (`server.address`); Prometheus exporters write them with `_`
+//! (`server_address`).
 //!
 //! | name | kind | labels | what |
 //! | --- | --- | --- | --- |
-//! | [`OPERATION_DURATION`] | histogram (s) | node, `db.system.name`, `db.operation.name`, `rwsplit.node.role`, `rwsplit.route.reason`, `rwsplit.access`, `error.type` on failure | each attempt's time on a node; its count is the statements each node served, by why they went there |
-//! | [`ERRORS`] | counter | node, `rwsplit.node.role`, `error.type` | failed attempts, by class (`connection`, `backpressure`, `given_up`, `replica_refused`, `not_on_replica`, `read_only`, `statement`) |
-//! | [`RETRIES`] | counter | node, `rwsplit.access` | statements moved on from this node: reads to the next candidate (`read`), writes never sent to a node that stopped being the primary, once, to the new primary (`write`) |
-//! | [`REPLICA_REFUSALS`] | counter | node, `outcome` (`primary`, `failed`) | statements classified as reads that the replica refused because they write (a user function or view): run once on the primary, or the caller's error ([`OnReplicaRefusal`](crate::OnReplicaRefusal)) |
-//! | [`READ_YOUR_WRITES`] | counter | `outcome` (`replica`, `waited`, `primary`) | where reads that had to see a write went |
-//! | [`IN_FLIGHT`] | gauge | node | statements running on the node now |
-//! | [`HEALTH`] | gauge | node | 0 up, 1 suspect, 2 down, 3 joining (added at run time, probed, not in rotation yet), 4 removed |
-//! | [`FENCED`] | gauge | node | 1 while fenced |
-//! | [`ROLE`] | gauge | node | 1 primary, 0 replica |
-//! | [`LAG_BYTES`], [`LAG_SECONDS`] | gauge | node | a replica's replication lag (NaN while unknown: down, replay stopped, MariaDB bytes) |
-//! | [`OBSERVATION_AGE`] | gauge (s) | node | since the node last answered a probe: how old its role, position and lag are |
-//! | [`CONNECTION_COUNT`] | gauge | node, `db.client.connection.pool.name`, `db.client.connection.state` (`idle`, `used`) | pooled connections |
-//! | [`CONNECTION_MAX`] | gauge | node, `db.client.connection.pool.name` | the pool's maximum size |
-//! | [`CONNECTION_PENDING`] | gauge | node, `db.client.connection.pool.name` | statements waiting for a connection (in flight minus connections in use) |
-//! | [`PROMOTIONS`] | counter | — | promotions the monitor followed |
+//! | [`OPERATION_DURATION`] `db_client_operation_duration_seconds` | histogram | node, `db.system.name`, `db.operation.name`, `rwsplit.node.role`, `rwsplit.route.reason`, `rwsplit.access`, `error.type` on failure | each attempt's time on a node; its count is the attempts each node served, by why they went there |
+//! | [`ERRORS`] `rwsplit_errors_total` | counter | node, `rwsplit.node.role`, `error.type` | failed attempts, by class (`connection`, `backpressure`, `given_up`, `replica_refused`, `not_on_replica`, `read_only`, `statement`) |
+//! | [`RETRIES`] `rwsplit_retries_total` | counter | node, `rwsplit.access` | statements moved on from this node: reads to the next candidate (`read`), writes never sent to a node that stopped being the primary, once, to the new primary (`write`) |
+//! | [`REPLICA_REFUSALS`] `rwsplit_replica_refusals_total` | counter | node, `outcome` (`primary`, `failed`) | statements classified as reads that the replica refused because they write (a user function or view): run once on the primary, or the caller's error ([`OnReplicaRefusal`](crate::OnReplicaRefusal)) |
+//! | [`READ_YOUR_WRITES`] `rwsplit_read_your_writes_total` | counter | `outcome` (`replica`, `waited`, `primary`) | where reads that had to see a write went |
+//! | [`PROMOTIONS`] `rwsplit_promotions_total` | counter | — | promotions the monitor followed |
+//! | [`NODE_STATE`] `rwsplit_node_state` | gauge (state set) | node, `state` (each of [`NODE_STATES`]) | 1 for the node's state, 0 for the others: `up`, `suspect` (recent failures, still routable), `down` (out of rotation), `joining` (added at run time, probed, not in rotation yet), `removed` |
+//! | [`FENCED`] `rwsplit_node_fenced` | gauge | node | 1 while fenced |
+//! | [`ROLE`] `rwsplit_node_primary` | gauge | node | 1 for the node with the primary role, 0 for the others |
+//! | [`IN_FLIGHT`] `rwsplit_node_in_flight` | gauge | node | statements running on the node now |
+//! | [`LAG_BYTES`] `rwsplit_replica_lag_bytes`, [`LAG_SECONDS`] `rwsplit_replica_lag_seconds` | gauge | node | a replica's replication lag (NaN while unknown: down, replay stopped, MariaDB bytes) |
+//! | [`OBSERVATION_AGE`] `rwsplit_node_observation_age_seconds` | gauge | node | since the node last answered a probe: how old its role, position and lag are |
+//! | [`CONNECTION_USAGE`] `db_client_connections_usage` | gauge | node, `db.client.connection.pool.name`, `db.client.connection.state` (`idle`, `used`) | pooled connections |
+//! | [`CONNECTION_MAX`] `db_client_connection_max` | gauge | node, `db.client.connection.pool.name` | the pool's maximum size |
+//! | [`CONNECTION_PENDING`] `db_client_connection_pending_requests` | gauge | node | statements waiting for a pooled connection (in flight minus connections in use): back-pressure |
 //!
 //! "node" is `server.address` and `server.port`; `db.client.connection.pool.name` is
 //! `host:port/db` plus `/read` or `/write` (each node has a pool for reads and one for writes;
 //! on the configured primary they are one pool, reported once as `write`). Gauges are sampled
 //! by the monitor's clock (each probe interval), counters and histograms on each statement.
+//! A node's counters exist from its first sample on, at 0 (each error class for the role it
+//! had then, both retry accesses, both refusal outcomes, and the three read-your-writes
+//! outcomes), so a rate reads 0 rather than nothing before the first failure.
+//!
+//! Node health is a state set rather than one number, so that it aggregates over processes:
+//! `max by (server_address, server_port, state) (rwsplit_node_state)` is 1 where some process
+//! sees the node in that state, `sum by (…)` counts the processes that do.
+//! [`CONNECTION_USAGE`] is OpenTelemetry's `db.client.connection.count` under the name its
+//! conventions used before 1.26 (`db.client.connections.usage`): Prometheus reserves the
+//! `_count` suffix for histograms and summaries (`promtool check metrics` rejects a gauge named
+//! so).
+//!
+//! ## Histogram buckets
+//!
+//! The `metrics` facade has no notion of buckets: the exporter chooses them. Without buckets
+//! `metrics-exporter-prometheus` renders [`OPERATION_DURATION`] as a summary, whose quantiles
+//! cannot be aggregated over processes and which has no `_bucket` series for
+//! `histogram_quantile` (the p99 panel of `contrib/grafana/rwsplit.json` stays empty). Set
+//! [`DURATION_BUCKETS`], made for database statements (100 µs to 10 s), where you install the
+//! exporter, before `connect()`:
+//!
+//! ```
+//! use metrics_exporter_prometheus::{Matcher, PrometheusBuilder};
+//! use rwsplit_sea_orm::telemetry::{DURATION_BUCKETS, OPERATION_DURATION};
+//!
+//! let builder = PrometheusBuilder::new()
+//!     .set_buckets_for_metric(Matcher::Full(OPERATION_DURATION.to_owned()), DURATION_BUCKETS)
+//!     .expect("the buckets are not empty");
+//! // In the application: `let handle = builder.install_recorder()?;` and serve
+//! // `handle.render()` at `/metrics` (`examples/metrics.rs` does both).
+//! # let _ = builder.build_recorder();
+//! ```
+//!
+//! An OpenTelemetry SDK takes buckets as a view on the instrument
+//! (`db_client_operation_duration_seconds`, explicit bucket histogram, the same boundaries).
+//!
+//! ## Several database clusters
+//!
+//! Nothing in a series names the database cluster: the dashboard and the alerting rules in
+//! `contrib/` group by a `cluster` label when there is one. Give it as a target label in
+//! Prometheus' scrape configuration, or, for a process that talks to one cluster, as the
+//! exporter's global label (`PrometheusBuilder::add_global_label("cluster", "orders")`).
 //!
 //! ## Removed nodes
 //!
 //! The `metrics` facade cannot delete a series, so a node a topology source removes would keep
 //! its last gauge values for as long as the exporter runs (a removed replica "up", with its last
-//! lag and connections). Instead, rwsplit marks it gone: its [`HEALTH`] becomes
-//! [`HEALTH_REMOVED`] (4) when it is removed, and once it has drained (its last statement
-//! finished, its pools closed) every gauge of it is set once more, for the last time:
-//! [`HEALTH`] 4, [`FENCED`] 0, [`ROLE`] 0, [`IN_FLIGHT`] 0, [`CONNECTION_PENDING`] 0,
-//! [`CONNECTION_COUNT`] 0 for each pool and state, [`CONNECTION_MAX`] 0, and NaN for
-//! [`LAG_BYTES`], [`LAG_SECONDS`] and [`OBSERVATION_AGE`] (where the node had those series).
-//! The gauge sampler never touches a removed node again. A node that comes back at the same
-//! address is a new node with the same labels: the sampler sets its series again once it is
-//! probed (as joining, then as whatever it is).
+//! lag and connections). Instead, rwsplit marks it gone: its [`NODE_STATE`] becomes `removed`
+//! when it is removed, and once it has drained (its last statement finished, its pools closed)
+//! every gauge of it is set once more, for the last time: [`NODE_STATE`] `removed`,
+//! [`FENCED`] 0, [`ROLE`] 0, [`IN_FLIGHT`] 0, [`CONNECTION_PENDING`] 0, [`CONNECTION_USAGE`] 0
+//! for each pool and state, [`CONNECTION_MAX`] 0, and NaN for [`LAG_BYTES`], [`LAG_SECONDS`]
+//! and [`OBSERVATION_AGE`] (where the node had those series). The gauge sampler never touches
+//! a removed node again. A node that comes back at the same address is a new node with the
+//! same labels: the sampler sets its series again once it is probed (as joining, then as
+//! whatever it is).
 //!
 //! Such series then never change. Exporters that forget idle series drop them: with
 //! `metrics-exporter-prometheus`,
@@ -64,6 +115,7 @@
 //! on). Health changes, promotions followed and failovers are events of target `rwsplit`.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use metrics::SharedString;
@@ -72,55 +124,111 @@ use sea_orm::DatabaseConnection;
 
 use crate::failure::Failure;
 
-/// Histogram, seconds: each attempt's time on a node (OpenTelemetry's name).
-pub const OPERATION_DURATION: &str = "db.client.operation.duration";
+/// Histogram, seconds: each attempt's time on a node (OpenTelemetry's
+/// `db.client.operation.duration`, as its Prometheus mapping names it). Its buckets are the
+/// exporter's: set [`DURATION_BUCKETS`] (module docs, *Histogram buckets*).
+pub const OPERATION_DURATION: &str = "db_client_operation_duration_seconds";
 /// Counter: failed attempts on a node, by `error.type`.
-pub const ERRORS: &str = "rwsplit.errors";
-/// Counter: reads that failed on a node and moved on to the next candidate.
-pub const RETRIES: &str = "rwsplit.retries";
+pub const ERRORS: &str = "rwsplit_errors_total";
+/// Counter: statements that moved on from a node, by `rwsplit.access`.
+pub const RETRIES: &str = "rwsplit_retries_total";
 /// Counter: statements classified as reads that a replica refused because they write, by
 /// `outcome`: `primary` (run once on the primary) or `failed` (the caller's error).
-pub const REPLICA_REFUSALS: &str = "rwsplit.replica_refusals";
+pub const REPLICA_REFUSALS: &str = "rwsplit_replica_refusals_total";
 /// Counter: where reads that had to see the caller's writes went, by `outcome`.
-pub const READ_YOUR_WRITES: &str = "rwsplit.read_your_writes";
-/// Gauge: statements running on a node now.
-pub const IN_FLIGHT: &str = "rwsplit.node.in_flight";
-/// Gauge: a node's health: [`HEALTH_UP`] (0), [`HEALTH_SUSPECT`] (1), [`HEALTH_DOWN`] (2),
-/// [`HEALTH_JOINING`] (3), [`HEALTH_REMOVED`] (4).
-pub const HEALTH: &str = "rwsplit.node.health";
-/// [`HEALTH`] of a healthy node (`Health::Up`).
-pub const HEALTH_UP: f64 = 0.0;
-/// [`HEALTH`] of a node with recent failures, still routable (`Health::Suspect`).
-pub const HEALTH_SUSPECT: f64 = 1.0;
-/// [`HEALTH`] of a node out of rotation after repeated failures (`Health::Down`).
-pub const HEALTH_DOWN: f64 = 2.0;
-/// [`HEALTH`] of a node removed at run time (a topology source no longer lists it); set when it
-/// is removed and, with its other gauges' "gone" values, once it has drained (see the module
-/// docs, *Removed nodes*).
-pub const HEALTH_REMOVED: f64 = 4.0;
-/// [`HEALTH`] of a node a topology source added that has not entered rotation yet: probed,
-/// waiting to be seen as the primary or as a replica caught up
-/// ([`NodeStats::joining`](crate::NodeStats::joining)). Not a failure: `Stats` reports it
-/// `Health::Down` with `joining()` true.
-pub const HEALTH_JOINING: f64 = 3.0;
-/// Gauge: 1 while a node is fenced.
-pub const FENCED: &str = "rwsplit.node.fenced";
-/// Gauge: 1 for the node that has the primary role, 0 for the others.
-pub const ROLE: &str = "rwsplit.node.primary";
-/// Gauge: a replica's replication lag in bytes.
-pub const LAG_BYTES: &str = "rwsplit.replica.lag.bytes";
-/// Gauge: a replica's replication lag in seconds.
-pub const LAG_SECONDS: &str = "rwsplit.replica.lag.seconds";
-/// Gauge, seconds: since the node last answered a probe.
-pub const OBSERVATION_AGE: &str = "rwsplit.node.observation.age";
-/// Gauge: pooled connections by state (OpenTelemetry's name).
-pub const CONNECTION_COUNT: &str = "db.client.connection.count";
-/// Gauge: a pool's maximum size (OpenTelemetry's name).
-pub const CONNECTION_MAX: &str = "db.client.connection.max";
-/// Gauge: statements waiting for a pooled connection (OpenTelemetry's name).
-pub const CONNECTION_PENDING: &str = "db.client.connection.pending_requests";
+pub const READ_YOUR_WRITES: &str = "rwsplit_read_your_writes_total";
 /// Counter: promotions the monitor followed.
-pub const PROMOTIONS: &str = "rwsplit.promotions";
+pub const PROMOTIONS: &str = "rwsplit_promotions_total";
+/// Gauge, a state set: one series per node and `state` (each of [`NODE_STATES`]), 1 for the
+/// state the node is in and 0 for the others.
+pub const NODE_STATE: &str = "rwsplit_node_state";
+/// The values of [`NODE_STATE`]'s `state` label: `up` (healthy), `suspect` (recent failures,
+/// still routable), `down` (out of rotation after repeated failures), `joining` (a topology
+/// source added it; probed, not in rotation yet: waiting to be seen as the primary or as a
+/// replica caught up, see [`NodeStats::joining`](crate::NodeStats::joining)), `removed` (a
+/// topology source no longer lists it; see the module docs, *Removed nodes*).
+pub const NODE_STATES: [&str; 5] = ["up", "suspect", "down", "joining", "removed"];
+/// Gauge: 1 while a node is fenced.
+pub const FENCED: &str = "rwsplit_node_fenced";
+/// Gauge: 1 for the node that has the primary role, 0 for the others.
+pub const ROLE: &str = "rwsplit_node_primary";
+/// Gauge: statements running on a node now.
+pub const IN_FLIGHT: &str = "rwsplit_node_in_flight";
+/// Gauge: a replica's replication lag in bytes.
+pub const LAG_BYTES: &str = "rwsplit_replica_lag_bytes";
+/// Gauge: a replica's replication lag in seconds.
+pub const LAG_SECONDS: &str = "rwsplit_replica_lag_seconds";
+/// Gauge, seconds: since the node last answered a probe.
+pub const OBSERVATION_AGE: &str = "rwsplit_node_observation_age_seconds";
+/// Gauge: pooled connections by `db.client.connection.state` (OpenTelemetry's
+/// `db.client.connection.count`, named as before its conventions 1.26: see the module docs).
+pub const CONNECTION_USAGE: &str = "db_client_connections_usage";
+/// Gauge: a pool's maximum size (OpenTelemetry's `db.client.connection.max`).
+pub const CONNECTION_MAX: &str = "db_client_connection_max";
+/// Gauge: statements waiting for a pooled connection (OpenTelemetry's
+/// `db.client.connection.pending_requests`).
+pub const CONNECTION_PENDING: &str = "db_client_connection_pending_requests";
+
+/// Bucket boundaries (seconds) for [`OPERATION_DURATION`], made for database statements: from
+/// 100 µs (a primary-key read on a nearby server) to 10 s, about 2.5× apart, and including
+/// OpenTelemetry's advice for `db.client.operation.duration` (1 ms, 5 ms, 10 ms, 50 ms,
+/// 100 ms, 500 ms, 1 s, 5 s, 10 s). 16 buckets: a quantile between two boundaries is
+/// interpolated, so it is accurate to within the step between them.
+pub const DURATION_BUCKETS: &[f64] = &[
+    0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
+    5.0, 10.0,
+];
+
+/// Every metric's name, kind and description (the `# HELP` line), in the module docs' order.
+pub(crate) const DESCRIPTIONS: &[(&str, Kind, &str)] = &[
+    (
+        OPERATION_DURATION,
+        Kind::Histogram,
+        "Time of each statement attempt on a database node, in seconds.",
+    ),
+    (ERRORS, Kind::Counter, "Failed statement attempts on a node, by error class."),
+    (RETRIES, Kind::Counter, "Statements that moved on from a node to another one."),
+    (
+        REPLICA_REFUSALS,
+        Kind::Counter,
+        "Statements classified as reads that a replica refused because they write.",
+    ),
+    (READ_YOUR_WRITES, Kind::Counter, "Reads that had to see a write, by where they went."),
+    (PROMOTIONS, Kind::Counter, "Promotions of a replica to primary the monitor followed."),
+    (
+        NODE_STATE,
+        Kind::Gauge,
+        "1 for the state the node is in (up, suspect, down, joining, removed), 0 for the others.",
+    ),
+    (FENCED, Kind::Gauge, "1 while the node is fenced."),
+    (ROLE, Kind::Gauge, "1 for the node with the primary role, 0 for the others."),
+    (IN_FLIGHT, Kind::Gauge, "Statements running on the node now."),
+    (LAG_BYTES, Kind::Gauge, "Replication lag of a replica, in bytes (NaN while unknown)."),
+    (LAG_SECONDS, Kind::Gauge, "Replication lag of a replica, in seconds (NaN while unknown)."),
+    (OBSERVATION_AGE, Kind::Gauge, "Seconds since the node last answered a probe of the monitor."),
+    (CONNECTION_USAGE, Kind::Gauge, "Pooled connections to the node, by state (idle, used)."),
+    (CONNECTION_MAX, Kind::Gauge, "Maximum size of the node's connection pool."),
+    (CONNECTION_PENDING, Kind::Gauge, "Statements waiting for a pooled connection to the node."),
+];
+
+/// A metric's kind, for [`DESCRIPTIONS`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Kind {
+    Counter,
+    Gauge,
+    Histogram,
+}
+
+/// Describes every metric to the recorder (the exporter's `# HELP` lines).
+fn describe() {
+    for &(name, kind, help) in DESCRIPTIONS {
+        match kind {
+            Kind::Counter => metrics::describe_counter!(name, help),
+            Kind::Gauge => metrics::describe_gauge!(name, help),
+            Kind::Histogram => metrics::describe_histogram!(name, help),
+        }
+    }
+}
 
 /// A node's labels, built once: cloning them is a reference count, not a copy.
 #[derive(Debug, Clone)]
@@ -129,6 +237,8 @@ pub(crate) struct NodeLabels {
     pub(crate) port: SharedString,
     read_pool: SharedString,
     write_pool: SharedString,
+    /// Whether its first sample registered its counters at 0 (and described the metrics).
+    announced: Arc<AtomicBool>,
 }
 
 impl NodeLabels {
@@ -148,6 +258,7 @@ impl NodeLabels {
             port: shared(port),
             read_pool: shared(&format!("{name}/read")),
             write_pool: shared(&format!("{name}/write")),
+            announced: Arc::new(AtomicBool::new(false)),
         }
     }
 }
@@ -411,14 +522,18 @@ pub(crate) struct NodeSample<'a> {
     pub(crate) write_pool: &'a DatabaseConnection,
 }
 
-/// Sets a node's gauges.
+/// Sets a node's gauges; the node's first sample also describes the metrics and registers its
+/// counters at 0 (module docs).
 pub(crate) fn sample(s: &NodeSample<'_>, now: Instant) {
+    if !s.labels.announced.swap(true, Ordering::Relaxed) {
+        announce(s.labels, s.role == Role::Primary);
+    }
     let (address, port) = (&s.labels.address, &s.labels.port);
     let gauge = |name: &'static str, v: f64| {
         metrics::gauge!(name, "server.address" => address.clone(), "server.port" => port.clone())
             .set(v);
     };
-    gauge(HEALTH, health_value(s.health, s.joining));
+    node_state(s.labels, node_state_name(s.health, s.joining));
     gauge(FENCED, if s.fenced { 1.0 } else { 0.0 });
     gauge(ROLE, if s.role == Role::Primary { 1.0 } else { 0.0 });
     gauge(IN_FLIGHT, f64::from(s.in_flight));
@@ -461,14 +576,71 @@ pub(crate) struct RemovedNode<'a> {
     pub(crate) write_pool: &'a DatabaseConnection,
 }
 
-/// A node was removed: its health gauge says so at once.
+/// A node was removed: its state gauge says so at once.
 pub(crate) fn removing(labels: &NodeLabels) {
-    metrics::gauge!(
-        HEALTH,
-        "server.address" => labels.address.clone(),
-        "server.port" => labels.port.clone(),
-    )
-    .set(HEALTH_REMOVED);
+    node_state(labels, "removed");
+}
+
+/// Sets a node's [`NODE_STATE`] series: 1 for `state`, 0 for the others.
+fn node_state(labels: &NodeLabels, state: &'static str) {
+    for s in NODE_STATES {
+        metrics::gauge!(
+            NODE_STATE,
+            "server.address" => labels.address.clone(),
+            "server.port" => labels.port.clone(),
+            "state" => s,
+        )
+        .set(if s == state { 1.0 } else { 0.0 });
+    }
+}
+
+/// `error.type` of every failure class.
+const ERROR_TYPES: [&str; 7] = [
+    "connection",
+    "backpressure",
+    "given_up",
+    "replica_refused",
+    "not_on_replica",
+    "read_only",
+    "statement",
+];
+
+/// A node's first sample: the metrics' descriptions, and its counters at 0 so that their rates
+/// read 0 before the first event (the error classes with the role it has now).
+fn announce(labels: &NodeLabels, primary: bool) {
+    describe();
+    let (address, port) = (&labels.address, &labels.port);
+    for kind in ERROR_TYPES {
+        metrics::counter!(
+            ERRORS,
+            "server.address" => address.clone(),
+            "server.port" => port.clone(),
+            "rwsplit.node.role" => role_name(primary),
+            "error.type" => kind,
+        )
+        .increment(0);
+    }
+    for access in ["read", "write"] {
+        metrics::counter!(
+            RETRIES,
+            "server.address" => address.clone(),
+            "server.port" => port.clone(),
+            "rwsplit.access" => access,
+        )
+        .increment(0);
+    }
+    for outcome in ["primary", "failed"] {
+        metrics::counter!(
+            REPLICA_REFUSALS,
+            "server.address" => address.clone(),
+            "server.port" => port.clone(),
+            "outcome" => outcome,
+        )
+        .increment(0);
+    }
+    for outcome in ["replica", "waited", "primary"] {
+        metrics::counter!(READ_YOUR_WRITES, "outcome" => outcome).increment(0);
+    }
 }
 
 /// A removed node has drained: every gauge of it is set, for the last time, to a value that
@@ -479,7 +651,7 @@ pub(crate) fn removed(r: &RemovedNode<'_>) {
         metrics::gauge!(name, "server.address" => address.clone(), "server.port" => port.clone())
             .set(v);
     };
-    gauge(HEALTH, HEALTH_REMOVED);
+    node_state(r.labels, "removed");
     gauge(FENCED, 0.0);
     gauge(ROLE, 0.0);
     gauge(IN_FLIGHT, 0.0);
@@ -505,7 +677,7 @@ pub(crate) fn removed(r: &RemovedNode<'_>) {
 fn pool_gauges(labels: &NodeLabels, pool: &SharedString, idle: u32, used: u32, max: u32) {
     for (state, v) in [("idle", idle), ("used", used)] {
         metrics::gauge!(
-            CONNECTION_COUNT,
+            CONNECTION_USAGE,
             "server.address" => labels.address.clone(),
             "server.port" => labels.port.clone(),
             "db.client.connection.pool.name" => pool.clone(),
@@ -522,13 +694,13 @@ fn pool_gauges(labels: &NodeLabels, pool: &SharedString, idle: u32, used: u32, m
     .set(f64::from(max));
 }
 
-/// The [`HEALTH`] gauge's value.
-pub(crate) fn health_value(health: Health, joining: bool) -> f64 {
+/// The [`NODE_STATE`] a live node is in.
+pub(crate) fn node_state_name(health: Health, joining: bool) -> &'static str {
     match health {
-        _ if joining => HEALTH_JOINING,
-        Health::Up => HEALTH_UP,
-        Health::Suspect => HEALTH_SUSPECT,
-        Health::Down => HEALTH_DOWN,
+        _ if joining => "joining",
+        Health::Up => "up",
+        Health::Suspect => "suspect",
+        Health::Down => "down",
     }
 }
 
@@ -630,29 +802,161 @@ mod tests {
         });
         let text = handle.render();
         let node = "{server_address=\"db-2\",server_port=\"5432\"}";
+        let state =
+            |st: &str| format!("{{server_address=\"db-2\",server_port=\"5432\",state=\"{st}\"}}");
         for want in [
-            format!("rwsplit_node_health{node} 2"),
+            format!("rwsplit_node_state{} 1", state("down")),
+            format!("rwsplit_node_state{} 0", state("up")),
+            format!("rwsplit_node_state{} 0", state("suspect")),
+            format!("rwsplit_node_state{} 0", state("joining")),
+            format!("rwsplit_node_state{} 0", state("removed")),
             format!("rwsplit_node_fenced{node} 1"),
             format!("rwsplit_node_primary{node} 0"),
             format!("rwsplit_node_in_flight{node} 2"),
             format!("rwsplit_replica_lag_bytes{node} 4096"),
             format!("rwsplit_replica_lag_seconds{node} 1.5"),
-            format!("rwsplit_node_observation_age{node} 3"),
+            format!("rwsplit_node_observation_age_seconds{node} 3"),
             // A mock has no pool: every statement in flight counts as waiting for none.
             format!("db_client_connection_pending_requests{node} 2"),
+            // The first sample registers the node's counters at 0.
+            "rwsplit_errors_total{server_address=\"db-2\",server_port=\"5432\",rwsplit_node_role=\"replica\",error_type=\"connection\"} 0".to_owned(),
+            format!("rwsplit_retries_total{{server_address=\"db-2\",server_port=\"5432\",rwsplit_access=\"read\"}} 0"),
+            format!("rwsplit_replica_refusals_total{{server_address=\"db-2\",server_port=\"5432\",outcome=\"primary\"}} 0"),
+            "rwsplit_read_your_writes_total{outcome=\"waited\"} 0".to_owned(),
+            "# HELP rwsplit_node_state ".to_owned(),
         ] {
             assert!(text.contains(&want), "missing `{want}` in:\n{text}");
         }
     }
 
-    /// Each health, and joining, has its own documented value.
+    /// Each health, and joining, is one of the documented states.
     #[rstest]
-    #[case(Health::Up, false, 0.0)]
-    #[case(Health::Suspect, false, 1.0)]
-    #[case(Health::Down, false, 2.0)]
-    #[case(Health::Down, true, 3.0)]
-    #[case(Health::Up, true, 3.0)]
-    fn health_gauge_values(#[case] health: Health, #[case] joining: bool, #[case] value: f64) {
-        assert_eq!(health_value(health, joining), value);
+    #[case(Health::Up, false, "up")]
+    #[case(Health::Suspect, false, "suspect")]
+    #[case(Health::Down, false, "down")]
+    #[case(Health::Down, true, "joining")]
+    #[case(Health::Up, true, "joining")]
+    fn node_states(#[case] health: Health, #[case] joining: bool, #[case] state: &str) {
+        assert_eq!(node_state_name(health, joining), state);
+        assert!(NODE_STATES.contains(&state));
+    }
+
+    /// Prometheus' naming rules, checked on an exposition's families (`# TYPE` lines): what
+    /// breaks them, one line per problem. The same rules as `tests/it/prometheus.rs` applies
+    /// to a live application's whole `/metrics` (there with `promtool check metrics` too).
+    fn naming_problems(exposition: &str) -> Vec<String> {
+        let mut problems = Vec::new();
+        for line in exposition.lines() {
+            let Some(rest) = line.strip_prefix("# TYPE ") else { continue };
+            let (name, kind) = rest.split_once(' ').unwrap_or((rest, ""));
+            let mut bad = |why: &str| problems.push(format!("{name} ({kind}): {why}"));
+            if !name.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_') {
+                bad("not snake_case");
+            }
+            if !name.starts_with("rwsplit_") && !name.starts_with("db_client_") {
+                bad("neither rwsplit_ nor OpenTelemetry's db_client_");
+            }
+            if (kind == "counter") != name.ends_with("_total") {
+                bad("`_total` is for counters, and every counter ends with it");
+            }
+            if kind == "summary" {
+                bad("a summary: its quantiles do not aggregate (set DURATION_BUCKETS)");
+            }
+            if kind == "histogram" && !(name.ends_with("_seconds") || name.ends_with("_bytes")) {
+                bad("a histogram without its base unit");
+            }
+            if kind != "histogram" && kind != "summary" {
+                for reserved in ["_count", "_sum", "_bucket"] {
+                    if name.ends_with(reserved) {
+                        bad("a suffix reserved for histograms and summaries");
+                    }
+                }
+            }
+            let unit = name.trim_end_matches("_total");
+            let timed = ["duration", "age", "lag", "latency", "time"];
+            if timed.iter().any(|w| unit.split('_').any(|part| part == *w))
+                && !(unit.ends_with("_seconds") || unit.ends_with("_bytes"))
+            {
+                bad("a time or size without its base unit (`_seconds`, `_bytes`)");
+            }
+            for non_base in ["milliseconds", "microseconds", "ms", "us", "minutes", "kilobytes"] {
+                if unit.split('_').any(|part| part == non_base) {
+                    bad("not a base unit");
+                }
+            }
+            if !exposition.contains(&format!("# HELP {name} ")) {
+                bad("no HELP text");
+            }
+        }
+        problems
+    }
+
+    /// Every metric, recorded once, as an exporter set up as the module docs say renders it:
+    /// each follows the naming rules, and each in [`DESCRIPTIONS`] is there, of its kind.
+    #[test]
+    fn every_exported_name_follows_prometheus_naming() {
+        let recorder = metrics_exporter_prometheus::PrometheusBuilder::new()
+            .set_buckets_for_metric(
+                metrics_exporter_prometheus::Matcher::Full(OPERATION_DURATION.to_owned()),
+                DURATION_BUCKETS,
+            )
+            .unwrap()
+            .build_recorder();
+        let handle = recorder.handle();
+        let pool = sea_orm::MockDatabase::new(sea_orm::DbBackend::Postgres).into_connection();
+        let now = Instant::now();
+        let labels = NodeLabels::of("db-2:5432/app");
+        metrics::with_local_recorder(&recorder, || {
+            sample(
+                &NodeSample {
+                    labels: &labels,
+                    health: Health::Up,
+                    joining: false,
+                    fenced: false,
+                    role: Role::Replica,
+                    lag_bytes: Some(0),
+                    lag_time: Some(Duration::ZERO),
+                    last_seen: Some(now),
+                    in_flight: 0,
+                    read_pool: None,
+                    write_pool: &pool,
+                },
+                now,
+            );
+            // The mock has no sqlx pool: its pool gauges directly.
+            pool_gauges(&labels, &labels.read_pool, 1, 2, 10);
+            let statement = Statement { system: "postgresql", operation: "SELECT" };
+            let durations = Durations::default();
+            let ms = Duration::from_millis(3);
+            statement.attempt_done(&labels, &durations, false, "replica", false, ms, None);
+            let failed = Some(Failure::Connection);
+            statement.attempt_done(&labels, &durations, false, "replica", false, ms, failed);
+            retry(&labels, false);
+            replica_refusal(&labels, true);
+            read_your_writes(Ryw::Waited);
+            promotions(1);
+        });
+        let text = handle.render();
+        assert_eq!(naming_problems(&text), Vec::<String>::new(), "in:\n{text}");
+        for &(name, kind, _) in DESCRIPTIONS {
+            let kind = match kind {
+                Kind::Counter => "counter",
+                Kind::Gauge => "gauge",
+                Kind::Histogram => "histogram",
+            };
+            assert!(
+                text.contains(&format!("# TYPE {name} {kind}\n")),
+                "no {kind} {name} in:\n{text}"
+            );
+        }
+        assert!(text.contains("db_client_operation_duration_seconds_bucket{"), "{text}");
+    }
+
+    /// The rules catch what the old names did wrong.
+    #[test]
+    fn the_naming_rules_catch_the_old_names() {
+        let old = "# TYPE rwsplit_errors counter\n# TYPE rwsplit_node_observation_age gauge\n\
+                   # TYPE db_client_operation_duration summary\n# TYPE db_client_connection_count gauge\n";
+        assert_eq!(naming_problems(old).len(), 4 + 5, "{:#?}", naming_problems(old));
     }
 }

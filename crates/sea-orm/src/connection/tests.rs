@@ -352,9 +352,9 @@ async fn statements_errors_retries_and_latencies_are_recorded() {
     let text = handle.render();
     for want in [
         "server_address=\"primary\",server_port=\"\",rwsplit_node_role=\"primary\",rwsplit_route_reason=\"execute\",rwsplit_access=\"write\"",
-        "rwsplit_errors{server_address=\"replica 1\",server_port=\"\",rwsplit_node_role=\"replica\",error_type=\"connection\"}",
-        "rwsplit_retries{server_address=\"replica 1\",server_port=\"\",rwsplit_access=\"read\"}",
-        "db_client_operation_duration",
+        "rwsplit_errors_total{server_address=\"replica 1\",server_port=\"\",rwsplit_node_role=\"replica\",error_type=\"connection\"}",
+        "rwsplit_retries_total{server_address=\"replica 1\",server_port=\"\",rwsplit_access=\"read\"}",
+        "db_client_operation_duration_seconds",
         "db_system_name=\"postgresql\",db_operation_name=\"INSERT\"",
     ] {
         assert!(text.contains(want), "missing `{want}` in:\n{text}");
