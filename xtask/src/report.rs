@@ -5,7 +5,8 @@
 //! lag spike and a switchover, sampled every 250 ms; failed reads per sample by the reader's
 //! consistency level, failed writes, and the samples in which no node could prove the bounded
 //! readers' bound), `cargo bench --bench consistency` (with
-//! `RWSPLIT_BENCH_JSON`), and the callgrind counts of `bench adapter-instructions` (needs
+//! `RWSPLIT_BENCH_JSON`), the web benchmark (`cargo bench -p rwsplit-axum --bench web`, its
+//! `--json`), and the callgrind counts of `bench adapter-instructions` (needs
 //! valgrind). Plots are drawn with `plotters`' SVG backend and written inline into one page,
 //! `target/rwsplit/report/index.html`, beside the JSON they came from.
 
@@ -54,6 +55,7 @@ pub(crate) fn run(args: &ReportArgs) -> anyhow::Result<()> {
     let consistency_json = out.join("consistency.json");
     let adapter_json = out.join("adapter.json");
     let fleet_json = out.join("fleet.json");
+    let web_json = out.join("web.json");
     let measured_json = out.join("measured.json");
     if !args.reuse {
         // What the runs below measure, stamped before they start: the page names it.
@@ -85,6 +87,13 @@ pub(crate) fn run(args: &ReportArgs) -> anyhow::Result<()> {
             .args(["--ks", "1,10", "--window-secs", "5", "--json"])
             .arg(&fleet_json);
         crate::run(&mut fleet)?;
+        // Issue 45: the web path end to end (an axum app over plain SeaORM, `RoutedConnection`
+        // and `SessionLayer`), PostgreSQL and MariaDB, natural lag and late replicas.
+        let mut web = crate::cargo();
+        web.args(["bench", "-p", "rwsplit-axum", "--bench", "web", "--"])
+            .args(["--requests", &WEB_REQUESTS.to_string(), "--json"])
+            .arg(&web_json);
+        crate::run(&mut web)?;
     }
     let read = |p: &Path| -> anyhow::Result<Value> {
         let text =
@@ -95,6 +104,7 @@ pub(crate) fn run(args: &ReportArgs) -> anyhow::Result<()> {
     let consistency = read(&consistency_json)?;
     let adapter = read(&adapter_json)?;
     let fleet = read(&fleet_json)?;
+    let web = read(&web_json)?;
     let mut html = String::from(
         "<!doctype html><html><head><meta charset=\"utf-8\"><title>rwsplit report</title>\
          <style>body{font-family:sans-serif;max-width:960px;margin:2em auto;color:#222}\
@@ -108,12 +118,14 @@ pub(crate) fn run(args: &ReportArgs) -> anyhow::Result<()> {
     adapter_section(&mut html, &adapter)?;
     timeline_section(&mut html, &timeline)?;
     fleet_section(&mut html, &fleet);
+    web_section(&mut html, &web);
     html.push_str("</body></html>\n");
     let mut over = budget_failures(&adapter);
     over.extend(monotonic_failures(&consistency));
     over.extend(ryw_failures(&consistency));
     over.extend(switchover_failures(&timeline));
     over.extend(fleet_failures(&fleet));
+    over.extend(web_failures(&web));
     let page = out.join("index.html");
     std::fs::write(&page, html).with_context(|| format!("writing {}", page.display()))?;
     println!("{}", page.display());
@@ -368,6 +380,113 @@ fn fleet_failures(doc: &Value) -> Vec<String> {
         }
     }
     over
+}
+
+/// Requests per variant and workload in the report's web run (the bench's default is 4,000).
+const WEB_REQUESTS: u32 = 2_000;
+
+/// The web path's budgets (issue 45), on deterministic counts: at the replicas' natural lag,
+/// read-only through the layer at most 0.005 primary statements per request and a `Set-Cookie`
+/// on at most 1 % of responses; 1 write : 9 reads through the layer at most 0.30 primary
+/// statements per request and at least 80 % of reads on replicas; in every case no stale or
+/// time-travel read through the router, and no error anywhere. (Latency ratios are printed
+/// beside them, never gated: wall time on a shared machine.)
+fn web_failures(doc: &Value) -> Vec<String> {
+    let Some(rows) = doc["rows"].as_array().filter(|r| !r.is_empty()) else {
+        return vec!["the web benchmark has no rows".to_owned()];
+    };
+    let mut over = Vec::new();
+    for db in ["postgres", "mariadb"] {
+        if !rows.iter().any(|r| r["db"] == db) {
+            over.push(format!("the web benchmark has no {db} rows"));
+        }
+    }
+    for r in rows {
+        let text = |k: &str| r[k].as_str().unwrap_or("?").to_owned();
+        let (variant, workload) = (text("variant"), text("workload"));
+        let label = format!("web {} {} {workload} {variant}", text("db"), text("lag"));
+        if num(&r["errors"]) > 0.0 {
+            over.push(format!("{label}: {} errors (budget 0)", num(&r["errors"])));
+        }
+        if variant == "plain" {
+            continue;
+        }
+        for (what, field) in [("stale reads", "stale"), ("time-travel reads", "time_travel")] {
+            if num(&r[field]) > 0.0 {
+                over.push(format!("{label}: {} {what} (budget 0)", num(&r[field])));
+            }
+        }
+        if r["late"] == true || variant != "routed+layer" {
+            continue;
+        }
+        let statements = num(&r["primary_statements_per_request"]);
+        let (most, least_on_replicas, most_cookies) =
+            if workload == "read-only" { (0.005, 0.0, 0.01) } else { (0.30, 0.80, 1.0) };
+        if statements > most {
+            over.push(format!(
+                "{label}: {statements:.3} primary statements per request (budget {most})"
+            ));
+        }
+        if num(&r["replica_share"]) < least_on_replicas {
+            over.push(format!(
+                "{label}: {:.1} % of reads on replicas (budget ≥ {:.0} %)",
+                100.0 * num(&r["replica_share"]),
+                100.0 * least_on_replicas
+            ));
+        }
+        if num(&r["set_cookie_share"]) > most_cookies {
+            over.push(format!(
+                "{label}: Set-Cookie on {:.1} % of responses (budget {:.0} %)",
+                100.0 * num(&r["set_cookie_share"]),
+                100.0 * most_cookies
+            ));
+        }
+    }
+    over
+}
+
+fn web_section(html: &mut String, doc: &Value) {
+    let Some(rows) = doc["rows"].as_array() else { return };
+    let _ = write!(
+        html,
+        "<h2>The web path (issue 45)</h2><p>An axum app (<code>GET /items/{{id}}</code>: one \
+         primary-key read; <code>POST /items</code>: one insert) over plain SeaORM on the \
+         primary, over <code>RoutedConnection</code>, and over <code>RoutedConnection</code> \
+         with <code>SessionLayer</code>; {} keep-alive HTTP/1.1 clients per variant that send \
+         back every cookie; {} requests per variant and workload, variants interleaved. \
+         Statements on the primary are counted by the primary (every text, the router's own \
+         included). A stale read misses the client's own last write; a time-travel read misses a \
+         row the client had seen. Budgets: in the table's notes (<code>web_failures</code>); the \
+         latency ratio is printed, not gated.</p><table><tr><th>database</th><th>replicas</th>\
+         <th>workload</th><th>variant</th><th>p50</th><th>p99</th><th>p50 / plain</th>\
+         <th>req/s</th><th>primary statements per request</th><th>reads on replicas</th>\
+         <th>Set-Cookie</th><th>stale</th><th>time-travel</th></tr>",
+        num(&doc["clients"]),
+        num(&doc["requests_per_variant"]),
+    );
+    for r in rows {
+        let text = |k: &str| r[k].as_str().unwrap_or("?").to_owned();
+        let _ = write!(
+            html,
+            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{:.3} ms</td><td>{:.3} ms</td>\
+             <td>×{:.2}</td><td>{:.0}</td><td>{:.3}</td><td>{:.1} %</td><td>{:.1} %</td>\
+             <td>{}</td><td>{}</td></tr>",
+            text("db"),
+            text("lag"),
+            text("workload"),
+            text("variant"),
+            num(&r["p50_ms"]),
+            num(&r["p99_ms"]),
+            num(&r["p50_ratio_to_plain"]),
+            num(&r["req_per_s"]),
+            num(&r["primary_statements_per_request"]),
+            100.0 * num(&r["replica_share"]),
+            100.0 * num(&r["set_cookie_share"]),
+            num(&r["stale"]),
+            num(&r["time_travel"]),
+        );
+    }
+    html.push_str("</table>");
 }
 
 fn fleet_section(html: &mut String, doc: &Value) {
@@ -825,7 +944,7 @@ mod tests {
 
     use super::{
         fleet_failures, measured_now, monotonic_failures, ryw_failures, stamp_section,
-        switchover_failures,
+        switchover_failures, web_failures,
     };
 
     /// The page names the commit its runs measured, and says when it cannot.
@@ -864,6 +983,39 @@ mod tests {
     #[case::no_rows(json!({ "rows": [] }), 1)]
     fn the_monotonic_budgets(#[case] doc: serde_json::Value, #[case] broken: usize) {
         assert_eq!(monotonic_failures(&doc).len(), broken, "{:?}", monotonic_failures(&doc));
+    }
+
+    /// A web row through the layer at natural lag: `workload`, primary statements per request,
+    /// replica share, `Set-Cookie` share, stale and time-travel reads.
+    fn web_row(
+        w: &str,
+        statements: f64,
+        share: f64,
+        cookies: f64,
+        stale: u64,
+        travel: u64,
+    ) -> serde_json::Value {
+        json!({ "db": "postgres", "lag": "natural lag", "late": false, "workload": w,
+            "variant": "routed+layer", "errors": 0, "primary_statements_per_request": statements,
+            "replica_share": share, "set_cookie_share": cookies, "stale": stale, "time_travel": travel })
+    }
+
+    fn web(rows: Vec<serde_json::Value>) -> serde_json::Value {
+        let maria = json!({ "db": "mariadb", "lag": "natural lag", "late": true, "workload": "mix",
+            "variant": "plain", "errors": 0 });
+        json!({ "rows": rows.into_iter().chain([maria]).collect::<Vec<_>>() })
+    }
+
+    #[rstest]
+    #[case::within(web(vec![web_row("read-only", 0.0, 1.0, 0.001, 0, 0), web_row("mix", 0.21, 0.99, 0.2, 0, 0)]), 0)]
+    #[case::read_only_asks_the_primary(web(vec![web_row("read-only", 0.01, 1.0, 0.0, 0, 0)]), 1)]
+    #[case::read_only_sends_cookies(web(vec![web_row("read-only", 0.0, 1.0, 0.02, 0, 0)]), 1)]
+    #[case::mix_on_the_primary(web(vec![web_row("mix", 0.5, 0.5, 0.2, 0, 0)]), 2)]
+    #[case::stale_and_back_in_time(web(vec![web_row("mix", 0.2, 0.9, 0.2, 1, 2)]), 2)]
+    #[case::no_mariadb(json!({ "rows": [web_row("mix", 0.2, 0.9, 0.2, 0, 0)] }), 1)]
+    #[case::no_rows(json!({ "rows": [] }), 1)]
+    fn the_web_budgets(#[case] doc: serde_json::Value, #[case] broken: usize) {
+        assert_eq!(web_failures(&doc).len(), broken, "{:?}", web_failures(&doc));
     }
 
     fn ryw(share: f64, oracle: f64, stale: u64) -> serde_json::Value {

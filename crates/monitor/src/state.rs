@@ -125,6 +125,9 @@ struct Entry {
     /// Until when the wanted sample's position is wanted on the replicas too
     /// ([`TopologyState::want_floor`]), as `sampled` (0: not).
     floor_until: AtomicU64,
+    /// A configured node held out of the snapshot until it answers a probe
+    /// ([`TopologyState::hold_until_answered`]): it joins at that answer, whatever its lag.
+    unvouched: AtomicBool,
 }
 
 /// What the monitor knows of every node, and the snapshot it publishes.
@@ -262,6 +265,7 @@ impl TopologyState {
                     sample_after: AtomicU64::new(0),
                     sample_until: AtomicU64::new(0),
                     floor_until: AtomicU64::new(0),
+                    unvouched: AtomicBool::new(false),
                 }
             })
             .collect();
@@ -476,6 +480,7 @@ impl TopologyState {
         n.probe_failures.store(0, Ordering::Relaxed);
         n.fenced.store(false, Ordering::Relaxed);
         n.refused.store(false, Ordering::Relaxed);
+        n.unvouched.store(false, Ordering::Relaxed);
         n.sampled.store(0, Ordering::Release);
         let stamp = Stamp { generation: id.generation(), slot: Slot::Joining };
         n.stamp.store(stamp.pack(), Ordering::Release);
@@ -508,6 +513,43 @@ impl TopologyState {
         // Roles and lag are rebuilt without it (it may have been the primary).
         self.rebuild(None);
         true
+    }
+
+    /// Holds `node` — in the snapshot since the start, but never answered a probe — out of the
+    /// snapshot until a probe answers: nothing is routed to a node nobody vouches for (a frozen
+    /// server accepts nothing and refuses nothing, so every read sent there would wait out its
+    /// timeouts). It re-enters at its first answer, whatever its lag (the router judges lag), as
+    /// a node added at run time does. Returns whether it was held (`false`: it has answered
+    /// already, or is not in the snapshot).
+    pub fn hold_until_answered(&self, node: NodeId) -> bool {
+        let Some((n, Slot::Live)) = self.at(node) else { return false };
+        {
+            let _publishing = lock(&self.publish);
+            if lock(&n.latest).is_some() {
+                return false;
+            }
+            let topo = self.topology.load_full();
+            let Some(current) = topo.node(node) else { return false };
+            *lock(&n.template) = Some(current.clone());
+            n.unvouched.store(true, Ordering::Relaxed);
+            let stamp = Stamp { generation: node.generation(), slot: Slot::Joining };
+            n.stamp.store(stamp.pack(), Ordering::Release);
+            let next =
+                topo.to_builder().generation(topo.generation().saturating_add(1)).remove(node);
+            if let Ok(t) = next.build() {
+                self.topology.store(t);
+                self.published.notify_waiters();
+            }
+        }
+        self.announce(node);
+        // (Its probe may have answered meanwhile: roles are rebuilt, and it joins if so.)
+        self.rebuild(None);
+        true
+    }
+
+    /// Whether `node` has answered a probe since it last failed one (or since the start).
+    pub fn answered(&self, node: NodeId) -> bool {
+        self.at(node).is_some_and(|(n, _)| lock(&n.latest).is_some())
     }
 
     /// Replaces `node`'s tags (a topology source saw them change), in the snapshot at once or
@@ -1174,11 +1216,12 @@ impl TopologyState {
             .iter()
             .filter(|(i, _)| self.slot(*i) == Slot::Joining)
             .filter_map(|(i, o)| o.as_ref().map(|o| (*i, o)))
-            .filter(|(_, obs)| {
+            .filter(|(i, obs)| {
                 let lag = lag_of(obs);
                 obs.role() == Role::Primary
                     || lag.bytes() == Some(0)
                     || lag.time().is_some_and(|t| t <= self.join_lag)
+                    || self.at(*i).is_some_and(|(n, _)| n.unvouched.load(Ordering::Relaxed))
             })
             .map(|(i, _)| i)
             .collect();
@@ -1247,6 +1290,7 @@ impl TopologyState {
                 // still restores its base backup) must not ban a node that never served.
                 *lock(&n.tracker) = HealthTracker::new(template.role(), self.policy);
                 n.probe_failures.store(0, Ordering::Relaxed);
+                n.unvouched.store(false, Ordering::Relaxed);
                 let stamp = Stamp { generation: i.generation(), slot: Slot::Live };
                 n.stamp.store(stamp.pack(), Ordering::Release);
                 joined.push(template);

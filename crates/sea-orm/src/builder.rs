@@ -383,15 +383,28 @@ impl RoutedConnectionBuilder {
             // owns its monitor.
             self.discovery.is_none(),
         );
-        // One probe of every node before the first statement, and the replicas' servers
-        // checked meanwhile on their read pools: the application's start waits for them up to
-        // three probe timeouts (a little over), not the monitor's whole connect patience
-        // (which a node's first probe may take while a fleet starts: the probe goes on, the
-        // start does not wait for it).
-        let (unanswered, replicas_checked) = tokio::join!(
-            conn.inner.first_probes(start.saturating_add(Duration::from_millis(100))),
-            crate::connection::check_replicas(&conn, start),
-        );
+        // Answers from the primary and one replica before the first statement, and the
+        // replicas' servers checked meanwhile on their read pools: the application's start waits
+        // for them up to three probe timeouts (a little over), not for every replica (a frozen
+        // one answers nothing and refuses nothing) nor the monitor's whole connect patience. A
+        // replica's check not done by then is done when the replica first answers a probe.
+        let (unanswered, replicas_checked) = {
+            let mut checks = std::pin::pin!(crate::connection::check_replicas(&conn, start));
+            let probes = conn.inner.first_probes(start.saturating_add(Duration::from_millis(100)));
+            let mut probes = std::pin::pin!(probes);
+            let mut checked = None;
+            let unanswered = loop {
+                tokio::select! {
+                    unanswered = &mut probes => break unanswered,
+                    c = &mut checks, if checked.is_none() => checked = Some(c),
+                }
+            };
+            let checked = match checked {
+                Some(c) => c,
+                None => tokio::time::timeout(CHECK_GRACE, checks).await.unwrap_or(Ok(())),
+            };
+            (unanswered, checked)
+        };
         replicas_checked?;
         if let Some(mut discovery) = self.discovery {
             if let Some(every) = self.topology_interval {
@@ -401,13 +414,21 @@ impl RoutedConnectionBuilder {
                 .start(&conn, crate::discover::Template::new(template, configured, acquire))
                 .await;
         }
-        for id in unanswered.into_iter().filter(|&id| id != NodeId::new(0)) {
-            tracing::warn!(target: "rwsplit", replica = %conn.inner.nodes.get(id).map_or_else(String::new, |n| n.name.clone()), "replica unreachable at start: starting without it, will keep trying");
-            conn.inner.ban(id);
+        let pending: Vec<String> = unanswered
+            .into_iter()
+            .filter(|&id| conn.inner.hold_until_answered(id))
+            .filter_map(|id| conn.inner.nodes.get(id).map(|n| n.name.clone()))
+            .collect();
+        if !pending.is_empty() {
+            tracing::warn!(target: "rwsplit", replicas = %pending.join(", "), "replicas pending: they have not answered the monitor yet (down, unreachable or frozen); out of rotation until their first probe answers");
         }
         Ok(conn)
     }
 }
+
+/// How long the start waits for a replica's server check once the probes it waits for have
+/// answered: a replica that answers checks in milliseconds.
+const CHECK_GRACE: Duration = Duration::from_millis(200);
 
 impl RoutedConnection {
     /// A builder; see [`RoutedConnectionBuilder`].

@@ -30,6 +30,8 @@ struct State {
     sent: u64,
     /// The latest read that ended: its generation, node, and position (`None`: it failed).
     last: Option<(u64, NodeId, Option<CausalToken>)>,
+    /// Every position read so far, merged (per history, the furthest).
+    newest: Option<CausalToken>,
 }
 
 /// What a caller does next ([`Coalesce::step`]).
@@ -118,6 +120,12 @@ impl Coalesce {
         result
     }
 
+    /// The furthest position read so far (a newer history replaces an older one): the primary
+    /// was at or past it then.
+    pub(crate) fn newest(&self) -> Option<CausalToken> {
+        self.state.lock().unwrap_or_else(PoisonError::into_inner).newest.clone()
+    }
+
     #[cfg(test)]
     fn sent(&self) -> u64 {
         self.state.lock().unwrap_or_else(PoisonError::into_inner).sent
@@ -137,6 +145,12 @@ impl Drop for Ended<'_> {
         {
             let mut st = self.coalesce.state.lock().unwrap_or_else(PoisonError::into_inner);
             st.running = None;
+            if let Some(t) = &self.token {
+                match &mut st.newest {
+                    Some(n) => n.merge(t),
+                    None => st.newest = Some(t.clone()),
+                }
+            }
             st.last = Some((self.generation, self.node, self.token.take()));
         }
         self.coalesce.landed.notify_waiters();

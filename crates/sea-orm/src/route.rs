@@ -380,7 +380,8 @@ impl Routing {
         self.state.record_failure(node, Instant::now());
     }
 
-    /// Takes a node out of rotation at once (it was unreachable at start).
+    /// Takes a node out of rotation at once (the tests' way of making a node unroutable).
+    #[cfg(test)]
     pub(crate) fn ban(&self, node: NodeId) {
         self.state.ban(node, Instant::now());
     }

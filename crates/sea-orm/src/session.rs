@@ -165,13 +165,18 @@ impl Session {
     /// history; a token from a newer history replaces an older one).
     ///
     /// A token from outside is not trusted to be from the past: one further ahead than the
-    /// primary's position the monitor last saw (forged, or minted a moment ago) is held
+    /// primary's position the monitor last saw, and than the one this connection last read
+    /// after a write (forged, or minted a moment ago elsewhere) is held
     /// apart until the session's next read, which reads the primary's current position and
     /// lowers the token to it (`CausalToken::clamp_to`): a token from the future is treated
     /// as "now" instead of sending every read to the primary after a full catch-up wait.
     pub fn observe(&self, token: &CausalToken) {
-        let known = self.db.inner.routing.primary_position();
-        let verified = known.is_some_and(|p| token.is_satisfied_by(&p));
+        // The primary's position as the monitor last saw it, or as this connection last read it
+        // after a write (newer while writes come: a token this process issued is at or below it).
+        let inner = &self.db.inner;
+        let sampled = inner.routing.primary_position();
+        let verified = sampled.is_some_and(|p| token.is_satisfied_by(&p))
+            || inner.captures.newest().is_some_and(|p| token.is_satisfied_by(p.position()));
         self.state.update(|s| if verified { s.record(token) } else { s.hold(token) });
     }
 

@@ -13,11 +13,12 @@ use rwsplit_core::{CausalToken, TokenKind};
 /// - a **position** ([`CausalToken`]): the primary's position at or past every write the
 ///   session made (and every token it was given). A read of a resumed session goes only to a
 ///   node that has replayed it;
-/// - a **last read node**: the replica the session last read from, by name (`host:port/db`),
-///   standing for "at most what that replica has replayed by now". Exporting it costs
-///   nothing (no wait, no query): a replica's replay only moves forward, so a resumed session
-///   reads that replica again (or the primary, at or past every replica), or any replica the
-///   monitor has since seen at or past that replica's position. Read-only sessions keep the
+/// - a **last read node**: the node the session last read from, by name (`host:port/db`),
+///   standing for "at most what that node holds by now". Exporting it costs nothing (no wait,
+///   no query): a replica's replay and a primary's writes only move forward, so a resumed
+///   session reads that replica again (or the primary, at or past every replica), or any
+///   replica the monitor has since seen at or past that node's position; a primary named there
+///   is read again, or its position read when the session next needs one. Read-only sessions keep the
 ///   same token request after request while they read the same replica, so a web layer sends
 ///   it to the client only when it changes.
 ///
@@ -88,8 +89,8 @@ impl SessionToken {
         self.position.as_ref()
     }
 
-    /// The name (`host:port/db`) of the replica the session last read from, whose current
-    /// state bounds what it read; `None` if that bound is in the position already.
+    /// The name (`host:port/db`) of the node the session last read from, whose current state
+    /// bounds what it read; `None` if that bound is in the position already.
     #[must_use]
     pub fn read_on(&self) -> Option<&str> {
         self.read_on.as_deref()

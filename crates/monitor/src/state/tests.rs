@@ -440,6 +440,36 @@ fn an_added_node_joins_once_probed_healthy_and_caught_up() {
     assert!(read_targets(&s, t, 8).contains(&id));
 }
 
+/// A configured replica that never answered (frozen before the application started) is held
+/// out of rotation: no read goes to it until its first probe answers, and then it is back at
+/// once, healthy, even if it lags (the router judges lag). One that answered already is not
+/// held.
+#[test]
+fn a_configured_node_nobody_vouches_for_takes_no_reads_until_it_answers() {
+    let s = state(3, policy());
+    let t = Instant::now();
+    s.observe(NodeId::new(0), &seen(Role::Primary, 100), t);
+    s.observe(NodeId::new(1), &seen(Role::Replica, 100), t);
+    let (answered, frozen) = (NodeId::new(1), NodeId::new(2));
+    assert!(read_targets(&s, t, 8).contains(&frozen), "in rotation from the start, unprobed");
+    assert!(!s.hold_until_answered(answered), "it answered: not held");
+    assert!(s.hold_until_answered(frozen));
+    assert!(s.snapshot().node(frozen).is_none());
+    assert!(s.contains(frozen), "still probed");
+    assert!(read_targets(&s, t, 8).iter().all(|&n| n == answered));
+    // Its probes time out meanwhile: it stays out.
+    s.observe(frozen, &timed_out(), t + MS(1000));
+    assert!(s.snapshot().node(frozen).is_none());
+    // It answers, 30 s behind: it is back, and the router decides what to send it.
+    let behind = Observation {
+        since_replay: Some(Duration::from_secs(30)),
+        ..seen(Role::Replica, 40).unwrap()
+    };
+    s.observe(frozen, &Ok(behind), t + MS(2000));
+    let node = s.snapshot().node(frozen).map(|n| (n.role(), n.health()));
+    assert_eq!(node, Some((Role::Replica, Health::Up)));
+}
+
 /// A member listed before its server takes connections fails its first probes: enough to
 /// ban a node in rotation, but it never served, so it joins healthy at its first good probe
 /// rather than waiting out a ban.

@@ -423,23 +423,49 @@ fn spawn_sampler(weak: std::sync::Weak<Inner>, every: Duration) {
 }
 
 impl Inner {
-    /// Waits until the monitor has probed every node once (at most `max`), so the first reads
-    /// already know every replica's role and position. Returns the nodes whose first probe was
-    /// refused (nothing accepts its connections; one that was only slow, or answered with an
-    /// error, starts Suspect as usual instead of banned).
+    /// Waits, at most `max`, until the monitor has had an answer from the primary and from one
+    /// replica (so the first reads know a replica's role and position), or has probed every
+    /// node once. Returns the replicas that have not answered by then: the caller holds them
+    /// out of rotation until they do. A connection on another connection's monitor waits for
+    /// that monitor's first round, as before; its nodes were dealt with then.
     pub(crate) async fn first_probes(&self, max: Duration) -> Vec<NodeId> {
         let Some(m) = &self.monitor else { return Vec::new() };
-        m.first_round(max).await;
         if m.joined {
-            // Another connection's monitor: its first refusals were dealt with then.
+            m.first_round(max).await;
             return Vec::new();
         }
-        self.nodes.iter().map(|(i, _)| i).filter(|&i| m.state().refused(i)).collect()
+        let state = m.state();
+        let ids: Vec<NodeId> = self.nodes.iter().map(|(i, _)| i).collect();
+        let primary = NodeId::new(0);
+        let deadline = tokio::time::Instant::now() + max;
+        loop {
+            // Made before the look: an answer published in between still wakes it.
+            let published = state.published();
+            let mut published = std::pin::pin!(published);
+            published.as_mut().enable();
+            let answered = |i: &NodeId| state.answered(*i);
+            let replica = ids.len() == 1 || ids.iter().filter(|&&i| i != primary).any(answered);
+            if state.answered(primary) && replica {
+                break;
+            }
+            let round = m.first_round(Duration::ZERO);
+            if round.await {
+                break;
+            }
+            let round = m.first_round(max);
+            tokio::select! {
+                () = &mut published => {}
+                _ = round => {}
+                () = tokio::time::sleep_until(deadline) => break,
+            }
+        }
+        ids.into_iter().filter(|&i| i != primary && !state.answered(i)).collect()
     }
 
-    /// Takes `node` out of rotation at once (it was unreachable at start).
-    pub(crate) fn ban(&self, node: NodeId) {
-        self.routing.ban(node);
+    /// Holds `node` out of rotation until the monitor has an answer from it (it did not answer
+    /// while the connection was made).
+    pub(crate) fn hold_until_answered(&self, node: NodeId) -> bool {
+        self.routing.state().hold_until_answered(node)
     }
 
     /// Adds `node` at run time (a topology source found it): the monitor's state gives it an

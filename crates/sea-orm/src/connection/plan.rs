@@ -219,8 +219,14 @@ impl Inner {
         }
         // The last read was on the primary: the primary's position, read now (shared with the
         // writes' position reads), bounds it; then the read can wait on a replica for it.
+        // (Not when every replica is known to be further behind than the wait: the read would go
+        // to the primary anyway.)
         let on_primary = topo.node(node).is_some_and(|n| n.role() == Role::Primary);
-        if on_primary && wait.is_some() && !done.floored {
+        if on_primary
+            && let Some(max) = wait
+            && !done.floored
+            && topo.replicas().any(|r| r.health() != Health::Down && !too_far(&r.lag(), max))
+        {
             return Ok(Planned::Io(Io::PrimaryFloor { at: node }));
         }
         // No sample bounds the last read yet, and its node cannot serve this one: that node's

@@ -153,18 +153,17 @@ impl Inner {
 
     /// A bound of what a scope's last read `seen` saw, for its exported token, without I/O:
     /// the monitor's sample if there is one ([`Routing::floor`](crate::route::Routing::floor));
-    /// else, for a read that ended on a node that is not the primary, that node by name (its
-    /// replay only moves forward, so whatever it has replayed when the token is used bounds the
-    /// read); else (a read on the primary, or still reading) the primary, whose position the
-    /// caller reads there.
+    /// else, for a read that ended, its node by name (a replica's replay and a primary's
+    /// writes only move forward, so whatever the node holds when the token is used bounds the
+    /// read; a primary read that way is bounded by its position when the resumed scope next
+    /// reads, only if that read needs it); else (a read still under way: a stream, a read-only
+    /// transaction) the primary, whose position the caller reads there.
     pub(crate) fn export_floor(&self, seen: &Seen) -> Export {
         use crate::route::Floor;
         if let Floor::Known(t) = self.routing.floor(seen) {
             return Export::Floor(t);
         }
-        let on_replica = self.routing.standing(seen.node) == crate::sending::Standing::NotPrimary;
         if seen.at.is_some()
-            && on_replica
             && let Some(n) = self.nodes.get(seen.node)
         {
             return Export::Node(n.name.clone());
@@ -240,7 +239,7 @@ impl Inner {
         let n = self
             .nodes
             .get(node)
-            .ok_or_else(|| DbErr::from(crate::routing_error::RoutingError::NodeRemoved))?;
+            .ok_or_else(|| DbErr::from(crate::routing_error::RoutingError::node_removed(node)))?;
         let cached = n.system_id.load(Ordering::Relaxed);
         let mut on = match taken {
             Some(t) => position::On::Taken(t),
