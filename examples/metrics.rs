@@ -1,37 +1,51 @@
-//! Metrics: a `RoutedConnection` whose figures a Prometheus server can scrape at `/metrics`.
+//! Metrics: a `RoutedConnection` whose figures a Prometheus server scrapes at `/metrics`, set up
+//! the way the dashboard and the alerting rules in `contrib/` expect.
 //!
 //! ```sh
 //! cargo run --example metrics              # a throwaway local cluster; prints a few scrapes
+//! export $(cargo xtask cluster up)         # or any cluster: DATABASE_URL, DATABASE_REPLICA_URLS
 //! RWSPLIT_METRICS_ADDR=127.0.0.1:9898 RWSPLIT_METRICS_SERVE=1 cargo run --example metrics
 //! ```
 //!
 //! rwsplit records through the `metrics` facade; the application installs the exporter it
-//! likes — here `metrics-exporter-prometheus` — and serves its rendering. This example starts a
-//! local primary and two replicas (or uses `RWSPLIT_PRIMARY_URL`/`RWSPLIT_REPLICA_URLS`), sends
-//! reads and writes, stops a replica, and prints the lines of each scrape that show where
-//! statements went and each replica's health. With `RWSPLIT_METRICS_SERVE=1` it keeps serving
-//! `/metrics` until interrupted.
+//! likes — here `metrics-exporter-prometheus` — and serves its rendering. The one setting that
+//! matters is the statement-time histogram's buckets (`telemetry::DURATION_BUCKETS`): without
+//! them the exporter renders a summary, which cannot be aggregated over processes, and the
+//! dashboard's p99 panels stay empty.
+//!
+//! With `DATABASE_URL` set the connection is `RoutedConnection::from_env()`, so every
+//! `DATABASE_*` and `RWSPLIT_*` setting applies; else `RWSPLIT_PRIMARY_URL` and
+//! `RWSPLIT_REPLICA_URLS`; else it starts a local primary and two replicas, sends reads and
+//! writes, stops a replica, and prints the lines of each scrape that show where statements
+//! went and each node's state. Also read:
+//! - `RWSPLIT_METRICS_ADDR`: where `/metrics` listens (default `127.0.0.1:0`; the first line
+//!   printed says where);
+//! - `RWSPLIT_METRICS_SERVE=1`: keep serving, with light traffic (a writer that reads its rows
+//!   back, and readers), until interrupted;
+//! - `RWSPLIT_METRICS_LANES`: how many tasks send that traffic (default 3);
+//! - `RWSPLIT_METRICS_CLUSTER`: a `cluster` label on every series, which the dashboard's
+//!   `cluster` variable selects (or set it as a target label in Prometheus' configuration).
 
 use std::time::Duration;
 
 use anyhow::Context;
+use metrics_exporter_prometheus::{Matcher, PrometheusBuilder};
+use rwsplit_sea_orm::telemetry::{DURATION_BUCKETS, OPERATION_DURATION};
 use rwsplit_sea_orm::{HealthPolicy, MonitorConfig, RoutedConnection};
 use sea_orm::{ConnectionTrait, Statement};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    // 1. The exporter: installed before anything records.
-    // Buckets for the statement-time histogram, so Prometheus can take quantiles over
-    // processes (`histogram_quantile`, as contrib/grafana/rwsplit.json does).
-    let handle = metrics_exporter_prometheus::PrometheusBuilder::new()
-        .set_buckets_for_metric(
-            metrics_exporter_prometheus::Matcher::Full(
-                rwsplit_sea_orm::telemetry::OPERATION_DURATION.to_owned(),
-            ),
-            &[0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0],
-        )?
-        .install_recorder()?;
+    // 1. The exporter, installed before anything records (before `connect()`), with buckets
+    //    for the statement-time histogram so that Prometheus takes quantiles over processes
+    //    (`histogram_quantile`, as contrib/grafana/rwsplit.json does).
+    let mut exporter = PrometheusBuilder::new()
+        .set_buckets_for_metric(Matcher::Full(OPERATION_DURATION.to_owned()), DURATION_BUCKETS)?;
+    if let Ok(cluster) = std::env::var("RWSPLIT_METRICS_CLUSTER") {
+        exporter = exporter.add_global_label("cluster", cluster);
+    }
+    let handle = exporter.install_recorder()?;
     let addr = std::env::var("RWSPLIT_METRICS_ADDR").unwrap_or_else(|_| "127.0.0.1:0".into());
     let listener = tokio::net::TcpListener::bind(&addr).await?;
     let addr = listener.local_addr()?;
@@ -41,32 +55,49 @@ async fn main() -> anyhow::Result<()> {
     println!("serving http://{addr}/metrics");
 
     // 2. The cluster and the connection.
-    let (cluster, primary, replicas) = match std::env::var("RWSPLIT_PRIMARY_URL") {
-        Ok(primary) => {
-            let list = std::env::var("RWSPLIT_REPLICA_URLS").unwrap_or_default();
-            (None, primary, list.split(',').filter(|s| !s.is_empty()).map(str::to_owned).collect())
-        }
-        Err(_) => {
-            let cluster = rwsplit_testkit::Cluster::builder()
-                .name("metrics")
-                .start()
-                .await
-                .context("starting a throwaway local cluster (is PostgreSQL installed?)")?;
-            let (p, r) = (cluster.primary_url(), cluster.replica_urls());
-            (Some(cluster), p, r)
-        }
+    let (cluster, db) = if std::env::var_os("DATABASE_URL").is_some() {
+        (None, RoutedConnection::from_env().await?)
+    } else {
+        let (cluster, primary, replicas) = match std::env::var("RWSPLIT_PRIMARY_URL") {
+            Ok(primary) => {
+                let list = std::env::var("RWSPLIT_REPLICA_URLS").unwrap_or_default();
+                let replicas = list.split(',').filter(|s| !s.is_empty()).map(str::to_owned);
+                (None, primary, replicas.collect())
+            }
+            Err(_) => {
+                let cluster = rwsplit_testkit::Cluster::builder()
+                    .name("metrics")
+                    .start()
+                    .await
+                    .context("starting a throwaway local cluster (is PostgreSQL installed?)")?;
+                let (p, r) = (cluster.primary_url(), cluster.replica_urls());
+                (Some(cluster), p, r)
+            }
+        };
+        let db = RoutedConnection::builder()
+            .primary(primary)
+            .replicas(replicas)
+            .monitor(MonitorConfig::default().interval(Duration::from_millis(250)))
+            .health_policy(HealthPolicy::default().failure_threshold(2))
+            .connect()
+            .await?;
+        (cluster, db)
     };
-    let db = RoutedConnection::builder()
-        .primary(primary)
-        .replicas(replicas)
-        .monitor(MonitorConfig::default().interval(Duration::from_millis(250)))
-        .health_policy(HealthPolicy::default().failure_threshold(2))
-        .connect()
-        .await?;
     let backend = db.get_database_backend();
     db.execute_unprepared("CREATE TABLE IF NOT EXISTS visits (id int)").await?;
 
     // 3. Traffic, a fault, and what the scrapes show.
+    if std::env::var_os("RWSPLIT_METRICS_SERVE").is_some() {
+        let lanes = match std::env::var("RWSPLIT_METRICS_LANES") {
+            Ok(n) => n.parse().context("RWSPLIT_METRICS_LANES: a number")?,
+            Err(_) => 3,
+        };
+        for lane in 0..lanes {
+            tokio::spawn(serve_traffic(db.clone(), lane == 0));
+        }
+        println!("serving until interrupted (Ctrl-C), {lanes} tasks sending statements");
+        std::future::pending::<()>().await;
+    }
     traffic(&db, backend).await?;
     // Gauges are sampled on the monitor's interval.
     tokio::time::sleep(Duration::from_millis(300)).await;
@@ -77,10 +108,6 @@ async fn main() -> anyhow::Result<()> {
         tokio::time::sleep(Duration::from_secs(2)).await;
         traffic(&db, backend).await?;
         show(addr, "two seconds after a replica stopped").await?;
-    }
-    if std::env::var_os("RWSPLIT_METRICS_SERVE").is_some() {
-        println!("serving until interrupted (Ctrl-C)");
-        tokio::signal::ctrl_c().await?;
     }
     Ok(())
 }
@@ -96,6 +123,20 @@ async fn traffic(db: &RoutedConnection, backend: sea_orm::DbBackend) -> anyhow::
     Ok(())
 }
 
+/// One task of the serving mode's traffic, every 20 ms: the writer inserts and reads back (a
+/// read that must see its write), readers read. Failures are the metrics' to show.
+async fn serve_traffic(db: RoutedConnection, writer: bool) {
+    let read = Statement::from_string(db.get_database_backend(), "SELECT count(*) FROM visits");
+    loop {
+        if writer {
+            let _ = db.execute_unprepared("INSERT INTO visits VALUES (1)").await;
+        }
+        let _ = db.query_one_raw(read.clone()).await;
+        let _ = db.query_one_raw(read.clone()).await;
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
 /// Scrapes `/metrics` as Prometheus would and prints the routing and health lines.
 async fn show(addr: std::net::SocketAddr, when: &str) -> anyhow::Result<()> {
     let mut s = tokio::net::TcpStream::connect(addr).await?;
@@ -104,10 +145,10 @@ async fn show(addr: std::net::SocketAddr, when: &str) -> anyhow::Result<()> {
     s.read_to_string(&mut text).await?;
     println!("\n== /metrics, {when}");
     for line in text.lines().filter(|l| {
-        l.starts_with("db_client_operation_duration_count{")
-            || l.starts_with("rwsplit_node_health{")
+        l.starts_with("db_client_operation_duration_seconds_count{")
+            || (l.starts_with("rwsplit_node_state{") && l.ends_with(" 1"))
             || l.starts_with("rwsplit_replica_lag_seconds{")
-            || l.starts_with("rwsplit_retries{")
+            || l.starts_with("rwsplit_retries_total{")
     }) {
         println!("{line}");
     }
