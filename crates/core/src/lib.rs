@@ -92,8 +92,8 @@ pub use error::{Error, Result};
 pub use health::{Health, HealthPolicy, HealthTracker};
 pub use load::{InFlight, NodeLoad};
 pub use router::{
-    CatchUp, PrimaryReads, Route, RouteContext, RouteError, RouteReason, Router, RouterConfig,
-    Rule, RuleAction, TableRule, TagRule, Target, Transaction,
+    CatchUp, Excluded, PrimaryExcluded, PrimaryReads, Route, RouteContext, RouteError, RouteReason,
+    Router, RouterConfig, Rule, RuleAction, TableRule, TagRule, Target, Transaction,
 };
 pub use token::{
     CausalToken, Lsn, MariaDbGtid, MariaDbPosition, PgPosition, ReplayPosition, TokenKind,

@@ -62,8 +62,10 @@ pub enum Error {
         /// Its URL, redacted.
         second_url: String,
     },
-    /// The primary could not be reached at start.
-    #[error("the primary ({node}) is unreachable")]
+    /// The primary could not be connected to, or did not answer, at start. The text names the
+    /// cause's kind (refused logins, a missing database, the pool's timeout on a server that
+    /// refused every connection or never answered, TLS …); `source()` is the driver's error.
+    #[error("cannot connect to the primary ({node}): {}", connect_cause(source))]
     PrimaryUnreachable {
         /// The primary's name (host:port/database, no credentials).
         node: String,
@@ -130,6 +132,70 @@ pub enum Error {
         /// The HA manager (`Patroni`).
         manager: &'static str,
     },
+}
+
+/// What kind of failure a connection error is, in words, for [`Error::PrimaryUnreachable`]'s
+/// text: from the server's SQLSTATE or MySQL error number, or the driver's error kind. Never
+/// the URL (the driver's own text, which may quote it, is left to `source()`, scrubbed).
+pub(crate) fn connect_cause(err: &DbErr) -> String {
+    use sea_orm::RuntimeErr;
+    #[cfg(any(feature = "postgres", feature = "mysql"))]
+    if let DbErr::Conn(RuntimeErr::SqlxError(e)) = err {
+        return sqlx_cause(e);
+    }
+    match err {
+        DbErr::ConnectionAcquire(sea_orm::ConnAcquireErr::Timeout) => POOL_TIMEOUT.to_owned(),
+        DbErr::ConnectionAcquire(_) => "the pool was closed".to_owned(),
+        // The driver's text, already scrubbed of the password (it held it).
+        DbErr::Conn(RuntimeErr::Internal(text)) => format!("the driver reported: {text}"),
+        other => other.to_string(),
+    }
+}
+
+const POOL_TIMEOUT: &str = "no connection within the pool's acquire timeout: the server refused \
+    every attempt (is it running, on that host and port?) or never answered (a firewall, a \
+    wrong address)";
+
+#[cfg(any(feature = "postgres", feature = "mysql"))]
+fn sqlx_cause(e: &sea_orm::sqlx::Error) -> String {
+    use sea_orm::sqlx::Error as E;
+    match e {
+        E::Database(db) => {
+            let code = db.code().map(std::borrow::Cow::into_owned).unwrap_or_default();
+            let kind = match code.as_str() {
+                // PostgreSQL.
+                "28P01" => "password authentication failed",
+                "28000" => "the server refused the login (no pg_hba.conf entry, or not permitted)",
+                "3D000" => "the database does not exist",
+                "53300" => "the server has too many connections",
+                "57P03" => "the server is starting up or shutting down",
+                // MariaDB / MySQL error numbers.
+                "1045" => "access denied (wrong user or password)",
+                "1044" => "access denied to the database",
+                "1049" => "the database does not exist",
+                "1040" => "the server has too many connections",
+                _ => "the server refused the connection",
+            };
+            if code.is_empty() { kind.to_owned() } else { format!("{kind} (code {code})") }
+        }
+        E::Io(io) => match io.kind() {
+            std::io::ErrorKind::ConnectionRefused => {
+                "connection refused (is the server running, on that host and port?)".to_owned()
+            }
+            std::io::ErrorKind::TimedOut => "the connection timed out".to_owned(),
+            kind => format!("a network error ({kind})"),
+        },
+        E::PoolTimedOut => POOL_TIMEOUT.to_owned(),
+        E::PoolClosed => "the pool was closed".to_owned(),
+        E::Tls(_) => {
+            "TLS failed (sslmode, certificates, or a build without a TLS feature)".to_owned()
+        }
+        E::Configuration(_) => "the connection settings are invalid".to_owned(),
+        E::Protocol(_) => {
+            "the server spoke an unexpected protocol (is that port a database?)".to_owned()
+        }
+        other => other.to_string(),
+    }
 }
 
 /// For `?` in functions that return SeaORM's `DbErr`. The primary unreachable at start is

@@ -221,8 +221,11 @@ pub enum RoutingError {
     },
     /// The router found no node for the statement for another reason (no eligible node for a
     /// read that may not use the primary, a node named by an override that is not in the
-    /// topology). Nothing was sent.
-    #[error("no node can take the statement")]
+    /// topology). Nothing was sent. The text says which rule excluded the nodes
+    /// ([`RouteError::NoEligibleNode`]'s [`Excluded`](rwsplit_core::Excluded)): down, a tag
+    /// rule, a dedicated tag, the lag limit, the read's staleness bound; and why the primary
+    /// could not take the read.
+    #[error("no node can take the statement: {source}")]
     Unroutable {
         /// The router's reason.
         #[source]
@@ -234,8 +237,15 @@ pub enum RoutingError {
     NoNodeLeft,
     /// The node the statement needed was removed from the connection (a topology source
     /// stopped listing it).
-    #[error("the node was removed from the connection")]
-    NodeRemoved,
+    #[error(
+        "{node} was removed from the connection (its topology source stopped listing it) \
+         before the statement could run there"
+    )]
+    NodeRemoved {
+        /// The node: `host:port/db` where the adapter still knows it, else `node <id>` (the
+        /// id [`NodeStats`](crate::NodeStats) and the logs show beside its name).
+        node: String,
+    },
     /// A replication position (a PostgreSQL LSN, timeline or system identifier; a MariaDB GTID
     /// position) the server returned could not be read, or the query returned none. Carried in
     /// `DbErr::Query`.
@@ -370,7 +380,7 @@ impl RoutingError {
             | RoutingError::NoPrimary
             | RoutingError::SplitBrain { .. }
             | RoutingError::NoNodeLeft
-            | RoutingError::NodeRemoved => true,
+            | RoutingError::NodeRemoved { .. } => true,
             RoutingError::Unroutable { source } => source.is_transient(),
             RoutingError::WriteOutcomeUnknown { .. }
             | RoutingError::ReplicaRefused { .. }
@@ -409,7 +419,8 @@ impl RoutingError {
             | RoutingError::RecoveryConflict { node, .. }
             | RoutingError::Backpressure { node, .. }
             | RoutingError::TimedOut { node, .. }
-            | RoutingError::ReplicaRefused { node, .. } => Some(node),
+            | RoutingError::ReplicaRefused { node, .. }
+            | RoutingError::NodeRemoved { node } => Some(node),
             _ => None,
         }
     }
@@ -434,7 +445,7 @@ impl RoutingError {
             | RoutingError::SplitBrain { .. }
             | RoutingError::Unroutable { .. }
             | RoutingError::NoNodeLeft
-            | RoutingError::NodeRemoved => Failure::GivenUp,
+            | RoutingError::NodeRemoved { .. } => Failure::GivenUp,
             RoutingError::PositionUnreadable { .. }
             | RoutingError::PositionUnsupported { .. }
             | RoutingError::Internal { .. } => Failure::Other,
@@ -450,6 +461,12 @@ impl RoutingError {
             | RoutingError::TimedOut { attempts, .. } => Some(attempts),
             _ => None,
         }
+    }
+
+    /// The error for a statement whose node `id` was removed from the connection, before it
+    /// ran there. The adapter keeps no name for a removed node, so its id names it.
+    pub(crate) fn node_removed(id: rwsplit_core::NodeId) -> RoutingError {
+        RoutingError::NodeRemoved { node: format!("node {id}") }
     }
 
     /// The error for the router's refusal to route a statement.
@@ -481,11 +498,13 @@ struct Carried(RoutingError);
 
 impl fmt::Display for Carried {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "rwsplit: {}", self.0)?;
-        // The immediate cause only: a `DbErr`'s text already holds its own causes.
-        match std::error::Error::source(&self.0) {
-            Some(cause) => write!(f, ": {cause}"),
-            None => Ok(()),
+        let text = self.0.to_string();
+        write!(f, "rwsplit: {text}")?;
+        // The immediate cause only: a `DbErr`'s text already holds its own causes. Not twice:
+        // a variant whose own text ends with its cause (`Unroutable`) already says it.
+        match std::error::Error::source(&self.0).map(ToString::to_string) {
+            Some(cause) if !text.ends_with(&cause) => write!(f, ": {cause}"),
+            _ => Ok(()),
         }
     }
 }

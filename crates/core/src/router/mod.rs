@@ -11,7 +11,7 @@ use std::fmt;
 use std::time::Instant;
 
 pub use context::{CatchUp, RouteContext, Target, Transaction};
-pub use route::{Route, RouteError, RouteReason};
+pub use route::{Excluded, PrimaryExcluded, Route, RouteError, RouteReason};
 pub use rules::{Rule, RuleAction, TableRule, TagRule};
 
 use crate::balance::{Balancer, RoundRobin, partition};
@@ -303,7 +303,9 @@ impl Router {
         explicit: bool,
     ) -> Result<Route, RouteError> {
         let nodes = topology.nodes();
-        let Some(first) = nodes.first() else { return Err(RouteError::NoEligibleNode) };
+        let Some(first) = nodes.first() else {
+            return Err(self.no_eligible(topology, consistency, group, ctx.now()));
+        };
         let mut buf: [&Node; MAX_NODES] = [first; MAX_NODES];
         let include_primary =
             self.config.primary_reads == PrimaryReads::Include && topology.primary().is_some();
@@ -348,7 +350,9 @@ impl Router {
             return self.no_replica(topology, ctx, consistency, group);
         }
         let now = ctx.now();
-        let Some(up_slice) = buf.get_mut(..up) else { return Err(RouteError::NoEligibleNode) };
+        let Some(up_slice) = buf.get_mut(..up) else {
+            return Err(self.no_eligible(topology, consistency, group, now));
+        };
         let preferred = match group {
             Group::Prefer(tag) => partition(up_slice, |n| n.has_tag(tag)),
             _ => up_slice.len(),
@@ -360,7 +364,7 @@ impl Router {
         }
 
         let Some(target) = buf.first().filter(|_| len > 0) else {
-            return Err(RouteError::NoEligibleNode);
+            return Err(self.no_eligible(topology, consistency, group, now));
         };
         let reason = if target.role() == Role::Primary {
             RouteReason::PrimaryBalanced
@@ -467,13 +471,69 @@ impl Router {
             route.set_wait_candidate(candidate.map(Node::id));
             return Ok(route);
         }
-        if self.config.primary_reads == PrimaryReads::Never {
-            return Err(RouteError::NoEligibleNode);
+        if self.config.primary_reads == PrimaryReads::Never
+            || topology.primary_state() == Primary::None
+        {
+            return Err(self.no_eligible(topology, consistency, group, ctx.now()));
         }
-        match topology.primary_state() {
-            Primary::None => Err(RouteError::NoEligibleNode),
-            _ => primary(topology, RouteReason::NoEligibleReplica),
+        primary(topology, RouteReason::NoEligibleReplica)
+    }
+
+    /// The error of a read no node can take, saying which rule left out each replica and why
+    /// the primary could not take it. Off the hot path: only a failing read gets here.
+    #[cold]
+    #[inline(never)]
+    fn no_eligible(
+        &self,
+        topology: &Topology,
+        consistency: &Consistency,
+        group: Group<'_>,
+        now: Instant,
+    ) -> RouteError {
+        let mut excluded = Excluded::default();
+        let count = |n: &mut u8| *n = n.saturating_add(1);
+        for node in topology.replicas() {
+            count(&mut excluded.replicas);
+            if node.health() == Health::Down {
+                count(&mut excluded.down);
+                continue;
+            }
+            if let Group::Only(tag) = group
+                && !node.has_tag(tag)
+            {
+                count(&mut excluded.not_tagged);
+                continue;
+            }
+            let chosen = match group {
+                Group::Only(t) | Group::Prefer(t) => Some(t),
+                Group::Any => None,
+            };
+            if self.config.dedicated_tags.iter().any(|d| chosen != Some(&**d) && node.has_tag(d)) {
+                count(&mut excluded.dedicated);
+                continue;
+            }
+            if self.config.max_replica_lag.is_some_and(|b| b.exceeded_by(&node.lag())) {
+                count(&mut excluded.over_max_lag);
+                continue;
+            }
+            match consistency {
+                Consistency::BoundedStaleness(s) if !s.allows_at(&node.lag(), now) => {
+                    count(&mut excluded.over_bound);
+                }
+                Consistency::ReadYourWrites(token)
+                    if !node.position().is_some_and(|p| token.is_satisfied_by(p)) =>
+                {
+                    count(&mut excluded.behind_token);
+                }
+                _ => {}
+            }
         }
+        excluded.primary = if topology.primary_state() == Primary::None {
+            PrimaryExcluded::NoPrimary
+        } else {
+            PrimaryExcluded::NotAllowed
+        };
+        RouteError::NoEligibleNode { excluded }
     }
 }
 

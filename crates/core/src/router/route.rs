@@ -199,15 +199,108 @@ pub enum RouteError {
         /// How many nodes claim the role.
         primaries: usize,
     },
-    /// A read found no eligible replica and may not, or cannot, use the primary.
-    #[error("no eligible node for this read")]
-    NoEligibleNode,
+    /// A read found no eligible replica and may not, or cannot, use the primary. `excluded`
+    /// says which rule left out each replica, and why the primary could not take the read.
+    #[error("no eligible node for this read: {excluded}")]
+    NoEligibleNode {
+        /// Which rule excluded the nodes.
+        excluded: Excluded,
+    },
     /// An override named a node that is not in the topology.
     #[error("node {id} is not in the topology")]
     UnknownNode {
         /// The node named.
         id: NodeId,
     },
+}
+
+/// Why a read found no node ([`RouteError::NoEligibleNode`]): how many replicas each of the
+/// router's rules left out (each counted under the first rule it fails, in the order of the
+/// fields), and why the primary could not take the read instead.
+///
+/// ```
+/// use rwsplit_core::{Excluded, PrimaryExcluded};
+///
+/// let mut excluded = Excluded::default();
+/// (excluded.replicas, excluded.down, excluded.over_bound) = (2, 1, 1);
+/// assert_eq!(excluded.primary, PrimaryExcluded::NotAllowed);
+/// assert_eq!(
+///     excluded.to_string(),
+///     "of 2 replicas, 1 is down (failing probes, fenced or joining), 1 is not provably within \
+///      the read's staleness bound; the primary may not serve reads a replica could \
+///      (primary_reads = never)"
+/// );
+/// ```
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub struct Excluded {
+    /// The replicas in the topology.
+    pub replicas: u8,
+    /// Down: failing their probes, fenced, or joining (not yet seen healthy and caught up).
+    pub down: u8,
+    /// Without the tag a [`Rule`](crate::Rule) restricted this read to
+    /// ([`RuleAction::OnlyTagged`](crate::RuleAction::OnlyTagged)).
+    pub not_tagged: u8,
+    /// Reserved for reads a rule sends to one of their tags
+    /// ([`RouterConfig::dedicated_tag`](crate::RouterConfig::dedicated_tag); Patroni's
+    /// `noloadbalance`).
+    pub dedicated: u8,
+    /// Known to lag past [`RouterConfig::max_replica_lag`](crate::RouterConfig::max_replica_lag).
+    pub over_max_lag: u8,
+    /// Not provably within the read's
+    /// [`BoundedStaleness`](crate::Consistency::BoundedStaleness) bound (unknown lag counts).
+    pub over_bound: u8,
+    /// Not known to have replayed the read's token
+    /// ([`ReadYourWrites`](crate::Consistency::ReadYourWrites)).
+    pub behind_token: u8,
+    /// Why the primary did not take the read.
+    pub primary: PrimaryExcluded,
+}
+
+/// Why the primary did not take a read no replica could ([`Excluded::primary`]).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum PrimaryExcluded {
+    /// [`PrimaryReads::Never`](crate::PrimaryReads::Never): reads a replica could serve never
+    /// use the primary.
+    #[default]
+    NotAllowed,
+    /// No node has the primary role now.
+    NoPrimary,
+}
+
+impl fmt::Display for Excluded {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.replicas == 0 {
+            f.write_str("there is no replica")?;
+        } else {
+            let noun = if self.replicas == 1 { "replica" } else { "replicas" };
+            write!(f, "of {} {noun}", self.replicas)?;
+            let rules = [
+                (self.down, "down (failing probes, fenced or joining)"),
+                (self.not_tagged, "without the tag a routing rule restricts this read to"),
+                (self.dedicated, "reserved for another tag's reads (a dedicated tag)"),
+                (self.over_max_lag, "known to lag past the router's max_replica_lag"),
+                (self.over_bound, "not provably within the read's staleness bound"),
+                (self.behind_token, "not known to have replayed the read's token"),
+            ];
+            let mut any = false;
+            for (n, why) in rules.into_iter().filter(|(n, _)| *n > 0) {
+                let verb = if n == 1 { "is" } else { "are" };
+                write!(f, ", {n} {verb} {why}")?;
+                any = true;
+            }
+            if !any {
+                f.write_str(", none was left")?;
+            }
+        }
+        f.write_str(match self.primary {
+            PrimaryExcluded::NotAllowed => {
+                "; the primary may not serve reads a replica could (primary_reads = never)"
+            }
+            PrimaryExcluded::NoPrimary => "; no node is the primary now",
+        })
+    }
 }
 
 impl RouteError {

@@ -211,7 +211,7 @@ const PRIMARY_HINT: &str = r#"SELECT "t"."id" FROM "t" /*rwsplit:primary*/"#;
     Transaction::None,
     CatchUp::Primary,
     "empty",
-    "err: no eligible node for this read"
+    "err: no eligible node for this read: there is no replica; no node is the primary now"
 )]
 // Transactions.
 #[case(
@@ -519,7 +519,12 @@ fn read_ctx(now: Instant) -> RouteContext<'static> {
 
 #[rstest]
 #[case(PrimaryReads::Never, "healthy", "1 Balanced [2]")]
-#[case(PrimaryReads::Never, "down", "err: no eligible node for this read")]
+#[case(
+    PrimaryReads::Never,
+    "down",
+    "err: no eligible node for this read: of 2 replicas, 2 are down (failing probes, fenced or \
+     joining); the primary may not serve reads a replica could (primary_reads = never)"
+)]
 #[case(PrimaryReads::Fallback, "down", "0 NoEligibleReplica []")]
 #[case(PrimaryReads::Include, "healthy", "0 PrimaryBalanced [1, 2]")]
 #[case(PrimaryReads::Include, "down", "0 PrimaryBalanced []")]

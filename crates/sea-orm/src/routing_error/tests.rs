@@ -21,6 +21,13 @@ fn cause() -> DbErr {
     )))))
 }
 
+/// Of `replicas`, `down` down and `lagging` past the lag limit; the primary not allowed.
+fn excluded(replicas: u8, down: u8, lagging: u8) -> rwsplit_core::Excluded {
+    let mut e = rwsplit_core::Excluded::default();
+    (e.replicas, e.down, e.over_max_lag) = (replicas, down, lagging);
+    e
+}
+
 fn node() -> String {
     "db1:5432/app".to_owned()
 }
@@ -80,7 +87,17 @@ const UNKNOWN: (bool, bool) = (false, true);
     Carrier::Conn, FINAL, "not in the topology"
 )]
 #[case::no_node_left(RoutingError::NoNodeLeft, Carrier::Conn, RETRY, "no node left")]
-#[case::node_removed(RoutingError::NodeRemoved, Carrier::Conn, RETRY, "removed")]
+#[case::unroutable_excluded(
+    RoutingError::Unroutable {
+        source: RouteError::NoEligibleNode { excluded: excluded(3, 2, 1) }
+    },
+    Carrier::Conn, RETRY,
+    "of 3 replicas, 2 are down (failing probes, fenced or joining), 1 is known to lag past the \
+     router's max_replica_lag; the primary may not serve reads a replica could (primary_reads = never)"
+)]
+#[case::node_removed(
+    RoutingError::NodeRemoved { node: node() }, Carrier::Conn, RETRY, "db1:5432/app was removed"
+)]
 #[case::position_unreadable(
     RoutingError::PositionUnreadable { what: "lsn", value: Some("zz".into()), source: None },
     Carrier::Query, FINAL, "`lsn` is `zz`"
@@ -117,6 +134,11 @@ fn every_variant_survives_the_db_err(
     assert!(text.contains(says), "{text}");
     if std::error::Error::source(back).is_some_and(|s| s.to_string().contains("reset by peer")) {
         assert!(text.contains("reset by peer"), "the cause is in the text: {text}");
+    }
+    // The cause is in the text once, whether the variant's own text says it or the carrier
+    // adds it.
+    if let Some(cause) = std::error::Error::source(back).map(ToString::to_string) {
+        assert_eq!(text.matches(&cause).count(), 1, "the cause once: {text}");
     }
     // A clone of the DbErr carries the same error.
     assert!(routing_error(&err.clone()).is_some());
@@ -234,6 +256,44 @@ fn a_route_that_cannot_be_made_is_typed(
         other => panic!("{other:?}"),
     };
     assert_eq!(got, want);
+}
+
+/// A read no node can take names the rule that excluded each replica, and why the primary
+/// could not take it.
+#[rstest]
+#[case::no_replica_never(
+    &[Role::Primary], RouterConfig::default().primary_reads(rwsplit_core::PrimaryReads::Never),
+    "there is no replica; the primary may not serve reads a replica could (primary_reads = never)"
+)]
+#[case::unprovable_never(
+    &[Role::Primary, Role::Replica, Role::Replica],
+    RouterConfig::default().primary_reads(rwsplit_core::PrimaryReads::Never),
+    "of 2 replicas, 2 are not provably within the read's staleness bound; the primary may not"
+)]
+#[case::no_primary(
+    &[Role::Replica, Role::Replica],
+    RouterConfig::default().max_replica_lag(rwsplit_core::Staleness::bytes(0)),
+    "; no node is the primary now"
+)]
+fn an_unroutable_read_names_the_rule(
+    #[case] roles: &[Role],
+    #[case] config: RouterConfig,
+    #[case] says: &str,
+) {
+    let routing = Routing::new(topology(roles), config, HealthPolicy::default());
+    let classified = rwsplit_core::explain("SELECT * FROM events", rwsplit_core::Dialect::Postgres);
+    let consistency = rwsplit_core::Consistency::BoundedStaleness(rwsplit_core::Staleness::time(
+        Duration::from_secs(1),
+    ));
+    let ctx = RouteContext::new(&classified, Instant::now()).with_consistency(&consistency);
+    let Err(err) = routing.plan(&ctx) else { panic!("routed") };
+    let e = routing_error(&err).expect("typed");
+    assert!(
+        matches!(e, RoutingError::Unroutable { source: RouteError::NoEligibleNode { .. } }),
+        "{e:?}"
+    );
+    assert!(e.to_string().contains(says), "{e}");
+    assert!(err.to_string().contains(says), "{err}");
 }
 
 fn rows(backend: DbBackend, row: &[(&'static str, Option<&str>)]) -> DatabaseConnection {
