@@ -93,6 +93,25 @@ async fn an_unreachable_primary_is_a_clear_error() {
     assert!(!format!("{err:?}").contains("secret"), "no credentials in Debug: {err:?}");
 }
 
+/// A primary that answers but refuses the login names the server's reason in the error's own
+/// text (here a database that does not exist), not only in `source()`.
+#[rstest]
+#[case::postgres(DbKind::Postgres, "SQLSTATE 3D000")]
+#[case::mariadb(DbKind::MariaDb, "error 1049")]
+#[tokio::test]
+async fn a_refused_login_names_its_cause(#[case] kind: DbKind, #[case] code: &str) {
+    let cluster = shared(kind);
+    let err = RoutedConnection::builder()
+        .primary(cluster.primary().url_for("no_such_database"))
+        .connect()
+        .await
+        .unwrap_err();
+    let text = err.to_string();
+    assert!(matches!(err, Error::PrimaryUnreachable { .. }), "{text}");
+    assert!(text.contains("the database does not exist") && text.contains(code), "{text}");
+    assert!(std::error::Error::source(&err).is_some(), "the driver's error stays the source");
+}
+
 #[rstest]
 #[case::postgres(DbKind::Postgres)]
 #[case::mariadb(DbKind::MariaDb)]
