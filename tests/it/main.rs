@@ -5,6 +5,7 @@ mod axum_session;
 #[path = "../../examples/blog/mod.rs"]
 mod blog;
 mod faults;
+mod frozen;
 mod metrics;
 mod monitor_following;
 mod monitor_health;

@@ -130,6 +130,19 @@ impl RoutedConnectionBuilder {
         self
     }
 
+    /// Whether a read on a replica still unanswered after its node's hedge delay (eight times
+    /// its recent average answer time, between 25 and 150 ms) is sent to the next node of its
+    /// plan as well — one that satisfies the same consistency — the first answer winning
+    /// (default true). Hedges are rationed to about 2 % of reads; never for writes, reads in a
+    /// transaction, or streams. A replica that left a read unanswered that long is passed over
+    /// by later reads until it answers again (or its probe does), so a frozen replica costs a
+    /// read tens of milliseconds instead of the pool's acquire timeout. Counted in
+    /// [`Stats::hedges`](crate::Stats::hedges).
+    pub fn hedged_reads(mut self, on: bool) -> Self {
+        self.policy.hedged_reads = on;
+        self
+    }
+
     /// Whether `begin_with_config(_, Some(AccessMode::ReadOnly))` may run on a replica (default
     /// true). SERIALIZABLE read-only transactions stay on a PostgreSQL primary either way: hot
     /// standbys refuse them.

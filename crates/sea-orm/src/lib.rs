@@ -213,6 +213,7 @@ mod failover;
 mod failure;
 mod hooks;
 mod learned;
+mod pace;
 mod pooling;
 mod pools;
 mod position;
@@ -235,6 +236,7 @@ mod tests;
 mod tests_hardening;
 #[cfg(test)]
 mod tests_redaction;
+mod watchdog;
 
 pub use builder::RoutedConnectionBuilder;
 pub use config::{
@@ -251,7 +253,7 @@ pub use replica::Replica;
 pub use routing_error::{DownReason, NotSentReason, RoutingError, UnknownReason, routing_error};
 pub use session::{Routed, Session};
 pub use session_token::{SessionToken, SessionTokenError};
-pub use stats::{NodeStats, ReadYourWrites, Stats};
+pub use stats::{Hedges, NodeStats, ReadYourWrites, Stats};
 pub use stream::RoutedStream;
 
 // Every type a public method here or on these takes or returns, so one dependency is enough:

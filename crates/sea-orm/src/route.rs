@@ -152,6 +152,11 @@ impl Plan {
         self.topology.node(node).map(|n| n.load().start(now))
     }
 
+    /// Statements in flight on `node` in the plan's snapshot.
+    pub(crate) fn in_flight(&self, node: NodeId) -> u32 {
+        self.topology.node(node).map_or(0, |n| n.load().in_flight())
+    }
+
     /// The node to try first.
     pub(crate) fn first(&self) -> NodeId {
         self.iter().next().unwrap_or_else(|| self.route.target())

@@ -24,6 +24,24 @@ pub struct Stats {
     promotions: u64,
     replica_refusals: u64,
     learned_writes: u64,
+    hedges: Hedges,
+}
+
+/// Hedged reads since the connection was built: a read on a replica still unanswered after its
+/// node's hedge delay is sent to another node of its plan too, and the first answer wins
+/// (rationed to about 2 % of reads; see the builder's
+/// [`hedged_reads`](crate::RoutedConnectionBuilder::hedged_reads)).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Hedges {
+    /// Reads hedged.
+    pub sent: u64,
+    /// Hedged reads the second node answered first.
+    pub won: u64,
+    /// Read attempts that passed over a replica answering nothing (a read on it went unanswered
+    /// for its hedge delay, or it had reads in flight and answered nothing for 100 ms) for the
+    /// plan's next node, before the monitor's verdict.
+    pub stalled_skips: u64,
 }
 
 /// Read-your-writes counters since the connection was built.
@@ -104,6 +122,11 @@ impl Stats {
     /// any of them learned), so one connection's refusal spares the others theirs.
     pub fn learned_writes(&self) -> u64 {
         self.learned_writes
+    }
+
+    /// Hedged reads and reads steered off a stalled replica.
+    pub fn hedges(&self) -> Hedges {
+        self.hedges
     }
 
     /// Replicas this connection promoted by automatic failover.
@@ -299,5 +322,10 @@ pub(crate) fn snapshot(db: &RoutedConnection) -> Stats {
         promotions: inner.monitor.as_ref().map_or(0, |m| m.promotions()),
         replica_refusals: inner.counters.replica_refusals.load(Ordering::Relaxed),
         learned_writes: u64::try_from(inner.classified.learned()).unwrap_or(u64::MAX),
+        hedges: Hedges {
+            sent: inner.counters.hedges.load(Ordering::Relaxed),
+            won: inner.counters.hedges_won.load(Ordering::Relaxed),
+            stalled_skips: inner.counters.stalled_skips.load(Ordering::Relaxed),
+        },
     }
 }

@@ -48,6 +48,7 @@ pub(crate) const SETTINGS: &[(&str, &str)] = &[
     ("RWSPLIT_PREFER_ZONE", "router.prefer_zone"),
     ("RWSPLIT_PRIMARY_READS", "router.primary_reads"),
     ("RWSPLIT_READ_YOUR_WRITES", "policy.read_your_writes"),
+    ("RWSPLIT_HEDGED_READS", "policy.hedged_reads"),
     ("RWSPLIT_WAIT_FOR_REPLICA", "policy.wait_for_replica"),
     ("RWSPLIT_CONSISTENCY", "policy.consistency"),
     ("RWSPLIT_STALENESS", "policy.staleness"),
@@ -160,6 +161,7 @@ pub(super) fn read(vars: BTreeMap<String, String>) -> Result<RoutedConfig> {
     router.primary_reads = vars.parse("RWSPLIT_PRIMARY_READS", parse_primary_reads)?;
     let policy = &mut config.policy;
     policy.read_your_writes = vars.flag("RWSPLIT_READ_YOUR_WRITES")?;
+    policy.hedged_reads = vars.flag("RWSPLIT_HEDGED_READS")?;
     policy.wait_for_replica = vars.parse("RWSPLIT_WAIT_FOR_REPLICA", parse_duration)?;
     if let Some(c) = vars.parse("RWSPLIT_CONSISTENCY", parse_consistency)? {
         policy.consistency = c;

@@ -385,6 +385,9 @@ impl BalancerKind {
 pub struct PolicyConfig {
     /// Track each write's position so later reads in its scope see it (default true).
     pub read_your_writes: Option<bool>,
+    /// Hedge a replica read still unanswered after its node's hedge delay on another node
+    /// (default true; see the builder's `hedged_reads`).
+    pub hedged_reads: Option<bool>,
     /// How long a read-your-writes read may wait for a replica to catch up before it goes to
     /// the primary (default `10ms`; `0ms`: the primary at once).
     #[serde(default, deserialize_with = "de_duration")]
@@ -802,6 +805,9 @@ impl RoutedConfig {
         let rc = router_config(&router, &monitor);
         b = b.router(rc);
 
+        if let Some(on) = policy.hedged_reads {
+            b = b.hedged_reads(on);
+        }
         if let Some(on) = policy.read_your_writes {
             b = b.read_your_writes(on);
         }

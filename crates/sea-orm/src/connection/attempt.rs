@@ -118,6 +118,19 @@ pub(super) trait Work: Send {
     fn call(&self) -> Option<Call<'_>> {
         None
     }
+    /// It may be hedged: a read whose whole answer comes back at once (not a stream, which
+    /// hands rows over as they come), so two attempts may run side by side
+    /// ([`shared`](Self::shared)) and the first answer wins.
+    const HEDGE: bool = false;
+    /// A read attempt that leaves the work as it is (its statement cloned), so another may run
+    /// beside it. Called only if [`HEDGE`](Self::HEDGE).
+    fn shared<'a>(
+        &'a self,
+        pool: &'a DatabaseConnection,
+    ) -> impl Future<Output = Result<Self::Output, DbErr>> + Send + 'a {
+        let _ = pool;
+        std::future::ready(Err(failure::internal("no shared form")))
+    }
 }
 
 /// The statement for one attempt: a clone while another attempt may follow, else the original.
@@ -174,6 +187,13 @@ impl Work for QueryOne {
     ) -> Option<impl Future<Output = Result<Self::Output, DbErr>> + Send + 'a> {
         Some(conn.query_one(statement(&mut self.0, true)))
     }
+    const HEDGE: bool = true;
+    fn shared<'a>(
+        &'a self,
+        pool: &'a DatabaseConnection,
+    ) -> impl Future<Output = Result<Self::Output, DbErr>> + Send + 'a {
+        pool.query_one_raw(self.0.clone())
+    }
 }
 
 impl Work for QueryAll {
@@ -203,6 +223,13 @@ impl Work for QueryAll {
         conn: &'a mut Taken,
     ) -> Option<impl Future<Output = Result<Self::Output, DbErr>> + Send + 'a> {
         Some(conn.query_all(statement(&mut self.0, true)))
+    }
+    const HEDGE: bool = true;
+    fn shared<'a>(
+        &'a self,
+        pool: &'a DatabaseConnection,
+    ) -> impl Future<Output = Result<Self::Output, DbErr>> + Send + 'a {
+        pool.query_all_raw(self.0.clone())
     }
 }
 
@@ -300,6 +327,36 @@ impl Work for Begin {
         _last: bool,
     ) -> impl Future<Output = Result<Self::Output, DbErr>> + Send + 'a {
         pool.begin_with_options(self.options)
+    }
+}
+
+/// How a hedged read ended ([`Inner::hedged`]).
+enum Hedged<T> {
+    /// The first attempt's outcome (no hedge, or the hedge failed or lost).
+    First(Result<T, Attempt>),
+    /// The hedge answered first.
+    By(T, Hedge),
+}
+
+/// The node a hedged read's answer came from.
+struct Hedge {
+    id: NodeId,
+    node: crate::connection::NodeRef,
+    guard: Option<rwsplit_core::InFlight>,
+    started: Instant,
+}
+
+/// A read of `work` on `node` that leaves `work` as it is: straight on the sqlx pool where the
+/// node's reads may be ([`sending::direct`]), else through SeaORM's connection.
+fn read_shared<'a, W: Work>(
+    work: &'a W,
+    node: &'a Node,
+) -> impl Future<Output = Result<W::Output, DbErr>> + Send + 'a {
+    let pool = node.user_conn();
+    let direct = if W::DIRECT && node.reads_direct() { sending::direct(pool) } else { None };
+    match direct {
+        Some(d) => Either::Left(work.direct(d)),
+        None => Either::Right(work.shared(pool)),
     }
 }
 
@@ -573,8 +630,20 @@ impl Inner {
                 let Some(node) = self.nodes.get(id) else {
                     continue;
                 };
-                tried += 1;
                 let on_primary = id == primary;
+                // A replica that has stopped answering, before the monitor's verdict: the plan's
+                // next node first (it stays in the plan as the read's last resort if it is last).
+                if !write
+                    && !on_primary
+                    && !last
+                    && plan.reason() != Why::Router(rwsplit_core::RouteReason::NodeRequested)
+                    && node.pace.stalled(plan.in_flight(id), now)
+                {
+                    bump(&self.counters.stalled_skips);
+                    tracing::debug!(target: "rwsplit", node = %node.name, "node stalled: trying the plan's next one");
+                    continue;
+                }
+                tried += 1;
                 if traced {
                     let span = span();
                     if !span.is_disabled() {
@@ -607,6 +676,35 @@ impl Inner {
                     // waited on for the acquire timeout (connecting to a dead server is retried
                     // until then); the read moves on, or fails at once saying why.
                     Err(Attempt::GivenUp(crate::deadline::already_down(&node.name)))
+                } else if let Some(other) = plan
+                    .candidate(k)
+                    .filter(|_| W::HEDGE && !on_primary && self.policy.hedged_reads)
+                {
+                    // A read that may be hedged on the plan's next node (boxed, as a read's
+                    // sqlx future is: see `read_shared`).
+                    self.hedge_budget.earn();
+                    let read =
+                        self.hedgeable(plan, &*work, (id, &node), other, (started, deadline));
+                    let hedged = Box::pin(read).await;
+                    match hedged {
+                        Hedged::By(out, hedge) => {
+                            bump(&self.counters.hedges_won);
+                            let served = Record {
+                                conn: self,
+                                node: &hedge.node,
+                                id: hedge.id,
+                                statement: self.metrics(plan, &*work),
+                                reason: plan.reason(),
+                                on_primary: hedge.id == primary,
+                                write: false,
+                                guard: hedge.guard,
+                                started: hedge.started,
+                            };
+                            served.succeeded(Instant::now());
+                            return Ok((out, hedge.id));
+                        }
+                        Hedged::First(r) => r,
+                    }
                 } else {
                     // A read on the primary may run once more on a new primary: it keeps its
                     // statement.
@@ -701,6 +799,93 @@ impl Inner {
             }
             // Every candidate was skipped (a catch-up wait that timed out on the only one).
             Err(Stop::Fail(last_err.map_or_else(failure::no_node_left, |e| *e)))
+        }
+    }
+
+    /// A read on replica `first` (`.0`, its node `.1`) that may be hedged on `other`: it waits
+    /// on its node, bounded as any read, and on the watchdog's word that the node has gone
+    /// silent past its hedge delay (no timer of its own); then [`hedge`](Self::hedge).
+    /// `times`: when the attempt started, and the caller's deadline.
+    async fn hedgeable<W: Work>(
+        &self,
+        plan: &Plan,
+        work: &W,
+        first: (NodeId, &Node),
+        other: NodeId,
+        times: (Instant, Option<Instant>),
+    ) -> Hedged<W::Output> {
+        let (id, node) = first;
+        let (started, deadline) = times;
+        node.pace.begin(started);
+        self.watchdog.ensure();
+        let timeouts = &self.policy.timeouts;
+        let limit = crate::deadline::attempt_limit(true, timeouts, deadline, started);
+        let first = self.bounded(id, true, &node.name, limit, read_shared(work, node));
+        let mut first = std::pin::pin!(first);
+        let stall = node.pace.stall();
+        let mut stall = std::pin::pin!(stall);
+        let answered = std::future::poll_fn(|cx| {
+            if let std::task::Poll::Ready(r) = first.as_mut().poll(cx) {
+                return std::task::Poll::Ready(Some(r));
+            }
+            stall.as_mut().poll(cx).map(|()| None)
+        })
+        .await;
+        match answered {
+            Some(r) => Hedged::First(r),
+            None => self.hedge(plan, work, first.as_mut(), node, other).await,
+        }
+    }
+
+    /// A read waiting on replica `node` whose node the watchdog found silent past its hedge
+    /// delay: if the budget allows ([`HedgeBudget`](crate::pace::HedgeBudget)), the same read
+    /// goes to `other` (the plan's next node, which satisfies the same consistency) as well,
+    /// and the first answer wins; the other attempt is dropped. Either attempt failing leaves
+    /// the other to finish. Each attempt is bounded as [`bounded`](Self::bounded) bounds it.
+    async fn hedge<W: Work, F>(
+        &self,
+        plan: &Plan,
+        work: &W,
+        mut first: std::pin::Pin<&mut F>,
+        node: &Node,
+        other: NodeId,
+    ) -> Hedged<W::Output>
+    where
+        F: Future<Output = Result<W::Output, Attempt>>,
+    {
+        let Some(hedge_node) = self.nodes.get(other) else {
+            return Hedged::First(first.await);
+        };
+        if !self.hedge_budget.spend() {
+            return Hedged::First(first.await);
+        }
+        bump(&self.counters.hedges);
+        let now = Instant::now();
+        tracing::info!(target: "rwsplit", node = %node.name, hedge = %hedge_node.name, after = ?node.pace.hedge_delay(), "read unanswered: hedged on another node");
+        let on_replica = plan.snapshot_primary() != Some(other);
+        let timeouts = &self.policy.timeouts;
+        let limit =
+            crate::deadline::attempt_limit(on_replica, timeouts, crate::deadline::current(), now);
+        let guard = plan.start(other, now);
+        let second = read_shared(work, &hedge_node);
+        let second = self.bounded(other, on_replica, &hedge_node.name, limit, second);
+        let mut second = std::pin::pin!(second);
+        let by = |out| {
+            let hedge = Hedge { id: other, node: hedge_node.clone(), guard, started: now };
+            Hedged::By(out, hedge)
+        };
+        tokio::select! {
+            r = &mut first => match r {
+                Ok(out) => Hedged::First(Ok(out)),
+                Err(e) => match second.await {
+                    Ok(out) => by(out),
+                    Err(_) => Hedged::First(Err(e)),
+                },
+            },
+            r = &mut second => match r {
+                Ok(out) => by(out),
+                Err(_) => Hedged::First(first.await),
+            },
         }
     }
 

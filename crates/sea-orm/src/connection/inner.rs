@@ -30,6 +30,9 @@ pub(crate) struct Policy {
     pub(crate) timeouts: crate::deadline::Timeouts,
     pub(crate) failover: Option<rwsplit_monitor::AutoFailover>,
     pub(crate) on_replica_refusal: crate::OnReplicaRefusal,
+    /// Whether a read on a replica still unanswered after its node's hedge delay is sent to
+    /// another node of its plan too ([`crate::pace`]).
+    pub(crate) hedged_reads: bool,
 }
 
 impl Default for Policy {
@@ -43,6 +46,7 @@ impl Default for Policy {
             timeouts: crate::deadline::Timeouts::default(),
             failover: None,
             on_replica_refusal: crate::OnReplicaRefusal::Primary,
+            hedged_reads: true,
         }
     }
 }
@@ -88,6 +92,9 @@ pub(crate) struct Node {
     pub(crate) one_pool: bool,
     /// When it last answered a probe.
     pub(crate) last_seen: Mutex<Option<Instant>>,
+    /// How fast it has been answering: hedged reads, and reads steered off it while it answers
+    /// nothing.
+    pub(crate) pace: crate::pace::Pace,
     /// Where the monitor opens its own connections to it from (`None`: it cannot, and a
     /// connection made of such nodes runs no monitor).
     pub(crate) probe: Option<crate::probe::ProbeFrom>,
@@ -152,6 +159,7 @@ impl Node {
             system_id: AtomicU64::new(0),
             placement: crate::replica::Placement::default(),
             last_seen: Mutex::new(None),
+            pace: crate::pace::Pace::default(),
             one_pool: false,
             probe: None,
             kept: OnceLock::new(),
@@ -496,6 +504,10 @@ pub(crate) struct Inner {
     pub(crate) positions_landed: tokio::sync::Notify,
     /// Position reads after writes, shared among the writes they cover.
     pub(crate) captures: crate::coalesce::Coalesce,
+    /// Hedges left to spend ([`crate::pace::HedgeBudget`]).
+    pub(crate) hedge_budget: crate::pace::HedgeBudget,
+    /// Looks for nodes silent past their hedge delay while reads are in flight.
+    pub(crate) watchdog: Arc<crate::watchdog::Watchdog>,
     /// The monitor's probe loops (`None` outside a tokio runtime: health then moves only on
     /// the failures statements see), shared with the process's other connections to the same
     /// nodes (`crate::shared`). The last connection's drop stops them.
@@ -524,6 +536,12 @@ pub(crate) struct Counters {
     pub(crate) monotonic_stays: AtomicU64,
     /// Statements classified as reads that a replica refused because they write.
     pub(crate) replica_refusals: AtomicU64,
+    /// Reads sent to a second node after going unanswered for their hedge delay.
+    pub(crate) hedges: AtomicU64,
+    /// Hedged reads the second node answered first.
+    pub(crate) hedges_won: AtomicU64,
+    /// Read attempts that passed over a stalled node for the plan's next one.
+    pub(crate) stalled_skips: AtomicU64,
 }
 
 pub(crate) fn bump(counter: &AtomicU64) {

@@ -81,7 +81,11 @@ impl RoutedConnection {
             None => Routing::new(topology, router, health),
         };
         let learned = learned_shapes(product, &nodes);
+        let watchdog = Arc::<crate::watchdog::Watchdog>::default();
         let inner = Arc::new_cyclic(|weak: &std::sync::Weak<Inner>| {
+            if policy.hedged_reads {
+                crate::watchdog::Watchdog::spawn(Arc::clone(&watchdog), weak.clone());
+            }
             let monitor = acquired.map(|a| {
                 spawn_sampler(weak.clone(), policy.monitor.interval_value());
                 a.listen(on_probe(weak, product))
@@ -104,6 +108,8 @@ impl RoutedConnection {
                 counters: Counters::default(),
                 positions_landed: tokio::sync::Notify::new(),
                 captures: crate::coalesce::Coalesce::default(),
+                hedge_budget: crate::pace::HedgeBudget::default(),
+                watchdog,
                 monitor,
                 discovery: std::sync::Mutex::new(None),
                 hooks: Arc::default(),
@@ -334,8 +340,9 @@ fn on_probe(weak: &std::sync::Weak<Inner>, product: Product) -> rwsplit_monitor:
             if let Some(system_id) = crate::product::system_id(seen) {
                 n.system_id.store(system_id, Ordering::Relaxed);
             }
-            *n.last_seen.lock().unwrap_or_else(std::sync::PoisonError::into_inner) =
-                Some(Instant::now());
+            let now = Instant::now();
+            *n.last_seen.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = Some(now);
+            n.pace.probed(now);
             check_server(&weak, node, &n, product);
         }
         let floor = |seen: &crate::causal::Seen| match inner.routing.floor(seen) {

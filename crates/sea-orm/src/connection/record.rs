@@ -73,6 +73,7 @@ impl Record<'_> {
             g.finish(now);
         }
         self.observe(now, None);
+        self.node.pace.answered(self.started, now);
         routing.record_success(self.id, now);
         let counter = if self.write { &self.node.writes } else { &self.node.reads };
         counter.fetch_add(1, Ordering::Relaxed);

@@ -499,12 +499,15 @@ async fn a_read_on_the_primary_follows_a_new_primary() {
     assert_eq!(log[0].statements()[0].sql, select().sql, "the read itself, not an empty one");
 }
 
-/// A replica read waits on its node's standing without a timer: a change of the node's health
-/// that does not take it down (suspect) is seen and the read goes on waiting; the monitor
-/// marking it down ends the read there at once, and it moves on to the primary.
+/// A replica read that is not hedged waits on its node's standing without a timer: a change
+/// of the node's health that does not take it down (suspect) is seen and the read goes on
+/// waiting; the monitor marking it down ends the read there at once, and it moves on to the
+/// primary.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_replica_read_is_given_up_when_its_node_is_marked_down_and_not_before() {
-    let db = routed(answering(), vec![refusing(std::time::Duration::from_secs(30)).await], 2);
+    let policy = Policy { read_your_writes: false, hedged_reads: false, ..Default::default() };
+    let replica = refusing(std::time::Duration::from_secs(30)).await;
+    let db = RoutedConnection::from_connections_with(answering(), vec![replica], policy).unwrap();
     let read = tokio::spawn({
         let db = db.clone();
         async move {
@@ -530,6 +533,29 @@ async fn a_replica_read_is_given_up_when_its_node_is_marked_down_and_not_before(
     assert!(took < std::time::Duration::from_secs(5), "took {took:?}");
     assert_eq!(db.stats().retries(), 1);
     assert_eq!(db.stats().primary().reads(), 1);
+}
+
+/// A replica read still unanswered after its hedge delay (a replica that answers nothing:
+/// its pool waits 30 s for a connection) is sent to the plan's next node too, which answers;
+/// later reads pass the replica over until it answers again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unanswered_replica_read_is_hedged_and_the_replica_passed_over() {
+    let db = routed(answering(), vec![refusing(std::time::Duration::from_secs(30)).await], 2);
+    let started = std::time::Instant::now();
+    let row = db.query_one_raw(select()).await.expect("answered by the hedge");
+    let took = started.elapsed();
+    assert!(row.is_some());
+    let floor = crate::pace::HEDGE_FLOOR;
+    assert!(took >= floor && took < floor * 4, "took {took:?}: the hedge delay, then the primary");
+    let hedges = db.stats().hedges();
+    assert_eq!((hedges.sent, hedges.won), (1, 1), "{hedges:?}");
+    assert_eq!(db.stats().primary().reads(), 1);
+    // The replica left a read unanswered: the next read goes to the primary at once.
+    let started = std::time::Instant::now();
+    db.query_one_raw(select()).await.unwrap();
+    assert!(started.elapsed() < floor, "passed over, not waited on");
+    assert_eq!(db.stats().hedges().stalled_skips, 1);
+    assert_eq!(db.stats().primary().reads(), 2);
 }
 
 /// Issue 23's budget: a statement's future — what SeaORM's `async_trait` moves, whole, into the

@@ -1,0 +1,264 @@
+//! [`Pace`]: how fast a node has been answering, for hedged reads and for steering reads off a
+//! node that has stopped answering before the monitor marks it down.
+//!
+//! A frozen server (a hung VM, a blackholed network, a stopped process) answers nothing and
+//! refuses nothing, so every wait on it runs to a timeout; the monitor marks it down only after
+//! its probes time out (a second or two). Meanwhile:
+//!
+//! - once a node has had reads waiting and answered none of them for its
+//!   [hedge delay](Pace::hedge_delay) — a multiple of its recent answer time, between a floor
+//!   and a cap — the reads waiting on it are sent to another node of their plans as well, and
+//!   the first answer wins (rationed: [`HedgeBudget`]). A [`Watchdog`](crate::watchdog) looks
+//!   every few milliseconds while reads are in flight and wakes the waiting reads
+//!   ([`Pace::stall`]): no read registers a timer of its own;
+//! - a node is [stalled](Pace::stalled) once its reads were hedged, until it answers anything
+//!   again (a statement or the monitor's probe), or while reads have waited on it unanswered
+//!   for [`STALLED_AFTER`]: reads try the plan's other nodes first. A node that answers slowly
+//!   but answers — busy, not dead — is never stalled, and nothing here marks a node down: that
+//!   stays the monitor's verdict.
+
+use std::sync::OnceLock;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+/// The shortest hedge delay: below it a hedge would race ordinary reads' tails.
+pub(crate) const HEDGE_FLOOR: Duration = Duration::from_millis(25);
+/// The longest hedge delay, whatever the node's usual pace.
+pub(crate) const HEDGE_CAP: Duration = Duration::from_millis(150);
+/// How many times a node's average answer time a read waits before it is hedged.
+const HEDGE_FACTOR: u32 = 8;
+/// A node with reads in flight that has answered nothing for this long is stalled.
+pub(crate) const STALLED_AFTER: Duration = Duration::from_millis(100);
+
+/// One node's answers.
+#[derive(Debug, Default)]
+pub(crate) struct Pace {
+    /// When it last answered a statement or a probe ([`stamp`]; 0: never).
+    answered: AtomicU64,
+    /// When a read on it was last hedged for want of an answer ([`stamp`]; 0: never).
+    overdue: AtomicU64,
+    /// Its statements' average answer time, in microseconds (an exponentially weighted average
+    /// over about the last 16; 0: none yet).
+    average_us: AtomicU64,
+    /// When the first read still waiting began, among those begun since its last answer
+    /// ([`stamp`]; 0: none waiting since).
+    waiting: AtomicU64,
+    /// Wakes the reads waiting on it when the watchdog finds it silent past its hedge delay.
+    stall: tokio::sync::Notify,
+}
+
+impl Pace {
+    /// A read on the node began at `now` (its wait is timed from the first one since the
+    /// node's last answer).
+    pub(crate) fn begin(&self, now: Instant) {
+        if self.waiting.load(Ordering::Relaxed) == 0 {
+            let _ =
+                self.waiting.compare_exchange(0, stamp(now), Ordering::Relaxed, Ordering::Relaxed);
+        }
+    }
+
+    /// Resolves when the watchdog finds the node silent past its hedge delay.
+    pub(crate) fn stall(&self) -> tokio::sync::futures::Notified<'_> {
+        self.stall.notified()
+    }
+
+    /// Whether reads have waited on the node, unanswered, for longer than its hedge delay at
+    /// `now`; if so the waiting reads are woken (to hedge) and the node marked overdue.
+    pub(crate) fn check(&self, now: Instant) -> bool {
+        let waiting = self.waiting.load(Ordering::Relaxed);
+        let silent =
+            waiting != 0 && stamp(now).saturating_sub(waiting) > micros(self.hedge_delay());
+        if silent {
+            self.overdue(now);
+            self.stall.notify_waiters();
+        }
+        silent
+    }
+
+    /// A statement on the node, started at `started`, got its answer at `now`.
+    pub(crate) fn answered(&self, started: Instant, now: Instant) {
+        self.answered.fetch_max(stamp(now), Ordering::Relaxed);
+        self.waiting.store(0, Ordering::Relaxed);
+        let took = u64::try_from(now.saturating_duration_since(started).as_micros())
+            .unwrap_or(u64::MAX)
+            .max(1);
+        let _ = self.average_us.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |avg| {
+            Some(if avg == 0 { took } else { avg - avg / 16 + took / 16 })
+        });
+    }
+
+    /// The monitor's probe got an answer from the node at `now`.
+    pub(crate) fn probed(&self, now: Instant) {
+        self.answered.fetch_max(stamp(now), Ordering::Relaxed);
+    }
+
+    /// A read on the node went unanswered for its hedge delay, at `now`.
+    pub(crate) fn overdue(&self, now: Instant) {
+        self.overdue.fetch_max(stamp(now), Ordering::Relaxed);
+    }
+
+    /// How long a read on the node waits before it is hedged: [`HEDGE_FACTOR`] times its
+    /// average answer time, within [`HEDGE_FLOOR`] and [`HEDGE_CAP`].
+    pub(crate) fn hedge_delay(&self) -> Duration {
+        let avg = Duration::from_micros(self.average_us.load(Ordering::Relaxed));
+        avg.saturating_mul(HEDGE_FACTOR).clamp(HEDGE_FLOOR, HEDGE_CAP)
+    }
+
+    /// Whether reads should try other nodes first, at `now`, with `in_flight` statements on
+    /// this one: reads on it went unanswered for its hedge delay and it has answered nothing
+    /// since, or reads have waited on it, unanswered, for [`STALLED_AFTER`].
+    pub(crate) fn stalled(&self, in_flight: u32, now: Instant) -> bool {
+        let answered = self.answered.load(Ordering::Relaxed);
+        let overdue = self.overdue.load(Ordering::Relaxed);
+        if overdue > answered {
+            return true;
+        }
+        let waiting = self.waiting.load(Ordering::Relaxed);
+        waiting != 0 && in_flight > 0 && stamp(now).saturating_sub(waiting) > micros(STALLED_AFTER)
+    }
+}
+
+/// Hedges left to spend: each read earns [`HedgeBudget::SHARE`] of one, up to
+/// [`HedgeBudget::BURST`] hedges, so hedges stay within a few percent of reads however slow a
+/// node gets.
+#[derive(Debug)]
+pub(crate) struct HedgeBudget {
+    /// In thousandths of a hedge.
+    credit: AtomicU64,
+}
+
+impl Default for HedgeBudget {
+    fn default() -> Self {
+        HedgeBudget { credit: AtomicU64::new(Self::BURST * 1000) }
+    }
+}
+
+impl HedgeBudget {
+    /// What one read earns, in thousandths of a hedge: 2 % of reads.
+    pub(crate) const SHARE: u64 = 20;
+    /// The most hedges saved up.
+    pub(crate) const BURST: u64 = 10;
+
+    /// A read was made.
+    pub(crate) fn earn(&self) {
+        let _ = self.credit.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |c| {
+            (c < Self::BURST * 1000).then(|| (c + Self::SHARE).min(Self::BURST * 1000))
+        });
+    }
+
+    /// Spends one hedge if there is one.
+    pub(crate) fn spend(&self) -> bool {
+        self.credit
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |c| c.checked_sub(1000))
+            .is_ok()
+    }
+}
+
+/// `now` as microseconds since the first call in this process, plus one (0 stays "never").
+fn stamp(now: Instant) -> u64 {
+    static BASE: OnceLock<Instant> = OnceLock::new();
+    let base = *BASE.get_or_init(|| now.checked_sub(Duration::from_secs(1)).unwrap_or(now));
+    micros(now.saturating_duration_since(base)) + 1
+}
+
+fn micros(d: Duration) -> u64 {
+    u64::try_from(d.as_micros()).unwrap_or(u64::MAX)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MS: fn(u64) -> Duration = Duration::from_millis;
+
+    #[rstest::rstest]
+    #[case::fast_node(Duration::from_micros(300), HEDGE_FLOOR)]
+    #[case::a_10_ms_node(MS(10), MS(80))]
+    #[case::a_slow_node(MS(500), HEDGE_CAP)]
+    fn the_hedge_delay_follows_the_nodes_pace_within_bounds(
+        #[case] each: Duration,
+        #[case] delay: Duration,
+    ) {
+        let pace = Pace::default();
+        let t = Instant::now();
+        for i in 0..64 {
+            let start = t + MS(i * 1000);
+            pace.answered(start, start + each);
+        }
+        let got = pace.hedge_delay();
+        let (lo, hi) = (delay.mul_f64(0.95), delay.mul_f64(1.05));
+        assert!(got >= lo && got <= hi, "{got:?} for {each:?}");
+    }
+
+    /// Stalled: a hedged read's node until it answers again; a node whose reads have waited
+    /// unanswered for a while; never a node that answers, however slowly, nor an idle one.
+    #[rstest::rstest]
+    #[case::answering(Some(0), Some(40), 3, 50, false)]
+    #[case::waited_long_unanswered(Some(0), None, 1, 150, true)]
+    #[case::a_read_just_begun_after_idling(Some(10_000), None, 1, 10_050, false)]
+    #[case::idle(None, None, 0, 10_000, false)]
+    fn stalled_by_waiting(
+        #[case] began_ms: Option<u64>,
+        #[case] answered_ms: Option<u64>,
+        #[case] in_flight: u32,
+        #[case] now_ms: u64,
+        #[case] expected: bool,
+    ) {
+        let pace = Pace::default();
+        let t = Instant::now();
+        if let Some(b) = began_ms {
+            pace.begin(t + MS(b));
+        }
+        if let Some(a) = answered_ms {
+            pace.answered(t + MS(a) - MS(1), t + MS(a));
+        }
+        assert_eq!(pace.stalled(in_flight, t + MS(now_ms)), expected);
+    }
+
+    #[rstest::rstest]
+    #[case::hedged(Some(30), None, true)]
+    #[case::hedged_then_probed(Some(30), Some(50), false)]
+    fn stalled_by_a_hedge(
+        #[case] overdue_ms: Option<u64>,
+        #[case] probed_ms: Option<u64>,
+        #[case] expected: bool,
+    ) {
+        let pace = Pace::default();
+        let t = Instant::now();
+        pace.probed(t);
+        if let Some(o) = overdue_ms {
+            pace.overdue(t + MS(o));
+        }
+        if let Some(p) = probed_ms {
+            pace.probed(t + MS(p));
+        }
+        assert_eq!(pace.stalled(0, t + MS(60)), expected);
+    }
+
+    /// The watchdog's look: reads waiting past the hedge delay wake their waiters, once.
+    #[tokio::test]
+    async fn a_silent_node_wakes_its_waiting_reads() {
+        let pace = Pace::default();
+        let t = Instant::now();
+        pace.begin(t);
+        let woken = pace.stall();
+        let mut woken = std::pin::pin!(woken);
+        woken.as_mut().enable();
+        assert!(!pace.check(t + MS(10)), "within the hedge delay");
+        assert!(pace.check(t + HEDGE_FLOOR + MS(1)));
+        woken.await;
+        assert!(pace.stalled(0, t + HEDGE_FLOOR + MS(2)));
+    }
+
+    #[test]
+    fn hedges_stay_within_their_share_of_reads() {
+        let budget = HedgeBudget::default();
+        let mut hedges = 0;
+        for _ in 0..10_000 {
+            budget.earn();
+            hedges += u32::from(budget.spend());
+        }
+        // The burst, then one hedge per 50 reads.
+        assert!((200..=212).contains(&hedges), "{hedges}");
+    }
+}

@@ -1,0 +1,195 @@
+//! A frozen replica (SIGSTOP: it accepts connections and answers nothing, like a hung machine
+//! or a blackholed network) costs a read milliseconds, not seconds (issue 46): frozen before
+//! the application starts, `connect()` returns without waiting for it and no read goes to it;
+//! frozen under load, the reads waiting on it are hedged on another node and later reads pass
+//! it over until it answers again. Each test prints one `FROZEN-FIGURES` line.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use rstest::rstest;
+use rwsplit_sea_orm::RoutedConnection;
+use rwsplit_testkit::{DbKind, TestDatabase};
+use sea_orm::{ConnectionTrait, Statement};
+
+use crate::support::own_cluster;
+
+/// Readers, as the issue's measurements: one task per read, 8 at a time.
+const READERS: usize = 8;
+/// No read may take longer than this while a replica is frozen.
+const SLOWEST: Duration = Duration::from_millis(250);
+
+/// What the readers saw.
+#[derive(Debug, Default)]
+struct Reads {
+    count: usize,
+    failed: usize,
+    slow: usize,
+    max: Duration,
+}
+
+impl Reads {
+    fn per_s(&self, over: Duration) -> f64 {
+        self.count as f64 / over.as_secs_f64()
+    }
+}
+
+async fn connect(tdb: &TestDatabase) -> RoutedConnection {
+    RoutedConnection::builder()
+        .primary(tdb.primary_url())
+        .replicas(tdb.replica_urls())
+        .connect()
+        .await
+        .expect("connects")
+}
+
+fn read(db: &RoutedConnection) -> Statement {
+    Statement::from_string(db.get_database_backend(), "SELECT v FROM frozen WHERE id = 1")
+}
+
+/// `READERS` loops, each read in a task of its own (as requests are), for `over`, while `fault`
+/// runs beside them.
+async fn readers(db: &RoutedConnection, over: Duration) -> Reads {
+    let stop = Arc::new(AtomicBool::new(false));
+    let mut loops = Vec::new();
+    for _ in 0..READERS {
+        let (db, stop) = (db.clone(), Arc::clone(&stop));
+        loops.push(tokio::spawn(async move {
+            let mut seen = Reads::default();
+            while !stop.load(Ordering::Relaxed) {
+                let db = db.clone();
+                let started = Instant::now();
+                let ok = tokio::spawn(async move { db.query_one_raw(read(&db)).await })
+                    .await
+                    .unwrap()
+                    .is_ok_and(|row| row.is_some());
+                let took = started.elapsed();
+                seen.count += 1;
+                seen.failed += usize::from(!ok);
+                seen.slow += usize::from(took > SLOWEST);
+                seen.max = seen.max.max(took);
+            }
+            seen
+        }));
+    }
+    tokio::time::sleep(over).await;
+    stop.store(true, Ordering::Relaxed);
+    let mut all = Reads::default();
+    for l in loops {
+        let r = l.await.unwrap();
+        all.count += r.count;
+        all.failed += r.failed;
+        all.slow += r.slow;
+        all.max = all.max.max(r.max);
+    }
+    all
+}
+
+async fn setup(kind: DbKind, name: &str) -> (rwsplit_testkit::Cluster, TestDatabase) {
+    let cluster = own_cluster(kind, name, 2).await;
+    let tdb = cluster.create_database(name).await.unwrap();
+    let db = connect(&tdb).await;
+    let primary = db.primary();
+    primary.execute_unprepared("CREATE TABLE frozen (id INT PRIMARY KEY, v INT)").await.unwrap();
+    primary.execute_unprepared("INSERT INTO frozen VALUES (1, 1)").await.unwrap();
+    cluster.wait_caught_up(0, Duration::from_secs(10)).await.unwrap();
+    drop(db);
+    (cluster, tdb)
+}
+
+/// A replica frozen before the application starts: `connect()` returns in about a second or
+/// less (it waits for the primary and one replica, not for every replica), the frozen one is
+/// held out of rotation until it answers, and the readers keep their healthy pace with no read
+/// over 250 ms. When it thaws, it answers a probe and takes reads again.
+#[rstest]
+#[case::postgres(DbKind::Postgres)]
+#[case::mariadb(DbKind::MariaDb)]
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_replica_frozen_before_start_takes_no_reads(#[case] kind: DbKind) {
+    let (cluster, tdb) = setup(kind, "frozen_start").await;
+    let over = Duration::from_secs(2);
+    // The healthy pace, measured before the freeze and after the thaw (the machine's other
+    // work comes and goes; their mean is the yardstick), on a connection of its own.
+    let steady = connect(&tdb).await;
+    let before = readers(&steady, over).await;
+    let frozen = &cluster.replicas()[1];
+    frozen.hang().unwrap();
+    let started = Instant::now();
+    let db = connect(&tdb).await;
+    let connected = started.elapsed();
+    let reads = readers(&db, over).await;
+    let stats = db.stats();
+    frozen.unhang().unwrap();
+    crate::support::until("the thawed replica to be up again for the steady connection", || {
+        let steady = steady.clone();
+        async move { steady.stats().replicas()[1].health() == rwsplit_sea_orm::Health::Up }
+    })
+    .await;
+    let after = readers(&steady, over).await;
+    let healthy = (before.per_s(over) + after.per_s(over)) / 2.0;
+    let hedges = steady.stats().hedges();
+    eprintln!(
+        "FROZEN-FIGURES {kind} before start: healthy {:.0}/s and {:.0}/s (max {:?}, {hedges:?}); \
+         connect {connected:?}; frozen {:.0}/s, max {:?}, {} over {SLOWEST:?}, {} failed; frozen \
+         replica reads {}",
+        before.per_s(over),
+        after.per_s(over),
+        before.max.max(after.max),
+        reads.per_s(over),
+        reads.max,
+        reads.slow,
+        reads.failed,
+        stats.replicas()[1].reads(),
+    );
+    // Hedging in steady state: within its ration (the thaw's own hedges included).
+    let steady_reads = (before.count + after.count) as f64;
+    assert!((hedges.sent as f64) <= 0.02 * steady_reads + 10.0, "{hedges:?}");
+    assert!(connected <= Duration::from_millis(1_500), "connect() took {connected:?}");
+    assert_eq!(reads.failed, 0, "{reads:?}");
+    assert_eq!(reads.slow, 0, "no read over {SLOWEST:?}: {reads:?}");
+    assert_eq!(stats.replicas()[1].reads(), 0, "the frozen replica took no read");
+    assert!(
+        reads.per_s(over) >= 0.9 * healthy,
+        "{:.0}/s frozen against {healthy:.0}/s healthy",
+        reads.per_s(over),
+    );
+    // Thawed, it answers a probe and is back in rotation.
+    crate::support::until("the thawed replica to take reads again", || {
+        let db = db.clone();
+        async move {
+            let _ = db.query_one_raw(read(&db)).await;
+            db.stats().replicas()[1].reads() > 0
+        }
+    })
+    .await;
+}
+
+/// A replica that freezes under load: the reads waiting on it are hedged on another node after
+/// its hedge delay, and later reads pass it over until it answers again, so no read takes over
+/// 250 ms and none fails; the monitor marks it down meanwhile, and it comes back when thawed.
+#[rstest]
+#[case::postgres(DbKind::Postgres)]
+#[case::mariadb(DbKind::MariaDb)]
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_replica_that_freezes_under_load_costs_a_read_milliseconds(#[case] kind: DbKind) {
+    let (cluster, tdb) = setup(kind, "frozen_load").await;
+    let db = connect(&tdb).await;
+    let frozen = &cluster.replicas()[0];
+    let freezing = async {
+        tokio::time::sleep(Duration::from_millis(700)).await;
+        frozen.hang().unwrap();
+        tokio::time::sleep(Duration::from_secs(3)).await;
+        frozen.unhang().unwrap();
+    };
+    let (reads, ()) = tokio::join!(readers(&db, Duration::from_secs(5)), freezing);
+    let hedges = db.stats().hedges();
+    eprintln!(
+        "FROZEN-FIGURES {kind} under load: {} reads, max {:?}, {} over {SLOWEST:?}, {} failed; \
+         {hedges:?}",
+        reads.count, reads.max, reads.slow, reads.failed
+    );
+    assert_eq!(reads.failed, 0, "{reads:?}");
+    assert_eq!(reads.slow, 0, "no read over {SLOWEST:?}: {reads:?}");
+    assert!(hedges.sent >= 1, "the reads waiting on the frozen replica were hedged: {hedges:?}");
+}
