@@ -132,6 +132,11 @@ fn steps(args: &CiArgs, phases: &mut Phases) -> anyhow::Result<()> {
     crate::run(&mut doc)?;
     phases.end("docs");
 
+    // The user guide (docs/guide): mdbook builds it (installed at a pinned version if this
+    // machine lacks it), its links and anchors resolve, its Rust samples compile.
+    crate::guide::run(&crate::guide::GuideArgs::for_ci(locked))?;
+    phases.end("guide");
+
     if !args.no_itest {
         // The suite on native servers; the network faults on containers (they need a network of
         // each node's own), image build included.
@@ -171,6 +176,14 @@ fn steps(args: &CiArgs, phases: &mut Phases) -> anyhow::Result<()> {
         with_lock(&mut users);
         crate::run(&mut users)?;
         phases.end("the user test (lagging replicas)");
+        // README.md's "Moving an axum app over" as a test: the moved app, in a process of its
+        // own, reads its writes through HTTP on replicas 300 ms late (the tidy test
+        // `readme_migration_is_the_diff` checks the move is what the README shows).
+        let mut moved = crate::cargo();
+        moved.args(["test", "-q", "-p", "rwsplit-examples", "--test", "axum_migration"]);
+        with_lock(&mut moved);
+        crate::run(&mut moved)?;
+        phases.end("the README's axum migration");
         // The loco example (README, "loco"): a workspace of its own, so that loco's
         // dependencies (rustls, tera, lettre …) never unify into the main build; its own target
         // directory under target/. Formatting, clippy and its test on a real cluster.

@@ -5,6 +5,7 @@
 mod bench;
 mod ci;
 mod cluster;
+mod guide;
 mod itest;
 mod report;
 mod seaorm_suite;
@@ -36,6 +37,8 @@ enum Cmd {
     Itest(itest::ItestArgs),
     /// Run everything CI runs: fmt, clippy, unit and doc tests, docs, integration tests.
     Ci(ci::CiArgs),
+    /// Build the user guide (docs/guide) with mdbook, check its links, compile its samples.
+    Guide(guide::GuideArgs),
     /// Run criterion benchmarks.
     Bench(bench::BenchArgs),
     /// Write an HTML page with SVG plots: consistency strategies, the adapter's cost, a fault
@@ -61,6 +64,7 @@ fn main() -> anyhow::Result<()> {
         Cmd::Cluster { cmd } => cluster::run(cmd),
         Cmd::Itest(args) => itest::run(&args),
         Cmd::Ci(args) => ci::run(&args),
+        Cmd::Guide(args) => guide::run(&args),
         Cmd::Bench(args) => bench::run(&args),
         Cmd::Soak(args) => soak::run(&args),
         Cmd::Report(args) => report::run(&args),

@@ -1,7 +1,7 @@
 //! The tidy test: the layering rules of `docs/ARCHITECTURE.md`, checked from `cargo metadata`,
 //! plus a few source hygiene rules. It runs with plain `cargo test`.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
 use serde_json::Value;
@@ -570,4 +570,351 @@ fn library_crates_carry_registry_metadata() {
         }
     }
     assert!(problems.is_empty(), "packages not ready for crates.io:\n{}", problems.join("\n"));
+}
+
+/// A file of the workspace, read.
+fn read(path: &str) -> String {
+    std::fs::read_to_string(crate::project_root().join(path))
+        .unwrap_or_else(|e| panic!("{path} readable: {e}"))
+}
+
+/// The user guide's page `page` (`docs/guide/<page>`).
+fn guide_page(page: &str) -> String {
+    read(&format!("{}/{page}", crate::guide::GUIDE))
+}
+
+#[test]
+fn guide_links_resolve() {
+    // Every page SUMMARY.md lists exists; every relative link and `#anchor` of every page
+    // resolves (the check CI's "guide" phase runs before mdbook builds the book).
+    let problems = crate::guide::check_links(&crate::project_root());
+    assert!(problems.is_empty(), "the guide's links:\n{}", problems.join("\n"));
+}
+
+#[test]
+fn guide_pages_are_doc_tested() {
+    // examples/guide.rs makes every page a doc-tested module, so that the Rust samples
+    // compile; a page that only includes another file (the guarantees) has none of its own.
+    let harness = read("examples/guide.rs");
+    let mut missing = Vec::new();
+    for page in crate::guide::summary_pages(&crate::project_root()) {
+        let text = guide_page(&page);
+        let include_only = text.contains("{{#include") && !text.contains("```rust");
+        if !include_only && !harness.contains(&format!("../docs/guide/{page}\"")) {
+            missing.push(page);
+        }
+    }
+    assert!(missing.is_empty(), "pages examples/guide.rs does not doc-test: {missing:?}");
+}
+
+/// The blocks `impl <ty> {` of `text`, each up to its closing `}` at the start of a line.
+fn impl_blocks<'t>(text: &'t str, ty: &str) -> Vec<&'t str> {
+    let head = format!("\nimpl {ty} {{\n");
+    text.match_indices(&head)
+        .filter_map(|(i, _)| {
+            let block = &text[i + head.len()..];
+            block.find("\n}\n").map(|end| &block[..end])
+        })
+        .collect()
+}
+
+/// The builder-style setters (`pub fn name(mut self, …)`) of `block`.
+fn setters(block: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    for (i, _) in block.match_indices("pub ") {
+        let rest = &block[i + 4..];
+        let rest = rest.strip_prefix("const ").unwrap_or(rest);
+        let rest = rest.strip_prefix("async ").unwrap_or(rest);
+        let Some(rest) = rest.strip_prefix("fn ") else { continue };
+        let Some(open) = rest.find('(') else { continue };
+        let name = rest[..open].split('<').next().unwrap_or_default().trim();
+        if rest[open + 1..].trim_start().starts_with("mut self") {
+            out.push(name.to_owned());
+        }
+    }
+    out
+}
+
+/// The fields (`pub name: Type,`) of `pub struct <name> {` in `text`, with their types.
+fn struct_fields(text: &str, name: &str) -> Vec<(String, String)> {
+    let head = format!("pub struct {name} {{\n");
+    let Some(start) = text.find(&head) else { return Vec::new() };
+    let body = &text[start + head.len()..];
+    let body = &body[..body.find("\n}").unwrap_or(body.len())];
+    body.lines()
+        .filter_map(|l| l.strip_prefix("    pub "))
+        .filter_map(|l| l.split_once(':'))
+        .map(|(n, t)| (n.trim().to_owned(), t.trim().trim_end_matches(',').to_owned()))
+        .collect()
+}
+
+#[test]
+fn guide_configuration_reference_is_complete() {
+    // The reference (docs/guide/configuration.md) names every option the code accepts: each
+    // builder setter of the builder and the option types it takes, each `RoutedConfig` key, and
+    // each environment variable name (or name part) `from_env` reads. A new option fails here
+    // until the page has it.
+    let page = guide_page("configuration.md");
+    let root = crate::project_root();
+    let mut missing = Vec::new();
+
+    // Setters: `.name(` or `Type::name(` on the page.
+    let types = [
+        "RoutedConnectionBuilder",
+        "Replica",
+        "RouterConfig",
+        "HealthPolicy",
+        "MonitorConfig",
+        "AutoFailover",
+        "PatroniSource",
+        "DnsSource",
+        "SessionLayerBuilder",
+        "TokenEnvelope",
+    ];
+    let mut found = BTreeMap::<&str, usize>::new();
+    for dir in ["crates/core/src", "crates/monitor/src", "crates/sea-orm/src", "crates/axum/src"] {
+        visit(&root.join(dir), &mut |path, text| {
+            if path.extension().is_none_or(|e| e != "rs") {
+                return;
+            }
+            for ty in types {
+                for block in impl_blocks(text, ty) {
+                    for name in setters(block) {
+                        *found.entry(ty).or_default() += 1;
+                        if !page.contains(&format!(".{name}("))
+                            && !page.contains(&format!("{ty}::{name}("))
+                        {
+                            missing.push(format!("{ty}::{name}"));
+                        }
+                    }
+                }
+            }
+        });
+    }
+    for ty in types {
+        assert!(found.get(ty).is_some_and(|n| *n > 0), "no setters of {ty} found: moved?");
+    }
+
+    // `RoutedConfig` keys: `section.key` for each field of each section's struct.
+    let config = read("crates/sea-orm/src/config/mod.rs");
+    let sections = struct_fields(&config, "RoutedConfig");
+    assert!(sections.len() >= 5, "RoutedConfig's fields: {sections:?}");
+    for (section, ty) in &sections {
+        let (section, ty) = match ty.strip_prefix("Vec<").and_then(|t| t.strip_suffix('>')) {
+            Some(inner) => (format!("{section}[]"), inner.to_owned()),
+            None => (section.clone(), ty.clone()),
+        };
+        let fields = struct_fields(&config, &ty);
+        assert!(!fields.is_empty(), "no fields of {ty} (the type of `{section}`)");
+        for (field, _) in fields {
+            let key = format!("`{section}.{field}`");
+            if !page.contains(&key) && !page.contains(&format!("{key}:")) {
+                missing.push(key);
+            }
+        }
+    }
+
+    // Environment variables: every name and name part env.rs spells out.
+    let env = read("crates/sea-orm/src/config/env.rs");
+    let names: BTreeSet<&str> = env
+        .split('"')
+        .skip(1)
+        .step_by(2)
+        .filter(|s| {
+            s.len() >= 3
+                && s.starts_with(|c: char| c.is_ascii_uppercase())
+                && s.chars().all(|c| c.is_ascii_uppercase() || c.is_ascii_digit() || c == '_')
+        })
+        .collect();
+    assert!(names.contains("DATABASE_URL") && names.len() > 30, "env.rs's names: {names:?}");
+    for name in names {
+        if !page.contains(name) {
+            missing.push(name.to_owned());
+        }
+    }
+    assert!(missing.is_empty(), "missing from docs/guide/configuration.md: {missing:#?}");
+}
+
+/// The variants of `pub enum <name> {` in `text`.
+fn enum_variants(text: &str, name: &str) -> Vec<String> {
+    let head = format!("pub enum {name} {{\n");
+    let Some(start) = text.find(&head) else { return Vec::new() };
+    let body = &text[start + head.len()..];
+    let body = &body[..body.find("\n}").unwrap_or(body.len())];
+    body.lines()
+        .filter_map(|l| l.strip_prefix("    "))
+        .filter(|l| l.starts_with(|c: char| c.is_ascii_uppercase()))
+        .map(|l| l.split([' ', ',', '(', '{']).next().unwrap_or_default().to_owned())
+        .collect()
+}
+
+#[test]
+fn guide_troubleshooting_names_every_error() {
+    // Each error a user can get has a section (its cause, its fix) in troubleshooting.md.
+    let page = guide_page("troubleshooting.md");
+    let mut missing = Vec::new();
+    for (file, ty, prefix) in [
+        ("crates/sea-orm/src/error.rs", "Error", "Error"),
+        ("crates/sea-orm/src/routing_error.rs", "RoutingError", "RoutingError"),
+        ("crates/axum/src/error.rs", "Error", "rwsplit_axum::Error"),
+    ] {
+        let variants = enum_variants(&read(file), ty);
+        assert!(variants.len() > 5, "{file}: {variants:?}");
+        for v in variants {
+            if !page.contains(&format!("### `{prefix}::{v}`")) {
+                missing.push(format!("{prefix}::{v}"));
+            }
+        }
+    }
+    assert!(missing.is_empty(), "errors without a section in troubleshooting.md: {missing:?}");
+}
+
+#[test]
+fn readme_links_the_guide() {
+    let readme = read("README.md");
+    let links = readme.split("\n## Links").nth(1).expect("the README has a Links section");
+    assert!(links.contains("(docs/guide/"), "the README's Links do not name the guide");
+}
+
+/// `code` without comments and `use` declarations, whitespace removed, trailing commas before
+/// a closing bracket dropped: what rustfmt's layout does not change.
+fn normalized(code: &str) -> String {
+    let mut out = String::new();
+    let mut in_use = false;
+    for line in code.lines() {
+        let line = line.split("//").next().unwrap_or_default();
+        if line.trim_start().starts_with("use ") || line.trim_start().starts_with("pub use ") {
+            in_use = true;
+        }
+        if !in_use {
+            out.extend(line.chars().filter(|c| !c.is_whitespace()));
+        }
+        if in_use && line.trim_end().ends_with(';') {
+            in_use = false;
+        }
+    }
+    out.replace(",)", ")").replace(",}", "}")
+}
+
+/// `normalized(code)` cut into statements and block heads (after each `;`, `{` and `}`).
+fn units(code: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut unit = String::new();
+    for c in normalized(code).chars() {
+        unit.push(c);
+        if matches!(c, ';' | '{' | '}') {
+            out.push(std::mem::take(&mut unit));
+        }
+    }
+    out.push(unit);
+    out.retain(|u| !u.is_empty() && u != "}");
+    out
+}
+
+#[test]
+fn readme_migration_is_the_diff() {
+    // README.md's "Moving an axum app over" against examples/axum_migration: `after` (which CI
+    // runs on a real cluster) has every line the README shows; each `// was: X` is in `before`
+    // and not in `after`; and every other difference between the two is one the README
+    // describes: its numbered steps' substitutions (1: `State<RoutedConnection>` for
+    // `State<DatabaseConnection>`; 2: helpers taking `db: &C` where `C: ConnectionTrait`) or
+    // a line it shows. So a person who follows the README alone makes `after` out of `before`.
+    let readme = read("README.md");
+    let section = readme
+        .split("## Moving an axum app over")
+        .nth(1)
+        .and_then(|s| s.split("\n## ").next())
+        .expect("the README's migration section");
+    let block = section
+        .split("```rust\n")
+        .nth(1)
+        .and_then(|b| b.split("```").next())
+        .expect("the migration section's code");
+    for step in [
+        "`State<RoutedConnection>` instead of `State<DatabaseConnection>`",
+        "`db: &C` where `C: ConnectionTrait`",
+        "run on `db.primary()`",
+    ] {
+        assert!(section.contains(step), "the README's steps no longer say {step}");
+    }
+    let before = read("examples/axum_migration/before.rs");
+    let after = read("examples/axum_migration/after.rs");
+    let (before_n, after_n) = (normalized(&before), normalized(&after));
+    let after_uses: String = after.lines().filter(|l| l.starts_with("use ")).collect();
+
+    // Every line the README shows is in `after`; every `was:` is in `before` only.
+    let mut shown = Vec::new();
+    let mut was = Vec::new();
+    for line in block.lines() {
+        let (code, comment) = line.split_once("//").unwrap_or((line, ""));
+        let code = code.trim().trim_end_matches("{ … }").trim();
+        if code.is_empty() {
+            continue;
+        }
+        if code.starts_with("use ") {
+            assert!(after_uses.contains(code), "`after` lacks the README's `{code}`");
+        } else {
+            let n = normalized(code);
+            assert!(after_n.contains(&n), "`after` lacks the README's `{code}`");
+            if !before_n.contains(&n) {
+                shown.push(n);
+            }
+        }
+        if let Some(w) = comment.trim().strip_prefix("was:") {
+            let w = normalized(w.trim());
+            assert!(before_n.contains(&w), "`before` lacks the README's `was: {w}`");
+            assert!(!after_n.contains(&w), "`after` still has `{w}`");
+            was.push(w);
+        }
+    }
+    assert!(shown.len() >= 4 && was.len() >= 2, "the README's block: {shown:?} {was:?}");
+
+    // Every other difference is a substitution the README's steps describe, or a shown line.
+    let substituted = |u: &str| {
+        u.replace("RoutedConnection", "DatabaseConnection")
+            .replace("<C:ConnectionTrait>", "")
+            .replace("db:&C,", "db:&DatabaseConnection,")
+            .replace("db:&C)", "db:&DatabaseConnection)")
+    };
+    let mut rest_before = units(&before);
+    let after_units = units(&after);
+    let mut unexplained = Vec::new();
+    for u in &after_units {
+        if let Some(i) = rest_before.iter().position(|b| b == u || *b == substituted(u)) {
+            rest_before.remove(i);
+            continue;
+        }
+        let mut r = u.clone();
+        for s in &shown {
+            r = r.replace(s.as_str(), "");
+        }
+        if r.trim_matches(['{', '}', ';']).is_empty() {
+            continue;
+        }
+        match rest_before.iter().position(|b| *b == r || *b == substituted(&r)) {
+            Some(i) => {
+                rest_before.remove(i);
+            }
+            None => unexplained.push(format!("after: {u}")),
+        }
+    }
+    for b in rest_before {
+        let replaced_by_shown = was.iter().any(|w| b.contains(w.as_str()));
+        // A variable only a `was:` used (`let url = …;` for `Database::connect(url)`).
+        let only_for_was =
+            b.strip_prefix("let").and_then(|r| r.split_once('=')).is_some_and(|(name, _)| {
+                was.iter().any(|w| {
+                    w.split(|c: char| !c.is_alphanumeric() && c != '_').any(|word| word == name)
+                })
+            });
+        let substituted_from_after = after_units.iter().any(|u| substituted(u) == b);
+        if !(replaced_by_shown || only_for_was || substituted_from_after) {
+            unexplained.push(format!("before: {b}"));
+        }
+    }
+    assert!(
+        unexplained.is_empty(),
+        "differences between before.rs and after.rs the README does not show:\n{}",
+        unexplained.join("\n")
+    );
 }
