@@ -74,6 +74,14 @@ fn main() {
                     .connect()
                     .await
                     .expect("routed");
+                // Under callgrind everything is tens of times slower: the replica's first probe
+                // may answer after `connect()` returned, and until it does the replica takes no
+                // reads. Wait for it (bounded), in both runs alike.
+                let started = std::time::Instant::now();
+                while db.stats().replicas()[0].joining() {
+                    assert!(started.elapsed() < std::time::Duration::from_secs(120), "replica held");
+                    tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+                }
                 lookups(&db, n).await;
                 assert_eq!(db.stats().primary().reads(), 0, "every lookup used the replica");
             }

@@ -88,6 +88,13 @@ pub(crate) struct Entry {
     pub(crate) operation: &'static str,
 }
 
+impl Entry {
+    /// Whether the statement was classified as a read (the router may send it to a replica).
+    pub(crate) fn reads(&self) -> bool {
+        self.classification.access() != rwsplit_core::Access::Write
+    }
+}
+
 /// The shapes replicas of one database refused, shared by the connections to it in this
 /// process (see the module docs).
 #[derive(Debug, Default)]

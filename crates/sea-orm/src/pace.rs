@@ -12,8 +12,8 @@
 //!   every few milliseconds while reads are in flight and wakes the waiting reads
 //!   ([`Pace::stall`]): no read registers a timer of its own;
 //! - a node is [stalled](Pace::stalled) once its reads were hedged, until it answers anything
-//!   again (a statement or the monitor's probe), or while reads have waited on it unanswered
-//!   for [`STALLED_AFTER`]: reads try the plan's other nodes first. A node that answers slowly
+//!   again (a statement or the monitor's probe) or for [`PASSED_OVER`], or while reads have
+//!   waited on it unanswered for [`STALLED_AFTER`]: reads try the plan's other nodes first. A node that answers slowly
 //!   but answers — busy, not dead — is never stalled, and nothing here marks a node down: that
 //!   stays the monitor's verdict.
 
@@ -29,6 +29,10 @@ pub(crate) const HEDGE_CAP: Duration = Duration::from_millis(150);
 const HEDGE_FACTOR: u32 = 8;
 /// A node with reads in flight that has answered nothing for this long is stalled.
 pub(crate) const STALLED_AFTER: Duration = Duration::from_millis(100);
+/// How long a node whose reads were hedged is passed over, unless it answers first: then a
+/// read tries it again (and is hedged again if it is still silent). By then the monitor has
+/// usually marked a frozen node down.
+pub(crate) const PASSED_OVER: Duration = Duration::from_secs(1);
 
 /// One node's answers.
 #[derive(Debug, Default)]
@@ -105,12 +109,13 @@ impl Pace {
     }
 
     /// Whether reads should try other nodes first, at `now`, with `in_flight` statements on
-    /// this one: reads on it went unanswered for its hedge delay and it has answered nothing
-    /// since, or reads have waited on it, unanswered, for [`STALLED_AFTER`].
+    /// this one: reads on it went unanswered for its hedge delay less than [`PASSED_OVER`] ago
+    /// and it has answered nothing since, or reads have waited on it, unanswered, for
+    /// [`STALLED_AFTER`].
     pub(crate) fn stalled(&self, in_flight: u32, now: Instant) -> bool {
         let answered = self.answered.load(Ordering::Relaxed);
         let overdue = self.overdue.load(Ordering::Relaxed);
-        if overdue > answered {
+        if overdue > answered && stamp(now).saturating_sub(overdue) < micros(PASSED_OVER) {
             return true;
         }
         let waiting = self.waiting.load(Ordering::Relaxed);
@@ -216,11 +221,13 @@ mod tests {
     }
 
     #[rstest::rstest]
-    #[case::hedged(Some(30), None, true)]
-    #[case::hedged_then_probed(Some(30), Some(50), false)]
+    #[case::hedged(Some(30), None, 60, true)]
+    #[case::hedged_then_probed(Some(30), Some(50), 60, false)]
+    #[case::hedged_long_ago(Some(30), None, 1_100, false)]
     fn stalled_by_a_hedge(
         #[case] overdue_ms: Option<u64>,
         #[case] probed_ms: Option<u64>,
+        #[case] now_ms: u64,
         #[case] expected: bool,
     ) {
         let pace = Pace::default();
@@ -232,7 +239,7 @@ mod tests {
         if let Some(p) = probed_ms {
             pace.probed(t + MS(p));
         }
-        assert_eq!(pace.stalled(0, t + MS(60)), expected);
+        assert_eq!(pace.stalled(0, t + MS(now_ms)), expected);
     }
 
     /// The watchdog's look: reads waiting past the hedge delay wake their waiters, once.

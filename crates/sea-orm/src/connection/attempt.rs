@@ -330,7 +330,16 @@ impl Work for Begin {
     }
 }
 
-/// How a hedged read ended ([`Inner::hedged`]).
+/// Whether `e` says the monitor sees no single primary (none, or two): a topology about to
+/// settle in a switchover.
+fn unsettled(e: &DbErr) -> bool {
+    matches!(
+        crate::routing_error(e),
+        Some(crate::RoutingError::NoPrimary | crate::RoutingError::SplitBrain { .. })
+    )
+}
+
+/// How a hedged read ended ([`Inner::hedgeable`]).
 enum Hedged<T> {
     /// The first attempt's outcome (no hedge, or the hedge failed or lost).
     First(Result<T, Attempt>),
@@ -415,17 +424,67 @@ impl Inner {
 
     /// The plan `planner` makes, after the I/O steps it asks for first, done here one at a
     /// time (each noted in the [`Done`] it plans with next). Most plans ask for none.
+    ///
+    /// A read (`read`) that cannot be planned because the monitor sees no primary or two (a
+    /// switchover's moment between the old primary going and the promoted one being seen) is
+    /// planned again as each new topology is published, until the caller's deadline or the
+    /// time the monitor takes to reach a verdict on a primary: the topology settles and the
+    /// read goes where it now can, instead of failing.
     pub(super) async fn planned(
         &self,
         scope: &Scope,
+        read: bool,
         mut planner: impl FnMut(Done) -> Result<Planned, DbErr>,
     ) -> Result<Plan, DbErr> {
         let mut done = Done::default();
         loop {
-            match planner(done)? {
-                Planned::Ready(plan) => return Ok(plan),
+            match planner(done) {
+                Ok(Planned::Ready(plan)) => return Ok(plan),
                 // Boxed: most reads do no I/O before their attempts.
-                Planned::Io(io) => Box::pin(self.io_step(io, scope, &mut done)).await,
+                Ok(Planned::Io(io)) => Box::pin(self.io_step(io, scope, &mut done)).await,
+                Err(e) if read && self.monitor.is_some() && unsettled(&e) => {
+                    return Box::pin(self.settled_plan(scope, e, done, planner)).await;
+                }
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    /// [`planned`](Self::planned) once the topology had no single primary (`first` says how):
+    /// planned again at each published topology, until it settles or time is up (then `first`,
+    /// or the latest such error).
+    async fn settled_plan(
+        &self,
+        scope: &Scope,
+        first: DbErr,
+        mut done: Done,
+        mut planner: impl FnMut(Done) -> Result<Planned, DbErr>,
+    ) -> Result<Plan, DbErr> {
+        let m = &self.policy.monitor;
+        let verdict = m.interval_value().saturating_add(m.timeout_value()).saturating_mul(3);
+        let mut until = tokio::time::Instant::now() + crate::deadline::cap(verdict);
+        if let Some(d) = crate::deadline::current() {
+            until = until.min(tokio::time::Instant::from_std(d));
+        }
+        let state = self.routing.state();
+        let mut last = first;
+        tracing::debug!(target: "rwsplit", error = %last, "no single primary: waiting for the topology to settle");
+        loop {
+            // Made before planning again: a topology published in between still wakes it.
+            let published = state.published();
+            let mut published = std::pin::pin!(published);
+            published.as_mut().enable();
+            match planner(done) {
+                Ok(Planned::Ready(plan)) => return Ok(plan),
+                Ok(Planned::Io(io)) => {
+                    self.io_step(io, scope, &mut done).await;
+                    continue;
+                }
+                Err(e) if unsettled(&e) => last = e,
+                Err(e) => return Err(e),
+            }
+            if tokio::time::timeout_at(until, published).await.is_err() {
+                return Err(last);
             }
         }
     }

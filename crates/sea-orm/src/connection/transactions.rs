@@ -37,7 +37,9 @@ impl Inner {
         async move {
             let scope = self.scope_of(ctx);
             let plan = self
-                .planned(&scope, |done| self.plan_transaction(isolation, access, ctx, &scope, done))
+                .planned(&scope, access == Some(AccessMode::ReadOnly), |done| {
+                    self.plan_transaction(isolation, access, ctx, &scope, done)
+                })
                 .await?;
             let writes = plan.access() == Access::Write;
             let (txn, node) = self.attempt(&plan, &mut Begin { options, unseen }, &scope).await?;
