@@ -13,13 +13,9 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use crate::support::{own_cluster, until};
 
-/// The buckets of the statement-time histogram (seconds), as an application would set them so
-/// that Prometheus can aggregate quantiles over processes (`histogram_quantile`); without
-/// them the exporter renders a summary.
-pub(crate) const DURATION_BUCKETS: &[f64] =
-    &[0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0];
-
-/// The itest process's one Prometheus recorder, served at `http://<addr>/metrics`.
+/// The itest process's one Prometheus recorder, served at `http://<addr>/metrics`, with the
+/// statement-time buckets as the telemetry docs say to set them (so that Prometheus can
+/// aggregate quantiles over processes; without them the exporter renders a summary).
 pub(crate) fn exporter() -> std::net::SocketAddr {
     static ADDR: OnceLock<std::net::SocketAddr> = OnceLock::new();
     *ADDR.get_or_init(|| {
@@ -28,7 +24,7 @@ pub(crate) fn exporter() -> std::net::SocketAddr {
                 metrics_exporter_prometheus::Matcher::Full(
                     rwsplit_sea_orm::telemetry::OPERATION_DURATION.to_owned(),
                 ),
-                DURATION_BUCKETS,
+                rwsplit_sea_orm::telemetry::DURATION_BUCKETS,
             )
             .expect("valid buckets")
             .install_recorder()
@@ -52,7 +48,7 @@ pub(crate) fn exporter() -> std::net::SocketAddr {
 }
 
 /// `GET /metrics` over plain HTTP, as a Prometheus server does.
-async fn scrape(addr: std::net::SocketAddr) -> String {
+pub(crate) async fn scrape(addr: std::net::SocketAddr) -> String {
     let mut s = tokio::net::TcpStream::connect(addr).await.expect("the exporter listens");
     s.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").await.unwrap();
     let mut body = String::new();
@@ -87,7 +83,12 @@ async fn a_scrape_during_a_fault_shows_the_replica_go_down_and_come_back(#[case]
     db.execute_unprepared("CREATE TABLE t (id int)").await.unwrap();
     let replica = cluster.replicas()[0].port();
     let node = format!("server_address=\"127.0.0.1\",server_port=\"{replica}\"");
-    let health = |text: &str| sample(text, "rwsplit_node_health", &node);
+    // The node's state: the `state` label of its series that is 1.
+    let health = |text: &str| {
+        rwsplit_sea_orm::telemetry::NODE_STATES.into_iter().find(|state| {
+            sample(text, "rwsplit_node_state", &format!("{node},state=\"{state}\"")) == Some(1.0)
+        })
+    };
     // Reads from another task than the write's: no read-your-writes wait, so the replica serves
     // them once it has the table.
     until("the replica to serve reads, as the scrape shows", || async {
@@ -100,12 +101,13 @@ async fn a_scrape_during_a_fault_shows_the_replica_go_down_and_come_back(#[case]
         })
         .await
         .unwrap();
-        sample(&scrape(addr).await, "db_client_operation_duration_count", &node).unwrap_or(0.0)
+        sample(&scrape(addr).await, "db_client_operation_duration_seconds_count", &node)
+            .unwrap_or(0.0)
             > 0.0
     })
     .await;
     until("the replica's health gauge to read up", || async {
-        health(&scrape(addr).await) == Some(0.0)
+        health(&scrape(addr).await) == Some("up")
     })
     .await;
     // The replica's lag is measured once the monitor has probed both nodes.
@@ -115,7 +117,7 @@ async fn a_scrape_during_a_fault_shows_the_replica_go_down_and_come_back(#[case]
     })
     .await;
     let text = scrape(addr).await;
-    assert!(sample(&text, "db_client_connection_count", &node).is_some(), "{text}");
+    assert!(sample(&text, "db_client_connections_usage", &node).is_some(), "{text}");
     for secret in ["password", "SELECT id", "CREATE TABLE"] {
         assert!(!text.contains(secret), "`{secret}` in the metrics:\n{text}");
     }
@@ -123,12 +125,12 @@ async fn a_scrape_during_a_fault_shows_the_replica_go_down_and_come_back(#[case]
     let killed = Instant::now();
     cluster.replicas()[0].crash().unwrap();
     let down = until("the scrape to show the replica down", || async {
-        health(&scrape(addr).await) == Some(2.0)
+        health(&scrape(addr).await) == Some("down")
     })
     .await;
     cluster.replicas()[0].restart().await.unwrap();
     let up = until("the scrape to show the replica up again", || async {
-        health(&scrape(addr).await) == Some(0.0)
+        health(&scrape(addr).await) == Some("up")
     })
     .await;
     eprintln!(

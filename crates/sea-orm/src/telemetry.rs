@@ -26,7 +26,8 @@
 //! | [`RETRIES`] `rwsplit_retries_total` | counter | node, `rwsplit.access` | statements moved on from this node: reads to the next candidate (`read`), writes never sent to a node that stopped being the primary, once, to the new primary (`write`) |
 //! | [`REPLICA_REFUSALS`] `rwsplit_replica_refusals_total` | counter | node, `outcome` (`primary`, `failed`) | statements classified as reads that the replica refused because they write (a user function or view): run once on the primary, or the caller's error ([`OnReplicaRefusal`](crate::OnReplicaRefusal)) |
 //! | [`READ_YOUR_WRITES`] `rwsplit_read_your_writes_total` | counter | `outcome` (`replica`, `waited`, `primary`) | where reads that had to see a write went |
-//! | [`PROMOTIONS`] `rwsplit_promotions_total` | counter | — | promotions the monitor followed |
+//! | [`PROMOTIONS`] `rwsplit_promotions_total` | counter | — | promotions this process's monitor carried out (automatic failover) |
+//! | [`PRIMARY_CHANGES`] `rwsplit_primary_changes_total` | counter | node | times the node became the primary in this process's view, having been seen as a replica: failovers and switchovers, whoever promoted it |
 //! | [`NODE_STATE`] `rwsplit_node_state` | gauge (state set) | node, `state` (each of [`NODE_STATES`]) | 1 for the node's state, 0 for the others: `up`, `suspect` (recent failures, still routable), `down` (out of rotation), `joining` (added at run time, probed, not in rotation yet), `removed` |
 //! | [`FENCED`] `rwsplit_node_fenced` | gauge | node | 1 while fenced |
 //! | [`ROLE`] `rwsplit_node_primary` | gauge | node | 1 for the node with the primary role, 0 for the others |
@@ -115,7 +116,7 @@
 //! on). Health changes, promotions followed and failovers are events of target `rwsplit`.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
 use std::time::{Duration, Instant};
 
 use metrics::SharedString;
@@ -137,8 +138,11 @@ pub const RETRIES: &str = "rwsplit_retries_total";
 pub const REPLICA_REFUSALS: &str = "rwsplit_replica_refusals_total";
 /// Counter: where reads that had to see the caller's writes went, by `outcome`.
 pub const READ_YOUR_WRITES: &str = "rwsplit_read_your_writes_total";
-/// Counter: promotions the monitor followed.
+/// Counter: promotions this process's monitor carried out (automatic failover).
 pub const PROMOTIONS: &str = "rwsplit_promotions_total";
+/// Counter: times a node became the primary in this process's view, having been seen as a
+/// replica (failovers and switchovers, whoever promoted it).
+pub const PRIMARY_CHANGES: &str = "rwsplit_primary_changes_total";
 /// Gauge, a state set: one series per node and `state` (each of [`NODE_STATES`]), 1 for the
 /// state the node is in and 0 for the others.
 pub const NODE_STATE: &str = "rwsplit_node_state";
@@ -194,7 +198,16 @@ pub(crate) const DESCRIPTIONS: &[(&str, Kind, &str)] = &[
         "Statements classified as reads that a replica refused because they write.",
     ),
     (READ_YOUR_WRITES, Kind::Counter, "Reads that had to see a write, by where they went."),
-    (PROMOTIONS, Kind::Counter, "Promotions of a replica to primary the monitor followed."),
+    (
+        PROMOTIONS,
+        Kind::Counter,
+        "Promotions this process's monitor carried out (automatic failover).",
+    ),
+    (
+        PRIMARY_CHANGES,
+        Kind::Counter,
+        "Times the node became the primary in this process's view, having been a replica.",
+    ),
     (
         NODE_STATE,
         Kind::Gauge,
@@ -239,7 +252,16 @@ pub(crate) struct NodeLabels {
     write_pool: SharedString,
     /// Whether its first sample registered its counters at 0 (and described the metrics).
     announced: Arc<AtomicBool>,
+    /// The role its last sample saw: [`UNSEEN`], [`REPLICA`] or [`PRIMARY`].
+    last_role: Arc<AtomicU8>,
 }
+
+/// [`NodeLabels::last_role`] before the first sample.
+const UNSEEN: u8 = 0;
+/// [`NodeLabels::last_role`]: a replica.
+const REPLICA: u8 = 1;
+/// [`NodeLabels::last_role`]: the primary.
+const PRIMARY: u8 = 2;
 
 impl NodeLabels {
     /// From a node's name (`host:port/db`, `[v6]:port/db`, or a bare name for a connection
@@ -259,6 +281,7 @@ impl NodeLabels {
             read_pool: shared(&format!("{name}/read")),
             write_pool: shared(&format!("{name}/write")),
             announced: Arc::new(AtomicBool::new(false)),
+            last_role: Arc::new(AtomicU8::new(UNSEEN)),
         }
     }
 }
@@ -534,6 +557,15 @@ pub(crate) fn sample(s: &NodeSample<'_>, now: Instant) {
             .set(v);
     };
     node_state(s.labels, node_state_name(s.health, s.joining));
+    let role = if s.role == Role::Primary { PRIMARY } else { REPLICA };
+    if s.labels.last_role.swap(role, Ordering::Relaxed) == REPLICA && role == PRIMARY {
+        metrics::counter!(
+            PRIMARY_CHANGES,
+            "server.address" => address.clone(),
+            "server.port" => port.clone(),
+        )
+        .increment(1);
+    }
     gauge(FENCED, if s.fenced { 1.0 } else { 0.0 });
     gauge(ROLE, if s.role == Role::Primary { 1.0 } else { 0.0 });
     gauge(IN_FLIGHT, f64::from(s.in_flight));
@@ -641,6 +673,8 @@ fn announce(labels: &NodeLabels, primary: bool) {
     for outcome in ["replica", "waited", "primary"] {
         metrics::counter!(READ_YOUR_WRITES, "outcome" => outcome).increment(0);
     }
+    metrics::counter!(PRIMARY_CHANGES, "server.address" => address.clone(), "server.port" => port.clone())
+        .increment(0);
 }
 
 /// A removed node has drained: every gauge of it is set, for the last time, to a value that
@@ -827,6 +861,47 @@ mod tests {
         ] {
             assert!(text.contains(&want), "missing `{want}` in:\n{text}");
         }
+    }
+
+    /// A node seen as a replica and then as the primary counts one primary change; a node first
+    /// seen as the primary counts none.
+    #[test]
+    fn a_replica_becoming_the_primary_counts_a_primary_change() {
+        let recorder = metrics_exporter_prometheus::PrometheusBuilder::new().build_recorder();
+        let handle = recorder.handle();
+        let pool = sea_orm::MockDatabase::new(sea_orm::DbBackend::Postgres).into_connection();
+        let now = Instant::now();
+        let (a, b) = (NodeLabels::of("db-1:5432/app"), NodeLabels::of("db-2:5432/app"));
+        metrics::with_local_recorder(&recorder, || {
+            for (labels, role) in
+                [(&a, Role::Primary), (&b, Role::Replica), (&a, Role::Primary), (&b, Role::Primary)]
+            {
+                sample(
+                    &NodeSample {
+                        labels,
+                        health: Health::Up,
+                        joining: false,
+                        fenced: false,
+                        role,
+                        lag_bytes: None,
+                        lag_time: None,
+                        last_seen: None,
+                        in_flight: 0,
+                        read_pool: None,
+                        write_pool: &pool,
+                    },
+                    now,
+                );
+            }
+        });
+        let text = handle.render();
+        let changes = |host: &str| {
+            format!(
+                "rwsplit_primary_changes_total{{server_address=\"{host}\",server_port=\"5432\"}}"
+            )
+        };
+        assert!(text.contains(&format!("{} 0", changes("db-1"))), "{text}");
+        assert!(text.contains(&format!("{} 1", changes("db-2"))), "{text}");
     }
 
     /// Each health, and joining, is one of the documented states.
