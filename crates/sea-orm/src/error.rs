@@ -160,31 +160,7 @@ const POOL_TIMEOUT: &str = "no connection within the pool's acquire timeout: the
 fn sqlx_cause(e: &sea_orm::sqlx::Error) -> String {
     use sea_orm::sqlx::Error as E;
     match e {
-        E::Database(db) => {
-            // MariaDB's error number says more than its SQLSTATE (42000 is both "unknown
-            // database" and "access denied to the database").
-            #[cfg(feature = "mysql")]
-            if let Some(my) = db.try_downcast_ref::<sea_orm::sqlx::mysql::MySqlDatabaseError>() {
-                let kind = match my.number() {
-                    1045 => "access denied (wrong user or password)",
-                    1044 => "access denied to the database",
-                    1049 => "the database does not exist",
-                    1040 => "the server has too many connections",
-                    _ => "the server refused the connection",
-                };
-                return format!("{kind} (error {})", my.number());
-            }
-            let code = db.code().map(std::borrow::Cow::into_owned).unwrap_or_default();
-            let kind = match code.as_str() {
-                "28P01" => "password authentication failed",
-                "28000" => "the server refused the login (no pg_hba.conf entry, or not permitted)",
-                "3D000" => "the database does not exist",
-                "53300" => "the server has too many connections",
-                "57P03" => "the server is starting up or shutting down",
-                _ => "the server refused the connection",
-            };
-            if code.is_empty() { kind.to_owned() } else { format!("{kind} (SQLSTATE {code})") }
-        }
+        E::Database(db) => crate::product::refusal::connect_refusal(db.as_ref()),
         E::Io(io) => match io.kind() {
             std::io::ErrorKind::ConnectionRefused => {
                 "connection refused (is the server running, on that host and port?)".to_owned()

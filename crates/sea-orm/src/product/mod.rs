@@ -19,6 +19,8 @@
 
 mod mariadb;
 mod postgres;
+#[cfg(any(feature = "postgres", feature = "mysql"))]
+pub(crate) mod refusal;
 pub(crate) mod server;
 
 use std::time::Duration;
