@@ -16,7 +16,7 @@ use anyhow::{Context, bail};
 use clap::Args;
 
 /// The mdbook CI installs if missing. Without its default features (`watch`, `serve`,
-/// `search`): building is all CI does, and the install takes half as long.
+/// `search`): building is all CI does, and they would add a web server's crates to compile.
 pub(crate) const MDBOOK_VERSION: &str = "0.5.4";
 
 /// Where the guide lives, from the workspace root.
