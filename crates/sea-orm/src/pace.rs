@@ -91,9 +91,12 @@ impl Pace {
         });
     }
 
-    /// The monitor's probe got an answer from the node at `now`.
-    pub(crate) fn probed(&self, now: Instant) {
+    /// The monitor's probe got an answer from the node at `now`, after `took`: until its
+    /// statements have answered, the probe's time stands for their average.
+    pub(crate) fn probed(&self, now: Instant, took: Duration) {
         self.answered.fetch_max(stamp(now), Ordering::Relaxed);
+        let took = micros(took).max(1);
+        let _ = self.average_us.compare_exchange(0, took, Ordering::Relaxed, Ordering::Relaxed);
     }
 
     /// A read on the node went unanswered for its hedge delay, at `now`.
@@ -102,10 +105,15 @@ impl Pace {
     }
 
     /// How long a read on the node waits before it is hedged: [`HEDGE_FACTOR`] times its
-    /// average answer time, within [`HEDGE_FLOOR`] and [`HEDGE_CAP`].
+    /// average answer time, within [`HEDGE_FLOOR`] and [`HEDGE_CAP`]; the cap while nothing is
+    /// known of its pace.
     pub(crate) fn hedge_delay(&self) -> Duration {
-        let avg = Duration::from_micros(self.average_us.load(Ordering::Relaxed));
-        avg.saturating_mul(HEDGE_FACTOR).clamp(HEDGE_FLOOR, HEDGE_CAP)
+        match self.average_us.load(Ordering::Relaxed) {
+            0 => HEDGE_CAP,
+            avg => Duration::from_micros(avg)
+                .saturating_mul(HEDGE_FACTOR)
+                .clamp(HEDGE_FLOOR, HEDGE_CAP),
+        }
     }
 
     /// Whether reads should try other nodes first, at `now`, with `in_flight` statements on
@@ -232,14 +240,23 @@ mod tests {
     ) {
         let pace = Pace::default();
         let t = Instant::now();
-        pace.probed(t);
+        pace.probed(t, MS(1));
         if let Some(o) = overdue_ms {
             pace.overdue(t + MS(o));
         }
         if let Some(p) = probed_ms {
-            pace.probed(t + MS(p));
+            pace.probed(t + MS(p), MS(1));
         }
         assert_eq!(pace.stalled(0, t + MS(now_ms)), expected);
+    }
+
+    /// Nothing known of a node's pace: the longest delay; a probe's time seeds it.
+    #[test]
+    fn an_unknown_pace_hedges_late_until_a_probe_or_a_statement_says() {
+        let pace = Pace::default();
+        assert_eq!(pace.hedge_delay(), HEDGE_CAP);
+        pace.probed(Instant::now(), MS(10));
+        assert_eq!(pace.hedge_delay(), MS(80));
     }
 
     /// The watchdog's look: reads waiting past the hedge delay wake their waiters, once.
@@ -247,6 +264,7 @@ mod tests {
     async fn a_silent_node_wakes_its_waiting_reads() {
         let pace = Pace::default();
         let t = Instant::now();
+        pace.probed(t, Duration::from_micros(100));
         pace.begin(t);
         let woken = pace.stall();
         let mut woken = std::pin::pin!(woken);

@@ -342,7 +342,7 @@ fn on_probe(weak: &std::sync::Weak<Inner>, product: Product) -> rwsplit_monitor:
             }
             let now = Instant::now();
             *n.last_seen.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = Some(now);
-            n.pace.probed(now);
+            n.pace.probed(now, seen.latency());
             check_server(&weak, node, &n, product);
         }
         let floor = |seen: &crate::causal::Seen| match inner.routing.floor(seen) {
