@@ -281,7 +281,7 @@ fn the_dashboard_has_fleet_variables_and_every_query_honours_them() {
     assert!(queries.len() >= 25, "{}", queries.len());
     for (title, expr) in &queries {
         // Every metric selector carries the three variables.
-        for (at, _) in expr.match_indices(|c: char| c == 'r' || c == 'd') {
+        for (at, _) in expr.match_indices(['r', 'd']) {
             let before = expr[..at].chars().next_back();
             if before.is_some_and(|c| c.is_ascii_alphanumeric() || c == '_') {
                 continue;

@@ -854,8 +854,8 @@ mod tests {
             format!("db_client_connection_pending_requests{node} 2"),
             // The first sample registers the node's counters at 0.
             "rwsplit_errors_total{server_address=\"db-2\",server_port=\"5432\",rwsplit_node_role=\"replica\",error_type=\"connection\"} 0".to_owned(),
-            format!("rwsplit_retries_total{{server_address=\"db-2\",server_port=\"5432\",rwsplit_access=\"read\"}} 0"),
-            format!("rwsplit_replica_refusals_total{{server_address=\"db-2\",server_port=\"5432\",outcome=\"primary\"}} 0"),
+            "rwsplit_retries_total{server_address=\"db-2\",server_port=\"5432\",rwsplit_access=\"read\"} 0".to_owned(),
+            "rwsplit_replica_refusals_total{server_address=\"db-2\",server_port=\"5432\",outcome=\"primary\"} 0".to_owned(),
             "rwsplit_read_your_writes_total{outcome=\"waited\"} 0".to_owned(),
             "# HELP rwsplit_node_state ".to_owned(),
         ] {
