@@ -1,5 +1,6 @@
 //! A fault timeline, as data: what an application sees, second by second, while a replica is
-//! killed and restarted, another lags, and the primary is switched over.
+//! killed and restarted, another is frozen and thawed, then lags, and the primary is switched
+//! over.
 //!
 //! ```sh
 //! cargo run --example fault_timeline -- target/rwsplit/report/timeline.json
@@ -10,10 +11,15 @@
 //! `RoutedConnection`, one per consistency level: eventual (asked for: the connection's default
 //! is session), a `Session` that wrote a row of its
 //! own first, and bounded staleness (at most 500 ms stale). Every 250 ms it records each node's
-//! health, role, lag and share of the reads, the application's read and write latency, and the
-//! reads and writes that failed, by level. A failed bounded read also records whether any node
-//! could prove the bound (the primary up, or a replica within 500 ms by `Lag::staleness_at`)
-//! when it started and when it failed. `cargo xtask report` plots the JSON it writes.
+//! health, role, lag and share of the reads, the application's read and write latency (the
+//! readers' p50, p99 and slowest read), the reads the router hedged and those it steered off a
+//! stalled replica (`Stats::hedges`), and the reads and writes that failed, by level. A failed
+//! bounded read also records whether any node could prove the bound (the primary up, or a
+//! replica within 500 ms by `Lag::staleness_at`) when it started and when it failed. The freeze
+//! is `Node::hang` (SIGSTOP of the server and its processes, or `docker pause`: it accepts
+//! connections and answers nothing) for 3 s. `cargo xtask report` plots the JSON it writes and
+//! checks its budgets: issue 46's is no read over 250 ms and none failed from the freeze to 1 s
+//! after the thaw.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -58,6 +64,15 @@ struct Sample {
     nodes: Vec<NodeSample>,
     read_p50_ms: Option<f64>,
     read_p99_ms: Option<f64>,
+    /// The slowest read the readers finished in the sample, failed ones included (p50 and p99
+    /// are of the reads that answered).
+    read_max_ms: Option<f64>,
+    /// Reads the router hedged in the sample (`Stats::hedges().sent`'s increase).
+    hedges: u64,
+    /// Hedged reads the second node answered first, in the sample.
+    hedges_won: u64,
+    /// Read attempts that passed over a stalled replica for the plan's next node, in the sample.
+    stalled_skips: u64,
     write_p50_ms: Option<f64>,
     write_p99_ms: Option<f64>,
     reads_failed: u64,
@@ -85,6 +100,8 @@ struct Timeline {
 #[derive(Default)]
 struct Window {
     reads: Vec<Duration>,
+    /// The slowest of the readers' failed reads.
+    slowest_failed: Duration,
     writes: Vec<Duration>,
     writes_failed: u64,
     failed: Failed,
@@ -195,6 +212,9 @@ fn spawn_load(
                 let provable_after = matches!(level, Level::Bounded) && r.is_err() && provable(&db);
                 {
                     let mut w = window.lock().unwrap();
+                    if r.is_err() {
+                        w.slowest_failed = w.slowest_failed.max(took);
+                    }
                     match (r, level) {
                         (Ok(_), _) => w.reads.push(took),
                         (Err(_), Level::Eventual) => w.failed.eventual += 1,
@@ -214,9 +234,19 @@ fn spawn_load(
     tasks
 }
 
-fn sample(db: &RoutedConnection, t: Duration, last_reads: &mut Vec<u64>, w: Window) -> Sample {
+/// Cumulative counts at the previous sample, for the per-sample deltas.
+#[derive(Default)]
+struct Last {
+    reads: Vec<u64>,
+    hedges: rwsplit_sea_orm::Hedges,
+}
+
+fn sample(db: &RoutedConnection, t: Duration, last: &mut Last, w: Window) -> Sample {
     let mut w = w;
     let stats = db.stats();
+    let hedges = stats.hedges();
+    let before = std::mem::replace(&mut last.hedges, hedges);
+    let last_reads = &mut last.reads;
     let nodes = stats
         .nodes()
         .iter()
@@ -252,6 +282,13 @@ fn sample(db: &RoutedConnection, t: Duration, last_reads: &mut Vec<u64>, w: Wind
         nodes,
         read_p50_ms: percentile(&mut w.reads, 500),
         read_p99_ms: percentile(&mut w.reads, 990),
+        read_max_ms: percentile(&mut w.reads, 1000)
+            .into_iter()
+            .chain((!w.slowest_failed.is_zero()).then_some(w.slowest_failed.as_secs_f64() * 1e3))
+            .reduce(f64::max),
+        hedges: hedges.sent.saturating_sub(before.sent),
+        hedges_won: hedges.won.saturating_sub(before.won),
+        stalled_skips: hedges.stalled_skips.saturating_sub(before.stalled_skips),
         write_p50_ms: percentile(&mut w.writes, 500),
         write_p99_ms: percentile(&mut w.writes, 990),
         reads_failed: w.failed.eventual + w.failed.session + w.failed.bounded + w.failed.read_back,
@@ -287,15 +324,20 @@ async fn main() -> anyhow::Result<()> {
     let start = Instant::now();
     let mut samples = Vec::new();
     let mut events = Vec::new();
-    let mut last_reads = Vec::new();
-    // (at, what): the fault script, run between samples.
-    let script: [(u64, &'static str); 6] = [
+    let mut last = Last::default();
+    // (at, what): the fault script, run between samples. `cargo xtask report` finds the phases
+    // by their texts: the words "frozen" and "thawed", and the text that starts "switchover".
+    let script: [(u64, &'static str); 8] = [
         (4_000, "replica n2 killed (SIGKILL)"),
-        (9_000, "replica n2 restarted"),
-        (13_000, "replay paused on replica n1 (lag spike)"),
-        (17_000, "replay resumed on n1"),
-        (21_000, "switchover: primary stopped, n1 promoted, n2 follows"),
-        (28_000, "end"),
+        (8_000, "replica n2 restarted"),
+        // n2 is readmitted about 5 s after it went down (the health policy's first ban).
+        (10_500, "replica n1 frozen (SIGSTOP)"),
+        (13_500, "replica n1 thawed (SIGCONT)"),
+        // n1 went down about 2 s into the freeze: it is readmitted 5 s later.
+        (18_500, "replay paused on replica n1 (lag spike)"),
+        (22_500, "replay resumed on n1"),
+        (26_500, "switchover: primary stopped, n1 promoted, n2 follows"),
+        (33_500, "end"),
     ];
     let mut next = 0;
     let mut tick = tokio::time::interval(SAMPLE);
@@ -303,7 +345,7 @@ async fn main() -> anyhow::Result<()> {
         tick.tick().await;
         let t = start.elapsed();
         let w = std::mem::take(&mut *window.lock().unwrap());
-        samples.push(sample(&db, t, &mut last_reads, w));
+        samples.push(sample(&db, t, &mut last, w));
         let Some(&(at, what)) = script.get(next) else { break };
         if u64::try_from(t.as_millis()).unwrap_or(u64::MAX) < at {
             continue;
@@ -314,9 +356,11 @@ async fn main() -> anyhow::Result<()> {
         match next {
             1 => n2.crash()?,
             2 => n2.restart().await?,
-            3 => n1.pause_replay().await?,
-            4 => n1.resume_replay().await?,
-            5 => {
+            3 => n1.hang()?,
+            4 => n1.unhang()?,
+            5 => n1.pause_replay().await?,
+            6 => n1.resume_replay().await?,
+            7 => {
                 primary.stop()?;
                 n1.promote().await?;
                 n2.follow(n1).await?;
