@@ -2,9 +2,10 @@
 //! adapter's cost and a fault timeline, from runs made for it.
 //!
 //! Data: `cargo run --example fault_timeline` (a PostgreSQL cluster through a replica kill, a
-//! lag spike and a switchover, sampled every 250 ms; failed reads per sample by the reader's
-//! consistency level, failed writes, and the samples in which no node could prove the bounded
-//! readers' bound), `cargo bench --bench consistency` (with
+//! replica frozen with SIGSTOP and thawed, a lag spike and a switchover, sampled every 250 ms;
+//! per sample the readers' p99 and slowest read, the reads hedged or steered off a stalled
+//! replica, failed reads by the reader's consistency level, failed writes, and the samples in
+//! which no node could prove the bounded readers' bound), `cargo bench --bench consistency` (with
 //! `RWSPLIT_BENCH_JSON`), the web benchmark (`cargo bench -p rwsplit-axum --bench web`, its
 //! `--json`), and the callgrind counts of `bench adapter-instructions` (needs
 //! valgrind). Plots are drawn with `plotters`' SVG backend and written inline into one page,
@@ -124,6 +125,7 @@ pub(crate) fn run(args: &ReportArgs) -> anyhow::Result<()> {
     over.extend(monotonic_failures(&consistency));
     over.extend(ryw_failures(&consistency));
     over.extend(switchover_failures(&timeline));
+    over.extend(freeze_failures(&timeline));
     over.extend(fleet_failures(&fleet));
     over.extend(web_failures(&web));
     let page = out.join("index.html");
@@ -788,6 +790,22 @@ fn timeline_section(html: &mut String, doc: &Value) -> anyhow::Result<()> {
         per_sample(&|s: &Value| num(&s["failed"]["read_back_stale"])),
     ));
     failures.push(("writes failed".to_owned(), per_sample(&|s: &Value| num(&s["writes_failed"]))));
+    // Per sample (issue 46): the readers' p99 and slowest read, the reads hedged, and those
+    // steered off a stalled replica.
+    let tail: Vec<(String, Vec<(f64, f64)>)> =
+        [("read p99", "read_p99_ms"), ("slowest read", "read_max_ms")]
+            .iter()
+            .map(|(name, k)| {
+                let pts = samples
+                    .iter()
+                    .filter_map(|s| s[*k].as_f64().map(|v| (num(&s["t_ms"]) / 1e3, v)))
+                    .collect();
+                ((*name).to_owned(), pts)
+            })
+            .collect();
+    let hedges = per_sample(&|s: &Value| num(&s["hedges"]));
+    let skips = per_sample(&|s: &Value| num(&s["stalled_skips"]));
+    let freeze = freeze_ms(doc).map(|(from, to)| (from / 1e3, to / 1e3));
     let fail_max = max(&failures, 4.0);
     failures.push((
         "no node provably within 500 ms".to_owned(),
@@ -803,8 +821,8 @@ fn timeline_section(html: &mut String, doc: &Value) -> anyhow::Result<()> {
         let _ = write!(html, "{t:.0} s {what}; ");
     }
     html.push_str("</p>");
-    let chart = svg(W, 5 * 260, |root| {
-        let panels = root.split_evenly((5, 1));
+    let chart = svg(W, 8 * 260, |root| {
+        let panels = root.split_evenly((8, 1));
         panel(
             &panels[0],
             "health per node (0 up, 1 suspect, 2 down)",
@@ -834,11 +852,280 @@ fn timeline_section(html: &mut String, doc: &Value) -> anyhow::Result<()> {
             &events,
             &failures,
         )?;
+        tail_panel(&panels[5], end_s, &events, freeze, &tail)?;
+        counts_panel(&panels[6], "hedged reads", end_s, &events, freeze, &hedges)?;
+        let steered = "reads steered off a stalled replica";
+        counts_panel(&panels[7], steered, end_s, &events, freeze, &skips)?;
         Ok(())
     })?;
     html.push_str(&chart);
     let _ = write!(html, "<p>{}</p>", failure_summary(doc, samples));
+    let _ = write!(html, "<p>{}</p>", freeze_summary(doc, samples));
     Ok(())
+}
+
+/// The lowest value of the tail panel's logarithmic axis, in ms: faster samples are drawn there.
+const TAIL_FLOOR_MS: f64 = 0.1;
+
+/// The readers' p99 and slowest read per sample on a logarithmic axis (milliseconds to the
+/// seconds a frozen node used to cost), the freeze shaded (lighter: the second after the thaw,
+/// which the budget covers too) and the budget drawn as a dashed red line.
+fn tail_panel(
+    root: &DrawingArea<SVGBackend<'_>, plotters::coord::Shift>,
+    end_s: f64,
+    events: &[(f64, String)],
+    freeze: Option<(f64, f64)>,
+    series: &[(String, Vec<(f64, f64)>)],
+) -> anyhow::Result<()> {
+    let top = series
+        .iter()
+        .flat_map(|(_, p)| p.iter().map(|p| p.1))
+        .fold(FREEZE_READ_BUDGET_MS, f64::max)
+        * 3.0;
+    let mut c = ChartBuilder::on(root)
+        .caption(
+            "reads: p99 and slowest per sample (log scale; shaded: the freeze and the second \
+             after it; dashed: the 250 ms budget)",
+            ("sans-serif", 16),
+        )
+        .margin(8)
+        .x_label_area_size(28)
+        .y_label_area_size(55)
+        .build_cartesian_2d(0.0..end_s, (TAIL_FLOOR_MS..top).log_scale())
+        .map_err(plot_err)?;
+    c.configure_mesh()
+        .x_desc("seconds")
+        .y_desc("ms")
+        .y_label_formatter(&|v| if *v >= 1.0 { format!("{v:.0}") } else { format!("{v:.1}") })
+        .draw()
+        .map_err(plot_err)?;
+    shade_freeze(&mut c, freeze, (TAIL_FLOOR_MS, top))?;
+    for (t, _) in events {
+        c.draw_series(LineSeries::new(
+            [(*t, TAIL_FLOOR_MS), (*t, top)],
+            ShapeStyle::from(&RGBColor(160, 160, 160)).stroke_width(1),
+        ))
+        .map_err(plot_err)?;
+    }
+    c.draw_series(DashedLineSeries::new(
+        [(0.0, FREEZE_READ_BUDGET_MS), (end_s, FREEZE_READ_BUDGET_MS)],
+        6,
+        4,
+        ShapeStyle::from(&COLORS[3]).stroke_width(1),
+    ))
+    .map_err(plot_err)?;
+    for (i, (name, points)) in series.iter().enumerate() {
+        let color = COLORS[i % COLORS.len()];
+        let points = points.iter().map(|&(t, v)| (t, v.max(TAIL_FLOOR_MS)));
+        c.draw_series(LineSeries::new(points, color.stroke_width(2)))
+            .map_err(plot_err)?
+            .label(name.clone())
+            .legend(move |(x, y)| {
+                PathElement::new(vec![(x, y), (x + 18, y)], color.stroke_width(2))
+            });
+    }
+    // Below the fastest p99: the readers' reads take a millisecond or more.
+    c.configure_series_labels()
+        .position(SeriesLabelPosition::LowerLeft)
+        .background_style(WHITE.mix(0.85))
+        .border_style(BLACK)
+        .draw()
+        .map_err(plot_err)?;
+    Ok(())
+}
+
+/// A count per sample (`what`: the reads hedged, or those steered off a stalled replica;
+/// `Stats::hedges`), as bars over the sample's interval, the freeze shaded as in [`tail_panel`].
+fn counts_panel(
+    root: &DrawingArea<SVGBackend<'_>, plotters::coord::Shift>,
+    what: &str,
+    end_s: f64,
+    events: &[(f64, String)],
+    freeze: Option<(f64, f64)>,
+    counts: &[(f64, f64)],
+) -> anyhow::Result<()> {
+    let top = counts.iter().map(|p| p.1).fold(4.0, f64::max) * 1.15;
+    let total: f64 = counts.iter().map(|p| p.1).sum();
+    let mut c = ChartBuilder::on(root)
+        .caption(format!("{what} per sample ({total:.0} in all)"), ("sans-serif", 16))
+        .margin(8)
+        .x_label_area_size(28)
+        .y_label_area_size(55)
+        .build_cartesian_2d(0.0..end_s, 0.0..top)
+        .map_err(plot_err)?;
+    // Counts: whole numbers on the axis.
+    #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
+    let labels = (top as usize + 1).clamp(2, 11);
+    c.configure_mesh()
+        .x_desc("seconds")
+        .y_desc("reads")
+        .y_labels(labels)
+        .y_label_formatter(&|v| format!("{v:.0}"))
+        .draw()
+        .map_err(plot_err)?;
+    shade_freeze(&mut c, freeze, (0.0, top))?;
+    for (t, _) in events {
+        c.draw_series(LineSeries::new(
+            [(*t, 0.0), (*t, top)],
+            ShapeStyle::from(&RGBColor(160, 160, 160)).stroke_width(1),
+        ))
+        .map_err(plot_err)?;
+    }
+    // A sample's bar spans the interval it counts, the period before its instant.
+    let period =
+        counts.windows(2).map(|w| w[1].0 - w[0].0).fold(f64::MAX, f64::min).clamp(0.05, 0.25);
+    c.draw_series(
+        counts
+            .iter()
+            .filter(|p| p.1 > 0.0)
+            .map(|&(t, n)| Rectangle::new([(t - period, 0.0), (t, n)], COLORS[0].filled())),
+    )
+    .map_err(plot_err)?;
+    Ok(())
+}
+
+/// Shades the freeze (from the freeze to the thaw) and, lighter, the second after the thaw.
+fn shade_freeze<'a>(
+    c: &mut ChartContext<
+        'a,
+        SVGBackend<'a>,
+        Cartesian2d<
+            impl Ranged<ValueType = f64> + plotters::coord::ranged1d::ValueFormatter<f64>,
+            impl Ranged<ValueType = f64> + plotters::coord::ranged1d::ValueFormatter<f64>,
+        >,
+    >,
+    freeze: Option<(f64, f64)>,
+    (low, high): (f64, f64),
+) -> anyhow::Result<()> {
+    let Some((from, to)) = freeze else { return Ok(()) };
+    let blue = RGBColor(70, 130, 220);
+    c.draw_series([
+        Rectangle::new([(from, low), (to, high)], blue.mix(0.18).filled()),
+        Rectangle::new([(to, low), (to + FREEZE_TAIL_MS / 1e3, high)], blue.mix(0.08).filled()),
+    ])
+    .map_err(plot_err)?;
+    Ok(())
+}
+
+/// The slowest read allowed from a replica's freeze to [`FREEZE_TAIL_MS`] after its thaw
+/// (issue 46: a frozen replica costs a read milliseconds, not seconds).
+const FREEZE_READ_BUDGET_MS: f64 = 250.0;
+
+/// How long after the thaw the freeze's budgets still hold: the reads a frozen node held finish
+/// when it answers again, and count against the freeze.
+const FREEZE_TAIL_MS: f64 = 1_000.0;
+
+/// When the timeline's replica was frozen and thawed, in ms from its start.
+fn freeze_ms(doc: &Value) -> Option<(f64, f64)> {
+    let events = doc["events"].as_array()?;
+    let at = |word: &str| {
+        events
+            .iter()
+            .find(|e| e["what"].as_str().is_some_and(|w| w.split_whitespace().any(|x| x == word)))
+            .map(|e| num(&e["t_ms"]))
+    };
+    let (from, to) = (at("frozen")?, at("thawed")?);
+    (from <= to).then_some((from, to))
+}
+
+/// The samples that count against the freeze: those whose interval (the sample's period before
+/// its instant) meets the span from the freeze to [`FREEZE_TAIL_MS`] after the thaw.
+fn freeze_samples(doc: &Value) -> Option<Vec<&Value>> {
+    let (from, to) = freeze_ms(doc)?;
+    let period = doc["sample_ms"].as_f64().unwrap_or(250.0);
+    let samples = doc["samples"].as_array()?;
+    Some(
+        samples
+            .iter()
+            .filter(|s| num(&s["t_ms"]) > from && num(&s["t_ms"]) - period < to + FREEZE_TAIL_MS)
+            .collect(),
+    )
+}
+
+/// Reads of every level that failed in a sample, the writer's read-backs included.
+fn failed_reads(s: &Value) -> f64 {
+    ["eventual", "session", "bounded", "read_back"].iter().map(|k| num(&s["failed"][*k])).sum()
+}
+
+/// The freeze's budgets (issue 46), in words, for those broken: from the replica's freeze to
+/// [`FREEZE_TAIL_MS`] after its thaw no read takes over [`FREEZE_READ_BUDGET_MS`] (the slowest
+/// of each sample, failed reads included), none fails, and every sample finished reads (a
+/// sample with none had every reader stuck).
+fn freeze_failures(doc: &Value) -> Vec<String> {
+    let Some(samples) = freeze_samples(doc).filter(|s| !s.is_empty()) else {
+        return vec!["the fault timeline has no freeze (or no sample in it)".to_owned()];
+    };
+    let mut over = Vec::new();
+    let slow: Vec<(f64, f64)> = samples
+        .iter()
+        .filter_map(|s| s["read_max_ms"].as_f64().map(|m| (num(&s["t_ms"]) / 1e3, m)))
+        .filter(|&(_, m)| m > FREEZE_READ_BUDGET_MS)
+        .collect();
+    if let Some(&(t, worst)) = slow.iter().max_by(|a, b| a.1.total_cmp(&b.1)) {
+        over.push(format!(
+            "during the freeze, {} samples had a read over {FREEZE_READ_BUDGET_MS:.0} ms, the \
+             slowest {worst:.0} ms (sample at {t:.2} s) (budget {FREEZE_READ_BUDGET_MS:.0} ms)",
+            slow.len()
+        ));
+    }
+    let idle: Vec<String> = samples
+        .iter()
+        .filter(|s| s["read_max_ms"].as_f64().is_none())
+        .map(|s| format!("{:.2} s", num(&s["t_ms"]) / 1e3))
+        .collect();
+    if !idle.is_empty() {
+        over.push(format!(
+            "during the freeze, no read finished in the samples at {}",
+            idle.join(", ")
+        ));
+    }
+    let failed: f64 = samples.iter().map(|s| failed_reads(s)).sum();
+    if failed > 0.0 {
+        over.push(format!("{failed:.0} reads failed during the freeze (budget 0)"));
+    }
+    over
+}
+
+/// The freeze in words: its window, the readers' p99 and slowest read per sample in it, failed
+/// reads, and the hedges sent then and in the whole run.
+fn freeze_summary(doc: &Value, samples: &[Value]) -> String {
+    let (Some((from, to)), Some(window)) = (freeze_ms(doc), freeze_samples(doc)) else {
+        return "The timeline has no freeze.".to_owned();
+    };
+    let ms = |v: &Value| v.as_f64().map_or("–".to_owned(), |m| format!("{m:.1}"));
+    let per_sample: Vec<String> = window
+        .iter()
+        .map(|s| {
+            format!(
+                "{:.2} s: {} / {}",
+                num(&s["t_ms"]) / 1e3,
+                ms(&s["read_p99_ms"]),
+                ms(&s["read_max_ms"])
+            )
+        })
+        .collect();
+    let slowest = window.iter().filter_map(|s| s["read_max_ms"].as_f64()).fold(0.0, f64::max);
+    let hedged: f64 = window.iter().map(|s| num(&s["hedges"])).sum();
+    let skipped: f64 = window.iter().map(|s| num(&s["stalled_skips"])).sum();
+    let all_hedged: f64 = samples.iter().map(|s| num(&s["hedges"])).sum();
+    let reads: f64 = samples
+        .iter()
+        .filter_map(|s| s["nodes"].as_array())
+        .flat_map(|n| n.iter().map(|n| num(&n["reads"])))
+        .sum();
+    format!(
+        "The freeze: a replica frozen (SIGSTOP) from {:.2} s to {:.2} s; counted to {:.2} s. \
+         Slowest read {slowest:.1} ms (budget {FREEZE_READ_BUDGET_MS:.0} ms), failed reads \
+         {:.0} (budget 0), hedges sent {hedged:.0}, reads steered off a stalled replica \
+         {skipped:.0}. Per sample, read p99 / slowest in ms: {}. \
+         Hedges in the whole run: {all_hedged:.0} of {reads:.0} reads ({:.2} %).",
+        from / 1e3,
+        to / 1e3,
+        (to + FREEZE_TAIL_MS) / 1e3,
+        window.iter().map(|s| failed_reads(s)).sum::<f64>(),
+        per_sample.join("; "),
+        100.0 * all_hedged / reads.max(1.0),
+    )
 }
 
 /// The switchover budgets (issue 24), in words, for those broken: from the switchover's event
@@ -943,8 +1230,8 @@ mod tests {
     use serde_json::json;
 
     use super::{
-        fleet_failures, measured_now, monotonic_failures, ryw_failures, stamp_section,
-        switchover_failures, web_failures,
+        fleet_failures, freeze_failures, measured_now, monotonic_failures, ryw_failures,
+        stamp_section, switchover_failures, web_failures,
     };
 
     /// The page names the commit its runs measured, and says when it cannot.
@@ -1099,5 +1386,52 @@ mod tests {
     #[case::no_switchover(json!({ "events": [], "samples": [] }), 1)]
     fn the_switchover_budgets(#[case] doc: serde_json::Value, #[case] broken: usize) {
         assert_eq!(switchover_failures(&doc).len(), broken, "{:?}", switchover_failures(&doc));
+    }
+
+    /// A timeline whose replica freezes at 1 s and thaws at 2 s (its budgets count to 3 s),
+    /// sampled every 250 ms from 0.25 s to 4 s: every sample's slowest read 5 ms and no
+    /// failure, but for `changed` samples: (t in ms, slowest read in ms or none, failed
+    /// eventual reads, failed read-backs).
+    fn frozen(changed: &[(u64, Option<f64>, u64, u64)]) -> serde_json::Value {
+        let samples: Vec<_> = (1..=16_u64)
+            .map(|i| {
+                let t = 250 * i;
+                let (max, eventual, read_back) = changed
+                    .iter()
+                    .find(|c| c.0 == t)
+                    .map_or((Some(5.0), 0, 0), |c| (c.1, c.2, c.3));
+                json!({ "t_ms": t, "read_p99_ms": max, "read_max_ms": max, "hedges": 0,
+                    "failed": { "eventual": eventual, "session": 0, "bounded": 0,
+                        "bounded_while_provable": 0, "read_back": read_back, "read_back_stale": 0 } })
+            })
+            .collect();
+        json!({
+            "sample_ms": 250,
+            "events": [
+                { "t_ms": 1000, "what": "replica n1 frozen (SIGSTOP)" },
+                { "t_ms": 2000, "what": "replica n1 thawed (SIGCONT)" },
+                { "t_ms": 3000, "what": "switchover: primary stopped" },
+            ],
+            "samples": samples,
+        })
+    }
+
+    #[rstest]
+    #[case::within(frozen(&[]), 0)]
+    #[case::at_the_budget(frozen(&[(1500, Some(250.0), 0, 0)]), 0)]
+    #[case::a_slow_read_in_the_freeze(frozen(&[(1250, Some(251.0), 0, 0)]), 1)]
+    #[case::slow_reads_are_one_breach(frozen(&[(1250, Some(900.0), 0, 0), (1750, Some(5_000.0), 0, 0)]), 1)]
+    #[case::a_slow_read_the_second_after_the_thaw(frozen(&[(3000, Some(5_000.0), 0, 0)]), 1)]
+    #[case::a_slow_read_before_the_freeze(frozen(&[(1000, Some(5_000.0), 0, 0)]), 0)]
+    #[case::a_slow_read_after_the_window(frozen(&[(3250, Some(5_000.0), 0, 0)]), 0)]
+    #[case::a_failed_read(frozen(&[(1500, Some(5.0), 1, 0)]), 1)]
+    #[case::a_failed_read_back(frozen(&[(2250, Some(5.0), 0, 1)]), 1)]
+    #[case::a_failed_read_after_the_window(frozen(&[(3500, Some(5.0), 2, 0)]), 0)]
+    #[case::no_read_finished(frozen(&[(1750, None, 0, 0)]), 1)]
+    #[case::slow_and_failed(frozen(&[(1500, Some(5_000.0), 3, 0)]), 2)]
+    #[case::no_freeze(json!({ "events": [{ "t_ms": 1000, "what": "switchover" }], "samples": [] }), 1)]
+    #[case::frozen_never_thawed(json!({ "events": [{ "t_ms": 1000, "what": "replica n1 frozen" }], "samples": [{ "t_ms": 1250 }] }), 1)]
+    fn the_freeze_budgets(#[case] doc: serde_json::Value, #[case] broken: usize) {
+        assert_eq!(freeze_failures(&doc).len(), broken, "{:?}", freeze_failures(&doc));
     }
 }
