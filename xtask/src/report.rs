@@ -818,7 +818,8 @@ fn timeline_section(html: &mut String, doc: &Value) -> anyhow::Result<()> {
          Grey lines: the faults, in order: ",
     );
     for (t, what) in &events {
-        let _ = write!(html, "{t:.0} s {what}; ");
+        // `{t}`: 10.5 s stays 10.5 (the freeze starts on the half second), 4 s stays 4.
+        let _ = write!(html, "{t} s {what}; ");
     }
     html.push_str("</p>");
     let chart = svg(W, 8 * 260, |root| {
