@@ -83,11 +83,6 @@ impl Inner {
         }
     }
 
-    /// The catch-up wait a read may do: the call's, else the connection's default.
-    pub(super) fn wait_of(&self, ctx: &Ctx<'_>) -> Option<Duration> {
-        ctx.wait.unwrap_or(self.policy.wait_for_replica).filter(|d| !d.is_zero())
-    }
-
     /// Where a statement goes, given its classification (see [`classify`](Self::classify)):
     /// the explicit scope, the consistency level with the caller's read-your-writes token, and
     /// the router.

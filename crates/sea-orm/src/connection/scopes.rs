@@ -82,6 +82,11 @@ impl Inner {
             && (self.nodes.count() > 1 || matches!(scope, Scope::Session(_)))
     }
 
+    /// The catch-up wait a read may do: the call's, else the connection's default.
+    pub(super) fn wait_of(&self, ctx: &Ctx<'_>) -> Option<Duration> {
+        ctx.wait.unwrap_or(self.policy.wait_for_replica).filter(|d| !d.is_zero())
+    }
+
     /// Whether reads through `ctx` keep monotonic reads: read-your-writes is on, there are
     /// replicas, and the call's level is `Consistency::Session`.
     fn tracks_reads(&self, ctx: &Ctx<'_>) -> bool {
