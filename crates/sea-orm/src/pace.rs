@@ -66,6 +66,14 @@ impl Pace {
         self.stall.notified()
     }
 
+    /// When the reads waiting on the node, if any, will have waited its hedge delay.
+    pub(crate) fn due(&self) -> Option<Instant> {
+        match self.waiting.load(Ordering::Relaxed) {
+            0 => None,
+            waiting => Some(instant(waiting) + self.hedge_delay()),
+        }
+    }
+
     /// Whether reads have waited on the node, unanswered, for longer than its hedge delay at
     /// `now`; if so the waiting reads are woken (to hedge) and the node marked overdue.
     pub(crate) fn check(&self, now: Instant) -> bool {
@@ -167,11 +175,21 @@ impl HedgeBudget {
     }
 }
 
-/// `now` as microseconds since the first call in this process, plus one (0 stays "never").
-fn stamp(now: Instant) -> u64 {
+/// The instant stamps count from: the first call in this process, less a second.
+fn base(now: Instant) -> Instant {
     static BASE: OnceLock<Instant> = OnceLock::new();
-    let base = *BASE.get_or_init(|| now.checked_sub(Duration::from_secs(1)).unwrap_or(now));
-    micros(now.saturating_duration_since(base)) + 1
+    *BASE.get_or_init(|| now.checked_sub(Duration::from_secs(1)).unwrap_or(now))
+}
+
+/// `now` as microseconds since [`base`], plus one (0 stays "never").
+fn stamp(now: Instant) -> u64 {
+    micros(now.saturating_duration_since(base(now))) + 1
+}
+
+/// The instant a [`stamp`] stands for.
+fn instant(stamp: u64) -> Instant {
+    let now = Instant::now();
+    base(now) + Duration::from_micros(stamp.saturating_sub(1))
 }
 
 fn micros(d: Duration) -> u64 {

@@ -1,10 +1,12 @@
-//! [`Watchdog`]: one task per connection that looks at its nodes every [`TICK`] while reads
-//! are in flight, and wakes the reads waiting on a node that has been silent past its hedge
-//! delay ([`Pace::check`](crate::pace::Pace::check)), so that they are hedged.
+//! [`Watchdog`]: one task per connection that wakes when reads waiting on a node will have
+//! waited that node's hedge delay ([`Pace::due`](crate::pace::Pace::due)), and wakes those
+//! reads if the node has answered none of them since ([`Pace::check`](crate::pace::Pace::check)),
+//! so that they are hedged.
 //!
-//! One interval timer for the whole connection, made once and parked while no read is in
-//! flight: a read registers no timer of its own (a statement's cost is counted in instructions
-//! and timers), and an idle application wakes nothing.
+//! One interval timer for the whole connection, made once, re-aimed at the next such moment,
+//! and parked while no read waits: a read registers no timer of its own (a statement's cost is
+//! counted in instructions and timers), a node that answers promptly wakes it about once per
+//! hedge delay, and an idle application wakes nothing.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Weak};
@@ -12,10 +14,11 @@ use std::time::{Duration, Instant};
 
 use crate::connection::Inner;
 
-/// How often the watchdog looks while reads are in flight.
-pub(crate) const TICK: Duration = Duration::from_millis(5);
-/// How many looks in a row with nothing in flight before it parks.
-const IDLE_LOOKS: u32 = 40;
+/// The longest the watchdog sleeps between looks while reads wait, and the least.
+const LONGEST: Duration = Duration::from_millis(50);
+const SHORTEST: Duration = Duration::from_millis(2);
+/// How many looks in a row with no read waiting before it parks.
+const IDLE_LOOKS: u32 = 2;
 
 /// Whether the watchdog is looking, and how a read wakes it.
 #[derive(Debug, Default)]
@@ -39,19 +42,24 @@ impl Watchdog {
     pub(crate) fn spawn(dog: Arc<Watchdog>, inner: Weak<Inner>) {
         let Ok(runtime) = tokio::runtime::Handle::try_current() else { return };
         runtime.spawn(async move {
-            let mut tick = tokio::time::interval(TICK);
+            let mut tick = tokio::time::interval(LONGEST);
             tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             loop {
                 // Parked until a read wakes it (a permit stored meanwhile is not lost).
                 if !dog.awake.load(Ordering::Acquire) {
                     dog.wake.notified().await;
                 }
-                tick.reset();
                 let mut idle = 0;
                 while idle < IDLE_LOOKS {
+                    let next = {
+                        let Some(inner) = inner.upgrade() else { return };
+                        look(&inner, Instant::now())
+                    };
+                    idle = if next.is_some() { 0 } else { idle + 1 };
+                    let now = Instant::now();
+                    let next = next.unwrap_or(now + LONGEST).clamp(now + SHORTEST, now + LONGEST);
+                    tick.reset_at(next.into());
                     tick.tick().await;
-                    let Some(inner) = inner.upgrade() else { return };
-                    idle = if look(&inner, Instant::now()) { 0 } else { idle + 1 };
                 }
                 dog.awake.store(false, Ordering::Release);
             }
@@ -59,16 +67,17 @@ impl Watchdog {
     }
 }
 
-/// One look at every node at `now`; whether any read was in flight.
-fn look(inner: &Inner, now: Instant) -> bool {
-    let snap = inner.routing.snap();
-    let mut busy = false;
-    for (id, node) in inner.nodes.iter() {
-        let in_flight = snap.topology().node(id).map_or(0, |n| n.load().in_flight());
-        if in_flight > 0 {
-            busy = true;
-            node.pace.check(now);
+/// One look at every node at `now`: the reads waiting past their node's hedge delay are
+/// woken; the next moment a read will have waited its node's hedge delay, if any waits.
+fn look(inner: &Inner, now: Instant) -> Option<Instant> {
+    let mut next: Option<Instant> = None;
+    for (_, node) in inner.nodes.iter() {
+        if let Some(due) = node.pace.due() {
+            if due <= now && node.pace.check(now) {
+                continue;
+            }
+            next = Some(next.map_or(due, |n| n.min(due)));
         }
     }
-    busy
+    next
 }
