@@ -24,6 +24,7 @@
 //! | [`OPERATION_DURATION`] `db_client_operation_duration_seconds` | histogram | node, `db.system.name`, `db.operation.name`, `rwsplit.node.role`, `rwsplit.route.reason`, `rwsplit.access`, `error.type` on failure | each attempt's time on a node; its count is the attempts each node served, by why they went there |
 //! | [`ERRORS`] `rwsplit_errors_total` | counter | node, `rwsplit.node.role`, `error.type` | failed attempts, by class (`connection`, `backpressure`, `given_up`, `replica_refused`, `not_on_replica`, `read_only`, `statement`) |
 //! | [`RETRIES`] `rwsplit_retries_total` | counter | node, `rwsplit.access` | statements moved on from this node: reads to the next candidate (`read`), writes never sent to a node that stopped being the primary, once, to the new primary (`write`) |
+//! | [`HEDGES`] `rwsplit_hedged_reads_total` | counter | node, `outcome` (`sent`, `won`, `passed_over`) | reads on this node left unanswered past its hedge delay and sent to another node too (`sent`), those the other node answered first (`won`), and read attempts that passed this node over while it was silent (`passed_over`) |
 //! | [`REPLICA_REFUSALS`] `rwsplit_replica_refusals_total` | counter | node, `outcome` (`primary`, `failed`) | statements classified as reads that the replica refused because they write (a user function or view): run once on the primary, or the caller's error ([`OnReplicaRefusal`](crate::OnReplicaRefusal)) |
 //! | [`READ_YOUR_WRITES`] `rwsplit_read_your_writes_total` | counter | `outcome` (`replica`, `waited`, `primary`) | where reads that had to see a write went |
 //! | [`PROMOTIONS`] `rwsplit_promotions_total` | counter | — | promotions this process's monitor carried out (automatic failover) |
@@ -136,6 +137,10 @@ pub const RETRIES: &str = "rwsplit_retries_total";
 /// Counter: statements classified as reads that a replica refused because they write, by
 /// `outcome`: `primary` (run once on the primary) or `failed` (the caller's error).
 pub const REPLICA_REFUSALS: &str = "rwsplit_replica_refusals_total";
+/// Reads hedged for want of an answer from a node, and attempts that passed a silent node over.
+pub const HEDGES: &str = "rwsplit_hedged_reads_total";
+/// The `outcome` values of [`HEDGES`].
+pub const HEDGE_OUTCOMES: [&str; 3] = ["sent", "won", "passed_over"];
 /// Counter: where reads that had to see the caller's writes went, by `outcome`.
 pub const READ_YOUR_WRITES: &str = "rwsplit_read_your_writes_total";
 /// Counter: promotions this process's monitor carried out (automatic failover).
@@ -192,6 +197,11 @@ pub(crate) const DESCRIPTIONS: &[(&str, Kind, &str)] = &[
     ),
     (ERRORS, Kind::Counter, "Failed statement attempts on a node, by error class."),
     (RETRIES, Kind::Counter, "Statements that moved on from a node to another one."),
+    (
+        HEDGES,
+        Kind::Counter,
+        "Reads hedged because the node left them unanswered, and attempts that passed it over.",
+    ),
     (
         REPLICA_REFUSALS,
         Kind::Counter,
@@ -497,6 +507,18 @@ pub(crate) fn retry(node: &NodeLabels, write: bool) {
     .increment(1);
 }
 
+/// A read on `node` was hedged (`sent`), its hedge answered first (`won`), or a read passed
+/// `node` over (`passed_over`): one of [`HEDGE_OUTCOMES`].
+pub(crate) fn hedge(node: &NodeLabels, outcome: &'static str) {
+    metrics::counter!(
+        HEDGES,
+        "server.address" => node.address.clone(),
+        "server.port" => node.port.clone(),
+        "outcome" => outcome,
+    )
+    .increment(1);
+}
+
 /// A replica refused a read because it writes; `rerun`: it runs once on the primary.
 pub(crate) fn replica_refusal(node: &NodeLabels, rerun: bool) {
     metrics::counter!(
@@ -658,6 +680,15 @@ fn announce(labels: &NodeLabels, primary: bool) {
             "server.address" => address.clone(),
             "server.port" => port.clone(),
             "rwsplit.access" => access,
+        )
+        .increment(0);
+    }
+    for outcome in HEDGE_OUTCOMES {
+        metrics::counter!(
+            HEDGES,
+            "server.address" => address.clone(),
+            "server.port" => port.clone(),
+            "outcome" => outcome,
         )
         .increment(0);
     }

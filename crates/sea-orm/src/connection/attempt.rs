@@ -699,6 +699,7 @@ impl Inner {
                     && node.pace.stalled(plan.in_flight(id), now)
                 {
                     bump(&self.counters.stalled_skips);
+                    telemetry::hedge(&node.labels, "passed_over");
                     tracing::debug!(target: "rwsplit", node = %node.name, "node stalled: trying the plan's next one");
                     continue;
                 }
@@ -748,6 +749,7 @@ impl Inner {
                     match hedged {
                         Hedged::By(out, hedge) => {
                             bump(&self.counters.hedges_won);
+                            telemetry::hedge(&node.labels, "won");
                             let served = Record {
                                 conn: self,
                                 node: &hedge.node,
@@ -919,6 +921,7 @@ impl Inner {
             return Hedged::First(first.await);
         }
         bump(&self.counters.hedges);
+        telemetry::hedge(&node.labels, "sent");
         let now = Instant::now();
         tracing::info!(target: "rwsplit", node = %node.name, hedge = %hedge_node.name, after = ?node.pace.hedge_delay(), "read unanswered: hedged on another node");
         let on_replica = plan.snapshot_primary() != Some(other);
