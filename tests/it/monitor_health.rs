@@ -189,7 +189,13 @@ async fn a_full_replica_pool_moves_reads_on_without_banning_the_replica(#[case] 
     );
     assert_eq!(healths, [Health::Up], "the replica never left Up");
     assert_eq!(r.failures(), 0);
-    assert!(r.pool_timeouts() >= 1, "the reads found the pool full");
+    // The reads moved on: past the pool's acquire timeout, or passed over while the replica's
+    // one connection was held and it answered nothing (a hedge, or a stalled node skipped).
+    let hedges = stats.hedges();
+    assert!(
+        r.pool_timeouts() + hedges.sent + hedges.stalled_skips >= 1,
+        "the reads found the pool full: {hedges:?}"
+    );
     // Free again: reads are back on the replica.
     let before = db.stats().replicas()[0].reads();
     db.query_one_raw(stmt(&db, "SELECT 1 AS one".into())).await.expect("read");

@@ -254,7 +254,9 @@ async fn reads_survive_a_replica_killed_under_them(#[case] kind: DbKind) {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     let stats = db.stats();
-    assert!(stats.retries() >= 1, "{stats:?}");
+    // A read on the killed replica moved on: retried after its connection broke, or hedged on
+    // the other replica while it waited.
+    assert!(stats.retries() + stats.hedges().won >= 1, "{stats:?}");
     assert!(stats.replicas()[1].reads() > 0, "the healthy replica kept serving: {stats:?}");
 }
 

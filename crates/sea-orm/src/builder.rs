@@ -427,9 +427,16 @@ impl RoutedConnectionBuilder {
                 .start(&conn, crate::discover::Template::new(template, configured, acquire))
                 .await;
         }
+        // A replica that answered the application's server check, or refused the monitor for
+        // lack of room (busy, not gone), vouches for itself; one that answered nothing is held.
+        let state = conn.inner.routing.state();
+        let vouched = |id: NodeId| {
+            state.busy_probes(id) > 0
+                || conn.inner.nodes.get(id).is_some_and(|n| n.server.get().is_some())
+        };
         let pending: Vec<String> = unanswered
             .into_iter()
-            .filter(|&id| conn.inner.hold_until_answered(id))
+            .filter(|&id| !vouched(id) && conn.inner.hold_until_answered(id))
             .filter_map(|id| conn.inner.nodes.get(id).map(|n| n.name.clone()))
             .collect();
         if !pending.is_empty() {

@@ -27,7 +27,8 @@ pub(crate) const HEDGE_FLOOR: Duration = Duration::from_millis(25);
 pub(crate) const HEDGE_CAP: Duration = Duration::from_millis(150);
 /// How many times a node's average answer time a read waits before it is hedged.
 const HEDGE_FACTOR: u32 = 8;
-/// A node with reads in flight that has answered nothing for this long is stalled.
+/// A node with reads in flight that has answered nothing for this long (or twice its hedge
+/// delay, if longer) is stalled.
 pub(crate) const STALLED_AFTER: Duration = Duration::from_millis(100);
 /// How long a node whose reads were hedged is passed over, unless it answers first: then a
 /// read tries it again (and is hedged again if it is still silent). By then the monitor has
@@ -99,6 +100,12 @@ impl Pace {
         });
     }
 
+    /// A statement on the node ended without an answer to count (an error, or given up): it
+    /// no longer waits.
+    pub(crate) fn ended(&self) {
+        self.waiting.store(0, Ordering::Relaxed);
+    }
+
     /// The monitor's probe got an answer from the node at `now`, after `took`: until its
     /// statements have answered, the probe's time stands for their average.
     pub(crate) fn probed(&self, now: Instant, took: Duration) {
@@ -135,7 +142,8 @@ impl Pace {
             return true;
         }
         let waiting = self.waiting.load(Ordering::Relaxed);
-        waiting != 0 && in_flight > 0 && stamp(now).saturating_sub(waiting) > micros(STALLED_AFTER)
+        let after = STALLED_AFTER.max(self.hedge_delay().saturating_mul(2));
+        waiting != 0 && in_flight > 0 && stamp(now).saturating_sub(waiting) > micros(after)
     }
 }
 
@@ -237,6 +245,8 @@ mod tests {
     ) {
         let pace = Pace::default();
         let t = Instant::now();
+        // A node that answers its probes in a millisecond: its reads stall after 100 ms.
+        pace.probed(t, MS(1));
         if let Some(b) = began_ms {
             pace.begin(t + MS(b));
         }

@@ -356,16 +356,18 @@ struct Hedge {
 }
 
 /// A read of `work` on `node` that leaves `work` as it is: straight on the sqlx pool where the
-/// node's reads may be ([`sending::direct`]), else through SeaORM's connection.
+/// node's reads may be ([`sending::direct`]), else through SeaORM's connection. Boxed where it
+/// is made, as the read path boxes its own: sqlx's futures are kilobytes, and every future
+/// that holds one unboxed is copied whole each time it moves (into the attempt, into its box).
 fn read_shared<'a, W: Work>(
     work: &'a W,
     node: &'a Node,
-) -> impl Future<Output = Result<W::Output, DbErr>> + Send + 'a {
+) -> std::pin::Pin<Box<dyn Future<Output = Result<W::Output, DbErr>> + Send + 'a>> {
     let pool = node.user_conn();
     let direct = if W::DIRECT && node.reads_direct() { sending::direct(pool) } else { None };
     match direct {
-        Some(d) => Either::Left(work.direct(d)),
-        None => Either::Right(work.shared(pool)),
+        Some(d) => Box::pin(work.direct(d)),
+        None => Box::pin(work.shared(pool)),
     }
 }
 

@@ -412,6 +412,11 @@ pub(crate) async fn check_replicas(
     Ok(())
 }
 
+/// How long the start waits for every replica's first answer before it settles for the
+/// primary's and one replica's ([`Inner::first_probes`]): replicas that answer do so in
+/// milliseconds; one that has not by then is held out of rotation until it does.
+const FIRST_ANSWERS: Duration = Duration::from_millis(300);
+
 /// Sets the metric gauges of every node (health, role, lag, pools, in flight) every `every`,
 /// until the connection is dropped.
 fn spawn_sampler(weak: std::sync::Weak<Inner>, every: Duration) {
@@ -430,11 +435,13 @@ fn spawn_sampler(weak: std::sync::Weak<Inner>, every: Duration) {
 }
 
 impl Inner {
-    /// Waits, at most `max`, until the monitor has had an answer from the primary and from one
-    /// replica (so the first reads know a replica's role and position), or has probed every
-    /// node once. Returns the replicas that have not answered by then: the caller holds them
-    /// out of rotation until they do. A connection on another connection's monitor waits for
-    /// that monitor's first round, as before; its nodes were dealt with then.
+    /// Waits, at most `max`, until the monitor has had an answer from every node, or has probed
+    /// every node once, or — after [`FIRST_ANSWERS`] — has had an answer from the primary and
+    /// one replica (so the first reads know a replica's role and position, and one frozen
+    /// replica does not hold the start up). Returns the replicas that have not answered by
+    /// then: the caller holds them out of rotation until they do. A connection on another
+    /// connection's monitor waits for that monitor's first round, as before; its nodes were
+    /// dealt with then.
     pub(crate) async fn first_probes(&self, max: Duration) -> Vec<NodeId> {
         let Some(m) = &self.monitor else { return Vec::new() };
         if m.joined {
@@ -444,7 +451,9 @@ impl Inner {
         let state = m.state();
         let ids: Vec<NodeId> = self.nodes.iter().map(|(i, _)| i).collect();
         let primary = NodeId::new(0);
-        let deadline = tokio::time::Instant::now() + max;
+        let started = tokio::time::Instant::now();
+        let deadline = started + max;
+        let enough = started + FIRST_ANSWERS.min(max);
         loop {
             // Made before the look: an answer published in between still wakes it.
             let published = state.published();
@@ -452,7 +461,8 @@ impl Inner {
             published.as_mut().enable();
             let answered = |i: &NodeId| state.answered(*i);
             let replica = ids.len() == 1 || ids.iter().filter(|&&i| i != primary).any(answered);
-            if state.answered(primary) && replica {
+            let now = tokio::time::Instant::now();
+            if ids.iter().all(answered) || (now >= enough && state.answered(primary) && replica) {
                 break;
             }
             let round = m.first_round(Duration::ZERO);
@@ -460,10 +470,15 @@ impl Inner {
                 break;
             }
             let round = m.first_round(max);
+            let wake = if now < enough { enough } else { deadline };
             tokio::select! {
                 () = &mut published => {}
                 _ = round => {}
-                () = tokio::time::sleep_until(deadline) => break,
+                () = tokio::time::sleep_until(wake) => {
+                    if wake == deadline {
+                        break;
+                    }
+                }
             }
         }
         ids.into_iter().filter(|&i| i != primary && !state.answered(i)).collect()

@@ -201,6 +201,9 @@ impl Inner {
         };
         match (replica, token, wait) {
             (Some((true, _)), _, _) => {
+                if token.is_some() {
+                    self.counters.read_your_writes(Ryw::Replica);
+                }
                 let plan = self.routing.plan_in(snap, &rc.with_target(Target::Node(node)))?;
                 return Ok(Planned::Ready(bounded(plan.with_reason(Why::LastReadNode))));
             }
@@ -237,6 +240,9 @@ impl Inner {
             && self.monitor.is_some()
         {
             return Ok(Planned::Io(Io::Floor(max)));
+        }
+        if token.is_some() {
+            self.counters.read_your_writes(Ryw::Primary);
         }
         let plan = self.routing.plan_in(snap, &rc.with_target(Target::Primary))?;
         Ok(Planned::Ready(plan.with_reason(Why::LastReadNode)))

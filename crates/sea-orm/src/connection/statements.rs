@@ -71,7 +71,9 @@ impl Inner {
         async move {
             let scope = self.scope_of(&ctx);
             let plan = self
-                .planned(&scope, kind.reads(), |done| self.plan(&work.0.sql, kind, &ctx, &scope, done))
+                .planned(&scope, kind.reads(), |done| {
+                    self.plan(&work.0.sql, kind, &ctx, &scope, done)
+                })
                 .await?;
             let (out, node) = self.attempt(&plan, &mut work, &scope).await?;
             self.saw(&scope, &ctx, &plan, node, true);
@@ -91,7 +93,9 @@ impl Inner {
         async move {
             let scope = self.scope_of(&ctx);
             let plan = self
-                .planned(&scope, kind.reads(), |done| self.plan(&work.0.sql, kind, &ctx, &scope, done))
+                .planned(&scope, kind.reads(), |done| {
+                    self.plan(&work.0.sql, kind, &ctx, &scope, done)
+                })
                 .await?;
             let (out, node) = self.attempt(&plan, &mut work, &scope).await?;
             self.saw(&scope, &ctx, &plan, node, true);
@@ -111,7 +115,9 @@ impl Inner {
         async move {
             let scope = self.scope_of(&ctx);
             let plan = self
-                .planned(&scope, kind.reads(), |done| self.plan(&work.0.sql, kind, &ctx, &scope, done))
+                .planned(&scope, kind.reads(), |done| {
+                    self.plan(&work.0.sql, kind, &ctx, &scope, done)
+                })
                 .await?;
             let (out, node) = self.attempt(&plan, &mut work, &scope).await?;
             // Its rows are still to come: what it reads is bounded only by a later read.
