@@ -125,6 +125,8 @@ struct Entry {
     /// Until when the wanted sample's position is wanted on the replicas too
     /// ([`TopologyState::want_floor`]), as `sampled` (0: not).
     floor_until: AtomicU64,
+    /// Wake-ups of the waiters of `changes` that announced no change ([`TopologyState::nudge`]).
+    nudged: AtomicU64,
     /// A configured node held out of the snapshot until it answers a probe
     /// ([`TopologyState::hold_until_answered`]): it joins at that answer, whatever its lag.
     unvouched: AtomicBool,
@@ -266,6 +268,7 @@ impl TopologyState {
                     sample_until: AtomicU64::new(0),
                     floor_until: AtomicU64::new(0),
                     unvouched: AtomicBool::new(false),
+                    nudged: AtomicU64::new(0),
                 }
             })
             .collect();
@@ -379,6 +382,23 @@ impl TopologyState {
     /// ```
     pub fn changes(&self, node: NodeId) -> u64 {
         self.at(node).map_or(0, |(n, _)| n.announced.load(Ordering::Acquire))
+    }
+
+    /// Wakes the waiters of [`changed`](Self::changed) on `node` without announcing a change:
+    /// for a caller that learnt something of the node itself (its reads have gone unanswered)
+    /// and wants the statements waiting on it to look again. Counted in
+    /// [`nudges`](Self::nudges), not in [`changes`](Self::changes).
+    pub fn nudge(&self, node: NodeId) {
+        if let Some((n, _)) = self.at(node) {
+            // Counted first: a waiter woken by the notification sees the count moved.
+            n.nudged.fetch_add(1, Ordering::Release);
+            n.changes.notify_waiters();
+        }
+    }
+
+    /// How many times [`nudge`](Self::nudge) woke the waiters of `node`.
+    pub fn nudges(&self, node: NodeId) -> u64 {
+        self.at(node).map_or(0, |(n, _)| n.nudged.load(Ordering::Acquire))
     }
 
     /// The current snapshot (lock-free).

@@ -8,9 +8,10 @@
 //! - once a node has had reads waiting and answered none of them for its
 //!   [hedge delay](Pace::hedge_delay) — a multiple of its recent answer time, between a floor
 //!   and a cap — the reads waiting on it are sent to another node of their plans as well, and
-//!   the first answer wins (rationed: [`HedgeBudget`]). A [`Watchdog`](crate::watchdog) looks
-//!   every few milliseconds while reads are in flight and wakes the waiting reads
-//!   ([`Pace::stall`]): no read registers a timer of its own;
+//!   the first answer wins (rationed: [`HedgeBudget`]). A [`Watchdog`](crate::watchdog) wakes
+//!   when a waiting read is due, marks the node overdue ([`Pace::check`]) and wakes the reads
+//!   through their attempts' watch on the node: no read registers a timer or a waiter of its
+//!   own;
 //! - a node is [stalled](Pace::stalled) once its reads were hedged, until it answers anything
 //!   again (a statement or the monitor's probe) or for [`PASSED_OVER`], or while reads have
 //!   waited on it unanswered for [`STALLED_AFTER`]: reads try the plan's other nodes first. A node that answers slowly
@@ -48,23 +49,24 @@ pub(crate) struct Pace {
     /// When the first read still waiting began, among those begun since its last answer
     /// ([`stamp`]; 0: none waiting since).
     waiting: AtomicU64,
-    /// Wakes the reads waiting on it when the watchdog finds it silent past its hedge delay.
-    stall: tokio::sync::Notify,
 }
 
 impl Pace {
     /// A read on the node began at `now` (its wait is timed from the first one since the
-    /// node's last answer).
-    pub(crate) fn begin(&self, now: Instant) {
+    /// node's last answer); returns `now` as the stamp [`overdue_since`](Self::overdue_since)
+    /// takes.
+    pub(crate) fn begin(&self, now: Instant) -> u64 {
+        let at = stamp(now);
         if self.waiting.load(Ordering::Relaxed) == 0 {
-            let _ =
-                self.waiting.compare_exchange(0, stamp(now), Ordering::Relaxed, Ordering::Relaxed);
+            let _ = self.waiting.compare_exchange(0, at, Ordering::Relaxed, Ordering::Relaxed);
         }
+        at
     }
 
-    /// Resolves when the watchdog finds the node silent past its hedge delay.
-    pub(crate) fn stall(&self) -> tokio::sync::futures::Notified<'_> {
-        self.stall.notified()
+    /// Whether the node was found silent (its reads unanswered past its hedge delay) at or
+    /// after `begun`, a stamp from [`begin`](Self::begin).
+    pub(crate) fn overdue_since(&self, begun: u64) -> bool {
+        self.overdue.load(Ordering::Relaxed) >= begun
     }
 
     /// When the reads waiting on the node, if any, will have waited its hedge delay.
@@ -76,14 +78,13 @@ impl Pace {
     }
 
     /// Whether reads have waited on the node, unanswered, for longer than its hedge delay at
-    /// `now`; if so the waiting reads are woken (to hedge) and the node marked overdue.
+    /// `now`; if so the node is marked overdue (the caller wakes the reads waiting on it).
     pub(crate) fn check(&self, now: Instant) -> bool {
         let waiting = self.waiting.load(Ordering::Relaxed);
         let silent =
             waiting != 0 && stamp(now).saturating_sub(waiting) > micros(self.hedge_delay());
         if silent {
             self.overdue(now);
-            self.stall.notify_waiters();
         }
         silent
     }
@@ -170,9 +171,10 @@ impl HedgeBudget {
 
     /// A read was made.
     pub(crate) fn earn(&self) {
-        let _ = self.credit.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |c| {
-            (c < Self::BURST * 1000).then(|| (c + Self::SHARE).min(Self::BURST * 1000))
-        });
+        // One load while the budget is full, the usual case.
+        if self.credit.load(Ordering::Relaxed) < Self::BURST * 1000 {
+            self.credit.fetch_add(Self::SHARE, Ordering::Relaxed);
+        }
     }
 
     /// Spends one hedge if there is one.
@@ -287,19 +289,18 @@ mod tests {
         assert_eq!(pace.hedge_delay(), MS(80));
     }
 
-    /// The watchdog's look: reads waiting past the hedge delay wake their waiters, once.
-    #[tokio::test]
-    async fn a_silent_node_wakes_its_waiting_reads() {
+    /// The watchdog's look: reads waiting past the hedge delay find their node overdue.
+    #[test]
+    fn a_silent_node_is_overdue_for_the_reads_waiting_on_it() {
         let pace = Pace::default();
         let t = Instant::now();
         pace.probed(t, Duration::from_micros(100));
-        pace.begin(t);
-        let woken = pace.stall();
-        let mut woken = std::pin::pin!(woken);
-        woken.as_mut().enable();
+        let begun = pace.begin(t);
         assert!(!pace.check(t + MS(10)), "within the hedge delay");
+        assert!(!pace.overdue_since(begun));
         assert!(pace.check(t + HEDGE_FLOOR + MS(1)));
-        woken.await;
+        assert!(pace.overdue_since(begun));
+        assert!(!pace.overdue_since(pace.begin(t + HEDGE_FLOOR + MS(5))), "a later read");
         assert!(pace.stalled(0, t + HEDGE_FLOOR + MS(2)));
     }
 

@@ -432,6 +432,18 @@ impl Routing {
         self.state.changes(node)
     }
 
+    /// Changes announced on `node` plus the nudges that woke its waiters without one: what a
+    /// statement's watch compares to know it was woken.
+    pub(crate) fn wake_ups(&self, node: NodeId) -> u64 {
+        self.state.changes(node).wrapping_add(self.state.nudges(node))
+    }
+
+    /// Wakes the statements waiting on `node` (its reads have gone unanswered past their hedge
+    /// delay) without announcing a change.
+    pub(crate) fn nudge(&self, node: NodeId) {
+        self.state.nudge(node);
+    }
+
     /// Whether `node` is joining: probed (the monitor has it) but not in the snapshot yet, so
     /// nothing is routed to it (see `TopologyState::add_node`).
     pub(crate) fn is_joining(&self, node: NodeId) -> bool {

@@ -71,9 +71,11 @@ impl Watchdog {
 /// woken; the next moment a read will have waited its node's hedge delay, if any waits.
 fn look(inner: &Inner, now: Instant) -> Option<Instant> {
     let mut next: Option<Instant> = None;
-    for (_, node) in inner.nodes.iter() {
+    for (id, node) in inner.nodes.iter() {
         if let Some(due) = node.pace.due() {
             if due <= now && node.pace.check(now) {
+                // The reads waiting on it look again (their attempts watch the node).
+                inner.routing.nudge(id);
                 continue;
             }
             next = Some(next.map_or(due, |n| n.min(due)));

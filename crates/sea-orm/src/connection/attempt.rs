@@ -879,19 +879,22 @@ impl Inner {
     ) -> Hedged<W::Output> {
         let (id, node) = first;
         let (started, deadline) = times;
-        node.pace.begin(started);
+        let begun = node.pace.begin(started);
         self.watchdog.ensure();
         let timeouts = &self.policy.timeouts;
         let limit = crate::deadline::attempt_limit(true, timeouts, deadline, started);
         let first = self.bounded(id, true, &node.name, limit, read_shared(work, node));
         let mut first = std::pin::pin!(first);
-        let stall = node.pace.stall();
-        let mut stall = std::pin::pin!(stall);
+        // The attempt's watch wakes it when the watchdog nudges the node (no waiter of its
+        // own): then, if the node was found silent since this read began, it is hedged.
         let answered = std::future::poll_fn(|cx| {
             if let std::task::Poll::Ready(r) = first.as_mut().poll(cx) {
                 return std::task::Poll::Ready(Some(r));
             }
-            stall.as_mut().poll(cx).map(|()| None)
+            if node.pace.overdue_since(begun) {
+                return std::task::Poll::Ready(None);
+            }
+            std::task::Poll::Pending
         })
         .await;
         match answered {
@@ -1244,7 +1247,7 @@ struct Watch<'a, 'p> {
 impl Watch<'_, '_> {
     /// Whether `done` holds for the node now (registering `cx`'s waker for the next change).
     fn fired(&mut self, cx: &mut std::task::Context<'_>) -> bool {
-        let count = self.routing.changes(self.node);
+        let count = self.routing.wake_ups(self.node);
         if let Some((seen, waker)) = &self.seen
             && *seen == count
             && same_task(waker, cx.waker())
@@ -1253,7 +1256,7 @@ impl Watch<'_, '_> {
         }
         loop {
             // The count before the standing: a change announced after this read moves it again.
-            let count = self.routing.changes(self.node);
+            let count = self.routing.wake_ups(self.node);
             if (self.done)(self.routing.standing(self.node)) {
                 return true;
             }
