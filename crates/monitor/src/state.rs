@@ -521,18 +521,22 @@ impl TopologyState {
             *lock(&n.latest) = None;
             *lock(&n.template) = None;
             n.fenced.store(false, Ordering::Relaxed);
-            let next =
-                topo.to_builder().generation(topo.generation().saturating_add(1)).remove(node);
-            if let Ok(t) = next.build() {
-                self.topology.store(t);
-                self.published.notify_waiters();
-            }
+            self.publish_without(&topo, node);
         }
         self.announce(node);
         tracing::warn!(target: "rwsplit", node = %node, "node removed");
         // Roles and lag are rebuilt without it (it may have been the primary).
         self.rebuild(None);
         true
+    }
+
+    /// Publishes `topo` without `node` (the caller holds the publishing lock).
+    fn publish_without(&self, topo: &Topology, node: NodeId) {
+        let next = topo.to_builder().generation(topo.generation().saturating_add(1)).remove(node);
+        if let Ok(t) = next.build() {
+            self.topology.store(t);
+            self.published.notify_waiters();
+        }
     }
 
     /// Holds `node` — in the snapshot since the start, but never answered a probe — out of the
@@ -554,12 +558,7 @@ impl TopologyState {
             n.unvouched.store(true, Ordering::Relaxed);
             let stamp = Stamp { generation: node.generation(), slot: Slot::Joining };
             n.stamp.store(stamp.pack(), Ordering::Release);
-            let next =
-                topo.to_builder().generation(topo.generation().saturating_add(1)).remove(node);
-            if let Ok(t) = next.build() {
-                self.topology.store(t);
-                self.published.notify_waiters();
-            }
+            self.publish_without(&topo, node);
         }
         self.announce(node);
         // (Its probe may have answered meanwhile: roles are rebuilt, and it joins if so.)
