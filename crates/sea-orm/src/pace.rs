@@ -89,16 +89,15 @@ impl Pace {
         silent
     }
 
-    /// A statement on the node, started at `started`, got its answer at `now`.
+    /// A statement on the node, started at `started`, got its answer at `now`. (Plain loads
+    /// and stores: racing answers may each win, and any of them is a fine estimate.)
     pub(crate) fn answered(&self, started: Instant, now: Instant) {
-        self.answered.fetch_max(stamp(now), Ordering::Relaxed);
+        self.answered.store(stamp(now), Ordering::Relaxed);
         self.waiting.store(0, Ordering::Relaxed);
-        let took = u64::try_from(now.saturating_duration_since(started).as_micros())
-            .unwrap_or(u64::MAX)
-            .max(1);
-        let _ = self.average_us.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |avg| {
-            Some(if avg == 0 { took } else { avg - avg / 16 + took / 16 })
-        });
+        let took = micros(now.saturating_duration_since(started)).max(1);
+        let avg = self.average_us.load(Ordering::Relaxed);
+        let avg = if avg == 0 { took } else { avg - avg / 16 + took / 16 };
+        self.average_us.store(avg, Ordering::Relaxed);
     }
 
     /// A statement on the node ended without an answer to count (an error, or given up): it
@@ -143,8 +142,11 @@ impl Pace {
             return true;
         }
         let waiting = self.waiting.load(Ordering::Relaxed);
+        if waiting == 0 || in_flight == 0 {
+            return false;
+        }
         let after = STALLED_AFTER.max(self.hedge_delay().saturating_mul(2));
-        waiting != 0 && in_flight > 0 && stamp(now).saturating_sub(waiting) > micros(after)
+        stamp(now).saturating_sub(waiting) > micros(after)
     }
 }
 
@@ -203,7 +205,8 @@ fn instant(stamp: u64) -> Instant {
 }
 
 fn micros(d: Duration) -> u64 {
-    u64::try_from(d.as_micros()).unwrap_or(u64::MAX)
+    // Not `as_micros`: its 128-bit arithmetic is paid on every read.
+    d.as_secs().saturating_mul(1_000_000).saturating_add(u64::from(d.subsec_micros()))
 }
 
 #[cfg(test)]

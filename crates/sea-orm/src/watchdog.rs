@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 use crate::connection::Inner;
 
 /// The longest the watchdog sleeps between looks while reads wait, and the least.
-const LONGEST: Duration = Duration::from_millis(50);
+const LONGEST: Duration = Duration::from_millis(100);
 const SHORTEST: Duration = Duration::from_millis(2);
 /// How many looks in a row with no read waiting before it parks.
 const IDLE_LOOKS: u32 = 2;
