@@ -163,10 +163,9 @@ async fn a_replica_frozen_before_start_takes_no_reads(#[case] kind: DbKind) {
 /// A replica that freezes under load: the reads waiting on it are hedged on another node after
 /// its hedge delay, and later reads pass it over until it answers again, so no read takes over
 /// 250 ms and none fails; the monitor marks it down meanwhile, and it comes back when thawed.
-/// (PostgreSQL only for now: on MariaDB one run here left one read per reader waiting out the
-/// freeze, a case still to be found.)
 #[rstest]
 #[case::postgres(DbKind::Postgres)]
+#[case::mariadb(DbKind::MariaDb)]
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_replica_that_freezes_under_load_costs_a_read_milliseconds(#[case] kind: DbKind) {
     let (cluster, tdb) = setup(kind, "frozen_load").await;
