@@ -109,13 +109,14 @@ impl Inner {
         if plan.access() == rwsplit_core::Access::Read && self.tracks_reads(ctx) {
             let at = ended.then(std::time::Instant::now);
             self.scope_update(scope, |s| s.saw(node, at));
-            // A read on the primary, by a caller that does not wait for replicas: its floor is
-            // the primary's next sample, and the scope's next read can use a replica once one
-            // has it. Asked now, as the read ends, the sample is usually there by then (reads
-            // asking meanwhile share one sample; the feed reads at most every quarter interval
-            // and its backoff). A caller that waits reads the primary's position itself when
-            // its next read needs it (`Io::PrimaryFloor`), and costs the monitor nothing.
-            if ended && plan.snapshot_primary() == Some(node) && self.wait_of(ctx).is_none() {
+            // A read on the primary: its floor is the primary's next sample, and the scope's
+            // next read can use a replica once one has it. Asked now, as the read ends, the
+            // sample is usually there by then (reads asking meanwhile share one sample; the feed
+            // reads at most every quarter interval and its backoff). A next read that comes
+            // first, by a caller that waits, reads the primary's position itself
+            // (`Io::PrimaryFloor`); a later position than the sample's, which replicas reach
+            // later, so the sample is still asked for.
+            if ended && plan.snapshot_primary() == Some(node) {
                 self.want_floor(node);
             }
         }
