@@ -97,6 +97,27 @@ fn weighted_proportions(#[case] weights: &[u32], #[case] want: &[usize]) {
     assert_eq!(counts, want);
 }
 
+/// A node that reuses an index starts from no credit. Three picks of `old` (weight 5) beside
+/// `other` (weight 1) leave `old`'s slot at -3 and `other`'s at +3; `new` (weight 1, the index's
+/// next generation) then starts at 0, so `other` is picked twice before `new` first is. With
+/// `old`'s -3 inherited, `new` would wait three picks.
+#[test]
+fn weighted_forgets_an_earlier_generations_credit() {
+    let node = |index, generation, weight| {
+        Node::builder(NodeId::with_generation(index, generation), Role::Replica)
+            .weight(weight)
+            .build()
+    };
+    let (old, other, new) = (node(0, 0, 5), node(1, 0, 1), node(0, 1, 1));
+    let wrr = WeightedRoundRobin::default();
+    let before: Vec<usize> =
+        (0..3).map(|_| wrr.pick(&[&old, &other], Instant::now()).unwrap()).collect();
+    assert_eq!(before, [0, 0, 0]);
+    let after: Vec<usize> =
+        (0..6).map(|_| wrr.pick(&[&new, &other], Instant::now()).unwrap()).collect();
+    assert_eq!(after, [1, 1, 0, 1, 0, 1]);
+}
+
 #[test]
 fn least_outstanding_orders_by_load() {
     let nodes = replicas(3);

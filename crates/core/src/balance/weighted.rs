@@ -10,7 +10,7 @@
 //! contention the interleaving is approximate but the proportions hold. Nodes of weight 0 are
 //! never chosen while another candidate has weight; if all have weight 0, plain round robin.
 
-use std::sync::atomic::{AtomicI64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicI64, AtomicU32, AtomicUsize, Ordering};
 use std::time::Instant;
 
 use super::Balancer;
@@ -31,6 +31,8 @@ use crate::topology::{MAX_NODES, Node};
 /// Current weights live in atomics indexed by node id, so concurrent picks never lock; under
 /// contention the interleaving is approximate but the proportions hold. Nodes of weight 0 are
 /// never chosen while another candidate has weight; if all have weight 0, plain round robin.
+/// A node that takes over an index (a later generation of the id) starts from no credit, not
+/// from what the index's earlier node left.
 ///
 /// ```
 /// use std::time::Instant;
@@ -45,12 +47,34 @@ use crate::topology::{MAX_NODES, Node};
 #[derive(Debug)]
 pub struct WeightedRoundRobin {
     current: [AtomicI64; MAX_NODES],
+    /// Whose credit `current[i]` is: the generation of the id at index `i`, plus one (0: none
+    /// yet).
+    owner: [AtomicU32; MAX_NODES],
     rr: AtomicUsize,
 }
 
 impl Default for WeightedRoundRobin {
     fn default() -> Self {
-        Self { current: [const { AtomicI64::new(0) }; MAX_NODES], rr: AtomicUsize::new(0) }
+        Self {
+            current: [const { AtomicI64::new(0) }; MAX_NODES],
+            owner: [const { AtomicU32::new(0) }; MAX_NODES],
+            rr: AtomicUsize::new(0),
+        }
+    }
+}
+
+impl WeightedRoundRobin {
+    /// The current-weight slot of `node`, emptied first if an earlier node at its index left
+    /// credit in it.
+    fn slot(&self, node: &Node) -> Option<&AtomicI64> {
+        let (slot, owner) =
+            (self.current.get(node.id().index())?, self.owner.get(node.id().index())?);
+        let me = u32::from(node.id().generation()) + 1;
+        if owner.load(Ordering::Relaxed) != me {
+            owner.store(me, Ordering::Relaxed);
+            slot.store(0, Ordering::Relaxed);
+        }
+        Some(slot)
     }
 }
 
@@ -69,7 +93,7 @@ impl Balancer for WeightedRoundRobin {
         }
         let mut best: Option<(usize, i64)> = None;
         for (i, n) in candidates.iter().enumerate() {
-            let Some(slot) = self.current.get(n.id().index()) else { continue };
+            let Some(slot) = self.slot(n) else { continue };
             let w = i64::from(n.weight());
             let cur = slot.fetch_add(w, Ordering::Relaxed).saturating_add(w);
             if w > 0 && best.is_none_or(|(_, b)| cur > b) {
