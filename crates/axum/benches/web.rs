@@ -209,6 +209,9 @@ impl Drop for Server {
 #[derive(Debug, Default)]
 struct Tally {
     latencies: Vec<Duration>,
+    /// The mix's latencies by kind: the write, the first read after it (the client's own
+    /// write), the other reads.
+    by_kind: [Vec<Duration>; 3],
     requests: u64,
     gets: u64,
     posts: u64,
@@ -228,6 +231,9 @@ struct Tally {
 impl Tally {
     fn add(&mut self, o: Tally) {
         self.latencies.extend(o.latencies);
+        for (mine, theirs) in self.by_kind.iter_mut().zip(o.by_kind) {
+            mine.extend(theirs);
+        }
         self.requests += o.requests;
         self.gets += o.gets;
         self.posts += o.posts;
@@ -374,7 +380,11 @@ impl Client {
             let path = if post { "/items".to_owned() } else { format!("/items/{id}") };
             let started = Instant::now();
             let (status, body, set) = self.exchange(post, &path).await?;
-            t.latencies.push(started.elapsed());
+            let took = started.elapsed();
+            t.latencies.push(took);
+            if workload == Workload::Mix {
+                t.by_kind[usize::from(pos > 0) + usize::from(pos > 1)].push(took);
+            }
             t.requests += 1;
             t.set_cookie += u64::from(set);
             if post {
@@ -757,7 +767,23 @@ async fn on_cluster(
             }
         }
         for workload in WORKLOADS {
-            match run_case(&mut counters, ports, workload, seeded, args, deadline).await {
+            let before = [routed.stats().read_your_writes(), layered.stats().read_your_writes()];
+            let ran = run_case(&mut counters, ports, workload, seeded, args, deadline).await;
+            let after = [routed.stats().read_your_writes(), layered.stats().read_your_writes()];
+            for ((variant, b), a) in VARIANTS[1..].iter().zip(before).zip(after) {
+                eprintln!(
+                    "web: {db}, {lag}, {}, {}: token reads on replicas {}, on the primary {}, on the last node {}; catch-up waits {} ({} timed out); positions captured {}",
+                    workload.name(),
+                    variant.name(),
+                    a.replica_reads - b.replica_reads,
+                    a.primary_reads - b.primary_reads,
+                    a.last_node_reads - b.last_node_reads,
+                    a.waits - b.waits,
+                    a.wait_timeouts - b.wait_timeouts,
+                    a.positions_captured - b.positions_captured,
+                );
+            }
+            match ran {
                 Ok(tallies) => {
                     let plain_p50 = tallies[0].1;
                     for (variant, (tally, p50, p99)) in VARIANTS.into_iter().zip(tallies) {
@@ -844,6 +870,20 @@ async fn run_case(
         .into_iter()
         .map(|mut t| {
             t.latencies.sort();
+            if workload == Workload::Mix {
+                let p50s: Vec<String> = t
+                    .by_kind
+                    .iter_mut()
+                    .map(|l| {
+                        l.sort();
+                        format!("{:.3} ms", percentile(l, 500).as_secs_f64() * 1e3)
+                    })
+                    .collect();
+                eprintln!(
+                    "web: mix p50 by kind (the write; the read after it; the other reads): {}",
+                    p50s.join("; ")
+                );
+            }
             let (p50, p99) = (percentile(&t.latencies, 500), percentile(&t.latencies, 990));
             (t, p50, p99)
         })

@@ -119,7 +119,7 @@ impl RoutedConnectionBuilder {
 
     /// When no replica is known to have a read-your-writes read's token, wait up to `max` for
     /// the closest one to replay it, in the server (PostgreSQL: its `pg_last_wal_replay_lsn()`
-    /// looked at every half millisecond in one statement; MariaDB: `MASTER_GTID_WAIT`), before
+    /// looked at every tenth of a millisecond in one statement; MariaDB: `MASTER_GTID_WAIT`), before
     /// reading from the primary. A replica the monitor measures further behind than `max` is
     /// not waited on. Default: 10 ms (replicas at their usual lag replay a write in a
     /// millisecond or two, so reads right after a write stay off the primary).

@@ -37,10 +37,32 @@ pub(crate) async fn open_replica(
     with_acquire_timeout(&mut writer, acquire.write);
     let writer = Database::connect(writer).await?;
     with_acquire_timeout(&mut opts, acquire.read);
+    ping_only_after_idle(&mut opts, pooling);
     product.make_read_only(&mut opts, pooling);
     let record_stmt = opts.get_record_stmt_in_spans();
     let conn = Database::connect(opts).await?;
     Ok(Node::with_writer(name, conn, writer).owned().recording(record_stmt))
+}
+
+/// How long a replica's pooled connection may sit idle before the pool pings it on its next
+/// use ([`ping_only_after_idle`]).
+pub(crate) const REPLICA_PING_AFTER_IDLE: Duration = Duration::from_secs(1);
+
+/// A replica's read pool pings a connection before handing it out only when it has been idle
+/// for [`REPLICA_PING_AFTER_IDLE`], not before every use as SeaORM's default
+/// (`test_before_acquire`) does: that ping is a round trip on every read. A connection idle that
+/// long may have been dropped by the server, a proxy or a firewall; a hot one is used as it is,
+/// and a read that finds it broken is retried on the next node (reads are safe to retry) while
+/// the monitor watches the node. Options that turned the ping off, or chose their own idle
+/// threshold (`test_before_acquire_if_idle_for`, `Duration::ZERO` to ping every time), keep
+/// their choice; so does [`Pooling::Transaction`], whose `BEGIN` is the ping.
+fn ping_only_after_idle(opts: &mut ConnectOptions, pooling: Pooling) {
+    if pooling != Pooling::Transaction
+        && opts.get_test_before_acquire()
+        && opts.get_test_before_acquire_if_idle_for().is_none()
+    {
+        opts.test_before_acquire_if_idle_for(REPLICA_PING_AFTER_IDLE);
+    }
 }
 
 /// Sets the pool's acquire timeout, unless the options already have one of their own.
@@ -89,5 +111,53 @@ mod tests {
             .unwrap();
         assert_eq!(acquire_timeout(node.user_writer()), Duration::from_secs(writer));
         assert_eq!(acquire_timeout(node.user_conn()), Duration::from_secs(reader));
+    }
+
+    /// (the replica's pooling, the options' `test_before_acquire`, their idle threshold in ms;
+    /// the read pool's `test_before_acquire` and threshold after): a ping after 1 s idle instead
+    /// of at every use, unless the options chose otherwise or the `BEGIN` is the ping.
+    #[rstest]
+    #[case::default(Pooling::Direct, true, None, false, Some(1000))]
+    #[case::session(Pooling::Session, true, None, false, Some(1000))]
+    #[case::transaction(Pooling::Transaction, true, None, true, None)]
+    #[case::ping_turned_off(Pooling::Direct, false, None, false, None)]
+    #[case::own_threshold(Pooling::Direct, true, Some(0), false, Some(0))]
+    fn replica_reads_ping_only_after_idle(
+        #[case] pooling: Pooling,
+        #[case] test: bool,
+        #[case] idle_ms: Option<u64>,
+        #[case] want_test: bool,
+        #[case] want_idle_ms: Option<u64>,
+    ) {
+        let mut opts = ConnectOptions::new("postgres://u:p@127.0.0.1:1/db");
+        opts.test_before_acquire(test);
+        if let Some(ms) = idle_ms {
+            opts.test_before_acquire_if_idle_for(Duration::from_millis(ms));
+        }
+        ping_only_after_idle(&mut opts, pooling);
+        assert_eq!(opts.get_test_before_acquire(), want_test);
+        assert_eq!(
+            opts.get_test_before_acquire_if_idle_for(),
+            want_idle_ms.map(Duration::from_millis)
+        );
+    }
+
+    /// The pools themselves: a replica's read pool hands out a hot connection without a ping;
+    /// its writable pool (used after a promotion) and the primary's keep SeaORM's default.
+    #[tokio::test]
+    async fn only_a_replicas_read_pool_skips_the_ping() {
+        let mut opts = ConnectOptions::new("postgres://u:p@127.0.0.1:1/db");
+        opts.connect_lazy(true);
+        let test = |db: &DatabaseConnection| {
+            db.get_postgres_connection_pool().options().get_test_before_acquire()
+        };
+        let p = open_primary(opts.clone(), Acquire::default()).await.unwrap();
+        let node =
+            open_replica("r".into(), opts, Product::Postgres, Acquire::default(), Pooling::Direct)
+                .await
+                .unwrap();
+        assert!(test(&p));
+        assert!(test(node.user_writer()));
+        assert!(!test(node.user_conn()));
     }
 }

@@ -44,15 +44,19 @@ pub mod sql {
         pub const REPLAYED: &str = "SELECT pg_last_wal_replay_lsn()::text AS lsn";
 
         /// Waits in the standby until it has replayed an LSN (the first parameter, as text),
-        /// looking again every half millisecond at most as many times as the second parameter
-        /// says, then returns how far it has replayed after waiting, `lsn` (NULL on a primary:
-        /// not a standby, and then it does not wait), and how many looks it took, `looks`. PostgreSQL up to 18 has no `WAIT FOR LSN`; this is one
-        /// round trip whose waiting is the server's (`pg_sleep` between looks), so a read that
-        /// follows a write waits for the replica's replay, typically a millisecond, rather than
-        /// for the monitor's next sample. The `CASE` orders the look before the sleep.
+        /// looking again every tenth of a millisecond for at most as many seconds as the second
+        /// parameter says (a `float8`, from the statement's arrival), then returns how far it
+        /// has replayed after waiting, `lsn` (NULL on a primary: not a standby, and then it does
+        /// not wait), and how many looks it took, `looks`. PostgreSQL up to 18 has no `WAIT FOR
+        /// LSN`; this is one round trip whose waiting is the server's (`pg_sleep` between
+        /// looks), so a read that follows a write waits for the replica's replay, typically a
+        /// fraction of a millisecond on a local network, rather than for the monitor's next
+        /// sample. The `CASE` orders the look before the sleep; the bound is the server's clock,
+        /// not a count of looks, since a sleep this short overshoots by the kernel's timer slack.
         pub const WAIT_REPLAYED: &str = "WITH RECURSIVE w(i) AS (SELECT 0 UNION ALL \
-            SELECT i + 1 FROM w WHERE i < $2 AND CASE WHEN coalesce(pg_last_wal_replay_lsn() \
-            >= $1::text::pg_lsn, true) THEN false ELSE pg_sleep(0.0005)::text = '' END) \
+            SELECT i + 1 FROM w WHERE clock_timestamp() < statement_timestamp() \
+            + make_interval(secs => $2::float8) AND CASE WHEN coalesce(pg_last_wal_replay_lsn() \
+            >= $1::text::pg_lsn, true) THEN false ELSE pg_sleep(0.0001)::text = '' END) \
             SELECT pg_last_wal_replay_lsn()::text AS lsn, looks FROM (SELECT max(i) AS looks \
             FROM w) AS waited";
     }

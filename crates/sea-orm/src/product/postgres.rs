@@ -28,20 +28,17 @@ pub(super) async fn capture(on: &mut On<'_>, system_id: u64) -> Result<(CausalTo
 }
 
 /// Waits in the standby, for at most `max`, until it has replayed `want` ([`sql::WAIT_REPLAYED`]:
-/// one round trip, the server looking every half millisecond). A server that is not a standby
-/// (promoted, or a primary) answers at once and is not trusted here.
+/// one round trip, the server looking every tenth of a millisecond). A server that is not a
+/// standby (promoted, or a primary) answers at once and is not trusted here.
 pub(super) async fn replayed(
     conn: &DatabaseConnection,
     want: Lsn,
     max: std::time::Duration,
 ) -> Result<Waited, DbErr> {
-    // Each look after the first sleeps half a millisecond, and `pg_sleep` takes about twice
-    // that on a usual kernel: one look per millisecond of `max`, at least one.
-    let looks = i32::try_from(max.as_millis()).unwrap_or(i32::MAX).max(1);
     let stmt = Statement::from_sql_and_values(
         DbBackend::Postgres,
         sql::WAIT_REPLAYED,
-        [want.to_string().into(), looks.into()],
+        [want.to_string().into(), max.as_secs_f64().into()],
     );
     let row = query_one_stmt(conn, stmt, "pg_last_wal_replay_lsn").await?;
     // NULL: not a standby (promoted, or a primary): it cannot be trusted here.
