@@ -41,6 +41,16 @@ pub enum Error {
         /// What is wrong with it (never a URL or password).
         reason: String,
     },
+    /// An environment variable in a namespace [`RoutedConfig::from_env`](crate::RoutedConfig::from_env)
+    /// owns (`RWSPLIT_*`, `DATABASE_PRIMARY_*`, `DATABASE_REPLICA_*`, or a near miss of a
+    /// `DATABASE_*` name it reads) that names no setting: a typo, most likely.
+    #[error("unknown environment variable {name}{}", did_you_mean(.nearest.as_deref()))]
+    UnknownVariable {
+        /// The variable's name.
+        name: String,
+        /// The name `from_env` reads that is nearest to it (fewest edits).
+        nearest: Option<String>,
+    },
     /// More nodes than the router handles.
     #[error("{nodes} nodes configured, at most {max} are supported")]
     TooManyNodes {
@@ -199,3 +209,7 @@ impl From<Error> for DbErr {
 
 /// The adapter's result type.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+fn did_you_mean(nearest: Option<&str>) -> String {
+    nearest.map(|n| format!(" (did you mean {n}?)")).unwrap_or_default()
+}

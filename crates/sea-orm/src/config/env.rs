@@ -18,9 +18,15 @@
 //!
 //! `<POOL>` is `MAX_CONNECTIONS`, `MIN_CONNECTIONS`, `CONNECT_TIMEOUT`, `ACQUIRE_TIMEOUT`,
 //! `IDLE_TIMEOUT`, `MAX_LIFETIME` or `TEST_BEFORE_ACQUIRE`. `<SETTING>` is one of
-//! [`SETTINGS`]. A variable under `DATABASE_PRIMARY_`, `DATABASE_REPLICA_` or
-//! `RWSPLIT_TOPOLOGY_` that is none of these (a typo, or a replica number beyond the list) is
-//! an error.
+//! [`SETTINGS`].
+//!
+//! **Unknown names.** `from_env` owns `RWSPLIT_*`, `DATABASE_PRIMARY_*` and `DATABASE_REPLICA_*`:
+//! a name there that it does not read is refused ([`Error::UnknownVariable`], with the nearest
+//! name it reads), except under the prefixes in [`NOT_OURS`] (the testkit's, the examples', this
+//! repository's tooling), the names in [`OTHERS`], and the old names in [`RENAMED`] (read as
+//! their new name, or left alone, with a warning). `DATABASE_*` is shared with other tools
+//! (`DATABASE_HOST`, `DATABASE_PASSWORD` …): there, only a name within two edits of one it reads
+//! is refused, as a misspelling (`DATABASE_MAX_CONECTIONS`); the rest are left alone.
 
 use std::collections::BTreeMap;
 
@@ -64,12 +70,51 @@ pub(crate) const SETTINGS: &[(&str, &str)] = &[
     ("RWSPLIT_IDLE_PROBE_INTERVAL", "monitor.idle_probe_interval"),
     ("RWSPLIT_FAILURE_THRESHOLD", "monitor.failure_threshold"),
     ("RWSPLIT_RECOVERY_THRESHOLD", "monitor.recovery_threshold"),
-    ("RWSPLIT_MAX_LAG", "monitor.max_lag"),
-    ("RWSPLIT_MAX_LAG_BYTES", "monitor.max_lag_bytes"),
+    ("RWSPLIT_MAX_REPLICA_LAG", "router.max_replica_lag"),
+    ("RWSPLIT_MAX_REPLICA_LAG_BYTES", "router.max_replica_lag_bytes"),
     ("RWSPLIT_TOPOLOGY_PATRONI", "topology.patroni"),
     ("RWSPLIT_TOPOLOGY_DNS", "topology.dns"),
     ("RWSPLIT_TOPOLOGY_TIMEOUT", "topology.timeout"),
     ("RWSPLIT_TOPOLOGY_INTERVAL", "topology.interval"),
+];
+
+/// Prefixes of `RWSPLIT_*` variables that belong to others, which `from_env` leaves alone: the
+/// testkit's (`rwsplit-testkit`), the examples', and this repository's tooling (integration
+/// tests, benchmarks, the soak, SeaORM's suite, the fuzzer).
+pub(crate) const NOT_OURS: &[&str] = &[
+    "RWSPLIT_TESTKIT_",
+    "RWSPLIT_EXAMPLE_",
+    "RWSPLIT_ITEST_",
+    "RWSPLIT_BENCH_",
+    "RWSPLIT_SOAK_",
+    "RWSPLIT_SEAORM_SUITE_",
+    "RWSPLIT_FUZZ_",
+];
+
+/// `RWSPLIT_*` names `from_env` does not read and leaves alone: rwsplit-axum's signing key, by
+/// the name the guide and examples give it (the application reads it).
+pub(crate) const OTHERS: &[&str] = &["RWSPLIT_TOKEN_KEY"];
+
+/// Renamed variables, `(old, new)`. An old name of `from_env`'s own is read as the new one
+/// (the new one wins when both are set); the testkit's and examples' old names are left alone.
+/// Either way a warning names the new one.
+pub(crate) const RENAMED: &[(&str, &str)] = &[
+    ("RWSPLIT_MAX_LAG", "RWSPLIT_MAX_REPLICA_LAG"),
+    ("RWSPLIT_MAX_LAG_BYTES", "RWSPLIT_MAX_REPLICA_LAG_BYTES"),
+    ("RWSPLIT_BACKEND", "RWSPLIT_TESTKIT_BACKEND"),
+    ("RWSPLIT_KEEP", "RWSPLIT_TESTKIT_KEEP"),
+    ("RWSPLIT_PG_BIN", "RWSPLIT_TESTKIT_PG_BIN"),
+    ("RWSPLIT_MARIADB_BIN", "RWSPLIT_TESTKIT_MARIADB_BIN"),
+    ("RWSPLIT_PGBOUNCER_BIN", "RWSPLIT_TESTKIT_PGBOUNCER_BIN"),
+    ("RWSPLIT_PROMETHEUS_BIN", "RWSPLIT_TESTKIT_PROMETHEUS_BIN"),
+    ("RWSPLIT_PRIMARY_URL", "DATABASE_URL"),
+    ("RWSPLIT_REPLICA_URLS", "DATABASE_REPLICA_URLS"),
+    ("RWSPLIT_PATRONI_URLS", "RWSPLIT_TOPOLOGY_PATRONI"),
+    ("RWSPLIT_METRICS_ADDR", "RWSPLIT_EXAMPLE_METRICS_ADDR"),
+    ("RWSPLIT_METRICS_SERVE", "RWSPLIT_EXAMPLE_METRICS_SERVE"),
+    ("RWSPLIT_METRICS_LANES", "RWSPLIT_EXAMPLE_METRICS_LANES"),
+    ("RWSPLIT_METRICS_CLUSTER", "RWSPLIT_EXAMPLE_METRICS_CLUSTER"),
+    ("RWSPLIT_FLEET_LOG", "RWSPLIT_BENCH_FLEET_LOG"),
 ];
 
 /// The variables, already without empty values.
@@ -78,6 +123,14 @@ struct Vars(BTreeMap<String, String>);
 impl Vars {
     fn get(&self, name: &str) -> Option<&str> {
         self.0.get(name).map(|v| v.trim())
+    }
+
+    /// The name under which a setting is set: `name`, else its old name from [`RENAMED`].
+    fn set_as<'n>(&self, name: &'n str) -> &'n str {
+        if self.0.contains_key(name) {
+            return name;
+        }
+        RENAMED.iter().find(|(_, new)| *new == name).map_or(name, |(old, _)| *old)
     }
 
     fn parse<T>(&self, name: &str, parse: impl Fn(&str) -> Result<T, String>) -> Result<Option<T>> {
@@ -181,8 +234,10 @@ pub(super) fn read(vars: BTreeMap<String, String>) -> Result<RoutedConfig> {
     monitor.idle_probe_interval = vars.parse("RWSPLIT_IDLE_PROBE_INTERVAL", parse_duration)?;
     monitor.failure_threshold = vars.number("RWSPLIT_FAILURE_THRESHOLD")?;
     monitor.recovery_threshold = vars.number("RWSPLIT_RECOVERY_THRESHOLD")?;
-    monitor.max_lag = vars.parse("RWSPLIT_MAX_LAG", parse_duration)?;
-    monitor.max_lag_bytes = vars.number("RWSPLIT_MAX_LAG_BYTES")?;
+    let router = &mut config.router;
+    router.max_replica_lag =
+        vars.parse(vars.set_as("RWSPLIT_MAX_REPLICA_LAG"), parse_duration)?;
+    router.max_replica_lag_bytes = vars.number(vars.set_as("RWSPLIT_MAX_REPLICA_LAG_BYTES"))?;
     let topology = &mut config.topology;
     topology.patroni = vars.get("RWSPLIT_TOPOLOGY_PATRONI").map(|list| {
         list.split(|c: char| c == ',' || c == ';' || c.is_whitespace())
@@ -207,24 +262,27 @@ pub(super) fn read(vars: BTreeMap<String, String>) -> Result<RoutedConfig> {
     Ok(config)
 }
 
-/// Every `DATABASE_PRIMARY_*`, `DATABASE_REPLICA_*` and `RWSPLIT_TOPOLOGY_*` variable must be
-/// one this module reads.
+/// Every name in a namespace `from_env` owns must be one it reads (see the module docs);
+/// renamed ones are logged.
 fn check_names(vars: &Vars, replicas: usize) -> Result<()> {
     let pool_or = |rest: &str, extra: &[&str]| POOL.contains(&rest) || extra.contains(&rest);
     for name in vars.0.keys() {
-        if name.starts_with("RWSPLIT_TOPOLOGY_") {
-            if !SETTINGS.iter().any(|(v, _)| v == name) {
-                return Err(bad(
-                    name,
-                    "unknown setting; RWSPLIT_TOPOLOGY_* takes PATRONI, DNS, TIMEOUT, INTERVAL",
-                ));
+        if let Some((old, new)) = RENAMED.iter().find(|(old, _)| old == name) {
+            tracing::warn!(target: "rwsplit", old, new, "environment variable {old} is deprecated: set {new} instead");
+            continue;
+        }
+        if name.starts_with("RWSPLIT_") {
+            let known = SETTINGS.iter().any(|(v, _)| v == name)
+                || OTHERS.contains(&name.as_str())
+                || NOT_OURS.iter().any(|p| name.starts_with(p));
+            if !known {
+                return Err(unknown(name, replicas));
             }
         } else if let Some(rest) = name.strip_prefix("DATABASE_PRIMARY_") {
             if !pool_or(rest, &[]) {
-                return Err(bad(name, unknown_suffix("DATABASE_PRIMARY_", &[])));
+                return Err(unknown(name, replicas));
             }
         } else if let Some(rest) = name.strip_prefix("DATABASE_REPLICA_") {
-            let own = ["WEIGHT", "ZONE", "TAGS", "POOLING", "REPLICATION_ADDRESS"];
             if let Some((n, key)) = rest.split_once('_')
                 && let Ok(n) = n.parse::<usize>()
             {
@@ -237,20 +295,74 @@ fn check_names(vars: &Vars, replicas: usize) -> Result<()> {
                         ),
                     ));
                 }
-                if !pool_or(key, &own) {
-                    return Err(bad(name, unknown_suffix(&format!("DATABASE_REPLICA_{n}_"), &own)));
+                if !pool_or(key, REPLICA_OWN) {
+                    return Err(unknown(name, replicas));
                 }
             } else if !pool_or(rest, &["URLS", "POOLING"]) {
-                return Err(bad(name, unknown_suffix("DATABASE_REPLICA_", &["POOLING"])));
+                return Err(unknown(name, replicas));
+            }
+        } else if name.starts_with("DATABASE_") && !known_names(replicas).any(|k| k == *name) {
+            // Shared with other tools: only a likely misspelling of a name read here is refused.
+            if nearest(name, replicas).is_some_and(|(_, d)| d <= 2) {
+                return Err(unknown(name, replicas));
             }
         }
     }
     Ok(())
 }
 
-fn unknown_suffix(prefix: &str, extra: &[&str]) -> String {
-    let known: Vec<&str> = POOL.iter().chain(extra).copied().collect();
-    format!("unknown setting; {prefix}* takes {}", known.join(", "))
+/// A replica's own settings besides its pool, as `DATABASE_REPLICA_<n>_` suffixes.
+const REPLICA_OWN: &[&str] = &["WEIGHT", "ZONE", "TAGS", "POOLING", "REPLICATION_ADDRESS"];
+
+/// Every name `from_env` reads with `replicas` replicas listed.
+fn known_names(replicas: usize) -> impl Iterator<Item = String> {
+    let fixed = ["DATABASE_URL", "DATABASE_REPLICA_URLS", "DATABASE_REPLICA_POOLING"];
+    let pools = ["DATABASE_", "DATABASE_PRIMARY_", "DATABASE_REPLICA_"]
+        .into_iter()
+        .flat_map(|p| POOL.iter().map(move |k| format!("{p}{k}")));
+    let per_replica = (1..=replicas.max(1)).flat_map(|n| {
+        POOL.iter().chain(REPLICA_OWN).map(move |k| format!("DATABASE_REPLICA_{n}_{k}"))
+    });
+    fixed
+        .into_iter()
+        .map(str::to_owned)
+        .chain(pools)
+        .chain(per_replica)
+        .chain(SETTINGS.iter().map(|(v, _)| (*v).to_owned()))
+}
+
+/// The name read here nearest to `name` (in the same namespace, `RWSPLIT_` or `DATABASE_`), and
+/// its distance in edits.
+fn nearest(name: &str, replicas: usize) -> Option<(String, usize)> {
+    let space = if name.starts_with("RWSPLIT_") { "RWSPLIT_" } else { "DATABASE_" };
+    known_names(replicas)
+        .filter(|k| k.starts_with(space))
+        .map(|k| {
+            let d = edit_distance(name, &k);
+            (k, d)
+        })
+        .min_by_key(|(_, d)| *d)
+}
+
+fn unknown(name: &str, replicas: usize) -> Error {
+    Error::UnknownVariable { name: name.to_owned(), nearest: nearest(name, replicas).map(|(k, _)| k) }
+}
+
+/// Levenshtein distance (insertions, deletions, substitutions) between two ASCII names: a
+/// dozen lines rather than a dependency for every application, for names under 50 bytes.
+fn edit_distance(a: &str, b: &str) -> usize {
+    let (a, b) = (a.as_bytes(), b.as_bytes());
+    let mut row: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.iter().enumerate() {
+        let mut diagonal = row[0];
+        row[0] = i + 1;
+        for (j, cb) in b.iter().enumerate() {
+            let above = row[j + 1];
+            row[j + 1] = (diagonal + usize::from(ca != cb)).min(above + 1).min(row[j] + 1);
+            diagonal = above;
+        }
+    }
+    row[b.len()]
 }
 
 /// The variable that sets the [`RoutedConfig`] field at `path` (`replicas[1].pool.max_connections`
@@ -284,4 +396,31 @@ fn variable_of(path: &str) -> String {
         .iter()
         .find(|(_, p)| *p == path)
         .map_or_else(|| path.to_owned(), |(v, _)| (*v).to_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[rstest::rstest]
+    #[case("", "", 0)]
+    #[case("RWSPLIT_MAX_LAG", "RWSPLIT_MAX_LAG", 0)]
+    #[case("RWSPLIT_BALANCR", "RWSPLIT_BALANCER", 1)]
+    #[case("RWSPLIT_BALANCER", "RWSPLIT_BALANCR", 1)]
+    #[case("RWSPLIT_PROBE_INTERVAL", "RWSPLIT_PROBE_INTREVAL", 2)]
+    #[case("kitten", "sitting", 3)]
+    #[case("abc", "", 3)]
+    fn edit_distance_counts_edits(#[case] a: &str, #[case] b: &str, #[case] d: usize) {
+        assert_eq!(edit_distance(a, b), d);
+    }
+
+    #[test]
+    fn every_renamed_name_points_at_a_name_someone_reads() {
+        for (old, new) in RENAMED {
+            let ours = SETTINGS.iter().any(|(v, _)| v == new) || new.starts_with("DATABASE_");
+            let theirs = NOT_OURS.iter().any(|p| new.starts_with(p));
+            assert!(ours || theirs, "{old} -> {new}");
+            assert!(!SETTINGS.iter().any(|(v, _)| v == old), "{old} is still a setting");
+        }
+    }
 }

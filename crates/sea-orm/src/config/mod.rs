@@ -63,6 +63,7 @@ mod tests;
 ///     [router]
 ///     balancer = "weighted_round_robin"
 ///     prefer_zone = "eu-west-1a"
+///     max_replica_lag = "30s"
 ///
 ///     [policy]
 ///     wait_for_replica = "20ms"
@@ -71,7 +72,6 @@ mod tests;
 ///
 ///     [monitor]
 ///     probe_interval = "250ms"
-///     max_lag = "30s"
 ///
 ///     [topology]                       # more nodes at run time: follow the Patroni cluster
 ///     patroni = ["http://10.0.0.1:8008", "http://10.0.0.2:8008"]
@@ -297,7 +297,7 @@ impl PoolConfig {
     }
 }
 
-/// The router: balancer, zone preference, primary reads, dedicated tags.
+/// The router: balancer, zone preference, primary reads, dedicated tags, lag limit.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]
 #[non_exhaustive]
@@ -318,6 +318,12 @@ pub struct RouterSettings {
     pub dedicated_tags: Vec<String>,
     /// Whether read-only transactions may run on replicas (default true).
     pub read_only_transactions_on_replicas: Option<bool>,
+    /// Replicas known to lag more than this in time get no reads, whatever a read's consistency
+    /// ([`RouterConfig::max_replica_lag`]).
+    #[serde(default, deserialize_with = "de_duration")]
+    pub max_replica_lag: Option<Duration>,
+    /// … or more than this many bytes (PostgreSQL WAL).
+    pub max_replica_lag_bytes: Option<u64>,
 }
 
 /// A balancer, by name.
@@ -427,7 +433,7 @@ pub enum ConsistencyKind {
     Strong,
 }
 
-/// The monitor: probing, health thresholds, lag limit.
+/// The monitor: probing and the health thresholds.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]
 #[non_exhaustive]
@@ -467,11 +473,11 @@ pub struct MonitorSettings {
     /// The longest ban (default 5 min).
     #[serde(default, deserialize_with = "de_duration")]
     pub ban_max: Option<Duration>,
-    /// Replicas known to lag more than this in time get no reads
-    /// ([`RouterConfig::max_replica_lag`]).
+    /// Deprecated: the old name of [`RouterSettings::max_replica_lag`] (`router.max_replica_lag`),
+    /// read as it, with a warning.
     #[serde(default, deserialize_with = "de_duration")]
     pub max_lag: Option<Duration>,
-    /// … or more than this many bytes (PostgreSQL WAL).
+    /// Deprecated: the old name of [`RouterSettings::max_replica_lag_bytes`].
     pub max_lag_bytes: Option<u64>,
 }
 
@@ -740,6 +746,22 @@ impl RoutedConfig {
             _ => {}
         }
         let m = &self.monitor;
+        for (old, new, set) in [
+            (
+                "monitor.max_lag",
+                "router.max_replica_lag",
+                m.max_lag.is_some() && self.router.max_replica_lag.is_some(),
+            ),
+            (
+                "monitor.max_lag_bytes",
+                "router.max_replica_lag_bytes",
+                m.max_lag_bytes.is_some() && self.router.max_replica_lag_bytes.is_some(),
+            ),
+        ] {
+            if set {
+                return Err(invalid(old, format!("is the old name of {new}: set only {new}")));
+            }
+        }
         for (name, d) in [
             ("monitor.probe_interval", m.probe_interval),
             ("monitor.probe_timeout", m.probe_timeout),
@@ -783,6 +805,18 @@ impl RoutedConfig {
     /// ```
     pub fn into_builder(self) -> Result<RoutedConnectionBuilder> {
         self.validate()?;
+        for (old, new, set) in [
+            ("monitor.max_lag", "router.max_replica_lag", self.monitor.max_lag.is_some()),
+            (
+                "monitor.max_lag_bytes",
+                "router.max_replica_lag_bytes",
+                self.monitor.max_lag_bytes.is_some(),
+            ),
+        ] {
+            if set {
+                tracing::warn!(target: "rwsplit", old, new, "configuration key {old} is deprecated: set {new} instead");
+            }
+        }
         let RoutedConfig { primary, replicas, pool, router, policy, monitor, topology } = self;
         let mut b = RoutedConnection::builder()
             .primary(primary.pool.over(&pool).apply(ConnectOptions::new(primary.url)));
@@ -877,8 +911,8 @@ impl RoutedConfig {
     }
 
     /// The router this configuration describes: balancer (in a [`ZonePreference`] if
-    /// `prefer_zone` is set), primary reads, dedicated tags, read-only transactions, and the
-    /// monitor's `max_lag` as [`RouterConfig::max_replica_lag`].
+    /// `prefer_zone` is set), primary reads, dedicated tags, read-only transactions, and
+    /// `max_replica_lag` as [`RouterConfig::max_replica_lag`].
     pub fn router_config(&self) -> RouterConfig {
         router_config(&self.router, &self.monitor)
     }
@@ -930,7 +964,10 @@ fn router_config(router: &RouterSettings, monitor: &MonitorSettings) -> RouterCo
     if let Some(allow) = router.read_only_transactions_on_replicas {
         rc = rc.read_only_transactions_on_replicas(allow);
     }
-    if let Some(bound) = staleness(monitor.max_lag, monitor.max_lag_bytes) {
+    // The old keys stand in for the new ones (`validate` refuses both at once).
+    let lag = router.max_replica_lag.or(monitor.max_lag);
+    let lag_bytes = router.max_replica_lag_bytes.or(monitor.max_lag_bytes);
+    if let Some(bound) = staleness(lag, lag_bytes) {
         rc = rc.max_replica_lag(bound);
     }
     rc

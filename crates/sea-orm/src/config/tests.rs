@@ -100,7 +100,8 @@ fn replica_placement_and_policy_from_the_environment() {
     assert_eq!(c.monitor.probe_interval, Some(Duration::from_millis(100)));
     assert_eq!(c.monitor.idle_probe_interval, Some(Duration::from_secs(5)));
     assert_eq!(c.monitor.max_probe_timeout, Some(Duration::from_secs(8)));
-    assert_eq!(c.monitor.max_lag_bytes, Some(1 << 20));
+    // The old name, read as the new one.
+    assert_eq!(c.router.max_replica_lag_bytes, Some(1 << 20));
     let _builder = c.into_builder().unwrap();
 }
 
@@ -108,9 +109,6 @@ fn replica_placement_and_policy_from_the_environment() {
 #[rstest]
 #[case(&[("DATABASE_REPLICA_3_WEIGHT", "2")], "DATABASE_REPLICA_3_WEIGHT", "replica 3 does not exist")]
 #[case(&[("DATABASE_REPLICA_0_ZONE", "a")], "DATABASE_REPLICA_0_ZONE", "does not exist")]
-#[case(&[("DATABASE_REPLICA_1_WIEGHT", "2")], "DATABASE_REPLICA_1_WIEGHT", "unknown setting")]
-#[case(&[("DATABASE_PRIMARY_WEIGHT", "2")], "DATABASE_PRIMARY_WEIGHT", "unknown setting")]
-#[case(&[("DATABASE_REPLICA_MAX_CONECTIONS", "2")], "DATABASE_REPLICA_MAX_CONECTIONS", "unknown setting")]
 #[case(&[("DATABASE_REPLICA_2_MAX_CONNECTIONS", "lots")], "DATABASE_REPLICA_2_MAX_CONNECTIONS", "not a whole number")]
 #[case(&[("DATABASE_REPLICA_2_MAX_CONNECTIONS", "0")], "DATABASE_REPLICA_2_MAX_CONNECTIONS", "at least 1")]
 #[case(&[("DATABASE_REPLICA_1_MIN_CONNECTIONS", "5"), ("DATABASE_MAX_CONNECTIONS", "2")], "DATABASE_REPLICA_1_MIN_CONNECTIONS", "more than max_connections")]
@@ -238,7 +236,8 @@ fn a_full_config_reaches_the_builder() {
                   "test_before_acquire": false, "max_connections": 8 },
         "router": { "balancer": "weighted_round_robin", "prefer_zone": "a",
                     "primary_reads": "never", "dedicated_tags": ["x"],
-                    "read_only_transactions_on_replicas": false },
+                    "read_only_transactions_on_replicas": false,
+                    "max_replica_lag": "30s", "max_replica_lag_bytes": 4096 },
         "policy": { "read_your_writes": false, "wait_for_replica": "20ms",
                     "consistency": "bounded_staleness", "staleness": "1s", "staleness_bytes": 1024,
                     "read_retries": 1, "replica_read_timeout": "3s",
@@ -247,7 +246,7 @@ fn a_full_config_reaches_the_builder() {
                      "max_probe_timeout": "7s",
                      "position_interval": "5ms", "idle_probe_interval": "4s",
                      "failure_threshold": 4, "recovery_threshold": 3,
-                     "ban_base": "1s", "ban_max": "1m", "max_lag": "30s", "max_lag_bytes": 4096 }
+                     "ban_base": "1s", "ban_max": "1m" }
     }))
     .unwrap();
     let b = config.into_builder().unwrap();
@@ -508,7 +507,6 @@ fn topology_variables_set_the_source() {
 #[case(&[("RWSPLIT_TOPOLOGY_DNS", "b:5432"), ("RWSPLIT_TOPOLOGY_TIMEOUT", "soon")], "RWSPLIT_TOPOLOGY_TIMEOUT", "not a duration")]
 #[case(&[("RWSPLIT_TOPOLOGY_INTERVAL", "1s")], "RWSPLIT_TOPOLOGY_INTERVAL", "only means something")]
 #[case(&[("RWSPLIT_TOPOLOGY_DNS", "b")], "RWSPLIT_TOPOLOGY_DNS", "no port")]
-#[case(&[("RWSPLIT_TOPOLOGY_PATRONY", "http://a:8008")], "RWSPLIT_TOPOLOGY_PATRONY", "unknown setting")]
 fn bad_topology_variables_are_named(
     #[case] vars: &[(&str, &str)],
     #[case] field: &str,
@@ -543,4 +541,80 @@ async fn a_patroni_topology_with_auto_failover_is_refused_before_connecting() {
     assert!(matches!(err, Error::FailoverWithHaManager { manager: "Patroni" }), "{err}");
     assert!(!err.to_string().contains("hunter2"), "{err}");
     assert!(started.elapsed() < Duration::from_secs(1), "nothing was connected");
+}
+
+/// A name in a namespace `from_env` owns that it does not read is refused, naming the nearest
+/// name it reads; the value is never shown.
+#[rstest]
+#[case("RWSPLIT_TOPOLOGY_PATRONY", Some("RWSPLIT_TOPOLOGY_PATRONI"))]
+#[case("RWSPLIT_BALANCR", Some("RWSPLIT_BALANCER"))]
+#[case("RWSPLIT_WAIT_FOR_REPLICAS", Some("RWSPLIT_WAIT_FOR_REPLICA"))]
+#[case("RWSPLIT_MAX_REPLICA_LAG_MS", Some("RWSPLIT_MAX_REPLICA_LAG"))]
+#[case("DATABASE_REPLICA_1_WIEGHT", Some("DATABASE_REPLICA_1_WEIGHT"))]
+#[case("DATABASE_PRIMARY_WEIGHT", Some("DATABASE_REPLICA_1_WEIGHT"))]
+#[case("DATABASE_REPLICA_MAX_CONECTIONS", Some("DATABASE_REPLICA_MAX_CONNECTIONS"))]
+#[case("DATABASE_MAX_CONECTIONS", Some("DATABASE_MAX_CONNECTIONS"))]
+#[case("DATABASE_REPLICA_URL", Some("DATABASE_REPLICA_URLS"))]
+fn unknown_variables_are_refused_with_the_nearest_name(
+    #[case] name: &str,
+    #[case] nearest: Option<&str>,
+) {
+    let err = env(&[BASE, TWO, (name, "secret-value")]).unwrap_err();
+    let text = err.to_string();
+    match &err {
+        Error::UnknownVariable { name: n, nearest: found } => {
+            assert_eq!(n, name);
+            assert_eq!(found.as_deref(), nearest, "{text}");
+        }
+        other => panic!("{other}"),
+    }
+    assert!(text.contains(name) && !text.contains("secret-value"), "{text}");
+    if let Some(nearest) = nearest {
+        assert!(text.contains(&format!("did you mean {nearest}?")), "{text}");
+    }
+}
+
+/// Names that are not `from_env`'s are left alone: other tools' `DATABASE_*`, the testkit's,
+/// the examples' and the repository's tooling's prefixes, rwsplit-axum's key, and old names.
+#[rstest]
+#[case("DATABASE_HOST")]
+#[case("DATABASE_PASSWORD")]
+#[case("DATABASE_POOL_SIZE")]
+#[case("RWSPLIT_TESTKIT_PG_BIN")]
+#[case("RWSPLIT_TESTKIT_ANYTHING")]
+#[case("RWSPLIT_EXAMPLE_METRICS_ADDR")]
+#[case("RWSPLIT_ITEST_CLUSTER_POSTGRES")]
+#[case("RWSPLIT_BENCH_URL")]
+#[case("RWSPLIT_SOAK_MINUTES")]
+#[case("RWSPLIT_SEAORM_SUITE_MODE")]
+#[case("RWSPLIT_FUZZ_SECONDS")]
+#[case("RWSPLIT_TOKEN_KEY")]
+#[case("RWSPLIT_PG_BIN")]
+#[case("RWSPLIT_BACKEND")]
+#[case("RWSPLIT_PRIMARY_URL")]
+#[case("RWSPLIT_METRICS_ADDR")]
+fn names_of_others_are_left_alone(#[case] name: &str) {
+    env(&[BASE, TWO, (name, "x")]).unwrap();
+}
+
+/// The lag limit's old names (`monitor.max_lag`, `RWSPLIT_MAX_LAG`) still set it; both old and
+/// new at once is refused in a file (in the environment the new one wins).
+#[test]
+fn the_lag_limit_answers_to_its_old_names() {
+    let c = env(&[BASE, ("RWSPLIT_MAX_LAG", "3s")]).unwrap();
+    assert_eq!(c.router.max_replica_lag, Some(Duration::from_secs(3)));
+    let c = env(&[BASE, ("RWSPLIT_MAX_LAG", "3s"), ("RWSPLIT_MAX_REPLICA_LAG", "4s")]).unwrap();
+    assert_eq!(c.router.max_replica_lag, Some(Duration::from_secs(4)));
+    let old: RoutedConfig = toml::from_str(
+        "primary = { url = \"postgres://p/app\" }\n[monitor]\nmax_lag = \"30s\"\n",
+    )
+    .unwrap();
+    assert!(format!("{:?}", old.router_config()).contains("30s"));
+    let both: RoutedConfig = toml::from_str(
+        "primary = { url = \"postgres://p/app\" }\n[monitor]\nmax_lag = \"30s\"\n\
+         [router]\nmax_replica_lag = \"1s\"\n",
+    )
+    .unwrap();
+    let err = both.validate().unwrap_err().to_string();
+    assert!(err.contains("monitor.max_lag") && err.contains("router.max_replica_lag"), "{err}");
 }
