@@ -48,6 +48,13 @@ pub struct RoutedConnectionBuilder {
     /// Where more nodes come from at run time, if anywhere.
     pub(crate) discovery: Option<crate::discover::Discovery>,
     topology_interval: Option<Duration>,
+    /// Explicit choices a whole-struct setter ([`router`](Self::router),
+    /// [`monitor`](Self::monitor)) must not undo: applied over it at `connect()`, whatever the
+    /// order the setters were called in.
+    read_only_transactions_on_replicas: Option<bool>,
+    probe_interval: Option<Duration>,
+    /// The setters called, by name: what [`inert_settings`] reads.
+    pub(crate) given: std::collections::BTreeSet<&'static str>,
 }
 
 impl std::fmt::Debug for RoutedConnectionBuilder {
@@ -66,6 +73,8 @@ impl std::fmt::Debug for RoutedConnectionBuilder {
             .field("health", &self.health)
             .field("discovery", &self.discovery)
             .field("topology_interval", &self.topology_interval)
+            .field("read_only_transactions_on_replicas", &self.read_only_transactions_on_replicas)
+            .field("probe_interval", &self.probe_interval)
             .finish_non_exhaustive()
     }
 }
@@ -80,9 +89,10 @@ impl RoutedConnectionBuilder {
 
     /// Where the replicas replicate the primary from, `host:port`, when that is not its URL's
     /// host and port; see [`Replica::replication_address`]. Used by
-    /// [`AutoFailover`](crate::AutoFailover) if this node is promoted again after a failover.
+    /// [`AutoFailover`](crate::advanced::AutoFailover) if this node is promoted again after a failover.
     pub fn primary_replication_address(mut self, address: impl Into<String>) -> Self {
         self.primary_replication_address = Some(address.into());
+        self.given.insert("primary_replication_address");
         self
     }
 
@@ -114,6 +124,7 @@ impl RoutedConnectionBuilder {
     /// and earlier reads (a [`Session`](crate::Session) given a token still uses it).
     pub fn read_your_writes(mut self, on: bool) -> Self {
         self.policy.read_your_writes = on;
+        self.given.insert("read_your_writes");
         self
     }
 
@@ -127,6 +138,7 @@ impl RoutedConnectionBuilder {
     /// [`RoutedConnection::wait_for_replica`] and [`RoutedConnection::primary_if_behind`].
     pub fn wait_for_replica(mut self, max: Duration) -> Self {
         self.policy.wait_for_replica = Some(max).filter(|d| !d.is_zero());
+        self.given.insert("wait_for_replica");
         self
     }
 
@@ -140,16 +152,19 @@ impl RoutedConnectionBuilder {
     /// [`Stats::hedges`](crate::Stats::hedges).
     pub fn hedged_reads(mut self, on: bool) -> Self {
         self.policy.hedged_reads = on;
+        self.given.insert("hedged_reads");
         self
     }
 
     /// Whether `begin_with_config(_, Some(AccessMode::ReadOnly))` may run on a replica (default
     /// true). SERIALIZABLE read-only transactions stay on a PostgreSQL primary either way: hot
-    /// standbys refuse them.
+    /// standbys refuse them. Wins over the [`RouterConfig`]'s own setting, whether
+    /// [`router`](Self::router) is called before or after.
     pub fn read_only_transactions_on_replicas(mut self, allow: bool) -> Self {
-        // The router decides (rule 2 of rwsplit_core's routing order); a later `.router(..)`
-        // replaces this setting with the new config's own.
-        self.router = self.router.read_only_transactions_on_replicas(allow);
+        // The router decides (rule 2 of rwsplit_core's routing order): applied to it at
+        // `connect()`, so that `.router(..)` in either order keeps this choice.
+        self.read_only_transactions_on_replicas = Some(allow);
+        self.given.insert("read_only_transactions_on_replicas");
         self
     }
 
@@ -162,6 +177,7 @@ impl RoutedConnectionBuilder {
     /// [`OnReplicaRefusal`](crate::OnReplicaRefusal).
     pub fn on_replica_refusal(mut self, then: crate::OnReplicaRefusal) -> Self {
         self.policy.on_replica_refusal = then;
+        self.given.insert("on_replica_refusal");
         self
     }
 
@@ -170,6 +186,7 @@ impl RoutedConnectionBuilder {
     /// are retried; writes never are.
     pub fn read_retries(mut self, retries: u8) -> Self {
         self.policy.read_retries = retries;
+        self.given.insert("read_retries");
         self
     }
 
@@ -189,13 +206,17 @@ impl RoutedConnectionBuilder {
     /// primary.
     pub fn consistency(mut self, consistency: rwsplit_core::Consistency) -> Self {
         self.policy.consistency = consistency;
+        self.given.insert("consistency");
         self
     }
 
-    /// The router: balancer (round robin by default), rules, lag limits. See
-    /// `rwsplit_core::RouterConfig`.
+    /// The router: balancer (round robin by default), rules, lag limits; see
+    /// [`RouterConfig`](crate::advanced::RouterConfig). The builder's own
+    /// [`read_only_transactions_on_replicas`](Self::read_only_transactions_on_replicas), if
+    /// called, wins over the config's setting in either order.
     pub fn router(mut self, config: RouterConfig) -> Self {
         self.router = config;
+        self.given.insert("router");
         self
     }
 
@@ -207,16 +228,16 @@ impl RoutedConnectionBuilder {
         self
     }
 
-    /// How often the monitor probes every node (default 500 ms); see
-    /// [`RoutedConnectionBuilder::monitor`].
+    /// How often the monitor probes every node (default 500 ms). Wins over the interval of a
+    /// [`monitor`](Self::monitor) config, whether that is set before or after.
     pub fn probe_interval(mut self, interval: Duration) -> Self {
-        self.policy.monitor = self.policy.monitor.interval(interval);
+        self.probe_interval = Some(interval);
         self
     }
 
     /// Where nodes come from at run time, besides the URLs given: a Patroni cluster's REST API
-    /// ([`PatroniSource`](crate::PatroniSource)), a DNS name that resolves to the replicas
-    /// ([`DnsSource`](crate::DnsSource)), or a [`TopologySource`](crate::TopologySource) of your
+    /// ([`PatroniSource`](crate::advanced::PatroniSource)), a DNS name that resolves to the replicas
+    /// ([`DnsSource`](crate::advanced::DnsSource)), or a [`TopologySource`](crate::advanced::TopologySource) of your
     /// own, polled every [`topology_interval`](Self::topology_interval) (default 1 s).
     ///
     /// Each member's URL is the primary's with host and port replaced (user, password,
@@ -251,10 +272,13 @@ impl RoutedConnectionBuilder {
     /// How often the [topology source](Self::topology) is polled (default 1 s).
     pub fn topology_interval(mut self, every: Duration) -> Self {
         self.topology_interval = Some(every);
+        self.given.insert("topology_interval");
         self
     }
 
-    /// The monitor's interval, probe timeout and jitter (default 500 ms, 1 s, 50 ms).
+    /// The monitor's interval, probe timeout and jitter (default 500 ms, 1 s, 50 ms), and its
+    /// position feed. The builder's own [`probe_interval`](Self::probe_interval), if called,
+    /// wins over this config's interval in either order.
     pub fn monitor(mut self, config: rwsplit_monitor::MonitorConfig) -> Self {
         self.policy.monitor = config;
         self
@@ -270,7 +294,27 @@ impl RoutedConnectionBuilder {
     /// ([`Error::TooManyNodes`]), each URL's syntax and scheme ([`Error::InvalidUrl`]), one
     /// database for all ([`Error::BackendMismatch`]) and no node twice
     /// ([`Error::DuplicateNode`]).
-    pub async fn connect(mut self) -> Result<RoutedConnection> {
+    pub async fn connect(self) -> Result<RoutedConnection> {
+        let this = self.resolve();
+        for inert in inert_settings(&this) {
+            tracing::warn!(target: "rwsplit", setting = inert.setting, with = %inert.with, "{inert}");
+        }
+        this.connect_resolved().await
+    }
+
+    /// The explicit choices applied over the whole-struct settings they belong to (see the
+    /// fields' docs): the configuration `connect()` uses.
+    fn resolve(mut self) -> Self {
+        if let Some(allow) = self.read_only_transactions_on_replicas {
+            self.router = self.router.read_only_transactions_on_replicas(allow);
+        }
+        if let Some(every) = self.probe_interval {
+            self.policy.monitor = self.policy.monitor.interval(every);
+        }
+        self
+    }
+
+    async fn connect_resolved(mut self) -> Result<RoutedConnection> {
         let primary_opts = self.primary.ok_or(Error::NoPrimary)?;
         if let Some(d) = &self.discovery
             && let Some(manager) = d.ha_manager()
@@ -444,6 +488,92 @@ impl RoutedConnectionBuilder {
         }
         Ok(conn)
     }
+}
+
+/// A setting that does nothing in combination with another, which `connect()` logs at `warn`
+/// (target `rwsplit`) naming both: kept a warning, not an error, where a per-call choice
+/// (`db.consistent(..)`, a `Session` given a token) can still make it count.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Inert {
+    /// The setter that does nothing.
+    pub(crate) setting: &'static str,
+    /// What makes it do nothing.
+    pub(crate) with: &'static str,
+    /// Why, and what to do.
+    why: &'static str,
+}
+
+impl std::fmt::Display for Inert {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} does nothing with {}: {}", self.setting, self.with, self.why)
+    }
+}
+
+/// The settings of `b` (resolved) that do nothing in combination, in a fixed order. Only
+/// setters called explicitly count: a default never warns.
+pub(crate) fn inert_settings(b: &RoutedConnectionBuilder) -> Vec<Inert> {
+    let given = |s: &str| b.given.contains(s);
+    let mut out = Vec::new();
+    let no_replicas = b.replicas.is_empty() && b.discovery.is_none();
+    if no_replicas {
+        for setting in [
+            "wait_for_replica",
+            "hedged_reads",
+            "read_retries",
+            "replica_read_timeout",
+            "read_only_transactions_on_replicas",
+        ] {
+            if given(setting) {
+                out.push(Inert {
+                    setting,
+                    with: "no replicas",
+                    why: "every statement runs on the primary; add .replica(..) or .topology(..)",
+                });
+            }
+        }
+    }
+    if given("topology_interval") && b.discovery.is_none() {
+        out.push(Inert {
+            setting: "topology_interval",
+            with: "no topology source",
+            why: "nothing is polled; set .topology(..)",
+        });
+    }
+    let addresses = given("primary_replication_address")
+        || b.replicas.iter().any(|r| r.replication_address.is_some());
+    if addresses && b.policy.failover.is_none() {
+        out.push(Inert {
+            setting: "replication_address",
+            with: "no auto_failover",
+            why: "only automatic failover re-points replicas at a node",
+        });
+    }
+    if !no_replicas && b.policy.consistency == rwsplit_core::Consistency::Strong {
+        for setting in ["wait_for_replica", "hedged_reads", "replica_read_timeout"] {
+            if given(setting) {
+                out.push(Inert {
+                    setting,
+                    with: "consistency(Strong)",
+                    why: "every read goes to the primary, unless a call asks for another level \
+                          with db.consistent(..)",
+                });
+            }
+        }
+    }
+    if !no_replicas
+        && !b.policy.read_your_writes
+        && given("wait_for_replica")
+        && b.policy.wait_for_replica.is_some()
+        && b.policy.consistency != rwsplit_core::Consistency::Strong
+    {
+        out.push(Inert {
+            setting: "wait_for_replica",
+            with: "read_your_writes(false)",
+            why: "reads carry no write of their own to wait for; only a Session given a token \
+                  waits",
+        });
+    }
+    out
 }
 
 /// How long the start waits for a replica's server check once the probes it waits for have
@@ -724,6 +854,133 @@ mod tests {
             crate::redact::tests::assert_no_secret(&shown, raw);
             assert!(shown.contains("p/app") && shown.contains("r2/app"), "{shown}");
         }
+    }
+
+    type B = RoutedConnectionBuilder;
+    type Setter = fn(B) -> B;
+
+    /// Every pair of setters that touch the same thing, applied in both orders, gives the same
+    /// configuration: an explicit choice is never undone by a later whole-struct setter.
+    #[rstest::rstest]
+    #[case::router_and_its_transactions(
+        |b: B| b.router(RouterConfig::default().read_only_transactions_on_replicas(true)),
+        |b: B| b.read_only_transactions_on_replicas(false)
+    )]
+    #[case::monitor_and_its_interval(
+        |b: B| b.monitor(rwsplit_monitor::MonitorConfig::default().interval(Duration::from_secs(9))),
+        |b: B| b.probe_interval(Duration::from_secs(2))
+    )]
+    #[case::consistency_and_wait(
+        |b: B| b.consistency(rwsplit_core::Consistency::Eventual),
+        |b: B| b.wait_for_replica(Duration::from_millis(50))
+    )]
+    #[case::wait_and_read_your_writes(
+        |b: B| b.wait_for_replica(Duration::ZERO),
+        |b: B| b.read_your_writes(false)
+    )]
+    #[case::timeouts(
+        |b: B| b.acquire_timeout(Duration::from_secs(1)),
+        |b: B| b.replica_read_timeout(Some(Duration::from_secs(3)))
+    )]
+    #[case::hedging_and_retries(|b: B| b.hedged_reads(false), |b: B| b.read_retries(0))]
+    #[case::health_and_monitor(
+        |b: B| b.health_policy(HealthPolicy::default().failure_threshold(7)),
+        |b: B| b.monitor(rwsplit_monitor::MonitorConfig::default().timeout(Duration::from_secs(4)))
+    )]
+    #[case::failover_and_addresses(
+        |b: B| b.auto_failover(rwsplit_monitor::AutoFailover::default().after_failures(4)),
+        |b: B| b.primary_replication_address("pg-1:5432")
+    )]
+    #[case::topology_and_interval(
+        |b: B| b.topology(rwsplit_monitor::DnsSource::new("replicas.internal:5432")),
+        |b: B| b.topology_interval(Duration::from_secs(3))
+    )]
+    fn setters_compose_in_either_order(#[case] first: Setter, #[case] second: Setter) {
+        let base = || RoutedConnection::builder().primary("postgres://p/app");
+        let one = second(first(base())).resolve();
+        let other = first(second(base())).resolve();
+        assert_eq!(format!("{one:?}"), format!("{other:?}"));
+        // And the explicit choice is the one kept.
+        let both = format!("{one:?}");
+        assert!(!both.contains("interval: 9s"), "{both}");
+    }
+
+    #[test]
+    fn the_explicit_choice_wins_over_the_whole_struct() {
+        let b = RoutedConnection::builder()
+            .read_only_transactions_on_replicas(false)
+            .router(RouterConfig::default())
+            .probe_interval(Duration::from_secs(2))
+            .monitor(rwsplit_monitor::MonitorConfig::default())
+            .resolve();
+        assert_eq!(b.policy.monitor.interval_value(), Duration::from_secs(2));
+        assert!(format!("{:?}", b.router).contains("read_only_transactions_on_replicas: false"));
+        let b = RoutedConnection::builder()
+            .replica("postgres://r1/app")
+            .replicas(["postgres://r2/app", "postgres://r3/app"])
+            .replica("postgres://r4/app");
+        assert_eq!(b.replicas.len(), 4, "replicas(..) adds, never replaces");
+    }
+
+    fn inert(b: RoutedConnectionBuilder) -> Vec<(&'static str, &'static str)> {
+        inert_settings(&b.resolve()).into_iter().map(|i| (i.setting, i.with)).collect()
+    }
+
+    #[rstest::rstest]
+    #[case::defaults(|b: B| b, &[])]
+    #[case::hedging_without_replicas(
+        |b: B| b.hedged_reads(true).read_retries(1),
+        &[("hedged_reads", "no replicas"), ("read_retries", "no replicas")]
+    )]
+    #[case::interval_without_source(
+        |b: B| b.replica("postgres://r/app").topology_interval(Duration::from_secs(2)),
+        &[("topology_interval", "no topology source")]
+    )]
+    #[case::address_without_failover(
+        |b: B| b.replica(Replica::new("postgres://r/app").replication_address("r:5432")),
+        &[("replication_address", "no auto_failover")]
+    )]
+    #[case::address_with_failover(
+        |b: B| b
+            .replica("postgres://r/app")
+            .primary_replication_address("p:5432")
+            .auto_failover(rwsplit_monitor::AutoFailover::default()),
+        &[]
+    )]
+    #[case::wait_with_strong(
+        |b: B| b
+            .replica("postgres://r/app")
+            .consistency(rwsplit_core::Consistency::Strong)
+            .wait_for_replica(Duration::from_millis(30))
+            .hedged_reads(false),
+        &[("wait_for_replica", "consistency(Strong)"), ("hedged_reads", "consistency(Strong)")]
+    )]
+    #[case::wait_without_read_your_writes(
+        |b: B| b
+            .replica("postgres://r/app")
+            .wait_for_replica(Duration::from_millis(30))
+            .read_your_writes(false),
+        &[("wait_for_replica", "read_your_writes(false)")]
+    )]
+    #[case::no_wait_without_read_your_writes(
+        |b: B| b.replica("postgres://r/app").wait_for_replica(Duration::ZERO).read_your_writes(false),
+        &[]
+    )]
+    fn settings_that_do_nothing_together_are_named(
+        #[case] setup: Setter,
+        #[case] expected: &[(&str, &str)],
+    ) {
+        let found = inert(setup(RoutedConnection::builder().primary("postgres://p/app")));
+        assert_eq!(found, expected);
+    }
+
+    #[test]
+    fn an_inert_setting_reads_as_one_sentence() {
+        let b = RoutedConnection::builder()
+            .primary("postgres://p/app")
+            .topology_interval(Duration::from_secs(1));
+        let text = inert_settings(&b).remove(0).to_string();
+        assert_eq!(text, "topology_interval does nothing with no topology source: nothing is polled; set .topology(..)");
     }
 
     #[tokio::test]

@@ -171,6 +171,7 @@ impl RoutedConnectionBuilder {
     /// [deadline](RoutedConnection::deadline).
     pub fn replica_read_timeout(mut self, timeout: Option<Duration>) -> Self {
         self.policy.timeouts.replica_read = timeout;
+        self.given.insert("replica_read_timeout");
         self
     }
 

@@ -1,5 +1,5 @@
 //! Fencing, and turning on the monitor's opt-in automatic promotion
-//! ([`AutoFailover`](crate::AutoFailover), which lives in `rwsplit-monitor`).
+//! ([`AutoFailover`](crate::advanced::AutoFailover), which lives in `rwsplit-monitor`).
 
 use rwsplit_monitor::AutoFailover;
 
@@ -25,6 +25,7 @@ impl RoutedConnectionBuilder {
     /// ```
     pub fn auto_failover(mut self, config: AutoFailover) -> Self {
         self.policy.failover = Some(config);
+        self.given.insert("auto_failover");
         self
     }
 }
