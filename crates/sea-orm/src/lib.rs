@@ -40,7 +40,7 @@
 //! After each write the primary's position is read (PostgreSQL: WAL insert LSN, timeline and
 //! system identifier; MariaDB: `gtid_binlog_pos`) — one round trip per write; SeaORM's drivers
 //! expose no way to have it ride on the write's own reply — and kept as a
-//! [`CausalToken`] in the writer's scope: its tokio task automatically, or a [`Session`]
+//! [`CausalToken`](advanced::CausalToken) in the writer's scope: its tokio task automatically, or a [`Session`]
 //! (`db.session()`) that crosses tasks and exports its token as text for another process. A
 //! later read in that scope goes to a replica the monitor has seen replay the token; if none
 //! has, it waits up to a bound on the closest one when asked
@@ -63,9 +63,16 @@
 //!
 //! The builder in code; [`RoutedConfig`] from serde (TOML, YAML, JSON; the `config` crate,
 //! figment), checked field by field with errors that name the field and node; or
-//! [`RoutedConnection::from_env`] from `DATABASE_*` and `RWSPLIT_*` variables (the README has
-//! the table). Each can name a topology source ([`TopologyConfig`]: a Patroni cluster or a DNS
-//! name) that adds and removes nodes at run time.
+//! [`RoutedConnection::from_env`] from `DATABASE_*` and `RWSPLIT_*` variables (an unknown
+//! `RWSPLIT_*` name is an error naming the nearest one it reads). Each can name a topology
+//! source ([`config::TopologyConfig`]: a Patroni cluster or a DNS name) that adds and removes
+//! nodes at run time. A setting that does nothing with another (a catch-up wait with
+//! `Consistency::Strong`, a replication address without automatic failover …) is logged at
+//! `warn` by `connect()`, naming both.
+//!
+//! This page shows the everyday API. The sections of a configuration file are in [`config`];
+//! balancers, routing rules, the monitor, health, topology sources and automatic failover are
+//! in [`advanced`].
 //!
 //! # Session state
 //!
@@ -166,7 +173,7 @@
 //! Without a reachable primary, reads go on from the replicas and writes fail at once with an
 //! error saying the primary is unreachable; when it returns, or a replica is promoted by an
 //! operator or HA manager, writes follow within about one probe interval, without a restart.
-//! [`AutoFailover`] (off by default) promotes the most advanced replica itself and fences the
+//! [`AutoFailover`](advanced::AutoFailover) (off by default) promotes the most advanced replica itself and fences the
 //! old primary ([`RoutedConnection::unfence`]); read its risks first.
 //!
 //! A replica unreachable at start is left out of rotation with a warning; an unreachable primary
@@ -200,11 +207,12 @@ compile_error!(
      (both are on by default)"
 );
 
+pub mod advanced;
 mod builder;
 mod causal;
 mod classified;
 mod coalesce;
-mod config;
+pub mod config;
 mod connection;
 mod deadline;
 mod discover;
@@ -239,33 +247,45 @@ mod tests_redaction;
 mod watchdog;
 
 pub use builder::RoutedConnectionBuilder;
-pub use config::{
-    BalancerKind, ConsistencyKind, MonitorSettings, NodeConfig, PolicyConfig, PoolConfig,
-    ReplicaConfig, RoutedConfig, RouterSettings, TopologyConfig,
-};
+pub use config::RoutedConfig;
 pub use connection::RoutedConnection;
 pub use error::{Error, Result};
 pub use failure::OnReplicaRefusal;
 pub use pooling::{Pooling, UnknownPooling};
-pub use probe::MONITOR_APPLICATION;
 pub use product::{Server, ServerProduct};
 pub use replica::Replica;
 pub use routing_error::{DownReason, NotSentReason, RoutingError, UnknownReason, routing_error};
+pub use rwsplit_core::{Consistency, Staleness, Target};
 pub use session::{Routed, Session};
 pub use session_token::{SessionToken, SessionTokenError};
 pub use stats::{Hedges, NodeStats, ReadYourWrites, Stats};
 pub use stream::RoutedStream;
 
-// Every type a public method here or on these takes or returns, so one dependency is enough:
-// the balancers and rules `RouterConfig` takes, and what implementing `Balancer` or `Rule`
-// needs (`Node`, `NodeId`, `NodeLoad`, `RouteContext`, `RuleAction`, `Access`, `Transaction`).
-pub use rwsplit_core::{
-    Access, Balancer, CausalToken, Classifier, Consistency, Health, HealthPolicy, Lag,
-    LeastOutstanding, LowestLag, Node, NodeId, NodeLoad, PowerOfTwoEwma, PrimaryReads, Random,
-    ReplayPosition, Role, RoundRobin, RouteContext, RouteError, RouterConfig, Rule, RuleAction,
-    Staleness, TableRule, TagRule, Target, Transaction, WeightedRoundRobin, ZonePreference,
-};
-pub use rwsplit_monitor::{
-    AutoFailover, DnsSource, Member, MemberRole, MemberTags, MonitorConfig, PatroniSource,
-    SourceError, StaticSource, TopologySource,
-};
+// The old paths of what moved to `advanced` and `config`: kept so existing code builds, with a
+// deprecation warning naming the new path; hidden from the front page. Traits cannot be
+// aliased, so theirs are plain hidden re-exports.
+#[doc(hidden)]
+pub use advanced::{Balancer, Rule, TopologySource};
+/// Moved to [`advanced::MONITOR_APPLICATION`].
+#[doc(hidden)]
+#[deprecated(note = "use rwsplit_sea_orm::advanced::MONITOR_APPLICATION")]
+pub const MONITOR_APPLICATION: &str = advanced::MONITOR_APPLICATION;
+
+macro_rules! moved {
+    ($module:ident, $note:literal: $($name:ident $(<$($param:tt),*>)?),* $(,)?) => {$(
+        #[doc(hidden)]
+        #[deprecated(note = $note)]
+        pub type $name $(<$($param),*>)? = $module::$name $(<$($param),*>)?;
+    )*};
+}
+moved!(advanced, "moved to rwsplit_sea_orm::advanced":
+    Access, AutoFailover, CausalToken, Classifier, DnsSource, Health, HealthPolicy, Lag,
+    LeastOutstanding, LowestLag, Member, MemberRole, MemberTags, MonitorConfig, Node, NodeId,
+    NodeLoad, PatroniSource, PowerOfTwoEwma, PrimaryReads, Random, ReplayPosition, Role,
+    RoundRobin, RouteContext<'a>, RouteError, RouterConfig, RuleAction<'r>, SourceError,
+    StaticSource, TableRule, TagRule, Transaction, WeightedRoundRobin, ZonePreference<B>,
+);
+moved!(config, "moved to rwsplit_sea_orm::config":
+    BalancerKind, ConsistencyKind, MonitorSettings, NodeConfig, PolicyConfig, PoolConfig,
+    ReplicaConfig, RouterSettings, TopologyConfig,
+);

@@ -21,7 +21,7 @@
 //! them; with 200 instances the probes queued in PgBouncer behind one another.) A MySQL/MariaDB
 //! node behind transaction pooling keeps that framed one-connection pool. Failover's admin
 //! connections use
-//! [`AutoFailover::admin_credentials`](crate::AutoFailover::admin_credentials) when set.
+//! [`AutoFailover::admin_credentials`](crate::advanced::AutoFailover::admin_credentials) when set.
 
 use std::fmt;
 use std::sync::Arc;

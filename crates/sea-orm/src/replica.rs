@@ -7,9 +7,9 @@ use sea_orm::ConnectOptions;
 use crate::pooling::Pooling;
 
 /// A replica: its connection options and what the router's balancers and rules may use to
-/// choose it — a weight ([`WeightedRoundRobin`](crate::WeightedRoundRobin)), a zone
-/// ([`ZonePreference`](crate::ZonePreference)) and tags ([`TableRule`](crate::TableRule),
-/// [`TagRule`](crate::TagRule), [`RouterConfig::dedicated_tag`](crate::RouterConfig::dedicated_tag)).
+/// choose it — a weight ([`WeightedRoundRobin`](crate::advanced::WeightedRoundRobin)), a zone
+/// ([`ZonePreference`](crate::advanced::ZonePreference)) and tags ([`TableRule`](crate::advanced::TableRule),
+/// [`TagRule`](crate::advanced::TagRule), [`RouterConfig::dedicated_tag`](crate::advanced::RouterConfig::dedicated_tag)).
 /// A URL or `ConnectOptions` converts into one with weight 1, no zone and no tags, so
 /// [`RoutedConnectionBuilder::replica`](crate::RoutedConnectionBuilder::replica) takes either.
 ///
@@ -66,7 +66,7 @@ impl Replica {
         }
     }
 
-    /// Its share for [`WeightedRoundRobin`](crate::WeightedRoundRobin): a replica of weight 3
+    /// Its share for [`WeightedRoundRobin`](crate::advanced::WeightedRoundRobin): a replica of weight 3
     /// gets three reads for every one of a replica of weight 1 (default 1).
     pub fn weight(mut self, weight: u32) -> Self {
         self.placement.weight = weight;
@@ -74,14 +74,14 @@ impl Replica {
     }
 
     /// Its zone (an availability zone, a data centre), for
-    /// [`ZonePreference`](crate::ZonePreference).
+    /// [`ZonePreference`](crate::advanced::ZonePreference).
     pub fn zone(mut self, zone: impl Into<Box<str>>) -> Self {
         self.placement.zone = Some(zone.into());
         self
     }
 
-    /// Adds a tag, for [`TableRule`](crate::TableRule) and [`TagRule`](crate::TagRule)
-    /// (`only_tagged`, `prefer_tagged`) and [`RouterConfig::dedicated_tag`](crate::RouterConfig::dedicated_tag).
+    /// Adds a tag, for [`TableRule`](crate::advanced::TableRule) and [`TagRule`](crate::advanced::TagRule)
+    /// (`only_tagged`, `prefer_tagged`) and [`RouterConfig::dedicated_tag`](crate::advanced::RouterConfig::dedicated_tag).
     pub fn tag(mut self, tag: impl Into<Box<str>>) -> Self {
         self.placement.tags.push(tag.into());
         self
@@ -100,7 +100,7 @@ impl Replica {
     /// Where the other nodes replicate from it, `host:port`, when that is not its URL's host
     /// and port (the default): e.g. the application reaches it through NAT, a published
     /// container port or a proxy, and the replicas over a network of their own.
-    /// [`AutoFailover`](crate::AutoFailover) re-points the other replicas at this address when
+    /// [`AutoFailover`](crate::advanced::AutoFailover) re-points the other replicas at this address when
     /// it promotes this replica. Checked by
     /// [`connect`](crate::RoutedConnectionBuilder::connect) ([`Error::InvalidUrl`](crate::Error::InvalidUrl)
     /// names the replica).

@@ -10,10 +10,8 @@ use rstest::rstest;
 use sea_orm::{DbBackend, MockDatabase};
 
 use crate::tests_hardening::capture;
-use crate::{
-    DnsSource, PatroniSource, Replica, RoutedConfig, RoutedConnection, RoutedConnectionBuilder,
-    TopologySource,
-};
+use crate::advanced::{DnsSource, PatroniSource, TopologySource};
+use crate::{Replica, RoutedConfig, RoutedConnection, RoutedConnectionBuilder};
 
 const SECRET: &str = "s3cr3tPW";
 const PG: &str = "postgres://u:s3cr3tPW@h:5432/db";
