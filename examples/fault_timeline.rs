@@ -25,7 +25,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use rwsplit_sea_orm::{Consistency, Health, MonitorConfig, RoutedConnection, Staleness};
+use rwsplit_sea_orm::advanced::{Health, MonitorConfig};
+use rwsplit_sea_orm::{Consistency, RoutedConnection, Staleness};
 use rwsplit_testkit::{Cluster, DbKind};
 use sea_orm::{ConnectionTrait, Statement};
 use serde::Serialize;
@@ -122,7 +123,7 @@ enum Level {
 /// claiming the role are split brain: the router picks neither), or a replica not down that is
 /// provably within the bound.
 fn provable(db: &RoutedConnection) -> bool {
-    use rwsplit_sea_orm::Role;
+    use rwsplit_sea_orm::advanced::Role;
     let now = Instant::now();
     let stats = db.stats();
     let primaries = stats.nodes().iter().filter(|n| n.current_role() == Role::Primary).count();
@@ -261,7 +262,7 @@ fn sample(db: &RoutedConnection, t: Duration, last: &mut Last, w: Window) -> Sam
             }
             NodeSample {
                 name: n.name().to_owned(),
-                role: if n.current_role() == rwsplit_sea_orm::Role::Primary {
+                role: if n.current_role() == rwsplit_sea_orm::advanced::Role::Primary {
                     "primary"
                 } else {
                     "replica"

@@ -19,7 +19,8 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use blog::{author, migration::Migrator, post};
-use rwsplit_sea_orm::{PatroniSource, RoutedConnection};
+use rwsplit_sea_orm::RoutedConnection;
+use rwsplit_sea_orm::advanced::PatroniSource;
 use sea_orm::{ActiveModelTrait, EntityTrait, PaginatorTrait, Set};
 use sea_orm_migration::MigratorTrait;
 
@@ -98,7 +99,12 @@ async fn main() -> anyhow::Result<()> {
         .await?;
     // The other members join once their first probes see them healthy and caught up.
     let deadline = Instant::now() + Duration::from_secs(15);
-    while db.stats().nodes().iter().filter(|n| n.health() == rwsplit_sea_orm::Health::Up).count()
+    while db
+        .stats()
+        .nodes()
+        .iter()
+        .filter(|n| n.health() == rwsplit_sea_orm::advanced::Health::Up)
+        .count()
         < 3
         && Instant::now() < deadline
     {

@@ -10,9 +10,10 @@ use std::time::{Duration, Instant};
 
 use rstest::rstest;
 use rwsplit_core::Staleness;
+use rwsplit_sea_orm::advanced::{AutoFailover, Health, HealthPolicy, MonitorConfig};
 use rwsplit_sea_orm::{
-    AutoFailover, Consistency, Health, HealthPolicy, MonitorConfig, NotSentReason, Replica,
-    RoutedConnection, RoutingError, UnknownReason, routing_error,
+    Consistency, NotSentReason, Replica, RoutedConnection, RoutingError, UnknownReason,
+    routing_error,
 };
 use rwsplit_testkit::{Cluster, DbKind, Node, TestDatabase};
 use sea_orm::ConnectionTrait;

@@ -123,7 +123,7 @@ async fn a_replica_frozen_before_start_takes_no_reads(#[case] kind: DbKind) {
     frozen.unhang().unwrap();
     crate::support::until("the thawed replica to be up again for the steady connection", || {
         let steady = steady.clone();
-        async move { steady.stats().replicas()[1].health() == rwsplit_sea_orm::Health::Up }
+        async move { steady.stats().replicas()[1].health() == rwsplit_sea_orm::advanced::Health::Up }
     })
     .await;
     let after = readers(&steady, over).await;

@@ -6,7 +6,8 @@ use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use rstest::rstest;
-use rwsplit_sea_orm::{HealthPolicy, MonitorConfig, RoutedConnection};
+use rwsplit_sea_orm::RoutedConnection;
+use rwsplit_sea_orm::advanced::{HealthPolicy, MonitorConfig};
 use rwsplit_testkit::DbKind;
 use sea_orm::ConnectionTrait;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};

@@ -6,10 +6,8 @@ use std::time::{Duration, Instant};
 
 use rstest::rstest;
 use rwsplit_core::Staleness;
-use rwsplit_sea_orm::{
-    Consistency, Health, HealthPolicy, MonitorConfig, NotSentReason, RoutedConnection,
-    RoutingError, routing_error,
-};
+use rwsplit_sea_orm::advanced::{Health, HealthPolicy, MonitorConfig};
+use rwsplit_sea_orm::{Consistency, NotSentReason, RoutedConnection, RoutingError, routing_error};
 use rwsplit_testkit::{DbKind, TestDatabase};
 use sea_orm::ConnectionTrait;
 

@@ -11,10 +11,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use rstest::rstest;
-use rwsplit_sea_orm::{
-    Access, AutoFailover, Health, HealthPolicy, MonitorConfig, RoutedConnection, RoutingError,
-    routing_error,
-};
+use rwsplit_sea_orm::advanced::{Access, AutoFailover, Health, HealthPolicy, MonitorConfig};
+use rwsplit_sea_orm::{RoutedConnection, RoutingError, routing_error};
 use rwsplit_testkit::{Cluster, DbKind};
 use sea_orm::{ConnectOptions, ConnectionTrait, Statement};
 

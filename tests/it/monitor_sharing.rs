@@ -8,7 +8,8 @@
 use std::time::Duration;
 
 use rstest::rstest;
-use rwsplit_sea_orm::{MONITOR_APPLICATION, MonitorConfig, RoutedConnection};
+use rwsplit_sea_orm::RoutedConnection;
+use rwsplit_sea_orm::advanced::{MONITOR_APPLICATION, MonitorConfig};
 use rwsplit_testkit::{Cluster, DbKind, Node, TestDatabase};
 use sea_orm::ConnectionTrait;
 use sqlx::{Connection, Row};

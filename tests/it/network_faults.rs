@@ -10,10 +10,11 @@ use std::time::{Duration, Instant};
 
 use rstest::rstest;
 use rwsplit_core::Staleness;
-use rwsplit_sea_orm::{
-    AutoFailover, Consistency, Health, HealthPolicy, LeastOutstanding, MonitorConfig,
-    PowerOfTwoEwma, RoutedConnection, RouterConfig,
+use rwsplit_sea_orm::advanced::{
+    AutoFailover, Health, HealthPolicy, LeastOutstanding, MonitorConfig, PowerOfTwoEwma,
+    RouterConfig,
 };
+use rwsplit_sea_orm::{Consistency, RoutedConnection};
 use rwsplit_testkit::{Cluster, DbKind, Node, TestDatabase};
 use sea_orm::ConnectionTrait;
 

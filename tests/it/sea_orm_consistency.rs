@@ -45,7 +45,7 @@ async fn connect_watched(primary: String, tdb: &rwsplit_testkit::TestDatabase) -
         .primary(primary)
         .replicas(tdb.replica_urls())
         .monitor(
-            rwsplit_sea_orm::MonitorConfig::default()
+            rwsplit_sea_orm::advanced::MonitorConfig::default()
                 .interval(Duration::from_millis(200))
                 .timeout(Duration::from_millis(500)),
         )
@@ -809,7 +809,7 @@ struct Through {
 /// Whether some node could serve a read bounded by `bound` now: the one primary, up, or a
 /// replica not down that is provably within the bound (what the router checks).
 fn provable(db: &RoutedConnection, bound: Duration) -> bool {
-    use rwsplit_sea_orm::{Health, Role};
+    use rwsplit_sea_orm::advanced::{Health, Role};
     let now = Instant::now();
     let stats = db.stats();
     let primaries = stats.nodes().iter().filter(|n| n.current_role() == Role::Primary).count();
@@ -849,7 +849,11 @@ async fn reads_survive_a_switchover(#[case] kind: DbKind) {
     let db = RoutedConnection::builder()
         .primary(tdb.primary_url())
         .replicas(tdb.replica_urls())
-        .monitor(rwsplit_sea_orm::MonitorConfig::default().interval(PROBE).timeout(PROBE * 5 / 2))
+        .monitor(
+            rwsplit_sea_orm::advanced::MonitorConfig::default()
+                .interval(PROBE)
+                .timeout(PROBE * 5 / 2),
+        )
         .connect()
         .await
         .unwrap();

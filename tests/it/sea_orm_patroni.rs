@@ -6,7 +6,8 @@
 
 use std::time::{Duration, Instant};
 
-use rwsplit_sea_orm::{Consistency, PatroniSource, RoutedConfig, RoutedConnection};
+use rwsplit_sea_orm::advanced::PatroniSource;
+use rwsplit_sea_orm::{Consistency, RoutedConfig, RoutedConnection};
 use rwsplit_testkit::{MemberTags, PatroniCluster};
 use sea_orm::{ConnectionTrait, Statement};
 
@@ -67,7 +68,7 @@ fn up_nodes(db: &RoutedConnection) -> Vec<String> {
     db.stats()
         .nodes()
         .iter()
-        .filter(|n| n.health() == rwsplit_sea_orm::Health::Up)
+        .filter(|n| n.health() == rwsplit_sea_orm::advanced::Health::Up)
         .map(|n| n.name().to_owned())
         .collect()
 }
@@ -492,7 +493,7 @@ async fn a_dns_source_adds_each_address_as_a_replica() {
     let port = cluster.replicas()[0].port();
     let db = RoutedConnection::builder()
         .primary(cluster.primary_url())
-        .topology(rwsplit_sea_orm::DnsSource::new(format!("localhost:{port}")))
+        .topology(rwsplit_sea_orm::advanced::DnsSource::new(format!("localhost:{port}")))
         .topology_interval(POLL)
         .probe_interval(PROBE)
         .connect()

@@ -203,7 +203,7 @@ async fn the_monitor_probes_through_transaction_pooling_in_single_statements() {
         .primary(tdb.primary_url())
         .replica(Replica::new(through).pooling(Pooling::Transaction))
         .monitor(
-            rwsplit_sea_orm::MonitorConfig::default()
+            rwsplit_sea_orm::advanced::MonitorConfig::default()
                 .interval(Duration::from_millis(50))
                 .idle_interval(Duration::from_millis(50)),
         )

@@ -5,11 +5,11 @@
 //! `network_faults.rs`.
 
 use rstest::rstest;
-use rwsplit_sea_orm::{
-    LowestLag, PrimaryReads, Random, Replica, RoundRobin, RouteError, RoutedConnection,
-    RouterConfig, RoutingError, TableRule, TagRule, WeightedRoundRobin, ZonePreference,
-    routing_error,
+use rwsplit_sea_orm::advanced::{
+    LowestLag, PrimaryReads, Random, RoundRobin, RouteError, RouterConfig, TableRule, TagRule,
+    WeightedRoundRobin, ZonePreference,
 };
+use rwsplit_sea_orm::{Replica, RoutedConnection, RoutingError, routing_error};
 use rwsplit_testkit::DbKind;
 use sea_orm::{ConnectionTrait, Statement};
 

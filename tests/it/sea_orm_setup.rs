@@ -3,7 +3,8 @@
 use std::time::{Duration, Instant};
 
 use rstest::rstest;
-use rwsplit_sea_orm::{Error, Health, HealthPolicy, RoutedConnection};
+use rwsplit_sea_orm::advanced::{Health, HealthPolicy};
+use rwsplit_sea_orm::{Error, RoutedConnection};
 use rwsplit_testkit::DbKind;
 use sea_orm::{ConnectionTrait, EntityTrait, Statement};
 use sea_orm_migration::MigratorTrait;

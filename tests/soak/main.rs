@@ -16,7 +16,8 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
-use rwsplit_sea_orm::{HealthPolicy, MonitorConfig, RoutedConnection};
+use rwsplit_sea_orm::RoutedConnection;
+use rwsplit_sea_orm::advanced::{HealthPolicy, MonitorConfig};
 use rwsplit_testkit::{Cluster, DbKind, Node, TestDatabase};
 use sea_orm::{ConnectionTrait, Statement};
 use sqlx::Connection;

@@ -21,7 +21,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use rwsplit_sea_orm::CausalToken;
+use rwsplit_sea_orm::advanced::CausalToken;
 
 use crate::{Error, Result, SigningKey};
 
@@ -48,7 +48,7 @@ const MAX_LEN: usize = CausalToken::MAX_LEN / 3 * 4 + 128;
 /// ```
 /// use std::time::{Duration, SystemTime};
 /// use rwsplit_axum::{SigningKey, TokenEnvelope};
-/// use rwsplit_sea_orm::CausalToken;
+/// use rwsplit_sea_orm::advanced::CausalToken;
 ///
 /// let envelope = TokenEnvelope::signed(SigningKey::new([7u8; 32])?)
 ///     .max_age(Duration::from_secs(600));

@@ -13,7 +13,8 @@ use axum::extract::State;
 use axum::http::{Request, StatusCode};
 use axum::routing::{get, post};
 use http::HeaderValue;
-use rwsplit_sea_orm::{CausalToken, Consistency, RoutedConnection};
+use rwsplit_sea_orm::advanced::CausalToken;
+use rwsplit_sea_orm::{Consistency, RoutedConnection};
 use sea_orm::{ConnectionTrait, DatabaseConnection, DbBackend, MockDatabase, Statement, Value};
 use tower::ServiceExt;
 

@@ -53,7 +53,7 @@ async fn setup(
     let plain = Database::connect(options(replica)).await.expect("connect to the replica");
     // `RWSPLIT_BENCH_POSITION_INTERVAL_MS` changes the monitor's replay-position feed (20 ms by
     // default) to measure what that background work costs the statements.
-    let mut monitor = rwsplit_sea_orm::MonitorConfig::default();
+    let mut monitor = rwsplit_sea_orm::advanced::MonitorConfig::default();
     if let Some(ms) =
         std::env::var("RWSPLIT_BENCH_POSITION_INTERVAL_MS").ok().and_then(|v| v.parse::<u64>().ok())
     {

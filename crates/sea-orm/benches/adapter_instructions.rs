@@ -11,7 +11,8 @@
 //! interval, no position feed), so what is counted is the request path alone: classification,
 //! the read-your-writes scope lookup, the router and balancer, and the attempt loop.
 
-use rwsplit_sea_orm::{MonitorConfig, RoutedConnection};
+use rwsplit_sea_orm::RoutedConnection;
+use rwsplit_sea_orm::advanced::MonitorConfig;
 use sea_orm::entity::prelude::*;
 use sea_orm::{ConnectOptions, Database};
 

@@ -980,7 +980,10 @@ mod tests {
             .primary("postgres://p/app")
             .topology_interval(Duration::from_secs(1));
         let text = inert_settings(&b).remove(0).to_string();
-        assert_eq!(text, "topology_interval does nothing with no topology source: nothing is polled; set .topology(..)");
+        assert_eq!(
+            text,
+            "topology_interval does nothing with no topology source: nothing is polled; set .topology(..)"
+        );
     }
 
     #[tokio::test]

@@ -9,8 +9,8 @@ use std::time::Duration;
 use rstest::rstest;
 use sea_orm::{DbBackend, MockDatabase};
 
-use crate::tests_hardening::capture;
 use crate::advanced::{DnsSource, PatroniSource, TopologySource};
+use crate::tests_hardening::capture;
 use crate::{Replica, RoutedConfig, RoutedConnection, RoutedConnectionBuilder};
 
 const SECRET: &str = "s3cr3tPW";

@@ -235,8 +235,7 @@ pub(super) fn read(vars: BTreeMap<String, String>) -> Result<RoutedConfig> {
     monitor.failure_threshold = vars.number("RWSPLIT_FAILURE_THRESHOLD")?;
     monitor.recovery_threshold = vars.number("RWSPLIT_RECOVERY_THRESHOLD")?;
     let router = &mut config.router;
-    router.max_replica_lag =
-        vars.parse(vars.set_as("RWSPLIT_MAX_REPLICA_LAG"), parse_duration)?;
+    router.max_replica_lag = vars.parse(vars.set_as("RWSPLIT_MAX_REPLICA_LAG"), parse_duration)?;
     router.max_replica_lag_bytes = vars.number(vars.set_as("RWSPLIT_MAX_REPLICA_LAG_BYTES"))?;
     let topology = &mut config.topology;
     topology.patroni = vars.get("RWSPLIT_TOPOLOGY_PATRONI").map(|list| {
@@ -345,7 +344,10 @@ fn nearest(name: &str, replicas: usize) -> Option<(String, usize)> {
 }
 
 fn unknown(name: &str, replicas: usize) -> Error {
-    Error::UnknownVariable { name: name.to_owned(), nearest: nearest(name, replicas).map(|(k, _)| k) }
+    Error::UnknownVariable {
+        name: name.to_owned(),
+        nearest: nearest(name, replicas).map(|(k, _)| k),
+    }
 }
 
 /// Levenshtein distance (insertions, deletions, substitutions) between two ASCII names: a
@@ -405,9 +407,9 @@ mod tests {
     #[rstest::rstest]
     #[case("", "", 0)]
     #[case("RWSPLIT_MAX_LAG", "RWSPLIT_MAX_LAG", 0)]
-    #[case("RWSPLIT_BALANCR", "RWSPLIT_BALANCER", 1)]
-    #[case("RWSPLIT_BALANCER", "RWSPLIT_BALANCR", 1)]
-    #[case("RWSPLIT_PROBE_INTERVAL", "RWSPLIT_PROBE_INTREVAL", 2)]
+    #[case("balancr", "balancer", 1)]
+    #[case("balancer", "balancr", 1)]
+    #[case("probe_interval", "probe_intreval", 2)]
     #[case("kitten", "sitting", 3)]
     #[case("abc", "", 3)]
     fn edit_distance_counts_edits(#[case] a: &str, #[case] b: &str, #[case] d: usize) {

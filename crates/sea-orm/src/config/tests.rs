@@ -605,10 +605,9 @@ fn the_lag_limit_answers_to_its_old_names() {
     assert_eq!(c.router.max_replica_lag, Some(Duration::from_secs(3)));
     let c = env(&[BASE, ("RWSPLIT_MAX_LAG", "3s"), ("RWSPLIT_MAX_REPLICA_LAG", "4s")]).unwrap();
     assert_eq!(c.router.max_replica_lag, Some(Duration::from_secs(4)));
-    let old: RoutedConfig = toml::from_str(
-        "primary = { url = \"postgres://p/app\" }\n[monitor]\nmax_lag = \"30s\"\n",
-    )
-    .unwrap();
+    let old: RoutedConfig =
+        toml::from_str("primary = { url = \"postgres://p/app\" }\n[monitor]\nmax_lag = \"30s\"\n")
+            .unwrap();
     assert!(format!("{:?}", old.router_config()).contains("30s"));
     let both: RoutedConfig = toml::from_str(
         "primary = { url = \"postgres://p/app\" }\n[monitor]\nmax_lag = \"30s\"\n\
