@@ -18,7 +18,7 @@ pub(crate) struct ItestArgs {
     #[arg(long)]
     locked: bool,
     /// Where the servers run, for the shared clusters and every cluster the tests start
-    /// (`RWSPLIT_BACKEND`); tests about the network (`network_faults`, `testkit_containers`)
+    /// (`RWSPLIT_TESTKIT_BACKEND`); tests about the network (`network_faults`, `testkit_containers`)
     /// use containers whatever this says.
     #[arg(long, default_value = "native")]
     backend: BackendKind,
@@ -51,7 +51,7 @@ pub(crate) fn run(args: &ItestArgs) -> anyhow::Result<()> {
     }
     test.arg("--").args(&args.test_args);
     test.env("RWSPLIT_TESTKIT_DIR", &run_root);
-    test.env("RWSPLIT_BACKEND", args.backend.to_string());
+    test.env("RWSPLIT_TESTKIT_BACKEND", args.backend.to_string());
     // One shared cluster per database; tests that break nodes start their own.
     for (db, var) in [(DbKind::Postgres, "POSTGRES"), (DbKind::MariaDb, "MARIADB")] {
         let started = Instant::now();

@@ -3,7 +3,7 @@
 //!
 //! `cargo xtask bench fleet` runs it. It starts a PostgreSQL primary with two streaming replicas
 //! (the testkit's containers by default, so each node's CPU is its own cgroup;
-//! `RWSPLIT_BACKEND=native` runs it on native processes, without server CPU), then, for each K
+//! `RWSPLIT_TESTKIT_BACKEND=native` runs it on native processes, without server CPU), then, for each K
 //! (`--ks 1,10,50,200` by default), K application instances two ways: K separate processes with
 //! one `RoutedConnection` each, and one process with K `RoutedConnection`s (a multi-tenant app).
 //! Each shape runs twice: idle (connections open, no statements), then under a
@@ -42,7 +42,7 @@
 //! (`Node::direct_url`), as an application reaches its servers; `--docker-proxy` sends them
 //! through the ports Docker publishes on 127.0.0.1 instead, whose userland proxy (one process
 //! per port, copying every connection's bytes) is the bottleneck at 200 instances.
-//! `RWSPLIT_FLEET_LOG=1` has each instance log rwsplit's warnings on its stderr (a failed
+//! `RWSPLIT_BENCH_FLEET_LOG=1` has each instance log rwsplit's warnings on its stderr (a failed
 //! probe says why it failed).
 //! `--pgbouncer` puts a real PgBouncer in transaction pooling (the testkit's, on this machine)
 //! in front of each replica, as a fleet of this size would run: the instances reach each
@@ -66,7 +66,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use rwsplit_sea_orm::{MONITOR_APPLICATION, RoutedConnection};
+use rwsplit_sea_orm::RoutedConnection;
+use rwsplit_sea_orm::advanced::MONITOR_APPLICATION;
 use rwsplit_testkit::{BackendKind, Cluster, DbKind, Node};
 use sea_orm::sqlx::{self, Connection, Row};
 use sea_orm::{ConnectionTrait, Statement};
@@ -137,7 +138,7 @@ fn instance(args: &[String]) -> Res<()> {
         use tracing_subscriber::layer::SubscriberExt;
         use tracing_subscriber::util::SubscriberInitExt;
         // What the instance's monitor logs (why a probe failed), on stderr with its id.
-        let log = std::env::var_os("RWSPLIT_FLEET_LOG").is_some().then(|| {
+        let log = std::env::var_os("RWSPLIT_BENCH_FLEET_LOG").is_some().then(|| {
             tracing_subscriber::fmt::layer()
                 .with_writer(std::io::stderr)
                 .with_filter(tracing_subscriber::EnvFilter::new("rwsplit=warn"))
@@ -197,7 +198,7 @@ fn instance(args: &[String]) -> Res<()> {
             let feed = std::env::var("FLEET_POSITION_INTERVAL_MS").ok().and_then(|s| s.parse().ok());
             if let Some(ms) = feed {
                 let every = Duration::from_millis(ms);
-                b = b.monitor(rwsplit_sea_orm::MonitorConfig::default().position_interval(every));
+                b = b.monitor(rwsplit_sea_orm::advanced::MonitorConfig::default().position_interval(every));
             }
             // `--acquire-timeout-secs`, passed down: the pools' acquire timeout (rwsplit's
             // defaults: 30 s where a pool writes, as plain SeaORM's, 5 s on replicas' reads).
@@ -799,9 +800,14 @@ fn driver(args: &[String]) -> Res<()> {
             other => return Err(format!("unknown argument {other:?}").into()),
         }
     }
-    let backend = match std::env::var("RWSPLIT_BACKEND").as_deref() {
-        Ok("native") => BackendKind::Native,
-        _ => BackendKind::Containers,
+    // Containers unless native is asked for (the testkit's variable, or its old name).
+    let named = ["RWSPLIT_TESTKIT_BACKEND", "RWSPLIT_BACKEND"]
+        .iter()
+        .find_map(|name| std::env::var(name).ok());
+    let backend = if named.as_deref() == Some("native") {
+        BackendKind::Native
+    } else {
+        BackendKind::Containers
     };
     let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
     // The instances' own CPU group (see `ClientGroup`), on the containers backend: natively the
@@ -977,7 +983,7 @@ async fn run(
     let started = Instant::now();
     tokio::time::sleep(window).await;
     let after = snapshot(cluster, counters).await?;
-    // When, for reading the instances' logs (`RWSPLIT_FLEET_LOG`) against the window.
+    // When, for reading the instances' logs (`RWSPLIT_BENCH_FLEET_LOG`) against the window.
     eprintln!("fleet: {} {workload} window {began}–{} UTC", shape.label(), utc_clock());
     let cpu_after: Vec<u64> = children.iter().map(|c| process_ticks(c.id())).collect();
     let secs = started.elapsed().as_secs_f64();
@@ -1124,7 +1130,7 @@ const STAMP_SLACK_MS: u64 = 500;
 impl Attributed {
     fn of(failures: &[Failed], observed: &[Observed], from: u64, to: u64) -> Attributed {
         let mut a = Attributed::default();
-        let timeout = rwsplit_sea_orm::MonitorConfig::default().timeout_value();
+        let timeout = rwsplit_sea_orm::advanced::MonitorConfig::default().timeout_value();
         let timeout = u64::try_from(timeout.as_millis()).unwrap_or(u64::MAX);
         for f in failures {
             let in_window = u64::from(f.in_window);

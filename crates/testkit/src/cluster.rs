@@ -47,7 +47,8 @@ impl Default for ClusterBuilder {
             backend: BackendKind::from_env().unwrap_or_default(),
             replicas: 2,
             base_port: None,
-            keep: std::env::var_os("RWSPLIT_KEEP").is_some_and(|v| v == "1"),
+            keep: crate::vocab::env_setting("RWSPLIT_TESTKIT_KEEP", "RWSPLIT_KEEP")
+                .is_some_and(|(_, v)| v == "1"),
             bin_dir: None,
             root: None,
             settings: Vec::new(),
@@ -63,7 +64,7 @@ impl ClusterBuilder {
         self
     }
 
-    /// Where the servers run (default: `$RWSPLIT_BACKEND`, else native processes).
+    /// Where the servers run (default: `$RWSPLIT_TESTKIT_BACKEND`, else native processes).
     pub fn backend(mut self, backend: BackendKind) -> Self {
         self.backend = backend;
         self
@@ -83,15 +84,17 @@ impl ClusterBuilder {
     }
 
     /// Keep the servers running and the data on disk when the cluster is dropped (for debugging).
-    /// Also on when the environment has `RWSPLIT_KEEP=1`.
+    /// Also on when the environment has `RWSPLIT_TESTKIT_KEEP=1`.
     pub fn keep(mut self, keep: bool) -> Self {
         self.keep = keep;
         self
     }
 
     /// The directory holding the server binaries (native backend; containers bring their own).
-    /// Default for PostgreSQL: `$RWSPLIT_PG_BIN`, then the newest `/usr/lib/postgresql/*/bin`,
-    /// then `PATH`; for MariaDB: `$RWSPLIT_MARIADB_BIN`, then `/usr/sbin`, `/usr/bin` and `PATH`.
+    /// Default for PostgreSQL: `$RWSPLIT_TESTKIT_PG_BIN`, then the newest
+    /// `/usr/lib/postgresql/*/bin`, then `PATH`; for MariaDB: `$RWSPLIT_TESTKIT_MARIADB_BIN`,
+    /// then `/usr/sbin`, `/usr/bin` and `PATH`. (`RWSPLIT_PG_BIN` and `RWSPLIT_MARIADB_BIN`, the
+    /// old names, still work, with a warning.)
     pub fn bin_dir(mut self, dir: impl Into<PathBuf>) -> Self {
         self.bin_dir = Some(dir.into());
         self
@@ -125,11 +128,8 @@ impl ClusterBuilder {
     /// grants; without that wait, a replica whose SQL thread runs may still refuse `app`'s
     /// first login under load).
     pub async fn start(self) -> Result<Cluster> {
-        if let Ok(v) = std::env::var("RWSPLIT_BACKEND") {
-            // A typo must not silently mean "native".
-            v.parse::<BackendKind>()
-                .map_err(|what| Error::InvalidSetting { name: "RWSPLIT_BACKEND", what })?;
-        }
+        // A typo must not silently mean "native".
+        BackendKind::from_env()?;
         let root = self.root.clone().unwrap_or_else(default_root);
         ensure_traversable_dir(&root)?;
         let plan = Plan {
@@ -396,7 +396,7 @@ impl Drop for Cluster {
     fn drop(&mut self) {
         if self.keep || !self.owned {
             if self.owned {
-                tracing::warn!(dir = %self.dir.display(), "keeping the cluster (RWSPLIT_KEEP)");
+                tracing::warn!(dir = %self.dir.display(), "keeping the cluster (RWSPLIT_TESTKIT_KEEP)");
             }
             return;
         }

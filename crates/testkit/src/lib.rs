@@ -72,7 +72,7 @@
 //! `$RWSPLIT_TESTKIT_CACHE` (a root below a `0700` directory is [`Error::UnreachableDir`],
 //! before any server starts); Docker only for [`BackendKind::Containers`]. For tests outside
 //! cargo, `cargo xtask cluster up` starts a cluster that outlives the command and prints
-//! `RWSPLIT_PRIMARY_URL` and `RWSPLIT_REPLICA_URLS` (`cargo xtask cluster down` stops it); a
+//! `DATABASE_URL` and `DATABASE_REPLICA_URLS` (`cargo xtask cluster down` stops it); a
 //! Rust program drives its nodes with [`Cluster::attach`] on [`ClusterState::load`] of the
 //! state file it names (`target/rwsplit/cluster.json`).
 //!

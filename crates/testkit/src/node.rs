@@ -508,7 +508,7 @@ impl Node {
         DelayProxy::start([127, 0, 0, 1].into(), target, latency, jitter).await
     }
 
-    /// Starts a real PgBouncer (Debian's `pgbouncer`, `RWSPLIT_PGBOUNCER_BIN` elsewhere) in
+    /// Starts a real PgBouncer (Debian's `pgbouncer`, `RWSPLIT_TESTKIT_PGBOUNCER_BIN` elsewhere) in
     /// `mode` pooling in front of this PostgreSQL node, on a port of its own on 127.0.0.1;
     /// connect through [`PgBouncer::url`]. It lives until dropped. Works on both backends.
     pub async fn pgbouncer(&self, mode: PoolMode) -> Result<PgBouncer> {

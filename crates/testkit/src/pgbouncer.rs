@@ -64,7 +64,9 @@ pub struct PgBouncer {
 /// Where PgBouncer is looked for, in order.
 fn binary() -> Result<PathBuf> {
     let mut searched = Vec::new();
-    if let Some(p) = std::env::var_os("RWSPLIT_PGBOUNCER_BIN") {
+    if let Some((_, p)) =
+        crate::vocab::env_setting("RWSPLIT_TESTKIT_PGBOUNCER_BIN", "RWSPLIT_PGBOUNCER_BIN")
+    {
         return Ok(PathBuf::from(p));
     }
     for dir in [Path::new("/usr/sbin"), Path::new("/usr/bin"), Path::new("/usr/local/bin")] {
@@ -77,7 +79,7 @@ fn binary() -> Result<PathBuf> {
     Err(Error::BinariesNotFound {
         db: "PgBouncer",
         searched,
-        hint: "apt-get install pgbouncer, or set RWSPLIT_PGBOUNCER_BIN",
+        hint: "apt-get install pgbouncer, or set RWSPLIT_TESTKIT_PGBOUNCER_BIN",
     })
 }
 

@@ -222,7 +222,9 @@ impl Drop for Prometheus {
 
 /// Where Prometheus is looked for.
 fn binary() -> Result<PathBuf> {
-    if let Some(p) = std::env::var_os("RWSPLIT_PROMETHEUS_BIN") {
+    if let Some((_, p)) =
+        crate::vocab::env_setting("RWSPLIT_TESTKIT_PROMETHEUS_BIN", "RWSPLIT_PROMETHEUS_BIN")
+    {
         return Ok(PathBuf::from(p));
     }
     let mut searched = Vec::new();
@@ -236,7 +238,7 @@ fn binary() -> Result<PathBuf> {
     Err(Error::BinariesNotFound {
         db: "Prometheus",
         searched,
-        hint: "apt-get install prometheus, or set RWSPLIT_PROMETHEUS_BIN",
+        hint: "apt-get install prometheus, or set RWSPLIT_TESTKIT_PROMETHEUS_BIN",
     })
 }
 

@@ -59,14 +59,15 @@ pub enum BackendKind {
 }
 
 impl BackendKind {
-    /// The backend named by `$RWSPLIT_BACKEND` (`native` or `containers`), native when unset.
-    /// `cargo xtask itest --backend containers` sets it, so the tests need not say.
+    /// The backend named by `$RWSPLIT_TESTKIT_BACKEND` (`native` or `containers`; the old name
+    /// `RWSPLIT_BACKEND` still works, with a warning), native when unset. `cargo xtask itest
+    /// --backend containers` sets it, so the tests need not say.
     pub fn from_env() -> Result<BackendKind> {
-        match std::env::var("RWSPLIT_BACKEND") {
-            Ok(v) => {
-                v.parse().map_err(|what| Error::InvalidSetting { name: "RWSPLIT_BACKEND", what })
+        match env_setting("RWSPLIT_TESTKIT_BACKEND", "RWSPLIT_BACKEND") {
+            Some((name, v)) => {
+                v.to_string_lossy().parse().map_err(|what| Error::InvalidSetting { name, what })
             }
-            Err(_) => Ok(BackendKind::Native),
+            None => Ok(BackendKind::Native),
         }
     }
 }
@@ -112,6 +113,27 @@ pub fn parse_lsn(s: &str) -> Option<u64> {
 /// Formats a byte position as PostgreSQL's `X/Y` LSN text.
 pub fn format_lsn(lsn: u64) -> String {
     format!("{:X}/{:X}", lsn >> 32, lsn & 0xFFFF_FFFF)
+}
+
+/// The testkit's setting `new` (`RWSPLIT_TESTKIT_…`) from the environment, else its old name
+/// `old` (deprecated; a warning, once per name): the name it was found under, and its value.
+/// The testkit's variables share one prefix so that `RoutedConnection::from_env`, which refuses
+/// unknown `RWSPLIT_*` names, knows them for another's.
+pub(crate) fn env_setting(
+    new: &'static str,
+    old: &'static str,
+) -> Option<(&'static str, std::ffi::OsString)> {
+    if let Some(v) = std::env::var_os(new) {
+        return Some((new, v));
+    }
+    let v = std::env::var_os(old)?;
+    static WARNED: Mutex<Vec<&str>> = Mutex::new(Vec::new());
+    let mut warned = WARNED.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+    if !warned.contains(&old) {
+        warned.push(old);
+        tracing::warn!(old, new, "{old} is deprecated: set {new}");
+    }
+    Some((old, v))
 }
 
 /// Where the cached `initdb` template lives: `$RWSPLIT_TESTKIT_CACHE`, else

@@ -12,7 +12,7 @@ use crate::error::{Error, IoContext, Result};
 const TEMPLATE_VERSION: u32 = 1;
 
 const INSTALL_HINT: &str = "install them with `apt-get install mariadb-server` (Debian/Ubuntu), \
-or set RWSPLIT_MARIADB_BIN to the directory that holds `mariadbd`, `mariadb-install-db` and `mariadb`";
+or set RWSPLIT_TESTKIT_MARIADB_BIN to the directory that holds `mariadbd`, `mariadb-install-db` and `mariadb`";
 
 /// The MariaDB binaries and the account servers run as.
 #[derive(Debug, Clone)]
@@ -25,13 +25,14 @@ pub(crate) struct MariaEngine {
 }
 
 impl MariaEngine {
-    /// Finds the binaries: `explicit`, else `$RWSPLIT_MARIADB_BIN`, else `/usr/sbin` + `PATH`.
+    /// Finds the binaries: `explicit`, else `$RWSPLIT_TESTKIT_MARIADB_BIN`, else `/usr/sbin` + `PATH`.
     pub(crate) fn discover(explicit: Option<&Path>) -> Result<MariaEngine> {
         // The server must be in the named directory; the client tools may sit beside it
         // (Debian: /usr/sbin/mariadbd, /usr/bin/mariadb) or on PATH.
-        let named = explicit
-            .map(Path::to_path_buf)
-            .or_else(|| std::env::var_os("RWSPLIT_MARIADB_BIN").map(PathBuf::from));
+        let named = explicit.map(Path::to_path_buf).or_else(|| {
+            crate::vocab::env_setting("RWSPLIT_TESTKIT_MARIADB_BIN", "RWSPLIT_MARIADB_BIN")
+                .map(|(_, dir)| PathBuf::from(dir))
+        });
         let server_dirs: Vec<PathBuf> = match &named {
             Some(dir) => vec![dir.clone()],
             None => {

@@ -56,16 +56,18 @@ pub(crate) struct PgEngine {
 }
 
 const INSTALL_HINT: &str = "install them with `apt-get install postgresql` (Debian/Ubuntu), \
-or set RWSPLIT_PG_BIN to the directory that holds `postgres` and `initdb`";
+or set RWSPLIT_TESTKIT_PG_BIN to the directory that holds `postgres` and `initdb`";
 
 impl PgEngine {
-    /// Finds the binaries: `explicit`, else `$RWSPLIT_PG_BIN`, else the newest
+    /// Finds the binaries: `explicit`, else `$RWSPLIT_TESTKIT_PG_BIN`, else the newest
     /// `/usr/lib/postgresql/*/bin`, else `PATH`.
     pub(crate) fn discover(explicit: Option<&Path>) -> Result<PgEngine> {
         let mut searched = Vec::new();
         let candidates: Vec<PathBuf> = if let Some(dir) = explicit {
             vec![dir.to_path_buf()]
-        } else if let Some(dir) = std::env::var_os("RWSPLIT_PG_BIN") {
+        } else if let Some((_, dir)) =
+            crate::vocab::env_setting("RWSPLIT_TESTKIT_PG_BIN", "RWSPLIT_PG_BIN")
+        {
             vec![PathBuf::from(dir)]
         } else {
             let mut v = debian_bin_dirs();

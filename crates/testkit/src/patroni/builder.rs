@@ -40,7 +40,8 @@ impl Default for PatroniBuilder {
         PatroniBuilder {
             members: 3,
             synchronous: false,
-            keep: std::env::var_os("RWSPLIT_KEEP").is_some_and(|v| v == "1"),
+            keep: crate::vocab::env_setting("RWSPLIT_TESTKIT_KEEP", "RWSPLIT_KEEP")
+                .is_some_and(|(_, v)| v == "1"),
             root: None,
             name: "patroni".into(),
             ttl: 10,
@@ -65,7 +66,7 @@ impl PatroniBuilder {
     }
 
     /// Leave the processes and data behind when the cluster is dropped (also with
-    /// `RWSPLIT_KEEP=1`).
+    /// `RWSPLIT_TESTKIT_KEEP=1`).
     pub fn keep(mut self, keep: bool) -> Self {
         self.keep = keep;
         self
