@@ -14,7 +14,8 @@
 //! Handlers take `&RoutedConnection` as usual and know nothing of it. Each request here comes on
 //! a new TCP connection, so nothing but the cookie links the POST to the GET.
 //!
-//! Without `RWSPLIT_PRIMARY_URL` it starts a throwaway PostgreSQL primary with two replicas
+//! With `DATABASE_URL` set it connects with `RoutedConnection::from_env` (`export $(cargo xtask
+//! cluster up)` sets what that reads); without, it starts a throwaway PostgreSQL primary with two replicas
 //! that apply WAL 300 ms late, serves the app on a local port, and plays a client against it:
 //! 20 POST → GET pairs with the cookie (none may be stale), then the same without the cookie
 //! (the control: replicas really lag). It prints the counts and exits non-zero on a stale read.
@@ -116,23 +117,18 @@ async fn http(
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    let (cluster, primary, replicas) = match std::env::var("RWSPLIT_PRIMARY_URL") {
-        Ok(primary) => {
-            let list = std::env::var("RWSPLIT_REPLICA_URLS").unwrap_or_default();
-            let replicas = list.split(',').filter(|s| !s.is_empty()).map(str::to_owned).collect();
-            (None, primary, replicas)
-        }
-        Err(_) => {
-            let cluster = rwsplit_testkit::Cluster::builder()
-                .name("axum-ryw")
-                .start()
-                .await
-                .context("starting a throwaway local cluster (is PostgreSQL installed?)")?;
-            let (p, r) = (cluster.primary_url(), cluster.replica_urls());
-            (Some(cluster), p, r)
-        }
+    let (cluster, db) = if std::env::var_os("DATABASE_URL").is_some() {
+        (None, RoutedConnection::from_env().await?)
+    } else {
+        let cluster = rwsplit_testkit::Cluster::builder()
+            .name("axum-ryw")
+            .start()
+            .await
+            .context("starting a throwaway local cluster (is PostgreSQL installed?)")?;
+        let (p, r) = (cluster.primary_url(), cluster.replica_urls());
+        let db = RoutedConnection::builder().primary(p).replicas(r).connect().await?;
+        (Some(cluster), db)
     };
-    let db = RoutedConnection::builder().primary(primary).replicas(replicas).connect().await?;
     Migrator::fresh(db.primary()).await?;
     if let Some(c) = &cluster {
         c.wait_caught_up(0, Duration::from_secs(10)).await?;

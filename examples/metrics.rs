@@ -4,7 +4,7 @@
 //! ```sh
 //! cargo run --example metrics              # a throwaway local cluster; prints a few scrapes
 //! export $(cargo xtask cluster up)         # or any cluster: DATABASE_URL, DATABASE_REPLICA_URLS
-//! RWSPLIT_METRICS_ADDR=127.0.0.1:9898 RWSPLIT_METRICS_SERVE=1 cargo run --example metrics
+//! RWSPLIT_EXAMPLE_METRICS_ADDR=127.0.0.1:9898 RWSPLIT_EXAMPLE_METRICS_SERVE=1 cargo run --example metrics
 //! ```
 //!
 //! rwsplit records through the `metrics` facade; the application installs the exporter it
@@ -14,24 +14,25 @@
 //! dashboard's p99 panels stay empty.
 //!
 //! With `DATABASE_URL` set the connection is `RoutedConnection::from_env()`, so every
-//! `DATABASE_*` and `RWSPLIT_*` setting applies; else `RWSPLIT_PRIMARY_URL` and
-//! `RWSPLIT_REPLICA_URLS`; else it starts a local primary and two replicas, sends reads and
+//! `DATABASE_*` and `RWSPLIT_*` setting applies; else it starts a local primary and two
+//! replicas, sends reads and
 //! writes, stops a replica, and prints the lines of each scrape that show where statements
 //! went and each node's state. Also read:
-//! - `RWSPLIT_METRICS_ADDR`: where `/metrics` listens (default `127.0.0.1:0`; the first line
+//! - `RWSPLIT_EXAMPLE_METRICS_ADDR`: where `/metrics` listens (default `127.0.0.1:0`; the first line
 //!   printed says where);
-//! - `RWSPLIT_METRICS_SERVE=1`: keep serving, with light traffic (a writer that reads its rows
+//! - `RWSPLIT_EXAMPLE_METRICS_SERVE=1`: keep serving, with light traffic (a writer that reads its rows
 //!   back, and readers), until interrupted;
-//! - `RWSPLIT_METRICS_LANES`: how many tasks send that traffic (default 3);
-//! - `RWSPLIT_METRICS_CLUSTER`: a `cluster` label on every series, which the dashboard's
+//! - `RWSPLIT_EXAMPLE_METRICS_LANES`: how many tasks send that traffic (default 3);
+//! - `RWSPLIT_EXAMPLE_METRICS_CLUSTER`: a `cluster` label on every series, which the dashboard's
 //!   `cluster` variable selects (or set it as a target label in Prometheus' configuration).
 
 use std::time::Duration;
 
 use anyhow::Context;
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder};
+use rwsplit_sea_orm::RoutedConnection;
+use rwsplit_sea_orm::advanced::{HealthPolicy, MonitorConfig};
 use rwsplit_sea_orm::telemetry::{DURATION_BUCKETS, OPERATION_DURATION};
-use rwsplit_sea_orm::{HealthPolicy, MonitorConfig, RoutedConnection};
 use sea_orm::{ConnectionTrait, Statement};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
@@ -42,11 +43,12 @@ async fn main() -> anyhow::Result<()> {
     //    (`histogram_quantile`, as contrib/grafana/rwsplit.json does).
     let mut exporter = PrometheusBuilder::new()
         .set_buckets_for_metric(Matcher::Full(OPERATION_DURATION.to_owned()), DURATION_BUCKETS)?;
-    if let Ok(cluster) = std::env::var("RWSPLIT_METRICS_CLUSTER") {
+    if let Ok(cluster) = std::env::var("RWSPLIT_EXAMPLE_METRICS_CLUSTER") {
         exporter = exporter.add_global_label("cluster", cluster);
     }
     let handle = exporter.install_recorder()?;
-    let addr = std::env::var("RWSPLIT_METRICS_ADDR").unwrap_or_else(|_| "127.0.0.1:0".into());
+    let addr =
+        std::env::var("RWSPLIT_EXAMPLE_METRICS_ADDR").unwrap_or_else(|_| "127.0.0.1:0".into());
     let listener = tokio::net::TcpListener::bind(&addr).await?;
     let addr = listener.local_addr()?;
     let app = axum::Router::new()
@@ -58,22 +60,13 @@ async fn main() -> anyhow::Result<()> {
     let (cluster, db) = if std::env::var_os("DATABASE_URL").is_some() {
         (None, RoutedConnection::from_env().await?)
     } else {
-        let (cluster, primary, replicas) = match std::env::var("RWSPLIT_PRIMARY_URL") {
-            Ok(primary) => {
-                let list = std::env::var("RWSPLIT_REPLICA_URLS").unwrap_or_default();
-                let replicas = list.split(',').filter(|s| !s.is_empty()).map(str::to_owned);
-                (None, primary, replicas.collect())
-            }
-            Err(_) => {
-                let cluster = rwsplit_testkit::Cluster::builder()
-                    .name("metrics")
-                    .start()
-                    .await
-                    .context("starting a throwaway local cluster (is PostgreSQL installed?)")?;
-                let (p, r) = (cluster.primary_url(), cluster.replica_urls());
-                (Some(cluster), p, r)
-            }
-        };
+        let cluster = rwsplit_testkit::Cluster::builder()
+            .name("metrics")
+            .start()
+            .await
+            .context("starting a throwaway local cluster (is PostgreSQL installed?)")?;
+        let (primary, replicas) = (cluster.primary_url(), cluster.replica_urls());
+        let cluster = Some(cluster);
         let db = RoutedConnection::builder()
             .primary(primary)
             .replicas(replicas)
@@ -87,9 +80,9 @@ async fn main() -> anyhow::Result<()> {
     db.execute_unprepared("CREATE TABLE IF NOT EXISTS visits (id int)").await?;
 
     // 3. Traffic, a fault, and what the scrapes show.
-    if std::env::var_os("RWSPLIT_METRICS_SERVE").is_some() {
-        let lanes = match std::env::var("RWSPLIT_METRICS_LANES") {
-            Ok(n) => n.parse().context("RWSPLIT_METRICS_LANES: a number")?,
+    if std::env::var_os("RWSPLIT_EXAMPLE_METRICS_SERVE").is_some() {
+        let lanes = match std::env::var("RWSPLIT_EXAMPLE_METRICS_LANES") {
+            Ok(n) => n.parse().context("RWSPLIT_EXAMPLE_METRICS_LANES: a number")?,
             Err(_) => 3,
         };
         for lane in 0..lanes {

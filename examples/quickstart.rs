@@ -5,9 +5,9 @@
 //! cargo run --example quickstart
 //! ```
 //!
-//! With `RWSPLIT_PRIMARY_URL` (and `RWSPLIT_REPLICA_URLS`, comma-separated; `export $(cargo xtask
-//! cluster up)` sets both) it uses that cluster; without, it starts a throwaway local PostgreSQL
-//! cluster (a primary and two streaming replicas) through the testkit, which needs the server
+//! With `DATABASE_URL` set (and `DATABASE_REPLICA_URLS`: what `RoutedConnection::from_env`
+//! reads, and what `export $(cargo xtask cluster up)` sets) it connects with `from_env` to that
+//! cluster; without, it starts a throwaway local PostgreSQL cluster (a primary and two streaming replicas) through the testkit, which needs the server
 //! binaries (`apt-get install postgresql`), and stops it at the end.
 //!
 //! It runs a migration through `db.primary()`, inserts authors and posts, reads them back
@@ -41,13 +41,10 @@ async fn main() -> anyhow::Result<()> {
         .without_time()
         .init();
 
-    let (_cluster, primary, replicas) = match std::env::var("RWSPLIT_PRIMARY_URL") {
-        Ok(primary) => {
-            let list = std::env::var("RWSPLIT_REPLICA_URLS").unwrap_or_default();
-            let replicas = list.split(',').filter(|s| !s.is_empty()).map(str::to_owned).collect();
-            (None, primary, replicas)
-        }
-        Err(_) => {
+    let (_cluster, db) = if std::env::var_os("DATABASE_URL").is_some() {
+        (None, RoutedConnection::from_env().await?)
+    } else {
+        {
             let started = Instant::now();
             let cluster = rwsplit_testkit::Cluster::builder()
                 .name("quickstart")
@@ -59,11 +56,10 @@ async fn main() -> anyhow::Result<()> {
                 started.elapsed().as_secs_f64()
             );
             let (p, r) = (cluster.primary_url(), cluster.replica_urls());
-            (Some(cluster), p, r)
+            let db = RoutedConnection::builder().primary(p).replicas(r).connect().await?;
+            (Some(cluster), db)
         }
     };
-
-    let db = RoutedConnection::builder().primary(primary).replicas(replicas).connect().await?;
     println!("{db:?}");
 
     println!("\n== migration, through db.primary()");

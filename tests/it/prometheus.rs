@@ -325,8 +325,8 @@ impl App {
         let err = std::fs::File::create(&log).unwrap();
         let mut child = Command::new(env!("CARGO_BIN_EXE_rwsplit-metrics-example"))
             .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
-            .env("RWSPLIT_METRICS_ADDR", "127.0.0.1:0")
-            .env("RWSPLIT_METRICS_SERVE", "1")
+            .env("RWSPLIT_EXAMPLE_METRICS_ADDR", "127.0.0.1:0")
+            .env("RWSPLIT_EXAMPLE_METRICS_SERVE", "1")
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(err)
@@ -454,7 +454,7 @@ async fn prometheus_scrapes_three_processes_through_faults_and_every_panel_and_a
             ("DATABASE_REPLICA_URLS", tdb.replica_urls().join(",")),
             ("RWSPLIT_PROBE_INTERVAL", "250ms".to_owned()),
             ("RWSPLIT_FAILURE_THRESHOLD", "2".to_owned()),
-            ("RWSPLIT_METRICS_CLUSTER", "itest".to_owned()),
+            ("RWSPLIT_EXAMPLE_METRICS_CLUSTER", "itest".to_owned()),
         ];
         env.extend(extra.iter().map(|(k, v)| (*k, (*v).to_owned())));
         env
@@ -463,7 +463,10 @@ async fn prometheus_scrapes_three_processes_through_faults_and_every_panel_and_a
     let mut apps = [
         App::start(1, &env(&[])),
         App::start(2, &env(&[])),
-        App::start(3, &env(&[("DATABASE_MAX_CONNECTIONS", "1"), ("RWSPLIT_METRICS_LANES", "48")])),
+        App::start(
+            3,
+            &env(&[("DATABASE_MAX_CONNECTIONS", "1"), ("RWSPLIT_EXAMPLE_METRICS_LANES", "48")]),
+        ),
     ];
     let mut prom = Prometheus::builder();
     for app in &apps {

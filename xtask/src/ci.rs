@@ -165,7 +165,7 @@ fn steps(args: &CiArgs, phases: &mut Phases) -> anyhow::Result<()> {
             let mut run = crate::cargo();
             run.args(["run", "-q", "--example", example]);
             with_lock(&mut run);
-            run.env("RUST_LOG", "warn").env_remove("RWSPLIT_PRIMARY_URL");
+            run.env("RUST_LOG", "warn").env_remove("DATABASE_URL");
             crate::run(&mut run)?;
         }
         phases.end("examples");

@@ -19,8 +19,7 @@ pub(crate) enum Ha {
 pub(crate) enum ClusterCmd {
     /// Start a cluster in the background and print its URLs as shell-ready lines: the
     /// variables `RoutedConnection::from_env` reads (`DATABASE_URL`, `DATABASE_REPLICA_URLS`;
-    /// with `--ha patroni` also `RWSPLIT_TOPOLOGY_PATRONI`) and the `RWSPLIT_*_URL(S)` ones the
-    /// examples read.
+    /// with `--ha patroni` also `RWSPLIT_TOPOLOGY_PATRONI`), which the examples read too.
     Up {
         /// Number of replicas beside the primary.
         #[arg(long, default_value_t = 2)]
@@ -180,19 +179,14 @@ fn patroni_up(
 }
 
 /// The cluster's URLs as `NAME=value` lines for `export $(cargo xtask cluster up)`: what
-/// `RoutedConnection::from_env` reads (the names in crates/sea-orm/src/config/env.rs), so an
-/// application connects with no further setting, and what the examples read.
+/// `RoutedConnection::from_env` reads (the names in crates/sea-orm/src/config/env.rs), and
+/// nothing else, so an application (or an example) connects with no further setting.
 fn print_urls(primary: &str, replicas: &str, patroni: Option<&str>) {
     println!("DATABASE_URL={primary}");
     println!("DATABASE_REPLICA_URLS={replicas}");
     if let Some(rest) = patroni {
         // `from_env` follows the Patroni cluster through these REST endpoints.
         println!("RWSPLIT_TOPOLOGY_PATRONI={rest}");
-    }
-    println!("RWSPLIT_PRIMARY_URL={primary}");
-    println!("RWSPLIT_REPLICA_URLS={replicas}");
-    if let Some(rest) = patroni {
-        println!("RWSPLIT_PATRONI_URLS={rest}");
     }
 }
 

@@ -735,6 +735,27 @@ fn guide_configuration_reference_is_complete() {
     assert!(missing.is_empty(), "missing from docs/guide/configuration.md: {missing:#?}");
 }
 
+#[test]
+fn cluster_up_prints_what_from_env_reads() {
+    // `export $(cargo xtask cluster up)` must give an application exactly what
+    // `RoutedConnection::from_env` reads: every name `print_urls` prints is one env.rs reads.
+    let cluster = read("xtask/src/cluster.rs");
+    let body = cluster.split("fn print_urls(").nth(1).expect("cluster.rs has print_urls");
+    let body = &body[..body.find("\n}\n").unwrap_or(body.len())];
+    let printed: Vec<&str> = body
+        .split("println!(\"")
+        .skip(1)
+        .filter_map(|s| s.split_once('=').map(|(name, _)| name))
+        .collect();
+    assert!(printed.contains(&"DATABASE_URL"), "print_urls prints {printed:?}");
+    let env = read("crates/sea-orm/src/config/env.rs");
+    let reads = |name: &str| {
+        env.contains(&format!("(\"{name}\", \"")) || env.contains(&format!("get(\"{name}\")"))
+    };
+    let foreign: Vec<&&str> = printed.iter().filter(|n| !reads(n)).collect();
+    assert!(foreign.is_empty(), "cluster up prints names from_env does not read: {foreign:?}");
+}
+
 /// The variants of `pub enum <name> {` in `text`.
 fn enum_variants(text: &str, name: &str) -> Vec<String> {
     let head = format!("pub enum {name} {{\n");
