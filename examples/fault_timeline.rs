@@ -310,8 +310,8 @@ async fn main() -> anyhow::Result<()> {
         .replicas(tdb.replica_urls())
         .monitor(
             MonitorConfig::default()
-                .interval(Duration::from_millis(200))
-                .timeout(Duration::from_millis(500)),
+                .probe_interval(Duration::from_millis(200))
+                .probe_timeout(Duration::from_millis(500)),
         )
         .replica_read_timeout(Some(Duration::from_millis(500)))
         .connect()

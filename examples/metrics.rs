@@ -70,7 +70,7 @@ async fn main() -> anyhow::Result<()> {
         let db = RoutedConnection::builder()
             .primary(primary)
             .replicas(replicas)
-            .monitor(MonitorConfig::default().interval(Duration::from_millis(250)))
+            .monitor(MonitorConfig::default().probe_interval(Duration::from_millis(250)))
             .health_policy(HealthPolicy::default().failure_threshold(2))
             .connect()
             .await?;

@@ -56,9 +56,9 @@ async fn routed(
         .consistency(consistency)
         .monitor(
             MonitorConfig::default()
-                .interval(INTERVAL)
-                .timeout(PROBE_TIMEOUT)
-                .jitter(Duration::from_millis(10)),
+                .probe_interval(INTERVAL)
+                .probe_timeout(PROBE_TIMEOUT)
+                .probe_jitter(Duration::from_millis(10)),
         )
         .health_policy(HealthPolicy::default().ban_base(Duration::from_secs(1)))
         .replica_read_timeout(Some(READ_TIMEOUT))
@@ -455,7 +455,7 @@ async fn faults_hung_replica_without_a_statement_deadline() {
     let db = RoutedConnection::builder()
         .primary(tdb.primary_url())
         .replicas(tdb.replica_urls())
-        .monitor(MonitorConfig::default().interval(INTERVAL).timeout(PROBE_TIMEOUT))
+        .monitor(MonitorConfig::default().probe_interval(INTERVAL).probe_timeout(PROBE_TIMEOUT))
         .connect()
         .await
         .unwrap();
@@ -523,7 +523,7 @@ async fn a_write_in_flight_on_a_frozen_primary_ends_when_the_primary_is_marked_d
         RoutedConnection::builder()
             .primary(primary)
             .replicas(tdb.replica_urls())
-            .monitor(MonitorConfig::default().interval(INTERVAL).timeout(PROBE_TIMEOUT))
+            .monitor(MonitorConfig::default().probe_interval(INTERVAL).probe_timeout(PROBE_TIMEOUT))
             .connect()
     };
     let pinging = connect(true).await.unwrap();

@@ -76,7 +76,7 @@ async fn a_scrape_during_a_fault_shows_the_replica_go_down_and_come_back(#[case]
     let db = RoutedConnection::builder()
         .primary(tdb.primary_url())
         .replicas(tdb.replica_urls())
-        .monitor(MonitorConfig::default().interval(Duration::from_millis(200)))
+        .monitor(MonitorConfig::default().probe_interval(Duration::from_millis(200)))
         .health_policy(HealthPolicy::default().failure_threshold(1))
         .connect()
         .await

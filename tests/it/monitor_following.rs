@@ -24,7 +24,10 @@ async fn monitored(tdb: &TestDatabase, consistency: Consistency) -> RoutedConnec
         .replicas(tdb.replica_urls())
         .read_your_writes(false)
         .monitor(
-            MonitorConfig::default().interval(INTERVAL).timeout(TIMEOUT).jitter(Duration::ZERO),
+            MonitorConfig::default()
+                .probe_interval(INTERVAL)
+                .probe_timeout(TIMEOUT)
+                .probe_jitter(Duration::ZERO),
         )
         .health_policy(
             HealthPolicy::default().failure_threshold(1).ban_base(Duration::from_millis(300)),

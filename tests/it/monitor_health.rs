@@ -22,7 +22,7 @@ const INTERVAL: Duration = Duration::from_millis(200);
 const PROBE_TIMEOUT: Duration = Duration::from_millis(500);
 
 fn monitor() -> MonitorConfig {
-    MonitorConfig::default().interval(INTERVAL).timeout(PROBE_TIMEOUT)
+    MonitorConfig::default().probe_interval(INTERVAL).probe_timeout(PROBE_TIMEOUT)
 }
 
 /// A statement that holds its connection for `d`.

@@ -140,8 +140,10 @@ async fn twenty_idle_connections_to_one_cluster_cost_what_one_costs(#[case] kind
     let mut counters = counters(&cluster).await;
     // No idle pace: the probe rate stays one per interval (the fleet benchmark measures the
     // idle pace, `cargo xtask bench fleet`).
-    let config =
-        MonitorConfig::default().interval(INTERVAL).jitter(Duration::ZERO).idle_interval(INTERVAL);
+    let config = MonitorConfig::default()
+        .probe_interval(INTERVAL)
+        .probe_jitter(Duration::ZERO)
+        .idle_probe_interval(INTERVAL);
     // One full probe per interval per node, one statement each (MariaDB reads `SHOW SLAVE
     // STATUS` only on a connection's first probe, and after a `CHANGE MASTER` or `RESET`).
     let per_probe = 1.0;
@@ -186,7 +188,7 @@ async fn twenty_idle_connections_to_one_cluster_cost_what_one_costs(#[case] kind
     }
 
     // Settings that differ get a monitor of their own.
-    let other = connect(&tdb, config.interval(INTERVAL * 2)).await;
+    let other = connect(&tdb, config.probe_interval(INTERVAL * 2)).await;
     for c in counters.iter_mut() {
         if let Some(n) = c.monitor_connections().await {
             assert_eq!(n, 2, "another probe interval, another monitor");
@@ -227,7 +229,7 @@ async fn a_postgres_monitor_connection_probes_with_one_statement() {
         let Counter::Pg(c) = c else { unreachable!("PostgreSQL") };
         sqlx::query("SELECT pg_stat_statements_reset()").execute(&mut *c).await.unwrap();
     }
-    let config = MonitorConfig::default().interval(INTERVAL).idle_interval(INTERVAL);
+    let config = MonitorConfig::default().probe_interval(INTERVAL).idle_probe_interval(INTERVAL);
     let db = connect(&tdb, config).await;
     // Ten probe intervals, and a statistics flush (at most once a second).
     tokio::time::sleep(INTERVAL * 10 + Duration::from_millis(1_100)).await;

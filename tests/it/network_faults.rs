@@ -60,9 +60,9 @@ fn builder(primary: String, replicas: Vec<String>) -> rwsplit_sea_orm::RoutedCon
         .replicas(replicas)
         .monitor(
             MonitorConfig::default()
-                .interval(INTERVAL)
-                .timeout(PROBE_TIMEOUT)
-                .jitter(Duration::from_millis(10)),
+                .probe_interval(INTERVAL)
+                .probe_timeout(PROBE_TIMEOUT)
+                .probe_jitter(Duration::from_millis(10)),
         )
         .health_policy(HealthPolicy::default().ban_base(Duration::from_secs(1)))
         .acquire_timeout(Duration::from_secs(2))

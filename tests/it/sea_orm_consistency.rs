@@ -46,8 +46,8 @@ async fn connect_watched(primary: String, tdb: &rwsplit_testkit::TestDatabase) -
         .replicas(tdb.replica_urls())
         .monitor(
             rwsplit_sea_orm::advanced::MonitorConfig::default()
-                .interval(Duration::from_millis(200))
-                .timeout(Duration::from_millis(500)),
+                .probe_interval(Duration::from_millis(200))
+                .probe_timeout(Duration::from_millis(500)),
         )
         .connect()
         .await
@@ -851,8 +851,8 @@ async fn reads_survive_a_switchover(#[case] kind: DbKind) {
         .replicas(tdb.replica_urls())
         .monitor(
             rwsplit_sea_orm::advanced::MonitorConfig::default()
-                .interval(PROBE)
-                .timeout(PROBE * 5 / 2),
+                .probe_interval(PROBE)
+                .probe_timeout(PROBE * 5 / 2),
         )
         .connect()
         .await

@@ -204,8 +204,8 @@ async fn the_monitor_probes_through_transaction_pooling_in_single_statements() {
         .replica(Replica::new(through).pooling(Pooling::Transaction))
         .monitor(
             rwsplit_sea_orm::advanced::MonitorConfig::default()
-                .interval(Duration::from_millis(50))
-                .idle_interval(Duration::from_millis(50)),
+                .probe_interval(Duration::from_millis(50))
+                .idle_probe_interval(Duration::from_millis(50)),
         )
         .connect()
         .await

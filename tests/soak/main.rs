@@ -91,8 +91,8 @@ async fn soak(kind: DbKind, duration: Duration, seed: u64) -> anyhow::Result<()>
         .replicas(tdb.replica_urls())
         .monitor(
             MonitorConfig::default()
-                .interval(Duration::from_millis(200))
-                .timeout(Duration::from_millis(500)),
+                .probe_interval(Duration::from_millis(200))
+                .probe_timeout(Duration::from_millis(500)),
         )
         .health_policy(HealthPolicy::default().ban_base(Duration::from_secs(1)))
         .replica_read_timeout(Some(Duration::from_millis(500)))

@@ -92,7 +92,7 @@ pub type OnProbe = Arc<dyn Fn(NodeId, Option<&Observation>) + Send + Sync>;
 /// The monitor of one cluster: a probe loop per node on connections of its own, feeding a
 /// [`TopologyState`]; optional automatic failover. Dropping it stops the loops.
 ///
-/// Each loop, every [`interval`](MonitorConfig::interval) plus jitter: opens its node's
+/// Each loop, every [`interval`](MonitorConfig::probe_interval) plus jitter: opens its node's
 /// connection if it has none, runs a full probe on it (connecting and probing bounded together
 /// by the probe timeout), and hands the result to the state at once, so a hung node never
 /// delays what the others report. A probe that fails drops its connection (a timed-out one may
@@ -668,7 +668,7 @@ async fn node_loop<P: Product, K: Connector>(shared: Arc<Shared<K>>, node: NodeI
 }
 
 /// When a node's next full probe is due: `busy` while the cluster is used, `idle` once it has
-/// not been for `idle_after` (see [`MonitorConfig::idle_interval`](crate::MonitorConfig::idle_interval)).
+/// not been for `idle_after` (see [`MonitorConfig::idle_probe_interval`](crate::MonitorConfig::idle_probe_interval)).
 struct Turn<'a> {
     state: &'a TopologyState,
     busy: Instant,

@@ -74,7 +74,7 @@ mod tests {
     const MS: fn(u64) -> Duration = Duration::from_millis;
 
     fn config() -> MonitorConfig {
-        MonitorConfig::default().timeout(MS(1_000)).max_timeout(MS(10_000))
+        MonitorConfig::default().probe_timeout(MS(1_000)).max_probe_timeout(MS(10_000))
     }
 
     /// (answer times, at ms from the start; when asked, ms from the start; the timeout).
@@ -107,7 +107,7 @@ mod tests {
         let start = Instant::now();
         let mut p = Patience::default();
         p.answered(MS(1_500), start);
-        let config = MonitorConfig::default().timeout(MS(1_000)).max_timeout(MS(500));
+        let config = MonitorConfig::default().probe_timeout(MS(1_000)).max_probe_timeout(MS(500));
         assert_eq!(p.timeout(&config, start), MS(1_000));
     }
 }

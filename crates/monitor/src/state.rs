@@ -1055,8 +1055,8 @@ impl TopologyState {
     }
 
     /// Marks the cluster used at `now`: the adapter routed a statement or began a transaction.
-    /// Probes run at the [interval](crate::MonitorConfig::interval) while the cluster is used
-    /// and slow to the [idle interval](crate::MonitorConfig::idle_interval) once it has not
+    /// Probes run at the [interval](crate::MonitorConfig::probe_interval) while the cluster is used
+    /// and slow to the [idle interval](crate::MonitorConfig::idle_probe_interval) once it has not
     /// been for that long; the first use after a pause wakes the probe loops (see
     /// [`resumed`](Self::resumed)), which probe at once if their usual turn has passed. One
     /// atomic load while uses come less than 50 ms apart.

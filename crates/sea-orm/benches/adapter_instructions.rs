@@ -66,7 +66,7 @@ fn main() {
             }
             "routed" => {
                 let quiet = MonitorConfig::default()
-                    .interval(std::time::Duration::from_secs(3600))
+                    .probe_interval(std::time::Duration::from_secs(3600))
                     .position_interval(std::time::Duration::ZERO);
                 let db = RoutedConnection::builder()
                     .primary(options(&primary))

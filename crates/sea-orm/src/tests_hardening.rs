@@ -214,9 +214,9 @@ async fn maximal_durations_do_not_panic() {
     RoutedConnection::deadline(Duration::MAX, db.query_one_raw(read.clone())).await.unwrap();
     db.wait_for_replica(Duration::MAX).query_one_raw(read.clone()).await.unwrap();
     let _config = rwsplit_monitor::MonitorConfig::default()
-        .timeout(Duration::MAX)
-        .interval(Duration::MAX)
-        .jitter(Duration::MAX)
+        .probe_timeout(Duration::MAX)
+        .probe_interval(Duration::MAX)
+        .probe_jitter(Duration::MAX)
         .position_interval(Duration::MAX);
     let _builder = RoutedConnection::builder()
         .wait_for_replica(Duration::MAX)

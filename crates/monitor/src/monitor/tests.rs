@@ -282,11 +282,11 @@ fn start(cluster: &Arc<Cluster>, failover: Option<AutoFailover>) -> Monitor {
     }
     let state = Arc::new(TopologyState::new(b.build().unwrap(), HealthPolicy::default()));
     let config = MonitorConfig::default()
-        .interval(MS(200))
-        .timeout(MS(500))
-        .jitter(Duration::ZERO)
+        .probe_interval(MS(200))
+        .probe_timeout(MS(500))
+        .probe_jitter(Duration::ZERO)
         // The idle pace has its own test (`an_unused_cluster_is_probed_at_the_idle_pace`).
-        .idle_interval(MS(200));
+        .idle_probe_interval(MS(200));
     Monitor::start(
         state,
         FakeConnector(Arc::clone(cluster)),
@@ -1061,8 +1061,10 @@ async fn an_unused_cluster_is_probed_at_the_idle_pace() {
         .node(Node::builder(NodeId::new(0), Role::Primary).name("10.0.0.0:5432/app").build())
         .node(Node::builder(NodeId::new(1), Role::Replica).name("10.0.0.1:5432/app").build());
     let state = Arc::new(TopologyState::new(b.build().unwrap(), HealthPolicy::default()));
-    let config =
-        MonitorConfig::default().interval(MS(200)).jitter(Duration::ZERO).idle_interval(MS(1_000));
+    let config = MonitorConfig::default()
+        .probe_interval(MS(200))
+        .probe_jitter(Duration::ZERO)
+        .idle_probe_interval(MS(1_000));
     let m = Monitor::start(
         Arc::clone(&state),
         FakeConnector(Arc::clone(&cluster)),
@@ -1212,8 +1214,8 @@ async fn a_want_runs_the_feed_at_once_for_its_linger_then_it_stops() {
     // A position interval of zero turns the feed off, wanted or not.
     let quiet = Cluster::new(&[0x300, 0x100]);
     let config = MonitorConfig::default()
-        .interval(MS(200))
-        .jitter(Duration::ZERO)
+        .probe_interval(MS(200))
+        .probe_jitter(Duration::ZERO)
         .position_interval(Duration::ZERO);
     let state = Arc::clone(m.state());
     drop(m);
@@ -1458,9 +1460,9 @@ async fn maximal_durations_do_not_kill_the_probe_loops() {
     }
     let state = Arc::new(TopologyState::new(b.build().unwrap(), HealthPolicy::default()));
     let config = MonitorConfig::default()
-        .interval(Duration::MAX)
-        .timeout(Duration::MAX)
-        .jitter(Duration::MAX)
+        .probe_interval(Duration::MAX)
+        .probe_timeout(Duration::MAX)
+        .probe_jitter(Duration::MAX)
         .position_interval(Duration::MAX);
     let m = Monitor::start(
         state,
@@ -1484,11 +1486,11 @@ async fn a_node_added_at_run_time_is_probed_and_joins_and_a_removed_one_is_not_p
         .node(Node::builder(NodeId::new(1), Role::Replica).name("10.0.0.1:5432/app").build());
     let state = Arc::new(TopologyState::new(b.build().unwrap(), HealthPolicy::default()));
     let config = MonitorConfig::default()
-        .interval(MS(200))
-        .timeout(MS(500))
-        .jitter(Duration::ZERO)
+        .probe_interval(MS(200))
+        .probe_timeout(MS(500))
+        .probe_jitter(Duration::ZERO)
         // The idle pace has its own test (`an_unused_cluster_is_probed_at_the_idle_pace`).
-        .idle_interval(MS(200));
+        .idle_probe_interval(MS(200));
     let m = Monitor::start(
         Arc::clone(&state),
         FakeConnector(Arc::clone(&cluster)),

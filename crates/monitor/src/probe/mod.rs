@@ -306,11 +306,20 @@ impl Default for MonitorConfig {
 }
 
 impl MonitorConfig {
-    /// Time between probe rounds.
+    /// Time between probe rounds. Default 500 ms.
     #[must_use]
-    pub fn interval(mut self, interval: Duration) -> Self {
+    pub fn probe_interval(mut self, interval: Duration) -> Self {
         self.interval = interval;
         self
+    }
+
+    /// The old name of [`probe_interval`](Self::probe_interval).
+    #[deprecated(
+        note = "renamed probe_interval, as the builder, the configuration key and RWSPLIT_PROBE_INTERVAL"
+    )]
+    #[must_use]
+    pub fn interval(self, interval: Duration) -> Self {
+        self.probe_interval(interval)
     }
 
     /// The deadline for one probe (connect included); a node that misses it has failed it.
@@ -320,38 +329,63 @@ impl MonitorConfig {
     /// starts is not judged before it could answer (a node frozen before the application
     /// started is then seen failed that much later).
     /// While a node has been answering slowly, its probes wait longer (see
-    /// [`max_timeout`](Self::max_timeout)). Default 1 s.
+    /// [`max_probe_timeout`](Self::max_probe_timeout)). Default 1 s.
     #[must_use]
-    pub fn timeout(mut self, timeout: Duration) -> Self {
+    pub fn probe_timeout(mut self, timeout: Duration) -> Self {
         self.timeout = timeout;
         self
+    }
+
+    /// The old name of [`probe_timeout`](Self::probe_timeout).
+    #[deprecated(
+        note = "renamed probe_timeout, as the configuration key and RWSPLIT_PROBE_TIMEOUT"
+    )]
+    #[must_use]
+    pub fn timeout(self, timeout: Duration) -> Self {
+        self.probe_timeout(timeout)
     }
 
     /// The most a probe of a node that has been answering slowly is waited for. A node's
     /// probe waits three times its slowest recent answer (a probe's or a position read's; the
     /// weight of a slow one halves every 10 s), never less than the
-    /// [`timeout`](Self::timeout) and never more than this: a saturated server (or an
+    /// [`probe_timeout`](Self::probe_timeout) and never more than this: a saturated server (or an
     /// application starved of CPU) answering in 1.5 s is busy, not failed, and a node that
     /// answered in milliseconds and stops is still caught at the timeout. At or below the
     /// timeout: probes always wait the timeout. Default: ten timeouts (10 s at the default
     /// timeout); a node that stops answering while it was slow is caught within this.
     #[must_use]
-    pub fn max_timeout(mut self, max: Duration) -> Self {
+    pub fn max_probe_timeout(mut self, max: Duration) -> Self {
         self.max_timeout = Some(max);
         self
     }
 
-    /// The most a probe is waited for (see [`max_timeout`](Self::max_timeout)): never below
-    /// the timeout.
+    /// The old name of [`max_probe_timeout`](Self::max_probe_timeout).
+    #[deprecated(
+        note = "renamed max_probe_timeout, as the configuration key and RWSPLIT_MAX_PROBE_TIMEOUT"
+    )]
+    #[must_use]
+    pub fn max_timeout(self, max: Duration) -> Self {
+        self.max_probe_timeout(max)
+    }
+
+    /// The most a probe is waited for (see [`max_probe_timeout`](Self::max_probe_timeout)):
+    /// never below the timeout.
     pub fn max_timeout_value(&self) -> Duration {
         self.max_timeout.unwrap_or_else(|| self.timeout.saturating_mul(10)).max(self.timeout)
     }
 
-    /// The most a round may be delayed at random beyond the interval.
+    /// The most a round may be delayed at random beyond the interval. Default 50 ms.
     #[must_use]
-    pub fn jitter(mut self, jitter: Duration) -> Self {
+    pub fn probe_jitter(mut self, jitter: Duration) -> Self {
         self.jitter = jitter;
         self
+    }
+
+    /// The old name of [`probe_jitter`](Self::probe_jitter).
+    #[deprecated(note = "renamed probe_jitter, as the configuration key")]
+    #[must_use]
+    pub fn jitter(self, jitter: Duration) -> Self {
+        self.probe_jitter(jitter)
     }
 
     /// How often, between full probes, a node's position is read on the probe's connection
@@ -393,7 +427,7 @@ impl MonitorConfig {
     /// Time between probe rounds while the cluster is idle: nothing has used it
     /// ([`TopologyState::used`](crate::TopologyState::used): the adapter marks each statement
     /// it routes, and each transaction it begins) for this long. The first use after that
-    /// probes every node at once and the pace is [`interval`](Self::interval) again, so a
+    /// probes every node at once and the pace is [`probe_interval`](Self::probe_interval) again, so a
     /// node that died while nobody used it is judged by a fresh probe as traffic resumes; a
     /// read sent to it meanwhile fails over to another node like any read on a node that
     /// died under it. An idle application then costs each node `1 / idle_interval`
@@ -401,12 +435,21 @@ impl MonitorConfig {
     /// takes up to this plus the timeout (automatic failover included). At or below the
     /// interval: no idle pace. Default: four intervals (2 s at the default interval).
     #[must_use]
-    pub fn idle_interval(mut self, idle: Duration) -> Self {
+    pub fn idle_probe_interval(mut self, idle: Duration) -> Self {
         self.idle_interval = Some(idle);
         self
     }
 
-    /// Time between probe rounds while idle (see [`idle_interval`](Self::idle_interval)):
+    /// The old name of [`idle_probe_interval`](Self::idle_probe_interval).
+    #[deprecated(
+        note = "renamed idle_probe_interval, as the configuration key and RWSPLIT_IDLE_PROBE_INTERVAL"
+    )]
+    #[must_use]
+    pub fn idle_interval(self, idle: Duration) -> Self {
+        self.idle_probe_interval(idle)
+    }
+
+    /// Time between probe rounds while idle (see [`idle_probe_interval`](Self::idle_probe_interval)):
     /// never below the interval.
     pub fn idle_interval_value(&self) -> Duration {
         self.idle_interval.unwrap_or_else(|| self.interval.saturating_mul(4)).max(self.interval)
@@ -456,7 +499,7 @@ impl MonitorConfig {
         self.jittered(self.interval, round)
     }
 
-    /// [`pause`](Self::pause) while idle: the [idle interval](Self::idle_interval) plus the
+    /// [`pause`](Self::pause) while idle: the [idle interval](Self::idle_probe_interval) plus the
     /// same share of the jitter.
     pub fn idle_pause(&self, round: u64) -> Duration {
         self.jittered(self.idle_interval_value(), round)

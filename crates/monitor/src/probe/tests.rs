@@ -352,3 +352,27 @@ async fn unreadable_answers_are_named(#[case] column: &str, #[case] value: &str)
     let err = probe(&node, Flavor::Postgres, Duration::from_secs(1)).await.unwrap_err();
     assert!(err.to_string().contains(value), "{err}");
 }
+
+/// The old setter names set what the new ones set.
+#[test]
+#[allow(deprecated)]
+fn the_old_setter_names_still_set_the_same() {
+    let d = |ms| Duration::from_millis(ms);
+    let old = MonitorConfig::default()
+        .interval(d(100))
+        .timeout(d(200))
+        .max_timeout(d(3000))
+        .jitter(d(5))
+        .idle_interval(d(900));
+    let new = MonitorConfig::default()
+        .probe_interval(d(100))
+        .probe_timeout(d(200))
+        .max_probe_timeout(d(3000))
+        .probe_jitter(d(5))
+        .idle_probe_interval(d(900));
+    assert_eq!(old, new);
+    assert_eq!(new.interval_value(), d(100));
+    assert_eq!(new.timeout_value(), d(200));
+    assert_eq!(new.max_timeout_value(), d(3000));
+    assert_eq!(new.idle_interval_value(), d(900));
+}

@@ -445,7 +445,7 @@ pub struct MonitorSettings {
     #[serde(default, deserialize_with = "de_duration")]
     pub probe_timeout: Option<Duration>,
     /// The most a probe of a node that has been answering slowly waits (default ten probe
-    /// timeouts; [`MonitorConfig::max_timeout`]).
+    /// timeouts; [`MonitorConfig::max_probe_timeout`]).
     #[serde(default, deserialize_with = "de_duration")]
     pub max_probe_timeout: Option<Duration>,
     /// Random delay added to each round (default 50 ms).
@@ -460,7 +460,7 @@ pub struct MonitorSettings {
     #[serde(default, deserialize_with = "de_duration")]
     pub position_linger: Option<Duration>,
     /// Time between full probes once no statement has been routed for that long (default
-    /// four probe intervals; [`MonitorConfig::idle_interval`]).
+    /// four probe intervals; [`MonitorConfig::idle_probe_interval`]).
     #[serde(default, deserialize_with = "de_duration")]
     pub idle_probe_interval: Option<Duration>,
     /// Consecutive failures that take a node down (default 3).
@@ -798,7 +798,7 @@ impl RoutedConfig {
     ///
     /// ```
     /// # fn demo(config: rwsplit_sea_orm::RoutedConfig) -> rwsplit_sea_orm::Result<()> {
-    /// use rwsplit_sea_orm::TableRule;
+    /// use rwsplit_sea_orm::advanced::TableRule;
     /// let router = config.router_config().rule(TableRule::only_tagged(["events"], "analytics"));
     /// let builder = config.into_builder()?.router(router);
     /// # drop(builder); Ok(()) }
@@ -869,16 +869,16 @@ impl RoutedConfig {
 
         let mut mc = MonitorConfig::default();
         if let Some(d) = monitor.probe_interval {
-            mc = mc.interval(d);
+            mc = mc.probe_interval(d);
         }
         if let Some(d) = monitor.probe_timeout {
-            mc = mc.timeout(d);
+            mc = mc.probe_timeout(d);
         }
         if let Some(d) = monitor.max_probe_timeout {
-            mc = mc.max_timeout(d);
+            mc = mc.max_probe_timeout(d);
         }
         if let Some(d) = monitor.probe_jitter {
-            mc = mc.jitter(d);
+            mc = mc.probe_jitter(d);
         }
         if let Some(d) = monitor.position_interval {
             mc = mc.position_interval(d);
@@ -887,7 +887,7 @@ impl RoutedConfig {
             mc = mc.position_linger(d);
         }
         if let Some(d) = monitor.idle_probe_interval {
-            mc = mc.idle_interval(d);
+            mc = mc.idle_probe_interval(d);
         }
         b = b.monitor(mc);
         let mut health = HealthPolicy::default();

@@ -260,7 +260,7 @@ impl Inner {
     }
 
     /// Tells the monitor the cluster is in use: it probes at its usual interval, not the idle
-    /// one ([`MonitorConfig::idle_interval`](rwsplit_monitor::MonitorConfig::idle_interval)).
+    /// one ([`MonitorConfig::idle_probe_interval`](rwsplit_monitor::MonitorConfig::idle_probe_interval)).
     /// One atomic load while statements come less than 50 ms apart.
     fn note_use(&self, now: Instant) {
         if self.monitor.is_some() {
