@@ -254,7 +254,8 @@ impl RoutedConnectionBuilder {
     ///
     /// ```no_run
     /// # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
-    /// use rwsplit_sea_orm::{PatroniSource, RoutedConnection};
+    /// use rwsplit_sea_orm::advanced::PatroniSource;
+    /// use rwsplit_sea_orm::RoutedConnection;
     ///
     /// let db = RoutedConnection::builder()
     ///     .primary("postgres://app:secret@10.0.0.1:5432/app")
@@ -309,7 +310,7 @@ impl RoutedConnectionBuilder {
             self.router = self.router.read_only_transactions_on_replicas(allow);
         }
         if let Some(every) = self.probe_interval {
-            self.policy.monitor = self.policy.monitor.interval(every);
+            self.policy.monitor = self.policy.monitor.probe_interval(every);
         }
         self
     }
@@ -559,6 +560,18 @@ pub(crate) fn inert_settings(b: &RoutedConnectionBuilder) -> Vec<Inert> {
                 });
             }
         }
+    }
+    if !no_replicas
+        && b.policy.consistency == rwsplit_core::Consistency::Strong
+        && given("read_your_writes")
+        && b.policy.read_your_writes
+    {
+        out.push(Inert {
+            setting: "read_your_writes",
+            with: "consistency(Strong)",
+            why: "every read goes to the primary, yet each write still pays a round trip for its \
+                  position, unless a call asks for another level with db.consistent(..)",
+        });
     }
     if !no_replicas
         && !b.policy.read_your_writes
@@ -867,7 +880,7 @@ mod tests {
         |b: B| b.read_only_transactions_on_replicas(false)
     )]
     #[case::monitor_and_its_interval(
-        |b: B| b.monitor(rwsplit_monitor::MonitorConfig::default().interval(Duration::from_secs(9))),
+        |b: B| b.monitor(rwsplit_monitor::MonitorConfig::default().probe_interval(Duration::from_secs(9))),
         |b: B| b.probe_interval(Duration::from_secs(2))
     )]
     #[case::consistency_and_wait(
@@ -885,7 +898,7 @@ mod tests {
     #[case::hedging_and_retries(|b: B| b.hedged_reads(false), |b: B| b.read_retries(0))]
     #[case::health_and_monitor(
         |b: B| b.health_policy(HealthPolicy::default().failure_threshold(7)),
-        |b: B| b.monitor(rwsplit_monitor::MonitorConfig::default().timeout(Duration::from_secs(4)))
+        |b: B| b.monitor(rwsplit_monitor::MonitorConfig::default().probe_timeout(Duration::from_secs(4)))
     )]
     #[case::failover_and_addresses(
         |b: B| b.auto_failover(rwsplit_monitor::AutoFailover::default().after_failures(4)),
@@ -954,6 +967,13 @@ mod tests {
             .wait_for_replica(Duration::from_millis(30))
             .hedged_reads(false),
         &[("wait_for_replica", "consistency(Strong)"), ("hedged_reads", "consistency(Strong)")]
+    )]
+    #[case::read_your_writes_with_strong(
+        |b: B| b
+            .replica("postgres://r/app")
+            .read_your_writes(true)
+            .consistency(rwsplit_core::Consistency::Strong),
+        &[("read_your_writes", "consistency(Strong)")]
     )]
     #[case::wait_without_read_your_writes(
         |b: B| b

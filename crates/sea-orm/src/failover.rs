@@ -11,7 +11,8 @@ impl RoutedConnectionBuilder {
     ///
     /// ```no_run
     /// # async fn demo() -> Result<(), rwsplit_sea_orm::Error> {
-    /// use rwsplit_sea_orm::{AutoFailover, RoutedConnection};
+    /// use rwsplit_sea_orm::advanced::AutoFailover;
+    /// use rwsplit_sea_orm::RoutedConnection;
     ///
     /// let db = RoutedConnection::builder()
     ///    .primary("mysql://app@db-1:3306/shop")

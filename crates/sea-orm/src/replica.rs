@@ -15,7 +15,8 @@ use crate::pooling::Pooling;
 ///
 /// ```no_run
 /// # async fn demo() -> Result<(), rwsplit_sea_orm::Error> {
-/// use rwsplit_sea_orm::{Replica, RoundRobin, RoutedConnection, RouterConfig, TableRule, ZonePreference};
+/// use rwsplit_sea_orm::advanced::{RoundRobin, RouterConfig, TableRule, ZonePreference};
+/// use rwsplit_sea_orm::{Replica, RoutedConnection};
 ///
 /// let db = RoutedConnection::builder()
 ///     .primary("postgres://app@db-1/app")
