@@ -25,8 +25,9 @@
 //! name it reads), except under the prefixes in [`NOT_OURS`] (the testkit's, the examples', this
 //! repository's tooling), the names in [`OTHERS`], and the old names in [`RENAMED`] (read as
 //! their new name, or left alone, with a warning). `DATABASE_*` is shared with other tools
-//! (`DATABASE_HOST`, `DATABASE_PASSWORD` …): there, only a name within two edits of one it reads
-//! is refused, as a misspelling (`DATABASE_MAX_CONECTIONS`); the rest are left alone.
+//! (`DATABASE_HOST`, `DATABASE_PASSWORD`, `DATABASE_SSL` …): there, only a likely misspelling
+//! of a name it reads is refused (`DATABASE_MAX_CONECTIONS`): at most two edits away, and at
+//! most one edit per four letters after `DATABASE_`. The rest are left alone.
 
 use std::collections::BTreeMap;
 
@@ -302,7 +303,8 @@ fn check_names(vars: &Vars, replicas: usize) -> Result<()> {
             }
         } else if name.starts_with("DATABASE_") && !known_names(replicas).any(|k| k == *name) {
             // Shared with other tools: only a likely misspelling of a name read here is refused.
-            if nearest(name, replicas).is_some_and(|(_, d)| d <= 2) {
+            let letters = name.len() - "DATABASE_".len();
+            if nearest(name, replicas).is_some_and(|(_, d)| d <= 2 && d * 4 <= letters) {
                 return Err(unknown(name, replicas));
             }
         }
