@@ -123,10 +123,19 @@ pub(crate) fn env_setting(
     new: &'static str,
     old: &'static str,
 ) -> Option<(&'static str, std::ffi::OsString)> {
-    if let Some(v) = std::env::var_os(new) {
+    setting_from(new, old, |name| std::env::var_os(name))
+}
+
+/// [`env_setting`] over `get` instead of the process environment.
+fn setting_from(
+    new: &'static str,
+    old: &'static str,
+    get: impl Fn(&str) -> Option<std::ffi::OsString>,
+) -> Option<(&'static str, std::ffi::OsString)> {
+    if let Some(v) = get(new) {
         return Some((new, v));
     }
-    let v = std::env::var_os(old)?;
+    let v = get(old)?;
     static WARNED: Mutex<Vec<&str>> = Mutex::new(Vec::new());
     let mut warned = WARNED.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
     if !warned.contains(&old) {
@@ -299,6 +308,21 @@ pub(crate) fn ensure_reachable(dir: &Path, user: ServerUser, setting: &'static s
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn the_new_name_wins_and_the_old_one_still_works() {
+        let env = |vars: &'static [(&'static str, &'static str)]| {
+            move |name: &str| {
+                vars.iter().find(|(n, _)| *n == name).map(|(_, v)| std::ffi::OsString::from(v))
+            }
+        };
+        let (new, old) = ("RWSPLIT_TESTKIT_PG_BIN", "RWSPLIT_PG_BIN");
+        let both = env(&[("RWSPLIT_TESTKIT_PG_BIN", "/new"), ("RWSPLIT_PG_BIN", "/old")]);
+        assert_eq!(super::setting_from(new, old, both), Some((new, "/new".into())));
+        let only_old = env(&[("RWSPLIT_PG_BIN", "/old")]);
+        assert_eq!(super::setting_from(new, old, only_old), Some((old, "/old".into())));
+        assert_eq!(super::setting_from(new, old, env(&[])), None);
+    }
+
     use super::*;
 
     #[test]
