@@ -6,6 +6,8 @@ use std::path::{Path, PathBuf};
 
 use serde_json::Value;
 
+mod modules;
+
 /// For each package: which other workspace packages it may depend on (normal dependencies).
 const LAYERS: &[(&str, &[&str])] = &[
     ("rwsplit-core", &[]),
@@ -938,4 +940,119 @@ fn readme_migration_is_the_diff() {
         "differences between before.rs and after.rs the README does not show:\n{}",
         unexplained.join("\n")
     );
+}
+
+/// The library crates whose modules must not import each other in a circle.
+const CIRCLE_CHECKED: &[&str] = &["core", "monitor", "sea-orm", "axum", "testkit"];
+
+/// The import circles that remain, per crate (the directory under `crates/`), each with the
+/// issue that removes it. The list may only shrink: the test fails on a circle not listed
+/// here, and on a listed one that no longer exists. A module of a circle is named by its path
+/// from the crate root (`connection::attempt`), a module's own file by `<path>::self` (`crate`
+/// for `lib.rs`).
+const ALLOWED_CIRCLES: &[(&str, &[&str], &str)] = &[
+    ("core", &["balance", "consistency", "error", "health", "router", "token", "topology"], "#47"),
+    ("monitor", &["failover", "monitor"], "#47"),
+    ("monitor", &["probe", "product"], "#47"),
+    (
+        "sea-orm",
+        &[
+            "builder",
+            "classified",
+            "config",
+            "connection",
+            "deadline",
+            "discover",
+            "error",
+            "failure",
+            "hooks",
+            "pooling",
+            "pools",
+            "position",
+            "probe",
+            "product",
+            "redact",
+            "replica",
+            "route",
+            "routing_error",
+            "sending",
+            "shared",
+            "stats",
+            "telemetry",
+            "watchdog",
+        ],
+        "#47",
+    ),
+    ("testkit", &["backend", "native", "node", "pgbouncer", "product", "sql"], "#47"),
+];
+
+/// The import circles of each checked crate, as sorted module lists.
+fn import_circles() -> BTreeMap<&'static str, Vec<BTreeSet<String>>> {
+    let root = crate::project_root();
+    CIRCLE_CHECKED
+        .iter()
+        .map(|c| {
+            let krate = modules::Crate::read(&modules::lib_root(&root.join("crates").join(c)));
+            (*c, krate.circles())
+        })
+        .collect()
+}
+
+#[test]
+fn modules_do_not_import_each_other_in_a_circle() {
+    let found = import_circles();
+    let mut problems = Vec::new();
+    let root = crate::project_root();
+    for (krate, circles) in &found {
+        for circle in circles {
+            let listed = ALLOWED_CIRCLES.iter().any(|(c, members, _)| {
+                c == krate
+                    && members.iter().map(|m| (*m).to_owned()).collect::<BTreeSet<_>>() == *circle
+            });
+            if !listed {
+                let parsed =
+                    modules::Crate::read(&modules::lib_root(&root.join("crates").join(krate)));
+                problems.push(format!(
+                    "crates/{krate}: the modules {circle:?} import each other in a circle:\n    {}",
+                    modules::explain(&parsed, circle).join("\n    ")
+                ));
+            }
+        }
+    }
+    for (krate, members, issue) in ALLOWED_CIRCLES {
+        let members: BTreeSet<String> = members.iter().map(|m| (*m).to_owned()).collect();
+        if !found.get(krate).is_some_and(|cs| cs.contains(&members)) {
+            problems.push(format!(
+                "crates/{krate}: the allowed circle {members:?} ({issue}) no longer exists: \
+                 take it off ALLOWED_CIRCLES"
+            ));
+        }
+    }
+    assert!(problems.is_empty(), "import circles:\n{}", problems.join("\n"));
+}
+
+/// The circle check finds a planted circle, at the top and among a module's children, through
+/// `use` trees, code paths and re-exports, and ignores comments, strings and test modules.
+#[test]
+fn the_circle_check_catches_a_planted_circle() {
+    let krate = modules::Crate::from_files(&[
+        ("lib.rs", "mod a;\nmod b;\nmod c;\nmod d;\npub use c::Z;\n"),
+        ("a.rs", "use crate::{b::{self, X}, Z};\npub struct Y;\nfn f() { b::g(); }\n"),
+        // Only a code path back to `a`; the comment and the string name `c` and `d`.
+        (
+            "b.rs",
+            "pub struct X;\npub fn g() { let _ = super::a::Y; } // crate::c::Z\nconst S: &str = \"crate::d::P\";\n",
+        ),
+        // `c` names `a` only in a test module: no circle `a` → `c` → `a`.
+        (
+            "c.rs",
+            "pub struct Z;\n#[cfg(test)]\nmod tests {\n    use crate::a::Y;\n}\n#[cfg(test)]\nfn t() { crate::a::Y; }\n",
+        ),
+        ("d/mod.rs", "mod x;\nmod y;\npub use x::P;\n"),
+        ("d/x.rs", "pub struct P;\nfn f() -> super::y::Q { todo() }\n"),
+        ("d/y.rs", "use super::P;\npub struct Q(P);\n"),
+    ]);
+    let circles: Vec<Vec<String>> =
+        krate.circles().into_iter().map(|c| c.into_iter().collect()).collect();
+    assert_eq!(circles, vec![vec!["a", "b"], vec!["d::x", "d::y"]]);
 }
