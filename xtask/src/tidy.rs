@@ -952,8 +952,6 @@ const CIRCLE_CHECKED: &[&str] = &["core", "monitor", "sea-orm", "axum", "testkit
 /// for `lib.rs`).
 const ALLOWED_CIRCLES: &[(&str, &[&str], &str)] = &[
     ("core", &["balance", "consistency", "error", "health", "router", "token", "topology"], "#47"),
-    ("monitor", &["failover", "monitor"], "#47"),
-    ("monitor", &["probe", "product"], "#47"),
     (
         "sea-orm",
         &[

@@ -9,9 +9,10 @@ use std::time::Duration;
 use rwsplit_core::{NodeId, Role};
 use tokio::time::Instant;
 
-use crate::monitor::{Connector, Purpose, Shared, open};
-use crate::probe::{ProbeError, probe_as};
-use crate::product::Product;
+use crate::connector::{Connector, Purpose, open};
+use crate::probe::{MonitorConfig, ProbeError};
+use crate::product::{Product, probe_as};
+use crate::state::TopologyState;
 
 /// Opt-in automatic promotion of the most advanced replica when the primary is lost.
 ///
@@ -221,18 +222,36 @@ impl Failover {
     }
 }
 
+/// What a failover needs of the monitor it runs in.
+pub(crate) trait Cluster: Send + Sync + 'static {
+    /// How the monitor opens connections.
+    type Connector: Connector;
+
+    /// The state the failover decides on and updates (fencing, the new primary's probe).
+    fn state(&self) -> &TopologyState;
+
+    /// Opens the connections the failover probes, promotes and re-points through.
+    fn connector(&self) -> &Self::Connector;
+
+    /// The probe timeout and interval the failover's steps are bounded by.
+    fn config(&self) -> &MonitorConfig;
+
+    /// The failover's own configuration and standing.
+    fn failover(&self) -> &Failover;
+}
+
 /// After a failed probe of `node`: starts a promotion when the node is the primary, automatic
 /// failover is on, and it has failed enough probes in a row.
-pub(crate) fn after_failed_probe<P: Product, K: Connector>(
-    shared: &Arc<Shared<K>>,
+pub(crate) fn after_failed_probe<P: Product, S: Cluster>(
+    shared: &Arc<S>,
     node: NodeId,
     failures: u32,
 ) {
-    let state = &shared.failover;
+    let state = shared.failover();
     let Some(config) = &state.config else { return };
     if failures < config.after_failures
-        || shared.state.primary_id() != Some(node)
-        || shared.state.is_fenced(node)
+        || shared.state().primary_id() != Some(node)
+        || shared.state().is_fenced(node)
         || !state.retry_allowed(config)
         || state.busy.swap(true, Ordering::AcqRel)
     {
@@ -240,10 +259,10 @@ pub(crate) fn after_failed_probe<P: Product, K: Connector>(
     }
     let shared = Arc::clone(shared);
     tokio::spawn(async move {
-        let name = |i: NodeId| name_of(&shared.state, i);
-        match promote::<P, K>(&shared, node).await {
+        let name = |i: NodeId| name_of(shared.state(), i);
+        match promote::<P, S>(&*shared, node).await {
             Ok(Some(new)) => {
-                shared.failover.promotions.fetch_add(1, Ordering::Relaxed);
+                shared.failover().promotions.fetch_add(1, Ordering::Relaxed);
                 tracing::warn!(target: "rwsplit", old = %name(node), new = %name(new), "automatic failover: promoted a replica and fenced the old primary");
             }
             Ok(None) => {}
@@ -251,7 +270,7 @@ pub(crate) fn after_failed_probe<P: Product, K: Connector>(
                 tracing::error!(target: "rwsplit", primary = %name(node), error = %e, "automatic failover failed");
             }
         }
-        shared.failover.finish_attempt();
+        shared.failover().finish_attempt();
     });
 }
 
@@ -268,33 +287,33 @@ enum FailoverError {
     },
 }
 
-async fn promote<P: Product, K: Connector>(
-    shared: &Shared<K>,
+async fn promote<P: Product, S: Cluster>(
+    shared: &S,
     old: NodeId,
 ) -> Result<Option<NodeId>, FailoverError> {
-    let timeout = shared.config.timeout_value();
-    let topo = shared.state.snapshot();
+    let timeout = shared.config().timeout_value();
+    let topo = shared.state().snapshot();
     let name = |i: NodeId| topo.node(i).map(|n| n.name().to_owned()).unwrap_or_default();
     // 1. Still gone, seen on a fresh connection of our own?
     let again = async {
-        let conn = open(&shared.connector, old, Purpose::Probe, timeout).await?;
-        probe_as::<P, K::Conn>(&conn, timeout).await
+        let conn = open(shared.connector(), old, Purpose::Probe, timeout).await?;
+        probe_as::<P, <S::Connector as Connector>::Conn>(&conn, timeout).await
     };
     if again.await.is_ok() {
         tracing::info!(target: "rwsplit", primary = %name(old), "automatic failover: the primary answered again on a fresh connection, not promoting");
         return Ok(None);
     }
     // 2 and 3. The replicas: does any still receive from the primary; who has received most?
-    let latest = shared.state.latest();
-    let mut best: Option<(P::Received, NodeId, K::Conn)> = None;
+    let latest = shared.state().latest();
+    let mut best: Option<(P::Received, NodeId, <S::Connector as Connector>::Conn)> = None;
     for &(i, ref obs) in &latest {
         let reachable_replica = matches!(obs, Some(o) if o.role() == Role::Replica);
         // Joining nodes are probed too but take no statement yet: not a candidate.
-        if i == old || !reachable_replica || shared.state.is_fenced(i) || topo.node(i).is_none() {
+        if i == old || !reachable_replica || shared.state().is_fenced(i) || topo.node(i).is_none() {
             continue;
         }
         let asked = async {
-            let conn = open(&shared.connector, i, Purpose::Admin, timeout).await?;
+            let conn = open(shared.connector(), i, Purpose::Admin, timeout).await?;
             let streaming = tokio::time::timeout(timeout, P::receiving(&conn))
                 .await
                 .map_err(|_| ProbeError::Timeout { after: timeout })??;
@@ -320,31 +339,31 @@ async fn promote<P: Product, K: Connector>(
     }
     let Some((received, new, admin)) = best else { return Err(FailoverError::NoCandidate) };
     // 4. Fence, then 5. promote.
-    shared.state.set_fenced(old, true);
+    shared.state().set_fenced(old, true);
     tracing::warn!(target: "rwsplit", node = %name(old), "fenced: no statement goes to it until it is unfenced");
     if let Err(source) = P::promote(&admin, &received).await {
         // Nothing changed on any server: the old primary is not fenced after all.
-        shared.state.set_fenced(old, false);
+        shared.state().set_fenced(old, false);
         return Err(FailoverError::Promote { node: name(new), source });
     }
     // The new primary is taken at once, without waiting for its next probe.
     let seen = async {
-        let conn = open(&shared.connector, new, Purpose::Probe, timeout).await?;
-        probe_as::<P, K::Conn>(&conn, timeout).await
+        let conn = open(shared.connector(), new, Purpose::Probe, timeout).await?;
+        probe_as::<P, <S::Connector as Connector>::Conn>(&conn, timeout).await
     };
     let seen = seen.await;
-    shared.state.observe(new, &seen, Instant::now().into_std());
+    shared.state().observe(new, &seen, Instant::now().into_std());
     // 6. Re-point the others.
-    let repoint = shared.failover.config.as_ref().is_some_and(|c| c.repoint_replicas);
-    let address = shared.failover.config.as_ref().and_then(|c| c.repoint_target(new, &name(new)));
+    let repoint = shared.failover().config.as_ref().is_some_and(|c| c.repoint_replicas);
+    let address = shared.failover().config.as_ref().and_then(|c| c.repoint_target(new, &name(new)));
     if repoint {
         // Each attempt bounded by five probe timeouts, at least 5 s (a loaded replica may take a
         // while to stop its IO thread); a failed attempt is retried after a probe interval. A
         // replica whose latest probe failed is tried too: it may only have been slow.
         let bound = timeout.saturating_mul(5).max(REPOINT_MIN_BOUND);
-        let pause = shared.config.interval_value().min(REPOINT_MIN_BOUND);
-        for i in shared.state.ids() {
-            if i == old || i == new || shared.state.is_fenced(i) {
+        let pause = shared.config().interval_value().min(REPOINT_MIN_BOUND);
+        for i in shared.state().ids() {
+            if i == old || i == new || shared.state().is_fenced(i) {
                 continue;
             }
             let Some((host, port)) = address.as_ref() else {
@@ -353,7 +372,7 @@ async fn promote<P: Product, K: Connector>(
             };
             for attempt in 1..=REPOINT_ATTEMPTS {
                 let result = async {
-                    let conn = open(&shared.connector, i, Purpose::Admin, bound).await?;
+                    let conn = open(shared.connector(), i, Purpose::Admin, bound).await?;
                     P::repoint(&conn, &admin, host, *port).await
                 };
                 let error = match tokio::time::timeout(bound, result).await {

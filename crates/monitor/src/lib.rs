@@ -57,6 +57,7 @@
 #![doc(test(attr(deny(warnings))))]
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used, clippy::print_stdout))]
 
+mod connector;
 mod failover;
 mod monitor;
 mod patience;
@@ -65,12 +66,13 @@ mod product;
 mod source;
 mod state;
 
+pub use connector::{Connector, Purpose};
 pub use failover::{AutoFailover, InvalidReplicationAddress, ReplicationAddress};
-pub use monitor::{Connector, Monitor, OnProbe, Purpose};
+pub use monitor::{Monitor, OnProbe};
 pub use probe::{
-    Flavor, MonitorConfig, Observation, ProbeConn, ProbeError, Row, lag, probe, with_literal,
+    Flavor, MonitorConfig, Observation, ProbeConn, ProbeError, Row, lag, with_literal,
 };
-pub use product::sql;
+pub use product::{probe, sql};
 pub use source::{
     DnsSource, Member, MemberDiff, MemberRole, MemberSet, MemberState, MemberTags, PatroniSource,
     SourceError, SourceWatch, StaticSource, TopologySource, diff, watch,

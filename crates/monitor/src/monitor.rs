@@ -10,79 +10,12 @@ use tokio::sync::Notify;
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
-use crate::failover::{AutoFailover, Failover};
+use crate::connector::{Connector, Purpose, open};
+use crate::failover::{self, AutoFailover, Failover};
 use crate::patience::Patience;
 use crate::probe::{Flavor, MonitorConfig, Observation, ProbeConn, ProbeError};
 use crate::product::{MariaDb, Postgres, Product};
 use crate::state::TopologyState;
-
-/// What a connection the monitor opens is for.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-#[non_exhaustive]
-pub enum Purpose {
-    /// A node's dedicated probe connection (and failover's last look at an old primary).
-    Probe,
-    /// Promotion and re-pointing: the failover's admin account if one is configured
-    /// ([`AutoFailover::admin_credentials`]).
-    Admin,
-}
-
-/// Opens connections to the nodes for the monitor. The adapter implements it over its driver;
-/// tests implement it with fakes. Every connection it opens is the monitor's own: never one of
-/// the application's pooled connections, so a pool that is full (back-pressure) never looks
-/// like a node that is dead.
-///
-/// ```
-/// use std::sync::Arc;
-/// use std::time::Duration;
-/// use rwsplit_core::{Health, HealthPolicy, Node, NodeId, Role, Topology};
-/// use rwsplit_monitor::{
-///     Connector, Flavor, Monitor, MonitorConfig, ProbeConn, ProbeError, Purpose, Row,
-///     TopologyState,
-/// };
-///
-/// /// Every node refuses connections.
-/// struct Nowhere;
-/// struct NoConn;
-///
-/// impl ProbeConn for NoConn {
-///     async fn fetch_row(&self, _sql: &str) -> Result<Option<Row>, ProbeError> {
-///         Err(ProbeError::unreachable("closed"))
-///     }
-/// }
-///
-/// impl Connector for Nowhere {
-///     type Conn = NoConn;
-///     async fn open(&self, _node: NodeId, _purpose: Purpose) -> Result<NoConn, ProbeError> {
-///         Err(ProbeError::unreachable("connection refused"))
-///     }
-/// }
-///
-/// # tokio::runtime::Builder::new_current_thread().enable_time().start_paused(true).build().unwrap().block_on(async {
-/// let topology = Topology::builder()
-///     .node(Node::builder(NodeId::new(0), Role::Primary).name("db-1:5432/app").build())
-///     .build()?;
-/// let state = Arc::new(TopologyState::new(topology, HealthPolicy::default()));
-/// let config = MonitorConfig::default();
-/// let monitor = Monitor::start(Arc::clone(&state), Nowhere, Flavor::Postgres, config, None, None);
-/// assert!(monitor.first_round(Duration::from_secs(2)).await);
-/// assert_eq!(state.health(NodeId::new(0)), Health::Suspect);
-/// # Ok::<_, rwsplit_core::Error>(()) }).unwrap();
-/// ```
-pub trait Connector: Send + Sync + 'static {
-    /// A connection the monitor probes or administers one node through.
-    type Conn: ProbeConn + 'static;
-
-    /// Opens a fresh connection to node `node`. A probe waits for it up to the probe timeout
-    /// (a node's first probe: [`MonitorConfig::connect_timeout_value`]); the monitor lets it go
-    /// on for the next probe, up to that in all (a node's first connection:
-    /// [`MonitorConfig::first_connect_timeout_value`]).
-    fn open(
-        &self,
-        node: NodeId,
-        purpose: Purpose,
-    ) -> impl std::future::Future<Output = Result<Self::Conn, ProbeError>> + Send;
-}
 
 /// Called after every full probe of a node, with the node and what the probe saw (`None`: it
 /// failed). The adapter keeps per-node facts (a PostgreSQL system id) and sweeps its
@@ -135,12 +68,32 @@ struct Round {
 
 /// What every loop of one monitor shares.
 pub(crate) struct Shared<K: Connector> {
-    pub(crate) state: Arc<TopologyState>,
-    pub(crate) connector: K,
-    pub(crate) config: MonitorConfig,
-    pub(crate) failover: Arc<Failover>,
+    state: Arc<TopologyState>,
+    connector: K,
+    config: MonitorConfig,
+    failover: Arc<Failover>,
     on_probe: Option<OnProbe>,
     first_round: Arc<Round>,
+}
+
+impl<K: Connector> failover::Cluster for Shared<K> {
+    type Connector = K;
+
+    fn state(&self) -> &TopologyState {
+        &self.state
+    }
+
+    fn connector(&self) -> &K {
+        &self.connector
+    }
+
+    fn config(&self) -> &MonitorConfig {
+        &self.config
+    }
+
+    fn failover(&self) -> &Failover {
+        &self.failover
+    }
 }
 
 impl Monitor {
@@ -240,19 +193,6 @@ impl Drop for Monitor {
         for t in tasks.values() {
             t.abort();
         }
-    }
-}
-
-/// Opens a connection under the probe timeout.
-pub(crate) async fn open<K: Connector>(
-    connector: &K,
-    node: NodeId,
-    purpose: Purpose,
-    timeout: Duration,
-) -> Result<K::Conn, ProbeError> {
-    match tokio::time::timeout(timeout, connector.open(node, purpose)).await {
-        Ok(r) => r,
-        Err(_) => Err(ProbeError::Timeout { after: timeout }),
     }
 }
 
@@ -627,7 +567,7 @@ async fn node_loop<P: Product, K: Connector>(shared: Arc<Shared<K>>, node: NodeI
             shared.first_round.notify.notify_waiters();
         }
         if failures > 0 {
-            crate::failover::after_failed_probe::<P, K>(&shared, node, failures);
+            failover::after_failed_probe::<P, Shared<K>>(&shared, node, failures);
         }
         let next = Turn {
             state: &shared.state,

@@ -5,8 +5,6 @@ use std::time::Duration;
 
 use rwsplit_core::{Lag, Lsn, ReplayPosition, Role};
 
-use crate::product::{MariaDb, Postgres, Product};
-
 /// Which SQL dialect of replication status a node speaks.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 #[non_exhaustive]
@@ -515,40 +513,6 @@ impl MonitorConfig {
         x = (x ^ (x >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
         x ^= x >> 31;
         interval.saturating_add(Duration::from_nanos(x % nanos))
-    }
-}
-
-/// Probes `conn` once, under `timeout` for the whole probe.
-pub async fn probe<C: ProbeConn>(
-    conn: &C,
-    flavor: Flavor,
-    timeout: Duration,
-) -> Result<Observation, ProbeError> {
-    match flavor {
-        Flavor::Postgres => probe_as::<Postgres, C>(conn, timeout).await,
-        Flavor::MariaDb => probe_as::<MariaDb, C>(conn, timeout).await,
-    }
-}
-
-/// [`probe`] for one product, remembering nothing (a one-off probe).
-pub(crate) async fn probe_as<P: Product, C: ProbeConn>(
-    conn: &C,
-    timeout: Duration,
-) -> Result<Observation, ProbeError> {
-    probe_with::<P, C>(conn, &mut P::Memo::default(), timeout).await
-}
-
-/// [`probe`] for one product on a connection whose probes remember `memo` (see
-/// [`Product::Memo`]).
-pub(crate) async fn probe_with<P: Product, C: ProbeConn>(
-    conn: &C,
-    memo: &mut P::Memo,
-    timeout: Duration,
-) -> Result<Observation, ProbeError> {
-    let started = tokio::time::Instant::now();
-    match tokio::time::timeout(timeout, P::probe(conn, memo, started)).await {
-        Ok(r) => r,
-        Err(_) => Err(ProbeError::Timeout { after: timeout }),
     }
 }
 

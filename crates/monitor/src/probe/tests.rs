@@ -4,6 +4,7 @@ use rstest::rstest;
 use rwsplit_core::{Lag, Role};
 
 use super::*;
+use crate::product::probe;
 
 /// A node that answers each query with a fixed row (by the query's first word).
 struct Fake {
@@ -207,7 +208,8 @@ impl ProbeConn for Maria {
 type MariaMemo = <crate::product::MariaDb as crate::product::Product>::Memo;
 
 async fn maria_probe(node: &Maria, memo: &mut MariaMemo) -> Result<Observation, ProbeError> {
-    crate::probe::probe_with::<crate::product::MariaDb, _>(node, memo, Duration::from_secs(1)).await
+    crate::product::probe_with::<crate::product::MariaDb, _>(node, memo, Duration::from_secs(1))
+        .await
 }
 
 /// Issue 25: a MariaDB probe is one statement; `SHOW SLAVE STATUS` runs on a connection's first
@@ -305,7 +307,7 @@ async fn without_the_privilege_the_role_comes_from_read_only_and_running_threads
     node.refuse_status = true;
     let mut memo = Default::default();
     for _ in 0..3 {
-        let seen = crate::probe::probe_with::<crate::product::MariaDb, _>(
+        let seen = crate::product::probe_with::<crate::product::MariaDb, _>(
             &node,
             &mut memo,
             Duration::from_secs(1),

@@ -8,10 +8,11 @@
 
 use std::fmt::Debug;
 use std::future::Future;
+use std::time::Duration;
 
 use rwsplit_core::ReplayPosition;
 
-use crate::probe::{Observation, ProbeConn, ProbeError};
+use crate::probe::{Flavor, Observation, ProbeConn, ProbeError};
 
 mod mariadb;
 mod postgres;
@@ -136,6 +137,40 @@ pub(crate) trait Product: Send + Sync + Copy + Default + Debug + 'static {
         host: &str,
         port: u16,
     ) -> impl Future<Output = Result<(), ProbeError>> + Send;
+}
+
+/// Probes `conn` once, under `timeout` for the whole probe.
+pub async fn probe<C: ProbeConn>(
+    conn: &C,
+    flavor: Flavor,
+    timeout: Duration,
+) -> Result<Observation, ProbeError> {
+    match flavor {
+        Flavor::Postgres => probe_as::<Postgres, C>(conn, timeout).await,
+        Flavor::MariaDb => probe_as::<MariaDb, C>(conn, timeout).await,
+    }
+}
+
+/// [`probe`] for one product, remembering nothing (a one-off probe).
+pub(crate) async fn probe_as<P: Product, C: ProbeConn>(
+    conn: &C,
+    timeout: Duration,
+) -> Result<Observation, ProbeError> {
+    probe_with::<P, C>(conn, &mut P::Memo::default(), timeout).await
+}
+
+/// [`probe`] for one product on a connection whose probes remember `memo` (see
+/// [`Product::Memo`]).
+pub(crate) async fn probe_with<P: Product, C: ProbeConn>(
+    conn: &C,
+    memo: &mut P::Memo,
+    timeout: Duration,
+) -> Result<Observation, ProbeError> {
+    let started = tokio::time::Instant::now();
+    match tokio::time::timeout(timeout, P::probe(conn, memo, started)).await {
+        Ok(r) => r,
+        Err(_) => Err(ProbeError::Timeout { after: timeout }),
+    }
 }
 
 /// A value a probe could not read, named.
