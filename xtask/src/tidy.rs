@@ -951,7 +951,6 @@ const CIRCLE_CHECKED: &[&str] = &["core", "monitor", "sea-orm", "axum", "testkit
 /// from the crate root (`connection::attempt`), a module's own file by `<path>::self` (`crate`
 /// for `lib.rs`).
 const ALLOWED_CIRCLES: &[(&str, &[&str], &str)] = &[
-    ("core", &["balance", "consistency", "error", "health", "router", "token", "topology"], "#47"),
     (
         "sea-orm",
         &[

@@ -2,7 +2,7 @@
 
 use std::time::{Duration, Instant};
 
-use crate::topology::Role;
+use crate::role::Role;
 
 /// A node's health.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]

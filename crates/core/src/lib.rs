@@ -75,8 +75,12 @@ mod consistency;
 mod error;
 mod health;
 mod load;
+mod node_id;
+mod role;
+mod route;
 mod router;
 mod token;
+mod token_kind;
 mod topology;
 
 pub use balance::{
@@ -91,14 +95,15 @@ pub use consistency::{Consistency, Staleness};
 pub use error::{Error, Result};
 pub use health::{Health, HealthPolicy, HealthTracker};
 pub use load::{InFlight, NodeLoad};
+pub use node_id::{MAX_NODES, NodeId};
+pub use role::Role;
+pub use route::{Excluded, PrimaryExcluded, Route, RouteError, RouteReason};
 pub use router::{
-    CatchUp, Excluded, PrimaryExcluded, PrimaryReads, Route, RouteContext, RouteError, RouteReason,
-    Router, RouterConfig, Rule, RuleAction, TableRule, TagRule, Target, Transaction,
+    CatchUp, PrimaryReads, RouteContext, Router, RouterConfig, Rule, RuleAction, TableRule,
+    TagRule, Target, Transaction,
 };
-pub use token::{
-    CausalToken, Lsn, MariaDbGtid, MariaDbPosition, PgPosition, ReplayPosition, TokenKind,
-};
+pub use token::{CausalToken, Lsn, MariaDbGtid, MariaDbPosition, PgPosition, ReplayPosition};
+pub use token_kind::TokenKind;
 pub use topology::{
-    Lag, MAX_NODES, Node, NodeBuilder, NodeId, Role, SharedTopology, Topology, TopologyBuilder,
-    TopologyGuard,
+    Lag, Node, NodeBuilder, SharedTopology, Topology, TopologyBuilder, TopologyGuard,
 };

@@ -24,7 +24,8 @@ pub use round_robin::RoundRobin;
 pub use weighted::WeightedRoundRobin;
 pub use zone::ZonePreference;
 
-use crate::topology::{MAX_NODES, Node};
+use crate::node_id::MAX_NODES;
+use crate::topology::Node;
 
 /// A load-balancing policy over candidate nodes.
 ///

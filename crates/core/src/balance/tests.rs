@@ -5,7 +5,9 @@ use std::time::{Duration, Instant};
 use rstest::rstest;
 
 use super::*;
-use crate::topology::{Lag, NodeId, Role};
+use crate::node_id::NodeId;
+use crate::role::Role;
+use crate::topology::Lag;
 
 fn replicas(n: u16) -> Vec<Node> {
     (0..n).map(|i| Node::builder(NodeId::new(i), Role::Replica).build()).collect()

@@ -14,7 +14,8 @@ use std::sync::atomic::{AtomicI64, AtomicU32, AtomicUsize, Ordering};
 use std::time::Instant;
 
 use super::Balancer;
-use crate::topology::{MAX_NODES, Node};
+use crate::node_id::MAX_NODES;
+use crate::topology::Node;
 
 /// Weighted round robin (nginx's smooth variant). Fallbacks: the candidates that follow.
 ///

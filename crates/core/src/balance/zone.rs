@@ -8,7 +8,8 @@
 use std::time::Instant;
 
 use super::Balancer;
-use crate::topology::{MAX_NODES, Node};
+use crate::node_id::MAX_NODES;
+use crate::topology::Node;
 
 /// Prefers candidates in one zone, delegating the choice to an inner balancer.
 ///

@@ -4,7 +4,7 @@ use std::time::Instant;
 
 use crate::classify::{Access, Classification, Dialect, Hint, Tables, tables};
 use crate::consistency::Consistency;
-use crate::topology::NodeId;
+use crate::node_id::NodeId;
 
 /// An explicit routing override, e.g. from `db.primary()` or `db.replica()` in the adapter.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]

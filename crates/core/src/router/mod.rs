@@ -1,7 +1,6 @@
 //! The routing decision: which node runs a statement, and where to go if it fails.
 
 mod context;
-mod route;
 mod rules;
 
 #[cfg(test)]
@@ -10,16 +9,18 @@ mod tests;
 use std::fmt;
 use std::time::Instant;
 
+use crate::route::{Excluded, PrimaryExcluded, Route, RouteError, RouteReason};
 pub use context::{CatchUp, RouteContext, Target, Transaction};
-pub use route::{Excluded, PrimaryExcluded, Route, RouteError, RouteReason};
 pub use rules::{Rule, RuleAction, TableRule, TagRule};
 
 use crate::balance::{Balancer, RoundRobin, partition};
 use crate::classify::{Access, Hint};
 use crate::consistency::{Consistency, LagBound, Staleness};
 use crate::health::Health;
+use crate::node_id::MAX_NODES;
+use crate::role::Role;
 use crate::token::{CausalToken, PgPosition, ReplayPosition};
-use crate::topology::{MAX_NODES, Node, Primary, Role, Topology};
+use crate::topology::{Node, Primary, Topology};
 
 /// When reads that a replica could serve may use the primary.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]

@@ -8,8 +8,9 @@ use rstest::rstest;
 use super::*;
 use crate::balance::{RoundRobin, ZonePreference};
 use crate::classify::{Dialect, explain};
+use crate::node_id::NodeId;
 use crate::token::{CausalToken, Lsn, PgPosition, ReplayPosition};
-use crate::topology::{Lag, NodeId};
+use crate::topology::Lag;
 
 const SYS: u64 = 7_311_234_567_890_123_456;
 

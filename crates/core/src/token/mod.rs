@@ -13,6 +13,7 @@ pub use gtid::{MariaDbGtid, MariaDbPosition};
 pub use pg::{Lsn, PgPosition};
 
 use crate::error::{Error, Result, snippet};
+use crate::token_kind::TokenKind;
 
 /// How far a server's history goes (written or replayed).
 ///
@@ -42,61 +43,12 @@ impl ReplayPosition {
     }
 }
 
-/// The database a causal token or position belongs to: the `<kind>` of its text form.
-///
-/// An adapter connected to one kind of database passes it to [`CausalToken::parse_for`], so that
-/// a token of another kind (say `mariadb:` text sent to a PostgreSQL application) is refused
-/// with an error instead of being accepted and never satisfied.
-///
-/// ```
-/// use rwsplit_core::{CausalToken, TokenKind};
-/// let t = CausalToken::parse_for("mariadb:1:0-1-208", TokenKind::MariaDb)?;
-/// assert_eq!(t.kind(), TokenKind::MariaDb);
-/// let err = CausalToken::parse_for("mariadb:1:0-1-208", TokenKind::Postgres).unwrap_err();
-/// assert_eq!(err.to_string(), "causal token of kind `mariadb` where a `pg` token is expected");
-/// # Ok::<(), rwsplit_core::Error>(())
-/// ```
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-#[non_exhaustive]
-pub enum TokenKind {
-    /// PostgreSQL (`pg:`).
-    Postgres,
-    /// MariaDB (`mariadb:`).
-    MariaDb,
-}
-
-impl TokenKind {
-    /// The kind's name in the text form: `pg` or `mariadb`.
-    #[must_use]
-    pub const fn as_str(self) -> &'static str {
-        match self {
-            Self::Postgres => "pg",
-            Self::MariaDb => "mariadb",
-        }
-    }
-
-    /// The kind named `name` in the text form, if any.
-    fn from_name(name: &str) -> Option<Self> {
-        match name {
-            "pg" => Some(Self::Postgres),
-            "mariadb" => Some(Self::MariaDb),
-            _ => None,
-        }
-    }
-}
-
 impl FromStr for TokenKind {
     type Err = Error;
 
     /// The kind named `s` (`pg`, `mariadb`), as in a token's text form.
     fn from_str(s: &str) -> Result<Self> {
         Self::from_name(s).ok_or_else(|| Error::UnknownTokenKind { kind: snippet(s) })
-    }
-}
-
-impl fmt::Display for TokenKind {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
     }
 }
 

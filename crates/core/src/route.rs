@@ -2,7 +2,8 @@
 
 use std::fmt;
 
-use crate::topology::{MAX_NODES, NodeId, Role};
+use crate::node_id::{MAX_NODES, NodeId};
+use crate::role::Role;
 
 /// Why a statement goes where it goes, for tracing and metrics.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
