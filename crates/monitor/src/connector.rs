@@ -65,9 +65,9 @@ pub trait Connector: Send + Sync + 'static {
     type Conn: ProbeConn + 'static;
 
     /// Opens a fresh connection to node `node`. A probe waits for it up to the probe timeout
-    /// (a node's first probe: [`MonitorConfig::connect_timeout_value`]); the monitor lets it go
+    /// (a node's first probe: [`MonitorConfig::connect_timeout_value`](crate::MonitorConfig::connect_timeout_value)); the monitor lets it go
     /// on for the next probe, up to that in all (a node's first connection:
-    /// [`MonitorConfig::first_connect_timeout_value`]).
+    /// [`MonitorConfig::first_connect_timeout_value`](crate::MonitorConfig::first_connect_timeout_value)).
     fn open(
         &self,
         node: NodeId,

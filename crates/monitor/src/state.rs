@@ -661,8 +661,9 @@ impl TopologyState {
         self.at(node).map_or(0, |(n, _)| n.probes_busy.load(Ordering::Relaxed))
     }
 
-    /// A statement `node` served at `now` (its answer came then): the node is alive
-    /// ([`served_since`](Self::served_since)), and a node that had failed counts one success.
+    /// A statement `node` served at `now` (its answer came then): the node is alive (a probe
+    /// that times out meanwhile is slow, not failed: [`ProbeError::Outpaced`]), and a node that
+    /// had failed counts one success.
     pub fn record_success(&self, node: NodeId, now: Instant) {
         let Some(n) = self.probed(node) else { return };
         let mark = self.mark(now);
@@ -683,23 +684,7 @@ impl TopologyState {
     /// failed: the monitor counts it as [busy](Self::busy_probes) (issue 25: a server
     /// saturated by a fleet's statements must not be marked down by the probes waiting behind
     /// them). A frozen or unreachable node answers nothing, so this never hides one.
-    ///
-    /// ```
-    /// use std::time::{Duration, Instant};
-    /// use rwsplit_core::{Node, NodeId, Role, Topology};
-    /// use rwsplit_monitor::TopologyState;
-    /// let topology = Topology::builder()
-    ///     .node(Node::builder(NodeId::new(0), Role::Primary).build())
-    ///     .build()?;
-    /// let state = TopologyState::new(topology, Default::default());
-    /// let probe_sent = Instant::now();
-    /// assert!(!state.served_since(NodeId::new(0), probe_sent));
-    /// state.record_success(NodeId::new(0), probe_sent + Duration::from_millis(300));
-    /// assert!(state.served_since(NodeId::new(0), probe_sent));
-    /// assert!(!state.served_since(NodeId::new(0), probe_sent + Duration::from_secs(1)));
-    /// # Ok::<_, rwsplit_core::Error>(())
-    /// ```
-    pub fn served_since(&self, node: NodeId, at: Instant) -> bool {
+    pub(crate) fn served_since(&self, node: NodeId, at: Instant) -> bool {
         let Some(n) = self.probed(node) else { return false };
         let served = n.served.load(Ordering::Relaxed);
         served != 0 && served >= self.mark(at)
@@ -813,7 +798,7 @@ impl TopologyState {
     /// [`observe_position`](Self::observe_position) of a sample whose query was sent at
     /// `sent` and answered at `now`: [`sampled_since`](Self::sampled_since) learns that the
     /// snapshot holds a position taken no earlier than `sent`.
-    pub fn observe_position_sent(
+    pub(crate) fn observe_position_sent(
         &self,
         node: NodeId,
         position: ReplayPosition,
@@ -1019,7 +1004,7 @@ impl TopologyState {
 
     /// Whether a sample of `node` is wanted at `now` ([`want_sample`](Self::want_sample)) that
     /// it has not had yet.
-    pub fn sample_wanted(&self, node: NodeId, now: Instant) -> bool {
+    pub(crate) fn sample_wanted(&self, node: NodeId, now: Instant) -> bool {
         self.probed(node).is_some_and(|n| {
             n.sample_until.load(Ordering::Acquire) > self.mark(now)
                 // As `sampled_since`: a sample sent at or after the instant asked has it.
@@ -1032,7 +1017,7 @@ impl TopologyState {
     /// ([`want_sample`](Self::want_sample)) and none was sent after the instant asked, or a
     /// write position is ([`want_replayed`](Self::want_replayed)) and `node` is a replica not
     /// yet seen at or past it.
-    pub fn feed_wanted(&self, node: NodeId, now: Instant) -> bool {
+    pub(crate) fn feed_wanted(&self, node: NodeId, now: Instant) -> bool {
         if self.positions_wanted_at(now) {
             return true;
         }
@@ -1057,25 +1042,9 @@ impl TopologyState {
     /// Marks the cluster used at `now`: the adapter routed a statement or began a transaction.
     /// Probes run at the [interval](crate::MonitorConfig::probe_interval) while the cluster is used
     /// and slow to the [idle interval](crate::MonitorConfig::idle_probe_interval) once it has not
-    /// been for that long; the first use after a pause wakes the probe loops (see
-    /// [`resumed`](Self::resumed)), which probe at once if their usual turn has passed. One
+    /// been for that long; the first use after a pause wakes the probe loops, which probe at
+    /// once if their usual turn has passed. One
     /// atomic load while uses come less than 50 ms apart.
-    ///
-    /// ```
-    /// use std::time::{Duration, Instant};
-    /// use rwsplit_core::{Node, NodeId, Role, Topology};
-    /// use rwsplit_monitor::TopologyState;
-    ///
-    /// let topology = Topology::builder()
-    ///     .node(Node::builder(NodeId::new(0), Role::Primary).build())
-    ///     .build()
-    ///     .unwrap();
-    /// let state = TopologyState::new(topology, Default::default());
-    /// let later = Instant::now() + Duration::from_secs(10);
-    /// assert!(!state.used_within(later, Duration::from_secs(2)));
-    /// state.used(later);
-    /// assert!(state.used_within(later + Duration::from_secs(1), Duration::from_secs(2)));
-    /// ```
     pub fn used(&self, now: Instant) {
         let mark = self.mark(now);
         let grain = u64::try_from(USE_GRAIN.as_nanos()).unwrap_or(u64::MAX);
@@ -1089,7 +1058,7 @@ impl TopologyState {
 
     /// Whether the cluster was [used](Self::used) within `within` before `now` (its creation
     /// counts as a use).
-    pub fn used_within(&self, now: Instant, within: Duration) -> bool {
+    pub(crate) fn used_within(&self, now: Instant, within: Duration) -> bool {
         let since = self.mark(now).saturating_sub(self.last_use.load(Ordering::Acquire));
         u128::from(since) <= within.as_nanos()
     }
@@ -1097,7 +1066,7 @@ impl TopologyState {
     /// A future that completes at the next use that comes after a pause of at least 50 ms
     /// (see [`used`](Self::used)); like [`wanted`](Self::wanted), make it, check
     /// [`used_within`](Self::used_within), then await it.
-    pub fn resumed(&self) -> tokio::sync::futures::Notified<'_> {
+    pub(crate) fn resumed(&self) -> tokio::sync::futures::Notified<'_> {
         self.resuming.notified()
     }
 
@@ -1110,7 +1079,7 @@ impl TopologyState {
     /// [`want_positions`](Self::want_positions)); like [`changed`](Self::changed), it counts
     /// from when it is made: make it, check [`positions_wanted_at`](Self::positions_wanted_at),
     /// then await it.
-    pub fn wanted(&self) -> tokio::sync::futures::Notified<'_> {
+    pub(crate) fn wanted(&self) -> tokio::sync::futures::Notified<'_> {
         self.wanting.notified()
     }
 

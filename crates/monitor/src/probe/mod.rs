@@ -175,7 +175,7 @@ pub enum ProbeError {
         source: Box<dyn std::error::Error + Send + Sync>,
     },
     /// The probe timed out, but the node answered the application's statements meanwhile
-    /// ([`TopologyState::served_since`](crate::TopologyState::served_since)): alive and slow
+    /// (as [`TopologyState::record_success`](crate::TopologyState::record_success) noted): alive and slow
     /// (saturated), not failed. Counted like [`Busy`](ProbeError::Busy): no failure.
     #[error("probe timed out after {after:?} while the node answered statements (busy, not down)")]
     Outpaced {

@@ -760,3 +760,25 @@ fn a_read_is_bounded_by_the_first_sample_sent_after_it_ended() {
     // An id of no node bounds nothing.
     assert!(!s.sampled_since(NodeId::new(5), t));
 }
+
+/// A statement's answer after a probe was sent shows the node served since then, give or take
+/// the 10 ms grain; none before, and none after a later instant.
+#[test]
+fn served_since_a_probe_was_sent() {
+    let s = state(1, HealthPolicy::default());
+    let probe_sent = Instant::now();
+    assert!(!s.served_since(NodeId::new(0), probe_sent));
+    s.record_success(NodeId::new(0), probe_sent + MS(300));
+    assert!(s.served_since(NodeId::new(0), probe_sent));
+    assert!(!s.served_since(NodeId::new(0), probe_sent + Duration::from_secs(1)));
+}
+
+/// A use is seen by `used_within` for as long as the window lasts.
+#[test]
+fn a_use_counts_within_its_window() {
+    let s = state(1, HealthPolicy::default());
+    let later = Instant::now() + Duration::from_secs(10);
+    assert!(!s.used_within(later, Duration::from_secs(2)));
+    s.used(later);
+    assert!(s.used_within(later + Duration::from_secs(1), Duration::from_secs(2)));
+}
