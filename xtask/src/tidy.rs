@@ -293,6 +293,16 @@ fn connection_modules_are_layered() {
         "support_returning",
     ];
     let dir = crate::project_root().join("crates/sea-orm/src/connection");
+    // The order `connection/mod.rs` documents (its numbered list: "N. `module` — …") is this one.
+    let listed: Vec<String> = std::fs::read_to_string(dir.join("mod.rs"))
+        .expect("connection/mod.rs readable")
+        .lines()
+        .filter_map(|l| l.strip_prefix("//! "))
+        .filter_map(|l| l.split_once(". `"))
+        .filter(|(n, _)| n.chars().all(|c| c.is_ascii_digit()))
+        .filter_map(|(_, rest)| rest.split('`').next().map(str::to_owned))
+        .collect();
+    assert_eq!(listed, ORDER, "connection/mod.rs's list of its modules and tidy's ORDER differ");
     let code_of = |name: &str| {
         let text = std::fs::read_to_string(dir.join(format!("{name}.rs")))
             .unwrap_or_else(|e| panic!("connection/{name}.rs: {e}"));

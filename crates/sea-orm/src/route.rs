@@ -225,7 +225,7 @@ impl Routing {
         Snap { topology: self.state.snapshot_arc() }
     }
 
-    /// [`plan`](Self::plan) from `snap`: every decision of one plan reads one snapshot.
+    /// [`plan`](Self::plan) from `snap`: the router's decisions read that one snapshot.
     pub(crate) fn plan_in(&self, snap: Snap, ctx: &RouteContext<'_>) -> Result<Plan, DbErr> {
         let Snap { topology: topo } = snap;
         match self.router.route(&topo, ctx) {

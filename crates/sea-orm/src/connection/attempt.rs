@@ -671,8 +671,10 @@ impl Inner {
                     span.record("rwsplit.route.reason", plan.reason().as_str());
                 }
             }
-            // The primary of the plan's snapshot: one plan acts on one topology. (The attempts
-            // still watch the live one for a node going down or being replaced.)
+            // The primary of the plan's snapshot: the candidates are the plan's. The live
+            // topology is read too: by each attempt's watch (its node going down or replaced),
+            // before sending on a primary marked down, to tell a deposed primary after an
+            // unsent attempt, by `check_writable`, and by `after_lost`.
             let primary = plan.snapshot_primary().unwrap_or(NodeId::new(0));
             // The clock is read when the plan is made and once after each attempt: the first
             // attempt starts at the plan's reading (after a catch-up wait, a fresh one).

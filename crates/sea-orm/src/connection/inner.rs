@@ -1,7 +1,9 @@
 //! The connection's data: [`RoutedConnection`] and what it holds — one [`Node`] per server,
 //! the routing policy, the read-your-writes scopes, counters — and the small per-call types
-//! ([`Ctx`], [`Scope`]). No behaviour beyond accessors: every module of the connection builds
-//! on this one.
+//! ([`Ctx`], [`Scope`]). Besides accessors it holds the node registry's behaviour: [`Nodes`],
+//! a lock-free registry of generational slots (a lookup compares the generation), and the
+//! drain of a removed node, whose pools close once its last [`NodeRef`] is dropped. Every
+//! module of the connection builds on this one.
 
 use std::fmt;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};

@@ -7,12 +7,14 @@
 //!    [`Ctx`] and [`Scope`];
 //! 2. `scopes` — read-your-writes scopes: recording a write's position, pending positions;
 //! 3. `plan` — where a statement or transaction goes (classification, consistency, the router);
-//! 4. `attempt` — the one attempt loop: candidates in order, retries, deadlines, health
-//!    reports, for every statement, stream and `BEGIN`;
-//! 5. `statements` — `execute`, `query_one`, `query_all`, `stream`: plan, then attempt;
-//! 6. `transactions` — `begin` and the closure forms, and what a commit records;
-//! 7. `traits` — SeaORM's traits for every routed handle, and the ways out to the primary;
-//! 8. this module — building the connection, its public methods, starting the monitor.
+//! 4. `record` — one attempt's outcome, reported once: to the monitor, the node's counters,
+//!    the balancer, the metrics and the scope;
+//! 5. `attempt` — the one attempt loop: candidates in order, retries, deadlines, for every
+//!    statement, stream and `BEGIN`;
+//! 6. `statements` — `execute`, `query_one`, `query_all`, `stream`: plan, then attempt;
+//! 7. `transactions` — `begin` and the closure forms, and what a commit records;
+//! 8. `traits` — SeaORM's traits for every routed handle, and the ways out to the primary;
+//! 9. `mod` (this module) — building the connection, its public methods, starting the monitor.
 
 mod attempt;
 mod inner;
@@ -197,8 +199,10 @@ impl RoutedConnection {
     /// It applies to every clone of this connection (they share their nodes), and replaces a
     /// callback set before. A SeaORM callback set on a `DatabaseConnection` given to
     /// [`from_connections`](Self::from_connections) still sees that pool's statements until
-    /// this is called, and the adapter's own after. Setting one costs every statement two
-    /// clock readings and, for writes, a clone of the statement; none is paid until then.
+    /// this is called, and the adapter's own after. Setting one costs every statement a clock
+    /// reading when it starts and one when it ends (a write sent in two steps reads it once
+    /// more, when its connection is taken) and, for writes, a clone of the statement; none is
+    /// paid until then.
     ///
     /// ```no_run
     /// # async fn demo(mut db: rwsplit_sea_orm::RoutedConnection) {

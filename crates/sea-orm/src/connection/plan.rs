@@ -85,8 +85,9 @@ impl Inner {
 
     /// Where a statement goes, given its classification (see [`classify`](Self::classify)):
     /// the explicit scope, the consistency level with the caller's read-your-writes token, and
-    /// the router.
-    /// Pure: no I/O; a step it needs first comes back as [`Planned::Io`].
+    /// the router. No I/O: a step it needs first comes back as [`Planned::Io`]. Not pure: it
+    /// reads the clock, the task's scope and the monitor's live samples, counts its decisions,
+    /// and tells the monitor which positions its read wants.
     pub(super) fn plan(
         &self,
         sql: &str,
@@ -347,7 +348,7 @@ impl Inner {
 
     /// Where a transaction with this configuration begins: a read-only one (not SERIALIZABLE on
     /// PostgreSQL) may use a replica that has the caller's writes, everything else uses the
-    /// primary. Pure, like [`plan`](Self::plan).
+    /// primary. No I/O, like [`plan`](Self::plan).
     pub(super) fn plan_transaction(
         &self,
         isolation: Option<IsolationLevel>,
