@@ -981,7 +981,6 @@ const ALLOWED_CIRCLES: &[(&str, &[&str], &str)] = &[
             "redact",
             "replica",
             "route",
-            "routing_error",
             "sending",
             "shared",
             "stats",

@@ -94,7 +94,7 @@ pub enum OnReplicaRefusal {
 pub(crate) fn classify(err: &DbErr, on_replica: bool) -> Failure {
     // The adapter's own error (a position wait's, a step given up): as the adapter judged it.
     if let Some(e) = routing_error::routing_error(err) {
-        return e.failure();
+        return of_routing_error(e);
     }
     match err {
         DbErr::ConnectionAcquire(sea_orm::ConnAcquireErr::Timeout) => Failure::Backpressure,
@@ -105,6 +105,31 @@ pub(crate) fn classify(err: &DbErr, on_replica: bool) -> Failure {
         | DbErr::Query(sea_orm::RuntimeErr::SqlxError(e)) => sqlx_failure(e, on_replica),
         DbErr::Conn(_) => Failure::Connection,
         _ => Failure::Other,
+    }
+}
+
+/// The failure class the attempt loop gives the adapter's own error `e`, should it see it
+/// again: how the adapter itself judged it.
+fn of_routing_error(e: &RoutingError) -> Failure {
+    match e {
+        RoutingError::WriteNotSent { reason: NotSentReason::NoConnection, .. }
+        | RoutingError::WriteOutcomeUnknown { reason: UnknownReason::ConnectionBroke, .. }
+        | RoutingError::NodeDown { reason: DownReason::Unreachable, .. } => Failure::Connection,
+        RoutingError::Backpressure { .. } => Failure::Backpressure,
+        RoutingError::RecoveryConflict { .. } => Failure::ReplicaRefused,
+        RoutingError::ReplicaRefused { .. } => Failure::ReadOnly,
+        RoutingError::WriteNotSent { .. }
+        | RoutingError::WriteOutcomeUnknown { .. }
+        | RoutingError::NodeDown { .. }
+        | RoutingError::TimedOut { .. }
+        | RoutingError::NoPrimary
+        | RoutingError::SplitBrain { .. }
+        | RoutingError::Unroutable { .. }
+        | RoutingError::NoNodeLeft
+        | RoutingError::NodeRemoved { .. } => Failure::GivenUp,
+        RoutingError::PositionUnreadable { .. }
+        | RoutingError::PositionUnsupported { .. }
+        | RoutingError::Internal { .. } => Failure::Other,
     }
 }
 

@@ -33,8 +33,6 @@ use sea_orm::{
     ConnectOptions, ConnectionTrait, Database, DatabaseConnection, QueryResult, Statement,
 };
 
-use crate::connection::Nodes;
-
 /// One connection of the monitor's, as a probe connection.
 pub(crate) struct NodeProbe {
     conn: ProbeLink,
@@ -297,17 +295,28 @@ pub(crate) struct NodeConnector {
     settings: ProbeSettings,
 }
 
+/// What a live [`NodeConnector`] needs of the adapter's node registry: a node's
+/// [`ProbeFrom`], looked up by id when the monitor connects to it.
+pub(crate) trait ProbeSources: Send + Sync + 'static {
+    /// How many nodes the registry holds.
+    fn count(&self) -> usize;
+
+    /// How the monitor opens node `id`'s connections; `None` for an id of no node, or a node
+    /// the adapter does not probe.
+    fn probe_from(&self, id: NodeId) -> Option<ProbeFrom>;
+}
+
 /// Where a [`NodeConnector`] finds each node's [`ProbeFrom`].
 enum Sources {
     /// The connection's own registry: nodes a topology source adds are found there.
-    Live(Arc<Nodes>),
+    Live(Arc<dyn ProbeSources>),
     /// A copy, by id: a monitor several connections share must not hold one connection's
     /// pools open after it is dropped.
     Fixed(Vec<(NodeId, ProbeFrom)>),
 }
 
 impl NodeConnector {
-    pub(crate) fn new(nodes: Arc<Nodes>, settings: ProbeSettings) -> NodeConnector {
+    pub(crate) fn new(nodes: Arc<dyn ProbeSources>, settings: ProbeSettings) -> NodeConnector {
         NodeConnector { sources: Sources::Live(nodes), settings }
     }
 
@@ -341,7 +350,7 @@ impl Connector for NodeConnector {
         // A clone of the options: the node is not held while connecting (its drain waits for
         // the last holder).
         let from = match &self.sources {
-            Sources::Live(nodes) => nodes.get(node).and_then(|n| n.probe.clone()),
+            Sources::Live(nodes) => nodes.probe_from(node),
             Sources::Fixed(nodes) => nodes.iter().find(|(i, _)| *i == node).map(|(_, p)| p.clone()),
         };
         let timeout = self.settings.timeout;
@@ -536,7 +545,7 @@ fn encode(s: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::connection::Node;
+    use crate::connection::{Node, Nodes};
 
     #[test]
     fn admin_credentials_replace_the_users_and_are_encoded() {

@@ -9,8 +9,6 @@ use std::time::Duration;
 use rwsplit_core::{Access, RouteError};
 use sea_orm::{DbBackend, DbErr, RuntimeErr};
 
-use crate::failure::Failure;
-
 /// Why a statement failed in the adapter rather than in the database: no node could take it,
 /// the node failed under it, it was given up, or it was refused in a way that says the
 /// adapter routed it wrongly.
@@ -422,33 +420,6 @@ impl RoutingError {
             | RoutingError::ReplicaRefused { node, .. }
             | RoutingError::NodeRemoved { node } => Some(node),
             _ => None,
-        }
-    }
-
-    /// The failure class the attempt loop gives it, should it see it again: how the adapter
-    /// itself judged it.
-    pub(crate) fn failure(&self) -> Failure {
-        match self {
-            RoutingError::WriteNotSent { reason: NotSentReason::NoConnection, .. }
-            | RoutingError::WriteOutcomeUnknown {
-                reason: UnknownReason::ConnectionBroke, ..
-            }
-            | RoutingError::NodeDown { reason: DownReason::Unreachable, .. } => Failure::Connection,
-            RoutingError::Backpressure { .. } => Failure::Backpressure,
-            RoutingError::RecoveryConflict { .. } => Failure::ReplicaRefused,
-            RoutingError::ReplicaRefused { .. } => Failure::ReadOnly,
-            RoutingError::WriteNotSent { .. }
-            | RoutingError::WriteOutcomeUnknown { .. }
-            | RoutingError::NodeDown { .. }
-            | RoutingError::TimedOut { .. }
-            | RoutingError::NoPrimary
-            | RoutingError::SplitBrain { .. }
-            | RoutingError::Unroutable { .. }
-            | RoutingError::NoNodeLeft
-            | RoutingError::NodeRemoved { .. } => Failure::GivenUp,
-            RoutingError::PositionUnreadable { .. }
-            | RoutingError::PositionUnsupported { .. }
-            | RoutingError::Internal { .. } => Failure::Other,
         }
     }
 

@@ -353,6 +353,16 @@ const KEPT_CHUNK: usize = 64;
 /// first one kept is lent again (with a warning).
 pub(crate) const KEPT_MAX: usize = KEPT_CHUNK * 64;
 
+impl crate::probe::ProbeSources for Nodes {
+    fn count(&self) -> usize {
+        Nodes::count(self)
+    }
+
+    fn probe_from(&self, id: NodeId) -> Option<crate::probe::ProbeFrom> {
+        self.get(id).and_then(|n| n.probe.clone())
+    }
+}
+
 impl Nodes {
     /// Slots holding `primary` at id 0 and `replicas` at ids 1.. in order (generation 0: the
     /// first nodes at their indices). The primary is kept in the arena at once: it is what is

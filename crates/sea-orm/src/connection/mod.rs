@@ -319,7 +319,8 @@ fn acquire_monitor(
     let connector = if key.is_some() {
         NodeConnector::fixed(sources.into_iter().map(|(id, p, _)| (id, p)).collect(), probing)
     } else {
-        NodeConnector::new(Arc::clone(nodes), probing)
+        let nodes: Arc<Nodes> = Arc::clone(nodes);
+        NodeConnector::new(nodes, probing)
     };
     let (config, failover) = (policy.monitor, policy.failover.clone());
     Some(crate::shared::acquire(

@@ -13,6 +13,7 @@ use rwsplit_core::{
 use sea_orm::{DatabaseConnection, DbBackend, MockDatabase, Value};
 
 use super::*;
+use crate::failure::Failure;
 use crate::route::Routing;
 
 fn cause() -> DbErr {
