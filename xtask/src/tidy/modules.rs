@@ -313,7 +313,10 @@ impl Crate {
     /// A crate of in-memory files, `(path relative to src/, text)`, the root being `lib.rs`.
     #[cfg(test)]
     pub(super) fn from_files(files: &[(&str, &str)]) -> Crate {
-        let dir = std::env::temp_dir().join(format!("tidy-modules-{}", std::process::id()));
+        // One directory per call: tests run in parallel in one process.
+        static CALLS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+        let call = CALLS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let dir = std::env::temp_dir().join(format!("tidy-modules-{}-{call}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         for (path, text) in files {
             let path = dir.join(path);
@@ -508,6 +511,79 @@ impl Crate {
         }
         edges.retain(|(a, b)| a != b);
         edges
+    }
+
+    /// Every type with inherent `impl` blocks (`impl Type { … }`, not `impl Trait for Type`),
+    /// named `module::Type` by the module that defines it, with the modules its blocks are in.
+    /// An inline module counts as its own; test code is left out.
+    pub(super) fn inherent_impls(&self) -> BTreeMap<String, BTreeSet<String>> {
+        let mut out: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+        for (path, module) in &self.modules {
+            let toks = &module.toks;
+            for (i, t) in toks.iter().enumerate() {
+                if *t != Tok::Ident("impl".into()) {
+                    continue;
+                }
+                // After `impl` and its generics: the self type's path, up to `{`, `for` or
+                // `where`.
+                let mut j = i + 1;
+                if toks.get(j) == Some(&Tok::Punct('<')) {
+                    let mut depth = 0usize;
+                    while j < toks.len() {
+                        match toks[j] {
+                            Tok::Punct('<') => depth += 1,
+                            Tok::Punct('>') => {
+                                depth -= 1;
+                                if depth == 0 {
+                                    j += 1;
+                                    break;
+                                }
+                            }
+                            _ => {}
+                        }
+                        j += 1;
+                    }
+                }
+                let mut segments: Vec<String> = Vec::new();
+                let mut depth = 0usize;
+                let mut trait_impl = false;
+                while let Some(t) = toks.get(j) {
+                    match t {
+                        Tok::Punct('<') => depth += 1,
+                        Tok::Punct('>') => depth = depth.saturating_sub(1),
+                        Tok::Punct('{' | ';') => break,
+                        Tok::Ident(w) if depth == 0 && (w == "for" || w == "where") => {
+                            trait_impl = w == "for";
+                            break;
+                        }
+                        Tok::Ident(w) if depth == 0 => segments.push(w.clone()),
+                        _ => {}
+                    }
+                    j += 1;
+                }
+                let Some(name) = segments.last().cloned() else { continue };
+                if trait_impl {
+                    continue;
+                }
+                let home = if segments.len() == 1 && module.items.contains(&name) {
+                    path.clone()
+                } else {
+                    match absolute(path, &module.children, &module.imports, &segments) {
+                        Some(abs) => self.target(&abs, 0),
+                        None if segments.len() == 1 => path.clone(),
+                        None => continue,
+                    }
+                };
+                let mut key = home.clone();
+                key.push(name);
+                out.entry(key.join("::")).or_default().insert(if path.is_empty() {
+                    "crate".to_owned()
+                } else {
+                    path.join("::")
+                });
+            }
+        }
+        out
     }
 
     /// The import circles: at each module, the strongly connected components (of two or more)
