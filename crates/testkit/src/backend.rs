@@ -6,9 +6,29 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
 use crate::error::{Error, Result};
-use crate::node::{Node, ProcessState};
-use crate::product::Addr;
-use crate::vocab::{BackendKind, DbKind};
+use crate::vocab::{Addr, BackendKind, DbKind};
+
+/// What a node's server process is doing, as far as the operating system says.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum ProcessState {
+    /// Running.
+    Running,
+    /// Frozen ([`Node::hang`](crate::Node::hang): SIGSTOP natively, a paused container on containers).
+    Hung,
+    /// Not running (never started, crashed or stopped).
+    Stopped,
+}
+
+impl std::fmt::Display for ProcessState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            ProcessState::Running => "running",
+            ProcessState::Hung => "hung",
+            ProcessState::Stopped => "stopped",
+        })
+    }
+}
 
 /// One node's server process, wherever it runs.
 pub(crate) trait Runtime: std::fmt::Debug + Send + Sync {
@@ -89,12 +109,12 @@ pub(crate) trait Backend: std::fmt::Debug + Send + Sync {
     /// Which backend this is.
     fn kind(&self) -> BackendKind;
 
-    /// Stops every node for good and removes what the backend made for the cluster (processes,
-    /// containers, networks), but not the cluster directory.
-    fn teardown(&self, nodes: &[Node]) -> Result<()> {
+    /// Stops every node (`nodes`: their runtimes) for good and removes what the backend made
+    /// for the cluster (processes, containers, networks), but not the cluster directory.
+    fn teardown(&self, nodes: &[&dyn Runtime]) -> Result<()> {
         let mut first = Ok(());
         for n in nodes {
-            if let Err(e) = n.runtime.destroy()
+            if let Err(e) = n.destroy()
                 && first.is_ok()
             {
                 first = Err(e);

@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crate::backend::{Backend, Created, Plan, Routes};
+use crate::backend::{Backend, Created, Plan, Routes, Runtime};
 use crate::error::{Error, Result};
 use crate::node::Node;
 use crate::product::{self, Product};
@@ -381,7 +381,8 @@ impl Cluster {
     }
 
     fn teardown(&mut self) -> Result<()> {
-        self.backend.teardown(&self.nodes)?;
+        let runtimes: Vec<&dyn Runtime> = self.nodes.iter().map(|n| &*n.runtime).collect();
+        self.backend.teardown(&runtimes)?;
         match fs::remove_dir_all(&self.dir) {
             Ok(()) => Ok(()),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),

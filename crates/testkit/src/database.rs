@@ -54,9 +54,12 @@ impl Drop for TestDatabase {
             rt.block_on(async {
                 let sql = product.drop_database_sql(&name);
                 let run = async {
-                    let mut c =
-                        Conn::open(&*product, port, product.admin_db(), Duration::from_secs(2))
-                            .await?;
+                    let mut c = Conn::open(
+                        product.kind(),
+                        &product.admin_url(port, product.admin_db()),
+                        Duration::from_secs(2),
+                    )
+                    .await?;
                     let r = c.execute(&sql).await;
                     c.close().await;
                     r

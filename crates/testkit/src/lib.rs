@@ -116,10 +116,11 @@ mod sql;
 mod state;
 mod vocab;
 
+pub use backend::ProcessState;
 pub use cluster::{Cluster, ClusterBuilder};
 pub use database::TestDatabase;
 pub use error::{Error, Result};
-pub use node::{Node, NodeStatus, ProcessState};
+pub use node::{Node, NodeStatus};
 pub use patroni::{
     MemberTags, PatroniBuilder, PatroniCluster, PatroniMember, PatroniState, patroni_get,
 };

@@ -4,35 +4,14 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crate::backend::{Net, Routes, Runtime, no_network};
+use crate::backend::{Net, ProcessState, Routes, Runtime, no_network};
 use crate::error::{Error, Result};
 use crate::pgbouncer::{PgBouncer, PoolMode};
-use crate::product::{Addr, Product};
+use crate::product::Product;
 use crate::proxy::DelayProxy;
 use crate::sql::Conn;
+use crate::vocab::Addr;
 use crate::vocab::{CONTROL_TIMEOUT, DbKind, START_TIMEOUT, parse_lsn};
-
-/// What a node's server process is doing, as far as the operating system says.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-#[non_exhaustive]
-pub enum ProcessState {
-    /// Running.
-    Running,
-    /// Frozen ([`Node::hang`]: SIGSTOP natively, a paused container on containers).
-    Hung,
-    /// Not running (never started, crashed or stopped).
-    Stopped,
-}
-
-impl std::fmt::Display for ProcessState {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(match self {
-            ProcessState::Running => "running",
-            ProcessState::Hung => "hung",
-            ProcessState::Stopped => "stopped",
-        })
-    }
-}
 
 /// A node's role and position, as the server reports them.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -228,7 +207,8 @@ impl Node {
     }
 
     async fn conn_timeout(&self, timeout: Duration) -> Result<Conn, sqlx::Error> {
-        Conn::open(&*self.product, self.port, self.product.admin_db(), timeout).await
+        let url = self.product.admin_url(self.port, self.product.admin_db());
+        Conn::open(self.product.kind(), &url, timeout).await
     }
 
     pub(crate) async fn conn(&self) -> Result<Conn> {
@@ -237,7 +217,8 @@ impl Node {
 
     /// Runs `sql` (one or more statements) as the superuser on database `db` of this node.
     pub async fn execute(&self, db: &str, sql: &str) -> Result<()> {
-        let mut c = Conn::open(&*self.product, self.port, db, CONTROL_TIMEOUT)
+        let url = self.product.admin_url(self.port, db);
+        let mut c = Conn::open(self.product.kind(), &url, CONTROL_TIMEOUT)
             .await
             .map_err(|e| self.sql_error(&format!("connect to {db}"), e))?;
         c.execute(sql).await.map_err(|e| self.sql_error(sql, e))?;

@@ -4,7 +4,6 @@ use std::time::Duration;
 
 use sqlx::{Connection, MySqlConnection, PgConnection, Row};
 
-use crate::product::Product;
 use crate::vocab::DbKind;
 
 /// A control connection (superuser on PostgreSQL, root on MariaDB).
@@ -15,18 +14,17 @@ pub(crate) enum Conn {
 }
 
 impl Conn {
-    /// Connects to `db`, failing after `timeout` (a hung server accepts TCP but never answers).
+    /// Connects to `url`, a server of `kind`, failing after `timeout` (a hung server accepts
+    /// TCP but never answers).
     pub(crate) async fn open(
-        product: &dyn Product,
-        port: u16,
-        db: &str,
+        kind: DbKind,
+        url: &str,
         timeout: Duration,
     ) -> Result<Conn, sqlx::Error> {
-        let url = product.admin_url(port, db);
         let connect = async {
-            Ok(match product.kind() {
-                DbKind::Postgres => Conn::Pg(PgConnection::connect(&url).await?),
-                DbKind::MariaDb => Conn::My(MySqlConnection::connect(&url).await?),
+            Ok(match kind {
+                DbKind::Postgres => Conn::Pg(PgConnection::connect(url).await?),
+                DbKind::MariaDb => Conn::My(MySqlConnection::connect(url).await?),
             })
         };
         tokio::time::timeout(timeout, connect).await.unwrap_or(Err(sqlx::Error::PoolTimedOut))

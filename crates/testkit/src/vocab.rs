@@ -306,6 +306,25 @@ pub(crate) fn ensure_reachable(dir: &Path, user: ServerUser, setting: &'static s
     Ok(())
 }
 
+/// Where a server listens, as seen from some place (the host, or another node).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub(crate) struct Addr {
+    pub(crate) host: String,
+    pub(crate) port: u16,
+}
+
+impl Addr {
+    pub(crate) fn new(host: impl Into<String>, port: u16) -> Addr {
+        Addr { host: host.into(), port }
+    }
+}
+
+impl std::fmt::Display for Addr {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}:{}", self.host, self.port)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     #[test]

@@ -38,7 +38,6 @@ use node::ContainerNode;
 
 use crate::backend::{Backend, Created, Plan, Runtime};
 use crate::error::{Error, IoContext, Result};
-use crate::node::Node;
 use crate::state::ClusterState;
 use crate::vocab::{BackendKind, DbKind};
 
@@ -58,10 +57,10 @@ impl Backend for Containers {
         BackendKind::Containers
     }
 
-    fn teardown(&self, nodes: &[Node]) -> Result<()> {
+    fn teardown(&self, nodes: &[&dyn Runtime]) -> Result<()> {
         let mut first = Ok(());
         for n in nodes {
-            if let Err(e) = n.runtime.destroy()
+            if let Err(e) = n.destroy()
                 && first.is_ok()
             {
                 first = Err(e);
@@ -356,7 +355,7 @@ fn lay_out(
     if db == DbKind::Postgres && i > 0 {
         let pg = data.join(sub);
         let meta = std::fs::metadata(&pg).io_context(|| format!("reading {}", pg.display()))?;
-        let upstream = crate::product::Addr::new("n0", primary_port);
+        let upstream = crate::vocab::Addr::new("n0", primary_port);
         let auto = crate::product::postgres::standby_settings(name, &upstream);
         for (file, text) in [("standby.signal", String::new()), ("postgresql.auto.conf", auto)] {
             let path = pg.join(file);

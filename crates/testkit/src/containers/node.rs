@@ -5,10 +5,10 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use super::docker::{REPL_IP_LABEL, RUN_LABEL, docker};
+use crate::backend::ProcessState;
 use crate::backend::{Net, Runtime};
 use crate::error::{Error, Result};
-use crate::node::ProcessState;
-use crate::product::Addr;
+use crate::vocab::Addr;
 
 /// One node's container.
 #[derive(Debug)]

@@ -11,8 +11,8 @@ use nix::sys::signal::Signal;
 
 use crate::backend::{Backend, Created, Plan, Runtime};
 use crate::error::Result;
-use crate::product::Addr;
 use crate::state::ClusterState;
+use crate::vocab::Addr;
 use crate::vocab::{BackendKind, DbKind};
 
 pub(crate) mod mariadb;

@@ -9,10 +9,10 @@ use std::time::{Duration, Instant};
 use nix::sys::signal::Signal;
 
 use super::{Engine, process};
+use crate::backend::ProcessState;
 use crate::backend::Runtime;
 use crate::error::{Error, IoContext, Result};
-use crate::node::ProcessState;
-use crate::product::Addr;
+use crate::vocab::Addr;
 
 #[derive(Debug, Default)]
 struct Proc {

@@ -7,8 +7,8 @@ use std::process::Command;
 
 use super::process::{self, RunAs};
 use crate::error::{Error, IoContext, Result};
-use crate::product::Addr;
 use crate::product::postgres::standby_settings;
+use crate::vocab::Addr;
 
 /// Bumped whenever the template's configuration changes, so stale templates are not reused.
 const TEMPLATE_VERSION: u32 = 2;

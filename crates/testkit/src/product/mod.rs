@@ -15,32 +15,13 @@ use std::time::Duration;
 
 use crate::error::Result;
 use crate::node::Node;
-use crate::vocab::DbKind;
+use crate::vocab::{Addr, DbKind};
 
 pub(crate) mod mariadb;
 pub(crate) mod postgres;
 
 /// A boxed future, so that [`Product`] can be used as a trait object.
 pub(crate) type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
-
-/// Where a server listens, as seen from some place (the host, or another node).
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
-pub(crate) struct Addr {
-    pub(crate) host: String,
-    pub(crate) port: u16,
-}
-
-impl Addr {
-    pub(crate) fn new(host: impl Into<String>, port: u16) -> Addr {
-        Addr { host: host.into(), port }
-    }
-}
-
-impl std::fmt::Display for Addr {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{}:{}", self.host, self.port)
-    }
-}
 
 /// One database server product.
 pub(crate) trait Product: std::fmt::Debug + Send + Sync {

@@ -259,7 +259,8 @@ async fn confirm_apply_delay(node: &Node, delay: Duration, was_off: bool) -> Res
         me.close().await;
         return Ok(());
     };
-    let mut up = Conn::open(node.product(), port, "postgres", CONTROL_TIMEOUT)
+    let url = node.product().admin_url(port, "postgres");
+    let mut up = Conn::open(node.product().kind(), &url, CONTROL_TIMEOUT)
         .await
         .map_err(|e| node.sql_error(&format!("connect to its upstream on port {port}"), e))?;
     let result = loop {
