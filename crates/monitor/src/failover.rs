@@ -291,7 +291,7 @@ async fn promote<P: Product, S: Cluster>(
     shared: &S,
     old: NodeId,
 ) -> Result<Option<NodeId>, FailoverError> {
-    let timeout = shared.config().timeout_value();
+    let timeout = shared.config().probe_timeout_value();
     let topo = shared.state().snapshot();
     let name = |i: NodeId| topo.node(i).map(|n| n.name().to_owned()).unwrap_or_default();
     // 1. Still gone, seen on a fresh connection of our own?
@@ -361,7 +361,7 @@ async fn promote<P: Product, S: Cluster>(
         // while to stop its IO thread); a failed attempt is retried after a probe interval. A
         // replica whose latest probe failed is tried too: it may only have been slow.
         let bound = timeout.saturating_mul(5).max(REPOINT_MIN_BOUND);
-        let pause = shared.config().interval_value().min(REPOINT_MIN_BOUND);
+        let pause = shared.config().probe_interval_value().min(REPOINT_MIN_BOUND);
         for i in shared.state().ids() {
             if i == old || i == new || shared.state().is_fenced(i) {
                 continue;

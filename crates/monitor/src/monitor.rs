@@ -573,7 +573,7 @@ async fn node_loop<P: Product, K: Connector>(shared: Arc<Shared<K>>, node: NodeI
             state: &shared.state,
             busy: saturating_after(now, config.pause(round)),
             idle: saturating_after(now, config.idle_pause(round)),
-            idle_after: config.idle_interval_value(),
+            idle_after: config.idle_probe_interval_value(),
         };
         round = round.wrapping_add(1);
         let mut fed = FeedEnd::Schedule;

@@ -59,8 +59,8 @@ impl Patience {
     /// How long a probe of the node is waited for now: [`STRETCH`] times its slowest recent
     /// answer, at least the configured timeout, at most the configured maximum.
     pub(crate) fn timeout(&self, config: &MonitorConfig, now: Instant) -> Duration {
-        let base = config.timeout_value();
-        let max = config.max_timeout_value();
+        let base = config.probe_timeout_value();
+        let max = config.max_probe_timeout_value();
         self.slowest_at(now).saturating_mul(STRETCH).clamp(base, max.max(base))
     }
 }

@@ -1130,7 +1130,7 @@ const STAMP_SLACK_MS: u64 = 500;
 impl Attributed {
     fn of(failures: &[Failed], observed: &[Observed], from: u64, to: u64) -> Attributed {
         let mut a = Attributed::default();
-        let timeout = rwsplit_sea_orm::advanced::MonitorConfig::default().timeout_value();
+        let timeout = rwsplit_sea_orm::advanced::MonitorConfig::default().probe_timeout_value();
         let timeout = u64::try_from(timeout.as_millis()).unwrap_or(u64::MAX);
         for f in failures {
             let in_window = u64::from(f.in_window);

@@ -416,7 +416,8 @@ impl RoutedConnectionBuilder {
         // monitor's connects may take longer than one probe (see `connect_timeout_value`), a
         // node's first one longer still (`first_connect_timeout_value`); the monitor bounds each.
         let probe_timeout = crate::deadline::cap(self.policy.monitor.first_connect_timeout_value());
-        let start = crate::deadline::cap(self.policy.monitor.timeout_value().saturating_mul(3));
+        let start =
+            crate::deadline::cap(self.policy.monitor.probe_timeout_value().saturating_mul(3));
         let probing = ProbeSettings {
             admin: self.policy.failover.as_ref().and_then(|f| {
                 f.admin_credentials_value().map(|(u, p)| (u.to_owned(), p.to_owned()))
@@ -926,7 +927,7 @@ mod tests {
             .probe_interval(Duration::from_secs(2))
             .monitor(rwsplit_monitor::MonitorConfig::default())
             .resolve();
-        assert_eq!(b.policy.monitor.interval_value(), Duration::from_secs(2));
+        assert_eq!(b.policy.monitor.probe_interval_value(), Duration::from_secs(2));
         assert!(format!("{:?}", b.router).contains("read_only_transactions_on_replicas: false"));
         let b = RoutedConnection::builder()
             .replica("postgres://r1/app")

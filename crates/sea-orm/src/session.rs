@@ -327,7 +327,8 @@ async fn resolve(
 ) -> Result<Option<SessionToken>, DbErr> {
     // A write's position read is under way: wait for it (a few round trips at most); if it
     // takes longer than the monitor's probe timeout, read a fresh position instead.
-    let slot: Slot = db.inner.settled_slot(scope, db.inner.policy.monitor.timeout_value()).await;
+    let slot: Slot =
+        db.inner.settled_slot(scope, db.inner.policy.monitor.probe_timeout_value()).await;
     let seen = slot.seen;
     let token = written(db, scope, slot).await?;
     let kind = db.inner.product.token_kind();

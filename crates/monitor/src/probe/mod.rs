@@ -368,7 +368,7 @@ impl MonitorConfig {
 
     /// The most a probe is waited for (see [`max_probe_timeout`](Self::max_probe_timeout)):
     /// never below the timeout.
-    pub fn max_timeout_value(&self) -> Duration {
+    pub fn max_probe_timeout_value(&self) -> Duration {
         self.max_timeout.unwrap_or_else(|| self.timeout.saturating_mul(10)).max(self.timeout)
     }
 
@@ -449,23 +449,47 @@ impl MonitorConfig {
 
     /// Time between probe rounds while idle (see [`idle_probe_interval`](Self::idle_probe_interval)):
     /// never below the interval.
-    pub fn idle_interval_value(&self) -> Duration {
+    pub fn idle_probe_interval_value(&self) -> Duration {
         self.idle_interval.unwrap_or_else(|| self.interval.saturating_mul(4)).max(self.interval)
     }
 
     /// Time between probe rounds.
-    pub fn interval_value(&self) -> Duration {
+    pub fn probe_interval_value(&self) -> Duration {
         self.interval
     }
 
     /// The deadline for one probe.
-    pub fn timeout_value(&self) -> Duration {
+    pub fn probe_timeout_value(&self) -> Duration {
         self.timeout
+    }
+
+    /// The old name of [`probe_interval_value`](Self::probe_interval_value).
+    #[deprecated(note = "renamed probe_interval_value, as the setter probe_interval")]
+    pub fn interval_value(&self) -> Duration {
+        self.probe_interval_value()
+    }
+
+    /// The old name of [`probe_timeout_value`](Self::probe_timeout_value).
+    #[deprecated(note = "renamed probe_timeout_value, as the setter probe_timeout")]
+    pub fn timeout_value(&self) -> Duration {
+        self.probe_timeout_value()
+    }
+
+    /// The old name of [`max_probe_timeout_value`](Self::max_probe_timeout_value).
+    #[deprecated(note = "renamed max_probe_timeout_value, as the setter max_probe_timeout")]
+    pub fn max_timeout_value(&self) -> Duration {
+        self.max_probe_timeout_value()
+    }
+
+    /// The old name of [`idle_probe_interval_value`](Self::idle_probe_interval_value).
+    #[deprecated(note = "renamed idle_probe_interval_value, as the setter idle_probe_interval")]
+    pub fn idle_interval_value(&self) -> Duration {
+        self.idle_probe_interval_value()
     }
 
     /// How long a connection the monitor opens for its probes may take in all, and how long
     /// a probe's query is left running for the next probe: the
-    /// [maximum probe timeout](Self::max_timeout_value), at least three probe timeouts (10 s at
+    /// [maximum probe timeout](Self::max_probe_timeout_value), at least three probe timeouts (10 s at
     /// the defaults). A probe waits for it only up to its own timeout (and fails then, as
     /// before), but for a node's first probe, which has nothing to go on yet and waits this
     /// long; the connect goes on for the next probe, so a server slow to accept (a fleet
@@ -473,7 +497,7 @@ impl MonitorConfig {
     /// one every round (see [`Monitor`](crate::Monitor)). A node's first connection may go on
     /// longer: [`first_connect_timeout_value`](Self::first_connect_timeout_value).
     pub fn connect_timeout_value(&self) -> Duration {
-        self.timeout.saturating_mul(CONNECT_PATIENCE).max(self.max_timeout_value())
+        self.timeout.saturating_mul(CONNECT_PATIENCE).max(self.max_probe_timeout_value())
     }
 
     /// How long a node's first connection may take in all: twice the
@@ -500,7 +524,7 @@ impl MonitorConfig {
     /// [`pause`](Self::pause) while idle: the [idle interval](Self::idle_probe_interval) plus the
     /// same share of the jitter.
     pub fn idle_pause(&self, round: u64) -> Duration {
-        self.jittered(self.idle_interval_value(), round)
+        self.jittered(self.idle_probe_interval_value(), round)
     }
 
     fn jittered(&self, interval: Duration, round: u64) -> Duration {

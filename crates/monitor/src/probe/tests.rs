@@ -373,8 +373,8 @@ fn the_old_setter_names_still_set_the_same() {
         .probe_jitter(d(5))
         .idle_probe_interval(d(900));
     assert_eq!(old, new);
-    assert_eq!(new.interval_value(), d(100));
-    assert_eq!(new.timeout_value(), d(200));
-    assert_eq!(new.max_timeout_value(), d(3000));
-    assert_eq!(new.idle_interval_value(), d(900));
+    assert_eq!(new.probe_interval_value(), d(100));
+    assert_eq!(new.probe_timeout_value(), d(200));
+    assert_eq!(new.max_probe_timeout_value(), d(3000));
+    assert_eq!(new.idle_probe_interval_value(), d(900));
 }

@@ -263,9 +263,9 @@ fn a_full_config_reaches_the_builder() {
     assert_eq!(b.policy.wait_for_replica, Some(Duration::from_millis(20)));
     assert_eq!(b.policy.timeouts.replica_read, Some(Duration::from_secs(3)));
     assert!(matches!(b.policy.consistency, Consistency::BoundedStaleness(_)));
-    assert_eq!(b.policy.monitor.timeout_value(), Duration::from_secs(2));
-    assert_eq!(b.policy.monitor.idle_interval_value(), Duration::from_secs(4));
-    assert_eq!(b.policy.monitor.max_timeout_value(), Duration::from_secs(7));
+    assert_eq!(b.policy.monitor.probe_timeout_value(), Duration::from_secs(2));
+    assert_eq!(b.policy.monitor.idle_probe_interval_value(), Duration::from_secs(4));
+    assert_eq!(b.policy.monitor.max_probe_timeout_value(), Duration::from_secs(7));
 }
 
 /// The pool of each node: node over top level, field by field, onto SeaORM's options.

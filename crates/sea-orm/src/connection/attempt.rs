@@ -463,7 +463,8 @@ impl Inner {
         mut planner: impl FnMut(Done) -> Result<Planned, DbErr>,
     ) -> Result<Plan, DbErr> {
         let m = &self.policy.monitor;
-        let verdict = m.interval_value().saturating_add(m.timeout_value()).saturating_mul(3);
+        let verdict =
+            m.probe_interval_value().saturating_add(m.probe_timeout_value()).saturating_mul(3);
         let mut until = tokio::time::Instant::now() + crate::deadline::cap(verdict);
         if let Some(d) = crate::deadline::current() {
             until = until.min(tokio::time::Instant::from_std(d));
@@ -582,7 +583,8 @@ impl Inner {
     async fn after_lost(&self, old: NodeId, access: Access) -> Option<Plan> {
         let lost = Instant::now();
         let m = &self.policy.monitor;
-        let verdict = m.interval_value().saturating_add(m.timeout_value()).saturating_mul(3);
+        let verdict =
+            m.probe_interval_value().saturating_add(m.probe_timeout_value()).saturating_mul(3);
         let mut until =
             tokio::time::Instant::from_std(crate::deadline::saturating_after(lost, verdict));
         if let Some(d) = crate::deadline::current() {

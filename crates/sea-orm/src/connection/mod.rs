@@ -89,7 +89,7 @@ impl RoutedConnection {
                 crate::watchdog::Watchdog::spawn(Arc::clone(&watchdog), weak.clone());
             }
             let monitor = acquired.map(|a| {
-                spawn_sampler(weak.clone(), policy.monitor.interval_value());
+                spawn_sampler(weak.clone(), policy.monitor.probe_interval_value());
                 a.listen(on_probe(weak, product))
             });
             Inner {

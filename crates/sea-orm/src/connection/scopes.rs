@@ -191,7 +191,7 @@ impl Inner {
         max: std::time::Duration,
     ) -> Option<CausalToken> {
         use crate::route::Floor;
-        let max = max.min(self.policy.monitor.timeout_value());
+        let max = max.min(self.policy.monitor.probe_timeout_value());
         let deadline = tokio::time::Instant::now() + crate::deadline::cap(max);
         let state = self.routing.state();
         // The node's next sample, at its next feed turn rather than its next full probe.
