@@ -17,6 +17,7 @@ mod prometheus;
 mod sea_orm_consistency;
 mod sea_orm_dropin;
 mod sea_orm_hardening;
+mod sea_orm_hedging;
 mod sea_orm_hooks;
 mod sea_orm_matrix;
 mod sea_orm_patroni;

@@ -26,9 +26,10 @@ pub(crate) enum Failure {
     /// passed, or the monitor marked the node down while the read waited). Try another node for
     /// a read; the monitor, not this statement, judges the node.
     GivenUp,
-    /// A replica cancelled the read in a recovery conflict (PostgreSQL 40001 on a standby:
-    /// replay needed to remove rows the query could still see). Try the next node; this node
-    /// is healthy.
+    /// A replica cancelled the read: a recovery conflict (PostgreSQL 40001 on a standby:
+    /// replay needed to remove rows the query could still see), or a cancel (PostgreSQL 57014,
+    /// MariaDB 1317: an operator's, or one aimed at a hedged read's losing attempt). Try the
+    /// next node; this node is healthy.
     ReplicaRefused,
     /// A replica has no such table (PostgreSQL 42P01, MySQL 1146): a temporary table the
     /// caller's session created on the primary, or a schema change the replica has not replayed
@@ -165,7 +166,7 @@ fn sqlx_failure(e: &sea_orm::sqlx::Error, on_replica: bool) -> Failure {
             // No room for another connection: the server is busy, not failed.
             (Some(ServerError::TooManyConnections), _) => Failure::Backpressure,
             (Some(ServerError::ReadOnly), true) => Failure::ReadOnly,
-            (Some(ServerError::Conflict), true) => Failure::ReplicaRefused,
+            (Some(ServerError::Conflict | ServerError::Cancelled), true) => Failure::ReplicaRefused,
             (Some(ServerError::NoSuchTable), true) => Failure::NotOnReplica,
             _ => Failure::Other,
         },

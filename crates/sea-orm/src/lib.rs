@@ -209,6 +209,7 @@ compile_error!(
 
 pub mod advanced;
 mod builder;
+mod cancel;
 mod causal;
 mod classified;
 mod coalesce;

@@ -246,13 +246,17 @@ impl Direct<'_> {
         let row = match self {
             #[cfg(feature = "postgres")]
             Direct::Postgres(p) => {
-                let mut c = p.acquire().await.map_err(acquire_err)?;
-                query_with(sql, bound(stmt)).fetch_one(&mut *c).await.map(Into::into)
+                let mut c = Reading::new(p.acquire().await.map_err(acquire_err)?);
+                let row = query_with(sql, bound(stmt)).fetch_one(&mut *c.conn).await;
+                c.answered = true;
+                row.map(Into::into)
             }
             #[cfg(feature = "mysql")]
             Direct::MySql(p) => {
-                let mut c = p.acquire().await.map_err(acquire_err)?;
-                query_with(sql, bound(stmt)).fetch_one(&mut *c).await.map(Into::into)
+                let mut c = Reading::new(p.acquire().await.map_err(acquire_err)?);
+                let row = query_with(sql, bound(stmt)).fetch_one(&mut *c.conn).await;
+                c.answered = true;
+                row.map(Into::into)
             }
         };
         match row {
@@ -269,22 +273,51 @@ impl Direct<'_> {
         match self {
             #[cfg(feature = "postgres")]
             Direct::Postgres(p) => {
-                let mut c = p.acquire().await.map_err(acquire_err)?;
-                query_with(sql, bound(stmt))
-                    .fetch_all(&mut *c)
-                    .await
-                    .map(|rows| rows.into_iter().map(Into::into).collect())
+                let mut c = Reading::new(p.acquire().await.map_err(acquire_err)?);
+                let rows = query_with(sql, bound(stmt)).fetch_all(&mut *c.conn).await;
+                c.answered = true;
+                rows.map(|rows| rows.into_iter().map(Into::into).collect())
             }
             #[cfg(feature = "mysql")]
             Direct::MySql(p) => {
-                let mut c = p.acquire().await.map_err(acquire_err)?;
-                query_with(sql, bound(stmt))
-                    .fetch_all(&mut *c)
-                    .await
-                    .map(|rows| rows.into_iter().map(Into::into).collect())
+                let mut c = Reading::new(p.acquire().await.map_err(acquire_err)?);
+                let rows = query_with(sql, bound(stmt)).fetch_all(&mut *c.conn).await;
+                c.answered = true;
+                rows.map(|rows| rows.into_iter().map(Into::into).collect())
             }
         }
         .map_err(query_err)
+    }
+}
+
+/// A pooled connection a direct read runs on. Once the read has its answer (rows or an
+/// error) the connection goes back to the pool as usual. A read dropped before that (a hedge's
+/// losing attempt, an attempt given up, a caller gone) closes it instead: sqlx would ping it on
+/// its way back, which waits for the abandoned statement's answer (on a frozen server, until
+/// the kernel gives the connection up) and then hands the connection to the next read. Closed,
+/// it is never reused, so a cancel sent for the abandoned statement ([`crate::cancel`]) finds
+/// that statement or nothing, and the server's backend ends with it.
+#[cfg(any(feature = "postgres", feature = "mysql"))]
+struct Reading<DB: sea_orm::sqlx::Database> {
+    conn: sea_orm::sqlx::pool::PoolConnection<DB>,
+    answered: bool,
+}
+
+#[cfg(any(feature = "postgres", feature = "mysql"))]
+impl<DB: sea_orm::sqlx::Database> Reading<DB> {
+    fn new(conn: sea_orm::sqlx::pool::PoolConnection<DB>) -> Self {
+        Reading { conn, answered: false }
+    }
+}
+
+#[cfg(any(feature = "postgres", feature = "mysql"))]
+impl<DB: sea_orm::sqlx::Database> Drop for Reading<DB> {
+    fn drop(&mut self) {
+        if !self.answered {
+            // Abandoned mid-statement: closed, never pinged or reused (sqlx closes it on a task
+            // of its own, bounded, keeping its place in the pool until then).
+            self.conn.close_on_drop();
+        }
     }
 }
 

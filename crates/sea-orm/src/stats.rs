@@ -38,6 +38,15 @@ pub struct Hedges {
     pub sent: u64,
     /// Hedged reads the second node answered first.
     pub won: u64,
+    /// Losing attempts of hedged reads (the first, when the hedge answered first; else the
+    /// hedge) cancelled on their server: a replica's statement is not left running after the
+    /// read has its answer.
+    pub cancelled: u64,
+    /// Losing attempts on a replica whose cancel cancelled nothing: the statement had ended
+    /// (or could not be told apart from the same read begun about then on another connection),
+    /// the cancel failed or took over a second (a frozen node), or another cancel was under way
+    /// on that node.
+    pub not_cancelled: u64,
     /// Read attempts that passed over a replica answering nothing (a read on it went unanswered
     /// for its hedge delay, or it had reads in flight and answered nothing for 100 ms) for the
     /// plan's next node, before the monitor's verdict.
@@ -325,6 +334,8 @@ pub(crate) fn snapshot(db: &RoutedConnection) -> Stats {
         hedges: Hedges {
             sent: inner.counters.hedges.load(Ordering::Relaxed),
             won: inner.counters.hedges_won.load(Ordering::Relaxed),
+            cancelled: inner.counters.hedges_cancelled.load(Ordering::Relaxed),
+            not_cancelled: inner.counters.hedges_not_cancelled.load(Ordering::Relaxed),
             stalled_skips: inner.counters.stalled_skips.load(Ordering::Relaxed),
         },
     }

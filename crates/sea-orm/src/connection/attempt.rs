@@ -756,6 +756,9 @@ impl Inner {
                         Hedged::By(out, hedge) => {
                             bump(&self.counters.hedges_won);
                             telemetry::hedge(&node.labels, "won");
+                            // The first attempt, dropped (its connection closed), may still
+                            // run on its server.
+                            crate::cancel::losing(self, node.clone(), work.sql(), started);
                             let served = Record {
                                 conn: self,
                                 node: &hedge.node,
@@ -910,8 +913,9 @@ impl Inner {
     /// A read waiting on replica `node` whose node the watchdog found silent past its hedge
     /// delay: if the budget allows ([`HedgeBudget`](crate::pace::HedgeBudget)), the same read
     /// goes to `other` (the plan's next node, which satisfies the same consistency) as well,
-    /// and the first answer wins; the other attempt is dropped. Either attempt failing leaves
-    /// the other to finish. Each attempt is bounded as [`bounded`](Self::bounded) bounds it.
+    /// and the first answer wins; the other attempt is dropped and, on a replica, its statement
+    /// cancelled on the server ([`crate::cancel`]). Either attempt failing leaves the other to
+    /// finish. Each attempt is bounded as [`bounded`](Self::bounded) bounds it.
     async fn hedge<W: Work, F>(
         &self,
         plan: &Plan,
@@ -938,26 +942,34 @@ impl Inner {
         let limit =
             crate::deadline::attempt_limit(on_replica, timeouts, crate::deadline::current(), now);
         let guard = plan.start(other, now);
-        let second = read_shared(work, &hedge_node);
-        let second = self.bounded(other, on_replica, &hedge_node.name, limit, second);
-        let mut second = std::pin::pin!(second);
         let by = |out| {
             let hedge = Hedge { id: other, node: hedge_node.clone(), guard, started: now };
             Hedged::By(out, hedge)
         };
-        tokio::select! {
-            r = &mut first => match r {
-                Ok(out) => Hedged::First(Ok(out)),
-                Err(e) => match second.await {
-                    Ok(out) => by(out),
-                    Err(_) => Hedged::First(Err(e)),
+        // The hedge's attempt lives in this block: when the first answers first, it is dropped
+        // (its connection closed) before its statement is cancelled.
+        let (hedged, hedge_lost) = {
+            let second = read_shared(work, &hedge_node);
+            let second = self.bounded(other, on_replica, &hedge_node.name, limit, second);
+            let mut second = std::pin::pin!(second);
+            tokio::select! {
+                r = &mut first => match r {
+                    Ok(out) => (Hedged::First(Ok(out)), true),
+                    Err(e) => match second.await {
+                        Ok(out) => (by(out), false),
+                        Err(_) => (Hedged::First(Err(e)), false),
+                    },
                 },
-            },
-            r = &mut second => match r {
-                Ok(out) => by(out),
-                Err(_) => Hedged::First(first.await),
-            },
+                r = &mut second => match r {
+                    Ok(out) => (by(out), false),
+                    Err(_) => (Hedged::First(first.await), false),
+                },
+            }
+        };
+        if hedge_lost && on_replica {
+            crate::cancel::losing(self, hedge_node.clone(), work.sql(), now);
         }
+        hedged
     }
 
     /// A replica refused a read because it writes: its shape is learned (a write from now

@@ -108,6 +108,8 @@ pub(crate) struct Node {
     pub(crate) server: OnceLock<crate::Server>,
     /// A check of its server is under way (started on a probe).
     pub(crate) checking: std::sync::atomic::AtomicBool,
+    /// A cancel of a hedged read's losing attempt on it is under way ([`crate::cancel`]).
+    pub(crate) cancelling: std::sync::atomic::AtomicBool,
     /// Its pools again, reporting to the connection's metric callback: made once one is set
     /// ([`Node::hook`]). The user's statements run on these; the adapter's own (position
     /// captures, catch-up waits, server checks) on `conn` and `writer`, unreported.
@@ -167,6 +169,7 @@ impl Node {
             kept: OnceLock::new(),
             server: OnceLock::new(),
             checking: std::sync::atomic::AtomicBool::new(false),
+            cancelling: std::sync::atomic::AtomicBool::new(false),
             hooked: OnceLock::new(),
             owned: false,
             holders: AtomicUsize::new(0),
@@ -552,6 +555,11 @@ pub(crate) struct Counters {
     pub(crate) hedges: AtomicU64,
     /// Hedged reads the second node answered first.
     pub(crate) hedges_won: AtomicU64,
+    /// Losing attempts of hedged reads cancelled on their server.
+    pub(crate) hedges_cancelled: AtomicU64,
+    /// Losing attempts of hedged reads whose cancel found nothing to cancel, failed, or was
+    /// not sent (one was under way on that node).
+    pub(crate) hedges_not_cancelled: AtomicU64,
     /// Read attempts that passed over a stalled node for the plan's next one.
     pub(crate) stalled_skips: AtomicU64,
 }

@@ -39,7 +39,7 @@ use sea_orm::{DatabaseConnection, DbBackend, DbErr};
 
 pub use inner::RoutedConnection;
 pub(crate) use inner::{
-    AbortOnDrop, Ctx, FOREIGN_TOKEN_TTL, Inner, Node, NodeRef, Nodes, Policy, SESSION, Scope,
+    AbortOnDrop, Ctx, FOREIGN_TOKEN_TTL, Inner, Node, NodeRef, Nodes, Policy, SESSION, Scope, bump,
 };
 pub(crate) use scopes::Export;
 pub(crate) use traits::{Handle, routed_connection, routed_transactions};

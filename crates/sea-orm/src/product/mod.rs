@@ -213,6 +213,46 @@ impl Product {
         .map_err(Unchecked::Unreachable)?;
         server::judge(found, node).map_err(Unchecked::Refused)
     }
+
+    /// Cancels, on the server behind `conn`, the statement with text `sql` that this database
+    /// user has had running there for at most `ran` — a hedged read's losing attempt, begun
+    /// that long ago, whose connection was closed rather than returned to the pool
+    /// ([`crate::sending`]) — if it is the only such statement: `Ok(true)` if one was
+    /// cancelled, `Ok(false)` if none was (it had ended, or others like it made it ambiguous).
+    /// PostgreSQL: `pg_cancel_backend` of the one matching backend in `pg_stat_activity`, in
+    /// the same statement; MariaDB: `KILL QUERY ID` of the one matching execution in the
+    /// process list. A statement cancelled by mistake would be a read on a replica (the caller
+    /// cancels nothing on a primary), which fails there as [`ServerError::Cancelled`] and moves
+    /// to the next node. Runs on a connection of its own, opened with the pool's options.
+    pub(crate) async fn cancel(
+        self,
+        conn: &DatabaseConnection,
+        sql: &str,
+        ran: Duration,
+    ) -> Result<bool, DbErr> {
+        let _ = (sql, ran);
+        #[cfg(any(feature = "postgres", feature = "mysql"))]
+        {
+            use sea_orm::DatabaseConnectionType as T;
+            let cancelled = match (self, &conn.inner) {
+                #[cfg(feature = "postgres")]
+                (Product::Postgres, T::SqlxPostgresPoolConnection(_)) => {
+                    postgres::cancel(conn.get_postgres_connection_pool(), sql, ran).await
+                }
+                #[cfg(feature = "mysql")]
+                (Product::MariaDb, T::SqlxMySqlPoolConnection(_)) => {
+                    mariadb::cancel(conn.get_mysql_connection_pool(), sql, ran).await
+                }
+                _ => return Ok(false),
+            };
+            cancelled.map_err(|e| DbErr::Query(sea_orm::RuntimeErr::SqlxError(e.into())))
+        }
+        #[cfg(not(any(feature = "postgres", feature = "mysql")))]
+        {
+            let _ = conn;
+            Ok(false)
+        }
+    }
 }
 
 /// Why [`Product::check`] gave no server.
@@ -289,6 +329,11 @@ pub(crate) enum ServerError {
     /// `ER_CON_COUNT_ERROR`, 1203 `ER_TOO_MANY_USER_CONNECTIONS`, 1226 `ER_USER_LIMIT_REACHED`):
     /// alive and busy, not failed.
     TooManyConnections,
+    /// The statement was cancelled on the server (PostgreSQL 57014 `query_canceled`; MariaDB
+    /// 1317 `ER_QUERY_INTERRUPTED`): by an operator, a timeout of the server's, or a cancel of
+    /// a hedged read's losing attempt ([`Product::cancel`]). Another node may serve a read so
+    /// cancelled on a replica.
+    Cancelled,
 }
 
 /// What `db` means to the adapter, if it is one of the errors it branches on.

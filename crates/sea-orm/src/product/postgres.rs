@@ -75,6 +75,7 @@ pub(super) fn server_error(code: &str, message: &str) -> Option<ServerError> {
         c if c.starts_with("08") => Some(ServerError::GoingAway),
         "57P01" | "57P02" | "57P03" => Some(ServerError::GoingAway),
         "25006" => Some(ServerError::ReadOnly),
+        "57014" => Some(ServerError::Cancelled),
         "40001" => Some(ServerError::Conflict),
         "42P01" => Some(ServerError::NoSuchTable),
         "53300" => Some(ServerError::TooManyConnections),
@@ -135,6 +136,41 @@ pub(super) fn make_read_only(opts: &mut ConnectOptions, pooling: Pooling) {
             });
         }
     }
+}
+
+/// Finds the one statement with text `sql` that this database user has had running on the
+/// server for at most `ran` (the losing attempt of a hedged read, begun that long ago) and
+/// cancels it, in one statement: more than one such statement (the same read, begun about
+/// then on other connections), or none (it has ended), and nothing is cancelled.
+#[cfg(feature = "postgres")]
+const CANCEL: &str = "SELECT pg_cancel_backend(pid) AS cancelled FROM (\
+    SELECT pid, count(*) OVER () AS matching FROM pg_stat_activity \
+    WHERE pid <> pg_backend_pid() AND datname = current_database() AND usename = current_user \
+    AND state = 'active' AND query = $1 \
+    AND clock_timestamp() - query_start <= make_interval(secs => $2)) m \
+    WHERE matching = 1";
+
+/// See [`super::Product::cancel`]: [`CANCEL`] on a connection of its own, opened with the
+/// pool's options (`pool`'s connections may all be waiting on the node) and closed after.
+#[cfg(feature = "postgres")]
+pub(super) async fn cancel(
+    pool: &sea_orm::sqlx::PgPool,
+    sql: &str,
+    ran: std::time::Duration,
+) -> Result<bool, sea_orm::sqlx::Error> {
+    use sea_orm::sqlx::{Connection, Row};
+    let options = pool.connect_options();
+    let mut conn = sea_orm::sqlx::PgConnection::connect_with(&options).await?;
+    let row = sea_orm::sqlx::query(CANCEL)
+        .bind(sql)
+        .bind(ran.as_secs_f64())
+        .fetch_optional(&mut conn)
+        .await;
+    let _ = conn.close().await;
+    Ok(match row? {
+        Some(r) => r.try_get::<bool, _>("cancelled")?,
+        None => false,
+    })
 }
 
 /// Runs one fixed statement (simple protocol: no prepared statement) on a pooled connection.

@@ -1,0 +1,97 @@
+//! A hedged read's losing attempt is cancelled on its server (issue 46): a replica that answers
+//! one read slowly (a sleep only that server takes) leaves the read unanswered past its hedge
+//! delay; the hedge on another node answers first, the first attempt is dropped, its
+//! connection closed, and its statement cancelled on the slow replica (`pg_cancel_backend`,
+//! `KILL QUERY ID`), which is asserted on that server: the statement would otherwise sleep on
+//! for ten seconds. Prints one `HEDGE-CANCEL-FIGURES` line per database.
+
+use std::time::{Duration, Instant};
+
+use rstest::rstest;
+use rwsplit_sea_orm::RoutedConnection;
+use rwsplit_testkit::DbKind;
+use sea_orm::{ConnectionTrait, Statement};
+use sqlx::Connection;
+
+use crate::support::shared;
+
+/// How long the slow replica sleeps in the read; the cancel must end it long before.
+const SLEEP_S: u32 = 10;
+/// By when the losing statement must be gone from the slow replica, from the read's answer.
+const GONE_WITHIN: Duration = Duration::from_secs(3);
+
+#[rstest]
+#[case::postgres(DbKind::Postgres)]
+#[case::mariadb(DbKind::MariaDb)]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hedged_reads_losing_statement_is_cancelled_on_its_server(#[case] kind: DbKind) {
+    let cluster = shared(kind);
+    let tdb = cluster.create_database("hedge_cancel").await.unwrap();
+    let db = RoutedConnection::builder()
+        .primary(tdb.primary_url())
+        .replicas(tdb.replica_urls())
+        .connect()
+        .await
+        .expect("connects");
+    let slow = &cluster.replicas()[0];
+    let port = slow.port();
+    // Slow on that one server only: every node runs the same text, which sleeps where the
+    // server's port is the slow replica's.
+    let sql = match kind {
+        DbKind::MariaDb => format!("SELECT SLEEP(IF(@@global.port = {port}, {SLEEP_S}, 0)) AS v"),
+        _ => format!(
+            "SELECT 1 AS v FROM pg_sleep(CASE WHEN current_setting('port') = '{port}' THEN \
+             {SLEEP_S} ELSE 0 END)"
+        ),
+    };
+    let backend = db.get_database_backend();
+    // One read at a time (so the loser is the only such statement on the slow server), until
+    // one was hedged and its hedge won.
+    let mut slowest = Duration::ZERO;
+    let mut answered = None;
+    for _ in 0..40 {
+        let started = Instant::now();
+        db.query_one_raw(Statement::from_string(backend, sql.clone()))
+            .await
+            .expect("the read is answered")
+            .expect("one row");
+        slowest = slowest.max(started.elapsed());
+        if db.stats().hedges().won >= 1 {
+            answered = Some(Instant::now());
+            break;
+        }
+    }
+    let answered = answered.unwrap_or_else(|| panic!("no read was hedged: {:?}", db.stats()));
+    assert!(slowest < Duration::from_secs(1), "a read took {slowest:?}");
+    // The losing statement, on the slow server.
+    let mut on_slow = crate::support::connect(&slow.url_for(tdb.name())).await;
+    let running = match kind {
+        DbKind::MariaDb => {
+            "SELECT CAST(COUNT(*) AS SIGNED) FROM information_schema.PROCESSLIST \
+             WHERE ID <> CONNECTION_ID() AND INFO LIKE 'SELECT SLEEP(%'"
+        }
+        _ => {
+            "SELECT count(*) FROM pg_stat_activity WHERE pid <> pg_backend_pid() \
+             AND datname = current_database() AND query LIKE 'SELECT 1 AS v FROM pg_sleep(%'"
+        }
+    };
+    // Polled: nothing on the server announces a statement's end to another session.
+    let gone = loop {
+        let n: i64 = sqlx::query_scalar(running).fetch_one(&mut on_slow).await.unwrap();
+        if n == 0 {
+            break Some(answered.elapsed());
+        }
+        if answered.elapsed() > GONE_WITHIN {
+            break None;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    let hedges = db.stats().hedges();
+    eprintln!(
+        "HEDGE-CANCEL-FIGURES {kind}: slowest read {slowest:?}; losing statement gone \
+         {gone:?} after the read's answer; {hedges:?}"
+    );
+    assert!(gone.is_some(), "the losing statement still runs on the slow replica: {hedges:?}");
+    assert!(hedges.cancelled >= 1, "counted: {hedges:?}");
+    on_slow.close().await.ok();
+}
