@@ -108,6 +108,7 @@ async fn setup(kind: DbKind, name: &str) -> (rwsplit_testkit::Cluster, TestDatab
 #[case::mariadb(DbKind::MariaDb)]
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_replica_frozen_before_start_takes_no_reads(#[case] kind: DbKind) {
+    crate::support::tracing_baseline();
     let (cluster, tdb) = setup(kind, "frozen_start").await;
     let over = Duration::from_secs(2);
     // The healthy pace, measured before the freeze and after the thaw (the machine's other
@@ -126,12 +127,15 @@ async fn a_replica_frozen_before_start_takes_no_reads(#[case] kind: DbKind) {
     let stats = db.stats();
     frozen.unhang().unwrap();
     let thawed = Instant::now();
-    // Back in rotation: a read served there (reads are spread over the replicas).
+    // Back in rotation: a read served there (reads are spread over the replicas). Each read
+    // in a task of its own, as the readers' are: one task's reads stay on the node of its last
+    // read until the monitor has sampled that node since (monotonic reads).
     let rejoined = crate::support::eventually(REJOINS_WITHIN, || {
         let db = db.clone();
         async move {
             for _ in 0..4 {
-                let _ = db.query_one_raw(read(&db)).await;
+                let db = db.clone();
+                let _ = tokio::spawn(async move { db.query_one_raw(read(&db)).await }).await;
             }
             db.stats().replicas()[1].reads() > 0
         }

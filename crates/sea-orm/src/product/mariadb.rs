@@ -175,6 +175,7 @@ mod tests {
     #[rstest::rstest]
     #[case(1053, None, Some(ServerError::GoingAway))]
     #[case(1290, Some("HY000"), Some(ServerError::ReadOnly))]
+    #[case(1317, Some("70100"), Some(ServerError::Cancelled))]
     #[case(1040, Some("08004"), Some(ServerError::TooManyConnections))]
     #[case(1203, Some("42000"), Some(ServerError::TooManyConnections))]
     #[case(1226, Some("42000"), Some(ServerError::TooManyConnections))]

@@ -190,6 +190,7 @@ mod tests {
     #[case("08006", Some(ServerError::GoingAway))]
     #[case("57P01", Some(ServerError::GoingAway))]
     #[case("25006", Some(ServerError::ReadOnly))]
+    #[case("57014", Some(ServerError::Cancelled))]
     #[case("53300", Some(ServerError::TooManyConnections))]
     #[case::tx_id_on_a_standby(
         "XX000:cannot assign TransactionIds during recovery",
