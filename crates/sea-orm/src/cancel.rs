@@ -1,8 +1,9 @@
 //! Cancelling a hedged read's losing attempt on its server.
 //!
 //! When the hedge of a read answers first, the attempt it beat is dropped: its connection is
-//! closed rather than returned to the pool ([`crate::sending`]), but the server goes on running
-//! the statement until it ends (a frozen replica, once thawed; a slow one, for as long as the
+//! closed rather than returned to the pool (for a read straight on the sqlx pool, as reads run
+//! unless SeaORM's hooks listen: [`crate::sending`]), but the server goes on running the
+//! statement until it ends (a frozen replica, once thawed; a slow one, for as long as the
 //! statement takes). [`losing`] then asks that server to cancel it
 //! ([`Product::cancel`](crate::product::Product::cancel): `pg_cancel_backend` of the one
 //! matching backend on PostgreSQL, `KILL QUERY ID` of the one matching execution on MariaDB),
