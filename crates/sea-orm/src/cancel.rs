@@ -30,8 +30,10 @@ pub(crate) const CANCEL_WITHIN: Duration = Duration::from_secs(1);
 /// abandoned, on a task of its own (see the module docs); counted on `inner`.
 pub(crate) fn losing(inner: &Inner, node: NodeRef, sql: &str, started: Instant) {
     let Ok(runtime) = tokio::runtime::Handle::try_current() else { return };
-    if node.cancelling.swap(true, Ordering::AcqRel) {
-        // One at a time per node: this one is let go.
+    // A node the monitor has marked down reads nothing it is sent (frozen) or has no
+    // statement left to cancel (gone): nothing is sent.
+    if inner.routing.standing(node.id).is_down() || node.cancelling.swap(true, Ordering::AcqRel) {
+        // Marked down, or one cancel at a time per node: this one is let go.
         counted(inner, &node, false);
         return;
     }

@@ -44,8 +44,8 @@ pub struct Hedges {
     pub cancelled: u64,
     /// Losing attempts on a replica whose cancel cancelled nothing: the statement had ended
     /// (or could not be told apart from the same read begun about then on another connection),
-    /// the cancel failed or took over a second (a frozen node), or another cancel was under way
-    /// on that node.
+    /// the cancel failed or took over a second (a frozen node), or was not sent (the node was
+    /// marked down, or another cancel was under way on it).
     pub not_cancelled: u64,
     /// Read attempts that passed over a replica answering nothing (a read on it went unanswered
     /// for its hedge delay, or it had reads in flight and answered nothing for 100 ms) for the
