@@ -141,12 +141,16 @@ pub(super) fn make_read_only(opts: &mut ConnectOptions, pooling: Pooling) {
 /// Finds the one statement with text `sql` that this database user has had running on the
 /// server for at most `ran` (the losing attempt of a hedged read, begun that long ago) and
 /// cancels it, in one statement: more than one such statement (the same read, begun about
-/// then on other connections), or none (it has ended), and nothing is cancelled.
+/// then on other connections), or none (it has ended), and nothing is cancelled. The server
+/// keeps a statement's first `track_activity_query_size` bytes (1 kB by default): a longer one
+/// is matched by that beginning.
 #[cfg(feature = "postgres")]
 const CANCEL: &str = "SELECT pg_cancel_backend(pid) AS cancelled FROM (\
     SELECT pid, count(*) OVER () AS matching FROM pg_stat_activity \
     WHERE pid <> pg_backend_pid() AND datname = current_database() AND usename = current_user \
-    AND state = 'active' AND query = $1 \
+    AND state = 'active' AND (query = $1 OR (octet_length(query) >= \
+    (SELECT setting::int FROM pg_settings WHERE name = 'track_activity_query_size') - 4 \
+    AND starts_with($1, query))) \
     AND clock_timestamp() - query_start <= make_interval(secs => $2)) m \
     WHERE matching = 1";
 
