@@ -19,7 +19,7 @@
 //!   stays the monitor's verdict.
 
 use std::sync::OnceLock;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 /// The shortest hedge delay: below it a hedge would race ordinary reads' tails.
@@ -47,20 +47,52 @@ pub(crate) struct Pace {
     /// over about the last 16; 0: none yet).
     average_us: AtomicU64,
     /// When the first read still waiting began, among those begun since its last answer
-    /// ([`stamp`]; 0: none waiting since).
+    /// ([`stamp`]; 0: none waiting since). An answer while other reads still wait restarts it
+    /// at the answer: they have waited unanswered since then.
     waiting: AtomicU64,
+    /// Reads begun ([`begin`](Pace::begin)) whose [`Begun`] is alive: still waiting.
+    pending: AtomicU32,
+}
+
+/// A read waiting on a node, from [`Pace::begin`] until dropped: while any is alive, an answer
+/// to another statement does not end the node's wait ([`Pace::answered`]).
+#[derive(Debug)]
+pub(crate) struct Begun<'a> {
+    pace: &'a Pace,
+    at: u64,
+}
+
+impl Begun<'_> {
+    /// When the read began, as [`Pace::overdue_since`] takes it.
+    pub(crate) fn at(&self) -> u64 {
+        self.at
+    }
+}
+
+impl Drop for Begun<'_> {
+    fn drop(&mut self) {
+        self.pace.pending.fetch_sub(1, Ordering::Relaxed);
+    }
 }
 
 impl Pace {
     /// A read on the node began at `now` (its wait is timed from the first one since the
-    /// node's last answer); returns `now` as the stamp [`overdue_since`](Self::overdue_since)
-    /// takes.
-    pub(crate) fn begin(&self, now: Instant) -> u64 {
+    /// node's last answer); it waits until the returned [`Begun`] is dropped, whose
+    /// [`at`](Begun::at) is the stamp [`overdue_since`](Self::overdue_since) takes.
+    pub(crate) fn begin(&self, now: Instant) -> Begun<'_> {
         let at = stamp(now);
+        self.pending.fetch_add(1, Ordering::Relaxed);
         if self.waiting.load(Ordering::Relaxed) == 0 {
             let _ = self.waiting.compare_exchange(0, at, Ordering::Relaxed, Ordering::Relaxed);
         }
-        at
+        Begun { pace: self, at }
+    }
+
+    /// After an answer or an ending at `now`: reads still waiting have waited since `now`;
+    /// none waiting, nothing does.
+    fn still_waiting(&self, now: Instant) {
+        let waiting = if self.pending.load(Ordering::Relaxed) > 0 { stamp(now) } else { 0 };
+        self.waiting.store(waiting, Ordering::Relaxed);
     }
 
     /// Whether the node was found silent (its reads unanswered past its hedge delay) at or
@@ -93,17 +125,17 @@ impl Pace {
     /// and stores: racing answers may each win, and any of them is a fine estimate.)
     pub(crate) fn answered(&self, started: Instant, now: Instant) {
         self.answered.store(stamp(now), Ordering::Relaxed);
-        self.waiting.store(0, Ordering::Relaxed);
+        self.still_waiting(now);
         let took = micros(now.saturating_duration_since(started)).max(1);
         let avg = self.average_us.load(Ordering::Relaxed);
         let avg = if avg == 0 { took } else { avg - avg / 16 + took / 16 };
         self.average_us.store(avg, Ordering::Relaxed);
     }
 
-    /// A statement on the node ended without an answer to count (an error, or given up): it
-    /// no longer waits.
-    pub(crate) fn ended(&self) {
-        self.waiting.store(0, Ordering::Relaxed);
+    /// A statement on the node ended at `now` without an answer to count (an error, or given
+    /// up): it no longer waits.
+    pub(crate) fn ended(&self, now: Instant) {
+        self.still_waiting(now);
     }
 
     /// The monitor's probe got an answer from the node at `now`, after `took`: until its
@@ -300,11 +332,31 @@ mod tests {
         pace.probed(t, Duration::from_micros(100));
         let begun = pace.begin(t);
         assert!(!pace.check(t + MS(10)), "within the hedge delay");
-        assert!(!pace.overdue_since(begun));
+        assert!(!pace.overdue_since(begun.at()));
         assert!(pace.check(t + HEDGE_FLOOR + MS(1)));
-        assert!(pace.overdue_since(begun));
-        assert!(!pace.overdue_since(pace.begin(t + HEDGE_FLOOR + MS(5))), "a later read");
+        assert!(pace.overdue_since(begun.at()));
+        assert!(!pace.overdue_since(pace.begin(t + HEDGE_FLOOR + MS(5)).at()), "a later read");
         assert!(pace.stalled(0, t + HEDGE_FLOOR + MS(2)));
+    }
+
+    /// A read that answers just before the node freezes does not end the wait of the reads
+    /// still on it: they are timed from that answer, and hedged a hedge delay later. Once none
+    /// waits, nothing is due.
+    #[test]
+    fn an_answer_does_not_end_the_wait_of_reads_still_waiting() {
+        let pace = Pace::default();
+        let t = Instant::now();
+        pace.probed(t, Duration::from_micros(100));
+        let early = pace.begin(t);
+        let stuck = pace.begin(t + MS(1));
+        drop(early);
+        pace.answered(t, t + MS(2));
+        assert_eq!(pace.due(), Some(t + MS(2) + HEDGE_FLOOR), "the stuck read still waits");
+        assert!(pace.check(t + MS(3) + HEDGE_FLOOR));
+        assert!(pace.overdue_since(stuck.at()));
+        drop(stuck);
+        pace.ended(t + MS(40));
+        assert_eq!(pace.due(), None, "nothing waits");
     }
 
     #[test]

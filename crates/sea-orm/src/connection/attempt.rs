@@ -898,7 +898,7 @@ impl Inner {
             if let std::task::Poll::Ready(r) = first.as_mut().poll(cx) {
                 return std::task::Poll::Ready(Some(r));
             }
-            if node.pace.overdue_since(begun) {
+            if node.pace.overdue_since(begun.at()) {
                 return std::task::Poll::Ready(None);
             }
             std::task::Poll::Pending

@@ -82,7 +82,7 @@ impl Record<'_> {
     /// The attempt failed as `attempt` says; `now` is when it returned. Returns the error the
     /// caller may get and how it failed, for the executor's decision.
     pub(super) fn failed(self, attempt: Attempt, now: Instant, scope: &Scope) -> (DbErr, Failure) {
-        self.node.pace.ended();
+        self.node.pace.ended(now);
         let unsent = attempt.unsent();
         let (e, failure) = match attempt {
             Attempt::Failed(e) | Attempt::Unsent(e) => {
