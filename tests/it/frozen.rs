@@ -170,12 +170,9 @@ async fn a_replica_frozen_before_start_takes_no_reads(#[case] kind: DbKind) {
     // Hedging in steady state: within its ration.
     let all = (reads.count + after.count) as f64;
     assert!((hedges.sent as f64) <= 0.02 * all + 10.0, "{hedges:?}");
-    // The bar is 90 % of the healthy pace. On a shared two-core machine the phases'
-    // own noise, and one replica serving against two, move it by 10–25 points (74–118 % seen),
-    // so the test holds half — far above what a read waiting on the frozen node costs (the
-    // pool's 5 s acquire timeout per read: a few reads a second) — and prints the figure.
-    assert!(
-        reads.per_s(over) >= 0.5 * healthy,
+    // The bar: 90 % of the healthy pace (the frozen phase measures above the healthy
+    // one, 110–135 %, since the healthy phase spreads reads over a replica more).
+        reads.per_s(over) >= 0.9 * healthy,
         "{:.0}/s frozen against {healthy:.0}/s healthy",
         reads.per_s(over),
     );
