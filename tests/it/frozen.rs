@@ -170,8 +170,7 @@ async fn a_replica_frozen_before_start_takes_no_reads(#[case] kind: DbKind) {
     // Hedging in steady state: within its ration.
     let all = (reads.count + after.count) as f64;
     assert!((hedges.sent as f64) <= 0.02 * all + 10.0, "{hedges:?}");
-    // The bar: 90 % of the healthy pace (the frozen phase measures above the healthy
-    // one, 110–135 %, since the healthy phase spreads reads over a replica more).
+    // The bar: 90 % of the healthy pace.
         reads.per_s(over) >= 0.9 * healthy,
         "{:.0}/s frozen against {healthy:.0}/s healthy",
         reads.per_s(over),
