@@ -10,8 +10,8 @@
 //!   token_key: '<%= get_env(name="RWSPLIT_TOKEN_KEY") %>'
 //!   rwsplit:                                        # rwsplit's RoutedConfig, without `primary`
 //!     replicas:
-//!       - url: <%= get_env(name="DATABASE_REPLICA_1_URL") %>
-//!       - url: <%= get_env(name="DATABASE_REPLICA_2_URL") %>
+//!       - url: <%= get_env(name="REPLICA_1_DATABASE_URL") %>
+//!       - url: <%= get_env(name="REPLICA_2_DATABASE_URL") %>
 //!     policy:
 //!       wait_for_replica: 20ms
 //! ```
