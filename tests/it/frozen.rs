@@ -171,6 +171,7 @@ async fn a_replica_frozen_before_start_takes_no_reads(#[case] kind: DbKind) {
     let all = (reads.count + after.count) as f64;
     assert!((hedges.sent as f64) <= 0.02 * all + 10.0, "{hedges:?}");
     // The bar: 90 % of the healthy pace.
+    assert!(
         reads.per_s(over) >= 0.9 * healthy,
         "{:.0}/s frozen against {healthy:.0}/s healthy",
         reads.per_s(over),
