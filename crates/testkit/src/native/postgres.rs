@@ -41,10 +41,14 @@ shared_buffers = '32MB'
 max_connections = 200
 log_min_messages = warning
 log_line_prefix = '%m [%p] '
-# Statements per node, counted as they run (pg_stat_database's counters reach the view only
-# when a backend idles for a second, which a monitor's connection never does): what a router
-# costs each server. The view needs `CREATE EXTENSION pg_stat_statements` in the database read.
-shared_preload_libraries = 'pg_stat_statements'
+";
+
+/// Statements per node, counted as they run (pg_stat_database's counters reach the view only
+/// when a backend idles for a second, which a monitor's connection never does): what a router
+/// costs each server. The view needs `CREATE EXTENSION pg_stat_statements` in the database
+/// read. Added where the build has the module: Debian's does, a build without its contrib
+/// modules (a PyPI wheel of PostgreSQL 16) would not start with it preloaded.
+const STATEMENTS_CONFIG: &str = "shared_preload_libraries = 'pg_stat_statements'
 pg_stat_statements.track = top
 ";
 
@@ -96,7 +100,9 @@ impl PgEngine {
     /// takes 0.05 s where `initdb` takes about 0.7 s.
     pub(crate) fn template(&self, root: &Path) -> Result<PathBuf> {
         let version = self.version()?;
-        let dir = root.join(format!("template-pg{version}-v{TEMPLATE_VERSION}"));
+        let statements = self.has_module("pg_stat_statements");
+        let without = if statements { "" } else { "-nostatements" };
+        let dir = root.join(format!("template-pg{version}{without}-v{TEMPLATE_VERSION}"));
         if dir.join("PG_VERSION").is_file() {
             return Ok(dir);
         }
@@ -111,6 +117,9 @@ impl PgEngine {
         let mut text =
             fs::read_to_string(&conf).io_context(|| format!("reading {}", conf.display()))?;
         text.push_str(CONFIG);
+        if statements {
+            text.push_str(STATEMENTS_CONFIG);
+        }
         fs::write(&conf, text).io_context(|| format!("writing {}", conf.display()))?;
         // Atomic publish: if another process won the race, keep theirs and drop ours.
         if fs::rename(&tmp, &dir).is_err() || !dir.join("PG_VERSION").is_file() {
@@ -124,6 +133,16 @@ impl PgEngine {
                 output: "the template directory is missing after initdb".into(),
             })
         }
+    }
+
+    /// Whether the build has the loadable module `name` (`pg_config --pkglibdir`); a build
+    /// whose `pg_config` does not answer is taken to have it, as Debian's has.
+    fn has_module(&self, name: &str) -> bool {
+        let Ok(out) = Command::new(self.bin.join("pg_config")).arg("--pkglibdir").output() else {
+            return true;
+        };
+        let dir = String::from_utf8_lossy(&out.stdout);
+        !out.status.success() || Path::new(dir.trim()).join(format!("{name}.so")).is_file()
     }
 
     fn version(&self) -> Result<String> {
