@@ -80,7 +80,7 @@ const PG16_SMOKE: &[&str] = &[
 pub(crate) fn run(args: &CiArgs) -> anyhow::Result<()> {
     let mut phases = Phases::new();
     let result = steps(args, &mut phases);
-    phases.print(result.is_ok());
+    phases.print(result.is_ok(), args.budget_secs);
     result?;
     phases.within(args.budget_secs)
 }
@@ -106,12 +106,15 @@ impl Phases {
         self.last = now;
     }
 
-    fn print(&self, passed: bool) {
+    fn print(&self, passed: bool, budget_secs: u64) {
         eprintln!("ci: phases ({}):", if passed { "all passed" } else { "stopped at a failure" });
         for (name, secs) in &self.done {
             eprintln!("ci:   {secs:>6.0} s  {name}");
         }
         eprintln!("ci:   {:>6.0} s  in all", self.began.elapsed().as_secs_f64());
+        if budget_secs > 0 {
+            eprintln!("ci:   {budget_secs:>6} s  the budget (`BUDGET_SECS`)");
+        }
     }
 
     /// Fails if the run took longer than `budget_secs` (0: never), naming its slowest phases.
@@ -282,4 +285,27 @@ fn steps(args: &CiArgs, phases: &mut Phases) -> anyhow::Result<()> {
     }
     eprintln!("ci: all checks passed");
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::{Duration, Instant};
+
+    use super::Phases;
+
+    /// Phases that began `secs` seconds ago, one of 1 s and one of the rest.
+    fn ran_for(secs: u64) -> Phases {
+        let began = Instant::now().checked_sub(Duration::from_secs(secs)).unwrap();
+        let done = vec![("quick", 1.0), ("slow", secs as f64 - 1.0)];
+        Phases { began, last: Instant::now(), done }
+    }
+
+    #[test]
+    fn a_run_over_its_budget_fails_naming_its_slowest_phase() {
+        let err = ran_for(10).within(5).unwrap_err().to_string();
+        assert!(err.contains("over its budget of 5 s"), "{err}");
+        assert!(err.contains("slow 9 s, quick 1 s"), "{err}");
+        assert!(ran_for(10).within(20).is_ok());
+        assert!(ran_for(10).within(0).is_ok(), "0 is no limit");
+    }
 }
