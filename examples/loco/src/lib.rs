@@ -3,7 +3,7 @@
 //! requests while the replicas lag.
 //!
 //! ```sh
-//! cd examples/loco && CARGO_TARGET_DIR=../../target/loco cargo test
+//! cd examples/loco && CARGO_TARGET_DIR=../../target cargo test
 //! ```
 //!
 //! (`tests/notes.rs` starts a PostgreSQL primary and two streaming replicas with

@@ -3,7 +3,7 @@
 //! reads really reach the replicas; and when the other replica dies, the handlers still answer.
 //!
 //! ```sh
-//! cd examples/loco && CARGO_TARGET_DIR=../../target/loco cargo test --test notes
+//! cd examples/loco && CARGO_TARGET_DIR=../../target cargo test --test notes
 //! ```
 //!
 //! It needs PostgreSQL's server binaries (`apt-get install postgresql`); as root the servers
