@@ -65,26 +65,16 @@ pub(crate) fn run(args: &BenchArgs) -> anyhow::Result<()> {
             );
             report_ratios(&["find_by_id/1_tasks", "find_by_id/16_tasks"], "plain", "routed")
         }
-        Suite::Consistency => {
-            let mut cmd = crate::cargo();
-            cmd.args(["bench", "-p", "rwsplit-sea-orm", "--bench", "consistency", "--"])
-                .args(&args.extra);
-            crate::run(&mut cmd)
-        }
-        Suite::Fleet => {
-            let mut cmd = crate::cargo();
-            cmd.args(["bench", "-p", "rwsplit-sea-orm", "--bench", "fleet", "--"])
-                .args(&args.extra);
-            crate::run(&mut cmd)
-        }
-        Suite::Web => {
-            let mut cmd = crate::cargo();
-            cmd.args(["bench", "-p", "rwsplit-axum", "--bench", "web", "--"]).args(&args.extra);
-            crate::run(&mut cmd)
-        }
+        Suite::Consistency => run_report_bench("rwsplit-sea-orm", "consistency", &extra(args), &[]),
+        Suite::Fleet => run_report_bench("rwsplit-sea-orm", "fleet", &extra(args), &[]),
+        Suite::Web => run_report_bench("rwsplit-axum", "web", &extra(args), &[]),
         Suite::Instructions => instructions(),
         Suite::AdapterInstructions => adapter_instructions(args.keep_profiles.as_deref()),
     }
+}
+
+fn extra(args: &BenchArgs) -> Vec<std::ffi::OsString> {
+    args.extra.iter().map(Into::into).collect()
 }
 
 /// One callgrind run of `exe case n`: instructions and calls of `tokio::time::Sleep::new_timeout`
@@ -336,12 +326,36 @@ fn instructions() -> anyhow::Result<()> {
     Ok(())
 }
 
-/// The path of bench target `bench` of `package`, built (release profile) if needed.
+/// The report's benchmarks (`cargo xtask report`), built by one cargo call: built one package
+/// at a time, `-p rwsplit-axum` resolves other features of shared dependencies than
+/// `-p rwsplit-sea-orm` (hyper's server, regex's, …), so sea-orm, sqlx, tokio, syn and some
+/// fifty more were compiled twice in release. Together, every one is compiled once, and
+/// `bench adapter-instructions` measures the same binary as the report.
+pub(crate) const REPORT_BENCHES: &[(&str, &str)] = &[
+    ("rwsplit-sea-orm", "consistency"),
+    ("rwsplit-sea-orm", "adapter_instructions"),
+    ("rwsplit-sea-orm", "fleet"),
+    ("rwsplit-axum", "web"),
+];
+
+/// The path of bench target `bench` of `package`, built (bench profile) if needed; one of
+/// [`REPORT_BENCHES`] is built with all of them.
 fn bench_executable(package: &str, bench: &str) -> anyhow::Result<std::path::PathBuf> {
-    let out = crate::cargo()
-        .args(["bench", "-p", package, "--bench", bench, "--no-run", "--message-format=json"])
-        .output()
-        .context("building the benchmark")?;
+    let mut cmd = crate::cargo();
+    cmd.args(["bench", "--no-run", "--message-format=json"]);
+    if REPORT_BENCHES.contains(&(package, bench)) {
+        let mut packages: Vec<&str> = REPORT_BENCHES.iter().map(|(p, _)| *p).collect();
+        packages.dedup();
+        for p in packages {
+            cmd.args(["-p", p]);
+        }
+        for (_, b) in REPORT_BENCHES {
+            cmd.args(["--bench", b]);
+        }
+    } else {
+        cmd.args(["-p", package, "--bench", bench]);
+    }
+    let out = cmd.output().context("building the benchmark")?;
     anyhow::ensure!(
         out.status.success(),
         "building bench `{bench}` failed: {}",
@@ -353,6 +367,25 @@ fn bench_executable(package: &str, bench: &str) -> anyhow::Result<std::path::Pat
         .filter(|v| v["target"]["name"] == bench)
         .find_map(|v| v["executable"].as_str().map(std::path::PathBuf::from))
         .with_context(|| format!("cargo named no executable for bench `{bench}`"))
+}
+
+/// Runs [`REPORT_BENCHES`]' `bench` of `package` as `cargo bench -p <package> --bench <bench>
+/// -- <args>` would (in the package's directory, `--bench` after the arguments), without a
+/// cargo call that would resolve the package's features alone and rebuild.
+pub(crate) fn run_report_bench(
+    package: &str,
+    bench: &str,
+    args: &[std::ffi::OsString],
+    env: &[(&str, &std::path::Path)],
+) -> anyhow::Result<()> {
+    let exe = bench_executable(package, bench)?;
+    let dir = crate::project_root().join("crates").join(package.trim_start_matches("rwsplit-"));
+    let mut cmd = Command::new(&exe);
+    cmd.args(args).arg("--bench").current_dir(&dir);
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    crate::run(&mut cmd)
 }
 
 /// Reads criterion's estimates for each group and prints `candidate / baseline` medians.

@@ -5,10 +5,11 @@
 //! replica frozen with SIGSTOP and thawed, a lag spike and a switchover, sampled every 250 ms;
 //! per sample the readers' p99 and slowest read, the reads hedged or steered off a stalled
 //! replica, failed reads by the reader's consistency level, failed writes, and the samples in
-//! which no node could prove the bounded readers' bound), `cargo bench --bench consistency` (with
-//! `RWSPLIT_BENCH_JSON`), the web benchmark (`cargo bench -p rwsplit-axum --bench web`, its
-//! `--json`), and the callgrind counts of `bench adapter-instructions` (needs
-//! valgrind). Plots are drawn with `plotters`' SVG backend and written inline into one page,
+//! which no node could prove the bounded readers' bound), the consistency benchmark (with
+//! `RWSPLIT_BENCH_JSON`), the fleet and web benchmarks (their `--json`), and the callgrind
+//! counts of `bench adapter-instructions` (needs valgrind). The benchmarks are built by one
+//! cargo call (`bench::REPORT_BENCHES`) and their executables run directly. Plots are drawn
+//! with `plotters`' SVG backend and written inline into one page,
 //! `target/rwsplit/report/index.html`, beside the JSON they came from.
 
 use std::fmt::Write as _;
@@ -64,11 +65,13 @@ pub(crate) fn run(args: &ReportArgs) -> anyhow::Result<()> {
         let mut timeline = crate::cargo();
         timeline.args(["run", "--quiet", "--example", "fault_timeline", "--"]).arg(&timeline_json);
         crate::run(&mut timeline)?;
-        let mut consistency = crate::cargo();
-        consistency
-            .args(["bench", "-p", "rwsplit-sea-orm", "--bench", "consistency"])
-            .env("RWSPLIT_BENCH_JSON", &consistency_json);
-        crate::run(&mut consistency)?;
+        // The benchmarks are built together, once (`bench::REPORT_BENCHES`), and run directly.
+        crate::bench::run_report_bench(
+            "rwsplit-sea-orm",
+            "consistency",
+            &[],
+            &[("RWSPLIT_BENCH_JSON", &consistency_json)],
+        )?;
         let cost = crate::bench::measure_adapter_instructions(None)?;
         let doc = serde_json::json!({
             "plain": cost.plain,
@@ -82,19 +85,19 @@ pub(crate) fn run(args: &ReportArgs) -> anyhow::Result<()> {
         // Issue 25: one instance, 10 processes and 10 connections in one process, in
         // containers. (At 200 processes this 2-core machine carries about half the workload's
         // default pace, and a few probes time out: `cargo xtask bench fleet -- --ks 200`.)
-        let mut fleet = crate::cargo();
-        fleet
-            .args(["bench", "-p", "rwsplit-sea-orm", "--bench", "fleet", "--"])
-            .args(["--ks", "1,10", "--window-secs", "5", "--json"])
-            .arg(&fleet_json);
-        crate::run(&mut fleet)?;
+        let fleet_args = ["--ks", "1,10", "--window-secs", "5", "--json"];
+        let mut args: Vec<std::ffi::OsString> = fleet_args.iter().map(Into::into).collect();
+        args.push(fleet_json.clone().into());
+        crate::bench::run_report_bench("rwsplit-sea-orm", "fleet", &args, &[])?;
         // Issue 45: the web path end to end (an axum app over plain SeaORM, `RoutedConnection`
         // and `SessionLayer`), PostgreSQL and MariaDB, natural lag and late replicas.
-        let mut web = crate::cargo();
-        web.args(["bench", "-p", "rwsplit-axum", "--bench", "web", "--"])
-            .args(["--requests", &WEB_REQUESTS.to_string(), "--json"])
-            .arg(&web_json);
-        crate::run(&mut web)?;
+        let args: Vec<std::ffi::OsString> = vec![
+            "--requests".into(),
+            WEB_REQUESTS.to_string().into(),
+            "--json".into(),
+            web_json.clone().into(),
+        ];
+        crate::bench::run_report_bench("rwsplit-axum", "web", &args, &[])?;
     }
     let read = |p: &Path| -> anyhow::Result<Value> {
         let text =
