@@ -265,6 +265,7 @@ fn connection_modules_are_layered() {
         "scopes",
         "plan",
         "record",
+        "cancel",
         "attempt",
         "statements",
         "transactions",

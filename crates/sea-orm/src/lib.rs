@@ -209,7 +209,6 @@ compile_error!(
 
 pub mod advanced;
 mod builder;
-mod cancel;
 mod causal;
 mod classified;
 mod coalesce;

@@ -295,7 +295,7 @@ impl Direct<'_> {
 /// losing attempt, an attempt given up, a caller gone) closes it instead: sqlx would ping it on
 /// its way back, which waits for the abandoned statement's answer (on a frozen server, until
 /// the kernel gives the connection up) and then hands the connection to the next read. Closed,
-/// it is never reused: a cancel sent for the abandoned statement ([`crate::cancel`]) cannot hit
+/// it is never reused: a cancel sent for the abandoned statement ([`crate::connection::cancel`]) cannot hit
 /// a later statement on the same server session, and that session ends with the statement.
 #[cfg(any(feature = "postgres", feature = "mysql"))]
 struct Reading<DB: sea_orm::sqlx::Database> {

@@ -758,7 +758,7 @@ impl Inner {
                             telemetry::hedge(&node.labels, "won");
                             // The first attempt, dropped (its connection closed), may still
                             // run on its server.
-                            crate::cancel::losing(self, node.clone(), work.sql(), started);
+                            super::cancel::losing(self, node.clone(), work.sql(), started);
                             let served = Record {
                                 conn: self,
                                 node: &hedge.node,
@@ -874,7 +874,7 @@ impl Inner {
 
     /// A read on replica `first` (`.0`, its node `.1`) that may be hedged on `other`: it waits
     /// on its node, bounded as any read, and on the watchdog's word that the node has gone
-    /// silent past its hedge delay (no timer of its own); then [`hedge`](Self::hedge).
+    /// silent past its hedge delay (no timer of its own); then [`send_hedge`](Self::send_hedge).
     /// `times`: when the attempt started, and the caller's deadline.
     async fn hedgeable<W: Work>(
         &self,
@@ -906,7 +906,7 @@ impl Inner {
         .await;
         match answered {
             Some(r) => Hedged::First(r),
-            None => self.hedge(plan, work, first.as_mut(), node, other).await,
+            None => self.send_hedge(plan, work, first.as_mut(), node, other).await,
         }
     }
 
@@ -914,9 +914,9 @@ impl Inner {
     /// delay: if the budget allows ([`HedgeBudget`](crate::pace::HedgeBudget)), the same read
     /// goes to `other` (the plan's next node, which satisfies the same consistency) as well,
     /// and the first answer wins; the other attempt is dropped and, on a replica, its statement
-    /// cancelled on the server ([`crate::cancel`]). Either attempt failing leaves the other to
+    /// cancelled on the server ([`super::cancel`]). Either attempt failing leaves the other to
     /// finish. Each attempt is bounded as [`bounded`](Self::bounded) bounds it.
-    async fn hedge<W: Work, F>(
+    async fn send_hedge<W: Work, F>(
         &self,
         plan: &Plan,
         work: &W,
@@ -967,7 +967,7 @@ impl Inner {
             }
         };
         if hedge_lost && on_replica {
-            crate::cancel::losing(self, hedge_node.clone(), work.sql(), now);
+            super::cancel::losing(self, hedge_node.clone(), work.sql(), now);
         }
         hedged
     }

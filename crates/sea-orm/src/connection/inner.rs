@@ -108,7 +108,7 @@ pub(crate) struct Node {
     pub(crate) server: OnceLock<crate::Server>,
     /// A check of its server is under way (started on a probe).
     pub(crate) checking: std::sync::atomic::AtomicBool,
-    /// A cancel of a hedged read's losing attempt on it is under way ([`crate::cancel`]).
+    /// A cancel of a hedged read's losing attempt on it is under way ([`super::cancel`]).
     pub(crate) cancelling: std::sync::atomic::AtomicBool,
     /// Its pools again, reporting to the connection's metric callback: made once one is set
     /// ([`Node::hook`]). The user's statements run on these; the adapter's own (position

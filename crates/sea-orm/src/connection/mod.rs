@@ -9,14 +9,16 @@
 //! 3. `plan` — where a statement or transaction goes (classification, consistency, the router);
 //! 4. `record` — one attempt's outcome, reported once: to the monitor, the node's counters,
 //!    the balancer, the metrics and the scope;
-//! 5. `attempt` — the one attempt loop: candidates in order, retries, deadlines, for every
-//!    statement, stream and `BEGIN`;
-//! 6. `statements` — `execute`, `query_one`, `query_all`, `stream`: plan, then attempt;
-//! 7. `transactions` — `begin` and the closure forms, and what a commit records;
-//! 8. `traits` — SeaORM's traits for every routed handle, and the ways out to the primary;
-//! 9. `mod` (this module) — building the connection, its public methods, starting the monitor.
+//! 5. `cancel` — cancelling a hedged read's losing attempt on its server;
+//! 6. `attempt` — the one attempt loop: candidates in order, retries, deadlines, hedges, for
+//!    every statement, stream and `BEGIN`;
+//! 7. `statements` — `execute`, `query_one`, `query_all`, `stream`: plan, then attempt;
+//! 8. `transactions` — `begin` and the closure forms, and what a commit records;
+//! 9. `traits` — SeaORM's traits for every routed handle, and the ways out to the primary;
+//! 10. `mod` (this module) — building the connection, its public methods, starting the monitor.
 
 mod attempt;
+mod cancel;
 mod inner;
 mod plan;
 mod record;
@@ -39,7 +41,7 @@ use sea_orm::{DatabaseConnection, DbBackend, DbErr};
 
 pub use inner::RoutedConnection;
 pub(crate) use inner::{
-    AbortOnDrop, Ctx, FOREIGN_TOKEN_TTL, Inner, Node, NodeRef, Nodes, Policy, SESSION, Scope, bump,
+    AbortOnDrop, Ctx, FOREIGN_TOKEN_TTL, Inner, Node, NodeRef, Nodes, Policy, SESSION, Scope,
 };
 pub(crate) use scopes::Export;
 pub(crate) use traits::{Handle, routed_connection, routed_transactions};

@@ -21,7 +21,7 @@
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
-use crate::connection::{Inner, NodeRef, bump};
+use super::inner::{Inner, NodeRef, bump};
 
 /// The longest a cancel is waited for: connecting, finding the statement, cancelling it.
 pub(crate) const CANCEL_WITHIN: Duration = Duration::from_secs(1);
