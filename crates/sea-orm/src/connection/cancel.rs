@@ -40,9 +40,15 @@ pub(crate) fn losing(inner: &Inner, node: NodeRef, sql: &str, started: Instant) 
     let (me, product, sql) = (inner.me.clone(), inner.product, sql.to_owned());
     runtime.spawn(async move {
         let ran = started.elapsed().saturating_add(SLACK);
+        let asked = Instant::now();
         let cancel = product.cancel(&node.conn, &sql, ran);
         let cancelled = match tokio::time::timeout(CANCEL_WITHIN, cancel).await {
-            Ok(Ok(cancelled)) => cancelled,
+            Ok(Ok(cancelled)) => {
+                // The node answered: it is busy, not silent, and reads need not pass it over
+                // until its next probe (a hedge that won left it no answer of its own).
+                node.pace.probed(Instant::now(), asked.elapsed());
+                cancelled
+            }
             Ok(Err(e)) => {
                 tracing::debug!(target: "rwsplit", node = %node.name, error = %e, "a hedged read's losing attempt could not be cancelled");
                 false
