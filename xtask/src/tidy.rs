@@ -803,6 +803,14 @@ fn guide_troubleshooting_names_every_error() {
     assert!(missing.is_empty(), "errors without a section in troubleshooting.md: {missing:?}");
 }
 
+/// The README is a product page (issue 48): 250 lines at most; the rest belongs in the guide
+/// or CONTRIBUTING.md.
+#[test]
+fn readme_stays_short() {
+    let lines = read("README.md").lines().count();
+    assert!(lines <= 250, "README.md has {lines} lines, 250 at most: move detail to docs/guide");
+}
+
 #[test]
 fn readme_links_the_guide() {
     let readme = read("README.md");
