@@ -58,6 +58,10 @@
 //!   for it earlier, or its own earlier write). Both must be 0 on the routed variants;
 //! - errors: answers other than 200 and 404 (a failed or timed-out exchange ends the run).
 //!
+//! On stderr, per case: the routed variants' read-your-writes counters (token reads on replicas,
+//! on the primary, on the last node; catch-up waits and timeouts; positions captured), and for
+//! the mix each variant's p50 of the write, of the read right after it and of the other reads.
+//!
 //! `--json PATH` writes every row. `--gate` exits non-zero, naming each failure, unless for
 //! each database run (with `--db both`, a MariaDB that is not installed is a failure): at
 //! natural lag, read-only `routed+layer` ≤ 0.005 primary statements per request and a
@@ -868,7 +872,8 @@ async fn run_case(
     }
     Ok(tallies
         .into_iter()
-        .map(|mut t| {
+        .zip(VARIANTS)
+        .map(|(mut t, variant)| {
             t.latencies.sort();
             if workload == Workload::Mix {
                 let p50s: Vec<String> = t
@@ -880,7 +885,8 @@ async fn run_case(
                     })
                     .collect();
                 eprintln!(
-                    "web: mix p50 by kind (the write; the read after it; the other reads): {}",
+                    "web: mix, {}: p50 by kind (the write; the read after it; the other reads): {}",
+                    variant.name(),
                     p50s.join("; ")
                 );
             }
