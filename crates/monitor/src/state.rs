@@ -21,8 +21,10 @@ use rwsplit_core::{
 
 use crate::probe::{Observation, ProbeError};
 
+mod demand;
 mod history;
 
+use demand::Demand;
 use history::History;
 
 /// Where an entry of the registry (a node index) stands.
@@ -199,31 +201,12 @@ pub struct TopologyState {
     never: tokio::sync::Notify,
     /// Notified after each snapshot is published ([`published`](Self::published)).
     published: tokio::sync::Notify,
-    /// The origin of the entries' `sampled` instants.
-    base: Instant,
     /// Notified after each position sample is noted ([`sampled`](Self::sampled)).
     sampled: tokio::sync::Notify,
-    /// Until when a reader wants positions fresher than the full probes give (the position
-    /// feed runs), as nanoseconds after `base` plus one (0: never asked).
-    wanted: AtomicU64,
-    /// Notified when a want starts while none was running ([`wanted`](Self::wanted)).
-    wanting: tokio::sync::Notify,
-    /// The newest write position readers will want a replica known to have
-    /// ([`want_replayed`](Self::want_replayed)): replicas' feeds run until they are seen at or
-    /// past it, or `token_until` passes.
-    wanted_token: Mutex<Option<rwsplit_core::CausalToken>>,
-    /// Until when `wanted_token` is wanted (as `wanted`).
-    token_until: AtomicU64,
-    /// When the state was last used ([`used`](Self::used)), as `wanted` (its creation counts
-    /// as a use).
-    last_use: AtomicU64,
-    /// Notified when a use comes after a pause ([`resumed`](Self::resumed)).
-    resuming: tokio::sync::Notify,
+    /// What readers want of the feeds and probes, and the marks the entries' instants are
+    /// stored as (`state/demand.rs`).
+    demand: Demand,
 }
-
-/// Uses closer together than this are one use to [`TopologyState::used`]: one atomic load
-/// while statements keep coming.
-const USE_GRAIN: Duration = Duration::from_millis(50);
 
 /// Answers closer together than this are one to [`TopologyState::served_since`]: one atomic
 /// load per statement while they keep coming.
@@ -282,14 +265,8 @@ impl TopologyState {
             clock: Mutex::new(None),
             never: tokio::sync::Notify::new(),
             published: tokio::sync::Notify::new(),
-            base: Instant::now(),
             sampled: tokio::sync::Notify::new(),
-            wanted: AtomicU64::new(0),
-            wanting: tokio::sync::Notify::new(),
-            wanted_token: Mutex::new(None),
-            token_until: AtomicU64::new(0),
-            last_use: AtomicU64::new(1),
-            resuming: tokio::sync::Notify::new(),
+            demand: Demand::new(),
         }
     }
 
@@ -681,7 +658,7 @@ impl TopologyState {
     /// Whether `node` answered one of the application's statements
     /// ([`record_success`](Self::record_success)) at or after `at`, give or take 10 ms. A
     /// probe that timed out while the node kept answering the application was slow, not
-    /// failed: the monitor counts it as [busy](Self::busy_probes) (issue 25: a server
+    /// failed: the monitor counts it as [busy](Self::busy_probes) (a server
     /// saturated by a fleet's statements must not be marked down by the probes waiting behind
     /// them). A frozen or unreachable node answers nothing, so this never hides one.
     pub(crate) fn served_since(&self, node: NodeId, at: Instant) -> bool {
@@ -862,7 +839,7 @@ impl TopologyState {
                 .compare_exchange(floor_until, 0, Ordering::AcqRel, Ordering::Acquire)
                 .is_ok()
         {
-            self.want_replayed_until(
+            self.demand.want_replayed_until(
                 &rwsplit_core::CausalToken::new(position.clone()),
                 floor_until,
             );
@@ -886,17 +863,12 @@ impl TopologyState {
     /// published before it was noted here.
     pub fn sampled_since(&self, node: NodeId, at: Instant) -> bool {
         let Some(n) = self.probed(node) else { return false };
-        let stored = n.sampled.load(Ordering::Acquire);
-        let Some(nanos) = at.checked_duration_since(self.base) else { return stored > 0 };
-        stored > 0 && u128::from(stored - 1) >= nanos.as_nanos()
+        self.demand.at_or_after(n.sampled.load(Ordering::Acquire), at)
     }
 
-    /// `at` as stored in the state's atomics: nanoseconds after `base` plus one (an instant
-    /// before `base` is `base`).
+    /// `at` as stored in the state's atomics (see `state/demand.rs`).
     fn mark(&self, at: Instant) -> u64 {
-        let nanos = u64::try_from(at.saturating_duration_since(self.base).as_nanos())
-            .unwrap_or(u64::MAX - 1);
-        nanos + 1
+        self.demand.mark(at)
     }
 
     /// Asks for fresh positions until `until` (asked at `now`): the monitor's position feed
@@ -925,17 +897,7 @@ impl TopologyState {
     /// # Ok::<_, rwsplit_core::Error>(())
     /// ```
     pub fn want_positions(&self, now: Instant, until: Instant) {
-        let until = self.mark(until);
-        // Most asks come while a want runs with time to spare: one load, no write.
-        let before = self.wanted.load(Ordering::Acquire);
-        if before >= until {
-            return;
-        }
-        let before = self.wanted.fetch_max(until, Ordering::AcqRel);
-        if before <= self.mark(now) {
-            // It had lapsed (or never ran): the feeds wait for this.
-            self.wanting.notify_waiters();
-        }
+        self.demand.want_positions(now, until);
     }
 
     /// Asks for replicas' positions until each is seen at or past `token` (a write's position,
@@ -947,27 +909,7 @@ impl TopologyState {
     /// asks for the primary's next sample ([`want_floor`](Self::want_floor)). Tokens merge (the
     /// newest per history).
     pub fn want_replayed(&self, token: &rwsplit_core::CausalToken, until: Instant) {
-        self.want_replayed_until(token, self.mark(until));
-    }
-
-    /// [`want_replayed`](Self::want_replayed) until `until` as stored in the atomics.
-    fn want_replayed_until(&self, token: &rwsplit_core::CausalToken, until: u64) {
-        let grew = {
-            let mut wanted = lock(&self.wanted_token);
-            let merged = match wanted.as_ref() {
-                Some(t) => t.clone().merged(token),
-                None => token.clone(),
-            };
-            let grew = wanted.as_ref() != Some(&merged);
-            *wanted = Some(merged);
-            grew
-        };
-        let before = self.token_until.fetch_max(until, Ordering::AcqRel);
-        // A new position, or a longer want: the replicas that had the last token, and the
-        // idle feeds, wait for this one. The same token again within its want: nothing.
-        if grew || before < until {
-            self.wanting.notify_waiters();
-        }
+        self.demand.want_replayed_until(token, self.mark(until));
     }
 
     /// Asks for one position sample of `node` sent after `after`, until `until`: a read's
@@ -986,7 +928,7 @@ impl TopologyState {
         }
         n.sample_after.fetch_max(after, Ordering::AcqRel);
         n.sample_until.fetch_max(self.mark(until), Ordering::AcqRel);
-        self.wanting.notify_waiters();
+        self.demand.wake_feeds();
     }
 
     /// [`want_sample`](Self::want_sample), and then the sample's position on the replicas
@@ -1024,19 +966,18 @@ impl TopologyState {
         if self.sample_wanted(node, now) {
             return true;
         }
-        if self.token_until.load(Ordering::Acquire) <= self.mark(now) {
-            return false;
-        }
+        // A replica not yet seen at or past the write position wanted. Not the primary: a read
+        // a scope made there meanwhile asks for the primary's next sample itself (`want_floor`,
+        // as it ends), once per read; feeding the primary for as long as a replica lacks a
+        // write would feed it at every interval, in every instance, for as long as a replica
+        // is slow.
         let topo = self.snapshot();
-        let wanted = lock(&self.wanted_token);
-        let Some(token) = wanted.as_ref() else { return false };
-        // A replica not yet seen at or past it. Not the primary: a read a scope made there
-        // meanwhile asks for the primary's next sample itself (`want_floor`, as it ends), once
-        // per read; feeding the primary for as long as a replica lacks a write fed it at every
-        // interval, in every instance, for as long as a replica was slow (issue 25).
-        topo.node(node).is_some_and(|n| {
-            n.role() == Role::Replica && n.position().is_none_or(|p| !token.is_satisfied_by(p))
-        })
+        let lacks = |token: &rwsplit_core::CausalToken| {
+            topo.node(node).is_some_and(|n| {
+                n.role() == Role::Replica && n.position().is_none_or(|p| !token.is_satisfied_by(p))
+            })
+        };
+        self.demand.with_wanted_token(now, lacks).unwrap_or(false)
     }
 
     /// Marks the cluster used at `now`: the adapter routed a statement or began a transaction.
@@ -1046,33 +987,25 @@ impl TopologyState {
     /// once if their usual turn has passed. One
     /// atomic load while uses come less than 50 ms apart.
     pub fn used(&self, now: Instant) {
-        let mark = self.mark(now);
-        let grain = u64::try_from(USE_GRAIN.as_nanos()).unwrap_or(u64::MAX);
-        let before = self.last_use.load(Ordering::Acquire);
-        if before.saturating_add(grain) >= mark {
-            return;
-        }
-        self.last_use.fetch_max(mark, Ordering::AcqRel);
-        self.resuming.notify_waiters();
+        self.demand.used(now);
     }
 
     /// Whether the cluster was [used](Self::used) within `within` before `now` (its creation
     /// counts as a use).
     pub(crate) fn used_within(&self, now: Instant, within: Duration) -> bool {
-        let since = self.mark(now).saturating_sub(self.last_use.load(Ordering::Acquire));
-        u128::from(since) <= within.as_nanos()
+        self.demand.used_within(now, within)
     }
 
     /// A future that completes at the next use that comes after a pause of at least 50 ms
     /// (see [`used`](Self::used)); like [`wanted`](Self::wanted), make it, check
     /// [`used_within`](Self::used_within), then await it.
     pub(crate) fn resumed(&self) -> tokio::sync::futures::Notified<'_> {
-        self.resuming.notified()
+        self.demand.resumed()
     }
 
     /// Whether positions are wanted at `now`.
     pub fn positions_wanted_at(&self, now: Instant) -> bool {
-        self.wanted.load(Ordering::Acquire) > self.mark(now)
+        self.demand.positions_wanted_at(now)
     }
 
     /// A future that completes when a want for positions starts while none ran (see
@@ -1080,7 +1013,7 @@ impl TopologyState {
     /// from when it is made: make it, check [`positions_wanted_at`](Self::positions_wanted_at),
     /// then await it.
     pub(crate) fn wanted(&self) -> tokio::sync::futures::Notified<'_> {
-        self.wanting.notified()
+        self.demand.wanted()
     }
 
     /// Moves the state's clock to `now` if that is later.

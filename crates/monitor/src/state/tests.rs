@@ -734,7 +734,7 @@ fn under_split_brain_no_replica_is_proven_fresh() {
 #[test]
 fn a_read_is_bounded_by_the_first_sample_sent_after_it_ended() {
     let s = state(2, policy());
-    let t = s.base;
+    let t = s.demand.base();
     steady(&s, t + MS(10)); // probes sent at t + 9 ms
     let replica = NodeId::new(1);
     assert!(s.sampled_since(replica, t + MS(9)));
