@@ -262,6 +262,7 @@ fn health_belongs_to_the_monitor() {
 fn connection_modules_are_layered() {
     const ORDER: &[&str] = &[
         "inner",
+        "counters",
         "scopes",
         "plan",
         "record",

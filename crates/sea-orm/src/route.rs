@@ -157,6 +157,11 @@ impl Plan {
         self.topology.node(node).map_or(0, |n| n.load().in_flight())
     }
 
+    /// Whether `node` is marked down in the plan's snapshot.
+    pub(crate) fn marked_down(&self, node: NodeId) -> bool {
+        self.topology.node(node).is_some_and(|n| n.health() == Health::Down)
+    }
+
     /// The node to try first.
     pub(crate) fn first(&self) -> NodeId {
         self.iter().next().unwrap_or_else(|| self.route.target())
@@ -191,6 +196,10 @@ pub(crate) struct Routing {
     feeds_latency: bool,
     /// Positions catch-up waits proved replicas had, between the monitor's samples.
     learned: Learned,
+    /// Looks at the live topology so far: by the plans and everything else, and by the
+    /// statements' watches ([`Routing::looks`]).
+    #[cfg(test)]
+    looks: [std::sync::atomic::AtomicUsize; 2],
 }
 
 impl Routing {
@@ -201,7 +210,39 @@ impl Routing {
     /// Routing on a state that already exists (a monitor shared with other connections).
     pub(crate) fn with_state(state: Arc<TopologyState>, config: RouterConfig) -> Routing {
         let router = Router::new(config);
-        Routing { state, feeds_latency: router.uses_latency(), router, learned: Learned::default() }
+        Routing {
+            state,
+            feeds_latency: router.uses_latency(),
+            router,
+            learned: Learned::default(),
+            #[cfg(test)]
+            looks: Default::default(),
+        }
+    }
+
+    /// Counts a look at the live topology (a snapshot, or a node's role or health read from the
+    /// monitor's state): the tests assert how many one statement makes.
+    #[inline]
+    fn look(&self) {
+        #[cfg(test)]
+        self.looks[0].fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// Counts a look at one node's standing ([`standing`](Self::standing)): a statement's
+    /// watch, or a failed attempt's next step.
+    #[inline]
+    fn look_at_standing(&self) {
+        #[cfg(test)]
+        self.looks[1].fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// How many looks at the live topology were made so far: by plans and everything else
+    /// ([`look`](Self::look)), and at a node's standing
+    /// ([`look_at_standing`](Self::look_at_standing)).
+    #[cfg(test)]
+    pub(crate) fn looks(&self) -> (usize, usize) {
+        let get = |i: usize| self.looks[i].load(std::sync::atomic::Ordering::Relaxed);
+        (get(0), get(1))
     }
 
     /// Whether a statement's round trip should be recorded for the balancer.
@@ -222,6 +263,7 @@ impl Routing {
 
     /// The topology one plan is made from.
     pub(crate) fn snap(&self) -> Snap {
+        self.look();
         Snap { topology: self.state.snapshot_arc() }
     }
 
@@ -277,30 +319,34 @@ impl Routing {
     /// reports the token's own timeline (a standby re-pointed to the new primary reports its
     /// last restartpoint's timeline until its WAL receiver connects).
     pub(crate) fn foreign(&self, token: &CausalToken) -> bool {
+        self.look();
         foreign_in(&self.state.snapshot(), token)
     }
 
     /// The bound of what a scope's last read `seen` can have seen (monotonic reads): the
     /// node's position in the first monitor sample sent after the read ended (a replica's
     /// replay position, a primary's written position; at least what it held then), or
-    /// unknown while there is no such sample (or the read may still be reading).
+    /// unknown while there is no such sample (or the read may still be reading). The
+    /// monitor's marks first, then the snapshot ([`floor_mark`](Self::floor_mark)).
     pub(crate) fn floor(&self, seen: &Seen) -> Floor {
-        let unknown = Floor::Unknown(seen.node);
-        let Some(at) = seen.at else { return unknown };
-        // The sample's mark first, then the snapshot: it was published before it was marked.
+        let mark = self.floor_mark(seen);
+        mark.resolve(&self.snap())
+    }
+
+    /// The half of [`floor`](Self::floor) read from the monitor's sample marks, to be resolved
+    /// in a snapshot taken after it ([`FloorMark::resolve`]): a sample is published before it
+    /// is marked, so a snapshot taken after the mark holds the sample it counts.
+    pub(crate) fn floor_mark(&self, seen: &Seen) -> FloorMark {
+        let Some(at) = seen.at else { return FloorMark::Unknown(seen.node) };
         if !self.state.sampled_since(seen.node, at) {
-            return unknown;
+            return FloorMark::Unknown(seen.node);
         }
         // A read on the primary: its position at the first sample after the read, which
         // replicas reach a replication delay later (its newest would ask them to be as fresh
         // as the primary is now, which they never are).
-        if let Some(p) = self.state.primary_position_since(seen.node, at) {
-            return Floor::Known(CausalToken::new(p));
-        }
-        let topo = self.state.snapshot();
-        match topo.node(seen.node).and_then(Node::position) {
-            Some(p) => Floor::Known(CausalToken::new(p.clone())),
-            None => unknown,
+        match self.state.primary_position_since(seen.node, at) {
+            Some(p) => FloorMark::Known(CausalToken::new(p)),
+            None => FloorMark::Sampled(seen.node),
         }
     }
 
@@ -310,8 +356,15 @@ impl Routing {
     }
 
     /// Whether replica `node` of `topo` is known to have replayed `token`: its sampled
-    /// position, or a catch-up wait's recent proof while the node is a replica not down.
-    pub(crate) fn has_replayed(&self, topo: &Topology, node: NodeId, token: &CausalToken) -> bool {
+    /// position, or a catch-up wait's proof not long before `now` while the node is a replica
+    /// not down.
+    pub(crate) fn has_replayed(
+        &self,
+        topo: &Topology,
+        node: NodeId,
+        token: &CausalToken,
+        now: Instant,
+    ) -> bool {
         let Some(n) = topo.node(node) else { return false };
         if n.position().is_some_and(|p| token.is_satisfied_by(p)) {
             return true;
@@ -319,21 +372,22 @@ impl Routing {
         n.role() == Role::Replica
             && n.health() != Health::Down
             && !self.learned.is_empty()
-            && self.learned.has(node, token, Instant::now())
+            && self.learned.has(node, token, now)
     }
 
-    /// A replica of `topo` a catch-up wait recently proved to have `token`, not down, preferring
-    /// `rather`; `None` if none (the monitor's samples are the router's to read).
+    /// A replica of `topo` a catch-up wait proved, not long before `now`, to have `token`, not
+    /// down, preferring `rather`; `None` if none (the monitor's samples are the router's to
+    /// read).
     pub(crate) fn proven_replica(
         &self,
         topo: &Topology,
         token: &CausalToken,
         rather: Option<NodeId>,
+        now: Instant,
     ) -> Option<NodeId> {
         if self.learned.is_empty() {
             return None;
         }
-        let now = Instant::now();
         let fits = |n: &Node| {
             n.role() == Role::Replica
                 && n.health() != Health::Down
@@ -352,6 +406,7 @@ impl Routing {
 
     /// The primary's position as the monitor last saw it, if known.
     pub(crate) fn primary_position(&self) -> Option<rwsplit_core::ReplayPosition> {
+        self.look();
         let topo = self.state.snapshot();
         topo.primary().and_then(|p| p.position()).cloned()
     }
@@ -359,6 +414,7 @@ impl Routing {
     /// Where `token` stands: replayed by every replica, not yet, or never (another history
     /// than the primary's).
     pub(crate) fn settled(&self, token: &CausalToken) -> Settled {
+        self.look();
         if self.foreign(token) {
             return Settled::Never;
         }
@@ -373,6 +429,7 @@ impl Routing {
 
     /// The current primary's id, if exactly one node has the role.
     pub(crate) fn primary_id(&self) -> Option<NodeId> {
+        self.look();
         self.state.primary_id()
     }
 
@@ -396,6 +453,7 @@ impl Routing {
         &self,
         node: NodeId,
     ) -> Option<(Role, Lag, Option<rwsplit_core::ReplayPosition>)> {
+        self.look();
         let topo = self.state.snapshot();
         topo.node(node).map(|n| (n.role(), n.lag(), n.position().cloned()))
     }
@@ -403,6 +461,7 @@ impl Routing {
     /// Where `node` stands for a statement on it: its role (the primary or not) and whether it
     /// is marked down (a node no longer in the snapshot is neither primary nor up).
     pub(crate) fn standing(&self, node: NodeId) -> crate::sending::Standing {
+        self.look_at_standing();
         use crate::sending::Standing;
         let topo = self.state.snapshot();
         let Some(n) = topo.node(node) else { return Standing::Gone };
@@ -415,6 +474,7 @@ impl Routing {
     }
 
     pub(crate) fn health(&self, node: NodeId) -> Health {
+        self.look();
         self.state.health(node)
     }
 
@@ -447,6 +507,7 @@ impl Routing {
     /// Whether `node` is joining: probed (the monitor has it) but not in the snapshot yet, so
     /// nothing is routed to it (see `TopologyState::add_node`).
     pub(crate) fn is_joining(&self, node: NodeId) -> bool {
+        self.look();
         // The snapshot first: a node that joins in between reads as joining once more, never
         // a joining node as in rotation.
         self.state.snapshot().node(node).is_none() && self.state.contains(node)
@@ -470,6 +531,32 @@ pub(crate) enum Floor {
     Known(CausalToken),
     /// Not bounded yet: its last read was on this node.
     Unknown(NodeId),
+}
+
+/// What the monitor's sample marks say of a scope's last read ([`Routing::floor_mark`]),
+/// before a snapshot is read.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum FloorMark {
+    /// No sample of its node since it ended (or it may still be reading).
+    Unknown(NodeId),
+    /// A read on the primary: bounded by the primary's position at its next sample.
+    Known(CausalToken),
+    /// Its node was sampled since: its position in a snapshot taken after this mark.
+    Sampled(NodeId),
+}
+
+impl FloorMark {
+    /// The floor, read in `snap` (taken after the mark).
+    pub(crate) fn resolve(self, snap: &Snap) -> Floor {
+        match self {
+            FloorMark::Unknown(node) => Floor::Unknown(node),
+            FloorMark::Known(token) => Floor::Known(token),
+            FloorMark::Sampled(node) => match snap.topology().node(node).and_then(Node::position) {
+                Some(p) => Floor::Known(CausalToken::new(p.clone())),
+                None => Floor::Unknown(node),
+            },
+        }
+    }
 }
 
 /// One plan's view of the topology ([`Routing::snap`]).

@@ -5,6 +5,7 @@ use std::sync::atomic::Ordering;
 use rwsplit_core::{Health, Lag, NodeId, ReplayPosition, Role};
 
 use crate::RoutedConnection;
+use crate::connection::Count;
 
 /// Statement counts per node and routing totals, as of one instant.
 ///
@@ -275,6 +276,7 @@ impl NodeStats {
 
 pub(crate) fn snapshot(db: &RoutedConnection) -> Stats {
     let inner = &db.inner;
+    let c = &inner.counters;
     Stats {
         nodes: {
             // In id order: the configured primary (id 0) first while it is there. Never empty:
@@ -312,31 +314,27 @@ pub(crate) fn snapshot(db: &RoutedConnection) -> Stats {
             }
         })
         .collect(),
-        retries: inner.retries.load(Ordering::Relaxed),
-        ryw: {
-            let c = &inner.counters;
-            let get = |a: &std::sync::atomic::AtomicU64| a.load(Ordering::Relaxed);
-            ReadYourWrites {
-                positions_captured: get(&c.captures),
-                capture_failures: get(&c.capture_failures),
-                replica_reads: get(&c.token_reads_on_replicas),
-                primary_reads: get(&c.token_reads_on_primary),
-                waits: get(&c.waits),
-                wait_timeouts: get(&c.wait_timeouts),
-                foreign_tokens: get(&c.foreign_tokens),
-                last_node_reads: get(&c.monotonic_stays),
-                tracked_tasks: inner.tasks.len() as u64,
-            }
+        retries: c.get(Count::Retries),
+        ryw: ReadYourWrites {
+            positions_captured: c.get(Count::Captures),
+            capture_failures: c.get(Count::CaptureFailures),
+            replica_reads: c.get(Count::TokenReadsOnReplicas),
+            primary_reads: c.get(Count::TokenReadsOnPrimary),
+            waits: c.get(Count::Waits),
+            wait_timeouts: c.get(Count::WaitTimeouts),
+            foreign_tokens: c.get(Count::ForeignTokens),
+            last_node_reads: c.get(Count::MonotonicStays),
+            tracked_tasks: inner.tasks.len() as u64,
         },
         promotions: inner.monitor.as_ref().map_or(0, |m| m.promotions()),
-        replica_refusals: inner.counters.replica_refusals.load(Ordering::Relaxed),
+        replica_refusals: c.get(Count::ReplicaRefusals),
         learned_writes: u64::try_from(inner.classified.learned()).unwrap_or(u64::MAX),
         hedges: Hedges {
-            sent: inner.counters.hedges.load(Ordering::Relaxed),
-            won: inner.counters.hedges_won.load(Ordering::Relaxed),
-            cancelled: inner.counters.hedges_cancelled.load(Ordering::Relaxed),
-            not_cancelled: inner.counters.hedges_not_cancelled.load(Ordering::Relaxed),
-            stalled_skips: inner.counters.stalled_skips.load(Ordering::Relaxed),
+            sent: c.get(Count::Hedges),
+            won: c.get(Count::HedgesWon),
+            cancelled: c.get(Count::HedgesCancelled),
+            not_cancelled: c.get(Count::HedgesNotCancelled),
+            stalled_skips: c.get(Count::StalledSkips),
         },
     }
 }

@@ -34,7 +34,8 @@ use sea_orm::{
     Statement, StreamTrait, TransactionOptions, TransactionTrait,
 };
 
-use super::inner::{Ctx, Inner, Node, Scope, bump};
+use super::counters::Count;
+use super::inner::{Ctx, Inner, Node, Scope};
 use super::plan::{Done, Io, Planned};
 use super::record::{self, Attempt, Record};
 use crate::classified::Learned;
@@ -436,19 +437,36 @@ impl Inner {
         &self,
         scope: &Scope,
         read: bool,
-        mut planner: impl FnMut(Done) -> Result<Planned, DbErr>,
+        mut planner: impl FnMut(Done, Instant) -> Result<Planned, DbErr>,
     ) -> Result<Plan, DbErr> {
         let mut done = Done::default();
         loop {
-            match planner(done) {
-                Ok(Planned::Ready(plan)) => return Ok(plan),
+            let now = Instant::now();
+            self.note_use(now);
+            match planner(done, now) {
+                Ok(Planned::Ready(plan, effects)) => {
+                    effects.apply(self, now);
+                    return Ok(plan);
+                }
                 // Boxed: most reads do no I/O before their attempts.
-                Ok(Planned::Io(io)) => Box::pin(self.io_step(io, scope, &mut done)).await,
+                Ok(Planned::Io(io, effects)) => {
+                    effects.want(self, now);
+                    Box::pin(self.io_step(io, scope, &mut done)).await;
+                }
                 Err(e) if read && self.monitor.is_some() && unsettled(&e) => {
                     return Box::pin(self.settled_plan(scope, e, done, planner)).await;
                 }
                 Err(e) => return Err(e),
             }
+        }
+    }
+
+    /// Tells the monitor the cluster is in use: it probes at its usual interval, not the idle
+    /// one ([`MonitorConfig::idle_probe_interval`](rwsplit_monitor::MonitorConfig::idle_probe_interval)).
+    /// One atomic load while statements come less than 50 ms apart.
+    fn note_use(&self, now: Instant) {
+        if self.monitor.is_some() {
+            self.routing.state().used(now);
         }
     }
 
@@ -460,7 +478,7 @@ impl Inner {
         scope: &Scope,
         first: DbErr,
         mut done: Done,
-        mut planner: impl FnMut(Done) -> Result<Planned, DbErr>,
+        mut planner: impl FnMut(Done, Instant) -> Result<Planned, DbErr>,
     ) -> Result<Plan, DbErr> {
         let m = &self.policy.monitor;
         let verdict =
@@ -477,9 +495,14 @@ impl Inner {
             let published = state.published();
             let mut published = std::pin::pin!(published);
             published.as_mut().enable();
-            match planner(done) {
-                Ok(Planned::Ready(plan)) => return Ok(plan),
-                Ok(Planned::Io(io)) => {
+            let now = Instant::now();
+            match planner(done, now) {
+                Ok(Planned::Ready(plan, effects)) => {
+                    effects.apply(self, now);
+                    return Ok(plan);
+                }
+                Ok(Planned::Io(io, effects)) => {
+                    effects.want(self, now);
                     self.io_step(io, scope, &mut done).await;
                     continue;
                 }
@@ -651,7 +674,7 @@ impl Inner {
         async move {
             let write = plan.access() == Access::Write;
             if write {
-                self.check_writable(plan.first()).map_err(Stop::Fail)?;
+                self.check_writable(plan).map_err(Stop::Fail)?;
             }
             // A catch-up wait is I/O few reads do: boxed, so the others do not carry its state.
             let skip = match plan.wait() {
@@ -704,7 +727,7 @@ impl Inner {
                     && plan.reason() != Why::Router(rwsplit_core::RouteReason::NodeRequested)
                     && node.pace.stalled(plan.in_flight(id), now)
                 {
-                    bump(&self.counters.stalled_skips);
+                    self.counters.bump(Count::StalledSkips);
                     telemetry::hedge(&node.labels, "passed_over");
                     tracing::debug!(target: "rwsplit", node = %node.name, "node stalled: trying the plan's next one");
                     continue;
@@ -754,7 +777,7 @@ impl Inner {
                     let hedged = Box::pin(read).await;
                     match hedged {
                         Hedged::By(out, hedge) => {
-                            bump(&self.counters.hedges_won);
+                            self.counters.bump(Count::HedgesWon);
                             telemetry::hedge(&node.labels, "won");
                             // The first attempt, dropped (its connection closed), may still
                             // run on its server.
@@ -933,7 +956,7 @@ impl Inner {
         if !self.hedge_budget.spend() {
             return Hedged::First(first.await);
         }
-        bump(&self.counters.hedges);
+        self.counters.bump(Count::Hedges);
         telemetry::hedge(&node.labels, "sent");
         let now = Instant::now();
         tracing::info!(target: "rwsplit", node = %node.name, hedge = %hedge_node.name, after = ?node.pace.hedge_delay(), "read unanswered: hedged on another node");
@@ -984,7 +1007,7 @@ impl Inner {
         );
         let rerun =
             !on_purpose && self.policy.on_replica_refusal == crate::OnReplicaRefusal::Primary;
-        bump(&self.counters.replica_refusals);
+        self.counters.bump(Count::ReplicaRefusals);
         telemetry::replica_refusal(&node.labels, rerun);
         let then = if rerun { "it runs once on the primary" } else { "it fails" };
         match &learned {
@@ -1034,7 +1057,7 @@ impl Inner {
         let Some((token, max)) = plan.wait() else { return true };
         let id = plan.first();
         let Some(node) = self.nodes.get(id) else { return false };
-        bump(&self.counters.waits);
+        self.counters.bump(Count::Waits);
         match self.replayed(&node, token, max).await {
             Ok(Waited::CaughtUp) => {
                 // Proof for the next reads with this token (or an older one), in any scope.
@@ -1043,13 +1066,13 @@ impl Inner {
                 true
             }
             Ok(Waited::TimedOut) => {
-                bump(&self.counters.wait_timeouts);
+                self.counters.bump(Count::WaitTimeouts);
                 self.counters.read_your_writes(Ryw::Primary);
                 tracing::debug!(target: "rwsplit", node = %node.name, ?max, "replica did not catch up in time: reading from the primary");
                 false
             }
             Err(e) => {
-                bump(&self.counters.wait_timeouts);
+                self.counters.bump(Count::WaitTimeouts);
                 self.counters.read_your_writes(Ryw::Primary);
                 record::note_failure(self, &node, id, &e);
                 false
@@ -1232,8 +1255,11 @@ impl Inner {
     /// Writes fail fast, naming the node, when the monitor has marked the primary down: waiting
     /// for a pool's acquire timeout would only hang the caller (a write is tried elsewhere only
     /// once the monitor names another primary, and only if it was never sent).
-    fn check_writable(&self, node: NodeId) -> Result<(), DbErr> {
-        if self.routing.health(node) == rwsplit_core::Health::Down {
+    /// Read in the plan's snapshot: made a moment ago, and a primary marked down since is the
+    /// write's watch's to see.
+    fn check_writable(&self, plan: &Plan) -> Result<(), DbErr> {
+        let node = plan.first();
+        if plan.marked_down(node) {
             let name = self.nodes.get(node).map_or_else(String::new, |n| n.name.clone());
             return Err(failure::primary_down(&name));
         }

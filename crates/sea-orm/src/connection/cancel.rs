@@ -21,7 +21,8 @@
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
-use super::inner::{Inner, NodeRef, bump};
+use super::counters::Count;
+use super::inner::{Inner, NodeRef};
 
 /// The longest a cancel is waited for: connecting, finding the statement, cancelling it.
 pub(crate) const CANCEL_WITHIN: Duration = Duration::from_secs(1);
@@ -71,10 +72,10 @@ const SLACK: Duration = Duration::from_millis(100);
 
 fn counted(inner: &Inner, node: &NodeRef, cancelled: bool) {
     if cancelled {
-        bump(&inner.counters.hedges_cancelled);
+        inner.counters.bump(Count::HedgesCancelled);
         crate::telemetry::hedge(&node.labels, "cancelled");
     } else {
-        bump(&inner.counters.hedges_not_cancelled);
+        inner.counters.bump(Count::HedgesNotCancelled);
         crate::telemetry::hedge(&node.labels, "not_cancelled");
     }
 }

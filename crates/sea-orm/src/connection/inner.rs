@@ -16,7 +16,7 @@ use sea_orm::{DatabaseConnection, DbBackend};
 
 use crate::causal::{Shared, TaskScopes};
 use crate::route::Routing;
-use crate::telemetry::{NodeLabels, Ryw};
+use crate::telemetry::NodeLabels;
 
 /// Routing policy switches.
 #[derive(Debug, Clone)]
@@ -513,8 +513,8 @@ pub(crate) struct Inner {
     pub(crate) policy: Policy,
     pub(crate) tasks: TaskScopes,
     pub(crate) routing: Routing,
-    pub(crate) retries: AtomicU64,
-    pub(crate) counters: Counters,
+    /// Its own counters, for [`Stats`](crate::Stats): retries, read-your-writes, hedging.
+    pub(crate) counters: super::counters::Counters,
     /// Notified each time a write's position capture lands (see `settled_slot`).
     pub(crate) positions_landed: tokio::sync::Notify,
     /// Position reads after writes, shared among the writes they cover.
@@ -534,49 +534,6 @@ pub(crate) struct Inner {
     /// Itself, for the work a statement leaves running after it returns (a write's position
     /// capture): that work stops mattering once the connection is gone.
     pub(crate) me: std::sync::Weak<Inner>,
-}
-
-/// Read-your-writes counters, for [`Stats`](crate::Stats).
-#[derive(Debug, Default)]
-pub(crate) struct Counters {
-    pub(crate) captures: AtomicU64,
-    pub(crate) capture_failures: AtomicU64,
-    pub(crate) token_reads_on_replicas: AtomicU64,
-    pub(crate) token_reads_on_primary: AtomicU64,
-    pub(crate) waits: AtomicU64,
-    pub(crate) wait_timeouts: AtomicU64,
-    pub(crate) foreign_tokens: AtomicU64,
-    /// Reads kept on the node of their scope's last read (or sent to the primary): monotonic
-    /// reads, before a sample bounded that read.
-    pub(crate) monotonic_stays: AtomicU64,
-    /// Statements classified as reads that a replica refused because they write.
-    pub(crate) replica_refusals: AtomicU64,
-    /// Reads sent to a second node after going unanswered for their hedge delay.
-    pub(crate) hedges: AtomicU64,
-    /// Hedged reads the second node answered first.
-    pub(crate) hedges_won: AtomicU64,
-    /// Losing attempts of hedged reads cancelled on their server.
-    pub(crate) hedges_cancelled: AtomicU64,
-    /// Losing attempts of hedged reads whose cancel found nothing to cancel, failed, or was
-    /// not sent (one was under way on that node).
-    pub(crate) hedges_not_cancelled: AtomicU64,
-    /// Read attempts that passed over a stalled node for the plan's next one.
-    pub(crate) stalled_skips: AtomicU64,
-}
-
-pub(crate) fn bump(counter: &AtomicU64) {
-    counter.fetch_add(1, Ordering::Relaxed);
-}
-
-impl Counters {
-    /// Where a read that had to see a write went: counted here and in the metrics.
-    pub(crate) fn read_your_writes(&self, outcome: Ryw) {
-        match outcome {
-            Ryw::Replica | Ryw::Waited => bump(&self.token_reads_on_replicas),
-            Ryw::Primary => bump(&self.token_reads_on_primary),
-        }
-        crate::telemetry::read_your_writes(outcome);
-    }
 }
 
 /// How one call is routed beyond its SQL: whose read-your-writes scope it uses, and per-call

@@ -3,22 +3,27 @@
 //! The connection is split by concern; each module builds only on those listed before it
 //! (the tidy test `connection_modules_are_layered` checks it):
 //!
-//! 1. `inner` — the data: [`RoutedConnection`], its nodes, policy and counters, the per-call
-//!    [`Ctx`] and [`Scope`];
-//! 2. `scopes` — read-your-writes scopes: recording a write's position, pending positions;
-//! 3. `plan` — where a statement or transaction goes (classification, consistency, the router);
-//! 4. `record` — one attempt's outcome, reported once: to the monitor, the node's counters,
+//! 1. `inner` — the data: [`RoutedConnection`], its nodes and policy, the per-call [`Ctx`] and
+//!    [`Scope`];
+//! 2. `counters` — the connection's own counters, and a plan's `Effects` (counters to move,
+//!    positions to want from the monitor), applied once for the plan that runs;
+//! 3. `scopes` — read-your-writes scopes: recording a write's position, pending positions;
+//! 4. `plan` — where a statement or transaction goes (classification, consistency, the
+//!    router): a decision and its effects, as data;
+//! 5. `record` — one attempt's outcome, reported once: to the monitor, the node's counters,
 //!    the balancer, the metrics and the scope;
-//! 5. `cancel` — cancelling a hedged read's losing attempt on its server;
-//! 6. `attempt` — the one attempt loop: candidates in order, retries, deadlines, hedges, for
-//!    every statement, stream and `BEGIN`;
-//! 7. `statements` — `execute`, `query_one`, `query_all`, `stream`: plan, then attempt;
-//! 8. `transactions` — `begin` and the closure forms, and what a commit records;
-//! 9. `traits` — SeaORM's traits for every routed handle, and the ways out to the primary;
-//! 10. `mod` (this module) — building the connection, its public methods, starting the monitor.
+//! 6. `cancel` — cancelling a hedged read's losing attempt on its server;
+//! 7. `attempt` — the executor: a plan's I/O steps, then the one attempt loop (candidates in
+//!    order, retries, deadlines, hedges) for every statement, stream and `BEGIN`;
+//! 8. `statements` — the one statement path: classify, plan, attempt, what a read saw;
+//! 9. `transactions` — `begin` and the closure forms, and what a commit records;
+//! 10. `traits` — SeaORM's traits for every routed handle, and the ways out to the primary;
+//! 11. `mod` (this module) — building the connection, its public methods, starting the
+//!     monitor.
 
 mod attempt;
 mod cancel;
+mod counters;
 mod inner;
 mod plan;
 mod record;
@@ -29,7 +34,7 @@ mod transactions;
 
 use std::future::Future;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use rwsplit_core::{
@@ -39,6 +44,7 @@ use rwsplit_core::{
 use rwsplit_monitor::Monitor;
 use sea_orm::{DatabaseConnection, DbBackend, DbErr};
 
+pub(crate) use counters::Count;
 pub use inner::RoutedConnection;
 pub(crate) use inner::{
     AbortOnDrop, Ctx, FOREIGN_TOKEN_TTL, Inner, Node, NodeRef, Nodes, Policy, SESSION, Scope,
@@ -51,7 +57,7 @@ use crate::probe::{NodeConnector, ProbeFrom, ProbeSettings};
 use crate::product::Product;
 use crate::route::Routing;
 
-use inner::{Counters, SCOPE};
+use inner::SCOPE;
 
 impl RoutedConnection {
     // One argument per part the builder configured; a parameter struct would only rename them.
@@ -108,8 +114,7 @@ impl RoutedConnection {
                 tasks: TaskScopes::default(),
                 policy,
                 routing,
-                retries: AtomicU64::new(0),
-                counters: Counters::default(),
+                counters: counters::Counters::default(),
                 positions_landed: tokio::sync::Notify::new(),
                 captures: crate::coalesce::Coalesce::default(),
                 hedge_budget: crate::pace::HedgeBudget::default(),

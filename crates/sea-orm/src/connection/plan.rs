@@ -1,9 +1,15 @@
 //! Planning: where a statement or a transaction goes. The SQL is classified; then an explicit
 //! [scope](RoutedConnection::scope) or hint, the consistency level and the caller's
-//! read-your-writes need decide what the core router is asked. Planning does no I/O: when a
-//! read-your-writes read needs some first (waiting for the scope's position captures, reading
-//! the primary's position), the planner hands back that step ([`Planned::Io`]); the executor
-//! does it ([`Inner::planned`]) and plans again with what it found ([`Done`]).
+//! read-your-writes need decide what the core router is asked.
+//!
+//! The planner decides; it changes nothing and does no I/O. Its inputs: the statement, the
+//! call's [`Ctx`], the scope's state (read once per plan), the topology (one snapshot per plan,
+//! read after the scope's state and the monitor's sample marks it is judged with), the policy,
+//! the clock reading the executor hands it, and the positions catch-up waits proved. Its
+//! output is data: a [`Plan`], or the I/O step to do first ([`Planned::Io`]: the executor does
+//! it, [`Inner::planned`], and plans again with what it found, [`Done`]), each with the
+//! [`Effects`] of the decision — counters to move, positions to want from the monitor — which
+//! the executor applies once, for the plan it runs: a read planned twice is counted once.
 
 use std::time::{Duration, Instant};
 
@@ -13,10 +19,11 @@ use rwsplit_core::{
 };
 use sea_orm::{AccessMode, DbErr, IsolationLevel};
 
-use super::inner::{Ctx, Inner, SCOPE, Scope, bump};
+use super::counters::Effects;
+use super::inner::{Ctx, Inner, SCOPE, Scope};
 use super::scopes::monotonic;
 use crate::causal::Slot;
-use crate::route::{Floor, Plan, Snap, Why};
+use crate::route::{Floor, FloorMark, Plan, Snap, Why};
 use crate::telemetry::Ryw;
 
 /// What a read needs from the primary's history.
@@ -32,6 +39,19 @@ enum Need {
         node: NodeId,
         token: Option<CausalToken>,
     },
+}
+
+/// What the planner decided, before its effects are attached ([`Planned`]).
+enum Decided {
+    Ready(Plan),
+    Io(Io),
+}
+
+/// A read's view of its scope: the scope's state and, for monotonic reads, the sample marks
+/// that bound its last read, both read before the snapshot they are judged in.
+struct ScopeView {
+    slot: Slot,
+    floor: Option<FloorMark>,
 }
 
 impl Inner {
@@ -51,23 +71,31 @@ impl Inner {
         Ok(self.plan_ctx(&rc)?.with_reason(reason))
     }
 
-    /// What a read in `scope` needs: nothing, a token, or the primary (position unknown); or
-    /// the I/O step to do first. The decision is [`next_step`]'s, from the scope's state, `snap`
-    /// and the steps `done` so far alone.
+    /// The scope's state for a read and, for monotonic reads, the monitor's sample marks that
+    /// bound its last read: read before the plan's snapshot, so that a sample the marks count
+    /// is in it.
+    fn scope_view(&self, scope: &Scope, monotonic: bool) -> ScopeView {
+        let mut slot = self.scope_get(scope);
+        let floor = match slot.seen.take() {
+            Some(seen) if monotonic => Some(self.routing.floor_mark(&seen)),
+            _ => None,
+        };
+        ScopeView { slot, floor }
+    }
+
+    /// What a read in a scope seen as `view` needs: nothing, a token, or the primary (position
+    /// unknown); or the I/O step to do first. The decision is [`next_step`]'s, from the scope's
+    /// state, `snap` and the steps `done` so far alone.
     fn read_need(
         &self,
-        scope: &Scope,
+        view: ScopeView,
         explicit: Option<&CausalToken>,
         wait: Option<Duration>,
         snap: &Snap,
         done: Done,
-        monotonic: bool,
     ) -> Result<Need, Io> {
-        let mut slot = self.scope_get(scope);
-        let floor = match slot.seen.take() {
-            Some(seen) if monotonic => Some(self.routing.floor(&seen)),
-            _ => None,
-        };
+        let ScopeView { slot, floor } = view;
+        let floor = floor.map(|mark| mark.resolve(snap));
         let primary = snap.primary_id();
         let primary_down = || {
             primary.is_none_or(|p| {
@@ -85,9 +113,9 @@ impl Inner {
 
     /// Where a statement goes, given its classification (see [`classify`](Self::classify)):
     /// the explicit scope, the consistency level with the caller's read-your-writes token, and
-    /// the router. No I/O: a step it needs first comes back as [`Planned::Io`]. Not pure: it
-    /// reads the clock, the task's scope and the monitor's live samples, counts its decisions,
-    /// and tells the monitor which positions its read wants.
+    /// the router, as of `now` (the executor's clock reading). No I/O, nothing changed: a step
+    /// it needs first comes back as [`Planned::Io`], and what the decision means for counters
+    /// and the monitor as its [`Effects`].
     pub(super) fn plan(
         &self,
         sql: &str,
@@ -95,14 +123,17 @@ impl Inner {
         ctx: &Ctx<'_>,
         scope: &Scope,
         done: Done,
+        now: Instant,
     ) -> Result<Planned, DbErr> {
         let c = kind.classification.attach(sql);
-        Ok(match self.plan_classified(sql, &c, ctx, scope, done)? {
-            Planned::Ready(plan) => Planned::Ready(plan.with_operation(kind.operation)),
-            io => io,
+        let mut fx = Effects::default();
+        Ok(match self.plan_classified(sql, &c, ctx, scope, done, now, &mut fx)? {
+            Decided::Ready(plan) => Planned::Ready(plan.with_operation(kind.operation), fx),
+            Decided::Io(io) => Planned::Io(io, fx),
         })
     }
 
+    #[expect(clippy::too_many_arguments, reason = "one plan's inputs, passed through")]
     fn plan_classified(
         &self,
         sql: &str,
@@ -110,9 +141,9 @@ impl Inner {
         ctx: &Ctx<'_>,
         scope: &Scope,
         done: Done,
-    ) -> Result<Planned, DbErr> {
-        let now = Instant::now();
-        self.note_use(now);
+        now: Instant,
+        fx: &mut Effects,
+    ) -> Result<Decided, DbErr> {
         let mut rc = RouteContext::new(c, now).with_statement(sql, self.dialect);
         let target = SCOPE.try_with(|t| *t).ok();
         if let Some(target) = target {
@@ -123,7 +154,7 @@ impl Inner {
             // A bounded read is proven from the monitor's samples: its replicas' staleness
             // grows between them, so while bounded reads come the feed runs (idle, only probes
             // would prove them, a probe interval apart).
-            self.want_positions();
+            fx.want_positions = true;
         }
         let explicit_token = match level {
             Consistency::ReadYourWrites(t) => Some(t),
@@ -136,15 +167,29 @@ impl Inner {
             || (!self.policy.read_your_writes && explicit_token.is_none())
             || (self.nodes.count() == 1 && explicit_token.is_none())
         {
-            return self.plan_ctx(&rc.with_consistency(level)).map(Planned::Ready);
+            return self.plan_ctx(&rc.with_consistency(level)).map(Decided::Ready);
         }
-        // One snapshot for every decision of this plan.
+        let read = Read { level, explicit: explicit_token, wait: self.wait_of(ctx), done };
+        self.decide_read(rc, &read, scope, fx)
+    }
+
+    /// Where a read in a read-your-writes scope goes — a statement's, or a read-only
+    /// transaction's `BEGIN` — given what its scope needs (see [`read_need`](Self::read_need)):
+    /// the one planner for both.
+    fn decide_read(
+        &self,
+        rc: RouteContext<'_>,
+        read: &Read<'_>,
+        scope: &Scope,
+        fx: &mut Effects,
+    ) -> Result<Decided, DbErr> {
+        let &Read { level, explicit, wait, done } = read;
+        let view = self.scope_view(scope, monotonic(level));
+        // One snapshot for every decision of this plan, taken after the scope's view.
         let snap = self.routing.snap();
-        let monotonic = monotonic(level);
-        let wait = self.wait_of(ctx);
-        let need = match self.read_need(scope, explicit_token, wait, &snap, done, monotonic) {
+        let need = match self.read_need(view, explicit, wait, &snap, done) {
             Ok(need) => need,
-            Err(io) => return Ok(Planned::Io(io)),
+            Err(io) => return Ok(Decided::Io(io)),
         };
         match need {
             Need::Nothing => self.plan_fresh(snap, &rc, level),
@@ -152,50 +197,52 @@ impl Inner {
                 // No want here: the write's token is not even known yet, and a scope that reads
                 // once right after its write never needs the feed; one that reads again asks
                 // then (`plan_with_token`).
-                self.counters.read_your_writes(Ryw::Primary);
+                fx.ryw = Some(Ryw::Primary);
                 let plan = self.routing.plan_in(snap, &rc.with_target(Target::Primary))?;
                 Ok(plan.with_reason(Why::ReadAfterWrite))
             }
-            Need::Token(token) => self.plan_with_token(snap, rc, level, token, ctx),
+            Need::Token(token) => self.plan_with_token(snap, rc, level, token, wait, fx),
             Need::Stay { node, token } => {
-                return self.plan_stay(snap, rc, level, node, token.as_ref(), wait, done);
+                let stay = Stay { node, token: token.as_ref(), wait, done };
+                return self.plan_stay(snap, rc, level, &stay, fx);
             }
         }
-        .map(Planned::Ready)
+        .map(Decided::Ready)
     }
 
-    /// A read whose scope last read on `node`, with no sample yet that bounds what that read
-    /// saw: `node` again (its replay only moves forward) if it is a replica not down that is
-    /// known to have `token` (sampled, or proven by a recent catch-up wait) and, for a bounded
-    /// read, is within the bound. A replica not known to have `token` yet is waited on, in the
-    /// server, if the caller waits for replicas (`wait`). Else, if the caller waits and the
-    /// monitor samples positions, first wait (once, within `wait` and the probe timeout) for a
-    /// sample of the replica that bounds the last read, then plan again with it; else the
-    /// primary (at or past every replica). Either way the new read's end bounds everything the
-    /// scope read before.
-    #[expect(clippy::too_many_arguments, reason = "one plan's inputs, passed through")]
+    /// A read whose scope last read on `stay.node`, with no sample yet that bounds what that
+    /// read saw: that node again (its replay only moves forward) if it is a replica not down
+    /// that is known to have the scope's token (sampled, or proven by a recent catch-up wait)
+    /// and, for a bounded read, is within the bound. A replica not known to have the token yet
+    /// is waited on, in the server, if the caller waits for replicas. Else, if the caller waits
+    /// and the monitor samples positions, first wait (once, within the wait and the probe
+    /// timeout) for a sample of the replica that bounds the last read, then plan again with it;
+    /// else the primary (at or past every replica). Either way the new read's end bounds
+    /// everything the scope read before.
     fn plan_stay(
         &self,
         snap: Snap,
         rc: RouteContext<'_>,
         level: &Consistency,
-        node: NodeId,
-        token: Option<&CausalToken>,
-        wait: Option<Duration>,
-        done: Done,
-    ) -> Result<Planned, DbErr> {
+        stay: &Stay<'_>,
+        fx: &mut Effects,
+    ) -> Result<Decided, DbErr> {
+        let Stay { node, token, wait, done } = *stay;
         let topo = snap.topology();
         if let Some(t) = token
             && crate::route::foreign_in(topo, t)
         {
             // As in `plan_with_token`: no node of this history can prove it has the token.
-            bump(&self.counters.foreign_tokens);
+            fx.foreign_token = true;
         }
+        let now = rc.now();
         let replica = topo
             .node(node)
             .filter(|n| n.role() == Role::Replica && n.health() != Health::Down)
-            .map(|n| (token.is_none_or(|t| self.routing.has_replayed(topo, node, t)), n.lag()));
-        bump(&self.counters.monotonic_stays);
+            .map(|n| {
+                (token.is_none_or(|t| self.routing.has_replayed(topo, node, t, now)), n.lag())
+            });
+        fx.monotonic_stay = true;
         let bounded = |plan: crate::route::Plan| match level {
             Consistency::BoundedStaleness(bound) => self.routing.exclude_lagging(plan, bound),
             _ => plan,
@@ -203,16 +250,16 @@ impl Inner {
         match (replica, token, wait) {
             (Some((true, _)), _, _) => {
                 if token.is_some() {
-                    self.counters.read_your_writes(Ryw::Replica);
+                    fx.ryw = Some(Ryw::Replica);
                 }
                 let plan = self.routing.plan_in(snap, &rc.with_target(Target::Node(node)))?;
-                return Ok(Planned::Ready(bounded(plan.with_reason(Why::LastReadNode))));
+                return Ok(Decided::Ready(bounded(plan.with_reason(Why::LastReadNode))));
             }
             // The token's write is likely a millisecond away on that replica: wait for it there.
             (Some((false, lag)), Some(t), Some(max)) if !too_far(&lag, max) => {
                 let plan = self.routing.plan_in(snap, &rc.with_target(Target::Node(node)))?;
                 let plan = plan.with_reason(Why::LastReadNode).with_wait(t.clone(), max);
-                return Ok(Planned::Ready(bounded(plan)));
+                return Ok(Decided::Ready(bounded(plan)));
             }
             _ => {}
         }
@@ -226,27 +273,27 @@ impl Inner {
             && !done.floored
             && topo.replicas().any(|r| r.health() != Health::Down && !too_far(&r.lag(), max))
         {
-            return Ok(Planned::Io(Io::PrimaryFloor { at: node }));
+            return Ok(Decided::Io(Io::PrimaryFloor { at: node }));
         }
         // No sample bounds the last read yet, and its node cannot serve this one: that node's
         // next sample is wanted (it is sent after the read ended: the next read of the scope
         // finds its floor known), and then the replicas' positions until each has it (so that
         // read finds one). One read of one node, then the replicas' until they catch up; not
         // every node's feed for a linger.
-        self.want_floor(node);
+        fx.want_floor = Some(node);
         // Waiting for a sample is worth it for a replica only: the primary is where the read
         // would go anyway, and a node down sends no sample.
         if let (Some((_, _)), Some(max)) = (replica, wait)
             && !done.floored
             && self.monitor.is_some()
         {
-            return Ok(Planned::Io(Io::Floor(max)));
+            return Ok(Decided::Io(Io::Floor(max)));
         }
         if token.is_some() {
-            self.counters.read_your_writes(Ryw::Primary);
+            fx.ryw = Some(Ryw::Primary);
         }
         let plan = self.routing.plan_in(snap, &rc.with_target(Target::Primary))?;
-        Ok(Planned::Ready(plan.with_reason(Why::LastReadNode)))
+        Ok(Decided::Ready(plan.with_reason(Why::LastReadNode)))
     }
 
     /// A read with no token or floor to honour: where `level` sends it.
@@ -260,42 +307,22 @@ impl Inner {
         self.routing.plan_in(snap, &rc.with_consistency(level))
     }
 
-    /// Tells the monitor the cluster is in use: it probes at its usual interval, not the idle
-    /// one ([`MonitorConfig::idle_probe_interval`](rwsplit_monitor::MonitorConfig::idle_probe_interval)).
-    /// One atomic load while statements come less than 50 ms apart.
-    fn note_use(&self, now: Instant) {
-        if self.monitor.is_some() {
-            self.routing.state().used(now);
-        }
-    }
-
-    /// Asks the monitor's position feed to run (for the configured linger): this read needed a
-    /// position the snapshot could not prove. Idle, positions come with the full probes only.
-    fn want_positions(&self) {
-        if self.monitor.is_none() {
-            return;
-        }
-        let now = Instant::now();
-        let linger = self.policy.monitor.position_linger_value();
-        self.routing.state().want_positions(now, now.checked_add(linger).unwrap_or(now));
-    }
-
     /// A read-your-writes read: replicas known to have replayed `token` (sampled by the monitor,
-    /// or proven by a recent catch-up wait), or (if the caller waits) the closest one, waited
-    /// on in the server, or the primary. A bounded-staleness level still applies its bound to
-    /// the replicas that qualify.
+    /// or proven by a recent catch-up wait), or (if the caller waits, up to `wait`) the closest
+    /// one, waited on in the server, or the primary. A bounded-staleness level still applies
+    /// its bound to the replicas that qualify.
     fn plan_with_token(
         &self,
         snap: Snap,
         rc: RouteContext<'_>,
         level: &Consistency,
         token: CausalToken,
-        ctx: &Ctx<'_>,
+        wait: Option<Duration>,
+        fx: &mut Effects,
     ) -> Result<Plan, DbErr> {
-        let wait = self.wait_of(ctx);
         if crate::route::foreign_in(snap.topology(), &token) {
-            self.counters.read_your_writes(Ryw::Primary);
-            bump(&self.counters.foreign_tokens);
+            fx.ryw = Some(Ryw::Primary);
+            fx.foreign_token = true;
             tracing::info!(target: "rwsplit", token = %token, "read-your-writes token is from another history than the primary's (a failover?): no replica can prove it has the write; reading from the primary");
             let plan = self.routing.plan_in(snap, &rc.with_target(Target::Primary))?;
             return Ok(plan.with_reason(Why::ForeignToken));
@@ -317,13 +344,14 @@ impl Inner {
         if behind {
             // No sample shows a replica with the write; a catch-up wait may have proven one.
             let rather = (plan.route_reason() == RouteReason::AwaitCatchUp).then(|| plan.first());
-            if let Some(r) = self.routing.proven_replica(snap.topology(), &token, rather) {
-                self.counters.read_your_writes(Ryw::Replica);
+            let proven = self.routing.proven_replica(snap.topology(), &token, rather, rc.now());
+            if let Some(r) = proven {
+                fx.ryw = Some(Ryw::Replica);
                 let proven = self.routing.plan_in(snap, &rc.with_target(Target::Node(r)))?;
                 return Ok(bounded(proven.with_reason(Why::ProvenReplica)));
             }
             // The replicas' feeds show the next reads which have it (each until it has it).
-            self.want_replayed(&token);
+            fx.want_replayed = Some(token.clone());
         }
         match plan.route_reason() {
             RouteReason::AwaitCatchUp => {
@@ -331,7 +359,7 @@ impl Inner {
                 match wait {
                     // Known to be further behind than the wait allows: the primary at once.
                     Some(max) if lag.is_some_and(|l| too_far(&l, max)) => {
-                        self.counters.read_your_writes(Ryw::Primary);
+                        fx.ryw = Some(Ryw::Primary);
                         let primary =
                             self.routing.plan_in(snap, &rc.with_target(Target::Primary))?;
                         plan = primary.with_reason(Why::Router(RouteReason::NotCaughtUp));
@@ -340,15 +368,15 @@ impl Inner {
                     None => {}
                 }
             }
-            _ if behind => self.counters.read_your_writes(Ryw::Primary),
-            _ => self.counters.read_your_writes(Ryw::Replica),
+            _ if behind => fx.ryw = Some(Ryw::Primary),
+            _ => fx.ryw = Some(Ryw::Replica),
         }
         Ok(plan)
     }
 
-    /// Where a transaction with this configuration begins: a read-only one (not SERIALIZABLE on
-    /// PostgreSQL) may use a replica that has the caller's writes, everything else uses the
-    /// primary. No I/O, like [`plan`](Self::plan).
+    /// Where a transaction with this configuration begins, as of `now`: a read-only one (not
+    /// SERIALIZABLE on PostgreSQL) may use a replica that has the caller's writes, everything
+    /// else uses the primary. No I/O and nothing changed, like [`plan`](Self::plan).
     pub(super) fn plan_transaction(
         &self,
         isolation: Option<IsolationLevel>,
@@ -356,53 +384,74 @@ impl Inner {
         ctx: &Ctx<'_>,
         scope: &Scope,
         done: Done,
+        now: Instant,
     ) -> Result<Planned, DbErr> {
-        let now = Instant::now();
-        self.note_use(now);
+        let mut fx = Effects::default();
+        Ok(match self.decide_transaction(isolation, access, ctx, scope, done, now, &mut fx)? {
+            Decided::Ready(plan) => Planned::Ready(plan, fx),
+            Decided::Io(io) => Planned::Io(io, fx),
+        })
+    }
+
+    #[expect(clippy::too_many_arguments, reason = "one plan's inputs, passed through")]
+    fn decide_transaction(
+        &self,
+        isolation: Option<IsolationLevel>,
+        access: Option<AccessMode>,
+        ctx: &Ctx<'_>,
+        scope: &Scope,
+        done: Done,
+        now: Instant,
+        fx: &mut Effects,
+    ) -> Result<Decided, DbErr> {
         let read_only = access == Some(AccessMode::ReadOnly);
         let serializable_pg = isolation == Some(IsolationLevel::Serializable)
             && self.product.replicas_refuse_serializable();
         if !read_only || serializable_pg {
             let ctx = RouteContext::for_access(Access::Write, now)
                 .with_transaction(Transaction::ReadWrite);
-            return Ok(Planned::Ready(self.plan_ctx(&ctx)?.with_reason(Why::Transaction)));
+            return Ok(Decided::Ready(self.plan_ctx(&ctx)?.with_reason(Why::Transaction)));
         }
-        let mut rc =
+        let rc =
             RouteContext::for_access(Access::Read, now).with_transaction(Transaction::ReadOnly);
         let level = ctx.consistency.unwrap_or(&self.policy.consistency);
         if matches!(level, Consistency::BoundedStaleness(_)) {
-            self.want_positions();
+            fx.want_positions = true;
         }
         if let Ok(target) = SCOPE.try_with(|t| *t) {
-            return self.plan_ctx(&rc.with_target(target)).map(Planned::Ready);
+            return self.plan_ctx(&rc.with_target(target)).map(Decided::Ready);
         }
         if matches!(level, Consistency::Strong) || !self.policy.read_your_writes {
-            return self.plan_ctx(&rc.with_consistency(level)).map(Planned::Ready);
+            return self.plan_ctx(&rc.with_consistency(level)).map(Decided::Ready);
         }
         let explicit = match level {
             Consistency::ReadYourWrites(t) => Some(t),
             _ => None,
         };
-        let snap = self.routing.snap();
-        let need = match self.read_need(scope, explicit, None, &snap, done, monotonic(level)) {
-            Ok(need) => need,
-            Err(io) => return Ok(Planned::Io(io)),
-        };
-        match need {
-            Need::Nothing => self.plan_fresh(snap, &rc, level),
-            Need::Primary => self.routing.plan_in(snap, &rc.with_target(Target::Primary)),
-            Need::Stay { node, token } => {
-                return self.plan_stay(snap, rc, level, node, token.as_ref(), None, done);
-            }
-            Need::Token(token) => {
-                // No catch-up wait for a transaction: it goes where the token is satisfied.
-                rc = rc.with_catch_up(CatchUp::Primary);
-                let no_wait = Ctx { wait: Some(None), ..*ctx };
-                self.plan_with_token(snap, rc, level, token, &no_wait)
-            }
-        }
-        .map(Planned::Ready)
+        // No catch-up wait for a transaction: it goes where the scope's token is satisfied.
+        let read = Read { level, explicit, wait: None, done };
+        self.decide_read(rc, &read, scope, fx)
     }
+}
+
+/// A read's inputs beyond its route context and scope ([`Inner::decide_read`]).
+#[derive(Clone, Copy)]
+struct Read<'a> {
+    level: &'a Consistency,
+    /// The caller's own token (`Consistency::ReadYourWrites`).
+    explicit: Option<&'a CausalToken>,
+    /// The catch-up wait it may do (`None` for a transaction).
+    wait: Option<Duration>,
+    done: Done,
+}
+
+/// A read kept, if it can be, on the node of its scope's last read ([`Inner::plan_stay`]).
+#[derive(Clone, Copy)]
+struct Stay<'t> {
+    node: NodeId,
+    token: Option<&'t CausalToken>,
+    wait: Option<Duration>,
+    done: Done,
 }
 
 /// Whether a replica whose monitor-measured lag is `lag` is known to be further behind than a
@@ -412,13 +461,15 @@ fn too_far(lag: &rwsplit_core::Lag, max: Duration) -> bool {
     lag.time().is_some_and(|t| t > max)
 }
 
-/// What planning gives: a plan, or an I/O step to do before planning again.
+/// What planning gives: a plan, or an I/O step to do before planning again; each with the
+/// [`Effects`] of the decision, which the executor applies (a plan's all, once; an I/O step's
+/// wants before it, since the step may wait on what they ask for).
 #[derive(Debug)]
 pub(super) enum Planned {
     /// Where it goes.
-    Ready(Plan),
+    Ready(Plan, Effects),
     /// Do this first, note it in [`Done`], and plan again.
-    Io(Io),
+    Io(Io, Effects),
 }
 
 /// An I/O step a read-your-writes read's plan needs first; the executor does it
@@ -678,5 +729,168 @@ mod tests {
         #[case] want: Step,
     ) {
         assert_eq!(next_step(&s, None, floor, None, || false, d), want);
+    }
+}
+
+/// The planner as a function of its inputs: plain tests (no runtime, no I/O) over a connection
+/// of SeaORM mocks made outside any runtime (so without a monitor), whose scopes and topology
+/// the tests set.
+#[cfg(test)]
+mod planner {
+    use std::sync::Arc;
+    use std::time::Instant;
+
+    use rstest::rstest;
+    use rwsplit_core::NodeId;
+    use sea_orm::{DbBackend, MockDatabase};
+
+    use super::super::counters::Effects;
+    use super::super::inner::{Ctx, Policy, Scope};
+    use super::{Done, Io, Planned};
+    use crate::RoutedConnection;
+    use crate::causal::Shared;
+    use crate::route::Why;
+    use crate::telemetry::Ryw;
+
+    const PRIMARY: NodeId = NodeId::new(0);
+    const R1: NodeId = NodeId::new(1);
+    const R2: NodeId = NodeId::new(2);
+    const TOKEN: &str = "pg:1:7:1:0-100";
+
+    /// A primary and two replicas, all mocks; no runtime, so no monitor and no task scope.
+    fn three_nodes() -> RoutedConnection {
+        assert!(tokio::runtime::Handle::try_current().is_err(), "planner tests run without tokio");
+        let mock = || MockDatabase::new(DbBackend::Postgres).into_connection();
+        RoutedConnection::from_connections_with(mock(), vec![mock(), mock()], Policy::default())
+            .expect("three mock nodes")
+    }
+
+    /// A session scope: nothing read or written yet, or last read on a node, or holding the
+    /// token of a write.
+    #[derive(Debug, Clone, Copy)]
+    enum Before {
+        Nothing,
+        ReadOn(NodeId),
+        Wrote,
+    }
+
+    fn session(before: Before) -> Scope {
+        let shared = Arc::new(Shared::default());
+        match before {
+            Before::Nothing => {}
+            Before::ReadOn(node) => shared.update(|s| s.saw(node, Some(Instant::now()))),
+            Before::Wrote => shared.update(|s| s.record(&TOKEN.parse().expect("a token"))),
+        }
+        Scope::Session(shared)
+    }
+
+    fn plan(db: &RoutedConnection, sql: &str, scope: &Scope) -> Planned {
+        let inner = &db.inner;
+        let kind = inner.classify(sql);
+        inner
+            .plan(sql, kind, &Ctx::default(), scope, Done::default(), Instant::now())
+            .expect("planned")
+    }
+
+    const SELECT: &str = "SELECT id FROM t WHERE id = 1";
+    const INSERT: &str = "INSERT INTO t (id) VALUES (1)";
+
+    fn wants_floor(node: NodeId) -> Effects {
+        Effects { monotonic_stay: true, want_floor: Some(node), ..Effects::default() }
+    }
+
+    /// Where each read or write goes and what its decision asks the recorder to do, from the
+    /// scope's state and the topology alone (replica 2 is down in the last case).
+    #[rstest]
+    #[case::a_write(
+        INSERT,
+        Before::Nothing,
+        false,
+        Some(PRIMARY),
+        Why::Router(rwsplit_core::RouteReason::Write),
+        Effects::default()
+    )]
+    #[case::a_fresh_read(
+        SELECT,
+        Before::Nothing,
+        false,
+        None,
+        Why::Router(rwsplit_core::RouteReason::Balanced),
+        Effects::default()
+    )]
+    #[case::a_read_stays_on_its_last_replica(SELECT, Before::ReadOn(R1), false, Some(R1), Why::LastReadNode, Effects { monotonic_stay: true, ..Effects::default() })]
+    #[case::a_read_whose_last_replica_is_down_goes_to_the_primary(
+        SELECT,
+        Before::ReadOn(R2),
+        true,
+        Some(PRIMARY),
+        Why::LastReadNode,
+        wants_floor(R2)
+    )]
+    fn the_planner_decides_from_its_inputs(
+        #[case] sql: &str,
+        #[case] before: Before,
+        #[case] r2_down: bool,
+        #[case] first: Option<NodeId>,
+        #[case] why: Why,
+        #[case] effects: Effects,
+    ) {
+        let db = three_nodes();
+        if r2_down {
+            db.inner.routing.ban(R2);
+        }
+        let Planned::Ready(p, fx) = plan(&db, sql, &session(before)) else {
+            panic!("no I/O step expected")
+        };
+        match first {
+            Some(node) => assert_eq!(p.first(), node),
+            None => assert_ne!(p.first(), PRIMARY, "a fresh read goes to a replica"),
+        }
+        assert_eq!((p.reason(), fx), (why, effects));
+    }
+
+    /// A read after the scope's write, with no replica whose position is known (no monitor has
+    /// sampled one): the primary, counted as a read-your-writes read there, and the replicas'
+    /// positions wanted until one is seen with the write.
+    #[test]
+    fn a_read_after_a_write_no_replica_is_known_to_have_goes_to_the_primary() {
+        let db = three_nodes();
+        let Planned::Ready(p, fx) = plan(&db, SELECT, &session(Before::Wrote)) else {
+            panic!("no I/O step expected")
+        };
+        assert_eq!(p.first(), PRIMARY);
+        assert!(p.wait().is_none());
+        let token = TOKEN.parse().expect("a token");
+        let want =
+            Effects { ryw: Some(Ryw::Primary), want_replayed: Some(token), ..Effects::default() };
+        assert_eq!(fx, want);
+    }
+
+    /// A scope with a write whose position is still unknown: the planner asks for the
+    /// primary's position first (an I/O step), and plans nothing else.
+    #[test]
+    fn a_pending_scope_asks_for_the_primarys_position_first() {
+        let db = three_nodes();
+        let scope = session(Before::Nothing);
+        if let Scope::Session(s) = &scope {
+            s.update(crate::causal::Slot::mark_pending);
+        }
+        let Planned::Io(io, fx) = plan(&db, SELECT, &scope) else { panic!("an I/O step first") };
+        assert_eq!(io, Io::Capture { epoch: 1, at: PRIMARY });
+        assert_eq!(fx, Effects::default());
+    }
+
+    /// Planning changes nothing: a read planned twice moves no counter; its effects, applied
+    /// once for the plan that runs, move each counter once.
+    #[test]
+    fn a_read_planned_twice_is_counted_once() {
+        let db = three_nodes();
+        db.inner.routing.ban(R2);
+        let scope = session(Before::ReadOn(R2));
+        let _ = plan(&db, SELECT, &scope);
+        let Planned::Ready(_, fx) = plan(&db, SELECT, &scope) else { panic!("ready") };
+        assert_eq!(db.stats().read_your_writes().last_node_reads, 0, "planning counted");
+        fx.apply(&db.inner, Instant::now());
+        assert_eq!(db.stats().read_your_writes().last_node_reads, 1);
     }
 }

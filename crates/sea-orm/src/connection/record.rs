@@ -21,6 +21,7 @@ use std::time::Instant;
 use rwsplit_core::{InFlight, NodeId};
 use sea_orm::DbErr;
 
+use super::counters::Count;
 use super::inner::{Inner, Node, Scope};
 use crate::failure::{self, Failure};
 use crate::sending::{self, Standing};
@@ -123,7 +124,7 @@ impl Record<'_> {
 /// primary): counted once, where it is known to move.
 pub(super) fn retried(conn: &Inner, node: &Node, write: bool) {
     telemetry::retry(&node.labels, write);
-    conn.retries.fetch_add(1, Ordering::Relaxed);
+    conn.counters.bump(Count::Retries);
 }
 
 /// Classifies a failure `err` on node `id` for the retry decision and reports it: only a

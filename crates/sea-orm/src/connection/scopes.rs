@@ -14,7 +14,8 @@ use std::time::{Duration, Instant};
 use rwsplit_core::{CausalToken, NodeId};
 use sea_orm::{DbErr, TransactionError};
 
-use super::inner::{Ctx, Inner, SESSION, Scope, bump};
+use super::counters::Count;
+use super::inner::{Ctx, Inner, SESSION, Scope};
 use crate::causal::{Seen, Slot};
 use crate::position;
 use crate::sending::Taken;
@@ -144,19 +145,6 @@ impl Inner {
         self.routing.state().want_floor(node, now, now.checked_add(linger).unwrap_or(now));
     }
 
-    /// Asks the monitor for replicas' positions until each is seen at or past `token` (for at
-    /// most the configured linger): a read that needs a replica with `token` finds one as soon
-    /// as it has replayed it. (A read the scope makes on the primary meanwhile asks for the
-    /// primary's next sample as it ends: see [`saw`](Self::saw).)
-    pub(super) fn want_replayed(&self, token: &CausalToken) {
-        if self.monitor.is_none() {
-            return;
-        }
-        let now = Instant::now();
-        let linger = self.policy.monitor.position_linger_value();
-        self.routing.state().want_replayed(token, now.checked_add(linger).unwrap_or(now));
-    }
-
     /// A bound of what a scope's last read `seen` saw, for its exported token, without I/O:
     /// the monitor's sample if there is one ([`Routing::floor`](crate::route::Routing::floor));
     /// else, for a read that ended, its node by name (a replica's replay and a primary's
@@ -254,7 +242,7 @@ impl Inner {
         match self.product.capture(&mut on, cached).await {
             Ok((token, system_id)) => {
                 n.system_id.store(system_id, Ordering::Relaxed);
-                bump(&self.counters.captures);
+                self.counters.bump(Count::Captures);
                 // The scope will read soon: the replicas' feeds run until each has the write
                 // (issue 25), so that read finds one known to have it.
                 if self.monitor.is_some() {
@@ -267,7 +255,7 @@ impl Inner {
                 Ok(token)
             }
             Err(e) => {
-                bump(&self.counters.capture_failures);
+                self.counters.bump(Count::CaptureFailures);
                 Err(e)
             }
         }

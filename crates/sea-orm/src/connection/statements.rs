@@ -1,9 +1,11 @@
-//! The statement paths every routed handle shares: plan, then [`attempt`](Inner::attempt).
+//! The statement path every routed handle shares, one for every kind of statement: classify,
+//! plan ([`Inner::planned`], or the primary for `execute*`), run the plan
+//! ([`attempt`](Inner::attempt)), and note what a read saw (monotonic reads).
 
 use futures_util::future::Either;
 use sea_orm::{DbErr, ExecResult, QueryResult, Statement};
 
-use super::attempt::{Execute, QueryAll, QueryOne, Stream, Unprepared};
+use super::attempt::{Execute, QueryAll, QueryOne, Stream, Unprepared, Work};
 use super::inner::{Ctx, Inner};
 use crate::route::Why;
 
@@ -27,17 +29,8 @@ impl Inner {
         stmt: Statement,
         ctx: Ctx<'a>,
     ) -> impl std::future::Future<Output = Result<ExecResult, DbErr>> + Send + 'a {
-        let kind = self.classify(&stmt.sql);
-        let span = self.statement_span(kind.operation, &ctx);
-        let mut work = Execute(stmt);
-        async move {
-            // `execute` returns no rows: it always runs on the primary, whatever the SQL.
-            let access = kind.classification.access();
-            let plan = self.plan_on_primary(access, Why::Execute)?.with_operation(kind.operation);
-            let scope = self.scope_of(&ctx);
-            Ok(self.attempt(&plan, &mut work, &scope).await?.0)
-        }
-        .in_span(span)
+        // `execute` returns no rows: it always runs on the primary, whatever the SQL.
+        self.statement_in(Execute(stmt), ctx, Path::Primary(Why::Execute))
     }
 
     pub(crate) fn execute_unprepared_in<'a>(
@@ -45,19 +38,9 @@ impl Inner {
         sql: &'a str,
         ctx: Ctx<'a>,
     ) -> impl std::future::Future<Output = Result<ExecResult, DbErr>> + Send + 'a {
-        let kind = self.classify(sql);
-        let span = self.statement_span(kind.operation, &ctx);
-        async move {
-            // Raw SQL with no rows to return: never worth a replica, and often DDL or SET. What is
-            // not provably a read is a write (recorded in the scope; never retried).
-            let access = kind.classification.access();
-            let plan = self
-                .plan_on_primary(access, Why::ExecuteUnprepared)?
-                .with_operation(kind.operation);
-            let scope = self.scope_of(&ctx);
-            Ok(self.attempt(&plan, &mut Unprepared(sql), &scope).await?.0)
-        }
-        .in_span(span)
+        // Raw SQL with no rows to return: never worth a replica, and often DDL or SET. What is
+        // not provably a read is a write (recorded in the scope; never retried).
+        self.statement_in(Unprepared(sql), ctx, Path::Primary(Why::ExecuteUnprepared))
     }
 
     pub(crate) fn query_one_in<'a>(
@@ -65,21 +48,7 @@ impl Inner {
         stmt: Statement,
         ctx: Ctx<'a>,
     ) -> impl std::future::Future<Output = Result<Option<QueryResult>, DbErr>> + Send + 'a {
-        let kind = self.classify(&stmt.sql);
-        let span = self.statement_span(kind.operation, &ctx);
-        let mut work = QueryOne(stmt);
-        async move {
-            let scope = self.scope_of(&ctx);
-            let plan = self
-                .planned(&scope, kind.reads(), |done| {
-                    self.plan(&work.0.sql, kind, &ctx, &scope, done)
-                })
-                .await?;
-            let (out, node) = self.attempt(&plan, &mut work, &scope).await?;
-            self.saw(&scope, &ctx, &plan, node, true);
-            Ok(out)
-        }
-        .in_span(span)
+        self.statement_in(QueryOne(stmt), ctx, Path::Planned)
     }
 
     pub(crate) fn query_all_in<'a>(
@@ -87,21 +56,7 @@ impl Inner {
         stmt: Statement,
         ctx: Ctx<'a>,
     ) -> impl std::future::Future<Output = Result<Vec<QueryResult>, DbErr>> + Send + 'a {
-        let kind = self.classify(&stmt.sql);
-        let span = self.statement_span(kind.operation, &ctx);
-        let mut work = QueryAll(stmt);
-        async move {
-            let scope = self.scope_of(&ctx);
-            let plan = self
-                .planned(&scope, kind.reads(), |done| {
-                    self.plan(&work.0.sql, kind, &ctx, &scope, done)
-                })
-                .await?;
-            let (out, node) = self.attempt(&plan, &mut work, &scope).await?;
-            self.saw(&scope, &ctx, &plan, node, true);
-            Ok(out)
-        }
-        .in_span(span)
+        self.statement_in(QueryAll(stmt), ctx, Path::Planned)
     }
 
     pub(crate) fn stream_in<'a>(
@@ -109,21 +64,49 @@ impl Inner {
         stmt: Statement,
         ctx: Ctx<'a>,
     ) -> impl std::future::Future<Output = Result<crate::RoutedStream, DbErr>> + Send + 'a {
-        let kind = self.classify(&stmt.sql);
+        self.statement_in(Stream(stmt), ctx, Path::Planned)
+    }
+
+    /// The one statement path (see the module docs), in the statement's span.
+    fn statement_in<'a, W: Work + Sync + 'a>(
+        &'a self,
+        mut work: W,
+        ctx: Ctx<'a>,
+        path: Path,
+    ) -> impl std::future::Future<Output = Result<W::Output, DbErr>> + Send + 'a {
+        let kind = self.classify(work.sql());
         let span = self.statement_span(kind.operation, &ctx);
-        let mut work = Stream(stmt);
         async move {
             let scope = self.scope_of(&ctx);
-            let plan = self
-                .planned(&scope, kind.reads(), |done| {
-                    self.plan(&work.0.sql, kind, &ctx, &scope, done)
-                })
-                .await?;
+            let plan = match path {
+                Path::Primary(why) => {
+                    let access = kind.classification.access();
+                    self.plan_on_primary(access, why)?.with_operation(kind.operation)
+                }
+                Path::Planned => {
+                    let sql = work.sql();
+                    let planner = |done, now| self.plan(sql, kind, &ctx, &scope, done, now);
+                    self.planned(&scope, kind.reads(), planner).await?
+                }
+            };
             let (out, node) = self.attempt(&plan, &mut work, &scope).await?;
-            // Its rows are still to come: what it reads is bounded only by a later read.
-            self.saw(&scope, &ctx, &plan, node, false);
+            if let Path::Planned = path {
+                // A read whose effect comes after its attempt (a stream: its rows are still to
+                // come) is bounded only by a later read.
+                self.saw(&scope, &ctx, &plan, node, !W::INERT);
+            }
             Ok(out)
         }
         .in_span(span)
     }
+}
+
+/// How a statement is planned.
+#[derive(Clone, Copy)]
+enum Path {
+    /// By the planner, from its SQL, scope and consistency (what returns rows).
+    Planned,
+    /// On the primary, for this reason (`execute*`: no rows come back, so a replica is never
+    /// worth it).
+    Primary(Why),
 }

@@ -733,3 +733,36 @@ async fn a_session_that_read_exports_the_replica_it_read_on() {
     // A name this connection does not know is bounded by the primary's position instead.
     assert!(db.session_from("pg:@elsewhere:5432/app").is_ok());
 }
+
+/// One statement looks at the live topology once: the plan's snapshot, which the executor works
+/// from (a write's check that its primary is not marked down included). Its watch looks at its
+/// node's standing only while it waits on the node: a write once between its two steps (after
+/// its connection is taken, before it is sent: `sending::in_steps`), a read on the primary once
+/// as it starts; a read on a replica that answers at once, never.
+#[rstest]
+#[case::a_read(select(), false, 0)]
+#[case::a_read_in_a_read_your_writes_scope(select(), true, 0)]
+#[case::a_write_returning_rows(insert(), false, 1)]
+#[tokio::test]
+async fn a_statement_looks_at_the_topology_once(
+    #[case] stmt: Statement,
+    #[case] read_your_writes: bool,
+    #[case] watch: usize,
+) {
+    let policy = Policy { read_your_writes, ..Default::default() };
+    let db = RoutedConnection::from_connections_with(answering(), vec![answering()], policy)
+        .expect("two mock nodes");
+    let looks = |before: (usize, usize)| {
+        let now = db.inner.routing.looks();
+        (now.0 - before.0, now.1 - before.1)
+    };
+    for _ in 0..2 {
+        let before = db.inner.routing.looks();
+        db.query_one_raw(stmt.clone()).await.expect("answered");
+        assert_eq!(looks(before), (1, watch), "{}", stmt.sql);
+    }
+    // `execute` runs on the primary whatever its SQL: the watch looks once there too.
+    let before = db.inner.routing.looks();
+    db.execute_raw(stmt.clone()).await.expect("executed");
+    assert_eq!(looks(before), (1, 1), "execute: {}", stmt.sql);
+}

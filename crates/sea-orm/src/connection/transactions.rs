@@ -37,8 +37,8 @@ impl Inner {
         async move {
             let scope = self.scope_of(ctx);
             let plan = self
-                .planned(&scope, access == Some(AccessMode::ReadOnly), |done| {
-                    self.plan_transaction(isolation, access, ctx, &scope, done)
+                .planned(&scope, access == Some(AccessMode::ReadOnly), |done, now| {
+                    self.plan_transaction(isolation, access, ctx, &scope, done, now)
                 })
                 .await?;
             let writes = plan.access() == Access::Write;

@@ -1,0 +1,168 @@
+//! The connection's own counters ([`Counters`], for [`Stats`](crate::Stats)), and what a
+//! plan's decision asks of them and of the monitor ([`Effects`]): the planner returns its
+//! effects as data, and the executor applies them once, for the plan the statement runs
+//! ([`Effects::apply`]; an I/O step's wants before it, [`Effects::want`]). The nodes' own
+//! counts are the recorder's ([`record`](super::record)).
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Instant;
+
+use rwsplit_core::{CausalToken, NodeId};
+
+use super::inner::Inner;
+use crate::telemetry;
+
+/// What a plan's decision means beyond where the statement goes ([`super::plan`]): counters
+/// to move and positions to want from the monitor. The planner returns them; the executor
+/// applies them ([`apply`](Effects::apply) for the plan it runs, [`want`](Effects::want)
+/// before an I/O step).
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub(super) struct Effects {
+    /// Where a read that had to see a write went.
+    pub(super) ryw: Option<telemetry::Ryw>,
+    /// Its token is from another history than the primary's (`Stats::foreign_tokens`).
+    pub(super) foreign_token: bool,
+    /// It was kept on the node of its scope's last read, or sent to the primary, before a
+    /// sample bounded that read (`Stats::last_node_reads`).
+    pub(super) monotonic_stay: bool,
+    /// The monitor's position feed should run (a bounded-staleness read).
+    pub(super) want_positions: bool,
+    /// This node's next sample, then the replicas' positions until each has it (monotonic
+    /// reads).
+    pub(super) want_floor: Option<NodeId>,
+    /// The replicas' positions until each is seen at or past this token.
+    pub(super) want_replayed: Option<CausalToken>,
+}
+
+impl Effects {
+    /// Asks the monitor for what the plan wants (nothing without a monitor), as of `now`,
+    /// for the configured linger.
+    pub(super) fn want(&self, conn: &Inner, now: Instant) {
+        if conn.monitor.is_none()
+            || !(self.want_positions || self.want_floor.is_some() || self.want_replayed.is_some())
+        {
+            return;
+        }
+        let linger = conn.policy.monitor.position_linger_value();
+        let until = now.checked_add(linger).unwrap_or(now);
+        let state = conn.routing.state();
+        if self.want_positions {
+            state.want_positions(now, until);
+        }
+        if let Some(node) = self.want_floor {
+            state.want_floor(node, now, until);
+        }
+        if let Some(token) = &self.want_replayed {
+            state.want_replayed(token, until);
+        }
+    }
+
+    /// Applies all of it, once, for the plan the statement runs: the wants, the counters and
+    /// their metrics.
+    pub(super) fn apply(self, conn: &Inner, now: Instant) {
+        if !(self.ryw.is_some() || self.foreign_token || self.monotonic_stay) {
+            // Most plans: nothing, or a want alone.
+            self.want(conn, now);
+            return;
+        }
+        self.want(conn, now);
+        let counters = &conn.counters;
+        if let Some(outcome) = self.ryw {
+            counters.read_your_writes(outcome);
+        }
+        if self.foreign_token {
+            counters.bump(Count::ForeignTokens);
+        }
+        if self.monotonic_stay {
+            counters.bump(Count::MonotonicStays);
+        }
+    }
+}
+
+/// What the connection counts of its own decisions, for [`Stats`](crate::Stats) (the nodes'
+/// own counts are the nodes'): moved by [`bump`](Counters::bump), read by
+/// [`get`](Counters::get).
+#[derive(Debug, Default)]
+pub(crate) struct Counters {
+    counts: [AtomicU64; Count::ALL.len()],
+}
+
+/// One of the connection's [`Counters`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Count {
+    /// Reads moved to the next candidate after a failure, or to a new primary.
+    Retries,
+    /// Positions read from the primary after writes.
+    Captures,
+    /// Position reads that failed.
+    CaptureFailures,
+    /// Reads that had to see a write, served by a replica that had it.
+    TokenReadsOnReplicas,
+    /// Reads that had to see a write, served by the primary.
+    TokenReadsOnPrimary,
+    /// Catch-up waits on a replica.
+    Waits,
+    /// Catch-up waits that ended without the replica catching up.
+    WaitTimeouts,
+    /// Reads whose token was from another history than the primary's.
+    ForeignTokens,
+    /// Reads kept on the node of their scope's last read (or sent to the primary): monotonic
+    /// reads, before a sample bounded that read.
+    MonotonicStays,
+    /// Statements classified as reads that a replica refused because they write.
+    ReplicaRefusals,
+    /// Reads sent to a second node after going unanswered for their hedge delay.
+    Hedges,
+    /// Hedged reads the second node answered first.
+    HedgesWon,
+    /// Losing attempts of hedged reads cancelled on their server.
+    HedgesCancelled,
+    /// Losing attempts of hedged reads whose cancel found nothing to cancel, failed, or was
+    /// not sent (one was under way on that node).
+    HedgesNotCancelled,
+    /// Read attempts that passed over a stalled node for the plan's next one.
+    StalledSkips,
+}
+
+impl Count {
+    /// Every counter, in the order of their slots.
+    const ALL: [Count; 15] = [
+        Count::Retries,
+        Count::Captures,
+        Count::CaptureFailures,
+        Count::TokenReadsOnReplicas,
+        Count::TokenReadsOnPrimary,
+        Count::Waits,
+        Count::WaitTimeouts,
+        Count::ForeignTokens,
+        Count::MonotonicStays,
+        Count::ReplicaRefusals,
+        Count::Hedges,
+        Count::HedgesWon,
+        Count::HedgesCancelled,
+        Count::HedgesNotCancelled,
+        Count::StalledSkips,
+    ];
+}
+
+impl Counters {
+    /// One more of `count`.
+    #[inline]
+    pub(crate) fn bump(&self, count: Count) {
+        self.counts[count as usize].fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// How many of `count` so far.
+    pub(crate) fn get(&self, count: Count) -> u64 {
+        self.counts[count as usize].load(Ordering::Relaxed)
+    }
+
+    /// Where a read that had to see a write went: counted here and in the metrics.
+    pub(crate) fn read_your_writes(&self, outcome: telemetry::Ryw) {
+        self.bump(match outcome {
+            telemetry::Ryw::Replica | telemetry::Ryw::Waited => Count::TokenReadsOnReplicas,
+            telemetry::Ryw::Primary => Count::TokenReadsOnPrimary,
+        });
+        telemetry::read_your_writes(outcome);
+    }
+}
