@@ -15,7 +15,7 @@
 //! cannot.
 
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Mutex, PoisonError};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use dashmap::DashMap;
@@ -159,6 +159,89 @@ impl Shared {
     pub(crate) fn update<R>(&self, f: impl FnOnce(&mut Slot) -> R) -> R {
         self.used.store(true, Ordering::Release);
         f(&mut self.slot.lock().unwrap_or_else(PoisonError::into_inner))
+    }
+}
+
+/// The scope a call's writes are recorded in and its reads consult: its task's, or a
+/// session's.
+pub(crate) enum Scope {
+    Task,
+    Session(Arc<Shared>),
+}
+
+/// The read-your-writes state a connection holds: its tasks' scopes, the position reads after
+/// writes (shared among the writes they cover), and the notification of one landing. A
+/// session's own state is the session's ([`Shared`]), reached through [`Scope::Session`].
+#[derive(Default)]
+pub(crate) struct ScopeStore {
+    tasks: TaskScopes,
+    captures: crate::coalesce::Coalesce,
+    landed: tokio::sync::Notify,
+}
+
+impl ScopeStore {
+    /// `scope`'s state.
+    pub(crate) fn get(&self, scope: &Scope) -> Slot {
+        match scope {
+            Scope::Task => self.tasks.get(),
+            Scope::Session(s) => s.get(),
+        }
+    }
+
+    /// Changes `scope`'s state.
+    pub(crate) fn update<R>(&self, scope: &Scope, f: impl FnOnce(&mut Slot) -> R) -> R {
+        match scope {
+            Scope::Task => self.tasks.update(f),
+            Scope::Session(s) => s.update(f),
+        }
+    }
+
+    /// Changes task `id`'s scope (`None`: the scope of code outside any task), from outside
+    /// that task (a position read that landed).
+    pub(crate) fn update_task<R>(&self, id: Option<Id>, f: impl FnOnce(&mut Slot) -> R) -> R {
+        self.tasks.update_task(id, f)
+    }
+
+    /// How many tasks hold a scope.
+    pub(crate) fn tracked_tasks(&self) -> usize {
+        self.tasks.len()
+    }
+
+    /// Drops the tasks' scopes no longer needed ([`TaskScopes::sweep`]).
+    pub(crate) fn sweep(
+        &self,
+        now: Instant,
+        stale_after: Duration,
+        settled: impl Fn(&CausalToken) -> Settled,
+        floor: impl Fn(&Seen) -> Option<CausalToken>,
+    ) {
+        self.tasks.sweep(now, stale_after, settled, floor);
+    }
+
+    /// The position reads after writes, shared among the writes they cover.
+    pub(crate) fn captures(&self) -> &crate::coalesce::Coalesce {
+        &self.captures
+    }
+
+    /// A future that completes when a position read lands after it was made (see
+    /// [`Landing`]).
+    pub(crate) fn landed(&self) -> tokio::sync::futures::Notified<'_> {
+        self.landed.notified()
+    }
+
+    /// Held while a position read is under way: whatever its outcome, the reads waiting for a
+    /// scope's positions to land look again when it is dropped.
+    pub(crate) fn landing(&self) -> Landing<'_> {
+        Landing(&self.landed)
+    }
+}
+
+/// A position read under way ([`ScopeStore::landing`]).
+pub(crate) struct Landing<'a>(&'a tokio::sync::Notify);
+
+impl Drop for Landing<'_> {
+    fn drop(&mut self) {
+        self.0.notify_waiters();
     }
 }
 

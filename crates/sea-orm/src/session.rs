@@ -176,7 +176,11 @@ impl Session {
         let inner = &self.db.inner;
         let sampled = inner.routing.primary_position();
         let verified = sampled.is_some_and(|p| token.is_satisfied_by(&p))
-            || inner.captures.newest().is_some_and(|p| token.is_satisfied_by(p.position()));
+            || inner
+                .scopes
+                .captures()
+                .newest()
+                .is_some_and(|p| token.is_satisfied_by(p.position()));
         self.state.update(|s| if verified { s.record(token) } else { s.hold(token) });
     }
 
@@ -365,10 +369,7 @@ async fn written(
     let update = |s: &mut Slot| {
         s.settle(&fresh, epoch);
     };
-    match scope {
-        crate::connection::Scope::Task => db.inner.tasks.update(update),
-        crate::connection::Scope::Session(s) => s.update(update),
-    }
+    db.inner.scopes.update(scope, update);
     let mut mine = slot;
     mine.mark_pending();
     let epoch = mine.pending_epoch;

@@ -14,7 +14,8 @@ use arc_swap::ArcSwapOption;
 use rwsplit_core::{Consistency, Dialect, MAX_NODES, NodeId, Target};
 use sea_orm::{DatabaseConnection, DbBackend};
 
-use crate::causal::{Shared, TaskScopes};
+pub(crate) use crate::causal::Scope;
+use crate::causal::{ScopeStore, Shared};
 use crate::route::Routing;
 use crate::telemetry::NodeLabels;
 
@@ -511,14 +512,11 @@ pub(crate) struct Inner {
     /// The classifier, behind a cache of the texts it has seen.
     pub(crate) classified: crate::classified::Classified,
     pub(crate) policy: Policy,
-    pub(crate) tasks: TaskScopes,
     pub(crate) routing: Routing,
     /// Its own counters, for [`Stats`](crate::Stats): retries, read-your-writes, hedging.
     pub(crate) counters: super::counters::Counters,
-    /// Notified each time a write's position capture lands (see `settled_slot`).
-    pub(crate) positions_landed: tokio::sync::Notify,
-    /// Position reads after writes, shared among the writes they cover.
-    pub(crate) captures: crate::coalesce::Coalesce,
+    /// The read-your-writes scopes of its tasks, and the position reads after writes.
+    pub(crate) scopes: ScopeStore,
     /// Hedges left to spend ([`crate::pace::HedgeBudget`]).
     pub(crate) hedge_budget: crate::pace::HedgeBudget,
     /// Looks for nodes silent past their hedge delay while reads are in flight.
@@ -545,12 +543,6 @@ pub(crate) struct Ctx<'a> {
     pub(crate) consistency: Option<&'a Consistency>,
     /// `Some(None)`: go to the primary at once; `Some(Some(d))`: wait up to `d`.
     pub(crate) wait: Option<Option<Duration>>,
-}
-
-/// The scope a call's writes are recorded in and its reads consult.
-pub(crate) enum Scope {
-    Task,
-    Session(Arc<Shared>),
 }
 
 /// A drop-in replacement for SeaORM's `DatabaseConnection` that sends reads to replicas and

@@ -52,7 +52,6 @@ pub(crate) use inner::{
 pub(crate) use scopes::Export;
 pub(crate) use traits::{Handle, routed_connection, routed_transactions};
 
-use crate::causal::TaskScopes;
 use crate::probe::{NodeConnector, ProbeFrom, ProbeSettings};
 use crate::product::Product;
 use crate::route::Routing;
@@ -111,12 +110,10 @@ impl RoutedConnection {
                     product.dialect(),
                     learned,
                 ),
-                tasks: TaskScopes::default(),
                 policy,
                 routing,
                 counters: counters::Counters::default(),
-                positions_landed: tokio::sync::Notify::new(),
-                captures: crate::coalesce::Coalesce::default(),
+                scopes: crate::causal::ScopeStore::default(),
                 hedge_budget: crate::pace::HedgeBudget::default(),
                 watchdog,
                 monitor,
@@ -363,7 +360,7 @@ fn on_probe(weak: &std::sync::Weak<Inner>, product: Product) -> rwsplit_monitor:
         };
         let settled = |t: &rwsplit_core::CausalToken| inner.routing.settled(t);
         let now = Instant::now();
-        inner.tasks.sweep(now, FOREIGN_TOKEN_TTL, settled, floor);
+        inner.scopes.sweep(now, FOREIGN_TOKEN_TTL, settled, floor);
         inner.routing.sweep_learned(now);
     })
 }

@@ -62,17 +62,11 @@ impl Inner {
     }
 
     pub(super) fn scope_get(&self, scope: &Scope) -> Slot {
-        match scope {
-            Scope::Task => self.tasks.get(),
-            Scope::Session(s) => s.get(),
-        }
+        self.scopes.get(scope)
     }
 
     pub(crate) fn scope_update(&self, scope: &Scope, f: impl FnOnce(&mut Slot)) {
-        match scope {
-            Scope::Task => self.tasks.update(f),
-            Scope::Session(s) => s.update(f),
-        }
+        self.scopes.update(scope, f);
     }
 
     /// Whether writes in `scope` record their position: read-your-writes is on and some read
@@ -221,7 +215,7 @@ impl Inner {
         node: rwsplit_core::NodeId,
         taken: Option<&mut Taken>,
     ) -> Result<CausalToken, DbErr> {
-        self.captures.position(node, || self.capture_now(node, taken)).await
+        self.scopes.captures().position(node, || self.capture_now(node, taken)).await
     }
 
     /// One position read of `node`, on `taken` if given.
@@ -314,7 +308,7 @@ impl Inner {
         // Given back to the pool (which tests it first) as soon as the position is read.
         drop(taken);
         // Whatever the outcome, the reads waiting for this scope's positions to land look again.
-        let _landed = Landed(&self.positions_landed);
+        let _landed = self.scopes.landing();
         let done = |s: &mut Slot| {
             if counted {
                 s.inflight = s.inflight.saturating_sub(1);
@@ -339,7 +333,7 @@ impl Inner {
 
     fn key_update<R>(&self, key: &Key, f: impl FnOnce(&mut Slot) -> R) -> R {
         match key {
-            Key::Task(id) => self.tasks.update_task(*id, f),
+            Key::Task(id) => self.scopes.update_task(*id, f),
             Key::Session(s) => s.update(f),
         }
     }
@@ -350,7 +344,7 @@ impl Inner {
         let deadline = tokio::time::Instant::now() + crate::deadline::cap(max);
         loop {
             // Made before the look: a capture landing in between still wakes it.
-            let landed = self.positions_landed.notified();
+            let landed = self.scopes.landed();
             let slot = self.scope_get(scope);
             if slot.inflight == 0 {
                 return slot;
@@ -387,14 +381,4 @@ pub(crate) enum Export {
     Node(String),
     /// The position of this primary, to be read there.
     Primary(NodeId),
-}
-
-/// Wakes the reads waiting in [`Inner::settled_slot`] when dropped: once a position
-/// capture has landed (or failed, or its task was cancelled).
-struct Landed<'a>(&'a tokio::sync::Notify);
-
-impl Drop for Landed<'_> {
-    fn drop(&mut self) {
-        self.0.notify_waiters();
-    }
 }
