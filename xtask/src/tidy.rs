@@ -261,8 +261,8 @@ fn health_belongs_to_the_monitor() {
 #[test]
 fn connection_modules_are_layered() {
     const ORDER: &[&str] = &[
-        "inner",
         "counters",
+        "inner",
         "scopes",
         "plan",
         "record",

@@ -445,12 +445,12 @@ impl Inner {
             self.note_use(now);
             match planner(done, now) {
                 Ok(Planned::Ready(plan, effects)) => {
-                    effects.apply(self, now);
+                    self.apply(effects, now);
                     return Ok(plan);
                 }
                 // Boxed: most reads do no I/O before their attempts.
                 Ok(Planned::Io(io, effects)) => {
-                    effects.want(self, now);
+                    self.want(&effects, now);
                     Box::pin(self.io_step(io, scope, &mut done)).await;
                 }
                 Err(e) if read && self.monitor.is_some() && unsettled(&e) => {
@@ -498,11 +498,11 @@ impl Inner {
             let now = Instant::now();
             match planner(done, now) {
                 Ok(Planned::Ready(plan, effects)) => {
-                    effects.apply(self, now);
+                    self.apply(effects, now);
                     return Ok(plan);
                 }
                 Ok(Planned::Io(io, effects)) => {
-                    effects.want(self, now);
+                    self.want(&effects, now);
                     self.io_step(io, scope, &mut done).await;
                     continue;
                 }

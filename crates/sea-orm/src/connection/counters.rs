@@ -2,14 +2,16 @@
 //! plan's decision asks of them and of the monitor ([`Effects`]): the planner returns its
 //! effects as data, and the executor applies them once, for the plan the statement runs
 //! ([`Effects::apply`]; an I/O step's wants before it, [`Effects::want`]). The nodes' own
-//! counts are the recorder's ([`record`](super::record)).
+//! counts are the recorder's ([`record`](super::record)). This module needs none of the
+//! connection's: what applying an effect touches is passed in.
 
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use rwsplit_core::{CausalToken, NodeId};
 
-use super::inner::Inner;
+use rwsplit_monitor::TopologyState;
+
 use crate::telemetry;
 
 /// What a plan's decision means beyond where the statement goes ([`super::plan`]): counters
@@ -35,17 +37,14 @@ pub(super) struct Effects {
 }
 
 impl Effects {
-    /// Asks the monitor for what the plan wants (nothing without a monitor), as of `now`,
-    /// for the configured linger.
-    pub(super) fn want(&self, conn: &Inner, now: Instant) {
-        if conn.monitor.is_none()
-            || !(self.want_positions || self.want_floor.is_some() || self.want_replayed.is_some())
-        {
+    /// Asks the monitor, as of `now`, for what the plan wants, for `linger`: `monitor` is its
+    /// state, if the connection runs one (else nothing is asked).
+    pub(super) fn want(&self, monitor: Option<&TopologyState>, linger: Duration, now: Instant) {
+        let Some(state) = monitor else { return };
+        if !(self.want_positions || self.want_floor.is_some() || self.want_replayed.is_some()) {
             return;
         }
-        let linger = conn.policy.monitor.position_linger_value();
         let until = now.checked_add(linger).unwrap_or(now);
-        let state = conn.routing.state();
         if self.want_positions {
             state.want_positions(now, until);
         }
@@ -57,16 +56,20 @@ impl Effects {
         }
     }
 
-    /// Applies all of it, once, for the plan the statement runs: the wants, the counters and
-    /// their metrics.
-    pub(super) fn apply(self, conn: &Inner, now: Instant) {
+    /// Applies all of it, once, for the plan the statement runs: the wants (as
+    /// [`want`](Self::want)), the counters and their metrics.
+    pub(super) fn apply(
+        self,
+        counters: &Counters,
+        monitor: Option<&TopologyState>,
+        linger: Duration,
+        now: Instant,
+    ) {
+        self.want(monitor, linger, now);
         if !(self.ryw.is_some() || self.foreign_token || self.monotonic_stay) {
-            // Most plans: nothing, or a want alone.
-            self.want(conn, now);
+            // Most plans: nothing to count.
             return;
         }
-        self.want(conn, now);
-        let counters = &conn.counters;
         if let Some(outcome) = self.ryw {
             counters.read_your_writes(outcome);
         }

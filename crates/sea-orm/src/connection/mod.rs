@@ -3,10 +3,10 @@
 //! The connection is split by concern; each module builds only on those listed before it
 //! (the tidy test `connection_modules_are_layered` checks it):
 //!
-//! 1. `inner` — the data: [`RoutedConnection`], its nodes and policy, the per-call [`Ctx`] and
-//!    [`Scope`];
-//! 2. `counters` — the connection's own counters, and a plan's `Effects` (counters to move,
+//! 1. `counters` — the connection's own counters, and a plan's `Effects` (counters to move,
 //!    positions to want from the monitor), applied once for the plan that runs;
+//! 2. `inner` — the data: [`RoutedConnection`], its nodes and policy, the per-call [`Ctx`] and
+//!    [`Scope`];
 //! 3. `scopes` — read-your-writes scopes: recording a write's position, pending positions;
 //! 4. `plan` — where a statement or transaction goes (classification, consistency, the
 //!    router): a decision and its effects, as data;

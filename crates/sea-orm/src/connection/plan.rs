@@ -738,13 +738,13 @@ mod tests {
 #[cfg(test)]
 mod planner {
     use std::sync::Arc;
-    use std::time::Instant;
+    use std::time::{Duration, Instant};
 
     use rstest::rstest;
     use rwsplit_core::NodeId;
     use sea_orm::{DbBackend, MockDatabase};
 
-    use super::super::counters::Effects;
+    use super::super::counters::{Count, Effects};
     use super::super::inner::{Ctx, Policy, Scope};
     use super::{Done, Io, Planned};
     use crate::RoutedConnection;
@@ -889,8 +889,9 @@ mod planner {
         let scope = session(Before::ReadOn(R2));
         let _ = plan(&db, SELECT, &scope);
         let Planned::Ready(_, fx) = plan(&db, SELECT, &scope) else { panic!("ready") };
-        assert_eq!(db.stats().read_your_writes().last_node_reads, 0, "planning counted");
-        fx.apply(&db.inner, Instant::now());
-        assert_eq!(db.stats().read_your_writes().last_node_reads, 1);
+        let counters = &db.inner.counters;
+        assert_eq!(counters.get(Count::MonotonicStays), 0, "planning counted");
+        fx.apply(counters, None, Duration::ZERO, Instant::now());
+        assert_eq!(counters.get(Count::MonotonicStays), 1);
     }
 }

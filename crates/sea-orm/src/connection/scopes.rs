@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 use rwsplit_core::{CausalToken, NodeId};
 use sea_orm::{DbErr, TransactionError};
 
-use super::counters::Count;
+use super::counters::{Count, Effects};
 use super::inner::{Ctx, Inner, SESSION, Scope};
 use crate::causal::{Seen, Slot};
 use crate::position;
@@ -112,7 +112,8 @@ impl Inner {
             // (`Io::PrimaryFloor`); a later position than the sample's, which replicas reach
             // later, so the sample is still asked for.
             if ended && plan.snapshot_primary() == Some(node) {
-                self.want_floor(node);
+                let floor = Effects { want_floor: Some(node), ..Effects::default() };
+                self.want(&floor, Instant::now());
             }
         }
     }
@@ -128,15 +129,19 @@ impl Inner {
         self.routing.state().want_sample(node, now, now.checked_add(linger).unwrap_or(now));
     }
 
-    /// [`want_sample`](Self::want_sample), and then that sample's position on the replicas
-    /// (see [`TopologyState::want_floor`](rwsplit_monitor::TopologyState::want_floor)).
-    pub(super) fn want_floor(&self, node: NodeId) {
-        if self.monitor.is_none() {
-            return;
-        }
-        let now = Instant::now();
+    /// Applies a plan's effects, once, for the plan the statement runs ([`Effects::apply`]).
+    pub(super) fn apply(&self, effects: Effects, now: Instant) {
         let linger = self.policy.monitor.position_linger_value();
-        self.routing.state().want_floor(node, now, now.checked_add(linger).unwrap_or(now));
+        let monitor = self.monitor.as_ref().map(|_| &**self.routing.state());
+        effects.apply(&self.counters, monitor, linger, now);
+    }
+
+    /// Asks the monitor for what a plan wants before the I/O step it needs
+    /// ([`Effects::want`]): the step may wait on it.
+    pub(super) fn want(&self, effects: &Effects, now: Instant) {
+        let linger = self.policy.monitor.position_linger_value();
+        let monitor = self.monitor.as_ref().map(|_| &**self.routing.state());
+        effects.want(monitor, linger, now);
     }
 
     /// A bound of what a scope's last read `seen` saw, for its exported token, without I/O:
