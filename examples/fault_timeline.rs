@@ -18,8 +18,8 @@
 //! replica within 500 ms by `Lag::staleness_at`) when it started and when it failed. The freeze
 //! is `Node::hang` (SIGSTOP of the server and its processes, or `docker pause`: it accepts
 //! connections and answers nothing) for 3 s. `cargo xtask report` plots the JSON it writes and
-//! checks its budgets: issue 46's is no read over 250 ms and none failed from the freeze to 1 s
-//! after the thaw.
+//! checks its budgets: no read over 250 ms and none failed from the freeze to 1 s after the
+//! thaw.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};

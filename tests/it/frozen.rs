@@ -1,5 +1,5 @@
 //! A frozen replica (SIGSTOP: it accepts connections and answers nothing, like a hung machine
-//! or a blackholed network) costs a read milliseconds, not seconds (issue 46): frozen before
+//! or a blackholed network) costs a read milliseconds, not seconds: frozen before
 //! the application starts, `connect()` returns without waiting for it and no read goes to it;
 //! frozen under load, the reads waiting on it are hedged on another node and later reads pass
 //! it over until it answers again. Each test prints one `FROZEN-FIGURES` line.

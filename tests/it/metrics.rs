@@ -1,4 +1,4 @@
-//! Metrics on a real cluster (issue 15): a Prometheus exporter serves `/metrics` over HTTP
+//! Metrics on a real cluster: a Prometheus exporter serves `/metrics` over HTTP
 //! while a replica is killed and restarted; the scrape shows the replica's health change, the
 //! statements each node served, and never a credential or SQL text.
 

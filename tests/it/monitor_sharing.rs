@@ -1,4 +1,4 @@
-//! Issue 25 on real clusters: what the monitor costs the servers. Idle, a node pays one full
+//! On real clusters: what the monitor costs the servers. Idle, a node pays one full
 //! probe per interval and no position feed; twenty `RoutedConnection`s to one cluster in one
 //! process share one monitor, so they cost what one costs; the last one's drop stops it.
 //! Statements are counted by the servers themselves (PostgreSQL: `pg_stat_database`
@@ -214,7 +214,7 @@ async fn twenty_idle_connections_to_one_cluster_cost_what_one_costs(#[case] kind
     }
 }
 
-/// Issue 25: a PostgreSQL monitor connection prepares one probe statement. Every probe runs
+/// A PostgreSQL monitor connection prepares one probe statement. Every probe runs
 /// it — a connection's first, which reads the cluster's identifier, and the later ones, which
 /// read a standby's timeline from its receiver — with a parameter saying what it reads, so
 /// each probe after a connection's first is one round trip. `pg_stat_statements` keeps a

@@ -1,4 +1,4 @@
-//! Issues 27 and 49: rwsplit's metrics read by what reads them in production. A real Prometheus
+//! The metrics of rwsplit, read by what reads them in production. A real Prometheus
 //! (Debian's, started by the testkit) scrapes a fleet of three application processes — each the
 //! documented `examples/metrics.rs`, built as the binary `rwsplit-metrics-example` — every
 //! second, with the shipped alerting rules loaded, through a lag spike, a replica kill, a

@@ -143,7 +143,7 @@ async fn the_writing_task_reads_its_write_and_replicas_serve_it_once_they_have_i
     assert!(ryw.primary_reads >= 10, "{ryw:?}");
 }
 
-/// Monotonic reads without pinning (issue 25): a session's read on the primary (its write not
+/// Monotonic reads without pinning: a session's read on the primary (its write not
 /// yet replayed anywhere) is bounded by the primary's next position sample, which the read asks
 /// for as it ends, so the session's next read, 150 ms after the replicas resume, finds a replica
 /// known to be that far and reads there, on its first try. The monitor probes at its default
@@ -189,10 +189,11 @@ async fn a_read_on_the_primary_does_not_keep_the_next_read_there(#[case] kind: D
     assert_eq!(on_replica, 5, "each read after a read on the primary found a replica");
 }
 
-/// Issue 25: a write's position is read on the connection the write committed on, before it
-/// goes back to the pool, so a session writing one statement at a time keeps one connection to
-/// the primary. Before, the position read took a second connection (sqlx was still testing the
-/// write's with a ping on release), and a fleet's primary held one more backend per instance.
+/// A write's position is read on the connection the write committed on, before it goes back
+/// to the pool, so a session writing one statement at a time keeps one connection to the
+/// primary. A position read on a connection of its own would take a second one (sqlx is still
+/// testing the write's with a ping on release), and a fleet's primary would hold one more
+/// backend per instance.
 #[rstest]
 #[case::postgres(DbKind::Postgres)]
 #[case::mariadb(DbKind::MariaDb)]
@@ -391,9 +392,9 @@ async fn a_read_may_wait_for_a_replica_to_catch_up(#[case] kind: DbKind, #[case]
 }
 
 /// A catch-up wait on a replica that hangs (or died) and is not marked down yet ends at the
-/// wait's `max`, connection included, and the read goes to the primary: before, the position
-/// look waited on the replica's pool or its frozen server, for the pool's acquire timeout (5 s,
-/// seen on a killed replica in the loco example's test) or until the monitor marked it down.
+/// wait's `max`, connection included, and the read goes to the primary, rather than waiting on
+/// the replica's pool or its frozen server for the pool's acquire timeout (5 s on a killed
+/// replica) or until the monitor marks it down.
 #[rstest]
 #[case::postgres(DbKind::Postgres)]
 #[case::mariadb(DbKind::MariaDb)]
@@ -545,11 +546,11 @@ enum Stops {
     Frozen,
 }
 
-/// Issue 24: bounded staleness is a bound on time. The primary stops and nothing is promoted.
+/// Bounded staleness is a bound on time. The primary stops and nothing is promoted.
 /// A replica that had everything the primary was last seen writing serves bounded reads only
 /// until the bound has passed since that last sighting, which came before the primary stopped:
-/// no bounded read that starts a bound after that is served by a replica (before issue 24 a
-/// replica stayed "0 behind" while the primary's last observation stood). Reads with nowhere
+/// no bounded read that starts a bound after that is served by a replica (its measured lag,
+/// "0 behind" while the primary's last observation stands, proves nothing). Reads with nowhere
 /// provable to go fail with a typed error, not a pool's timeout: at once on a killed primary,
 /// and on a frozen one (which holds a read it was sent) once the monitor has marked it down;
 /// after that at once too. Eventual reads go on from the replicas throughout, and so do session
@@ -645,10 +646,10 @@ async fn no_bounded_read_is_served_past_its_bound_after_the_primary_stops(
         past_bound_failed(&failed),
         "past the bound, with the primary stopped, no node can prove it: {failed:?}"
     );
-    // Fast: a killed primary's pool used to be waited on for its 5 s acquire timeout; a frozen
-    // primary held a read until another node was promoted (here: never). Now the first is
-    // refused at once and the second given up when the monitor marks it down (3 probes of
-    // 1 s timeout at 100 ms intervals: about 3.3 s after it froze).
+    // Fast: a read on a killed primary is refused at once, not after its pool's 5 s acquire
+    // timeout; one on a frozen primary is given up when the monitor marks it down (3 probes of
+    // 1 s timeout at 100 ms intervals: about 3.3 s after it froze), not held until another
+    // node is promoted (here: never).
     let limit = match stops {
         Stops::Killed => Duration::from_secs(2),
         Stops::Frozen => Duration::from_secs(10),
@@ -678,7 +679,7 @@ async fn counter<C: sea_orm::ConnectionTrait>(handle: &C) -> i64 {
     counter_or_err(handle).await.unwrap()
 }
 
-/// Monotonic reads (issue 24): a writer increments a counter every 10 ms on the primary; one
+/// Monotonic reads: a writer increments a counter every 10 ms on the primary; one
 /// replica applies at once, the other `delay` late; one reader reads it `READS` times, 10 ms
 /// apart, through rwsplit. Through a `RoutedConnection`, a `Session` and a token chain it
 /// never sees the value go down, and replicas still serve most reads; at `Eventual` (the
@@ -820,12 +821,12 @@ fn provable(db: &RoutedConnection, bound: Duration) -> bool {
     })
 }
 
-/// Issue 24, reads through a switchover: the primary stops, replica 1 is promoted, replica 2
-/// follows it, under a writer (through rwsplit, every 10 ms) and three readers (every 5 ms):
-/// the default (`Session`, the task's scope, which wrote a row of its own first), `Eventual`,
-/// and bounded by 1 s. No eventual or session read fails (neither guarantee needs a primary:
-/// a replica that has the scope's writes and reads, or the new primary, serves them); a bounded read fails only while no node
-/// can prove the bound; the session reader never sees the counter go down; writes resume
+/// Reads through a switchover: the primary stops, replica 1 is promoted, replica 2 follows it,
+/// under a writer (through rwsplit, every 10 ms) and three readers (every 5 ms): the default
+/// (`Session`, the task's scope, which wrote a row of its own first), `Eventual`, and bounded by
+/// 1 s. No eventual or session read fails (neither guarantee needs a primary: a replica that has
+/// the scope's writes and reads, or the new primary, serves them); a bounded read fails only while
+/// no node can prove the bound; the session reader never sees the counter go down; writes resume
 /// within a probe interval of the new primary accepting them.
 #[rstest]
 #[case::postgres(DbKind::Postgres)]
@@ -1044,7 +1045,7 @@ async fn a_read_whose_primary_connection_breaks_runs_once_more_where_the_monitor
     assert!(took < Duration::from_secs(5), "the read took {took:?}");
 }
 
-/// Issue 24, bounded staleness under a partition: the application is cut from a primary that
+/// Bounded staleness under a partition: the application is cut from a primary that
 /// keeps taking writes from other clients, and the replicas are cut from it too (every path
 /// through a testkit proxy, black-holed at once). The primary is alive and writing; nothing
 /// tells the application so. A bounded read (1 s) may be served only while a node provably

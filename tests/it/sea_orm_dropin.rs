@@ -1,4 +1,4 @@
-//! Drop-in gaps SeaORM's own integration tests found (issue 17): what escapes the router keeps
+//! Drop-in gaps SeaORM's own integration tests find: what escapes the router keeps
 //! read-your-writes, and a temporary table the caller created is read where it exists.
 
 use rstest::rstest;

@@ -1,4 +1,4 @@
-//! Issue 14 on real servers: no write, lock or session read ever reaches a replica; a read a
+//! On real servers: no write, lock or session read ever reaches a replica; a read a
 //! replica was asked for refuses as a write fails instead of running on the primary; passwords
 //! never show.
 
@@ -16,8 +16,8 @@ use tracing_subscriber::util::SubscriberInitExt;
 
 use crate::support::{assert_replica_refused, count, own_cluster, shared};
 
-/// Writes, locks and session-state reads that classifiers have got wrong (issue 14), or that
-/// any read/write splitter must get right.
+/// Writes, locks and session-state reads that classifiers get wrong, or that any read/write
+/// splitter must get right.
 const PG_CORPUS: &[&str] = &[
     r#"EXPLAIN ("analyze") DELETE FROM t"#,
     r#"EXPLAIN (ANALYZE true) INSERT INTO t VALUES (1, 1)"#,
@@ -53,7 +53,7 @@ const MARIA_CORPUS: &[&str] = &[
     "SELECT 1 -- c\r\n, GET_LOCK('l', 0)",
     "SELECT /*M!999999 1, */ GET_LOCK('l', 0)",
     "SELECT /*!99999 GET_LOCK('l', 0), */ 1",
-    // Issue 26: executable comments are the SQL they contain, run on MariaDB ≥ 10.0 …
+    // Executable comments are the SQL they contain, run on MariaDB ≥ 10.0 …
     "SELECT * FROM t /*M!100000 FOR UPDATE */",
     "SELECT * FROM t /*!50000 LOCK IN SHARE MODE */",
     "SELECT 1 /*M! , GET_LOCK('l', 0) */",

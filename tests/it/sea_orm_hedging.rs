@@ -1,4 +1,4 @@
-//! A hedged read's losing attempt is cancelled on its server (issue 46): a replica that answers
+//! A hedged read's losing attempt is cancelled on its server: a replica that answers
 //! one read slowly (a sleep only that server takes) leaves the read unanswered past its hedge
 //! delay; the hedge on another node answers first, the first attempt is dropped, its
 //! connection closed, and its statement cancelled on the slow replica (`pg_cancel_backend`,

@@ -77,7 +77,7 @@ async fn sessions_through_pgbouncer_are_read_only_on_a_writable_server(#[case] m
     assert_eq!(count(&tdb.primary_url(), "t").await, Some(0), "nothing was written");
 }
 
-/// What the issue found: the startup parameter the direct mode uses is refused by PgBouncer
+/// The startup parameter the direct mode uses is refused by PgBouncer
 /// 1.18, so a replica behind it must be declared with its pooling mode.
 #[tokio::test]
 async fn the_direct_mode_through_pgbouncer_is_refused_at_connect() {
@@ -184,7 +184,7 @@ async fn routed_reads_through_pgbouncer(#[case] mode: PoolMode) {
     drop(bouncers);
 }
 
-/// Issue 25, through transaction pooling: the monitor's probes are single statements in the
+/// Through transaction pooling: the monitor's probes are single statements in the
 /// simple protocol, each its own transaction on the server connection PgBouncer lends it. The
 /// replica's server connections are watched directly while a fast monitor probes through
 /// PgBouncer: none of the monitor's is ever seen inside a transaction or running a frame's

@@ -1,4 +1,4 @@
-//! What the exported balancers and rules do end to end (issue 17 item 2): each replica's
+//! What the exported balancers and rules do end to end: each replica's
 //! weight, zone and tags reach the router, and reads land where they say, on a real cluster:
 //! weighted round robin, zone preference, table and tag rules, round robin, random, lowest lag,
 //! and the three `PrimaryReads` modes. P2C-EWMA and least-outstanding under latency are in

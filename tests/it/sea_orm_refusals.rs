@@ -1,4 +1,4 @@
-//! Issue 26 on real servers: what the SQL text cannot show, the replica tells. User functions,
+//! On real servers: what the SQL text cannot show, the replica tells. User functions,
 //! a procedure and views that write, called as reads through `RoutedConnection` next to other
 //! traffic: no error reaches the caller, each shape is refused once (then run once on the
 //! primary) and later calls go to the primary directly; with `OnReplicaRefusal::Fail` the
@@ -458,7 +458,7 @@ const CATALOG_SCHEMA: &str = "\
     CREATE FUNCTION tally(key_ int) RETURNS int LANGUAGE plpgsql AS $$ BEGIN \
       INSERT INTO m VALUES (key_, 1) ON CONFLICT (k) DO UPDATE SET n = m.n + 1; RETURN 1; END $$";
 
-/// Issue 26, item 2: would the catalog help? A catalog-fed router would send every call of a
+/// Would the catalog help? A catalog-fed router would send every call of a
 /// `VOLATILE` user function to the primary (PostgreSQL refuses writes only inside `STABLE` and
 /// `IMMUTABLE` ones); it is simulated exactly by a classifier given those names, read from
 /// `pg_proc` as the monitor would. Measured on a real cluster against the refusal alone: the
@@ -543,7 +543,7 @@ async fn the_catalog_would_cost_reads_that_the_refusal_keeps() {
         ));
         served.push((on_replicas, refusals, errors));
     }
-    eprintln!("issue 26 catalog comparison:\n{}", lines.join("\n"));
+    eprintln!("catalog comparison:\n{}", lines.join("\n"));
     let [(alone, refused, alone_errors), (catalog, catalog_refused, catalog_errors)] = served[..]
     else {
         unreachable!()

@@ -157,7 +157,7 @@ fn as_user(url: &str, user: &str, password: &str) -> String {
     format!("{scheme}://{user}:{password}@{host}")
 }
 
-/// Issue 25: a server that refuses the monitor's connection for lack of room (PostgreSQL
+/// A server that refuses the monitor's connection for lack of room (PostgreSQL
 /// 53300, MariaDB 1226 here: the account's connection limit, taken by other sessions) is
 /// busy, not dead. While it refuses, the replica keeps its health, no probe counts as failed
 /// and nothing changes; once there is room, the monitor connects and reads reach it.

@@ -14,12 +14,12 @@ pub(crate) enum Suite {
     /// Read-your-writes strategies (naive, a 2 s window, rwsplit by position) on a PostgreSQL
     /// cluster whose replicas lag (`RWSPLIT_BENCH_DELAY_MS`, default 200 ms).
     Consistency,
-    /// Fleet scale (issue 25): what the monitor costs each server as application instances
+    /// Fleet scale: what the monitor costs each server as application instances
     /// grow — K processes and K connections in one process, idle and under read-your-writes,
     /// on a PostgreSQL cluster in containers (each node its own cgroup). Arguments after `--`:
     /// `--ks 1,10,50,200`, `--window-secs 5`, `--json PATH`.
     Fleet,
-    /// The web path end to end (issue 45): an axum app over plain SeaORM, `RoutedConnection`
+    /// The web path end to end: an axum app over plain SeaORM, `RoutedConnection`
     /// and `RoutedConnection` + `SessionLayer`, keep-alive clients that keep cookies, on a
     /// PostgreSQL (and MariaDB, if installed) primary with 2 replicas at natural lag and late:
     /// latency, primary statements per request, reads on replicas, `Set-Cookie`s, stale and
@@ -184,14 +184,14 @@ pub(crate) struct AdapterCost {
     pub(crate) spread: u64,
 }
 
-/// Issue 23's budgets on the read path, asserted by `cargo xtask ci`: the instructions
-/// `RoutedConnection` adds to a `find_by_id` over plain SeaORM, and the tokio timers it adds
-/// (none: a replica read waits on the monitor's notifications, not on a timer). Issue 23's
-/// target is at most +3,000. Since replica and primary reads go straight to the node's sqlx
-/// pool when nothing listens to SeaORM's layer, a routed lookup costs fewer instructions than
-/// a plain one (about -15,000: SeaORM's `DatabaseConnection` moves kilobytes of future per
-/// call), so the budget is that figure plus a margin, a guard against regressions that also
-/// keeps the +3,000 target (see BENCHMARKS.md).
+/// The read path's budgets, asserted by `cargo xtask ci`: the instructions `RoutedConnection`
+/// adds to a `find_by_id` over plain SeaORM, and the tokio timers it adds (none: a replica read
+/// waits on the monitor's notifications, not on a timer). The target is at most +3,000. Replica
+/// and primary reads go straight to the node's sqlx pool when nothing listens to SeaORM's
+/// layer, so a routed lookup costs fewer instructions than a plain one (about -15,000:
+/// SeaORM's `DatabaseConnection` moves kilobytes of future per call), and the budget is that
+/// figure plus a margin, a guard against regressions that also keeps the +3,000 target (see
+/// crates/core/BENCHMARKS.md).
 pub(crate) const ADDED_INSTRUCTIONS_BUDGET: i64 = -12_000;
 /// Timers a routed lookup may register beyond plain SeaORM's (a stray one in the whole run
 /// is not a timer per read).

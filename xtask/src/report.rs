@@ -29,7 +29,7 @@ pub(crate) struct ReportArgs {
     #[arg(long)]
     reuse: bool,
     /// Fail when a measured figure breaks its budget (the adapter's instructions and timers
-    /// per read, issue 23), after writing the page.
+    /// per read), after writing the page.
     #[arg(long)]
     enforce_budgets: bool,
 }
@@ -82,14 +82,14 @@ pub(crate) fn run(args: &ReportArgs) -> anyhow::Result<()> {
             "budget": crate::bench::ADDED_INSTRUCTIONS_BUDGET,
         });
         std::fs::write(&adapter_json, doc.to_string())?;
-        // Issue 25: one instance, 10 processes and 10 connections in one process, in
-        // containers. (At 200 processes this 2-core machine carries about half the workload's
+        // The fleet: one instance, 10 processes and 10 connections in one process, in
+        // containers. (200 processes on a 2-core machine carry about half the workload's
         // default pace, and a few probes time out: `cargo xtask bench fleet -- --ks 200`.)
         let fleet_args = ["--ks", "1,10", "--window-secs", "5", "--json"];
         let mut args: Vec<std::ffi::OsString> = fleet_args.iter().map(Into::into).collect();
         args.push(fleet_json.clone().into());
         crate::bench::run_report_bench("rwsplit-sea-orm", "fleet", &args, &[])?;
-        // Issue 45: the web path end to end (an axum app over plain SeaORM, `RoutedConnection`
+        // The web path end to end (an axum app over plain SeaORM, `RoutedConnection`
         // and `SessionLayer`), PostgreSQL and MariaDB, natural lag and late replicas.
         let args: Vec<std::ffi::OsString> = vec![
             "--requests".into(),
@@ -250,7 +250,7 @@ fn monotonic_row<'a>(doc: &'a Value, level: &str) -> Option<&'a Value> {
     doc["monotonic"].as_array()?.iter().find(|r| r["level"].as_str() == Some(level))
 }
 
-/// The monotonic-reads budgets (issue 24), in words, for those broken: at `session` no read
+/// The monotonic-reads budgets, in words, for those broken: at `session` no read
 /// goes back in time, and replicas serve at least 90 % of what they serve
 /// at `eventual` (which goes back in time freely).
 fn monotonic_failures(doc: &Value) -> Vec<String> {
@@ -300,8 +300,8 @@ fn monotonic_section(html: &mut String, doc: &Value) {
 }
 
 /// The least share of the oracle's reads that read-your-writes by position must serve from
-/// replicas (issue 25: the position feed runs on demand; the issue's target is 99 %, measured
-/// 100 %; the budget leaves one read in a hundred to the run's timing).
+/// replicas (the position feed runs on demand; the target is 99 %, and the budget leaves one
+/// read in a hundred more to the run's timing).
 const RYW_OF_ORACLE: f64 = 0.98;
 
 /// The read-your-writes budgets, in words, for those broken: `rwsplit by position` serves no
@@ -330,12 +330,12 @@ fn ryw_failures(doc: &Value) -> Vec<String> {
     over
 }
 
-/// The most monitor statements per second an idle instance may cost each node (issue 25's
-/// target): idle, the monitor probes at the default idle interval (2 s, plus up to 50 ms of
-/// jitter), one statement per probe, 0.5/s; the position feed runs only while reads want it.
+/// The most monitor statements per second an idle instance may cost each node: idle, the monitor
+/// probes at the default idle interval (2 s, plus up to 50 ms of jitter), one statement per probe,
+/// 0.5/s; the position feed runs only while reads want it.
 const IDLE_STATEMENTS_PER_INSTANCE: f64 = 1.0;
 
-/// The fleet budgets (issue 25), in words, for those broken: idle, each node pays at most
+/// The fleet budgets, in words, for those broken: idle, each node pays at most
 /// [`IDLE_STATEMENTS_PER_INSTANCE`] per instance (processes), and one process's K connections
 /// cost what one costs (one monitor, one monitor connection per node); in every row, no false
 /// change of a node's role or health, no failed probe, no stale read, no failed instance.
@@ -390,7 +390,7 @@ fn fleet_failures(doc: &Value) -> Vec<String> {
 /// Requests per variant and workload in the report's web run (the bench's default is 4,000).
 const WEB_REQUESTS: u32 = 2_000;
 
-/// The web path's budgets (issue 45), on deterministic counts: at the replicas' natural lag,
+/// The web path's budgets, on deterministic counts: at the replicas' natural lag,
 /// read-only through the layer at most 0.005 primary statements per request and a `Set-Cookie`
 /// on at most 1 % of responses; 1 write : 9 reads through the layer at most 0.30 primary
 /// statements per request and at least 80 % of reads on replicas; in every case no stale or
@@ -793,7 +793,7 @@ fn timeline_section(html: &mut String, doc: &Value) -> anyhow::Result<()> {
         per_sample(&|s: &Value| num(&s["failed"]["read_back_stale"])),
     ));
     failures.push(("writes failed".to_owned(), per_sample(&|s: &Value| num(&s["writes_failed"]))));
-    // Per sample (issue 46): the readers' p99 and slowest read, the reads hedged, and those
+    // Per sample: the readers' p99 and slowest read, the reads hedged, and those
     // steered off a stalled replica.
     let tail: Vec<(String, Vec<(f64, f64)>)> =
         [("read p99", "read_p99_ms"), ("slowest read", "read_max_ms")]
@@ -871,9 +871,9 @@ fn timeline_section(html: &mut String, doc: &Value) -> anyhow::Result<()> {
 /// The lowest value of the tail panel's logarithmic axis, in ms: faster samples are drawn there.
 const TAIL_FLOOR_MS: f64 = 0.1;
 
-/// The readers' p99 and slowest read per sample on a logarithmic axis (milliseconds to the
-/// seconds a frozen node used to cost), the freeze shaded (lighter: the second after the thaw,
-/// which the budget covers too) and the budget drawn as a dashed red line.
+/// The readers' p99 and slowest read per sample on a logarithmic axis (milliseconds up to the
+/// seconds a read waiting out a frozen node would take), the freeze shaded (lighter: the second
+/// after the thaw, which the budget covers too) and the budget drawn as a dashed red line.
 fn tail_panel(
     root: &DrawingArea<SVGBackend<'_>, plotters::coord::Shift>,
     end_s: f64,
@@ -1012,7 +1012,7 @@ fn shade_freeze<'a>(
 }
 
 /// The slowest read allowed from a replica's freeze to [`FREEZE_TAIL_MS`] after its thaw
-/// (issue 46: a frozen replica costs a read milliseconds, not seconds).
+/// (a frozen replica costs a read milliseconds, not seconds).
 const FREEZE_READ_BUDGET_MS: f64 = 250.0;
 
 /// How long after the thaw the freeze's budgets still hold: the reads a frozen node held finish
@@ -1051,7 +1051,7 @@ fn failed_reads(s: &Value) -> f64 {
     ["eventual", "session", "bounded", "read_back"].iter().map(|k| num(&s["failed"][*k])).sum()
 }
 
-/// The freeze's budgets (issue 46), in words, for those broken: from the replica's freeze to
+/// The freeze's budgets, in words, for those broken: from the replica's freeze to
 /// [`FREEZE_TAIL_MS`] after its thaw no read takes over [`FREEZE_READ_BUDGET_MS`] (the slowest
 /// of each sample, failed reads included), none fails, and every sample finished reads (a
 /// sample with none had every reader stuck).
@@ -1132,7 +1132,7 @@ fn freeze_summary(doc: &Value, samples: &[Value]) -> String {
     )
 }
 
-/// The switchover budgets (issue 24), in words, for those broken: from the switchover's event
+/// The switchover budgets, in words, for those broken: from the switchover's event
 /// on, no eventual or session read fails, the writer's read-backs included (their guarantees
 /// never need a primary: a replica that has the session's writes, or the new primary, serves
 /// them), and no bounded read fails while some node could prove the bound both when the read

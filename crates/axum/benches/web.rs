@@ -1,4 +1,4 @@
-//! The web path end to end (issue 45): an axum app over plain SeaORM, over `RoutedConnection`,
+//! The web path end to end: an axum app over plain SeaORM, over `RoutedConnection`,
 //! and over `RoutedConnection` with the `rwsplit-axum` `SessionLayer`, driven by HTTP/1.1
 //! keep-alive clients that keep their cookies, on a real replicated cluster.
 //!

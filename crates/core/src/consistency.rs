@@ -213,9 +213,9 @@ mod tests {
         assert_eq!(s.exceeded_by(&lag), exceeded);
     }
 
-    /// Issue 24: a bound on time is a bound on the time since the replica was last proven
-    /// fresh, judged when the read is routed, not as of the last measurement. The measured
-    /// time does not matter once the instant is known (it said 0 while the primary was gone).
+    /// A bound on time is a bound on the time since the replica was last proven fresh, judged
+    /// when the read is routed, not as of the last measurement. The measured time does not
+    /// matter once the instant is known (it says 0 while the primary is gone).
     #[rstest]
     #[case::just_proven(0, 0, true)]
     #[case::within_the_bound(0, 499, true)]

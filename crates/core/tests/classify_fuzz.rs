@@ -1,9 +1,9 @@
-//! A grammar fuzzer for the classifier (issue 14): it builds statements that write, lock or
+//! A grammar fuzzer for the classifier: it builds statements that write, lock or
 //! read session state — DML and DDL, locking reads, `SELECT … INTO`, writable CTEs,
 //! `EXPLAIN ANALYZE` of writes, `COPY … FROM`, every built-in write function under every
 //! spelling (case, quotes, schema, Unicode escapes), MySQL session variables and `SHOW`s,
 //! read queries made writes by `INTO @v`/`OUTFILE`/a new table and MySQL's `EXPLAIN … INTO
-//! @v` (issue 26) — dresses them in comments, hints, string literals, case and whitespace,
+//! @v` — dresses them in comments, hints, string literals, case and whitespace,
 //! on MySQL/MariaDB wraps the whole or a span of them in executable comments of every kind
 //! and version (`/*! */`, `/*!50000 */`, `/*M!100000 */` …: code to some server, so still a
 //! write), puts read statements before them and harmless text after them, and asserts that

@@ -200,9 +200,9 @@ impl Drop for Monitor {
 /// that stopped waiting for it: a server slow to accept connections (a fleet of instances
 /// connecting at once, a server short of CPU) completes the handshake it has begun for the
 /// next probe, instead of having it abandoned half-way and begun again each round, a new
-/// backend forked and authenticated every time, which is what kept a busy server from ever
-/// catching up (issue 25, 200 instances). The probe that stops waiting still fails (a node
-/// that was answering and froze or went away is detected as fast as before); the opening is
+/// backend forked and authenticated every time, which keeps a busy server from ever catching
+/// up. The probe that stops waiting still fails (a node that was answering and froze or went
+/// away is detected within one probe timeout); the opening is
 /// given up after [`MonitorConfig::connect_timeout_value`] (10 s at the defaults) in all, so a
 /// connect stuck on a lost SYN is begun afresh, and is aborted when dropped (the node's loop
 /// stopped). A node's first probe waits for its opening that long: nothing has been learnt of
@@ -219,25 +219,25 @@ impl<C> Drop for Opening<C> {
 }
 
 /// A probe query that outlasted its probe's timeout, left running on a task of its own with
-/// the connection and the memo it was asked on. Under saturation (issue 25: 200 processes on
-/// two cores) a server answers late, not never; before, the probe that stopped waiting dropped
-/// the connection, so the next probe made the saturated server fork and authenticate a new
-/// backend and still had one probe timeout for both, and each round made it worse. Now the next
-/// probe waits for this answer first (the probe timeout, as any probe): an answer that comes
-/// while it waits is that probe's result (the node answered within its timeout) and the
-/// connection is kept; one that never comes fails each probe as before, so a frozen node is
-/// detected as fast as it was. The query is given up after
+/// the connection and the memo it was asked on. Under saturation (hundreds of processes on a
+/// few cores) a server answers late, not never; dropping the connection would make the next
+/// probe have the saturated server fork and authenticate a new backend, with one probe timeout
+/// for both, each round worse than the last. So the next probe waits for this answer first (the
+/// probe timeout, as any probe): an answer that comes while it waits is that probe's result
+/// (the node answered within its timeout) and the connection is kept; one that never comes
+/// fails each probe, so a frozen node is still detected within one probe timeout. The query
+/// is given up after
 /// [`MonitorConfig::connect_timeout_value`] (10 s at the defaults) from when it was sent, the
 /// connection closed and the next probe connects afresh; aborted when dropped.
 ///
 /// A feed read still unanswered when the next full probe is due is handed on the same way
-/// ([`Asking::Feed`]): dropping a driver's query half-way leaves its connection's protocol state
-/// to the driver's recovery, and one such connection, reused, made sqlx-mysql 0.9 panic decoding
-/// the next probe's answer (a column definition cut short), which ended the node's loop and so
-/// its monitoring. The next probe waits for that read first (the probe timeout), then asks on
-/// the connection afresh; its answer decides nothing (the probe's own does), except that one
-/// that comes while the probe waits is the node answering within the probe's timeout: the
-/// probe's own query is then waited for a whole timeout from that answer.
+/// ([`Asking::Feed`]): dropping a driver's query half-way leaves its connection's protocol state to
+/// the driver's recovery, and one such connection, reused, can make sqlx-mysql 0.9 panic decoding
+/// the next probe's answer (a column definition cut short), which would end the node's loop and so
+/// its monitoring. The next probe waits for that read first (the probe timeout), then asks on the
+/// connection afresh; its answer decides nothing (the probe's own does), except that one that comes
+/// while the probe waits is the node answering within the probe's timeout: the probe's own query is
+/// then waited for a whole timeout from that answer.
 enum Asking<C, M> {
     /// A probe query's answer.
     Probe(Task<Answer<C, M>>),
@@ -527,7 +527,7 @@ async fn node_loop<P: Product, K: Connector>(shared: Arc<Shared<K>>, node: NodeI
             // answered the application within a connect timeout: on a server a whole fleet is
             // connecting to, the postmaster accepts one connection after another (it held
             // hundreds unaccepted in the fleet benchmark), and the monitor's waits in line
-            // behind the application's, whose statements show the server at work (issue 25).
+            // behind the application's, whose statements show the server at work.
             // A node that stops answering everyone fails a connect timeout after its last
             // answer, at most; once it has answered a probe, only the probe's own wait counts.
             result = Err(ProbeError::Outpaced { after });
@@ -595,8 +595,8 @@ async fn node_loop<P: Product, K: Connector>(shared: Arc<Shared<K>>, node: NodeI
         // A feed read that failed or found the role changed (the server went away, a
         // promotion) is news the next full probe should read now, not at its turn: a stopped
         // primary is seen gone, and a promoted replica seen primary, within one feed interval
-        // rather than one probe interval (issue 24: while both claimed the role, nothing could
-        // be written and no bounded read proven). Once per round, so a node whose feed keeps
+        // rather than one probe interval (while both claim the role, nothing can be written
+        // and no bounded read proven). Once per round, so a node whose feed keeps
         // failing is still probed only at the usual pace.
         if fed == FeedEnd::Changed && !early {
             early = true;
@@ -664,14 +664,13 @@ fn saturating_after(now: Instant, d: Duration) -> Instant {
 }
 
 /// After a feed read answered in `t`, the node's next feed read waits at least this many
-/// times `t` from the answer (issue 25). A node answering in a millisecond or two is read at
-/// the position interval as before; one answering slowly is asked less and less often, each
-/// instance's reads taking at most a tenth of the node's time: a fleet whose every instance
-/// wanted positions read each node back to back, so a replica that slowed for a moment (a
-/// burst of writes to replay, its container short of CPU) got up to one statement per instance
-/// at all times, queued in front of every probe, and the probes of the whole fleet timed out
-/// together (the fleet benchmark, 200 processes: 0 failed probes in 12 runs with the feed off,
-/// failures in about one run in six with it on). Positions then come from the full probes,
+/// times `t` from the answer. A node answering in a millisecond or two is read at the
+/// position interval; one answering slowly is asked less and less often, each instance's reads
+/// taking at most a tenth of the node's time: without the back-off, a fleet whose every
+/// instance wants positions reads each node back to back, so a replica that slows for a moment
+/// (a burst of writes to replay, its container short of CPU) gets up to one statement per
+/// instance at all times, queued in front of every probe, and the probes of the whole fleet
+/// time out together (the fleet benchmark shows it). Positions then come from the full probes,
 /// and reads that need fresher ones go to the primary, as with the feed off.
 pub(crate) const FEED_BACKOFF: u32 = 10;
 
@@ -731,8 +730,7 @@ impl<C: ProbeConn + 'static, M> Feed<'_, C, M> {
             // at most: the read waiting for it may wait only that long. Not after a read that
             // was itself for a wanted sample: then one interval after it, so a process whose
             // reads hit the node without pause (each asking for a sample as it ends) has it
-            // read once per interval, not every quarter (issue 25). Feeds for a time keep the
-            // interval.
+            // read once per interval, not every quarter. Feeds for a time keep the interval.
             let sampling = self.state.sample_wanted(self.node, now.into_std());
             let gap = if sampling && !last_sampled { self.every / 4 } else { self.every };
             let at = saturating_after(last_sent, gap).max(rested).max(now);

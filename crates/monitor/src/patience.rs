@@ -1,11 +1,11 @@
 //! How long a node's probes are waited for: the configured timeout, stretched while the node
-//! has been answering slowly (issue 25).
+//! has been answering slowly.
 //!
 //! A probe timeout says "this node did not answer in time", and the state machine counts it as
 //! a failure. That is right for a node that was answering in milliseconds and stops (frozen,
-//! cut off): it is caught at the configured timeout, as before. It is wrong for a node that
+//! cut off): it is caught at the configured timeout. It is wrong for a node that
 //! answers every query, only slowly, because the machine it or the application runs on is
-//! saturated (200 application processes on two cores, a CPU-throttled container): with a fixed
+//! saturated (hundreds of application processes on two cores, a throttled container): with a fixed
 //! timeout, every probe slower than it is a failure, the node is marked suspect and down while
 //! it serves, and the probes' reconnects add load to a server already short of it. Load is not
 //! failure.

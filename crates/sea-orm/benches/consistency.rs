@@ -23,7 +23,7 @@
 //! the replica share as a fraction of it, read latency p50/p99 and write latency p50 (the
 //! position strategies pay one round trip per write to read the position).
 //!
-//! Then the monotonic-reads workload (issue 24): the first replica's delay is cleared (the
+//! Then the monotonic-reads workload: the first replica's delay is cleared (the
 //! second keeps it), a writer increments a counter every 10 ms on the primary, and
 //! `MONO_READERS` readers that only read each read it `MONO_READS` times, 10 ms apart, each in
 //! its own task scope, at `Consistency::Eventual` and at `Consistency::Session` (the default).

@@ -1,5 +1,5 @@
-//! Fleet scale (issue 25): what rwsplit's monitor costs each database server as application
-//! instances grow.
+//! Fleet scale: what rwsplit's monitor costs each database server as application instances
+//! grow.
 //!
 //! `cargo xtask bench fleet` runs it. It starts a PostgreSQL primary with two streaming replicas
 //! (the testkit's containers by default, so each node's CPU is its own cgroup;

@@ -6,7 +6,7 @@
 //! transaction pooling, then times SeaORM's `find_by_id` (one task, one row by primary key) in
 //! alternating rounds (ABBA) through:
 //! - `direct/plain`: SeaORM to the replica; `direct/routed`: a `RoutedConnection` with the
-//!   replica `Pooling::Direct` (the startup parameter, as before PgBouncer support);
+//!   replica `Pooling::Direct` (the startup parameter, the default);
 //! - `session/plain`: SeaORM through PgBouncer (session); `session/routed`: `Pooling::Session`;
 //! - `transaction/plain`: SeaORM through a PgBouncer (transaction) of its own, one connection,
 //!   `statement_cache_capacity(0)`: an unguarded client as it can work there at all (with two

@@ -747,7 +747,7 @@ mod tests {
     #[case("postgresql://h/db", Some(DbBackend::Postgres))]
     #[case("mysql://h/db", Some(DbBackend::MySql))]
     #[case("MYSQL://h/db", Some(DbBackend::MySql))]
-    // SeaORM has no driver for these: they used to pass here and fail as "unreachable".
+    // SeaORM has no driver for these: refused here, not failed later as "unreachable".
     #[case("mariadb://h/db", None)]
     #[case("sqlite::memory:", None)]
     #[case("oracle://h/db", None)]

@@ -465,7 +465,7 @@ mod tests {
     #[rstest::rstest]
     #[case::satisfied_everywhere(Settled::Everywhere, false, Duration::ZERO, false)]
     #[case::not_yet_recent(Settled::NotYet, false, Duration::from_secs(60), true)]
-    // Issue 14: kept forever while a replica was down (its position unknown).
+    // A replica down (its position unknown) does not keep a stale scope forever.
     #[case::not_yet_but_stale(Settled::NotYet, false, Duration::ZERO, false)]
     #[case::pending_but_stale(Settled::NotYet, true, Duration::ZERO, false)]
     #[case::never_but_recent(Settled::Never, false, Duration::from_secs(60), true)]

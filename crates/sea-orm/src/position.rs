@@ -19,10 +19,10 @@ use crate::routing_error::{RoutingError, bounded};
 /// Where the primary's position is read
 /// ([`Product::capture`](crate::product::Product::capture): a token at or past every write
 /// that has committed): any connection of the primary's pool, or the connection a write has
-/// just committed on, before it goes back to the pool (issue 25). Reading it there saves an
-/// acquire per write, and the second connection per instance a sequential workload used to
-/// open: sqlx tests each returned connection with a ping on a task of its own, so the
-/// statement right after a write found no idle one and opened another.
+/// just committed on, before it goes back to the pool. Reading it there saves an acquire per
+/// write, and a second connection per instance for a sequential workload: sqlx tests each
+/// returned connection with a ping on a task of its own, so the statement right after a write
+/// would find no idle one and open another.
 pub(crate) enum On<'a> {
     /// A connection of the pool's, acquired for the statement.
     Pool(&'a DatabaseConnection),

@@ -4,12 +4,12 @@
 //! Every connection the monitor uses is its own, never the application's pool — a pool that is
 //! full is back-pressure, not a dead node. It is one driver connection, opened from the node's
 //! own options (the sqlx options SeaORM derives from its `ConnectOptions`, the application's
-//! `map_sqlx_*_opts` hooks included), with no pool around it (issue 25):
+//! `map_sqlx_*_opts` hooks included), with no pool around it:
 //! - no ping before each use (a pool's `test_before_acquire`): a probe is one round trip, its
 //!   statement prepared once per connection (sqlx's statement cache);
 //! - a connection whose server went away fails the next probe at once, and the next open is
 //!   refused at once: a pool would reconnect, retrying a refused connection until its acquire
-//!   timeout, so a stopped primary's last "I am the primary" stood for a probe timeout after
+//!   timeout, so a stopped primary's last "I am the primary" would stand for a probe timeout after
 //!   another node was promoted (two primaries: no writes, no bounded reads).
 //!
 //! A node behind transaction pooling ([`Pooling::Transaction`](crate::Pooling)) is probed on

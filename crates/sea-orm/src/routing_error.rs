@@ -56,7 +56,7 @@ use sea_orm::{DbBackend, DbErr, RuntimeErr};
 /// it has no variant that holds an arbitrary error except `TryIntoErr` (a type conversion
 /// failure: applications matching `DbErr::Conn` for node failures would no longer see one). Its
 /// `Conn`, `Exec` and `Query` variants hold a `RuntimeErr`, which is either text
-/// (`RuntimeErr::Internal(String)`, what the adapter used before: callers had to read English)
+/// (`RuntimeErr::Internal(String)`: callers would have to parse English)
 /// or a driver error (`RuntimeErr::SqlxError(Arc<sqlx::Error>)`). So a routing error travels
 /// as `DbErr::Conn(RuntimeErr::SqlxError(sqlx::Error::Io(io::Error::other(..))))` (`DbErr::Query`
 /// for a replica's refusal and for an unreadable replication position):
@@ -66,7 +66,7 @@ use sea_orm::{DbBackend, DbErr, RuntimeErr};
 /// - `std::io::Error` holds any error by value, and [`routing_error`] gets it back with
 ///   `io::Error::get_ref` and a downcast: no text is parsed, no raw pointer casts;
 /// - `Display` of the `DbErr` reads `Connection Error: error communicating with database:
-///   rwsplit: <this error>: <its cause>`, as informative as the old text;
+///   rwsplit: <this error>: <its cause>`, as informative as plain text;
 /// - `sqlx::Error::Io` is the driver's "the statement could not be run on, or completed by,
 ///   the server" class, which is what every routing failure is (no node to run it on, the node
 ///   unreachable or given up, no connection free in time). Code that treats `Io` as a broken

@@ -1,4 +1,4 @@
-//! One monitor per cluster per process (issue 25): every [`RoutedConnection`] of a process
+//! One monitor per cluster per process: every [`RoutedConnection`] of a process
 //! that points at the same nodes with the same monitor settings, on the same tokio runtime,
 //! shares one [`Monitor`] — its probe loops, its connections and the [`TopologyState`] they feed
 //! — instead of each paying for its own. Dropping the last connection stops it.

@@ -1059,7 +1059,7 @@ mod tests {
         assert!(text.contains("db_client_operation_duration_seconds_bucket{"), "{text}");
     }
 
-    /// The rules catch what the old names did wrong.
+    /// The rules catch badly formed names (a counter without `_total`, a unit left out).
     #[test]
     fn the_naming_rules_catch_the_old_names() {
         let old = "# TYPE rwsplit_errors counter\n# TYPE rwsplit_node_observation_age gauge\n\

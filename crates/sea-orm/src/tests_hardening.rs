@@ -1,5 +1,5 @@
-//! Issue 14 regressions against `MockDatabase`: refusals by read-only replicas, tokens from
-//! outside, and durations at their maximum.
+//! Hardening against `MockDatabase`: refusals by read-only replicas, tokens from outside, and
+//! durations at their maximum.
 
 use std::borrow::Cow;
 use std::collections::BTreeMap;
@@ -225,9 +225,9 @@ async fn maximal_durations_do_not_panic() {
         .replica_read_timeout(Some(Duration::MAX));
 }
 
-/// A forged token far in the future used to send every read of its session to the primary
-/// (after the full catch-up wait): the first read now reads the primary's position and lowers
-/// the token to it.
+/// A forged token far in the future does not send every read of its session to the primary
+/// (after the full catch-up wait): the first read reads the primary's position and lowers the
+/// token to it.
 #[tokio::test]
 async fn a_token_from_the_future_is_lowered_to_the_primarys_position() {
     let primary = crate::tests::pg_primary_answering_position(0, 4);

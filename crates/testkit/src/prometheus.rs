@@ -1,5 +1,5 @@
 //! A real Prometheus server scraping the application's `/metrics`, for tests that ask
-//! PromQL what an operator would (issue 27).
+//! PromQL what an operator would.
 //!
 //! Debian's `prometheus` package (`/usr/bin/prometheus`) on this machine, whatever the
 //! cluster's backend: its own port, data directory and configuration, scraping each target

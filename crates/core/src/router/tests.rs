@@ -656,7 +656,7 @@ fn thirty_two_nodes_fit() {
     assert_eq!(route.fallbacks().len(), 31);
 }
 
-/// Issue 24: a bounded read is served by a replica only while it is provably within the bound
+/// A bounded read is served by a replica only while it is provably within the bound
 /// at the instant the read is routed. Replica 1 was proven fresh at `t` (it had the primary's
 /// position seen then) and nothing was learnt since (the primary went quiet or away); replica 2
 /// is 2 s behind. Both paths of the router agree: the plain one, and the full one that a lag

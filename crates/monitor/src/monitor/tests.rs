@@ -343,10 +343,10 @@ async fn a_frozen_node_goes_down_and_the_others_do_not_wait_for_it() {
     assert_eq!(m.state().health(NodeId::new(1)), Health::Up);
 }
 
-/// Issue 25: a server slow to accept connections (a fleet connecting at once) finishes the
-/// handshake it began for the next probe. Before, each probe abandoned its half-done connect at
-/// the probe timeout and began another, so a server slower to accept than the timeout never
-/// answered a probe and was marked down, each round costing it one more backend.
+/// A server slow to accept connections (a fleet connecting at once) finishes the
+/// handshake it began for the next probe: were each probe to abandon its half-done connect at
+/// the probe timeout and begin another, a server slower to accept than the timeout would never
+/// answer a probe and be marked down, each round costing it one more backend.
 #[tokio::test(start_paused = true)]
 async fn a_slow_reconnect_is_finished_for_the_next_probe_not_begun_again() {
     let cluster = Cluster::new(&[0x300, 0x300]);
@@ -370,7 +370,7 @@ async fn a_slow_reconnect_is_finished_for_the_next_probe_not_begun_again() {
     assert_eq!(m.state().health(node), Health::Up);
 }
 
-/// Issue 25, a fleet's start: a node's first connection is waited for as long as a connect may
+/// A fleet's start: a node's first connection is waited for as long as a connect may
 /// take (the maximum probe timeout: 5 s here, ten probe timeouts), so a server slow to accept
 /// while a fleet starts is not marked suspect or down before it has had a chance to answer; and
 /// the connect's time is an answer's, so the probes after it are patient too.
@@ -390,7 +390,7 @@ async fn a_first_connect_slower_than_the_probe_timeout_is_no_failure() {
     assert_eq!(m.state().health(node), Health::Up);
 }
 
-/// Issue 25: a node's first answer is part of its connection's setup (a new backend loads its
+/// A node's first answer is part of its connection's setup (a new backend loads its
 /// caches and reads the control file for the server's identity; on a server a whole fleet is
 /// connecting to at once it waits behind theirs), so it is waited for with the connect, up to
 /// the patience (5 s here), not the probe timeout (500 ms): a first answer in 2 s is no
@@ -408,7 +408,7 @@ async fn a_first_answer_slower_than_the_probe_timeout_is_no_failure() {
     // Later probes: the 2 s answer stretched their timeout (three times it, at most 5 s).
     tokio::time::sleep(MS(6_000)).await;
     assert_eq!(m.state().failed_probes(node), 0);
-    // A node that answers its first probe and then stops is caught as before.
+    // A node that answers its first probe and then stops is caught at the probe timeout.
     cluster.query_delay.lock().unwrap().remove(&1);
     tokio::time::sleep(MS(60_000)).await;
     cluster.set(1, |n| n.mode = Mode::Hang);
@@ -443,11 +443,11 @@ async fn a_connect_that_never_completes_fails_at_the_patience_and_is_begun_afres
     assert_eq!(cluster.opens(1), 2, "given up at 10,000 and begun afresh");
 }
 
-/// Issue 25, a fleet's start: a first connect slower than the first probe's patience (a listen
+/// A fleet's start: a first connect slower than the first probe's patience (a listen
 /// queue a whole fleet is waiting in) fails that probe, and the one after, but is not given up:
-/// the next probe finds it done and the node answers, never marked down. Before, the connect
-/// was dropped with the first probe and begun again at the back of the queue, and the probes
-/// timed out until it came round again.
+/// the next probe finds it done and the node answers, never marked down (a connect dropped
+/// with the first probe would begin again at the back of the queue, and the probes would time
+/// out until it came round again).
 #[tokio::test(start_paused = true)]
 async fn a_first_connect_slower_than_the_patience_is_kept_for_the_next_probes() {
     let cluster = Cluster::new(&[0x300, 0x300]);
@@ -467,15 +467,15 @@ async fn a_first_connect_slower_than_the_patience_is_kept_for_the_next_probes() 
     assert_eq!(m.state().snapshot().node(node).unwrap().position(), Some(&pos(0x300)));
 }
 
-/// Issue 25, a fleet's start on a slow machine: the monitor's first connection to a node waits
-/// in the server's listen queue (the postmaster accepts one connection after another, hundreds
-/// behind it) while the application's statements, on connections opened before, are answered.
-/// Its probes time out waiting for that connect after the first probe's patience, and once the
-/// application's statements stop (the fleet benchmark's window ended, an application between
-/// requests) nothing excused them: the node was marked suspect and down while it served. A
-/// node the monitor has not reached is busy while it answered the application within a connect
-/// timeout (5 s here); one that stops answering everyone fails that much after its last answer,
-/// well before its first connect is given up (10 s).
+/// A fleet's start on a slow machine: the monitor's first connection to a node waits in the
+/// server's listen queue (the postmaster accepts one connection after another, hundreds behind it)
+/// while the application's statements, on connections opened before, are answered. Its probes time
+/// out waiting for that connect after the first probe's patience, and go on timing out after the
+/// application's statements stop (the fleet benchmark's window ends, an application between
+/// requests); counted as failures, they would mark a serving node suspect and down. So a node the
+/// monitor has not reached is busy while it answered the application within a connect timeout (5 s
+/// here); one that stops answering everyone fails that much after its last answer, well before its
+/// first connect is given up (10 s).
 #[rstest::rstest]
 #[case::accepted_at_last(MS(6_500), false)]
 #[case::never_accepted(MS(60_000), true)]
@@ -517,9 +517,9 @@ async fn a_first_connect_queued_behind_the_application_s_is_busy_while_the_node_
     }
 }
 
-/// Issue 25: a probe that times out behind the application's own statements (a server
+/// A probe that times out behind the application's own statements (a server
 /// saturated by a fleet) is busy, not failed, while the node keeps answering those statements;
-/// once it answers nothing (frozen), the probes fail as before.
+/// once it answers nothing (frozen), the probes fail.
 #[tokio::test(start_paused = true)]
 async fn a_probe_timeout_while_the_node_serves_statements_is_busy_not_a_failure() {
     let cluster = Cluster::new(&[0x300, 0x300]);
@@ -550,9 +550,9 @@ async fn a_probe_timeout_while_the_node_serves_statements_is_busy_not_a_failure(
 
 /// A probe answered after its timeout (a saturated server answers late, not never) keeps its
 /// connection, and the next probe takes the answer that comes while it waits as its own.
-/// Before, each timed-out probe dropped its connection, the next made the server fork a new
-/// backend and still timed out, and the node went down after three rounds. And the late answer
-/// says how slow the node is: the probes after it wait three times that (issue 25), so only the
+/// (Were each timed-out probe to drop its connection, the next would make the server fork a new
+/// backend and still time out, and the node would go down after three rounds.) And the late
+/// answer says how slow the node is: the probes after it wait three times that, so only the
 /// first probe to meet the slowness times out.
 #[tokio::test(start_paused = true)]
 async fn a_probe_answered_late_keeps_its_connection_and_the_next_probe_takes_the_answer() {
@@ -581,8 +581,8 @@ async fn a_probe_answered_late_keeps_its_connection_and_the_next_probe_takes_the
 
 /// A node frozen long enough to be marked down answers, when it thaws, the query a probe sent
 /// before the freeze: that answer measured the freeze, not the node's pace, so it stretches
-/// nothing. Frozen again, the node is caught at the configured timeout (issue 25; before, the
-/// second freeze was seen at the maximum, 5 s here, instead of one round).
+/// nothing. Frozen again, the node is caught at the configured timeout (one round), not at the
+/// maximum (5 s here) a stretched patience would allow.
 #[tokio::test(start_paused = true)]
 async fn an_answer_that_comes_after_the_node_went_down_stretches_nothing() {
     let cluster = Cluster::new(&[0x300, 0x300]);
@@ -635,9 +635,9 @@ async fn a_node_slowing_down_step_by_step_is_busy_and_caught_when_it_stops() {
     assert_eq!(m.state().failed_probes(node), 3);
 }
 
-/// A query that is never answered on a connection that stays open (the server froze after
-/// accepting it) fails every probe at the probe timeout, as before: the node is down after three
-/// rounds. The query is given up after the patience (5 s) and the next probe connects afresh.
+/// A query that is never answered on a connection that stays open (the server froze after accepting
+/// it) fails every probe at the probe timeout: the node is down after three rounds. The query is
+/// given up after the patience (5 s) and the next probe connects afresh.
 #[tokio::test(start_paused = true)]
 async fn a_query_never_answered_fails_each_probe_and_is_given_up_at_the_patience() {
     let cluster = Cluster::new(&[0x300, 0x300]);
@@ -779,9 +779,9 @@ async fn a_probe_held_up_by_an_unanswered_feed_read_says_it_waited_for_the_feed(
 }
 
 /// A driver that panics on a probe's statement or a feed read fails that probe (or ends that
-/// feed) and the connection is opened afresh: the node's loop goes on. Before, the panic
-/// unwound through the loop and the node was never probed again (seen in CI: sqlx-mysql 0.9
-/// decoding a column definition cut short).
+/// feed) and the connection is opened afresh: the node's loop goes on (a panic unwinding
+/// through the loop would leave the node never probed again; sqlx-mysql 0.9 can panic decoding
+/// a column definition cut short).
 #[rstest::rstest]
 #[case::probe(false)]
 #[case::feed(true)]
@@ -826,9 +826,8 @@ async fn feeding_then_slow(delay: Duration) -> (Arc<Cluster>, Monitor) {
 }
 
 /// A feed read still unanswered when the next full probe is due is handed to that probe, never
-/// dropped half-way: the probe waits for its answer, then asks afresh on the same connection.
-/// Before, the read was dropped and the probe's statement went out on a connection with a
-/// query's answer still unread.
+/// dropped half-way: the probe waits for its answer, then asks afresh on the same connection,
+/// so the probe's statement never goes out on a connection with a query's answer still unread.
 #[tokio::test(start_paused = true)]
 async fn a_feed_read_unanswered_at_the_probe_s_turn_is_handed_to_the_probe() {
     // Probes at 0, 200, 400 … ms: the feed reads every 20 ms from the start, and from 150 ms
@@ -846,11 +845,11 @@ async fn a_feed_read_unanswered_at_the_probe_s_turn_is_handed_to_the_probe() {
     assert!(handed >= 5, "the feed went on: {handed} reads");
 }
 
-/// Issue 25 (the fleet's start): a feed read handed to the probe and answered while the probe
+/// A fleet's start: a feed read handed to the probe and answered while the probe
 /// waits is the node answering within the probe's timeout, so the probe's own query is then
-/// waited for a whole timeout from that answer. Before, it had only what the feed read had
-/// left of the probe's timeout: a server that stalled for most of a timeout and answered
-/// everything at once had its next probe fail, and the node marked suspect, for a stall
+/// waited for a whole timeout from that answer, not what the feed read left of the probe's
+/// timeout: with that rest only, a server that stalled for most of a timeout and answered
+/// everything at once would have its next probe fail, and the node marked suspect, for a stall
 /// shorter than the timeout. A node that answers the feed read and then freezes is still
 /// caught, a timeout after its last answer.
 #[rstest::rstest]
@@ -900,7 +899,7 @@ async fn a_failed_probe_drops_its_connection_and_the_next_opens_a_fresh_one() {
     assert_ne!(m.state().health(NodeId::new(1)), Health::Down);
 }
 
-/// Issue 25: the control file is read once per server a connection reaches.
+/// The control file is read once per server a connection reaches.
 /// `pg_control_system()` waits while a standby rewrites and fsyncs that file, which on a busy
 /// disk took 1.5 s in the fleet benchmark; a server's system identifier cannot change while it
 /// runs, so later probes carry the first one's while the postmaster's start time is the same,
@@ -939,7 +938,7 @@ async fn the_control_file_is_read_once_per_server_a_connection_reaches() {
     assert_eq!(control_reads(&cluster), 3, "read again for the other server, once");
 }
 
-/// Issue 25: a standby without a WAL receiver — as every standby is while its primary is gone,
+/// A standby without a WAL receiver — as every standby is while its primary is gone,
 /// probed by every instance of a fleet — has its timeline read from the control file
 /// (`pg_control_checkpoint()`, which waits like `pg_control_system()`) only once it replays
 /// past what it received by streaming; until then it is on the timeline the receiver last
@@ -986,7 +985,7 @@ async fn a_standby_without_a_receiver_reads_the_control_file_only_past_what_it_s
     assert_eq!(control_reads(&cluster), back, "remembered again once the receiver reported it");
 }
 
-/// Issue 25: every probe on a connection runs one statement, its parameter saying what it
+/// Every probe on a connection runs one statement, its parameter saying what it
 /// reads, so a connection prepares one probe statement, on its first probe: the reads of a
 /// standby's first probe, of its later probes, and of a probe after its WAL receiver went,
 /// all one text.
@@ -1031,7 +1030,7 @@ async fn the_position_feed_moves_replicas_between_full_probes() {
     assert_eq!(probes_before, probes_after, "moved by the feed, not by a full probe");
 }
 
-/// Issue 25: idle, a node pays for its full probe and nothing else — one statement per probe
+/// Idle, a node pays for its full probe and nothing else — one statement per probe
 /// interval (200 ms here): no position feed runs while no reader wants positions.
 #[tokio::test(start_paused = true)]
 async fn an_idle_node_pays_one_statement_per_probe_and_no_feed() {
@@ -1052,7 +1051,7 @@ async fn an_idle_node_pays_one_statement_per_probe_and_no_feed() {
     assert_eq!(m.state().snapshot().node(NodeId::new(1)).unwrap().lag().bytes(), Some(0));
 }
 
-/// Issue 25: an unused cluster is probed at the idle pace, and the first use brings the usual
+/// An unused cluster is probed at the idle pace, and the first use brings the usual
 /// pace back with a probe at once. Probes every 200 ms, every 1 s once unused for 1 s.
 #[tokio::test(start_paused = true)]
 async fn an_unused_cluster_is_probed_at_the_idle_pace() {
@@ -1109,7 +1108,7 @@ async fn an_unused_cluster_is_probed_at_the_idle_pace() {
     assert_eq!(state.health(NodeId::new(1)), Health::Down, "down at the usual pace once used");
 }
 
-/// Issue 25: a wanted sample of one node (a monotonic floor's) is one feed read of that node,
+/// A wanted sample of one node (a monotonic floor's) is one feed read of that node,
 /// at once, and nothing on the others; a later want reads it again.
 #[tokio::test(start_paused = true)]
 async fn a_wanted_sample_reads_its_node_once() {
@@ -1133,7 +1132,7 @@ async fn a_wanted_sample_reads_its_node_once() {
     assert!(m.state().sampled_since(NodeId::new(2), now));
 }
 
-/// Issue 25: a process whose reads hit the primary without pause asks for a sample of it after
+/// A process whose reads hit the primary without pause asks for a sample of it after
 /// each; those wants are read once per position interval (20 ms), not every quarter interval,
 /// while a want that comes after a pause is read at once.
 #[tokio::test(start_paused = true)]
@@ -1160,7 +1159,7 @@ async fn steady_wanted_samples_are_read_once_per_interval() {
     assert!(m.state().sampled_since(NodeId::new(0), now), "sampled at once after a pause");
 }
 
-/// Issue 25: a wanted floor is the node's next sample, then that position on the replicas:
+/// A wanted floor is the node's next sample, then that position on the replicas:
 /// each replica's feed runs until it is seen there, and stops; one already there never reads.
 #[tokio::test(start_paused = true)]
 async fn a_wanted_floor_feeds_the_replicas_until_they_have_it() {
@@ -1181,7 +1180,7 @@ async fn a_wanted_floor_feeds_the_replicas_until_they_have_it() {
     assert_eq!(feed_reads(&cluster, 1), caught_up, "seen at the floor: its feed stopped");
 }
 
-/// Issue 25: the feed's state machine. A want wakes every node's feed at once (not at the next
+/// The feed's state machine. A want wakes every node's feed at once (not at the next
 /// probe), it reads every position interval while the want lasts, a later want extends it, and
 /// once it lapses the feed stops again: idle costs the full probes alone.
 #[tokio::test(start_paused = true)]
@@ -1236,7 +1235,7 @@ async fn a_want_runs_the_feed_at_once_for_its_linger_then_it_stops() {
     assert_eq!(feed_reads(&quiet, 1), 0);
 }
 
-/// Issue 25: a node that answers slowly is asked for its position less often, not back to back:
+/// A node that answers slowly is asked for its position less often, not back to back:
 /// each feed read waits ten times the last answer's time after it. A replica answering in 15 ms
 /// gets about one feed read per 200 ms probe round instead of one per 20 ms interval (the
 /// whole fleet's reads had queued in front of its probes); once it answers fast again, the
@@ -1271,7 +1270,7 @@ async fn a_slow_node_is_fed_less_often_and_at_the_interval_again_once_fast() {
     assert!((38..=52).contains(&again), "{again} feed reads in 1 s once fast again");
 }
 
-/// Issue 25: a write's position wanted by its scope runs the replicas' feeds until each is seen
+/// A write's position wanted by its scope runs the replicas' feeds until each is seen
 /// with the write — then each stops, well before the want's time is up — and never the
 /// primary's (what the scope reads on the primary meanwhile asks for the primary's next sample
 /// as it ends).
@@ -1295,8 +1294,8 @@ async fn a_wanted_write_position_feeds_each_replica_until_it_has_the_write() {
     let (one, two) = (feed_reads(&cluster, 1), feed_reads(&cluster, 2));
     assert!((4..=6).contains(&one), "replica 1: {one} feed reads, then none");
     assert!((7..=10).contains(&two), "replica 2: {two} feed reads, then none");
-    // Not the primary's: a read made there asks for its next sample itself (`want_floor`);
-    // fed while a replica lacked the write, it was read 7-10 times here (issue 25).
+    // Not the primary's: a read made there asks for its next sample itself (`want_floor`), so
+    // feeding it while a replica lacks the write would only add reads (7-10 here).
     assert_eq!(feed_reads(&cluster, 0), 0, "the primary is not fed for a write's position");
     assert_eq!(m.state().snapshot().node(NodeId::new(2)).unwrap().position(), Some(&pos(0x300)));
 }
@@ -1446,8 +1445,8 @@ async fn no_failover_while_the_replicas_still_receive_from_the_primary() {
     assert!(cluster.executed.lock().unwrap().iter().all(|(_, s)| !s.contains("pg_promote")));
 }
 
-/// Issue 14: `Duration::MAX` as interval, timeout, jitter or feed interval panicked inside the
-/// probe task (`Instant + Duration::MAX`), freezing health silently. The loops now sleep
+/// `Duration::MAX` as interval, timeout, jitter or feed interval does not panic inside the
+/// probe task (`Instant + Duration::MAX` would, freezing health silently): the loops sleep
 /// "forever" instead, alive.
 #[tokio::test(start_paused = true)]
 async fn maximal_durations_do_not_kill_the_probe_loops() {

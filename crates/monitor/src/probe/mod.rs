@@ -77,7 +77,7 @@ pub trait ProbeConn: Send + Sync {
     /// text value, and returns its first row as [`fetch_row`](ProbeConn::fetch_row) does. The
     /// monitor's PostgreSQL probes are one text whose parameter says what a run reads, so that
     /// a connection prepares one probe statement, on its first probe, whatever later probes
-    /// read (issue 25; the position feed's read is a statement of its own). A driver that
+    /// read (the position feed's read is a statement of its own). A driver that
     /// prepares statements binds `arg`; the default runs the text with `arg` written in as a
     /// literal ([`with_literal`]), as a driver in the simple protocol must.
     ///
@@ -506,8 +506,8 @@ impl MonitorConfig {
     /// served the application meanwhile); the connect goes on for the probes after it, each
     /// waiting for it up to its own timeout. When a fleet starts at once, a server slow to
     /// accept holds the connects in its listen queue; one given up at the first probe's
-    /// patience was begun again at the back of that queue, and the probes after it timed out
-    /// waiting (issue 25: most of the failed probes at the start of 200 processes). A node
+    /// patience would begin again at the back of that queue, and the probes after it would time
+    /// out waiting (most of a starting fleet's failed probes would be those). A node
     /// unreachable when the monitor starts (a partition) is connected to on that first
     /// connect's own retries until then, up to this long. A [`Connector`](crate::Connector)
     /// bounds its own connects by this.

@@ -212,7 +212,7 @@ async fn maria_probe(node: &Maria, memo: &mut MariaMemo) -> Result<Observation, 
         .await
 }
 
-/// Issue 25: a MariaDB probe is one statement; `SHOW SLAVE STATUS` runs on a connection's first
+/// A MariaDB probe is one statement; `SHOW SLAVE STATUS` runs on a connection's first
 /// two probes (the second confirms the first: see `Memo`) and again only after the
 /// configuration epoch moves (`CHANGE MASTER`, `RESET`), and what it said is remembered — but
 /// for a writable replica whose SQL thread is stopped, asked every probe (`each`: that answer

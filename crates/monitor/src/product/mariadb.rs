@@ -53,7 +53,7 @@ fn position(text: Option<&str>) -> Result<ReplayPosition, ProbeError> {
 /// The server counts a statement when it begins, so a probe can see the epoch moved while the
 /// `RESET SLAVE ALL` or `CHANGE MASTER` that moved it is still running, and read the status
 /// as it was before: remembered, that answer would stand until the next change — a promoted
-/// replica seen as a replica for good (the switchover itests caught it in 2 of 11 runs). So an
+/// replica seen as a replica for good (the switchover itests can hit that window). So an
 /// answer is remembered only once a later probe, at the same epoch, has read the same
 /// (`confirmed`), and a writable node with no SQL thread running that is remembered as
 /// configured — a replica stopped, or one being promoted — is asked every probe, since that

@@ -30,19 +30,18 @@ macro_rules! standby_timeline_read {
     };
 }
 
-/// The monitor's probe on a PostgreSQL connection: one text for every probe (issue 25), its
-/// parameter `$1` saying what the run reads ([`Read`]), so that a connection prepares one probe
-/// statement, on its first probe (which waits as long as a connect may take), and every later
-/// probe is one round trip. With a statement for each read, the second probe on every
-/// connection was a Parse round trip and then the run — on a server a whole fleet is connecting
-/// to, a backend woken twice where once would do, each wake-up a wait for the CPU — and so was a
-/// standby's first probe after its primary went (the receiver gone: [`Read::Probe`] after
-/// [`Read::Known`]), when every instance of a fleet probes it at once. What a run does not read
-/// is behind a `CASE` on the parameter, in function calls that run only where the `CASE`
-/// reaches them: a custom plan (a prepared statement's first five runs) folds the `CASE` away,
-/// and the generic plan PostgreSQL 15 settles on after them (`pg_prepared_statements`: 5
-/// generic, 5 custom after ten runs) evaluates it per run; `pg_control_*()` are volatile, never
-/// called in planning. Columns:
+/// The monitor's probe on a PostgreSQL connection: one text for every probe, its parameter `$1`
+/// saying what the run reads ([`Read`]), so that a connection prepares one probe statement, on its
+/// first probe (which waits as long as a connect may take), and every later probe is one round
+/// trip. With a statement for each read, the second probe on every connection would be a Parse
+/// round trip and then the run — on a server a whole fleet is connecting to, a backend woken twice
+/// where once would do, each wake-up a wait for the CPU — and so would a standby's first probe
+/// after its primary goes (the receiver gone: [`Read::Probe`] after [`Read::Known`]), when every
+/// instance of a fleet probes it at once. What a run does not read is behind a `CASE` on the
+/// parameter, in function calls that run only where the `CASE` reaches them: a custom plan (a
+/// prepared statement's first five runs) folds the `CASE` away, and the generic plan PostgreSQL 15
+/// settles on after them (`pg_prepared_statements`: 5 generic, 5 custom after ten runs) evaluates
+/// it per run; `pg_control_*()` are volatile, never called in planning. Columns:
 /// - `in_recovery`, `replayed` (a standby's replay position, a primary's current write
 ///   position), `received`, `since_replay_ms`, `paused`, `started` (the postmaster's start
 ///   time);

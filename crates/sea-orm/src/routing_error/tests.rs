@@ -45,7 +45,7 @@ const RETRY: (bool, bool) = (true, false);
 const FINAL: (bool, bool) = (false, false);
 const UNKNOWN: (bool, bool) = (false, true);
 
-/// Every variant: carried in SeaORM's variant as before, got back as itself, its predicates,
+/// Every variant: carried in SeaORM's variant for it, got back as itself, its predicates,
 /// its node, and its text in the `DbErr`'s text.
 #[rstest]
 #[case::not_sent(

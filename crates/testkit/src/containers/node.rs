@@ -252,7 +252,8 @@ impl Net for ContainerNode {
         }
         let fixed = self.inspect(&format!("{{{{index .Config.Labels \"{REPL_IP_LABEL}\"}}}}"))?;
         let mut args = vec!["network", "connect"];
-        // A cluster made before addresses were fixed has no label: Docker picks one, as then.
+        // A cluster made by an older testkit has no label: Docker picks the address, as it did
+        // when that cluster was made.
         if !fixed.is_empty() {
             args.extend(["--ip", &fixed]);
         }
