@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 
 use serde_json::Value;
 
+mod comments;
 mod modules;
 
 /// For each package: which other workspace packages it may depend on (normal dependencies).
@@ -804,7 +805,7 @@ fn guide_troubleshooting_names_every_error() {
     assert!(missing.is_empty(), "errors without a section in troubleshooting.md: {missing:?}");
 }
 
-/// The README is a product page (issue 48): 250 lines at most; the rest belongs in the guide
+/// The README is a product page: 250 lines at most; the rest belongs in the guide
 /// or CONTRIBUTING.md.
 #[test]
 fn readme_stays_short() {
@@ -1163,5 +1164,55 @@ fn the_impl_check_finds_a_spread_type() {
     assert_eq!(
         spread,
         vec![("a::A".to_owned(), owned(&["a", "b"])), ("b::B".to_owned(), owned(&["b", "c"]))]
+    );
+}
+
+/// Files whose comments may still cite issues, each with the issue whose rewrite of the file
+/// drops them. The list may only shrink: the test fails on a file that cites none.
+const ISSUE_CITING_FILES: &[(&str, &str)] = &[
+    ("crates/monitor/src/state.rs", "#47: the monitor's state as a component"),
+    ("crates/monitor/src/state/history.rs", "#47: the monitor's state as a component"),
+    ("crates/monitor/src/state/tests.rs", "#47: the monitor's state as a component"),
+    ("crates/sea-orm/src/connection/scopes.rs", "#47: the connection as components"),
+    ("crates/sea-orm/src/connection/tests.rs", "#47: the connection as components"),
+    ("crates/testkit/src/native/node.rs", "#47: the testkit's product seam"),
+    ("crates/testkit/src/node.rs", "#47: the testkit's product seam"),
+];
+
+/// A comment says what the code does and why, as present facts; which issue asked for it, and
+/// what went wrong before, is the tracker's and the CHANGELOG's. Strings are not checked (the
+/// allow-lists above cite the issue that removes each entry).
+#[test]
+fn comments_cite_no_issue() {
+    let root = crate::project_root();
+    let mut hits = Vec::new();
+    let mut citing = BTreeSet::new();
+    for dir in ["crates", "xtask", "examples", "tests"] {
+        visit(&root.join(dir), &mut |path, text| {
+            let rel = path.strip_prefix(&root).unwrap_or(path).to_string_lossy().into_owned();
+            // The check's own module quotes what it looks for.
+            if rel == "xtask/src/tidy/comments.rs" {
+                return;
+            }
+            for (line, comment) in comments::comments(text) {
+                if comments::cites_an_issue(&comment) {
+                    citing.insert(rel.clone());
+                    if !ISSUE_CITING_FILES.iter().any(|(f, _)| *f == rel) {
+                        let first = comment.lines().next().unwrap_or_default();
+                        hits.push(format!("{rel}:{line}: //{}", first.trim_end()));
+                    }
+                }
+            }
+        });
+    }
+    for (file, why) in ISSUE_CITING_FILES {
+        if !citing.contains(*file) {
+            hits.push(format!("{file} ({why}) cites no issue now: take it off ISSUE_CITING_FILES"));
+        }
+    }
+    assert!(
+        hits.is_empty(),
+        "comments citing an issue (say what the code does and why instead):\n{}",
+        hits.join("\n")
     );
 }
