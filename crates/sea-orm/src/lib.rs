@@ -192,8 +192,10 @@
 //!
 //! # Layering
 //!
-//! This crate is the only one that names SeaORM. It depends on `rwsplit-core` for every
-//! decision and on `rwsplit-monitor` for health: the monitor probes every node on connections of
+//! This crate is where rwsplit meets SeaORM: `rwsplit-core` and `rwsplit-monitor` never name
+//! it (the tidy test keeps SeaORM out of both), and `rwsplit-axum`, built on this crate, names
+//! only its `DbBackend` (and `MockDatabase` in examples and tests). It depends on `rwsplit-core` for every decision and on
+//! `rwsplit-monitor` for health: the monitor probes every node on connections of
 //! its own (never the application's pools) and publishes the topology this crate routes by.
 #![cfg_attr(docsrs, feature(doc_cfg))]
 #![doc(test(attr(deny(warnings), allow(dead_code))))]
