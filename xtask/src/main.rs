@@ -43,7 +43,8 @@ enum Cmd {
     /// Run criterion benchmarks.
     Bench(bench::BenchArgs),
     /// Write an HTML page with SVG plots: consistency strategies, the adapter's cost, a fault
-    /// timeline (runs them first; `--reuse` plots the data of the last run).
+    /// timeline, the fleet's cost, the web path (runs them first; `--reuse` plots the data of
+    /// the last run).
     Report(report::ReportArgs),
     /// Build the containers backend's node image if this machine lacks it (from Debian's
     /// packages, with mmdebstrap) and print its reference and how long that took.

@@ -1,5 +1,5 @@
 //! `cargo xtask report`: an HTML page with SVG plots of the consistency strategies, the
-//! adapter's cost and a fault timeline, from runs made for it.
+//! adapter's cost, a fault timeline, the fleet's cost and the web path, from runs made for it.
 //!
 //! Data: `cargo run --example fault_timeline` (a PostgreSQL cluster through a replica kill, a
 //! replica frozen with SIGSTOP and thawed, a lag spike and a switchover, sampled every 250 ms;
