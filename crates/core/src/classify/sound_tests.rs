@@ -173,7 +173,7 @@ fn statements_cut_short_or_misplaced(#[case] sql: &str, #[case] reason: Reason) 
     }
 }
 
-/// Neighbours that stay reads: the fixes are exact, not blanket.
+/// Neighbours that stay reads: the rules are exact, not blanket.
 #[rstest]
 #[case(Pg, r#"SELECT U&"d\0061t" FROM t"#)]
 #[case(Pg, r#"SELECT "t".U&"\0061" FROM t"#)]
