@@ -1170,10 +1170,6 @@ fn the_impl_check_finds_a_spread_type() {
 /// Files whose comments may still cite issues, each with the issue whose rewrite of the file
 /// drops them. The list may only shrink: the test fails on a file that cites none.
 const ISSUE_CITING_FILES: &[(&str, &str)] = &[
-    ("crates/monitor/src/state/history.rs", "#47: the monitor's state as a component"),
-    ("crates/monitor/src/state/tests.rs", "#47: the monitor's state as a component"),
-    ("crates/sea-orm/src/connection/scopes.rs", "#47: the connection as components"),
-    ("crates/sea-orm/src/connection/tests.rs", "#47: the connection as components"),
     ("crates/testkit/src/native/node.rs", "#47: the testkit's product seam"),
     ("crates/testkit/src/node.rs", "#47: the testkit's product seam"),
 ];

@@ -255,7 +255,7 @@ mod tests {
         assert_eq!(h.lag(&promoted, t0 + MS(400)), Some(Duration::ZERO));
     }
 
-    /// Issue 24: what bounded-staleness reads count from. Sightings are when the query was sent,
+    /// What bounded-staleness reads count from. Sightings are when the query was sent,
     /// so a replica that has a position has every commit made before its last sighting.
     #[test]
     fn a_replica_is_fresh_as_of_the_last_sighting_of_a_position_it_covers() {

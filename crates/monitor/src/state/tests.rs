@@ -146,7 +146,7 @@ fn probe_failures_of_either_kind_take_a_replica_down(
     assert_eq!(s.probe_failures(NodeId::new(1)), 0);
 }
 
-/// Issue 25: a server that refuses the monitor's connection for lack of room answered: it is
+/// A server that refuses the monitor's connection for lack of room answered: it is
 /// alive and busy. No failure, no change of health or role, its last position stands (a
 /// replica's replay only moves forward), and the refusals are counted apart.
 #[test]
@@ -276,7 +276,7 @@ fn lag_time(s: &TopologyState, node: u16) -> Option<Duration> {
     s.snapshot().node(NodeId::new(node)).unwrap().lag().time()
 }
 
-/// Issue 13: a MariaDB replica whose link is cut says it is 0 s behind until
+/// A MariaDB replica whose link is cut says it is 0 s behind until
 /// `slave_net_timeout`; its time lag comes from how long ago the primary was where the replica
 /// stands, so bounded-staleness reads leave it within one feed interval of the bound.
 #[test]
@@ -317,7 +317,7 @@ fn a_silently_cut_replica_grows_late_from_positions_while_the_server_says_zero()
     assert_eq!(lag_time(&s, 1), Some(Duration::ZERO));
 }
 
-/// Issue 25: a MariaDB replica probed with one statement (no status row, so no
+/// A MariaDB replica probed with one statement (no status row, so no
 /// `Seconds_Behind_Master`) that applies is as late as its positions say; one whose SQL thread
 /// is stopped stays unknown.
 #[test]
@@ -665,7 +665,7 @@ fn lag_of(s: &TopologyState, node: u16) -> rwsplit_core::Lag {
     s.snapshot().node(NodeId::new(node)).unwrap().lag()
 }
 
-/// Issue 24: a bounded-staleness read judges a replica at the read's own instant, counting from
+/// A bounded-staleness read judges a replica at the read's own instant, counting from
 /// the last news of the primary. The primary dies (no promotion): the snapshot stops changing,
 /// but the replicas' staleness keeps growing, and each leaves bounded reads once the bound has
 /// passed since the last sighting of the primary at a position it holds. Before the change,

@@ -243,7 +243,7 @@ impl Inner {
                 n.system_id.store(system_id, Ordering::Relaxed);
                 self.counters.bump(Count::Captures);
                 // The scope will read soon: the replicas' feeds run until each has the write
-                // (issue 25), so that read finds one known to have it.
+                // (and no longer), so that read finds one known to have it.
                 if self.monitor.is_some() {
                     let linger = self.policy.monitor.position_linger_value();
                     let until = std::time::Instant::now().checked_add(linger);

@@ -561,7 +561,7 @@ async fn an_unanswered_replica_read_is_hedged_and_the_replica_passed_over() {
     assert_eq!(db.stats().primary().reads(), 2);
 }
 
-/// Issue 23's budget: a statement's future — what SeaORM's `async_trait` moves, whole, into the
+/// The read path's budget: a statement's future — what SeaORM's `async_trait` moves, whole, into the
 /// box it makes of every call — stays under 2 KB, for a read and for a write. The write path
 /// (taking a connection, sending, watching the primary), the position capture after a write and
 /// the catch-up wait are boxed apart, only when they run. Before they were (f557c7a) a read's
