@@ -49,12 +49,13 @@ pub enum Error {
     #[error("read-your-writes token is unsigned and unsigned tokens are not accepted")]
     Unsigned,
     /// A well-formed token of another database than the connection's (say a MariaDB token
-    /// sent to a PostgreSQL application).
+    /// sent to a PostgreSQL application, or any token to one without replicas).
     #[error("read-your-writes token is for `{found}`, the database is {expected}")]
     WrongBackend {
         /// The token's kind.
         found: TokenKind,
-        /// The connection's database.
+        /// The connection's database product
+        /// ([`RoutedConnection::product_name`](rwsplit_sea_orm::RoutedConnection::product_name)).
         expected: &'static str,
     },
     /// The library refused the token inside the envelope

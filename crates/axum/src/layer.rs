@@ -10,9 +10,7 @@ use std::time::SystemTime;
 use axum_core::response::{IntoResponse, Response};
 use http::header::{self, HeaderName, HeaderValue};
 use http::{HeaderMap, Request, StatusCode};
-use rwsplit_core::TokenKind;
 use rwsplit_sea_orm::{RoutedConnection, Session, SessionToken};
-use sea_orm::DbBackend;
 use tower_layer::Layer;
 use tower_service::Service;
 
@@ -303,14 +301,10 @@ impl Config {
             .trim()
             .parse()
             .map_err(|_| Error::Malformed { reason: "not a read-your-writes token" })?;
+        // The connection knows its product's token kind (none without replicas).
         let found = token.kind();
-        let (fits, expected) = match self.db.get_database_backend() {
-            DbBackend::Postgres => (found == TokenKind::Postgres, "PostgreSQL"),
-            DbBackend::MySql => (found == TokenKind::MariaDb, "MariaDB"),
-            _ => (false, "SQLite, which has no replicas"),
-        };
-        if !fits {
-            return Err(Error::WrongBackend { found, expected });
+        if self.db.token_kind() != Some(found) {
+            return Err(Error::WrongBackend { found, expected: self.db.product_name() });
         }
         Ok((session, token, issued))
     }

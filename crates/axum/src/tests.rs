@@ -216,6 +216,24 @@ async fn bad_tokens_are_a_400_naming_the_problem_and_the_handler_does_not_run() 
     }
 }
 
+/// A connection without replicas (SQLite) has no token kind: a genuine token the library lets
+/// through (MariaDB's, the kind such a connection checks tokens as) is refused by the layer,
+/// naming the connection's product.
+#[tokio::test]
+async fn a_token_for_a_database_without_replicas_is_refused_naming_its_product() {
+    let sqlite = MockDatabase::new(DbBackend::Sqlite).into_connection();
+    let db = RoutedConnection::from_connections(sqlite, vec![]).unwrap();
+    assert_eq!(db.token_kind(), None);
+    let app = Router::new()
+        .route("/read", get(|| async { StatusCode::OK }))
+        .layer(SessionLayer::builder(db, signed()).build());
+    let mariadb = signed().seal(&"mariadb:1:0-1-208".parse::<CausalToken>().unwrap());
+    let response = app.oneshot(request("GET", "/read", Some(&mariadb))).await.unwrap();
+    assert_eq!(response.status(), StatusCode::BAD_REQUEST);
+    let text = body(response).await;
+    assert!(text.contains("token is for `mariadb`, the database is SQLite"), "{text}");
+}
+
 /// A genuine token that can no longer be honoured — expired, or signed with a key rotated
 /// out — starts a fresh session with a warning, whatever `on_bad_token` says: the client did
 /// nothing wrong. Its cookie is replaced (the fresh session's read) or cleared.

@@ -35,7 +35,9 @@ pub use rwsplit_core::{
     TableRule, TagRule, Transaction, WeightedRoundRobin, ZonePreference,
 };
 // Health, lag, positions and the classifier.
-pub use rwsplit_core::{CausalToken, Classifier, Health, HealthPolicy, Lag, ReplayPosition, Role};
+pub use rwsplit_core::{
+    CausalToken, Classifier, Health, HealthPolicy, Lag, ReplayPosition, Role, TokenKind,
+};
 // The monitor, topology sources and automatic failover.
 pub use crate::probe::MONITOR_APPLICATION;
 pub use rwsplit_monitor::{

@@ -90,7 +90,7 @@ impl RoutedConnection {
         let token = token.trim();
         if !token.is_empty() {
             // Only tokens of this connection's database. Length-checked before parsing.
-            let kind = self.inner.product.token_kind();
+            let kind = self.inner.product.tokens_checked_as();
             let parsed = SessionToken::parse_for(token, kind)
                 .map_err(|source| crate::Error::InvalidToken { token: snippet(token), source })?;
             session.resume(&parsed);
@@ -335,7 +335,7 @@ async fn resolve(
         db.inner.settled_slot(scope, db.inner.policy.monitor.probe_timeout_value()).await;
     let seen = slot.seen;
     let token = written(db, scope, slot).await?;
-    let kind = db.inner.product.token_kind();
+    let kind = db.inner.product.tokens_checked_as();
     // Writes-follow-reads: what the scope has read travels with it, without a wait or a query
     // where its node can stand for it.
     let Some(seen) = seen else { return Ok(token.map(SessionToken::from_position)) };

@@ -39,7 +39,7 @@ use std::time::{Duration, Instant};
 
 use rwsplit_core::{
     Access, Classifier, HealthPolicy, Node as CoreNode, NodeId, Role, RouteContext, RouterConfig,
-    Target, Topology,
+    Target, TokenKind, Topology,
 };
 use rwsplit_monitor::Monitor;
 use sea_orm::{DatabaseConnection, DbBackend, DbErr};
@@ -152,6 +152,42 @@ impl RoutedConnection {
     /// ```
     pub fn server(&self) -> Option<crate::Server> {
         self.inner.primary_node().server.get().cloned()
+    }
+
+    /// The kind of read-your-writes token this connection's sessions carry
+    /// ([`SessionToken::kind`](crate::SessionToken::kind)), the kind
+    /// [`session_from`](Self::session_from) accepts; `None` for a database without replicas
+    /// (SQLite), which has no replication positions. A layer that carries tokens between
+    /// requests checks a token against it, and names [`product_name`](Self::product_name) when
+    /// it does not fit.
+    ///
+    /// ```
+    /// use rwsplit_sea_orm::RoutedConnection;
+    /// use rwsplit_sea_orm::advanced::TokenKind;
+    /// use sea_orm::{DbBackend, MockDatabase};
+    ///
+    /// # fn main() -> Result<(), rwsplit_sea_orm::Error> {
+    /// let mock = MockDatabase::new(DbBackend::Postgres).into_connection();
+    /// let db = RoutedConnection::from_connections(mock, vec![])?;
+    /// assert_eq!(db.token_kind(), Some(TokenKind::Postgres));
+    /// assert_eq!(db.product_name(), "PostgreSQL");
+    ///
+    /// let sqlite = MockDatabase::new(DbBackend::Sqlite).into_connection();
+    /// let db = RoutedConnection::from_connections(sqlite, vec![])?;
+    /// assert_eq!((db.token_kind(), db.product_name()), (None, "SQLite"));
+    /// # Ok(()) }
+    /// ```
+    pub fn token_kind(&self) -> Option<TokenKind> {
+        self.inner.product.token_kind()
+    }
+
+    /// The database product this connection routes for, as people write it: `PostgreSQL`,
+    /// `MariaDB` or `SQLite` (see [`token_kind`](Self::token_kind)). From the primary's server
+    /// check at [`connect`](crate::RoutedConnectionBuilder::connect); for connections given to
+    /// [`from_connections`](Self::from_connections), from their SeaORM backend (MySQL's is
+    /// taken to be MariaDB's).
+    pub fn product_name(&self) -> &'static str {
+        self.inner.product.name()
     }
 
     /// A replica's own connection, chosen as a read would be (healthy, by the balancer), for

@@ -101,13 +101,30 @@ impl Product {
         }
     }
 
-    /// The kind of read-your-writes token this product's positions make (other backends
-    /// have none; their tokens are checked as MariaDB's, which they never mint).
-    pub(crate) fn token_kind(self) -> TokenKind {
+    /// The product's name as people write it, for errors: `PostgreSQL`, `MariaDB`, `SQLite`
+    /// (the one other backend SeaORM has).
+    pub(crate) fn name(self) -> &'static str {
         match self {
-            Product::Postgres => TokenKind::Postgres,
-            Product::MariaDb | Product::Other => TokenKind::MariaDb,
+            Product::Postgres => "PostgreSQL",
+            Product::MariaDb => "MariaDB",
+            Product::Other => "SQLite",
         }
+    }
+
+    /// The kind of read-your-writes token this product's positions make; `None` for a product
+    /// without replication positions.
+    pub(crate) fn token_kind(self) -> Option<TokenKind> {
+        match self {
+            Product::Postgres => Some(TokenKind::Postgres),
+            Product::MariaDb => Some(TokenKind::MariaDb),
+            Product::Other => None,
+        }
+    }
+
+    /// The kind a session's tokens are minted and checked as: [`Product::token_kind`], and
+    /// MariaDB's for a product without positions (which never mints a position of its own).
+    pub(crate) fn tokens_checked_as(self) -> TokenKind {
+        self.token_kind().unwrap_or(TokenKind::MariaDb)
     }
 
     /// Whether a replica refuses SERIALIZABLE transactions (PostgreSQL hot standbys do), so a
