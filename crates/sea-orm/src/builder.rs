@@ -335,8 +335,6 @@ impl RoutedConnectionBuilder {
         }
         let primary_url = NodeUrl::parse("primary", primary_opts.get_url())?;
         let backend = primary_url.backend();
-        // The product seam, chosen once: its SQL, session setup and error codes.
-        let product = Product::of(backend);
         let mut urls: Vec<(String, NodeUrl)> = vec![("primary".to_owned(), primary_url.clone())];
         for (i, r) in self.replicas.iter().enumerate() {
             let label = format!("replica {}", i + 1);
@@ -380,9 +378,10 @@ impl RoutedConnectionBuilder {
                 source: primary_url.scrub_err(source),
             })?;
         // What the primary runs, against the version policy: MySQL, or a version too old for
-        // the SQL rwsplit runs, is refused here.
-        let primary_server = match product.check(&primary, &primary_name).await {
-            Ok(server) => server,
+        // the SQL rwsplit runs, is refused here. The product seam (its SQL, session set-up and
+        // error codes) is the one of the product the server said it is, chosen once.
+        let (product, primary_server) = match crate::product::check(&primary, &primary_name).await {
+            Ok(checked) => checked,
             Err(Unchecked::Refused(e)) => return Err(e),
             Err(Unchecked::Unreachable(source)) => {
                 return Err(Error::PrimaryUnreachable {
@@ -432,7 +431,7 @@ impl RoutedConnectionBuilder {
                 .recording(record_stmt)
                 .probed_from(Some(primary_probe)),
             replicas,
-            backend,
+            product,
             self.policy,
             self.classifier,
             self.router,
@@ -470,7 +469,10 @@ impl RoutedConnectionBuilder {
                 discovery = discovery.interval(every);
             }
             discovery
-                .start(&conn, crate::discover::Template::new(template, configured, acquire))
+                .start(
+                    &conn,
+                    crate::discover::Template::new(template, configured, product, acquire),
+                )
                 .await;
         }
         // A replica that answered the application's server check, or refused the monitor for
@@ -642,7 +644,8 @@ impl RoutedConnection {
         Ok(RoutedConnection::new(
             Node::new("primary".to_owned(), primary).probed_from(probe),
             nodes,
-            backend,
+            // Given as they are, their servers not asked: the product by their backend.
+            Product::of(backend),
             policy,
             Classifier::default(),
             RouterConfig::default(),

@@ -107,7 +107,8 @@ impl Discovery {
     }
 }
 
-/// What a member's node is made from: the primary's options and URL.
+/// What a member's node is made from: the primary's options and URL, and the connection's
+/// product.
 pub(crate) struct Template {
     options: ConnectOptions,
     url: String,
@@ -121,13 +122,10 @@ impl Template {
     pub(crate) fn new(
         options: ConnectOptions,
         configured: Vec<(NodeId, NodeUrl)>,
+        product: crate::product::Product,
         acquire: crate::deadline::Acquire,
     ) -> Template {
         let url = options.get_url().to_owned();
-        // The primary's product (the first configured node's); Patroni runs PostgreSQL.
-        let product = configured.first().map_or(crate::product::Product::Postgres, |(_, u)| {
-            crate::product::Product::of(u.backend())
-        });
         Template { options, url, product, acquire, configured }
     }
 
@@ -237,9 +235,9 @@ impl Applier {
                     };
                     // What it runs, against the version policy, before it gets an id; one
                     // that does not answer yet is checked when it first answers a probe.
-                    let check = t.product.check(&node.conn, parsed.name());
+                    let check = crate::product::check(&node.conn, parsed.name());
                     match tokio::time::timeout(t.acquire.read, check).await {
-                        Ok(Ok(server)) => node = node.checked(Some(server)),
+                        Ok(Ok((_, server))) => node = node.checked(Some(server)),
                         Ok(Err(Unchecked::Refused(error))) => {
                             tracing::error!(target: "rwsplit", node = %parsed.name(), %error, "a member's server is not one rwsplit supports: not added");
                             self.refused.push(parsed);
@@ -667,6 +665,7 @@ mod tests {
         let t = Template::new(
             ConnectOptions::new(primary),
             vec![(NodeId::new(0), parsed)],
+            crate::product::Product::Postgres,
             crate::deadline::Acquire::default(),
         );
         let member = Member::new("m", host, port, MemberRole::Replica);

@@ -27,7 +27,6 @@ use serde::Deserialize;
 
 use crate::error::{Error, Result};
 use crate::pooling::Pooling;
-use crate::product::Product;
 use crate::redact::{NodeUrl, node_name_redacted, redact_unparsed};
 use crate::replica::Replica;
 use crate::{RoutedConnection, RoutedConnectionBuilder};
@@ -564,7 +563,7 @@ impl TopologyConfig {
                     }
                 }
                 if NodeUrl::parse("primary", primary)
-                    .is_ok_and(|u| !Product::of(u.backend()).runs_under_patroni())
+                    .is_ok_and(|u| !crate::product::runs_under_patroni(u.backend()))
                 {
                     return Err(invalid(
                         "topology.patroni",

@@ -104,7 +104,7 @@ pub(crate) struct Node {
     /// Its index in [`Nodes`]' arena once a reference to it was handed out.
     kept: OnceLock<usize>,
     /// What its server is, once checked against the version policy
-    /// ([`Product::check`](crate::product::Product::check)): at connect, or when it first
+    /// ([`check`](crate::product::check)): at connect, or when it first
     /// answers a probe.
     pub(crate) server: OnceLock<crate::Server>,
     /// A check of its server is under way (started on a probe).

@@ -64,7 +64,7 @@ impl RoutedConnection {
     pub(crate) fn new(
         primary: Node,
         replicas: Vec<Node>,
-        backend: DbBackend,
+        product: Product,
         policy: Policy,
         classifier: Classifier,
         router: RouterConfig,
@@ -72,8 +72,6 @@ impl RoutedConnection {
         probing: ProbeSettings,
         shareable: bool,
     ) -> RoutedConnection {
-        // The product seam, chosen once for the connection's life.
-        let product = Product::of(backend);
         let nodes = Arc::new(Nodes::new(primary, replicas));
         let mut topology = Topology::builder();
         for (id, n) in nodes.iter() {
@@ -97,11 +95,11 @@ impl RoutedConnection {
             }
             let monitor = acquired.map(|a| {
                 spawn_sampler(weak.clone(), policy.monitor.probe_interval_value());
-                a.listen(on_probe(weak, product))
+                a.listen(on_probe(weak))
             });
             Inner {
                 nodes,
-                backend,
+                backend: product.backend(),
                 product,
                 system: product.system_name(),
                 dialect: product.dialect(),
@@ -375,7 +373,7 @@ fn acquire_monitor(
 /// What the connection does after each probe of its monitor: a PostgreSQL node's system id is
 /// kept for tokens, and read-your-writes scopes whose token every replica has replayed are
 /// swept. It holds only a weak reference, so the connection's drop is never held up by it.
-fn on_probe(weak: &std::sync::Weak<Inner>, product: Product) -> rwsplit_monitor::OnProbe {
+fn on_probe(weak: &std::sync::Weak<Inner>) -> rwsplit_monitor::OnProbe {
     let weak = weak.clone();
     Arc::new(move |node, seen| {
         let Some(inner) = weak.upgrade() else { return };
@@ -388,7 +386,7 @@ fn on_probe(weak: &std::sync::Weak<Inner>, product: Product) -> rwsplit_monitor:
             let now = Instant::now();
             *n.last_seen.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = Some(now);
             n.pace.probed(now, seen.latency());
-            check_server(&weak, node, &n, product);
+            check_server(&weak, node, &n);
         }
         let floor = |seen: &crate::causal::Seen| match inner.routing.floor(seen) {
             crate::route::Floor::Known(t) => Some(t),
@@ -405,15 +403,15 @@ fn on_probe(weak: &std::sync::Weak<Inner>, product: Product) -> rwsplit_monitor:
 /// policy if that was never done (it was unreachable at connect, or a topology source added
 /// it), off the probe's path. A server the policy refuses is fenced: out of rotation and never
 /// primary, with an error logged; one that could not be asked is checked on a later probe.
-fn check_server(weak: &std::sync::Weak<Inner>, id: NodeId, n: &NodeRef, product: Product) {
+fn check_server(weak: &std::sync::Weak<Inner>, id: NodeId, n: &NodeRef) {
     if n.server.get().is_some() || n.checking.swap(true, Ordering::AcqRel) {
         return;
     }
     // The check holds the node: a removal waits for it.
     let (weak, n) = (weak.clone(), n.clone());
     tokio::spawn(async move {
-        match product.check(&n.conn, &n.name).await {
-            Ok(server) => {
+        match crate::product::check(&n.conn, &n.name).await {
+            Ok((_, server)) => {
                 let _ = n.server.set(server);
             }
             Err(crate::product::Unchecked::Refused(error)) => {
@@ -441,13 +439,13 @@ pub(crate) async fn check_replicas(
     conn: &RoutedConnection,
     max: Duration,
 ) -> Result<(), crate::Error> {
-    let product = conn.inner.product;
     let nodes: Vec<NodeRef> =
         conn.inner.nodes.iter().filter(|&(i, _)| i != NodeId::new(0)).map(|(_, n)| n).collect();
-    let checks = nodes.iter().map(|n| tokio::time::timeout(max, product.check(&n.conn, &n.name)));
+    let checks =
+        nodes.iter().map(|n| tokio::time::timeout(max, crate::product::check(&n.conn, &n.name)));
     for (n, checked) in nodes.iter().zip(futures_util::future::join_all(checks).await) {
         match checked {
-            Ok(Ok(server)) => {
+            Ok(Ok((_, server))) => {
                 let _ = n.server.set(server);
             }
             Ok(Err(crate::product::Unchecked::Refused(error))) => return Err(error),

@@ -2,7 +2,7 @@
 //! one place, the way the monitor keeps its probe SQL behind its own `Product` trait.
 //!
 //! - which URL schemes connect which product, and its default port ([`scheme`]);
-//! - what the server is, and whether rwsplit supports it ([`Product::check`], the version
+//! - what the server is, and whether rwsplit supports it ([`check`], the version
 //!   policy in [`server`]);
 //! - a write's replication position, and waiting for a replica to replay one
 //!   ([`Product::capture`], [`wait_for`]); the SQL is `rwsplit_monitor::sql`'s, shared with
@@ -13,9 +13,12 @@
 //!   [`server_error`]);
 //! - names: `db.system.name`, the classifier's dialect, the monitor's flavor, the token kind.
 //!
-//! [`Product::of`] chooses the implementation once, from the primary's backend, when the
-//! connection is built; nothing outside this module names a product's SQL, error codes or
-//! `DbBackend` variants (the tidy test `product_sql_stays_in_the_seam` checks it).
+//! A connection's product is chosen once, when it is built: from what the primary's server
+//! said it is ([`check`]) for a connection built from URLs (members a topology source adds
+//! later take the connection's); from the connections' backend ([`Product::of`]) only for
+//! connections given as they are, whose servers nobody asked. Nothing outside this module names
+//! a product's SQL, error codes or `DbBackend` variants (the tidy test
+//! `product_sql_stays_in_the_seam` checks it).
 
 mod mariadb;
 mod postgres;
@@ -34,25 +37,39 @@ use crate::position::Waited;
 
 pub use server::{Server, ServerProduct};
 
-/// The product a connection runs on, chosen once from the primary's backend.
+/// The product a connection runs on, chosen once: from what the primary's server said it is
+/// ([`check`]) when the connection is built from URLs, else from the connections' backend
+/// ([`Product::of`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Product {
     /// PostgreSQL, physical streaming replication.
     Postgres,
-    /// MariaDB with GTID replication (every MySQL-protocol connection; a MySQL server is
-    /// refused at connect by [`Product::check`]).
+    /// MariaDB with GTID replication.
     MariaDb,
-    /// Anything else (SQLite, mock connections): no monitor, no positions.
-    Other,
+    /// Anything else (SQLite, mocks of it), by its backend: no monitor, no positions.
+    Other(DbBackend),
 }
 
 impl Product {
-    /// The seam for connections of `backend`.
+    /// The seam for connections of `backend` given as they are, whose server nobody asked
+    /// ([`RoutedConnection::from_connections`](crate::RoutedConnection::from_connections),
+    /// mocks, pools a user makes read-only with [`Pooling::make_read_only`]): by the
+    /// protocol alone, which cannot tell MySQL from MariaDB, so a MySQL-protocol connection is
+    /// taken to be MariaDB. A connection built from URLs has its product from [`check`].
     pub(crate) fn of(backend: DbBackend) -> Product {
         match backend {
             DbBackend::Postgres => Product::Postgres,
             DbBackend::MySql => Product::MariaDb,
-            _ => Product::Other,
+            _ => Product::Other(backend),
+        }
+    }
+
+    /// The SeaORM backend (the protocol) its connections speak.
+    pub(crate) fn backend(self) -> DbBackend {
+        match self {
+            Product::Postgres => DbBackend::Postgres,
+            Product::MariaDb => DbBackend::MySql,
+            Product::Other(backend) => backend,
         }
     }
 
@@ -61,7 +78,7 @@ impl Product {
         match self {
             Product::Postgres => "postgresql",
             Product::MariaDb => "mariadb",
-            Product::Other => "other_sql",
+            Product::Other(_) => "other_sql",
         }
     }
 
@@ -72,7 +89,7 @@ impl Product {
         match self {
             Product::Postgres => "postgresql",
             Product::MariaDb => "mysql",
-            Product::Other => "sqlite",
+            Product::Other(_) => "sqlite",
         }
     }
 
@@ -88,7 +105,7 @@ impl Product {
         match self {
             Product::Postgres => Dialect::Postgres,
             Product::MariaDb => Dialect::MySql,
-            Product::Other => Dialect::Sqlite,
+            Product::Other(_) => Dialect::Sqlite,
         }
     }
 
@@ -97,17 +114,17 @@ impl Product {
         match self {
             Product::Postgres => Some(Flavor::Postgres),
             Product::MariaDb => Some(Flavor::MariaDb),
-            Product::Other => None,
+            Product::Other(_) => None,
         }
     }
 
-    /// The product's name as people write it, for errors: `PostgreSQL`, `MariaDB`, `SQLite`
-    /// (the one other backend SeaORM has).
+    /// The product's name as people write it, for errors: `PostgreSQL`, `MariaDB`, `SQLite`.
     pub(crate) fn name(self) -> &'static str {
         match self {
             Product::Postgres => "PostgreSQL",
             Product::MariaDb => "MariaDB",
-            Product::Other => "SQLite",
+            Product::Other(DbBackend::Sqlite) => "SQLite",
+            Product::Other(_) => "an unknown database",
         }
     }
 
@@ -117,7 +134,7 @@ impl Product {
         match self {
             Product::Postgres => Some(TokenKind::Postgres),
             Product::MariaDb => Some(TokenKind::MariaDb),
-            Product::Other => None,
+            Product::Other(_) => None,
         }
     }
 
@@ -133,11 +150,6 @@ impl Product {
         self == Product::Postgres
     }
 
-    /// Whether Patroni can run it (Patroni runs PostgreSQL only).
-    pub(crate) fn runs_under_patroni(self) -> bool {
-        self == Product::Postgres
-    }
-
     /// The primary's position now, as a token: at or past every write that has committed.
     /// `system_id` is the node's cached PostgreSQL system identifier (0 when not yet known; it
     /// is then read, and returned for caching).
@@ -149,7 +161,7 @@ impl Product {
         match self {
             Product::Postgres => postgres::capture(on, system_id).await,
             Product::MariaDb => Ok((mariadb::capture(on).await?, 0)),
-            Product::Other => Err(crate::position::unsupported(on.backend())),
+            Product::Other(_) => Err(crate::position::unsupported(on.backend())),
         }
     }
 
@@ -213,24 +225,6 @@ impl Product {
         }
     }
 
-    /// What `conn`'s server is, checked against the version policy
-    /// ([`server::verdict`]): the server, or why it is not used. `node` names it in the error.
-    /// An untested version is accepted with a warning (once per version and process).
-    pub(crate) async fn check(
-        self,
-        conn: &DatabaseConnection,
-        node: &str,
-    ) -> Result<Server, Unchecked> {
-        let found = match self {
-            Product::Postgres => postgres::server(conn).await,
-            Product::MariaDb => mariadb::server(conn).await,
-            // Nothing to ask: no monitor, no positions.
-            Product::Other => return Ok(Server::other(conn.get_database_backend())),
-        }
-        .map_err(Unchecked::Unreachable)?;
-        server::judge(found, node).map_err(Unchecked::Refused)
-    }
-
     /// Cancels, on the server behind `conn`, the statement with text `sql` that this database
     /// user has had running there for at most `ran` — a hedged read's losing attempt, begun
     /// that long ago, whose connection was closed rather than returned to the pool
@@ -272,7 +266,43 @@ impl Product {
     }
 }
 
-/// Why [`Product::check`] gave no server.
+/// What `conn`'s server is, asked in its protocol's SQL and checked against the version policy
+/// ([`server::verdict`]): the product the connection's seam is for, and the server; or why it
+/// is not used. `node` names it in the error. An untested version is accepted with a warning
+/// (once per version and process).
+///
+/// The product comes from the server's answer, not from the protocol: MySQL speaks MariaDB's
+/// and is refused here. A node checked later (a replica, a promoted or added node) speaks the
+/// connection's protocol, for which the policy accepts one product, so it finds the
+/// connection's product.
+pub(crate) async fn check(
+    conn: &DatabaseConnection,
+    node: &str,
+) -> Result<(Product, Server), Unchecked> {
+    let backend = conn.get_database_backend();
+    let found = match backend {
+        DbBackend::Postgres => postgres::server(conn).await,
+        DbBackend::MySql => mariadb::server(conn).await,
+        // Nothing to ask: no monitor, no positions.
+        _ => return Ok((Product::Other(backend), Server::other(backend))),
+    }
+    .map_err(Unchecked::Unreachable)?;
+    let server = server::judge(found, node).map_err(Unchecked::Refused)?;
+    let product = match server.product() {
+        ServerProduct::PostgreSql => Product::Postgres,
+        ServerProduct::MariaDb => Product::MariaDb,
+        // Refused by the policy above.
+        ServerProduct::MySql | ServerProduct::Other => Product::Other(backend),
+    };
+    Ok((product, server))
+}
+
+/// Whether Patroni can run the nodes at URLs of `backend` (Patroni runs PostgreSQL only).
+pub(crate) fn runs_under_patroni(backend: DbBackend) -> bool {
+    backend == DbBackend::Postgres
+}
+
+/// Why [`check`] gave no server.
 #[derive(Debug)]
 pub(crate) enum Unchecked {
     /// The server could not be asked (unreachable, or the query failed): check it later.
@@ -379,5 +409,48 @@ pub(crate) fn backend_of(taken: &crate::sending::Taken) -> DbBackend {
         crate::sending::Taken::Postgres(_) => DbBackend::Postgres,
         #[cfg(feature = "mysql")]
         crate::sending::Taken::MySql(_) => DbBackend::MySql,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use sea_orm::{MockDatabase, Value};
+
+    use super::*;
+
+    /// A connection whose server answers one row of text columns.
+    fn answering(backend: DbBackend, row: &[(&'static str, &str)]) -> DatabaseConnection {
+        let row: BTreeMap<&str, Value> =
+            row.iter().map(|(k, v)| (*k, Value::String(Some((*v).to_owned())))).collect();
+        MockDatabase::new(backend).append_query_results([vec![row]]).into_connection()
+    }
+
+    /// The product is what the server says it is, not its protocol: MariaDB and MySQL share
+    /// one, and MySQL is refused.
+    #[tokio::test]
+    async fn the_product_comes_from_the_server_check() {
+        let mariadb = answering(
+            DbBackend::MySql,
+            &[("version", "10.11.6-MariaDB-0+deb12u1"), ("comment", "Debian 12")],
+        );
+        let (product, server) = check(&mariadb, "db-1").await.unwrap();
+        assert_eq!((product, server.product()), (Product::MariaDb, ServerProduct::MariaDb));
+        let mysql = answering(
+            DbBackend::MySql,
+            &[("version", "8.0.36"), ("comment", "MySQL Community Server - GPL")],
+        );
+        match check(&mysql, "db-2").await {
+            Err(Unchecked::Refused(e)) => assert!(e.to_string().contains("MySQL 8.0.36"), "{e}"),
+            other => panic!("not refused: {other:?}"),
+        }
+        let pg = answering(
+            DbBackend::Postgres,
+            &[("num", "150008"), ("version", "PostgreSQL 15.8 on x86_64-pc-linux-gnu")],
+        );
+        assert_eq!(check(&pg, "db-3").await.unwrap().0, Product::Postgres);
+        let sqlite = MockDatabase::new(DbBackend::Sqlite).into_connection();
+        assert_eq!(check(&sqlite, "db-4").await.unwrap().0, Product::Other(DbBackend::Sqlite));
     }
 }
