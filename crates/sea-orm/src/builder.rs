@@ -382,7 +382,7 @@ impl RoutedConnectionBuilder {
         // error codes) is the one of the product the server said it is, chosen once.
         let (product, primary_server) = match crate::product::check(&primary, &primary_name).await {
             Ok(checked) => checked,
-            Err(Unchecked::Refused(e)) => return Err(e),
+            Err(Unchecked::Refused(refused)) => return Err(refused.into()),
             Err(Unchecked::Unreachable(source)) => {
                 return Err(Error::PrimaryUnreachable {
                     node: primary_name,

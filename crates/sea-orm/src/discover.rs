@@ -238,7 +238,8 @@ impl Applier {
                     let check = crate::product::check(&node.conn, parsed.name());
                     match tokio::time::timeout(t.acquire.read, check).await {
                         Ok(Ok((_, server))) => node = node.checked(Some(server)),
-                        Ok(Err(Unchecked::Refused(error))) => {
+                        Ok(Err(Unchecked::Refused(refused))) => {
+                            let error = crate::Error::from(refused);
                             tracing::error!(target: "rwsplit", node = %parsed.name(), %error, "a member's server is not one rwsplit supports: not added");
                             self.refused.push(parsed);
                             continue;

@@ -191,6 +191,19 @@ fn sqlx_cause(e: &sea_orm::sqlx::Error) -> String {
     }
 }
 
+/// A server the version policy refused (`product::server::judge`).
+impl From<crate::product::server::Refused> for Error {
+    fn from(refused: crate::product::server::Refused) -> Error {
+        let crate::product::server::Refused { node, product, version } = refused;
+        Error::UnsupportedServer {
+            node,
+            product,
+            version,
+            supported: crate::product::server::SUPPORTED,
+        }
+    }
+}
+
 /// For `?` in functions that return SeaORM's `DbErr`. The primary unreachable at start is
 /// SeaORM's own connect error, as it was. Every other variant is an error of building the
 /// connection (configuration, URLs, the servers found at start) or of input handed to the

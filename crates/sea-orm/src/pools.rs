@@ -8,7 +8,7 @@ use sea_orm::{ConnectOptions, Database, DatabaseConnection, DbErr};
 
 use crate::connection::Node;
 use crate::deadline::Acquire;
-use crate::pooling::Pooling;
+use crate::product::Pooling;
 use crate::product::Product;
 
 /// The primary's pool (reads and writes share it), with the adapter's acquire timeout for a pool

@@ -4,7 +4,7 @@ use std::fmt;
 
 use sea_orm::ConnectOptions;
 
-use crate::pooling::Pooling;
+use crate::product::Pooling;
 
 /// A replica: its connection options and what the router's balancers and rules may use to
 /// choose it — a weight ([`WeightedRoundRobin`](crate::advanced::WeightedRoundRobin)), a zone

@@ -26,7 +26,7 @@ use sea_orm::ConnectOptions;
 use serde::Deserialize;
 
 use crate::error::{Error, Result};
-use crate::pooling::Pooling;
+use crate::product::Pooling;
 use crate::redact::{NodeUrl, node_name_redacted, redact_unparsed};
 use crate::replica::Replica;
 use crate::{RoutedConnection, RoutedConnectionBuilder};

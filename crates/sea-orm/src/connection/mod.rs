@@ -414,7 +414,8 @@ fn check_server(weak: &std::sync::Weak<Inner>, id: NodeId, n: &NodeRef) {
             Ok((_, server)) => {
                 let _ = n.server.set(server);
             }
-            Err(crate::product::Unchecked::Refused(error)) => {
+            Err(crate::product::Unchecked::Refused(refused)) => {
+                let error = crate::Error::from(refused);
                 // Still there (not removed meanwhile; a node that took its index since has
                 // another id).
                 if let Some(inner) = weak.upgrade()
@@ -448,7 +449,7 @@ pub(crate) async fn check_replicas(
             Ok(Ok((_, server))) => {
                 let _ = n.server.set(server);
             }
-            Ok(Err(crate::product::Unchecked::Refused(error))) => return Err(error),
+            Ok(Err(crate::product::Unchecked::Refused(refused))) => return Err(refused.into()),
             Ok(Err(crate::product::Unchecked::Unreachable(_))) | Err(_) => {}
         }
     }

@@ -10,15 +10,15 @@ use rwsplit_monitor::sql::mariadb as sql;
 use sea_orm::ConnectOptions;
 use sea_orm::{ConnectionTrait, DatabaseConnection, DbBackend, DbErr, Statement};
 
-use super::ServerError;
-use super::server::Server;
 #[cfg(feature = "mysql")]
-use crate::pooling::Pooling;
-use crate::position::{On, Waited, query_one_stmt, text, unreadable};
+use super::Pooling;
+use super::rows::{OneRow, query_on, query_one_stmt, text, unreadable};
+use super::server::Server;
+use super::{ServerError, Waited};
 
 /// See [`super::Product::capture`].
-pub(super) async fn capture(on: &mut On<'_>) -> Result<CausalToken, DbErr> {
-    let row = on.query_one(sql::CAPTURE, "gtid_binlog_pos").await?;
+pub(super) async fn capture<O: OneRow>(on: &mut O) -> Result<CausalToken, DbErr> {
+    let row = query_on(on, DbBackend::MySql, sql::CAPTURE, "gtid_binlog_pos").await?;
     let pos = text(&row, "pos").unwrap_or_default();
     let parsed = pos
         .trim()

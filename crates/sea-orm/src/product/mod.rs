@@ -1,17 +1,20 @@
 //! The product seam: everything the adapter does differently on PostgreSQL and on MariaDB, in
-//! one place, the way the monitor keeps its probe SQL behind its own `Product` trait.
+//! one place, as the monitor keeps its probe SQL behind its own `Product` trait.
 //!
-//! - which URL schemes connect which product, and its default port ([`scheme`]);
-//! - what the server is, and whether rwsplit supports it ([`check`], the version
-//!   policy in [`server`]);
+//! - which URL schemes connect which protocol (`DbBackend`), and its default port
+//!   ([`scheme`]);
+//! - what a node's server is, and whether rwsplit supports it ([`check`], the version policy
+//!   in [`server`]);
 //! - a write's replication position, and waiting for a replica to replay one
 //!   ([`Product::capture`], [`wait_for`]); the SQL is `rwsplit_monitor::sql`'s, shared with
 //!   the monitor's probes;
 //! - how a replica's sessions are made read-only, per [`Pooling`] mode
 //!   ([`Product::make_read_only`], [`Product::prepare_options`], [`Product::frame_monitor`]);
 //! - the server errors the adapter branches on (SQLSTATEs, MariaDB error numbers:
-//!   [`server_error`]);
-//! - names: `db.system.name`, the classifier's dialect, the monitor's flavor, the token kind.
+//!   [`server_error`]), and a refused connection's cause in words ([`refusal`]);
+//! - cancelling a hedged read's losing statement on its server ([`Product::cancel`]);
+//! - names: the product's own, `db.system.name`, the classifier's dialect, the monitor's
+//!   flavor, the token kind.
 //!
 //! A connection's product is chosen once, when it is built: from what the primary's server
 //! said it is ([`check`]) for a connection built from URLs (members a topology source adds
@@ -19,11 +22,18 @@
 //! connections given as they are, whose servers nobody asked. Nothing outside this module names
 //! a product's SQL, error codes or `DbBackend` variants (the tidy test
 //! `product_sql_stays_in_the_seam` checks it).
+//!
+//! The seam depends on no module of the crate that depends on it: it imports only
+//! `routing_error` (the position errors, made in `rows`). The connection a position is read on
+//! comes in as a [`OneRow`], and a refused server goes out as [`server::Refused`], which the
+//! error module makes an `Error::UnsupportedServer` of.
 
 mod mariadb;
+mod pooling;
 mod postgres;
 #[cfg(any(feature = "postgres", feature = "mysql"))]
 pub(crate) mod refusal;
+mod rows;
 pub(crate) mod server;
 
 use std::time::Duration;
@@ -32,9 +42,8 @@ use rwsplit_core::{CausalToken, Dialect, ReplayPosition, TokenKind};
 use rwsplit_monitor::Flavor;
 use sea_orm::{ConnectOptions, DatabaseConnection, DbBackend, DbErr};
 
-use crate::pooling::Pooling;
-use crate::position::Waited;
-
+pub use pooling::{Pooling, UnknownPooling};
+pub(crate) use rows::OneRow;
 pub use server::{Server, ServerProduct};
 
 /// The product a connection runs on, chosen once: from what the primary's server said it is
@@ -153,15 +162,15 @@ impl Product {
     /// The primary's position now, as a token: at or past every write that has committed.
     /// `system_id` is the node's cached PostgreSQL system identifier (0 when not yet known; it
     /// is then read, and returned for caching).
-    pub(crate) async fn capture(
+    pub(crate) async fn capture<O: OneRow>(
         self,
-        on: &mut crate::position::On<'_>,
+        on: &mut O,
         system_id: u64,
     ) -> Result<(CausalToken, u64), DbErr> {
         match self {
             Product::Postgres => postgres::capture(on, system_id).await,
             Product::MariaDb => Ok((mariadb::capture(on).await?, 0)),
-            Product::Other(_) => Err(crate::position::unsupported(on.backend())),
+            Product::Other(backend) => Err(rows::unsupported(backend)),
         }
     }
 
@@ -308,7 +317,16 @@ pub(crate) enum Unchecked {
     /// The server could not be asked (unreachable, or the query failed): check it later.
     Unreachable(DbErr),
     /// It answered, and is not one rwsplit supports ([`crate::Error::UnsupportedServer`]).
-    Refused(crate::Error),
+    Refused(server::Refused),
+}
+
+/// How waiting for a replica ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Waited {
+    /// The replica has replayed the token.
+    CaughtUp,
+    /// It had not within the time allowed.
+    TimedOut,
 }
 
 /// Whether the replica behind `conn` has replayed up to `token`, waiting in the server up to
@@ -402,16 +420,6 @@ async fn keep(
     ran.await.map(|()| true)
 }
 
-/// The SQL dialect of a connection taken from a node's pool.
-pub(crate) fn backend_of(taken: &crate::sending::Taken) -> DbBackend {
-    match *taken {
-        #[cfg(feature = "postgres")]
-        crate::sending::Taken::Postgres(_) => DbBackend::Postgres,
-        #[cfg(feature = "mysql")]
-        crate::sending::Taken::MySql(_) => DbBackend::MySql,
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use std::collections::BTreeMap;
@@ -442,7 +450,7 @@ mod tests {
             &[("version", "8.0.36"), ("comment", "MySQL Community Server - GPL")],
         );
         match check(&mysql, "db-2").await {
-            Err(Unchecked::Refused(e)) => assert!(e.to_string().contains("MySQL 8.0.36"), "{e}"),
+            Err(Unchecked::Refused(e)) => assert_eq!(e.product, ServerProduct::MySql),
             other => panic!("not refused: {other:?}"),
         }
         let pg = answering(

@@ -7,21 +7,25 @@ use rwsplit_monitor::sql::postgres as sql;
 use sea_orm::ConnectOptions;
 use sea_orm::{DatabaseConnection, DbBackend, DbErr, Statement};
 
-use super::ServerError;
-use super::server::Server;
 #[cfg(feature = "postgres")]
-use crate::pooling::Pooling;
-use crate::position::{On, Waited, parse, query_one, query_one_stmt, text, unreadable};
+use super::Pooling;
+use super::rows::{OneRow, parse, query_on, query_one, query_one_stmt, text, unreadable};
+use super::server::Server;
+use super::{ServerError, Waited};
 
 /// See [`super::Product::capture`]. The system identifier comes from the monitor or one extra
 /// query (it reads the control file), and is cached per node.
-pub(super) async fn capture(on: &mut On<'_>, system_id: u64) -> Result<(CausalToken, u64), DbErr> {
+pub(super) async fn capture<O: OneRow>(
+    on: &mut O,
+    system_id: u64,
+) -> Result<(CausalToken, u64), DbErr> {
     let system_id = if system_id == 0 {
-        parse::<u64>(&on.query_one(sql::SYSTEM_ID, "system_id").await?, "system_id")?
+        let row = query_on(on, DbBackend::Postgres, sql::SYSTEM_ID, "system_id").await?;
+        parse::<u64>(&row, "system_id")?
     } else {
         system_id
     };
-    let row = on.query_one(sql::CAPTURE, "lsn").await?;
+    let row = query_on(on, DbBackend::Postgres, sql::CAPTURE, "lsn").await?;
     let lsn = parse::<Lsn>(&row, "lsn")?;
     let timeline = parse::<u32>(&row, "timeline")?;
     Ok((CausalToken::new(PgPosition::new(system_id, timeline, lsn)), system_id))

@@ -187,9 +187,22 @@ pub(crate) fn verdict(server: &Server) -> Verdict {
     }
 }
 
+/// A server the policy refuses, on node `node`: what
+/// [`Error::UnsupportedServer`](crate::Error::UnsupportedServer) says (the error module makes it
+/// one; this module names no error of the crate's, which depends on it).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Refused {
+    /// The node (`host:port/db`).
+    pub(crate) node: String,
+    /// The product found.
+    pub(crate) product: ServerProduct,
+    /// Its version, as the error shows it ([`Server::version_text`]).
+    pub(crate) version: String,
+}
+
 /// `server` if the policy accepts it (warning once per process for each untested version),
-/// else the error naming `node`.
-pub(crate) fn judge(server: Server, node: &str) -> Result<Server, crate::Error> {
+/// else why not, naming `node`.
+pub(crate) fn judge(server: Server, node: &str) -> Result<Server, Refused> {
     match verdict(&server) {
         Verdict::Tested => Ok(server),
         Verdict::Untested => {
@@ -204,11 +217,10 @@ pub(crate) fn judge(server: Server, node: &str) -> Result<Server, crate::Error> 
             }
             Ok(server)
         }
-        Verdict::Refused => Err(crate::Error::UnsupportedServer {
+        Verdict::Refused => Err(Refused {
             node: node.to_owned(),
             product: server.product,
             version: server.version_text(),
-            supported: SUPPORTED,
         }),
     }
 }
@@ -266,7 +278,7 @@ mod tests {
     #[test]
     fn a_mysql_server_is_refused_with_an_error_naming_node_product_version_and_policy() {
         let server = Server::mysql_protocol("8.0.36", "MySQL Community Server - GPL");
-        let err = judge(server, "db-1:3306/shop").unwrap_err();
+        let err = crate::Error::from(judge(server, "db-1:3306/shop").unwrap_err());
         match &err {
             crate::Error::UnsupportedServer { node, product, version, supported } => {
                 assert_eq!(node, "db-1:3306/shop");

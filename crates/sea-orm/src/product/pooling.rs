@@ -1,6 +1,7 @@
 //! [`Pooling`]: how a replica's sessions are made read-only, by what stands between the
 //! application and the server. The reasoning and costs are on [`Pooling`] itself (and in
-//! docs/ARCHITECTURE.md, *PgBouncer*).
+//! docs/ARCHITECTURE.md, *PgBouncer*); each product's SQL and driver hooks for it are in its
+//! own module ([`super::Product::make_read_only`]).
 
 use sea_orm::{ConnectOptions, DbBackend};
 
@@ -120,8 +121,9 @@ impl Pooling {
     /// # Ok(()) }
     /// ```
     pub fn make_read_only(self, options: &mut ConnectOptions, backend: DbBackend) {
-        // How, is the product's (the SQL and the driver's hooks): see `crate::product`.
-        let product = crate::product::Product::of(backend);
+        // How, is the product's (the SQL and the driver's hooks). A pool given as it is: its
+        // product by its backend.
+        let product = super::Product::of(backend);
         product.prepare_options(options, self);
         product.make_read_only(options, self);
     }
