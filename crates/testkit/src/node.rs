@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 use crate::backend::{Net, ProcessState, Routes, Runtime, no_network};
 use crate::error::{Error, Result};
 use crate::pgbouncer::{PgBouncer, PoolMode};
-use crate::product::Product;
+use crate::product::{Product, mariadb, postgres};
 use crate::proxy::DelayProxy;
 use crate::sql::Conn;
 use crate::vocab::Addr;
@@ -273,7 +273,7 @@ impl Node {
     /// PostgreSQL: the primary's current WAL position (`pg_current_wal_lsn()`), in bytes.
     pub async fn current_lsn(&self) -> Result<u64> {
         self.require(DbKind::Postgres, "current_lsn")?;
-        let s = self.text("SELECT pg_current_wal_lsn()::text").await?.unwrap_or_default();
+        let s = self.text(postgres::CURRENT_LSN).await?.unwrap_or_default();
         parse_lsn(&s).ok_or_else(|| self.invalid(&format!("returned an unreadable LSN `{s}`")))
     }
 
@@ -281,20 +281,20 @@ impl Node {
     /// on a primary.
     pub async fn replay_lsn(&self) -> Result<Option<u64>> {
         self.require(DbKind::Postgres, "replay_lsn")?;
-        let s = self.text("SELECT pg_last_wal_replay_lsn()::text").await?;
+        let s = self.text(postgres::REPLAY_LSN).await?;
         Ok(s.as_deref().and_then(parse_lsn))
     }
 
     /// MariaDB: `@@gtid_binlog_pos`, everything this server has written to its binlog.
     pub async fn gtid_binlog_pos(&self) -> Result<String> {
         self.require(DbKind::MariaDb, "gtid_binlog_pos")?;
-        Ok(self.text("SELECT @@global.gtid_binlog_pos").await?.unwrap_or_default())
+        Ok(self.text(mariadb::GTID_BINLOG_POS).await?.unwrap_or_default())
     }
 
     /// MariaDB: `@@gtid_slave_pos`, what this replica has applied.
     pub async fn gtid_slave_pos(&self) -> Result<String> {
         self.require(DbKind::MariaDb, "gtid_slave_pos")?;
-        Ok(self.text("SELECT @@global.gtid_slave_pos").await?.unwrap_or_default())
+        Ok(self.text(mariadb::GTID_SLAVE_POS).await?.unwrap_or_default())
     }
 
     /// Waits until this replica has applied everything `primary` has written so far.

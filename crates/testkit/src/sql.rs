@@ -1,4 +1,5 @@
-//! The testkit's own control connections: one small enum over the two drivers.
+//! The testkit's own control connections: one small enum over the two drivers. What to send
+//! on them is the product's (`crate::product`).
 
 use std::time::Duration;
 
@@ -53,26 +54,6 @@ impl Conn {
                 row.map(|r| r.try_get::<Option<String>, _>(0)).transpose().map(Option::flatten)
             }
         }
-    }
-
-    /// MariaDB: the IO and SQL thread states of `SHOW REPLICA STATUS`, or `None` when the
-    /// server replicates from nobody.
-    pub(crate) async fn replica_threads(
-        &mut self,
-    ) -> Result<Option<(String, String)>, sqlx::Error> {
-        let Conn::My(c) = self else { return Ok(None) };
-        let Some(row) = sqlx::query("SHOW SLAVE STATUS").fetch_optional(c).await? else {
-            return Ok(None);
-        };
-        let get = |name: &str| -> String {
-            row.try_get::<String, _>(name)
-                .or_else(|_| {
-                    row.try_get::<Vec<u8>, _>(name)
-                        .map(|b| String::from_utf8_lossy(&b).into_owned())
-                })
-                .unwrap_or_default()
-        };
-        Ok(Some((get("Slave_IO_Running"), get("Slave_SQL_Running"))))
     }
 
     pub(crate) async fn close(self) {

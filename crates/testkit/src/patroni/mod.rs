@@ -48,6 +48,7 @@ use serde_json::Value;
 use crate::error::{Error, Result};
 use crate::native::process::{self, RunAs};
 use crate::native::unique;
+use crate::product::postgres;
 
 mod builder;
 mod controls;
@@ -439,7 +440,7 @@ impl PatroniCluster {
         loop {
             if let Some((name, _)) = self.confirmed_leader().await
                 && let Ok(m) = self.member(&name)
-                && self.sql(&m.admin_url("postgres"), "SELECT txid_current()::text").await.is_ok()
+                && self.sql(&m.admin_url("postgres"), postgres::ACCEPTS_WRITES).await.is_ok()
             {
                 return Ok(name);
             }
@@ -482,14 +483,12 @@ impl PatroniCluster {
         let start = Instant::now();
         let leader = self.wait_writable(timeout).await?;
         let lm = self.member(&leader)?;
-        let target = self
-            .sql(&lm.admin_url("postgres"), "SELECT pg_current_wal_lsn()::text")
-            .await?
-            .unwrap_or_default();
+        let target =
+            self.sql(&lm.admin_url("postgres"), postgres::CURRENT_LSN).await?.unwrap_or_default();
         let names = self.streaming().await;
         for name in names {
             let Ok(m) = self.member(&name) else { continue };
-            let sql = format!("SELECT (pg_last_wal_replay_lsn() >= '{target}'::pg_lsn)::text");
+            let sql = postgres::replayed_past(&target);
             loop {
                 if self.sql(&m.admin_url("postgres"), &sql).await.ok().flatten().as_deref()
                     == Some("true")

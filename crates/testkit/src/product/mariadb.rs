@@ -2,14 +2,42 @@
 
 use std::time::Duration;
 
+use sqlx::Row;
+
 use super::{Addr, BoxFuture, Product};
 use crate::error::{Error, Result};
 use crate::node::Node;
+use crate::sql::Conn;
 use crate::vocab::{DbKind, START_TIMEOUT};
 
 /// MariaDB 10.5+ (GTID, `MASTER_GTID_WAIT`, `SLAVE MONITOR`).
 #[derive(Debug, Clone, Copy, Default)]
 pub(crate) struct MariaDb;
+
+/// Every GTID this server has written to its binlog.
+pub(crate) const GTID_BINLOG_POS: &str = "SELECT @@global.gtid_binlog_pos";
+
+/// Every GTID this replica has applied.
+pub(crate) const GTID_SLAVE_POS: &str = "SELECT @@global.gtid_slave_pos";
+
+/// The IO and SQL thread states of `SHOW SLAVE STATUS`, or `None` when the server replicates
+/// from nobody (or `conn` is not a MariaDB connection).
+async fn replica_threads(
+    conn: &mut Conn,
+) -> std::result::Result<Option<(String, String)>, sqlx::Error> {
+    let Conn::My(c) = conn else { return Ok(None) };
+    let Some(row) = sqlx::query("SHOW SLAVE STATUS").fetch_optional(c).await? else {
+        return Ok(None);
+    };
+    let get = |name: &str| -> String {
+        row.try_get::<String, _>(name)
+            .or_else(|_| {
+                row.try_get::<Vec<u8>, _>(name).map(|b| String::from_utf8_lossy(&b).into_owned())
+            })
+            .unwrap_or_default()
+    };
+    Ok(Some((get("Slave_IO_Running"), get("Slave_SQL_Running"))))
+}
 
 /// The `CHANGE MASTER TO` that makes a replica follow `upstream` by GTID.
 pub(crate) fn change_master(upstream: &Addr) -> String {
@@ -99,7 +127,7 @@ impl Product for MariaDb {
             let mut n = 0;
             for r in nodes.iter().skip(1).filter(|r| r.is_running()) {
                 if let Ok(mut c) = r.conn().await {
-                    if let Ok(Some((io, sql))) = c.replica_threads().await
+                    if let Ok(Some((io, sql))) = replica_threads(&mut c).await
                         && io == "Yes"
                         && sql == "Yes"
                     {

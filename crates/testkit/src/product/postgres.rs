@@ -14,6 +14,20 @@ use crate::vocab::{CONTROL_TIMEOUT, DbKind, START_TIMEOUT};
 #[derive(Debug, Clone, Copy, Default)]
 pub(crate) struct Postgres;
 
+/// The server's current WAL write position, as text.
+pub(crate) const CURRENT_LSN: &str = "SELECT pg_current_wal_lsn()::text";
+
+/// A replica's replay position, as text (`NULL` on a primary).
+pub(crate) const REPLAY_LSN: &str = "SELECT pg_last_wal_replay_lsn()::text";
+
+/// Succeeds only on a server that accepts writes (a standby cannot assign a transaction id).
+pub(crate) const ACCEPTS_WRITES: &str = "SELECT txid_current()::text";
+
+/// `true` once a replica has replayed up to `target` (an LSN as text).
+pub(crate) fn replayed_past(target: &str) -> String {
+    format!("SELECT (pg_last_wal_replay_lsn() >= '{target}'::pg_lsn)::text")
+}
+
 /// The apply delay a session sees, in milliseconds.
 const APPLY_DELAY_SQL: &str =
     "SELECT setting FROM pg_settings WHERE name = 'recovery_min_apply_delay'";
