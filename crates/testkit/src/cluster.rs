@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use crate::backend::{Backend, Created, Plan, Routes, Runtime};
 use crate::error::{Error, Result};
 use crate::node::Node;
-use crate::product::{self, Product};
+use crate::product::{self, Control, Product};
 use crate::state::{ClusterState, NodeState};
 use crate::vocab::{
     BackendKind, DbKind, STREAM_TIMEOUT, allocate_ports, default_root, ensure_traversable_dir,
@@ -148,7 +148,7 @@ impl ClusterBuilder {
             Cluster::assemble(created, product::for_kind(self.db), &plan.ports, self.keep, true);
         cluster.settings = plan.settings;
         let product = Arc::clone(&cluster.product);
-        product.start_cluster(&cluster.nodes).await?;
+        product.start_cluster(&cluster.controls()).await?;
         cluster.wait_replicating(cluster.nodes.len() - 1, STREAM_TIMEOUT).await?;
         cluster.wait_caught_up(0, STREAM_TIMEOUT).await?;
         Ok(cluster)
@@ -299,7 +299,12 @@ impl Cluster {
     }
 
     async fn count_replicating(&self) -> usize {
-        self.product.replicating(&self.nodes).await
+        self.product.replicating(&self.controls()).await
+    }
+
+    /// The nodes as the product sees them.
+    fn controls(&self) -> Vec<&dyn Control> {
+        self.nodes.iter().map(|n| n as &dyn Control).collect()
     }
 
     /// Waits until every running replica has applied everything node `primary` has written so

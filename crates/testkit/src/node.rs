@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 use crate::backend::{Net, ProcessState, Routes, Runtime, no_network};
 use crate::error::{Error, Result};
 use crate::pgbouncer::{PgBouncer, PoolMode};
-use crate::product::{Product, mariadb, postgres};
+use crate::product::{BoxFuture, Control, Product, mariadb, postgres};
 use crate::proxy::DelayProxy;
 use crate::sql::Conn;
 use crate::vocab::Addr;
@@ -146,10 +146,6 @@ impl Node {
         self.runtime.state()
     }
 
-    pub(crate) fn product(&self) -> &dyn Product {
-        &*self.product
-    }
-
     pub(crate) fn routes(&self) -> &Routes {
         &self.routes
     }
@@ -161,22 +157,6 @@ impl Node {
 
     pub(crate) fn start(&self) -> Result<()> {
         self.runtime.start()
-    }
-
-    /// Starts `nodes` at once, one thread each (a `docker start` takes 0.3–0.5 s, mostly
-    /// waiting on the engine); the first error wins.
-    pub(crate) fn start_all(nodes: &[Node]) -> Result<()> {
-        std::thread::scope(|scope| {
-            let started: Vec<_> = nodes.iter().map(|n| scope.spawn(|| n.start())).collect();
-            started.into_iter().try_for_each(|h| {
-                h.join().unwrap_or_else(|_| {
-                    Err(Error::InvalidControl {
-                        node: "?".into(),
-                        what: "the thread starting it panicked".into(),
-                    })
-                })
-            })
-        })
     }
 
     /// Fails with the log tail if the server process has exited.
@@ -493,7 +473,10 @@ impl Node {
     /// `mode` pooling in front of this PostgreSQL node, on a port of its own on 127.0.0.1;
     /// connect through [`PgBouncer::url`]. It lives until dropped. Works on both backends.
     pub async fn pgbouncer(&self, mode: PoolMode) -> Result<PgBouncer> {
-        PgBouncer::start(self, mode).await
+        if self.db() != DbKind::Postgres {
+            return Err(self.invalid("PgBouncer fronts PostgreSQL nodes only"));
+        }
+        PgBouncer::start(&self.name, self.data_dir(), self.port, mode).await
     }
 
     /// Puts `latency` ± `jitter` on this replica's replication path: a [`DelayProxy`] in front
@@ -521,5 +504,56 @@ impl Node {
         self.routes.add(via.clone(), upstream.port);
         self.product.follow(self, upstream, via).await?;
         Ok(proxy)
+    }
+}
+
+/// What the product's setup and controls use of a node ([`Control`]).
+impl Control for Node {
+    fn name(&self) -> &str {
+        Node::name(self)
+    }
+
+    fn is_running(&self) -> bool {
+        Node::is_running(self)
+    }
+
+    fn start(&self) -> Result<()> {
+        Node::start(self)
+    }
+
+    fn wait_accepting(&self, timeout: Duration) -> BoxFuture<'_, Result<()>> {
+        Box::pin(Node::wait_accepting(self, timeout))
+    }
+
+    fn conn(&self) -> BoxFuture<'_, Result<Conn>> {
+        Box::pin(Node::conn(self))
+    }
+
+    fn execute<'a>(&'a self, db: &'a str, sql: &'a str) -> BoxFuture<'a, Result<()>> {
+        Box::pin(Node::execute(self, db, sql))
+    }
+
+    fn text<'a>(&'a self, sql: &'a str) -> BoxFuture<'a, Result<Option<String>>> {
+        Box::pin(Node::text(self, sql))
+    }
+
+    fn admin<'a>(&'a self, sql: &'a str) -> BoxFuture<'a, Result<()>> {
+        Box::pin(Node::admin(self, sql))
+    }
+
+    fn sql_error(&self, sql: &str, source: sqlx::Error) -> Error {
+        Node::sql_error(self, sql, source)
+    }
+
+    fn invalid(&self, what: &str) -> Error {
+        Node::invalid(self, what)
+    }
+
+    fn routes(&self) -> &Routes {
+        Node::routes(self)
+    }
+
+    fn replication_addr(&self) -> Addr {
+        Node::replication_addr(self)
     }
 }

@@ -13,7 +13,6 @@ use std::time::{Duration, Instant};
 
 use crate::error::{Error, IoContext, Result};
 use crate::native::process::{self, RunAs};
-use crate::node::Node;
 
 /// PgBouncer's `pool_mode`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -43,7 +42,7 @@ impl std::fmt::Display for PoolMode {
 }
 
 /// A PgBouncer process in front of one node. Dropping it kills the process and deletes its
-/// directory. Make one with [`Node::pgbouncer`].
+/// directory. Make one with [`Node::pgbouncer`](crate::Node::pgbouncer).
 ///
 /// ```no_run
 /// # async fn demo(cluster: &rwsplit_testkit::Cluster) -> rwsplit_testkit::Result<()> {
@@ -84,26 +83,26 @@ fn binary() -> Result<PathBuf> {
 }
 
 impl PgBouncer {
-    /// Starts PgBouncer in `mode` in front of `node` (PostgreSQL only) and waits until it
-    /// accepts connections.
-    pub(crate) async fn start(node: &Node, mode: PoolMode) -> Result<PgBouncer> {
-        if node.db() != crate::DbKind::Postgres {
-            return Err(Error::InvalidControl {
-                node: node.name().to_owned(),
-                what: "PgBouncer fronts PostgreSQL nodes only".into(),
-            });
-        }
+    /// Starts PgBouncer in `mode` in front of the PostgreSQL node `name`, which listens on
+    /// `target` of 127.0.0.1 and keeps its data in `data_dir` (PgBouncer's directory goes
+    /// beside it), and waits until it accepts connections.
+    pub(crate) async fn start(
+        name: &str,
+        data_dir: &Path,
+        target: u16,
+        mode: PoolMode,
+    ) -> Result<PgBouncer> {
         let bin = binary()?;
         let port = free_port()?;
-        let base = node.data_dir().parent().unwrap_or_else(|| Path::new("/tmp"));
-        let dir = base.join(format!("pgbouncer-{}-{}-{port}", node.name(), mode.as_str()));
+        let base = data_dir.parent().unwrap_or_else(|| Path::new("/tmp"));
+        let dir = base.join(format!("pgbouncer-{name}-{}-{port}", mode.as_str()));
         std::fs::create_dir_all(&dir).io_context(|| format!("creating {}", dir.display()))?;
         let ini = dir.join("pgbouncer.ini");
         let userlist = dir.join("userlist.txt");
         let log = dir.join("pgbouncer.log");
         std::fs::write(&userlist, "\"postgres\" \"\"\n\"app\" \"\"\n")
             .io_context(|| format!("writing {}", userlist.display()))?;
-        std::fs::write(&ini, config(node.port(), port, mode, &userlist))
+        std::fs::write(&ini, config(target, port, mode, &userlist))
             .io_context(|| format!("writing {}", ini.display()))?;
         let run_as = RunAs::for_servers("postgres")?;
         if let Some(user) = run_as {
@@ -118,7 +117,7 @@ impl PgBouncer {
             user.apply(&mut cmd);
         }
         let child = cmd.spawn().io_context(|| format!("starting {}", bin.display()))?;
-        let mut bouncer = PgBouncer { child, port, target: node.port(), mode, dir };
+        let mut bouncer = PgBouncer { child, port, target, mode, dir };
         bouncer.wait_ready(&log).await?;
         Ok(bouncer)
     }

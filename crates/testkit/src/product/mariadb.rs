@@ -4,9 +4,8 @@ use std::time::Duration;
 
 use sqlx::Row;
 
-use super::{Addr, BoxFuture, Product};
+use super::{Addr, BoxFuture, Control, Product, start_all};
 use crate::error::{Error, Result};
-use crate::node::Node;
 use crate::sql::Conn;
 use crate::vocab::{DbKind, START_TIMEOUT};
 
@@ -99,10 +98,10 @@ impl Product for MariaDb {
         "START SLAVE SQL_THREAD"
     }
 
-    fn start_cluster<'a>(&'a self, nodes: &'a [Node]) -> BoxFuture<'a, Result<()>> {
+    fn start_cluster<'a>(&'a self, nodes: &'a [&'a dyn Control]) -> BoxFuture<'a, Result<()>> {
         Box::pin(async move {
             let Some((primary, replicas)) = nodes.split_first() else { return Ok(()) };
-            Node::start_all(nodes)?;
+            start_all(nodes)?;
             primary.wait_accepting(START_TIMEOUT).await?;
             // Binlogged, so the replicas get the users too when they replay from the start.
             primary
@@ -122,7 +121,7 @@ impl Product for MariaDb {
         })
     }
 
-    fn replicating<'a>(&'a self, nodes: &'a [Node]) -> BoxFuture<'a, usize> {
+    fn replicating<'a>(&'a self, nodes: &'a [&'a dyn Control]) -> BoxFuture<'a, usize> {
         Box::pin(async move {
             let mut n = 0;
             for r in nodes.iter().skip(1).filter(|r| r.is_running()) {
@@ -142,12 +141,12 @@ impl Product for MariaDb {
 
     fn wait_caught_up<'a>(
         &'a self,
-        node: &'a Node,
-        primary: &'a Node,
+        node: &'a dyn Control,
+        primary: &'a dyn Control,
         timeout: Duration,
     ) -> BoxFuture<'a, Result<()>> {
         Box::pin(async move {
-            let target = primary.gtid_binlog_pos().await?;
+            let target = primary.text(GTID_BINLOG_POS).await?.unwrap_or_default();
             let secs = timeout.as_secs_f64();
             let sql = format!("SELECT CAST(MASTER_GTID_WAIT('{target}', {secs}) AS CHAR)");
             match node.text(&sql).await?.as_deref() {
@@ -164,7 +163,11 @@ impl Product for MariaDb {
     /// seconds (the change is held between `delay` and `delay` + 1 s). `CHANGE MASTER` needs the
     /// replica threads stopped, so the SQL thread that `START SLAVE` starts applies the new
     /// delay from its first event: nothing to wait for.
-    fn set_apply_delay<'a>(&'a self, node: &'a Node, delay: Duration) -> BoxFuture<'a, Result<()>> {
+    fn set_apply_delay<'a>(
+        &'a self,
+        node: &'a dyn Control,
+        delay: Duration,
+    ) -> BoxFuture<'a, Result<()>> {
         Box::pin(async move {
             let secs = delay.as_secs() + u64::from(delay.subsec_nanos() > 0) + 1;
             node.admin(&format!("STOP SLAVE; CHANGE MASTER TO MASTER_DELAY = {secs}; START SLAVE"))
@@ -172,18 +175,18 @@ impl Product for MariaDb {
         })
     }
 
-    fn clear_apply_delay<'a>(&'a self, node: &'a Node) -> BoxFuture<'a, Result<()>> {
-        Box::pin(node.admin("STOP SLAVE; CHANGE MASTER TO MASTER_DELAY = 0; START SLAVE"))
+    fn clear_apply_delay<'a>(&'a self, node: &'a dyn Control) -> BoxFuture<'a, Result<()>> {
+        node.admin("STOP SLAVE; CHANGE MASTER TO MASTER_DELAY = 0; START SLAVE")
     }
 
-    fn promote<'a>(&'a self, node: &'a Node) -> BoxFuture<'a, Result<()>> {
-        Box::pin(node.admin("STOP SLAVE; RESET SLAVE ALL; SET GLOBAL read_only = OFF"))
+    fn promote<'a>(&'a self, node: &'a dyn Control) -> BoxFuture<'a, Result<()>> {
+        node.admin("STOP SLAVE; RESET SLAVE ALL; SET GLOBAL read_only = OFF")
     }
 
     fn follow<'a>(
         &'a self,
-        node: &'a Node,
-        _slot_on: &'a Node,
+        node: &'a dyn Control,
+        _slot_on: &'a dyn Control,
         upstream: Addr,
     ) -> BoxFuture<'a, Result<()>> {
         Box::pin(async move {

@@ -3,11 +3,10 @@
 
 use std::time::{Duration, Instant};
 
-use super::{Addr, BoxFuture, Product};
+use super::{Addr, BoxFuture, Control, Product, start_all};
 use crate::error::{Error, Result};
-use crate::node::Node;
 use crate::sql::Conn;
-use crate::vocab::{CONTROL_TIMEOUT, DbKind, START_TIMEOUT};
+use crate::vocab::{CONTROL_TIMEOUT, DbKind, START_TIMEOUT, format_lsn, parse_lsn};
 
 /// PostgreSQL (any version with `pg_promote`, 12+; `ALTER SYSTEM SET primary_conninfo` with a
 /// reload needs 13+).
@@ -98,7 +97,7 @@ impl Product for Postgres {
         "SELECT pg_wal_replay_resume()"
     }
 
-    fn start_cluster<'a>(&'a self, nodes: &'a [Node]) -> BoxFuture<'a, Result<()>> {
+    fn start_cluster<'a>(&'a self, nodes: &'a [&'a dyn Control]) -> BoxFuture<'a, Result<()>> {
         Box::pin(async move {
             let Some((primary, replicas)) = nodes.split_first() else { return Ok(()) };
             primary.start()?;
@@ -107,7 +106,7 @@ impl Product for Postgres {
                 let sql = format!("SELECT pg_create_physical_replication_slot('{}')", n.name());
                 primary.execute("postgres", &sql).await?;
             }
-            Node::start_all(replicas)?;
+            start_all(replicas)?;
             for n in replicas {
                 n.wait_accepting(START_TIMEOUT).await?;
             }
@@ -115,7 +114,7 @@ impl Product for Postgres {
         })
     }
 
-    fn replicating<'a>(&'a self, nodes: &'a [Node]) -> BoxFuture<'a, usize> {
+    fn replicating<'a>(&'a self, nodes: &'a [&'a dyn Control]) -> BoxFuture<'a, usize> {
         Box::pin(async move {
             let Some(primary) = nodes.first() else { return 0 };
             // Not `pg_basebackup`'s own WAL stream, which shows as streaming too while a
@@ -131,21 +130,26 @@ impl Product for Postgres {
 
     fn wait_caught_up<'a>(
         &'a self,
-        node: &'a Node,
-        primary: &'a Node,
+        node: &'a dyn Control,
+        primary: &'a dyn Control,
         timeout: Duration,
     ) -> BoxFuture<'a, Result<()>> {
         Box::pin(async move {
             let start = Instant::now();
-            let target = primary.current_lsn().await?;
-            while node.replay_lsn().await?.is_none_or(|l| l < target) {
+            let target = primary.text(CURRENT_LSN).await?.unwrap_or_default();
+            let target = parse_lsn(&target).ok_or_else(|| {
+                primary.invalid(&format!("returned an unreadable LSN `{target}`"))
+            })?;
+            while node
+                .text(REPLAY_LSN)
+                .await?
+                .as_deref()
+                .and_then(parse_lsn)
+                .is_none_or(|l| l < target)
+            {
                 if start.elapsed() > timeout {
                     return Err(Error::Timeout {
-                        what: format!(
-                            "{} to replay up to {}",
-                            node.name(),
-                            crate::format_lsn(target)
-                        ),
+                        what: format!("{} to replay up to {}", node.name(), format_lsn(target)),
                         waited: timeout,
                     });
                 }
@@ -155,7 +159,11 @@ impl Product for Postgres {
         })
     }
 
-    fn set_apply_delay<'a>(&'a self, node: &'a Node, delay: Duration) -> BoxFuture<'a, Result<()>> {
+    fn set_apply_delay<'a>(
+        &'a self,
+        node: &'a dyn Control,
+        delay: Duration,
+    ) -> BoxFuture<'a, Result<()>> {
         Box::pin(async move {
             let ms = delay.as_millis();
             let was = node.text(APPLY_DELAY_SQL).await?;
@@ -166,7 +174,7 @@ impl Product for Postgres {
         })
     }
 
-    fn clear_apply_delay<'a>(&'a self, node: &'a Node) -> BoxFuture<'a, Result<()>> {
+    fn clear_apply_delay<'a>(&'a self, node: &'a dyn Control) -> BoxFuture<'a, Result<()>> {
         Box::pin(async move {
             node.admin("ALTER SYSTEM RESET recovery_min_apply_delay").await?;
             node.admin("SELECT pg_reload_conf()").await?;
@@ -175,7 +183,7 @@ impl Product for Postgres {
         })
     }
 
-    fn promote<'a>(&'a self, node: &'a Node) -> BoxFuture<'a, Result<()>> {
+    fn promote<'a>(&'a self, node: &'a dyn Control) -> BoxFuture<'a, Result<()>> {
         Box::pin(async move {
             let ok = node.text("SELECT pg_promote(true, 30)::text").await?;
             if ok.as_deref() == Some("true") {
@@ -188,8 +196,8 @@ impl Product for Postgres {
 
     fn follow<'a>(
         &'a self,
-        node: &'a Node,
-        slot_on: &'a Node,
+        node: &'a dyn Control,
+        slot_on: &'a dyn Control,
         upstream: Addr,
     ) -> BoxFuture<'a, Result<()>> {
         Box::pin(async move {
@@ -212,7 +220,7 @@ impl Product for Postgres {
 /// from the postmaster, so it sees the value once the postmaster has re-read the configuration,
 /// which it does before signalling its children (the startup process among them) to do the
 /// same.
-async fn wait_apply_delay_reloaded(node: &Node, ms: u128) -> Result<()> {
+async fn wait_apply_delay_reloaded(node: &dyn Control, ms: u128) -> Result<()> {
     let start = Instant::now();
     let want = ms.to_string();
     loop {
@@ -252,7 +260,7 @@ enum Probe {
 /// after the probe's first record. Zero is confirmed when the probe has been applied. Without
 /// an upstream it streams from (or one this process cannot reach), with replay paused, or on a
 /// node no longer in recovery, nothing can be probed: the reload alone has to do.
-async fn confirm_apply_delay(node: &Node, delay: Duration, was_off: bool) -> Result<()> {
+async fn confirm_apply_delay(node: &dyn Control, delay: Duration, was_off: bool) -> Result<()> {
     /// Shorter holds may fall between two polls: a probe applied after the reload is then
     /// taken as confirmation.
     const OBSERVABLE: Duration = Duration::from_millis(20);
@@ -273,8 +281,8 @@ async fn confirm_apply_delay(node: &Node, delay: Duration, was_off: bool) -> Res
         me.close().await;
         return Ok(());
     };
-    let url = node.product().admin_url(port, "postgres");
-    let mut up = Conn::open(node.product().kind(), &url, CONTROL_TIMEOUT)
+    let url = url(port, "postgres");
+    let mut up = Conn::open(DbKind::Postgres, &url, CONTROL_TIMEOUT)
         .await
         .map_err(|e| node.sql_error(&format!("connect to its upstream on port {port}"), e))?;
     let result = loop {
@@ -284,8 +292,7 @@ async fn confirm_apply_delay(node: &Node, delay: Duration, was_off: bool) -> Res
         let probe = "SELECT pg_logical_emit_message(true, 'rwsplit-testkit', \
                      'apply delay probe')::text";
         let first = up.text(probe).await.map_err(|e| node.sql_error(probe, e))?;
-        let committed = "SELECT pg_current_wal_lsn()::text";
-        let committed = up.text(committed).await.map_err(|e| node.sql_error(committed, e))?;
+        let committed = up.text(CURRENT_LSN).await.map_err(|e| node.sql_error(CURRENT_LSN, e))?;
         let (Some(first), Some(committed)) = (first, committed) else {
             break Err(node.invalid("could not read its upstream's WAL position"));
         };
