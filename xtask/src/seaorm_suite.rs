@@ -215,13 +215,17 @@ fn target_dir(root: &Path) -> PathBuf {
     std::env::var_os("CARGO_TARGET_DIR").map(PathBuf::from).unwrap_or_else(|| root.join("target"))
 }
 
-/// `cargo` for the suite's crate, building into its own `target/` (its profile has no debug
-/// info, so it shares no artifacts with the workspace's).
+/// `cargo` for the suite's crate, building into the workspace's target directory: a
+/// dependency built with the same version, features and profile is the same artifact in both
+/// (its lock file starts from the workspace's), so what the workspace built is not built again.
+/// Under CI's settings (`CARGO_PROFILE_DEV_DEBUG`, `CARGO_INCREMENTAL` in the environment)
+/// the profiles agree; the suite's own `[profile.dev]` (no debug info) applies where nothing
+/// overrides it.
 fn cargo_in(root: &Path, manifest: &Path) -> std::process::Command {
     let dir = manifest.parent().unwrap_or(root);
     let mut cmd = crate::cargo();
     cmd.arg("--quiet");
-    cmd.env("CARGO_TARGET_DIR", dir.join("target"));
+    cmd.env("CARGO_TARGET_DIR", target_dir(root));
     cmd.current_dir(dir);
     cmd
 }
