@@ -263,6 +263,7 @@ fn health_belongs_to_the_monitor() {
 fn connection_modules_are_layered() {
     const ORDER: &[&str] = &[
         "counters",
+        "nodes",
         "inner",
         "scopes",
         "plan",

@@ -35,7 +35,8 @@ use sea_orm::{
 };
 
 use super::counters::Count;
-use super::inner::{Ctx, Inner, Node, Scope};
+use super::inner::{Ctx, Inner, Scope};
+use super::nodes::Node;
 use super::plan::{Done, Io, Planned};
 use super::record::{self, Attempt, Record};
 use crate::classified::Learned;

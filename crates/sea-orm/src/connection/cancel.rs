@@ -22,7 +22,8 @@ use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use super::counters::Count;
-use super::inner::{Inner, NodeRef};
+use super::inner::Inner;
+use super::nodes::NodeRef;
 
 /// The longest a cancel is waited for: connecting, finding the statement, cancelling it.
 pub(crate) const CANCEL_WITHIN: Duration = Duration::from_secs(1);

@@ -5,26 +5,28 @@
 //!
 //! 1. `counters` — the connection's own counters, and a plan's `Effects` (counters to move,
 //!    positions to want from the monitor), applied once for the plan that runs;
-//! 2. `inner` — the data: [`RoutedConnection`], its nodes and policy, the per-call [`Ctx`] and
-//!    [`Scope`];
-//! 3. `scopes` — read-your-writes scopes: recording a write's position, pending positions;
-//! 4. `plan` — where a statement or transaction goes (classification, consistency, the
+//! 2. `nodes` — the node registry: [`Node`], [`NodeRef`], [`Nodes`];
+//! 3. `inner` — the shared state: [`RoutedConnection`] over [`Inner`] (the registry, policy,
+//!    scopes and counters), the per-call [`Ctx`] and [`Scope`];
+//! 4. `scopes` — read-your-writes scopes: recording a write's position, pending positions;
+//! 5. `plan` — where a statement or transaction goes (classification, consistency, the
 //!    router): a decision and its effects, as data;
-//! 5. `record` — one attempt's outcome, reported once: to the monitor, the node's counters,
+//! 6. `record` — one attempt's outcome, reported once: to the monitor, the node's counters,
 //!    the balancer, the metrics and the scope;
-//! 6. `cancel` — cancelling a hedged read's losing attempt on its server;
-//! 7. `attempt` — the executor: a plan's I/O steps, then the one attempt loop (candidates in
+//! 7. `cancel` — cancelling a hedged read's losing attempt on its server;
+//! 8. `attempt` — the executor: a plan's I/O steps, then the one attempt loop (candidates in
 //!    order, retries, deadlines, hedges) for every statement, stream and `BEGIN`;
-//! 8. `statements` — the one statement path: classify, plan, attempt, what a read saw;
-//! 9. `transactions` — `begin` and the closure forms, and what a commit records;
-//! 10. `traits` — SeaORM's traits for every routed handle, and the ways out to the primary;
-//! 11. `mod` (this module) — building the connection, its public methods, starting the
+//! 9. `statements` — the one statement path: classify, plan, attempt, what a read saw;
+//! 10. `transactions` — `begin` and the closure forms, and what a commit records;
+//! 11. `traits` — SeaORM's traits for every routed handle, and the ways out to the primary;
+//! 12. `mod` (this module) — building the connection, its public methods, starting the
 //!     monitor.
 
 mod attempt;
 mod cancel;
 mod counters;
 mod inner;
+mod nodes;
 mod plan;
 mod record;
 mod scopes;
@@ -46,9 +48,8 @@ use sea_orm::{DatabaseConnection, DbBackend, DbErr};
 
 pub(crate) use counters::Count;
 pub use inner::RoutedConnection;
-pub(crate) use inner::{
-    AbortOnDrop, Ctx, FOREIGN_TOKEN_TTL, Inner, Node, NodeRef, Nodes, Policy, SESSION, Scope,
-};
+pub(crate) use inner::{AbortOnDrop, Ctx, FOREIGN_TOKEN_TTL, Inner, Policy, SESSION, Scope};
+pub(crate) use nodes::{Node, NodeRef, Nodes};
 pub(crate) use scopes::Export;
 pub(crate) use traits::{Handle, routed_connection, routed_transactions};
 

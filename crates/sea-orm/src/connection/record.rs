@@ -22,7 +22,8 @@ use rwsplit_core::{InFlight, NodeId};
 use sea_orm::DbErr;
 
 use super::counters::Count;
-use super::inner::{Inner, Node, Scope};
+use super::inner::{Inner, Scope};
+use super::nodes::Node;
 use crate::failure::{self, Failure};
 use crate::sending::{self, Standing};
 use crate::telemetry;
