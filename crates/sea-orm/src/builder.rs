@@ -480,12 +480,12 @@ impl RoutedConnectionBuilder {
         let state = conn.inner.routing.state();
         let vouched = |id: NodeId| {
             state.busy_probes(id) > 0
-                || conn.inner.nodes.get(id).is_some_and(|n| n.server.get().is_some())
+                || conn.inner.nodes.get(id).is_some_and(|n| n.server().is_some())
         };
         let pending: Vec<String> = unanswered
             .into_iter()
             .filter(|&id| !vouched(id) && conn.inner.hold_until_answered(id))
-            .filter_map(|id| conn.inner.nodes.get(id).map(|n| n.name.clone()))
+            .filter_map(|id| conn.inner.nodes.get(id).map(|n| n.name().to_owned()))
             .collect();
         if !pending.is_empty() {
             tracing::warn!(target: "rwsplit", replicas = %pending.join(", "), "replicas pending: they have not answered the monitor yet (down, unreachable or frozen); out of rotation until their first probe answers");

@@ -79,7 +79,7 @@ impl Discovery {
             if let Some((_, url)) = applier.template.configured.iter().find(|(i, _)| *i == id) {
                 applier.known.push(Known { id, url: url.clone(), listed: false });
             } else {
-                tracing::debug!(target: "rwsplit", node = %node.name, "node without a URL");
+                tracing::debug!(target: "rwsplit", node = %node.name(), "node without a URL");
             }
         }
         let first = tokio::time::timeout(FIRST_ANSWER, async {
@@ -235,7 +235,7 @@ impl Applier {
                     };
                     // What it runs, against the version policy, before it gets an id; one
                     // that does not answer yet is checked when it first answers a probe.
-                    let check = crate::product::check(&node.conn, parsed.name());
+                    let check = crate::product::check(node.conn(), parsed.name());
                     match tokio::time::timeout(t.acquire.read, check).await {
                         Ok(Ok((_, server))) => node = node.checked(Some(server)),
                         Ok(Err(Unchecked::Refused(refused))) => {
@@ -311,7 +311,7 @@ mod tests {
     #[tokio::test]
     async fn a_removed_replica_gets_no_new_statement_and_its_index_is_reused_once_drained() {
         let db = routed(2);
-        let replica = db.inner.nodes.get(NodeId::new(1)).unwrap().conn.clone();
+        let replica = db.inner.nodes.get(NodeId::new(1)).unwrap().conn().clone();
         for _ in 0..4 {
             db.query_one_raw(select()).await.unwrap();
         }
@@ -338,7 +338,7 @@ mod tests {
         assert_eq!(id, Some(reused));
         assert!(db.inner.nodes.get(NodeId::new(1)).is_none(), "the old id finds nothing");
         // Not probed (mocks have no monitor), so it never joined: still no statement there.
-        let newcomer = db.inner.nodes.get(reused).unwrap().conn.clone();
+        let newcomer = db.inner.nodes.get(reused).unwrap().conn().clone();
         for _ in 0..6 {
             db.query_one_raw(select()).await.unwrap();
         }
@@ -509,8 +509,7 @@ mod tests {
         state.observe(NodeId::new(0), &pg_probe(true, "0/64", 0).await, t);
         let id = db.inner.add_node(lazy_node().await, None).unwrap();
         state.observe(id, &pg_probe(false, "0/64", 0).await, t + Duration::from_millis(100));
-        *db.inner.nodes.get(id).unwrap().last_seen.lock().unwrap() =
-            Some(std::time::Instant::now());
+        db.inner.nodes.get(id).unwrap().answered_probe(std::time::Instant::now(), Duration::ZERO);
         db.inner.sample_metrics(std::time::Instant::now());
         let live = series_of(&handle.render(), "127.0.0.1");
         let has = |lines: &[String], want: &str| lines.iter().any(|l| l == want);
@@ -595,9 +594,9 @@ mod tests {
             assert_eq!(adapter, state.ids(), "the same ids");
             let topo = state.snapshot();
             for (id, n) in db.inner.nodes.iter() {
-                assert_eq!(n.id, id);
+                assert_eq!(n.id(), id);
                 if let Some(v) = topo.node(id) {
-                    assert_eq!(v.name(), n.name, "{id}");
+                    assert_eq!(v.name(), n.name(), "{id}");
                 }
             }
         };

@@ -56,10 +56,10 @@ impl RoutedConnection {
 
     fn node_named(&self, name: &str) -> crate::Result<rwsplit_core::NodeId> {
         let nodes: Vec<_> = self.inner.nodes.iter().collect();
-        nodes.iter().find(|(_, n)| n.name == name).map(|(i, _)| *i).ok_or_else(|| {
+        nodes.iter().find(|(_, n)| n.name() == name).map(|(i, _)| *i).ok_or_else(|| {
             crate::Error::UnknownNode {
                 name: crate::session::snippet(name),
-                known: nodes.iter().map(|(_, n)| n.name.as_str()).collect::<Vec<_>>().join(", "),
+                known: nodes.iter().map(|(_, n)| n.name()).collect::<Vec<_>>().join(", "),
             }
         })
     }

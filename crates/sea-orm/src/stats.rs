@@ -1,7 +1,5 @@
 //! A snapshot of where statements went, for operators and tests.
 
-use std::sync::atomic::Ordering;
-
 use rwsplit_core::{Health, Lag, NodeId, ReplayPosition, Role};
 
 use crate::RoutedConnection;
@@ -291,7 +289,7 @@ pub(crate) fn snapshot(db: &RoutedConnection) -> Stats {
         .map(|(i, n)| {
             let seen = inner.routing.node_view(i);
             NodeStats {
-                name: n.name.clone(),
+                name: n.name().to_owned(),
                 role: if i == NodeId::new(0) { "primary" } else { "replica" },
                 current_role: seen
                     .as_ref()
@@ -300,13 +298,13 @@ pub(crate) fn snapshot(db: &RoutedConnection) -> Stats {
                     }),
                 health: inner.routing.health(i),
                 joining: inner.routing.is_joining(i),
-                server: n.server.get().cloned(),
+                server: n.server().cloned(),
                 lag: seen.as_ref().map_or(Lag::unknown(), |v| v.1),
                 position: seen.and_then(|v| v.2),
-                reads: n.reads.load(Ordering::Relaxed),
-                writes: n.writes.load(Ordering::Relaxed),
-                failures: n.failures.load(Ordering::Relaxed),
-                pool_timeouts: n.pool_timeouts.load(Ordering::Relaxed),
+                reads: n.reads(),
+                writes: n.writes(),
+                failures: n.failures(),
+                pool_timeouts: n.pool_timeouts(),
                 fenced: inner.routing.is_fenced(i),
                 changes: inner.routing.changes(i),
                 failed_probes: inner.routing.state().failed_probes(i),

@@ -76,8 +76,8 @@ fn look(inner: &Inner, now: Instant) -> Option<Instant> {
     let snap = inner.routing.snap();
     for id in snap.topology().nodes().iter().map(rwsplit_core::Node::id) {
         let Some(node) = inner.nodes.get(id) else { continue };
-        if let Some(due) = node.pace.due() {
-            if due <= now && node.pace.check(now) {
+        if let Some(due) = node.pace().due() {
+            if due <= now && node.pace().check(now) {
                 // The reads waiting on it look again (their attempts watch the node).
                 inner.routing.nudge(id);
                 continue;

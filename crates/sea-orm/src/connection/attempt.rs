@@ -727,24 +727,24 @@ impl Inner {
                     && !on_primary
                     && !last
                     && plan.reason() != Why::Router(rwsplit_core::RouteReason::NodeRequested)
-                    && node.pace.stalled(plan.in_flight(id), now)
+                    && node.pace().stalled(plan.in_flight(id), now)
                 {
                     self.counters.bump(Count::StalledSkips);
-                    telemetry::hedge(&node.labels, "passed_over");
-                    tracing::debug!(target: "rwsplit", node = %node.name, "node stalled: trying the plan's next one");
+                    telemetry::hedge(node.labels(), "passed_over");
+                    tracing::debug!(target: "rwsplit", node = %node.name(), "node stalled: trying the plan's next one");
                     continue;
                 }
                 tried += 1;
                 if traced {
                     let span = span();
                     if !span.is_disabled() {
-                        span.record("server.address", &*node.labels.address);
-                        span.record("server.port", &*node.labels.port);
+                        span.record("server.address", &*node.labels().address);
+                        span.record("server.port", &*node.labels().port);
                         span.record("rwsplit.node.role", telemetry::role_name(on_primary));
                         span.record("rwsplit.attempt", tried);
                     }
                 }
-                tracing::debug!(target: "rwsplit", node = %node.name, reason = %plan.reason(), write, sql = %SqlHead(work.sql()), "route");
+                tracing::debug!(target: "rwsplit", node = %node.name(), reason = %plan.reason(), write, sql = %SqlHead(work.sql()), "route");
                 let guard = plan.start(id, now);
                 let pool = if write || W::WRITER { node.user_writer() } else { node.user_conn() };
                 let started = now;
@@ -766,7 +766,7 @@ impl Inner {
                     // Not sent: the monitor has the primary marked down. Its pool would be
                     // waited on for the acquire timeout (connecting to a dead server is retried
                     // until then); the read moves on, or fails at once saying why.
-                    Err(Attempt::GivenUp(crate::deadline::already_down(&node.name)))
+                    Err(Attempt::GivenUp(crate::deadline::already_down(node.name())))
                 } else if let Some(other) = plan
                     .candidate(k)
                     .filter(|_| W::HEDGE && !on_primary && self.policy.hedged_reads)
@@ -780,7 +780,7 @@ impl Inner {
                     match hedged {
                         Hedged::By(out, hedge) => {
                             self.counters.bump(Count::HedgesWon);
-                            telemetry::hedge(&node.labels, "won");
+                            telemetry::hedge(node.labels(), "won");
                             // The first attempt, dropped (its connection closed), may still
                             // run on its server.
                             super::cancel::losing(self, node.clone(), work.sql(), started);
@@ -819,7 +819,7 @@ impl Inner {
                         // and then it runs on the primary.
                         None => Either::Right(work.read(pool, last && earlier > 0)),
                     };
-                    self.bounded(id, on_replica, &node.name, limit, run).await
+                    self.bounded(id, on_replica, node.name(), limit, run).await
                 };
                 now = Instant::now();
                 let record = Record {
@@ -853,7 +853,7 @@ impl Inner {
                         if unsent {
                             // A write never sent, or a read given up on a primary that is one no
                             // more: safe to try again, and worth it only on another primary.
-                            let e = failure::unsent(e, failure, &node.name, tried);
+                            let e = failure::unsent(e, failure, node.name(), tried);
                             let deposed = self.routing.standing(id) != Standing::Primary;
                             if !(deposed && earlier == 0) {
                                 return Err(Stop::Fail(e));
@@ -877,18 +877,22 @@ impl Inner {
                         {
                             // The primary was the read's last resort: once more after the
                             // monitor's verdict (see `after_lost`), not an error at once.
-                            let e = failure::named(e, failure, &node.name, write, tried);
+                            let e = failure::named(e, failure, node.name(), write, tried);
                             return Err(Stop::Lost(e, id));
                         }
                         if write || !failure.retryable() || last || out_of_time {
                             return Err(Stop::Fail(failure::named(
-                                e, failure, &node.name, write, tried,
+                                e,
+                                failure,
+                                node.name(),
+                                write,
+                                tried,
                             )));
                         }
-                        tracing::info!(target: "rwsplit", node = %node.name, error = %e, "read failed, retrying on the next node");
+                        tracing::info!(target: "rwsplit", node = %node.name(), error = %e, "read failed, retrying on the next node");
                         record::retried(self, &node, false);
                         last_err =
-                            Some(Box::new(failure::named(e, failure, &node.name, write, tried)));
+                            Some(Box::new(failure::named(e, failure, node.name(), write, tried)));
                     }
                 }
             }
@@ -911,11 +915,11 @@ impl Inner {
     ) -> Hedged<W::Output> {
         let (id, node) = first;
         let (started, deadline) = times;
-        let begun = node.pace.begin(started);
+        let begun = node.pace().begin(started);
         self.watchdog.ensure();
         let timeouts = &self.policy.timeouts;
         let limit = crate::deadline::attempt_limit(true, timeouts, deadline, started);
-        let first = self.bounded(id, true, &node.name, limit, read_shared(work, node));
+        let first = self.bounded(id, true, node.name(), limit, read_shared(work, node));
         let mut first = std::pin::pin!(first);
         // The attempt's watch wakes it when the watchdog nudges the node (no waiter of its
         // own): then, if the node was found silent since this read began, it is hedged.
@@ -923,7 +927,7 @@ impl Inner {
             if let std::task::Poll::Ready(r) = first.as_mut().poll(cx) {
                 return std::task::Poll::Ready(Some(r));
             }
-            if node.pace.overdue_since(begun.at()) {
+            if node.pace().overdue_since(begun.at()) {
                 return std::task::Poll::Ready(None);
             }
             std::task::Poll::Pending
@@ -959,9 +963,9 @@ impl Inner {
             return Hedged::First(first.await);
         }
         self.counters.bump(Count::Hedges);
-        telemetry::hedge(&node.labels, "sent");
+        telemetry::hedge(node.labels(), "sent");
         let now = Instant::now();
-        tracing::info!(target: "rwsplit", node = %node.name, hedge = %hedge_node.name, after = ?node.pace.hedge_delay(), "read unanswered: hedged on another node");
+        tracing::info!(target: "rwsplit", node = %node.name(), hedge = %hedge_node.name(), after = ?node.pace().hedge_delay(), "read unanswered: hedged on another node");
         let on_replica = plan.snapshot_primary() != Some(other);
         let timeouts = &self.policy.timeouts;
         let limit =
@@ -975,7 +979,7 @@ impl Inner {
         // (its connection closed) before its statement is cancelled.
         let (hedged, hedge_lost) = {
             let second = read_shared(work, &hedge_node);
-            let second = self.bounded(other, on_replica, &hedge_node.name, limit, second);
+            let second = self.bounded(other, on_replica, hedge_node.name(), limit, second);
             let mut second = std::pin::pin!(second);
             tokio::select! {
                 r = &mut first => match r {
@@ -1010,12 +1014,12 @@ impl Inner {
         let rerun =
             !on_purpose && self.policy.on_replica_refusal == crate::OnReplicaRefusal::Primary;
         self.counters.bump(Count::ReplicaRefusals);
-        telemetry::replica_refusal(&node.labels, rerun);
+        telemetry::replica_refusal(node.labels(), rerun);
         let then = if rerun { "it runs once on the primary" } else { "it fails" };
         match &learned {
             Learned::New(shape) => tracing::warn!(
                 target: "rwsplit",
-                node = %node.name,
+                node = %node.name(),
                 statement = %shape,
                 "a replica refused a statement classified as a read because it writes (a \
                  function or view the SQL does not show); {then}, and statements of this shape \
@@ -1023,7 +1027,7 @@ impl Inner {
             ),
             Learned::Full(shape) if self.classified.first_full(&learned) => tracing::warn!(
                 target: "rwsplit",
-                node = %node.name,
+                node = %node.name(),
                 statement = %shape,
                 max = crate::classified::MAX_LEARNED,
                 "a replica refused a statement classified as a read; {then}; the database's \
@@ -1032,18 +1036,18 @@ impl Inner {
             ),
             Learned::Full(shape) => tracing::debug!(
                 target: "rwsplit",
-                node = %node.name,
+                node = %node.name(),
                 statement = %shape,
                 "a replica refused a statement classified as a read; {then}; the table of \
                  learned shapes is full, so it is not learned"
             ),
             Learned::Known(_) | Learned::NoShape => tracing::debug!(
                 target: "rwsplit",
-                node = %node.name,
+                node = %node.name(),
                 "a replica refused a statement classified as a read; {then}"
             ),
         }
-        let e = failure::misrouted(e, &node.name, learned.shape());
+        let e = failure::misrouted(e, node.name(), learned.shape());
         if rerun { Stop::Refused(e) } else { Stop::Fail(e) }
     }
 
@@ -1070,7 +1074,7 @@ impl Inner {
             Ok(Waited::TimedOut) => {
                 self.counters.bump(Count::WaitTimeouts);
                 self.counters.read_your_writes(Ryw::Primary);
-                tracing::debug!(target: "rwsplit", node = %node.name, ?max, "replica did not catch up in time: reading from the primary");
+                tracing::debug!(target: "rwsplit", node = %node.name(), ?max, "replica did not catch up in time: reading from the primary");
                 false
             }
             Err(e) => {
@@ -1095,7 +1099,7 @@ impl Inner {
     ) -> Result<Waited, DbErr> {
         let limit = tokio::time::Instant::now() + crate::deadline::cap(max) + WAIT_GRACE;
         // The plain pool: the wait is the adapter's own, not reported as the user's.
-        match tokio::time::timeout_at(limit, position::wait_for(&node.conn, token, max)).await {
+        match tokio::time::timeout_at(limit, position::wait_for(node.conn(), token, max)).await {
             Ok(looked) => looked,
             Err(_) => Ok(Waited::TimedOut),
         }
@@ -1188,7 +1192,7 @@ impl Inner {
         keep: bool,
         hold: bool,
     ) -> Result<(W::Output, Option<Taken>), Attempt> {
-        let (name, record_stmt) = (&*node.name, node.record_stmt);
+        let (name, record_stmt) = (node.name(), node.record_stmt());
         let standing = || self.routing.standing(id);
         let changed = || self.routing.changed(id);
         let end = if W::INERT {
@@ -1262,7 +1266,7 @@ impl Inner {
     fn check_writable(&self, plan: &Plan) -> Result<(), DbErr> {
         let node = plan.first();
         if plan.marked_down(node) {
-            let name = self.nodes.get(node).map_or_else(String::new, |n| n.name.clone());
+            let name = self.nodes.get(node).map_or_else(String::new, |n| n.name().to_owned());
             return Err(failure::primary_down(&name));
         }
         Ok(())

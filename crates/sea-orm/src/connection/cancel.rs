@@ -18,7 +18,6 @@
 //! are cancelled: on a primary the same text could be a write (a shape learned as one), and a
 //! write is never cut short.
 
-use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use super::counters::Count;
@@ -34,33 +33,36 @@ pub(crate) fn losing(inner: &Inner, node: NodeRef, sql: &str, started: Instant) 
     let Ok(runtime) = tokio::runtime::Handle::try_current() else { return };
     // A node the monitor has marked down reads nothing it is sent (frozen) or has no
     // statement left to cancel (gone): nothing is sent.
-    if inner.routing.standing(node.id).is_down() || node.cancelling.swap(true, Ordering::AcqRel) {
+    let cancelling =
+        if inner.routing.standing(node.id()).is_down() { None } else { node.try_begin_cancel() };
+    let Some(cancelling) = cancelling else {
         // Marked down, or one cancel at a time per node: this one is let go.
         counted(inner, &node, false);
         return;
-    }
+    };
     let (me, product, sql) = (inner.me.clone(), inner.product, sql.to_owned());
     runtime.spawn(async move {
         let ran = started.elapsed().saturating_add(SLACK);
         let asked = Instant::now();
-        let cancel = product.cancel(&node.conn, &sql, ran);
+        let cancel = product.cancel(node.conn(), &sql, ran);
         let cancelled = match tokio::time::timeout(CANCEL_WITHIN, cancel).await {
             Ok(Ok(cancelled)) => {
                 // The node answered: it is busy, not silent, and reads need not pass it over
                 // until its next probe (a hedge that won left it no answer of its own).
-                node.pace.probed(Instant::now(), asked.elapsed());
+                node.pace().probed(Instant::now(), asked.elapsed());
                 cancelled
             }
             Ok(Err(e)) => {
-                tracing::debug!(target: "rwsplit", node = %node.name, error = %e, "a hedged read's losing attempt could not be cancelled");
+                tracing::debug!(target: "rwsplit", node = %node.name(), error = %e, "a hedged read's losing attempt could not be cancelled");
                 false
             }
             Err(_) => {
-                tracing::debug!(target: "rwsplit", node = %node.name, within = ?CANCEL_WITHIN, "a hedged read's losing attempt could not be cancelled in time");
+                tracing::debug!(target: "rwsplit", node = %node.name(), within = ?CANCEL_WITHIN, "a hedged read's losing attempt could not be cancelled in time");
                 false
             }
         };
-        node.cancelling.store(false, Ordering::Release);
+        // The node's next cancel may start.
+        drop(cancelling);
         if let Some(inner) = me.upgrade() {
             counted(&inner, &node, cancelled);
         }
@@ -74,9 +76,9 @@ const SLACK: Duration = Duration::from_millis(100);
 fn counted(inner: &Inner, node: &NodeRef, cancelled: bool) {
     if cancelled {
         inner.counters.bump(Count::HedgesCancelled);
-        crate::telemetry::hedge(&node.labels, "cancelled");
+        crate::telemetry::hedge(node.labels(), "cancelled");
     } else {
         inner.counters.bump(Count::HedgesNotCancelled);
-        crate::telemetry::hedge(&node.labels, "not_cancelled");
+        crate::telemetry::hedge(node.labels(), "not_cancelled");
     }
 }

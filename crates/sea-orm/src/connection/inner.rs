@@ -134,12 +134,9 @@ impl fmt::Debug for RoutedConnection {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let primary = self.inner.routing.primary_id();
         let nodes: Vec<(NodeId, NodeRef)> = self.inner.nodes.iter().collect();
-        let name = |i: &NodeId| nodes.iter().find(|(j, _)| j == i).map(|(_, n)| n.name.as_str());
-        let replicas: Vec<&str> = nodes
-            .iter()
-            .filter(|(i, _)| Some(*i) != primary)
-            .map(|(_, n)| n.name.as_str())
-            .collect();
+        let name = |i: &NodeId| nodes.iter().find(|(j, _)| j == i).map(|(_, n)| n.name());
+        let replicas: Vec<&str> =
+            nodes.iter().filter(|(i, _)| Some(*i) != primary).map(|(_, n)| n.name()).collect();
         f.debug_struct("RoutedConnection")
             .field("backend", &self.inner.backend)
             .field("primary", &primary.as_ref().and_then(name))

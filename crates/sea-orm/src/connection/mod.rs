@@ -5,7 +5,7 @@
 //!
 //! 1. `counters` — the connection's own counters, and a plan's `Effects` (counters to move,
 //!    positions to want from the monitor), applied once for the plan that runs;
-//! 2. `nodes` — the node registry: [`Node`], [`NodeRef`], [`Nodes`];
+//! 2. `nodes` — the node registry, with private state: [`Node`], [`NodeRef`], [`Nodes`];
 //! 3. `inner` — the shared state: [`RoutedConnection`] over [`Inner`] (the registry, policy,
 //!    scopes and counters), the per-call [`Ctx`] and [`Scope`];
 //! 4. `scopes` — read-your-writes scopes: recording a write's position, pending positions;
@@ -36,7 +36,6 @@ mod transactions;
 
 use std::future::Future;
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use rwsplit_core::{
@@ -150,7 +149,7 @@ impl RoutedConnection {
     /// # }
     /// ```
     pub fn server(&self) -> Option<crate::Server> {
-        self.inner.primary_node().server.get().cloned()
+        self.inner.primary_node().server().cloned()
     }
 
     /// The kind of read-your-writes token this connection's sessions carry
@@ -265,7 +264,7 @@ impl RoutedConnection {
 
     /// Pings the primary.
     pub async fn ping(&self) -> Result<(), DbErr> {
-        self.inner.primary_node().writer.ping().await
+        self.inner.primary_node().writer().ping().await
     }
 
     /// Closes every node's pool.
@@ -277,10 +276,10 @@ impl RoutedConnection {
     pub async fn close_by_ref(&self) -> Result<(), DbErr> {
         let mut first_err = None;
         for (_, n) in self.inner.nodes.iter() {
-            if let Err(e) = n.conn.close_by_ref().await {
+            if let Err(e) = n.conn().close_by_ref().await {
                 first_err.get_or_insert(e);
             }
-            if let Err(e) = n.writer.close_by_ref().await {
+            if let Err(e) = n.writer().close_by_ref().await {
                 first_err.get_or_insert(e);
             }
         }
@@ -289,7 +288,7 @@ impl RoutedConnection {
 
     /// SeaORM's schema builder for this backend.
     pub fn get_schema_builder(&self) -> sea_orm::SchemaBuilder {
-        self.inner.primary_node().writer.get_schema_builder()
+        self.inner.primary_node().writer().get_schema_builder()
     }
 
     /// Statement counts per node and routing totals, for operators and tests.
@@ -300,11 +299,12 @@ impl RoutedConnection {
 
 /// Node `n`'s entry in the first topology (or when it is added), with its placement.
 pub(crate) fn core_node(id: rwsplit_core::NodeId, role: Role, n: &Node) -> CoreNode {
-    let mut b = CoreNode::builder(id, role).name(n.name.as_str()).weight(n.placement.weight);
-    if let Some(zone) = &n.placement.zone {
+    let placement = n.placement();
+    let mut b = CoreNode::builder(id, role).name(n.name()).weight(placement.weight);
+    if let Some(zone) = &placement.zone {
         b = b.zone(zone.clone());
     }
-    for tag in &n.placement.tags {
+    for tag in &placement.tags {
         b = b.tag(tag.clone());
     }
     b.build()
@@ -323,8 +323,8 @@ fn learned_shapes(product: Product, nodes: &Nodes) -> Arc<crate::classified::Lea
     let primary = nodes.get(NodeId::new(0));
     let database = primary
         .as_ref()
-        .filter(|n| matches!(n.probe, Some(ProbeFrom::Options(_) | ProbeFrom::Framed(_))))
-        .map(|n| n.name.as_str());
+        .filter(|n| matches!(n.probe_from(), Some(ProbeFrom::Options(_) | ProbeFrom::Framed(_))))
+        .map(|n| n.name());
     crate::classified::LearnedShapes::of(product.dialect(), database)
 }
 
@@ -341,7 +341,7 @@ fn acquire_monitor(
     let flavor = product.flavor()?;
     let sources: Vec<(NodeId, ProbeFrom, crate::replica::Placement)> = nodes
         .iter()
-        .map(|(id, n)| n.probe.clone().map(|p| (id, p, n.placement.clone())))
+        .map(|(id, n)| n.probe_from().map(|p| (id, p.clone(), n.placement().clone())))
         .collect::<Option<_>>()?;
     let key = if shareable {
         crate::shared::Key::of(
@@ -382,11 +382,9 @@ fn on_probe(weak: &std::sync::Weak<Inner>) -> rwsplit_monitor::OnProbe {
             && let Some(seen) = seen
         {
             if let Some(system_id) = crate::product::system_id(seen) {
-                n.system_id.store(system_id, Ordering::Relaxed);
+                n.set_system_id(system_id);
             }
-            let now = Instant::now();
-            *n.last_seen.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = Some(now);
-            n.pace.probed(now, seen.latency());
+            n.answered_probe(Instant::now(), seen.latency());
             check_server(&weak, node, &n);
         }
         let floor = |seen: &crate::causal::Seen| match inner.routing.floor(seen) {
@@ -405,16 +403,13 @@ fn on_probe(weak: &std::sync::Weak<Inner>) -> rwsplit_monitor::OnProbe {
 /// it), off the probe's path. A server the policy refuses is fenced: out of rotation and never
 /// primary, with an error logged; one that could not be asked is checked on a later probe.
 fn check_server(weak: &std::sync::Weak<Inner>, id: NodeId, n: &NodeRef) {
-    if n.server.get().is_some() || n.checking.swap(true, Ordering::AcqRel) {
-        return;
-    }
     // The check holds the node: a removal waits for it.
-    let (weak, n) = (weak.clone(), n.clone());
+    let Some(check) = n.try_begin_check() else { return };
+    let weak = weak.clone();
     tokio::spawn(async move {
-        match crate::product::check(&n.conn, &n.name).await {
-            Ok((_, server)) => {
-                let _ = n.server.set(server);
-            }
+        let checked = crate::product::check(check.node().conn(), check.node().name()).await;
+        match checked {
+            Ok((_, server)) => check.passed(server),
             Err(crate::product::Unchecked::Refused(refused)) => {
                 let error = crate::Error::from(refused);
                 // Still there (not removed meanwhile; a node that took its index since has
@@ -424,13 +419,13 @@ fn check_server(weak: &std::sync::Weak<Inner>, id: NodeId, n: &NodeRef) {
                 {
                     inner.routing.set_fenced(id, true);
                 }
-                // `checking` stays set: checked once, refused for good.
-                tracing::error!(target: "rwsplit", node = %n.name, %error, "node refused and fenced: its server is not one rwsplit supports");
-                return;
+                tracing::error!(target: "rwsplit", node = %check.node().name(), %error, "node refused and fenced: its server is not one rwsplit supports");
+                // Checked once, refused for good: no later probe checks it again.
+                check.refused();
             }
+            // Ending the check (dropping it) lets a later probe try again.
             Err(crate::product::Unchecked::Unreachable(_)) => {}
         }
-        n.checking.store(false, Ordering::Release);
     });
 }
 
@@ -444,12 +439,10 @@ pub(crate) async fn check_replicas(
     let nodes: Vec<NodeRef> =
         conn.inner.nodes.iter().filter(|&(i, _)| i != NodeId::new(0)).map(|(_, n)| n).collect();
     let checks =
-        nodes.iter().map(|n| tokio::time::timeout(max, crate::product::check(&n.conn, &n.name)));
+        nodes.iter().map(|n| tokio::time::timeout(max, crate::product::check(n.conn(), n.name())));
     for (n, checked) in nodes.iter().zip(futures_util::future::join_all(checks).await) {
         match checked {
-            Ok(Ok((_, server))) => {
-                let _ = n.server.set(server);
-            }
+            Ok(Ok((_, server))) => n.set_server(server),
             Ok(Err(crate::product::Unchecked::Refused(refused))) => return Err(refused.into()),
             Ok(Err(crate::product::Unchecked::Unreachable(_))) | Err(_) => {}
         }
@@ -551,11 +544,11 @@ impl Inner {
         let id = match state.add_node(|id| core_node(id, Role::Replica, &node)) {
             Ok(id) => id,
             Err(error) => {
-                tracing::error!(target: "rwsplit", node = %node.name, %error, "node not added");
+                tracing::error!(target: "rwsplit", node = %node.name(), %error, "node not added");
                 return None;
             }
         };
-        let name = node.name.clone();
+        let name = node.name().to_owned();
         if !self.nodes.install(id, node) {
             // The slot still holds a node: the state and the registry disagree, which
             // `remove_node` never leaves behind. Undo rather than route to the wrong pools.
@@ -598,8 +591,8 @@ impl Inner {
         let Some(node) = self.nodes.take(id) else { return false };
         // Out of its slot, so the gauge sampler no longer sees it: its gauges are set here, to
         // "removed" now and to "gone" once drained (telemetry's *Removed nodes*).
-        crate::telemetry::removing(&node.labels);
-        tracing::warn!(target: "rwsplit", node = %node.name, id = %id, "node removed: draining");
+        crate::telemetry::removing(node.labels());
+        tracing::warn!(target: "rwsplit", node = %node.name(), id = %id, "node removed: draining");
         let weak = self.me.clone();
         let drain = async move {
             // Statements, sampler rounds and server checks hold their node while they run on
@@ -608,31 +601,27 @@ impl Inner {
             // attempt lets go of its in-flight count before its node).
             node.drained().await;
             if !state.release(id) {
-                tracing::warn!(target: "rwsplit", node = %node.name, id = %id, "a drained node still has statements in flight in the monitor's count: its index stays taken");
+                tracing::warn!(target: "rwsplit", node = %node.name(), id = %id, "a drained node still has statements in flight in the monitor's count: its index stays taken");
             }
-            for pool in [&node.conn, &node.writer] {
+            for pool in [node.conn(), node.writer()] {
                 if let Err(e) = pool.close_by_ref().await {
-                    tracing::debug!(target: "rwsplit", node = %node.name, error = %e, "closing a removed node's pool");
+                    tracing::debug!(target: "rwsplit", node = %node.name(), error = %e, "closing a removed node's pool");
                 }
             }
             // A node at the same address added again meanwhile owns these series now.
             let back = weak.upgrade().is_some_and(|inner| {
-                inner.nodes.iter().any(|(_, n)| n.labels.same_series(&node.labels))
+                inner.nodes.iter().any(|(_, n)| n.labels().same_series(node.labels()))
             });
             if !back {
                 crate::telemetry::removed(&crate::telemetry::RemovedNode {
-                    labels: &node.labels,
+                    labels: node.labels(),
                     was_primary,
-                    observed: node
-                        .last_seen
-                        .lock()
-                        .unwrap_or_else(std::sync::PoisonError::into_inner)
-                        .is_some(),
-                    read_pool: (!node.one_pool).then_some(&node.conn),
-                    write_pool: &node.writer,
+                    observed: node.last_seen().is_some(),
+                    read_pool: node.separate_read_pool(),
+                    write_pool: node.writer(),
                 });
             }
-            tracing::info!(target: "rwsplit", node = %node.name, id = %id, "removed node drained, pools closed");
+            tracing::info!(target: "rwsplit", node = %node.name(), id = %id, "removed node drained, pools closed");
         };
         match tokio::runtime::Handle::try_current() {
             Ok(rt) => {
@@ -659,20 +648,17 @@ impl Inner {
             let lag = view.map_or_else(rwsplit_core::Lag::unknown, |v| v.lag());
             crate::telemetry::sample(
                 &crate::telemetry::NodeSample {
-                    labels: &n.labels,
+                    labels: n.labels(),
                     health: view.map_or(rwsplit_core::Health::Down, |v| v.health()),
                     joining,
                     fenced: self.routing.is_fenced(i),
                     role: view.map_or(Role::Replica, |v| v.role()),
                     lag_bytes: lag.bytes(),
                     lag_time: lag.time(),
-                    last_seen: *n
-                        .last_seen
-                        .lock()
-                        .unwrap_or_else(std::sync::PoisonError::into_inner),
+                    last_seen: n.last_seen(),
                     in_flight: view.map_or(0, |v| v.load().in_flight()),
-                    read_pool: (!n.one_pool).then_some(&n.conn),
-                    write_pool: &n.writer,
+                    read_pool: n.separate_read_pool(),
+                    write_pool: n.writer(),
                 },
                 now,
             );

@@ -1,67 +1,77 @@
-//! The node registry: [`Node`] (one server as the adapter sees it: its pools, counters,
-//! placement and pace), [`NodeRef`] (a node held while something runs on it), and [`Nodes`],
-//! a lock-free registry of generational slots (a lookup compares the generation) with the
-//! arena of nodes lent out as `&DatabaseConnection` and the drain of a removed node, whose
-//! pools close once its last [`NodeRef`] is dropped.
+//! The node registry, a component with private state: [`Node`] (one server as the adapter
+//! sees it: its pools, counters, placement and pace), [`NodeRef`] (a node held while
+//! something runs on it), and [`Nodes`], a lock-free registry of generational slots (a lookup
+//! compares the generation) with the arena of nodes lent out as `&DatabaseConnection` and the
+//! drain of a removed node, whose pools close once its last [`NodeRef`] is dropped.
+//!
+//! Every field is private to this file: callers use the methods, which say what they do (count
+//! a read, start a server check, claim a node's one cancel at a time) rather than reach into
+//! atomics. The tidy test `component_fields_are_private` keeps it so.
 
 use std::fmt;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use arc_swap::ArcSwapOption;
 use rwsplit_core::{MAX_NODES, NodeId};
 use sea_orm::DatabaseConnection;
 
-use crate::telemetry::NodeLabels;
+use crate::pace::Pace;
+use crate::probe::ProbeFrom;
+use crate::replica::Placement;
+use crate::telemetry::{Durations, NodeLabels};
 
 /// One database server as the adapter sees it: its id, its pools, its counters, its placement
 /// and where the monitor opens its own connections from. Its health, role and lag are the
 /// monitor's ([`Routing`](crate::route::Routing)), under the same [`NodeId`].
 pub(crate) struct Node {
     /// Its id: set when it enters [`Nodes`] (the monitor's state hands out ids at run time).
-    pub(crate) id: NodeId,
+    id: NodeId,
     /// `host:port/db`, never credentials.
-    pub(crate) name: String,
+    name: String,
     /// The pool reads use; read-only sessions on a configured replica.
-    pub(crate) conn: DatabaseConnection,
+    conn: DatabaseConnection,
     /// The pool writes use: the same pool on the configured primary; on a replica a lazy,
     /// writable pool that opens connections only if the node is promoted and takes writes.
-    pub(crate) writer: DatabaseConnection,
-    pub(crate) reads: AtomicU64,
-    pub(crate) writes: AtomicU64,
-    pub(crate) failures: AtomicU64,
+    writer: DatabaseConnection,
+    /// Statements that succeeded on it as reads.
+    reads: AtomicU64,
+    /// Statements that succeeded on it as writes.
+    writes: AtomicU64,
+    /// Attempts that failed because of the node (its connection), not the statement.
+    failures: AtomicU64,
     /// Statements that found no free connection in the node's pool in time (back-pressure:
     /// never counted against the node's health).
-    pub(crate) pool_timeouts: AtomicU64,
+    pool_timeouts: AtomicU64,
     /// PostgreSQL system identifier, for tokens (0: not known yet).
-    pub(crate) system_id: AtomicU64,
+    system_id: AtomicU64,
     /// Weight, zone and tags, for the router's balancers and rules.
-    pub(crate) placement: crate::replica::Placement,
+    placement: Placement,
     /// Its metric labels.
-    pub(crate) labels: NodeLabels,
+    labels: NodeLabels,
     /// Its statement-duration handles, by label set.
-    pub(crate) durations: crate::telemetry::Durations,
+    durations: Durations,
     /// Whether reads and writes share one pool (`conn` is `writer`).
-    pub(crate) one_pool: bool,
+    one_pool: bool,
     /// When it last answered a probe.
-    pub(crate) last_seen: Mutex<Option<Instant>>,
+    last_seen: Mutex<Option<Instant>>,
     /// How fast it has been answering: hedged reads, and reads steered off it while it answers
     /// nothing.
-    pub(crate) pace: crate::pace::Pace,
+    pace: Pace,
     /// Where the monitor opens its own connections to it from (`None`: it cannot, and a
     /// connection made of such nodes runs no monitor).
-    pub(crate) probe: Option<crate::probe::ProbeFrom>,
+    probe: Option<ProbeFrom>,
     /// Its index in [`Nodes`]' arena once a reference to it was handed out.
     kept: OnceLock<usize>,
     /// What its server is, once checked against the version policy
     /// ([`check`](crate::product::check)): at connect, or when it first
     /// answers a probe.
-    pub(crate) server: OnceLock<crate::Server>,
-    /// A check of its server is under way (started on a probe).
-    pub(crate) checking: std::sync::atomic::AtomicBool,
-    /// A cancel of a hedged read's losing attempt on it is under way ([`super::cancel`]).
-    pub(crate) cancelling: std::sync::atomic::AtomicBool,
+    server: OnceLock<crate::Server>,
+    /// A check of its server is under way, or refused it for good ([`ServerCheck`]).
+    checking: AtomicBool,
+    /// A cancel of a hedged read's losing attempt on it is under way ([`Cancelling`]).
+    cancelling: AtomicBool,
     /// Its pools again, reporting to the connection's metric callback: made once one is set
     /// ([`Node::hook`]). The user's statements run on these; the adapter's own (position
     /// captures, catch-up waits, server checks) on `conn` and `writer`, unreported.
@@ -69,7 +79,7 @@ pub(crate) struct Node {
     /// Its pools were made by the adapter (the builder, a topology source), so no SeaORM metric
     /// callback of the user's is on them: its reads may skip SeaORM's `DatabaseConnection`
     /// ([`crate::sending::direct`]). Pools given to `from_connections` may carry one.
-    pub(crate) owned: bool,
+    owned: bool,
     /// How many [`NodeRef`]s hold it: statements running on it, sampler rounds, server checks.
     holders: AtomicUsize,
     /// It was taken out of the registry ([`Nodes::take`]): no new holder.
@@ -78,7 +88,7 @@ pub(crate) struct Node {
     released: tokio::sync::Notify,
     /// Whether SeaORM's spans record the statement's text (its options'
     /// `record_stmt_in_spans`; SeaORM's default, `true`, for pools given as they are).
-    pub(crate) record_stmt: bool,
+    record_stmt: bool,
 }
 
 /// A node's pools, with a SeaORM metric callback forwarding to the connection's [`Hooks`].
@@ -90,12 +100,14 @@ struct Hooked {
 }
 
 impl Node {
+    /// A node whose reads and writes share the pool `conn`.
     pub(crate) fn new(name: String, conn: DatabaseConnection) -> Node {
         let mut node = Node::with_writer(name, conn.clone(), conn);
         node.one_pool = true;
         node
     }
 
+    /// A node reading on `conn` and writing on `writer`.
     pub(crate) fn with_writer(
         name: String,
         conn: DatabaseConnection,
@@ -104,7 +116,7 @@ impl Node {
         Node {
             id: NodeId::new(0),
             labels: NodeLabels::of(&name),
-            durations: crate::telemetry::Durations::default(),
+            durations: Durations::default(),
             name,
             conn,
             writer,
@@ -113,15 +125,15 @@ impl Node {
             failures: AtomicU64::new(0),
             pool_timeouts: AtomicU64::new(0),
             system_id: AtomicU64::new(0),
-            placement: crate::replica::Placement::default(),
+            placement: Placement::default(),
             last_seen: Mutex::new(None),
-            pace: crate::pace::Pace::default(),
+            pace: Pace::default(),
             one_pool: false,
             probe: None,
             kept: OnceLock::new(),
             server: OnceLock::new(),
-            checking: std::sync::atomic::AtomicBool::new(false),
-            cancelling: std::sync::atomic::AtomicBool::new(false),
+            checking: AtomicBool::new(false),
+            cancelling: AtomicBool::new(false),
             hooked: OnceLock::new(),
             owned: false,
             holders: AtomicUsize::new(0),
@@ -131,25 +143,80 @@ impl Node {
         }
     }
 
-    /// Once it is out of the registry: returns when nothing holds it any more. Woken by its
-    /// last holder letting go ([`NodeRef`]'s `Drop`), never by polling.
-    pub(crate) async fn drained(&self) {
-        self.removed.store(true, Ordering::SeqCst);
-        // `notify_one` keeps a permit when nobody waits yet, so a release between the check and
-        // the wait is not lost.
-        while self.holders.load(Ordering::SeqCst) != 0 {
-            self.released.notified().await;
+    /// The node with pools the adapter made itself (see its `owned` field).
+    pub(crate) fn owned(mut self) -> Node {
+        self.owned = true;
+        self
+    }
+
+    /// The node with SeaORM's `record_stmt_in_spans` from its options.
+    pub(crate) fn recording(mut self, record_stmt: bool) -> Node {
+        self.record_stmt = record_stmt;
+        self
+    }
+
+    /// The node with what its server was found to be.
+    pub(crate) fn checked(self, server: Option<crate::Server>) -> Node {
+        if let Some(server) = server {
+            let _ = self.server.set(server);
         }
+        self
+    }
+
+    /// The node with where the monitor opens its connections from.
+    pub(crate) fn probed_from(mut self, probe: Option<ProbeFrom>) -> Node {
+        self.probe = probe;
+        self
+    }
+
+    /// The node with its weight, zone and tags.
+    pub(crate) fn placed(mut self, placement: Placement) -> Node {
+        self.placement = placement;
+        self
+    }
+
+    /// Its id in the registry (generation included).
+    #[inline]
+    pub(crate) fn id(&self) -> NodeId {
+        self.id
+    }
+
+    /// `host:port/db`, never credentials.
+    #[inline]
+    pub(crate) fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The pool the adapter's own reads run on (catch-up waits, server checks, cancels):
+    /// never reported to the metric callback.
+    #[inline]
+    pub(crate) fn conn(&self) -> &DatabaseConnection {
+        &self.conn
+    }
+
+    /// The pool the adapter's own writes run on (position captures, pings): never reported
+    /// to the metric callback.
+    #[inline]
+    pub(crate) fn writer(&self) -> &DatabaseConnection {
+        &self.writer
+    }
+
+    /// Its read pool when that is not its write pool (for the pool gauges, which count a
+    /// shared pool once).
+    pub(crate) fn separate_read_pool(&self) -> Option<&DatabaseConnection> {
+        (!self.one_pool).then_some(&self.conn)
     }
 
     /// The pool the user's reads run on: `conn`, reporting to the metric callback once one is
     /// set.
+    #[inline]
     pub(crate) fn user_conn(&self) -> &DatabaseConnection {
         self.hooked.get().map_or(&self.conn, |h| &h.conn)
     }
 
     /// The pool the user's writes run on: `writer`, reporting to the metric callback once one
     /// is set.
+    #[inline]
     pub(crate) fn user_writer(&self) -> &DatabaseConnection {
         self.hooked.get().map_or(&self.writer, |h| &h.writer)
     }
@@ -169,12 +236,6 @@ impl Node {
         self.hooked.get().is_some()
     }
 
-    /// The node with pools the adapter made itself ([`Node::owned`]).
-    pub(crate) fn owned(mut self) -> Node {
-        self.owned = true;
-        self
-    }
-
     /// Whether its reads may go straight to its sqlx pool: pools the adapter made, and nothing
     /// listening to SeaORM's instrumentation ([`crate::sending::Direct::quiet`]).
     #[inline]
@@ -182,30 +243,117 @@ impl Node {
         self.owned && crate::sending::Direct::quiet(self.is_hooked())
     }
 
-    /// The node with SeaORM's `record_stmt_in_spans` from its options.
-    pub(crate) fn recording(mut self, record_stmt: bool) -> Node {
-        self.record_stmt = record_stmt;
-        self
+    /// Whether SeaORM's spans for its statements record their text.
+    #[inline]
+    pub(crate) fn record_stmt(&self) -> bool {
+        self.record_stmt
     }
 
-    /// The node with what its server was found to be.
-    pub(crate) fn checked(self, server: Option<crate::Server>) -> Node {
-        if let Some(server) = server {
-            let _ = self.server.set(server);
+    /// Its weight, zone and tags.
+    pub(crate) fn placement(&self) -> &Placement {
+        &self.placement
+    }
+
+    /// Its metric labels.
+    #[inline]
+    pub(crate) fn labels(&self) -> &NodeLabels {
+        &self.labels
+    }
+
+    /// Its statement-duration handles.
+    #[inline]
+    pub(crate) fn durations(&self) -> &Durations {
+        &self.durations
+    }
+
+    /// How fast it has been answering.
+    #[inline]
+    pub(crate) fn pace(&self) -> &Pace {
+        &self.pace
+    }
+
+    /// Where the monitor opens its own connections to it from, if it can.
+    pub(crate) fn probe_from(&self) -> Option<&ProbeFrom> {
+        self.probe.as_ref()
+    }
+
+    /// What its server is, once checked.
+    pub(crate) fn server(&self) -> Option<&crate::Server> {
+        self.server.get()
+    }
+
+    /// Records what its server was found to be; the first finding stands.
+    pub(crate) fn set_server(&self, server: crate::Server) {
+        let _ = self.server.set(server);
+    }
+
+    /// Its PostgreSQL system identifier, for tokens (0: not known yet).
+    pub(crate) fn system_id(&self) -> u64 {
+        self.system_id.load(Ordering::Relaxed)
+    }
+
+    /// Records its PostgreSQL system identifier (from a probe or a position capture).
+    pub(crate) fn set_system_id(&self, system_id: u64) {
+        self.system_id.store(system_id, Ordering::Relaxed);
+    }
+
+    /// It answered a probe at `now`, in `took`: seen, and answering at that pace.
+    pub(crate) fn answered_probe(&self, now: Instant, took: Duration) {
+        *self.last_seen.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = Some(now);
+        self.pace.probed(now, took);
+    }
+
+    /// When it last answered a probe.
+    pub(crate) fn last_seen(&self) -> Option<Instant> {
+        *self.last_seen.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// A statement succeeded on it, as a write or a read.
+    #[inline]
+    pub(crate) fn count_success(&self, write: bool) {
+        let counter = if write { &self.writes } else { &self.reads };
+        counter.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// An attempt on it failed because of the node (its connection).
+    pub(crate) fn count_failure(&self) {
+        self.failures.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// A statement found no free connection in its pool in time.
+    pub(crate) fn count_pool_timeout(&self) {
+        self.pool_timeouts.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Statements that succeeded on it as reads.
+    pub(crate) fn reads(&self) -> u64 {
+        self.reads.load(Ordering::Relaxed)
+    }
+
+    /// Statements that succeeded on it as writes.
+    pub(crate) fn writes(&self) -> u64 {
+        self.writes.load(Ordering::Relaxed)
+    }
+
+    /// Attempts that failed because of the node.
+    pub(crate) fn failures(&self) -> u64 {
+        self.failures.load(Ordering::Relaxed)
+    }
+
+    /// Statements that found no free connection in its pool in time.
+    pub(crate) fn pool_timeouts(&self) -> u64 {
+        self.pool_timeouts.load(Ordering::Relaxed)
+    }
+
+    /// Once it is out of the registry: returns when nothing holds it any more. Woken by its
+    /// last holder letting go ([`NodeRef`]'s `Drop`), never by polling.
+    pub(crate) async fn drained(&self) {
+        self.removed.store(true, Ordering::SeqCst);
+        // `notify_one` keeps a permit when nobody waits yet, so a release between the check and
+        // the wait is not lost.
+        while self.holders.load(Ordering::SeqCst) != 0 {
+            self.released.notified().await;
         }
-        self
-    }
-
-    /// The node with where the monitor opens its connections from.
-    pub(crate) fn probed_from(mut self, probe: Option<crate::probe::ProbeFrom>) -> Node {
-        self.probe = probe;
-        self
-    }
-
-    /// The node with its weight, zone and tags.
-    pub(crate) fn placed(mut self, placement: crate::replica::Placement) -> Node {
-        self.placement = placement;
-        self
     }
 }
 
@@ -239,9 +387,20 @@ impl NodeRef {
         NodeRef(node)
     }
 
-    /// The shared node.
-    pub(crate) fn arc(&self) -> &Arc<Node> {
-        &self.0
+    /// Starts a check of its server against the version policy, unless its server is known
+    /// or a check is under way (or refused it for good): at most one at a time per node. The
+    /// check holds the node until it ends.
+    pub(crate) fn try_begin_check(&self) -> Option<ServerCheck> {
+        if self.server.get().is_some() || self.checking.swap(true, Ordering::AcqRel) {
+            return None;
+        }
+        Some(ServerCheck { node: self.clone(), refused: false })
+    }
+
+    /// Claims the node's one cancel at a time of a hedged read's losing attempt (`None`: one
+    /// is under way). The cancel holds the node until it ends.
+    pub(crate) fn try_begin_cancel(&self) -> Option<Cancelling> {
+        (!self.cancelling.swap(true, Ordering::AcqRel)).then(|| Cancelling(self.clone()))
     }
 }
 
@@ -277,6 +436,48 @@ impl fmt::Debug for NodeRef {
     }
 }
 
+/// A check of a node's server under way ([`NodeRef::try_begin_check`]). Dropped, it ends: a
+/// later probe may start another, unless it [`refused`](ServerCheck::refused) the server.
+pub(crate) struct ServerCheck {
+    node: NodeRef,
+    refused: bool,
+}
+
+impl ServerCheck {
+    /// The node being checked.
+    pub(crate) fn node(&self) -> &Node {
+        &self.node
+    }
+
+    /// The server passed: recorded as the node's.
+    pub(crate) fn passed(self, server: crate::Server) {
+        self.node.set_server(server);
+    }
+
+    /// The version policy refused the server: the node is never checked again.
+    pub(crate) fn refused(mut self) {
+        self.refused = true;
+    }
+}
+
+impl Drop for ServerCheck {
+    fn drop(&mut self) {
+        if !self.refused {
+            self.node.checking.store(false, Ordering::Release);
+        }
+    }
+}
+
+/// A node's one cancel at a time under way ([`NodeRef::try_begin_cancel`]); dropped, the
+/// next may start.
+pub(crate) struct Cancelling(NodeRef);
+
+impl Drop for Cancelling {
+    fn drop(&mut self) {
+        self.0.cancelling.store(false, Ordering::Release);
+    }
+}
+
 /// The adapter's registry of nodes, keyed by [`NodeId`] (the ids the monitor's state hands
 /// out): one slot per index ([`MAX_NODES`]), each empty or holding the [`Node`] — everything
 /// the adapter has of it — whose id is at that index. A lookup compares the whole id, so an id
@@ -293,9 +494,13 @@ impl fmt::Debug for NodeRef {
 /// in an append-only arena for the connection's life ([`Nodes::keep`]): at most
 /// [`KEPT_MAX`] nodes, each a few kilobytes with its pools closed once removed.
 pub(crate) struct Nodes {
+    /// One slot per index, each empty or holding the node whose id has that index.
     slots: Box<[ArcSwapOption<Node>]>,
+    /// How many slots hold a node.
     count: AtomicUsize,
+    /// The nodes lent out as `&DatabaseConnection`, in chunks made as they fill.
     arena: Box<[OnceLock<Chunk>]>,
+    /// The arena's next free index; held while a node is kept.
     arena_next: Mutex<usize>,
 }
 
@@ -306,14 +511,14 @@ type Chunk = Box<[OnceLock<Arc<Node>>]>;
 const KEPT_CHUNK: usize = 64;
 /// At most this many distinct nodes are ever lent out as `&DatabaseConnection`; past it the
 /// first one kept is lent again (with a warning).
-pub(crate) const KEPT_MAX: usize = KEPT_CHUNK * 64;
+const KEPT_MAX: usize = KEPT_CHUNK * 64;
 
 impl crate::probe::ProbeSources for Nodes {
     fn count(&self) -> usize {
         Nodes::count(self)
     }
 
-    fn probe_from(&self, id: NodeId) -> Option<crate::probe::ProbeFrom> {
+    fn probe_from(&self, id: NodeId) -> Option<ProbeFrom> {
         self.get(id).and_then(|n| n.probe.clone())
     }
 }
@@ -357,15 +562,6 @@ impl Nodes {
         self.count.load(Ordering::Relaxed)
     }
 
-    /// The first node there is; the configured primary, kept since the start, while there is
-    /// none (the adapter never removes its last node).
-    pub(crate) fn any(&self) -> NodeRef {
-        match self.iter().next() {
-            Some((_, n)) => n,
-            None => NodeRef::counted(Arc::clone(self.first_kept())),
-        }
-    }
-
     /// Every node with its id, in index order.
     pub(crate) fn iter(&self) -> impl Iterator<Item = (NodeId, NodeRef)> + '_ {
         self.slots
@@ -373,6 +569,15 @@ impl Nodes {
             .filter_map(ArcSwapOption::load_full)
             .filter_map(NodeRef::hold)
             .map(|n| (n.id, n))
+    }
+
+    /// The first node there is; the configured primary, kept since the start, while there is
+    /// none (the adapter never removes its last node).
+    pub(crate) fn any(&self) -> NodeRef {
+        match self.iter().next() {
+            Some((_, n)) => n,
+            None => NodeRef::counted(Arc::clone(self.first_kept_arc())),
+        }
     }
 
     /// Puts `node` in the slot of `id`'s index, which must be empty.
@@ -405,7 +610,7 @@ impl Nodes {
     /// The node, borrowed for as long as the connection lives: kept in the arena (once per
     /// node).
     pub(crate) fn keep(&self, node: &NodeRef) -> &Node {
-        self.keep_arc(node.arc())
+        self.keep_arc(&node.0)
     }
 
     fn keep_arc(&self, node: &Arc<Node>) -> &Node {
@@ -446,7 +651,11 @@ impl Nodes {
     }
 
     /// The configured primary, kept since the start.
-    pub(crate) fn first_kept(&self) -> &Arc<Node> {
+    pub(crate) fn first_kept(&self) -> &Node {
+        self.first_kept_arc()
+    }
+
+    fn first_kept_arc(&self) -> &Arc<Node> {
         // `new` keeps the primary at index 0 before anything else can run; a chunk that is
         // missing would be a bug in `keep`, and then a fresh cell is the least surprise.
         static EMPTY: OnceLock<Arc<Node>> = OnceLock::new();

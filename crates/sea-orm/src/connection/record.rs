@@ -15,7 +15,6 @@
 //! What an outcome means for the plan — try the next candidate, move to a new primary, fail —
 //! is the executor's ([`attempt`](super::attempt)) to decide from what `failed` returns.
 
-use std::sync::atomic::Ordering;
 use std::time::Instant;
 
 use rwsplit_core::{InFlight, NodeId};
@@ -75,16 +74,15 @@ impl Record<'_> {
             g.finish(now);
         }
         self.observe(now, None);
-        self.node.pace.answered(self.started, now);
+        self.node.pace().answered(self.started, now);
         routing.record_success(self.id, now);
-        let counter = if self.write { &self.node.writes } else { &self.node.reads };
-        counter.fetch_add(1, Ordering::Relaxed);
+        self.node.count_success(self.write);
     }
 
     /// The attempt failed as `attempt` says; `now` is when it returned. Returns the error the
     /// caller may get and how it failed, for the executor's decision.
     pub(super) fn failed(self, attempt: Attempt, now: Instant, scope: &Scope) -> (DbErr, Failure) {
-        self.node.pace.ended(now);
+        self.node.pace().ended(now);
         let unsent = attempt.unsent();
         let (e, failure) = match attempt {
             Attempt::Failed(e) | Attempt::Unsent(e) => {
@@ -95,7 +93,7 @@ impl Record<'_> {
             // Given up: the monitor judges the node, not this attempt.
             Attempt::GivenUp(e) => (e, Failure::GivenUp),
             Attempt::Deposed(s) => {
-                (sending::deposed(&self.node.name, s, self.write), Failure::GivenUp)
+                (sending::deposed(self.node.name(), s, self.write), Failure::GivenUp)
             }
         };
         if self.write && !unsent && matches!(failure, Failure::Connection | Failure::GivenUp) {
@@ -110,8 +108,8 @@ impl Record<'_> {
     /// The attempt's duration, to the metrics.
     fn observe(&self, now: Instant, failure: Option<Failure>) {
         self.statement.attempt_done(
-            &self.node.labels,
-            &self.node.durations,
+            self.node.labels(),
+            self.node.durations(),
             self.on_primary,
             self.reason.as_str(),
             self.write,
@@ -124,7 +122,7 @@ impl Record<'_> {
 /// A statement moves on from node `node` to another attempt (the next candidate, or a new
 /// primary): counted once, where it is known to move.
 pub(super) fn retried(conn: &Inner, node: &Node, write: bool) {
-    telemetry::retry(&node.labels, write);
+    telemetry::retry(node.labels(), write);
     conn.counters.bump(Count::Retries);
 }
 
@@ -135,12 +133,12 @@ pub(super) fn note_failure(conn: &Inner, node: &Node, id: NodeId, err: &DbErr) -
     let failure = failure::classify(err, id != conn.primary_index());
     match failure {
         Failure::Connection => {
-            node.failures.fetch_add(1, Ordering::Relaxed);
+            node.count_failure();
             conn.routing.record_failure(id);
         }
         Failure::Backpressure => {
-            node.pool_timeouts.fetch_add(1, Ordering::Relaxed);
-            tracing::warn!(target: "rwsplit", node = %node.name, "no free connection in the pool within the acquire timeout (back-pressure; the node is not marked)");
+            node.count_pool_timeout();
+            tracing::warn!(target: "rwsplit", node = %node.name(), "no free connection in the pool within the acquire timeout (back-pressure; the node is not marked)");
         }
         Failure::GivenUp
         | Failure::ReplicaRefused

@@ -8,7 +8,6 @@
 //! connection in between keeps the scope conservative.
 
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use rwsplit_core::{CausalToken, NodeId};
@@ -159,14 +158,14 @@ impl Inner {
         if seen.at.is_some()
             && let Some(n) = self.nodes.get(seen.node)
         {
-            return Export::Node(n.name.clone());
+            return Export::Node(n.name().to_owned());
         }
         Export::Primary(self.routing.primary_id().unwrap_or_else(|| self.primary_index()))
     }
 
     /// The id of the node named `name` (`host:port/db`), if this connection has one.
     pub(crate) fn node_named(&self, name: &str) -> Option<NodeId> {
-        self.nodes.iter().find(|(_, n)| n.name == name).map(|(id, _)| id)
+        self.nodes.iter().find(|(_, n)| n.name() == name).map(|(id, _)| id)
     }
 
     /// Waits, up to `max` and the monitor's probe timeout, for a position sample that bounds
@@ -233,14 +232,14 @@ impl Inner {
             .nodes
             .get(node)
             .ok_or_else(|| DbErr::from(crate::routing_error::RoutingError::node_removed(node)))?;
-        let cached = n.system_id.load(Ordering::Relaxed);
+        let cached = n.system_id();
         let mut on = match taken {
             Some(t) => position::On::Taken(t),
-            None => position::On::Pool(&n.writer),
+            None => position::On::Pool(n.writer()),
         };
         match self.product.capture(&mut on, cached).await {
             Ok((token, system_id)) => {
-                n.system_id.store(system_id, Ordering::Relaxed);
+                n.set_system_id(system_id);
                 self.counters.bump(Count::Captures);
                 // The scope will read soon: the replicas' feeds run until each has the write
                 // (and no longer), so that read finds one known to have it.
@@ -327,7 +326,7 @@ impl Inner {
                 done(s);
             }),
             Err(e) => {
-                tracing::warn!(target: "rwsplit", node = %self.nodes.get(node).map_or_else(String::new, |n| n.name.clone()), error = %e, "could not read the primary's position after a write; the next read in this scope goes to the primary");
+                tracing::warn!(target: "rwsplit", node = %self.nodes.get(node).map_or_else(String::new, |n| n.name().to_owned()), error = %e, "could not read the primary's position after a write; the next read in this scope goes to the primary");
                 self.key_update(key, |s| {
                     s.mark_pending();
                     done(s);

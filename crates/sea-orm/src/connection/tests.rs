@@ -125,7 +125,7 @@ async fn a_failed_write_is_never_retried_and_says_so() {
     );
     assert!(typed.outcome_unknown() && !typed.is_retryable());
     assert_eq!(
-        statements(&db.inner.nodes.get(NodeId::new(1)).unwrap().conn),
+        statements(db.inner.nodes.get(NodeId::new(1)).unwrap().conn()),
         0,
         "nothing reached the replica"
     );
@@ -147,7 +147,7 @@ async fn transactions_begin_where_their_access_mode_allows(
     txn.commit().await.unwrap();
     let got = (
         statements(db.inner.primary_conn()),
-        statements(&db.inner.nodes.get(NodeId::new(1)).unwrap().conn),
+        statements(db.inner.nodes.get(NodeId::new(1)).unwrap().conn()),
     );
     assert_eq!(got, expected, "{access:?}");
 }
@@ -177,7 +177,7 @@ async fn closure_transactions_run_and_commit_through_the_router() {
     assert_eq!(ro, 1);
     assert_eq!(statements(db.inner.primary_conn()), 1, "the read-write transaction");
     assert_eq!(
-        statements(&db.inner.nodes.get(NodeId::new(1)).unwrap().conn),
+        statements(db.inner.nodes.get(NodeId::new(1)).unwrap().conn()),
         1,
         "the read-only one"
     );
@@ -416,8 +416,8 @@ async fn a_write_waiting_for_a_connection_follows_a_new_primary(
     let exec = result.expect("retried on the new primary");
     assert_eq!(exec.rows_affected(), 1);
     assert!(took < std::time::Duration::from_secs(2), "took {took:?}");
-    let new_primary = &db.inner.nodes.get(NodeId::new(1)).unwrap().writer;
-    let log = new_primary.clone().into_transaction_log();
+    let new_primary = db.inner.nodes.get(NodeId::new(1)).unwrap().writer().clone();
+    let log = new_primary.into_transaction_log();
     assert_eq!(log.len(), 1, "{log:?}");
     assert!(log[0].statements()[0].sql.starts_with("INSERT"), "{log:?}");
     assert_eq!(db.stats().nodes()[1].writes(), 1);
@@ -434,8 +434,8 @@ async fn a_write_whose_primary_stays_is_not_retried_and_says_it_was_not_sent() {
     let typed = routing_error(&err).expect("the adapter's error");
     assert!(matches!(typed, RoutingError::Backpressure { .. }), "{typed:?}");
     assert!(typed.is_retryable() && !typed.outcome_unknown(), "{typed:?}");
-    let replica = &db.inner.nodes.get(NodeId::new(1)).unwrap().writer;
-    assert_eq!(statements(replica), 0, "nothing reached the replica");
+    let replica = db.inner.nodes.get(NodeId::new(1)).unwrap().writer().clone();
+    assert_eq!(statements(&replica), 0, "nothing reached the replica");
     assert_eq!(db.stats().retries(), 0, "not retried");
 }
 
@@ -469,7 +469,7 @@ async fn a_write_on_a_primary_marked_down_with_no_successor_fails_unsent() {
         ),
         "{err:?}"
     );
-    assert_eq!(statements(&db.inner.nodes.get(NodeId::new(1)).unwrap().writer), 0);
+    assert_eq!(statements(db.inner.nodes.get(NodeId::new(1)).unwrap().writer()), 0);
 }
 
 /// A read on the primary (pinned there) waiting on a node that stops being the primary is given
@@ -495,7 +495,7 @@ async fn a_read_on_the_primary_follows_a_new_primary() {
     assert!(took < std::time::Duration::from_secs(2), "took {took:?}");
     assert_eq!(db.stats().nodes()[1].reads(), 1);
     assert_eq!(db.stats().retries(), 1);
-    let log = db.inner.nodes.get(NodeId::new(1)).unwrap().conn.clone().into_transaction_log();
+    let log = db.inner.nodes.get(NodeId::new(1)).unwrap().conn().clone().into_transaction_log();
     assert_eq!(log[0].statements()[0].sql, select().sql, "the read itself, not an empty one");
 }
 
@@ -608,7 +608,7 @@ async fn a_metric_callback_hooks_every_node_and_those_added_later() {
     // The pools handed out are the hooked ones from now on.
     let primary = db.inner.nodes.get(NodeId::new(0)).unwrap();
     assert!(std::ptr::eq(db.primary(), db.inner.nodes.keep(&primary).user_writer()));
-    assert!(!std::ptr::eq(db.primary(), &db.inner.nodes.keep(&primary).writer));
+    assert!(!std::ptr::eq(db.primary(), db.inner.nodes.keep(&primary).writer()));
 }
 
 /// A plan names nodes by id. One made before a replica was removed and its index given to a
@@ -623,7 +623,7 @@ async fn a_plan_made_before_an_index_was_reused_never_runs_on_the_new_node() {
         .plan_ctx(&RouteContext::for_access(Access::Read, std::time::Instant::now()))
         .unwrap();
     assert_eq!(old_plan.first(), NodeId::new(1), "the read is planned for the replica");
-    let replica = db.inner.nodes.get(NodeId::new(1)).unwrap().conn.clone();
+    let replica = db.inner.nodes.get(NodeId::new(1)).unwrap().conn().clone();
     assert!(db.inner.remove_node(NodeId::new(1)));
     tokio::time::sleep(std::time::Duration::from_millis(200)).await;
     let newcomer = answering();
