@@ -1199,3 +1199,91 @@ fn comments_cite_no_issue() {
         hits.join("\n")
     );
 }
+/// The components whose state is theirs alone: `(crate directory under crates/, module path,
+/// type)`. No field of these may carry a visibility modifier (`pub`, `pub(crate)`,
+/// `pub(super)`, `pub(in …)`), and their module has no child modules outside tests (a child
+/// sees its parent's private fields): everything else uses the component's methods, which live
+/// in that one file. Adding a component is one line here.
+const COMPONENTS: &[(&str, &str, &str)] = &[
+    ("sea-orm", "connection::nodes", "Node"),
+    ("sea-orm", "connection::nodes", "NodeRef"),
+    ("sea-orm", "connection::nodes", "Nodes"),
+];
+
+/// What keeps the component `module::ty` of `krate` from owning its state (see
+/// [`COMPONENTS`]): fields with a visibility modifier, child modules, or no such struct.
+fn component_problems(krate: &modules::Crate, module: &str, ty: &str) -> Vec<String> {
+    let Some(found) = krate.struct_fields(module, ty) else {
+        return vec![format!("no struct `{ty}` in module `{module}`")];
+    };
+    let mut problems: Vec<String> = found
+        .fields
+        .iter()
+        .filter(|(_, visible)| *visible)
+        .map(|(field, _)| {
+            format!("`{module}::{ty}` has a field visible outside its file: `{field}`")
+        })
+        .collect();
+    if !found.children.is_empty() {
+        problems.push(format!(
+            "`{module}`, home of the component `{ty}`, has child modules that see its fields: {:?}",
+            found.children
+        ));
+    }
+    problems
+}
+
+#[test]
+fn component_fields_are_private() {
+    let root = crate::project_root();
+    let mut crates = BTreeMap::new();
+    let mut problems = Vec::new();
+    for (krate, module, ty) in COMPONENTS {
+        let parsed = crates.entry(*krate).or_insert_with(|| {
+            modules::Crate::read(&modules::lib_root(&root.join("crates").join(krate)))
+        });
+        for p in component_problems(parsed, module, ty) {
+            problems.push(format!("crates/{krate}: {p}"));
+        }
+    }
+    assert!(
+        problems.is_empty(),
+        "components with fields reachable from outside:\n{}",
+        problems.join("\n")
+    );
+}
+
+/// The component check catches a planted visible field of any kind, in named and tuple
+/// structs, through attributes, generics and bracketed types, and a child module; test-only
+/// fields and modules are left out.
+#[test]
+fn the_component_check_catches_a_planted_field() {
+    let krate = modules::Crate::from_files(&[
+        ("lib.rs", "mod a;\nmod b;\n"),
+        (
+            "a.rs",
+            "pub struct A<T: Fn(u8) -> u8> where T: Send {\n    /// a doc\n    x: Vec<(u8, T)>,\n    \
+             #[doc = \"y\"]\n    pub(crate) y: std::collections::HashMap<u8, fn(u8) -> u8>,\n    \
+             #[cfg(test)]\n    pub t: u8,\n    z: [u8; 2],\n    pub(in crate::a) w: u8,\n    pub v: u8,\n    \
+             pub(super) u: u8,\n}\npub struct B(pub(crate) u8, u16, pub(self) u32);\n\
+             pub(crate) struct C { c: u8 }\n#[cfg(test)]\nmod tests {}\n",
+        ),
+        ("b.rs", "pub struct D;\nmod inner {}\n"),
+    ]);
+    let problems = |module: &str, ty: &str| component_problems(&krate, module, ty);
+    let named = |fields: &[&str], module: &str, ty: &str| -> Vec<String> {
+        fields
+            .iter()
+            .map(|f| format!("`{module}::{ty}` has a field visible outside its file: `{f}`"))
+            .collect()
+    };
+    assert_eq!(problems("a", "A"), named(&["y", "w", "v", "u"], "a", "A"));
+    assert_eq!(problems("a", "B"), named(&["0", "2"], "a", "B"));
+    assert!(problems("a", "C").is_empty());
+    assert_eq!(
+        problems("b", "D"),
+        vec!["`b`, home of the component `D`, has child modules that see its fields: [\"inner\"]"]
+    );
+    assert_eq!(problems("a", "Missing"), vec!["no struct `Missing` in module `a`"]);
+    assert_eq!(problems("c", "A"), vec!["no struct `A` in module `c`"]);
+}

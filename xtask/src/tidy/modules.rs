@@ -607,6 +607,105 @@ impl Crate {
         out.sort();
         out
     }
+
+    /// The fields of the struct `ty` defined in module `module` (`connection::nodes`; `""` is
+    /// the crate root), each named (a tuple struct's by its index) with whether it carries a
+    /// visibility modifier (`pub`, `pub(crate)`, `pub(super)`, `pub(in …)`), and the module's
+    /// child modules outside tests (they see its private fields too). `None` if the module or
+    /// the struct is not there. Test-only fields are left out.
+    pub(super) fn struct_fields(&self, module: &str, ty: &str) -> Option<StructFields> {
+        let path: ModPath =
+            module.split("::").filter(|s| !s.is_empty()).map(str::to_owned).collect();
+        let module = self.modules.get(&path)?;
+        let toks = &module.toks;
+        let at = (0..toks.len()).find(|&i| {
+            toks[i] == Tok::Ident("struct".into())
+                && toks.get(i + 1) == Some(&Tok::Ident(ty.to_owned()))
+        })?;
+        let mut i = at + 2;
+        if toks.get(i) == Some(&Tok::Punct('<')) {
+            i = bracket_end(toks, i);
+        }
+        // A `where` clause comes before named fields and after a tuple's.
+        while i < toks.len() && !matches!(toks[i], Tok::Punct('{' | '(' | ';')) {
+            i += 1;
+        }
+        let fields = match toks.get(i) {
+            Some(Tok::Punct(open @ ('{' | '('))) => {
+                fields(&toks[i + 1..bracket_end(toks, i) - 1], *open == '(')
+            }
+            _ => Vec::new(),
+        };
+        Some(StructFields { fields, children: module.children.iter().cloned().collect() })
+    }
+}
+
+/// A struct's fields, as [`Crate::struct_fields`] reads them.
+#[derive(Debug, PartialEq, Eq)]
+pub(super) struct StructFields {
+    /// Each field's name (a tuple struct's index) and whether it has a visibility modifier.
+    pub(super) fields: Vec<(String, bool)>,
+    /// The child modules of the struct's module.
+    pub(super) children: Vec<String>,
+}
+
+/// The index after the bracket (`(`, `[`, `{` or `<`) that closes the one at `open`; a `>`
+/// of `->` closes nothing.
+fn bracket_end(toks: &[Tok], open: usize) -> usize {
+    let mut depth = 0usize;
+    let mut arrow = false;
+    for (i, t) in toks.iter().enumerate().skip(open) {
+        match t {
+            Tok::Punct('(' | '[' | '{' | '<') => depth += 1,
+            Tok::Punct('>') if arrow => {}
+            Tok::Punct(')' | ']' | '}' | '>') => {
+                depth = depth.saturating_sub(1);
+                if depth == 0 {
+                    return i + 1;
+                }
+            }
+            _ => {}
+        }
+        arrow = *t == Tok::Punct('-');
+    }
+    toks.len()
+}
+
+/// The fields in `body` (the tokens between a struct's brackets): each named (`tuple`: by its
+/// index) with whether it carries a visibility modifier.
+fn fields(body: &[Tok], tuple: bool) -> Vec<(String, bool)> {
+    let mut out = Vec::new();
+    let mut i = 0;
+    while i < body.len() {
+        // The field's own end: its `,` outside any bracket of its type.
+        let mut end = i;
+        while end < body.len() && body[end] != Tok::Punct(',') {
+            end = match body[end] {
+                Tok::Punct('(' | '[' | '{' | '<') => bracket_end(body, end),
+                _ => end + 1,
+            };
+        }
+        let mut j = i;
+        while let Some((after, _)) = attribute(body, j) {
+            j = after;
+        }
+        if j < end {
+            let visible = body[j] == Tok::Ident("pub".into());
+            if visible {
+                j += 1;
+                if body.get(j) == Some(&Tok::Punct('(')) {
+                    j = bracket_end(body, j);
+                }
+            }
+            let name = match (tuple, body.get(j)) {
+                (false, Some(Tok::Ident(name))) => name.clone(),
+                _ => out.len().to_string(),
+            };
+            out.push((name, visible));
+        }
+        i = end + 1;
+    }
+    out
 }
 
 /// What a `use` leaf brings in: a name (its own or an `as` alias) or a glob.
