@@ -1208,6 +1208,19 @@ const COMPONENTS: &[(&str, &str, &str)] = &[
     ("sea-orm", "connection::nodes", "Node"),
     ("sea-orm", "connection::nodes", "NodeRef"),
     ("sea-orm", "connection::nodes", "Nodes"),
+    ("sea-orm", "connection::counters", "Counters"),
+    ("sea-orm", "causal", "ScopeStore"),
+    ("sea-orm", "causal", "TaskScopes"),
+    ("sea-orm", "causal", "Shared"),
+    ("sea-orm", "route", "Routing"),
+    ("sea-orm", "classified", "Classified"),
+    ("sea-orm", "coalesce", "Coalesce"),
+    ("sea-orm", "pace", "Pace"),
+    ("sea-orm", "pace", "HedgeBudget"),
+    ("sea-orm", "watchdog", "Watchdog"),
+    ("sea-orm", "hooks", "Hooks"),
+    ("sea-orm", "learned", "Learned"),
+    ("monitor", "state::demand", "Demand"),
 ];
 
 /// What keeps the component `module::ty` of `krate` from owning its state (see
