@@ -88,9 +88,8 @@ impl Node {
     /// network, which this machine reaches through the bridge; on the native backend, `url`
     /// itself. Docker's published port goes through its userland proxy, one process copying
     /// every byte of every connection to the node: with hundreds of connections on a loaded
-    /// machine it becomes the bottleneck a real deployment does not have (issue 25's fleet
-    /// benchmark: 1,675 statements/s on the primary through it, 3,046 on native processes).
-    /// [`Node::cut_clients`] cuts this path too.
+    /// machine it becomes the bottleneck a real deployment does not have (the fleet benchmark
+    /// measures the servers, not the proxy). [`Node::cut_clients`] cuts this path too.
     pub fn direct_url(&self, url: &str) -> Result<String> {
         let Some(net) = self.runtime.net() else { return Ok(url.to_owned()) };
         let ip = net.client_ip()?;

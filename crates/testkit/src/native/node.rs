@@ -155,11 +155,11 @@ impl Runtime for NativeNode {
 
     /// The server process is stopped first and seen stopped, and only then are its children
     /// listed and stopped, until every one is: a stopped server forks no more, so no child can
-    /// escape. Listing the children first missed a PostgreSQL backend forked in between; that
-    /// backend kept answering on its connection — a probe on it succeeded on a "frozen" server
-    /// (issue 12: a frozen primary unnoticed in 2 of 3 runs while the application's pool was
-    /// reconnecting). A process-group signal cannot do it: every PostgreSQL child calls
-    /// `setsid()`, leaving the server's group.
+    /// escape. Listing the children first would miss a PostgreSQL backend forked in between,
+    /// which keeps answering on its connection: a probe on it would succeed on a "frozen"
+    /// server (a frozen primary would go unnoticed while the application's pool reconnects).
+    /// A process-group signal cannot do it: every PostgreSQL child calls `setsid()`, leaving
+    /// the server's group.
     fn hang(&self) -> Result<()> {
         let mut guard = self.lock();
         let pid = guard
