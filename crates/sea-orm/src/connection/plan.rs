@@ -126,10 +126,10 @@ impl Inner {
         now: Instant,
     ) -> Result<Planned, DbErr> {
         let c = kind.classification.attach(sql);
-        let mut fx = Effects::default();
-        Ok(match self.plan_classified(sql, &c, ctx, scope, done, now, &mut fx)? {
-            Decided::Ready(plan) => Planned::Ready(plan.with_operation(kind.operation), fx),
-            Decided::Io(io) => Planned::Io(io, fx),
+        let planned = with_effects(|fx| self.plan_classified(sql, &c, ctx, scope, done, now, fx))?;
+        Ok(match planned {
+            Planned::Ready(plan, fx) => Planned::Ready(plan.with_operation(kind.operation), fx),
+            io => io,
         })
     }
 
@@ -386,52 +386,47 @@ impl Inner {
         done: Done,
         now: Instant,
     ) -> Result<Planned, DbErr> {
-        let mut fx = Effects::default();
-        Ok(match self.decide_transaction(isolation, access, ctx, scope, done, now, &mut fx)? {
-            Decided::Ready(plan) => Planned::Ready(plan, fx),
-            Decided::Io(io) => Planned::Io(io, fx),
+        with_effects(|fx| {
+            let read_only = access == Some(AccessMode::ReadOnly);
+            let serializable_pg = isolation == Some(IsolationLevel::Serializable)
+                && self.product.replicas_refuse_serializable();
+            if !read_only || serializable_pg {
+                let ctx = RouteContext::for_access(Access::Write, now)
+                    .with_transaction(Transaction::ReadWrite);
+                return Ok(Decided::Ready(self.plan_ctx(&ctx)?.with_reason(Why::Transaction)));
+            }
+            let rc =
+                RouteContext::for_access(Access::Read, now).with_transaction(Transaction::ReadOnly);
+            let level = ctx.consistency.unwrap_or(&self.policy.consistency);
+            if matches!(level, Consistency::BoundedStaleness(_)) {
+                fx.want_positions = true;
+            }
+            if let Ok(target) = SCOPE.try_with(|t| *t) {
+                return self.plan_ctx(&rc.with_target(target)).map(Decided::Ready);
+            }
+            if matches!(level, Consistency::Strong) || !self.policy.read_your_writes {
+                return self.plan_ctx(&rc.with_consistency(level)).map(Decided::Ready);
+            }
+            let explicit = match level {
+                Consistency::ReadYourWrites(t) => Some(t),
+                _ => None,
+            };
+            // No catch-up wait for a transaction: it goes where the scope's token is satisfied.
+            let read = Read { level, explicit, wait: None, done };
+            self.decide_read(rc, &read, scope, fx)
         })
     }
+}
 
-    #[expect(clippy::too_many_arguments, reason = "one plan's inputs, passed through")]
-    fn decide_transaction(
-        &self,
-        isolation: Option<IsolationLevel>,
-        access: Option<AccessMode>,
-        ctx: &Ctx<'_>,
-        scope: &Scope,
-        done: Done,
-        now: Instant,
-        fx: &mut Effects,
-    ) -> Result<Decided, DbErr> {
-        let read_only = access == Some(AccessMode::ReadOnly);
-        let serializable_pg = isolation == Some(IsolationLevel::Serializable)
-            && self.product.replicas_refuse_serializable();
-        if !read_only || serializable_pg {
-            let ctx = RouteContext::for_access(Access::Write, now)
-                .with_transaction(Transaction::ReadWrite);
-            return Ok(Decided::Ready(self.plan_ctx(&ctx)?.with_reason(Why::Transaction)));
-        }
-        let rc =
-            RouteContext::for_access(Access::Read, now).with_transaction(Transaction::ReadOnly);
-        let level = ctx.consistency.unwrap_or(&self.policy.consistency);
-        if matches!(level, Consistency::BoundedStaleness(_)) {
-            fx.want_positions = true;
-        }
-        if let Ok(target) = SCOPE.try_with(|t| *t) {
-            return self.plan_ctx(&rc.with_target(target)).map(Decided::Ready);
-        }
-        if matches!(level, Consistency::Strong) || !self.policy.read_your_writes {
-            return self.plan_ctx(&rc.with_consistency(level)).map(Decided::Ready);
-        }
-        let explicit = match level {
-            Consistency::ReadYourWrites(t) => Some(t),
-            _ => None,
-        };
-        // No catch-up wait for a transaction: it goes where the scope's token is satisfied.
-        let read = Read { level, explicit, wait: None, done };
-        self.decide_read(rc, &read, scope, fx)
-    }
+/// A decision made with `decide`, with the effects it noted.
+fn with_effects(
+    decide: impl FnOnce(&mut Effects) -> Result<Decided, DbErr>,
+) -> Result<Planned, DbErr> {
+    let mut fx = Effects::default();
+    Ok(match decide(&mut fx)? {
+        Decided::Ready(plan) => Planned::Ready(plan, fx),
+        Decided::Io(io) => Planned::Io(io, fx),
+    })
 }
 
 /// A read's inputs beyond its route context and scope ([`Inner::decide_read`]).
