@@ -1069,12 +1069,6 @@ fn the_circle_check_catches_a_planted_circle() {
 /// on a listed one whose blocks are in one module now.
 const SPREAD_IMPLS: &[(&str, &str, &str)] = &[
     (
-        "core",
-        "classify::Classifier",
-        "#47: the fast path (`classify/scalar.rs`) is methods of the classifier's; as free \
-         functions they must keep the instruction budgets",
-    ),
-    (
         "sea-orm",
         "builder::RoutedConnectionBuilder",
         "#47: setters beside what they configure (`deadline.rs`, `failover.rs`); the builder is \

@@ -502,9 +502,15 @@ impl Classifier {
         }
 
         loop {
-            if let State::Query { with, analyze, copy } = state {
+            // The query state's common case takes the fast path, unless the engine is
+            // `Engine::General` or a MySQL executable comment is open (its `*/` is the general
+            // lexer's).
+            if let State::Query { with, analyze, copy } = state
+                && self.engine != Engine::General
+                && !lx.in_exec_comment()
+            {
                 let mut vars = QueryVars { prev, name, prev_dot, depth };
-                let fast = self.fast_query(lx, &mut vars, with, analyze, copy);
+                let fast = scalar::scan_query(lx, &mut vars, &self.functions, with, analyze, copy);
                 QueryVars { prev, name, prev_dot, depth } = vars;
                 if let Some(r) = fast {
                     return (WRITE, r);
