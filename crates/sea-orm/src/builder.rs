@@ -477,15 +477,15 @@ impl RoutedConnectionBuilder {
         }
         // A replica that answered the application's server check, or refused the monitor for
         // lack of room (busy, not gone), vouches for itself; one that answered nothing is held.
-        let state = conn.inner.routing.state();
+        let state = conn.inner.routing().state();
         let vouched = |id: NodeId| {
             state.busy_probes(id) > 0
-                || conn.inner.nodes.get(id).is_some_and(|n| n.server().is_some())
+                || conn.inner.nodes().get(id).is_some_and(|n| n.server().is_some())
         };
         let pending: Vec<String> = unanswered
             .into_iter()
             .filter(|&id| !vouched(id) && conn.inner.hold_until_answered(id))
-            .filter_map(|id| conn.inner.nodes.get(id).map(|n| n.name().to_owned()))
+            .filter_map(|id| conn.inner.nodes().get(id).map(|n| n.name().to_owned()))
             .collect();
         if !pending.is_empty() {
             tracing::warn!(target: "rwsplit", replicas = %pending.join(", "), "replicas pending: they have not answered the monitor yet (down, unreachable or frozen); out of rotation until their first probe answers");

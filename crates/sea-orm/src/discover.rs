@@ -75,7 +75,7 @@ impl Discovery {
         let mut rx = watch.subscribe();
         let mut applier = Applier { template, known: Vec::new(), refused: Vec::new() };
         // The nodes the builder was given, so a member at the same address is not added twice.
-        for (id, node) in db.inner.nodes.iter() {
+        for (id, node) in db.inner.nodes().iter() {
             if let Some((_, url)) = applier.template.configured.iter().find(|(i, _)| *i == id) {
                 applier.known.push(Known { id, url: url.clone(), listed: false });
             } else {
@@ -102,7 +102,7 @@ impl Discovery {
                 applier.apply(&db, &set).await;
             }
         });
-        *db.inner.discovery.lock().unwrap_or_else(std::sync::PoisonError::into_inner) =
+        *db.inner.discovery().lock().unwrap_or_else(std::sync::PoisonError::into_inner) =
             Some(AbortOnDrop::new(task));
     }
 }
@@ -209,7 +209,7 @@ impl Applier {
             let id = match self.known.iter_mut().find(|k| k.url.same_node(&parsed)) {
                 Some(k) => {
                     k.listed = true;
-                    let state = db.inner.routing.state();
+                    let state = db.inner.routing().state();
                     let had = state.snapshot().node(k.id).map(|n| n.has_tag(NO_LOAD_BALANCE));
                     if had.is_some_and(|h| h != member.tags.noloadbalance) {
                         state.set_tags(k.id, tags);
@@ -311,7 +311,7 @@ mod tests {
     #[tokio::test]
     async fn a_removed_replica_gets_no_new_statement_and_its_index_is_reused_once_drained() {
         let db = routed(2);
-        let replica = db.inner.nodes.get(NodeId::new(1)).unwrap().conn().clone();
+        let replica = db.inner.nodes().get(NodeId::new(1)).unwrap().conn().clone();
         for _ in 0..4 {
             db.query_one_raw(select()).await.unwrap();
         }
@@ -336,9 +336,9 @@ mod tests {
         let id = db.inner.add_node(Node::new("replica 3".to_owned(), answering()), None);
         let reused = NodeId::with_generation(1, 1);
         assert_eq!(id, Some(reused));
-        assert!(db.inner.nodes.get(NodeId::new(1)).is_none(), "the old id finds nothing");
+        assert!(db.inner.nodes().get(NodeId::new(1)).is_none(), "the old id finds nothing");
         // Not probed (mocks have no monitor), so it never joined: still no statement there.
-        let newcomer = db.inner.nodes.get(reused).unwrap().conn().clone();
+        let newcomer = db.inner.nodes().get(reused).unwrap().conn().clone();
         for _ in 0..6 {
             db.query_one_raw(select()).await.unwrap();
         }
@@ -351,10 +351,10 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn a_removed_node_drains_when_its_last_holder_lets_go() {
         let db = routed(2);
-        let held = db.inner.nodes.get(NodeId::new(1)).unwrap();
+        let held = db.inner.nodes().get(NodeId::new(1)).unwrap();
         let also = held.clone();
         assert!(db.inner.remove_node(NodeId::new(1)));
-        assert!(db.inner.nodes.get(NodeId::new(1)).is_none(), "no new holder once removed");
+        assert!(db.inner.nodes().get(NodeId::new(1)).is_none(), "no new holder once removed");
         tokio::time::sleep(Duration::from_secs(3600)).await;
         let fresh = |name: &str| Node::new(name.to_owned(), answering());
         assert_eq!(
@@ -404,7 +404,7 @@ mod tests {
     async fn a_node_is_reported_joining_until_it_enters_rotation() {
         use rwsplit_core::Health;
         let db = routed(1);
-        let state = std::sync::Arc::clone(db.inner.routing.state());
+        let state = std::sync::Arc::clone(db.inner.routing().state());
         let t = std::time::Instant::now();
         let ms = Duration::from_millis;
         state.observe(NodeId::new(0), &pg_probe(true, "0/64", 0).await, t);
@@ -504,12 +504,12 @@ mod tests {
         let handle = recorder.handle();
         let _local = metrics::set_default_local_recorder(&recorder);
         let db = routed(1);
-        let state = std::sync::Arc::clone(db.inner.routing.state());
+        let state = std::sync::Arc::clone(db.inner.routing().state());
         let t = std::time::Instant::now();
         state.observe(NodeId::new(0), &pg_probe(true, "0/64", 0).await, t);
         let id = db.inner.add_node(lazy_node().await, None).unwrap();
         state.observe(id, &pg_probe(false, "0/64", 0).await, t + Duration::from_millis(100));
-        db.inner.nodes.get(id).unwrap().answered_probe(std::time::Instant::now(), Duration::ZERO);
+        db.inner.nodes().get(id).unwrap().answered_probe(std::time::Instant::now(), Duration::ZERO);
         db.inner.sample_metrics(std::time::Instant::now());
         let live = series_of(&handle.render(), "127.0.0.1");
         let has = |lines: &[String], want: &str| lines.iter().any(|l| l == want);
@@ -588,12 +588,12 @@ mod tests {
     #[tokio::test]
     async fn the_adapters_registry_and_the_monitors_state_agree() {
         let db = routed(2);
-        let state = std::sync::Arc::clone(db.inner.routing.state());
+        let state = std::sync::Arc::clone(db.inner.routing().state());
         let agree = |db: &RoutedConnection| {
-            let adapter: Vec<NodeId> = db.inner.nodes.iter().map(|(id, _)| id).collect();
+            let adapter: Vec<NodeId> = db.inner.nodes().iter().map(|(id, _)| id).collect();
             assert_eq!(adapter, state.ids(), "the same ids");
             let topo = state.snapshot();
-            for (id, n) in db.inner.nodes.iter() {
+            for (id, n) in db.inner.nodes().iter() {
                 assert_eq!(n.id(), id);
                 if let Some(v) = topo.node(id) {
                     assert_eq!(v.name(), n.name(), "{id}");

@@ -39,7 +39,7 @@ impl RoutedConnection {
     /// it.
     pub fn fence(&self, name: &str) -> crate::Result<()> {
         let node = self.node_named(name)?;
-        self.inner.routing.set_fenced(node, true);
+        self.inner.routing().set_fenced(node, true);
         tracing::warn!(target: "rwsplit", node = %name, "fenced by the application");
         Ok(())
     }
@@ -49,13 +49,13 @@ impl RoutedConnection {
     /// rebuilt); a second primary makes the router refuse writes.
     pub fn unfence(&self, name: &str) -> crate::Result<()> {
         let node = self.node_named(name)?;
-        self.inner.routing.set_fenced(node, false);
+        self.inner.routing().set_fenced(node, false);
         tracing::warn!(target: "rwsplit", node = %name, "unfenced by the application");
         Ok(())
     }
 
     fn node_named(&self, name: &str) -> crate::Result<rwsplit_core::NodeId> {
-        let nodes: Vec<_> = self.inner.nodes.iter().collect();
+        let nodes: Vec<_> = self.inner.nodes().iter().collect();
         nodes.iter().find(|(_, n)| n.name() == name).map(|(i, _)| *i).ok_or_else(|| {
             crate::Error::UnknownNode {
                 name: crate::session::snippet(name),

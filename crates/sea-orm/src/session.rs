@@ -90,7 +90,7 @@ impl RoutedConnection {
         let token = token.trim();
         if !token.is_empty() {
             // Only tokens of this connection's database. Length-checked before parsing.
-            let kind = self.inner.product.tokens_checked_as();
+            let kind = self.inner.product().tokens_checked_as();
             let parsed = SessionToken::parse_for(token, kind)
                 .map_err(|source| crate::Error::InvalidToken { token: snippet(token), source })?;
             session.resume(&parsed);
@@ -174,10 +174,10 @@ impl Session {
         // The primary's position as the monitor last saw it, or as this connection last read it
         // after a write (newer while writes come: a token this process issued is at or below it).
         let inner = &self.db.inner;
-        let sampled = inner.routing.primary_position();
+        let sampled = inner.routing().primary_position();
         let verified = sampled.is_some_and(|p| token.is_satisfied_by(&p))
             || inner
-                .scopes
+                .scopes()
                 .captures()
                 .newest()
                 .is_some_and(|p| token.is_satisfied_by(p.position()));
@@ -332,10 +332,10 @@ async fn resolve(
     // A write's position read is under way: wait for it (a few round trips at most); if it
     // takes longer than the monitor's probe timeout, read a fresh position instead.
     let slot: Slot =
-        db.inner.settled_slot(scope, db.inner.policy.monitor.probe_timeout_value()).await;
+        db.inner.settled_slot(scope, db.inner.policy().monitor.probe_timeout_value()).await;
     let seen = slot.seen;
     let token = written(db, scope, slot).await?;
-    let kind = db.inner.product.tokens_checked_as();
+    let kind = db.inner.product().tokens_checked_as();
     // Writes-follow-reads: what the scope has read travels with it, without a wait or a query
     // where its node can stand for it.
     let Some(seen) = seen else { return Ok(token.map(SessionToken::from_position)) };
@@ -363,13 +363,13 @@ async fn written(
         // A token held from outside is passed on as it came (its reader lowers it if need be).
         return Ok(slot.with_external());
     }
-    let primary = db.inner.routing.primary_id().unwrap_or(rwsplit_core::NodeId::new(0));
+    let primary = db.inner.routing().primary_id().unwrap_or(rwsplit_core::NodeId::new(0));
     let epoch = slot.pending_epoch;
     let fresh = db.inner.capture_on(primary).await?;
     let update = |s: &mut Slot| {
         s.settle(&fresh, epoch);
     };
-    db.inner.scopes.update(scope, update);
+    db.inner.scopes().update(scope, update);
     let mut mine = slot;
     mine.mark_pending();
     let epoch = mine.pending_epoch;

@@ -274,12 +274,12 @@ impl NodeStats {
 
 pub(crate) fn snapshot(db: &RoutedConnection) -> Stats {
     let inner = &db.inner;
-    let c = &inner.counters;
+    let c = &inner.counters();
     Stats {
         nodes: {
             // In id order: the configured primary (id 0) first while it is there. Never empty:
             // the adapter keeps its last node.
-            let mut nodes: Vec<_> = inner.nodes.iter().collect();
+            let mut nodes: Vec<_> = inner.nodes().iter().collect();
             if nodes.is_empty() {
                 nodes.push((NodeId::new(0), db.inner.any_node()));
             }
@@ -287,7 +287,7 @@ pub(crate) fn snapshot(db: &RoutedConnection) -> Stats {
         }
         .into_iter()
         .map(|(i, n)| {
-            let seen = inner.routing.node_view(i);
+            let seen = inner.routing().node_view(i);
             NodeStats {
                 name: n.name().to_owned(),
                 role: if i == NodeId::new(0) { "primary" } else { "replica" },
@@ -296,8 +296,8 @@ pub(crate) fn snapshot(db: &RoutedConnection) -> Stats {
                     .map_or(if i == NodeId::new(0) { Role::Primary } else { Role::Replica }, |v| {
                         v.0
                     }),
-                health: inner.routing.health(i),
-                joining: inner.routing.is_joining(i),
+                health: inner.routing().health(i),
+                joining: inner.routing().is_joining(i),
                 server: n.server().cloned(),
                 lag: seen.as_ref().map_or(Lag::unknown(), |v| v.1),
                 position: seen.and_then(|v| v.2),
@@ -305,10 +305,10 @@ pub(crate) fn snapshot(db: &RoutedConnection) -> Stats {
                 writes: n.writes(),
                 failures: n.failures(),
                 pool_timeouts: n.pool_timeouts(),
-                fenced: inner.routing.is_fenced(i),
-                changes: inner.routing.changes(i),
-                failed_probes: inner.routing.state().failed_probes(i),
-                busy_probes: inner.routing.state().busy_probes(i),
+                fenced: inner.routing().is_fenced(i),
+                changes: inner.routing().changes(i),
+                failed_probes: inner.routing().state().failed_probes(i),
+                busy_probes: inner.routing().state().busy_probes(i),
             }
         })
         .collect(),
@@ -322,11 +322,11 @@ pub(crate) fn snapshot(db: &RoutedConnection) -> Stats {
             wait_timeouts: c.get(Count::WaitTimeouts),
             foreign_tokens: c.get(Count::ForeignTokens),
             last_node_reads: c.get(Count::MonotonicStays),
-            tracked_tasks: inner.scopes.tracked_tasks() as u64,
+            tracked_tasks: inner.scopes().tracked_tasks() as u64,
         },
-        promotions: inner.monitor.as_ref().map_or(0, |m| m.promotions()),
+        promotions: inner.monitor().as_ref().map_or(0, |m| m.promotions()),
         replica_refusals: c.get(Count::ReplicaRefusals),
-        learned_writes: u64::try_from(inner.classified.learned()).unwrap_or(u64::MAX),
+        learned_writes: u64::try_from(inner.classified().learned()).unwrap_or(u64::MAX),
         hedges: Hedges {
             sent: c.get(Count::Hedges),
             won: c.get(Count::HedgesWon),

@@ -73,13 +73,13 @@ fn look(inner: &Inner, now: Instant) -> Option<Instant> {
     let mut next: Option<Instant> = None;
     // The snapshot's nodes (those reads can be on), each looked up by id: cheaper than a walk
     // over the registry's every slot.
-    let snap = inner.routing.snap();
+    let snap = inner.routing().snap();
     for id in snap.topology().nodes().iter().map(rwsplit_core::Node::id) {
-        let Some(node) = inner.nodes.get(id) else { continue };
+        let Some(node) = inner.nodes().get(id) else { continue };
         if let Some(due) = node.pace().due() {
             if due <= now && node.pace().check(now) {
                 // The reads waiting on it look again (their attempts watch the node).
-                inner.routing.nudge(id);
+                inner.routing().nudge(id);
                 continue;
             }
             next = Some(next.map_or(due, |n| n.min(due)));

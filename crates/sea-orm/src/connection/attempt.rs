@@ -35,7 +35,8 @@ use sea_orm::{
 };
 
 use super::counters::Count;
-use super::inner::{Ctx, Inner, Scope};
+use super::ctx::{Ctx, Scope};
+use super::inner::Inner;
 use super::nodes::Node;
 use super::plan::{Done, Io, Planned};
 use super::record::{self, Attempt, Record};
@@ -412,11 +413,11 @@ impl Inner {
             // `info_span!` would also consult the `log` bridge every time).
             return tracing::Span::none();
         }
-        let level = ctx.consistency.unwrap_or(&self.policy.consistency);
+        let level = ctx.consistency.unwrap_or(&self.policy().consistency);
         tracing::info_span!(
             target: "rwsplit",
             "rwsplit.statement",
-            db.system.name = self.system,
+            db.system.name = self.system(),
             db.operation.name = operation,
             server.address = tracing::field::Empty,
             server.port = tracing::field::Empty,
@@ -455,7 +456,7 @@ impl Inner {
                     self.want(&effects, now);
                     Box::pin(self.io_step(io, scope, &mut done)).await;
                 }
-                Err(e) if read && self.monitor.is_some() && unsettled(&e) => {
+                Err(e) if read && self.monitor().is_some() && unsettled(&e) => {
                     return Box::pin(self.settled_plan(scope, e, done, planner)).await;
                 }
                 Err(e) => return Err(e),
@@ -467,8 +468,8 @@ impl Inner {
     /// one ([`MonitorConfig::idle_probe_interval`](rwsplit_monitor::MonitorConfig::idle_probe_interval)).
     /// One atomic load while statements come less than 50 ms apart.
     fn note_use(&self, now: Instant) {
-        if self.monitor.is_some() {
-            self.routing.state().used(now);
+        if self.monitor().is_some() {
+            self.routing().state().used(now);
         }
     }
 
@@ -482,14 +483,14 @@ impl Inner {
         mut done: Done,
         mut planner: impl FnMut(Done, Instant) -> Result<Planned, DbErr>,
     ) -> Result<Plan, DbErr> {
-        let m = &self.policy.monitor;
+        let m = &self.policy().monitor;
         let verdict =
             m.probe_interval_value().saturating_add(m.probe_timeout_value()).saturating_mul(3);
         let mut until = tokio::time::Instant::now() + crate::deadline::cap(verdict);
         if let Some(d) = crate::deadline::current() {
             until = until.min(tokio::time::Instant::from_std(d));
         }
-        let state = self.routing.state();
+        let state = self.routing().state();
         let mut last = first;
         tracing::debug!(target: "rwsplit", error = %last, "no single primary: waiting for the topology to settle");
         loop {
@@ -584,7 +585,8 @@ impl Inner {
             // A write that was never sent, or a read, to a node that is not the primary any more:
             // once more, on the primary the monitor sees now (if there is none, or it is still that
             // node, the caller hears why the first attempt ended).
-            let retry = match self.plan_on_primary(plan.access(), Why::MovedToNewPrimary) {
+            let retry = match self.planner().plan_on_primary(plan.access(), Why::MovedToNewPrimary)
+            {
                 Ok(retry) if retry.first() != old => retry,
                 _ => return Err(unsent),
             };
@@ -607,7 +609,7 @@ impl Inner {
     /// one is seen. Waits on the monitor's snapshots, never by polling.
     async fn after_lost(&self, old: NodeId, access: Access) -> Option<Plan> {
         let lost = Instant::now();
-        let m = &self.policy.monitor;
+        let m = &self.policy().monitor;
         let verdict =
             m.probe_interval_value().saturating_add(m.probe_timeout_value()).saturating_mul(3);
         let mut until =
@@ -615,7 +617,7 @@ impl Inner {
         if let Some(d) = crate::deadline::current() {
             until = until.min(tokio::time::Instant::from_std(d));
         }
-        let state = self.routing.state();
+        let state = self.routing().state();
         // One sample of `old`'s written position read after the loss: an answer says the
         // server is there and still the primary.
         state.want_sample(old, lost, until.into_std());
@@ -624,11 +626,11 @@ impl Inner {
             let published = state.published();
             let mut published = std::pin::pin!(published);
             published.as_mut().enable();
-            match self.plan_on_primary(access, Why::MovedToNewPrimary) {
+            match self.planner().plan_on_primary(access, Why::MovedToNewPrimary) {
                 Ok(retry) if retry.first() != old => return Some(retry),
                 Ok(retry)
                     if state.sampled_since(old, lost)
-                        && self.routing.standing(old) == Standing::Primary =>
+                        && self.routing().standing(old) == Standing::Primary =>
                 {
                     return Some(retry.with_reason(Why::RerunOnPrimary));
                 }
@@ -654,7 +656,7 @@ impl Inner {
         if crate::deadline::current().is_some_and(|d| Instant::now() >= d) {
             return Err(refusal);
         }
-        let Ok(retry) = self.plan_on_primary(Access::Write, Why::RefusedByReplica) else {
+        let Ok(retry) = self.planner().plan_on_primary(Access::Write, Why::RefusedByReplica) else {
             return Err(refusal);
         };
         self.attempt_plan(&retry, work, scope, 1).await.map_err(Stop::into_error)
@@ -683,7 +685,7 @@ impl Inner {
                 Some(_) => usize::from(!Box::pin(self.catch_up(plan)).await),
                 None => 0,
             };
-            let budget = if write { 0 } else { usize::from(self.policy.read_retries) };
+            let budget = if write { 0 } else { usize::from(self.policy().read_retries) };
             // The candidates tried: the plan's `k`-th, for `k` from `skip` up to `end` (indices
             // rather than an iterator: a read's future carries less).
             let (mut k, end) = (skip, skip + budget + 1);
@@ -717,7 +719,7 @@ impl Inner {
                 let last = k == end || plan.candidate(k).is_none();
                 // A node removed since the plan was made (its index empty, or another
                 // generation's).
-                let Some(node) = self.nodes.get(id) else {
+                let Some(node) = self.nodes().get(id) else {
                     continue;
                 };
                 let on_primary = id == primary;
@@ -729,7 +731,7 @@ impl Inner {
                     && plan.reason() != Why::Router(rwsplit_core::RouteReason::NodeRequested)
                     && node.pace().stalled(plan.in_flight(id), now)
                 {
-                    self.counters.bump(Count::StalledSkips);
+                    self.counters().bump(Count::StalledSkips);
                     telemetry::hedge(node.labels(), "passed_over");
                     tracing::debug!(target: "rwsplit", node = %node.name(), "node stalled: trying the plan's next one");
                     continue;
@@ -762,24 +764,24 @@ impl Inner {
                         held = conn;
                         out
                     })
-                } else if on_primary && self.routing.standing(id) == Standing::Down {
+                } else if on_primary && self.routing().standing(id) == Standing::Down {
                     // Not sent: the monitor has the primary marked down. Its pool would be
                     // waited on for the acquire timeout (connecting to a dead server is retried
                     // until then); the read moves on, or fails at once saying why.
                     Err(Attempt::GivenUp(crate::deadline::already_down(node.name())))
                 } else if let Some(other) = plan
                     .candidate(k)
-                    .filter(|_| W::HEDGE && !on_primary && self.policy.hedged_reads)
+                    .filter(|_| W::HEDGE && !on_primary && self.policy().hedged_reads)
                 {
                     // A read that may be hedged on the plan's next node (boxed, as a read's
                     // sqlx future is: see `read_shared`).
-                    self.hedge_budget.earn();
+                    self.hedge_budget().earn();
                     let read =
                         self.hedgeable(plan, &*work, (id, &node), other, (started, deadline));
                     let hedged = Box::pin(read).await;
                     match hedged {
                         Hedged::By(out, hedge) => {
-                            self.counters.bump(Count::HedgesWon);
+                            self.counters().bump(Count::HedgesWon);
                             telemetry::hedge(node.labels(), "won");
                             // The first attempt, dropped (its connection closed), may still
                             // run on its server.
@@ -804,7 +806,7 @@ impl Inner {
                     // A read on the primary may run once more on a new primary: it keeps its
                     // statement.
                     let on_replica = id != primary;
-                    let timeouts = &self.policy.timeouts;
+                    let timeouts = &self.policy().timeouts;
                     let limit =
                         crate::deadline::attempt_limit(on_replica, timeouts, deadline, started);
                     // Straight on the sqlx pool when nothing listens to SeaORM's layer: no
@@ -854,7 +856,7 @@ impl Inner {
                             // A write never sent, or a read given up on a primary that is one no
                             // more: safe to try again, and worth it only on another primary.
                             let e = failure::unsent(e, failure, node.name(), tried);
-                            let deposed = self.routing.standing(id) != Standing::Primary;
+                            let deposed = self.routing().standing(id) != Standing::Primary;
                             if !(deposed && earlier == 0) {
                                 return Err(Stop::Fail(e));
                             }
@@ -872,7 +874,7 @@ impl Inner {
                             && last
                             && earlier == 0
                             && !out_of_time
-                            && self.monitor.is_some()
+                            && self.monitor().is_some()
                             && !failure::pool_closed(&e)
                         {
                             // The primary was the read's last resort: once more after the
@@ -916,8 +918,8 @@ impl Inner {
         let (id, node) = first;
         let (started, deadline) = times;
         let begun = node.pace().begin(started);
-        self.watchdog.ensure();
-        let timeouts = &self.policy.timeouts;
+        self.watchdog().ensure();
+        let timeouts = &self.policy().timeouts;
         let limit = crate::deadline::attempt_limit(true, timeouts, deadline, started);
         let first = self.bounded(id, true, node.name(), limit, read_shared(work, node));
         let mut first = std::pin::pin!(first);
@@ -956,18 +958,18 @@ impl Inner {
     where
         F: Future<Output = Result<W::Output, Attempt>>,
     {
-        let Some(hedge_node) = self.nodes.get(other) else {
+        let Some(hedge_node) = self.nodes().get(other) else {
             return Hedged::First(first.await);
         };
-        if !self.hedge_budget.spend() {
+        if !self.hedge_budget().spend() {
             return Hedged::First(first.await);
         }
-        self.counters.bump(Count::Hedges);
+        self.counters().bump(Count::Hedges);
         telemetry::hedge(node.labels(), "sent");
         let now = Instant::now();
         tracing::info!(target: "rwsplit", node = %node.name(), hedge = %hedge_node.name(), after = ?node.pace().hedge_delay(), "read unanswered: hedged on another node");
         let on_replica = plan.snapshot_primary() != Some(other);
-        let timeouts = &self.policy.timeouts;
+        let timeouts = &self.policy().timeouts;
         let limit =
             crate::deadline::attempt_limit(on_replica, timeouts, crate::deadline::current(), now);
         let guard = plan.start(other, now);
@@ -1006,14 +1008,14 @@ impl Inner {
     /// [`OnReplicaRefusal`](crate::OnReplicaRefusal) says, unless the read was sent to the
     /// replica on purpose (then it fails).
     fn refusal(&self, e: DbErr, node: &Node, plan: &Plan, sql: &str) -> Stop {
-        let learned = self.classified.learn(sql);
+        let learned = self.classified().learn(sql);
         let on_purpose = matches!(
             plan.reason(),
             Why::Router(RouteReason::ReplicaRequested | RouteReason::NodeRequested)
         );
         let rerun =
-            !on_purpose && self.policy.on_replica_refusal == crate::OnReplicaRefusal::Primary;
-        self.counters.bump(Count::ReplicaRefusals);
+            !on_purpose && self.policy().on_replica_refusal == crate::OnReplicaRefusal::Primary;
+        self.counters().bump(Count::ReplicaRefusals);
         telemetry::replica_refusal(node.labels(), rerun);
         let then = if rerun { "it runs once on the primary" } else { "it fails" };
         match &learned {
@@ -1025,7 +1027,7 @@ impl Inner {
                  function or view the SQL does not show); {then}, and statements of this shape \
                  go to the primary from now on"
             ),
-            Learned::Full(shape) if self.classified.first_full(&learned) => tracing::warn!(
+            Learned::Full(shape) if self.classified().first_full(&learned) => tracing::warn!(
                 target: "rwsplit",
                 node = %node.name(),
                 statement = %shape,
@@ -1054,7 +1056,7 @@ impl Inner {
     /// The metrics of one of `plan`'s attempts at `work`.
     fn metrics(&self, plan: &Plan, work: &impl Work) -> telemetry::Statement {
         let operation = plan.operation().unwrap_or_else(|| telemetry::operation_name(work.sql()));
-        telemetry::Statement { system: self.system, operation }
+        telemetry::Statement { system: self.system(), operation }
     }
 
     /// Before a read with a catch-up wait: waits on the first candidate; `true` if it caught
@@ -1062,24 +1064,24 @@ impl Inner {
     async fn catch_up(&self, plan: &Plan) -> bool {
         let Some((token, max)) = plan.wait() else { return true };
         let id = plan.first();
-        let Some(node) = self.nodes.get(id) else { return false };
-        self.counters.bump(Count::Waits);
+        let Some(node) = self.nodes().get(id) else { return false };
+        self.counters().bump(Count::Waits);
         match self.replayed(&node, token, max).await {
             Ok(Waited::CaughtUp) => {
                 // Proof for the next reads with this token (or an older one), in any scope.
-                self.routing.learn(id, token);
-                self.counters.read_your_writes(Ryw::Waited);
+                self.routing().learn(id, token);
+                self.counters().read_your_writes(Ryw::Waited);
                 true
             }
             Ok(Waited::TimedOut) => {
-                self.counters.bump(Count::WaitTimeouts);
-                self.counters.read_your_writes(Ryw::Primary);
+                self.counters().bump(Count::WaitTimeouts);
+                self.counters().read_your_writes(Ryw::Primary);
                 tracing::debug!(target: "rwsplit", node = %node.name(), ?max, "replica did not catch up in time: reading from the primary");
                 false
             }
             Err(e) => {
-                self.counters.bump(Count::WaitTimeouts);
-                self.counters.read_your_writes(Ryw::Primary);
+                self.counters().bump(Count::WaitTimeouts);
+                self.counters().read_your_writes(Ryw::Primary);
                 record::note_failure(self, &node, id, &e);
                 false
             }
@@ -1136,7 +1138,7 @@ impl Inner {
             let watched: fn(Standing) -> bool =
                 if on_replica { Standing::is_down } else { Standing::serves_no_more };
             let mut attempt = std::pin::pin!(attempt);
-            let routing = &self.routing;
+            let routing = &self.routing();
             let changed = std::pin::pin!(routing.changed(id));
             let mut watch = Watch { routing, node: id, done: watched, changed, seen: None };
             // The read first: an answer that is there wins over a limit reached at the same time.
@@ -1193,24 +1195,24 @@ impl Inner {
         hold: bool,
     ) -> Result<(W::Output, Option<Taken>), Attempt> {
         let (name, record_stmt) = (node.name(), node.record_stmt());
-        let standing = || self.routing.standing(id);
-        let changed = || self.routing.changed(id);
+        let standing = || self.routing().standing(id);
+        let changed = || self.routing().changed(id);
         let end = if W::INERT {
             // Nothing is written before it returns: all of it is the first step.
             let run = work.run(pool, !keep);
             let sent = |out| std::future::ready(Ok((out, None)));
             sending::in_steps(run, sent, standing, changed).await
         } else if sending::can_take(pool) {
-            let product = self.product;
+            let product = self.product();
             let (mut timing, span) = match work.call() {
                 Some(call) => {
                     let span = hooks::seaorm_span(&call, product, record_stmt);
                     hooks::in_scope(span.as_ref(), || hooks::debug_print(&call, product));
-                    (self.hooks.timing(&call), span)
+                    (self.hooks().timing(&call), span)
                 }
                 None => (None, None),
             };
-            let hooks = &self.hooks;
+            let hooks = &self.hooks();
             let send = |mut conn: Taken| async move {
                 if let Some(t) = timing.as_mut() {
                     t.start();
@@ -1266,7 +1268,7 @@ impl Inner {
     fn check_writable(&self, plan: &Plan) -> Result<(), DbErr> {
         let node = plan.first();
         if plan.marked_down(node) {
-            let name = self.nodes.get(node).map_or_else(String::new, |n| n.name().to_owned());
+            let name = self.nodes().get(node).map_or_else(String::new, |n| n.name().to_owned());
             return Err(failure::primary_down(&name));
         }
         Ok(())

@@ -34,13 +34,13 @@ pub(crate) fn losing(inner: &Inner, node: NodeRef, sql: &str, started: Instant) 
     // A node the monitor has marked down reads nothing it is sent (frozen) or has no
     // statement left to cancel (gone): nothing is sent.
     let cancelling =
-        if inner.routing.standing(node.id()).is_down() { None } else { node.try_begin_cancel() };
+        if inner.routing().standing(node.id()).is_down() { None } else { node.try_begin_cancel() };
     let Some(cancelling) = cancelling else {
         // Marked down, or one cancel at a time per node: this one is let go.
         counted(inner, &node, false);
         return;
     };
-    let (me, product, sql) = (inner.me.clone(), inner.product, sql.to_owned());
+    let (me, product, sql) = (inner.me().clone(), inner.product(), sql.to_owned());
     runtime.spawn(async move {
         let ran = started.elapsed().saturating_add(SLACK);
         let asked = Instant::now();
@@ -75,10 +75,10 @@ const SLACK: Duration = Duration::from_millis(100);
 
 fn counted(inner: &Inner, node: &NodeRef, cancelled: bool) {
     if cancelled {
-        inner.counters.bump(Count::HedgesCancelled);
+        inner.counters().bump(Count::HedgesCancelled);
         crate::telemetry::hedge(node.labels(), "cancelled");
     } else {
-        inner.counters.bump(Count::HedgesNotCancelled);
+        inner.counters().bump(Count::HedgesNotCancelled);
         crate::telemetry::hedge(node.labels(), "not_cancelled");
     }
 }

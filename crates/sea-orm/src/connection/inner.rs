@@ -1,111 +1,57 @@
-//! The connection's shared state: [`RoutedConnection`], a facade over `Arc<Inner>`, and what
-//! [`Inner`] holds — the node registry ([`Nodes`], its own component in `nodes`), the routing
-//! policy, the read-your-writes scopes, counters — with the per-call [`Ctx`] and the
-//! task-locals of scopes and sessions. `Inner`'s methods live with the concern they serve (the
-//! list in `connection/mod.rs`); here are only those that find the primary's node.
+//! The connection's shared state: [`RoutedConnection`], a facade over `Arc<Inner>`, and
+//! [`Inner`], whose private fields are its components — the node registry ([`Nodes`]), the
+//! [`Planner`] (policy, classifier, routing state), the read-your-writes scopes, the counters,
+//! the hedge budget, the watchdog, the monitor's handle and the metric hooks. Other modules
+//! reach a component through its accessor here and use the component's own methods; none sees
+//! a field. `Inner`'s other methods live with the concern they serve (the list in
+//! `connection/mod.rs`).
 
 use std::fmt;
-use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::sync::{Arc, Mutex, Weak};
 
-use rwsplit_core::{Consistency, Dialect, NodeId, Target};
+use rwsplit_core::NodeId;
 use sea_orm::{DatabaseConnection, DbBackend};
 
-pub(crate) use crate::causal::Scope;
-use crate::causal::{ScopeStore, Shared};
+use crate::causal::ScopeStore;
+use crate::hooks::Hooks;
+use crate::pace::HedgeBudget;
+use crate::product::Product;
 use crate::route::Routing;
+use crate::shared::MonitorHandle;
+use crate::watchdog::Watchdog;
 
+use super::counters::Counters;
+use super::ctx::Policy;
 use super::nodes::{NodeRef, Nodes};
-
-/// Routing policy switches.
-#[derive(Debug, Clone)]
-pub(crate) struct Policy {
-    /// Track each write's replication position so later reads in its scope see it.
-    pub(crate) read_your_writes: bool,
-    /// How long a read-your-writes read may wait for a replica to catch up before it goes to
-    /// the primary (`None`: go to the primary at once).
-    pub(crate) wait_for_replica: Option<Duration>,
-    pub(crate) read_retries: u8,
-    pub(crate) monitor: rwsplit_monitor::MonitorConfig,
-    pub(crate) consistency: Consistency,
-    pub(crate) timeouts: crate::deadline::Timeouts,
-    pub(crate) failover: Option<rwsplit_monitor::AutoFailover>,
-    pub(crate) on_replica_refusal: crate::OnReplicaRefusal,
-    /// Whether a read on a replica still unanswered after its node's hedge delay is sent to
-    /// another node of its plan too ([`crate::pace`]).
-    pub(crate) hedged_reads: bool,
-}
-
-impl Default for Policy {
-    fn default() -> Self {
-        Policy {
-            read_your_writes: true,
-            wait_for_replica: Some(DEFAULT_WAIT_FOR_REPLICA),
-            read_retries: 2,
-            monitor: rwsplit_monitor::MonitorConfig::default(),
-            consistency: Consistency::Session,
-            timeouts: crate::deadline::Timeouts::default(),
-            failover: None,
-            on_replica_refusal: crate::OnReplicaRefusal::Primary,
-            hedged_reads: true,
-        }
-    }
-}
-
-/// How long a read-your-writes read waits, by default, for a replica to replay the caller's
-/// writes before it goes to the primary. Replicas at their usual lag replay a write within a
-/// millisecond or two, so a read right after a write finds one in time and the primary is
-/// spared; a replica the monitor knows to be further behind than this is not waited on.
-pub(crate) const DEFAULT_WAIT_FOR_REPLICA: Duration = Duration::from_millis(10);
-
-/// A token that could never be satisfied (another history) is dropped from a task's scope
-/// after this long without a write.
-pub(crate) const FOREIGN_TOKEN_TTL: Duration = Duration::from_secs(60);
+use super::plan::{Around, Planner};
 
 pub(crate) struct Inner {
     /// The registry, by id: node 0 is the configured primary, nodes 1.. the configured
     /// replicas, then any added by a topology source (at the index the monitor gave them).
-    pub(crate) nodes: Arc<Nodes>,
-    pub(crate) backend: DbBackend,
+    nodes: Arc<Nodes>,
     /// The product seam: its SQL, error codes and session setup.
-    pub(crate) product: crate::product::Product,
-    /// `db.system.name`.
-    pub(crate) system: &'static str,
-    pub(crate) dialect: Dialect,
-    /// The classifier, behind a cache of the texts it has seen.
-    pub(crate) classified: crate::classified::Classified,
-    pub(crate) policy: Policy,
-    pub(crate) routing: Routing,
+    product: Product,
+    /// Where statements go: the policy, the classifier, the routing state.
+    planner: Planner,
     /// Its own counters, for [`Stats`](crate::Stats): retries, read-your-writes, hedging.
-    pub(crate) counters: super::counters::Counters,
+    counters: Counters,
     /// The read-your-writes scopes of its tasks, and the position reads after writes.
-    pub(crate) scopes: ScopeStore,
+    scopes: ScopeStore,
     /// Hedges left to spend ([`crate::pace::HedgeBudget`]).
-    pub(crate) hedge_budget: crate::pace::HedgeBudget,
+    hedge_budget: HedgeBudget,
     /// Looks for nodes silent past their hedge delay while reads are in flight.
-    pub(crate) watchdog: Arc<crate::watchdog::Watchdog>,
+    watchdog: Arc<Watchdog>,
     /// The monitor's probe loops (`None` outside a tokio runtime: health then moves only on
     /// the failures statements see), shared with the process's other connections to the same
     /// nodes (`crate::shared`). The last connection's drop stops them.
-    pub(crate) monitor: Option<crate::shared::MonitorHandle>,
+    monitor: Option<MonitorHandle>,
     /// The task following a topology source, if one was given (stopped with the connection).
-    pub(crate) discovery: Mutex<Option<AbortOnDrop>>,
+    discovery: Mutex<Option<AbortOnDrop>>,
     /// The metric callback every node's hooked pools report to.
-    pub(crate) hooks: Arc<crate::hooks::Hooks>,
+    hooks: Arc<Hooks>,
     /// Itself, for the work a statement leaves running after it returns (a write's position
     /// capture): that work stops mattering once the connection is gone.
-    pub(crate) me: std::sync::Weak<Inner>,
-}
-
-/// How one call is routed beyond its SQL: whose read-your-writes scope it uses, and per-call
-/// consistency and catch-up settings.
-#[derive(Clone, Copy, Default)]
-pub(crate) struct Ctx<'a> {
-    /// An explicit session; `None`: the ambient session (`Session::scope`) or the task's scope.
-    pub(crate) session: Option<&'a Arc<Shared>>,
-    pub(crate) consistency: Option<&'a Consistency>,
-    /// `Some(None)`: go to the primary at once; `Some(Some(d))`: wait up to `d`.
-    pub(crate) wait: Option<Option<Duration>>,
+    me: Weak<Inner>,
 }
 
 /// A drop-in replacement for SeaORM's `DatabaseConnection` that sends reads to replicas and
@@ -132,31 +78,145 @@ pub struct RoutedConnection {
 
 impl fmt::Debug for RoutedConnection {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let primary = self.inner.routing.primary_id();
-        let nodes: Vec<(NodeId, NodeRef)> = self.inner.nodes.iter().collect();
+        let primary = self.inner.routing().primary_id();
+        let nodes: Vec<(NodeId, NodeRef)> = self.inner.nodes().iter().collect();
         let name = |i: &NodeId| nodes.iter().find(|(j, _)| j == i).map(|(_, n)| n.name());
         let replicas: Vec<&str> =
             nodes.iter().filter(|(i, _)| Some(*i) != primary).map(|(_, n)| n.name()).collect();
         f.debug_struct("RoutedConnection")
-            .field("backend", &self.inner.backend)
+            .field("backend", &self.inner.backend())
             .field("primary", &primary.as_ref().and_then(name))
             .field("replicas", &replicas)
             .finish_non_exhaustive()
     }
 }
 
-tokio::task_local! {
-    /// The target of [`RoutedConnection::scope`].
-    pub(crate) static SCOPE: Target;
-    /// The ambient session of [`Session::scope`](crate::Session::scope).
-    pub(crate) static SESSION: Arc<Shared>;
+/// What a connection is made of, handed to [`Inner::new`] by the code that builds it.
+pub(crate) struct Parts {
+    pub(crate) nodes: Arc<Nodes>,
+    pub(crate) product: Product,
+    pub(crate) planner: Planner,
+    pub(crate) watchdog: Arc<Watchdog>,
 }
 
 impl Inner {
+    /// The connection's state from its `parts`; `start` is handed the connection's own weak
+    /// reference before it exists (for the tasks it starts) and gives back the monitor's
+    /// handle, if one runs.
+    pub(crate) fn new(
+        parts: Parts,
+        start: impl FnOnce(&Weak<Inner>) -> Option<MonitorHandle>,
+    ) -> Arc<Inner> {
+        let Parts { nodes, product, planner, watchdog } = parts;
+        Arc::new_cyclic(|me: &Weak<Inner>| Inner {
+            monitor: start(me),
+            nodes,
+            product,
+            planner,
+            counters: Counters::default(),
+            scopes: ScopeStore::default(),
+            hedge_budget: HedgeBudget::default(),
+            watchdog,
+            discovery: Mutex::new(None),
+            hooks: Arc::default(),
+            me: me.clone(),
+        })
+    }
+
+    /// The node registry.
+    pub(crate) fn nodes(&self) -> &Arc<Nodes> {
+        &self.nodes
+    }
+
+    /// The product seam.
+    pub(crate) fn product(&self) -> Product {
+        self.product
+    }
+
+    /// The database backend (the same on every node), as SeaORM names it.
+    pub(crate) fn backend(&self) -> DbBackend {
+        self.product.backend()
+    }
+
+    /// `db.system.name`.
+    pub(crate) fn system(&self) -> &'static str {
+        self.product.system_name()
+    }
+
+    /// The planner.
+    pub(crate) fn planner(&self) -> &Planner {
+        &self.planner
+    }
+
+    /// The routing policy the builder set.
+    pub(crate) fn policy(&self) -> &Policy {
+        self.planner.policy()
+    }
+
+    /// The routing state: the monitor's topology and the core router.
+    pub(crate) fn routing(&self) -> &Routing {
+        self.planner.routing()
+    }
+
+    /// What a plan reads of the rest of the connection: the scopes, the number of nodes, and
+    /// whether a monitor runs.
+    pub(super) fn around(&self) -> Around<'_> {
+        Around {
+            scopes: &self.scopes,
+            nodes: self.nodes.count(),
+            monitored: self.monitor.is_some(),
+        }
+    }
+
+    /// The classifier, behind its cache.
+    pub(crate) fn classified(&self) -> &crate::classified::Classified {
+        self.planner.classified()
+    }
+
+    /// The connection's own counters.
+    pub(crate) fn counters(&self) -> &Counters {
+        &self.counters
+    }
+
+    /// The read-your-writes scopes.
+    pub(crate) fn scopes(&self) -> &ScopeStore {
+        &self.scopes
+    }
+
+    /// Hedges left to spend.
+    pub(crate) fn hedge_budget(&self) -> &HedgeBudget {
+        &self.hedge_budget
+    }
+
+    /// The watchdog over reads in flight.
+    pub(crate) fn watchdog(&self) -> &Arc<Watchdog> {
+        &self.watchdog
+    }
+
+    /// The monitor's handle, if a monitor runs.
+    pub(crate) fn monitor(&self) -> Option<&MonitorHandle> {
+        self.monitor.as_ref()
+    }
+
+    /// The topology source's task, once one follows it.
+    pub(crate) fn discovery(&self) -> &Mutex<Option<AbortOnDrop>> {
+        &self.discovery
+    }
+
+    /// The metric callback's registry.
+    pub(crate) fn hooks(&self) -> &Arc<Hooks> {
+        &self.hooks
+    }
+
+    /// The connection itself, weakly (for work it leaves running).
+    pub(crate) fn me(&self) -> &Weak<Inner> {
+        &self.me
+    }
+
     /// The id of the node that has the primary role now (the configured one until a
     /// promotion is seen).
     pub(crate) fn primary_index(&self) -> NodeId {
-        self.routing.primary_id().unwrap_or(NodeId::new(0))
+        self.planner.primary_index()
     }
 
     /// The primary's node (the configured one until a promotion is seen); if it is not there

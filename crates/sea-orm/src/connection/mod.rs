@@ -5,26 +5,30 @@
 //!
 //! 1. `counters` — the connection's own counters, and a plan's `Effects` (counters to move,
 //!    positions to want from the monitor), applied once for the plan that runs;
-//! 2. `nodes` — the node registry, with private state: [`Node`], [`NodeRef`], [`Nodes`];
-//! 3. `inner` — the shared state: [`RoutedConnection`] over [`Inner`] (the registry, policy,
-//!    scopes and counters), the per-call [`Ctx`] and [`Scope`];
-//! 4. `scopes` — read-your-writes scopes: recording a write's position, pending positions;
-//! 5. `plan` — where a statement or transaction goes (classification, consistency, the
-//!    router): a decision and its effects, as data;
-//! 6. `record` — one attempt's outcome, reported once: to the monitor, the node's counters,
+//! 2. `ctx` — what a call carries: the routing [`Policy`], the per-call [`Ctx`], its
+//!    [`Scope`], and the task-locals of scopes and sessions;
+//! 3. `nodes` — the node registry, with private state: [`Node`], [`NodeRef`], [`Nodes`];
+//! 4. `plan` — the planner, with private state (the policy, the classifier, the routing
+//!    state): where a statement or transaction goes, a decision and its effects, as data;
+//! 5. `inner` — the shared state: [`RoutedConnection`] over [`Inner`], whose private fields
+//!    are the components (registry, planner, scopes, counters, hedge budget, watchdog,
+//!    monitor handle, metric hooks);
+//! 6. `scopes` — read-your-writes scopes: recording a write's position, pending positions;
+//! 7. `record` — one attempt's outcome, reported once: to the monitor, the node's counters,
 //!    the balancer, the metrics and the scope;
-//! 7. `cancel` — cancelling a hedged read's losing attempt on its server;
-//! 8. `attempt` — the executor: a plan's I/O steps, then the one attempt loop (candidates in
+//! 8. `cancel` — cancelling a hedged read's losing attempt on its server;
+//! 9. `attempt` — the executor: a plan's I/O steps, then the one attempt loop (candidates in
 //!    order, retries, deadlines, hedges) for every statement, stream and `BEGIN`;
-//! 9. `statements` — the one statement path: classify, plan, attempt, what a read saw;
-//! 10. `transactions` — `begin` and the closure forms, and what a commit records;
-//! 11. `traits` — SeaORM's traits for every routed handle, and the ways out to the primary;
-//! 12. `mod` (this module) — building the connection, its public methods, starting the
+//! 10. `statements` — the one statement path: classify, plan, attempt, what a read saw;
+//! 11. `transactions` — `begin` and the closure forms, and what a commit records;
+//! 12. `traits` — SeaORM's traits for every routed handle, and the ways out to the primary;
+//! 13. `mod` (this module) — building the connection, its public methods, starting the
 //!     monitor.
 
 mod attempt;
 mod cancel;
 mod counters;
+mod ctx;
 mod inner;
 mod nodes;
 mod plan;
@@ -46,8 +50,9 @@ use rwsplit_monitor::Monitor;
 use sea_orm::{DatabaseConnection, DbBackend, DbErr};
 
 pub(crate) use counters::Count;
+pub(crate) use ctx::{Ctx, FOREIGN_TOKEN_TTL, Policy, SESSION, Scope};
 pub use inner::RoutedConnection;
-pub(crate) use inner::{AbortOnDrop, Ctx, FOREIGN_TOKEN_TTL, Inner, Policy, SESSION, Scope};
+pub(crate) use inner::{AbortOnDrop, Inner};
 pub(crate) use nodes::{Node, NodeRef, Nodes};
 pub(crate) use scopes::Export;
 pub(crate) use traits::{Handle, routed_connection, routed_transactions};
@@ -56,7 +61,8 @@ use crate::probe::{NodeConnector, ProbeFrom, ProbeSettings};
 use crate::product::Product;
 use crate::route::Routing;
 
-use inner::SCOPE;
+use ctx::SCOPE;
+use plan::Planner;
 
 impl RoutedConnection {
     // One argument per part the builder configured; a parameter struct would only rename them.
@@ -89,40 +95,23 @@ impl RoutedConnection {
         };
         let learned = learned_shapes(product, &nodes);
         let watchdog = Arc::<crate::watchdog::Watchdog>::default();
-        let inner = Arc::new_cyclic(|weak: &std::sync::Weak<Inner>| {
-            if policy.hedged_reads {
-                crate::watchdog::Watchdog::spawn(Arc::clone(&watchdog), weak.clone());
+        let classified = crate::classified::Classified::new(classifier, product.dialect(), learned);
+        let hedged = policy.hedged_reads;
+        let probe_interval = policy.monitor.probe_interval_value();
+        let planner = Planner::new(policy, classified, routing, product);
+        let parts = inner::Parts { nodes, product, planner, watchdog: Arc::clone(&watchdog) };
+        let inner = Inner::new(parts, |weak| {
+            if hedged {
+                crate::watchdog::Watchdog::spawn(watchdog, weak.clone());
             }
-            let monitor = acquired.map(|a| {
-                spawn_sampler(weak.clone(), policy.monitor.probe_interval_value());
+            acquired.map(|a| {
+                spawn_sampler(weak.clone(), probe_interval);
                 a.listen(on_probe(weak))
-            });
-            Inner {
-                nodes,
-                backend: product.backend(),
-                product,
-                system: product.system_name(),
-                dialect: product.dialect(),
-                classified: crate::classified::Classified::new(
-                    classifier,
-                    product.dialect(),
-                    learned,
-                ),
-                policy,
-                routing,
-                counters: counters::Counters::default(),
-                scopes: crate::causal::ScopeStore::default(),
-                hedge_budget: crate::pace::HedgeBudget::default(),
-                watchdog,
-                monitor,
-                discovery: std::sync::Mutex::new(None),
-                hooks: Arc::default(),
-                me: weak.clone(),
-            }
+            })
         });
         // What the probes so far saw (the monitor may have been running for a while, or have
         // probed before this connection could listen).
-        if let Some(m) = &inner.monitor {
+        if let Some(m) = inner.monitor() {
             m.replay();
         }
         RoutedConnection { inner }
@@ -131,7 +120,7 @@ impl RoutedConnection {
     /// The database backend (the same on every node). Inherent, so `db.get_database_backend()`
     /// is not ambiguous between SeaORM's `ConnectionTrait` and `StreamTrait`.
     pub fn get_database_backend(&self) -> DbBackend {
-        self.inner.backend
+        self.inner.backend()
     }
 
     /// The primary's database server, product and version, as checked against rwsplit's
@@ -176,7 +165,7 @@ impl RoutedConnection {
     /// # Ok(()) }
     /// ```
     pub fn token_kind(&self) -> Option<TokenKind> {
-        self.inner.product.token_kind()
+        self.inner.product().token_kind()
     }
 
     /// The database product this connection routes for, as people write it: `PostgreSQL`,
@@ -185,7 +174,7 @@ impl RoutedConnection {
     /// [`from_connections`](Self::from_connections), from their SeaORM backend (MySQL's is
     /// taken to be MariaDB's).
     pub fn product_name(&self) -> &'static str {
-        self.inner.product.name()
+        self.inner.product().name()
     }
 
     /// A replica's own connection, chosen as a read would be (healthy, by the balancer), for
@@ -194,9 +183,9 @@ impl RoutedConnection {
     pub fn replica(&self) -> &DatabaseConnection {
         let ctx = RouteContext::for_access(Access::Read, std::time::Instant::now())
             .with_target(Target::Replica);
-        let id = self.inner.routing.plan(&ctx).map_or(self.inner.primary_index(), |p| p.first());
-        let node = self.inner.nodes.get(id).unwrap_or_else(|| self.inner.primary_node());
-        self.inner.nodes.keep(&node).user_conn()
+        let id = self.inner.routing().plan(&ctx).map_or(self.inner.primary_index(), |p| p.first());
+        let node = self.inner.nodes().get(id).unwrap_or_else(|| self.inner.primary_node());
+        self.inner.nodes().keep(&node).user_conn()
     }
 
     /// Runs `fut` with every statement this connection routes inside it sent to `target`
@@ -254,12 +243,12 @@ impl RoutedConnection {
     where
         F: Fn(&sea_orm::metric::Info<'_>) + Send + Sync + 'static,
     {
-        self.inner.hooks.set_metric(callback);
-        for (_, n) in self.inner.nodes.iter() {
-            n.hook(&self.inner.hooks);
+        self.inner.hooks().set_metric(callback);
+        for (_, n) in self.inner.nodes().iter() {
+            n.hook(self.inner.hooks());
         }
         // The primary lent out as a connection since the start, if it left its slot.
-        self.inner.nodes.first_kept().hook(&self.inner.hooks);
+        self.inner.nodes().first_kept().hook(self.inner.hooks());
     }
 
     /// Pings the primary.
@@ -275,7 +264,7 @@ impl RoutedConnection {
     /// Closes every node's pool, by reference.
     pub async fn close_by_ref(&self) -> Result<(), DbErr> {
         let mut first_err = None;
-        for (_, n) in self.inner.nodes.iter() {
+        for (_, n) in self.inner.nodes().iter() {
             if let Err(e) = n.conn().close_by_ref().await {
                 first_err.get_or_insert(e);
             }
@@ -378,7 +367,7 @@ fn on_probe(weak: &std::sync::Weak<Inner>) -> rwsplit_monitor::OnProbe {
     let weak = weak.clone();
     Arc::new(move |node, seen| {
         let Some(inner) = weak.upgrade() else { return };
-        if let Some(n) = inner.nodes.get(node)
+        if let Some(n) = inner.nodes().get(node)
             && let Some(seen) = seen
         {
             if let Some(system_id) = crate::product::system_id(seen) {
@@ -387,14 +376,14 @@ fn on_probe(weak: &std::sync::Weak<Inner>) -> rwsplit_monitor::OnProbe {
             n.answered_probe(Instant::now(), seen.latency());
             check_server(&weak, node, &n);
         }
-        let floor = |seen: &crate::causal::Seen| match inner.routing.floor(seen) {
+        let floor = |seen: &crate::causal::Seen| match inner.routing().floor(seen) {
             crate::route::Floor::Known(t) => Some(t),
             crate::route::Floor::Unknown(_) => None,
         };
-        let settled = |t: &rwsplit_core::CausalToken| inner.routing.settled(t);
+        let settled = |t: &rwsplit_core::CausalToken| inner.routing().settled(t);
         let now = Instant::now();
-        inner.scopes.sweep(now, FOREIGN_TOKEN_TTL, settled, floor);
-        inner.routing.sweep_learned(now);
+        inner.scopes().sweep(now, FOREIGN_TOKEN_TTL, settled, floor);
+        inner.routing().sweep_learned(now);
     })
 }
 
@@ -415,9 +404,9 @@ fn check_server(weak: &std::sync::Weak<Inner>, id: NodeId, n: &NodeRef) {
                 // Still there (not removed meanwhile; a node that took its index since has
                 // another id).
                 if let Some(inner) = weak.upgrade()
-                    && inner.nodes.get(id).is_some()
+                    && inner.nodes().get(id).is_some()
                 {
-                    inner.routing.set_fenced(id, true);
+                    inner.routing().set_fenced(id, true);
                 }
                 tracing::error!(target: "rwsplit", node = %check.node().name(), %error, "node refused and fenced: its server is not one rwsplit supports");
                 // Checked once, refused for good: no later probe checks it again.
@@ -437,7 +426,7 @@ pub(crate) async fn check_replicas(
     max: Duration,
 ) -> Result<(), crate::Error> {
     let nodes: Vec<NodeRef> =
-        conn.inner.nodes.iter().filter(|&(i, _)| i != NodeId::new(0)).map(|(_, n)| n).collect();
+        conn.inner.nodes().iter().filter(|&(i, _)| i != NodeId::new(0)).map(|(_, n)| n).collect();
     let checks =
         nodes.iter().map(|n| tokio::time::timeout(max, crate::product::check(n.conn(), n.name())));
     for (n, checked) in nodes.iter().zip(futures_util::future::join_all(checks).await) {
@@ -481,13 +470,13 @@ impl Inner {
     /// connection's monitor waits for that monitor's first round, as before; its nodes were
     /// dealt with then.
     pub(crate) async fn first_probes(&self, max: Duration) -> Vec<NodeId> {
-        let Some(m) = &self.monitor else { return Vec::new() };
+        let Some(m) = &self.monitor() else { return Vec::new() };
         if m.joined {
             m.first_round(max).await;
             return Vec::new();
         }
         let state = m.state();
-        let ids: Vec<NodeId> = self.nodes.iter().map(|(i, _)| i).collect();
+        let ids: Vec<NodeId> = self.nodes().iter().map(|(i, _)| i).collect();
         let primary = NodeId::new(0);
         let started = tokio::time::Instant::now();
         let deadline = started + max;
@@ -525,7 +514,7 @@ impl Inner {
     /// Holds `node` out of rotation until the monitor has an answer from it (it did not answer
     /// while the connection was made).
     pub(crate) fn hold_until_answered(&self, node: NodeId) -> bool {
-        self.routing.state().hold_until_answered(node)
+        self.routing().state().hold_until_answered(node)
     }
 
     /// Adds `node` at run time (a topology source found it): the monitor's state gives it an
@@ -540,7 +529,7 @@ impl Inner {
         probe: Option<sea_orm::ConnectOptions>,
     ) -> Option<NodeId> {
         let node = node.probed_from(probe.map(ProbeFrom::Options));
-        let state = self.routing.state();
+        let state = self.routing().state();
         let id = match state.add_node(|id| core_node(id, Role::Replica, &node)) {
             Ok(id) => id,
             Err(error) => {
@@ -549,7 +538,7 @@ impl Inner {
             }
         };
         let name = node.name().to_owned();
-        if !self.nodes.install(id, node) {
+        if !self.nodes().install(id, node) {
             // The slot still holds a node: the state and the registry disagree, which
             // `remove_node` never leaves behind. Undo rather than route to the wrong pools.
             state.remove_node(id);
@@ -559,12 +548,12 @@ impl Inner {
         // Its pools report to the metric callback, if one is set; `set_metric_callback` hooks
         // the nodes it finds after storing the callback, so a node installed meanwhile is
         // hooked by one or the other (before it takes statements: not before its first probe).
-        if self.hooks.is_set()
-            && let Some(n) = self.nodes.get(id)
+        if self.hooks().is_set()
+            && let Some(n) = self.nodes().get(id)
         {
-            n.hook(&self.hooks);
+            n.hook(self.hooks());
         }
-        if let Some(m) = &self.monitor {
+        if let Some(m) = &self.monitor() {
             m.start_node(id);
         }
         tracing::warn!(target: "rwsplit", node = %name, id = %id, "node added: probing it, it takes statements once healthy and caught up");
@@ -578,22 +567,22 @@ impl Inner {
     /// once it has drained (telemetry's *Removed nodes*). The last node is never removed.
     /// Returns whether it was removed.
     pub(crate) fn remove_node(&self, id: NodeId) -> bool {
-        if self.nodes.count() <= 1 {
+        if self.nodes().count() <= 1 {
             tracing::warn!(target: "rwsplit", id = %id, "not removing the last node");
             return false;
         }
-        let state = Arc::clone(self.routing.state());
-        let was_primary = self.routing.node_view(id).is_some_and(|v| v.0 == Role::Primary);
+        let state = Arc::clone(self.routing().state());
+        let was_primary = self.routing().node_view(id).is_some_and(|v| v.0 == Role::Primary);
         state.remove_node(id);
-        if let Some(m) = &self.monitor {
+        if let Some(m) = &self.monitor() {
             m.stop_node(id);
         }
-        let Some(node) = self.nodes.take(id) else { return false };
+        let Some(node) = self.nodes().take(id) else { return false };
         // Out of its slot, so the gauge sampler no longer sees it: its gauges are set here, to
         // "removed" now and to "gone" once drained (telemetry's *Removed nodes*).
         crate::telemetry::removing(node.labels());
         tracing::warn!(target: "rwsplit", node = %node.name(), id = %id, "node removed: draining");
-        let weak = self.me.clone();
+        let weak = self.me().clone();
         let drain = async move {
             // Statements, sampler rounds and server checks hold their node while they run on
             // it (`NodeRef`); the last to let go wakes this. Once idle, no sampler round can
@@ -610,7 +599,7 @@ impl Inner {
             }
             // A node at the same address added again meanwhile owns these series now.
             let back = weak.upgrade().is_some_and(|inner| {
-                inner.nodes.iter().any(|(_, n)| n.labels().same_series(node.labels()))
+                inner.nodes().iter().any(|(_, n)| n.labels().same_series(node.labels()))
             });
             if !back {
                 crate::telemetry::removed(&crate::telemetry::RemovedNode {
@@ -636,12 +625,12 @@ impl Inner {
 
     /// One round of the gauges.
     pub(crate) fn sample_metrics(&self, now: Instant) {
-        let topo = self.routing.state().snapshot();
-        for (i, n) in self.nodes.iter() {
+        let topo = self.routing().state().snapshot();
+        for (i, n) in self.nodes().iter() {
             let view = topo.node(i);
             // Not in the snapshot: joining (sampled as such), or removed a moment ago (its
             // gauges are the removal's, see `remove_node`).
-            let joining = view.is_none() && self.routing.state().contains(i);
+            let joining = view.is_none() && self.routing().state().contains(i);
             if view.is_none() && !joining {
                 continue;
             }
@@ -651,7 +640,7 @@ impl Inner {
                     labels: n.labels(),
                     health: view.map_or(rwsplit_core::Health::Down, |v| v.health()),
                     joining,
-                    fenced: self.routing.is_fenced(i),
+                    fenced: self.routing().is_fenced(i),
                     role: view.map_or(Role::Replica, |v| v.role()),
                     lag_bytes: lag.bytes(),
                     lag_time: lag.time(),
@@ -663,7 +652,7 @@ impl Inner {
                 now,
             );
         }
-        if let Some(m) = &self.monitor {
+        if let Some(m) = &self.monitor() {
             crate::telemetry::promotions(m.promotions());
         }
     }

@@ -20,11 +20,32 @@ use rwsplit_core::{
 use sea_orm::{AccessMode, DbErr, IsolationLevel};
 
 use super::counters::Effects;
-use super::inner::{Ctx, Inner, SCOPE, Scope};
-use super::scopes::monotonic;
-use crate::causal::Slot;
-use crate::route::{Floor, FloorMark, Plan, Snap, Why};
+use super::ctx::{Ctx, Policy, SCOPE, Scope, monotonic};
+use crate::causal::{ScopeStore, Slot};
+use crate::classified::Classified;
+use crate::product::Product;
+use crate::route::{Floor, FloorMark, Plan, Routing, Snap, Why};
 use crate::telemetry::Ryw;
+
+/// The planner: the routing policy, the classifier (behind its cache of the texts it has seen)
+/// and the routing state (the monitor's topology and the core router), which it owns and
+/// nothing else touches. It decides where statements and transactions go; the executor asks
+/// it through [`plan`](Planner::plan) and [`plan_transaction`](Planner::plan_transaction).
+pub(crate) struct Planner {
+    policy: Policy,
+    classified: Classified,
+    routing: Routing,
+    product: Product,
+}
+
+/// What a plan reads of the rest of the connection: the scopes' store (a read's scope state,
+/// read once per plan), how many nodes there are, and whether a monitor samples positions.
+#[derive(Clone, Copy)]
+pub(super) struct Around<'a> {
+    pub(super) scopes: &'a ScopeStore,
+    pub(super) nodes: usize,
+    pub(super) monitored: bool,
+}
 
 /// What a read needs from the primary's history.
 #[derive(Debug, PartialEq, Eq)]
@@ -54,7 +75,43 @@ struct ScopeView {
     floor: Option<FloorMark>,
 }
 
-impl Inner {
+impl Planner {
+    /// A planner with this policy, classifier and routing state, for `product`'s SQL.
+    pub(crate) fn new(
+        policy: Policy,
+        classified: Classified,
+        routing: Routing,
+        product: Product,
+    ) -> Planner {
+        Planner { policy, classified, routing, product }
+    }
+
+    /// The routing policy the builder set.
+    pub(crate) fn policy(&self) -> &Policy {
+        &self.policy
+    }
+
+    /// The routing state: the monitor's topology and the core router.
+    pub(crate) fn routing(&self) -> &Routing {
+        &self.routing
+    }
+
+    /// The classifier, behind its cache.
+    pub(crate) fn classified(&self) -> &Classified {
+        &self.classified
+    }
+
+    /// The id of the node that has the primary role now (the configured one until a
+    /// promotion is seen).
+    pub(crate) fn primary_index(&self) -> NodeId {
+        self.routing.primary_id().unwrap_or(NodeId::new(0))
+    }
+
+    /// The catch-up wait a read may do: the call's, else the connection's default.
+    pub(super) fn wait_of(&self, ctx: &Ctx<'_>) -> Option<Duration> {
+        ctx.wait.unwrap_or(self.policy.wait_for_replica).filter(|d| !d.is_zero())
+    }
+
     /// `sql`'s classification, detached from it, and `db.operation.name` (cached by text).
     pub(super) fn classify(&self, sql: &str) -> crate::classified::Entry {
         self.classified.get(sql)
@@ -74,8 +131,8 @@ impl Inner {
     /// The scope's state for a read and, for monotonic reads, the monitor's sample marks that
     /// bound its last read: read before the plan's snapshot, so that a sample the marks count
     /// is in it.
-    fn scope_view(&self, scope: &Scope, monotonic: bool) -> ScopeView {
-        let mut slot = self.scope_get(scope);
+    fn scope_view(&self, scopes: &ScopeStore, scope: &Scope, monotonic: bool) -> ScopeView {
+        let mut slot = scopes.get(scope);
         let floor = match slot.seen.take() {
             Some(seen) if monotonic => Some(self.routing.floor_mark(&seen)),
             _ => None,
@@ -120,31 +177,25 @@ impl Inner {
         &self,
         sql: &str,
         kind: crate::classified::Entry,
-        ctx: &Ctx<'_>,
-        scope: &Scope,
-        done: Done,
-        now: Instant,
+        input: &Input<'_, '_>,
     ) -> Result<Planned, DbErr> {
         let c = kind.classification.attach(sql);
-        let planned = with_effects(|fx| self.plan_classified(sql, &c, ctx, scope, done, now, fx))?;
+        let planned = with_effects(|fx| self.plan_classified(sql, &c, input, fx))?;
         Ok(match planned {
             Planned::Ready(plan, fx) => Planned::Ready(plan.with_operation(kind.operation), fx),
             io => io,
         })
     }
 
-    #[expect(clippy::too_many_arguments, reason = "one plan's inputs, passed through")]
     fn plan_classified(
         &self,
         sql: &str,
         c: &Classification<'_>,
-        ctx: &Ctx<'_>,
-        scope: &Scope,
-        done: Done,
-        now: Instant,
+        input: &Input<'_, '_>,
         fx: &mut Effects,
     ) -> Result<Decided, DbErr> {
-        let mut rc = RouteContext::new(c, now).with_statement(sql, self.dialect);
+        let &Input { ctx, scope, around, done, now } = input;
+        let mut rc = RouteContext::new(c, now).with_statement(sql, self.product.dialect());
         let target = SCOPE.try_with(|t| *t).ok();
         if let Some(target) = target {
             rc = rc.with_target(target);
@@ -165,11 +216,11 @@ impl Inner {
             || overridden
             || matches!(level, Consistency::Strong)
             || (!self.policy.read_your_writes && explicit_token.is_none())
-            || (self.nodes.count() == 1 && explicit_token.is_none())
+            || (around.nodes == 1 && explicit_token.is_none())
         {
             return self.plan_ctx(&rc.with_consistency(level)).map(Decided::Ready);
         }
-        let read = Read { level, explicit: explicit_token, wait: self.wait_of(ctx), done };
+        let read = Read { level, explicit: explicit_token, wait: self.wait_of(ctx), around, done };
         self.decide_read(rc, &read, scope, fx)
     }
 
@@ -183,8 +234,8 @@ impl Inner {
         scope: &Scope,
         fx: &mut Effects,
     ) -> Result<Decided, DbErr> {
-        let &Read { level, explicit, wait, done } = read;
-        let view = self.scope_view(scope, monotonic(level));
+        let &Read { level, explicit, wait, around, done } = read;
+        let view = self.scope_view(around.scopes, scope, monotonic(level));
         // One snapshot for every decision of this plan, taken after the scope's view.
         let snap = self.routing.snap();
         let need = match self.read_need(view, explicit, wait, &snap, done) {
@@ -203,7 +254,8 @@ impl Inner {
             }
             Need::Token(token) => self.plan_with_token(snap, rc, level, token, wait, fx),
             Need::Stay { node, token } => {
-                let stay = Stay { node, token: token.as_ref(), wait, done };
+                let stay =
+                    Stay { node, token: token.as_ref(), wait, monitored: around.monitored, done };
                 return self.plan_stay(snap, rc, level, &stay, fx);
             }
         }
@@ -227,7 +279,7 @@ impl Inner {
         stay: &Stay<'_>,
         fx: &mut Effects,
     ) -> Result<Decided, DbErr> {
-        let Stay { node, token, wait, done } = *stay;
+        let Stay { node, token, wait, monitored, done } = *stay;
         let topo = snap.topology();
         if let Some(t) = token
             && crate::route::foreign_in(topo, t)
@@ -285,7 +337,7 @@ impl Inner {
         // would go anyway, and a node down sends no sample.
         if let (Some((_, _)), Some(max)) = (replica, wait)
             && !done.floored
-            && self.monitor.is_some()
+            && monitored
         {
             return Ok(Decided::Io(Io::Floor(max)));
         }
@@ -381,11 +433,9 @@ impl Inner {
         &self,
         isolation: Option<IsolationLevel>,
         access: Option<AccessMode>,
-        ctx: &Ctx<'_>,
-        scope: &Scope,
-        done: Done,
-        now: Instant,
+        input: &Input<'_, '_>,
     ) -> Result<Planned, DbErr> {
+        let &Input { ctx, scope, around, done, now } = input;
         with_effects(|fx| {
             let read_only = access == Some(AccessMode::ReadOnly);
             let serializable_pg = isolation == Some(IsolationLevel::Serializable)
@@ -412,7 +462,7 @@ impl Inner {
                 _ => None,
             };
             // No catch-up wait for a transaction: it goes where the scope's token is satisfied.
-            let read = Read { level, explicit, wait: None, done };
+            let read = Read { level, explicit, wait: None, around, done };
             self.decide_read(rc, &read, scope, fx)
         })
     }
@@ -429,7 +479,18 @@ fn with_effects(
     })
 }
 
-/// A read's inputs beyond its route context and scope ([`Inner::decide_read`]).
+/// One plan's inputs beyond the statement: the call's context, its scope, what the plan reads
+/// of the rest of the connection, the I/O steps done so far, and the executor's clock reading.
+#[derive(Clone, Copy)]
+pub(super) struct Input<'c, 'a> {
+    pub(super) ctx: &'c Ctx<'a>,
+    pub(super) scope: &'c Scope,
+    pub(super) around: Around<'c>,
+    pub(super) done: Done,
+    pub(super) now: Instant,
+}
+
+/// A read's inputs beyond its route context and scope ([`Planner::decide_read`]).
 #[derive(Clone, Copy)]
 struct Read<'a> {
     level: &'a Consistency,
@@ -437,15 +498,18 @@ struct Read<'a> {
     explicit: Option<&'a CausalToken>,
     /// The catch-up wait it may do (`None` for a transaction).
     wait: Option<Duration>,
+    around: Around<'a>,
     done: Done,
 }
 
-/// A read kept, if it can be, on the node of its scope's last read ([`Inner::plan_stay`]).
+/// A read kept, if it can be, on the node of its scope's last read ([`Planner::plan_stay`]).
 #[derive(Clone, Copy)]
 struct Stay<'t> {
     node: NodeId,
     token: Option<&'t CausalToken>,
     wait: Option<Duration>,
+    /// Whether a monitor samples positions (else no sample is worth waiting for).
+    monitored: bool,
     done: Done,
 }
 
@@ -740,8 +804,8 @@ mod planner {
     use sea_orm::{DbBackend, MockDatabase};
 
     use super::super::counters::{Count, Effects};
-    use super::super::inner::{Ctx, Policy, Scope};
-    use super::{Done, Io, Planned};
+    use super::super::ctx::{Ctx, Policy, Scope};
+    use super::{Done, Input, Io, Planned};
     use crate::RoutedConnection;
     use crate::causal::Shared;
     use crate::route::Why;
@@ -781,10 +845,17 @@ mod planner {
 
     fn plan(db: &RoutedConnection, sql: &str, scope: &Scope) -> Planned {
         let inner = &db.inner;
-        let kind = inner.classify(sql);
-        inner
-            .plan(sql, kind, &Ctx::default(), scope, Done::default(), Instant::now())
-            .expect("planned")
+        let planner = inner.planner();
+        let kind = planner.classify(sql);
+        let ctx = Ctx::default();
+        let input = Input {
+            ctx: &ctx,
+            scope,
+            around: inner.around(),
+            done: Done::default(),
+            now: Instant::now(),
+        };
+        planner.plan(sql, kind, &input).expect("planned")
     }
 
     const SELECT: &str = "SELECT id FROM t WHERE id = 1";
@@ -832,7 +903,7 @@ mod planner {
     ) {
         let db = three_nodes();
         if r2_down {
-            db.inner.routing.ban(R2);
+            db.inner.routing().ban(R2);
         }
         let Planned::Ready(p, fx) = plan(&db, sql, &session(before)) else {
             panic!("no I/O step expected")
@@ -880,11 +951,11 @@ mod planner {
     #[test]
     fn a_read_planned_twice_is_counted_once() {
         let db = three_nodes();
-        db.inner.routing.ban(R2);
+        db.inner.routing().ban(R2);
         let scope = session(Before::ReadOn(R2));
         let _ = plan(&db, SELECT, &scope);
         let Planned::Ready(_, fx) = plan(&db, SELECT, &scope) else { panic!("ready") };
-        let counters = &db.inner.counters;
+        let counters = db.inner.counters();
         assert_eq!(counters.get(Count::MonotonicStays), 0, "planning counted");
         fx.apply(counters, None, Duration::ZERO, Instant::now());
         assert_eq!(counters.get(Count::MonotonicStays), 1);

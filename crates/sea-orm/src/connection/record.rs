@@ -21,7 +21,8 @@ use rwsplit_core::{InFlight, NodeId};
 use sea_orm::DbErr;
 
 use super::counters::Count;
-use super::inner::{Inner, Scope};
+use super::ctx::Scope;
+use super::inner::Inner;
 use super::nodes::Node;
 use crate::failure::{self, Failure};
 use crate::sending::{self, Standing};
@@ -67,7 +68,7 @@ pub(super) struct Record<'a> {
 impl Record<'_> {
     /// The attempt succeeded; `now` is when it returned.
     pub(super) fn succeeded(mut self, now: Instant) {
-        let routing = &self.conn.routing;
+        let routing = &self.conn.routing();
         if let Some(g) = self.guard.take()
             && routing.feeds_latency()
         {
@@ -123,7 +124,7 @@ impl Record<'_> {
 /// primary): counted once, where it is known to move.
 pub(super) fn retried(conn: &Inner, node: &Node, write: bool) {
     telemetry::retry(node.labels(), write);
-    conn.counters.bump(Count::Retries);
+    conn.counters().bump(Count::Retries);
 }
 
 /// Classifies a failure `err` on node `id` for the retry decision and reports it: only a
@@ -134,7 +135,7 @@ pub(super) fn note_failure(conn: &Inner, node: &Node, id: NodeId, err: &DbErr) -
     match failure {
         Failure::Connection => {
             node.count_failure();
-            conn.routing.record_failure(id);
+            conn.routing().record_failure(id);
         }
         Failure::Backpressure => {
             node.count_pool_timeout();

@@ -14,7 +14,9 @@ use rwsplit_core::{CausalToken, NodeId};
 use sea_orm::{DbErr, TransactionError};
 
 use super::counters::{Count, Effects};
-use super::inner::{Ctx, Inner, SESSION, Scope};
+use super::ctx::monotonic;
+use super::ctx::{Ctx, SESSION, Scope};
+use super::inner::Inner;
 use crate::causal::{Seen, Slot};
 use crate::position;
 use crate::sending::Taken;
@@ -24,12 +26,6 @@ use crate::sending::Taken;
 enum Key {
     Task(Option<tokio::task::Id>),
     Session(Arc<crate::causal::Shared>),
-}
-
-/// Whether reads at `level` keep monotonic reads: `Consistency::Session` only, for now (a
-/// bounded or strong read is judged by its own level alone).
-pub(super) fn monotonic(level: &rwsplit_core::Consistency) -> bool {
-    matches!(level, rwsplit_core::Consistency::Session)
 }
 
 /// How a read-write transaction ended, as far as its writes go.
@@ -61,32 +57,27 @@ impl Inner {
     }
 
     pub(super) fn scope_get(&self, scope: &Scope) -> Slot {
-        self.scopes.get(scope)
+        self.scopes().get(scope)
     }
 
     pub(crate) fn scope_update(&self, scope: &Scope, f: impl FnOnce(&mut Slot)) {
-        self.scopes.update(scope, f);
+        self.scopes().update(scope, f);
     }
 
     /// Whether writes in `scope` record their position: read-your-writes is on and some read
     /// could go elsewhere than the primary (there are replicas), or the scope is a session,
     /// whose token may be exported.
     pub(super) fn tracks_writes(&self, scope: &Scope) -> bool {
-        self.policy.read_your_writes
-            && (self.nodes.count() > 1 || matches!(scope, Scope::Session(_)))
-    }
-
-    /// The catch-up wait a read may do: the call's, else the connection's default.
-    pub(super) fn wait_of(&self, ctx: &Ctx<'_>) -> Option<Duration> {
-        ctx.wait.unwrap_or(self.policy.wait_for_replica).filter(|d| !d.is_zero())
+        self.policy().read_your_writes
+            && (self.nodes().count() > 1 || matches!(scope, Scope::Session(_)))
     }
 
     /// Whether reads through `ctx` keep monotonic reads: read-your-writes is on, there are
     /// replicas, and the call's level is `Consistency::Session`.
     fn tracks_reads(&self, ctx: &Ctx<'_>) -> bool {
-        self.policy.read_your_writes
-            && self.nodes.count() > 1
-            && monotonic(ctx.consistency.unwrap_or(&self.policy.consistency))
+        self.policy().read_your_writes
+            && self.nodes().count() > 1
+            && monotonic(ctx.consistency.unwrap_or(&self.policy().consistency))
     }
 
     /// A statement planned as `plan` ran on `node` in `scope` (monotonic reads): a read
@@ -120,26 +111,26 @@ impl Inner {
     /// Asks the monitor for one position sample of `node` sent from now on (for at most the
     /// configured linger): a floor that sample bounds.
     pub(super) fn want_sample(&self, node: NodeId) {
-        if self.monitor.is_none() {
+        if self.monitor().is_none() {
             return;
         }
         let now = Instant::now();
-        let linger = self.policy.monitor.position_linger_value();
-        self.routing.state().want_sample(node, now, now.checked_add(linger).unwrap_or(now));
+        let linger = self.policy().monitor.position_linger_value();
+        self.routing().state().want_sample(node, now, now.checked_add(linger).unwrap_or(now));
     }
 
     /// Applies a plan's effects, once, for the plan the statement runs ([`Effects::apply`]).
     pub(super) fn apply(&self, effects: Effects, now: Instant) {
-        let linger = self.policy.monitor.position_linger_value();
-        let monitor = self.monitor.as_ref().map(|_| &**self.routing.state());
-        effects.apply(&self.counters, monitor, linger, now);
+        let linger = self.policy().monitor.position_linger_value();
+        let monitor = self.monitor().as_ref().map(|_| &**self.routing().state());
+        effects.apply(self.counters(), monitor, linger, now);
     }
 
     /// Asks the monitor for what a plan wants before the I/O step it needs
     /// ([`Effects::want`]): the step may wait on it.
     pub(super) fn want(&self, effects: &Effects, now: Instant) {
-        let linger = self.policy.monitor.position_linger_value();
-        let monitor = self.monitor.as_ref().map(|_| &**self.routing.state());
+        let linger = self.policy().monitor.position_linger_value();
+        let monitor = self.monitor().as_ref().map(|_| &**self.routing().state());
         effects.want(monitor, linger, now);
     }
 
@@ -152,20 +143,20 @@ impl Inner {
     /// transaction) the primary, whose position the caller reads there.
     pub(crate) fn export_floor(&self, seen: &Seen) -> Export {
         use crate::route::Floor;
-        if let Floor::Known(t) = self.routing.floor(seen) {
+        if let Floor::Known(t) = self.routing().floor(seen) {
             return Export::Floor(t);
         }
         if seen.at.is_some()
-            && let Some(n) = self.nodes.get(seen.node)
+            && let Some(n) = self.nodes().get(seen.node)
         {
             return Export::Node(n.name().to_owned());
         }
-        Export::Primary(self.routing.primary_id().unwrap_or_else(|| self.primary_index()))
+        Export::Primary(self.routing().primary_id().unwrap_or_else(|| self.primary_index()))
     }
 
     /// The id of the node named `name` (`host:port/db`), if this connection has one.
     pub(crate) fn node_named(&self, name: &str) -> Option<NodeId> {
-        self.nodes.iter().find(|(_, n)| n.name() == name).map(|(id, _)| id)
+        self.nodes().iter().find(|(_, n)| n.name() == name).map(|(id, _)| id)
     }
 
     /// Waits, up to `max` and the monitor's probe timeout, for a position sample that bounds
@@ -177,15 +168,15 @@ impl Inner {
         max: std::time::Duration,
     ) -> Option<CausalToken> {
         use crate::route::Floor;
-        let max = max.min(self.policy.monitor.probe_timeout_value());
+        let max = max.min(self.policy().monitor.probe_timeout_value());
         let deadline = tokio::time::Instant::now() + crate::deadline::cap(max);
-        let state = self.routing.state();
+        let state = self.routing().state();
         // The node's next sample, at its next feed turn rather than its next full probe.
         self.want_sample(seen.node);
         loop {
             // Made before the look: a sample landing in between still wakes it.
             let next = state.sampled();
-            if let Floor::Known(t) = self.routing.floor(seen) {
+            if let Floor::Known(t) = self.routing().floor(seen) {
                 return Some(t);
             }
             if tokio::time::timeout_at(deadline, next).await.is_err() {
@@ -219,7 +210,7 @@ impl Inner {
         node: rwsplit_core::NodeId,
         taken: Option<&mut Taken>,
     ) -> Result<CausalToken, DbErr> {
-        self.scopes.captures().position(node, || self.capture_now(node, taken)).await
+        self.scopes().captures().position(node, || self.capture_now(node, taken)).await
     }
 
     /// One position read of `node`, on `taken` if given.
@@ -229,7 +220,7 @@ impl Inner {
         taken: Option<&mut Taken>,
     ) -> Result<CausalToken, DbErr> {
         let n = self
-            .nodes
+            .nodes()
             .get(node)
             .ok_or_else(|| DbErr::from(crate::routing_error::RoutingError::node_removed(node)))?;
         let cached = n.system_id();
@@ -237,23 +228,23 @@ impl Inner {
             Some(t) => position::On::Taken(t),
             None => position::On::Pool(n.writer()),
         };
-        match self.product.capture(&mut on, cached).await {
+        match self.product().capture(&mut on, cached).await {
             Ok((token, system_id)) => {
                 n.set_system_id(system_id);
-                self.counters.bump(Count::Captures);
+                self.counters().bump(Count::Captures);
                 // The scope will read soon: the replicas' feeds run until each has the write
                 // (and no longer), so that read finds one known to have it.
-                if self.monitor.is_some() {
-                    let linger = self.policy.monitor.position_linger_value();
+                if self.monitor().is_some() {
+                    let linger = self.policy().monitor.position_linger_value();
                     let until = std::time::Instant::now().checked_add(linger);
                     if let Some(until) = until {
-                        self.routing.state().want_replayed(&token, until);
+                        self.routing().state().want_replayed(&token, until);
                     }
                 }
                 Ok(token)
             }
             Err(e) => {
-                self.counters.bump(Count::CaptureFailures);
+                self.counters().bump(Count::CaptureFailures);
                 Err(e)
             }
         }
@@ -280,7 +271,7 @@ impl Inner {
             Scope::Session(s) => Key::Session(Arc::clone(s)),
         };
         // Live while a statement of the connection runs (it holds the connection).
-        let (Ok(runtime), Some(db)) = (tokio::runtime::Handle::try_current(), self.me.upgrade())
+        let (Ok(runtime), Some(db)) = (tokio::runtime::Handle::try_current(), self.me().upgrade())
         else {
             let epoch = self.key_update(&key, |s| s.pending_epoch);
             self.finish_capture(node, false, &key, epoch, taken).await;
@@ -312,7 +303,7 @@ impl Inner {
         // Given back to the pool (which tests it first) as soon as the position is read.
         drop(taken);
         // Whatever the outcome, the reads waiting for this scope's positions to land look again.
-        let _landed = self.scopes.landing();
+        let _landed = self.scopes().landing();
         let done = |s: &mut Slot| {
             if counted {
                 s.inflight = s.inflight.saturating_sub(1);
@@ -326,7 +317,7 @@ impl Inner {
                 done(s);
             }),
             Err(e) => {
-                tracing::warn!(target: "rwsplit", node = %self.nodes.get(node).map_or_else(String::new, |n| n.name().to_owned()), error = %e, "could not read the primary's position after a write; the next read in this scope goes to the primary");
+                tracing::warn!(target: "rwsplit", node = %self.nodes().get(node).map_or_else(String::new, |n| n.name().to_owned()), error = %e, "could not read the primary's position after a write; the next read in this scope goes to the primary");
                 self.key_update(key, |s| {
                     s.mark_pending();
                     done(s);
@@ -337,7 +328,7 @@ impl Inner {
 
     fn key_update<R>(&self, key: &Key, f: impl FnOnce(&mut Slot) -> R) -> R {
         match key {
-            Key::Task(id) => self.scopes.update_task(*id, f),
+            Key::Task(id) => self.scopes().update_task(*id, f),
             Key::Session(s) => s.update(f),
         }
     }
@@ -348,7 +339,7 @@ impl Inner {
         let deadline = tokio::time::Instant::now() + crate::deadline::cap(max);
         loop {
             // Made before the look: a capture landing in between still wakes it.
-            let landed = self.scopes.landed();
+            let landed = self.scopes().landed();
             let slot = self.scope_get(scope);
             if slot.inflight == 0 {
                 return slot;

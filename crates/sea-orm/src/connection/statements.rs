@@ -6,7 +6,9 @@ use futures_util::future::Either;
 use sea_orm::{DbErr, ExecResult, QueryResult, Statement};
 
 use super::attempt::{Execute, QueryAll, QueryOne, Stream, Unprepared, Work};
-use super::inner::{Ctx, Inner};
+use super::ctx::Ctx;
+use super::inner::Inner;
+use super::plan::Input;
 use crate::route::Why;
 
 /// Runs a statement's future in its span — unless nothing listens (the span is disabled), and
@@ -74,18 +76,22 @@ impl Inner {
         ctx: Ctx<'a>,
         path: Path,
     ) -> impl std::future::Future<Output = Result<W::Output, DbErr>> + Send + 'a {
-        let kind = self.classify(work.sql());
+        let kind = self.planner().classify(work.sql());
         let span = self.statement_span(kind.operation, &ctx);
         async move {
             let scope = self.scope_of(&ctx);
             let plan = match path {
                 Path::Primary(why) => {
                     let access = kind.classification.access();
-                    self.plan_on_primary(access, why)?.with_operation(kind.operation)
+                    self.planner().plan_on_primary(access, why)?.with_operation(kind.operation)
                 }
                 Path::Planned => {
                     let sql = work.sql();
-                    let planner = |done, now| self.plan(sql, kind, &ctx, &scope, done, now);
+                    let around = self.around();
+                    let planner = |done, now| {
+                        let input = Input { ctx: &ctx, scope: &scope, around, done, now };
+                        self.planner().plan(sql, kind, &input)
+                    };
                     self.planned(&scope, kind.reads(), planner).await?
                 }
             };

@@ -125,7 +125,7 @@ async fn a_failed_write_is_never_retried_and_says_so() {
     );
     assert!(typed.outcome_unknown() && !typed.is_retryable());
     assert_eq!(
-        statements(db.inner.nodes.get(NodeId::new(1)).unwrap().conn()),
+        statements(db.inner.nodes().get(NodeId::new(1)).unwrap().conn()),
         0,
         "nothing reached the replica"
     );
@@ -147,7 +147,7 @@ async fn transactions_begin_where_their_access_mode_allows(
     txn.commit().await.unwrap();
     let got = (
         statements(db.inner.primary_conn()),
-        statements(db.inner.nodes.get(NodeId::new(1)).unwrap().conn()),
+        statements(db.inner.nodes().get(NodeId::new(1)).unwrap().conn()),
     );
     assert_eq!(got, expected, "{access:?}");
 }
@@ -177,7 +177,7 @@ async fn closure_transactions_run_and_commit_through_the_router() {
     assert_eq!(ro, 1);
     assert_eq!(statements(db.inner.primary_conn()), 1, "the read-write transaction");
     assert_eq!(
-        statements(db.inner.nodes.get(NodeId::new(1)).unwrap().conn()),
+        statements(db.inner.nodes().get(NodeId::new(1)).unwrap().conn()),
         1,
         "the read-only one"
     );
@@ -364,7 +364,7 @@ async fn statements_errors_retries_and_latencies_are_recorded() {
 /// What the monitor reports after probing `node`: the primary, or a replica.
 async fn probed(db: &RoutedConnection, node: NodeId, replica: bool) {
     let seen = crate::tests::pg_probe(!replica, "0/3000000", 0).await;
-    db.inner.routing.state().observe(node, &seen, std::time::Instant::now());
+    db.inner.routing().state().observe(node, &seen, std::time::Instant::now());
 }
 
 /// A sqlx pool whose server refuses every connection (nothing listens on port 1): sqlx keeps
@@ -409,14 +409,14 @@ async fn a_write_waiting_for_a_connection_follows_a_new_primary(
     if old_marked_down {
         for _ in 0..5 {
             let refused = Err(rwsplit_monitor::ProbeError::refused("connection refused"));
-            db.inner.routing.state().observe(NodeId::new(0), &refused, std::time::Instant::now());
+            db.inner.routing().state().observe(NodeId::new(0), &refused, std::time::Instant::now());
         }
     }
     let (result, took) = write.await.unwrap();
     let exec = result.expect("retried on the new primary");
     assert_eq!(exec.rows_affected(), 1);
     assert!(took < std::time::Duration::from_secs(2), "took {took:?}");
-    let new_primary = db.inner.nodes.get(NodeId::new(1)).unwrap().writer().clone();
+    let new_primary = db.inner.nodes().get(NodeId::new(1)).unwrap().writer().clone();
     let log = new_primary.into_transaction_log();
     assert_eq!(log.len(), 1, "{log:?}");
     assert!(log[0].statements()[0].sql.starts_with("INSERT"), "{log:?}");
@@ -434,7 +434,7 @@ async fn a_write_whose_primary_stays_is_not_retried_and_says_it_was_not_sent() {
     let typed = routing_error(&err).expect("the adapter's error");
     assert!(matches!(typed, RoutingError::Backpressure { .. }), "{typed:?}");
     assert!(typed.is_retryable() && !typed.outcome_unknown(), "{typed:?}");
-    let replica = db.inner.nodes.get(NodeId::new(1)).unwrap().writer().clone();
+    let replica = db.inner.nodes().get(NodeId::new(1)).unwrap().writer().clone();
     assert_eq!(statements(&replica), 0, "nothing reached the replica");
     assert_eq!(db.stats().retries(), 0, "not retried");
 }
@@ -451,7 +451,7 @@ async fn a_write_on_a_primary_marked_down_with_no_successor_fails_unsent() {
     tokio::time::sleep(std::time::Duration::from_millis(200)).await;
     for _ in 0..5 {
         let refused = Err(rwsplit_monitor::ProbeError::refused("connection refused"));
-        db.inner.routing.state().observe(NodeId::new(0), &refused, std::time::Instant::now());
+        db.inner.routing().state().observe(NodeId::new(0), &refused, std::time::Instant::now());
     }
     let err = tokio::time::timeout(std::time::Duration::from_secs(2), write)
         .await
@@ -469,7 +469,7 @@ async fn a_write_on_a_primary_marked_down_with_no_successor_fails_unsent() {
         ),
         "{err:?}"
     );
-    assert_eq!(statements(db.inner.nodes.get(NodeId::new(1)).unwrap().writer()), 0);
+    assert_eq!(statements(db.inner.nodes().get(NodeId::new(1)).unwrap().writer()), 0);
 }
 
 /// A read on the primary (pinned there) waiting on a node that stops being the primary is given
@@ -495,7 +495,7 @@ async fn a_read_on_the_primary_follows_a_new_primary() {
     assert!(took < std::time::Duration::from_secs(2), "took {took:?}");
     assert_eq!(db.stats().nodes()[1].reads(), 1);
     assert_eq!(db.stats().retries(), 1);
-    let log = db.inner.nodes.get(NodeId::new(1)).unwrap().conn().clone().into_transaction_log();
+    let log = db.inner.nodes().get(NodeId::new(1)).unwrap().conn().clone().into_transaction_log();
     assert_eq!(log[0].statements()[0].sql, select().sql, "the read itself, not an empty one");
 }
 
@@ -516,7 +516,7 @@ async fn a_replica_read_is_given_up_when_its_node_is_marked_down_and_not_before(
         }
     });
     let refused = Err(rwsplit_monitor::ProbeError::refused("connection refused"));
-    let state = db.inner.routing.state();
+    let state = db.inner.routing().state();
     tokio::time::sleep(std::time::Duration::from_millis(200)).await;
     let replica = NodeId::new(1);
     let before = state.changes(replica);
@@ -597,18 +597,18 @@ async fn a_metric_callback_hooks_every_node_and_those_added_later() {
     let mut db = routed(answering(), vec![answering()], 2);
     let early = db.inner.add_node(Node::new("replica 2".to_owned(), answering()), None).unwrap();
     let hooked = |db: &RoutedConnection| -> Vec<(NodeId, bool)> {
-        db.inner.nodes.iter().map(|(i, n)| (i, n.is_hooked())).collect()
+        db.inner.nodes().iter().map(|(i, n)| (i, n.is_hooked())).collect()
     };
     assert_eq!(hooked(&db), [(NodeId::new(0), false), (NodeId::new(1), false), (early, false)]);
     db.set_metric_callback(|_| {});
     assert_eq!(hooked(&db), [(NodeId::new(0), true), (NodeId::new(1), true), (early, true)]);
-    assert!(db.inner.nodes.first_kept().is_hooked());
+    assert!(db.inner.nodes().first_kept().is_hooked());
     let later = db.inner.add_node(Node::new("replica 3".to_owned(), answering()), None).unwrap();
-    assert!(db.inner.nodes.get(later).unwrap().is_hooked(), "a node added later reports too");
+    assert!(db.inner.nodes().get(later).unwrap().is_hooked(), "a node added later reports too");
     // The pools handed out are the hooked ones from now on.
-    let primary = db.inner.nodes.get(NodeId::new(0)).unwrap();
-    assert!(std::ptr::eq(db.primary(), db.inner.nodes.keep(&primary).user_writer()));
-    assert!(!std::ptr::eq(db.primary(), db.inner.nodes.keep(&primary).writer()));
+    let primary = db.inner.nodes().get(NodeId::new(0)).unwrap();
+    assert!(std::ptr::eq(db.primary(), db.inner.nodes().keep(&primary).user_writer()));
+    assert!(!std::ptr::eq(db.primary(), db.inner.nodes().keep(&primary).writer()));
 }
 
 /// A plan names nodes by id. One made before a replica was removed and its index given to a
@@ -620,10 +620,11 @@ async fn a_plan_made_before_an_index_was_reused_never_runs_on_the_new_node() {
     let db = routed(answering(), vec![answering()], 2);
     let old_plan = db
         .inner
+        .planner()
         .plan_ctx(&RouteContext::for_access(Access::Read, std::time::Instant::now()))
         .unwrap();
     assert_eq!(old_plan.first(), NodeId::new(1), "the read is planned for the replica");
-    let replica = db.inner.nodes.get(NodeId::new(1)).unwrap().conn().clone();
+    let replica = db.inner.nodes().get(NodeId::new(1)).unwrap().conn().clone();
     assert!(db.inner.remove_node(NodeId::new(1)));
     tokio::time::sleep(std::time::Duration::from_millis(200)).await;
     let newcomer = answering();
@@ -633,7 +634,7 @@ async fn a_plan_made_before_an_index_was_reused_never_runs_on_the_new_node() {
     // The newcomer joins: the monitor's state sees it caught up (no monitor runs on mocks).
     probed(&db, NodeId::new(0), false).await;
     probed(&db, id, true).await;
-    assert!(db.inner.routing.state().snapshot().node(id).is_some(), "in rotation");
+    assert!(db.inner.routing().state().snapshot().node(id).is_some(), "in rotation");
 
     let mut work = super::attempt::QueryOne(select());
     let (row, served_by) = db
@@ -648,6 +649,7 @@ async fn a_plan_made_before_an_index_was_reused_never_runs_on_the_new_node() {
 
     let new_plan = db
         .inner
+        .planner()
         .plan_ctx(&RouteContext::for_access(Access::Read, std::time::Instant::now()))
         .unwrap();
     assert_eq!(new_plan.first(), id);
@@ -692,7 +694,7 @@ async fn without_a_bound_a_scope_reads_again_where_it_last_read() {
     // The last read's replica leaves rotation: the next read goes to the primary, and the
     // one after stays there (the primary's own bound is not known either).
     let last = if served.1 == 4 { NodeId::new(1) } else { NodeId::new(2) };
-    db.inner.routing.ban(last);
+    db.inner.routing().ban(last);
     session.query_one_raw(select()).await.unwrap();
     session.query_one_raw(select()).await.unwrap();
     assert_eq!(statements(&p), 2, "both on the primary");
@@ -753,16 +755,16 @@ async fn a_statement_looks_at_the_topology_once(
     let db = RoutedConnection::from_connections_with(answering(), vec![answering()], policy)
         .expect("two mock nodes");
     let looks = |before: (usize, usize)| {
-        let now = db.inner.routing.looks();
+        let now = db.inner.routing().looks();
         (now.0 - before.0, now.1 - before.1)
     };
     for _ in 0..2 {
-        let before = db.inner.routing.looks();
+        let before = db.inner.routing().looks();
         db.query_one_raw(stmt.clone()).await.expect("answered");
         assert_eq!(looks(before), (1, watch), "{}", stmt.sql);
     }
     // `execute` runs on the primary whatever its SQL: the watch looks once there too.
-    let before = db.inner.routing.looks();
+    let before = db.inner.routing().looks();
     db.execute_raw(stmt.clone()).await.expect("executed");
     assert_eq!(looks(before), (1, 1), "execute: {}", stmt.sql);
 }

@@ -12,7 +12,8 @@ use sea_orm::{
     StreamTrait, TransactionError, TransactionOptions, TransactionTrait,
 };
 
-use super::inner::{Ctx, RoutedConnection};
+use super::ctx::Ctx;
+use super::inner::RoutedConnection;
 
 impl RoutedConnection {
     /// The primary's own connection: every call on it runs on the primary, unrouted. Use it for
@@ -67,7 +68,7 @@ macro_rules! routed_connection {
         #[async_trait::async_trait]
         impl<$($lt)?> ConnectionTrait for $ty {
             fn get_database_backend(&self) -> DbBackend {
-                self.db().inner.backend
+                self.db().inner.backend()
             }
 
             // Not `async fn`s: each boxes the statement's own future, with no wrapper future
@@ -130,7 +131,7 @@ macro_rules! routed_connection {
             type Stream<'a> = crate::RoutedStream where Self: 'a;
 
             fn get_database_backend(&self) -> DbBackend {
-                self.db().inner.backend
+                self.db().inner.backend()
             }
 
             fn stream_raw<'a>(

@@ -15,7 +15,9 @@ use sea_orm::{
 use tracing::Instrument;
 
 use super::attempt::Begin;
-use super::inner::{Ctx, Inner, RoutedConnection};
+use super::ctx::Ctx;
+use super::inner::{Inner, RoutedConnection};
+use super::plan::Input;
 use super::scopes::Outcome;
 
 impl Inner {
@@ -38,7 +40,8 @@ impl Inner {
             let scope = self.scope_of(ctx);
             let plan = self
                 .planned(&scope, access == Some(AccessMode::ReadOnly), |done, now| {
-                    self.plan_transaction(isolation, access, ctx, &scope, done, now)
+                    let input = Input { ctx, scope: &scope, around: self.around(), done, now };
+                    self.planner().plan_transaction(isolation, access, &input)
                 })
                 .await?;
             let writes = plan.access() == Access::Write;
