@@ -4,10 +4,11 @@
 use std::time::Duration;
 
 use rwsplit_core::{Classifier, HealthPolicy, NodeId, RouterConfig};
-use rwsplit_monitor::{InvalidReplicationAddress, ReplicationAddress};
+use rwsplit_monitor::{AutoFailover, InvalidReplicationAddress, ReplicationAddress};
 use sea_orm::{ConnectOptions, DatabaseConnection, DbErr};
 
 use crate::connection::{Node, Policy, RoutedConnection};
+use crate::deadline::{Acquire, cap};
 use crate::error::{Error, Result};
 use crate::probe::{GivenNode, ProbeFrom, ProbeSettings};
 use crate::product::{Product, Unchecked};
@@ -79,6 +80,9 @@ impl std::fmt::Debug for RoutedConnectionBuilder {
     }
 }
 
+// Every setter is here, so the builder reads in one place; what a setter configures is done
+// where that behaviour lives (time limits: `deadline`; topology sources: `discover`; automatic
+// failover: rwsplit-monitor's `AutoFailover`; the rest: `connection/`).
 impl RoutedConnectionBuilder {
     /// The primary: a URL or SeaORM `ConnectOptions`. Writes, transactions and reads that must
     /// see recent writes go here.
@@ -190,6 +194,40 @@ impl RoutedConnectionBuilder {
         self
     }
 
+    /// The most one read may wait for a replica, connection acquisition included (default
+    /// `None`: no fixed limit). Without one, a read on a hung replica (a SIGSTOPped server keeps
+    /// its TCP port open) is given up once the monitor marks the replica down, and retried on the
+    /// next candidate; a slow read on a healthy replica runs to completion. With one, a replica
+    /// that does not answer in time has the read given up there (nothing counted against it: the
+    /// monitor judges health) and the
+    /// read retried on the next candidate — so set it above your longest legitimate replica
+    /// read. The primary, as a read's last candidate, is bounded only by the caller's
+    /// [deadline](RoutedConnection::deadline).
+    pub fn replica_read_timeout(mut self, timeout: Option<Duration>) -> Self {
+        self.policy.timeouts.replica_read = timeout;
+        self.given.insert("replica_read_timeout");
+        self
+    }
+
+    /// How long a statement may wait for a pooled connection, connecting included, on every
+    /// pool. Unset, a pool that writes (the primary's, and a replica's writer once it is
+    /// promoted) waits as plain SeaORM's does, sqlx's 30 s — a statement there has nowhere
+    /// else to go, and one that plain SeaORM would have waited for does not fail sooner — and a
+    /// replica's read-only pool 5 s, after which the read moves on to its next candidate (the
+    /// primary last). Set, every pool waits this long. A node's `ConnectOptions` with its own
+    /// `acquire_timeout` or `connect_timeout` keep theirs. A write waiting for a connection to
+    /// an unreachable primary is given up as soon as the monitor sees that node replaced (a
+    /// replica now, another node promoted) or marks it down — it was never sent, so it is tried
+    /// once on the new primary — and otherwise fails after at most this long, unsent. A
+    /// shorter timeout is therefore not needed to follow a switchover; it only bounds how long
+    /// a statement waits on a pool the application itself saturates.
+    /// Durations beyond 30 years are capped to 30 years.
+    pub fn acquire_timeout(mut self, timeout: Duration) -> Self {
+        let timeout = cap(timeout);
+        self.policy.timeouts.acquire = Acquire { write: timeout, read: timeout };
+        self
+    }
+
     /// The statement classifier, e.g. with extra side-effecting functions:
     /// `Classifier::default().with_write_functions(["audit_log"])`.
     pub fn classifier(mut self, classifier: Classifier) -> Self {
@@ -282,6 +320,30 @@ impl RoutedConnectionBuilder {
     /// wins over this config's interval in either order.
     pub fn monitor(mut self, config: rwsplit_monitor::MonitorConfig) -> Self {
         self.policy.monitor = config;
+        self
+    }
+
+    /// Turns on automatic promotion (off by default). Read [`AutoFailover`]'s risks first: an
+    /// external HA manager is the better choice wherever there is one.
+    ///
+    /// ```no_run
+    /// # async fn demo() -> Result<(), rwsplit_sea_orm::Error> {
+    /// use rwsplit_sea_orm::advanced::AutoFailover;
+    /// use rwsplit_sea_orm::RoutedConnection;
+    ///
+    /// let db = RoutedConnection::builder()
+    ///    .primary("mysql://app@db-1:3306/shop")
+    ///    .replica("mysql://app@db-2:3306/shop")
+    ///    // Promote after 5 failed probes; promotion and re-pointing need an admin account.
+    ///    .auto_failover(AutoFailover::default().after_failures(5).admin_credentials("root", ""))
+    ///    .connect()
+    ///    .await?;
+    /// # drop(db);
+    /// # Ok(()) }
+    /// ```
+    pub fn auto_failover(mut self, config: AutoFailover) -> Self {
+        self.policy.failover = Some(config);
+        self.given.insert("auto_failover");
         self
     }
 

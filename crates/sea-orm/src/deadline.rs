@@ -7,7 +7,8 @@
 //! monitor marks the replica down (its probes time out; with the defaults within about 4.5 s),
 //! the read gives up there and is retried on the next candidate, like a refused connection.
 //! That needs no statement deadline, so a long report on a healthy replica is never cut short.
-//! A fixed replica deadline ([`RoutedConnectionBuilder::replica_read_timeout`]) bounds reads
+//! A fixed replica deadline
+//! ([`replica_read_timeout`](crate::RoutedConnectionBuilder::replica_read_timeout)) bounds reads
 //! tighter for applications that want it: on expiry the read is given up there and moves on.
 //! Nothing is counted against the replica for it — a slow answer may be load, and the monitor,
 //! probing on connections of its own, is what judges whether the node is hung.
@@ -19,7 +20,7 @@ use sea_orm::DbErr;
 
 use crate::routing_error::{DownReason, RoutingError, UnknownReason};
 
-use crate::{RoutedConnection, RoutedConnectionBuilder};
+use crate::RoutedConnection;
 
 /// The request-path time limits.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -156,42 +157,6 @@ impl RoutedConnection {
         // A nested, later deadline does not extend an outer one.
         let at = current().map_or(at, |outer| outer.min(at));
         DEADLINE.scope(at, fut).await
-    }
-}
-
-impl RoutedConnectionBuilder {
-    /// The most one read may wait for a replica, connection acquisition included (default
-    /// `None`: no fixed limit). Without one, a read on a hung replica (a SIGSTOPped server keeps
-    /// its TCP port open) is given up once the monitor marks the replica down, and retried on the
-    /// next candidate; a slow read on a healthy replica runs to completion. With one, a replica
-    /// that does not answer in time has the read given up there (nothing counted against it: the
-    /// monitor judges health) and the
-    /// read retried on the next candidate — so set it above your longest legitimate replica
-    /// read. The primary, as a read's last candidate, is bounded only by the caller's
-    /// [deadline](RoutedConnection::deadline).
-    pub fn replica_read_timeout(mut self, timeout: Option<Duration>) -> Self {
-        self.policy.timeouts.replica_read = timeout;
-        self.given.insert("replica_read_timeout");
-        self
-    }
-
-    /// How long a statement may wait for a pooled connection, connecting included, on every
-    /// pool. Unset, a pool that writes (the primary's, and a replica's writer once it is
-    /// promoted) waits as plain SeaORM's does, sqlx's 30 s — a statement there has nowhere
-    /// else to go, and one that plain SeaORM would have waited for does not fail sooner — and a
-    /// replica's read-only pool 5 s, after which the read moves on to its next candidate (the
-    /// primary last). Set, every pool waits this long. A node's `ConnectOptions` with its own
-    /// `acquire_timeout` or `connect_timeout` keep theirs. A write waiting for a connection to
-    /// an unreachable primary is given up as soon as the monitor sees that node replaced (a
-    /// replica now, another node promoted) or marks it down — it was never sent, so it is tried
-    /// once on the new primary — and otherwise fails after at most this long, unsent. A
-    /// shorter timeout is therefore not needed to follow a switchover; it only bounds how long
-    /// a statement waits on a pool the application itself saturates.
-    /// Durations beyond 30 years are capped to 30 years.
-    pub fn acquire_timeout(mut self, timeout: Duration) -> Self {
-        let timeout = cap(timeout);
-        self.policy.timeouts.acquire = Acquire { write: timeout, read: timeout };
-        self
     }
 }
 

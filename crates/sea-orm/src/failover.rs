@@ -1,35 +1,7 @@
-//! Fencing, and turning on the monitor's opt-in automatic promotion
-//! ([`AutoFailover`](crate::advanced::AutoFailover), which lives in `rwsplit-monitor`).
+//! Fencing a node by hand (automatic promotion, [`AutoFailover`](crate::advanced::AutoFailover),
+//! lives in `rwsplit-monitor`; the builder turns it on).
 
-use rwsplit_monitor::AutoFailover;
-
-use crate::{RoutedConnection, RoutedConnectionBuilder};
-
-impl RoutedConnectionBuilder {
-    /// Turns on automatic promotion (off by default). Read [`AutoFailover`]'s risks first: an
-    /// external HA manager is the better choice wherever there is one.
-    ///
-    /// ```no_run
-    /// # async fn demo() -> Result<(), rwsplit_sea_orm::Error> {
-    /// use rwsplit_sea_orm::advanced::AutoFailover;
-    /// use rwsplit_sea_orm::RoutedConnection;
-    ///
-    /// let db = RoutedConnection::builder()
-    ///    .primary("mysql://app@db-1:3306/shop")
-    ///    .replica("mysql://app@db-2:3306/shop")
-    ///    // Promote after 5 failed probes; promotion and re-pointing need an admin account.
-    ///    .auto_failover(AutoFailover::default().after_failures(5).admin_credentials("root", ""))
-    ///    .connect()
-    ///    .await?;
-    /// # drop(db);
-    /// # Ok(()) }
-    /// ```
-    pub fn auto_failover(mut self, config: AutoFailover) -> Self {
-        self.policy.failover = Some(config);
-        self.given.insert("auto_failover");
-        self
-    }
-}
+use crate::RoutedConnection;
 
 impl RoutedConnection {
     /// Fences the node named `name` (`host:port/db`, as in [`stats`](RoutedConnection::stats)):
