@@ -486,7 +486,7 @@ impl RoutedConnectionBuilder {
             timeout: probe_timeout,
         };
         let acquire = self.policy.timeouts.acquire;
-        let conn = RoutedConnection::new(
+        let conn = crate::connection::assemble(
             Node::new(primary_name, primary)
                 .owned()
                 .checked(Some(primary_server))
@@ -703,7 +703,7 @@ impl RoutedConnection {
             });
         }
         let probe = given(&primary);
-        Ok(RoutedConnection::new(
+        Ok(crate::connection::assemble(
             Node::new("primary".to_owned(), primary).probed_from(probe),
             nodes,
             // Given as they are, their servers not asked: the product by their backend.

@@ -219,6 +219,7 @@ mod connection;
 mod deadline;
 mod discover;
 mod error;
+mod facade;
 mod failover;
 mod failure;
 mod hooks;

@@ -1,0 +1,249 @@
+//! [`RoutedConnection`]'s inherent methods, every one of them: the public facade. The type (a
+//! handle on the shared `Inner`) is defined in `connection::inner`; its methods are here, above
+//! the modules they call into, so that none of those modules imports the facade and none is
+//! imported back by what it serves. Each method hands over to the module of its concern.
+
+use std::fmt;
+use std::future::Future;
+
+use rwsplit_core::{Access, RouteContext, Target, TokenKind};
+use sea_orm::{
+    AccessMode, DatabaseConnection, DatabaseTransaction, DbBackend, DbErr, IsolationLevel,
+    TransactionError, TransactionOptions,
+};
+
+use crate::connection::{Ctx, RoutedConnection, SCOPE};
+
+impl RoutedConnection {
+    /// The database backend (the same on every node). Inherent, so `db.get_database_backend()`
+    /// is not ambiguous between SeaORM's `ConnectionTrait` and `StreamTrait`.
+    pub fn get_database_backend(&self) -> DbBackend {
+        self.inner.backend
+    }
+
+    /// The primary's database server, product and version, as checked against rwsplit's
+    /// version policy ([`Error::UnsupportedServer`](crate::Error::UnsupportedServer)): the
+    /// configured primary's at [`connect`](crate::RoutedConnectionBuilder::connect); after a
+    /// promotion, the new primary's once checked. `None` for connections made by
+    /// [`from_connections`](RoutedConnection::from_connections) until the monitor's first probe
+    /// of the primary (mock connections: never).
+    ///
+    /// ```no_run
+    /// # async fn demo(db: rwsplit_sea_orm::RoutedConnection) {
+    /// if let Some(server) = db.server() {
+    ///     println!("connected to {server}"); // PostgreSQL 15.8
+    /// }
+    /// # }
+    /// ```
+    pub fn server(&self) -> Option<crate::Server> {
+        self.inner.primary_node().server().cloned()
+    }
+
+    /// The kind of read-your-writes token this connection's sessions carry
+    /// ([`SessionToken::kind`](crate::SessionToken::kind)), the kind
+    /// [`session_from`](Self::session_from) accepts; `None` for a database without replicas
+    /// (SQLite), which has no replication positions. A layer that carries tokens between
+    /// requests checks a token against it, and names [`product_name`](Self::product_name) when
+    /// it does not fit.
+    ///
+    /// ```
+    /// use rwsplit_sea_orm::RoutedConnection;
+    /// use rwsplit_sea_orm::advanced::TokenKind;
+    /// use sea_orm::{DbBackend, MockDatabase};
+    ///
+    /// # fn main() -> Result<(), rwsplit_sea_orm::Error> {
+    /// let mock = MockDatabase::new(DbBackend::Postgres).into_connection();
+    /// let db = RoutedConnection::from_connections(mock, vec![])?;
+    /// assert_eq!(db.token_kind(), Some(TokenKind::Postgres));
+    /// assert_eq!(db.product_name(), "PostgreSQL");
+    ///
+    /// let sqlite = MockDatabase::new(DbBackend::Sqlite).into_connection();
+    /// let db = RoutedConnection::from_connections(sqlite, vec![])?;
+    /// assert_eq!((db.token_kind(), db.product_name()), (None, "SQLite"));
+    /// # Ok(()) }
+    /// ```
+    pub fn token_kind(&self) -> Option<TokenKind> {
+        self.inner.product.token_kind()
+    }
+
+    /// The database product this connection routes for, as people write it: `PostgreSQL`,
+    /// `MariaDB` or `SQLite` (see [`token_kind`](Self::token_kind)). From the primary's server
+    /// check at [`connect`](crate::RoutedConnectionBuilder::connect); for connections given to
+    /// [`from_connections`](Self::from_connections), from their SeaORM backend (MySQL's is
+    /// taken to be MariaDB's).
+    pub fn product_name(&self) -> &'static str {
+        self.inner.product.name()
+    }
+
+    /// A replica's own connection, chosen as a read would be (healthy, by the balancer), for
+    /// calls that must not reach the primary; the primary's when no replica is in rotation.
+    /// Its sessions are read-only, so writes through it fail.
+    pub fn replica(&self) -> &DatabaseConnection {
+        let ctx = RouteContext::for_access(Access::Read, std::time::Instant::now())
+            .with_target(Target::Replica);
+        let id = self.inner.routing.plan(&ctx).map_or(self.inner.primary_index(), |p| p.first());
+        let node = self.inner.nodes.get(id).unwrap_or_else(|| self.inner.primary_node());
+        self.inner.nodes.keep(&node).user_conn()
+    }
+
+    /// Runs `fut` with every statement this connection routes inside it sent to `target`
+    /// (reads included; writes always go to the primary). The scope follows the task, not the
+    /// connection value.
+    ///
+    /// ```no_run
+    /// # async fn demo(db: rwsplit_sea_orm::RoutedConnection) -> Result<(), sea_orm::DbErr> {
+    /// use rwsplit_sea_orm::{RoutedConnection, Target};
+    /// RoutedConnection::scope(Target::Primary, async {
+    ///     // every read here sees the primary
+    ///     db.ping().await
+    /// })
+    /// .await
+    /// # }
+    /// ```
+    pub async fn scope<F: Future>(target: Target, fut: F) -> F::Output {
+        SCOPE.scope(target, fut).await
+    }
+
+    /// Sets a callback called once for every statement this connection runs for you, with
+    /// SeaORM's [`Info`](sea_orm::metric::Info) (time taken, statement, whether it failed): the
+    /// same signature as SeaORM's `DatabaseConnection::set_metric_callback`, so code that sets
+    /// one compiles unchanged after the type swap.
+    ///
+    /// It sees reads on replicas and on the primary, writes (also those the adapter sends
+    /// itself, past SeaORM's `DatabaseConnection`: see *Writes in two steps* in
+    /// docs/ARCHITECTURE.md), streams, every statement of a transaction begun from this
+    /// connection, statements through [`primary`](Self::primary), [`replica`](Self::replica)
+    /// and `DatabaseExecutor::from(&db)` handed out after it is set, and statements on nodes a
+    /// topology source adds later. It does not see the adapter's own statements (the position
+    /// read after each write, catch-up waits, server checks, the monitor's probes), nor what
+    /// SeaORM does not report either: `execute_unprepared`, `BEGIN`/`COMMIT`/`ROLLBACK`, and a
+    /// statement whose future is dropped before it ends (a read the router gives up on a
+    /// replica, a write whose outcome is unknown). A read retried on another node is reported
+    /// once per node it ran on. Mock and proxy connections report nothing, as in SeaORM.
+    ///
+    /// It applies to every clone of this connection (they share their nodes), and replaces a
+    /// callback set before. A SeaORM callback set on a `DatabaseConnection` given to
+    /// [`from_connections`](Self::from_connections) still sees that pool's statements until
+    /// this is called, and the adapter's own after. Setting one costs every statement a clock
+    /// reading when it starts and one when it ends (a write sent in two steps reads it once
+    /// more, when its connection is taken) and, for writes, a clone of the statement; none is
+    /// paid until then.
+    ///
+    /// ```no_run
+    /// # async fn demo(mut db: rwsplit_sea_orm::RoutedConnection) {
+    /// db.set_metric_callback(|info| {
+    ///     let failed = if info.failed { " (failed)" } else { "" };
+    ///     println!("{:?} {}{failed}", info.elapsed, info.statement.sql);
+    /// });
+    /// # }
+    /// ```
+    pub fn set_metric_callback<F>(&mut self, callback: F)
+    where
+        F: Fn(&sea_orm::metric::Info<'_>) + Send + Sync + 'static,
+    {
+        self.inner.hooks.set_metric(callback);
+        for (_, n) in self.inner.nodes.iter() {
+            n.hook(&self.inner.hooks);
+        }
+        // The primary lent out as a connection since the start, if it left its slot.
+        self.inner.nodes.first_kept().hook(&self.inner.hooks);
+    }
+
+    /// Pings the primary.
+    pub async fn ping(&self) -> Result<(), DbErr> {
+        self.inner.primary_node().writer().ping().await
+    }
+
+    /// Closes every node's pool.
+    pub async fn close(self) -> Result<(), DbErr> {
+        self.close_by_ref().await
+    }
+
+    /// Closes every node's pool, by reference.
+    pub async fn close_by_ref(&self) -> Result<(), DbErr> {
+        let mut first_err = None;
+        for (_, n) in self.inner.nodes.iter() {
+            if let Err(e) = n.conn().close_by_ref().await {
+                first_err.get_or_insert(e);
+            }
+            if let Err(e) = n.writer().close_by_ref().await {
+                first_err.get_or_insert(e);
+            }
+        }
+        first_err.map_or(Ok(()), Err)
+    }
+
+    /// SeaORM's schema builder for this backend.
+    pub fn get_schema_builder(&self) -> sea_orm::SchemaBuilder {
+        self.inner.primary_node().writer().get_schema_builder()
+    }
+
+    /// Statement counts per node and routing totals, for operators and tests.
+    pub fn stats(&self) -> crate::Stats {
+        crate::stats::snapshot(self)
+    }
+
+    /// The primary's own connection: every call on it runs on the primary, unrouted. Use it for
+    /// migrations (`Migrator::up(db.primary(), None)`), schema changes and code typed to
+    /// `&DatabaseConnection`.
+    ///
+    /// Writes made through it are not seen by the router, so handing it out makes the caller's
+    /// read-your-writes scope conservative, as `begin()` does: its next read first asks the
+    /// primary for its position (at or past anything written through this connection by then),
+    /// or reads from the primary.
+    pub fn primary(&self) -> &DatabaseConnection {
+        crate::connection::lend_primary(self)
+    }
+
+    /// The primary's sqlx pool (as [`DatabaseConnection::get_postgres_connection_pool`], which
+    /// panics on another backend). Like [`primary`](RoutedConnection::primary), it makes the
+    /// caller's read-your-writes scope conservative.
+    #[cfg(feature = "postgres")]
+    pub fn get_postgres_connection_pool(&self) -> &sea_orm::sqlx::PgPool {
+        self.primary().get_postgres_connection_pool()
+    }
+
+    /// The primary's sqlx pool (as [`DatabaseConnection::get_mysql_connection_pool`], which
+    /// panics on another backend). Like [`primary`](RoutedConnection::primary), it makes the
+    /// caller's read-your-writes scope conservative.
+    #[cfg(feature = "mysql")]
+    pub fn get_mysql_connection_pool(&self) -> &sea_orm::sqlx::MySqlPool {
+        self.primary().get_mysql_connection_pool()
+    }
+
+    /// Runs `callback` in a transaction on the primary (the async-closure form of
+    /// [`TransactionTrait::transaction`](sea_orm::TransactionTrait::transaction)).
+    pub async fn transaction_async<F, T, E>(&self, callback: F) -> Result<T, TransactionError<E>>
+    where
+        F: for<'c> AsyncFnOnce(&'c DatabaseTransaction) -> Result<T, E> + Send,
+        T: Send,
+        E: fmt::Display + fmt::Debug + Send,
+    {
+        self.transaction_with_config_async(callback, None, None).await
+    }
+
+    /// Runs `callback` in a transaction with the given isolation level and access mode; a
+    /// read-only one may run on a replica (see
+    /// [`TransactionTrait::begin_with_config`](sea_orm::TransactionTrait::begin_with_config)).
+    pub async fn transaction_with_config_async<F, T, E>(
+        &self,
+        callback: F,
+        isolation_level: Option<IsolationLevel>,
+        access_mode: Option<AccessMode>,
+    ) -> Result<T, TransactionError<E>>
+    where
+        F: for<'c> AsyncFnOnce(&'c DatabaseTransaction) -> Result<T, E> + Send,
+        T: Send,
+        E: fmt::Display + fmt::Debug + Send,
+    {
+        let ctx = Ctx::default();
+        let options = TransactionOptions::default();
+        let (txn, node) = self
+            .inner
+            .begin_in(isolation_level, access_mode, options, &ctx, false)
+            .await
+            .map_err(TransactionError::Connection)?;
+        let result = callback(&txn).await;
+        self.inner.end_transaction(txn, result, node, &ctx).await
+    }
+}
