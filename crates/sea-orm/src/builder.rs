@@ -1,5 +1,6 @@
-//! Building a [`RoutedConnection`]: from URLs or `ConnectOptions`, from existing connections,
-//! or from the environment.
+//! Building a [`RoutedConnection`]: from URLs or `ConnectOptions` (the builder, its checks and
+//! `connect()`), or from existing connections; and splitting the environment's list of replica
+//! URLs.
 
 use std::time::Duration;
 
@@ -658,78 +659,50 @@ pub(crate) fn inert_settings(b: &RoutedConnectionBuilder) -> Vec<Inert> {
 /// answered: a replica that answers checks in milliseconds.
 const CHECK_GRACE: Duration = Duration::from_millis(200);
 
-impl RoutedConnection {
-    /// A builder; see [`RoutedConnectionBuilder`].
-    pub fn builder() -> RoutedConnectionBuilder {
-        RoutedConnectionBuilder::default()
-    }
-
-    /// Wraps connections you built yourself (or `MockDatabase` connections in tests). Replica
-    /// sessions are used as given: make them read-only yourself if their servers are writable.
-    pub fn from_connections(
-        primary: DatabaseConnection,
-        replicas: Vec<DatabaseConnection>,
-    ) -> Result<RoutedConnection> {
-        RoutedConnection::from_connections_with(primary, replicas, Policy::default())
-    }
-
-    pub(crate) fn from_connections_with(
-        primary: DatabaseConnection,
-        replicas: Vec<DatabaseConnection>,
-        policy: Policy,
-    ) -> Result<RoutedConnection> {
-        let backend = primary.get_database_backend();
-        let policy_timeout = crate::deadline::cap(policy.monitor.first_connect_timeout_value());
-        // The monitor's own connections come from each pool's options; connections that are no
-        // sqlx pool (mocks) have none, and then there is no monitor.
-        let given = |c: &DatabaseConnection| GivenNode::of(c).map(ProbeFrom::Given);
-        let mut nodes = Vec::with_capacity(replicas.len());
-        for (i, r) in replicas.into_iter().enumerate() {
-            let found = r.get_database_backend();
-            if found != backend {
-                return Err(Error::BackendMismatch {
-                    node: format!("replica {}", i + 1),
-                    expected: backend,
-                    found,
-                });
-            }
-            let probe = given(&r);
-            nodes.push(Node::new(format!("replica {}", i + 1), r).probed_from(probe));
-        }
-        if nodes.len() + 1 > rwsplit_core::MAX_NODES {
-            return Err(Error::TooManyNodes {
-                nodes: nodes.len() + 1,
-                max: rwsplit_core::MAX_NODES,
+/// A connection over connections built elsewhere ([`RoutedConnection::from_connections`]),
+/// with `policy`: one backend on every node, at most `MAX_NODES` of them; the monitor probes
+/// from each pool's own options (a `MockDatabase` has none, and then there is no monitor) and
+/// is never shared.
+pub(crate) fn from_connections(
+    primary: DatabaseConnection,
+    replicas: Vec<DatabaseConnection>,
+    policy: Policy,
+) -> Result<RoutedConnection> {
+    let backend = primary.get_database_backend();
+    let policy_timeout = crate::deadline::cap(policy.monitor.first_connect_timeout_value());
+    // The monitor's own connections come from each pool's options; connections that are no
+    // sqlx pool (mocks) have none, and then there is no monitor.
+    let given = |c: &DatabaseConnection| GivenNode::of(c).map(ProbeFrom::Given);
+    let mut nodes = Vec::with_capacity(replicas.len());
+    for (i, r) in replicas.into_iter().enumerate() {
+        let found = r.get_database_backend();
+        if found != backend {
+            return Err(Error::BackendMismatch {
+                node: format!("replica {}", i + 1),
+                expected: backend,
+                found,
             });
         }
-        let probe = given(&primary);
-        Ok(crate::connection::assemble(
-            Node::new("primary".to_owned(), primary).probed_from(probe),
-            nodes,
-            // Given as they are, their servers not asked: the product by their backend.
-            Product::of(backend),
-            policy,
-            Classifier::default(),
-            RouterConfig::default(),
-            HealthPolicy::default(),
-            ProbeSettings { admin: None, timeout: policy_timeout },
-            // Probed from the application's own pools: never shared.
-            false,
-        ))
+        let probe = given(&r);
+        nodes.push(Node::new(format!("replica {}", i + 1), r).probed_from(probe));
     }
-
-    /// Connects from the environment: `DATABASE_URL` is the primary and
-    /// `DATABASE_REPLICA_URLS` an optional list of replica URLs separated by commas, semicolons
-    /// or whitespace; `DATABASE_*`, `DATABASE_PRIMARY_*`, `DATABASE_REPLICA_*`,
-    /// `DATABASE_REPLICA_<n>_*` and `RWSPLIT_*` variables set pools, replica placement and
-    /// policy ([`RoutedConfig::from_env`](crate::RoutedConfig::from_env); the README's
-    /// *Configuration* table lists them all). A separator splits the URL list only where the
-    /// next URL begins (`scheme://`), so a comma inside a password (`postgres://app:a,b@r1/app`)
-    /// stays part of it; a password holding `,postgres://` or the like must percent-encode its
-    /// comma (`%2C`), and `#`, `/`, `?`, `%` in a password are percent-encoded as in any URL.
-    pub async fn from_env() -> Result<RoutedConnection> {
-        crate::RoutedConfig::from_env()?.connect().await
+    if nodes.len() + 1 > rwsplit_core::MAX_NODES {
+        return Err(Error::TooManyNodes { nodes: nodes.len() + 1, max: rwsplit_core::MAX_NODES });
     }
+    let probe = given(&primary);
+    Ok(crate::connection::assemble(
+        Node::new("primary".to_owned(), primary).probed_from(probe),
+        nodes,
+        // Given as they are, their servers not asked: the product by their backend.
+        Product::of(backend),
+        policy,
+        Classifier::default(),
+        RouterConfig::default(),
+        HealthPolicy::default(),
+        ProbeSettings { admin: None, timeout: policy_timeout },
+        // Probed from the application's own pools: never shared.
+        false,
+    ))
 }
 
 /// Splits a list of URLs (see [`RoutedConnection::from_env`]): at a comma, semicolon or

@@ -12,9 +12,48 @@ use sea_orm::{
     TransactionError, TransactionOptions,
 };
 
-use crate::connection::{Ctx, RoutedConnection, SCOPE};
+use crate::builder::RoutedConnectionBuilder;
+use crate::connection::{Ctx, Policy, RoutedConnection, SCOPE};
+use crate::error::Result;
 
 impl RoutedConnection {
+    /// A builder; see [`RoutedConnectionBuilder`].
+    pub fn builder() -> RoutedConnectionBuilder {
+        RoutedConnectionBuilder::default()
+    }
+
+    /// Wraps connections you built yourself (or `MockDatabase` connections in tests). Replica
+    /// sessions are used as given: make them read-only yourself if their servers are writable.
+    pub fn from_connections(
+        primary: DatabaseConnection,
+        replicas: Vec<DatabaseConnection>,
+    ) -> Result<RoutedConnection> {
+        crate::builder::from_connections(primary, replicas, Policy::default())
+    }
+
+    /// [`from_connections`](Self::from_connections) with a policy of the test's own.
+    #[cfg(test)]
+    pub(crate) fn from_connections_with(
+        primary: DatabaseConnection,
+        replicas: Vec<DatabaseConnection>,
+        policy: Policy,
+    ) -> Result<RoutedConnection> {
+        crate::builder::from_connections(primary, replicas, policy)
+    }
+
+    /// Connects from the environment: `DATABASE_URL` is the primary and
+    /// `DATABASE_REPLICA_URLS` an optional list of replica URLs separated by commas, semicolons
+    /// or whitespace; `DATABASE_*`, `DATABASE_PRIMARY_*`, `DATABASE_REPLICA_*`,
+    /// `DATABASE_REPLICA_<n>_*` and `RWSPLIT_*` variables set pools, replica placement and
+    /// policy ([`RoutedConfig::from_env`](crate::RoutedConfig::from_env); the README's
+    /// *Configuration* table lists them all). A separator splits the URL list only where the
+    /// next URL begins (`scheme://`), so a comma inside a password (`postgres://app:a,b@r1/app`)
+    /// stays part of it; a password holding `,postgres://` or the like must percent-encode its
+    /// comma (`%2C`), and `#`, `/`, `?`, `%` in a password are percent-encoded as in any URL.
+    pub async fn from_env() -> Result<RoutedConnection> {
+        crate::RoutedConfig::from_env()?.connect().await
+    }
+
     /// The database backend (the same on every node). Inherent, so `db.get_database_backend()`
     /// is not ambiguous between SeaORM's `ConnectionTrait` and `StreamTrait`.
     pub fn get_database_backend(&self) -> DbBackend {
