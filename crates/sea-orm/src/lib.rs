@@ -220,7 +220,6 @@ mod deadline;
 mod discover;
 mod error;
 mod facade;
-mod failover;
 mod failure;
 mod hooks;
 mod learned;
