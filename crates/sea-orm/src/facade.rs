@@ -5,8 +5,9 @@
 
 use std::fmt;
 use std::future::Future;
+use std::time::Duration;
 
-use rwsplit_core::{Access, RouteContext, Target, TokenKind};
+use rwsplit_core::{Access, Consistency, RouteContext, Target, TokenKind};
 use sea_orm::{
     AccessMode, DatabaseConnection, DatabaseTransaction, DbBackend, DbErr, IsolationLevel,
     TransactionError, TransactionOptions,
@@ -15,6 +16,8 @@ use sea_orm::{
 use crate::builder::RoutedConnectionBuilder;
 use crate::connection::{Ctx, Policy, RoutedConnection, SCOPE};
 use crate::error::Result;
+use crate::session::{Routed, Session, snippet};
+use crate::session_token::SessionToken;
 
 impl RoutedConnection {
     /// A builder; see [`RoutedConnectionBuilder`].
@@ -52,6 +55,69 @@ impl RoutedConnection {
     /// comma (`%2C`), and `#`, `/`, `?`, `%` in a password are percent-encoded as in any URL.
     pub async fn from_env() -> Result<RoutedConnection> {
         crate::RoutedConfig::from_env()?.connect().await
+    }
+
+    /// A new, empty [`Session`].
+    pub fn session(&self) -> Session {
+        Session::new(self.clone())
+    }
+
+    /// A [`Session`] that starts from a token exported by [`Session::token`] (in this process or
+    /// another). An empty string gives an empty session, so a missing cookie needs no special
+    /// case; anything else that is not a token is an error naming the problem: malformed,
+    /// longer than `CausalToken::MAX_LEN` (16 KiB; refused before parsing, which is linear),
+    /// or of another database than this connection's (a `mariadb:` token on PostgreSQL). A
+    /// token further ahead than the primary is lowered to the primary's position (see
+    /// [`Session::observe`]). A token's last read node (see [`SessionToken`]) bounds the
+    /// session's next reads by that replica's state now: they go to it, or to a node the
+    /// monitor has since seen at or past it; a node this connection does not know by that name
+    /// (another configuration) is bounded by the primary's position instead, read by the
+    /// session's next read.
+    ///
+    /// ```no_run
+    /// # fn demo(db: rwsplit_sea_orm::RoutedConnection) {
+    /// let err = db.session_from("pg:1:not-a-token").unwrap_err();
+    /// assert!(err.to_string().contains("read-your-writes token"));
+    /// # }
+    /// ```
+    pub fn session_from(&self, token: &str) -> crate::Result<Session> {
+        let session = self.session();
+        let token = token.trim();
+        if !token.is_empty() {
+            // Only tokens of this connection's database. Length-checked before parsing.
+            let kind = self.inner.product.tokens_checked_as();
+            let parsed = SessionToken::parse_for(token, kind)
+                .map_err(|source| crate::Error::InvalidToken { token: snippet(token), source })?;
+            session.resume(&parsed);
+        }
+        Ok(session)
+    }
+
+    /// A view of this connection whose reads use `consistency` instead of the connection's
+    /// default, e.g. `Post::find().all(&db.consistent(Consistency::Strong))`.
+    pub fn consistent(&self, consistency: Consistency) -> Routed<'_> {
+        Routed::new(self).consistent(consistency)
+    }
+
+    /// A view of this connection whose read-your-writes reads, when no replica is known to have
+    /// the caller's writes, wait up to `max` (instead of the connection's default) for the
+    /// closest replica to replay them, in the server, before going to the primary.
+    pub fn wait_for_replica(&self, max: Duration) -> Routed<'_> {
+        Routed::new(self).wait_for_replica(max)
+    }
+
+    /// A view of this connection whose read-your-writes reads go to the primary at once when
+    /// no replica is known to have the caller's writes, instead of waiting for one (see
+    /// [`wait_for_replica`](crate::RoutedConnectionBuilder::wait_for_replica)).
+    pub fn primary_if_behind(&self) -> Routed<'_> {
+        Routed::new(self).primary_if_behind()
+    }
+
+    /// The current task's read-your-writes token, if it has written or read (or the ambient
+    /// session's, inside [`Session::scope`]); see [`Session::token`].
+    pub async fn token(&self) -> Result<Option<SessionToken>, DbErr> {
+        let scope = self.inner.scope_of(&Ctx::default());
+        crate::session::resolve(self, &scope).await
     }
 
     /// The database backend (the same on every node). Inherent, so `db.get_database_backend()`
