@@ -976,7 +976,7 @@ const CIRCLE_CHECKED: &[&str] = &["core", "monitor", "sea-orm", "axum", "testkit
 /// from the crate root (`connection::attempt`), a module's own file by `<path>::self` (`crate`
 /// for `lib.rs`).
 const ALLOWED_CIRCLES: &[(&str, &[&str], &str)] =
-    &[("sea-orm", &["connection", "deadline", "position", "watchdog"], "#47")];
+    &[("sea-orm", &["connection", "watchdog"], "#47")];
 
 /// The import circles of each checked crate, as sorted module lists.
 fn import_circles() -> BTreeMap<&'static str, Vec<BTreeSet<String>>> {
@@ -1066,11 +1066,6 @@ const SPREAD_IMPLS: &[(&str, &str, &str)] = &[
         "connection::inner::Inner",
         "#47: the connection as components with private state, once #46 has landed in \
          `connection/`",
-    ),
-    (
-        "sea-orm",
-        "connection::inner::RoutedConnection",
-        "#47: the public methods gathered with the builder's (#48) and the components",
     ),
     (
         "testkit",

@@ -1,6 +1,7 @@
 //! Time limits on the request path: a per-statement deadline for replica reads, the pools'
-//! acquire timeout, and the caller's own deadline ([`RoutedConnection::deadline`]), which bounds
-//! read retries.
+//! acquire timeout, and the caller's own deadline
+//! ([`RoutedConnection::deadline`](crate::RoutedConnection::deadline)), which bounds read
+//! retries.
 //!
 //! A SIGSTOPped (hung) server keeps its TCP port open: connecting succeeds and the statement
 //! then waits forever. A read waiting on a replica therefore also watches the monitor: once the
@@ -19,8 +20,6 @@ use std::time::{Duration, Instant};
 use sea_orm::DbErr;
 
 use crate::routing_error::{DownReason, RoutingError, UnknownReason};
-
-use crate::RoutedConnection;
 
 /// The request-path time limits.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -80,7 +79,8 @@ pub(crate) fn after(d: Duration) -> Instant {
     saturating_after(Instant::now(), d)
 }
 
-/// The deadline the calling task set with [`RoutedConnection::deadline`], if any.
+/// The deadline the calling task set with
+/// [`RoutedConnection::deadline`](crate::RoutedConnection::deadline), if any.
 pub(crate) fn current() -> Option<Instant> {
     DEADLINE.try_with(|d| *d).ok()
 }
@@ -132,32 +132,14 @@ pub(crate) fn write_outcome_unknown(node: &str) -> DbErr {
     .into()
 }
 
-impl RoutedConnection {
-    /// Runs `fut` with a deadline `within` from now for every read this connection routes inside
-    /// it: each attempt is bounded by the time left, and a failed read is retried on another
-    /// node only while time is left. The deadline follows the task, like
-    /// [`RoutedConnection::scope`]. Writes are never cut short by it (a write abandoned
-    /// mid-flight may still commit); bound them with `tokio::time::timeout` if you must, and
-    /// treat a timeout as "outcome unknown".
-    ///
-    /// ```no_run
-    /// # async fn demo(db: rwsplit_sea_orm::RoutedConnection) -> Result<(), sea_orm::DbErr> {
-    /// use std::time::Duration;
-    /// use rwsplit_sea_orm::RoutedConnection;
-    /// // A request handler with a 2 s budget: reads give up (and stop retrying) in time.
-    /// RoutedConnection::deadline(Duration::from_secs(2), async {
-    ///     db.ping().await
-    /// })
-    /// .await
-    /// # }
-    /// ```
-    pub async fn deadline<F: Future>(within: Duration, fut: F) -> F::Output {
-        // `Duration::MAX` means no deadline to speak of, not an overflow panic.
-        let at = after(within);
-        // A nested, later deadline does not extend an outer one.
-        let at = current().map_or(at, |outer| outer.min(at));
-        DEADLINE.scope(at, fut).await
-    }
+/// Runs `fut` with the calling task's deadline `within` from now, or the enclosing one if that
+/// is sooner ([`RoutedConnection::deadline`](crate::RoutedConnection::deadline)).
+pub(crate) async fn within<F: Future>(within: Duration, fut: F) -> F::Output {
+    // `Duration::MAX` means no deadline to speak of, not an overflow panic.
+    let at = after(within);
+    // A nested, later deadline does not extend an outer one.
+    let at = current().map_or(at, |outer| outer.min(at));
+    DEADLINE.scope(at, fut).await
 }
 
 #[cfg(test)]
@@ -184,11 +166,9 @@ mod tests {
 
     #[tokio::test]
     async fn nested_deadlines_never_extend_the_outer_one() {
-        let outer = RoutedConnection::deadline(Duration::from_millis(50), async {
+        let outer = within(Duration::from_millis(50), async {
             let outer = current().unwrap();
-            let inner =
-                RoutedConnection::deadline(Duration::from_secs(60), async { current().unwrap() })
-                    .await;
+            let inner = within(Duration::from_secs(60), async { current().unwrap() }).await;
             (outer, inner)
         })
         .await;

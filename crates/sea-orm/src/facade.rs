@@ -209,6 +209,28 @@ impl RoutedConnection {
         SCOPE.scope(target, fut).await
     }
 
+    /// Runs `fut` with a deadline `within` from now for every read this connection routes inside
+    /// it: each attempt is bounded by the time left, and a failed read is retried on another
+    /// node only while time is left. The deadline follows the task, like
+    /// [`RoutedConnection::scope`]. Writes are never cut short by it (a write abandoned
+    /// mid-flight may still commit); bound them with `tokio::time::timeout` if you must, and
+    /// treat a timeout as "outcome unknown".
+    ///
+    /// ```no_run
+    /// # async fn demo(db: rwsplit_sea_orm::RoutedConnection) -> Result<(), sea_orm::DbErr> {
+    /// use std::time::Duration;
+    /// use rwsplit_sea_orm::RoutedConnection;
+    /// // A request handler with a 2 s budget: reads give up (and stop retrying) in time.
+    /// RoutedConnection::deadline(Duration::from_secs(2), async {
+    ///     db.ping().await
+    /// })
+    /// .await
+    /// # }
+    /// ```
+    pub async fn deadline<F: Future>(within: Duration, fut: F) -> F::Output {
+        crate::deadline::within(within, fut).await
+    }
+
     /// Sets a callback called once for every statement this connection runs for you, with
     /// SeaORM's [`Info`](sea_orm::metric::Info) (time taken, statement, whether it failed): the
     /// same signature as SeaORM's `DatabaseConnection::set_metric_callback`, so code that sets
