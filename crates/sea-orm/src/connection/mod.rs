@@ -21,7 +21,7 @@
 //! 10. `transactions` — `begin` and the closure forms, and what a commit records;
 //! 11. `traits` — SeaORM's traits for every routed handle, and the ways out to the primary;
 //! 12. `mod` (this module) — assembling the connection, starting its monitor and gauge sampler,
-//!     adding and removing nodes at run time.
+//!     adding and removing nodes at run time; what the watchdog looks at.
 
 mod attempt;
 mod cancel;
@@ -132,6 +132,23 @@ pub(crate) fn core_node(id: rwsplit_core::NodeId, role: Role, n: &Node) -> CoreN
         b = b.tag(tag.clone());
     }
     b.build()
+}
+
+/// What the watchdog looks at (`crate::watchdog`).
+impl crate::watchdog::Watched for Inner {
+    fn each_pace(&self, mut each: impl FnMut(NodeId, &crate::pace::Pace)) {
+        // The snapshot's nodes (those reads can be on), each looked up by id: cheaper than a
+        // walk over the registry's every slot.
+        let snap = self.routing.snap();
+        for id in snap.topology().nodes().iter().map(rwsplit_core::Node::id) {
+            let Some(node) = self.nodes.get(id) else { continue };
+            each(id, node.pace());
+        }
+    }
+
+    fn wake_reads_on(&self, id: NodeId) {
+        self.routing.nudge(id);
+    }
 }
 
 /// The connection's monitor, on the current tokio runtime: the one already running for the
