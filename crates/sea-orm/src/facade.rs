@@ -1,7 +1,8 @@
-//! [`RoutedConnection`]'s inherent methods, every one of them: the public facade. The type (a
+//! [`RoutedConnection`]'s inherent methods, all in one place: the public facade. The type (a
 //! handle on the shared `Inner`) is defined in `connection::inner`; its methods are here, above
-//! the modules they call into, so that none of those modules imports the facade and none is
-//! imported back by what it serves. Each method hands over to the module of its concern.
+//! every module they reach (the builder and the configuration, sessions, deadlines, stats,
+//! `connection/`), and no module imports this one, so none of those imports runs back up
+//! through a method.
 
 use std::fmt;
 use std::future::Future;
@@ -20,6 +21,8 @@ use crate::session::{Routed, Session, snippet};
 use crate::session_token::SessionToken;
 
 impl RoutedConnection {
+    // Making one: the builder, connections built elsewhere, the environment.
+
     /// A builder; see [`RoutedConnectionBuilder`].
     pub fn builder() -> RoutedConnectionBuilder {
         RoutedConnectionBuilder::default()
@@ -57,68 +60,7 @@ impl RoutedConnection {
         crate::RoutedConfig::from_env()?.connect().await
     }
 
-    /// A new, empty [`Session`].
-    pub fn session(&self) -> Session {
-        Session::new(self.clone())
-    }
-
-    /// A [`Session`] that starts from a token exported by [`Session::token`] (in this process or
-    /// another). An empty string gives an empty session, so a missing cookie needs no special
-    /// case; anything else that is not a token is an error naming the problem: malformed,
-    /// longer than `CausalToken::MAX_LEN` (16 KiB; refused before parsing, which is linear),
-    /// or of another database than this connection's (a `mariadb:` token on PostgreSQL). A
-    /// token further ahead than the primary is lowered to the primary's position (see
-    /// [`Session::observe`]). A token's last read node (see [`SessionToken`]) bounds the
-    /// session's next reads by that replica's state now: they go to it, or to a node the
-    /// monitor has since seen at or past it; a node this connection does not know by that name
-    /// (another configuration) is bounded by the primary's position instead, read by the
-    /// session's next read.
-    ///
-    /// ```no_run
-    /// # fn demo(db: rwsplit_sea_orm::RoutedConnection) {
-    /// let err = db.session_from("pg:1:not-a-token").unwrap_err();
-    /// assert!(err.to_string().contains("read-your-writes token"));
-    /// # }
-    /// ```
-    pub fn session_from(&self, token: &str) -> crate::Result<Session> {
-        let session = self.session();
-        let token = token.trim();
-        if !token.is_empty() {
-            // Only tokens of this connection's database. Length-checked before parsing.
-            let kind = self.inner.product.tokens_checked_as();
-            let parsed = SessionToken::parse_for(token, kind)
-                .map_err(|source| crate::Error::InvalidToken { token: snippet(token), source })?;
-            session.resume(&parsed);
-        }
-        Ok(session)
-    }
-
-    /// A view of this connection whose reads use `consistency` instead of the connection's
-    /// default, e.g. `Post::find().all(&db.consistent(Consistency::Strong))`.
-    pub fn consistent(&self, consistency: Consistency) -> Routed<'_> {
-        Routed::new(self).consistent(consistency)
-    }
-
-    /// A view of this connection whose read-your-writes reads, when no replica is known to have
-    /// the caller's writes, wait up to `max` (instead of the connection's default) for the
-    /// closest replica to replay them, in the server, before going to the primary.
-    pub fn wait_for_replica(&self, max: Duration) -> Routed<'_> {
-        Routed::new(self).wait_for_replica(max)
-    }
-
-    /// A view of this connection whose read-your-writes reads go to the primary at once when
-    /// no replica is known to have the caller's writes, instead of waiting for one (see
-    /// [`wait_for_replica`](crate::RoutedConnectionBuilder::wait_for_replica)).
-    pub fn primary_if_behind(&self) -> Routed<'_> {
-        Routed::new(self).primary_if_behind()
-    }
-
-    /// The current task's read-your-writes token, if it has written or read (or the ambient
-    /// session's, inside [`Session::scope`]); see [`Session::token`].
-    pub async fn token(&self) -> Result<Option<SessionToken>, DbErr> {
-        let scope = self.inner.scope_of(&Ctx::default());
-        crate::session::resolve(self, &scope).await
-    }
+    // What it runs on, and how it has routed.
 
     /// The database backend (the same on every node). Inherent, so `db.get_database_backend()`
     /// is not ambiguous between SeaORM's `ConnectionTrait` and `StreamTrait`.
@@ -180,6 +122,41 @@ impl RoutedConnection {
         self.inner.product.name()
     }
 
+    /// Statement counts per node and routing totals, for operators and tests.
+    pub fn stats(&self) -> crate::Stats {
+        crate::stats::snapshot(self)
+    }
+
+    // Ways out of the router: a node's own connection.
+
+    /// The primary's own connection: every call on it runs on the primary, unrouted. Use it for
+    /// migrations (`Migrator::up(db.primary(), None)`), schema changes and code typed to
+    /// `&DatabaseConnection`.
+    ///
+    /// Writes made through it are not seen by the router, so handing it out makes the caller's
+    /// read-your-writes scope conservative, as `begin()` does: its next read first asks the
+    /// primary for its position (at or past anything written through this connection by then),
+    /// or reads from the primary.
+    pub fn primary(&self) -> &DatabaseConnection {
+        crate::connection::lend_primary(self)
+    }
+
+    /// The primary's sqlx pool (as [`DatabaseConnection::get_postgres_connection_pool`], which
+    /// panics on another backend). Like [`primary`](RoutedConnection::primary), it makes the
+    /// caller's read-your-writes scope conservative.
+    #[cfg(feature = "postgres")]
+    pub fn get_postgres_connection_pool(&self) -> &sea_orm::sqlx::PgPool {
+        self.primary().get_postgres_connection_pool()
+    }
+
+    /// The primary's sqlx pool (as [`DatabaseConnection::get_mysql_connection_pool`], which
+    /// panics on another backend). Like [`primary`](RoutedConnection::primary), it makes the
+    /// caller's read-your-writes scope conservative.
+    #[cfg(feature = "mysql")]
+    pub fn get_mysql_connection_pool(&self) -> &sea_orm::sqlx::MySqlPool {
+        self.primary().get_mysql_connection_pool()
+    }
+
     /// A replica's own connection, chosen as a read would be (healthy, by the balancer), for
     /// calls that must not reach the primary; the primary's when no replica is in rotation.
     /// Its sessions are read-only, so writes through it fail.
@@ -190,6 +167,8 @@ impl RoutedConnection {
         let node = self.inner.nodes.get(id).unwrap_or_else(|| self.inner.primary_node());
         self.inner.nodes.keep(&node).user_conn()
     }
+
+    // Where a block of calls, or one call, is routed.
 
     /// Runs `fut` with every statement this connection routes inside it sent to `target`
     /// (reads included; writes always go to the primary). The scope follows the task, not the
@@ -230,6 +209,111 @@ impl RoutedConnection {
     pub async fn deadline<F: Future>(within: Duration, fut: F) -> F::Output {
         crate::deadline::within(within, fut).await
     }
+
+    /// A view of this connection whose reads use `consistency` instead of the connection's
+    /// default, e.g. `Post::find().all(&db.consistent(Consistency::Strong))`.
+    pub fn consistent(&self, consistency: Consistency) -> Routed<'_> {
+        Routed::new(self).consistent(consistency)
+    }
+
+    /// A view of this connection whose read-your-writes reads, when no replica is known to have
+    /// the caller's writes, wait up to `max` (instead of the connection's default) for the
+    /// closest replica to replay them, in the server, before going to the primary.
+    pub fn wait_for_replica(&self, max: Duration) -> Routed<'_> {
+        Routed::new(self).wait_for_replica(max)
+    }
+
+    /// A view of this connection whose read-your-writes reads go to the primary at once when
+    /// no replica is known to have the caller's writes, instead of waiting for one (see
+    /// [`wait_for_replica`](crate::RoutedConnectionBuilder::wait_for_replica)).
+    pub fn primary_if_behind(&self) -> Routed<'_> {
+        Routed::new(self).primary_if_behind()
+    }
+
+    // Read-your-writes scopes carried elsewhere: sessions and tokens.
+
+    /// A new, empty [`Session`].
+    pub fn session(&self) -> Session {
+        Session::new(self.clone())
+    }
+
+    /// A [`Session`] that starts from a token exported by [`Session::token`] (in this process or
+    /// another). An empty string gives an empty session, so a missing cookie needs no special
+    /// case; anything else that is not a token is an error naming the problem: malformed,
+    /// longer than `CausalToken::MAX_LEN` (16 KiB; refused before parsing, which is linear),
+    /// or of another database than this connection's (a `mariadb:` token on PostgreSQL). A
+    /// token further ahead than the primary is lowered to the primary's position (see
+    /// [`Session::observe`]). A token's last read node (see [`SessionToken`]) bounds the
+    /// session's next reads by that replica's state now: they go to it, or to a node the
+    /// monitor has since seen at or past it; a node this connection does not know by that name
+    /// (another configuration) is bounded by the primary's position instead, read by the
+    /// session's next read.
+    ///
+    /// ```no_run
+    /// # fn demo(db: rwsplit_sea_orm::RoutedConnection) {
+    /// let err = db.session_from("pg:1:not-a-token").unwrap_err();
+    /// assert!(err.to_string().contains("read-your-writes token"));
+    /// # }
+    /// ```
+    pub fn session_from(&self, token: &str) -> crate::Result<Session> {
+        let session = self.session();
+        let token = token.trim();
+        if !token.is_empty() {
+            // Only tokens of this connection's database. Length-checked before parsing.
+            let kind = self.inner.product.tokens_checked_as();
+            let parsed = SessionToken::parse_for(token, kind)
+                .map_err(|source| crate::Error::InvalidToken { token: snippet(token), source })?;
+            session.resume(&parsed);
+        }
+        Ok(session)
+    }
+
+    /// The current task's read-your-writes token, if it has written or read (or the ambient
+    /// session's, inside [`Session::scope`]); see [`Session::token`].
+    pub async fn token(&self) -> Result<Option<SessionToken>, DbErr> {
+        let scope = self.inner.scope_of(&Ctx::default());
+        crate::session::resolve(self, &scope).await
+    }
+
+    // Transactions in the async-closure form (SeaORM's own forms are its `TransactionTrait`).
+
+    /// Runs `callback` in a transaction on the primary (the async-closure form of
+    /// [`TransactionTrait::transaction`](sea_orm::TransactionTrait::transaction)).
+    pub async fn transaction_async<F, T, E>(&self, callback: F) -> Result<T, TransactionError<E>>
+    where
+        F: for<'c> AsyncFnOnce(&'c DatabaseTransaction) -> Result<T, E> + Send,
+        T: Send,
+        E: fmt::Display + fmt::Debug + Send,
+    {
+        self.transaction_with_config_async(callback, None, None).await
+    }
+
+    /// Runs `callback` in a transaction with the given isolation level and access mode; a
+    /// read-only one may run on a replica (see
+    /// [`TransactionTrait::begin_with_config`](sea_orm::TransactionTrait::begin_with_config)).
+    pub async fn transaction_with_config_async<F, T, E>(
+        &self,
+        callback: F,
+        isolation_level: Option<IsolationLevel>,
+        access_mode: Option<AccessMode>,
+    ) -> Result<T, TransactionError<E>>
+    where
+        F: for<'c> AsyncFnOnce(&'c DatabaseTransaction) -> Result<T, E> + Send,
+        T: Send,
+        E: fmt::Display + fmt::Debug + Send,
+    {
+        let ctx = Ctx::default();
+        let options = TransactionOptions::default();
+        let (txn, node) = self
+            .inner
+            .begin_in(isolation_level, access_mode, options, &ctx, false)
+            .await
+            .map_err(TransactionError::Connection)?;
+        let result = callback(&txn).await;
+        self.inner.end_transaction(txn, result, node, &ctx).await
+    }
+
+    // SeaORM's metric callback, and the rest of `DatabaseConnection`'s own methods.
 
     /// Sets a callback called once for every statement this connection runs for you, with
     /// SeaORM's [`Info`](sea_orm::metric::Info) (time taken, statement, whether it failed): the
@@ -305,74 +389,7 @@ impl RoutedConnection {
         self.inner.primary_node().writer().get_schema_builder()
     }
 
-    /// Statement counts per node and routing totals, for operators and tests.
-    pub fn stats(&self) -> crate::Stats {
-        crate::stats::snapshot(self)
-    }
-
-    /// The primary's own connection: every call on it runs on the primary, unrouted. Use it for
-    /// migrations (`Migrator::up(db.primary(), None)`), schema changes and code typed to
-    /// `&DatabaseConnection`.
-    ///
-    /// Writes made through it are not seen by the router, so handing it out makes the caller's
-    /// read-your-writes scope conservative, as `begin()` does: its next read first asks the
-    /// primary for its position (at or past anything written through this connection by then),
-    /// or reads from the primary.
-    pub fn primary(&self) -> &DatabaseConnection {
-        crate::connection::lend_primary(self)
-    }
-
-    /// The primary's sqlx pool (as [`DatabaseConnection::get_postgres_connection_pool`], which
-    /// panics on another backend). Like [`primary`](RoutedConnection::primary), it makes the
-    /// caller's read-your-writes scope conservative.
-    #[cfg(feature = "postgres")]
-    pub fn get_postgres_connection_pool(&self) -> &sea_orm::sqlx::PgPool {
-        self.primary().get_postgres_connection_pool()
-    }
-
-    /// The primary's sqlx pool (as [`DatabaseConnection::get_mysql_connection_pool`], which
-    /// panics on another backend). Like [`primary`](RoutedConnection::primary), it makes the
-    /// caller's read-your-writes scope conservative.
-    #[cfg(feature = "mysql")]
-    pub fn get_mysql_connection_pool(&self) -> &sea_orm::sqlx::MySqlPool {
-        self.primary().get_mysql_connection_pool()
-    }
-
-    /// Runs `callback` in a transaction on the primary (the async-closure form of
-    /// [`TransactionTrait::transaction`](sea_orm::TransactionTrait::transaction)).
-    pub async fn transaction_async<F, T, E>(&self, callback: F) -> Result<T, TransactionError<E>>
-    where
-        F: for<'c> AsyncFnOnce(&'c DatabaseTransaction) -> Result<T, E> + Send,
-        T: Send,
-        E: fmt::Display + fmt::Debug + Send,
-    {
-        self.transaction_with_config_async(callback, None, None).await
-    }
-
-    /// Runs `callback` in a transaction with the given isolation level and access mode; a
-    /// read-only one may run on a replica (see
-    /// [`TransactionTrait::begin_with_config`](sea_orm::TransactionTrait::begin_with_config)).
-    pub async fn transaction_with_config_async<F, T, E>(
-        &self,
-        callback: F,
-        isolation_level: Option<IsolationLevel>,
-        access_mode: Option<AccessMode>,
-    ) -> Result<T, TransactionError<E>>
-    where
-        F: for<'c> AsyncFnOnce(&'c DatabaseTransaction) -> Result<T, E> + Send,
-        T: Send,
-        E: fmt::Display + fmt::Debug + Send,
-    {
-        let ctx = Ctx::default();
-        let options = TransactionOptions::default();
-        let (txn, node) = self
-            .inner
-            .begin_in(isolation_level, access_mode, options, &ctx, false)
-            .await
-            .map_err(TransactionError::Connection)?;
-        let result = callback(&txn).await;
-        self.inner.end_transaction(txn, result, node, &ctx).await
-    }
+    // Fencing a node by hand.
 
     /// Fences the node named `name` (`host:port/db`, as in [`stats`](RoutedConnection::stats)):
     /// no statement is routed to it and its claim to the primary role is ignored until
