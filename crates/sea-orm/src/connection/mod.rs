@@ -151,11 +151,6 @@ impl crate::watchdog::Watched for Inner {
     }
 }
 
-/// The connection's monitor, on the current tokio runtime: the one already running for the
-/// same nodes and settings if `shareable` and there is one (see `crate::shared`), else a new
-/// one. Without a runtime (a connection built outside one) there is no monitor: health then
-/// moves only on the failures statements see; nor when a node has nothing to open a
-/// connection from (a `MockDatabase`).
 /// The table of shapes learned from replicas' refusals for this connection's database:
 /// shared with the process's other connections whose configured primary is the same
 /// `host:port/database` (see [`classified`](crate::classified)); its own when the primary was
@@ -169,6 +164,11 @@ fn learned_shapes(product: Product, nodes: &Nodes) -> Arc<crate::classified::Lea
     crate::classified::LearnedShapes::of(product.dialect(), database)
 }
 
+/// The connection's monitor, on the current tokio runtime: the one already running for the
+/// same nodes and settings if `shareable` and there is one (see `crate::shared`), else a new
+/// one. Without a runtime (a connection built outside one) there is no monitor: health then
+/// moves only on the failures statements see; nor when a node has nothing to open a
+/// connection from (a `MockDatabase`).
 fn acquire_monitor(
     product: Product,
     policy: &Policy,
