@@ -96,3 +96,46 @@ fn look(watched: &impl Watched, now: Instant) -> Option<Instant> {
     });
     next
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Mutex;
+
+    use super::*;
+
+    /// Nodes and their paces, and the nodes whose reads were woken.
+    #[derive(Default)]
+    struct Fake {
+        paces: Vec<(NodeId, Pace)>,
+        woken: Mutex<Vec<NodeId>>,
+    }
+
+    impl Watched for Fake {
+        fn each_pace(&self, mut each: impl FnMut(NodeId, &Pace)) {
+            for (id, pace) in &self.paces {
+                each(*id, pace);
+            }
+        }
+
+        fn wake_reads_on(&self, id: NodeId) {
+            self.woken.lock().unwrap().push(id);
+        }
+    }
+
+    /// A look wakes the reads of a node silent past its hedge delay, and says when the reads
+    /// waiting on another will have waited theirs; an idle node is neither.
+    #[test]
+    fn a_look_wakes_the_silent_and_says_when_to_look_again() {
+        let fake = Fake {
+            paces: (0..3).map(|i| (NodeId::new(i), Pace::default())).collect(),
+            ..Fake::default()
+        };
+        let now = Instant::now() + Duration::from_secs(1);
+        let _silent = fake.paces[0].1.begin(now - Duration::from_secs(1));
+        let _waiting = fake.paces[1].1.begin(now);
+        let next = look(&fake, now);
+        assert_eq!(*fake.woken.lock().unwrap(), [NodeId::new(0)]);
+        assert_eq!(next, fake.paces[1].1.due());
+        assert!(next.is_some_and(|at| at > now), "{next:?}");
+    }
+}
