@@ -1,13 +1,15 @@
-//! Building a [`RoutedConnection`]: from URLs or `ConnectOptions`, from existing connections,
-//! or from the environment.
+//! Building a [`RoutedConnection`]: from URLs or `ConnectOptions` (the builder, its checks and
+//! `connect()`), or from existing connections; and splitting the environment's list of replica
+//! URLs.
 
 use std::time::Duration;
 
 use rwsplit_core::{Classifier, HealthPolicy, NodeId, RouterConfig};
-use rwsplit_monitor::{InvalidReplicationAddress, ReplicationAddress};
+use rwsplit_monitor::{AutoFailover, InvalidReplicationAddress, ReplicationAddress};
 use sea_orm::{ConnectOptions, DatabaseConnection, DbErr};
 
 use crate::connection::{Node, Policy, RoutedConnection};
+use crate::deadline::{Acquire, cap};
 use crate::error::{Error, Result};
 use crate::probe::{GivenNode, ProbeFrom, ProbeSettings};
 use crate::product::{Product, Unchecked};
@@ -79,6 +81,9 @@ impl std::fmt::Debug for RoutedConnectionBuilder {
     }
 }
 
+// Every setter is here, so the builder reads in one place; what a setter configures is done
+// where that behaviour lives (time limits: `deadline`; topology sources: `discover`; automatic
+// failover: rwsplit-monitor's `AutoFailover`; the rest: `connection/`).
 impl RoutedConnectionBuilder {
     /// The primary: a URL or SeaORM `ConnectOptions`. Writes, transactions and reads that must
     /// see recent writes go here.
@@ -190,6 +195,40 @@ impl RoutedConnectionBuilder {
         self
     }
 
+    /// The most one read may wait for a replica, connection acquisition included (default
+    /// `None`: no fixed limit). Without one, a read on a hung replica (a SIGSTOPped server keeps
+    /// its TCP port open) is given up once the monitor marks the replica down, and retried on the
+    /// next candidate; a slow read on a healthy replica runs to completion. With one, a replica
+    /// that does not answer in time has the read given up there (nothing counted against it: the
+    /// monitor judges health) and the
+    /// read retried on the next candidate — so set it above your longest legitimate replica
+    /// read. The primary, as a read's last candidate, is bounded only by the caller's
+    /// [deadline](RoutedConnection::deadline).
+    pub fn replica_read_timeout(mut self, timeout: Option<Duration>) -> Self {
+        self.policy.timeouts.replica_read = timeout;
+        self.given.insert("replica_read_timeout");
+        self
+    }
+
+    /// How long a statement may wait for a pooled connection, connecting included, on every
+    /// pool. Unset, a pool that writes (the primary's, and a replica's writer once it is
+    /// promoted) waits as plain SeaORM's does, sqlx's 30 s — a statement there has nowhere
+    /// else to go, and one that plain SeaORM would have waited for does not fail sooner — and a
+    /// replica's read-only pool 5 s, after which the read moves on to its next candidate (the
+    /// primary last). Set, every pool waits this long. A node's `ConnectOptions` with its own
+    /// `acquire_timeout` or `connect_timeout` keep theirs. A write waiting for a connection to
+    /// an unreachable primary is given up as soon as the monitor sees that node replaced (a
+    /// replica now, another node promoted) or marks it down — it was never sent, so it is tried
+    /// once on the new primary — and otherwise fails after at most this long, unsent. A
+    /// shorter timeout is therefore not needed to follow a switchover; it only bounds how long
+    /// a statement waits on a pool the application itself saturates.
+    /// Durations beyond 30 years are capped to 30 years.
+    pub fn acquire_timeout(mut self, timeout: Duration) -> Self {
+        let timeout = cap(timeout);
+        self.policy.timeouts.acquire = Acquire { write: timeout, read: timeout };
+        self
+    }
+
     /// The statement classifier, e.g. with extra side-effecting functions:
     /// `Classifier::default().with_write_functions(["audit_log"])`.
     pub fn classifier(mut self, classifier: Classifier) -> Self {
@@ -282,6 +321,30 @@ impl RoutedConnectionBuilder {
     /// wins over this config's interval in either order.
     pub fn monitor(mut self, config: rwsplit_monitor::MonitorConfig) -> Self {
         self.policy.monitor = config;
+        self
+    }
+
+    /// Turns on automatic promotion (off by default). Read [`AutoFailover`]'s risks first: an
+    /// external HA manager is the better choice wherever there is one.
+    ///
+    /// ```no_run
+    /// # async fn demo() -> Result<(), rwsplit_sea_orm::Error> {
+    /// use rwsplit_sea_orm::advanced::AutoFailover;
+    /// use rwsplit_sea_orm::RoutedConnection;
+    ///
+    /// let db = RoutedConnection::builder()
+    ///    .primary("mysql://app@db-1:3306/shop")
+    ///    .replica("mysql://app@db-2:3306/shop")
+    ///    // Promote after 5 failed probes; promotion and re-pointing need an admin account.
+    ///    .auto_failover(AutoFailover::default().after_failures(5).admin_credentials("root", ""))
+    ///    .connect()
+    ///    .await?;
+    /// # drop(db);
+    /// # Ok(()) }
+    /// ```
+    pub fn auto_failover(mut self, config: AutoFailover) -> Self {
+        self.policy.failover = Some(config);
+        self.given.insert("auto_failover");
         self
     }
 
@@ -424,7 +487,7 @@ impl RoutedConnectionBuilder {
             timeout: probe_timeout,
         };
         let acquire = self.policy.timeouts.acquire;
-        let conn = RoutedConnection::new(
+        let conn = crate::connection::assemble(
             Node::new(primary_name, primary)
                 .owned()
                 .checked(Some(primary_server))
@@ -596,78 +659,50 @@ pub(crate) fn inert_settings(b: &RoutedConnectionBuilder) -> Vec<Inert> {
 /// answered: a replica that answers checks in milliseconds.
 const CHECK_GRACE: Duration = Duration::from_millis(200);
 
-impl RoutedConnection {
-    /// A builder; see [`RoutedConnectionBuilder`].
-    pub fn builder() -> RoutedConnectionBuilder {
-        RoutedConnectionBuilder::default()
-    }
-
-    /// Wraps connections you built yourself (or `MockDatabase` connections in tests). Replica
-    /// sessions are used as given: make them read-only yourself if their servers are writable.
-    pub fn from_connections(
-        primary: DatabaseConnection,
-        replicas: Vec<DatabaseConnection>,
-    ) -> Result<RoutedConnection> {
-        RoutedConnection::from_connections_with(primary, replicas, Policy::default())
-    }
-
-    pub(crate) fn from_connections_with(
-        primary: DatabaseConnection,
-        replicas: Vec<DatabaseConnection>,
-        policy: Policy,
-    ) -> Result<RoutedConnection> {
-        let backend = primary.get_database_backend();
-        let policy_timeout = crate::deadline::cap(policy.monitor.first_connect_timeout_value());
-        // The monitor's own connections come from each pool's options; connections that are no
-        // sqlx pool (mocks) have none, and then there is no monitor.
-        let given = |c: &DatabaseConnection| GivenNode::of(c).map(ProbeFrom::Given);
-        let mut nodes = Vec::with_capacity(replicas.len());
-        for (i, r) in replicas.into_iter().enumerate() {
-            let found = r.get_database_backend();
-            if found != backend {
-                return Err(Error::BackendMismatch {
-                    node: format!("replica {}", i + 1),
-                    expected: backend,
-                    found,
-                });
-            }
-            let probe = given(&r);
-            nodes.push(Node::new(format!("replica {}", i + 1), r).probed_from(probe));
-        }
-        if nodes.len() + 1 > rwsplit_core::MAX_NODES {
-            return Err(Error::TooManyNodes {
-                nodes: nodes.len() + 1,
-                max: rwsplit_core::MAX_NODES,
+/// A connection over connections built elsewhere ([`RoutedConnection::from_connections`]),
+/// with `policy`: one backend on every node, at most `MAX_NODES` of them; the monitor probes
+/// from each pool's own options (a `MockDatabase` has none, and then there is no monitor) and
+/// is never shared.
+pub(crate) fn from_connections(
+    primary: DatabaseConnection,
+    replicas: Vec<DatabaseConnection>,
+    policy: Policy,
+) -> Result<RoutedConnection> {
+    let backend = primary.get_database_backend();
+    let policy_timeout = crate::deadline::cap(policy.monitor.first_connect_timeout_value());
+    // The monitor's own connections come from each pool's options; connections that are no
+    // sqlx pool (mocks) have none, and then there is no monitor.
+    let given = |c: &DatabaseConnection| GivenNode::of(c).map(ProbeFrom::Given);
+    let mut nodes = Vec::with_capacity(replicas.len());
+    for (i, r) in replicas.into_iter().enumerate() {
+        let found = r.get_database_backend();
+        if found != backend {
+            return Err(Error::BackendMismatch {
+                node: format!("replica {}", i + 1),
+                expected: backend,
+                found,
             });
         }
-        let probe = given(&primary);
-        Ok(RoutedConnection::new(
-            Node::new("primary".to_owned(), primary).probed_from(probe),
-            nodes,
-            // Given as they are, their servers not asked: the product by their backend.
-            Product::of(backend),
-            policy,
-            Classifier::default(),
-            RouterConfig::default(),
-            HealthPolicy::default(),
-            ProbeSettings { admin: None, timeout: policy_timeout },
-            // Probed from the application's own pools: never shared.
-            false,
-        ))
+        let probe = given(&r);
+        nodes.push(Node::new(format!("replica {}", i + 1), r).probed_from(probe));
     }
-
-    /// Connects from the environment: `DATABASE_URL` is the primary and
-    /// `DATABASE_REPLICA_URLS` an optional list of replica URLs separated by commas, semicolons
-    /// or whitespace; `DATABASE_*`, `DATABASE_PRIMARY_*`, `DATABASE_REPLICA_*`,
-    /// `DATABASE_REPLICA_<n>_*` and `RWSPLIT_*` variables set pools, replica placement and
-    /// policy ([`RoutedConfig::from_env`](crate::RoutedConfig::from_env); the README's
-    /// *Configuration* table lists them all). A separator splits the URL list only where the
-    /// next URL begins (`scheme://`), so a comma inside a password (`postgres://app:a,b@r1/app`)
-    /// stays part of it; a password holding `,postgres://` or the like must percent-encode its
-    /// comma (`%2C`), and `#`, `/`, `?`, `%` in a password are percent-encoded as in any URL.
-    pub async fn from_env() -> Result<RoutedConnection> {
-        crate::RoutedConfig::from_env()?.connect().await
+    if nodes.len() + 1 > rwsplit_core::MAX_NODES {
+        return Err(Error::TooManyNodes { nodes: nodes.len() + 1, max: rwsplit_core::MAX_NODES });
     }
+    let probe = given(&primary);
+    Ok(crate::connection::assemble(
+        Node::new("primary".to_owned(), primary).probed_from(probe),
+        nodes,
+        // Given as they are, their servers not asked: the product by their backend.
+        Product::of(backend),
+        policy,
+        Classifier::default(),
+        RouterConfig::default(),
+        HealthPolicy::default(),
+        ProbeSettings { admin: None, timeout: policy_timeout },
+        // Probed from the application's own pools: never shared.
+        false,
+    ))
 }
 
 /// Splits a list of URLs (see [`RoutedConnection::from_env`]): at a comma, semicolon or

@@ -1,13 +1,15 @@
 //! Time limits on the request path: a per-statement deadline for replica reads, the pools'
-//! acquire timeout, and the caller's own deadline ([`RoutedConnection::deadline`]), which bounds
-//! read retries.
+//! acquire timeout, and the caller's own deadline
+//! ([`RoutedConnection::deadline`](crate::RoutedConnection::deadline)), which bounds read
+//! retries.
 //!
 //! A SIGSTOPped (hung) server keeps its TCP port open: connecting succeeds and the statement
 //! then waits forever. A read waiting on a replica therefore also watches the monitor: once the
 //! monitor marks the replica down (its probes time out; with the defaults within about 4.5 s),
 //! the read gives up there and is retried on the next candidate, like a refused connection.
 //! That needs no statement deadline, so a long report on a healthy replica is never cut short.
-//! A fixed replica deadline ([`RoutedConnectionBuilder::replica_read_timeout`]) bounds reads
+//! A fixed replica deadline
+//! ([`replica_read_timeout`](crate::RoutedConnectionBuilder::replica_read_timeout)) bounds reads
 //! tighter for applications that want it: on expiry the read is given up there and moves on.
 //! Nothing is counted against the replica for it — a slow answer may be load, and the monitor,
 //! probing on connections of its own, is what judges whether the node is hung.
@@ -18,8 +20,6 @@ use std::time::{Duration, Instant};
 use sea_orm::DbErr;
 
 use crate::routing_error::{DownReason, RoutingError, UnknownReason};
-
-use crate::{RoutedConnection, RoutedConnectionBuilder};
 
 /// The request-path time limits.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -79,7 +79,8 @@ pub(crate) fn after(d: Duration) -> Instant {
     saturating_after(Instant::now(), d)
 }
 
-/// The deadline the calling task set with [`RoutedConnection::deadline`], if any.
+/// The deadline the calling task set with
+/// [`RoutedConnection::deadline`](crate::RoutedConnection::deadline), if any.
 pub(crate) fn current() -> Option<Instant> {
     DEADLINE.try_with(|d| *d).ok()
 }
@@ -131,68 +132,14 @@ pub(crate) fn write_outcome_unknown(node: &str) -> DbErr {
     .into()
 }
 
-impl RoutedConnection {
-    /// Runs `fut` with a deadline `within` from now for every read this connection routes inside
-    /// it: each attempt is bounded by the time left, and a failed read is retried on another
-    /// node only while time is left. The deadline follows the task, like
-    /// [`RoutedConnection::scope`]. Writes are never cut short by it (a write abandoned
-    /// mid-flight may still commit); bound them with `tokio::time::timeout` if you must, and
-    /// treat a timeout as "outcome unknown".
-    ///
-    /// ```no_run
-    /// # async fn demo(db: rwsplit_sea_orm::RoutedConnection) -> Result<(), sea_orm::DbErr> {
-    /// use std::time::Duration;
-    /// use rwsplit_sea_orm::RoutedConnection;
-    /// // A request handler with a 2 s budget: reads give up (and stop retrying) in time.
-    /// RoutedConnection::deadline(Duration::from_secs(2), async {
-    ///     db.ping().await
-    /// })
-    /// .await
-    /// # }
-    /// ```
-    pub async fn deadline<F: Future>(within: Duration, fut: F) -> F::Output {
-        // `Duration::MAX` means no deadline to speak of, not an overflow panic.
-        let at = after(within);
-        // A nested, later deadline does not extend an outer one.
-        let at = current().map_or(at, |outer| outer.min(at));
-        DEADLINE.scope(at, fut).await
-    }
-}
-
-impl RoutedConnectionBuilder {
-    /// The most one read may wait for a replica, connection acquisition included (default
-    /// `None`: no fixed limit). Without one, a read on a hung replica (a SIGSTOPped server keeps
-    /// its TCP port open) is given up once the monitor marks the replica down, and retried on the
-    /// next candidate; a slow read on a healthy replica runs to completion. With one, a replica
-    /// that does not answer in time has the read given up there (nothing counted against it: the
-    /// monitor judges health) and the
-    /// read retried on the next candidate — so set it above your longest legitimate replica
-    /// read. The primary, as a read's last candidate, is bounded only by the caller's
-    /// [deadline](RoutedConnection::deadline).
-    pub fn replica_read_timeout(mut self, timeout: Option<Duration>) -> Self {
-        self.policy.timeouts.replica_read = timeout;
-        self.given.insert("replica_read_timeout");
-        self
-    }
-
-    /// How long a statement may wait for a pooled connection, connecting included, on every
-    /// pool. Unset, a pool that writes (the primary's, and a replica's writer once it is
-    /// promoted) waits as plain SeaORM's does, sqlx's 30 s — a statement there has nowhere
-    /// else to go, and one that plain SeaORM would have waited for does not fail sooner — and a
-    /// replica's read-only pool 5 s, after which the read moves on to its next candidate (the
-    /// primary last). Set, every pool waits this long. A node's `ConnectOptions` with its own
-    /// `acquire_timeout` or `connect_timeout` keep theirs. A write waiting for a connection to
-    /// an unreachable primary is given up as soon as the monitor sees that node replaced (a
-    /// replica now, another node promoted) or marks it down — it was never sent, so it is tried
-    /// once on the new primary — and otherwise fails after at most this long, unsent. A
-    /// shorter timeout is therefore not needed to follow a switchover; it only bounds how long
-    /// a statement waits on a pool the application itself saturates.
-    /// Durations beyond 30 years are capped to 30 years.
-    pub fn acquire_timeout(mut self, timeout: Duration) -> Self {
-        let timeout = cap(timeout);
-        self.policy.timeouts.acquire = Acquire { write: timeout, read: timeout };
-        self
-    }
+/// Runs `fut` with the calling task's deadline `within` from now, or the enclosing one if that
+/// is sooner ([`RoutedConnection::deadline`](crate::RoutedConnection::deadline)).
+pub(crate) async fn within<F: Future>(within: Duration, fut: F) -> F::Output {
+    // `Duration::MAX` means no deadline to speak of, not an overflow panic.
+    let at = after(within);
+    // A nested, later deadline does not extend an outer one.
+    let at = current().map_or(at, |outer| outer.min(at));
+    DEADLINE.scope(at, fut).await
 }
 
 #[cfg(test)]
@@ -219,11 +166,9 @@ mod tests {
 
     #[tokio::test]
     async fn nested_deadlines_never_extend_the_outer_one() {
-        let outer = RoutedConnection::deadline(Duration::from_millis(50), async {
+        let outer = within(Duration::from_millis(50), async {
             let outer = current().unwrap();
-            let inner =
-                RoutedConnection::deadline(Duration::from_secs(60), async { current().unwrap() })
-                    .await;
+            let inner = within(Duration::from_secs(60), async { current().unwrap() }).await;
             (outer, inner)
         })
         .await;

@@ -219,7 +219,7 @@ mod connection;
 mod deadline;
 mod discover;
 mod error;
-mod failover;
+mod facade;
 mod failure;
 mod hooks;
 mod learned;

@@ -61,72 +61,12 @@ impl fmt::Debug for Session {
     }
 }
 
-impl RoutedConnection {
-    /// A new, empty [`Session`].
-    pub fn session(&self) -> Session {
-        Session { db: self.clone(), state: Arc::new(Shared::default()), consistency: None }
-    }
-
-    /// A [`Session`] that starts from a token exported by [`Session::token`] (in this process or
-    /// another). An empty string gives an empty session, so a missing cookie needs no special
-    /// case; anything else that is not a token is an error naming the problem: malformed,
-    /// longer than `CausalToken::MAX_LEN` (16 KiB; refused before parsing, which is linear),
-    /// or of another database than this connection's (a `mariadb:` token on PostgreSQL). A
-    /// token further ahead than the primary is lowered to the primary's position (see
-    /// [`Session::observe`]). A token's last read node (see [`SessionToken`]) bounds the
-    /// session's next reads by that replica's state now: they go to it, or to a node the
-    /// monitor has since seen at or past it; a node this connection does not know by that name
-    /// (another configuration) is bounded by the primary's position instead, read by the
-    /// session's next read.
-    ///
-    /// ```no_run
-    /// # fn demo(db: rwsplit_sea_orm::RoutedConnection) {
-    /// let err = db.session_from("pg:1:not-a-token").unwrap_err();
-    /// assert!(err.to_string().contains("read-your-writes token"));
-    /// # }
-    /// ```
-    pub fn session_from(&self, token: &str) -> crate::Result<Session> {
-        let session = self.session();
-        let token = token.trim();
-        if !token.is_empty() {
-            // Only tokens of this connection's database. Length-checked before parsing.
-            let kind = self.inner.product().tokens_checked_as();
-            let parsed = SessionToken::parse_for(token, kind)
-                .map_err(|source| crate::Error::InvalidToken { token: snippet(token), source })?;
-            session.resume(&parsed);
-        }
-        Ok(session)
-    }
-
-    /// A view of this connection whose reads use `consistency` instead of the connection's
-    /// default, e.g. `Post::find().all(&db.consistent(Consistency::Strong))`.
-    pub fn consistent(&self, consistency: Consistency) -> Routed<'_> {
-        Routed { db: self, session: None, consistency: Some(consistency), wait: None }
-    }
-
-    /// A view of this connection whose read-your-writes reads, when no replica is known to have
-    /// the caller's writes, wait up to `max` (instead of the connection's default) for the
-    /// closest replica to replay them, in the server, before going to the primary.
-    pub fn wait_for_replica(&self, max: Duration) -> Routed<'_> {
-        Routed { db: self, session: None, consistency: None, wait: Some(Some(max)) }
-    }
-
-    /// A view of this connection whose read-your-writes reads go to the primary at once when
-    /// no replica is known to have the caller's writes, instead of waiting for one (see
-    /// [`wait_for_replica`](crate::RoutedConnectionBuilder::wait_for_replica)).
-    pub fn primary_if_behind(&self) -> Routed<'_> {
-        Routed { db: self, session: None, consistency: None, wait: Some(None) }
-    }
-
-    /// The current task's read-your-writes token, if it has written or read (or the ambient
-    /// session's, inside [`Session::scope`]); see [`Session::token`].
-    pub async fn token(&self) -> Result<Option<SessionToken>, DbErr> {
-        let scope = self.inner.scope_of(&Ctx::default());
-        resolve(self, &scope).await
-    }
-}
-
 impl Session {
+    /// A new, empty session on `db` ([`RoutedConnection::session`]).
+    pub(crate) fn new(db: RoutedConnection) -> Session {
+        Session { db, state: Arc::new(Shared::default()), consistency: None }
+    }
+
     /// The session's token ([`SessionToken`]): the primary's position at or past every write
     /// made through it, merged with every token it was given, and the replica its last read
     /// was on (a session resumed from it never reads an older state than that read saw:
@@ -143,7 +83,7 @@ impl Session {
 
     /// Folds an exported token into the session: its position as [`Session::observe`] does,
     /// and its last read node as the node of the session's last read.
-    fn resume(&self, token: &SessionToken) {
+    pub(crate) fn resume(&self, token: &SessionToken) {
         if let Some(position) = token.position() {
             self.observe(position);
         }
@@ -279,7 +219,13 @@ impl fmt::Debug for Routed<'_> {
     }
 }
 
-impl Routed<'_> {
+impl<'a> Routed<'a> {
+    /// A view of `db` with the connection's own settings, for the methods below to change
+    /// ([`RoutedConnection::consistent`] and its siblings).
+    pub(crate) fn new(db: &'a RoutedConnection) -> Routed<'a> {
+        Routed { db, session: None, consistency: None, wait: None }
+    }
+
     /// Uses `consistency` for these reads.
     #[must_use]
     pub fn consistent(mut self, consistency: Consistency) -> Self {
@@ -325,7 +271,7 @@ routed_transactions!(Session);
 routed_connection!(['r] Routed<'r>);
 
 /// A scope's token, reading a pending position from the primary first.
-async fn resolve(
+pub(crate) async fn resolve(
     db: &RoutedConnection,
     scope: &crate::connection::Scope,
 ) -> Result<Option<SessionToken>, DbErr> {

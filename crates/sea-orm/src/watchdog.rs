@@ -12,13 +12,26 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Weak};
 use std::time::{Duration, Instant};
 
-use crate::connection::Inner;
+use rwsplit_core::NodeId;
+
+use crate::pace::Pace;
 
 /// The longest the watchdog sleeps between looks while reads wait, and the least.
 const LONGEST: Duration = Duration::from_millis(100);
 const SHORTEST: Duration = Duration::from_millis(2);
 /// How many looks in a row with no read waiting before it parks.
 const IDLE_LOOKS: u32 = 2;
+
+/// What the watchdog looks at: the nodes reads may be waiting on, each with its pace, and a way
+/// to wake the reads waiting on one. The connection's shared state is one; the watchdog holds
+/// it weakly, so the connection's drop ends the task.
+pub(crate) trait Watched: Send + Sync + 'static {
+    /// Calls `each` with every node reads can be on, and its pace.
+    fn each_pace(&self, each: impl FnMut(NodeId, &Pace));
+
+    /// Wakes the reads waiting on node `id`: their attempts look at it again.
+    fn wake_reads_on(&self, id: NodeId);
+}
 
 /// Whether the watchdog is looking, and how a read wakes it.
 #[derive(Debug, Default)]
@@ -36,10 +49,10 @@ impl Watchdog {
         }
     }
 
-    /// Starts `dog`, the watchdog of `inner`'s connection (which may still be being built: it
-    /// is looked at only once a read wakes the watchdog); it ends when the connection is
-    /// dropped.
-    pub(crate) fn spawn(dog: Arc<Watchdog>, inner: Weak<Inner>) {
+    /// Starts `dog`, the watchdog of `watched`, a connection's shared state (which may still be
+    /// being built: it is looked at only once a read wakes the watchdog); it ends when the
+    /// connection is dropped.
+    pub(crate) fn spawn<W: Watched>(dog: Arc<Watchdog>, watched: Weak<W>) {
         let Ok(runtime) = tokio::runtime::Handle::try_current() else { return };
         runtime.spawn(async move {
             let mut tick = tokio::time::interval(LONGEST);
@@ -52,8 +65,8 @@ impl Watchdog {
                 let mut idle = 0;
                 while idle < IDLE_LOOKS {
                     let next = {
-                        let Some(inner) = inner.upgrade() else { return };
-                        look(&inner, Instant::now())
+                        let Some(watched) = watched.upgrade() else { return };
+                        look(&*watched, Instant::now())
                     };
                     idle = if next.is_some() { 0 } else { idle + 1 };
                     let now = Instant::now();
@@ -69,21 +82,60 @@ impl Watchdog {
 
 /// One look at every node at `now`: the reads waiting past their node's hedge delay are
 /// woken; the next moment a read will have waited its node's hedge delay, if any waits.
-fn look(inner: &Inner, now: Instant) -> Option<Instant> {
+fn look(watched: &impl Watched, now: Instant) -> Option<Instant> {
     let mut next: Option<Instant> = None;
-    // The snapshot's nodes (those reads can be on), each looked up by id: cheaper than a walk
-    // over the registry's every slot.
-    let snap = inner.routing().snap();
-    for id in snap.topology().nodes().iter().map(rwsplit_core::Node::id) {
-        let Some(node) = inner.nodes().get(id) else { continue };
-        if let Some(due) = node.pace().due() {
-            if due <= now && node.pace().check(now) {
+    watched.each_pace(|id, pace| {
+        if let Some(due) = pace.due() {
+            if due <= now && pace.check(now) {
                 // The reads waiting on it look again (their attempts watch the node).
-                inner.routing().nudge(id);
-                continue;
+                watched.wake_reads_on(id);
+                return;
             }
             next = Some(next.map_or(due, |n| n.min(due)));
         }
-    }
+    });
     next
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Mutex;
+
+    use super::*;
+
+    /// Nodes and their paces, and the nodes whose reads were woken.
+    #[derive(Default)]
+    struct Fake {
+        paces: Vec<(NodeId, Pace)>,
+        woken: Mutex<Vec<NodeId>>,
+    }
+
+    impl Watched for Fake {
+        fn each_pace(&self, mut each: impl FnMut(NodeId, &Pace)) {
+            for (id, pace) in &self.paces {
+                each(*id, pace);
+            }
+        }
+
+        fn wake_reads_on(&self, id: NodeId) {
+            self.woken.lock().unwrap().push(id);
+        }
+    }
+
+    /// A look wakes the reads of a node silent past its hedge delay, and says when the reads
+    /// waiting on another will have waited theirs; an idle node is neither.
+    #[test]
+    fn a_look_wakes_the_silent_and_says_when_to_look_again() {
+        let fake = Fake {
+            paces: (0..3).map(|i| (NodeId::new(i), Pace::default())).collect(),
+            ..Fake::default()
+        };
+        let now = Instant::now() + Duration::from_secs(1);
+        let _silent = fake.paces[0].1.begin(now - Duration::from_secs(1));
+        let _waiting = fake.paces[1].1.begin(now);
+        let next = look(&fake, now);
+        assert_eq!(*fake.woken.lock().unwrap(), [NodeId::new(0)]);
+        assert_eq!(next, fake.paces[1].1.due());
+        assert!(next.is_some_and(|at| at > now), "{next:?}");
+    }
 }

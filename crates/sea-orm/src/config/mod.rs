@@ -817,7 +817,7 @@ impl RoutedConfig {
             }
         }
         let RoutedConfig { primary, replicas, pool, router, policy, monitor, topology } = self;
-        let mut b = RoutedConnection::builder()
+        let mut b = RoutedConnectionBuilder::default()
             .primary(primary.pool.over(&pool).apply(ConnectOptions::new(primary.url)));
         for r in replicas {
             let mut replica = Replica::new(r.pool.over(&pool).apply(ConnectOptions::new(r.url)))

@@ -1,4 +1,5 @@
-//! [`RoutedConnection`]: construction, its public surface, and the monitor it starts.
+//! The connection under [`RoutedConnection`] (whose public methods are the facade's, in
+//! `crate::facade`): assembling it, and the monitor it starts.
 //!
 //! The connection is split by concern; each module builds only on those listed before it
 //! (the tidy test `connection_modules_are_layered` checks it):
@@ -22,8 +23,8 @@
 //! 10. `statements` — the one statement path: classify, plan, attempt, what a read saw;
 //! 11. `transactions` — `begin` and the closure forms, and what a commit records;
 //! 12. `traits` — SeaORM's traits for every routed handle, and the ways out to the primary;
-//! 13. `mod` (this module) — building the connection, its public methods, starting the
-//!     monitor.
+//! 13. `mod` (this module) — assembling the connection, starting its monitor and gauge sampler,
+//!     adding and removing nodes at run time; what the watchdog looks at.
 
 mod attempt;
 mod cancel;
@@ -38,252 +39,79 @@ mod statements;
 mod traits;
 mod transactions;
 
-use std::future::Future;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use rwsplit_core::{
-    Access, Classifier, HealthPolicy, Node as CoreNode, NodeId, Role, RouteContext, RouterConfig,
-    Target, TokenKind, Topology,
+    Classifier, HealthPolicy, Node as CoreNode, NodeId, Role, RouterConfig, Topology,
 };
 use rwsplit_monitor::Monitor;
-use sea_orm::{DatabaseConnection, DbBackend, DbErr};
 
 pub(crate) use counters::Count;
-pub(crate) use ctx::{Ctx, FOREIGN_TOKEN_TTL, Policy, SESSION, Scope};
+pub(crate) use ctx::{Ctx, FOREIGN_TOKEN_TTL, Policy, SCOPE, SESSION, Scope};
 pub use inner::RoutedConnection;
 pub(crate) use inner::{AbortOnDrop, Inner};
 pub(crate) use nodes::{Node, NodeRef, Nodes};
+use plan::Planner;
 pub(crate) use scopes::Export;
-pub(crate) use traits::{Handle, routed_connection, routed_transactions};
+pub(crate) use traits::{Handle, lend_primary, routed_connection, routed_transactions};
 
 use crate::probe::{NodeConnector, ProbeFrom, ProbeSettings};
 use crate::product::Product;
 use crate::route::Routing;
 
-use ctx::SCOPE;
-use plan::Planner;
-
-impl RoutedConnection {
-    // One argument per part the builder configured; a parameter struct would only rename them.
-    #[allow(clippy::too_many_arguments)]
-    pub(crate) fn new(
-        primary: Node,
-        replicas: Vec<Node>,
-        product: Product,
-        policy: Policy,
-        classifier: Classifier,
-        router: RouterConfig,
-        health: HealthPolicy,
-        probing: ProbeSettings,
-        shareable: bool,
-    ) -> RoutedConnection {
-        let nodes = Arc::new(Nodes::new(primary, replicas));
-        let mut topology = Topology::builder();
-        for (id, n) in nodes.iter() {
-            let role = if id == NodeId::new(0) { Role::Primary } else { Role::Replica };
-            topology = topology.node(core_node(id, role, &n));
+/// A connection over `primary` and `replicas` (opened by the builder, or given as they are)
+/// and the parts the builder configured: its node registry, routing and watchdog, and its
+/// monitor (`acquire_monitor`: shared if `shareable`) with the gauge sampler.
+// One argument per part the builder configured; a parameter struct would only rename them.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn assemble(
+    primary: Node,
+    replicas: Vec<Node>,
+    product: Product,
+    policy: Policy,
+    classifier: Classifier,
+    router: RouterConfig,
+    health: HealthPolicy,
+    probing: ProbeSettings,
+    shareable: bool,
+) -> RoutedConnection {
+    let nodes = Arc::new(Nodes::new(primary, replicas));
+    let mut topology = Topology::builder();
+    for (id, n) in nodes.iter() {
+        let role = if id == NodeId::new(0) { Role::Primary } else { Role::Replica };
+        topology = topology.node(core_node(id, role, &n));
+    }
+    // Node ids are 0..n at generation 0 (n ≤ MAX_NODES is checked by the builder of the
+    // connection), so building cannot fail; an empty topology would route nothing.
+    let topology = topology.build().unwrap_or_default();
+    let acquired = acquire_monitor(product, &policy, health, &nodes, probing, shareable, &topology);
+    let routing = match &acquired {
+        Some(a) => Routing::with_state(a.state(), router),
+        None => Routing::new(topology, router, health),
+    };
+    let learned = learned_shapes(product, &nodes);
+    let watchdog = Arc::<crate::watchdog::Watchdog>::default();
+    let classified = crate::classified::Classified::new(classifier, product.dialect(), learned);
+    let hedged = policy.hedged_reads;
+    let probe_interval = policy.monitor.probe_interval_value();
+    let planner = Planner::new(policy, classified, routing, product);
+    let parts = inner::Parts { nodes, product, planner, watchdog: Arc::clone(&watchdog) };
+    let inner = Inner::new(parts, |weak| {
+        if hedged {
+            crate::watchdog::Watchdog::spawn(watchdog, weak.clone());
         }
-        // Node ids are 0..n at generation 0 (n ≤ MAX_NODES is checked by the builder of the
-        // connection), so building cannot fail; an empty topology would route nothing.
-        let topology = topology.build().unwrap_or_default();
-        let acquired =
-            acquire_monitor(product, &policy, health, &nodes, probing, shareable, &topology);
-        let routing = match &acquired {
-            Some(a) => Routing::with_state(a.state(), router),
-            None => Routing::new(topology, router, health),
-        };
-        let learned = learned_shapes(product, &nodes);
-        let watchdog = Arc::<crate::watchdog::Watchdog>::default();
-        let classified = crate::classified::Classified::new(classifier, product.dialect(), learned);
-        let hedged = policy.hedged_reads;
-        let probe_interval = policy.monitor.probe_interval_value();
-        let planner = Planner::new(policy, classified, routing, product);
-        let parts = inner::Parts { nodes, product, planner, watchdog: Arc::clone(&watchdog) };
-        let inner = Inner::new(parts, |weak| {
-            if hedged {
-                crate::watchdog::Watchdog::spawn(watchdog, weak.clone());
-            }
-            acquired.map(|a| {
-                spawn_sampler(weak.clone(), probe_interval);
-                a.listen(on_probe(weak))
-            })
-        });
-        // What the probes so far saw (the monitor may have been running for a while, or have
-        // probed before this connection could listen).
-        if let Some(m) = inner.monitor() {
-            m.replay();
-        }
-        RoutedConnection { inner }
+        acquired.map(|a| {
+            spawn_sampler(weak.clone(), probe_interval);
+            a.listen(on_probe(weak))
+        })
+    });
+    // What the probes so far saw (the monitor may have been running for a while, or have
+    // probed before this connection could listen).
+    if let Some(m) = inner.monitor() {
+        m.replay();
     }
-
-    /// The database backend (the same on every node). Inherent, so `db.get_database_backend()`
-    /// is not ambiguous between SeaORM's `ConnectionTrait` and `StreamTrait`.
-    pub fn get_database_backend(&self) -> DbBackend {
-        self.inner.backend()
-    }
-
-    /// The primary's database server, product and version, as checked against rwsplit's
-    /// version policy ([`Error::UnsupportedServer`](crate::Error::UnsupportedServer)): the
-    /// configured primary's at [`connect`](crate::RoutedConnectionBuilder::connect); after a
-    /// promotion, the new primary's once checked. `None` for connections made by
-    /// [`from_connections`](RoutedConnection::from_connections) until the monitor's first probe
-    /// of the primary (mock connections: never).
-    ///
-    /// ```no_run
-    /// # async fn demo(db: rwsplit_sea_orm::RoutedConnection) {
-    /// if let Some(server) = db.server() {
-    ///     println!("connected to {server}"); // PostgreSQL 15.8
-    /// }
-    /// # }
-    /// ```
-    pub fn server(&self) -> Option<crate::Server> {
-        self.inner.primary_node().server().cloned()
-    }
-
-    /// The kind of read-your-writes token this connection's sessions carry
-    /// ([`SessionToken::kind`](crate::SessionToken::kind)), the kind
-    /// [`session_from`](Self::session_from) accepts; `None` for a database without replicas
-    /// (SQLite), which has no replication positions. A layer that carries tokens between
-    /// requests checks a token against it, and names [`product_name`](Self::product_name) when
-    /// it does not fit.
-    ///
-    /// ```
-    /// use rwsplit_sea_orm::RoutedConnection;
-    /// use rwsplit_sea_orm::advanced::TokenKind;
-    /// use sea_orm::{DbBackend, MockDatabase};
-    ///
-    /// # fn main() -> Result<(), rwsplit_sea_orm::Error> {
-    /// let mock = MockDatabase::new(DbBackend::Postgres).into_connection();
-    /// let db = RoutedConnection::from_connections(mock, vec![])?;
-    /// assert_eq!(db.token_kind(), Some(TokenKind::Postgres));
-    /// assert_eq!(db.product_name(), "PostgreSQL");
-    ///
-    /// let sqlite = MockDatabase::new(DbBackend::Sqlite).into_connection();
-    /// let db = RoutedConnection::from_connections(sqlite, vec![])?;
-    /// assert_eq!((db.token_kind(), db.product_name()), (None, "SQLite"));
-    /// # Ok(()) }
-    /// ```
-    pub fn token_kind(&self) -> Option<TokenKind> {
-        self.inner.product().token_kind()
-    }
-
-    /// The database product this connection routes for, as people write it: `PostgreSQL`,
-    /// `MariaDB` or `SQLite` (see [`token_kind`](Self::token_kind)). From the primary's server
-    /// check at [`connect`](crate::RoutedConnectionBuilder::connect); for connections given to
-    /// [`from_connections`](Self::from_connections), from their SeaORM backend (MySQL's is
-    /// taken to be MariaDB's).
-    pub fn product_name(&self) -> &'static str {
-        self.inner.product().name()
-    }
-
-    /// A replica's own connection, chosen as a read would be (healthy, by the balancer), for
-    /// calls that must not reach the primary; the primary's when no replica is in rotation.
-    /// Its sessions are read-only, so writes through it fail.
-    pub fn replica(&self) -> &DatabaseConnection {
-        let ctx = RouteContext::for_access(Access::Read, std::time::Instant::now())
-            .with_target(Target::Replica);
-        let id = self.inner.routing().plan(&ctx).map_or(self.inner.primary_index(), |p| p.first());
-        let node = self.inner.nodes().get(id).unwrap_or_else(|| self.inner.primary_node());
-        self.inner.nodes().keep(&node).user_conn()
-    }
-
-    /// Runs `fut` with every statement this connection routes inside it sent to `target`
-    /// (reads included; writes always go to the primary). The scope follows the task, not the
-    /// connection value.
-    ///
-    /// ```no_run
-    /// # async fn demo(db: rwsplit_sea_orm::RoutedConnection) -> Result<(), sea_orm::DbErr> {
-    /// use rwsplit_sea_orm::{RoutedConnection, Target};
-    /// RoutedConnection::scope(Target::Primary, async {
-    ///     // every read here sees the primary
-    ///     db.ping().await
-    /// })
-    /// .await
-    /// # }
-    /// ```
-    pub async fn scope<F: Future>(target: Target, fut: F) -> F::Output {
-        SCOPE.scope(target, fut).await
-    }
-
-    /// Sets a callback called once for every statement this connection runs for you, with
-    /// SeaORM's [`Info`](sea_orm::metric::Info) (time taken, statement, whether it failed): the
-    /// same signature as SeaORM's `DatabaseConnection::set_metric_callback`, so code that sets
-    /// one compiles unchanged after the type swap.
-    ///
-    /// It sees reads on replicas and on the primary, writes (also those the adapter sends
-    /// itself, past SeaORM's `DatabaseConnection`: see *Writes in two steps* in
-    /// docs/ARCHITECTURE.md), streams, every statement of a transaction begun from this
-    /// connection, statements through [`primary`](Self::primary), [`replica`](Self::replica)
-    /// and `DatabaseExecutor::from(&db)` handed out after it is set, and statements on nodes a
-    /// topology source adds later. It does not see the adapter's own statements (the position
-    /// read after each write, catch-up waits, server checks, the monitor's probes), nor what
-    /// SeaORM does not report either: `execute_unprepared`, `BEGIN`/`COMMIT`/`ROLLBACK`, and a
-    /// statement whose future is dropped before it ends (a read the router gives up on a
-    /// replica, a write whose outcome is unknown). A read retried on another node is reported
-    /// once per node it ran on. Mock and proxy connections report nothing, as in SeaORM.
-    ///
-    /// It applies to every clone of this connection (they share their nodes), and replaces a
-    /// callback set before. A SeaORM callback set on a `DatabaseConnection` given to
-    /// [`from_connections`](Self::from_connections) still sees that pool's statements until
-    /// this is called, and the adapter's own after. Setting one costs every statement a clock
-    /// reading when it starts and one when it ends (a write sent in two steps reads it once
-    /// more, when its connection is taken) and, for writes, a clone of the statement; none is
-    /// paid until then.
-    ///
-    /// ```no_run
-    /// # async fn demo(mut db: rwsplit_sea_orm::RoutedConnection) {
-    /// db.set_metric_callback(|info| {
-    ///     let failed = if info.failed { " (failed)" } else { "" };
-    ///     println!("{:?} {}{failed}", info.elapsed, info.statement.sql);
-    /// });
-    /// # }
-    /// ```
-    pub fn set_metric_callback<F>(&mut self, callback: F)
-    where
-        F: Fn(&sea_orm::metric::Info<'_>) + Send + Sync + 'static,
-    {
-        self.inner.hooks().set_metric(callback);
-        for (_, n) in self.inner.nodes().iter() {
-            n.hook(self.inner.hooks());
-        }
-        // The primary lent out as a connection since the start, if it left its slot.
-        self.inner.nodes().first_kept().hook(self.inner.hooks());
-    }
-
-    /// Pings the primary.
-    pub async fn ping(&self) -> Result<(), DbErr> {
-        self.inner.primary_node().writer().ping().await
-    }
-
-    /// Closes every node's pool.
-    pub async fn close(self) -> Result<(), DbErr> {
-        self.close_by_ref().await
-    }
-
-    /// Closes every node's pool, by reference.
-    pub async fn close_by_ref(&self) -> Result<(), DbErr> {
-        let mut first_err = None;
-        for (_, n) in self.inner.nodes().iter() {
-            if let Err(e) = n.conn().close_by_ref().await {
-                first_err.get_or_insert(e);
-            }
-            if let Err(e) = n.writer().close_by_ref().await {
-                first_err.get_or_insert(e);
-            }
-        }
-        first_err.map_or(Ok(()), Err)
-    }
-
-    /// SeaORM's schema builder for this backend.
-    pub fn get_schema_builder(&self) -> sea_orm::SchemaBuilder {
-        self.inner.primary_node().writer().get_schema_builder()
-    }
-
-    /// Statement counts per node and routing totals, for operators and tests.
-    pub fn stats(&self) -> crate::Stats {
-        crate::stats::snapshot(self)
-    }
+    RoutedConnection { inner }
 }
 
 /// Node `n`'s entry in the first topology (or when it is added), with its placement.
@@ -299,11 +127,23 @@ pub(crate) fn core_node(id: rwsplit_core::NodeId, role: Role, n: &Node) -> CoreN
     b.build()
 }
 
-/// The connection's monitor, on the current tokio runtime: the one already running for the
-/// same nodes and settings if `shareable` and there is one (see `crate::shared`), else a new
-/// one. Without a runtime (a connection built outside one) there is no monitor: health then
-/// moves only on the failures statements see; nor when a node has nothing to open a
-/// connection from (a `MockDatabase`).
+/// What the watchdog looks at (`crate::watchdog`).
+impl crate::watchdog::Watched for Inner {
+    fn each_pace(&self, mut each: impl FnMut(NodeId, &crate::pace::Pace)) {
+        // The snapshot's nodes (those reads can be on), each looked up by id: cheaper than a
+        // walk over the registry's every slot.
+        let snap = self.routing().snap();
+        for id in snap.topology().nodes().iter().map(rwsplit_core::Node::id) {
+            let Some(node) = self.nodes().get(id) else { continue };
+            each(id, node.pace());
+        }
+    }
+
+    fn wake_reads_on(&self, id: NodeId) {
+        self.routing().nudge(id);
+    }
+}
+
 /// The table of shapes learned from replicas' refusals for this connection's database:
 /// shared with the process's other connections whose configured primary is the same
 /// `host:port/database` (see [`classified`](crate::classified)); its own when the primary was
@@ -317,6 +157,11 @@ fn learned_shapes(product: Product, nodes: &Nodes) -> Arc<crate::classified::Lea
     crate::classified::LearnedShapes::of(product.dialect(), database)
 }
 
+/// The connection's monitor, on the current tokio runtime: the one already running for the
+/// same nodes and settings if `shareable` and there is one (see `crate::shared`), else a new
+/// one. Without a runtime (a connection built outside one) there is no monitor: health then
+/// moves only on the failures statements see; nor when a node has nothing to open a
+/// connection from (a `MockDatabase`).
 fn acquire_monitor(
     product: Product,
     policy: &Policy,

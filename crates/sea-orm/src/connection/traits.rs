@@ -15,37 +15,6 @@ use sea_orm::{
 use super::ctx::Ctx;
 use super::inner::RoutedConnection;
 
-impl RoutedConnection {
-    /// The primary's own connection: every call on it runs on the primary, unrouted. Use it for
-    /// migrations (`Migrator::up(db.primary(), None)`), schema changes and code typed to
-    /// `&DatabaseConnection`.
-    ///
-    /// Writes made through it are not seen by the router, so handing it out makes the caller's
-    /// read-your-writes scope conservative, as `begin()` does: its next read first asks the
-    /// primary for its position (at or past anything written through this connection by then),
-    /// or reads from the primary.
-    pub fn primary(&self) -> &DatabaseConnection {
-        self.inner.mark_unseen_writes(&self.inner.scope_of(&Ctx::default()));
-        self.inner.primary_conn()
-    }
-
-    /// The primary's sqlx pool (as [`DatabaseConnection::get_postgres_connection_pool`], which
-    /// panics on another backend). Like [`primary`](RoutedConnection::primary), it makes the
-    /// caller's read-your-writes scope conservative.
-    #[cfg(feature = "postgres")]
-    pub fn get_postgres_connection_pool(&self) -> &sea_orm::sqlx::PgPool {
-        self.primary().get_postgres_connection_pool()
-    }
-
-    /// The primary's sqlx pool (as [`DatabaseConnection::get_mysql_connection_pool`], which
-    /// panics on another backend). Like [`primary`](RoutedConnection::primary), it makes the
-    /// caller's read-your-writes scope conservative.
-    #[cfg(feature = "mysql")]
-    pub fn get_mysql_connection_pool(&self) -> &sea_orm::sqlx::MySqlPool {
-        self.primary().get_mysql_connection_pool()
-    }
-}
-
 /// A handle SeaORM can run statements on through the router: the connection itself, a
 /// [`Session`](crate::Session), or a per-call view ([`Routed`](crate::Routed)).
 pub(crate) trait Handle {
@@ -214,12 +183,20 @@ pub(crate) use {routed_connection, routed_transactions};
 routed_connection!([] RoutedConnection);
 routed_transactions!(RoutedConnection);
 
+/// The primary's own connection, lent out unrouted ([`RoutedConnection::primary`]): what runs
+/// through it is unseen by the router, so the caller's read-your-writes scope is made
+/// conservative first, as `begin()` does.
+pub(crate) fn lend_primary(db: &RoutedConnection) -> &DatabaseConnection {
+    db.inner.mark_unseen_writes(&db.inner.scope_of(&Ctx::default()));
+    db.inner.primary_conn()
+}
+
 /// Migrations and other APIs that take a `DatabaseExecutor` get the primary. What runs through
 /// it escapes the router, so the caller's read-your-writes scope becomes conservative (see
 /// [`RoutedConnection::primary`]).
 impl<'c> IntoDatabaseExecutor<'c> for &'c RoutedConnection {
     fn into_database_executor(self) -> DatabaseExecutor<'c> {
-        DatabaseExecutor::Connection(self.primary())
+        DatabaseExecutor::Connection(lend_primary(self))
     }
 }
 

@@ -16,7 +16,7 @@ use tracing::Instrument;
 
 use super::attempt::Begin;
 use super::ctx::Ctx;
-use super::inner::{Inner, RoutedConnection};
+use super::inner::Inner;
 use super::plan::Input;
 use super::scopes::Outcome;
 
@@ -101,43 +101,5 @@ impl Inner {
             .map_err(TransactionError::Connection)?;
         let result = callback(&txn).await;
         self.end_transaction(txn, result, node, ctx).await
-    }
-}
-
-impl RoutedConnection {
-    /// Runs `callback` in a transaction on the primary (the async-closure form of
-    /// [`TransactionTrait::transaction`](sea_orm::TransactionTrait::transaction)).
-    pub async fn transaction_async<F, T, E>(&self, callback: F) -> Result<T, TransactionError<E>>
-    where
-        F: for<'c> AsyncFnOnce(&'c DatabaseTransaction) -> Result<T, E> + Send,
-        T: Send,
-        E: fmt::Display + fmt::Debug + Send,
-    {
-        self.transaction_with_config_async(callback, None, None).await
-    }
-
-    /// Runs `callback` in a transaction with the given isolation level and access mode; a
-    /// read-only one may run on a replica (see
-    /// [`TransactionTrait::begin_with_config`](sea_orm::TransactionTrait::begin_with_config)).
-    pub async fn transaction_with_config_async<F, T, E>(
-        &self,
-        callback: F,
-        isolation_level: Option<IsolationLevel>,
-        access_mode: Option<AccessMode>,
-    ) -> Result<T, TransactionError<E>>
-    where
-        F: for<'c> AsyncFnOnce(&'c DatabaseTransaction) -> Result<T, E> + Send,
-        T: Send,
-        E: fmt::Display + fmt::Debug + Send,
-    {
-        let ctx = Ctx::default();
-        let options = TransactionOptions::default();
-        let (txn, node) = self
-            .inner
-            .begin_in(isolation_level, access_mode, options, &ctx, false)
-            .await
-            .map_err(TransactionError::Connection)?;
-        let result = callback(&txn).await;
-        self.inner.end_transaction(txn, result, node, &ctx).await
     }
 }

@@ -1,0 +1,425 @@
+//! [`RoutedConnection`]'s inherent methods, all in one place: the public facade. The type (a
+//! handle on the shared `Inner`) is defined in `connection::inner`; its methods are here, above
+//! every module they reach (the builder and the configuration, sessions, deadlines, stats,
+//! `connection/`), and no module imports this one, so none of those imports runs back up
+//! through a method.
+
+use std::fmt;
+use std::future::Future;
+use std::time::Duration;
+
+use rwsplit_core::{Access, Consistency, RouteContext, Target, TokenKind};
+use sea_orm::{
+    AccessMode, DatabaseConnection, DatabaseTransaction, DbBackend, DbErr, IsolationLevel,
+    TransactionError, TransactionOptions,
+};
+
+use crate::builder::RoutedConnectionBuilder;
+use crate::connection::{Ctx, Policy, RoutedConnection, SCOPE};
+use crate::error::Result;
+use crate::session::{Routed, Session, snippet};
+use crate::session_token::SessionToken;
+
+impl RoutedConnection {
+    // Making one: the builder, connections built elsewhere, the environment.
+
+    /// A builder; see [`RoutedConnectionBuilder`].
+    pub fn builder() -> RoutedConnectionBuilder {
+        RoutedConnectionBuilder::default()
+    }
+
+    /// Wraps connections you built yourself (or `MockDatabase` connections in tests). Replica
+    /// sessions are used as given: make them read-only yourself if their servers are writable.
+    pub fn from_connections(
+        primary: DatabaseConnection,
+        replicas: Vec<DatabaseConnection>,
+    ) -> Result<RoutedConnection> {
+        crate::builder::from_connections(primary, replicas, Policy::default())
+    }
+
+    /// [`from_connections`](Self::from_connections) with a policy of the test's own.
+    #[cfg(test)]
+    pub(crate) fn from_connections_with(
+        primary: DatabaseConnection,
+        replicas: Vec<DatabaseConnection>,
+        policy: Policy,
+    ) -> Result<RoutedConnection> {
+        crate::builder::from_connections(primary, replicas, policy)
+    }
+
+    /// Connects from the environment: `DATABASE_URL` is the primary and
+    /// `DATABASE_REPLICA_URLS` an optional list of replica URLs separated by commas, semicolons
+    /// or whitespace; `DATABASE_*`, `DATABASE_PRIMARY_*`, `DATABASE_REPLICA_*`,
+    /// `DATABASE_REPLICA_<n>_*` and `RWSPLIT_*` variables set pools, replica placement and
+    /// policy ([`RoutedConfig::from_env`](crate::RoutedConfig::from_env); the README's
+    /// *Configuration* table lists them all). A separator splits the URL list only where the
+    /// next URL begins (`scheme://`), so a comma inside a password (`postgres://app:a,b@r1/app`)
+    /// stays part of it; a password holding `,postgres://` or the like must percent-encode its
+    /// comma (`%2C`), and `#`, `/`, `?`, `%` in a password are percent-encoded as in any URL.
+    pub async fn from_env() -> Result<RoutedConnection> {
+        crate::RoutedConfig::from_env()?.connect().await
+    }
+
+    // What it runs on, and how it has routed.
+
+    /// The database backend (the same on every node). Inherent, so `db.get_database_backend()`
+    /// is not ambiguous between SeaORM's `ConnectionTrait` and `StreamTrait`.
+    pub fn get_database_backend(&self) -> DbBackend {
+        self.inner.backend()
+    }
+
+    /// The primary's database server, product and version, as checked against rwsplit's
+    /// version policy ([`Error::UnsupportedServer`](crate::Error::UnsupportedServer)): the
+    /// configured primary's at [`connect`](crate::RoutedConnectionBuilder::connect); after a
+    /// promotion, the new primary's once checked. `None` for connections made by
+    /// [`from_connections`](RoutedConnection::from_connections) until the monitor's first probe
+    /// of the primary (mock connections: never).
+    ///
+    /// ```no_run
+    /// # async fn demo(db: rwsplit_sea_orm::RoutedConnection) {
+    /// if let Some(server) = db.server() {
+    ///     println!("connected to {server}"); // PostgreSQL 15.8
+    /// }
+    /// # }
+    /// ```
+    pub fn server(&self) -> Option<crate::Server> {
+        self.inner.primary_node().server().cloned()
+    }
+
+    /// The kind of read-your-writes token this connection's sessions carry
+    /// ([`SessionToken::kind`](crate::SessionToken::kind)), the kind
+    /// [`session_from`](Self::session_from) accepts; `None` for a database without replicas
+    /// (SQLite), which has no replication positions. A layer that carries tokens between
+    /// requests checks a token against it, and names [`product_name`](Self::product_name) when
+    /// it does not fit.
+    ///
+    /// ```
+    /// use rwsplit_sea_orm::RoutedConnection;
+    /// use rwsplit_sea_orm::advanced::TokenKind;
+    /// use sea_orm::{DbBackend, MockDatabase};
+    ///
+    /// # fn main() -> Result<(), rwsplit_sea_orm::Error> {
+    /// let mock = MockDatabase::new(DbBackend::Postgres).into_connection();
+    /// let db = RoutedConnection::from_connections(mock, vec![])?;
+    /// assert_eq!(db.token_kind(), Some(TokenKind::Postgres));
+    /// assert_eq!(db.product_name(), "PostgreSQL");
+    ///
+    /// let sqlite = MockDatabase::new(DbBackend::Sqlite).into_connection();
+    /// let db = RoutedConnection::from_connections(sqlite, vec![])?;
+    /// assert_eq!((db.token_kind(), db.product_name()), (None, "SQLite"));
+    /// # Ok(()) }
+    /// ```
+    pub fn token_kind(&self) -> Option<TokenKind> {
+        self.inner.product().token_kind()
+    }
+
+    /// The database product this connection routes for, as people write it: `PostgreSQL`,
+    /// `MariaDB` or `SQLite` (see [`token_kind`](Self::token_kind)). From the primary's server
+    /// check at [`connect`](crate::RoutedConnectionBuilder::connect); for connections given to
+    /// [`from_connections`](Self::from_connections), from their SeaORM backend (MySQL's is
+    /// taken to be MariaDB's).
+    pub fn product_name(&self) -> &'static str {
+        self.inner.product().name()
+    }
+
+    /// Statement counts per node and routing totals, for operators and tests.
+    pub fn stats(&self) -> crate::Stats {
+        crate::stats::snapshot(self)
+    }
+
+    // Ways out of the router: a node's own connection.
+
+    /// The primary's own connection: every call on it runs on the primary, unrouted. Use it for
+    /// migrations (`Migrator::up(db.primary(), None)`), schema changes and code typed to
+    /// `&DatabaseConnection`.
+    ///
+    /// Writes made through it are not seen by the router, so handing it out makes the caller's
+    /// read-your-writes scope conservative, as `begin()` does: its next read first asks the
+    /// primary for its position (at or past anything written through this connection by then),
+    /// or reads from the primary.
+    pub fn primary(&self) -> &DatabaseConnection {
+        crate::connection::lend_primary(self)
+    }
+
+    /// The primary's sqlx pool (as [`DatabaseConnection::get_postgres_connection_pool`], which
+    /// panics on another backend). Like [`primary`](RoutedConnection::primary), it makes the
+    /// caller's read-your-writes scope conservative.
+    #[cfg(feature = "postgres")]
+    pub fn get_postgres_connection_pool(&self) -> &sea_orm::sqlx::PgPool {
+        self.primary().get_postgres_connection_pool()
+    }
+
+    /// The primary's sqlx pool (as [`DatabaseConnection::get_mysql_connection_pool`], which
+    /// panics on another backend). Like [`primary`](RoutedConnection::primary), it makes the
+    /// caller's read-your-writes scope conservative.
+    #[cfg(feature = "mysql")]
+    pub fn get_mysql_connection_pool(&self) -> &sea_orm::sqlx::MySqlPool {
+        self.primary().get_mysql_connection_pool()
+    }
+
+    /// A replica's own connection, chosen as a read would be (healthy, by the balancer), for
+    /// calls that must not reach the primary; the primary's when no replica is in rotation.
+    /// Its sessions are read-only, so writes through it fail.
+    pub fn replica(&self) -> &DatabaseConnection {
+        let ctx = RouteContext::for_access(Access::Read, std::time::Instant::now())
+            .with_target(Target::Replica);
+        let id = self.inner.routing().plan(&ctx).map_or(self.inner.primary_index(), |p| p.first());
+        let node = self.inner.nodes().get(id).unwrap_or_else(|| self.inner.primary_node());
+        self.inner.nodes().keep(&node).user_conn()
+    }
+
+    // Where a block of calls, or one call, is routed.
+
+    /// Runs `fut` with every statement this connection routes inside it sent to `target`
+    /// (reads included; writes always go to the primary). The scope follows the task, not the
+    /// connection value.
+    ///
+    /// ```no_run
+    /// # async fn demo(db: rwsplit_sea_orm::RoutedConnection) -> Result<(), sea_orm::DbErr> {
+    /// use rwsplit_sea_orm::{RoutedConnection, Target};
+    /// RoutedConnection::scope(Target::Primary, async {
+    ///     // every read here sees the primary
+    ///     db.ping().await
+    /// })
+    /// .await
+    /// # }
+    /// ```
+    pub async fn scope<F: Future>(target: Target, fut: F) -> F::Output {
+        SCOPE.scope(target, fut).await
+    }
+
+    /// Runs `fut` with a deadline `within` from now for every read this connection routes inside
+    /// it: each attempt is bounded by the time left, and a failed read is retried on another
+    /// node only while time is left. The deadline follows the task, like
+    /// [`RoutedConnection::scope`]. Writes are never cut short by it (a write abandoned
+    /// mid-flight may still commit); bound them with `tokio::time::timeout` if you must, and
+    /// treat a timeout as "outcome unknown".
+    ///
+    /// ```no_run
+    /// # async fn demo(db: rwsplit_sea_orm::RoutedConnection) -> Result<(), sea_orm::DbErr> {
+    /// use std::time::Duration;
+    /// use rwsplit_sea_orm::RoutedConnection;
+    /// // A request handler with a 2 s budget: reads give up (and stop retrying) in time.
+    /// RoutedConnection::deadline(Duration::from_secs(2), async {
+    ///     db.ping().await
+    /// })
+    /// .await
+    /// # }
+    /// ```
+    pub async fn deadline<F: Future>(within: Duration, fut: F) -> F::Output {
+        crate::deadline::within(within, fut).await
+    }
+
+    /// A view of this connection whose reads use `consistency` instead of the connection's
+    /// default, e.g. `Post::find().all(&db.consistent(Consistency::Strong))`.
+    pub fn consistent(&self, consistency: Consistency) -> Routed<'_> {
+        Routed::new(self).consistent(consistency)
+    }
+
+    /// A view of this connection whose read-your-writes reads, when no replica is known to have
+    /// the caller's writes, wait up to `max` (instead of the connection's default) for the
+    /// closest replica to replay them, in the server, before going to the primary.
+    pub fn wait_for_replica(&self, max: Duration) -> Routed<'_> {
+        Routed::new(self).wait_for_replica(max)
+    }
+
+    /// A view of this connection whose read-your-writes reads go to the primary at once when
+    /// no replica is known to have the caller's writes, instead of waiting for one (see
+    /// [`wait_for_replica`](crate::RoutedConnectionBuilder::wait_for_replica)).
+    pub fn primary_if_behind(&self) -> Routed<'_> {
+        Routed::new(self).primary_if_behind()
+    }
+
+    // Read-your-writes scopes carried elsewhere: sessions and tokens.
+
+    /// A new, empty [`Session`].
+    pub fn session(&self) -> Session {
+        Session::new(self.clone())
+    }
+
+    /// A [`Session`] that starts from a token exported by [`Session::token`] (in this process or
+    /// another). An empty string gives an empty session, so a missing cookie needs no special
+    /// case; anything else that is not a token is an error naming the problem: malformed,
+    /// longer than `CausalToken::MAX_LEN` (16 KiB; refused before parsing, which is linear),
+    /// or of another database than this connection's (a `mariadb:` token on PostgreSQL). A
+    /// token further ahead than the primary is lowered to the primary's position (see
+    /// [`Session::observe`]). A token's last read node (see [`SessionToken`]) bounds the
+    /// session's next reads by that replica's state now: they go to it, or to a node the
+    /// monitor has since seen at or past it; a node this connection does not know by that name
+    /// (another configuration) is bounded by the primary's position instead, read by the
+    /// session's next read.
+    ///
+    /// ```no_run
+    /// # fn demo(db: rwsplit_sea_orm::RoutedConnection) {
+    /// let err = db.session_from("pg:1:not-a-token").unwrap_err();
+    /// assert!(err.to_string().contains("read-your-writes token"));
+    /// # }
+    /// ```
+    pub fn session_from(&self, token: &str) -> crate::Result<Session> {
+        let session = self.session();
+        let token = token.trim();
+        if !token.is_empty() {
+            // Only tokens of this connection's database. Length-checked before parsing.
+            let kind = self.inner.product().tokens_checked_as();
+            let parsed = SessionToken::parse_for(token, kind)
+                .map_err(|source| crate::Error::InvalidToken { token: snippet(token), source })?;
+            session.resume(&parsed);
+        }
+        Ok(session)
+    }
+
+    /// The current task's read-your-writes token, if it has written or read (or the ambient
+    /// session's, inside [`Session::scope`]); see [`Session::token`].
+    pub async fn token(&self) -> Result<Option<SessionToken>, DbErr> {
+        let scope = self.inner.scope_of(&Ctx::default());
+        crate::session::resolve(self, &scope).await
+    }
+
+    // Transactions in the async-closure form (SeaORM's own forms are its `TransactionTrait`).
+
+    /// Runs `callback` in a transaction on the primary (the async-closure form of
+    /// [`TransactionTrait::transaction`](sea_orm::TransactionTrait::transaction)).
+    pub async fn transaction_async<F, T, E>(&self, callback: F) -> Result<T, TransactionError<E>>
+    where
+        F: for<'c> AsyncFnOnce(&'c DatabaseTransaction) -> Result<T, E> + Send,
+        T: Send,
+        E: fmt::Display + fmt::Debug + Send,
+    {
+        self.transaction_with_config_async(callback, None, None).await
+    }
+
+    /// Runs `callback` in a transaction with the given isolation level and access mode; a
+    /// read-only one may run on a replica (see
+    /// [`TransactionTrait::begin_with_config`](sea_orm::TransactionTrait::begin_with_config)).
+    pub async fn transaction_with_config_async<F, T, E>(
+        &self,
+        callback: F,
+        isolation_level: Option<IsolationLevel>,
+        access_mode: Option<AccessMode>,
+    ) -> Result<T, TransactionError<E>>
+    where
+        F: for<'c> AsyncFnOnce(&'c DatabaseTransaction) -> Result<T, E> + Send,
+        T: Send,
+        E: fmt::Display + fmt::Debug + Send,
+    {
+        let ctx = Ctx::default();
+        let options = TransactionOptions::default();
+        let (txn, node) = self
+            .inner
+            .begin_in(isolation_level, access_mode, options, &ctx, false)
+            .await
+            .map_err(TransactionError::Connection)?;
+        let result = callback(&txn).await;
+        self.inner.end_transaction(txn, result, node, &ctx).await
+    }
+
+    // SeaORM's metric callback, and the rest of `DatabaseConnection`'s own methods.
+
+    /// Sets a callback called once for every statement this connection runs for you, with
+    /// SeaORM's [`Info`](sea_orm::metric::Info) (time taken, statement, whether it failed): the
+    /// same signature as SeaORM's `DatabaseConnection::set_metric_callback`, so code that sets
+    /// one compiles unchanged after the type swap.
+    ///
+    /// It sees reads on replicas and on the primary, writes (also those the adapter sends
+    /// itself, past SeaORM's `DatabaseConnection`: see *Writes in two steps* in
+    /// docs/ARCHITECTURE.md), streams, every statement of a transaction begun from this
+    /// connection, statements through [`primary`](Self::primary), [`replica`](Self::replica)
+    /// and `DatabaseExecutor::from(&db)` handed out after it is set, and statements on nodes a
+    /// topology source adds later. It does not see the adapter's own statements (the position
+    /// read after each write, catch-up waits, server checks, the monitor's probes), nor what
+    /// SeaORM does not report either: `execute_unprepared`, `BEGIN`/`COMMIT`/`ROLLBACK`, and a
+    /// statement whose future is dropped before it ends (a read the router gives up on a
+    /// replica, a write whose outcome is unknown). A read retried on another node is reported
+    /// once per node it ran on. Mock and proxy connections report nothing, as in SeaORM.
+    ///
+    /// It applies to every clone of this connection (they share their nodes), and replaces a
+    /// callback set before. A SeaORM callback set on a `DatabaseConnection` given to
+    /// [`from_connections`](Self::from_connections) still sees that pool's statements until
+    /// this is called, and the adapter's own after. Setting one costs every statement a clock
+    /// reading when it starts and one when it ends (a write sent in two steps reads it once
+    /// more, when its connection is taken) and, for writes, a clone of the statement; none is
+    /// paid until then.
+    ///
+    /// ```no_run
+    /// # async fn demo(mut db: rwsplit_sea_orm::RoutedConnection) {
+    /// db.set_metric_callback(|info| {
+    ///     let failed = if info.failed { " (failed)" } else { "" };
+    ///     println!("{:?} {}{failed}", info.elapsed, info.statement.sql);
+    /// });
+    /// # }
+    /// ```
+    pub fn set_metric_callback<F>(&mut self, callback: F)
+    where
+        F: Fn(&sea_orm::metric::Info<'_>) + Send + Sync + 'static,
+    {
+        self.inner.hooks().set_metric(callback);
+        for (_, n) in self.inner.nodes().iter() {
+            n.hook(self.inner.hooks());
+        }
+        // The primary lent out as a connection since the start, if it left its slot.
+        self.inner.nodes().first_kept().hook(self.inner.hooks());
+    }
+
+    /// Pings the primary.
+    pub async fn ping(&self) -> Result<(), DbErr> {
+        self.inner.primary_node().writer().ping().await
+    }
+
+    /// Closes every node's pool.
+    pub async fn close(self) -> Result<(), DbErr> {
+        self.close_by_ref().await
+    }
+
+    /// Closes every node's pool, by reference.
+    pub async fn close_by_ref(&self) -> Result<(), DbErr> {
+        let mut first_err = None;
+        for (_, n) in self.inner.nodes().iter() {
+            if let Err(e) = n.conn().close_by_ref().await {
+                first_err.get_or_insert(e);
+            }
+            if let Err(e) = n.writer().close_by_ref().await {
+                first_err.get_or_insert(e);
+            }
+        }
+        first_err.map_or(Ok(()), Err)
+    }
+
+    /// SeaORM's schema builder for this backend.
+    pub fn get_schema_builder(&self) -> sea_orm::SchemaBuilder {
+        self.inner.primary_node().writer().get_schema_builder()
+    }
+
+    // Fencing a node by hand.
+
+    /// Fences the node named `name` (`host:port/db`, as in [`stats`](RoutedConnection::stats)):
+    /// no statement is routed to it and its claim to the primary role is ignored until
+    /// [`unfence`](RoutedConnection::unfence). Automatic failover fences the old primary itself.
+    /// Fencing is routing only: the server keeps running and other clients may still write to
+    /// it.
+    pub fn fence(&self, name: &str) -> crate::Result<()> {
+        let node = self.node_named(name)?;
+        self.inner.routing().set_fenced(node, true);
+        tracing::warn!(target: "rwsplit", node = %name, "fenced by the application");
+        Ok(())
+    }
+
+    /// Lifts a fence: the node is routed to again as its probes report it. Do this only once it
+    /// cannot claim the primary role any more (demoted and following the new primary, or
+    /// rebuilt); a second primary makes the router refuse writes.
+    pub fn unfence(&self, name: &str) -> crate::Result<()> {
+        let node = self.node_named(name)?;
+        self.inner.routing().set_fenced(node, false);
+        tracing::warn!(target: "rwsplit", node = %name, "unfenced by the application");
+        Ok(())
+    }
+
+    fn node_named(&self, name: &str) -> crate::Result<rwsplit_core::NodeId> {
+        let nodes: Vec<_> = self.inner.nodes().iter().collect();
+        nodes.iter().find(|(_, n)| n.name() == name).map(|(i, _)| *i).ok_or_else(|| {
+            crate::Error::UnknownNode {
+                name: crate::session::snippet(name),
+                known: nodes.iter().map(|(_, n)| n.name()).collect::<Vec<_>>().join(", "),
+            }
+        })
+    }
+}
