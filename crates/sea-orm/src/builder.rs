@@ -511,7 +511,10 @@ impl RoutedConnectionBuilder {
         // replica's check not done by then is done when the replica first answers a probe.
         let (unanswered, replicas_checked) = {
             let mut checks = std::pin::pin!(crate::connection::check_replicas(&conn, start));
-            let probes = conn.inner.first_probes(start.saturating_add(Duration::from_millis(100)));
+            let probes = crate::connection::first_probes(
+                &conn.inner,
+                start.saturating_add(Duration::from_millis(100)),
+            );
             let mut probes = std::pin::pin!(probes);
             let mut checked = None;
             let unanswered = loop {
@@ -547,7 +550,7 @@ impl RoutedConnectionBuilder {
         };
         let pending: Vec<String> = unanswered
             .into_iter()
-            .filter(|&id| !vouched(id) && conn.inner.hold_until_answered(id))
+            .filter(|&id| !vouched(id) && crate::connection::hold_until_answered(&conn.inner, id))
             .filter_map(|id| conn.inner.nodes().get(id).map(|n| n.name().to_owned()))
             .collect();
         if !pending.is_empty() {

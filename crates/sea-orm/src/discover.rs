@@ -250,7 +250,9 @@ impl Applier {
                         tags: tags.iter().map(|t| Box::from(*t)).collect(),
                         ..Placement::default()
                     };
-                    let Some(id) = db.inner.add_node(node.placed(placement), Some(probe)) else {
+                    let Some(id) =
+                        crate::connection::add_node(&db.inner, node.placed(placement), Some(probe))
+                    else {
                         tracing::error!(target: "rwsplit", node = %parsed.name(), "no free node index for a new member: not added");
                         continue;
                     };
@@ -267,7 +269,7 @@ impl Applier {
             .map(|k| k.id)
             .collect();
         for id in gone {
-            if db.inner.remove_node(id) {
+            if crate::connection::remove_node(&db.inner, id) {
                 self.known.retain(|k| k.id != id);
             }
         }
@@ -317,7 +319,7 @@ mod tests {
         }
         let before = log_len(&replica);
         assert!(before > 0, "the replica took reads while it was there");
-        assert!(db.inner.remove_node(NodeId::new(1)));
+        assert!(crate::connection::remove_node(&db.inner, NodeId::new(1)));
         for _ in 0..6 {
             db.query_one_raw(select()).await.unwrap();
         }
@@ -333,7 +335,11 @@ mod tests {
         // Drained (nothing was in flight): the index is free again for the next node, under
         // its next generation; the old id names nothing.
         tokio::time::sleep(Duration::from_millis(200)).await;
-        let id = db.inner.add_node(Node::new("replica 3".to_owned(), answering()), None);
+        let id = crate::connection::add_node(
+            &db.inner,
+            Node::new("replica 3".to_owned(), answering()),
+            None,
+        );
         let reused = NodeId::with_generation(1, 1);
         assert_eq!(id, Some(reused));
         assert!(db.inner.nodes().get(NodeId::new(1)).is_none(), "the old id finds nothing");
@@ -353,19 +359,19 @@ mod tests {
         let db = routed(2);
         let held = db.inner.nodes().get(NodeId::new(1)).unwrap();
         let also = held.clone();
-        assert!(db.inner.remove_node(NodeId::new(1)));
+        assert!(crate::connection::remove_node(&db.inner, NodeId::new(1)));
         assert!(db.inner.nodes().get(NodeId::new(1)).is_none(), "no new holder once removed");
         tokio::time::sleep(Duration::from_secs(3600)).await;
         let fresh = |name: &str| Node::new(name.to_owned(), answering());
         assert_eq!(
-            db.inner.add_node(fresh("replica 3"), None),
+            crate::connection::add_node(&db.inner, fresh("replica 3"), None),
             Some(NodeId::new(3)),
             "index 1 is still draining while held"
         );
         drop(held);
         tokio::task::yield_now().await;
         assert_eq!(
-            db.inner.add_node(fresh("replica 4"), None),
+            crate::connection::add_node(&db.inner, fresh("replica 4"), None),
             Some(NodeId::new(4)),
             "one holder left"
         );
@@ -374,7 +380,7 @@ mod tests {
             tokio::task::yield_now().await;
         }
         assert_eq!(
-            db.inner.add_node(fresh("replica 5"), None),
+            crate::connection::add_node(&db.inner, fresh("replica 5"), None),
             Some(NodeId::with_generation(1, 1)),
             "drained as the last holder let go: index 1 is free again"
         );
@@ -385,7 +391,7 @@ mod tests {
     fn health_gauge(db: &RoutedConnection, address: &str) -> String {
         let recorder = metrics_exporter_prometheus::PrometheusBuilder::new().build_recorder();
         metrics::with_local_recorder(&recorder, || {
-            db.inner.sample_metrics(std::time::Instant::now());
+            crate::connection::sample_metrics(&db.inner, std::time::Instant::now());
         });
         let text = recorder.handle().render();
         let series = format!(
@@ -409,8 +415,12 @@ mod tests {
         let ms = Duration::from_millis;
         state.observe(NodeId::new(0), &pg_probe(true, "0/64", 0).await, t);
         state.observe(NodeId::new(1), &pg_probe(false, "0/64", 0).await, t);
-        let id =
-            db.inner.add_node(Node::new("db-3:5432/app".to_owned(), answering()), None).unwrap();
+        let id = crate::connection::add_node(
+            &db.inner,
+            Node::new("db-3:5432/app".to_owned(), answering()),
+            None,
+        )
+        .unwrap();
         let joining = |db: &RoutedConnection| {
             let s = db.stats();
             let n = s.node("db-3:5432/app").expect("listed while joining");
@@ -435,7 +445,7 @@ mod tests {
             state.observe(id, &refused, t + ms(400 + i));
         }
         assert_eq!(joining(&db), (false, Health::Down));
-        assert!(db.inner.remove_node(id));
+        assert!(crate::connection::remove_node(&db.inner, id));
         assert!(db.stats().node("db-3:5432/app").is_none(), "a removed node is not listed");
     }
 
@@ -478,19 +488,23 @@ mod tests {
         let _local = metrics::set_default_local_recorder(&recorder);
         let db = routed(1);
         let (first, second) = (lazy_node().await, lazy_node().await);
-        let id = db.inner.add_node(first, None).unwrap();
-        db.inner.sample_metrics(std::time::Instant::now());
-        assert!(db.inner.remove_node(id));
+        let id = crate::connection::add_node(&db.inner, first, None).unwrap();
+        crate::connection::sample_metrics(&db.inner, std::time::Instant::now());
+        assert!(crate::connection::remove_node(&db.inner, id));
         // No await in between: the old node's drain has not run yet.
-        let again = db.inner.add_node(second, None).unwrap();
+        let again = crate::connection::add_node(&db.inner, second, None).unwrap();
         tokio::time::sleep(Duration::from_millis(300)).await;
         assert_ne!(again, id, "the old node's id was still taken");
-        let later = db.inner.add_node(Node::new("db-9:5432/app".to_owned(), answering()), None);
+        let later = crate::connection::add_node(
+            &db.inner,
+            Node::new("db-9:5432/app".to_owned(), answering()),
+            None,
+        );
         assert_eq!(later, id.next_generation(), "the old node has drained: its index is free");
         let text = handle.render();
         let max = "db_client_connection_max{server_address=\"127.0.0.1\",server_port=\"9\",db_client_connection_pool_name=\"127.0.0.1:9/app/read\"} 7";
         assert!(text.contains(max), "the drain set the new node's series to gone:\n{text}");
-        db.inner.sample_metrics(std::time::Instant::now());
+        crate::connection::sample_metrics(&db.inner, std::time::Instant::now());
         let health = "rwsplit_node_state{server_address=\"127.0.0.1\",server_port=\"9\",state=\"joining\"} 1";
         assert!(handle.render().contains(health), "sampled again, as joining");
     }
@@ -507,10 +521,10 @@ mod tests {
         let state = std::sync::Arc::clone(db.inner.routing().state());
         let t = std::time::Instant::now();
         state.observe(NodeId::new(0), &pg_probe(true, "0/64", 0).await, t);
-        let id = db.inner.add_node(lazy_node().await, None).unwrap();
+        let id = crate::connection::add_node(&db.inner, lazy_node().await, None).unwrap();
         state.observe(id, &pg_probe(false, "0/64", 0).await, t + Duration::from_millis(100));
         db.inner.nodes().get(id).unwrap().answered_probe(std::time::Instant::now(), Duration::ZERO);
-        db.inner.sample_metrics(std::time::Instant::now());
+        crate::connection::sample_metrics(&db.inner, std::time::Instant::now());
         let live = series_of(&handle.render(), "127.0.0.1");
         let has = |lines: &[String], want: &str| lines.iter().any(|l| l == want);
         let node = "{server_address=\"127.0.0.1\",server_port=\"9\"}";
@@ -532,7 +546,7 @@ mod tests {
             assert!(has(&live, &want), "missing `{want}` in {live:#?}");
         }
 
-        assert!(db.inner.remove_node(id));
+        assert!(crate::connection::remove_node(&db.inner, id));
         let removing = series_of(&handle.render(), "127.0.0.1");
         assert!(
             has(&removing, &format!("rwsplit_node_state{} 1", state("removed"))),
@@ -568,15 +582,15 @@ mod tests {
         }
         assert_eq!(gone.len(), live.len(), "no series added or lost: {live:#?} {gone:#?}");
         // The sampler leaves it alone from now on.
-        db.inner.sample_metrics(std::time::Instant::now());
+        crate::connection::sample_metrics(&db.inner, std::time::Instant::now());
         assert_eq!(series_of(&handle.render(), "127.0.0.1"), gone);
     }
 
     #[tokio::test]
     async fn the_last_node_is_never_removed() {
         let db = routed(1);
-        assert!(db.inner.remove_node(NodeId::new(0)));
-        assert!(!db.inner.remove_node(NodeId::new(1)), "the last node stays");
+        assert!(crate::connection::remove_node(&db.inner, NodeId::new(0)));
+        assert!(!crate::connection::remove_node(&db.inner, NodeId::new(1)), "the last node stays");
         assert_eq!(db.stats().nodes().len(), 1);
         db.query_one_raw(select()).await.expect("the remaining node still serves reads");
     }
@@ -601,23 +615,36 @@ mod tests {
             }
         };
         agree(&db);
-        let a =
-            db.inner.add_node(Node::new("db-a:5432/app".to_owned(), answering()), None).unwrap();
+        let a = crate::connection::add_node(
+            &db.inner,
+            Node::new("db-a:5432/app".to_owned(), answering()),
+            None,
+        )
+        .unwrap();
         assert_eq!(a, NodeId::new(3), "an index never used: generation 0");
         agree(&db);
-        assert!(db.inner.remove_node(NodeId::new(1)));
+        assert!(crate::connection::remove_node(&db.inner, NodeId::new(1)));
         agree(&db);
         // Not drained yet (no await since the removal): index 1 is skipped.
-        let b =
-            db.inner.add_node(Node::new("db-b:5432/app".to_owned(), answering()), None).unwrap();
+        let b = crate::connection::add_node(
+            &db.inner,
+            Node::new("db-b:5432/app".to_owned(), answering()),
+            None,
+        )
+        .unwrap();
         assert_eq!(b, NodeId::new(4));
         tokio::time::sleep(Duration::from_millis(200)).await;
-        let c =
-            db.inner.add_node(Node::new("db-c:5432/app".to_owned(), answering()), None).unwrap();
+        let c = crate::connection::add_node(
+            &db.inner,
+            Node::new("db-c:5432/app".to_owned(), answering()),
+            None,
+        )
+        .unwrap();
         assert_eq!(c, NodeId::with_generation(1, 1), "index 1, drained, under its next generation");
         agree(&db);
         assert!(
-            db.inner.remove_node(c) && !db.inner.remove_node(NodeId::new(1)),
+            crate::connection::remove_node(&db.inner, c)
+                && !crate::connection::remove_node(&db.inner, NodeId::new(1)),
             "the old id removes nothing"
         );
         agree(&db);

@@ -271,7 +271,7 @@ impl RoutedConnection {
     /// The current task's read-your-writes token, if it has written or read (or the ambient
     /// session's, inside [`Session::scope`]); see [`Session::token`].
     pub async fn token(&self) -> Result<Option<SessionToken>, DbErr> {
-        let scope = self.inner.scope_of(&Ctx::default());
+        let scope = crate::connection::scopes::scope_of(&self.inner, &Ctx::default());
         crate::session::resolve(self, &scope).await
     }
 
@@ -304,13 +304,18 @@ impl RoutedConnection {
     {
         let ctx = Ctx::default();
         let options = TransactionOptions::default();
-        let (txn, node) = self
-            .inner
-            .begin_in(isolation_level, access_mode, options, &ctx, false)
-            .await
-            .map_err(TransactionError::Connection)?;
+        let (txn, node) = crate::connection::transactions::begin_in(
+            &self.inner,
+            isolation_level,
+            access_mode,
+            options,
+            &ctx,
+            false,
+        )
+        .await
+        .map_err(TransactionError::Connection)?;
         let result = callback(&txn).await;
-        self.inner.end_transaction(txn, result, node, &ctx).await
+        crate::connection::transactions::end_transaction(&self.inner, txn, result, node, &ctx).await
     }
 
     // SeaORM's metric callback, and the rest of `DatabaseConnection`'s own methods.

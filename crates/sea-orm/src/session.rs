@@ -88,7 +88,7 @@ impl Session {
             self.observe(position);
         }
         if let Some(name) = token.read_on() {
-            match self.db.inner.node_named(name) {
+            match crate::connection::scopes::node_named(&self.db.inner, name) {
                 // What that read saw is at most what the node has replayed by now.
                 Some(id) => {
                     let now = std::time::Instant::now();
@@ -277,15 +277,19 @@ pub(crate) async fn resolve(
 ) -> Result<Option<SessionToken>, DbErr> {
     // A write's position read is under way: wait for it (a few round trips at most); if it
     // takes longer than the monitor's probe timeout, read a fresh position instead.
-    let slot: Slot =
-        db.inner.settled_slot(scope, db.inner.policy().monitor.probe_timeout_value()).await;
+    let slot: Slot = crate::connection::scopes::settled_slot(
+        &db.inner,
+        scope,
+        db.inner.policy().monitor.probe_timeout_value(),
+    )
+    .await;
     let seen = slot.seen;
     let token = written(db, scope, slot).await?;
     let kind = db.inner.product().tokens_checked_as();
     // Writes-follow-reads: what the scope has read travels with it, without a wait or a query
     // where its node can stand for it.
     let Some(seen) = seen else { return Ok(token.map(SessionToken::from_position)) };
-    Ok(Some(match db.inner.export_floor(&seen) {
+    Ok(Some(match crate::connection::scopes::export_floor(&db.inner, &seen) {
         crate::connection::Export::Floor(floor) => {
             SessionToken::from_position(token.map_or_else(|| floor.clone(), |t| t.merged(&floor)))
         }
@@ -293,7 +297,7 @@ pub(crate) async fn resolve(
         crate::connection::Export::Primary(at) => {
             // A read on the primary (or a node no longer a replica), not bounded by a sample
             // yet: the primary's position now bounds it.
-            let floor = db.inner.capture_on(at).await?;
+            let floor = crate::connection::scopes::capture_on(&db.inner, at).await?;
             SessionToken::from_position(token.map_or_else(|| floor.clone(), |t| t.merged(&floor)))
         }
     }))
@@ -311,7 +315,7 @@ async fn written(
     }
     let primary = db.inner.routing().primary_id().unwrap_or(rwsplit_core::NodeId::new(0));
     let epoch = slot.pending_epoch;
-    let fresh = db.inner.capture_on(primary).await?;
+    let fresh = crate::connection::scopes::capture_on(&db.inner, primary).await?;
     let update = |s: &mut Slot| {
         s.settle(&fresh, epoch);
     };

@@ -34,10 +34,10 @@ mod inner;
 mod nodes;
 mod plan;
 mod record;
-mod scopes;
-mod statements;
+pub(crate) mod scopes;
+pub(crate) mod statements;
 mod traits;
-mod transactions;
+pub(crate) mod transactions;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -285,7 +285,7 @@ pub(crate) async fn check_replicas(
 }
 
 /// How long the start waits for every replica's first answer before it settles for the
-/// primary's and one replica's ([`Inner::first_probes`]): replicas that answer do so in
+/// primary's and one replica's ([`first_probes`]): replicas that answer do so in
 /// milliseconds; one that has not by then is held out of rotation until it does.
 const FIRST_ANSWERS: Duration = Duration::from_millis(300);
 
@@ -301,205 +301,203 @@ fn spawn_sampler(weak: std::sync::Weak<Inner>, every: Duration) {
         loop {
             tick.tick().await;
             let Some(inner) = weak.upgrade() else { return };
-            inner.sample_metrics(Instant::now());
+            sample_metrics(&inner, Instant::now());
         }
     });
 }
 
-impl Inner {
-    /// Waits, at most `max`, until the monitor has had an answer from every node, or has probed
-    /// every node once, or — after [`FIRST_ANSWERS`] — has had an answer from the primary and
-    /// one replica (so the first reads know a replica's role and position, and one frozen
-    /// replica does not hold the start up). Returns the replicas that have not answered by
-    /// then: the caller holds them out of rotation until they do. A connection on another
-    /// connection's monitor waits for that monitor's first round, as before; its nodes were
-    /// dealt with then.
-    pub(crate) async fn first_probes(&self, max: Duration) -> Vec<NodeId> {
-        let Some(m) = &self.monitor() else { return Vec::new() };
-        if m.joined {
-            m.first_round(max).await;
-            return Vec::new();
+/// Waits, at most `max`, until the monitor has had an answer from every node, or has probed
+/// every node once, or — after [`FIRST_ANSWERS`] — has had an answer from the primary and
+/// one replica (so the first reads know a replica's role and position, and one frozen
+/// replica does not hold the start up). Returns the replicas that have not answered by
+/// then: the caller holds them out of rotation until they do. A connection on another
+/// connection's monitor waits for that monitor's first round, as before; its nodes were
+/// dealt with then.
+pub(crate) async fn first_probes(inner: &Inner, max: Duration) -> Vec<NodeId> {
+    let Some(m) = &inner.monitor() else { return Vec::new() };
+    if m.joined {
+        m.first_round(max).await;
+        return Vec::new();
+    }
+    let state = m.state();
+    let ids: Vec<NodeId> = inner.nodes().iter().map(|(i, _)| i).collect();
+    let primary = NodeId::new(0);
+    let started = tokio::time::Instant::now();
+    let deadline = started + max;
+    let enough = started + FIRST_ANSWERS.min(max);
+    loop {
+        // Made before the look: an answer published in between still wakes it.
+        let published = state.published();
+        let mut published = std::pin::pin!(published);
+        published.as_mut().enable();
+        let answered = |i: &NodeId| state.answered(*i);
+        let replica = ids.len() == 1 || ids.iter().filter(|&&i| i != primary).any(answered);
+        let now = tokio::time::Instant::now();
+        if ids.iter().all(answered) || (now >= enough && state.answered(primary) && replica) {
+            break;
         }
-        let state = m.state();
-        let ids: Vec<NodeId> = self.nodes().iter().map(|(i, _)| i).collect();
-        let primary = NodeId::new(0);
-        let started = tokio::time::Instant::now();
-        let deadline = started + max;
-        let enough = started + FIRST_ANSWERS.min(max);
-        loop {
-            // Made before the look: an answer published in between still wakes it.
-            let published = state.published();
-            let mut published = std::pin::pin!(published);
-            published.as_mut().enable();
-            let answered = |i: &NodeId| state.answered(*i);
-            let replica = ids.len() == 1 || ids.iter().filter(|&&i| i != primary).any(answered);
-            let now = tokio::time::Instant::now();
-            if ids.iter().all(answered) || (now >= enough && state.answered(primary) && replica) {
-                break;
-            }
-            let round = m.first_round(Duration::ZERO);
-            if round.await {
-                break;
-            }
-            let round = m.first_round(max);
-            let wake = if now < enough { enough } else { deadline };
-            tokio::select! {
-                () = &mut published => {}
-                _ = round => {}
-                () = tokio::time::sleep_until(wake) => {
-                    if wake == deadline {
-                        break;
-                    }
+        let round = m.first_round(Duration::ZERO);
+        if round.await {
+            break;
+        }
+        let round = m.first_round(max);
+        let wake = if now < enough { enough } else { deadline };
+        tokio::select! {
+            () = &mut published => {}
+            _ = round => {}
+            () = tokio::time::sleep_until(wake) => {
+                if wake == deadline {
+                    break;
                 }
             }
         }
-        ids.into_iter().filter(|&i| i != primary && !state.answered(i)).collect()
     }
+    ids.into_iter().filter(|&i| i != primary && !state.answered(i)).collect()
+}
 
-    /// Holds `node` out of rotation until the monitor has an answer from it (it did not answer
-    /// while the connection was made).
-    pub(crate) fn hold_until_answered(&self, node: NodeId) -> bool {
-        self.routing().state().hold_until_answered(node)
-    }
+/// Holds `node` out of rotation until the monitor has an answer from it (it did not answer
+/// while the connection was made).
+pub(crate) fn hold_until_answered(inner: &Inner, node: NodeId) -> bool {
+    inner.routing().state().hold_until_answered(node)
+}
 
-    /// Adds `node` at run time (a topology source found it): the monitor's state gives it an
-    /// id (the lowest free index, under that index's next generation), it enters the adapter's
-    /// registry under that id, its probes start at once (from `probe`, its own connect
-    /// options), and it enters rotation once a probe sees it healthy and caught up (see
-    /// `TopologyState::add_node`). Returns its id; `None` when every index is taken (logged
-    /// with the typed [`NoFreeIndex`](rwsplit_monitor::NoFreeIndex)).
-    pub(crate) fn add_node(
-        &self,
-        node: Node,
-        probe: Option<sea_orm::ConnectOptions>,
-    ) -> Option<NodeId> {
-        let node = node.probed_from(probe.map(ProbeFrom::Options));
-        let state = self.routing().state();
-        let id = match state.add_node(|id| core_node(id, Role::Replica, &node)) {
-            Ok(id) => id,
-            Err(error) => {
-                tracing::error!(target: "rwsplit", node = %node.name(), %error, "node not added");
-                return None;
-            }
-        };
-        let name = node.name().to_owned();
-        if !self.nodes().install(id, node) {
-            // The slot still holds a node: the state and the registry disagree, which
-            // `remove_node` never leaves behind. Undo rather than route to the wrong pools.
-            state.remove_node(id);
-            tracing::error!(target: "rwsplit", node = %name, id = %id, "slot still taken: node not added");
+/// Adds `node` at run time (a topology source found it): the monitor's state gives it an
+/// id (the lowest free index, under that index's next generation), it enters the adapter's
+/// registry under that id, its probes start at once (from `probe`, its own connect
+/// options), and it enters rotation once a probe sees it healthy and caught up (see
+/// `TopologyState::add_node`). Returns its id; `None` when every index is taken (logged
+/// with the typed [`NoFreeIndex`](rwsplit_monitor::NoFreeIndex)).
+pub(crate) fn add_node(
+    inner: &Inner,
+    node: Node,
+    probe: Option<sea_orm::ConnectOptions>,
+) -> Option<NodeId> {
+    let node = node.probed_from(probe.map(ProbeFrom::Options));
+    let state = inner.routing().state();
+    let id = match state.add_node(|id| core_node(id, Role::Replica, &node)) {
+        Ok(id) => id,
+        Err(error) => {
+            tracing::error!(target: "rwsplit", node = %node.name(), %error, "node not added");
             return None;
         }
-        // Its pools report to the metric callback, if one is set; `set_metric_callback` hooks
-        // the nodes it finds after storing the callback, so a node installed meanwhile is
-        // hooked by one or the other (before it takes statements: not before its first probe).
-        if self.hooks().is_set()
-            && let Some(n) = self.nodes().get(id)
-        {
-            n.hook(self.hooks());
-        }
-        if let Some(m) = &self.monitor() {
-            m.start_node(id);
-        }
-        tracing::warn!(target: "rwsplit", node = %name, id = %id, "node added: probing it, it takes statements once healthy and caught up");
-        Some(id)
-    }
-
-    /// Removes node `id` at run time: it leaves the routing snapshot at once (no new statement
-    /// goes to it), its probes stop, and once nothing runs on it any more its pools are closed
-    /// (which waits for open transactions and streams) and its index becomes free (for a newer
-    /// node, under the next generation). Its metric gauges say "removed" at once and "gone"
-    /// once it has drained (telemetry's *Removed nodes*). The last node is never removed.
-    /// Returns whether it was removed.
-    pub(crate) fn remove_node(&self, id: NodeId) -> bool {
-        if self.nodes().count() <= 1 {
-            tracing::warn!(target: "rwsplit", id = %id, "not removing the last node");
-            return false;
-        }
-        let state = Arc::clone(self.routing().state());
-        let was_primary = self.routing().node_view(id).is_some_and(|v| v.0 == Role::Primary);
+    };
+    let name = node.name().to_owned();
+    if !inner.nodes().install(id, node) {
+        // The slot still holds a node: the state and the registry disagree, which
+        // `remove_node` never leaves behind. Undo rather than route to the wrong pools.
         state.remove_node(id);
-        if let Some(m) = &self.monitor() {
-            m.stop_node(id);
-        }
-        let Some(node) = self.nodes().take(id) else { return false };
-        // Out of its slot, so the gauge sampler no longer sees it: its gauges are set here, to
-        // "removed" now and to "gone" once drained (telemetry's *Removed nodes*).
-        crate::telemetry::removing(node.labels());
-        tracing::warn!(target: "rwsplit", node = %node.name(), id = %id, "node removed: draining");
-        let weak = self.me().clone();
-        let drain = async move {
-            // Statements, sampler rounds and server checks hold their node while they run on
-            // it (`NodeRef`); the last to let go wakes this. Once idle, no sampler round can
-            // set its gauges any more, and the monitor counts nothing in flight on it (an
-            // attempt lets go of its in-flight count before its node).
-            node.drained().await;
-            if !state.release(id) {
-                tracing::warn!(target: "rwsplit", node = %node.name(), id = %id, "a drained node still has statements in flight in the monitor's count: its index stays taken");
-            }
-            for pool in [node.conn(), node.writer()] {
-                if let Err(e) = pool.close_by_ref().await {
-                    tracing::debug!(target: "rwsplit", node = %node.name(), error = %e, "closing a removed node's pool");
-                }
-            }
-            // A node at the same address added again meanwhile owns these series now.
-            let back = weak.upgrade().is_some_and(|inner| {
-                inner.nodes().iter().any(|(_, n)| n.labels().same_series(node.labels()))
-            });
-            if !back {
-                crate::telemetry::removed(&crate::telemetry::RemovedNode {
-                    labels: node.labels(),
-                    was_primary,
-                    observed: node.last_seen().is_some(),
-                    read_pool: node.separate_read_pool(),
-                    write_pool: node.writer(),
-                });
-            }
-            tracing::info!(target: "rwsplit", node = %node.name(), id = %id, "removed node drained, pools closed");
-        };
-        match tokio::runtime::Handle::try_current() {
-            Ok(rt) => {
-                rt.spawn(drain);
-            }
-            Err(_) => {
-                tracing::warn!(target: "rwsplit", id = %id, "no runtime: the removed node's index stays taken")
-            }
-        }
-        true
+        tracing::error!(target: "rwsplit", node = %name, id = %id, "slot still taken: node not added");
+        return None;
     }
+    // Its pools report to the metric callback, if one is set; `set_metric_callback` hooks
+    // the nodes it finds after storing the callback, so a node installed meanwhile is
+    // hooked by one or the other (before it takes statements: not before its first probe).
+    if inner.hooks().is_set()
+        && let Some(n) = inner.nodes().get(id)
+    {
+        n.hook(inner.hooks());
+    }
+    if let Some(m) = &inner.monitor() {
+        m.start_node(id);
+    }
+    tracing::warn!(target: "rwsplit", node = %name, id = %id, "node added: probing it, it takes statements once healthy and caught up");
+    Some(id)
+}
 
-    /// One round of the gauges.
-    pub(crate) fn sample_metrics(&self, now: Instant) {
-        let topo = self.routing().state().snapshot();
-        for (i, n) in self.nodes().iter() {
-            let view = topo.node(i);
-            // Not in the snapshot: joining (sampled as such), or removed a moment ago (its
-            // gauges are the removal's, see `remove_node`).
-            let joining = view.is_none() && self.routing().state().contains(i);
-            if view.is_none() && !joining {
-                continue;
+/// Removes node `id` at run time: it leaves the routing snapshot at once (no new statement
+/// goes to it), its probes stop, and once nothing runs on it any more its pools are closed
+/// (which waits for open transactions and streams) and its index becomes free (for a newer
+/// node, under the next generation). Its metric gauges say "removed" at once and "gone"
+/// once it has drained (telemetry's *Removed nodes*). The last node is never removed.
+/// Returns whether it was removed.
+pub(crate) fn remove_node(inner: &Inner, id: NodeId) -> bool {
+    if inner.nodes().count() <= 1 {
+        tracing::warn!(target: "rwsplit", id = %id, "not removing the last node");
+        return false;
+    }
+    let state = Arc::clone(inner.routing().state());
+    let was_primary = inner.routing().node_view(id).is_some_and(|v| v.0 == Role::Primary);
+    state.remove_node(id);
+    if let Some(m) = &inner.monitor() {
+        m.stop_node(id);
+    }
+    let Some(node) = inner.nodes().take(id) else { return false };
+    // Out of its slot, so the gauge sampler no longer sees it: its gauges are set here, to
+    // "removed" now and to "gone" once drained (telemetry's *Removed nodes*).
+    crate::telemetry::removing(node.labels());
+    tracing::warn!(target: "rwsplit", node = %node.name(), id = %id, "node removed: draining");
+    let weak = inner.me().clone();
+    let drain = async move {
+        // Statements, sampler rounds and server checks hold their node while they run on
+        // it (`NodeRef`); the last to let go wakes this. Once idle, no sampler round can
+        // set its gauges any more, and the monitor counts nothing in flight on it (an
+        // attempt lets go of its in-flight count before its node).
+        node.drained().await;
+        if !state.release(id) {
+            tracing::warn!(target: "rwsplit", node = %node.name(), id = %id, "a drained node still has statements in flight in the monitor's count: its index stays taken");
+        }
+        for pool in [node.conn(), node.writer()] {
+            if let Err(e) = pool.close_by_ref().await {
+                tracing::debug!(target: "rwsplit", node = %node.name(), error = %e, "closing a removed node's pool");
             }
-            let lag = view.map_or_else(rwsplit_core::Lag::unknown, |v| v.lag());
-            crate::telemetry::sample(
-                &crate::telemetry::NodeSample {
-                    labels: n.labels(),
-                    health: view.map_or(rwsplit_core::Health::Down, |v| v.health()),
-                    joining,
-                    fenced: self.routing().is_fenced(i),
-                    role: view.map_or(Role::Replica, |v| v.role()),
-                    lag_bytes: lag.bytes(),
-                    lag_time: lag.time(),
-                    last_seen: n.last_seen(),
-                    in_flight: view.map_or(0, |v| v.load().in_flight()),
-                    read_pool: n.separate_read_pool(),
-                    write_pool: n.writer(),
-                },
-                now,
-            );
         }
-        if let Some(m) = &self.monitor() {
-            crate::telemetry::promotions(m.promotions());
+        // A node at the same address added again meanwhile owns these series now.
+        let back = weak.upgrade().is_some_and(|inner| {
+            inner.nodes().iter().any(|(_, n)| n.labels().same_series(node.labels()))
+        });
+        if !back {
+            crate::telemetry::removed(&crate::telemetry::RemovedNode {
+                labels: node.labels(),
+                was_primary,
+                observed: node.last_seen().is_some(),
+                read_pool: node.separate_read_pool(),
+                write_pool: node.writer(),
+            });
         }
+        tracing::info!(target: "rwsplit", node = %node.name(), id = %id, "removed node drained, pools closed");
+    };
+    match tokio::runtime::Handle::try_current() {
+        Ok(rt) => {
+            rt.spawn(drain);
+        }
+        Err(_) => {
+            tracing::warn!(target: "rwsplit", id = %id, "no runtime: the removed node's index stays taken")
+        }
+    }
+    true
+}
+
+/// One round of the gauges.
+pub(crate) fn sample_metrics(inner: &Inner, now: Instant) {
+    let topo = inner.routing().state().snapshot();
+    for (i, n) in inner.nodes().iter() {
+        let view = topo.node(i);
+        // Not in the snapshot: joining (sampled as such), or removed a moment ago (its
+        // gauges are the removal's, see `remove_node`).
+        let joining = view.is_none() && inner.routing().state().contains(i);
+        if view.is_none() && !joining {
+            continue;
+        }
+        let lag = view.map_or_else(rwsplit_core::Lag::unknown, |v| v.lag());
+        crate::telemetry::sample(
+            &crate::telemetry::NodeSample {
+                labels: n.labels(),
+                health: view.map_or(rwsplit_core::Health::Down, |v| v.health()),
+                joining,
+                fenced: inner.routing().is_fenced(i),
+                role: view.map_or(Role::Replica, |v| v.role()),
+                lag_bytes: lag.bytes(),
+                lag_time: lag.time(),
+                last_seen: n.last_seen(),
+                in_flight: view.map_or(0, |v| v.load().in_flight()),
+                read_pool: n.separate_read_pool(),
+                write_pool: n.writer(),
+            },
+            now,
+        );
+    }
+    if let Some(m) = &inner.monitor() {
+        crate::telemetry::promotions(m.promotions());
     }
 }
 

@@ -1,5 +1,5 @@
 //! Planning: where a statement or a transaction goes. The SQL is classified; then an explicit
-//! [scope](RoutedConnection::scope) or hint, the consistency level and the caller's
+//! [scope](crate::RoutedConnection::scope) or hint, the consistency level and the caller's
 //! read-your-writes need decide what the core router is asked.
 //!
 //! The planner decides; it changes nothing and does no I/O. Its inputs: the statement, the
@@ -7,7 +7,7 @@
 //! read after the scope's state and the monitor's sample marks it is judged with), the policy,
 //! the clock reading the executor hands it, and the positions catch-up waits proved. Its
 //! output is data: a [`Plan`], or the I/O step to do first ([`Planned::Io`]: the executor does
-//! it, [`Inner::planned`], and plans again with what it found, [`Done`]), each with the
+//! it, [`planned`](super::attempt::planned), and plans again with what it found, [`Done`]), each with the
 //! [`Effects`] of the decision — counters to move, positions to want from the monitor — which
 //! the executor applies once, for the plan it runs: a read planned twice is counted once.
 
@@ -532,7 +532,7 @@ pub(super) enum Planned {
 }
 
 /// An I/O step a read-your-writes read's plan needs first; the executor does it
-/// ([`Inner::planned`]).
+/// ([`planned`](super::attempt::planned)).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) enum Io {
     /// Wait, up to this long, for the scope's position captures in flight to land.

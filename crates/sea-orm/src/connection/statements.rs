@@ -1,6 +1,6 @@
 //! The statement path every routed handle shares, one for every kind of statement: classify,
-//! plan ([`Inner::planned`], or the primary for `execute*`), run the plan
-//! ([`attempt`](Inner::attempt)), and note what a read saw (monotonic reads).
+//! plan ([`planned`](super::attempt::planned), or the primary for `execute*`), run the plan
+//! ([`attempt`](super::attempt::attempt)), and note what a read saw (monotonic reads).
 
 use futures_util::future::Either;
 use sea_orm::{DbErr, ExecResult, QueryResult, Statement};
@@ -25,86 +25,84 @@ trait InSpan: std::future::Future + Sized {
 
 impl<F: std::future::Future> InSpan for F {}
 
-impl Inner {
-    pub(crate) fn execute_in<'a>(
-        &'a self,
-        stmt: Statement,
-        ctx: Ctx<'a>,
-    ) -> impl std::future::Future<Output = Result<ExecResult, DbErr>> + Send + 'a {
-        // `execute` returns no rows: it always runs on the primary, whatever the SQL.
-        self.statement_in(Execute(stmt), ctx, Path::Primary(Why::Execute))
-    }
+pub(crate) fn execute_in<'a>(
+    inner: &'a Inner,
+    stmt: Statement,
+    ctx: Ctx<'a>,
+) -> impl std::future::Future<Output = Result<ExecResult, DbErr>> + Send + 'a {
+    // `execute` returns no rows: it always runs on the primary, whatever the SQL.
+    statement_in(inner, Execute(stmt), ctx, Path::Primary(Why::Execute))
+}
 
-    pub(crate) fn execute_unprepared_in<'a>(
-        &'a self,
-        sql: &'a str,
-        ctx: Ctx<'a>,
-    ) -> impl std::future::Future<Output = Result<ExecResult, DbErr>> + Send + 'a {
-        // Raw SQL with no rows to return: never worth a replica, and often DDL or SET. What is
-        // not provably a read is a write (recorded in the scope; never retried).
-        self.statement_in(Unprepared(sql), ctx, Path::Primary(Why::ExecuteUnprepared))
-    }
+pub(crate) fn execute_unprepared_in<'a>(
+    inner: &'a Inner,
+    sql: &'a str,
+    ctx: Ctx<'a>,
+) -> impl std::future::Future<Output = Result<ExecResult, DbErr>> + Send + 'a {
+    // Raw SQL with no rows to return: never worth a replica, and often DDL or SET. What is
+    // not provably a read is a write (recorded in the scope; never retried).
+    statement_in(inner, Unprepared(sql), ctx, Path::Primary(Why::ExecuteUnprepared))
+}
 
-    pub(crate) fn query_one_in<'a>(
-        &'a self,
-        stmt: Statement,
-        ctx: Ctx<'a>,
-    ) -> impl std::future::Future<Output = Result<Option<QueryResult>, DbErr>> + Send + 'a {
-        self.statement_in(QueryOne(stmt), ctx, Path::Planned)
-    }
+pub(crate) fn query_one_in<'a>(
+    inner: &'a Inner,
+    stmt: Statement,
+    ctx: Ctx<'a>,
+) -> impl std::future::Future<Output = Result<Option<QueryResult>, DbErr>> + Send + 'a {
+    statement_in(inner, QueryOne(stmt), ctx, Path::Planned)
+}
 
-    pub(crate) fn query_all_in<'a>(
-        &'a self,
-        stmt: Statement,
-        ctx: Ctx<'a>,
-    ) -> impl std::future::Future<Output = Result<Vec<QueryResult>, DbErr>> + Send + 'a {
-        self.statement_in(QueryAll(stmt), ctx, Path::Planned)
-    }
+pub(crate) fn query_all_in<'a>(
+    inner: &'a Inner,
+    stmt: Statement,
+    ctx: Ctx<'a>,
+) -> impl std::future::Future<Output = Result<Vec<QueryResult>, DbErr>> + Send + 'a {
+    statement_in(inner, QueryAll(stmt), ctx, Path::Planned)
+}
 
-    pub(crate) fn stream_in<'a>(
-        &'a self,
-        stmt: Statement,
-        ctx: Ctx<'a>,
-    ) -> impl std::future::Future<Output = Result<crate::RoutedStream, DbErr>> + Send + 'a {
-        self.statement_in(Stream(stmt), ctx, Path::Planned)
-    }
+pub(crate) fn stream_in<'a>(
+    inner: &'a Inner,
+    stmt: Statement,
+    ctx: Ctx<'a>,
+) -> impl std::future::Future<Output = Result<crate::RoutedStream, DbErr>> + Send + 'a {
+    statement_in(inner, Stream(stmt), ctx, Path::Planned)
+}
 
-    /// The one statement path (see the module docs), in the statement's span.
-    fn statement_in<'a, W: Work + Sync + 'a>(
-        &'a self,
-        mut work: W,
-        ctx: Ctx<'a>,
-        path: Path,
-    ) -> impl std::future::Future<Output = Result<W::Output, DbErr>> + Send + 'a {
-        let kind = self.planner().classify(work.sql());
-        let span = self.statement_span(kind.operation, &ctx);
-        async move {
-            let scope = self.scope_of(&ctx);
-            let plan = match path {
-                Path::Primary(why) => {
-                    let access = kind.classification.access();
-                    self.planner().plan_on_primary(access, why)?.with_operation(kind.operation)
-                }
-                Path::Planned => {
-                    let sql = work.sql();
-                    let around = self.around();
-                    let planner = |done, now| {
-                        let input = Input { ctx: &ctx, scope: &scope, around, done, now };
-                        self.planner().plan(sql, kind, &input)
-                    };
-                    self.planned(&scope, kind.reads(), planner).await?
-                }
-            };
-            let (out, node) = self.attempt(&plan, &mut work, &scope).await?;
-            if let Path::Planned = path {
-                // A read whose effect comes after its attempt (a stream: its rows are still to
-                // come) is bounded only by a later read.
-                self.saw(&scope, &ctx, &plan, node, !W::INERT);
+/// The one statement path (see the module docs), in the statement's span.
+fn statement_in<'a, W: Work + Sync + 'a>(
+    inner: &'a Inner,
+    mut work: W,
+    ctx: Ctx<'a>,
+    path: Path,
+) -> impl std::future::Future<Output = Result<W::Output, DbErr>> + Send + 'a {
+    let kind = inner.planner().classify(work.sql());
+    let span = super::attempt::statement_span(inner, kind.operation, &ctx);
+    async move {
+        let scope = super::scopes::scope_of(inner, &ctx);
+        let plan = match path {
+            Path::Primary(why) => {
+                let access = kind.classification.access();
+                inner.planner().plan_on_primary(access, why)?.with_operation(kind.operation)
             }
-            Ok(out)
+            Path::Planned => {
+                let sql = work.sql();
+                let around = inner.around();
+                let planner = |done, now| {
+                    let input = Input { ctx: &ctx, scope: &scope, around, done, now };
+                    inner.planner().plan(sql, kind, &input)
+                };
+                super::attempt::planned(inner, &scope, kind.reads(), planner).await?
+            }
+        };
+        let (out, node) = super::attempt::attempt(inner, &plan, &mut work, &scope).await?;
+        if let Path::Planned = path {
+            // A read whose effect comes after its attempt (a stream: its rows are still to
+            // come) is bounded only by a later read.
+            super::scopes::saw(inner, &scope, &ctx, &plan, node, !W::INERT);
         }
-        .in_span(span)
+        Ok(out)
     }
+    .in_span(span)
 }
 
 /// How a statement is planned.

@@ -573,13 +573,26 @@ async fn statement_futures_stay_small() {
     let ctx = super::Ctx::default();
     let insert = Statement::from_string(DbBackend::Postgres, "INSERT INTO t VALUES (1)");
     let sizes = [
-        ("query_one", std::mem::size_of_val(&db.inner.query_one_in(select(), ctx))),
-        ("query_all", std::mem::size_of_val(&db.inner.query_all_in(select(), ctx))),
-        ("stream", std::mem::size_of_val(&db.inner.stream_in(select(), ctx))),
-        ("execute", std::mem::size_of_val(&db.inner.execute_in(insert.clone(), ctx))),
+        (
+            "query_one",
+            std::mem::size_of_val(&super::statements::query_one_in(&db.inner, select(), ctx)),
+        ),
+        (
+            "query_all",
+            std::mem::size_of_val(&super::statements::query_all_in(&db.inner, select(), ctx)),
+        ),
+        ("stream", std::mem::size_of_val(&super::statements::stream_in(&db.inner, select(), ctx))),
+        (
+            "execute",
+            std::mem::size_of_val(&super::statements::execute_in(&db.inner, insert.clone(), ctx)),
+        ),
         (
             "execute_unprepared",
-            std::mem::size_of_val(&db.inner.execute_unprepared_in(&insert.sql, ctx)),
+            std::mem::size_of_val(&super::statements::execute_unprepared_in(
+                &db.inner,
+                &insert.sql,
+                ctx,
+            )),
         ),
     ];
     for (call, size) in sizes {
@@ -595,7 +608,8 @@ async fn statement_futures_stay_small() {
 async fn a_metric_callback_hooks_every_node_and_those_added_later() {
     use super::Node;
     let mut db = routed(answering(), vec![answering()], 2);
-    let early = db.inner.add_node(Node::new("replica 2".to_owned(), answering()), None).unwrap();
+    let early =
+        super::add_node(&db.inner, Node::new("replica 2".to_owned(), answering()), None).unwrap();
     let hooked = |db: &RoutedConnection| -> Vec<(NodeId, bool)> {
         db.inner.nodes().iter().map(|(i, n)| (i, n.is_hooked())).collect()
     };
@@ -603,7 +617,8 @@ async fn a_metric_callback_hooks_every_node_and_those_added_later() {
     db.set_metric_callback(|_| {});
     assert_eq!(hooked(&db), [(NodeId::new(0), true), (NodeId::new(1), true), (early, true)]);
     assert!(db.inner.nodes().first_kept().is_hooked());
-    let later = db.inner.add_node(Node::new("replica 3".to_owned(), answering()), None).unwrap();
+    let later =
+        super::add_node(&db.inner, Node::new("replica 3".to_owned(), answering()), None).unwrap();
     assert!(db.inner.nodes().get(later).unwrap().is_hooked(), "a node added later reports too");
     // The pools handed out are the hooked ones from now on.
     let primary = db.inner.nodes().get(NodeId::new(0)).unwrap();
@@ -625,10 +640,14 @@ async fn a_plan_made_before_an_index_was_reused_never_runs_on_the_new_node() {
         .unwrap();
     assert_eq!(old_plan.first(), NodeId::new(1), "the read is planned for the replica");
     let replica = db.inner.nodes().get(NodeId::new(1)).unwrap().conn().clone();
-    assert!(db.inner.remove_node(NodeId::new(1)));
+    assert!(super::remove_node(&db.inner, NodeId::new(1)));
     tokio::time::sleep(std::time::Duration::from_millis(200)).await;
     let newcomer = answering();
-    let id = db.inner.add_node(super::Node::new("replica 9".to_owned(), newcomer.clone()), None);
+    let id = super::add_node(
+        &db.inner,
+        super::Node::new("replica 9".to_owned(), newcomer.clone()),
+        None,
+    );
     let id = id.expect("index 1 drained and free");
     assert_eq!(id, NodeId::with_generation(1, 1));
     // The newcomer joins: the monitor's state sees it caught up (no monitor runs on mocks).
@@ -637,11 +656,10 @@ async fn a_plan_made_before_an_index_was_reused_never_runs_on_the_new_node() {
     assert!(db.inner.routing().state().snapshot().node(id).is_some(), "in rotation");
 
     let mut work = super::attempt::QueryOne(select());
-    let (row, served_by) = db
-        .inner
-        .attempt(&old_plan, &mut work, &super::Scope::Task)
-        .await
-        .expect("served elsewhere");
+    let (row, served_by) =
+        super::attempt::attempt(&db.inner, &old_plan, &mut work, &super::Scope::Task)
+            .await
+            .expect("served elsewhere");
     assert!(row.is_some());
     assert_eq!(served_by, NodeId::new(0), "the old plan's replica is gone: the primary served");
     assert_eq!(statements(&newcomer), 0, "the old plan never reached the new node");

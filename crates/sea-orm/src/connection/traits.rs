@@ -50,7 +50,7 @@ macro_rules! routed_connection {
                 'life0: 'async_trait,
                 Self: 'async_trait,
             {
-                Box::pin(self.db().inner.execute_in(stmt, self.ctx()))
+                Box::pin(crate::connection::statements::execute_in(&self.db().inner, stmt, self.ctx()))
             }
 
             fn execute_unprepared<'life0, 'life1, 'async_trait>(
@@ -62,7 +62,7 @@ macro_rules! routed_connection {
                 'life1: 'async_trait,
                 Self: 'async_trait,
             {
-                Box::pin(self.db().inner.execute_unprepared_in(sql, self.ctx()))
+                Box::pin(crate::connection::statements::execute_unprepared_in(&self.db().inner, sql, self.ctx()))
             }
 
             fn query_one_raw<'life0, 'async_trait>(
@@ -75,7 +75,7 @@ macro_rules! routed_connection {
                 'life0: 'async_trait,
                 Self: 'async_trait,
             {
-                Box::pin(self.db().inner.query_one_in(stmt, self.ctx()))
+                Box::pin(crate::connection::statements::query_one_in(&self.db().inner, stmt, self.ctx()))
             }
 
             fn query_all_raw<'life0, 'async_trait>(
@@ -88,7 +88,7 @@ macro_rules! routed_connection {
                 'life0: 'async_trait,
                 Self: 'async_trait,
             {
-                Box::pin(self.db().inner.query_all_in(stmt, self.ctx()))
+                Box::pin(crate::connection::statements::query_all_in(&self.db().inner, stmt, self.ctx()))
             }
 
             fn support_returning(&self) -> bool {
@@ -107,7 +107,7 @@ macro_rules! routed_connection {
                 &'a self,
                 stmt: Statement,
             ) -> Pin<Box<dyn Future<Output = Result<Self::Stream<'a>, DbErr>> + 'a + Send>> {
-                Box::pin(self.db().inner.stream_in(stmt, self.ctx()))
+                Box::pin(crate::connection::statements::stream_in(&self.db().inner, stmt, self.ctx()))
             }
         }
     };
@@ -122,7 +122,16 @@ macro_rules! routed_transactions {
 
             async fn begin(&self) -> Result<DatabaseTransaction, DbErr> {
                 let o = TransactionOptions::default();
-                Ok(self.db().inner.begin_in(None, None, o, &self.ctx(), true).await?.0)
+                Ok(crate::connection::transactions::begin_in(
+                    &self.db().inner,
+                    None,
+                    None,
+                    o,
+                    &self.ctx(),
+                    true,
+                )
+                .await?
+                .0)
             }
 
             async fn begin_with_config(
@@ -132,7 +141,16 @@ macro_rules! routed_transactions {
             ) -> Result<DatabaseTransaction, DbErr> {
                 let o = TransactionOptions::default();
                 let ctx = self.ctx();
-                Ok(self.db().inner.begin_in(isolation_level, access_mode, o, &ctx, true).await?.0)
+                Ok(crate::connection::transactions::begin_in(
+                    &self.db().inner,
+                    isolation_level,
+                    access_mode,
+                    o,
+                    &ctx,
+                    true,
+                )
+                .await?
+                .0)
             }
 
             async fn begin_with_options(
@@ -140,7 +158,16 @@ macro_rules! routed_transactions {
                 options: TransactionOptions,
             ) -> Result<DatabaseTransaction, DbErr> {
                 let (i, a) = (options.isolation_level, options.access_mode);
-                Ok(self.db().inner.begin_in(i, a, options, &self.ctx(), true).await?.0)
+                Ok(crate::connection::transactions::begin_in(
+                    &self.db().inner,
+                    i,
+                    a,
+                    options,
+                    &self.ctx(),
+                    true,
+                )
+                .await?
+                .0)
             }
 
             async fn transaction<F, T, E>(&self, callback: F) -> Result<T, TransactionError<E>>
@@ -153,7 +180,14 @@ macro_rules! routed_transactions {
                 T: Send,
                 E: fmt::Display + fmt::Debug + Send,
             {
-                self.db().inner.transaction_in(callback, None, None, &self.ctx()).await
+                crate::connection::transactions::transaction_in(
+                    &self.db().inner,
+                    callback,
+                    None,
+                    None,
+                    &self.ctx(),
+                )
+                .await
             }
 
             async fn transaction_with_config<F, T, E>(
@@ -172,7 +206,14 @@ macro_rules! routed_transactions {
                 E: fmt::Display + fmt::Debug + Send,
             {
                 let ctx = self.ctx();
-                self.db().inner.transaction_in(callback, isolation_level, access_mode, &ctx).await
+                crate::connection::transactions::transaction_in(
+                    &self.db().inner,
+                    callback,
+                    isolation_level,
+                    access_mode,
+                    &ctx,
+                )
+                .await
             }
         }
     };
@@ -187,7 +228,10 @@ routed_transactions!(RoutedConnection);
 /// through it is unseen by the router, so the caller's read-your-writes scope is made
 /// conservative first, as `begin()` does.
 pub(crate) fn lend_primary(db: &RoutedConnection) -> &DatabaseConnection {
-    db.inner.mark_unseen_writes(&db.inner.scope_of(&Ctx::default()));
+    super::scopes::mark_unseen_writes(
+        &db.inner,
+        &super::scopes::scope_of(&db.inner, &Ctx::default()),
+    );
     db.inner.primary_conn()
 }
 
