@@ -2,16 +2,15 @@
 //! members, adding and removing them, tags, synchronous mode, and freezing a member's WAL
 //! receiver.
 
-use std::fs;
 use std::time::{Duration, Instant};
 
 use nix::sys::signal::Signal;
 
-use crate::error::{Error, IoContext, Result};
+use crate::error::{Error, Result};
 use crate::native::process;
 
 use super::{
-    MemberTags, POLL, PatroniCluster, READY_TIMEOUT, REST_TIMEOUT, b64, clip, find, http, lock,
+    MemberTags, POLL, PatroniCluster, PatroniMember, READY_TIMEOUT, REST_TIMEOUT, clip, http,
 };
 
 impl PatroniCluster {
@@ -22,7 +21,7 @@ impl PatroniCluster {
     pub async fn switchover(&self, candidate: Option<&str>) -> Result<String> {
         let (leader, port) =
             self.confirmed_leader().await.ok_or_else(|| Error::InvalidControl {
-                node: self.scope.clone(),
+                node: self.scope().to_owned(),
                 what: "switchover needs a leader, and none answers".into(),
             })?;
         let body = match candidate {
@@ -60,7 +59,7 @@ impl PatroniCluster {
     /// [`PatroniCluster::start_member`] brings it back.
     pub async fn kill_leader(&self) -> Result<String> {
         let (leader, _) = self.confirmed_leader().await.ok_or_else(|| Error::InvalidControl {
-            node: self.scope.clone(),
+            node: self.scope().to_owned(),
             what: "no leader answers, so none can be killed".into(),
         })?;
         self.kill_member(&leader)?;
@@ -69,28 +68,18 @@ impl PatroniCluster {
 
     /// SIGKILLs member `name`'s Patroni and postmaster and waits until both are gone.
     pub fn kill_member(&self, name: &str) -> Result<()> {
-        let mut members = lock(&self.members);
-        let m = find(&mut members, name)?;
-        m.kill()
+        self.processes.kill_member(name)
     }
 
     /// Starts member `name`'s Patroni again (after [`PatroniCluster::kill_member`]); it
     /// rejoins by itself (crash recovery, `pg_rewind` if needed).
     pub fn start_member(&self, name: &str) -> Result<()> {
-        let mut members = lock(&self.members);
-        let m = find(&mut members, name)?;
-        if m.patroni_pid().is_some() {
-            return Err(Error::InvalidControl {
-                node: name.to_owned(),
-                what: "its Patroni is already running".into(),
-            });
-        }
-        self.spawn_patroni(m)
+        self.processes.start_member(name)
     }
 
     /// Adds a member with `tags`, and waits until it streams from the leader; returns its name.
     pub async fn add_member(&self, tags: MemberTags) -> Result<String> {
-        let name = self.spawn_new_member(tags)?;
+        let name = self.processes.spawn_new_member(tags)?;
         self.wait_streaming(&name, READY_TIMEOUT).await?;
         Ok(name)
     }
@@ -106,56 +95,14 @@ impl PatroniCluster {
                 what: "is the leader; switch over before removing it".into(),
             });
         }
-        let mut m = {
-            let mut members = lock(&self.members);
-            let i = members.iter().position(|m| m.name == name).ok_or_else(|| {
-                Error::InvalidControl { node: name.to_owned(), what: "no such member".into() }
-            })?;
-            members.remove(i)
-        };
-        if let Some(pid) = m.patroni_pid() {
-            process::send(pid, Signal::SIGTERM)?;
-            let start = Instant::now();
-            // Polled without blocking the runtime: a clean stop takes 5-10 s.
-            while m.patroni_pid().is_some() {
-                if start.elapsed() > Duration::from_secs(20) {
-                    tracing::warn!(member = name, "patroni ignored SIGTERM for 20 s; killing it");
-                    break;
-                }
-                tokio::time::sleep(Duration::from_millis(50)).await;
-            }
-        }
-        m.kill()?;
-        let key = format!("/{}/{}/members/{name}", self.namespace, self.scope);
-        let body = serde_json::json!({ "key": b64(key.as_bytes()) }).to_string();
-        let r = http::request(
-            "POST",
-            self.etcd_client_port,
-            "/v3/kv/deleterange",
-            Some(&body),
-            REST_TIMEOUT,
-        )
-        .await?;
-        if r.status != 200 {
-            return Err(Error::HttpStatus {
-                request: format!("POST {}/v3/kv/deleterange", self.etcd_url()),
-                status: r.status,
-                body: clip(&r.body),
-            });
-        }
-        fs::remove_dir_all(&m.dir).io_context(|| format!("removing {}", m.dir.display()))
+        self.processes.remove_member(name).await
     }
 
     /// Sets member `name`'s tags: rewrites its configuration and asks Patroni to reload it
     /// (`POST /reload`); `/cluster` shows them within a loop (about `loop_wait`).
     pub async fn set_tags(&self, name: &str, tags: MemberTags) -> Result<()> {
-        let port = {
-            let mut members = lock(&self.members);
-            let m = find(&mut members, name)?;
-            m.tags = tags;
-            self.write_config(m)?;
-            m.rest_port
-        };
+        self.processes.set_tags(name, tags)?;
+        let port = self.member(name)?.rest_port();
         let r = http::request("POST", port, "/reload", None, REST_TIMEOUT).await?;
         if !(200..300).contains(&r.status) {
             return Err(Error::HttpStatus {
@@ -171,9 +118,8 @@ impl PatroniCluster {
     /// answers). With it on, wait for the standby with [`PatroniCluster::wait_sync_standby`].
     pub async fn set_synchronous(&self, on: bool) -> Result<()> {
         let body = serde_json::json!({ "synchronous_mode": on }).to_string();
-        let ports: Vec<u16> = lock(&self.members).iter().map(|m| m.rest_port).collect();
         let mut last = None;
-        for port in ports {
+        for port in self.members().iter().map(PatroniMember::rest_port) {
             let request = format!("PATCH http://127.0.0.1:{port}/config");
             match http::request("PATCH", port, "/config", Some(&body), REST_TIMEOUT).await {
                 Ok(r) if r.status == 200 => return Ok(()),
@@ -185,7 +131,7 @@ impl PatroniCluster {
             }
         }
         Err(last.unwrap_or_else(|| Error::InvalidControl {
-            node: self.scope.clone(),
+            node: self.scope().to_owned(),
             what: "the cluster has no members".into(),
         }))
     }
@@ -197,7 +143,7 @@ impl PatroniCluster {
     /// sync standby (commits would wait for it). [`PatroniCluster::resume_streaming`] undoes
     /// it; dropping the cluster kills a frozen receiver like every other process.
     pub fn hold_streaming(&self, name: &str) -> Result<()> {
-        let receivers = self.wal_receivers(name)?;
+        let receivers = self.processes.wal_receivers(name)?;
         if receivers.is_empty() {
             return Err(Error::InvalidControl {
                 node: name.to_owned(),
@@ -213,25 +159,9 @@ impl PatroniCluster {
     /// Continues member `name`'s WAL receiver after [`PatroniCluster::hold_streaming`]: it
     /// streams the WAL it missed and catches up. A member not held is left as it is.
     pub fn resume_streaming(&self, name: &str) -> Result<()> {
-        for pid in self.wal_receivers(name)? {
+        for pid in self.processes.wal_receivers(name)? {
             process::send(pid, Signal::SIGCONT)?;
         }
         Ok(())
-    }
-
-    /// The pids of member `name`'s WAL receiver (a child of its postmaster whose process title
-    /// names it): none on a leader, or while it reconnects.
-    fn wal_receivers(&self, name: &str) -> Result<Vec<u32>> {
-        let mut members = lock(&self.members);
-        let m = find(&mut members, name)?;
-        let postmaster = m.postmaster().ok_or_else(|| Error::InvalidControl {
-            node: name.to_owned(),
-            what: "its PostgreSQL is not running".into(),
-        })?;
-        let title = std::ffi::OsStr::new("walreceiver");
-        Ok(process::children_of(postmaster)
-            .into_iter()
-            .filter(|&pid| process::cmdline_contains(pid, title))
-            .collect())
     }
 }

@@ -36,17 +36,12 @@
 //! the application password, so they are handed out by method and never appear in `Debug`.
 
 use std::fmt;
-use std::fs;
-use std::path::{Path, PathBuf};
-use std::process::Child;
-use std::sync::{Mutex, MutexGuard, PoisonError};
+use std::path::Path;
 use std::time::{Duration, Instant};
 
-use nix::sys::signal::Signal;
 use serde_json::Value;
 
 use crate::error::{Error, Result};
-use crate::native::process::{self, RunAs};
 use crate::native::unique;
 use crate::product::postgres;
 
@@ -57,6 +52,7 @@ mod processes;
 mod state;
 
 pub use builder::PatroniBuilder;
+use processes::Processes;
 pub use state::PatroniState;
 
 /// How long one REST call may take (etcd trouble makes `/cluster` hang for `retry_timeout`).
@@ -140,73 +136,6 @@ struct Settings {
     retry_timeout: u32,
 }
 
-/// One member's process and identity.
-#[derive(Debug)]
-struct MemberProc {
-    name: String,
-    pg_port: u16,
-    rest_port: u16,
-    dir: PathBuf,
-    tags: MemberTags,
-    child: Option<Child>,
-}
-
-impl MemberProc {
-    fn data(&self) -> PathBuf {
-        self.dir.join("data")
-    }
-
-    /// The postmaster's pid from `postmaster.pid`, if it still runs that data directory.
-    fn postmaster(&self) -> Option<u32> {
-        let text = fs::read_to_string(self.data().join("postmaster.pid")).ok()?;
-        let pid: u32 = text.lines().next()?.trim().parse().ok()?;
-        let alive = !process::is_gone(pid) && process::cmdline_contains(pid, self.dir.as_os_str());
-        alive.then_some(pid)
-    }
-
-    fn patroni_pid(&mut self) -> Option<u32> {
-        let child = self.child.as_mut()?;
-        match child.try_wait() {
-            Ok(None) => Some(child.id()),
-            _ => None,
-        }
-    }
-
-    /// SIGKILLs Patroni and the postmaster and waits until both are gone.
-    fn kill(&mut self) -> Result<()> {
-        let mut pids = Vec::new();
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-            pids.push(child.id());
-        }
-        if let Some(pm) = self.postmaster() {
-            process::send(pm, Signal::SIGKILL)?;
-            pids.push(pm);
-        }
-        let left = process::wait_gone(&pids, Duration::from_secs(15));
-        if left.is_empty() {
-            Ok(())
-        } else {
-            Err(Error::Timeout {
-                what: format!("member {} (pids {left:?}) to exit after SIGKILL", self.name),
-                waited: Duration::from_secs(15),
-            })
-        }
-    }
-
-    fn info(&self, secrets: &Secrets) -> PatroniMember {
-        PatroniMember {
-            name: self.name.clone(),
-            pg_port: self.pg_port,
-            rest_port: self.rest_port,
-            app_password: secrets.app.clone(),
-            superuser_password: secrets.superuser.clone(),
-            tags: self.tags,
-        }
-    }
-}
-
 /// One member of a [`PatroniCluster`], as the cluster knew it when asked. `Debug` shows no
 /// password.
 #[derive(Clone)]
@@ -231,6 +160,18 @@ impl fmt::Debug for PatroniMember {
 }
 
 impl PatroniMember {
+    /// Member `name` as its cluster knows it, with the cluster's passwords.
+    fn new(name: &str, pg_port: u16, rest_port: u16, secrets: &Secrets, tags: MemberTags) -> Self {
+        PatroniMember {
+            name: name.to_owned(),
+            pg_port,
+            rest_port,
+            app_password: secrets.app.clone(),
+            superuser_password: secrets.superuser.clone(),
+            tags,
+        }
+    }
+
     /// The member's Patroni name (`m1`, `m2`, …).
     pub fn name(&self) -> &str {
         &self.name
@@ -284,22 +225,22 @@ impl PatroniMember {
 /// password and are handed out by method; `Debug` shows none.
 #[derive(Debug)]
 pub struct PatroniCluster {
-    dir: PathBuf,
-    namespace: String,
-    scope: String,
-    etcd_client_port: u16,
-    etcd_peer_port: u16,
-    etcd: Mutex<Option<Child>>,
-    members: Mutex<Vec<MemberProc>>,
-    pg_bin: PathBuf,
-    run_as: Option<RunAs>,
-    secrets: Secrets,
-    settings: Settings,
+    /// etcd and the members' Patroni, with what they are started with.
+    processes: Processes,
+    /// Leave the processes and the directory behind when dropped.
     keep: bool,
 }
 
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(PoisonError::into_inner)
+impl Drop for PatroniCluster {
+    fn drop(&mut self) {
+        if self.keep {
+            tracing::warn!(dir = %self.processes.dir().display(), "keeping the patroni cluster");
+            return;
+        }
+        if let Err(e) = self.processes.teardown() {
+            tracing::error!(error = %e, "patroni cluster teardown failed");
+        }
+    }
 }
 
 /// One member's line of `GET /cluster`, as far as the testkit reads it.
@@ -335,37 +276,28 @@ impl PatroniCluster {
 
     /// The directory holding etcd's and every member's data and logs.
     pub fn dir(&self) -> &Path {
-        &self.dir
+        self.processes.dir()
     }
 
     /// Patroni's scope (the cluster name in the DCS), unique per cluster.
     pub fn scope(&self) -> &str {
-        &self.scope
+        self.processes.scope()
     }
 
     /// etcd's client URL.
     pub fn etcd_url(&self) -> String {
-        format!("http://127.0.0.1:{}", self.etcd_client_port)
+        self.processes.etcd_url()
     }
 
     /// Every member this cluster started and has not removed, in the order they were added
     /// (running or killed).
     pub fn members(&self) -> Vec<PatroniMember> {
-        lock(&self.members).iter().map(|m| m.info(&self.secrets)).collect()
+        self.processes.members()
     }
 
     /// The member named `name`, or an error naming the members there are.
     pub fn member(&self, name: &str) -> Result<PatroniMember> {
-        let members = lock(&self.members);
-        members.iter().find(|m| m.name == name).map(|m| m.info(&self.secrets)).ok_or_else(|| {
-            Error::InvalidControl {
-                node: name.to_owned(),
-                what: format!(
-                    "no such member (the cluster has {})",
-                    members.iter().map(|m| m.name.as_str()).collect::<Vec<_>>().join(", ")
-                ),
-            }
-        })
+        self.processes.member(name)
     }
 
     /// Every member's REST base URL, in member order.
@@ -375,16 +307,15 @@ impl PatroniCluster {
 
     /// `GET /cluster` from the first member that answers (members in order).
     pub async fn cluster_json(&self) -> Result<Value> {
-        let ports: Vec<u16> = lock(&self.members).iter().map(|m| m.rest_port).collect();
         let mut last = None;
-        for port in ports {
-            match self.get_json(port, "/cluster").await {
+        for m in self.members() {
+            match patroni_get(m.rest_port, "/cluster").await {
                 Ok(v) => return Ok(v),
                 Err(e) => last = Some(e),
             }
         }
         Err(last.unwrap_or_else(|| Error::InvalidControl {
-            node: self.scope.clone(),
+            node: self.scope().to_owned(),
             what: "the cluster has no members".into(),
         }))
     }
@@ -398,10 +329,6 @@ impl PatroniCluster {
             .into_iter()
             .find(|m| m.role == "leader" && m.state == "running")
             .map(|m| m.name))
-    }
-
-    async fn get_json(&self, port: u16, path: &str) -> Result<Value> {
-        patroni_get(port, path).await
     }
 
     /// A leader that its own REST API confirms (`GET /primary` = 200) and that `/cluster`
@@ -465,7 +392,7 @@ impl PatroniCluster {
     /// The names of the members streaming from the confirmed leader.
     async fn streaming(&self) -> Vec<String> {
         let Some((_, port)) = self.confirmed_leader().await else { return Vec::new() };
-        let Ok(v) = self.get_json(port, "/patroni").await else { return Vec::new() };
+        let Ok(v) = patroni_get(port, "/patroni").await else { return Vec::new() };
         v.get("replication")
             .and_then(Value::as_array)
             .map(|rs| {
@@ -530,26 +457,72 @@ impl PatroniCluster {
         }
     }
 
+    /// An error if a member's Patroni has exited (named at once, with its log) or `timeout`
+    /// has passed since `start` while waiting for `what`.
     fn check_timeout(&self, start: Instant, timeout: Duration, what: &str) -> Result<()> {
-        // A member whose Patroni exited is worth naming at once, with its log.
-        for m in lock(&self.members).iter_mut() {
-            if let Some(child) = m.child.as_mut()
-                && let Ok(Some(status)) = child.try_wait()
-            {
-                m.child = None;
-                let log = m.dir.join("patroni.log");
-                return Err(Error::NodeStartFailed {
-                    node: m.name.clone(),
-                    reason: format!("patroni exited ({status}) while waiting for {what}"),
-                    log_tail: process::tail_file(&log, 30),
-                    log,
-                });
-            }
-        }
+        self.processes.check_running(what)?;
         if start.elapsed() > timeout {
             return Err(Error::Timeout { what: what.to_owned(), waited: timeout });
         }
         Ok(())
+    }
+
+    /// Ready: a writable leader and every other member streaming from it.
+    pub(super) async fn wait_ready(&self, timeout: Duration) -> Result<()> {
+        let start = Instant::now();
+        let leader = self.wait_leader(timeout).await?;
+        let others: Vec<String> =
+            self.members().into_iter().map(|m| m.name).filter(|n| *n != leader).collect();
+        for name in others {
+            self.wait_streaming(&name, timeout.saturating_sub(start.elapsed())).await?;
+        }
+        Ok(())
+    }
+
+    /// Creates the application role and database on the leader and waits until every member
+    /// lets the application in.
+    pub(super) async fn create_app_user(&self) -> Result<()> {
+        let leader = self.wait_writable(READY_TIMEOUT).await?;
+        let lm = self.member(&leader)?;
+        let admin = lm.admin_url("postgres");
+        let create_role = format!(
+            "CREATE ROLE app LOGIN CREATEDB PASSWORD '{}'",
+            self.processes.secrets().app.replace('\'', "''")
+        );
+        self.sql(&admin, &create_role).await?;
+        self.sql(&admin, "CREATE DATABASE app OWNER app").await?;
+        let start = Instant::now();
+        for m in self.members() {
+            while self.sql(&m.url(), "SELECT 1::text").await.is_err() {
+                self.check_timeout(start, READY_TIMEOUT, &format!("user app on {}", m.name))?;
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
+        Ok(())
+    }
+
+    /// Runs `sql` on `url` (one fresh connection) and returns the first column of the first
+    /// row as text. Errors name the statement, never the URL (it carries a password).
+    pub(super) async fn sql(&self, url: &str, sql: &str) -> Result<Option<String>> {
+        use sqlx::{Connection, Row};
+        let node = url.rsplit_once('@').map_or("?", |(_, hostpart)| hostpart).to_owned();
+        let fail = |source| Error::Sql { node: node.clone(), sql: sql.to_owned(), source };
+        let run = async {
+            let mut c = sqlx::PgConnection::connect(url).await.map_err(fail)?;
+            let row = sqlx::query(sqlx::AssertSqlSafe(sql.to_owned()))
+                .fetch_optional(&mut c)
+                .await
+                .map_err(fail)?;
+            let _ = c.close().await;
+            Ok(row.and_then(|r| r.try_get::<Option<String>, _>(0).ok().flatten()))
+        };
+        match tokio::time::timeout(Duration::from_secs(5), run).await {
+            Ok(r) => r,
+            Err(_) => Err(Error::Timeout {
+                what: format!("`{sql}` on {node}"),
+                waited: Duration::from_secs(5),
+            }),
+        }
     }
 }
 
@@ -563,13 +536,6 @@ pub async fn patroni_get(rest_port: u16, path: &str) -> Result<Value> {
     }
     serde_json::from_str(&r.body)
         .map_err(|e| Error::Http { request, reason: format!("the body is not JSON: {e}") })
-}
-
-fn find<'a>(members: &'a mut [MemberProc], name: &str) -> Result<&'a mut MemberProc> {
-    members.iter_mut().find(|m| m.name == name).ok_or_else(|| Error::InvalidControl {
-        node: name.to_owned(),
-        what: "no such member".into(),
-    })
 }
 
 /// At most 300 characters of a response body, for error messages.

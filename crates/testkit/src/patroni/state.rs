@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 
 use crate::error::{Error, Result};
 
-use super::{MemberTags, PatroniCluster, PatroniMember, Secrets, lock};
+use super::{MemberTags, PatroniCluster, PatroniMember, Secrets};
 
 impl PatroniCluster {
     /// Leaves every process running after this value is gone, and returns what is needed to
@@ -19,14 +19,15 @@ impl PatroniCluster {
     /// A serialisable description of the cluster (`cargo xtask cluster up --ha patroni`).
     pub fn state(&self) -> PatroniState {
         PatroniState {
-            dir: self.dir.clone(),
-            scope: self.scope.clone(),
+            dir: self.dir().to_path_buf(),
+            scope: self.scope().to_owned(),
             etcd_url: self.etcd_url(),
-            secrets: self.secrets.clone(),
-            members: lock(&self.members)
-                .iter()
+            secrets: self.processes.secrets().clone(),
+            members: self
+                .members()
+                .into_iter()
                 .map(|m| PatroniMemberState {
-                    name: m.name.clone(),
+                    name: m.name,
                     pg_port: m.pg_port,
                     rest_port: m.rest_port,
                 })
@@ -74,13 +75,14 @@ impl PatroniState {
     pub fn members(&self) -> Vec<PatroniMember> {
         self.members
             .iter()
-            .map(|m| PatroniMember {
-                name: m.name.clone(),
-                pg_port: m.pg_port,
-                rest_port: m.rest_port,
-                app_password: self.secrets.app.clone(),
-                superuser_password: self.secrets.superuser.clone(),
-                tags: MemberTags::none(),
+            .map(|m| {
+                PatroniMember::new(
+                    &m.name,
+                    m.pg_port,
+                    m.rest_port,
+                    &self.secrets,
+                    MemberTags::none(),
+                )
             })
             .collect()
     }
