@@ -289,6 +289,24 @@ impl PatroniCluster {
         self.processes.etcd_url()
     }
 
+    /// Leaves every process running after this value is gone, and returns what is needed to
+    /// find and stop them later ([`PatroniState::destroy`]).
+    pub fn detach(mut self) -> PatroniState {
+        self.keep = true;
+        self.state()
+    }
+
+    /// A serialisable description of the cluster (`cargo xtask cluster up --ha patroni`).
+    pub fn state(&self) -> PatroniState {
+        PatroniState::new(
+            self.dir(),
+            self.scope(),
+            self.etcd_url(),
+            self.processes.secrets(),
+            &self.members(),
+        )
+    }
+
     /// Every member this cluster started and has not removed, in the order they were added
     /// (running or killed).
     pub fn members(&self) -> Vec<PatroniMember> {
