@@ -1091,11 +1091,6 @@ const SPREAD_IMPLS: &[(&str, &str, &str)] = &[
         "connection::inner::RoutedConnection",
         "#47: the public methods gathered with the builder's (#48) and the components",
     ),
-    (
-        "testkit",
-        "patroni::PatroniCluster",
-        "#47: the Patroni cluster's controls, processes and state each in a file of its own",
-    ),
 ];
 
 #[test]

@@ -13,7 +13,7 @@ use crate::error::{Error, IoContext, Result};
 use crate::native::process::{self, RunAs};
 
 use super::{
-    ETCD, MemberTags, PATRONI, PatroniMember, REST_TIMEOUT, Secrets, Settings, b64, clip, http,
+    ETCD, MemberTags, PATRONI, PatroniMember, REST_TIMEOUT, Secrets, Settings, clip, http,
 };
 
 /// The processes of one cluster: etcd (a child of this process, in its own process group) and
@@ -509,6 +509,12 @@ impl MemberProc {
     fn info(&self, secrets: &Secrets) -> PatroniMember {
         PatroniMember::new(&self.name, self.pg_port, self.rest_port, secrets, self.tags)
     }
+}
+
+/// `bytes` in standard base64 (etcd's JSON gateway wants keys so).
+fn b64(bytes: &[u8]) -> String {
+    use base64::Engine;
+    base64::engine::general_purpose::STANDARD.encode(bytes)
 }
 
 fn find<'a>(members: &'a mut [MemberProc], name: &str) -> Result<&'a mut MemberProc> {
