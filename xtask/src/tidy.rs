@@ -1213,6 +1213,8 @@ const COMPONENTS: &[(&str, &str, &str)] = &[
     ("sea-orm", "hooks", "Hooks"),
     ("sea-orm", "learned", "Learned"),
     ("monitor", "state::demand", "Demand"),
+    ("testkit", "patroni::processes", "Processes"),
+    ("testkit", "patroni::state", "PatroniState"),
 ];
 
 /// What keeps the component `module::ty` of `krate` from owning its state (see
