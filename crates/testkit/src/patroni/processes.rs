@@ -20,7 +20,8 @@ use super::{
 /// each member's Patroni (a child too, run as the native backend's server user when the testkit
 /// runs as root), which starts and daemonizes that member's postmaster. With them, what they
 /// are started with: the cluster's directory, Patroni scope and etcd namespace, ports,
-/// passwords and timing. Everything else reaches the processes through these methods.
+/// passwords and Patroni settings. Everything else reaches the processes through these
+/// methods.
 #[derive(Debug)]
 pub(super) struct Processes {
     dir: PathBuf,
@@ -36,6 +37,7 @@ pub(super) struct Processes {
     members: Mutex<Vec<MemberProc>>,
 }
 
+/// Locks `m`, also after a panic poisoned it (the process handles inside stay valid).
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(PoisonError::into_inner)
 }
