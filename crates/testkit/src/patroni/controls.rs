@@ -102,7 +102,7 @@ impl PatroniCluster {
     }
 
     /// A leader that its own REST API confirms (`GET /primary` = 200) and that `/cluster`
-    /// lists as running: returns its name.
+    /// lists as running: its name and REST port.
     async fn confirmed_leader(&self) -> Option<(String, u16)> {
         let v = self.cluster_json().await.ok()?;
         for m in parse_cluster(&v) {
