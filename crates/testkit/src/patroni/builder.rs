@@ -2,15 +2,13 @@
 //! the application user).
 
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
 use std::time::Instant;
 
 use crate::error::{Error, Result};
 use crate::native::unique;
 
-use super::{
-    ETCD, INSTALL_HINT, MemberTags, PATRONI, PatroniCluster, READY_TIMEOUT, Secrets, Settings,
-};
+use super::processes::Processes;
+use super::{ETCD, INSTALL_HINT, MemberTags, PATRONI, PatroniCluster, READY_TIMEOUT, Settings};
 
 /// Configures and starts a [`PatroniCluster`].
 ///
@@ -131,34 +129,24 @@ impl PatroniBuilder {
         let dir = crate::vocab::cluster_dir(&root, &name)?;
         let ports = crate::vocab::allocate_ports(None, 2)?;
         let scope = format!("{name}-{:x}", unique() & 0xff_ffff);
-        let cluster = PatroniCluster {
-            dir,
-            namespace: "rwsplit".into(),
-            scope,
-            etcd_client_port: ports[0],
-            etcd_peer_port: ports[1],
-            etcd: Mutex::new(None),
-            members: Mutex::new(Vec::new()),
-            pg_bin: pg.bin,
-            run_as: pg.run_as,
-            secrets: Secrets::new(),
-            settings: Settings {
-                synchronous: self.synchronous,
-                ttl: self.ttl,
-                loop_wait: self.loop_wait,
-                retry_timeout: self.retry_timeout,
-            },
-            keep: self.keep,
+        let settings = Settings {
+            synchronous: self.synchronous,
+            ttl: self.ttl,
+            loop_wait: self.loop_wait,
+            retry_timeout: self.retry_timeout,
         };
+        let processes =
+            Processes::new(dir, scope, (ports[0], ports[1]), pg.bin, pg.run_as, settings);
+        let cluster = PatroniCluster { processes, keep: self.keep };
         let started = Instant::now();
-        cluster.start_etcd().await?;
+        cluster.processes.start_etcd().await?;
         for _ in 0..self.members {
-            cluster.spawn_new_member(MemberTags::none())?;
+            cluster.processes.spawn_new_member(MemberTags::none())?;
         }
         cluster.wait_ready(READY_TIMEOUT.saturating_sub(started.elapsed())).await?;
         cluster.create_app_user().await?;
         tracing::info!(
-            scope = %cluster.scope,
+            scope = %cluster.scope(),
             seconds = started.elapsed().as_secs_f64(),
             "patroni cluster ready"
         );

@@ -1,19 +1,302 @@
-//! What an operator of a Patroni cluster does to it: switchover, killing and starting
-//! members, adding and removing them, tags, synchronous mode, and freezing a member's WAL
-//! receiver.
+//! Every method of [`PatroniCluster`]: what the cluster is (its directory, scope and
+//! members) and what it answers through Patroni's REST API, the waits, and what an operator
+//! does to it: switchover, killing and starting members, adding and removing them, tags,
+//! synchronous mode, and freezing a member's WAL receiver. The processes behind the cluster
+//! are reached through the methods of the type `processes.rs` defines.
 
-use std::fs;
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 use nix::sys::signal::Signal;
+use serde_json::Value;
 
-use crate::error::{Error, IoContext, Result};
+use crate::error::{Error, Result};
 use crate::native::process;
+use crate::product::postgres;
 
 use super::{
-    MemberTags, POLL, PatroniCluster, READY_TIMEOUT, REST_TIMEOUT, b64, clip, find, http, lock,
+    MemberTags, POLL, PatroniBuilder, PatroniCluster, PatroniMember, PatroniState, READY_TIMEOUT,
+    REST_TIMEOUT, clip, http, patroni_get,
 };
 
+// What the cluster is and what it answers, and the waits (start-up's among them).
+impl PatroniCluster {
+    /// A builder with the defaults: three members, asynchronous replication, ttl 10 s.
+    pub fn builder() -> PatroniBuilder {
+        PatroniBuilder::default()
+    }
+
+    /// The directory holding etcd's and every member's data and logs.
+    pub fn dir(&self) -> &Path {
+        self.processes.dir()
+    }
+
+    /// Patroni's scope (the cluster name in the DCS), unique per cluster.
+    pub fn scope(&self) -> &str {
+        self.processes.scope()
+    }
+
+    /// etcd's client URL.
+    pub fn etcd_url(&self) -> String {
+        self.processes.etcd_url()
+    }
+
+    /// Leaves every process running after this value is gone, and returns what is needed to
+    /// find and stop them later ([`PatroniState::destroy`]).
+    pub fn detach(mut self) -> PatroniState {
+        self.keep = true;
+        self.state()
+    }
+
+    /// A serialisable description of the cluster (`cargo xtask cluster up --ha patroni`).
+    pub fn state(&self) -> PatroniState {
+        PatroniState::new(
+            self.dir(),
+            self.scope(),
+            self.etcd_url(),
+            self.processes.secrets(),
+            &self.members(),
+        )
+    }
+
+    /// Every member this cluster started and has not removed, in the order they were added
+    /// (running or killed).
+    pub fn members(&self) -> Vec<PatroniMember> {
+        self.processes.members()
+    }
+
+    /// The member named `name`, or an error naming the members there are.
+    pub fn member(&self, name: &str) -> Result<PatroniMember> {
+        self.processes.member(name)
+    }
+
+    /// Every member's REST base URL, in member order.
+    pub fn rest_urls(&self) -> Vec<String> {
+        self.members().iter().map(PatroniMember::rest_url).collect()
+    }
+
+    /// `GET /cluster` from the first member that answers (members in order).
+    pub async fn cluster_json(&self) -> Result<Value> {
+        let mut last = None;
+        for m in self.members() {
+            match patroni_get(m.rest_port, "/cluster").await {
+                Ok(v) => return Ok(v),
+                Err(e) => last = Some(e),
+            }
+        }
+        Err(last.unwrap_or_else(|| Error::InvalidControl {
+            node: self.scope().to_owned(),
+            what: "the cluster has no members".into(),
+        }))
+    }
+
+    /// The member `/cluster` lists as leader and running, if any. During a failover the dead
+    /// leader stays listed until its key expires (ttl): use [`PatroniCluster::wait_leader`] to
+    /// know a leader that answers.
+    pub async fn leader(&self) -> Result<Option<String>> {
+        let v = self.cluster_json().await?;
+        Ok(parse_cluster(&v)
+            .into_iter()
+            .find(|m| m.role == "leader" && m.state == "running")
+            .map(|m| m.name))
+    }
+
+    /// A leader that its own REST API confirms (`GET /primary` = 200) and that `/cluster`
+    /// lists as running: its name and REST port.
+    async fn confirmed_leader(&self) -> Option<(String, u16)> {
+        let v = self.cluster_json().await.ok()?;
+        for m in parse_cluster(&v) {
+            if m.role != "leader" || m.state != "running" {
+                continue;
+            }
+            let port = m.api_port?;
+            let r = http::request("GET", port, "/primary", None, REST_TIMEOUT).await.ok()?;
+            if r.status == 200 {
+                return Some((m.name, port));
+            }
+        }
+        None
+    }
+
+    /// Waits until a leader is elected and confirmed by its own REST API; returns its name.
+    pub async fn wait_leader(&self, timeout: Duration) -> Result<String> {
+        let start = Instant::now();
+        loop {
+            if let Some((name, _)) = self.confirmed_leader().await {
+                return Ok(name);
+            }
+            self.check_timeout(start, timeout, "a leader to be elected")?;
+            tokio::time::sleep(POLL).await;
+        }
+    }
+
+    /// Waits until a leader accepts a write (`SELECT txid_current()`, which fails on a
+    /// standby); returns its name.
+    pub async fn wait_writable(&self, timeout: Duration) -> Result<String> {
+        let start = Instant::now();
+        loop {
+            if let Some((name, _)) = self.confirmed_leader().await
+                && let Ok(m) = self.member(&name)
+                && self.sql(&m.admin_url("postgres"), postgres::ACCEPTS_WRITES).await.is_ok()
+            {
+                return Ok(name);
+            }
+            self.check_timeout(start, timeout, "a writable leader")?;
+            tokio::time::sleep(POLL).await;
+        }
+    }
+
+    /// Waits until the leader's `/patroni` lists member `name` as a streaming replica (matched
+    /// by `application_name`, so `pg_basebackup`'s own stream does not count).
+    pub async fn wait_streaming(&self, name: &str, timeout: Duration) -> Result<()> {
+        let start = Instant::now();
+        loop {
+            if self.streaming().await.iter().any(|n| n == name) {
+                return Ok(());
+            }
+            self.check_timeout(start, timeout, &format!("member {name} to stream"))?;
+            tokio::time::sleep(POLL).await;
+        }
+    }
+
+    /// The names of the members streaming from the confirmed leader.
+    async fn streaming(&self) -> Vec<String> {
+        let Some((_, port)) = self.confirmed_leader().await else { return Vec::new() };
+        let Ok(v) = patroni_get(port, "/patroni").await else { return Vec::new() };
+        v.get("replication")
+            .and_then(Value::as_array)
+            .map(|rs| {
+                rs.iter()
+                    .filter(|r| r.get("state").and_then(Value::as_str) == Some("streaming"))
+                    .filter_map(|r| r.get("application_name")?.as_str().map(str::to_owned))
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
+    /// Waits until every running replica has replayed everything the leader had written when
+    /// this was called.
+    pub async fn wait_caught_up(&self, timeout: Duration) -> Result<()> {
+        let start = Instant::now();
+        let leader = self.wait_writable(timeout).await?;
+        let lm = self.member(&leader)?;
+        let target =
+            self.sql(&lm.admin_url("postgres"), postgres::CURRENT_LSN).await?.unwrap_or_default();
+        let names = self.streaming().await;
+        for name in names {
+            let Ok(m) = self.member(&name) else { continue };
+            let sql = postgres::replayed_past(&target);
+            loop {
+                if self.sql(&m.admin_url("postgres"), &sql).await.ok().flatten().as_deref()
+                    == Some("true")
+                {
+                    break;
+                }
+                self.check_timeout(start, timeout, &format!("{name} to replay {target}"))?;
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        }
+        Ok(())
+    }
+
+    /// Waits until `/cluster` names a synchronous standby; returns its name.
+    pub async fn wait_sync_standby(&self, timeout: Duration) -> Result<String> {
+        let start = Instant::now();
+        loop {
+            if let Ok(v) = self.cluster_json().await
+                && let Some(m) = parse_cluster(&v).into_iter().find(|m| m.role == "sync_standby")
+            {
+                return Ok(m.name);
+            }
+            self.check_timeout(start, timeout, "a synchronous standby")?;
+            tokio::time::sleep(POLL).await;
+        }
+    }
+
+    /// Waits until `/cluster` no longer lists member `name`.
+    pub async fn wait_member_gone(&self, name: &str, timeout: Duration) -> Result<()> {
+        let start = Instant::now();
+        loop {
+            if let Ok(v) = self.cluster_json().await
+                && !parse_cluster(&v).iter().any(|m| m.name == name)
+            {
+                return Ok(());
+            }
+            self.check_timeout(start, timeout, &format!("member {name} to leave /cluster"))?;
+            tokio::time::sleep(POLL).await;
+        }
+    }
+
+    /// An error if a member's Patroni has exited (named at once, with its log) or `timeout`
+    /// has passed since `start` while waiting for `what`.
+    fn check_timeout(&self, start: Instant, timeout: Duration, what: &str) -> Result<()> {
+        self.processes.check_running(what)?;
+        if start.elapsed() > timeout {
+            return Err(Error::Timeout { what: what.to_owned(), waited: timeout });
+        }
+        Ok(())
+    }
+
+    /// Ready: a writable leader and every other member streaming from it.
+    pub(super) async fn wait_ready(&self, timeout: Duration) -> Result<()> {
+        let start = Instant::now();
+        let leader = self.wait_leader(timeout).await?;
+        let others: Vec<String> =
+            self.members().into_iter().map(|m| m.name).filter(|n| *n != leader).collect();
+        for name in others {
+            self.wait_streaming(&name, timeout.saturating_sub(start.elapsed())).await?;
+        }
+        Ok(())
+    }
+
+    /// Creates the application role and database on the leader and waits until every member
+    /// lets the application in.
+    pub(super) async fn create_app_user(&self) -> Result<()> {
+        let leader = self.wait_writable(READY_TIMEOUT).await?;
+        let lm = self.member(&leader)?;
+        let admin = lm.admin_url("postgres");
+        let create_role = format!(
+            "CREATE ROLE app LOGIN CREATEDB PASSWORD '{}'",
+            self.processes.secrets().app.replace('\'', "''")
+        );
+        self.sql(&admin, &create_role).await?;
+        self.sql(&admin, "CREATE DATABASE app OWNER app").await?;
+        let start = Instant::now();
+        for m in self.members() {
+            while self.sql(&m.url(), "SELECT 1::text").await.is_err() {
+                self.check_timeout(start, READY_TIMEOUT, &format!("user app on {}", m.name))?;
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
+        Ok(())
+    }
+
+    /// Runs `sql` on `url` (one fresh connection) and returns the first column of the first
+    /// row as text. Errors name the statement, never the URL (it carries a password).
+    async fn sql(&self, url: &str, sql: &str) -> Result<Option<String>> {
+        use sqlx::{Connection, Row};
+        let node = url.rsplit_once('@').map_or("?", |(_, hostpart)| hostpart).to_owned();
+        let fail = |source| Error::Sql { node: node.clone(), sql: sql.to_owned(), source };
+        let run = async {
+            let mut c = sqlx::PgConnection::connect(url).await.map_err(fail)?;
+            let row = sqlx::query(sqlx::AssertSqlSafe(sql.to_owned()))
+                .fetch_optional(&mut c)
+                .await
+                .map_err(fail)?;
+            let _ = c.close().await;
+            Ok(row.and_then(|r| r.try_get::<Option<String>, _>(0).ok().flatten()))
+        };
+        match tokio::time::timeout(Duration::from_secs(5), run).await {
+            Ok(r) => r,
+            Err(_) => Err(Error::Timeout {
+                what: format!("`{sql}` on {node}"),
+                waited: Duration::from_secs(5),
+            }),
+        }
+    }
+}
+
+// What an operator does to the cluster.
 impl PatroniCluster {
     /// Switches the leadership over to `candidate` (or to a member Patroni picks) through the
     /// leader's `POST /switchover`, then waits until the new leader takes writes; returns its
@@ -22,7 +305,7 @@ impl PatroniCluster {
     pub async fn switchover(&self, candidate: Option<&str>) -> Result<String> {
         let (leader, port) =
             self.confirmed_leader().await.ok_or_else(|| Error::InvalidControl {
-                node: self.scope.clone(),
+                node: self.scope().to_owned(),
                 what: "switchover needs a leader, and none answers".into(),
             })?;
         let body = match candidate {
@@ -60,7 +343,7 @@ impl PatroniCluster {
     /// [`PatroniCluster::start_member`] brings it back.
     pub async fn kill_leader(&self) -> Result<String> {
         let (leader, _) = self.confirmed_leader().await.ok_or_else(|| Error::InvalidControl {
-            node: self.scope.clone(),
+            node: self.scope().to_owned(),
             what: "no leader answers, so none can be killed".into(),
         })?;
         self.kill_member(&leader)?;
@@ -69,28 +352,18 @@ impl PatroniCluster {
 
     /// SIGKILLs member `name`'s Patroni and postmaster and waits until both are gone.
     pub fn kill_member(&self, name: &str) -> Result<()> {
-        let mut members = lock(&self.members);
-        let m = find(&mut members, name)?;
-        m.kill()
+        self.processes.kill_member(name)
     }
 
     /// Starts member `name`'s Patroni again (after [`PatroniCluster::kill_member`]); it
     /// rejoins by itself (crash recovery, `pg_rewind` if needed).
     pub fn start_member(&self, name: &str) -> Result<()> {
-        let mut members = lock(&self.members);
-        let m = find(&mut members, name)?;
-        if m.patroni_pid().is_some() {
-            return Err(Error::InvalidControl {
-                node: name.to_owned(),
-                what: "its Patroni is already running".into(),
-            });
-        }
-        self.spawn_patroni(m)
+        self.processes.start_member(name)
     }
 
     /// Adds a member with `tags`, and waits until it streams from the leader; returns its name.
     pub async fn add_member(&self, tags: MemberTags) -> Result<String> {
-        let name = self.spawn_new_member(tags)?;
+        let name = self.processes.spawn_new_member(tags)?;
         self.wait_streaming(&name, READY_TIMEOUT).await?;
         Ok(name)
     }
@@ -106,56 +379,14 @@ impl PatroniCluster {
                 what: "is the leader; switch over before removing it".into(),
             });
         }
-        let mut m = {
-            let mut members = lock(&self.members);
-            let i = members.iter().position(|m| m.name == name).ok_or_else(|| {
-                Error::InvalidControl { node: name.to_owned(), what: "no such member".into() }
-            })?;
-            members.remove(i)
-        };
-        if let Some(pid) = m.patroni_pid() {
-            process::send(pid, Signal::SIGTERM)?;
-            let start = Instant::now();
-            // Polled without blocking the runtime: a clean stop takes 5-10 s.
-            while m.patroni_pid().is_some() {
-                if start.elapsed() > Duration::from_secs(20) {
-                    tracing::warn!(member = name, "patroni ignored SIGTERM for 20 s; killing it");
-                    break;
-                }
-                tokio::time::sleep(Duration::from_millis(50)).await;
-            }
-        }
-        m.kill()?;
-        let key = format!("/{}/{}/members/{name}", self.namespace, self.scope);
-        let body = serde_json::json!({ "key": b64(key.as_bytes()) }).to_string();
-        let r = http::request(
-            "POST",
-            self.etcd_client_port,
-            "/v3/kv/deleterange",
-            Some(&body),
-            REST_TIMEOUT,
-        )
-        .await?;
-        if r.status != 200 {
-            return Err(Error::HttpStatus {
-                request: format!("POST {}/v3/kv/deleterange", self.etcd_url()),
-                status: r.status,
-                body: clip(&r.body),
-            });
-        }
-        fs::remove_dir_all(&m.dir).io_context(|| format!("removing {}", m.dir.display()))
+        self.processes.remove_member(name).await
     }
 
     /// Sets member `name`'s tags: rewrites its configuration and asks Patroni to reload it
     /// (`POST /reload`); `/cluster` shows them within a loop (about `loop_wait`).
     pub async fn set_tags(&self, name: &str, tags: MemberTags) -> Result<()> {
-        let port = {
-            let mut members = lock(&self.members);
-            let m = find(&mut members, name)?;
-            m.tags = tags;
-            self.write_config(m)?;
-            m.rest_port
-        };
+        self.processes.set_tags(name, tags)?;
+        let port = self.member(name)?.rest_port();
         let r = http::request("POST", port, "/reload", None, REST_TIMEOUT).await?;
         if !(200..300).contains(&r.status) {
             return Err(Error::HttpStatus {
@@ -171,9 +402,8 @@ impl PatroniCluster {
     /// answers). With it on, wait for the standby with [`PatroniCluster::wait_sync_standby`].
     pub async fn set_synchronous(&self, on: bool) -> Result<()> {
         let body = serde_json::json!({ "synchronous_mode": on }).to_string();
-        let ports: Vec<u16> = lock(&self.members).iter().map(|m| m.rest_port).collect();
         let mut last = None;
-        for port in ports {
+        for port in self.members().iter().map(PatroniMember::rest_port) {
             let request = format!("PATCH http://127.0.0.1:{port}/config");
             match http::request("PATCH", port, "/config", Some(&body), REST_TIMEOUT).await {
                 Ok(r) if r.status == 200 => return Ok(()),
@@ -185,7 +415,7 @@ impl PatroniCluster {
             }
         }
         Err(last.unwrap_or_else(|| Error::InvalidControl {
-            node: self.scope.clone(),
+            node: self.scope().to_owned(),
             what: "the cluster has no members".into(),
         }))
     }
@@ -197,7 +427,7 @@ impl PatroniCluster {
     /// sync standby (commits would wait for it). [`PatroniCluster::resume_streaming`] undoes
     /// it; dropping the cluster kills a frozen receiver like every other process.
     pub fn hold_streaming(&self, name: &str) -> Result<()> {
-        let receivers = self.wal_receivers(name)?;
+        let receivers = self.processes.wal_receivers(name)?;
         if receivers.is_empty() {
             return Err(Error::InvalidControl {
                 node: name.to_owned(),
@@ -213,25 +443,57 @@ impl PatroniCluster {
     /// Continues member `name`'s WAL receiver after [`PatroniCluster::hold_streaming`]: it
     /// streams the WAL it missed and catches up. A member not held is left as it is.
     pub fn resume_streaming(&self, name: &str) -> Result<()> {
-        for pid in self.wal_receivers(name)? {
+        for pid in self.processes.wal_receivers(name)? {
             process::send(pid, Signal::SIGCONT)?;
         }
         Ok(())
     }
+}
 
-    /// The pids of member `name`'s WAL receiver (a child of its postmaster whose process title
-    /// names it): none on a leader, or while it reconnects.
-    fn wal_receivers(&self, name: &str) -> Result<Vec<u32>> {
-        let mut members = lock(&self.members);
-        let m = find(&mut members, name)?;
-        let postmaster = m.postmaster().ok_or_else(|| Error::InvalidControl {
-            node: name.to_owned(),
-            what: "its PostgreSQL is not running".into(),
-        })?;
-        let title = std::ffi::OsStr::new("walreceiver");
-        Ok(process::children_of(postmaster)
-            .into_iter()
-            .filter(|&pid| process::cmdline_contains(pid, title))
-            .collect())
+/// One member's line of `GET /cluster`, as far as the testkit reads it.
+#[derive(Debug, Clone)]
+struct Seen {
+    name: String,
+    role: String,
+    state: String,
+    api_port: Option<u16>,
+}
+
+/// The members `GET /cluster` lists; a field it lacks reads as empty.
+fn parse_cluster(v: &Value) -> Vec<Seen> {
+    let Some(members) = v.get("members").and_then(Value::as_array) else { return Vec::new() };
+    members
+        .iter()
+        .map(|m| {
+            let s = |k: &str| m.get(k).and_then(Value::as_str).unwrap_or_default().to_owned();
+            let api_port = m
+                .get("api_url")
+                .and_then(Value::as_str)
+                .and_then(|u| u.rsplit_once(':'))
+                .and_then(|(_, rest)| rest.split('/').next()?.parse().ok());
+            Seen { name: s("name"), role: s("role"), state: s("state"), api_port }
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cluster_json_is_read_loosely() {
+        let v: Value = serde_json::from_str(
+            r#"{"members": [
+ {"name": "m1", "role": "replica", "state": "stopped", "api_url": "http://127.0.0.1:58001/patroni",
+  "host": "127.0.0.1", "port": 55431, "lag": "unknown"},
+ {"name": "m2", "role": "leader", "state": "running", "api_url": "http://127.0.0.1:58002/patroni",
+  "host": "127.0.0.1", "port": 55432, "timeline": 2}]}"#,
+        )
+        .unwrap();
+        let seen = parse_cluster(&v);
+        assert_eq!(seen.len(), 2);
+        assert_eq!(seen[1].role, "leader");
+        assert_eq!(seen[1].api_port, Some(58002));
+        assert!(parse_cluster(&serde_json::json!({"nope": 1})).is_empty());
     }
 }

@@ -34,21 +34,24 @@
 //! (`replicator`) and the application user (`app`, owner of database `app`, `CREATEDB`).
 //! TCP connections need SCRAM; the unix socket (in each member's directory) trusts. URLs carry
 //! the application password, so they are handed out by method and never appear in `Debug`.
+//!
+//! # Files
+//!
+//! This file defines the public types ([`PatroniCluster`], [`PatroniMember`], [`MemberTags`])
+//! and the cluster's destructor. `builder.rs` configures and starts a cluster; `controls.rs`
+//! holds every method of [`PatroniCluster`] (what it answers, what it waits for, what an
+//! operator does to it); `processes.rs` owns the processes behind it (etcd, each member's
+//! Patroni and its configuration) in a type whose fields only that file sees; `state.rs`
+//! holds [`PatroniState`], what a detached cluster is found again by; `http.rs` sends the
+//! REST requests.
 
 use std::fmt;
-use std::fs;
-use std::path::{Path, PathBuf};
-use std::process::Child;
-use std::sync::{Mutex, MutexGuard, PoisonError};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use nix::sys::signal::Signal;
 use serde_json::Value;
 
 use crate::error::{Error, Result};
-use crate::native::process::{self, RunAs};
 use crate::native::unique;
-use crate::product::postgres;
 
 mod builder;
 mod controls;
@@ -57,6 +60,7 @@ mod processes;
 mod state;
 
 pub use builder::PatroniBuilder;
+use processes::Processes;
 pub use state::PatroniState;
 
 /// How long one REST call may take (etcd trouble makes `/cluster` hang for `retry_timeout`).
@@ -132,79 +136,14 @@ impl fmt::Debug for Secrets {
     }
 }
 
+/// Patroni's bootstrap settings (synchronous mode, timing) as the builder set them, written
+/// into every member's configuration.
 #[derive(Debug, Clone, Copy)]
 struct Settings {
     synchronous: bool,
     ttl: u32,
     loop_wait: u32,
     retry_timeout: u32,
-}
-
-/// One member's process and identity.
-#[derive(Debug)]
-struct MemberProc {
-    name: String,
-    pg_port: u16,
-    rest_port: u16,
-    dir: PathBuf,
-    tags: MemberTags,
-    child: Option<Child>,
-}
-
-impl MemberProc {
-    fn data(&self) -> PathBuf {
-        self.dir.join("data")
-    }
-
-    /// The postmaster's pid from `postmaster.pid`, if it still runs that data directory.
-    fn postmaster(&self) -> Option<u32> {
-        let text = fs::read_to_string(self.data().join("postmaster.pid")).ok()?;
-        let pid: u32 = text.lines().next()?.trim().parse().ok()?;
-        let alive = !process::is_gone(pid) && process::cmdline_contains(pid, self.dir.as_os_str());
-        alive.then_some(pid)
-    }
-
-    fn patroni_pid(&mut self) -> Option<u32> {
-        let child = self.child.as_mut()?;
-        match child.try_wait() {
-            Ok(None) => Some(child.id()),
-            _ => None,
-        }
-    }
-
-    /// SIGKILLs Patroni and the postmaster and waits until both are gone.
-    fn kill(&mut self) -> Result<()> {
-        let mut pids = Vec::new();
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-            pids.push(child.id());
-        }
-        if let Some(pm) = self.postmaster() {
-            process::send(pm, Signal::SIGKILL)?;
-            pids.push(pm);
-        }
-        let left = process::wait_gone(&pids, Duration::from_secs(15));
-        if left.is_empty() {
-            Ok(())
-        } else {
-            Err(Error::Timeout {
-                what: format!("member {} (pids {left:?}) to exit after SIGKILL", self.name),
-                waited: Duration::from_secs(15),
-            })
-        }
-    }
-
-    fn info(&self, secrets: &Secrets) -> PatroniMember {
-        PatroniMember {
-            name: self.name.clone(),
-            pg_port: self.pg_port,
-            rest_port: self.rest_port,
-            app_password: secrets.app.clone(),
-            superuser_password: secrets.superuser.clone(),
-            tags: self.tags,
-        }
-    }
 }
 
 /// One member of a [`PatroniCluster`], as the cluster knew it when asked. `Debug` shows no
@@ -231,6 +170,18 @@ impl fmt::Debug for PatroniMember {
 }
 
 impl PatroniMember {
+    /// Member `name` as its cluster knows it, with the cluster's passwords.
+    fn new(name: &str, pg_port: u16, rest_port: u16, secrets: &Secrets, tags: MemberTags) -> Self {
+        PatroniMember {
+            name: name.to_owned(),
+            pg_port,
+            rest_port,
+            app_password: secrets.app.clone(),
+            superuser_password: secrets.superuser.clone(),
+            tags,
+        }
+    }
+
     /// The member's Patroni name (`m1`, `m2`, …).
     pub fn name(&self) -> &str {
         &self.name
@@ -284,272 +235,21 @@ impl PatroniMember {
 /// password and are handed out by method; `Debug` shows none.
 #[derive(Debug)]
 pub struct PatroniCluster {
-    dir: PathBuf,
-    namespace: String,
-    scope: String,
-    etcd_client_port: u16,
-    etcd_peer_port: u16,
-    etcd: Mutex<Option<Child>>,
-    members: Mutex<Vec<MemberProc>>,
-    pg_bin: PathBuf,
-    run_as: Option<RunAs>,
-    secrets: Secrets,
-    settings: Settings,
+    /// etcd and the members' Patroni, with what they are started with.
+    processes: Processes,
+    /// Leave the processes and the directory behind when dropped.
     keep: bool,
 }
 
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(PoisonError::into_inner)
-}
-
-/// One member's line of `GET /cluster`, as far as the testkit reads it.
-#[derive(Debug, Clone)]
-struct Seen {
-    name: String,
-    role: String,
-    state: String,
-    api_port: Option<u16>,
-}
-
-fn parse_cluster(v: &Value) -> Vec<Seen> {
-    let Some(members) = v.get("members").and_then(Value::as_array) else { return Vec::new() };
-    members
-        .iter()
-        .map(|m| {
-            let s = |k: &str| m.get(k).and_then(Value::as_str).unwrap_or_default().to_owned();
-            let api_port = m
-                .get("api_url")
-                .and_then(Value::as_str)
-                .and_then(|u| u.rsplit_once(':'))
-                .and_then(|(_, rest)| rest.split('/').next()?.parse().ok());
-            Seen { name: s("name"), role: s("role"), state: s("state"), api_port }
-        })
-        .collect()
-}
-
-impl PatroniCluster {
-    /// A builder with the defaults: three members, asynchronous replication, ttl 10 s.
-    pub fn builder() -> PatroniBuilder {
-        PatroniBuilder::default()
-    }
-
-    /// The directory holding etcd's and every member's data and logs.
-    pub fn dir(&self) -> &Path {
-        &self.dir
-    }
-
-    /// Patroni's scope (the cluster name in the DCS), unique per cluster.
-    pub fn scope(&self) -> &str {
-        &self.scope
-    }
-
-    /// etcd's client URL.
-    pub fn etcd_url(&self) -> String {
-        format!("http://127.0.0.1:{}", self.etcd_client_port)
-    }
-
-    /// Every member this cluster started and has not removed, in the order they were added
-    /// (running or killed).
-    pub fn members(&self) -> Vec<PatroniMember> {
-        lock(&self.members).iter().map(|m| m.info(&self.secrets)).collect()
-    }
-
-    /// The member named `name`, or an error naming the members there are.
-    pub fn member(&self, name: &str) -> Result<PatroniMember> {
-        let members = lock(&self.members);
-        members.iter().find(|m| m.name == name).map(|m| m.info(&self.secrets)).ok_or_else(|| {
-            Error::InvalidControl {
-                node: name.to_owned(),
-                what: format!(
-                    "no such member (the cluster has {})",
-                    members.iter().map(|m| m.name.as_str()).collect::<Vec<_>>().join(", ")
-                ),
-            }
-        })
-    }
-
-    /// Every member's REST base URL, in member order.
-    pub fn rest_urls(&self) -> Vec<String> {
-        self.members().iter().map(PatroniMember::rest_url).collect()
-    }
-
-    /// `GET /cluster` from the first member that answers (members in order).
-    pub async fn cluster_json(&self) -> Result<Value> {
-        let ports: Vec<u16> = lock(&self.members).iter().map(|m| m.rest_port).collect();
-        let mut last = None;
-        for port in ports {
-            match self.get_json(port, "/cluster").await {
-                Ok(v) => return Ok(v),
-                Err(e) => last = Some(e),
-            }
+impl Drop for PatroniCluster {
+    fn drop(&mut self) {
+        if self.keep {
+            tracing::warn!(dir = %self.processes.dir().display(), "keeping the patroni cluster");
+            return;
         }
-        Err(last.unwrap_or_else(|| Error::InvalidControl {
-            node: self.scope.clone(),
-            what: "the cluster has no members".into(),
-        }))
-    }
-
-    /// The member `/cluster` lists as leader and running, if any. During a failover the dead
-    /// leader stays listed until its key expires (ttl): use [`PatroniCluster::wait_leader`] to
-    /// know a leader that answers.
-    pub async fn leader(&self) -> Result<Option<String>> {
-        let v = self.cluster_json().await?;
-        Ok(parse_cluster(&v)
-            .into_iter()
-            .find(|m| m.role == "leader" && m.state == "running")
-            .map(|m| m.name))
-    }
-
-    async fn get_json(&self, port: u16, path: &str) -> Result<Value> {
-        patroni_get(port, path).await
-    }
-
-    /// A leader that its own REST API confirms (`GET /primary` = 200) and that `/cluster`
-    /// lists as running: returns its name.
-    async fn confirmed_leader(&self) -> Option<(String, u16)> {
-        let v = self.cluster_json().await.ok()?;
-        for m in parse_cluster(&v) {
-            if m.role != "leader" || m.state != "running" {
-                continue;
-            }
-            let port = m.api_port?;
-            let r = http::request("GET", port, "/primary", None, REST_TIMEOUT).await.ok()?;
-            if r.status == 200 {
-                return Some((m.name, port));
-            }
+        if let Err(e) = self.processes.teardown() {
+            tracing::error!(error = %e, "patroni cluster teardown failed");
         }
-        None
-    }
-
-    /// Waits until a leader is elected and confirmed by its own REST API; returns its name.
-    pub async fn wait_leader(&self, timeout: Duration) -> Result<String> {
-        let start = Instant::now();
-        loop {
-            if let Some((name, _)) = self.confirmed_leader().await {
-                return Ok(name);
-            }
-            self.check_timeout(start, timeout, "a leader to be elected")?;
-            tokio::time::sleep(POLL).await;
-        }
-    }
-
-    /// Waits until a leader accepts a write (`SELECT txid_current()`, which fails on a
-    /// standby); returns its name.
-    pub async fn wait_writable(&self, timeout: Duration) -> Result<String> {
-        let start = Instant::now();
-        loop {
-            if let Some((name, _)) = self.confirmed_leader().await
-                && let Ok(m) = self.member(&name)
-                && self.sql(&m.admin_url("postgres"), postgres::ACCEPTS_WRITES).await.is_ok()
-            {
-                return Ok(name);
-            }
-            self.check_timeout(start, timeout, "a writable leader")?;
-            tokio::time::sleep(POLL).await;
-        }
-    }
-
-    /// Waits until the leader's `/patroni` lists member `name` as a streaming replica (matched
-    /// by `application_name`, so `pg_basebackup`'s own stream does not count).
-    pub async fn wait_streaming(&self, name: &str, timeout: Duration) -> Result<()> {
-        let start = Instant::now();
-        loop {
-            if self.streaming().await.iter().any(|n| n == name) {
-                return Ok(());
-            }
-            self.check_timeout(start, timeout, &format!("member {name} to stream"))?;
-            tokio::time::sleep(POLL).await;
-        }
-    }
-
-    /// The names of the members streaming from the confirmed leader.
-    async fn streaming(&self) -> Vec<String> {
-        let Some((_, port)) = self.confirmed_leader().await else { return Vec::new() };
-        let Ok(v) = self.get_json(port, "/patroni").await else { return Vec::new() };
-        v.get("replication")
-            .and_then(Value::as_array)
-            .map(|rs| {
-                rs.iter()
-                    .filter(|r| r.get("state").and_then(Value::as_str) == Some("streaming"))
-                    .filter_map(|r| r.get("application_name")?.as_str().map(str::to_owned))
-                    .collect()
-            })
-            .unwrap_or_default()
-    }
-
-    /// Waits until every running replica has replayed everything the leader had written when
-    /// this was called.
-    pub async fn wait_caught_up(&self, timeout: Duration) -> Result<()> {
-        let start = Instant::now();
-        let leader = self.wait_writable(timeout).await?;
-        let lm = self.member(&leader)?;
-        let target =
-            self.sql(&lm.admin_url("postgres"), postgres::CURRENT_LSN).await?.unwrap_or_default();
-        let names = self.streaming().await;
-        for name in names {
-            let Ok(m) = self.member(&name) else { continue };
-            let sql = postgres::replayed_past(&target);
-            loop {
-                if self.sql(&m.admin_url("postgres"), &sql).await.ok().flatten().as_deref()
-                    == Some("true")
-                {
-                    break;
-                }
-                self.check_timeout(start, timeout, &format!("{name} to replay {target}"))?;
-                tokio::time::sleep(Duration::from_millis(20)).await;
-            }
-        }
-        Ok(())
-    }
-
-    /// Waits until `/cluster` names a synchronous standby; returns its name.
-    pub async fn wait_sync_standby(&self, timeout: Duration) -> Result<String> {
-        let start = Instant::now();
-        loop {
-            if let Ok(v) = self.cluster_json().await
-                && let Some(m) = parse_cluster(&v).into_iter().find(|m| m.role == "sync_standby")
-            {
-                return Ok(m.name);
-            }
-            self.check_timeout(start, timeout, "a synchronous standby")?;
-            tokio::time::sleep(POLL).await;
-        }
-    }
-
-    /// Waits until `/cluster` no longer lists member `name`.
-    pub async fn wait_member_gone(&self, name: &str, timeout: Duration) -> Result<()> {
-        let start = Instant::now();
-        loop {
-            if let Ok(v) = self.cluster_json().await
-                && !parse_cluster(&v).iter().any(|m| m.name == name)
-            {
-                return Ok(());
-            }
-            self.check_timeout(start, timeout, &format!("member {name} to leave /cluster"))?;
-            tokio::time::sleep(POLL).await;
-        }
-    }
-
-    fn check_timeout(&self, start: Instant, timeout: Duration, what: &str) -> Result<()> {
-        // A member whose Patroni exited is worth naming at once, with its log.
-        for m in lock(&self.members).iter_mut() {
-            if let Some(child) = m.child.as_mut()
-                && let Ok(Some(status)) = child.try_wait()
-            {
-                m.child = None;
-                let log = m.dir.join("patroni.log");
-                return Err(Error::NodeStartFailed {
-                    node: m.name.clone(),
-                    reason: format!("patroni exited ({status}) while waiting for {what}"),
-                    log_tail: process::tail_file(&log, 30),
-                    log,
-                });
-            }
-        }
-        if start.elapsed() > timeout {
-            return Err(Error::Timeout { what: what.to_owned(), waited: timeout });
-        }
-        Ok(())
     }
 }
 
@@ -565,21 +265,9 @@ pub async fn patroni_get(rest_port: u16, path: &str) -> Result<Value> {
         .map_err(|e| Error::Http { request, reason: format!("the body is not JSON: {e}") })
 }
 
-fn find<'a>(members: &'a mut [MemberProc], name: &str) -> Result<&'a mut MemberProc> {
-    members.iter_mut().find(|m| m.name == name).ok_or_else(|| Error::InvalidControl {
-        node: name.to_owned(),
-        what: "no such member".into(),
-    })
-}
-
 /// At most 300 characters of a response body, for error messages.
 fn clip(body: &str) -> String {
     body.chars().take(300).collect()
-}
-
-fn b64(bytes: &[u8]) -> String {
-    use base64::Engine;
-    base64::engine::general_purpose::STANDARD.encode(bytes)
 }
 
 #[cfg(test)]
@@ -587,33 +275,9 @@ mod tests {
     use super::*;
 
     #[test]
-    fn cluster_json_is_read_loosely() {
-        let v: Value = serde_json::from_str(
-            r#"{"members": [
- {"name": "m1", "role": "replica", "state": "stopped", "api_url": "http://127.0.0.1:58001/patroni",
-  "host": "127.0.0.1", "port": 55431, "lag": "unknown"},
- {"name": "m2", "role": "leader", "state": "running", "api_url": "http://127.0.0.1:58002/patroni",
-  "host": "127.0.0.1", "port": 55432, "timeline": 2}]}"#,
-        )
-        .unwrap();
-        let seen = parse_cluster(&v);
-        assert_eq!(seen.len(), 2);
-        assert_eq!(seen[1].role, "leader");
-        assert_eq!(seen[1].api_port, Some(58002));
-        assert!(parse_cluster(&serde_json::json!({"nope": 1})).is_empty());
-    }
-
-    #[test]
     fn debug_shows_no_password() {
         let s = Secrets::new();
-        let m = PatroniMember {
-            name: "m1".into(),
-            pg_port: 1,
-            rest_port: 2,
-            app_password: s.app.clone(),
-            superuser_password: s.superuser.clone(),
-            tags: MemberTags::none(),
-        };
+        let m = PatroniMember::new("m1", 1, 2, &s, MemberTags::none());
         let text = format!("{m:?} {s:?}");
         assert!(!text.contains(&s.app) && !text.contains(&s.superuser), "{text}");
         assert!(m.url().contains(&s.app));

@@ -1,20 +1,114 @@
-//! The processes behind a cluster: etcd, each member's Patroni and its configuration, the
-//! first SQL, and teardown.
+//! [`Processes`]: the processes behind a cluster (etcd, and each member's Patroni with its
+//! configuration), from start to teardown.
 
 use std::fs;
-use std::process::{Command, Stdio};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
 use nix::sys::signal::Signal;
 
 use crate::error::{Error, IoContext, Result};
-use crate::native::process;
+use crate::native::process::{self, RunAs};
 
 use super::{
-    ETCD, MemberProc, MemberTags, PATRONI, PatroniCluster, READY_TIMEOUT, REST_TIMEOUT, http, lock,
+    ETCD, MemberTags, PATRONI, PatroniMember, REST_TIMEOUT, Secrets, Settings, clip, http,
 };
 
-impl PatroniCluster {
+/// The processes of one cluster: etcd (a child of this process, in its own process group) and
+/// each member's Patroni (a child too, run as the native backend's server user when the testkit
+/// runs as root), which starts and daemonizes that member's postmaster. With them, what they
+/// are started with: the cluster's directory, Patroni scope and etcd namespace, ports,
+/// passwords and Patroni settings. Everything else reaches the processes through these
+/// methods.
+#[derive(Debug)]
+pub(super) struct Processes {
+    dir: PathBuf,
+    namespace: String,
+    scope: String,
+    etcd_client_port: u16,
+    etcd_peer_port: u16,
+    pg_bin: PathBuf,
+    run_as: Option<RunAs>,
+    secrets: Secrets,
+    settings: Settings,
+    etcd: Mutex<Option<Child>>,
+    members: Mutex<Vec<MemberProc>>,
+}
+
+/// Locks `m`, also after a panic poisoned it (the process handles inside stay valid).
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+impl Processes {
+    /// A cluster in `dir` with Patroni scope `scope`, etcd on `etcd_ports` (client, peer),
+    /// PostgreSQL's binaries in `pg_bin` and fresh passwords; nothing runs yet.
+    pub(super) fn new(
+        dir: PathBuf,
+        scope: String,
+        etcd_ports: (u16, u16),
+        pg_bin: PathBuf,
+        run_as: Option<RunAs>,
+        settings: Settings,
+    ) -> Processes {
+        Processes {
+            dir,
+            namespace: "rwsplit".into(),
+            scope,
+            etcd_client_port: etcd_ports.0,
+            etcd_peer_port: etcd_ports.1,
+            pg_bin,
+            run_as,
+            secrets: Secrets::new(),
+            settings,
+            etcd: Mutex::new(None),
+            members: Mutex::new(Vec::new()),
+        }
+    }
+
+    /// The directory holding etcd's and every member's data and logs.
+    pub(super) fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// Patroni's scope (the cluster name in the DCS).
+    pub(super) fn scope(&self) -> &str {
+        &self.scope
+    }
+
+    /// etcd's client URL.
+    pub(super) fn etcd_url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.etcd_client_port)
+    }
+
+    /// The cluster's passwords.
+    pub(super) fn secrets(&self) -> &Secrets {
+        &self.secrets
+    }
+
+    /// Every member started and not removed, in the order they were added (running or
+    /// killed).
+    pub(super) fn members(&self) -> Vec<PatroniMember> {
+        lock(&self.members).iter().map(|m| m.info(&self.secrets)).collect()
+    }
+
+    /// The member named `name`, or an error naming the members there are.
+    pub(super) fn member(&self, name: &str) -> Result<PatroniMember> {
+        let members = lock(&self.members);
+        members.iter().find(|m| m.name == name).map(|m| m.info(&self.secrets)).ok_or_else(|| {
+            Error::InvalidControl {
+                node: name.to_owned(),
+                what: format!(
+                    "no such member (the cluster has {})",
+                    members.iter().map(|m| m.name.as_str()).collect::<Vec<_>>().join(", ")
+                ),
+            }
+        })
+    }
+
+    /// Starts etcd and waits until it reports itself healthy.
     pub(super) async fn start_etcd(&self) -> Result<()> {
         let data = self.dir.join("etcd");
         let log_path = self.dir.join("etcd.log");
@@ -98,7 +192,8 @@ impl PatroniCluster {
         Ok(name)
     }
 
-    pub(super) fn write_config(&self, m: &MemberProc) -> Result<()> {
+    /// Writes member `m`'s `patroni.yml` (owned by the server user when there is one).
+    fn write_config(&self, m: &MemberProc) -> Result<()> {
         let path = m.dir.join("patroni.yml");
         fs::write(&path, self.config(m)).io_context(|| format!("writing {}", path.display()))?;
         if let Some(r) = self.run_as {
@@ -190,7 +285,8 @@ postgresql:
         )
     }
 
-    pub(super) fn spawn_patroni(&self, m: &mut MemberProc) -> Result<()> {
+    /// Starts member `m`'s Patroni, appending to its `patroni.log`.
+    fn spawn_patroni(&self, m: &mut MemberProc) -> Result<()> {
         let log_path = m.dir.join("patroni.log");
         let log = fs::File::options()
             .create(true)
@@ -210,65 +306,117 @@ postgresql:
         Ok(())
     }
 
-    /// Ready: a writable leader and every other member streaming from it.
-    pub(super) async fn wait_ready(&self, timeout: Duration) -> Result<()> {
-        let start = Instant::now();
-        let leader = self.wait_leader(timeout).await?;
-        let others: Vec<String> =
-            self.members().into_iter().map(|m| m.name).filter(|n| *n != leader).collect();
-        for name in others {
-            self.wait_streaming(&name, timeout.saturating_sub(start.elapsed())).await?;
-        }
-        Ok(())
+    /// SIGKILLs member `name`'s Patroni and postmaster and waits until both are gone.
+    pub(super) fn kill_member(&self, name: &str) -> Result<()> {
+        let mut members = lock(&self.members);
+        find(&mut members, name)?.kill()
     }
 
-    /// Creates the application role and database on the leader and waits until every member
-    /// lets the application in.
-    pub(super) async fn create_app_user(&self) -> Result<()> {
-        let leader = self.wait_writable(READY_TIMEOUT).await?;
-        let lm = self.member(&leader)?;
-        let admin = lm.admin_url("postgres");
-        let create_role = format!(
-            "CREATE ROLE app LOGIN CREATEDB PASSWORD '{}'",
-            self.secrets.app.replace('\'', "''")
-        );
-        self.sql(&admin, &create_role).await?;
-        self.sql(&admin, "CREATE DATABASE app OWNER app").await?;
-        let start = Instant::now();
-        for m in self.members() {
-            while self.sql(&m.url(), "SELECT 1::text").await.is_err() {
-                self.check_timeout(start, READY_TIMEOUT, &format!("user app on {}", m.name))?;
+    /// Starts member `name`'s Patroni again; an error if it is running.
+    pub(super) fn start_member(&self, name: &str) -> Result<()> {
+        let mut members = lock(&self.members);
+        let m = find(&mut members, name)?;
+        if m.patroni_pid().is_some() {
+            return Err(Error::InvalidControl {
+                node: name.to_owned(),
+                what: "its Patroni is already running".into(),
+            });
+        }
+        self.spawn_patroni(m)
+    }
+
+    /// Gives member `name` the tags `tags` and rewrites its configuration (Patroni reads it on
+    /// `POST /reload`).
+    pub(super) fn set_tags(&self, name: &str, tags: MemberTags) -> Result<()> {
+        let mut members = lock(&self.members);
+        let m = find(&mut members, name)?;
+        m.tags = tags;
+        self.write_config(m)
+    }
+
+    /// Removes member `name` for good: stops its Patroni cleanly (SIGTERM, which stops
+    /// PostgreSQL with a fast shutdown; SIGKILL after 20 s), deletes its member key from etcd
+    /// so `/cluster` drops it at once rather than after ttl, and deletes its data.
+    pub(super) async fn remove_member(&self, name: &str) -> Result<()> {
+        let mut m = {
+            let mut members = lock(&self.members);
+            let i = members.iter().position(|m| m.name == name).ok_or_else(|| {
+                Error::InvalidControl { node: name.to_owned(), what: "no such member".into() }
+            })?;
+            members.remove(i)
+        };
+        if let Some(pid) = m.patroni_pid() {
+            process::send(pid, Signal::SIGTERM)?;
+            let start = Instant::now();
+            // Polled without blocking the runtime: a clean stop takes 5-10 s.
+            while m.patroni_pid().is_some() {
+                if start.elapsed() > Duration::from_secs(20) {
+                    tracing::warn!(member = name, "patroni ignored SIGTERM for 20 s; killing it");
+                    break;
+                }
                 tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
+        m.kill()?;
+        let key = format!("/{}/{}/members/{name}", self.namespace, self.scope);
+        let body = serde_json::json!({ "key": b64(key.as_bytes()) }).to_string();
+        let r = http::request(
+            "POST",
+            self.etcd_client_port,
+            "/v3/kv/deleterange",
+            Some(&body),
+            REST_TIMEOUT,
+        )
+        .await?;
+        if r.status != 200 {
+            return Err(Error::HttpStatus {
+                request: format!("POST {}/v3/kv/deleterange", self.etcd_url()),
+                status: r.status,
+                body: clip(&r.body),
+            });
+        }
+        fs::remove_dir_all(&m.dir).io_context(|| format!("removing {}", m.dir.display()))
+    }
+
+    /// The pids of member `name`'s WAL receiver (a child of its postmaster whose process title
+    /// names it): none on a leader, or while it reconnects.
+    pub(super) fn wal_receivers(&self, name: &str) -> Result<Vec<u32>> {
+        let mut members = lock(&self.members);
+        let m = find(&mut members, name)?;
+        let postmaster = m.postmaster().ok_or_else(|| Error::InvalidControl {
+            node: name.to_owned(),
+            what: "its PostgreSQL is not running".into(),
+        })?;
+        let title = std::ffi::OsStr::new("walreceiver");
+        Ok(process::children_of(postmaster)
+            .into_iter()
+            .filter(|&pid| process::cmdline_contains(pid, title))
+            .collect())
+    }
+
+    /// An error naming a member whose Patroni has exited, with its log, while the caller was
+    /// waiting for `what`; `Ok` while every started Patroni runs.
+    pub(super) fn check_running(&self, what: &str) -> Result<()> {
+        for m in lock(&self.members).iter_mut() {
+            if let Some(child) = m.child.as_mut()
+                && let Ok(Some(status)) = child.try_wait()
+            {
+                m.child = None;
+                let log = m.dir.join("patroni.log");
+                return Err(Error::NodeStartFailed {
+                    node: m.name.clone(),
+                    reason: format!("patroni exited ({status}) while waiting for {what}"),
+                    log_tail: process::tail_file(&log, 30),
+                    log,
+                });
             }
         }
         Ok(())
     }
 
-    /// Runs `sql` on `url` (one fresh connection) and returns the first column of the first
-    /// row as text. Errors name the statement, never the URL (it carries a password).
-    pub(super) async fn sql(&self, url: &str, sql: &str) -> Result<Option<String>> {
-        use sqlx::{Connection, Row};
-        let node = url.rsplit_once('@').map_or("?", |(_, hostpart)| hostpart).to_owned();
-        let fail = |source| Error::Sql { node: node.clone(), sql: sql.to_owned(), source };
-        let run = async {
-            let mut c = sqlx::PgConnection::connect(url).await.map_err(fail)?;
-            let row = sqlx::query(sqlx::AssertSqlSafe(sql.to_owned()))
-                .fetch_optional(&mut c)
-                .await
-                .map_err(fail)?;
-            let _ = c.close().await;
-            Ok(row.and_then(|r| r.try_get::<Option<String>, _>(0).ok().flatten()))
-        };
-        match tokio::time::timeout(Duration::from_secs(5), run).await {
-            Ok(r) => r,
-            Err(_) => Err(Error::Timeout {
-                what: format!("`{sql}` on {node}"),
-                waited: Duration::from_secs(5),
-            }),
-        }
-    }
-
-    fn teardown(&self) -> Result<()> {
+    /// SIGKILLs every Patroni, postmaster and etcd, waits until they are gone and deletes the
+    /// directory; the first error, after trying all of it.
+    pub(super) fn teardown(&self) -> Result<()> {
         let mut first = Ok(());
         // Replicas first, so they do not race for the leader lock.
         let mut members = lock(&self.members);
@@ -305,14 +453,75 @@ postgresql:
     }
 }
 
-impl Drop for PatroniCluster {
-    fn drop(&mut self) {
-        if self.keep {
-            tracing::warn!(dir = %self.dir.display(), "keeping the patroni cluster");
-            return;
-        }
-        if let Err(e) = self.teardown() {
-            tracing::error!(error = %e, "patroni cluster teardown failed");
+/// One member's process and identity.
+#[derive(Debug)]
+struct MemberProc {
+    name: String,
+    pg_port: u16,
+    rest_port: u16,
+    dir: PathBuf,
+    tags: MemberTags,
+    child: Option<Child>,
+}
+
+impl MemberProc {
+    fn data(&self) -> PathBuf {
+        self.dir.join("data")
+    }
+
+    /// The postmaster's pid from `postmaster.pid`, if it still runs that data directory.
+    fn postmaster(&self) -> Option<u32> {
+        let text = fs::read_to_string(self.data().join("postmaster.pid")).ok()?;
+        let pid: u32 = text.lines().next()?.trim().parse().ok()?;
+        let alive = !process::is_gone(pid) && process::cmdline_contains(pid, self.dir.as_os_str());
+        alive.then_some(pid)
+    }
+
+    fn patroni_pid(&mut self) -> Option<u32> {
+        let child = self.child.as_mut()?;
+        match child.try_wait() {
+            Ok(None) => Some(child.id()),
+            _ => None,
         }
     }
+
+    /// SIGKILLs Patroni and the postmaster and waits until both are gone.
+    fn kill(&mut self) -> Result<()> {
+        let mut pids = Vec::new();
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+            pids.push(child.id());
+        }
+        if let Some(pm) = self.postmaster() {
+            process::send(pm, Signal::SIGKILL)?;
+            pids.push(pm);
+        }
+        let left = process::wait_gone(&pids, Duration::from_secs(15));
+        if left.is_empty() {
+            Ok(())
+        } else {
+            Err(Error::Timeout {
+                what: format!("member {} (pids {left:?}) to exit after SIGKILL", self.name),
+                waited: Duration::from_secs(15),
+            })
+        }
+    }
+
+    fn info(&self, secrets: &Secrets) -> PatroniMember {
+        PatroniMember::new(&self.name, self.pg_port, self.rest_port, secrets, self.tags)
+    }
+}
+
+/// `bytes` in standard base64 (etcd's JSON gateway wants keys so).
+fn b64(bytes: &[u8]) -> String {
+    use base64::Engine;
+    base64::engine::general_purpose::STANDARD.encode(bytes)
+}
+
+fn find<'a>(members: &'a mut [MemberProc], name: &str) -> Result<&'a mut MemberProc> {
+    members.iter_mut().find(|m| m.name == name).ok_or_else(|| Error::InvalidControl {
+        node: name.to_owned(),
+        what: "no such member".into(),
+    })
 }

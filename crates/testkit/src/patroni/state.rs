@@ -6,37 +6,11 @@ use std::path::{Path, PathBuf};
 
 use crate::error::{Error, Result};
 
-use super::{MemberTags, PatroniCluster, PatroniMember, Secrets, lock};
+use super::{MemberTags, PatroniMember, Secrets};
 
-impl PatroniCluster {
-    /// Leaves every process running after this value is gone, and returns what is needed to
-    /// find and stop them later ([`PatroniState::destroy`]).
-    pub fn detach(mut self) -> PatroniState {
-        self.keep = true;
-        self.state()
-    }
-
-    /// A serialisable description of the cluster (`cargo xtask cluster up --ha patroni`).
-    pub fn state(&self) -> PatroniState {
-        PatroniState {
-            dir: self.dir.clone(),
-            scope: self.scope.clone(),
-            etcd_url: self.etcd_url(),
-            secrets: self.secrets.clone(),
-            members: lock(&self.members)
-                .iter()
-                .map(|m| PatroniMemberState {
-                    name: m.name.clone(),
-                    pg_port: m.pg_port,
-                    rest_port: m.rest_port,
-                })
-                .collect(),
-        }
-    }
-}
-
-/// What is needed to find a detached [`PatroniCluster`] again: its directory, scope, etcd and
-/// members. `Debug` shows no password; the JSON file holds them (it lives under `target/`).
+/// What is needed to find a detached [`PatroniCluster`](super::PatroniCluster) again: its
+/// directory, scope, etcd and members. `Debug` shows no password; the JSON file holds them (it
+/// lives under `target/`).
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct PatroniState {
     dir: PathBuf,
@@ -55,6 +29,31 @@ struct PatroniMemberState {
 }
 
 impl PatroniState {
+    /// The state of a cluster in `dir` with Patroni scope `scope`, etcd at `etcd_url`, the
+    /// passwords `secrets` and the members `members`.
+    pub(super) fn new(
+        dir: &Path,
+        scope: &str,
+        etcd_url: String,
+        secrets: &Secrets,
+        members: &[PatroniMember],
+    ) -> PatroniState {
+        PatroniState {
+            dir: dir.to_path_buf(),
+            scope: scope.to_owned(),
+            etcd_url,
+            secrets: secrets.clone(),
+            members: members
+                .iter()
+                .map(|m| PatroniMemberState {
+                    name: m.name().to_owned(),
+                    pg_port: m.pg_port(),
+                    rest_port: m.rest_port(),
+                })
+                .collect(),
+        }
+    }
+
     /// The cluster's directory.
     pub fn dir(&self) -> &Path {
         &self.dir
@@ -74,13 +73,14 @@ impl PatroniState {
     pub fn members(&self) -> Vec<PatroniMember> {
         self.members
             .iter()
-            .map(|m| PatroniMember {
-                name: m.name.clone(),
-                pg_port: m.pg_port,
-                rest_port: m.rest_port,
-                app_password: self.secrets.app.clone(),
-                superuser_password: self.secrets.superuser.clone(),
-                tags: MemberTags::none(),
+            .map(|m| {
+                PatroniMember::new(
+                    &m.name,
+                    m.pg_port,
+                    m.rest_port,
+                    &self.secrets,
+                    MemberTags::none(),
+                )
             })
             .collect()
     }
