@@ -449,20 +449,30 @@ pub(super) async fn planned(
     loop {
         let now = Instant::now();
         note_use(inner, now);
-        match planner(done, now) {
-            Ok(Planned::Ready(plan, effects)) => {
-                super::scopes::apply(inner, effects, now);
-                return Ok(plan);
-            }
+        match planner(done, now).map(|p| taken(inner, p, now)) {
+            Ok(Ok(plan)) => return Ok(plan),
             // Boxed: most reads do no I/O before their attempts.
-            Ok(Planned::Io(io, effects)) => {
-                super::scopes::want(inner, &effects, now);
-                Box::pin(io_step(inner, io, scope, &mut done)).await;
-            }
+            Ok(Err(io)) => Box::pin(io_step(inner, io, scope, &mut done)).await,
             Err(e) if read && inner.monitor().is_some() && unsettled(&e) => {
                 return Box::pin(settled_plan(inner, scope, e, done, planner)).await;
             }
             Err(e) => return Err(e),
+        }
+    }
+}
+
+/// What the executor takes of a planner's answer: a plan, its effects applied once (it is the
+/// one that runs), or the I/O step to do first, its wants sent before it (the step may wait on
+/// them).
+fn taken(inner: &Inner, planned: Planned, now: Instant) -> Result<Plan, Io> {
+    match planned {
+        Planned::Ready(plan, effects) => {
+            super::scopes::apply(inner, effects, now);
+            Ok(plan)
+        }
+        Planned::Io(io, effects) => {
+            super::scopes::want(inner, &effects, now);
+            Err(io)
         }
     }
 }
@@ -502,13 +512,9 @@ async fn settled_plan(
         let mut published = std::pin::pin!(published);
         published.as_mut().enable();
         let now = Instant::now();
-        match planner(done, now) {
-            Ok(Planned::Ready(plan, effects)) => {
-                super::scopes::apply(inner, effects, now);
-                return Ok(plan);
-            }
-            Ok(Planned::Io(io, effects)) => {
-                super::scopes::want(inner, &effects, now);
+        match planner(done, now).map(|p| taken(inner, p, now)) {
+            Ok(Ok(plan)) => return Ok(plan),
+            Ok(Err(io)) => {
                 io_step(inner, io, scope, &mut done).await;
                 continue;
             }
