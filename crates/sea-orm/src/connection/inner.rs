@@ -3,8 +3,8 @@
 //! [`Planner`] (policy, classifier, routing state), the read-your-writes scopes, the counters,
 //! the hedge budget, the watchdog, the monitor's handle and the metric hooks. Other modules
 //! reach a component through its accessor here and use the component's own methods; none sees
-//! a field. `Inner`'s other methods live with the concern they serve (the list in
-//! `connection/mod.rs`).
+//! a field. `Inner` has no inherent methods but these: the layers above it (`connection/mod.rs` lists
+//! them) are functions over `&Inner`.
 
 use std::fmt;
 use std::sync::{Arc, Mutex, Weak};
@@ -29,9 +29,8 @@ pub(crate) struct Inner {
     /// The registry, by id: node 0 is the configured primary, nodes 1.. the configured
     /// replicas, then any added by a topology source (at the index the monitor gave them).
     nodes: Arc<Nodes>,
-    /// The product seam: its SQL, error codes and session setup.
-    product: Product,
-    /// Where statements go: the policy, the classifier, the routing state.
+    /// Where statements go: the policy, the classifier, the routing state, and the product
+    /// whose SQL it reads.
     planner: Planner,
     /// Its own counters, for [`Stats`](crate::Stats): retries, read-your-writes, hedging.
     counters: Counters,
@@ -94,7 +93,6 @@ impl fmt::Debug for RoutedConnection {
 /// What a connection is made of, handed to [`Inner::new`] by the code that builds it.
 pub(crate) struct Parts {
     pub(crate) nodes: Arc<Nodes>,
-    pub(crate) product: Product,
     pub(crate) planner: Planner,
     pub(crate) watchdog: Arc<Watchdog>,
 }
@@ -107,11 +105,10 @@ impl Inner {
         parts: Parts,
         start: impl FnOnce(&Weak<Inner>) -> Option<MonitorHandle>,
     ) -> Arc<Inner> {
-        let Parts { nodes, product, planner, watchdog } = parts;
+        let Parts { nodes, planner, watchdog } = parts;
         Arc::new_cyclic(|me: &Weak<Inner>| Inner {
             monitor: start(me),
             nodes,
-            product,
             planner,
             counters: Counters::default(),
             scopes: ScopeStore::default(),
@@ -128,19 +125,19 @@ impl Inner {
         &self.nodes
     }
 
-    /// The product seam.
+    /// The product seam: its SQL, error codes and session setup (the planner's).
     pub(crate) fn product(&self) -> Product {
-        self.product
+        self.planner.product()
     }
 
     /// The database backend (the same on every node), as SeaORM names it.
     pub(crate) fn backend(&self) -> DbBackend {
-        self.product.backend()
+        self.product().backend()
     }
 
     /// `db.system.name`.
     pub(crate) fn system(&self) -> &'static str {
-        self.product.system_name()
+        self.product().system_name()
     }
 
     /// The planner.

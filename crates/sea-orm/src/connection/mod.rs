@@ -96,7 +96,7 @@ pub(crate) fn assemble(
     let hedged = policy.hedged_reads;
     let probe_interval = policy.monitor.probe_interval_value();
     let planner = Planner::new(policy, classified, routing, product);
-    let parts = inner::Parts { nodes, product, planner, watchdog: Arc::clone(&watchdog) };
+    let parts = inner::Parts { nodes, planner, watchdog: Arc::clone(&watchdog) };
     let inner = Inner::new(parts, |weak| {
         if hedged {
             crate::watchdog::Watchdog::spawn(watchdog, weak.clone());

@@ -96,6 +96,11 @@ impl Planner {
         &self.routing
     }
 
+    /// The database product whose SQL it reads.
+    pub(crate) fn product(&self) -> Product {
+        self.product
+    }
+
     /// The classifier, behind its cache.
     pub(crate) fn classified(&self) -> &Classified {
         &self.classified
