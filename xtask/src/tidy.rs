@@ -257,6 +257,45 @@ fn health_belongs_to_the_monitor() {
     assert!(hits.is_empty(), "layering:\n{}", hits.join("\n"));
 }
 
+/// `code` without its inline test modules (`#[cfg(test)]` then `mod name { … }`, braces matched)
+/// and the declarations of its file test modules (`#[cfg(test)]` then `mod name;`); the code
+/// around them, before or after, is kept.
+fn without_test_modules(code: &str) -> String {
+    const MARK: &str = "#[cfg(test)]\nmod ";
+    let mut out = String::new();
+    let mut rest = code;
+    while let Some(at) = rest.find(MARK) {
+        out.push_str(&rest[..at]);
+        let item = &rest[at..];
+        let (semi, open) = (item.find(';'), item.find('{'));
+        let end = match (semi, open) {
+            (Some(s), o) if o.is_none_or(|o| s < o) => s + 1,
+            (_, Some(o)) => {
+                let mut depth = 0usize;
+                let close = item[o..].char_indices().find_map(|(i, c)| {
+                    match c {
+                        '{' => depth += 1,
+                        '}' => depth -= 1,
+                        _ => {}
+                    }
+                    (depth == 0).then_some(o + i + 1)
+                });
+                close.unwrap_or(item.len())
+            }
+            _ => item.len(),
+        };
+        rest = &item[end..];
+    }
+    out.push_str(rest);
+    out
+}
+
+#[test]
+fn test_modules_are_left_out_and_the_code_around_them_kept() {
+    let code = "fn a() {}\n#[cfg(test)]\nmod tests;\nfn b() {}\n#[cfg(test)]\nmod t {\n    fn c() { if x { y() } }\n}\nfn d() {}\n";
+    assert_eq!(without_test_modules(code), "fn a() {}\n\nfn b() {}\n\nfn d() {}\n");
+}
+
 /// The connection's modules are layered (`crates/sea-orm/src/connection/mod.rs` lists the
 /// order): a module imports (`super::x`) and calls functions of only the modules before it.
 #[test]
@@ -308,12 +347,12 @@ fn connection_modules_are_layered() {
         .filter_map(|(_, rest)| rest.split('`').next().map(str::to_owned))
         .collect();
     assert_eq!(listed, ORDER, "connection/mod.rs's list of its modules and tidy's ORDER differ");
-    // A module's tests (its `#[cfg(test)] mod`, at the end) may use the whole connection.
+    // A module's tests may use the whole connection.
     let code_of = |name: &str| {
         let text = std::fs::read_to_string(dir.join(format!("{name}.rs")))
             .unwrap_or_else(|e| panic!("connection/{name}.rs: {e}"));
-        let text = text.split("#[cfg(test)]\nmod ").next().unwrap_or_default();
-        text.lines()
+        without_test_modules(&text)
+            .lines()
             .map(|l| l.split("//").next().unwrap_or("").to_owned())
             .collect::<Vec<_>>()
             .join("\n")
