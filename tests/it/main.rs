@@ -12,6 +12,7 @@ mod monitor_health;
 mod monitor_probes;
 mod monitor_sharing;
 mod network_faults;
+mod own_sessions;
 mod patroni;
 mod prometheus;
 mod sea_orm_consistency;

@@ -1,9 +1,12 @@
-//! A hedged read's losing attempt is cancelled on its server: a replica that answers
-//! one read slowly (a sleep only that server takes) leaves the read unanswered past its hedge
-//! delay; the hedge on another node answers first, the first attempt is dropped, its
-//! connection closed, and its statement cancelled on the slow replica (`pg_cancel_backend`,
-//! `KILL QUERY ID`), which is asserted on that server: the statement would otherwise sleep on
-//! for ten seconds. Prints one `HEDGE-CANCEL-FIGURES` line per database.
+//! A hedged read's losing attempt ends on its own server, and nothing is sent to cancel it: a
+//! replica that answers one read slowly (a sleep only that server takes) leaves the read
+//! unanswered past its hedge delay; the hedge on another node answers first, the first attempt
+//! is dropped and its connection closed. On PostgreSQL the slow replica ends that session's
+//! statement by itself (`client_connection_check_interval`, which rwsplit sets on its own
+//! replica sessions), asserted on that server: the statement would otherwise sleep on for ten
+//! seconds. On MariaDB, which has no such check, the statement runs to its end; rwsplit sends
+//! no `KILL`, since finding the statement would mean picking a session by its text. Prints one
+//! `HEDGE-LOSER-FIGURES` line per database.
 
 use std::time::{Duration, Instant};
 
@@ -15,16 +18,17 @@ use sqlx::Connection;
 
 use crate::support::shared;
 
-/// How long the slow replica sleeps in the read; the cancel must end it long before.
+/// How long the slow replica sleeps in the read; PostgreSQL must end it long before.
 const SLEEP_S: u32 = 10;
-/// By when the losing statement must be gone from the slow replica, from the read's answer.
+/// By when the losing statement must be gone from the slow PostgreSQL replica, from the read's
+/// answer (the client check runs every 250 ms).
 const GONE_WITHIN: Duration = Duration::from_secs(3);
 
 #[rstest]
 #[case::postgres(DbKind::Postgres)]
 #[case::mariadb(DbKind::MariaDb)]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_hedged_reads_losing_statement_is_cancelled_on_its_server(#[case] kind: DbKind) {
+async fn a_hedged_reads_losing_statement_ends_on_its_own_server(#[case] kind: DbKind) {
     let cluster = shared(kind);
     let tdb = cluster.create_database("hedge_cancel").await.unwrap();
     let db = RoutedConnection::builder()
@@ -88,10 +92,12 @@ async fn a_hedged_reads_losing_statement_is_cancelled_on_its_server(#[case] kind
     };
     let hedges = db.stats().hedges();
     eprintln!(
-        "HEDGE-CANCEL-FIGURES {kind}: slowest read {slowest:?}; losing statement gone \
+        "HEDGE-LOSER-FIGURES {kind}: slowest read {slowest:?}; losing statement gone \
          {gone:?} after the read's answer; {hedges:?}"
     );
-    assert!(gone.is_some(), "the losing statement still runs on the slow replica: {hedges:?}");
-    assert!(hedges.cancelled >= 1, "counted: {hedges:?}");
+    if kind == DbKind::Postgres {
+        assert!(gone.is_some(), "the losing statement still runs on the slow replica: {hedges:?}");
+    }
+    assert!(hedges.lost >= 1, "counted: {hedges:?}");
     on_slow.close().await.ok();
 }

@@ -453,6 +453,8 @@ impl RoutedConnectionBuilder {
                 });
             }
         };
+        // Replicas stream the primary's WAL: its version, on its platform.
+        let checks_clients = primary_server.checks_clients();
         let mut replicas = Vec::with_capacity(self.replicas.len());
         for (replica, (label, url)) in self.replicas.into_iter().zip(urls.into_iter().skip(1)) {
             let Replica { options: mut opts, placement, pooling, .. } = replica;
@@ -469,9 +471,10 @@ impl RoutedConnectionBuilder {
                 ProbeFrom::Options(opts.clone())
             };
             let acquire = self.policy.timeouts.acquire;
-            let node = crate::pools::open_replica(name, opts, product, acquire, pooling)
-                .await
-                .map_err(invalid)?;
+            let node =
+                crate::pools::open_replica(name, opts, product, acquire, pooling, checks_clients)
+                    .await
+                    .map_err(invalid)?;
             replicas.push(node.placed(placement).probed_from(Some(probe)));
         }
         // Capped: sqlx adds its timeouts to `Instant`s, which overflow at `Duration::MAX`. The
@@ -537,7 +540,13 @@ impl RoutedConnectionBuilder {
             discovery
                 .start(
                     &conn,
-                    crate::discover::Template::new(template, configured, product, acquire),
+                    crate::discover::Template::new(
+                        template,
+                        configured,
+                        product,
+                        acquire,
+                        checks_clients,
+                    ),
                 )
                 .await;
         }

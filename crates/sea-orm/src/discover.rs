@@ -114,6 +114,9 @@ pub(crate) struct Template {
     url: String,
     product: crate::product::Product,
     acquire: crate::deadline::Acquire,
+    /// The primary's server ends a gone client's statement when told to, and so do members
+    /// (streaming replicas run its version on its platform): [`crate::Server::checks_clients`].
+    checks_clients: bool,
     /// The configured nodes' URLs, with their ids.
     configured: Vec<(NodeId, NodeUrl)>,
 }
@@ -124,9 +127,10 @@ impl Template {
         configured: Vec<(NodeId, NodeUrl)>,
         product: crate::product::Product,
         acquire: crate::deadline::Acquire,
+        checks_clients: bool,
     ) -> Template {
         let url = options.get_url().to_owned();
-        Template { options, url, product, acquire, configured }
+        Template { options, url, product, acquire, checks_clients, configured }
     }
 
     /// `member`'s URL: the primary's with host and port replaced.
@@ -224,7 +228,14 @@ impl Applier {
                     let t = &self.template;
                     // Members are PostgreSQL servers reached directly (no pooler in front).
                     let direct = crate::Pooling::Direct;
-                    let open = crate::pools::open_replica(name, opts, t.product, t.acquire, direct);
+                    let open = crate::pools::open_replica(
+                        name,
+                        opts,
+                        t.product,
+                        t.acquire,
+                        direct,
+                        t.checks_clients,
+                    );
                     let mut node = match open.await {
                         Ok(n) => n,
                         Err(e) => {
@@ -474,6 +485,7 @@ mod tests {
                 read: Duration::from_secs(1),
             },
             crate::Pooling::Direct,
+            false,
         )
         .await
         .unwrap()
@@ -694,6 +706,7 @@ mod tests {
             vec![(NodeId::new(0), parsed)],
             crate::product::Product::Postgres,
             crate::deadline::Acquire::default(),
+            true,
         );
         let member = Member::new("m", host, port, MemberRole::Replica);
         let got = t.url_of(&member).unwrap();

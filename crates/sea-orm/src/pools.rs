@@ -24,13 +24,15 @@ pub(crate) async fn open_primary(
 /// A replica's node from its options (prepared for its `pooling`; nothing connects yet): a
 /// read-only pool and a lazy writable one that opens connections only if the node is promoted,
 /// with the adapter's acquire timeouts for reads and for writes ([`Acquire`]) unless the
-/// options set one.
+/// options set one. `checks_clients`: its server ends a gone client's statement by itself
+/// when told to ([`crate::Server::checks_clients`]), and the read pool's sessions are told.
 pub(crate) async fn open_replica(
     name: String,
     mut opts: ConnectOptions,
     product: Product,
     acquire: Acquire,
     pooling: Pooling,
+    checks_clients: bool,
 ) -> Result<Node, DbErr> {
     opts.connect_lazy(true);
     let mut writer = opts.clone();
@@ -38,7 +40,7 @@ pub(crate) async fn open_replica(
     let writer = Database::connect(writer).await?;
     with_acquire_timeout(&mut opts, acquire.read);
     ping_only_after_idle(&mut opts, pooling);
-    product.make_read_only(&mut opts, pooling);
+    product.make_read_only(&mut opts, pooling, checks_clients);
     let record_stmt = opts.get_record_stmt_in_spans();
     let conn = Database::connect(opts).await?;
     Ok(Node::with_writer(name, conn, writer).owned().recording(record_stmt))
@@ -106,9 +108,10 @@ mod tests {
         opts.connect_lazy(true);
         let p = open_primary(opts.clone(), acquire).await.unwrap();
         assert_eq!(acquire_timeout(&p), Duration::from_secs(primary));
-        let node = open_replica("r".into(), opts, Product::Postgres, acquire, Pooling::Direct)
-            .await
-            .unwrap();
+        let node =
+            open_replica("r".into(), opts, Product::Postgres, acquire, Pooling::Direct, false)
+                .await
+                .unwrap();
         assert_eq!(acquire_timeout(node.user_writer()), Duration::from_secs(writer));
         assert_eq!(acquire_timeout(node.user_conn()), Duration::from_secs(reader));
     }
@@ -152,12 +155,48 @@ mod tests {
             db.get_postgres_connection_pool().options().get_test_before_acquire()
         };
         let p = open_primary(opts.clone(), Acquire::default()).await.unwrap();
-        let node =
-            open_replica("r".into(), opts, Product::Postgres, Acquire::default(), Pooling::Direct)
-                .await
-                .unwrap();
+        let node = open_replica(
+            "r".into(),
+            opts,
+            Product::Postgres,
+            Acquire::default(),
+            Pooling::Direct,
+            true,
+        )
+        .await
+        .unwrap();
         assert!(test(&p));
         assert!(test(node.user_writer()));
         assert!(!test(node.user_conn()));
+    }
+
+    /// (whether the server ends a gone client's statement when told; a replica read pool's
+    /// startup options under `Pooling::Direct`): read-only always, the client check only where
+    /// the server has it (a server without it would refuse the connection).
+    #[rstest]
+    #[case::checks(
+        true,
+        "-c default_transaction_read_only=on -c client_connection_check_interval=250"
+    )]
+    #[case::cannot(false, "-c default_transaction_read_only=on")]
+    #[tokio::test]
+    async fn a_replicas_read_sessions_are_read_only_and_check_their_client(
+        #[case] checks_clients: bool,
+        #[case] startup: &str,
+    ) {
+        let mut opts = ConnectOptions::new("postgres://u:p@127.0.0.1:1/db");
+        opts.connect_lazy(true);
+        let node = open_replica(
+            "r".into(),
+            opts,
+            Product::Postgres,
+            Acquire::default(),
+            Pooling::Direct,
+            checks_clients,
+        )
+        .await
+        .unwrap();
+        let options = node.user_conn().get_postgres_connection_pool().connect_options();
+        assert_eq!(options.get_options(), Some(startup));
     }
 }

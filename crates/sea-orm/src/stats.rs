@@ -38,14 +38,13 @@ pub struct Hedges {
     /// Hedged reads the second node answered first.
     pub won: u64,
     /// Losing attempts of hedged reads (the first, when the hedge answered first; else the
-    /// hedge) cancelled on their server: a replica's statement is not left running after the
-    /// read has its answer.
-    pub cancelled: u64,
-    /// Losing attempts on a replica whose cancel cancelled nothing: the statement had ended
-    /// (or could not be told apart from the same read begun about then on another connection),
-    /// the cancel failed or took over a second (a frozen node), or was not sent (the node was
-    /// marked down, or another cancel was under way on it).
-    pub not_cancelled: u64,
+    /// hedge), dropped. A read run straight on the node's pool (as reads run unless SeaORM's
+    /// hooks listen) closes its connection rather than return it to the pool; on PostgreSQL
+    /// the server then ends the statement by itself within a quarter of a second of running
+    /// again (`client_connection_check_interval`, set on rwsplit's replica sessions), on
+    /// MariaDB it runs to its end. rwsplit sends no cancel: it never acts on a server session
+    /// it did not open.
+    pub lost: u64,
     /// Read attempts that passed over a replica answering nothing (a read on it went unanswered
     /// for its hedge delay, or it had reads in flight and answered nothing for 100 ms) for the
     /// plan's next node, before the monitor's verdict.
@@ -330,8 +329,7 @@ pub(crate) fn snapshot(db: &RoutedConnection) -> Stats {
         hedges: Hedges {
             sent: c.get(Count::Hedges),
             won: c.get(Count::HedgesWon),
-            cancelled: c.get(Count::HedgesCancelled),
-            not_cancelled: c.get(Count::HedgesNotCancelled),
+            lost: c.get(Count::HedgesLost),
             stalled_skips: c.get(Count::StalledSkips),
         },
     }

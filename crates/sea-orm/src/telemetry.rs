@@ -24,7 +24,7 @@
 //! | [`OPERATION_DURATION`] `db_client_operation_duration_seconds` | histogram | node, `db.system.name`, `db.operation.name`, `rwsplit.node.role`, `rwsplit.route.reason`, `rwsplit.access`, `error.type` on failure | each attempt's time on a node; its count is the attempts each node served, by why they went there |
 //! | [`ERRORS`] `rwsplit_errors_total` | counter | node, `rwsplit.node.role`, `error.type` | failed attempts, by class (`connection`, `backpressure`, `given_up`, `replica_refused`, `not_on_replica`, `read_only`, `statement`) |
 //! | [`RETRIES`] `rwsplit_retries_total` | counter | node, `rwsplit.access` | statements moved on from this node: reads to the next candidate (`read`), writes never sent to a node that stopped being the primary, once, to the new primary (`write`) |
-//! | [`HEDGES`] `rwsplit_hedged_reads_total` | counter | node, `outcome` (`sent`, `won`, `passed_over`, `cancelled`, `not_cancelled`) | reads on this node left unanswered past its hedge delay and sent to another node too (`sent`), those the other node answered first (`won`), read attempts that passed this node over while it was silent (`passed_over`), and hedged reads' losing attempts on this node (a replica) cancelled on the server (`cancelled`) or not (`not_cancelled`: ended already, ambiguous, failed, timed out, or another cancel under way) |
+//! | [`HEDGES`] `rwsplit_hedged_reads_total` | counter | node, `outcome` (`sent`, `won`, `passed_over`, `lost`) | reads on this node left unanswered past its hedge delay and sent to another node too (`sent`), those the other node answered first (`won`), read attempts that passed this node over while it was silent (`passed_over`), and hedged reads' losing attempts on this node, dropped (`lost`: their connection closed; PostgreSQL ends such a statement itself, see `Hedges::lost`) |
 //! | [`REPLICA_REFUSALS`] `rwsplit_replica_refusals_total` | counter | node, `outcome` (`primary`, `failed`) | statements classified as reads that the replica refused because they write (a user function or view): run once on the primary, or the caller's error ([`OnReplicaRefusal`](crate::OnReplicaRefusal)) |
 //! | [`READ_YOUR_WRITES`] `rwsplit_read_your_writes_total` | counter | `outcome` (`replica`, `waited`, `primary`) | where reads that had to see a write went |
 //! | [`PROMOTIONS`] `rwsplit_promotions_total` | counter | — | promotions this process's monitor carried out (automatic failover) |
@@ -140,7 +140,7 @@ pub const REPLICA_REFUSALS: &str = "rwsplit_replica_refusals_total";
 /// Reads hedged for want of an answer from a node, and attempts that passed a silent node over.
 pub const HEDGES: &str = "rwsplit_hedged_reads_total";
 /// The `outcome` values of [`HEDGES`].
-pub const HEDGE_OUTCOMES: [&str; 5] = ["sent", "won", "passed_over", "cancelled", "not_cancelled"];
+pub const HEDGE_OUTCOMES: [&str; 4] = ["sent", "won", "passed_over", "lost"];
 /// Counter: where reads that had to see the caller's writes went, by `outcome`.
 pub const READ_YOUR_WRITES: &str = "rwsplit_read_your_writes_total";
 /// Counter: promotions this process's monitor carried out (automatic failover).
@@ -508,8 +508,8 @@ pub(crate) fn retry(node: &NodeLabels, write: bool) {
 }
 
 /// A read on `node` was hedged (`sent`), its hedge answered first (`won`), a read passed
-/// `node` over (`passed_over`), or a hedged read's losing attempt on `node` was cancelled on
-/// the server (`cancelled`) or not (`not_cancelled`): one of [`HEDGE_OUTCOMES`].
+/// `node` over (`passed_over`), or a hedged read's losing attempt on `node` was dropped
+/// (`lost`): one of [`HEDGE_OUTCOMES`].
 pub(crate) fn hedge(node: &NodeLabels, outcome: &'static str) {
     metrics::counter!(
         HEDGES,

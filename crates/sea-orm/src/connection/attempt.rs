@@ -782,9 +782,9 @@ fn attempt_plan<'a, W: Work>(
                     Hedged::By(out, hedge) => {
                         inner.counters().bump(Count::HedgesWon);
                         telemetry::hedge(node.labels(), "won");
-                        // The first attempt, dropped (its connection closed), may still
-                        // run on its server.
-                        super::cancel::losing(inner, node.clone(), work.sql(), started);
+                        // The first attempt, dropped: its connection closed, its statement
+                        // ended by its own server ([`lost`]).
+                        lost(inner, &node);
                         let served = Record {
                             conn: inner,
                             node: &hedge.node,
@@ -942,9 +942,8 @@ async fn hedgeable<W: Work>(
 /// A read waiting on replica `node` whose node the watchdog found silent past its hedge
 /// delay: if the budget allows ([`HedgeBudget`](crate::pace::HedgeBudget)), the same read
 /// goes to `other` (the plan's next node, which satisfies the same consistency) as well,
-/// and the first answer wins; the other attempt is dropped and, on a replica, its statement
-/// cancelled on the server ([`super::cancel`]). Either attempt failing leaves the other to
-/// finish. Each attempt is bounded as [`bounded`] bounds it.
+/// and the first answer wins; the other attempt is dropped ([`lost`]). Either attempt failing
+/// leaves the other to finish. Each attempt is bounded as [`bounded`] bounds it.
 async fn send_hedge<W: Work, F>(
     inner: &Inner,
     plan: &Plan,
@@ -976,7 +975,7 @@ where
         Hedged::By(out, hedge)
     };
     // The hedge's attempt lives in this block: when the first answers first, it is dropped
-    // (its connection closed) before its statement is cancelled.
+    // (its connection closed) here.
     let (hedged, hedge_lost) = {
         let second = read_shared(work, &hedge_node);
         let second = bounded(inner, other, on_replica, hedge_node.name(), limit, second);
@@ -995,10 +994,22 @@ where
             },
         }
     };
-    if hedge_lost && on_replica {
-        super::cancel::losing(inner, hedge_node.clone(), work.sql(), now);
+    if hedge_lost {
+        lost(inner, &hedge_node);
     }
     hedged
+}
+
+/// A hedged read's losing attempt on `node`, dropped, counted. Nothing is sent to end its
+/// statement: a read run straight on the node's pool closes its connection when dropped
+/// ([`crate::sending`]), and a PostgreSQL server ends the statement of a session whose client
+/// has gone by itself (`client_connection_check_interval`, set on rwsplit's replica sessions:
+/// [`crate::product::Pooling`]); on MariaDB the statement runs to its end. Looking the
+/// statement up to cancel it could reach another client's session (the same text, the same
+/// user), and rwsplit acts only on sessions it opened.
+fn lost(inner: &Inner, node: &Node) {
+    inner.counters().bump(Count::HedgesLost);
+    telemetry::hedge(node.labels(), "lost");
 }
 
 /// A replica refused a read because it writes: its shape is learned (a write from now

@@ -118,18 +118,15 @@ pub(crate) enum Count {
     Hedges,
     /// Hedged reads the second node answered first.
     HedgesWon,
-    /// Losing attempts of hedged reads cancelled on their server.
-    HedgesCancelled,
-    /// Losing attempts of hedged reads whose cancel found nothing to cancel, failed, or was
-    /// not sent (one was under way on that node).
-    HedgesNotCancelled,
+    /// Losing attempts of hedged reads, dropped.
+    HedgesLost,
     /// Read attempts that passed over a stalled node for the plan's next one.
     StalledSkips,
 }
 
 impl Count {
     /// Every counter, in the order of their slots.
-    const ALL: [Count; 15] = [
+    const ALL: [Count; 14] = [
         Count::Retries,
         Count::Captures,
         Count::CaptureFailures,
@@ -142,8 +139,7 @@ impl Count {
         Count::ReplicaRefusals,
         Count::Hedges,
         Count::HedgesWon,
-        Count::HedgesCancelled,
-        Count::HedgesNotCancelled,
+        Count::HedgesLost,
         Count::StalledSkips,
     ];
 }

@@ -17,17 +17,15 @@
 //! 6. `scopes` — read-your-writes scopes: recording a write's position, pending positions;
 //! 7. `record` — one attempt's outcome, reported once: to the monitor, the node's counters,
 //!    the balancer, the metrics and the scope;
-//! 8. `cancel` — cancelling a hedged read's losing attempt on its server;
-//! 9. `attempt` — the executor: a plan's I/O steps, then the one attempt loop (candidates in
+//! 8. `attempt` — the executor: a plan's I/O steps, then the one attempt loop (candidates in
 //!    order, retries, deadlines, hedges) for every statement, stream and `BEGIN`;
-//! 10. `statements` — the one statement path: classify, plan, attempt, what a read saw;
-//! 11. `transactions` — `begin` and the closure forms, and what a commit records;
-//! 12. `traits` — SeaORM's traits for every routed handle, and the ways out to the primary;
-//! 13. `mod` (this module) — assembling the connection, starting its monitor and gauge sampler,
+//! 9. `statements` — the one statement path: classify, plan, attempt, what a read saw;
+//! 10. `transactions` — `begin` and the closure forms, and what a commit records;
+//! 11. `traits` — SeaORM's traits for every routed handle, and the ways out to the primary;
+//! 12. `mod` (this module) — assembling the connection, starting its monitor and gauge sampler,
 //!     adding and removing nodes at run time; what the watchdog looks at.
 
 mod attempt;
-mod cancel;
 mod counters;
 mod ctx;
 mod inner;

@@ -5,7 +5,7 @@
 //! drain of a removed node, whose pools close once its last [`NodeRef`] is dropped.
 //!
 //! Every field is private to this file: callers use the methods, which say what they do (count
-//! a read, start a server check, claim a node's one cancel at a time) rather than reach into
+//! a read, start a server check) rather than reach into
 //! atomics. The tidy test `component_fields_are_private` keeps it so.
 
 use std::fmt;
@@ -70,8 +70,6 @@ pub(crate) struct Node {
     server: OnceLock<crate::Server>,
     /// A check of its server is under way, or refused it for good ([`ServerCheck`]).
     checking: AtomicBool,
-    /// A cancel of a hedged read's losing attempt on it is under way ([`Cancelling`]).
-    cancelling: AtomicBool,
     /// Its pools again, reporting to the connection's metric callback: made once one is set
     /// ([`Node::hook`]). The user's statements run on these; the adapter's own (position
     /// captures, catch-up waits, server checks) on `conn` and `writer`, unreported.
@@ -133,7 +131,6 @@ impl Node {
             kept: OnceLock::new(),
             server: OnceLock::new(),
             checking: AtomicBool::new(false),
-            cancelling: AtomicBool::new(false),
             hooked: OnceLock::new(),
             owned: false,
             holders: AtomicUsize::new(0),
@@ -176,7 +173,7 @@ impl Node {
     }
 
     /// Its id in the registry (generation included).
-    #[inline]
+    #[cfg(test)]
     pub(crate) fn id(&self) -> NodeId {
         self.id
     }
@@ -187,7 +184,7 @@ impl Node {
         &self.name
     }
 
-    /// The pool the adapter's own reads run on (catch-up waits, server checks, cancels):
+    /// The pool the adapter's own reads run on (catch-up waits, server checks):
     /// never reported to the metric callback.
     #[inline]
     pub(crate) fn conn(&self) -> &DatabaseConnection {
@@ -396,12 +393,6 @@ impl NodeRef {
         }
         Some(ServerCheck { node: self.clone(), refused: false })
     }
-
-    /// Claims the node's one cancel at a time of a hedged read's losing attempt (`None`: one
-    /// is under way). The cancel holds the node until it ends.
-    pub(crate) fn try_begin_cancel(&self) -> Option<Cancelling> {
-        (!self.cancelling.swap(true, Ordering::AcqRel)).then(|| Cancelling(self.clone()))
-    }
 }
 
 impl Clone for NodeRef {
@@ -465,16 +456,6 @@ impl Drop for ServerCheck {
         if !self.refused {
             self.node.checking.store(false, Ordering::Release);
         }
-    }
-}
-
-/// A node's one cancel at a time under way ([`NodeRef::try_begin_cancel`]); dropped, the
-/// next may start.
-pub(crate) struct Cancelling(NodeRef);
-
-impl Drop for Cancelling {
-    fn drop(&mut self) {
-        self.0.cancelling.store(false, Ordering::Release);
     }
 }
 

@@ -108,57 +108,6 @@ pub(super) fn make_read_only(opts: &mut ConnectOptions, pooling: Pooling) {
     }
 }
 
-/// The query id of the one statement with text `sql` that this database user has had running
-/// on the server for at most `?` ms (the losing attempt of a hedged read): more than one such
-/// statement (the same read, begun about then on other connections), or none (it has ended),
-/// and no row.
-#[cfg(feature = "mysql")]
-const LOSER: &str = "SELECT QUERY_ID AS query_id FROM (\
-    SELECT QUERY_ID, COUNT(*) OVER () AS matching FROM information_schema.PROCESSLIST \
-    WHERE ID <> CONNECTION_ID() AND COMMAND IN ('Query', 'Execute') AND DB = DATABASE() \
-    AND USER = SUBSTRING_INDEX(CURRENT_USER(), '@', 1) AND INFO = ? AND TIME_MS <= ?) m \
-    WHERE matching = 1";
-
-/// See [`super::Product::cancel`]: [`LOSER`], then `KILL QUERY ID`, which ends that execution
-/// of the statement only (a query id is never reused: if it has ended meanwhile, nothing is
-/// killed), on a connection of its own opened with the pool's options and closed after.
-#[cfg(feature = "mysql")]
-pub(super) async fn cancel(
-    pool: &sea_orm::sqlx::MySqlPool,
-    sql: &str,
-    ran: std::time::Duration,
-) -> Result<bool, sea_orm::sqlx::Error> {
-    use sea_orm::sqlx::{Connection, Executor, Row};
-    let options = pool.connect_options();
-    let mut conn = sea_orm::sqlx::MySqlConnection::connect_with(&options).await?;
-    let found = sea_orm::sqlx::query(LOSER)
-        .bind(sql)
-        .bind(ran.as_secs_f64() * 1000.0)
-        .fetch_optional(&mut conn)
-        .await;
-    let killed = match found {
-        Ok(Some(row)) => {
-            let id: i64 = row.try_get("query_id")?;
-            let kill = sea_orm::sqlx::AssertSqlSafe(format!("KILL QUERY ID {id}"));
-            match conn.execute(kill).await {
-                Ok(_) => Ok(true),
-                // ER_NO_SUCH_QUERY: it ended before the kill came.
-                Err(sea_orm::sqlx::Error::Database(e))
-                    if e.try_downcast_ref::<sea_orm::sqlx::mysql::MySqlDatabaseError>()
-                        .is_some_and(|e| e.number() == 1957) =>
-                {
-                    Ok(false)
-                }
-                Err(e) => Err(e),
-            }
-        }
-        Ok(None) => Ok(false),
-        Err(e) => Err(e),
-    };
-    let _ = conn.close().await;
-    killed
-}
-
 /// Runs one fixed statement (simple protocol: no prepared statement) on a pooled connection.
 #[cfg(feature = "mysql")]
 async fn my(

@@ -8,11 +8,12 @@
 //! - a write's replication position, and waiting for a replica to replay one
 //!   ([`Product::capture`], [`wait_for`]); the SQL is `rwsplit_monitor::sql`'s, shared with
 //!   the monitor's probes;
-//! - how a replica's sessions are made read-only, per [`Pooling`] mode
-//!   ([`Product::make_read_only`], [`Product::prepare_options`], [`Product::frame_monitor`]);
+//! - how a replica's sessions are made read-only, per [`Pooling`] mode, and told to end a
+//!   statement whose client has gone (a hedged read's losing attempt: see
+//!   `connection::attempt`) ([`Product::make_read_only`], [`Product::prepare_options`],
+//!   [`Product::frame_monitor`]);
 //! - the server errors the adapter branches on (SQLSTATEs, MariaDB error numbers:
 //!   [`server_error`]), and a refused connection's cause in words ([`refusal`]);
-//! - cancelling a hedged read's losing statement on its server ([`Product::cancel`]);
 //! - names: the product's own, `db.system.name`, the classifier's dialect, the monitor's
 //!   flavor, the token kind.
 //!
@@ -219,58 +220,26 @@ impl Product {
     }
 
     /// Makes every session of a replica pool read-only, so a write that reaches it fails
-    /// loudly, the way `pooling` allows (see [`Pooling`]).
-    pub(crate) fn make_read_only(self, opts: &mut ConnectOptions, pooling: Pooling) {
+    /// loudly, the way `pooling` allows (see [`Pooling`]); where the server `checks_clients`
+    /// ([`Server::checks_clients`]), its sessions also end by themselves a statement whose
+    /// client has gone (a hedged read's losing attempt).
+    pub(crate) fn make_read_only(
+        self,
+        opts: &mut ConnectOptions,
+        pooling: Pooling,
+        checks_clients: bool,
+    ) {
+        let _ = checks_clients;
         if pooling == Pooling::Transaction {
             // No ping before each use: the `BEGIN` is one.
             opts.test_before_acquire(false);
         }
         match self {
             #[cfg(feature = "postgres")]
-            Product::Postgres => postgres::make_read_only(opts, pooling),
+            Product::Postgres => postgres::make_read_only(opts, pooling, checks_clients),
             #[cfg(feature = "mysql")]
             Product::MariaDb => mariadb::make_read_only(opts, pooling),
             _ => {}
-        }
-    }
-
-    /// Cancels, on the server behind `conn`, the statement with text `sql` that this database
-    /// user has had running there for at most `ran` — a hedged read's losing attempt, begun
-    /// that long ago, whose connection was closed rather than returned to the pool
-    /// ([`crate::sending`]) — if it is the only such statement: `Ok(true)` if one was
-    /// cancelled, `Ok(false)` if none was (it had ended, or others like it made it ambiguous).
-    /// PostgreSQL: `pg_cancel_backend` of the one matching backend in `pg_stat_activity`, in
-    /// the same statement; MariaDB: `KILL QUERY ID` of the one matching execution in the
-    /// process list. A statement cancelled by mistake would be a read on a replica (the caller
-    /// cancels nothing on a primary), which fails there as [`ServerError::Cancelled`] and moves
-    /// to the next node. Runs on a connection of its own, opened with the pool's options.
-    pub(crate) async fn cancel(
-        self,
-        conn: &DatabaseConnection,
-        sql: &str,
-        ran: Duration,
-    ) -> Result<bool, DbErr> {
-        let _ = (sql, ran);
-        #[cfg(any(feature = "postgres", feature = "mysql"))]
-        {
-            use sea_orm::DatabaseConnectionType as T;
-            let cancelled = match (self, &conn.inner) {
-                #[cfg(feature = "postgres")]
-                (Product::Postgres, T::SqlxPostgresPoolConnection(_)) => {
-                    postgres::cancel(conn.get_postgres_connection_pool(), sql, ran).await
-                }
-                #[cfg(feature = "mysql")]
-                (Product::MariaDb, T::SqlxMySqlPoolConnection(_)) => {
-                    mariadb::cancel(conn.get_mysql_connection_pool(), sql, ran).await
-                }
-                _ => return Ok(false),
-            };
-            cancelled.map_err(|e| DbErr::Query(sea_orm::RuntimeErr::SqlxError(e.into())))
-        }
-        #[cfg(not(any(feature = "postgres", feature = "mysql")))]
-        {
-            let _ = conn;
-            Ok(false)
         }
     }
 }
@@ -395,9 +364,8 @@ pub(crate) enum ServerError {
     /// alive and busy, not failed.
     TooManyConnections,
     /// The statement was cancelled on the server (PostgreSQL 57014 `query_canceled`; MariaDB
-    /// 1317 `ER_QUERY_INTERRUPTED`): by an operator, a timeout of the server's, or a cancel of
-    /// a hedged read's losing attempt ([`Product::cancel`]). Another node may serve a read so
-    /// cancelled on a replica.
+    /// 1317 `ER_QUERY_INTERRUPTED`): by an operator or a timeout of the server's. Another node
+    /// may serve a read so cancelled on a replica.
     Cancelled,
 }
 

@@ -125,7 +125,9 @@ impl Pooling {
         // product by its backend.
         let product = super::Product::of(backend);
         product.prepare_options(options, self);
-        product.make_read_only(options, self);
+        // Whether the server has `client_connection_check_interval` is not known here (nobody
+        // asked it): not set.
+        product.make_read_only(options, self, false);
     }
 }
 

@@ -116,69 +116,62 @@ pub(super) fn frame_monitor(opts: &mut ConnectOptions) {
     });
 }
 
-/// [`Pooling::Direct`]: the startup parameter, free per connection and statement (it replaces
-/// any `map_sqlx_postgres_opts` hook); [`Pooling::Session`]: a `SET` per new connection;
-/// [`Pooling::Transaction`]: every use a read-only transaction.
+/// How often a replica's server checks, while it runs a statement of rwsplit's read sessions,
+/// that the client is still there (`client_connection_check_interval`, in milliseconds). A
+/// hedged read's losing attempt is abandoned by closing its connection ([`crate::sending`]);
+/// with this setting the server ends that one session's statement by itself within this
+/// interval of running again, instead of running it to its end. Nothing is sent to end it, so
+/// no other session can be reached: rwsplit never looks a statement up to cancel it. The check
+/// is a `poll()` of the session's own socket. Set only where the server has it
+/// ([`Server::checks_clients`](super::Server::checks_clients)).
 #[cfg(feature = "postgres")]
-pub(super) fn make_read_only(opts: &mut ConnectOptions, pooling: Pooling) {
+pub(crate) const CLIENT_CHECK_MS: &str = "250";
+
+/// [`Pooling::Session`]'s `SET` per new connection: read-only.
+#[cfg(feature = "postgres")]
+const SESSION_READ_ONLY: &str = "SET SESSION CHARACTERISTICS AS TRANSACTION READ ONLY";
+/// [`SESSION_READ_ONLY`] and [`CLIENT_CHECK_MS`], in one round trip.
+#[cfg(feature = "postgres")]
+const SESSION_READ_ONLY_CHECKED: &str = "SET SESSION CHARACTERISTICS AS TRANSACTION READ ONLY; \
+    SET client_connection_check_interval = 250";
+/// [`BEGIN_READ_ONLY`] with [`CLIENT_CHECK_MS`] for this transaction only (`SET LOCAL`: behind
+/// a transaction pooler the server connection is rwsplit's only until the `COMMIT`).
+#[cfg(feature = "postgres")]
+const BEGIN_READ_ONLY_CHECKED: &str =
+    "BEGIN READ ONLY; SET LOCAL client_connection_check_interval = 250; DEALLOCATE ALL";
+
+/// [`Pooling::Direct`]: startup parameters, free per connection and statement (they replace
+/// any `map_sqlx_postgres_opts` hook); [`Pooling::Session`]: one round trip of `SET`s per new
+/// connection; [`Pooling::Transaction`]: every use a read-only transaction. Each also sets
+/// [`CLIENT_CHECK_MS`] when the server `checks_clients`.
+#[cfg(feature = "postgres")]
+pub(super) fn make_read_only(opts: &mut ConnectOptions, pooling: Pooling, checks_clients: bool) {
     match pooling {
         Pooling::Direct => {
-            opts.map_sqlx_postgres_opts(|o| o.options([("default_transaction_read_only", "on")]));
+            opts.map_sqlx_postgres_opts(move |o| {
+                let o = o.options([("default_transaction_read_only", "on")]);
+                if checks_clients {
+                    o.options([("client_connection_check_interval", CLIENT_CHECK_MS)])
+                } else {
+                    o
+                }
+            });
         }
         Pooling::Session => {
-            opts.map_sqlx_postgres_pool_opts(|o| {
-                o.after_connect(|conn, _| {
-                    Box::pin(pg(conn, "SET SESSION CHARACTERISTICS AS TRANSACTION READ ONLY"))
-                })
+            let setup = if checks_clients { SESSION_READ_ONLY_CHECKED } else { SESSION_READ_ONLY };
+            opts.map_sqlx_postgres_pool_opts(move |o| {
+                o.after_connect(move |conn, _| Box::pin(pg(conn, setup)))
             });
         }
         Pooling::Transaction => {
-            opts.map_sqlx_postgres_pool_opts(|o| {
-                o.after_connect(|conn, _| Box::pin(pg(conn, BEGIN_READ_ONLY)))
-                    .before_acquire(|conn, _| Box::pin(super::keep(pg(conn, BEGIN_READ_ONLY))))
+            let begin = if checks_clients { BEGIN_READ_ONLY_CHECKED } else { BEGIN_READ_ONLY };
+            opts.map_sqlx_postgres_pool_opts(move |o| {
+                o.after_connect(move |conn, _| Box::pin(pg(conn, begin)))
+                    .before_acquire(move |conn, _| Box::pin(super::keep(pg(conn, begin))))
                     .after_release(|conn, _| Box::pin(super::keep(pg(conn, END))))
             });
         }
     }
-}
-
-/// Finds the one statement with text `sql` that this database user has had running on the
-/// server for at most `ran` (the losing attempt of a hedged read, begun that long ago) and
-/// cancels it, in one statement: more than one such statement (the same read, begun about
-/// then on other connections), or none (it has ended), and nothing is cancelled. The server
-/// keeps a statement's first `track_activity_query_size` bytes (1 kB by default): a longer one
-/// is matched by that beginning.
-#[cfg(feature = "postgres")]
-const CANCEL: &str = "SELECT pg_cancel_backend(pid) AS cancelled FROM (\
-    SELECT pid, count(*) OVER () AS matching FROM pg_stat_activity \
-    WHERE pid <> pg_backend_pid() AND datname = current_database() AND usename = current_user \
-    AND state = 'active' AND (query = $1 OR (octet_length(query) >= \
-    (SELECT setting::int FROM pg_settings WHERE name = 'track_activity_query_size') - 4 \
-    AND starts_with($1, query))) \
-    AND clock_timestamp() - query_start <= make_interval(secs => $2)) m \
-    WHERE matching = 1";
-
-/// See [`super::Product::cancel`]: [`CANCEL`] on a connection of its own, opened with the
-/// pool's options (`pool`'s connections may all be waiting on the node) and closed after.
-#[cfg(feature = "postgres")]
-pub(super) async fn cancel(
-    pool: &sea_orm::sqlx::PgPool,
-    sql: &str,
-    ran: std::time::Duration,
-) -> Result<bool, sea_orm::sqlx::Error> {
-    use sea_orm::sqlx::{Connection, Row};
-    let options = pool.connect_options();
-    let mut conn = sea_orm::sqlx::PgConnection::connect_with(&options).await?;
-    let row = sea_orm::sqlx::query(CANCEL)
-        .bind(sql)
-        .bind(ran.as_secs_f64())
-        .fetch_optional(&mut conn)
-        .await;
-    let _ = conn.close().await;
-    Ok(match row? {
-        Some(r) => r.try_get::<bool, _>("cancelled")?,
-        None => false,
-    })
 }
 
 /// Runs one fixed statement (simple protocol: no prepared statement) on a pooled connection.

@@ -95,6 +95,26 @@ impl Server {
         &self.description
     }
 
+    /// Whether the server has `client_connection_check_interval`, with which it ends by itself
+    /// the statement of a session whose client has gone (a hedged read's losing attempt, whose
+    /// connection rwsplit closes): PostgreSQL 14 on Linux; 15 and later also on macOS, the BSDs
+    /// and illumos. Never on Windows (the server refuses any value but 0 there), MariaDB, or a
+    /// server whose description names no platform. Streaming replicas run the primary's major
+    /// version on the primary's platform, so the primary's answer holds for them.
+    pub(crate) fn checks_clients(&self) -> bool {
+        if self.product != ServerProduct::PostgreSql {
+            return false;
+        }
+        let (major, ..) = self.version;
+        let on = self.description.to_ascii_lowercase();
+        let on_linux = on.contains("linux");
+        let on_others =
+            ["darwin", "freebsd", "netbsd", "openbsd", "dragonfly", "solaris", "illumos"]
+                .iter()
+                .any(|p| on.contains(p));
+        (major >= 14 && on_linux) || (major >= 15 && on_others)
+    }
+
     /// From PostgreSQL's `server_version_num` (`150008`) and `version()`.
     pub(crate) fn postgres(num: &str, version: &str) -> Server {
         let product = if version.trim_start().starts_with("PostgreSQL") {
@@ -252,6 +272,36 @@ mod tests {
         let server = Server::postgres(num, text);
         assert_eq!((server.product(), server.version()), (product, version));
         assert_eq!(verdict(&server), expected);
+    }
+
+    #[rstest]
+    #[case::linux_15(
+        "150008",
+        "PostgreSQL 15.8 (Debian 15.8-0+deb12u1) on x86_64-pc-linux-gnu",
+        true
+    )]
+    #[case::linux_14("140013", "PostgreSQL 14.13 on x86_64-pc-linux-gnu, compiled by gcc", true)]
+    #[case::linux_13("130016", "PostgreSQL 13.16 on x86_64-pc-linux-gnu", false)]
+    #[case::macos_14("140013", "PostgreSQL 14.13 on aarch64-apple-darwin23.4.0", false)]
+    #[case::macos_16(
+        "160004",
+        "PostgreSQL 16.4 on aarch64-apple-darwin23.4.0, compiled by clang",
+        true
+    )]
+    #[case::freebsd_17("170002", "PostgreSQL 17.2 on amd64-portbld-freebsd14.1", true)]
+    #[case::windows_16(
+        "160004",
+        "PostgreSQL 16.4, compiled by Visual C++ build 1940, 64-bit",
+        false
+    )]
+    #[case::no_platform("160004", "", false)]
+    #[case::not_postgres("130000", "CockroachDB CCL v23.1.11 on linux", false)]
+    fn which_servers_check_their_clients(
+        #[case] num: &str,
+        #[case] text: &str,
+        #[case] checks: bool,
+    ) {
+        assert_eq!(Server::postgres(num, text).checks_clients(), checks);
     }
 
     #[rstest]
