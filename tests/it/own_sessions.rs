@@ -207,7 +207,10 @@ async fn hedged_reads_under_stalls_never_reach_another_clients_statement(#[case]
 async fn setting(url: &str, kind: DbKind, name: &str) -> String {
     let mut conn = crate::support::connect(url).await;
     let sql = match kind {
-        DbKind::MariaDb => format!("SELECT CAST(@@session.{name} AS CHAR)"),
+        DbKind::MariaDb => format!(
+            "SELECT LOWER(VARIABLE_VALUE) FROM information_schema.SESSION_VARIABLES \
+             WHERE VARIABLE_NAME = UPPER('{name}')"
+        ),
         _ => format!("SELECT current_setting('{name}')"),
     };
     sqlx::query_scalar::<_, String>(sqlx::AssertSqlSafe(sql)).fetch_one(&mut conn).await.unwrap()
@@ -231,7 +234,7 @@ async fn session_settings_stay_on_rwsplits_own_sessions(#[case] kind: DbKind) {
         .expect("connects");
     let replica_url = cluster.replicas()[0].url_for(tdb.name());
     let (read_only, mine_ro, checked) = match kind {
-        DbKind::MariaDb => ("tx_read_only", "1", None),
+        DbKind::MariaDb => ("tx_read_only", "on", None),
         _ => (
             "default_transaction_read_only",
             "on",
@@ -242,8 +245,12 @@ async fn session_settings_stay_on_rwsplits_own_sessions(#[case] kind: DbKind) {
     // nothing to show here, so only replica reads are checked, and there must be some).
     let backend = db.get_database_backend();
     let on_replica = |name: &str| {
+        // From a table on MariaDB: the classifier sends `@@` variables to the primary.
         let sql = match kind {
-            DbKind::MariaDb => format!("SELECT CAST(@@session.{name} AS CHAR) AS v"),
+            DbKind::MariaDb => format!(
+                "SELECT LOWER(VARIABLE_VALUE) AS v FROM information_schema.SESSION_VARIABLES \
+                 WHERE VARIABLE_NAME = UPPER('{name}')"
+            ),
             _ => format!("SELECT current_setting('{name}') AS v"),
         };
         let db = db.clone();
