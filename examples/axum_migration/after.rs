@@ -20,7 +20,7 @@ pub async fn main(listener: TcpListener) -> anyhow::Result<()> {
     let key = SigningKey::new(std::env::var("RWSPLIT_TOKEN_KEY")?)?;
     let app = Router::new()
         .route("/notes", post(create).get(list))
-        .layer(SessionLayer::builder(db.clone(), TokenEnvelope::signed(key)).build())
+        .layer(SessionLayer::builder(db.clone(), TokenEnvelope::signed(key)).build()?)
         .with_state(db);
     axum::serve(listener, app).await?;
     Ok(())

@@ -48,7 +48,7 @@ fn app(db: RoutedConnection) -> Router {
     Router::new()
         .route("/authors", post(create))
         .route("/authors/{id}", get(show))
-        .layer(SessionLayer::builder(db.clone(), envelope).build())
+        .layer(SessionLayer::builder(db.clone(), envelope).build().unwrap())
         .with_state(db)
 }
 

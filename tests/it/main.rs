@@ -26,6 +26,7 @@ mod sea_orm_pgbouncer;
 mod sea_orm_placement;
 mod sea_orm_refusals;
 mod sea_orm_setup;
+mod spawned;
 mod support;
 mod testkit_cluster;
 mod testkit_containers;

@@ -737,7 +737,7 @@ async fn on_cluster(
     let layered = layered.connect().await?;
     let key = SigningKey::new(b"the web bench's signing key, 32 bytes or more")?;
     let envelope = TokenEnvelope::signed(key).max_age(Duration::from_secs(600));
-    let layer = SessionLayer::builder(layered.clone(), envelope).secure_cookie(false).build();
+    let layer = SessionLayer::builder(layered.clone(), envelope).secure_cookie(false).build()?;
     let servers = [
         Server::start(app(plain.clone())).await?,
         Server::start(app(routed.clone())).await?,

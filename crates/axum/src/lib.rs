@@ -1,4 +1,8 @@
-//! `rwsplit-axum`: read-your-writes across HTTP requests for axum (and any tower HTTP stack).
+//! `rwsplit-axum`: read-your-writes across HTTP requests for axum (and any tower HTTP stack:
+//! loco, tonic).
+//!
+//! This is `rwsplit-web`'s framework-neutral [`SessionCarrier`] as a tower layer; the
+//! envelope, keys, errors and [`OnBadToken`] are `rwsplit-web`'s, re-exported here.
 //!
 //! A [`RoutedConnection`] keeps the position of each write in a
 //! [`Session`]; this crate carries that position — the causal token — between a client's
@@ -43,7 +47,7 @@
 //! let envelope = TokenEnvelope::signed(key).max_age(Duration::from_secs(600));
 //! let app: Router = Router::new()
 //!     .route("/", get(|| async { "hello" }))
-//!     .layer(SessionLayer::builder(db, envelope).build());
+//!     .layer(SessionLayer::builder(db, envelope).build()?);
 //!
 //! // A forged cookie is refused, not silently ignored.
 //! let forged = Request::get("/").header("cookie", "rwsplit_token=pg:1:7:1:0-3000148").body(Body::empty())?;
@@ -66,25 +70,19 @@
 //!
 //! # Layering
 //!
-//! Depends on `rwsplit-sea-orm` (the session and its validation), `rwsplit-core` (the token's
-//! kind) and, for its types only, `axum-core`, `http` and `tower-layer`/`tower-service`. It names
-//! SeaORM only to ask the connection which database it runs. Nothing in the workspace but the
+//! Depends on `rwsplit-web` (the carrier), `rwsplit-sea-orm` (the connection) and, for its types
+//! only, `axum-core`, `http` and `tower-layer`/`tower-service`. Nothing in the workspace but the
 //! examples and the integration tests depends on it.
 #![cfg_attr(docsrs, feature(doc_cfg))]
 #![doc(test(attr(deny(warnings))))]
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used, clippy::print_stdout))]
 
-mod envelope;
-mod error;
-mod key;
 mod layer;
 #[cfg(test)]
 mod tests;
 
-pub use envelope::TokenEnvelope;
-pub use error::{Error, Result};
-pub use key::SigningKey;
-pub use layer::{OnBadToken, SessionLayer, SessionLayerBuilder, SessionService};
+pub use layer::{SessionLayer, SessionLayerBuilder, SessionService};
+pub use rwsplit_web::{Error, OnBadToken, Result, SessionCarrier, SigningKey, TokenEnvelope};
 
 #[doc(no_inline)]
 pub use rwsplit_sea_orm::{RoutedConnection, Session};

@@ -138,7 +138,7 @@ async fn body(response: axum::response::Response) -> String {
 #[tokio::test]
 async fn a_write_sends_a_signed_token_and_the_next_request_with_it_avoids_the_stale_replica() {
     let f = Fixture::new();
-    let app = f.app(SessionLayer::builder(f.db.clone(), signed()).build());
+    let app = f.app(SessionLayer::builder(f.db.clone(), signed()).build().unwrap());
 
     let response = app.clone().oneshot(request("POST", "/write", None)).await.unwrap();
     assert_eq!(response.status(), StatusCode::CREATED);
@@ -172,7 +172,7 @@ async fn a_write_sends_a_signed_token_and_the_next_request_with_it_avoids_the_st
 #[tokio::test]
 async fn api_clients_send_and_receive_the_token_in_the_header() {
     let f = Fixture::new();
-    let app = f.app(SessionLayer::builder(f.db.clone(), signed()).build());
+    let app = f.app(SessionLayer::builder(f.db.clone(), signed()).build().unwrap());
     let sealed = signed().seal(&WRITTEN.parse::<CausalToken>().unwrap());
     let mut req = request("GET", "/read", None);
     req.headers_mut().insert("x-rwsplit-token", HeaderValue::from_str(&sealed).unwrap());
@@ -204,7 +204,7 @@ async fn bad_tokens_are_a_400_naming_the_problem_and_the_handler_does_not_run() 
     ];
     for (cookie, reason) in cases {
         let f = Fixture::new();
-        let app = f.app(SessionLayer::builder(f.db.clone(), signed()).build());
+        let app = f.app(SessionLayer::builder(f.db.clone(), signed()).build().unwrap());
         let response = app.oneshot(request("GET", "/read", Some(cookie))).await.unwrap();
         assert_eq!(response.status(), StatusCode::BAD_REQUEST, "{cookie}");
         let clear = set_cookie(&response).unwrap();
@@ -226,7 +226,7 @@ async fn a_token_for_a_database_without_replicas_is_refused_naming_its_product()
     assert_eq!(db.token_kind(), None);
     let app = Router::new()
         .route("/read", get(|| async { StatusCode::OK }))
-        .layer(SessionLayer::builder(db, signed()).build());
+        .layer(SessionLayer::builder(db, signed()).build().unwrap());
     let mariadb = signed().seal(&"mariadb:1:0-1-208".parse::<CausalToken>().unwrap());
     let response = app.oneshot(request("GET", "/read", Some(&mariadb))).await.unwrap();
     assert_eq!(response.status(), StatusCode::BAD_REQUEST);
@@ -251,7 +251,7 @@ async fn an_expired_or_retired_key_token_starts_a_fresh_session_with_a_warning()
     for (cookie, why) in [(retired.as_str(), "no longer configured"), (expired.as_str(), "expired")]
     {
         let f = Fixture::new();
-        let app = f.app(SessionLayer::builder(f.db.clone(), signed()).build());
+        let app = f.app(SessionLayer::builder(f.db.clone(), signed()).build().unwrap());
         let response = app.oneshot(request("GET", "/read", Some(cookie))).await.unwrap();
         assert_eq!(response.status(), StatusCode::OK, "{cookie}");
         assert_eq!(f.served(), (0, 1), "a fresh session: the replica, as for any new client");
@@ -266,7 +266,7 @@ async fn an_expired_or_retired_key_token_starts_a_fresh_session_with_a_warning()
 #[tokio::test]
 async fn a_reading_client_gets_a_cookie_only_when_its_token_changes_or_ages() {
     let f = Fixture::new();
-    let app = f.app(SessionLayer::builder(f.db.clone(), signed()).build());
+    let app = f.app(SessionLayer::builder(f.db.clone(), signed()).build().unwrap());
     let response = app.clone().oneshot(request("GET", "/read-session", None)).await.unwrap();
     let first = set_cookie(&response).expect("the first read's token");
     let value = first.split(';').next().unwrap().split_once('=').unwrap().1.to_owned();
@@ -287,7 +287,8 @@ async fn a_reading_client_gets_a_cookie_only_when_its_token_changes_or_ages() {
 #[tokio::test]
 async fn a_token_the_library_refuses_is_a_400_with_the_librarys_reason() {
     let f = Fixture::new();
-    let app = f.app(SessionLayer::builder(f.db.clone(), TokenEnvelope::unsigned()).build());
+    let app =
+        f.app(SessionLayer::builder(f.db.clone(), TokenEnvelope::unsigned()).build().unwrap());
     let response = app.oneshot(request("GET", "/read", Some("pg:1:7:1:zz"))).await.unwrap();
     assert_eq!(response.status(), StatusCode::BAD_REQUEST);
     let text = body(response).await;
@@ -323,7 +324,8 @@ async fn with_fresh_session_a_bad_token_runs_fresh_with_a_warning_that_names_no_
     let f = Fixture::new();
     let layer = SessionLayer::builder(f.db.clone(), signed())
         .on_bad_token(OnBadToken::FreshSession)
-        .build();
+        .build()
+        .unwrap();
     let app = f.app(layer);
     let forged = format!("v1.1.{}.AAAA", "cGc6MTo3OjE6RkYtMA");
     let response = app.clone().oneshot(request("GET", "/read", Some(&forged))).await.unwrap();
@@ -347,7 +349,7 @@ async fn with_fresh_session_a_bad_token_runs_fresh_with_a_warning_that_names_no_
 async fn unsigned_tokens_only_by_opt_in_and_then_upgraded_to_signed_ones() {
     let f = Fixture::new();
     let migrating = signed().accept_unsigned(true);
-    let app = f.app(SessionLayer::builder(f.db.clone(), migrating).build());
+    let app = f.app(SessionLayer::builder(f.db.clone(), migrating).build().unwrap());
     let response = app.oneshot(request("GET", "/read", Some(WRITTEN))).await.unwrap();
     assert_eq!(response.status(), StatusCode::OK);
     assert_eq!(
@@ -361,7 +363,8 @@ async fn unsigned_tokens_only_by_opt_in_and_then_upgraded_to_signed_ones() {
 
     // Fully unsigned: the token goes back as the library's text.
     let f = Fixture::new();
-    let app = f.app(SessionLayer::builder(f.db.clone(), TokenEnvelope::unsigned()).build());
+    let app =
+        f.app(SessionLayer::builder(f.db.clone(), TokenEnvelope::unsigned()).build().unwrap());
     let response = app.oneshot(request("POST", "/write", None)).await.unwrap();
     let cookie = set_cookie(&response).unwrap();
     assert!(cookie.starts_with(&format!("rwsplit_token={WRITTEN};")), "{cookie}");
@@ -375,7 +378,8 @@ async fn names_and_cookie_attributes_are_configurable() {
         .header_name(http::HeaderName::from_static("x-ryw"))
         .cookie_path("/app")
         .secure_cookie(false)
-        .build();
+        .build()
+        .unwrap();
     let app = f.app(layer);
     let response = app.oneshot(request("POST", "/write", None)).await.unwrap();
     let cookie = set_cookie(&response).unwrap();
@@ -387,7 +391,7 @@ async fn names_and_cookie_attributes_are_configurable() {
 #[test]
 fn the_key_is_in_no_debug_output() {
     let f = Fixture::new();
-    let layer = SessionLayer::builder(f.db.clone(), signed().previous_key(key())).build();
+    let layer = SessionLayer::builder(f.db.clone(), signed().previous_key(key())).build().unwrap();
     let debug = format!("{layer:?} {:?}", layer.layer_debug_service());
     assert!(!debug.contains("thirty-two"), "{debug}");
     assert!(debug.contains("SigningKey(..)"), "{debug}");

@@ -237,6 +237,47 @@ impl RoutedConnection {
         Session::new(self.clone())
     }
 
+    /// The caller's read-your-writes scope as a [`Session`], to carry it elsewhere: inside
+    /// [`Session::scope`] (as every web middleware of rwsplit's runs a request) the request's
+    /// session itself, shared; elsewhere a session that starts from what the calling task wrote
+    /// and read. Export it with [`Session::token`] to hand it to a job queue; a worker resumes
+    /// it with [`RoutedConnection::session_from`].
+    pub fn current_session(&self) -> Session {
+        Session::current(self)
+    }
+
+    /// Spawns `task` on the tokio runtime in the caller's read-your-writes scope
+    /// ([`current_session`](Self::current_session)), so that its reads see what the caller
+    /// wrote before spawning it: `db.spawn(async move { … })` where a handler would write
+    /// `tokio::spawn(async move { … })`. A bare `tokio::spawn` starts a task with a scope of its
+    /// own, which knows nothing of the handler's writes.
+    ///
+    /// ```no_run
+    /// # async fn demo(db: rwsplit_sea_orm::RoutedConnection) -> Result<(), sea_orm::DbErr> {
+    /// use sea_orm::{ConnectionTrait, Statement};
+    ///
+    /// let backend = db.get_database_backend();
+    /// db.execute_unprepared("INSERT INTO note (body) VALUES ('hi')").await?;
+    /// let reader = db.clone();
+    /// db.spawn(async move {
+    ///     // Sees the insert: on a replica that has replayed it, else on the primary.
+    ///     reader.query_one_raw(Statement::from_string(backend, "SELECT count(*) FROM note")).await
+    /// });
+    /// # Ok(()) }
+    /// ```
+    ///
+    /// # Panics
+    ///
+    /// Outside a tokio runtime, as `tokio::spawn` does.
+    pub fn spawn<F>(&self, task: F) -> tokio::task::JoinHandle<F::Output>
+    where
+        F: Future + Send + 'static,
+        F::Output: Send + 'static,
+    {
+        let session = self.current_session();
+        tokio::spawn(async move { session.scope(task).await })
+    }
+
     /// A [`Session`] that starts from a token exported by [`Session::token`] (in this process or
     /// another). An empty string gives an empty session, so a missing cookie needs no special
     /// case; anything else that is not a token is an error naming the problem: malformed,

@@ -81,6 +81,35 @@ impl Session {
         resolve(&self.db, &crate::connection::Scope::Session(Arc::clone(&self.state))).await
     }
 
+    /// The caller's read-your-writes scope as a session ([`RoutedConnection::current_session`]):
+    /// the ambient session if the caller runs inside [`Session::scope`] (shared: what either
+    /// side writes, the other sees), else a new session that starts from the calling task's own
+    /// scope (a copy: its writes and its last read). A write of the task whose position is
+    /// still being read is carried as pending: the session's next read reads the primary's
+    /// position first.
+    pub(crate) fn current(db: &RoutedConnection) -> Session {
+        if let Ok(state) = SESSION.try_with(Arc::clone) {
+            return Session { db: db.clone(), state, consistency: None };
+        }
+        let mut slot = db.inner.scopes().get(&crate::connection::Scope::Task);
+        let session = Session::new(db.clone());
+        if slot.token.is_none()
+            && slot.external.is_none()
+            && slot.seen.is_none()
+            && !slot.pending
+            && slot.inflight == 0
+        {
+            return session;
+        }
+        if slot.inflight > 0 {
+            // Those position reads land in the task's scope, not this copy.
+            slot.inflight = 0;
+            slot.mark_pending();
+        }
+        session.state.update(|s| *s = slot);
+        session
+    }
+
     /// Folds an exported token into the session: its position as [`Session::observe`] does,
     /// and its last read node as the node of the session's last read.
     pub(crate) fn resume(&self, token: &SessionToken) {

@@ -80,7 +80,9 @@ impl Settings {
     pub fn session_layer(&self, db: RoutedConnection) -> Result<SessionLayer> {
         let key = SigningKey::new(&self.token_key)
             .map_err(|e| Error::Message(format!("settings.token_key: {e}")))?;
-        Ok(SessionLayer::builder(db, TokenEnvelope::signed(key)).build())
+        SessionLayer::builder(db, TokenEnvelope::signed(key))
+            .build()
+            .map_err(|e| Error::Message(format!("settings.rwsplit session layer: {e}")))
     }
 }
 

@@ -30,6 +30,8 @@ const V1: &str = "v1";
 /// The version prefix of a signed token that names its key.
 const V2: &str = "v2";
 /// Prepended to the signed fields: a tag made here is never valid for another use of the key.
+/// (It names the crate these tokens were first signed by; changing it would turn away every
+/// token already in clients' cookies.)
 const CONTEXT: &[u8] = b"rwsplit-axum token\n";
 /// How far in the future an envelope may say it was issued: clocks of application servers
 /// behind one load balancer differ.
@@ -42,12 +44,13 @@ const MAX_LEN: usize = CausalToken::MAX_LEN / 3 * 4 + 128;
 /// earlier keys still accepted during a rotation) and a maximum age, or — only if asked for
 /// explicitly — unsigned.
 ///
-/// Used by [`SessionLayer`](crate::SessionLayer); usable alone for other carriers (a job
+/// Used by [`SessionCarrier`](crate::SessionCarrier) and every middleware built on it; usable
+/// alone for other carriers (a job
 /// payload, a WebSocket message).
 ///
 /// ```
 /// use std::time::{Duration, SystemTime};
-/// use rwsplit_axum::{SigningKey, TokenEnvelope};
+/// use rwsplit_web::{SigningKey, TokenEnvelope};
 /// use rwsplit_sea_orm::advanced::CausalToken;
 ///
 /// let envelope = TokenEnvelope::signed(SigningKey::new([7u8; 32])?)

@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use rwsplit_core::TokenKind;
 
-/// Why a signing key or a token from a client was refused.
+/// Why a signing key, a carrier's configuration or a token from a client was refused.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum Error {
@@ -58,6 +58,15 @@ pub enum Error {
         /// ([`RoutedConnection::product_name`](rwsplit_sea_orm::RoutedConnection::product_name)).
         expected: &'static str,
     },
+    /// A cookie name, cookie path or header name that cannot travel in an HTTP header
+    /// ([`SessionCarrierBuilder::build`](crate::SessionCarrierBuilder::build)).
+    #[error("the {what} `{name}` cannot be used in an HTTP header")]
+    InvalidName {
+        /// Which setting: `cookie name`, `cookie path` or `header name`.
+        what: &'static str,
+        /// The value given.
+        name: String,
+    },
     /// The library refused the token inside the envelope
     /// ([`RoutedConnection::session_from`](rwsplit_sea_orm::RoutedConnection::session_from)).
     #[error("read-your-writes token is invalid")]
@@ -79,7 +88,7 @@ impl Error {
     }
 
     /// The message and its causes on one line, for a response body or a log field.
-    pub(crate) fn chain(&self) -> String {
+    pub fn chain(&self) -> String {
         let mut text = self.to_string();
         let mut source = std::error::Error::source(self);
         while let Some(cause) = source {

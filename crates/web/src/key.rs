@@ -18,12 +18,12 @@ pub(crate) type HmacSha256 = Hmac<Sha256>;
 /// HMAC's keyed state; it never appears in `Debug` output or logs.
 ///
 /// ```
-/// use rwsplit_axum::SigningKey;
+/// use rwsplit_web::SigningKey;
 ///
 /// let key = SigningKey::new(b"0123456789abcdef0123456789abcdef")?;
 /// assert_eq!(format!("{key:?}"), "SigningKey(..)");
 /// assert!(SigningKey::new(b"short").is_err());
-/// # Ok::<(), rwsplit_axum::Error>(())
+/// # Ok::<(), rwsplit_web::Error>(())
 /// ```
 #[derive(Clone)]
 pub struct SigningKey {
