@@ -50,6 +50,8 @@ mod error;
 mod key;
 #[cfg(feature = "poem")]
 pub mod poem;
+#[cfg(test)]
+mod tests;
 
 pub use carrier::{
     Incoming, OnBadToken, Outgoing, Rejection, RequestSession, SessionCarrier,
