@@ -25,10 +25,12 @@ use crate::{Result, TokenEnvelope};
 /// [`Session::scope`](rwsplit_sea_orm::Session::scope), so every call it makes on the
 /// `RoutedConnection` reads and records through the session; the session is also in the
 /// request's extensions (`Extension<Session>`). Afterwards, if the session's token differs
-/// from the one received (the handler wrote), the new token — sealed, issued now — goes back
-/// in a `Set-Cookie` (`Path`, `Max-Age` = the envelope's maximum age, `HttpOnly`,
-/// `SameSite=Lax`, `Secure` unless turned off) and in the header. A request that sent no
-/// token and wrote nothing gets neither.
+/// from the one received (the handler wrote, or read on another node), the new token — sealed,
+/// issued now — goes back in a `Set-Cookie` (`Path`, `Max-Age` = the envelope's maximum age,
+/// `HttpOnly`, `SameSite=Lax`, `Secure` unless turned off) and in the header, and the response
+/// is marked `Cache-Control: private` unless it has a `Cache-Control` of its own. A request
+/// that sent no token and wrote nothing gets none of them: an anonymous reader's pages stay
+/// cacheable.
 ///
 /// See the [crate docs](crate) for an example.
 #[derive(Clone, Debug)]
@@ -191,7 +193,13 @@ where
     };
     req.extensions_mut().insert(request.session().clone());
     let mut response = request.scope(inner.call(req)).await?;
-    append(&mut response, request.outgoing().await.headers());
+    let outgoing = request.outgoing().await;
+    append(&mut response, outgoing.headers());
+    for (name, value) in outgoing.if_absent() {
+        if !response.headers().contains_key(name) {
+            append(&mut response, std::iter::once((name, value)));
+        }
+    }
     Ok(response)
 }
 

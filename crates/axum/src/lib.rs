@@ -21,11 +21,16 @@
 //! ([`RoutedConnection::session_from`]: length and format) and must be of the connection's
 //! database.
 //!
-//! A bad token — bad signature, expired, malformed, unsigned where a signature is required, of
-//! another database — is never a panic and never a silent stale read: by default the request is
-//! refused with `400 Bad Request` naming the problem (and the cookie is cleared, so a browser
-//! recovers on its next request); with [`OnBadToken::FreshSession`] the request runs in a fresh
-//! session and a `tracing` warning says why.
+//! A bad token — bad signature, malformed, unsigned where a signature is required, of another
+//! database — is never a panic and never a silent stale read: by default the request is refused
+//! with `400 Bad Request` naming the problem (and the cookie is cleared, so a browser recovers
+//! on its next request); with [`OnBadToken::FreshSession`] the request runs in a fresh session
+//! and a `tracing` warning says why. A genuine token that can no longer be honoured (expired,
+//! or signed with a key rotated out) starts a fresh session, with a warning.
+//!
+//! A client that sent no token and wrote nothing gets no cookie, so public pages stay cacheable;
+//! a response that sets the cookie is marked `Cache-Control: private` unless it has a
+//! `Cache-Control` of its own.
 //!
 //! ```
 //! use std::time::Duration;

@@ -260,16 +260,33 @@ async fn an_expired_or_retired_key_token_starts_a_fresh_session_with_a_warning()
     }
 }
 
-/// A client that only reads keeps its token: no `Set-Cookie` while it reads the same
+/// A client that sent no token and only reads gets no cookie: what it read is what any new
+/// client reads, so a public page stays cacheable (no `Set-Cookie`, no `Cache-Control` added);
+/// the primary is never asked.
+#[tokio::test]
+async fn an_anonymous_reader_gets_no_cookie_and_its_pages_stay_cacheable() {
+    let f = Fixture::new();
+    let app = f.app(SessionLayer::builder(f.db.clone(), signed()).build().unwrap());
+    for _ in 0..5 {
+        let response = app.clone().oneshot(request("GET", "/read-session", None)).await.unwrap();
+        assert_eq!(response.status(), StatusCode::OK);
+        assert_eq!(set_cookie(&response), None, "an anonymous read sets no cookie");
+        assert!(response.headers().get("cache-control").is_none());
+    }
+    assert_eq!(f.served(), (0, 5), "replicas only");
+}
+
+/// A client that holds a read-only token keeps it: no `Set-Cookie` while it reads the same
 /// replica, until the token is past half its maximum age, when it is sent anew (so it never
-/// expires under a client that keeps coming back).
+/// expires under a client that keeps coming back), marked `Cache-Control: private`.
 #[tokio::test]
 async fn a_reading_client_gets_a_cookie_only_when_its_token_changes_or_ages() {
     let f = Fixture::new();
     let app = f.app(SessionLayer::builder(f.db.clone(), signed()).build().unwrap());
-    let response = app.clone().oneshot(request("GET", "/read-session", None)).await.unwrap();
-    let first = set_cookie(&response).expect("the first read's token");
-    let value = first.split(';').next().unwrap().split_once('=').unwrap().1.to_owned();
+    let replica = f.db.stats().replicas()[0].name().to_owned();
+    // The token's text form percent-encodes a name's spaces.
+    let inner = format!("pg:@{}", replica.replace(' ', "%20"));
+    let value = signed().seal_at(&inner, SystemTime::now());
     for _ in 0..5 {
         let response =
             app.clone().oneshot(request("GET", "/read-session", Some(&value))).await.unwrap();
@@ -278,10 +295,10 @@ async fn a_reading_client_gets_a_cookie_only_when_its_token_changes_or_ages() {
     }
     assert_eq!(f.served().0, 0, "the primary was never asked");
     // The same token, issued 40 minutes ago (the maximum age is an hour): sent anew.
-    let inner = signed().open(&value).unwrap();
     let old = signed().seal_at(&inner, SystemTime::now() - Duration::from_secs(2400));
     let response = app.oneshot(request("GET", "/read-session", Some(&old))).await.unwrap();
     assert!(set_cookie(&response).is_some(), "an ageing token is refreshed");
+    assert_eq!(response.headers().get("cache-control").unwrap(), "private");
 }
 
 #[tokio::test]

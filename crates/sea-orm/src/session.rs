@@ -110,6 +110,15 @@ impl Session {
         session
     }
 
+    /// Whether the session carries a write position: a write made through it, or a token it
+    /// was resumed from or given ([`Session::observe`]). A session that has only read carries
+    /// none; what it would export ([`Session::token`]) only bounds what it read. A web layer
+    /// uses this to leave a client that sent no token and wrote nothing without a cookie.
+    pub fn has_writes(&self) -> bool {
+        let s = self.state.get();
+        s.token.is_some() || s.external.is_some() || s.pending || s.inflight > 0
+    }
+
     /// Folds an exported token into the session: its position as [`Session::observe`] does,
     /// and its last read node as the node of the session's last read.
     pub(crate) fn resume(&self, token: &SessionToken) {

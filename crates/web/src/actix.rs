@@ -116,7 +116,12 @@ where
                 Incoming::Run(request) => {
                     req.extensions_mut().insert(request.session().clone());
                     let mut response = request.scope(service.call(req)).await?;
-                    for (name, value) in request.outgoing().await.headers() {
+                    let outgoing = request.outgoing().await;
+                    let absent: Vec<_> = outgoing
+                        .if_absent()
+                        .filter(|(name, _)| !response.headers().contains_key(*name))
+                        .collect();
+                    for (name, value) in outgoing.headers().chain(absent) {
                         // Both are header-safe by construction (the carrier checks its names).
                         if let (Ok(n), Ok(v)) =
                             (HeaderName::from_bytes(name.as_bytes()), HeaderValue::from_str(value))

@@ -40,9 +40,14 @@ pub enum OnBadToken {
 /// 2. The handler runs inside [`RequestSession::scope`]: every call it makes on the
 ///    `RoutedConnection` reads and records through the session (handlers keep taking `&db`).
 /// 3. [`RequestSession::outgoing`] after the handler: the headers to add to the response. If
-///    the session's token differs from the one received (the handler wrote), the new token —
-///    sealed, issued now — goes back in a `Set-Cookie` (`Path`, `Max-Age` = the envelope's
-///    maximum age, `HttpOnly`, `SameSite=Lax`, `Secure` unless turned off) and in the header.
+///    the session's token differs from the one received (the handler wrote, or read on
+///    another node), the new token — sealed, issued now — goes back in a `Set-Cookie` (`Path`,
+///    `Max-Age` = the envelope's maximum age, `HttpOnly`, `SameSite=Lax`, `Secure` unless
+///    turned off) and in the header, and the response is marked `Cache-Control: private` if it
+///    has no `Cache-Control` of its own (a shared cache must not hand one client's cookie to
+///    another). A client that sent no token and wrote nothing gets nothing: public pages stay
+///    cacheable for anonymous readers, and their sessions start with their first write (see
+///    `docs/CONSISTENCY.md`, *Monotonic reads*).
 ///
 /// `rwsplit-axum`'s `SessionLayer` and this crate's actix-web and poem middleware are these
 /// three steps in each framework's conventions; any other framework (Rocket's fairings, salvo's
@@ -169,7 +174,7 @@ impl SessionCarrier {
     ) -> Incoming {
         let config = &self.config;
         let Some(text) = config.token_in(token_header, cookies) else {
-            return Incoming::Run(self.run_in(config.db.session(), None, false));
+            return Incoming::Run(self.run_in(config.db.session(), None, false, false));
         };
         match config.resume(text) {
             Ok((session, token, issued)) => {
@@ -181,7 +186,8 @@ impl SessionCarrier {
                 let young = issued.is_none_or(|at| {
                     at.elapsed().map_or(true, |age| age < config.envelope.max_age_value() / 2)
                 });
-                Incoming::Run(self.run_in(session, (current && young).then_some(token), false))
+                let received = (current && young).then_some(token);
+                Incoming::Run(self.run_in(session, received, true, false))
             }
             // Genuine once, not honoured now (expired; signed with a key rotated out): the
             // client starts over, whatever `on_bad_token` says.
@@ -191,7 +197,7 @@ impl SessionCarrier {
                     error = %err.chain(),
                     "the client's read-your-writes token can no longer be honoured: this request runs in a fresh session and may not see the client's earlier writes"
                 );
-                Incoming::Run(self.run_in(config.db.session(), None, true))
+                Incoming::Run(self.run_in(config.db.session(), None, true, true))
             }
             Err(err) => match config.on_bad_token {
                 OnBadToken::Reject => {
@@ -208,7 +214,7 @@ impl SessionCarrier {
                         error = %err.chain(),
                         "ignoring the client's read-your-writes token: this request runs in a fresh session and may not see the client's earlier writes"
                     );
-                    Incoming::Run(self.run_in(config.db.session(), None, true))
+                    Incoming::Run(self.run_in(config.db.session(), None, true, true))
                 }
             },
         }
@@ -218,9 +224,10 @@ impl SessionCarrier {
         &self,
         session: Session,
         received: Option<SessionToken>,
+        sent: bool,
         bad: bool,
     ) -> RequestSession {
-        RequestSession { config: Arc::clone(&self.config), session, received, bad }
+        RequestSession { config: Arc::clone(&self.config), session, received, sent, bad }
     }
 }
 
@@ -294,6 +301,8 @@ pub struct RequestSession {
     config: Arc<Config>,
     session: Session,
     received: Option<SessionToken>,
+    /// The client sent a token (honoured or not).
+    sent: bool,
     /// The client sent a token that was not honoured: its cookie is cleared unless this
     /// request gives it a new one.
     bad: bool,
@@ -304,6 +313,7 @@ impl fmt::Debug for RequestSession {
         f.debug_struct("RequestSession")
             .field("session", &self.session)
             .field("received", &self.received.as_ref().map(ToString::to_string))
+            .field("sent", &self.sent)
             .field("bad", &self.bad)
             .finish_non_exhaustive()
     }
@@ -322,22 +332,31 @@ impl RequestSession {
         self.session.scope(fut).await
     }
 
-    /// Step 3: the headers to append to the response — a `Set-Cookie` and the token header
-    /// when the request moved the session's token on, a `Set-Cookie` that clears the cookie
-    /// when the client's token was not honoured, else none. It waits only for the position of
-    /// a write the request made (see [`Session::token`]); if that cannot be read, the client
-    /// keeps its previous token and a warning says so.
+    /// Step 3: the headers to add to the response — a `Set-Cookie` and the token header
+    /// when the request moved the session's token on (and `Cache-Control: private`, only if
+    /// the response has none: [`Outgoing::if_absent`]), a `Set-Cookie` that clears the cookie
+    /// when the client's token was not honoured, else none. A client that sent no token and
+    /// wrote nothing gets none: what it read is what any new client reads, so its pages stay
+    /// cacheable. It waits only for the position of a write the request made (see
+    /// [`Session::token`]); if that cannot be read, the client keeps its previous token and a
+    /// warning says so.
     pub async fn outgoing(self) -> Outgoing {
         let config = &self.config;
-        let mut headers = Vec::new();
+        let mut out = Outgoing::default();
+        if !self.sent && !self.session.has_writes() {
+            return out;
+        }
         match self.session.token().await {
             Ok(Some(token)) if self.received.as_ref() != Some(&token) => {
                 let sealed = config.envelope.seal(&token);
                 let max_age = config.envelope.max_age_value().as_secs();
-                headers.push(("set-cookie".to_owned(), config.cookie(&sealed, max_age)));
-                headers.push((config.header.clone(), sealed));
+                out.headers.push(("set-cookie".to_owned(), config.cookie(&sealed, max_age)));
+                out.headers.push((config.header.clone(), sealed));
+                out.private = true;
             }
-            Ok(_) if self.bad => headers.push(("set-cookie".to_owned(), config.cookie("", 0))),
+            Ok(_) if self.bad => {
+                out.headers.push(("set-cookie".to_owned(), config.cookie("", 0)));
+            }
             Ok(_) => {}
             Err(e) => tracing::warn!(
                 target: "rwsplit_web",
@@ -345,27 +364,37 @@ impl RequestSession {
                 "could not read the session's read-your-writes token after the request; the client keeps its previous token and its next read may not see this request's writes"
             ),
         }
-        Outgoing { headers }
+        out
     }
 }
 
 /// The headers [`RequestSession::outgoing`] adds to a response, as `(name, value)` pairs of
-/// header-safe text (names lowercase). `Set-Cookie` may appear beside the application's own:
-/// append, do not replace.
+/// header-safe text (names lowercase): [`Outgoing::headers`] to append (`Set-Cookie` may
+/// appear beside the application's own: append, do not replace), and [`Outgoing::if_absent`]
+/// to set only where the response has no header of that name.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Outgoing {
     headers: Vec<(String, String)>,
+    /// A cookie is set: the response is private unless it says otherwise.
+    private: bool,
 }
 
 impl Outgoing {
-    /// The headers, in order.
+    /// The headers to append, in order.
     pub fn headers(&self) -> impl Iterator<Item = (&str, &str)> {
         self.headers.iter().map(|(n, v)| (n.as_str(), v.as_str()))
     }
 
+    /// The headers to set only if the response has none of that name: `Cache-Control:
+    /// private` when a cookie is set (a shared cache must not store one client's cookie for
+    /// others; an application that chose its own `Cache-Control` keeps it).
+    pub fn if_absent(&self) -> impl Iterator<Item = (&'static str, &'static str)> {
+        self.private.then_some(("cache-control", "private")).into_iter()
+    }
+
     /// Whether there is nothing to add.
     pub fn is_empty(&self) -> bool {
-        self.headers.is_empty()
+        self.headers.is_empty() && !self.private
     }
 }
 

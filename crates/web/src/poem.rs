@@ -92,7 +92,12 @@ impl<E: Endpoint> Endpoint for SessionEndpoint<E> {
                     Ok(output) => output.into_response(),
                     Err(error) => error.into_response(),
                 };
-                for (name, value) in request.outgoing().await.headers() {
+                let outgoing = request.outgoing().await;
+                let absent: Vec<_> = outgoing
+                    .if_absent()
+                    .filter(|(name, _)| !response.headers().contains_key(*name))
+                    .collect();
+                for (name, value) in outgoing.headers().chain(absent) {
                     // Both are header-safe by construction (the carrier checks its names).
                     if let (Ok(n), Ok(v)) =
                         (HeaderName::from_bytes(name.as_bytes()), HeaderValue::from_str(value))
