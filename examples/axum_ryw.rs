@@ -14,14 +14,24 @@
 //! Handlers take `&RoutedConnection` as usual and know nothing of it. Each request here comes on
 //! a new TCP connection, so nothing but the cookie links the POST to the GET.
 //!
-//! With `DATABASE_URL` set it connects with `RoutedConnection::from_env` (`export $(cargo xtask
-//! cluster up)` sets what that reads); without, it starts a throwaway PostgreSQL primary with two replicas
-//! that apply WAL 300 ms late, serves the app on a local port, and plays a client against it:
-//! 20 POST → GET pairs with the cookie (none may be stale), then the same without the cookie
-//! (the control: replicas really lag). It prints the counts and exits non-zero on a stale read.
+//! Without `DATABASE_URL` it starts a throwaway PostgreSQL primary with two replicas that apply
+//! WAL 300 ms late; with it, it runs on that cluster instead (`DATABASE_REPLICA_URLS` and every
+//! other variable `RoutedConnection::from_env` reads apply; `export $(cargo xtask cluster up)`
+//! sets them), without adding any lag. It serves the app on a local port and plays a client
+//! against it: 20 POST → GET pairs with the cookie (none may be stale), then the same without
+//! the cookie (the control: on the throwaway cluster, replicas really lag). It prints the
+//! counts and exits non-zero on a stale read.
+//!
+//! Its table lives in a namespace of its own, created at the start and dropped at the end (also
+//! when it fails or is interrupted): on PostgreSQL the schema `rwsplit_axum_ryw` in the
+//! database the URLs name, on MariaDB the database `rwsplit_axum_ryw`. Nothing else in the
+//! database is touched; if that schema or database already exists it stops with an error and
+//! leaves it alone.
 
 #[path = "blog/mod.rs"]
 mod blog;
+#[path = "own/mod.rs"]
+mod own;
 
 use std::time::{Duration, Instant};
 
@@ -47,7 +57,7 @@ fn ryw_layer(db: RoutedConnection) -> anyhow::Result<SessionLayer> {
         .unwrap_or_else(|_| "a demo key: set RWSPLIT_TOKEN_KEY in production".to_owned());
     let envelope =
         TokenEnvelope::signed(SigningKey::new(secret)?).max_age(Duration::from_secs(600));
-    Ok(SessionLayer::builder(db, envelope).build())
+    Ok(SessionLayer::builder(db, envelope).build()?)
 }
 
 #[derive(serde::Deserialize)]
@@ -117,20 +127,32 @@ async fn http(
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    let (cluster, db) = if std::env::var_os("DATABASE_URL").is_some() {
-        (None, RoutedConnection::from_env().await?)
-    } else {
-        let cluster = rwsplit_testkit::Cluster::builder()
-            .name("axum-ryw")
-            .start()
-            .await
-            .context("starting a throwaway local cluster (is PostgreSQL installed?)")?;
-        let (p, r) = (cluster.primary_url(), cluster.replica_urls());
-        let db = RoutedConnection::builder().primary(p).replicas(r).connect().await?;
-        (Some(cluster), db)
+    let (cluster, config) = match own::from_env()? {
+        Some(config) => (None, config),
+        None => {
+            let cluster = rwsplit_testkit::Cluster::builder()
+                .name("axum-ryw")
+                .start()
+                .await
+                .context("starting a throwaway local cluster (is PostgreSQL installed?)")?;
+            let config = own::nodes(cluster.primary_url(), cluster.replica_urls())?;
+            (Some(cluster), config)
+        }
     };
-    Migrator::fresh(db.primary()).await?;
-    if let Some(c) = &cluster {
+    own::run("rwsplit_axum_ryw", config, async |config| {
+        let db = config.connect().await?;
+        Migrator::up(db.primary(), None).await?;
+        play(db, cluster.as_ref()).await
+    })
+    .await
+}
+
+/// The app and its client, on `db`; `cluster`'s replicas lag while it plays, if it started one.
+async fn play(
+    db: RoutedConnection,
+    cluster: Option<&rwsplit_testkit::Cluster>,
+) -> anyhow::Result<()> {
+    if let Some(c) = cluster {
         c.wait_caught_up(0, Duration::from_secs(10)).await?;
         for r in c.replicas() {
             r.set_apply_delay(Duration::from_millis(300)).await?;

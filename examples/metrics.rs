@@ -13,11 +13,17 @@
 //! them the exporter renders a summary, which cannot be aggregated over processes, and the
 //! dashboard's p99 panels stay empty.
 //!
-//! With `DATABASE_URL` set the connection is `RoutedConnection::from_env()`, so every
-//! `DATABASE_*` and `RWSPLIT_*` setting applies; else it starts a local primary and two
-//! replicas, sends reads and
-//! writes, stops a replica, and prints the lines of each scrape that show where statements
-//! went and each node's state. Also read:
+//! With `DATABASE_URL` set it runs on that cluster, read as `RoutedConnection::from_env()`
+//! reads it, so every `DATABASE_*` and `RWSPLIT_*` setting applies; else it starts a local
+//! primary and two replicas. It sends reads and writes (to a table `visits`), stops a replica
+//! (only on the cluster it started), and prints the lines of each scrape that show where
+//! statements went and each node's state.
+//!
+//! `visits` lives in a namespace of its own, created at the start and dropped at the end (also
+//! when it fails, and on Ctrl-C, which ends the serving mode): on PostgreSQL the schema
+//! `rwsplit_metrics` in the database the URLs name, on MariaDB the database `rwsplit_metrics`.
+//! Nothing else in the database is touched; if that schema or database already exists it stops
+//! with an error and leaves it alone. Also read:
 //! - `RWSPLIT_EXAMPLE_METRICS_ADDR`: where `/metrics` listens (default `127.0.0.1:0`; the first line
 //!   printed says where);
 //! - `RWSPLIT_EXAMPLE_METRICS_SERVE=1`: keep serving, with light traffic (a writer that reads its rows
@@ -26,12 +32,14 @@
 //! - `RWSPLIT_EXAMPLE_METRICS_CLUSTER`: a `cluster` label on every series, which the dashboard's
 //!   `cluster` variable selects (or set it as a target label in Prometheus' configuration).
 
+#[path = "own/mod.rs"]
+mod own;
+
 use std::time::Duration;
 
 use anyhow::Context;
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder};
 use rwsplit_sea_orm::RoutedConnection;
-use rwsplit_sea_orm::advanced::{HealthPolicy, MonitorConfig};
 use rwsplit_sea_orm::telemetry::{DURATION_BUCKETS, OPERATION_DURATION};
 use sea_orm::{ConnectionTrait, Statement};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -56,30 +64,36 @@ async fn main() -> anyhow::Result<()> {
     tokio::spawn(async move { axum::serve(listener, app).await });
     println!("serving http://{addr}/metrics");
 
-    // 2. The cluster and the connection.
-    let (cluster, db) = if std::env::var_os("DATABASE_URL").is_some() {
-        (None, RoutedConnection::from_env().await?)
-    } else {
-        let cluster = rwsplit_testkit::Cluster::builder()
-            .name("metrics")
-            .start()
-            .await
-            .context("starting a throwaway local cluster (is PostgreSQL installed?)")?;
-        let (primary, replicas) = (cluster.primary_url(), cluster.replica_urls());
-        let cluster = Some(cluster);
-        let db = RoutedConnection::builder()
-            .primary(primary)
-            .replicas(replicas)
-            .monitor(MonitorConfig::default().probe_interval(Duration::from_millis(250)))
-            .health_policy(HealthPolicy::default().failure_threshold(2))
-            .connect()
-            .await?;
-        (cluster, db)
+    // 2. The cluster, and a schema of the example's own on it.
+    let (cluster, config) = match own::from_env()? {
+        Some(config) => (None, config),
+        None => {
+            let cluster = rwsplit_testkit::Cluster::builder()
+                .name("metrics")
+                .start()
+                .await
+                .context("starting a throwaway local cluster (is PostgreSQL installed?)")?;
+            let mut config = own::nodes(cluster.primary_url(), cluster.replica_urls())?;
+            config.monitor.probe_interval = Some(Duration::from_millis(250));
+            config.monitor.failure_threshold = Some(2);
+            (Some(cluster), config)
+        }
     };
-    let backend = db.get_database_backend();
-    db.execute_unprepared("CREATE TABLE IF NOT EXISTS visits (id int)").await?;
+    own::run("rwsplit_metrics", config, async |config| {
+        let db = config.connect().await?;
+        scrape(&db, addr, cluster.as_ref()).await
+    })
+    .await
+}
 
-    // 3. Traffic, a fault, and what the scrapes show.
+/// 3. Traffic, a fault (on `cluster`, if the example started it), and what the scrapes show.
+async fn scrape(
+    db: &RoutedConnection,
+    addr: std::net::SocketAddr,
+    cluster: Option<&rwsplit_testkit::Cluster>,
+) -> anyhow::Result<()> {
+    let backend = db.get_database_backend();
+    db.execute_unprepared("CREATE TABLE visits (id int)").await?;
     if std::env::var_os("RWSPLIT_EXAMPLE_METRICS_SERVE").is_some() {
         let lanes = match std::env::var("RWSPLIT_EXAMPLE_METRICS_LANES") {
             Ok(n) => n.parse().context("RWSPLIT_EXAMPLE_METRICS_LANES: a number")?,
@@ -89,17 +103,18 @@ async fn main() -> anyhow::Result<()> {
             tokio::spawn(serve_traffic(db.clone(), lane == 0));
         }
         println!("serving until interrupted (Ctrl-C), {lanes} tasks sending statements");
-        std::future::pending::<()>().await;
+        tokio::signal::ctrl_c().await?;
+        return Ok(());
     }
-    traffic(&db, backend).await?;
+    traffic(db, backend).await?;
     // Gauges are sampled on the monitor's interval.
     tokio::time::sleep(Duration::from_millis(300)).await;
     show(addr, "after some reads and writes").await?;
-    if let Some(cluster) = &cluster {
+    if let Some(cluster) = cluster {
         cluster.replicas()[0].stop()?;
         println!("\n(stopped replica {})", cluster.replicas()[0].port());
         tokio::time::sleep(Duration::from_secs(2)).await;
-        traffic(&db, backend).await?;
+        traffic(db, backend).await?;
         show(addr, "two seconds after a replica stopped").await?;
     }
     Ok(())

@@ -11,6 +11,9 @@
 //! other members are discovered, and after the switchover writes follow the new leader
 //! without a restart. Patroni promotes; rwsplit never does (`auto_failover` is refused with a
 //! Patroni source).
+//!
+//! It runs only on the cluster it starts (it reads no `DATABASE_URL`), which it deletes at the
+//! end with everything in it.
 
 #[path = "blog/mod.rs"]
 mod blog;
@@ -112,7 +115,7 @@ async fn main() -> anyhow::Result<()> {
     }
     println!("{db:?}");
 
-    Migrator::fresh(db.primary()).await?;
+    Migrator::up(db.primary(), None).await?;
     let alice =
         author::ActiveModel { name: Set("Alice".into()), ..Default::default() }.insert(&db).await?;
 

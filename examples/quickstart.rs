@@ -5,18 +5,29 @@
 //! cargo run --example quickstart
 //! ```
 //!
-//! With `DATABASE_URL` set (and `DATABASE_REPLICA_URLS`: what `RoutedConnection::from_env`
-//! reads, and what `export $(cargo xtask cluster up)` sets) it connects with `from_env` to that
-//! cluster; without, it starts a throwaway local PostgreSQL cluster (a primary and two streaming replicas) through the testkit, which needs the server
-//! binaries (`apt-get install postgresql`), and stops it at the end.
+//! Without `DATABASE_URL` it starts a throwaway local PostgreSQL cluster (a primary and two
+//! streaming replicas) through the testkit, which needs the server binaries (`apt-get install
+//! postgresql`), and stops it at the end. With `DATABASE_URL` set (and `DATABASE_REPLICA_URLS`,
+//! and any other variable `RoutedConnection::from_env` reads; `export $(cargo xtask cluster
+//! up)` sets them) it runs on that cluster instead.
 //!
-//! It runs a migration through `db.primary()`, inserts authors and posts, reads them back
-//! (the writing task reads its own writes from the primary; another task reads from a replica),
-//! runs a transaction, pages through a listing, streams the posts, and prints the per-node
-//! statement counts.
+//! Either way it works only in a namespace of its own, which it creates and then drops at the
+//! end (also when it fails or is interrupted): on PostgreSQL the schema `rwsplit_quickstart`
+//! in the database the URLs name (its sessions' `search_path`), on MariaDB the database
+//! `rwsplit_quickstart`. Nothing else in the database is read, changed or dropped. If that
+//! schema or database already exists it stops with an error, leaving it alone (it may be
+//! someone else's). The user needs the privilege to create it (PostgreSQL: `CREATE` on the
+//! database).
+//!
+//! It runs the blog's migration through `db.primary()` (`Migrator::up`: the schema is new),
+//! inserts authors and posts, reads them back (the writing task reads its own writes from the
+//! primary; another task reads from a replica), runs a transaction, pages through a listing,
+//! streams the posts, and prints the per-node statement counts.
 
 #[path = "blog/mod.rs"]
 mod blog;
+#[path = "own/mod.rs"]
+mod own;
 
 use std::time::{Duration, Instant};
 
@@ -41,10 +52,9 @@ async fn main() -> anyhow::Result<()> {
         .without_time()
         .init();
 
-    let (_cluster, db) = if std::env::var_os("DATABASE_URL").is_some() {
-        (None, RoutedConnection::from_env().await?)
-    } else {
-        {
+    let (_cluster, config) = match own::from_env()? {
+        Some(config) => (None, config),
+        None => {
             let started = Instant::now();
             let cluster = rwsplit_testkit::Cluster::builder()
                 .name("quickstart")
@@ -55,15 +65,19 @@ async fn main() -> anyhow::Result<()> {
                 "started a local primary + 2 replicas in {:.2} s",
                 started.elapsed().as_secs_f64()
             );
-            let (p, r) = (cluster.primary_url(), cluster.replica_urls());
-            let db = RoutedConnection::builder().primary(p).replicas(r).connect().await?;
-            (Some(cluster), db)
+            let config = own::nodes(cluster.primary_url(), cluster.replica_urls())?;
+            (Some(cluster), config)
         }
     };
+    own::run("rwsplit_quickstart", config, async |config| tour(config.connect().await?).await).await
+}
+
+/// The tour of the blog, on `db`.
+async fn tour(db: RoutedConnection) -> anyhow::Result<()> {
     println!("{db:?}");
 
     println!("\n== migration, through db.primary()");
-    Migrator::fresh(db.primary()).await?;
+    Migrator::up(db.primary(), None).await?;
 
     println!("\n== writes go to the primary");
     let alice =
