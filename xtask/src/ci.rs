@@ -286,6 +286,14 @@ fn steps(args: &CiArgs, phases: &mut Phases) -> anyhow::Result<()> {
             run.env("RUST_LOG", "warn").env_remove("DATABASE_URL");
             crate::run(&mut run)?;
         }
+        // The same three that read `DATABASE_URL`, pointed at a database holding someone
+        // else's tables named as theirs (PostgreSQL and MariaDB): each works in a schema or
+        // database of its own and drops only that, also when it fails or is interrupted, and
+        // refuses to start when that namespace exists.
+        let mut own = crate::cargo();
+        own.args(["test", "-q", "-p", "rwsplit-examples", "--test", "own_data"]);
+        with_lock(&mut own);
+        crate::run(&mut own)?;
         phases.end("examples");
         // The copyable user test (README, "Testing your app against lagging replicas"): a
         // handler reads its own write past a 300 ms late replica and survives a dead one.
@@ -301,6 +309,13 @@ fn steps(args: &CiArgs, phases: &mut Phases) -> anyhow::Result<()> {
         moved.args(["test", "-q", "-p", "rwsplit-examples", "--test", "axum_migration"]);
         with_lock(&mut moved);
         crate::run(&mut moved)?;
+        // The posts apps of SeaORM's actix-web and poem examples, before and after the move
+        // (examples/web_posts), driven as browsers are on PostgreSQL and MariaDB: no page after
+        // a write misses it with replicas 200 ms late, and replicas serve the other reads.
+        let mut web = crate::cargo();
+        web.args(["test", "-q", "-p", "rwsplit-examples", "--test", "web_posts"]);
+        with_lock(&mut web);
+        crate::run(&mut web)?;
         phases.end("the README's axum migration");
         // The loco example (README, "loco"): a workspace of its own, so that loco's
         // dependencies (rustls, tera, lettre …) never unify into the main build. It builds into
