@@ -874,6 +874,44 @@ fn guide_troubleshooting_names_every_error() {
     assert!(missing.is_empty(), "errors without a section in troubleshooting.md: {missing:?}");
 }
 
+/// Each library crate's README (what crates.io shows) links the user guide, where its reader
+/// learns the rest.
+#[test]
+fn crate_readmes_link_the_guide() {
+    let root = crate::project_root();
+    let mut missing = Vec::new();
+    for dir in std::fs::read_dir(root.join("crates")).expect("crates/").flatten() {
+        let readme = dir.path().join("README.md");
+        let text = std::fs::read_to_string(&readme).unwrap_or_default();
+        if !text.contains("docs/guide/") {
+            missing.push(readme.display().to_string());
+        }
+    }
+    assert!(missing.is_empty(), "crate READMEs that do not link the guide: {missing:?}");
+}
+
+/// The README's install lines can be pasted: each `name = { path = "../rwsplit/crates/<dir>" }`
+/// (a clone of this repository beside the user's project) names a crate of that name in that
+/// directory.
+#[test]
+fn readme_install_lines_name_real_crates() {
+    let readme = read("README.md");
+    let block = readme.split("## Install").nth(1).expect("an Install section");
+    let block = block.split("```").nth(1).expect("its toml block");
+    let mut lines = 0;
+    for line in block.lines().map(|l| l.trim_start_matches("# ")) {
+        let Some((name, rest)) = line.split_once(" = { path = \"../rwsplit/") else { continue };
+        let dir = rest.split('"').next().expect("a closing quote");
+        let manifest = read(&format!("{dir}/Cargo.toml"));
+        assert!(
+            manifest.contains(&format!("name = \"{}\"", name.trim())),
+            "README's install line for {name} points at {dir}, which is another crate"
+        );
+        lines += 1;
+    }
+    assert!(lines >= 3, "the install block names the crates by path: {block}");
+}
+
 /// The README is a product page: 250 lines at most; the rest belongs in the guide
 /// or CONTRIBUTING.md.
 #[test]
