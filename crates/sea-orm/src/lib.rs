@@ -254,7 +254,10 @@ pub use error::{Error, Result};
 pub use failure::OnReplicaRefusal;
 pub use product::{Pooling, Server, ServerProduct, UnknownPooling};
 pub use replica::Replica;
-pub use routing_error::{DownReason, NotSentReason, RoutingError, UnknownReason, routing_error};
+pub use routing_error::{
+    DownReason, NodeOut, NotSentReason, OutReason, RoutingError, TimeLimit, UnknownReason,
+    routing_error,
+};
 pub use rwsplit_core::{Consistency, Staleness, Target};
 pub use session::{Routed, Session};
 pub use session_token::{SessionToken, SessionTokenError};
