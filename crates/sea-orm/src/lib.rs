@@ -250,7 +250,7 @@ mod watchdog;
 pub use builder::RoutedConnectionBuilder;
 pub use config::RoutedConfig;
 pub use connection::RoutedConnection;
-pub use error::{Error, Result};
+pub use error::{Error, Result, adapter_error};
 pub use failure::OnReplicaRefusal;
 pub use product::{Pooling, Server, ServerProduct, UnknownPooling};
 pub use replica::Replica;
