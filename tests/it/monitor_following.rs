@@ -213,10 +213,14 @@ async fn two_primaries_stop_writes_instead_of_splitting_the_history(#[case] kind
     .await;
     let err = last.lock().unwrap().take().unwrap();
     eprintln!("{kind}: two primaries seen, writes refused {refused:?} after the promotion: {err}");
-    assert!(
-        matches!(routing_error(&err), Some(RoutingError::SplitBrain { primaries: 2 })),
-        "{err:?}"
-    );
+    let Some(RoutingError::SplitBrain { primaries: 2, nodes }) = routing_error(&err) else {
+        panic!("{err:?}")
+    };
+    // Both claimants named, by the names `fence` takes.
+    let names: Vec<String> = db.stats().nodes().iter().map(|n| n.name().to_owned()).collect();
+    assert_eq!(nodes.len(), 2, "{err}");
+    assert!(nodes.iter().all(|n| names.contains(n)), "{nodes:?} among {names:?}");
+    assert!(err.to_string().contains("RoutedConnection::fence(name)"), "{err}");
     // Reads still work, from the replica that is still one.
     assert_eq!(server_port(&db, "").await, cluster.replicas()[1].port());
 }

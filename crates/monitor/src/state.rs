@@ -444,6 +444,15 @@ impl TopologyState {
             .collect()
     }
 
+    /// The nodes joining the snapshot (probed, not in rotation yet), with their names, in
+    /// index order: for errors that name every node.
+    pub fn joining(&self) -> Vec<(NodeId, String)> {
+        self.entries()
+            .filter(|(_, _, slot)| *slot == Slot::Joining)
+            .filter_map(|(id, n, _)| lock(&n.template).as_ref().map(|t| (id, t.name().to_owned())))
+            .collect()
+    }
+
     /// Whether `node` is in the snapshot or joining it.
     pub fn contains(&self, node: NodeId) -> bool {
         self.probed(node).is_some()

@@ -19,7 +19,7 @@ use std::time::{Duration, Instant};
 
 use sea_orm::DbErr;
 
-use crate::routing_error::{DownReason, RoutingError, UnknownReason};
+use crate::routing_error::{DownReason, RoutingError, TimeLimit, UnknownReason};
 
 /// The request-path time limits.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -85,26 +85,28 @@ pub(crate) fn current() -> Option<Instant> {
     DEADLINE.try_with(|d| *d).ok()
 }
 
-/// How long one attempt of a read may take: on a replica the replica read timeout, everywhere
-/// the time left before the caller's deadline; the shorter of the two. `None`: unbounded.
+/// How long one attempt of a read may take, and which limit that is: on a replica the replica
+/// read timeout, everywhere the time left before the caller's deadline; the shorter of the
+/// two (the deadline on a tie). `None`: unbounded.
 pub(crate) fn attempt_limit(
     on_replica: bool,
     timeouts: &Timeouts,
     deadline: Option<Instant>,
     now: Instant,
-) -> Option<Duration> {
+) -> Option<(Duration, TimeLimit)> {
     let own = if on_replica { timeouts.replica_read } else { None };
-    let left = deadline.map(|d| d.saturating_duration_since(now));
+    let own = own.map(|d| (d, TimeLimit::ReplicaReadTimeout));
+    let left = deadline.map(|d| (d.saturating_duration_since(now), TimeLimit::Deadline));
     match (own, left) {
-        (Some(a), Some(b)) => Some(a.min(b)),
+        (Some(a), Some(b)) => Some(if a.0 < b.0 { a } else { b }),
         (a, b) => a.or(b),
     }
 }
 
-/// The error a read that ran out of time on `node` fails with. The read moves on; the node is
-/// not marked (the monitor judges it).
-pub(crate) fn timed_out(node: &str, after: Duration) -> DbErr {
-    RoutingError::TimedOut { node: node.to_owned(), after, attempts: 1 }.into()
+/// The error a read that ran out of time on `node` fails with: `after`, the `limit` that
+/// passed. The read moves on; the node is not marked (the monitor judges it).
+pub(crate) fn timed_out(node: &str, (after, limit): (Duration, TimeLimit)) -> DbErr {
+    RoutingError::TimedOut { node: node.to_owned(), after, limit, attempts: 1 }.into()
 }
 
 /// The error a read fails with when the monitor marked its node down while it waited.
@@ -151,17 +153,38 @@ mod tests {
         let t = Timeouts { replica_read: Some(Duration::from_secs(5)), ..Timeouts::default() };
         let now = Instant::now();
         let soon = Some(now + Duration::from_secs(1));
-        assert_eq!(attempt_limit(true, &t, None, now), Some(Duration::from_secs(5)));
-        assert_eq!(attempt_limit(true, &t, soon, now), Some(Duration::from_secs(1)));
+        let later = Some(now + Duration::from_secs(9));
+        let (secs, own, left) =
+            (Duration::from_secs, TimeLimit::ReplicaReadTimeout, TimeLimit::Deadline);
+        assert_eq!(attempt_limit(true, &t, None, now), Some((secs(5), own)));
+        assert_eq!(attempt_limit(true, &t, soon, now), Some((secs(1), left)));
+        assert_eq!(attempt_limit(true, &t, later, now), Some((secs(5), own)));
         assert_eq!(attempt_limit(false, &t, None, now), None);
-        assert_eq!(attempt_limit(false, &t, soon, now), Some(Duration::from_secs(1)));
+        assert_eq!(attempt_limit(false, &t, soon, now), Some((secs(1), left)));
         let off = Timeouts { replica_read: None, ..t };
         assert_eq!(attempt_limit(true, &off, None, now), None);
         // A deadline already past leaves no time at all.
         assert_eq!(
             attempt_limit(true, &t, Some(now), now + Duration::from_millis(1)),
-            Some(Duration::ZERO)
+            Some((Duration::ZERO, left))
         );
+    }
+
+    /// The error says which limit passed, and its value.
+    #[rstest::rstest]
+    #[case::replica(
+        TimeLimit::ReplicaReadTimeout,
+        "within 2s (replica_read_timeout; 1 node(s) tried)"
+    )]
+    #[case::deadline(
+        TimeLimit::Deadline,
+        "within 2s (what was left of the caller's deadline; 1 node(s) tried)"
+    )]
+    fn a_timeout_names_its_limit(#[case] limit: TimeLimit, #[case] says: &str) {
+        let err = timed_out("db2:5432/app", (Duration::from_secs(2), limit));
+        let e = crate::routing_error(&err).expect("typed");
+        assert!(matches!(e, RoutingError::TimedOut { limit: l, .. } if *l == limit), "{e:?}");
+        assert_eq!(e.to_string(), format!("db2:5432/app did not answer {says}"));
     }
 
     #[tokio::test]

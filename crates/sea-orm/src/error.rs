@@ -205,19 +205,85 @@ impl From<crate::product::server::Refused> for Error {
 }
 
 /// For `?` in functions that return SeaORM's `DbErr`. The primary unreachable at start is
-/// SeaORM's own connect error, as it was. Every other variant is an error of building the
-/// connection (configuration, URLs, the servers found at start) or of input handed to the
-/// adapter outside any statement (a token's text, a node's name): none comes from running a
+/// carried whole, as `DbErr::Conn` (SeaORM's variant for a connection failure): the `DbErr`'s
+/// text names the primary and the cause's kind, then the driver's text; the `Error` itself,
+/// with its `source()` (SeaORM's error), is got back with [`adapter_error`], or by walking the
+/// sqlx error's `source()` chain. Every other variant is an error of building the connection
+/// (configuration, URLs, the servers found at start) or of input handed to the adapter
+/// outside any statement (a token's text, a node's name): none comes from running a
 /// statement, so it becomes `DbErr::Custom` with this error's text. Code that branches on
 /// these gets them typed from the functions that return [`Error`]; a statement's own
 /// failures are [`RoutingError`](crate::RoutingError)s.
+///
+/// ```
+/// use rwsplit_sea_orm::{Error, adapter_error};
+/// use sea_orm::DbErr;
+///
+/// let refused = DbErr::Conn(sea_orm::RuntimeErr::Internal("connection refused".into()));
+/// let e = Error::PrimaryUnreachable { node: "db1:5432/app".into(), source: refused };
+/// let err: DbErr = e.into();
+/// assert!(err.to_string().contains("cannot connect to the primary (db1:5432/app)"));
+/// assert!(err.to_string().contains("connection refused"));
+/// assert!(matches!(adapter_error(&err), Some(Error::PrimaryUnreachable { node, .. }) if node == "db1:5432/app"));
+/// ```
 impl From<Error> for DbErr {
     fn from(e: Error) -> DbErr {
         match e {
-            Error::PrimaryUnreachable { source, .. } => source,
+            e @ Error::PrimaryUnreachable { .. } => DbErr::Conn(carry(e)),
             other => DbErr::Custom(other.to_string()),
         }
     }
+}
+
+/// The error inside the `DbErr`: shown with the adapter's prefix and its cause's text, so that
+/// the `DbErr`'s text says everything (SeaORM's `RuntimeErr` has no `source()` to follow);
+/// its `source()` is the error itself (a `std::io::Error` holding it shows its source as its
+/// own: the chain from the sqlx error reaches the [`Error`], then SeaORM's).
+#[derive(Debug)]
+struct Carried(Error);
+
+impl std::fmt::Display for Carried {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let text = self.0.to_string();
+        write!(f, "rwsplit: {text}")?;
+        match std::error::Error::source(&self.0).map(ToString::to_string) {
+            Some(cause) if !text.ends_with(&cause) => write!(f, ": {cause}"),
+            _ => Ok(()),
+        }
+    }
+}
+
+impl std::error::Error for Carried {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        Some(&self.0)
+    }
+}
+
+#[cfg(any(feature = "postgres", feature = "mysql"))]
+fn carry(e: Error) -> sea_orm::RuntimeErr {
+    let io = std::io::Error::other(Carried(e));
+    sea_orm::RuntimeErr::SqlxError(std::sync::Arc::new(sea_orm::sqlx::Error::Io(io)))
+}
+
+/// Without a sqlx driver SeaORM has no error that carries another: the text only.
+#[cfg(not(any(feature = "postgres", feature = "mysql")))]
+fn carry(e: Error) -> sea_orm::RuntimeErr {
+    sea_orm::RuntimeErr::Internal(Carried(e).to_string())
+}
+
+/// The adapter's [`Error`] inside `err`, if `err` was made from one that it carries
+/// ([`Error::PrimaryUnreachable`], converted with `?` or `From`); else `None` (a
+/// [`RoutingError`](crate::RoutingError) is [`routing_error`](crate::routing_error)'s).
+#[must_use]
+pub fn adapter_error(err: &DbErr) -> Option<&Error> {
+    #[cfg(any(feature = "postgres", feature = "mysql"))]
+    if let DbErr::Conn(sea_orm::RuntimeErr::SqlxError(e)) = err
+        && let sea_orm::sqlx::Error::Io(io) = &**e
+    {
+        return io.get_ref().and_then(|c| c.downcast_ref::<Carried>()).map(|c| &c.0);
+    }
+    let _ = err;
+    None
 }
 
 /// The adapter's result type.
@@ -225,4 +291,64 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 fn did_you_mean(nearest: Option<&str>) -> String {
     nearest.map(|n| format!(" (did you mean {n}?)")).unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use sea_orm::{DbErr, RuntimeErr};
+
+    use super::*;
+
+    /// The primary unreachable at start, converted to SeaORM's `DbErr` (`?` in a function that
+    /// returns one), keeps its node and classified cause in the text, and the whole error in
+    /// the source chain: got back typed, its own source SeaORM's error.
+    #[test]
+    fn a_primary_unreachable_keeps_its_cause_through_db_err() {
+        let refused = std::io::Error::from(std::io::ErrorKind::ConnectionRefused);
+        let driver =
+            DbErr::Conn(RuntimeErr::SqlxError(Arc::new(sea_orm::sqlx::Error::Io(refused))));
+        let e = Error::PrimaryUnreachable { node: "db1:5432/app".into(), source: driver };
+        let before = e.to_string();
+        let err: DbErr = e.into();
+        assert!(matches!(err, DbErr::Conn(_)), "{err:?}");
+        let text = err.to_string();
+        assert!(text.contains(&before), "{text}");
+        assert!(
+            text.contains(
+                "cannot connect to the primary (db1:5432/app): connection refused (is \
+                 the server running, on that host and port?)"
+            ),
+            "{text}"
+        );
+        // The driver's own text follows.
+        assert!(text.ends_with("connection refused"), "{text}");
+        let Some(Error::PrimaryUnreachable { node, source }) = adapter_error(&err) else {
+            panic!("{err:?}")
+        };
+        assert_eq!(node, "db1:5432/app");
+        assert!(matches!(source, DbErr::Conn(_)));
+        // The chain from the sqlx error: the adapter's error, then SeaORM's, then the I/O one.
+        let DbErr::Conn(RuntimeErr::SqlxError(sqlx)) = &err else { panic!("{err:?}") };
+        let chain: Vec<String> =
+            std::iter::successors(std::error::Error::source(&**sqlx), |e| e.source())
+                .map(ToString::to_string)
+                .collect();
+        assert!(chain.contains(&before), "{chain:?}");
+        assert!(chain.iter().any(|c| c.contains("error communicating with database")), "{chain:?}");
+        // Not a routing error; a routing error is not the adapter's `Error`.
+        assert!(crate::routing_error(&err).is_none());
+        let routed: DbErr = crate::RoutingError::NoPrimary { nodes: Vec::new() }.into();
+        assert!(adapter_error(&routed).is_none());
+        assert!(crate::routing_error(&routed).is_some());
+    }
+
+    /// Every other variant is text in `DbErr::Custom`, as it was.
+    #[test]
+    fn other_errors_stay_custom() {
+        let err: DbErr = Error::NoPrimary.into();
+        assert!(matches!(&err, DbErr::Custom(t) if t.contains("no primary configured")), "{err:?}");
+        assert!(adapter_error(&err).is_none());
+    }
 }

@@ -123,10 +123,10 @@ fn of_routing_error(e: &RoutingError) -> Failure {
         | RoutingError::WriteOutcomeUnknown { .. }
         | RoutingError::NodeDown { .. }
         | RoutingError::TimedOut { .. }
-        | RoutingError::NoPrimary
+        | RoutingError::NoPrimary { .. }
         | RoutingError::SplitBrain { .. }
         | RoutingError::Unroutable { .. }
-        | RoutingError::NoNodeLeft
+        | RoutingError::NoNodeLeft { .. }
         | RoutingError::NodeRemoved { .. } => Failure::GivenUp,
         RoutingError::PositionUnreadable { .. }
         | RoutingError::PositionUnsupported { .. }
@@ -259,9 +259,9 @@ pub(crate) fn primary_down(node: &str) -> DbErr {
     .into()
 }
 
-/// The error for a plan whose every candidate was skipped.
-pub(crate) fn no_node_left() -> DbErr {
-    RoutingError::NoNodeLeft.into()
+/// The error for a plan whose every candidate was skipped: `nodes`, each with why.
+pub(crate) fn no_node_left(nodes: Vec<routing_error::NodeOut>) -> DbErr {
+    RoutingError::NoNodeLeft { nodes }.into()
 }
 
 /// The error for a state the adapter's own checks rule out (`what` happened).
@@ -381,7 +381,10 @@ mod tests {
     /// A read given up on its node counts the nodes tried before it once the loop knows.
     #[test]
     fn a_read_given_up_counts_the_nodes_tried() {
-        let late = crate::deadline::timed_out("db3:5432/app", std::time::Duration::from_secs(1));
+        let late = crate::deadline::timed_out(
+            "db3:5432/app",
+            (std::time::Duration::from_secs(1), crate::TimeLimit::ReplicaReadTimeout),
+        );
         let named = named(late, Failure::GivenUp, "db3:5432/app", false, 2);
         let e = routing_error::routing_error(&named).expect("typed");
         assert!(matches!(e, RoutingError::TimedOut { attempts: 2, .. }), "{e:?}");

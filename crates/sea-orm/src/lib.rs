@@ -250,11 +250,14 @@ mod watchdog;
 pub use builder::RoutedConnectionBuilder;
 pub use config::RoutedConfig;
 pub use connection::RoutedConnection;
-pub use error::{Error, Result};
+pub use error::{Error, Result, adapter_error};
 pub use failure::OnReplicaRefusal;
 pub use product::{Pooling, Server, ServerProduct, UnknownPooling};
 pub use replica::Replica;
-pub use routing_error::{DownReason, NotSentReason, RoutingError, UnknownReason, routing_error};
+pub use routing_error::{
+    DownReason, NodeOut, NotSentReason, OutReason, RoutingError, TimeLimit, UnknownReason,
+    routing_error,
+};
 pub use rwsplit_core::{Consistency, Staleness, Target};
 pub use session::{Routed, Session};
 pub use session_token::{SessionToken, SessionTokenError};

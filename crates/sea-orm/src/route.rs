@@ -12,6 +12,7 @@ use sea_orm::DbErr;
 
 use crate::causal::{Seen, Settled};
 use crate::learned::Learned;
+use crate::routing_error::{NodeOut, OutReason};
 
 /// Where one statement goes: the router's [`Route`] (target, then fallbacks, no heap), what the
 /// statement is, and why it goes there; for a read-your-writes read, the nodes a staleness bound
@@ -147,6 +148,11 @@ impl Plan {
         (topo.primary_count() == 1).then(|| topo.primary().map(Node::id)).flatten()
     }
 
+    /// The name of `node` in the plan's snapshot (a node removed since still has it there).
+    pub(crate) fn name(&self, node: NodeId) -> Option<&str> {
+        self.topology.node(node).map(Node::name)
+    }
+
     /// Counts a statement as in flight on `node` (in the plan's snapshot) until the guard drops.
     pub(crate) fn start(&self, node: NodeId, now: Instant) -> Option<InFlight> {
         self.topology.node(node).map(|n| n.load().start(now))
@@ -196,6 +202,9 @@ pub(crate) struct Routing {
     feeds_latency: bool,
     /// Positions catch-up waits proved replicas had, between the monitor's samples.
     learned: Learned,
+    /// The nodes fenced because their server is not one rwsplit supports
+    /// ([`fence_unsupported`](Routing::fence_unsupported)): errors that name nodes say so.
+    unsupported: std::sync::Mutex<Vec<NodeId>>,
     /// Looks at the live topology so far: by the plans and everything else, and by the
     /// statements' watches ([`Routing::looks`]).
     #[cfg(test)]
@@ -215,6 +224,7 @@ impl Routing {
             feeds_latency: router.uses_latency(),
             router,
             learned: Learned::default(),
+            unsupported: std::sync::Mutex::default(),
             #[cfg(test)]
             looks: Default::default(),
         }
@@ -283,7 +293,10 @@ impl Routing {
             }),
             // No primary, two primaries: the cluster cannot take the statement now, like a node
             // that cannot be reached (`DbErr::Conn`, as every other node failure).
-            Err(e) => Err(crate::routing_error::RoutingError::from_route(e).into()),
+            Err(e) => {
+                let why = || self.why_not_primary(&topo);
+                Err(crate::routing_error::RoutingError::from_route(e, &topo, why).into())
+            }
         }
     }
 
@@ -520,7 +533,48 @@ impl Routing {
 
     /// Fences or unfences `node`.
     pub(crate) fn set_fenced(&self, node: NodeId, fenced: bool) -> bool {
+        if !fenced {
+            self.unsupported().retain(|i| *i != node);
+        }
         self.state.set_fenced(node, fenced)
+    }
+
+    /// Fences `node` because its server is not one rwsplit supports, and remembers why.
+    pub(crate) fn fence_unsupported(&self, node: NodeId) {
+        let mut unsupported = self.unsupported();
+        if !unsupported.contains(&node) {
+            unsupported.push(node);
+        }
+        drop(unsupported);
+        self.state.set_fenced(node, true);
+    }
+
+    fn unsupported(&self) -> std::sync::MutexGuard<'_, Vec<NodeId>> {
+        self.unsupported.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Every node of `topo` and every node joining it, with why it is not the primary, for
+    /// [`RoutingError::NoPrimary`](crate::RoutingError::NoPrimary): as the monitor's state
+    /// has them now.
+    pub(crate) fn why_not_primary(&self, topo: &Topology) -> Vec<NodeOut> {
+        let unsupported = self.unsupported().clone();
+        let why = |id: NodeId, otherwise: OutReason| {
+            if unsupported.contains(&id) {
+                OutReason::Unsupported
+            } else if self.state.is_fenced(id) {
+                OutReason::Fenced
+            } else {
+                otherwise
+            }
+        };
+        let live = topo.nodes().iter().map(|n| {
+            let otherwise =
+                if n.health() == Health::Down { OutReason::Down } else { OutReason::Replica };
+            NodeOut::new(n.name(), why(n.id(), otherwise))
+        });
+        let joining = self.state.joining().into_iter();
+        let joining = joining.map(|(id, name)| NodeOut::new(name, why(id, OutReason::Joining)));
+        live.chain(joining).collect()
     }
 }
 

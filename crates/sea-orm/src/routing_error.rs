@@ -165,10 +165,11 @@ pub enum RoutingError {
         source: DbErr,
     },
     /// A read did not get its answer in time on its last node: the replica read timeout, or
-    /// what was left of the caller's [deadline](crate::RoutedConnection::deadline). The node
-    /// is not marked (the monitor judges it). Writes are never cut short by time.
+    /// what was left of the caller's [deadline](crate::RoutedConnection::deadline) (`limit`
+    /// says which). The node is not marked (the monitor judges it). Writes are never cut short
+    /// by time. (A pool's acquire timeout is [`Backpressure`](RoutingError::Backpressure).)
     #[error(
-        "{node} did not answer within {} (statement deadline; {attempts} node(s) tried)",
+        "{node} did not answer within {} ({limit}; {attempts} node(s) tried)",
         humantime::format_duration(*after)
     )]
     TimedOut {
@@ -176,6 +177,8 @@ pub enum RoutingError {
         node: String,
         /// The limit that passed.
         after: Duration,
+        /// Which limit it was.
+        limit: TimeLimit,
         /// How many nodes the read was tried on, this one included.
         attempts: usize,
     },
@@ -207,15 +210,27 @@ pub enum RoutingError {
         source: DbErr,
     },
     /// The statement needs the primary and no node is the primary now (it is down and no
-    /// replica has been promoted yet). Nothing was sent.
-    #[error("no primary in the topology: the statement needs one")]
-    NoPrimary,
+    /// replica has been promoted yet). Nothing was sent. The text names every node and why it
+    /// is not the primary (a replica, marked down, fenced, joining …).
+    #[error("no primary in the topology: the statement needs one{}", no_primary_nodes(nodes))]
+    NoPrimary {
+        /// Every node of the topology the statement was planned on (and those joining it),
+        /// with why it is not the primary.
+        nodes: Vec<NodeOut>,
+    },
     /// Several nodes claim the primary role (split brain): the adapter refuses to pick one.
-    /// Nothing was sent.
-    #[error("{primaries} nodes claim the primary role, refusing to pick one (split brain)")]
+    /// Nothing was sent. The text names them; fencing the stale one by its name
+    /// ([`RoutedConnection::fence`](crate::RoutedConnection::fence)) lets writes resume.
+    #[error(
+        "{primaries} nodes claim the primary role{}, refusing to pick one (split brain): fence \
+         the stale one by name with `RoutedConnection::fence(name)`",
+        names(nodes)
+    )]
     SplitBrain {
         /// How many nodes claim the role.
         primaries: usize,
+        /// Their names (`host:port/db`), the names `fence` takes.
+        nodes: Vec<String>,
     },
     /// The router found no node for the statement for another reason (no eligible node for a
     /// read that may not use the primary, a node named by an override that is not in the
@@ -230,9 +245,13 @@ pub enum RoutingError {
         source: RouteError,
     },
     /// Every candidate of the statement's plan was skipped (removed since, or a catch-up wait
-    /// that ran out on the only replica): nothing was sent.
-    #[error("no node left to run the statement on")]
-    NoNodeLeft,
+    /// that ran out on the only replica): nothing was sent. The text names each candidate and
+    /// why it was skipped.
+    #[error("no node left to run the statement on{}", skipped(nodes))]
+    NoNodeLeft {
+        /// The plan's candidates, each with why it was skipped.
+        nodes: Vec<NodeOut>,
+    },
     /// The node the statement needed was removed from the connection (a topology source
     /// stopped listing it).
     #[error(
@@ -240,18 +259,22 @@ pub enum RoutingError {
          before the statement could run there"
     )]
     NodeRemoved {
-        /// The node: `host:port/db` where the adapter still knows it, else `node <id>` (the
-        /// id [`NodeStats`](crate::NodeStats) and the logs show beside its name).
+        /// The node: `host:port/db` (the connection keeps the name of the last node removed
+        /// at each index), else `node <id>` (the id the logs show beside its name).
         node: String,
     },
     /// A replication position (a PostgreSQL LSN, timeline or system identifier; a MariaDB GTID
     /// position) the server returned could not be read, or the query returned none. Carried in
     /// `DbErr::Query`.
     #[error(
-        "unreadable replication position: `{what}` is {}",
+        "unreadable replication position{}: `{what}` is {}",
+        node.as_deref().map(|n| format!(" on {n}")).unwrap_or_default(),
         value.as_deref().map_or_else(|| "missing".to_owned(), |v| format!("`{v}`"))
     )]
     PositionUnreadable {
+        /// The node it was read on (`host:port/db`); `None` only where it was read outside a
+        /// node the adapter knows.
+        node: Option<String>,
         /// What was read (the column or function: `lsn`, `gtid_binlog_pos`, …).
         what: &'static str,
         /// The server's text (at most 64 characters of it); `None` if it returned no value.
@@ -354,6 +377,124 @@ impl fmt::Display for DownReason {
     }
 }
 
+/// Which time limit a read ran out of ([`RoutingError::TimedOut`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum TimeLimit {
+    /// The replica read timeout (`replica_read_timeout`): one attempt on a replica.
+    ReplicaReadTimeout,
+    /// What was left of the caller's [deadline](crate::RoutedConnection::deadline).
+    Deadline,
+}
+
+impl fmt::Display for TimeLimit {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            TimeLimit::ReplicaReadTimeout => "replica_read_timeout",
+            TimeLimit::Deadline => "what was left of the caller's deadline",
+        })
+    }
+}
+
+/// A node a statement could not use, and why ([`RoutingError::NoPrimary`],
+/// [`RoutingError::NoNodeLeft`]). Shown as `host:port/db (why)`.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub struct NodeOut {
+    /// The node (`host:port/db`).
+    pub node: String,
+    /// Why it could not take the statement.
+    pub why: OutReason,
+}
+
+impl NodeOut {
+    /// `node`, out for `why`.
+    pub fn new(node: impl Into<String>, why: OutReason) -> NodeOut {
+        NodeOut { node: node.into(), why }
+    }
+}
+
+impl fmt::Display for NodeOut {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} ({})", self.node, self.why)
+    }
+}
+
+/// Why a node could not take a statement ([`NodeOut`]), as far as the adapter knew when the
+/// error was made.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum OutReason {
+    /// It answers its probes as a replica.
+    Replica,
+    /// The monitor has it marked down (its probes fail), and it last answered as a replica
+    /// (or never answered).
+    Down,
+    /// Fenced ([`RoutedConnection::fence`](crate::RoutedConnection::fence), or automatic
+    /// failover fenced the old primary): out of rotation, its claim to the primary role
+    /// ignored.
+    Fenced,
+    /// Fenced because its server is not one rwsplit supports
+    /// ([`Error::UnsupportedServer`](crate::Error::UnsupportedServer), logged).
+    Unsupported,
+    /// Joining: probed, not in rotation until seen healthy and caught up.
+    Joining,
+    /// Removed from the connection (its topology source stopped listing it) since the
+    /// statement was planned: draining.
+    Removed,
+    /// A catch-up wait for the session's writes ran out on it (`wait_for_replica`).
+    NotCaughtUp {
+        /// How long the wait was.
+        waited: Duration,
+    },
+    /// It had answered nothing past its hedge delay (stalled), so the plan's next node was
+    /// tried instead.
+    Stalled,
+}
+
+impl fmt::Display for OutReason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            OutReason::Replica => f.write_str("a replica"),
+            OutReason::Down => f.write_str("marked down: its probes fail"),
+            OutReason::Fenced => f.write_str("fenced"),
+            OutReason::Unsupported => f.write_str("fenced: its server is not one rwsplit supports"),
+            OutReason::Joining => f.write_str("joining: not yet seen healthy and caught up"),
+            OutReason::Removed => f.write_str("removed from the connection, draining"),
+            OutReason::NotCaughtUp { waited } => write!(
+                f,
+                "did not replay the session's writes within {} (wait_for_replica)",
+                humantime::format_duration(*waited)
+            ),
+            OutReason::Stalled => f.write_str("stalled: answering nothing past its hedge delay"),
+        }
+    }
+}
+
+/// `nodes`, comma-separated.
+fn list<T: fmt::Display>(nodes: &[T]) -> String {
+    nodes.iter().map(ToString::to_string).collect::<Vec<_>>().join(", ")
+}
+
+/// [`RoutingError::NoPrimary`]'s tail: the nodes and why none is the primary.
+fn no_primary_nodes(nodes: &[NodeOut]) -> String {
+    if nodes.is_empty() { String::new() } else { format!("; the nodes: {}", list(nodes)) }
+}
+
+/// [`RoutingError::SplitBrain`]'s names, in parentheses.
+fn names(nodes: &[String]) -> String {
+    if nodes.is_empty() { String::new() } else { format!(" ({})", nodes.join(", ")) }
+}
+
+/// [`RoutingError::NoNodeLeft`]'s tail: each candidate skipped, and why.
+fn skipped(nodes: &[NodeOut]) -> String {
+    if nodes.is_empty() {
+        String::new()
+    } else {
+        format!(": every candidate was skipped: {}", list(nodes))
+    }
+}
+
 fn access_name(access: Access) -> &'static str {
     match access {
         Access::Read => "read",
@@ -375,9 +516,9 @@ impl RoutingError {
             | RoutingError::RecoveryConflict { .. }
             | RoutingError::Backpressure { .. }
             | RoutingError::TimedOut { .. }
-            | RoutingError::NoPrimary
+            | RoutingError::NoPrimary { .. }
             | RoutingError::SplitBrain { .. }
-            | RoutingError::NoNodeLeft
+            | RoutingError::NoNodeLeft { .. }
             | RoutingError::NodeRemoved { .. } => true,
             RoutingError::Unroutable { source } => source.is_transient(),
             RoutingError::WriteOutcomeUnknown { .. }
@@ -419,6 +560,7 @@ impl RoutingError {
             | RoutingError::TimedOut { node, .. }
             | RoutingError::ReplicaRefused { node, .. }
             | RoutingError::NodeRemoved { node } => Some(node),
+            RoutingError::PositionUnreadable { node, .. } => node.as_deref(),
             _ => None,
         }
     }
@@ -435,16 +577,31 @@ impl RoutingError {
     }
 
     /// The error for a statement whose node `id` was removed from the connection, before it
-    /// ran there. The adapter keeps no name for a removed node, so its id names it.
-    pub(crate) fn node_removed(id: rwsplit_core::NodeId) -> RoutingError {
-        RoutingError::NodeRemoved { node: format!("node {id}") }
+    /// ran there: named by `name` (its address, kept by the registry), else by its id.
+    pub(crate) fn node_removed(id: rwsplit_core::NodeId, name: Option<&str>) -> RoutingError {
+        let node = name.map_or_else(|| format!("node {id}"), str::to_owned);
+        RoutingError::NodeRemoved { node }
     }
 
-    /// The error for the router's refusal to route a statement.
-    pub(crate) fn from_route(e: RouteError) -> RoutingError {
+    /// The error for the router's refusal to route a statement planned on `topo`: the nodes
+    /// that claim the primary role named, or (no primary) every node with `why` it is not the
+    /// primary.
+    pub(crate) fn from_route(
+        e: RouteError,
+        topo: &rwsplit_core::Topology,
+        why: impl FnOnce() -> Vec<NodeOut>,
+    ) -> RoutingError {
         match e {
-            RouteError::NoPrimary => RoutingError::NoPrimary,
-            RouteError::SplitBrain { primaries } => RoutingError::SplitBrain { primaries },
+            RouteError::NoPrimary => RoutingError::NoPrimary { nodes: why() },
+            RouteError::SplitBrain { primaries } => {
+                let nodes = topo
+                    .nodes()
+                    .iter()
+                    .filter(|n| n.role() == rwsplit_core::Role::Primary)
+                    .map(|n| n.name().to_owned())
+                    .collect();
+                RoutingError::SplitBrain { primaries, nodes }
+            }
             source => RoutingError::Unroutable { source },
         }
     }
@@ -513,8 +670,8 @@ fn carry(e: RoutingError) -> RuntimeErr {
 /// use rwsplit_sea_orm::{RoutingError, routing_error};
 /// use sea_orm::DbErr;
 ///
-/// let ours: DbErr = RoutingError::NoPrimary.into();
-/// assert!(matches!(routing_error(&ours), Some(RoutingError::NoPrimary)));
+/// let ours: DbErr = RoutingError::NoPrimary { nodes: Vec::new() }.into();
+/// assert!(matches!(routing_error(&ours), Some(RoutingError::NoPrimary { .. })));
 /// assert!(routing_error(&ours).is_some_and(RoutingError::is_retryable));
 /// let theirs = DbErr::RecordNotFound("user 7".into());
 /// assert!(routing_error(&theirs).is_none());
@@ -543,6 +700,24 @@ pub(crate) fn with_attempts(err: DbErr, attempts: usize) -> DbErr {
         None => return err,
     }
     e.into()
+}
+
+/// `err` naming `node` if it is an unreadable position read there
+/// ([`RoutingError::PositionUnreadable`], made where the node is not known); any other error
+/// as it is.
+pub(crate) fn read_on(err: DbErr, node: &str) -> DbErr {
+    match routing_error(&err) {
+        Some(RoutingError::PositionUnreadable { node: None, what, value, source }) => {
+            RoutingError::PositionUnreadable {
+                node: Some(node.to_owned()),
+                what,
+                value: value.clone(),
+                source: source.clone(),
+            }
+            .into()
+        }
+        _ => err,
+    }
 }
 
 /// The SQLSTATE of a database error inside `err`, if the driver gave one.

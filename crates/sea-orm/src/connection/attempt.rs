@@ -339,7 +339,7 @@ impl Work for Begin {
 fn unsettled(e: &DbErr) -> bool {
     matches!(
         crate::routing_error(e),
-        Some(crate::RoutingError::NoPrimary | crate::RoutingError::SplitBrain { .. })
+        Some(crate::RoutingError::NoPrimary { .. } | crate::RoutingError::SplitBrain { .. })
     )
 }
 
@@ -897,8 +897,35 @@ fn attempt_plan<'a, W: Work>(
             }
         }
         // Every candidate was skipped (a catch-up wait that timed out on the only one).
-        Err(Stop::Fail(last_err.map_or_else(failure::no_node_left, |e| *e)))
+        Err(Stop::Fail(match last_err {
+            Some(e) => *e,
+            None => failure::no_node_left(skipped(inner, plan, skip, end)),
+        }))
     }
+}
+
+/// Why each of `plan`'s candidates up to the `end`-th was skipped, when all were: the first
+/// `skip` by a catch-up wait that did not see the session's writes there (or found the node
+/// removed), the others removed since the plan was made, or stalled (passed over for the
+/// next).
+fn skipped(inner: &Inner, plan: &Plan, skip: usize, end: usize) -> Vec<crate::NodeOut> {
+    use crate::OutReason;
+    let waited = plan.wait().map_or(std::time::Duration::ZERO, |(_, max)| max);
+    (0..end)
+        .map_while(|k| plan.candidate(k))
+        .enumerate()
+        .map(|(k, id)| {
+            let why = if inner.nodes().get(id).is_none() {
+                OutReason::Removed
+            } else if k < skip {
+                OutReason::NotCaughtUp { waited }
+            } else {
+                OutReason::Stalled
+            };
+            let name = plan.name(id).map_or_else(|| format!("node {id}"), str::to_owned);
+            crate::NodeOut::new(name, why)
+        })
+        .collect()
 }
 
 /// A read on replica `first` (`.0`, its node `.1`) that may be hedged on `other`: it waits
@@ -1111,7 +1138,7 @@ async fn replayed(
     let limit = tokio::time::Instant::now() + crate::deadline::cap(max) + WAIT_GRACE;
     // The plain pool: the wait is the adapter's own, not reported as the user's.
     match tokio::time::timeout_at(limit, position::wait_for(node.conn(), token, max)).await {
-        Ok(looked) => looked,
+        Ok(looked) => looked.map_err(|e| crate::routing_error::read_on(e, node.name())),
         Err(_) => Ok(Waited::TimedOut),
     }
 }
@@ -1130,14 +1157,14 @@ fn bounded<'a, T: 'a>(
     id: NodeId,
     on_replica: bool,
     name: &'a str,
-    limit: Option<std::time::Duration>,
+    limit: Option<(std::time::Duration, crate::TimeLimit)>,
     attempt: impl Future<Output = Result<T, DbErr>> + 'a,
 ) -> impl Future<Output = Result<T, Attempt>> + 'a {
     async move {
         use std::task::Poll;
         // A timer only for a read with a limit (boxed: most reads have none, and their future
         // should not carry one).
-        let mut timer = limit.map(|l| Box::pin(tokio::time::sleep(l)));
+        let mut timer = limit.map(|(l, _)| Box::pin(tokio::time::sleep(l)));
         // A replica: given up once marked down. The primary: once it is not the up primary
         // any more (replaced: the read runs once more on the new one; marked down: it fails
         // at once, typed, instead of waiting for a pool or a server that will not answer).

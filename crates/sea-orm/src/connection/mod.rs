@@ -249,7 +249,7 @@ fn check_server(weak: &std::sync::Weak<Inner>, id: NodeId, n: &NodeRef) {
                 if let Some(inner) = weak.upgrade()
                     && inner.nodes().get(id).is_some()
                 {
-                    inner.routing().set_fenced(id, true);
+                    inner.routing().fence_unsupported(id);
                 }
                 tracing::error!(target: "rwsplit", node = %check.node().name(), %error, "node refused and fenced: its server is not one rwsplit supports");
                 // Checked once, refused for good: no later probe checks it again.

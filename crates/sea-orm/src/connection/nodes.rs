@@ -483,7 +483,13 @@ pub(crate) struct Nodes {
     arena: Box<[OnceLock<Chunk>]>,
     /// The arena's next free index; held while a node is kept.
     arena_next: Mutex<usize>,
+    /// Per index, the id and name of the last node taken out of it ([`Nodes::take`]): an
+    /// error about a removed node names it by address ([`Nodes::removed_name`]).
+    gone: Box<[Mutex<Option<Gone>>]>,
 }
+
+/// A node taken out of the registry: its id and name.
+type Gone = (NodeId, Box<str>);
 
 /// One chunk of the arena of lent-out nodes, filled in order.
 type Chunk = Box<[OnceLock<Arc<Node>>]>;
@@ -522,6 +528,7 @@ impl Nodes {
             count: AtomicUsize::new(count),
             arena: (0..KEPT_MAX / KEPT_CHUNK).map(|_| OnceLock::new()).collect(),
             arena_next: Mutex::new(0),
+            gone: (0..MAX_NODES).map(|_| Mutex::new(None)).collect(),
         };
         nodes.keep_arc(&primary);
         nodes
@@ -584,8 +591,20 @@ impl Nodes {
         let taken = prev.as_ref().is_some_and(|p| Arc::ptr_eq(p, &node));
         if taken {
             self.count.fetch_sub(1, Ordering::Relaxed);
+            if let Some(gone) = self.gone.get(id.index()) {
+                *gone.lock().unwrap_or_else(std::sync::PoisonError::into_inner) =
+                    Some((id, node.name.as_str().into()));
+            }
         }
         taken.then_some(node)
+    }
+
+    /// The name of node `id` if it was taken out of the registry and is the last node taken
+    /// out of its index (`None`: it is there, or an older removal at that index).
+    pub(crate) fn removed_name(&self, id: NodeId) -> Option<String> {
+        let gone = self.gone.get(id.index())?;
+        let gone = gone.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        gone.as_ref().filter(|(i, _)| *i == id).map(|(_, name)| name.to_string())
     }
 
     /// The node, borrowed for as long as the connection lives: kept in the arena (once per

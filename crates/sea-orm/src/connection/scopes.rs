@@ -218,10 +218,10 @@ async fn capture_now(
     node: rwsplit_core::NodeId,
     taken: Option<&mut Taken>,
 ) -> Result<CausalToken, DbErr> {
-    let n = inner
-        .nodes()
-        .get(node)
-        .ok_or_else(|| DbErr::from(crate::routing_error::RoutingError::node_removed(node)))?;
+    let n = inner.nodes().get(node).ok_or_else(|| {
+        let name = inner.nodes().removed_name(node);
+        DbErr::from(crate::routing_error::RoutingError::node_removed(node, name.as_deref()))
+    })?;
     let cached = n.system_id();
     let mut on = match taken {
         Some(t) => position::On::Taken(t),
@@ -244,7 +244,7 @@ async fn capture_now(
         }
         Err(e) => {
             inner.counters().bump(Count::CaptureFailures);
-            Err(e)
+            Err(crate::routing_error::read_on(e, n.name()))
         }
     }
 }

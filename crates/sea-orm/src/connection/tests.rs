@@ -786,3 +786,94 @@ async fn a_statement_looks_at_the_topology_once(
     db.execute_raw(stmt.clone()).await.expect("executed");
     assert_eq!(looks(before), (1, 1), "execute: {}", stmt.sql);
 }
+
+/// A plan for `target` (a read), made now.
+fn read_plan(db: &RoutedConnection, target: rwsplit_core::Target) -> crate::route::Plan {
+    use rwsplit_core::{Access, RouteContext};
+    let ctx = RouteContext::for_access(Access::Read, std::time::Instant::now()).with_target(target);
+    db.inner.planner().plan_ctx(&ctx).unwrap()
+}
+
+/// A plan whose every candidate was skipped fails naming each and why: removed since it was
+/// planned, or a catch-up wait that did not see the session's writes there.
+#[rstest]
+#[case::removed(false, "replica 1 (removed from the connection, draining), primary (removed")]
+#[case::not_caught_up(
+    true,
+    "replica 1 (did not replay the session's writes within 50ms (wait_for_replica)), primary \
+     (removed from the connection, draining)"
+)]
+#[tokio::test]
+async fn a_plan_with_no_node_left_names_each_candidate_and_why(
+    #[case] wait: bool,
+    #[case] says: &str,
+) {
+    use crate::{NodeOut, OutReason};
+    let db = routed(answering(), vec![answering(), answering()], 2);
+    let mut plan = read_plan(&db, rwsplit_core::Target::Node(NodeId::new(1)));
+    assert_eq!(plan.iter().collect::<Vec<_>>(), [NodeId::new(1), NodeId::new(0)]);
+    // The primary, the plan's last resort, is removed in both cases.
+    assert!(super::remove_node(&db.inner, NodeId::new(0)));
+    let waited = std::time::Duration::from_millis(50);
+    let why = if wait {
+        // The mock's row has no LSN: the wait fails, and the replica is skipped.
+        let lsn: rwsplit_core::Lsn = "0/16B3748".parse().unwrap();
+        let token = rwsplit_core::CausalToken::new(rwsplit_core::PgPosition::new(7, 1, lsn));
+        plan = plan.with_wait(token, waited);
+        OutReason::NotCaughtUp { waited }
+    } else {
+        assert!(super::remove_node(&db.inner, NodeId::new(1)));
+        OutReason::Removed
+    };
+    let mut work = super::attempt::QueryOne(select());
+    let err = super::attempt::attempt(&db.inner, &plan, &mut work, &super::Scope::Task)
+        .await
+        .expect_err("no node left");
+    let Some(RoutingError::NoNodeLeft { nodes }) = routing_error(&err) else { panic!("{err:?}") };
+    assert_eq!(
+        nodes,
+        &[NodeOut::new("replica 1", why), NodeOut::new("primary", OutReason::Removed)]
+    );
+    assert!(
+        err.to_string().contains(&format!(
+            "no node left to run the statement on: every candidate was skipped: {says}"
+        )),
+        "{err}"
+    );
+}
+
+/// A position read on a node removed since fails naming the node by its name, which the
+/// registry keeps for the last node removed at each index; an id it never had, by its id.
+#[tokio::test]
+async fn a_removed_node_is_named_by_its_address() {
+    let db = routed(answering(), vec![answering()], 2);
+    assert!(super::remove_node(&db.inner, NodeId::new(1)));
+    let err = super::scopes::capture_on(&db.inner, NodeId::new(1)).await.expect_err("removed");
+    assert!(
+        matches!(routing_error(&err), Some(RoutingError::NodeRemoved { node }) if node == "replica 1"),
+        "{err:?}"
+    );
+    assert!(err.to_string().contains("replica 1 was removed from the connection"), "{err}");
+    let never = NodeId::with_generation(1, 7);
+    let err = super::scopes::capture_on(&db.inner, never).await.expect_err("never there");
+    assert!(
+        matches!(routing_error(&err), Some(RoutingError::NodeRemoved { node }) if *node == format!("node {never}")),
+        "{err:?}"
+    );
+}
+
+/// A position the server returns unreadable names the node it was read on.
+#[tokio::test]
+async fn an_unreadable_position_names_its_node() {
+    // The mock's rows hold no position.
+    let db = routed(answering(), vec![answering()], 2);
+    let err = super::scopes::capture_on(&db.inner, NodeId::new(0)).await.expect_err("unreadable");
+    assert!(
+        matches!(
+            routing_error(&err),
+            Some(RoutingError::PositionUnreadable { node: Some(n), .. }) if n == "primary"
+        ),
+        "{err:?}"
+    );
+    assert!(err.to_string().contains("unreadable replication position on primary: "), "{err}");
+}

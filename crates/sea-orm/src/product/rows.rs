@@ -66,6 +66,7 @@ pub(super) fn parse<T: std::str::FromStr>(
     let text = text(row, column);
     text.as_deref().and_then(|t| t.trim().parse().ok()).ok_or_else(|| {
         RoutingError::PositionUnreadable {
+            node: None,
             what: column,
             value: text.as_deref().map(bounded),
             source: None,
@@ -81,10 +82,11 @@ pub(super) fn unsupported(backend: DbBackend) -> DbErr {
 
 /// The error for a position the server returned that does not read as one.
 pub(super) fn unreadable(what: &'static str, text: &str, e: rwsplit_core::Error) -> DbErr {
-    RoutingError::PositionUnreadable { what, value: Some(bounded(text)), source: Some(e) }.into()
+    let value = Some(bounded(text));
+    RoutingError::PositionUnreadable { node: None, what, value, source: Some(e) }.into()
 }
 
 /// The error for a position query that returned no row (`what` names it).
 fn no_row(what: &'static str) -> DbErr {
-    RoutingError::PositionUnreadable { what, value: None, source: None }.into()
+    RoutingError::PositionUnreadable { node: None, what, value: None, source: None }.into()
 }

@@ -33,6 +33,11 @@ fn node() -> String {
     "db1:5432/app".to_owned()
 }
 
+/// Two nodes out, each for a reason.
+fn outs() -> Vec<NodeOut> {
+    vec![NodeOut::new(node(), OutReason::Fenced), NodeOut::new("db2:5432/app", OutReason::Down)]
+}
+
 /// Which `DbErr` variant carries it.
 #[derive(Debug, PartialEq, Eq)]
 enum Carrier {
@@ -69,7 +74,9 @@ const UNKNOWN: (bool, bool) = (false, true);
     Carrier::Conn, RETRY, "the read was not sent"
 )]
 #[case::timed_out(
-    RoutingError::TimedOut { node: node(), after: Duration::from_millis(1500), attempts: 1 },
+    RoutingError::TimedOut {
+        node: node(), after: Duration::from_millis(1500), limit: TimeLimit::Deadline, attempts: 1
+    },
     Carrier::Conn, RETRY, "within 1s 500ms"
 )]
 #[case::replica_refused(
@@ -81,13 +88,16 @@ const UNKNOWN: (bool, bool) = (false, true);
     },
     Carrier::Query, FINAL, "SQLSTATE 25006"
 )]
-#[case::no_primary(RoutingError::NoPrimary, Carrier::Conn, RETRY, "no primary")]
-#[case::split_brain(RoutingError::SplitBrain { primaries: 2 }, Carrier::Conn, RETRY, "2 nodes claim")]
+#[case::no_primary(RoutingError::NoPrimary { nodes: outs() }, Carrier::Conn, RETRY, "no primary")]
+#[case::split_brain(
+    RoutingError::SplitBrain { primaries: 2, nodes: vec![node(), "db2:5432/app".into()] },
+    Carrier::Conn, RETRY, "2 nodes claim"
+)]
 #[case::unroutable(
     RoutingError::Unroutable { source: RouteError::UnknownNode { id: NodeId::new(7) } },
     Carrier::Conn, FINAL, "not in the topology"
 )]
-#[case::no_node_left(RoutingError::NoNodeLeft, Carrier::Conn, RETRY, "no node left")]
+#[case::no_node_left(RoutingError::NoNodeLeft { nodes: outs() }, Carrier::Conn, RETRY, "no node left")]
 #[case::unroutable_excluded(
     RoutingError::Unroutable {
         source: RouteError::NoEligibleNode { excluded: excluded(3, 2, 1) }
@@ -100,11 +110,11 @@ const UNKNOWN: (bool, bool) = (false, true);
     RoutingError::NodeRemoved { node: node() }, Carrier::Conn, RETRY, "db1:5432/app was removed"
 )]
 #[case::position_unreadable(
-    RoutingError::PositionUnreadable { what: "lsn", value: Some("zz".into()), source: None },
+    RoutingError::PositionUnreadable { node: Some(node()), what: "lsn", value: Some("zz".into()), source: None },
     Carrier::Query, FINAL, "`lsn` is `zz`"
 )]
 #[case::position_missing(
-    RoutingError::PositionUnreadable { what: "MASTER_GTID_WAIT", value: None, source: None },
+    RoutingError::PositionUnreadable { node: None, what: "MASTER_GTID_WAIT", value: None, source: None },
     Carrier::Query, FINAL, "is missing"
 )]
 #[case::position_unsupported(
@@ -129,7 +139,14 @@ fn every_variant_survives_the_db_err(
     assert_eq!(discriminant(back), discriminant(&e));
     assert_eq!(back.to_string(), e.to_string());
     assert_eq!((back.is_retryable(), back.outcome_unknown()), (retryable, unknown), "{back:?}");
-    assert_eq!(back.node().is_some(), e.to_string().contains("db1:5432/app"));
+    // A variant about several nodes names them all in its text, and none as `node()`.
+    let several = matches!(
+        e,
+        RoutingError::NoPrimary { .. }
+            | RoutingError::SplitBrain { .. }
+            | RoutingError::NoNodeLeft { .. }
+    );
+    assert_eq!(back.node().is_some(), e.to_string().contains("db1:5432/app") && !several);
     let text = err.to_string();
     assert!(text.contains(&format!("rwsplit: {e}")), "{text}");
     assert!(text.contains(says), "{text}");
@@ -251,12 +268,129 @@ fn a_route_that_cannot_be_made_is_typed(
     assert!(matches!(err, DbErr::Conn(_)), "{err:?}");
     let e = routing_error(&err).expect("typed");
     let got = match e {
-        RoutingError::NoPrimary => "NoPrimary",
-        RoutingError::SplitBrain { primaries: 2 } => "SplitBrain",
+        RoutingError::NoPrimary { .. } => "NoPrimary",
+        RoutingError::SplitBrain { primaries: 2, .. } => "SplitBrain",
         RoutingError::Unroutable { source: RouteError::UnknownNode { .. } } => "Unroutable",
         other => panic!("{other:?}"),
     };
     assert_eq!(got, want);
+}
+
+/// The text of each variant that names several nodes, or a limit: every node named by its
+/// address, with why it is out; the limit that fired, with its value.
+#[rstest]
+#[case::split_brain(
+    RoutingError::SplitBrain { primaries: 2, nodes: vec![node(), "db2:5432/app".into()] },
+    "2 nodes claim the primary role (db1:5432/app, db2:5432/app), refusing to pick one (split \
+     brain): fence the stale one by name with `RoutedConnection::fence(name)`"
+)]
+#[case::no_primary(
+    RoutingError::NoPrimary { nodes: vec![
+        NodeOut::new(node(), OutReason::Fenced),
+        NodeOut::new("db2:5432/app", OutReason::Down),
+        NodeOut::new("db3:5432/app", OutReason::Replica),
+        NodeOut::new("db4:5432/app", OutReason::Unsupported),
+        NodeOut::new("db5:5432/app", OutReason::Joining),
+    ] },
+    "no primary in the topology: the statement needs one; the nodes: db1:5432/app (fenced), \
+     db2:5432/app (marked down: its probes fail), db3:5432/app (a replica), db4:5432/app \
+     (fenced: its server is not one rwsplit supports), db5:5432/app (joining: not yet seen \
+     healthy and caught up)"
+)]
+#[case::no_node_left(
+    RoutingError::NoNodeLeft { nodes: vec![
+        NodeOut::new("db2:5432/app", OutReason::NotCaughtUp { waited: Duration::from_millis(50) }),
+        NodeOut::new("db3:5432/app", OutReason::Stalled),
+        NodeOut::new(node(), OutReason::Removed),
+    ] },
+    "no node left to run the statement on: every candidate was skipped: db2:5432/app (did not \
+     replay the session's writes within 50ms (wait_for_replica)), db3:5432/app (stalled: \
+     answering nothing past its hedge delay), db1:5432/app (removed from the connection, \
+     draining)"
+)]
+#[case::node_removed(
+    RoutingError::NodeRemoved { node: node() },
+    "db1:5432/app was removed from the connection (its topology source stopped listing it) \
+     before the statement could run there"
+)]
+#[case::position_unreadable(
+    RoutingError::PositionUnreadable { node: Some(node()), what: "lsn", value: Some("zz".into()), source: None },
+    "unreadable replication position on db1:5432/app: `lsn` is `zz`"
+)]
+#[case::position_missing(
+    RoutingError::PositionUnreadable { node: Some(node()), what: "timeline", value: None, source: None },
+    "unreadable replication position on db1:5432/app: `timeline` is missing"
+)]
+#[case::replica_read_timeout(
+    RoutingError::TimedOut {
+        node: node(), after: Duration::from_secs(2), limit: TimeLimit::ReplicaReadTimeout, attempts: 2
+    },
+    "db1:5432/app did not answer within 2s (replica_read_timeout; 2 node(s) tried)"
+)]
+#[case::deadline(
+    RoutingError::TimedOut {
+        node: node(), after: Duration::from_millis(300), limit: TimeLimit::Deadline, attempts: 1
+    },
+    "db1:5432/app did not answer within 300ms (what was left of the caller's deadline; 1 node(s) \
+     tried)"
+)]
+fn each_error_names_its_subject(#[case] e: RoutingError, #[case] text: &str) {
+    assert_eq!(e.to_string(), text);
+}
+
+fn named(roles: &[Role]) -> Topology {
+    let mut b = Topology::builder();
+    for (i, role) in roles.iter().enumerate() {
+        let id = NodeId::new(u16::try_from(i).unwrap());
+        b = b.node(Node::builder(id, *role).name(format!("db{i}:5432/app")).build());
+    }
+    b.build().unwrap()
+}
+
+/// Split brain names the nodes that claim the primary role, by the names `fence` takes.
+#[test]
+fn split_brain_names_the_primaries() {
+    let topo = named(&[Role::Primary, Role::Replica, Role::Primary]);
+    let routing = Routing::new(topo, RouterConfig::default(), HealthPolicy::default());
+    let err = routing.plan(&RouteContext::for_access(Access::Write, Instant::now())).unwrap_err();
+    let Some(RoutingError::SplitBrain { primaries: 2, nodes }) = routing_error(&err) else {
+        panic!("{err:?}")
+    };
+    assert_eq!(nodes, &["db0:5432/app", "db2:5432/app"]);
+    let text = err.to_string();
+    assert!(text.contains("(db0:5432/app, db2:5432/app)") && text.contains("fence("), "{text}");
+}
+
+/// No primary names every node, the joining ones too, and why each is not the primary, as
+/// the monitor's state has it.
+#[test]
+fn no_primary_names_every_node_and_why() {
+    let topo = named(&[Role::Replica, Role::Replica, Role::Replica, Role::Replica]);
+    let routing = Routing::new(topo, RouterConfig::default(), HealthPolicy::default());
+    routing.set_fenced(NodeId::new(1), true);
+    routing.fence_unsupported(NodeId::new(2));
+    routing.ban(NodeId::new(3));
+    let joining = routing
+        .state()
+        .add_node(|id| Node::builder(id, Role::Replica).name("db9:5432/app").build())
+        .unwrap();
+    assert!(routing.state().snapshot().node(joining).is_none(), "joining");
+    let err = routing.plan(&RouteContext::for_access(Access::Write, Instant::now())).unwrap_err();
+    let Some(RoutingError::NoPrimary { nodes }) = routing_error(&err) else { panic!("{err:?}") };
+    let want = [
+        ("db0:5432/app", OutReason::Replica),
+        ("db1:5432/app", OutReason::Fenced),
+        ("db2:5432/app", OutReason::Unsupported),
+        ("db3:5432/app", OutReason::Down),
+        ("db9:5432/app", OutReason::Joining),
+    ];
+    let want: Vec<NodeOut> = want.into_iter().map(|(n, why)| NodeOut::new(n, why)).collect();
+    assert_eq!(nodes, &want);
+    // Unfenced, a node is no longer said to be unsupported.
+    routing.set_fenced(NodeId::new(2), false);
+    let err = routing.plan(&RouteContext::for_access(Access::Write, Instant::now())).unwrap_err();
+    let Some(RoutingError::NoPrimary { nodes }) = routing_error(&err) else { panic!("{err:?}") };
+    assert_eq!(nodes[2], NodeOut::new("db2:5432/app", OutReason::Replica));
 }
 
 /// A read no node can take names the rule that excluded each replica, and why the primary
@@ -357,7 +491,7 @@ async fn an_unreadable_replay_position_fails_the_wait() {
         .expect_err("unreadable");
     let e = routing_error(&err).expect("typed");
     assert!(
-        matches!(e, RoutingError::PositionUnreadable { what: "pg_last_wal_replay_lsn", value: Some(v), source: Some(_) } if v == "zz"),
+        matches!(e, RoutingError::PositionUnreadable { what: "pg_last_wal_replay_lsn", value: Some(v), source: Some(_), .. } if v == "zz"),
         "{e:?}"
     );
     // The attempt loop does not hold it against the node.
