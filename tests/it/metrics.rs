@@ -118,7 +118,7 @@ async fn a_scrape_during_a_fault_shows_the_replica_go_down_and_come_back(#[case]
     })
     .await;
     let text = scrape(addr).await;
-    assert!(sample(&text, "db_client_connections_usage", &node).is_some(), "{text}");
+    assert!(sample(&text, "db_client_connection_count", &node).is_some(), "{text}");
     for secret in ["password", "SELECT id", "CREATE TABLE"] {
         assert!(!text.contains(secret), "`{secret}` in the metrics:\n{text}");
     }

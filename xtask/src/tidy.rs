@@ -1361,3 +1361,71 @@ fn the_component_check_catches_a_planted_field() {
     assert_eq!(problems("a", "Missing"), vec!["no struct `Missing` in module `a`"]);
     assert_eq!(problems("c", "A"), vec!["no struct `A` in module `c`"]);
 }
+
+/// The `runbook_url` annotations of the alerting rules in `yaml` (each line's quoted value).
+fn runbook_urls(yaml: &str) -> Vec<String> {
+    yaml.lines()
+        .filter_map(|l| l.trim().strip_prefix("runbook_url:"))
+        .map(|v| v.trim().trim_matches(['"', '\'']).to_owned())
+        .collect()
+}
+
+/// What is wrong with each runbook URL of `yaml` in the repository at `root`: each must be a
+/// path from the root to a file that exists, and an anchor that is a heading of it.
+fn runbook_problems(root: &Path, yaml: &str) -> Vec<String> {
+    let mut problems = Vec::new();
+    for url in runbook_urls(yaml) {
+        let Some((path, anchor)) = url.split_once('#') else {
+            problems.push(format!("{url}: no #anchor"));
+            continue;
+        };
+        if path.contains("://") || path.starts_with('/') || path.contains("..") {
+            problems.push(format!("{url}: not a path from the repository's root"));
+            continue;
+        }
+        let Ok(text) = std::fs::read_to_string(root.join(path)) else {
+            problems.push(format!("{url}: no file {path}"));
+            continue;
+        };
+        if !crate::guide::heading_ids(&text).contains(anchor) {
+            problems.push(format!("{url}: no heading #{anchor} in {path}"));
+        }
+    }
+    problems
+}
+
+#[test]
+fn every_runbook_url_names_a_file_and_a_heading_in_it() {
+    // The alerting rules' runbooks (and the copies in their unit tests' expected alerts) are
+    // repository paths with an anchor: each file exists and has that heading.
+    let root = crate::project_root();
+    let mut problems = Vec::new();
+    let mut seen = 0;
+    for file in
+        ["contrib/prometheus/rwsplit-alerts.yml", "contrib/prometheus/rwsplit-alerts.test.yml"]
+    {
+        let yaml = read(file);
+        seen += runbook_urls(&yaml).len();
+        problems.extend(runbook_problems(&root, &yaml).into_iter().map(|p| format!("{file}: {p}")));
+    }
+    assert!(seen >= 9, "runbook_url annotations found: {seen}");
+    assert!(problems.is_empty(), "runbook URLs:\n{}", problems.join("\n"));
+}
+
+#[test]
+fn the_runbook_check_catches_a_url_a_file_and_an_anchor() {
+    let root = crate::project_root();
+    let yaml = r##"
+          runbook_url: "docs/guide/operations.md#rwsplitnoprimary"
+          runbook_url: "https://example.invalid/rwsplit/blob/main/docs/guide/operations.md#rwsplitnoprimary"
+          runbook_url: "docs/guide/nothing.md#rwsplitnoprimary"
+          runbook_url: "docs/guide/operations.md#nothing-here"
+          runbook_url: "docs/guide/operations.md"
+    "##;
+    let problems = runbook_problems(&root, yaml);
+    assert_eq!(problems.len(), 4, "{problems:#?}");
+    assert!(problems[0].contains("not a path"), "{problems:#?}");
+    assert!(problems[1].contains("no file"), "{problems:#?}");
+    assert!(problems[2].contains("no heading"), "{problems:#?}");
+    assert!(problems[3].contains("no #anchor"), "{problems:#?}");
+}

@@ -5,7 +5,9 @@ use std::fmt;
 use crate::node_id::{MAX_NODES, NodeId};
 use crate::role::Role;
 
-/// Why a statement goes where it goes, for tracing and metrics.
+/// Why a statement goes where it goes, for tracing and metrics: [`RouteReason::code`] is the
+/// stable code a label or span field carries, [`RouteReason::as_str`] (and `Display`) the
+/// text a log line shows.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 #[non_exhaustive]
 pub enum RouteReason {
@@ -40,7 +42,46 @@ pub enum RouteReason {
 }
 
 impl RouteReason {
-    /// A stable, lowercase description.
+    /// Every reason, in declaration order.
+    pub const ALL: [RouteReason; 13] = [
+        Self::Write,
+        Self::Transaction,
+        Self::Strong,
+        Self::PrimaryRequested,
+        Self::Rule,
+        Self::ReplicaRequested,
+        Self::NodeRequested,
+        Self::Balanced,
+        Self::CaughtUp,
+        Self::AwaitCatchUp,
+        Self::NotCaughtUp,
+        Self::NoEligibleReplica,
+        Self::PrimaryBalanced,
+    ];
+
+    /// A stable `snake_case` code, one per reason, for metric labels and span fields (a
+    /// dashboard or an alert selects on it; renaming a variant does not change it).
+    #[must_use]
+    pub const fn code(self) -> &'static str {
+        match self {
+            Self::Write => "write",
+            Self::Transaction => "transaction",
+            Self::Strong => "strong",
+            Self::PrimaryRequested => "primary_requested",
+            Self::Rule => "rule",
+            Self::ReplicaRequested => "replica_requested",
+            Self::NodeRequested => "node_requested",
+            Self::Balanced => "balanced",
+            Self::CaughtUp => "caught_up",
+            Self::AwaitCatchUp => "await_catch_up",
+            Self::NotCaughtUp => "not_caught_up",
+            Self::NoEligibleReplica => "no_eligible_replica",
+            Self::PrimaryBalanced => "primary_balanced",
+        }
+    }
+
+    /// A lowercase description in English, for logs (its `Display`); [`RouteReason::code`] is
+    /// what labels carry.
     #[must_use]
     pub const fn as_str(self) -> &'static str {
         match self {

@@ -587,8 +587,8 @@ mod tests {
             format!("rwsplit_replica_lag_seconds{node} NaN"),
             format!("db_client_connection_pending_requests{node} 0"),
             format!("db_client_connection_max{} 0", pool("write", None)),
-            format!("db_client_connections_usage{} 0", pool("read", Some("idle"))),
-            format!("db_client_connections_usage{} 0", pool("write", Some("used"))),
+            format!("db_client_connection_count{} 0", pool("read", Some("idle"))),
+            format!("db_client_connection_count{} 0", pool("write", Some("used"))),
         ] {
             assert!(has(&gone, &want), "missing `{want}` in {gone:#?}");
         }

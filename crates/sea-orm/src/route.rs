@@ -38,8 +38,9 @@ pub(crate) struct Plan {
 }
 
 /// Why a statement goes where it goes: the core router's reason, or one the adapter decided
-/// before or after asking it. [`Why::as_str`] is the `rwsplit.route.reason` metric label and
-/// span field.
+/// before or after asking it. [`Why::code`] is the `rwsplit.route.reason` metric label and
+/// span field (a stable `snake_case` code), [`Why::as_str`] and `Display` the text of log
+/// lines.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Why {
     /// The router's reason.
@@ -72,7 +73,43 @@ pub(crate) enum Why {
 }
 
 impl Why {
-    /// The reason's text: the `rwsplit.route.reason` label value.
+    /// Every reason the adapter decides itself (the router's are `RouteReason::ALL`).
+    #[cfg(test)]
+    pub(crate) const OWN: [Why; 11] = [
+        Self::Execute,
+        Self::ExecuteUnprepared,
+        Self::Transaction,
+        Self::ReadAfterWrite,
+        Self::ForeignToken,
+        Self::OutsideBound,
+        Self::LastReadNode,
+        Self::ProvenReplica,
+        Self::MovedToNewPrimary,
+        Self::RerunOnPrimary,
+        Self::RefusedByReplica,
+    ];
+
+    /// The reason's code: the `rwsplit.route.reason` label value and span field, `snake_case`,
+    /// one per reason (the module docs of `telemetry` list them).
+    pub(crate) const fn code(self) -> &'static str {
+        match self {
+            Self::Router(r) => r.code(),
+            Self::Execute => "execute",
+            Self::ExecuteUnprepared => "execute_unprepared",
+            // The router's `Transaction` is the same reason: one code.
+            Self::Transaction => "transaction",
+            Self::ReadAfterWrite => "read_after_write",
+            Self::ForeignToken => "foreign_token",
+            Self::OutsideBound => "outside_bound",
+            Self::LastReadNode => "last_read_node",
+            Self::ProvenReplica => "proven_replica",
+            Self::MovedToNewPrimary => "moved_to_new_primary",
+            Self::RerunOnPrimary => "rerun_on_primary",
+            Self::RefusedByReplica => "refused_by_replica",
+        }
+    }
+
+    /// The reason's text, for log lines.
     pub(crate) const fn as_str(self) -> &'static str {
         match self {
             Self::Router(r) => r.as_str(),
@@ -645,22 +682,52 @@ mod tests {
     use super::Why;
 
     /// The `rwsplit.route.reason` label values: dashboards and alerts select on them, so a
-    /// renamed variant must not rename its label.
+    /// renamed variant must not rename its label; the English text stays in logs.
     #[rstest]
-    #[case(Why::Router(RouteReason::Balanced), "balanced")]
-    #[case(Why::Router(RouteReason::Write), "write")]
-    #[case(Why::Execute, "execute")]
-    #[case(Why::ExecuteUnprepared, "execute_unprepared")]
-    #[case(Why::Transaction, "transaction")]
-    #[case(Why::ReadAfterWrite, "read right after a write")]
-    #[case(Why::ForeignToken, "token from another history")]
-    #[case(Why::OutsideBound, "no replica within the staleness bound has the write")]
-    #[case(Why::LastReadNode, "the last read's node")]
-    #[case(Why::ProvenReplica, "replica proven to have the write")]
-    #[case(Why::MovedToNewPrimary, "moved to the new primary")]
-    #[case(Why::RerunOnPrimary, "run again on the primary after its connection broke")]
-    fn reasons_keep_their_labels(#[case] why: Why, #[case] label: &str) {
-        assert_eq!(why.as_str(), label);
-        assert_eq!(why.to_string(), label);
+    #[case(Why::Router(RouteReason::Balanced), "balanced", "balanced")]
+    #[case(Why::Router(RouteReason::Write), "write", "write")]
+    #[case(Why::Router(RouteReason::Strong), "strong", "strong consistency")]
+    #[case(Why::Router(RouteReason::NotCaughtUp), "not_caught_up", "no replica caught up")]
+    #[case(Why::Execute, "execute", "execute")]
+    #[case(Why::ExecuteUnprepared, "execute_unprepared", "execute_unprepared")]
+    #[case(Why::Transaction, "transaction", "transaction")]
+    #[case(Why::ReadAfterWrite, "read_after_write", "read right after a write")]
+    #[case(Why::ForeignToken, "foreign_token", "token from another history")]
+    #[case(
+        Why::OutsideBound,
+        "outside_bound",
+        "no replica within the staleness bound has the write"
+    )]
+    #[case(Why::LastReadNode, "last_read_node", "the last read's node")]
+    #[case(Why::ProvenReplica, "proven_replica", "replica proven to have the write")]
+    #[case(Why::MovedToNewPrimary, "moved_to_new_primary", "moved to the new primary")]
+    #[case(
+        Why::RerunOnPrimary,
+        "rerun_on_primary",
+        "run again on the primary after its connection broke"
+    )]
+    #[case(Why::RefusedByReplica, "refused_by_replica", "refused by a replica")]
+    fn reasons_keep_their_labels(#[case] why: Why, #[case] code: &str, #[case] text: &str) {
+        assert_eq!(why.code(), code);
+        assert_eq!((why.as_str(), why.to_string().as_str()), (text, text));
+    }
+
+    /// Every code is `snake_case`, one per reason (the adapter's `Transaction` and the
+    /// router's are one reason), and listed in the telemetry module's docs.
+    #[test]
+    fn every_reason_code_is_snake_case_unique_and_documented() {
+        let docs = include_str!("telemetry.rs");
+        let mut seen = std::collections::BTreeSet::new();
+        let all = RouteReason::ALL.into_iter().map(Why::Router).chain(Why::OWN);
+        for why in all {
+            let code = why.code();
+            assert!(
+                code.chars().all(|c| c.is_ascii_lowercase() || c == '_'),
+                "{why:?}: {code:?} is not snake_case"
+            );
+            let twin = why == Why::Transaction;
+            assert!(seen.insert(code) || twin, "{why:?}: {code:?} is another reason's code");
+            assert!(docs.contains(&format!("`{code}`")), "{code} is not in telemetry's docs");
+        }
     }
 }

@@ -33,12 +33,14 @@ pub struct Stats {
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct Hedges {
-    /// Reads hedged.
+    /// Reads hedged. Once each has ended, the sum of `rwsplit_hedged_reads_total` over its
+    /// `outcome`s (`first`, `hedge`, `failed`, `abandoned`).
     pub sent: u64,
-    /// Hedged reads the second node answered first.
+    /// Hedged reads the second node answered (first, or after the first attempt failed):
+    /// `rwsplit_hedged_reads_total{outcome="hedge"}`.
     pub won: u64,
     /// Losing attempts of hedged reads (the first, when the hedge answered first; else the
-    /// hedge), dropped. A read run straight on the node's pool (as reads run unless SeaORM's
+    /// hedge), dropped while still running (one that had failed is not counted). A read run straight on the node's pool (as reads run unless SeaORM's
     /// hooks listen) closes its connection rather than return it to the pool; on PostgreSQL
     /// the server then ends the statement by itself within a quarter of a second of running
     /// again (`client_connection_check_interval`, set on rwsplit's replica sessions), on
@@ -47,7 +49,7 @@ pub struct Hedges {
     pub lost: u64,
     /// Read attempts that passed over a replica answering nothing (a read on it went unanswered
     /// for its hedge delay, or it had reads in flight and answered nothing for 100 ms) for the
-    /// plan's next node, before the monitor's verdict.
+    /// plan's next node, before the monitor's verdict: `rwsplit_read_passovers_total`.
     pub stalled_skips: u64,
 }
 

@@ -24,7 +24,8 @@
 //! | [`OPERATION_DURATION`] `db_client_operation_duration_seconds` | histogram | node, `db.system.name`, `db.operation.name`, `rwsplit.node.role`, `rwsplit.route.reason`, `rwsplit.access`, `error.type` on failure | each attempt's time on a node; its count is the attempts each node served, by why they went there |
 //! | [`ERRORS`] `rwsplit_errors_total` | counter | node, `rwsplit.node.role`, `error.type` | failed attempts, by class (`connection`, `backpressure`, `given_up`, `replica_refused`, `not_on_replica`, `read_only`, `statement`) |
 //! | [`RETRIES`] `rwsplit_retries_total` | counter | node, `rwsplit.access` | statements moved on from this node: reads to the next candidate (`read`), writes never sent to a node that stopped being the primary, once, to the new primary (`write`) |
-//! | [`HEDGES`] `rwsplit_hedged_reads_total` | counter | node, `outcome` (`sent`, `won`, `passed_over`, `lost`) | reads on this node left unanswered past its hedge delay and sent to another node too (`sent`), those the other node answered first (`won`), read attempts that passed this node over while it was silent (`passed_over`), and hedged reads' losing attempts on this node, dropped (`lost`: their connection closed; PostgreSQL ends such a statement itself, see `Hedges::lost`) |
+//! | [`HEDGES`] `rwsplit_hedged_reads_total` | counter | node, `outcome` (each of [`HEDGE_OUTCOMES`]) | reads this node left unanswered past its hedge delay, sent to another node too, counted once each when they end, by how: the first attempt answered first (`first`; the hedge is dropped), the hedge answered (`hedge`; the first attempt is dropped, or had failed), both failed (`failed`), or the caller gave the read up before either answered (`abandoned`). Their sum is the hedged reads (`Hedges::sent`), `hedge` is `Hedges::won`. A dropped attempt's connection is closed; PostgreSQL ends its statement itself (see `Hedges::lost`) |
+//! | [`PASSOVERS`] `rwsplit_read_passovers_total` | counter | node | read attempts that passed this replica over for the plan's next node while it was silent, before the monitor's verdict (`Hedges::stalled_skips`) |
 //! | [`REPLICA_REFUSALS`] `rwsplit_replica_refusals_total` | counter | node, `outcome` (`primary`, `failed`) | statements classified as reads that the replica refused because they write (a user function or view): run once on the primary, or the caller's error ([`OnReplicaRefusal`](crate::OnReplicaRefusal)) |
 //! | [`READ_YOUR_WRITES`] `rwsplit_read_your_writes_total` | counter | `outcome` (`replica`, `waited`, `primary`) | where reads that had to see a write went |
 //! | [`PROMOTIONS`] `rwsplit_promotions_total` | counter | — | promotions this process's monitor carried out (automatic failover) |
@@ -35,7 +36,7 @@
 //! | [`IN_FLIGHT`] `rwsplit_node_in_flight` | gauge | node | statements running on the node now |
 //! | [`LAG_BYTES`] `rwsplit_replica_lag_bytes`, [`LAG_SECONDS`] `rwsplit_replica_lag_seconds` | gauge | node | a replica's replication lag (NaN while unknown: down, replay stopped, MariaDB bytes) |
 //! | [`OBSERVATION_AGE`] `rwsplit_node_observation_age_seconds` | gauge | node | since the node last answered a probe: how old its role, position and lag are |
-//! | [`CONNECTION_USAGE`] `db_client_connections_usage` | gauge | node, `db.client.connection.pool.name`, `db.client.connection.state` (`idle`, `used`) | pooled connections |
+//! | [`CONNECTION_COUNT`] `db_client_connection_count` | gauge | node, `db.client.connection.pool.name`, `db.client.connection.state` (`idle`, `used`) | pooled connections |
 //! | [`CONNECTION_MAX`] `db_client_connection_max` | gauge | node, `db.client.connection.pool.name` | the pool's maximum size |
 //! | [`CONNECTION_PENDING`] `db_client_connection_pending_requests` | gauge | node | statements waiting for a pooled connection (in flight minus connections in use): back-pressure |
 //!
@@ -44,16 +45,55 @@
 //! on the configured primary they are one pool, reported once as `write`). Gauges are sampled
 //! by the monitor's clock (each probe interval), counters and histograms on each statement.
 //! A node's counters exist from its first sample on, at 0 (each error class for the role it
-//! had then, both retry accesses, both refusal outcomes, and the three read-your-writes
-//! outcomes), so a rate reads 0 rather than nothing before the first failure.
+//! had then, both retry accesses, each hedge outcome, the passovers, both refusal outcomes,
+//! and the three read-your-writes outcomes), so a rate reads 0 rather than nothing before the first failure.
 //!
 //! Node health is a state set rather than one number, so that it aggregates over processes:
 //! `max by (server_address, server_port, state) (rwsplit_node_state)` is 1 where some process
 //! sees the node in that state, `sum by (…)` counts the processes that do.
-//! [`CONNECTION_USAGE`] is OpenTelemetry's `db.client.connection.count` under the name its
-//! conventions used before 1.26 (`db.client.connections.usage`): Prometheus reserves the
-//! `_count` suffix for histograms and summaries (`promtool check metrics` rejects a gauge named
-//! so).
+//! [`CONNECTION_COUNT`] is OpenTelemetry's `db.client.connection.count` (an up-down counter,
+//! semantic conventions 1.26 on) as OpenTelemetry's Prometheus exporters write it, so a
+//! dashboard made for any OpenTelemetry database client reads it. Prometheus' linter
+//! (`promtool check metrics`) flags it: its naming guide reserves `_count` for histograms and
+//! summaries. That is the one finding the linter has on rwsplit's metrics, and the tests
+//! allow exactly it; nothing in Prometheus' parsing or storage treats the name differently
+//! (it was `db_client_connections_usage`, the conventions' name before 1.26).
+//!
+//! ## Route reasons
+//!
+//! `rwsplit.route.reason` (a label of [`OPERATION_DURATION`], and a span field) is a stable
+//! `snake_case` code; the log lines that say where a statement went show the same reason in
+//! words. The router's reasons:
+//!
+//! | code | the statement went … |
+//! | --- | --- |
+//! | `write` | to the primary: it writes, or could not be proven to read |
+//! | `transaction` | to the primary: a transaction that may write is open (or read-only transactions stay on the primary) |
+//! | `strong` | to the primary: `Consistency::Strong` |
+//! | `primary_requested` | to the primary: a call or a `/*rwsplit:primary*/` hint asked for it |
+//! | `rule` | to the primary: a routing rule sent the read there |
+//! | `replica_requested` | to a replica: a call or hint asked for one, consistency notwithstanding |
+//! | `node_requested` | to the node a call named |
+//! | `balanced` | to a replica the balancer chose among the eligible ones |
+//! | `caught_up` | to a replica known to have replayed the read's read-your-writes token |
+//! | `await_catch_up` | to a replica after waiting for it to catch up with the token (else the primary) |
+//! | `not_caught_up` | to the primary: no replica is known to have the token |
+//! | `no_eligible_replica` | to the primary: no replica is eligible (down, lagging, excluded) |
+//! | `primary_balanced` | to the primary, chosen by the balancer among the replicas (`PrimaryReads::Include`) |
+//!
+//! The adapter's own, decided before or after asking the router:
+//!
+//! | code | the statement went … |
+//! | --- | --- |
+//! | `execute`, `execute_unprepared` | to the primary: `execute`/`execute_unprepared` return no rows |
+//! | `read_after_write` | to the primary: a read right after a write whose position is not known yet |
+//! | `foreign_token` | to the primary: a read-your-writes token from another history than the primary's (after a failover) |
+//! | `outside_bound` | to the primary: no replica within the staleness bound has the session's writes |
+//! | `last_read_node` | to the node of the scope's previous read, or the primary (monotonic reads, no sample bounds that read yet) |
+//! | `proven_replica` | to a replica that a catch-up wait proved to have the write a moment ago |
+//! | `moved_to_new_primary` | to the new primary: a read given up on a deposed primary, run once more |
+//! | `rerun_on_primary` | to the primary again: its connection broke, and the primary answered the monitor again |
+//! | `refused_by_replica` | to the primary, as a write: a replica refused the read because it writes |
 //!
 //! ## Histogram buckets
 //!
@@ -93,7 +133,7 @@
 //! lag and connections). Instead, rwsplit marks it gone: its [`NODE_STATE`] becomes `removed`
 //! when it is removed, and once it has drained (its last statement finished, its pools closed)
 //! every gauge of it is set once more, for the last time: [`NODE_STATE`] `removed`,
-//! [`FENCED`] 0, [`ROLE`] 0, [`IN_FLIGHT`] 0, [`CONNECTION_PENDING`] 0, [`CONNECTION_USAGE`] 0
+//! [`FENCED`] 0, [`ROLE`] 0, [`IN_FLIGHT`] 0, [`CONNECTION_PENDING`] 0, [`CONNECTION_COUNT`] 0
 //! for each pool and state, [`CONNECTION_MAX`] 0, and NaN for [`LAG_BYTES`], [`LAG_SECONDS`]
 //! and [`OBSERVATION_AGE`] (where the node had those series). The gauge sampler never touches
 //! a removed node again. A node that comes back at the same address is a new node with the
@@ -137,10 +177,15 @@ pub const RETRIES: &str = "rwsplit_retries_total";
 /// Counter: statements classified as reads that a replica refused because they write, by
 /// `outcome`: `primary` (run once on the primary) or `failed` (the caller's error).
 pub const REPLICA_REFUSALS: &str = "rwsplit_replica_refusals_total";
-/// Reads hedged for want of an answer from a node, and attempts that passed a silent node over.
+/// Counter: reads hedged for want of an answer from a node, once each when they end, by
+/// `outcome` (each of [`HEDGE_OUTCOMES`]).
 pub const HEDGES: &str = "rwsplit_hedged_reads_total";
-/// The `outcome` values of [`HEDGES`].
-pub const HEDGE_OUTCOMES: [&str; 4] = ["sent", "won", "passed_over", "lost"];
+/// The `outcome` values of [`HEDGES`], one per hedged read: `first` (its first attempt
+/// answered first), `hedge` (the hedge answered), `failed` (both failed), `abandoned` (the
+/// caller gave it up before either answered).
+pub const HEDGE_OUTCOMES: [&str; 4] = ["first", "hedge", "failed", "abandoned"];
+/// Counter: read attempts that passed a silent replica over for the plan's next node.
+pub const PASSOVERS: &str = "rwsplit_read_passovers_total";
 /// Counter: where reads that had to see the caller's writes went, by `outcome`.
 pub const READ_YOUR_WRITES: &str = "rwsplit_read_your_writes_total";
 /// Counter: promotions this process's monitor carried out (automatic failover).
@@ -170,8 +215,8 @@ pub const LAG_SECONDS: &str = "rwsplit_replica_lag_seconds";
 /// Gauge, seconds: since the node last answered a probe.
 pub const OBSERVATION_AGE: &str = "rwsplit_node_observation_age_seconds";
 /// Gauge: pooled connections by `db.client.connection.state` (OpenTelemetry's
-/// `db.client.connection.count`, named as before its conventions 1.26: see the module docs).
-pub const CONNECTION_USAGE: &str = "db_client_connections_usage";
+/// `db.client.connection.count`; see the module docs for Prometheus' linter on its name).
+pub const CONNECTION_COUNT: &str = "db_client_connection_count";
 /// Gauge: a pool's maximum size (OpenTelemetry's `db.client.connection.max`).
 pub const CONNECTION_MAX: &str = "db_client_connection_max";
 /// Gauge: statements waiting for a pooled connection (OpenTelemetry's
@@ -200,8 +245,9 @@ pub(crate) const DESCRIPTIONS: &[(&str, Kind, &str)] = &[
     (
         HEDGES,
         Kind::Counter,
-        "Reads hedged because the node left them unanswered, and attempts that passed it over.",
+        "Reads hedged because the node left them unanswered, by how they ended.",
     ),
+    (PASSOVERS, Kind::Counter, "Read attempts that passed a silent replica over."),
     (
         REPLICA_REFUSALS,
         Kind::Counter,
@@ -229,7 +275,7 @@ pub(crate) const DESCRIPTIONS: &[(&str, Kind, &str)] = &[
     (LAG_BYTES, Kind::Gauge, "Replication lag of a replica, in bytes (NaN while unknown)."),
     (LAG_SECONDS, Kind::Gauge, "Replication lag of a replica, in seconds (NaN while unknown)."),
     (OBSERVATION_AGE, Kind::Gauge, "Seconds since the node last answered a probe of the monitor."),
-    (CONNECTION_USAGE, Kind::Gauge, "Pooled connections to the node, by state (idle, used)."),
+    (CONNECTION_COUNT, Kind::Gauge, "Pooled connections to the node, by state (idle, used)."),
     (CONNECTION_MAX, Kind::Gauge, "Maximum size of the node's connection pool."),
     (CONNECTION_PENDING, Kind::Gauge, "Statements waiting for a pooled connection to the node."),
 ];
@@ -507,15 +553,23 @@ pub(crate) fn retry(node: &NodeLabels, write: bool) {
     .increment(1);
 }
 
-/// A read on `node` was hedged (`sent`), its hedge answered first (`won`), a read passed
-/// `node` over (`passed_over`), or a hedged read's losing attempt on `node` was dropped
-/// (`lost`): one of [`HEDGE_OUTCOMES`].
+/// A read hedged because `node` left it unanswered ended: one of [`HEDGE_OUTCOMES`].
 pub(crate) fn hedge(node: &NodeLabels, outcome: &'static str) {
     metrics::counter!(
         HEDGES,
         "server.address" => node.address.clone(),
         "server.port" => node.port.clone(),
         "outcome" => outcome,
+    )
+    .increment(1);
+}
+
+/// A read attempt passed silent replica `node` over.
+pub(crate) fn passover(node: &NodeLabels) {
+    metrics::counter!(
+        PASSOVERS,
+        "server.address" => node.address.clone(),
+        "server.port" => node.port.clone(),
     )
     .increment(1);
 }
@@ -693,6 +747,8 @@ fn announce(labels: &NodeLabels, primary: bool) {
         )
         .increment(0);
     }
+    metrics::counter!(PASSOVERS, "server.address" => address.clone(), "server.port" => port.clone())
+        .increment(0);
     for outcome in ["primary", "failed"] {
         metrics::counter!(
             REPLICA_REFUSALS,
@@ -743,7 +799,7 @@ pub(crate) fn removed(r: &RemovedNode<'_>) {
 fn pool_gauges(labels: &NodeLabels, pool: &SharedString, idle: u32, used: u32, max: u32) {
     for (state, v) in [("idle", idle), ("used", used)] {
         metrics::gauge!(
-            CONNECTION_USAGE,
+            CONNECTION_COUNT,
             "server.address" => labels.address.clone(),
             "server.port" => labels.port.clone(),
             "db.client.connection.pool.name" => pool.clone(),
@@ -972,7 +1028,9 @@ mod tests {
             if kind == "histogram" && !(name.ends_with("_seconds") || name.ends_with("_bytes")) {
                 bad("a histogram without its base unit");
             }
-            if kind != "histogram" && kind != "summary" {
+            // OpenTelemetry's `db.client.connection.count`, as its exporters write it: the one
+            // name allowed the reserved suffix (module docs).
+            if kind != "histogram" && kind != "summary" && name != CONNECTION_COUNT {
                 for reserved in ["_count", "_sum", "_bucket"] {
                     if name.ends_with(reserved) {
                         bad("a suffix reserved for histograms and summaries");
@@ -1042,9 +1100,22 @@ mod tests {
             replica_refusal(&labels, true);
             read_your_writes(Ryw::Waited);
             promotions(1);
+            hedge(&labels, "hedge");
+            passover(&labels);
         });
         let text = handle.render();
         assert_eq!(naming_problems(&text), Vec::<String>::new(), "in:\n{text}");
+        let node = "server_address=\"db-2\",server_port=\"5432\"";
+        for want in [
+            format!(
+                "db_client_connection_count{{{node},db_client_connection_pool_name=\"db-2:5432/app/read\",db_client_connection_state=\"idle\"}} 1"
+            ),
+            format!("rwsplit_hedged_reads_total{{{node},outcome=\"hedge\"}} 1"),
+            format!("rwsplit_hedged_reads_total{{{node},outcome=\"first\"}} 0"),
+            format!("rwsplit_read_passovers_total{{{node}}} 1"),
+        ] {
+            assert!(text.contains(&want), "no `{want}` in:\n{text}");
+        }
         for &(name, kind, _) in DESCRIPTIONS {
             let kind = match kind {
                 Kind::Counter => "counter",
@@ -1059,11 +1130,17 @@ mod tests {
         assert!(text.contains("db_client_operation_duration_seconds_bucket{"), "{text}");
     }
 
-    /// The rules catch badly formed names (a counter without `_total`, a unit left out).
+    /// The rules catch badly formed names (a counter without `_total`, a unit left out, a
+    /// gauge with a histogram's suffix), and let OpenTelemetry's `db_client_connection_count`
+    /// be (the old `db_client_connections_usage` passed them too: it is gone for the name
+    /// OpenTelemetry's exporters write).
     #[test]
     fn the_naming_rules_catch_the_old_names() {
         let old = "# TYPE rwsplit_errors counter\n# TYPE rwsplit_node_observation_age gauge\n\
-                   # TYPE db_client_operation_duration summary\n# TYPE db_client_connection_count gauge\n";
+                   # TYPE db_client_operation_duration summary\n# TYPE db_client_connection_sum gauge\n";
         assert_eq!(naming_problems(old).len(), 4 + 5, "{:#?}", naming_problems(old));
+        let otel = "# HELP db_client_connection_count Pooled connections.\n\
+                    # TYPE db_client_connection_count gauge\n";
+        assert_eq!(naming_problems(otel), Vec::<String>::new());
     }
 }

@@ -641,6 +641,7 @@ fn route_accessors() {
     assert_eq!(route.candidates().map(NodeId::index).collect::<Vec<_>>(), [1, 2, 0]);
     assert!(format!("{route:?}").contains("fallbacks: [NodeId(2), NodeId(0)]"));
     assert_eq!(RouteReason::AwaitCatchUp.to_string(), "await catch-up");
+    assert_eq!(RouteReason::AwaitCatchUp.code(), "await_catch_up");
     assert!(RouteError::NoPrimary.is_transient());
     assert!(!RouteError::UnknownNode { id: NodeId::new(1) }.is_transient());
     assert!(format!("{:?}", Router::default().config()).contains("RoundRobin"));
@@ -692,5 +693,24 @@ fn a_bounded_read_needs_a_replica_proven_fresh_within_the_bound_now(
     assert_eq!(eventual.reason(), RouteReason::Balanced, "eventual read");
     if ban {
         assert_eq!(eventual.target(), NodeId::new(1));
+    }
+}
+
+/// Each reason's code is its own, `snake_case`, and its text is not a code: labels carry
+/// codes, logs the text.
+#[test]
+fn route_reasons_have_unique_snake_case_codes() {
+    let mut seen = std::collections::BTreeSet::new();
+    for r in RouteReason::ALL {
+        let code = r.code();
+        assert!(seen.insert(code), "duplicate code {code}");
+        assert!(
+            !code.is_empty()
+                && code.chars().all(|c| c.is_ascii_lowercase() || c == '_')
+                && !code.starts_with('_')
+                && !code.ends_with('_'),
+            "{code:?} is not snake_case"
+        );
+        assert_eq!(r.to_string(), r.as_str());
     }
 }

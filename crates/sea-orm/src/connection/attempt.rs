@@ -699,7 +699,7 @@ fn attempt_plan<'a, W: Work>(
         if traced {
             let span = span();
             if !span.is_disabled() {
-                span.record("rwsplit.route.reason", plan.reason().as_str());
+                span.record("rwsplit.route.reason", plan.reason().code());
             }
         }
         // The primary of the plan's snapshot: the candidates are the plan's. The live
@@ -733,7 +733,7 @@ fn attempt_plan<'a, W: Work>(
                 && node.pace().stalled(plan.in_flight(id), now)
             {
                 inner.counters().bump(Count::StalledSkips);
-                telemetry::hedge(node.labels(), "passed_over");
+                telemetry::passover(node.labels());
                 tracing::debug!(target: "rwsplit", node = %node.name(), "node stalled: trying the plan's next one");
                 continue;
             }
@@ -780,11 +780,8 @@ fn attempt_plan<'a, W: Work>(
                 let hedged = Box::pin(read).await;
                 match hedged {
                     Hedged::By(out, hedge) => {
-                        inner.counters().bump(Count::HedgesWon);
-                        telemetry::hedge(node.labels(), "won");
-                        // The first attempt, dropped: its connection closed, its statement
-                        // ended by its own server ([`lost`]).
-                        lost(inner, &node);
+                        // Counted by `send_hedge`, with the first attempt dropped ([`lost`])
+                        // if it was still running.
                         let served = Record {
                             conn: inner,
                             node: &hedge.node,
@@ -989,7 +986,8 @@ where
         return Hedged::First(first.await);
     }
     inner.counters().bump(Count::Hedges);
-    telemetry::hedge(node.labels(), "sent");
+    // Counted once when it ends, however it ends (`abandoned` if dropped before).
+    let mut ended = HedgeEnd { node: node.labels(), outcome: "abandoned" };
     let now = Instant::now();
     tracing::info!(target: "rwsplit", node = %node.name(), hedge = %hedge_node.name(), after = ?node.pace().hedge_delay(), "read unanswered: hedged on another node");
     let on_replica = plan.snapshot_primary() != Some(other);
@@ -1002,29 +1000,51 @@ where
         Hedged::By(out, hedge)
     };
     // The hedge's attempt lives in this block: when the first answers first, it is dropped
-    // (its connection closed) here.
-    let (hedged, hedge_lost) = {
+    // (its connection closed) here. `dropped`: the node whose attempt is dropped still
+    // running (the hedge's here, or the first's, by the caller, once this returns).
+    let (hedged, dropped) = {
         let second = read_shared(work, &hedge_node);
         let second = bounded(inner, other, on_replica, hedge_node.name(), limit, second);
         let mut second = std::pin::pin!(second);
         tokio::select! {
             r = &mut first => match r {
-                Ok(out) => (Hedged::First(Ok(out)), true),
+                Ok(out) => (Hedged::First(Ok(out)), Some(&*hedge_node)),
                 Err(e) => match second.await {
-                    Ok(out) => (by(out), false),
-                    Err(_) => (Hedged::First(Err(e)), false),
+                    Ok(out) => (by(out), None),
+                    Err(_) => (Hedged::First(Err(e)), None),
                 },
             },
             r = &mut second => match r {
-                Ok(out) => (by(out), false),
-                Err(_) => (Hedged::First(first.await), false),
+                Ok(out) => (by(out), Some(node)),
+                Err(_) => (Hedged::First(first.await), None),
             },
         }
     };
-    if hedge_lost {
-        lost(inner, &hedge_node);
+    ended.outcome = match &hedged {
+        Hedged::By(..) => {
+            inner.counters().bump(Count::HedgesWon);
+            "hedge"
+        }
+        Hedged::First(Ok(_)) => "first",
+        Hedged::First(Err(_)) => "failed",
+    };
+    if let Some(n) = dropped {
+        lost(inner, n);
     }
     hedged
+}
+
+/// A hedged read's end, counted once: when it is dropped, with the outcome it reached
+/// ([`telemetry::HEDGE_OUTCOMES`]; still `abandoned` if the caller dropped the read first).
+struct HedgeEnd<'a> {
+    node: &'a telemetry::NodeLabels,
+    outcome: &'static str,
+}
+
+impl Drop for HedgeEnd<'_> {
+    fn drop(&mut self) {
+        telemetry::hedge(self.node, self.outcome);
+    }
 }
 
 /// A hedged read's losing attempt on `node`, dropped, counted. Nothing is sent to end its

@@ -112,7 +112,7 @@ impl Record<'_> {
             self.node.labels(),
             self.node.durations(),
             self.on_primary,
-            self.reason.as_str(),
+            self.reason.code(),
             self.write,
             now.saturating_duration_since(self.started),
             failure,

@@ -540,6 +540,7 @@ async fn a_replica_read_is_given_up_when_its_node_is_marked_down_and_not_before(
 /// later reads pass the replica over until it answers again.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_unanswered_replica_read_is_hedged_and_the_replica_passed_over() {
+    let handle = prometheus();
     let db = routed(answering(), vec![refusing(std::time::Duration::from_secs(30)).await], 2);
     let started = std::time::Instant::now();
     let row = db.query_one_raw(select()).await.expect("answered by the hedge");
@@ -559,6 +560,20 @@ async fn an_unanswered_replica_read_is_hedged_and_the_replica_passed_over() {
     assert!(started.elapsed() < floor, "passed over, not waited on");
     assert_eq!(db.stats().hedges().stalled_skips, 1);
     assert_eq!(db.stats().primary().reads(), 2);
+    // The metrics say the same: one hedged read, ended by its hedge; one passover. (The
+    // recorder is the process's: other tests' mock replicas are named alike, so at least.)
+    let text = handle.render();
+    let count = |series: &str| {
+        let line = text.lines().find(|l| l.starts_with(series));
+        line.and_then(|l| l.rsplit(' ').next()?.parse::<f64>().ok()).unwrap_or(0.0)
+    };
+    let node = "server_address=\"replica 1\",server_port=\"\"";
+    assert!(
+        count(&format!("rwsplit_hedged_reads_total{{{node},outcome=\"hedge\"}}")) >= 1.0,
+        "{text}"
+    );
+    assert!(count(&format!("rwsplit_read_passovers_total{{{node}}}")) >= 1.0, "{text}");
+    assert!(!text.contains("outcome=\"passed_over\""), "{text}");
 }
 
 /// The read path's budget: a statement's future — what SeaORM's `async_trait` moves, whole, into the
