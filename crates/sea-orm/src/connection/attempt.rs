@@ -1008,15 +1008,15 @@ where
         let mut second = std::pin::pin!(second);
         tokio::select! {
             r = &mut first => match r {
-                Ok(out) => (Hedged::First(Ok(out)), Some(&*hedge_node)),
+                Ok(out) => (Hedged::First(Ok(out)), true),
                 Err(e) => match second.await {
-                    Ok(out) => (by(out), None),
-                    Err(_) => (Hedged::First(Err(e)), None),
+                    Ok(out) => (by(out), false),
+                    Err(_) => (Hedged::First(Err(e)), false),
                 },
             },
             r = &mut second => match r {
-                Ok(out) => (by(out), Some(node)),
-                Err(_) => (Hedged::First(first.await), None),
+                Ok(out) => (by(out), true),
+                Err(_) => (Hedged::First(first.await), false),
             },
         }
     };
@@ -1028,8 +1028,8 @@ where
         Hedged::First(Ok(_)) => "first",
         Hedged::First(Err(_)) => "failed",
     };
-    if let Some(n) = dropped {
-        lost(inner, n);
+    if dropped {
+        lost(inner);
     }
     hedged
 }
@@ -1047,16 +1047,16 @@ impl Drop for HedgeEnd<'_> {
     }
 }
 
-/// A hedged read's losing attempt on `node`, dropped, counted. Nothing is sent to end its
+/// A hedged read's losing attempt, dropped, counted (`Hedges::lost`; the metric counts the
+/// hedged read once, by how it ended: `HedgeEnd`). Nothing is sent to end its
 /// statement: a read run straight on the node's pool closes its connection when dropped
 /// ([`crate::sending`]), and a PostgreSQL server ends the statement of a session whose client
 /// has gone by itself (`client_connection_check_interval`, set on rwsplit's replica sessions:
 /// [`crate::product::Pooling`]); on MariaDB the statement runs to its end. Looking the
 /// statement up to cancel it could reach another client's session (the same text, the same
 /// user), and rwsplit acts only on sessions it opened.
-fn lost(inner: &Inner, node: &Node) {
+fn lost(inner: &Inner) {
     inner.counters().bump(Count::HedgesLost);
-    telemetry::hedge(node.labels(), "lost");
 }
 
 /// A replica refused a read because it writes: its shape is learned (a write from now
