@@ -250,11 +250,20 @@ impl RoutedConnectionBuilder {
     }
 
     /// The router: balancer (round robin by default), rules, lag limits; see
-    /// [`RouterConfig`](crate::advanced::RouterConfig). The builder's own
+    /// [`RouterConfig`](crate::advanced::RouterConfig).
+    ///
+    /// **Merges, never drops.** Each setting `config` was given (its balancer, primary reads,
+    /// read-only transactions, lag limit) replaces the builder's; the settings it was not given
+    /// keep what an earlier `.router(..)` or the file's `[router]` section
+    /// ([`RoutedConfig::into_builder`](crate::RoutedConfig::into_builder)) set; its rules run
+    /// after the ones already there and its dedicated tags are added
+    /// ([`RouterConfig::merge`](crate::advanced::RouterConfig::merge)). So adding rules to a
+    /// file's router is `config.into_builder()?.router(RouterConfig::default().rule(..))`.
+    /// The builder's own
     /// [`read_only_transactions_on_replicas`](Self::read_only_transactions_on_replicas), if
-    /// called, wins over the config's setting in either order.
+    /// called, wins over any `RouterConfig`'s in either order.
     pub fn router(mut self, config: RouterConfig) -> Self {
-        self.router = config;
+        self.router = std::mem::take(&mut self.router).merge(config);
         self.given.insert("router");
         self
     }
@@ -262,8 +271,12 @@ impl RoutedConnectionBuilder {
     /// When a replica leaves rotation and comes back: failure and recovery thresholds, ban
     /// back-off (default 3 failures, 2 successes, bans of 5 s; a node that flaps is banned twice as
     /// long each time, up to 5 min).
+    ///
+    /// **Merges, never drops:** each setting `policy` was given replaces the builder's, the
+    /// others keep what an earlier `.health_policy(..)` or the file's `[monitor]` section set
+    /// ([`HealthPolicy::merge`](crate::advanced::HealthPolicy::merge)).
     pub fn health_policy(mut self, policy: HealthPolicy) -> Self {
-        self.health = policy;
+        self.health = self.health.merge(policy);
         self
     }
 
@@ -317,10 +330,15 @@ impl RoutedConnectionBuilder {
     }
 
     /// The monitor's interval, probe timeout and jitter (default 500 ms, 1 s, 50 ms), and its
-    /// position feed. The builder's own [`probe_interval`](Self::probe_interval), if called,
-    /// wins over this config's interval in either order.
+    /// position feed.
+    ///
+    /// **Merges, never drops:** each setting `config` was given replaces the builder's, the
+    /// others keep what an earlier `.monitor(..)` or the file's `[monitor]` section set
+    /// ([`MonitorConfig::merge`](crate::advanced::MonitorConfig::merge)). The builder's own
+    /// [`probe_interval`](Self::probe_interval), if called, wins over any config's interval in
+    /// either order.
     pub fn monitor(mut self, config: rwsplit_monitor::MonitorConfig) -> Self {
-        self.policy.monitor = config;
+        self.policy.monitor = self.policy.monitor.merge(config);
         self
     }
 
@@ -967,6 +985,120 @@ mod tests {
         // And the explicit choice is the one kept.
         let both = format!("{one:?}");
         assert!(!both.contains("interval: 9s"), "{both}");
+    }
+
+    /// The file's sections, as `RoutedConfig::into_builder` gives them.
+    fn from_file() -> B {
+        let config: crate::RoutedConfig = toml::from_str(
+            r#"
+            primary = { url = "postgres://p/app" }
+            [router]
+            balancer = "lowest_lag"
+            max_replica_lag = "30s"
+            [monitor]
+            probe_interval = "7s"
+            probe_timeout = "4s"
+            failure_threshold = 6
+            "#,
+        )
+        .unwrap();
+        config.into_builder().unwrap()
+    }
+
+    fn plain() -> B {
+        RoutedConnection::builder().primary("postgres://p/app")
+    }
+
+    /// What a builder resolves to: its router, monitor and health policy.
+    fn resolved(b: B) -> String {
+        let b = b.resolve();
+        format!("{:?} {:?} {:?}", b.router, b.policy.monitor, b.health)
+    }
+
+    /// Every pair of a whole-struct setter (`router`, `monitor`, `health_policy`) with its field
+    /// setter or with another whole-struct setter, in both orders, after a plain builder and
+    /// after `RoutedConfig::into_builder`: both orders resolve alike, and every setting any of
+    /// them gave is there (the later whole-struct setter replaces only what it sets).
+    #[rstest::rstest]
+    #[case::router_and_its_transactions(
+        plain,
+        |b: B| b.router(RouterConfig::default().balancer(rwsplit_core::PowerOfTwoEwma::default())),
+        |b: B| b.read_only_transactions_on_replicas(false),
+        &["PowerOfTwoEwma", "read_only_transactions_on_replicas: false"]
+    )]
+    #[case::router_transactions_and_the_field(
+        plain,
+        |b: B| b.router(RouterConfig::default().read_only_transactions_on_replicas(true)),
+        |b: B| b.read_only_transactions_on_replicas(false),
+        &["read_only_transactions_on_replicas: false"]
+    )]
+    #[case::router_and_router(
+        plain,
+        |b: B| b.router(RouterConfig::default().balancer(rwsplit_core::PowerOfTwoEwma::default())),
+        |b: B| b.router(RouterConfig::default().rule(rwsplit_core::TableRule::only_tagged(["events"], "analytics"))),
+        &["PowerOfTwoEwma", "analytics"]
+    )]
+    #[case::monitor_and_its_interval(
+        plain,
+        |b: B| b.monitor(rwsplit_monitor::MonitorConfig::default().probe_timeout(Duration::from_secs(4))),
+        |b: B| b.probe_interval(Duration::from_secs(2)),
+        &["timeout: 4s", " interval: 2s"]
+    )]
+    #[case::monitor_interval_and_the_field(
+        plain,
+        |b: B| b.monitor(rwsplit_monitor::MonitorConfig::default().probe_interval(Duration::from_secs(9))),
+        |b: B| b.probe_interval(Duration::from_secs(2)),
+        &[" interval: 2s"]
+    )]
+    #[case::monitor_and_monitor(
+        plain,
+        |b: B| b.monitor(rwsplit_monitor::MonitorConfig::default().probe_timeout(Duration::from_secs(4))),
+        |b: B| b.monitor(rwsplit_monitor::MonitorConfig::default().position_linger(Duration::from_secs(3))),
+        &["timeout: 4s", "position_linger: 3s"]
+    )]
+    #[case::health_and_health(
+        plain,
+        |b: B| b.health_policy(HealthPolicy::default().failure_threshold(7)),
+        |b: B| b.health_policy(HealthPolicy::default().ban_base(Duration::from_secs(9))),
+        &["failure_threshold: 7", "ban_base: 9s"]
+    )]
+    #[case::file_router_rules_and_transactions(
+        from_file,
+        |b: B| b.router(RouterConfig::default().rule(rwsplit_core::TableRule::only_tagged(["events"], "analytics"))),
+        |b: B| b.read_only_transactions_on_replicas(false),
+        &["LowestLag", "30s", "analytics", "read_only_transactions_on_replicas: false"]
+    )]
+    #[case::file_router_balancer_and_rules(
+        from_file,
+        |b: B| b.router(RouterConfig::default().balancer(rwsplit_core::RoundRobin::default())),
+        |b: B| b.router(RouterConfig::default().rule(rwsplit_core::TableRule::only_tagged(["events"], "analytics"))),
+        &["RoundRobin", "30s", "analytics"]
+    )]
+    #[case::file_monitor_and_the_interval(
+        from_file,
+        |b: B| b.monitor(rwsplit_monitor::MonitorConfig::default().position_linger(Duration::from_secs(3))),
+        |b: B| b.probe_interval(Duration::from_secs(2)),
+        &["timeout: 4s", "position_linger: 3s", " interval: 2s"]
+    )]
+    #[case::file_monitor_and_health(
+        from_file,
+        |b: B| b.health_policy(HealthPolicy::default().ban_base(Duration::from_secs(9))),
+        |b: B| b.monitor(rwsplit_monitor::MonitorConfig::default().position_linger(Duration::from_secs(3))),
+        &["failure_threshold: 6", "ban_base: 9s", " interval: 7s", "timeout: 4s", "position_linger: 3s", "LowestLag"]
+    )]
+    fn whole_struct_setters_lose_nothing(
+        #[case] start: fn() -> B,
+        #[case] first: Setter,
+        #[case] second: Setter,
+        #[case] kept: &[&str],
+    ) {
+        let one = resolved(second(first(start())));
+        let other = resolved(first(second(start())));
+        assert_eq!(one, other, "the order changed the result");
+        for k in kept {
+            assert!(one.contains(k), "{k} lost: {one}");
+        }
+        assert!(!one.contains(" interval: 9s"), "the field setter lost: {one}");
     }
 
     #[test]

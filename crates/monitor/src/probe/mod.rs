@@ -282,6 +282,8 @@ pub struct MonitorConfig {
     position_linger: Duration,
     idle_interval: Option<Duration>,
     max_timeout: Option<Duration>,
+    /// Which settings a setter gave ([`MonitorConfig::merge`]), one bit each in field order.
+    set: u8,
 }
 
 impl Default for MonitorConfig {
@@ -299,6 +301,7 @@ impl Default for MonitorConfig {
             position_linger: Duration::from_millis(500),
             idle_interval: None,
             max_timeout: None,
+            set: 0,
         }
     }
 }
@@ -308,6 +311,7 @@ impl MonitorConfig {
     #[must_use]
     pub fn probe_interval(mut self, interval: Duration) -> Self {
         self.interval = interval;
+        self.set |= 1;
         self
     }
 
@@ -331,6 +335,7 @@ impl MonitorConfig {
     #[must_use]
     pub fn probe_timeout(mut self, timeout: Duration) -> Self {
         self.timeout = timeout;
+        self.set |= 2;
         self
     }
 
@@ -354,6 +359,7 @@ impl MonitorConfig {
     #[must_use]
     pub fn max_probe_timeout(mut self, max: Duration) -> Self {
         self.max_timeout = Some(max);
+        self.set |= 64;
         self
     }
 
@@ -366,6 +372,45 @@ impl MonitorConfig {
         self.max_probe_timeout(max)
     }
 
+    /// `later` over this configuration: each setting `later` was given replaces this one's,
+    /// the others keep this one's (a file's probe timeout, then a position feed set in code:
+    /// both kept).
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use rwsplit_monitor::MonitorConfig;
+    /// let c = MonitorConfig::default().probe_timeout(Duration::from_secs(2))
+    ///     .merge(MonitorConfig::default().probe_interval(Duration::from_secs(1)));
+    /// assert_eq!((c.probe_timeout_value(), c.probe_interval_value()), (Duration::from_secs(2), Duration::from_secs(1)));
+    /// ```
+    #[must_use]
+    pub fn merge(mut self, later: MonitorConfig) -> Self {
+        let given = |bit: u8| later.set & bit != 0;
+        if given(1) {
+            self.interval = later.interval;
+        }
+        if given(2) {
+            self.timeout = later.timeout;
+        }
+        if given(4) {
+            self.jitter = later.jitter;
+        }
+        if given(8) {
+            self.position_interval = later.position_interval;
+        }
+        if given(16) {
+            self.position_linger = later.position_linger;
+        }
+        if given(32) {
+            self.idle_interval = later.idle_interval;
+        }
+        if given(64) {
+            self.max_timeout = later.max_timeout;
+        }
+        self.set |= later.set;
+        self
+    }
+
     /// The most a probe is waited for (see [`max_probe_timeout`](Self::max_probe_timeout)):
     /// never below the timeout.
     pub fn max_probe_timeout_value(&self) -> Duration {
@@ -376,6 +421,7 @@ impl MonitorConfig {
     #[must_use]
     pub fn probe_jitter(mut self, jitter: Duration) -> Self {
         self.jitter = jitter;
+        self.set |= 4;
         self
     }
 
@@ -395,6 +441,7 @@ impl MonitorConfig {
     #[must_use]
     pub fn position_interval(mut self, every: Duration) -> Self {
         self.position_interval = every;
+        self.set |= 8;
         self
     }
 
@@ -414,6 +461,7 @@ impl MonitorConfig {
     #[must_use]
     pub fn position_linger(mut self, linger: Duration) -> Self {
         self.position_linger = linger;
+        self.set |= 16;
         self
     }
 
@@ -435,6 +483,7 @@ impl MonitorConfig {
     #[must_use]
     pub fn idle_probe_interval(mut self, idle: Duration) -> Self {
         self.idle_interval = Some(idle);
+        self.set |= 32;
         self
     }
 

@@ -791,15 +791,17 @@ impl RoutedConfig {
 
     /// Checks the configuration ([`RoutedConfig::validate`]) and turns it into a builder, to
     /// add what data cannot say (rules, a classifier with extra write functions, automatic
-    /// failover) before [`connect`](RoutedConnectionBuilder::connect). The router settings
-    /// become one [`RouterConfig`]; a later `.router(..)` replaces it whole, so to add rules
-    /// start from [`RoutedConfig::router_config`]:
+    /// failover) before [`connect`](RoutedConnectionBuilder::connect). Nothing the file set is
+    /// lost by what is added after: `.router(..)`, `.monitor(..)` and `.health_policy(..)`
+    /// merge, replacing only the settings they are given (see
+    /// [`RoutedConnectionBuilder::router`]):
     ///
     /// ```
     /// # fn demo(config: rwsplit_sea_orm::RoutedConfig) -> rwsplit_sea_orm::Result<()> {
-    /// use rwsplit_sea_orm::advanced::TableRule;
-    /// let router = config.router_config().rule(TableRule::only_tagged(["events"], "analytics"));
-    /// let builder = config.into_builder()?.router(router);
+    /// use rwsplit_sea_orm::advanced::{RouterConfig, TableRule};
+    /// let builder = config
+    ///     .into_builder()?
+    ///     .router(RouterConfig::default().rule(TableRule::only_tagged(["events"], "analytics")));
     /// # drop(builder); Ok(()) }
     /// ```
     pub fn into_builder(self) -> Result<RoutedConnectionBuilder> {
