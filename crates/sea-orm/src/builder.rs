@@ -645,6 +645,36 @@ pub(crate) fn inert_settings(b: &RoutedConnectionBuilder) -> Vec<Inert> {
             why: "only automatic failover re-points replicas at a node",
         });
     }
+    let balancer = b.router.balancer_value();
+    if b.replicas.iter().any(|r| r.placement.weight != 1) && !balancer.uses_weights() {
+        out.push(Inert {
+            setting: "Replica::weight",
+            with: "a balancer that reads no weights",
+            why: "only WeightedRoundRobin reads them (router.balancer = \"weighted_round_robin\", \
+                  or .router(RouterConfig::default().balancer(WeightedRoundRobin::default())))",
+        });
+    }
+    if b.replicas.iter().any(|r| r.placement.zone.is_some()) && !balancer.uses_zones() {
+        out.push(Inert {
+            setting: "Replica::zone",
+            with: "no zone preference",
+            why: "only ZonePreference reads zones (router.prefer_zone, or \
+                  .balancer(ZonePreference::new(zone, inner)) on the RouterConfig)",
+        });
+    }
+    if !no_replicas
+        && given("read_your_writes")
+        && !b.policy.read_your_writes
+        && b.policy.consistency == rwsplit_core::Consistency::Session
+    {
+        out.push(Inert {
+            setting: "read_your_writes(false)",
+            with: "consistency(Session)",
+            why: "Session's guarantees (a scope sees its own writes, and never an older state \
+                  than it read) are off, so reads get no guarantee at all; say \
+                  .consistency(Consistency::Eventual) if that is meant",
+        });
+    }
     if !no_replicas && b.policy.consistency == rwsplit_core::Consistency::Strong {
         for setting in ["wait_for_replica", "hedged_reads", "replica_read_timeout"] {
             if given(setting) {
@@ -1022,9 +1052,9 @@ mod tests {
     #[rstest::rstest]
     #[case::router_and_its_transactions(
         plain,
-        |b: B| b.router(RouterConfig::default().balancer(rwsplit_core::PowerOfTwoEwma::default())),
+        |b: B| b.router(RouterConfig::default().balancer(rwsplit_core::LeastOutstanding::default())),
         |b: B| b.read_only_transactions_on_replicas(false),
-        &["PowerOfTwoEwma", "read_only_transactions_on_replicas: false"]
+        &["LeastOutstanding", "read_only_transactions_on_replicas: false"]
     )]
     #[case::router_transactions_and_the_field(
         plain,
@@ -1034,9 +1064,9 @@ mod tests {
     )]
     #[case::router_and_router(
         plain,
-        |b: B| b.router(RouterConfig::default().balancer(rwsplit_core::PowerOfTwoEwma::default())),
+        |b: B| b.router(RouterConfig::default().balancer(rwsplit_core::LeastOutstanding::default())),
         |b: B| b.router(RouterConfig::default().rule(rwsplit_core::TableRule::only_tagged(["events"], "analytics"))),
-        &["PowerOfTwoEwma", "analytics"]
+        &["LeastOutstanding", "analytics"]
     )]
     #[case::monitor_and_its_interval(
         plain,
@@ -1161,12 +1191,44 @@ mod tests {
     #[case::wait_without_read_your_writes(
         |b: B| b
             .replica("postgres://r/app")
+            .consistency(rwsplit_core::Consistency::Eventual)
             .wait_for_replica(Duration::from_millis(30))
             .read_your_writes(false),
         &[("wait_for_replica", "read_your_writes(false)")]
     )]
     #[case::no_wait_without_read_your_writes(
-        |b: B| b.replica("postgres://r/app").wait_for_replica(Duration::ZERO).read_your_writes(false),
+        |b: B| b
+            .replica("postgres://r/app")
+            .consistency(rwsplit_core::Consistency::Eventual)
+            .wait_for_replica(Duration::ZERO)
+            .read_your_writes(false),
+        &[]
+    )]
+    #[case::no_read_your_writes_with_session(
+        |b: B| b.replica("postgres://r/app").read_your_writes(false),
+        &[("read_your_writes(false)", "consistency(Session)")]
+    )]
+    #[case::weight_without_weighted_balancer(
+        |b: B| b.replica(Replica::new("postgres://r/app").weight(3)),
+        &[("Replica::weight", "a balancer that reads no weights")]
+    )]
+    #[case::weight_with_weighted_balancer(
+        |b: B| b
+            .replica(Replica::new("postgres://r/app").weight(3))
+            .router(RouterConfig::default().balancer(rwsplit_core::WeightedRoundRobin::default())),
+        &[]
+    )]
+    #[case::zone_without_preference(
+        |b: B| b.replica(Replica::new("postgres://r/app").zone("a")),
+        &[("Replica::zone", "no zone preference")]
+    )]
+    #[case::zone_with_preference(
+        |b: B| b
+            .replica(Replica::new("postgres://r/app").zone("a").weight(2))
+            .router(RouterConfig::default().balancer(rwsplit_core::ZonePreference::new(
+                "a",
+                rwsplit_core::WeightedRoundRobin::default(),
+            ))),
         &[]
     )]
     fn settings_that_do_nothing_together_are_named(
@@ -1175,6 +1237,69 @@ mod tests {
     ) {
         let found = inert(setup(RoutedConnection::builder().primary("postgres://p/app")));
         assert_eq!(found, expected);
+    }
+
+    /// `connect()` logs each inert setting at `warn`, target `rwsplit`, naming both settings,
+    /// before it connects anything (the primary here refuses connections at once).
+    #[rstest::rstest]
+    #[case::weight(
+        |b: B| b.replica(Replica::new("postgres://r:1/app").weight(3)),
+        "Replica::weight does nothing with a balancer that reads no weights"
+    )]
+    #[case::zone(
+        |b: B| b.replica(Replica::new("postgres://r:1/app").zone("eu-west-1a")),
+        "Replica::zone does nothing with no zone preference"
+    )]
+    #[case::read_your_writes_off(
+        |b: B| b.replica("postgres://r:1/app").read_your_writes(false),
+        "read_your_writes(false) does nothing with consistency(Session)"
+    )]
+    #[case::wait_with_strong(
+        |b: B| b
+            .replica("postgres://r:1/app")
+            .consistency(rwsplit_core::Consistency::Strong)
+            .wait_for_replica(Duration::from_millis(30)),
+        "wait_for_replica does nothing with consistency(Strong)"
+    )]
+    #[case::read_your_writes_with_strong(
+        |b: B| b
+            .replica("postgres://r:1/app")
+            .read_your_writes(true)
+            .consistency(rwsplit_core::Consistency::Strong),
+        "read_your_writes does nothing with consistency(Strong)"
+    )]
+    #[case::wait_without_read_your_writes(
+        |b: B| b
+            .replica("postgres://r:1/app")
+            .consistency(rwsplit_core::Consistency::Eventual)
+            .wait_for_replica(Duration::from_millis(30))
+            .read_your_writes(false),
+        "wait_for_replica does nothing with read_your_writes(false)"
+    )]
+    #[case::retries_without_replicas(
+        |b: B| b.read_retries(1),
+        "read_retries does nothing with no replicas"
+    )]
+    #[case::interval_without_source(
+        |b: B| b.topology_interval(Duration::from_secs(2)),
+        "topology_interval does nothing with no topology source"
+    )]
+    #[case::address_without_failover(
+        |b: B| b.primary_replication_address("p:5432"),
+        "replication_address does nothing with no auto_failover"
+    )]
+    fn connect_warns_about_each_inert_setting(#[case] setup: Setter, #[case] expected: &str) {
+        let (subscriber, logs) = crate::tests_hardening::capture(tracing::Level::WARN);
+        tracing::subscriber::with_default(subscriber, || {
+            let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+            let b = setup(RoutedConnection::builder().primary("postgres://u@127.0.0.1:1/app"))
+                .acquire_timeout(Duration::from_millis(200));
+            rt.block_on(b.connect()).unwrap_err();
+        });
+        let logs = logs.text();
+        let warning =
+            logs.lines().find(|l| l.contains(expected)).unwrap_or_else(|| panic!("{logs}"));
+        assert!(warning.contains("WARN") && warning.contains("rwsplit:"), "{warning}");
     }
 
     #[test]
