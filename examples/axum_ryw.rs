@@ -47,7 +47,7 @@ fn ryw_layer(db: RoutedConnection) -> anyhow::Result<SessionLayer> {
         .unwrap_or_else(|_| "a demo key: set RWSPLIT_TOKEN_KEY in production".to_owned());
     let envelope =
         TokenEnvelope::signed(SigningKey::new(secret)?).max_age(Duration::from_secs(600));
-    Ok(SessionLayer::builder(db, envelope).build())
+    Ok(SessionLayer::builder(db, envelope).build()?)
 }
 
 #[derive(serde::Deserialize)]

@@ -315,15 +315,6 @@ impl MonitorConfig {
         self
     }
 
-    /// The old name of [`probe_interval`](Self::probe_interval).
-    #[deprecated(
-        note = "renamed probe_interval, as the builder, the configuration key and RWSPLIT_PROBE_INTERVAL"
-    )]
-    #[must_use]
-    pub fn interval(self, interval: Duration) -> Self {
-        self.probe_interval(interval)
-    }
-
     /// The deadline for one probe (connect included); a node that misses it has failed it.
     /// A node's first probe waits for its connection and first answer up to
     /// [`connect_timeout_value`](Self::connect_timeout_value) instead (10 s at the defaults; the
@@ -339,15 +330,6 @@ impl MonitorConfig {
         self
     }
 
-    /// The old name of [`probe_timeout`](Self::probe_timeout).
-    #[deprecated(
-        note = "renamed probe_timeout, as the configuration key and RWSPLIT_PROBE_TIMEOUT"
-    )]
-    #[must_use]
-    pub fn timeout(self, timeout: Duration) -> Self {
-        self.probe_timeout(timeout)
-    }
-
     /// The most a probe of a node that has been answering slowly is waited for. A node's
     /// probe waits three times its slowest recent answer (a probe's or a position read's; the
     /// weight of a slow one halves every 10 s), never less than the
@@ -361,15 +343,6 @@ impl MonitorConfig {
         self.max_timeout = Some(max);
         self.set |= 64;
         self
-    }
-
-    /// The old name of [`max_probe_timeout`](Self::max_probe_timeout).
-    #[deprecated(
-        note = "renamed max_probe_timeout, as the configuration key and RWSPLIT_MAX_PROBE_TIMEOUT"
-    )]
-    #[must_use]
-    pub fn max_timeout(self, max: Duration) -> Self {
-        self.max_probe_timeout(max)
     }
 
     /// `later` over this configuration: each setting `later` was given replaces this one's,
@@ -423,13 +396,6 @@ impl MonitorConfig {
         self.jitter = jitter;
         self.set |= 4;
         self
-    }
-
-    /// The old name of [`probe_jitter`](Self::probe_jitter).
-    #[deprecated(note = "renamed probe_jitter, as the configuration key")]
-    #[must_use]
-    pub fn jitter(self, jitter: Duration) -> Self {
-        self.probe_jitter(jitter)
     }
 
     /// How often, between full probes, a node's position is read on the probe's connection
@@ -487,15 +453,6 @@ impl MonitorConfig {
         self
     }
 
-    /// The old name of [`idle_probe_interval`](Self::idle_probe_interval).
-    #[deprecated(
-        note = "renamed idle_probe_interval, as the configuration key and RWSPLIT_IDLE_PROBE_INTERVAL"
-    )]
-    #[must_use]
-    pub fn idle_interval(self, idle: Duration) -> Self {
-        self.idle_probe_interval(idle)
-    }
-
     /// Time between probe rounds while idle (see [`idle_probe_interval`](Self::idle_probe_interval)):
     /// never below the interval.
     pub fn idle_probe_interval_value(&self) -> Duration {
@@ -510,30 +467,6 @@ impl MonitorConfig {
     /// The deadline for one probe.
     pub fn probe_timeout_value(&self) -> Duration {
         self.timeout
-    }
-
-    /// The old name of [`probe_interval_value`](Self::probe_interval_value).
-    #[deprecated(note = "renamed probe_interval_value, as the setter probe_interval")]
-    pub fn interval_value(&self) -> Duration {
-        self.probe_interval_value()
-    }
-
-    /// The old name of [`probe_timeout_value`](Self::probe_timeout_value).
-    #[deprecated(note = "renamed probe_timeout_value, as the setter probe_timeout")]
-    pub fn timeout_value(&self) -> Duration {
-        self.probe_timeout_value()
-    }
-
-    /// The old name of [`max_probe_timeout_value`](Self::max_probe_timeout_value).
-    #[deprecated(note = "renamed max_probe_timeout_value, as the setter max_probe_timeout")]
-    pub fn max_timeout_value(&self) -> Duration {
-        self.max_probe_timeout_value()
-    }
-
-    /// The old name of [`idle_probe_interval_value`](Self::idle_probe_interval_value).
-    #[deprecated(note = "renamed idle_probe_interval_value, as the setter idle_probe_interval")]
-    pub fn idle_interval_value(&self) -> Duration {
-        self.idle_probe_interval_value()
     }
 
     /// How long a connection the monitor opens for its probes may take in all, and how long
