@@ -400,7 +400,7 @@ mod tests {
 
     #[rstest::rstest]
     #[case("", "", 0)]
-    #[case("RWSPLIT_MAX_LAG", "RWSPLIT_MAX_LAG", 0)]
+    #[case("ab", "ab", 0)]
     #[case("balancr", "balancer", 1)]
     #[case("balancer", "balancr", 1)]
     #[case("probe_interval", "probe_intreval", 2)]
