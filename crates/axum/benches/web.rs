@@ -985,7 +985,6 @@ fn gate(rows: &[RowOut], dbs: &[DbKind], skipped: &[String]) -> Vec<String> {
 
 fn mariadb_installed() -> bool {
     let dirs = std::env::var_os("RWSPLIT_TESTKIT_MARIADB_BIN")
-        .or_else(|| std::env::var_os("RWSPLIT_MARIADB_BIN"))
         .map(PathBuf::from)
         .into_iter()
         .chain(["/usr/sbin", "/usr/bin"].map(PathBuf::from));

@@ -31,6 +31,9 @@ pub struct HealthPolicy {
     recovery_threshold: u32,
     ban_base: Duration,
     ban_max: Duration,
+    /// Which settings a setter gave ([`HealthPolicy::merge`]): bit 0 failures, 1 recoveries,
+    /// 2 the first ban, 3 the longest.
+    set: u8,
 }
 
 impl Default for HealthPolicy {
@@ -43,6 +46,7 @@ impl Default for HealthPolicy {
             recovery_threshold: 2,
             ban_base: Duration::from_secs(5),
             ban_max: Duration::from_secs(300),
+            set: 0,
         }
     }
 }
@@ -52,6 +56,7 @@ impl HealthPolicy {
     #[must_use]
     pub fn failure_threshold(mut self, n: u32) -> Self {
         self.failure_threshold = n.max(1);
+        self.set |= 1;
         self
     }
 
@@ -59,6 +64,7 @@ impl HealthPolicy {
     #[must_use]
     pub fn recovery_threshold(mut self, n: u32) -> Self {
         self.recovery_threshold = n.max(1);
+        self.set |= 2;
         self
     }
 
@@ -66,6 +72,7 @@ impl HealthPolicy {
     #[must_use]
     pub fn ban_base(mut self, d: Duration) -> Self {
         self.ban_base = d;
+        self.set |= 4;
         self
     }
 
@@ -73,6 +80,34 @@ impl HealthPolicy {
     #[must_use]
     pub fn ban_max(mut self, d: Duration) -> Self {
         self.ban_max = d;
+        self.set |= 8;
+        self
+    }
+
+    /// `later` over this policy: each setting `later` was given replaces this one's, the
+    /// others keep this one's (a file's thresholds, then a ban set in code: both kept).
+    ///
+    /// ```
+    /// use rwsplit_core::HealthPolicy;
+    /// let p = HealthPolicy::default().failure_threshold(5).merge(HealthPolicy::default().recovery_threshold(4));
+    /// assert_eq!((p.failure_threshold_value(), p.recovery_threshold_value()), (5, 4));
+    /// ```
+    #[must_use]
+    pub fn merge(mut self, later: HealthPolicy) -> Self {
+        let given = |bit: u8| later.set & bit != 0;
+        if given(1) {
+            self.failure_threshold = later.failure_threshold;
+        }
+        if given(2) {
+            self.recovery_threshold = later.recovery_threshold;
+        }
+        if given(4) {
+            self.ban_base = later.ban_base;
+        }
+        if given(8) {
+            self.ban_max = later.ban_max;
+        }
+        self.set |= later.set;
         self
     }
 

@@ -800,10 +800,8 @@ fn driver(args: &[String]) -> Res<()> {
             other => return Err(format!("unknown argument {other:?}").into()),
         }
     }
-    // Containers unless native is asked for (the testkit's variable, or its old name).
-    let named = ["RWSPLIT_TESTKIT_BACKEND", "RWSPLIT_BACKEND"]
-        .iter()
-        .find_map(|name| std::env::var(name).ok());
+    // Containers unless native is asked for (the testkit's variable).
+    let named = std::env::var("RWSPLIT_TESTKIT_BACKEND").ok();
     let backend = if named.as_deref() == Some("native") {
         BackendKind::Native
     } else {

@@ -250,11 +250,20 @@ impl RoutedConnectionBuilder {
     }
 
     /// The router: balancer (round robin by default), rules, lag limits; see
-    /// [`RouterConfig`](crate::advanced::RouterConfig). The builder's own
+    /// [`RouterConfig`](crate::advanced::RouterConfig).
+    ///
+    /// **Merges, never drops.** Each setting `config` was given (its balancer, primary reads,
+    /// read-only transactions, lag limit) replaces the builder's; the settings it was not given
+    /// keep what an earlier `.router(..)` or the file's `[router]` section
+    /// ([`RoutedConfig::into_builder`](crate::RoutedConfig::into_builder)) set; its rules run
+    /// after the ones already there and its dedicated tags are added
+    /// ([`RouterConfig::merge`](crate::advanced::RouterConfig::merge)). So adding rules to a
+    /// file's router is `config.into_builder()?.router(RouterConfig::default().rule(..))`.
+    /// The builder's own
     /// [`read_only_transactions_on_replicas`](Self::read_only_transactions_on_replicas), if
-    /// called, wins over the config's setting in either order.
+    /// called, wins over any `RouterConfig`'s in either order.
     pub fn router(mut self, config: RouterConfig) -> Self {
-        self.router = config;
+        self.router = std::mem::take(&mut self.router).merge(config);
         self.given.insert("router");
         self
     }
@@ -262,8 +271,12 @@ impl RoutedConnectionBuilder {
     /// When a replica leaves rotation and comes back: failure and recovery thresholds, ban
     /// back-off (default 3 failures, 2 successes, bans of 5 s; a node that flaps is banned twice as
     /// long each time, up to 5 min).
+    ///
+    /// **Merges, never drops:** each setting `policy` was given replaces the builder's, the
+    /// others keep what an earlier `.health_policy(..)` or the file's `[monitor]` section set
+    /// ([`HealthPolicy::merge`](crate::advanced::HealthPolicy::merge)).
     pub fn health_policy(mut self, policy: HealthPolicy) -> Self {
-        self.health = policy;
+        self.health = self.health.merge(policy);
         self
     }
 
@@ -317,10 +330,15 @@ impl RoutedConnectionBuilder {
     }
 
     /// The monitor's interval, probe timeout and jitter (default 500 ms, 1 s, 50 ms), and its
-    /// position feed. The builder's own [`probe_interval`](Self::probe_interval), if called,
-    /// wins over this config's interval in either order.
+    /// position feed.
+    ///
+    /// **Merges, never drops:** each setting `config` was given replaces the builder's, the
+    /// others keep what an earlier `.monitor(..)` or the file's `[monitor]` section set
+    /// ([`MonitorConfig::merge`](crate::advanced::MonitorConfig::merge)). The builder's own
+    /// [`probe_interval`](Self::probe_interval), if called, wins over any config's interval in
+    /// either order.
     pub fn monitor(mut self, config: rwsplit_monitor::MonitorConfig) -> Self {
-        self.policy.monitor = config;
+        self.policy.monitor = self.policy.monitor.merge(config);
         self
     }
 
@@ -625,6 +643,36 @@ pub(crate) fn inert_settings(b: &RoutedConnectionBuilder) -> Vec<Inert> {
             setting: "replication_address",
             with: "no auto_failover",
             why: "only automatic failover re-points replicas at a node",
+        });
+    }
+    let balancer = b.router.balancer_value();
+    if b.replicas.iter().any(|r| r.placement.weight != 1) && !balancer.uses_weights() {
+        out.push(Inert {
+            setting: "Replica::weight",
+            with: "a balancer that reads no weights",
+            why: "only WeightedRoundRobin reads them (router.balancer = \"weighted_round_robin\", \
+                  or .router(RouterConfig::default().balancer(WeightedRoundRobin::default())))",
+        });
+    }
+    if b.replicas.iter().any(|r| r.placement.zone.is_some()) && !balancer.uses_zones() {
+        out.push(Inert {
+            setting: "Replica::zone",
+            with: "no zone preference",
+            why: "only ZonePreference reads zones (router.prefer_zone, or \
+                  .balancer(ZonePreference::new(zone, inner)) on the RouterConfig)",
+        });
+    }
+    if !no_replicas
+        && given("read_your_writes")
+        && !b.policy.read_your_writes
+        && b.policy.consistency == rwsplit_core::Consistency::Session
+    {
+        out.push(Inert {
+            setting: "read_your_writes(false)",
+            with: "consistency(Session)",
+            why: "Session's guarantees (a scope sees its own writes, and never an older state \
+                  than it read) are off, so reads get no guarantee at all; say \
+                  .consistency(Consistency::Eventual) if that is meant",
         });
     }
     if !no_replicas && b.policy.consistency == rwsplit_core::Consistency::Strong {
@@ -969,6 +1017,120 @@ mod tests {
         assert!(!both.contains("interval: 9s"), "{both}");
     }
 
+    /// The file's sections, as `RoutedConfig::into_builder` gives them.
+    fn from_file() -> B {
+        let config: crate::RoutedConfig = toml::from_str(
+            r#"
+            primary = { url = "postgres://p/app" }
+            [router]
+            balancer = "lowest_lag"
+            max_replica_lag = "30s"
+            [monitor]
+            probe_interval = "7s"
+            probe_timeout = "4s"
+            failure_threshold = 6
+            "#,
+        )
+        .unwrap();
+        config.into_builder().unwrap()
+    }
+
+    fn plain() -> B {
+        RoutedConnection::builder().primary("postgres://p/app")
+    }
+
+    /// What a builder resolves to: its router, monitor and health policy.
+    fn resolved(b: B) -> String {
+        let b = b.resolve();
+        format!("{:?} {:?} {:?}", b.router, b.policy.monitor, b.health)
+    }
+
+    /// Every pair of a whole-struct setter (`router`, `monitor`, `health_policy`) with its field
+    /// setter or with another whole-struct setter, in both orders, after a plain builder and
+    /// after `RoutedConfig::into_builder`: both orders resolve alike, and every setting any of
+    /// them gave is there (the later whole-struct setter replaces only what it sets).
+    #[rstest::rstest]
+    #[case::router_and_its_transactions(
+        plain,
+        |b: B| b.router(RouterConfig::default().balancer(rwsplit_core::LeastOutstanding::default())),
+        |b: B| b.read_only_transactions_on_replicas(false),
+        &["LeastOutstanding", "read_only_transactions_on_replicas: false"]
+    )]
+    #[case::router_transactions_and_the_field(
+        plain,
+        |b: B| b.router(RouterConfig::default().read_only_transactions_on_replicas(true)),
+        |b: B| b.read_only_transactions_on_replicas(false),
+        &["read_only_transactions_on_replicas: false"]
+    )]
+    #[case::router_and_router(
+        plain,
+        |b: B| b.router(RouterConfig::default().balancer(rwsplit_core::LeastOutstanding::default())),
+        |b: B| b.router(RouterConfig::default().rule(rwsplit_core::TableRule::only_tagged(["events"], "analytics"))),
+        &["LeastOutstanding", "analytics"]
+    )]
+    #[case::monitor_and_its_interval(
+        plain,
+        |b: B| b.monitor(rwsplit_monitor::MonitorConfig::default().probe_timeout(Duration::from_secs(4))),
+        |b: B| b.probe_interval(Duration::from_secs(2)),
+        &["timeout: 4s", " interval: 2s"]
+    )]
+    #[case::monitor_interval_and_the_field(
+        plain,
+        |b: B| b.monitor(rwsplit_monitor::MonitorConfig::default().probe_interval(Duration::from_secs(9))),
+        |b: B| b.probe_interval(Duration::from_secs(2)),
+        &[" interval: 2s"]
+    )]
+    #[case::monitor_and_monitor(
+        plain,
+        |b: B| b.monitor(rwsplit_monitor::MonitorConfig::default().probe_timeout(Duration::from_secs(4))),
+        |b: B| b.monitor(rwsplit_monitor::MonitorConfig::default().position_linger(Duration::from_secs(3))),
+        &["timeout: 4s", "position_linger: 3s"]
+    )]
+    #[case::health_and_health(
+        plain,
+        |b: B| b.health_policy(HealthPolicy::default().failure_threshold(7)),
+        |b: B| b.health_policy(HealthPolicy::default().ban_base(Duration::from_secs(9))),
+        &["failure_threshold: 7", "ban_base: 9s"]
+    )]
+    #[case::file_router_rules_and_transactions(
+        from_file,
+        |b: B| b.router(RouterConfig::default().rule(rwsplit_core::TableRule::only_tagged(["events"], "analytics"))),
+        |b: B| b.read_only_transactions_on_replicas(false),
+        &["LowestLag", "30s", "analytics", "read_only_transactions_on_replicas: false"]
+    )]
+    #[case::file_router_balancer_and_rules(
+        from_file,
+        |b: B| b.router(RouterConfig::default().balancer(rwsplit_core::RoundRobin::default())),
+        |b: B| b.router(RouterConfig::default().rule(rwsplit_core::TableRule::only_tagged(["events"], "analytics"))),
+        &["RoundRobin", "30s", "analytics"]
+    )]
+    #[case::file_monitor_and_the_interval(
+        from_file,
+        |b: B| b.monitor(rwsplit_monitor::MonitorConfig::default().position_linger(Duration::from_secs(3))),
+        |b: B| b.probe_interval(Duration::from_secs(2)),
+        &["timeout: 4s", "position_linger: 3s", " interval: 2s"]
+    )]
+    #[case::file_monitor_and_health(
+        from_file,
+        |b: B| b.health_policy(HealthPolicy::default().ban_base(Duration::from_secs(9))),
+        |b: B| b.monitor(rwsplit_monitor::MonitorConfig::default().position_linger(Duration::from_secs(3))),
+        &["failure_threshold: 6", "ban_base: 9s", " interval: 7s", "timeout: 4s", "position_linger: 3s", "LowestLag"]
+    )]
+    fn whole_struct_setters_lose_nothing(
+        #[case] start: fn() -> B,
+        #[case] first: Setter,
+        #[case] second: Setter,
+        #[case] kept: &[&str],
+    ) {
+        let one = resolved(second(first(start())));
+        let other = resolved(first(second(start())));
+        assert_eq!(one, other, "the order changed the result");
+        for k in kept {
+            assert!(one.contains(k), "{k} lost: {one}");
+        }
+        assert!(!one.contains(" interval: 9s"), "the field setter lost: {one}");
+    }
+
     #[test]
     fn the_explicit_choice_wins_over_the_whole_struct() {
         let b = RoutedConnection::builder()
@@ -1029,12 +1191,44 @@ mod tests {
     #[case::wait_without_read_your_writes(
         |b: B| b
             .replica("postgres://r/app")
+            .consistency(rwsplit_core::Consistency::Eventual)
             .wait_for_replica(Duration::from_millis(30))
             .read_your_writes(false),
         &[("wait_for_replica", "read_your_writes(false)")]
     )]
     #[case::no_wait_without_read_your_writes(
-        |b: B| b.replica("postgres://r/app").wait_for_replica(Duration::ZERO).read_your_writes(false),
+        |b: B| b
+            .replica("postgres://r/app")
+            .consistency(rwsplit_core::Consistency::Eventual)
+            .wait_for_replica(Duration::ZERO)
+            .read_your_writes(false),
+        &[]
+    )]
+    #[case::no_read_your_writes_with_session(
+        |b: B| b.replica("postgres://r/app").read_your_writes(false),
+        &[("read_your_writes(false)", "consistency(Session)")]
+    )]
+    #[case::weight_without_weighted_balancer(
+        |b: B| b.replica(Replica::new("postgres://r/app").weight(3)),
+        &[("Replica::weight", "a balancer that reads no weights")]
+    )]
+    #[case::weight_with_weighted_balancer(
+        |b: B| b
+            .replica(Replica::new("postgres://r/app").weight(3))
+            .router(RouterConfig::default().balancer(rwsplit_core::WeightedRoundRobin::default())),
+        &[]
+    )]
+    #[case::zone_without_preference(
+        |b: B| b.replica(Replica::new("postgres://r/app").zone("a")),
+        &[("Replica::zone", "no zone preference")]
+    )]
+    #[case::zone_with_preference(
+        |b: B| b
+            .replica(Replica::new("postgres://r/app").zone("a").weight(2))
+            .router(RouterConfig::default().balancer(rwsplit_core::ZonePreference::new(
+                "a",
+                rwsplit_core::WeightedRoundRobin::default(),
+            ))),
         &[]
     )]
     fn settings_that_do_nothing_together_are_named(
@@ -1043,6 +1237,69 @@ mod tests {
     ) {
         let found = inert(setup(RoutedConnection::builder().primary("postgres://p/app")));
         assert_eq!(found, expected);
+    }
+
+    /// `connect()` logs each inert setting at `warn`, target `rwsplit`, naming both settings,
+    /// before it connects anything (the primary here refuses connections at once).
+    #[rstest::rstest]
+    #[case::weight(
+        |b: B| b.replica(Replica::new("postgres://r:1/app").weight(3)),
+        "Replica::weight does nothing with a balancer that reads no weights"
+    )]
+    #[case::zone(
+        |b: B| b.replica(Replica::new("postgres://r:1/app").zone("eu-west-1a")),
+        "Replica::zone does nothing with no zone preference"
+    )]
+    #[case::read_your_writes_off(
+        |b: B| b.replica("postgres://r:1/app").read_your_writes(false),
+        "read_your_writes(false) does nothing with consistency(Session)"
+    )]
+    #[case::wait_with_strong(
+        |b: B| b
+            .replica("postgres://r:1/app")
+            .consistency(rwsplit_core::Consistency::Strong)
+            .wait_for_replica(Duration::from_millis(30)),
+        "wait_for_replica does nothing with consistency(Strong)"
+    )]
+    #[case::read_your_writes_with_strong(
+        |b: B| b
+            .replica("postgres://r:1/app")
+            .read_your_writes(true)
+            .consistency(rwsplit_core::Consistency::Strong),
+        "read_your_writes does nothing with consistency(Strong)"
+    )]
+    #[case::wait_without_read_your_writes(
+        |b: B| b
+            .replica("postgres://r:1/app")
+            .consistency(rwsplit_core::Consistency::Eventual)
+            .wait_for_replica(Duration::from_millis(30))
+            .read_your_writes(false),
+        "wait_for_replica does nothing with read_your_writes(false)"
+    )]
+    #[case::retries_without_replicas(
+        |b: B| b.read_retries(1),
+        "read_retries does nothing with no replicas"
+    )]
+    #[case::interval_without_source(
+        |b: B| b.topology_interval(Duration::from_secs(2)),
+        "topology_interval does nothing with no topology source"
+    )]
+    #[case::address_without_failover(
+        |b: B| b.primary_replication_address("p:5432"),
+        "replication_address does nothing with no auto_failover"
+    )]
+    fn connect_warns_about_each_inert_setting(#[case] setup: Setter, #[case] expected: &str) {
+        let (subscriber, logs) = crate::tests_hardening::capture(tracing::Level::WARN);
+        tracing::subscriber::with_default(subscriber, || {
+            let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+            let b = setup(RoutedConnection::builder().primary("postgres://u@127.0.0.1:1/app"))
+                .acquire_timeout(Duration::from_millis(200));
+            rt.block_on(b.connect()).unwrap_err();
+        });
+        let logs = logs.text();
+        let warning =
+            logs.lines().find(|l| l.contains(expected)).unwrap_or_else(|| panic!("{logs}"));
+        assert!(warning.contains("WARN") && warning.contains("rwsplit:"), "{warning}");
     }
 
     #[test]

@@ -263,32 +263,3 @@ pub use session::{Routed, Session};
 pub use session_token::{SessionToken, SessionTokenError};
 pub use stats::{Hedges, NodeStats, ReadYourWrites, Stats};
 pub use stream::RoutedStream;
-
-// The old paths of what moved to `advanced` and `config`: kept so existing code builds, with a
-// deprecation warning naming the new path; hidden from the front page. Traits cannot be
-// aliased, so theirs are plain hidden re-exports.
-#[doc(hidden)]
-pub use advanced::{Balancer, Rule, TopologySource};
-/// Moved to [`advanced::MONITOR_APPLICATION`].
-#[doc(hidden)]
-#[deprecated(note = "use rwsplit_sea_orm::advanced::MONITOR_APPLICATION")]
-pub const MONITOR_APPLICATION: &str = advanced::MONITOR_APPLICATION;
-
-macro_rules! moved {
-    ($module:ident, $note:literal: $($name:ident $(<$($param:tt),*>)?),* $(,)?) => {$(
-        #[doc(hidden)]
-        #[deprecated(note = $note)]
-        pub type $name $(<$($param),*>)? = $module::$name $(<$($param),*>)?;
-    )*};
-}
-moved!(advanced, "moved to rwsplit_sea_orm::advanced":
-    Access, AutoFailover, CausalToken, Classifier, DnsSource, Health, HealthPolicy, Lag,
-    LeastOutstanding, LowestLag, Member, MemberRole, MemberTags, MonitorConfig, Node, NodeId,
-    NodeLoad, PatroniSource, PowerOfTwoEwma, PrimaryReads, Random, ReplayPosition, Role,
-    RoundRobin, RouteContext<'a>, RouteError, RouterConfig, RuleAction<'r>, SourceError,
-    StaticSource, TableRule, TagRule, Transaction, WeightedRoundRobin, ZonePreference<B>,
-);
-moved!(config, "moved to rwsplit_sea_orm::config":
-    BalancerKind, ConsistencyKind, MonitorSettings, NodeConfig, PolicyConfig, PoolConfig,
-    ReplicaConfig, RouterSettings, TopologyConfig,
-);

@@ -251,23 +251,3 @@ async fn what_escapes_the_router_makes_the_scope_conservative() {
     tokio::spawn(async move { other.query_one_raw(read).await.unwrap() }).await.unwrap();
     assert_eq!(logs(&db), (0, 1));
 }
-
-/// Code written against the old crate-root paths still builds, and names the same types as
-/// their new homes (the compiler warns it is deprecated).
-#[test]
-#[allow(deprecated)]
-fn the_old_root_paths_name_the_moved_types() {
-    let router: crate::RouterConfig = crate::advanced::RouterConfig::default()
-        .balancer(crate::PowerOfTwoEwma::default())
-        .rule(crate::TableRule::only_tagged(["events"], "analytics"))
-        .primary_reads(crate::PrimaryReads::Never);
-    let _zoned: crate::ZonePreference<crate::RoundRobin> =
-        crate::advanced::ZonePreference::new("a", crate::RoundRobin::default());
-    let _monitor: crate::advanced::MonitorConfig = crate::MonitorConfig::default();
-    let _failover: crate::advanced::AutoFailover = crate::AutoFailover::default();
-    let _pool: crate::config::PoolConfig = crate::PoolConfig::default();
-    let _kind: crate::config::BalancerKind = crate::BalancerKind::RoundRobin;
-    assert_eq!(crate::MONITOR_APPLICATION, crate::advanced::MONITOR_APPLICATION);
-    let b = RoutedConnection::builder().router(router);
-    assert!(format!("{b:?}").contains("Never"));
-}

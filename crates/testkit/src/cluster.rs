@@ -47,8 +47,7 @@ impl Default for ClusterBuilder {
             backend: BackendKind::from_env().unwrap_or_default(),
             replicas: 2,
             base_port: None,
-            keep: crate::vocab::env_setting("RWSPLIT_TESTKIT_KEEP", "RWSPLIT_KEEP")
-                .is_some_and(|(_, v)| v == "1"),
+            keep: crate::vocab::env_setting("RWSPLIT_TESTKIT_KEEP").is_some_and(|(_, v)| v == "1"),
             bin_dir: None,
             root: None,
             settings: Vec::new(),
@@ -93,8 +92,7 @@ impl ClusterBuilder {
     /// The directory holding the server binaries (native backend; containers bring their own).
     /// Default for PostgreSQL: `$RWSPLIT_TESTKIT_PG_BIN`, then the newest
     /// `/usr/lib/postgresql/*/bin`, then `PATH`; for MariaDB: `$RWSPLIT_TESTKIT_MARIADB_BIN`,
-    /// then `/usr/sbin`, `/usr/bin` and `PATH`. (`RWSPLIT_PG_BIN` and `RWSPLIT_MARIADB_BIN`, the
-    /// old names, still work, with a warning.)
+    /// then `/usr/sbin`, `/usr/bin` and `PATH`.
     pub fn bin_dir(mut self, dir: impl Into<PathBuf>) -> Self {
         self.bin_dir = Some(dir.into());
         self

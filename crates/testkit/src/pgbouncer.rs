@@ -63,9 +63,7 @@ pub struct PgBouncer {
 /// Where PgBouncer is looked for, in order.
 fn binary() -> Result<PathBuf> {
     let mut searched = Vec::new();
-    if let Some((_, p)) =
-        crate::vocab::env_setting("RWSPLIT_TESTKIT_PGBOUNCER_BIN", "RWSPLIT_PGBOUNCER_BIN")
-    {
+    if let Some((_, p)) = crate::vocab::env_setting("RWSPLIT_TESTKIT_PGBOUNCER_BIN") {
         return Ok(PathBuf::from(p));
     }
     for dir in [Path::new("/usr/sbin"), Path::new("/usr/bin"), Path::new("/usr/local/bin")] {

@@ -222,9 +222,7 @@ impl Drop for Prometheus {
 
 /// Where Prometheus is looked for.
 fn binary() -> Result<PathBuf> {
-    if let Some((_, p)) =
-        crate::vocab::env_setting("RWSPLIT_TESTKIT_PROMETHEUS_BIN", "RWSPLIT_PROMETHEUS_BIN")
-    {
+    if let Some((_, p)) = crate::vocab::env_setting("RWSPLIT_TESTKIT_PROMETHEUS_BIN") {
         return Ok(PathBuf::from(p));
     }
     let mut searched = Vec::new();

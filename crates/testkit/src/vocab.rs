@@ -59,11 +59,11 @@ pub enum BackendKind {
 }
 
 impl BackendKind {
-    /// The backend named by `$RWSPLIT_TESTKIT_BACKEND` (`native` or `containers`; the old name
-    /// `RWSPLIT_BACKEND` still works, with a warning), native when unset. `cargo xtask itest
+    /// The backend named by `$RWSPLIT_TESTKIT_BACKEND` (`native` or `containers`), native when
+    /// unset. `cargo xtask itest
     /// --backend containers` sets it, so the tests need not say.
     pub fn from_env() -> Result<BackendKind> {
-        match env_setting("RWSPLIT_TESTKIT_BACKEND", "RWSPLIT_BACKEND") {
+        match env_setting("RWSPLIT_TESTKIT_BACKEND") {
             Some((name, v)) => {
                 v.to_string_lossy().parse().map_err(|what| Error::InvalidSetting { name, what })
             }
@@ -115,34 +115,11 @@ pub fn format_lsn(lsn: u64) -> String {
     format!("{:X}/{:X}", lsn >> 32, lsn & 0xFFFF_FFFF)
 }
 
-/// The testkit's setting `new` (`RWSPLIT_TESTKIT_…`) from the environment, else its old name
-/// `old` (deprecated; a warning, once per name): the name it was found under, and its value.
-/// The testkit's variables share one prefix so that `RoutedConnection::from_env`, which refuses
-/// unknown `RWSPLIT_*` names, knows them for another's.
-pub(crate) fn env_setting(
-    new: &'static str,
-    old: &'static str,
-) -> Option<(&'static str, std::ffi::OsString)> {
-    setting_from(new, old, |name| std::env::var_os(name))
-}
-
-/// [`env_setting`] over `get` instead of the process environment.
-fn setting_from(
-    new: &'static str,
-    old: &'static str,
-    get: impl Fn(&str) -> Option<std::ffi::OsString>,
-) -> Option<(&'static str, std::ffi::OsString)> {
-    if let Some(v) = get(new) {
-        return Some((new, v));
-    }
-    let v = get(old)?;
-    static WARNED: Mutex<Vec<&str>> = Mutex::new(Vec::new());
-    let mut warned = WARNED.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-    if !warned.contains(&old) {
-        warned.push(old);
-        tracing::warn!(old, new, "{old} is deprecated: set {new}");
-    }
-    Some((old, v))
+/// The testkit's setting `name` (`RWSPLIT_TESTKIT_…`) from the environment: the name and its
+/// value. The testkit's variables share one prefix so that `RoutedConnection::from_env`, which
+/// refuses unknown `RWSPLIT_*` names, knows them for another's.
+pub(crate) fn env_setting(name: &'static str) -> Option<(&'static str, std::ffi::OsString)> {
+    std::env::var_os(name).map(|v| (name, v))
 }
 
 /// Where the cached `initdb` template lives: `$RWSPLIT_TESTKIT_CACHE`, else
@@ -327,21 +304,6 @@ impl std::fmt::Display for Addr {
 
 #[cfg(test)]
 mod tests {
-    #[test]
-    fn the_new_name_wins_and_the_old_one_still_works() {
-        let env = |vars: &'static [(&'static str, &'static str)]| {
-            move |name: &str| {
-                vars.iter().find(|(n, _)| *n == name).map(|(_, v)| std::ffi::OsString::from(v))
-            }
-        };
-        let (new, old) = ("RWSPLIT_TESTKIT_PG_BIN", "RWSPLIT_PG_BIN");
-        let both = env(&[("RWSPLIT_TESTKIT_PG_BIN", "/new"), ("RWSPLIT_PG_BIN", "/old")]);
-        assert_eq!(super::setting_from(new, old, both), Some((new, "/new".into())));
-        let only_old = env(&[("RWSPLIT_PG_BIN", "/old")]);
-        assert_eq!(super::setting_from(new, old, only_old), Some((old, "/old".into())));
-        assert_eq!(super::setting_from(new, old, env(&[])), None);
-    }
-
     use super::*;
 
     #[test]

@@ -55,6 +55,14 @@ pub struct LeastOutstanding {
 }
 
 impl Balancer for LeastOutstanding {
+    fn uses_weights(&self) -> bool {
+        false
+    }
+
+    fn uses_zones(&self) -> bool {
+        false
+    }
+
     fn uses_latency(&self) -> bool {
         false
     }

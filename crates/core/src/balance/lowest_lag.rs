@@ -43,6 +43,14 @@ fn key(n: &Node) -> (u64, Duration) {
 }
 
 impl Balancer for LowestLag {
+    fn uses_weights(&self) -> bool {
+        false
+    }
+
+    fn uses_zones(&self) -> bool {
+        false
+    }
+
     fn uses_latency(&self) -> bool {
         false
     }

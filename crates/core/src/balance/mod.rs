@@ -90,6 +90,18 @@ pub trait Balancer: Send + Sync + fmt::Debug {
     fn uses_latency(&self) -> bool {
         true
     }
+
+    /// Whether it reads the nodes' weights ([`Node::weight`](crate::Node::weight)). Builders use it
+    /// to warn about weights nothing reads. The default, `true`, is always correct.
+    fn uses_weights(&self) -> bool {
+        true
+    }
+
+    /// Whether it reads the nodes' zones ([`Node::zone`](crate::Node::zone)). Builders use it to
+    /// warn about zones nothing reads. The default, `true`, is always correct.
+    fn uses_zones(&self) -> bool {
+        true
+    }
 }
 
 impl<B: Balancer + ?Sized> Balancer for Box<B> {
@@ -104,6 +116,14 @@ impl<B: Balancer + ?Sized> Balancer for Box<B> {
     fn uses_latency(&self) -> bool {
         (**self).uses_latency()
     }
+
+    fn uses_weights(&self) -> bool {
+        (**self).uses_weights()
+    }
+
+    fn uses_zones(&self) -> bool {
+        (**self).uses_zones()
+    }
 }
 
 impl<B: Balancer + ?Sized> Balancer for Arc<B> {
@@ -117,6 +137,14 @@ impl<B: Balancer + ?Sized> Balancer for Arc<B> {
 
     fn uses_latency(&self) -> bool {
         (**self).uses_latency()
+    }
+
+    fn uses_weights(&self) -> bool {
+        (**self).uses_weights()
+    }
+
+    fn uses_zones(&self) -> bool {
+        (**self).uses_zones()
     }
 }
 

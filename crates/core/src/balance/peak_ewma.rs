@@ -79,6 +79,14 @@ impl PowerOfTwoEwma {
 }
 
 impl Balancer for PowerOfTwoEwma {
+    fn uses_weights(&self) -> bool {
+        false
+    }
+
+    fn uses_zones(&self) -> bool {
+        false
+    }
+
     fn pick(&self, candidates: &[&Node], now: Instant) -> Option<usize> {
         match candidates.len() {
             0 => None,

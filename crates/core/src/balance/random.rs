@@ -48,6 +48,14 @@ impl Random {
 }
 
 impl Balancer for Random {
+    fn uses_weights(&self) -> bool {
+        false
+    }
+
+    fn uses_zones(&self) -> bool {
+        false
+    }
+
     fn uses_latency(&self) -> bool {
         false
     }

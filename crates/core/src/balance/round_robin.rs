@@ -43,6 +43,14 @@ impl RoundRobin {
 }
 
 impl Balancer for RoundRobin {
+    fn uses_weights(&self) -> bool {
+        false
+    }
+
+    fn uses_zones(&self) -> bool {
+        false
+    }
+
     fn uses_latency(&self) -> bool {
         false
     }

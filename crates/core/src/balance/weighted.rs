@@ -80,6 +80,14 @@ impl WeightedRoundRobin {
 }
 
 impl Balancer for WeightedRoundRobin {
+    fn uses_weights(&self) -> bool {
+        true
+    }
+
+    fn uses_zones(&self) -> bool {
+        false
+    }
+
     fn uses_latency(&self) -> bool {
         false
     }

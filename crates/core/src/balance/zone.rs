@@ -70,6 +70,14 @@ impl<B: Balancer> Balancer for ZonePreference<B> {
         self.inner.uses_latency()
     }
 
+    fn uses_weights(&self) -> bool {
+        self.inner.uses_weights()
+    }
+
+    fn uses_zones(&self) -> bool {
+        true
+    }
+
     fn pick(&self, candidates: &[&Node], now: Instant) -> Option<usize> {
         let first = *candidates.first()?;
         let mut local = [first; MAX_NODES];

@@ -61,7 +61,15 @@ pub struct RouterConfig {
     read_only_transactions_on_replicas: bool,
     max_replica_lag: Option<Staleness>,
     dedicated_tags: Vec<Box<str>>,
+    /// Which of the single-valued settings a setter gave ([`RouterConfig::merge`]).
+    set: u8,
 }
+
+/// The bits of [`RouterConfig`]'s `set`.
+const SET_BALANCER: u8 = 1;
+const SET_PRIMARY_READS: u8 = 2;
+const SET_READ_ONLY_TRANSACTIONS: u8 = 4;
+const SET_MAX_REPLICA_LAG: u8 = 8;
 
 impl Default for RouterConfig {
     /// Round robin, no rules, primary as read fallback, read-only transactions on replicas,
@@ -74,6 +82,7 @@ impl Default for RouterConfig {
             read_only_transactions_on_replicas: true,
             max_replica_lag: None,
             dedicated_tags: Vec::new(),
+            set: 0,
         }
     }
 }
@@ -96,6 +105,7 @@ impl RouterConfig {
     #[must_use]
     pub fn balancer(mut self, balancer: impl Balancer + 'static) -> Self {
         self.balancer = Box::new(balancer);
+        self.set |= SET_BALANCER;
         self
     }
 
@@ -110,6 +120,7 @@ impl RouterConfig {
     #[must_use]
     pub fn primary_reads(mut self, primary_reads: PrimaryReads) -> Self {
         self.primary_reads = primary_reads;
+        self.set |= SET_PRIMARY_READS;
         self
     }
 
@@ -117,6 +128,7 @@ impl RouterConfig {
     #[must_use]
     pub fn read_only_transactions_on_replicas(mut self, allow: bool) -> Self {
         self.read_only_transactions_on_replicas = allow;
+        self.set |= SET_READ_ONLY_TRANSACTIONS;
         self
     }
 
@@ -128,6 +140,7 @@ impl RouterConfig {
     #[must_use]
     pub fn max_replica_lag(mut self, bound: Staleness) -> Self {
         self.max_replica_lag = Some(bound);
+        self.set |= SET_MAX_REPLICA_LAG;
         self
     }
 
@@ -136,6 +149,50 @@ impl RouterConfig {
     pub fn dedicated_tag(mut self, tag: impl Into<Box<str>>) -> Self {
         self.dedicated_tags.push(tag.into());
         self
+    }
+
+    /// `later` over this configuration: each single-valued setting `later` was given (its
+    /// balancer, primary reads, read-only transactions, lag limit) replaces this one's, the
+    /// others keep this one's; `later`'s rules are tried after this one's and its dedicated tags
+    /// are added. So a configuration built in two places (a file's settings, then rules added
+    /// in code) loses nothing:
+    ///
+    /// ```
+    /// use rwsplit_core::{PowerOfTwoEwma, RouterConfig, TableRule};
+    /// let from_file = RouterConfig::default().balancer(PowerOfTwoEwma::default());
+    /// let merged = from_file.merge(RouterConfig::default().rule(TableRule::only_tagged(["events"], "analytics")));
+    /// let shown = format!("{merged:?}");
+    /// assert!(shown.contains("PowerOfTwoEwma") && shown.contains("analytics"));
+    /// ```
+    #[must_use]
+    pub fn merge(mut self, later: RouterConfig) -> Self {
+        let given = |bit: u8| later.set & bit != 0;
+        if given(SET_BALANCER) {
+            self.balancer = later.balancer;
+        }
+        if given(SET_PRIMARY_READS) {
+            self.primary_reads = later.primary_reads;
+        }
+        if given(SET_READ_ONLY_TRANSACTIONS) {
+            self.read_only_transactions_on_replicas = later.read_only_transactions_on_replicas;
+        }
+        if given(SET_MAX_REPLICA_LAG) {
+            self.max_replica_lag = later.max_replica_lag;
+        }
+        self.rules.extend(later.rules);
+        for tag in later.dedicated_tags {
+            if !self.dedicated_tags.contains(&tag) {
+                self.dedicated_tags.push(tag);
+            }
+        }
+        self.set |= later.set;
+        self
+    }
+
+    /// Its balancer.
+    #[must_use]
+    pub fn balancer_value(&self) -> &dyn Balancer {
+        &*self.balancer
     }
 }
 

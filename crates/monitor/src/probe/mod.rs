@@ -282,6 +282,8 @@ pub struct MonitorConfig {
     position_linger: Duration,
     idle_interval: Option<Duration>,
     max_timeout: Option<Duration>,
+    /// Which settings a setter gave ([`MonitorConfig::merge`]), one bit each in field order.
+    set: u8,
 }
 
 impl Default for MonitorConfig {
@@ -299,6 +301,7 @@ impl Default for MonitorConfig {
             position_linger: Duration::from_millis(500),
             idle_interval: None,
             max_timeout: None,
+            set: 0,
         }
     }
 }
@@ -308,16 +311,8 @@ impl MonitorConfig {
     #[must_use]
     pub fn probe_interval(mut self, interval: Duration) -> Self {
         self.interval = interval;
+        self.set |= 1;
         self
-    }
-
-    /// The old name of [`probe_interval`](Self::probe_interval).
-    #[deprecated(
-        note = "renamed probe_interval, as the builder, the configuration key and RWSPLIT_PROBE_INTERVAL"
-    )]
-    #[must_use]
-    pub fn interval(self, interval: Duration) -> Self {
-        self.probe_interval(interval)
     }
 
     /// The deadline for one probe (connect included); a node that misses it has failed it.
@@ -331,16 +326,8 @@ impl MonitorConfig {
     #[must_use]
     pub fn probe_timeout(mut self, timeout: Duration) -> Self {
         self.timeout = timeout;
+        self.set |= 2;
         self
-    }
-
-    /// The old name of [`probe_timeout`](Self::probe_timeout).
-    #[deprecated(
-        note = "renamed probe_timeout, as the configuration key and RWSPLIT_PROBE_TIMEOUT"
-    )]
-    #[must_use]
-    pub fn timeout(self, timeout: Duration) -> Self {
-        self.probe_timeout(timeout)
     }
 
     /// The most a probe of a node that has been answering slowly is waited for. A node's
@@ -354,16 +341,47 @@ impl MonitorConfig {
     #[must_use]
     pub fn max_probe_timeout(mut self, max: Duration) -> Self {
         self.max_timeout = Some(max);
+        self.set |= 64;
         self
     }
 
-    /// The old name of [`max_probe_timeout`](Self::max_probe_timeout).
-    #[deprecated(
-        note = "renamed max_probe_timeout, as the configuration key and RWSPLIT_MAX_PROBE_TIMEOUT"
-    )]
+    /// `later` over this configuration: each setting `later` was given replaces this one's,
+    /// the others keep this one's (a file's probe timeout, then a position feed set in code:
+    /// both kept).
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use rwsplit_monitor::MonitorConfig;
+    /// let c = MonitorConfig::default().probe_timeout(Duration::from_secs(2))
+    ///     .merge(MonitorConfig::default().probe_interval(Duration::from_secs(1)));
+    /// assert_eq!((c.probe_timeout_value(), c.probe_interval_value()), (Duration::from_secs(2), Duration::from_secs(1)));
+    /// ```
     #[must_use]
-    pub fn max_timeout(self, max: Duration) -> Self {
-        self.max_probe_timeout(max)
+    pub fn merge(mut self, later: MonitorConfig) -> Self {
+        let given = |bit: u8| later.set & bit != 0;
+        if given(1) {
+            self.interval = later.interval;
+        }
+        if given(2) {
+            self.timeout = later.timeout;
+        }
+        if given(4) {
+            self.jitter = later.jitter;
+        }
+        if given(8) {
+            self.position_interval = later.position_interval;
+        }
+        if given(16) {
+            self.position_linger = later.position_linger;
+        }
+        if given(32) {
+            self.idle_interval = later.idle_interval;
+        }
+        if given(64) {
+            self.max_timeout = later.max_timeout;
+        }
+        self.set |= later.set;
+        self
     }
 
     /// The most a probe is waited for (see [`max_probe_timeout`](Self::max_probe_timeout)):
@@ -376,14 +394,8 @@ impl MonitorConfig {
     #[must_use]
     pub fn probe_jitter(mut self, jitter: Duration) -> Self {
         self.jitter = jitter;
+        self.set |= 4;
         self
-    }
-
-    /// The old name of [`probe_jitter`](Self::probe_jitter).
-    #[deprecated(note = "renamed probe_jitter, as the configuration key")]
-    #[must_use]
-    pub fn jitter(self, jitter: Duration) -> Self {
-        self.probe_jitter(jitter)
     }
 
     /// How often, between full probes, a node's position is read on the probe's connection
@@ -395,6 +407,7 @@ impl MonitorConfig {
     #[must_use]
     pub fn position_interval(mut self, every: Duration) -> Self {
         self.position_interval = every;
+        self.set |= 8;
         self
     }
 
@@ -414,6 +427,7 @@ impl MonitorConfig {
     #[must_use]
     pub fn position_linger(mut self, linger: Duration) -> Self {
         self.position_linger = linger;
+        self.set |= 16;
         self
     }
 
@@ -435,16 +449,8 @@ impl MonitorConfig {
     #[must_use]
     pub fn idle_probe_interval(mut self, idle: Duration) -> Self {
         self.idle_interval = Some(idle);
+        self.set |= 32;
         self
-    }
-
-    /// The old name of [`idle_probe_interval`](Self::idle_probe_interval).
-    #[deprecated(
-        note = "renamed idle_probe_interval, as the configuration key and RWSPLIT_IDLE_PROBE_INTERVAL"
-    )]
-    #[must_use]
-    pub fn idle_interval(self, idle: Duration) -> Self {
-        self.idle_probe_interval(idle)
     }
 
     /// Time between probe rounds while idle (see [`idle_probe_interval`](Self::idle_probe_interval)):
@@ -461,30 +467,6 @@ impl MonitorConfig {
     /// The deadline for one probe.
     pub fn probe_timeout_value(&self) -> Duration {
         self.timeout
-    }
-
-    /// The old name of [`probe_interval_value`](Self::probe_interval_value).
-    #[deprecated(note = "renamed probe_interval_value, as the setter probe_interval")]
-    pub fn interval_value(&self) -> Duration {
-        self.probe_interval_value()
-    }
-
-    /// The old name of [`probe_timeout_value`](Self::probe_timeout_value).
-    #[deprecated(note = "renamed probe_timeout_value, as the setter probe_timeout")]
-    pub fn timeout_value(&self) -> Duration {
-        self.probe_timeout_value()
-    }
-
-    /// The old name of [`max_probe_timeout_value`](Self::max_probe_timeout_value).
-    #[deprecated(note = "renamed max_probe_timeout_value, as the setter max_probe_timeout")]
-    pub fn max_timeout_value(&self) -> Duration {
-        self.max_probe_timeout_value()
-    }
-
-    /// The old name of [`idle_probe_interval_value`](Self::idle_probe_interval_value).
-    #[deprecated(note = "renamed idle_probe_interval_value, as the setter idle_probe_interval")]
-    pub fn idle_interval_value(&self) -> Duration {
-        self.idle_probe_interval_value()
     }
 
     /// How long a connection the monitor opens for its probes may take in all, and how long

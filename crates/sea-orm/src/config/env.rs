@@ -22,9 +22,10 @@
 //!
 //! **Unknown names.** `from_env` owns `RWSPLIT_*`, `DATABASE_PRIMARY_*` and `DATABASE_REPLICA_*`:
 //! a name there that it does not read is refused ([`Error::UnknownVariable`], with the nearest
-//! name it reads), except under the prefixes in [`NOT_OURS`] (the testkit's, the examples', this
-//! repository's tooling), the names in [`OTHERS`], and the old names in [`RENAMED`] (read as
-//! their new name, or left alone, with a warning). `DATABASE_*` is shared with other tools
+//! name it reads: the one sharing most words with it, then the fewest edits away, so an old
+//! name such as `RWSPLIT_REPLICA_URLS` points at `DATABASE_REPLICA_URLS`), except under the
+//! prefixes in [`NOT_OURS`] (the testkit's, the examples', this repository's tooling) and the
+//! names in [`OTHERS`]. `DATABASE_*` is shared with other tools
 //! (`DATABASE_HOST`, `DATABASE_PASSWORD`, `DATABASE_SSL` …): there, only a likely misspelling
 //! of a name it reads is refused (`DATABASE_MAX_CONECTIONS`): at most two edits away, and at
 //! most one edit per four letters after `DATABASE_`. The rest are left alone.
@@ -96,42 +97,12 @@ pub(crate) const NOT_OURS: &[&str] = &[
 /// the name the guide and examples give it (the application reads it).
 pub(crate) const OTHERS: &[&str] = &["RWSPLIT_TOKEN_KEY"];
 
-/// Renamed variables, `(old, new)`. An old name of `from_env`'s own is read as the new one
-/// (the new one wins when both are set); the testkit's and examples' old names are left alone.
-/// Either way a warning names the new one.
-pub(crate) const RENAMED: &[(&str, &str)] = &[
-    ("RWSPLIT_MAX_LAG", "RWSPLIT_MAX_REPLICA_LAG"),
-    ("RWSPLIT_MAX_LAG_BYTES", "RWSPLIT_MAX_REPLICA_LAG_BYTES"),
-    ("RWSPLIT_BACKEND", "RWSPLIT_TESTKIT_BACKEND"),
-    ("RWSPLIT_KEEP", "RWSPLIT_TESTKIT_KEEP"),
-    ("RWSPLIT_PG_BIN", "RWSPLIT_TESTKIT_PG_BIN"),
-    ("RWSPLIT_MARIADB_BIN", "RWSPLIT_TESTKIT_MARIADB_BIN"),
-    ("RWSPLIT_PGBOUNCER_BIN", "RWSPLIT_TESTKIT_PGBOUNCER_BIN"),
-    ("RWSPLIT_PROMETHEUS_BIN", "RWSPLIT_TESTKIT_PROMETHEUS_BIN"),
-    ("RWSPLIT_PRIMARY_URL", "DATABASE_URL"),
-    ("RWSPLIT_REPLICA_URLS", "DATABASE_REPLICA_URLS"),
-    ("RWSPLIT_PATRONI_URLS", "RWSPLIT_TOPOLOGY_PATRONI"),
-    ("RWSPLIT_METRICS_ADDR", "RWSPLIT_EXAMPLE_METRICS_ADDR"),
-    ("RWSPLIT_METRICS_SERVE", "RWSPLIT_EXAMPLE_METRICS_SERVE"),
-    ("RWSPLIT_METRICS_LANES", "RWSPLIT_EXAMPLE_METRICS_LANES"),
-    ("RWSPLIT_METRICS_CLUSTER", "RWSPLIT_EXAMPLE_METRICS_CLUSTER"),
-    ("RWSPLIT_FLEET_LOG", "RWSPLIT_BENCH_FLEET_LOG"),
-];
-
 /// The variables, already without empty values.
 struct Vars(BTreeMap<String, String>);
 
 impl Vars {
     fn get(&self, name: &str) -> Option<&str> {
         self.0.get(name).map(|v| v.trim())
-    }
-
-    /// The name under which a setting is set: `name`, else its old name from [`RENAMED`].
-    fn set_as<'n>(&self, name: &'n str) -> &'n str {
-        if self.0.contains_key(name) {
-            return name;
-        }
-        RENAMED.iter().find(|(_, new)| *new == name).map_or(name, |(old, _)| *old)
     }
 
     fn parse<T>(&self, name: &str, parse: impl Fn(&str) -> Result<T, String>) -> Result<Option<T>> {
@@ -236,8 +207,8 @@ pub(super) fn read(vars: BTreeMap<String, String>) -> Result<RoutedConfig> {
     monitor.failure_threshold = vars.number("RWSPLIT_FAILURE_THRESHOLD")?;
     monitor.recovery_threshold = vars.number("RWSPLIT_RECOVERY_THRESHOLD")?;
     let router = &mut config.router;
-    router.max_replica_lag = vars.parse(vars.set_as("RWSPLIT_MAX_REPLICA_LAG"), parse_duration)?;
-    router.max_replica_lag_bytes = vars.number(vars.set_as("RWSPLIT_MAX_REPLICA_LAG_BYTES"))?;
+    router.max_replica_lag = vars.parse("RWSPLIT_MAX_REPLICA_LAG", parse_duration)?;
+    router.max_replica_lag_bytes = vars.number("RWSPLIT_MAX_REPLICA_LAG_BYTES")?;
     let topology = &mut config.topology;
     topology.patroni = vars.get("RWSPLIT_TOPOLOGY_PATRONI").map(|list| {
         list.split(|c: char| c == ',' || c == ';' || c.is_whitespace())
@@ -262,15 +233,10 @@ pub(super) fn read(vars: BTreeMap<String, String>) -> Result<RoutedConfig> {
     Ok(config)
 }
 
-/// Every name in a namespace `from_env` owns must be one it reads (see the module docs);
-/// renamed ones are logged.
+/// Every name in a namespace `from_env` owns must be one it reads (see the module docs).
 fn check_names(vars: &Vars, replicas: usize) -> Result<()> {
     let pool_or = |rest: &str, extra: &[&str]| POOL.contains(&rest) || extra.contains(&rest);
     for name in vars.0.keys() {
-        if let Some((old, new)) = RENAMED.iter().find(|(old, _)| old == name) {
-            tracing::warn!(target: "rwsplit", old, new, "environment variable {old} is deprecated: set {new} instead");
-            continue;
-        }
         if name.starts_with("RWSPLIT_") {
             let known = SETTINGS.iter().any(|(v, _)| v == name)
                 || OTHERS.contains(&name.as_str())
@@ -304,7 +270,7 @@ fn check_names(vars: &Vars, replicas: usize) -> Result<()> {
         } else if name.starts_with("DATABASE_") && !known_names(replicas).any(|k| k == *name) {
             // Shared with other tools: only a likely misspelling of a name read here is refused.
             let letters = name.len() - "DATABASE_".len();
-            if nearest(name, replicas).is_some_and(|(_, d)| d <= 2 && d * 4 <= letters) {
+            if closest(name, replicas).is_some_and(|(_, d)| d <= 2 && d * 4 <= letters) {
                 return Err(unknown(name, replicas));
             }
         }
@@ -332,9 +298,9 @@ fn known_names(replicas: usize) -> impl Iterator<Item = String> {
         .chain(SETTINGS.iter().map(|(v, _)| (*v).to_owned()))
 }
 
-/// The name read here nearest to `name` (in the same namespace, `RWSPLIT_` or `DATABASE_`), and
-/// its distance in edits.
-fn nearest(name: &str, replicas: usize) -> Option<(String, usize)> {
+/// The name read here closest in spelling to `name` (in the same namespace, `RWSPLIT_` or
+/// `DATABASE_`), and its distance in edits: how a misspelling is told from another tool's name.
+fn closest(name: &str, replicas: usize) -> Option<(String, usize)> {
     let space = if name.starts_with("RWSPLIT_") { "RWSPLIT_" } else { "DATABASE_" };
     known_names(replicas)
         .filter(|k| k.starts_with(space))
@@ -345,11 +311,37 @@ fn nearest(name: &str, replicas: usize) -> Option<(String, usize)> {
         .min_by_key(|(_, d)| *d)
 }
 
+/// The name read here to suggest for the unknown `name`, in either namespace: one ending in the
+/// same word first (the setting; the words before it qualify it: `RWSPLIT_PRIMARY_URL` →
+/// `DATABASE_URL`, `DATABASE_PRIMARY_WEIGHT` → `DATABASE_REPLICA_1_WEIGHT`), then the one sharing
+/// the most words (`RWSPLIT_REPLICA_URLS` → `DATABASE_REPLICA_URLS`, `RWSPLIT_MAX_LAG` →
+/// `RWSPLIT_MAX_REPLICA_LAG`), then the fewest words besides, then the fewest edits away
+/// (`RWSPLIT_BALANCR` → `RWSPLIT_BALANCER`).
+fn nearest(name: &str, replicas: usize) -> Option<String> {
+    // The words after the namespace, plurals as singulars (`URLS` is `URL`).
+    let words = |n: &str| -> Vec<String> {
+        n.split('_')
+            .skip(1)
+            .filter(|w| !w.is_empty())
+            .map(|w| w.trim_end_matches('S').to_owned())
+            .collect()
+    };
+    let own = words(name);
+    known_names(replicas)
+        .map(|k| {
+            let theirs = words(&k);
+            let same_last = own.last().is_some() && theirs.last() == own.last();
+            let shared = theirs.iter().filter(|w| own.contains(w)).count();
+            let others = if shared > 0 { theirs.len() - shared } else { 0 };
+            let d = edit_distance(name, &k);
+            (!same_last, std::cmp::Reverse(shared), others, d, k)
+        })
+        .min()
+        .map(|(.., k)| k)
+}
+
 fn unknown(name: &str, replicas: usize) -> Error {
-    Error::UnknownVariable {
-        name: name.to_owned(),
-        nearest: nearest(name, replicas).map(|(k, _)| k),
-    }
+    Error::UnknownVariable { name: name.to_owned(), nearest: nearest(name, replicas) }
 }
 
 /// Levenshtein distance (insertions, deletions, substitutions) between two ASCII names: a
@@ -408,7 +400,7 @@ mod tests {
 
     #[rstest::rstest]
     #[case("", "", 0)]
-    #[case("RWSPLIT_MAX_LAG", "RWSPLIT_MAX_LAG", 0)]
+    #[case("ab", "ab", 0)]
     #[case("balancr", "balancer", 1)]
     #[case("balancer", "balancr", 1)]
     #[case("probe_interval", "probe_intreval", 2)]
@@ -416,15 +408,5 @@ mod tests {
     #[case("abc", "", 3)]
     fn edit_distance_counts_edits(#[case] a: &str, #[case] b: &str, #[case] d: usize) {
         assert_eq!(edit_distance(a, b), d);
-    }
-
-    #[test]
-    fn every_renamed_name_points_at_a_name_someone_reads() {
-        for (old, new) in RENAMED {
-            let ours = SETTINGS.iter().any(|(v, _)| v == new) || new.starts_with("DATABASE_");
-            let theirs = NOT_OURS.iter().any(|p| new.starts_with(p));
-            assert!(ours || theirs, "{old} -> {new}");
-            assert!(!SETTINGS.iter().any(|(v, _)| v == old), "{old} is still a setting");
-        }
     }
 }

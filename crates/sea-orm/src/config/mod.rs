@@ -472,12 +472,6 @@ pub struct MonitorSettings {
     /// The longest ban (default 5 min).
     #[serde(default, deserialize_with = "de_duration")]
     pub ban_max: Option<Duration>,
-    /// Deprecated: the old name of [`RouterSettings::max_replica_lag`] (`router.max_replica_lag`),
-    /// read as it, with a warning.
-    #[serde(default, deserialize_with = "de_duration")]
-    pub max_lag: Option<Duration>,
-    /// Deprecated: the old name of [`RouterSettings::max_replica_lag_bytes`].
-    pub max_lag_bytes: Option<u64>,
 }
 
 /// Where nodes come from at run time ([`RoutedConnectionBuilder::topology`]): the members of a
@@ -745,22 +739,6 @@ impl RoutedConfig {
             _ => {}
         }
         let m = &self.monitor;
-        for (old, new, set) in [
-            (
-                "monitor.max_lag",
-                "router.max_replica_lag",
-                m.max_lag.is_some() && self.router.max_replica_lag.is_some(),
-            ),
-            (
-                "monitor.max_lag_bytes",
-                "router.max_replica_lag_bytes",
-                m.max_lag_bytes.is_some() && self.router.max_replica_lag_bytes.is_some(),
-            ),
-        ] {
-            if set {
-                return Err(invalid(old, format!("is the old name of {new}: set only {new}")));
-            }
-        }
         for (name, d) in [
             ("monitor.probe_interval", m.probe_interval),
             ("monitor.probe_timeout", m.probe_timeout),
@@ -791,31 +769,21 @@ impl RoutedConfig {
 
     /// Checks the configuration ([`RoutedConfig::validate`]) and turns it into a builder, to
     /// add what data cannot say (rules, a classifier with extra write functions, automatic
-    /// failover) before [`connect`](RoutedConnectionBuilder::connect). The router settings
-    /// become one [`RouterConfig`]; a later `.router(..)` replaces it whole, so to add rules
-    /// start from [`RoutedConfig::router_config`]:
+    /// failover) before [`connect`](RoutedConnectionBuilder::connect). Nothing the file set is
+    /// lost by what is added after: `.router(..)`, `.monitor(..)` and `.health_policy(..)`
+    /// merge, replacing only the settings they are given (see
+    /// [`RoutedConnectionBuilder::router`]):
     ///
     /// ```
     /// # fn demo(config: rwsplit_sea_orm::RoutedConfig) -> rwsplit_sea_orm::Result<()> {
-    /// use rwsplit_sea_orm::advanced::TableRule;
-    /// let router = config.router_config().rule(TableRule::only_tagged(["events"], "analytics"));
-    /// let builder = config.into_builder()?.router(router);
+    /// use rwsplit_sea_orm::advanced::{RouterConfig, TableRule};
+    /// let builder = config
+    ///     .into_builder()?
+    ///     .router(RouterConfig::default().rule(TableRule::only_tagged(["events"], "analytics")));
     /// # drop(builder); Ok(()) }
     /// ```
     pub fn into_builder(self) -> Result<RoutedConnectionBuilder> {
         self.validate()?;
-        for (old, new, set) in [
-            ("monitor.max_lag", "router.max_replica_lag", self.monitor.max_lag.is_some()),
-            (
-                "monitor.max_lag_bytes",
-                "router.max_replica_lag_bytes",
-                self.monitor.max_lag_bytes.is_some(),
-            ),
-        ] {
-            if set {
-                tracing::warn!(target: "rwsplit", old, new, "configuration key {old} is deprecated: set {new} instead");
-            }
-        }
         let RoutedConfig { primary, replicas, pool, router, policy, monitor, topology } = self;
         let mut b = RoutedConnectionBuilder::default()
             .primary(primary.pool.over(&pool).apply(ConnectOptions::new(primary.url)));
@@ -835,7 +803,7 @@ impl RoutedConfig {
             b = b.replica(replica);
         }
 
-        let rc = router_config(&router, &monitor);
+        let rc = router_config(&router);
         b = b.router(rc);
 
         if let Some(on) = policy.hedged_reads {
@@ -913,7 +881,7 @@ impl RoutedConfig {
     /// `prefer_zone` is set), primary reads, dedicated tags, read-only transactions, and
     /// `max_replica_lag` as [`RouterConfig::max_replica_lag`].
     pub fn router_config(&self) -> RouterConfig {
-        router_config(&self.router, &self.monitor)
+        router_config(&self.router)
     }
 
     /// Checks the configuration and connects ([`RoutedConnectionBuilder::connect`]).
@@ -948,7 +916,7 @@ impl RoutedConfig {
     }
 }
 
-fn router_config(router: &RouterSettings, monitor: &MonitorSettings) -> RouterConfig {
+fn router_config(router: &RouterSettings) -> RouterConfig {
     let balancer = router.balancer.build();
     let mut rc = match &router.prefer_zone {
         Some(zone) => RouterConfig::default().balancer(ZonePreference::new(zone.clone(), balancer)),
@@ -963,10 +931,7 @@ fn router_config(router: &RouterSettings, monitor: &MonitorSettings) -> RouterCo
     if let Some(allow) = router.read_only_transactions_on_replicas {
         rc = rc.read_only_transactions_on_replicas(allow);
     }
-    // The old keys stand in for the new ones (`validate` refuses both at once).
-    let lag = router.max_replica_lag.or(monitor.max_lag);
-    let lag_bytes = router.max_replica_lag_bytes.or(monitor.max_lag_bytes);
-    if let Some(bound) = staleness(lag, lag_bytes) {
+    if let Some(bound) = staleness(router.max_replica_lag, router.max_replica_lag_bytes) {
         rc = rc.max_replica_lag(bound);
     }
     rc

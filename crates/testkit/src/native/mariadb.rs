@@ -30,7 +30,7 @@ impl MariaEngine {
         // The server must be in the named directory; the client tools may sit beside it
         // (Debian: /usr/sbin/mariadbd, /usr/bin/mariadb) or on PATH.
         let named = explicit.map(Path::to_path_buf).or_else(|| {
-            crate::vocab::env_setting("RWSPLIT_TESTKIT_MARIADB_BIN", "RWSPLIT_MARIADB_BIN")
+            crate::vocab::env_setting("RWSPLIT_TESTKIT_MARIADB_BIN")
                 .map(|(_, dir)| PathBuf::from(dir))
         });
         let server_dirs: Vec<PathBuf> = match &named {

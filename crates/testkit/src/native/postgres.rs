@@ -69,9 +69,7 @@ impl PgEngine {
         let mut searched = Vec::new();
         let candidates: Vec<PathBuf> = if let Some(dir) = explicit {
             vec![dir.to_path_buf()]
-        } else if let Some((_, dir)) =
-            crate::vocab::env_setting("RWSPLIT_TESTKIT_PG_BIN", "RWSPLIT_PG_BIN")
-        {
+        } else if let Some((_, dir)) = crate::vocab::env_setting("RWSPLIT_TESTKIT_PG_BIN") {
             vec![PathBuf::from(dir)]
         } else {
             let mut v = debian_bin_dirs();

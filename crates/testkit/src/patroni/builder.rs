@@ -38,8 +38,7 @@ impl Default for PatroniBuilder {
         PatroniBuilder {
             members: 3,
             synchronous: false,
-            keep: crate::vocab::env_setting("RWSPLIT_TESTKIT_KEEP", "RWSPLIT_KEEP")
-                .is_some_and(|(_, v)| v == "1"),
+            keep: crate::vocab::env_setting("RWSPLIT_TESTKIT_KEEP").is_some_and(|(_, v)| v == "1"),
             root: None,
             name: "patroni".into(),
             ttl: 10,
