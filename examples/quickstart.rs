@@ -93,7 +93,10 @@ async fn tour(db: RoutedConnection) -> anyhow::Result<()> {
         .await?;
     }
 
-    println!("\n== this task just wrote: its reads stay on the primary (read your writes)");
+    println!(
+        "\n== this task just wrote: its read goes to a replica that has the write, else the \
+         primary (read your writes)"
+    );
     let mine = post::Entity::find().filter(post::Column::AuthorId.eq(alice.id)).all(&db).await?;
     println!("alice has {} posts", mine.len());
 
