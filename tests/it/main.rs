@@ -31,3 +31,4 @@ mod support;
 mod testkit_cluster;
 mod testkit_containers;
 mod testkit_errors;
+mod tonic_session;

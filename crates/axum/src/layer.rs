@@ -184,6 +184,7 @@ where
     };
     let request = match incoming {
         Incoming::Run(request) => request,
+        Incoming::Reject(rejection) if is_grpc(&req) => return Ok(grpc_refusal(rejection.body())),
         Incoming::Reject(rejection) => {
             let mut response =
                 (StatusCode::BAD_REQUEST, rejection.body().to_owned()).into_response();
@@ -212,4 +213,34 @@ fn append<'a>(response: &mut Response, headers: impl Iterator<Item = (&'a str, &
             response.headers_mut().append(n, v);
         }
     }
+}
+
+/// Whether `req` is a gRPC call (tonic's routes served as an axum router, say).
+fn is_grpc<B>(req: &Request<B>) -> bool {
+    req.headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|t| t.starts_with("application/grpc"))
+}
+
+/// A refused token, answered as gRPC answers: HTTP 200, no body, `grpc-status: 3`
+/// (`INVALID_ARGUMENT`) and the reason in `grpc-message` (percent-encoded, as gRPC's protocol
+/// says), so that a client sees the reason rather than a protocol error about a `400`.
+fn grpc_refusal(reason: &str) -> Response {
+    let mut message = String::with_capacity(reason.len());
+    for b in reason.trim().bytes() {
+        if (0x20..0x7f).contains(&b) && b != b'%' {
+            message.push(char::from(b));
+        } else {
+            message.push_str(&format!("%{b:02X}"));
+        }
+    }
+    let mut response = StatusCode::OK.into_response();
+    let headers = response.headers_mut();
+    headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/grpc"));
+    headers.insert("grpc-status", HeaderValue::from_static("3"));
+    if let Ok(v) = HeaderValue::from_str(&message) {
+        headers.insert("grpc-message", v);
+    }
+    response
 }

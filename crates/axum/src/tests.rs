@@ -419,3 +419,24 @@ impl SessionLayer {
         tower_layer::Layer::layer(self, ())
     }
 }
+
+/// A gRPC call (tonic's routes served through the layer) whose token is refused gets a gRPC
+/// status, not an HTTP `400` a gRPC client cannot read: `INVALID_ARGUMENT` with the reason.
+#[tokio::test]
+async fn a_refused_token_on_a_grpc_call_is_a_grpc_status_naming_the_reason() {
+    let f = Fixture::new();
+    let app = f.app(SessionLayer::builder(f.db.clone(), signed()).build().unwrap());
+    let req = Request::builder()
+        .method("GET")
+        .uri("/read")
+        .header("content-type", "application/grpc")
+        .header("x-rwsplit-token", "not a token")
+        .body(Body::empty())
+        .unwrap();
+    let response = app.oneshot(req).await.unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    assert_eq!(response.headers().get("grpc-status").unwrap(), "3");
+    let message = response.headers().get("grpc-message").unwrap().to_str().unwrap();
+    assert!(message.starts_with("read-your-writes token is malformed"), "{message}");
+    assert_eq!(f.handled.load(Ordering::SeqCst), 0, "the service did not run");
+}
