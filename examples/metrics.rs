@@ -30,7 +30,10 @@
 //!   back, and readers), until interrupted;
 //! - `RWSPLIT_EXAMPLE_METRICS_LANES`: how many tasks send that traffic (default 3);
 //! - `RWSPLIT_EXAMPLE_METRICS_CLUSTER`: a `cluster` label on every series, which the dashboard's
-//!   `cluster` variable selects (or set it as a target label in Prometheus' configuration).
+//!   `cluster` variable selects (or set it as a target label in Prometheus' configuration);
+//! - `RWSPLIT_EXAMPLE_METRICS_SCHEMA`: the name of its schema (MariaDB: database), default
+//!   `rwsplit_metrics` (lowercase letters, digits and `_`): one per process when several run on
+//!   one database, as a fleet does.
 
 #[path = "own/mod.rs"]
 mod own;
@@ -79,7 +82,17 @@ async fn main() -> anyhow::Result<()> {
             (Some(cluster), config)
         }
     };
-    own::run("rwsplit_metrics", config, async |config| {
+    let schema = std::env::var("RWSPLIT_EXAMPLE_METRICS_SCHEMA")
+        .unwrap_or_else(|_| "rwsplit_metrics".to_owned());
+    let valid = schema.starts_with(|c: char| c.is_ascii_lowercase())
+        && schema.len() <= 63
+        && schema.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_');
+    anyhow::ensure!(
+        valid,
+        "RWSPLIT_EXAMPLE_METRICS_SCHEMA is `{schema}`: a name of lowercase letters, digits and `_` \
+         (at most 63, starting with a letter) is needed"
+    );
+    own::run(&schema, config, async |config| {
         let db = config.connect().await?;
         scrape(&db, addr, cluster.as_ref()).await
     })

@@ -330,6 +330,8 @@ impl App {
             .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
             .env("RWSPLIT_EXAMPLE_METRICS_ADDR", "127.0.0.1:0")
             .env("RWSPLIT_EXAMPLE_METRICS_SERVE", "1")
+            // Each process works in a schema of its own (the example drops it when it ends).
+            .env("RWSPLIT_EXAMPLE_METRICS_SCHEMA", format!("rwsplit_metrics_{n}"))
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(err)
@@ -454,8 +456,7 @@ async fn alert_goes_pending(prom: &Prometheus, name: &str, limit: Duration) -> S
 async fn prometheus_scrapes_three_processes_through_faults_and_every_panel_and_alert_answers() {
     let cluster = own_cluster(DbKind::Postgres, "prometheus", 2).await;
     let tdb = cluster.create_database("prom").await.unwrap();
-    // The example creates its table if missing; three processes doing so at once would race.
-    cluster.primary().execute(tdb.name(), "CREATE TABLE visits (id int)").await.unwrap();
+    // Each process creates its table in a schema of its own (`RWSPLIT_EXAMPLE_METRICS_SCHEMA`).
     cluster.wait_caught_up(0, Duration::from_secs(20)).await.unwrap();
     let env = |extra: &[(&'static str, &str)]| {
         let mut env = vec![

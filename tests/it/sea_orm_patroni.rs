@@ -263,7 +263,7 @@ async fn patroni_lag_until(
 /// The connection is configured the way an operator would, from environment variables
 /// (`RoutedConfig::from_vars`, the same path as `from_env`): the topology source, the probe
 /// interval and the lag bound all come from there, so this also checks that `RWSPLIT_TOPOLOGY_*`
-/// and `RWSPLIT_MAX_LAG_BYTES` work end to end.
+/// and `RWSPLIT_MAX_REPLICA_LAG_BYTES` work end to end.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_member_patroni_reports_lagging_leaves_rotation_and_comes_back() {
     let _serial = SERIAL.lock().await;
@@ -274,7 +274,7 @@ async fn a_member_patroni_reports_lagging_leaves_rotation_and_comes_back() {
         ("RWSPLIT_TOPOLOGY_PATRONI", cluster.rest_urls().join(",")),
         ("RWSPLIT_TOPOLOGY_INTERVAL", format!("{}ms", POLL.as_millis())),
         ("RWSPLIT_PROBE_INTERVAL", format!("{}ms", PROBE.as_millis())),
-        ("RWSPLIT_MAX_LAG_BYTES", LAG_BOUND.to_string()),
+        ("RWSPLIT_MAX_REPLICA_LAG_BYTES", LAG_BOUND.to_string()),
     ];
     let config = RoutedConfig::from_vars(vars).expect("a valid configuration");
     let db = config.connect().await.expect("connects");
