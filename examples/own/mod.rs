@@ -117,11 +117,19 @@ pub async fn run<T>(
     for r in &mut inside.replicas {
         r.url = url_in(own.kind, &r.url, name);
     }
-    // The body first: a body that waits for Ctrl-C itself (a serving mode) ends normally.
+    // A body that waits for Ctrl-C itself (a serving mode) hears it too and ends normally: it
+    // gets a moment to, after which the signal ends it.
+    let body = body(inside);
+    tokio::pin!(body);
     let result = tokio::select! {
         biased;
-        result = body(inside) => result,
-        signal = stopped() => Err(anyhow!("stopped by {signal}")),
+        result = &mut body => result,
+        signal = stopped() => {
+            match tokio::time::timeout(std::time::Duration::from_secs(5), &mut body).await {
+                Ok(result) => result,
+                Err(_) => Err(anyhow!("stopped by {signal}")),
+            }
+        }
     };
     match (result, own.remove().await) {
         (Ok(value), Ok(())) => Ok(value),
