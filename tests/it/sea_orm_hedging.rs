@@ -52,12 +52,16 @@ async fn a_hedged_reads_losing_statement_ends_on_its_own_server(#[case] kind: Db
     let backend = db.get_database_backend();
     let mut on_slow = crate::support::connect(&slow.url_for(tdb.name())).await;
     let mut slowest = Duration::ZERO;
-    // Rounds, each with a text of its own, until one ran wholly on the direct path.
-    for round in 0..10 {
+    // Rounds, each with a text of its own, until one ran wholly on the direct path: the other
+    // test's subscriber lives for seconds, under load for tens of seconds.
+    let deadline = Instant::now() + Duration::from_secs(90);
+    let mut round = 0;
+    while Instant::now() < deadline {
         if !reads_go_direct() {
-            tokio::time::sleep(Duration::from_millis(500)).await;
+            tokio::time::sleep(Duration::from_millis(250)).await;
             continue;
         }
+        round += 1;
         // Slow on that one server only: every node runs the same text, which sleeps where the
         // server's port is the slow replica's.
         let sql = match kind {
@@ -130,5 +134,5 @@ async fn a_hedged_reads_losing_statement_ends_on_its_own_server(#[case] kind: Db
         on_slow.close().await.ok();
         return;
     }
-    panic!("no round ran with reads on the direct path (a trace-level subscriber stayed)");
+    panic!("no round ran with reads on the direct path in 90 s (a trace-level subscriber stayed)");
 }
