@@ -195,12 +195,8 @@ where
     req.extensions_mut().insert(request.session().clone());
     let mut response = request.scope(inner.call(req)).await?;
     let outgoing = request.outgoing().await;
-    append(&mut response, outgoing.headers());
-    for (name, value) in outgoing.if_absent() {
-        if !response.headers().contains_key(name) {
-            append(&mut response, std::iter::once((name, value)));
-        }
-    }
+    let add = outgoing.for_response(|n| response.headers().contains_key(n));
+    append(&mut response, add.into_iter());
     Ok(response)
 }
 

@@ -117,11 +117,8 @@ where
                     req.extensions_mut().insert(request.session().clone());
                     let mut response = request.scope(service.call(req)).await?;
                     let outgoing = request.outgoing().await;
-                    let absent: Vec<_> = outgoing
-                        .if_absent()
-                        .filter(|(name, _)| !response.headers().contains_key(*name))
-                        .collect();
-                    for (name, value) in outgoing.headers().chain(absent) {
+                    let add = outgoing.for_response(|n| response.headers().contains_key(n));
+                    for (name, value) in add {
                         // Both are header-safe by construction (the carrier checks its names).
                         if let (Ok(n), Ok(v)) =
                             (HeaderName::from_bytes(name.as_bytes()), HeaderValue::from_str(value))

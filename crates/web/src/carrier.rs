@@ -392,6 +392,16 @@ impl Outgoing {
         self.private.then_some(("cache-control", "private")).into_iter()
     }
 
+    /// What an integration adds to a response whose headers `has` tells: every one of
+    /// [`Outgoing::headers`], then those of [`Outgoing::if_absent`] the response does not have.
+    pub fn for_response(&self, has: impl Fn(&str) -> bool) -> Vec<(&str, &str)> {
+        let mut add: Vec<(&str, &str)> = self.headers().collect();
+        if self.private && !has("cache-control") {
+            add.push(("cache-control", "private"));
+        }
+        add
+    }
+
     /// Whether there is nothing to add.
     pub fn is_empty(&self) -> bool {
         self.headers.is_empty() && !self.private
