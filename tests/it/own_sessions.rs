@@ -98,6 +98,8 @@ async fn abandoned(url: &str) -> Option<i64> {
 #[case::mariadb(DbKind::MariaDb)]
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn hedged_reads_under_stalls_never_reach_another_clients_statement(#[case] kind: DbKind) {
+    // Not beside the Patroni tests, which time a switchover (see their `SERIAL`).
+    let _heavy = crate::sea_orm_patroni::SERIAL.lock().await;
     let cluster = own_cluster(kind, "own_sessions", 2).await;
     let tdb = cluster.create_database("own_sessions").await.unwrap();
     {
