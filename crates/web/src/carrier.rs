@@ -334,7 +334,7 @@ impl RequestSession {
 
     /// Step 3: the headers to add to the response — a `Set-Cookie` and the token header
     /// when the request moved the session's token on (and `Cache-Control: private`, only if
-    /// the response has none: [`Outgoing::if_absent`]), a `Set-Cookie` that clears the cookie
+    /// the response has none: [`Outgoing::for_response`]), a `Set-Cookie` that clears the cookie
     /// when the client's token was not honoured, else none. A client that sent no token and
     /// wrote nothing gets none: what it read is what any new client reads, so its pages stay
     /// cacheable. It waits only for the position of a write the request made (see
@@ -369,9 +369,9 @@ impl RequestSession {
 }
 
 /// The headers [`RequestSession::outgoing`] adds to a response, as `(name, value)` pairs of
-/// header-safe text (names lowercase): [`Outgoing::headers`] to append (`Set-Cookie` may
-/// appear beside the application's own: append, do not replace), and [`Outgoing::if_absent`]
-/// to set only where the response has no header of that name.
+/// header-safe text (names lowercase): [`Outgoing::for_response`] says which, given what the
+/// response already has (`Set-Cookie` may appear beside the application's own: append, do not
+/// replace).
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Outgoing {
     headers: Vec<(String, String)>,
@@ -380,20 +380,15 @@ pub struct Outgoing {
 }
 
 impl Outgoing {
-    /// The headers to append, in order.
+    /// The headers to append whatever the response has, in order.
     pub fn headers(&self) -> impl Iterator<Item = (&str, &str)> {
         self.headers.iter().map(|(n, v)| (n.as_str(), v.as_str()))
     }
 
-    /// The headers to set only if the response has none of that name: `Cache-Control:
-    /// private` when a cookie is set (a shared cache must not store one client's cookie for
-    /// others; an application that chose its own `Cache-Control` keeps it).
-    pub fn if_absent(&self) -> impl Iterator<Item = (&'static str, &'static str)> {
-        self.private.then_some(("cache-control", "private")).into_iter()
-    }
-
-    /// What an integration adds to a response whose headers `has` tells: every one of
-    /// [`Outgoing::headers`], then those of [`Outgoing::if_absent`] the response does not have.
+    /// What an integration appends to a response whose headers `has` tells: every one of
+    /// [`Outgoing::headers`], and `Cache-Control: private` when a cookie is set and the
+    /// response has no `Cache-Control` (a shared cache must not store one client's cookie for
+    /// others; an application that chose its own keeps it).
     pub fn for_response(&self, has: impl Fn(&str) -> bool) -> Vec<(&str, &str)> {
         let mut add: Vec<(&str, &str)> = self.headers().collect();
         if self.private && !has("cache-control") {

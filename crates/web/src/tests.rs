@@ -70,8 +70,11 @@ async fn a_request_that_writes_gets_the_token_in_a_cookie_and_the_header() {
     assert!(cookie.1.ends_with("; Path=/; Max-Age=3600; HttpOnly; SameSite=Lax"), "{cookie:?}");
     assert_eq!(header.0, "x-rwsplit-token");
     assert_eq!(envelope().open(header.1).unwrap(), WRITTEN);
-    let absent: Vec<_> = out.if_absent().collect();
-    assert_eq!(absent, [("cache-control", "private")], "a response with a cookie is private");
+    assert_eq!(
+        out.for_response(|_| false)[2],
+        ("cache-control", "private"),
+        "a response with a cookie is private"
+    );
     assert_eq!(out.for_response(|n| n == "cache-control").len(), 2, "its own Cache-Control kept");
     assert_eq!(out.for_response(|_| false).len(), 3);
 }
