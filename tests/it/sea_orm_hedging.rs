@@ -28,8 +28,12 @@ const GONE_WITHIN: Duration = Duration::from_secs(3);
 /// closes ([`rwsplit_sea_orm`]'s direct path): not while any subscriber listens at `trace`
 /// level (then reads go through SeaORM's `DatabaseConnection`, which keeps the connection and
 /// lets the statement run to its end). Another test of this binary installs one for a few
-/// seconds (`passwords_never_show_anywhere`).
+/// seconds (`passwords_never_show_anywhere`). `tracing` lowers its level hint only when asked
+/// to look at the subscribers again, not when one is dropped: this asks. With no subscriber
+/// at all the hint is `trace` (nothing says otherwise), so the test installs the suite's
+/// baseline one first ([`crate::support::tracing_baseline`], `RUST_LOG` or errors only).
 fn reads_go_direct() -> bool {
+    tracing::callsite::rebuild_interest_cache();
     tracing_subscriber::filter::LevelFilter::current()
         < tracing_subscriber::filter::LevelFilter::TRACE
 }
@@ -39,6 +43,7 @@ fn reads_go_direct() -> bool {
 #[case::mariadb(DbKind::MariaDb)]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_hedged_reads_losing_statement_ends_on_its_own_server(#[case] kind: DbKind) {
+    crate::support::tracing_baseline();
     let cluster = shared(kind);
     let tdb = cluster.create_database("hedge_cancel").await.unwrap();
     let db = RoutedConnection::builder()
