@@ -77,8 +77,8 @@ async fn main() -> anyhow::Result<()> {
                 .await
                 .context("starting a throwaway local cluster (is PostgreSQL installed?)")?;
             let mut config = own::nodes(cluster.primary_url(), cluster.replica_urls())?;
-            config.monitor.probe_interval = Some(Duration::from_millis(250));
-            config.monitor.failure_threshold = Some(2);
+            config.monitor = config.monitor.probe_interval(Duration::from_millis(250));
+            config.health = config.health.failure_threshold(2);
             (Some(cluster), config)
         }
     };

@@ -290,6 +290,7 @@ async fn a_config_with_weights_and_zones_shares_reads_by_them(#[case] kind: DbKi
             read_retries = 1
             [monitor]
             probe_interval = "200ms"
+            [health]
             failure_threshold = 2
             [router]
             balancer = "weighted_round_robin"
@@ -303,6 +304,15 @@ async fn a_config_with_weights_and_zones_shares_reads_by_them(#[case] kind: DbKi
         config
     };
     let count_ports = |db: RoutedConnection| async move {
+        // Counted once both replicas are in rotation: `connect()` waits a while for each
+        // replica's first answer, and on a loaded machine one may come later.
+        crate::support::until("both replicas in rotation", || async {
+            db.stats()
+                .replicas()
+                .iter()
+                .all(|n| n.health() == rwsplit_sea_orm::advanced::Health::Up)
+        })
+        .await;
         let mut per_port = std::collections::BTreeMap::<u16, u32>::new();
         for _ in 0..400 {
             *per_port.entry(server_port(&db, "").await).or_default() += 1;

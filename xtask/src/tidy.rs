@@ -712,14 +712,18 @@ fn setters(block: &str) -> Vec<String> {
     out
 }
 
-/// The fields (`pub name: Type,`) of `pub struct <name> {` in `text`, with their types.
+/// The fields (`pub name: Type,`, or `pub(super)`) of `pub struct <name> {` (or
+/// `pub(super) struct`) in `text`, with their types.
 fn struct_fields(text: &str, name: &str) -> Vec<(String, String)> {
-    let head = format!("pub struct {name} {{\n");
-    let Some(start) = text.find(&head) else { return Vec::new() };
+    let heads = [format!("pub struct {name} {{\n"), format!("pub(super) struct {name} {{\n")];
+    let Some((start, head)) = heads.iter().find_map(|h| text.find(h.as_str()).map(|i| (i, h)))
+    else {
+        return Vec::new();
+    };
     let body = &text[start + head.len()..];
     let body = &body[..body.find("\n}").unwrap_or(body.len())];
     body.lines()
-        .filter_map(|l| l.strip_prefix("    pub "))
+        .filter_map(|l| l.strip_prefix("    pub ").or_else(|| l.strip_prefix("    pub(super) ")))
         .filter_map(|l| l.split_once(':'))
         .map(|(n, t)| (n.trim().to_owned(), t.trim().trim_end_matches(',').to_owned()))
         .collect()
@@ -779,8 +783,10 @@ fn guide_configuration_reference_is_complete() {
         assert!(found.get(ty).is_some_and(|n| *n > 0), "no setters of {ty} found: moved?");
     }
 
-    // `RoutedConfig` keys: `section.key` for each field of each section's struct.
+    // `RoutedConfig` keys: `section.key` for each field of each section's struct: its file
+    // form (`RouterFile` for `router`, in sections.rs) where it has one, else its own type.
     let config = read("crates/sea-orm/src/config/mod.rs");
+    let file_forms = read("crates/sea-orm/src/config/sections.rs");
     let sections = struct_fields(&config, "RoutedConfig");
     assert!(sections.len() >= 5, "RoutedConfig's fields: {sections:?}");
     for (section, ty) in &sections {
@@ -788,7 +794,15 @@ fn guide_configuration_reference_is_complete() {
             Some(inner) => (format!("{section}[]"), inner.to_owned()),
             None => (section.clone(), ty.clone()),
         };
-        let fields = struct_fields(&config, &ty);
+        let mut initial = section.chars();
+        let file_form = initial
+            .next()
+            .map(|c| format!("{}{}File", c.to_ascii_uppercase(), initial.as_str()))
+            .unwrap_or_default();
+        let mut fields = struct_fields(&file_forms, &file_form);
+        if fields.is_empty() {
+            fields = struct_fields(&config, &ty);
+        }
         assert!(!fields.is_empty(), "no fields of {ty} (the type of `{section}`)");
         for (field, _) in fields {
             let key = format!("`{section}.{field}`");

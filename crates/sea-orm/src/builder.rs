@@ -273,7 +273,7 @@ impl RoutedConnectionBuilder {
     /// long each time, up to 5 min).
     ///
     /// **Merges, never drops:** each setting `policy` was given replaces the builder's, the
-    /// others keep what an earlier `.health_policy(..)` or the file's `[monitor]` section set
+    /// others keep what an earlier `.health_policy(..)` or the file's `[health]` section set
     /// ([`HealthPolicy::merge`](crate::advanced::HealthPolicy::merge)).
     pub fn health_policy(mut self, policy: HealthPolicy) -> Self {
         self.health = self.health.merge(policy);
@@ -1028,6 +1028,7 @@ mod tests {
             [monitor]
             probe_interval = "7s"
             probe_timeout = "4s"
+            [health]
             failure_threshold = 6
             "#,
         )

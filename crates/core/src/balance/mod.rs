@@ -102,6 +102,12 @@ pub trait Balancer: Send + Sync + fmt::Debug {
     fn uses_zones(&self) -> bool {
         true
     }
+
+    /// The zone it prefers, if it prefers one ([`ZonePreference`](crate::ZonePreference)).
+    /// Builders use it to warn about a preferred zone no replica is in. The default: none.
+    fn preferred_zone(&self) -> Option<&str> {
+        None
+    }
 }
 
 impl<B: Balancer + ?Sized> Balancer for Box<B> {
@@ -124,6 +130,10 @@ impl<B: Balancer + ?Sized> Balancer for Box<B> {
     fn uses_zones(&self) -> bool {
         (**self).uses_zones()
     }
+
+    fn preferred_zone(&self) -> Option<&str> {
+        (**self).preferred_zone()
+    }
 }
 
 impl<B: Balancer + ?Sized> Balancer for Arc<B> {
@@ -145,6 +155,10 @@ impl<B: Balancer + ?Sized> Balancer for Arc<B> {
 
     fn uses_zones(&self) -> bool {
         (**self).uses_zones()
+    }
+
+    fn preferred_zone(&self) -> Option<&str> {
+        (**self).preferred_zone()
     }
 }
 

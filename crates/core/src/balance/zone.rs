@@ -78,6 +78,10 @@ impl<B: Balancer> Balancer for ZonePreference<B> {
         true
     }
 
+    fn preferred_zone(&self) -> Option<&str> {
+        Some(&self.zone)
+    }
+
     fn pick(&self, candidates: &[&Node], now: Instant) -> Option<usize> {
         let first = *candidates.first()?;
         let mut local = [first; MAX_NODES];

@@ -189,6 +189,12 @@ impl RouterConfig {
         self
     }
 
+    /// The lag bound set by [`max_replica_lag`](Self::max_replica_lag), if any.
+    #[must_use]
+    pub fn max_replica_lag_value(&self) -> Option<Staleness> {
+        self.max_replica_lag
+    }
+
     /// Its balancer.
     #[must_use]
     pub fn balancer_value(&self) -> &dyn Balancer {

@@ -32,10 +32,11 @@
 
 use std::collections::BTreeMap;
 
-use super::{
-    PoolConfig, RoutedConfig, parse_balancer, parse_consistency, parse_duration,
+use super::sections::{
+    BalancerName, ConsistencyName, HealthFile, MonitorFile, PolicyFile, RouterFile,
     parse_primary_reads,
 };
+use super::{PolicyConfig, PoolConfig, RoutedConfig, parse_duration};
 use crate::builder::split_urls;
 use crate::error::{Error, Result};
 
@@ -70,8 +71,8 @@ pub(crate) const SETTINGS: &[(&str, &str)] = &[
     ("RWSPLIT_POSITION_INTERVAL", "monitor.position_interval"),
     ("RWSPLIT_POSITION_LINGER", "monitor.position_linger"),
     ("RWSPLIT_IDLE_PROBE_INTERVAL", "monitor.idle_probe_interval"),
-    ("RWSPLIT_FAILURE_THRESHOLD", "monitor.failure_threshold"),
-    ("RWSPLIT_RECOVERY_THRESHOLD", "monitor.recovery_threshold"),
+    ("RWSPLIT_FAILURE_THRESHOLD", "health.failure_threshold"),
+    ("RWSPLIT_RECOVERY_THRESHOLD", "health.recovery_threshold"),
     ("RWSPLIT_MAX_REPLICA_LAG", "router.max_replica_lag"),
     ("RWSPLIT_MAX_REPLICA_LAG_BYTES", "router.max_replica_lag_bytes"),
     ("RWSPLIT_TOPOLOGY_PATRONI", "topology.patroni"),
@@ -178,37 +179,51 @@ pub(super) fn read(vars: BTreeMap<String, String>) -> Result<RoutedConfig> {
             vars.get(&format!("{prefix}REPLICATION_ADDRESS")).map(str::to_owned);
     }
 
-    let router = &mut config.router;
-    if let Some(b) = vars.parse("RWSPLIT_BALANCER", parse_balancer)? {
-        router.balancer = b;
-    }
-    router.prefer_zone = vars.get("RWSPLIT_PREFER_ZONE").map(str::to_owned);
-    router.primary_reads = vars.parse("RWSPLIT_PRIMARY_READS", parse_primary_reads)?;
-    let policy = &mut config.policy;
-    policy.read_your_writes = vars.flag("RWSPLIT_READ_YOUR_WRITES")?;
-    policy.hedged_reads = vars.flag("RWSPLIT_HEDGED_READS")?;
-    policy.wait_for_replica = vars.parse("RWSPLIT_WAIT_FOR_REPLICA", parse_duration)?;
-    if let Some(c) = vars.parse("RWSPLIT_CONSISTENCY", parse_consistency)? {
-        policy.consistency = c;
-    }
-    policy.staleness = vars.parse("RWSPLIT_STALENESS", parse_duration)?;
-    policy.staleness_bytes = vars.number("RWSPLIT_STALENESS_BYTES")?;
-    policy.read_retries = vars.number("RWSPLIT_READ_RETRIES")?;
-    policy.replica_read_timeout = vars.parse("RWSPLIT_REPLICA_READ_TIMEOUT", parse_duration)?;
-    policy.on_replica_refusal =
-        vars.parse("RWSPLIT_ON_REPLICA_REFUSAL", super::parse_on_replica_refusal)?;
-    let monitor = &mut config.monitor;
-    monitor.probe_interval = vars.parse("RWSPLIT_PROBE_INTERVAL", parse_duration)?;
-    monitor.probe_timeout = vars.parse("RWSPLIT_PROBE_TIMEOUT", parse_duration)?;
-    monitor.max_probe_timeout = vars.parse("RWSPLIT_MAX_PROBE_TIMEOUT", parse_duration)?;
-    monitor.position_interval = vars.parse("RWSPLIT_POSITION_INTERVAL", parse_duration)?;
-    monitor.position_linger = vars.parse("RWSPLIT_POSITION_LINGER", parse_duration)?;
-    monitor.idle_probe_interval = vars.parse("RWSPLIT_IDLE_PROBE_INTERVAL", parse_duration)?;
-    monitor.failure_threshold = vars.number("RWSPLIT_FAILURE_THRESHOLD")?;
-    monitor.recovery_threshold = vars.number("RWSPLIT_RECOVERY_THRESHOLD")?;
-    let router = &mut config.router;
-    router.max_replica_lag = vars.parse("RWSPLIT_MAX_REPLICA_LAG", parse_duration)?;
-    router.max_replica_lag_bytes = vars.number("RWSPLIT_MAX_REPLICA_LAG_BYTES")?;
+    // Each section as a file writes it, then read into the builder's type the same way.
+    let variables = |e: Error| match e {
+        Error::InvalidConfig { field, reason } => {
+            Error::InvalidConfig { field: variable_of(&field), reason }
+        }
+        other => other,
+    };
+    let router = RouterFile {
+        balancer: vars.parse("RWSPLIT_BALANCER", BalancerName::parse)?,
+        prefer_zone: vars.get("RWSPLIT_PREFER_ZONE").map(str::to_owned),
+        primary_reads: vars.parse("RWSPLIT_PRIMARY_READS", parse_primary_reads)?,
+        max_replica_lag: vars.parse("RWSPLIT_MAX_REPLICA_LAG", parse_duration)?,
+        max_replica_lag_bytes: vars.number("RWSPLIT_MAX_REPLICA_LAG_BYTES")?,
+        ..RouterFile::default()
+    };
+    config.router = router.into_config().map_err(variables)?;
+    let policy = PolicyFile {
+        read_your_writes: vars.flag("RWSPLIT_READ_YOUR_WRITES")?,
+        hedged_reads: vars.flag("RWSPLIT_HEDGED_READS")?,
+        wait_for_replica: vars.parse("RWSPLIT_WAIT_FOR_REPLICA", parse_duration)?,
+        consistency: vars.parse("RWSPLIT_CONSISTENCY", ConsistencyName::parse)?,
+        staleness: vars.parse("RWSPLIT_STALENESS", parse_duration)?,
+        staleness_bytes: vars.number("RWSPLIT_STALENESS_BYTES")?,
+        read_retries: vars.number("RWSPLIT_READ_RETRIES")?,
+        replica_read_timeout: vars.parse("RWSPLIT_REPLICA_READ_TIMEOUT", parse_duration)?,
+        on_replica_refusal: vars
+            .parse("RWSPLIT_ON_REPLICA_REFUSAL", super::parse_on_replica_refusal)?,
+    };
+    config.policy = PolicyConfig::try_from(policy).map_err(variables)?;
+    let monitor = MonitorFile {
+        probe_interval: vars.parse("RWSPLIT_PROBE_INTERVAL", parse_duration)?,
+        probe_timeout: vars.parse("RWSPLIT_PROBE_TIMEOUT", parse_duration)?,
+        max_probe_timeout: vars.parse("RWSPLIT_MAX_PROBE_TIMEOUT", parse_duration)?,
+        position_interval: vars.parse("RWSPLIT_POSITION_INTERVAL", parse_duration)?,
+        position_linger: vars.parse("RWSPLIT_POSITION_LINGER", parse_duration)?,
+        idle_probe_interval: vars.parse("RWSPLIT_IDLE_PROBE_INTERVAL", parse_duration)?,
+        ..MonitorFile::default()
+    };
+    config.monitor = monitor.into_config().map_err(variables)?;
+    let health = HealthFile {
+        failure_threshold: vars.number("RWSPLIT_FAILURE_THRESHOLD")?,
+        recovery_threshold: vars.number("RWSPLIT_RECOVERY_THRESHOLD")?,
+        ..HealthFile::default()
+    };
+    config.health = health.into_policy().map_err(variables)?;
     let topology = &mut config.topology;
     topology.patroni = vars.get("RWSPLIT_TOPOLOGY_PATRONI").map(|list| {
         list.split(|c: char| c == ',' || c == ';' || c.is_whitespace())

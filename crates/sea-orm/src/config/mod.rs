@@ -17,10 +17,7 @@ use std::collections::BTreeMap;
 use std::fmt;
 use std::time::Duration;
 
-use rwsplit_core::{
-    Balancer, Consistency, HealthPolicy, LeastOutstanding, LowestLag, PowerOfTwoEwma, PrimaryReads,
-    Random, RoundRobin, RouterConfig, Staleness, WeightedRoundRobin, ZonePreference,
-};
+use rwsplit_core::{Consistency, HealthPolicy, RouterConfig};
 use rwsplit_monitor::{DnsSource, MonitorConfig, PatroniSource, ReplicationAddress, SourceError};
 use sea_orm::ConnectOptions;
 use serde::Deserialize;
@@ -32,6 +29,7 @@ use crate::replica::Replica;
 use crate::{RoutedConnection, RoutedConnectionBuilder};
 
 mod env;
+mod sections;
 #[cfg(test)]
 mod tests;
 
@@ -72,6 +70,9 @@ mod tests;
 ///     [monitor]
 ///     probe_interval = "250ms"
 ///
+///     [health]
+///     failure_threshold = 5
+///
 ///     [topology]                       # more nodes at run time: follow the Patroni cluster
 ///     patroni = ["http://10.0.0.1:8008", "http://10.0.0.2:8008"]
 ///     interval = "2s"
@@ -91,9 +92,13 @@ mod tests;
 ///     "primary": { "url": "postgres://app@db-1/app" },
 ///     "replicas": [{ "url": "postgres://app@db-2/app", "weight": 2 }],
 ///     "router": { "balancer": "weighted_round_robin" },
-///     "monitor": { "probe_interval": 0.25, "failure_threshold": 5 }
+///     "monitor": { "probe_interval": 0.25 },
+///     "health": { "failure_threshold": 5 }
 /// }"#).unwrap();
-/// assert_eq!(config.monitor.probe_interval, Some(std::time::Duration::from_millis(250)));
+/// // Each section is the type the builder takes: the same value in code or in a file.
+/// assert_eq!(config.monitor.probe_interval_value(), std::time::Duration::from_millis(250));
+/// assert_eq!(config.health.failure_threshold_value(), 5);
+/// assert!(config.router.balancer_value().uses_weights());
 /// // A typo is an error, not a silently ignored setting.
 /// let typo = serde_json::from_str::<RoutedConfig>(r#"{ "primary": { "url": "postgres://db-1/app", "max_conections": 5 } }"#);
 /// assert!(typo.unwrap_err().to_string().contains("unknown field `max_conections`"));
@@ -104,7 +109,7 @@ mod tests;
 /// with figment, `Figment::from(Toml::file("db.toml")).merge(Env::prefixed("APP_").split("__"))
 /// .extract::<RoutedConfig>()`. Without either, [`RoutedConfig::from_env`] reads a fixed set
 /// of variables (see the README's *Configuration* table).
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 #[non_exhaustive]
 pub struct RoutedConfig {
@@ -116,15 +121,27 @@ pub struct RoutedConfig {
     /// Pool settings for every node; a node's own `pool` overrides them field by field.
     #[serde(default)]
     pub pool: PoolConfig,
-    /// The balancer and what it may use.
-    #[serde(default)]
-    pub router: RouterSettings,
+    /// The router: balancer, zone preference, primary reads, dedicated tags, lag limit. In a
+    /// file, `[router]`: `balancer` by name (`round_robin` (default), `weighted_round_robin`,
+    /// `random`, `least_outstanding`, `power_of_two_ewma`, `lowest_lag`), `prefer_zone`,
+    /// `primary_reads` (`never`, `fallback`, `include`), `dedicated_tags`,
+    /// `read_only_transactions_on_replicas`, `max_replica_lag` and/or
+    /// `max_replica_lag_bytes`: each one of [`RouterConfig`]'s setters.
+    #[serde(default, deserialize_with = "sections::router")]
+    pub router: RouterConfig,
     /// Read-your-writes, consistency, retries, time limits.
     #[serde(default)]
     pub policy: PolicyConfig,
-    /// The monitor's probing and the health thresholds.
-    #[serde(default)]
-    pub monitor: MonitorSettings,
+    /// The monitor's probing. In a file, `[monitor]`: `probe_interval`, `probe_timeout`,
+    /// `max_probe_timeout`, `probe_jitter`, `position_interval`, `position_linger`,
+    /// `idle_probe_interval`, each one of [`MonitorConfig`]'s setters.
+    #[serde(default, deserialize_with = "sections::monitor")]
+    pub monitor: MonitorConfig,
+    /// When a node is taken out of rotation and let back. In a file, `[health]`:
+    /// `failure_threshold`, `recovery_threshold`, `ban_base`, `ban_max`, each one of
+    /// [`HealthPolicy`]'s setters.
+    #[serde(default, deserialize_with = "sections::health")]
+    pub health: HealthPolicy,
     /// Where more nodes come from at run time, if anywhere (default: nowhere, only the nodes
     /// above).
     #[serde(default)]
@@ -153,10 +170,10 @@ pub struct ReplicaConfig {
     /// Its share for the weighted balancer (default 1); see [`Replica::weight`].
     #[serde(default = "one")]
     pub weight: u32,
-    /// Its zone; see [`Replica::zone`] and [`RouterSettings::prefer_zone`].
+    /// Its zone; see [`Replica::zone`] and [`ZonePreference`].
     #[serde(default)]
     pub zone: Option<String>,
-    /// Its tags; see [`Replica::tag`] and [`RouterSettings::dedicated_tags`].
+    /// Its tags; see [`Replica::tag`] and [`RouterConfig::dedicated_tag`].
     #[serde(default)]
     pub tags: Vec<String>,
     /// `direct` (default), `session` or `transaction`: what pools connections in front of it
@@ -296,96 +313,17 @@ impl PoolConfig {
     }
 }
 
-/// The router: balancer, zone preference, primary reads, dedicated tags, lag limit.
+/// Read-your-writes, the default consistency, retries and time limits: the builder's policy
+/// setters as data. In a file, `consistency` is a name (`session`, `eventual`, `strong`,
+/// `bounded_staleness`) and the bound of `bounded_staleness` is written beside it:
+///
+/// ```toml
+/// [policy]
+/// consistency = "bounded_staleness"
+/// staleness = "500ms"          # and/or staleness_bytes = 1048576
+/// ```
 #[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
-#[serde(deny_unknown_fields)]
-#[non_exhaustive]
-pub struct RouterSettings {
-    /// How reads are spread over replicas (default `round_robin`).
-    #[serde(default)]
-    pub balancer: BalancerKind,
-    /// Prefer replicas in this zone, falling back to the others ([`ZonePreference`] around
-    /// the balancer).
-    pub prefer_zone: Option<String>,
-    /// When reads a replica could serve may use the primary: `never`, `fallback` (default),
-    /// `include` (balanced with the replicas).
-    #[serde(default, deserialize_with = "de_primary_reads")]
-    pub primary_reads: Option<PrimaryReads>,
-    /// Replicas with one of these tags get only reads routed to that tag
-    /// ([`RouterConfig::dedicated_tag`]).
-    #[serde(default)]
-    pub dedicated_tags: Vec<String>,
-    /// Whether read-only transactions may run on replicas (default true).
-    pub read_only_transactions_on_replicas: Option<bool>,
-    /// Replicas known to lag more than this in time get no reads, whatever a read's consistency
-    /// ([`RouterConfig::max_replica_lag`]).
-    #[serde(default, deserialize_with = "de_duration")]
-    pub max_replica_lag: Option<Duration>,
-    /// … or more than this many bytes (PostgreSQL WAL).
-    pub max_replica_lag_bytes: Option<u64>,
-}
-
-/// A balancer, by name.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Deserialize)]
-#[serde(rename_all = "snake_case")]
-#[non_exhaustive]
-pub enum BalancerKind {
-    /// [`RoundRobin`] (the default).
-    #[default]
-    RoundRobin,
-    /// [`WeightedRoundRobin`]: the only one that reads replica weights.
-    WeightedRoundRobin,
-    /// [`Random`].
-    Random,
-    /// [`LeastOutstanding`].
-    LeastOutstanding,
-    /// [`PowerOfTwoEwma`].
-    PowerOfTwoEwma,
-    /// [`LowestLag`].
-    LowestLag,
-}
-
-impl BalancerKind {
-    fn build(self) -> Box<dyn Balancer> {
-        match self {
-            BalancerKind::RoundRobin => Box::new(RoundRobin::default()),
-            BalancerKind::WeightedRoundRobin => Box::new(WeightedRoundRobin::default()),
-            BalancerKind::Random => Box::new(Random::default()),
-            BalancerKind::LeastOutstanding => Box::new(LeastOutstanding::default()),
-            BalancerKind::PowerOfTwoEwma => Box::new(PowerOfTwoEwma::default()),
-            BalancerKind::LowestLag => Box::new(LowestLag::default()),
-        }
-    }
-
-    /// The configuration name (`weighted_round_robin`, …).
-    pub fn as_str(self) -> &'static str {
-        match self {
-            BalancerKind::RoundRobin => "round_robin",
-            BalancerKind::WeightedRoundRobin => "weighted_round_robin",
-            BalancerKind::Random => "random",
-            BalancerKind::LeastOutstanding => "least_outstanding",
-            BalancerKind::PowerOfTwoEwma => "power_of_two_ewma",
-            BalancerKind::LowestLag => "lowest_lag",
-        }
-    }
-
-    fn parse(s: &str) -> Option<BalancerKind> {
-        [
-            BalancerKind::RoundRobin,
-            BalancerKind::WeightedRoundRobin,
-            BalancerKind::Random,
-            BalancerKind::LeastOutstanding,
-            BalancerKind::PowerOfTwoEwma,
-            BalancerKind::LowestLag,
-        ]
-        .into_iter()
-        .find(|b| b.as_str().eq_ignore_ascii_case(s.trim()))
-    }
-}
-
-/// Read-your-writes, the default consistency, retries and time limits.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(try_from = "sections::PolicyFile")]
 #[non_exhaustive]
 pub struct PolicyConfig {
     /// Track each write's position so later reads in its scope see it (default true).
@@ -395,83 +333,17 @@ pub struct PolicyConfig {
     pub hedged_reads: Option<bool>,
     /// How long a read-your-writes read may wait for a replica to catch up before it goes to
     /// the primary (default `10ms`; `0ms`: the primary at once).
-    #[serde(default, deserialize_with = "de_duration")]
     pub wait_for_replica: Option<Duration>,
-    /// The default consistency: `session` (default), `eventual`, `strong`, or `bounded_staleness` with
-    /// `staleness` and/or `staleness_bytes`.
-    #[serde(default)]
-    pub consistency: ConsistencyKind,
-    /// The time bound of `bounded_staleness`.
-    #[serde(default, deserialize_with = "de_duration")]
-    pub staleness: Option<Duration>,
-    /// The byte bound (PostgreSQL WAL bytes) of `bounded_staleness`.
-    pub staleness_bytes: Option<u64>,
+    /// The default consistency (default [`Consistency::Session`]; see
+    /// [`RoutedConnectionBuilder::consistency`]).
+    pub consistency: Option<Consistency>,
     /// How many other nodes a failed read is retried on (default 2).
     pub read_retries: Option<u8>,
     /// The most one read may wait for a replica (default: none).
-    #[serde(default, deserialize_with = "de_duration")]
     pub replica_read_timeout: Option<Duration>,
     /// What a read a replica refuses because it writes does: `primary` (default: run once on
     /// the primary) or `fail` ([`OnReplicaRefusal`](crate::OnReplicaRefusal)).
     pub on_replica_refusal: Option<crate::OnReplicaRefusal>,
-}
-
-/// The default consistency level, by name.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Deserialize)]
-#[serde(rename_all = "snake_case")]
-#[non_exhaustive]
-pub enum ConsistencyKind {
-    /// Read-your-writes and monotonic reads in the caller's scope (`Consistency::Session`).
-    #[default]
-    Session,
-    /// Any healthy replica (read-your-writes still applies, monotonic reads do not).
-    Eventual,
-    /// Replicas within [`PolicyConfig::staleness`] / [`PolicyConfig::staleness_bytes`].
-    BoundedStaleness,
-    /// The primary only.
-    Strong,
-}
-
-/// The monitor: probing and the health thresholds.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
-#[serde(deny_unknown_fields)]
-#[non_exhaustive]
-pub struct MonitorSettings {
-    /// Time between full probes (default 500 ms).
-    #[serde(default, deserialize_with = "de_duration")]
-    pub probe_interval: Option<Duration>,
-    /// The deadline of one probe, connecting included (default 1 s).
-    #[serde(default, deserialize_with = "de_duration")]
-    pub probe_timeout: Option<Duration>,
-    /// The most a probe of a node that has been answering slowly waits (default ten probe
-    /// timeouts; [`MonitorConfig::max_probe_timeout`]).
-    #[serde(default, deserialize_with = "de_duration")]
-    pub max_probe_timeout: Option<Duration>,
-    /// Random delay added to each round (default 50 ms).
-    #[serde(default, deserialize_with = "de_duration")]
-    pub probe_jitter: Option<Duration>,
-    /// Time between position reads of a node while a read wants fresher positions than the
-    /// probes give (default 20 ms).
-    #[serde(default, deserialize_with = "de_duration")]
-    pub position_interval: Option<Duration>,
-    /// How long the position feed runs after the last read that wanted it (default 500 ms;
-    /// [`MonitorConfig::position_linger`]).
-    #[serde(default, deserialize_with = "de_duration")]
-    pub position_linger: Option<Duration>,
-    /// Time between full probes once no statement has been routed for that long (default
-    /// four probe intervals; [`MonitorConfig::idle_probe_interval`]).
-    #[serde(default, deserialize_with = "de_duration")]
-    pub idle_probe_interval: Option<Duration>,
-    /// Consecutive failures that take a node down (default 3).
-    pub failure_threshold: Option<u32>,
-    /// Consecutive successes that bring it back (default 2).
-    pub recovery_threshold: Option<u32>,
-    /// The first ban's length (default 5 s).
-    #[serde(default, deserialize_with = "de_duration")]
-    pub ban_base: Option<Duration>,
-    /// The longest ban (default 5 min).
-    #[serde(default, deserialize_with = "de_duration")]
-    pub ban_max: Option<Duration>,
 }
 
 /// Where nodes come from at run time ([`RoutedConnectionBuilder::topology`]): the members of a
@@ -653,9 +525,10 @@ impl RoutedConfig {
             primary: NodeConfig { url: primary_url.into(), pool: PoolConfig::default() },
             replicas: Vec::new(),
             pool: PoolConfig::default(),
-            router: RouterSettings::default(),
+            router: RouterConfig::default(),
             policy: PolicyConfig::default(),
-            monitor: MonitorSettings::default(),
+            monitor: MonitorConfig::default(),
+            health: HealthPolicy::default(),
             topology: TopologyConfig::default(),
         }
     }
@@ -682,7 +555,7 @@ impl RoutedConfig {
         self.pool.check("pool")?;
         self.primary.pool.check("primary.pool")?;
         self.primary.pool.over(&self.pool).check("primary.pool")?;
-        let weighted = self.router.balancer == BalancerKind::WeightedRoundRobin;
+        let weighted = self.router.balancer_value().uses_weights();
         for (i, r) in self.replicas.iter().enumerate() {
             let at = format!("replicas[{i}]");
             check_url(&format!("{at}.url"), &r.url)?;
@@ -692,10 +565,9 @@ impl RoutedConfig {
                 return Err(invalid(
                     format!("{at}.weight"),
                     format!(
-                        "{} is ignored by balancer `{}`: set router.balancer = \
-                         \"weighted_round_robin\"",
+                        "{} is ignored: the router's balancer reads no weights; set \
+                         router.balancer = \"weighted_round_robin\"",
                         r.weight,
-                        self.router.balancer.as_str()
                     ),
                 ));
             }
@@ -706,62 +578,13 @@ impl RoutedConfig {
                 return Err(invalid(format!("{at}.tags[{j}]"), "is empty"));
             }
         }
-        if let Some(zone) = &self.router.prefer_zone
-            && !self.replicas.iter().any(|r| r.zone.as_ref() == Some(zone))
+        if let Some(zone) = self.router.balancer_value().preferred_zone()
+            && !self.replicas.iter().any(|r| r.zone.as_deref() == Some(zone))
         {
             return Err(invalid(
                 "router.prefer_zone",
                 format!("no replica is in zone `{}`", zone.chars().take(64).collect::<String>()),
             ));
-        }
-        let p = &self.policy;
-        let bounded = p.staleness.is_some() || p.staleness_bytes.is_some();
-        match p.consistency {
-            ConsistencyKind::BoundedStaleness if !bounded => {
-                return Err(invalid(
-                    "policy.consistency",
-                    "bounded_staleness needs policy.staleness or policy.staleness_bytes",
-                ));
-            }
-            ConsistencyKind::Session | ConsistencyKind::Eventual | ConsistencyKind::Strong
-                if bounded =>
-            {
-                let field = if p.staleness.is_some() {
-                    "policy.staleness"
-                } else {
-                    "policy.staleness_bytes"
-                };
-                return Err(invalid(
-                    field,
-                    "only means something with policy.consistency = \"bounded_staleness\"",
-                ));
-            }
-            _ => {}
-        }
-        let m = &self.monitor;
-        for (name, d) in [
-            ("monitor.probe_interval", m.probe_interval),
-            ("monitor.probe_timeout", m.probe_timeout),
-            ("monitor.max_probe_timeout", m.max_probe_timeout),
-            ("monitor.position_interval", m.position_interval),
-            ("monitor.ban_base", m.ban_base),
-        ] {
-            if d == Some(Duration::ZERO) {
-                return Err(invalid(name, "must be more than zero"));
-            }
-        }
-        for (name, n) in [
-            ("monitor.failure_threshold", m.failure_threshold),
-            ("monitor.recovery_threshold", m.recovery_threshold),
-        ] {
-            if n == Some(0) {
-                return Err(invalid(name, "must be at least 1"));
-            }
-        }
-        if let (Some(base), Some(max)) = (m.ban_base, m.ban_max)
-            && max < base
-        {
-            return Err(invalid("monitor.ban_max", "is shorter than monitor.ban_base"));
         }
         self.topology.check(&self.primary.url)?;
         Ok(())
@@ -784,7 +607,8 @@ impl RoutedConfig {
     /// ```
     pub fn into_builder(self) -> Result<RoutedConnectionBuilder> {
         self.validate()?;
-        let RoutedConfig { primary, replicas, pool, router, policy, monitor, topology } = self;
+        let RoutedConfig { primary, replicas, pool, router, policy, monitor, health, topology } =
+            self;
         let mut b = RoutedConnectionBuilder::default()
             .primary(primary.pool.over(&pool).apply(ConnectOptions::new(primary.url)));
         for r in replicas {
@@ -803,8 +627,7 @@ impl RoutedConfig {
             b = b.replica(replica);
         }
 
-        let rc = router_config(&router);
-        b = b.router(rc);
+        b = b.router(router);
 
         if let Some(on) = policy.hedged_reads {
             b = b.hedged_reads(on);
@@ -815,15 +638,9 @@ impl RoutedConfig {
         if let Some(max) = policy.wait_for_replica {
             b = b.wait_for_replica(max);
         }
-        b = b.consistency(match policy.consistency {
-            ConsistencyKind::Session => Consistency::Session,
-            ConsistencyKind::Eventual => Consistency::Eventual,
-            ConsistencyKind::Strong => Consistency::Strong,
-            ConsistencyKind::BoundedStaleness => Consistency::BoundedStaleness(
-                staleness(policy.staleness, policy.staleness_bytes)
-                    .ok_or_else(|| invalid("policy.consistency", "no bound"))?,
-            ),
-        });
+        if let Some(c) = policy.consistency {
+            b = b.consistency(c);
+        }
         if let Some(n) = policy.read_retries {
             b = b.read_retries(n);
         }
@@ -834,54 +651,11 @@ impl RoutedConfig {
             b = b.replica_read_timeout(policy.replica_read_timeout);
         }
 
-        let mut mc = MonitorConfig::default();
-        if let Some(d) = monitor.probe_interval {
-            mc = mc.probe_interval(d);
-        }
-        if let Some(d) = monitor.probe_timeout {
-            mc = mc.probe_timeout(d);
-        }
-        if let Some(d) = monitor.max_probe_timeout {
-            mc = mc.max_probe_timeout(d);
-        }
-        if let Some(d) = monitor.probe_jitter {
-            mc = mc.probe_jitter(d);
-        }
-        if let Some(d) = monitor.position_interval {
-            mc = mc.position_interval(d);
-        }
-        if let Some(d) = monitor.position_linger {
-            mc = mc.position_linger(d);
-        }
-        if let Some(d) = monitor.idle_probe_interval {
-            mc = mc.idle_probe_interval(d);
-        }
-        b = b.monitor(mc);
-        let mut health = HealthPolicy::default();
-        if let Some(n) = monitor.failure_threshold {
-            health = health.failure_threshold(n);
-        }
-        if let Some(n) = monitor.recovery_threshold {
-            health = health.recovery_threshold(n);
-        }
-        if let Some(d) = monitor.ban_base {
-            health = health.ban_base(d);
-        }
-        if let Some(d) = monitor.ban_max {
-            health = health.ban_max(d);
-        }
-        b = b.health_policy(health);
+        b = b.monitor(monitor).health_policy(health);
         if topology.is_set() {
             b = topology.apply(b)?;
         }
         Ok(b)
-    }
-
-    /// The router this configuration describes: balancer (in a [`ZonePreference`] if
-    /// `prefer_zone` is set), primary reads, dedicated tags, read-only transactions, and
-    /// `max_replica_lag` as [`RouterConfig::max_replica_lag`].
-    pub fn router_config(&self) -> RouterConfig {
-        router_config(&self.router)
     }
 
     /// Checks the configuration and connects ([`RoutedConnectionBuilder::connect`]).
@@ -913,37 +687,6 @@ impl RoutedConfig {
                 .filter(|(_, v)| !v.trim().is_empty())
                 .collect::<BTreeMap<String, String>>(),
         )
-    }
-}
-
-fn router_config(router: &RouterSettings) -> RouterConfig {
-    let balancer = router.balancer.build();
-    let mut rc = match &router.prefer_zone {
-        Some(zone) => RouterConfig::default().balancer(ZonePreference::new(zone.clone(), balancer)),
-        None => RouterConfig::default().balancer(balancer),
-    };
-    if let Some(p) = router.primary_reads {
-        rc = rc.primary_reads(p);
-    }
-    for tag in &router.dedicated_tags {
-        rc = rc.dedicated_tag(tag.clone());
-    }
-    if let Some(allow) = router.read_only_transactions_on_replicas {
-        rc = rc.read_only_transactions_on_replicas(allow);
-    }
-    if let Some(bound) = staleness(router.max_replica_lag, router.max_replica_lag_bytes) {
-        rc = rc.max_replica_lag(bound);
-    }
-    rc
-}
-
-/// A staleness bound from a time and/or a byte bound.
-fn staleness(time: Option<Duration>, bytes: Option<u64>) -> Option<Staleness> {
-    match (time, bytes) {
-        (Some(t), Some(b)) => Some(Staleness::time(t).and_bytes(b)),
-        (Some(t), None) => Some(Staleness::time(t)),
-        (None, Some(b)) => Some(Staleness::bytes(b)),
-        (None, None) => None,
     }
 }
 
@@ -994,55 +737,10 @@ fn de_pooling<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Pooling, D::Erro
     String::deserialize(d)?.parse().map_err(D::Error::custom)
 }
 
-fn de_primary_reads<'de, D: serde::Deserializer<'de>>(
-    d: D,
-) -> Result<Option<PrimaryReads>, D::Error> {
-    use serde::de::Error as _;
-    match Option::<String>::deserialize(d)? {
-        None => Ok(None),
-        Some(s) => parse_primary_reads(&s).map(Some).map_err(D::Error::custom),
-    }
-}
-
-pub(crate) fn parse_primary_reads(s: &str) -> Result<PrimaryReads, String> {
-    match s.trim().to_ascii_lowercase().as_str() {
-        "never" => Ok(PrimaryReads::Never),
-        "fallback" => Ok(PrimaryReads::Fallback),
-        "include" => Ok(PrimaryReads::Include),
-        _ => Err(format!(
-            "unknown primary_reads `{}` (expected never, fallback or include)",
-            clip(s)
-        )),
-    }
-}
-
-pub(crate) fn parse_balancer(s: &str) -> Result<BalancerKind, String> {
-    BalancerKind::parse(s).ok_or_else(|| {
-        format!(
-            "unknown balancer `{}` (expected round_robin, weighted_round_robin, random, \
-             least_outstanding, power_of_two_ewma or lowest_lag)",
-            clip(s)
-        )
-    })
-}
-
 pub(crate) fn parse_on_replica_refusal(s: &str) -> Result<crate::OnReplicaRefusal, String> {
     match s.trim().to_ascii_lowercase().as_str() {
         "primary" => Ok(crate::OnReplicaRefusal::Primary),
         "fail" => Ok(crate::OnReplicaRefusal::Fail),
         _ => Err(format!("unknown on_replica_refusal `{}` (expected primary or fail)", clip(s))),
-    }
-}
-
-pub(crate) fn parse_consistency(s: &str) -> Result<ConsistencyKind, String> {
-    match s.trim().to_ascii_lowercase().as_str() {
-        "session" => Ok(ConsistencyKind::Session),
-        "eventual" => Ok(ConsistencyKind::Eventual),
-        "bounded_staleness" => Ok(ConsistencyKind::BoundedStaleness),
-        "strong" => Ok(ConsistencyKind::Strong),
-        _ => Err(format!(
-            "unknown consistency `{}` (expected session, eventual, bounded_staleness or strong)",
-            clip(s)
-        )),
     }
 }

@@ -1,6 +1,7 @@
 use std::time::Duration;
 
 use rstest::rstest;
+use rwsplit_core::Staleness;
 
 use super::*;
 use crate::redact::tests::{NASTY, assert_no_secret, encode};
@@ -94,13 +95,17 @@ fn replica_placement_and_policy_from_the_environment() {
         (1, vec!["analytics".to_owned(), "reports".to_owned()], Pooling::Transaction)
     );
     assert_eq!(b.replication_address.as_deref(), Some("10.0.0.3:5432"));
-    assert_eq!(c.router.balancer, BalancerKind::WeightedRoundRobin);
-    assert_eq!(c.policy.consistency, ConsistencyKind::BoundedStaleness);
+    let balancer = c.router.balancer_value();
+    assert!(balancer.uses_weights() && balancer.preferred_zone() == Some("eu-west-1a"));
+    assert_eq!(
+        c.policy.consistency,
+        Some(Consistency::BoundedStaleness(Staleness::time(Duration::from_secs(2))))
+    );
     assert_eq!(c.policy.read_your_writes, Some(false));
-    assert_eq!(c.monitor.probe_interval, Some(Duration::from_millis(100)));
-    assert_eq!(c.monitor.idle_probe_interval, Some(Duration::from_secs(5)));
-    assert_eq!(c.monitor.max_probe_timeout, Some(Duration::from_secs(8)));
-    assert_eq!(c.router.max_replica_lag_bytes, Some(1 << 20));
+    assert_eq!(c.monitor.probe_interval_value(), Duration::from_millis(100));
+    assert_eq!(c.monitor.idle_probe_interval_value(), Duration::from_secs(5));
+    assert_eq!(c.monitor.max_probe_timeout_value(), Duration::from_secs(8));
+    assert_eq!(c.router.max_replica_lag_value(), Some(Staleness::bytes(1 << 20)));
     let _builder = c.into_builder().unwrap();
 }
 
@@ -163,15 +168,11 @@ fn a_bad_replica_url_names_its_place_in_the_list_without_the_password() {
 )]
 #[case(
     "primary = { url = \"postgres://db-1/app\" }\n[[replicas]]\nurl = \"postgres://db-2/app\"\nweight = 4",
-    "replicas[0].weight: 4 is ignored by balancer `round_robin`"
+    "replicas[0].weight: 4 is ignored: the router's balancer reads no weights"
 )]
 #[case(
     "primary = { url = \"postgres://db-1/app\" }\n[[replicas]]\nurl = \"postgres://db-2/app\"\ntags = [\" \"]",
     "replicas[0].tags[0]: is empty"
-)]
-#[case(
-    "primary = { url = \"postgres://db-1/app\" }\n[monitor]\nban_base = \"1m\"\nban_max = \"10s\"",
-    "monitor.ban_max: is shorter"
 )]
 #[case(
     "primary = { url = \"postgres://db-1/app\" }\n[pool]\nmin_connections = 3\n[[replicas]]\nurl = \"postgres://db-2/app\"\npool = { max_connections = 2 }",
@@ -213,6 +214,26 @@ fn invalid_configs_name_the_field(#[case] text: &str, #[case] message: &str) {
     "primary = { url = \"postgres://db-1/app\" }\n[[replicas]]\nurl = \"postgres://db-2/app\"\npooling = \"statement\"",
     "unknown pooling mode"
 )]
+#[case(
+    "primary = { url = \"postgres://db-1/app\" }\n[health]\nban_base = \"1m\"\nban_max = \"10s\"",
+    "health.ban_max: is shorter than health.ban_base"
+)]
+#[case(
+    "primary = { url = \"postgres://db-1/app\" }\n[monitor]\nfailure_threshold = 3",
+    "unknown field `failure_threshold`"
+)]
+#[case(
+    "primary = { url = \"postgres://db-1/app\" }\n[monitor]\nprobe_interval = 0",
+    "monitor.probe_interval: must be more than zero"
+)]
+#[case(
+    "primary = { url = \"postgres://db-1/app\" }\n[policy]\nconsistency = \"bounded_staleness\"",
+    "policy.consistency: bounded_staleness needs policy.staleness"
+)]
+#[case(
+    "primary = { url = \"postgres://db-1/app\" }\n[policy]\nstaleness_bytes = 10",
+    "policy.staleness_bytes: only means something with policy.consistency"
+)]
 #[case("[[replicas]]\nurl = \"postgres://db-2/app\"", "missing field `primary`")]
 #[case("primary = { url = \"postgres://db-1/app\" }\nreplica = []", "unknown field `replica`")]
 fn typos_and_bad_values_are_refused_by_serde(#[case] text: &str, #[case] message: &str) {
@@ -243,9 +264,9 @@ fn a_full_config_reaches_the_builder() {
                     "on_replica_refusal": "fail" },
         "monitor": { "probe_interval": "250ms", "probe_timeout": "2s", "probe_jitter": "10ms",
                      "max_probe_timeout": "7s",
-                     "position_interval": "5ms", "idle_probe_interval": "4s",
-                     "failure_threshold": 4, "recovery_threshold": 3,
-                     "ban_base": "1s", "ban_max": "1m" }
+                     "position_interval": "5ms", "idle_probe_interval": "4s" },
+        "health": { "failure_threshold": 4, "recovery_threshold": 3,
+                    "ban_base": "1s", "ban_max": "1m" }
     }))
     .unwrap();
     let b = config.into_builder().unwrap();
@@ -296,7 +317,7 @@ fn configs_never_show_passwords() {
         let shown = format!("{config:?} {config:#?}");
         assert_no_secret(&shown, raw);
         assert_no_secret(&shown, &enc);
-        let err = config.clone().into_builder().unwrap_err();
+        let err = config.into_builder().unwrap_err();
         assert_no_secret(&format!("{err} {err:?}"), raw);
         assert_no_secret(&format!("{err} {err:?}"), &enc);
         let vars = [
@@ -611,4 +632,46 @@ fn old_names_are_refused_naming_the_new_one() {
         "primary = { url = \"postgres://p/app\" }\n[monitor]\nmax_lag = \"30s\"\n",
     );
     assert!(old.unwrap_err().to_string().contains("unknown field `max_lag`"));
+}
+
+/// One type per concept: each section of a file reads into the type the builder takes, equal
+/// (as `Debug` shows it, setters recorded included) to that type made with its setters in code.
+#[test]
+fn each_section_is_the_builders_own_type() {
+    use rwsplit_core::{PrimaryReads, WeightedRoundRobin, ZonePreference};
+    let config: RoutedConfig = toml::from_str(
+        r#"
+        primary = { url = "postgres://db-1/app" }
+        [router]
+        balancer = "weighted_round_robin"
+        prefer_zone = "a"
+        primary_reads = "never"
+        max_replica_lag = "30s"
+        [monitor]
+        probe_interval = "250ms"
+        position_linger = "1s"
+        [health]
+        failure_threshold = 5
+        ban_max = "1m"
+        [policy]
+        consistency = "bounded_staleness"
+        staleness_bytes = 4096
+        "#,
+    )
+    .unwrap();
+    let router = RouterConfig::default()
+        .balancer(ZonePreference::new("a", Box::new(WeightedRoundRobin::default()) as Box<_>))
+        .primary_reads(PrimaryReads::Never)
+        .max_replica_lag(Staleness::time(Duration::from_secs(30)));
+    assert_eq!(format!("{:?}", config.router), format!("{router:?}"));
+    let monitor = MonitorConfig::default()
+        .probe_interval(Duration::from_millis(250))
+        .position_linger(Duration::from_secs(1));
+    assert_eq!(config.monitor, monitor);
+    let health = HealthPolicy::default().failure_threshold(5).ban_max(Duration::from_secs(60));
+    assert_eq!(config.health, health);
+    assert_eq!(
+        config.policy.consistency,
+        Some(Consistency::BoundedStaleness(Staleness::bytes(4096)))
+    );
 }

@@ -1,0 +1,379 @@
+//! The sections of a configuration as a file or the environment writes them, read into the
+//! types the builder takes: `[router]` into [`RouterConfig`], `[monitor]` into
+//! [`MonitorConfig`], `[health]` into [`HealthPolicy`], and `[policy]`'s `consistency` with its
+//! bound into one [`Consistency`]. Each file form here is private: it is how serde (and
+//! [`env`](super::env)) spell a section, checked once, and only the setters it calls are
+//! recorded, so a section merges with what code gives the builder later (see
+//! [`RoutedConnectionBuilder::router`](crate::RoutedConnectionBuilder::router)).
+
+use std::time::Duration;
+
+use rwsplit_core::{
+    Balancer, Consistency, HealthPolicy, LeastOutstanding, LowestLag, PowerOfTwoEwma, PrimaryReads,
+    Random, RoundRobin, RouterConfig, Staleness, WeightedRoundRobin, ZonePreference,
+};
+use rwsplit_monitor::MonitorConfig;
+use serde::{Deserialize, Deserializer};
+
+use super::{PolicyConfig, clip, de_duration, invalid};
+use crate::error::Result;
+
+/// `[router]`, as written.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RouterFile {
+    /// How reads are spread over replicas (default `round_robin`).
+    #[serde(default)]
+    pub(super) balancer: Option<BalancerName>,
+    /// Prefer replicas in this zone ([`ZonePreference`] around the balancer).
+    pub(super) prefer_zone: Option<String>,
+    /// `never`, `fallback` or `include`.
+    #[serde(default, deserialize_with = "de_primary_reads")]
+    pub(super) primary_reads: Option<PrimaryReads>,
+    /// Tags whose replicas serve only reads routed to them.
+    #[serde(default)]
+    pub(super) dedicated_tags: Vec<String>,
+    /// Whether read-only transactions may run on replicas.
+    pub(super) read_only_transactions_on_replicas: Option<bool>,
+    /// The lag in time past which a replica gets no reads.
+    #[serde(default, deserialize_with = "de_duration")]
+    pub(super) max_replica_lag: Option<Duration>,
+    /// … or in bytes.
+    pub(super) max_replica_lag_bytes: Option<u64>,
+}
+
+impl RouterFile {
+    /// The router this section describes; only what it sets is set.
+    pub(super) fn into_config(self) -> Result<RouterConfig> {
+        let mut rc = RouterConfig::default();
+        if let Some(zone) = &self.prefer_zone
+            && zone.trim().is_empty()
+        {
+            return Err(invalid("router.prefer_zone", "is empty"));
+        }
+        let balancer = self.balancer.map(BalancerName::build);
+        match (self.prefer_zone, balancer) {
+            (Some(zone), b) => {
+                let inner = b.unwrap_or_else(|| BalancerName::RoundRobin.build());
+                rc = rc.balancer(ZonePreference::new(zone, inner));
+            }
+            (None, Some(b)) => rc = rc.balancer(b),
+            (None, None) => {}
+        }
+        if let Some(p) = self.primary_reads {
+            rc = rc.primary_reads(p);
+        }
+        for (i, tag) in self.dedicated_tags.into_iter().enumerate() {
+            if tag.trim().is_empty() {
+                return Err(invalid(format!("router.dedicated_tags[{i}]"), "is empty"));
+            }
+            rc = rc.dedicated_tag(tag);
+        }
+        if let Some(allow) = self.read_only_transactions_on_replicas {
+            rc = rc.read_only_transactions_on_replicas(allow);
+        }
+        if let Some(bound) = staleness(self.max_replica_lag, self.max_replica_lag_bytes) {
+            rc = rc.max_replica_lag(bound);
+        }
+        Ok(rc)
+    }
+}
+
+/// A balancer, by the name a file or the environment gives it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub(super) enum BalancerName {
+    RoundRobin,
+    WeightedRoundRobin,
+    Random,
+    LeastOutstanding,
+    PowerOfTwoEwma,
+    LowestLag,
+}
+
+impl BalancerName {
+    const ALL: [BalancerName; 6] = [
+        BalancerName::RoundRobin,
+        BalancerName::WeightedRoundRobin,
+        BalancerName::Random,
+        BalancerName::LeastOutstanding,
+        BalancerName::PowerOfTwoEwma,
+        BalancerName::LowestLag,
+    ];
+
+    fn build(self) -> Box<dyn Balancer> {
+        match self {
+            BalancerName::RoundRobin => Box::new(RoundRobin::default()),
+            BalancerName::WeightedRoundRobin => Box::new(WeightedRoundRobin::default()),
+            BalancerName::Random => Box::new(Random::default()),
+            BalancerName::LeastOutstanding => Box::new(LeastOutstanding::default()),
+            BalancerName::PowerOfTwoEwma => Box::new(PowerOfTwoEwma::default()),
+            BalancerName::LowestLag => Box::new(LowestLag::default()),
+        }
+    }
+
+    fn as_str(self) -> &'static str {
+        match self {
+            BalancerName::RoundRobin => "round_robin",
+            BalancerName::WeightedRoundRobin => "weighted_round_robin",
+            BalancerName::Random => "random",
+            BalancerName::LeastOutstanding => "least_outstanding",
+            BalancerName::PowerOfTwoEwma => "power_of_two_ewma",
+            BalancerName::LowestLag => "lowest_lag",
+        }
+    }
+
+    /// The balancer named `s` (any case), or an error listing the names.
+    pub(super) fn parse(s: &str) -> Result<BalancerName, String> {
+        Self::ALL.into_iter().find(|b| b.as_str().eq_ignore_ascii_case(s.trim())).ok_or_else(|| {
+            format!(
+                "unknown balancer `{}` (expected round_robin, weighted_round_robin, random, \
+                 least_outstanding, power_of_two_ewma or lowest_lag)",
+                clip(s)
+            )
+        })
+    }
+}
+
+/// `[monitor]`, as written (`position_interval = 0` turns the position feed off, as
+/// [`MonitorConfig::position_interval`] does).
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct MonitorFile {
+    #[serde(default, deserialize_with = "de_duration")]
+    pub(super) probe_interval: Option<Duration>,
+    #[serde(default, deserialize_with = "de_duration")]
+    pub(super) probe_timeout: Option<Duration>,
+    #[serde(default, deserialize_with = "de_duration")]
+    pub(super) max_probe_timeout: Option<Duration>,
+    #[serde(default, deserialize_with = "de_duration")]
+    pub(super) probe_jitter: Option<Duration>,
+    #[serde(default, deserialize_with = "de_duration")]
+    pub(super) position_interval: Option<Duration>,
+    #[serde(default, deserialize_with = "de_duration")]
+    pub(super) position_linger: Option<Duration>,
+    #[serde(default, deserialize_with = "de_duration")]
+    pub(super) idle_probe_interval: Option<Duration>,
+}
+
+impl MonitorFile {
+    /// The monitor's settings this section describes; only what it sets is set.
+    pub(super) fn into_config(self) -> Result<MonitorConfig> {
+        for (name, d) in [
+            ("monitor.probe_interval", self.probe_interval),
+            ("monitor.probe_timeout", self.probe_timeout),
+            ("monitor.max_probe_timeout", self.max_probe_timeout),
+        ] {
+            if d == Some(Duration::ZERO) {
+                return Err(invalid(name, "must be more than zero"));
+            }
+        }
+        let mut mc = MonitorConfig::default();
+        let setters: [(Option<Duration>, Setter); 7] = [
+            (self.probe_interval, MonitorConfig::probe_interval),
+            (self.probe_timeout, MonitorConfig::probe_timeout),
+            (self.max_probe_timeout, MonitorConfig::max_probe_timeout),
+            (self.probe_jitter, MonitorConfig::probe_jitter),
+            (self.position_interval, MonitorConfig::position_interval),
+            (self.position_linger, MonitorConfig::position_linger),
+            (self.idle_probe_interval, MonitorConfig::idle_probe_interval),
+        ];
+        for (value, set) in setters {
+            if let Some(d) = value {
+                mc = set(mc, d);
+            }
+        }
+        Ok(mc)
+    }
+}
+
+/// One of [`MonitorConfig`]'s duration setters.
+type Setter = fn(MonitorConfig, Duration) -> MonitorConfig;
+
+/// `[health]`, as written.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct HealthFile {
+    pub(super) failure_threshold: Option<u32>,
+    pub(super) recovery_threshold: Option<u32>,
+    #[serde(default, deserialize_with = "de_duration")]
+    pub(super) ban_base: Option<Duration>,
+    #[serde(default, deserialize_with = "de_duration")]
+    pub(super) ban_max: Option<Duration>,
+}
+
+impl HealthFile {
+    /// The health policy this section describes; only what it sets is set.
+    pub(super) fn into_policy(self) -> Result<HealthPolicy> {
+        for (name, n) in [
+            ("health.failure_threshold", self.failure_threshold),
+            ("health.recovery_threshold", self.recovery_threshold),
+        ] {
+            if n == Some(0) {
+                return Err(invalid(name, "must be at least 1"));
+            }
+        }
+        if self.ban_base == Some(Duration::ZERO) {
+            return Err(invalid("health.ban_base", "must be more than zero"));
+        }
+        if let (Some(base), Some(max)) = (self.ban_base, self.ban_max)
+            && max < base
+        {
+            return Err(invalid("health.ban_max", "is shorter than health.ban_base"));
+        }
+        let mut p = HealthPolicy::default();
+        if let Some(n) = self.failure_threshold {
+            p = p.failure_threshold(n);
+        }
+        if let Some(n) = self.recovery_threshold {
+            p = p.recovery_threshold(n);
+        }
+        if let Some(d) = self.ban_base {
+            p = p.ban_base(d);
+        }
+        if let Some(d) = self.ban_max {
+            p = p.ban_max(d);
+        }
+        Ok(p)
+    }
+}
+
+/// `[policy]`, as written: [`PolicyConfig`] with the consistency by name and its bound beside
+/// it.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct PolicyFile {
+    pub(super) read_your_writes: Option<bool>,
+    pub(super) hedged_reads: Option<bool>,
+    #[serde(default, deserialize_with = "de_duration")]
+    pub(super) wait_for_replica: Option<Duration>,
+    #[serde(default)]
+    pub(super) consistency: Option<ConsistencyName>,
+    #[serde(default, deserialize_with = "de_duration")]
+    pub(super) staleness: Option<Duration>,
+    pub(super) staleness_bytes: Option<u64>,
+    pub(super) read_retries: Option<u8>,
+    #[serde(default, deserialize_with = "de_duration")]
+    pub(super) replica_read_timeout: Option<Duration>,
+    pub(super) on_replica_refusal: Option<crate::OnReplicaRefusal>,
+}
+
+impl TryFrom<PolicyFile> for PolicyConfig {
+    type Error = crate::Error;
+
+    fn try_from(p: PolicyFile) -> Result<PolicyConfig> {
+        let bound = staleness(p.staleness, p.staleness_bytes);
+        let consistency = match (p.consistency, bound) {
+            (Some(ConsistencyName::BoundedStaleness), Some(b)) => {
+                Some(Consistency::BoundedStaleness(b))
+            }
+            (Some(ConsistencyName::BoundedStaleness), None) => {
+                return Err(invalid(
+                    "policy.consistency",
+                    "bounded_staleness needs policy.staleness or policy.staleness_bytes",
+                ));
+            }
+            (_, Some(_)) => {
+                let field = if p.staleness.is_some() {
+                    "policy.staleness"
+                } else {
+                    "policy.staleness_bytes"
+                };
+                return Err(invalid(
+                    field,
+                    "only means something with policy.consistency = \"bounded_staleness\"",
+                ));
+            }
+            (Some(ConsistencyName::Session), None) => Some(Consistency::Session),
+            (Some(ConsistencyName::Eventual), None) => Some(Consistency::Eventual),
+            (Some(ConsistencyName::Strong), None) => Some(Consistency::Strong),
+            (None, None) => None,
+        };
+        Ok(PolicyConfig {
+            read_your_writes: p.read_your_writes,
+            hedged_reads: p.hedged_reads,
+            wait_for_replica: p.wait_for_replica,
+            consistency,
+            read_retries: p.read_retries,
+            replica_read_timeout: p.replica_read_timeout,
+            on_replica_refusal: p.on_replica_refusal,
+        })
+    }
+}
+
+/// A consistency level, by the name a file or the environment gives it (its bound, if any, is
+/// written beside it).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub(super) enum ConsistencyName {
+    Session,
+    Eventual,
+    BoundedStaleness,
+    Strong,
+}
+
+impl ConsistencyName {
+    /// The level named `s` (any case), or an error listing the names.
+    pub(super) fn parse(s: &str) -> Result<ConsistencyName, String> {
+        match s.trim().to_ascii_lowercase().as_str() {
+            "session" => Ok(ConsistencyName::Session),
+            "eventual" => Ok(ConsistencyName::Eventual),
+            "bounded_staleness" => Ok(ConsistencyName::BoundedStaleness),
+            "strong" => Ok(ConsistencyName::Strong),
+            _ => Err(format!(
+                "unknown consistency `{}` (expected session, eventual, bounded_staleness or \
+                 strong)",
+                clip(s)
+            )),
+        }
+    }
+}
+
+/// `[router]` into a [`RouterConfig`] (for `#[serde(deserialize_with)]`).
+pub(super) fn router<'de, D: Deserializer<'de>>(d: D) -> Result<RouterConfig, D::Error> {
+    use serde::de::Error as _;
+    RouterFile::deserialize(d)?.into_config().map_err(D::Error::custom)
+}
+
+/// `[monitor]` into a [`MonitorConfig`].
+pub(super) fn monitor<'de, D: Deserializer<'de>>(d: D) -> Result<MonitorConfig, D::Error> {
+    use serde::de::Error as _;
+    MonitorFile::deserialize(d)?.into_config().map_err(D::Error::custom)
+}
+
+/// `[health]` into a [`HealthPolicy`].
+pub(super) fn health<'de, D: Deserializer<'de>>(d: D) -> Result<HealthPolicy, D::Error> {
+    use serde::de::Error as _;
+    HealthFile::deserialize(d)?.into_policy().map_err(D::Error::custom)
+}
+
+/// A staleness bound from a time and/or a byte bound.
+fn staleness(time: Option<Duration>, bytes: Option<u64>) -> Option<Staleness> {
+    match (time, bytes) {
+        (Some(t), Some(b)) => Some(Staleness::time(t).and_bytes(b)),
+        (Some(t), None) => Some(Staleness::time(t)),
+        (None, Some(b)) => Some(Staleness::bytes(b)),
+        (None, None) => None,
+    }
+}
+
+fn de_primary_reads<'de, D: Deserializer<'de>>(d: D) -> Result<Option<PrimaryReads>, D::Error> {
+    use serde::de::Error as _;
+    match Option::<String>::deserialize(d)? {
+        None => Ok(None),
+        Some(s) => parse_primary_reads(&s).map(Some).map_err(D::Error::custom),
+    }
+}
+
+/// `never`, `fallback` or `include` (any case).
+pub(super) fn parse_primary_reads(s: &str) -> Result<PrimaryReads, String> {
+    match s.trim().to_ascii_lowercase().as_str() {
+        "never" => Ok(PrimaryReads::Never),
+        "fallback" => Ok(PrimaryReads::Fallback),
+        "include" => Ok(PrimaryReads::Include),
+        _ => Err(format!(
+            "unknown primary_reads `{}` (expected never, fallback or include)",
+            clip(s)
+        )),
+    }
+}
