@@ -684,44 +684,49 @@ fn guide_pages_are_doc_tested() {
     assert!(missing.is_empty(), "pages examples/guide.rs does not doc-test: {missing:?}");
 }
 
-/// The blocks `impl <ty> {` of `text`, each up to its closing `}` at the start of a line.
-fn impl_blocks<'t>(text: &'t str, ty: &str) -> Vec<&'t str> {
-    let head = format!("\nimpl {ty} {{\n");
-    text.match_indices(&head)
-        .filter_map(|(i, _)| {
-            let block = &text[i + head.len()..];
-            block.find("\n}\n").map(|end| &block[..end])
+/// The items of the Rust source `text` (from `path`, for the panic message).
+fn parse(path: &Path, text: &str) -> syn::File {
+    syn::parse_file(text).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+}
+
+/// The builder-style setters (`pub fn name(mut self, …)`) of the inherent `impl <ty>` blocks
+/// at the top level of `file`.
+fn setters(file: &syn::File, ty: &str) -> Vec<String> {
+    let blocks = file.items.iter().filter_map(|item| match item {
+        syn::Item::Impl(b) if b.trait_.is_none() => match &*b.self_ty {
+            syn::Type::Path(p) if p.path.is_ident(ty) => Some(b),
+            _ => None,
+        },
+        _ => None,
+    });
+    blocks
+        .flat_map(|b| &b.items)
+        .filter_map(|item| match item {
+            syn::ImplItem::Fn(f) if matches!(f.vis, syn::Visibility::Public(_)) => Some(&f.sig),
+            _ => None,
         })
+        .filter(|sig| {
+            matches!(sig.inputs.first(), Some(syn::FnArg::Receiver(r))
+                if r.reference.is_none() && r.mutability.is_some())
+        })
+        .map(|sig| sig.ident.to_string())
         .collect()
 }
 
-/// The builder-style setters (`pub fn name(mut self, …)`) of `block`.
-fn setters(block: &str) -> Vec<String> {
-    let mut out = Vec::new();
-    for (i, _) in block.match_indices("pub ") {
-        let rest = &block[i + 4..];
-        let rest = rest.strip_prefix("const ").unwrap_or(rest);
-        let rest = rest.strip_prefix("async ").unwrap_or(rest);
-        let Some(rest) = rest.strip_prefix("fn ") else { continue };
-        let Some(open) = rest.find('(') else { continue };
-        let name = rest[..open].split('<').next().unwrap_or_default().trim();
-        if rest[open + 1..].trim_start().starts_with("mut self") {
-            out.push(name.to_owned());
-        }
-    }
-    out
-}
-
-/// The fields (`pub name: Type,`) of `pub struct <name> {` in `text`, with their types.
-fn struct_fields(text: &str, name: &str) -> Vec<(String, String)> {
-    let head = format!("pub struct {name} {{\n");
-    let Some(start) = text.find(&head) else { return Vec::new() };
-    let body = &text[start + head.len()..];
-    let body = &body[..body.find("\n}").unwrap_or(body.len())];
-    body.lines()
-        .filter_map(|l| l.strip_prefix("    pub "))
-        .filter_map(|l| l.split_once(':'))
-        .map(|(n, t)| (n.trim().to_owned(), t.trim().trim_end_matches(',').to_owned()))
+/// The `pub` fields of the struct `name` at the top level of `file`, with their types as
+/// compact text (`Vec<ReplicaConfig>`).
+fn struct_fields(file: &syn::File, name: &str) -> Vec<(String, String)> {
+    let Some(found) = file.items.iter().find_map(|item| match item {
+        syn::Item::Struct(s) if s.ident == name => Some(s),
+        _ => None,
+    }) else {
+        return Vec::new();
+    };
+    found
+        .fields
+        .iter()
+        .filter(|f| matches!(f.vis, syn::Visibility::Public(_)))
+        .filter_map(|f| Some((f.ident.as_ref()?.to_string(), modules::type_text(&f.ty))))
         .collect()
 }
 
@@ -761,15 +766,14 @@ fn guide_configuration_reference_is_complete() {
             if path.extension().is_none_or(|e| e != "rs") {
                 return;
             }
+            let file = parse(path, text);
             for ty in types {
-                for block in impl_blocks(text, ty) {
-                    for name in setters(block) {
-                        *found.entry(ty).or_default() += 1;
-                        if !page.contains(&format!(".{name}("))
-                            && !page.contains(&format!("{ty}::{name}("))
-                        {
-                            missing.push(format!("{ty}::{name}"));
-                        }
+                for name in setters(&file, ty) {
+                    *found.entry(ty).or_default() += 1;
+                    if !page.contains(&format!(".{name}("))
+                        && !page.contains(&format!("{ty}::{name}("))
+                    {
+                        missing.push(format!("{ty}::{name}"));
                     }
                 }
             }
@@ -780,7 +784,8 @@ fn guide_configuration_reference_is_complete() {
     }
 
     // `RoutedConfig` keys: `section.key` for each field of each section's struct.
-    let config = read("crates/sea-orm/src/config/mod.rs");
+    let config = "crates/sea-orm/src/config/mod.rs";
+    let config = parse(Path::new(config), &read(config));
     let sections = struct_fields(&config, "RoutedConfig");
     assert!(sections.len() >= 5, "RoutedConfig's fields: {sections:?}");
     for (section, ty) in &sections {

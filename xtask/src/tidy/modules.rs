@@ -546,6 +546,23 @@ impl<'ast> Visit<'ast> for Impls<'ast> {
     }
 }
 
+/// A type as compact text: `&Mutex<Vec<u8>>`, `Option<&Node>`.
+pub(super) fn type_text(ty: &Type) -> String {
+    let text = ty.to_token_stream().to_string();
+    let word = |c: char| c.is_alphanumeric() || c == '_' || c == '\'';
+    let mut out = String::new();
+    let chars: Vec<char> = text.chars().collect();
+    for (i, &c) in chars.iter().enumerate() {
+        let keep = c != ' '
+            || (i > 0 && word(chars[i - 1]) && chars.get(i + 1).is_some_and(|&n| word(n)))
+            || (i > 0 && chars[i - 1] == ',');
+        if keep {
+            out.push(c);
+        }
+    }
+    out.replace("->", " -> ")
+}
+
 /// `segments` (a path written in module `at`) as an absolute path in the crate, if it starts
 /// in the crate: with `crate`, `super`, `self`, a child module's name, or a name `imports` has.
 fn absolute(
