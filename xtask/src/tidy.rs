@@ -1367,6 +1367,141 @@ fn the_component_check_catches_a_planted_field() {
     assert_eq!(problems("c", "A"), vec!["no struct `A` in module `c`"]);
 }
 
+/// The methods through which a component of [`COMPONENTS`] still hands out a part of itself:
+/// `(crate directory under crates/, module::Type, method)`. Such a method returns, behind a
+/// reference or a shared pointer, another component or a lock or weak handle (`&Routing`,
+/// `&Mutex<…>`, `&Weak<Inner>`, `Option<&Node>`), so its callers reach into the part instead of
+/// asking the component to do the work, and the component's state is no longer its alone. The
+/// list may only shrink: the test fails on an accessor not listed here (offer an operation
+/// instead), and on a listed one that no longer hands out a part.
+const ACCESSORS_LEFT: &[(&str, &str, &str)] = &[
+    ("sea-orm", "causal::ScopeStore", "captures"),
+    ("sea-orm", "connection::inner::Inner", "classified"),
+    ("sea-orm", "connection::inner::Inner", "counters"),
+    ("sea-orm", "connection::inner::Inner", "discovery"),
+    ("sea-orm", "connection::inner::Inner", "hedge_budget"),
+    ("sea-orm", "connection::inner::Inner", "hooks"),
+    ("sea-orm", "connection::inner::Inner", "me"),
+    ("sea-orm", "connection::inner::Inner", "nodes"),
+    ("sea-orm", "connection::inner::Inner", "planner"),
+    ("sea-orm", "connection::inner::Inner", "routing"),
+    ("sea-orm", "connection::inner::Inner", "scopes"),
+    ("sea-orm", "connection::inner::Inner", "watchdog"),
+    ("sea-orm", "connection::nodes::Node", "pace"),
+    ("sea-orm", "connection::nodes::Nodes", "first_kept"),
+    ("sea-orm", "connection::nodes::Nodes", "keep"),
+    ("sea-orm", "connection::nodes::Nodes", "take"),
+    ("sea-orm", "connection::plan::Planner", "classified"),
+    ("sea-orm", "connection::plan::Planner", "routing"),
+];
+
+/// The accessors the components in `components` (`(module, type)`, all of `krate`) have:
+/// `(module::Type, method)` with what each hands out, as a message line.
+fn accessors(
+    krate: &modules::Crate,
+    components: &[(&str, &str)],
+) -> BTreeMap<(String, String), String> {
+    let key = |module: &str, ty: &str| {
+        if module.is_empty() { ty.to_owned() } else { format!("{module}::{ty}") }
+    };
+    let all: BTreeSet<String> = components.iter().map(|(m, t)| key(m, t)).collect();
+    let mut out = BTreeMap::new();
+    for ty in &all {
+        for h in krate.handed_out(ty, &all) {
+            let line =
+                format!("`{ty}::{}` returns `{}`, handing out `{}`", h.method, h.returns, h.part);
+            out.insert((ty.clone(), h.method), line);
+        }
+    }
+    out
+}
+
+/// What is wrong with the accessors `found` of the crate `krate` against the ones `allowed`
+/// (`(crate, module::Type, method)`): new ones, and listed ones that are gone.
+fn accessor_problems(
+    krate: &str,
+    found: &BTreeMap<(String, String), String>,
+    allowed: &[(&str, &str, &str)],
+) -> Vec<String> {
+    let mut problems: Vec<String> = found
+        .iter()
+        .filter(|((ty, method), _)| {
+            !allowed.iter().any(|(c, t, m)| *c == krate && t == ty && m == method)
+        })
+        .map(|(_, line)| format!("crates/{krate}: {line}: offer an operation instead"))
+        .collect();
+    for (c, ty, method) in allowed.iter().filter(|(c, _, _)| *c == krate) {
+        if !found.contains_key(&((*ty).to_owned(), (*method).to_owned())) {
+            problems.push(format!(
+                "crates/{c}: `{ty}::{method}` hands out no part now: take it off ACCESSORS_LEFT"
+            ));
+        }
+    }
+    problems
+}
+
+/// No component hands out another component, or a lock or weak handle of its state (see
+/// [`ACCESSORS_LEFT`]): a component's parts are worked on through its operations.
+#[test]
+fn no_component_hands_out_another_component() {
+    let root = crate::project_root();
+    let mut problems = Vec::new();
+    let crates: BTreeSet<&str> = COMPONENTS.iter().map(|(c, _, _)| *c).collect();
+    for krate in crates {
+        let parsed = modules::Crate::read(&modules::lib_root(&root.join("crates").join(krate)));
+        let components: Vec<(&str, &str)> =
+            COMPONENTS.iter().filter(|(c, _, _)| *c == krate).map(|(_, m, t)| (*m, *t)).collect();
+        problems.extend(accessor_problems(krate, &accessors(&parsed, &components), ACCESSORS_LEFT));
+    }
+    assert!(problems.is_empty(), "components handing out their parts:\n{}", problems.join("\n"));
+}
+
+/// The accessor check finds a planted accessor of each kind (a reference to another component,
+/// through an import and an `Option`, a shared pointer, a lock, a weak handle), leaves out
+/// private methods, owned values, the type itself and trait impls, and reports a listed accessor
+/// that is gone.
+#[test]
+fn the_accessor_check_catches_a_planted_accessor() {
+    let krate = modules::Crate::from_files(&[
+        ("lib.rs", "mod a;\nmod b;\n"),
+        (
+            "a.rs",
+            "use std::sync::{Arc, Mutex, Weak};\nuse crate::b::B;\npub struct A { b: B, m: Mutex<u8>, w: Weak<A> }\n\
+             impl A {\n    pub fn b(&self) -> &B { &self.b }\n    pub(crate) fn maybe(&self) -> Option<&crate::b::B> { None }\n    \
+             pub fn shared(&self) -> Arc<B> { Arc::new(B) }\n    pub fn lock(&self) -> &Mutex<u8> { &self.m }\n    \
+             pub(super) fn me(&self) -> Weak<A> { self.w.clone() }\n    fn private(&self) -> &B { &self.b }\n    \
+             pub fn owned(&self) -> B { B }\n    pub fn this(&self) -> &Self { self }\n    pub fn size(&self) -> usize { 0 }\n}\n\
+             impl std::ops::Deref for A { type Target = B; fn deref(&self) -> &B { &self.b } }\n",
+        ),
+        ("b.rs", "pub struct B;\nimpl B {\n    pub fn a(&self) -> &crate::a::A { loop {} }\n}\n"),
+    ]);
+    let found = accessors(&krate, &[("a", "A"), ("b", "B")]);
+    let methods: Vec<String> = found.keys().map(|(t, m)| format!("{t}::{m}")).collect();
+    assert_eq!(
+        methods,
+        ["a::A::b", "a::A::lock", "a::A::maybe", "a::A::me", "a::A::shared", "b::B::a"]
+    );
+    assert_eq!(
+        found[&("a::A".to_owned(), "lock".to_owned())],
+        "`a::A::lock` returns `&Mutex<u8>`, handing out `Mutex`"
+    );
+    let allowed = [
+        ("k", "a::A", "b"),
+        ("k", "a::A", "lock"),
+        ("k", "a::A", "maybe"),
+        ("k", "a::A", "me"),
+        ("k", "b::B", "a"),
+        ("k", "a::A", "gone"),
+    ];
+    assert_eq!(
+        accessor_problems("k", &found, &allowed),
+        [
+            "crates/k: `a::A::shared` returns `Arc<B>`, handing out `b::B`: offer an operation instead",
+            "crates/k: `a::A::gone` hands out no part now: take it off ACCESSORS_LEFT",
+        ]
+    );
+}
+
 /// The `runbook_url` annotations of the alerting rules in `yaml` (each line's quoted value).
 fn runbook_urls(yaml: &str) -> Vec<String> {
     yaml.lines()

@@ -17,7 +17,7 @@ use quote::ToTokens;
 use syn::ext::IdentExt;
 use syn::visit::Visit;
 use syn::visit_mut::VisitMut;
-use syn::{Attribute, Item, Type, UseTree, Visibility};
+use syn::{Attribute, ImplItem, Item, Type, UseTree, Visibility};
 
 /// One module: its own items (its inline and file child modules left out), its children.
 #[derive(Default)]
@@ -39,6 +39,25 @@ pub(super) struct Crate {
 }
 
 type ModPath = Vec<String>;
+
+/// A part a component's method hands out, as [`Crate::handed_out`] finds it.
+#[derive(Debug, PartialEq, Eq)]
+pub(super) struct Handout {
+    /// The method's name.
+    pub(super) method: String,
+    /// What it hands out: a component (`module::Type`) or a lock or weak handle (`Mutex`).
+    pub(super) part: String,
+    /// The method's return type, as compact text.
+    pub(super) returns: String,
+}
+
+/// Handles whose holder shares the state behind them: a method returning one (or a reference
+/// to one) hands out that state.
+const SHARED_STATE: &[&str] =
+    &["Mutex", "RwLock", "Weak", "MutexGuard", "RwLockReadGuard", "RwLockWriteGuard"];
+
+/// Owning pointers that share what they point to, like a reference does.
+const SHARING: &[&str] = &["Arc", "Rc"];
 
 impl Crate {
     /// Reads the crate whose root file is `root` (`src/lib.rs`).
@@ -234,6 +253,39 @@ impl Crate {
         for (ty, path, _) in self.inherent_blocks() {
             let module = if path.is_empty() { "crate".to_owned() } else { path.join("::") };
             out.entry(ty).or_default().insert(module);
+        }
+        out
+    }
+
+    /// The methods of `ty` (`module::Type`) with a visibility modifier that hand out a part of
+    /// it: their return type holds, behind a reference or a shared pointer (`&`, `Arc`, `Rc`),
+    /// one of `components` (`module::Type` each) other than `ty` itself, or a lock or weak handle
+    /// ([`SHARED_STATE`]). Such a method lets its caller work on the part instead of asking `ty`
+    /// to do the work.
+    pub(super) fn handed_out(&self, ty: &str, components: &BTreeSet<String>) -> Vec<Handout> {
+        let mut out = Vec::new();
+        for (home, path, block) in self.inherent_blocks() {
+            if home != ty {
+                continue;
+            }
+            for item in &block.items {
+                let ImplItem::Fn(f) = item else { continue };
+                let syn::ReturnType::Type(_, returns) = &f.sig.output else { continue };
+                if matches!(f.vis, Visibility::Inherited) {
+                    continue;
+                }
+                let part = |segments: &[String]| {
+                    let found = self.resolve(path, segments)?;
+                    (found != ty && components.contains(&found)).then_some(found)
+                };
+                if let Some(part) = shared_part(returns, false, &part) {
+                    out.push(Handout {
+                        method: name(&f.sig.ident),
+                        part,
+                        returns: type_text(returns),
+                    });
+                }
+            }
         }
         out
     }
@@ -543,6 +595,57 @@ impl<'ast> Visit<'ast> for Impls<'ast> {
             self.0.push(block);
         }
         syn::visit::visit_item_impl(self, block);
+    }
+}
+
+/// What part of its owner the type `ty` gives access to, if any: a component `part` finds in a
+/// path, or a [`SHARED_STATE`] handle, held behind a reference or a [`SHARING`] pointer
+/// (`shared`: `ty` is behind one already). Other wrappers (`Option`, `Result`, `Vec`, tuples,
+/// `impl Iterator<Item = …>`) are looked through.
+fn shared_part(
+    ty: &Type,
+    shared: bool,
+    part: &dyn Fn(&[String]) -> Option<String>,
+) -> Option<String> {
+    let args = |args: &syn::PathArguments, shared: bool| match args {
+        syn::PathArguments::AngleBracketed(a) => a.args.iter().find_map(|a| match a {
+            syn::GenericArgument::Type(t) => shared_part(t, shared, part),
+            syn::GenericArgument::AssocType(t) => shared_part(&t.ty, shared, part),
+            _ => None,
+        }),
+        _ => None,
+    };
+    match ty {
+        Type::Reference(r) => shared_part(&r.elem, true, part),
+        Type::Paren(p) => shared_part(&p.elem, shared, part),
+        Type::Group(g) => shared_part(&g.elem, shared, part),
+        Type::Slice(s) => shared_part(&s.elem, shared, part),
+        Type::Array(a) => shared_part(&a.elem, shared, part),
+        Type::Tuple(t) => t.elems.iter().find_map(|t| shared_part(t, shared, part)),
+        Type::ImplTrait(t) => t.bounds.iter().find_map(|b| match b {
+            syn::TypeParamBound::Trait(t) => {
+                t.path.segments.iter().find_map(|s| args(&s.arguments, shared))
+            }
+            _ => None,
+        }),
+        Type::Path(p) => {
+            let last = p.path.segments.last()?;
+            let word = name(&last.ident);
+            if SHARED_STATE.contains(&word.as_str())
+                && (shared || word != "Mutex" && word != "RwLock")
+            {
+                return Some(word);
+            }
+            if SHARING.contains(&word.as_str()) {
+                return args(&last.arguments, true);
+            }
+            let segments: Vec<String> = p.path.segments.iter().map(|s| name(&s.ident)).collect();
+            match part(&segments) {
+                Some(found) if shared && p.qself.is_none() => Some(found),
+                _ => args(&last.arguments, shared),
+            }
+        }
+        _ => None,
     }
 }
 
