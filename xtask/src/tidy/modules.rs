@@ -45,7 +45,8 @@ type ModPath = Vec<String>;
 pub(super) struct Handout {
     /// The method's name.
     pub(super) method: String,
-    /// What it hands out: a component (`module::Type`) or a lock or weak handle (`Mutex`).
+    /// What it hands out, as message text: a component (`` `module::Type` ``) or a lock or weak
+    /// handle (`` `Mutex` ``), and the struct of this crate it is in, if any (`` in `plan::Around` ``).
     pub(super) part: String,
     /// The method's return type, as compact text.
     pub(super) returns: String,
@@ -261,8 +262,10 @@ impl Crate {
     /// it: their return type holds, behind a reference or a shared pointer (`&`, `Arc`, `Rc`),
     /// one of `components` (`module::Type` each) other than `ty` itself, or a lock or weak handle
     /// ([`SHARED_STATE`]). Such a method lets its caller work on the part instead of asking `ty`
-    /// to do the work.
+    /// to do the work. A struct of this crate in the return type is looked into (a view like
+    /// `Around<'_> { pub(super) scopes: &ScopeStore }`, a handle like `NodeRef(Arc<Node>)`).
     pub(super) fn handed_out(&self, ty: &str, components: &BTreeSet<String>) -> Vec<Handout> {
+        let parts = Parts { krate: self, owner: ty, components };
         let mut out = Vec::new();
         for (home, path, block) in self.inherent_blocks() {
             if home != ty {
@@ -274,11 +277,7 @@ impl Crate {
                 if matches!(f.vis, Visibility::Inherited) {
                     continue;
                 }
-                let part = |segments: &[String]| {
-                    let found = self.resolve(path, segments)?;
-                    (found != ty && components.contains(&found)).then_some(found)
-                };
-                if let Some(part) = shared_part(returns, false, &part) {
+                if let Some(part) = parts.find(path, returns, false, 0) {
                     out.push(Handout {
                         method: name(&f.sig.ident),
                         part,
@@ -288,6 +287,18 @@ impl Crate {
             }
         }
         out
+    }
+
+    /// The struct `key` (`module::Name`, as [`Crate::resolve`] names it) and its module.
+    fn struct_def(&self, key: &str) -> Option<(ModPath, &syn::ItemStruct)> {
+        let mut path: ModPath =
+            key.split("::").filter(|s| !s.is_empty()).map(str::to_owned).collect();
+        let name = path.pop()?;
+        let found = self.modules.get(&path)?.code.iter().find_map(|item| match item {
+            Item::Struct(s) if s.ident == name => Some(s),
+            _ => None,
+        })?;
+        Some((path, found))
     }
 
     /// The import circles: at each module, the strongly connected components (of two or more)
@@ -318,13 +329,7 @@ impl Crate {
     /// the module's child modules outside tests (they see its private fields too). `None` if the
     /// module or the struct is not there. Test-only fields are left out.
     pub(super) fn struct_fields(&self, module: &str, ty: &str) -> Option<StructFields> {
-        let path: ModPath =
-            module.split("::").filter(|s| !s.is_empty()).map(str::to_owned).collect();
-        let module = self.modules.get(&path)?;
-        let found = module.code.iter().find_map(|item| match item {
-            Item::Struct(s) if s.ident == ty => Some(s),
-            _ => None,
-        })?;
+        let (path, found) = self.struct_def(&format!("{module}::{ty}"))?;
         let fields = found
             .fields
             .iter()
@@ -334,7 +339,8 @@ impl Crate {
                 (field, !matches!(f.vis, Visibility::Inherited))
             })
             .collect();
-        Some(StructFields { fields, children: module.children.iter().cloned().collect() })
+        let children = self.modules[&path].children.iter().cloned().collect();
+        Some(StructFields { fields, children })
     }
 }
 
@@ -598,54 +604,82 @@ impl<'ast> Visit<'ast> for Impls<'ast> {
     }
 }
 
-/// What part of its owner the type `ty` gives access to, if any: a component `part` finds in a
-/// path, or a [`SHARED_STATE`] handle, held behind a reference or a [`SHARING`] pointer
-/// (`shared`: `ty` is behind one already). Other wrappers (`Option`, `Result`, `Vec`, tuples,
-/// `impl Iterator<Item = …>`) are looked through.
-fn shared_part(
-    ty: &Type,
-    shared: bool,
-    part: &dyn Fn(&[String]) -> Option<String>,
-) -> Option<String> {
-    let args = |args: &syn::PathArguments, shared: bool| match args {
-        syn::PathArguments::AngleBracketed(a) => a.args.iter().find_map(|a| match a {
-            syn::GenericArgument::Type(t) => shared_part(t, shared, part),
-            syn::GenericArgument::AssocType(t) => shared_part(&t.ty, shared, part),
+/// What [`Crate::handed_out`] looks for in the return types of `owner`'s methods.
+struct Parts<'c> {
+    krate: &'c Crate,
+    owner: &'c str,
+    components: &'c BTreeSet<String>,
+}
+
+impl Parts<'_> {
+    /// The part of `owner` the type `ty` (written in module `at`) gives access to, if any: a
+    /// component or a [`SHARED_STATE`] handle, held behind a reference or a [`SHARING`] pointer
+    /// (`shared`: `ty` is behind one already). Wrappers (`Option`, `Result`, `Vec`, tuples,
+    /// `impl Iterator<Item = …>`) are looked through, and so are the fields of this crate's
+    /// structs, to a small `depth`: a component's fields all (a component holding another one's
+    /// state, like `NodeRef(Arc<Node>)`, is the part itself), another struct's fields only where
+    /// its holder reaches them (with a visibility modifier; its private ones are behind its own
+    /// methods).
+    fn find(&self, at: &ModPath, ty: &Type, shared: bool, depth: usize) -> Option<String> {
+        let args = |args: &syn::PathArguments, shared: bool| match args {
+            syn::PathArguments::AngleBracketed(a) => a.args.iter().find_map(|a| match a {
+                syn::GenericArgument::Type(t) => self.find(at, t, shared, depth),
+                syn::GenericArgument::AssocType(t) => self.find(at, &t.ty, shared, depth),
+                _ => None,
+            }),
             _ => None,
-        }),
-        _ => None,
-    };
-    match ty {
-        Type::Reference(r) => shared_part(&r.elem, true, part),
-        Type::Paren(p) => shared_part(&p.elem, shared, part),
-        Type::Group(g) => shared_part(&g.elem, shared, part),
-        Type::Slice(s) => shared_part(&s.elem, shared, part),
-        Type::Array(a) => shared_part(&a.elem, shared, part),
-        Type::Tuple(t) => t.elems.iter().find_map(|t| shared_part(t, shared, part)),
-        Type::ImplTrait(t) => t.bounds.iter().find_map(|b| match b {
-            syn::TypeParamBound::Trait(t) => {
-                t.path.segments.iter().find_map(|s| args(&s.arguments, shared))
+        };
+        match ty {
+            Type::Reference(r) => self.find(at, &r.elem, true, depth),
+            Type::Paren(p) => self.find(at, &p.elem, shared, depth),
+            Type::Group(g) => self.find(at, &g.elem, shared, depth),
+            Type::Slice(s) => self.find(at, &s.elem, shared, depth),
+            Type::Array(a) => self.find(at, &a.elem, shared, depth),
+            Type::Tuple(t) => t.elems.iter().find_map(|t| self.find(at, t, shared, depth)),
+            Type::ImplTrait(t) => t.bounds.iter().find_map(|b| match b {
+                syn::TypeParamBound::Trait(t) => {
+                    t.path.segments.iter().find_map(|s| args(&s.arguments, shared))
+                }
+                _ => None,
+            }),
+            Type::Path(p) => {
+                let last = p.path.segments.last()?;
+                let word = name(&last.ident);
+                if SHARED_STATE.contains(&word.as_str())
+                    && (shared || word != "Mutex" && word != "RwLock")
+                {
+                    return Some(format!("`{word}`"));
+                }
+                if SHARING.contains(&word.as_str()) {
+                    return args(&last.arguments, true);
+                }
+                let segments: Vec<String> =
+                    p.path.segments.iter().map(|s| name(&s.ident)).collect();
+                let found = self.krate.resolve(at, &segments).filter(|f| f != self.owner);
+                if let Some(found) = found.filter(|_| p.qself.is_none()) {
+                    let component = self.components.contains(&found);
+                    if shared && component {
+                        return Some(format!("`{found}`"));
+                    }
+                    let def = self.krate.struct_def(&found).filter(|_| depth < 3);
+                    if let Some((home, def)) = def
+                        && let Some(inner) = def
+                            .fields
+                            .iter()
+                            .filter(|f| component || !matches!(f.vis, Visibility::Inherited))
+                            .find_map(|f| self.find(&home, &f.ty, shared, depth + 1))
+                    {
+                        return Some(if component {
+                            format!("`{found}`")
+                        } else {
+                            format!("{inner} in `{found}`")
+                        });
+                    }
+                }
+                args(&last.arguments, shared)
             }
             _ => None,
-        }),
-        Type::Path(p) => {
-            let last = p.path.segments.last()?;
-            let word = name(&last.ident);
-            if SHARED_STATE.contains(&word.as_str())
-                && (shared || word != "Mutex" && word != "RwLock")
-            {
-                return Some(word);
-            }
-            if SHARING.contains(&word.as_str()) {
-                return args(&last.arguments, true);
-            }
-            let segments: Vec<String> = p.path.segments.iter().map(|s| name(&s.ident)).collect();
-            match part(&segments) {
-                Some(found) if shared && p.qself.is_none() => Some(found),
-                _ => args(&last.arguments, shared),
-            }
         }
-        _ => None,
     }
 }
 
@@ -663,7 +697,7 @@ pub(super) fn type_text(ty: &Type) -> String {
             out.push(c);
         }
     }
-    out.replace("->", " -> ")
+    out.replace("->", " -> ").replace('=', " = ").replace('+', " + ")
 }
 
 /// `segments` (a path written in module `at`) as an absolute path in the crate, if it starts
