@@ -1137,15 +1137,16 @@ fn the_circle_check_catches_a_planted_circle() {
     let krate = modules::Crate::from_files(&[
         ("lib.rs", "mod a;\nmod b;\nmod c;\nmod d;\npub use c::Z;\n"),
         ("a.rs", "use crate::{b::{self, X}, Z};\npub struct Y;\nfn f() { b::g(); }\n"),
-        // Only a code path back to `a`; the comment and the string name `c` and `d`.
+        // Only a path back to `a`, in a macro call; the comment and the string name `c` and `d`.
         (
             "b.rs",
-            "pub struct X;\npub fn g() { let _ = super::a::Y; } // crate::c::Z\nconst S: &str = \"crate::d::P\";\n",
+            "pub struct X;\npub fn g() { drop(vec![super::a::Y]); } // crate::c::Z\nconst S: &str = \"crate::d::P\";\n",
         ),
-        // `c` names `a` only in a test module: no circle `a` → `c` → `a`.
+        // `c` names `a` only in test code and a raw string: no circle `a` → `c` → `a`.
         (
             "c.rs",
-            "pub struct Z;\n#[cfg(test)]\nmod tests {\n    use crate::a::Y;\n}\n#[cfg(test)]\nfn t() { crate::a::Y; }\n",
+            "pub struct Z;\n#[cfg(test)]\nmod tests {\n    use crate::a::Y;\n}\n#[cfg(test)]\nfn t() { crate::a::Y; }\n\
+             fn u() { #[cfg(test)]\n    let _ = crate::a::Y;\n    let _ = r#\"crate::a::Y\"#; }\n",
         ),
         ("d/mod.rs", "mod x;\nmod y;\npub use x::P;\n"),
         ("d/x.rs", "pub struct P;\nfn f() -> super::y::Q { todo() }\n"),

@@ -23,6 +23,8 @@ use syn::{Attribute, ImplItem, Item, Type, UseTree, Visibility};
 #[derive(Default)]
 struct Module {
     code: Vec<Item>,
+    /// The paths its code names.
+    names: Names,
     children: BTreeSet<String>,
     /// Names this module's `use`s bring in, as absolute paths (`[]` is the crate root).
     imports: BTreeMap<String, Vec<String>>,
@@ -65,7 +67,7 @@ impl Crate {
     pub(super) fn read(root: &Path) -> Crate {
         let mut krate = Crate { modules: BTreeMap::new() };
         let dir = root.parent().map(Path::to_path_buf).unwrap_or_default();
-        krate.add(Vec::new(), parse(root), &dir, &dir);
+        krate.add(Vec::new(), parse(root), &dir);
         krate.resolve_imports();
         krate
     }
@@ -88,9 +90,8 @@ impl Crate {
         krate
     }
 
-    /// Adds the module at `path` whose items are `code`: its child module files are under `dir`,
-    /// a `#[path]` is relative to `file_dir` (the directory of the file it is written in).
-    fn add(&mut self, path: ModPath, code: Vec<Item>, dir: &Path, file_dir: &Path) {
+    /// Adds the module at `path` whose items are `code`; its child module files are under `dir`.
+    fn add(&mut self, path: ModPath, code: Vec<Item>, dir: &Path) {
         let mut module = Module::default();
         let mut children = Vec::new();
         for item in code {
@@ -101,21 +102,14 @@ impl Crate {
         }
         module.children = children.iter().map(|m| name(&m.ident)).collect();
         module.items = module.code.iter().filter_map(item_name).collect();
+        module.code.iter().for_each(|item| module.names.visit_item(item));
         self.modules.insert(path.clone(), module);
         for m in children {
             let name = name(&m.ident);
             let mut child = path.clone();
             child.push(name.clone());
-            if let Some((_, code)) = m.content {
-                self.add(child, code, &dir.join(&name), file_dir);
-                continue;
-            }
-            let (file, child_dir) = match path_attribute(&m.attrs) {
-                Some(file) => {
-                    let file = file_dir.join(file);
-                    let dir = file.parent().map(Path::to_path_buf).unwrap_or_default();
-                    (file, dir)
-                }
+            let code = match m.content {
+                Some((_, code)) => code,
                 None => {
                     let file = [dir.join(format!("{name}.rs")), dir.join(&name).join("mod.rs")]
                         .into_iter()
@@ -123,27 +117,24 @@ impl Crate {
                         .unwrap_or_else(|| {
                             panic!("module {name} under {}: no file", dir.display())
                         });
-                    (file, dir.join(&name))
+                    parse(&file)
                 }
             };
-            let file_dir = file.parent().map(Path::to_path_buf).unwrap_or_default();
-            self.add(child, parse(&file), &child_dir, &file_dir);
+            self.add(child, code, &dir.join(&name));
         }
     }
 
     /// Fills each module's `imports` and `globs` from its `use` declarations.
     fn resolve_imports(&mut self) {
         for (path, module) in &mut self.modules {
-            let mut names = Names::default();
-            module.code.iter().for_each(|item| names.visit_item(item));
-            for (segments, alias) in names.uses {
-                let Some(abs) = absolute(path, &module.children, &module.imports, &segments) else {
+            for (segments, alias) in &module.names.uses {
+                let Some(abs) = absolute(path, &module.children, &module.imports, segments) else {
                     continue;
                 };
                 match alias {
                     None => module.globs.push(abs),
                     Some(name) if name != "_" => {
-                        module.imports.insert(name, abs);
+                        module.imports.insert(name.clone(), abs);
                     }
                     Some(_) => {}
                 }
@@ -205,16 +196,14 @@ impl Crate {
     fn references(&self) -> BTreeSet<(ModPath, ModPath)> {
         let mut edges = BTreeSet::new();
         for (path, module) in &self.modules {
-            let mut names = Names::default();
-            module.code.iter().for_each(|item| names.visit_item(item));
             // A `use` names what it imports, each leaf resolved from the module itself.
-            for (segments, _) in names.uses {
-                if let Some(abs) = absolute(path, &module.children, &BTreeMap::new(), &segments) {
+            for (segments, _) in &module.names.uses {
+                if let Some(abs) = absolute(path, &module.children, &BTreeMap::new(), segments) {
                     edges.insert((path.clone(), self.target(&abs, 0)));
                 }
             }
-            for segments in names.paths {
-                if let Some(abs) = absolute(path, &module.children, &module.imports, &segments) {
+            for segments in &module.names.paths {
+                if let Some(abs) = absolute(path, &module.children, &module.imports, segments) {
                     edges.insert((path.clone(), self.target(&abs, 0)));
                 }
             }
@@ -409,17 +398,6 @@ fn for_tests(node: &impl ToTokens) -> bool {
         }
     }
     false
-}
-
-/// The value of a `#[path = "…"]` attribute.
-fn path_attribute(attrs: &[Attribute]) -> Option<String> {
-    attrs.iter().find_map(|a| match &a.meta {
-        syn::Meta::NameValue(nv) if nv.path.is_ident("path") => match &nv.value {
-            syn::Expr::Lit(syn::ExprLit { lit: syn::Lit::Str(s), .. }) => Some(s.value()),
-            _ => None,
-        },
-        _ => None,
-    })
 }
 
 /// The name an item defines in its module's namespace, if any.
