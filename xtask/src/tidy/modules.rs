@@ -22,6 +22,7 @@ use syn::{Attribute, ImplItem, Item, Type, UseTree, Visibility};
 /// One module: its own items (its inline and file child modules left out), its children.
 #[derive(Default)]
 struct Module {
+    /// Its items, its child modules and test code left out.
     code: Vec<Item>,
     /// The paths its code names.
     names: Names,
