@@ -684,48 +684,49 @@ fn guide_pages_are_doc_tested() {
     assert!(missing.is_empty(), "pages examples/guide.rs does not doc-test: {missing:?}");
 }
 
-/// The blocks `impl <ty> {` of `text`, each up to its closing `}` at the start of a line.
-fn impl_blocks<'t>(text: &'t str, ty: &str) -> Vec<&'t str> {
-    let head = format!("\nimpl {ty} {{\n");
-    text.match_indices(&head)
-        .filter_map(|(i, _)| {
-            let block = &text[i + head.len()..];
-            block.find("\n}\n").map(|end| &block[..end])
+/// The items of the Rust source `text` (from `path`, for the panic message).
+fn parse(path: &Path, text: &str) -> syn::File {
+    syn::parse_file(text).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+}
+
+/// The builder-style setters (`pub fn name(mut self, …)`) of the inherent `impl <ty>` blocks
+/// at the top level of `file`.
+fn setters(file: &syn::File, ty: &str) -> Vec<String> {
+    let blocks = file.items.iter().filter_map(|item| match item {
+        syn::Item::Impl(b) if b.trait_.is_none() => match &*b.self_ty {
+            syn::Type::Path(p) if p.path.is_ident(ty) => Some(b),
+            _ => None,
+        },
+        _ => None,
+    });
+    blocks
+        .flat_map(|b| &b.items)
+        .filter_map(|item| match item {
+            syn::ImplItem::Fn(f) if matches!(f.vis, syn::Visibility::Public(_)) => Some(&f.sig),
+            _ => None,
         })
+        .filter(|sig| {
+            matches!(sig.inputs.first(), Some(syn::FnArg::Receiver(r))
+                if r.reference.is_none() && r.mutability.is_some())
+        })
+        .map(|sig| sig.ident.to_string())
         .collect()
 }
 
-/// The builder-style setters (`pub fn name(mut self, …)`) of `block`.
-fn setters(block: &str) -> Vec<String> {
-    let mut out = Vec::new();
-    for (i, _) in block.match_indices("pub ") {
-        let rest = &block[i + 4..];
-        let rest = rest.strip_prefix("const ").unwrap_or(rest);
-        let rest = rest.strip_prefix("async ").unwrap_or(rest);
-        let Some(rest) = rest.strip_prefix("fn ") else { continue };
-        let Some(open) = rest.find('(') else { continue };
-        let name = rest[..open].split('<').next().unwrap_or_default().trim();
-        if rest[open + 1..].trim_start().starts_with("mut self") {
-            out.push(name.to_owned());
-        }
-    }
-    out
-}
-
-/// The fields (`pub name: Type,`, or `pub(super)`) of `pub struct <name> {` (or
-/// `pub(super) struct`) in `text`, with their types.
-fn struct_fields(text: &str, name: &str) -> Vec<(String, String)> {
-    let heads = [format!("pub struct {name} {{\n"), format!("pub(super) struct {name} {{\n")];
-    let Some((start, head)) = heads.iter().find_map(|h| text.find(h.as_str()).map(|i| (i, h)))
-    else {
+/// The visible fields (`pub`, `pub(super)` …) of the struct `name` at the top level of
+/// `file`, with their types as compact text (`Vec<ReplicaConfig>`).
+fn struct_fields(file: &syn::File, name: &str) -> Vec<(String, String)> {
+    let Some(found) = file.items.iter().find_map(|item| match item {
+        syn::Item::Struct(s) if s.ident == name => Some(s),
+        _ => None,
+    }) else {
         return Vec::new();
     };
-    let body = &text[start + head.len()..];
-    let body = &body[..body.find("\n}").unwrap_or(body.len())];
-    body.lines()
-        .filter_map(|l| l.strip_prefix("    pub ").or_else(|| l.strip_prefix("    pub(super) ")))
-        .filter_map(|l| l.split_once(':'))
-        .map(|(n, t)| (n.trim().to_owned(), t.trim().trim_end_matches(',').to_owned()))
+    found
+        .fields
+        .iter()
+        .filter(|f| !matches!(f.vis, syn::Visibility::Inherited))
+        .filter_map(|f| Some((f.ident.as_ref()?.to_string(), modules::type_text(&f.ty))))
         .collect()
 }
 
@@ -765,15 +766,14 @@ fn guide_configuration_reference_is_complete() {
             if path.extension().is_none_or(|e| e != "rs") {
                 return;
             }
+            let file = parse(path, text);
             for ty in types {
-                for block in impl_blocks(text, ty) {
-                    for name in setters(block) {
-                        *found.entry(ty).or_default() += 1;
-                        if !page.contains(&format!(".{name}("))
-                            && !page.contains(&format!("{ty}::{name}("))
-                        {
-                            missing.push(format!("{ty}::{name}"));
-                        }
+                for name in setters(&file, ty) {
+                    *found.entry(ty).or_default() += 1;
+                    if !page.contains(&format!(".{name}("))
+                        && !page.contains(&format!("{ty}::{name}("))
+                    {
+                        missing.push(format!("{ty}::{name}"));
                     }
                 }
             }
@@ -785,8 +785,10 @@ fn guide_configuration_reference_is_complete() {
 
     // `RoutedConfig` keys: `section.key` for each field of each section's struct: its file
     // form (`RouterFile` for `router`, in sections.rs) where it has one, else its own type.
-    let config = read("crates/sea-orm/src/config/mod.rs");
-    let file_forms = read("crates/sea-orm/src/config/sections.rs");
+    let config = "crates/sea-orm/src/config/mod.rs";
+    let config = parse(Path::new(config), &read(config));
+    let file_forms = "crates/sea-orm/src/config/sections.rs";
+    let file_forms = parse(Path::new(file_forms), &read(file_forms));
     let sections = struct_fields(&config, "RoutedConfig");
     assert!(sections.len() >= 5, "RoutedConfig's fields: {sections:?}");
     for (section, ty) in &sections {
@@ -1146,15 +1148,16 @@ fn the_circle_check_catches_a_planted_circle() {
     let krate = modules::Crate::from_files(&[
         ("lib.rs", "mod a;\nmod b;\nmod c;\nmod d;\npub use c::Z;\n"),
         ("a.rs", "use crate::{b::{self, X}, Z};\npub struct Y;\nfn f() { b::g(); }\n"),
-        // Only a code path back to `a`; the comment and the string name `c` and `d`.
+        // Only a path back to `a`, in a macro call; the comment and the string name `c` and `d`.
         (
             "b.rs",
-            "pub struct X;\npub fn g() { let _ = super::a::Y; } // crate::c::Z\nconst S: &str = \"crate::d::P\";\n",
+            "pub struct X;\npub fn g() { drop(vec![super::a::Y]); } // crate::c::Z\nconst S: &str = \"crate::d::P\";\n",
         ),
-        // `c` names `a` only in a test module: no circle `a` → `c` → `a`.
+        // `c` names `a` only in test code and a raw string: no circle `a` → `c` → `a`.
         (
             "c.rs",
-            "pub struct Z;\n#[cfg(test)]\nmod tests {\n    use crate::a::Y;\n}\n#[cfg(test)]\nfn t() { crate::a::Y; }\n",
+            "pub struct Z;\n#[cfg(test)]\nmod tests {\n    use crate::a::Y;\n}\n#[cfg(test)]\nfn t() { crate::a::Y; }\n\
+             fn u() { #[cfg(test)]\n    let _ = crate::a::Y;\n    let _ = r#\"crate::a::Y\"#; }\n",
         ),
         ("d/mod.rs", "mod x;\nmod y;\npub use x::P;\n"),
         ("d/x.rs", "pub struct P;\nfn f() -> super::y::Q { todo() }\n"),
@@ -1374,6 +1377,169 @@ fn the_component_check_catches_a_planted_field() {
     );
     assert_eq!(problems("a", "Missing"), vec!["no struct `Missing` in module `a`"]);
     assert_eq!(problems("c", "A"), vec!["no struct `A` in module `c`"]);
+}
+
+/// The methods through which a component of [`COMPONENTS`] still hands out a part of itself:
+/// `(crate directory under crates/, module::Type, method)`. Such a method returns, behind a
+/// reference or a shared pointer, another component or a lock or weak handle (`&Routing`,
+/// `&Mutex<…>`, `&Weak<Inner>`, `Option<&Node>`), or a struct through which one is reached (a
+/// view like `Around<'_>`, a handle like `NodeRef`), so its callers reach into the part instead of
+/// asking the component to do the work, and the component's state is no longer its alone. The
+/// list may only shrink: the test fails on an accessor not listed here (offer an operation
+/// instead), and on a listed one that no longer hands out a part.
+const ACCESSORS_LEFT: &[(&str, &str, &str)] = &[
+    ("sea-orm", "causal::ScopeStore", "captures"),
+    ("sea-orm", "connection::inner::Inner", "any_node"),
+    ("sea-orm", "connection::inner::Inner", "around"),
+    ("sea-orm", "connection::inner::Inner", "classified"),
+    ("sea-orm", "connection::inner::Inner", "counters"),
+    ("sea-orm", "connection::inner::Inner", "discovery"),
+    ("sea-orm", "connection::inner::Inner", "hedge_budget"),
+    ("sea-orm", "connection::inner::Inner", "hooks"),
+    ("sea-orm", "connection::inner::Inner", "me"),
+    ("sea-orm", "connection::inner::Inner", "nodes"),
+    ("sea-orm", "connection::inner::Inner", "planner"),
+    ("sea-orm", "connection::inner::Inner", "primary_node"),
+    ("sea-orm", "connection::inner::Inner", "routing"),
+    ("sea-orm", "connection::inner::Inner", "scopes"),
+    ("sea-orm", "connection::inner::Inner", "watchdog"),
+    ("sea-orm", "connection::nodes::Node", "pace"),
+    ("sea-orm", "connection::nodes::Nodes", "any"),
+    ("sea-orm", "connection::nodes::Nodes", "first_kept"),
+    ("sea-orm", "connection::nodes::Nodes", "get"),
+    ("sea-orm", "connection::nodes::Nodes", "iter"),
+    ("sea-orm", "connection::nodes::Nodes", "keep"),
+    ("sea-orm", "connection::nodes::Nodes", "take"),
+    ("sea-orm", "connection::plan::Planner", "classified"),
+    ("sea-orm", "connection::plan::Planner", "routing"),
+];
+
+/// The accessors the components in `components` (`(module, type)`, all of `krate`) have:
+/// `(module::Type, method)` with what each hands out, as a message line.
+fn accessors(
+    krate: &modules::Crate,
+    components: &[(&str, &str)],
+) -> BTreeMap<(String, String), String> {
+    let key = |module: &str, ty: &str| {
+        if module.is_empty() { ty.to_owned() } else { format!("{module}::{ty}") }
+    };
+    let all: BTreeSet<String> = components.iter().map(|(m, t)| key(m, t)).collect();
+    let mut out = BTreeMap::new();
+    for ty in &all {
+        for h in krate.handed_out(ty, &all) {
+            let line =
+                format!("`{ty}::{}` returns `{}`, handing out {}", h.method, h.returns, h.part);
+            out.insert((ty.clone(), h.method), line);
+        }
+    }
+    out
+}
+
+/// What is wrong with the accessors `found` of the crate `krate` against the ones `allowed`
+/// (`(crate, module::Type, method)`): new ones, and listed ones that are gone.
+fn accessor_problems(
+    krate: &str,
+    found: &BTreeMap<(String, String), String>,
+    allowed: &[(&str, &str, &str)],
+) -> Vec<String> {
+    let mut problems: Vec<String> = found
+        .iter()
+        .filter(|((ty, method), _)| {
+            !allowed.iter().any(|(c, t, m)| *c == krate && t == ty && m == method)
+        })
+        .map(|(_, line)| format!("crates/{krate}: {line}: offer an operation instead"))
+        .collect();
+    for (c, ty, method) in allowed.iter().filter(|(c, _, _)| *c == krate) {
+        if !found.contains_key(&((*ty).to_owned(), (*method).to_owned())) {
+            problems.push(format!(
+                "crates/{c}: `{ty}::{method}` hands out no part now: take it off ACCESSORS_LEFT"
+            ));
+        }
+    }
+    problems
+}
+
+/// No component hands out another component, or a lock or weak handle of its state (see
+/// [`ACCESSORS_LEFT`]): a component's parts are worked on through its operations.
+#[test]
+fn no_component_hands_out_another_component() {
+    let root = crate::project_root();
+    let mut problems = Vec::new();
+    let crates: BTreeSet<&str> = COMPONENTS.iter().map(|(c, _, _)| *c).collect();
+    for krate in crates {
+        let parsed = modules::Crate::read(&modules::lib_root(&root.join("crates").join(krate)));
+        let components: Vec<(&str, &str)> =
+            COMPONENTS.iter().filter(|(c, _, _)| *c == krate).map(|(_, m, t)| (*m, *t)).collect();
+        problems.extend(accessor_problems(krate, &accessors(&parsed, &components), ACCESSORS_LEFT));
+    }
+    assert!(problems.is_empty(), "components handing out their parts:\n{}", problems.join("\n"));
+}
+
+/// The accessor check finds a planted accessor of each kind (a reference to another component,
+/// through an import and an `Option`, a shared pointer, a lock, a weak handle), leaves out
+/// private methods, owned values, the type itself and trait impls, and reports a listed accessor
+/// that is gone.
+#[test]
+fn the_accessor_check_catches_a_planted_accessor() {
+    let krate = modules::Crate::from_files(&[
+        ("lib.rs", "mod a;\nmod b;\n"),
+        (
+            "a.rs",
+            "use std::sync::{Arc, Mutex, Weak};\nuse crate::b::B;\npub struct A { b: B, m: Mutex<u8>, w: Weak<A> }\n\
+             impl A {\n    pub fn b(&self) -> &B { &self.b }\n    pub(crate) fn maybe(&self) -> Option<&crate::b::B> { None }\n    \
+             pub fn shared(&self) -> Arc<B> { Arc::new(B) }\n    pub fn lock(&self) -> &Mutex<u8> { &self.m }\n    \
+             pub(super) fn me(&self) -> Weak<A> { self.w.clone() }\n    fn private(&self) -> &B { &self.b }\n    \
+             pub fn owned(&self) -> B { B }\n    pub fn this(&self) -> &Self { self }\n    pub fn size(&self) -> usize { 0 }\n}\n\
+             impl std::ops::Deref for A { type Target = B; fn deref(&self) -> &B { &self.b } }\n",
+        ),
+        // A view borrowing a part, a handle component sharing another one, a plain value.
+        (
+            "b.rs",
+            "use std::sync::Arc;\npub struct B;\npub struct View<'a> { pub(crate) a: &'a crate::a::A }\n\
+             pub struct H(Arc<crate::a::A>);\npub struct Plain { n: u8 }\nimpl B {\n    \
+             pub fn a(&self) -> &crate::a::A { loop {} }\n    pub fn view(&self) -> View<'_> { loop {} }\n    \
+             pub fn holder(&self) -> Option<H> { None }\n    pub fn plain(&self) -> Plain { Plain { n: 0 } }\n}\n",
+        ),
+    ]);
+    let found = accessors(&krate, &[("a", "A"), ("b", "B"), ("b", "H")]);
+    let methods: Vec<String> = found.keys().map(|(t, m)| format!("{t}::{m}")).collect();
+    assert_eq!(
+        methods,
+        [
+            "a::A::b",
+            "a::A::lock",
+            "a::A::maybe",
+            "a::A::me",
+            "a::A::shared",
+            "b::B::a",
+            "b::B::holder",
+            "b::B::view"
+        ]
+    );
+    let line = |ty: &str, method: &str| found[&(ty.to_owned(), method.to_owned())].clone();
+    assert_eq!(line("a::A", "lock"), "`a::A::lock` returns `&Mutex<u8>`, handing out `Mutex`");
+    assert_eq!(
+        line("b::B", "view"),
+        "`b::B::view` returns `View<'_>`, handing out `a::A` in `b::View`"
+    );
+    assert_eq!(line("b::B", "holder"), "`b::B::holder` returns `Option<H>`, handing out `b::H`");
+    let allowed = [
+        ("k", "a::A", "b"),
+        ("k", "a::A", "lock"),
+        ("k", "a::A", "maybe"),
+        ("k", "a::A", "me"),
+        ("k", "b::B", "a"),
+        ("k", "b::B", "holder"),
+        ("k", "b::B", "view"),
+        ("k", "a::A", "gone"),
+    ];
+    assert_eq!(
+        accessor_problems("k", &found, &allowed),
+        [
+            "crates/k: `a::A::shared` returns `Arc<B>`, handing out `b::B`: offer an operation instead",
+            "crates/k: `a::A::gone` hands out no part now: take it off ACCESSORS_LEFT",
+        ]
+    );
 }
 
 /// The `runbook_url` annotations of the alerting rules in `yaml` (each line's quoted value).

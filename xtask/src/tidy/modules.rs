@@ -1,293 +1,38 @@
-//! The module graph of a library crate, for the tidy test that fails on import circles.
+//! The module graph of a library crate, for the tidy tests that read a crate's structure: import
+//! circles, where a type's inherent impls live, which fields and parts a component hands out.
 //!
-//! A light reading of Rust source, enough to say which module's items a module names: comments
-//! and literals are dropped, `#[cfg(test)]` items are left out (test code is not part of the
-//! crate's structure), `use` trees and `crate::`/`super::`/`self::` paths are resolved through
-//! the module tree and through re-exports (`pub use`, and the private `use`s a child module sees).
-//! Circles are looked for among siblings: at each module, between its child modules (a child
-//! standing for everything under it) and the module's own file.
+//! Each file is parsed with `syn`, so comments, literals, raw strings and nested generics are the
+//! compiler's own reading, not a guess. `#[cfg(test)]` items, statements and fields are left out
+//! (test code is not part of the crate's structure); `use` trees and `crate::`/`super::`/`self::`
+//! paths are resolved through the module tree and through re-exports (`pub use`, and the private
+//! `use`s a child module sees). Paths inside macro invocations and attribute arguments are read
+//! from their tokens. Circles are looked for among siblings: at each module, between its child
+//! modules (a child standing for everything under it) and the module's own file.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
-/// A token of the source that matters for paths.
-#[derive(Clone, Debug, PartialEq, Eq)]
-enum Tok {
-    Ident(String),
-    /// `::`
-    Sep,
-    /// Any other punctuation, one character.
-    Punct(char),
-}
+use proc_macro2::{Spacing, TokenStream, TokenTree};
+use quote::ToTokens;
+use syn::ext::IdentExt;
+use syn::visit::Visit;
+use syn::visit_mut::VisitMut;
+use syn::{Attribute, ImplItem, Item, Type, UseTree, Visibility};
 
-/// The tokens of `src`, without comments, literals or lifetimes.
-fn tokens(src: &str) -> Vec<Tok> {
-    let b: Vec<char> = src.chars().collect();
-    let mut out = Vec::new();
-    let mut i = 0;
-    let ident_start = |c: char| c.is_alphabetic() || c == '_';
-    let ident_char = |c: char| c.is_alphanumeric() || c == '_';
-    while i < b.len() {
-        let c = b[i];
-        let next = b.get(i + 1).copied();
-        if c.is_whitespace() {
-            i += 1;
-        } else if c == '/' && next == Some('/') {
-            while i < b.len() && b[i] != '\n' {
-                i += 1;
-            }
-        } else if c == '/' && next == Some('*') {
-            let mut depth = 0;
-            while i < b.len() {
-                if b[i] == '/' && b.get(i + 1) == Some(&'*') {
-                    depth += 1;
-                    i += 2;
-                } else if b[i] == '*' && b.get(i + 1) == Some(&'/') {
-                    depth -= 1;
-                    i += 2;
-                    if depth == 0 {
-                        break;
-                    }
-                } else {
-                    i += 1;
-                }
-            }
-        } else if c == '"' {
-            i = skip_string(&b, i + 1);
-        } else if matches!(c, 'r' | 'b' | 'c') && raw_or_prefixed_string(&b, i).is_some() {
-            i = raw_or_prefixed_string(&b, i).unwrap_or(i + 1);
-        } else if c == '\'' {
-            // A char literal (`'a'`, `'\n'`, `'\u{1F600}'`) or a lifetime (`'a`).
-            if next == Some('\\') {
-                i += 2;
-                while i < b.len() && b[i] != '\'' {
-                    i += 1;
-                }
-                i += 1;
-            } else if b.get(i + 2) == Some(&'\'') {
-                i += 3;
-            } else {
-                i += 1;
-                while i < b.len() && ident_char(b[i]) {
-                    i += 1;
-                }
-            }
-        } else if ident_start(c) {
-            let start = i;
-            while i < b.len() && ident_char(b[i]) {
-                i += 1;
-            }
-            let word: String = b[start..i].iter().collect();
-            // A raw identifier `r#name`.
-            if word == "r"
-                && b.get(i) == Some(&'#')
-                && b.get(i + 1).is_some_and(|c| ident_start(*c))
-            {
-                let start = i + 1;
-                i = start;
-                while i < b.len() && ident_char(b[i]) {
-                    i += 1;
-                }
-                out.push(Tok::Ident(b[start..i].iter().collect()));
-            } else {
-                out.push(Tok::Ident(word));
-            }
-        } else if c.is_ascii_digit() {
-            while i < b.len()
-                && (ident_char(b[i])
-                    || b[i] == '.' && b.get(i + 1).is_some_and(char::is_ascii_digit))
-            {
-                i += 1;
-            }
-        } else if c == ':' && next == Some(':') {
-            out.push(Tok::Sep);
-            i += 2;
-        } else {
-            out.push(Tok::Punct(c));
-            i += 1;
-        }
-    }
-    out
-}
-
-/// The index after the closing quote of a string whose body starts at `i`.
-fn skip_string(b: &[char], mut i: usize) -> usize {
-    while i < b.len() {
-        match b[i] {
-            '\\' => i += 2,
-            '"' => return i + 1,
-            _ => i += 1,
-        }
-    }
-    i
-}
-
-/// If a prefixed string (`b"…"`, `c"…"`, `r"…"`, `r#"…"#`, `br#"…"#`) starts at `i`: the index
-/// after it.
-fn raw_or_prefixed_string(b: &[char], i: usize) -> Option<usize> {
-    // Not the end of a longer identifier.
-    if i > 0 && (b[i - 1].is_alphanumeric() || b[i - 1] == '_') {
-        return None;
-    }
-    let mut j = i;
-    if matches!(b[j], 'b' | 'c') {
-        j += 1;
-    }
-    let raw = b.get(j) == Some(&'r');
-    if raw {
-        j += 1;
-    }
-    if !raw {
-        return (j > i && b.get(j) == Some(&'"')).then(|| skip_string(b, j + 1));
-    }
-    let mut hashes = 0;
-    while b.get(j) == Some(&'#') {
-        hashes += 1;
-        j += 1;
-    }
-    if b.get(j) != Some(&'"') {
-        return None;
-    }
-    j += 1;
-    while j < b.len() {
-        if b[j] == '"' && (1..=hashes).all(|k| b.get(j + k) == Some(&'#')) {
-            return Some(j + 1 + hashes);
-        }
-        j += 1;
-    }
-    Some(j)
-}
-
-/// Keywords that start an item.
-const ITEM_KEYWORDS: &[&str] = &[
-    "fn",
-    "mod",
-    "use",
-    "struct",
-    "enum",
-    "union",
-    "impl",
-    "trait",
-    "const",
-    "static",
-    "type",
-    "async",
-    concat!("un", "safe"),
-    "extern",
-    "macro_rules",
-];
-
-/// The index after the item, field, statement or expression that starts at `i` (what a
-/// `#[cfg(..)]` before it applies to): an item ends at its `;` or at the `}` closing its first
-/// block; anything else at its `,` or `;`, or before the bracket that closes around it.
-fn item_end(toks: &[Tok], mut i: usize) -> usize {
-    let mut first = i;
-    if toks.get(first) == Some(&Tok::Ident("pub".into())) {
-        first += 1;
-        if toks.get(first) == Some(&Tok::Punct('(')) {
-            while first < toks.len() && toks[first] != Tok::Punct(')') {
-                first += 1;
-            }
-            first += 1;
-        }
-    }
-    let item =
-        matches!(toks.get(first), Some(Tok::Ident(k)) if ITEM_KEYWORDS.contains(&k.as_str()));
-    let mut depth = 0usize;
-    while i < toks.len() {
-        match toks[i] {
-            Tok::Punct('(' | '[') => depth += 1,
-            Tok::Punct('{') if !item => depth += 1,
-            Tok::Punct(')' | ']' | '}') if depth == 0 => return i,
-            Tok::Punct(')' | ']' | '}') => depth -= 1,
-            Tok::Punct(';') if depth == 0 => return i + 1,
-            Tok::Punct(',') if depth == 0 && !item => return i + 1,
-            Tok::Punct('{') if depth == 0 => return block_end(toks, i),
-            _ => {}
-        }
-        i += 1;
-    }
-    i
-}
-
-/// The index of the `;` that ends the `use` declaration whose tree starts at `i`.
-fn use_end(toks: &[Tok], i: usize) -> usize {
-    let mut depth = 0usize;
-    for (j, t) in toks.iter().enumerate().skip(i) {
-        match t {
-            Tok::Punct('{') => depth += 1,
-            Tok::Punct('}') => depth = depth.saturating_sub(1),
-            Tok::Punct(';') if depth == 0 => return j,
-            _ => {}
-        }
-    }
-    toks.len()
-}
-
-/// The index after the `}` matching the `{` at `open`.
-fn block_end(toks: &[Tok], open: usize) -> usize {
-    let mut depth = 0usize;
-    for (i, t) in toks.iter().enumerate().skip(open) {
-        match t {
-            Tok::Punct('{') => depth += 1,
-            Tok::Punct('}') => {
-                depth -= 1;
-                if depth == 0 {
-                    return i + 1;
-                }
-            }
-            _ => {}
-        }
-    }
-    toks.len()
-}
-
-/// If an attribute `#[…]` starts at `i`: the index after it, and whether it is a `cfg` that
-/// holds in tests only (`cfg(test)`, `cfg(all(test, …))`; not `cfg(not(test))`).
-fn attribute(toks: &[Tok], i: usize) -> Option<(usize, bool)> {
-    if toks.get(i) != Some(&Tok::Punct('#')) {
-        return None;
-    }
-    let mut j = i + 1;
-    if toks.get(j) == Some(&Tok::Punct('!')) {
-        j += 1;
-    }
-    if toks.get(j) != Some(&Tok::Punct('[')) {
-        return None;
-    }
-    let mut depth = 0usize;
-    let start = j;
-    while j < toks.len() {
-        match toks[j] {
-            Tok::Punct('[') => depth += 1,
-            Tok::Punct(']') => {
-                depth -= 1;
-                if depth == 0 {
-                    break;
-                }
-            }
-            _ => {}
-        }
-        j += 1;
-    }
-    let body = &toks[start + 1..j.min(toks.len())];
-    let ident = |t: &Tok, s: &str| matches!(t, Tok::Ident(w) if w == s);
-    let test_only = body.first().is_some_and(|t| ident(t, "cfg"))
-        && body.iter().any(|t| ident(t, "test"))
-        && !body.iter().any(|t| ident(t, "not"));
-    Some((j + 1, test_only))
-}
-
-/// One module: its own tokens (its inline and file child modules left out), its children.
+/// One module: its own items (its inline and file child modules left out), its children.
 #[derive(Default)]
 struct Module {
-    toks: Vec<Tok>,
+    /// Its items, its child modules and test code left out.
+    code: Vec<Item>,
+    /// The paths its code names.
+    names: Names,
     children: BTreeSet<String>,
     /// Names this module's `use`s bring in, as absolute paths (`[]` is the crate root).
     imports: BTreeMap<String, Vec<String>>,
     /// Modules (absolute paths) whose items a `use …::*` brings in.
     globs: Vec<Vec<String>>,
-    /// Items defined here (functions, types, traits, constants, statics, macros).
+    /// Items defined at the module's top level (functions, types, traits, constants, statics,
+    /// macros).
     items: BTreeSet<String>,
 }
 
@@ -298,14 +43,32 @@ pub(super) struct Crate {
 
 type ModPath = Vec<String>;
 
+/// A part a component's method hands out, as [`Crate::handed_out`] finds it.
+#[derive(Debug, PartialEq, Eq)]
+pub(super) struct Handout {
+    /// The method's name.
+    pub(super) method: String,
+    /// What it hands out, as message text: a component (`` `module::Type` ``) or a lock or weak
+    /// handle (`` `Mutex` ``), and the struct of this crate it is in, if any (`` in `plan::Around` ``).
+    pub(super) part: String,
+    /// The method's return type, as compact text.
+    pub(super) returns: String,
+}
+
+/// Handles whose holder shares the state behind them: a method returning one (or a reference
+/// to one) hands out that state.
+const SHARED_STATE: &[&str] =
+    &["Mutex", "RwLock", "Weak", "MutexGuard", "RwLockReadGuard", "RwLockWriteGuard"];
+
+/// Owning pointers that share what they point to, like a reference does.
+const SHARING: &[&str] = &["Arc", "Rc"];
+
 impl Crate {
     /// Reads the crate whose root file is `root` (`src/lib.rs`).
     pub(super) fn read(root: &Path) -> Crate {
         let mut krate = Crate { modules: BTreeMap::new() };
-        let text =
-            std::fs::read_to_string(root).unwrap_or_else(|e| panic!("{}: {e}", root.display()));
         let dir = root.parent().map(Path::to_path_buf).unwrap_or_default();
-        krate.add(Vec::new(), tokens(&text), &dir);
+        krate.add(Vec::new(), parse(root), &dir);
         krate.resolve_imports();
         krate
     }
@@ -328,62 +91,26 @@ impl Crate {
         krate
     }
 
-    /// Adds the module at `path` whose tokens are `toks`; its child module files are under
-    /// `dir`.
-    fn add(&mut self, path: ModPath, toks: Vec<Tok>, dir: &Path) {
-        let mut own = Vec::new();
+    /// Adds the module at `path` whose items are `code`; its child module files are under `dir`.
+    fn add(&mut self, path: ModPath, code: Vec<Item>, dir: &Path) {
+        let mut module = Module::default();
         let mut children = Vec::new();
-        let mut i = 0;
-        let mut test_only = false;
-        while i < toks.len() {
-            if let Some((end, test)) = attribute(&toks, i) {
-                test_only |= test;
-                own.extend_from_slice(&toks[i..end]);
-                i = end;
-                continue;
+        for item in code {
+            match item {
+                Item::Mod(m) => children.push(m),
+                item => module.code.push(item),
             }
-            let is = |k: usize, s: &str| matches!(toks.get(k), Some(Tok::Ident(w)) if w == s);
-            let starts_item =
-                !matches!(toks[i], Tok::Punct(_) | Tok::Sep) || toks[i] == Tok::Punct('{');
-            if test_only && starts_item {
-                i = item_end(&toks, i);
-                test_only = false;
-                continue;
-            }
-            test_only = false;
-            // `mod name;` or `mod name { … }`, after any visibility.
-            if is(i, "mod")
-                && let Some(Tok::Ident(name)) = toks.get(i + 1)
-            {
-                match toks.get(i + 2) {
-                    Some(Tok::Punct(';')) => {
-                        children.push((name.clone(), None));
-                        i += 3;
-                        continue;
-                    }
-                    Some(Tok::Punct('{')) => {
-                        let end = block_end(&toks, i + 2);
-                        children.push((name.clone(), Some(toks[i + 3..end - 1].to_vec())));
-                        i = end;
-                        continue;
-                    }
-                    _ => {}
-                }
-            }
-            own.push(toks[i].clone());
-            i += 1;
         }
-        let mut module = Module { toks: own, ..Module::default() };
-        for (name, _) in &children {
-            module.children.insert(name.clone());
-        }
-        module.items = items(&module.toks);
+        module.children = children.iter().map(|m| name(&m.ident)).collect();
+        module.items = module.code.iter().filter_map(item_name).collect();
+        module.code.iter().for_each(|item| module.names.visit_item(item));
         self.modules.insert(path.clone(), module);
-        for (name, inline) in children {
+        for m in children {
+            let name = name(&m.ident);
             let mut child = path.clone();
             child.push(name.clone());
-            match inline {
-                Some(toks) => self.add(child, toks, &dir.join(&name)),
+            let code = match m.content {
+                Some((_, code)) => code,
                 None => {
                     let file = [dir.join(format!("{name}.rs")), dir.join(&name).join("mod.rs")]
                         .into_iter()
@@ -391,41 +118,26 @@ impl Crate {
                         .unwrap_or_else(|| {
                             panic!("module {name} under {}: no file", dir.display())
                         });
-                    let text = std::fs::read_to_string(&file).expect("module file readable");
-                    self.add(child, tokens(&text), &dir.join(&name));
+                    parse(&file)
                 }
-            }
+            };
+            self.add(child, code, &dir.join(&name));
         }
     }
 
     /// Fills each module's `imports` and `globs` from its `use` declarations.
     fn resolve_imports(&mut self) {
-        let paths: Vec<ModPath> = self.modules.keys().cloned().collect();
-        for path in paths {
-            let mut uses = Vec::new();
-            let toks = &self.modules[&path].toks;
-            let mut i = 0;
-            while i < toks.len() {
-                if toks[i] == Tok::Ident("use".into()) {
-                    let end = use_end(toks, i + 1);
-                    use_tree(&toks[i + 1..end], &[], &mut uses);
-                    i = end;
-                } else {
-                    i += 1;
-                }
-            }
-            let children = self.modules[&path].children.clone();
-            let module = self.modules.get_mut(&path).expect("the module");
-            for (segments, alias) in uses {
-                let Some(abs) = absolute(&path, &children, &module.imports, &segments) else {
+        for (path, module) in &mut self.modules {
+            for (segments, alias) in &module.names.uses {
+                let Some(abs) = absolute(path, &module.children, &module.imports, segments) else {
                     continue;
                 };
                 match alias {
-                    UseName::Glob => module.globs.push(abs),
-                    UseName::Name(name) if name != "_" => {
-                        module.imports.insert(name, abs);
+                    None => module.globs.push(abs),
+                    Some(name) if name != "_" => {
+                        module.imports.insert(name.clone(), abs);
                     }
-                    UseName::Name(_) => {}
+                    Some(_) => {}
                 }
             }
         }
@@ -463,54 +175,65 @@ impl Crate {
         at
     }
 
+    /// The item `segments` (a path written in module `at`) names, as `module::Name` by the
+    /// module that defines it (`Name` at the crate root); a single name nothing imports is one
+    /// of `at`'s own. `None` for a longer path that does not start in this crate.
+    fn resolve(&self, at: &ModPath, segments: &[String]) -> Option<String> {
+        let module = &self.modules[at];
+        let name = segments.last()?;
+        let home = if segments.len() == 1 && module.items.contains(name) {
+            at.clone()
+        } else {
+            match absolute(at, &module.children, &module.imports, segments) {
+                Some(abs) => self.target(&abs, 0),
+                None if segments.len() == 1 => at.clone(),
+                None => return None,
+            }
+        };
+        Some(home.iter().chain([name]).cloned().collect::<Vec<_>>().join("::"))
+    }
+
     /// Every module a module names: `(from, to)` pairs of absolute module paths, `from != to`.
     fn references(&self) -> BTreeSet<(ModPath, ModPath)> {
         let mut edges = BTreeSet::new();
         for (path, module) in &self.modules {
-            let toks = &module.toks;
-            let mut i = 0;
-            while i < toks.len() {
-                // `use` declarations name what they import.
-                if toks[i] == Tok::Ident("use".into()) {
-                    let end = use_end(toks, i + 1);
-                    let mut uses = Vec::new();
-                    use_tree(&toks[i + 1..end], &[], &mut uses);
-                    for (segments, _) in uses {
-                        if let Some(abs) =
-                            absolute(path, &module.children, &BTreeMap::new(), &segments)
-                        {
-                            edges.insert((path.clone(), self.target(&abs, 0)));
-                        }
-                    }
-                    i = end;
-                    continue;
+            // A `use` names what it imports, each leaf resolved from the module itself.
+            for (segments, _) in &module.names.uses {
+                if let Some(abs) = absolute(path, &module.children, &BTreeMap::new(), segments) {
+                    edges.insert((path.clone(), self.target(&abs, 0)));
                 }
-                // A path `a::b::c` in code (not one that continues another, nor `$crate::`).
-                let starts = matches!(toks[i], Tok::Ident(_))
-                    && toks.get(i + 1) == Some(&Tok::Sep)
-                    && (i == 0 || (toks[i - 1] != Tok::Sep && toks[i - 1] != Tok::Punct('$')));
-                if starts {
-                    let mut segments = Vec::new();
-                    let mut j = i;
-                    while let Some(Tok::Ident(w)) = toks.get(j) {
-                        segments.push(w.clone());
-                        if toks.get(j + 1) != Some(&Tok::Sep) {
-                            break;
-                        }
-                        j += 2;
-                    }
-                    if let Some(abs) = absolute(path, &module.children, &module.imports, &segments)
-                    {
-                        edges.insert((path.clone(), self.target(&abs, 0)));
-                    }
-                    i = j + 1;
-                    continue;
+            }
+            for segments in &module.names.paths {
+                if let Some(abs) = absolute(path, &module.children, &module.imports, segments) {
+                    edges.insert((path.clone(), self.target(&abs, 0)));
                 }
-                i += 1;
             }
         }
         edges.retain(|(a, b)| a != b);
         edges
+    }
+
+    /// The inherent `impl` blocks of the crate (`impl Type { … }`, not `impl Trait for Type`),
+    /// each with the type it is for (`module::Type`, by the module that defines it) and the
+    /// module it is in. Blocks inside functions count; test code does not.
+    fn inherent_blocks(&self) -> Vec<(String, &ModPath, &syn::ItemImpl)> {
+        let mut out = Vec::new();
+        for (path, module) in &self.modules {
+            let mut impls = Impls::default();
+            module.code.iter().for_each(|item| impls.visit_item(item));
+            for block in impls.0 {
+                let Type::Path(ty) = &*block.self_ty else { continue };
+                if ty.qself.is_some() || ty.path.leading_colon.is_some() {
+                    continue;
+                }
+                let segments: Vec<String> =
+                    ty.path.segments.iter().map(|s| name(&s.ident)).collect();
+                if let Some(home) = self.resolve(path, &segments) {
+                    out.push((home, path, block));
+                }
+            }
+        }
+        out
     }
 
     /// Every type with inherent `impl` blocks (`impl Type { … }`, not `impl Trait for Type`),
@@ -518,72 +241,54 @@ impl Crate {
     /// An inline module counts as its own; test code is left out.
     pub(super) fn inherent_impls(&self) -> BTreeMap<String, BTreeSet<String>> {
         let mut out: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
-        for (path, module) in &self.modules {
-            let toks = &module.toks;
-            for (i, t) in toks.iter().enumerate() {
-                if *t != Tok::Ident("impl".into()) {
+        for (ty, path, _) in self.inherent_blocks() {
+            let module = if path.is_empty() { "crate".to_owned() } else { path.join("::") };
+            out.entry(ty).or_default().insert(module);
+        }
+        out
+    }
+
+    /// The methods of `ty` (`module::Type`) with a visibility modifier that hand out a part of
+    /// it: their return type holds, behind a reference or a shared pointer (`&`, `Arc`, `Rc`),
+    /// one of `components` (`module::Type` each) other than `ty` itself, or a lock or weak handle
+    /// ([`SHARED_STATE`]). Such a method lets its caller work on the part instead of asking `ty`
+    /// to do the work. A struct of this crate in the return type is looked into (a view like
+    /// `Around<'_> { pub(super) scopes: &ScopeStore }`, a handle like `NodeRef(Arc<Node>)`).
+    pub(super) fn handed_out(&self, ty: &str, components: &BTreeSet<String>) -> Vec<Handout> {
+        let parts = Parts { krate: self, owner: ty, components };
+        let mut out = Vec::new();
+        for (home, path, block) in self.inherent_blocks() {
+            if home != ty {
+                continue;
+            }
+            for item in &block.items {
+                let ImplItem::Fn(f) = item else { continue };
+                let syn::ReturnType::Type(_, returns) = &f.sig.output else { continue };
+                if matches!(f.vis, Visibility::Inherited) {
                     continue;
                 }
-                // After `impl` and its generics: the self type's path, up to `{`, `for` or
-                // `where`.
-                let mut j = i + 1;
-                if toks.get(j) == Some(&Tok::Punct('<')) {
-                    let mut depth = 0usize;
-                    while j < toks.len() {
-                        match toks[j] {
-                            Tok::Punct('<') => depth += 1,
-                            Tok::Punct('>') => {
-                                depth -= 1;
-                                if depth == 0 {
-                                    j += 1;
-                                    break;
-                                }
-                            }
-                            _ => {}
-                        }
-                        j += 1;
-                    }
+                if let Some(part) = parts.find(path, returns, false, 0) {
+                    out.push(Handout {
+                        method: name(&f.sig.ident),
+                        part,
+                        returns: type_text(returns),
+                    });
                 }
-                let mut segments: Vec<String> = Vec::new();
-                let mut depth = 0usize;
-                let mut trait_impl = false;
-                while let Some(t) = toks.get(j) {
-                    match t {
-                        Tok::Punct('<') => depth += 1,
-                        Tok::Punct('>') => depth = depth.saturating_sub(1),
-                        Tok::Punct('{' | ';') => break,
-                        Tok::Ident(w) if depth == 0 && (w == "for" || w == "where") => {
-                            trait_impl = w == "for";
-                            break;
-                        }
-                        Tok::Ident(w) if depth == 0 => segments.push(w.clone()),
-                        _ => {}
-                    }
-                    j += 1;
-                }
-                let Some(name) = segments.last().cloned() else { continue };
-                if trait_impl {
-                    continue;
-                }
-                let home = if segments.len() == 1 && module.items.contains(&name) {
-                    path.clone()
-                } else {
-                    match absolute(path, &module.children, &module.imports, &segments) {
-                        Some(abs) => self.target(&abs, 0),
-                        None if segments.len() == 1 => path.clone(),
-                        None => continue,
-                    }
-                };
-                let mut key = home.clone();
-                key.push(name);
-                out.entry(key.join("::")).or_default().insert(if path.is_empty() {
-                    "crate".to_owned()
-                } else {
-                    path.join("::")
-                });
             }
         }
         out
+    }
+
+    /// The struct `key` (`module::Name`, as [`Crate::resolve`] names it) and its module.
+    fn struct_def(&self, key: &str) -> Option<(ModPath, &syn::ItemStruct)> {
+        let mut path: ModPath =
+            key.split("::").filter(|s| !s.is_empty()).map(str::to_owned).collect();
+        let name = path.pop()?;
+        let found = self.modules.get(&path)?.code.iter().find_map(|item| match item {
+            Item::Struct(s) if s.ident == name => Some(s),
+            _ => None,
+        })?;
+        Some((path, found))
     }
 
     /// The import circles: at each module, the strongly connected components (of two or more)
@@ -610,33 +315,22 @@ impl Crate {
 
     /// The fields of the struct `ty` defined in module `module` (`connection::nodes`; `""` is
     /// the crate root), each named (a tuple struct's by its index) with whether it carries a
-    /// visibility modifier (`pub`, `pub(crate)`, `pub(super)`, `pub(in …)`), and the module's
-    /// child modules outside tests (they see its private fields too). `None` if the module or
-    /// the struct is not there. Test-only fields are left out.
+    /// visibility modifier (`pub`, `pub(crate)`, `pub(super)`, `pub(in …)`, `pub(self)`), and
+    /// the module's child modules outside tests (they see its private fields too). `None` if the
+    /// module or the struct is not there. Test-only fields are left out.
     pub(super) fn struct_fields(&self, module: &str, ty: &str) -> Option<StructFields> {
-        let path: ModPath =
-            module.split("::").filter(|s| !s.is_empty()).map(str::to_owned).collect();
-        let module = self.modules.get(&path)?;
-        let toks = &module.toks;
-        let at = (0..toks.len()).find(|&i| {
-            toks[i] == Tok::Ident("struct".into())
-                && toks.get(i + 1) == Some(&Tok::Ident(ty.to_owned()))
-        })?;
-        let mut i = at + 2;
-        if toks.get(i) == Some(&Tok::Punct('<')) {
-            i = bracket_end(toks, i);
-        }
-        // A `where` clause comes before named fields and after a tuple's.
-        while i < toks.len() && !matches!(toks[i], Tok::Punct('{' | '(' | ';')) {
-            i += 1;
-        }
-        let fields = match toks.get(i) {
-            Some(Tok::Punct(open @ ('{' | '('))) => {
-                fields(&toks[i + 1..bracket_end(toks, i) - 1], *open == '(')
-            }
-            _ => Vec::new(),
-        };
-        Some(StructFields { fields, children: module.children.iter().cloned().collect() })
+        let (path, found) = self.struct_def(&format!("{module}::{ty}"))?;
+        let fields = found
+            .fields
+            .iter()
+            .enumerate()
+            .map(|(i, f)| {
+                let field = f.ident.as_ref().map_or_else(|| i.to_string(), name);
+                (field, !matches!(f.vis, Visibility::Inherited))
+            })
+            .collect();
+        let children = self.modules[&path].children.iter().cloned().collect();
+        Some(StructFields { fields, children })
     }
 }
 
@@ -649,140 +343,340 @@ pub(super) struct StructFields {
     pub(super) children: Vec<String>,
 }
 
-/// The index after the bracket (`(`, `[`, `{` or `<`) that closes the one at `open`; a `>`
-/// of `->` closes nothing.
-fn bracket_end(toks: &[Tok], open: usize) -> usize {
-    let mut depth = 0usize;
-    let mut arrow = false;
-    for (i, t) in toks.iter().enumerate().skip(open) {
-        match t {
-            Tok::Punct('(' | '[' | '{' | '<') => depth += 1,
-            Tok::Punct('>') if arrow => {}
-            Tok::Punct(')' | ']' | '}' | '>') => {
-                depth = depth.saturating_sub(1);
-                if depth == 0 {
-                    return i + 1;
-                }
-            }
-            _ => {}
-        }
-        arrow = *t == Tok::Punct('-');
+/// The items of the file at `file`, test code left out.
+fn parse(file: &Path) -> Vec<Item> {
+    let text = std::fs::read_to_string(file).unwrap_or_else(|e| panic!("{}: {e}", file.display()));
+    let mut parsed = syn::parse_file(&text).unwrap_or_else(|e| panic!("{}: {e}", file.display()));
+    if test_only(&parsed.attrs) {
+        return Vec::new();
     }
-    toks.len()
+    WithoutTests.visit_file_mut(&mut parsed);
+    parsed.items
 }
 
-/// The fields in `body` (the tokens between a struct's brackets): each named (`tuple`: by its
-/// index) with whether it carries a visibility modifier.
-fn fields(body: &[Tok], tuple: bool) -> Vec<(String, bool)> {
+/// An identifier as written, without a raw identifier's `r#`.
+fn name(ident: &syn::Ident) -> String {
+    ident.unraw().to_string()
+}
+
+/// The identifiers in `tokens`, at any depth.
+fn idents(tokens: TokenStream) -> Vec<String> {
     let mut out = Vec::new();
-    let mut i = 0;
-    while i < body.len() {
-        // The field's own end: its `,` outside any bracket of its type.
-        let mut end = i;
-        while end < body.len() && body[end] != Tok::Punct(',') {
-            end = match body[end] {
-                Tok::Punct('(' | '[' | '{' | '<') => bracket_end(body, end),
-                _ => end + 1,
-            };
+    for t in tokens {
+        match t {
+            TokenTree::Ident(i) => out.push(i.to_string()),
+            TokenTree::Group(g) => out.extend(idents(g.stream())),
+            _ => {}
         }
-        let mut j = i;
-        while let Some((after, _)) = attribute(body, j) {
-            j = after;
-        }
-        if j < end {
-            let visible = body[j] == Tok::Ident("pub".into());
-            if visible {
-                j += 1;
-                if body.get(j) == Some(&Tok::Punct('(')) {
-                    j = bracket_end(body, j);
-                }
-            }
-            let name = match (tuple, body.get(j)) {
-                (false, Some(Tok::Ident(name))) => name.clone(),
-                _ => out.len().to_string(),
-            };
-            out.push((name, visible));
-        }
-        i = end + 1;
     }
     out
 }
 
-/// What a `use` leaf brings in: a name (its own or an `as` alias) or a glob.
-enum UseName {
-    Name(String),
-    Glob,
+/// Whether `attrs` hold a `cfg` that holds in tests only (`cfg(test)`, `cfg(all(test, …))`; not
+/// `cfg(not(test))`).
+fn test_only(attrs: &[Attribute]) -> bool {
+    attrs.iter().any(|a| a.path().is_ident("cfg") && test_cfg(a.meta.to_token_stream()))
 }
 
-/// The leaves of the use tree `toks` under `prefix`: each a path and the name it brings in.
-fn use_tree(toks: &[Tok], prefix: &[String], out: &mut Vec<(ModPath, UseName)>) {
-    // Split at top-level commas.
-    let mut parts = Vec::new();
-    let (mut depth, mut start) = (0usize, 0);
-    for (i, t) in toks.iter().enumerate() {
-        match t {
-            Tok::Punct('{') => depth += 1,
-            Tok::Punct('}') => depth -= 1,
-            Tok::Punct(',') if depth == 0 => {
-                parts.push(&toks[start..i]);
-                start = i + 1;
-            }
-            _ => {}
+/// Whether `cfg` (an attribute's tokens) holds in tests only.
+fn test_cfg(cfg: TokenStream) -> bool {
+    let words = idents(cfg);
+    words.first().is_some_and(|w| w == "cfg")
+        && words.iter().any(|w| w == "test")
+        && !words.iter().any(|w| w == "not")
+}
+
+/// Whether `node` (an item, impl item, statement, field or variant) is for tests only: one of
+/// the outer attributes its tokens start with is a test-only `cfg`.
+fn for_tests(node: &impl ToTokens) -> bool {
+    let mut toks = node.to_token_stream().into_iter();
+    while let (Some(TokenTree::Punct(p)), Some(TokenTree::Group(g))) = (toks.next(), toks.next()) {
+        if p.as_char() != '#' {
+            break;
+        }
+        if test_cfg(g.stream()) {
+            return true;
         }
     }
-    parts.push(&toks[start..]);
-    for part in parts {
-        let mut path = prefix.to_vec();
+    false
+}
+
+/// The name an item defines in its module's namespace, if any.
+fn item_name(item: &Item) -> Option<String> {
+    let ident = match item {
+        Item::Const(i) => &i.ident,
+        Item::Enum(i) => &i.ident,
+        Item::Fn(i) => &i.sig.ident,
+        Item::Macro(i) => i.ident.as_ref()?,
+        Item::Static(i) => &i.ident,
+        Item::Struct(i) => &i.ident,
+        Item::Trait(i) => &i.ident,
+        Item::TraitAlias(i) => &i.ident,
+        Item::Type(i) => &i.ident,
+        Item::Union(i) => &i.ident,
+        _ => return None,
+    };
+    Some(name(ident))
+}
+
+/// Removes test-only items, impl and trait items, statements, fields and variants.
+struct WithoutTests;
+
+/// Keeps the nodes of `list` that are not for tests.
+fn without_tests<T: ToTokens, P: Default>(list: &mut syn::punctuated::Punctuated<T, P>) {
+    *list = std::mem::take(list).into_pairs().filter(|p| !for_tests(p.value())).collect();
+}
+
+impl VisitMut for WithoutTests {
+    fn visit_file_mut(&mut self, file: &mut syn::File) {
+        file.items.retain(|i| !for_tests(i));
+        syn::visit_mut::visit_file_mut(self, file);
+    }
+
+    fn visit_item_mod_mut(&mut self, m: &mut syn::ItemMod) {
+        if let Some((_, items)) = &mut m.content {
+            items.retain(|i| !for_tests(i));
+        }
+        syn::visit_mut::visit_item_mod_mut(self, m);
+    }
+
+    fn visit_item_impl_mut(&mut self, block: &mut syn::ItemImpl) {
+        block.items.retain(|i| !for_tests(i));
+        syn::visit_mut::visit_item_impl_mut(self, block);
+    }
+
+    fn visit_item_trait_mut(&mut self, t: &mut syn::ItemTrait) {
+        t.items.retain(|i| !for_tests(i));
+        syn::visit_mut::visit_item_trait_mut(self, t);
+    }
+
+    fn visit_block_mut(&mut self, block: &mut syn::Block) {
+        block.stmts.retain(|s| !for_tests(s));
+        syn::visit_mut::visit_block_mut(self, block);
+    }
+
+    fn visit_fields_named_mut(&mut self, fields: &mut syn::FieldsNamed) {
+        without_tests(&mut fields.named);
+        syn::visit_mut::visit_fields_named_mut(self, fields);
+    }
+
+    fn visit_fields_unnamed_mut(&mut self, fields: &mut syn::FieldsUnnamed) {
+        without_tests(&mut fields.unnamed);
+        syn::visit_mut::visit_fields_unnamed_mut(self, fields);
+    }
+
+    fn visit_item_enum_mut(&mut self, e: &mut syn::ItemEnum) {
+        without_tests(&mut e.variants);
+        syn::visit_mut::visit_item_enum_mut(self, e);
+    }
+}
+
+/// The paths a module's code names: its `use` leaves (each a path and the name it brings in,
+/// `None` for a glob) and its other paths of two or more segments.
+#[derive(Default)]
+struct Names {
+    uses: Vec<(ModPath, Option<String>)>,
+    paths: Vec<ModPath>,
+}
+
+impl Names {
+    /// The leaves of the use tree `tree` under `prefix`.
+    fn use_tree(&mut self, tree: &UseTree, prefix: &mut ModPath) {
+        match tree {
+            UseTree::Path(p) => {
+                prefix.push(name(&p.ident));
+                self.use_tree(&p.tree, prefix);
+                prefix.pop();
+            }
+            // `a::{self, …}` is the module `a` itself.
+            UseTree::Name(n) if n.ident == "self" && !prefix.is_empty() => {
+                self.uses.push((prefix.clone(), prefix.last().cloned()));
+            }
+            UseTree::Name(n) => {
+                let leaf = prefix.iter().cloned().chain([name(&n.ident)]).collect();
+                self.uses.push((leaf, Some(name(&n.ident))));
+            }
+            UseTree::Rename(r) => {
+                let mut leaf = prefix.clone();
+                if r.ident != "self" {
+                    leaf.push(name(&r.ident));
+                }
+                self.uses.push((leaf, Some(name(&r.rename))));
+            }
+            UseTree::Glob(_) => self.uses.push((prefix.clone(), None)),
+            UseTree::Group(g) => g.items.iter().for_each(|t| self.use_tree(t, prefix)),
+        }
+    }
+
+    /// The paths `a::b::c` in the tokens of a macro call or an attribute (not one that continues
+    /// another, nor `$crate::`).
+    fn tokens(&mut self, tokens: TokenStream) {
+        let toks: Vec<TokenTree> = tokens.into_iter().collect();
+        let punct = |i: usize, c: char| matches!(toks.get(i), Some(TokenTree::Punct(p)) if p.as_char() == c);
+        let sep = |i: usize| {
+            matches!(toks.get(i), Some(TokenTree::Punct(p)) if p.as_char() == ':' && p.spacing() == Spacing::Joint)
+                && punct(i + 1, ':')
+        };
         let mut i = 0;
-        // A leading `::` (an extern crate), `pub` or `pub(crate)` never reach here: `use` came
-        // after them; a leading `::` marks an extern path.
-        if part.first() == Some(&Tok::Sep) {
-            continue;
-        }
-        loop {
-            match part.get(i) {
-                Some(Tok::Ident(w)) if w == "as" => {
-                    if let Some(Tok::Ident(alias)) = part.get(i + 1) {
-                        out.push((path.clone(), UseName::Name(alias.clone())));
-                    }
-                    break;
-                }
-                Some(Tok::Ident(w)) => {
-                    if w == "self" && !path.is_empty() && i == 0 && !prefix.is_empty() {
-                        // `a::{self, …}`: the module `a` itself.
-                        let name = path.last().cloned().unwrap_or_default();
-                        let alias = match part.get(1) {
-                            Some(Tok::Ident(a)) if a == "as" => match part.get(2) {
-                                Some(Tok::Ident(n)) => n.clone(),
-                                _ => name,
-                            },
-                            _ => name,
-                        };
-                        out.push((path.clone(), UseName::Name(alias)));
-                        break;
-                    }
-                    path.push(w.clone());
-                    i += 1;
-                    if part.get(i) == Some(&Tok::Sep) {
-                        i += 1;
-                    } else if !matches!(part.get(i), Some(Tok::Ident(a)) if a == "as") {
-                        out.push((path.clone(), UseName::Name(w.clone())));
-                        break;
-                    }
-                }
-                Some(Tok::Punct('*')) => {
-                    out.push((path.clone(), UseName::Glob));
-                    break;
-                }
-                Some(Tok::Punct('{')) => {
-                    let end = block_end(part, i);
-                    use_tree(&part[i + 1..end - 1], &path, out);
-                    break;
-                }
-                _ => break,
+        while i < toks.len() {
+            if let TokenTree::Group(g) = &toks[i] {
+                self.tokens(g.stream());
             }
+            let starts = matches!(toks[i], TokenTree::Ident(_))
+                && sep(i + 1)
+                && !(i >= 2 && sep(i - 2))
+                && !(i >= 1 && punct(i - 1, '$'));
+            if !starts {
+                i += 1;
+                continue;
+            }
+            let mut segments = Vec::new();
+            while let Some(TokenTree::Ident(w)) = toks.get(i) {
+                segments.push(name(w));
+                i += 1;
+                if !sep(i) {
+                    break;
+                }
+                i += 2;
+            }
+            self.paths.push(segments);
         }
     }
+}
+
+impl<'ast> Visit<'ast> for Names {
+    fn visit_item_use(&mut self, u: &'ast syn::ItemUse) {
+        // A leading `::` marks an extern crate.
+        if u.leading_colon.is_none() {
+            self.use_tree(&u.tree, &mut Vec::new());
+        }
+    }
+
+    fn visit_path(&mut self, p: &'ast syn::Path) {
+        if p.leading_colon.is_none() && p.segments.len() > 1 {
+            self.paths.push(p.segments.iter().map(|s| name(&s.ident)).collect());
+        }
+        syn::visit::visit_path(self, p);
+    }
+
+    fn visit_macro(&mut self, m: &'ast syn::Macro) {
+        self.tokens(m.tokens.clone());
+        syn::visit::visit_macro(self, m);
+    }
+
+    fn visit_meta_list(&mut self, m: &'ast syn::MetaList) {
+        self.tokens(m.tokens.clone());
+        syn::visit::visit_meta_list(self, m);
+    }
+}
+
+/// The inherent `impl` blocks of a module's code, at any depth.
+#[derive(Default)]
+struct Impls<'ast>(Vec<&'ast syn::ItemImpl>);
+
+impl<'ast> Visit<'ast> for Impls<'ast> {
+    fn visit_item_impl(&mut self, block: &'ast syn::ItemImpl) {
+        if block.trait_.is_none() {
+            self.0.push(block);
+        }
+        syn::visit::visit_item_impl(self, block);
+    }
+}
+
+/// What [`Crate::handed_out`] looks for in the return types of `owner`'s methods.
+struct Parts<'c> {
+    krate: &'c Crate,
+    owner: &'c str,
+    components: &'c BTreeSet<String>,
+}
+
+impl Parts<'_> {
+    /// The part of `owner` the type `ty` (written in module `at`) gives access to, if any: a
+    /// component or a [`SHARED_STATE`] handle, held behind a reference or a [`SHARING`] pointer
+    /// (`shared`: `ty` is behind one already). Wrappers (`Option`, `Result`, `Vec`, tuples,
+    /// `impl Iterator<Item = …>`) are looked through, and so are the fields of this crate's
+    /// structs, to a small `depth`: a component's fields all (a component holding another one's
+    /// state, like `NodeRef(Arc<Node>)`, is the part itself), another struct's fields only where
+    /// its holder reaches them (with a visibility modifier; its private ones are behind its own
+    /// methods).
+    fn find(&self, at: &ModPath, ty: &Type, shared: bool, depth: usize) -> Option<String> {
+        let args = |args: &syn::PathArguments, shared: bool| match args {
+            syn::PathArguments::AngleBracketed(a) => a.args.iter().find_map(|a| match a {
+                syn::GenericArgument::Type(t) => self.find(at, t, shared, depth),
+                syn::GenericArgument::AssocType(t) => self.find(at, &t.ty, shared, depth),
+                _ => None,
+            }),
+            _ => None,
+        };
+        match ty {
+            Type::Reference(r) => self.find(at, &r.elem, true, depth),
+            Type::Paren(p) => self.find(at, &p.elem, shared, depth),
+            Type::Group(g) => self.find(at, &g.elem, shared, depth),
+            Type::Slice(s) => self.find(at, &s.elem, shared, depth),
+            Type::Array(a) => self.find(at, &a.elem, shared, depth),
+            Type::Tuple(t) => t.elems.iter().find_map(|t| self.find(at, t, shared, depth)),
+            Type::ImplTrait(t) => t.bounds.iter().find_map(|b| match b {
+                syn::TypeParamBound::Trait(t) => {
+                    t.path.segments.iter().find_map(|s| args(&s.arguments, shared))
+                }
+                _ => None,
+            }),
+            Type::Path(p) => {
+                let last = p.path.segments.last()?;
+                let word = name(&last.ident);
+                if SHARED_STATE.contains(&word.as_str())
+                    && (shared || word != "Mutex" && word != "RwLock")
+                {
+                    return Some(format!("`{word}`"));
+                }
+                if SHARING.contains(&word.as_str()) {
+                    return args(&last.arguments, true);
+                }
+                let segments: Vec<String> =
+                    p.path.segments.iter().map(|s| name(&s.ident)).collect();
+                let found = self.krate.resolve(at, &segments).filter(|f| f != self.owner);
+                if let Some(found) = found.filter(|_| p.qself.is_none()) {
+                    let component = self.components.contains(&found);
+                    if shared && component {
+                        return Some(format!("`{found}`"));
+                    }
+                    let def = self.krate.struct_def(&found).filter(|_| depth < 3);
+                    if let Some((home, def)) = def
+                        && let Some(inner) = def
+                            .fields
+                            .iter()
+                            .filter(|f| component || !matches!(f.vis, Visibility::Inherited))
+                            .find_map(|f| self.find(&home, &f.ty, shared, depth + 1))
+                    {
+                        return Some(if component {
+                            format!("`{found}`")
+                        } else {
+                            format!("{inner} in `{found}`")
+                        });
+                    }
+                }
+                args(&last.arguments, shared)
+            }
+            _ => None,
+        }
+    }
+}
+
+/// A type as compact text: `&Mutex<Vec<u8>>`, `Option<&Node>`.
+pub(super) fn type_text(ty: &Type) -> String {
+    let text = ty.to_token_stream().to_string();
+    let word = |c: char| c.is_alphanumeric() || c == '_' || c == '\'';
+    let mut out = String::new();
+    let chars: Vec<char> = text.chars().collect();
+    for (i, &c) in chars.iter().enumerate() {
+        let keep = c != ' '
+            || (i > 0 && word(chars[i - 1]) && chars.get(i + 1).is_some_and(|&n| word(n)))
+            || (i > 0 && chars[i - 1] == ',');
+        if keep {
+            out.push(c);
+        }
+    }
+    out.replace("->", " -> ").replace('=', " = ").replace('+', " + ")
 }
 
 /// `segments` (a path written in module `at`) as an absolute path in the crate, if it starts
@@ -816,80 +710,35 @@ fn absolute(
     Some(base)
 }
 
-/// The names `toks` defines at any depth: `fn`, `struct`, `enum`, `union`, `trait`, `type`,
-/// `const`, `static` and `macro_rules!` names.
-fn items(toks: &[Tok]) -> BTreeSet<String> {
-    let mut out = BTreeSet::new();
-    for w in toks.windows(3) {
-        if let [Tok::Ident(k), Tok::Punct('!'), Tok::Ident(name)] = w
-            && k == "macro_rules"
-        {
-            out.insert(name.clone());
+/// The strongly connected components of `graph`: each node with the nodes it reaches and that
+/// reach it back. The graphs are a module's children, a few dozen nodes at most.
+fn strongly_connected(graph: &BTreeMap<String, BTreeSet<String>>) -> Vec<BTreeSet<String>> {
+    let reach = |from: &String| {
+        let mut seen = BTreeSet::from([from.clone()]);
+        let mut todo = vec![from];
+        while let Some(v) = todo.pop() {
+            for w in graph.get(v).into_iter().flatten() {
+                if seen.insert(w.clone()) {
+                    todo.push(w);
+                }
+            }
         }
-        if let [Tok::Ident(k), Tok::Ident(name), _] = w
-            && matches!(
-                k.as_str(),
-                "fn" | "struct" | "enum" | "union" | "trait" | "type" | "const" | "static"
-            )
-        {
-            out.insert(name.clone());
+        seen
+    };
+    let reached: BTreeMap<&String, BTreeSet<String>> =
+        graph.keys().map(|v| (v, reach(v))).collect();
+    let mut out: Vec<BTreeSet<String>> = Vec::new();
+    for (v, seen) in &reached {
+        let component = seen
+            .iter()
+            .filter(|w| reached.get(w).is_some_and(|r| r.contains(*v)))
+            .cloned()
+            .collect();
+        if !out.contains(&component) {
+            out.push(component);
         }
     }
     out
-}
-
-/// Tarjan's strongly connected components of `graph`.
-fn strongly_connected(graph: &BTreeMap<String, BTreeSet<String>>) -> Vec<BTreeSet<String>> {
-    struct State<'g> {
-        graph: &'g BTreeMap<String, BTreeSet<String>>,
-        index: BTreeMap<&'g str, usize>,
-        low: BTreeMap<&'g str, usize>,
-        stack: Vec<&'g str>,
-        on_stack: BTreeSet<&'g str>,
-        out: Vec<BTreeSet<String>>,
-    }
-    fn visit<'g>(s: &mut State<'g>, v: &'g str) {
-        let n = s.index.len();
-        s.index.insert(v, n);
-        s.low.insert(v, n);
-        s.stack.push(v);
-        s.on_stack.insert(v);
-        for w in s.graph.get(v).into_iter().flatten() {
-            if !s.index.contains_key(w.as_str()) {
-                visit(s, w);
-                let low = s.low[v].min(s.low[w.as_str()]);
-                s.low.insert(v, low);
-            } else if s.on_stack.contains(w.as_str()) {
-                let low = s.low[v].min(s.index[w.as_str()]);
-                s.low.insert(v, low);
-            }
-        }
-        if s.low[v] == s.index[v] {
-            let mut component = BTreeSet::new();
-            while let Some(w) = s.stack.pop() {
-                s.on_stack.remove(w);
-                component.insert(w.to_owned());
-                if w == v {
-                    break;
-                }
-            }
-            s.out.push(component);
-        }
-    }
-    let mut s = State {
-        graph,
-        index: BTreeMap::new(),
-        low: BTreeMap::new(),
-        stack: Vec::new(),
-        on_stack: BTreeSet::new(),
-        out: Vec::new(),
-    };
-    for v in graph.keys() {
-        if !s.index.contains_key(v.as_str()) {
-            visit(&mut s, v);
-        }
-    }
-    s.out
 }
 
 /// The root file of the library crate in `dir` (`crates/core`).
