@@ -18,7 +18,7 @@ use crate::builder::RoutedConnectionBuilder;
 use crate::connection::{Ctx, Policy, RoutedConnection, SCOPE};
 use crate::error::Result;
 use crate::session::{Routed, Session, snippet};
-use crate::session_token::SessionToken;
+use crate::consistency::SessionToken;
 
 impl RoutedConnection {
     // Making one: the builder, connections built elsewhere, the environment.

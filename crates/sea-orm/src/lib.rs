@@ -211,9 +211,8 @@ compile_error!(
 
 pub mod advanced;
 mod builder;
-mod causal;
+mod consistency;
 mod classified;
-mod coalesce;
 pub mod config;
 mod connection;
 mod deadline;
@@ -222,7 +221,6 @@ mod error;
 mod facade;
 mod failure;
 mod hooks;
-mod learned;
 mod pace;
 mod pools;
 mod position;
@@ -234,7 +232,6 @@ mod route;
 mod routing_error;
 mod sending;
 mod session;
-mod session_token;
 mod shared;
 mod stats;
 mod stream;
@@ -260,6 +257,6 @@ pub use routing_error::{
 };
 pub use rwsplit_core::{Consistency, Staleness, Target};
 pub use session::{Routed, Session};
-pub use session_token::{SessionToken, SessionTokenError};
+pub use consistency::{SessionToken, SessionTokenError};
 pub use stats::{Hedges, NodeStats, ReadYourWrites, Stats};
 pub use stream::RoutedStream;

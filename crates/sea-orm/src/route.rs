@@ -10,8 +10,8 @@ use rwsplit_core::{
 use rwsplit_monitor::TopologyState;
 use sea_orm::DbErr;
 
-use crate::causal::{Seen, Settled};
-use crate::learned::Learned;
+use crate::consistency::{Seen, Settled};
+use crate::consistency::Learned;
 use crate::routing_error::{NodeOut, OutReason};
 
 /// Where one statement goes: the router's [`Route`] (target, then fallbacks, no heap), what the

@@ -13,11 +13,11 @@ use sea_orm::{
     QueryResult, Statement, StreamTrait, TransactionError, TransactionOptions, TransactionTrait,
 };
 
-use crate::causal::{Shared, Slot};
+use crate::consistency::{Shared, Slot};
 use crate::connection::{
     Ctx, Handle, RoutedConnection, SESSION, routed_connection, routed_transactions,
 };
-use crate::session_token::SessionToken;
+use crate::consistency::SessionToken;
 
 /// A read-your-writes scope that is not tied to a task: reads through it see every write made
 /// through it (and every token it was given), wherever they ran.

@@ -8,8 +8,8 @@ use std::time::Duration;
 
 use rwsplit_core::{Consistency, Target};
 
-pub(crate) use crate::causal::Scope;
-use crate::causal::Shared;
+pub(crate) use crate::consistency::Scope;
+use crate::consistency::Shared;
 
 /// Routing policy switches.
 #[derive(Debug, Clone)]

@@ -12,7 +12,7 @@ use std::sync::{Arc, Mutex, Weak};
 use rwsplit_core::NodeId;
 use sea_orm::{DatabaseConnection, DbBackend};
 
-use crate::causal::ScopeStore;
+use crate::consistency::ScopeStore;
 use crate::hooks::Hooks;
 use crate::pace::HedgeBudget;
 use crate::product::Product;

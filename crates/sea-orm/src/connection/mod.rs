@@ -219,7 +219,7 @@ fn on_probe(weak: &std::sync::Weak<Inner>) -> rwsplit_monitor::OnProbe {
             n.answered_probe(Instant::now(), seen.latency());
             check_server(&weak, node, &n);
         }
-        let floor = |seen: &crate::causal::Seen| match inner.routing().floor(seen) {
+        let floor = |seen: &crate::consistency::Seen| match inner.routing().floor(seen) {
             crate::route::Floor::Known(t) => Some(t),
             crate::route::Floor::Unknown(_) => None,
         };

@@ -21,7 +21,7 @@ use sea_orm::{AccessMode, DbErr, IsolationLevel};
 
 use super::counters::Effects;
 use super::ctx::{Ctx, Policy, SCOPE, Scope, monotonic};
-use crate::causal::{ScopeStore, Slot};
+use crate::consistency::{ScopeStore, Slot};
 use crate::classified::Classified;
 use crate::product::Product;
 use crate::route::{Floor, FloorMark, Plan, Routing, Snap, Why};
@@ -812,7 +812,7 @@ mod planner {
     use super::super::ctx::{Ctx, Policy, Scope};
     use super::{Done, Input, Io, Planned};
     use crate::RoutedConnection;
-    use crate::causal::Shared;
+    use crate::consistency::Shared;
     use crate::route::Why;
     use crate::telemetry::Ryw;
 
@@ -944,7 +944,7 @@ mod planner {
         let db = three_nodes();
         let scope = session(Before::Nothing);
         if let Scope::Session(s) = &scope {
-            s.update(crate::causal::Slot::mark_pending);
+            s.update(crate::consistency::Slot::mark_pending);
         }
         let Planned::Io(io, fx) = plan(&db, SELECT, &scope) else { panic!("an I/O step first") };
         assert_eq!(io, Io::Capture { epoch: 1, at: PRIMARY });

@@ -17,7 +17,7 @@ use super::counters::{Count, Effects};
 use super::ctx::monotonic;
 use super::ctx::{Ctx, SESSION, Scope};
 use super::inner::Inner;
-use crate::causal::{Seen, Slot};
+use crate::consistency::{Seen, Slot};
 use crate::position;
 use crate::sending::Taken;
 
@@ -25,7 +25,7 @@ use crate::sending::Taken;
 /// the session.
 enum Key {
     Task(Option<tokio::task::Id>),
-    Session(Arc<crate::causal::Shared>),
+    Session(Arc<crate::consistency::Shared>),
 }
 
 /// How a read-write transaction ended, as far as its writes go.
@@ -203,7 +203,7 @@ pub(crate) async fn capture_on(
 
 /// The primary's position now: read on `taken` (a connection of `node`'s writable pool) if
 /// given, else on a connection of that pool's — or taken from a read sent after this call
-/// began, shared with other writes ([`Coalesce`](crate::coalesce::Coalesce)).
+/// began, shared with other writes ([`Coalesce`](crate::consistency::causal::ScopeStore::captures)).
 async fn capture_at(
     inner: &Inner,
     node: rwsplit_core::NodeId,

@@ -175,7 +175,7 @@ pub(crate) enum Scope {
 #[derive(Default)]
 pub(crate) struct ScopeStore {
     tasks: TaskScopes,
-    captures: crate::coalesce::Coalesce,
+    captures: super::coalesce::Coalesce,
     landed: tokio::sync::Notify,
 }
 
@@ -219,7 +219,7 @@ impl ScopeStore {
     }
 
     /// The position reads after writes, shared among the writes they cover.
-    pub(crate) fn captures(&self) -> &crate::coalesce::Coalesce {
+    pub(crate) fn captures(&self) -> &super::coalesce::Coalesce {
         &self.captures
     }
 
