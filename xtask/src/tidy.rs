@@ -321,7 +321,6 @@ fn connection_modules_are_layered() {
         "nodes",
         "plan",
         "inner",
-        "scopes",
         "record",
         "attempt",
         "statements",
@@ -333,6 +332,7 @@ fn connection_modules_are_layered() {
     // implements them for the routed handles; the modules below call them on the pools).
     const SHARED: &[&str] = &[
         "new",
+        "clone",
         "fmt",
         "from",
         "of",
@@ -1268,6 +1268,7 @@ const COMPONENTS: &[(&str, &str, &str)] = &[
     ("sea-orm", "connection::counters", "Counters"),
     ("sea-orm", "connection::plan", "Planner"),
     ("sea-orm", "connection::inner", "Inner"),
+    ("sea-orm", "consistency::causality", "Causality"),
     ("sea-orm", "consistency::causal", "ScopeStore"),
     ("sea-orm", "consistency::causal", "TaskScopes"),
     ("sea-orm", "consistency::causal", "Shared"),

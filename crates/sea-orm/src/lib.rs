@@ -211,10 +211,10 @@ compile_error!(
 
 pub mod advanced;
 mod builder;
-mod consistency;
 mod classified;
 pub mod config;
 mod connection;
+mod consistency;
 mod deadline;
 mod discover;
 mod error;
@@ -247,6 +247,7 @@ mod watchdog;
 pub use builder::RoutedConnectionBuilder;
 pub use config::RoutedConfig;
 pub use connection::RoutedConnection;
+pub use consistency::{SessionToken, SessionTokenError};
 pub use error::{Error, Result, adapter_error};
 pub use failure::OnReplicaRefusal;
 pub use product::{Pooling, Server, ServerProduct, UnknownPooling};
@@ -257,6 +258,5 @@ pub use routing_error::{
 };
 pub use rwsplit_core::{Consistency, Staleness, Target};
 pub use session::{Routed, Session};
-pub use consistency::{SessionToken, SessionTokenError};
 pub use stats::{Hedges, NodeStats, ReadYourWrites, Stats};
 pub use stream::RoutedStream;

@@ -67,6 +67,22 @@ pub(crate) struct Ctx<'a> {
     pub(crate) wait: Option<Option<Duration>>,
 }
 
+impl Ctx<'_> {
+    /// The call's scope: its explicit session, else the ambient one, else the task's.
+    pub(crate) fn scope(&self) -> Scope {
+        match self.session {
+            Some(s) => Scope::Session(Arc::clone(s)),
+            None => SESSION.try_with(|s| Scope::Session(Arc::clone(s))).unwrap_or(Scope::Task),
+        }
+    }
+
+    /// Whether the call's reads keep monotonic reads under `policy`: its level, else the
+    /// policy's, is `Consistency::Session`.
+    pub(crate) fn keeps_monotonic(&self, policy: &Policy) -> bool {
+        monotonic(self.consistency.unwrap_or(&policy.consistency))
+    }
+}
+
 tokio::task_local! {
     /// The target of [`RoutedConnection::scope`].
     pub(crate) static SCOPE: Target;
