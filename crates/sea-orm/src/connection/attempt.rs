@@ -827,10 +827,7 @@ fn attempt_plan<'a, W: Work>(
                     if write {
                         match work.wrote() {
                             Wrote::Capture => {
-                                let background = || inner.background();
-                                let after = inner
-                                    .causality()
-                                    .after_write(inner, id, scope, held, background);
+                                let after = inner.causality().after_write(inner, id, scope, held);
                                 Box::pin(after).await;
                             }
                             Wrote::Unseen => inner.causality().mark_unseen_writes(inner, scope),

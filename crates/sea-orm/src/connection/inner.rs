@@ -188,22 +188,6 @@ impl Inner {
         &self.causality
     }
 
-    /// How a write's position read runs off the request path ([`Causality::after_write`]):
-    /// in a task of its own on the current runtime, holding the connection while it runs.
-    /// `None` outside a runtime, or once the connection is being dropped.
-    pub(crate) fn background(&self) -> Option<impl FnOnce(Capture)> {
-        // Live while a statement of the connection runs (it holds the connection).
-        let (Ok(runtime), Some(db)) = (tokio::runtime::Handle::try_current(), self.me.upgrade())
-        else {
-            return None;
-        };
-        Some(move |capture| {
-            runtime.spawn(async move {
-                db.causality.finish(&*db, capture).await;
-            });
-        })
-    }
-
     /// Hedges left to spend.
     pub(crate) fn hedge_budget(&self) -> &HedgeBudget {
         &self.hedge_budget
@@ -314,6 +298,19 @@ impl Cluster for Inner {
                 Err(crate::routing_error::read_on(e, n.name()))
             }
         }
+    }
+
+    fn background(&self) -> Option<impl FnOnce(Capture)> {
+        // Live while a statement of the connection runs (it holds the connection).
+        let (Ok(runtime), Some(db)) = (tokio::runtime::Handle::try_current(), self.me.upgrade())
+        else {
+            return None;
+        };
+        Some(move |capture| {
+            runtime.spawn(async move {
+                db.causality.finish(&*db, capture).await;
+            });
+        })
     }
 }
 

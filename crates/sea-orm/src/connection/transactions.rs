@@ -77,8 +77,7 @@ pub(crate) async fn end_transaction<T, E>(
     };
     if let Some(node) = node {
         let outcome = Outcome::of(&r);
-        let background = || inner.background();
-        inner.causality().after_transaction(inner, node, &ctx.scope(), outcome, background).await;
+        inner.causality().after_transaction(inner, node, &ctx.scope(), outcome).await;
     }
     r
 }

@@ -24,7 +24,7 @@ use super::coalesce::Coalesce;
 use crate::sending::Taken;
 
 /// What read-your-writes asks of the connection it serves, at each call: its nodes, the
-/// monitor's samples, and a position read on a node.
+/// monitor's samples, a position read on a node, and a way to read one off the request path.
 pub(crate) trait Cluster: Sync {
     /// How many nodes the connection has now.
     fn node_count(&self) -> usize;
@@ -52,6 +52,12 @@ pub(crate) trait Cluster: Sync {
         node: NodeId,
         taken: Option<&'a mut Taken>,
     ) -> impl Future<Output = Result<CausalToken, DbErr>> + Send + 'a;
+
+    /// How a write's position read runs off the request path: given the [`Capture`], it
+    /// finishes it ([`Causality::finish`]) in a task of its own, holding the connection while
+    /// it runs. `None` where it cannot (outside a runtime, or once the connection is being
+    /// dropped): the read is then done in the caller's.
+    fn background(&self) -> Option<impl FnOnce(Capture)>;
 }
 
 /// A connection's read-your-writes: its scopes, the position reads after writes, and what
@@ -340,20 +346,19 @@ impl Causality {
     }
 
     /// A write committed on `node`: the primary's position is read off the request path, in
-    /// a task of its own (`background`, asked only if the write is tracked, runs it; `None`:
-    /// it is read here), and recorded in the scope when it arrives; meanwhile the scope
+    /// a task of its own ([`Cluster::background`]; where there is none, here), and recorded in
+    /// the scope when it arrives; meanwhile the scope
     /// counts it in flight and its reads go to the primary (a replica could not have the
     /// write yet anyway). The write has succeeded whatever happens here; if the position
     /// cannot be read, the scope is marked pending instead (its next read asks again, or goes
     /// to the primary). `taken`: the connection the write committed on, read on before it
     /// goes back to the pool; without it, a connection of the pool's.
-    pub(crate) async fn after_write<S: FnOnce(Capture)>(
+    pub(crate) async fn after_write(
         &self,
         cluster: &impl Cluster,
         node: NodeId,
         scope: &Scope,
         taken: Option<Taken>,
-        background: impl FnOnce() -> Option<S>,
     ) {
         if !self.tracks_writes(cluster, scope) {
             return;
@@ -362,7 +367,7 @@ impl Causality {
             Scope::Task => Key::Task(tokio::task::try_id()),
             Scope::Session(s) => Key::Session(Arc::clone(s)),
         };
-        let Some(spawn) = background() else {
+        let Some(spawn) = cluster.background() else {
             let epoch = self.key_update(&key, |s| s.pending_epoch);
             let capture = Capture { node, counted: false, key, epoch, taken };
             self.finish(cluster, capture).await;
@@ -436,16 +441,15 @@ impl Causality {
     /// [`after_write`](Self::after_write)); a commit that failed on the connection may or
     /// may not have happened → the position is pending (the next read asks the primary, or
     /// reads there); rolled back → nothing.
-    pub(crate) async fn after_transaction<S: FnOnce(Capture)>(
+    pub(crate) async fn after_transaction(
         &self,
         cluster: &impl Cluster,
         node: NodeId,
         scope: &Scope,
         outcome: Outcome,
-        background: impl FnOnce() -> Option<S>,
     ) {
         match outcome {
-            Outcome::Committed => self.after_write(cluster, node, scope, None, background).await,
+            Outcome::Committed => self.after_write(cluster, node, scope, None).await,
             Outcome::Unknown => self.mark_unseen_writes(cluster, scope),
             Outcome::RolledBack => {}
         }
