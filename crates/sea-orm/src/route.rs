@@ -188,12 +188,10 @@ impl Plan {
     /// ([`Causality::saw`](crate::consistency::Causality::saw)): `monotonic`, the call's level
     /// keeps them; `ended`, its result is in.
     pub(crate) fn ran(&self, node: NodeId, monotonic: bool, ended: bool) -> Ran {
-        Ran {
-            node,
-            monotonic_read: self.access() == Access::Read && monotonic,
-            ended,
-            on_primary: self.snapshot_primary() == Some(node),
-        }
+        let monotonic_read = self.access() == Access::Read && monotonic;
+        // Only an ended monotonic read asks for it.
+        let on_primary = monotonic_read && ended && self.snapshot_primary() == Some(node);
+        Ran { node, monotonic_read, ended, on_primary }
     }
 
     /// The name of `node` in the plan's snapshot (a node removed since still has it there).

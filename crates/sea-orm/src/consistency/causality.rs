@@ -465,3 +465,139 @@ impl Drop for Landing<'_> {
         self.0.notify_waiters();
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicU64, Ordering};
+
+    use rwsplit_core::{HealthPolicy, Topology};
+
+    use super::*;
+
+    const P: NodeId = NodeId::new(0);
+
+    /// A connection of `nodes` nodes without a monitor, whose position reads answer the
+    /// number of reads so far as the LSN, or fail.
+    struct Fake {
+        nodes: usize,
+        fail: bool,
+        reads: AtomicU64,
+        state: TopologyState,
+    }
+
+    impl Fake {
+        fn new(nodes: usize, fail: bool) -> Fake {
+            let state = TopologyState::new(Topology::default(), HealthPolicy::default());
+            Fake { nodes, fail, reads: AtomicU64::new(0), state }
+        }
+    }
+
+    impl Cluster for Fake {
+        fn node_count(&self) -> usize {
+            self.nodes
+        }
+
+        fn topology_state(&self) -> &TopologyState {
+            &self.state
+        }
+
+        fn monitored(&self) -> bool {
+            false
+        }
+
+        fn floor(&self, _: &Seen) -> Option<CausalToken> {
+            None
+        }
+
+        fn primary(&self) -> NodeId {
+            P
+        }
+
+        fn name_of(&self, _: NodeId) -> Option<String> {
+            Some("primary:5432/app".to_owned())
+        }
+
+        async fn read_position<'a>(
+            &'a self,
+            _: NodeId,
+            _: Option<&'a mut Taken>,
+        ) -> Result<CausalToken, DbErr> {
+            let n = self.reads.fetch_add(1, Ordering::SeqCst) + 1;
+            if self.fail {
+                return Err(DbErr::Custom("unreachable".to_owned()));
+            }
+            Ok(format!("pg:1:7:1:0-{n:X}").parse().unwrap())
+        }
+
+        fn background(&self) -> Option<impl FnOnce(Capture)> {
+            None::<fn(Capture)>
+        }
+    }
+
+    fn causality(on: bool) -> Causality {
+        Causality::new(on, Duration::from_secs(1), Duration::from_secs(1))
+    }
+
+    /// With replicas, a write's position is read (here, where no background task can run)
+    /// and recorded in its scope; without replicas, or with read-your-writes off, a task's
+    /// write is not tracked, while a session's is (its token may be exported).
+    #[tokio::test]
+    async fn a_tracked_write_records_its_position_in_its_scope() {
+        let (c, two) = (causality(true), Fake::new(2, false));
+        c.after_write(&two, P, &Scope::Task, None).await;
+        let slot = c.slot(&Scope::Task);
+        assert_eq!(slot.token.map(|t| t.to_string()), Some("pg:1:7:1:0-1".to_owned()));
+        assert_eq!((slot.pending, slot.inflight), (false, 0));
+
+        let one = Fake::new(1, false);
+        let (task, session) = (Scope::Task, Scope::Session(Arc::default()));
+        assert!(!c.tracks_writes(&one, &task));
+        assert!(c.tracks_writes(&one, &session));
+        assert!(!causality(false).tracks_writes(&two, &session));
+        causality(false).after_write(&two, P, &task, None).await;
+        assert_eq!(two.reads.load(Ordering::SeqCst), 1, "an untracked write reads nothing");
+    }
+
+    /// A position read that fails leaves the scope pending (its next read asks the primary);
+    /// a later read of the primary's position settles it.
+    #[tokio::test]
+    async fn a_failed_capture_leaves_the_scope_pending_until_settled() {
+        let c = causality(true);
+        let scope = Scope::Session(Arc::default());
+        c.after_write(&Fake::new(2, true), P, &scope, None).await;
+        let slot = c.slot(&scope);
+        assert!(slot.pending && slot.token.is_none());
+        assert!(c.settle(&Fake::new(2, false), &scope, P, slot.pending_epoch).await);
+        let slot = c.slot(&scope);
+        assert!(!slot.pending && slot.token.is_some());
+    }
+
+    /// Writes the router cannot see make a tracked scope pending; a committed transaction
+    /// records a position, a rolled back one nothing.
+    #[tokio::test]
+    async fn unseen_writes_and_transactions_end_as_their_outcome_says() {
+        let (c, two) = (causality(true), Fake::new(2, false));
+        let scope = Scope::Session(Arc::default());
+        c.mark_unseen_writes(&two, &scope);
+        assert!(c.slot(&scope).pending);
+
+        let other = Scope::Session(Arc::default());
+        c.after_transaction(&two, P, &other, Outcome::RolledBack).await;
+        assert!(c.slot(&other).token.is_none() && !c.slot(&other).pending);
+        c.after_transaction(&two, P, &other, Outcome::Unknown).await;
+        assert!(c.slot(&other).pending);
+        c.after_transaction(&two, P, &other, Outcome::Committed).await;
+        assert!(c.slot(&other).token.is_some() && !c.slot(&other).pending);
+    }
+
+    /// A scope's last read is exported as its node's name when no sample bounds it, or as
+    /// the primary while it may still be reading.
+    #[test]
+    fn a_last_read_is_exported_by_node_or_primary() {
+        let two = Fake::new(2, false);
+        let ended = Seen { node: NodeId::new(1), at: Some(Instant::now()) };
+        assert!(matches!(Export::of(&two, &ended), Export::Node(n) if n == "primary:5432/app"));
+        let reading = Seen { node: NodeId::new(1), at: None };
+        assert!(matches!(Export::of(&two, &reading), Export::Primary(p) if p == P));
+    }
+}
