@@ -16,9 +16,9 @@ use sea_orm::{
 
 use crate::builder::RoutedConnectionBuilder;
 use crate::connection::{Ctx, Policy, RoutedConnection, SCOPE};
+use crate::consistency::SessionToken;
 use crate::error::Result;
 use crate::session::{Routed, Session, snippet};
-use crate::session_token::SessionToken;
 
 impl RoutedConnection {
     // Making one: the builder, connections built elsewhere, the environment.
@@ -312,7 +312,7 @@ impl RoutedConnection {
     /// The current task's read-your-writes token, if it has written or read (or the ambient
     /// session's, inside [`Session::scope`]); see [`Session::token`].
     pub async fn token(&self) -> Result<Option<SessionToken>, DbErr> {
-        let scope = crate::connection::scopes::scope_of(&self.inner, &Ctx::default());
+        let scope = Ctx::default().scope();
         crate::session::resolve(self, &scope).await
     }
 

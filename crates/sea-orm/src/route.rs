@@ -10,8 +10,7 @@ use rwsplit_core::{
 use rwsplit_monitor::TopologyState;
 use sea_orm::DbErr;
 
-use crate::causal::{Seen, Settled};
-use crate::learned::Learned;
+use crate::consistency::{Learned, Ran, Seen, Settled};
 use crate::routing_error::{NodeOut, OutReason};
 
 /// Where one statement goes: the router's [`Route`] (target, then fallbacks, no heap), what the
@@ -183,6 +182,16 @@ impl Plan {
     pub(crate) fn snapshot_primary(&self) -> Option<NodeId> {
         let topo = &self.topology;
         (topo.primary_count() == 1).then(|| topo.primary().map(Node::id)).flatten()
+    }
+
+    /// What running this plan on `node` means for monotonic reads
+    /// ([`Causality::saw`](crate::consistency::Causality::saw)): `monotonic`, the call's level
+    /// keeps them; `ended`, its result is in.
+    pub(crate) fn ran(&self, node: NodeId, monotonic: bool, ended: bool) -> Ran {
+        let monotonic_read = self.access() == Access::Read && monotonic;
+        // Only an ended monotonic read asks for it.
+        let on_primary = monotonic_read && ended && self.snapshot_primary() == Some(node);
+        Ran { node, monotonic_read, ended, on_primary }
     }
 
     /// The name of `node` in the plan's snapshot (a node removed since still has it there).

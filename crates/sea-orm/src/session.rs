@@ -13,11 +13,10 @@ use sea_orm::{
     QueryResult, Statement, StreamTrait, TransactionError, TransactionOptions, TransactionTrait,
 };
 
-use crate::causal::{Shared, Slot};
 use crate::connection::{
     Ctx, Handle, RoutedConnection, SESSION, routed_connection, routed_transactions,
 };
-use crate::session_token::SessionToken;
+use crate::consistency::{Export, SessionToken, Shared, Slot};
 
 /// A read-your-writes scope that is not tied to a task: reads through it see every write made
 /// through it (and every token it was given), wherever they ran.
@@ -91,7 +90,7 @@ impl Session {
         if let Ok(state) = SESSION.try_with(Arc::clone) {
             return Session { db: db.clone(), state, consistency: None };
         }
-        let mut slot = db.inner.scopes().get(&crate::connection::Scope::Task);
+        let mut slot = db.inner.causality().slot(&crate::connection::Scope::Task);
         let session = Session::new(db.clone());
         if slot.token.is_none()
             && slot.external.is_none()
@@ -126,7 +125,7 @@ impl Session {
             self.observe(position);
         }
         if let Some(name) = token.read_on() {
-            match crate::connection::scopes::node_named(&self.db.inner, name) {
+            match self.db.inner.nodes().id_of(name) {
                 // What that read saw is at most what the node has replayed by now.
                 Some(id) => {
                     let now = std::time::Instant::now();
@@ -155,9 +154,8 @@ impl Session {
         let sampled = inner.routing().primary_position();
         let verified = sampled.is_some_and(|p| token.is_satisfied_by(&p))
             || inner
-                .scopes()
-                .captures()
-                .newest()
+                .causality()
+                .newest_position()
                 .is_some_and(|p| token.is_satisfied_by(p.position()));
         self.state.update(|s| if verified { s.record(token) } else { s.hold(token) });
     }
@@ -315,27 +313,23 @@ pub(crate) async fn resolve(
 ) -> Result<Option<SessionToken>, DbErr> {
     // A write's position read is under way: wait for it (a few round trips at most); if it
     // takes longer than the monitor's probe timeout, read a fresh position instead.
-    let slot: Slot = crate::connection::scopes::settled_slot(
-        &db.inner,
-        scope,
-        db.inner.policy().monitor.probe_timeout_value(),
-    )
-    .await;
+    let max = db.inner.policy().monitor.probe_timeout_value();
+    let slot: Slot = db.inner.causality().settled(scope, max).await;
     let seen = slot.seen;
     let token = written(db, scope, slot).await?;
     let kind = db.inner.product().tokens_checked_as();
     // Writes-follow-reads: what the scope has read travels with it, without a wait or a query
     // where its node can stand for it.
     let Some(seen) = seen else { return Ok(token.map(SessionToken::from_position)) };
-    Ok(Some(match crate::connection::scopes::export_floor(&db.inner, &seen) {
-        crate::connection::Export::Floor(floor) => {
+    Ok(Some(match Export::of(&*db.inner, &seen) {
+        Export::Floor(floor) => {
             SessionToken::from_position(token.map_or_else(|| floor.clone(), |t| t.merged(&floor)))
         }
-        crate::connection::Export::Node(name) => SessionToken::with_read_on(kind, token, &name),
-        crate::connection::Export::Primary(at) => {
+        Export::Node(name) => SessionToken::with_read_on(kind, token, &name),
+        Export::Primary(at) => {
             // A read on the primary (or a node no longer a replica), not bounded by a sample
             // yet: the primary's position now bounds it.
-            let floor = crate::connection::scopes::capture_on(&db.inner, at).await?;
+            let floor = db.inner.causality().capture(&*db.inner, at).await?;
             SessionToken::from_position(token.map_or_else(|| floor.clone(), |t| t.merged(&floor)))
         }
     }))
@@ -353,11 +347,11 @@ async fn written(
     }
     let primary = db.inner.routing().primary_id().unwrap_or(rwsplit_core::NodeId::new(0));
     let epoch = slot.pending_epoch;
-    let fresh = crate::connection::scopes::capture_on(&db.inner, primary).await?;
+    let fresh = db.inner.causality().capture(&*db.inner, primary).await?;
     let update = |s: &mut Slot| {
         s.settle(&fresh, epoch);
     };
-    db.inner.scopes().update(scope, update);
+    db.inner.causality().update(scope, update);
     let mut mine = slot;
     mine.mark_pending();
     let epoch = mine.pending_epoch;

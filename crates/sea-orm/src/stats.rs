@@ -323,7 +323,7 @@ pub(crate) fn snapshot(db: &RoutedConnection) -> Stats {
             wait_timeouts: c.get(Count::WaitTimeouts),
             foreign_tokens: c.get(Count::ForeignTokens),
             last_node_reads: c.get(Count::MonotonicStays),
-            tracked_tasks: inner.scopes().tracked_tasks() as u64,
+            tracked_tasks: inner.causality().tracked_tasks() as u64,
         },
         promotions: inner.monitor().as_ref().map_or(0, |m| m.promotions()),
         replica_refusals: c.get(Count::ReplicaRefusals),

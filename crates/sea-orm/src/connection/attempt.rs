@@ -465,13 +465,16 @@ pub(super) async fn planned(
 /// one that runs), or the I/O step to do first, its wants sent before it (the step may wait on
 /// them).
 fn taken(inner: &Inner, planned: Planned, now: Instant) -> Result<Plan, Io> {
+    // The monitor's state if one runs (else nothing is asked), and how long it is asked for.
+    let monitor = inner.monitor().map(|_| &**inner.routing().state());
+    let linger = inner.policy().monitor.position_linger_value();
     match planned {
         Planned::Ready(plan, effects) => {
-            super::scopes::apply(inner, effects, now);
+            effects.apply(inner.counters(), monitor, linger, now);
             Ok(plan)
         }
         Planned::Io(io, effects) => {
-            super::scopes::want(inner, &effects, now);
+            effects.want(monitor, linger, now);
             Err(io)
         }
     }
@@ -531,31 +534,19 @@ async fn settled_plan(
 async fn io_step(inner: &Inner, io: Io, scope: &Scope, done: &mut Done) {
     match io {
         Io::Settle(max) => {
-            super::scopes::settled_slot(inner, scope, max).await;
+            inner.causality().settled(scope, max).await;
             done.settled = true;
         }
         Io::Floor(max) => {
-            if let Some(seen) = super::scopes::scope_get(inner, scope).seen {
-                super::scopes::await_floor(inner, &seen, max).await;
-            }
+            inner.causality().await_floor(inner, scope, max).await;
             done.floored = true;
         }
         Io::PrimaryFloor { at } => {
-            let sent = Instant::now();
-            if let Ok(t) = super::scopes::capture_on(inner, at).await {
-                super::scopes::scope_update(inner, scope, |s| {
-                    s.record(&t);
-                    s.covers_reads_before(sent);
-                });
-            }
+            inner.causality().floor_on_primary(inner, scope, at).await;
             done.floored = true;
         }
         Io::Capture { epoch, at } => {
-            let captured = super::scopes::capture_on(inner, at).await;
-            if let Ok(t) = &captured {
-                super::scopes::scope_update(inner, scope, |s| s.settle(t, epoch));
-            }
-            done.captured = Some(captured.is_ok());
+            done.captured = Some(inner.causality().settle(inner, scope, at, epoch).await);
         }
     }
 }
@@ -759,7 +750,7 @@ fn attempt_plan<'a, W: Work>(
                 // moved, whole, into the box SeaORM's `async_trait` makes of every statement).
                 // The write's position is read on its own connection (see `after_write`).
                 let hold = matches!(work.wrote(), Wrote::Capture)
-                    && super::scopes::tracks_writes(inner, scope);
+                    && inner.causality().tracks_writes(inner, scope);
                 let written = watched_write(inner, id, &node, pool, &mut *work, earlier == 0, hold);
                 Box::pin(written).await.map(|(out, conn)| {
                     held = conn;
@@ -836,9 +827,10 @@ fn attempt_plan<'a, W: Work>(
                     if write {
                         match work.wrote() {
                             Wrote::Capture => {
-                                Box::pin(super::scopes::after_write(inner, id, scope, held)).await;
+                                let after = inner.causality().after_write(inner, id, scope, held);
+                                Box::pin(after).await;
                             }
-                            Wrote::Unseen => super::scopes::mark_unseen_writes(inner, scope),
+                            Wrote::Unseen => inner.causality().mark_unseen_writes(inner, scope),
                             Wrote::Later => {}
                         }
                     }
@@ -1232,7 +1224,7 @@ fn bounded<'a, T: 'a>(
 /// that answers its probes is never cut short. `keep`: another attempt may follow, so an
 /// [`INERT`](Work::INERT) work keeps its statement. `hold`: the write's position will be
 /// read, so the connection it was sent on is returned with its output (when the adapter
-/// took one), for that read ([`after_write`](super::scopes::after_write)).
+/// took one), for that read ([`after_write`](crate::consistency::Causality::after_write)).
 ///
 /// A write sent in two steps passes SeaORM's `DatabaseConnection` by, so its hooks are
 /// called here as SeaORM would ([`hooks`]): the metric callback, and with this crate's

@@ -8,8 +8,8 @@ use std::time::Duration;
 
 use rwsplit_core::{Consistency, Target};
 
-pub(crate) use crate::causal::Scope;
-use crate::causal::Shared;
+pub(crate) use crate::consistency::Scope;
+use crate::consistency::Shared;
 
 /// Routing policy switches.
 #[derive(Debug, Clone)]
@@ -65,6 +65,22 @@ pub(crate) struct Ctx<'a> {
     pub(crate) consistency: Option<&'a Consistency>,
     /// `Some(None)`: go to the primary at once; `Some(Some(d))`: wait up to `d`.
     pub(crate) wait: Option<Option<Duration>>,
+}
+
+impl Ctx<'_> {
+    /// The call's scope: its explicit session, else the ambient one, else the task's.
+    pub(crate) fn scope(&self) -> Scope {
+        match self.session {
+            Some(s) => Scope::Session(Arc::clone(s)),
+            None => SESSION.try_with(|s| Scope::Session(Arc::clone(s))).unwrap_or(Scope::Task),
+        }
+    }
+
+    /// Whether the call's reads keep monotonic reads under `policy`: its level, else the
+    /// policy's, is `Consistency::Session`.
+    pub(crate) fn keeps_monotonic(&self, policy: &Policy) -> bool {
+        monotonic(self.consistency.unwrap_or(&policy.consistency))
+    }
 }
 
 tokio::task_local! {

@@ -1,18 +1,20 @@
 //! The connection's shared state: [`RoutedConnection`], a facade over `Arc<Inner>`, and
 //! [`Inner`], whose private fields are its components — the node registry ([`Nodes`]), the
-//! [`Planner`] (policy, classifier, routing state), the read-your-writes scopes, the counters,
-//! the hedge budget, the watchdog, the monitor's handle and the metric hooks. Other modules
-//! reach a component through its accessor here and use the component's own methods; none sees
-//! a field. `Inner` has no inherent methods but these: the layers above it (`connection/mod.rs` lists
-//! them) are functions over `&Inner`.
+//! [`Planner`] (policy, classifier, routing state), read-your-writes ([`Causality`]), the
+//! counters, the hedge budget, the watchdog, the monitor's handle and the metric hooks. Other
+//! modules reach a component through its accessor here and use the component's own methods;
+//! none sees a field. `Inner` has no inherent methods but these, and is what read-your-writes
+//! asks of the connection ([`Cluster`]): the layers above it (`connection/mod.rs` lists them)
+//! are functions over `&Inner`.
 
 use std::fmt;
 use std::sync::{Arc, Mutex, Weak};
 
-use rwsplit_core::NodeId;
-use sea_orm::{DatabaseConnection, DbBackend};
+use rwsplit_core::{CausalToken, NodeId};
+use rwsplit_monitor::TopologyState;
+use sea_orm::{DatabaseConnection, DbBackend, DbErr};
 
-use crate::causal::ScopeStore;
+use crate::consistency::{Capture, Causality, Cluster, Seen};
 use crate::hooks::Hooks;
 use crate::pace::HedgeBudget;
 use crate::product::Product;
@@ -20,7 +22,7 @@ use crate::route::Routing;
 use crate::shared::MonitorHandle;
 use crate::watchdog::Watchdog;
 
-use super::counters::Counters;
+use super::counters::{Count, Counters};
 use super::ctx::Policy;
 use super::nodes::{NodeRef, Nodes};
 use super::plan::{Around, Planner};
@@ -34,8 +36,8 @@ pub(crate) struct Inner {
     planner: Planner,
     /// Its own counters, for [`Stats`](crate::Stats): retries, read-your-writes, hedging.
     counters: Counters,
-    /// The read-your-writes scopes of its tasks, and the position reads after writes.
-    scopes: ScopeStore,
+    /// Read-your-writes: its tasks' scopes, and the position reads after writes.
+    causality: Causality,
     /// Hedges left to spend ([`crate::pace::HedgeBudget`]).
     hedge_budget: HedgeBudget,
     /// Looks for nodes silent past their hedge delay while reads are in flight.
@@ -106,12 +108,18 @@ impl Inner {
         start: impl FnOnce(&Weak<Inner>) -> Option<MonitorHandle>,
     ) -> Arc<Inner> {
         let Parts { nodes, planner, watchdog } = parts;
+        let policy = planner.policy();
+        let causality = Causality::new(
+            policy.read_your_writes,
+            policy.monitor.position_linger_value(),
+            policy.monitor.probe_timeout_value(),
+        );
         Arc::new_cyclic(|me: &Weak<Inner>| Inner {
             monitor: start(me),
             nodes,
             planner,
             counters: Counters::default(),
-            scopes: ScopeStore::default(),
+            causality,
             hedge_budget: HedgeBudget::default(),
             watchdog,
             discovery: Mutex::new(None),
@@ -155,11 +163,11 @@ impl Inner {
         self.planner.routing()
     }
 
-    /// What a plan reads of the rest of the connection: the scopes, the number of nodes, and
+    /// What a plan reads of the rest of the connection: read-your-writes, the number of nodes, and
     /// whether a monitor runs.
     pub(super) fn around(&self) -> Around<'_> {
         Around {
-            scopes: &self.scopes,
+            causality: &self.causality,
             nodes: self.nodes.count(),
             monitored: self.monitor.is_some(),
         }
@@ -175,9 +183,9 @@ impl Inner {
         &self.counters
     }
 
-    /// The read-your-writes scopes.
-    pub(crate) fn scopes(&self) -> &ScopeStore {
-        &self.scopes
+    /// Read-your-writes: its operations take the connection as their [`Cluster`].
+    pub(crate) fn causality(&self) -> &Causality {
+        &self.causality
     }
 
     /// Hedges left to spend.
@@ -234,6 +242,75 @@ impl Inner {
     /// is set; no scope is touched), borrowed for the connection's life (see [`Nodes::keep`]).
     pub(crate) fn primary_conn(&self) -> &DatabaseConnection {
         self.nodes.keep(&self.primary_node()).user_writer()
+    }
+}
+
+impl Cluster for Inner {
+    fn node_count(&self) -> usize {
+        self.nodes.count()
+    }
+
+    fn topology_state(&self) -> &TopologyState {
+        self.routing().state()
+    }
+
+    fn monitored(&self) -> bool {
+        self.monitor.is_some()
+    }
+
+    fn floor(&self, seen: &Seen) -> Option<CausalToken> {
+        match self.routing().floor(seen) {
+            crate::route::Floor::Known(t) => Some(t),
+            crate::route::Floor::Unknown(_) => None,
+        }
+    }
+
+    fn primary(&self) -> NodeId {
+        self.routing().primary_id().unwrap_or_else(|| self.primary_index())
+    }
+
+    fn name_of(&self, node: NodeId) -> Option<String> {
+        self.nodes.get(node).map(|n| n.name().to_owned())
+    }
+
+    async fn read_position<'a>(
+        &'a self,
+        node: NodeId,
+        taken: Option<&'a mut crate::sending::Taken>,
+    ) -> Result<CausalToken, DbErr> {
+        let n = self.nodes.get(node).ok_or_else(|| {
+            let name = self.nodes.removed_name(node);
+            DbErr::from(crate::routing_error::RoutingError::node_removed(node, name.as_deref()))
+        })?;
+        let cached = n.system_id();
+        let mut on = match taken {
+            Some(t) => crate::position::On::Taken(t),
+            None => crate::position::On::Pool(n.writer()),
+        };
+        match self.product().capture(&mut on, cached).await {
+            Ok((token, system_id)) => {
+                n.set_system_id(system_id);
+                self.counters.bump(Count::Captures);
+                Ok(token)
+            }
+            Err(e) => {
+                self.counters.bump(Count::CaptureFailures);
+                Err(crate::routing_error::read_on(e, n.name()))
+            }
+        }
+    }
+
+    fn background(&self) -> Option<impl FnOnce(Capture)> {
+        // Live while a statement of the connection runs (it holds the connection).
+        let (Ok(runtime), Some(db)) = (tokio::runtime::Handle::try_current(), self.me.upgrade())
+        else {
+            return None;
+        };
+        Some(move |capture| {
+            runtime.spawn(async move {
+                db.causality.finish(&*db, capture).await;
+            });
+        })
     }
 }
 

@@ -12,17 +12,17 @@
 //! 4. `plan` — the planner, with private state (the policy, the classifier, the routing
 //!    state): where a statement or transaction goes, a decision and its effects, as data;
 //! 5. `inner` — the shared state: [`RoutedConnection`] over [`Inner`], whose private fields
-//!    are the components (registry, planner, scopes, counters, hedge budget, watchdog,
-//!    monitor handle, metric hooks);
-//! 6. `scopes` — read-your-writes scopes: recording a write's position, pending positions;
-//! 7. `record` — one attempt's outcome, reported once: to the monitor, the node's counters,
+//!    are the components (registry, planner, read-your-writes, counters, hedge budget,
+//!    watchdog, monitor handle, metric hooks), and what read-your-writes asks of the
+//!    connection (`Cluster`, [`crate::consistency`]'s, implemented over them);
+//! 6. `record` — one attempt's outcome, reported once: to the monitor, the node's counters,
 //!    the balancer, the metrics and the scope;
-//! 8. `attempt` — the executor: a plan's I/O steps, then the one attempt loop (candidates in
+//! 7. `attempt` — the executor: a plan's I/O steps, then the one attempt loop (candidates in
 //!    order, retries, deadlines, hedges) for every statement, stream and `BEGIN`;
-//! 9. `statements` — the one statement path: classify, plan, attempt, what a read saw;
-//! 10. `transactions` — `begin` and the closure forms, and what a commit records;
-//! 11. `traits` — SeaORM's traits for every routed handle, and the ways out to the primary;
-//! 12. `mod` (this module) — assembling the connection, starting its monitor and gauge sampler,
+//! 8. `statements` — the one statement path: classify, plan, attempt, what a read saw;
+//! 9. `transactions` — `begin` and the closure forms, and what a commit records;
+//! 10. `traits` — SeaORM's traits for every routed handle, and the ways out to the primary;
+//! 11. `mod` (this module) — assembling the connection, starting its monitor and gauge sampler,
 //!     adding and removing nodes at run time; what the watchdog looks at.
 
 mod attempt;
@@ -32,7 +32,6 @@ mod inner;
 mod nodes;
 mod plan;
 mod record;
-pub(crate) mod scopes;
 pub(crate) mod statements;
 mod traits;
 pub(crate) mod transactions;
@@ -51,9 +50,9 @@ pub use inner::RoutedConnection;
 pub(crate) use inner::{AbortOnDrop, Inner};
 pub(crate) use nodes::{Node, NodeRef, Nodes};
 use plan::Planner;
-pub(crate) use scopes::Export;
 pub(crate) use traits::{Handle, lend_primary, routed_connection, routed_transactions};
 
+use crate::consistency::Cluster as _;
 use crate::probe::{NodeConnector, ProbeFrom, ProbeSettings};
 use crate::product::Product;
 use crate::route::Routing;
@@ -219,13 +218,10 @@ fn on_probe(weak: &std::sync::Weak<Inner>) -> rwsplit_monitor::OnProbe {
             n.answered_probe(Instant::now(), seen.latency());
             check_server(&weak, node, &n);
         }
-        let floor = |seen: &crate::causal::Seen| match inner.routing().floor(seen) {
-            crate::route::Floor::Known(t) => Some(t),
-            crate::route::Floor::Unknown(_) => None,
-        };
+        let floor = |seen: &crate::consistency::Seen| inner.floor(seen);
         let settled = |t: &rwsplit_core::CausalToken| inner.routing().settled(t);
         let now = Instant::now();
-        inner.scopes().sweep(now, FOREIGN_TOKEN_TTL, settled, floor);
+        inner.causality().sweep(now, FOREIGN_TOKEN_TTL, settled, floor);
         inner.routing().sweep_learned(now);
     })
 }

@@ -550,6 +550,11 @@ impl Nodes {
         self.count.load(Ordering::Relaxed)
     }
 
+    /// The id of the node named `name` (`host:port/db`), if there is one.
+    pub(crate) fn id_of(&self, name: &str) -> Option<NodeId> {
+        self.iter().find(|(_, n)| n.name() == name).map(|(id, _)| id)
+    }
+
     /// Every node with its id, in index order.
     pub(crate) fn iter(&self) -> impl Iterator<Item = (NodeId, NodeRef)> + '_ {
         self.slots

@@ -21,8 +21,8 @@ use sea_orm::{AccessMode, DbErr, IsolationLevel};
 
 use super::counters::Effects;
 use super::ctx::{Ctx, Policy, SCOPE, Scope, monotonic};
-use crate::causal::{ScopeStore, Slot};
 use crate::classified::Classified;
+use crate::consistency::{Causality, Slot};
 use crate::product::Product;
 use crate::route::{Floor, FloorMark, Plan, Routing, Snap, Why};
 use crate::telemetry::Ryw;
@@ -38,11 +38,11 @@ pub(crate) struct Planner {
     product: Product,
 }
 
-/// What a plan reads of the rest of the connection: the scopes' store (a read's scope state,
+/// What a plan reads of the rest of the connection: read-your-writes (a read's scope state,
 /// read once per plan), how many nodes there are, and whether a monitor samples positions.
 #[derive(Clone, Copy)]
 pub(super) struct Around<'a> {
-    pub(super) scopes: &'a ScopeStore,
+    pub(super) causality: &'a Causality,
     pub(super) nodes: usize,
     pub(super) monitored: bool,
 }
@@ -136,8 +136,8 @@ impl Planner {
     /// The scope's state for a read and, for monotonic reads, the monitor's sample marks that
     /// bound its last read: read before the plan's snapshot, so that a sample the marks count
     /// is in it.
-    fn scope_view(&self, scopes: &ScopeStore, scope: &Scope, monotonic: bool) -> ScopeView {
-        let mut slot = scopes.get(scope);
+    fn scope_view(&self, causality: &Causality, scope: &Scope, monotonic: bool) -> ScopeView {
+        let mut slot = causality.slot(scope);
         let floor = match slot.seen.take() {
             Some(seen) if monotonic => Some(self.routing.floor_mark(&seen)),
             _ => None,
@@ -240,7 +240,7 @@ impl Planner {
         fx: &mut Effects,
     ) -> Result<Decided, DbErr> {
         let &Read { level, explicit, wait, around, done } = read;
-        let view = self.scope_view(around.scopes, scope, monotonic(level));
+        let view = self.scope_view(around.causality, scope, monotonic(level));
         // One snapshot for every decision of this plan, taken after the scope's view.
         let snap = self.routing.snap();
         let need = match self.read_need(view, explicit, wait, &snap, done) {
@@ -812,7 +812,7 @@ mod planner {
     use super::super::ctx::{Ctx, Policy, Scope};
     use super::{Done, Input, Io, Planned};
     use crate::RoutedConnection;
-    use crate::causal::Shared;
+    use crate::consistency::Shared;
     use crate::route::Why;
     use crate::telemetry::Ryw;
 
@@ -944,7 +944,7 @@ mod planner {
         let db = three_nodes();
         let scope = session(Before::Nothing);
         if let Scope::Session(s) = &scope {
-            s.update(crate::causal::Slot::mark_pending);
+            s.update(crate::consistency::Slot::mark_pending);
         }
         let Planned::Io(io, fx) = plan(&db, SELECT, &scope) else { panic!("an I/O step first") };
         assert_eq!(io, Io::Capture { epoch: 1, at: PRIMARY });

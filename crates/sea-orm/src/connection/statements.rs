@@ -78,7 +78,7 @@ fn statement_in<'a, W: Work + Sync + 'a>(
     let kind = inner.planner().classify(work.sql());
     let span = super::attempt::statement_span(inner, kind.operation, &ctx);
     async move {
-        let scope = super::scopes::scope_of(inner, &ctx);
+        let scope = ctx.scope();
         let plan = match path {
             Path::Primary(why) => {
                 let access = kind.classification.access();
@@ -98,7 +98,8 @@ fn statement_in<'a, W: Work + Sync + 'a>(
         if let Path::Planned = path {
             // A read whose effect comes after its attempt (a stream: its rows are still to
             // come) is bounded only by a later read.
-            super::scopes::saw(inner, &scope, &ctx, &plan, node, !W::INERT);
+            let ran = plan.ran(node, ctx.keeps_monotonic(inner.policy()), !W::INERT);
+            inner.causality().saw(inner, &scope, ran);
         }
         Ok(out)
     }

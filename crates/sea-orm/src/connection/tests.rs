@@ -863,14 +863,14 @@ async fn a_plan_with_no_node_left_names_each_candidate_and_why(
 async fn a_removed_node_is_named_by_its_address() {
     let db = routed(answering(), vec![answering()], 2);
     assert!(super::remove_node(&db.inner, NodeId::new(1)));
-    let err = super::scopes::capture_on(&db.inner, NodeId::new(1)).await.expect_err("removed");
+    let err = db.inner.causality().capture(&*db.inner, NodeId::new(1)).await.expect_err("removed");
     assert!(
         matches!(routing_error(&err), Some(RoutingError::NodeRemoved { node }) if node == "replica 1"),
         "{err:?}"
     );
     assert!(err.to_string().contains("replica 1 was removed from the connection"), "{err}");
     let never = NodeId::with_generation(1, 7);
-    let err = super::scopes::capture_on(&db.inner, never).await.expect_err("never there");
+    let err = db.inner.causality().capture(&*db.inner, never).await.expect_err("never there");
     assert!(
         matches!(routing_error(&err), Some(RoutingError::NodeRemoved { node }) if *node == format!("node {never}")),
         "{err:?}"
@@ -882,7 +882,8 @@ async fn a_removed_node_is_named_by_its_address() {
 async fn an_unreadable_position_names_its_node() {
     // The mock's rows hold no position.
     let db = routed(answering(), vec![answering()], 2);
-    let err = super::scopes::capture_on(&db.inner, NodeId::new(0)).await.expect_err("unreadable");
+    let err =
+        db.inner.causality().capture(&*db.inner, NodeId::new(0)).await.expect_err("unreadable");
     assert!(
         matches!(
             routing_error(&err),

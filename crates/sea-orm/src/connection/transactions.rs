@@ -18,7 +18,7 @@ use super::attempt::Begin;
 use super::ctx::Ctx;
 use super::inner::Inner;
 use super::plan::Input;
-use super::scopes::Outcome;
+use crate::consistency::Outcome;
 
 /// Begins a transaction as configured; returns it and, for a read-write one, the node (its
 /// commit is a write to record). `unseen`: the caller commits it through SeaORM's own
@@ -36,7 +36,7 @@ pub(crate) async fn begin_in(
     options.access_mode = access;
     let span = super::attempt::statement_span(inner, "BEGIN", ctx);
     async move {
-        let scope = super::scopes::scope_of(inner, ctx);
+        let scope = ctx.scope();
         let plan = super::attempt::planned(
             inner,
             &scope,
@@ -51,7 +51,8 @@ pub(crate) async fn begin_in(
         let (txn, node) =
             super::attempt::attempt(inner, &plan, &mut Begin { options, unseen }, &scope).await?;
         // A read-only transaction reads until it ends, unseen: bounded by a later read.
-        super::scopes::saw(inner, &scope, ctx, &plan, node, false);
+        let ran = plan.ran(node, ctx.keeps_monotonic(inner.policy()), false);
+        inner.causality().saw(inner, &scope, ran);
         Ok((txn, writes.then_some(node)))
     }
     .instrument(span)
@@ -75,13 +76,8 @@ pub(crate) async fn end_transaction<T, E>(
         }
     };
     if let Some(node) = node {
-        super::scopes::after_transaction(
-            inner,
-            node,
-            &super::scopes::scope_of(inner, ctx),
-            Outcome::of(&r),
-        )
-        .await;
+        let outcome = Outcome::of(&r);
+        inner.causality().after_transaction(inner, node, &ctx.scope(), outcome).await;
     }
     r
 }

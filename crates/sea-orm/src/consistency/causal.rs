@@ -169,14 +169,11 @@ pub(crate) enum Scope {
     Session(Arc<Shared>),
 }
 
-/// The read-your-writes state a connection holds: its tasks' scopes, the position reads after
-/// writes (shared among the writes they cover), and the notification of one landing. A
-/// session's own state is the session's ([`Shared`]), reached through [`Scope::Session`].
+/// The scopes of a connection's tasks, and the way to a session's: a session's own state is
+/// the session's ([`Shared`]), reached through [`Scope::Session`].
 #[derive(Default)]
 pub(crate) struct ScopeStore {
     tasks: TaskScopes,
-    captures: crate::coalesce::Coalesce,
-    landed: tokio::sync::Notify,
 }
 
 impl ScopeStore {
@@ -216,32 +213,6 @@ impl ScopeStore {
         floor: impl Fn(&Seen) -> Option<CausalToken>,
     ) {
         self.tasks.sweep(now, stale_after, settled, floor);
-    }
-
-    /// The position reads after writes, shared among the writes they cover.
-    pub(crate) fn captures(&self) -> &crate::coalesce::Coalesce {
-        &self.captures
-    }
-
-    /// A future that completes when a position read lands after it was made (see
-    /// [`Landing`]).
-    pub(crate) fn landed(&self) -> tokio::sync::futures::Notified<'_> {
-        self.landed.notified()
-    }
-
-    /// Held while a position read is under way: whatever its outcome, the reads waiting for a
-    /// scope's positions to land look again when it is dropped.
-    pub(crate) fn landing(&self) -> Landing<'_> {
-        Landing(&self.landed)
-    }
-}
-
-/// A position read under way ([`ScopeStore::landing`]).
-pub(crate) struct Landing<'a>(&'a tokio::sync::Notify);
-
-impl Drop for Landing<'_> {
-    fn drop(&mut self) {
-        self.0.notify_waiters();
     }
 }
 

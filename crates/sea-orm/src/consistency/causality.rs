@@ -1,0 +1,603 @@
+//! [`Causality`]: a connection's read-your-writes and monotonic reads as one component. It
+//! owns the scopes' state ([`ScopeStore`]), the position reads after writes (shared among
+//! the writes each covers, [`Coalesce`]), the notification of one landing, and the settings
+//! that say what it tracks. What it needs of the rest of the connection — how many nodes
+//! there are, the monitor's samples, a position read on a node — it asks through
+//! [`Cluster`], handed to each operation.
+//!
+//! A scope is the calling task's, or a [`Session`](crate::Session) (explicit or ambient).
+//! After a write its position is read from the primary in a task of its own; while that read
+//! is in flight the scope's reads go to the primary. A capture clears only what was pending
+//! before the write committed ([`Slot::settle_pending`]), so a `begin()` or an escaped
+//! primary connection in between keeps the scope conservative.
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use rwsplit_core::{CausalToken, NodeId};
+use rwsplit_monitor::TopologyState;
+use sea_orm::{DbErr, TransactionError};
+
+use super::causal::{Scope, ScopeStore, Seen, Settled, Shared, Slot};
+use super::coalesce::Coalesce;
+use crate::sending::Taken;
+
+/// What read-your-writes asks of the connection it serves, at each call: its nodes, the
+/// monitor's samples, a position read on a node, and a way to read one off the request path.
+pub(crate) trait Cluster: Sync {
+    /// How many nodes the connection has now.
+    fn node_count(&self) -> usize;
+
+    /// The monitor's topology state (there without a monitor too: then nothing samples it).
+    fn topology_state(&self) -> &TopologyState;
+
+    /// Whether a monitor runs: it samples positions when asked.
+    fn monitored(&self) -> bool;
+
+    /// A bound of what the read `seen` saw, from the monitor's samples, if one is known.
+    fn floor(&self, seen: &Seen) -> Option<CausalToken>;
+
+    /// The primary's id: the routing state's, else the one the connection last knew.
+    fn primary(&self) -> NodeId;
+
+    /// The name of node `node` (`host:port/db`), if the connection has it.
+    fn name_of(&self, node: NodeId) -> Option<String>;
+
+    /// One read of the primary's position on `node`: on `taken` (a connection of its
+    /// writable pool) if given, else on a connection of that pool's. Counted for
+    /// [`Stats`](crate::Stats); an error names the node.
+    fn read_position<'a>(
+        &'a self,
+        node: NodeId,
+        taken: Option<&'a mut Taken>,
+    ) -> impl Future<Output = Result<CausalToken, DbErr>> + Send + 'a;
+
+    /// How a write's position read runs off the request path: given the [`Capture`], it
+    /// finishes it ([`Causality::finish`]) in a task of its own, holding the connection while
+    /// it runs. `None` where it cannot (outside a runtime, or once the connection is being
+    /// dropped): the read is then done in the caller's.
+    fn background(&self) -> Option<impl FnOnce(Capture)>;
+}
+
+/// A connection's read-your-writes: its scopes, the position reads after writes, and what
+/// it tracks. Its operations take the [`Cluster`] they need.
+pub(crate) struct Causality {
+    scopes: ScopeStore,
+    /// The position reads after writes, shared among the writes they cover.
+    captures: Coalesce,
+    /// Notified when a position read lands (see [`Landing`]).
+    landed: tokio::sync::Notify,
+    /// Whether writes' positions are tracked at all (the builder's `read_your_writes`).
+    on: bool,
+    /// How long the monitor's feeds run after a position is wanted.
+    linger: Duration,
+    /// The monitor's probe timeout: the longest a read waits for a sample.
+    probe_timeout: Duration,
+}
+
+/// A scope named from outside its task: the task's id (`None`: code outside any task), or
+/// the session.
+enum Key {
+    Task(Option<tokio::task::Id>),
+    Session(Arc<Shared>),
+}
+
+/// A write's position read, to be finished ([`Causality::finish`]) in a task of its own.
+pub(crate) struct Capture {
+    node: NodeId,
+    /// Counted in its scope's in-flight reads.
+    counted: bool,
+    key: Key,
+    /// The scope's pending epoch when the write committed.
+    epoch: u64,
+    /// The connection the write committed on, if it is read there.
+    taken: Option<Taken>,
+}
+
+/// How a read-write transaction ended, as far as its writes go.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Outcome {
+    /// It committed.
+    Committed,
+    /// The commit failed on the connection: it may or may not have happened.
+    Unknown,
+    /// It rolled back.
+    RolledBack,
+}
+
+impl Outcome {
+    /// How the transaction that returned `r` ended.
+    pub(crate) fn of<T, E>(r: &Result<T, TransactionError<E>>) -> Outcome {
+        match r {
+            Ok(_) => Outcome::Committed,
+            Err(TransactionError::Connection(_)) => Outcome::Unknown,
+            Err(TransactionError::Transaction(_)) => Outcome::RolledBack,
+        }
+    }
+}
+
+/// A statement that ran, as monotonic reads see it ([`Causality::saw`]).
+#[derive(Clone, Copy)]
+pub(crate) struct Ran {
+    /// The node it ran on.
+    pub(crate) node: NodeId,
+    /// It was a read at a level that keeps monotonic reads (`Consistency::Session`).
+    pub(crate) monotonic_read: bool,
+    /// Its result is in (else it may still be reading: a stream, a read-only transaction).
+    pub(crate) ended: bool,
+    /// `node` was the primary of its plan's snapshot.
+    pub(crate) on_primary: bool,
+}
+
+/// How a scope's last read is carried in its exported token ([`Export::of`]).
+#[derive(Debug)]
+pub(crate) enum Export {
+    /// A position at or past what it saw.
+    Floor(CausalToken),
+    /// The name of the replica it was on.
+    Node(String),
+    /// The position of this primary, to be read there.
+    Primary(NodeId),
+}
+
+impl Export {
+    /// A bound of what a scope's last read `seen` saw, for its exported token, without I/O:
+    /// the monitor's sample if there is one; else, for a read that ended, its node by name (a
+    /// replica's replay and a primary's writes only move forward, so whatever the node holds
+    /// when the token is used bounds the read; a primary read that way is bounded by its
+    /// position when the resumed scope next reads, only if that read needs it); else (a read
+    /// still under way: a stream, a read-only transaction) the primary, whose position the
+    /// caller reads there.
+    pub(crate) fn of(cluster: &impl Cluster, seen: &Seen) -> Export {
+        if let Some(t) = cluster.floor(seen) {
+            return Export::Floor(t);
+        }
+        if seen.at.is_some()
+            && let Some(name) = cluster.name_of(seen.node)
+        {
+            return Export::Node(name);
+        }
+        Export::Primary(cluster.primary())
+    }
+}
+
+impl Causality {
+    /// Tracking writes' positions if `on`; the monitor's feeds asked for `linger`; a read
+    /// waits for a sample at most `probe_timeout`.
+    pub(crate) fn new(on: bool, linger: Duration, probe_timeout: Duration) -> Causality {
+        Causality {
+            scopes: ScopeStore::default(),
+            captures: Coalesce::default(),
+            landed: tokio::sync::Notify::new(),
+            on,
+            linger,
+            probe_timeout,
+        }
+    }
+
+    /// `scope`'s state.
+    pub(crate) fn slot(&self, scope: &Scope) -> Slot {
+        self.scopes.get(scope)
+    }
+
+    /// Changes `scope`'s state.
+    pub(crate) fn update<R>(&self, scope: &Scope, f: impl FnOnce(&mut Slot) -> R) -> R {
+        self.scopes.update(scope, f)
+    }
+
+    /// How many tasks hold a scope.
+    pub(crate) fn tracked_tasks(&self) -> usize {
+        self.scopes.tracked_tasks()
+    }
+
+    /// Drops the tasks' scopes no longer needed ([`ScopeStore::sweep`]).
+    pub(crate) fn sweep(
+        &self,
+        now: Instant,
+        stale_after: Duration,
+        settled: impl Fn(&CausalToken) -> Settled,
+        floor: impl Fn(&Seen) -> Option<CausalToken>,
+    ) {
+        self.scopes.sweep(now, stale_after, settled, floor);
+    }
+
+    /// The newest position a read after a write brought back ([`Coalesce::newest`]).
+    pub(crate) fn newest_position(&self) -> Option<CausalToken> {
+        self.captures.newest()
+    }
+
+    /// Whether writes in `scope` record their position: read-your-writes is on and some read
+    /// could go elsewhere than the primary (there are replicas), or the scope is a session,
+    /// whose token may be exported.
+    pub(crate) fn tracks_writes(&self, cluster: &impl Cluster, scope: &Scope) -> bool {
+        self.on && (cluster.node_count() > 1 || matches!(scope, Scope::Session(_)))
+    }
+
+    /// A statement ran in `scope` (monotonic reads): a read kept monotonic becomes the
+    /// scope's last read, ended now if its result is in, else still reading (a stream, a
+    /// read-only transaction). Writes record their position instead ([`after_write`](Self::after_write)).
+    pub(crate) fn saw(&self, cluster: &impl Cluster, scope: &Scope, ran: Ran) {
+        if !(ran.monotonic_read && self.on && cluster.node_count() > 1) {
+            return;
+        }
+        let at = ran.ended.then(Instant::now);
+        self.scopes.update(scope, |s| s.saw(ran.node, at));
+        // A read on the primary: its floor is the primary's next sample, and the scope's
+        // next read can use a replica once one has it. Asked now, as the read ends, the
+        // sample is usually there by then (reads asking meanwhile share one sample; the feed
+        // reads at most every quarter interval and its backoff). A next read that comes
+        // first, by a caller that waits, reads the primary's position itself
+        // (`Io::PrimaryFloor`); a later position than the sample's, which replicas reach
+        // later, so the sample is still asked for.
+        if ran.ended && ran.on_primary && cluster.monitored() {
+            let now = Instant::now();
+            let until = now.checked_add(self.linger).unwrap_or(now);
+            cluster.topology_state().want_floor(ran.node, now, until);
+        }
+    }
+
+    /// Asks the monitor for one position sample of `node` sent from now on (for at most the
+    /// linger): a floor that sample bounds.
+    fn want_sample(&self, cluster: &impl Cluster, node: NodeId) {
+        if !cluster.monitored() {
+            return;
+        }
+        let now = Instant::now();
+        let until = now.checked_add(self.linger).unwrap_or(now);
+        cluster.topology_state().want_sample(node, now, until);
+    }
+
+    /// Waits, up to `max` and the probe timeout, for a position sample that bounds what
+    /// `scope`'s last read saw (its floor), if it has one: woken by each sample, no polling.
+    pub(crate) async fn await_floor(&self, cluster: &impl Cluster, scope: &Scope, max: Duration) {
+        let Some(seen) = self.scopes.get(scope).seen else { return };
+        let max = max.min(self.probe_timeout);
+        let deadline = tokio::time::Instant::now() + crate::deadline::cap(max);
+        let state = cluster.topology_state();
+        // The node's next sample, at its next feed turn rather than its next full probe.
+        self.want_sample(cluster, seen.node);
+        loop {
+            // Made before the look: a sample landing in between still wakes it.
+            let next = state.sampled();
+            if cluster.floor(&seen).is_some() {
+                return;
+            }
+            if tokio::time::timeout_at(deadline, next).await.is_err() {
+                return;
+            }
+        }
+    }
+
+    /// Reads the primary's position on `at` and records it in `scope`: it bounds every read
+    /// of the scope that had ended when it was sent.
+    pub(crate) async fn floor_on_primary(&self, cluster: &impl Cluster, scope: &Scope, at: NodeId) {
+        let sent = Instant::now();
+        if let Ok(t) = self.capture(cluster, at).await {
+            self.scopes.update(scope, |s| {
+                s.record(&t);
+                s.covers_reads_before(sent);
+            });
+        }
+    }
+
+    /// Reads the primary's position on `at` and settles `scope` with it ([`Slot::settle`]),
+    /// as far as its pending epoch was `epoch`. Whether the position could be read.
+    pub(crate) async fn settle(
+        &self,
+        cluster: &impl Cluster,
+        scope: &Scope,
+        at: NodeId,
+        epoch: u64,
+    ) -> bool {
+        let captured = self.capture(cluster, at).await;
+        if let Ok(t) = &captured {
+            self.scopes.update(scope, |s| s.settle(t, epoch));
+        }
+        captured.is_ok()
+    }
+
+    /// Writes the router cannot see may now happen in `scope` (the primary's connection was
+    /// handed out, a transaction is committed through SeaORM's own handle): its position
+    /// becomes pending, so its next read first asks the primary, or reads there.
+    pub(crate) fn mark_unseen_writes(&self, cluster: &impl Cluster, scope: &Scope) {
+        if self.tracks_writes(cluster, scope) {
+            self.scopes.update(scope, Slot::mark_pending);
+        }
+    }
+
+    /// The primary's position now, from `node`'s writable pool — or taken from a read sent
+    /// after this call began, shared with other writes ([`Coalesce`]).
+    pub(crate) async fn capture(
+        &self,
+        cluster: &impl Cluster,
+        node: NodeId,
+    ) -> Result<CausalToken, DbErr> {
+        self.capture_at(cluster, node, None).await
+    }
+
+    /// [`capture`](Self::capture), read on `taken` (a connection of `node`'s writable pool)
+    /// if given.
+    async fn capture_at(
+        &self,
+        cluster: &impl Cluster,
+        node: NodeId,
+        taken: Option<&mut Taken>,
+    ) -> Result<CausalToken, DbErr> {
+        self.captures.position(node, || self.capture_now(cluster, node, taken)).await
+    }
+
+    /// One position read of `node`, on `taken` if given.
+    async fn capture_now(
+        &self,
+        cluster: &impl Cluster,
+        node: NodeId,
+        taken: Option<&mut Taken>,
+    ) -> Result<CausalToken, DbErr> {
+        let token = cluster.read_position(node, taken).await?;
+        // The scope will read soon: the replicas' feeds run until each has the write (and
+        // no longer), so that read finds one known to have it.
+        if cluster.monitored()
+            && let Some(until) = Instant::now().checked_add(self.linger)
+        {
+            cluster.topology_state().want_replayed(&token, until);
+        }
+        Ok(token)
+    }
+
+    /// A write committed on `node`: the primary's position is read off the request path, in
+    /// a task of its own ([`Cluster::background`]; where there is none, here), and recorded in
+    /// the scope when it arrives; meanwhile the scope
+    /// counts it in flight and its reads go to the primary (a replica could not have the
+    /// write yet anyway). The write has succeeded whatever happens here; if the position
+    /// cannot be read, the scope is marked pending instead (its next read asks again, or goes
+    /// to the primary). `taken`: the connection the write committed on, read on before it
+    /// goes back to the pool; without it, a connection of the pool's.
+    pub(crate) async fn after_write(
+        &self,
+        cluster: &impl Cluster,
+        node: NodeId,
+        scope: &Scope,
+        taken: Option<Taken>,
+    ) {
+        if !self.tracks_writes(cluster, scope) {
+            return;
+        }
+        let key = match scope {
+            Scope::Task => Key::Task(tokio::task::try_id()),
+            Scope::Session(s) => Key::Session(Arc::clone(s)),
+        };
+        let Some(spawn) = cluster.background() else {
+            let epoch = self.key_update(&key, |s| s.pending_epoch);
+            let capture = Capture { node, counted: false, key, epoch, taken };
+            self.finish(cluster, capture).await;
+            return;
+        };
+        let epoch = self.key_update(&key, |s| {
+            s.inflight += 1;
+            s.pending_epoch
+        });
+        spawn(Capture { node, counted: true, key, epoch, taken });
+    }
+
+    /// Reads the position after a write (on the write's connection, if it has it) and
+    /// records it in the write's scope; the read clears only what was pending when the write
+    /// committed.
+    pub(crate) async fn finish(&self, cluster: &impl Cluster, capture: Capture) {
+        let Capture { node, counted, key, epoch, mut taken } = capture;
+        let sent = Instant::now();
+        let result = self.capture_at(cluster, node, taken.as_mut()).await;
+        // Given back to the pool (which tests it first) as soon as the position is read.
+        drop(taken);
+        // Whatever the outcome, the reads waiting for this scope's positions to land look again.
+        let _landed = Landing(&self.landed);
+        let done = |s: &mut Slot| {
+            if counted {
+                s.inflight = s.inflight.saturating_sub(1);
+            }
+        };
+        match result {
+            Ok(token) => self.key_update(&key, |s| {
+                s.record(&token);
+                s.covers_reads_before(sent);
+                s.settle_pending(epoch);
+                done(s);
+            }),
+            Err(e) => {
+                tracing::warn!(target: "rwsplit", node = %cluster.name_of(node).unwrap_or_default(), error = %e, "could not read the primary's position after a write; the next read in this scope goes to the primary");
+                self.key_update(&key, |s| {
+                    s.mark_pending();
+                    done(s);
+                });
+            }
+        }
+    }
+
+    fn key_update<R>(&self, key: &Key, f: impl FnOnce(&mut Slot) -> R) -> R {
+        match key {
+            Key::Task(id) => self.scopes.update_task(*id, f),
+            Key::Session(s) => s.update(f),
+        }
+    }
+
+    /// The scope's state once its position reads in flight have landed, waiting up to `max`:
+    /// woken as each capture lands (no polling), bounded by one timer.
+    pub(crate) async fn settled(&self, scope: &Scope, max: Duration) -> Slot {
+        let deadline = tokio::time::Instant::now() + crate::deadline::cap(max);
+        loop {
+            // Made before the look: a capture landing in between still wakes it.
+            let landed = self.landed.notified();
+            let slot = self.scopes.get(scope);
+            if slot.inflight == 0 {
+                return slot;
+            }
+            if tokio::time::timeout_at(deadline, landed).await.is_err() {
+                return self.scopes.get(scope);
+            }
+        }
+    }
+
+    /// After a read-write transaction on `node`: committed → record the position (as
+    /// [`after_write`](Self::after_write)); a commit that failed on the connection may or
+    /// may not have happened → the position is pending (the next read asks the primary, or
+    /// reads there); rolled back → nothing.
+    pub(crate) async fn after_transaction(
+        &self,
+        cluster: &impl Cluster,
+        node: NodeId,
+        scope: &Scope,
+        outcome: Outcome,
+    ) {
+        match outcome {
+            Outcome::Committed => self.after_write(cluster, node, scope, None).await,
+            Outcome::Unknown => self.mark_unseen_writes(cluster, scope),
+            Outcome::RolledBack => {}
+        }
+    }
+}
+
+/// Held while a position read is under way: whatever its outcome, the reads waiting for a
+/// scope's positions to land look again when it is dropped.
+struct Landing<'a>(&'a tokio::sync::Notify);
+
+impl Drop for Landing<'_> {
+    fn drop(&mut self) {
+        self.0.notify_waiters();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicU64, Ordering};
+
+    use rwsplit_core::{HealthPolicy, Topology};
+
+    use super::*;
+
+    const P: NodeId = NodeId::new(0);
+
+    /// A connection of `nodes` nodes without a monitor, whose position reads answer the
+    /// number of reads so far as the LSN, or fail.
+    struct Fake {
+        nodes: usize,
+        fail: bool,
+        reads: AtomicU64,
+        state: TopologyState,
+    }
+
+    impl Fake {
+        fn new(nodes: usize, fail: bool) -> Fake {
+            let state = TopologyState::new(Topology::default(), HealthPolicy::default());
+            Fake { nodes, fail, reads: AtomicU64::new(0), state }
+        }
+    }
+
+    impl Cluster for Fake {
+        fn node_count(&self) -> usize {
+            self.nodes
+        }
+
+        fn topology_state(&self) -> &TopologyState {
+            &self.state
+        }
+
+        fn monitored(&self) -> bool {
+            false
+        }
+
+        fn floor(&self, _: &Seen) -> Option<CausalToken> {
+            None
+        }
+
+        fn primary(&self) -> NodeId {
+            P
+        }
+
+        fn name_of(&self, _: NodeId) -> Option<String> {
+            Some("primary:5432/app".to_owned())
+        }
+
+        async fn read_position<'a>(
+            &'a self,
+            _: NodeId,
+            _: Option<&'a mut Taken>,
+        ) -> Result<CausalToken, DbErr> {
+            let n = self.reads.fetch_add(1, Ordering::SeqCst) + 1;
+            if self.fail {
+                return Err(DbErr::Custom("unreachable".to_owned()));
+            }
+            Ok(format!("pg:1:7:1:0-{n:X}").parse().unwrap())
+        }
+
+        fn background(&self) -> Option<impl FnOnce(Capture)> {
+            None::<fn(Capture)>
+        }
+    }
+
+    fn causality(on: bool) -> Causality {
+        Causality::new(on, Duration::from_secs(1), Duration::from_secs(1))
+    }
+
+    /// With replicas, a write's position is read (here, where no background task can run)
+    /// and recorded in its scope; without replicas, or with read-your-writes off, a task's
+    /// write is not tracked, while a session's is (its token may be exported).
+    #[tokio::test]
+    async fn a_tracked_write_records_its_position_in_its_scope() {
+        let (c, two) = (causality(true), Fake::new(2, false));
+        c.after_write(&two, P, &Scope::Task, None).await;
+        let slot = c.slot(&Scope::Task);
+        assert_eq!(slot.token.map(|t| t.to_string()), Some("pg:1:7:1:0-1".to_owned()));
+        assert_eq!((slot.pending, slot.inflight), (false, 0));
+
+        let one = Fake::new(1, false);
+        let (task, session) = (Scope::Task, Scope::Session(Arc::default()));
+        assert!(!c.tracks_writes(&one, &task));
+        assert!(c.tracks_writes(&one, &session));
+        assert!(!causality(false).tracks_writes(&two, &session));
+        causality(false).after_write(&two, P, &task, None).await;
+        assert_eq!(two.reads.load(Ordering::SeqCst), 1, "an untracked write reads nothing");
+    }
+
+    /// A position read that fails leaves the scope pending (its next read asks the primary);
+    /// a later read of the primary's position settles it.
+    #[tokio::test]
+    async fn a_failed_capture_leaves_the_scope_pending_until_settled() {
+        let c = causality(true);
+        let scope = Scope::Session(Arc::default());
+        c.after_write(&Fake::new(2, true), P, &scope, None).await;
+        let slot = c.slot(&scope);
+        assert!(slot.pending && slot.token.is_none());
+        assert!(c.settle(&Fake::new(2, false), &scope, P, slot.pending_epoch).await);
+        let slot = c.slot(&scope);
+        assert!(!slot.pending && slot.token.is_some());
+    }
+
+    /// Writes the router cannot see make a tracked scope pending; a committed transaction
+    /// records a position, a rolled back one nothing.
+    #[tokio::test]
+    async fn unseen_writes_and_transactions_end_as_their_outcome_says() {
+        let (c, two) = (causality(true), Fake::new(2, false));
+        let scope = Scope::Session(Arc::default());
+        c.mark_unseen_writes(&two, &scope);
+        assert!(c.slot(&scope).pending);
+
+        let other = Scope::Session(Arc::default());
+        c.after_transaction(&two, P, &other, Outcome::RolledBack).await;
+        assert!(c.slot(&other).token.is_none() && !c.slot(&other).pending);
+        c.after_transaction(&two, P, &other, Outcome::Unknown).await;
+        assert!(c.slot(&other).pending);
+        c.after_transaction(&two, P, &other, Outcome::Committed).await;
+        assert!(c.slot(&other).token.is_some() && !c.slot(&other).pending);
+    }
+
+    /// A scope's last read is exported as its node's name when no sample bounds it, or as
+    /// the primary while it may still be reading.
+    #[test]
+    fn a_last_read_is_exported_by_node_or_primary() {
+        let two = Fake::new(2, false);
+        let ended = Seen { node: NodeId::new(1), at: Some(Instant::now()) };
+        assert!(matches!(Export::of(&two, &ended), Export::Node(n) if n == "primary:5432/app"));
+        let reading = Seen { node: NodeId::new(1), at: None };
+        assert!(matches!(Export::of(&two, &reading), Export::Primary(p) if p == P));
+    }
+}
