@@ -170,7 +170,7 @@ pub struct ReplicaConfig {
     /// Its share for the weighted balancer (default 1); see [`Replica::weight`].
     #[serde(default = "one")]
     pub weight: u32,
-    /// Its zone; see [`Replica::zone`] and [`ZonePreference`].
+    /// Its zone; see [`Replica::zone`] and [`ZonePreference`](crate::advanced::ZonePreference).
     #[serde(default)]
     pub zone: Option<String>,
     /// Its tags; see [`Replica::tag`] and [`RouterConfig::dedicated_tag`].
