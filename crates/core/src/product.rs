@@ -38,52 +38,75 @@ pub enum Product {
 /// being accepted and never satisfied.
 pub type TokenKind = Product;
 
+/// What is pure about one product: one row of the list.
+#[derive(Debug)]
+struct Facts {
+    /// The `<kind>` of a causal token's text form.
+    short: &'static str,
+    /// As people write it.
+    name: &'static str,
+    /// OpenTelemetry's `db.system.name`.
+    system_name: &'static str,
+    /// How the classifier lexes its statements.
+    dialect: Dialect,
+    /// Whether its replicas refuse SERIALIZABLE transactions.
+    replicas_refuse_serializable: bool,
+}
+
 impl Product {
     /// Every product, in the order a lookup by something they share (a protocol) prefers them.
     pub const ALL: [Product; 2] = [Product::Postgres, Product::MariaDb];
+
+    /// The list: one row per product.
+    const fn facts(self) -> &'static Facts {
+        match self {
+            Self::Postgres => &Facts {
+                short: "pg",
+                name: "PostgreSQL",
+                system_name: "postgresql",
+                dialect: Dialect::Postgres,
+                replicas_refuse_serializable: true,
+            },
+            Self::MariaDb => &Facts {
+                short: "mariadb",
+                name: "MariaDB",
+                system_name: "mariadb",
+                dialect: Dialect::MySql,
+                replicas_refuse_serializable: false,
+            },
+        }
+    }
 
     /// The product's short name, the `<kind>` of a causal token's text form: `pg` or
     /// `mariadb`.
     #[must_use]
     pub const fn as_str(self) -> &'static str {
-        match self {
-            Self::Postgres => "pg",
-            Self::MariaDb => "mariadb",
-        }
+        self.facts().short
     }
 
     /// The product's name as people write it: `PostgreSQL`, `MariaDB`.
     #[must_use]
     pub const fn name(self) -> &'static str {
-        match self {
-            Self::Postgres => "PostgreSQL",
-            Self::MariaDb => "MariaDB",
-        }
+        self.facts().name
     }
 
     /// OpenTelemetry's `db.system.name`: `postgresql`, `mariadb`.
     #[must_use]
     pub const fn system_name(self) -> &'static str {
-        match self {
-            Self::Postgres => "postgresql",
-            Self::MariaDb => "mariadb",
-        }
+        self.facts().system_name
     }
 
     /// The classifier's SQL dialect for its statements.
     #[must_use]
     pub const fn dialect(self) -> Dialect {
-        match self {
-            Self::Postgres => Dialect::Postgres,
-            Self::MariaDb => Dialect::MySql,
-        }
+        self.facts().dialect
     }
 
     /// Whether its replicas refuse SERIALIZABLE transactions (PostgreSQL hot standbys do), so a
     /// read-only one must stay on the primary.
     #[must_use]
     pub const fn replicas_refuse_serializable(self) -> bool {
-        matches!(self, Self::Postgres)
+        self.facts().replicas_refuse_serializable
     }
 
     /// The product whose short name ([`Product::as_str`]) is `name`, if any.
@@ -102,6 +125,18 @@ impl fmt::Display for Product {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn all_lists_every_product_once() {
+        for (i, p) in Product::ALL.into_iter().enumerate() {
+            // Exhaustive: a new product fails to compile here until it is in `ALL`.
+            let listed = match p {
+                Product::Postgres | Product::MariaDb => Product::ALL[i + 1..].contains(&p),
+            };
+            assert!(!listed, "{p:?} twice in ALL");
+        }
+        assert_eq!(Product::ALL.len(), 2);
+    }
 
     #[test]
     fn every_product_is_found_by_its_short_name() {
