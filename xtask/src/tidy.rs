@@ -413,6 +413,8 @@ const PRODUCT_ONLY: &[&str] = &[
     "ReplayPosition::MariaDb",
     "TokenKind::",
     "Flavor::",
+    "Product::Postgres",
+    "Product::MariaDb",
     "Dialect::",
     "pg_current",
     "pg_last",

@@ -1,8 +1,8 @@
 //! The crate's error type.
 
 use crate::node_id::NodeId;
+use crate::product::TokenKind;
 use crate::route::RouteError;
-use crate::token_kind::TokenKind;
 
 /// Errors of this crate: malformed causal tokens and positions, invalid topologies, and
 /// routing failures (see [`RouteError`], which [`crate::Router::route`] returns directly

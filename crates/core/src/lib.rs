@@ -76,11 +76,11 @@ mod error;
 mod health;
 mod load;
 mod node_id;
+mod product;
 mod role;
 mod route;
 mod router;
 mod token;
-mod token_kind;
 mod topology;
 
 pub use balance::{
@@ -96,6 +96,7 @@ pub use error::{Error, Result};
 pub use health::{Health, HealthPolicy, HealthTracker};
 pub use load::{InFlight, NodeLoad};
 pub use node_id::{MAX_NODES, NodeId};
+pub use product::{Product, TokenKind};
 pub use role::Role;
 pub use route::{Excluded, PrimaryExcluded, Route, RouteError, RouteReason};
 pub use router::{
@@ -103,7 +104,6 @@ pub use router::{
     TagRule, Target, Transaction,
 };
 pub use token::{CausalToken, Lsn, MariaDbGtid, MariaDbPosition, PgPosition, ReplayPosition};
-pub use token_kind::TokenKind;
 pub use topology::{
     Lag, Node, NodeBuilder, SharedTopology, Topology, TopologyBuilder, TopologyGuard,
 };

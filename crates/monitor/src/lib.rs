@@ -69,10 +69,8 @@ mod state;
 pub use connector::{Connector, Purpose};
 pub use failover::{AutoFailover, InvalidReplicationAddress, ReplicationAddress};
 pub use monitor::{Monitor, OnProbe};
-pub use probe::{
-    Flavor, MonitorConfig, Observation, ProbeConn, ProbeError, Row, lag, with_literal,
-};
-pub use product::{probe, sql};
+pub use probe::{Flavor, MonitorConfig, Observation, ProbeConn, ProbeError, Row, with_literal};
+pub use product::{lag, probe, sql};
 pub use source::{
     DnsSource, Member, MemberDiff, MemberRole, MemberSet, MemberState, MemberTags, PatroniSource,
     SourceError, SourceWatch, StaticSource, TopologySource, diff, watch,

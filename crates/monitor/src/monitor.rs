@@ -14,7 +14,7 @@ use crate::connector::{Connector, Purpose, open};
 use crate::failover::{self, AutoFailover, Failover};
 use crate::patience::Patience;
 use crate::probe::{Flavor, MonitorConfig, Observation, ProbeConn, ProbeError};
-use crate::product::{MariaDb, Postgres, Product};
+use crate::product::{Product, with_product};
 use crate::state::TopologyState;
 
 /// Called after every full probe of a node, with the node and what the probe saw (`None`: it
@@ -118,9 +118,9 @@ impl Monitor {
             on_probe,
             first_round: Arc::clone(&first_round),
         });
-        let spawn = Box::new(move |node: NodeId| match flavor {
-            Flavor::Postgres => tokio::spawn(node_loop::<Postgres, K>(Arc::clone(&shared), node)),
-            Flavor::MariaDb => tokio::spawn(node_loop::<MariaDb, K>(Arc::clone(&shared), node)),
+        let spawn = Box::new(move |node: NodeId| {
+            let shared = Arc::clone(&shared);
+            with_product!(flavor, P => tokio::spawn(node_loop::<P, K>(shared, node)))
         });
         let ids = state.ids();
         let tasks: BTreeMap<NodeId, JoinHandle<()>> =

@@ -479,7 +479,7 @@ mod tests {
         crate::pools::open_replica(
             "127.0.0.1:9/app".to_owned(),
             opts,
-            crate::product::Product::Postgres,
+            crate::product::Product::POSTGRES,
             crate::deadline::Acquire {
                 write: Duration::from_secs(1),
                 read: Duration::from_secs(1),
@@ -704,7 +704,7 @@ mod tests {
         let t = Template::new(
             ConnectOptions::new(primary),
             vec![(NodeId::new(0), parsed)],
-            crate::product::Product::Postgres,
+            crate::product::Product::POSTGRES,
             crate::deadline::Acquire::default(),
             true,
         );

@@ -110,7 +110,7 @@ impl RoutedConnection {
     /// # Ok(()) }
     /// ```
     pub fn token_kind(&self) -> Option<TokenKind> {
-        self.inner.product().token_kind()
+        self.inner.product().replicated()
     }
 
     /// The database product this connection routes for, as people write it: `PostgreSQL`,

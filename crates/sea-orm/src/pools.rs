@@ -109,7 +109,7 @@ mod tests {
         let p = open_primary(opts.clone(), acquire).await.unwrap();
         assert_eq!(acquire_timeout(&p), Duration::from_secs(primary));
         let node =
-            open_replica("r".into(), opts, Product::Postgres, acquire, Pooling::Direct, false)
+            open_replica("r".into(), opts, Product::POSTGRES, acquire, Pooling::Direct, false)
                 .await
                 .unwrap();
         assert_eq!(acquire_timeout(node.user_writer()), Duration::from_secs(writer));
@@ -158,7 +158,7 @@ mod tests {
         let node = open_replica(
             "r".into(),
             opts,
-            Product::Postgres,
+            Product::POSTGRES,
             Acquire::default(),
             Pooling::Direct,
             true,
@@ -189,7 +189,7 @@ mod tests {
         let node = open_replica(
             "r".into(),
             opts,
-            Product::Postgres,
+            Product::POSTGRES,
             Acquire::default(),
             Pooling::Direct,
             checks_clients,

@@ -13,7 +13,7 @@ pub use gtid::{MariaDbGtid, MariaDbPosition};
 pub use pg::{Lsn, PgPosition};
 
 use crate::error::{Error, Result, snippet};
-use crate::token_kind::TokenKind;
+use crate::product::TokenKind;
 
 /// How far a server's history goes (written or replayed).
 ///

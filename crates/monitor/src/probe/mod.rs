@@ -3,17 +3,11 @@
 use std::future::Future;
 use std::time::Duration;
 
-use rwsplit_core::{Lag, Lsn, ReplayPosition, Role};
+use rwsplit_core::{Lsn, ReplayPosition, Role};
 
-/// Which SQL dialect of replication status a node speaks.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-#[non_exhaustive]
-pub enum Flavor {
-    /// PostgreSQL physical streaming replication.
-    Postgres,
-    /// MariaDB GTID replication.
-    MariaDb,
-}
+/// Which product a node runs, which decides the SQL its probes speak: core's one list of
+/// products, [`rwsplit_core::Product`], under the monitor's name for it.
+pub use rwsplit_core::Product as Flavor;
 
 /// One result row, every column as text (`None` for SQL NULL), looked up by name.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
@@ -519,43 +513,6 @@ impl MonitorConfig {
         x = (x ^ (x >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
         x ^= x >> 31;
         interval.saturating_add(Duration::from_nanos(x % nanos))
-    }
-}
-
-/// The replica's lag behind the primary, positions first.
-///
-/// PostgreSQL: bytes = the primary's WAL position minus the replica's replay position (unknown
-/// across systems or timelines). Time: zero when nothing is left to replay; otherwise the time
-/// since the replica last replayed a commit — which only counts while something is waiting,
-/// so an idle primary does not make a caught-up replica look late.
-///
-/// MariaDB: no byte measure (unknown). Time: zero when the replica has applied every GTID the
-/// primary has written, in every domain; otherwise `Seconds_Behind_Master` while the SQL thread
-/// runs, and unknown when it is stopped (where MariaDB itself reports NULL).
-pub fn lag(primary: &Observation, replica: &Observation) -> Lag {
-    match (primary.position(), replica.position()) {
-        (Some(ReplayPosition::Postgres(p)), Some(ReplayPosition::Postgres(r))) => {
-            if p.system_id() != r.system_id() || p.timeline() != r.timeline() {
-                return Lag::unknown();
-            }
-            let bytes = p.lsn().get().saturating_sub(r.lsn().get());
-            let time = if bytes == 0 { Some(Duration::ZERO) } else { replica.since_replay };
-            Lag::new(Some(bytes), time)
-        }
-        (Some(ReplayPosition::MariaDb(p)), Some(ReplayPosition::MariaDb(r))) => {
-            let caught_up = p
-                .gtids()
-                .iter()
-                .all(|g| r.get(g.domain()).is_some_and(|have| have.sequence() >= g.sequence()));
-            if caught_up {
-                Lag::new(None, Some(Duration::ZERO))
-            } else if replica.applying == Some(true) {
-                Lag::new(None, replica.seconds_behind.map(Duration::from_secs))
-            } else {
-                Lag::unknown()
-            }
-        }
-        _ => Lag::unknown(),
     }
 }
 

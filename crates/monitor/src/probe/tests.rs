@@ -4,7 +4,7 @@ use rstest::rstest;
 use rwsplit_core::{Lag, Role};
 
 use super::*;
-use crate::product::probe;
+use crate::product::{lag, probe};
 
 /// A node that answers each query with a fixed row (by the query's first word).
 struct Fake {

@@ -1,6 +1,8 @@
 //! MariaDB GTID replication.
 
-use rwsplit_core::{MariaDbPosition, ReplayPosition, Role};
+use std::time::Duration;
+
+use rwsplit_core::{Lag, MariaDbPosition, ReplayPosition, Role};
 
 use super::{Product, flag, unexpected};
 use crate::probe::{Observation, ProbeConn, ProbeError, Row};
@@ -130,6 +132,28 @@ fn literal(s: &str) -> String {
 
 impl Product for MariaDb {
     type Received = Received;
+
+    /// No byte measure (unknown). Time: zero when the replica has applied every GTID the
+    /// primary has written, in every domain; otherwise `Seconds_Behind_Master` while the SQL
+    /// thread runs, and unknown when it is stopped (where MariaDB itself reports NULL).
+    fn lag(primary: &Observation, replica: &Observation) -> Lag {
+        let (Some(ReplayPosition::MariaDb(p)), Some(ReplayPosition::MariaDb(r))) =
+            (primary.position(), replica.position())
+        else {
+            return Lag::unknown();
+        };
+        let caught_up = p
+            .gtids()
+            .iter()
+            .all(|g| r.get(g.domain()).is_some_and(|have| have.sequence() >= g.sequence()));
+        if caught_up {
+            Lag::new(None, Some(Duration::ZERO))
+        } else if replica.applying == Some(true) {
+            Lag::new(None, replica.seconds_behind.map(Duration::from_secs))
+        } else {
+            Lag::unknown()
+        }
+    }
     type Memo = Memo;
 
     async fn probe<C: ProbeConn>(

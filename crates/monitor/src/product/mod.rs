@@ -3,14 +3,14 @@
 //! PostgreSQL and MariaDB — the probe's SQL and how its answer is read, the cheap position feed,
 //! and the failover steps (how far a replica has received, promoting it, re-pointing another
 //! replica at it) — lives behind this trait, and nothing outside this module names a product's
-//! SQL. The monitor is generic over it: [`Flavor`](crate::Flavor) is matched once, exhaustively,
-//! where the monitor starts.
+//! SQL. The monitor is generic over it: [`Flavor`](crate::Flavor), core's list of products, is
+//! matched in one place, `with_product!`, which the monitor's start and a one-off probe call.
 
 use std::fmt::Debug;
 use std::future::Future;
 use std::time::Duration;
 
-use rwsplit_core::ReplayPosition;
+use rwsplit_core::{Lag, ReplayPosition};
 
 use crate::probe::{Flavor, Observation, ProbeConn, ProbeError};
 
@@ -83,6 +83,25 @@ pub mod sql {
 pub(crate) use mariadb::MariaDb;
 pub(crate) use postgres::Postgres;
 
+/// Evaluates `$body` with `$P` the [`Product`] implementation of `$flavor`: the one place the
+/// monitor lists its per-product modules, one arm per product of core's list
+/// ([`rwsplit_core::Product`]), which the compiler keeps complete.
+macro_rules! with_product {
+    ($flavor:expr, $P:ident => $body:expr) => {
+        match $flavor {
+            rwsplit_core::Product::Postgres => {
+                type $P = $crate::product::Postgres;
+                $body
+            }
+            rwsplit_core::Product::MariaDb => {
+                type $P = $crate::product::MariaDb;
+                $body
+            }
+        }
+    };
+}
+pub(crate) use with_product;
+
 /// What one database product says and does, in SQL, over a [`ProbeConn`].
 pub(crate) trait Product: Send + Sync + Copy + Default + Debug + 'static {
     /// How far a failover candidate has received, comparable across the candidates of one
@@ -110,6 +129,10 @@ pub(crate) trait Product: Send + Sync + Copy + Default + Debug + 'static {
         conn: &C,
         last: &Observation,
     ) -> impl Future<Output = Result<Option<ReplayPosition>, ProbeError>> + Send;
+
+    /// The replica's lag behind the primary, from two observations of this product (each
+    /// with a position of this product; else unknown).
+    fn lag(primary: &Observation, replica: &Observation) -> Lag;
 
     /// Whether a replica still receives from its primary right now (PostgreSQL: its WAL
     /// receiver is streaming; MariaDB: its IO thread runs). Failover asks this before promoting:
@@ -145,9 +168,17 @@ pub async fn probe<C: ProbeConn>(
     flavor: Flavor,
     timeout: Duration,
 ) -> Result<Observation, ProbeError> {
-    match flavor {
-        Flavor::Postgres => probe_as::<Postgres, C>(conn, timeout).await,
-        Flavor::MariaDb => probe_as::<MariaDb, C>(conn, timeout).await,
+    with_product!(flavor, P => probe_as::<P, C>(conn, timeout).await)
+}
+
+/// The replica's lag behind the primary, positions first: each product's own measure
+/// ([`Product::lag`]); unknown when either has no position or they are of different products.
+pub fn lag(primary: &Observation, replica: &Observation) -> Lag {
+    match (primary.position(), replica.position()) {
+        (Some(p), Some(r)) if p.token_kind() == r.token_kind() => {
+            with_product!(p.token_kind(), P => P::lag(primary, replica))
+        }
+        _ => Lag::unknown(),
     }
 }
 

@@ -1,6 +1,8 @@
 //! PostgreSQL physical streaming replication.
 
-use rwsplit_core::{Lsn, PgPosition, ReplayPosition, Role};
+use std::time::Duration;
+
+use rwsplit_core::{Lag, Lsn, PgPosition, ReplayPosition, Role};
 
 use super::{Product, flag, unexpected};
 use crate::probe::{Observation, ProbeConn, ProbeError, Row};
@@ -223,6 +225,24 @@ async fn setting<C: ProbeConn>(conn: &C, sql: &str) -> Result<String, ProbeError
 
 impl Product for Postgres {
     type Received = Received;
+
+    /// Bytes: the primary's WAL position minus the replica's replay position (unknown across
+    /// systems or timelines). Time: zero when nothing is left to replay; otherwise the time
+    /// since the replica last replayed a commit, which only counts while something is waiting,
+    /// so an idle primary does not make a caught-up replica look late.
+    fn lag(primary: &Observation, replica: &Observation) -> Lag {
+        let (Some(ReplayPosition::Postgres(p)), Some(ReplayPosition::Postgres(r))) =
+            (primary.position(), replica.position())
+        else {
+            return Lag::unknown();
+        };
+        if p.system_id() != r.system_id() || p.timeline() != r.timeline() {
+            return Lag::unknown();
+        }
+        let bytes = p.lsn().get().saturating_sub(r.lsn().get());
+        let time = if bytes == 0 { Some(Duration::ZERO) } else { replica.since_replay };
+        Lag::new(Some(bytes), time)
+    }
 
     /// The cluster's system identifier, once the connection's first probe has read it.
     type Memo = Memo;

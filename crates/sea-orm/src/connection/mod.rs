@@ -169,7 +169,7 @@ fn acquire_monitor(
     topology: &Topology,
 ) -> Option<crate::shared::Acquired> {
     tokio::runtime::Handle::try_current().ok()?;
-    let flavor = product.flavor()?;
+    let flavor = product.replicated()?;
     let sources: Vec<(NodeId, ProbeFrom, crate::replica::Placement)> = nodes
         .iter()
         .map(|(id, n)| n.probe_from().map(|p| (id, p.clone(), n.placement().clone())))

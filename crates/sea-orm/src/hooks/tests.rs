@@ -244,7 +244,7 @@ fn a_sent_write_gets_seaorms_span(
     let err = sea_orm::DbErr::Custom("duplicate key".into());
     let call = method.of(&stmt);
     let got = captured::capture(|| {
-        let span = span(&call, Product::Postgres, record_stmt);
+        let span = span(&call, Product::POSTGRES, record_stmt);
         record(&span, failed.then_some(&err));
     });
     let spans: Vec<_> = got.iter().filter(|r| r.contains_key("span")).collect();

@@ -4,20 +4,69 @@
 
 use std::time::Duration;
 
-use rwsplit_core::{CausalToken, MariaDbPosition};
+use rwsplit_core::{CausalToken, MariaDbPosition, ReplayPosition};
 use rwsplit_monitor::sql::mariadb as sql;
-#[cfg(feature = "mysql")]
-use sea_orm::ConnectOptions;
-use sea_orm::{ConnectionTrait, DatabaseConnection, DbBackend, DbErr, Statement};
+use sea_orm::{ConnectOptions, ConnectionTrait, DatabaseConnection, DbBackend, DbErr, Statement};
 
-#[cfg(feature = "mysql")]
-use super::Pooling;
 use super::rows::{OneRow, query_on, query_one_stmt, text, unreadable};
 use super::server::Server;
-use super::{ServerError, Waited};
+use super::{Pooling, Seam, ServerError, Waited};
+
+/// MariaDB's side of the adapter's seam.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct MariaDb;
+
+impl Seam for MariaDb {
+    const BACKEND: DbBackend = DbBackend::MySql;
+    const SEAORM_SYSTEM: &'static str = "mysql";
+    const SCHEMES: &'static [&'static str] = if cfg!(feature = "mysql") { &["mysql"] } else { &[] };
+    const DEFAULT_PORT: u16 = 3306;
+
+    /// MariaDB positions have no system identifier: 0.
+    async fn capture<O: OneRow>(on: &mut O, _system_id: u64) -> Result<(CausalToken, u64), DbErr> {
+        Ok((capture(on).await?, 0))
+    }
+
+    async fn wait_for(
+        conn: &DatabaseConnection,
+        position: &ReplayPosition,
+        max: Duration,
+    ) -> Result<Waited, DbErr> {
+        match position {
+            ReplayPosition::MariaDb(want) => wait_for(conn, want, max).await,
+            _ => Ok(Waited::TimedOut),
+        }
+    }
+
+    async fn server(conn: &DatabaseConnection) -> Result<Server, DbErr> {
+        server(conn).await
+    }
+
+    fn no_statement_cache(opts: &mut ConnectOptions) {
+        #[cfg(feature = "mysql")]
+        opts.map_sqlx_mysql_opts(|o| o.statement_cache_capacity(0));
+        #[cfg(not(feature = "mysql"))]
+        let _ = opts;
+    }
+
+    fn frame_monitor(opts: &mut ConnectOptions) {
+        #[cfg(feature = "mysql")]
+        frame_monitor(opts);
+        #[cfg(not(feature = "mysql"))]
+        let _ = opts;
+    }
+
+    /// Nothing here ends a statement whose client has gone: `checks_clients` is PostgreSQL's.
+    fn make_read_only(opts: &mut ConnectOptions, pooling: Pooling, _checks_clients: bool) {
+        #[cfg(feature = "mysql")]
+        make_read_only(opts, pooling);
+        #[cfg(not(feature = "mysql"))]
+        let _ = (opts, pooling);
+    }
+}
 
 /// See [`super::Product::capture`].
-pub(super) async fn capture<O: OneRow>(on: &mut O) -> Result<CausalToken, DbErr> {
+async fn capture<O: OneRow>(on: &mut O) -> Result<CausalToken, DbErr> {
     let row = query_on(on, DbBackend::MySql, sql::CAPTURE, "gtid_binlog_pos").await?;
     let pos = text(&row, "pos").unwrap_or_default();
     let parsed = pos
@@ -28,7 +77,7 @@ pub(super) async fn capture<O: OneRow>(on: &mut O) -> Result<CausalToken, DbErr>
 }
 
 /// Waits in the server, for at most `max`.
-pub(super) async fn wait_for(
+async fn wait_for(
     conn: &DatabaseConnection,
     want: &MariaDbPosition,
     max: Duration,
@@ -44,7 +93,7 @@ pub(super) async fn wait_for(
 }
 
 /// What the server says it is (MariaDB or MySQL: both speak this protocol).
-pub(super) async fn server(conn: &DatabaseConnection) -> Result<Server, DbErr> {
+async fn server(conn: &DatabaseConnection) -> Result<Server, DbErr> {
     let row = conn.query_one_raw(Statement::from_string(DbBackend::MySql, sql::VERSION)).await?;
     let (version, comment) =
         row.map(|r| (text(&r, "version"), text(&r, "comment"))).unwrap_or_default();
@@ -73,12 +122,7 @@ pub(super) fn server_error(number: u16, sqlstate: Option<&str>) -> Option<Server
 }
 
 #[cfg(feature = "mysql")]
-pub(super) fn no_statement_cache(opts: &mut ConnectOptions) {
-    opts.map_sqlx_mysql_opts(|o| o.statement_cache_capacity(0));
-}
-
-#[cfg(feature = "mysql")]
-pub(super) fn frame_monitor(opts: &mut ConnectOptions) {
+fn frame_monitor(opts: &mut ConnectOptions) {
     opts.map_sqlx_mysql_pool_opts(|o| {
         o.after_connect(|conn, _| Box::pin(my(conn, "START TRANSACTION")))
             .before_acquire(|conn, _| Box::pin(super::keep(my(conn, "START TRANSACTION"))))
@@ -89,7 +133,7 @@ pub(super) fn frame_monitor(opts: &mut ConnectOptions) {
 /// [`Pooling::Direct`] and [`Pooling::Session`]: a `SET` per new connection;
 /// [`Pooling::Transaction`]: every use a read-only transaction.
 #[cfg(feature = "mysql")]
-pub(super) fn make_read_only(opts: &mut ConnectOptions, pooling: Pooling) {
+fn make_read_only(opts: &mut ConnectOptions, pooling: Pooling) {
     match pooling {
         Pooling::Direct | Pooling::Session => {
             opts.map_sqlx_mysql_pool_opts(|o| {

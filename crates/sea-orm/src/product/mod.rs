@@ -1,6 +1,13 @@
 //! The product seam: everything the adapter does differently on PostgreSQL and on MariaDB, in
 //! one place, as the monitor keeps its probe SQL behind its own `Product` trait.
 //!
+//! Which products there are is core's list, [`rwsplit_core::Product`]; what is pure about each
+//! (names, dialect, token kind) is core's too. What the adapter does on one is that product's
+//! module here (`postgres.rs`, `mariadb.rs`), an implementation of [`Seam`]; `with_product!`
+//! is the one match that picks it, and [`Product`] (a connection's product, or another
+//! backend) delegates to it once per method. Adding a product is its module and its arm in
+//! `with_product!`.
+//!
 //! - which URL schemes connect which protocol (`DbBackend`), and its default port
 //!   ([`scheme`]);
 //! - what a node's server is, and whether rwsplit supports it ([`check`], the version policy
@@ -14,8 +21,7 @@
 //!   [`Product::frame_monitor`]);
 //! - the server errors the adapter branches on (SQLSTATEs, MariaDB error numbers:
 //!   [`server_error`]), and a refused connection's cause in words ([`refusal`]);
-//! - names: the product's own, `db.system.name`, the classifier's dialect, the monitor's
-//!   flavor, the token kind.
+//! - names: SeaORM's `db.system` (the rest are core's, by [`Product::replicated`]).
 //!
 //! A connection's product is chosen once, when it is built: from what the primary's server
 //! said it is ([`check`]) for a connection built from URLs (members a topology source adds
@@ -40,56 +46,128 @@ pub(crate) mod server;
 use std::time::Duration;
 
 use rwsplit_core::{CausalToken, Dialect, ReplayPosition, TokenKind};
-use rwsplit_monitor::Flavor;
 use sea_orm::{ConnectOptions, DatabaseConnection, DbBackend, DbErr};
 
 pub use pooling::{Pooling, UnknownPooling};
 pub(crate) use rows::OneRow;
 pub use server::{Server, ServerProduct};
 
+/// Evaluates `$body` with `$P` the [`Seam`] implementation of `$product` (core's
+/// [`rwsplit_core::Product`]): the one place the adapter lists its per-product modules, one arm
+/// per product of core's list, which the compiler keeps complete.
+macro_rules! with_product {
+    ($product:expr, $P:ident => $body:expr) => {
+        match $product {
+            rwsplit_core::Product::Postgres => {
+                type $P = postgres::Postgres;
+                $body
+            }
+            rwsplit_core::Product::MariaDb => {
+                type $P = mariadb::MariaDb;
+                $body
+            }
+        }
+    };
+}
+
+/// One product's side of the adapter's seam: what the adapter does differently on it. One
+/// implementation per product, each in its module (`postgres.rs`, `mariadb.rs`); what is pure
+/// about a product (names, dialect, token kind) is core's [`rwsplit_core::Product`]'s. A
+/// method whose driver is not in this build does nothing.
+pub(crate) trait Seam {
+    /// The SeaORM backend (the protocol) its connections speak.
+    const BACKEND: DbBackend;
+    /// SeaORM's `db.system` in its `tracing-spans` spans: its backend's name.
+    const SEAORM_SYSTEM: &'static str;
+    /// The URL schemes that connect it in this build (none without its driver's feature).
+    const SCHEMES: &'static [&'static str];
+    /// Its servers' default port.
+    const DEFAULT_PORT: u16;
+    /// Whether Patroni can run its nodes.
+    const RUNS_UNDER_PATRONI: bool = false;
+    /// Whether the monitor probes a node behind transaction pooling on a driver connection of
+    /// its own, each statement alone in the simple protocol, rather than on a framed
+    /// one-connection pool (see `crate::probe`).
+    const POOLED_PROBE_UNFRAMED: bool = false;
+
+    /// See [`Product::capture`].
+    async fn capture<O: OneRow>(on: &mut O, system_id: u64) -> Result<(CausalToken, u64), DbErr>;
+
+    /// See [`wait_for`]; `position` is of this product (else: not caught up).
+    async fn wait_for(
+        conn: &DatabaseConnection,
+        position: &ReplayPosition,
+        max: Duration,
+    ) -> Result<Waited, DbErr>;
+
+    /// What the server says it is (see [`check`]).
+    async fn server(conn: &DatabaseConnection) -> Result<Server, DbErr>;
+
+    /// The system identifier of `position`, kept per node for [`Product::capture`]; `None`
+    /// for a product whose positions have none.
+    fn system_id(position: &ReplayPosition) -> Option<u64> {
+        let _ = position;
+        None
+    }
+
+    /// No client-side statement cache (see [`Product::prepare_options`]).
+    fn no_statement_cache(opts: &mut ConnectOptions);
+
+    /// See [`Product::frame_monitor`].
+    fn frame_monitor(opts: &mut ConnectOptions);
+
+    /// See [`Product::make_read_only`].
+    fn make_read_only(opts: &mut ConnectOptions, pooling: Pooling, checks_clients: bool);
+}
+
 /// The product a connection runs on, chosen once: from what the primary's server said it is
 /// ([`check`]) when the connection is built from URLs, else from the connections' backend
 /// ([`Product::of`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Product {
-    /// PostgreSQL, physical streaming replication.
-    Postgres,
-    /// MariaDB with GTID replication.
-    MariaDb,
+    /// One of core's products, with replication positions: its [`Seam`] does the work.
+    Replicated(rwsplit_core::Product),
     /// Anything else (SQLite, mocks of it), by its backend: no monitor, no positions.
     Other(DbBackend),
 }
 
 impl Product {
+    /// PostgreSQL, for tests.
+    #[cfg(test)]
+    pub(crate) const POSTGRES: Product = Product::Replicated(rwsplit_core::Product::Postgres);
+
     /// The seam for connections of `backend` given as they are, whose server nobody asked
     /// ([`RoutedConnection::from_connections`](crate::RoutedConnection::from_connections),
     /// mocks, pools a user makes read-only with [`Pooling::make_read_only`]): by the
-    /// protocol alone, which cannot tell MySQL from MariaDB, so a MySQL-protocol connection is
-    /// taken to be MariaDB. A connection built from URLs has its product from [`check`].
+    /// protocol alone, the first product of core's list that speaks it, which cannot tell
+    /// MySQL from MariaDB, so a MySQL-protocol connection is taken to be MariaDB. A connection
+    /// built from URLs has its product from [`check`].
     pub(crate) fn of(backend: DbBackend) -> Product {
-        match backend {
-            DbBackend::Postgres => Product::Postgres,
-            DbBackend::MySql => Product::MariaDb,
-            _ => Product::Other(backend),
+        rwsplit_core::Product::ALL
+            .into_iter()
+            .find(|&p| with_product!(p, P => P::BACKEND == backend))
+            .map_or(Product::Other(backend), Product::Replicated)
+    }
+
+    /// The product of core's list, if it is one (the monitor's flavor, the token kind).
+    pub(crate) fn replicated(self) -> Option<rwsplit_core::Product> {
+        match self {
+            Product::Replicated(p) => Some(p),
+            Product::Other(_) => None,
         }
     }
 
     /// The SeaORM backend (the protocol) its connections speak.
     pub(crate) fn backend(self) -> DbBackend {
         match self {
-            Product::Postgres => DbBackend::Postgres,
-            Product::MariaDb => DbBackend::MySql,
+            Product::Replicated(p) => with_product!(p, P => P::BACKEND),
             Product::Other(backend) => backend,
         }
     }
 
     /// `db.system.name` (OpenTelemetry's semantic conventions).
     pub(crate) fn system_name(self) -> &'static str {
-        match self {
-            Product::Postgres => "postgresql",
-            Product::MariaDb => "mariadb",
-            Product::Other(_) => "other_sql",
-        }
+        self.replicated().map_or("other_sql", rwsplit_core::Product::system_name)
     }
 
     /// SeaORM's `db.system` in its `tracing-spans` spans: its backend's name ("mysql" for
@@ -97,8 +175,7 @@ impl Product {
     #[cfg_attr(not(any(test, feature = "tracing-spans")), allow(dead_code))]
     pub(crate) fn seaorm_system(self) -> &'static str {
         match self {
-            Product::Postgres => "postgresql",
-            Product::MariaDb => "mysql",
+            Product::Replicated(p) => with_product!(p, P => P::SEAORM_SYSTEM),
             Product::Other(_) => "sqlite",
         }
     }
@@ -107,57 +184,33 @@ impl Product {
     /// `debug-print` lines), rather than its PostgreSQL one.
     #[cfg_attr(not(feature = "debug-print"), allow(dead_code))]
     pub(crate) fn on_seaorm_mysql_driver(self) -> bool {
-        self == Product::MariaDb
+        self.backend() == DbBackend::MySql
     }
 
     /// The classifier's SQL dialect.
     pub(crate) fn dialect(self) -> Dialect {
-        match self {
-            Product::Postgres => Dialect::Postgres,
-            Product::MariaDb => Dialect::MySql,
-            Product::Other(_) => Dialect::Sqlite,
-        }
-    }
-
-    /// The monitor's implementation, if it can probe this product.
-    pub(crate) fn flavor(self) -> Option<Flavor> {
-        match self {
-            Product::Postgres => Some(Flavor::Postgres),
-            Product::MariaDb => Some(Flavor::MariaDb),
-            Product::Other(_) => None,
-        }
+        self.replicated().map_or(Dialect::Sqlite, rwsplit_core::Product::dialect)
     }
 
     /// The product's name as people write it, for errors: `PostgreSQL`, `MariaDB`, `SQLite`.
     pub(crate) fn name(self) -> &'static str {
         match self {
-            Product::Postgres => "PostgreSQL",
-            Product::MariaDb => "MariaDB",
+            Product::Replicated(p) => p.name(),
             Product::Other(DbBackend::Sqlite) => "SQLite",
             Product::Other(_) => "an unknown database",
         }
     }
 
-    /// The kind of read-your-writes token this product's positions make; `None` for a product
-    /// without replication positions.
-    pub(crate) fn token_kind(self) -> Option<TokenKind> {
-        match self {
-            Product::Postgres => Some(TokenKind::Postgres),
-            Product::MariaDb => Some(TokenKind::MariaDb),
-            Product::Other(_) => None,
-        }
-    }
-
-    /// The kind a session's tokens are minted and checked as: [`Product::token_kind`], and
-    /// MariaDB's for a product without positions (which never mints a position of its own).
+    /// The kind a session's tokens are minted and checked as: its product's, and MariaDB's for
+    /// a product without positions (which never mints a position of its own).
     pub(crate) fn tokens_checked_as(self) -> TokenKind {
-        self.token_kind().unwrap_or(TokenKind::MariaDb)
+        self.replicated().unwrap_or(TokenKind::MariaDb)
     }
 
     /// Whether a replica refuses SERIALIZABLE transactions (PostgreSQL hot standbys do), so a
     /// read-only one must stay on the primary.
     pub(crate) fn replicas_refuse_serializable(self) -> bool {
-        self == Product::Postgres
+        self.replicated().is_some_and(rwsplit_core::Product::replicas_refuse_serializable)
     }
 
     /// The primary's position now, as a token: at or past every write that has committed.
@@ -169,8 +222,7 @@ impl Product {
         system_id: u64,
     ) -> Result<(CausalToken, u64), DbErr> {
         match self {
-            Product::Postgres => postgres::capture(on, system_id).await,
-            Product::MariaDb => Ok((mariadb::capture(on).await?, 0)),
+            Product::Replicated(p) => with_product!(p, P => P::capture(on, system_id).await),
             Product::Other(backend) => Err(rows::unsupported(backend)),
         }
     }
@@ -185,12 +237,8 @@ impl Product {
         // An idle connection the pool opened in advance would sit inside its transaction,
         // holding a PgBouncer server connection, until first used.
         opts.min_connections(0);
-        match self {
-            #[cfg(feature = "postgres")]
-            Product::Postgres => postgres::no_statement_cache(opts),
-            #[cfg(feature = "mysql")]
-            Product::MariaDb => mariadb::no_statement_cache(opts),
-            _ => {}
+        if let Product::Replicated(p) = self {
+            with_product!(p, P => P::no_statement_cache(opts));
         }
     }
 
@@ -209,12 +257,8 @@ impl Product {
         // No ping before each use: the `BEGIN` that starts it is one (a connection that fails
         // it is closed and another one used).
         opts.test_before_acquire(false);
-        match self {
-            #[cfg(feature = "postgres")]
-            Product::Postgres => postgres::frame_monitor(&mut opts),
-            #[cfg(feature = "mysql")]
-            Product::MariaDb => mariadb::frame_monitor(&mut opts),
-            _ => {}
+        if let Product::Replicated(p) = self {
+            with_product!(p, P => P::frame_monitor(&mut opts));
         }
         opts
     }
@@ -229,17 +273,12 @@ impl Product {
         pooling: Pooling,
         checks_clients: bool,
     ) {
-        let _ = checks_clients;
         if pooling == Pooling::Transaction {
             // No ping before each use: the `BEGIN` is one.
             opts.test_before_acquire(false);
         }
-        match self {
-            #[cfg(feature = "postgres")]
-            Product::Postgres => postgres::make_read_only(opts, pooling, checks_clients),
-            #[cfg(feature = "mysql")]
-            Product::MariaDb => mariadb::make_read_only(opts, pooling),
-            _ => {}
+        if let Product::Replicated(p) = self {
+            with_product!(p, P => P::make_read_only(opts, pooling, checks_clients));
         }
     }
 }
@@ -258,26 +297,21 @@ pub(crate) async fn check(
     node: &str,
 ) -> Result<(Product, Server), Unchecked> {
     let backend = conn.get_database_backend();
-    let found = match backend {
-        DbBackend::Postgres => postgres::server(conn).await,
-        DbBackend::MySql => mariadb::server(conn).await,
+    let Product::Replicated(speaks) = Product::of(backend) else {
         // Nothing to ask: no monitor, no positions.
-        _ => return Ok((Product::Other(backend), Server::other(backend))),
-    }
-    .map_err(Unchecked::Unreachable)?;
-    let server = server::judge(found, node).map_err(Unchecked::Refused)?;
-    let product = match server.product() {
-        ServerProduct::PostgreSql => Product::Postgres,
-        ServerProduct::MariaDb => Product::MariaDb,
-        // Refused by the policy above.
-        ServerProduct::MySql | ServerProduct::Other => Product::Other(backend),
+        return Ok((Product::Other(backend), Server::other(backend)));
     };
+    let found =
+        with_product!(speaks, P => P::server(conn).await).map_err(Unchecked::Unreachable)?;
+    let server = server::judge(found, node).map_err(Unchecked::Refused)?;
+    // Anything else is refused by the policy above.
+    let product = server.product().supported().map_or(Product::Other(backend), Product::Replicated);
     Ok((product, server))
 }
 
 /// Whether Patroni can run the nodes at URLs of `backend` (Patroni runs PostgreSQL only).
 pub(crate) fn runs_under_patroni(backend: DbBackend) -> bool {
-    backend == DbBackend::Postgres
+    Product::of(backend).replicated().is_some_and(|p| with_product!(p, P => P::RUNS_UNDER_PATRONI))
 }
 
 /// Why [`check`] gave no server.
@@ -299,39 +333,34 @@ pub(crate) enum Waited {
 }
 
 /// Whether the replica behind `conn` has replayed up to `token`, waiting in the server up to
-/// `max`: on MariaDB `MASTER_GTID_WAIT`; on PostgreSQL, which has no `WAIT FOR LSN`, its replay
-/// position looked at in the server until it is there or `max` has passed (one round trip).
+/// `max` (each product's way: see its [`Seam::wait_for`]).
 pub(crate) async fn wait_for(
     conn: &DatabaseConnection,
     token: &CausalToken,
     max: Duration,
 ) -> Result<Waited, DbErr> {
-    match token.position() {
-        ReplayPosition::Postgres(want) => postgres::replayed(conn, want.lsn(), max).await,
-        ReplayPosition::MariaDb(want) => mariadb::wait_for(conn, want, max).await,
-        _ => Ok(Waited::TimedOut),
-    }
+    with_product!(token.kind(), P => P::wait_for(conn, token.position(), max).await)
 }
 
-/// The PostgreSQL system identifier a probe saw, kept per node for the tokens
-/// [`Product::capture`] makes (MariaDB positions have none).
+/// The system identifier a probe saw, kept per node for the tokens [`Product::capture`] makes
+/// (PostgreSQL's; MariaDB positions have none).
 pub(crate) fn system_id(seen: &rwsplit_monitor::Observation) -> Option<u64> {
-    match seen.position() {
-        Some(ReplayPosition::Postgres(p)) => Some(p.system_id()),
-        _ => None,
-    }
+    let position = seen.position()?;
+    with_product!(position.token_kind(), P => P::system_id(position))
+}
+
+/// The product a URL scheme connects in this build, if any.
+fn scheme_product(scheme: &str) -> Option<rwsplit_core::Product> {
+    rwsplit_core::Product::ALL
+        .into_iter()
+        .find(|&p| with_product!(p, P => P::SCHEMES.contains(&scheme)))
 }
 
 /// The backend a URL scheme connects in this build, and its default port; `None` for a scheme
 /// no driver of this build connects.
 pub(crate) fn scheme(scheme: &str) -> Option<(DbBackend, u16)> {
-    match scheme {
-        #[cfg(feature = "postgres")]
-        "postgres" | "postgresql" => Some((DbBackend::Postgres, 5432)),
-        #[cfg(feature = "mysql")]
-        "mysql" => Some((DbBackend::MySql, 3306)),
-        _ => None,
-    }
+    let p = scheme_product(scheme)?;
+    Some(with_product!(p, P => (P::BACKEND, P::DEFAULT_PORT)))
 }
 
 /// Whether the monitor probes a node behind transaction pooling at `url` on a driver
@@ -339,7 +368,7 @@ pub(crate) fn scheme(scheme: &str) -> Option<(DbBackend, u16)> {
 /// on a framed one-connection pool (MySQL/MariaDB: see `crate::probe`).
 pub(crate) fn pooled_probe_unframed(url: &str) -> bool {
     let name = url.split_once("://").map_or("", |(name, _)| name);
-    scheme(name).is_some_and(|(backend, _)| backend == DbBackend::Postgres)
+    scheme_product(name).is_some_and(|p| with_product!(p, P => P::POOLED_PROBE_UNFRAMED))
 }
 
 /// What a server error means to the adapter, by its SQLSTATE or MariaDB error number.
@@ -412,7 +441,10 @@ mod tests {
             &[("version", "10.11.6-MariaDB-0+deb12u1"), ("comment", "Debian 12")],
         );
         let (product, server) = check(&mariadb, "db-1").await.unwrap();
-        assert_eq!((product, server.product()), (Product::MariaDb, ServerProduct::MariaDb));
+        assert_eq!(
+            (product, server.product()),
+            (Product::Replicated(rwsplit_core::Product::MariaDb), ServerProduct::MariaDb)
+        );
         let mysql = answering(
             DbBackend::MySql,
             &[("version", "8.0.36"), ("comment", "MySQL Community Server - GPL")],
@@ -425,7 +457,7 @@ mod tests {
             DbBackend::Postgres,
             &[("num", "150008"), ("version", "PostgreSQL 15.8 on x86_64-pc-linux-gnu")],
         );
-        assert_eq!(check(&pg, "db-3").await.unwrap().0, Product::Postgres);
+        assert_eq!(check(&pg, "db-3").await.unwrap().0, Product::POSTGRES);
         let sqlite = MockDatabase::new(DbBackend::Sqlite).into_connection();
         assert_eq!(check(&sqlite, "db-4").await.unwrap().0, Product::Other(DbBackend::Sqlite));
     }

@@ -1,24 +1,78 @@
 //! PostgreSQL: positions are LSNs on a timeline of one cluster (system identifier); replicas
 //! are hot standbys; sessions are made read-only by `default_transaction_read_only`.
 
-use rwsplit_core::{CausalToken, Lsn, PgPosition};
+use rwsplit_core::{CausalToken, Lsn, PgPosition, ReplayPosition};
 use rwsplit_monitor::sql::postgres as sql;
-#[cfg(feature = "postgres")]
-use sea_orm::ConnectOptions;
-use sea_orm::{DatabaseConnection, DbBackend, DbErr, Statement};
+use sea_orm::{ConnectOptions, DatabaseConnection, DbBackend, DbErr, Statement};
 
-#[cfg(feature = "postgres")]
-use super::Pooling;
 use super::rows::{OneRow, parse, query_on, query_one, query_one_stmt, text, unreadable};
 use super::server::Server;
-use super::{ServerError, Waited};
+use super::{Pooling, Seam, ServerError, Waited};
+
+/// PostgreSQL's side of the adapter's seam.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Postgres;
+
+impl Seam for Postgres {
+    const BACKEND: DbBackend = DbBackend::Postgres;
+    const SEAORM_SYSTEM: &'static str = "postgresql";
+    const SCHEMES: &'static [&'static str] =
+        if cfg!(feature = "postgres") { &["postgres", "postgresql"] } else { &[] };
+    const DEFAULT_PORT: u16 = 5432;
+    const RUNS_UNDER_PATRONI: bool = true;
+    const POOLED_PROBE_UNFRAMED: bool = true;
+
+    async fn capture<O: OneRow>(on: &mut O, system_id: u64) -> Result<(CausalToken, u64), DbErr> {
+        capture(on, system_id).await
+    }
+
+    async fn wait_for(
+        conn: &DatabaseConnection,
+        position: &ReplayPosition,
+        max: std::time::Duration,
+    ) -> Result<Waited, DbErr> {
+        match position {
+            ReplayPosition::Postgres(want) => replayed(conn, want.lsn(), max).await,
+            _ => Ok(Waited::TimedOut),
+        }
+    }
+
+    async fn server(conn: &DatabaseConnection) -> Result<Server, DbErr> {
+        server(conn).await
+    }
+
+    fn system_id(position: &ReplayPosition) -> Option<u64> {
+        match position {
+            ReplayPosition::Postgres(p) => Some(p.system_id()),
+            _ => None,
+        }
+    }
+
+    fn no_statement_cache(opts: &mut ConnectOptions) {
+        #[cfg(feature = "postgres")]
+        opts.map_sqlx_postgres_opts(|o| o.statement_cache_capacity(0));
+        #[cfg(not(feature = "postgres"))]
+        let _ = opts;
+    }
+
+    fn frame_monitor(opts: &mut ConnectOptions) {
+        #[cfg(feature = "postgres")]
+        frame_monitor(opts);
+        #[cfg(not(feature = "postgres"))]
+        let _ = opts;
+    }
+
+    fn make_read_only(opts: &mut ConnectOptions, pooling: Pooling, checks_clients: bool) {
+        #[cfg(feature = "postgres")]
+        make_read_only(opts, pooling, checks_clients);
+        #[cfg(not(feature = "postgres"))]
+        let _ = (opts, pooling, checks_clients);
+    }
+}
 
 /// See [`super::Product::capture`]. The system identifier comes from the monitor or one extra
 /// query (it reads the control file), and is cached per node.
-pub(super) async fn capture<O: OneRow>(
-    on: &mut O,
-    system_id: u64,
-) -> Result<(CausalToken, u64), DbErr> {
+async fn capture<O: OneRow>(on: &mut O, system_id: u64) -> Result<(CausalToken, u64), DbErr> {
     let system_id = if system_id == 0 {
         let row = query_on(on, DbBackend::Postgres, sql::SYSTEM_ID, "system_id").await?;
         parse::<u64>(&row, "system_id")?
@@ -34,7 +88,7 @@ pub(super) async fn capture<O: OneRow>(
 /// Waits in the standby, for at most `max`, until it has replayed `want` ([`sql::WAIT_REPLAYED`]:
 /// one round trip, the server looking every tenth of a millisecond). A server that is not a
 /// standby (promoted, or a primary) answers at once and is not trusted here.
-pub(super) async fn replayed(
+async fn replayed(
     conn: &DatabaseConnection,
     want: Lsn,
     max: std::time::Duration,
@@ -53,7 +107,7 @@ pub(super) async fn replayed(
 }
 
 /// What the server says it is.
-pub(super) async fn server(conn: &DatabaseConnection) -> Result<Server, DbErr> {
+async fn server(conn: &DatabaseConnection) -> Result<Server, DbErr> {
     let row = query_one(conn, sql::VERSION, "version").await?;
     Ok(Server::postgres(
         text(&row, "num").as_deref().unwrap_or(""),
@@ -103,12 +157,7 @@ const BEGIN_READ_ONLY: &str = "BEGIN READ ONLY; DEALLOCATE ALL";
 const END: &str = "COMMIT; DEALLOCATE ALL";
 
 #[cfg(feature = "postgres")]
-pub(super) fn no_statement_cache(opts: &mut ConnectOptions) {
-    opts.map_sqlx_postgres_opts(|o| o.statement_cache_capacity(0));
-}
-
-#[cfg(feature = "postgres")]
-pub(super) fn frame_monitor(opts: &mut ConnectOptions) {
+fn frame_monitor(opts: &mut ConnectOptions) {
     opts.map_sqlx_postgres_pool_opts(|o| {
         o.after_connect(|conn, _| Box::pin(pg(conn, BEGIN)))
             .before_acquire(|conn, _| Box::pin(super::keep(pg(conn, BEGIN))))
@@ -145,7 +194,7 @@ const BEGIN_READ_ONLY_CHECKED: &str =
 /// connection; [`Pooling::Transaction`]: every use a read-only transaction. Each also sets
 /// [`CLIENT_CHECK_MS`] when the server `checks_clients`.
 #[cfg(feature = "postgres")]
-pub(super) fn make_read_only(opts: &mut ConnectOptions, pooling: Pooling, checks_clients: bool) {
+fn make_read_only(opts: &mut ConnectOptions, pooling: Pooling, checks_clients: bool) {
     match pooling {
         Pooling::Direct => {
             opts.map_sqlx_postgres_opts(move |o| {

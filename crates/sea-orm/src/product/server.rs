@@ -46,6 +46,18 @@ pub enum ServerProduct {
     Other,
 }
 
+impl ServerProduct {
+    /// The product of core's list this is, if rwsplit routes for it (the version policy may
+    /// still refuse its version).
+    pub(crate) fn supported(self) -> Option<rwsplit_core::Product> {
+        match self {
+            ServerProduct::PostgreSql => Some(rwsplit_core::Product::Postgres),
+            ServerProduct::MariaDb => Some(rwsplit_core::Product::MariaDb),
+            ServerProduct::MySql | ServerProduct::Other => None,
+        }
+    }
+}
+
 impl fmt::Display for ServerProduct {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(match self {
