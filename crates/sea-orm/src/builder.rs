@@ -9,12 +9,12 @@ use rwsplit_monitor::{AutoFailover, InvalidReplicationAddress, ReplicationAddres
 use sea_orm::{ConnectOptions, DatabaseConnection, DbErr};
 
 use crate::connection::{Node, Policy, RoutedConnection};
-use crate::deadline::{Acquire, cap};
 use crate::error::{Error, Result};
 use crate::probe::{GivenNode, ProbeFrom, ProbeSettings};
 use crate::product::{Product, Unchecked};
 use crate::redact::NodeUrl;
 use crate::replica::Replica;
+use crate::send::deadline::{Acquire, cap};
 
 /// Configures a [`RoutedConnection`].
 ///
@@ -498,9 +498,10 @@ impl RoutedConnectionBuilder {
         // Capped: sqlx adds its timeouts to `Instant`s, which overflow at `Duration::MAX`. The
         // monitor's connects may take longer than one probe (see `connect_timeout_value`), a
         // node's first one longer still (`first_connect_timeout_value`); the monitor bounds each.
-        let probe_timeout = crate::deadline::cap(self.policy.monitor.first_connect_timeout_value());
+        let probe_timeout =
+            crate::send::deadline::cap(self.policy.monitor.first_connect_timeout_value());
         let start =
-            crate::deadline::cap(self.policy.monitor.probe_timeout_value().saturating_mul(3));
+            crate::send::deadline::cap(self.policy.monitor.probe_timeout_value().saturating_mul(3));
         let probing = ProbeSettings {
             admin: self.policy.failover.as_ref().and_then(|f| {
                 f.admin_credentials_value().map(|(u, p)| (u.to_owned(), p.to_owned()))
@@ -729,7 +730,7 @@ pub(crate) fn from_connections(
     policy: Policy,
 ) -> Result<RoutedConnection> {
     let backend = primary.get_database_backend();
-    let policy_timeout = crate::deadline::cap(policy.monitor.first_connect_timeout_value());
+    let policy_timeout = crate::send::deadline::cap(policy.monitor.first_connect_timeout_value());
     // The monitor's own connections come from each pool's options; connections that are no
     // sqlx pool (mocks) have none, and then there is no monitor.
     let given = |c: &DatabaseConnection| GivenNode::of(c).map(ProbeFrom::Given);

@@ -113,7 +113,7 @@ pub(crate) struct Template {
     options: ConnectOptions,
     url: String,
     product: crate::product::Product,
-    acquire: crate::deadline::Acquire,
+    acquire: crate::send::deadline::Acquire,
     /// The primary's server ends a gone client's statement when told to, and so do members
     /// (streaming replicas run its version on its platform): [`crate::Server::checks_clients`].
     checks_clients: bool,
@@ -126,7 +126,7 @@ impl Template {
         options: ConnectOptions,
         configured: Vec<(NodeId, NodeUrl)>,
         product: crate::product::Product,
-        acquire: crate::deadline::Acquire,
+        acquire: crate::send::deadline::Acquire,
         checks_clients: bool,
     ) -> Template {
         let url = options.get_url().to_owned();
@@ -480,7 +480,7 @@ mod tests {
             "127.0.0.1:9/app".to_owned(),
             opts,
             crate::product::Product::Postgres,
-            crate::deadline::Acquire {
+            crate::send::deadline::Acquire {
                 write: Duration::from_secs(1),
                 read: Duration::from_secs(1),
             },
@@ -705,7 +705,7 @@ mod tests {
             ConnectOptions::new(primary),
             vec![(NodeId::new(0), parsed)],
             crate::product::Product::Postgres,
-            crate::deadline::Acquire::default(),
+            crate::send::deadline::Acquire::default(),
             true,
         );
         let member = Member::new("m", host, port, MemberRole::Replica);

@@ -41,12 +41,12 @@ use super::nodes::Node;
 use super::plan::{Done, Io, Planned};
 use super::record::{self, Attempt, Record};
 use crate::classified::Learned;
-use crate::failure::{self, Failure};
 use crate::hooks::{self, Call};
 use crate::position;
 use crate::product::Waited;
 use crate::route::{Plan, Why};
-use crate::sending::{self, End, Standing, Taken};
+use crate::send::failure::{self, Failure};
+use crate::send::sending::{self, End, Standing, Taken};
 use crate::telemetry::{self, Ryw};
 
 /// What a write's success means for the caller's read-your-writes scope.
@@ -502,8 +502,8 @@ async fn settled_plan(
     let m = &inner.policy().monitor;
     let verdict =
         m.probe_interval_value().saturating_add(m.probe_timeout_value()).saturating_mul(3);
-    let mut until = tokio::time::Instant::now() + crate::deadline::cap(verdict);
-    if let Some(d) = crate::deadline::current() {
+    let mut until = tokio::time::Instant::now() + crate::send::deadline::cap(verdict);
+    if let Some(d) = crate::send::deadline::current() {
         until = until.min(tokio::time::Instant::from_std(d));
     }
     let state = inner.routing().state();
@@ -609,8 +609,8 @@ async fn after_lost(inner: &Inner, old: NodeId, access: Access) -> Option<Plan> 
     let verdict =
         m.probe_interval_value().saturating_add(m.probe_timeout_value()).saturating_mul(3);
     let mut until =
-        tokio::time::Instant::from_std(crate::deadline::saturating_after(lost, verdict));
-    if let Some(d) = crate::deadline::current() {
+        tokio::time::Instant::from_std(crate::send::deadline::saturating_after(lost, verdict));
+    if let Some(d) = crate::send::deadline::current() {
         until = until.min(tokio::time::Instant::from_std(d));
     }
     let state = inner.routing().state();
@@ -649,7 +649,7 @@ async fn refused<W: Work>(
     work: &mut W,
     scope: &Scope,
 ) -> Result<(W::Output, NodeId), DbErr> {
-    if crate::deadline::current().is_some_and(|d| Instant::now() >= d) {
+    if crate::send::deadline::current().is_some_and(|d| Instant::now() >= d) {
         return Err(refusal);
     }
     let Ok(retry) = inner.planner().plan_on_primary(Access::Write, Why::RefusedByReplica) else {
@@ -682,7 +682,7 @@ fn attempt_plan<'a, W: Work>(
         // The candidates tried: the plan's `k`-th, for `k` from `skip` up to `end` (indices
         // rather than an iterator: a read's future carries less).
         let (mut k, end) = (skip, skip + budget + 1);
-        let deadline = crate::deadline::current();
+        let deadline = crate::send::deadline::current();
         // The statement's span (a disabled one when nothing listens), fetched where it is used
         // rather than held across the attempts' awaits: a read's future stays smaller.
         let traced = traced();
@@ -760,7 +760,7 @@ fn attempt_plan<'a, W: Work>(
                 // Not sent: the monitor has the primary marked down. Its pool would be
                 // waited on for the acquire timeout (connecting to a dead server is retried
                 // until then); the read moves on, or fails at once saying why.
-                Err(Attempt::GivenUp(crate::deadline::already_down(node.name())))
+                Err(Attempt::GivenUp(crate::send::deadline::already_down(node.name())))
             } else if let Some(other) =
                 plan.candidate(k).filter(|_| W::HEDGE && !on_primary && inner.policy().hedged_reads)
             {
@@ -794,7 +794,8 @@ fn attempt_plan<'a, W: Work>(
                 // statement.
                 let on_replica = id != primary;
                 let timeouts = &inner.policy().timeouts;
-                let limit = crate::deadline::attempt_limit(on_replica, timeouts, deadline, started);
+                let limit =
+                    crate::send::deadline::attempt_limit(on_replica, timeouts, deadline, started);
                 // Straight on the sqlx pool when nothing listens to SeaORM's layer: no
                 // clone of the statement for a retry, no second boxed future.
                 let direct =
@@ -934,7 +935,7 @@ async fn hedgeable<W: Work>(
     let begun = node.pace().begin(started);
     inner.watchdog().ensure();
     let timeouts = &inner.policy().timeouts;
-    let limit = crate::deadline::attempt_limit(true, timeouts, deadline, started);
+    let limit = crate::send::deadline::attempt_limit(true, timeouts, deadline, started);
     let first = bounded(inner, id, true, node.name(), limit, read_shared(work, node));
     let mut first = std::pin::pin!(first);
     // The attempt's watch wakes it when the watchdog nudges the node (no waiter of its
@@ -956,7 +957,7 @@ async fn hedgeable<W: Work>(
 }
 
 /// A read waiting on replica `node` whose node the watchdog found silent past its hedge
-/// delay: if the budget allows ([`HedgeBudget`](crate::pace::HedgeBudget)), the same read
+/// delay: if the budget allows ([`HedgeBudget`](crate::send::pace::HedgeBudget)), the same read
 /// goes to `other` (the plan's next node, which satisfies the same consistency) as well,
 /// and the first answer wins; the other attempt is dropped ([`lost`]). Either attempt failing
 /// leaves the other to finish. Each attempt is bounded as [`bounded`] bounds it.
@@ -984,8 +985,12 @@ where
     tracing::info!(target: "rwsplit", node = %node.name(), hedge = %hedge_node.name(), after = ?node.pace().hedge_delay(), "read unanswered: hedged on another node");
     let on_replica = plan.snapshot_primary() != Some(other);
     let timeouts = &inner.policy().timeouts;
-    let limit =
-        crate::deadline::attempt_limit(on_replica, timeouts, crate::deadline::current(), now);
+    let limit = crate::send::deadline::attempt_limit(
+        on_replica,
+        timeouts,
+        crate::send::deadline::current(),
+        now,
+    );
     let guard = plan.start(other, now);
     let by = |out| {
         let hedge = Hedge { id: other, node: hedge_node.clone(), guard, started: now };
@@ -1042,7 +1047,7 @@ impl Drop for HedgeEnd<'_> {
 /// A hedged read's losing attempt, dropped, counted (`Hedges::lost`; the metric counts the
 /// hedged read once, by how it ended: `HedgeEnd`). Nothing is sent to end its
 /// statement: a read run straight on the node's pool closes its connection when dropped
-/// ([`crate::sending`]), and a PostgreSQL server ends the statement of a session whose client
+/// ([`crate::send::sending`]), and a PostgreSQL server ends the statement of a session whose client
 /// has gone by itself (`client_connection_check_interval`, set on rwsplit's replica sessions:
 /// [`crate::product::Pooling`]); on MariaDB the statement runs to its end. Looking the
 /// statement up to cancel it could reach another client's session (the same text, the same
@@ -1147,7 +1152,7 @@ async fn replayed(
     token: &rwsplit_core::CausalToken,
     max: std::time::Duration,
 ) -> Result<Waited, DbErr> {
-    let limit = tokio::time::Instant::now() + crate::deadline::cap(max) + WAIT_GRACE;
+    let limit = tokio::time::Instant::now() + crate::send::deadline::cap(max) + WAIT_GRACE;
     // The plain pool: the wait is the adapter's own, not reported as the user's.
     match tokio::time::timeout_at(limit, position::wait_for(node.conn(), token, max)).await {
         Ok(looked) => looked.map_err(|e| crate::routing_error::read_on(e, node.name())),
@@ -1194,11 +1199,13 @@ fn bounded<'a, T: 'a>(
             if let (Some(t), Some(l)) = (timer.as_mut(), limit)
                 && t.as_mut().poll(cx).is_ready()
             {
-                return Poll::Ready(Err(Attempt::GivenUp(crate::deadline::timed_out(name, l))));
+                return Poll::Ready(Err(Attempt::GivenUp(crate::send::deadline::timed_out(
+                    name, l,
+                ))));
             }
             if watch.fired(cx) {
                 return Poll::Ready(Err(if on_replica {
-                    Attempt::GivenUp(crate::deadline::marked_down(name))
+                    Attempt::GivenUp(crate::send::deadline::marked_down(name))
                 } else {
                     // As it stands now (back up already: as marked down, which it was).
                     match routing.standing(id) {
@@ -1283,7 +1290,7 @@ async fn watched_write<W: Work>(
                     Some(&deposed)
                 }
                 Err(End::Unknown) => {
-                    deposed = crate::deadline::write_outcome_unknown(name);
+                    deposed = crate::send::deadline::write_outcome_unknown(name);
                     Some(&deposed)
                 }
             };
@@ -1301,7 +1308,7 @@ async fn watched_write<W: Work>(
         End::Unsent(e) => Attempt::Unsent(e),
         End::Deposed(s) => Attempt::Deposed(s),
         End::Failed(e) => Attempt::Failed(e),
-        End::Unknown => Attempt::GivenUp(crate::deadline::write_outcome_unknown(name)),
+        End::Unknown => Attempt::GivenUp(crate::send::deadline::write_outcome_unknown(name)),
     })
 }
 

@@ -24,8 +24,8 @@ use super::counters::Count;
 use super::ctx::Scope;
 use super::inner::Inner;
 use super::nodes::Node;
-use crate::failure::{self, Failure};
-use crate::sending::{self, Standing};
+use crate::send::failure::{self, Failure};
+use crate::send::sending::{self, Standing};
 use crate::telemetry;
 
 /// Why one attempt on a node failed.

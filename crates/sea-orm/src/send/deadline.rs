@@ -124,7 +124,7 @@ fn down(node: &str, reason: DownReason) -> DbErr {
 }
 
 /// The error a write fails with when the monitor marked the primary down after it was sent
-/// (see [`sending`](crate::sending)): it may or may not have committed.
+/// (see [`sending`](crate::send::sending)): it may or may not have committed.
 pub(crate) fn write_outcome_unknown(node: &str) -> DbErr {
     RoutingError::WriteOutcomeUnknown {
         node: node.to_owned(),

@@ -325,12 +325,12 @@ impl<DB: sea_orm::sqlx::Database> Drop for Reading<DB> {
 impl Direct<'_> {
     /// Never called: without a sqlx driver [`direct`] finds no pool.
     pub(crate) async fn query_one(self, _: &Statement) -> Result<Option<QueryResult>, DbErr> {
-        Err(crate::failure::internal("no sqlx driver"))
+        Err(crate::send::failure::internal("no sqlx driver"))
     }
 
     /// Never called: without a sqlx driver [`direct`] finds no pool.
     pub(crate) async fn query_all(self, _: &Statement) -> Result<Vec<QueryResult>, DbErr> {
-        Err(crate::failure::internal("no sqlx driver"))
+        Err(crate::send::failure::internal("no sqlx driver"))
     }
 }
 
@@ -349,7 +349,7 @@ pub(crate) async fn take(pool: &DatabaseConnection) -> Result<Taken, DbErr> {
             pool.get_mysql_connection_pool().acquire().await.map(Taken::MySql)
         }
         _ => {
-            return Err(crate::failure::internal(
+            return Err(crate::send::failure::internal(
                 "not a sqlx pool: connections cannot be taken from it",
             ));
         }
@@ -360,7 +360,7 @@ pub(crate) async fn take(pool: &DatabaseConnection) -> Result<Taken, DbErr> {
 /// Without a sqlx driver there is no pool to take from ([`can_take`] is `false`).
 #[cfg(not(any(feature = "postgres", feature = "mysql")))]
 pub(crate) async fn take(_pool: &DatabaseConnection) -> Result<Taken, DbErr> {
-    Err(crate::failure::internal("no sqlx driver: connections cannot be taken"))
+    Err(crate::send::failure::internal("no sqlx driver: connections cannot be taken"))
 }
 
 /// A pool's error as SeaORM reports it when it takes a connection (its `sqlx_conn_acquire_err`).

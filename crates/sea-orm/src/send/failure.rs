@@ -233,7 +233,7 @@ pub(crate) fn named(err: DbErr, failure: Failure, node: &str, write: bool, tried
 }
 
 /// The error the caller gets for a write that was not sent to `node` (see
-/// [`sending`](crate::sending)): the node stopped being the primary while it waited (already
+/// [`sending`](crate::send::sending)): the node stopped being the primary while it waited (already
 /// the adapter's error), the pool had no connection in time, or none could be opened.
 pub(crate) fn unsent(err: DbErr, failure: Failure, node: &str, tried: usize) -> DbErr {
     match failure {
@@ -381,7 +381,7 @@ mod tests {
     /// A read given up on its node counts the nodes tried before it once the loop knows.
     #[test]
     fn a_read_given_up_counts_the_nodes_tried() {
-        let late = crate::deadline::timed_out(
+        let late = crate::send::deadline::timed_out(
             "db3:5432/app",
             (std::time::Duration::from_secs(1), crate::TimeLimit::ReplicaReadTimeout),
         );
