@@ -252,7 +252,7 @@ pub use routing_error::{
     routing_error,
 };
 pub use rwsplit_core::{Consistency, Staleness, Target};
-pub use send::failure::OnReplicaRefusal;
+pub use send::refusal::OnReplicaRefusal;
 pub use session::{Routed, Session};
 pub use stats::{Hedges, NodeStats, ReadYourWrites, Stats};
 pub use stream::RoutedStream;

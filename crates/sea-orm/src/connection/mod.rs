@@ -17,8 +17,10 @@
 //!    connection (`Cluster`, [`crate::consistency`]'s, implemented over them);
 //! 6. `record` — one attempt's outcome, reported once: to the monitor, the node's counters,
 //!    the balancer, the metrics and the scope;
-//! 7. `attempt` — the executor: a plan's I/O steps, then the one attempt loop (candidates in
-//!    order, retries, deadlines, hedges) for every statement, stream and `BEGIN`;
+//! 7. `attempt` — the executor: a plan's I/O steps, then the one attempt loop for every
+//!    statement, stream and `BEGIN`, composed of layers each a file in `attempt/` (candidates
+//!    and the retry budget, catch-up wait, a read bounded or hedged, a write in two steps, a
+//!    failure's verdict, the span), over the policies in `crate::send`;
 //! 8. `statements` — the one statement path: classify, plan, attempt, what a read saw;
 //! 9. `transactions` — `begin` and the closure forms, and what a commit records;
 //! 10. `traits` — SeaORM's traits for every routed handle, and the ways out to the primary;

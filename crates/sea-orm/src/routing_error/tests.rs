@@ -207,7 +207,7 @@ fn a_refusal_keeps_the_replicas_error_as_its_source() {
     let refusal = DbErr::Query(RuntimeErr::SqlxError(Arc::new(sea_orm::sqlx::Error::Database(
         Box::new(ReadOnly),
     ))));
-    let err = crate::send::failure::misrouted(refusal, "db2:5432/app", None);
+    let err = crate::send::refusal::misrouted(refusal, "db2:5432/app", None);
     let e = routing_error(&err).expect("typed");
     let RoutingError::ReplicaRefused { sqlstate, .. } = e else { panic!("{e:?}") };
     assert_eq!(sqlstate.as_deref(), Some("25006"));

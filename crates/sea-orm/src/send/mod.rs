@@ -16,6 +16,9 @@
 
 pub(crate) mod deadline;
 pub(crate) mod failure;
+pub(crate) mod hedge;
 pub(crate) mod pace;
+pub(crate) mod refusal;
+pub(crate) mod retry;
 pub(crate) mod sending;
 pub(crate) mod watchdog;
