@@ -683,6 +683,20 @@ pub(crate) fn foreign_in(topo: &Topology, token: &CausalToken) -> bool {
     topo.primary().and_then(|p| p.position()).is_some_and(|p| token.shortfall(p).is_none())
 }
 
+impl crate::send::watch::Standings for Routing {
+    fn standing(&self, node: NodeId) -> crate::send::sending::Standing {
+        Routing::standing(self, node)
+    }
+
+    fn wake_ups(&self, node: NodeId) -> u64 {
+        Routing::wake_ups(self, node)
+    }
+
+    fn changed(&self, node: NodeId) -> tokio::sync::futures::Notified<'_> {
+        Routing::changed(self, node)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use rstest::rstest;

@@ -2,7 +2,7 @@
 //! runs through [`attempt`], which tries a [`Plan`]'s candidates in order. Its layers, read
 //! top-down, each a file:
 //!
-//! - [`planned`] (`planned.rs`): the I/O steps a plan asks for before it is made (waiting for
+//! - [`planned()`] (`planned.rs`): the I/O steps a plan asks for before it is made (waiting for
 //!   the scope's position captures, reading the primary's position), its effects applied
 //!   once, a read planned again while a switchover leaves no single primary;
 //! - [`attempt`] (here): the plan's attempts, then once more elsewhere when they say so —
@@ -13,7 +13,8 @@
 //! - [`attempt_plan`] (here): the loop over one plan's candidates; each policy it composes
 //!   is a file: which candidate next, the retry budget and stalled nodes passed over
 //!   (`candidates.rs`), the catch-up wait (`catch_up.rs`), one read (`read.rs`: bounded
-//!   by time and the monitor, `watch.rs`; hedged, `hedge.rs`), one write (`write.rs`: in two
+//!   by time and the monitor, `crate::send::watch`; hedged, `hedge.rs` over
+//!   `crate::send::hedge`), one write (`write.rs`: in two
 //!   steps), what a failure means (`outcome.rs`, over `crate::send::retry` and
 //!   `crate::send::refusal`); the span and metrics at its boundary (`span.rs`);
 //! - what one attempt runs: a [`Work`] (`work.rs`).
@@ -37,7 +38,6 @@ mod planned;
 mod read;
 mod rerun;
 mod span;
-mod watch;
 mod work;
 mod write;
 

@@ -1,18 +1,28 @@
 //! Sending a statement to a node, and the policies the attempt loop
 //! (`crate::connection`'s `attempt`) composes, each in a file of its own.
 //!
-//! **Owns**: how one attempt reaches a node and how long it may take — writes in two steps
-//! and reads straight on the sqlx pool (`sending`), the request path's time limits
-//! (`deadline`), which failures are the node's and which let a read move on (`failure`), a
-//! node's pace and the hedge ration (`pace`), the task that wakes reads waiting on a silent
-//! node (`watchdog`).
+//! **Owns**: how one attempt reaches a node and how long it may take, and the policies over
+//! attempts, a file each:
 //!
-//! **Offers**: functions and small types with one concern each, for the attempt loop to call.
+//! - `sending`: writes in two steps, reads straight on the sqlx pool, how an attempt ended
+//!   (`Attempt`, `End`);
+//! - `deadline`: the request path's time limits (replica read timeout, caller's deadline,
+//!   acquire timeouts) and the monitor's verdict time; `watch`: a read attempt bounded by
+//!   them and by the monitor's word on its node;
+//! - `failure`: which failures are the node's; `retry`: the verdict on a failed attempt
+//!   (next candidate, new primary, after the monitor's verdict, fail; never a write blindly);
+//! - `refusal`: a replica's refusal of a read that writes (once on the primary, or fail);
+//! - `hedge`: when a second attempt starts, who wins; `pace`: a node's pace, stalled, the
+//!   hedge ration; `watchdog`: the task that wakes reads waiting on a silent node.
 //!
-//! **May call**: `hooks`, `product`, `routing_error`, `telemetry`, and what is below them;
-//! never `connection` (which calls it), `route` or `consistency` (which use its types). What a
-//! policy needs of the connection comes in as arguments or through a narrow trait
-//! ([`watchdog::Watched`]).
+//! **Offers**: functions and small types with one concern each, for the attempt loop
+//! (`connection/attempt.rs` and its layers in `connection/attempt/`) to compose.
+//!
+//! **May call**: `hooks`, `product`, `routing_error`, and what is below them; never
+//! `connection` (which calls it), `route`, `consistency` or `telemetry` (which use its
+//! types): no import circle. What a policy needs of the connection comes in as arguments or
+//! through a narrow trait: [`watch::Standings`] (implemented by `route::Routing`),
+//! [`watchdog::Watched`].
 
 pub(crate) mod deadline;
 pub(crate) mod failure;
@@ -21,4 +31,5 @@ pub(crate) mod pace;
 pub(crate) mod refusal;
 pub(crate) mod retry;
 pub(crate) mod sending;
+pub(crate) mod watch;
 pub(crate) mod watchdog;

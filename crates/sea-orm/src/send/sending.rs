@@ -71,6 +71,27 @@ impl Standing {
     }
 }
 
+/// Why one attempt on a node failed.
+pub(crate) enum Attempt {
+    /// The node (or the driver) returned an error.
+    Failed(DbErr),
+    /// The adapter gave it up: a deadline passed, or the monitor marked the node down.
+    GivenUp(DbErr),
+    /// A write's connection could not be had (the pool timed out or was closed, none could be
+    /// opened): the write was not sent.
+    Unsent(DbErr),
+    /// A write's node stopped being the primary (or was marked down) before the write was
+    /// sent; a read's primary stopped being the primary while the read waited on it.
+    Deposed(Standing),
+}
+
+impl Attempt {
+    /// Known not to have reached the server: safe to try again.
+    pub(crate) fn unsent(&self) -> bool {
+        matches!(self, Attempt::Unsent(_) | Attempt::Deposed(_))
+    }
+}
+
 /// How a write that did not succeed ended.
 #[derive(Debug)]
 pub(crate) enum End {

@@ -9,15 +9,15 @@ use rwsplit_core::NodeId;
 use sea_orm::DbErr;
 
 use super::outcome::record;
-use super::watch::bounded;
 use super::work::Work;
 use crate::connection::counters::Count;
 use crate::connection::inner::Inner;
 use crate::connection::nodes::Node;
-use crate::connection::record::Attempt;
 use crate::route::Plan;
 use crate::send::hedge::{Raced, race, until_overdue};
 use crate::send::sending;
+use crate::send::sending::Attempt;
+use crate::send::watch::bounded;
 use crate::telemetry;
 
 /// How a hedged read ended ([`hedgeable`]).
@@ -70,7 +70,7 @@ pub(super) async fn hedgeable<W: Work>(
     inner.watchdog().ensure();
     let timeouts = &inner.policy().timeouts;
     let limit = crate::send::deadline::attempt_limit(true, timeouts, deadline, started);
-    let first = bounded(inner, id, true, node.name(), limit, read_shared(work, node));
+    let first = bounded(inner.routing(), id, true, node.name(), limit, read_shared(work, node));
     let mut first = std::pin::pin!(first);
     // The attempt's watch wakes it when the watchdog nudges the node (no waiter of its
     // own): then, if the node was found silent since this read began, it is hedged.
@@ -121,7 +121,7 @@ where
     // (its connection closed) there. `dropped`: the node whose attempt is dropped was still
     // running (the hedge's, or the first's, by the caller, once this returns).
     let second = read_shared(work, &hedge_node);
-    let second = bounded(inner, other, on_replica, hedge_node.name(), limit, second);
+    let second = bounded(inner.routing(), other, on_replica, hedge_node.name(), limit, second);
     let (raced, dropped) = race(first, second).await;
     let hedged = match raced {
         Raced::First(r) => Hedged::First(r),

@@ -14,11 +14,12 @@ use crate::connection::counters::Count;
 use crate::connection::ctx::Scope;
 use crate::connection::inner::Inner;
 use crate::connection::nodes::Node;
-use crate::connection::record::{self, Attempt, Record};
+use crate::connection::record::{self, Record};
 use crate::route::{Plan, Why};
 use crate::send::failure::{self, Failure};
 use crate::send::refusal;
 use crate::send::retry::{self, Failed, Verdict};
+use crate::send::sending::Attempt;
 use crate::send::sending::Standing;
 use crate::telemetry;
 
@@ -77,7 +78,7 @@ pub(super) struct Tried {
 }
 
 /// A failed attempt, reported once ([`Record::failed`]), then the verdict on it
-/// ([`retry::next`]): `Ok`, the error the read keeps while it moves to the plan's next
+/// ([`retry::verdict`]): `Ok`, the error the read keeps while it moves to the plan's next
 /// candidate; `Err`, how the plan's attempts end.
 pub(super) fn failed(
     inner: &Inner,

@@ -1,6 +1,6 @@
 //! One read attempt on a node: its rare forms, boxed ([`rare`]: not sent to a primary the
 //! monitor has marked down; hedged on the plan's next node, `hedge.rs`), else its common one
-//! ([`bounded`]: by time and the monitor, `watch.rs`; straight on the sqlx pool when nothing
+//! ([`bounded`]: by time and the monitor, `crate::send::watch`; straight on the sqlx pool when nothing
 //! listens to SeaORM's layer).
 
 use std::future::Future;
@@ -12,13 +12,13 @@ use rwsplit_core::NodeId;
 
 use super::candidates::Candidates;
 use super::hedge::{self, Hedged};
-use super::watch;
 use super::work::Work;
 use crate::connection::inner::Inner;
 use crate::connection::nodes::Node;
-use crate::connection::record::Attempt;
 use crate::route::Plan;
+use crate::send::sending::Attempt;
 use crate::send::sending::{self, Standing};
+use crate::send::watch;
 
 /// Where and when a read attempt runs.
 #[derive(Clone, Copy)]
@@ -60,7 +60,7 @@ pub(super) fn rare<'a, W: Work>(
     Some(Box::pin(Either::Right(read)))
 }
 
-/// A read attempt's common form: bounded on its node (`watch.rs`), straight on the sqlx pool
+/// A read attempt's common form: bounded on its node (`crate::send::watch`), straight on the sqlx pool
 /// when nothing listens to SeaORM's layer. Not an `async fn`: the loop awaits the bounded
 /// future itself, as when it held it inline.
 pub(super) fn bounded<'a, W: Work>(
@@ -85,5 +85,5 @@ pub(super) fn bounded<'a, W: Work>(
         // it runs on the primary.
         None => Either::Right(work.read(pool, last && earlier > 0)),
     };
-    watch::bounded(inner, id, on_replica, node.name(), limit, run)
+    watch::bounded(inner.routing(), id, on_replica, node.name(), limit, run)
 }

@@ -82,7 +82,7 @@ pub(in crate::connection) trait Work: Send {
         std::future::ready(Err(failure::internal("no direct form")))
     }
     /// The SeaORM `DatabaseConnection` method its [`send`](Self::send) stands for, for SeaORM's
-    /// hooks ([`hooks`]); `None` with `send`.
+    /// hooks ([`hooks`](crate::hooks)); `None` with `send`.
     fn call(&self) -> Option<Call<'_>> {
         None
     }

@@ -12,10 +12,10 @@ use super::work::{Work, Wrote};
 use crate::connection::ctx::Scope;
 use crate::connection::inner::Inner;
 use crate::connection::nodes::Node;
-use crate::connection::record::Attempt;
 use crate::hooks;
 use crate::route::Plan;
 use crate::send::failure;
+use crate::send::sending::Attempt;
 use crate::send::sending::{self, End, Taken};
 
 /// How a write attempt ended: its output, and the connection it was sent on if its position

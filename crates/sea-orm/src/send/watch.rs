@@ -1,16 +1,30 @@
-//! A read attempt bounded: by time (the replica read timeout, the caller's deadline) and by
-//! the monitor's word on its node ([`Watch`]: no timer, no polling).
+//! A read attempt's budget: bounded by time (the replica read timeout, the caller's
+//! deadline: `deadline`) and by the monitor's word on its node ([`Watch`]: no timer, no
+//! polling). What it needs of the routing state is the narrow [`Standings`], which
+//! `route::Routing` implements.
 
 use std::future::Future;
 
 use rwsplit_core::NodeId;
 use sea_orm::DbErr;
+use tokio::sync::futures::Notified;
 
-use crate::connection::inner::Inner;
-use crate::connection::record::Attempt;
-use crate::send::sending::Standing;
+use super::sending::Attempt;
+use super::sending::Standing;
 
-/// One read attempt on node `id`, bounded: by the replica statement deadline if one is
+/// What a watch asks of the routing state: a node's standing as the monitor sees it now,
+/// how many changes of its role or health were announced (and nudges), and the next one.
+pub(crate) trait Standings: Sync {
+    /// `node`'s standing now.
+    fn standing(&self, node: NodeId) -> Standing;
+    /// The count of `node`'s announced changes and nudges: a watch polls
+    /// [`changed`](Self::changed) again only when it moved.
+    fn wake_ups(&self, node: NodeId) -> u64;
+    /// Completes at `node`'s next announced change (or nudge).
+    fn changed(&self, node: NodeId) -> Notified<'_>;
+}
+
+/// One read attempt on node `id` (`routing`: the connection's), bounded: by the replica statement deadline if one is
 /// set, by what is left of the caller's own deadline, and by the monitor. On a replica: once
 /// it marks the node down (a hung server keeps its port open, so its probes time out), the
 /// attempt is given up and the read moves on. On the primary: once it sees the node stop
@@ -19,8 +33,8 @@ use crate::send::sending::Standing;
 /// and the read runs once on the new primary; being marked down alone does not end it (the
 /// primary is the last resort). A slow read on a healthy node is not cut short.
 #[expect(clippy::manual_async_fn, reason = "an async fn keeps its arguments twice in its future")]
-pub(super) fn bounded<'a, T: 'a>(
-    inner: &'a Inner,
+pub(crate) fn bounded<'a, T: 'a, R: Standings>(
+    routing: &'a R,
     id: NodeId,
     on_replica: bool,
     name: &'a str,
@@ -38,7 +52,6 @@ pub(super) fn bounded<'a, T: 'a>(
         let watched: fn(Standing) -> bool =
             if on_replica { Standing::is_down } else { Standing::serves_no_more };
         let mut attempt = std::pin::pin!(attempt);
-        let routing = &inner.routing();
         let changed = std::pin::pin!(routing.changed(id));
         let mut watch = Watch { routing, node: id, done: watched, changed, seen: None };
         // The read first: an answer that is there wins over a limit reached at the same time.
@@ -78,8 +91,8 @@ pub(super) fn bounded<'a, T: 'a>(
 /// future is registered (with the task's waker) on the first poll, and polled again only when
 /// the node's announced change count moved or the task's waker is another one; any other poll
 /// costs one atomic load and a waker comparison.
-struct Watch<'a, 'p> {
-    routing: &'a crate::route::Routing,
+struct Watch<'a, 'p, R> {
+    routing: &'a R,
     node: NodeId,
     done: fn(Standing) -> bool,
     /// Made before the standing is first checked, so a change in between completes it.
@@ -89,7 +102,7 @@ struct Watch<'a, 'p> {
     seen: Option<(u64, std::task::Waker)>,
 }
 
-impl Watch<'_, '_> {
+impl<R: Standings> Watch<'_, '_, R> {
     /// Whether `done` holds for the node now (registering `cx`'s waker for the next change).
     fn fired(&mut self, cx: &mut std::task::Context<'_>) -> bool {
         let count = self.routing.wake_ups(self.node);
