@@ -218,7 +218,7 @@ impl Run {
         }
     }
 
-    /// The plan's next candidate to try (see [`Candidates::next`]).
+    /// The plan's next candidate to try (see [`Candidates::pick`]).
     #[inline]
     fn candidate(
         &mut self,
@@ -226,7 +226,7 @@ impl Run {
         plan: &Plan,
         write: bool,
     ) -> Option<(NodeId, NodeRef, bool)> {
-        self.candidates.next(inner, plan, (self.primary, write), self.now)
+        self.candidates.pick(inner, plan, (self.primary, write), self.now)
     }
 
     /// Where and when the attempt that just failed ran.

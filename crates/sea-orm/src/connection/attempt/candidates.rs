@@ -35,7 +35,7 @@ impl Candidates {
     /// budget or the plan's candidates are spent. `primary`: the plan's snapshot's; `write`:
     /// the plan's access.
     #[inline]
-    pub(super) fn next(
+    pub(super) fn pick(
         &mut self,
         inner: &Inner,
         plan: &Plan,
@@ -62,7 +62,7 @@ impl Candidates {
         None
     }
 
-    /// The plan's node after the one [`next`](Self::next) gave last, if any (where a read
+    /// The plan's node after the one [`pick`](Self::pick) gave last, if any (where a read
     /// may be hedged).
     pub(super) fn following(&self, plan: &Plan) -> Option<NodeId> {
         plan.candidate(self.k)

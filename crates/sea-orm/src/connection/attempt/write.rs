@@ -56,7 +56,7 @@ async fn watched_write<W: Work>(
         let sent = |out| std::future::ready(Ok((out, None)));
         sending::in_steps(run, sent, standing, changed).await
     } else if sending::can_take(pool) {
-        hooked(inner, id, node, pool, work, hold).await
+        sent_with_hooks(inner, id, node, pool, work, hold).await
     } else {
         // A pool the adapter cannot take a connection from (a mock, a proxy): one step, as
         // SeaORM runs it; the first step only asks the monitor once.
@@ -74,7 +74,7 @@ async fn watched_write<W: Work>(
 
 /// [`watched_write`]'s two steps on a connection the adapter takes itself, with SeaORM's
 /// hooks called around them as its `DatabaseConnection` would.
-async fn hooked<W: Work>(
+async fn sent_with_hooks<W: Work>(
     inner: &Inner,
     id: NodeId,
     node: &Node,
