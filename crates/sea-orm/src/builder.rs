@@ -9,12 +9,12 @@ use rwsplit_monitor::{AutoFailover, InvalidReplicationAddress, ReplicationAddres
 use sea_orm::{ConnectOptions, DatabaseConnection, DbErr};
 
 use crate::connection::{Node, Policy, RoutedConnection};
-use crate::deadline::{Acquire, cap};
 use crate::error::{Error, Result};
 use crate::probe::{GivenNode, ProbeFrom, ProbeSettings};
 use crate::product::{Product, Unchecked};
 use crate::redact::NodeUrl;
 use crate::replica::Replica;
+use crate::send::deadline::{Acquire, cap};
 
 /// Configures a [`RoutedConnection`].
 ///
@@ -396,8 +396,66 @@ impl RoutedConnectionBuilder {
         self
     }
 
+    /// `connect()` on the resolved configuration: the settings checked, the nodes' URLs
+    /// checked, the primary opened and its server checked, the replicas' pools made, the
+    /// connection assembled, its first answers awaited, and a topology source followed.
     async fn connect_resolved(mut self) -> Result<RoutedConnection> {
-        let primary_opts = self.primary.ok_or(Error::NoPrimary)?;
+        let primary_opts = self.primary.take().ok_or(Error::NoPrimary)?;
+        self = self.check_nodes()?;
+        let urls = node_urls(&primary_opts, &self.replicas)?;
+        // Checked whether or not failover is on: a bad address is a configuration error.
+        let given = std::iter::once(self.primary_replication_address.as_deref())
+            .chain(self.replicas.iter().map(|r| r.replication_address.as_deref()));
+        let addresses = replication_addresses(given, &urls)?;
+        self.policy.failover = self.policy.failover.take().map(|failover| {
+            addresses.into_iter().fold(failover, |f, (i, a)| f.replication_address(i, a))
+        });
+        let template = primary_opts.clone();
+        // The ids the configured nodes get (`Nodes::new`): 0 the primary, then the replicas.
+        let configured: Vec<(NodeId, NodeUrl)> =
+            urls.iter().zip(0..).map(|((_, u), i)| (NodeId::new(i), u.clone())).collect();
+        let acquire = self.policy.timeouts.acquire;
+        let (primary, product, checks_clients) =
+            open_primary(primary_opts, &urls[0].1, acquire).await?;
+        let replicas = std::mem::take(&mut self.replicas);
+        let replicas =
+            open_replicas(replicas, &urls[1..], product, acquire, checks_clients).await?;
+        let (probing, start) = probing(&self.policy);
+        let conn = crate::connection::assemble(
+            primary,
+            replicas,
+            product,
+            self.policy,
+            self.classifier,
+            self.router,
+            self.health,
+            probing,
+            // A connection that follows a topology source changes its own node registry: it
+            // owns its monitor.
+            self.discovery.is_none(),
+        );
+        let (unanswered, replicas_checked) = first_answers(&conn, start).await;
+        replicas_checked?;
+        if let Some(mut discovery) = self.discovery {
+            if let Some(every) = self.topology_interval {
+                discovery = discovery.interval(every);
+            }
+            let template = crate::discover::Template::new(
+                template,
+                configured,
+                product,
+                acquire,
+                checks_clients,
+            );
+            discovery.start(&conn, template).await;
+        }
+        warn_pending(&conn, unanswered);
+        Ok(conn)
+    }
+
+    /// The settings about the nodes that cannot go together, checked before any connects;
+    /// a topology source's `noloadbalance` members made dedicated.
+    fn check_nodes(mut self) -> Result<Self> {
         if let Some(d) = &self.discovery
             && let Some(manager) = d.ha_manager()
             && self.policy.failover.is_some()
@@ -414,176 +472,164 @@ impl RoutedConnectionBuilder {
                 max: rwsplit_core::MAX_NODES,
             });
         }
-        let primary_url = NodeUrl::parse("primary", primary_opts.get_url())?;
-        let backend = primary_url.backend();
-        let mut urls: Vec<(String, NodeUrl)> = vec![("primary".to_owned(), primary_url.clone())];
-        for (i, r) in self.replicas.iter().enumerate() {
-            let label = format!("replica {}", i + 1);
-            let url = NodeUrl::parse(&label, r.options.get_url())?;
-            if url.backend() != backend {
-                return Err(Error::BackendMismatch {
-                    node: url.name().to_owned(),
-                    expected: backend,
-                    found: url.backend(),
-                });
-            }
-            if let Some((first, seen)) = urls.iter().find(|(_, u)| u.same_node(&url)) {
-                return Err(Error::DuplicateNode {
-                    first: first.clone(),
-                    first_url: seen.redacted().to_owned(),
-                    second: label,
-                    second_url: url.redacted().to_owned(),
-                });
-            }
-            urls.push((label, url));
+        Ok(self)
+    }
+}
+
+/// The configured nodes' URLs, labelled (`primary`, `replica 1`, …), checked: parsed, one
+/// backend, no node twice.
+fn node_urls(primary: &ConnectOptions, replicas: &[Replica]) -> Result<Vec<(String, NodeUrl)>> {
+    let primary_url = NodeUrl::parse("primary", primary.get_url())?;
+    let backend = primary_url.backend();
+    let mut urls: Vec<(String, NodeUrl)> = vec![("primary".to_owned(), primary_url)];
+    for (i, r) in replicas.iter().enumerate() {
+        let label = format!("replica {}", i + 1);
+        let url = NodeUrl::parse(&label, r.options.get_url())?;
+        if url.backend() != backend {
+            return Err(Error::BackendMismatch {
+                node: url.name().to_owned(),
+                expected: backend,
+                found: url.backend(),
+            });
         }
-        // Checked whether or not failover is on: a bad address is a configuration error.
-        let given = std::iter::once(self.primary_replication_address.as_deref())
-            .chain(self.replicas.iter().map(|r| r.replication_address.as_deref()));
-        let addresses = replication_addresses(given, &urls)?;
-        self.policy.failover = self.policy.failover.take().map(|failover| {
-            addresses.into_iter().fold(failover, |f, (i, a)| f.replication_address(i, a))
-        });
-        let primary_name = primary_url.name().to_owned();
-        let template = primary_opts.clone();
-        // The ids the configured nodes get (`Nodes::new`): 0 the primary, then the replicas.
-        let configured: Vec<(NodeId, NodeUrl)> =
-            urls.iter().zip(0..).map(|((_, u), i)| (NodeId::new(i), u.clone())).collect();
-        // The monitor opens its own connections from each node's options as given.
-        let primary_probe = ProbeFrom::Options(primary_opts.clone());
-        let record_stmt = primary_opts.get_record_stmt_in_spans();
-        let primary = crate::pools::open_primary(primary_opts, self.policy.timeouts.acquire)
-            .await
-            .map_err(|source| Error::PrimaryUnreachable {
-                node: primary_name.clone(),
-                source: primary_url.scrub_err(source),
-            })?;
-        // What the primary runs, against the version policy: MySQL, or a version too old for
-        // the SQL rwsplit runs, is refused here. The product seam (its SQL, session set-up and
-        // error codes) is the one of the product the server said it is, chosen once.
-        let (product, primary_server) = match crate::product::check(&primary, &primary_name).await {
-            Ok(checked) => checked,
-            Err(Unchecked::Refused(refused)) => return Err(refused.into()),
-            Err(Unchecked::Unreachable(source)) => {
-                return Err(Error::PrimaryUnreachable {
-                    node: primary_name,
-                    source: primary_url.scrub_err(source),
-                });
-            }
-        };
-        // Replicas stream the primary's WAL: its version, on its platform.
-        let checks_clients = primary_server.checks_clients();
-        let mut replicas = Vec::with_capacity(self.replicas.len());
-        for (replica, (label, url)) in self.replicas.into_iter().zip(urls.into_iter().skip(1)) {
-            let Replica { options: mut opts, placement, pooling, .. } = replica;
-            product.prepare_options(&mut opts, pooling);
-            let name = url.name().to_owned();
-            let invalid = |e: DbErr| Error::InvalidUrl {
-                node: label.clone(),
-                url: url.redacted().to_owned(),
-                reason: url.scrub(&e.to_string()),
-            };
-            let probe = if pooling == crate::Pooling::Transaction {
-                ProbeFrom::Framed(product.frame_monitor(opts.clone(), pooling))
-            } else {
-                ProbeFrom::Options(opts.clone())
-            };
-            let acquire = self.policy.timeouts.acquire;
-            let node =
-                crate::pools::open_replica(name, opts, product, acquire, pooling, checks_clients)
-                    .await
-                    .map_err(invalid)?;
-            replicas.push(node.placed(placement).probed_from(Some(probe)));
+        if let Some((first, seen)) = urls.iter().find(|(_, u)| u.same_node(&url)) {
+            return Err(Error::DuplicateNode {
+                first: first.clone(),
+                first_url: seen.redacted().to_owned(),
+                second: label,
+                second_url: url.redacted().to_owned(),
+            });
         }
-        // Capped: sqlx adds its timeouts to `Instant`s, which overflow at `Duration::MAX`. The
-        // monitor's connects may take longer than one probe (see `connect_timeout_value`), a
-        // node's first one longer still (`first_connect_timeout_value`); the monitor bounds each.
-        let probe_timeout = crate::deadline::cap(self.policy.monitor.first_connect_timeout_value());
-        let start =
-            crate::deadline::cap(self.policy.monitor.probe_timeout_value().saturating_mul(3));
-        let probing = ProbeSettings {
-            admin: self.policy.failover.as_ref().and_then(|f| {
-                f.admin_credentials_value().map(|(u, p)| (u.to_owned(), p.to_owned()))
-            }),
-            timeout: probe_timeout,
+        urls.push((label, url));
+    }
+    Ok(urls)
+}
+
+/// The primary's node, opened from `opts` at `url`, and what its server is: checked against
+/// the version policy (MySQL, or a version too old for the SQL rwsplit runs, is refused here).
+/// The product seam (its SQL, session set-up and error codes) is the one of the product the
+/// server said it is, chosen once. Also whether the server checks for clients gone
+/// (replicas stream the primary's WAL: its version, on its platform).
+async fn open_primary(
+    opts: ConnectOptions,
+    url: &NodeUrl,
+    acquire: Acquire,
+) -> Result<(Node, Product, bool)> {
+    let name = url.name().to_owned();
+    // The monitor opens its own connections from each node's options as given.
+    let probe = ProbeFrom::Options(opts.clone());
+    let record_stmt = opts.get_record_stmt_in_spans();
+    let unreachable = |name: String, source| Error::PrimaryUnreachable {
+        node: name,
+        source: url.scrub_err(source),
+    };
+    let pool = crate::pools::open_primary(opts, acquire)
+        .await
+        .map_err(|source| unreachable(name.clone(), source))?;
+    let (product, server) = match crate::product::check(&pool, &name).await {
+        Ok(checked) => checked,
+        Err(Unchecked::Refused(refused)) => return Err(refused.into()),
+        Err(Unchecked::Unreachable(source)) => return Err(unreachable(name, source)),
+    };
+    let checks_clients = server.checks_clients();
+    let node = Node::new(name, pool)
+        .owned()
+        .checked(Some(server))
+        .recording(record_stmt)
+        .probed_from(Some(probe));
+    Ok((node, product, checks_clients))
+}
+
+/// The replicas' nodes, their options prepared for `product` and their `pooling`, their
+/// pools made (nothing connects yet); `urls`, theirs, in order.
+async fn open_replicas(
+    replicas: Vec<Replica>,
+    urls: &[(String, NodeUrl)],
+    product: Product,
+    acquire: Acquire,
+    checks_clients: bool,
+) -> Result<Vec<Node>> {
+    let mut nodes = Vec::with_capacity(replicas.len());
+    for (replica, (label, url)) in replicas.into_iter().zip(urls) {
+        let Replica { options: mut opts, placement, pooling, .. } = replica;
+        product.prepare_options(&mut opts, pooling);
+        let name = url.name().to_owned();
+        let invalid = |e: DbErr| Error::InvalidUrl {
+            node: label.clone(),
+            url: url.redacted().to_owned(),
+            reason: url.scrub(&e.to_string()),
         };
-        let acquire = self.policy.timeouts.acquire;
-        let conn = crate::connection::assemble(
-            Node::new(primary_name, primary)
-                .owned()
-                .checked(Some(primary_server))
-                .recording(record_stmt)
-                .probed_from(Some(primary_probe)),
-            replicas,
-            product,
-            self.policy,
-            self.classifier,
-            self.router,
-            self.health,
-            probing,
-            // A connection that follows a topology source changes its own node registry: it
-            // owns its monitor.
-            self.discovery.is_none(),
-        );
-        // Answers from the primary and one replica before the first statement, and the
-        // replicas' servers checked meanwhile on their read pools: the application's start waits
-        // for them up to three probe timeouts (a little over), not for every replica (a frozen
-        // one answers nothing and refuses nothing) nor the monitor's whole connect patience. A
-        // replica's check not done by then is done when the replica first answers a probe.
-        let (unanswered, replicas_checked) = {
-            let mut checks = std::pin::pin!(crate::connection::check_replicas(&conn, start));
-            let probes = crate::connection::first_probes(
-                &conn.inner,
-                start.saturating_add(Duration::from_millis(100)),
-            );
-            let mut probes = std::pin::pin!(probes);
-            let mut checked = None;
-            let unanswered = loop {
-                tokio::select! {
-                    unanswered = &mut probes => break unanswered,
-                    c = &mut checks, if checked.is_none() => checked = Some(c),
-                }
-            };
-            let checked = match checked {
-                Some(c) => c,
-                None => tokio::time::timeout(CHECK_GRACE, checks).await.unwrap_or(Ok(())),
-            };
-            (unanswered, checked)
+        let probe = if pooling == crate::Pooling::Transaction {
+            ProbeFrom::Framed(product.frame_monitor(opts.clone(), pooling))
+        } else {
+            ProbeFrom::Options(opts.clone())
         };
-        replicas_checked?;
-        if let Some(mut discovery) = self.discovery {
-            if let Some(every) = self.topology_interval {
-                discovery = discovery.interval(every);
-            }
-            discovery
-                .start(
-                    &conn,
-                    crate::discover::Template::new(
-                        template,
-                        configured,
-                        product,
-                        acquire,
-                        checks_clients,
-                    ),
-                )
-                .await;
+        let node =
+            crate::pools::open_replica(name, opts, product, acquire, pooling, checks_clients)
+                .await
+                .map_err(invalid)?;
+        nodes.push(node.placed(placement).probed_from(Some(probe)));
+    }
+    Ok(nodes)
+}
+
+/// How the monitor probes (`ProbeSettings`), and how long `connect()` waits for first
+/// answers. Capped: sqlx adds its timeouts to `Instant`s, which overflow at `Duration::MAX`.
+/// The monitor's connects may take longer than one probe (see `connect_timeout_value`), a
+/// node's first one longer still (`first_connect_timeout_value`); the monitor bounds each.
+fn probing(policy: &Policy) -> (ProbeSettings, Duration) {
+    let timeout = cap(policy.monitor.first_connect_timeout_value());
+    let start = cap(policy.monitor.probe_timeout_value().saturating_mul(3));
+    let admin = policy
+        .failover
+        .as_ref()
+        .and_then(|f| f.admin_credentials_value().map(|(u, p)| (u.to_owned(), p.to_owned())));
+    (ProbeSettings { admin, timeout }, start)
+}
+
+/// Answers from the primary and one replica before the first statement, and the replicas'
+/// servers checked meanwhile on their read pools: the application's start waits for them up
+/// to three probe timeouts (`start`, a little over), not for every replica (a frozen one
+/// answers nothing and refuses nothing) nor the monitor's whole connect patience. A
+/// replica's check not done by then is done when the replica first answers a probe. Returns
+/// the nodes that have not answered, and the checks' outcome.
+async fn first_answers(conn: &RoutedConnection, start: Duration) -> (Vec<NodeId>, Result<()>) {
+    let mut checks = std::pin::pin!(crate::connection::check_replicas(conn, start));
+    let probes = crate::connection::first_probes(
+        &conn.inner,
+        start.saturating_add(Duration::from_millis(100)),
+    );
+    let mut probes = std::pin::pin!(probes);
+    let mut checked = None;
+    let unanswered = loop {
+        tokio::select! {
+            unanswered = &mut probes => break unanswered,
+            c = &mut checks, if checked.is_none() => checked = Some(c),
         }
-        // A replica that answered the application's server check, or refused the monitor for
-        // lack of room (busy, not gone), vouches for itself; one that answered nothing is held.
-        let state = conn.inner.routing().state();
-        let vouched = |id: NodeId| {
-            state.busy_probes(id) > 0
-                || conn.inner.nodes().get(id).is_some_and(|n| n.server().is_some())
-        };
-        let pending: Vec<String> = unanswered
-            .into_iter()
-            .filter(|&id| !vouched(id) && crate::connection::hold_until_answered(&conn.inner, id))
-            .filter_map(|id| conn.inner.nodes().get(id).map(|n| n.name().to_owned()))
-            .collect();
-        if !pending.is_empty() {
-            tracing::warn!(target: "rwsplit", replicas = %pending.join(", "), "replicas pending: they have not answered the monitor yet (down, unreachable or frozen); out of rotation until their first probe answers");
-        }
-        Ok(conn)
+    };
+    let checked = match checked {
+        Some(c) => c,
+        None => tokio::time::timeout(CHECK_GRACE, checks).await.unwrap_or(Ok(())),
+    };
+    (unanswered, checked)
+}
+
+/// Warns of the replicas among `unanswered` held out of rotation: a replica that answered
+/// the application's server check, or refused the monitor for lack of room (busy, not gone),
+/// vouches for itself; one that answered nothing is held.
+fn warn_pending(conn: &RoutedConnection, unanswered: Vec<NodeId>) {
+    let state = conn.inner.routing().state();
+    let vouched = |id: NodeId| {
+        state.busy_probes(id) > 0
+            || conn.inner.nodes().get(id).is_some_and(|n| n.server().is_some())
+    };
+    let pending: Vec<String> = unanswered
+        .into_iter()
+        .filter(|&id| !vouched(id) && crate::connection::hold_until_answered(&conn.inner, id))
+        .filter_map(|id| conn.inner.nodes().get(id).map(|n| n.name().to_owned()))
+        .collect();
+    if !pending.is_empty() {
+        tracing::warn!(target: "rwsplit", replicas = %pending.join(", "), "replicas pending: they have not answered the monitor yet (down, unreachable or frozen); out of rotation until their first probe answers");
     }
 }
 
@@ -609,9 +655,19 @@ impl std::fmt::Display for Inert {
 /// The settings of `b` (resolved) that do nothing in combination, in a fixed order. Only
 /// setters called explicitly count: a default never warns.
 pub(crate) fn inert_settings(b: &RoutedConnectionBuilder) -> Vec<Inert> {
-    let given = |s: &str| b.given.contains(s);
     let mut out = Vec::new();
     let no_replicas = b.replicas.is_empty() && b.discovery.is_none();
+    inert_by_nodes(b, no_replicas, &mut out);
+    inert_placements(b, &mut out);
+    if !no_replicas {
+        inert_by_consistency(b, &mut out);
+    }
+    out
+}
+
+/// What does nothing for want of replicas, a topology source, or failover.
+fn inert_by_nodes(b: &RoutedConnectionBuilder, no_replicas: bool, out: &mut Vec<Inert>) {
+    let given = |s: &str| b.given.contains(s);
     if no_replicas {
         for setting in [
             "wait_for_replica",
@@ -645,6 +701,10 @@ pub(crate) fn inert_settings(b: &RoutedConnectionBuilder) -> Vec<Inert> {
             why: "only automatic failover re-points replicas at a node",
         });
     }
+}
+
+/// Replicas' placements a balancer that does not read them ignores.
+fn inert_placements(b: &RoutedConnectionBuilder, out: &mut Vec<Inert>) {
     let balancer = b.router.balancer_value();
     if b.replicas.iter().any(|r| r.placement.weight != 1) && !balancer.uses_weights() {
         out.push(Inert {
@@ -662,8 +722,12 @@ pub(crate) fn inert_settings(b: &RoutedConnectionBuilder) -> Vec<Inert> {
                   .balancer(ZonePreference::new(zone, inner)) on the RouterConfig)",
         });
     }
-    if !no_replicas
-        && given("read_your_writes")
+}
+
+/// What the consistency settings make do nothing (with replicas).
+fn inert_by_consistency(b: &RoutedConnectionBuilder, out: &mut Vec<Inert>) {
+    let given = |s: &str| b.given.contains(s);
+    if given("read_your_writes")
         && !b.policy.read_your_writes
         && b.policy.consistency == rwsplit_core::Consistency::Session
     {
@@ -675,7 +739,7 @@ pub(crate) fn inert_settings(b: &RoutedConnectionBuilder) -> Vec<Inert> {
                   .consistency(Consistency::Eventual) if that is meant",
         });
     }
-    if !no_replicas && b.policy.consistency == rwsplit_core::Consistency::Strong {
+    if b.policy.consistency == rwsplit_core::Consistency::Strong {
         for setting in ["wait_for_replica", "hedged_reads", "replica_read_timeout"] {
             if given(setting) {
                 out.push(Inert {
@@ -687,8 +751,7 @@ pub(crate) fn inert_settings(b: &RoutedConnectionBuilder) -> Vec<Inert> {
             }
         }
     }
-    if !no_replicas
-        && b.policy.consistency == rwsplit_core::Consistency::Strong
+    if b.policy.consistency == rwsplit_core::Consistency::Strong
         && given("read_your_writes")
         && b.policy.read_your_writes
     {
@@ -699,8 +762,7 @@ pub(crate) fn inert_settings(b: &RoutedConnectionBuilder) -> Vec<Inert> {
                   position, unless a call asks for another level with db.consistent(..)",
         });
     }
-    if !no_replicas
-        && !b.policy.read_your_writes
+    if !b.policy.read_your_writes
         && given("wait_for_replica")
         && b.policy.wait_for_replica.is_some()
         && b.policy.consistency != rwsplit_core::Consistency::Strong
@@ -712,7 +774,6 @@ pub(crate) fn inert_settings(b: &RoutedConnectionBuilder) -> Vec<Inert> {
                   waits",
         });
     }
-    out
 }
 
 /// How long the start waits for a replica's server check once the probes it waits for have
@@ -729,7 +790,7 @@ pub(crate) fn from_connections(
     policy: Policy,
 ) -> Result<RoutedConnection> {
     let backend = primary.get_database_backend();
-    let policy_timeout = crate::deadline::cap(policy.monitor.first_connect_timeout_value());
+    let policy_timeout = crate::send::deadline::cap(policy.monitor.first_connect_timeout_value());
     // The monitor's own connections come from each pool's options; connections that are no
     // sqlx pool (mocks) have none, and then there is no monitor.
     let given = |c: &DatabaseConnection| GivenNode::of(c).map(ProbeFrom::Given);

@@ -113,7 +113,7 @@ pub(crate) struct Template {
     options: ConnectOptions,
     url: String,
     product: crate::product::Product,
-    acquire: crate::deadline::Acquire,
+    acquire: crate::send::deadline::Acquire,
     /// The primary's server ends a gone client's statement when told to, and so do members
     /// (streaming replicas run its version on its platform): [`crate::Server::checks_clients`].
     checks_clients: bool,
@@ -126,7 +126,7 @@ impl Template {
         options: ConnectOptions,
         configured: Vec<(NodeId, NodeUrl)>,
         product: crate::product::Product,
-        acquire: crate::deadline::Acquire,
+        acquire: crate::send::deadline::Acquire,
         checks_clients: bool,
     ) -> Template {
         let url = options.get_url().to_owned();
@@ -198,17 +198,7 @@ impl Applier {
         }
         let mut present = Vec::with_capacity(set.members().len());
         for member in set.members() {
-            let Some(url) = self.template.url_of(member) else {
-                tracing::warn!(target: "rwsplit", member = %member.name, address = %member.address(), "a member's address makes no URL; ignored");
-                continue;
-            };
-            let parsed = match NodeUrl::parse(&format!("member {}", member.name), &url) {
-                Ok(p) => p,
-                Err(e) => {
-                    tracing::warn!(target: "rwsplit", error = %e, "a member's URL is not usable; ignored");
-                    continue;
-                }
-            };
+            let Some((url, parsed)) = self.member_url(member) else { continue };
             let tags: &[&str] = if member.tags.noloadbalance { &[NO_LOAD_BALANCE] } else { &[] };
             let id = match self.known.iter_mut().find(|k| k.url.same_node(&parsed)) {
                 Some(k) => {
@@ -221,55 +211,10 @@ impl Applier {
                     k.id
                 }
                 None if self.refused.iter().any(|r| r.same_node(&parsed)) => continue,
-                None => {
-                    let name = parsed.name().to_owned();
-                    let opts = self.template.options_for(url);
-                    let probe = opts.clone();
-                    let t = &self.template;
-                    // Members are PostgreSQL servers reached directly (no pooler in front).
-                    let direct = crate::Pooling::Direct;
-                    let open = crate::pools::open_replica(
-                        name,
-                        opts,
-                        t.product,
-                        t.acquire,
-                        direct,
-                        t.checks_clients,
-                    );
-                    let mut node = match open.await {
-                        Ok(n) => n,
-                        Err(e) => {
-                            let e = parsed.scrub(&e.to_string());
-                            tracing::warn!(target: "rwsplit", node = %parsed.name(), error = %e, "could not make pools for a new member");
-                            continue;
-                        }
-                    };
-                    // What it runs, against the version policy, before it gets an id; one
-                    // that does not answer yet is checked when it first answers a probe.
-                    let check = crate::product::check(node.conn(), parsed.name());
-                    match tokio::time::timeout(t.acquire.read, check).await {
-                        Ok(Ok((_, server))) => node = node.checked(Some(server)),
-                        Ok(Err(Unchecked::Refused(refused))) => {
-                            let error = crate::Error::from(refused);
-                            tracing::error!(target: "rwsplit", node = %parsed.name(), %error, "a member's server is not one rwsplit supports: not added");
-                            self.refused.push(parsed);
-                            continue;
-                        }
-                        Ok(Err(Unchecked::Unreachable(_))) | Err(_) => {}
-                    }
-                    let placement = Placement {
-                        tags: tags.iter().map(|t| Box::from(*t)).collect(),
-                        ..Placement::default()
-                    };
-                    let Some(id) =
-                        crate::connection::add_node(&db.inner, node.placed(placement), Some(probe))
-                    else {
-                        tracing::error!(target: "rwsplit", node = %parsed.name(), "no free node index for a new member: not added");
-                        continue;
-                    };
-                    self.known.push(Known { id, url: parsed, listed: true });
-                    id
-                }
+                None => match self.add(db, url, parsed, tags).await {
+                    Some(id) => id,
+                    None => continue,
+                },
             };
             present.push(id);
         }
@@ -284,6 +229,72 @@ impl Applier {
                 self.known.retain(|k| k.id != id);
             }
         }
+    }
+
+    /// `member`'s URL, and parsed; `None` (logged) if it makes none that is usable.
+    fn member_url(&self, member: &Member) -> Option<(String, NodeUrl)> {
+        let Some(url) = self.template.url_of(member) else {
+            tracing::warn!(target: "rwsplit", member = %member.name, address = %member.address(), "a member's address makes no URL; ignored");
+            return None;
+        };
+        match NodeUrl::parse(&format!("member {}", member.name), &url) {
+            Ok(parsed) => Some((url, parsed)),
+            Err(e) => {
+                tracing::warn!(target: "rwsplit", error = %e, "a member's URL is not usable; ignored");
+                None
+            }
+        }
+    }
+
+    /// A new member at `url` (`parsed`) added as a node with `tags`: its pools made, its
+    /// server checked against the version policy (one that does not answer yet is checked
+    /// when it first answers a probe); `None` (logged) if it could not be.
+    async fn add(
+        &mut self,
+        db: &RoutedConnection,
+        url: String,
+        parsed: NodeUrl,
+        tags: &[&str],
+    ) -> Option<NodeId> {
+        let name = parsed.name().to_owned();
+        let opts = self.template.options_for(url);
+        let probe = opts.clone();
+        let t = &self.template;
+        // Members are PostgreSQL servers reached directly (no pooler in front).
+        let direct = crate::Pooling::Direct;
+        let open =
+            crate::pools::open_replica(name, opts, t.product, t.acquire, direct, t.checks_clients);
+        let mut node = match open.await {
+            Ok(n) => n,
+            Err(e) => {
+                let e = parsed.scrub(&e.to_string());
+                tracing::warn!(target: "rwsplit", node = %parsed.name(), error = %e, "could not make pools for a new member");
+                return None;
+            }
+        };
+        // What it runs, against the version policy, before it gets an id.
+        let check = crate::product::check(node.conn(), parsed.name());
+        match tokio::time::timeout(t.acquire.read, check).await {
+            Ok(Ok((_, server))) => node = node.checked(Some(server)),
+            Ok(Err(Unchecked::Refused(refused))) => {
+                let error = crate::Error::from(refused);
+                tracing::error!(target: "rwsplit", node = %parsed.name(), %error, "a member's server is not one rwsplit supports: not added");
+                self.refused.push(parsed);
+                return None;
+            }
+            Ok(Err(Unchecked::Unreachable(_))) | Err(_) => {}
+        }
+        let placement = Placement {
+            tags: tags.iter().map(|t| Box::from(*t)).collect(),
+            ..Placement::default()
+        };
+        let Some(id) = crate::connection::add_node(&db.inner, node.placed(placement), Some(probe))
+        else {
+            tracing::error!(target: "rwsplit", node = %parsed.name(), "no free node index for a new member: not added");
+            return None;
+        };
+        self.known.push(Known { id, url: parsed, listed: true });
+        Some(id)
     }
 }
 
@@ -480,7 +491,7 @@ mod tests {
             "127.0.0.1:9/app".to_owned(),
             opts,
             crate::product::Product::POSTGRES,
-            crate::deadline::Acquire {
+            crate::send::deadline::Acquire {
                 write: Duration::from_secs(1),
                 read: Duration::from_secs(1),
             },
@@ -705,7 +716,7 @@ mod tests {
             ConnectOptions::new(primary),
             vec![(NodeId::new(0), parsed)],
             crate::product::Product::POSTGRES,
-            crate::deadline::Acquire::default(),
+            crate::send::deadline::Acquire::default(),
             true,
         );
         let member = Member::new("m", host, port, MemberRole::Replica);

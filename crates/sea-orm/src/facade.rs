@@ -207,7 +207,7 @@ impl RoutedConnection {
     /// # }
     /// ```
     pub async fn deadline<F: Future>(within: Duration, fut: F) -> F::Output {
-        crate::deadline::within(within, fut).await
+        crate::send::deadline::within(within, fut).await
     }
 
     /// A view of this connection whose reads use `consistency` instead of the connection's

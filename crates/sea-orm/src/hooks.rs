@@ -10,7 +10,7 @@
 //! callback that forwards to [`Hooks`] (`Node::hook`), and the router runs the user's
 //! statements on those; the adapter's own statements (position captures after writes,
 //! catch-up waits, server checks) run on the plain handles and are not reported. Writes on
-//! sqlx pools are sent in two steps by the adapter ([`sending`](crate::sending)), past
+//! sqlx pools are sent in two steps by the adapter ([`sending`](crate::send::sending)), past
 //! SeaORM's `DatabaseConnection`: for them this module does what SeaORM's would, with the same
 //! [`Info`], log line and span.
 //!

@@ -215,13 +215,10 @@ mod classified;
 pub mod config;
 mod connection;
 mod consistency;
-mod deadline;
 mod discover;
 mod error;
 mod facade;
-mod failure;
 mod hooks;
-mod pace;
 mod pools;
 mod position;
 mod probe;
@@ -230,7 +227,7 @@ mod redact;
 mod replica;
 mod route;
 mod routing_error;
-mod sending;
+mod send;
 mod session;
 mod shared;
 mod stats;
@@ -242,14 +239,12 @@ mod tests;
 mod tests_hardening;
 #[cfg(test)]
 mod tests_redaction;
-mod watchdog;
 
 pub use builder::RoutedConnectionBuilder;
 pub use config::RoutedConfig;
 pub use connection::RoutedConnection;
 pub use consistency::{SessionToken, SessionTokenError};
 pub use error::{Error, Result, adapter_error};
-pub use failure::OnReplicaRefusal;
 pub use product::{Pooling, Server, ServerProduct, UnknownPooling};
 pub use replica::Replica;
 pub use routing_error::{
@@ -257,6 +252,7 @@ pub use routing_error::{
     routing_error,
 };
 pub use rwsplit_core::{Consistency, Staleness, Target};
+pub use send::refusal::OnReplicaRefusal;
 pub use session::{Routed, Session};
 pub use stats::{Hedges, NodeStats, ReadYourWrites, Stats};
 pub use stream::RoutedStream;

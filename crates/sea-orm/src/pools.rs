@@ -7,9 +7,9 @@ use std::time::Duration;
 use sea_orm::{ConnectOptions, Database, DatabaseConnection, DbErr};
 
 use crate::connection::Node;
-use crate::deadline::Acquire;
 use crate::product::Pooling;
 use crate::product::Product;
+use crate::send::deadline::Acquire;
 
 /// The primary's pool (reads and writes share it), with the adapter's acquire timeout for a pool
 /// that writes unless the options set one. Connects at once unless the options are lazy.
@@ -70,7 +70,7 @@ fn ping_only_after_idle(opts: &mut ConnectOptions, pooling: Pooling) {
 /// Sets the pool's acquire timeout, unless the options already have one of their own.
 fn with_acquire_timeout(opts: &mut ConnectOptions, timeout: Duration) {
     if opts.get_acquire_timeout().is_none() && opts.get_connect_timeout().is_none() {
-        opts.acquire_timeout(crate::deadline::cap(timeout));
+        opts.acquire_timeout(crate::send::deadline::cap(timeout));
     }
 }
 

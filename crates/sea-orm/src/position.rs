@@ -27,7 +27,7 @@ pub(crate) enum On<'a> {
     /// A connection of the pool's, acquired for the statement.
     Pool(&'a DatabaseConnection),
     /// A connection taken from the pool already.
-    Taken(&'a mut crate::sending::Taken),
+    Taken(&'a mut crate::send::sending::Taken),
 }
 
 impl OneRow for On<'_> {
@@ -40,11 +40,11 @@ impl OneRow for On<'_> {
 }
 
 /// Whether the replica behind `conn` has replayed up to `token`, waiting in the server up to
-/// `max` ([`crate::product::wait_for`]; `max` capped by [`crate::deadline::cap`]).
+/// `max` ([`crate::product::wait_for`]; `max` capped by [`crate::send::deadline::cap`]).
 pub(crate) async fn wait_for(
     conn: &DatabaseConnection,
     token: &CausalToken,
     max: Duration,
 ) -> Result<Waited, DbErr> {
-    crate::product::wait_for(conn, token, crate::deadline::cap(max)).await
+    crate::product::wait_for(conn, token, crate::send::deadline::cap(max)).await
 }

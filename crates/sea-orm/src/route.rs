@@ -519,9 +519,9 @@ impl Routing {
 
     /// Where `node` stands for a statement on it: its role (the primary or not) and whether it
     /// is marked down (a node no longer in the snapshot is neither primary nor up).
-    pub(crate) fn standing(&self, node: NodeId) -> crate::sending::Standing {
+    pub(crate) fn standing(&self, node: NodeId) -> crate::send::sending::Standing {
         self.look_at_standing();
-        use crate::sending::Standing;
+        use crate::send::sending::Standing;
         let topo = self.state.snapshot();
         let Some(n) = topo.node(node) else { return Standing::Gone };
         match (n.role() == Role::Primary, n.health() == Health::Down) {
@@ -681,6 +681,20 @@ impl Snap {
 /// [`Routing::foreign`] in `topo`.
 pub(crate) fn foreign_in(topo: &Topology, token: &CausalToken) -> bool {
     topo.primary().and_then(|p| p.position()).is_some_and(|p| token.shortfall(p).is_none())
+}
+
+impl crate::send::watch::Standings for Routing {
+    fn standing(&self, node: NodeId) -> crate::send::sending::Standing {
+        Routing::standing(self, node)
+    }
+
+    fn wake_ups(&self, node: NodeId) -> u64 {
+        Routing::wake_ups(self, node)
+    }
+
+    fn changed(&self, node: NodeId) -> tokio::sync::futures::Notified<'_> {
+        Routing::changed(self, node)
+    }
 }
 
 #[cfg(test)]

@@ -164,7 +164,7 @@ use metrics::SharedString;
 use rwsplit_core::{Consistency, Health, Role};
 use sea_orm::DatabaseConnection;
 
-use crate::failure::Failure;
+use crate::send::failure::Failure;
 
 /// Histogram, seconds: each attempt's time on a node (OpenTelemetry's
 /// `db.client.operation.duration`, as its Prometheus mapping names it). Its buckets are the

@@ -36,7 +36,7 @@ use super::sections::{
     BalancerName, ConsistencyName, HealthFile, MonitorFile, PolicyFile, RouterFile,
     parse_primary_reads,
 };
-use super::{PolicyConfig, PoolConfig, RoutedConfig, parse_duration};
+use super::{PolicyConfig, PoolConfig, RoutedConfig, TopologyConfig, parse_duration};
 use crate::builder::split_urls;
 use crate::error::{Error, Result};
 
@@ -152,6 +152,25 @@ pub(super) fn read(vars: BTreeMap<String, String>) -> Result<RoutedConfig> {
     let mut config = RoutedConfig::new(primary);
     config.pool = vars.pool("DATABASE_")?;
     config.primary.pool = vars.pool("DATABASE_PRIMARY_")?;
+    config = read_replicas(&vars, urls, config)?;
+    read_sections(&vars, &mut config)?;
+    read_topology(&vars, &mut config.topology)?;
+    config.validate().map_err(|e| match e {
+        Error::InvalidConfig { field, reason } => {
+            Error::InvalidConfig { field: variable_of(&field), reason }
+        }
+        // A URL error names `primary.url` / `replicas[i].url`: say which variable.
+        Error::InvalidUrl { node, url, reason } => {
+            Error::InvalidUrl { node: variable_of(&node), url, reason }
+        }
+        other => other,
+    })?;
+    Ok(config)
+}
+
+/// The replicas at `urls`, each with its own settings (`DATABASE_REPLICA_<n>_*`) over the
+/// ones for all replicas (`DATABASE_REPLICA_*`).
+fn read_replicas(vars: &Vars, urls: Vec<String>, mut config: RoutedConfig) -> Result<RoutedConfig> {
     let all_replicas = vars.pool("DATABASE_REPLICA_")?;
     let all_pooling = vars.parse("DATABASE_REPLICA_POOLING", |v| {
         v.parse::<crate::Pooling>().map_err(|e| e.to_string())
@@ -178,7 +197,11 @@ pub(super) fn read(vars: BTreeMap<String, String>) -> Result<RoutedConfig> {
         r.replication_address =
             vars.get(&format!("{prefix}REPLICATION_ADDRESS")).map(str::to_owned);
     }
+    Ok(config)
+}
 
+/// The `[router]`, `[policy]`, `[monitor]` and `[health]` sections, from `RWSPLIT_*`.
+fn read_sections(vars: &Vars, config: &mut RoutedConfig) -> Result<()> {
     // Each section as a file writes it, then read into the builder's type the same way.
     let variables = |e: Error| match e {
         Error::InvalidConfig { field, reason } => {
@@ -224,7 +247,11 @@ pub(super) fn read(vars: BTreeMap<String, String>) -> Result<RoutedConfig> {
         ..HealthFile::default()
     };
     config.health = health.into_policy().map_err(variables)?;
-    let topology = &mut config.topology;
+    Ok(())
+}
+
+/// The topology source, from `RWSPLIT_TOPOLOGY_*`.
+fn read_topology(vars: &Vars, topology: &mut TopologyConfig) -> Result<()> {
     topology.patroni = vars.get("RWSPLIT_TOPOLOGY_PATRONI").map(|list| {
         list.split(|c: char| c == ',' || c == ';' || c.is_whitespace())
             .filter(|e| !e.is_empty())
@@ -234,18 +261,7 @@ pub(super) fn read(vars: BTreeMap<String, String>) -> Result<RoutedConfig> {
     topology.dns = vars.get("RWSPLIT_TOPOLOGY_DNS").map(str::to_owned);
     topology.timeout = vars.parse("RWSPLIT_TOPOLOGY_TIMEOUT", parse_duration)?;
     topology.interval = vars.parse("RWSPLIT_TOPOLOGY_INTERVAL", parse_duration)?;
-
-    config.validate().map_err(|e| match e {
-        Error::InvalidConfig { field, reason } => {
-            Error::InvalidConfig { field: variable_of(&field), reason }
-        }
-        // A URL error names `primary.url` / `replicas[i].url`: say which variable.
-        Error::InvalidUrl { node, url, reason } => {
-            Error::InvalidUrl { node: variable_of(&node), url, reason }
-        }
-        other => other,
-    })?;
-    Ok(config)
+    Ok(())
 }
 
 /// Every name in a namespace `from_env` owns must be one it reads (see the module docs).

@@ -295,16 +295,16 @@ impl PoolConfig {
             options.min_connections(n);
         }
         if let Some(d) = self.connect_timeout {
-            options.connect_timeout(crate::deadline::cap(d));
+            options.connect_timeout(crate::send::deadline::cap(d));
         }
         if let Some(d) = self.acquire_timeout {
-            options.acquire_timeout(crate::deadline::cap(d));
+            options.acquire_timeout(crate::send::deadline::cap(d));
         }
         if let Some(d) = self.idle_timeout {
-            options.idle_timeout(crate::deadline::cap(d));
+            options.idle_timeout(crate::send::deadline::cap(d));
         }
         if let Some(d) = self.max_lifetime {
-            options.max_lifetime(crate::deadline::cap(d));
+            options.max_lifetime(crate::send::deadline::cap(d));
         }
         if let Some(on) = self.test_before_acquire {
             options.test_before_acquire(on);
@@ -464,7 +464,7 @@ impl TopologyConfig {
     /// `builder` following this source (checked by [`TopologyConfig::check`]).
     fn apply(self, mut builder: RoutedConnectionBuilder) -> Result<RoutedConnectionBuilder> {
         let TopologyConfig { patroni, dns, timeout, interval } = self;
-        let timeout = timeout.map(crate::deadline::cap);
+        let timeout = timeout.map(crate::send::deadline::cap);
         if let Some(endpoints) = patroni {
             let mut source = PatroniSource::new(&endpoints)
                 .map_err(|e| invalid("topology.patroni", source_reason(&e)))?;
@@ -480,7 +480,7 @@ impl TopologyConfig {
             builder = builder.topology(source);
         }
         if let Some(every) = interval {
-            builder = builder.topology_interval(crate::deadline::cap(every));
+            builder = builder.topology_interval(crate::send::deadline::cap(every));
         }
         Ok(builder)
     }

@@ -22,11 +22,11 @@ pub(crate) struct Policy {
     pub(crate) read_retries: u8,
     pub(crate) monitor: rwsplit_monitor::MonitorConfig,
     pub(crate) consistency: Consistency,
-    pub(crate) timeouts: crate::deadline::Timeouts,
+    pub(crate) timeouts: crate::send::deadline::Timeouts,
     pub(crate) failover: Option<rwsplit_monitor::AutoFailover>,
     pub(crate) on_replica_refusal: crate::OnReplicaRefusal,
     /// Whether a read on a replica still unanswered after its node's hedge delay is sent to
-    /// another node of its plan too ([`crate::pace`]).
+    /// another node of its plan too ([`crate::send::pace`]).
     pub(crate) hedged_reads: bool,
 }
 
@@ -38,7 +38,7 @@ impl Default for Policy {
             read_retries: 2,
             monitor: rwsplit_monitor::MonitorConfig::default(),
             consistency: Consistency::Session,
-            timeouts: crate::deadline::Timeouts::default(),
+            timeouts: crate::send::deadline::Timeouts::default(),
             failover: None,
             on_replica_refusal: crate::OnReplicaRefusal::Primary,
             hedged_reads: true,

@@ -16,11 +16,11 @@ use sea_orm::{DatabaseConnection, DbBackend, DbErr};
 
 use crate::consistency::{Capture, Causality, Cluster, Seen};
 use crate::hooks::Hooks;
-use crate::pace::HedgeBudget;
 use crate::product::Product;
 use crate::route::Routing;
+use crate::send::pace::HedgeBudget;
+use crate::send::watchdog::Watchdog;
 use crate::shared::MonitorHandle;
-use crate::watchdog::Watchdog;
 
 use super::counters::{Count, Counters};
 use super::ctx::Policy;
@@ -38,7 +38,7 @@ pub(crate) struct Inner {
     counters: Counters,
     /// Read-your-writes: its tasks' scopes, and the position reads after writes.
     causality: Causality,
-    /// Hedges left to spend ([`crate::pace::HedgeBudget`]).
+    /// Hedges left to spend ([`crate::send::pace::HedgeBudget`]).
     hedge_budget: HedgeBudget,
     /// Looks for nodes silent past their hedge delay while reads are in flight.
     watchdog: Arc<Watchdog>,
@@ -276,7 +276,7 @@ impl Cluster for Inner {
     async fn read_position<'a>(
         &'a self,
         node: NodeId,
-        taken: Option<&'a mut crate::sending::Taken>,
+        taken: Option<&'a mut crate::send::sending::Taken>,
     ) -> Result<CausalToken, DbErr> {
         let n = self.nodes.get(node).ok_or_else(|| {
             let name = self.nodes.removed_name(node);

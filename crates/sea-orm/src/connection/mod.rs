@@ -17,8 +17,10 @@
 //!    connection (`Cluster`, [`crate::consistency`]'s, implemented over them);
 //! 6. `record` — one attempt's outcome, reported once: to the monitor, the node's counters,
 //!    the balancer, the metrics and the scope;
-//! 7. `attempt` — the executor: a plan's I/O steps, then the one attempt loop (candidates in
-//!    order, retries, deadlines, hedges) for every statement, stream and `BEGIN`;
+//! 7. `attempt` — the executor: a plan's I/O steps, then the one attempt loop for every
+//!    statement, stream and `BEGIN`, composed of layers each a file in `attempt/` (candidates
+//!    and the retry budget, catch-up wait, a read bounded or hedged, a write in two steps, a
+//!    failure's verdict, the span), over the policies in `crate::send`;
 //! 8. `statements` — the one statement path: classify, plan, attempt, what a read saw;
 //! 9. `transactions` — `begin` and the closure forms, and what a commit records;
 //! 10. `traits` — SeaORM's traits for every routed handle, and the ways out to the primary;
@@ -88,7 +90,7 @@ pub(crate) fn assemble(
         None => Routing::new(topology, router, health),
     };
     let learned = learned_shapes(product, &nodes);
-    let watchdog = Arc::<crate::watchdog::Watchdog>::default();
+    let watchdog = Arc::<crate::send::watchdog::Watchdog>::default();
     let classified = crate::classified::Classified::new(classifier, product.dialect(), learned);
     let hedged = policy.hedged_reads;
     let probe_interval = policy.monitor.probe_interval_value();
@@ -96,7 +98,7 @@ pub(crate) fn assemble(
     let parts = inner::Parts { nodes, planner, watchdog: Arc::clone(&watchdog) };
     let inner = Inner::new(parts, |weak| {
         if hedged {
-            crate::watchdog::Watchdog::spawn(watchdog, weak.clone());
+            crate::send::watchdog::Watchdog::spawn(watchdog, weak.clone());
         }
         acquired.map(|a| {
             spawn_sampler(weak.clone(), probe_interval);
@@ -124,9 +126,9 @@ pub(crate) fn core_node(id: rwsplit_core::NodeId, role: Role, n: &Node) -> CoreN
     b.build()
 }
 
-/// What the watchdog looks at (`crate::watchdog`).
-impl crate::watchdog::Watched for Inner {
-    fn each_pace(&self, mut each: impl FnMut(NodeId, &crate::pace::Pace)) {
+/// What the watchdog looks at (`crate::send::watchdog`).
+impl crate::send::watchdog::Watched for Inner {
+    fn each_pace(&self, mut each: impl FnMut(NodeId, &crate::send::pace::Pace)) {
         // The snapshot's nodes (those reads can be on), each looked up by id: cheaper than a
         // walk over the registry's every slot.
         let snap = self.routing().snap();

@@ -17,9 +17,9 @@ use arc_swap::ArcSwapOption;
 use rwsplit_core::{MAX_NODES, NodeId};
 use sea_orm::DatabaseConnection;
 
-use crate::pace::Pace;
 use crate::probe::ProbeFrom;
 use crate::replica::Placement;
+use crate::send::pace::Pace;
 use crate::telemetry::{Durations, NodeLabels};
 
 /// One database server as the adapter sees it: its id, its pools, its counters, its placement
@@ -76,7 +76,7 @@ pub(crate) struct Node {
     hooked: OnceLock<Hooked>,
     /// Its pools were made by the adapter (the builder, a topology source), so no SeaORM metric
     /// callback of the user's is on them: its reads may skip SeaORM's `DatabaseConnection`
-    /// ([`crate::sending::direct`]). Pools given to `from_connections` may carry one.
+    /// ([`crate::send::sending::direct`]). Pools given to `from_connections` may carry one.
     owned: bool,
     /// How many [`NodeRef`]s hold it: statements running on it, sampler rounds, server checks.
     holders: AtomicUsize,
@@ -234,10 +234,10 @@ impl Node {
     }
 
     /// Whether its reads may go straight to its sqlx pool: pools the adapter made, and nothing
-    /// listening to SeaORM's instrumentation ([`crate::sending::Direct::quiet`]).
+    /// listening to SeaORM's instrumentation ([`crate::send::sending::Direct::quiet`]).
     #[inline]
     pub(crate) fn reads_direct(&self) -> bool {
-        self.owned && crate::sending::Direct::quiet(self.is_hooked())
+        self.owned && crate::send::sending::Direct::quiet(self.is_hooked())
     }
 
     /// Whether SeaORM's spans for its statements record their text.

@@ -284,7 +284,7 @@ impl Planner {
         stay: &Stay<'_>,
         fx: &mut Effects,
     ) -> Result<Decided, DbErr> {
-        let Stay { node, token, wait, monitored, done } = *stay;
+        let Stay { node, token, wait, .. } = *stay;
         let topo = snap.topology();
         if let Some(t) = token
             && crate::route::foreign_in(topo, t)
@@ -320,6 +320,22 @@ impl Planner {
             }
             _ => {}
         }
+        self.plan_stay_elsewhere(snap, &rc, stay, replica.is_some(), fx)
+    }
+
+    /// [`plan_stay`](Self::plan_stay) when the last read's node cannot serve this read at
+    /// once (`replica`: it is a replica not down, without the scope's token yet): the
+    /// primary's position read first, or a sample of that node waited for, or the primary.
+    fn plan_stay_elsewhere(
+        &self,
+        snap: Snap,
+        rc: &RouteContext<'_>,
+        stay: &Stay<'_>,
+        replica: bool,
+        fx: &mut Effects,
+    ) -> Result<Decided, DbErr> {
+        let Stay { node, token, wait, monitored, done } = *stay;
+        let topo = snap.topology();
         // The last read was on the primary: the primary's position, read now (shared with the
         // writes' position reads), bounds it; then the read can wait on a replica for it.
         // (Not when every replica is known to be further behind than the wait: the read would go
@@ -340,7 +356,7 @@ impl Planner {
         fx.want_floor = Some(node);
         // Waiting for a sample is worth it for a replica only: the primary is where the read
         // would go anyway, and a node down sends no sample.
-        if let (Some((_, _)), Some(max)) = (replica, wait)
+        if let (true, Some(max)) = (replica, wait)
             && !done.floored
             && monitored
         {

@@ -24,30 +24,10 @@ use super::counters::Count;
 use super::ctx::Scope;
 use super::inner::Inner;
 use super::nodes::Node;
-use crate::failure::{self, Failure};
-use crate::sending::{self, Standing};
+use crate::send::failure::{self, Failure};
+use crate::send::sending;
+use crate::send::sending::Attempt;
 use crate::telemetry;
-
-/// Why one attempt on a node failed.
-pub(super) enum Attempt {
-    /// The node (or the driver) returned an error.
-    Failed(DbErr),
-    /// The adapter gave it up: a deadline passed, or the monitor marked the node down.
-    GivenUp(DbErr),
-    /// A write's connection could not be had (the pool timed out or was closed, none could be
-    /// opened): the write was not sent.
-    Unsent(DbErr),
-    /// A write's node stopped being the primary (or was marked down) before the write was
-    /// sent; a read's primary stopped being the primary while the read waited on it.
-    Deposed(Standing),
-}
-
-impl Attempt {
-    /// Known not to have reached the server: safe to try again.
-    pub(super) fn unsent(&self) -> bool {
-        matches!(self, Attempt::Unsent(_) | Attempt::Deposed(_))
-    }
-}
 
 /// One attempt's outcome, to report (see the module docs).
 pub(super) struct Record<'a> {

@@ -21,7 +21,7 @@ use sea_orm::{DbErr, TransactionError};
 
 use super::causal::{Scope, ScopeStore, Seen, Settled, Shared, Slot};
 use super::coalesce::Coalesce;
-use crate::sending::Taken;
+use crate::send::sending::Taken;
 
 /// What read-your-writes asks of the connection it serves, at each call: its nodes, the
 /// monitor's samples, a position read on a node, and a way to read one off the request path.
@@ -253,7 +253,7 @@ impl Causality {
     pub(crate) async fn await_floor(&self, cluster: &impl Cluster, scope: &Scope, max: Duration) {
         let Some(seen) = self.scopes.get(scope).seen else { return };
         let max = max.min(self.probe_timeout);
-        let deadline = tokio::time::Instant::now() + crate::deadline::cap(max);
+        let deadline = tokio::time::Instant::now() + crate::send::deadline::cap(max);
         let state = cluster.topology_state();
         // The node's next sample, at its next feed turn rather than its next full probe.
         self.want_sample(cluster, seen.node);
@@ -423,7 +423,7 @@ impl Causality {
     /// The scope's state once its position reads in flight have landed, waiting up to `max`:
     /// woken as each capture lands (no polling), bounded by one timer.
     pub(crate) async fn settled(&self, scope: &Scope, max: Duration) -> Slot {
-        let deadline = tokio::time::Instant::now() + crate::deadline::cap(max);
+        let deadline = tokio::time::Instant::now() + crate::send::deadline::cap(max);
         loop {
             // Made before the look: a capture landing in between still wakes it.
             let landed = self.landed.notified();

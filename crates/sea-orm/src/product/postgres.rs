@@ -167,7 +167,7 @@ fn frame_monitor(opts: &mut ConnectOptions) {
 
 /// How often a replica's server checks, while it runs a statement of rwsplit's read sessions,
 /// that the client is still there (`client_connection_check_interval`, in milliseconds). A
-/// hedged read's losing attempt is abandoned by closing its connection ([`crate::sending`]);
+/// hedged read's losing attempt is abandoned by closing its connection ([`crate::send::sending`]);
 /// with this setting the server ends that one session's statement by itself within this
 /// interval of running again, instead of running it to its end. Nothing is sent to end it, so
 /// no other session can be reached: rwsplit never looks a statement up to cancel it. The check

@@ -13,8 +13,8 @@ use rwsplit_core::{
 use sea_orm::{DatabaseConnection, DbBackend, MockDatabase, Value};
 
 use super::*;
-use crate::failure::Failure;
 use crate::route::Routing;
+use crate::send::failure::Failure;
 
 fn cause() -> DbErr {
     DbErr::Conn(RuntimeErr::SqlxError(Arc::new(sea_orm::sqlx::Error::Io(std::io::Error::other(
@@ -207,7 +207,7 @@ fn a_refusal_keeps_the_replicas_error_as_its_source() {
     let refusal = DbErr::Query(RuntimeErr::SqlxError(Arc::new(sea_orm::sqlx::Error::Database(
         Box::new(ReadOnly),
     ))));
-    let err = crate::failure::misrouted(refusal, "db2:5432/app", None);
+    let err = crate::send::refusal::misrouted(refusal, "db2:5432/app", None);
     let e = routing_error(&err).expect("typed");
     let RoutingError::ReplicaRefused { sqlstate, .. } = e else { panic!("{e:?}") };
     assert_eq!(sqlstate.as_deref(), Some("25006"));
@@ -230,7 +230,7 @@ fn attempts_are_restamped_only_where_counted() {
     .into();
     let down = with_attempts(down, 3);
     assert!(matches!(routing_error(&down), Some(RoutingError::NodeDown { attempts: 3, .. })));
-    let unknown = crate::deadline::write_outcome_unknown("db1:5432/app");
+    let unknown = crate::send::deadline::write_outcome_unknown("db1:5432/app");
     assert_eq!(with_attempts(unknown.clone(), 3).to_string(), unknown.to_string());
     let theirs = DbErr::RecordNotFound("x".into());
     assert!(matches!(with_attempts(theirs, 3), DbErr::RecordNotFound(_)));
@@ -495,7 +495,7 @@ async fn an_unreadable_replay_position_fails_the_wait() {
         "{e:?}"
     );
     // The attempt loop does not hold it against the node.
-    assert_eq!(crate::failure::classify(&err, true), Failure::Other);
+    assert_eq!(crate::send::failure::classify(&err, true), Failure::Other);
 }
 
 /// A long server text is cut in the error.

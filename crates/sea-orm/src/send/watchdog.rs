@@ -1,6 +1,6 @@
 //! [`Watchdog`]: one task per connection that wakes when reads waiting on a node will have
-//! waited that node's hedge delay ([`Pace::due`](crate::pace::Pace::due)), and wakes those
-//! reads if the node has answered none of them since ([`Pace::check`](crate::pace::Pace::check)),
+//! waited that node's hedge delay ([`Pace::due`](crate::send::pace::Pace::due)), and wakes those
+//! reads if the node has answered none of them since ([`Pace::check`](crate::send::pace::Pace::check)),
 //! so that they are hedged.
 //!
 //! One interval timer for the whole connection, made once, re-aimed at the next such moment,
@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 
 use rwsplit_core::NodeId;
 
-use crate::pace::Pace;
+use crate::send::pace::Pace;
 
 /// The longest the watchdog sleeps between looks while reads wait, and the least.
 const LONGEST: Duration = Duration::from_millis(100);

@@ -85,6 +85,20 @@ pub(crate) fn current() -> Option<Instant> {
     DEADLINE.try_with(|d| *d).ok()
 }
 
+/// How long the monitor takes to reach a verdict on a node: it marks one down at three
+/// failed probes, so three probe intervals and probe timeouts (4.5 s at the defaults).
+pub(crate) fn verdict(m: &rwsplit_monitor::MonitorConfig) -> Duration {
+    m.probe_interval_value().saturating_add(m.probe_timeout_value()).saturating_mul(3)
+}
+
+/// `until`, or the caller's deadline ([`current`]) if sooner.
+pub(crate) fn or_deadline(until: tokio::time::Instant) -> tokio::time::Instant {
+    match current() {
+        Some(d) => until.min(tokio::time::Instant::from_std(d)),
+        None => until,
+    }
+}
+
 /// How long one attempt of a read may take, and which limit that is: on a replica the replica
 /// read timeout, everywhere the time left before the caller's deadline; the shorter of the
 /// two (the deadline on a tie). `None`: unbounded.
@@ -124,7 +138,7 @@ fn down(node: &str, reason: DownReason) -> DbErr {
 }
 
 /// The error a write fails with when the monitor marked the primary down after it was sent
-/// (see [`sending`](crate::sending)): it may or may not have committed.
+/// (see [`sending`](crate::send::sending)): it may or may not have committed.
 pub(crate) fn write_outcome_unknown(node: &str) -> DbErr {
     RoutingError::WriteOutcomeUnknown {
         node: node.to_owned(),

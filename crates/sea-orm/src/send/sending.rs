@@ -71,6 +71,27 @@ impl Standing {
     }
 }
 
+/// Why one attempt on a node failed.
+pub(crate) enum Attempt {
+    /// The node (or the driver) returned an error.
+    Failed(DbErr),
+    /// The adapter gave it up: a deadline passed, or the monitor marked the node down.
+    GivenUp(DbErr),
+    /// A write's connection could not be had (the pool timed out or was closed, none could be
+    /// opened): the write was not sent.
+    Unsent(DbErr),
+    /// A write's node stopped being the primary (or was marked down) before the write was
+    /// sent; a read's primary stopped being the primary while the read waited on it.
+    Deposed(Standing),
+}
+
+impl Attempt {
+    /// Known not to have reached the server: safe to try again.
+    pub(crate) fn unsent(&self) -> bool {
+        matches!(self, Attempt::Unsent(_) | Attempt::Deposed(_))
+    }
+}
+
 /// How a write that did not succeed ended.
 #[derive(Debug)]
 pub(crate) enum End {
@@ -325,12 +346,12 @@ impl<DB: sea_orm::sqlx::Database> Drop for Reading<DB> {
 impl Direct<'_> {
     /// Never called: without a sqlx driver [`direct`] finds no pool.
     pub(crate) async fn query_one(self, _: &Statement) -> Result<Option<QueryResult>, DbErr> {
-        Err(crate::failure::internal("no sqlx driver"))
+        Err(crate::send::failure::internal("no sqlx driver"))
     }
 
     /// Never called: without a sqlx driver [`direct`] finds no pool.
     pub(crate) async fn query_all(self, _: &Statement) -> Result<Vec<QueryResult>, DbErr> {
-        Err(crate::failure::internal("no sqlx driver"))
+        Err(crate::send::failure::internal("no sqlx driver"))
     }
 }
 
@@ -349,7 +370,7 @@ pub(crate) async fn take(pool: &DatabaseConnection) -> Result<Taken, DbErr> {
             pool.get_mysql_connection_pool().acquire().await.map(Taken::MySql)
         }
         _ => {
-            return Err(crate::failure::internal(
+            return Err(crate::send::failure::internal(
                 "not a sqlx pool: connections cannot be taken from it",
             ));
         }
@@ -360,7 +381,7 @@ pub(crate) async fn take(pool: &DatabaseConnection) -> Result<Taken, DbErr> {
 /// Without a sqlx driver there is no pool to take from ([`can_take`] is `false`).
 #[cfg(not(any(feature = "postgres", feature = "mysql")))]
 pub(crate) async fn take(_pool: &DatabaseConnection) -> Result<Taken, DbErr> {
-    Err(crate::failure::internal("no sqlx driver: connections cannot be taken"))
+    Err(crate::send::failure::internal("no sqlx driver: connections cannot be taken"))
 }
 
 /// A pool's error as SeaORM reports it when it takes a connection (its `sqlx_conn_acquire_err`).

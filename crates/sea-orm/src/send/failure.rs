@@ -6,6 +6,7 @@
 
 use sea_orm::DbErr;
 
+use super::refusal::misrouted;
 use crate::routing_error::{self, DownReason, NotSentReason, RoutingError, UnknownReason};
 
 /// How a failed statement failed, for the retry decision.
@@ -37,57 +38,12 @@ pub(crate) enum Failure {
     NotOnReplica,
     /// A replica refused a statement classified as a read because it writes or locks: it is
     /// read-only or in recovery (PostgreSQL 25006 and the recovery refusals, MySQL/MariaDB
-    /// 1290/1792). Nothing durable happened there; what follows is [`OnReplicaRefusal`]'s:
+    /// 1290/1792). Nothing durable happened there; what follows is [`OnReplicaRefusal`](super::refusal::OnReplicaRefusal)'s:
     /// once on the primary, as a write, or the caller's error ([`misrouted`]). Never another
     /// replica.
     ReadOnly,
     /// Anything else (syntax, constraint, …): the caller gets it unchanged.
     Other,
-}
-
-/// What a statement classified as a read does when a replica refuses it because it would
-/// write ([`RoutedConnectionBuilder::on_replica_refusal`](crate::RoutedConnectionBuilder::on_replica_refusal)).
-///
-/// A statement's text cannot show what a user function or view does: `SELECT bump(1)` reads
-/// as far as the classifier can tell, and a hot standby or read-only replica refuses it when
-/// it writes (PostgreSQL 25006 and the recovery refusals; MariaDB 1290/1792). A refused
-/// statement did nothing durable there: the replica's session is read-only, outside any
-/// explicit transaction the statement is its own, and its first write is what was refused.
-/// Either way the statement's shape (its text without values, [`rwsplit_core::shape`]) is
-/// learned, so statements of that shape go to the primary from then on; each refusal is
-/// counted ([`Stats::replica_refusals`](crate::Stats::replica_refusals), the
-/// `rwsplit.replica_refusals` metric) and each new shape is logged once at WARN, the shape
-/// naming the function or view but no value.
-///
-/// A statement routed to a replica on purpose (`db.replica()`, `db.node(..)`, a
-/// `/*rwsplit:replica*/` hint) is never moved: its refusal is the caller's
-/// [`RoutingError::ReplicaRefused`] in both modes.
-///
-/// ```
-/// use rwsplit_sea_orm::{OnReplicaRefusal, RoutedConnection};
-/// let builder = RoutedConnection::builder()
-///     .primary("postgres://app@db1/app")
-///     .on_replica_refusal(OnReplicaRefusal::Fail);
-/// # drop(builder);
-/// ```
-///
-/// In a config file `on_replica_refusal = "fail"` under `[policy]`; in the environment
-/// `RWSPLIT_ON_REPLICA_REFUSAL=fail` (`primary`, the default, or `fail`).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, serde::Deserialize)]
-#[serde(rename_all = "snake_case")]
-#[non_exhaustive]
-pub enum OnReplicaRefusal {
-    /// Run it once on the primary, within the same deadline, as a write (its position is
-    /// recorded for the caller's read-your-writes), and return that result. The default.
-    #[default]
-    Primary,
-    /// Fail with [`RoutingError::ReplicaRefused`], naming the statement's shape. For
-    /// applications whose functions have effects outside the database: a function that calls
-    /// out over the network (an extension, `dblink`, a `COPY … TO PROGRAM`) before its first
-    /// write would have made that call on the replica, and would make it again on the primary;
-    /// so would one that takes a session-level lock (`pg_advisory_lock`, `GET_LOCK`) before
-    /// its first write, which then stays held on the replica's pooled session.
-    Fail,
 }
 
 /// Classifies `err` as it came back from a node. `on_replica` says whether that node was a
@@ -181,15 +137,6 @@ impl Failure {
     }
 }
 
-/// The error for a statement classified as a read that replica `node` refused as a write, and
-/// that is not run on the primary ([`OnReplicaRefusal::Fail`], or routed to the replica on
-/// purpose). `statement`: its shape, which names the function or view and holds no value.
-pub(crate) fn misrouted(err: DbErr, node: &str, statement: Option<&str>) -> DbErr {
-    let sqlstate = routing_error::sqlstate(&err);
-    let statement = statement.map(str::to_owned);
-    RoutingError::ReplicaRefused { node: node.to_owned(), sqlstate, statement, source: err }.into()
-}
-
 /// The error the caller gets for a statement that failed on `node` after `tried` attempts.
 ///
 /// An error the database raised while running the statement (`Failure::Other`: a constraint, a
@@ -233,7 +180,7 @@ pub(crate) fn named(err: DbErr, failure: Failure, node: &str, write: bool, tried
 }
 
 /// The error the caller gets for a write that was not sent to `node` (see
-/// [`sending`](crate::sending)): the node stopped being the primary while it waited (already
+/// [`sending`](crate::send::sending)): the node stopped being the primary while it waited (already
 /// the adapter's error), the pool had no connection in time, or none could be opened.
 pub(crate) fn unsent(err: DbErr, failure: Failure, node: &str, tried: usize) -> DbErr {
     match failure {
@@ -381,7 +328,7 @@ mod tests {
     /// A read given up on its node counts the nodes tried before it once the loop knows.
     #[test]
     fn a_read_given_up_counts_the_nodes_tried() {
-        let late = crate::deadline::timed_out(
+        let late = crate::send::deadline::timed_out(
             "db3:5432/app",
             (std::time::Duration::from_secs(1), crate::TimeLimit::ReplicaReadTimeout),
         );

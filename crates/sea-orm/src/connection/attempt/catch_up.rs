@@ -1,0 +1,83 @@
+//! The catch-up wait: before a read with one, its first candidate is waited on, in the
+//! server, until it has replayed the scope's position or the wait's `max` passed.
+
+use std::future::Future;
+use std::pin::Pin;
+
+use futures_util::future::Either;
+use sea_orm::DbErr;
+
+use crate::connection::counters::Count;
+use crate::connection::inner::Inner;
+use crate::connection::nodes::Node;
+use crate::connection::record;
+use crate::position;
+use crate::product::Waited;
+use crate::route::Plan;
+use crate::telemetry::Ryw;
+
+/// How long past a catch-up wait's `max` a server that waits itself is given to answer.
+const WAIT_GRACE: std::time::Duration = std::time::Duration::from_millis(25);
+
+/// How many of the plan's first candidates a catch-up wait passes over: one if it did not
+/// catch up, else none. The wait is I/O few reads do: boxed, so that the others' futures do
+/// not carry its state.
+pub(super) fn skip<'a>(
+    inner: &'a Inner,
+    plan: &'a Plan,
+) -> Either<std::future::Ready<usize>, Pin<Box<impl Future<Output = usize> + 'a>>> {
+    match plan.wait() {
+        Some(_) => {
+            Either::Right(Box::pin(async move { usize::from(!catch_up(inner, plan).await) }))
+        }
+        None => Either::Left(std::future::ready(0)),
+    }
+}
+
+/// Before a read with a catch-up wait: waits on the first candidate; `true` if it caught
+/// up (read there), `false` if not (skip it: the primary is next).
+async fn catch_up(inner: &Inner, plan: &Plan) -> bool {
+    let Some((token, max)) = plan.wait() else { return true };
+    let id = plan.first();
+    let Some(node) = inner.nodes().get(id) else { return false };
+    inner.counters().bump(Count::Waits);
+    match replayed(inner, &node, token, max).await {
+        Ok(Waited::CaughtUp) => {
+            // Proof for the next reads with this token (or an older one), in any scope.
+            inner.routing().learn(id, token);
+            inner.counters().read_your_writes(Ryw::Waited);
+            true
+        }
+        Ok(Waited::TimedOut) => {
+            inner.counters().bump(Count::WaitTimeouts);
+            inner.counters().read_your_writes(Ryw::Primary);
+            tracing::debug!(target: "rwsplit", node = %node.name(), ?max, "replica did not catch up in time: reading from the primary");
+            false
+        }
+        Err(e) => {
+            inner.counters().bump(Count::WaitTimeouts);
+            inner.counters().read_your_writes(Ryw::Primary);
+            record::note_failure(inner, &node, id, &e);
+            false
+        }
+    }
+}
+
+/// Waits up to `max` for `node` to have replayed `token`, in the server (one round trip:
+/// [`position::wait_for`]). Bounded as a whole, connection included: a replica that died and
+/// is not marked down yet would otherwise hold the read for the pool's acquire timeout (5 s)
+/// rather than the wait's `max`; the server is given a moment past `max` to answer. The
+/// token's history check (system, timeline) is the router's.
+async fn replayed(
+    _inner: &Inner,
+    node: &Node,
+    token: &rwsplit_core::CausalToken,
+    max: std::time::Duration,
+) -> Result<Waited, DbErr> {
+    let limit = tokio::time::Instant::now() + crate::send::deadline::cap(max) + WAIT_GRACE;
+    // The plain pool: the wait is the adapter's own, not reported as the user's.
+    match tokio::time::timeout_at(limit, position::wait_for(node.conn(), token, max)).await {
+        Ok(looked) => looked.map_err(|e| crate::routing_error::read_on(e, node.name())),
+        Err(_) => Ok(Waited::TimedOut),
+    }
+}

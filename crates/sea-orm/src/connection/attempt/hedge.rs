@@ -1,0 +1,186 @@
+//! A read hedged on the plan's next node: started when the watchdog finds the first node
+//! silent past its hedge delay and the hedge ration allows; the race, who wins and the
+//! loser dropped are `crate::send::hedge`'s; here what the connection counts and records.
+
+use std::future::Future;
+use std::time::Instant;
+
+use rwsplit_core::NodeId;
+use sea_orm::DbErr;
+
+use super::outcome::record;
+use super::work::Work;
+use crate::connection::counters::Count;
+use crate::connection::inner::Inner;
+use crate::connection::nodes::Node;
+use crate::route::Plan;
+use crate::send::hedge::{Raced, race, until_overdue};
+use crate::send::sending;
+use crate::send::sending::Attempt;
+use crate::send::watch::bounded;
+use crate::telemetry;
+
+/// How a hedged read ended ([`hedgeable`]).
+pub(super) enum Hedged<T> {
+    /// The first attempt's outcome (no hedge, or the hedge failed or lost).
+    First(Result<T, Attempt>),
+    /// The hedge answered first.
+    By(T, Hedge),
+}
+
+/// The node a hedged read's answer came from.
+pub(super) struct Hedge {
+    id: NodeId,
+    node: crate::connection::NodeRef,
+    guard: Option<rwsplit_core::InFlight>,
+    started: Instant,
+}
+
+/// A read of `work` on `node` that leaves `work` as it is: straight on the sqlx pool where the
+/// node's reads may be ([`sending::direct`]), else through SeaORM's connection. Boxed where it
+/// is made, as the read path boxes its own: sqlx's futures are kilobytes, and every future
+/// that holds one unboxed is copied whole each time it moves (into the attempt, into its box).
+fn read_shared<'a, W: Work>(
+    work: &'a W,
+    node: &'a Node,
+) -> std::pin::Pin<Box<dyn Future<Output = Result<W::Output, DbErr>> + Send + 'a>> {
+    let pool = node.user_conn();
+    let direct = if W::DIRECT && node.reads_direct() { sending::direct(pool) } else { None };
+    match direct {
+        Some(d) => Box::pin(work.direct(d)),
+        None => Box::pin(work.shared(pool)),
+    }
+}
+
+/// A read on replica `first` (`.0`, its node `.1`) that may be hedged on `other`: it waits
+/// on its node, bounded as any read, and on the watchdog's word that the node has gone
+/// silent past its hedge delay (no timer of its own); then [`send_hedge`].
+/// `times`: when the attempt started, and the caller's deadline.
+pub(super) async fn hedgeable<W: Work>(
+    inner: &Inner,
+    plan: &Plan,
+    work: &W,
+    first: (NodeId, &Node),
+    other: NodeId,
+    times: (Instant, Option<Instant>),
+) -> Hedged<W::Output> {
+    let (id, node) = first;
+    let (started, deadline) = times;
+    let begun = node.pace().begin(started);
+    inner.watchdog().ensure();
+    let timeouts = &inner.policy().timeouts;
+    let limit = crate::send::deadline::attempt_limit(true, timeouts, deadline, started);
+    let first = bounded(inner.routing(), id, true, node.name(), limit, read_shared(work, node));
+    let mut first = std::pin::pin!(first);
+    // The attempt's watch wakes it when the watchdog nudges the node (no waiter of its
+    // own): then, if the node was found silent since this read began, it is hedged.
+    let answered = until_overdue(first.as_mut(), node.pace(), begun.at()).await;
+    match answered {
+        Some(r) => Hedged::First(r),
+        None => send_hedge(inner, plan, work, first.as_mut(), node, other).await,
+    }
+}
+
+/// A read waiting on replica `node` whose node the watchdog found silent past its hedge
+/// delay: if the budget allows ([`HedgeBudget`](crate::send::pace::HedgeBudget)), the same read
+/// goes to `other` (the plan's next node, which satisfies the same consistency) as well,
+/// and the first answer wins; the other attempt is dropped ([`lost`]). Either attempt failing
+/// leaves the other to finish. Each attempt is bounded as [`bounded`] bounds it.
+async fn send_hedge<W: Work, F>(
+    inner: &Inner,
+    plan: &Plan,
+    work: &W,
+    first: std::pin::Pin<&mut F>,
+    node: &Node,
+    other: NodeId,
+) -> Hedged<W::Output>
+where
+    F: Future<Output = Result<W::Output, Attempt>>,
+{
+    let Some(hedge_node) = inner.nodes().get(other) else {
+        return Hedged::First(first.await);
+    };
+    if !inner.hedge_budget().spend() {
+        return Hedged::First(first.await);
+    }
+    inner.counters().bump(Count::Hedges);
+    // Counted once when it ends, however it ends (`abandoned` if dropped before).
+    let mut ended = HedgeEnd { node: node.labels(), outcome: "abandoned" };
+    let now = Instant::now();
+    tracing::info!(target: "rwsplit", node = %node.name(), hedge = %hedge_node.name(), after = ?node.pace().hedge_delay(), "read unanswered: hedged on another node");
+    let on_replica = plan.snapshot_primary() != Some(other);
+    let timeouts = &inner.policy().timeouts;
+    let limit = crate::send::deadline::attempt_limit(
+        on_replica,
+        timeouts,
+        crate::send::deadline::current(),
+        now,
+    );
+    let guard = plan.start(other, now);
+    // The hedge's attempt lives in the race: when the first answers first, it is dropped
+    // (its connection closed) there. `dropped`: the node whose attempt is dropped was still
+    // running (the hedge's, or the first's, by the caller, once this returns).
+    let second = read_shared(work, &hedge_node);
+    let second = bounded(inner.routing(), other, on_replica, hedge_node.name(), limit, second);
+    let (raced, dropped) = race(first, second).await;
+    let hedged = match raced {
+        Raced::First(r) => Hedged::First(r),
+        Raced::Second(out) => {
+            let hedge = Hedge { id: other, node: hedge_node.clone(), guard, started: now };
+            Hedged::By(out, hedge)
+        }
+    };
+    ended.outcome = match &hedged {
+        Hedged::By(..) => {
+            inner.counters().bump(Count::HedgesWon);
+            "hedge"
+        }
+        Hedged::First(Ok(_)) => "first",
+        Hedged::First(Err(_)) => "failed",
+    };
+    if dropped {
+        lost(inner);
+    }
+    hedged
+}
+
+/// A hedged read's end, counted once: when it is dropped, with the outcome it reached
+/// ([`telemetry::HEDGE_OUTCOMES`]; still `abandoned` if the caller dropped the read first).
+struct HedgeEnd<'a> {
+    node: &'a telemetry::NodeLabels,
+    outcome: &'static str,
+}
+
+impl Drop for HedgeEnd<'_> {
+    fn drop(&mut self) {
+        telemetry::hedge(self.node, self.outcome);
+    }
+}
+
+/// A hedged read's losing attempt, dropped, counted (`Hedges::lost`; the metric counts the
+/// hedged read once, by how it ended: `HedgeEnd`). Nothing is sent to end its
+/// statement: a read run straight on the node's pool closes its connection when dropped
+/// ([`crate::send::sending`]), and a PostgreSQL server ends the statement of a session whose client
+/// has gone by itself (`client_connection_check_interval`, set on rwsplit's replica sessions:
+/// [`crate::product::Pooling`]); on MariaDB the statement runs to its end. Looking the
+/// statement up to cancel it could reach another client's session (the same text, the same
+/// user), and rwsplit acts only on sessions it opened.
+fn lost(inner: &Inner) {
+    inner.counters().bump(Count::HedgesLost);
+}
+
+/// The hedge answered first: its attempt is the read's, recorded as a success (the first
+/// attempt was dropped, and counted, by [`send_hedge`]).
+pub(super) fn won<W: Work>(
+    inner: &Inner,
+    plan: &Plan,
+    work: &W,
+    out: W::Output,
+    hedge: Hedge,
+) -> (W::Output, NodeId) {
+    let on_primary = plan.snapshot_primary().unwrap_or(NodeId::new(0)) == hedge.id;
+    let on = (&*hedge.node, hedge.id, on_primary, false);
+    let served = record(inner, plan, work, on, (hedge.started, hedge.guard));
+    served.succeeded(Instant::now());
+    (out, hedge.id)
+}

@@ -1,0 +1,137 @@
+//! Before the attempts: the I/O steps a plan asks for ([`planned`]: waiting for the scope's
+//! position captures, reading the primary's position), the plan's effects applied once, and a
+//! read planned again while a switchover leaves no single primary ([`settled_plan`]).
+
+use std::time::Instant;
+
+use sea_orm::DbErr;
+
+use crate::connection::ctx::Scope;
+use crate::connection::inner::Inner;
+use crate::connection::plan::{Done, Io, Planned};
+use crate::route::Plan;
+use crate::send::deadline;
+
+/// Whether `e` says the monitor sees no single primary (none, or two): a topology about to
+/// settle in a switchover.
+fn unsettled(e: &DbErr) -> bool {
+    matches!(
+        crate::routing_error(e),
+        Some(crate::RoutingError::NoPrimary { .. } | crate::RoutingError::SplitBrain { .. })
+    )
+}
+
+/// The plan `planner` makes, after the I/O steps it asks for first, done here one at a
+/// time (each noted in the [`Done`] it plans with next). Most plans ask for none.
+///
+/// A read (`read`) that cannot be planned because the monitor sees no primary or two (a
+/// switchover's moment between the old primary going and the promoted one being seen) is
+/// planned again as each new topology is published, until the caller's deadline or the
+/// time the monitor takes to reach a verdict on a primary: the topology settles and the
+/// read goes where it now can, instead of failing.
+pub(in crate::connection) async fn planned(
+    inner: &Inner,
+    scope: &Scope,
+    read: bool,
+    mut planner: impl FnMut(Done, Instant) -> Result<Planned, DbErr>,
+) -> Result<Plan, DbErr> {
+    let mut done = Done::default();
+    loop {
+        let now = Instant::now();
+        note_use(inner, now);
+        match planner(done, now).map(|p| taken(inner, p, now)) {
+            Ok(Ok(plan)) => return Ok(plan),
+            // Boxed: most reads do no I/O before their attempts.
+            Ok(Err(io)) => Box::pin(io_step(inner, io, scope, &mut done)).await,
+            Err(e) if read && inner.monitor().is_some() && unsettled(&e) => {
+                return Box::pin(settled_plan(inner, scope, e, done, planner)).await;
+            }
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+/// What the executor takes of a planner's answer: a plan, its effects applied once (it is the
+/// one that runs), or the I/O step to do first, its wants sent before it (the step may wait on
+/// them).
+fn taken(inner: &Inner, planned: Planned, now: Instant) -> Result<Plan, Io> {
+    // The monitor's state if one runs (else nothing is asked), and how long it is asked for.
+    let monitor = inner.monitor().map(|_| &**inner.routing().state());
+    let linger = inner.policy().monitor.position_linger_value();
+    match planned {
+        Planned::Ready(plan, effects) => {
+            effects.apply(inner.counters(), monitor, linger, now);
+            Ok(plan)
+        }
+        Planned::Io(io, effects) => {
+            effects.want(monitor, linger, now);
+            Err(io)
+        }
+    }
+}
+
+/// Tells the monitor the cluster is in use: it probes at its usual interval, not the idle
+/// one ([`MonitorConfig::idle_probe_interval`](rwsplit_monitor::MonitorConfig::idle_probe_interval)).
+/// One atomic load while statements come less than 50 ms apart.
+fn note_use(inner: &Inner, now: Instant) {
+    if inner.monitor().is_some() {
+        inner.routing().state().used(now);
+    }
+}
+
+/// [`planned`] once the topology had no single primary (`first` says how):
+/// planned again at each published topology, until it settles or time is up (then `first`,
+/// or the latest such error).
+async fn settled_plan(
+    inner: &Inner,
+    scope: &Scope,
+    first: DbErr,
+    mut done: Done,
+    mut planner: impl FnMut(Done, Instant) -> Result<Planned, DbErr>,
+) -> Result<Plan, DbErr> {
+    let verdict = deadline::verdict(&inner.policy().monitor);
+    let until = deadline::or_deadline(tokio::time::Instant::now() + deadline::cap(verdict));
+    let state = inner.routing().state();
+    let mut last = first;
+    tracing::debug!(target: "rwsplit", error = %last, "no single primary: waiting for the topology to settle");
+    loop {
+        // Made before planning again: a topology published in between still wakes it.
+        let published = state.published();
+        let mut published = std::pin::pin!(published);
+        published.as_mut().enable();
+        let now = Instant::now();
+        match planner(done, now).map(|p| taken(inner, p, now)) {
+            Ok(Ok(plan)) => return Ok(plan),
+            Ok(Err(io)) => {
+                io_step(inner, io, scope, &mut done).await;
+                continue;
+            }
+            Err(e) if unsettled(&e) => last = e,
+            Err(e) => return Err(e),
+        }
+        if tokio::time::timeout_at(until, published).await.is_err() {
+            return Err(last);
+        }
+    }
+}
+
+/// Does one of a plan's I/O steps and notes what it found in `done`.
+async fn io_step(inner: &Inner, io: Io, scope: &Scope, done: &mut Done) {
+    match io {
+        Io::Settle(max) => {
+            inner.causality().settled(scope, max).await;
+            done.settled = true;
+        }
+        Io::Floor(max) => {
+            inner.causality().await_floor(inner, scope, max).await;
+            done.floored = true;
+        }
+        Io::PrimaryFloor { at } => {
+            inner.causality().floor_on_primary(inner, scope, at).await;
+            done.floored = true;
+        }
+        Io::Capture { epoch, at } => {
+            done.captured = Some(inner.causality().settle(inner, scope, at, epoch).await);
+        }
+    }
+}

@@ -1,0 +1,185 @@
+//! One write attempt: on the primary, in two steps (`sending`), SeaORM's hooks called
+//! around them; refused at once when the monitor has the primary marked down; and what its
+//! success means for the scope.
+
+use std::future::Future;
+use std::pin::Pin;
+
+use rwsplit_core::NodeId;
+use sea_orm::{DatabaseConnection, DbErr};
+
+use super::work::{Work, Wrote};
+use crate::connection::ctx::Scope;
+use crate::connection::inner::Inner;
+use crate::connection::nodes::Node;
+use crate::hooks;
+use crate::route::Plan;
+use crate::send::failure;
+use crate::send::sending::Attempt;
+use crate::send::sending::{self, End, Taken};
+
+/// How a write attempt ended: its output, and the connection it was sent on if its position
+/// is to be read there.
+type Written<T> = Result<(T, Option<Taken>), Attempt>;
+
+/// A write on the primary `id`, in two steps ([`sending`]): taking a
+/// connection from `pool`, given up (not sent) as soon as the monitor says the node is not
+/// the primary any more — a replica now, another node promoted, or marked down — instead of
+/// waiting out the pool's acquire timeout while its port refuses; then sending the
+/// statement, waited for until it ends or the monitor marks the node down (its probes fail
+/// on connections of their own: a frozen server, a cut network). Then the write is given up
+/// with an error saying its outcome is unknown, instead of waiting for the kernel to give
+/// up the connection (about 15 minutes); it is never tried again. A slow write on a primary
+/// that answers its probes is never cut short. `keep`: another attempt may follow, so an
+/// [`INERT`](Work::INERT) work keeps its statement. `hold`: the write's position will be
+/// read, so the connection it was sent on is returned with its output (when the adapter
+/// took one), for that read ([`after_write`](crate::consistency::Causality::after_write)).
+///
+/// A write sent in two steps passes SeaORM's `DatabaseConnection` by, so its hooks are
+/// called here as SeaORM would ([`hooks`]): the metric callback, and with this crate's
+/// features SeaORM's `debug-print` line and `tracing-spans` span (if the node's
+/// `record_stmt_in_spans`).
+async fn watched_write<W: Work>(
+    inner: &Inner,
+    id: NodeId,
+    node: &Node,
+    pool: &DatabaseConnection,
+    work: &mut W,
+    keep: bool,
+    hold: bool,
+) -> Written<W::Output> {
+    let standing = || inner.routing().standing(id);
+    let changed = || inner.routing().changed(id);
+    let end = if W::INERT {
+        // Nothing is written before it returns: all of it is the first step.
+        let run = work.run(pool, !keep);
+        let sent = |out| std::future::ready(Ok((out, None)));
+        sending::in_steps(run, sent, standing, changed).await
+    } else if sending::can_take(pool) {
+        sent_with_hooks(inner, id, node, pool, work, hold).await
+    } else {
+        // A pool the adapter cannot take a connection from (a mock, a proxy): one step, as
+        // SeaORM runs it; the first step only asks the monitor once.
+        let ready = std::future::ready(Ok(()));
+        let run = move |()| async move { work.run(pool, true).await.map(|out| (out, None)) };
+        sending::in_steps(ready, run, standing, changed).await
+    };
+    end.map_err(|e| match e {
+        End::Unsent(e) => Attempt::Unsent(e),
+        End::Deposed(s) => Attempt::Deposed(s),
+        End::Failed(e) => Attempt::Failed(e),
+        End::Unknown => Attempt::GivenUp(crate::send::deadline::write_outcome_unknown(node.name())),
+    })
+}
+
+/// [`watched_write`]'s two steps on a connection the adapter takes itself, with SeaORM's
+/// hooks called around them as its `DatabaseConnection` would.
+async fn sent_with_hooks<W: Work>(
+    inner: &Inner,
+    id: NodeId,
+    node: &Node,
+    pool: &DatabaseConnection,
+    work: &mut W,
+    hold: bool,
+) -> Result<(W::Output, Option<Taken>), End> {
+    let product = inner.product();
+    let (mut timing, span) = match work.call() {
+        Some(call) => {
+            let span = hooks::seaorm_span(&call, product, node.record_stmt());
+            hooks::in_scope(span.as_ref(), || hooks::debug_print(&call, product));
+            (inner.hooks().timing(&call), span)
+        }
+        None => (None, None),
+    };
+    let hooks = &inner.hooks();
+    let send = |mut conn: Taken| async move {
+        if let Some(t) = timing.as_mut() {
+            t.start();
+        }
+        let sent = match work.send(&mut conn) {
+            Some(sending) => sending.await,
+            // Only inert work (above) is not one statement.
+            None => Err(failure::internal("nothing to send")),
+        };
+        hooks.finish(timing, sent.is_err());
+        sent.map(|out| (out, hold.then_some(conn)))
+    };
+    let standing = || inner.routing().standing(id);
+    let changed = || inner.routing().changed(id);
+    let end = sending::in_steps(sending::take(pool), send, standing, changed);
+    let end = hooks::in_span_of(span.as_ref(), end).await;
+    #[cfg(feature = "tracing-spans")]
+    if let Some(span) = &span {
+        record_end(span, &end, node.name());
+    }
+    end
+}
+
+/// Records how a write sent in two steps ended in SeaORM's span.
+#[cfg(feature = "tracing-spans")]
+fn record_end<T>(span: &tracing::Span, end: &Result<T, End>, name: &str) {
+    let deposed;
+    let error = match end {
+        Ok(_) => None,
+        Err(End::Unsent(e) | End::Failed(e)) => Some(e),
+        Err(End::Deposed(s)) => {
+            deposed = sending::deposed(name, *s, true);
+            Some(&deposed)
+        }
+        Err(End::Unknown) => {
+            deposed = crate::send::deadline::write_outcome_unknown(name);
+            Some(&deposed)
+        }
+    };
+    hooks::record(span, error);
+}
+
+/// Writes fail fast, naming the node, when the monitor has marked the primary down: waiting
+/// for a pool's acquire timeout would only hang the caller (a write is tried elsewhere only
+/// once the monitor names another primary, and only if it was never sent).
+/// Read in the plan's snapshot: made a moment ago, and a primary marked down since is the
+/// write's watch's to see.
+pub(super) fn check_writable(inner: &Inner, plan: &Plan) -> Result<(), DbErr> {
+    let node = plan.first();
+    if plan.marked_down(node) {
+        let name = inner.nodes().get(node).map_or_else(String::new, |n| n.name().to_owned());
+        return Err(failure::primary_down(&name));
+    }
+    Ok(())
+}
+
+/// One write attempt of `work` on the primary `id`: boxed, so that a read's future does not
+/// carry the write path's state (it would be moved, whole, into the box SeaORM's
+/// `async_trait` makes of every statement). `keep`: another attempt may follow. The write's
+/// position is read on its own connection when the scope tracks it (see [`wrote`]).
+pub(super) fn attempt<'a, W: Work>(
+    inner: &'a Inner,
+    (id, node): (NodeId, &'a Node),
+    work: &'a mut W,
+    keep: bool,
+    scope: &Scope,
+) -> Pin<Box<impl Future<Output = Written<W::Output>> + 'a>> {
+    let hold =
+        matches!(work.wrote(), Wrote::Capture) && inner.causality().tracks_writes(inner, scope);
+    Box::pin(watched_write(inner, id, node, node.user_writer(), work, keep, hold))
+}
+
+/// What a write's success on `id` means for `scope` ([`Wrote`]): the position capture to
+/// await (boxed: a read's future need not carry it; `held`, the connection the write was
+/// sent on), or nothing to wait for.
+pub(super) fn wrote<'a>(
+    inner: &'a Inner,
+    wrote: Wrote,
+    id: NodeId,
+    scope: &'a Scope,
+    held: Option<Taken>,
+) -> Option<Pin<Box<impl Future + 'a>>> {
+    match wrote {
+        Wrote::Capture => Some(Box::pin(inner.causality().after_write(inner, id, scope, held))),
+        Wrote::Unseen => {
+            inner.causality().mark_unseen_writes(inner, scope);
+            None
+        }
+        Wrote::Later => None,
+    }
+}

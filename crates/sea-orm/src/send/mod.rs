@@ -1,0 +1,35 @@
+//! Sending a statement to a node, and the policies the attempt loop
+//! (`crate::connection`'s `attempt`) composes, each in a file of its own.
+//!
+//! **Owns**: how one attempt reaches a node and how long it may take, and the policies over
+//! attempts, a file each:
+//!
+//! - `sending`: writes in two steps, reads straight on the sqlx pool, how an attempt ended
+//!   (`Attempt`, `End`);
+//! - `deadline`: the request path's time limits (replica read timeout, caller's deadline,
+//!   acquire timeouts) and the monitor's verdict time; `watch`: a read attempt bounded by
+//!   them and by the monitor's word on its node;
+//! - `failure`: which failures are the node's; `retry`: the verdict on a failed attempt
+//!   (next candidate, new primary, after the monitor's verdict, fail; never a write blindly);
+//! - `refusal`: a replica's refusal of a read that writes (once on the primary, or fail);
+//! - `hedge`: when a second attempt starts, who wins; `pace`: a node's pace, stalled, the
+//!   hedge ration; `watchdog`: the task that wakes reads waiting on a silent node.
+//!
+//! **Offers**: functions and small types with one concern each, for the attempt loop
+//! (`connection/attempt.rs` and its layers in `connection/attempt/`) to compose.
+//!
+//! **May call**: `hooks`, `product`, `routing_error`, and what is below them; never
+//! `connection` (which calls it), `route`, `consistency` or `telemetry` (which use its
+//! types): no import circle. What a policy needs of the connection comes in as arguments or
+//! through a narrow trait: [`watch::Standings`] (implemented by `route::Routing`),
+//! [`watchdog::Watched`].
+
+pub(crate) mod deadline;
+pub(crate) mod failure;
+pub(crate) mod hedge;
+pub(crate) mod pace;
+pub(crate) mod refusal;
+pub(crate) mod retry;
+pub(crate) mod sending;
+pub(crate) mod watch;
+pub(crate) mod watchdog;
