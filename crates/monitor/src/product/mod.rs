@@ -172,7 +172,9 @@ pub async fn probe<C: ProbeConn>(
 }
 
 /// The replica's lag behind the primary, positions first: each product's own measure
-/// ([`Product::lag`]); unknown when either has no position or they are of different products.
+/// (PostgreSQL: WAL bytes, and the time since the last replayed commit while something waits;
+/// MariaDB: no byte measure, and `Seconds_Behind_Master` until every GTID is applied); unknown
+/// when either has no position or they are of different products.
 pub fn lag(primary: &Observation, replica: &Observation) -> Lag {
     match (primary.position(), replica.position()) {
         (Some(p), Some(r)) if p.token_kind() == r.token_kind() => {
