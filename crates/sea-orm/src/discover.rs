@@ -102,8 +102,7 @@ impl Discovery {
                 applier.apply(&db, &set).await;
             }
         });
-        *db.inner.discovery().lock().unwrap_or_else(std::sync::PoisonError::into_inner) =
-            Some(AbortOnDrop::new(task));
+        db.inner.follow_topology(AbortOnDrop::new(task));
     }
 }
 

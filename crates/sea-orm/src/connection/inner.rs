@@ -188,14 +188,23 @@ impl Inner {
         &self.causality
     }
 
-    /// Hedges left to spend.
-    pub(crate) fn hedge_budget(&self) -> &HedgeBudget {
-        &self.hedge_budget
+    /// A read was made: it earns its share of a hedge ([`HedgeBudget::earn`]).
+    #[inline]
+    pub(crate) fn earn_hedge(&self) {
+        self.hedge_budget.earn();
     }
 
-    /// The watchdog over reads in flight.
-    pub(crate) fn watchdog(&self) -> &Arc<Watchdog> {
-        &self.watchdog
+    /// Spends one hedge if one is left ([`HedgeBudget::spend`]).
+    #[inline]
+    pub(crate) fn spend_hedge(&self) -> bool {
+        self.hedge_budget.spend()
+    }
+
+    /// A read is about to wait on a replica: the watchdog over reads in flight looks from now
+    /// on ([`Watchdog::ensure`]).
+    #[inline]
+    pub(crate) fn watch_reads(&self) {
+        self.watchdog.ensure();
     }
 
     /// The monitor's handle, if a monitor runs.
@@ -203,9 +212,10 @@ impl Inner {
         self.monitor.as_ref()
     }
 
-    /// The topology source's task, once one follows it.
-    pub(crate) fn discovery(&self) -> &Mutex<Option<AbortOnDrop>> {
-        &self.discovery
+    /// Keeps `task` (the one following a topology source) for the connection's life: it stops
+    /// when the connection is dropped, or when another replaces it.
+    pub(crate) fn follow_topology(&self, task: AbortOnDrop) {
+        *self.discovery.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = Some(task);
     }
 
     /// The metric callback's registry.

@@ -67,7 +67,7 @@ pub(super) async fn hedgeable<W: Work>(
     let (id, node) = first;
     let (started, deadline) = times;
     let begun = node.pace().begin(started);
-    inner.watchdog().ensure();
+    inner.watch_reads();
     let timeouts = &inner.policy().timeouts;
     let limit = crate::send::deadline::attempt_limit(true, timeouts, deadline, started);
     let first = bounded(inner.routing(), id, true, node.name(), limit, read_shared(work, node));
@@ -100,7 +100,7 @@ where
     let Some(hedge_node) = inner.nodes().get(other) else {
         return Hedged::First(first.await);
     };
-    if !inner.hedge_budget().spend() {
+    if !inner.spend_hedge() {
         return Hedged::First(first.await);
     }
     inner.counters().bump(Count::Hedges);
