@@ -4,9 +4,12 @@
 //! Every field maps onto a builder or [`Replica`] setting; nothing is accepted and ignored.
 //! Unknown fields are errors (`deny_unknown_fields`), so a typo is caught where it is made.
 //! Durations are written in human form (`"250ms"`, `"5s"`, `"1m 30s"`, parsed by `humantime`)
-//! or as a number of seconds (`0.25`, `5`). After deserialising, [`RoutedConfig::into_builder`]
-//! checks what serde cannot (ranges, URLs, a setting that only means something with another)
-//! and names the field and node of the first problem (`replicas[1].pool.max_connections: …`);
+//! or as a number of seconds (`0.25`, `5`). The `[router]`, `[monitor]` and `[health]`
+//! sections read into the types the builder takes ([`RouterConfig`], [`MonitorConfig`],
+//! [`HealthPolicy`]), their values checked as they are read (`health.ban_max: is shorter than
+//! health.ban_base`). After deserialising, [`RoutedConfig::into_builder`] checks what needs
+//! the whole configuration (pools, URLs, a replica's weight or zone against the router) and
+//! names the field and node of the first problem (`replicas[1].pool.max_connections: …`);
 //! errors and `Debug` never show a password.
 //!
 //! Nodes can also come from a topology source at run time ([`TopologyConfig`]: a Patroni
