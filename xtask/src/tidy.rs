@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 use serde_json::Value;
 
 mod comments;
+mod layout;
 mod modules;
 
 /// For each package: which other workspace packages it may depend on (normal dependencies).
