@@ -572,6 +572,28 @@ impl Routing {
         self.state.snapshot().node(node).is_none() && self.state.contains(node)
     }
 
+    /// Calls `each` with the id of every node in a snapshot taken now (those reads can be on).
+    pub(crate) fn each_routable(&self, mut each: impl FnMut(NodeId)) {
+        let snap = self.snap();
+        for id in snap.topology().nodes().iter().map(Node::id) {
+            each(id);
+        }
+    }
+
+    /// How the routing state sees `node` now, for `Stats`: its role, lag and position in the
+    /// snapshot, its health, and the monitor's counts.
+    pub(crate) fn node_routing(&self, node: NodeId) -> NodeRouting {
+        NodeRouting {
+            view: self.node_view(node),
+            health: self.health(node),
+            joining: self.is_joining(node),
+            fenced: self.is_fenced(node),
+            changes: self.changes(node),
+            failed_probes: self.state.failed_probes(node),
+            busy_probes: self.state.busy_probes(node),
+        }
+    }
+
     /// Whether `node` is fenced.
     pub(crate) fn is_fenced(&self, node: NodeId) -> bool {
         self.state.is_fenced(node)
@@ -681,6 +703,24 @@ impl Snap {
 /// [`Routing::foreign`] in `topo`.
 pub(crate) fn foreign_in(topo: &Topology, token: &CausalToken) -> bool {
     topo.primary().and_then(|p| p.position()).is_some_and(|p| token.shortfall(p).is_none())
+}
+
+/// How the routing state sees one node ([`Routing::node_routing`]): plain values, read once.
+pub(crate) struct NodeRouting {
+    /// Its role, lag and position in the current snapshot (`None`: not in it).
+    pub(crate) view: Option<(Role, Lag, Option<rwsplit_core::ReplayPosition>)>,
+    /// Its health as the monitor judges it.
+    pub(crate) health: Health,
+    /// Probed but not in the snapshot yet.
+    pub(crate) joining: bool,
+    /// Fenced: out of rotation, never primary.
+    pub(crate) fenced: bool,
+    /// Changes of its role or health announced so far.
+    pub(crate) changes: u64,
+    /// Probes of it that failed.
+    pub(crate) failed_probes: u64,
+    /// Probes of it refused for lack of room (busy, not gone).
+    pub(crate) busy_probes: u64,
 }
 
 impl crate::send::watch::Standings for Routing {
