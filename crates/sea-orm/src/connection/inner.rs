@@ -30,7 +30,7 @@ use crate::shared::MonitorHandle;
 use super::counters::{Count, Counters, Effects};
 use super::ctx::{Ctx, Policy, Scope};
 use super::nodes::{NodeRef, Nodes};
-use super::plan::{Around, Done, Input, Planned, Planner};
+use super::plan::{Around, Done, Input, Io, Planned, Planner};
 
 pub(crate) struct Inner {
     /// The registry, by id: node 0 is the configured primary, nodes 1.. the configured
@@ -529,19 +529,26 @@ impl Inner {
         self.causality.settled(scope, max).await
     }
 
-    /// Waits, at most `max`, for the sample that bounds `scope`'s last read.
-    pub(super) async fn await_floor(&self, scope: &Scope, max: Duration) {
-        self.causality.await_floor(self, scope, max).await;
-    }
-
-    /// Reads the primary's (`at`) position to bound `scope`'s last read on it.
-    pub(super) async fn floor_on_primary(&self, scope: &Scope, at: NodeId) {
-        self.causality.floor_on_primary(self, scope, at).await;
-    }
-
-    /// Reads `at`'s position for `scope`'s pending write of `epoch`; whether it was read.
-    pub(super) async fn settle(&self, scope: &Scope, at: NodeId, epoch: u64) -> bool {
-        self.causality.settle(self, scope, at, epoch).await
+    /// Does one of a plan's I/O steps for `scope` ([`Io`]: all of them read-your-writes') and
+    /// notes what it found in `done`, for the next plan.
+    pub(super) async fn plan_step(&self, io: Io, scope: &Scope, done: &mut Done) {
+        match io {
+            Io::Settle(max) => {
+                self.causality.settled(scope, max).await;
+                done.settled = true;
+            }
+            Io::Floor(max) => {
+                self.causality.await_floor(self, scope, max).await;
+                done.floored = true;
+            }
+            Io::PrimaryFloor { at } => {
+                self.causality.floor_on_primary(self, scope, at).await;
+                done.floored = true;
+            }
+            Io::Capture { epoch, at } => {
+                done.captured = Some(self.causality.settle(self, scope, at, epoch).await);
+            }
+        }
     }
 
     /// Reads `node`'s position now (coalesced with reads of it under way).

@@ -41,7 +41,7 @@ async fn catch_up(inner: &Inner, plan: &Plan) -> bool {
     let id = plan.first();
     let Some(node) = inner.nodes().get(id) else { return false };
     inner.count(Count::Waits);
-    match replayed(inner, &node, token, max).await {
+    match replayed(&node, token, max).await {
         Ok(Waited::CaughtUp) => {
             // Proof for the next reads with this token (or an older one), in any scope.
             inner.learn(id, token);
@@ -69,7 +69,6 @@ async fn catch_up(inner: &Inner, plan: &Plan) -> bool {
 /// rather than the wait's `max`; the server is given a moment past `max` to answer. The
 /// token's history check (system, timeline) is the router's.
 async fn replayed(
-    _inner: &Inner,
     node: &Node,
     token: &rwsplit_core::CausalToken,
     max: std::time::Duration,

@@ -42,7 +42,7 @@ pub(in crate::connection) async fn planned(
         match planner(done, now).map(|p| taken(inner, p, now)) {
             Ok(Ok(plan)) => return Ok(plan),
             // Boxed: most reads do no I/O before their attempts.
-            Ok(Err(io)) => Box::pin(io_step(inner, io, scope, &mut done)).await,
+            Ok(Err(io)) => Box::pin(inner.plan_step(io, scope, &mut done)).await,
             Err(e) if read && inner.monitor().is_some() && unsettled(&e) => {
                 return Box::pin(settled_plan(inner, scope, e, done, planner)).await;
             }
@@ -91,7 +91,7 @@ async fn settled_plan(
         match planner(done, now).map(|p| taken(inner, p, now)) {
             Ok(Ok(plan)) => return Ok(plan),
             Ok(Err(io)) => {
-                io_step(inner, io, scope, &mut done).await;
+                inner.plan_step(io, scope, &mut done).await;
                 continue;
             }
             Err(e) if unsettled(&e) => last = e,
@@ -99,27 +99,6 @@ async fn settled_plan(
         }
         if tokio::time::timeout_at(until, published).await.is_err() {
             return Err(last);
-        }
-    }
-}
-
-/// Does one of a plan's I/O steps and notes what it found in `done`.
-async fn io_step(inner: &Inner, io: Io, scope: &Scope, done: &mut Done) {
-    match io {
-        Io::Settle(max) => {
-            inner.settled_slot(scope, max).await;
-            done.settled = true;
-        }
-        Io::Floor(max) => {
-            inner.await_floor(scope, max).await;
-            done.floored = true;
-        }
-        Io::PrimaryFloor { at } => {
-            inner.floor_on_primary(scope, at).await;
-            done.floored = true;
-        }
-        Io::Capture { epoch, at } => {
-            done.captured = Some(inner.settle(scope, at, epoch).await);
         }
     }
 }
