@@ -367,7 +367,7 @@ impl Inner {
 
     /// The monitor's probes of `node` refused for lack of room (busy, not gone).
     pub(crate) fn busy_probes(&self, node: NodeId) -> u64 {
-        self.planner.monitor_state().busy_probes(node)
+        self.planner.busy_probes(node)
     }
 
     /// The primary's position as the monitor last saw it, if known.

@@ -605,12 +605,17 @@ impl Planner {
 
     /// The live topology, for the gauges (not a plan's snapshot: uncounted by the tests' looks).
     pub(super) fn snapshot(&self) -> rwsplit_core::TopologyGuard {
-        self.routing.state().snapshot()
+        self.routing.live_topology()
     }
 
     /// Whether the monitor has `node` (in the snapshot or joining it).
     pub(super) fn in_monitor(&self, node: NodeId) -> bool {
-        self.routing.state().contains(node)
+        self.routing.in_monitor(node)
+    }
+
+    /// The monitor's probes of `node` refused for lack of room (busy, not gone).
+    pub(super) fn busy_probes(&self, node: NodeId) -> u64 {
+        self.routing.busy_probes(node)
     }
 
     /// Whether `node` is fenced.
@@ -620,29 +625,29 @@ impl Planner {
 
     /// Holds `node` out of rotation until the monitor has an answer from it.
     pub(super) fn hold_until_answered(&self, node: NodeId) -> bool {
-        self.routing.state().hold_until_answered(node)
+        self.routing.hold_until_answered(node)
     }
 
     /// Completes at the monitor's next published topology (counted from when it is called:
     /// enable it before the look it guards).
     pub(super) fn published(&self) -> tokio::sync::futures::Notified<'_> {
-        self.routing.state().published()
+        self.routing.published()
     }
 
     /// Asks the monitor for one sample of `node`'s position read after `after`, until `until`.
     pub(super) fn want_sample(&self, node: NodeId, after: Instant, until: Instant) {
-        self.routing.state().want_sample(node, after, until);
+        self.routing.want_sample(node, after, until);
     }
 
     /// Whether the monitor sampled `node` after `at`.
     pub(super) fn sampled_since(&self, node: NodeId, at: Instant) -> bool {
-        self.routing.state().sampled_since(node, at)
+        self.routing.sampled_since(node, at)
     }
 
     /// Tells the monitor the cluster is in use at `now` (it probes at its usual interval).
     #[inline]
     pub(super) fn used(&self, now: Instant) {
-        self.routing.state().used(now);
+        self.routing.used(now);
     }
 
     /// Applies a plan's `effects` once, for the plan that runs: its counters to `counters`,
