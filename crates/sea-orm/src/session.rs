@@ -313,7 +313,7 @@ pub(crate) async fn resolve(
     let max = db.inner.policy().monitor.probe_timeout_value();
     let slot: Slot = db.inner.settled_slot(scope, max).await;
     let seen = slot.seen;
-    let token = written(db, scope, slot).await?;
+    let token = db.inner.written(scope, slot).await?;
     let kind = db.inner.product().tokens_checked_as();
     // Writes-follow-reads: what the scope has read travels with it, without a wait or a query
     // where its node can stand for it.
@@ -330,30 +330,6 @@ pub(crate) async fn resolve(
             SessionToken::from_position(token.map_or_else(|| floor.clone(), |t| t.merged(&floor)))
         }
     }))
-}
-
-/// The part of a scope's token its writes (and the tokens it was given) make.
-async fn written(
-    db: &RoutedConnection,
-    scope: &crate::connection::Scope,
-    slot: Slot,
-) -> Result<Option<CausalToken>, DbErr> {
-    if !slot.pending && slot.inflight == 0 {
-        // A token held from outside is passed on as it came (its reader lowers it if need be).
-        return Ok(slot.with_external());
-    }
-    let primary = db.inner.primary_id().unwrap_or(rwsplit_core::NodeId::new(0));
-    let epoch = slot.pending_epoch;
-    let fresh = db.inner.capture(primary).await?;
-    let update = |s: &mut Slot| {
-        s.settle(&fresh, epoch);
-    };
-    db.inner.update_scope(scope, update);
-    let mut mine = slot;
-    mine.mark_pending();
-    let epoch = mine.pending_epoch;
-    mine.settle(&fresh, epoch);
-    Ok(mine.token)
 }
 
 /// At most 64 characters of untrusted text, for an error message; credentials redacted (a URL

@@ -561,9 +561,14 @@ impl Inner {
         self.causality.slot(scope)
     }
 
-    /// Changes `scope`'s state with `f`.
-    pub(crate) fn update_scope<R>(&self, scope: &Scope, f: impl FnOnce(&mut Slot) -> R) -> R {
-        self.causality.update(scope, f)
+    /// The part of `scope`'s token its writes make, from its state `slot`, a pending write's
+    /// position read from the primary first ([`Causality::written`]).
+    pub(crate) async fn written(
+        &self,
+        scope: &Scope,
+        slot: Slot,
+    ) -> Result<Option<CausalToken>, DbErr> {
+        self.causality.written(self, scope, slot).await
     }
 
     /// The newest position this connection read after a write, if any.
