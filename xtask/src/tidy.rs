@@ -1408,16 +1408,8 @@ fn the_component_check_catches_a_planted_field() {
 /// instead), and on a listed one that no longer hands out a part.
 const ACCESSORS_LEFT: &[(&str, &str, &str)] = &[
     ("sea-orm", "connection::inner::Inner", "any_node"),
-    ("sea-orm", "connection::inner::Inner", "around"),
-    ("sea-orm", "connection::inner::Inner", "causality"),
-    ("sea-orm", "connection::inner::Inner", "classified"),
-    ("sea-orm", "connection::inner::Inner", "counters"),
-    ("sea-orm", "connection::inner::Inner", "hooks"),
-    ("sea-orm", "connection::inner::Inner", "me"),
     ("sea-orm", "connection::inner::Inner", "nodes"),
-    ("sea-orm", "connection::inner::Inner", "planner"),
     ("sea-orm", "connection::inner::Inner", "primary_node"),
-    ("sea-orm", "connection::inner::Inner", "routing"),
     ("sea-orm", "connection::nodes::Node", "pace"),
     ("sea-orm", "connection::nodes::Nodes", "any"),
     ("sea-orm", "connection::nodes::Nodes", "first_kept"),
@@ -1425,8 +1417,6 @@ const ACCESSORS_LEFT: &[(&str, &str, &str)] = &[
     ("sea-orm", "connection::nodes::Nodes", "iter"),
     ("sea-orm", "connection::nodes::Nodes", "keep"),
     ("sea-orm", "connection::nodes::Nodes", "take"),
-    ("sea-orm", "connection::plan::Planner", "classified"),
-    ("sea-orm", "connection::plan::Planner", "routing"),
 ];
 
 /// The accessors the components in `components` (`(module, type)`, all of `krate`) have:

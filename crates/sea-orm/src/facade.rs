@@ -8,7 +8,7 @@ use std::fmt;
 use std::future::Future;
 use std::time::Duration;
 
-use rwsplit_core::{Access, Consistency, RouteContext, Target, TokenKind};
+use rwsplit_core::{Consistency, Target, TokenKind};
 use sea_orm::{
     AccessMode, DatabaseConnection, DatabaseTransaction, DbBackend, DbErr, IsolationLevel,
     TransactionError, TransactionOptions,
@@ -161,9 +161,7 @@ impl RoutedConnection {
     /// calls that must not reach the primary; the primary's when no replica is in rotation.
     /// Its sessions are read-only, so writes through it fail.
     pub fn replica(&self) -> &DatabaseConnection {
-        let ctx = RouteContext::for_access(Access::Read, std::time::Instant::now())
-            .with_target(Target::Replica);
-        let id = self.inner.routing().plan(&ctx).map_or(self.inner.primary_index(), |p| p.first());
+        let id = self.inner.replica_for_reads();
         let node = self.inner.nodes().get(id).unwrap_or_else(|| self.inner.primary_node());
         self.inner.nodes().keep(&node).user_conn()
     }
@@ -398,12 +396,12 @@ impl RoutedConnection {
     where
         F: Fn(&sea_orm::metric::Info<'_>) + Send + Sync + 'static,
     {
-        self.inner.hooks().set_metric(callback);
+        self.inner.set_metric(callback);
         for (_, n) in self.inner.nodes().iter() {
-            n.hook(self.inner.hooks());
+            self.inner.hook(&n);
         }
         // The primary lent out as a connection since the start, if it left its slot.
-        self.inner.nodes().first_kept().hook(self.inner.hooks());
+        self.inner.hook(self.inner.nodes().first_kept());
     }
 
     /// Pings the primary.
@@ -444,7 +442,7 @@ impl RoutedConnection {
     /// it.
     pub fn fence(&self, name: &str) -> crate::Result<()> {
         let node = self.node_named(name)?;
-        self.inner.routing().set_fenced(node, true);
+        self.inner.set_fenced(node, true);
         tracing::warn!(target: "rwsplit", node = %name, "fenced by the application");
         Ok(())
     }
@@ -454,7 +452,7 @@ impl RoutedConnection {
     /// rebuilt); a second primary makes the router refuse writes.
     pub fn unfence(&self, name: &str) -> crate::Result<()> {
         let node = self.node_named(name)?;
-        self.inner.routing().set_fenced(node, false);
+        self.inner.set_fenced(node, false);
         tracing::warn!(target: "rwsplit", node = %name, "unfenced by the application");
         Ok(())
     }
