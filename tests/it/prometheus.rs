@@ -370,7 +370,7 @@ impl Drop for App {
 }
 
 /// The naming rules of Prometheus' guide on an exposition's families (`# TYPE` lines), as
-/// crates/sea-orm/src/telemetry.rs checks them on its own rendering: what breaks them.
+/// crates/sea-orm/src/observe/telemetry.rs checks them on its own rendering: what breaks them.
 fn naming_problems(exposition: &str) -> Vec<String> {
     let mut problems = Vec::new();
     for line in exposition.lines() {

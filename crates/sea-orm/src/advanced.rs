@@ -39,7 +39,7 @@ pub use rwsplit_core::{
     CausalToken, Classifier, Health, HealthPolicy, Lag, ReplayPosition, Role, TokenKind,
 };
 // The monitor, topology sources and automatic failover.
-pub use crate::probe::MONITOR_APPLICATION;
+pub use crate::nodes::probe::MONITOR_APPLICATION;
 pub use rwsplit_monitor::{
     AutoFailover, DnsSource, Member, MemberRole, MemberTags, MonitorConfig, PatroniSource,
     SourceError, StaticSource, TopologySource,

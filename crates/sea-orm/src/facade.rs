@@ -14,11 +14,12 @@ use sea_orm::{
     TransactionError, TransactionOptions,
 };
 
-use crate::builder::RoutedConnectionBuilder;
-use crate::connection::{Ctx, Policy, RoutedConnection, SCOPE};
+use crate::config::builder::RoutedConnectionBuilder;
+use crate::connection::RoutedConnection;
+use crate::connection::session::{Routed, Session, snippet};
 use crate::consistency::SessionToken;
 use crate::error::Result;
-use crate::session::{Routed, Session, snippet};
+use crate::routing::{Ctx, Policy, SCOPE};
 
 impl RoutedConnection {
     // Making one: the builder, connections built elsewhere, the environment.
@@ -34,7 +35,7 @@ impl RoutedConnection {
         primary: DatabaseConnection,
         replicas: Vec<DatabaseConnection>,
     ) -> Result<RoutedConnection> {
-        crate::builder::from_connections(primary, replicas, Policy::default())
+        crate::config::builder::from_connections(primary, replicas, Policy::default())
     }
 
     /// [`from_connections`](Self::from_connections) with a policy of the test's own.
@@ -44,7 +45,7 @@ impl RoutedConnection {
         replicas: Vec<DatabaseConnection>,
         policy: Policy,
     ) -> Result<RoutedConnection> {
-        crate::builder::from_connections(primary, replicas, policy)
+        crate::config::builder::from_connections(primary, replicas, policy)
     }
 
     /// Connects from the environment: `DATABASE_URL` is the primary and
@@ -124,7 +125,7 @@ impl RoutedConnection {
 
     /// Statement counts per node and routing totals, for operators and tests.
     pub fn stats(&self) -> crate::Stats {
-        crate::stats::snapshot(self)
+        crate::connection::stats::snapshot(self)
     }
 
     // Ways out of the router: a node's own connection.
@@ -311,7 +312,7 @@ impl RoutedConnection {
     /// session's, inside [`Session::scope`]); see [`Session::token`].
     pub async fn token(&self) -> Result<Option<SessionToken>, DbErr> {
         let scope = Ctx::default().scope();
-        crate::session::resolve(self, &scope).await
+        crate::connection::session::resolve(self, &scope).await
     }
 
     // Transactions in the async-closure form (SeaORM's own forms are its `TransactionTrait`).
@@ -461,7 +462,7 @@ impl RoutedConnection {
         let nodes: Vec<_> = self.inner.nodes().iter().collect();
         nodes.iter().find(|(_, n)| n.name() == name).map(|(i, _)| *i).ok_or_else(|| {
             crate::Error::UnknownNode {
-                name: crate::session::snippet(name),
+                name: crate::connection::session::snippet(name),
                 known: nodes.iter().map(|(_, n)| n.name()).collect::<Vec<_>>().join(", "),
             }
         })

@@ -210,29 +210,17 @@ compile_error!(
 );
 
 pub mod advanced;
-mod builder;
-mod classified;
 pub mod config;
 mod connection;
 mod consistency;
-mod discover;
 mod error;
 mod facade;
-mod hooks;
-mod pools;
-mod position;
-mod probe;
+mod nodes;
+mod observe;
 mod product;
-mod redact;
-mod replica;
-mod route;
+mod routing;
 mod routing_error;
 mod send;
-mod session;
-mod shared;
-mod stats;
-mod stream;
-pub mod telemetry;
 #[cfg(test)]
 mod tests;
 #[cfg(test)]
@@ -240,19 +228,20 @@ mod tests_hardening;
 #[cfg(test)]
 mod tests_redaction;
 
-pub use builder::RoutedConnectionBuilder;
 pub use config::RoutedConfig;
+pub use config::builder::RoutedConnectionBuilder;
 pub use connection::RoutedConnection;
+pub use connection::session::{Routed, Session};
+pub use connection::stats::{Hedges, NodeStats, ReadYourWrites, Stats};
+pub use connection::stream::RoutedStream;
 pub use consistency::{SessionToken, SessionTokenError};
 pub use error::{Error, Result, adapter_error};
+pub use nodes::replica::Replica;
+pub use observe::telemetry;
 pub use product::{Pooling, Server, ServerProduct, UnknownPooling};
-pub use replica::Replica;
 pub use routing_error::{
     DownReason, NodeOut, NotSentReason, OutReason, RoutingError, TimeLimit, UnknownReason,
     routing_error,
 };
 pub use rwsplit_core::{Consistency, Staleness, Target};
 pub use send::refusal::OnReplicaRefusal;
-pub use session::{Routed, Session};
-pub use stats::{Hedges, NodeStats, ReadYourWrites, Stats};
-pub use stream::RoutedStream;

@@ -33,7 +33,7 @@ fn logs(db: &RoutedConnection) -> (usize, usize) {
 /// A primary and a replica, read-your-writes off so the logs hold only routed statements (with
 /// it on, a write is followed by a position query on the primary).
 fn routed() -> RoutedConnection {
-    let policy = crate::connection::Policy { read_your_writes: false, ..Default::default() };
+    let policy = crate::routing::Policy { read_your_writes: false, ..Default::default() };
     RoutedConnection::from_connections_with(
         node(DbBackend::Postgres),
         vec![node(DbBackend::Postgres)],
@@ -171,7 +171,7 @@ async fn a_session_carries_its_token_and_a_bad_token_is_refused() {
 #[tokio::test]
 async fn without_read_your_writes_reads_ignore_the_tasks_writes() {
     let primary = node(DbBackend::Postgres);
-    let policy = crate::connection::Policy { read_your_writes: false, ..Default::default() };
+    let policy = crate::routing::Policy { read_your_writes: false, ..Default::default() };
     let db =
         RoutedConnection::from_connections_with(primary, vec![node(DbBackend::Postgres)], policy)
             .unwrap();

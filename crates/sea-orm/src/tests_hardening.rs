@@ -86,7 +86,7 @@ async fn a_read_a_replica_refuses_as_a_write_runs_once_on_the_primary_and_is_lea
     #[case] code: &'static str,
     #[case] refusal: bool,
 ) {
-    let policy = crate::connection::Policy { read_your_writes: false, ..Default::default() };
+    let policy = crate::routing::Policy { read_your_writes: false, ..Default::default() };
     let db =
         RoutedConnection::from_connections_with(answering(), vec![refusing(code)], policy).unwrap();
     let read = Statement::from_string(DbBackend::Postgres, "SELECT bump('a') AS id");
@@ -114,7 +114,7 @@ async fn a_read_a_replica_refuses_as_a_write_runs_once_on_the_primary_and_is_lea
 /// call goes to the primary.
 #[tokio::test]
 async fn with_fail_a_refused_read_fails_naming_its_shape_and_the_next_goes_to_the_primary() {
-    let policy = crate::connection::Policy {
+    let policy = crate::routing::Policy {
         read_your_writes: false,
         on_replica_refusal: crate::OnReplicaRefusal::Fail,
         ..Default::default()
@@ -147,7 +147,7 @@ async fn with_fail_a_refused_read_fails_naming_its_shape_and_the_next_goes_to_th
 async fn a_refused_shape_is_logged_at_warn_without_values() {
     let (subscriber, logs) = capture(tracing::Level::TRACE);
     let _guard = tracing::subscriber::set_default(subscriber);
-    let policy = crate::connection::Policy { read_your_writes: false, ..Default::default() };
+    let policy = crate::routing::Policy { read_your_writes: false, ..Default::default() };
     let db = RoutedConnection::from_connections_with(answering(), vec![refusing("25006")], policy)
         .unwrap();
     let sql = "SELECT bump('hunter2') AS id";

@@ -8,12 +8,14 @@ use rwsplit_core::{Classifier, HealthPolicy, NodeId, RouterConfig};
 use rwsplit_monitor::{AutoFailover, InvalidReplicationAddress, ReplicationAddress};
 use sea_orm::{ConnectOptions, DatabaseConnection, DbErr};
 
-use crate::connection::{Node, Policy, RoutedConnection};
+use crate::connection::RoutedConnection;
 use crate::error::{Error, Result};
-use crate::probe::{GivenNode, ProbeFrom, ProbeSettings};
+use crate::nodes::Node;
+use crate::nodes::probe::{GivenNode, ProbeFrom, ProbeSettings};
+use crate::nodes::replica::Replica;
+use crate::observe::redact::NodeUrl;
 use crate::product::{Product, Unchecked};
-use crate::redact::NodeUrl;
-use crate::replica::Replica;
+use crate::routing::Policy;
 use crate::send::deadline::{Acquire, cap};
 
 /// Configures a [`RoutedConnection`].
@@ -48,7 +50,7 @@ pub struct RoutedConnectionBuilder {
     router: RouterConfig,
     health: HealthPolicy,
     /// Where more nodes come from at run time, if anywhere.
-    pub(crate) discovery: Option<crate::discover::Discovery>,
+    pub(crate) discovery: Option<crate::connection::discover::Discovery>,
     topology_interval: Option<Duration>,
     /// Explicit choices a whole-struct setter ([`router`](Self::router),
     /// [`monitor`](Self::monitor)) must not undo: applied over it at `connect()`, whatever the
@@ -62,12 +64,15 @@ pub struct RoutedConnectionBuilder {
 impl std::fmt::Debug for RoutedConnectionBuilder {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         // SeaORM's `ConnectOptions` Debug prints the URL with its password: never use it.
-        let url = |o: &ConnectOptions| crate::redact::node_name_redacted(o.get_url());
+        let url = |o: &ConnectOptions| crate::observe::redact::node_name_redacted(o.get_url());
         f.debug_struct("RoutedConnectionBuilder")
             .field("primary", &self.primary.as_ref().map(url))
             .field(
                 "primary_replication_address",
-                &self.primary_replication_address.as_deref().map(crate::redact::address_redacted),
+                &self
+                    .primary_replication_address
+                    .as_deref()
+                    .map(crate::observe::redact::address_redacted),
             )
             .field("replicas", &self.replicas)
             .field("policy", &self.policy)
@@ -318,7 +323,7 @@ impl RoutedConnectionBuilder {
     /// # Ok(()) }
     /// ```
     pub fn topology<S: rwsplit_monitor::TopologySource>(mut self, source: S) -> Self {
-        self.discovery = Some(crate::discover::Discovery::new(source));
+        self.discovery = Some(crate::connection::discover::Discovery::new(source));
         self
     }
 
@@ -440,7 +445,7 @@ impl RoutedConnectionBuilder {
             if let Some(every) = self.topology_interval {
                 discovery = discovery.interval(every);
             }
-            let template = crate::discover::Template::new(
+            let template = crate::connection::discover::Template::new(
                 template,
                 configured,
                 product,
@@ -464,7 +469,7 @@ impl RoutedConnectionBuilder {
         }
         if self.discovery.is_some() {
             // Members a source reports with Patroni's `noloadbalance` tag never serve reads.
-            self.router = self.router.dedicated_tag(crate::discover::NO_LOAD_BALANCE);
+            self.router = self.router.dedicated_tag(crate::connection::discover::NO_LOAD_BALANCE);
         }
         if self.replicas.len() + 1 > rwsplit_core::MAX_NODES {
             return Err(Error::TooManyNodes {
@@ -523,7 +528,7 @@ async fn open_primary(
         node: name,
         source: url.scrub_err(source),
     };
-    let pool = crate::pools::open_primary(opts, acquire)
+    let pool = crate::nodes::pools::open_primary(opts, acquire)
         .await
         .map_err(|source| unreachable(name.clone(), source))?;
     let (product, server) = match crate::product::check(&pool, &name).await {
@@ -564,10 +569,16 @@ async fn open_replicas(
         } else {
             ProbeFrom::Options(opts.clone())
         };
-        let node =
-            crate::pools::open_replica(name, opts, product, acquire, pooling, checks_clients)
-                .await
-                .map_err(invalid)?;
+        let node = crate::nodes::pools::open_replica(
+            name,
+            opts,
+            product,
+            acquire,
+            pooling,
+            checks_clients,
+        )
+        .await
+        .map_err(invalid)?;
         nodes.push(node.placed(placement).probed_from(Some(probe)));
     }
     Ok(nodes)
@@ -870,7 +881,7 @@ fn replication_addresses<'a>(
             // a password).
             reason: format!(
                 "replication address `{}` is not host:port: {}",
-                crate::redact::address_redacted(address),
+                crate::observe::redact::address_redacted(address),
                 e.reason()
             ),
         })?;
@@ -996,7 +1007,7 @@ mod tests {
     /// one URL per replica, each naming its node without the password.
     #[test]
     fn replica_lists_with_nasty_passwords_split_per_url() {
-        use crate::redact::tests::{NASTY, assert_no_secret, encode};
+        use crate::observe::redact::tests::{NASTY, assert_no_secret, encode};
         let pw =
             |raw: &str| if raw.contains(['#', '/', '?', '%']) { encode(raw) } else { raw.into() };
         let urls: Vec<String> = NASTY
@@ -1016,14 +1027,14 @@ mod tests {
 
     #[test]
     fn the_builders_debug_never_shows_a_password() {
-        for raw in crate::redact::tests::NASTY {
-            let enc = crate::redact::tests::encode(raw);
+        for raw in crate::observe::redact::tests::NASTY {
+            let enc = crate::observe::redact::tests::encode(raw);
             let b = RoutedConnection::builder()
                 .primary(format!("postgres://app:{enc}@p/app"))
                 .replica(format!("postgres://app:{raw}@r1/app"))
                 .replica(format!("postgres://app:{enc}@r2/app?password={enc}"));
             let shown = format!("{b:?} {b:#?}");
-            crate::redact::tests::assert_no_secret(&shown, raw);
+            crate::observe::redact::tests::assert_no_secret(&shown, raw);
             assert!(shown.contains("p/app") && shown.contains("r2/app"), "{shown}");
         }
     }

@@ -37,7 +37,7 @@ use super::sections::{
     parse_primary_reads,
 };
 use super::{PolicyConfig, PoolConfig, RoutedConfig, TopologyConfig, parse_duration};
-use crate::builder::split_urls;
+use crate::config::builder::split_urls;
 use crate::error::{Error, Result};
 
 /// The pool settings, as variable suffixes.

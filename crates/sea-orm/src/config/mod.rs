@@ -26,11 +26,12 @@ use sea_orm::ConnectOptions;
 use serde::Deserialize;
 
 use crate::error::{Error, Result};
+use crate::nodes::replica::Replica;
+use crate::observe::redact::{NodeUrl, node_name_redacted, redact_unparsed};
 use crate::product::Pooling;
-use crate::redact::{NodeUrl, node_name_redacted, redact_unparsed};
-use crate::replica::Replica;
 use crate::{RoutedConnection, RoutedConnectionBuilder};
 
+pub(crate) mod builder;
 mod env;
 mod sections;
 #[cfg(test)]
@@ -215,7 +216,7 @@ impl fmt::Debug for ReplicaConfig {
             .field("pooling", &self.pooling)
             .field(
                 "replication_address",
-                &self.replication_address.as_deref().map(crate::redact::address_redacted),
+                &self.replication_address.as_deref().map(crate::observe::redact::address_redacted),
             )
             .field("pool", &self.pool)
             .finish()

@@ -4,7 +4,7 @@ use rstest::rstest;
 use rwsplit_core::Staleness;
 
 use super::*;
-use crate::redact::tests::{NASTY, assert_no_secret, encode};
+use crate::observe::redact::tests::{NASTY, assert_no_secret, encode};
 
 fn env(pairs: &[(&str, &str)]) -> Result<RoutedConfig> {
     RoutedConfig::from_vars(pairs.iter().map(|(k, v)| (*k, *v)))

@@ -16,9 +16,9 @@ use rwsplit_monitor::{Member, MemberSet, PatroniSource, SourceWatch, TopologySou
 use sea_orm::ConnectOptions;
 
 use crate::connection::{AbortOnDrop, Inner, RoutedConnection};
+use crate::nodes::replica::Placement;
+use crate::observe::redact::NodeUrl;
 use crate::product::Unchecked;
-use crate::redact::NodeUrl;
-use crate::replica::Placement;
 
 /// The tag a member with Patroni's `noloadbalance` carries in the topology: a dedicated tag no
 /// rule sends reads to, so it gets none (writes follow the primary role whatever its tags).
@@ -261,8 +261,14 @@ impl Applier {
         let t = &self.template;
         // Members are PostgreSQL servers reached directly (no pooler in front).
         let direct = crate::Pooling::Direct;
-        let open =
-            crate::pools::open_replica(name, opts, t.product, t.acquire, direct, t.checks_clients);
+        let open = crate::nodes::pools::open_replica(
+            name,
+            opts,
+            t.product,
+            t.acquire,
+            direct,
+            t.checks_clients,
+        );
         let mut node = match open.await {
             Ok(n) => n,
             Err(e) => {
@@ -307,7 +313,8 @@ mod tests {
     use sea_orm::{ConnectionTrait, DatabaseConnection, DbBackend, MockDatabase, Statement, Value};
 
     use super::*;
-    use crate::connection::{Node, Policy};
+    use crate::nodes::Node;
+    use crate::routing::Policy;
     use crate::{Error, RoutedConnection};
 
     fn answering() -> DatabaseConnection {
@@ -486,7 +493,7 @@ mod tests {
     async fn lazy_node() -> Node {
         let mut opts = ConnectOptions::new("postgres://app:pw@127.0.0.1:9/app");
         opts.max_connections(7);
-        crate::pools::open_replica(
+        crate::nodes::pools::open_replica(
             "127.0.0.1:9/app".to_owned(),
             opts,
             crate::product::Product::POSTGRES,

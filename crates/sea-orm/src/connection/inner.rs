@@ -19,18 +19,18 @@ use rwsplit_monitor::TopologyState;
 use sea_orm::{AccessMode, DatabaseConnection, DbBackend, DbErr, IsolationLevel};
 
 use crate::consistency::{Capture, Causality, Cluster, Outcome, Ran, Seen, Slot};
-use crate::hooks::Hooks;
+use crate::nodes::shared::MonitorHandle;
+use crate::observe::hooks::Hooks;
 use crate::product::Product;
-use crate::route::{Plan, Why};
+use crate::routing::route::{Plan, Why};
 use crate::send::pace::HedgeBudget;
 use crate::send::sending::Standing;
 use crate::send::watchdog::Watchdog;
-use crate::shared::MonitorHandle;
 
-use super::counters::{Count, Counters, Effects};
-use super::ctx::{Ctx, Policy, Scope};
-use super::nodes::{NodeRef, Nodes};
-use super::plan::{Around, Done, Input, Io, Planned, Planner};
+use crate::nodes::registry::{NodeRef, Nodes};
+use crate::observe::counters::{Count, Counters, Effects};
+use crate::routing::ctx::{Ctx, Policy, Scope};
+use crate::routing::plan::{Around, Done, Input, Io, Planned, Planner};
 
 pub(crate) struct Inner {
     /// The registry, by id: node 0 is the configured primary, nodes 1.. the configured
@@ -49,7 +49,7 @@ pub(crate) struct Inner {
     watchdog: Arc<Watchdog>,
     /// The monitor's probe loops (`None` outside a tokio runtime: health then moves only on
     /// the failures statements see), shared with the process's other connections to the same
-    /// nodes (`crate::shared`). The last connection's drop stops them.
+    /// nodes (`crate::nodes::shared`). The last connection's drop stops them.
     monitor: Option<MonitorHandle>,
     /// The task following a topology source, if one was given (stopped with the connection).
     discovery: Mutex<Option<AbortOnDrop>>,
@@ -230,17 +230,17 @@ impl Inner {
 impl Inner {
     /// `sql`'s classification, detached from it, and `db.operation.name` (cached by text).
     #[inline]
-    pub(super) fn classify(&self, sql: &str) -> crate::classified::Entry {
+    pub(crate) fn classify(&self, sql: &str) -> crate::routing::classified::Entry {
         self.planner.classify(sql)
     }
 
     /// Where statement `sql` (classified as `kind`) goes for a call with `ctx` in `scope`,
     /// given the I/O steps `done` so far, as of `now` ([`Planner::plan`]).
     #[inline]
-    pub(super) fn plan(
+    pub(crate) fn plan(
         &self,
         sql: &str,
-        kind: crate::classified::Entry,
+        kind: crate::routing::classified::Entry,
         ctx: &Ctx<'_>,
         scope: &Scope,
         done: Done,
@@ -288,7 +288,7 @@ impl Inner {
     /// Applies the `effects` of the plan that runs, once, as of `now`: its counters, and its
     /// wants to the monitor if one runs.
     #[inline]
-    pub(super) fn apply(&self, effects: Effects, now: Instant) {
+    pub(crate) fn apply(&self, effects: Effects, now: Instant) {
         self.planner.apply(effects, &self.counters, self.monitor.is_some(), now);
     }
 
@@ -298,12 +298,12 @@ impl Inner {
     }
 
     /// A replica refused `sql` as a write: its shape is learned as one from now on.
-    pub(super) fn learn_refused(&self, sql: &str) -> crate::classified::Learned {
+    pub(super) fn learn_refused(&self, sql: &str) -> crate::routing::classified::Learned {
         self.planner.learn_refused(sql)
     }
 
     /// Whether `learned` filled the table of learned shapes (said once).
-    pub(super) fn first_full(&self, learned: &crate::classified::Learned) -> bool {
+    pub(super) fn first_full(&self, learned: &crate::routing::classified::Learned) -> bool {
         self.planner.first_full(learned)
     }
 
@@ -361,7 +361,7 @@ impl Inner {
     }
 
     /// How the routing state sees `node` now (`Stats`).
-    pub(crate) fn node_routing(&self, node: NodeId) -> crate::route::NodeRouting {
+    pub(crate) fn node_routing(&self, node: NodeId) -> crate::routing::route::NodeRouting {
         self.planner.node_routing(node)
     }
 
@@ -426,7 +426,7 @@ impl Inner {
     pub(super) fn sweep(&self, now: Instant) {
         let floor = |seen: &Seen| self.planner.floor(seen);
         let settled = |t: &CausalToken| self.planner.settled(t);
-        self.causality.sweep(now, super::ctx::FOREIGN_TOKEN_TTL, settled, floor);
+        self.causality.sweep(now, crate::routing::ctx::FOREIGN_TOKEN_TTL, settled, floor);
         self.planner.sweep_learned(now);
     }
 
@@ -592,7 +592,7 @@ impl Inner {
 
     /// Counts a read-your-writes read as `outcome` (and its metric).
     #[inline]
-    pub(super) fn count_ryw(&self, outcome: crate::telemetry::Ryw) {
+    pub(super) fn count_ryw(&self, outcome: crate::observe::telemetry::Ryw) {
         self.counters.read_your_writes(outcome);
     }
 
@@ -610,12 +610,12 @@ impl Inner {
     }
 
     /// Makes `node`'s pools report to the metric callback.
-    pub(crate) fn hook(&self, node: &super::nodes::Node) {
+    pub(crate) fn hook(&self, node: &crate::nodes::registry::Node) {
         node.hook(&self.hooks);
     }
 
     /// Makes `node`'s pools report to the metric callback if one is set.
-    pub(crate) fn hook_if_set(&self, node: &super::nodes::Node) {
+    pub(crate) fn hook_if_set(&self, node: &crate::nodes::registry::Node) {
         if self.hooks.is_set() {
             node.hook(&self.hooks);
         }
@@ -623,13 +623,20 @@ impl Inner {
 
     /// The metric callback's timing of `call`, if a callback is set.
     #[inline]
-    pub(super) fn timing(&self, call: &crate::hooks::Call<'_>) -> Option<crate::hooks::Timing> {
+    pub(super) fn timing(
+        &self,
+        call: &crate::observe::hooks::Call<'_>,
+    ) -> Option<crate::observe::hooks::Timing> {
         self.hooks.timing(call)
     }
 
     /// Ends `timing` (reporting it, `failed` or not, to the metric callback).
     #[inline]
-    pub(super) fn finish_timing(&self, timing: Option<crate::hooks::Timing>, failed: bool) {
+    pub(super) fn finish_timing(
+        &self,
+        timing: Option<crate::observe::hooks::Timing>,
+        failed: bool,
+    ) {
         self.hooks.finish(timing, failed);
     }
 }
@@ -670,8 +677,8 @@ impl Cluster for Inner {
         })?;
         let cached = n.system_id();
         let mut on = match taken {
-            Some(t) => crate::position::On::Taken(t),
-            None => crate::position::On::Pool(n.writer()),
+            Some(t) => crate::nodes::position::On::Taken(t),
+            None => crate::nodes::position::On::Pool(n.writer()),
         };
         match self.product().capture(&mut on, cached).await {
             Ok((token, system_id)) => {

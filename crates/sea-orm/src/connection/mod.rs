@@ -29,13 +29,13 @@
 //!     adding and removing nodes at run time; what the watchdog looks at.
 
 mod attempt;
-mod counters;
-mod ctx;
+pub(crate) mod discover;
 mod inner;
-mod nodes;
-mod plan;
 mod record;
+pub(crate) mod session;
 pub(crate) mod statements;
+pub(crate) mod stats;
+pub(crate) mod stream;
 mod traits;
 pub(crate) mod transactions;
 
@@ -47,17 +47,16 @@ use rwsplit_core::{
 };
 use rwsplit_monitor::Monitor;
 
-pub(crate) use counters::Count;
-pub(crate) use ctx::{Ctx, Policy, SCOPE, SESSION, Scope};
+use crate::nodes::{Node, NodeRef, Nodes};
+use crate::routing::Policy;
+use crate::routing::plan::Planner;
 pub use inner::RoutedConnection;
 pub(crate) use inner::{AbortOnDrop, Inner};
-pub(crate) use nodes::{Node, NodeRef, Nodes};
-use plan::Planner;
 pub(crate) use traits::{Handle, lend_primary, routed_connection, routed_transactions};
 
-use crate::probe::{NodeConnector, ProbeFrom, ProbeSettings};
+use crate::nodes::probe::{NodeConnector, ProbeFrom, ProbeSettings};
 use crate::product::Product;
-use crate::route::Routing;
+use crate::routing::route::Routing;
 
 /// A connection over `primary` and `replicas` (opened by the builder, or given as they are)
 /// and the parts the builder configured: its node registry, routing and watchdog, and its
@@ -91,7 +90,8 @@ pub(crate) fn assemble(
     };
     let learned = learned_shapes(product, &nodes);
     let watchdog = Arc::<crate::send::watchdog::Watchdog>::default();
-    let classified = crate::classified::Classified::new(classifier, product.dialect(), learned);
+    let classified =
+        crate::routing::classified::Classified::new(classifier, product.dialect(), learned);
     let hedged = policy.hedged_reads;
     let probe_interval = policy.monitor.probe_interval_value();
     let planner = Planner::new(policy, classified, routing, product);
@@ -128,19 +128,22 @@ pub(crate) fn core_node(id: rwsplit_core::NodeId, role: Role, n: &Node) -> CoreN
 
 /// The table of shapes learned from replicas' refusals for this connection's database:
 /// shared with the process's other connections whose configured primary is the same
-/// `host:port/database` (see [`classified`](crate::classified)); its own when the primary was
+/// `host:port/database` (see [`classified`](crate::routing::classified)); its own when the primary was
 /// given as a pool, with no address.
-fn learned_shapes(product: Product, nodes: &Nodes) -> Arc<crate::classified::LearnedShapes> {
+fn learned_shapes(
+    product: Product,
+    nodes: &Nodes,
+) -> Arc<crate::routing::classified::LearnedShapes> {
     let primary = nodes.get(NodeId::new(0));
     let database = primary
         .as_ref()
         .filter(|n| matches!(n.probe_from(), Some(ProbeFrom::Options(_) | ProbeFrom::Framed(_))))
         .map(|n| n.name());
-    crate::classified::LearnedShapes::of(product.dialect(), database)
+    crate::routing::classified::LearnedShapes::of(product.dialect(), database)
 }
 
 /// The connection's monitor, on the current tokio runtime: the one already running for the
-/// same nodes and settings if `shareable` and there is one (see `crate::shared`), else a new
+/// same nodes and settings if `shareable` and there is one (see `crate::nodes::shared`), else a new
 /// one. Without a runtime (a connection built outside one) there is no monitor: health then
 /// moves only on the failures statements see; nor when a node has nothing to open a
 /// connection from (a `MockDatabase`).
@@ -152,15 +155,15 @@ fn acquire_monitor(
     probing: ProbeSettings,
     shareable: bool,
     topology: &Topology,
-) -> Option<crate::shared::Acquired> {
+) -> Option<crate::nodes::shared::Acquired> {
     tokio::runtime::Handle::try_current().ok()?;
     let flavor = product.replicated()?;
-    let sources: Vec<(NodeId, ProbeFrom, crate::replica::Placement)> = nodes
+    let sources: Vec<(NodeId, ProbeFrom, crate::nodes::replica::Placement)> = nodes
         .iter()
         .map(|(id, n)| n.probe_from().map(|p| (id, p.clone(), n.placement().clone())))
         .collect::<Option<_>>()?;
     let key = if shareable {
-        crate::shared::Key::of(
+        crate::nodes::shared::Key::of(
             flavor,
             sources.iter().map(|(_, p, placement)| (p, placement)),
             policy.monitor,
@@ -178,7 +181,7 @@ fn acquire_monitor(
         NodeConnector::new(nodes, probing)
     };
     let (config, failover) = (policy.monitor, policy.failover.clone());
-    Some(crate::shared::acquire(
+    Some(crate::nodes::shared::acquire(
         key,
         || Arc::new(rwsplit_monitor::TopologyState::new(topology.clone(), health)),
         |state, on_probe| {
@@ -391,7 +394,7 @@ pub(crate) fn remove_node(inner: &Arc<Inner>, id: NodeId) -> bool {
     let Some(node) = inner.nodes().take(id) else { return false };
     // Out of its slot, so the gauge sampler no longer sees it: its gauges are set here, to
     // "removed" now and to "gone" once drained (telemetry's *Removed nodes*).
-    crate::telemetry::removing(node.labels());
+    crate::observe::telemetry::removing(node.labels());
     tracing::warn!(target: "rwsplit", node = %node.name(), id = %id, "node removed: draining");
     let weak = Arc::downgrade(inner);
     let drain = async move {
@@ -413,7 +416,7 @@ pub(crate) fn remove_node(inner: &Arc<Inner>, id: NodeId) -> bool {
             inner.nodes().iter().any(|(_, n)| n.labels().same_series(node.labels()))
         });
         if !back {
-            crate::telemetry::removed(&crate::telemetry::RemovedNode {
+            crate::observe::telemetry::removed(&crate::observe::telemetry::RemovedNode {
                 labels: node.labels(),
                 was_primary,
                 observed: node.last_seen().is_some(),
@@ -446,8 +449,8 @@ pub(crate) fn sample_metrics(inner: &Inner, now: Instant) {
             continue;
         }
         let lag = view.map_or_else(rwsplit_core::Lag::unknown, |v| v.lag());
-        crate::telemetry::sample(
-            &crate::telemetry::NodeSample {
+        crate::observe::telemetry::sample(
+            &crate::observe::telemetry::NodeSample {
                 labels: n.labels(),
                 health: view.map_or(rwsplit_core::Health::Down, |v| v.health()),
                 joining,
@@ -464,7 +467,7 @@ pub(crate) fn sample_metrics(inner: &Inner, now: Instant) {
         );
     }
     if let Some(m) = &inner.monitor() {
-        crate::telemetry::promotions(m.promotions());
+        crate::observe::telemetry::promotions(m.promotions());
     }
 }
 

@@ -20,14 +20,14 @@ use std::time::Instant;
 use rwsplit_core::{InFlight, NodeId};
 use sea_orm::DbErr;
 
-use super::counters::Count;
-use super::ctx::Scope;
 use super::inner::Inner;
-use super::nodes::Node;
+use crate::nodes::registry::Node;
+use crate::observe::counters::Count;
+use crate::observe::telemetry;
+use crate::routing::ctx::Scope;
 use crate::send::failure::{self, Failure};
 use crate::send::sending;
 use crate::send::sending::Attempt;
-use crate::telemetry;
 
 /// One attempt's outcome, to report (see the module docs).
 pub(super) struct Record<'a> {
@@ -37,7 +37,7 @@ pub(super) struct Record<'a> {
     /// The statement's system and `db.operation.name`, for the metrics.
     pub(super) statement: telemetry::Statement,
     /// The plan's reason.
-    pub(super) reason: crate::route::Why,
+    pub(super) reason: crate::routing::route::Why,
     pub(super) on_primary: bool,
     pub(super) write: bool,
     /// The attempt's in-flight count in the plan's snapshot, if the node is in it.

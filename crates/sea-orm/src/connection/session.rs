@@ -13,10 +13,9 @@ use sea_orm::{
     QueryResult, Statement, StreamTrait, TransactionError, TransactionOptions, TransactionTrait,
 };
 
-use crate::connection::{
-    Ctx, Handle, RoutedConnection, SESSION, routed_connection, routed_transactions,
-};
+use crate::connection::{Handle, RoutedConnection, routed_connection, routed_transactions};
 use crate::consistency::{Export, SessionToken, Shared, Slot};
+use crate::routing::{Ctx, SESSION};
 
 /// A read-your-writes scope that is not tied to a task: reads through it see every write made
 /// through it (and every token it was given), wherever they ran.
@@ -77,7 +76,7 @@ impl Session {
     /// it, reads the primary's position first). A session that only read costs nothing here:
     /// no wait, no query.
     pub async fn token(&self) -> Result<Option<SessionToken>, DbErr> {
-        resolve(&self.db, &crate::connection::Scope::Session(Arc::clone(&self.state))).await
+        resolve(&self.db, &crate::consistency::Scope::Session(Arc::clone(&self.state))).await
     }
 
     /// The caller's read-your-writes scope as a session ([`RoutedConnection::current_session`]):
@@ -90,7 +89,7 @@ impl Session {
         if let Ok(state) = SESSION.try_with(Arc::clone) {
             return Session { db: db.clone(), state, consistency: None };
         }
-        let mut slot = db.inner.scope_slot(&crate::connection::Scope::Task);
+        let mut slot = db.inner.scope_slot(&crate::consistency::Scope::Task);
         let session = Session::new(db.clone());
         if slot.token.is_none()
             && slot.external.is_none()
@@ -306,7 +305,7 @@ routed_connection!(['r] Routed<'r>);
 /// A scope's token, reading a pending position from the primary first.
 pub(crate) async fn resolve(
     db: &RoutedConnection,
-    scope: &crate::connection::Scope,
+    scope: &crate::consistency::Scope,
 ) -> Result<Option<SessionToken>, DbErr> {
     // A write's position read is under way: wait for it (a few round trips at most); if it
     // takes longer than the monitor's probe timeout, read a fresh position instead.
@@ -335,7 +334,7 @@ pub(crate) async fn resolve(
 /// At most 64 characters of untrusted text, for an error message; credentials redacted (a URL
 /// given where a token or node name was expected may hold a password).
 pub(crate) fn snippet(text: &str) -> String {
-    let text = &crate::redact::address_redacted(text);
+    let text = &crate::observe::redact::address_redacted(text);
     match text.char_indices().nth(64) {
         Some((end, _)) => format!("{}…", &text[..end]),
         None => text.to_owned(),

@@ -3,7 +3,7 @@
 use rwsplit_core::{Health, Lag, NodeId, ReplayPosition, Role};
 
 use crate::RoutedConnection;
-use crate::connection::Count;
+use crate::observe::counters::Count;
 
 /// Statement counts per node and routing totals, as of one instant.
 ///

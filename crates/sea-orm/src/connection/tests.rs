@@ -11,7 +11,7 @@ use sea_orm::{
 
 use rwsplit_core::NodeId;
 
-use super::Policy;
+use crate::routing::Policy;
 use crate::{
     Consistency, DownReason, Error, NotSentReason, RoutedConnection, RoutingError, UnknownReason,
     routing_error,
@@ -585,7 +585,7 @@ async fn an_unanswered_replica_read_is_hedged_and_the_replica_passed_over() {
 async fn statement_futures_stay_small() {
     const BUDGET: usize = 2048;
     let db = routed(answering(), vec![answering()], 2);
-    let ctx = super::Ctx::default();
+    let ctx = crate::routing::Ctx::default();
     let insert = Statement::from_string(DbBackend::Postgres, "INSERT INTO t VALUES (1)");
     let sizes = [
         (
@@ -621,7 +621,7 @@ async fn statement_futures_stay_small() {
 /// a callback is set (the adapter's own statements always run on the plain pools).
 #[tokio::test]
 async fn a_metric_callback_hooks_every_node_and_those_added_later() {
-    use super::Node;
+    use crate::nodes::Node;
     let mut db = routed(answering(), vec![answering()], 2);
     let early =
         super::add_node(&db.inner, Node::new("replica 2".to_owned(), answering()), None).unwrap();
@@ -659,7 +659,7 @@ async fn a_plan_made_before_an_index_was_reused_never_runs_on_the_new_node() {
     let newcomer = answering();
     let id = super::add_node(
         &db.inner,
-        super::Node::new("replica 9".to_owned(), newcomer.clone()),
+        crate::nodes::Node::new("replica 9".to_owned(), newcomer.clone()),
         None,
     );
     let id = id.expect("index 1 drained and free");
@@ -671,7 +671,7 @@ async fn a_plan_made_before_an_index_was_reused_never_runs_on_the_new_node() {
 
     let mut work = super::attempt::QueryOne(select());
     let (row, served_by) =
-        super::attempt::attempt(&db.inner, &old_plan, &mut work, &super::Scope::Task)
+        super::attempt::attempt(&db.inner, &old_plan, &mut work, &crate::consistency::Scope::Task)
             .await
             .expect("served elsewhere");
     assert!(row.is_some());
@@ -801,7 +801,7 @@ async fn a_statement_looks_at_the_topology_once(
 }
 
 /// A plan for `target` (a read), made now.
-fn read_plan(db: &RoutedConnection, target: rwsplit_core::Target) -> crate::route::Plan {
+fn read_plan(db: &RoutedConnection, target: rwsplit_core::Target) -> crate::routing::route::Plan {
     use rwsplit_core::{Access, RouteContext};
     let ctx = RouteContext::for_access(Access::Read, std::time::Instant::now()).with_target(target);
     db.inner.plan_ctx(&ctx).unwrap()
@@ -839,9 +839,10 @@ async fn a_plan_with_no_node_left_names_each_candidate_and_why(
         OutReason::Removed
     };
     let mut work = super::attempt::QueryOne(select());
-    let err = super::attempt::attempt(&db.inner, &plan, &mut work, &super::Scope::Task)
-        .await
-        .expect_err("no node left");
+    let err =
+        super::attempt::attempt(&db.inner, &plan, &mut work, &crate::consistency::Scope::Task)
+            .await
+            .expect_err("no node left");
     let Some(RoutingError::NoNodeLeft { nodes }) = routing_error(&err) else { panic!("{err:?}") };
     assert_eq!(
         nodes,

@@ -12,8 +12,8 @@ use sea_orm::{
     StreamTrait, TransactionError, TransactionOptions, TransactionTrait,
 };
 
-use super::ctx::Ctx;
 use super::inner::RoutedConnection;
+use crate::routing::ctx::Ctx;
 
 /// A handle SeaORM can run statements on through the router: the connection itself, a
 /// [`Session`](crate::Session), or a per-call view ([`Routed`](crate::Routed)).

@@ -15,9 +15,9 @@ use sea_orm::{
 use tracing::Instrument;
 
 use super::attempt::Begin;
-use super::ctx::Ctx;
 use super::inner::Inner;
 use crate::consistency::Outcome;
+use crate::routing::ctx::Ctx;
 
 /// Begins a transaction as configured; returns it and, for a read-write one, the node (its
 /// commit is a write to record). `unseen`: the caller commits it through SeaORM's own

@@ -1,12 +1,12 @@
 //! Building a node's pools: the one place the builder ([`connect`](crate::RoutedConnectionBuilder::connect))
-//! and topology discovery ([`discover`](crate::discover)) both make a node's SeaORM connections.
+//! and topology discovery ([`discover`](crate::connection::discover)) both make a node's SeaORM connections.
 //! Nothing connects here that the options do not ask for: a replica's pools are lazy.
 
 use std::time::Duration;
 
 use sea_orm::{ConnectOptions, Database, DatabaseConnection, DbErr};
 
-use crate::connection::Node;
+use crate::nodes::Node;
 use crate::product::Pooling;
 use crate::product::Product;
 use crate::send::deadline::Acquire;

@@ -502,7 +502,7 @@ impl GivenNode {
 /// written, port as written or the scheme's default.
 fn address(url: &str) -> Option<(String, u16)> {
     let (scheme, _) = url.split_once("://")?;
-    let name = crate::redact::node_name(url);
+    let name = crate::observe::redact::node_name(url);
     let authority = name.split('/').next()?;
     let (host, port) = match authority.rsplit_once(':') {
         Some((h, p)) if !h.ends_with(':') && !p.contains(']') => (h, p.parse().ok()?),
@@ -545,7 +545,7 @@ fn encode(s: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::connection::{Node, Nodes};
+    use crate::nodes::{Node, Nodes};
 
     #[test]
     fn admin_credentials_replace_the_users_and_are_encoded() {

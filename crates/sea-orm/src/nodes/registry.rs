@@ -17,14 +17,14 @@ use arc_swap::ArcSwapOption;
 use rwsplit_core::{MAX_NODES, NodeId};
 use sea_orm::DatabaseConnection;
 
-use crate::probe::ProbeFrom;
-use crate::replica::Placement;
+use crate::nodes::probe::ProbeFrom;
+use crate::nodes::replica::Placement;
+use crate::observe::telemetry::{Durations, NodeLabels};
 use crate::send::pace::Pace;
-use crate::telemetry::{Durations, NodeLabels};
 
 /// One database server as the adapter sees it: its id, its pools, its counters, its placement
 /// and where the monitor opens its own connections from. Its health, role and lag are the
-/// monitor's ([`Routing`](crate::route::Routing)), under the same [`NodeId`].
+/// monitor's ([`Routing`](crate::routing::route::Routing)), under the same [`NodeId`].
 pub(crate) struct Node {
     /// Its id: set when it enters [`Nodes`] (the monitor's state hands out ids at run time).
     id: NodeId,
@@ -91,7 +91,7 @@ pub(crate) struct Node {
 
 /// A node's pools, with a SeaORM metric callback forwarding to the connection's [`Hooks`].
 ///
-/// [`Hooks`]: crate::hooks::Hooks
+/// [`Hooks`]: crate::observe::hooks::Hooks
 struct Hooked {
     conn: DatabaseConnection,
     writer: DatabaseConnection,
@@ -219,7 +219,7 @@ impl Node {
     }
 
     /// Makes its pools report to `hooks` from now on (once; later calls change nothing).
-    pub(crate) fn hook(&self, hooks: &Arc<crate::hooks::Hooks>) {
+    pub(crate) fn hook(&self, hooks: &Arc<crate::observe::hooks::Hooks>) {
         self.hooked.get_or_init(|| {
             let conn = hooks.hooked(&self.conn);
             let writer = if self.one_pool { conn.clone() } else { hooks.hooked(&self.writer) };
@@ -500,7 +500,7 @@ const KEPT_CHUNK: usize = 64;
 /// first one kept is lent again (with a warning).
 const KEPT_MAX: usize = KEPT_CHUNK * 64;
 
-impl crate::probe::ProbeSources for Nodes {
+impl crate::nodes::probe::ProbeSources for Nodes {
     fn count(&self) -> usize {
         Nodes::count(self)
     }

@@ -115,13 +115,13 @@ impl fmt::Debug for Replica {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         // SeaORM's `ConnectOptions` Debug prints the URL with its password: never use it.
         f.debug_struct("Replica")
-            .field("url", &crate::redact::node_name_redacted(self.options.get_url()))
+            .field("url", &crate::observe::redact::node_name_redacted(self.options.get_url()))
             .field("weight", &self.placement.weight)
             .field("zone", &self.placement.zone)
             .field("tags", &self.placement.tags)
             .field(
                 "replication_address",
-                &self.replication_address.as_deref().map(crate::redact::address_redacted),
+                &self.replication_address.as_deref().map(crate::observe::redact::address_redacted),
             )
             .field("pooling", &self.pooling)
             .finish()

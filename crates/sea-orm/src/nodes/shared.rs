@@ -28,8 +28,8 @@ use std::sync::{Arc, Mutex, PoisonError, Weak};
 use rwsplit_core::{HealthPolicy, NodeId};
 use rwsplit_monitor::{AutoFailover, Flavor, Monitor, MonitorConfig, OnProbe, TopologyState};
 
-use crate::probe::ProbeFrom;
-use crate::replica::Placement;
+use crate::nodes::probe::ProbeFrom;
+use crate::nodes::replica::Placement;
 
 /// What makes two connections' monitors interchangeable (see the module docs). No `Debug`: its
 /// URLs hold credentials.
@@ -72,7 +72,7 @@ impl Key {
 /// Objects shared across a process's connections, by key, held weakly: an object lives while
 /// a connection holds it, and entries whose object is gone are dropped at the next lookup. The
 /// running monitors (below) and each database's learned shapes
-/// ([`LearnedShapes`](crate::classified::LearnedShapes)) are kept in one each.
+/// ([`LearnedShapes`](crate::routing::classified::LearnedShapes)) are kept in one each.
 pub(crate) struct Registry<K, V>(Mutex<Vec<(K, Weak<V>)>>);
 
 impl<K: PartialEq, V> Registry<K, V> {

@@ -12,34 +12,34 @@ use rwsplit_core::{CausalToken, NodeId};
 
 use rwsplit_monitor::TopologyState;
 
-use crate::telemetry;
+use crate::observe::telemetry;
 
 /// What a plan's decision means beyond where the statement goes ([`super::plan`]): counters
 /// to move and positions to want from the monitor. The planner returns them; the executor
 /// applies them ([`apply`](Effects::apply) for the plan it runs, [`want`](Effects::want)
 /// before an I/O step).
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
-pub(super) struct Effects {
+pub(crate) struct Effects {
     /// Where a read that had to see a write went.
-    pub(super) ryw: Option<telemetry::Ryw>,
+    pub(crate) ryw: Option<telemetry::Ryw>,
     /// Its token is from another history than the primary's (`Stats::foreign_tokens`).
-    pub(super) foreign_token: bool,
+    pub(crate) foreign_token: bool,
     /// It was kept on the node of its scope's last read, or sent to the primary, before a
     /// sample bounded that read (`Stats::last_node_reads`).
-    pub(super) monotonic_stay: bool,
+    pub(crate) monotonic_stay: bool,
     /// The monitor's position feed should run (a bounded-staleness read).
-    pub(super) want_positions: bool,
+    pub(crate) want_positions: bool,
     /// This node's next sample, then the replicas' positions until each has it (monotonic
     /// reads).
-    pub(super) want_floor: Option<NodeId>,
+    pub(crate) want_floor: Option<NodeId>,
     /// The replicas' positions until each is seen at or past this token.
-    pub(super) want_replayed: Option<CausalToken>,
+    pub(crate) want_replayed: Option<CausalToken>,
 }
 
 impl Effects {
     /// Asks the monitor, as of `now`, for what the plan wants, for `linger`: `monitor` is its
     /// state, if the connection runs one (else nothing is asked).
-    pub(super) fn want(&self, monitor: Option<&TopologyState>, linger: Duration, now: Instant) {
+    pub(crate) fn want(&self, monitor: Option<&TopologyState>, linger: Duration, now: Instant) {
         let Some(state) = monitor else { return };
         if !(self.want_positions || self.want_floor.is_some() || self.want_replayed.is_some()) {
             return;
@@ -58,7 +58,7 @@ impl Effects {
 
     /// Applies all of it, once, for the plan the statement runs: the wants (as
     /// [`want`](Self::want)), the counters and their metrics.
-    pub(super) fn apply(
+    pub(crate) fn apply(
         self,
         counters: &Counters,
         monitor: Option<&TopologyState>,

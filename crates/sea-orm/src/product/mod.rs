@@ -87,7 +87,7 @@ pub(crate) trait Seam {
     const RUNS_UNDER_PATRONI: bool = false;
     /// Whether the monitor probes a node behind transaction pooling on a driver connection of
     /// its own, each statement alone in the simple protocol, rather than on a framed
-    /// one-connection pool (see `crate::probe`).
+    /// one-connection pool (see `crate::nodes::probe`).
     const POOLED_PROBE_UNFRAMED: bool = false;
 
     /// See [`Product::capture`].
@@ -365,7 +365,7 @@ pub(crate) fn scheme(scheme: &str) -> Option<(DbBackend, u16)> {
 
 /// Whether the monitor probes a node behind transaction pooling at `url` on a driver
 /// connection of its own, each statement alone in the simple protocol (PostgreSQL), rather than
-/// on a framed one-connection pool (MySQL/MariaDB: see `crate::probe`).
+/// on a framed one-connection pool (MySQL/MariaDB: see `crate::nodes::probe`).
 pub(crate) fn pooled_probe_unframed(url: &str) -> bool {
     let name = url.split_once("://").map_or("", |(name, _)| name);
     scheme_product(name).is_some_and(|p| with_product!(p, P => P::POOLED_PROBE_UNFRAMED))

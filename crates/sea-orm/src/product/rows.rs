@@ -9,7 +9,7 @@ use sea_orm::{ConnectionTrait, DatabaseConnection, DbBackend, DbErr, QueryResult
 use crate::routing_error::{RoutingError, bounded};
 
 /// A connection a product reads one row on, where the caller chooses which (a write's
-/// position is read on the connection the write committed on: `crate::position::On`).
+/// position is read on the connection the write committed on: `crate::nodes::position::On`).
 pub(crate) trait OneRow {
     /// The first row `stmt` returns, if any.
     fn one_row(

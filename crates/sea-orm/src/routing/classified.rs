@@ -84,7 +84,7 @@ impl Learned {
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct Entry {
     pub(crate) classification: Detached,
-    /// `db.operation.name` ([`operation_name`](crate::telemetry::operation_name)).
+    /// `db.operation.name` ([`operation_name`](crate::observe::telemetry::operation_name)).
     pub(crate) operation: &'static str,
 }
 
@@ -108,8 +108,8 @@ pub(crate) struct LearnedShapes {
 }
 
 /// Each database's table, by dialect and the configured primary's `host:port/database`.
-static LEARNED: crate::shared::Registry<(Dialect, String), LearnedShapes> =
-    crate::shared::Registry::new();
+static LEARNED: crate::nodes::shared::Registry<(Dialect, String), LearnedShapes> =
+    crate::nodes::shared::Registry::new();
 
 impl LearnedShapes {
     /// The table of the database `database` (its primary's `host:port/database`, never
@@ -174,7 +174,8 @@ impl Classified {
         {
             classification = classification.refused();
         }
-        let entry = Entry { classification, operation: crate::telemetry::operation_name(sql) };
+        let entry =
+            Entry { classification, operation: crate::observe::telemetry::operation_name(sql) };
         if sql.len() <= MAX_SQL {
             if self.entries.len() >= MAX_ENTRIES {
                 self.entries.clear();

@@ -20,13 +20,13 @@ use rwsplit_core::{
 };
 use sea_orm::{AccessMode, DbErr, IsolationLevel};
 
-use super::counters::Effects;
 use super::ctx::{Ctx, Policy, SCOPE, Scope, monotonic};
-use crate::classified::Classified;
 use crate::consistency::{Causality, Slot};
+use crate::observe::counters::Effects;
+use crate::observe::telemetry::Ryw;
 use crate::product::Product;
-use crate::route::{Floor, FloorMark, Plan, Routing, Snap, Why};
-use crate::telemetry::Ryw;
+use crate::routing::classified::Classified;
+use crate::routing::route::{Floor, FloorMark, Plan, Routing, Snap, Why};
 
 /// The planner: the routing policy, the classifier (behind its cache of the texts it has seen)
 /// and the routing state (the monitor's topology and the core router), which it owns and hands
@@ -44,10 +44,10 @@ pub(crate) struct Planner {
 /// What a plan reads of the rest of the connection: read-your-writes (a read's scope state,
 /// read once per plan), how many nodes there are, and whether a monitor samples positions.
 #[derive(Clone, Copy)]
-pub(super) struct Around<'a> {
-    pub(super) causality: &'a Causality,
-    pub(super) nodes: usize,
-    pub(super) monitored: bool,
+pub(crate) struct Around<'a> {
+    pub(crate) causality: &'a Causality,
+    pub(crate) nodes: usize,
+    pub(crate) monitored: bool,
 }
 
 /// What a read needs from the primary's history.
@@ -106,23 +106,23 @@ impl Planner {
     }
 
     /// The catch-up wait a read may do: the call's, else the connection's default.
-    pub(super) fn wait_of(&self, ctx: &Ctx<'_>) -> Option<Duration> {
+    pub(crate) fn wait_of(&self, ctx: &Ctx<'_>) -> Option<Duration> {
         ctx.wait.unwrap_or(self.policy.wait_for_replica).filter(|d| !d.is_zero())
     }
 
     /// `sql`'s classification, detached from it, and `db.operation.name` (cached by text).
-    pub(super) fn classify(&self, sql: &str) -> crate::classified::Entry {
+    pub(crate) fn classify(&self, sql: &str) -> crate::routing::classified::Entry {
         self.classified.get(sql)
     }
 
     /// What the router makes of `ctx` in the live topology (no scope, no catch-up wait).
-    pub(super) fn plan_ctx(&self, ctx: &RouteContext<'_>) -> Result<Plan, DbErr> {
+    pub(crate) fn plan_ctx(&self, ctx: &RouteContext<'_>) -> Result<Plan, DbErr> {
         self.routing.plan(ctx)
     }
 
     /// A plan for `access` on the primary, whatever the SQL would allow (`execute*`: no rows
     /// come back, so a replica is never worth it).
-    pub(super) fn plan_on_primary(&self, access: Access, reason: Why) -> Result<Plan, DbErr> {
+    pub(crate) fn plan_on_primary(&self, access: Access, reason: Why) -> Result<Plan, DbErr> {
         let rc = RouteContext::for_access(access, Instant::now()).with_target(Target::Primary);
         Ok(self.plan_ctx(&rc)?.with_reason(reason))
     }
@@ -172,10 +172,10 @@ impl Planner {
     /// the router, as of `now` (the executor's clock reading). No I/O, nothing changed: a step
     /// it needs first comes back as [`Planned::Io`], and what the decision means for counters
     /// and the monitor as its [`Effects`].
-    pub(super) fn plan(
+    pub(crate) fn plan(
         &self,
         sql: &str,
-        kind: crate::classified::Entry,
+        kind: crate::routing::classified::Entry,
         input: &Input<'_, '_>,
     ) -> Result<Planned, DbErr> {
         let c = kind.classification.attach(sql);
@@ -281,7 +281,7 @@ impl Planner {
         let Stay { node, token, wait, .. } = *stay;
         let topo = snap.topology();
         if let Some(t) = token
-            && crate::route::foreign_in(topo, t)
+            && crate::routing::route::foreign_in(topo, t)
         {
             // As in `plan_with_token`: no node of this history can prove it has the token.
             fx.foreign_token = true;
@@ -294,7 +294,7 @@ impl Planner {
                 (token.is_none_or(|t| self.routing.has_replayed(topo, node, t, now)), n.lag())
             });
         fx.monotonic_stay = true;
-        let bounded = |plan: crate::route::Plan| match level {
+        let bounded = |plan: crate::routing::route::Plan| match level {
             Consistency::BoundedStaleness(bound) => self.routing.exclude_lagging(plan, bound),
             _ => plan,
         };
@@ -387,7 +387,7 @@ impl Planner {
         wait: Option<Duration>,
         fx: &mut Effects,
     ) -> Result<Plan, DbErr> {
-        if crate::route::foreign_in(snap.topology(), &token) {
+        if crate::routing::route::foreign_in(snap.topology(), &token) {
             fx.ryw = Some(Ryw::Primary);
             fx.foreign_token = true;
             tracing::info!(target: "rwsplit", token = %token, "read-your-writes token is from another history than the primary's (a failover?): no replica can prove it has the write; reading from the primary");
@@ -444,7 +444,7 @@ impl Planner {
     /// Where a transaction with this configuration begins, as of `now`: a read-only one (not
     /// SERIALIZABLE on PostgreSQL) may use a replica that has the caller's writes, everything
     /// else uses the primary. No I/O and nothing changed, like [`plan`](Self::plan).
-    pub(super) fn plan_transaction(
+    pub(crate) fn plan_transaction(
         &self,
         isolation: Option<IsolationLevel>,
         access: Option<AccessMode>,
@@ -489,51 +489,51 @@ impl Planner {
 /// operation of the classifier or of [`Routing`]; none hands either out.
 impl Planner {
     /// A replica refused `sql` as a write: its shape is learned as one from now on.
-    pub(super) fn learn_refused(&self, sql: &str) -> crate::classified::Learned {
+    pub(crate) fn learn_refused(&self, sql: &str) -> crate::routing::classified::Learned {
         self.classified.learn(sql)
     }
 
     /// Whether `learned` filled the table of learned shapes (said once).
-    pub(super) fn first_full(&self, learned: &crate::classified::Learned) -> bool {
+    pub(crate) fn first_full(&self, learned: &crate::routing::classified::Learned) -> bool {
         self.classified.first_full(learned)
     }
 
     /// How many shapes were learned as writes from replicas' refusals.
-    pub(super) fn learned_writes(&self) -> usize {
+    pub(crate) fn learned_writes(&self) -> usize {
         self.classified.learned()
     }
 
     /// The current primary's id, if exactly one node has the role.
     #[inline]
-    pub(super) fn primary_id(&self) -> Option<NodeId> {
+    pub(crate) fn primary_id(&self) -> Option<NodeId> {
         self.routing.primary_id()
     }
 
     /// Where `node` stands for a statement on it ([`Routing::standing`]).
     #[inline]
-    pub(super) fn standing(&self, node: NodeId) -> crate::send::sending::Standing {
+    pub(crate) fn standing(&self, node: NodeId) -> crate::send::sending::Standing {
         self.routing.standing(node)
     }
 
     /// Completes at `node`'s next announced change or nudge ([`Routing::changed`]).
     #[inline]
-    pub(super) fn changed(&self, node: NodeId) -> tokio::sync::futures::Notified<'_> {
+    pub(crate) fn changed(&self, node: NodeId) -> tokio::sync::futures::Notified<'_> {
         self.routing.changed(node)
     }
 
     /// `node`'s announced changes and nudges so far ([`Routing::wake_ups`]).
     #[inline]
-    pub(super) fn wake_ups(&self, node: NodeId) -> u64 {
+    pub(crate) fn wake_ups(&self, node: NodeId) -> u64 {
         self.routing.wake_ups(node)
     }
 
     /// Wakes the statements waiting on `node` without announcing a change.
-    pub(super) fn nudge(&self, node: NodeId) {
+    pub(crate) fn nudge(&self, node: NodeId) {
         self.routing.nudge(node);
     }
 
     /// Calls `each` with the id of every node in the routing snapshot (those reads can be on).
-    pub(super) fn each_routable(&self, each: impl FnMut(NodeId)) {
+    pub(crate) fn each_routable(&self, each: impl FnMut(NodeId)) {
         self.routing.each_routable(each);
     }
 
@@ -541,7 +541,7 @@ impl Planner {
     /// (`guard`) and feeds the balancer's latency estimate when the balancer reads one, and a
     /// pending failure count is cleared.
     #[inline]
-    pub(super) fn answered(
+    pub(crate) fn answered(
         &self,
         node: NodeId,
         guard: Option<rwsplit_core::InFlight>,
@@ -556,17 +556,17 @@ impl Planner {
     }
 
     /// A failure of `node` itself (never back-pressure) that a statement saw.
-    pub(super) fn record_failure(&self, node: NodeId) {
+    pub(crate) fn record_failure(&self, node: NodeId) {
         self.routing.record_failure(node);
     }
 
     /// A catch-up wait proved `node` has replayed `token`: proof for the next reads.
-    pub(super) fn learn(&self, node: NodeId, token: &CausalToken) {
+    pub(crate) fn learn(&self, node: NodeId, token: &CausalToken) {
         self.routing.learn(node, token);
     }
 
     /// The position a read seen as `seen` is known to be bounded by, if one is.
-    pub(super) fn floor(&self, seen: &crate::consistency::Seen) -> Option<CausalToken> {
+    pub(crate) fn floor(&self, seen: &crate::consistency::Seen) -> Option<CausalToken> {
         match self.routing.floor(seen) {
             Floor::Known(t) => Some(t),
             Floor::Unknown(_) => None,
@@ -574,89 +574,89 @@ impl Planner {
     }
 
     /// Where `token` stands among the replicas ([`Routing::settled`]).
-    pub(super) fn settled(&self, token: &CausalToken) -> crate::consistency::Settled {
+    pub(crate) fn settled(&self, token: &CausalToken) -> crate::consistency::Settled {
         self.routing.settled(token)
     }
 
     /// Forgets the catch-up waits' expired proofs.
-    pub(super) fn sweep_learned(&self, now: Instant) {
+    pub(crate) fn sweep_learned(&self, now: Instant) {
         self.routing.sweep_learned(now);
     }
 
     /// The primary's position as the monitor last saw it, if known.
-    pub(super) fn primary_position(&self) -> Option<rwsplit_core::ReplayPosition> {
+    pub(crate) fn primary_position(&self) -> Option<rwsplit_core::ReplayPosition> {
         self.routing.primary_position()
     }
 
     /// Fences or unfences `node`; whether it was there to be.
-    pub(super) fn set_fenced(&self, node: NodeId, fenced: bool) -> bool {
+    pub(crate) fn set_fenced(&self, node: NodeId, fenced: bool) -> bool {
         self.routing.set_fenced(node, fenced)
     }
 
     /// Fences `node` because its server is not one rwsplit supports.
-    pub(super) fn fence_unsupported(&self, node: NodeId) {
+    pub(crate) fn fence_unsupported(&self, node: NodeId) {
         self.routing.fence_unsupported(node);
     }
 
     /// How the routing state sees `node` now, for `Stats` and the gauges.
-    pub(super) fn node_routing(&self, node: NodeId) -> crate::route::NodeRouting {
+    pub(crate) fn node_routing(&self, node: NodeId) -> crate::routing::route::NodeRouting {
         self.routing.node_routing(node)
     }
 
     /// The live topology, for the gauges (not a plan's snapshot: uncounted by the tests' looks).
-    pub(super) fn snapshot(&self) -> rwsplit_core::TopologyGuard {
+    pub(crate) fn snapshot(&self) -> rwsplit_core::TopologyGuard {
         self.routing.live_topology()
     }
 
     /// Whether the monitor has `node` (in the snapshot or joining it).
-    pub(super) fn in_monitor(&self, node: NodeId) -> bool {
+    pub(crate) fn in_monitor(&self, node: NodeId) -> bool {
         self.routing.in_monitor(node)
     }
 
     /// The monitor's probes of `node` refused for lack of room (busy, not gone).
-    pub(super) fn busy_probes(&self, node: NodeId) -> u64 {
+    pub(crate) fn busy_probes(&self, node: NodeId) -> u64 {
         self.routing.busy_probes(node)
     }
 
     /// Whether `node` is fenced.
-    pub(super) fn is_fenced(&self, node: NodeId) -> bool {
+    pub(crate) fn is_fenced(&self, node: NodeId) -> bool {
         self.routing.is_fenced(node)
     }
 
     /// Holds `node` out of rotation until the monitor has an answer from it.
-    pub(super) fn hold_until_answered(&self, node: NodeId) -> bool {
+    pub(crate) fn hold_until_answered(&self, node: NodeId) -> bool {
         self.routing.hold_until_answered(node)
     }
 
     /// Completes at the monitor's next published topology (counted from when it is called:
     /// enable it before the look it guards).
-    pub(super) fn published(&self) -> tokio::sync::futures::Notified<'_> {
+    pub(crate) fn published(&self) -> tokio::sync::futures::Notified<'_> {
         self.routing.published()
     }
 
     /// Asks the monitor for one sample of `node`'s position read after `after`, until `until`.
-    pub(super) fn want_sample(&self, node: NodeId, after: Instant, until: Instant) {
+    pub(crate) fn want_sample(&self, node: NodeId, after: Instant, until: Instant) {
         self.routing.want_sample(node, after, until);
     }
 
     /// Whether the monitor sampled `node` after `at`.
-    pub(super) fn sampled_since(&self, node: NodeId, at: Instant) -> bool {
+    pub(crate) fn sampled_since(&self, node: NodeId, at: Instant) -> bool {
         self.routing.sampled_since(node, at)
     }
 
     /// Tells the monitor the cluster is in use at `now` (it probes at its usual interval).
     #[inline]
-    pub(super) fn used(&self, now: Instant) {
+    pub(crate) fn used(&self, now: Instant) {
         self.routing.used(now);
     }
 
     /// Applies a plan's `effects` once, for the plan that runs: its counters to `counters`,
     /// its wants to the monitor if one runs (`monitored`), for the policy's position linger.
     #[inline]
-    pub(super) fn apply(
+    pub(crate) fn apply(
         &self,
         effects: Effects,
-        counters: &super::counters::Counters,
+        counters: &crate::observe::counters::Counters,
         monitored: bool,
         now: Instant,
     ) {
@@ -665,7 +665,7 @@ impl Planner {
     }
 
     /// Sends a plan's wants to the monitor, if one runs (`monitored`), before its I/O step.
-    pub(super) fn want(&self, effects: &Effects, monitored: bool, now: Instant) {
+    pub(crate) fn want(&self, effects: &Effects, monitored: bool, now: Instant) {
         let monitor = monitored.then(|| &**self.routing.state());
         effects.want(monitor, self.policy.monitor.position_linger_value(), now);
     }
@@ -674,19 +674,19 @@ impl Planner {
     /// what a node's addition or removal changes with the registry. Shared with the monitor's
     /// loops (and the process's other connections on the same monitor), so a removed node's
     /// drain, which may outlive the connection, keeps it.
-    pub(super) fn monitor_state(&self) -> &Arc<rwsplit_monitor::TopologyState> {
+    pub(crate) fn monitor_state(&self) -> &Arc<rwsplit_monitor::TopologyState> {
         self.routing.state()
     }
 
     /// Takes `node` out of rotation at once (the tests' way of making a node unroutable).
     #[cfg(test)]
-    pub(super) fn ban(&self, node: NodeId) {
+    pub(crate) fn ban(&self, node: NodeId) {
         self.routing.ban(node);
     }
 
     /// The looks at the live topology so far ([`Routing::looks`]).
     #[cfg(test)]
-    pub(super) fn looks(&self) -> (usize, usize) {
+    pub(crate) fn looks(&self) -> (usize, usize) {
         self.routing.looks()
     }
 }
@@ -705,12 +705,12 @@ fn with_effects(
 /// One plan's inputs beyond the statement: the call's context, its scope, what the plan reads
 /// of the rest of the connection, the I/O steps done so far, and the executor's clock reading.
 #[derive(Clone, Copy)]
-pub(super) struct Input<'c, 'a> {
-    pub(super) ctx: &'c Ctx<'a>,
-    pub(super) scope: &'c Scope,
-    pub(super) around: Around<'c>,
-    pub(super) done: Done,
-    pub(super) now: Instant,
+pub(crate) struct Input<'c, 'a> {
+    pub(crate) ctx: &'c Ctx<'a>,
+    pub(crate) scope: &'c Scope,
+    pub(crate) around: Around<'c>,
+    pub(crate) done: Done,
+    pub(crate) now: Instant,
 }
 
 /// A read's inputs beyond its route context and scope ([`Planner::decide_read`]).
@@ -747,7 +747,7 @@ fn too_far(lag: &rwsplit_core::Lag, max: Duration) -> bool {
 /// [`Effects`] of the decision, which the executor applies (a plan's all, once; an I/O step's
 /// wants before it, since the step may wait on what they ask for).
 #[derive(Debug)]
-pub(super) enum Planned {
+pub(crate) enum Planned {
     /// Where it goes.
     Ready(Plan, Effects),
     /// Do this first, note it in [`Done`], and plan again.
@@ -757,7 +757,7 @@ pub(super) enum Planned {
 /// An I/O step a read-your-writes read's plan needs first; the executor does it
 /// ([`planned`](super::attempt::planned)).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(super) enum Io {
+pub(crate) enum Io {
     /// Wait, up to this long, for the scope's position captures in flight to land.
     Settle(Duration),
     /// Wait, up to this long (and the monitor's probe timeout), for a position sample that
@@ -792,14 +792,14 @@ enum Step {
 
 /// The I/O steps a read's plan has done so far.
 #[derive(Debug, Default, Clone, Copy)]
-pub(super) struct Done {
+pub(crate) struct Done {
     /// It waited for the scope's captures in flight.
-    pub(super) settled: bool,
+    pub(crate) settled: bool,
     /// It read the primary's position: `true` if that worked.
-    pub(super) captured: Option<bool>,
+    pub(crate) captured: Option<bool>,
     /// It waited for a sample bounding the scope's last read, or read the primary's position
     /// for it.
-    pub(super) floored: bool,
+    pub(crate) floored: bool,
 }
 
 /// The next step for a read in a scope whose state is `slot`, with the caller's own token
@@ -1026,13 +1026,13 @@ mod planner {
     use rwsplit_core::NodeId;
     use sea_orm::{DbBackend, MockDatabase};
 
-    use super::super::counters::{Count, Effects};
     use super::super::ctx::{Ctx, Policy, Scope};
     use super::{Done, Io, Planned};
     use crate::RoutedConnection;
     use crate::consistency::Shared;
-    use crate::route::Why;
-    use crate::telemetry::Ryw;
+    use crate::observe::counters::{Count, Effects};
+    use crate::observe::telemetry::Ryw;
+    use crate::routing::route::Why;
 
     const PRIMARY: NodeId = NodeId::new(0);
     const R1: NodeId = NodeId::new(1);

@@ -821,7 +821,7 @@ mod tests {
     /// router's are one reason), and listed in the telemetry module's docs.
     #[test]
     fn every_reason_code_is_snake_case_unique_and_documented() {
-        let docs = include_str!("telemetry.rs");
+        let docs = include_str!("../observe/telemetry.rs");
         let mut seen = std::collections::BTreeSet::new();
         let all = RouteReason::ALL.into_iter().map(Why::Router).chain(Why::OWN);
         for why in all {

@@ -13,7 +13,7 @@ use rwsplit_core::{
 use sea_orm::{DatabaseConnection, DbBackend, MockDatabase, Value};
 
 use super::*;
-use crate::route::Routing;
+use crate::routing::route::Routing;
 use crate::send::failure::Failure;
 
 fn cause() -> DbErr {
@@ -457,8 +457,10 @@ async fn an_unreadable_position_is_typed(
 ) {
     // System id 7 is cached: the capture is one query.
     let product = crate::product::Product::of(conn.get_database_backend());
-    let err =
-        product.capture(&mut crate::position::On::Pool(&conn), 7).await.expect_err("unreadable");
+    let err = product
+        .capture(&mut crate::nodes::position::On::Pool(&conn), 7)
+        .await
+        .expect_err("unreadable");
     assert!(matches!(err, DbErr::Query(_)), "{err:?}");
     let Some(RoutingError::PositionUnreadable { what: w, value: v, .. }) = routing_error(&err)
     else {
@@ -471,8 +473,10 @@ async fn an_unreadable_position_is_typed(
 async fn positions_on_an_unsupported_database_are_typed() {
     let conn = MockDatabase::new(DbBackend::Sqlite).into_connection();
     let product = crate::product::Product::of(conn.get_database_backend());
-    let err =
-        product.capture(&mut crate::position::On::Pool(&conn), 0).await.expect_err("unsupported");
+    let err = product
+        .capture(&mut crate::nodes::position::On::Pool(&conn), 0)
+        .await
+        .expect_err("unsupported");
     assert!(matches!(
         routing_error(&err),
         Some(RoutingError::PositionUnsupported { backend: DbBackend::Sqlite })
@@ -486,7 +490,7 @@ async fn an_unreadable_replay_position_fails_the_wait() {
     let conn = rows(DbBackend::Postgres, &[("lsn", Some("zz"))]);
     let lsn: rwsplit_core::Lsn = "0/16B3748".parse().unwrap();
     let token = rwsplit_core::CausalToken::new(rwsplit_core::PgPosition::new(7, 1, lsn));
-    let err = crate::position::wait_for(&conn, &token, Duration::from_secs(1))
+    let err = crate::nodes::position::wait_for(&conn, &token, Duration::from_secs(1))
         .await
         .expect_err("unreadable");
     let e = routing_error(&err).expect("typed");

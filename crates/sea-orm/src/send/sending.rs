@@ -32,7 +32,7 @@
 //! in SeaORM 2.0): `sqlx::query_with` on the statement's values bound by `sea-query-sqlx`,
 //! `fetch_one` mapping "no row" to `None`, the results and errors converted as SeaORM does.
 //! SeaORM's instrumentation of that call (the metric callback, its `debug-print` line and
-//! `tracing-spans` span) is done by the caller, `watched_write`, through [`crate::hooks`].
+//! `tracing-spans` span) is done by the caller, `watched_write`, through [`crate::observe::hooks`].
 //! Pools that are not sqlx PostgreSQL or MySQL pools (mocks, proxies) run the write in one
 //! step, as SeaORM does, with step 1 empty.
 

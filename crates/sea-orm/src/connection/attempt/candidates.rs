@@ -8,12 +8,12 @@ use std::time::Instant;
 use rwsplit_core::{NodeId, RouteReason};
 use sea_orm::DbErr;
 
-use crate::connection::counters::Count;
 use crate::connection::inner::Inner;
-use crate::connection::nodes::{Node, NodeRef};
-use crate::route::{Plan, Why};
+use crate::nodes::registry::{Node, NodeRef};
+use crate::observe::counters::Count;
+use crate::observe::telemetry;
+use crate::routing::route::{Plan, Why};
 use crate::send::failure;
-use crate::telemetry;
 
 /// The candidates tried: the plan's `k`-th, for `k` from `skip` (past a catch-up wait's node
 /// that did not catch up) up to `end` (indices rather than an iterator: a read's future

@@ -7,14 +7,14 @@ use std::pin::Pin;
 use futures_util::future::Either;
 use sea_orm::DbErr;
 
-use crate::connection::counters::Count;
 use crate::connection::inner::Inner;
-use crate::connection::nodes::Node;
 use crate::connection::record;
-use crate::position;
+use crate::nodes::position;
+use crate::nodes::registry::Node;
+use crate::observe::counters::Count;
+use crate::observe::telemetry::Ryw;
 use crate::product::Waited;
-use crate::route::Plan;
-use crate::telemetry::Ryw;
+use crate::routing::route::Plan;
 
 /// How long past a catch-up wait's `max` a server that waits itself is given to answer.
 const WAIT_GRACE: std::time::Duration = std::time::Duration::from_millis(25);

@@ -10,15 +10,15 @@ use sea_orm::DbErr;
 
 use super::outcome::record;
 use super::work::Work;
-use crate::connection::counters::Count;
 use crate::connection::inner::Inner;
-use crate::connection::nodes::Node;
-use crate::route::Plan;
+use crate::nodes::registry::Node;
+use crate::observe::counters::Count;
+use crate::observe::telemetry;
+use crate::routing::route::Plan;
 use crate::send::hedge::{Raced, race, until_overdue};
 use crate::send::sending;
 use crate::send::sending::Attempt;
 use crate::send::watch::bounded;
-use crate::telemetry;
 
 /// How a hedged read ended ([`hedgeable`]).
 pub(super) enum Hedged<T> {
@@ -31,7 +31,7 @@ pub(super) enum Hedged<T> {
 /// The node a hedged read's answer came from.
 pub(super) struct Hedge {
     id: NodeId,
-    node: crate::connection::NodeRef,
+    node: crate::nodes::NodeRef,
     guard: Option<rwsplit_core::InFlight>,
     started: Instant,
 }

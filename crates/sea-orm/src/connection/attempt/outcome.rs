@@ -9,19 +9,19 @@ use sea_orm::DbErr;
 
 use super::span::metrics;
 use super::work::Work;
-use crate::classified::Learned;
-use crate::connection::counters::Count;
-use crate::connection::ctx::Scope;
 use crate::connection::inner::Inner;
-use crate::connection::nodes::Node;
 use crate::connection::record::{self, Record};
-use crate::route::{Plan, Why};
+use crate::nodes::registry::Node;
+use crate::observe::counters::Count;
+use crate::observe::telemetry;
+use crate::routing::classified::Learned;
+use crate::routing::ctx::Scope;
+use crate::routing::route::{Plan, Why};
 use crate::send::failure::{self, Failure};
 use crate::send::refusal;
 use crate::send::retry::{self, Failed, Verdict};
 use crate::send::sending::Attempt;
 use crate::send::sending::Standing;
-use crate::telemetry;
 
 /// How a plan's attempts ended without a result.
 pub(super) enum Stop {
@@ -162,7 +162,7 @@ fn log_refusal(node: &str, learned: &Learned, first_full: bool, rerun: bool) {
             target: "rwsplit",
             node = %node,
             statement = %shape,
-            max = crate::classified::MAX_LEARNED,
+            max = crate::routing::classified::MAX_LEARNED,
             "a replica refused a statement classified as a read; {then}; the database's \
              table of learned shapes is full, so neither this shape nor any new one is \
              learned: each is refused on every call (logged once)"

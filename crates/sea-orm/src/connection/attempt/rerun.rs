@@ -6,7 +6,7 @@ use std::time::Instant;
 use rwsplit_core::{Access, NodeId};
 
 use crate::connection::inner::Inner;
-use crate::route::{Plan, Why};
+use crate::routing::route::{Plan, Why};
 use crate::send::deadline;
 use crate::send::sending::Standing;
 

@@ -5,13 +5,13 @@
 use std::fmt;
 
 use super::work::Work;
-use crate::connection::ctx::Ctx;
 use crate::connection::inner::Inner;
-use crate::connection::nodes::Node;
-use crate::route::Plan;
-use crate::telemetry;
+use crate::nodes::registry::Node;
+use crate::observe::telemetry;
+use crate::routing::ctx::Ctx;
+use crate::routing::route::Plan;
 
-/// The span one statement runs in (see [`crate::telemetry`]): its node, route
+/// The span one statement runs in (see [`crate::observe::telemetry`]): its node, route
 /// reason and attempt number are recorded by [`attempt`].
 pub(in crate::connection) fn statement_span(
     inner: &Inner,

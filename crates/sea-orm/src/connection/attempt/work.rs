@@ -9,7 +9,7 @@ use sea_orm::{
     Statement, StreamTrait, TransactionOptions, TransactionTrait,
 };
 
-use crate::hooks::Call;
+use crate::observe::hooks::Call;
 use crate::send::failure;
 use crate::send::sending::{self, Taken};
 
@@ -82,7 +82,7 @@ pub(in crate::connection) trait Work: Send {
         std::future::ready(Err(failure::internal("no direct form")))
     }
     /// The SeaORM `DatabaseConnection` method its [`send`](Self::send) stands for, for SeaORM's
-    /// hooks ([`hooks`](crate::hooks)); `None` with `send`.
+    /// hooks ([`hooks`](crate::observe::hooks)); `None` with `send`.
     fn call(&self) -> Option<Call<'_>> {
         None
     }
