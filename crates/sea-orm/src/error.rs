@@ -90,7 +90,7 @@ pub enum Error {
         token: String,
         /// What is wrong with it (too long, another database's, malformed …).
         #[source]
-        source: crate::SessionTokenError,
+        source: crate::consistency::SessionTokenError,
     },
     /// No node of the connection has this name (`host:port/db`, as in
     /// [`Stats`](crate::Stats)).
@@ -126,7 +126,7 @@ pub enum Error {
         /// The node (`host:port/db`).
         node: String,
         /// The product found.
-        product: crate::ServerProduct,
+        product: crate::product::ServerProduct,
         /// Its version (`8.0.36`), or its own description when it has none rwsplit reads.
         version: String,
         /// What rwsplit supports.
@@ -338,10 +338,11 @@ mod tests {
         assert!(chain.contains(&before), "{chain:?}");
         assert!(chain.iter().any(|c| c.contains("error communicating with database")), "{chain:?}");
         // Not a routing error; a routing error is not the adapter's `Error`.
-        assert!(crate::routing_error(&err).is_none());
-        let routed: DbErr = crate::RoutingError::NoPrimary { nodes: Vec::new() }.into();
+        assert!(crate::routing_error::routing_error(&err).is_none());
+        let routed: DbErr =
+            crate::routing_error::RoutingError::NoPrimary { nodes: Vec::new() }.into();
         assert!(adapter_error(&routed).is_none());
-        assert!(crate::routing_error(&routed).is_some());
+        assert!(crate::routing_error::routing_error(&routed).is_some());
     }
 
     /// Every other variant is text in `DbErr::Custom`, as it was.

@@ -58,7 +58,7 @@ impl RoutedConnection {
     /// stays part of it; a password holding `,postgres://` or the like must percent-encode its
     /// comma (`%2C`), and `#`, `/`, `?`, `%` in a password are percent-encoded as in any URL.
     pub async fn from_env() -> Result<RoutedConnection> {
-        crate::RoutedConfig::from_env()?.connect().await
+        crate::config::RoutedConfig::from_env()?.connect().await
     }
 
     // What it runs on, and how it has routed.
@@ -83,7 +83,7 @@ impl RoutedConnection {
     /// }
     /// # }
     /// ```
-    pub fn server(&self) -> Option<crate::Server> {
+    pub fn server(&self) -> Option<crate::product::Server> {
         self.inner.primary_node().server().cloned()
     }
 
@@ -124,7 +124,7 @@ impl RoutedConnection {
     }
 
     /// Statement counts per node and routing totals, for operators and tests.
-    pub fn stats(&self) -> crate::Stats {
+    pub fn stats(&self) -> crate::connection::stats::Stats {
         crate::connection::stats::snapshot(self)
     }
 
@@ -295,14 +295,15 @@ impl RoutedConnection {
     /// assert!(err.to_string().contains("read-your-writes token"));
     /// # }
     /// ```
-    pub fn session_from(&self, token: &str) -> crate::Result<Session> {
+    pub fn session_from(&self, token: &str) -> crate::error::Result<Session> {
         let session = self.session();
         let token = token.trim();
         if !token.is_empty() {
             // Only tokens of this connection's database. Length-checked before parsing.
             let kind = self.inner.product().tokens_checked_as();
-            let parsed = SessionToken::parse_for(token, kind)
-                .map_err(|source| crate::Error::InvalidToken { token: snippet(token), source })?;
+            let parsed = SessionToken::parse_for(token, kind).map_err(|source| {
+                crate::error::Error::InvalidToken { token: snippet(token), source }
+            })?;
             session.resume(&parsed);
         }
         Ok(session)
@@ -441,7 +442,7 @@ impl RoutedConnection {
     /// [`unfence`](RoutedConnection::unfence). Automatic failover fences the old primary itself.
     /// Fencing is routing only: the server keeps running and other clients may still write to
     /// it.
-    pub fn fence(&self, name: &str) -> crate::Result<()> {
+    pub fn fence(&self, name: &str) -> crate::error::Result<()> {
         let node = self.node_named(name)?;
         self.inner.set_fenced(node, true);
         tracing::warn!(target: "rwsplit", node = %name, "fenced by the application");
@@ -451,17 +452,17 @@ impl RoutedConnection {
     /// Lifts a fence: the node is routed to again as its probes report it. Do this only once it
     /// cannot claim the primary role any more (demoted and following the new primary, or
     /// rebuilt); a second primary makes the router refuse writes.
-    pub fn unfence(&self, name: &str) -> crate::Result<()> {
+    pub fn unfence(&self, name: &str) -> crate::error::Result<()> {
         let node = self.node_named(name)?;
         self.inner.set_fenced(node, false);
         tracing::warn!(target: "rwsplit", node = %name, "unfenced by the application");
         Ok(())
     }
 
-    fn node_named(&self, name: &str) -> crate::Result<rwsplit_core::NodeId> {
+    fn node_named(&self, name: &str) -> crate::error::Result<rwsplit_core::NodeId> {
         let nodes: Vec<_> = self.inner.nodes().iter().collect();
         nodes.iter().find(|(_, n)| n.name() == name).map(|(i, _)| *i).ok_or_else(|| {
-            crate::Error::UnknownNode {
+            crate::error::Error::UnknownNode {
                 name: crate::connection::session::snippet(name),
                 known: nodes.iter().map(|(_, n)| n.name()).collect::<Vec<_>>().join(", "),
             }

@@ -185,11 +185,11 @@ async fn without_read_your_writes_reads_ignore_the_tasks_writes() {
 }
 
 #[rstest]
-#[case::strong(crate::Consistency::Strong, (1, 0))]
-#[case::eventual(crate::Consistency::Eventual, (0, 1))]
+#[case::strong(rwsplit_core::Consistency::Strong, (1, 0))]
+#[case::eventual(rwsplit_core::Consistency::Eventual, (0, 1))]
 #[tokio::test]
 async fn per_call_consistency_overrides_the_default(
-    #[case] level: crate::Consistency,
+    #[case] level: rwsplit_core::Consistency,
     #[case] expected: (usize, usize),
 ) {
     let db = routed();

@@ -116,7 +116,7 @@ async fn a_read_a_replica_refuses_as_a_write_runs_once_on_the_primary_and_is_lea
 async fn with_fail_a_refused_read_fails_naming_its_shape_and_the_next_goes_to_the_primary() {
     let policy = crate::routing::Policy {
         read_your_writes: false,
-        on_replica_refusal: crate::OnReplicaRefusal::Fail,
+        on_replica_refusal: crate::send::refusal::OnReplicaRefusal::Fail,
         ..Default::default()
     };
     let db = RoutedConnection::from_connections_with(answering(), vec![refusing("25006")], policy)
@@ -235,7 +235,7 @@ async fn a_token_from_the_future_is_lowered_to_the_primarys_position() {
     // `Eventual`: no bound of what the read saw joins the token (these mocks answer no
     // further position query; `connection::tests` covers that bound).
     let session = db.session_from("pg:1:7:1:FFFFFFFF-FFFFFFFF").unwrap();
-    let session = session.with_consistency(crate::Consistency::Eventual);
+    let session = session.with_consistency(rwsplit_core::Consistency::Eventual);
     let read = Statement::from_string(DbBackend::Postgres, "SELECT id FROM t");
     session.query_one_raw(read).await.unwrap();
     let token = session.token().await.unwrap().unwrap();
@@ -251,7 +251,8 @@ async fn a_held_token_is_used_as_it_came_when_the_primary_cannot_answer() {
         .into_connection();
     let db = RoutedConnection::from_connections(primary, vec![answering()]).unwrap();
     let forged = "pg:1:7:1:FFFFFFFF-FFFFFFFF";
-    let session = db.session_from(forged).unwrap().with_consistency(crate::Consistency::Eventual);
+    let session =
+        db.session_from(forged).unwrap().with_consistency(rwsplit_core::Consistency::Eventual);
     let read = Statement::from_string(DbBackend::Postgres, "SELECT id FROM t");
     session.query_one_raw(read).await.unwrap();
     assert_eq!(session.token().await.unwrap().unwrap().to_string(), forged);

@@ -185,7 +185,7 @@ impl RoutedConnectionBuilder {
     /// [`OnReplicaRefusal::Fail`](crate::OnReplicaRefusal::Fail) the caller gets [`RoutingError::ReplicaRefused`](crate::RoutingError::ReplicaRefused)
     /// naming the statement, for functions with effects outside the database. See
     /// [`OnReplicaRefusal`](crate::OnReplicaRefusal).
-    pub fn on_replica_refusal(mut self, then: crate::OnReplicaRefusal) -> Self {
+    pub fn on_replica_refusal(mut self, then: crate::send::refusal::OnReplicaRefusal) -> Self {
         self.policy.on_replica_refusal = then;
         self.given.insert("on_replica_refusal");
         self
@@ -564,7 +564,7 @@ async fn open_replicas(
             url: url.redacted().to_owned(),
             reason: url.scrub(&e.to_string()),
         };
-        let probe = if pooling == crate::Pooling::Transaction {
+        let probe = if pooling == crate::product::Pooling::Transaction {
             ProbeFrom::Framed(product.frame_monitor(opts.clone(), pooling))
         } else {
             ProbeFrom::Options(opts.clone())
@@ -1090,7 +1090,7 @@ mod tests {
 
     /// The file's sections, as `RoutedConfig::into_builder` gives them.
     fn from_file() -> B {
-        let config: crate::RoutedConfig = toml::from_str(
+        let config: crate::config::RoutedConfig = toml::from_str(
             r#"
             primary = { url = "postgres://p/app" }
             [router]

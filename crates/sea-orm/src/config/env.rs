@@ -173,7 +173,7 @@ pub(super) fn read(vars: BTreeMap<String, String>) -> Result<RoutedConfig> {
 fn read_replicas(vars: &Vars, urls: Vec<String>, mut config: RoutedConfig) -> Result<RoutedConfig> {
     let all_replicas = vars.pool("DATABASE_REPLICA_")?;
     let all_pooling = vars.parse("DATABASE_REPLICA_POOLING", |v| {
-        v.parse::<crate::Pooling>().map_err(|e| e.to_string())
+        v.parse::<crate::product::Pooling>().map_err(|e| e.to_string())
     })?;
     for (i, url) in urls.into_iter().enumerate() {
         let prefix = format!("DATABASE_REPLICA_{}_", i + 1);
@@ -189,7 +189,7 @@ fn read_replicas(vars: &Vars, urls: Vec<String>, mut config: RoutedConfig) -> Re
                 tags.split(',').map(str::trim).filter(|t| !t.is_empty()).map(Into::into).collect();
         }
         let own = vars.parse(&format!("{prefix}POOLING"), |v| {
-            v.parse::<crate::Pooling>().map_err(|e| e.to_string())
+            v.parse::<crate::product::Pooling>().map_err(|e| e.to_string())
         })?;
         if let Some(p) = own.or(all_pooling) {
             r.pooling = p;

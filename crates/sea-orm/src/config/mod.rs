@@ -25,11 +25,12 @@ use rwsplit_monitor::{DnsSource, MonitorConfig, PatroniSource, ReplicationAddres
 use sea_orm::ConnectOptions;
 use serde::Deserialize;
 
+use crate::connection::RoutedConnection;
 use crate::error::{Error, Result};
 use crate::nodes::replica::Replica;
 use crate::observe::redact::{NodeUrl, node_name_redacted, redact_unparsed};
 use crate::product::Pooling;
-use crate::{RoutedConnection, RoutedConnectionBuilder};
+use builder::RoutedConnectionBuilder;
 
 pub(crate) mod builder;
 mod env;
@@ -347,7 +348,7 @@ pub struct PolicyConfig {
     pub replica_read_timeout: Option<Duration>,
     /// What a read a replica refuses because it writes does: `primary` (default: run once on
     /// the primary) or `fail` ([`OnReplicaRefusal`](crate::OnReplicaRefusal)).
-    pub on_replica_refusal: Option<crate::OnReplicaRefusal>,
+    pub on_replica_refusal: Option<crate::send::refusal::OnReplicaRefusal>,
 }
 
 /// Where nodes come from at run time ([`RoutedConnectionBuilder::topology`]): the members of a
@@ -741,10 +742,12 @@ fn de_pooling<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Pooling, D::Erro
     String::deserialize(d)?.parse().map_err(D::Error::custom)
 }
 
-pub(crate) fn parse_on_replica_refusal(s: &str) -> Result<crate::OnReplicaRefusal, String> {
+pub(crate) fn parse_on_replica_refusal(
+    s: &str,
+) -> Result<crate::send::refusal::OnReplicaRefusal, String> {
     match s.trim().to_ascii_lowercase().as_str() {
-        "primary" => Ok(crate::OnReplicaRefusal::Primary),
-        "fail" => Ok(crate::OnReplicaRefusal::Fail),
+        "primary" => Ok(crate::send::refusal::OnReplicaRefusal::Primary),
+        "fail" => Ok(crate::send::refusal::OnReplicaRefusal::Fail),
         _ => Err(format!("unknown on_replica_refusal `{}` (expected primary or fail)", clip(s))),
     }
 }

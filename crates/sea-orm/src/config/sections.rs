@@ -232,11 +232,11 @@ pub(super) struct PolicyFile {
     pub(super) read_retries: Option<u8>,
     #[serde(default, deserialize_with = "de_duration")]
     pub(super) replica_read_timeout: Option<Duration>,
-    pub(super) on_replica_refusal: Option<crate::OnReplicaRefusal>,
+    pub(super) on_replica_refusal: Option<crate::send::refusal::OnReplicaRefusal>,
 }
 
 impl TryFrom<PolicyFile> for PolicyConfig {
-    type Error = crate::Error;
+    type Error = crate::error::Error;
 
     fn try_from(p: PolicyFile) -> Result<PolicyConfig> {
         let bound = staleness(p.staleness, p.staleness_bytes);

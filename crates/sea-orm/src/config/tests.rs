@@ -278,7 +278,7 @@ fn a_full_config_reaches_the_builder() {
         assert!(shown.contains(expected), "{expected} missing in {shown}");
     }
     assert_eq!(b.policy.read_retries, 1);
-    assert_eq!(b.policy.on_replica_refusal, crate::OnReplicaRefusal::Fail);
+    assert_eq!(b.policy.on_replica_refusal, crate::send::refusal::OnReplicaRefusal::Fail);
     assert!(!b.policy.read_your_writes);
     assert_eq!(b.policy.wait_for_replica, Some(Duration::from_millis(20)));
     assert_eq!(b.policy.timeouts.replica_read, Some(Duration::from_secs(3)));

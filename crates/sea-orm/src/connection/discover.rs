@@ -260,7 +260,7 @@ impl Applier {
         let probe = opts.clone();
         let t = &self.template;
         // Members are PostgreSQL servers reached directly (no pooler in front).
-        let direct = crate::Pooling::Direct;
+        let direct = crate::product::Pooling::Direct;
         let open = crate::nodes::pools::open_replica(
             name,
             opts,
@@ -282,7 +282,7 @@ impl Applier {
         match tokio::time::timeout(t.acquire.read, check).await {
             Ok(Ok((_, server))) => node = node.checked(Some(server)),
             Ok(Err(Unchecked::Refused(refused))) => {
-                let error = crate::Error::from(refused);
+                let error = crate::error::Error::from(refused);
                 tracing::error!(target: "rwsplit", node = %parsed.name(), %error, "a member's server is not one rwsplit supports: not added");
                 self.refused.push(parsed);
                 return None;
@@ -501,7 +501,7 @@ mod tests {
                 write: Duration::from_secs(1),
                 read: Duration::from_secs(1),
             },
-            crate::Pooling::Direct,
+            crate::product::Pooling::Direct,
             false,
         )
         .await

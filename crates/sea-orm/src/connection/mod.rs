@@ -223,7 +223,7 @@ fn check_server(weak: &std::sync::Weak<Inner>, id: NodeId, n: &NodeRef) {
         match checked {
             Ok((_, server)) => check.passed(server),
             Err(crate::product::Unchecked::Refused(refused)) => {
-                let error = crate::Error::from(refused);
+                let error = crate::error::Error::from(refused);
                 // Still there (not removed meanwhile; a node that took its index since has
                 // another id).
                 if let Some(inner) = weak.upgrade()
@@ -247,7 +247,7 @@ fn check_server(weak: &std::sync::Weak<Inner>, id: NodeId, n: &NodeRef) {
 pub(crate) async fn check_replicas(
     conn: &RoutedConnection,
     max: Duration,
-) -> Result<(), crate::Error> {
+) -> Result<(), crate::error::Error> {
     let nodes: Vec<NodeRef> =
         conn.inner.nodes().iter().filter(|&(i, _)| i != NodeId::new(0)).map(|(_, n)| n).collect();
     let checks =

@@ -63,7 +63,8 @@ pub(crate) fn stream_in<'a>(
     inner: &'a Inner,
     stmt: Statement,
     ctx: Ctx<'a>,
-) -> impl std::future::Future<Output = Result<crate::RoutedStream, DbErr>> + Send + 'a {
+) -> impl std::future::Future<Output = Result<crate::connection::stream::RoutedStream, DbErr>> + Send + 'a
+{
     statement_in(inner, Stream(stmt), ctx, Path::Planned)
 }
 

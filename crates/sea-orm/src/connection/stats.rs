@@ -2,7 +2,7 @@
 
 use rwsplit_core::{Health, Lag, NodeId, ReplayPosition, Role};
 
-use crate::RoutedConnection;
+use crate::connection::RoutedConnection;
 use crate::observe::counters::Count;
 
 /// Statement counts per node and routing totals, as of one instant.
@@ -165,7 +165,7 @@ pub struct NodeStats {
     pool_timeouts: u64,
     fenced: bool,
     joining: bool,
-    server: Option<crate::Server>,
+    server: Option<crate::product::Server>,
     changes: u64,
     failed_probes: u64,
     busy_probes: u64,
@@ -213,7 +213,7 @@ impl NodeStats {
 
     /// Its database server, product and version, once checked against rwsplit's version
     /// policy (at connect, or when it first answered a probe; `None` before).
-    pub fn server(&self) -> Option<&crate::Server> {
+    pub fn server(&self) -> Option<&crate::product::Server> {
         self.server.as_ref()
     }
 

@@ -697,7 +697,7 @@ async fn without_a_bound_a_scope_reads_again_where_it_last_read() {
     // Primary at once: a caller that waits would read the primary's position to bound a read
     // made there (`Io::PrimaryFloor`), which these mocks cannot answer.
     let policy = Policy {
-        consistency: crate::Consistency::Session,
+        consistency: rwsplit_core::Consistency::Session,
         wait_for_replica: None,
         ..Policy::default()
     };
@@ -714,7 +714,7 @@ async fn without_a_bound_a_scope_reads_again_where_it_last_read() {
     assert_eq!(db.stats().read_your_writes().last_node_reads, 3);
 
     // The same reads without monotonic reads are spread over both replicas.
-    let eventual = db.session().with_consistency(crate::Consistency::Eventual);
+    let eventual = db.session().with_consistency(rwsplit_core::Consistency::Eventual);
     for _ in 0..4 {
         eventual.query_one_raw(select()).await.unwrap();
     }
@@ -737,7 +737,7 @@ async fn without_a_bound_a_scope_reads_again_where_it_last_read() {
 #[tokio::test]
 async fn a_session_that_read_exports_the_replica_it_read_on() {
     let primary = answering();
-    let policy = Policy { consistency: crate::Consistency::Session, ..Policy::default() };
+    let policy = Policy { consistency: rwsplit_core::Consistency::Session, ..Policy::default() };
     let (r1, r2) = (answering(), answering());
     let db = RoutedConnection::from_connections_with(
         primary.clone(),

@@ -97,7 +97,7 @@ macro_rules! routed_connection {
         }
 
         impl<$($lt)?> StreamTrait for $ty {
-            type Stream<'a> = crate::RoutedStream where Self: 'a;
+            type Stream<'a> = crate::connection::stream::RoutedStream where Self: 'a;
 
             fn get_database_backend(&self) -> DbBackend {
                 self.db().inner.backend()

@@ -67,7 +67,7 @@ pub(crate) struct Node {
     /// What its server is, once checked against the version policy
     /// ([`check`](crate::product::check)): at connect, or when it first
     /// answers a probe.
-    server: OnceLock<crate::Server>,
+    server: OnceLock<crate::product::Server>,
     /// A check of its server is under way, or refused it for good ([`ServerCheck`]).
     checking: AtomicBool,
     /// Its pools again, reporting to the connection's metric callback: made once one is set
@@ -153,7 +153,7 @@ impl Node {
     }
 
     /// The node with what its server was found to be.
-    pub(crate) fn checked(self, server: Option<crate::Server>) -> Node {
+    pub(crate) fn checked(self, server: Option<crate::product::Server>) -> Node {
         if let Some(server) = server {
             let _ = self.server.set(server);
         }
@@ -275,12 +275,12 @@ impl Node {
     }
 
     /// What its server is, once checked.
-    pub(crate) fn server(&self) -> Option<&crate::Server> {
+    pub(crate) fn server(&self) -> Option<&crate::product::Server> {
         self.server.get()
     }
 
     /// Records what its server was found to be; the first finding stands.
-    pub(crate) fn set_server(&self, server: crate::Server) {
+    pub(crate) fn set_server(&self, server: crate::product::Server) {
         let _ = self.server.set(server);
     }
 
@@ -441,7 +441,7 @@ impl ServerCheck {
     }
 
     /// The server passed: recorded as the node's.
-    pub(crate) fn passed(self, server: crate::Server) {
+    pub(crate) fn passed(self, server: crate::product::Server) {
         self.node.set_server(server);
     }
 

@@ -340,9 +340,9 @@ mod tests {
     #[test]
     fn a_mysql_server_is_refused_with_an_error_naming_node_product_version_and_policy() {
         let server = Server::mysql_protocol("8.0.36", "MySQL Community Server - GPL");
-        let err = crate::Error::from(judge(server, "db-1:3306/shop").unwrap_err());
+        let err = crate::error::Error::from(judge(server, "db-1:3306/shop").unwrap_err());
         match &err {
-            crate::Error::UnsupportedServer { node, product, version, supported } => {
+            crate::error::Error::UnsupportedServer { node, product, version, supported } => {
                 assert_eq!(node, "db-1:3306/shop");
                 assert_eq!(*product, ServerProduct::MySql);
                 assert_eq!(version, "8.0.36");

@@ -24,7 +24,7 @@ pub(crate) struct Policy {
     pub(crate) consistency: Consistency,
     pub(crate) timeouts: crate::send::deadline::Timeouts,
     pub(crate) failover: Option<rwsplit_monitor::AutoFailover>,
-    pub(crate) on_replica_refusal: crate::OnReplicaRefusal,
+    pub(crate) on_replica_refusal: crate::send::refusal::OnReplicaRefusal,
     /// Whether a read on a replica still unanswered after its node's hedge delay is sent to
     /// another node of its plan too ([`crate::send::pace`]).
     pub(crate) hedged_reads: bool,
@@ -40,7 +40,7 @@ impl Default for Policy {
             consistency: Consistency::Session,
             timeouts: crate::send::deadline::Timeouts::default(),
             failover: None,
-            on_replica_refusal: crate::OnReplicaRefusal::Primary,
+            on_replica_refusal: crate::send::refusal::OnReplicaRefusal::Primary,
             hedged_reads: true,
         }
     }

@@ -1028,7 +1028,7 @@ mod planner {
 
     use super::super::ctx::{Ctx, Policy, Scope};
     use super::{Done, Io, Planned};
-    use crate::RoutedConnection;
+    use crate::connection::RoutedConnection;
     use crate::consistency::Shared;
     use crate::observe::counters::{Count, Effects};
     use crate::observe::telemetry::Ryw;

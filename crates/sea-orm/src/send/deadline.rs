@@ -196,7 +196,7 @@ mod tests {
     )]
     fn a_timeout_names_its_limit(#[case] limit: TimeLimit, #[case] says: &str) {
         let err = timed_out("db2:5432/app", (Duration::from_secs(2), limit));
-        let e = crate::routing_error(&err).expect("typed");
+        let e = crate::routing_error::routing_error(&err).expect("typed");
         assert!(matches!(e, RoutingError::TimedOut { limit: l, .. } if *l == limit), "{e:?}");
         assert_eq!(e.to_string(), format!("db2:5432/app did not answer {says}"));
     }

@@ -330,7 +330,10 @@ mod tests {
     fn a_read_given_up_counts_the_nodes_tried() {
         let late = crate::send::deadline::timed_out(
             "db3:5432/app",
-            (std::time::Duration::from_secs(1), crate::TimeLimit::ReplicaReadTimeout),
+            (
+                std::time::Duration::from_secs(1),
+                crate::routing_error::TimeLimit::ReplicaReadTimeout,
+            ),
         );
         let named = named(late, Failure::GivenUp, "db3:5432/app", false, 2);
         let e = routing_error::routing_error(&named).expect("typed");

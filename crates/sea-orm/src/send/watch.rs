@@ -38,7 +38,7 @@ pub(crate) fn bounded<'a, T: 'a, R: Standings>(
     id: NodeId,
     on_replica: bool,
     name: &'a str,
-    limit: Option<(std::time::Duration, crate::TimeLimit)>,
+    limit: Option<(std::time::Duration, crate::routing_error::TimeLimit)>,
     attempt: impl Future<Output = Result<T, DbErr>> + 'a,
 ) -> impl Future<Output = Result<T, Attempt>> + 'a {
     async move {

@@ -93,8 +93,13 @@ fn passed_over(inner: &Inner, plan: &Plan, id: NodeId, node: &Node, now: Instant
 /// `skip` by a catch-up wait that did not see the session's writes there (or found the node
 /// removed), the others removed since the plan was made, or stalled (passed over for the
 /// next).
-fn skipped(inner: &Inner, plan: &Plan, skip: usize, end: usize) -> Vec<crate::NodeOut> {
-    use crate::OutReason;
+fn skipped(
+    inner: &Inner,
+    plan: &Plan,
+    skip: usize,
+    end: usize,
+) -> Vec<crate::routing_error::NodeOut> {
+    use crate::routing_error::OutReason;
     let waited = plan.wait().map_or(std::time::Duration::ZERO, |(_, max)| max);
     (0..end)
         .map_while(|k| plan.candidate(k))
@@ -108,7 +113,7 @@ fn skipped(inner: &Inner, plan: &Plan, skip: usize, end: usize) -> Vec<crate::No
                 OutReason::Stalled
             };
             let name = plan.name(id).map_or_else(|| format!("node {id}"), str::to_owned);
-            crate::NodeOut::new(name, why)
+            crate::routing_error::NodeOut::new(name, why)
         })
         .collect()
 }

@@ -16,8 +16,11 @@ use crate::send::deadline;
 /// settle in a switchover.
 fn unsettled(e: &DbErr) -> bool {
     matches!(
-        crate::routing_error(e),
-        Some(crate::RoutingError::NoPrimary { .. } | crate::RoutingError::SplitBrain { .. })
+        crate::routing_error::routing_error(e),
+        Some(
+            crate::routing_error::RoutingError::NoPrimary { .. }
+                | crate::routing_error::RoutingError::SplitBrain { .. }
+        )
     )
 }
 

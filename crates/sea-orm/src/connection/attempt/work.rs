@@ -250,7 +250,7 @@ impl Work for Unprepared<'_> {
 }
 
 impl Work for Stream {
-    type Output = crate::RoutedStream;
+    type Output = crate::connection::stream::RoutedStream;
     const INERT: bool = true;
     fn wrote(&self) -> Wrote {
         // A streamed write (`INSERT … RETURNING` streamed) has run only in part when its stream
@@ -268,7 +268,7 @@ impl Work for Stream {
         // A write: not read ahead, it runs when the caller reads it (and so stays inert until
         // the attempt returns).
         let stmt = statement(&mut self.0, last);
-        async move { pool.stream_raw(stmt).await.map(crate::RoutedStream::unread) }
+        async move { pool.stream_raw(stmt).await.map(crate::connection::stream::RoutedStream::unread) }
     }
     fn read<'a>(
         &'a mut self,
@@ -276,7 +276,9 @@ impl Work for Stream {
         last: bool,
     ) -> impl Future<Output = Result<Self::Output, DbErr>> + Send + 'a {
         let stmt = statement(&mut self.0, last);
-        async move { crate::RoutedStream::read_ahead(pool.stream_raw(stmt).await?).await }
+        async move {
+            crate::connection::stream::RoutedStream::read_ahead(pool.stream_raw(stmt).await?).await
+        }
     }
 }
 

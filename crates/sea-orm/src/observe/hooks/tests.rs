@@ -297,7 +297,7 @@ async fn a_write_that_cannot_be_sent_is_spanned_and_printed_but_not_timed() {
     let mut opts = sea_orm::ConnectOptions::new("postgres://app@127.0.0.1:1/app");
     opts.connect_lazy(true).acquire_timeout(Duration::from_millis(300));
     let pool = sea_orm::Database::connect(opts).await.unwrap();
-    let mut db = crate::RoutedConnection::from_connections(pool, Vec::new()).unwrap();
+    let mut db = crate::connection::RoutedConnection::from_connections(pool, Vec::new()).unwrap();
     let seen = recording_info(&mut db);
 
     let captured = captured::Captured::default();
@@ -328,7 +328,7 @@ async fn a_write_that_cannot_be_sent_is_spanned_and_printed_but_not_timed() {
 
 /// Records what reaches `db`'s metric callback.
 #[cfg(all(feature = "tracing-spans", feature = "debug-print", feature = "postgres"))]
-fn recording_info(db: &mut crate::RoutedConnection) -> Seen {
+fn recording_info(db: &mut crate::connection::RoutedConnection) -> Seen {
     let seen = Seen::default();
     let into = Arc::clone(&seen);
     db.set_metric_callback(move |info| {
