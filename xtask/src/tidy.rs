@@ -317,17 +317,17 @@ fn test_modules_are_left_out_and_the_code_around_them_kept() {
 #[test]
 fn connection_modules_are_layered() {
     const ORDER: &[&str] = &[
-        "counters",
-        "ctx",
-        "nodes",
-        "plan",
+        "stream",
         "inner",
+        "stats",
         "record",
         "attempt",
         "statements",
         "transactions",
         "traits",
+        "session",
         "mod",
+        "discover",
     ];
     // Names too common to attribute to one module, and SeaORM's trait methods (`traits`
     // implements them for the routed handles; the modules below call them on the pools).
@@ -350,6 +350,16 @@ fn connection_modules_are_layered() {
         "transaction_with_config",
         "get_database_backend",
         "support_returning",
+        // Names the handles share with other types: `Node::name` and `NodeStats::name`,
+        // `deadline::current` and `Session::current`, `Ctx::scope` and `Session::scope`,
+        // `Plan::start`, `Monitor::start` and the topology task's `start`, `Effects::apply`
+        // and its `apply`, `Counters::read_your_writes` and `Stats::read_your_writes`.
+        "name",
+        "current",
+        "scope",
+        "start",
+        "apply",
+        "read_your_writes",
     ];
     let dir = crate::project_root().join("crates/sea-orm/src/connection");
     // The order `connection/mod.rs` documents (its numbered list: "N. `module` — …") is this one.
@@ -417,6 +427,92 @@ fn connection_modules_are_layered() {
         }
     }
     assert!(hits.is_empty(), "the connection's modules call upwards:\n{}", hits.join("\n"));
+}
+
+/// The adapter's top-level modules (`crates/sea-orm/src`: its folders and root files but
+/// `lib.rs` and tests), lowest floor first (docs/ARCHITECTURE.md maps them). A module imports
+/// only modules on floors below its own; modules on one floor import neither each other.
+const ADAPTER_FLOORS: &[&[&str]] = &[
+    &["routing_error"],
+    &["product"],
+    &["send"],
+    &["consistency"],
+    &["error"],
+    &["observe"],
+    &["nodes"],
+    &["routing"],
+    &["connection"],
+    &["config"],
+    &["advanced", "facade"],
+];
+
+/// What is wrong with the arrows `arrows` (`(from, to)` among top-level modules) against the
+/// floors `floors` (lowest first): an arrow that does not go down, a module on no floor.
+fn floor_problems(
+    modules: &BTreeSet<String>,
+    arrows: &BTreeSet<(String, String)>,
+    floors: &[&[&str]],
+) -> Vec<String> {
+    let floor = |m: &str| floors.iter().position(|f| f.contains(&m));
+    let mut problems: Vec<String> = modules
+        .iter()
+        .filter(|m| floor(m).is_none())
+        .map(|m| format!("`{m}` is on no floor: add it to ADAPTER_FLOORS"))
+        .collect();
+    for (from, to) in arrows {
+        if let (Some(a), Some(b)) = (floor(from), floor(to))
+            && a <= b
+        {
+            problems.push(format!(
+                "`{from}` (floor {}) imports `{to}` (floor {}): an arrow running {}",
+                a + 1,
+                b + 1,
+                if a == b { "sideways" } else { "back up" }
+            ));
+        }
+    }
+    problems
+}
+
+/// The adapter's folders are its architecture: each imports only the folders below it
+/// ([`ADAPTER_FLOORS`]), so a maintainer reads them bottom up and finds no arrow running back.
+#[test]
+fn adapter_folders_import_downwards() {
+    let root = crate::project_root();
+    let krate = modules::Crate::read(&modules::lib_root(&root.join("crates/sea-orm")));
+    let arrows = krate.arrows_among_children(&[]);
+    let src = root.join("crates/sea-orm/src");
+    let modules: BTreeSet<String> = std::fs::read_dir(&src)
+        .expect("crates/sea-orm/src readable")
+        .filter_map(|e| {
+            let path = e.ok()?.path();
+            let module =
+                path.extension().is_some_and(|x| x == "rs") || path.join("mod.rs").is_file();
+            module.then(|| path.file_stem()?.to_str().map(str::to_owned)).flatten()
+        })
+        .filter(|m| m != "lib" && !m.starts_with("tests"))
+        .collect();
+    let problems = floor_problems(&modules, &arrows, ADAPTER_FLOORS);
+    assert!(problems.is_empty(), "the adapter's folders:\n{}", problems.join("\n"));
+}
+
+/// The floor check reports an arrow running back up, one running sideways, and a module on
+/// no floor; arrows going down pass.
+#[test]
+fn the_floor_check_catches_an_arrow_back_up() {
+    let arrow = |a: &str, b: &str| (a.to_owned(), b.to_owned());
+    let modules: BTreeSet<String> = ["a", "b", "c", "d", "x"].map(str::to_owned).into();
+    let arrows =
+        BTreeSet::from([arrow("b", "a"), arrow("a", "b"), arrow("c", "d"), arrow("d", "a")]);
+    let floors: &[&[&str]] = &[&["a"], &["b"], &["c", "d"]];
+    assert_eq!(
+        floor_problems(&modules, &arrows, floors),
+        [
+            "`x` is on no floor: add it to ADAPTER_FLOORS",
+            "`a` (floor 1) imports `b` (floor 2): an arrow running back up",
+            "`c` (floor 3) imports `d` (floor 3): an arrow running sideways",
+        ]
+    );
 }
 
 /// What only the adapter's product seam (`crates/sea-orm/src/product/`) may name: a
@@ -1297,23 +1393,23 @@ fn comments_cite_no_issue() {
 /// sees its parent's private fields): everything else uses the component's methods, which live
 /// in that one file. Adding a component is one line here.
 const COMPONENTS: &[(&str, &str, &str)] = &[
-    ("sea-orm", "connection::nodes", "Node"),
-    ("sea-orm", "connection::nodes", "NodeRef"),
-    ("sea-orm", "connection::nodes", "Nodes"),
-    ("sea-orm", "connection::counters", "Counters"),
-    ("sea-orm", "connection::plan", "Planner"),
+    ("sea-orm", "nodes::registry", "Node"),
+    ("sea-orm", "nodes::registry", "NodeRef"),
+    ("sea-orm", "nodes::registry", "Nodes"),
+    ("sea-orm", "observe::counters", "Counters"),
+    ("sea-orm", "routing::plan", "Planner"),
     ("sea-orm", "connection::inner", "Inner"),
     ("sea-orm", "consistency::causality", "Causality"),
     ("sea-orm", "consistency::causal", "ScopeStore"),
     ("sea-orm", "consistency::causal", "TaskScopes"),
     ("sea-orm", "consistency::causal", "Shared"),
-    ("sea-orm", "route", "Routing"),
-    ("sea-orm", "classified", "Classified"),
+    ("sea-orm", "routing::route", "Routing"),
+    ("sea-orm", "routing::classified", "Classified"),
     ("sea-orm", "consistency::coalesce", "Coalesce"),
     ("sea-orm", "send::pace", "Pace"),
     ("sea-orm", "send::pace", "HedgeBudget"),
     ("sea-orm", "send::watchdog", "Watchdog"),
-    ("sea-orm", "hooks", "Hooks"),
+    ("sea-orm", "observe::hooks", "Hooks"),
     ("sea-orm", "consistency::learned", "Learned"),
     ("monitor", "state::demand", "Demand"),
     ("testkit", "patroni::processes", "Processes"),
@@ -1410,13 +1506,13 @@ const ACCESSORS_LEFT: &[(&str, &str, &str)] = &[
     ("sea-orm", "connection::inner::Inner", "any_node"),
     ("sea-orm", "connection::inner::Inner", "nodes"),
     ("sea-orm", "connection::inner::Inner", "primary_node"),
-    ("sea-orm", "connection::nodes::Node", "pace"),
-    ("sea-orm", "connection::nodes::Nodes", "any"),
-    ("sea-orm", "connection::nodes::Nodes", "first_kept"),
-    ("sea-orm", "connection::nodes::Nodes", "get"),
-    ("sea-orm", "connection::nodes::Nodes", "iter"),
-    ("sea-orm", "connection::nodes::Nodes", "keep"),
-    ("sea-orm", "connection::nodes::Nodes", "take"),
+    ("sea-orm", "nodes::registry::Node", "pace"),
+    ("sea-orm", "nodes::registry::Nodes", "any"),
+    ("sea-orm", "nodes::registry::Nodes", "first_kept"),
+    ("sea-orm", "nodes::registry::Nodes", "get"),
+    ("sea-orm", "nodes::registry::Nodes", "iter"),
+    ("sea-orm", "nodes::registry::Nodes", "keep"),
+    ("sea-orm", "nodes::registry::Nodes", "take"),
 ];
 
 /// The accessors the components in `components` (`(module, type)`, all of `krate`) have:

@@ -359,6 +359,22 @@ impl Crate {
         let children = self.modules[&path].children.iter().cloned().collect();
         Some(StructFields { fields, children })
     }
+
+    /// The arrows among the child modules of `parent` (`[]`: the crate root), each child
+    /// standing for everything under it: `(from, to)` by the children's names when code under
+    /// `from` names an item defined under `to` (re-exports followed to the item's home). The
+    /// parent's own file is no member. Test code is left out.
+    pub(super) fn arrows_among_children(&self, parent: &[&str]) -> BTreeSet<(String, String)> {
+        let n = parent.len();
+        let under = |p: &ModPath| {
+            (p.len() > n && p.iter().zip(parent).all(|(a, b)| a == b)).then(|| p[n].clone())
+        };
+        self.references()
+            .into_iter()
+            .filter_map(|(from, to)| Some((under(&from)?, under(&to)?)))
+            .filter(|(a, b)| a != b)
+            .collect()
+    }
 }
 
 /// A struct's fields, as [`Crate::struct_fields`] reads them.

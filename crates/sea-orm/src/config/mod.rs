@@ -16,6 +16,14 @@
 //! cluster's REST API, or a DNS name whose addresses are the replicas), as with
 //! [`RoutedConnectionBuilder::topology`].
 
+// Inside the crate (this module's docs are public, so this note is not one of them): the
+// `config/` folder owns every way a connection is configured and built: the builder and its
+// `connect()` (`builder.rs`), the serde form (this file, `sections.rs`) and the environment
+// (`env.rs`). It offers `RoutedConnectionBuilder`, `RoutedConfig` and their checks. It may call
+// every floor below it: `connection/` (`assemble` and the start-up checks), `routing/` (the
+// policy), `nodes/` (pools, probes, replicas), `observe/` (redaction), `send/`, `product/` and
+// the error modules. Only the facade and the crate root stand above it.
+
 use std::collections::BTreeMap;
 use std::fmt;
 use std::time::Duration;

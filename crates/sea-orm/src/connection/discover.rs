@@ -1,4 +1,4 @@
-//! Nodes from a topology source ([`RoutedConnectionBuilder::topology`]): the monitor's
+//! Nodes from a topology source ([`RoutedConnectionBuilder::topology`](crate::RoutedConnectionBuilder::topology)): the monitor's
 //! [`watch`](rwsplit_monitor::watch) polls the source, and a task of the connection's applies
 //! each member set: a new member gets its pools and probes and enters rotation once healthy
 //! and caught up (the monitor's own probes judge roles and lag; the source's view is advisory),

@@ -1,32 +1,48 @@
 //! The connection under [`RoutedConnection`] (whose public methods are the facade's, in
-//! `crate::facade`): assembling it, and the monitor it starts.
+//! `crate::facade`): the handles the application holds, what runs a statement on them,
+//! assembling them, and the monitor they start.
 //!
-//! The connection is split by concern; each module builds only on those listed before it
-//! (the tidy test `connection_modules_are_layered` checks it):
+//! **Owns**: the shared state ([`Inner`], whose private fields are the components), the
+//! executor (a plan's I/O steps and the one attempt loop), the statement and transaction
+//! paths, SeaORM's traits for every routed handle, the public handles ([`RoutedConnection`],
+//! [`Session`](session::Session), [`RoutedStream`](stream::RoutedStream),
+//! [`Stats`](stats::Stats)), assembling a connection, and the topology task that adds and
+//! removes nodes at run time (`discover`).
 //!
-//! 1. `counters` — the connection's own counters, and a plan's `Effects` (counters to move,
-//!    positions to want from the monitor), applied once for the plan that runs;
-//! 2. `ctx` — what a call carries: the routing [`Policy`], the per-call [`Ctx`], its
-//!    [`Scope`], and the task-locals of scopes and sessions;
-//! 3. `nodes` — the node registry, with private state: [`Node`], [`NodeRef`], [`Nodes`];
-//! 4. `plan` — the planner, with private state (the policy, the classifier, the routing
-//!    state): where a statement or transaction goes, a decision and its effects, as data;
-//! 5. `inner` — the shared state: [`RoutedConnection`] over [`Inner`], whose private fields
+//! **Offers**: [`RoutedConnection`] and the handles above, `assemble` and the checks the builder
+//! runs at start (`check_replicas`, `first_probes`, `hold_until_answered`), the statement and
+//! transaction entry points (`statements`, `transactions`) for the facade and the handles.
+//!
+//! **May call**: `routing/` (plans), `nodes/` (the registry, pools, probes, positions),
+//! `consistency/`, `observe/`, `send/`, `product/`, the error modules. Never `config/`, the
+//! facade or `advanced`, which stand above it: the builder assembles a connection through
+//! `assemble`.
+//!
+//! Its modules are layered; each builds only on those listed before it (the tidy test
+//! `connection_modules_are_layered` checks it):
+//!
+//! 1. `stream` — a streamed query's rows, [`RoutedStream`](stream::RoutedStream);
+//! 2. `inner` — the shared state: [`RoutedConnection`] over [`Inner`], whose private fields
 //!    are the components (registry, planner, read-your-writes, counters, hedge budget,
 //!    watchdog, monitor handle, metric hooks), the operations callers ask of them, and what
 //!    read-your-writes, a statement's watch and the watchdog ask of the connection (`Cluster`,
 //!    [`crate::consistency`]'s, `Standings` and `Watched`, implemented over them);
-//! 6. `record` — one attempt's outcome, reported once: to the monitor, the node's counters,
+//! 3. `stats` — a snapshot of where statements went, for operators and tests;
+//! 4. `record` — one attempt's outcome, reported once: to the monitor, the node's counters,
 //!    the balancer, the metrics and the scope;
-//! 7. `attempt` — the executor: a plan's I/O steps, then the one attempt loop for every
+//! 5. `attempt` — the executor: a plan's I/O steps, then the one attempt loop for every
 //!    statement, stream and `BEGIN`, composed of layers each a file in `attempt/` (candidates
 //!    and the retry budget, catch-up wait, a read bounded or hedged, a write in two steps, a
 //!    failure's verdict, the span), over the policies in `crate::send`;
-//! 8. `statements` — the one statement path: classify, plan, attempt, what a read saw;
-//! 9. `transactions` — `begin` and the closure forms, and what a commit records;
-//! 10. `traits` — SeaORM's traits for every routed handle, and the ways out to the primary;
-//! 11. `mod` (this module) — assembling the connection, starting its monitor and gauge sampler,
-//!     adding and removing nodes at run time; what the watchdog looks at.
+//! 6. `statements` — the one statement path: classify, plan, attempt, what a read saw;
+//! 7. `transactions` — `begin` and the closure forms, and what a commit records;
+//! 8. `traits` — SeaORM's traits for every routed handle, and the ways out to the primary;
+//! 9. `session` — [`Session`](session::Session), a read-your-writes scope the application
+//!    holds, and [`Routed`](session::Routed), one call's settings;
+//! 10. `mod` (this module) — assembling the connection, starting its monitor and gauge
+//!     sampler, adding and removing nodes at run time; what the watchdog looks at;
+//! 11. `discover` — nodes from a topology source, applied through this module's
+//!     `add_node`/`remove_node`.
 
 mod attempt;
 pub(crate) mod discover;

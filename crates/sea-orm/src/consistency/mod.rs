@@ -10,16 +10,17 @@
 //! and waits a plan's I/O steps need, and what a scope exports ([`Export`]).
 //!
 //! It may call what sits below it: `rwsplit-core`, `rwsplit-monitor`'s topology state, and
-//! the crate's `sending`, `deadline` and `product` seams; never `connection/` (above it: what
-//! it needs of the connection comes through [`Cluster`], passed to each operation) nor
-//! `route.rs` (which reads its scopes' marks).
+//! the crate's `send/` (`sending`, `deadline`), `product/` and `routing_error`; never
+//! `routing/` (above it: `route.rs` reads its scopes' marks), `nodes/`, `observe/` or
+//! `connection/` (what it needs of the connection comes through [`Cluster`], passed to each
+//! operation).
 //!
 //! Stays elsewhere: the call's choice of scope and the ambient session's task-local in
-//! `connection/ctx.rs` (the call's context); the read-your-writes counts a plan asks for in
-//! `connection/counters.rs` (`Effects`, every plan's); how a plan reads a scope in
-//! `connection/plan.rs` and a last read's floor in `route.rs` (routing decisions); wire
-//! positions in `position.rs` (the product seam's SQL); resolving a session's token in
-//! `session.rs` (the public handle's, with the connection it exports from).
+//! `routing/ctx.rs` (the call's context); the read-your-writes counts a plan asks for in
+//! `observe/counters.rs` (`Effects`, every plan's); how a plan reads a scope in
+//! `routing/plan.rs` and a last read's floor in `routing/route.rs` (routing decisions); wire
+//! positions in `nodes/position.rs` (the product seam's SQL); resolving a session's token in
+//! `connection/session.rs` (the public handle's, with the connection it exports from).
 
 mod causal;
 mod causality;

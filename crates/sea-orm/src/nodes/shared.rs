@@ -11,7 +11,7 @@
 //! started them and die with it). Not shared:
 //! - connections that follow a topology source: each applies the members it finds to its own
 //!   node registry, and their ids would diverge;
-//! - connections wrapped with [`from_connections`](RoutedConnection::from_connections): the
+//! - connections wrapped with [`from_connections`](crate::RoutedConnection::from_connections): the
 //!   monitor opens its connections from the application's pools, which only that connection
 //!   knows;
 //! - connections to other databases of the same servers (one per tenant). Role, replay

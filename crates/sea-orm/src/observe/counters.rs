@@ -2,7 +2,7 @@
 //! plan's decision asks of them and of the monitor ([`Effects`]): the planner returns its
 //! effects as data, and the executor applies them once, for the plan the statement runs
 //! ([`Effects::apply`]; an I/O step's wants before it, [`Effects::want`]). The nodes' own
-//! counts are the recorder's ([`record`](super::record)). This module needs none of the
+//! counts are the recorder's (`connection/record.rs`). This module needs none of the
 //! connection's: what applying an effect touches is passed in.
 
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -14,7 +14,7 @@ use rwsplit_monitor::TopologyState;
 
 use crate::observe::telemetry;
 
-/// What a plan's decision means beyond where the statement goes ([`super::plan`]): counters
+/// What a plan's decision means beyond where the statement goes ([`crate::routing::plan`]): counters
 /// to move and positions to want from the monitor. The planner returns them; the executor
 /// applies them ([`apply`](Effects::apply) for the plan it runs, [`want`](Effects::want)
 /// before an I/O step).

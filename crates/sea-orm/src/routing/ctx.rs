@@ -1,6 +1,6 @@
 //! What one call carries into the connection's layers: the routing [`Policy`] the builder set,
 //! the per-call [`Ctx`], the [`Scope`] whose read-your-writes state it uses, and the task-locals
-//! of [`RoutedConnection::scope`](super::RoutedConnection::scope) and
+//! of [`RoutedConnection::scope`](crate::RoutedConnection::scope) and
 //! [`Session::scope`](crate::Session::scope).
 
 use std::sync::Arc;

@@ -7,7 +7,7 @@
 //! read after the scope's state and the monitor's sample marks it is judged with), the policy,
 //! the clock reading the executor hands it, and the positions catch-up waits proved. Its
 //! output is data: a [`Plan`], or the I/O step to do first ([`Planned::Io`]: the executor does
-//! it, [`planned`](super::attempt::planned), and plans again with what it found, [`Done`]), each with the
+//! it, `connection/attempt`'s `planned`, and plans again with what it found, [`Done`]), each with the
 //! [`Effects`] of the decision — counters to move, positions to want from the monitor — which
 //! the executor applies once, for the plan it runs: a read planned twice is counted once.
 
@@ -755,7 +755,7 @@ pub(crate) enum Planned {
 }
 
 /// An I/O step a read-your-writes read's plan needs first; the executor does it
-/// ([`planned`](super::attempt::planned)).
+/// (`connection/attempt`'s `planned`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Io {
     /// Wait, up to this long, for the scope's position captures in flight to land.

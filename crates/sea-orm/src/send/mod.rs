@@ -18,10 +18,10 @@
 //! **Offers**: functions and small types with one concern each, for the attempt loop
 //! (`connection/attempt.rs` and its layers in `connection/attempt/`) to compose.
 //!
-//! **May call**: `hooks`, `product`, `routing_error`, and what is below them; never
-//! `connection` (which calls it), `route`, `consistency` or `telemetry` (which use its
-//! types): no import circle. What a policy needs of the connection comes in as arguments or
-//! through a narrow trait: [`watch::Standings`] (implemented by `route::Routing`),
+//! **May call**: `product/` and `routing_error`, the floors below it; never `consistency/`,
+//! `observe/`, `nodes/`, `routing/` or `connection/`, which use its types (the tidy test
+//! `adapter_folders_import_downwards`). What a policy needs of the connection comes in as arguments or
+//! through a narrow trait: [`watch::Standings`] (implemented by `routing::route::Routing`),
 //! [`watchdog::Watched`].
 
 pub(crate) mod deadline;
