@@ -29,6 +29,7 @@ const LONG_LEFT: &[(&str, &str, usize)] = &[
 /// than [`PATH_MAX_LINES`], a screen.
 const PATH: &[(&str, &str)] = &[
     ("sea-orm", "connection::statements"),
+    ("sea-orm", "routing::plan"),
     ("sea-orm", "connection::attempt"),
     ("sea-orm", "connection::record"),
     ("sea-orm", "send"),

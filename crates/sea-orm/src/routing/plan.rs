@@ -388,11 +388,7 @@ impl Planner {
         fx: &mut Effects,
     ) -> Result<Plan, DbErr> {
         if crate::routing::route::foreign_in(snap.topology(), &token) {
-            fx.ryw = Some(Ryw::Primary);
-            fx.foreign_token = true;
-            tracing::info!(target: "rwsplit", token = %token, "read-your-writes token is from another history than the primary's (a failover?): no replica can prove it has the write; reading from the primary");
-            let plan = self.routing.plan_in(snap, &rc.with_target(Target::Primary))?;
-            return Ok(plan.with_reason(Why::ForeignToken));
+            return self.plan_foreign(snap, &rc, &token, fx);
         }
         let bounded = |plan: Plan| match level {
             Consistency::BoundedStaleness(bound) => self.routing.exclude_lagging(plan, bound),
@@ -439,6 +435,22 @@ impl Planner {
             _ => fx.ryw = Some(Ryw::Replica),
         }
         Ok(plan)
+    }
+
+    /// A read-your-writes read whose `token` is from another history than the primary's (a
+    /// failover?): no replica can prove it has the write, so the primary.
+    fn plan_foreign(
+        &self,
+        snap: Snap,
+        rc: &RouteContext<'_>,
+        token: &CausalToken,
+        fx: &mut Effects,
+    ) -> Result<Plan, DbErr> {
+        fx.ryw = Some(Ryw::Primary);
+        fx.foreign_token = true;
+        tracing::info!(target: "rwsplit", token = %token, "read-your-writes token is from another history than the primary's (a failover?): no replica can prove it has the write; reading from the primary");
+        let plan = self.routing.plan_in(snap, &rc.with_target(Target::Primary))?;
+        Ok(plan.with_reason(Why::ForeignToken))
     }
 
     /// Where a transaction with this configuration begins, as of `now`: a read-only one (not
