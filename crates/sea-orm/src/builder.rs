@@ -411,7 +411,7 @@ impl RoutedConnectionBuilder {
             addresses.into_iter().fold(failover, |f, (i, a)| f.replication_address(i, a))
         });
         let template = primary_opts.clone();
-        // The ids the configured nodes get (`Nodes::new`): 0 the primary, then the replicas.
+        // The ids the configured nodes get (`NodeTable::new`): 0 the primary, then the replicas.
         let configured: Vec<(NodeId, NodeUrl)> =
             urls.iter().zip(0..).map(|((_, u), i)| (NodeId::new(i), u.clone())).collect();
         let acquire = self.policy.timeouts.acquire;

@@ -673,6 +673,67 @@ mod tests {
         assert_eq!(db.stats().nodes().len(), 4);
     }
 
+    /// Adds and removals racing on several threads, with drains freeing indices for reuse
+    /// meanwhile, never leave the membership split: at every instant each id the monitor's
+    /// state lists finds its node in the adapter's table (a node enters the table before the
+    /// state lists it, and leaves the state before the table), and once the drains are done
+    /// the table holds exactly the state's ids.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn racing_adds_and_removals_never_split_the_membership() {
+        let db = routed(1);
+        let state = std::sync::Arc::clone(db.inner.routing().state());
+        let done = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let reader = {
+            let (db, state, done) = (db.clone(), std::sync::Arc::clone(&state), done.clone());
+            tokio::task::spawn_blocking(move || {
+                let mut looks = 0_u32;
+                while !done.load(std::sync::atomic::Ordering::Acquire) || looks == 0 {
+                    for id in state.ids() {
+                        // A node being removed may have left both meanwhile; one the state
+                        // still lists after the look is in the table.
+                        let there = db.inner.nodes().get(id).is_some();
+                        assert!(there || !state.contains(id), "{id} listed by the state only");
+                    }
+                    looks += 1;
+                }
+            })
+        };
+        let racers: Vec<_> = (0..3)
+            .map(|t| {
+                let db = db.clone();
+                tokio::spawn(async move {
+                    let mut kept = 0;
+                    for i in 0..12 {
+                        let name = format!("db-{t}-{i}:5432/app");
+                        let node = Node::new(name, answering());
+                        if let Some(id) = crate::connection::add_node(&db.inner, node, None) {
+                            assert!(db.inner.nodes().get(id).is_some(), "added: in the table");
+                            if i % 2 == 0 {
+                                assert!(crate::connection::remove_node(&db.inner, id));
+                            } else {
+                                kept += 1;
+                            }
+                        }
+                        tokio::task::yield_now().await;
+                    }
+                    kept
+                })
+            })
+            .collect();
+        let mut kept = 0;
+        for racer in racers {
+            kept += racer.await.unwrap();
+        }
+        done.store(true, std::sync::atomic::Ordering::Release);
+        reader.await.unwrap();
+        // The drains of the removed nodes run on the runtime: nothing holds them.
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        assert_eq!(db.inner.nodes().table_ids(), state.ids(), "the same ids, table and state");
+        assert_eq!(db.inner.nodes().count(), state.ids().len());
+        assert!(kept > 0, "some adds found a free index");
+        assert_eq!(state.len(), 2 + kept, "the configured nodes and the added ones kept");
+    }
+
     #[tokio::test]
     async fn auto_failover_with_a_patroni_source_is_refused_before_connecting() {
         let started = std::time::Instant::now();

@@ -28,9 +28,10 @@ use super::nodes::{NodeRef, Nodes};
 use super::plan::{Around, Planner};
 
 pub(crate) struct Inner {
-    /// The registry, by id: node 0 is the configured primary, nodes 1.. the configured
-    /// replicas, then any added by a topology source (at the index the monitor gave them).
-    nodes: Arc<Nodes>,
+    /// The registry, by the monitor's state's ids: node 0 is the configured primary, nodes
+    /// 1.. the configured replicas, then any added by a topology source (at the index the
+    /// state gave them).
+    nodes: Nodes,
     /// Where statements go: the policy, the classifier, the routing state, and the product
     /// whose SQL it reads.
     planner: Planner,
@@ -94,7 +95,7 @@ impl fmt::Debug for RoutedConnection {
 
 /// What a connection is made of, handed to [`Inner::new`] by the code that builds it.
 pub(crate) struct Parts {
-    pub(crate) nodes: Arc<Nodes>,
+    pub(crate) nodes: Nodes,
     pub(crate) planner: Planner,
     pub(crate) watchdog: Arc<Watchdog>,
 }
@@ -129,7 +130,7 @@ impl Inner {
     }
 
     /// The node registry.
-    pub(crate) fn nodes(&self) -> &Arc<Nodes> {
+    pub(crate) fn nodes(&self) -> &Nodes {
         &self.nodes
     }
 
@@ -234,24 +235,23 @@ impl Inner {
         self.planner.primary_index()
     }
 
-    /// The primary's node (the configured one until a promotion is seen); if it is not there
-    /// (removed by a topology source), the first node there is.
-    pub(crate) fn primary_node(&self) -> NodeRef {
-        match self.nodes.get(self.primary_index()) {
-            Some(n) => n,
-            None => self.any_node(),
-        }
-    }
-
-    /// The first node there is (the adapter never removes its last one).
-    pub(crate) fn any_node(&self) -> NodeRef {
-        self.nodes.any()
+    /// Runs `f` on the primary's node (the configured one until a promotion is seen); if it
+    /// is not there (removed by a topology source), on the first node there is.
+    pub(crate) fn with_primary<R>(&self, f: impl FnOnce(&super::Node) -> R) -> R {
+        self.nodes.with_primary(self.primary_index(), f)
     }
 
     /// The primary's connection as the user gets it (reporting to the metric callback once one
-    /// is set; no scope is touched), borrowed for the connection's life (see [`Nodes::keep`]).
+    /// is set; no scope is touched), borrowed for the connection's life (see [`Nodes::lend`]).
     pub(crate) fn primary_conn(&self) -> &DatabaseConnection {
-        self.nodes.keep(&self.primary_node()).user_writer()
+        let primary = self.primary_index();
+        self.nodes.lend(primary, primary, true)
+    }
+
+    /// Node `id`'s read connection as the user gets it (the primary's if `id` is not there),
+    /// borrowed for the connection's life (see [`Nodes::lend`]).
+    pub(crate) fn read_conn(&self, id: NodeId) -> &DatabaseConnection {
+        self.nodes.lend(id, self.primary_index(), false)
     }
 }
 

@@ -8,7 +8,8 @@
 //!    positions to want from the monitor), applied once for the plan that runs;
 //! 2. `ctx` — what a call carries: the routing [`Policy`], the per-call [`Ctx`], its
 //!    [`Scope`], and the task-locals of scopes and sessions;
-//! 3. `nodes` — the node registry, with private state: [`Node`], [`NodeRef`], [`Nodes`];
+//! 3. `nodes` — the node registry, with private state: [`Node`], [`NodeRef`], [`Nodes`]
+//!    (membership, the monitor's state's) and [`NodeTable`] (the adapter's part of each node);
 //! 4. `plan` — the planner, with private state (the policy, the classifier, the routing
 //!    state): where a statement or transaction goes, a decision and its effects, as data;
 //! 5. `inner` — the shared state: [`RoutedConnection`] over [`Inner`], whose private fields
@@ -50,7 +51,7 @@ pub(crate) use counters::Count;
 pub(crate) use ctx::{Ctx, FOREIGN_TOKEN_TTL, Policy, SCOPE, SESSION, Scope};
 pub use inner::RoutedConnection;
 pub(crate) use inner::{AbortOnDrop, Inner};
-pub(crate) use nodes::{Node, NodeRef, Nodes};
+pub(crate) use nodes::{Node, NodeRef, NodeTable, Nodes};
 use plan::Planner;
 pub(crate) use traits::{Handle, lend_primary, routed_connection, routed_transactions};
 
@@ -75,21 +76,30 @@ pub(crate) fn assemble(
     probing: ProbeSettings,
     shareable: bool,
 ) -> RoutedConnection {
-    let nodes = Arc::new(Nodes::new(primary, replicas));
+    // The ids `NodeTable::new` gives them: 0 the primary, then the replicas in order.
+    let given =
+        || std::iter::once(&primary).chain(&replicas).zip(0..).map(|(n, i)| (NodeId::new(i), n));
     let mut topology = Topology::builder();
-    for (id, n) in nodes.iter() {
+    for (id, n) in given() {
         let role = if id == NodeId::new(0) { Role::Primary } else { Role::Replica };
-        topology = topology.node(core_node(id, role, &n));
+        topology = topology.node(core_node(id, role, n));
     }
     // Node ids are 0..n at generation 0 (n ≤ MAX_NODES is checked by the builder of the
     // connection), so building cannot fail; an empty topology would route nothing.
     let topology = topology.build().unwrap_or_default();
-    let acquired = acquire_monitor(product, &policy, health, &nodes, probing, shareable, &topology);
+    let sources: Option<Sources> = given()
+        .map(|(id, n)| n.probe_from().map(|p| (id, p.clone(), n.placement().clone())))
+        .collect();
+    let learned = learned_shapes(product, &primary);
+    let table = Arc::new(NodeTable::new(primary, replicas));
+    let acquired = sources.and_then(|sources| {
+        acquire_monitor(product, &policy, health, &table, sources, probing, shareable, &topology)
+    });
     let routing = match &acquired {
         Some(a) => Routing::with_state(a.state(), router),
         None => Routing::new(topology, router, health),
     };
-    let learned = learned_shapes(product, &nodes);
+    let nodes = Nodes::new(Arc::clone(routing.state()), table);
     let watchdog = Arc::<crate::send::watchdog::Watchdog>::default();
     let classified = crate::classified::Classified::new(classifier, product.dialect(), learned);
     let hedged = policy.hedged_reads;
@@ -147,35 +157,35 @@ impl crate::send::watchdog::Watched for Inner {
 /// shared with the process's other connections whose configured primary is the same
 /// `host:port/database` (see [`classified`](crate::classified)); its own when the primary was
 /// given as a pool, with no address.
-fn learned_shapes(product: Product, nodes: &Nodes) -> Arc<crate::classified::LearnedShapes> {
-    let primary = nodes.get(NodeId::new(0));
-    let database = primary
-        .as_ref()
+fn learned_shapes(product: Product, primary: &Node) -> Arc<crate::classified::LearnedShapes> {
+    let database = Some(primary)
         .filter(|n| matches!(n.probe_from(), Some(ProbeFrom::Options(_) | ProbeFrom::Framed(_))))
         .map(|n| n.name());
     crate::classified::LearnedShapes::of(product.dialect(), database)
 }
 
+/// Where the monitor opens each configured node's connections from, with its placement.
+type Sources = Vec<(NodeId, ProbeFrom, crate::replica::Placement)>;
+
 /// The connection's monitor, on the current tokio runtime: the one already running for the
 /// same nodes and settings if `shareable` and there is one (see `crate::shared`), else a new
 /// one. Without a runtime (a connection built outside one) there is no monitor: health then
 /// moves only on the failures statements see; nor when a node has nothing to open a
-/// connection from (a `MockDatabase`).
+/// connection from (a `MockDatabase`: no `sources`).
+// One argument per part the monitor is made of; a parameter struct would only rename them.
+#[allow(clippy::too_many_arguments)]
 fn acquire_monitor(
     product: Product,
     policy: &Policy,
     health: HealthPolicy,
-    nodes: &Arc<Nodes>,
+    table: &Arc<NodeTable>,
+    sources: Sources,
     probing: ProbeSettings,
     shareable: bool,
     topology: &Topology,
 ) -> Option<crate::shared::Acquired> {
     tokio::runtime::Handle::try_current().ok()?;
     let flavor = product.replicated()?;
-    let sources: Vec<(NodeId, ProbeFrom, crate::replica::Placement)> = nodes
-        .iter()
-        .map(|(id, n)| n.probe_from().map(|p| (id, p.clone(), n.placement().clone())))
-        .collect::<Option<_>>()?;
     let key = if shareable {
         crate::shared::Key::of(
             flavor,
@@ -191,8 +201,8 @@ fn acquire_monitor(
     let connector = if key.is_some() {
         NodeConnector::fixed(sources.into_iter().map(|(id, p, _)| (id, p)).collect(), probing)
     } else {
-        let nodes: Arc<Nodes> = Arc::clone(nodes);
-        NodeConnector::new(nodes, probing)
+        let table: Arc<NodeTable> = Arc::clone(table);
+        NodeConnector::new(table, probing)
     };
     let (config, failover) = (policy.monitor, policy.failover.clone());
     Some(crate::shared::acquire(
@@ -358,8 +368,8 @@ pub(crate) fn hold_until_answered(inner: &Inner, node: NodeId) -> bool {
 }
 
 /// Adds `node` at run time (a topology source found it): the monitor's state gives it an
-/// id (the lowest free index, under that index's next generation), it enters the adapter's
-/// registry under that id, its probes start at once (from `probe`, its own connect
+/// id (the lowest free index, under that index's next generation) and it enters the
+/// adapter's table under that id in the same step ([`Nodes::add`]), its probes start at once (from `probe`, its own connect
 /// options), and it enters rotation once a probe sees it healthy and caught up (see
 /// `TopologyState::add_node`). Returns its id; `None` when every index is taken (logged
 /// with the typed [`NoFreeIndex`](rwsplit_monitor::NoFreeIndex)).
@@ -369,22 +379,14 @@ pub(crate) fn add_node(
     probe: Option<sea_orm::ConnectOptions>,
 ) -> Option<NodeId> {
     let node = node.probed_from(probe.map(ProbeFrom::Options));
-    let state = inner.routing().state();
-    let id = match state.add_node(|id| core_node(id, Role::Replica, &node)) {
+    let name = node.name().to_owned();
+    let id = match inner.nodes().add(node, |id, n| core_node(id, Role::Replica, n)) {
         Ok(id) => id,
         Err(error) => {
-            tracing::error!(target: "rwsplit", node = %node.name(), %error, "node not added");
+            tracing::error!(target: "rwsplit", node = %name, %error, "node not added");
             return None;
         }
     };
-    let name = node.name().to_owned();
-    if !inner.nodes().install(id, node) {
-        // The slot still holds a node: the state and the registry disagree, which
-        // `remove_node` never leaves behind. Undo rather than route to the wrong pools.
-        state.remove_node(id);
-        tracing::error!(target: "rwsplit", node = %name, id = %id, "slot still taken: node not added");
-        return None;
-    }
     // Its pools report to the metric callback, if one is set; `set_metric_callback` hooks
     // the nodes it finds after storing the callback, so a node installed meanwhile is
     // hooked by one or the other (before it takes statements: not before its first probe).
@@ -413,11 +415,11 @@ pub(crate) fn remove_node(inner: &Inner, id: NodeId) -> bool {
     }
     let state = Arc::clone(inner.routing().state());
     let was_primary = inner.routing().node_view(id).is_some_and(|v| v.0 == Role::Primary);
-    state.remove_node(id);
+    let removed = inner.nodes().remove(id);
     if let Some(m) = &inner.monitor() {
         m.stop_node(id);
     }
-    let Some(node) = inner.nodes().take(id) else { return false };
+    let Some(node) = removed else { return false };
     // Out of its slot, so the gauge sampler no longer sees it: its gauges are set here, to
     // "removed" now and to "gone" once drained (telemetry's *Removed nodes*).
     crate::telemetry::removing(node.labels());

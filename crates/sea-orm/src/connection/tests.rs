@@ -631,14 +631,14 @@ async fn a_metric_callback_hooks_every_node_and_those_added_later() {
     assert_eq!(hooked(&db), [(NodeId::new(0), false), (NodeId::new(1), false), (early, false)]);
     db.set_metric_callback(|_| {});
     assert_eq!(hooked(&db), [(NodeId::new(0), true), (NodeId::new(1), true), (early, true)]);
-    assert!(db.inner.nodes().first_kept().is_hooked());
+    assert!(db.inner.with_primary(|n| n.is_hooked()), "the primary lent out since the start");
     let later =
         super::add_node(&db.inner, Node::new("replica 3".to_owned(), answering()), None).unwrap();
     assert!(db.inner.nodes().get(later).unwrap().is_hooked(), "a node added later reports too");
     // The pools handed out are the hooked ones from now on.
     let primary = db.inner.nodes().get(NodeId::new(0)).unwrap();
-    assert!(std::ptr::eq(db.primary(), db.inner.nodes().keep(&primary).user_writer()));
-    assert!(!std::ptr::eq(db.primary(), db.inner.nodes().keep(&primary).writer()));
+    assert!(std::ptr::eq(db.primary(), primary.user_writer()));
+    assert!(!std::ptr::eq(db.primary(), primary.writer()));
 }
 
 /// A plan names nodes by id. One made before a replica was removed and its index given to a
