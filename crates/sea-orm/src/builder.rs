@@ -13,7 +13,7 @@ use crate::error::{Error, Result};
 use crate::probe::{GivenNode, ProbeFrom, ProbeSettings};
 use crate::product::{Product, Unchecked};
 use crate::redact::NodeUrl;
-use crate::replica::Replica;
+use crate::replica::{Placement, Replica};
 use crate::send::deadline::{Acquire, cap};
 
 /// Configures a [`RoutedConnection`].
@@ -548,7 +548,7 @@ async fn open_replicas(
     product: Product,
     acquire: Acquire,
     checks_clients: bool,
-) -> Result<Vec<Node>> {
+) -> Result<Vec<(Node, Placement)>> {
     let mut nodes = Vec::with_capacity(replicas.len());
     for (replica, (label, url)) in replicas.into_iter().zip(urls) {
         let Replica { options: mut opts, placement, pooling, .. } = replica;
@@ -568,7 +568,7 @@ async fn open_replicas(
             crate::pools::open_replica(name, opts, product, acquire, pooling, checks_clients)
                 .await
                 .map_err(invalid)?;
-        nodes.push(node.placed(placement).probed_from(Some(probe)));
+        nodes.push((node.probed_from(Some(probe)), placement));
     }
     Ok(nodes)
 }
@@ -805,7 +805,10 @@ pub(crate) fn from_connections(
             });
         }
         let probe = given(&r);
-        nodes.push(Node::new(format!("replica {}", i + 1), r).probed_from(probe));
+        nodes.push((
+            Node::new(format!("replica {}", i + 1), r).probed_from(probe),
+            Placement::default(),
+        ));
     }
     if nodes.len() + 1 > rwsplit_core::MAX_NODES {
         return Err(Error::TooManyNodes { nodes: nodes.len() + 1, max: rwsplit_core::MAX_NODES });

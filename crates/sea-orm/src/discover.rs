@@ -287,8 +287,7 @@ impl Applier {
             tags: tags.iter().map(|t| Box::from(*t)).collect(),
             ..Placement::default()
         };
-        let Some(id) = crate::connection::add_node(&db.inner, node.placed(placement), Some(probe))
-        else {
+        let Some(id) = crate::connection::add_node(&db.inner, node, Some(probe), placement) else {
             tracing::error!(target: "rwsplit", node = %parsed.name(), "no free node index for a new member: not added");
             return None;
         };
@@ -360,6 +359,7 @@ mod tests {
             &db.inner,
             Node::new("replica 3".to_owned(), answering()),
             None,
+            Default::default(),
         );
         let reused = NodeId::with_generation(1, 1);
         assert_eq!(id, Some(reused));
@@ -385,14 +385,14 @@ mod tests {
         tokio::time::sleep(Duration::from_secs(3600)).await;
         let fresh = |name: &str| Node::new(name.to_owned(), answering());
         assert_eq!(
-            crate::connection::add_node(&db.inner, fresh("replica 3"), None),
+            crate::connection::add_node(&db.inner, fresh("replica 3"), None, Default::default()),
             Some(NodeId::new(3)),
             "index 1 is still draining while held"
         );
         drop(held);
         tokio::task::yield_now().await;
         assert_eq!(
-            crate::connection::add_node(&db.inner, fresh("replica 4"), None),
+            crate::connection::add_node(&db.inner, fresh("replica 4"), None, Default::default()),
             Some(NodeId::new(4)),
             "one holder left"
         );
@@ -401,7 +401,7 @@ mod tests {
             tokio::task::yield_now().await;
         }
         assert_eq!(
-            crate::connection::add_node(&db.inner, fresh("replica 5"), None),
+            crate::connection::add_node(&db.inner, fresh("replica 5"), None, Default::default()),
             Some(NodeId::with_generation(1, 1)),
             "drained as the last holder let go: index 1 is free again"
         );
@@ -440,6 +440,7 @@ mod tests {
             &db.inner,
             Node::new("db-3:5432/app".to_owned(), answering()),
             None,
+            Default::default(),
         )
         .unwrap();
         let joining = |db: &RoutedConnection| {
@@ -510,17 +511,19 @@ mod tests {
         let _local = metrics::set_default_local_recorder(&recorder);
         let db = routed(1);
         let (first, second) = (lazy_node().await, lazy_node().await);
-        let id = crate::connection::add_node(&db.inner, first, None).unwrap();
+        let id = crate::connection::add_node(&db.inner, first, None, Default::default()).unwrap();
         crate::connection::sample_metrics(&db.inner, std::time::Instant::now());
         assert!(crate::connection::remove_node(&db.inner, id));
         // No await in between: the old node's drain has not run yet.
-        let again = crate::connection::add_node(&db.inner, second, None).unwrap();
+        let again =
+            crate::connection::add_node(&db.inner, second, None, Default::default()).unwrap();
         tokio::time::sleep(Duration::from_millis(300)).await;
         assert_ne!(again, id, "the old node's id was still taken");
         let later = crate::connection::add_node(
             &db.inner,
             Node::new("db-9:5432/app".to_owned(), answering()),
             None,
+            Default::default(),
         );
         assert_eq!(later, id.next_generation(), "the old node has drained: its index is free");
         let text = handle.render();
@@ -543,7 +546,9 @@ mod tests {
         let state = std::sync::Arc::clone(db.inner.routing().state());
         let t = std::time::Instant::now();
         state.observe(NodeId::new(0), &pg_probe(true, "0/64", 0).await, t);
-        let id = crate::connection::add_node(&db.inner, lazy_node().await, None).unwrap();
+        let id =
+            crate::connection::add_node(&db.inner, lazy_node().await, None, Default::default())
+                .unwrap();
         state.observe(id, &pg_probe(false, "0/64", 0).await, t + Duration::from_millis(100));
         db.inner.nodes().get(id).unwrap().answered_probe(std::time::Instant::now(), Duration::ZERO);
         crate::connection::sample_metrics(&db.inner, std::time::Instant::now());
@@ -641,6 +646,7 @@ mod tests {
             &db.inner,
             Node::new("db-a:5432/app".to_owned(), answering()),
             None,
+            Default::default(),
         )
         .unwrap();
         assert_eq!(a, NodeId::new(3), "an index never used: generation 0");
@@ -652,6 +658,7 @@ mod tests {
             &db.inner,
             Node::new("db-b:5432/app".to_owned(), answering()),
             None,
+            Default::default(),
         )
         .unwrap();
         assert_eq!(b, NodeId::new(4));
@@ -660,6 +667,7 @@ mod tests {
             &db.inner,
             Node::new("db-c:5432/app".to_owned(), answering()),
             None,
+            Default::default(),
         )
         .unwrap();
         assert_eq!(c, NodeId::with_generation(1, 1), "index 1, drained, under its next generation");
@@ -706,7 +714,9 @@ mod tests {
                     for i in 0..12 {
                         let name = format!("db-{t}-{i}:5432/app");
                         let node = Node::new(name, answering());
-                        if let Some(id) = crate::connection::add_node(&db.inner, node, None) {
+                        if let Some(id) =
+                            crate::connection::add_node(&db.inner, node, None, Default::default())
+                        {
                             assert!(db.inner.nodes().get(id).is_some(), "added: in the table");
                             if i % 2 == 0 {
                                 assert!(crate::connection::remove_node(&db.inner, id));

@@ -58,6 +58,7 @@ pub(crate) use traits::{Handle, lend_primary, routed_connection, routed_transact
 use crate::consistency::Cluster as _;
 use crate::probe::{NodeConnector, ProbeFrom, ProbeSettings};
 use crate::product::Product;
+use crate::replica::Placement;
 use crate::route::Routing;
 
 /// A connection over `primary` and `replicas` (opened by the builder, or given as they are)
@@ -67,7 +68,7 @@ use crate::route::Routing;
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn assemble(
     primary: Node,
-    replicas: Vec<Node>,
+    replicas: Vec<(Node, Placement)>,
     product: Product,
     policy: Policy,
     classifier: Classifier,
@@ -76,19 +77,26 @@ pub(crate) fn assemble(
     probing: ProbeSettings,
     shareable: bool,
 ) -> RoutedConnection {
-    // The ids `NodeTable::new` gives them: 0 the primary, then the replicas in order.
-    let given =
-        || std::iter::once(&primary).chain(&replicas).zip(0..).map(|(n, i)| (NodeId::new(i), n));
+    // The ids `NodeTable::new` gives them: 0 the primary, then the replicas in order. Their
+    // placements go to the monitor's state (its snapshot), not into the nodes.
+    let (replicas, placements): (Vec<Node>, Vec<Placement>) = replicas.into_iter().unzip();
+    let primary_placement = Placement::default();
+    let given = || {
+        std::iter::once((&primary, &primary_placement))
+            .chain(replicas.iter().zip(&placements))
+            .zip(0..)
+            .map(|((n, p), i)| (NodeId::new(i), n, p))
+    };
     let mut topology = Topology::builder();
-    for (id, n) in given() {
+    for (id, n, placement) in given() {
         let role = if id == NodeId::new(0) { Role::Primary } else { Role::Replica };
-        topology = topology.node(core_node(id, role, n));
+        topology = topology.node(core_node(id, role, n, placement));
     }
     // Node ids are 0..n at generation 0 (n ≤ MAX_NODES is checked by the builder of the
     // connection), so building cannot fail; an empty topology would route nothing.
     let topology = topology.build().unwrap_or_default();
     let sources: Option<Sources> = given()
-        .map(|(id, n)| n.probe_from().map(|p| (id, p.clone(), n.placement().clone())))
+        .map(|(id, n, placement)| n.probe_from().map(|p| (id, p.clone(), placement.clone())))
         .collect();
     let learned = learned_shapes(product, &primary);
     let table = Arc::new(NodeTable::new(primary, replicas));
@@ -123,9 +131,13 @@ pub(crate) fn assemble(
     RoutedConnection { inner }
 }
 
-/// Node `n`'s entry in the first topology (or when it is added), with its placement.
-pub(crate) fn core_node(id: rwsplit_core::NodeId, role: Role, n: &Node) -> CoreNode {
-    let placement = n.placement();
+/// Node `n`'s entry in the first topology (or when it is added), with its `placement`.
+pub(crate) fn core_node(
+    id: rwsplit_core::NodeId,
+    role: Role,
+    n: &Node,
+    placement: &Placement,
+) -> CoreNode {
     let mut b = CoreNode::builder(id, role).name(n.name()).weight(placement.weight);
     if let Some(zone) = &placement.zone {
         b = b.zone(zone.clone());
@@ -368,19 +380,21 @@ pub(crate) fn hold_until_answered(inner: &Inner, node: NodeId) -> bool {
 }
 
 /// Adds `node` at run time (a topology source found it): the monitor's state gives it an
-/// id (the lowest free index, under that index's next generation) and it enters the
-/// adapter's table under that id in the same step ([`Nodes::add`]), its probes start at once (from `probe`, its own connect
-/// options), and it enters rotation once a probe sees it healthy and caught up (see
+/// id (the lowest free index, under that index's next generation) and its snapshot entry
+/// (name, and `placement`: weight, zone, tags), and it enters the adapter's table under that
+/// id in the same step ([`Nodes::add`]); its probes start at once (from `probe`, its own
+/// connect options), and it enters rotation once a probe sees it healthy and caught up (see
 /// `TopologyState::add_node`). Returns its id; `None` when every index is taken (logged
 /// with the typed [`NoFreeIndex`](rwsplit_monitor::NoFreeIndex)).
 pub(crate) fn add_node(
     inner: &Inner,
     node: Node,
     probe: Option<sea_orm::ConnectOptions>,
+    placement: Placement,
 ) -> Option<NodeId> {
     let node = node.probed_from(probe.map(ProbeFrom::Options));
     let name = node.name().to_owned();
-    let id = match inner.nodes().add(node, |id, n| core_node(id, Role::Replica, n)) {
+    let id = match inner.nodes().add(node, |id, n| core_node(id, Role::Replica, n, &placement)) {
         Ok(id) => id,
         Err(error) => {
             tracing::error!(target: "rwsplit", node = %name, %error, "node not added");

@@ -21,12 +21,12 @@ use rwsplit_monitor::{NoFreeIndex, TopologyState};
 use sea_orm::DatabaseConnection;
 
 use crate::probe::ProbeFrom;
-use crate::replica::Placement;
 use crate::send::pace::Pace;
 use crate::telemetry::{Durations, NodeLabels};
 
-/// One database server as the adapter sees it: its id, its pools, its counters, its placement
-/// and where the monitor opens its own connections from. Its health, role and lag are the
+/// One database server as the adapter sees it: its id, its pools, its counters and where the
+/// monitor opens its own connections from (its weight, zone and tags are in the monitor's
+/// snapshot). Its health, role and lag are the
 /// monitor's ([`Routing`](crate::route::Routing)), under the same [`NodeId`].
 pub(crate) struct Node {
     /// Its id, the state's: set when it enters [`NodeTable`] (the monitor's state hands out
@@ -50,8 +50,6 @@ pub(crate) struct Node {
     pool_timeouts: AtomicU64,
     /// PostgreSQL system identifier, for tokens (0: not known yet).
     system_id: AtomicU64,
-    /// Weight, zone and tags, for the router's balancers and rules.
-    placement: Placement,
     /// Its metric labels.
     labels: NodeLabels,
     /// Its statement-duration handles, by label set.
@@ -127,7 +125,6 @@ impl Node {
             failures: AtomicU64::new(0),
             pool_timeouts: AtomicU64::new(0),
             system_id: AtomicU64::new(0),
-            placement: Placement::default(),
             last_seen: Mutex::new(None),
             pace: Pace::default(),
             one_pool: false,
@@ -167,12 +164,6 @@ impl Node {
     /// The node with where the monitor opens its connections from.
     pub(crate) fn probed_from(mut self, probe: Option<ProbeFrom>) -> Node {
         self.probe = probe;
-        self
-    }
-
-    /// The node with its weight, zone and tags.
-    pub(crate) fn placed(mut self, placement: Placement) -> Node {
-        self.placement = placement;
         self
     }
 
@@ -248,11 +239,6 @@ impl Node {
     #[inline]
     pub(crate) fn record_stmt(&self) -> bool {
         self.record_stmt
-    }
-
-    /// Its weight, zone and tags.
-    pub(crate) fn placement(&self) -> &Placement {
-        &self.placement
     }
 
     /// Its metric labels.
