@@ -39,15 +39,8 @@ pub(crate) struct Node {
     /// The pool writes use: the same pool on the configured primary; on a replica a lazy,
     /// writable pool that opens connections only if the node is promoted and takes writes.
     writer: DatabaseConnection,
-    /// Statements that succeeded on it as reads.
-    reads: AtomicU64,
-    /// Statements that succeeded on it as writes.
-    writes: AtomicU64,
-    /// Attempts that failed because of the node (its connection), not the statement.
-    failures: AtomicU64,
-    /// Statements that found no free connection in the node's pool in time (back-pressure:
-    /// never counted against the node's health).
-    pool_timeouts: AtomicU64,
+    /// What statements did on it, for [`Stats`](crate::Stats).
+    counts: Counts,
     /// PostgreSQL system identifier, for tokens (0: not known yet).
     system_id: AtomicU64,
     /// Its metric labels.
@@ -80,12 +73,8 @@ pub(crate) struct Node {
     /// callback of the user's is on them: its reads may skip SeaORM's `DatabaseConnection`
     /// ([`crate::send::sending::direct`]). Pools given to `from_connections` may carry one.
     owned: bool,
-    /// How many [`NodeRef`]s hold it: statements running on it, sampler rounds, server checks.
-    holders: AtomicUsize,
-    /// It was taken out of the registry ([`Nodes::remove`]): no new holder.
-    removed: AtomicBool,
-    /// The last holder of a removed node let go ([`Node::drained`] waits for it).
-    released: tokio::sync::Notify,
+    /// Who holds it, and the wake-up of its drain once removed.
+    holds: Holds,
     /// Whether SeaORM's spans record the statement's text (its options'
     /// `record_stmt_in_spans`; SeaORM's default, `true`, for pools given as they are).
     record_stmt: bool,
@@ -120,10 +109,7 @@ impl Node {
             name,
             conn,
             writer,
-            reads: AtomicU64::new(0),
-            writes: AtomicU64::new(0),
-            failures: AtomicU64::new(0),
-            pool_timeouts: AtomicU64::new(0),
+            counts: Counts::default(),
             system_id: AtomicU64::new(0),
             last_seen: Mutex::new(None),
             pace: Pace::default(),
@@ -134,9 +120,7 @@ impl Node {
             checking: AtomicBool::new(false),
             hooked: OnceLock::new(),
             owned: false,
-            holders: AtomicUsize::new(0),
-            removed: AtomicBool::new(false),
-            released: tokio::sync::Notify::new(),
+            holds: Holds::default(),
             record_stmt: true,
         }
     }
@@ -298,43 +282,93 @@ impl Node {
     /// A statement succeeded on it, as a write or a read.
     #[inline]
     pub(crate) fn count_success(&self, write: bool) {
-        let counter = if write { &self.writes } else { &self.reads };
+        let counts = &self.counts;
+        let counter = if write { &counts.writes } else { &counts.reads };
         counter.fetch_add(1, Ordering::Relaxed);
     }
 
     /// An attempt on it failed because of the node (its connection).
     pub(crate) fn count_failure(&self) {
-        self.failures.fetch_add(1, Ordering::Relaxed);
+        self.counts.failures.fetch_add(1, Ordering::Relaxed);
     }
 
     /// A statement found no free connection in its pool in time.
     pub(crate) fn count_pool_timeout(&self) {
-        self.pool_timeouts.fetch_add(1, Ordering::Relaxed);
+        self.counts.pool_timeouts.fetch_add(1, Ordering::Relaxed);
     }
 
     /// Statements that succeeded on it as reads.
     pub(crate) fn reads(&self) -> u64 {
-        self.reads.load(Ordering::Relaxed)
+        self.counts.reads.load(Ordering::Relaxed)
     }
 
     /// Statements that succeeded on it as writes.
     pub(crate) fn writes(&self) -> u64 {
-        self.writes.load(Ordering::Relaxed)
+        self.counts.writes.load(Ordering::Relaxed)
     }
 
     /// Attempts that failed because of the node.
     pub(crate) fn failures(&self) -> u64 {
-        self.failures.load(Ordering::Relaxed)
+        self.counts.failures.load(Ordering::Relaxed)
     }
 
     /// Statements that found no free connection in its pool in time.
     pub(crate) fn pool_timeouts(&self) -> u64 {
-        self.pool_timeouts.load(Ordering::Relaxed)
+        self.counts.pool_timeouts.load(Ordering::Relaxed)
     }
 
     /// Once it is out of the registry: returns when nothing holds it any more. Woken by its
     /// last holder letting go ([`NodeRef`]'s `Drop`), never by polling.
     pub(crate) async fn drained(&self) {
+        self.holds.drained().await;
+    }
+}
+
+/// A node's statement counters ([`Node::count_success`] and the like).
+#[derive(Default)]
+struct Counts {
+    /// Statements that succeeded on it as reads.
+    reads: AtomicU64,
+    /// Statements that succeeded on it as writes.
+    writes: AtomicU64,
+    /// Attempts that failed because of the node (its connection), not the statement.
+    failures: AtomicU64,
+    /// Statements that found no free connection in the node's pool in time (back-pressure:
+    /// never counted against the node's health).
+    pool_timeouts: AtomicU64,
+}
+
+/// Who holds a node ([`NodeRef`]s), and the drain of a removed one: the last holder to let go
+/// of a removed node wakes it.
+#[derive(Default)]
+struct Holds {
+    /// How many [`NodeRef`]s hold it: statements running on it, sampler rounds, server checks.
+    holders: AtomicUsize,
+    /// It was taken out of the registry ([`Nodes::remove`]): no new holder.
+    removed: AtomicBool,
+    /// The last holder of a removed node let go ([`Holds::drained`] waits for it).
+    released: tokio::sync::Notify,
+}
+
+impl Holds {
+    /// One more holder; whether the node is still there (not removed). Counted first: either
+    /// the drain sees this holder, or this sees the removal.
+    #[inline]
+    fn take(&self) -> bool {
+        self.holders.fetch_add(1, Ordering::SeqCst);
+        !self.removed.load(Ordering::SeqCst)
+    }
+
+    /// A holder let go: the last one of a removed node wakes its drain.
+    #[inline]
+    fn let_go(&self) {
+        if self.holders.fetch_sub(1, Ordering::SeqCst) == 1 && self.removed.load(Ordering::SeqCst) {
+            self.released.notify_one();
+        }
+    }
+
+    /// Marks the node removed and returns once nothing holds it.
+    async fn drained(&self) {
         self.removed.store(true, Ordering::SeqCst);
         // `notify_one` keeps a permit when nobody waits yet, so a release between the check and
         // the wait is not lost.
@@ -363,14 +397,14 @@ impl NodeRef {
     /// `node`, held; `None` if it was removed meanwhile (its drain may have found it idle).
     #[inline]
     fn hold(node: Arc<Node>) -> Option<NodeRef> {
-        // Counted first: either the drain sees this holder, or this sees the removal.
-        let held = NodeRef::counted(node);
-        (!held.0.removed.load(Ordering::SeqCst)).then_some(held)
+        let there = node.holds.take();
+        let held = NodeRef(node);
+        there.then_some(held)
     }
 
     /// `node`, held even if it was removed.
     fn counted(node: Arc<Node>) -> NodeRef {
-        node.holders.fetch_add(1, Ordering::SeqCst);
+        node.holds.take();
         NodeRef(node)
     }
 
@@ -403,11 +437,7 @@ impl std::ops::Deref for NodeRef {
 impl Drop for NodeRef {
     #[inline]
     fn drop(&mut self) {
-        if self.0.holders.fetch_sub(1, Ordering::SeqCst) == 1
-            && self.0.removed.load(Ordering::SeqCst)
-        {
-            self.0.released.notify_one();
-        }
+        self.0.holds.let_go();
     }
 }
 
