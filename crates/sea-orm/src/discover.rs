@@ -633,6 +633,7 @@ mod tests {
         let agree = |db: &RoutedConnection| {
             let adapter: Vec<NodeId> = db.inner.nodes().iter().map(|(id, _)| id).collect();
             assert_eq!(adapter, state.ids(), "the same ids");
+            assert_eq!(db.inner.nodes().table_ids(), state.ids(), "a node for each id, no other");
             let topo = state.snapshot();
             for (id, n) in db.inner.nodes().iter() {
                 assert_eq!(n.id(), id);
