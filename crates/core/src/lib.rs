@@ -84,8 +84,8 @@ mod token;
 mod topology;
 
 pub use balance::{
-    Balancer, LeastOutstanding, LowestLag, PowerOfTwoEwma, Random, RoundRobin, WeightedRoundRobin,
-    ZonePreference,
+    BALANCERS, Balancer, LeastOutstanding, LowestLag, MakeBalancer, PowerOfTwoEwma, Random,
+    RoundRobin, WeightedRoundRobin, ZonePreference,
 };
 pub use classify::{
     Access, Classification, Classifier, DEFAULT_WRITE_FUNCTIONS, Detached, Dialect, Hint,

@@ -10,7 +10,7 @@ use rwsplit_core::{NodeId, Role};
 use tokio::time::Instant;
 
 use crate::connector::{Connector, Purpose, open};
-use crate::probe::{MonitorConfig, ProbeError};
+use crate::probe::{MonitorConfig, Observation, ProbeError};
 use crate::product::{Product, probe_as};
 use crate::state::TopologyState;
 
@@ -295,15 +295,56 @@ async fn promote<P: Product, S: Cluster>(
     let topo = shared.state().snapshot();
     let name = |i: NodeId| topo.node(i).map(|n| n.name().to_owned()).unwrap_or_default();
     // 1. Still gone, seen on a fresh connection of our own?
-    let again = async {
-        let conn = open(shared.connector(), old, Purpose::Probe, timeout).await?;
-        probe_as::<P, <S::Connector as Connector>::Conn>(&conn, timeout).await
-    };
-    if again.await.is_ok() {
+    if probe_fresh::<P, S>(shared, old, timeout).await.is_ok() {
         tracing::info!(target: "rwsplit", primary = %name(old), "automatic failover: the primary answered again on a fresh connection, not promoting");
         return Ok(None);
     }
     // 2 and 3. The replicas: does any still receive from the primary; who has received most?
+    let Some((received, new, admin)) = best_candidate::<P, S>(shared, old, &name).await? else {
+        return Ok(None);
+    };
+    // 4. Fence, then 5. promote.
+    shared.state().set_fenced(old, true);
+    tracing::warn!(target: "rwsplit", node = %name(old), "fenced: no statement goes to it until it is unfenced");
+    if let Err(source) = P::promote(&admin, &received).await {
+        // Nothing changed on any server: the old primary is not fenced after all.
+        shared.state().set_fenced(old, false);
+        return Err(FailoverError::Promote { node: name(new), source });
+    }
+    // The new primary is taken at once, without waiting for its next probe.
+    let seen = probe_fresh::<P, S>(shared, new, timeout).await;
+    shared.state().observe(new, &seen, Instant::now().into_std());
+    // 6. Re-point the others.
+    if shared.failover().config.as_ref().is_some_and(|c| c.repoint_replicas) {
+        repoint_replicas::<P, S>(shared, old, new, &admin, &name).await;
+    }
+    Ok(Some(new))
+}
+
+/// `node` probed on a fresh connection of the monitor's own, within `timeout`.
+async fn probe_fresh<P: Product, S: Cluster>(
+    shared: &S,
+    node: NodeId,
+    timeout: Duration,
+) -> Result<Observation, ProbeError> {
+    let conn = open(shared.connector(), node, Purpose::Probe, timeout).await?;
+    probe_as::<P, <S::Connector as Connector>::Conn>(&conn, timeout).await
+}
+
+/// The replica that has received most from the old primary `old`, with what it received and an
+/// admin connection to it; `Ok(None)` when one still receives from `old` (this process cannot
+/// reach the primary, but it is not gone: nothing is promoted).
+///
+/// # Errors
+///
+/// [`FailoverError::NoCandidate`] when no replica in the snapshot answered.
+async fn best_candidate<P: Product, S: Cluster>(
+    shared: &S,
+    old: NodeId,
+    name: &impl Fn(NodeId) -> String,
+) -> Result<Option<(P::Received, NodeId, <S::Connector as Connector>::Conn)>, FailoverError> {
+    let timeout = shared.config().probe_timeout_value();
+    let topo = shared.state().snapshot();
     let latest = shared.state().latest();
     let mut best: Option<(P::Received, NodeId, <S::Connector as Connector>::Conn)> = None;
     for &(i, ref obs) in &latest {
@@ -337,62 +378,54 @@ async fn promote<P: Product, S: Cluster>(
             }
         }
     }
-    let Some((received, new, admin)) = best else { return Err(FailoverError::NoCandidate) };
-    // 4. Fence, then 5. promote.
-    shared.state().set_fenced(old, true);
-    tracing::warn!(target: "rwsplit", node = %name(old), "fenced: no statement goes to it until it is unfenced");
-    if let Err(source) = P::promote(&admin, &received).await {
-        // Nothing changed on any server: the old primary is not fenced after all.
-        shared.state().set_fenced(old, false);
-        return Err(FailoverError::Promote { node: name(new), source });
-    }
-    // The new primary is taken at once, without waiting for its next probe.
-    let seen = async {
-        let conn = open(shared.connector(), new, Purpose::Probe, timeout).await?;
-        probe_as::<P, <S::Connector as Connector>::Conn>(&conn, timeout).await
-    };
-    let seen = seen.await;
-    shared.state().observe(new, &seen, Instant::now().into_std());
-    // 6. Re-point the others.
-    let repoint = shared.failover().config.as_ref().is_some_and(|c| c.repoint_replicas);
+    best.map(Some).ok_or(FailoverError::NoCandidate)
+}
+
+/// Re-points every replica but `old` and `new` (and fenced ones) at the new primary `new`,
+/// whose admin connection is `admin`. Each attempt is bounded by five probe timeouts, at least
+/// 5 s (a loaded replica may take a while to stop its IO thread); a failed attempt is retried
+/// after a probe interval. A replica whose latest probe failed is tried too: it may only have
+/// been slow.
+async fn repoint_replicas<P: Product, S: Cluster>(
+    shared: &S,
+    old: NodeId,
+    new: NodeId,
+    admin: &<S::Connector as Connector>::Conn,
+    name: &impl Fn(NodeId) -> String,
+) {
+    let timeout = shared.config().probe_timeout_value();
     let address = shared.failover().config.as_ref().and_then(|c| c.repoint_target(new, &name(new)));
-    if repoint {
-        // Each attempt bounded by five probe timeouts, at least 5 s (a loaded replica may take a
-        // while to stop its IO thread); a failed attempt is retried after a probe interval. A
-        // replica whose latest probe failed is tried too: it may only have been slow.
-        let bound = timeout.saturating_mul(5).max(REPOINT_MIN_BOUND);
-        let pause = shared.config().probe_interval_value().min(REPOINT_MIN_BOUND);
-        for i in shared.state().ids() {
-            if i == old || i == new || shared.state().is_fenced(i) {
-                continue;
-            }
-            let Some((host, port)) = address.as_ref() else {
-                tracing::warn!(target: "rwsplit", node = %name(new), "the new primary's address is unknown: replicas not re-pointed");
-                break;
+    let bound = timeout.saturating_mul(5).max(REPOINT_MIN_BOUND);
+    let pause = shared.config().probe_interval_value().min(REPOINT_MIN_BOUND);
+    for i in shared.state().ids() {
+        if i == old || i == new || shared.state().is_fenced(i) {
+            continue;
+        }
+        let Some((host, port)) = address.as_ref() else {
+            tracing::warn!(target: "rwsplit", node = %name(new), "the new primary's address is unknown: replicas not re-pointed");
+            break;
+        };
+        for attempt in 1..=REPOINT_ATTEMPTS {
+            let result = async {
+                let conn = open(shared.connector(), i, Purpose::Admin, bound).await?;
+                P::repoint(&conn, admin, host, *port).await
             };
-            for attempt in 1..=REPOINT_ATTEMPTS {
-                let result = async {
-                    let conn = open(shared.connector(), i, Purpose::Admin, bound).await?;
-                    P::repoint(&conn, &admin, host, *port).await
-                };
-                let error = match tokio::time::timeout(bound, result).await {
-                    Ok(Ok(())) => {
-                        tracing::info!(target: "rwsplit", node = %name(i), primary = %name(new), "re-pointed replica");
-                        break;
-                    }
-                    Ok(Err(e)) => e,
-                    Err(_) => ProbeError::Timeout { after: bound },
-                };
-                if attempt == REPOINT_ATTEMPTS {
-                    tracing::warn!(target: "rwsplit", node = %name(i), error = %error, attempts = attempt, "could not re-point replica");
-                } else {
-                    tracing::info!(target: "rwsplit", node = %name(i), error = %error, attempt, "re-pointing the replica failed, retrying");
-                    tokio::time::sleep(pause).await;
+            let error = match tokio::time::timeout(bound, result).await {
+                Ok(Ok(())) => {
+                    tracing::info!(target: "rwsplit", node = %name(i), primary = %name(new), "re-pointed replica");
+                    break;
                 }
+                Ok(Err(e)) => e,
+                Err(_) => ProbeError::Timeout { after: bound },
+            };
+            if attempt == REPOINT_ATTEMPTS {
+                tracing::warn!(target: "rwsplit", node = %name(i), error = %error, attempts = attempt, "could not re-point replica");
+            } else {
+                tracing::info!(target: "rwsplit", node = %name(i), error = %error, attempt, "re-pointing the replica failed, retrying");
+                tokio::time::sleep(pause).await;
             }
         }
     }
-    Ok(Some(new))
 }
 
 /// Where the other nodes replicate a node from: a host (a name, an IPv4 address or a bracketed

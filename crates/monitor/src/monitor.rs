@@ -371,35 +371,70 @@ async fn probe_node<P: Product, K: Connector>(
     pace: &mut Patience,
     learn: bool,
 ) -> Result<Observation, ProbeError> {
-    let mut began = Instant::now();
-    let (mut timeout, mut patience) = waits(pace, &shared.config, began);
+    let began = Instant::now();
+    let (timeout, patience) = waits(pace, &shared.config, began);
+    let mut probing = Probing { began, timeout, patience, first, learn };
     link.waited = ANSWER;
+    if let Some(done) =
+        collect_pending::<P, K::Conn>(link, &mut probing, &shared.config, pace).await
+    {
+        return done;
+    }
+    if link.conn.is_none() {
+        connect::<P, K>(shared, link, node, &probing, pace).await?;
+    }
+    ask_now::<P, K::Conn>(link, &probing, pace).await
+}
+
+/// One probe's clock: when it began (or the instant a feed read handed to it was answered) and
+/// how long it waits ([`waits`]), whether it is the node's first, and whether answers teach
+/// the node's pace.
+struct Probing {
+    began: Instant,
+    timeout: Duration,
+    patience: Duration,
+    first: bool,
+    learn: bool,
+}
+
+/// The answer to a query an earlier probe or the feed left running ([`Asking`]), if there is
+/// one: `Some` ends the probe with it (answered while this probe waited, or not within its
+/// timeout); `None` goes on to ask afresh (answered before this probe began, or a feed read
+/// answered meanwhile, from whose answer the probe's own query is waited for a whole timeout).
+async fn collect_pending<P: Product, C: ProbeConn + 'static>(
+    link: &mut Link<C, P::Memo>,
+    probing: &mut Probing,
+    config: &MonitorConfig,
+    pace: &mut Patience,
+) -> Option<Result<Observation, ProbeError>> {
+    let timeout = probing.timeout;
     match link.asking.as_mut() {
-        None => {}
+        None => None,
         Some(Asking::Probe(pending)) => {
             let Ok(joined) = tokio::time::timeout(timeout, &mut pending.0).await else {
                 // Still unanswered: this probe fails as any would; the query goes on.
-                return Err(ProbeError::Timeout { after: timeout });
+                return Some(Err(ProbeError::Timeout { after: timeout }));
             };
             link.asking = None;
             // The task ends by returning, or by a driver's panic (tokio catches it on a task).
-            let (conn, memo, result, answered) = joined.map_err(ProbeError::unreachable)?;
+            let (conn, memo, result, answered) = match joined {
+                Ok(joined) => joined,
+                Err(e) => return Some(Err(ProbeError::unreachable(e))),
+            };
             link.conn = conn;
             link.memo = memo;
-            if let (Ok(seen), true) = (&result, learn) {
+            if let (Ok(seen), true) = (&result, probing.learn) {
                 // A late answer says how slow the node is: the next probes wait for that.
                 pace.answered(seen.latency(), answered);
             }
-            if answered >= began {
-                // Answered while this probe waited: the node answered within its timeout.
-                return result;
-            }
-            // Answered before this probe began: ask afresh (or reconnect, if it failed).
+            // Answered while this probe waited: the node answered within its timeout.
+            // Answered before it began: ask afresh (or reconnect, if it failed).
+            (answered >= probing.began).then_some(result)
         }
         Some(Asking::Feed(pending)) => {
             link.waited = FEED;
             let Ok(joined) = tokio::time::timeout(timeout, &mut pending.0).await else {
-                return Err(ProbeError::Timeout { after: timeout });
+                return Some(Err(ProbeError::Timeout { after: timeout }));
             };
             link.asking = None;
             link.waited = ANSWER;
@@ -407,62 +442,77 @@ async fn probe_node<P: Product, K: Connector>(
             // driver panicked).
             if let Ok((conn, read, took, answered)) = joined {
                 link.conn = conn;
-                if let (Ok(_), true) = (&read, learn) {
+                if let (Ok(_), true) = (&read, probing.learn) {
                     // A late answer says how slow the node is: the next probes wait for that.
                     pace.answered(took, answered);
                 }
-                if read.is_ok() && answered >= began {
+                if read.is_ok() && answered >= probing.began {
                     // Answered while this probe waited: the node answered within the probe's
                     // timeout, and the probe's own query is waited for a whole one from then
                     // (not what the read left of it), so a stall shorter than the timeout
                     // fails no probe. A node that freezes after this answer is caught a
                     // timeout after it.
-                    began = answered;
-                    (timeout, patience) = waits(pace, &shared.config, began);
+                    probing.began = answered;
+                    (probing.timeout, probing.patience) = waits(pace, config, answered);
                 }
             }
+            None
         }
     }
-    if link.conn.is_none() {
-        link.waited = CONNECT;
-        // A node's first connect goes on past the first probe's patience, for the probes
-        // after it (see `MonitorConfig::first_connect_timeout_value`).
-        let bound = if first {
-            shared.config.first_connect_timeout_value().max(patience)
-        } else {
-            patience
-        };
-        let pending = link.opening.get_or_insert_with(|| {
-            let shared = Arc::clone(shared);
-            Opening(
-                tokio::spawn(
-                    async move { open(&shared.connector, node, Purpose::Probe, bound).await },
-                ),
-                Instant::now(),
-            )
-        });
-        let wait = if first { patience } else { timeout.saturating_sub(began.elapsed()) };
-        let opened = match tokio::time::timeout(wait, &mut pending.0).await {
-            // The connect goes on for the next probe.
-            Err(_) => {
-                return Err(ProbeError::Timeout { after: if first { patience } else { timeout } });
-            }
-            Ok(joined) => joined,
-        };
-        let since = link.opening.take().map(|o| o.1);
-        // The task ends only by returning: it is aborted only with `opening`, and a connector
-        // that panics is a bug reported as an unreachable node rather than a dead loop.
-        let opened = opened.map_err(ProbeError::unreachable)?;
-        link.conn = Some(opened?);
-        link.waited = ANSWER;
-        if let (Some(since), true) = (since, learn) {
-            // A connect is an answer too: a server slow to accept is slow, and waited for so.
-            let now = Instant::now();
-            pace.answered(now.saturating_duration_since(since), now);
-        }
-        // A new connection may be to a restarted server: remember nothing of the old one.
-        link.memo = P::Memo::default();
+}
+
+/// Opens the probe connection of `node` (continuing an [`Opening`] an earlier probe began),
+/// waiting what is left of the probe's timeout, or the connect patience on a node's first
+/// probe; a connect not done by then goes on for the next probe.
+async fn connect<P: Product, K: Connector>(
+    shared: &Arc<Shared<K>>,
+    link: &mut Link<K::Conn, P::Memo>,
+    node: NodeId,
+    probing: &Probing,
+    pace: &mut Patience,
+) -> Result<(), ProbeError> {
+    let Probing { began, timeout, patience, first, learn } = *probing;
+    link.waited = CONNECT;
+    // A node's first connect goes on past the first probe's patience, for the probes after it
+    // (see `MonitorConfig::first_connect_timeout_value`).
+    let bound =
+        if first { shared.config.first_connect_timeout_value().max(patience) } else { patience };
+    let pending = link.opening.get_or_insert_with(|| {
+        let shared = Arc::clone(shared);
+        Opening(
+            tokio::spawn(async move { open(&shared.connector, node, Purpose::Probe, bound).await }),
+            Instant::now(),
+        )
+    });
+    let wait = if first { patience } else { timeout.saturating_sub(began.elapsed()) };
+    let Ok(opened) = tokio::time::timeout(wait, &mut pending.0).await else {
+        // The connect goes on for the next probe.
+        return Err(ProbeError::Timeout { after: if first { patience } else { timeout } });
+    };
+    let since = link.opening.take().map(|o| o.1);
+    // The task ends only by returning: it is aborted only with `opening`, and a connector that
+    // panics is a bug reported as an unreachable node rather than a dead loop.
+    let opened = opened.map_err(ProbeError::unreachable)?;
+    link.conn = Some(opened?);
+    link.waited = ANSWER;
+    if let (Some(since), true) = (since, learn) {
+        // A connect is an answer too: a server slow to accept is slow, and waited for so.
+        let now = Instant::now();
+        pace.answered(now.saturating_duration_since(since), now);
     }
+    // A new connection may be to a restarted server: remember nothing of the old one.
+    link.memo = P::Memo::default();
+    Ok(())
+}
+
+/// The probe's own query on the link's connection; one that outlasts the probe is left running
+/// for the next probe ([`Asking::Probe`]).
+async fn ask_now<P: Product, C: ProbeConn + 'static>(
+    link: &mut Link<C, P::Memo>,
+    probing: &Probing,
+    pace: &mut Patience,
+) -> Result<Observation, ProbeError> {
+    let Probing { began, timeout, patience, first, learn } = *probing;
     let Some(conn) = link.conn.take() else { return Err(ProbeError::Timeout { after: timeout }) };
     // A first probe's connect and first answer share the connect patience, and the answer has
     // at least the probe timeout however long the connect took.
@@ -472,7 +522,7 @@ async fn probe_node<P: Product, K: Connector>(
         (timeout, timeout.saturating_sub(began.elapsed()))
     };
     let memo = std::mem::take(&mut link.memo);
-    let mut asked = Caught(Box::pin(ask::<P, K::Conn>(conn, memo, patience)));
+    let mut asked = Caught(Box::pin(ask::<P, C>(conn, memo, patience)));
     match tokio::time::timeout(left, &mut asked).await {
         Ok(joined) => {
             // A driver that panicked: the connection is gone with its query.
@@ -518,18 +568,8 @@ async fn node_loop<P: Product, K: Connector>(shared: Arc<Shared<K>>, node: NodeI
             probe_node::<P, K>(&shared, &mut link, node, first, &mut pace, !down).await;
         let now = Instant::now();
         if let Err(ProbeError::Timeout { after }) = result
-            && (shared.state.served_since(node, began.into_std())
-                || (!reached && shared.state.served_since(node, queued_since(now, &config))))
+            && served_while_waiting(&shared.state, node, began, now, reached, &config)
         {
-            // Slow, not dead: it answered the application while the probe waited. Or the
-            // monitor has not reached it yet (its first connection still waiting to be
-            // accepted, or that connection's first answer, the new backend's setup) and it
-            // answered the application within a connect timeout: on a server a whole fleet is
-            // connecting to, the postmaster accepts one connection after another (it held
-            // hundreds unaccepted in the fleet benchmark), and the monitor's waits in line
-            // behind the application's, whose statements show the server at work.
-            // A node that stops answering everyone fails a connect timeout after its last
-            // answer, at most; once it has answered a probe, only the probe's own wait counts.
             result = Err(ProbeError::Outpaced { after });
         }
         reached |= result.is_ok();
@@ -537,26 +577,7 @@ async fn node_loop<P: Product, K: Connector>(shared: Arc<Shared<K>>, node: NodeI
         if let Err(error) = &result
             && failures > 0
         {
-            // Why a node is marked suspect, then down: the first failure of a run at WARN (an
-            // operator's "why was it banned"), the rest at DEBUG.
-            let name = shared.state.snapshot().node(node).map(|n| n.name().to_owned());
-            let name = name.unwrap_or_else(|| node.to_string());
-            // How long a probe that timed out waited (the stretched timeout), as a number a
-            // log query or a harness can filter on; absent for other failures.
-            let timeout_ms = match error {
-                ProbeError::Timeout { after } => {
-                    Some(u64::try_from(after.as_millis()).unwrap_or(u64::MAX))
-                }
-                _ => None,
-            };
-            // For a timeout, what it waited for: a connection ("connect"), a feed read's
-            // answer ("feed") or a probe query's ("answer").
-            let waited = timeout_ms.map(|_| link.waited);
-            if failures == 1 {
-                tracing::warn!(target: "rwsplit", node = %name, %error, failures, timeout_ms, waited, "probe failed");
-            } else {
-                tracing::debug!(target: "rwsplit", node = %name, %error, failures, timeout_ms, waited, "probe failed");
-            }
+            log_failed_probe(&shared.state, node, error, failures, link.waited);
         }
         if let Some(f) = &shared.on_probe {
             f(node, result.as_ref().ok());
@@ -604,6 +625,53 @@ async fn node_loop<P: Product, K: Connector>(shared: Arc<Shared<K>>, node: NodeI
         }
         early = false;
         next.wait().await;
+    }
+}
+
+/// Whether a probe of `node` that began at `began` and timed out at `now` found a node slow,
+/// not dead: it answered the application while the probe waited. Or the monitor has not
+/// `reached` it yet (its first connection still waiting to be accepted, or that connection's
+/// first answer, the new backend's setup) and it answered the application within a connect
+/// timeout: on a server a whole fleet is connecting to, the postmaster accepts one connection
+/// after another (it held hundreds unaccepted in the fleet benchmark), and the monitor's waits
+/// in line behind the application's, whose statements show the server at work. A node that
+/// stops answering everyone fails a connect timeout after its last answer, at most; once it
+/// has answered a probe, only the probe's own wait counts.
+fn served_while_waiting(
+    state: &TopologyState,
+    node: NodeId,
+    began: Instant,
+    now: Instant,
+    reached: bool,
+    config: &MonitorConfig,
+) -> bool {
+    state.served_since(node, began.into_std())
+        || (!reached && state.served_since(node, queued_since(now, config)))
+}
+
+/// Logs why `node` is marked suspect, then down: the first failure of a run (`failures` is 1)
+/// at WARN (an operator's "why was it banned"), the rest at DEBUG. A timeout carries how long
+/// the probe waited (the stretched timeout, as a number a log query or a harness can filter
+/// on) and what it waited for (`waited`: a connection, a feed read's answer or a probe
+/// query's).
+fn log_failed_probe(
+    state: &TopologyState,
+    node: NodeId,
+    error: &ProbeError,
+    failures: u32,
+    waited: &'static str,
+) {
+    let name = state.snapshot().node(node).map(|n| n.name().to_owned());
+    let name = name.unwrap_or_else(|| node.to_string());
+    let timeout_ms = match error {
+        ProbeError::Timeout { after } => Some(u64::try_from(after.as_millis()).unwrap_or(u64::MAX)),
+        _ => None,
+    };
+    let waited = timeout_ms.map(|_| waited);
+    if failures == 1 {
+        tracing::warn!(target: "rwsplit", node = %name, %error, failures, timeout_ms, waited, "probe failed");
+    } else {
+        tracing::debug!(target: "rwsplit", node = %name, %error, failures, timeout_ms, waited, "probe failed");
     }
 }
 

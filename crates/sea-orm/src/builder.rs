@@ -618,14 +618,13 @@ async fn first_answers(conn: &RoutedConnection, start: Duration) -> (Vec<NodeId>
 /// the application's server check, or refused the monitor for lack of room (busy, not gone),
 /// vouches for itself; one that answered nothing is held.
 fn warn_pending(conn: &RoutedConnection, unanswered: Vec<NodeId>) {
-    let state = conn.inner.routing().state();
     let vouched = |id: NodeId| {
-        state.busy_probes(id) > 0
+        conn.inner.busy_probes(id) > 0
             || conn.inner.nodes().get(id).is_some_and(|n| n.server().is_some())
     };
     let pending: Vec<String> = unanswered
         .into_iter()
-        .filter(|&id| !vouched(id) && crate::connection::hold_until_answered(&conn.inner, id))
+        .filter(|&id| !vouched(id) && conn.inner.hold_until_answered(id))
         .filter_map(|id| conn.inner.nodes().get(id).map(|n| n.name().to_owned()))
         .collect();
     if !pending.is_empty() {

@@ -8,7 +8,7 @@ use std::fmt;
 use std::future::Future;
 use std::time::Duration;
 
-use rwsplit_core::{Access, Consistency, RouteContext, Target, TokenKind};
+use rwsplit_core::{Consistency, Target, TokenKind};
 use sea_orm::{
     AccessMode, DatabaseConnection, DatabaseTransaction, DbBackend, DbErr, IsolationLevel,
     TransactionError, TransactionOptions,
@@ -161,9 +161,7 @@ impl RoutedConnection {
     /// calls that must not reach the primary; the primary's when no replica is in rotation.
     /// Its sessions are read-only, so writes through it fail.
     pub fn replica(&self) -> &DatabaseConnection {
-        let ctx = RouteContext::for_access(Access::Read, std::time::Instant::now())
-            .with_target(Target::Replica);
-        let id = self.inner.routing().plan(&ctx).map_or(self.inner.primary_index(), |p| p.first());
+        let id = self.inner.replica_for_reads();
         self.inner.read_conn(id)
     }
 
@@ -397,8 +395,8 @@ impl RoutedConnection {
     where
         F: Fn(&sea_orm::metric::Info<'_>) + Send + Sync + 'static,
     {
-        self.inner.hooks().set_metric(callback);
-        self.inner.nodes().hook(self.inner.hooks());
+        self.inner.set_metric(callback);
+        self.inner.hook_every_node();
     }
 
     /// Pings the primary.
@@ -439,7 +437,7 @@ impl RoutedConnection {
     /// it.
     pub fn fence(&self, name: &str) -> crate::Result<()> {
         let node = self.node_named(name)?;
-        self.inner.routing().set_fenced(node, true);
+        self.inner.set_fenced(node, true);
         tracing::warn!(target: "rwsplit", node = %name, "fenced by the application");
         Ok(())
     }
@@ -449,7 +447,7 @@ impl RoutedConnection {
     /// rebuilt); a second primary makes the router refuse writes.
     pub fn unfence(&self, name: &str) -> crate::Result<()> {
         let node = self.node_named(name)?;
-        self.inner.routing().set_fenced(node, false);
+        self.inner.set_fenced(node, false);
         tracing::warn!(target: "rwsplit", node = %name, "unfenced by the application");
         Ok(())
     }

@@ -572,6 +572,70 @@ impl Routing {
         self.state.snapshot().node(node).is_none() && self.state.contains(node)
     }
 
+    /// The live topology, uncounted by the tests' looks (the gauges read it, not a plan).
+    pub(crate) fn live_topology(&self) -> rwsplit_core::TopologyGuard {
+        self.state.snapshot()
+    }
+
+    /// Whether the monitor has `node` (in the snapshot or joining it).
+    pub(crate) fn in_monitor(&self, node: NodeId) -> bool {
+        self.state.contains(node)
+    }
+
+    /// Holds `node` out of rotation until the monitor has an answer from it; whether it was
+    /// held (see `TopologyState::hold_until_answered`).
+    pub(crate) fn hold_until_answered(&self, node: NodeId) -> bool {
+        self.state.hold_until_answered(node)
+    }
+
+    /// Completes at the monitor's next published topology, counted from when it is enabled.
+    pub(crate) fn published(&self) -> tokio::sync::futures::Notified<'_> {
+        self.state.published()
+    }
+
+    /// Asks the monitor for one sample of `node`'s position read after `after`, until `until`.
+    pub(crate) fn want_sample(&self, node: NodeId, after: Instant, until: Instant) {
+        self.state.want_sample(node, after, until);
+    }
+
+    /// Whether the monitor sampled `node` after `at`.
+    pub(crate) fn sampled_since(&self, node: NodeId, at: Instant) -> bool {
+        self.state.sampled_since(node, at)
+    }
+
+    /// Tells the monitor the cluster is in use at `now` (it probes at its usual interval).
+    #[inline]
+    pub(crate) fn used(&self, now: Instant) {
+        self.state.used(now);
+    }
+
+    /// Calls `each` with the id of every node in a snapshot taken now (those reads can be on).
+    pub(crate) fn each_routable(&self, mut each: impl FnMut(NodeId)) {
+        let snap = self.snap();
+        for id in snap.topology().nodes().iter().map(Node::id) {
+            each(id);
+        }
+    }
+
+    /// How the routing state sees `node` now, for `Stats`: its role, lag and position in the
+    /// snapshot, its health, and the monitor's counts.
+    pub(crate) fn node_routing(&self, node: NodeId) -> NodeRouting {
+        NodeRouting {
+            view: self.node_view(node),
+            health: self.health(node),
+            joining: self.is_joining(node),
+            fenced: self.is_fenced(node),
+            changes: self.changes(node),
+            failed_probes: self.state.failed_probes(node),
+            busy_probes: self.busy_probes(node),
+        }
+    }
+
+    /// The monitor's probes of `node` refused for lack of room (busy, not gone).
+    pub(crate) fn busy_probes(&self, node: NodeId) -> u64 {
+        self.state.busy_probes(node)
+    }
+
     /// Whether `node` is fenced.
     pub(crate) fn is_fenced(&self, node: NodeId) -> bool {
         self.state.is_fenced(node)
@@ -681,6 +745,24 @@ impl Snap {
 /// [`Routing::foreign`] in `topo`.
 pub(crate) fn foreign_in(topo: &Topology, token: &CausalToken) -> bool {
     topo.primary().and_then(|p| p.position()).is_some_and(|p| token.shortfall(p).is_none())
+}
+
+/// How the routing state sees one node ([`Routing::node_routing`]): plain values, read once.
+pub(crate) struct NodeRouting {
+    /// Its role, lag and position in the current snapshot (`None`: not in it).
+    pub(crate) view: Option<(Role, Lag, Option<rwsplit_core::ReplayPosition>)>,
+    /// Its health as the monitor judges it.
+    pub(crate) health: Health,
+    /// Probed but not in the snapshot yet.
+    pub(crate) joining: bool,
+    /// Fenced: out of rotation, never primary.
+    pub(crate) fenced: bool,
+    /// Changes of its role or health announced so far.
+    pub(crate) changes: u64,
+    /// Probes of it that failed.
+    pub(crate) failed_probes: u64,
+    /// Probes of it refused for lack of room (busy, not gone).
+    pub(crate) busy_probes: u64,
 }
 
 impl crate::send::watch::Standings for Routing {

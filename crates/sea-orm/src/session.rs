@@ -90,7 +90,7 @@ impl Session {
         if let Ok(state) = SESSION.try_with(Arc::clone) {
             return Session { db: db.clone(), state, consistency: None };
         }
-        let mut slot = db.inner.causality().slot(&crate::connection::Scope::Task);
+        let mut slot = db.inner.scope_slot(&crate::connection::Scope::Task);
         let session = Session::new(db.clone());
         if slot.token.is_none()
             && slot.external.is_none()
@@ -151,12 +151,9 @@ impl Session {
         // The primary's position as the monitor last saw it, or as this connection last read it
         // after a write (newer while writes come: a token this process issued is at or below it).
         let inner = &self.db.inner;
-        let sampled = inner.routing().primary_position();
+        let sampled = inner.primary_position();
         let verified = sampled.is_some_and(|p| token.is_satisfied_by(&p))
-            || inner
-                .causality()
-                .newest_position()
-                .is_some_and(|p| token.is_satisfied_by(p.position()));
+            || inner.newest_position().is_some_and(|p| token.is_satisfied_by(p.position()));
         self.state.update(|s| if verified { s.record(token) } else { s.hold(token) });
     }
 
@@ -314,9 +311,9 @@ pub(crate) async fn resolve(
     // A write's position read is under way: wait for it (a few round trips at most); if it
     // takes longer than the monitor's probe timeout, read a fresh position instead.
     let max = db.inner.policy().monitor.probe_timeout_value();
-    let slot: Slot = db.inner.causality().settled(scope, max).await;
+    let slot: Slot = db.inner.settled_slot(scope, max).await;
     let seen = slot.seen;
-    let token = written(db, scope, slot).await?;
+    let token = db.inner.written(scope, slot).await?;
     let kind = db.inner.product().tokens_checked_as();
     // Writes-follow-reads: what the scope has read travels with it, without a wait or a query
     // where its node can stand for it.
@@ -329,34 +326,10 @@ pub(crate) async fn resolve(
         Export::Primary(at) => {
             // A read on the primary (or a node no longer a replica), not bounded by a sample
             // yet: the primary's position now bounds it.
-            let floor = db.inner.causality().capture(&*db.inner, at).await?;
+            let floor = db.inner.capture(at).await?;
             SessionToken::from_position(token.map_or_else(|| floor.clone(), |t| t.merged(&floor)))
         }
     }))
-}
-
-/// The part of a scope's token its writes (and the tokens it was given) make.
-async fn written(
-    db: &RoutedConnection,
-    scope: &crate::connection::Scope,
-    slot: Slot,
-) -> Result<Option<CausalToken>, DbErr> {
-    if !slot.pending && slot.inflight == 0 {
-        // A token held from outside is passed on as it came (its reader lowers it if need be).
-        return Ok(slot.with_external());
-    }
-    let primary = db.inner.routing().primary_id().unwrap_or(rwsplit_core::NodeId::new(0));
-    let epoch = slot.pending_epoch;
-    let fresh = db.inner.causality().capture(&*db.inner, primary).await?;
-    let update = |s: &mut Slot| {
-        s.settle(&fresh, epoch);
-    };
-    db.inner.causality().update(scope, update);
-    let mut mine = slot;
-    mine.mark_pending();
-    let epoch = mine.pending_epoch;
-    mine.settle(&fresh, epoch);
-    Ok(mine.token)
 }
 
 /// At most 64 characters of untrusted text, for an error message; credentials redacted (a URL

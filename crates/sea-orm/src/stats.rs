@@ -275,7 +275,6 @@ impl NodeStats {
 
 pub(crate) fn snapshot(db: &RoutedConnection) -> Stats {
     let inner = &db.inner;
-    let c = &inner.counters();
     Stats {
         nodes: {
             // In id order: the configured primary (id 0) first while it is there. Never empty:
@@ -288,7 +287,8 @@ pub(crate) fn snapshot(db: &RoutedConnection) -> Stats {
         }
         .into_iter()
         .map(|(i, n)| {
-            let seen = inner.routing().node_view(i);
+            let routing = inner.node_routing(i);
+            let seen = routing.view;
             NodeStats {
                 name: n.name().to_owned(),
                 role: if i == NodeId::new(0) { "primary" } else { "replica" },
@@ -297,8 +297,8 @@ pub(crate) fn snapshot(db: &RoutedConnection) -> Stats {
                     .map_or(if i == NodeId::new(0) { Role::Primary } else { Role::Replica }, |v| {
                         v.0
                     }),
-                health: inner.routing().health(i),
-                joining: inner.routing().is_joining(i),
+                health: routing.health,
+                joining: routing.joining,
                 server: n.server().cloned(),
                 lag: seen.as_ref().map_or(Lag::unknown(), |v| v.1),
                 position: seen.and_then(|v| v.2),
@@ -306,33 +306,33 @@ pub(crate) fn snapshot(db: &RoutedConnection) -> Stats {
                 writes: n.writes(),
                 failures: n.failures(),
                 pool_timeouts: n.pool_timeouts(),
-                fenced: inner.routing().is_fenced(i),
-                changes: inner.routing().changes(i),
-                failed_probes: inner.routing().state().failed_probes(i),
-                busy_probes: inner.routing().state().busy_probes(i),
+                fenced: routing.fenced,
+                changes: routing.changes,
+                failed_probes: routing.failed_probes,
+                busy_probes: routing.busy_probes,
             }
         })
         .collect(),
-        retries: c.get(Count::Retries),
+        retries: inner.counted(Count::Retries),
         ryw: ReadYourWrites {
-            positions_captured: c.get(Count::Captures),
-            capture_failures: c.get(Count::CaptureFailures),
-            replica_reads: c.get(Count::TokenReadsOnReplicas),
-            primary_reads: c.get(Count::TokenReadsOnPrimary),
-            waits: c.get(Count::Waits),
-            wait_timeouts: c.get(Count::WaitTimeouts),
-            foreign_tokens: c.get(Count::ForeignTokens),
-            last_node_reads: c.get(Count::MonotonicStays),
-            tracked_tasks: inner.causality().tracked_tasks() as u64,
+            positions_captured: inner.counted(Count::Captures),
+            capture_failures: inner.counted(Count::CaptureFailures),
+            replica_reads: inner.counted(Count::TokenReadsOnReplicas),
+            primary_reads: inner.counted(Count::TokenReadsOnPrimary),
+            waits: inner.counted(Count::Waits),
+            wait_timeouts: inner.counted(Count::WaitTimeouts),
+            foreign_tokens: inner.counted(Count::ForeignTokens),
+            last_node_reads: inner.counted(Count::MonotonicStays),
+            tracked_tasks: inner.tracked_tasks() as u64,
         },
         promotions: inner.monitor().as_ref().map_or(0, |m| m.promotions()),
-        replica_refusals: c.get(Count::ReplicaRefusals),
-        learned_writes: u64::try_from(inner.classified().learned()).unwrap_or(u64::MAX),
+        replica_refusals: inner.counted(Count::ReplicaRefusals),
+        learned_writes: u64::try_from(inner.learned_writes()).unwrap_or(u64::MAX),
         hedges: Hedges {
-            sent: c.get(Count::Hedges),
-            won: c.get(Count::HedgesWon),
-            lost: c.get(Count::HedgesLost),
-            stalled_skips: c.get(Count::StalledSkips),
+            sent: inner.counted(Count::Hedges),
+            won: inner.counted(Count::HedgesWon),
+            lost: inner.counted(Count::HedgesLost),
+            stalled_skips: inner.counted(Count::StalledSkips),
         },
     }
 }

@@ -313,6 +313,33 @@ impl Crate {
         out
     }
 
+    /// The arrows between the crate's top-level modules (a folder standing for everything
+    /// under it): `(from, to)` for each top-level module whose code names an item of another,
+    /// re-exports followed to the module that defines the item. The root file is no member.
+    pub(super) fn top_level_arrows(&self) -> BTreeSet<(String, String)> {
+        self.references()
+            .into_iter()
+            .filter_map(|(from, to)| Some((from.first()?.clone(), to.first()?.clone())))
+            .filter(|(a, b)| a != b)
+            .collect()
+    }
+
+    /// The names of the crate root's child modules, test modules left out.
+    pub(super) fn top_modules(&self) -> BTreeSet<String> {
+        self.modules.keys().filter(|p| p.len() == 1).map(|p| p[0].clone()).collect()
+    }
+
+    /// Every function of the crate (free functions, methods, trait methods with a body;
+    /// test code left out), with its length in lines.
+    pub(super) fn functions(&self) -> Vec<Function> {
+        let mut out = Vec::new();
+        for (path, module) in &self.modules {
+            let mut found = Functions { module: path.join("::"), owner: None, out: &mut out };
+            module.code.iter().for_each(|item| found.visit_item(item));
+        }
+        out
+    }
+
     /// The fields of the struct `ty` defined in module `module` (`connection::nodes`; `""` is
     /// the crate root), each named (a tuple struct's by its index) with whether it carries a
     /// visibility modifier (`pub`, `pub(crate)`, `pub(super)`, `pub(in …)`, `pub(self)`), and
@@ -567,6 +594,81 @@ impl<'ast> Visit<'ast> for Names {
     fn visit_meta_list(&mut self, m: &'ast syn::MetaList) {
         self.tokens(m.tokens.clone());
         syn::visit::visit_meta_list(self, m);
+    }
+}
+
+/// A function of a crate's code, as [`Crate::functions`] finds it.
+pub(super) struct Function {
+    /// Its module's path (`connection::attempt`; empty at the crate root).
+    pub(super) module: String,
+    /// Its name, after its type's or trait's for a method (`Inner::new`).
+    pub(super) name: String,
+    /// Lines from its `fn` to its closing brace, both counted.
+    pub(super) lines: usize,
+}
+
+/// Collects the functions of one module's code into `out`.
+struct Functions<'o> {
+    module: String,
+    /// The type or trait whose `impl` or definition is being read.
+    owner: Option<String>,
+    out: &'o mut Vec<Function>,
+}
+
+impl Functions<'_> {
+    fn push(&mut self, sig: &syn::Signature, block: &syn::Block) {
+        let start = sig.fn_token.span.start().line;
+        let end = block.brace_token.span.close().end().line;
+        let name = match &self.owner {
+            Some(owner) => format!("{owner}::{}", name(&sig.ident)),
+            None => name(&sig.ident),
+        };
+        self.out.push(Function {
+            module: self.module.clone(),
+            name,
+            lines: end.saturating_sub(start) + 1,
+        });
+    }
+}
+
+impl<'ast> Visit<'ast> for Functions<'_> {
+    fn visit_item_fn(&mut self, f: &'ast syn::ItemFn) {
+        let owner = self.owner.take();
+        self.push(&f.sig, &f.block);
+        syn::visit::visit_item_fn(self, f);
+        self.owner = owner;
+    }
+
+    fn visit_item_impl(&mut self, block: &'ast syn::ItemImpl) {
+        let owner = match &*block.self_ty {
+            Type::Path(p) => p.path.segments.last().map(|s| name(&s.ident)),
+            ty => Some(type_text(ty)),
+        };
+        let outer = std::mem::replace(&mut self.owner, owner);
+        syn::visit::visit_item_impl(self, block);
+        self.owner = outer;
+    }
+
+    fn visit_item_trait(&mut self, t: &'ast syn::ItemTrait) {
+        let outer = self.owner.replace(name(&t.ident));
+        syn::visit::visit_item_trait(self, t);
+        self.owner = outer;
+    }
+
+    fn visit_impl_item_fn(&mut self, f: &'ast syn::ImplItemFn) {
+        self.push(&f.sig, &f.block);
+        let owner = self.owner.take();
+        syn::visit::visit_impl_item_fn(self, f);
+        self.owner = owner;
+    }
+
+    fn visit_trait_item_fn(&mut self, f: &'ast syn::TraitItemFn) {
+        if let Some(block) = &f.default {
+            self.push(&f.sig, block);
+        }
+        let owner = self.owner.take();
+        syn::visit::visit_trait_item_fn(self, f);
+        self.owner = owner;
     }
 }
 

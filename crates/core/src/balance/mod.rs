@@ -27,6 +27,21 @@ pub use zone::ZonePreference;
 use crate::node_id::MAX_NODES;
 use crate::topology::Node;
 
+/// How [`BALANCERS`] makes a balancer: a fresh one with its defaults.
+pub type MakeBalancer = fn() -> Box<dyn Balancer>;
+
+/// The balancers a configuration can name, by the name files and `RWSPLIT_BALANCER` give them
+/// (matched in any case), each with how to make one: adding a balancer is its module and a line
+/// here. [`ZonePreference`] wraps one of these and is set by its own key (`prefer_zone`).
+pub const BALANCERS: &[(&str, MakeBalancer)] = &[
+    ("round_robin", || Box::new(RoundRobin::default())),
+    ("weighted_round_robin", || Box::new(WeightedRoundRobin::default())),
+    ("random", || Box::new(Random::default())),
+    ("least_outstanding", || Box::new(LeastOutstanding::default())),
+    ("power_of_two_ewma", || Box::new(PowerOfTwoEwma::default())),
+    ("lowest_lag", || Box::new(LowestLag::default())),
+];
+
 /// A load-balancing policy over candidate nodes.
 ///
 /// The router filters the topology down to the nodes a statement may use, then asks the

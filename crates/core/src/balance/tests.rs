@@ -13,16 +13,22 @@ fn replicas(n: u16) -> Vec<Node> {
     (0..n).map(|i| Node::builder(NodeId::new(i), Role::Replica).build()).collect()
 }
 
+/// Every balancer a configuration can name ([`BALANCERS`]: a new one gets these tables at
+/// once), and the zone preference around one.
 fn every() -> Vec<(&'static str, Box<dyn Balancer>)> {
-    vec![
-        ("round robin", Box::new(RoundRobin::default())),
-        ("weighted", Box::new(WeightedRoundRobin::default())),
-        ("random", Box::new(Random::with_seed(1))),
-        ("least outstanding", Box::new(LeastOutstanding::default())),
-        ("p2c", Box::new(PowerOfTwoEwma::with_seed(1))),
-        ("lowest lag", Box::new(LowestLag::default())),
-        ("zone", Box::new(ZonePreference::new("a", RoundRobin::default()))),
-    ]
+    let mut all: Vec<(&'static str, Box<dyn Balancer>)> =
+        BALANCERS.iter().map(|(name, make)| (*name, make())).collect();
+    all.push(("zone", Box::new(ZonePreference::new("a", RoundRobin::default()))));
+    all
+}
+
+#[test]
+fn the_named_balancers_have_distinct_snake_case_names() {
+    let names: std::collections::BTreeSet<&str> = BALANCERS.iter().map(|(n, _)| *n).collect();
+    assert_eq!(names.len(), BALANCERS.len(), "a name given twice");
+    for name in names {
+        assert!(name.chars().all(|c| c.is_ascii_lowercase() || c == '_'), "{name}");
+    }
 }
 
 #[test]

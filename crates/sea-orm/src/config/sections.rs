@@ -9,8 +9,8 @@
 use std::time::Duration;
 
 use rwsplit_core::{
-    Balancer, Consistency, HealthPolicy, LeastOutstanding, LowestLag, PowerOfTwoEwma, PrimaryReads,
-    Random, RoundRobin, RouterConfig, Staleness, WeightedRoundRobin, ZonePreference,
+    BALANCERS, Balancer, Consistency, HealthPolicy, PrimaryReads, RouterConfig, Staleness,
+    ZonePreference,
 };
 use rwsplit_monitor::MonitorConfig;
 use serde::{Deserialize, Deserializer};
@@ -54,7 +54,7 @@ impl RouterFile {
         let balancer = self.balancer.map(BalancerName::build);
         match (self.prefer_zone, balancer) {
             (Some(zone), b) => {
-                let inner = b.unwrap_or_else(|| BalancerName::RoundRobin.build());
+                let inner = b.unwrap_or_else(|| BalancerName::ROUND_ROBIN.build());
                 rc = rc.balancer(ZonePreference::new(zone, inner));
             }
             (None, Some(b)) => rc = rc.balancer(b),
@@ -79,59 +79,36 @@ impl RouterFile {
     }
 }
 
-/// A balancer, by the name a file or the environment gives it.
+/// A balancer, by the name a file or the environment gives it: its index in
+/// [`BALANCERS`], core's one list of them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub(super) enum BalancerName {
-    RoundRobin,
-    WeightedRoundRobin,
-    Random,
-    LeastOutstanding,
-    PowerOfTwoEwma,
-    LowestLag,
-}
+#[serde(try_from = "String")]
+pub(super) struct BalancerName(usize);
 
 impl BalancerName {
-    const ALL: [BalancerName; 6] = [
-        BalancerName::RoundRobin,
-        BalancerName::WeightedRoundRobin,
-        BalancerName::Random,
-        BalancerName::LeastOutstanding,
-        BalancerName::PowerOfTwoEwma,
-        BalancerName::LowestLag,
-    ];
+    /// Round robin, the default inside a zone preference.
+    const ROUND_ROBIN: BalancerName = BalancerName(0);
 
     fn build(self) -> Box<dyn Balancer> {
-        match self {
-            BalancerName::RoundRobin => Box::new(RoundRobin::default()),
-            BalancerName::WeightedRoundRobin => Box::new(WeightedRoundRobin::default()),
-            BalancerName::Random => Box::new(Random::default()),
-            BalancerName::LeastOutstanding => Box::new(LeastOutstanding::default()),
-            BalancerName::PowerOfTwoEwma => Box::new(PowerOfTwoEwma::default()),
-            BalancerName::LowestLag => Box::new(LowestLag::default()),
-        }
-    }
-
-    fn as_str(self) -> &'static str {
-        match self {
-            BalancerName::RoundRobin => "round_robin",
-            BalancerName::WeightedRoundRobin => "weighted_round_robin",
-            BalancerName::Random => "random",
-            BalancerName::LeastOutstanding => "least_outstanding",
-            BalancerName::PowerOfTwoEwma => "power_of_two_ewma",
-            BalancerName::LowestLag => "lowest_lag",
-        }
+        let (_, make) = BALANCERS.get(self.0).unwrap_or(&BALANCERS[0]);
+        make()
     }
 
     /// The balancer named `s` (any case), or an error listing the names.
     pub(super) fn parse(s: &str) -> Result<BalancerName, String> {
-        Self::ALL.into_iter().find(|b| b.as_str().eq_ignore_ascii_case(s.trim())).ok_or_else(|| {
-            format!(
-                "unknown balancer `{}` (expected round_robin, weighted_round_robin, random, \
-                 least_outstanding, power_of_two_ewma or lowest_lag)",
-                clip(s)
-            )
+        let found = BALANCERS.iter().position(|(name, _)| name.eq_ignore_ascii_case(s.trim()));
+        found.map(BalancerName).ok_or_else(|| {
+            let names: Vec<&str> = BALANCERS.iter().map(|(name, _)| *name).collect();
+            format!("unknown balancer `{}` (expected one of {})", clip(s), names.join(", "))
         })
+    }
+}
+
+impl TryFrom<String> for BalancerName {
+    type Error = String;
+
+    fn try_from(s: String) -> Result<BalancerName, String> {
+        BalancerName::parse(&s)
     }
 }
 

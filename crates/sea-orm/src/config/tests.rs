@@ -196,7 +196,7 @@ fn invalid_configs_name_the_field(#[case] text: &str, #[case] message: &str) {
 )]
 #[case(
     "primary = { url = \"postgres://db-1/app\" }\n[router]\nbalancer = \"fastest\"",
-    "unknown variant `fastest`"
+    "unknown balancer `fastest` (expected one of round_robin, weighted_round_robin, random, least_outstanding, power_of_two_ewma, lowest_lag)"
 )]
 #[case(
     "primary = { url = \"postgres://db-1/app\" }\n[policy]\nwait_for_replica = \"soon\"",

@@ -1,31 +1,36 @@
 //! The connection's shared state: [`RoutedConnection`], a facade over `Arc<Inner>`, and
 //! [`Inner`], whose private fields are its components — the node registry ([`Nodes`]), the
 //! [`Planner`] (policy, classifier, routing state), read-your-writes ([`Causality`]), the
-//! counters, the hedge budget, the watchdog, the monitor's handle and the metric hooks. Other
-//! modules reach a component through its accessor here and use the component's own methods;
-//! none sees a field. `Inner` has no inherent methods but these, and is what read-your-writes
-//! asks of the connection ([`Cluster`]): the layers above it (`connection/mod.rs` lists them)
-//! are functions over `&Inner`.
+//! counters, the hedge budget, the watchdog, the monitor's handle and the metric hooks. Callers
+//! ask `Inner` for operations, named for what they want (plan this statement, a write ran,
+//! count this, fence that node), and `Inner` hands each to the component that owns the state,
+//! or composes two where one purpose needs both (a plan reads read-your-writes; a probe's sweep
+//! clears scopes and proofs). No component is handed out but the node registry's (its own
+//! rework). `Inner` is also what read-your-writes asks of the connection ([`Cluster`]), what a
+//! statement's watch reads standings from, and what the watchdog looks at: the layers above it
+//! (`connection/mod.rs` lists them) are functions over `&Inner` that compose these operations.
 
 use std::fmt;
 use std::sync::{Arc, Mutex, Weak};
+use std::time::{Duration, Instant};
 
-use rwsplit_core::{CausalToken, NodeId};
+use rwsplit_core::{Access, CausalToken, InFlight, NodeId};
 use rwsplit_monitor::TopologyState;
-use sea_orm::{DatabaseConnection, DbBackend, DbErr};
+use sea_orm::{AccessMode, DatabaseConnection, DbBackend, DbErr, IsolationLevel};
 
-use crate::consistency::{Capture, Causality, Cluster, Seen};
+use crate::consistency::{Capture, Causality, Cluster, Outcome, Ran, Seen, Slot};
 use crate::hooks::Hooks;
 use crate::product::Product;
-use crate::route::Routing;
+use crate::route::{Plan, Why};
 use crate::send::pace::HedgeBudget;
+use crate::send::sending::Standing;
 use crate::send::watchdog::Watchdog;
 use crate::shared::MonitorHandle;
 
-use super::counters::{Count, Counters};
-use super::ctx::Policy;
+use super::counters::{Count, Counters, Effects};
+use super::ctx::{Ctx, Policy, Scope};
 use super::nodes::{NodeRef, Nodes};
-use super::plan::{Around, Planner};
+use super::plan::{Around, Done, Input, Io, Planned, Planner};
 
 pub(crate) struct Inner {
     /// The registry, by the monitor's state's ids: node 0 is the configured primary, nodes
@@ -80,7 +85,7 @@ pub struct RoutedConnection {
 
 impl fmt::Debug for RoutedConnection {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let primary = self.inner.routing().primary_id();
+        let primary = self.inner.primary_id();
         let nodes: Vec<(NodeId, NodeRef)> = self.inner.nodes().iter().collect();
         let name = |i: &NodeId| nodes.iter().find(|(j, _)| j == i).map(|(_, n)| n.name());
         let replicas: Vec<&str> =
@@ -149,44 +154,19 @@ impl Inner {
         self.product().system_name()
     }
 
-    /// The planner.
-    pub(crate) fn planner(&self) -> &Planner {
-        &self.planner
-    }
-
     /// The routing policy the builder set.
     pub(crate) fn policy(&self) -> &Policy {
         self.planner.policy()
     }
 
-    /// The routing state: the monitor's topology and the core router.
-    pub(crate) fn routing(&self) -> &Routing {
-        self.planner.routing()
-    }
-
     /// What a plan reads of the rest of the connection: read-your-writes, the number of nodes, and
     /// whether a monitor runs.
-    pub(super) fn around(&self) -> Around<'_> {
+    fn around(&self) -> Around<'_> {
         Around {
             causality: &self.causality,
             nodes: self.nodes.count(),
             monitored: self.monitor.is_some(),
         }
-    }
-
-    /// The classifier, behind its cache.
-    pub(crate) fn classified(&self) -> &crate::classified::Classified {
-        self.planner.classified()
-    }
-
-    /// The connection's own counters.
-    pub(crate) fn counters(&self) -> &Counters {
-        &self.counters
-    }
-
-    /// Read-your-writes: its operations take the connection as their [`Cluster`].
-    pub(crate) fn causality(&self) -> &Causality {
-        &self.causality
     }
 
     /// A read was made: it earns its share of a hedge ([`HedgeBudget::earn`]).
@@ -219,16 +199,6 @@ impl Inner {
         *self.discovery.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = Some(task);
     }
 
-    /// The metric callback's registry.
-    pub(crate) fn hooks(&self) -> &Arc<Hooks> {
-        &self.hooks
-    }
-
-    /// The connection itself, weakly (for work it leaves running).
-    pub(crate) fn me(&self) -> &Weak<Inner> {
-        &self.me
-    }
-
     /// The id of the node that has the primary role now (the configured one until a
     /// promotion is seen).
     pub(crate) fn primary_index(&self) -> NodeId {
@@ -255,13 +225,423 @@ impl Inner {
     }
 }
 
+/// Planning, through the planner: the statement path asks where its statement goes, and the
+/// executor applies what the decision means, once.
+impl Inner {
+    /// `sql`'s classification, detached from it, and `db.operation.name` (cached by text).
+    #[inline]
+    pub(super) fn classify(&self, sql: &str) -> crate::classified::Entry {
+        self.planner.classify(sql)
+    }
+
+    /// Where statement `sql` (classified as `kind`) goes for a call with `ctx` in `scope`,
+    /// given the I/O steps `done` so far, as of `now` ([`Planner::plan`]).
+    #[inline]
+    pub(super) fn plan(
+        &self,
+        sql: &str,
+        kind: crate::classified::Entry,
+        ctx: &Ctx<'_>,
+        scope: &Scope,
+        done: Done,
+        now: Instant,
+    ) -> Result<Planned, DbErr> {
+        let input = Input { ctx, scope, around: self.around(), done, now };
+        self.planner.plan(sql, kind, &input)
+    }
+
+    /// Where a transaction with this configuration begins for a call with `ctx` in `scope`
+    /// ([`Planner::plan_transaction`]).
+    pub(super) fn plan_transaction(
+        &self,
+        isolation: Option<IsolationLevel>,
+        access: Option<AccessMode>,
+        ctx: &Ctx<'_>,
+        scope: &Scope,
+        done: Done,
+        now: Instant,
+    ) -> Result<Planned, DbErr> {
+        let input = Input { ctx, scope, around: self.around(), done, now };
+        self.planner.plan_transaction(isolation, access, &input)
+    }
+
+    /// A plan for `access` on the primary, whatever the SQL would allow.
+    #[inline]
+    pub(super) fn plan_on_primary(&self, access: Access, reason: Why) -> Result<Plan, DbErr> {
+        self.planner.plan_on_primary(access, reason)
+    }
+
+    /// What the router makes of `ctx` in the live topology (the tests' plain plans).
+    #[cfg(test)]
+    pub(super) fn plan_ctx(&self, ctx: &rwsplit_core::RouteContext<'_>) -> Result<Plan, DbErr> {
+        self.planner.plan_ctx(ctx)
+    }
+
+    /// The node a read sent now would go to, chosen as a read would be (healthy, by the
+    /// balancer); the primary's id when no replica is in rotation.
+    pub(crate) fn replica_for_reads(&self) -> NodeId {
+        let ctx = rwsplit_core::RouteContext::for_access(Access::Read, Instant::now())
+            .with_target(rwsplit_core::Target::Replica);
+        self.planner.plan_ctx(&ctx).map_or(self.primary_index(), |p| p.first())
+    }
+
+    /// Applies the `effects` of the plan that runs, once, as of `now`: its counters, and its
+    /// wants to the monitor if one runs.
+    #[inline]
+    pub(super) fn apply(&self, effects: Effects, now: Instant) {
+        self.planner.apply(effects, &self.counters, self.monitor.is_some(), now);
+    }
+
+    /// Sends the wants of a plan's `effects` to the monitor, if one runs, before its I/O step.
+    pub(super) fn want(&self, effects: &Effects, now: Instant) {
+        self.planner.want(effects, self.monitor.is_some(), now);
+    }
+
+    /// A replica refused `sql` as a write: its shape is learned as one from now on.
+    pub(super) fn learn_refused(&self, sql: &str) -> crate::classified::Learned {
+        self.planner.learn_refused(sql)
+    }
+
+    /// Whether `learned` filled the table of learned shapes (said once).
+    pub(super) fn first_full(&self, learned: &crate::classified::Learned) -> bool {
+        self.planner.first_full(learned)
+    }
+
+    /// How many shapes were learned as writes from replicas' refusals (`Stats`).
+    pub(crate) fn learned_writes(&self) -> usize {
+        self.planner.learned_writes()
+    }
+}
+
+/// The routing state, through the planner that owns it: what statements, the monitor's
+/// callbacks, the facade and `Stats` tell it or read of it.
+impl Inner {
+    /// The current primary's id, if exactly one node has the role.
+    #[inline]
+    pub(crate) fn primary_id(&self) -> Option<NodeId> {
+        self.planner.primary_id()
+    }
+
+    /// Where `node` stands for a statement on it: the primary, down, not the primary, gone.
+    #[inline]
+    pub(super) fn standing(&self, node: NodeId) -> Standing {
+        self.planner.standing(node)
+    }
+
+    /// Completes at `node`'s next announced change of role or health (or nudge).
+    #[inline]
+    pub(super) fn changed(&self, node: NodeId) -> tokio::sync::futures::Notified<'_> {
+        self.planner.changed(node)
+    }
+
+    /// An attempt on `node` succeeded at `now` ([`Planner::answered`]).
+    #[inline]
+    pub(super) fn answered(&self, node: NodeId, guard: Option<InFlight>, now: Instant) {
+        self.planner.answered(node, guard, now);
+    }
+
+    /// A failure of `node` itself (never back-pressure) that a statement saw.
+    pub(super) fn record_failure(&self, node: NodeId) {
+        self.planner.record_failure(node);
+    }
+
+    /// A catch-up wait proved `node` has replayed `token`: proof for the next reads.
+    pub(super) fn learn(&self, node: NodeId, token: &CausalToken) {
+        self.planner.learn(node, token);
+    }
+
+    /// Fences or unfences `node`; whether it was there to be.
+    pub(crate) fn set_fenced(&self, node: NodeId, fenced: bool) -> bool {
+        self.planner.set_fenced(node, fenced)
+    }
+
+    /// Fences `node` because its server is not one rwsplit supports.
+    pub(super) fn fence_unsupported(&self, node: NodeId) {
+        self.planner.fence_unsupported(node);
+    }
+
+    /// How the routing state sees `node` now (`Stats`).
+    pub(crate) fn node_routing(&self, node: NodeId) -> crate::route::NodeRouting {
+        self.planner.node_routing(node)
+    }
+
+    /// The monitor's probes of `node` refused for lack of room (busy, not gone).
+    pub(crate) fn busy_probes(&self, node: NodeId) -> u64 {
+        self.planner.busy_probes(node)
+    }
+
+    /// The primary's position as the monitor last saw it, if known.
+    pub(crate) fn primary_position(&self) -> Option<rwsplit_core::ReplayPosition> {
+        self.planner.primary_position()
+    }
+
+    /// Holds `node` out of rotation until the monitor has an answer from it (it did not
+    /// answer while the connection was made); whether it was held.
+    pub(crate) fn hold_until_answered(&self, node: NodeId) -> bool {
+        self.planner.hold_until_answered(node)
+    }
+
+    /// Completes at the monitor's next published topology (enable it before the look it
+    /// guards).
+    pub(super) fn published(&self) -> tokio::sync::futures::Notified<'_> {
+        self.planner.published()
+    }
+
+    /// Asks the monitor for one sample of `node`'s position read after `after`, until `until`.
+    pub(super) fn want_sample(&self, node: NodeId, after: Instant, until: Instant) {
+        self.planner.want_sample(node, after, until);
+    }
+
+    /// Whether the monitor sampled `node` after `at`.
+    pub(super) fn sampled_since(&self, node: NodeId, at: Instant) -> bool {
+        self.planner.sampled_since(node, at)
+    }
+
+    /// Tells the monitor, if one runs, that the cluster is in use at `now`: it probes at its
+    /// usual interval, not the idle one. One atomic load while statements come often.
+    #[inline]
+    pub(super) fn note_use(&self, now: Instant) {
+        if self.monitor.is_some() {
+            self.planner.used(now);
+        }
+    }
+
+    /// The live topology, for the gauges.
+    pub(super) fn snapshot(&self) -> rwsplit_core::TopologyGuard {
+        self.planner.snapshot()
+    }
+
+    /// Whether the monitor has `node` (in the snapshot or joining it).
+    pub(super) fn in_monitor(&self, node: NodeId) -> bool {
+        self.planner.in_monitor(node)
+    }
+
+    /// Whether `node` is fenced.
+    pub(super) fn is_fenced(&self, node: NodeId) -> bool {
+        self.planner.is_fenced(node)
+    }
+
+    /// After a probe of the monitor's: forgets the scopes whose writes every replica has
+    /// replayed (or whose tokens are stale), and the catch-up waits' expired proofs.
+    pub(super) fn sweep(&self, now: Instant) {
+        let floor = |seen: &Seen| self.planner.floor(seen);
+        let settled = |t: &CausalToken| self.planner.settled(t);
+        self.causality.sweep(now, super::ctx::FOREIGN_TOKEN_TTL, settled, floor);
+        self.planner.sweep_learned(now);
+    }
+
+    /// The monitor's state, shared (with its loops, and the process's other connections on
+    /// the same monitor): a node's addition or removal changes it with the registry, and a
+    /// removed node's drain, which may outlive the connection, releases its index there; the
+    /// tests feed it probe results.
+    pub(crate) fn shared_state(&self) -> Arc<TopologyState> {
+        Arc::clone(self.planner.monitor_state())
+    }
+
+    /// Takes `node` out of rotation at once (the tests' way of making a node unroutable).
+    #[cfg(test)]
+    pub(crate) fn ban(&self, node: NodeId) {
+        self.planner.ban(node);
+    }
+
+    /// The looks at the live topology so far (plans and the rest, standings).
+    #[cfg(test)]
+    pub(crate) fn looks(&self) -> (usize, usize) {
+        self.planner.looks()
+    }
+}
+
+/// A statement's watch reads its node's standing here ([`crate::send::watch::bounded`]).
+impl crate::send::watch::Standings for Inner {
+    #[inline]
+    fn standing(&self, node: NodeId) -> Standing {
+        Inner::standing(self, node)
+    }
+
+    #[inline]
+    fn wake_ups(&self, node: NodeId) -> u64 {
+        self.planner.wake_ups(node)
+    }
+
+    #[inline]
+    fn changed(&self, node: NodeId) -> tokio::sync::futures::Notified<'_> {
+        Inner::changed(self, node)
+    }
+}
+
+/// What the watchdog looks at (`crate::send::watchdog`).
+impl crate::send::watchdog::Watched for Inner {
+    fn each_pace(&self, mut each: impl FnMut(NodeId, &crate::send::pace::Pace)) {
+        // The snapshot's nodes (those reads can be on), each looked up by id: cheaper than a
+        // walk over the registry's every slot.
+        self.planner.each_routable(|id| {
+            if let Some(node) = self.nodes.get(id) {
+                each(id, node.pace());
+            }
+        });
+    }
+
+    fn wake_reads_on(&self, id: NodeId) {
+        self.planner.nudge(id);
+    }
+}
+
+/// Read-your-writes: the statement path's calls into [`Causality`], with the connection as
+/// its [`Cluster`].
+impl Inner {
+    /// A statement or transaction ran as `ran` in `scope`: what it saw bounds the scope's
+    /// next reads.
+    #[inline]
+    pub(super) fn saw(&self, scope: &Scope, ran: Ran) {
+        self.causality.saw(self, scope, ran);
+    }
+
+    /// Whether a write in `scope` is tracked (its position read after it).
+    #[inline]
+    pub(super) fn tracks_writes(&self, scope: &Scope) -> bool {
+        self.causality.tracks_writes(self, scope)
+    }
+
+    /// A write on `node` succeeded in `scope`: its position is read (on `taken`, the
+    /// connection it was sent on, if held) and recorded.
+    pub(super) async fn after_write(
+        &self,
+        node: NodeId,
+        scope: &Scope,
+        taken: Option<crate::send::sending::Taken>,
+    ) {
+        self.causality.after_write(self, node, scope, taken).await;
+    }
+
+    /// `scope` may have writes the router did not see commit: its next read asks the primary.
+    #[inline]
+    pub(crate) fn mark_unseen_writes(&self, scope: &Scope) {
+        self.causality.mark_unseen_writes(self, scope);
+    }
+
+    /// A transaction on `node` ended as `outcome`: a commit records its position in `scope`.
+    pub(super) async fn after_transaction(&self, node: NodeId, scope: &Scope, outcome: Outcome) {
+        self.causality.after_transaction(self, node, scope, outcome).await;
+    }
+
+    /// `scope`'s state once no position read of it is under way, waiting at most `max`.
+    pub(crate) async fn settled_slot(&self, scope: &Scope, max: Duration) -> Slot {
+        self.causality.settled(scope, max).await
+    }
+
+    /// Does one of a plan's I/O steps for `scope` ([`Io`]: all of them read-your-writes') and
+    /// notes what it found in `done`, for the next plan.
+    pub(super) async fn plan_step(&self, io: Io, scope: &Scope, done: &mut Done) {
+        match io {
+            Io::Settle(max) => {
+                self.causality.settled(scope, max).await;
+                done.settled = true;
+            }
+            Io::Floor(max) => {
+                self.causality.await_floor(self, scope, max).await;
+                done.floored = true;
+            }
+            Io::PrimaryFloor { at } => {
+                self.causality.floor_on_primary(self, scope, at).await;
+                done.floored = true;
+            }
+            Io::Capture { epoch, at } => {
+                done.captured = Some(self.causality.settle(self, scope, at, epoch).await);
+            }
+        }
+    }
+
+    /// Reads `node`'s position now (coalesced with reads of it under way).
+    pub(crate) async fn capture(&self, node: NodeId) -> Result<CausalToken, DbErr> {
+        self.causality.capture(self, node).await
+    }
+
+    /// `scope`'s state now.
+    pub(crate) fn scope_slot(&self, scope: &Scope) -> Slot {
+        self.causality.slot(scope)
+    }
+
+    /// The part of `scope`'s token its writes make, from its state `slot`, a pending write's
+    /// position read from the primary first ([`Causality::written`]).
+    pub(crate) async fn written(
+        &self,
+        scope: &Scope,
+        slot: Slot,
+    ) -> Result<Option<CausalToken>, DbErr> {
+        self.causality.written(self, scope, slot).await
+    }
+
+    /// The newest position this connection read after a write, if any.
+    pub(crate) fn newest_position(&self) -> Option<CausalToken> {
+        self.causality.newest_position()
+    }
+
+    /// How many tasks' scopes are tracked (`Stats`).
+    pub(crate) fn tracked_tasks(&self) -> usize {
+        self.causality.tracked_tasks()
+    }
+}
+
+/// The connection's counters and metric hooks.
+impl Inner {
+    /// Counts one `count`.
+    #[inline]
+    pub(crate) fn count(&self, count: Count) {
+        self.counters.bump(count);
+    }
+
+    /// Counts a read-your-writes read as `outcome` (and its metric).
+    #[inline]
+    pub(super) fn count_ryw(&self, outcome: crate::telemetry::Ryw) {
+        self.counters.read_your_writes(outcome);
+    }
+
+    /// How many `count` there were so far (`Stats`).
+    pub(crate) fn counted(&self, count: Count) -> u64 {
+        self.counters.get(count)
+    }
+
+    /// Sets the metric callback every node's hooked pools report to.
+    pub(crate) fn set_metric<F>(&self, callback: F)
+    where
+        F: Fn(&sea_orm::metric::Info<'_>) + Send + Sync + 'static,
+    {
+        self.hooks.set_metric(callback);
+    }
+
+    /// Makes every node's pools report to the metric callback, the primary lent out since the
+    /// start included ([`Nodes::hook`]).
+    pub(crate) fn hook_every_node(&self) {
+        self.nodes.hook(&self.hooks);
+    }
+
+    /// Makes `node`'s pools report to the metric callback if one is set.
+    pub(crate) fn hook_if_set(&self, node: &super::nodes::Node) {
+        if self.hooks.is_set() {
+            node.hook(&self.hooks);
+        }
+    }
+
+    /// The metric callback's timing of `call`, if a callback is set.
+    #[inline]
+    pub(super) fn timing(&self, call: &crate::hooks::Call<'_>) -> Option<crate::hooks::Timing> {
+        self.hooks.timing(call)
+    }
+
+    /// Ends `timing` (reporting it, `failed` or not, to the metric callback).
+    #[inline]
+    pub(super) fn finish_timing(&self, timing: Option<crate::hooks::Timing>, failed: bool) {
+        self.hooks.finish(timing, failed);
+    }
+}
+
 impl Cluster for Inner {
     fn node_count(&self) -> usize {
         self.nodes.count()
     }
 
     fn topology_state(&self) -> &TopologyState {
-        self.routing().state()
+        self.planner.monitor_state()
     }
 
     fn monitored(&self) -> bool {
@@ -269,14 +649,11 @@ impl Cluster for Inner {
     }
 
     fn floor(&self, seen: &Seen) -> Option<CausalToken> {
-        match self.routing().floor(seen) {
-            crate::route::Floor::Known(t) => Some(t),
-            crate::route::Floor::Unknown(_) => None,
-        }
+        self.planner.floor(seen)
     }
 
     fn primary(&self) -> NodeId {
-        self.routing().primary_id().unwrap_or_else(|| self.primary_index())
+        self.planner.primary_id().unwrap_or_else(|| self.primary_index())
     }
 
     fn name_of(&self, node: NodeId) -> Option<String> {

@@ -14,8 +14,9 @@
 //!    state): where a statement or transaction goes, a decision and its effects, as data;
 //! 5. `inner` — the shared state: [`RoutedConnection`] over [`Inner`], whose private fields
 //!    are the components (registry, planner, read-your-writes, counters, hedge budget,
-//!    watchdog, monitor handle, metric hooks), and what read-your-writes asks of the
-//!    connection (`Cluster`, [`crate::consistency`]'s, implemented over them);
+//!    watchdog, monitor handle, metric hooks), the operations callers ask of them, and what
+//!    read-your-writes, a statement's watch and the watchdog ask of the connection (`Cluster`,
+//!    [`crate::consistency`]'s, `Standings` and `Watched`, implemented over them);
 //! 6. `record` — one attempt's outcome, reported once: to the monitor, the node's counters,
 //!    the balancer, the metrics and the scope;
 //! 7. `attempt` — the executor: a plan's I/O steps, then the one attempt loop for every
@@ -48,14 +49,13 @@ use rwsplit_core::{
 use rwsplit_monitor::Monitor;
 
 pub(crate) use counters::Count;
-pub(crate) use ctx::{Ctx, FOREIGN_TOKEN_TTL, Policy, SCOPE, SESSION, Scope};
+pub(crate) use ctx::{Ctx, Policy, SCOPE, SESSION, Scope};
 pub use inner::RoutedConnection;
 pub(crate) use inner::{AbortOnDrop, Inner};
 pub(crate) use nodes::{Node, NodeRef, NodeTable, Nodes};
 use plan::Planner;
 pub(crate) use traits::{Handle, lend_primary, routed_connection, routed_transactions};
 
-use crate::consistency::Cluster as _;
 use crate::probe::{NodeConnector, ProbeFrom, ProbeSettings};
 use crate::product::Product;
 use crate::replica::Placement;
@@ -148,23 +148,6 @@ pub(crate) fn core_node(
     b.build()
 }
 
-/// What the watchdog looks at (`crate::send::watchdog`).
-impl crate::send::watchdog::Watched for Inner {
-    fn each_pace(&self, mut each: impl FnMut(NodeId, &crate::send::pace::Pace)) {
-        // The snapshot's nodes (those reads can be on), each looked up by id: cheaper than a
-        // walk over the registry's every slot.
-        let snap = self.routing().snap();
-        for id in snap.topology().nodes().iter().map(rwsplit_core::Node::id) {
-            let Some(node) = self.nodes().get(id) else { continue };
-            each(id, node.pace());
-        }
-    }
-
-    fn wake_reads_on(&self, id: NodeId) {
-        self.routing().nudge(id);
-    }
-}
-
 /// The table of shapes learned from replicas' refusals for this connection's database:
 /// shared with the process's other connections whose configured primary is the same
 /// `host:port/database` (see [`classified`](crate::classified)); its own when the primary was
@@ -242,11 +225,7 @@ fn on_probe(weak: &std::sync::Weak<Inner>) -> rwsplit_monitor::OnProbe {
             n.answered_probe(Instant::now(), seen.latency());
             check_server(&weak, node, &n);
         }
-        let floor = |seen: &crate::consistency::Seen| inner.floor(seen);
-        let settled = |t: &rwsplit_core::CausalToken| inner.routing().settled(t);
-        let now = Instant::now();
-        inner.causality().sweep(now, FOREIGN_TOKEN_TTL, settled, floor);
-        inner.routing().sweep_learned(now);
+        inner.sweep(Instant::now());
     })
 }
 
@@ -269,7 +248,7 @@ fn check_server(weak: &std::sync::Weak<Inner>, id: NodeId, n: &NodeRef) {
                 if let Some(inner) = weak.upgrade()
                     && inner.nodes().get(id).is_some()
                 {
-                    inner.routing().fence_unsupported(id);
+                    inner.fence_unsupported(id);
                 }
                 tracing::error!(target: "rwsplit", node = %check.node().name(), %error, "node refused and fenced: its server is not one rwsplit supports");
                 // Checked once, refused for good: no later probe checks it again.
@@ -373,12 +352,6 @@ pub(crate) async fn first_probes(inner: &Inner, max: Duration) -> Vec<NodeId> {
     ids.into_iter().filter(|&i| i != primary && !state.answered(i)).collect()
 }
 
-/// Holds `node` out of rotation until the monitor has an answer from it (it did not answer
-/// while the connection was made).
-pub(crate) fn hold_until_answered(inner: &Inner, node: NodeId) -> bool {
-    inner.routing().state().hold_until_answered(node)
-}
-
 /// Adds `node` at run time (a topology source found it): the monitor's state gives it an
 /// id (the lowest free index, under that index's next generation) and its snapshot entry
 /// (name, and `placement`: weight, zone, tags), and it enters the adapter's table under that
@@ -404,10 +377,8 @@ pub(crate) fn add_node(
     // Its pools report to the metric callback, if one is set; `set_metric_callback` hooks
     // the nodes it finds after storing the callback, so a node installed meanwhile is
     // hooked by one or the other (before it takes statements: not before its first probe).
-    if inner.hooks().is_set()
-        && let Some(n) = inner.nodes().get(id)
-    {
-        n.hook(inner.hooks());
+    if let Some(n) = inner.nodes().get(id) {
+        inner.hook_if_set(&n);
     }
     if let Some(m) = &inner.monitor() {
         m.start_node(id);
@@ -422,13 +393,13 @@ pub(crate) fn add_node(
 /// node, under the next generation). Its metric gauges say "removed" at once and "gone"
 /// once it has drained (telemetry's *Removed nodes*). The last node is never removed.
 /// Returns whether it was removed.
-pub(crate) fn remove_node(inner: &Inner, id: NodeId) -> bool {
+pub(crate) fn remove_node(inner: &Arc<Inner>, id: NodeId) -> bool {
     if inner.nodes().count() <= 1 {
         tracing::warn!(target: "rwsplit", id = %id, "not removing the last node");
         return false;
     }
-    let state = Arc::clone(inner.routing().state());
-    let was_primary = inner.routing().node_view(id).is_some_and(|v| v.0 == Role::Primary);
+    let state = inner.shared_state();
+    let was_primary = inner.node_routing(id).view.is_some_and(|v| v.0 == Role::Primary);
     let removed = inner.nodes().remove(id);
     if let Some(m) = &inner.monitor() {
         m.stop_node(id);
@@ -438,7 +409,7 @@ pub(crate) fn remove_node(inner: &Inner, id: NodeId) -> bool {
     // "removed" now and to "gone" once drained (telemetry's *Removed nodes*).
     crate::telemetry::removing(node.labels());
     tracing::warn!(target: "rwsplit", node = %node.name(), id = %id, "node removed: draining");
-    let weak = inner.me().clone();
+    let weak = Arc::downgrade(inner);
     let drain = async move {
         // Statements, sampler rounds and server checks hold their node while they run on
         // it (`NodeRef`); the last to let go wakes this. Once idle, no sampler round can
@@ -481,12 +452,12 @@ pub(crate) fn remove_node(inner: &Inner, id: NodeId) -> bool {
 
 /// One round of the gauges.
 pub(crate) fn sample_metrics(inner: &Inner, now: Instant) {
-    let topo = inner.routing().state().snapshot();
+    let topo = inner.snapshot();
     for (i, n) in inner.nodes().iter() {
         let view = topo.node(i);
         // Not in the snapshot: joining (sampled as such), or removed a moment ago (its
         // gauges are the removal's, see `remove_node`).
-        let joining = view.is_none() && inner.routing().state().contains(i);
+        let joining = view.is_none() && inner.in_monitor(i);
         if view.is_none() && !joining {
             continue;
         }
@@ -496,7 +467,7 @@ pub(crate) fn sample_metrics(inner: &Inner, now: Instant) {
                 labels: n.labels(),
                 health: view.map_or(rwsplit_core::Health::Down, |v| v.health()),
                 joining,
-                fenced: inner.routing().is_fenced(i),
+                fenced: inner.is_fenced(i),
                 role: view.map_or(Role::Replica, |v| v.role()),
                 lag_bytes: lag.bytes(),
                 lag_time: lag.time(),

@@ -11,6 +11,7 @@
 //! [`Effects`] of the decision — counters to move, positions to want from the monitor — which
 //! the executor applies once, for the plan it runs: a read planned twice is counted once.
 
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use rwsplit_core::{
@@ -28,9 +29,11 @@ use crate::route::{Floor, FloorMark, Plan, Routing, Snap, Why};
 use crate::telemetry::Ryw;
 
 /// The planner: the routing policy, the classifier (behind its cache of the texts it has seen)
-/// and the routing state (the monitor's topology and the core router), which it owns and
-/// nothing else touches. It decides where statements and transactions go; the executor asks
-/// it through [`plan`](Planner::plan) and [`plan_transaction`](Planner::plan_transaction).
+/// and the routing state (the monitor's topology and the core router), which it owns and hands
+/// out to no one. It decides where statements and transactions go; the executor asks it
+/// through [`plan`](Planner::plan) and [`plan_transaction`](Planner::plan_transaction), and the
+/// rest of the connection tells the routing state what statements saw, or reads it, through
+/// the planner's operations (forwarded by `Inner`), never the state itself.
 pub(crate) struct Planner {
     policy: Policy,
     classified: Classified,
@@ -91,19 +94,9 @@ impl Planner {
         &self.policy
     }
 
-    /// The routing state: the monitor's topology and the core router.
-    pub(crate) fn routing(&self) -> &Routing {
-        &self.routing
-    }
-
     /// The database product whose SQL it reads.
     pub(crate) fn product(&self) -> Product {
         self.product
-    }
-
-    /// The classifier, behind its cache.
-    pub(crate) fn classified(&self) -> &Classified {
-        &self.classified
     }
 
     /// The id of the node that has the primary role now (the configured one until a
@@ -122,6 +115,7 @@ impl Planner {
         self.classified.get(sql)
     }
 
+    /// What the router makes of `ctx` in the live topology (no scope, no catch-up wait).
     pub(super) fn plan_ctx(&self, ctx: &RouteContext<'_>) -> Result<Plan, DbErr> {
         self.routing.plan(ctx)
     }
@@ -489,6 +483,214 @@ impl Planner {
     }
 }
 
+/// What the rest of the connection asks of the state the planner owns, through [`Inner`]
+/// (`super::inner::Inner`): what the classifier learned, and what the executor, the recorder,
+/// the monitor's callbacks and `Stats` tell the routing state or read of it. Each is one
+/// operation of the classifier or of [`Routing`]; none hands either out.
+impl Planner {
+    /// A replica refused `sql` as a write: its shape is learned as one from now on.
+    pub(super) fn learn_refused(&self, sql: &str) -> crate::classified::Learned {
+        self.classified.learn(sql)
+    }
+
+    /// Whether `learned` filled the table of learned shapes (said once).
+    pub(super) fn first_full(&self, learned: &crate::classified::Learned) -> bool {
+        self.classified.first_full(learned)
+    }
+
+    /// How many shapes were learned as writes from replicas' refusals.
+    pub(super) fn learned_writes(&self) -> usize {
+        self.classified.learned()
+    }
+
+    /// The current primary's id, if exactly one node has the role.
+    #[inline]
+    pub(super) fn primary_id(&self) -> Option<NodeId> {
+        self.routing.primary_id()
+    }
+
+    /// Where `node` stands for a statement on it ([`Routing::standing`]).
+    #[inline]
+    pub(super) fn standing(&self, node: NodeId) -> crate::send::sending::Standing {
+        self.routing.standing(node)
+    }
+
+    /// Completes at `node`'s next announced change or nudge ([`Routing::changed`]).
+    #[inline]
+    pub(super) fn changed(&self, node: NodeId) -> tokio::sync::futures::Notified<'_> {
+        self.routing.changed(node)
+    }
+
+    /// `node`'s announced changes and nudges so far ([`Routing::wake_ups`]).
+    #[inline]
+    pub(super) fn wake_ups(&self, node: NodeId) -> u64 {
+        self.routing.wake_ups(node)
+    }
+
+    /// Wakes the statements waiting on `node` without announcing a change.
+    pub(super) fn nudge(&self, node: NodeId) {
+        self.routing.nudge(node);
+    }
+
+    /// Calls `each` with the id of every node in the routing snapshot (those reads can be on).
+    pub(super) fn each_routable(&self, each: impl FnMut(NodeId)) {
+        self.routing.each_routable(each);
+    }
+
+    /// An attempt on `node` succeeded at `now`: its round trip ends its in-flight count
+    /// (`guard`) and feeds the balancer's latency estimate when the balancer reads one, and a
+    /// pending failure count is cleared.
+    #[inline]
+    pub(super) fn answered(
+        &self,
+        node: NodeId,
+        guard: Option<rwsplit_core::InFlight>,
+        now: Instant,
+    ) {
+        if let Some(g) = guard
+            && self.routing.feeds_latency()
+        {
+            g.finish(now);
+        }
+        self.routing.record_success(node, now);
+    }
+
+    /// A failure of `node` itself (never back-pressure) that a statement saw.
+    pub(super) fn record_failure(&self, node: NodeId) {
+        self.routing.record_failure(node);
+    }
+
+    /// A catch-up wait proved `node` has replayed `token`: proof for the next reads.
+    pub(super) fn learn(&self, node: NodeId, token: &CausalToken) {
+        self.routing.learn(node, token);
+    }
+
+    /// The position a read seen as `seen` is known to be bounded by, if one is.
+    pub(super) fn floor(&self, seen: &crate::consistency::Seen) -> Option<CausalToken> {
+        match self.routing.floor(seen) {
+            Floor::Known(t) => Some(t),
+            Floor::Unknown(_) => None,
+        }
+    }
+
+    /// Where `token` stands among the replicas ([`Routing::settled`]).
+    pub(super) fn settled(&self, token: &CausalToken) -> crate::consistency::Settled {
+        self.routing.settled(token)
+    }
+
+    /// Forgets the catch-up waits' expired proofs.
+    pub(super) fn sweep_learned(&self, now: Instant) {
+        self.routing.sweep_learned(now);
+    }
+
+    /// The primary's position as the monitor last saw it, if known.
+    pub(super) fn primary_position(&self) -> Option<rwsplit_core::ReplayPosition> {
+        self.routing.primary_position()
+    }
+
+    /// Fences or unfences `node`; whether it was there to be.
+    pub(super) fn set_fenced(&self, node: NodeId, fenced: bool) -> bool {
+        self.routing.set_fenced(node, fenced)
+    }
+
+    /// Fences `node` because its server is not one rwsplit supports.
+    pub(super) fn fence_unsupported(&self, node: NodeId) {
+        self.routing.fence_unsupported(node);
+    }
+
+    /// How the routing state sees `node` now, for `Stats` and the gauges.
+    pub(super) fn node_routing(&self, node: NodeId) -> crate::route::NodeRouting {
+        self.routing.node_routing(node)
+    }
+
+    /// The live topology, for the gauges (not a plan's snapshot: uncounted by the tests' looks).
+    pub(super) fn snapshot(&self) -> rwsplit_core::TopologyGuard {
+        self.routing.live_topology()
+    }
+
+    /// Whether the monitor has `node` (in the snapshot or joining it).
+    pub(super) fn in_monitor(&self, node: NodeId) -> bool {
+        self.routing.in_monitor(node)
+    }
+
+    /// The monitor's probes of `node` refused for lack of room (busy, not gone).
+    pub(super) fn busy_probes(&self, node: NodeId) -> u64 {
+        self.routing.busy_probes(node)
+    }
+
+    /// Whether `node` is fenced.
+    pub(super) fn is_fenced(&self, node: NodeId) -> bool {
+        self.routing.is_fenced(node)
+    }
+
+    /// Holds `node` out of rotation until the monitor has an answer from it.
+    pub(super) fn hold_until_answered(&self, node: NodeId) -> bool {
+        self.routing.hold_until_answered(node)
+    }
+
+    /// Completes at the monitor's next published topology (counted from when it is called:
+    /// enable it before the look it guards).
+    pub(super) fn published(&self) -> tokio::sync::futures::Notified<'_> {
+        self.routing.published()
+    }
+
+    /// Asks the monitor for one sample of `node`'s position read after `after`, until `until`.
+    pub(super) fn want_sample(&self, node: NodeId, after: Instant, until: Instant) {
+        self.routing.want_sample(node, after, until);
+    }
+
+    /// Whether the monitor sampled `node` after `at`.
+    pub(super) fn sampled_since(&self, node: NodeId, at: Instant) -> bool {
+        self.routing.sampled_since(node, at)
+    }
+
+    /// Tells the monitor the cluster is in use at `now` (it probes at its usual interval).
+    #[inline]
+    pub(super) fn used(&self, now: Instant) {
+        self.routing.used(now);
+    }
+
+    /// Applies a plan's `effects` once, for the plan that runs: its counters to `counters`,
+    /// its wants to the monitor if one runs (`monitored`), for the policy's position linger.
+    #[inline]
+    pub(super) fn apply(
+        &self,
+        effects: Effects,
+        counters: &super::counters::Counters,
+        monitored: bool,
+        now: Instant,
+    ) {
+        let monitor = monitored.then(|| &**self.routing.state());
+        effects.apply(counters, monitor, self.policy.monitor.position_linger_value(), now);
+    }
+
+    /// Sends a plan's wants to the monitor, if one runs (`monitored`), before its I/O step.
+    pub(super) fn want(&self, effects: &Effects, monitored: bool, now: Instant) {
+        let monitor = monitored.then(|| &**self.routing.state());
+        effects.want(monitor, self.policy.monitor.position_linger_value(), now);
+    }
+
+    /// The monitor's state: what read-your-writes asks of it (`Cluster::topology_state`), and
+    /// what a node's addition or removal changes with the registry. Shared with the monitor's
+    /// loops (and the process's other connections on the same monitor), so a removed node's
+    /// drain, which may outlive the connection, keeps it.
+    pub(super) fn monitor_state(&self) -> &Arc<rwsplit_monitor::TopologyState> {
+        self.routing.state()
+    }
+
+    /// Takes `node` out of rotation at once (the tests' way of making a node unroutable).
+    #[cfg(test)]
+    pub(super) fn ban(&self, node: NodeId) {
+        self.routing.ban(node);
+    }
+
+    /// The looks at the live topology so far ([`Routing::looks`]).
+    #[cfg(test)]
+    pub(super) fn looks(&self) -> (usize, usize) {
+        self.routing.looks()
+    }
+}
+
 /// A decision made with `decide`, with the effects it noted.
 fn with_effects(
     decide: impl FnOnce(&mut Effects) -> Result<Decided, DbErr>,
@@ -818,7 +1020,7 @@ mod tests {
 #[cfg(test)]
 mod planner {
     use std::sync::Arc;
-    use std::time::{Duration, Instant};
+    use std::time::Instant;
 
     use rstest::rstest;
     use rwsplit_core::NodeId;
@@ -826,7 +1028,7 @@ mod planner {
 
     use super::super::counters::{Count, Effects};
     use super::super::ctx::{Ctx, Policy, Scope};
-    use super::{Done, Input, Io, Planned};
+    use super::{Done, Io, Planned};
     use crate::RoutedConnection;
     use crate::consistency::Shared;
     use crate::route::Why;
@@ -866,17 +1068,9 @@ mod planner {
 
     fn plan(db: &RoutedConnection, sql: &str, scope: &Scope) -> Planned {
         let inner = &db.inner;
-        let planner = inner.planner();
-        let kind = planner.classify(sql);
+        let kind = inner.classify(sql);
         let ctx = Ctx::default();
-        let input = Input {
-            ctx: &ctx,
-            scope,
-            around: inner.around(),
-            done: Done::default(),
-            now: Instant::now(),
-        };
-        planner.plan(sql, kind, &input).expect("planned")
+        inner.plan(sql, kind, &ctx, scope, Done::default(), Instant::now()).expect("planned")
     }
 
     const SELECT: &str = "SELECT id FROM t WHERE id = 1";
@@ -924,7 +1118,7 @@ mod planner {
     ) {
         let db = three_nodes();
         if r2_down {
-            db.inner.routing().ban(R2);
+            db.inner.ban(R2);
         }
         let Planned::Ready(p, fx) = plan(&db, sql, &session(before)) else {
             panic!("no I/O step expected")
@@ -972,13 +1166,12 @@ mod planner {
     #[test]
     fn a_read_planned_twice_is_counted_once() {
         let db = three_nodes();
-        db.inner.routing().ban(R2);
+        db.inner.ban(R2);
         let scope = session(Before::ReadOn(R2));
         let _ = plan(&db, SELECT, &scope);
         let Planned::Ready(_, fx) = plan(&db, SELECT, &scope) else { panic!("ready") };
-        let counters = db.inner.counters();
-        assert_eq!(counters.get(Count::MonotonicStays), 0, "planning counted");
-        fx.apply(counters, None, Duration::ZERO, Instant::now());
-        assert_eq!(counters.get(Count::MonotonicStays), 1);
+        assert_eq!(db.inner.counted(Count::MonotonicStays), 0, "planning counted");
+        db.inner.apply(fx, Instant::now());
+        assert_eq!(db.inner.counted(Count::MonotonicStays), 1);
     }
 }

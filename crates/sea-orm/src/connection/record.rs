@@ -48,15 +48,10 @@ pub(super) struct Record<'a> {
 impl Record<'_> {
     /// The attempt succeeded; `now` is when it returned.
     pub(super) fn succeeded(mut self, now: Instant) {
-        let routing = &self.conn.routing();
-        if let Some(g) = self.guard.take()
-            && routing.feeds_latency()
-        {
-            g.finish(now);
-        }
+        let guard = self.guard.take();
         self.observe(now, None);
         self.node.pace().answered(self.started, now);
-        routing.record_success(self.id, now);
+        self.conn.answered(self.id, guard, now);
         self.node.count_success(self.write);
     }
 
@@ -80,7 +75,7 @@ impl Record<'_> {
         if self.write && !unsent && matches!(failure, Failure::Connection | Failure::GivenUp) {
             // Sent, then the connection broke or was given up: the write may have committed.
             // The scope's next read asks the primary, or reads there.
-            self.conn.causality().mark_unseen_writes(self.conn, scope);
+            self.conn.mark_unseen_writes(scope);
         }
         self.observe(now, Some(failure));
         (e, failure)
@@ -104,7 +99,7 @@ impl Record<'_> {
 /// primary): counted once, where it is known to move.
 pub(super) fn retried(conn: &Inner, node: &Node, write: bool) {
     telemetry::retry(node.labels(), write);
-    conn.counters().bump(Count::Retries);
+    conn.count(Count::Retries);
 }
 
 /// Classifies a failure `err` on node `id` for the retry decision and reports it: only a
@@ -115,7 +110,7 @@ pub(super) fn note_failure(conn: &Inner, node: &Node, id: NodeId, err: &DbErr) -
     match failure {
         Failure::Connection => {
             node.count_failure();
-            conn.routing().record_failure(id);
+            conn.record_failure(id);
         }
         Failure::Backpressure => {
             node.count_pool_timeout();

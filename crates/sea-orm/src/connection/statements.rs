@@ -8,7 +8,6 @@ use sea_orm::{DbErr, ExecResult, QueryResult, Statement};
 use super::attempt::{Execute, QueryAll, QueryOne, Stream, Unprepared, Work};
 use super::ctx::Ctx;
 use super::inner::Inner;
-use super::plan::Input;
 use crate::route::Why;
 
 /// Runs a statement's future in its span — unless nothing listens (the span is disabled), and
@@ -75,22 +74,18 @@ fn statement_in<'a, W: Work + Sync + 'a>(
     ctx: Ctx<'a>,
     path: Path,
 ) -> impl std::future::Future<Output = Result<W::Output, DbErr>> + Send + 'a {
-    let kind = inner.planner().classify(work.sql());
+    let kind = inner.classify(work.sql());
     let span = super::attempt::statement_span(inner, kind.operation, &ctx);
     async move {
         let scope = ctx.scope();
         let plan = match path {
             Path::Primary(why) => {
                 let access = kind.classification.access();
-                inner.planner().plan_on_primary(access, why)?.with_operation(kind.operation)
+                inner.plan_on_primary(access, why)?.with_operation(kind.operation)
             }
             Path::Planned => {
                 let sql = work.sql();
-                let around = inner.around();
-                let planner = |done, now| {
-                    let input = Input { ctx: &ctx, scope: &scope, around, done, now };
-                    inner.planner().plan(sql, kind, &input)
-                };
+                let planner = |done, now| inner.plan(sql, kind, &ctx, &scope, done, now);
                 super::attempt::planned(inner, &scope, kind.reads(), planner).await?
             }
         };
@@ -99,7 +94,7 @@ fn statement_in<'a, W: Work + Sync + 'a>(
             // A read whose effect comes after its attempt (a stream: its rows are still to
             // come) is bounded only by a later read.
             let ran = plan.ran(node, ctx.keeps_monotonic(inner.policy()), !W::INERT);
-            inner.causality().saw(inner, &scope, ran);
+            inner.saw(&scope, ran);
         }
         Ok(out)
     }

@@ -364,7 +364,7 @@ async fn statements_errors_retries_and_latencies_are_recorded() {
 /// What the monitor reports after probing `node`: the primary, or a replica.
 async fn probed(db: &RoutedConnection, node: NodeId, replica: bool) {
     let seen = crate::tests::pg_probe(!replica, "0/3000000", 0).await;
-    db.inner.routing().state().observe(node, &seen, std::time::Instant::now());
+    db.inner.shared_state().observe(node, &seen, std::time::Instant::now());
 }
 
 /// A sqlx pool whose server refuses every connection (nothing listens on port 1): sqlx keeps
@@ -409,7 +409,7 @@ async fn a_write_waiting_for_a_connection_follows_a_new_primary(
     if old_marked_down {
         for _ in 0..5 {
             let refused = Err(rwsplit_monitor::ProbeError::refused("connection refused"));
-            db.inner.routing().state().observe(NodeId::new(0), &refused, std::time::Instant::now());
+            db.inner.shared_state().observe(NodeId::new(0), &refused, std::time::Instant::now());
         }
     }
     let (result, took) = write.await.unwrap();
@@ -451,7 +451,7 @@ async fn a_write_on_a_primary_marked_down_with_no_successor_fails_unsent() {
     tokio::time::sleep(std::time::Duration::from_millis(200)).await;
     for _ in 0..5 {
         let refused = Err(rwsplit_monitor::ProbeError::refused("connection refused"));
-        db.inner.routing().state().observe(NodeId::new(0), &refused, std::time::Instant::now());
+        db.inner.shared_state().observe(NodeId::new(0), &refused, std::time::Instant::now());
     }
     let err = tokio::time::timeout(std::time::Duration::from_secs(2), write)
         .await
@@ -516,7 +516,7 @@ async fn a_replica_read_is_given_up_when_its_node_is_marked_down_and_not_before(
         }
     });
     let refused = Err(rwsplit_monitor::ProbeError::refused("connection refused"));
-    let state = db.inner.routing().state();
+    let state = db.inner.shared_state();
     tokio::time::sleep(std::time::Duration::from_millis(200)).await;
     let replica = NodeId::new(1);
     let before = state.changes(replica);
@@ -660,7 +660,6 @@ async fn a_plan_made_before_an_index_was_reused_never_runs_on_the_new_node() {
     let db = routed(answering(), vec![answering()], 2);
     let old_plan = db
         .inner
-        .planner()
         .plan_ctx(&RouteContext::for_access(Access::Read, std::time::Instant::now()))
         .unwrap();
     assert_eq!(old_plan.first(), NodeId::new(1), "the read is planned for the replica");
@@ -679,7 +678,7 @@ async fn a_plan_made_before_an_index_was_reused_never_runs_on_the_new_node() {
     // The newcomer joins: the monitor's state sees it caught up (no monitor runs on mocks).
     probed(&db, NodeId::new(0), false).await;
     probed(&db, id, true).await;
-    assert!(db.inner.routing().state().snapshot().node(id).is_some(), "in rotation");
+    assert!(db.inner.shared_state().snapshot().node(id).is_some(), "in rotation");
 
     let mut work = super::attempt::QueryOne(select());
     let (row, served_by) =
@@ -693,7 +692,6 @@ async fn a_plan_made_before_an_index_was_reused_never_runs_on_the_new_node() {
 
     let new_plan = db
         .inner
-        .planner()
         .plan_ctx(&RouteContext::for_access(Access::Read, std::time::Instant::now()))
         .unwrap();
     assert_eq!(new_plan.first(), id);
@@ -738,7 +736,7 @@ async fn without_a_bound_a_scope_reads_again_where_it_last_read() {
     // The last read's replica leaves rotation: the next read goes to the primary, and the
     // one after stays there (the primary's own bound is not known either).
     let last = if served.1 == 4 { NodeId::new(1) } else { NodeId::new(2) };
-    db.inner.routing().ban(last);
+    db.inner.ban(last);
     session.query_one_raw(select()).await.unwrap();
     session.query_one_raw(select()).await.unwrap();
     assert_eq!(statements(&p), 2, "both on the primary");
@@ -799,16 +797,16 @@ async fn a_statement_looks_at_the_topology_once(
     let db = RoutedConnection::from_connections_with(answering(), vec![answering()], policy)
         .expect("two mock nodes");
     let looks = |before: (usize, usize)| {
-        let now = db.inner.routing().looks();
+        let now = db.inner.looks();
         (now.0 - before.0, now.1 - before.1)
     };
     for _ in 0..2 {
-        let before = db.inner.routing().looks();
+        let before = db.inner.looks();
         db.query_one_raw(stmt.clone()).await.expect("answered");
         assert_eq!(looks(before), (1, watch), "{}", stmt.sql);
     }
     // `execute` runs on the primary whatever its SQL: the watch looks once there too.
-    let before = db.inner.routing().looks();
+    let before = db.inner.looks();
     db.execute_raw(stmt.clone()).await.expect("executed");
     assert_eq!(looks(before), (1, 1), "execute: {}", stmt.sql);
 }
@@ -817,7 +815,7 @@ async fn a_statement_looks_at_the_topology_once(
 fn read_plan(db: &RoutedConnection, target: rwsplit_core::Target) -> crate::route::Plan {
     use rwsplit_core::{Access, RouteContext};
     let ctx = RouteContext::for_access(Access::Read, std::time::Instant::now()).with_target(target);
-    db.inner.planner().plan_ctx(&ctx).unwrap()
+    db.inner.plan_ctx(&ctx).unwrap()
 }
 
 /// A plan whose every candidate was skipped fails naming each and why: removed since it was
@@ -874,14 +872,14 @@ async fn a_plan_with_no_node_left_names_each_candidate_and_why(
 async fn a_removed_node_is_named_by_its_address() {
     let db = routed(answering(), vec![answering()], 2);
     assert!(super::remove_node(&db.inner, NodeId::new(1)));
-    let err = db.inner.causality().capture(&*db.inner, NodeId::new(1)).await.expect_err("removed");
+    let err = db.inner.capture(NodeId::new(1)).await.expect_err("removed");
     assert!(
         matches!(routing_error(&err), Some(RoutingError::NodeRemoved { node }) if node == "replica 1"),
         "{err:?}"
     );
     assert!(err.to_string().contains("replica 1 was removed from the connection"), "{err}");
     let never = NodeId::with_generation(1, 7);
-    let err = db.inner.causality().capture(&*db.inner, never).await.expect_err("never there");
+    let err = db.inner.capture(never).await.expect_err("never there");
     assert!(
         matches!(routing_error(&err), Some(RoutingError::NodeRemoved { node }) if *node == format!("node {never}")),
         "{err:?}"
@@ -893,8 +891,7 @@ async fn a_removed_node_is_named_by_its_address() {
 async fn an_unreadable_position_names_its_node() {
     // The mock's rows hold no position.
     let db = routed(answering(), vec![answering()], 2);
-    let err =
-        db.inner.causality().capture(&*db.inner, NodeId::new(0)).await.expect_err("unreadable");
+    let err = db.inner.capture(NodeId::new(0)).await.expect_err("unreadable");
     assert!(
         matches!(
             routing_error(&err),

@@ -17,7 +17,6 @@ use tracing::Instrument;
 use super::attempt::Begin;
 use super::ctx::Ctx;
 use super::inner::Inner;
-use super::plan::Input;
 use crate::consistency::Outcome;
 
 /// Begins a transaction as configured; returns it and, for a read-write one, the node (its
@@ -41,10 +40,7 @@ pub(crate) async fn begin_in(
             inner,
             &scope,
             access == Some(AccessMode::ReadOnly),
-            |done, now| {
-                let input = Input { ctx, scope: &scope, around: inner.around(), done, now };
-                inner.planner().plan_transaction(isolation, access, &input)
-            },
+            |done, now| inner.plan_transaction(isolation, access, ctx, &scope, done, now),
         )
         .await?;
         let writes = plan.access() == Access::Write;
@@ -52,7 +48,7 @@ pub(crate) async fn begin_in(
             super::attempt::attempt(inner, &plan, &mut Begin { options, unseen }, &scope).await?;
         // A read-only transaction reads until it ends, unseen: bounded by a later read.
         let ran = plan.ran(node, ctx.keeps_monotonic(inner.policy()), false);
-        inner.causality().saw(inner, &scope, ran);
+        inner.saw(&scope, ran);
         Ok((txn, writes.then_some(node)))
     }
     .instrument(span)
@@ -77,7 +73,7 @@ pub(crate) async fn end_transaction<T, E>(
     };
     if let Some(node) = node {
         let outcome = Outcome::of(&r);
-        inner.causality().after_transaction(inner, node, &ctx.scope(), outcome).await;
+        inner.after_transaction(node, &ctx.scope(), outcome).await;
     }
     r
 }

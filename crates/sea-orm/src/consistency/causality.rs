@@ -181,11 +181,6 @@ impl Causality {
         self.scopes.get(scope)
     }
 
-    /// Changes `scope`'s state.
-    pub(crate) fn update<R>(&self, scope: &Scope, f: impl FnOnce(&mut Slot) -> R) -> R {
-        self.scopes.update(scope, f)
-    }
-
     /// How many tasks hold a scope.
     pub(crate) fn tracked_tasks(&self) -> usize {
         self.scopes.tracked_tasks()
@@ -304,6 +299,29 @@ impl Causality {
         if self.tracks_writes(cluster, scope) {
             self.scopes.update(scope, Slot::mark_pending);
         }
+    }
+
+    /// The part of `scope`'s token its writes (and the tokens it was given) make, from `slot`,
+    /// its state: a pending or in-flight write's position is read from the primary now and
+    /// settled in the scope.
+    pub(crate) async fn written(
+        &self,
+        cluster: &impl Cluster,
+        scope: &Scope,
+        slot: Slot,
+    ) -> Result<Option<CausalToken>, DbErr> {
+        if !slot.pending && slot.inflight == 0 {
+            // A token held from outside is passed on as it came (its reader lowers it if need be).
+            return Ok(slot.with_external());
+        }
+        let epoch = slot.pending_epoch;
+        let fresh = self.capture(cluster, cluster.primary()).await?;
+        self.scopes.update(scope, |s| s.settle(&fresh, epoch));
+        let mut mine = slot;
+        mine.mark_pending();
+        let epoch = mine.pending_epoch;
+        mine.settle(&fresh, epoch);
+        Ok(mine.token)
     }
 
     /// The primary's position now, from `node`'s writable pool — or taken from a read sent

@@ -40,23 +40,23 @@ async fn catch_up(inner: &Inner, plan: &Plan) -> bool {
     let Some((token, max)) = plan.wait() else { return true };
     let id = plan.first();
     let Some(node) = inner.nodes().get(id) else { return false };
-    inner.counters().bump(Count::Waits);
-    match replayed(inner, &node, token, max).await {
+    inner.count(Count::Waits);
+    match replayed(&node, token, max).await {
         Ok(Waited::CaughtUp) => {
             // Proof for the next reads with this token (or an older one), in any scope.
-            inner.routing().learn(id, token);
-            inner.counters().read_your_writes(Ryw::Waited);
+            inner.learn(id, token);
+            inner.count_ryw(Ryw::Waited);
             true
         }
         Ok(Waited::TimedOut) => {
-            inner.counters().bump(Count::WaitTimeouts);
-            inner.counters().read_your_writes(Ryw::Primary);
+            inner.count(Count::WaitTimeouts);
+            inner.count_ryw(Ryw::Primary);
             tracing::debug!(target: "rwsplit", node = %node.name(), ?max, "replica did not catch up in time: reading from the primary");
             false
         }
         Err(e) => {
-            inner.counters().bump(Count::WaitTimeouts);
-            inner.counters().read_your_writes(Ryw::Primary);
+            inner.count(Count::WaitTimeouts);
+            inner.count_ryw(Ryw::Primary);
             record::note_failure(inner, &node, id, &e);
             false
         }
@@ -69,7 +69,6 @@ async fn catch_up(inner: &Inner, plan: &Plan) -> bool {
 /// rather than the wait's `max`; the server is given a moment past `max` to answer. The
 /// token's history check (system, timeline) is the router's.
 async fn replayed(
-    _inner: &Inner,
     node: &Node,
     token: &rwsplit_core::CausalToken,
     max: std::time::Duration,

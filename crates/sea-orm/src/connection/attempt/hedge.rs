@@ -70,7 +70,7 @@ pub(super) async fn hedgeable<W: Work>(
     inner.watch_reads();
     let timeouts = &inner.policy().timeouts;
     let limit = crate::send::deadline::attempt_limit(true, timeouts, deadline, started);
-    let first = bounded(inner.routing(), id, true, node.name(), limit, read_shared(work, node));
+    let first = bounded(inner, id, true, node.name(), limit, read_shared(work, node));
     let mut first = std::pin::pin!(first);
     // The attempt's watch wakes it when the watchdog nudges the node (no waiter of its
     // own): then, if the node was found silent since this read began, it is hedged.
@@ -103,7 +103,7 @@ where
     if !inner.spend_hedge() {
         return Hedged::First(first.await);
     }
-    inner.counters().bump(Count::Hedges);
+    inner.count(Count::Hedges);
     // Counted once when it ends, however it ends (`abandoned` if dropped before).
     let mut ended = HedgeEnd { node: node.labels(), outcome: "abandoned" };
     let now = Instant::now();
@@ -121,7 +121,7 @@ where
     // (its connection closed) there. `dropped`: the node whose attempt is dropped was still
     // running (the hedge's, or the first's, by the caller, once this returns).
     let second = read_shared(work, &hedge_node);
-    let second = bounded(inner.routing(), other, on_replica, hedge_node.name(), limit, second);
+    let second = bounded(inner, other, on_replica, hedge_node.name(), limit, second);
     let (raced, dropped) = race(first, second).await;
     let hedged = match raced {
         Raced::First(r) => Hedged::First(r),
@@ -132,7 +132,7 @@ where
     };
     ended.outcome = match &hedged {
         Hedged::By(..) => {
-            inner.counters().bump(Count::HedgesWon);
+            inner.count(Count::HedgesWon);
             "hedge"
         }
         Hedged::First(Ok(_)) => "first",
@@ -166,7 +166,7 @@ impl Drop for HedgeEnd<'_> {
 /// statement up to cancel it could reach another client's session (the same text, the same
 /// user), and rwsplit acts only on sessions it opened.
 fn lost(inner: &Inner) {
-    inner.counters().bump(Count::HedgesLost);
+    inner.count(Count::HedgesLost);
 }
 
 /// The hedge answered first: its attempt is the read's, recorded as a success (the first

@@ -38,11 +38,11 @@ pub(in crate::connection) async fn planned(
     let mut done = Done::default();
     loop {
         let now = Instant::now();
-        note_use(inner, now);
+        inner.note_use(now);
         match planner(done, now).map(|p| taken(inner, p, now)) {
             Ok(Ok(plan)) => return Ok(plan),
             // Boxed: most reads do no I/O before their attempts.
-            Ok(Err(io)) => Box::pin(io_step(inner, io, scope, &mut done)).await,
+            Ok(Err(io)) => Box::pin(inner.plan_step(io, scope, &mut done)).await,
             Err(e) if read && inner.monitor().is_some() && unsettled(&e) => {
                 return Box::pin(settled_plan(inner, scope, e, done, planner)).await;
             }
@@ -55,27 +55,16 @@ pub(in crate::connection) async fn planned(
 /// one that runs), or the I/O step to do first, its wants sent before it (the step may wait on
 /// them).
 fn taken(inner: &Inner, planned: Planned, now: Instant) -> Result<Plan, Io> {
-    // The monitor's state if one runs (else nothing is asked), and how long it is asked for.
-    let monitor = inner.monitor().map(|_| &**inner.routing().state());
-    let linger = inner.policy().monitor.position_linger_value();
+    // The monitor is asked only if one runs.
     match planned {
         Planned::Ready(plan, effects) => {
-            effects.apply(inner.counters(), monitor, linger, now);
+            inner.apply(effects, now);
             Ok(plan)
         }
         Planned::Io(io, effects) => {
-            effects.want(monitor, linger, now);
+            inner.want(&effects, now);
             Err(io)
         }
-    }
-}
-
-/// Tells the monitor the cluster is in use: it probes at its usual interval, not the idle
-/// one ([`MonitorConfig::idle_probe_interval`](rwsplit_monitor::MonitorConfig::idle_probe_interval)).
-/// One atomic load while statements come less than 50 ms apart.
-fn note_use(inner: &Inner, now: Instant) {
-    if inner.monitor().is_some() {
-        inner.routing().state().used(now);
     }
 }
 
@@ -91,19 +80,18 @@ async fn settled_plan(
 ) -> Result<Plan, DbErr> {
     let verdict = deadline::verdict(&inner.policy().monitor);
     let until = deadline::or_deadline(tokio::time::Instant::now() + deadline::cap(verdict));
-    let state = inner.routing().state();
     let mut last = first;
     tracing::debug!(target: "rwsplit", error = %last, "no single primary: waiting for the topology to settle");
     loop {
         // Made before planning again: a topology published in between still wakes it.
-        let published = state.published();
+        let published = inner.published();
         let mut published = std::pin::pin!(published);
         published.as_mut().enable();
         let now = Instant::now();
         match planner(done, now).map(|p| taken(inner, p, now)) {
             Ok(Ok(plan)) => return Ok(plan),
             Ok(Err(io)) => {
-                io_step(inner, io, scope, &mut done).await;
+                inner.plan_step(io, scope, &mut done).await;
                 continue;
             }
             Err(e) if unsettled(&e) => last = e,
@@ -111,27 +99,6 @@ async fn settled_plan(
         }
         if tokio::time::timeout_at(until, published).await.is_err() {
             return Err(last);
-        }
-    }
-}
-
-/// Does one of a plan's I/O steps and notes what it found in `done`.
-async fn io_step(inner: &Inner, io: Io, scope: &Scope, done: &mut Done) {
-    match io {
-        Io::Settle(max) => {
-            inner.causality().settled(scope, max).await;
-            done.settled = true;
-        }
-        Io::Floor(max) => {
-            inner.causality().await_floor(inner, scope, max).await;
-            done.floored = true;
-        }
-        Io::PrimaryFloor { at } => {
-            inner.causality().floor_on_primary(inner, scope, at).await;
-            done.floored = true;
-        }
-        Io::Capture { epoch, at } => {
-            done.captured = Some(inner.causality().settle(inner, scope, at, epoch).await);
         }
     }
 }

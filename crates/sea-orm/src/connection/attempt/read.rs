@@ -49,7 +49,7 @@ pub(super) fn rare<'a, W: Work>(
     candidates: &Candidates,
 ) -> Option<Pin<Box<impl Future<Output = Hedged<W::Output>> + 'a>>> {
     let At { id, node, on_primary, started, deadline, .. } = at;
-    if on_primary && inner.routing().standing(id) == Standing::Down {
+    if on_primary && inner.standing(id) == Standing::Down {
         let down = Attempt::GivenUp(crate::send::deadline::already_down(node.name()));
         return Some(Box::pin(Either::Left(std::future::ready(Hedged::First(Err(down))))));
     }
@@ -85,5 +85,5 @@ pub(super) fn bounded<'a, W: Work>(
         // it runs on the primary.
         None => Either::Right(work.read(pool, last && earlier > 0)),
     };
-    watch::bounded(inner.routing(), id, on_replica, node.name(), limit, run)
+    watch::bounded(inner, id, on_replica, node.name(), limit, run)
 }

@@ -26,20 +26,18 @@ pub(super) async fn after_lost(inner: &Inner, old: NodeId, access: Access) -> Op
     let verdict = deadline::verdict(&inner.policy().monitor);
     let until = tokio::time::Instant::from_std(deadline::saturating_after(lost, verdict));
     let until = deadline::or_deadline(until);
-    let state = inner.routing().state();
     // One sample of `old`'s written position read after the loss: an answer says the
     // server is there and still the primary.
-    state.want_sample(old, lost, until.into_std());
+    inner.want_sample(old, lost, until.into_std());
     loop {
         // Registered before the look: a snapshot published in between still wakes it.
-        let published = state.published();
+        let published = inner.published();
         let mut published = std::pin::pin!(published);
         published.as_mut().enable();
-        match inner.planner().plan_on_primary(access, Why::MovedToNewPrimary) {
+        match inner.plan_on_primary(access, Why::MovedToNewPrimary) {
             Ok(retry) if retry.first() != old => return Some(retry),
             Ok(retry)
-                if state.sampled_since(old, lost)
-                    && inner.routing().standing(old) == Standing::Primary =>
+                if inner.sampled_since(old, lost) && inner.standing(old) == Standing::Primary =>
             {
                 return Some(retry.with_reason(Why::RerunOnPrimary));
             }

@@ -48,8 +48,8 @@ async fn watched_write<W: Work>(
     keep: bool,
     hold: bool,
 ) -> Written<W::Output> {
-    let standing = || inner.routing().standing(id);
-    let changed = || inner.routing().changed(id);
+    let standing = || inner.standing(id);
+    let changed = || inner.changed(id);
     let end = if W::INERT {
         // Nothing is written before it returns: all of it is the first step.
         let run = work.run(pool, !keep);
@@ -87,11 +87,10 @@ async fn sent_with_hooks<W: Work>(
         Some(call) => {
             let span = hooks::seaorm_span(&call, product, node.record_stmt());
             hooks::in_scope(span.as_ref(), || hooks::debug_print(&call, product));
-            (inner.hooks().timing(&call), span)
+            (inner.timing(&call), span)
         }
         None => (None, None),
     };
-    let hooks = &inner.hooks();
     let send = |mut conn: Taken| async move {
         if let Some(t) = timing.as_mut() {
             t.start();
@@ -101,11 +100,11 @@ async fn sent_with_hooks<W: Work>(
             // Only inert work (above) is not one statement.
             None => Err(failure::internal("nothing to send")),
         };
-        hooks.finish(timing, sent.is_err());
+        inner.finish_timing(timing, sent.is_err());
         sent.map(|out| (out, hold.then_some(conn)))
     };
-    let standing = || inner.routing().standing(id);
-    let changed = || inner.routing().changed(id);
+    let standing = || inner.standing(id);
+    let changed = || inner.changed(id);
     let end = sending::in_steps(sending::take(pool), send, standing, changed);
     let end = hooks::in_span_of(span.as_ref(), end).await;
     #[cfg(feature = "tracing-spans")]
@@ -159,8 +158,7 @@ pub(super) fn attempt<'a, W: Work>(
     keep: bool,
     scope: &Scope,
 ) -> Pin<Box<impl Future<Output = Written<W::Output>> + 'a>> {
-    let hold =
-        matches!(work.wrote(), Wrote::Capture) && inner.causality().tracks_writes(inner, scope);
+    let hold = matches!(work.wrote(), Wrote::Capture) && inner.tracks_writes(scope);
     Box::pin(watched_write(inner, id, node, node.user_writer(), work, keep, hold))
 }
 
@@ -175,9 +173,9 @@ pub(super) fn wrote<'a>(
     held: Option<Taken>,
 ) -> Option<Pin<Box<impl Future + 'a>>> {
     match wrote {
-        Wrote::Capture => Some(Box::pin(inner.causality().after_write(inner, id, scope, held))),
+        Wrote::Capture => Some(Box::pin(inner.after_write(id, scope, held))),
         Wrote::Unseen => {
-            inner.causality().mark_unseen_writes(inner, scope);
+            inner.mark_unseen_writes(scope);
             None
         }
         Wrote::Later => None,
