@@ -313,7 +313,8 @@ fn test_modules_are_left_out_and_the_code_around_them_kept() {
 }
 
 /// The connection's modules are layered (`crates/sea-orm/src/connection/mod.rs` lists the
-/// order): a module imports (`super::x`) and calls functions of only the modules before it.
+/// order): a module's code names items (its `use`s and the paths in its code, as `syn` reads
+/// them, re-exports followed) of only the modules before it.
 #[test]
 fn connection_modules_are_layered() {
     const ORDER: &[&str] = &[
@@ -329,38 +330,6 @@ fn connection_modules_are_layered() {
         "mod",
         "discover",
     ];
-    // Names too common to attribute to one module, and SeaORM's trait methods (`traits`
-    // implements them for the routed handles; the modules below call them on the pools).
-    const SHARED: &[&str] = &[
-        "new",
-        "clone",
-        "fmt",
-        "from",
-        "of",
-        "default",
-        "execute_raw",
-        "execute_unprepared",
-        "query_one_raw",
-        "query_all_raw",
-        "stream_raw",
-        "begin",
-        "begin_with_config",
-        "begin_with_options",
-        "transaction",
-        "transaction_with_config",
-        "get_database_backend",
-        "support_returning",
-        // Names the handles share with other types: `Node::name` and `NodeStats::name`,
-        // `deadline::current` and `Session::current`, `Ctx::scope` and `Session::scope`,
-        // `Plan::start`, `Monitor::start` and the topology task's `start`, `Effects::apply`
-        // and its `apply`, `Counters::read_your_writes` and `Stats::read_your_writes`.
-        "name",
-        "current",
-        "scope",
-        "start",
-        "apply",
-        "read_your_writes",
-    ];
     let dir = crate::project_root().join("crates/sea-orm/src/connection");
     // The order `connection/mod.rs` documents (its numbered list: "N. `module` — …") is this one.
     let listed: Vec<String> = std::fs::read_to_string(dir.join("mod.rs"))
@@ -372,58 +341,21 @@ fn connection_modules_are_layered() {
         .filter_map(|(_, rest)| rest.split('`').next().map(str::to_owned))
         .collect();
     assert_eq!(listed, ORDER, "connection/mod.rs's list of its modules and tidy's ORDER differ");
-    // A module's tests may use the whole connection. A module's code is its file's and its
-    // child modules' (`connection/<name>/*.rs`, e.g. the attempt loop's layers), but for tests.
-    let code_of = |name: &str| {
-        let mut text = std::fs::read_to_string(dir.join(format!("{name}.rs")))
-            .unwrap_or_else(|e| panic!("connection/{name}.rs: {e}"));
-        let mut children: Vec<_> = std::fs::read_dir(dir.join(name))
-            .map(|d| d.filter_map(|e| e.ok().map(|e| e.path())).collect())
-            .unwrap_or_default();
-        children.sort();
-        for child in children {
-            let is_test =
-                child.file_stem().is_some_and(|s| s.to_string_lossy().starts_with("test"));
-            if child.extension().is_some_and(|e| e == "rs") && !is_test {
-                text.push('\n');
-                text.push_str(&std::fs::read_to_string(&child).unwrap_or_default());
-            }
-        }
-        without_test_modules(&text)
-            .lines()
-            .map(|l| l.split("//").next().unwrap_or("").to_owned())
-            .collect::<Vec<_>>()
-            .join("\n")
-    };
-    let fns = |code: &str| -> Vec<String> {
-        code.split("fn ")
-            .skip(1)
-            .filter_map(|rest| {
-                let name: String =
-                    rest.chars().take_while(|c| c.is_alphanumeric() || *c == '_').collect();
-                (!name.is_empty() && !SHARED.contains(&name.as_str())).then_some(name)
-            })
-            .collect()
-    };
-    let codes: Vec<String> = ORDER.iter().map(|m| code_of(m)).collect();
+    // What each module's code (test code left out) names of another, as `syn` reads it: its
+    // `use`s and the paths in its code, re-exports followed to the defining module.
+    let krate =
+        modules::Crate::read(&modules::lib_root(&crate::project_root().join("crates/sea-orm")));
+    let at = |m: &str| ORDER.iter().position(|o| *o == m);
     let mut hits = Vec::new();
-    for (i, module) in ORDER.iter().enumerate() {
-        for (j, above) in ORDER.iter().enumerate().skip(i + 1) {
-            if codes[i].contains(&format!("super::{above}"))
-                || codes[i].contains(&format!("crate::connection::{above}"))
-            {
-                hits.push(format!("connection/{module}.rs imports `super::{above}`"));
+    for (from, to) in krate.arrows_under(&["connection"]) {
+        match (at(&from), at(&to)) {
+            (Some(i), Some(j)) if j > i => {
+                hits.push(format!("connection/{from}.rs names an item of connection/{to}.rs"));
             }
-            for f in fns(&codes[j]) {
-                if fns(&codes[i]).contains(&f) {
-                    continue;
-                }
-                if codes[i].contains(&format!(".{f}(")) || codes[i].contains(&format!("::{f}(")) {
-                    hits.push(format!(
-                        "connection/{module}.rs calls `{f}` of connection/{above}.rs"
-                    ));
-                }
+            (None, _) | (_, None) => {
+                hits.push(format!("connection/{from} or connection/{to} is not in ORDER"));
             }
+            _ => {}
         }
     }
     assert!(hits.is_empty(), "the connection's modules call upwards:\n{}", hits.join("\n"));
@@ -1396,6 +1328,7 @@ const COMPONENTS: &[(&str, &str, &str)] = &[
     ("sea-orm", "nodes::registry", "Node"),
     ("sea-orm", "nodes::registry", "NodeRef"),
     ("sea-orm", "nodes::registry", "Nodes"),
+    ("sea-orm", "nodes::registry", "NodeTable"),
     ("sea-orm", "observe::counters", "Counters"),
     ("sea-orm", "routing::plan", "Planner"),
     ("sea-orm", "connection::inner", "Inner"),
@@ -1503,16 +1436,12 @@ fn the_component_check_catches_a_planted_field() {
 /// list may only shrink: the test fails on an accessor not listed here (offer an operation
 /// instead), and on a listed one that no longer hands out a part.
 const ACCESSORS_LEFT: &[(&str, &str, &str)] = &[
-    ("sea-orm", "connection::inner::Inner", "any_node"),
     ("sea-orm", "connection::inner::Inner", "nodes"),
-    ("sea-orm", "connection::inner::Inner", "primary_node"),
     ("sea-orm", "nodes::registry::Node", "pace"),
     ("sea-orm", "nodes::registry::Nodes", "any"),
-    ("sea-orm", "nodes::registry::Nodes", "first_kept"),
     ("sea-orm", "nodes::registry::Nodes", "get"),
     ("sea-orm", "nodes::registry::Nodes", "iter"),
-    ("sea-orm", "nodes::registry::Nodes", "keep"),
-    ("sea-orm", "nodes::registry::Nodes", "take"),
+    ("sea-orm", "nodes::registry::Nodes", "remove"),
 ];
 
 /// The accessors the components in `components` (`(module, type)`, all of `krate`) have:

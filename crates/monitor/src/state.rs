@@ -10,7 +10,7 @@
 //!
 //! The rules are on [`TopologyState`].
 
-use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
@@ -187,6 +187,11 @@ pub struct TopologyState {
     topology: SharedTopology,
     /// The registry: one entry per index ([`MAX_NODES`]).
     nodes: Box<[Entry]>,
+    /// How many entries hold a node in the snapshot or joining it ([`len`](Self::len)):
+    /// moved under the publishing lock by [`add_node`](Self::add_node) and
+    /// [`remove_node`](Self::remove_node), the only changes in and out of that set, so a
+    /// statement reads it with one atomic load.
+    members: AtomicUsize,
     policy: HealthPolicy,
     /// How far behind a joining replica may be when it enters the snapshot.
     join_lag: Duration,
@@ -254,8 +259,13 @@ impl TopologyState {
                     nudged: AtomicU64::new(0),
                 }
             })
-            .collect();
+            .collect::<Box<[Entry]>>();
+        let members = nodes
+            .iter()
+            .filter(|n| Stamp::unpack(n.stamp.load(Ordering::Relaxed)).slot == Slot::Live)
+            .count();
         TopologyState {
+            members: AtomicUsize::new(members),
             topology: SharedTopology::new(topology),
             nodes,
             policy,
@@ -425,14 +435,15 @@ impl TopologyState {
         })
     }
 
-    /// How many nodes there are (in the snapshot or joining it).
+    /// How many nodes there are (in the snapshot or joining it): one atomic load.
+    #[inline]
     pub fn len(&self) -> usize {
-        self.ids().len()
+        self.members.load(Ordering::Acquire)
     }
 
     /// Whether there are no nodes.
     pub fn is_empty(&self) -> bool {
-        self.ids().is_empty()
+        self.len() == 0
     }
 
     /// The ids of the nodes there are (in the snapshot or joining it), in index order: what
@@ -490,6 +501,7 @@ impl TopologyState {
         n.sampled.store(0, Ordering::Release);
         let stamp = Stamp { generation: id.generation(), slot: Slot::Joining };
         n.stamp.store(stamp.pack(), Ordering::Release);
+        self.members.fetch_add(1, Ordering::AcqRel);
         Ok(id)
     }
 
@@ -497,9 +509,11 @@ impl TopologyState {
     /// it) and its index stays taken until [`release`](Self::release). Returns whether it was
     /// there.
     pub fn remove_node(&self, node: NodeId) -> bool {
-        let Some(n) = self.probed(node) else { return false };
         {
             let _publishing = lock(&self.publish);
+            // Looked up under the lock: of two removals of one node, one removes it.
+            let Some(n) = self.probed(node) else { return false };
+            self.members.fetch_sub(1, Ordering::AcqRel);
             let topo = self.topology.load_full();
             *lock(&n.retired) = topo.node(node).map(|v| Arc::clone(v.load()));
             let stamp = Stamp { generation: node.generation(), slot: Slot::Draining };

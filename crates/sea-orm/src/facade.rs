@@ -84,7 +84,7 @@ impl RoutedConnection {
     /// # }
     /// ```
     pub fn server(&self) -> Option<crate::product::Server> {
-        self.inner.primary_node().server().cloned()
+        self.inner.with_primary(|n| n.server().cloned())
     }
 
     /// The kind of read-your-writes token this connection's sessions carry
@@ -163,8 +163,7 @@ impl RoutedConnection {
     /// Its sessions are read-only, so writes through it fail.
     pub fn replica(&self) -> &DatabaseConnection {
         let id = self.inner.replica_for_reads();
-        let node = self.inner.nodes().get(id).unwrap_or_else(|| self.inner.primary_node());
-        self.inner.nodes().keep(&node).user_conn()
+        self.inner.read_conn(id)
     }
 
     // Where a block of calls, or one call, is routed.
@@ -399,16 +398,12 @@ impl RoutedConnection {
         F: Fn(&sea_orm::metric::Info<'_>) + Send + Sync + 'static,
     {
         self.inner.set_metric(callback);
-        for (_, n) in self.inner.nodes().iter() {
-            self.inner.hook(&n);
-        }
-        // The primary lent out as a connection since the start, if it left its slot.
-        self.inner.hook(self.inner.nodes().first_kept());
+        self.inner.hook_every_node();
     }
 
     /// Pings the primary.
     pub async fn ping(&self) -> Result<(), DbErr> {
-        self.inner.primary_node().writer().ping().await
+        self.inner.nodes().ping(self.inner.primary_index()).await
     }
 
     /// Closes every node's pool.
@@ -432,7 +427,7 @@ impl RoutedConnection {
 
     /// SeaORM's schema builder for this backend.
     pub fn get_schema_builder(&self) -> sea_orm::SchemaBuilder {
-        self.inner.primary_node().writer().get_schema_builder()
+        self.inner.with_primary(|n| n.writer().get_schema_builder())
     }
 
     // Fencing a node by hand.

@@ -317,9 +317,23 @@ impl Crate {
     /// under it): `(from, to)` for each top-level module whose code names an item of another,
     /// re-exports followed to the module that defines the item. The root file is no member.
     pub(super) fn top_level_arrows(&self) -> BTreeSet<(String, String)> {
+        let mut arrows = self.arrows_under(&[]);
+        arrows.retain(|(a, b)| a != "mod" && b != "mod");
+        arrows
+    }
+
+    /// The arrows between the child modules of `parent` (`["connection"]`), each standing for
+    /// everything under it, and `parent`'s own file, named `mod`: `(from, to)` for each whose
+    /// code names an item of another (a `use`, or a path in code), re-exports followed to the
+    /// module that defines the item.
+    pub(super) fn arrows_under(&self, parent: &[&str]) -> BTreeSet<(String, String)> {
+        let name = |m: &ModPath| -> Option<String> {
+            let inside = m.len() >= parent.len() && m.iter().zip(parent).all(|(a, b)| a == b);
+            inside.then(|| m.get(parent.len()).cloned().unwrap_or_else(|| "mod".to_owned()))
+        };
         self.references()
             .into_iter()
-            .filter_map(|(from, to)| Some((from.first()?.clone(), to.first()?.clone())))
+            .filter_map(|(a, b)| Some((name(&a)?, name(&b)?)))
             .filter(|(a, b)| a != b)
             .collect()
     }
@@ -606,6 +620,9 @@ impl<'ast> Visit<'ast> for Names {
         self.tokens(m.tokens.clone());
         syn::visit::visit_macro(self, m);
     }
+
+    // `pub(in crate::connection)` says who may see an item, and names nothing it uses.
+    fn visit_vis_restricted(&mut self, _: &'ast syn::VisRestricted) {}
 
     fn visit_meta_list(&mut self, m: &'ast syn::MetaList) {
         self.tokens(m.tokens.clone());

@@ -495,6 +495,32 @@ fn an_added_node_that_failed_probes_before_it_came_up_joins_healthy() {
     assert_eq!(s.snapshot().node(NodeId::new(2)).unwrap().health(), Health::Down);
 }
 
+/// `len` is the number of ids there are through adds, holds, removals racing each other and
+/// releases: one atomic the publishing lock keeps equal to `ids().len()`.
+#[test]
+fn the_node_count_follows_every_change_of_membership() {
+    let s = std::sync::Arc::new(state(3, policy()));
+    let agree = |s: &TopologyState| assert_eq!(s.len(), s.ids().len());
+    agree(&s);
+    assert!(s.hold_until_answered(NodeId::new(2)), "joining again still counts");
+    agree(&s);
+    let racers: Vec<_> = (0..4)
+        .map(|_| {
+            let s = std::sync::Arc::clone(&s);
+            std::thread::spawn(move || s.remove_node(NodeId::new(1)))
+        })
+        .collect();
+    let removed = racers.into_iter().map(|r| r.join().unwrap()).filter(|&r| r).count();
+    assert_eq!(removed, 1, "of racing removals of one node, one removes it");
+    assert_eq!(s.len(), 2);
+    agree(&s);
+    assert!(s.release(NodeId::new(1)));
+    agree(&s);
+    assert_eq!(added(&s, "n9:5432/app"), NodeId::with_generation(1, 1));
+    assert_eq!(s.len(), 3);
+    agree(&s);
+}
+
 #[test]
 fn a_removed_node_leaves_the_snapshot_at_once_and_is_never_routed() {
     let s = state(3, policy());

@@ -12,6 +12,7 @@ use crate::connection::RoutedConnection;
 use crate::error::{Error, Result};
 use crate::nodes::Node;
 use crate::nodes::probe::{GivenNode, ProbeFrom, ProbeSettings};
+use crate::nodes::replica::Placement;
 use crate::nodes::replica::Replica;
 use crate::observe::redact::NodeUrl;
 use crate::product::{Product, Unchecked};
@@ -416,7 +417,7 @@ impl RoutedConnectionBuilder {
             addresses.into_iter().fold(failover, |f, (i, a)| f.replication_address(i, a))
         });
         let template = primary_opts.clone();
-        // The ids the configured nodes get (`Nodes::new`): 0 the primary, then the replicas.
+        // The ids the configured nodes get (`NodeTable::new`): 0 the primary, then the replicas.
         let configured: Vec<(NodeId, NodeUrl)> =
             urls.iter().zip(0..).map(|((_, u), i)| (NodeId::new(i), u.clone())).collect();
         let acquire = self.policy.timeouts.acquire;
@@ -553,7 +554,7 @@ async fn open_replicas(
     product: Product,
     acquire: Acquire,
     checks_clients: bool,
-) -> Result<Vec<Node>> {
+) -> Result<Vec<(Node, Placement)>> {
     let mut nodes = Vec::with_capacity(replicas.len());
     for (replica, (label, url)) in replicas.into_iter().zip(urls) {
         let Replica { options: mut opts, placement, pooling, .. } = replica;
@@ -579,7 +580,7 @@ async fn open_replicas(
         )
         .await
         .map_err(invalid)?;
-        nodes.push(node.placed(placement).probed_from(Some(probe)));
+        nodes.push((node.probed_from(Some(probe)), placement));
     }
     Ok(nodes)
 }
@@ -815,7 +816,10 @@ pub(crate) fn from_connections(
             });
         }
         let probe = given(&r);
-        nodes.push(Node::new(format!("replica {}", i + 1), r).probed_from(probe));
+        nodes.push((
+            Node::new(format!("replica {}", i + 1), r).probed_from(probe),
+            Placement::default(),
+        ));
     }
     if nodes.len() + 1 > rwsplit_core::MAX_NODES {
         return Err(Error::TooManyNodes { nodes: nodes.len() + 1, max: rwsplit_core::MAX_NODES });

@@ -293,8 +293,7 @@ impl Applier {
             tags: tags.iter().map(|t| Box::from(*t)).collect(),
             ..Placement::default()
         };
-        let Some(id) = crate::connection::add_node(&db.inner, node.placed(placement), Some(probe))
-        else {
+        let Some(id) = crate::connection::add_node(&db.inner, node, Some(probe), placement) else {
             tracing::error!(target: "rwsplit", node = %parsed.name(), "no free node index for a new member: not added");
             return None;
         };
@@ -367,6 +366,7 @@ mod tests {
             &db.inner,
             Node::new("replica 3".to_owned(), answering()),
             None,
+            Default::default(),
         );
         let reused = NodeId::with_generation(1, 1);
         assert_eq!(id, Some(reused));
@@ -392,14 +392,14 @@ mod tests {
         tokio::time::sleep(Duration::from_secs(3600)).await;
         let fresh = |name: &str| Node::new(name.to_owned(), answering());
         assert_eq!(
-            crate::connection::add_node(&db.inner, fresh("replica 3"), None),
+            crate::connection::add_node(&db.inner, fresh("replica 3"), None, Default::default()),
             Some(NodeId::new(3)),
             "index 1 is still draining while held"
         );
         drop(held);
         tokio::task::yield_now().await;
         assert_eq!(
-            crate::connection::add_node(&db.inner, fresh("replica 4"), None),
+            crate::connection::add_node(&db.inner, fresh("replica 4"), None, Default::default()),
             Some(NodeId::new(4)),
             "one holder left"
         );
@@ -408,7 +408,7 @@ mod tests {
             tokio::task::yield_now().await;
         }
         assert_eq!(
-            crate::connection::add_node(&db.inner, fresh("replica 5"), None),
+            crate::connection::add_node(&db.inner, fresh("replica 5"), None, Default::default()),
             Some(NodeId::with_generation(1, 1)),
             "drained as the last holder let go: index 1 is free again"
         );
@@ -447,6 +447,7 @@ mod tests {
             &db.inner,
             Node::new("db-3:5432/app".to_owned(), answering()),
             None,
+            Default::default(),
         )
         .unwrap();
         let joining = |db: &RoutedConnection| {
@@ -517,17 +518,19 @@ mod tests {
         let _local = metrics::set_default_local_recorder(&recorder);
         let db = routed(1);
         let (first, second) = (lazy_node().await, lazy_node().await);
-        let id = crate::connection::add_node(&db.inner, first, None).unwrap();
+        let id = crate::connection::add_node(&db.inner, first, None, Default::default()).unwrap();
         crate::connection::sample_metrics(&db.inner, std::time::Instant::now());
         assert!(crate::connection::remove_node(&db.inner, id));
         // No await in between: the old node's drain has not run yet.
-        let again = crate::connection::add_node(&db.inner, second, None).unwrap();
+        let again =
+            crate::connection::add_node(&db.inner, second, None, Default::default()).unwrap();
         tokio::time::sleep(Duration::from_millis(300)).await;
         assert_ne!(again, id, "the old node's id was still taken");
         let later = crate::connection::add_node(
             &db.inner,
             Node::new("db-9:5432/app".to_owned(), answering()),
             None,
+            Default::default(),
         );
         assert_eq!(later, id.next_generation(), "the old node has drained: its index is free");
         let text = handle.render();
@@ -550,7 +553,9 @@ mod tests {
         let state = db.inner.shared_state();
         let t = std::time::Instant::now();
         state.observe(NodeId::new(0), &pg_probe(true, "0/64", 0).await, t);
-        let id = crate::connection::add_node(&db.inner, lazy_node().await, None).unwrap();
+        let id =
+            crate::connection::add_node(&db.inner, lazy_node().await, None, Default::default())
+                .unwrap();
         state.observe(id, &pg_probe(false, "0/64", 0).await, t + Duration::from_millis(100));
         db.inner.nodes().get(id).unwrap().answered_probe(std::time::Instant::now(), Duration::ZERO);
         crate::connection::sample_metrics(&db.inner, std::time::Instant::now());
@@ -635,6 +640,7 @@ mod tests {
         let agree = |db: &RoutedConnection| {
             let adapter: Vec<NodeId> = db.inner.nodes().iter().map(|(id, _)| id).collect();
             assert_eq!(adapter, state.ids(), "the same ids");
+            assert_eq!(db.inner.nodes().table_ids(), state.ids(), "a node for each id, no other");
             let topo = state.snapshot();
             for (id, n) in db.inner.nodes().iter() {
                 assert_eq!(n.id(), id);
@@ -648,6 +654,7 @@ mod tests {
             &db.inner,
             Node::new("db-a:5432/app".to_owned(), answering()),
             None,
+            Default::default(),
         )
         .unwrap();
         assert_eq!(a, NodeId::new(3), "an index never used: generation 0");
@@ -659,6 +666,7 @@ mod tests {
             &db.inner,
             Node::new("db-b:5432/app".to_owned(), answering()),
             None,
+            Default::default(),
         )
         .unwrap();
         assert_eq!(b, NodeId::new(4));
@@ -667,6 +675,7 @@ mod tests {
             &db.inner,
             Node::new("db-c:5432/app".to_owned(), answering()),
             None,
+            Default::default(),
         )
         .unwrap();
         assert_eq!(c, NodeId::with_generation(1, 1), "index 1, drained, under its next generation");
@@ -678,6 +687,69 @@ mod tests {
         );
         agree(&db);
         assert_eq!(db.stats().nodes().len(), 4);
+    }
+
+    /// Adds and removals racing on several threads, with drains freeing indices for reuse
+    /// meanwhile, never leave the membership split: at every instant each id the monitor's
+    /// state lists finds its node in the adapter's table (a node enters the table before the
+    /// state lists it, and leaves the state before the table), and once the drains are done
+    /// the table holds exactly the state's ids.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn racing_adds_and_removals_never_split_the_membership() {
+        let db = routed(1);
+        let state = db.inner.shared_state();
+        let done = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let reader = {
+            let (db, state, done) = (db.clone(), std::sync::Arc::clone(&state), done.clone());
+            tokio::task::spawn_blocking(move || {
+                let mut looks = 0_u32;
+                while !done.load(std::sync::atomic::Ordering::Acquire) || looks == 0 {
+                    for id in state.ids() {
+                        // A node being removed may have left both meanwhile; one the state
+                        // still lists after the look is in the table.
+                        let there = db.inner.nodes().get(id).is_some();
+                        assert!(there || !state.contains(id), "{id} listed by the state only");
+                    }
+                    looks += 1;
+                }
+            })
+        };
+        let racers: Vec<_> = (0..3)
+            .map(|t| {
+                let db = db.clone();
+                tokio::spawn(async move {
+                    let mut kept = 0;
+                    for i in 0..12 {
+                        let name = format!("db-{t}-{i}:5432/app");
+                        let node = Node::new(name, answering());
+                        if let Some(id) =
+                            crate::connection::add_node(&db.inner, node, None, Default::default())
+                        {
+                            assert!(db.inner.nodes().get(id).is_some(), "added: in the table");
+                            if i % 2 == 0 {
+                                assert!(crate::connection::remove_node(&db.inner, id));
+                            } else {
+                                kept += 1;
+                            }
+                        }
+                        tokio::task::yield_now().await;
+                    }
+                    kept
+                })
+            })
+            .collect();
+        let mut kept = 0;
+        for racer in racers {
+            kept += racer.await.unwrap();
+        }
+        done.store(true, std::sync::atomic::Ordering::Release);
+        reader.await.unwrap();
+        // The drains of the removed nodes run on the runtime: nothing holds them.
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        assert_eq!(db.inner.nodes().table_ids(), state.ids(), "the same ids, table and state");
+        assert_eq!(db.inner.nodes().count(), state.ids().len());
+        assert!(kept > 0, "some adds found a free index");
+        assert_eq!(state.len(), 2 + kept, "the configured nodes and the added ones kept");
     }
 
     #[tokio::test]

@@ -33,9 +33,10 @@ use crate::routing::ctx::{Ctx, Policy, Scope};
 use crate::routing::plan::{Around, Done, Input, Io, Planned, Planner};
 
 pub(crate) struct Inner {
-    /// The registry, by id: node 0 is the configured primary, nodes 1.. the configured
-    /// replicas, then any added by a topology source (at the index the monitor gave them).
-    nodes: Arc<Nodes>,
+    /// The registry, by the monitor's state's ids: node 0 is the configured primary, nodes
+    /// 1.. the configured replicas, then any added by a topology source (at the index the
+    /// state gave them).
+    nodes: Nodes,
     /// Where statements go: the policy, the classifier, the routing state, and the product
     /// whose SQL it reads.
     planner: Planner,
@@ -99,7 +100,7 @@ impl fmt::Debug for RoutedConnection {
 
 /// What a connection is made of, handed to [`Inner::new`] by the code that builds it.
 pub(crate) struct Parts {
-    pub(crate) nodes: Arc<Nodes>,
+    pub(crate) nodes: Nodes,
     pub(crate) planner: Planner,
     pub(crate) watchdog: Arc<Watchdog>,
 }
@@ -134,7 +135,7 @@ impl Inner {
     }
 
     /// The node registry.
-    pub(crate) fn nodes(&self) -> &Arc<Nodes> {
+    pub(crate) fn nodes(&self) -> &Nodes {
         &self.nodes
     }
 
@@ -204,24 +205,23 @@ impl Inner {
         self.planner.primary_index()
     }
 
-    /// The primary's node (the configured one until a promotion is seen); if it is not there
-    /// (removed by a topology source), the first node there is.
-    pub(crate) fn primary_node(&self) -> NodeRef {
-        match self.nodes.get(self.primary_index()) {
-            Some(n) => n,
-            None => self.any_node(),
-        }
-    }
-
-    /// The first node there is (the adapter never removes its last one).
-    pub(crate) fn any_node(&self) -> NodeRef {
-        self.nodes.any()
+    /// Runs `f` on the primary's node (the configured one until a promotion is seen); if it
+    /// is not there (removed by a topology source), on the first node there is.
+    pub(crate) fn with_primary<R>(&self, f: impl FnOnce(&super::Node) -> R) -> R {
+        self.nodes.with_primary(self.primary_index(), f)
     }
 
     /// The primary's connection as the user gets it (reporting to the metric callback once one
-    /// is set; no scope is touched), borrowed for the connection's life (see [`Nodes::keep`]).
+    /// is set; no scope is touched), borrowed for the connection's life (see [`Nodes::lend`]).
     pub(crate) fn primary_conn(&self) -> &DatabaseConnection {
-        self.nodes.keep(&self.primary_node()).user_writer()
+        let primary = self.primary_index();
+        self.nodes.lend(primary, primary, true)
+    }
+
+    /// Node `id`'s read connection as the user gets it (the primary's if `id` is not there),
+    /// borrowed for the connection's life (see [`Nodes::lend`]).
+    pub(crate) fn read_conn(&self, id: NodeId) -> &DatabaseConnection {
+        self.nodes.lend(id, self.primary_index(), false)
     }
 }
 
@@ -609,9 +609,10 @@ impl Inner {
         self.hooks.set_metric(callback);
     }
 
-    /// Makes `node`'s pools report to the metric callback.
-    pub(crate) fn hook(&self, node: &crate::nodes::registry::Node) {
-        node.hook(&self.hooks);
+    /// Makes every node's pools report to the metric callback, the primary lent out since the
+    /// start included ([`Nodes::hook`]).
+    pub(crate) fn hook_every_node(&self) {
+        self.nodes.hook(&self.hooks);
     }
 
     /// Makes `node`'s pools report to the metric callback if one is set.

@@ -63,6 +63,7 @@ use rwsplit_core::{
 };
 use rwsplit_monitor::Monitor;
 
+use crate::nodes::registry::NodeTable;
 use crate::nodes::{Node, NodeRef, Nodes};
 use crate::routing::Policy;
 use crate::routing::plan::Planner;
@@ -71,6 +72,7 @@ pub(crate) use inner::{AbortOnDrop, Inner};
 pub(crate) use traits::{Handle, lend_primary, routed_connection, routed_transactions};
 
 use crate::nodes::probe::{NodeConnector, ProbeFrom, ProbeSettings};
+use crate::nodes::replica::Placement;
 use crate::product::Product;
 use crate::routing::route::Routing;
 
@@ -81,7 +83,7 @@ use crate::routing::route::Routing;
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn assemble(
     primary: Node,
-    replicas: Vec<Node>,
+    replicas: Vec<(Node, Placement)>,
     product: Product,
     policy: Policy,
     classifier: Classifier,
@@ -90,21 +92,37 @@ pub(crate) fn assemble(
     probing: ProbeSettings,
     shareable: bool,
 ) -> RoutedConnection {
-    let nodes = Arc::new(Nodes::new(primary, replicas));
+    // The ids `NodeTable::new` gives them: 0 the primary, then the replicas in order. Their
+    // placements go to the monitor's state (its snapshot), not into the nodes.
+    let (replicas, placements): (Vec<Node>, Vec<Placement>) = replicas.into_iter().unzip();
+    let primary_placement = Placement::default();
+    let given = || {
+        std::iter::once((&primary, &primary_placement))
+            .chain(replicas.iter().zip(&placements))
+            .zip(0..)
+            .map(|((n, p), i)| (NodeId::new(i), n, p))
+    };
     let mut topology = Topology::builder();
-    for (id, n) in nodes.iter() {
+    for (id, n, placement) in given() {
         let role = if id == NodeId::new(0) { Role::Primary } else { Role::Replica };
-        topology = topology.node(core_node(id, role, &n));
+        topology = topology.node(core_node(id, role, n, placement));
     }
     // Node ids are 0..n at generation 0 (n ≤ MAX_NODES is checked by the builder of the
     // connection), so building cannot fail; an empty topology would route nothing.
     let topology = topology.build().unwrap_or_default();
-    let acquired = acquire_monitor(product, &policy, health, &nodes, probing, shareable, &topology);
+    let sources: Option<Sources> = given()
+        .map(|(id, n, placement)| n.probe_from().map(|p| (id, p.clone(), placement.clone())))
+        .collect();
+    let learned = learned_shapes(product, &primary);
+    let table = Arc::new(NodeTable::new(primary, replicas));
+    let acquired = sources.and_then(|sources| {
+        acquire_monitor(product, &policy, health, &table, sources, probing, shareable, &topology)
+    });
     let routing = match &acquired {
         Some(a) => Routing::with_state(a.state(), router),
         None => Routing::new(topology, router, health),
     };
-    let learned = learned_shapes(product, &nodes);
+    let nodes = Nodes::new(Arc::clone(routing.state()), table);
     let watchdog = Arc::<crate::send::watchdog::Watchdog>::default();
     let classified =
         crate::routing::classified::Classified::new(classifier, product.dialect(), learned);
@@ -129,9 +147,13 @@ pub(crate) fn assemble(
     RoutedConnection { inner }
 }
 
-/// Node `n`'s entry in the first topology (or when it is added), with its placement.
-pub(crate) fn core_node(id: rwsplit_core::NodeId, role: Role, n: &Node) -> CoreNode {
-    let placement = n.placement();
+/// Node `n`'s entry in the first topology (or when it is added), with its `placement`.
+pub(crate) fn core_node(
+    id: rwsplit_core::NodeId,
+    role: Role,
+    n: &Node,
+    placement: &Placement,
+) -> CoreNode {
     let mut b = CoreNode::builder(id, role).name(n.name()).weight(placement.weight);
     if let Some(zone) = &placement.zone {
         b = b.zone(zone.clone());
@@ -148,36 +170,36 @@ pub(crate) fn core_node(id: rwsplit_core::NodeId, role: Role, n: &Node) -> CoreN
 /// given as a pool, with no address.
 fn learned_shapes(
     product: Product,
-    nodes: &Nodes,
+    primary: &Node,
 ) -> Arc<crate::routing::classified::LearnedShapes> {
-    let primary = nodes.get(NodeId::new(0));
-    let database = primary
-        .as_ref()
+    let database = Some(primary)
         .filter(|n| matches!(n.probe_from(), Some(ProbeFrom::Options(_) | ProbeFrom::Framed(_))))
         .map(|n| n.name());
     crate::routing::classified::LearnedShapes::of(product.dialect(), database)
 }
 
+/// Where the monitor opens each configured node's connections from, with its placement.
+type Sources = Vec<(NodeId, ProbeFrom, Placement)>;
+
 /// The connection's monitor, on the current tokio runtime: the one already running for the
 /// same nodes and settings if `shareable` and there is one (see `crate::nodes::shared`), else a new
 /// one. Without a runtime (a connection built outside one) there is no monitor: health then
 /// moves only on the failures statements see; nor when a node has nothing to open a
-/// connection from (a `MockDatabase`).
+/// connection from (a `MockDatabase`: no `sources`).
+// One argument per part the monitor is made of; a parameter struct would only rename them.
+#[allow(clippy::too_many_arguments)]
 fn acquire_monitor(
     product: Product,
     policy: &Policy,
     health: HealthPolicy,
-    nodes: &Arc<Nodes>,
+    table: &Arc<NodeTable>,
+    sources: Sources,
     probing: ProbeSettings,
     shareable: bool,
     topology: &Topology,
 ) -> Option<crate::nodes::shared::Acquired> {
     tokio::runtime::Handle::try_current().ok()?;
     let flavor = product.replicated()?;
-    let sources: Vec<(NodeId, ProbeFrom, crate::nodes::replica::Placement)> = nodes
-        .iter()
-        .map(|(id, n)| n.probe_from().map(|p| (id, p.clone(), n.placement().clone())))
-        .collect::<Option<_>>()?;
     let key = if shareable {
         crate::nodes::shared::Key::of(
             flavor,
@@ -193,8 +215,8 @@ fn acquire_monitor(
     let connector = if key.is_some() {
         NodeConnector::fixed(sources.into_iter().map(|(id, p, _)| (id, p)).collect(), probing)
     } else {
-        let nodes: Arc<Nodes> = Arc::clone(nodes);
-        NodeConnector::new(nodes, probing)
+        let table: Arc<NodeTable> = Arc::clone(table);
+        NodeConnector::new(table, probing)
     };
     let (config, failover) = (policy.monitor, policy.failover.clone());
     Some(crate::nodes::shared::acquire(
@@ -350,33 +372,27 @@ pub(crate) async fn first_probes(inner: &Inner, max: Duration) -> Vec<NodeId> {
 }
 
 /// Adds `node` at run time (a topology source found it): the monitor's state gives it an
-/// id (the lowest free index, under that index's next generation), it enters the adapter's
-/// registry under that id, its probes start at once (from `probe`, its own connect
-/// options), and it enters rotation once a probe sees it healthy and caught up (see
+/// id (the lowest free index, under that index's next generation) and its snapshot entry
+/// (name, and `placement`: weight, zone, tags), and it enters the adapter's table under that
+/// id in the same step ([`Nodes::add`]); its probes start at once (from `probe`, its own
+/// connect options), and it enters rotation once a probe sees it healthy and caught up (see
 /// `TopologyState::add_node`). Returns its id; `None` when every index is taken (logged
 /// with the typed [`NoFreeIndex`](rwsplit_monitor::NoFreeIndex)).
 pub(crate) fn add_node(
     inner: &Inner,
     node: Node,
     probe: Option<sea_orm::ConnectOptions>,
+    placement: Placement,
 ) -> Option<NodeId> {
     let node = node.probed_from(probe.map(ProbeFrom::Options));
-    let state = inner.shared_state();
-    let id = match state.add_node(|id| core_node(id, Role::Replica, &node)) {
+    let name = node.name().to_owned();
+    let id = match inner.nodes().add(node, |id, n| core_node(id, Role::Replica, n, &placement)) {
         Ok(id) => id,
         Err(error) => {
-            tracing::error!(target: "rwsplit", node = %node.name(), %error, "node not added");
+            tracing::error!(target: "rwsplit", node = %name, %error, "node not added");
             return None;
         }
     };
-    let name = node.name().to_owned();
-    if !inner.nodes().install(id, node) {
-        // The slot still holds a node: the state and the registry disagree, which
-        // `remove_node` never leaves behind. Undo rather than route to the wrong pools.
-        state.remove_node(id);
-        tracing::error!(target: "rwsplit", node = %name, id = %id, "slot still taken: node not added");
-        return None;
-    }
     // Its pools report to the metric callback, if one is set; `set_metric_callback` hooks
     // the nodes it finds after storing the callback, so a node installed meanwhile is
     // hooked by one or the other (before it takes statements: not before its first probe).
@@ -403,11 +419,11 @@ pub(crate) fn remove_node(inner: &Arc<Inner>, id: NodeId) -> bool {
     }
     let state = inner.shared_state();
     let was_primary = inner.node_routing(id).view.is_some_and(|v| v.0 == Role::Primary);
-    state.remove_node(id);
+    let removed = inner.nodes().remove(id);
     if let Some(m) = &inner.monitor() {
         m.stop_node(id);
     }
-    let Some(node) = inner.nodes().take(id) else { return false };
+    let Some(node) = removed else { return false };
     // Out of its slot, so the gauge sampler no longer sees it: its gauges are set here, to
     // "removed" now and to "gone" once drained (telemetry's *Removed nodes*).
     crate::observe::telemetry::removing(node.labels());

@@ -281,7 +281,7 @@ pub(crate) fn snapshot(db: &RoutedConnection) -> Stats {
             // the adapter keeps its last node.
             let mut nodes: Vec<_> = inner.nodes().iter().collect();
             if nodes.is_empty() {
-                nodes.push((NodeId::new(0), db.inner.any_node()));
+                nodes.push((NodeId::new(0), inner.nodes().any()));
             }
             nodes
         }

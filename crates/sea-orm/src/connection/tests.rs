@@ -623,22 +623,32 @@ async fn statement_futures_stay_small() {
 async fn a_metric_callback_hooks_every_node_and_those_added_later() {
     use crate::nodes::Node;
     let mut db = routed(answering(), vec![answering()], 2);
-    let early =
-        super::add_node(&db.inner, Node::new("replica 2".to_owned(), answering()), None).unwrap();
+    let early = super::add_node(
+        &db.inner,
+        Node::new("replica 2".to_owned(), answering()),
+        None,
+        Default::default(),
+    )
+    .unwrap();
     let hooked = |db: &RoutedConnection| -> Vec<(NodeId, bool)> {
         db.inner.nodes().iter().map(|(i, n)| (i, n.is_hooked())).collect()
     };
     assert_eq!(hooked(&db), [(NodeId::new(0), false), (NodeId::new(1), false), (early, false)]);
     db.set_metric_callback(|_| {});
     assert_eq!(hooked(&db), [(NodeId::new(0), true), (NodeId::new(1), true), (early, true)]);
-    assert!(db.inner.nodes().first_kept().is_hooked());
-    let later =
-        super::add_node(&db.inner, Node::new("replica 3".to_owned(), answering()), None).unwrap();
+    assert!(db.inner.with_primary(|n| n.is_hooked()), "the primary lent out since the start");
+    let later = super::add_node(
+        &db.inner,
+        Node::new("replica 3".to_owned(), answering()),
+        None,
+        Default::default(),
+    )
+    .unwrap();
     assert!(db.inner.nodes().get(later).unwrap().is_hooked(), "a node added later reports too");
     // The pools handed out are the hooked ones from now on.
     let primary = db.inner.nodes().get(NodeId::new(0)).unwrap();
-    assert!(std::ptr::eq(db.primary(), db.inner.nodes().keep(&primary).user_writer()));
-    assert!(!std::ptr::eq(db.primary(), db.inner.nodes().keep(&primary).writer()));
+    assert!(std::ptr::eq(db.primary(), primary.user_writer()));
+    assert!(!std::ptr::eq(db.primary(), primary.writer()));
 }
 
 /// A plan names nodes by id. One made before a replica was removed and its index given to a
@@ -661,6 +671,7 @@ async fn a_plan_made_before_an_index_was_reused_never_runs_on_the_new_node() {
         &db.inner,
         crate::nodes::Node::new("replica 9".to_owned(), newcomer.clone()),
         None,
+        Default::default(),
     );
     let id = id.expect("index 1 drained and free");
     assert_eq!(id, NodeId::with_generation(1, 1));

@@ -545,7 +545,7 @@ fn encode(s: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::nodes::{Node, Nodes};
+    use crate::nodes::registry::{Node, NodeTable};
 
     #[test]
     fn admin_credentials_replace_the_users_and_are_encoded() {
@@ -586,7 +586,7 @@ mod tests {
         let options = ConnectOptions::new("postgres://app:hunter2@h/db");
         let node = Node::new("h:5432/db".to_owned(), DatabaseConnection::default())
             .probed_from(Some(ProbeFrom::Options(options)));
-        let nodes = Arc::new(Nodes::new(node, Vec::new()));
+        let nodes = Arc::new(NodeTable::new(node, Vec::new()));
         let settings = ProbeSettings {
             admin: Some(("root".into(), "secret".into())),
             timeout: Duration::from_secs(1),
@@ -600,7 +600,7 @@ mod tests {
     #[tokio::test]
     async fn the_connector_opens_only_the_node_of_that_generation() {
         let node = Node::new("n:5432/db".to_owned(), DatabaseConnection::default());
-        let nodes = Arc::new(Nodes::new(node, Vec::new()));
+        let nodes = Arc::new(NodeTable::new(node, Vec::new()));
         let settings = ProbeSettings { admin: None, timeout: Duration::from_millis(100) };
         let c = NodeConnector::new(nodes, settings);
         let later = NodeId::new(0).next_generation().unwrap();

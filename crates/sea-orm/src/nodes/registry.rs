@@ -1,8 +1,10 @@
 //! The node registry, a component with private state: [`Node`] (one server as the adapter
-//! sees it: its pools, counters, placement and pace), [`NodeRef`] (a node held while
-//! something runs on it), and [`Nodes`], a lock-free registry of generational slots (a lookup
-//! compares the generation) with the arena of nodes lent out as `&DatabaseConnection` and the
-//! drain of a removed node, whose pools close once its last [`NodeRef`] is dropped.
+//! sees it: its pools, counters and pace), [`NodeRef`] (a node held while something runs on
+//! it), [`Nodes`] (which nodes there are, the monitor's state's alone, with the adapter's own
+//! part of each beside it) and [`NodeTable`], that part: a lock-free table of generational
+//! slots (a lookup compares the generation) with the arena of nodes lent out as
+//! `&DatabaseConnection` and the drain of a removed node, whose pools close once its last
+//! [`NodeRef`] is dropped.
 //!
 //! Every field is private to this file: callers use the methods, which say what they do (count
 //! a read, start a server check) rather than reach into
@@ -15,18 +17,20 @@ use std::time::{Duration, Instant};
 
 use arc_swap::ArcSwapOption;
 use rwsplit_core::{MAX_NODES, NodeId};
+use rwsplit_monitor::{NoFreeIndex, TopologyState};
 use sea_orm::DatabaseConnection;
 
 use crate::nodes::probe::ProbeFrom;
-use crate::nodes::replica::Placement;
 use crate::observe::telemetry::{Durations, NodeLabels};
 use crate::send::pace::Pace;
 
-/// One database server as the adapter sees it: its id, its pools, its counters, its placement
-/// and where the monitor opens its own connections from. Its health, role and lag are the
-/// monitor's ([`Routing`](crate::routing::route::Routing)), under the same [`NodeId`].
+/// One database server as the adapter sees it: its id, its pools, its counters and where the
+/// monitor opens its own connections from (its weight, zone and tags are in the monitor's
+/// snapshot). Its health, role and lag are the monitor's
+/// ([`Routing`](crate::routing::route::Routing)), under the same [`NodeId`].
 pub(crate) struct Node {
-    /// Its id: set when it enters [`Nodes`] (the monitor's state hands out ids at run time).
+    /// Its id, the state's: set when it enters [`NodeTable`] (the monitor's state hands out
+    /// ids at run time).
     id: NodeId,
     /// `host:port/db`, never credentials.
     name: String,
@@ -35,19 +39,10 @@ pub(crate) struct Node {
     /// The pool writes use: the same pool on the configured primary; on a replica a lazy,
     /// writable pool that opens connections only if the node is promoted and takes writes.
     writer: DatabaseConnection,
-    /// Statements that succeeded on it as reads.
-    reads: AtomicU64,
-    /// Statements that succeeded on it as writes.
-    writes: AtomicU64,
-    /// Attempts that failed because of the node (its connection), not the statement.
-    failures: AtomicU64,
-    /// Statements that found no free connection in the node's pool in time (back-pressure:
-    /// never counted against the node's health).
-    pool_timeouts: AtomicU64,
+    /// What statements did on it, for [`Stats`](crate::Stats).
+    counts: Counts,
     /// PostgreSQL system identifier, for tokens (0: not known yet).
     system_id: AtomicU64,
-    /// Weight, zone and tags, for the router's balancers and rules.
-    placement: Placement,
     /// Its metric labels.
     labels: NodeLabels,
     /// Its statement-duration handles, by label set.
@@ -62,7 +57,7 @@ pub(crate) struct Node {
     /// Where the monitor opens its own connections to it from (`None`: it cannot, and a
     /// connection made of such nodes runs no monitor).
     probe: Option<ProbeFrom>,
-    /// Its index in [`Nodes`]' arena once a reference to it was handed out.
+    /// Its index in [`NodeTable`]'s arena once a reference to it was handed out.
     kept: OnceLock<usize>,
     /// What its server is, once checked against the version policy
     /// ([`check`](crate::product::check)): at connect, or when it first
@@ -78,12 +73,8 @@ pub(crate) struct Node {
     /// callback of the user's is on them: its reads may skip SeaORM's `DatabaseConnection`
     /// ([`crate::send::sending::direct`]). Pools given to `from_connections` may carry one.
     owned: bool,
-    /// How many [`NodeRef`]s hold it: statements running on it, sampler rounds, server checks.
-    holders: AtomicUsize,
-    /// It was taken out of the registry ([`Nodes::take`]): no new holder.
-    removed: AtomicBool,
-    /// The last holder of a removed node let go ([`Node::drained`] waits for it).
-    released: tokio::sync::Notify,
+    /// Who holds it, and the wake-up of its drain once removed.
+    holds: Holds,
     /// Whether SeaORM's spans record the statement's text (its options'
     /// `record_stmt_in_spans`; SeaORM's default, `true`, for pools given as they are).
     record_stmt: bool,
@@ -118,12 +109,8 @@ impl Node {
             name,
             conn,
             writer,
-            reads: AtomicU64::new(0),
-            writes: AtomicU64::new(0),
-            failures: AtomicU64::new(0),
-            pool_timeouts: AtomicU64::new(0),
+            counts: Counts::default(),
             system_id: AtomicU64::new(0),
-            placement: Placement::default(),
             last_seen: Mutex::new(None),
             pace: Pace::default(),
             one_pool: false,
@@ -133,9 +120,7 @@ impl Node {
             checking: AtomicBool::new(false),
             hooked: OnceLock::new(),
             owned: false,
-            holders: AtomicUsize::new(0),
-            removed: AtomicBool::new(false),
-            released: tokio::sync::Notify::new(),
+            holds: Holds::default(),
             record_stmt: true,
         }
     }
@@ -163,12 +148,6 @@ impl Node {
     /// The node with where the monitor opens its connections from.
     pub(crate) fn probed_from(mut self, probe: Option<ProbeFrom>) -> Node {
         self.probe = probe;
-        self
-    }
-
-    /// The node with its weight, zone and tags.
-    pub(crate) fn placed(mut self, placement: Placement) -> Node {
-        self.placement = placement;
         self
     }
 
@@ -246,11 +225,6 @@ impl Node {
         self.record_stmt
     }
 
-    /// Its weight, zone and tags.
-    pub(crate) fn placement(&self) -> &Placement {
-        &self.placement
-    }
-
     /// Its metric labels.
     #[inline]
     pub(crate) fn labels(&self) -> &NodeLabels {
@@ -308,43 +282,93 @@ impl Node {
     /// A statement succeeded on it, as a write or a read.
     #[inline]
     pub(crate) fn count_success(&self, write: bool) {
-        let counter = if write { &self.writes } else { &self.reads };
+        let counts = &self.counts;
+        let counter = if write { &counts.writes } else { &counts.reads };
         counter.fetch_add(1, Ordering::Relaxed);
     }
 
     /// An attempt on it failed because of the node (its connection).
     pub(crate) fn count_failure(&self) {
-        self.failures.fetch_add(1, Ordering::Relaxed);
+        self.counts.failures.fetch_add(1, Ordering::Relaxed);
     }
 
     /// A statement found no free connection in its pool in time.
     pub(crate) fn count_pool_timeout(&self) {
-        self.pool_timeouts.fetch_add(1, Ordering::Relaxed);
+        self.counts.pool_timeouts.fetch_add(1, Ordering::Relaxed);
     }
 
     /// Statements that succeeded on it as reads.
     pub(crate) fn reads(&self) -> u64 {
-        self.reads.load(Ordering::Relaxed)
+        self.counts.reads.load(Ordering::Relaxed)
     }
 
     /// Statements that succeeded on it as writes.
     pub(crate) fn writes(&self) -> u64 {
-        self.writes.load(Ordering::Relaxed)
+        self.counts.writes.load(Ordering::Relaxed)
     }
 
     /// Attempts that failed because of the node.
     pub(crate) fn failures(&self) -> u64 {
-        self.failures.load(Ordering::Relaxed)
+        self.counts.failures.load(Ordering::Relaxed)
     }
 
     /// Statements that found no free connection in its pool in time.
     pub(crate) fn pool_timeouts(&self) -> u64 {
-        self.pool_timeouts.load(Ordering::Relaxed)
+        self.counts.pool_timeouts.load(Ordering::Relaxed)
     }
 
     /// Once it is out of the registry: returns when nothing holds it any more. Woken by its
     /// last holder letting go ([`NodeRef`]'s `Drop`), never by polling.
     pub(crate) async fn drained(&self) {
+        self.holds.drained().await;
+    }
+}
+
+/// A node's statement counters ([`Node::count_success`] and the like).
+#[derive(Default)]
+struct Counts {
+    /// Statements that succeeded on it as reads.
+    reads: AtomicU64,
+    /// Statements that succeeded on it as writes.
+    writes: AtomicU64,
+    /// Attempts that failed because of the node (its connection), not the statement.
+    failures: AtomicU64,
+    /// Statements that found no free connection in the node's pool in time (back-pressure:
+    /// never counted against the node's health).
+    pool_timeouts: AtomicU64,
+}
+
+/// Who holds a node ([`NodeRef`]s), and the drain of a removed one: the last holder to let go
+/// of a removed node wakes it.
+#[derive(Default)]
+struct Holds {
+    /// How many [`NodeRef`]s hold it: statements running on it, sampler rounds, server checks.
+    holders: AtomicUsize,
+    /// It was taken out of the registry ([`Nodes::remove`]): no new holder.
+    removed: AtomicBool,
+    /// The last holder of a removed node let go ([`Holds::drained`] waits for it).
+    released: tokio::sync::Notify,
+}
+
+impl Holds {
+    /// One more holder; whether the node is still there (not removed). Counted first: either
+    /// the drain sees this holder, or this sees the removal.
+    #[inline]
+    fn take(&self) -> bool {
+        self.holders.fetch_add(1, Ordering::SeqCst);
+        !self.removed.load(Ordering::SeqCst)
+    }
+
+    /// A holder let go: the last one of a removed node wakes its drain.
+    #[inline]
+    fn let_go(&self) {
+        if self.holders.fetch_sub(1, Ordering::SeqCst) == 1 && self.removed.load(Ordering::SeqCst) {
+            self.released.notify_one();
+        }
+    }
+
+    /// Marks the node removed and returns once nothing holds it.
+    async fn drained(&self) {
         self.removed.store(true, Ordering::SeqCst);
         // `notify_one` keeps a permit when nobody waits yet, so a release between the check and
         // the wait is not lost.
@@ -366,21 +390,21 @@ impl fmt::Debug for Node {
 /// A node held while something runs on it: a statement's attempt, a sampler round, a server
 /// check. Counting holders is how a removal knows the node has drained: a holder of a removed
 /// node that lets go last wakes its drain ([`Node::drained`]). The arena of lent-out nodes
-/// ([`Nodes::keep`]) is not a holder: a removed node's pools close even if it was lent out.
+/// ([`Nodes::lend`]) is not a holder: a removed node's pools close even if it was lent out.
 pub(crate) struct NodeRef(Arc<Node>);
 
 impl NodeRef {
     /// `node`, held; `None` if it was removed meanwhile (its drain may have found it idle).
     #[inline]
     fn hold(node: Arc<Node>) -> Option<NodeRef> {
-        // Counted first: either the drain sees this holder, or this sees the removal.
-        let held = NodeRef::counted(node);
-        (!held.0.removed.load(Ordering::SeqCst)).then_some(held)
+        let there = node.holds.take();
+        let held = NodeRef(node);
+        there.then_some(held)
     }
 
     /// `node`, held even if it was removed.
     fn counted(node: Arc<Node>) -> NodeRef {
-        node.holders.fetch_add(1, Ordering::SeqCst);
+        node.holds.take();
         NodeRef(node)
     }
 
@@ -413,11 +437,7 @@ impl std::ops::Deref for NodeRef {
 impl Drop for NodeRef {
     #[inline]
     fn drop(&mut self) {
-        if self.0.holders.fetch_sub(1, Ordering::SeqCst) == 1
-            && self.0.removed.load(Ordering::SeqCst)
-        {
-            self.0.released.notify_one();
-        }
+        self.0.holds.let_go();
     }
 }
 
@@ -459,32 +479,173 @@ impl Drop for ServerCheck {
     }
 }
 
-/// The adapter's registry of nodes, keyed by [`NodeId`] (the ids the monitor's state hands
-/// out): one slot per index ([`MAX_NODES`]), each empty or holding the [`Node`] — everything
-/// the adapter has of it — whose id is at that index. A lookup compares the whole id, so an id
-/// of a removed node (a plan made before its index was reused) finds nothing: the node is
-/// gone. Nodes added at run time (a topology source) take the slot of the index the monitor
-/// gave them ([`Nodes::install`]); a removed one is taken out of its slot at once
-/// ([`Nodes::take`]) and its pools closed once nothing runs on it ([`Node::drained`]).
+/// The connection's nodes, one registry: which nodes there are is the monitor's
+/// [`TopologyState`]'s alone — their ids (index and generation), how many, their order, their
+/// names and placement (in its snapshot), which are joining, removed or draining — and beside
+/// it a [`NodeTable`] holds the adapter's own part of each (its [`Node`]: pools, counters,
+/// pace, server check) under the state's ids.
+///
+/// Membership changes in one operation each, so the two cannot disagree: [`Nodes::add`] puts
+/// the node's part in the table inside [`TopologyState::add_node`], under the state's
+/// publishing lock with the id the state chose (an index the state gives out is free, and so
+/// is its slot in the table: nothing to undo); [`Nodes::remove`] takes it out of the state,
+/// then out of its slot (the index stays the state's, draining, until [`Node::drained`] lets
+/// [`TopologyState::release`] free it, so no add can take it in between).
+///
+/// A state shared by several connections (`crate::nodes::shared`) holds their common static nodes;
+/// each connection has its own table (its own pools), and only a connection with its own
+/// state (one following a topology source) adds or removes nodes.
+pub(crate) struct Nodes {
+    /// The only authority on which nodes there are.
+    state: Arc<TopologyState>,
+    /// The adapter's own part of each node, by the state's ids.
+    table: Arc<NodeTable>,
+}
+
+impl Nodes {
+    /// The registry over `state` with `table`, which holds a node for each id of `state`.
+    pub(crate) fn new(state: Arc<TopologyState>, table: Arc<NodeTable>) -> Nodes {
+        Nodes { state, table }
+    }
+
+    /// The node `id`, held, if it is there (its id names the node that has its index now):
+    /// one lock-free load, for every statement.
+    #[inline]
+    pub(crate) fn get(&self, id: NodeId) -> Option<NodeRef> {
+        self.table.get(id)
+    }
+
+    /// How many nodes there are (the state's count: one atomic load).
+    #[inline]
+    pub(crate) fn count(&self) -> usize {
+        self.state.len()
+    }
+
+    /// Every node there is with its id, in the state's order (index order).
+    pub(crate) fn iter(&self) -> impl Iterator<Item = (NodeId, NodeRef)> + '_ {
+        self.state.ids().into_iter().filter_map(|id| self.table.get(id).map(|n| (id, n)))
+    }
+
+    /// The id of the node named `name` (`host:port/db`), if there is one.
+    pub(crate) fn id_of(&self, name: &str) -> Option<NodeId> {
+        self.iter().find(|(_, n)| n.name() == name).map(|(id, _)| id)
+    }
+
+    /// The first node there is; the configured primary, kept since the start, while there is
+    /// none (the adapter never removes its last node).
+    pub(crate) fn any(&self) -> NodeRef {
+        match self.iter().next() {
+            Some((_, n)) => n,
+            None => NodeRef::counted(Arc::clone(self.table.first_kept())),
+        }
+    }
+
+    /// The node `id`, else `primary`, else the first there is: the node a connection is lent
+    /// from.
+    fn lendable(&self, id: NodeId, primary: NodeId) -> NodeRef {
+        match self.get(id).or_else(|| self.get(primary)) {
+            Some(n) => n,
+            None => self.any(),
+        }
+    }
+
+    /// The user's pool of node `id` (else `primary`'s, else the first node's) — its write pool
+    /// if `write`, else its read pool — borrowed for as long as the connection lives: the node
+    /// is kept in the table's arena (see [`NodeTable`]).
+    pub(crate) fn lend(&self, id: NodeId, primary: NodeId, write: bool) -> &DatabaseConnection {
+        let node = self.table.keep(&self.lendable(id, primary).0);
+        if write { node.user_writer() } else { node.user_conn() }
+    }
+
+    /// Runs `f` on node `primary`, or the first node there is if it is not there (removed by a
+    /// topology source).
+    pub(crate) fn with_primary<R>(&self, primary: NodeId, f: impl FnOnce(&Node) -> R) -> R {
+        f(&self.lendable(primary, primary))
+    }
+
+    /// Pings node `primary`'s write pool (the first node's if it is not there), holding the
+    /// node meanwhile (a removal's drain waits for it).
+    pub(crate) async fn ping(&self, primary: NodeId) -> Result<(), sea_orm::DbErr> {
+        let node = self.lendable(primary, primary);
+        node.writer().ping().await
+    }
+
+    /// Makes every node's pools report to `hooks`, the configured primary lent out since the
+    /// start included (if it left its slot).
+    pub(crate) fn hook(&self, hooks: &Arc<crate::observe::hooks::Hooks>) {
+        for (_, n) in self.iter() {
+            n.hook(hooks);
+        }
+        self.table.first_kept().hook(hooks);
+    }
+
+    /// Adds `node`: the state gives it an id (the lowest free index, under its next
+    /// generation) and its snapshot entry, made by `entry` from that id and the node; the node
+    /// takes that id's slot in the table in the same step, under the state's publishing lock.
+    ///
+    /// # Errors
+    ///
+    /// [`NoFreeIndex`] when every index is taken (the node is dropped).
+    pub(crate) fn add(
+        &self,
+        mut node: Node,
+        entry: impl FnOnce(NodeId, &Node) -> rwsplit_core::Node,
+    ) -> Result<NodeId, NoFreeIndex> {
+        let table = &self.table;
+        self.state.add_node(|id| {
+            node.id = id;
+            let entry = entry(id, &node);
+            table.put(node);
+            entry
+        })
+    }
+
+    /// Removes node `id`: out of the state (and its snapshot) at once, then out of its slot,
+    /// its name kept for errors about it. Returns the node to drain (`None`: it is not
+    /// there).
+    pub(crate) fn remove(&self, id: NodeId) -> Option<Arc<Node>> {
+        if !self.state.remove_node(id) {
+            return None;
+        }
+        self.table.take(id)
+    }
+
+    /// The ids the table holds a node for, in index order (for tests: they are the state's,
+    /// once removals have taken their nodes out).
+    #[cfg(test)]
+    pub(crate) fn table_ids(&self) -> Vec<NodeId> {
+        self.table.slots.iter().filter_map(|s| s.load().as_ref().map(|n| n.id)).collect()
+    }
+
+    /// The name of node `id` if it was removed and is the last node removed from its index
+    /// (`None`: it is there, or an older removal at that index).
+    pub(crate) fn removed_name(&self, id: NodeId) -> Option<String> {
+        self.table.removed_name(id)
+    }
+}
+
+/// The adapter's own part of each node ([`Nodes`]): one slot per index ([`MAX_NODES`]), each
+/// empty or holding the [`Node`] whose id (the state's) is at that index. A lookup compares
+/// the whole id, so an id of a removed node (a plan made before its index was reused) finds
+/// nothing: the node is gone.
 ///
 /// Loading a slot is lock-free (`arc-swap`) and clones one `Arc`: a statement holds its node
 /// ([`NodeRef`]) while it runs on it, which is how a removal knows it has drained.
 ///
 /// SeaORM hands out `&DatabaseConnection` borrowed from the connection
 /// (`IntoDatabaseExecutor`, `RoutedConnection::primary`), so a node lent out that way is kept
-/// in an append-only arena for the connection's life ([`Nodes::keep`]): at most
+/// in an append-only arena for the connection's life ([`Nodes::lend`]): at most
 /// [`KEPT_MAX`] nodes, each a few kilobytes with its pools closed once removed.
-pub(crate) struct Nodes {
+pub(crate) struct NodeTable {
     /// One slot per index, each empty or holding the node whose id has that index.
     slots: Box<[ArcSwapOption<Node>]>,
-    /// How many slots hold a node.
-    count: AtomicUsize,
     /// The nodes lent out as `&DatabaseConnection`, in chunks made as they fill.
     arena: Box<[OnceLock<Chunk>]>,
     /// The arena's next free index; held while a node is kept.
     arena_next: Mutex<usize>,
-    /// Per index, the id and name of the last node taken out of it ([`Nodes::take`]): an
-    /// error about a removed node names it by address ([`Nodes::removed_name`]).
+    /// Per index, the id and name of the last node taken out of it ([`NodeTable::take`]): an
+    /// error about a removed node names it by address ([`Nodes::removed_name`]); the state
+    /// forgets a removed node's name.
     gone: Box<[Mutex<Option<Gone>>]>,
 }
 
@@ -500,9 +661,9 @@ const KEPT_CHUNK: usize = 64;
 /// first one kept is lent again (with a warning).
 const KEPT_MAX: usize = KEPT_CHUNK * 64;
 
-impl crate::nodes::probe::ProbeSources for Nodes {
+impl crate::nodes::probe::ProbeSources for NodeTable {
     fn count(&self) -> usize {
-        Nodes::count(self)
+        self.slots.iter().filter(|s| s.load().is_some()).count()
     }
 
     fn probe_from(&self, id: NodeId) -> Option<ProbeFrom> {
@@ -510,33 +671,31 @@ impl crate::nodes::probe::ProbeSources for Nodes {
     }
 }
 
-impl Nodes {
+impl NodeTable {
     /// Slots holding `primary` at id 0 and `replicas` at ids 1.. in order (generation 0: the
-    /// first nodes at their indices). The primary is kept in the arena at once: it is what is
-    /// lent when nothing else can be.
-    pub(crate) fn new(mut primary: Node, replicas: Vec<Node>) -> Nodes {
+    /// first nodes at their indices, as in the first topology). The primary is kept in the
+    /// arena at once: it is what is lent when nothing else can be.
+    pub(crate) fn new(mut primary: Node, replicas: Vec<Node>) -> NodeTable {
         primary.id = NodeId::new(0);
         let primary = Arc::new(primary);
-        let count = replicas.len() + 1;
         let replicas = replicas.into_iter().zip(1..).map(|(mut n, i)| {
             n.id = NodeId::new(i);
             Arc::new(n)
         });
         let mut given = std::iter::once(Arc::clone(&primary)).chain(replicas);
-        let nodes = Nodes {
+        let table = NodeTable {
             slots: (0..MAX_NODES).map(|_| ArcSwapOption::new(given.next())).collect(),
-            count: AtomicUsize::new(count),
             arena: (0..KEPT_MAX / KEPT_CHUNK).map(|_| OnceLock::new()).collect(),
             arena_next: Mutex::new(0),
             gone: (0..MAX_NODES).map(|_| Mutex::new(None)).collect(),
         };
-        nodes.keep_arc(&primary);
-        nodes
+        table.keep(&primary);
+        table
     }
 
     /// The node `id`, if it is there: its index's slot holds a node of that generation.
     #[inline]
-    pub(crate) fn get(&self, id: NodeId) -> Option<NodeRef> {
+    fn get(&self, id: NodeId) -> Option<NodeRef> {
         let node = self.slots.get(id.index()).and_then(ArcSwapOption::load_full)?;
         if node.id != id {
             return None;
@@ -544,69 +703,30 @@ impl Nodes {
         NodeRef::hold(node)
     }
 
-    /// How many nodes there are.
-    #[inline]
-    pub(crate) fn count(&self) -> usize {
-        self.count.load(Ordering::Relaxed)
-    }
-
-    /// The id of the node named `name` (`host:port/db`), if there is one.
-    pub(crate) fn id_of(&self, name: &str) -> Option<NodeId> {
-        self.iter().find(|(_, n)| n.name() == name).map(|(id, _)| id)
-    }
-
-    /// Every node with its id, in index order.
-    pub(crate) fn iter(&self) -> impl Iterator<Item = (NodeId, NodeRef)> + '_ {
-        self.slots
-            .iter()
-            .filter_map(ArcSwapOption::load_full)
-            .filter_map(NodeRef::hold)
-            .map(|n| (n.id, n))
-    }
-
-    /// The first node there is; the configured primary, kept since the start, while there is
-    /// none (the adapter never removes its last node).
-    pub(crate) fn any(&self) -> NodeRef {
-        match self.iter().next() {
-            Some((_, n)) => n,
-            None => NodeRef::counted(Arc::clone(self.first_kept_arc())),
+    /// Puts `node` in the slot of its id's index: called only inside the state's `add_node`,
+    /// for an index the state found free, whose slot its removal emptied.
+    fn put(&self, node: Node) {
+        if let Some(slot) = self.slots.get(node.id.index()) {
+            slot.store(Some(Arc::new(node)));
         }
-    }
-
-    /// Puts `node` in the slot of `id`'s index, which must be empty.
-    pub(crate) fn install(&self, id: NodeId, mut node: Node) -> bool {
-        let Some(slot) = self.slots.get(id.index()) else { return false };
-        node.id = id;
-        let node = Arc::new(node);
-        let prev = slot.compare_and_swap(&None::<Arc<Node>>, Some(node));
-        let installed = prev.is_none();
-        if installed {
-            self.count.fetch_add(1, Ordering::Relaxed);
-        }
-        installed
     }
 
     /// Takes node `id` out of its slot, returning it (`None`: it is not there).
-    pub(crate) fn take(&self, id: NodeId) -> Option<Arc<Node>> {
+    fn take(&self, id: NodeId) -> Option<Arc<Node>> {
         let slot = self.slots.get(id.index())?;
         let current = slot.load_full().filter(|n| n.id == id);
         let node = Arc::clone(current.as_ref()?);
         // Only that node: a slot that changed in between is left alone.
         let prev = slot.compare_and_swap(&current, None::<Arc<Node>>);
         let taken = prev.as_ref().is_some_and(|p| Arc::ptr_eq(p, &node));
-        if taken {
-            self.count.fetch_sub(1, Ordering::Relaxed);
-            if let Some(gone) = self.gone.get(id.index()) {
-                *gone.lock().unwrap_or_else(std::sync::PoisonError::into_inner) =
-                    Some((id, node.name.as_str().into()));
-            }
+        if taken && let Some(gone) = self.gone.get(id.index()) {
+            *gone.lock().unwrap_or_else(std::sync::PoisonError::into_inner) =
+                Some((id, node.name.as_str().into()));
         }
         taken.then_some(node)
     }
 
-    /// The name of node `id` if it was taken out of the registry and is the last node taken
-    /// out of its index (`None`: it is there, or an older removal at that index).
-    pub(crate) fn removed_name(&self, id: NodeId) -> Option<String> {
+    fn removed_name(&self, id: NodeId) -> Option<String> {
         let gone = self.gone.get(id.index())?;
         let gone = gone.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         gone.as_ref().filter(|(i, _)| *i == id).map(|(_, name)| name.to_string())
@@ -614,11 +734,7 @@ impl Nodes {
 
     /// The node, borrowed for as long as the connection lives: kept in the arena (once per
     /// node).
-    pub(crate) fn keep(&self, node: &NodeRef) -> &Node {
-        self.keep_arc(&node.0)
-    }
-
-    fn keep_arc(&self, node: &Arc<Node>) -> &Node {
+    fn keep(&self, node: &Arc<Node>) -> &Node {
         if let Some(kept) = node.kept.get().and_then(|&i| self.kept(i)) {
             return kept;
         }
@@ -656,11 +772,7 @@ impl Nodes {
     }
 
     /// The configured primary, kept since the start.
-    pub(crate) fn first_kept(&self) -> &Node {
-        self.first_kept_arc()
-    }
-
-    fn first_kept_arc(&self) -> &Arc<Node> {
+    fn first_kept(&self) -> &Arc<Node> {
         // `new` keeps the primary at index 0 before anything else can run; a chunk that is
         // missing would be a bug in `keep`, and then a fresh cell is the least surprise.
         static EMPTY: OnceLock<Arc<Node>> = OnceLock::new();
