@@ -5,10 +5,11 @@
 //! ask `Inner` for operations, named for what they want (plan this statement, a write ran,
 //! count this, fence that node), and `Inner` hands each to the component that owns the state,
 //! or composes two where one purpose needs both (a plan reads read-your-writes; a probe's sweep
-//! clears scopes and proofs). No component is handed out but the node registry's (its own
-//! rework). `Inner` is also what read-your-writes asks of the connection ([`Cluster`]), what a
-//! statement's watch reads standings from, and what the watchdog looks at: the layers above it
-//! (`connection/mod.rs` lists them) are functions over `&Inner` that compose these operations.
+//! clears scopes and proofs). No component is handed out but the node registry
+//! (`Inner::nodes`, the one entry for `Inner` in tidy's `ACCESSORS_LEFT`). `Inner` is also
+//! what read-your-writes asks of the connection ([`Cluster`]), what a statement's watch reads
+//! standings from, and what the watchdog looks at: the layers above it (`connection/mod.rs`
+//! lists them) are functions over `&Inner` that compose these operations.
 
 use std::fmt;
 use std::sync::{Arc, Mutex, Weak};
