@@ -10,8 +10,9 @@
 //! removes nodes at run time (`discover`).
 //!
 //! **Offers**: [`RoutedConnection`] and the handles above, `assemble` and the checks the builder
-//! runs at start (`check_replicas`, `first_probes`, `hold_until_answered`), the statement and
-//! transaction entry points (`statements`, `transactions`) for the facade and the handles.
+//! runs at start (`check_replicas`, `first_probes`, `Inner::hold_until_answered`), the
+//! statement and transaction entry points (`statements`, `transactions`) for the facade and
+//! the handles.
 //!
 //! **May call**: `routing/` (plans), `nodes/` (the registry, pools, probes, positions),
 //! `consistency/`, `observe/`, `send/`, `product/`, the error modules. Never `config/`, the
@@ -39,8 +40,9 @@
 //! 8. `traits` — SeaORM's traits for every routed handle, and the ways out to the primary;
 //! 9. `session` — [`Session`](session::Session), a read-your-writes scope the application
 //!    holds, and [`Routed`](session::Routed), one call's settings;
-//! 10. `mod` (this module) — assembling the connection, starting its monitor and gauge
-//!     sampler, adding and removing nodes at run time; what the watchdog looks at;
+//! 10. `mod` (this module) — assembling the connection, starting its monitor, watchdog and
+//!     gauge sampler, checking a node's server when it first answers, adding and removing
+//!     nodes at run time;
 //! 11. `discover` — nodes from a topology source, applied through this module's
 //!     `add_node`/`remove_node`.
 
