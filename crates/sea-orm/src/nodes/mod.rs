@@ -1,10 +1,13 @@
 //! The nodes: each database server as the adapter sees it, and the connections it has to it.
 //!
-//! **Owns**: the node registry (`registry.rs`: [`Node`], [`NodeRef`], [`Nodes`], a component
-//! with private state), building a node's pools (`pools.rs`), the monitor's own connections to
-//! a node (`probe.rs`), a replica's placement (`replica.rs`: weight, zone, tags), the one
-//! monitor per cluster per process (`shared.rs`), and replication positions on the wire
-//! (`position.rs`: a write's token, waiting for a replica to replay it).
+//! **Owns**: the node registry (`registry.rs`: [`Nodes`], in which the monitor's
+//! `TopologyState` alone decides which nodes there are and, beside it, a
+//! [`NodeTable`](registry::NodeTable) holds the adapter's own part of each, its [`Node`]:
+//! pools, counters, pace; [`NodeRef`], a node held while in use; components with private
+//! state), building a node's pools (`pools.rs`), the monitor's own connections to a node
+//! (`probe.rs`), a replica's placement (`replica.rs`: weight, zone, tags), the one monitor per
+//! cluster per process (`shared.rs`), and replication positions on the wire (`position.rs`: a
+//! write's token, waiting for a replica to replay it).
 //!
 //! **Offers**: the registry and its handles, `open_primary`/`open_replica`, the monitor's
 //! connector (`NodeConnector`, `ProbeFrom`, `ProbeSettings`), [`Replica`](replica::Replica) and
