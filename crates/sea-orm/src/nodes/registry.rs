@@ -7,8 +7,10 @@
 //! [`NodeRef`] is dropped.
 //!
 //! Every field is private to this file: callers use the methods, which say what they do (count
-//! a read, start a server check) rather than reach into
-//! atomics. The tidy test `component_fields_are_private` keeps it so.
+//! a read, start a server check) rather than reach into atomics. The tidy test
+//! `component_fields_are_private` keeps it so. The parts handed out are the ones tidy's
+//! `ACCESSORS_LEFT` lists: a held node ([`NodeRef`]) from [`Nodes::get`], [`Nodes::iter`] and
+//! [`Nodes::any`], the removed node to drain from [`Nodes::remove`], and a node's [`Pace`].
 
 use std::fmt;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
