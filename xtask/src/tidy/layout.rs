@@ -53,8 +53,7 @@ fn floors(dir: &Path, krate: &Crate) -> Floors {
     for entry in std::fs::read_dir(&src).expect("src/ is readable").flatten() {
         let path = entry.path();
         let name = path.file_stem().and_then(|s| s.to_str()).unwrap_or_default().to_owned();
-        if name == "lib" || name == "main" || name.starts_with("tests") || krate_lacks(krate, &name)
-        {
+        if name.starts_with("tests") || !krate.top_modules().contains(&name) {
             continue;
         }
         imports.entry(name).or_default();
@@ -79,11 +78,6 @@ fn floors(dir: &Path, krate: &Crate) -> Floors {
         })
         .collect();
     Floors { modules, circles }
-}
-
-/// Whether `name` is no module of `krate` (a file its root does not declare).
-fn krate_lacks(krate: &Crate, name: &str) -> bool {
-    !krate.top_modules().contains(name)
 }
 
 /// Lines of the non-test Rust files at `path` (a file, or a folder and everything under it).
@@ -191,4 +185,32 @@ fn the_layout_and_its_function_budgets() {
         return;
     }
     assert!(problems.is_empty(), "function budgets:\n{}", problems.join("\n"));
+}
+
+/// What the picture and the budgets read: a function's length from `fn` to its closing brace
+/// (a method named after its type), and an arrow only where a module names another's item (a
+/// `use` or a path), not where a visibility restriction names a module.
+#[test]
+fn functions_are_measured_and_a_visibility_path_is_no_arrow() {
+    let krate = Crate::from_files(&[
+        ("lib.rs", "mod a;\nmod b;\n"),
+        (
+            "a.rs",
+            "pub(in crate::b) fn short() {}\n\npub(crate) struct S;\n\nimpl S {\n    \
+             fn long(&self) {\n        let _x = 1;\n        let _y = 2;\n    }\n}\n",
+        ),
+        ("b.rs", "use crate::a::S;\n\npub(crate) fn f(_: S) {}\n"),
+    ]);
+    let mut lengths: Vec<(String, usize)> = krate
+        .functions()
+        .into_iter()
+        .map(|f| (format!("{}::{}", f.module, f.name), f.lines))
+        .collect();
+    lengths.sort();
+    assert_eq!(
+        lengths,
+        [("a::S::long".to_owned(), 4), ("a::short".to_owned(), 1), ("b::f".to_owned(), 1)]
+    );
+    let arrows: Vec<(String, String)> = krate.top_level_arrows().into_iter().collect();
+    assert_eq!(arrows, [("b".to_owned(), "a".to_owned())]);
 }
