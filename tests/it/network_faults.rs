@@ -283,8 +283,11 @@ async fn network_faults_application_cut_from_the_primary(#[case] kind: DbKind) {
     until("the primary to be readmitted", || async { health(&db, &name) == Some(Health::Up) })
         .await;
     let back = healed.elapsed();
+    // Writes resume, and the writer gets past the progress the invariants ask for however
+    // slowly a busy machine runs it (500 ms after the heal may hold fewer than 50 writes).
     until("writes to resume", || async {
-        load.seen.lock().unwrap().acked.len() > acked_before_heal
+        let acked = load.seen.lock().unwrap().acked.len();
+        acked > acked_before_heal && acked > 50
     })
     .await;
     tokio::time::sleep(Duration::from_millis(500)).await;
@@ -383,10 +386,12 @@ async fn network_faults_200_ms_to_one_replica(#[case] kind: DbKind, #[case] bala
     // The reads move away from the slow replica (round robin would send it half of them).
     let share = slow_reads as f64 / faulty.reads_ok.max(1) as f64;
     assert!(share < 0.02, "the slow replica served {slow_reads} of {} reads", faulty.reads_ok);
-    let bound = (2 * p99_base).max(Duration::from_millis(5));
-    // P2C over peak EWMA remembers the slow replica's round trips: the application's p99 stays
-    // within 2× of the no-fault run (with a 5 ms floor: a baseline of 1 ms would make 2× a
-    // scheduling race).
+    // P2C over peak EWMA remembers the slow replica's round trips: fewer than 1% of the reads
+    // pay one, so the application's p99 stays below half the added round trip (a read sent to
+    // the slow replica takes at least all of it). It is held to that rather than to a multiple of
+    // the no-fault run's p99: that one is another 6 s window, and on a busy machine it moves by
+    // 2× with no read on the slow replica at all. Both p99s are in the figures line above.
+    let bound = Duration::from_millis(200) / 2;
     // GAP (core balancer): least-outstanding has no memory of latency. When neither replica has
     // a read in flight, its rotating tie-break still hands the slow one a read, about 1% of them
     // here, which puts the p99 right at the slow replica's round trip on some runs. What holds
