@@ -403,7 +403,7 @@ impl RoutedConnection {
 
     /// Pings the primary.
     pub async fn ping(&self) -> Result<(), DbErr> {
-        self.inner.nodes().ping(self.inner.primary_index()).await
+        self.inner.ping().await
     }
 
     /// Closes every node's pool.
@@ -413,16 +413,7 @@ impl RoutedConnection {
 
     /// Closes every node's pool, by reference.
     pub async fn close_by_ref(&self) -> Result<(), DbErr> {
-        let mut first_err = None;
-        for (_, n) in self.inner.nodes().iter() {
-            if let Err(e) = n.conn().close_by_ref().await {
-                first_err.get_or_insert(e);
-            }
-            if let Err(e) = n.writer().close_by_ref().await {
-                first_err.get_or_insert(e);
-            }
-        }
-        first_err.map_or(Ok(()), Err)
+        self.inner.close_nodes().await
     }
 
     /// SeaORM's schema builder for this backend.
@@ -455,11 +446,11 @@ impl RoutedConnection {
     }
 
     fn node_named(&self, name: &str) -> crate::error::Result<rwsplit_core::NodeId> {
-        let nodes: Vec<_> = self.inner.nodes().iter().collect();
-        nodes.iter().find(|(_, n)| n.name() == name).map(|(i, _)| *i).ok_or_else(|| {
+        let nodes = self.inner.node_names();
+        nodes.iter().find(|(_, n)| n == name).map(|(i, _)| *i).ok_or_else(|| {
             crate::error::Error::UnknownNode {
                 name: crate::connection::session::snippet(name),
-                known: nodes.iter().map(|(_, n)| n.name()).collect::<Vec<_>>().join(", "),
+                known: nodes.iter().map(|(_, n)| n.as_str()).collect::<Vec<_>>().join(", "),
             }
         })
     }

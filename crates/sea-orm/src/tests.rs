@@ -26,7 +26,7 @@ fn logs(db: &RoutedConnection) -> (usize, usize) {
     let count = |c: &DatabaseConnection| c.clone().into_transaction_log().len();
     (
         count(db.inner.primary_conn()),
-        count(db.inner.nodes().get(rwsplit_core::NodeId::new(1)).unwrap().conn()),
+        count(db.inner.hold(rwsplit_core::NodeId::new(1)).unwrap().conn()),
     )
 }
 

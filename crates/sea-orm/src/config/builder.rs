@@ -631,13 +631,12 @@ async fn first_answers(conn: &RoutedConnection, start: Duration) -> (Vec<NodeId>
 /// vouches for itself; one that answered nothing is held.
 fn warn_pending(conn: &RoutedConnection, unanswered: Vec<NodeId>) {
     let vouched = |id: NodeId| {
-        conn.inner.busy_probes(id) > 0
-            || conn.inner.nodes().get(id).is_some_and(|n| n.server().is_some())
+        conn.inner.busy_probes(id) > 0 || conn.inner.hold(id).is_some_and(|n| n.server().is_some())
     };
     let pending: Vec<String> = unanswered
         .into_iter()
         .filter(|&id| !vouched(id) && conn.inner.hold_until_answered(id))
-        .filter_map(|id| conn.inner.nodes().get(id).map(|n| n.name().to_owned()))
+        .filter_map(|id| conn.inner.node_name(id))
         .collect();
     if !pending.is_empty() {
         tracing::warn!(target: "rwsplit", replicas = %pending.join(", "), "replicas pending: they have not answered the monitor yet (down, unreachable or frozen); out of rotation until their first probe answers");

@@ -75,11 +75,11 @@ impl Discovery {
         let mut rx = watch.subscribe();
         let mut applier = Applier { template, known: Vec::new(), refused: Vec::new() };
         // The nodes the builder was given, so a member at the same address is not added twice.
-        for (id, node) in db.inner.nodes().iter() {
+        for (id, name) in db.inner.node_names() {
             if let Some((_, url)) = applier.template.configured.iter().find(|(i, _)| *i == id) {
                 applier.known.push(Known { id, url: url.clone(), listed: false });
             } else {
-                tracing::debug!(target: "rwsplit", node = %node.name(), "node without a URL");
+                tracing::debug!(target: "rwsplit", node = %name, "node without a URL");
             }
         }
         let first = tokio::time::timeout(FIRST_ANSWER, async {
@@ -340,7 +340,7 @@ mod tests {
     #[tokio::test]
     async fn a_removed_replica_gets_no_new_statement_and_its_index_is_reused_once_drained() {
         let db = routed(2);
-        let replica = db.inner.nodes().get(NodeId::new(1)).unwrap().conn().clone();
+        let replica = db.inner.hold(NodeId::new(1)).unwrap().conn().clone();
         for _ in 0..4 {
             db.query_one_raw(select()).await.unwrap();
         }
@@ -370,9 +370,9 @@ mod tests {
         );
         let reused = NodeId::with_generation(1, 1);
         assert_eq!(id, Some(reused));
-        assert!(db.inner.nodes().get(NodeId::new(1)).is_none(), "the old id finds nothing");
+        assert!(db.inner.hold(NodeId::new(1)).is_none(), "the old id finds nothing");
         // Not probed (mocks have no monitor), so it never joined: still no statement there.
-        let newcomer = db.inner.nodes().get(reused).unwrap().conn().clone();
+        let newcomer = db.inner.hold(reused).unwrap().conn().clone();
         for _ in 0..6 {
             db.query_one_raw(select()).await.unwrap();
         }
@@ -385,10 +385,10 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn a_removed_node_drains_when_its_last_holder_lets_go() {
         let db = routed(2);
-        let held = db.inner.nodes().get(NodeId::new(1)).unwrap();
+        let held = db.inner.hold(NodeId::new(1)).unwrap();
         let also = held.clone();
         assert!(crate::connection::remove_node(&db.inner, NodeId::new(1)));
-        assert!(db.inner.nodes().get(NodeId::new(1)).is_none(), "no new holder once removed");
+        assert!(db.inner.hold(NodeId::new(1)).is_none(), "no new holder once removed");
         tokio::time::sleep(Duration::from_secs(3600)).await;
         let fresh = |name: &str| Node::new(name.to_owned(), answering());
         assert_eq!(
@@ -557,7 +557,7 @@ mod tests {
             crate::connection::add_node(&db.inner, lazy_node().await, None, Default::default())
                 .unwrap();
         state.observe(id, &pg_probe(false, "0/64", 0).await, t + Duration::from_millis(100));
-        db.inner.nodes().get(id).unwrap().answered_probe(std::time::Instant::now(), Duration::ZERO);
+        db.inner.hold(id).unwrap().answered_probe(std::time::Instant::now(), Duration::ZERO);
         crate::connection::sample_metrics(&db.inner, std::time::Instant::now());
         let live = series_of(&handle.render(), "127.0.0.1");
         let has = |lines: &[String], want: &str| lines.iter().any(|l| l == want);
@@ -638,16 +638,16 @@ mod tests {
         let db = routed(2);
         let state = db.inner.shared_state();
         let agree = |db: &RoutedConnection| {
-            let adapter: Vec<NodeId> = db.inner.nodes().iter().map(|(id, _)| id).collect();
+            let adapter: Vec<NodeId> = db.inner.node_names().iter().map(|(id, _)| *id).collect();
             assert_eq!(adapter, state.ids(), "the same ids");
-            assert_eq!(db.inner.nodes().table_ids(), state.ids(), "a node for each id, no other");
+            assert_eq!(db.inner.table_ids(), state.ids(), "a node for each id, no other");
             let topo = state.snapshot();
-            for (id, n) in db.inner.nodes().iter() {
+            db.inner.each_node(|id, n| {
                 assert_eq!(n.id(), id);
                 if let Some(v) = topo.node(id) {
                     assert_eq!(v.name(), n.name(), "{id}");
                 }
-            }
+            });
         };
         agree(&db);
         let a = crate::connection::add_node(
@@ -707,7 +707,7 @@ mod tests {
                     for id in state.ids() {
                         // A node being removed may have left both meanwhile; one the state
                         // still lists after the look is in the table.
-                        let there = db.inner.nodes().get(id).is_some();
+                        let there = db.inner.hold(id).is_some();
                         assert!(there || !state.contains(id), "{id} listed by the state only");
                     }
                     looks += 1;
@@ -725,7 +725,7 @@ mod tests {
                         if let Some(id) =
                             crate::connection::add_node(&db.inner, node, None, Default::default())
                         {
-                            assert!(db.inner.nodes().get(id).is_some(), "added: in the table");
+                            assert!(db.inner.hold(id).is_some(), "added: in the table");
                             if i % 2 == 0 {
                                 assert!(crate::connection::remove_node(&db.inner, id));
                             } else {
@@ -746,8 +746,8 @@ mod tests {
         reader.await.unwrap();
         // The drains of the removed nodes run on the runtime: nothing holds them.
         tokio::time::sleep(Duration::from_millis(200)).await;
-        assert_eq!(db.inner.nodes().table_ids(), state.ids(), "the same ids, table and state");
-        assert_eq!(db.inner.nodes().count(), state.ids().len());
+        assert_eq!(db.inner.table_ids(), state.ids(), "the same ids, table and state");
+        assert_eq!(db.inner.node_count(), state.ids().len());
         assert!(kept > 0, "some adds found a free index");
         assert_eq!(state.len(), 2 + kept, "the configured nodes and the added ones kept");
     }

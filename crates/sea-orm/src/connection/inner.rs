@@ -5,8 +5,8 @@
 //! ask `Inner` for operations, named for what they want (plan this statement, a write ran,
 //! count this, fence that node), and `Inner` hands each to the component that owns the state,
 //! or composes two where one purpose needs both (a plan reads read-your-writes; a probe's sweep
-//! clears scopes and proofs). No component is handed out but the node registry
-//! (`Inner::nodes`, the one entry for `Inner` in tidy's `ACCESSORS_LEFT`). `Inner` is also
+//! clears scopes and proofs). No component is handed out; a node is lent, held while
+//! something runs on it (`Inner::hold`, a lease in tidy's `LEASES`). `Inner` is also
 //! what read-your-writes asks of the connection ([`Cluster`]), what a statement's watch reads
 //! standings from, and what the watchdog looks at: the layers above it (`connection/mod.rs`
 //! lists them) are functions over `&Inner` that compose these operations.
@@ -28,7 +28,7 @@ use crate::send::pace::HedgeBudget;
 use crate::send::sending::Standing;
 use crate::send::watchdog::Watchdog;
 
-use crate::nodes::registry::{NodeRef, Nodes};
+use crate::nodes::registry::{Node, NodeRef, Nodes};
 use crate::observe::counters::{Count, Counters, Effects};
 use crate::routing::ctx::{Ctx, Policy, Scope};
 use crate::routing::plan::{Around, Done, Input, Io, Planned, Planner};
@@ -87,10 +87,10 @@ pub struct RoutedConnection {
 impl fmt::Debug for RoutedConnection {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let primary = self.inner.primary_id();
-        let nodes: Vec<(NodeId, NodeRef)> = self.inner.nodes().iter().collect();
-        let name = |i: &NodeId| nodes.iter().find(|(j, _)| j == i).map(|(_, n)| n.name());
+        let nodes = self.inner.node_names();
+        let name = |i: &NodeId| nodes.iter().find(|(j, _)| j == i).map(|(_, n)| n.as_str());
         let replicas: Vec<&str> =
-            nodes.iter().filter(|(i, _)| Some(*i) != primary).map(|(_, n)| n.name()).collect();
+            nodes.iter().filter(|(i, _)| Some(*i) != primary).map(|(_, n)| n.as_str()).collect();
         f.debug_struct("RoutedConnection")
             .field("backend", &self.inner.backend())
             .field("primary", &primary.as_ref().and_then(name))
@@ -135,9 +135,81 @@ impl Inner {
         })
     }
 
-    /// The node registry.
-    pub(crate) fn nodes(&self) -> &Nodes {
-        &self.nodes
+    /// Holds node `id` for something that runs on it, if it is there: a lease a removal's
+    /// drain waits for ([`Nodes::hold`]).
+    #[inline]
+    pub(crate) fn hold(&self, id: NodeId) -> Option<NodeRef> {
+        self.nodes.hold(id)
+    }
+
+    /// Whether node `id` is there (not removed, its index not reused).
+    pub(crate) fn has_node(&self, id: NodeId) -> bool {
+        self.nodes.has(id)
+    }
+
+    /// The name (`host:port/db`) of node `id`, if it is there.
+    pub(crate) fn node_name(&self, id: NodeId) -> Option<String> {
+        self.nodes.name_of(id)
+    }
+
+    /// The id of the node named `name` (`host:port/db`), if there is one.
+    pub(crate) fn node_id(&self, name: &str) -> Option<NodeId> {
+        self.nodes.id_of(name)
+    }
+
+    /// Every node's id and name, in index order.
+    pub(crate) fn node_names(&self) -> Vec<(NodeId, String)> {
+        self.nodes.names()
+    }
+
+    /// How many nodes there are.
+    pub(crate) fn node_count(&self) -> usize {
+        self.nodes.count()
+    }
+
+    /// Calls `f` with every node and its id ([`Nodes::each`]).
+    pub(crate) fn each_node(&self, f: impl FnMut(NodeId, &Node)) {
+        self.nodes.each(f);
+    }
+
+    /// Pings the primary's write pool (the first node's if the primary is not there).
+    pub(crate) async fn ping(&self) -> Result<(), DbErr> {
+        self.nodes.ping(self.primary_index()).await
+    }
+
+    /// Closes every node's pools ([`Nodes::close`]).
+    pub(crate) async fn close_nodes(&self) -> Result<(), DbErr> {
+        self.nodes.close().await
+    }
+
+    /// Checks the servers of the configured replicas against the version policy, each for at
+    /// most `max` ([`Nodes::check_servers`]).
+    pub(crate) async fn check_replica_servers(
+        &self,
+        max: Duration,
+    ) -> Result<(), crate::error::Error> {
+        self.nodes.check_servers(NodeId::new(0), max).await
+    }
+
+    /// Adds `node` to the registry, its snapshot entry made by `entry` from the id it gets
+    /// ([`Nodes::add`]).
+    pub(crate) fn add_node(
+        &self,
+        node: Node,
+        entry: impl FnOnce(NodeId, &Node) -> rwsplit_core::Node,
+    ) -> Result<NodeId, rwsplit_monitor::NoFreeIndex> {
+        self.nodes.add(node, entry)
+    }
+
+    /// The ids the registry's table holds a node for ([`Nodes::table_ids`]; for tests).
+    #[cfg(test)]
+    pub(crate) fn table_ids(&self) -> Vec<NodeId> {
+        self.nodes.table_ids()
+    }
+
+    /// Removes node `id` from the registry and drains it ([`Nodes::remove`]).
+    pub(crate) fn remove_node(&self, id: NodeId, was_primary: bool) -> bool {
+        self.nodes.remove(id, was_primary)
     }
 
     /// The product seam: its SQL, error codes and session setup (the planner's).
@@ -472,12 +544,12 @@ impl crate::send::watch::Standings for Inner {
 
 /// What the watchdog looks at (`crate::send::watchdog`).
 impl crate::send::watchdog::Watched for Inner {
-    fn each_pace(&self, mut each: impl FnMut(NodeId, &crate::send::pace::Pace)) {
+    fn look_each(&self, now: Instant, mut each: impl FnMut(NodeId, crate::send::pace::Look)) {
         // The snapshot's nodes (those reads can be on), each looked up by id: cheaper than a
         // walk over the registry's every slot.
         self.planner.each_routable(|id| {
-            if let Some(node) = self.nodes.get(id) {
-                each(id, node.pace());
+            if let Some(node) = self.nodes.hold(id) {
+                each(id, node.look(now));
             }
         });
     }
@@ -665,7 +737,7 @@ impl Cluster for Inner {
     }
 
     fn name_of(&self, node: NodeId) -> Option<String> {
-        self.nodes.get(node).map(|n| n.name().to_owned())
+        self.nodes.name_of(node)
     }
 
     async fn read_position<'a>(
@@ -673,7 +745,7 @@ impl Cluster for Inner {
         node: NodeId,
         taken: Option<&'a mut crate::send::sending::Taken>,
     ) -> Result<CausalToken, DbErr> {
-        let n = self.nodes.get(node).ok_or_else(|| {
+        let n = self.nodes.hold(node).ok_or_else(|| {
             let name = self.nodes.removed_name(node);
             DbErr::from(crate::routing_error::RoutingError::node_removed(node, name.as_deref()))
         })?;

@@ -237,7 +237,7 @@ fn on_probe(weak: &std::sync::Weak<Inner>) -> rwsplit_monitor::OnProbe {
     let weak = weak.clone();
     Arc::new(move |node, seen| {
         let Some(inner) = weak.upgrade() else { return };
-        if let Some(n) = inner.nodes().get(node)
+        if let Some(n) = inner.hold(node)
             && let Some(seen) = seen
         {
             if let Some(system_id) = crate::product::system_id(seen) {
@@ -267,7 +267,7 @@ fn check_server(weak: &std::sync::Weak<Inner>, id: NodeId, n: &NodeRef) {
                 // Still there (not removed meanwhile; a node that took its index since has
                 // another id).
                 if let Some(inner) = weak.upgrade()
-                    && inner.nodes().get(id).is_some()
+                    && inner.has_node(id)
                 {
                     inner.fence_unsupported(id);
                 }
@@ -288,18 +288,7 @@ pub(crate) async fn check_replicas(
     conn: &RoutedConnection,
     max: Duration,
 ) -> Result<(), crate::error::Error> {
-    let nodes: Vec<NodeRef> =
-        conn.inner.nodes().iter().filter(|&(i, _)| i != NodeId::new(0)).map(|(_, n)| n).collect();
-    let checks =
-        nodes.iter().map(|n| tokio::time::timeout(max, crate::product::check(n.conn(), n.name())));
-    for (n, checked) in nodes.iter().zip(futures_util::future::join_all(checks).await) {
-        match checked {
-            Ok(Ok((_, server))) => n.set_server(server),
-            Ok(Err(crate::product::Unchecked::Refused(refused))) => return Err(refused.into()),
-            Ok(Err(crate::product::Unchecked::Unreachable(_))) | Err(_) => {}
-        }
-    }
-    Ok(())
+    conn.inner.check_replica_servers(max).await
 }
 
 /// How long the start waits for every replica's first answer before it settles for the
@@ -338,7 +327,7 @@ pub(crate) async fn first_probes(inner: &Inner, max: Duration) -> Vec<NodeId> {
         return Vec::new();
     }
     let state = m.state();
-    let ids: Vec<NodeId> = inner.nodes().iter().map(|(i, _)| i).collect();
+    let ids: Vec<NodeId> = inner.node_names().into_iter().map(|(i, _)| i).collect();
     let primary = NodeId::new(0);
     let started = tokio::time::Instant::now();
     let deadline = started + max;
@@ -388,7 +377,7 @@ pub(crate) fn add_node(
 ) -> Option<NodeId> {
     let node = node.probed_from(probe.map(ProbeFrom::Options));
     let name = node.name().to_owned();
-    let id = match inner.nodes().add(node, |id, n| core_node(id, Role::Replica, n, &placement)) {
+    let id = match inner.add_node(node, |id, n| core_node(id, Role::Replica, n, &placement)) {
         Ok(id) => id,
         Err(error) => {
             tracing::error!(target: "rwsplit", node = %name, %error, "node not added");
@@ -398,7 +387,7 @@ pub(crate) fn add_node(
     // Its pools report to the metric callback, if one is set; `set_metric_callback` hooks
     // the nodes it finds after storing the callback, so a node installed meanwhile is
     // hooked by one or the other (before it takes statements: not before its first probe).
-    if let Some(n) = inner.nodes().get(id) {
+    if let Some(n) = inner.hold(id) {
         inner.hook_if_set(&n);
     }
     if let Some(m) = &inner.monitor() {
@@ -414,73 +403,29 @@ pub(crate) fn add_node(
 /// node, under the next generation). Its metric gauges say "removed" at once and "gone"
 /// once it has drained (telemetry's *Removed nodes*). The last node is never removed.
 /// Returns whether it was removed.
-pub(crate) fn remove_node(inner: &Arc<Inner>, id: NodeId) -> bool {
-    if inner.nodes().count() <= 1 {
+pub(crate) fn remove_node(inner: &Inner, id: NodeId) -> bool {
+    if inner.node_count() <= 1 {
         tracing::warn!(target: "rwsplit", id = %id, "not removing the last node");
         return false;
     }
-    let state = inner.shared_state();
     let was_primary = inner.node_routing(id).view.is_some_and(|v| v.0 == Role::Primary);
-    let removed = inner.nodes().remove(id);
+    // Its probes stop first, so that the drain the removal starts never runs beside them.
     if let Some(m) = &inner.monitor() {
         m.stop_node(id);
     }
-    let Some(node) = removed else { return false };
-    // Out of its slot, so the gauge sampler no longer sees it: its gauges are set here, to
-    // "removed" now and to "gone" once drained (telemetry's *Removed nodes*).
-    crate::observe::telemetry::removing(node.labels());
-    tracing::warn!(target: "rwsplit", node = %node.name(), id = %id, "node removed: draining");
-    let weak = Arc::downgrade(inner);
-    let drain = async move {
-        // Statements, sampler rounds and server checks hold their node while they run on
-        // it (`NodeRef`); the last to let go wakes this. Once idle, no sampler round can
-        // set its gauges any more, and the monitor counts nothing in flight on it (an
-        // attempt lets go of its in-flight count before its node).
-        node.drained().await;
-        if !state.release(id) {
-            tracing::warn!(target: "rwsplit", node = %node.name(), id = %id, "a drained node still has statements in flight in the monitor's count: its index stays taken");
-        }
-        for pool in [node.conn(), node.writer()] {
-            if let Err(e) = pool.close_by_ref().await {
-                tracing::debug!(target: "rwsplit", node = %node.name(), error = %e, "closing a removed node's pool");
-            }
-        }
-        // A node at the same address added again meanwhile owns these series now.
-        let back = weak.upgrade().is_some_and(|inner| {
-            inner.nodes().iter().any(|(_, n)| n.labels().same_series(node.labels()))
-        });
-        if !back {
-            crate::observe::telemetry::removed(&crate::observe::telemetry::RemovedNode {
-                labels: node.labels(),
-                was_primary,
-                observed: node.last_seen().is_some(),
-                read_pool: node.separate_read_pool(),
-                write_pool: node.writer(),
-            });
-        }
-        tracing::info!(target: "rwsplit", node = %node.name(), id = %id, "removed node drained, pools closed");
-    };
-    match tokio::runtime::Handle::try_current() {
-        Ok(rt) => {
-            rt.spawn(drain);
-        }
-        Err(_) => {
-            tracing::warn!(target: "rwsplit", id = %id, "no runtime: the removed node's index stays taken")
-        }
-    }
-    true
+    inner.remove_node(id, was_primary)
 }
 
 /// One round of the gauges.
 pub(crate) fn sample_metrics(inner: &Inner, now: Instant) {
     let topo = inner.snapshot();
-    for (i, n) in inner.nodes().iter() {
+    inner.each_node(|i, n| {
         let view = topo.node(i);
         // Not in the snapshot: joining (sampled as such), or removed a moment ago (its
-        // gauges are the removal's, see `remove_node`).
+        // gauges are the removal's, see `Nodes::remove`).
         let joining = view.is_none() && inner.in_monitor(i);
         if view.is_none() && !joining {
-            continue;
+            return;
         }
         let lag = view.map_or_else(rwsplit_core::Lag::unknown, |v| v.lag());
         crate::observe::telemetry::sample(
@@ -499,7 +444,7 @@ pub(crate) fn sample_metrics(inner: &Inner, now: Instant) {
             },
             now,
         );
-    }
+    });
     if let Some(m) = &inner.monitor() {
         crate::observe::telemetry::promotions(m.promotions());
     }

@@ -50,7 +50,7 @@ impl Record<'_> {
     pub(super) fn succeeded(mut self, now: Instant) {
         let guard = self.guard.take();
         self.observe(now, None);
-        self.node.pace().answered(self.started, now);
+        self.node.statement_answered(self.started, now);
         self.conn.answered(self.id, guard, now);
         self.node.count_success(self.write);
     }
@@ -58,7 +58,7 @@ impl Record<'_> {
     /// The attempt failed as `attempt` says; `now` is when it returned. Returns the error the
     /// caller may get and how it failed, for the executor's decision.
     pub(super) fn failed(self, attempt: Attempt, now: Instant, scope: &Scope) -> (DbErr, Failure) {
-        self.node.pace().ended(now);
+        self.node.statement_ended(now);
         let unsent = attempt.unsent();
         let (e, failure) = match attempt {
             Attempt::Failed(e) | Attempt::Unsent(e) => {

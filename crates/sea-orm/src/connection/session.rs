@@ -124,7 +124,7 @@ impl Session {
             self.observe(position);
         }
         if let Some(name) = token.read_on() {
-            match self.db.inner.nodes().id_of(name) {
+            match self.db.inner.node_id(name) {
                 // What that read saw is at most what the node has replayed by now.
                 Some(id) => {
                     let now = std::time::Instant::now();

@@ -279,40 +279,32 @@ pub(crate) fn snapshot(db: &RoutedConnection) -> Stats {
         nodes: {
             // In id order: the configured primary (id 0) first while it is there. Never empty:
             // the adapter keeps its last node.
-            let mut nodes: Vec<_> = inner.nodes().iter().collect();
-            if nodes.is_empty() {
-                nodes.push((NodeId::new(0), inner.nodes().any()));
-            }
+            let mut nodes = Vec::new();
+            inner.each_node(|i, n| {
+                let routing = inner.node_routing(i);
+                let seen = routing.view;
+                let configured = if i == NodeId::new(0) { Role::Primary } else { Role::Replica };
+                nodes.push(NodeStats {
+                    name: n.name().to_owned(),
+                    role: if i == NodeId::new(0) { "primary" } else { "replica" },
+                    current_role: seen.as_ref().map_or(configured, |v| v.0),
+                    health: routing.health,
+                    joining: routing.joining,
+                    server: n.server().cloned(),
+                    lag: seen.as_ref().map_or(Lag::unknown(), |v| v.1),
+                    position: seen.and_then(|v| v.2),
+                    reads: n.reads(),
+                    writes: n.writes(),
+                    failures: n.failures(),
+                    pool_timeouts: n.pool_timeouts(),
+                    fenced: routing.fenced,
+                    changes: routing.changes,
+                    failed_probes: routing.failed_probes,
+                    busy_probes: routing.busy_probes,
+                });
+            });
             nodes
-        }
-        .into_iter()
-        .map(|(i, n)| {
-            let routing = inner.node_routing(i);
-            let seen = routing.view;
-            NodeStats {
-                name: n.name().to_owned(),
-                role: if i == NodeId::new(0) { "primary" } else { "replica" },
-                current_role: seen
-                    .as_ref()
-                    .map_or(if i == NodeId::new(0) { Role::Primary } else { Role::Replica }, |v| {
-                        v.0
-                    }),
-                health: routing.health,
-                joining: routing.joining,
-                server: n.server().cloned(),
-                lag: seen.as_ref().map_or(Lag::unknown(), |v| v.1),
-                position: seen.and_then(|v| v.2),
-                reads: n.reads(),
-                writes: n.writes(),
-                failures: n.failures(),
-                pool_timeouts: n.pool_timeouts(),
-                fenced: routing.fenced,
-                changes: routing.changes,
-                failed_probes: routing.failed_probes,
-                busy_probes: routing.busy_probes,
-            }
-        })
-        .collect(),
+        },
         retries: inner.counted(Count::Retries),
         ryw: ReadYourWrites {
             positions_captured: inner.counted(Count::Captures),

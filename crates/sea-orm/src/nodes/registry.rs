@@ -7,10 +7,11 @@
 //! [`NodeRef`] is dropped.
 //!
 //! Every field is private to this file: callers use the methods, which say what they do (count
-//! a read, start a server check) rather than reach into atomics. The tidy test
-//! `component_fields_are_private` keeps it so. The parts handed out are the ones tidy's
-//! `ACCESSORS_LEFT` lists: a held node ([`NodeRef`]) from [`Nodes::get`], [`Nodes::iter`] and
-//! [`Nodes::any`], the removed node to drain from [`Nodes::remove`], and a node's [`Pace`].
+//! a read, note an answer, start a server check) rather than reach into atomics or its
+//! [`Pace`]. The tidy test `component_fields_are_private` keeps it so. The one part handed
+//! out is a lease, listed in tidy's `LEASES`: a node held while something runs on it
+//! ([`NodeRef`], from [`Nodes::hold`]), which a removal's drain waits for. Membership is the
+//! registry's operations: [`Nodes::add`], and [`Nodes::remove`], which also drains the node.
 
 use std::fmt;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
@@ -24,7 +25,7 @@ use sea_orm::DatabaseConnection;
 
 use crate::nodes::probe::ProbeFrom;
 use crate::observe::telemetry::{Durations, NodeLabels};
-use crate::send::pace::Pace;
+use crate::send::pace::{Begun, Look, Pace};
 
 /// One database server as the adapter sees it: its id, its pools, its counters and where the
 /// monitor opens its own connections from (its weight, zone and tags are in the monitor's
@@ -239,10 +240,41 @@ impl Node {
         &self.durations
     }
 
-    /// How fast it has been answering.
+    /// A read on it began at `started`: it waits on the node until the returned [`Begun`] is
+    /// dropped, which says whether the node went silent meanwhile (see [`Pace::begin`]).
     #[inline]
-    pub(crate) fn pace(&self) -> &Pace {
-        &self.pace
+    pub(crate) fn read_began(&self, started: Instant) -> Begun<'_> {
+        self.pace.begin(started)
+    }
+
+    /// A statement on it, started at `started`, got its answer at `now`: its pace learns the
+    /// answer time and the reads still waiting wait from now.
+    #[inline]
+    pub(crate) fn statement_answered(&self, started: Instant, now: Instant) {
+        self.pace.answered(started, now);
+    }
+
+    /// A statement on it ended at `now` with no answer to count (an error, or given up).
+    #[inline]
+    pub(crate) fn statement_ended(&self, now: Instant) {
+        self.pace.ended(now);
+    }
+
+    /// Whether reads should try other nodes first, at `now`, with `in_flight` statements on it
+    /// ([`Pace::stalled`]).
+    #[inline]
+    pub(crate) fn stalled(&self, in_flight: u32, now: Instant) -> bool {
+        self.pace.stalled(in_flight, now)
+    }
+
+    /// How long a read on it waits before it is hedged ([`Pace::hedge_delay`]).
+    pub(crate) fn hedge_delay(&self) -> Duration {
+        self.pace.hedge_delay()
+    }
+
+    /// The watchdog's look at its waiting reads at `now` ([`Pace::look`]).
+    pub(crate) fn look(&self, now: Instant) -> Look {
+        self.pace.look(now)
     }
 
     /// Where the monitor opens its own connections to it from, if it can.
@@ -510,11 +542,80 @@ impl Nodes {
         Nodes { state, table }
     }
 
-    /// The node `id`, held, if it is there (its id names the node that has its index now):
-    /// one lock-free load, for every statement.
+    /// Holds node `id` for something that runs on it (a statement's attempt, a check), if it is
+    /// there (its id names the node that has its index now): one lock-free load, for every
+    /// statement. A lease, as a pool lends a connection: a removal's drain waits until every
+    /// hold is let go ([`NodeRef`]).
     #[inline]
-    pub(crate) fn get(&self, id: NodeId) -> Option<NodeRef> {
+    pub(crate) fn hold(&self, id: NodeId) -> Option<NodeRef> {
         self.table.get(id)
+    }
+
+    /// Whether node `id` is there (not removed, its index not reused).
+    pub(crate) fn has(&self, id: NodeId) -> bool {
+        self.table.get(id).is_some()
+    }
+
+    /// The name (`host:port/db`) of node `id`, if it is there.
+    pub(crate) fn name_of(&self, id: NodeId) -> Option<String> {
+        self.table.get(id).map(|n| n.name().to_owned())
+    }
+
+    /// Every node's id and name, in index order.
+    pub(crate) fn names(&self) -> Vec<(NodeId, String)> {
+        self.iter().map(|(id, n)| (id, n.name().to_owned())).collect()
+    }
+
+    /// Calls `f` with every node there is and its id, in index order, each held meanwhile; with
+    /// the configured primary (id 0), kept since the start, while there is none (the adapter
+    /// never removes its last node, but the state may be between a removal and an add).
+    pub(crate) fn each(&self, mut f: impl FnMut(NodeId, &Node)) {
+        let mut any = false;
+        for (id, n) in self.iter() {
+            any = true;
+            f(id, &n);
+        }
+        if !any {
+            f(NodeId::new(0), self.table.first_kept());
+        }
+    }
+
+    /// Closes every node's pools, reads' and writes'; the first error, after trying them all.
+    pub(crate) async fn close(&self) -> Result<(), sea_orm::DbErr> {
+        let mut first_err = None;
+        let nodes: Vec<NodeRef> = self.iter().map(|(_, n)| n).collect();
+        for n in nodes {
+            for pool in [n.conn(), n.writer()] {
+                if let Err(e) = pool.close_by_ref().await {
+                    first_err.get_or_insert(e);
+                }
+            }
+        }
+        first_err.map_or(Ok(()), Err)
+    }
+
+    /// Checks the servers of every node but `primary` against the version policy, side by
+    /// side, each for at most `max`: a server that passes is recorded as the node's; the first
+    /// one refused is the error; one that does not answer in time is left unchecked (checked
+    /// when it first answers a probe).
+    pub(crate) async fn check_servers(
+        &self,
+        primary: NodeId,
+        max: Duration,
+    ) -> Result<(), crate::error::Error> {
+        let nodes: Vec<NodeRef> =
+            self.iter().filter(|&(i, _)| i != primary).map(|(_, n)| n).collect();
+        let checks = nodes
+            .iter()
+            .map(|n| tokio::time::timeout(max, crate::product::check(n.conn(), n.name())));
+        for (n, checked) in nodes.iter().zip(futures_util::future::join_all(checks).await) {
+            match checked {
+                Ok(Ok((_, server))) => n.set_server(server),
+                Ok(Err(crate::product::Unchecked::Refused(refused))) => return Err(refused.into()),
+                Ok(Err(crate::product::Unchecked::Unreachable(_))) | Err(_) => {}
+            }
+        }
+        Ok(())
     }
 
     /// How many nodes there are (the state's count: one atomic load).
@@ -523,8 +624,8 @@ impl Nodes {
         self.state.len()
     }
 
-    /// Every node there is with its id, in the state's order (index order).
-    pub(crate) fn iter(&self) -> impl Iterator<Item = (NodeId, NodeRef)> + '_ {
+    /// Every node there is with its id, in the state's order (index order), held.
+    fn iter(&self) -> impl Iterator<Item = (NodeId, NodeRef)> + '_ {
         self.state.ids().into_iter().filter_map(|id| self.table.get(id).map(|n| (id, n)))
     }
 
@@ -535,7 +636,7 @@ impl Nodes {
 
     /// The first node there is; the configured primary, kept since the start, while there is
     /// none (the adapter never removes its last node).
-    pub(crate) fn any(&self) -> NodeRef {
+    fn any(&self) -> NodeRef {
         match self.iter().next() {
             Some((_, n)) => n,
             None => NodeRef::counted(Arc::clone(self.table.first_kept())),
@@ -545,7 +646,7 @@ impl Nodes {
     /// The node `id`, else `primary`, else the first there is: the node a connection is lent
     /// from.
     fn lendable(&self, id: NodeId, primary: NodeId) -> NodeRef {
-        match self.get(id).or_else(|| self.get(primary)) {
+        match self.hold(id).or_else(|| self.hold(primary)) {
             Some(n) => n,
             None => self.any(),
         }
@@ -602,14 +703,60 @@ impl Nodes {
         })
     }
 
-    /// Removes node `id`: out of the state (and its snapshot) at once, then out of its slot,
-    /// its name kept for errors about it. Returns the node to drain (`None`: it is not
-    /// there).
-    pub(crate) fn remove(&self, id: NodeId) -> Option<Arc<Node>> {
+    /// Removes node `id` (`was_primary`: it had the primary role), returning whether it was
+    /// there: out of the state (and its snapshot) at once, so no new statement goes to it, then
+    /// out of its slot, its name kept for errors about it. Its gauges say "removed" at once.
+    /// Then, on a task, it drains: once nothing holds it any more ([`Node::drained`]) its
+    /// index is released for a newer node, its pools are closed (which waits for open
+    /// transactions and streams) and its gauges say "gone" (telemetry's *Removed nodes*),
+    /// unless a node at the same address was added meanwhile and owns those series now.
+    pub(crate) fn remove(&self, id: NodeId, was_primary: bool) -> bool {
         if !self.state.remove_node(id) {
-            return None;
+            return false;
         }
-        self.table.take(id)
+        let Some(node) = self.table.take(id) else { return false };
+        // Out of its slot, so the gauge sampler no longer sees it.
+        crate::observe::telemetry::removing(node.labels());
+        tracing::warn!(target: "rwsplit", node = %node.name(), id = %id, "node removed: draining");
+        let (state, table) = (Arc::clone(&self.state), Arc::downgrade(&self.table));
+        let drain = async move {
+            // Statements, sampler rounds and server checks hold their node while they run on
+            // it (`NodeRef`); the last to let go wakes this. Once idle, no sampler round can
+            // set its gauges any more, and the monitor counts nothing in flight on it (an
+            // attempt lets go of its in-flight count before its node).
+            node.drained().await;
+            if !state.release(id) {
+                tracing::warn!(target: "rwsplit", node = %node.name(), id = %id, "a drained node still has statements in flight in the monitor's count: its index stays taken");
+            }
+            for pool in [node.conn(), node.writer()] {
+                if let Err(e) = pool.close_by_ref().await {
+                    tracing::debug!(target: "rwsplit", node = %node.name(), error = %e, "closing a removed node's pool");
+                }
+            }
+            // A node at the same address added again meanwhile owns these series now.
+            let back = table.upgrade().is_some_and(|table| {
+                Nodes { state, table }.iter().any(|(_, n)| n.labels().same_series(node.labels()))
+            });
+            if !back {
+                crate::observe::telemetry::removed(&crate::observe::telemetry::RemovedNode {
+                    labels: node.labels(),
+                    was_primary,
+                    observed: node.last_seen().is_some(),
+                    read_pool: node.separate_read_pool(),
+                    write_pool: node.writer(),
+                });
+            }
+            tracing::info!(target: "rwsplit", node = %node.name(), id = %id, "removed node drained, pools closed");
+        };
+        match tokio::runtime::Handle::try_current() {
+            Ok(rt) => {
+                rt.spawn(drain);
+            }
+            Err(_) => {
+                tracing::warn!(target: "rwsplit", id = %id, "no runtime: the removed node's index stays taken")
+            }
+        }
+        true
     }
 
     /// The ids the table holds a node for, in index order (for tests: they are the state's,

@@ -9,21 +9,20 @@ use std::future::Future;
 use std::pin::Pin;
 use std::task::Poll;
 
-use super::pace::Pace;
+use super::pace::Begun;
 
-/// Polls `first` until it answers (`Some`), or until `pace` says its node went silent
-/// since the read began at `begun` (`None`: hedge it). No timer of its own: the attempt's
-/// watch wakes it when the watchdog nudges the node.
+/// Polls `first` until it answers (`Some`), or until its node went silent since the read
+/// `begun` began (`None`: hedge it). No timer of its own: the attempt's watch wakes it when
+/// the watchdog nudges the node.
 pub(crate) async fn until_overdue<F: Future>(
     mut first: Pin<&mut F>,
-    pace: &Pace,
-    begun: u64,
+    begun: &Begun<'_>,
 ) -> Option<F::Output> {
     std::future::poll_fn(|cx| {
         if let Poll::Ready(r) = first.as_mut().poll(cx) {
             return Poll::Ready(Some(r));
         }
-        if pace.overdue_since(begun) {
+        if begun.overdue() {
             return Poll::Ready(None);
         }
         Poll::Pending

@@ -63,10 +63,23 @@ pub(crate) struct Begun<'a> {
 }
 
 impl Begun<'_> {
-    /// When the read began, as [`Pace::overdue_since`] takes it.
-    pub(crate) fn at(&self) -> u64 {
-        self.at
+    /// Whether its node was found silent (its reads unanswered past its hedge delay) since
+    /// this read began.
+    pub(crate) fn overdue(&self) -> bool {
+        self.pace.overdue_since(self.at)
     }
+}
+
+/// What a look at a node's waiting reads found ([`Pace::look`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Look {
+    /// No read waits on it.
+    Idle,
+    /// Reads have waited past its hedge delay with no answer: it is marked overdue now, and
+    /// the reads waiting on it are to be woken.
+    Silent,
+    /// Reads wait on it; they will have waited its hedge delay at this moment.
+    DueAt(Instant),
 }
 
 impl Drop for Begun<'_> {
@@ -78,7 +91,7 @@ impl Drop for Begun<'_> {
 impl Pace {
     /// A read on the node began at `now` (its wait is timed from the first one since the
     /// node's last answer); it waits until the returned [`Begun`] is dropped, whose
-    /// [`at`](Begun::at) is the stamp [`overdue_since`](Self::overdue_since) takes.
+    /// [`overdue`](Begun::overdue) says whether the node was found silent since.
     pub(crate) fn begin(&self, now: Instant) -> Begun<'_> {
         let at = stamp(now);
         self.pending.fetch_add(1, Ordering::Relaxed);
@@ -86,6 +99,16 @@ impl Pace {
             let _ = self.waiting.compare_exchange(0, at, Ordering::Relaxed, Ordering::Relaxed);
         }
         Begun { pace: self, at }
+    }
+
+    /// The watchdog's look at the node at `now` ([`Look`]): a node whose waiting reads are due
+    /// and still unanswered is marked overdue ([`check`](Self::check)).
+    pub(crate) fn look(&self, now: Instant) -> Look {
+        match self.due() {
+            None => Look::Idle,
+            Some(due) if due <= now && self.check(now) => Look::Silent,
+            Some(due) => Look::DueAt(due),
+        }
     }
 
     /// After an answer or an ending at `now`: reads still waiting have waited since `now`;
@@ -97,7 +120,7 @@ impl Pace {
 
     /// Whether the node was found silent (its reads unanswered past its hedge delay) at or
     /// after `begun`, a stamp from [`begin`](Self::begin).
-    pub(crate) fn overdue_since(&self, begun: u64) -> bool {
+    fn overdue_since(&self, begun: u64) -> bool {
         self.overdue.load(Ordering::Relaxed) >= begun
     }
 
@@ -332,10 +355,10 @@ mod tests {
         pace.probed(t, Duration::from_micros(100));
         let begun = pace.begin(t);
         assert!(!pace.check(t + MS(10)), "within the hedge delay");
-        assert!(!pace.overdue_since(begun.at()));
+        assert!(!begun.overdue());
         assert!(pace.check(t + HEDGE_FLOOR + MS(1)));
-        assert!(pace.overdue_since(begun.at()));
-        assert!(!pace.overdue_since(pace.begin(t + HEDGE_FLOOR + MS(5)).at()), "a later read");
+        assert!(begun.overdue());
+        assert!(!pace.begin(t + HEDGE_FLOOR + MS(5)).overdue(), "a later read");
         assert!(pace.stalled(0, t + HEDGE_FLOOR + MS(2)));
     }
 
@@ -356,7 +379,7 @@ mod tests {
             (pace.due().expect("the stuck read still waits"), t + MS(2) + HEDGE_FLOOR);
         assert!(due.max(want) - due.min(want) < Duration::from_micros(2), "{due:?} {want:?}");
         assert!(pace.check(t + MS(3) + HEDGE_FLOOR));
-        assert!(pace.overdue_since(stuck.at()));
+        assert!(stuck.overdue());
         drop(stuck);
         pace.ended(t + MS(40));
         assert_eq!(pace.due(), None, "nothing waits");

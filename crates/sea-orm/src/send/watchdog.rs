@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 
 use rwsplit_core::NodeId;
 
-use crate::send::pace::Pace;
+use crate::send::pace::Look;
 
 /// The longest the watchdog sleeps between looks while reads wait, and the least.
 const LONGEST: Duration = Duration::from_millis(100);
@@ -22,12 +22,12 @@ const SHORTEST: Duration = Duration::from_millis(2);
 /// How many looks in a row with no read waiting before it parks.
 const IDLE_LOOKS: u32 = 2;
 
-/// What the watchdog looks at: the nodes reads may be waiting on, each with its pace, and a way
-/// to wake the reads waiting on one. The connection's shared state is one; the watchdog holds
-/// it weakly, so the connection's drop ends the task.
+/// What the watchdog looks at: the nodes reads may be waiting on, each looked at by its own
+/// pace ([`Pace::look`](crate::send::pace::Pace::look)), and a way to wake the reads waiting on one. The connection's shared
+/// state is one; the watchdog holds it weakly, so the connection's drop ends the task.
 pub(crate) trait Watched: Send + Sync + 'static {
-    /// Calls `each` with every node reads can be on, and its pace.
-    fn each_pace(&self, each: impl FnMut(NodeId, &Pace));
+    /// Calls `each` with every node reads can be on and what a look at it at `now` found.
+    fn look_each(&self, now: Instant, each: impl FnMut(NodeId, Look));
 
     /// Wakes the reads waiting on node `id`: their attempts look at it again.
     fn wake_reads_on(&self, id: NodeId);
@@ -84,15 +84,11 @@ impl Watchdog {
 /// woken; the next moment a read will have waited its node's hedge delay, if any waits.
 fn look(watched: &impl Watched, now: Instant) -> Option<Instant> {
     let mut next: Option<Instant> = None;
-    watched.each_pace(|id, pace| {
-        if let Some(due) = pace.due() {
-            if due <= now && pace.check(now) {
-                // The reads waiting on it look again (their attempts watch the node).
-                watched.wake_reads_on(id);
-                return;
-            }
-            next = Some(next.map_or(due, |n| n.min(due)));
-        }
+    watched.look_each(now, |id, look| match look {
+        Look::Idle => {}
+        // The reads waiting on it look again (their attempts watch the node).
+        Look::Silent => watched.wake_reads_on(id),
+        Look::DueAt(due) => next = Some(next.map_or(due, |n| n.min(due))),
     });
     next
 }
@@ -102,6 +98,7 @@ mod tests {
     use std::sync::Mutex;
 
     use super::*;
+    use crate::send::pace::Pace;
 
     /// Nodes and their paces, and the nodes whose reads were woken.
     #[derive(Default)]
@@ -111,9 +108,9 @@ mod tests {
     }
 
     impl Watched for Fake {
-        fn each_pace(&self, mut each: impl FnMut(NodeId, &Pace)) {
+        fn look_each(&self, now: Instant, mut each: impl FnMut(NodeId, Look)) {
             for (id, pace) in &self.paces {
-                each(*id, pace);
+                each(*id, pace.look(now));
             }
         }
 

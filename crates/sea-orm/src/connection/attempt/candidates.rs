@@ -49,7 +49,7 @@ impl Candidates {
             let last = self.k == self.end || plan.candidate(self.k).is_none();
             // A node removed since the plan was made (its index empty, or another
             // generation's).
-            let Some(node) = inner.nodes().get(id) else {
+            let Some(node) = inner.hold(id) else {
                 continue;
             };
             // A replica that has stopped answering: the plan's next node first (it stays in
@@ -79,7 +79,7 @@ impl Candidates {
 /// stopped answering (its pace says stalled), unless the read asked for it by name; counted.
 fn passed_over(inner: &Inner, plan: &Plan, id: NodeId, node: &Node, now: Instant) -> bool {
     if plan.reason() == Why::Router(RouteReason::NodeRequested)
-        || !node.pace().stalled(plan.in_flight(id), now)
+        || !node.stalled(plan.in_flight(id), now)
     {
         return false;
     }
@@ -105,7 +105,7 @@ fn skipped(
         .map_while(|k| plan.candidate(k))
         .enumerate()
         .map(|(k, id)| {
-            let why = if inner.nodes().get(id).is_none() {
+            let why = if !inner.has_node(id) {
                 OutReason::Removed
             } else if k < skip {
                 OutReason::NotCaughtUp { waited }

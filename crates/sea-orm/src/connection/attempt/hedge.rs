@@ -66,7 +66,7 @@ pub(super) async fn hedgeable<W: Work>(
 ) -> Hedged<W::Output> {
     let (id, node) = first;
     let (started, deadline) = times;
-    let begun = node.pace().begin(started);
+    let begun = node.read_began(started);
     inner.watch_reads();
     let timeouts = &inner.policy().timeouts;
     let limit = crate::send::deadline::attempt_limit(true, timeouts, deadline, started);
@@ -74,7 +74,7 @@ pub(super) async fn hedgeable<W: Work>(
     let mut first = std::pin::pin!(first);
     // The attempt's watch wakes it when the watchdog nudges the node (no waiter of its
     // own): then, if the node was found silent since this read began, it is hedged.
-    let answered = until_overdue(first.as_mut(), node.pace(), begun.at()).await;
+    let answered = until_overdue(first.as_mut(), &begun).await;
     match answered {
         Some(r) => Hedged::First(r),
         None => send_hedge(inner, plan, work, first.as_mut(), node, other).await,
@@ -97,7 +97,7 @@ async fn send_hedge<W: Work, F>(
 where
     F: Future<Output = Result<W::Output, Attempt>>,
 {
-    let Some(hedge_node) = inner.nodes().get(other) else {
+    let Some(hedge_node) = inner.hold(other) else {
         return Hedged::First(first.await);
     };
     if !inner.spend_hedge() {
@@ -107,7 +107,7 @@ where
     // Counted once when it ends, however it ends (`abandoned` if dropped before).
     let mut ended = HedgeEnd { node: node.labels(), outcome: "abandoned" };
     let now = Instant::now();
-    tracing::info!(target: "rwsplit", node = %node.name(), hedge = %hedge_node.name(), after = ?node.pace().hedge_delay(), "read unanswered: hedged on another node");
+    tracing::info!(target: "rwsplit", node = %node.name(), hedge = %hedge_node.name(), after = ?node.hedge_delay(), "read unanswered: hedged on another node");
     let on_replica = plan.snapshot_primary() != Some(other);
     let timeouts = &inner.policy().timeouts;
     let limit = crate::send::deadline::attempt_limit(

@@ -141,7 +141,7 @@ fn record_end<T>(span: &tracing::Span, end: &Result<T, End>, name: &str) {
 pub(super) fn check_writable(inner: &Inner, plan: &Plan) -> Result<(), DbErr> {
     let node = plan.first();
     if plan.marked_down(node) {
-        let name = inner.nodes().get(node).map_or_else(String::new, |n| n.name().to_owned());
+        let name = inner.node_name(node).unwrap_or_default();
         return Err(failure::primary_down(&name));
     }
     Ok(())
