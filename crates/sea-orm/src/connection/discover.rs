@@ -198,22 +198,21 @@ impl Applier {
         let mut present = Vec::with_capacity(set.members().len());
         for member in set.members() {
             let Some((url, parsed)) = self.member_url(member) else { continue };
-            let tags: &[&str] = if member.tags.noloadbalance { &[NO_LOAD_BALANCE] } else { &[] };
             let id = match self.known.iter_mut().find(|k| k.url.same_node(&parsed)) {
                 Some(k) => {
                     k.listed = true;
-                    let state = db.inner.shared_state();
-                    let had = state.snapshot().node(k.id).map(|n| n.has_tag(NO_LOAD_BALANCE));
-                    if had.is_some_and(|h| h != member.tags.noloadbalance) {
-                        state.set_tags(k.id, tags);
-                    }
+                    db.inner.retag(k.id, NO_LOAD_BALANCE, member.tags.noloadbalance);
                     k.id
                 }
                 None if self.refused.iter().any(|r| r.same_node(&parsed)) => continue,
-                None => match self.add(db, url, parsed, tags).await {
-                    Some(id) => id,
-                    None => continue,
-                },
+                None => {
+                    let tags: &[&str] =
+                        if member.tags.noloadbalance { &[NO_LOAD_BALANCE] } else { &[] };
+                    match self.add(db, url, parsed, tags).await {
+                        Some(id) => id,
+                        None => continue,
+                    }
+                }
             };
             present.push(id);
         }

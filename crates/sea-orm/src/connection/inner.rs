@@ -201,6 +201,12 @@ impl Inner {
         self.nodes.add(node, entry)
     }
 
+    /// Node `id` has the tag `tag` (alone) if `on`, else none, when that changes
+    /// ([`Nodes::retag`]).
+    pub(crate) fn retag(&self, id: NodeId, tag: &str, on: bool) {
+        self.nodes.retag(id, tag, on);
+    }
+
     /// The ids the registry's table holds a node for ([`Nodes::table_ids`]; for tests).
     #[cfg(test)]
     pub(crate) fn table_ids(&self) -> Vec<NodeId> {
@@ -261,9 +267,45 @@ impl Inner {
         self.watchdog.ensure();
     }
 
-    /// The monitor's handle, if a monitor runs.
-    pub(crate) fn monitor(&self) -> Option<&MonitorHandle> {
-        self.monitor.as_ref()
+    /// Whether a monitor runs (else every node is taken as healthy and no position is known).
+    pub(crate) fn monitored(&self) -> bool {
+        self.monitor.is_some()
+    }
+
+    /// How many promotions the monitor has seen (`None`: no monitor runs).
+    pub(crate) fn promotions(&self) -> Option<u64> {
+        self.monitor.as_ref().map(|m| m.promotions())
+    }
+
+    /// Starts the monitor's probes of node `id` (just added), if a monitor runs.
+    pub(crate) fn start_probing(&self, id: NodeId) {
+        if let Some(m) = &self.monitor {
+            m.start_node(id);
+        }
+    }
+
+    /// Stops the monitor's probes of node `id` (being removed), if a monitor runs.
+    pub(crate) fn stop_probing(&self, id: NodeId) {
+        if let Some(m) = &self.monitor {
+            m.stop_node(id);
+        }
+    }
+
+    /// Hands the connection's probe callback every node's latest probe, as if each had just
+    /// been probed ([`MonitorHandle::replay`]), if a monitor runs.
+    pub(crate) fn replay_probes(&self) {
+        if let Some(m) = &self.monitor {
+            m.replay();
+        }
+    }
+
+    /// Waits, at most `max`, for the monitor's first answers from the connection's nodes
+    /// ([`MonitorHandle::first_answers`]); returns the replicas that have not answered by then.
+    /// None without a monitor.
+    pub(crate) async fn first_answers(&self, max: Duration) -> Vec<NodeId> {
+        let Some(m) = &self.monitor else { return Vec::new() };
+        let ids: Vec<NodeId> = self.nodes.names().into_iter().map(|(id, _)| id).collect();
+        m.first_answers(&ids, max).await
     }
 
     /// Keeps `task` (the one following a topology source) for the connection's life: it stops
@@ -503,10 +545,9 @@ impl Inner {
         self.planner.sweep_learned(now);
     }
 
-    /// The monitor's state, shared (with its loops, and the process's other connections on
-    /// the same monitor): a node's addition or removal changes it with the registry, and a
-    /// removed node's drain, which may outlive the connection, releases its index there; the
-    /// tests feed it probe results.
+    /// The monitor's state, for the tests to feed it probe results and compare it with the
+    /// registry.
+    #[cfg(test)]
     pub(crate) fn shared_state(&self) -> Arc<TopologyState> {
         Arc::clone(self.planner.monitor_state())
     }
@@ -725,7 +766,7 @@ impl Cluster for Inner {
     }
 
     fn monitored(&self) -> bool {
-        self.monitor.is_some()
+        Inner::monitored(self)
     }
 
     fn floor(&self, seen: &Seen) -> Option<CausalToken> {

@@ -10,7 +10,8 @@
 //! removes nodes at run time (`discover`).
 //!
 //! **Offers**: [`RoutedConnection`] and the handles above, `assemble` and the checks the builder
-//! runs at start (`check_replicas`, `first_probes`, `Inner::hold_until_answered`), the
+//! runs at start (`Inner::check_replica_servers`, `Inner::first_answers`,
+//! `Inner::hold_until_answered`), the
 //! statement and transaction entry points (`statements`, `transactions`) for the facade and
 //! the handles.
 //!
@@ -143,9 +144,7 @@ pub(crate) fn assemble(
     });
     // What the probes so far saw (the monitor may have been running for a while, or have
     // probed before this connection could listen).
-    if let Some(m) = inner.monitor() {
-        m.replay();
-    }
+    inner.replay_probes();
     RoutedConnection { inner }
 }
 
@@ -281,21 +280,6 @@ fn check_server(weak: &std::sync::Weak<Inner>, id: NodeId, n: &NodeRef) {
     });
 }
 
-/// Checks the servers of the connection's configured replicas (node 1 on) against the
-/// version policy, each for at most `max`: the first one refused is the error. One that does
-/// not answer in time is checked when it first answers a probe ([`check_server`]).
-pub(crate) async fn check_replicas(
-    conn: &RoutedConnection,
-    max: Duration,
-) -> Result<(), crate::error::Error> {
-    conn.inner.check_replica_servers(max).await
-}
-
-/// How long the start waits for every replica's first answer before it settles for the
-/// primary's and one replica's ([`first_probes`]): replicas that answer do so in
-/// milliseconds; one that has not by then is held out of rotation until it does.
-const FIRST_ANSWERS: Duration = Duration::from_millis(300);
-
 /// Sets the metric gauges of every node (health, role, lag, pools, in flight) every `every`,
 /// until the connection is dropped.
 fn spawn_sampler(weak: std::sync::Weak<Inner>, every: Duration) {
@@ -311,55 +295,6 @@ fn spawn_sampler(weak: std::sync::Weak<Inner>, every: Duration) {
             sample_metrics(&inner, Instant::now());
         }
     });
-}
-
-/// Waits, at most `max`, until the monitor has had an answer from every node, or has probed
-/// every node once, or — after [`FIRST_ANSWERS`] — has had an answer from the primary and
-/// one replica (so the first reads know a replica's role and position, and one frozen
-/// replica does not hold the start up). Returns the replicas that have not answered by
-/// then: the caller holds them out of rotation until they do. A connection on another
-/// connection's monitor waits for that monitor's first round, as before; its nodes were
-/// dealt with then.
-pub(crate) async fn first_probes(inner: &Inner, max: Duration) -> Vec<NodeId> {
-    let Some(m) = &inner.monitor() else { return Vec::new() };
-    if m.joined {
-        m.first_round(max).await;
-        return Vec::new();
-    }
-    let state = m.state();
-    let ids: Vec<NodeId> = inner.node_names().into_iter().map(|(i, _)| i).collect();
-    let primary = NodeId::new(0);
-    let started = tokio::time::Instant::now();
-    let deadline = started + max;
-    let enough = started + FIRST_ANSWERS.min(max);
-    loop {
-        // Made before the look: an answer published in between still wakes it.
-        let published = state.published();
-        let mut published = std::pin::pin!(published);
-        published.as_mut().enable();
-        let answered = |i: &NodeId| state.answered(*i);
-        let replica = ids.len() == 1 || ids.iter().filter(|&&i| i != primary).any(answered);
-        let now = tokio::time::Instant::now();
-        if ids.iter().all(answered) || (now >= enough && state.answered(primary) && replica) {
-            break;
-        }
-        let round = m.first_round(Duration::ZERO);
-        if round.await {
-            break;
-        }
-        let round = m.first_round(max);
-        let wake = if now < enough { enough } else { deadline };
-        tokio::select! {
-            () = &mut published => {}
-            _ = round => {}
-            () = tokio::time::sleep_until(wake) => {
-                if wake == deadline {
-                    break;
-                }
-            }
-        }
-    }
-    ids.into_iter().filter(|&i| i != primary && !state.answered(i)).collect()
 }
 
 /// Adds `node` at run time (a topology source found it): the monitor's state gives it an
@@ -390,9 +325,7 @@ pub(crate) fn add_node(
     if let Some(n) = inner.hold(id) {
         inner.hook_if_set(&n);
     }
-    if let Some(m) = &inner.monitor() {
-        m.start_node(id);
-    }
+    inner.start_probing(id);
     tracing::warn!(target: "rwsplit", node = %name, id = %id, "node added: probing it, it takes statements once healthy and caught up");
     Some(id)
 }
@@ -410,9 +343,7 @@ pub(crate) fn remove_node(inner: &Inner, id: NodeId) -> bool {
     }
     let was_primary = inner.node_routing(id).view.is_some_and(|v| v.0 == Role::Primary);
     // Its probes stop first, so that the drain the removal starts never runs beside them.
-    if let Some(m) = &inner.monitor() {
-        m.stop_node(id);
-    }
+    inner.stop_probing(id);
     inner.remove_node(id, was_primary)
 }
 
@@ -445,8 +376,8 @@ pub(crate) fn sample_metrics(inner: &Inner, now: Instant) {
             now,
         );
     });
-    if let Some(m) = &inner.monitor() {
-        crate::observe::telemetry::promotions(m.promotions());
+    if let Some(promotions) = inner.promotions() {
+        crate::observe::telemetry::promotions(promotions);
     }
 }
 

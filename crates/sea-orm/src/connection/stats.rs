@@ -317,7 +317,7 @@ pub(crate) fn snapshot(db: &RoutedConnection) -> Stats {
             last_node_reads: inner.counted(Count::MonotonicStays),
             tracked_tasks: inner.tracked_tasks() as u64,
         },
-        promotions: inner.monitor().as_ref().map_or(0, |m| m.promotions()),
+        promotions: inner.promotions().unwrap_or(0),
         replica_refusals: inner.counted(Count::ReplicaRefusals),
         learned_writes: u64::try_from(inner.learned_writes()).unwrap_or(u64::MAX),
         hedges: Hedges {

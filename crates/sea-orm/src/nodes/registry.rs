@@ -759,6 +759,17 @@ impl Nodes {
         true
     }
 
+    /// Node `id` has the tag `tag` (alone) if `on`, else no tag, when that changes whether it
+    /// has `tag` (a topology source saw it change); a node not in the snapshot yet (joining)
+    /// keeps the tags it was added with.
+    pub(crate) fn retag(&self, id: NodeId, tag: &str, on: bool) {
+        let had = self.state.snapshot().node(id).map(|n| n.has_tag(tag));
+        if had.is_some_and(|h| h != on) {
+            let tags: &[&str] = if on { &[tag] } else { &[] };
+            self.state.set_tags(id, tags);
+        }
+    }
+
     /// The ids the table holds a node for, in index order (for tests: they are the state's,
     /// once removals have taken their nodes out).
     #[cfg(test)]

@@ -24,6 +24,7 @@
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError, Weak};
+use std::time::Duration;
 
 use rwsplit_core::{HealthPolicy, NodeId};
 use rwsplit_monitor::{AutoFailover, Flavor, Monitor, MonitorConfig, OnProbe, TopologyState};
@@ -172,13 +173,18 @@ impl Acquired {
     }
 }
 
+/// How long the start waits for every replica's first answer before it settles for the
+/// primary's and one replica's ([`MonitorHandle::first_answers`]): replicas that answer do so
+/// in milliseconds; one that has not by then is held out of rotation until it does.
+const FIRST_ANSWERS: Duration = Duration::from_millis(300);
+
 /// One connection's hold on a (possibly shared) monitor: its probe callback stays registered
 /// while it lives, and the monitor runs while any handle does.
 pub(crate) struct MonitorHandle {
     shared: Arc<Shared>,
     id: u64,
     /// Whether the monitor was running when this connection came (another connection's).
-    pub(crate) joined: bool,
+    joined: bool,
 }
 
 impl MonitorHandle {
@@ -196,6 +202,54 @@ impl MonitorHandle {
                 f(node, seen.as_ref());
             }
         }
+    }
+
+    /// Waits, at most `max`, until the monitor has had an answer from every node of `ids`, or
+    /// has probed every node once, or — after [`FIRST_ANSWERS`] — has had an answer from the
+    /// primary (id 0) and one replica (so the first reads know a replica's role and position,
+    /// and one frozen replica does not hold the start up). Returns the replicas that have not
+    /// answered by then: the caller holds them out of rotation until they do. A connection on
+    /// another connection's monitor waits for that monitor's first round; its nodes were
+    /// dealt with then.
+    pub(crate) async fn first_answers(&self, ids: &[NodeId], max: Duration) -> Vec<NodeId> {
+        let m = &self.shared.monitor;
+        if self.joined {
+            m.first_round(max).await;
+            return Vec::new();
+        }
+        let state = m.state();
+        let primary = NodeId::new(0);
+        let started = tokio::time::Instant::now();
+        let deadline = started + max;
+        let enough = started + FIRST_ANSWERS.min(max);
+        loop {
+            // Made before the look: an answer published in between still wakes it.
+            let published = state.published();
+            let mut published = std::pin::pin!(published);
+            published.as_mut().enable();
+            let answered = |i: &NodeId| state.answered(*i);
+            let replica = ids.len() == 1 || ids.iter().filter(|&&i| i != primary).any(answered);
+            let now = tokio::time::Instant::now();
+            if ids.iter().all(answered) || (now >= enough && state.answered(primary) && replica) {
+                break;
+            }
+            let round = m.first_round(Duration::ZERO);
+            if round.await {
+                break;
+            }
+            let round = m.first_round(max);
+            let wake = if now < enough { enough } else { deadline };
+            tokio::select! {
+                () = &mut published => {}
+                _ = round => {}
+                () = tokio::time::sleep_until(wake) => {
+                    if wake == deadline {
+                        break;
+                    }
+                }
+            }
+        }
+        ids.iter().copied().filter(|&i| i != primary && !state.answered(i)).collect()
     }
 
     /// How many connections hold this monitor.

@@ -99,7 +99,7 @@ pub(super) fn failed(
         last: at.last,
         first_plan: at.earlier == 0,
         out_of_time: at.deadline.is_some_and(|d| at.now >= d),
-        monitored: inner.monitor().is_some(),
+        monitored: inner.monitored(),
         pool_closed: failure == Failure::Connection && failure::pool_closed(&e),
     };
     let (name, tried) = (node.name(), at.tried);

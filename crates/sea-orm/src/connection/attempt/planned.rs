@@ -46,7 +46,7 @@ pub(in crate::connection) async fn planned(
             Ok(Ok(plan)) => return Ok(plan),
             // Boxed: most reads do no I/O before their attempts.
             Ok(Err(io)) => Box::pin(inner.plan_step(io, scope, &mut done)).await,
-            Err(e) if read && inner.monitor().is_some() && unsettled(&e) => {
+            Err(e) if read && inner.monitored() && unsettled(&e) => {
                 return Box::pin(settled_plan(inner, scope, e, done, planner)).await;
             }
             Err(e) => return Err(e),
