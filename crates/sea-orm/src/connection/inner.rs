@@ -135,89 +135,6 @@ impl Inner {
         })
     }
 
-    /// Holds node `id` for something that runs on it, if it is there: a lease a removal's
-    /// drain waits for ([`Nodes::hold`]).
-    #[inline]
-    pub(crate) fn hold(&self, id: NodeId) -> Option<NodeRef> {
-        self.nodes.hold(id)
-    }
-
-    /// Whether node `id` is there (not removed, its index not reused).
-    pub(crate) fn has_node(&self, id: NodeId) -> bool {
-        self.nodes.has(id)
-    }
-
-    /// The name (`host:port/db`) of node `id`, if it is there.
-    pub(crate) fn node_name(&self, id: NodeId) -> Option<String> {
-        self.nodes.name_of(id)
-    }
-
-    /// The id of the node named `name` (`host:port/db`), if there is one.
-    pub(crate) fn node_id(&self, name: &str) -> Option<NodeId> {
-        self.nodes.id_of(name)
-    }
-
-    /// Every node's id and name, in index order.
-    pub(crate) fn node_names(&self) -> Vec<(NodeId, String)> {
-        self.nodes.names()
-    }
-
-    /// How many nodes there are.
-    pub(crate) fn node_count(&self) -> usize {
-        self.nodes.count()
-    }
-
-    /// Calls `f` with every node and its id ([`Nodes::each`]).
-    pub(crate) fn each_node(&self, f: impl FnMut(NodeId, &Node)) {
-        self.nodes.each(f);
-    }
-
-    /// Pings the primary's write pool (the first node's if the primary is not there).
-    pub(crate) async fn ping(&self) -> Result<(), DbErr> {
-        self.nodes.ping(self.primary_index()).await
-    }
-
-    /// Closes every node's pools ([`Nodes::close`]).
-    pub(crate) async fn close_nodes(&self) -> Result<(), DbErr> {
-        self.nodes.close().await
-    }
-
-    /// Checks the servers of the configured replicas against the version policy, each for at
-    /// most `max` ([`Nodes::check_servers`]).
-    pub(crate) async fn check_replica_servers(
-        &self,
-        max: Duration,
-    ) -> Result<(), crate::error::Error> {
-        self.nodes.check_servers(NodeId::new(0), max).await
-    }
-
-    /// Adds `node` to the registry, its snapshot entry made by `entry` from the id it gets
-    /// ([`Nodes::add`]).
-    pub(crate) fn add_node(
-        &self,
-        node: Node,
-        entry: impl FnOnce(NodeId, &Node) -> rwsplit_core::Node,
-    ) -> Result<NodeId, rwsplit_monitor::NoFreeIndex> {
-        self.nodes.add(node, entry)
-    }
-
-    /// Node `id` has the tag `tag` (alone) if `on`, else none, when that changes
-    /// ([`Nodes::retag`]).
-    pub(crate) fn retag(&self, id: NodeId, tag: &str, on: bool) {
-        self.nodes.retag(id, tag, on);
-    }
-
-    /// The ids the registry's table holds a node for ([`Nodes::table_ids`]; for tests).
-    #[cfg(test)]
-    pub(crate) fn table_ids(&self) -> Vec<NodeId> {
-        self.nodes.table_ids()
-    }
-
-    /// Removes node `id` from the registry and drains it ([`Nodes::remove`]).
-    pub(crate) fn remove_node(&self, id: NodeId, was_primary: bool) -> bool {
-        self.nodes.remove(id, was_primary)
-    }
-
     /// The product seam: its SQL, error codes and session setup (the planner's).
     pub(crate) fn product(&self) -> Product {
         self.planner.product()
@@ -267,6 +184,122 @@ impl Inner {
         self.watchdog.ensure();
     }
 
+    /// The id of the node that has the primary role now (the configured one until a
+    /// promotion is seen).
+    pub(crate) fn primary_index(&self) -> NodeId {
+        self.planner.primary_index()
+    }
+}
+
+/// The nodes, through the registry: a node lent while something runs on it, what the handles
+/// and `Stats` read of every node, and membership (the topology task adds and removes nodes).
+impl Inner {
+    /// Holds node `id` for something that runs on it, if it is there: a lease a removal's
+    /// drain waits for ([`Nodes::hold`]).
+    #[inline]
+    pub(crate) fn hold(&self, id: NodeId) -> Option<NodeRef> {
+        self.nodes.hold(id)
+    }
+
+    /// Whether node `id` is there (not removed, its index not reused).
+    pub(crate) fn has_node(&self, id: NodeId) -> bool {
+        self.nodes.has(id)
+    }
+
+    /// The name (`host:port/db`) of node `id`, if it is there.
+    pub(crate) fn node_name(&self, id: NodeId) -> Option<String> {
+        self.nodes.name_of(id)
+    }
+
+    /// The id of the node named `name` (`host:port/db`), if there is one.
+    pub(crate) fn node_id(&self, name: &str) -> Option<NodeId> {
+        self.nodes.id_of(name)
+    }
+
+    /// Every node's id and name, in index order.
+    pub(crate) fn node_names(&self) -> Vec<(NodeId, String)> {
+        self.nodes.names()
+    }
+
+    /// How many nodes there are.
+    pub(crate) fn node_count(&self) -> usize {
+        self.nodes.count()
+    }
+
+    /// Calls `f` with every node and its id ([`Nodes::each`]).
+    pub(crate) fn each_node(&self, f: impl FnMut(NodeId, &Node)) {
+        self.nodes.each(f);
+    }
+
+    /// Runs `f` on the primary's node (the configured one until a promotion is seen); if it
+    /// is not there (removed by a topology source), on the first node there is.
+    pub(crate) fn with_primary<R>(&self, f: impl FnOnce(&super::Node) -> R) -> R {
+        self.nodes.with_primary(self.primary_index(), f)
+    }
+
+    /// The primary's connection as the user gets it (reporting to the metric callback once one
+    /// is set; no scope is touched), borrowed for the connection's life (see [`Nodes::lend`]).
+    pub(crate) fn primary_conn(&self) -> &DatabaseConnection {
+        let primary = self.primary_index();
+        self.nodes.lend(primary, primary, true)
+    }
+
+    /// Node `id`'s read connection as the user gets it (the primary's if `id` is not there),
+    /// borrowed for the connection's life (see [`Nodes::lend`]).
+    pub(crate) fn read_conn(&self, id: NodeId) -> &DatabaseConnection {
+        self.nodes.lend(id, self.primary_index(), false)
+    }
+
+    /// Pings the primary's write pool (the first node's if the primary is not there).
+    pub(crate) async fn ping(&self) -> Result<(), DbErr> {
+        self.nodes.ping(self.primary_index()).await
+    }
+
+    /// Closes every node's pools ([`Nodes::close`]).
+    pub(crate) async fn close_nodes(&self) -> Result<(), DbErr> {
+        self.nodes.close().await
+    }
+
+    /// Checks the servers of the configured replicas against the version policy, each for at
+    /// most `max` ([`Nodes::check_servers`]).
+    pub(crate) async fn check_replica_servers(
+        &self,
+        max: Duration,
+    ) -> Result<(), crate::error::Error> {
+        self.nodes.check_servers(NodeId::new(0), max).await
+    }
+
+    /// Adds `node` to the registry, its snapshot entry made by `entry` from the id it gets
+    /// ([`Nodes::add`]).
+    pub(crate) fn add_node(
+        &self,
+        node: Node,
+        entry: impl FnOnce(NodeId, &Node) -> rwsplit_core::Node,
+    ) -> Result<NodeId, rwsplit_monitor::NoFreeIndex> {
+        self.nodes.add(node, entry)
+    }
+
+    /// Node `id` has the tag `tag` (alone) if `on`, else none, when that changes
+    /// ([`Nodes::retag`]).
+    pub(crate) fn retag(&self, id: NodeId, tag: &str, on: bool) {
+        self.nodes.retag(id, tag, on);
+    }
+
+    /// The ids the registry's table holds a node for ([`Nodes::table_ids`]; for tests).
+    #[cfg(test)]
+    pub(crate) fn table_ids(&self) -> Vec<NodeId> {
+        self.nodes.table_ids()
+    }
+
+    /// Removes node `id` from the registry and drains it ([`Nodes::remove`]).
+    pub(crate) fn remove_node(&self, id: NodeId, was_primary: bool) -> bool {
+        self.nodes.remove(id, was_primary)
+    }
+}
+
+/// The monitor, through this connection's handle on it: probes started and stopped with
+/// membership, the start's wait for first answers, and the topology task's life.
+impl Inner {
     /// Whether a monitor runs (else every node is taken as healthy and no position is known).
     pub(crate) fn monitored(&self) -> bool {
         self.monitor.is_some()
@@ -312,31 +345,6 @@ impl Inner {
     /// when the connection is dropped, or when another replaces it.
     pub(crate) fn follow_topology(&self, task: AbortOnDrop) {
         *self.discovery.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = Some(task);
-    }
-
-    /// The id of the node that has the primary role now (the configured one until a
-    /// promotion is seen).
-    pub(crate) fn primary_index(&self) -> NodeId {
-        self.planner.primary_index()
-    }
-
-    /// Runs `f` on the primary's node (the configured one until a promotion is seen); if it
-    /// is not there (removed by a topology source), on the first node there is.
-    pub(crate) fn with_primary<R>(&self, f: impl FnOnce(&super::Node) -> R) -> R {
-        self.nodes.with_primary(self.primary_index(), f)
-    }
-
-    /// The primary's connection as the user gets it (reporting to the metric callback once one
-    /// is set; no scope is touched), borrowed for the connection's life (see [`Nodes::lend`]).
-    pub(crate) fn primary_conn(&self) -> &DatabaseConnection {
-        let primary = self.primary_index();
-        self.nodes.lend(primary, primary, true)
-    }
-
-    /// Node `id`'s read connection as the user gets it (the primary's if `id` is not there),
-    /// borrowed for the connection's life (see [`Nodes::lend`]).
-    pub(crate) fn read_conn(&self, id: NodeId) -> &DatabaseConnection {
-        self.nodes.lend(id, self.primary_index(), false)
     }
 }
 
