@@ -16,7 +16,6 @@ use std::sync::{Arc, Mutex, Weak};
 use std::time::{Duration, Instant};
 
 use rwsplit_core::{Access, CausalToken, InFlight, NodeId};
-use rwsplit_monitor::TopologyState;
 use sea_orm::{AccessMode, DatabaseConnection, DbBackend, DbErr, IsolationLevel};
 
 use crate::consistency::{Capture, Causality, Cluster, Outcome, Ran, Seen, Slot};
@@ -556,7 +555,7 @@ impl Inner {
     /// The monitor's state, for the tests to feed it probe results and compare it with the
     /// registry.
     #[cfg(test)]
-    pub(crate) fn shared_state(&self) -> Arc<TopologyState> {
+    pub(crate) fn shared_state(&self) -> Arc<rwsplit_monitor::TopologyState> {
         Arc::clone(self.planner.monitor_state())
     }
 
@@ -769,8 +768,20 @@ impl Cluster for Inner {
         self.nodes.count()
     }
 
-    fn topology_state(&self) -> &TopologyState {
-        self.planner.monitor_state()
+    fn want_sample(&self, node: NodeId, after: Instant, until: Instant) {
+        self.planner.want_sample(node, after, until);
+    }
+
+    fn want_floor(&self, node: NodeId, after: Instant, until: Instant) {
+        self.planner.want_floor(node, after, until);
+    }
+
+    fn want_replayed(&self, token: &CausalToken, until: Instant) {
+        self.planner.want_replayed(token, until);
+    }
+
+    fn sampled(&self) -> tokio::sync::futures::Notified<'_> {
+        self.planner.sampled()
     }
 
     fn monitored(&self) -> bool {

@@ -16,7 +16,6 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use rwsplit_core::{CausalToken, NodeId};
-use rwsplit_monitor::TopologyState;
 use sea_orm::{DbErr, TransactionError};
 
 use super::causal::{Scope, ScopeStore, Seen, Settled, Shared, Slot};
@@ -29,8 +28,20 @@ pub(crate) trait Cluster: Sync {
     /// How many nodes the connection has now.
     fn node_count(&self) -> usize;
 
-    /// The monitor's topology state (there without a monitor too: then nothing samples it).
-    fn topology_state(&self) -> &TopologyState;
+    /// Asks the monitor for one sample of `node`'s position sent after `after`, until `until`.
+    fn want_sample(&self, node: NodeId, after: Instant, until: Instant);
+
+    /// Asks the monitor for `node`'s next samples from `after` to serve as floors (what a read
+    /// there saw), until `until`.
+    fn want_floor(&self, node: NodeId, after: Instant, until: Instant);
+
+    /// Asks the monitor to sample the replicas' positions until each has replayed `token`,
+    /// or `until`.
+    fn want_replayed(&self, token: &CausalToken, until: Instant);
+
+    /// Completes at the monitor's next position sample (counted from when it is called: make
+    /// it before the look it guards).
+    fn sampled(&self) -> tokio::sync::futures::Notified<'_>;
 
     /// Whether a monitor runs: it samples positions when asked.
     fn monitored(&self) -> bool;
@@ -228,7 +239,7 @@ impl Causality {
         if ran.ended && ran.on_primary && cluster.monitored() {
             let now = Instant::now();
             let until = now.checked_add(self.linger).unwrap_or(now);
-            cluster.topology_state().want_floor(ran.node, now, until);
+            cluster.want_floor(ran.node, now, until);
         }
     }
 
@@ -240,7 +251,7 @@ impl Causality {
         }
         let now = Instant::now();
         let until = now.checked_add(self.linger).unwrap_or(now);
-        cluster.topology_state().want_sample(node, now, until);
+        cluster.want_sample(node, now, until);
     }
 
     /// Waits, up to `max` and the probe timeout, for a position sample that bounds what
@@ -249,12 +260,11 @@ impl Causality {
         let Some(seen) = self.scopes.get(scope).seen else { return };
         let max = max.min(self.probe_timeout);
         let deadline = tokio::time::Instant::now() + crate::send::deadline::cap(max);
-        let state = cluster.topology_state();
         // The node's next sample, at its next feed turn rather than its next full probe.
         self.want_sample(cluster, seen.node);
         loop {
             // Made before the look: a sample landing in between still wakes it.
-            let next = state.sampled();
+            let next = cluster.sampled();
             if cluster.floor(&seen).is_some() {
                 return;
             }
@@ -358,7 +368,7 @@ impl Causality {
         if cluster.monitored()
             && let Some(until) = Instant::now().checked_add(self.linger)
         {
-            cluster.topology_state().want_replayed(&token, until);
+            cluster.want_replayed(&token, until);
         }
         Ok(token)
     }
@@ -488,8 +498,6 @@ impl Drop for Landing<'_> {
 mod tests {
     use std::sync::atomic::{AtomicU64, Ordering};
 
-    use rwsplit_core::{HealthPolicy, Topology};
-
     use super::*;
 
     const P: NodeId = NodeId::new(0);
@@ -500,13 +508,13 @@ mod tests {
         nodes: usize,
         fail: bool,
         reads: AtomicU64,
-        state: TopologyState,
+        /// What no monitor ever notifies: there is none.
+        sampled: tokio::sync::Notify,
     }
 
     impl Fake {
         fn new(nodes: usize, fail: bool) -> Fake {
-            let state = TopologyState::new(Topology::default(), HealthPolicy::default());
-            Fake { nodes, fail, reads: AtomicU64::new(0), state }
+            Fake { nodes, fail, reads: AtomicU64::new(0), sampled: tokio::sync::Notify::new() }
         }
     }
 
@@ -515,8 +523,14 @@ mod tests {
             self.nodes
         }
 
-        fn topology_state(&self) -> &TopologyState {
-            &self.state
+        fn want_sample(&self, _: NodeId, _: Instant, _: Instant) {}
+
+        fn want_floor(&self, _: NodeId, _: Instant, _: Instant) {}
+
+        fn want_replayed(&self, _: &CausalToken, _: Instant) {}
+
+        fn sampled(&self) -> tokio::sync::futures::Notified<'_> {
+            self.sampled.notified()
         }
 
         fn monitored(&self) -> bool {

@@ -11,7 +11,6 @@
 //! [`Effects`] of the decision — counters to move, positions to want from the monitor — which
 //! the executor applies once, for the plan it runs: a read planned twice is counted once.
 
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use rwsplit_core::{
@@ -656,6 +655,22 @@ impl Planner {
         self.routing.sampled_since(node, at)
     }
 
+    /// Asks the monitor for `node`'s next samples from `after` to serve as floors, until
+    /// `until`.
+    pub(crate) fn want_floor(&self, node: NodeId, after: Instant, until: Instant) {
+        self.routing.want_floor(node, after, until);
+    }
+
+    /// Asks the monitor to sample the replicas until each has replayed `token`, or `until`.
+    pub(crate) fn want_replayed(&self, token: &CausalToken, until: Instant) {
+        self.routing.want_replayed(token, until);
+    }
+
+    /// Completes at the monitor's next position sample (counted from when it is called).
+    pub(crate) fn sampled(&self) -> tokio::sync::futures::Notified<'_> {
+        self.routing.sampled()
+    }
+
     /// Tells the monitor the cluster is in use at `now` (it probes at its usual interval).
     #[inline]
     pub(crate) fn used(&self, now: Instant) {
@@ -682,11 +697,9 @@ impl Planner {
         effects.want(monitor, self.policy.monitor.position_linger_value(), now);
     }
 
-    /// The monitor's state: what read-your-writes asks of it (`Cluster::topology_state`), and
-    /// what a node's addition or removal changes with the registry. Shared with the monitor's
-    /// loops (and the process's other connections on the same monitor), so a removed node's
-    /// drain, which may outlive the connection, keeps it.
-    pub(crate) fn monitor_state(&self) -> &Arc<rwsplit_monitor::TopologyState> {
+    /// The monitor's state, for the tests to feed it probe results.
+    #[cfg(test)]
+    pub(crate) fn monitor_state(&self) -> &std::sync::Arc<rwsplit_monitor::TopologyState> {
         self.routing.state()
     }
 

@@ -598,6 +598,22 @@ impl Routing {
         self.state.want_sample(node, after, until);
     }
 
+    /// Asks the monitor for `node`'s next samples from `after` to serve as floors, until
+    /// `until`.
+    pub(crate) fn want_floor(&self, node: NodeId, after: Instant, until: Instant) {
+        self.state.want_floor(node, after, until);
+    }
+
+    /// Asks the monitor to sample the replicas until each has replayed `token`, or `until`.
+    pub(crate) fn want_replayed(&self, token: &CausalToken, until: Instant) {
+        self.state.want_replayed(token, until);
+    }
+
+    /// Completes at the monitor's next position sample (counted from when it is called).
+    pub(crate) fn sampled(&self) -> tokio::sync::futures::Notified<'_> {
+        self.state.sampled()
+    }
+
     /// Whether the monitor sampled `node` after `at`.
     pub(crate) fn sampled_since(&self, node: NodeId, at: Instant) -> bool {
         self.state.sampled_since(node, at)
