@@ -1330,6 +1330,7 @@ const COMPONENTS: &[(&str, &str, &str)] = &[
     ("sea-orm", "nodes::registry", "Nodes"),
     ("sea-orm", "nodes::registry", "NodeTable"),
     ("sea-orm", "nodes::shared", "MonitorHandle"),
+    ("sea-orm", "nodes::members", "Members"),
     ("sea-orm", "observe::counters", "Counters"),
     ("sea-orm", "routing::plan", "Planner"),
     ("sea-orm", "connection::inner", "Inner"),

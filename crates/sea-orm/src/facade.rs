@@ -403,7 +403,7 @@ impl RoutedConnection {
 
     /// Pings the primary.
     pub async fn ping(&self) -> Result<(), DbErr> {
-        self.inner.ping().await
+        self.members.ping(self.inner.primary_index()).await
     }
 
     /// Closes every node's pool.
@@ -413,7 +413,7 @@ impl RoutedConnection {
 
     /// Closes every node's pool, by reference.
     pub async fn close_by_ref(&self) -> Result<(), DbErr> {
-        self.inner.close_nodes().await
+        self.members.close().await
     }
 
     /// SeaORM's schema builder for this backend.
@@ -446,7 +446,7 @@ impl RoutedConnection {
     }
 
     fn node_named(&self, name: &str) -> crate::error::Result<rwsplit_core::NodeId> {
-        let nodes = self.inner.node_names();
+        let nodes = self.members.names();
         nodes.iter().find(|(_, n)| n == name).map(|(i, _)| *i).ok_or_else(|| {
             crate::error::Error::UnknownNode {
                 name: crate::connection::session::snippet(name),

@@ -606,8 +606,8 @@ fn probing(policy: &Policy) -> (ProbeSettings, Duration) {
 /// replica's check not done by then is done when the replica first answers a probe. Returns
 /// the nodes that have not answered, and the checks' outcome.
 async fn first_answers(conn: &RoutedConnection, start: Duration) -> (Vec<NodeId>, Result<()>) {
-    let mut checks = std::pin::pin!(conn.inner.check_replica_servers(start));
-    let probes = conn.inner.first_answers(start.saturating_add(Duration::from_millis(100)));
+    let mut checks = std::pin::pin!(conn.members.check_replica_servers(start));
+    let probes = conn.members.first_answers(start.saturating_add(Duration::from_millis(100)));
     let mut probes = std::pin::pin!(probes);
     let mut checked = None;
     let unanswered = loop {

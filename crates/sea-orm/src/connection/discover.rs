@@ -15,7 +15,8 @@ use rwsplit_core::NodeId;
 use rwsplit_monitor::{Member, MemberSet, PatroniSource, SourceWatch, TopologySource};
 use sea_orm::ConnectOptions;
 
-use crate::connection::{AbortOnDrop, Inner, RoutedConnection};
+use crate::connection::{Inner, RoutedConnection};
+use crate::nodes::members::AbortOnDrop;
 use crate::nodes::replica::Placement;
 use crate::observe::redact::NodeUrl;
 use crate::product::Unchecked;
@@ -75,7 +76,7 @@ impl Discovery {
         let mut rx = watch.subscribe();
         let mut applier = Applier { template, known: Vec::new(), refused: Vec::new() };
         // The nodes the builder was given, so a member at the same address is not added twice.
-        for (id, name) in db.inner.node_names() {
+        for (id, name) in db.members.names() {
             if let Some((_, url)) = applier.template.configured.iter().find(|(i, _)| *i == id) {
                 applier.known.push(Known { id, url: url.clone(), listed: false });
             } else {
@@ -93,16 +94,19 @@ impl Discovery {
             }
         }
         let weak: Weak<Inner> = Arc::downgrade(&db.inner);
+        let members = Arc::downgrade(&db.members);
         let task = tokio::spawn(async move {
             let _watch = watch;
             while rx.changed().await.is_ok() {
                 let set = rx.borrow_and_update().clone();
-                let Some(inner) = weak.upgrade() else { return };
-                let db = RoutedConnection { inner };
+                let (Some(inner), Some(members)) = (weak.upgrade(), members.upgrade()) else {
+                    return;
+                };
+                let db = RoutedConnection { inner, members };
                 applier.apply(&db, &set).await;
             }
         });
-        db.inner.follow_topology(AbortOnDrop::new(task));
+        db.members.follow_topology(AbortOnDrop::new(task));
     }
 }
 
@@ -201,7 +205,7 @@ impl Applier {
             let id = match self.known.iter_mut().find(|k| k.url.same_node(&parsed)) {
                 Some(k) => {
                     k.listed = true;
-                    db.inner.retag(k.id, NO_LOAD_BALANCE, member.tags.noloadbalance);
+                    db.members.retag(k.id, NO_LOAD_BALANCE, member.tags.noloadbalance);
                     k.id
                 }
                 None if self.refused.iter().any(|r| r.same_node(&parsed)) => continue,
@@ -223,7 +227,7 @@ impl Applier {
             .map(|k| k.id)
             .collect();
         for id in gone {
-            if crate::connection::remove_node(&db.inner, id) {
+            if crate::connection::remove_node(db, id) {
                 self.known.retain(|k| k.id != id);
             }
         }
@@ -292,7 +296,7 @@ impl Applier {
             tags: tags.iter().map(|t| Box::from(*t)).collect(),
             ..Placement::default()
         };
-        let Some(id) = crate::connection::add_node(&db.inner, node, Some(probe), placement) else {
+        let Some(id) = crate::connection::add_node(db, node, Some(probe), placement) else {
             tracing::error!(target: "rwsplit", node = %parsed.name(), "no free node index for a new member: not added");
             return None;
         };
@@ -345,7 +349,7 @@ mod tests {
         }
         let before = log_len(&replica);
         assert!(before > 0, "the replica took reads while it was there");
-        assert!(crate::connection::remove_node(&db.inner, NodeId::new(1)));
+        assert!(crate::connection::remove_node(&db, NodeId::new(1)));
         for _ in 0..6 {
             db.query_one_raw(select()).await.unwrap();
         }
@@ -362,7 +366,7 @@ mod tests {
         // its next generation; the old id names nothing.
         tokio::time::sleep(Duration::from_millis(200)).await;
         let id = crate::connection::add_node(
-            &db.inner,
+            &db,
             Node::new("replica 3".to_owned(), answering()),
             None,
             Default::default(),
@@ -386,19 +390,19 @@ mod tests {
         let db = routed(2);
         let held = db.inner.hold(NodeId::new(1)).unwrap();
         let also = held.clone();
-        assert!(crate::connection::remove_node(&db.inner, NodeId::new(1)));
+        assert!(crate::connection::remove_node(&db, NodeId::new(1)));
         assert!(db.inner.hold(NodeId::new(1)).is_none(), "no new holder once removed");
         tokio::time::sleep(Duration::from_secs(3600)).await;
         let fresh = |name: &str| Node::new(name.to_owned(), answering());
         assert_eq!(
-            crate::connection::add_node(&db.inner, fresh("replica 3"), None, Default::default()),
+            crate::connection::add_node(&db, fresh("replica 3"), None, Default::default()),
             Some(NodeId::new(3)),
             "index 1 is still draining while held"
         );
         drop(held);
         tokio::task::yield_now().await;
         assert_eq!(
-            crate::connection::add_node(&db.inner, fresh("replica 4"), None, Default::default()),
+            crate::connection::add_node(&db, fresh("replica 4"), None, Default::default()),
             Some(NodeId::new(4)),
             "one holder left"
         );
@@ -407,7 +411,7 @@ mod tests {
             tokio::task::yield_now().await;
         }
         assert_eq!(
-            crate::connection::add_node(&db.inner, fresh("replica 5"), None, Default::default()),
+            crate::connection::add_node(&db, fresh("replica 5"), None, Default::default()),
             Some(NodeId::with_generation(1, 1)),
             "drained as the last holder let go: index 1 is free again"
         );
@@ -418,7 +422,7 @@ mod tests {
     fn health_gauge(db: &RoutedConnection, address: &str) -> String {
         let recorder = metrics_exporter_prometheus::PrometheusBuilder::new().build_recorder();
         metrics::with_local_recorder(&recorder, || {
-            crate::connection::sample_metrics(&db.inner, std::time::Instant::now());
+            crate::connection::sample_metrics(db, std::time::Instant::now());
         });
         let text = recorder.handle().render();
         let series = format!(
@@ -443,7 +447,7 @@ mod tests {
         state.observe(NodeId::new(0), &pg_probe(true, "0/64", 0).await, t);
         state.observe(NodeId::new(1), &pg_probe(false, "0/64", 0).await, t);
         let id = crate::connection::add_node(
-            &db.inner,
+            &db,
             Node::new("db-3:5432/app".to_owned(), answering()),
             None,
             Default::default(),
@@ -473,7 +477,7 @@ mod tests {
             state.observe(id, &refused, t + ms(400 + i));
         }
         assert_eq!(joining(&db), (false, Health::Down));
-        assert!(crate::connection::remove_node(&db.inner, id));
+        assert!(crate::connection::remove_node(&db, id));
         assert!(db.stats().node("db-3:5432/app").is_none(), "a removed node is not listed");
     }
 
@@ -517,16 +521,15 @@ mod tests {
         let _local = metrics::set_default_local_recorder(&recorder);
         let db = routed(1);
         let (first, second) = (lazy_node().await, lazy_node().await);
-        let id = crate::connection::add_node(&db.inner, first, None, Default::default()).unwrap();
-        crate::connection::sample_metrics(&db.inner, std::time::Instant::now());
-        assert!(crate::connection::remove_node(&db.inner, id));
+        let id = crate::connection::add_node(&db, first, None, Default::default()).unwrap();
+        crate::connection::sample_metrics(&db, std::time::Instant::now());
+        assert!(crate::connection::remove_node(&db, id));
         // No await in between: the old node's drain has not run yet.
-        let again =
-            crate::connection::add_node(&db.inner, second, None, Default::default()).unwrap();
+        let again = crate::connection::add_node(&db, second, None, Default::default()).unwrap();
         tokio::time::sleep(Duration::from_millis(300)).await;
         assert_ne!(again, id, "the old node's id was still taken");
         let later = crate::connection::add_node(
-            &db.inner,
+            &db,
             Node::new("db-9:5432/app".to_owned(), answering()),
             None,
             Default::default(),
@@ -535,7 +538,7 @@ mod tests {
         let text = handle.render();
         let max = "db_client_connection_max{server_address=\"127.0.0.1\",server_port=\"9\",db_client_connection_pool_name=\"127.0.0.1:9/app/read\"} 7";
         assert!(text.contains(max), "the drain set the new node's series to gone:\n{text}");
-        crate::connection::sample_metrics(&db.inner, std::time::Instant::now());
+        crate::connection::sample_metrics(&db, std::time::Instant::now());
         let health = "rwsplit_node_state{server_address=\"127.0.0.1\",server_port=\"9\",state=\"joining\"} 1";
         assert!(handle.render().contains(health), "sampled again, as joining");
     }
@@ -553,11 +556,10 @@ mod tests {
         let t = std::time::Instant::now();
         state.observe(NodeId::new(0), &pg_probe(true, "0/64", 0).await, t);
         let id =
-            crate::connection::add_node(&db.inner, lazy_node().await, None, Default::default())
-                .unwrap();
+            crate::connection::add_node(&db, lazy_node().await, None, Default::default()).unwrap();
         state.observe(id, &pg_probe(false, "0/64", 0).await, t + Duration::from_millis(100));
         db.inner.hold(id).unwrap().answered_probe(std::time::Instant::now(), Duration::ZERO);
-        crate::connection::sample_metrics(&db.inner, std::time::Instant::now());
+        crate::connection::sample_metrics(&db, std::time::Instant::now());
         let live = series_of(&handle.render(), "127.0.0.1");
         let has = |lines: &[String], want: &str| lines.iter().any(|l| l == want);
         let node = "{server_address=\"127.0.0.1\",server_port=\"9\"}";
@@ -579,7 +581,7 @@ mod tests {
             assert!(has(&live, &want), "missing `{want}` in {live:#?}");
         }
 
-        assert!(crate::connection::remove_node(&db.inner, id));
+        assert!(crate::connection::remove_node(&db, id));
         let removing = series_of(&handle.render(), "127.0.0.1");
         assert!(
             has(&removing, &format!("rwsplit_node_state{} 1", state("removed"))),
@@ -615,15 +617,15 @@ mod tests {
         }
         assert_eq!(gone.len(), live.len(), "no series added or lost: {live:#?} {gone:#?}");
         // The sampler leaves it alone from now on.
-        crate::connection::sample_metrics(&db.inner, std::time::Instant::now());
+        crate::connection::sample_metrics(&db, std::time::Instant::now());
         assert_eq!(series_of(&handle.render(), "127.0.0.1"), gone);
     }
 
     #[tokio::test]
     async fn the_last_node_is_never_removed() {
         let db = routed(1);
-        assert!(crate::connection::remove_node(&db.inner, NodeId::new(0)));
-        assert!(!crate::connection::remove_node(&db.inner, NodeId::new(1)), "the last node stays");
+        assert!(crate::connection::remove_node(&db, NodeId::new(0)));
+        assert!(!crate::connection::remove_node(&db, NodeId::new(1)), "the last node stays");
         assert_eq!(db.stats().nodes().len(), 1);
         db.query_one_raw(select()).await.expect("the remaining node still serves reads");
     }
@@ -637,11 +639,11 @@ mod tests {
         let db = routed(2);
         let state = db.inner.shared_state();
         let agree = |db: &RoutedConnection| {
-            let adapter: Vec<NodeId> = db.inner.node_names().iter().map(|(id, _)| *id).collect();
+            let adapter: Vec<NodeId> = db.members.names().iter().map(|(id, _)| *id).collect();
             assert_eq!(adapter, state.ids(), "the same ids");
-            assert_eq!(db.inner.table_ids(), state.ids(), "a node for each id, no other");
+            assert_eq!(db.members.table_ids(), state.ids(), "a node for each id, no other");
             let topo = state.snapshot();
-            db.inner.each_node(|id, n| {
+            db.members.each(|id, n| {
                 assert_eq!(n.id(), id);
                 if let Some(v) = topo.node(id) {
                     assert_eq!(v.name(), n.name(), "{id}");
@@ -650,7 +652,7 @@ mod tests {
         };
         agree(&db);
         let a = crate::connection::add_node(
-            &db.inner,
+            &db,
             Node::new("db-a:5432/app".to_owned(), answering()),
             None,
             Default::default(),
@@ -658,11 +660,11 @@ mod tests {
         .unwrap();
         assert_eq!(a, NodeId::new(3), "an index never used: generation 0");
         agree(&db);
-        assert!(crate::connection::remove_node(&db.inner, NodeId::new(1)));
+        assert!(crate::connection::remove_node(&db, NodeId::new(1)));
         agree(&db);
         // Not drained yet (no await since the removal): index 1 is skipped.
         let b = crate::connection::add_node(
-            &db.inner,
+            &db,
             Node::new("db-b:5432/app".to_owned(), answering()),
             None,
             Default::default(),
@@ -671,7 +673,7 @@ mod tests {
         assert_eq!(b, NodeId::new(4));
         tokio::time::sleep(Duration::from_millis(200)).await;
         let c = crate::connection::add_node(
-            &db.inner,
+            &db,
             Node::new("db-c:5432/app".to_owned(), answering()),
             None,
             Default::default(),
@@ -680,8 +682,8 @@ mod tests {
         assert_eq!(c, NodeId::with_generation(1, 1), "index 1, drained, under its next generation");
         agree(&db);
         assert!(
-            crate::connection::remove_node(&db.inner, c)
-                && !crate::connection::remove_node(&db.inner, NodeId::new(1)),
+            crate::connection::remove_node(&db, c)
+                && !crate::connection::remove_node(&db, NodeId::new(1)),
             "the old id removes nothing"
         );
         agree(&db);
@@ -722,11 +724,11 @@ mod tests {
                         let name = format!("db-{t}-{i}:5432/app");
                         let node = Node::new(name, answering());
                         if let Some(id) =
-                            crate::connection::add_node(&db.inner, node, None, Default::default())
+                            crate::connection::add_node(&db, node, None, Default::default())
                         {
                             assert!(db.inner.hold(id).is_some(), "added: in the table");
                             if i % 2 == 0 {
-                                assert!(crate::connection::remove_node(&db.inner, id));
+                                assert!(crate::connection::remove_node(&db, id));
                             } else {
                                 kept += 1;
                             }
@@ -745,8 +747,8 @@ mod tests {
         reader.await.unwrap();
         // The drains of the removed nodes run on the runtime: nothing holds them.
         tokio::time::sleep(Duration::from_millis(200)).await;
-        assert_eq!(db.inner.table_ids(), state.ids(), "the same ids, table and state");
-        assert_eq!(db.inner.node_count(), state.ids().len());
+        assert_eq!(db.members.table_ids(), state.ids(), "the same ids, table and state");
+        assert_eq!(db.members.count(), state.ids().len());
         assert!(kept > 0, "some adds found a free index");
         assert_eq!(state.len(), 2 + kept, "the configured nodes and the added ones kept");
     }

@@ -1,7 +1,9 @@
-//! The connection's shared state: [`RoutedConnection`], a facade over `Arc<Inner>`, and
-//! [`Inner`], whose private fields are its components — the node registry ([`Nodes`]), the
-//! [`Planner`] (policy, classifier, routing state), read-your-writes ([`Causality`]), the
-//! counters, the hedge budget, the watchdog, the monitor's handle and the metric hooks. Callers
+//! The connection's shared state: [`RoutedConnection`], a facade over `Arc<Inner>`, what the
+//! statement path works with, and `Arc<Members>`, the nodes as membership and the monitor
+//! (`crate::nodes::members`). [`Inner`]'s private fields are its components — the node
+//! registry ([`Nodes`], shared with `Members`), the [`Planner`] (policy, classifier, routing
+//! state), read-your-writes ([`Causality`]), the counters, the hedge budget, the watchdog and
+//! the metric hooks. Callers
 //! ask `Inner` for operations, named for what they want (plan this statement, a write ran,
 //! count this, fence that node), and `Inner` hands each to the component that owns the state,
 //! or composes two where one purpose needs both (a plan reads read-your-writes; a probe's sweep
@@ -12,14 +14,14 @@
 //! lists them) are functions over `&Inner` that compose these operations.
 
 use std::fmt;
-use std::sync::{Arc, Mutex, Weak};
+use std::sync::{Arc, Weak};
 use std::time::{Duration, Instant};
 
 use rwsplit_core::{Access, CausalToken, InFlight, NodeId};
 use sea_orm::{AccessMode, DatabaseConnection, DbBackend, DbErr, IsolationLevel};
 
 use crate::consistency::{Capture, Causality, Cluster, Outcome, Ran, Seen, Slot};
-use crate::nodes::shared::MonitorHandle;
+use crate::nodes::members::Members;
 use crate::observe::hooks::Hooks;
 use crate::product::Product;
 use crate::routing::route::{Plan, Why};
@@ -27,7 +29,7 @@ use crate::send::pace::HedgeBudget;
 use crate::send::sending::Standing;
 use crate::send::watchdog::Watchdog;
 
-use crate::nodes::registry::{Node, NodeRef, Nodes};
+use crate::nodes::registry::{NodeRef, Nodes};
 use crate::observe::counters::{Count, Counters, Effects};
 use crate::routing::ctx::{Ctx, Policy, Scope};
 use crate::routing::plan::{Around, Done, Input, Io, Planned, Planner};
@@ -48,12 +50,10 @@ pub(crate) struct Inner {
     hedge_budget: HedgeBudget,
     /// Looks for nodes silent past their hedge delay while reads are in flight.
     watchdog: Arc<Watchdog>,
-    /// The monitor's probe loops (`None` outside a tokio runtime: health then moves only on
-    /// the failures statements see), shared with the process's other connections to the same
-    /// nodes (`crate::nodes::shared`). The last connection's drop stops them.
-    monitor: Option<MonitorHandle>,
-    /// The task following a topology source, if one was given (stopped with the connection).
-    discovery: Mutex<Option<AbortOnDrop>>,
+    /// Whether a monitor's probe loops feed the routing state (not outside a tokio runtime:
+    /// health then moves only on the failures statements see). Its handle is the
+    /// connection's [`Members`]'.
+    monitored: bool,
     /// The metric callback every node's hooked pools report to.
     hooks: Arc<Hooks>,
     /// Itself, for the work a statement leaves running after it returns (a write's position
@@ -67,7 +67,7 @@ pub(crate) struct Inner {
 /// It implements `ConnectionTrait`, `StreamTrait`, `TransactionTrait` (with
 /// `Transaction = DatabaseTransaction`) and `IntoDatabaseExecutor`, so code generic over those
 /// traits, and SeaORM's own entity, loader, paginator, stream and migration APIs, take
-/// `&RoutedConnection` unchanged. Cloning is cheap (one `Arc`).
+/// `&RoutedConnection` unchanged. Cloning is cheap (two `Arc`s).
 ///
 /// How each statement is routed:
 /// - its SQL is classified (the method it arrives through says nothing: SeaORM sends
@@ -80,13 +80,16 @@ pub(crate) struct Inner {
 /// - a read that cannot reach its replica is retried on the next candidate (the primary last).
 #[derive(Clone)]
 pub struct RoutedConnection {
+    /// What the statement path works with.
     pub(crate) inner: Arc<Inner>,
+    /// The nodes as membership, and the monitor watching them.
+    pub(crate) members: Arc<Members>,
 }
 
 impl fmt::Debug for RoutedConnection {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let primary = self.inner.primary_id();
-        let nodes = self.inner.node_names();
+        let nodes = self.members.names();
         let name = |i: &NodeId| nodes.iter().find(|(j, _)| j == i).map(|(_, n)| n.as_str());
         let replicas: Vec<&str> =
             nodes.iter().filter(|(i, _)| Some(*i) != primary).map(|(_, n)| n.as_str()).collect();
@@ -103,34 +106,34 @@ pub(crate) struct Parts {
     pub(crate) nodes: Nodes,
     pub(crate) planner: Planner,
     pub(crate) watchdog: Arc<Watchdog>,
+    /// Whether a monitor runs.
+    pub(crate) monitored: bool,
 }
 
 impl Inner {
     /// The connection's state from its `parts`; `start` is handed the connection's own weak
-    /// reference before it exists (for the tasks it starts) and gives back the monitor's
-    /// handle, if one runs.
-    pub(crate) fn new(
-        parts: Parts,
-        start: impl FnOnce(&Weak<Inner>) -> Option<MonitorHandle>,
-    ) -> Arc<Inner> {
-        let Parts { nodes, planner, watchdog } = parts;
+    /// reference before it exists (for the tasks it starts).
+    pub(crate) fn new(parts: Parts, start: impl FnOnce(&Weak<Inner>)) -> Arc<Inner> {
+        let Parts { nodes, planner, watchdog, monitored } = parts;
         let policy = planner.policy();
         let causality = Causality::new(
             policy.read_your_writes,
             policy.monitor.position_linger_value(),
             policy.monitor.probe_timeout_value(),
         );
-        Arc::new_cyclic(|me: &Weak<Inner>| Inner {
-            monitor: start(me),
-            nodes,
-            planner,
-            counters: Counters::default(),
-            causality,
-            hedge_budget: HedgeBudget::default(),
-            watchdog,
-            discovery: Mutex::new(None),
-            hooks: Arc::default(),
-            me: me.clone(),
+        Arc::new_cyclic(|me: &Weak<Inner>| {
+            start(me);
+            Inner {
+                monitored,
+                nodes,
+                planner,
+                counters: Counters::default(),
+                causality,
+                hedge_budget: HedgeBudget::default(),
+                watchdog,
+                hooks: Arc::default(),
+                me: me.clone(),
+            }
         })
     }
 
@@ -157,11 +160,7 @@ impl Inner {
     /// What a plan reads of the rest of the connection: read-your-writes, the number of nodes, and
     /// whether a monitor runs.
     fn around(&self) -> Around<'_> {
-        Around {
-            causality: &self.causality,
-            nodes: self.nodes.count(),
-            monitored: self.monitor.is_some(),
-        }
+        Around { causality: &self.causality, nodes: self.nodes.count(), monitored: self.monitored }
     }
 
     /// A read was made: it earns its share of a hedge ([`HedgeBudget::earn`]).
@@ -190,8 +189,9 @@ impl Inner {
     }
 }
 
-/// The nodes, through the registry: a node lent while something runs on it, what the handles
-/// and `Stats` read of every node, and membership (the topology task adds and removes nodes).
+/// The nodes, through the registry it shares with the connection's [`Members`]: a node lent
+/// while a statement runs on it, and the pools the user is lent. Membership and what every node
+/// reports are [`Members`]'.
 impl Inner {
     /// Holds node `id` for something that runs on it, if it is there: a lease a removal's
     /// drain waits for ([`Nodes::hold`]).
@@ -208,26 +208,6 @@ impl Inner {
     /// The name (`host:port/db`) of node `id`, if it is there.
     pub(crate) fn node_name(&self, id: NodeId) -> Option<String> {
         self.nodes.name_of(id)
-    }
-
-    /// The id of the node named `name` (`host:port/db`), if there is one.
-    pub(crate) fn node_id(&self, name: &str) -> Option<NodeId> {
-        self.nodes.id_of(name)
-    }
-
-    /// Every node's id and name, in index order.
-    pub(crate) fn node_names(&self) -> Vec<(NodeId, String)> {
-        self.nodes.names()
-    }
-
-    /// How many nodes there are.
-    pub(crate) fn node_count(&self) -> usize {
-        self.nodes.count()
-    }
-
-    /// Calls `f` with every node and its id ([`Nodes::each`]).
-    pub(crate) fn each_node(&self, f: impl FnMut(NodeId, &Node)) {
-        self.nodes.each(f);
     }
 
     /// Runs `f` on the primary's node (the configured one until a promotion is seen); if it
@@ -249,101 +229,9 @@ impl Inner {
         self.nodes.lend(id, self.primary_index(), false)
     }
 
-    /// Pings the primary's write pool (the first node's if the primary is not there).
-    pub(crate) async fn ping(&self) -> Result<(), DbErr> {
-        self.nodes.ping(self.primary_index()).await
-    }
-
-    /// Closes every node's pools ([`Nodes::close`]).
-    pub(crate) async fn close_nodes(&self) -> Result<(), DbErr> {
-        self.nodes.close().await
-    }
-
-    /// Checks the servers of the configured replicas against the version policy, each for at
-    /// most `max` ([`Nodes::check_servers`]).
-    pub(crate) async fn check_replica_servers(
-        &self,
-        max: Duration,
-    ) -> Result<(), crate::error::Error> {
-        self.nodes.check_servers(NodeId::new(0), max).await
-    }
-
-    /// Adds `node` to the registry, its snapshot entry made by `entry` from the id it gets
-    /// ([`Nodes::add`]).
-    pub(crate) fn add_node(
-        &self,
-        node: Node,
-        entry: impl FnOnce(NodeId, &Node) -> rwsplit_core::Node,
-    ) -> Result<NodeId, rwsplit_monitor::NoFreeIndex> {
-        self.nodes.add(node, entry)
-    }
-
-    /// Node `id` has the tag `tag` (alone) if `on`, else none, when that changes
-    /// ([`Nodes::retag`]).
-    pub(crate) fn retag(&self, id: NodeId, tag: &str, on: bool) {
-        self.nodes.retag(id, tag, on);
-    }
-
-    /// The ids the registry's table holds a node for ([`Nodes::table_ids`]; for tests).
-    #[cfg(test)]
-    pub(crate) fn table_ids(&self) -> Vec<NodeId> {
-        self.nodes.table_ids()
-    }
-
-    /// Removes node `id` from the registry and drains it ([`Nodes::remove`]).
-    pub(crate) fn remove_node(&self, id: NodeId, was_primary: bool) -> bool {
-        self.nodes.remove(id, was_primary)
-    }
-}
-
-/// The monitor, through this connection's handle on it: probes started and stopped with
-/// membership, the start's wait for first answers, and the topology task's life.
-impl Inner {
     /// Whether a monitor runs (else every node is taken as healthy and no position is known).
     pub(crate) fn monitored(&self) -> bool {
-        self.monitor.is_some()
-    }
-
-    /// How many promotions the monitor has seen (`None`: no monitor runs).
-    pub(crate) fn promotions(&self) -> Option<u64> {
-        self.monitor.as_ref().map(|m| m.promotions())
-    }
-
-    /// Starts the monitor's probes of node `id` (just added), if a monitor runs.
-    pub(crate) fn start_probing(&self, id: NodeId) {
-        if let Some(m) = &self.monitor {
-            m.start_node(id);
-        }
-    }
-
-    /// Stops the monitor's probes of node `id` (being removed), if a monitor runs.
-    pub(crate) fn stop_probing(&self, id: NodeId) {
-        if let Some(m) = &self.monitor {
-            m.stop_node(id);
-        }
-    }
-
-    /// Hands the connection's probe callback every node's latest probe, as if each had just
-    /// been probed ([`MonitorHandle::replay`]), if a monitor runs.
-    pub(crate) fn replay_probes(&self) {
-        if let Some(m) = &self.monitor {
-            m.replay();
-        }
-    }
-
-    /// Waits, at most `max`, for the monitor's first answers from the connection's nodes
-    /// ([`MonitorHandle::first_answers`]); returns the replicas that have not answered by then.
-    /// None without a monitor.
-    pub(crate) async fn first_answers(&self, max: Duration) -> Vec<NodeId> {
-        let Some(m) = &self.monitor else { return Vec::new() };
-        let ids: Vec<NodeId> = self.nodes.names().into_iter().map(|(id, _)| id).collect();
-        m.first_answers(&ids, max).await
-    }
-
-    /// Keeps `task` (the one following a topology source) for the connection's life: it stops
-    /// when the connection is dropped, or when another replaces it.
-    pub(crate) fn follow_topology(&self, task: AbortOnDrop) {
-        *self.discovery.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = Some(task);
+        self.monitored
     }
 }
 
@@ -411,12 +299,12 @@ impl Inner {
     /// wants to the monitor if one runs.
     #[inline]
     pub(crate) fn apply(&self, effects: Effects, now: Instant) {
-        self.planner.apply(effects, &self.counters, self.monitor.is_some(), now);
+        self.planner.apply(effects, &self.counters, self.monitored, now);
     }
 
     /// Sends the wants of a plan's `effects` to the monitor, if one runs, before its I/O step.
     pub(super) fn want(&self, effects: &Effects, now: Instant) {
-        self.planner.want(effects, self.monitor.is_some(), now);
+        self.planner.want(effects, self.monitored, now);
     }
 
     /// A replica refused `sql` as a write: its shape is learned as one from now on.
@@ -523,7 +411,7 @@ impl Inner {
     /// usual interval, not the idle one. One atomic load while statements come often.
     #[inline]
     pub(super) fn note_use(&self, now: Instant) {
-        if self.monitor.is_some() {
+        if self.monitored {
             self.planner.used(now);
         }
     }
@@ -838,27 +726,5 @@ impl Cluster for Inner {
                 db.causality.finish(&*db, capture).await;
             });
         })
-    }
-}
-
-/// A background task of the connection's (topology discovery) that stops when the connection
-/// is dropped.
-pub(crate) struct AbortOnDrop(tokio::task::JoinHandle<()>);
-
-impl AbortOnDrop {
-    pub(crate) fn new(task: tokio::task::JoinHandle<()>) -> AbortOnDrop {
-        AbortOnDrop(task)
-    }
-}
-
-impl Drop for AbortOnDrop {
-    fn drop(&mut self) {
-        self.0.abort();
-    }
-}
-
-impl fmt::Debug for AbortOnDrop {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("AbortOnDrop")
     }
 }

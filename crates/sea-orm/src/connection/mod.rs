@@ -10,7 +10,7 @@
 //! removes nodes at run time (`discover`).
 //!
 //! **Offers**: [`RoutedConnection`] and the handles above, `assemble` and the checks the builder
-//! runs at start (`Inner::check_replica_servers`, `Inner::first_answers`,
+//! runs at start (`Members::check_replica_servers`, `Members::first_answers`,
 //! `Inner::hold_until_answered`), the
 //! statement and transaction entry points (`statements`, `transactions`) for the facade and
 //! the handles.
@@ -25,8 +25,9 @@
 //!
 //! 1. `stream` — a streamed query's rows, [`RoutedStream`](stream::RoutedStream);
 //! 2. `inner` — the shared state: [`RoutedConnection`] over [`Inner`], whose private fields
-//!    are the components (registry, planner, read-your-writes, counters, hedge budget,
-//!    watchdog, monitor handle, metric hooks), the operations callers ask of them, and what
+//!    are the components the statement path works with (registry, planner, read-your-writes,
+//!    counters, hedge budget, watchdog, metric hooks), and over `crate::nodes::members`'
+//!    `Members` (membership and the monitor); the operations callers ask of them, and what
 //!    read-your-writes, a statement's watch and the watchdog ask of the connection (`Cluster`,
 //!    [`crate::consistency`]'s, `Standings` and `Watched`, implemented over them);
 //! 3. `stats` — a snapshot of where statements went, for operators and tests;
@@ -66,12 +67,13 @@ use rwsplit_core::{
 };
 use rwsplit_monitor::Monitor;
 
+use crate::nodes::members::Members;
 use crate::nodes::registry::NodeTable;
 use crate::nodes::{Node, NodeRef, Nodes};
 use crate::routing::Policy;
 use crate::routing::plan::Planner;
+pub(crate) use inner::Inner;
 pub use inner::RoutedConnection;
-pub(crate) use inner::{AbortOnDrop, Inner};
 pub(crate) use traits::{Handle, lend_primary, routed_connection, routed_transactions};
 
 use crate::nodes::probe::{NodeConnector, ProbeFrom, ProbeSettings};
@@ -126,26 +128,30 @@ pub(crate) fn assemble(
         None => Routing::new(topology, router, health),
     };
     let nodes = Nodes::new(Arc::clone(routing.state()), table);
+    let monitored = acquired.is_some();
     let watchdog = Arc::<crate::send::watchdog::Watchdog>::default();
     let classified =
         crate::routing::classified::Classified::new(classifier, product.dialect(), learned);
     let hedged = policy.hedged_reads;
     let probe_interval = policy.monitor.probe_interval_value();
     let planner = Planner::new(policy, classified, routing, product);
-    let parts = inner::Parts { nodes, planner, watchdog: Arc::clone(&watchdog) };
+    let parts =
+        inner::Parts { nodes: nodes.clone(), planner, watchdog: Arc::clone(&watchdog), monitored };
     let inner = Inner::new(parts, |weak| {
         if hedged {
             crate::send::watchdog::Watchdog::spawn(watchdog, weak.clone());
         }
-        acquired.map(|a| {
-            spawn_sampler(weak.clone(), probe_interval);
-            a.listen(on_probe(weak))
-        })
     });
+    let weak = Arc::downgrade(&inner);
+    let monitor = acquired.map(|a| a.listen(on_probe(&weak)));
+    let members = Arc::new(Members::new(nodes, monitor));
+    if monitored {
+        spawn_sampler(weak, Arc::downgrade(&members), probe_interval);
+    }
     // What the probes so far saw (the monitor may have been running for a while, or have
     // probed before this connection could listen).
-    inner.replay_probes();
-    RoutedConnection { inner }
+    members.replay_probes();
+    RoutedConnection { inner, members }
 }
 
 /// Node `n`'s entry in the first topology (or when it is added), with its `placement`.
@@ -282,7 +288,7 @@ fn check_server(weak: &std::sync::Weak<Inner>, id: NodeId, n: &NodeRef) {
 
 /// Sets the metric gauges of every node (health, role, lag, pools, in flight) every `every`,
 /// until the connection is dropped.
-fn spawn_sampler(weak: std::sync::Weak<Inner>, every: Duration) {
+fn spawn_sampler(weak: std::sync::Weak<Inner>, members: std::sync::Weak<Members>, every: Duration) {
     tokio::spawn(async move {
         // The first round one period after the start: the connection is still being built
         // when this task is spawned.
@@ -291,8 +297,8 @@ fn spawn_sampler(weak: std::sync::Weak<Inner>, every: Duration) {
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tick.tick().await;
-            let Some(inner) = weak.upgrade() else { return };
-            sample_metrics(&inner, Instant::now());
+            let (Some(inner), Some(members)) = (weak.upgrade(), members.upgrade()) else { return };
+            sample_metrics(&RoutedConnection { inner, members }, Instant::now());
         }
     });
 }
@@ -305,14 +311,14 @@ fn spawn_sampler(weak: std::sync::Weak<Inner>, every: Duration) {
 /// `TopologyState::add_node`). Returns its id; `None` when every index is taken (logged
 /// with the typed [`NoFreeIndex`](rwsplit_monitor::NoFreeIndex)).
 pub(crate) fn add_node(
-    inner: &Inner,
+    db: &RoutedConnection,
     node: Node,
     probe: Option<sea_orm::ConnectOptions>,
     placement: Placement,
 ) -> Option<NodeId> {
     let node = node.probed_from(probe.map(ProbeFrom::Options));
     let name = node.name().to_owned();
-    let id = match inner.add_node(node, |id, n| core_node(id, Role::Replica, n, &placement)) {
+    let id = match db.members.add(node, |id, n| core_node(id, Role::Replica, n, &placement)) {
         Ok(id) => id,
         Err(error) => {
             tracing::error!(target: "rwsplit", node = %name, %error, "node not added");
@@ -322,10 +328,10 @@ pub(crate) fn add_node(
     // Its pools report to the metric callback, if one is set; `set_metric_callback` hooks
     // the nodes it finds after storing the callback, so a node installed meanwhile is
     // hooked by one or the other (before it takes statements: not before its first probe).
-    if let Some(n) = inner.hold(id) {
-        inner.hook_if_set(&n);
+    if let Some(n) = db.inner.hold(id) {
+        db.inner.hook_if_set(&n);
     }
-    inner.start_probing(id);
+    db.members.start_probing(id);
     tracing::warn!(target: "rwsplit", node = %name, id = %id, "node added: probing it, it takes statements once healthy and caught up");
     Some(id)
 }
@@ -336,21 +342,16 @@ pub(crate) fn add_node(
 /// node, under the next generation). Its metric gauges say "removed" at once and "gone"
 /// once it has drained (telemetry's *Removed nodes*). The last node is never removed.
 /// Returns whether it was removed.
-pub(crate) fn remove_node(inner: &Inner, id: NodeId) -> bool {
-    if inner.node_count() <= 1 {
-        tracing::warn!(target: "rwsplit", id = %id, "not removing the last node");
-        return false;
-    }
-    let was_primary = inner.node_routing(id).view.is_some_and(|v| v.0 == Role::Primary);
-    // Its probes stop first, so that the drain the removal starts never runs beside them.
-    inner.stop_probing(id);
-    inner.remove_node(id, was_primary)
+pub(crate) fn remove_node(db: &RoutedConnection, id: NodeId) -> bool {
+    let was_primary = db.inner.node_routing(id).view.is_some_and(|v| v.0 == Role::Primary);
+    db.members.remove(id, was_primary)
 }
 
 /// One round of the gauges.
-pub(crate) fn sample_metrics(inner: &Inner, now: Instant) {
+pub(crate) fn sample_metrics(db: &RoutedConnection, now: Instant) {
+    let inner = &db.inner;
     let topo = inner.snapshot();
-    inner.each_node(|i, n| {
+    db.members.each(|i, n| {
         let view = topo.node(i);
         // Not in the snapshot: joining (sampled as such), or removed a moment ago (its
         // gauges are the removal's, see `Nodes::remove`).
@@ -376,7 +377,7 @@ pub(crate) fn sample_metrics(inner: &Inner, now: Instant) {
             now,
         );
     });
-    if let Some(promotions) = inner.promotions() {
+    if let Some(promotions) = db.members.promotions() {
         crate::observe::telemetry::promotions(promotions);
     }
 }

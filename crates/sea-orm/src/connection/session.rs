@@ -124,7 +124,7 @@ impl Session {
             self.observe(position);
         }
         if let Some(name) = token.read_on() {
-            match self.db.inner.node_id(name) {
+            match self.db.members.id_of(name) {
                 // What that read saw is at most what the node has replayed by now.
                 Some(id) => {
                     let now = std::time::Instant::now();

@@ -280,7 +280,7 @@ pub(crate) fn snapshot(db: &RoutedConnection) -> Stats {
             // In id order: the configured primary (id 0) first while it is there. Never empty:
             // the adapter keeps its last node.
             let mut nodes = Vec::new();
-            inner.each_node(|i, n| {
+            db.members.each(|i, n| {
                 let routing = inner.node_routing(i);
                 let seen = routing.view;
                 let configured = if i == NodeId::new(0) { Role::Primary } else { Role::Replica };
@@ -317,7 +317,7 @@ pub(crate) fn snapshot(db: &RoutedConnection) -> Stats {
             last_node_reads: inner.counted(Count::MonotonicStays),
             tracked_tasks: inner.tracked_tasks() as u64,
         },
-        promotions: inner.promotions().unwrap_or(0),
+        promotions: db.members.promotions().unwrap_or(0),
         replica_refusals: inner.counted(Count::ReplicaRefusals),
         learned_writes: u64::try_from(inner.learned_writes()).unwrap_or(u64::MAX),
         hedges: Hedges {

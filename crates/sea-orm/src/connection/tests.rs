@@ -620,7 +620,7 @@ async fn a_metric_callback_hooks_every_node_and_those_added_later() {
     use crate::nodes::Node;
     let mut db = routed(answering(), vec![answering()], 2);
     let early = super::add_node(
-        &db.inner,
+        &db,
         Node::new("replica 2".to_owned(), answering()),
         None,
         Default::default(),
@@ -628,7 +628,7 @@ async fn a_metric_callback_hooks_every_node_and_those_added_later() {
     .unwrap();
     let hooked = |db: &RoutedConnection| -> Vec<(NodeId, bool)> {
         let mut hooked = Vec::new();
-        db.inner.each_node(|i, n| hooked.push((i, n.is_hooked())));
+        db.members.each(|i, n| hooked.push((i, n.is_hooked())));
         hooked
     };
     assert_eq!(hooked(&db), [(NodeId::new(0), false), (NodeId::new(1), false), (early, false)]);
@@ -636,7 +636,7 @@ async fn a_metric_callback_hooks_every_node_and_those_added_later() {
     assert_eq!(hooked(&db), [(NodeId::new(0), true), (NodeId::new(1), true), (early, true)]);
     assert!(db.inner.with_primary(|n| n.is_hooked()), "the primary lent out since the start");
     let later = super::add_node(
-        &db.inner,
+        &db,
         Node::new("replica 3".to_owned(), answering()),
         None,
         Default::default(),
@@ -662,11 +662,11 @@ async fn a_plan_made_before_an_index_was_reused_never_runs_on_the_new_node() {
         .unwrap();
     assert_eq!(old_plan.first(), NodeId::new(1), "the read is planned for the replica");
     let replica = db.inner.hold(NodeId::new(1)).unwrap().conn().clone();
-    assert!(super::remove_node(&db.inner, NodeId::new(1)));
+    assert!(super::remove_node(&db, NodeId::new(1)));
     tokio::time::sleep(std::time::Duration::from_millis(200)).await;
     let newcomer = answering();
     let id = super::add_node(
-        &db.inner,
+        &db,
         crate::nodes::Node::new("replica 9".to_owned(), newcomer.clone()),
         None,
         Default::default(),
@@ -835,7 +835,7 @@ async fn a_plan_with_no_node_left_names_each_candidate_and_why(
     let mut plan = read_plan(&db, rwsplit_core::Target::Node(NodeId::new(1)));
     assert_eq!(plan.iter().collect::<Vec<_>>(), [NodeId::new(1), NodeId::new(0)]);
     // The primary, the plan's last resort, is removed in both cases.
-    assert!(super::remove_node(&db.inner, NodeId::new(0)));
+    assert!(super::remove_node(&db, NodeId::new(0)));
     let waited = std::time::Duration::from_millis(50);
     let why = if wait {
         // The mock's row has no LSN: the wait fails, and the replica is skipped.
@@ -844,7 +844,7 @@ async fn a_plan_with_no_node_left_names_each_candidate_and_why(
         plan = plan.with_wait(token, waited);
         OutReason::NotCaughtUp { waited }
     } else {
-        assert!(super::remove_node(&db.inner, NodeId::new(1)));
+        assert!(super::remove_node(&db, NodeId::new(1)));
         OutReason::Removed
     };
     let mut work = super::attempt::QueryOne(select());
@@ -870,7 +870,7 @@ async fn a_plan_with_no_node_left_names_each_candidate_and_why(
 #[tokio::test]
 async fn a_removed_node_is_named_by_its_address() {
     let db = routed(answering(), vec![answering()], 2);
-    assert!(super::remove_node(&db.inner, NodeId::new(1)));
+    assert!(super::remove_node(&db, NodeId::new(1)));
     let err = db.inner.capture(NodeId::new(1)).await.expect_err("removed");
     assert!(
         matches!(routing_error(&err), Some(RoutingError::NodeRemoved { node }) if node == "replica 1"),

@@ -529,6 +529,7 @@ impl Drop for ServerCheck {
 /// A state shared by several connections (`crate::nodes::shared`) holds their common static nodes;
 /// each connection has its own table (its own pools), and only a connection with its own
 /// state (one following a topology source) adds or removes nodes.
+#[derive(Clone)]
 pub(crate) struct Nodes {
     /// The only authority on which nodes there are.
     state: Arc<TopologyState>,
