@@ -17,28 +17,48 @@ use crate::state::TopologyState;
 /// Opt-in automatic promotion of the most advanced replica when the primary is lost.
 ///
 /// Off by default: an external HA manager (Patroni, repmgr, pg_auto_failover, MaxScale's
-/// MariaDB monitor, orchestrator) sees the whole cluster, holds a lock or quorum and can fence
-/// the old primary at the server; an in-process router sees only what this process can reach.
-/// Two application processes (or an application and an HA manager) both promoting is a split
-/// brain. Turn it on only where this process is the only one that promotes.
+/// MariaDB monitor, orchestrator) sees the whole cluster and can fence the old primary at the
+/// server; an in-process router sees only what its process can reach. Every application
+/// process may run it: the processes of a fleet decide together (step 3), and at most one
+/// promotes for a given failure. The guide's high-availability chapter states what it loses
+/// (its RPO) under each replication mode and what the servers must allow.
 ///
 /// When enabled and the primary has failed `after_failures` consecutive probes (on the
 /// monitor's own connection: a full application pool never counts):
-/// 1. the primary is probed once more on a **fresh connection**; if it answers, nothing happens;
-/// 2. every reachable replica is asked whether it still receives from the primary (PostgreSQL:
-///    its WAL receiver is `streaming`; MariaDB: `Slave_IO_Running = Yes`); if one does, the
-///    primary is alive and only this process cannot reach it, so nothing happens (a frozen
-///    primary is taken as gone once the replicas' receivers time out: PostgreSQL
-///    `wal_receiver_timeout`, MariaDB `slave_net_timeout`);
-/// 3. every reachable replica is asked how far it has *received* (PostgreSQL:
-///    `pg_last_wal_receive_lsn()`, on the latest timeline; MariaDB: `Gtid_IO_Pos`), and the most
-///    advanced one is chosen (ties: configuration order);
-/// 4. the old primary is **fenced**: from here on no statement is routed to it and its claim to
-///    the primary role is ignored, until an operator unfences it;
-/// 5. the chosen replica is promoted: PostgreSQL `pg_promote()`; MariaDB waits until it has
-///    applied what it received (`MASTER_GTID_WAIT`), then `STOP SLAVE; RESET SLAVE ALL;
-///    SET GLOBAL read_only = 0`;
-/// 6. the other replicas are re-pointed at it: MariaDB `CHANGE MASTER TO MASTER_HOST, MASTER_PORT,
+/// 1. **grace**: nothing happens for [`grace`](Self::grace) (default 10 s): a primary that
+///    restarts within it is not failed over;
+/// 2. the primary is probed once more on a **fresh connection**; if it answers, or refuses the
+///    connection for lack of room (alive and busy), nothing happens;
+/// 3. **one decider**: the failover lock (PostgreSQL `pg_try_advisory_lock`, which hot standbys
+///    grant too; MariaDB `GET_LOCK`) is taken on a **majority of the servers** (the nodes there
+///    are, the primary included), each on a session of its own, in an order every process
+///    shares, backing off at the first server where another session holds it. Two processes
+///    cannot both hold a majority: their majorities share a server, which grants the lock to
+///    one session at a time. A process that cannot take a majority does not promote; so a
+///    primary with one replica (two servers, the primary gone) never fails over automatically;
+/// 4. **every replica is asked**, on its lock session or a fresh one: one that cannot be asked
+///    vetoes (it may be the most advanced; [`allow_unreachable_replicas`](Self::allow_unreachable_replicas)
+///    accepts that risk); one that still receives from the primary vetoes (the primary is
+///    alive, only unreachable from here; PostgreSQL needs `pg_read_all_stats` to say, and its
+///    absence vetoes); one that is a primary already ends the attempt (another process
+///    promoted it: the monitor follows). The most advanced by what it has *received* is
+///    chosen (PostgreSQL: `pg_last_wal_receive_lsn()` on the latest timeline; MariaDB:
+///    `Gtid_IO_Pos`; ties: configuration order);
+/// 5. **the loss is bounded**: a candidate further behind the primary's last position this
+///    process sampled than [`max_lag_bytes`](Self::max_lag_bytes) (PostgreSQL, default 1 MiB)
+///    or [`max_lag_transactions`](Self::max_lag_transactions) (MariaDB, default 1,000) is not
+///    promoted, nor one compared with no sample;
+/// 6. **the candidate applies what it received** before anything irreversible (MariaDB stops
+///    its IO thread and `MASTER_GTID_WAIT`s; PostgreSQL waits for replay to reach what it
+///    received); if it cannot before the deadline, the attempt is abandoned with nothing
+///    changed, and tried again after [`retry_after`](Self::retry_after);
+/// 7. the lock is **checked again** on every server (a restarted server forgot it): fewer than
+///    a majority abandons the attempt;
+/// 8. the old primary is **fenced** and the promotion sent (PostgreSQL `pg_promote()`; MariaDB
+///    `STOP SLAVE; RESET SLAVE ALL; SET GLOBAL read_only = 0`). From here nothing is undone: a
+///    promotion that does not report success by the deadline leaves the old primary fenced,
+///    since the server may still finish it;
+/// 9. the other replicas are re-pointed at it: MariaDB `CHANGE MASTER TO MASTER_HOST, MASTER_PORT,
 ///    MASTER_USE_GTID = slave_pos`; PostgreSQL (13+) `ALTER SYSTEM SET primary_conninfo` (the
 ///    standby's own conninfo with the new host and port) plus its replication slot created on the
 ///    new primary, then `pg_reload_conf()` — the walreceiver follows the new timeline without a
@@ -50,14 +70,15 @@ use crate::state::TopologyState;
 ///    node's replication address, or leave re-pointing to an HA manager
 ///    ([`AutoFailover::repoint_replicas`]`(false)`).
 ///
-/// Risks, in the order they bite: with asynchronous replication, writes the old primary
-/// acknowledged but had not yet sent are lost (use PostgreSQL synchronous replication,
-/// `synchronous_standby_names = 'ANY 1 (*)'`, or MariaDB lossless semi-sync,
-/// `rpl_semi_sync_master_wait_point = AFTER_SYNC`); a primary that is only cut off from this
-/// process *and* its replicas keeps taking writes from others (fencing here is only routing:
-/// fence it at the server or the network too); a replica that received more WAL than the
-/// promoted one cannot follow it without `pg_rewind` (choosing the most advanced replica avoids
-/// creating one).
+/// Steps 2–8 end by [`deadline`](Self::deadline) (default 30 s); every statement is bounded.
+///
+/// **The old primary afterwards.** On PostgreSQL every process, a restarted one too, takes a
+/// primary on an older timeline than a node of its system has reached as deposed (out of
+/// rotation): the fence is the servers' history, not a flag in one process. SQL cannot stop a
+/// PostgreSQL primary, though: other clients can still write to a deposed one that answers
+/// again (synchronous replication makes their commits wait forever, as no standby follows it);
+/// stop it, or fence it at the server or the network. On MariaDB the process that promoted
+/// makes the old primary read-only (`SET GLOBAL read_only = 1`) when it answers again.
 ///
 /// ```
 /// use rwsplit_monitor::AutoFailover;
@@ -76,12 +97,19 @@ pub struct AutoFailover {
     retry_after: Duration,
     /// Where the other nodes replicate a node from, by id, for the nodes it was set for.
     addresses: Vec<(NodeId, ReplicationAddress)>,
+    grace: Duration,
+    deadline: Duration,
+    max_lag_bytes: u64,
+    max_lag_transactions: u64,
+    allow_unreachable_replicas: bool,
 }
 
 impl Default for AutoFailover {
-    /// Promote after 3 consecutive failed probes of the primary (with the default monitor,
-    /// about 1.5 s for a refused connection, 4.5 s for a hung server), with each node's own
-    /// credentials, re-pointing the other replicas; a failed attempt is retried after 5 s.
+    /// Start after 3 consecutive failed probes of the primary (with the default monitor,
+    /// about 1.5 s for a refused connection, 4.5 s for a hung server), then a grace of 10 s,
+    /// all steps within 30 s; at most 1 MiB of WAL or 1,000 transactions behind the primary's
+    /// last sampled position; every replica must answer; each node's own credentials;
+    /// re-pointing the other replicas; a failed attempt is retried after 5 s.
     fn default() -> Self {
         AutoFailover {
             after_failures: 3,
@@ -89,6 +117,11 @@ impl Default for AutoFailover {
             repoint_replicas: true,
             retry_after: Duration::from_secs(5),
             addresses: Vec::new(),
+            grace: Duration::from_secs(10),
+            deadline: Duration::from_secs(30),
+            max_lag_bytes: 1 << 20,
+            max_lag_transactions: 1_000,
+            allow_unreachable_replicas: false,
         }
     }
 }
@@ -101,6 +134,11 @@ impl fmt::Debug for AutoFailover {
             .field("repoint_replicas", &self.repoint_replicas)
             .field("retry_after", &self.retry_after)
             .field("addresses", &self.addresses)
+            .field("grace", &self.grace)
+            .field("deadline", &self.deadline)
+            .field("max_lag_bytes", &self.max_lag_bytes)
+            .field("max_lag_transactions", &self.max_lag_transactions)
+            .field("allow_unreachable_replicas", &self.allow_unreachable_replicas)
             .finish()
     }
 }
@@ -139,6 +177,60 @@ impl AutoFailover {
     pub fn retry_after(mut self, wait: Duration) -> Self {
         self.retry_after = wait;
         self
+    }
+
+    /// How long the primary must stay unreachable after `after_failures` failed probes before
+    /// anything else happens (default 10 s): a primary that crashes and restarts within it is
+    /// not failed over. Every second of it is a second without writes after a real failure.
+    #[must_use]
+    pub fn grace(mut self, grace: Duration) -> Self {
+        self.grace = grace;
+        self
+    }
+
+    /// The time the failover's steps after the grace must end by (default 30 s; at least one
+    /// probe timeout is given to each step). A candidate that has not applied what it received
+    /// by then is not promoted; a promotion sent and not finished by then leaves the old
+    /// primary fenced.
+    #[must_use]
+    pub fn deadline(mut self, deadline: Duration) -> Self {
+        self.deadline = deadline;
+        self
+    }
+
+    /// PostgreSQL: the most WAL, in bytes, the candidate may lack of the primary's last
+    /// position this process sampled (default 1 MiB, as Patroni's `maximum_lag_on_failover`);
+    /// `u64::MAX` lifts the bound (and promotes a candidate compared with no sample).
+    #[must_use]
+    pub fn max_lag_bytes(mut self, bytes: u64) -> Self {
+        self.max_lag_bytes = bytes;
+        self
+    }
+
+    /// MariaDB: the most transactions (GTID sequence numbers) the candidate may lack of the
+    /// primary's last position this process sampled (default 1,000); `u64::MAX` lifts the
+    /// bound.
+    #[must_use]
+    pub fn max_lag_transactions(mut self, transactions: u64) -> Self {
+        self.max_lag_transactions = transactions;
+        self
+    }
+
+    /// Whether a replica that cannot be asked how far it has received may be passed over
+    /// (default false: it vetoes the failover, since it may be the most advanced; with true,
+    /// the writes only it received are lost).
+    #[must_use]
+    pub fn allow_unreachable_replicas(mut self, allow: bool) -> Self {
+        self.allow_unreachable_replicas = allow;
+        self
+    }
+
+    /// The bound on how far behind a candidate may be, in `unit`.
+    pub(crate) fn max_lag_for(&self, unit: crate::product::LagUnit) -> u64 {
+        match unit {
+            crate::product::LagUnit::Bytes => self.max_lag_bytes,
+            crate::product::LagUnit::Transactions => self.max_lag_transactions,
+        }
     }
 
     /// Where the other nodes replicate node `node` (the adapter's configured nodes: the
@@ -200,6 +292,8 @@ pub(crate) struct Failover {
     busy: AtomicBool,
     last_attempt: Mutex<Option<Instant>>,
     promotions: AtomicU64,
+    /// Old primaries this process deposed, to be made read-only when they answer again.
+    deposed: Mutex<Vec<NodeId>>,
 }
 
 impl Failover {
@@ -219,6 +313,10 @@ impl Failover {
     fn finish_attempt(&self) {
         *self.last_attempt.lock().unwrap_or_else(PoisonError::into_inner) = Some(Instant::now());
         self.busy.store(false, Ordering::Release);
+    }
+
+    fn deposed(&self) -> std::sync::MutexGuard<'_, Vec<NodeId>> {
+        self.deposed.lock().unwrap_or_else(PoisonError::into_inner)
     }
 }
 
@@ -240,7 +338,7 @@ pub(crate) trait Cluster: Send + Sync + 'static {
     fn failover(&self) -> &Failover;
 }
 
-/// After a failed probe of `node`: starts a promotion when the node is the primary, automatic
+/// After a failed probe of `node`: starts a failover when the node is the primary, automatic
 /// failover is on, and it has failed enough probes in a row.
 pub(crate) fn after_failed_probe<P: Product, S: Cluster>(
     shared: &Arc<S>,
@@ -260,12 +358,14 @@ pub(crate) fn after_failed_probe<P: Product, S: Cluster>(
     let shared = Arc::clone(shared);
     tokio::spawn(async move {
         let name = |i: NodeId| name_of(shared.state(), i);
-        match promote::<P, S>(&*shared, node).await {
-            Ok(Some(new)) => {
+        match failover::<P, S>(&*shared, node).await {
+            Ok(Outcome::Promoted(new)) => {
                 shared.failover().promotions.fetch_add(1, Ordering::Relaxed);
                 tracing::warn!(target: "rwsplit", old = %name(node), new = %name(new), "automatic failover: promoted a replica and fenced the old primary");
             }
-            Ok(None) => {}
+            Ok(outcome) => {
+                tracing::warn!(target: "rwsplit", primary = %name(node), outcome = %outcome.describe(&name), "automatic failover: not promoting");
+            }
             Err(e) => {
                 tracing::error!(target: "rwsplit", primary = %name(node), error = %e, "automatic failover failed");
             }
@@ -274,51 +374,427 @@ pub(crate) fn after_failed_probe<P: Product, S: Cluster>(
     });
 }
 
-/// Why a promotion did not happen.
+/// After a probe of `node` answered: a primary this process deposed that answers as a primary
+/// again is made read-only where SQL can do that (MariaDB), once; on PostgreSQL it stays
+/// fenced for every process by its older timeline, and what remains is said in the log.
+pub(crate) fn after_answer<P: Product, S: Cluster>(
+    shared: &Arc<S>,
+    node: NodeId,
+    seen: &Observation,
+) {
+    if seen.role() != Role::Primary || !shared.failover().deposed().contains(&node) {
+        return;
+    }
+    shared.failover().deposed().retain(|&n| n != node);
+    let shared = Arc::clone(shared);
+    tokio::spawn(async move {
+        let timeout = shared.config().probe_timeout_value();
+        let name = name_of(shared.state(), node);
+        let made = async {
+            let conn = open(shared.connector(), node, Purpose::Admin, timeout).await?;
+            within(timeout, P::make_read_only(&conn)).await
+        };
+        match made.await {
+            Ok(true) => {
+                tracing::warn!(target: "rwsplit", node = %name, "the deposed primary answered again: made read-only");
+            }
+            Ok(false) => {
+                tracing::error!(target: "rwsplit", node = %name, "the deposed primary answered again and still takes writes from clients other than rwsplit (SQL cannot stop a PostgreSQL primary): stop it, or fence it at the server or network");
+            }
+            Err(e) => {
+                tracing::error!(target: "rwsplit", node = %name, error = %e, "the deposed primary answered again and could not be made read-only; trying again at its next answer");
+                shared.failover().deposed().push(node);
+            }
+        }
+    });
+}
+
+/// How a failover attempt ended without an error.
+#[derive(Debug)]
+enum Outcome {
+    /// The replica was promoted.
+    Promoted(NodeId),
+    /// The primary answered (or refused a connection for lack of room: alive and busy).
+    PrimaryAlive,
+    /// Another process holds the failover lock on too many servers, or too few answered.
+    NoMajority { held: usize, needed: usize },
+    /// A replica is a primary already: another process (or an operator) promoted it, and the
+    /// monitor follows it.
+    AlreadyPromoted(NodeId),
+    /// A reason not to promote anyone (see [`Veto`]).
+    Vetoed(Veto),
+}
+
+impl Outcome {
+    fn describe(&self, name: &impl Fn(NodeId) -> String) -> String {
+        match self {
+            Outcome::Promoted(n) => format!("promoted {}", name(*n)),
+            Outcome::PrimaryAlive => "the primary answered on a fresh connection".into(),
+            Outcome::NoMajority { held, needed } => format!(
+                "the failover lock held on {held} servers, {needed} needed (another process decides, or too few servers answer)"
+            ),
+            Outcome::AlreadyPromoted(n) => {
+                format!("{} was promoted already (by another process?): following it", name(*n))
+            }
+            Outcome::Vetoed(v) => v.describe(name),
+        }
+    }
+}
+
+/// Why no replica is promoted this time.
+#[derive(Debug)]
+enum Veto {
+    /// A replica could not be asked how far it has received: it may be the most advanced.
+    Unreachable { node: NodeId, error: ProbeError },
+    /// A replica still receives from the primary: the primary is alive, only unreachable here.
+    StillReceiving(NodeId),
+    /// No replica to promote.
+    NoCandidate,
+    /// The best candidate is further behind the primary's last sighting than allowed.
+    TooFarBehind { node: NodeId, behind: u64, limit: u64, sample_age: Duration },
+    /// The primary's position is unknown to this process, or on another history than the
+    /// candidate's: how much would be lost cannot be bounded.
+    Unbounded { node: NodeId },
+    /// The candidate did not apply what it received before the deadline (its replay is slow,
+    /// delayed, stopped or blocked): promoting it would lose what it has not applied.
+    NotApplied(NodeId),
+    /// The failover lock was lost on a server before the promotion (it restarted, or ended
+    /// the session): another process may decide now.
+    LockLost,
+}
+
+impl Veto {
+    fn describe(&self, name: &impl Fn(NodeId) -> String) -> String {
+        match self {
+            Veto::Unreachable { node, error } => {
+                format!(
+                    "replica {} could not be asked how far it has received ({error}): it vetoes",
+                    name(*node)
+                )
+            }
+            Veto::StillReceiving(n) => format!(
+                "replica {} still receives from the primary: the primary is alive, only unreachable from here",
+                name(*n)
+            ),
+            Veto::NoCandidate => "no replica to promote".into(),
+            Veto::TooFarBehind { node, behind, limit, sample_age } => format!(
+                "the most advanced replica, {}, is {behind} behind the primary's last sampled position ({sample_age:?} old; limit {limit})",
+                name(*node)
+            ),
+            Veto::Unbounded { node } => format!(
+                "how far {} is behind the primary is unknown (no sample of the primary's position on its history)",
+                name(*node)
+            ),
+            Veto::NotApplied(n) => format!(
+                "replica {} did not apply everything it received within the deadline: abandoned before promoting",
+                name(*n)
+            ),
+            Veto::LockLost => "the failover lock was lost before promoting".into(),
+        }
+    }
+}
+
+/// Why a failover failed.
 #[derive(Debug, thiserror::Error)]
 enum FailoverError {
-    #[error("no reachable replica to promote")]
-    NoCandidate,
-    #[error("promoting {node} failed: {source}")]
+    /// The promotion was sent and failed or did not finish: the old primary stays fenced (the
+    /// server may still finish the promotion).
+    #[error("promoting {node} did not finish: {source}; the old primary stays fenced")]
     Promote {
+        node: String,
+        #[source]
+        source: ProbeError,
+    },
+    /// A step before the promotion failed: nothing changed on any server.
+    #[error("before promoting {node}: {source}")]
+    Prepare {
         node: String,
         #[source]
         source: ProbeError,
     },
 }
 
-async fn promote<P: Product, S: Cluster>(
+/// The one instant a failover's steps must end by.
+#[derive(Debug, Clone, Copy)]
+struct Deadline(Instant);
+
+impl Deadline {
+    /// What is left, at least `floor` (a step given nothing would fail at once).
+    fn left(self, floor: Duration) -> Duration {
+        self.0.saturating_duration_since(Instant::now()).max(floor)
+    }
+
+    fn passed(self) -> bool {
+        Instant::now() >= self.0
+    }
+}
+
+/// `step` under `timeout`, its expiry a [`ProbeError::Timeout`].
+async fn within<T>(
+    timeout: Duration,
+    step: impl std::future::Future<Output = Result<T, ProbeError>>,
+) -> Result<T, ProbeError> {
+    tokio::time::timeout(timeout, step).await.unwrap_or(Err(ProbeError::Timeout { after: timeout }))
+}
+
+/// The failover for the lost primary `old`, in its steps: the grace for the primary to come
+/// back; a last look at it; the failover lock on a majority of the servers; the candidates
+/// (every replica must answer); the bound on what may be lost; the candidate applies what it
+/// received; the lock checked again; fence and promote (from here nothing is undone); re-point.
+async fn failover<P: Product, S: Cluster>(
     shared: &S,
     old: NodeId,
-) -> Result<Option<NodeId>, FailoverError> {
-    let timeout = shared.config().probe_timeout_value();
-    let topo = shared.state().snapshot();
-    let name = |i: NodeId| topo.node(i).map(|n| n.name().to_owned()).unwrap_or_default();
-    // 1. Still gone, seen on a fresh connection of our own?
-    if probe_fresh::<P, S>(shared, old, timeout).await.is_ok() {
-        tracing::info!(target: "rwsplit", primary = %name(old), "automatic failover: the primary answered again on a fresh connection, not promoting");
-        return Ok(None);
-    }
-    // 2 and 3. The replicas: does any still receive from the primary; who has received most?
-    let Some((received, new, admin)) = best_candidate::<P, S>(shared, old, &name).await? else {
-        return Ok(None);
+) -> Result<Outcome, FailoverError> {
+    let Some(config) = shared.failover().config.clone() else {
+        return Ok(Outcome::PrimaryAlive);
     };
-    // 4. Fence, then 5. promote.
+    // A primary that restarts within the grace is not failed over.
+    tokio::time::sleep(config.grace).await;
+    let deadline = Deadline(Instant::now() + config.deadline);
+    let timeout = shared.config().probe_timeout_value();
+    match probe_fresh::<P, S>(shared, old, timeout).await {
+        Ok(_) => return Ok(Outcome::PrimaryAlive),
+        Err(e) if e.is_busy() => return Ok(Outcome::PrimaryAlive),
+        Err(_) => {}
+    }
+    let members = shared.state().ids();
+    let needed = members.len() / 2 + 1;
+    let held = lock_majority::<P, S>(shared, &members, needed, timeout).await;
+    if held.len() < needed {
+        unlock_all::<P, _>(&held, timeout).await;
+        return Ok(Outcome::NoMajority { held: held.len(), needed });
+    }
+    let outcome = decide::<P, S>(shared, old, &config, &held, needed, deadline).await;
+    unlock_all::<P, _>(&held, timeout).await;
+    outcome
+}
+
+/// A session on a server that holds the failover lock.
+type Held<C> = Vec<(NodeId, C)>;
+
+/// Takes the failover lock on the servers `members`, in one order every process shares (by
+/// name), until `needed` hold it; stops at the first server where another session holds it
+/// (two processes racing then do not each take a minority: the one that lost the first
+/// contested server backs off). A server that cannot be reached is passed over.
+async fn lock_majority<P: Product, S: Cluster>(
+    shared: &S,
+    members: &[NodeId],
+    needed: usize,
+    timeout: Duration,
+) -> Held<<S::Connector as Connector>::Conn> {
+    let mut order: Vec<(String, NodeId)> =
+        members.iter().map(|&i| (name_of(shared.state(), i), i)).collect();
+    order.sort();
+    let mut held = Vec::new();
+    for (name, i) in order {
+        if held.len() >= needed {
+            break;
+        }
+        let taken = async {
+            let conn = open(shared.connector(), i, Purpose::Admin, timeout).await?;
+            let got = within(timeout, P::try_lock(&conn)).await?;
+            Ok::<_, ProbeError>((got, conn))
+        };
+        match taken.await {
+            Ok((true, conn)) => held.push((i, conn)),
+            Ok((false, _)) => {
+                tracing::info!(target: "rwsplit", node = %name, "automatic failover: another session holds the failover lock here; backing off");
+                break;
+            }
+            Err(e) => {
+                tracing::info!(target: "rwsplit", node = %name, error = %e, "automatic failover: no failover lock here (unreachable)");
+            }
+        }
+    }
+    held
+}
+
+/// Releases the failover lock on every server in `held` (closing the sessions would too).
+async fn unlock_all<P: Product, C: crate::probe::ProbeConn>(
+    held: &[(NodeId, C)],
+    timeout: Duration,
+) {
+    for (_, conn) in held {
+        let _ = within(timeout, P::unlock(conn)).await;
+    }
+}
+
+/// With the failover lock held on a majority (`held`): chooses the candidate, bounds the loss,
+/// makes it apply what it received, checks the lock again, then fences the old primary and
+/// promotes.
+async fn decide<P: Product, S: Cluster>(
+    shared: &S,
+    old: NodeId,
+    config: &AutoFailover,
+    held: &Held<<S::Connector as Connector>::Conn>,
+    needed: usize,
+    deadline: Deadline,
+) -> Result<Outcome, FailoverError> {
+    let timeout = shared.config().probe_timeout_value();
+    let name = |i: NodeId| name_of(shared.state(), i);
+    let Candidate { received, node: new, fresh } =
+        match candidates::<P, S>(shared, old, config, held).await {
+            Ok(best) => best,
+            Err(outcome) => return Ok(outcome),
+        };
+    let conn = match fresh.as_ref() {
+        Some(c) => c,
+        None => match held.iter().find(|(i, _)| *i == new) {
+            Some((_, c)) => c,
+            None => return Ok(Outcome::Vetoed(Veto::NoCandidate)),
+        },
+    };
+    // What may be lost: how far the candidate is behind the primary's last sampled position.
+    if let Some(veto) = loss_bound::<P>(shared.state(), old, new, &received, config) {
+        return Ok(Outcome::Vetoed(veto));
+    }
+    let prepare = |source| FailoverError::Prepare { node: name(new), source };
+    let left = deadline.left(timeout);
+    if !within(left + timeout, P::apply_received(conn, left)).await.map_err(prepare)? {
+        return Ok(Outcome::Vetoed(Veto::NotApplied(new)));
+    }
+    // The lock again, just before the step that cannot be undone: a server that restarted
+    // since has forgotten it, and another process may hold it now.
+    let mut still = 0;
+    for (_, c) in held {
+        still += usize::from(within(timeout, P::holds_lock(c)).await.unwrap_or(false));
+    }
+    if still < needed || deadline.passed() {
+        let _ = within(timeout, P::resume_receiving(conn)).await;
+        return Ok(Outcome::Vetoed(if still < needed {
+            Veto::LockLost
+        } else {
+            Veto::NotApplied(new)
+        }));
+    }
+    // Fence, then promote. From here the old primary is never unfenced by this process: the
+    // server may finish a promotion whose answer did not come.
     shared.state().set_fenced(old, true);
+    shared.failover().deposed().push(old);
     tracing::warn!(target: "rwsplit", node = %name(old), "fenced: no statement goes to it until it is unfenced");
-    if let Err(source) = P::promote(&admin, &received).await {
-        // Nothing changed on any server: the old primary is not fenced after all.
-        shared.state().set_fenced(old, false);
-        return Err(FailoverError::Promote { node: name(new), source });
+    let left = deadline.left(timeout);
+    let promoted = within(left + timeout, P::promote(conn, left))
+        .await
+        .map_err(|source| FailoverError::Promote { node: name(new), source })?;
+    if !promoted && !promotion_finished::<P, S>(shared, new, deadline).await {
+        return Err(FailoverError::Promote {
+            node: name(new),
+            source: ProbeError::Timeout { after: config.deadline },
+        });
     }
     // The new primary is taken at once, without waiting for its next probe.
     let seen = probe_fresh::<P, S>(shared, new, timeout).await;
     shared.state().observe(new, &seen, Instant::now().into_std());
-    // 6. Re-point the others.
-    if shared.failover().config.as_ref().is_some_and(|c| c.repoint_replicas) {
-        repoint_replicas::<P, S>(shared, old, new, &admin, &name).await;
+    if config.repoint_replicas {
+        repoint_replicas::<P, S>(shared, old, new, conn, &name).await;
     }
-    Ok(Some(new))
+    Ok(Outcome::Promoted(new))
+}
+
+/// Whether `new`, whose promotion was sent and not reported finished, leaves recovery before
+/// the deadline: asked once per probe interval on fresh connections.
+async fn promotion_finished<P: Product, S: Cluster>(
+    shared: &S,
+    new: NodeId,
+    deadline: Deadline,
+) -> bool {
+    let timeout = shared.config().probe_timeout_value();
+    let pause = shared.config().probe_interval_value();
+    while !deadline.passed() {
+        if probe_fresh::<P, S>(shared, new, timeout).await.is_ok_and(|o| o.role() == Role::Primary)
+        {
+            return true;
+        }
+        tokio::time::sleep(pause).await;
+    }
+    false
+}
+
+/// The most advanced replica, with what it received and (when the lock was not held there)
+/// the connection it was asked on. Every replica in the membership is asked, on its lock
+/// session or a fresh one: one that cannot be asked vetoes (unless the configuration accepts
+/// that risk), one that still receives from the primary vetoes, and one that is a primary
+/// already ends the attempt (another process promoted it: the monitor follows).
+async fn candidates<P: Product, S: Cluster>(
+    shared: &S,
+    old: NodeId,
+    config: &AutoFailover,
+    held: &Held<<S::Connector as Connector>::Conn>,
+) -> Result<Candidate<P::Received, <S::Connector as Connector>::Conn>, Outcome> {
+    let timeout = shared.config().probe_timeout_value();
+    let veto = |v| Err(Outcome::Vetoed(v));
+    let mut best: Option<Candidate<P::Received, <S::Connector as Connector>::Conn>> = None;
+    for i in shared.state().ids() {
+        // A node fenced by hand is out, and no candidate.
+        if i == old || shared.state().is_fenced(i) {
+            continue;
+        }
+        let lock_session = held.iter().find(|(n, _)| *n == i).map(|(_, c)| c);
+        let fresh = match lock_session {
+            Some(_) => None,
+            None => match open(shared.connector(), i, Purpose::Admin, timeout).await {
+                Ok(c) => Some(c),
+                Err(error) if !config.allow_unreachable_replicas => {
+                    return veto(Veto::Unreachable { node: i, error });
+                }
+                Err(_) => continue,
+            },
+        };
+        let Some(conn) = lock_session.or(fresh.as_ref()) else { continue };
+        let asked = async {
+            let streaming = within(timeout, P::receiving(conn)).await?;
+            let received = within(timeout, P::received(conn)).await?;
+            Ok::<_, ProbeError>((streaming, received))
+        };
+        match asked.await {
+            Ok((true, _)) => return veto(Veto::StillReceiving(i)),
+            Ok((false, None)) => return Err(Outcome::AlreadyPromoted(i)),
+            Ok((false, Some(received))) => {
+                if best.as_ref().is_none_or(|b| received > b.received) {
+                    best = Some(Candidate { received, node: i, fresh });
+                }
+            }
+            Err(error) if !config.allow_unreachable_replicas => {
+                return veto(Veto::Unreachable { node: i, error });
+            }
+            Err(_) => {}
+        }
+    }
+    best.map_or_else(|| veto(Veto::NoCandidate), Ok)
+}
+
+/// The replica chosen for promotion.
+struct Candidate<R, C> {
+    /// How far it has received.
+    received: R,
+    node: NodeId,
+    /// The connection it was asked on, when it is not its lock session.
+    fresh: Option<C>,
+}
+
+/// A veto when promoting `new`, which has received `received`, could lose more than the
+/// configuration allows: its distance behind the old primary's last sampled position.
+fn loss_bound<P: Product>(
+    state: &TopologyState,
+    old: NodeId,
+    new: NodeId,
+    received: &P::Received,
+    config: &AutoFailover,
+) -> Option<Veto> {
+    let limit = config.max_lag_for(P::UNIT);
+    if limit == u64::MAX {
+        return None;
+    }
+    let Some((position, at)) = state.primary_last_seen(old) else {
+        return Some(Veto::Unbounded { node: new });
+    };
+    match P::behind(&position, received) {
+        Some(behind) if behind <= limit => None,
+        Some(behind) => {
+            Some(Veto::TooFarBehind { node: new, behind, limit, sample_age: at.elapsed() })
+        }
+        None => Some(Veto::Unbounded { node: new }),
+    }
 }
 
 /// `node` probed on a fresh connection of the monitor's own, within `timeout`.
@@ -329,56 +805,6 @@ async fn probe_fresh<P: Product, S: Cluster>(
 ) -> Result<Observation, ProbeError> {
     let conn = open(shared.connector(), node, Purpose::Probe, timeout).await?;
     probe_as::<P, <S::Connector as Connector>::Conn>(&conn, timeout).await
-}
-
-/// The replica that has received most from the old primary `old`, with what it received and an
-/// admin connection to it; `Ok(None)` when one still receives from `old` (this process cannot
-/// reach the primary, but it is not gone: nothing is promoted).
-///
-/// # Errors
-///
-/// [`FailoverError::NoCandidate`] when no replica in the snapshot answered.
-async fn best_candidate<P: Product, S: Cluster>(
-    shared: &S,
-    old: NodeId,
-    name: &impl Fn(NodeId) -> String,
-) -> Result<Option<(P::Received, NodeId, <S::Connector as Connector>::Conn)>, FailoverError> {
-    let timeout = shared.config().probe_timeout_value();
-    let topo = shared.state().snapshot();
-    let latest = shared.state().latest();
-    let mut best: Option<(P::Received, NodeId, <S::Connector as Connector>::Conn)> = None;
-    for &(i, ref obs) in &latest {
-        let reachable_replica = matches!(obs, Some(o) if o.role() == Role::Replica);
-        // Joining nodes are probed too but take no statement yet: not a candidate.
-        if i == old || !reachable_replica || shared.state().is_fenced(i) || topo.node(i).is_none() {
-            continue;
-        }
-        let asked = async {
-            let conn = open(shared.connector(), i, Purpose::Admin, timeout).await?;
-            let streaming = tokio::time::timeout(timeout, P::receiving(&conn))
-                .await
-                .map_err(|_| ProbeError::Timeout { after: timeout })??;
-            let received = tokio::time::timeout(timeout, P::received(&conn))
-                .await
-                .map_err(|_| ProbeError::Timeout { after: timeout })??;
-            Ok::<_, ProbeError>((streaming, received, conn))
-        };
-        match asked.await {
-            Ok((true, _, _)) => {
-                tracing::warn!(target: "rwsplit", primary = %name(old), replica = %name(i), "automatic failover: a replica still receives from the primary: this process cannot reach it, but it is not gone; not promoting");
-                return Ok(None);
-            }
-            Ok((false, received, conn)) => {
-                if best.as_ref().is_none_or(|(b, _, _)| received > *b) {
-                    best = Some((received, i, conn));
-                }
-            }
-            Err(e) => {
-                tracing::warn!(target: "rwsplit", node = %name(i), error = %e, "automatic failover: candidate unreachable");
-            }
-        }
-    }
-    best.map(Some).ok_or(FailoverError::NoCandidate)
 }
 
 /// Re-points every replica but `old` and `new` (and fenced ones) at the new primary `new`,

@@ -589,6 +589,8 @@ async fn node_loop<P: Product, K: Connector>(shared: Arc<Shared<K>>, node: NodeI
         }
         if failures > 0 {
             failover::after_failed_probe::<P, Shared<K>>(&shared, node, failures);
+        } else if let Ok(seen) = &result {
+            failover::after_answer::<P, Shared<K>>(&shared, node, seen);
         }
         let next = Turn {
             state: &shared.state,

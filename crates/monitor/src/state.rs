@@ -106,6 +106,10 @@ struct Entry {
     served: AtomicU64,
     /// Out of rotation and never primary until unfenced.
     fenced: AtomicBool,
+    /// A PostgreSQL primary on a timeline older than one seen on its system: deposed by a
+    /// promotion, whoever made it ([`TopologyState::is_superseded`]). Out of rotation, as a
+    /// fenced node, for as long as its probes say so.
+    superseded: AtomicBool,
     /// The latest probe's observation (`None`: the last probe failed, or none yet).
     latest: Mutex<Option<Observation>>,
     /// Whether the latest failed probe found nothing accepting its connection.
@@ -202,6 +206,9 @@ pub struct TopologyState {
     history: Mutex<History>,
     /// The latest instant an input carried (for a rebuild that has none of its own: fencing).
     clock: Mutex<Option<Instant>>,
+    /// The newest PostgreSQL timeline seen on each system (system identifier → timeline), on
+    /// any node: the epoch a promotion starts, against which an older primary is superseded.
+    epochs: Mutex<Vec<(u64, u32)>>,
     /// What [`changed`](Self::changed) waits on for an id of no node: never notified.
     never: tokio::sync::Notify,
     /// Notified after each snapshot is published ([`published`](Self::published)).
@@ -247,6 +254,7 @@ impl TopologyState {
                     probes_busy: AtomicU64::new(0),
                     served: AtomicU64::new(0),
                     fenced: AtomicBool::new(false),
+                    superseded: AtomicBool::new(false),
                     latest: Mutex::new(None),
                     refused: AtomicBool::new(false),
                     changes: tokio::sync::Notify::new(),
@@ -273,6 +281,7 @@ impl TopologyState {
             publish: Mutex::new(()),
             history: Mutex::new(History::default()),
             clock: Mutex::new(None),
+            epochs: Mutex::new(Vec::new()),
             never: tokio::sync::Notify::new(),
             published: tokio::sync::Notify::new(),
             sampled: tokio::sync::Notify::new(),
@@ -496,6 +505,7 @@ impl TopologyState {
         n.pending.store(0, Ordering::Relaxed);
         n.probe_failures.store(0, Ordering::Relaxed);
         n.fenced.store(false, Ordering::Relaxed);
+        n.superseded.store(false, Ordering::Relaxed);
         n.refused.store(false, Ordering::Relaxed);
         n.unvouched.store(false, Ordering::Relaxed);
         n.sampled.store(0, Ordering::Release);
@@ -521,6 +531,7 @@ impl TopologyState {
             *lock(&n.latest) = None;
             *lock(&n.template) = None;
             n.fenced.store(false, Ordering::Relaxed);
+            n.superseded.store(false, Ordering::Relaxed);
             self.publish_without(&topo, node);
         }
         self.announce(node);
@@ -1133,6 +1144,7 @@ impl TopologyState {
         }
         let now = *lock(&self.clock);
         let latest = self.latest();
+        self.supersede(&latest);
         let seen = |id: NodeId| latest.iter().find(|(i, _)| *i == id).and_then(|(_, o)| o.as_ref());
         let primaries: Vec<NodeId> = latest
             .iter()
@@ -1191,9 +1203,54 @@ impl TopologyState {
         lock(&self.history).since(node, at).cloned()
     }
 
-    /// Whether `node` is fenced.
+    /// The newest position primary `node` was seen at by this monitor, and when (its last
+    /// sample before it went silent, for a failover's bound on how far behind a candidate may
+    /// be). `None` when the monitor's history is of another node or empty.
+    pub fn primary_last_seen(&self, node: NodeId) -> Option<(ReplayPosition, Instant)> {
+        lock(&self.history).newest(node).map(|(p, at)| (p.clone(), at))
+    }
+
+    /// Whether `node` is fenced: by hand or by a failover ([`set_fenced`](Self::set_fenced)),
+    /// or [superseded](Self::is_superseded).
     pub fn is_fenced(&self, node: NodeId) -> bool {
-        self.probed(node).is_some_and(|n| n.fenced.load(Ordering::Relaxed))
+        self.probed(node).is_some_and(|n| {
+            n.fenced.load(Ordering::Relaxed) || n.superseded.load(Ordering::Relaxed)
+        })
+    }
+
+    /// Whether `node` is a PostgreSQL primary on an older timeline than a node of the same
+    /// system has been seen on: a promotion (by this process, another, an HA manager or by
+    /// hand) started a newer one, so this primary is deposed. Derived from what the servers
+    /// report, so every process that has seen the newer timeline agrees, a restarted one
+    /// included, and no flag in one process's memory has to outlive it.
+    pub fn is_superseded(&self, node: NodeId) -> bool {
+        self.probed(node).is_some_and(|n| n.superseded.load(Ordering::Relaxed))
+    }
+
+    /// Notes the timelines `latest` shows, and marks each primary on an older timeline of its
+    /// system than the newest seen as superseded (clearing it on one that is not).
+    fn supersede(&self, latest: &[(NodeId, Option<Observation>)]) {
+        let pg = |o: &Observation| match o.position() {
+            Some(ReplayPosition::Postgres(p)) => Some((p.system_id(), p.timeline())),
+            _ => None,
+        };
+        let mut epochs = lock(&self.epochs);
+        for (system, timeline) in latest.iter().filter_map(|(_, o)| o.as_ref().and_then(pg)) {
+            match epochs.iter_mut().find(|(s, _)| *s == system) {
+                Some((_, newest)) => *newest = (*newest).max(timeline),
+                None => epochs.push((system, timeline)),
+            }
+        }
+        for (i, o) in latest {
+            let Some(n) = self.probed(*i) else { continue };
+            let older = o.as_ref().filter(|o| o.role() == Role::Primary).and_then(pg).is_some_and(
+                |(system, timeline)| epochs.iter().any(|&(s, t)| s == system && t > timeline),
+            );
+            // A node whose probe failed keeps what it was: nothing new is known of it.
+            if o.is_some() && n.superseded.swap(older, Ordering::Relaxed) != older && older {
+                tracing::warn!(target: "rwsplit", node = %i, "a primary on an older timeline than another node's: superseded by a promotion, out of rotation");
+            }
+        }
     }
 
     /// Fences or unfences `node` and publishes the change at once; roles are rebuilt, so an

@@ -142,6 +142,20 @@ pub enum Error {
         /// The HA manager (`Patroni`).
         manager: &'static str,
     },
+    /// Automatic failover with a replica behind a connection pooler: the failover takes its lock
+    /// on a session of each server, which a pooler's shared server connection would hold for
+    /// someone else, and promotes and re-points through it.
+    #[error(
+        "automatic failover needs direct connections to every server, and {node} is behind a \
+         pooler (pooling = {pooling}): its failover lock would be held on a server connection \
+         the pooler shares; connect that replica directly or remove `.auto_failover(..)`"
+    )]
+    FailoverThroughPooler {
+        /// The replica (`replica 1`, …).
+        node: String,
+        /// Its pooling mode (`session`, `transaction`).
+        pooling: &'static str,
+    },
 }
 
 /// What kind of failure a connection error is, in words, for [`Error::PrimaryUnreachable`]'s

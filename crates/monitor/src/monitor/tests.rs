@@ -36,6 +36,14 @@ struct FakeNode {
     /// How far a standby received by streaming (`pg_last_wal_receive_lsn()`): its position
     /// while it receives, where the receiver left it after.
     streamed: u64,
+    /// Another session holds the failover lock here.
+    locked_elsewhere: bool,
+    /// Replay cannot reach what was received (paused, delayed, blocked by a conflict).
+    replay_blocked: bool,
+    /// `pg_promote` reports it did not finish in time, and the standby stays in recovery.
+    promote_stalls: bool,
+    /// The WAL receiver's status is hidden from the account (no `pg_read_all_stats`).
+    hidden_receiver: bool,
 }
 
 /// A fake cluster: per node its mode, role and position; what each node was asked to execute.
@@ -46,6 +54,8 @@ struct Cluster {
     executed: Mutex<Vec<(usize, String)>>,
     /// Per node: how many admin connections to refuse before accepting them again.
     refuse_admin: Mutex<HashMap<usize, u32>>,
+    /// Per node: how many `ALTER SYSTEM` statements fail before they succeed again.
+    fail_alter: Mutex<HashMap<usize, u32>>,
     /// Per node: how long opening a connection takes (a server slow to accept).
     open_delay: Mutex<HashMap<usize, Duration>>,
     /// Per node: how long a statement takes to be answered (a saturated server).
@@ -73,6 +83,10 @@ impl Cluster {
                 started: 1,
                 control_reads: 0,
                 streamed: lsn,
+                locked_elsewhere: false,
+                replay_blocked: false,
+                promote_stalls: false,
+                hidden_receiver: false,
             })
             .collect();
         Arc::new(Cluster { nodes: Mutex::new(nodes), ..Cluster::default() })
@@ -107,13 +121,28 @@ impl Cluster {
         let recovery = if n.primary { "false" } else { "true" };
         let started = n.started.to_string();
         if sql.contains("pg_promote") {
+            if n.promote_stalls {
+                return Some(Row::new([("v", Some("false"))]));
+            }
             n.primary = true;
             n.receiving = false;
-            return Some(Row::new([("done", Some("true"))]));
+            return Some(Row::new([("v", Some("true"))]));
+        }
+        if sql.contains("pg_is_in_recovery())::text AS v") {
+            return Some(Row::new([("v", Some(if n.primary { "true" } else { "false" }))]));
         }
         if sql.contains("pg_stat_wal_receiver") && sql.contains("status") {
-            let v = if n.receiving { "true" } else { "false" };
-            return (!n.primary).then(|| Row::new([("v", Some(v))]));
+            // A receiver that lost its primary has no row here; one the account may not see
+            // has a NULL status.
+            return (!n.primary && n.receiving)
+                .then(|| Row::new([("status", (!n.hidden_receiver).then_some("streaming"))]));
+        }
+        if sql.contains("advisory_lock") || sql.contains("pg_locks") {
+            let v = if sql.contains("unlock") || !n.locked_elsewhere { "true" } else { "false" };
+            return Some(Row::new([("v", Some(v))]));
+        }
+        if sql.contains("WITH RECURSIVE w(i)") {
+            return Some(Row::new([("v", Some(if n.replay_blocked { "false" } else { "true" }))]));
         }
         if sql.contains("GREATEST") {
             return Some(Row::new([
@@ -231,6 +260,13 @@ impl ProbeConn for FakeConn {
             Mode::Hang => std::future::pending().await,
             Mode::Refuse => Err(ProbeError::unreachable("connection reset")),
             Mode::Answer => {
+                if sql.contains("ALTER SYSTEM")
+                    && let Some(left) = self.cluster.fail_alter.lock().unwrap().get_mut(&self.node)
+                    && *left > 0
+                {
+                    *left -= 1;
+                    return Err(ProbeError::unreachable("could not write postgresql.auto.conf"));
+                }
                 self.cluster.executed.lock().unwrap().push((self.node, sql.to_owned()));
                 Ok(self.cluster.answer(self.node, sql))
             }
@@ -1334,6 +1370,11 @@ async fn a_switchover_is_seen_within_feed_intervals_not_probe_intervals() {
     assert_eq!(primaries(), ids(&[1]));
 }
 
+/// Automatic failover without its grace (the tests of the grace set it themselves).
+fn quick() -> AutoFailover {
+    AutoFailover::default().grace(Duration::ZERO)
+}
+
 /// Re-pointing follows the promoted node at its replication address when one is set (the
 /// replicas may not reach it where this process does), else at its name's host and port.
 #[rstest::rstest]
@@ -1345,7 +1386,7 @@ async fn failover_promotes_the_most_advanced_replica_fences_and_repoints(
     #[case] conninfo: &str,
 ) {
     let cluster = Cluster::new(&[0x300, 0x100, 0x200]);
-    let mut failover = AutoFailover::default();
+    let mut failover = quick();
     if let Some(a) = address {
         failover = failover.replication_address(NodeId::new(2), a.parse().unwrap());
     }
@@ -1378,8 +1419,7 @@ async fn failover_promotes_the_most_advanced_replica_fences_and_repoints(
 #[tokio::test(start_paused = true)]
 async fn failover_after_an_index_is_reused_names_the_new_node() {
     let cluster = Cluster::new(&[0x300, 0x100, 0x200]);
-    let failover =
-        AutoFailover::default().replication_address(NodeId::new(2), "pg-3:5433".parse().unwrap());
+    let failover = quick().replication_address(NodeId::new(2), "pg-3:5433".parse().unwrap());
     let m = start(&cluster, Some(failover));
     assert!(m.first_round(MS(100)).await);
     let state = Arc::clone(m.state());
@@ -1410,21 +1450,21 @@ async fn failover_after_an_index_is_reused_names_the_new_node() {
     assert!(!repointed.iter().any(|s| s.contains("pg-3")), "not at the removed node's");
 }
 
-/// A replica that cannot be re-pointed at once (busy, slow to connect) is tried again.
+/// A replica that cannot be re-pointed at once (busy, slow to write its settings) is tried
+/// again.
 #[tokio::test(start_paused = true)]
 async fn re_pointing_a_replica_is_retried() {
     let cluster = Cluster::new(&[0x300, 0x100, 0x200]);
-    // Node 1's next two admin connections fail: failover's question to the candidates, then
-    // the first re-pointing attempt.
-    cluster.refuse_admin.lock().unwrap().insert(1, 2);
-    let m = start(&cluster, Some(AutoFailover::default()));
+    // Node 1's first two re-pointing attempts fail.
+    cluster.fail_alter.lock().unwrap().insert(1, 2);
+    let m = start(&cluster, Some(quick()));
     assert!(m.first_round(MS(100)).await);
     cluster.set(0, |n| n.mode = Mode::Refuse);
     cluster.set(1, |n| n.receiving = false);
     cluster.set(2, |n| n.receiving = false);
     tokio::time::sleep(MS(3_000)).await;
     assert_eq!(m.promotions(), 1);
-    assert_eq!(cluster.refuse_admin.lock().unwrap()[&1], 0, "both refusals were used");
+    assert_eq!(cluster.fail_alter.lock().unwrap()[&1], 0, "both failures were met");
     assert!(
         cluster.executed_on(1).iter().any(|s| s.contains("ALTER SYSTEM SET primary_conninfo")),
         "re-pointed on the second attempt"
@@ -1434,7 +1474,7 @@ async fn re_pointing_a_replica_is_retried() {
 #[tokio::test(start_paused = true)]
 async fn no_failover_while_the_replicas_still_receive_from_the_primary() {
     let cluster = Cluster::new(&[0x300, 0x100, 0x200]);
-    let m = start(&cluster, Some(AutoFailover::default().retry_after(MS(100))));
+    let m = start(&cluster, Some(quick().retry_after(MS(100))));
     assert!(m.first_round(MS(100)).await);
     // Cut off from this process only: the replicas still stream from it.
     cluster.set(0, |n| n.mode = Mode::Refuse);
@@ -1443,6 +1483,118 @@ async fn no_failover_while_the_replicas_still_receive_from_the_primary() {
     assert!(!m.state().is_fenced(NodeId::new(0)));
     assert_eq!(m.state().health(NodeId::new(0)), Health::Down, "it is reported down all the same");
     assert!(cluster.executed.lock().unwrap().iter().all(|(_, s)| !s.contains("pg_promote")));
+}
+
+/// The primary is lost with the replicas no longer receiving from it; `setup` changes the
+/// fake cluster first. Returns the monitor after `wait`.
+async fn lose_the_primary(
+    failover: AutoFailover,
+    setup: impl FnOnce(&Cluster),
+    wait: Duration,
+) -> (Arc<Cluster>, Monitor) {
+    let cluster = Cluster::new(&[0x300, 0x100, 0x200]);
+    setup(&cluster);
+    let m = start(&cluster, Some(failover));
+    assert!(m.first_round(MS(100)).await);
+    tokio::time::sleep(MS(50)).await;
+    cluster.set(0, |n| n.mode = Mode::Refuse);
+    cluster.set(1, |n| n.receiving = false);
+    cluster.set(2, |n| n.receiving = false);
+    tokio::time::sleep(wait).await;
+    (cluster, m)
+}
+
+fn promoted_on(cluster: &Cluster) -> Vec<usize> {
+    let executed = cluster.executed.lock().unwrap();
+    executed.iter().filter(|(_, s)| s.contains("pg_promote")).map(|(n, _)| *n).collect()
+}
+
+/// What keeps a failover from promoting, each on its own: the candidate, or any replica, is
+/// never promoted past one of these, and the old primary is not fenced.
+#[rstest::rstest]
+#[case::a_replica_that_cannot_be_asked(|c: &Cluster| { c.refuse_admin.lock().unwrap().insert(1, 1_000); })]
+#[case::a_receiver_status_the_account_may_not_see(|c: &Cluster| c.set(1, |n| { n.hidden_receiver = true; n.receiving = true; }))]
+#[case::the_lock_held_by_another_process(|c: &Cluster| c.set(1, |n| n.locked_elsewhere = true))]
+#[case::replay_that_cannot_reach_what_was_received(|c: &Cluster| c.set(2, |n| n.replay_blocked = true))]
+#[tokio::test(start_paused = true)]
+async fn failover_vetoes(#[case] setup: fn(&Cluster)) {
+    let failover = quick().retry_after(MS(500));
+    let (cluster, m) = lose_the_primary(failover, |_| {}, MS(0)).await;
+    setup(&cluster);
+    if cluster.nodes.lock().unwrap()[1].hidden_receiver {
+        // The receiver runs (its status hidden): still a veto, not "not receiving".
+        cluster.set(1, |n| n.receiving = true);
+    }
+    tokio::time::sleep(MS(5_000)).await;
+    assert_eq!(m.promotions(), 0);
+    assert_eq!(promoted_on(&cluster), Vec::<usize>::new(), "no promotion was sent");
+    assert!(!m.state().is_fenced(NodeId::new(0)), "nothing was sent: nothing fenced");
+}
+
+/// A primary that comes back within the grace (a crash and a restart) is not failed over.
+#[tokio::test(start_paused = true)]
+async fn a_primary_back_within_the_grace_is_not_failed_over() {
+    let failover = AutoFailover::default().grace(MS(3_000));
+    let (cluster, m) = lose_the_primary(failover, |_| {}, MS(1_500)).await;
+    assert_eq!(m.state().health(NodeId::new(0)), Health::Down);
+    cluster.set(0, |n| n.mode = Mode::Answer);
+    tokio::time::sleep(MS(5_000)).await;
+    assert_eq!(m.promotions(), 0);
+    assert_eq!(promoted_on(&cluster), Vec::<usize>::new());
+    assert_eq!(m.state().primary_id(), Some(NodeId::new(0)));
+}
+
+/// A promotion that does not report success within the deadline is never undone: the old
+/// primary stays fenced (the server may still finish it), and when the standby does finish,
+/// the monitor follows it.
+#[tokio::test(start_paused = true)]
+async fn a_promotion_that_does_not_finish_leaves_the_old_primary_fenced() {
+    let failover = quick().deadline(MS(2_000));
+    let (cluster, m) =
+        lose_the_primary(failover, |c| c.set(2, |n| n.promote_stalls = true), MS(5_000)).await;
+    assert_eq!(promoted_on(&cluster), vec![2], "sent once");
+    assert_eq!(m.promotions(), 0, "not finished");
+    assert!(m.state().is_fenced(NodeId::new(0)));
+    // The old primary comes back: still out.
+    cluster.set(0, |n| n.mode = Mode::Answer);
+    tokio::time::sleep(MS(1_000)).await;
+    assert_ne!(m.state().primary_id(), Some(NodeId::new(0)));
+    // The standby finishes its promotion later: followed.
+    cluster.set(2, |n| {
+        n.primary = true;
+        n.receiving = false;
+    });
+    tokio::time::sleep(MS(1_000)).await;
+    assert_eq!(m.state().primary_id(), Some(NodeId::new(2)));
+}
+
+/// A candidate further behind the primary's last sampled position than the bound is not
+/// promoted; with the bound lifted it is.
+#[rstest::rstest]
+#[case::bounded(1 << 20, 0)]
+#[case::unbounded(u64::MAX, 1)]
+#[tokio::test(start_paused = true)]
+async fn a_candidate_too_far_behind_is_not_promoted(#[case] limit: u64, #[case] promotions: u64) {
+    let failover = quick().max_lag_bytes(limit);
+    // The primary has written 32 MiB more than either replica received.
+    let (_cluster, m) =
+        lose_the_primary(failover, |c| c.set(0, |n| n.lsn = 0x200_0000), MS(3_000)).await;
+    assert_eq!(m.promotions(), promotions);
+}
+
+/// A replica that is a primary already (another process promoted it) is followed, not raced:
+/// this process promotes nothing.
+#[tokio::test(start_paused = true)]
+async fn a_replica_promoted_by_another_process_is_followed() {
+    // In the grace of this process's attempt, another process promotes node 1.
+    let failover = AutoFailover::default().grace(MS(2_000));
+    let (cluster, m) = lose_the_primary(failover, |_| {}, MS(1_000)).await;
+    assert!(m.state().probe_failures(NodeId::new(0)) >= 3, "the attempt has begun");
+    // Another process promoted node 1 before this one's attempt asked the candidates.
+    cluster.set(1, |n| n.primary = true);
+    tokio::time::sleep(MS(3_000)).await;
+    assert_eq!(promoted_on(&cluster), Vec::<usize>::new());
+    assert_eq!(m.state().primary_id(), Some(NodeId::new(1)));
 }
 
 /// `Duration::MAX` as interval, timeout, jitter or feed interval does not panic inside the

@@ -2,9 +2,9 @@
 
 use std::time::Duration;
 
-use rwsplit_core::{Lag, MariaDbPosition, ReplayPosition, Role};
+use rwsplit_core::{CausalToken, Lag, MariaDbPosition, ReplayPosition, Role};
 
-use super::{Product, flag, unexpected};
+use super::{LagUnit, Product, flag, unexpected};
 use crate::probe::{Observation, ProbeConn, ProbeError, Row};
 
 /// MariaDB 10.5+ with GTIDs (`MASTER_USE_GTID = slave_pos`).
@@ -31,12 +31,17 @@ const POSITION_SQL: &str = "SELECT IF(@@global.read_only, 'true', 'false') AS re
     @@global.gtid_slave_pos AS slave_pos, @@global.gtid_binlog_pos AS binlog_pos";
 
 /// How far a replica has received: the total of its sequence numbers (within one cluster's
-/// history, more is further), and the IO thread's position to apply before promoting.
+/// history, more is further), the IO thread's position and what the SQL thread has applied
+/// (how far behind the primary's last sighting it is: the further of the two).
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
 pub(crate) struct Received {
     weight: u128,
     io_pos: String,
+    applied: String,
 }
+
+/// The failover lock's name (`GET_LOCK`), unlikely to be an application's.
+const LOCK: &str = "rwsplit.failover";
 
 fn position(text: Option<&str>) -> Result<ReplayPosition, ProbeError> {
     match text.map(str::trim) {
@@ -132,6 +137,7 @@ fn literal(s: &str) -> String {
 
 impl Product for MariaDb {
     type Received = Received;
+    const UNIT: LagUnit = LagUnit::Transactions;
 
     /// No byte measure (unknown). Time: zero when the replica has applied every GTID the
     /// primary has written, in every domain; otherwise `Seconds_Behind_Master` while the SQL
@@ -229,23 +235,87 @@ impl Product for MariaDb {
         Ok(status.is_some_and(|s| s.get("Slave_IO_Running") == Some("Yes")))
     }
 
-    async fn received<C: ProbeConn>(conn: &C) -> Result<Received, ProbeError> {
+    async fn received<C: ProbeConn>(conn: &C) -> Result<Option<Received>, ProbeError> {
         let status = conn.fetch_row(STATUS_SQL).await?;
-        let vars = conn.fetch_row("SELECT @@global.gtid_slave_pos AS slave_pos").await?;
+        let vars = conn
+            .fetch_row(
+                "SELECT @@global.gtid_slave_pos AS slave_pos, @@global.read_only AS read_only",
+            )
+            .await?
+            .unwrap_or_default();
+        if status.is_none() && !flag(&vars, "read_only")? {
+            // Writable and replicating from nobody: a primary (promoted already).
+            return Ok(None);
+        }
         let io_pos = status.as_ref().and_then(|s| s.get("Gtid_IO_Pos")).unwrap_or("").to_owned();
-        let applied = vars.as_ref().and_then(|v| v.get("slave_pos")).unwrap_or("");
-        Ok(Received { weight: weight(&io_pos).max(weight(applied)), io_pos })
+        let applied = vars.get("slave_pos").unwrap_or("").to_owned();
+        Ok(Some(Received { weight: weight(&io_pos).max(weight(&applied)), io_pos, applied }))
     }
 
-    async fn promote<C: ProbeConn>(conn: &C, received: &Received) -> Result<(), ProbeError> {
-        if !received.io_pos.is_empty() {
-            // Apply everything received before the SQL thread stops for good.
-            let wait = format!("SELECT MASTER_GTID_WAIT('{}', 10) AS v", literal(&received.io_pos));
-            conn.fetch_row(&wait).await?;
+    fn behind(primary: &ReplayPosition, received: &Received) -> Option<u64> {
+        let primary = CausalToken::new(primary.clone());
+        [&received.io_pos, &received.applied]
+            .into_iter()
+            .filter_map(|pos| position(Some(pos)).ok())
+            .filter_map(|pos| primary.shortfall(&pos))
+            .min()
+    }
+
+    async fn try_lock<C: ProbeConn>(conn: &C) -> Result<bool, ProbeError> {
+        let row = conn.fetch_row(&format!("SELECT GET_LOCK('{LOCK}', 0) AS v")).await?;
+        flag(&row.unwrap_or_default(), "v")
+    }
+
+    async fn holds_lock<C: ProbeConn>(conn: &C) -> Result<bool, ProbeError> {
+        let sql = format!("SELECT COALESCE(IS_USED_LOCK('{LOCK}') = CONNECTION_ID(), 0) AS v");
+        flag(&conn.fetch_row(&sql).await?.unwrap_or_default(), "v")
+    }
+
+    async fn unlock<C: ProbeConn>(conn: &C) -> Result<(), ProbeError> {
+        conn.fetch_row(&format!("SELECT RELEASE_LOCK('{LOCK}') AS v")).await.map(drop)
+    }
+
+    async fn apply_received<C: ProbeConn>(conn: &C, within: Duration) -> Result<bool, ProbeError> {
+        // Nothing more arrives (the primary is gone; a relay log that grew meanwhile would be
+        // lost by RESET SLAVE ALL), then the SQL thread applies what the IO thread wrote.
+        conn.execute("STOP SLAVE IO_THREAD").await?;
+        let status = conn.fetch_row(STATUS_SQL).await?.unwrap_or_default();
+        let io_pos = status.get("Gtid_IO_Pos").unwrap_or("").trim().to_owned();
+        let applying = status.get("Slave_SQL_Running") == Some("Yes");
+        let applied = if io_pos.is_empty() {
+            true
+        } else if !applying {
+            false
+        } else {
+            let wait = format!(
+                "SELECT MASTER_GTID_WAIT('{}', {}) AS v",
+                literal(&io_pos),
+                within.as_secs_f64()
+            );
+            // 0: applied; -1: timed out (NULL: an error).
+            conn.fetch_row(&wait).await?.is_some_and(|r| r.get("v") == Some("0"))
+        };
+        if !applied {
+            // Back as it was: the failover is abandoned with nothing changed.
+            conn.execute("START SLAVE IO_THREAD").await?;
         }
+        Ok(applied)
+    }
+
+    async fn resume_receiving<C: ProbeConn>(conn: &C) -> Result<(), ProbeError> {
+        conn.execute("START SLAVE IO_THREAD").await
+    }
+
+    async fn promote<C: ProbeConn>(conn: &C, _within: Duration) -> Result<bool, ProbeError> {
         conn.execute("STOP SLAVE").await?;
         conn.execute("RESET SLAVE ALL").await?;
-        conn.execute("SET GLOBAL read_only = 0").await
+        conn.execute("SET GLOBAL read_only = 0").await?;
+        Ok(true)
+    }
+
+    async fn make_read_only<C: ProbeConn>(conn: &C) -> Result<bool, ProbeError> {
+        conn.execute("SET GLOBAL read_only = 1").await?;
+        Ok(true)
     }
 
     async fn repoint<C: ProbeConn>(

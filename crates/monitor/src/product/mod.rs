@@ -102,11 +102,23 @@ macro_rules! with_product {
 }
 pub(crate) use with_product;
 
+/// What a distance between two positions of one history counts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum LagUnit {
+    /// Bytes of WAL (PostgreSQL).
+    Bytes,
+    /// Transactions, by GTID sequence numbers (MariaDB).
+    Transactions,
+}
+
 /// What one database product says and does, in SQL, over a [`ProbeConn`].
 pub(crate) trait Product: Send + Sync + Copy + Default + Debug + 'static {
     /// How far a failover candidate has received, comparable across the candidates of one
     /// cluster (more is further).
     type Received: Ord + Debug + Send + Sync;
+
+    /// What [`behind`](Product::behind) counts.
+    const UNIT: LagUnit;
 
     /// What a node's probes remember between one probe and the next on the same connection
     /// (a new connection starts from `Default`): facts that change only by an operator's act,
@@ -136,21 +148,70 @@ pub(crate) trait Product: Send + Sync + Copy + Default + Debug + 'static {
 
     /// Whether a replica still receives from its primary right now (PostgreSQL: its WAL
     /// receiver is streaming; MariaDB: its IO thread runs). Failover asks this before promoting:
-    /// a primary that its replicas still hear is alive, only unreachable from here. Unknown
-    /// (no privilege to see it) is `false`.
+    /// a primary that its replicas still hear is alive, only unreachable from here.
+    ///
+    /// # Errors
+    ///
+    /// [`ProbeError::Unexpected`] when the server does not say (PostgreSQL shows the WAL
+    /// receiver's status only to `pg_read_all_stats`): unknown is not "not receiving".
     fn receiving<C: ProbeConn>(conn: &C) -> impl Future<Output = Result<bool, ProbeError>> + Send;
 
-    /// How far a replica has received (perhaps not yet applied), for choosing whom to promote.
+    /// How far a replica has received (perhaps not yet applied), for choosing whom to promote;
+    /// `None` when the node is not a replica (already promoted, by another process or by hand).
     fn received<C: ProbeConn>(
         conn: &C,
-    ) -> impl Future<Output = Result<Self::Received, ProbeError>> + Send;
+    ) -> impl Future<Output = Result<Option<Self::Received>, ProbeError>> + Send;
 
-    /// Promotes a replica to primary, after it has applied what it received where the product
-    /// needs that done by hand.
+    /// How far `received` is behind `primary`, a position the primary was seen at, in the
+    /// history's own unit (WAL bytes; transactions for GTIDs); `None` when the two are on
+    /// different histories (another timeline or server) and cannot be compared.
+    fn behind(primary: &ReplayPosition, received: &Self::Received) -> Option<u64>;
+
+    /// Takes the failover lock on this server for this session, without waiting: `true` if
+    /// this session holds it now (PostgreSQL `pg_try_advisory_lock`, which a hot standby grants
+    /// too; MariaDB `GET_LOCK` with no wait, on a replica too). It is the session's: it goes with
+    /// the connection or a restart of the server.
+    fn try_lock<C: ProbeConn>(conn: &C) -> impl Future<Output = Result<bool, ProbeError>> + Send;
+
+    /// Whether this session still holds the failover lock (a restart of the server, or a
+    /// connection the server ended, would have released it).
+    fn holds_lock<C: ProbeConn>(conn: &C) -> impl Future<Output = Result<bool, ProbeError>> + Send;
+
+    /// Releases the failover lock this session holds.
+    fn unlock<C: ProbeConn>(conn: &C) -> impl Future<Output = Result<(), ProbeError>> + Send;
+
+    /// Makes the chosen replica apply everything it has received, before any step that cannot
+    /// be undone, and returns once it has: `Ok(false)` when it could not within `within` (or its
+    /// replay is stopped), after undoing what this step changed, so the failover is abandoned
+    /// with nothing changed on the server. MariaDB stops its IO thread first (nothing more
+    /// arrives), then `MASTER_GTID_WAIT`s for the IO thread's position; PostgreSQL waits until
+    /// replay has reached what was received.
+    fn apply_received<C: ProbeConn>(
+        conn: &C,
+        within: Duration,
+    ) -> impl Future<Output = Result<bool, ProbeError>> + Send;
+
+    /// Undoes what [`apply_received`](Product::apply_received) changed when the failover is
+    /// abandoned after it (MariaDB restarts the IO thread it stopped).
+    fn resume_receiving<C: ProbeConn>(
+        conn: &C,
+    ) -> impl Future<Output = Result<(), ProbeError>> + Send;
+
+    /// Sends the promotion, the step that cannot be undone (PostgreSQL `pg_promote`, MariaDB
+    /// `STOP SLAVE; RESET SLAVE ALL; SET GLOBAL read_only = 0`), and returns once the node
+    /// accepts writes or `within` has passed (`Ok(false)`: sent, not finished yet; the server
+    /// may still finish it).
     fn promote<C: ProbeConn>(
         conn: &C,
-        received: &Self::Received,
-    ) -> impl Future<Output = Result<(), ProbeError>> + Send;
+        within: Duration,
+    ) -> impl Future<Output = Result<bool, ProbeError>> + Send;
+
+    /// Makes a deposed primary refuse writes where SQL can (MariaDB `SET GLOBAL read_only = 1`):
+    /// `Ok(false)` where it cannot (PostgreSQL: any client can `SET` its way past
+    /// `default_transaction_read_only`, so rwsplit does not pretend).
+    fn make_read_only<C: ProbeConn>(
+        conn: &C,
+    ) -> impl Future<Output = Result<bool, ProbeError>> + Send;
 
     /// Re-points `replica` at the new primary, reachable at `host:port` (and through
     /// `new_primary` for anything that must be prepared there first).

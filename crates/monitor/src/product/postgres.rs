@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use rwsplit_core::{Lag, Lsn, PgPosition, ReplayPosition, Role};
 
-use super::{Product, flag, unexpected};
+use super::{LagUnit, Product, flag, unexpected};
 use crate::probe::{Observation, ProbeConn, ProbeError, Row};
 
 /// PostgreSQL 13+ (hot standbys; `pg_promote()`; `ALTER SYSTEM SET primary_conninfo` reloads).
@@ -138,6 +138,23 @@ const RECEIVED_SQL: &str = concat!(
     GREATEST(pg_last_wal_receive_lsn(), pg_last_wal_replay_lsn())::text AS received"
 );
 
+/// Replay has reached what the WAL receiver wrote (or there is no receiver position).
+const APPLIED: &str =
+    "pg_last_wal_replay_lsn() >= COALESCE(pg_last_wal_receive_lsn(), pg_last_wal_replay_lsn())";
+
+/// The failover lock's two keys, `pg_try_advisory_lock(int4, int4)`: "rwsp" and "fail" in
+/// ASCII, unlikely to be an application's. `pg_locks` shows them as `classid` and `objid`, with
+/// `objsubid = 2` (the two-key form).
+const LOCK_PARTS: (i32, i32) = (0x7277_7370, 0x6661_696c);
+
+/// [`LOCK_PARTS`] as the lock functions' arguments.
+const LOCK_KEY: &str = "1920430960, 1717660012";
+
+/// The one boolean column `v` of `sql`'s row.
+async fn one_flag<C: ProbeConn>(conn: &C, sql: &str) -> Result<bool, ProbeError> {
+    flag(&conn.fetch_row(sql).await?.unwrap_or_default(), "v")
+}
+
 /// How far a standby has received: timeline first, then LSN.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub(crate) struct Received {
@@ -225,6 +242,7 @@ async fn setting<C: ProbeConn>(conn: &C, sql: &str) -> Result<String, ProbeError
 
 impl Product for Postgres {
     type Received = Received;
+    const UNIT: LagUnit = LagUnit::Bytes;
 
     /// Bytes: the primary's WAL position minus the replica's replay position (unknown across
     /// systems or timelines). Time: zero when nothing is left to replay; otherwise the time
@@ -307,33 +325,94 @@ impl Product for Postgres {
     }
 
     async fn receiving<C: ProbeConn>(conn: &C) -> Result<bool, ProbeError> {
-        let row = conn
-            .fetch_row("SELECT (status = 'streaming')::text AS v FROM pg_stat_wal_receiver")
-            .await?;
-        Ok(row.is_some_and(|r| r.get("v") == Some("true")))
+        // A row while a WAL receiver runs; its status is NULL to a role without
+        // pg_read_all_stats, which must not read as "not receiving".
+        let row = conn.fetch_row("SELECT status AS status FROM pg_stat_wal_receiver").await?;
+        match row.as_ref().map(|r| r.get("status")) {
+            None => Ok(false),
+            Some(Some(status)) => Ok(status == "streaming"),
+            Some(None) => Err(unexpected(
+                "pg_stat_wal_receiver.status (grant pg_read_all_stats to the failover's account)",
+                None,
+            )),
+        }
     }
 
-    async fn received<C: ProbeConn>(conn: &C) -> Result<Received, ProbeError> {
+    async fn received<C: ProbeConn>(conn: &C) -> Result<Option<Received>, ProbeError> {
         let row = conn.fetch_row(RECEIVED_SQL).await?.unwrap_or_default();
         if !flag(&row, "in_recovery")? {
-            return Err(unexpected(
-                "primary among the failover candidates",
-                Some("in_recovery = false"),
-            ));
+            return Ok(None);
         }
         let timeline = row.get("timeline").and_then(|t| t.parse().ok()).unwrap_or(0);
         let lsn = lsn(&row, "received")?.ok_or_else(|| unexpected("received LSN", None))?;
-        Ok(Received { timeline, lsn: lsn.get() })
+        Ok(Some(Received { timeline, lsn: lsn.get() }))
     }
 
-    async fn promote<C: ProbeConn>(conn: &C, _received: &Received) -> Result<(), ProbeError> {
-        // pg_promote waits (up to 30 s) until the standby has replayed what it received and
-        // left recovery.
-        let row = conn.fetch_row("SELECT pg_promote(true, 30)::text AS done").await?;
-        match row.as_ref().and_then(|r| r.get("done")) {
-            Some("true") => Ok(()),
-            other => Err(unexpected("pg_promote() result", other)),
+    fn behind(primary: &ReplayPosition, received: &Received) -> Option<u64> {
+        match primary {
+            ReplayPosition::Postgres(p) if p.timeline() == received.timeline => {
+                Some(p.lsn().get().saturating_sub(received.lsn))
+            }
+            _ => None,
         }
+    }
+
+    async fn try_lock<C: ProbeConn>(conn: &C) -> Result<bool, ProbeError> {
+        let sql = format!("SELECT pg_try_advisory_lock({LOCK_KEY})::text AS v");
+        one_flag(conn, &sql).await
+    }
+
+    async fn holds_lock<C: ProbeConn>(conn: &C) -> Result<bool, ProbeError> {
+        let (class, object) = LOCK_PARTS;
+        let sql = format!(
+            "SELECT EXISTS (SELECT 1 FROM pg_locks WHERE locktype = 'advisory' AND granted \
+             AND pid = pg_backend_pid() AND classid = {class} AND objid = {object} \
+             AND objsubid = 2)::text AS v"
+        );
+        one_flag(conn, &sql).await
+    }
+
+    async fn unlock<C: ProbeConn>(conn: &C) -> Result<(), ProbeError> {
+        let sql = format!("SELECT pg_advisory_unlock({LOCK_KEY})::text AS v");
+        conn.fetch_row(&sql).await.map(drop)
+    }
+
+    async fn apply_received<C: ProbeConn>(conn: &C, within: Duration) -> Result<bool, ProbeError> {
+        // One round trip whose waiting is the server's (as the adapter's catch-up wait): replay
+        // reaching what the receiver wrote, looked at every millisecond up to `within`. Replay
+        // that is paused or blocked (a recovery conflict under max_standby_streaming_delay = -1)
+        // does not get there, and the failover is abandoned before the promotion is sent.
+        let sql = format!(
+            "WITH RECURSIVE w(i) AS (SELECT 0 UNION ALL SELECT i + 1 FROM w \
+             WHERE clock_timestamp() < statement_timestamp() + make_interval(secs => {secs}) \
+             AND CASE WHEN {APPLIED} THEN false ELSE pg_sleep(0.001)::text = '' END) \
+             SELECT ({APPLIED})::text AS v FROM (SELECT max(i) FROM w) AS waited",
+            secs = within.as_secs_f64(),
+        );
+        one_flag(conn, &sql).await
+    }
+
+    async fn resume_receiving<C: ProbeConn>(_conn: &C) -> Result<(), ProbeError> {
+        Ok(())
+    }
+
+    async fn promote<C: ProbeConn>(conn: &C, within: Duration) -> Result<bool, ProbeError> {
+        // pg_promote waits (in whole seconds) until the standby has left recovery; `false`
+        // means not yet, not "not sent": the server may still finish it.
+        let secs = within.as_secs().max(1);
+        let sql = format!("SELECT pg_promote(true, {secs})::text AS v");
+        match one_flag(conn, &sql).await {
+            Ok(done) => Ok(done),
+            // A promotion finished while the answer was on its way is still a promotion.
+            Err(e) => match one_flag(conn, "SELECT (NOT pg_is_in_recovery())::text AS v").await {
+                Ok(true) => Ok(true),
+                _ => Err(e),
+            },
+        }
+    }
+
+    async fn make_read_only<C: ProbeConn>(_conn: &C) -> Result<bool, ProbeError> {
+        Ok(false)
     }
 
     async fn repoint<C: ProbeConn>(

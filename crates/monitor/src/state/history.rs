@@ -114,6 +114,15 @@ impl History {
         }
     }
 
+    /// The newest position of primary `node` kept, and when it was last seen there. `None` if
+    /// the history is another node's or empty.
+    pub(crate) fn newest(&self, node: NodeId) -> Option<(&ReplayPosition, Instant)> {
+        if self.node != Some(node) {
+            return None;
+        }
+        self.entries.back().map(|e| (e.position.position(), e.last))
+    }
+
     /// A position of primary `node` sampled at or after `at`, the earliest kept: at or past
     /// everything it had written at `at` (positions only grow), and the tightest such bound
     /// kept. `None` if the history is another node's or has no sample that late.

@@ -88,6 +88,55 @@ fn a_promotion_is_followed_once_the_old_primary_stops_answering() {
     assert_eq!(lag.bytes(), Some(100));
 }
 
+fn on_timeline(role: Role, timeline: u32, lsn: u64) -> Result<Observation, ProbeError> {
+    let mut o = seen(role, lsn)?;
+    o.position = Some(ReplayPosition::Postgres(PgPosition::new(7, timeline, Lsn::new(lsn))));
+    Ok(o)
+}
+
+/// A promotion starts a new timeline: a primary on an older one of the same system is deposed
+/// (out of rotation, never the primary), whether this process saw the promotion or only a
+/// node on the newer timeline, and stays so while its probes say the same; a node of another
+/// system's timelines is not compared.
+#[test]
+fn a_primary_on_an_older_timeline_is_superseded() {
+    let s = state(3, policy());
+    let t = Instant::now();
+    steady(&s, t);
+    // Node 1 promoted (timeline 2) while node 0 still answers as a primary on timeline 1: not
+    // a split brain, node 1 is the primary.
+    s.observe(NodeId::new(1), &on_timeline(Role::Primary, 2, 200), t + MS(100));
+    assert_eq!(s.primary_id(), Some(NodeId::new(1)));
+    assert!(s.is_superseded(NodeId::new(0)) && s.is_fenced(NodeId::new(0)));
+    assert_eq!(roles(&s), [Role::Replica, Role::Primary, Role::Replica]);
+    assert_eq!(healths(&s)[0], Health::Down, "out of rotation for reads too");
+    // The new primary unreachable from here: the old one is still deposed, and nothing
+    // takes writes rather than the old primary.
+    for i in 0..3 {
+        s.observe(NodeId::new(1), &refused(), t + MS(200 + i));
+    }
+    s.observe(NodeId::new(0), &on_timeline(Role::Primary, 1, 300), t + MS(300));
+    assert_ne!(s.primary_id(), Some(NodeId::new(0)));
+    assert!(s.is_superseded(NodeId::new(0)));
+
+    // A process that starts now, and sees only the old primary and a replica that follows
+    // the new one, takes the old primary as deposed too.
+    let fresh = state(3, policy());
+    fresh.observe(NodeId::new(0), &on_timeline(Role::Primary, 1, 300), t);
+    fresh.observe(NodeId::new(2), &on_timeline(Role::Replica, 2, 250), t);
+    assert!(fresh.is_superseded(NodeId::new(0)));
+    assert_eq!(fresh.primary_id(), None);
+
+    // Another system's timeline says nothing of this one's.
+    let other = state(2, policy());
+    other.observe(NodeId::new(0), &on_timeline(Role::Primary, 1, 300), t);
+    let mut stranger = on_timeline(Role::Replica, 5, 10).unwrap();
+    stranger.position = Some(ReplayPosition::Postgres(PgPosition::new(8, 5, Lsn::new(10))));
+    other.observe(NodeId::new(1), &Ok(stranger), t);
+    assert!(!other.is_superseded(NodeId::new(0)));
+    assert_eq!(other.primary_id(), Some(NodeId::new(0)));
+}
+
 #[test]
 fn a_demoted_primary_that_returns_as_a_replica_is_one() {
     let s = state(2, policy());

@@ -413,6 +413,10 @@ impl RoutedConnectionBuilder {
         let given = std::iter::once(self.primary_replication_address.as_deref())
             .chain(self.replicas.iter().map(|r| r.replication_address.as_deref()));
         let addresses = replication_addresses(given, &urls)?;
+        if self.policy.failover.is_some() {
+            let servers = urls.len();
+            tracing::warn!(target: "rwsplit", servers, majority = servers / 2 + 1, "automatic failover is on: it promotes only with every replica answering and its lock held on a majority of the servers, the lost primary among them (so a primary with one replica never fails over), and does not stop a deposed PostgreSQL primary from taking other clients' writes; read the guide's high-availability chapter for what it can lose under your replication mode");
+        }
         self.policy.failover = self.policy.failover.take().map(|failover| {
             addresses.into_iter().fold(failover, |f, (i, a)| f.replication_address(i, a))
         });
@@ -467,6 +471,18 @@ impl RoutedConnectionBuilder {
             && self.policy.failover.is_some()
         {
             return Err(Error::FailoverWithHaManager { manager });
+        }
+        if self.policy.failover.is_some()
+            && let Some((i, r)) = self
+                .replicas
+                .iter()
+                .enumerate()
+                .find(|(_, r)| r.pooling != crate::product::Pooling::Direct)
+        {
+            return Err(Error::FailoverThroughPooler {
+                node: format!("replica {}", i + 1),
+                pooling: r.pooling.as_str(),
+            });
         }
         if self.discovery.is_some() {
             // Members a source reports with Patroni's `noloadbalance` tag never serve reads.

@@ -563,6 +563,33 @@ async fn a_patroni_topology_with_auto_failover_is_refused_before_connecting() {
     assert!(started.elapsed() < Duration::from_secs(1), "nothing was connected");
 }
 
+/// Automatic failover with a replica behind a pooler is refused before connecting: its lock
+/// would sit on a server connection the pooler shares with other clients.
+#[rstest]
+#[case(crate::Pooling::Session, "session")]
+#[case(crate::Pooling::Transaction, "transaction")]
+#[tokio::test]
+async fn auto_failover_through_a_pooler_is_refused_before_connecting(
+    #[case] pooling: crate::Pooling,
+    #[case] named: &str,
+) {
+    let started = std::time::Instant::now();
+    let err = RoutedConnection::builder()
+        .primary("postgres://app:hunter2@192.0.2.1:5432/app")
+        .replica("postgres://app:hunter2@192.0.2.2:5432/app")
+        .replica(crate::Replica::new("postgres://app:hunter2@192.0.2.3:6432/app").pooling(pooling))
+        .auto_failover(rwsplit_monitor::AutoFailover::default())
+        .connect()
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&err, Error::FailoverThroughPooler { node, pooling } if node == "replica 2" && *pooling == named),
+        "{err}"
+    );
+    assert!(!err.to_string().contains("hunter2"), "{err}");
+    assert!(started.elapsed() < Duration::from_secs(1), "nothing was connected");
+}
+
 /// A name in a namespace `from_env` owns that it does not read is refused, naming the nearest
 /// name it reads; the value is never shown.
 #[rstest]
