@@ -65,7 +65,8 @@ async fn routed(
         .acquire_timeout(Duration::from_secs(2));
     if failover.is_some() {
         // The MariaDB application user may not promote; the testkit's root may (no password).
-        let cfg = AutoFailover::default().after_failures(2);
+        // A short grace: a crashed primary is not coming back here.
+        let cfg = AutoFailover::default().after_failures(2).grace(Duration::from_secs(1));
         let cfg = match tdb.primary_url().starts_with("mysql") {
             true => cfg.admin_credentials("root", ""),
             false => cfg,

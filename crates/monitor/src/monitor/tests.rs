@@ -54,7 +54,7 @@ struct Cluster {
     executed: Mutex<Vec<(usize, String)>>,
     /// Per node: how many admin connections to refuse before accepting them again.
     refuse_admin: Mutex<HashMap<usize, u32>>,
-    /// Per node: how many `ALTER SYSTEM` statements fail before they succeed again.
+    /// Per node: how many re-pointing `ALTER SYSTEM` statements fail before they succeed again.
     fail_alter: Mutex<HashMap<usize, u32>>,
     /// Per node: how long opening a connection takes (a server slow to accept).
     open_delay: Mutex<HashMap<usize, Duration>>,
@@ -260,7 +260,11 @@ impl ProbeConn for FakeConn {
             Mode::Hang => std::future::pending().await,
             Mode::Refuse => Err(ProbeError::unreachable("connection reset")),
             Mode::Answer => {
-                if sql.contains("ALTER SYSTEM")
+                // A re-pointing's (not detaching one from the old primary, nor pointing it back).
+                let repointing = sql.contains("ALTER SYSTEM")
+                    && !sql.contains("= ''")
+                    && !sql.contains("host=old");
+                if repointing
                     && let Some(left) = self.cluster.fail_alter.lock().unwrap().get_mut(&self.node)
                     && *left > 0
                 {

@@ -138,6 +138,7 @@ fn literal(s: &str) -> String {
 impl Product for MariaDb {
     type Received = Received;
     const UNIT: LagUnit = LagUnit::Transactions;
+    type Detached = ();
 
     /// No byte measure (unknown). Time: zero when the replica has applied every GTID the
     /// primary has written, in every domain; otherwise `Seconds_Behind_Master` while the SQL
@@ -318,8 +319,17 @@ impl Product for MariaDb {
         Ok(true)
     }
 
+    async fn detach<C: ProbeConn>(replica: &C) -> Result<(), ProbeError> {
+        replica.execute("STOP SLAVE IO_THREAD").await
+    }
+
+    async fn reattach<C: ProbeConn>(replica: &C, _detached: &()) -> Result<(), ProbeError> {
+        replica.execute("START SLAVE IO_THREAD").await
+    }
+
     async fn repoint<C: ProbeConn>(
         replica: &C,
+        _detached: &(),
         _new_primary: &C,
         host: &str,
         port: u16,

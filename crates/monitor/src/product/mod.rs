@@ -120,6 +120,9 @@ pub(crate) trait Product: Send + Sync + Copy + Default + Debug + 'static {
     /// What [`behind`](Product::behind) counts.
     const UNIT: LagUnit;
 
+    /// What a [detached](Product::detach) replica keeps for its re-pointing.
+    type Detached: Debug + Send + Sync;
+
     /// What a node's probes remember between one probe and the next on the same connection
     /// (a new connection starts from `Default`): facts that change only by an operator's act,
     /// which a probe then need not read again until something says they may have changed.
@@ -213,10 +216,25 @@ pub(crate) trait Product: Send + Sync + Copy + Default + Debug + 'static {
         conn: &C,
     ) -> impl Future<Output = Result<bool, ProbeError>> + Send;
 
-    /// Re-points `replica` at the new primary, reachable at `host:port` (and through
-    /// `new_primary` for anything that must be prepared there first).
+    /// Stops a replica that is not promoted from receiving from the lost primary, just before
+    /// the promotion: a primary that thaws would otherwise send it what the promoted one never
+    /// gets, and it could not follow the new primary (PostgreSQL: `primary_conninfo` emptied,
+    /// MariaDB: `STOP SLAVE IO_THREAD`). Returns what re-pointing it needs later.
+    fn detach<C: ProbeConn>(
+        replica: &C,
+    ) -> impl Future<Output = Result<Self::Detached, ProbeError>> + Send;
+
+    /// Undoes [`detach`](Product::detach) when the failover is abandoned before the promotion.
+    fn reattach<C: ProbeConn>(
+        replica: &C,
+        detached: &Self::Detached,
+    ) -> impl Future<Output = Result<(), ProbeError>> + Send;
+
+    /// Re-points a [detached](Product::detach) `replica` at the new primary, reachable at
+    /// `host:port` (and through `new_primary` for anything that must be prepared there first).
     fn repoint<C: ProbeConn>(
         replica: &C,
+        detached: &Self::Detached,
         new_primary: &C,
         host: &str,
         port: u16,

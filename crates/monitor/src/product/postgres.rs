@@ -243,6 +243,7 @@ async fn setting<C: ProbeConn>(conn: &C, sql: &str) -> Result<String, ProbeError
 impl Product for Postgres {
     type Received = Received;
     const UNIT: LagUnit = LagUnit::Bytes;
+    type Detached = Detached;
 
     /// Bytes: the primary's WAL position minus the replica's replay position (unknown across
     /// systems or timelines). Time: zero when nothing is left to replay; otherwise the time
@@ -415,21 +416,38 @@ impl Product for Postgres {
         Ok(false)
     }
 
+    async fn detach<C: ProbeConn>(replica: &C) -> Result<Detached, ProbeError> {
+        let conninfo = setting(replica, "SELECT current_setting('primary_conninfo') AS v").await?;
+        let slot = setting(replica, "SELECT current_setting('primary_slot_name') AS v").await?;
+        if conninfo.is_empty() {
+            return Err(unexpected("primary_conninfo (empty: not streaming from anyone)", None));
+        }
+        replica.execute("ALTER SYSTEM SET primary_conninfo = ''").await?;
+        replica.fetch_row("SELECT pg_reload_conf()::text AS v").await?;
+        Ok(Detached { conninfo, slot })
+    }
+
+    async fn reattach<C: ProbeConn>(replica: &C, detached: &Detached) -> Result<(), ProbeError> {
+        let set = format!("ALTER SYSTEM SET primary_conninfo = '{}'", literal(&detached.conninfo));
+        replica.execute(&set).await?;
+        replica.fetch_row("SELECT pg_reload_conf()::text AS v").await.map(drop)
+    }
+
     async fn repoint<C: ProbeConn>(
         replica: &C,
+        detached: &Detached,
         new_primary: &C,
         host: &str,
         port: u16,
     ) -> Result<(), ProbeError> {
-        let conninfo = setting(replica, "SELECT current_setting('primary_conninfo') AS v").await?;
-        let slot = setting(replica, "SELECT current_setting('primary_slot_name') AS v").await?;
-        let rewritten = rewrite_conninfo(&conninfo, host, port)
+        let rewritten = rewrite_conninfo(&detached.conninfo, host, port)
             .ok_or_else(|| unexpected("primary_conninfo (not keyword=value)", None))?;
+        let slot = &detached.slot;
         if !slot.is_empty() {
             let create = format!(
                 "SELECT pg_create_physical_replication_slot('{s}') WHERE NOT EXISTS \
                  (SELECT 1 FROM pg_replication_slots WHERE slot_name = '{s}')",
-                s = literal(&slot)
+                s = literal(slot)
             );
             new_primary.fetch_row(&create).await?;
         }
@@ -438,6 +456,13 @@ impl Product for Postgres {
             .await?;
         replica.fetch_row("SELECT pg_reload_conf()::text AS v").await.map(drop)
     }
+}
+
+/// A standby detached from its primary: the conninfo and slot it streamed with.
+#[derive(Debug, Clone)]
+pub(crate) struct Detached {
+    conninfo: String,
+    slot: String,
 }
 
 /// A keyword=value conninfo with `host` and `port` replaced (and `hostaddr` dropped, since it
