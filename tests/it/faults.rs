@@ -246,7 +246,7 @@ async fn faults_replica_under_load(#[case] kind: DbKind, #[case] fault: ReplicaF
 /// Settings that make an acknowledged write durable on a replica before the primary answers:
 /// without them, a primary lost at the wrong instant takes acknowledged writes with it, and no
 /// router can bring them back.
-fn durable(kind: DbKind, name: &str) -> rwsplit_testkit::ClusterBuilder {
+pub(crate) fn durable(kind: DbKind, name: &str) -> rwsplit_testkit::ClusterBuilder {
     let b = Cluster::builder().db(kind).name(name).replicas(2);
     match kind {
         DbKind::MariaDb => b
