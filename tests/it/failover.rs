@@ -8,7 +8,8 @@
 //!   refused, and the line says why);
 //! - never two servers acknowledging writes at once (the watcher's longest such run).
 //!
-//! `cargo xtask failover-matrix --runs N` repeats them and counts.
+//! `cargo xtask failover-matrix --runs N` repeats them and counts. Each runs alone among the
+//! tests that time a switchover (`sea_orm_patroni::SERIAL`): its processes load the machine.
 
 use std::collections::HashSet;
 use std::process::Stdio;
@@ -351,6 +352,7 @@ async fn settle(
 #[case::mariadb_three(DbKind::MariaDb, &[[1, 0], [0, 1], [1, 0]])]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn failover_crash_with_a_fleet(#[case] kind: DbKind, #[case] orders: &[[usize; 2]]) {
+    let _serial = crate::sea_orm_patroni::SERIAL.lock().await;
     let cluster = cluster(kind, "fo_crash", true).await;
     let tdb = cluster.create_database("fo_crash").await.unwrap();
     tables(&cluster, &tdb).await;
@@ -375,6 +377,7 @@ async fn failover_crash_with_a_fleet(#[case] kind: DbKind, #[case] orders: &[[us
 #[case::mariadb(DbKind::MariaDb)]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn failover_not_for_a_primary_back_within_the_grace(#[case] kind: DbKind) {
+    let _serial = crate::sea_orm_patroni::SERIAL.lock().await;
     let cluster = cluster(kind, "fo_restart", true).await;
     let tdb = cluster.create_database("fo_restart").await.unwrap();
     tables(&cluster, &tdb).await;
@@ -403,6 +406,7 @@ async fn failover_not_for_a_primary_back_within_the_grace(#[case] kind: DbKind) 
 #[case::mariadb(DbKind::MariaDb)]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn failover_waits_for_an_unreachable_replica(#[case] kind: DbKind) {
+    let _serial = crate::sea_orm_patroni::SERIAL.lock().await;
     let cluster = cluster(kind, "fo_unreach", true).await;
     let tdb = cluster.create_database("fo_unreach").await.unwrap();
     tables(&cluster, &tdb).await;
@@ -434,6 +438,7 @@ async fn failover_waits_for_an_unreachable_replica(#[case] kind: DbKind) {
 #[case::mariadb(DbKind::MariaDb)]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn failover_waits_for_a_candidate_behind_in_applying(#[case] kind: DbKind) {
+    let _serial = crate::sea_orm_patroni::SERIAL.lock().await;
     let cluster = cluster(kind, "fo_apply", true).await;
     let tdb = cluster.create_database("fo_apply").await.unwrap();
     tables(&cluster, &tdb).await;
@@ -465,6 +470,7 @@ async fn failover_waits_for_a_candidate_behind_in_applying(#[case] kind: DbKind)
 #[case::mariadb(DbKind::MariaDb)]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn failover_freeze_and_thaw(#[case] kind: DbKind) {
+    let _serial = crate::sea_orm_patroni::SERIAL.lock().await;
     let cluster = cluster(kind, "fo_freeze", true).await;
     let tdb = cluster.create_database("fo_freeze").await.unwrap();
     tables(&cluster, &tdb).await;
@@ -523,6 +529,7 @@ async fn failover_under_async_replication_is_bounded(
     #[case] after_cut: usize,
     #[case] promotions: u64,
 ) {
+    let _serial = crate::sea_orm_patroni::SERIAL.lock().await;
     let cluster = cluster(kind, "fo_async", false).await;
     let tdb = cluster.create_database("fo_async").await.unwrap();
     tables(&cluster, &tdb).await;
@@ -571,6 +578,7 @@ async fn failover_under_async_replication_is_bounded(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn failover_waits_while_replay_is_blocked_on_postgres() {
     let kind = DbKind::Postgres;
+    let _serial = crate::sea_orm_patroni::SERIAL.lock().await;
     let cluster = cluster(kind, "fo_conflict", true).await;
     let tdb = cluster.create_database("fo_conflict").await.unwrap();
     tables(&cluster, &tdb).await;

@@ -2,7 +2,8 @@
 //! (Debian's, started by the testkit) scrapes a fleet of three application processes — each the
 //! documented `examples/metrics.rs`, built as the binary `rwsplit-metrics-example` — every
 //! second, with the shipped alerting rules loaded, through a lag spike, a replica kill, a
-//! primary kill, a promotion and the old primary's return (a split brain). Through its HTTP API:
+//! primary kill, a promotion, the old primary's return (deposed by its older timeline) and a
+//! second promotion (a split brain). Through its HTTP API:
 //! every expression of the shipped dashboard returns data with its variables set to all
 //! processes and to one (and through `promtool query instant`); every alert goes pending in the
 //! fault meant for it, or its signal returns data; each process's whole exposition passes
@@ -713,8 +714,12 @@ async fn prometheus_scrapes_three_processes_through_faults_and_every_panel_and_a
             panels.push(format!("{title} [{which}]: {}", show(&data)));
         }
     }
-    // The old primary comes back, still a primary: split brain.
+    // The old primary comes back, still a primary, on the older timeline: deposed in every
+    // process. Replica 1, restarted and promoted too, is a second primary on the newest
+    // timeline: split brain.
     cluster.primary().restart().await.unwrap();
+    cluster.replicas()[0].restart().await.unwrap();
+    cluster.replicas()[0].promote().await.unwrap();
     pending.insert("RwsplitSplitBrain", alert_goes_pending(&prom, "RwsplitSplitBrain", WAIT).await);
 
     let mut alerts = Vec::new();

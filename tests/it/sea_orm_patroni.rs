@@ -25,7 +25,8 @@ const ACQUIRE: Duration = Duration::from_millis(500);
 /// These tests run one at a time: each starts etcd, three Patronis and their PostgreSQLs and
 /// measures timings under load, on a machine that also runs the rest of the suite. The stall
 /// test of `own_sessions` takes it too: its readers and stalls, beside a switchover, slowed the
-/// switchover's writes past the bound on two cores.
+/// switchover's writes past the bound on two cores; so do the failover tests (`failover.rs`),
+/// whose writer processes did the same.
 pub(crate) static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
 async fn start(name: &str) -> PatroniCluster {
