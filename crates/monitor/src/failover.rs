@@ -876,7 +876,7 @@ async fn detach_others<P: Product, S: Cluster>(
         match step.await {
             Ok((d, now)) => {
                 detached.push((i, d));
-                if !matches!(&now, Ok(Some(r)) if r <= received) {
+                if !matches!(&now, Ok(Some(r)) if !P::received_more(r, received)) {
                     veto = Some(Veto::Overtaken(i));
                     break;
                 }

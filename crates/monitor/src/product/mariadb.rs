@@ -36,6 +36,9 @@ const POSITION_SQL: &str = "SELECT IF(@@global.read_only, 'true', 'false') AS re
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
 pub(crate) struct Received {
     weight: u128,
+    /// The same measure of what was applied: among replicas that received as much, the one
+    /// that applied more is further.
+    applied_weight: u128,
     io_pos: String,
     applied: String,
 }
@@ -250,7 +253,16 @@ impl Product for MariaDb {
         }
         let io_pos = status.as_ref().and_then(|s| s.get("Gtid_IO_Pos")).unwrap_or("").to_owned();
         let applied = vars.get("slave_pos").unwrap_or("").to_owned();
-        Ok(Some(Received { weight: weight(&io_pos).max(weight(&applied)), io_pos, applied }))
+        Ok(Some(Received {
+            weight: weight(&io_pos).max(weight(&applied)),
+            applied_weight: weight(&applied),
+            io_pos,
+            applied,
+        }))
+    }
+
+    fn received_more(other: &Received, than: &Received) -> bool {
+        other.weight > than.weight
     }
 
     fn behind(primary: &ReplayPosition, received: &Received) -> Option<u64> {
@@ -349,6 +361,22 @@ impl Product for MariaDb {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A replica that applied more of what it received has not received more: the check that
+    /// no other replica got further than the candidate compares what arrived.
+    #[test]
+    fn received_more_counts_what_arrived_not_what_was_applied() {
+        let at = |io: &str, applied: &str| Received {
+            weight: weight(io).max(weight(applied)),
+            applied_weight: weight(applied),
+            io_pos: io.to_owned(),
+            applied: applied.to_owned(),
+        };
+        let candidate = at("0-1-10", "0-1-4");
+        assert!(!MariaDb::received_more(&at("0-1-10", "0-1-10"), &candidate));
+        assert!(at("0-1-10", "0-1-10") > candidate, "yet it is the better choice between them");
+        assert!(MariaDb::received_more(&at("0-1-11", "0-1-4"), &candidate));
+    }
 
     #[test]
     fn positions_compare_by_progress() {

@@ -165,6 +165,10 @@ pub(crate) trait Product: Send + Sync + Copy + Default + Debug + 'static {
         conn: &C,
     ) -> impl Future<Output = Result<Option<Self::Received>, ProbeError>> + Send;
 
+    /// Whether `other` has received more than `than` (what it applied aside: a replica still
+    /// applying what it had received has not received more).
+    fn received_more(other: &Self::Received, than: &Self::Received) -> bool;
+
     /// How far `received` is behind `primary`, a position the primary was seen at, in the
     /// history's own unit (WAL bytes; transactions for GTIDs); `None` when the two are on
     /// different histories (another timeline or server) and cannot be compared.

@@ -349,6 +349,10 @@ impl Product for Postgres {
         Ok(Some(Received { timeline, lsn: lsn.get() }))
     }
 
+    fn received_more(other: &Received, than: &Received) -> bool {
+        other > than
+    }
+
     fn behind(primary: &ReplayPosition, received: &Received) -> Option<u64> {
         match primary {
             ReplayPosition::Postgres(p) if p.timeline() == received.timeline => {
