@@ -1535,6 +1535,22 @@ async fn failover_vetoes(#[case] setup: fn(&Cluster)) {
     assert!(!m.state().is_fenced(NodeId::new(0)), "nothing was sent: nothing fenced");
 }
 
+/// A primary with one replica never fails over automatically: without the lost primary, one
+/// server of two is no majority, so the failover lock cannot be held.
+#[tokio::test(start_paused = true)]
+async fn a_primary_with_one_replica_never_fails_over() {
+    let cluster = Cluster::new(&[0x300, 0x300]);
+    let m = start(&cluster, Some(quick().retry_after(MS(500))));
+    assert!(m.first_round(MS(100)).await);
+    cluster.set(0, |n| n.mode = Mode::Refuse);
+    cluster.set(1, |n| n.receiving = false);
+    tokio::time::sleep(MS(10_000)).await;
+    assert_eq!(m.promotions(), 0);
+    assert_eq!(promoted_on(&cluster), Vec::<usize>::new());
+    let locked = cluster.executed_on(1).iter().any(|s| s.contains("pg_try_advisory_lock"));
+    assert!(locked, "it tried: the lock on the replica alone is not a majority");
+}
+
 /// A primary that comes back within the grace (a crash and a restart) is not failed over.
 #[tokio::test(start_paused = true)]
 async fn a_primary_back_within_the_grace_is_not_failed_over() {
