@@ -192,13 +192,11 @@ async fn a_promoted_replica_takes_over_writes(#[case] kind: DbKind) {
 #[case::mariadb(DbKind::MariaDb)]
 #[tokio::test]
 async fn two_primaries_stop_writes_instead_of_splitting_the_history(#[case] kind: DbKind) {
-    // On PostgreSQL a promotion starts a timeline, and a primary on an older one is deposed
-    // (it is not a second claimant): two replicas promoted make two primaries on the newest
-    // timeline, and a third replica serves reads. MariaDB has no such epoch: one promotion.
-    let (replicas, promoted) = match kind {
-        DbKind::Postgres => (3, 2),
-        _ => (2, 1),
-    };
+    // A promotion starts an epoch (PostgreSQL: a timeline; MariaDB: the promoted node's slave
+    // position names the primary it took over from), and a primary of an older one is deposed,
+    // not a second claimant: two replicas promoted from one primary are two primaries of the
+    // newest epoch, and a third replica serves reads.
+    let (replicas, promoted) = (3, 2);
     let cluster = own_cluster(kind, "splitbrain", replicas).await;
     let tdb = cluster.create_database("splitbrain").await.unwrap();
     let db = monitored(&tdb, Consistency::Eventual).await;
@@ -210,12 +208,15 @@ async fn two_primaries_stop_writes_instead_of_splitting_the_history(#[case] kind
         r.promote().await.unwrap();
     }
     let last = std::sync::Mutex::new(None);
-    let refused = until("writes to be refused", || async {
+    // A write in flight as the old primary is deposed fails as sent with its outcome unknown;
+    // the writes after it are refused as a split brain.
+    let refused = until("writes to be refused as a split brain", || async {
         match db.execute_unprepared("INSERT INTO t VALUES (1)").await {
             Ok(_) => false,
             Err(e) => {
+                let split = matches!(routing_error(&e), Some(RoutingError::SplitBrain { .. }));
                 *last.lock().unwrap() = Some(e);
-                true
+                split
             }
         }
     })
@@ -232,4 +233,48 @@ async fn two_primaries_stop_writes_instead_of_splitting_the_history(#[case] kind
     assert!(err.to_string().contains("RoutedConnection::fence(name)"), "{err}");
     // Reads still work, from the replica that is still one.
     assert_eq!(server_port(&db, "").await, cluster.replicas()[promoted].port());
+}
+
+/// A primary deposed by a promotion while it still runs is deposed for every process, one
+/// that started after the promotion included: the epoch comes from the servers (PostgreSQL: the
+/// promoted node's newer timeline; MariaDB: its slave position names the old primary), not from
+/// a flag in the memory of a process that saw it happen.
+#[rstest]
+#[case::postgres(DbKind::Postgres)]
+#[case::mariadb(DbKind::MariaDb)]
+#[tokio::test]
+async fn a_deposed_primary_is_deposed_for_a_process_that_never_saw_the_promotion(
+    #[case] kind: DbKind,
+) {
+    let cluster = own_cluster(kind, "deposed", 2).await;
+    let tdb = cluster.create_database("deposed").await.unwrap();
+    let db = monitored(&tdb, Consistency::Eventual).await;
+    db.execute_unprepared("CREATE TABLE t (id int)").await.unwrap();
+    db.execute_unprepared("INSERT INTO t VALUES (1)").await.unwrap();
+    cluster.wait_caught_up(0, Duration::from_secs(10)).await.unwrap();
+    let (old, new) = (cluster.primary().port(), cluster.replicas()[0].port());
+
+    // Promoted while the old primary still runs and takes writes from other clients.
+    cluster.replicas()[0].promote().await.unwrap();
+    let followed = until("writes to reach the promoted replica", || async {
+        server_port(db.primary(), "").await == new
+    })
+    .await;
+    eprintln!("{kind}: a process that saw the promotion followed it in {followed:?}");
+
+    // A process that starts now never saw the old primary as the primary.
+    let started = Instant::now();
+    let fresh = monitored(&tdb, Consistency::Eventual).await;
+    assert_eq!(server_port(fresh.primary(), "").await, new, "its first write goes to the new one");
+    fresh.execute_unprepared("INSERT INTO t VALUES (2)").await.unwrap();
+    eprintln!(
+        "{kind}: a process started after it wrote to the new primary {:?} after connect() began",
+        started.elapsed()
+    );
+    for _ in 0..20 {
+        assert_ne!(server_port(&fresh, "").await, old, "no read from the deposed primary");
+    }
+    let stats = fresh.stats();
+    let old_node = stats.nodes().iter().find(|n| n.name().contains(&format!(":{old}/")));
+    assert_eq!(old_node.map(|n| n.health()), Some(Health::Down), "out of rotation: {stats:?}");
 }

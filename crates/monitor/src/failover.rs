@@ -1108,6 +1108,7 @@ mod tests {
             seconds_behind: None,
             applying: None,
             latency: Duration::from_millis(1),
+            lineage: None,
         }
     }
 

@@ -19,7 +19,7 @@ use rwsplit_core::{
     ReplayPosition, Role, SharedTopology, Topology, TopologyGuard,
 };
 
-use crate::probe::{Observation, ProbeError};
+use crate::probe::{Lineage, Observation, ProbeError};
 
 mod demand;
 mod history;
@@ -106,7 +106,7 @@ struct Entry {
     served: AtomicU64,
     /// Out of rotation and never primary until unfenced.
     fenced: AtomicBool,
-    /// A PostgreSQL primary on a timeline older than one seen on its system: deposed by a
+    /// A primary of an older epoch (a PostgreSQL timeline, a MariaDB takeover): deposed by a
     /// promotion, whoever made it ([`TopologyState::is_superseded`]). Out of rotation, as a
     /// fenced node, for as long as its probes say so.
     superseded: AtomicBool,
@@ -209,6 +209,10 @@ pub struct TopologyState {
     /// The newest PostgreSQL timeline seen on each system (system identifier → timeline), on
     /// any node: the epoch a promotion starts, against which an older primary is superseded.
     epochs: Mutex<Vec<(u64, u32)>>,
+    /// MariaDB's epochs: each server a writable node was seen to have taken over from, and the
+    /// newest sequence number it was taken over at (domain, `server_id`, sequence), learned
+    /// from the new primary's slave position ([`Lineage`]). At most [`MAX_TAKEOVERS`].
+    takeovers: Mutex<Vec<(u32, u32, u64)>>,
     /// What [`changed`](Self::changed) waits on for an id of no node: never notified.
     never: tokio::sync::Notify,
     /// Notified after each snapshot is published ([`published`](Self::published)).
@@ -219,6 +223,10 @@ pub struct TopologyState {
     /// stored as (`state/demand.rs`).
     demand: Demand,
 }
+
+/// How many MariaDB takeovers [`TopologyState`] remembers (one per server and domain: a
+/// cluster's servers, many times over).
+const MAX_TAKEOVERS: usize = 64;
 
 /// Answers closer together than this are one to [`TopologyState::served_since`]: one atomic
 /// load per statement while they keep coming.
@@ -282,6 +290,7 @@ impl TopologyState {
             history: Mutex::new(History::default()),
             clock: Mutex::new(None),
             epochs: Mutex::new(Vec::new()),
+            takeovers: Mutex::new(Vec::new()),
             never: tokio::sync::Notify::new(),
             published: tokio::sync::Notify::new(),
             sampled: tokio::sync::Notify::new(),
@@ -1218,22 +1227,31 @@ impl TopologyState {
         })
     }
 
-    /// Whether `node` is a PostgreSQL primary on an older timeline than a node of the same
-    /// system has been seen on: a promotion (by this process, another, an HA manager or by
-    /// hand) started a newer one, so this primary is deposed. Derived from what the servers
-    /// report, so every process that has seen the newer timeline agrees, a restarted one
-    /// included, and no flag in one process's memory has to outlive it.
+    /// Whether `node` is a primary deposed by a promotion (by this process, another, an HA
+    /// manager or by hand), derived from what the servers report, so that every process that
+    /// has seen the promoted node agrees, a restarted one included, and no flag in one
+    /// process's memory has to outlive it:
+    ///
+    /// - PostgreSQL: a primary on an older timeline than a node of the same system has been
+    ///   seen on (a promotion starts a new one).
+    /// - MariaDB: a writable server that a writable node was seen to have taken over from
+    ///   (its slave position, what it last applied as a replica, holds a GTID this server
+    ///   wrote), unless this server has since taken over again at a later sequence number.
+    ///   A promoted node that never applied a GTID its old primary wrote (a failover before
+    ///   that primary wrote anything of its own) names nobody: both stay primaries, a split
+    ///   brain, and writes are refused.
     pub fn is_superseded(&self, node: NodeId) -> bool {
         self.probed(node).is_some_and(|n| n.superseded.load(Ordering::Relaxed))
     }
 
-    /// Notes the timelines `latest` shows, and marks each primary on an older timeline of its
-    /// system than the newest seen as superseded (clearing it on one that is not).
+    /// Notes the epochs `latest` shows (timelines, takeovers), and marks each primary of an
+    /// older epoch as superseded (clearing it on one that is not).
     fn supersede(&self, latest: &[(NodeId, Option<Observation>)]) {
         let pg = |o: &Observation| match o.position() {
             Some(ReplayPosition::Postgres(p)) => Some((p.system_id(), p.timeline())),
             _ => None,
         };
+        let writable = |o: &&Observation| o.role() == Role::Primary;
         let mut epochs = lock(&self.epochs);
         for (system, timeline) in latest.iter().filter_map(|(_, o)| o.as_ref().and_then(pg)) {
             match epochs.iter_mut().find(|(s, _)| *s == system) {
@@ -1241,14 +1259,41 @@ impl TopologyState {
                 None => epochs.push((system, timeline)),
             }
         }
+        let mut takeovers = lock(&self.takeovers);
+        let lineages =
+            latest.iter().filter_map(|(_, o)| o.as_ref().filter(writable)?.lineage.as_ref());
+        for (domain, server, seq) in lineages.flat_map(Lineage::took_over_from) {
+            match takeovers.iter_mut().find(|(d, s, _)| (*d, *s) == (domain, server)) {
+                Some((_, _, newest)) => *newest = (*newest).max(seq),
+                None => {
+                    if takeovers.len() == MAX_TAKEOVERS {
+                        // The oldest takeover goes: it is the least likely to be undone.
+                        let oldest = takeovers.iter().enumerate().min_by_key(|(_, t)| t.2);
+                        let i = oldest.map_or(0, |(i, _)| i);
+                        takeovers.swap_remove(i);
+                    }
+                    takeovers.push((domain, server, seq));
+                }
+            }
+        }
         for (i, o) in latest {
             let Some(n) = self.probed(*i) else { continue };
-            let older = o.as_ref().filter(|o| o.role() == Role::Primary).and_then(pg).is_some_and(
-                |(system, timeline)| epochs.iter().any(|&(s, t)| s == system && t > timeline),
-            );
+            let primary = o.as_ref().filter(writable);
+            let older_timeline = primary.and_then(pg).is_some_and(|(system, timeline)| {
+                epochs.iter().any(|&(s, t)| s == system && t > timeline)
+            });
+            let taken_over = primary.and_then(|o| o.lineage.as_ref()).is_some_and(|l| {
+                takeovers.iter().any(|&(d, s, seq)| s == l.server_id && seq > l.took_over_at(d))
+            });
+            let older = older_timeline || taken_over;
             // A node whose probe failed keeps what it was: nothing new is known of it.
             if o.is_some() && n.superseded.swap(older, Ordering::Relaxed) != older && older {
-                tracing::warn!(target: "rwsplit", node = %i, "a primary on an older timeline than another node's: superseded by a promotion, out of rotation");
+                let why = if older_timeline {
+                    "a primary on an older timeline than another node's"
+                } else {
+                    "a primary that another node has taken over from (its GTID history)"
+                };
+                tracing::warn!(target: "rwsplit", node = %i, "{why}: superseded by a promotion, out of rotation");
             }
         }
     }

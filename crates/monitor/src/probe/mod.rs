@@ -3,7 +3,7 @@
 use std::future::Future;
 use std::time::Duration;
 
-use rwsplit_core::{Lsn, ReplayPosition, Role};
+use rwsplit_core::{Lsn, MariaDbPosition, ReplayPosition, Role};
 
 /// Which product a node runs, which decides the SQL its probes speak: core's one list of
 /// products, [`rwsplit_core::Product`], under the monitor's name for it.
@@ -231,6 +231,36 @@ pub struct Observation {
     pub(crate) seconds_behind: Option<u64>,
     pub(crate) applying: Option<bool>,
     pub(crate) latency: Duration,
+    /// MariaDB: the server and what it last applied as a replica.
+    pub(crate) lineage: Option<Lineage>,
+}
+
+/// A MariaDB server's place in its cluster's history: its `@@server_id` and its
+/// `@@gtid_slave_pos`, what it last applied as a replica. A writable server whose slave
+/// position names another server (a GTID that server wrote) took over from it at that
+/// sequence number: a promotion, and the GTID history's epoch (`TopologyState::is_superseded`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Lineage {
+    pub(crate) server_id: u32,
+    pub(crate) slave_pos: MariaDbPosition,
+}
+
+impl Lineage {
+    /// The sequence number in `domain` at which this server last took over as primary: where
+    /// it stopped applying as a replica (0: it never applied anything there).
+    pub(crate) fn took_over_at(&self, domain: u32) -> u64 {
+        self.slave_pos.get(domain).map_or(0, |g| g.sequence())
+    }
+
+    /// The servers this one took over from, a GTID each (domain, their `server_id`, sequence):
+    /// the GTIDs of its slave position that another server wrote.
+    pub(crate) fn took_over_from(&self) -> impl Iterator<Item = (u32, u32, u64)> + '_ {
+        self.slave_pos
+            .gtids()
+            .iter()
+            .filter(|g| g.server() != self.server_id)
+            .map(|g| (g.domain(), g.server(), g.sequence()))
+    }
 }
 
 impl Observation {

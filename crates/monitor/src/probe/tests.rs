@@ -199,6 +199,7 @@ impl ProbeConn for Maria {
             ("read_only", Some(if self.read_only { "true" } else { "false" })),
             ("binlog_pos", Some("0-1-10")),
             ("slave_pos", Some("0-1-9")),
+            ("server_id", Some("2")),
             ("sql_threads", Some(threads.as_str())),
             ("config_epoch", Some(epoch.as_str())),
         ])))
@@ -231,7 +232,10 @@ async fn a_mariadb_probe_is_one_statement_once_the_configuration_is_known(
     use std::sync::atomic::Ordering::Relaxed;
     let shows = |once: u32, probes: u32| if each { probes } else { once };
     let mut memo = MariaMemo::default();
-    assert_eq!(maria_probe(&node, &mut memo).await.unwrap().role(), role);
+    let first = maria_probe(&node, &mut memo).await.unwrap();
+    assert_eq!(first.role(), role);
+    let lineage = first.lineage.as_ref().expect("the probe reads server_id and the slave position");
+    assert_eq!((lineage.server_id, lineage.slave_pos.to_string()), (2, "0-1-9".to_owned()));
     assert_eq!((node.statements.load(Relaxed), node.shows.load(Relaxed)), (2, 1), "first probe");
     for _ in 0..5 {
         assert_eq!(maria_probe(&node, &mut memo).await.unwrap().role(), role, "remembered");

@@ -5,19 +5,20 @@ use std::time::Duration;
 use rwsplit_core::{CausalToken, Lag, MariaDbPosition, ReplayPosition, Role};
 
 use super::{LagUnit, Product, flag, unexpected};
-use crate::probe::{Observation, ProbeConn, ProbeError, Row};
+use crate::probe::{Lineage, Observation, ProbeConn, ProbeError, Row};
 
 /// MariaDB 10.5+ with GTIDs (`MASTER_USE_GTID = slave_pos`).
 #[derive(Debug, Clone, Copy, Default)]
 pub(crate) struct MariaDb;
 
 /// The probe: one statement, readable without the SLAVE MONITOR privilege. Besides the
-/// variables, two counters from `information_schema.GLOBAL_STATUS`: `sql_threads`
+/// variables (`server_id` and the slave position give the node's [`Lineage`]), two counters from `information_schema.GLOBAL_STATUS`: `sql_threads`
 /// (`Slaves_running`: replication SQL threads running now) and `config_epoch`
 /// (`Com_change_master` and `Com_reset`: every `CHANGE MASTER` and `RESET …` since the server
 /// started), which moves whenever the replication configuration may have changed.
 const PROBE_SQL: &str = "SELECT IF(@@global.read_only, 'true', 'false') AS read_only, \
     @@global.gtid_binlog_pos AS binlog_pos, @@global.gtid_slave_pos AS slave_pos, \
+    @@global.server_id AS server_id, \
     (SELECT VARIABLE_VALUE FROM information_schema.GLOBAL_STATUS \
       WHERE VARIABLE_NAME = 'SLAVES_RUNNING') AS sql_threads, \
     (SELECT GROUP_CONCAT(VARIABLE_VALUE ORDER BY VARIABLE_NAME) FROM information_schema.GLOBAL_STATUS \
@@ -47,11 +48,16 @@ pub(crate) struct Received {
 const LOCK: &str = "rwsplit.failover";
 
 fn position(text: Option<&str>) -> Result<ReplayPosition, ProbeError> {
+    gtids(text).map(ReplayPosition::MariaDb)
+}
+
+/// A GTID position variable's value (empty or absent: no GTID).
+fn gtids(text: Option<&str>) -> Result<MariaDbPosition, ProbeError> {
     match text.map(str::trim) {
-        None | Some("") => Ok(ReplayPosition::MariaDb(MariaDbPosition::new([]))),
-        Some(text) => Ok(ReplayPosition::MariaDb(
-            text.parse::<MariaDbPosition>().map_err(|_| unexpected("GTID position", Some(text)))?,
-        )),
+        None | Some("") => Ok(MariaDbPosition::new([])),
+        Some(text) => {
+            text.parse::<MariaDbPosition>().map_err(|_| unexpected("GTID position", Some(text)))
+        }
     }
 }
 
@@ -122,7 +128,16 @@ pub(crate) fn read(
             .and_then(|v| v.parse().ok()),
         applying,
         latency,
+        lineage: lineage(vars)?,
     })
+}
+
+/// The node's place in the GTID history, when the probe read its `server_id` (the position
+/// feed does not).
+fn lineage(vars: &Row) -> Result<Option<Lineage>, ProbeError> {
+    let Some(id) = vars.get("server_id") else { return Ok(None) };
+    let server_id = id.trim().parse::<u32>().map_err(|_| unexpected("server_id", Some(id)))?;
+    Ok(Some(Lineage { server_id, slave_pos: gtids(vars.get("slave_pos"))? }))
 }
 
 /// A position's total of sequence numbers.

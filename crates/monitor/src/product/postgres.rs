@@ -228,6 +228,7 @@ pub(crate) fn read(
         seconds_behind: None,
         applying: None,
         latency,
+        lineage: None,
     })
 }
 

@@ -8,7 +8,7 @@ use rwsplit_core::{
 };
 
 use super::TopologyState;
-use crate::probe::{Observation, ProbeError};
+use crate::probe::{Lineage, Observation, ProbeError};
 
 const MS: fn(u64) -> Duration = Duration::from_millis;
 
@@ -42,6 +42,7 @@ fn seen(role: Role, lsn: u64) -> Result<Observation, ProbeError> {
         seconds_behind: None,
         applying: None,
         latency: MS(1),
+        lineage: None,
     })
 }
 
@@ -135,6 +136,74 @@ fn a_primary_on_an_older_timeline_is_superseded() {
     other.observe(NodeId::new(1), &Ok(stranger), t);
     assert!(!other.is_superseded(NodeId::new(0)));
     assert_eq!(other.primary_id(), Some(NodeId::new(0)));
+}
+
+/// A MariaDB node as its probe reads it: `server_id`, its position (binlog on a writable
+/// node, slave position on a replica) and its slave position, what it last applied.
+fn mariadb(role: Role, server_id: u32, position: &str, slave_pos: &str) -> Observation {
+    let gtids = |text: &str| text.parse::<rwsplit_core::MariaDbPosition>().unwrap();
+    Observation {
+        role,
+        position: Some(ReplayPosition::MariaDb(gtids(position))),
+        received_lsn: None,
+        since_replay: None,
+        replay_paused: false,
+        seconds_behind: (role == Role::Replica).then_some(0),
+        applying: (role == Role::Replica).then_some(true),
+        latency: MS(1),
+        lineage: Some(Lineage { server_id, slave_pos: gtids(slave_pos) }),
+    }
+}
+
+/// MariaDB's epoch is its GTID history: a writable node whose slave position holds a GTID
+/// another server wrote took over from it, and that server, writable again, is deposed —
+/// whether this process saw the promotion or starts afterwards — unless it has since taken
+/// over at a later sequence number. Two nodes promoted from one primary name nobody but it:
+/// a split brain. A replica's slave position deposes no one.
+#[test]
+fn a_mariadb_primary_taken_over_from_is_superseded() {
+    let (n0, n1, n2) = (NodeId::new(0), NodeId::new(1), NodeId::new(2));
+    let t = Instant::now();
+    let s = state(3, policy());
+    s.observe(n0, &Ok(mariadb(Role::Primary, 1, "0-1-100", "")), t);
+    s.observe(n1, &Ok(mariadb(Role::Replica, 2, "0-1-100", "0-1-100")), t);
+    s.observe(n2, &Ok(mariadb(Role::Replica, 3, "0-1-100", "0-1-100")), t);
+    assert_eq!(s.primary_id(), Some(n0), "replicas that applied its GTIDs depose no one");
+    // Node 1 promoted at 100 while node 0 still takes writes (and wrote past 100).
+    s.observe(n1, &Ok(mariadb(Role::Primary, 2, "0-2-105", "0-1-100")), t + MS(100));
+    s.observe(n0, &Ok(mariadb(Role::Primary, 1, "0-1-103", "")), t + MS(100));
+    assert_eq!(s.primary_id(), Some(n1));
+    assert!(s.is_superseded(n0) && s.is_fenced(n0));
+    assert_eq!(roles(&s), [Role::Replica, Role::Primary, Role::Replica]);
+    // The new primary unreachable from here: the old one stays deposed.
+    for i in 0..3 {
+        s.observe(n1, &refused(), t + MS(200 + i));
+    }
+    s.observe(n0, &Ok(mariadb(Role::Primary, 1, "0-1-103", "")), t + MS(300));
+    assert_ne!(s.primary_id(), Some(n0));
+    assert!(s.is_superseded(n0));
+    // Node 0 rejoins under node 1, applies to 150 and is promoted back: node 1, writable
+    // again, is the deposed one, node 0 the primary.
+    s.observe(n0, &Ok(mariadb(Role::Primary, 1, "0-1-160", "0-2-150")), t + MS(400));
+    s.observe(n1, &Ok(mariadb(Role::Primary, 2, "0-2-150", "0-1-100")), t + MS(400));
+    assert!(!s.is_superseded(n0) && s.is_superseded(n1));
+    assert_eq!(s.primary_id(), Some(n0));
+
+    // A process that starts after the promotion takes the old primary as deposed too.
+    let fresh = state(3, policy());
+    fresh.observe(n0, &Ok(mariadb(Role::Primary, 1, "0-1-103", "")), t);
+    fresh.observe(n1, &Ok(mariadb(Role::Primary, 2, "0-2-105", "0-1-100")), t);
+    assert!(fresh.is_superseded(n0));
+    assert_eq!(fresh.primary_id(), Some(n1));
+
+    // Two replicas promoted from one primary: it is deposed, and they are a split brain.
+    let split = state(3, policy());
+    split.observe(n0, &Ok(mariadb(Role::Primary, 1, "0-1-101", "")), t);
+    split.observe(n1, &Ok(mariadb(Role::Primary, 2, "0-2-102", "0-1-100")), t);
+    split.observe(n2, &Ok(mariadb(Role::Primary, 3, "0-3-102", "0-1-101")), t);
+    assert!(split.is_superseded(n0));
+    assert!(!split.is_superseded(n1) && !split.is_superseded(n2));
+    assert_eq!(split.primary_id(), None, "two primaries of one epoch are a split brain");
 }
 
 #[test]
@@ -314,6 +383,7 @@ fn quiet_mariadb(role: Role, gtid: u64) -> Result<Observation, ProbeError> {
         seconds_behind: (role == Role::Replica).then_some(0),
         applying: (role == Role::Replica).then_some(true),
         latency: MS(1),
+        lineage: None,
     })
 }
 
