@@ -75,13 +75,22 @@ pub enum Error {
     /// The primary could not be connected to, or did not answer, at start. The text names the
     /// cause's kind (refused logins, a missing database, the pool's timeout on a server that
     /// refused every connection or never answered, TLS …); `source()` is the driver's error.
-    #[error("cannot connect to the primary ({node}): {}", connect_cause(source))]
+    #[error(
+        "cannot connect to the primary ({node}){}: {}",
+        gave_up(gave_up_after),
+        connect_cause(source)
+    )]
     PrimaryUnreachable {
         /// The primary's name (host:port/database, no credentials).
         node: String,
         /// SeaORM's error (re-wrapped, its text scrubbed, if it held the password).
         #[source]
         source: DbErr,
+        /// How long `connect()` had tried when it gave up, if it was still trying to reach
+        /// the node (refused, not resolved, no answer: up to
+        /// [`connect_wait`](crate::RoutedConnectionBuilder::connect_wait)); `None` when the
+        /// server answered and refused, or failed after the first contact.
+        gave_up_after: Option<std::time::Duration>,
     },
     /// A read-your-writes token given as text is not one.
     #[error("`{token}` is not a read-your-writes token: {source}")]
@@ -176,6 +185,16 @@ pub(crate) fn connect_cause(err: &DbErr) -> String {
     }
 }
 
+/// " after trying for 5.0s (`connect_wait`)", or nothing.
+fn gave_up(after: &Option<std::time::Duration>) -> String {
+    match after {
+        Some(d) => {
+            format!(" after trying for {:.1}s (`connect_wait` sets how long)", d.as_secs_f64())
+        }
+        None => String::new(),
+    }
+}
+
 const POOL_TIMEOUT: &str = "no connection within the pool's acquire timeout: the server refused \
     every attempt (is it running, on that host and port?) or never answered (a firewall, a \
     wrong address)";
@@ -234,7 +253,11 @@ impl From<crate::product::server::Refused> for Error {
 /// use sea_orm::DbErr;
 ///
 /// let refused = DbErr::Conn(sea_orm::RuntimeErr::Internal("connection refused".into()));
-/// let e = Error::PrimaryUnreachable { node: "db1:5432/app".into(), source: refused };
+/// let e = Error::PrimaryUnreachable {
+///     node: "db1:5432/app".into(),
+///     source: refused,
+///     gave_up_after: None,
+/// };
 /// let err: DbErr = e.into();
 /// assert!(err.to_string().contains("cannot connect to the primary (db1:5432/app)"));
 /// assert!(err.to_string().contains("connection refused"));
@@ -323,7 +346,11 @@ mod tests {
         let refused = std::io::Error::from(std::io::ErrorKind::ConnectionRefused);
         let driver =
             DbErr::Conn(RuntimeErr::SqlxError(Arc::new(sea_orm::sqlx::Error::Io(refused))));
-        let e = Error::PrimaryUnreachable { node: "db1:5432/app".into(), source: driver };
+        let e = Error::PrimaryUnreachable {
+            node: "db1:5432/app".into(),
+            source: driver,
+            gave_up_after: None,
+        };
         let before = e.to_string();
         let err: DbErr = e.into();
         assert!(matches!(err, DbErr::Conn(_)), "{err:?}");
@@ -338,7 +365,7 @@ mod tests {
         );
         // The driver's own text follows.
         assert!(text.ends_with("connection refused"), "{text}");
-        let Some(Error::PrimaryUnreachable { node, source }) = adapter_error(&err) else {
+        let Some(Error::PrimaryUnreachable { node, source, .. }) = adapter_error(&err) else {
             panic!("{err:?}")
         };
         assert_eq!(node, "db1:5432/app");

@@ -216,6 +216,20 @@ impl RoutedConnectionBuilder {
         self
     }
 
+    /// How long `connect()` keeps trying to reach the primary while it refuses connections,
+    /// its name does not resolve or it does not answer (default 5 s). The first failure is
+    /// logged at once (target `rwsplit`, with its cause), and so is a primary silent for a
+    /// second; when the wait runs out, `connect()` returns [`Error::PrimaryUnreachable`]
+    /// naming the cause. A primary that answers and refuses (the login, the database, TLS)
+    /// fails at once. Set it longer for an application that may start before its database
+    /// (a container started beside it). Replicas are never waited for: one that cannot be
+    /// reached starts out of rotation and joins when it answers. Durations beyond 30 years are
+    /// capped to 30 years.
+    pub fn connect_wait(mut self, wait: Duration) -> Self {
+        self.policy.timeouts.connect_wait = cap(wait);
+        self
+    }
+
     /// How long a statement may wait for a pooled connection, connecting included, on every
     /// pool. Unset, a pool that writes (the primary's, and a replica's writer once it is
     /// promoted) waits as plain SeaORM's does, sqlx's 30 s — a statement there has nowhere
@@ -425,8 +439,9 @@ impl RoutedConnectionBuilder {
         let configured: Vec<(NodeId, NodeUrl)> =
             urls.iter().zip(0..).map(|((_, u), i)| (NodeId::new(i), u.clone())).collect();
         let acquire = self.policy.timeouts.acquire;
+        let wait = self.policy.timeouts.connect_wait;
         let (primary, product, checks_clients) =
-            open_primary(primary_opts, &urls[0].1, acquire).await?;
+            open_primary(primary_opts, &urls[0].1, acquire, wait).await?;
         let replicas = std::mem::take(&mut self.replicas);
         let replicas =
             open_replicas(replicas, &urls[1..], product, acquire, checks_clients).await?;
@@ -536,22 +551,29 @@ async fn open_primary(
     opts: ConnectOptions,
     url: &NodeUrl,
     acquire: Acquire,
+    wait: Duration,
 ) -> Result<(Node, Product, bool)> {
     let name = url.name().to_owned();
     // The monitor opens its own connections from each node's options as given.
     let probe = ProbeFrom::Options(opts.clone());
     let record_stmt = opts.get_record_stmt_in_spans();
-    let unreachable = |name: String, source| Error::PrimaryUnreachable {
+    let unreachable = |name: String, source, gave_up_after| Error::PrimaryUnreachable {
         node: name,
         source: url.scrub_err(source),
+        gave_up_after,
     };
+    // A wrong address fails within `wait`, its cause logged at the first failure, before the
+    // pool (whose connect retries a refused connection in silence until its acquire timeout).
+    crate::nodes::probe::first_contact(&opts, &name, wait)
+        .await
+        .map_err(|(source, gave_up_after)| unreachable(name.clone(), source, gave_up_after))?;
     let pool = crate::nodes::pools::open_primary(opts, acquire)
         .await
-        .map_err(|source| unreachable(name.clone(), source))?;
+        .map_err(|source| unreachable(name.clone(), source, None))?;
     let (product, server) = match crate::product::check(&pool, &name).await {
         Ok(checked) => checked,
         Err(Unchecked::Refused(refused)) => return Err(refused.into()),
-        Err(Unchecked::Unreachable(source)) => return Err(unreachable(name, source)),
+        Err(Unchecked::Unreachable(source)) => return Err(unreachable(name, source, None)),
     };
     let checks_clients = server.checks_clients();
     let node = Node::new(name, pool)

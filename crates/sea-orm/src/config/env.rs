@@ -65,6 +65,7 @@ pub(crate) const SETTINGS: &[(&str, &str)] = &[
     ("RWSPLIT_READ_RETRIES", "policy.read_retries"),
     ("RWSPLIT_REPLICA_READ_TIMEOUT", "policy.replica_read_timeout"),
     ("RWSPLIT_ON_REPLICA_REFUSAL", "policy.on_replica_refusal"),
+    ("RWSPLIT_CONNECT_WAIT", "policy.connect_wait"),
     ("RWSPLIT_PROBE_INTERVAL", "monitor.probe_interval"),
     ("RWSPLIT_PROBE_TIMEOUT", "monitor.probe_timeout"),
     ("RWSPLIT_MAX_PROBE_TIMEOUT", "monitor.max_probe_timeout"),
@@ -229,6 +230,7 @@ fn read_sections(vars: &Vars, config: &mut RoutedConfig) -> Result<()> {
         replica_read_timeout: vars.parse("RWSPLIT_REPLICA_READ_TIMEOUT", parse_duration)?,
         on_replica_refusal: vars
             .parse("RWSPLIT_ON_REPLICA_REFUSAL", super::parse_on_replica_refusal)?,
+        connect_wait: vars.parse("RWSPLIT_CONNECT_WAIT", parse_duration)?,
     };
     config.policy = PolicyConfig::try_from(policy).map_err(variables)?;
     let monitor = MonitorFile {

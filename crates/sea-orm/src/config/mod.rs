@@ -244,7 +244,10 @@ pub struct PoolConfig {
     pub max_connections: Option<u32>,
     /// The connections it keeps open (at most `max_connections`).
     pub min_connections: Option<u32>,
-    /// How long opening one connection may take.
+    /// SeaORM's `connect_timeout`, which SeaORM 2.0 hands to sqlx as the pool's acquire
+    /// timeout (`acquire_timeout`, when set too, wins): how long a statement waits for a
+    /// connection, not how long opening one may take. How long `connect()` waits for the
+    /// primary is [`PolicyConfig::connect_wait`].
     #[serde(default, deserialize_with = "de_duration")]
     pub connect_timeout: Option<Duration>,
     /// How long a statement may wait for a pooled connection, connecting included.
@@ -357,6 +360,9 @@ pub struct PolicyConfig {
     /// What a read a replica refuses because it writes does: `primary` (default: run once on
     /// the primary) or `fail` ([`OnReplicaRefusal`](crate::OnReplicaRefusal)).
     pub on_replica_refusal: Option<crate::send::refusal::OnReplicaRefusal>,
+    /// How long `connect()` keeps trying to reach the primary (default `5s`; see
+    /// [`RoutedConnectionBuilder::connect_wait`]).
+    pub connect_wait: Option<Duration>,
 }
 
 /// Where nodes come from at run time ([`RoutedConnectionBuilder::topology`]): the members of a
@@ -662,6 +668,9 @@ impl RoutedConfig {
         }
         if policy.replica_read_timeout.is_some() {
             b = b.replica_read_timeout(policy.replica_read_timeout);
+        }
+        if let Some(wait) = policy.connect_wait {
+            b = b.connect_wait(wait);
         }
 
         b = b.monitor(monitor).health_policy(health);

@@ -233,6 +233,8 @@ pub(super) struct PolicyFile {
     #[serde(default, deserialize_with = "de_duration")]
     pub(super) replica_read_timeout: Option<Duration>,
     pub(super) on_replica_refusal: Option<crate::send::refusal::OnReplicaRefusal>,
+    #[serde(default, deserialize_with = "de_duration")]
+    pub(super) connect_wait: Option<Duration>,
 }
 
 impl TryFrom<PolicyFile> for PolicyConfig {
@@ -274,6 +276,7 @@ impl TryFrom<PolicyFile> for PolicyConfig {
             read_retries: p.read_retries,
             replica_read_timeout: p.replica_read_timeout,
             on_replica_refusal: p.on_replica_refusal,
+            connect_wait: p.connect_wait,
         })
     }
 }

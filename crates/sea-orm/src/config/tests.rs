@@ -702,3 +702,69 @@ fn each_section_is_the_builders_own_type() {
         Some(Consistency::BoundedStaleness(Staleness::bytes(4096)))
     );
 }
+
+/// `connect()` against a primary it cannot reach: the cause is logged at once (not after the
+/// wait, not never), and `connect()` gives up after `connect_wait` with an error naming the
+/// cause and the setting, never the password. Refused (a closed port), a name that does not
+/// resolve, and a server that accepts TCP but never answers (a black hole: the listener never
+/// accepts).
+#[rstest]
+#[case::refused("127.0.0.1:{closed}", "connection refused", "cannot connect to the primary yet")]
+#[case::unresolvable(
+    "no-such-host.invalid:5432",
+    "a network error",
+    "cannot connect to the primary yet"
+)]
+#[case::silent("127.0.0.1:{silent}", "the connection timed out", "has not answered a connection")]
+#[tokio::test]
+async fn connect_to_an_unreachable_primary_says_why_at_once_and_gives_up_after_the_wait(
+    #[case] address: &str,
+    #[case] cause: &str,
+    #[case] logged: &str,
+) {
+    let (subscriber, logs) = crate::tests_hardening::capture(tracing::Level::INFO);
+    let _guard = tracing::subscriber::set_default(subscriber);
+    let closed =
+        std::net::TcpListener::bind(("127.0.0.1", 0)).unwrap().local_addr().unwrap().port();
+    let silent = std::net::TcpListener::bind(("127.0.0.1", 0)).unwrap();
+    let address = address
+        .replace("{closed}", &closed.to_string())
+        .replace("{silent}", &silent.local_addr().unwrap().port().to_string());
+    let wait = Duration::from_millis(1500);
+    let started = std::time::Instant::now();
+    let connecting = tokio::spawn(
+        RoutedConnection::builder()
+            .primary(format!("postgres://app:hunter2@{address}/app"))
+            .connect_wait(wait)
+            .connect(),
+    );
+    // Logged within the first attempt (a silent node: after a second of silence).
+    let soon = if logged.contains("answered") { 1_300 } else { 300 };
+    tokio::time::sleep(Duration::from_millis(soon)).await;
+    let early = logs.text();
+    assert!(early.contains(logged) && early.contains("WARN"), "logged at once: {early}");
+    let err = connecting.await.unwrap().expect_err("unreachable");
+    let took = started.elapsed();
+    assert!(took >= wait && took < wait + Duration::from_secs(2), "gave up after {took:?}");
+    let text = err.to_string();
+    eprintln!("{address}: connect() gave up after {took:?}: {text}");
+    assert!(matches!(err, Error::PrimaryUnreachable { gave_up_after: Some(_), .. }), "{text}");
+    assert!(text.contains(cause) && text.contains("`connect_wait`"), "{text}");
+    assert!(!text.contains("hunter2") && !logs.text().contains("hunter2"), "{text}");
+}
+
+/// The wait is a setting of each kind: builder, file, environment; 5 s unset.
+#[test]
+fn connect_wait_is_set_in_code_a_file_or_the_environment() {
+    let wait = |b: RoutedConnectionBuilder| b.policy.timeouts.connect_wait;
+    assert_eq!(wait(RoutedConnection::builder()), Duration::from_secs(5));
+    let b = RoutedConnection::builder().connect_wait(Duration::from_secs(30));
+    assert_eq!(wait(b), Duration::from_secs(30));
+    let file: RoutedConfig = toml::from_str(
+        "primary = { url = \"postgres://app@db-1/app\" }\n[policy]\nconnect_wait = \"45s\"",
+    )
+    .unwrap();
+    assert_eq!(wait(file.into_builder().unwrap()), Duration::from_secs(45));
+    let vars = env(&[BASE, ("RWSPLIT_CONNECT_WAIT", "2m")]).unwrap();
+    assert_eq!(wait(vars.into_builder().unwrap()), Duration::from_secs(120));
+}

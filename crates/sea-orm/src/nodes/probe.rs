@@ -30,7 +30,7 @@ use std::time::Duration;
 use rwsplit_core::NodeId;
 use rwsplit_monitor::{Connector, ProbeConn, ProbeError, Purpose, Row, with_literal};
 use sea_orm::{
-    ConnectOptions, ConnectionTrait, Database, DatabaseConnection, QueryResult, Statement,
+    ConnectOptions, ConnectionTrait, Database, DatabaseConnection, DbErr, QueryResult, Statement,
 };
 
 /// One connection of the monitor's, as a probe connection.
@@ -412,9 +412,14 @@ async fn derived(
 
 /// The sqlx options SeaORM would connect with for `opts` (its URL and the application's
 /// `map_sqlx_*_opts` hooks), read off a pool that is built but never connects.
-async fn derive(mut opts: ConnectOptions) -> Result<Option<GivenNode>, ProbeError> {
+async fn derive(opts: ConnectOptions) -> Result<Option<GivenNode>, ProbeError> {
+    given_node(opts).await.map_err(ProbeError::unreachable)
+}
+
+/// [`derive`], with SeaORM's error.
+async fn given_node(mut opts: ConnectOptions) -> Result<Option<GivenNode>, DbErr> {
     opts.connect_lazy(true).sqlx_logging(false);
-    let pool = Database::connect(opts).await.map_err(ProbeError::unreachable)?;
+    let pool = Database::connect(opts).await?;
     Ok(GivenNode::of(&pool))
 }
 
@@ -454,23 +459,34 @@ impl GivenNode {
     /// A driver connection of the monitor's own, opened within `timeout`: a refused connection
     /// is reported as refused at once, one that does not answer as a timeout.
     async fn open(&self, timeout: Duration) -> Result<NodeProbe, ProbeError> {
+        let conn = self.dial(timeout).await.map_err(|failed| match failed {
+            Dialed::TimedOut => ProbeError::Timeout { after: timeout },
+            #[cfg(any(feature = "postgres", feature = "mysql"))]
+            Dialed::Failed(e) => match e {
+                sea_orm::sqlx::Error::Io(io)
+                    if io.kind() == std::io::ErrorKind::ConnectionRefused =>
+                {
+                    ProbeError::refused(io)
+                }
+                // The server answered: it has no room for another connection. Alive, busy.
+                sea_orm::sqlx::Error::Database(db)
+                    if crate::product::server_error(db.as_ref())
+                        == Some(crate::product::ServerError::TooManyConnections) =>
+                {
+                    ProbeError::busy(sea_orm::sqlx::Error::Database(db))
+                }
+                e => ProbeError::unreachable(e),
+            },
+        })?;
+        Ok(NodeProbe { conn, simple: false, timeout })
+    }
+
+    /// A driver connection of rwsplit's own (named `rwsplit-monitor` on PostgreSQL), opened
+    /// within `timeout`.
+    async fn dial(&self, timeout: Duration) -> Result<ProbeLink, Dialed> {
         #[cfg(any(feature = "postgres", feature = "mysql"))]
         use sea_orm::sqlx::{ConnectOptions as _, Connection as _};
-        #[cfg(any(feature = "postgres", feature = "mysql"))]
-        let failed = |e: sea_orm::sqlx::Error| match e {
-            sea_orm::sqlx::Error::Io(io) if io.kind() == std::io::ErrorKind::ConnectionRefused => {
-                ProbeError::refused(io)
-            }
-            // The server answered: it has no room for another connection. Alive, busy.
-            sea_orm::sqlx::Error::Database(db)
-                if crate::product::server_error(db.as_ref())
-                    == Some(crate::product::ServerError::TooManyConnections) =>
-            {
-                ProbeError::busy(sea_orm::sqlx::Error::Database(db))
-            }
-            e => ProbeError::unreachable(e),
-        };
-        let conn = match *self {
+        match *self {
             #[cfg(feature = "postgres")]
             GivenNode::Postgres(ref o) => {
                 // Named, so operators tell the monitor's connections from the application's
@@ -479,9 +495,9 @@ impl GivenNode {
                 let c =
                     tokio::time::timeout(timeout, sea_orm::sqlx::PgConnection::connect_with(&o))
                         .await
-                        .map_err(|_| ProbeError::Timeout { after: timeout })?
-                        .map_err(failed)?;
-                ProbeLink::Postgres(tokio::sync::Mutex::new(c))
+                        .map_err(|_| Dialed::TimedOut)?
+                        .map_err(Dialed::Failed)?;
+                Ok(ProbeLink::Postgres(tokio::sync::Mutex::new(c)))
             }
             #[cfg(feature = "mysql")]
             GivenNode::MySql(ref o) => {
@@ -489,12 +505,149 @@ impl GivenNode {
                 let c =
                     tokio::time::timeout(timeout, sea_orm::sqlx::MySqlConnection::connect_with(&o))
                         .await
-                        .map_err(|_| ProbeError::Timeout { after: timeout })?
-                        .map_err(failed)?;
-                ProbeLink::MySql(tokio::sync::Mutex::new(c))
+                        .map_err(|_| Dialed::TimedOut)?
+                        .map_err(Dialed::Failed)?;
+                Ok(ProbeLink::MySql(tokio::sync::Mutex::new(c)))
+            }
+        }
+    }
+}
+
+/// Why [`GivenNode::dial`] opened nothing.
+enum Dialed {
+    /// No connection within the time given (a black-holed address, a server that never
+    /// answers).
+    TimedOut,
+    /// The driver's error: refused, not resolved, unreachable, or the server said no.
+    #[cfg(any(feature = "postgres", feature = "mysql"))]
+    Failed(sea_orm::sqlx::Error),
+}
+
+/// How long [`first_contact`] waits on one attempt before it logs that the node has not
+/// answered yet (a black-holed address answers nothing, ever).
+const SILENT_FOR: Duration = Duration::from_secs(1);
+
+/// `connect()`'s first contact with the primary: one connection of rwsplit's own to the node
+/// of `opts`, opened and closed, tried again while it fails in a way that may pass (refused,
+/// a name not resolved, no route, no answer, a server starting up) until `wait` has gone by.
+/// The first failure is logged at once with its cause, and a node silent for [`SILENT_FOR`]
+/// too, so a wrong address is neither silent nor waited on for the pool's acquire timeout
+/// (sqlx retries a refused connection until then, 30 s by default). A refusal by the server
+/// itself (the login, the database, TLS) ends it at once: trying again would not help.
+/// At least one attempt is made, given a second at least.
+/// `Ok(false)`: the options are not a driver's (a mock): nothing to contact. The error's
+/// `Duration`: how long it had tried, when it gave up still trying (`None`: the server, or the
+/// options, refused at once).
+pub(crate) async fn first_contact(
+    opts: &ConnectOptions,
+    node: &str,
+    wait: Duration,
+) -> Result<bool, (DbErr, Option<Duration>)> {
+    let Some(given) = given_node(opts.clone()).await.map_err(|e| (e, None))? else {
+        return Ok(false);
+    };
+    let started = tokio::time::Instant::now();
+    let deadline = started + wait;
+    let mut pause = Duration::from_millis(50);
+    let mut logged = None::<String>;
+    // The last failure that was not a timeout, for when the wait's end cuts an attempt short.
+    let mut earlier = None::<DbErr>;
+    loop {
+        // The first attempt gets a second at least, however short the wait.
+        let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+        let left = if logged.is_none() { left.max(SILENT_FOR) } else { left };
+        let attempt = given.dial(left);
+        tokio::pin!(attempt);
+        let dialed = tokio::select! {
+            dialed = &mut attempt => dialed,
+            () = tokio::time::sleep(SILENT_FOR.min(left)), if logged.is_none() => {
+                tracing::warn!(target: "rwsplit", node, wait = ?wait, "the primary has not answered a connection in {SILENT_FOR:?}: waiting for up to `connect_wait` in all (a firewall or a wrong address answers nothing)");
+                logged = Some(String::new());
+                attempt.await
             }
         };
-        Ok(NodeProbe { conn, simple: false, timeout })
+        let error = match dialed {
+            Ok(link) => {
+                link.close().await;
+                if logged.is_some() {
+                    tracing::info!(target: "rwsplit", node, after = ?started.elapsed(), "the primary answered");
+                }
+                return Ok(true);
+            }
+            // The last attempt cut short by the wait's end says less than the failure before.
+            Err(Dialed::TimedOut) if earlier.is_some() => earlier
+                .take()
+                .unwrap_or_else(|| connect_error(std::io::Error::other("no connection"))),
+            Err(Dialed::TimedOut) => {
+                let text = format!("no answer in {wait:?}");
+                connect_error(std::io::Error::new(std::io::ErrorKind::TimedOut, text))
+            }
+            #[cfg(any(feature = "postgres", feature = "mysql"))]
+            Err(Dialed::Failed(e)) => {
+                let again = passing(&e);
+                let error = DbErr::Conn(sea_orm::RuntimeErr::SqlxError(Arc::new(e)));
+                if !again {
+                    return Err((error, None));
+                }
+                error
+            }
+        };
+        let cause = crate::error::connect_cause(&error);
+        let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+        if left.is_zero() {
+            return Err((error, Some(started.elapsed())));
+        }
+        if logged.as_deref() != Some(cause.as_str()) {
+            tracing::warn!(target: "rwsplit", node, cause = %cause, left = ?left, "cannot connect to the primary yet: trying again until `connect_wait` runs out");
+            logged = Some(cause);
+        }
+        tokio::time::sleep(pause.min(left)).await;
+        pause = (pause * 2).min(Duration::from_secs(1));
+        if tokio::time::Instant::now() >= deadline {
+            return Err((error, Some(started.elapsed())));
+        }
+        earlier = Some(error);
+    }
+}
+
+/// A connection error that may pass if tried again: the network's (refused, not resolved, no
+/// route, reset, timed out) or a server starting up or shutting down; not a server's refusal of
+/// the login or the database, TLS, or the settings.
+#[cfg(any(feature = "postgres", feature = "mysql"))]
+fn passing(e: &sea_orm::sqlx::Error) -> bool {
+    match e {
+        sea_orm::sqlx::Error::Io(_) => true,
+        sea_orm::sqlx::Error::Database(db) => db.is_transient_in_connect_phase(),
+        _ => false,
+    }
+}
+
+/// `io` as SeaORM's connection error.
+fn connect_error(io: std::io::Error) -> DbErr {
+    #[cfg(any(feature = "postgres", feature = "mysql"))]
+    return DbErr::Conn(sea_orm::RuntimeErr::SqlxError(Arc::new(sea_orm::sqlx::Error::Io(io))));
+    #[cfg(not(any(feature = "postgres", feature = "mysql")))]
+    return DbErr::Conn(sea_orm::RuntimeErr::Internal(io.to_string()));
+}
+
+impl ProbeLink {
+    /// Closes a connection of its own politely (the server logs no broken connection).
+    async fn close(self) {
+        #[cfg(any(feature = "postgres", feature = "mysql"))]
+        use sea_orm::sqlx::Connection as _;
+        match self {
+            ProbeLink::Pool(pool) => {
+                let _ = pool.close().await;
+            }
+            #[cfg(feature = "postgres")]
+            ProbeLink::Postgres(c) => {
+                let _ = c.into_inner().close().await;
+            }
+            #[cfg(feature = "mysql")]
+            ProbeLink::MySql(c) => {
+                let _ = c.into_inner().close().await;
+            }
+        }
     }
 }
 

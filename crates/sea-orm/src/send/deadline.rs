@@ -21,14 +21,32 @@ use sea_orm::DbErr;
 
 use crate::routing_error::{DownReason, RoutingError, TimeLimit, UnknownReason};
 
-/// The request-path time limits.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+/// The request-path time limits, and `connect()`'s wait for the primary.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct Timeouts {
     /// The most one read may wait for a replica (connection acquisition included) before it is
     /// given up there and retried on the next candidate.
     pub(crate) replica_read: Option<Duration>,
     /// The pools' acquire timeouts, unless a node's `ConnectOptions` set their own.
     pub(crate) acquire: Acquire,
+    /// How long `connect()` keeps trying to reach the primary ([`DEFAULT_CONNECT_WAIT`]).
+    pub(crate) connect_wait: Duration,
+}
+
+/// How long `connect()` keeps trying to reach a primary that refuses connections, has a name
+/// that does not resolve or does not answer, by default: long enough for a server restarting,
+/// short enough that a wrong address is an error a person sees while still looking. Apps that
+/// start before their database set it longer.
+pub(crate) const DEFAULT_CONNECT_WAIT: Duration = Duration::from_secs(5);
+
+impl Default for Timeouts {
+    fn default() -> Self {
+        Timeouts {
+            replica_read: None,
+            acquire: Acquire::default(),
+            connect_wait: DEFAULT_CONNECT_WAIT,
+        }
+    }
 }
 
 /// How long a statement waits for a pooled connection: on a pool that writes (the primary's;
