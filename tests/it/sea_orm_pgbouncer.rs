@@ -244,3 +244,68 @@ async fn the_monitor_probes_through_transaction_pooling_in_single_statements() {
     drop(db);
     drop(bouncer);
 }
+
+/// Behind transaction pooling rwsplit shares the pooler's server connection with other clients
+/// (here one server connection for all): another client's prepared statement there survives
+/// rwsplit's reads, and rwsplit leaves none of its own behind. The framing deallocates only
+/// what sqlx prepared in rwsplit's own transaction; no `DEALLOCATE ALL` (which would have
+/// removed the other client's statement) is sent, watched on the server.
+#[tokio::test]
+async fn behind_transaction_pooling_only_what_rwsplit_prepared_is_deallocated() {
+    use sqlx::{Connection as _, Executor as _, Row as _};
+    let cluster = shared(DbKind::Postgres);
+    let tdb = cluster.create_database("pgb_own").await.unwrap();
+    let replica = &cluster.replicas()[0];
+    let bouncer = replica.pgbouncer_with(PoolMode::Transaction, 1).await.unwrap();
+    let through = bouncer.url(&tdb.replica_urls()[0]);
+    // Another client of the same pooler, in the simple protocol (nothing of sqlx's own
+    // prepared): a statement of its own on the one server connection.
+    let mut other = sqlx::PgConnection::connect(&through).await.unwrap();
+    other.execute("PREPARE theirs AS SELECT 42 AS answer").await.unwrap();
+    // The replica's server, directly: everything sent to it from now on, sampled.
+    let mut watch = crate::support::connect(&tdb.replica_urls()[0]).await;
+    let since: String =
+        sqlx::query_scalar("SELECT clock_timestamp()::text").fetch_one(&mut watch).await.unwrap();
+
+    let db = RoutedConnection::builder()
+        .primary(tdb.primary_url())
+        .replica(Replica::new(through).pooling(Pooling::Transaction))
+        .connect()
+        .await
+        .unwrap();
+    let pg = db.get_database_backend();
+    let sample = format!(
+        "SELECT query FROM pg_stat_activity WHERE datname = '{}' \
+         AND pid <> pg_backend_pid() AND query_start > '{since}'::timestamptz",
+        tdb.name()
+    );
+    let mut sent = std::collections::BTreeSet::new();
+    for i in 0..30 {
+        let stmt = Statement::from_sql_and_values(pg, "SELECT $1::int AS i", [i.into()]);
+        let read =
+            RoutedConnection::scope(rwsplit_sea_orm::Target::Replica, db.query_one_raw(stmt));
+        assert_eq!(read.await.unwrap().unwrap().try_get::<i32>("", "i").unwrap(), i);
+        for row in
+            sqlx::query(sqlx::AssertSqlSafe(sample.as_str())).fetch_all(&mut watch).await.unwrap()
+        {
+            sent.insert(row.try_get::<Option<String>, _>(0).unwrap().unwrap_or_default());
+        }
+    }
+    assert!(db.stats().replica_reads() >= 30, "{:?}", db.stats());
+    drop(db);
+
+    let rows =
+        other.fetch_all("EXECUTE theirs").await.expect("the other client's statement is there");
+    assert_eq!(rows[0].try_get::<i32, _>("answer").unwrap(), 42);
+    let left: i64 = other
+        .fetch_one("SELECT count(*) FROM pg_prepared_statements WHERE name LIKE 'sqlx\\_s\\_%'")
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(left, 0, "rwsplit left no statement of its own on the server connection");
+    let cleared: Vec<&String> = sent.iter().filter(|q| q.contains("DEALLOCATE ALL")).collect();
+    assert!(cleared.is_empty(), "DEALLOCATE ALL sent: {cleared:?}");
+    eprintln!("behind transaction pooling, rwsplit's statements on the server: {sent:?}");
+    other.close().await.unwrap();
+    drop(bouncer);
+}

@@ -472,10 +472,20 @@ impl Node {
     /// `mode` pooling in front of this PostgreSQL node, on a port of its own on 127.0.0.1;
     /// connect through [`PgBouncer::url`]. It lives until dropped. Works on both backends.
     pub async fn pgbouncer(&self, mode: PoolMode) -> Result<PgBouncer> {
+        self.pgbouncer_with(mode, 20).await
+    }
+
+    /// [`Node::pgbouncer`] with `pool_size` server connections per database and user
+    /// (`default_pool_size`; 20 there): with 1, every client shares one server connection, as
+    /// a test of what one client leaves there for the next needs.
+    pub async fn pgbouncer_with(&self, mode: PoolMode, pool_size: u32) -> Result<PgBouncer> {
         if self.db() != DbKind::Postgres {
             return Err(self.invalid("PgBouncer fronts PostgreSQL nodes only"));
         }
-        PgBouncer::start(&self.name, self.data_dir(), self.port, mode).await
+        if pool_size == 0 {
+            return Err(self.invalid("a PgBouncer pool needs at least one server connection"));
+        }
+        PgBouncer::start(&self.name, self.data_dir(), self.port, mode, pool_size).await
     }
 
     /// Puts `latency` ± `jitter` on this replica's replication path: a [`DelayProxy`] in front

@@ -89,6 +89,7 @@ impl PgBouncer {
         data_dir: &Path,
         target: u16,
         mode: PoolMode,
+        pool_size: u32,
     ) -> Result<PgBouncer> {
         let bin = binary()?;
         let port = free_port()?;
@@ -100,7 +101,7 @@ impl PgBouncer {
         let log = dir.join("pgbouncer.log");
         std::fs::write(&userlist, "\"postgres\" \"\"\n\"app\" \"\"\n")
             .io_context(|| format!("writing {}", userlist.display()))?;
-        std::fs::write(&ini, config(target, port, mode, &userlist))
+        std::fs::write(&ini, config(target, port, mode, pool_size, &userlist))
             .io_context(|| format!("writing {}", ini.display()))?;
         let run_as = RunAs::for_servers("postgres")?;
         if let Some(user) = run_as {
@@ -175,10 +176,11 @@ impl Drop for PgBouncer {
     }
 }
 
-/// The configuration file: every database of the node, `mode` pooling, trust auth. Room for
+/// The configuration file: every database of the node, `mode` pooling, `pool_size` server
+/// connections per database and user, trust auth. Room for
 /// 2,000 clients: the fleet benchmark's 200 instances open 400 or more through one PgBouncer
 /// (a monitor's connection and a pool's each), past the 500 this allowed before.
-fn config(target: u16, port: u16, mode: PoolMode, userlist: &Path) -> String {
+fn config(target: u16, port: u16, mode: PoolMode, pool_size: u32, userlist: &Path) -> String {
     format!(
         "[databases]\n\
          * = host=127.0.0.1 port={target}\n\
@@ -190,7 +192,7 @@ fn config(target: u16, port: u16, mode: PoolMode, userlist: &Path) -> String {
          auth_file = {userlist}\n\
          pool_mode = {mode}\n\
          max_client_conn = 2000\n\
-         default_pool_size = 20\n\
+         default_pool_size = {pool_size}\n\
          server_reset_query = DISCARD ALL\n\
          ignore_startup_parameters = extra_float_digits\n\
          server_login_retry = 1\n",

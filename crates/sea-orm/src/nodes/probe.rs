@@ -15,10 +15,10 @@
 //! A node behind transaction pooling ([`Pooling::Transaction`](crate::Pooling)) is probed on
 //! such a connection too, PostgreSQL's with every statement sent in the simple protocol: one
 //! round trip, a transaction of its own on whichever server connection the pooler lends it for
-//! that statement alone, and no prepared statement left on it. (Framed like the read pool —
-//! `BEGIN; DEALLOCATE ALL` before each use, `COMMIT; DEALLOCATE ALL` after — a probe took three
-//! round trips and held the pooler's server connection across its client's pauses between
-//! them; with 200 instances the probes queued in PgBouncer behind one another.) A MySQL/MariaDB
+//! that statement alone, and no prepared statement left on it. (Framed like the read pool, a
+//! probe would take three round trips and hold the pooler's server connection across its
+//! client's pauses between them; with 200 instances the probes queued in PgBouncer behind one
+//! another.) A MySQL/MariaDB
 //! node behind transaction pooling keeps that framed one-connection pool. Failover's admin
 //! connections use
 //! [`AutoFailover::admin_credentials`](crate::advanced::AutoFailover::admin_credentials) when set.

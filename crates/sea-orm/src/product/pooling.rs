@@ -33,9 +33,9 @@ use sea_orm::{ConnectOptions, DbBackend};
 ///   server connection belongs to a client only for one transaction, so a session `SET` would
 ///   land on whichever server connection ran it — leaking to other clients, or reset — and the
 ///   next statement could run on another, writable one. Every use of a pooled connection is
-///   therefore one read-only transaction: `BEGIN READ ONLY; DEALLOCATE ALL` (MySQL `START
-///   TRANSACTION READ ONLY`) when the pool hands the connection out, `COMMIT; DEALLOCATE ALL`
-///   when it takes it back (sqlx's `after_connect`/`before_acquire` and `after_release` hooks),
+///   therefore one read-only transaction: `BEGIN READ ONLY` (MySQL `START TRANSACTION READ
+///   ONLY`) when the pool hands the connection out, the statements it prepared deallocated and
+///   `COMMIT` when it takes it back (sqlx's `after_connect`/`before_acquire` and `after_release` hooks),
 ///   each one simple-protocol round trip. The statement, however many round trips it takes,
 ///   runs inside that transaction on one server connection. On the caller's path this adds the
 ///   `BEGIN` round trip, which replaces sqlx's ping before each use (`test_before_acquire` is
@@ -53,10 +53,13 @@ use sea_orm::{ConnectOptions, DbBackend};
 ///   counted per client connection; only queries marked non-persistent, which SeaORM never
 ///   sends, use the unnamed statement) and never closes the uncached ones, so a second client's
 ///   `sqlx_s_1` on the same server connection fails with "prepared statement already exists".
-///   The `DEALLOCATE ALL` at both ends clears the server connection for the next client (the
-///   recipe SQLAlchemy documents for asyncpg behind PgBouncer). PgBouncer 1.21 and later track
-///   named statements themselves with `max_prepared_statements`; read-only enforcement still
-///   needs the transaction there.
+///   So the end of each use deallocates the statements named `sqlx_s_…` that were prepared
+///   since its `BEGIN` — its own, on the server connection that was its own meanwhile — and
+///   nothing else: another client's statements there are not touched (no `DEALLOCATE ALL`).
+///   A statement another sqlx client left there under the same name makes ours fail with
+///   "already exists" (a read, retried on the next node). PgBouncer 1.21 and later track
+///   named statements themselves with `max_prepared_statements` (renamed `PGBOUNCER_…`, left
+///   to it); read-only enforcement still needs the transaction there.
 ///
 /// Streams, read-only transactions routed to the replica (`begin_with_config`) and
 /// read-your-writes catch-up waits run on the same pool, so they are covered too. The replica's

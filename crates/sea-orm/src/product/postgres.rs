@@ -141,20 +141,27 @@ pub(super) fn server_error(code: &str, message: &str) -> Option<ServerError> {
     }
 }
 
-/// The start of every use of a pooled connection in transaction pooling, one round trip. sqlx
-/// names every statement it prepares (`sqlx_s_<n>`, counted per client connection) even with
-/// its cache off, and leaves it on the server connection; another client's `sqlx_s_1` there
-/// would make ours fail with "already exists". `DEALLOCATE ALL` inside the transaction clears
-/// them (SQLAlchemy's recipe for asyncpg behind PgBouncer does the same).
+/// The start of every use of a pooled connection in transaction pooling: the server connection
+/// the pooler lends is rwsplit's until the [`END`]'s `COMMIT`.
 #[cfg(feature = "postgres")]
-const BEGIN: &str = "BEGIN; DEALLOCATE ALL";
+const BEGIN: &str = "BEGIN";
 /// [`BEGIN`], read-only.
 #[cfg(feature = "postgres")]
-const BEGIN_READ_ONLY: &str = "BEGIN READ ONLY; DEALLOCATE ALL";
-/// The end: commit, and leave no statement of ours on the server connection for the next
-/// client (one simple query, so PgBouncer keeps the server connection for both).
+const BEGIN_READ_ONLY: &str = "BEGIN READ ONLY";
+/// The end of every use: the statements this transaction prepared deallocated, then commit,
+/// in one simple query (PgBouncer keeps the server connection for both). sqlx names every
+/// statement it prepares (`sqlx_s_<n>`, counted per client connection) even with its cache off,
+/// and would leave it on the server connection the pooler lends the next client. Only those
+/// are dropped: named `sqlx_s_…` and prepared since this transaction began (`now()`), while
+/// the server connection was ours; another client's statements there, prepared before, are
+/// not touched (no `DEALLOCATE ALL`). A pooler that names statements itself (PgBouncer 1.21+
+/// with `max_prepared_statements`: `PGBOUNCER_…`) keeps its own. Needs PL/pgSQL, there in
+/// every database unless dropped.
 #[cfg(feature = "postgres")]
-const END: &str = "COMMIT; DEALLOCATE ALL";
+const END: &str = "DO $rwsplit$ DECLARE s text; BEGIN \
+    FOR s IN SELECT name FROM pg_prepared_statements \
+    WHERE prepare_time >= now() AND name LIKE 'sqlx\\_s\\_%' \
+    LOOP EXECUTE format('DEALLOCATE %I', s); END LOOP; END $rwsplit$; COMMIT";
 
 #[cfg(feature = "postgres")]
 fn frame_monitor(opts: &mut ConnectOptions) {
@@ -187,7 +194,7 @@ const SESSION_READ_ONLY_CHECKED: &str = "SET SESSION CHARACTERISTICS AS TRANSACT
 /// a transaction pooler the server connection is rwsplit's only until the `COMMIT`).
 #[cfg(feature = "postgres")]
 const BEGIN_READ_ONLY_CHECKED: &str =
-    "BEGIN READ ONLY; SET LOCAL client_connection_check_interval = 250; DEALLOCATE ALL";
+    "BEGIN READ ONLY; SET LOCAL client_connection_check_interval = 250";
 
 /// [`Pooling::Direct`]: startup parameters, free per connection and statement (they replace
 /// any `map_sqlx_postgres_opts` hook); [`Pooling::Session`]: one round trip of `SET`s per new
