@@ -266,7 +266,11 @@ fn steps(args: &CiArgs, phases: &mut Phases) -> anyhow::Result<()> {
         // processes that loads both cores, and in the pass above one waiting for another (they
         // run alone among the tests that time a switchover) would hold a test thread idle.
         let failover = ["failover::failover_", "--test-threads", "1"];
-        crate::itest::run(&crate::itest::ItestArgs::for_ci(locked, BackendKind::Native, &failover))?;
+        crate::itest::run(&crate::itest::ItestArgs::for_ci(
+            locked,
+            BackendKind::Native,
+            &failover,
+        ))?;
         phases.end("integration tests (automatic failover)");
         // PostgreSQL 18 (a pinned PyPI wheel, `cargo xtask pg-wheel`): the tests above that
         // run on PostgreSQL natively, but for those `PG18_SKIP` leaves to the pass above; the
