@@ -187,7 +187,8 @@ pub enum RoutingError {
     /// 1290/1792): a user function or view that writes, which the text cannot show. It was
     /// **not** run on the primary: the connection was built with
     /// [`OnReplicaRefusal::Fail`](crate::OnReplicaRefusal::Fail), or the statement was routed
-    /// to the replica on purpose (`db.replica()`, `db.node(..)`, `/*rwsplit:replica*/`).
+    /// to the replica on purpose ([`RoutedConnection::scope`](crate::RoutedConnection::scope)
+    /// with `Target::Replica` or `Target::Node(..)`, `/*rwsplit:replica*/`).
     /// Statements of its shape go to the primary from now on. Carried in `DbErr::Query`.
     #[error(
         "the replica {node} refused {} classified as a read because it writes or locks \
