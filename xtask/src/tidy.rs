@@ -642,7 +642,8 @@ fn testkit_modules_do_not_import_the_cluster_facade() {
 
 /// Every package that may be published carries what crates.io and docs.rs need, and the
 /// others say `publish = false`: `cargo package` (a phase of `cargo xtask ci`) refuses a path
-/// dependency without a version, but only warns about missing metadata.
+/// dependency without a version, but only warns about missing metadata. `repository` is
+/// optional (there is no public one yet), but never a placeholder.
 #[test]
 fn library_crates_carry_registry_metadata() {
     let root = crate::project_root();
@@ -666,10 +667,14 @@ fn library_crates_carry_registry_metadata() {
         }
         let dir = Path::new(p["manifest_path"].as_str().expect("path")).parent().expect("dir");
         let text = |field: &str| p[field].as_str().unwrap_or("").trim().to_owned();
-        for field in ["description", "repository", "rust_version"] {
+        for field in ["description", "rust_version"] {
             if text(field).is_empty() {
                 problems.push(format!("{name}: no `{field}`"));
             }
+        }
+        let repository = text("repository");
+        if !repository.is_empty() && !public_address(&repository) {
+            problems.push(format!("{name}: `repository = \"{repository}\"` is no public address"));
         }
         if text("license") != "MIT OR Apache-2.0" {
             problems.push(format!("{name}: license is not `MIT OR Apache-2.0`"));
@@ -702,6 +707,22 @@ fn library_crates_carry_registry_metadata() {
         }
     }
     assert!(problems.is_empty(), "packages not ready for crates.io:\n{}", problems.join("\n"));
+}
+
+/// Whether `url` can be a package's `repository`: an `https://` address outside the names
+/// reserved for examples and tests. No `repository` until rwsplit has a public one: a
+/// placeholder is a dead link on the registry page, and leaves a reader nowhere to go.
+fn public_address(url: &str) -> bool {
+    let reserved = ["example.", ".invalid", ".test", "localhost"];
+    url.starts_with("https://") && !reserved.iter().any(|r| url.contains(r))
+}
+
+#[test]
+fn a_placeholder_repository_is_no_public_address() {
+    assert!(!public_address("https://example.invalid/rwsplit"));
+    assert!(!public_address("https://git.example.com/rwsplit"));
+    assert!(!public_address("http://git.internal/rwsplit"));
+    assert!(public_address("https://codeberg.org/someone/rwsplit"));
 }
 
 /// A file of the workspace, read.

@@ -291,8 +291,13 @@ pub enum RoutingError {
         /// The database.
         backend: DbBackend,
     },
-    /// A state the adapter's own checks rule out was reached: a bug, please report it.
-    #[error("internal error: {what}; please report it")]
+    /// A state the adapter's own checks rule out was reached: a bug. rwsplit has no public
+    /// issue tracker, so the text says to report it to whoever maintains the copy in use.
+    #[error(
+        "internal error: {what} (a bug in rwsplit-sea-orm {}): report it, with this text, to \
+         whoever maintains your copy of rwsplit",
+        env!("CARGO_PKG_VERSION")
+    )]
     Internal {
         /// What went wrong.
         what: &'static str,
