@@ -207,14 +207,23 @@ fn no_unsafe_outside_the_reviewed_test() {
 }
 
 fn visit(dir: &Path, f: &mut dyn FnMut(&Path, &str)) {
+    visit_files(dir, "rs", f);
+}
+
+/// Calls `f` with each file under `dir` whose extension is `ext`, and its text; `target` and
+/// hidden folders (`.git`) are left out.
+fn visit_files(dir: &Path, ext: &str, f: &mut dyn FnMut(&Path, &str)) {
     let Ok(entries) = std::fs::read_dir(dir) else { return };
     for e in entries.flatten() {
         let path = e.path();
         if path.is_dir() {
-            if path.file_name().is_some_and(|n| n != "target") {
-                visit(&path, f);
+            if path
+                .file_name()
+                .is_some_and(|n| n != "target" && !n.to_string_lossy().starts_with('.'))
+            {
+                visit_files(&path, ext, f);
             }
-        } else if path.extension().is_some_and(|x| x == "rs")
+        } else if path.extension().is_some_and(|x| x == ext)
             && let Ok(text) = std::fs::read_to_string(&path)
         {
             f(&path, &text);
@@ -633,7 +642,8 @@ fn testkit_modules_do_not_import_the_cluster_facade() {
 
 /// Every package that may be published carries what crates.io and docs.rs need, and the
 /// others say `publish = false`: `cargo package` (a phase of `cargo xtask ci`) refuses a path
-/// dependency without a version, but only warns about missing metadata.
+/// dependency without a version, but only warns about missing metadata. `repository` is
+/// optional (there is no public one yet), but never a placeholder.
 #[test]
 fn library_crates_carry_registry_metadata() {
     let root = crate::project_root();
@@ -657,10 +667,14 @@ fn library_crates_carry_registry_metadata() {
         }
         let dir = Path::new(p["manifest_path"].as_str().expect("path")).parent().expect("dir");
         let text = |field: &str| p[field].as_str().unwrap_or("").trim().to_owned();
-        for field in ["description", "repository", "rust_version"] {
+        for field in ["description", "rust_version"] {
             if text(field).is_empty() {
                 problems.push(format!("{name}: no `{field}`"));
             }
+        }
+        let repository = text("repository");
+        if !repository.is_empty() && !public_address(&repository) {
+            problems.push(format!("{name}: `repository = \"{repository}\"` is no public address"));
         }
         if text("license") != "MIT OR Apache-2.0" {
             problems.push(format!("{name}: license is not `MIT OR Apache-2.0`"));
@@ -693,6 +707,22 @@ fn library_crates_carry_registry_metadata() {
         }
     }
     assert!(problems.is_empty(), "packages not ready for crates.io:\n{}", problems.join("\n"));
+}
+
+/// Whether `url` can be a package's `repository`: an `https://` address outside the names
+/// reserved for examples and tests. No `repository` until rwsplit has a public one: a
+/// placeholder is a dead link on the registry page, and leaves a reader nowhere to go.
+fn public_address(url: &str) -> bool {
+    let reserved = ["example.", ".invalid", ".test", "localhost"];
+    url.starts_with("https://") && !reserved.iter().any(|r| url.contains(r))
+}
+
+#[test]
+fn a_placeholder_repository_is_no_public_address() {
+    assert!(!public_address("https://example.invalid/rwsplit"));
+    assert!(!public_address("https://git.example.com/rwsplit"));
+    assert!(!public_address("http://git.internal/rwsplit"));
+    assert!(public_address("https://codeberg.org/someone/rwsplit"));
 }
 
 /// A file of the workspace, read.
@@ -972,6 +1002,64 @@ fn readme_install_lines_name_real_crates() {
         lines += 1;
     }
     assert!(lines >= 3, "the install block names the crates by path: {block}");
+}
+
+/// The lines (1-based) of the Markdown `text` that depend on an rwsplit crate by a version and
+/// no path (`rwsplit-x = "0.1"`, `rwsplit-x = { version = "0.1", … }`), commented out or not:
+/// no registry has rwsplit yet, so such a line fails where a reader pastes it.
+fn versioned_install_lines(text: &str) -> Vec<usize> {
+    let mut found = Vec::new();
+    for (i, line) in text.lines().enumerate() {
+        let line = line.trim_start().trim_start_matches('#').trim_start();
+        let Some((name, value)) = line.split_once('=') else { continue };
+        let name = name.trim();
+        let is_crate = name.strip_prefix("rwsplit-").is_some_and(|rest| {
+            !rest.is_empty() && rest.chars().all(|c| c.is_ascii_lowercase() || c == '-')
+        });
+        let value = value.trim_start();
+        let keys = value.strip_prefix('{').unwrap_or_default();
+        let key = |k: &str| {
+            keys.split(',').any(|kv| kv.split_once('=').is_some_and(|(key, _)| key.trim() == k))
+        };
+        if is_crate && (value.starts_with('"') || (key("version") && !key("path"))) {
+            found.push(i + 1);
+        }
+    }
+    found
+}
+
+#[test]
+fn markdown_install_lines_take_a_path() {
+    let root = crate::project_root();
+    let mut problems = Vec::new();
+    let mut files = 0;
+    visit_files(&root, "md", &mut |path, text| {
+        files += 1;
+        let rel = path.strip_prefix(&root).unwrap_or(path);
+        for n in versioned_install_lines(text) {
+            let line = text.lines().nth(n - 1).unwrap_or_default().trim();
+            problems.push(format!("{}:{n}: {line}", rel.display()));
+        }
+    });
+    assert!(files >= 10, "Markdown files found: {files}");
+    assert!(
+        problems.is_empty(),
+        "rwsplit dependencies by version alone, which no registry has: say \
+         `{{ path = \"../rwsplit/crates/<dir>\" }}` as README.md's Install does:\n{}",
+        problems.join("\n")
+    );
+}
+
+#[test]
+fn the_install_line_check_catches_a_bare_version() {
+    let text = "```toml\n[dependencies]\nrwsplit-sea-orm = \"0.1\"\n\
+                rwsplit-axum = { path = \"../rwsplit/crates/axum\" }\n\
+                # rwsplit-web = { version = \"0.1\", features = [\"poem\"] }\n\
+                rwsplit-web = { version = \"=0.1.0\", path = \"crates/web\" }\n\
+                sea-orm = { version = \"2.0.4\" }\n```\n\
+                Once released: `rwsplit-sea-orm = \"0.1\"`.\n\
+                let rwsplit_token = \"x\";\n";
+    assert_eq!(versioned_install_lines(text), [3, 5]);
 }
 
 /// The README is a product page: 250 lines at most; the rest belongs in the guide

@@ -1347,17 +1347,23 @@ impl TopologyState {
             let i = n.id();
             let health = self.at(i).map_or(n.health(), |(s, _)| lock(&s.tracker).health());
             let mut b = edit(i, n).unwrap_or_else(|| n.to_builder()).health(health);
-            if self.is_fenced(i) {
+            let fenced = self.is_fenced(i);
+            if fenced {
                 // Out of rotation for reads and writes alike, whatever it says it is.
                 b = b.role(Role::Replica).health(Health::Down);
             }
             let built = b.build();
-            if joined.iter().any(|j| j.id() == n.id()) {
+            let joins = joined.iter().any(|j| j.id() == n.id());
+            if joins || built.health() != n.health() || built.role() != n.role() {
                 changed.push(i);
-                tracing::warn!(target: "rwsplit", node = %n.name(), health = ?built.health(), role = ?built.role(), "node joined");
-            } else if built.health() != n.health() || built.role() != n.role() {
-                changed.push(i);
-                tracing::warn!(target: "rwsplit", node = %n.name(), health = ?built.health(), role = ?built.role(), "node changed");
+                let what = if joins { "node joined" } else { "node changed" };
+                if fenced {
+                    // The role and health published only keep it out of rotation: a fenced
+                    // primary is not a replica, so neither is logged.
+                    tracing::warn!(target: "rwsplit", node = %n.name(), fenced = true, "{what}: fenced, out of rotation");
+                } else {
+                    tracing::warn!(target: "rwsplit", node = %n.name(), health = ?built.health(), role = ?built.role(), "{what}");
+                }
             }
             next = next.node(built);
         }

@@ -187,7 +187,8 @@ pub enum RoutingError {
     /// 1290/1792): a user function or view that writes, which the text cannot show. It was
     /// **not** run on the primary: the connection was built with
     /// [`OnReplicaRefusal::Fail`](crate::OnReplicaRefusal::Fail), or the statement was routed
-    /// to the replica on purpose (`db.replica()`, `db.node(..)`, `/*rwsplit:replica*/`).
+    /// to the replica on purpose ([`RoutedConnection::scope`](crate::RoutedConnection::scope)
+    /// with `Target::Replica` or `Target::Node(..)`, `/*rwsplit:replica*/`).
     /// Statements of its shape go to the primary from now on. Carried in `DbErr::Query`.
     #[error(
         "the replica {node} refused {} classified as a read because it writes or locks \
@@ -290,8 +291,13 @@ pub enum RoutingError {
         /// The database.
         backend: DbBackend,
     },
-    /// A state the adapter's own checks rule out was reached: a bug, please report it.
-    #[error("internal error: {what}; please report it")]
+    /// A state the adapter's own checks rule out was reached: a bug. rwsplit has no public
+    /// issue tracker, so the text says to report it to whoever maintains the copy in use.
+    #[error(
+        "internal error: {what} (a bug in rwsplit-sea-orm {}): report it, with this text, to \
+         whoever maintains your copy of rwsplit",
+        env!("CARGO_PKG_VERSION")
+    )]
     Internal {
         /// What went wrong.
         what: &'static str,

@@ -241,6 +241,46 @@ fn a_fenced_node_is_out_whatever_it_claims_until_unfenced() {
     assert_eq!(s.health(NodeId::new(0)), Health::Up);
 }
 
+/// The events of target `rwsplit` logged on this thread, each as its message and its fields.
+#[derive(Clone, Default)]
+struct Logged(std::sync::Arc<std::sync::Mutex<Vec<String>>>);
+
+impl<S: tracing::Subscriber> tracing_subscriber::Layer<S> for Logged {
+    fn on_event(&self, event: &tracing::Event<'_>, _: tracing_subscriber::layer::Context<'_, S>) {
+        struct Line(String);
+        impl tracing::field::Visit for Line {
+            fn record_debug(&mut self, field: &tracing::field::Field, value: &dyn std::fmt::Debug) {
+                match field.name() {
+                    "message" => self.0.insert_str(0, &format!("{value:?}")),
+                    name => self.0.push_str(&format!(" {name}={value:?}")),
+                }
+            }
+        }
+        if event.metadata().target() == "rwsplit" {
+            let mut line = Line(String::new());
+            event.record(&mut line);
+            self.0.lock().unwrap().push(line.0);
+        }
+    }
+}
+
+#[test]
+fn fencing_the_primary_logs_it_fenced_not_as_a_replica() {
+    use tracing_subscriber::layer::SubscriberExt;
+    let s = state(3, policy());
+    steady(&s, Instant::now());
+    let logged = Logged::default();
+    let subscriber = tracing_subscriber::registry().with(logged.clone());
+    tracing::subscriber::with_default(subscriber, || s.set_fenced(NodeId::new(0), true));
+    let lines = logged.0.lock().unwrap().clone();
+    let primary: Vec<&String> = lines.iter().filter(|l| l.contains("node=n0:")).collect();
+    assert_eq!(
+        primary,
+        ["node changed: fenced, out of rotation node=n0:5432/app fenced=true"],
+        "{lines:?}"
+    );
+}
+
 #[rstest]
 #[case::refusals(refused)]
 #[case::timeouts(timed_out)]

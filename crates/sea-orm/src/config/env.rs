@@ -145,10 +145,12 @@ fn bad(name: &str, reason: impl Into<String>) -> Error {
 /// Reads a [`RoutedConfig`] from `vars` and validates it, naming variables in errors.
 pub(super) fn read(vars: BTreeMap<String, String>) -> Result<RoutedConfig> {
     let vars = Vars(vars);
+    let urls = split_urls(vars.get("DATABASE_REPLICA_URLS").unwrap_or_default());
+    // The names before the primary's URL: an old name for it (`RWSPLIT_PRIMARY_URL`) set alone
+    // is refused naming DATABASE_URL, not reported as DATABASE_URL missing.
+    check_names(&vars, urls.len())?;
     let primary =
         vars.get("DATABASE_URL").ok_or(Error::MissingEnv { name: "DATABASE_URL" })?.to_owned();
-    let urls = split_urls(vars.get("DATABASE_REPLICA_URLS").unwrap_or_default());
-    check_names(&vars, urls.len())?;
 
     let mut config = RoutedConfig::new(primary);
     config.pool = vars.pool("DATABASE_")?;

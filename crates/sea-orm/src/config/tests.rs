@@ -626,6 +626,20 @@ fn unknown_variables_are_refused_with_the_nearest_name(
     }
 }
 
+/// The old name of the primary's URL, set alone, is refused naming the one read now, rather
+/// than reported as DATABASE_URL missing.
+#[test]
+fn the_old_primary_variable_alone_names_database_url() {
+    let err = env(&[("RWSPLIT_PRIMARY_URL", "postgres://app:secret-value@db-1/app")]).unwrap_err();
+    assert!(
+        matches!(&err, Error::UnknownVariable { name, nearest: Some(n) }
+            if name == "RWSPLIT_PRIMARY_URL" && n == "DATABASE_URL"),
+        "{err}"
+    );
+    let text = err.to_string();
+    assert!(text.contains("did you mean DATABASE_URL?") && !text.contains("secret"), "{text}");
+}
+
 /// Names that are not `from_env`'s are left alone: other tools' `DATABASE_*`, the testkit's,
 /// the examples' and the repository's tooling's prefixes, and rwsplit-axum's key.
 #[rstest]

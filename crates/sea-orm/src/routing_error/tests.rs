@@ -121,7 +121,11 @@ const UNKNOWN: (bool, bool) = (false, true);
     RoutingError::PositionUnsupported { backend: DbBackend::Sqlite },
     Carrier::Query, FINAL, "not supported on Sqlite"
 )]
-#[case::internal(RoutingError::Internal { what: "nothing to send" }, Carrier::Conn, FINAL, "report it")]
+#[case::internal(
+    RoutingError::Internal { what: "nothing to send" },
+    Carrier::Conn, FINAL,
+    concat!("nothing to send (a bug in rwsplit-sea-orm ", env!("CARGO_PKG_VERSION"), "): report it")
+)]
 fn every_variant_survives_the_db_err(
     #[case] e: RoutingError,
     #[case] carrier: Carrier,

@@ -21,9 +21,11 @@ use crate::routing_error::{self, RoutingError};
 /// `rwsplit.replica_refusals` metric) and each new shape is logged once at WARN, the shape
 /// naming the function or view but no value.
 ///
-/// A statement routed to a replica on purpose (`db.replica()`, `db.node(..)`, a
-/// `/*rwsplit:replica*/` hint) is never moved: its refusal is the caller's
-/// [`RoutingError::ReplicaRefused`] in both modes.
+/// A statement routed to a replica on purpose
+/// ([`RoutedConnection::scope`](crate::RoutedConnection::scope) with `Target::Replica` or
+/// `Target::Node(..)`, a `/*rwsplit:replica*/` hint) is never moved: its refusal is the
+/// caller's [`RoutingError::ReplicaRefused`] in both modes. One sent through `db.replica()`,
+/// which rwsplit does not route, gets the server's error as it is.
 ///
 /// ```
 /// use rwsplit_sea_orm::{OnReplicaRefusal, RoutedConnection};
