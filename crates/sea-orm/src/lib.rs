@@ -124,9 +124,10 @@
 //!
 //! The adapter's own failures are typed: a [`RoutingError`] (write not sent, write outcome
 //! unknown, node down, back-pressure, timed out, replica refused, no primary, split brain …)
-//! travels inside the `DbErr` (still `DbErr::Conn` for node failures, `DbErr::Query` for a
-//! replica's refusal), and [`routing_error`] gets it back, so callers branch on a type rather
-//! than on text:
+//! travels inside the `DbErr` (`DbErr::Conn` for node failures, `DbErr::Query` for a
+//! replica's refusal, `DbErr::Exec` reading "error with configuration" for the router's
+//! decisions where nothing was sent and no node failed: no primary, a split brain …), and
+//! [`routing_error`] gets it back, so callers branch on a type rather than on text:
 //!
 //! ```no_run
 //! use rwsplit_sea_orm::{RoutedConnection, RoutingError, routing_error};

@@ -57,28 +57,34 @@ use sea_orm::{DbBackend, DbErr, RuntimeErr};
 /// failure: applications matching `DbErr::Conn` for node failures would no longer see one). Its
 /// `Conn`, `Exec` and `Query` variants hold a `RuntimeErr`, which is either text
 /// (`RuntimeErr::Internal(String)`: callers would have to parse English)
-/// or a driver error (`RuntimeErr::SqlxError(Arc<sqlx::Error>)`). So a routing error travels
-/// as `DbErr::Conn(RuntimeErr::SqlxError(sqlx::Error::Io(io::Error::other(..))))` (`DbErr::Query`
-/// for a replica's refusal and for an unreadable replication position):
+/// or a driver error (`RuntimeErr::SqlxError(Arc<sqlx::Error>)`). No sqlx error is both typed
+/// and neutral: each variant that holds an arbitrary error says something of its own in its
+/// text. So a routing error travels in the one whose text is true of it:
 ///
-/// - the `DbErr` variant is the one the adapter always used, so code matching SeaORM's
-///   variants keeps working;
-/// - `std::io::Error` holds any error by value, and [`routing_error`] gets it back with
-///   `io::Error::get_ref` and a downcast: no text is parsed, no raw pointer casts;
-/// - `Display` of the `DbErr` reads `Connection Error: error communicating with database:
-///   rwsplit: <this error>: <its cause>`, as informative as plain text;
-/// - `sqlx::Error::Io` is the driver's "the statement could not be run on, or completed by,
-///   the server" class, which is what every routing failure is (no node to run it on, the node
-///   unreachable or given up, no connection free in time). Code that treats `Io` as a broken
-///   connection — retry helpers — treats a write whose outcome is unknown as it already treats a
-///   driver's own broken connection under a write: check [`RoutingError::outcome_unknown`].
+/// - a **decision** ([`RoutingError::is_decision`]: no primary, a split brain, no eligible or
+///   no remaining node, a node removed, positions unsupported — nothing was sent and no node
+///   failed) as `DbErr::Exec(RuntimeErr::SqlxError(sqlx::Error::Configuration(..)))`, read
+///   `Execution Error: error with configuration: rwsplit: <this error>`: the state of the
+///   cluster or of the settings, not the network, stops it;
+/// - a **failure of a node or of reaching it** (a write not sent or its outcome unknown, a
+///   node down, no connection in time, a time limit, a recovery conflict) as
+///   `DbErr::Conn(RuntimeErr::SqlxError(sqlx::Error::Io(io::Error::other(..))))`, read
+///   `Connection Error: error communicating with database: rwsplit: <this error>`, which it
+///   is; code that treats `Io` as a broken connection (retry helpers) treats a write whose
+///   outcome is unknown as it already treats a driver's broken connection under a write:
+///   check [`RoutingError::outcome_unknown`];
+/// - a replica's refusal and an unreadable replication position in `DbErr::Query`, the same
+///   `Io` carrier; an internal error in `DbErr::Conn`.
+///
+/// [`routing_error`] gets the error back from either with a downcast (`io::Error::get_ref`, the
+/// boxed configuration error): no text is parsed. The text after `rwsplit:` says everything.
 ///
 /// Rejected: `sqlx::Error::Database` (SeaORM's `DbErr::sql_err` and applications take it for
-/// the server's own error: "error returned from database"), `Configuration`, `Decode`, `Tls`
-/// and `AnyDriverError` (they carry a boxed error too, but mean something else, and `Tls` is
-/// a connection failure to code like the adapter's own retry decision), `DbErr::Custom` and
-/// `RuntimeErr::Internal` (text only), and a table keyed by an identifier in the text (text
-/// parsing by another name).
+/// the server's own error: "error returned from database"), `Decode`, `Tls` and
+/// `AnyDriverError` (they carry a boxed error too, but mean something else, and `Tls` is a
+/// connection failure to code like the adapter's own retry decision), `DbErr::Custom` and
+/// `RuntimeErr::Internal` (text only: the typed error would be lost), and a table keyed by an
+/// identifier in the text (text parsing by another name).
 ///
 /// Without a sqlx driver feature (`postgres`, `mysql`) SeaORM has no `RuntimeErr::SqlxError`:
 /// such a build (mock connections only) carries the error's text in `RuntimeErr::Internal`, and
@@ -614,6 +620,23 @@ impl RoutingError {
 
     /// Whether SeaORM's `DbErr::Query` carries it (a statement's own outcome) rather than
     /// `DbErr::Conn` (the node or the cluster).
+    /// Whether this is the router's decision that the statement cannot run now: nothing was
+    /// sent and no node failed (no primary, a split brain, no eligible or no remaining node,
+    /// a node removed, positions unsupported). Carried as `DbErr::Exec` in
+    /// `sqlx::Error::Configuration`, whose text does not claim a network fault.
+    #[must_use]
+    pub fn is_decision(&self) -> bool {
+        matches!(
+            self,
+            RoutingError::NoPrimary { .. }
+                | RoutingError::SplitBrain { .. }
+                | RoutingError::Unroutable { .. }
+                | RoutingError::NoNodeLeft { .. }
+                | RoutingError::NodeRemoved { .. }
+                | RoutingError::PositionUnsupported { .. }
+        )
+    }
+
     fn is_query(&self) -> bool {
         matches!(
             self,
@@ -648,9 +671,14 @@ impl fmt::Display for Carried {
 impl std::error::Error for Carried {}
 
 impl From<RoutingError> for DbErr {
-    /// `DbErr::Query` for a replica's refusal and an unreadable position, `DbErr::Conn`
-    /// otherwise (see [`RoutingError`]).
+    /// A decision (nothing sent, no node failed: [`RoutingError::is_decision`]) as
+    /// `DbErr::Exec` in `sqlx::Error::Configuration`; a replica's refusal and an unreadable
+    /// position as `DbErr::Query`, the rest as `DbErr::Conn`, in `sqlx::Error::Io` (see
+    /// [`RoutingError`]).
     fn from(e: RoutingError) -> DbErr {
+        if e.is_decision() {
+            return DbErr::Exec(carry_decision(e));
+        }
         let query = e.is_query();
         let runtime = carry(e);
         if query { DbErr::Query(runtime) } else { DbErr::Conn(runtime) }
@@ -663,10 +691,21 @@ fn carry(e: RoutingError) -> RuntimeErr {
     RuntimeErr::SqlxError(std::sync::Arc::new(sea_orm::sqlx::Error::Io(io)))
 }
 
+#[cfg(any(feature = "postgres", feature = "mysql"))]
+fn carry_decision(e: RoutingError) -> RuntimeErr {
+    let boxed = Box::new(Carried(e));
+    RuntimeErr::SqlxError(std::sync::Arc::new(sea_orm::sqlx::Error::Configuration(boxed)))
+}
+
 /// Without a sqlx driver SeaORM has no error that carries another: the text only.
 #[cfg(not(any(feature = "postgres", feature = "mysql")))]
 fn carry(e: RoutingError) -> RuntimeErr {
     RuntimeErr::Internal(Carried(e).to_string())
+}
+
+#[cfg(not(any(feature = "postgres", feature = "mysql")))]
+fn carry_decision(e: RoutingError) -> RuntimeErr {
+    carry(e)
 }
 
 /// The [`RoutingError`] inside `err`, if the adapter made `err` (else the database's or
@@ -688,9 +727,13 @@ pub fn routing_error(err: &DbErr) -> Option<&RoutingError> {
     if let DbErr::Conn(RuntimeErr::SqlxError(e))
     | DbErr::Exec(RuntimeErr::SqlxError(e))
     | DbErr::Query(RuntimeErr::SqlxError(e)) = err
-        && let sea_orm::sqlx::Error::Io(io) = &**e
     {
-        return io.get_ref().and_then(|c| c.downcast_ref::<Carried>()).map(|c| &c.0);
+        let carried = match &**e {
+            sea_orm::sqlx::Error::Io(io) => io.get_ref().and_then(|c| c.downcast_ref::<Carried>()),
+            sea_orm::sqlx::Error::Configuration(b) => b.downcast_ref::<Carried>(),
+            _ => None,
+        };
+        return carried.map(|c| &c.0);
     }
     let _ = err;
     None

@@ -43,6 +43,8 @@ fn outs() -> Vec<NodeOut> {
 enum Carrier {
     Conn,
     Query,
+    /// `DbErr::Exec`, in `sqlx::Error::Configuration`: nothing sent, no node failed.
+    Decision,
 }
 
 /// What callers branch on: retryable, outcome unknown.
@@ -88,26 +90,26 @@ const UNKNOWN: (bool, bool) = (false, true);
     },
     Carrier::Query, FINAL, "SQLSTATE 25006"
 )]
-#[case::no_primary(RoutingError::NoPrimary { nodes: outs() }, Carrier::Conn, RETRY, "no primary")]
+#[case::no_primary(RoutingError::NoPrimary { nodes: outs() }, Carrier::Decision, RETRY, "no primary")]
 #[case::split_brain(
     RoutingError::SplitBrain { primaries: 2, nodes: vec![node(), "db2:5432/app".into()] },
-    Carrier::Conn, RETRY, "2 nodes claim"
+    Carrier::Decision, RETRY, "2 nodes claim"
 )]
 #[case::unroutable(
     RoutingError::Unroutable { source: RouteError::UnknownNode { id: NodeId::new(7) } },
-    Carrier::Conn, FINAL, "not in the topology"
+    Carrier::Decision, FINAL, "not in the topology"
 )]
-#[case::no_node_left(RoutingError::NoNodeLeft { nodes: outs() }, Carrier::Conn, RETRY, "no node left")]
+#[case::no_node_left(RoutingError::NoNodeLeft { nodes: outs() }, Carrier::Decision, RETRY, "no node left")]
 #[case::unroutable_excluded(
     RoutingError::Unroutable {
         source: RouteError::NoEligibleNode { excluded: excluded(3, 2, 1) }
     },
-    Carrier::Conn, RETRY,
+    Carrier::Decision, RETRY,
     "of 3 replicas, 2 are down (failing probes, fenced or joining), 1 is known to lag past the \
      router's max_replica_lag; the primary may not serve reads a replica could (primary_reads = never)"
 )]
 #[case::node_removed(
-    RoutingError::NodeRemoved { node: node() }, Carrier::Conn, RETRY, "db1:5432/app was removed"
+    RoutingError::NodeRemoved { node: node() }, Carrier::Decision, RETRY, "db1:5432/app was removed"
 )]
 #[case::position_unreadable(
     RoutingError::PositionUnreadable { node: Some(node()), what: "lsn", value: Some("zz".into()), source: None },
@@ -119,7 +121,7 @@ const UNKNOWN: (bool, bool) = (false, true);
 )]
 #[case::position_unsupported(
     RoutingError::PositionUnsupported { backend: DbBackend::Sqlite },
-    Carrier::Query, FINAL, "not supported on Sqlite"
+    Carrier::Decision, FINAL, "not supported on Sqlite"
 )]
 #[case::internal(
     RoutingError::Internal { what: "nothing to send" },
@@ -136,9 +138,14 @@ fn every_variant_survives_the_db_err(
     let got = match &err {
         DbErr::Conn(_) => Carrier::Conn,
         DbErr::Query(_) => Carrier::Query,
+        DbErr::Exec(_) => Carrier::Decision,
         other => panic!("{other:?}"),
     };
     assert_eq!(got, carrier);
+    // A decision's text claims no network fault; a node's failure is one.
+    let decided = carrier == Carrier::Decision;
+    assert_eq!(e.is_decision(), decided);
+    assert_eq!(!err.to_string().contains("error communicating with database"), decided, "{err}");
     let back = routing_error(&err).expect("the accessor finds it");
     assert_eq!(discriminant(back), discriminant(&e));
     assert_eq!(back.to_string(), e.to_string());
@@ -269,7 +276,11 @@ fn a_route_that_cannot_be_made_is_typed(
         ctx = ctx.with_target(t);
     }
     let Err(err) = routing.plan(&ctx) else { panic!("routed") };
-    assert!(matches!(err, DbErr::Conn(_)), "{err:?}");
+    assert!(matches!(err, DbErr::Exec(_)), "{err:?}");
+    assert!(
+        err.to_string().starts_with("Execution Error: error with configuration: rwsplit: "),
+        "{err}"
+    );
     let e = routing_error(&err).expect("typed");
     let got = match e {
         RoutingError::NoPrimary { .. } => "NoPrimary",
