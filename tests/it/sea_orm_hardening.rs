@@ -345,7 +345,7 @@ async fn passwords_never_show_anywhere() {
 /// A read that fails on a replica (the error names the node), as text.
 async fn replica_read_error(db: &RoutedConnection) -> String {
     let sql = Statement::from_string(DbBackend::Postgres, "SELECT no_such_column FROM t");
-    match db.replica().query_all_raw(sql).await {
+    match db.replica().unwrap().query_all_raw(sql).await {
         Ok(_) => String::new(),
         Err(e) => format!("{e} {e:?}"),
     }

@@ -34,13 +34,14 @@ async fn replica_sessions_are_read_only_even_where_the_server_is_not(#[case] kin
     }
     let err = db
         .replica()
+        .unwrap()
         .execute_unprepared("INSERT INTO author (name) VALUES ('diverged')")
         .await
         .expect_err("a write through a replica session fails");
     let text = err.to_string().to_lowercase();
     assert!(text.contains("read-only") || text.contains("read only"), "{text}");
     assert_eq!(
-        author::Entity::find().all(db.replica()).await.unwrap().len(),
+        author::Entity::find().all(db.replica().unwrap()).await.unwrap().len(),
         0,
         "nothing diverged"
     );

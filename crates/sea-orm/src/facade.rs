@@ -159,11 +159,22 @@ impl RoutedConnection {
     }
 
     /// A replica's own connection, chosen as a read would be (healthy, by the balancer), for
-    /// calls that must not reach the primary; the primary's when no replica is in rotation.
-    /// Its sessions are read-only, so writes through it fail.
-    pub fn replica(&self) -> &DatabaseConnection {
-        let id = self.inner.replica_for_reads();
-        self.inner.read_conn(id)
+    /// calls that must not reach the primary. When no replica is in rotation (all down,
+    /// excluded, or none configured), [`RoutingError::NoNodeLeft`](crate::RoutingError::NoNodeLeft)
+    /// naming each replica and why, never the primary's connection. Its sessions are
+    /// read-only, so writes through it fail. rwsplit does not route what runs on it: no
+    /// retry on another node, no read-your-writes.
+    ///
+    /// ```no_run
+    /// # async fn demo(db: rwsplit_sea_orm::RoutedConnection) -> Result<(), sea_orm::DbErr> {
+    /// use sea_orm::ConnectionTrait;
+    /// let replica = db.replica()?; // an error, not the primary, when none is in rotation
+    /// replica.execute_unprepared("SELECT 1").await?;
+    /// # Ok(()) }
+    /// ```
+    pub fn replica(&self) -> Result<&DatabaseConnection, DbErr> {
+        let id = self.inner.replica_for_reads()?;
+        Ok(self.inner.read_conn(id))
     }
 
     // Where a block of calls, or one call, is routed.

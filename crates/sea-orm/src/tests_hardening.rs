@@ -257,3 +257,23 @@ async fn a_held_token_is_used_as_it_came_when_the_primary_cannot_answer() {
     session.query_one_raw(read).await.unwrap();
     assert_eq!(session.token().await.unwrap().unwrap().to_string(), forged);
 }
+
+/// `db.replica()` is for calls that must not reach the primary: a replica's own connection
+/// while one is in rotation, and an error naming each replica and why it is out when none is
+/// (none configured, or every one fenced or down) — never the primary's connection.
+#[tokio::test]
+async fn replica_is_an_error_not_the_primary_when_no_replica_is_in_rotation() {
+    let alone = RoutedConnection::from_connections(answering(), vec![]).unwrap();
+    let err = alone.replica().expect_err("no replica configured");
+    assert!(matches!(routing_error(&err), Some(RoutingError::NoNodeLeft { .. })), "{err}");
+    assert!(!err.to_string().contains("error communicating"), "a decision: {err}");
+
+    let db = RoutedConnection::from_connections(answering(), vec![answering()]).unwrap();
+    let replica = db.replica().expect("a replica in rotation");
+    assert!(!std::ptr::eq(replica, db.primary()), "the replica's own connection");
+    let name = db.stats().nodes()[1].name().to_owned();
+    db.fence(&name).unwrap();
+    let err = db.replica().expect_err("its only replica fenced");
+    let text = err.to_string();
+    assert!(text.contains(&name) && text.contains("fenced"), "names the replica and why: {text}");
+}

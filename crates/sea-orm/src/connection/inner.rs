@@ -287,12 +287,18 @@ impl Inner {
         self.planner.plan_ctx(ctx)
     }
 
-    /// The node a read sent now would go to, chosen as a read would be (healthy, by the
-    /// balancer); the primary's id when no replica is in rotation.
-    pub(crate) fn replica_for_reads(&self) -> NodeId {
+    /// The replica a read sent now would go to, chosen as a read would be (healthy, by the
+    /// balancer); when none is in rotation, [`RoutingError::NoNodeLeft`] naming each replica
+    /// and why it is out, never the primary.
+    pub(crate) fn replica_for_reads(&self) -> Result<NodeId, DbErr> {
         let ctx = rwsplit_core::RouteContext::for_access(Access::Read, Instant::now())
             .with_target(rwsplit_core::Target::Replica);
-        self.planner.plan_ctx(&ctx).map_or(self.primary_index(), |p| p.first())
+        let plan = self.planner.plan_ctx(&ctx)?;
+        if !plan.on_primary() {
+            return Ok(plan.first());
+        }
+        let nodes = self.planner.replicas_out(&plan);
+        Err(crate::routing_error::RoutingError::NoNodeLeft { nodes }.into())
     }
 
     /// Applies the `effects` of the plan that runs, once, as of `now`: its counters, and its

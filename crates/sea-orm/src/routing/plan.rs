@@ -114,6 +114,11 @@ impl Planner {
         self.classified.get(sql)
     }
 
+    /// Why no replica of `plan` can take a call that must not reach the primary.
+    pub(crate) fn replicas_out(&self, plan: &Plan) -> Vec<crate::routing_error::NodeOut> {
+        self.routing.replicas_out(plan)
+    }
+
     /// What the router makes of `ctx` in the live topology (no scope, no catch-up wait).
     pub(crate) fn plan_ctx(&self, ctx: &RouteContext<'_>) -> Result<Plan, DbErr> {
         self.routing.plan(ctx)

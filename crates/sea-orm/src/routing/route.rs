@@ -683,6 +683,19 @@ impl Routing {
     /// [`RoutingError::NoPrimary`](crate::RoutingError::NoPrimary): as the monitor's state
     /// has them now.
     pub(crate) fn why_not_primary(&self, topo: &Topology) -> Vec<NodeOut> {
+        self.why_out(topo, |_| true)
+    }
+
+    /// Every replica of `plan`'s topology and every node joining it, with why it is out of
+    /// rotation (down, fenced, joining, or a replica some rule excluded): for an error that no
+    /// replica can take a call that must not reach the primary.
+    pub(crate) fn replicas_out(&self, plan: &Plan) -> Vec<NodeOut> {
+        self.why_out(&plan.topology, |n| n.role() != Role::Primary)
+    }
+
+    /// The nodes of `topo` that `keep` keeps, and every node joining it, each with why it is
+    /// not in rotation as the primary or a replica.
+    fn why_out(&self, topo: &Topology, keep: impl Fn(&Node) -> bool) -> Vec<NodeOut> {
         let unsupported = self.unsupported().clone();
         let why = |id: NodeId, otherwise: OutReason| {
             if unsupported.contains(&id) {
@@ -693,7 +706,7 @@ impl Routing {
                 otherwise
             }
         };
-        let live = topo.nodes().iter().map(|n| {
+        let live = topo.nodes().iter().filter(|n| keep(n)).map(|n| {
             let otherwise =
                 if n.health() == Health::Down { OutReason::Down } else { OutReason::Replica };
             NodeOut::new(n.name(), why(n.id(), otherwise))
