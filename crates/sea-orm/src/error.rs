@@ -11,7 +11,7 @@ use sea_orm::{DbBackend, DbErr};
 pub enum Error {
     /// No primary was configured.
     #[error("no primary configured: call `.primary(url)` or set DATABASE_URL")]
-    NoPrimary,
+    PrimaryNotConfigured,
     /// An environment variable the configuration needs is missing or empty.
     #[error("environment variable {name} is not set")]
     MissingEnv {
@@ -389,7 +389,7 @@ mod tests {
     /// Every other variant is text in `DbErr::Custom`, as it was.
     #[test]
     fn other_errors_stay_custom() {
-        let err: DbErr = Error::NoPrimary.into();
+        let err: DbErr = Error::PrimaryNotConfigured.into();
         assert!(matches!(&err, DbErr::Custom(t) if t.contains("no primary configured")), "{err:?}");
         assert!(adapter_error(&err).is_none());
     }

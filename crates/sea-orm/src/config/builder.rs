@@ -420,7 +420,7 @@ impl RoutedConnectionBuilder {
     /// checked, the primary opened and its server checked, the replicas' pools made, the
     /// connection assembled, its first answers awaited, and a topology source followed.
     async fn connect_resolved(mut self) -> Result<RoutedConnection> {
-        let primary_opts = self.primary.take().ok_or(Error::NoPrimary)?;
+        let primary_opts = self.primary.take().ok_or(Error::PrimaryNotConfigured)?;
         self = self.check_nodes()?;
         let urls = node_urls(&primary_opts, &self.replicas)?;
         // Checked whether or not failover is on: a bad address is a configuration error.
@@ -1428,7 +1428,7 @@ mod tests {
     async fn a_missing_primary_is_named() {
         let err =
             RoutedConnection::builder().replica("postgres://h/db").connect().await.unwrap_err();
-        assert!(matches!(err, Error::NoPrimary));
+        assert!(matches!(err, Error::PrimaryNotConfigured));
         assert!(err.to_string().contains("no primary configured"));
     }
 

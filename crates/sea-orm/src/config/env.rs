@@ -181,7 +181,7 @@ fn read_replicas(vars: &Vars, urls: Vec<String>, mut config: RoutedConfig) -> Re
     for (i, url) in urls.into_iter().enumerate() {
         let prefix = format!("DATABASE_REPLICA_{}_", i + 1);
         config = config.replica(url);
-        let r = config.replicas.last_mut().ok_or(Error::NoPrimary)?;
+        let r = config.replicas.last_mut().ok_or(Error::PrimaryNotConfigured)?;
         r.pool = vars.pool(&prefix)?.over(&all_replicas);
         if let Some(w) = vars.number(&format!("{prefix}WEIGHT"))? {
             r.weight = w;
