@@ -26,7 +26,8 @@
 //! when it fails or is interrupted): on PostgreSQL the schema `rwsplit_axum_ryw` in the
 //! database the URLs name, on MariaDB the database `rwsplit_axum_ryw`. Nothing else in the
 //! database is touched; if that schema or database already exists it stops with an error and
-//! leaves it alone.
+//! leaves it alone, and if a node's sessions do not work in it (a pooler that drops the
+//! `options` startup parameter) it stops before creating anything there and drops it.
 
 #[path = "blog/mod.rs"]
 mod blog;

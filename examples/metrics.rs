@@ -23,7 +23,9 @@
 //! when it fails, and on Ctrl-C, which ends the serving mode): on PostgreSQL the schema
 //! `rwsplit_metrics` in the database the URLs name, on MariaDB the database `rwsplit_metrics`.
 //! Nothing else in the database is touched; if that schema or database already exists it stops
-//! with an error and leaves it alone. Also read:
+//! with an error and leaves it alone, and if a node's sessions do not work in it (a pooler that
+//! drops the `options` startup parameter) it stops before creating anything there and drops
+//! it. Also read:
 //! - `RWSPLIT_EXAMPLE_METRICS_ADDR`: where `/metrics` listens (default `127.0.0.1:0`; the first line
 //!   printed says where);
 //! - `RWSPLIT_EXAMPLE_METRICS_SERVE=1`: keep serving, with light traffic (a writer that reads its rows

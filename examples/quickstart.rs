@@ -16,7 +16,10 @@
 //! in the database the URLs name (its sessions' `search_path`), on MariaDB the database
 //! `rwsplit_quickstart`. Nothing else in the database is read, changed or dropped. If that
 //! schema or database already exists it stops with an error, leaving it alone (it may be
-//! someone else's). The user needs the privilege to create it (PostgreSQL: `CREATE` on the
+//! someone else's). Before creating anything in it, it checks that every node's sessions work
+//! in it (`current_schema()`, `DATABASE()`) and stops, dropping it, if not: a pooler that drops
+//! the `options` startup parameter (PgBouncer's `ignore_startup_parameters = options`) would
+//! leave the `search_path` unset and the migration in `public`. The user needs the privilege to create it (PostgreSQL: `CREATE` on the
 //! database).
 //!
 //! It runs the blog's migration through `db.primary()` (`Migrator::up`: the schema is new),

@@ -5,15 +5,27 @@
 //! - PostgreSQL: a schema (`rwsplit_quickstart` …) in the database the URLs name. Every node's
 //!   sessions work in it through the URL's startup options (`options=-c search_path=<schema>`,
 //!   which sqlx appends rwsplit's own options to), so nothing outside it is visible, and
-//!   migrations and tables land in it. PgBouncer refuses that startup parameter: point the URLs
-//!   at the servers themselves.
+//!   migrations and tables land in it. A pooler may not pass that parameter on: PgBouncer
+//!   refuses it (`unsupported startup parameter: options`), or with `ignore_startup_parameters
+//!   = options` drops it, and the sessions would work in `public` of a database that is not
+//!   the example's. So nothing rests on it unchecked (below).
 //! - MariaDB: a database of that name on the same server, which the URLs' path is changed to.
+//!   The server refuses a connection to a database that does not exist rather than ignoring
+//!   it, but a proxy in front of it may keep a default database of its own: checked the same
+//!   way.
 //!
 //! [`run`] refuses to start if the namespace exists (it may be someone else's), creates it on
-//! the primary, waits until every replica listed has it, runs the example's body with a
-//! [`RoutedConfig`] whose URLs point into it, and drops it — `DROP SCHEMA … CASCADE`, or `DROP
-//! DATABASE` — over a plain connection to the primary: after the body returns, when it fails,
-//! and on Ctrl-C or SIGTERM. Nothing else is dropped or truncated.
+//! the primary, waits until every replica listed has it, and checks that a session opened with
+//! each node's URL as the body will get it works in the namespace (`current_schema()`,
+//! `DATABASE()`) — the primary, which takes the writes, and the replicas too: reads there
+//! would otherwise see someone else's tables of the same names (the examples print rows), and
+//! a replica promoted during the run takes the writes through the same URL. A replica that
+//! does not answer is not checked (the router does not use it until it answers). If a session
+//! is elsewhere, it refuses to start, naming the node and the likely cause, before the body
+//! creates anything. Then it runs the example's body with a [`RoutedConfig`] whose URLs point
+//! into the namespace, and drops it — `DROP SCHEMA … CASCADE`, or `DROP DATABASE` — over a
+//! plain connection to the primary: after the body returns, when it fails, when the check
+//! refuses, and on Ctrl-C or SIGTERM. Nothing else is dropped or truncated.
 //!
 //! [`from_env`] reads the nodes and every other setting as `RoutedConnection::from_env` does
 //! (`DATABASE_URL`, `DATABASE_REPLICA_URLS`, `DATABASE_*`, `RWSPLIT_*`).
@@ -199,7 +211,11 @@ impl Own {
             });
         }
         let own = Own { kind, name: name.to_owned(), primary: config.primary.url.clone() };
-        if let Err(e) = own.wait_replicas(config).await {
+        let ready = async {
+            own.wait_replicas(config).await?;
+            own.check_inside(config).await
+        };
+        if let Err(e) = ready.await {
             return Err(match own.remove().await {
                 Ok(()) => e,
                 Err(dropping) => e.context(format!("and then {dropping:#}")),
@@ -237,6 +253,77 @@ impl Own {
             );
         }
         Ok(())
+    }
+
+    /// Checks that a session opened with each node's URL made to work in the namespace
+    /// ([`url_in`], as the body's connections are) does work in it: `current_schema()` on
+    /// PostgreSQL, `DATABASE()` on MariaDB. The primary must answer; a replica that does not
+    /// is skipped, as in [`Own::wait_replicas`].
+    async fn check_inside(&self, config: &RoutedConfig) -> anyhow::Result<()> {
+        let url = url_in(self.kind, &config.primary.url, &self.name);
+        let primary = plain(&url).await.with_context(|| {
+            format!("connecting to the primary to work in {} {}", self.kind.namespace(), self.name)
+        })?;
+        let what = self.kind.namespace();
+        let found = current(&primary, self.kind).await;
+        primary.close().await.ok();
+        self.ensure_inside(
+            "the primary",
+            found.context(format!("asking the primary its {what}"))?,
+        )?;
+        for (i, replica) in config.replicas.iter().enumerate() {
+            let node = format!("replica {}", i + 1);
+            let Ok(conn) = plain(&url_in(self.kind, &replica.url, &self.name)).await else {
+                eprintln!("{node} does not answer: not checking where its sessions work");
+                continue;
+            };
+            let found = current(&conn, self.kind).await;
+            conn.close().await.ok();
+            self.ensure_inside(&node, found.with_context(|| format!("asking {node} its {what}"))?)?;
+        }
+        Ok(())
+    }
+
+    /// The refusal when `node`'s session works in `found` rather than in the namespace.
+    fn ensure_inside(&self, node: &str, found: Option<String>) -> anyhow::Result<()> {
+        let name = &self.name;
+        if found.as_deref() == Some(name.as_str()) {
+            return Ok(());
+        }
+        let what = self.kind.namespace();
+        let found = found.map_or_else(|| format!("no {what}"), |f| format!("{what} {f}"));
+        let stakes = if node == "the primary" {
+            "its migration would create its tables among what is not its own"
+        } else {
+            "its reads there would see tables that are not its own (and, were that replica \
+             promoted, its writes would land among them)"
+        };
+        let (cause, pooler) = match self.kind {
+            Kind::Postgres => (
+                format!(
+                    "a session opened with search_path set to schema {name} works in {found} \
+                     (current_schema()): the search_path startup parameter (`options=-c \
+                     search_path={name}`, which the example adds to the URL) did not reach the \
+                     server. Is a pooler in front of it dropping `options` (PgBouncer's \
+                     ignore_startup_parameters = options)?"
+                ),
+                ", or at a pooler that passes `options` on",
+            ),
+            Kind::MariaDb => (
+                format!(
+                    "a session opened with database {name} in the URL works in {found} \
+                     (DATABASE()): the database the example puts in the URL did not reach the \
+                     server. Is a proxy in front of it keeping a default database of its own?"
+                ),
+                "",
+            ),
+        };
+        bail!(
+            "on {node}, {cause} The example works only in a {what} of its own, and {stakes}: \
+             so it stops before creating anything, and drops only the {what} {name} it \
+             created. Point DATABASE_URL and DATABASE_REPLICA_URLS at the servers \
+             themselves{pooler}."
+        )
     }
 
     /// Drops the namespace, and only it, over a connection of its own to the primary.
@@ -297,6 +384,17 @@ async fn exists(conn: &DatabaseConnection, kind: Kind, name: &str) -> Result<boo
         ),
     };
     Ok(conn.query_one_raw(sea_orm::Statement::from_string(backend, sql)).await?.is_some())
+}
+
+/// Where the session `conn` holds works: its current schema (PostgreSQL: the first schema of
+/// its `search_path` that exists) or database (MariaDB); `None` when there is none.
+async fn current(conn: &DatabaseConnection, kind: Kind) -> Result<Option<String>, DbErr> {
+    let (backend, sql) = match kind {
+        Kind::Postgres => (DbBackend::Postgres, "SELECT CAST(current_schema() AS text) AS s"),
+        Kind::MariaDb => (DbBackend::MySql, "SELECT CAST(DATABASE() AS CHAR) AS s"),
+    };
+    let row = conn.query_one_raw(sea_orm::Statement::from_string(backend, sql)).await?;
+    Ok(row.map(|r| r.try_get::<Option<String>>("", "s")).transpose()?.flatten())
 }
 
 /// Why the server refused to create the namespace, when it is one the user can act on.

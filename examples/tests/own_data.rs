@@ -9,13 +9,19 @@
 //! `rwsplit_quickstart` already exists, the quickstart refuses, naming it, and leaves it and
 //! its table alone.
 //!
+//! Behind a pooler that drops the `options` startup parameter (a real PgBouncer with
+//! `ignore_startup_parameters = options`), the `search_path` the examples set never reaches
+//! the server: each refuses to start, saying so, before creating anything but its own schema
+//! (which it drops), and the database is left as it was — no `author`, `post` or
+//! `seaql_migrations` in `public`.
+//!
 //! ```sh
 //! cargo test -p rwsplit-examples --test own_data
 //! ```
 //!
 //! It builds the examples first (`cargo build --example …`, nothing to do when they are up to
-//! date) and runs their binaries. It needs PostgreSQL's and MariaDB's server binaries
-//! (`apt-get install postgresql mariadb-server mariadb-client`).
+//! date) and runs their binaries. It needs PostgreSQL's and MariaDB's server binaries and
+//! PgBouncer (`apt-get install postgresql mariadb-server mariadb-client pgbouncer`).
 
 #[path = "../own/mod.rs"]
 mod own;
@@ -31,7 +37,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, bail, ensure};
 use own::Kind;
 use rstest::rstest;
-use rwsplit_testkit::{Cluster, DbKind};
+use rwsplit_testkit::{Cluster, DbKind, PoolMode};
 use sea_orm::{ConnectionTrait, Database, DatabaseConnection, Statement};
 
 /// The examples that read `DATABASE_URL`, and the namespace each works in.
@@ -357,6 +363,91 @@ async fn examples_remove_only_what_they_created(#[case] db_kind: DbKind) -> anyh
     with_it.sort();
     assert_eq!(namespaces(&theirs, kind).await?, with_it);
     assert_eq!(snapshot(&theirs, kind).await?, before);
+    theirs.close().await?;
+    Ok(())
+}
+
+/// Behind a PgBouncer that drops `options` (`ignore_startup_parameters = options`, which
+/// PgBouncer 1.18 needs to let a client that sends it in at all), the examples' `search_path`
+/// never reaches the server and their sessions would work in `public`. In front of the primary
+/// (every example), then in front of the replica (the quickstart), each must exit non-zero
+/// with the error naming the node and the cause, having dropped its schema, and every table,
+/// row and schema of the database must be as it was: nothing lands in `public`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn examples_refuse_a_pooler_that_drops_options() -> anyhow::Result<()> {
+    let cluster = Cluster::builder()
+        .db(DbKind::Postgres)
+        .name("own-data-pgbouncer")
+        .replicas(1)
+        .start()
+        .await
+        .context("starting a PostgreSQL primary and a replica")?;
+    let shop = cluster.create_database("shop").await?;
+    let (primary, replicas) = (shop.primary_url(), shop.replica_urls());
+    let theirs = Database::connect(&primary).await?;
+    // Someone else's table; none of the examples' names, so that a migration run in `public`
+    // would succeed and leave its tables there.
+    theirs
+        .execute_unprepared("CREATE TABLE keep_me (id int PRIMARY KEY, note varchar(100))")
+        .await?;
+    theirs.execute_unprepared("INSERT INTO keep_me VALUES (1, 'do not drop me')").await?;
+    // Every schema, every table in them, and the rows.
+    let everything = async || -> anyhow::Result<Vec<String>> {
+        let mut all = namespaces(&theirs, Kind::Postgres).await?;
+        all.extend(
+            texts(
+                &theirs,
+                "SELECT schemaname || '.' || tablename AS r FROM pg_tables \
+                 WHERE schemaname NOT IN ('pg_catalog', 'information_schema') ORDER BY 1",
+            )
+            .await?,
+        );
+        all.extend(texts(&theirs, "SELECT concat_ws('|', id, note) AS r FROM keep_me").await?);
+        Ok(all)
+    };
+    let before = everything().await?;
+    assert_eq!(before, ["public", "public.keep_me", "1|do not drop me"]);
+    cluster.wait_caught_up(0, Duration::from_secs(10)).await?;
+
+    // The pooler takes `options` and drops it: a session asking for a search_path gets none.
+    let bouncer = cluster.primary().pgbouncer_ignoring(PoolMode::Session, &["options"]).await?;
+    let through = bouncer.url(&primary);
+    let asked = Database::connect(own::url_in(Kind::Postgres, &through, "elsewhere")).await?;
+    let schema = texts(&asked, "SELECT CAST(current_schema() AS text) AS r").await?;
+    asked.close().await?;
+    assert_eq!(schema, ["public"], "the PgBouncer passed `options` on");
+
+    let refused = |example: &str, node: &str, namespace: &str, status: ExitStatus, output: &str| {
+        eprintln!("--- {example}, the pooler in front of {node}:\n{output}");
+        ensure!(!status.success(), "{example} started behind a pooler dropping `options`");
+        let opened =
+            format!("on {node}, a session opened with search_path set to schema {namespace}");
+        let dropped = format!("dropped schema {namespace}");
+        for needle in [
+            opened.as_str(),
+            "works in schema public (current_schema())",
+            "did not reach the server",
+            "ignore_startup_parameters = options",
+            dropped.as_str(),
+        ] {
+            ensure!(output.contains(needle), "{example}: no {needle:?} in:\n{output}");
+        }
+        anyhow::Ok(())
+    };
+    for (example, namespace) in EXAMPLES {
+        let started = Instant::now();
+        let (status, output) = run(example, &through, &replicas, &[])?;
+        eprintln!("{example} refused in {:.2} s", started.elapsed().as_secs_f64());
+        refused(example, "the primary", namespace, status, &output)?;
+        assert_eq!(everything().await?, before, "{example} changed the database");
+    }
+
+    // In front of the replica only: its reads would see `public`.
+    let replica = &cluster.replicas()[0];
+    let bouncer = replica.pgbouncer_ignoring(PoolMode::Session, &["options"]).await?;
+    let (status, output) = run("quickstart", &primary, &[bouncer.url(&replicas[0])], &[])?;
+    refused("quickstart", "replica 1", "rwsplit_quickstart", status, &output)?;
+    assert_eq!(everything().await?, before, "the quickstart changed the database");
     theirs.close().await?;
     Ok(())
 }

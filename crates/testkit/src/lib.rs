@@ -15,7 +15,8 @@
 //! hang and unhang, crash and restart, promote and follow; on containers also the network
 //! faults (cut its replication link or its clients, one-way partitions); on both, latency and
 //! jitter through a [`DelayProxy`]; and a real PgBouncer in front of a PostgreSQL node
-//! ([`Node::pgbouncer`], session or transaction pooling).
+//! ([`Node::pgbouncer`], session or transaction pooling; [`Node::pgbouncer_ignoring`] also
+//! drops startup parameters such as `options`).
 //!
 //! ```no_run
 //! # async fn demo() -> rwsplit_testkit::Result<()> {

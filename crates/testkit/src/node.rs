@@ -479,13 +479,34 @@ impl Node {
     /// (`default_pool_size`; 20 there): with 1, every client shares one server connection, as
     /// a test of what one client leaves there for the next needs.
     pub async fn pgbouncer_with(&self, mode: PoolMode, pool_size: u32) -> Result<PgBouncer> {
+        self.start_pgbouncer(mode, pool_size, &[]).await
+    }
+
+    /// [`Node::pgbouncer`] that also lists `params` in `ignore_startup_parameters` (besides
+    /// `extra_float_digits`, which is always there): PgBouncer then accepts a client that sends
+    /// them and drops them, so they never reach the server. Without that, PgBouncer 1.18
+    /// refuses such a client (`FATAL: unsupported startup parameter: options`). With
+    /// `&["options"]` this is the pooler that silently drops a URL's `options=-c …`, a common
+    /// production setting. Each name is a parameter's name: ASCII letters, digits, `_` and `.`
+    /// (nothing that could end the setting's line or list); anything else is an error.
+    pub async fn pgbouncer_ignoring(&self, mode: PoolMode, params: &[&str]) -> Result<PgBouncer> {
+        self.start_pgbouncer(mode, 20, params).await
+    }
+
+    async fn start_pgbouncer(
+        &self,
+        mode: PoolMode,
+        pool_size: u32,
+        ignore: &[&str],
+    ) -> Result<PgBouncer> {
         if self.db() != DbKind::Postgres {
             return Err(self.invalid("PgBouncer fronts PostgreSQL nodes only"));
         }
         if pool_size == 0 {
             return Err(self.invalid("a PgBouncer pool needs at least one server connection"));
         }
-        PgBouncer::start(&self.name, self.data_dir(), self.port, mode, pool_size).await
+        let ignore = crate::pgbouncer::ignored_parameters(ignore).map_err(|e| self.invalid(&e))?;
+        PgBouncer::start(&self.name, self.data_dir(), self.port, mode, pool_size, &ignore).await
     }
 
     /// Puts `latency` ± `jitter` on this replica's replication path: a [`DelayProxy`] in front

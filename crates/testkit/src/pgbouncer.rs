@@ -5,7 +5,10 @@
 //! Its configuration is the one a production setup in front of a replica would have, as far as
 //! rwsplit is concerned: `auth_type = trust` (the testkit's nodes trust loopback),
 //! `server_reset_query = DISCARD ALL`, `ignore_startup_parameters = extra_float_digits` (sqlx
-//! sends it), and nothing that forwards `options`.
+//! sends it), and nothing that forwards `options`. [`Node::pgbouncer_ignoring`] lists more
+//! startup parameters to drop (`options`: the pooler that silently drops a URL's `-c …`).
+//!
+//! [`Node::pgbouncer_ignoring`]: crate::Node::pgbouncer_ignoring
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -90,6 +93,7 @@ impl PgBouncer {
         target: u16,
         mode: PoolMode,
         pool_size: u32,
+        ignore: &str,
     ) -> Result<PgBouncer> {
         let bin = binary()?;
         let port = free_port()?;
@@ -101,7 +105,7 @@ impl PgBouncer {
         let log = dir.join("pgbouncer.log");
         std::fs::write(&userlist, "\"postgres\" \"\"\n\"app\" \"\"\n")
             .io_context(|| format!("writing {}", userlist.display()))?;
-        std::fs::write(&ini, config(target, port, mode, pool_size, &userlist))
+        std::fs::write(&ini, config(target, port, mode, pool_size, ignore, &userlist))
             .io_context(|| format!("writing {}", ini.display()))?;
         let run_as = RunAs::for_servers("postgres")?;
         if let Some(user) = run_as {
@@ -176,11 +180,45 @@ impl Drop for PgBouncer {
     }
 }
 
+/// The startup parameters PgBouncer is always told to ignore: sqlx sends it.
+const ALWAYS_IGNORED: &str = "extra_float_digits";
+
+/// `ignore_startup_parameters`' value: [`ALWAYS_IGNORED`] and `extra`, or why `extra` cannot
+/// be in it. A name is ASCII letters, digits, `_` and `.` (a server parameter's name,
+/// `custom.name` included): no separator, space or line end that would change the list or
+/// the file.
+pub(crate) fn ignored_parameters(extra: &[&str]) -> std::result::Result<String, String> {
+    let mut list = ALWAYS_IGNORED.to_owned();
+    for name in extra {
+        if name.is_empty()
+            || !name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'.')
+        {
+            return Err(format!(
+                "{name:?} is no startup parameter name for PgBouncer's ignore_startup_parameters \
+                 (ASCII letters, digits, `_` and `.`)"
+            ));
+        }
+        if !list.split(',').any(|known| known.eq_ignore_ascii_case(name)) {
+            list.push(',');
+            list.push_str(name);
+        }
+    }
+    Ok(list)
+}
+
 /// The configuration file: every database of the node, `mode` pooling, `pool_size` server
-/// connections per database and user, trust auth. Room for
+/// connections per database and user, trust auth, `ignore` ([`ignored_parameters`]) as
+/// `ignore_startup_parameters`. Room for
 /// 2,000 clients: the fleet benchmark's 200 instances open 400 or more through one PgBouncer
 /// (a monitor's connection and a pool's each), past the 500 this allowed before.
-fn config(target: u16, port: u16, mode: PoolMode, pool_size: u32, userlist: &Path) -> String {
+fn config(
+    target: u16,
+    port: u16,
+    mode: PoolMode,
+    pool_size: u32,
+    ignore: &str,
+    userlist: &Path,
+) -> String {
     format!(
         "[databases]\n\
          * = host=127.0.0.1 port={target}\n\
@@ -194,7 +232,7 @@ fn config(target: u16, port: u16, mode: PoolMode, pool_size: u32, userlist: &Pat
          max_client_conn = 2000\n\
          default_pool_size = {pool_size}\n\
          server_reset_query = DISCARD ALL\n\
-         ignore_startup_parameters = extra_float_digits\n\
+         ignore_startup_parameters = {ignore}\n\
          server_login_retry = 1\n",
         userlist = userlist.display(),
         mode = mode.as_str(),
@@ -206,4 +244,22 @@ fn free_port() -> Result<u16> {
     let l = std::net::TcpListener::bind(("127.0.0.1", 0))
         .io_context(|| "finding a free port for PgBouncer".into())?;
     l.local_addr().map(|a| a.port()).io_context(|| "finding a free port for PgBouncer".into())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::ignored_parameters;
+
+    #[test]
+    fn ignored_parameters_are_names_only() {
+        assert_eq!(ignored_parameters(&[]).unwrap(), "extra_float_digits");
+        assert_eq!(
+            ignored_parameters(&["options", "my.setting", "options"]).unwrap(),
+            "extra_float_digits,options,my.setting"
+        );
+        assert_eq!(ignored_parameters(&["extra_float_digits"]).unwrap(), "extra_float_digits");
+        for bad in ["", "options, search_path", "a b", "options\npool_mode = session", "x;y"] {
+            assert!(ignored_parameters(&[bad]).is_err(), "{bad:?} accepted");
+        }
+    }
 }
