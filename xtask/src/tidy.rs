@@ -1728,3 +1728,22 @@ fn the_runbook_check_catches_a_url_a_file_and_an_anchor() {
     assert!(problems[2].contains("no heading"), "{problems:#?}");
     assert!(problems[3].contains("no #anchor"), "{problems:#?}");
 }
+
+/// A name reached through a module's re-export is an arrow to that module too: `low` naming
+/// `super::Thing`, which `p/mod.rs` re-exports from `high`, runs to `mod` (and to `high`), so an
+/// arrow back up through a parent's `pub use` is caught; a module's own `use` of a sibling's
+/// item is one arrow, to the sibling.
+#[test]
+fn an_arrow_through_a_re_export_is_one_to_the_re_exporting_module() {
+    let krate = modules::Crate::from_files(&[
+        ("lib.rs", "mod p;\n"),
+        ("p/mod.rs", "mod high;\nmod low;\nmod side;\npub(crate) use high::Thing;\n"),
+        ("p/high.rs", "pub(crate) struct Thing;\n"),
+        ("p/low.rs", "fn f(_: super::Thing) {}\n"),
+        ("p/side.rs", "use super::high::Thing;\nfn g(_: Thing) {}\n"),
+    ]);
+    let arrows = krate.arrows_under(&["p"]);
+    let has = |a: &str, b: &str| arrows.contains(&(a.to_owned(), b.to_owned()));
+    assert!(has("low", "mod") && has("low", "high"), "{arrows:?}");
+    assert!(has("side", "high") && !has("side", "mod"), "{arrows:?}");
+}

@@ -146,6 +146,13 @@ impl Crate {
     /// The module whose item the absolute path `abs` names (following re-exports), if the path
     /// leads into this crate.
     fn target(&self, abs: &[String], depth: usize) -> ModPath {
+        self.target_via(abs, depth, &mut Vec::new())
+    }
+
+    /// [`target`](Self::target), noting in `via` each module whose re-export (a `use` of its
+    /// own, or a glob) the path went through: naming an item through a module names that
+    /// module too, wherever the item lives.
+    fn target_via(&self, abs: &[String], depth: usize, via: &mut Vec<ModPath>) -> ModPath {
         let mut at: ModPath = Vec::new();
         let mut rest = abs;
         while let Some((first, tail)) = rest.split_first() {
@@ -157,15 +164,19 @@ impl Crate {
             }
             if depth < 8 && !module.items.contains(first) {
                 if let Some(imported) = module.imports.get(first) {
+                    via.push(at.clone());
                     let mut next = imported.clone();
                     next.extend_from_slice(tail);
-                    return self.target(&next, depth + 1);
+                    return self.target_via(&next, depth + 1, via);
                 }
                 for glob in &module.globs {
                     let mut next = glob.clone();
                     next.extend_from_slice(rest);
-                    let found = self.target(&next, depth + 1);
+                    let mut inner = Vec::new();
+                    let found = self.target_via(&next, depth + 1, &mut inner);
                     if self.modules[&found].items.contains(&rest[0]) || found.len() > glob.len() {
+                        via.push(at.clone());
+                        via.extend(inner);
                         return found;
                     }
                 }
@@ -194,18 +205,27 @@ impl Crate {
     }
 
     /// Every module a module names: `(from, to)` pairs of absolute module paths, `from != to`.
+    /// A name reached through another module's re-export names that module too (an arrow back
+    /// up through a parent's `pub use` is an arrow back up); a module's own imports are not.
     fn references(&self) -> BTreeSet<(ModPath, ModPath)> {
         let mut edges = BTreeSet::new();
         for (path, module) in &self.modules {
+            let mut note = |abs: &[String]| {
+                let mut via = Vec::new();
+                edges.insert((path.clone(), self.target_via(abs, 0, &mut via)));
+                for m in via.into_iter().filter(|m| m != path) {
+                    edges.insert((path.clone(), m));
+                }
+            };
             // A `use` names what it imports, each leaf resolved from the module itself.
             for (segments, _) in &module.names.uses {
                 if let Some(abs) = absolute(path, &module.children, &BTreeMap::new(), segments) {
-                    edges.insert((path.clone(), self.target(&abs, 0)));
+                    note(&abs);
                 }
             }
             for segments in &module.names.paths {
                 if let Some(abs) = absolute(path, &module.children, &module.imports, segments) {
-                    edges.insert((path.clone(), self.target(&abs, 0)));
+                    note(&abs);
                 }
             }
         }

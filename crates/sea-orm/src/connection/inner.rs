@@ -212,7 +212,7 @@ impl Inner {
 
     /// Runs `f` on the primary's node (the configured one until a promotion is seen); if it
     /// is not there (removed by a topology source), on the first node there is.
-    pub(crate) fn with_primary<R>(&self, f: impl FnOnce(&super::Node) -> R) -> R {
+    pub(crate) fn with_primary<R>(&self, f: impl FnOnce(&crate::nodes::Node) -> R) -> R {
         self.nodes.with_primary(self.primary_index(), f)
     }
 

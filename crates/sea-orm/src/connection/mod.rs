@@ -74,7 +74,7 @@ use crate::routing::Policy;
 use crate::routing::plan::Planner;
 pub(crate) use inner::Inner;
 pub use inner::RoutedConnection;
-pub(crate) use traits::{Handle, lend_primary, routed_connection, routed_transactions};
+pub(crate) use traits::lend_primary;
 
 use crate::nodes::probe::{NodeConnector, ProbeFrom, ProbeSettings};
 use crate::nodes::replica::Placement;

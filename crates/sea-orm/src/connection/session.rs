@@ -13,7 +13,8 @@ use sea_orm::{
     QueryResult, Statement, StreamTrait, TransactionError, TransactionOptions, TransactionTrait,
 };
 
-use crate::connection::{Handle, RoutedConnection, routed_connection, routed_transactions};
+use crate::connection::inner::RoutedConnection;
+use crate::connection::traits::{Handle, routed_connection, routed_transactions};
 use crate::consistency::{Export, SessionToken, Shared, Slot};
 use crate::routing::{Ctx, SESSION};
 

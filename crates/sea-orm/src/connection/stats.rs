@@ -2,7 +2,7 @@
 
 use rwsplit_core::{Health, Lag, NodeId, ReplayPosition, Role};
 
-use crate::connection::RoutedConnection;
+use crate::connection::inner::RoutedConnection;
 use crate::observe::counters::Count;
 
 /// Statement counts per node and routing totals, as of one instant.
