@@ -209,7 +209,9 @@ fn sqlx_cause(e: &sea_orm::sqlx::Error) -> String {
                 "connection refused (is the server running, on that host and port?)".to_owned()
             }
             std::io::ErrorKind::TimedOut => "the connection timed out".to_owned(),
-            kind => format!("a network error ({kind})"),
+            // The system's own words: "failed to lookup address information: Name or service
+            // not known" says more than its kind (uncategorized).
+            _ => format!("a network error: {io}"),
         },
         E::PoolTimedOut => POOL_TIMEOUT.to_owned(),
         E::PoolClosed => "the pool was closed".to_owned(),
