@@ -278,7 +278,10 @@ impl RoutedConnectionBuilder {
     /// ([`RoutedConfig::into_builder`](crate::RoutedConfig::into_builder)) set; its rules run
     /// after the ones already there and its dedicated tags are added
     /// ([`RouterConfig::merge`](crate::advanced::RouterConfig::merge)). So adding rules to a
-    /// file's router is `config.into_builder()?.router(RouterConfig::default().rule(..))`.
+    /// file's router is `config.into_builder()?.router(RouterConfig::default().rule(..))`. A
+    /// zone preference (a file's `prefer_zone`) is a setting of its own: a balancer given
+    /// here without one chooses inside it; one with its own
+    /// ([`ZonePreference`](crate::advanced::ZonePreference)) replaces it.
     /// The builder's own
     /// [`read_only_transactions_on_replicas`](Self::read_only_transactions_on_replicas), if
     /// called, wins over any `RouterConfig`'s in either order.
@@ -1239,6 +1242,66 @@ mod tests {
             assert!(one.contains(k), "{k} lost: {one}");
         }
         assert!(!one.contains(" interval: 9s"), "the field setter lost: {one}");
+    }
+
+    /// A file with replicas in two zones that prefers zone `a`.
+    fn zoned_file() -> B {
+        let config: crate::config::RoutedConfig = toml::from_str(
+            r#"
+            primary = { url = "postgres://p/app" }
+            replicas = [
+                { url = "postgres://r1/app", zone = "a" },
+                { url = "postgres://r2/app", zone = "b" },
+            ]
+            [router]
+            prefer_zone = "a"
+            "#,
+        )
+        .unwrap();
+        config.into_builder().unwrap()
+    }
+
+    /// A file's `prefer_zone` and a balancer given in code: the code's balancer chooses inside
+    /// the file's zone preference, as `balancer` beside `prefer_zone` in the file would (issue
+    /// 66: the preference was dropped, and the warning then asked for the `router.prefer_zone`
+    /// the file had set). A balancer with a zone preference of its own replaces the file's.
+    #[rstest::rstest]
+    #[case::a_balancer(
+        |b: B| b.router(RouterConfig::default().balancer(rwsplit_core::LeastOutstanding::default())),
+        "a",
+        "LeastOutstanding"
+    )]
+    #[case::rules_only(
+        |b: B| b.router(RouterConfig::default().rule(rwsplit_core::TableRule::only_tagged(["events"], "analytics"))),
+        "a",
+        "RoundRobin"
+    )]
+    #[case::two_balancers(
+        |b: B| b
+            .router(RouterConfig::default().balancer(rwsplit_core::Random::default()))
+            .router(RouterConfig::default().balancer(rwsplit_core::LowestLag::default())),
+        "a",
+        "LowestLag"
+    )]
+    #[case::a_zone_of_its_own(
+        |b: B| b.router(RouterConfig::default().balancer(rwsplit_core::ZonePreference::new(
+            "b",
+            rwsplit_core::LeastOutstanding::default(),
+        ))),
+        "b",
+        "LeastOutstanding"
+    )]
+    fn a_files_zone_preference_keeps_a_balancer_given_in_code(
+        #[case] code: Setter,
+        #[case] zone: &str,
+        #[case] inner: &str,
+    ) {
+        let b = code(zoned_file()).resolve();
+        assert_eq!(b.router.balancer_value().preferred_zone(), Some(zone));
+        let shown = format!("{:?}", b.router);
+        assert!(shown.contains(inner) && shown.matches("ZonePreference").count() == 1, "{shown}");
+        let warnings: Vec<String> = inert_settings(&b).iter().map(ToString::to_string).collect();
+        assert!(warnings.is_empty(), "{warnings:?}");
     }
 
     #[test]
