@@ -236,8 +236,11 @@ impl RoutedConnectionBuilder {
     /// else to go, and one that plain SeaORM would have waited for does not fail sooner — and a
     /// replica's read-only pool 5 s, after which the read moves on to its next candidate (the
     /// primary last). Set, every pool waits this long. A node's `ConnectOptions` with its own
-    /// `acquire_timeout` or `connect_timeout` keep theirs. A write waiting for a connection to
-    /// an unreachable primary is given up as soon as the monitor sees that node replaced (a
+    /// `acquire_timeout` or `connect_timeout` keep theirs. A file's `[pool] acquire_timeout`
+    /// (`DATABASE_ACQUIRE_TIMEOUT`) is this setting: called after
+    /// [`into_builder`](crate::RoutedConfig::into_builder), this replaces it. A write waiting
+    /// for a connection to an unreachable primary is given up as soon as the monitor sees that
+    /// node replaced (a
     /// replica now, another node promoted) or marks it down — it was never sent, so it is tried
     /// once on the new primary — and otherwise fails after at most this long, unsent. A
     /// shorter timeout is therefore not needed to follow a switchover; it only bounds how long
@@ -479,6 +482,36 @@ impl RoutedConnectionBuilder {
         }
         warn_pending(&conn, unanswered);
         Ok(conn)
+    }
+
+    /// The acquire timeout of each pool `connect()` would open from this builder: the
+    /// primary's, then each replica's writer's and read pool's. The pools are made lazy:
+    /// nothing connects.
+    #[cfg(all(test, feature = "postgres"))]
+    pub(crate) async fn acquire_timeouts(self) -> Vec<Duration> {
+        let of = |db: &DatabaseConnection| {
+            db.get_postgres_connection_pool().options().get_acquire_timeout()
+        };
+        let b = self.resolve();
+        let acquire = b.policy.timeouts.acquire;
+        let mut primary = b.primary.expect("a primary");
+        primary.connect_lazy(true);
+        let primary = crate::nodes::pools::open_primary(primary, acquire).await.unwrap();
+        let mut out = vec![of(&primary)];
+        for r in b.replicas {
+            let node = crate::nodes::pools::open_replica(
+                String::new(),
+                r.options,
+                Product::POSTGRES,
+                acquire,
+                r.pooling,
+                false,
+            )
+            .await
+            .unwrap();
+            out.extend([of(node.user_writer()), of(node.user_conn())]);
+        }
+        out
     }
 
     /// The settings about the nodes that cannot go together, checked before any connects;

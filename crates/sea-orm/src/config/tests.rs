@@ -782,3 +782,73 @@ fn connect_wait_is_set_in_code_a_file_or_the_environment() {
     let vars = env(&[BASE, ("RWSPLIT_CONNECT_WAIT", "2m")]).unwrap();
     assert_eq!(wait(vars.into_builder().unwrap()), Duration::from_secs(120));
 }
+
+type B = RoutedConnectionBuilder;
+type Setter = fn(B) -> B;
+
+/// A file of a primary and one replica, each with `primary_pool` and `replica_pool` inside
+/// its table (`, pool = { … }` or nothing), then `rest`.
+fn two_nodes(primary_pool: &str, replica_pool: &str, rest: &str) -> RoutedConnectionBuilder {
+    let text = format!(
+        "primary = {{ url = \"postgres://p/app\"{primary_pool} }}\n\
+         replicas = [{{ url = \"postgres://r/app\"{replica_pool} }}]\n{rest}"
+    );
+    toml::from_str::<RoutedConfig>(&text).unwrap().into_builder().unwrap()
+}
+
+/// Which acquire timeout each pool gets (in seconds: the primary's, then the replica's writer
+/// and read pools), by the one rule: a node's own (its `pool`, or `ConnectOptions` given in
+/// code) over every node's; among every node's, code (`.acquire_timeout(d)`) over the file's
+/// `[pool]`; at one level, `acquire_timeout` over `connect_timeout` (SeaORM hands either to sqlx
+/// as the acquire timeout).
+#[cfg(feature = "postgres")]
+#[rstest]
+#[case::defaults("", "", "", |b: B| b, [30, 30, 5])]
+#[case::every_pool_from_the_file("", "", "[pool]\nacquire_timeout = \"2s\"", |b: B| b, [2, 2, 2])]
+#[case::code_over_the_file(
+    "", "", "[pool]\nacquire_timeout = \"2s\"",
+    |b: B| b.acquire_timeout(Duration::from_secs(1)),
+    [1, 1, 1]
+)]
+#[case::the_files_connect_timeout("", "", "[pool]\nconnect_timeout = \"3s\"", |b: B| b, [3, 3, 3])]
+#[case::code_over_the_files_connect_timeout(
+    "", "", "[pool]\nconnect_timeout = \"3s\"",
+    |b: B| b.acquire_timeout(Duration::from_secs(1)),
+    [1, 1, 1]
+)]
+#[case::acquire_over_connect_at_one_level(
+    "", "", "[pool]\nconnect_timeout = \"3s\"\nacquire_timeout = \"2s\"", |b: B| b, [2, 2, 2]
+)]
+#[case::a_nodes_own_over_the_file(
+    ", pool = { acquire_timeout = \"4s\" }", "", "[pool]\nacquire_timeout = \"2s\"", |b: B| b,
+    [4, 2, 2]
+)]
+#[case::a_nodes_own_over_code(
+    ", pool = { acquire_timeout = \"4s\" }", "", "",
+    |b: B| b.acquire_timeout(Duration::from_secs(1)),
+    [4, 1, 1]
+)]
+#[case::a_nodes_own_connect_timeout_over_every_nodes_acquire_timeout(
+    "", ", pool = { connect_timeout = \"3s\" }", "[pool]\nacquire_timeout = \"2s\"", |b: B| b,
+    [2, 3, 3]
+)]
+#[case::connect_options_given_in_code_over_code(
+    "", "", "[pool]\nacquire_timeout = \"2s\"",
+    |b: B| {
+        let mut own = ConnectOptions::new("postgres://p/app");
+        own.acquire_timeout(Duration::from_secs(4));
+        b.primary(own).acquire_timeout(Duration::from_secs(1))
+    },
+    [4, 1, 1]
+)]
+#[tokio::test]
+async fn one_rule_gives_each_pool_its_acquire_timeout(
+    #[case] primary_pool: &str,
+    #[case] replica_pool: &str,
+    #[case] rest: &str,
+    #[case] code: Setter,
+    #[case] seconds: [u64; 3],
+) {
+    let b = code(two_nodes(primary_pool, replica_pool, rest));
+    assert_eq!(b.acquire_timeouts().await, seconds.map(Duration::from_secs));
+}
