@@ -45,14 +45,14 @@ pub struct RoutedConnectionBuilder {
     primary: Option<ConnectOptions>,
     /// Where the replicas replicate the primary from, if not its URL's host and port.
     primary_replication_address: Option<String>,
-    replicas: Vec<Replica>,
+    pub(super) replicas: Vec<Replica>,
     pub(crate) policy: Policy,
     classifier: Classifier,
-    router: RouterConfig,
+    pub(super) router: RouterConfig,
     health: HealthPolicy,
     /// Where more nodes come from at run time, if anywhere.
     pub(crate) discovery: Option<crate::connection::discover::Discovery>,
-    topology_interval: Option<Duration>,
+    pub(super) topology_interval: Option<Duration>,
     /// Explicit choices a whole-struct setter ([`router`](Self::router),
     /// [`monitor`](Self::monitor)) must not undo: applied over it at `connect()`, whatever the
     /// order the setters were called in.
@@ -412,7 +412,7 @@ impl RoutedConnectionBuilder {
 
     /// The explicit choices applied over the whole-struct settings they belong to (see the
     /// fields' docs): the configuration `connect()` uses.
-    fn resolve(mut self) -> Self {
+    pub(super) fn resolve(mut self) -> Self {
         if let Some(allow) = self.read_only_transactions_on_replicas {
             self.router = self.router.read_only_transactions_on_replicas(allow);
         }
