@@ -13,7 +13,7 @@ use crate::route::{Excluded, PrimaryExcluded, Route, RouteError, RouteReason};
 pub use context::{CatchUp, RouteContext, Target, Transaction};
 pub use rules::{Rule, RuleAction, TableRule, TagRule};
 
-use crate::balance::{Balancer, RoundRobin, partition};
+use crate::balance::{Balancer, RoundRobin, ZonePreference, partition};
 use crate::classify::{Access, Hint};
 use crate::consistency::{Consistency, LagBound, Staleness};
 use crate::health::Health;
@@ -164,11 +164,31 @@ impl RouterConfig {
     /// let shown = format!("{merged:?}");
     /// assert!(shown.contains("PowerOfTwoEwma") && shown.contains("analytics"));
     /// ```
+    ///
+    /// A zone preference counts as a setting of its own, as a file's `prefer_zone` is a key
+    /// of its own beside `balancer`: when this configuration prefers a zone
+    /// ([`ZonePreference`]) and `later`'s balancer prefers none, `later`'s balancer is kept
+    /// inside that zone preference instead of dropping it. A `later` balancer with a zone
+    /// preference of its own replaces this one whole.
+    ///
+    /// ```
+    /// use rwsplit_core::{LeastOutstanding, RoundRobin, RouterConfig, ZonePreference};
+    /// let from_file = RouterConfig::default().balancer(ZonePreference::new("eu-west-1a", RoundRobin::default()));
+    /// let merged = from_file.merge(RouterConfig::default().balancer(LeastOutstanding::default()));
+    /// assert_eq!(merged.balancer_value().preferred_zone(), Some("eu-west-1a"));
+    /// assert!(format!("{merged:?}").contains("LeastOutstanding"));
+    /// ```
     #[must_use]
     pub fn merge(mut self, later: RouterConfig) -> Self {
         let given = |bit: u8| later.set & bit != 0;
         if given(SET_BALANCER) {
-            self.balancer = later.balancer;
+            let zone: Option<Box<str>> = self.balancer.preferred_zone().map(Into::into);
+            self.balancer = match zone {
+                Some(zone) if later.balancer.preferred_zone().is_none() => {
+                    Box::new(ZonePreference::new(zone, later.balancer))
+                }
+                _ => later.balancer,
+            };
         }
         if given(SET_PRIMARY_READS) {
             self.primary_reads = later.primary_reads;

@@ -45,14 +45,14 @@ pub struct RoutedConnectionBuilder {
     primary: Option<ConnectOptions>,
     /// Where the replicas replicate the primary from, if not its URL's host and port.
     primary_replication_address: Option<String>,
-    replicas: Vec<Replica>,
+    pub(super) replicas: Vec<Replica>,
     pub(crate) policy: Policy,
     classifier: Classifier,
-    router: RouterConfig,
+    pub(super) router: RouterConfig,
     health: HealthPolicy,
     /// Where more nodes come from at run time, if anywhere.
     pub(crate) discovery: Option<crate::connection::discover::Discovery>,
-    topology_interval: Option<Duration>,
+    pub(super) topology_interval: Option<Duration>,
     /// Explicit choices a whole-struct setter ([`router`](Self::router),
     /// [`monitor`](Self::monitor)) must not undo: applied over it at `connect()`, whatever the
     /// order the setters were called in.
@@ -236,8 +236,11 @@ impl RoutedConnectionBuilder {
     /// else to go, and one that plain SeaORM would have waited for does not fail sooner — and a
     /// replica's read-only pool 5 s, after which the read moves on to its next candidate (the
     /// primary last). Set, every pool waits this long. A node's `ConnectOptions` with its own
-    /// `acquire_timeout` or `connect_timeout` keep theirs. A write waiting for a connection to
-    /// an unreachable primary is given up as soon as the monitor sees that node replaced (a
+    /// `acquire_timeout` or `connect_timeout` keep theirs. A file's `[pool] acquire_timeout`
+    /// (`DATABASE_ACQUIRE_TIMEOUT`) is this setting: called after
+    /// [`into_builder`](crate::RoutedConfig::into_builder), this replaces it. A write waiting
+    /// for a connection to an unreachable primary is given up as soon as the monitor sees that
+    /// node replaced (a
     /// replica now, another node promoted) or marks it down — it was never sent, so it is tried
     /// once on the new primary — and otherwise fails after at most this long, unsent. A
     /// shorter timeout is therefore not needed to follow a switchover; it only bounds how long
@@ -278,7 +281,10 @@ impl RoutedConnectionBuilder {
     /// ([`RoutedConfig::into_builder`](crate::RoutedConfig::into_builder)) set; its rules run
     /// after the ones already there and its dedicated tags are added
     /// ([`RouterConfig::merge`](crate::advanced::RouterConfig::merge)). So adding rules to a
-    /// file's router is `config.into_builder()?.router(RouterConfig::default().rule(..))`.
+    /// file's router is `config.into_builder()?.router(RouterConfig::default().rule(..))`. A
+    /// zone preference (a file's `prefer_zone`) is a setting of its own: a balancer given
+    /// here without one chooses inside it; one with its own
+    /// ([`ZonePreference`](crate::advanced::ZonePreference)) replaces it.
     /// The builder's own
     /// [`read_only_transactions_on_replicas`](Self::read_only_transactions_on_replicas), if
     /// called, wins over any `RouterConfig`'s in either order.
@@ -406,7 +412,7 @@ impl RoutedConnectionBuilder {
 
     /// The explicit choices applied over the whole-struct settings they belong to (see the
     /// fields' docs): the configuration `connect()` uses.
-    fn resolve(mut self) -> Self {
+    pub(super) fn resolve(mut self) -> Self {
         if let Some(allow) = self.read_only_transactions_on_replicas {
             self.router = self.router.read_only_transactions_on_replicas(allow);
         }
@@ -476,6 +482,36 @@ impl RoutedConnectionBuilder {
         }
         warn_pending(&conn, unanswered);
         Ok(conn)
+    }
+
+    /// The acquire timeout of each pool `connect()` would open from this builder: the
+    /// primary's, then each replica's writer's and read pool's. The pools are made lazy:
+    /// nothing connects.
+    #[cfg(all(test, feature = "postgres"))]
+    pub(crate) async fn acquire_timeouts(self) -> Vec<Duration> {
+        let of = |db: &DatabaseConnection| {
+            db.get_postgres_connection_pool().options().get_acquire_timeout()
+        };
+        let b = self.resolve();
+        let acquire = b.policy.timeouts.acquire;
+        let mut primary = b.primary.expect("a primary");
+        primary.connect_lazy(true);
+        let primary = crate::nodes::pools::open_primary(primary, acquire).await.unwrap();
+        let mut out = vec![of(&primary)];
+        for r in b.replicas {
+            let node = crate::nodes::pools::open_replica(
+                String::new(),
+                r.options,
+                Product::POSTGRES,
+                acquire,
+                r.pooling,
+                false,
+            )
+            .await
+            .unwrap();
+            out.extend([of(node.user_writer()), of(node.user_conn())]);
+        }
+        out
     }
 
     /// The settings about the nodes that cannot go together, checked before any connects;
@@ -1239,6 +1275,66 @@ mod tests {
             assert!(one.contains(k), "{k} lost: {one}");
         }
         assert!(!one.contains(" interval: 9s"), "the field setter lost: {one}");
+    }
+
+    /// A file with replicas in two zones that prefers zone `a`.
+    fn zoned_file() -> B {
+        let config: crate::config::RoutedConfig = toml::from_str(
+            r#"
+            primary = { url = "postgres://p/app" }
+            replicas = [
+                { url = "postgres://r1/app", zone = "a" },
+                { url = "postgres://r2/app", zone = "b" },
+            ]
+            [router]
+            prefer_zone = "a"
+            "#,
+        )
+        .unwrap();
+        config.into_builder().unwrap()
+    }
+
+    /// A file's `prefer_zone` and a balancer given in code: the code's balancer chooses inside
+    /// the file's zone preference, as `balancer` beside `prefer_zone` in the file would (issue
+    /// 66: the preference was dropped, and the warning then asked for the `router.prefer_zone`
+    /// the file had set). A balancer with a zone preference of its own replaces the file's.
+    #[rstest::rstest]
+    #[case::a_balancer(
+        |b: B| b.router(RouterConfig::default().balancer(rwsplit_core::LeastOutstanding::default())),
+        "a",
+        "LeastOutstanding"
+    )]
+    #[case::rules_only(
+        |b: B| b.router(RouterConfig::default().rule(rwsplit_core::TableRule::only_tagged(["events"], "analytics"))),
+        "a",
+        "RoundRobin"
+    )]
+    #[case::two_balancers(
+        |b: B| b
+            .router(RouterConfig::default().balancer(rwsplit_core::Random::default()))
+            .router(RouterConfig::default().balancer(rwsplit_core::LowestLag::default())),
+        "a",
+        "LowestLag"
+    )]
+    #[case::a_zone_of_its_own(
+        |b: B| b.router(RouterConfig::default().balancer(rwsplit_core::ZonePreference::new(
+            "b",
+            rwsplit_core::LeastOutstanding::default(),
+        ))),
+        "b",
+        "LeastOutstanding"
+    )]
+    fn a_files_zone_preference_keeps_a_balancer_given_in_code(
+        #[case] code: Setter,
+        #[case] zone: &str,
+        #[case] inner: &str,
+    ) {
+        let b = code(zoned_file()).resolve();
+        assert_eq!(b.router.balancer_value().preferred_zone(), Some(zone));
+        let shown = format!("{:?}", b.router);
+        assert!(shown.contains(inner) && shown.matches("ZonePreference").count() == 1, "{shown}");
+        let warnings: Vec<String> = inert_settings(&b).iter().map(ToString::to_string).collect();
+        assert!(warnings.is_empty(), "{warnings:?}");
     }
 
     #[test]

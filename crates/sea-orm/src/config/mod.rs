@@ -131,7 +131,11 @@ pub struct RoutedConfig {
     /// The replicas, in order (`replicas[0]` is "replica 1" in errors and logs).
     #[serde(default)]
     pub replicas: Vec<ReplicaConfig>,
-    /// Pool settings for every node; a node's own `pool` overrides them field by field.
+    /// Pool settings for every node; a node's own `pool` overrides them field by field. Its
+    /// `acquire_timeout` (else its `connect_timeout`) is the builder's
+    /// [`acquire_timeout`](RoutedConnectionBuilder::acquire_timeout): code that calls that
+    /// after [`into_builder`](Self::into_builder) replaces it, and a node whose own `pool` sets
+    /// either timeout keeps its own.
     #[serde(default)]
     pub pool: PoolConfig,
     /// The router: balancer, zone preference, primary reads, dedicated tags, lag limit. In a
@@ -235,7 +239,9 @@ impl fmt::Debug for ReplicaConfig {
 /// A node's connection pool (SeaORM `ConnectOptions`). Every field is optional: unset means the
 /// node-level default, then [`RoutedConfig::pool`], then SeaORM's/sqlx's default (the adapter's
 /// own acquire timeout: 30 s on a pool that writes, as sqlx's, 5 s on a replica's read-only
-/// pool).
+/// pool). The two timeouts are one setting, the pool's acquire timeout (`acquire_timeout`
+/// wins when both are set at one level): a node that sets either keeps it over
+/// [`RoutedConfig::pool`]'s.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]
 #[non_exhaustive]
@@ -628,10 +634,18 @@ impl RoutedConfig {
         self.validate()?;
         let RoutedConfig { primary, replicas, pool, router, policy, monitor, health, topology } =
             self;
+        // `[pool]`'s acquire timeout (or its `connect_timeout`, which SeaORM hands to sqlx as
+        // the same) is every pool's: the builder's `acquire_timeout`, which code called after
+        // replaces, and which a node's own timeout wins over. Only the node's own goes into its
+        // options.
+        let every = PoolConfig { acquire_timeout: None, connect_timeout: None, ..pool.clone() };
         let mut b = RoutedConnectionBuilder::default()
-            .primary(primary.pool.over(&pool).apply(ConnectOptions::new(primary.url)));
+            .primary(primary.pool.over(&every).apply(ConnectOptions::new(primary.url)));
+        if let Some(wait) = pool.acquire_timeout.or(pool.connect_timeout) {
+            b = b.acquire_timeout(wait);
+        }
         for r in replicas {
-            let mut replica = Replica::new(r.pool.over(&pool).apply(ConnectOptions::new(r.url)))
+            let mut replica = Replica::new(r.pool.over(&every).apply(ConnectOptions::new(r.url)))
                 .weight(r.weight)
                 .pooling(r.pooling);
             if let Some(zone) = r.zone {

@@ -782,3 +782,239 @@ fn connect_wait_is_set_in_code_a_file_or_the_environment() {
     let vars = env(&[BASE, ("RWSPLIT_CONNECT_WAIT", "2m")]).unwrap();
     assert_eq!(wait(vars.into_builder().unwrap()), Duration::from_secs(120));
 }
+
+type B = RoutedConnectionBuilder;
+type Setter = fn(B) -> B;
+
+/// A file of a primary and one replica, each with `primary_pool` and `replica_pool` inside
+/// its table (`, pool = { … }` or nothing), then `rest`.
+fn two_nodes(primary_pool: &str, replica_pool: &str, rest: &str) -> RoutedConnectionBuilder {
+    let text = format!(
+        "primary = {{ url = \"postgres://p/app\"{primary_pool} }}\n\
+         replicas = [{{ url = \"postgres://r/app\"{replica_pool} }}]\n{rest}"
+    );
+    toml::from_str::<RoutedConfig>(&text).unwrap().into_builder().unwrap()
+}
+
+/// Which acquire timeout each pool gets (in seconds: the primary's, then the replica's writer
+/// and read pools), by the one rule: a node's own (its `pool`, or `ConnectOptions` given in
+/// code) over every node's; among every node's, code (`.acquire_timeout(d)`) over the file's
+/// `[pool]`; at one level, `acquire_timeout` over `connect_timeout` (SeaORM hands either to sqlx
+/// as the acquire timeout).
+#[cfg(feature = "postgres")]
+#[rstest]
+#[case::defaults("", "", "", |b: B| b, [30, 30, 5])]
+#[case::every_pool_from_the_file("", "", "[pool]\nacquire_timeout = \"2s\"", |b: B| b, [2, 2, 2])]
+#[case::code_over_the_file(
+    "", "", "[pool]\nacquire_timeout = \"2s\"",
+    |b: B| b.acquire_timeout(Duration::from_secs(1)),
+    [1, 1, 1]
+)]
+#[case::the_files_connect_timeout("", "", "[pool]\nconnect_timeout = \"3s\"", |b: B| b, [3, 3, 3])]
+#[case::code_over_the_files_connect_timeout(
+    "", "", "[pool]\nconnect_timeout = \"3s\"",
+    |b: B| b.acquire_timeout(Duration::from_secs(1)),
+    [1, 1, 1]
+)]
+#[case::acquire_over_connect_at_one_level(
+    "", "", "[pool]\nconnect_timeout = \"3s\"\nacquire_timeout = \"2s\"", |b: B| b, [2, 2, 2]
+)]
+#[case::a_nodes_own_over_the_file(
+    ", pool = { acquire_timeout = \"4s\" }", "", "[pool]\nacquire_timeout = \"2s\"", |b: B| b,
+    [4, 2, 2]
+)]
+#[case::a_nodes_own_over_code(
+    ", pool = { acquire_timeout = \"4s\" }", "", "",
+    |b: B| b.acquire_timeout(Duration::from_secs(1)),
+    [4, 1, 1]
+)]
+#[case::a_nodes_own_connect_timeout_over_every_nodes_acquire_timeout(
+    "", ", pool = { connect_timeout = \"3s\" }", "[pool]\nacquire_timeout = \"2s\"", |b: B| b,
+    [2, 3, 3]
+)]
+#[case::connect_options_given_in_code_over_code(
+    "", "", "[pool]\nacquire_timeout = \"2s\"",
+    |b: B| {
+        let mut own = ConnectOptions::new("postgres://p/app");
+        own.acquire_timeout(Duration::from_secs(4));
+        b.primary(own).acquire_timeout(Duration::from_secs(1))
+    },
+    [4, 1, 1]
+)]
+#[tokio::test]
+async fn one_rule_gives_each_pool_its_acquire_timeout(
+    #[case] primary_pool: &str,
+    #[case] replica_pool: &str,
+    #[case] rest: &str,
+    #[case] code: Setter,
+    #[case] seconds: [u64; 3],
+) {
+    let b = code(two_nodes(primary_pool, replica_pool, rest));
+    assert_eq!(b.acquire_timeouts().await, seconds.map(Duration::from_secs));
+}
+
+/// A file of a primary and two replicas, in zones `a` and `b`, then `sections`.
+fn zoned(sections: &str) -> B {
+    let text = format!(
+        "primary = {{ url = \"postgres://p/app\" }}\n\
+         replicas = [{{ url = \"postgres://r1/app\", zone = \"a\" }}, \
+                     {{ url = \"postgres://r2/app\", zone = \"b\" }}]\n{sections}"
+    );
+    toml::from_str::<RoutedConfig>(&text).unwrap().into_builder().unwrap()
+}
+
+fn code() -> B {
+    RoutedConnection::builder().primary("postgres://p/app").replica("postgres://r1/app")
+}
+
+fn secs(n: u64) -> Duration {
+    Duration::from_secs(n)
+}
+
+/// The probe interval `connect()` would use.
+fn probe_interval(b: B) -> String {
+    format!("{:?}", b.resolve().policy.monitor.probe_interval_value())
+}
+
+/// Whether read-only transactions may run on replicas, as `connect()` would route them.
+fn read_only_transactions(b: B) -> String {
+    let router = format!("{:?}", b.resolve().router);
+    let (_, rest) = router.split_once("read_only_transactions_on_replicas: ").unwrap();
+    rest.split([',', ' ']).next().unwrap().to_owned()
+}
+
+/// The zone the resolved balancer prefers.
+fn preferred_zone(b: B) -> String {
+    format!("{:?}", b.resolve().router.balancer_value().preferred_zone())
+}
+
+/// The catch-up wait of a read: with `call`, the call's own (`db.wait_for_replica(d)`), else
+/// the connection's.
+fn read_wait(b: B, call: Option<Duration>) -> String {
+    use crate::connection::Handle as _;
+    let mock = || sea_orm::MockDatabase::new(sea_orm::DbBackend::Postgres).into_connection();
+    let db =
+        RoutedConnection::from_connections_with(mock(), vec![mock()], b.resolve().policy).unwrap();
+    let wait = match call {
+        Some(d) => db.inner.wait_of(&db.wait_for_replica(d).ctx()),
+        None => db.inner.wait_of(&db.ctx()),
+    };
+    format!("{wait:?}")
+}
+
+/// One rule, for every pair of ways to set one thing (docs/guide/configuration.md, *Which
+/// setting wins*): the more specific wins, whatever the order of the calls — a call's own
+/// argument over the builder's dedicated setter, over the same setting inside a whole struct
+/// (`RouterConfig`, `MonitorConfig`), over the file or the environment, over the default.
+/// (Pools: `one_rule_gives_each_pool_its_acquire_timeout`.)
+#[rstest]
+// probe_interval: the builder's setter, a MonitorConfig's, the file's [monitor].
+#[case::interval_setter_then_struct(
+    || probe_interval(code().probe_interval(secs(2)).monitor(rwsplit_monitor::MonitorConfig::default().probe_interval(secs(9)))),
+    "2s"
+)]
+#[case::interval_struct_then_setter(
+    || probe_interval(code().monitor(rwsplit_monitor::MonitorConfig::default().probe_interval(secs(9))).probe_interval(secs(2))),
+    "2s"
+)]
+#[case::interval_file(|| probe_interval(zoned("[monitor]\nprobe_interval = \"7s\"")), "7s")]
+#[case::interval_struct_over_file(
+    || probe_interval(zoned("[monitor]\nprobe_interval = \"7s\"").monitor(rwsplit_monitor::MonitorConfig::default().probe_interval(secs(3)))),
+    "3s"
+)]
+#[case::interval_setter_over_file(
+    || probe_interval(zoned("[monitor]\nprobe_interval = \"7s\"").probe_interval(secs(2))),
+    "2s"
+)]
+#[case::interval_other_monitor_keys_keep_the_files(
+    || probe_interval(zoned("[monitor]\nprobe_interval = \"7s\"").monitor(rwsplit_monitor::MonitorConfig::default().probe_timeout(secs(3)))),
+    "7s"
+)]
+// read_only_transactions_on_replicas: the builder's setter, a RouterConfig's, the file's [router].
+#[case::transactions_setter_then_struct(
+    || read_only_transactions(code().read_only_transactions_on_replicas(false).router(RouterConfig::default().read_only_transactions_on_replicas(true))),
+    "false"
+)]
+#[case::transactions_struct_then_setter(
+    || read_only_transactions(code().router(RouterConfig::default().read_only_transactions_on_replicas(true)).read_only_transactions_on_replicas(false)),
+    "false"
+)]
+#[case::transactions_file(
+    || read_only_transactions(zoned("[router]\nread_only_transactions_on_replicas = false")),
+    "false"
+)]
+#[case::transactions_struct_over_file(
+    || read_only_transactions(zoned("[router]\nread_only_transactions_on_replicas = false").router(RouterConfig::default().read_only_transactions_on_replicas(true))),
+    "true"
+)]
+#[case::transactions_setter_over_file(
+    || read_only_transactions(zoned("[router]\nread_only_transactions_on_replicas = false").read_only_transactions_on_replicas(true)),
+    "true"
+)]
+// prefer_zone: the file's, and a balancer given in code, with or without a zone of its own.
+#[case::zone_kept_around_a_balancer_in_code(
+    || preferred_zone(zoned("[router]\nprefer_zone = \"a\"").router(RouterConfig::default().balancer(rwsplit_core::LeastOutstanding::default()))),
+    "Some(\"a\")"
+)]
+#[case::zone_given_in_code_over_file(
+    || preferred_zone(zoned("[router]\nprefer_zone = \"a\"").router(RouterConfig::default().balancer(rwsplit_core::ZonePreference::new("b", rwsplit_core::RoundRobin::default())))),
+    "Some(\"b\")"
+)]
+// wait_for_replica: the default, the file's [policy], the builder's, a call's own.
+#[case::wait_default(|| read_wait(code(), None), "Some(10ms)")]
+#[case::wait_file(|| read_wait(zoned("[policy]\nwait_for_replica = \"20ms\""), None), "Some(20ms)")]
+#[case::wait_builder_over_file(
+    || read_wait(zoned("[policy]\nwait_for_replica = \"20ms\"").wait_for_replica(Duration::from_millis(30)), None),
+    "Some(30ms)"
+)]
+#[case::wait_call_over_builder(
+    || read_wait(code().wait_for_replica(Duration::from_millis(30)), Some(Duration::from_millis(5))),
+    "Some(5ms)"
+)]
+#[case::wait_call_zero_over_builder(
+    || read_wait(code().wait_for_replica(Duration::from_millis(30)), Some(Duration::ZERO)),
+    "None"
+)]
+// The environment: from_env reads its fixed names only; APP__… is the `config` crate's, which
+// it never reads (nor is it refused: not a name of its own).
+#[case::env_fixed_names_only(
+    || {
+        let c = env(&[
+            BASE,
+            TWO,
+            ("DATABASE_REPLICA_1_ZONE", "a"),
+            ("DATABASE_REPLICA_2_ZONE", "b"),
+            ("RWSPLIT_PREFER_ZONE", "a"),
+            ("APP__ROUTER__PREFER_ZONE", "b"),
+        ])
+        .unwrap();
+        format!("{:?}", c.router.balancer_value().preferred_zone())
+    },
+    "Some(\"a\")"
+)]
+// TopologyConfig / PatroniSource: code's source and interval over the file's.
+#[case::topology_source_given_in_code_over_file(
+    || {
+        let b = zoned("[topology]\ndns = \"replicas.internal:5432\"")
+            .topology(rwsplit_monitor::PatroniSource::new(["http://10.0.0.1:8008"]).unwrap());
+        format!("{:?}", b.discovery.and_then(|d| d.ha_manager()))
+    },
+    "Some(\"Patroni\")"
+)]
+#[case::topology_interval_given_in_code_over_file(
+    || {
+        let b = zoned("[topology]\ndns = \"replicas.internal:5432\"\ninterval = \"2s\"")
+            .topology_interval(secs(5));
+        format!("{:?}", b.topology_interval)
+    },
+    "Some(5s)"
+)]
+// ReplicaConfig / Replica: lists add, never replace.
+#[case::replicas_add(
+    || zoned("").replica(Replica::new("postgres://r3/app").zone("a")).replicas.len().to_string(),
+    "3"
+)]
+#[tokio::test]
+async fn one_rule_says_which_setting_wins(#[case] look: fn() -> String, #[case] winner: &str) {
+    assert_eq!(look(), winner);
+}

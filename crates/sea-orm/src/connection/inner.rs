@@ -157,6 +157,12 @@ impl Inner {
         self.planner.policy()
     }
 
+    /// The catch-up wait a read with `ctx` may do ([`Planner::wait_of`]).
+    #[cfg(test)]
+    pub(crate) fn wait_of(&self, ctx: &Ctx<'_>) -> Option<std::time::Duration> {
+        self.planner.wait_of(ctx)
+    }
+
     /// What a plan reads of the rest of the connection: read-your-writes, the number of nodes, and
     /// whether a monitor runs.
     fn around(&self) -> Around<'_> {
