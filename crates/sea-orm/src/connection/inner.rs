@@ -21,13 +21,13 @@ use rwsplit_core::{Access, CausalToken, InFlight, NodeId};
 use sea_orm::{AccessMode, DatabaseConnection, DbBackend, DbErr, IsolationLevel};
 
 use crate::consistency::{Capture, Causality, Cluster, Outcome, Ran, Seen, Slot};
+use crate::hedge::budget::HedgeBudget;
+use crate::hedge::watchdog::Watchdog;
 use crate::nodes::members::Members;
 use crate::observe::hooks::Hooks;
 use crate::product::Product;
 use crate::routing::route::{Plan, Why};
-use crate::send::pace::HedgeBudget;
 use crate::send::sending::Standing;
-use crate::send::watchdog::Watchdog;
 
 use crate::nodes::registry::{NodeRef, Nodes};
 use crate::observe::counters::{Count, Counters, Effects};
@@ -46,7 +46,7 @@ pub(crate) struct Inner {
     counters: Counters,
     /// Read-your-writes: its tasks' scopes, and the position reads after writes.
     causality: Causality,
-    /// Hedges left to spend ([`crate::send::pace::HedgeBudget`]).
+    /// Hedges left to spend ([`crate::hedge::budget::HedgeBudget`]).
     hedge_budget: HedgeBudget,
     /// Looks for nodes silent past their hedge delay while reads are in flight.
     watchdog: Arc<Watchdog>,
@@ -484,9 +484,9 @@ impl crate::send::watch::Standings for Inner {
     }
 }
 
-/// What the watchdog looks at (`crate::send::watchdog`).
-impl crate::send::watchdog::Watched for Inner {
-    fn look_each(&self, now: Instant, mut each: impl FnMut(NodeId, crate::send::pace::Look)) {
+/// What the watchdog looks at (`crate::hedge::watchdog`).
+impl crate::hedge::watchdog::Watched for Inner {
+    fn look_each(&self, now: Instant, mut each: impl FnMut(NodeId, crate::hedge::pace::Look)) {
         // The snapshot's nodes (those reads can be on), each looked up by id: cheaper than a
         // walk over the registry's every slot.
         self.planner.each_routable(|id| {

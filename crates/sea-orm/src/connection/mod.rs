@@ -129,7 +129,7 @@ pub(crate) fn assemble(
     };
     let nodes = Nodes::new(Arc::clone(routing.state()), table);
     let monitored = acquired.is_some();
-    let watchdog = Arc::<crate::send::watchdog::Watchdog>::default();
+    let watchdog = Arc::<crate::hedge::watchdog::Watchdog>::default();
     let classified =
         crate::routing::classified::Classified::new(classifier, product.dialect(), learned);
     let hedged = policy.hedged_reads;
@@ -139,7 +139,7 @@ pub(crate) fn assemble(
         inner::Parts { nodes: nodes.clone(), planner, watchdog: Arc::clone(&watchdog), monitored };
     let inner = Inner::new(parts, |weak| {
         if hedged {
-            crate::send::watchdog::Watchdog::spawn(watchdog, weak.clone());
+            crate::hedge::watchdog::Watchdog::spawn(watchdog, weak.clone());
         }
     });
     let weak = Arc::downgrade(&inner);

@@ -1,6 +1,6 @@
 //! A read hedged on the plan's next node: started when the watchdog finds the first node
 //! silent past its hedge delay and the hedge ration allows; the race, who wins and the
-//! loser dropped are `crate::send::hedge`'s; here what the connection counts and records.
+//! loser dropped are `crate::hedge::race`'s; here what the connection counts and records.
 
 use std::future::Future;
 use std::time::Instant;
@@ -11,11 +11,11 @@ use sea_orm::DbErr;
 use super::outcome::record;
 use super::work::Work;
 use crate::connection::inner::Inner;
+use crate::hedge::race::{Raced, race, until_overdue};
 use crate::nodes::registry::Node;
 use crate::observe::counters::Count;
 use crate::observe::telemetry;
 use crate::routing::route::Plan;
-use crate::send::hedge::{Raced, race, until_overdue};
 use crate::send::sending;
 use crate::send::sending::Attempt;
 use crate::send::watch::bounded;
@@ -82,7 +82,7 @@ pub(super) async fn hedgeable<W: Work>(
 }
 
 /// A read waiting on replica `node` whose node the watchdog found silent past its hedge
-/// delay: if the budget allows ([`HedgeBudget`](crate::send::pace::HedgeBudget)), the same read
+/// delay: if the budget allows ([`HedgeBudget`](crate::hedge::budget::HedgeBudget)), the same read
 /// goes to `other` (the plan's next node, which satisfies the same consistency) as well,
 /// and the first answer wins; the other attempt is dropped ([`lost`]). Either attempt failing
 /// leaves the other to finish. Each attempt is bounded as [`bounded`] bounds it.
