@@ -216,6 +216,7 @@ mod connection;
 mod consistency;
 mod error;
 mod facade;
+mod hedge;
 mod nodes;
 mod observe;
 mod product;

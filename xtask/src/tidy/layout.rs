@@ -33,6 +33,7 @@ const PATH: &[(&str, &str)] = &[
     ("sea-orm", "connection::attempt"),
     ("sea-orm", "connection::record"),
     ("sea-orm", "send"),
+    ("sea-orm", "hedge"),
     ("sea-orm", "consistency"),
 ];
 

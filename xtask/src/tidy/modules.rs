@@ -390,8 +390,16 @@ impl Crate {
                 (field, !matches!(f.vis, Visibility::Inherited))
             })
             .collect();
+        let to_folder = found
+            .fields
+            .iter()
+            .filter(|f| {
+                matches!(&f.vis, Visibility::Restricted(r) if r.in_token.is_none() && r.path.is_ident("super"))
+            })
+            .filter_map(|f| f.ident.as_ref().map(name))
+            .collect();
         let children = self.modules[&path].children.iter().cloned().collect();
-        Some(StructFields { fields, children })
+        Some(StructFields { fields, to_folder, children })
     }
 
     /// The arrows among the child modules of `parent` (`[]`: the crate root), each child
@@ -416,6 +424,8 @@ impl Crate {
 pub(super) struct StructFields {
     /// Each field's name (a tuple struct's index) and whether it has a visibility modifier.
     pub(super) fields: Vec<(String, bool)>,
+    /// The named fields visible exactly to the parent module (`pub(super)`): its folder.
+    pub(super) to_folder: Vec<String>,
     /// The child modules of the struct's module.
     pub(super) children: Vec<String>,
 }

@@ -14,7 +14,7 @@
 //!   is a file: which candidate next, the retry budget and stalled nodes passed over
 //!   (`candidates.rs`), the catch-up wait (`catch_up.rs`), one read (`read.rs`: bounded
 //!   by time and the monitor, `crate::send::watch`; hedged, `hedge.rs` over
-//!   `crate::send::hedge`), one write (`write.rs`: in two
+//!   `crate::hedge::race`), one write (`write.rs`: in two
 //!   steps), what a failure means (`outcome.rs`, over `crate::send::retry` and
 //!   `crate::send::refusal`); the span and metrics at its boundary (`span.rs`);
 //! - what one attempt runs: a [`Work`] (`work.rs`).

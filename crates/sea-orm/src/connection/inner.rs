@@ -2,8 +2,9 @@
 //! statement path works with, and `Arc<Members>`, the nodes as membership and the monitor
 //! (`crate::nodes::members`). [`Inner`]'s private fields are its components — the node
 //! registry ([`Nodes`], shared with `Members`), the [`Planner`] (policy, classifier, routing
-//! state), read-your-writes ([`Causality`]), the counters, the hedge budget, the watchdog and
-//! the metric hooks. Callers
+//! state), read-your-writes ([`Causality`]), the counters and the metric hooks; and hedging
+//! ([`Hedging`]), a part visible to `connection/` (privacy at the folder): the attempt step
+//! holds it, rather than asking `Inner` to pass its calls on. Callers
 //! ask `Inner` for operations, named for what they want (plan this statement, a write ran,
 //! count this, fence that node), and `Inner` hands each to the component that owns the state,
 //! or composes two where one purpose needs both (a plan reads read-your-writes; a probe's sweep
@@ -21,13 +22,12 @@ use rwsplit_core::{Access, CausalToken, InFlight, NodeId};
 use sea_orm::{AccessMode, DatabaseConnection, DbBackend, DbErr, IsolationLevel};
 
 use crate::consistency::{Capture, Causality, Cluster, Outcome, Ran, Seen, Slot};
+use crate::hedge::hedging::Hedging;
 use crate::nodes::members::Members;
 use crate::observe::hooks::Hooks;
 use crate::product::Product;
 use crate::routing::route::{Plan, Why};
-use crate::send::pace::HedgeBudget;
 use crate::send::sending::Standing;
-use crate::send::watchdog::Watchdog;
 
 use crate::nodes::registry::{NodeRef, Nodes};
 use crate::observe::counters::{Count, Counters, Effects};
@@ -46,10 +46,8 @@ pub(crate) struct Inner {
     counters: Counters,
     /// Read-your-writes: its tasks' scopes, and the position reads after writes.
     causality: Causality,
-    /// Hedges left to spend ([`crate::send::pace::HedgeBudget`]).
-    hedge_budget: HedgeBudget,
-    /// Looks for nodes silent past their hedge delay while reads are in flight.
-    watchdog: Arc<Watchdog>,
+    /// Hedging: the ration, the watchdog, the counts; the attempt step's own part.
+    pub(super) hedging: Hedging,
     /// Whether a monitor's probe loops feed the routing state (not outside a tokio runtime:
     /// health then moves only on the failures statements see). Its handle is the
     /// connection's [`Members`]'.
@@ -105,16 +103,16 @@ impl fmt::Debug for RoutedConnection {
 pub(crate) struct Parts {
     pub(crate) nodes: Nodes,
     pub(crate) planner: Planner,
-    pub(crate) watchdog: Arc<Watchdog>,
     /// Whether a monitor runs.
     pub(crate) monitored: bool,
 }
 
 impl Inner {
     /// The connection's state from its `parts`; `start` is handed the connection's own weak
-    /// reference before it exists (for the tasks it starts).
-    pub(crate) fn new(parts: Parts, start: impl FnOnce(&Weak<Inner>)) -> Arc<Inner> {
-        let Parts { nodes, planner, watchdog, monitored } = parts;
+    /// reference before it exists, and its hedging (for the watchdog it starts).
+    pub(crate) fn new(parts: Parts, start: impl FnOnce(&Weak<Inner>, &Hedging)) -> Arc<Inner> {
+        let Parts { nodes, planner, monitored } = parts;
+        let hedging = Hedging::default();
         let policy = planner.policy();
         let causality = Causality::new(
             policy.read_your_writes,
@@ -122,15 +120,14 @@ impl Inner {
             policy.monitor.probe_timeout_value(),
         );
         Arc::new_cyclic(|me: &Weak<Inner>| {
-            start(me);
+            start(me, &hedging);
             Inner {
                 monitored,
                 nodes,
                 planner,
                 counters: Counters::default(),
                 causality,
-                hedge_budget: HedgeBudget::default(),
-                watchdog,
+                hedging,
                 hooks: Arc::default(),
                 me: me.clone(),
             }
@@ -167,25 +164,6 @@ impl Inner {
     /// whether a monitor runs.
     fn around(&self) -> Around<'_> {
         Around { causality: &self.causality, nodes: self.nodes.count(), monitored: self.monitored }
-    }
-
-    /// A read was made: it earns its share of a hedge ([`HedgeBudget::earn`]).
-    #[inline]
-    pub(crate) fn earn_hedge(&self) {
-        self.hedge_budget.earn();
-    }
-
-    /// Spends one hedge if one is left ([`HedgeBudget::spend`]).
-    #[inline]
-    pub(crate) fn spend_hedge(&self) -> bool {
-        self.hedge_budget.spend()
-    }
-
-    /// A read is about to wait on a replica: the watchdog over reads in flight looks from now
-    /// on ([`Watchdog::ensure`]).
-    #[inline]
-    pub(crate) fn watch_reads(&self) {
-        self.watchdog.ensure();
     }
 
     /// The id of the node that has the primary role now (the configured one until a
@@ -490,9 +468,9 @@ impl crate::send::watch::Standings for Inner {
     }
 }
 
-/// What the watchdog looks at (`crate::send::watchdog`).
-impl crate::send::watchdog::Watched for Inner {
-    fn look_each(&self, now: Instant, mut each: impl FnMut(NodeId, crate::send::pace::Look)) {
+/// What the watchdog looks at (`crate::hedge::watchdog`).
+impl crate::hedge::watchdog::Watched for Inner {
+    fn look_each(&self, now: Instant, mut each: impl FnMut(NodeId, crate::hedge::pace::Look)) {
         // The snapshot's nodes (those reads can be on), each looked up by id: cheaper than a
         // walk over the registry's every slot.
         self.planner.each_routable(|id| {

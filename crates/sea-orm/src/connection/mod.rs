@@ -26,7 +26,7 @@
 //! 1. `stream` — a streamed query's rows, [`RoutedStream`](stream::RoutedStream);
 //! 2. `inner` — the shared state: [`RoutedConnection`] over [`Inner`], whose private fields
 //!    are the components the statement path works with (registry, planner, read-your-writes,
-//!    counters, hedge budget, watchdog, metric hooks), and over `crate::nodes::members`'
+//!    counters, metric hooks; hedging, a part the attempt step holds), and over `crate::nodes::members`'
 //!    `Members` (membership and the monitor); the operations callers ask of them, and what
 //!    read-your-writes, a statement's watch and the watchdog ask of the connection (`Cluster`,
 //!    [`crate::consistency`]'s, `Standings` and `Watched`, implemented over them);
@@ -129,17 +129,15 @@ pub(crate) fn assemble(
     };
     let nodes = Nodes::new(Arc::clone(routing.state()), table);
     let monitored = acquired.is_some();
-    let watchdog = Arc::<crate::send::watchdog::Watchdog>::default();
     let classified =
         crate::routing::classified::Classified::new(classifier, product.dialect(), learned);
     let hedged = policy.hedged_reads;
     let probe_interval = policy.monitor.probe_interval_value();
     let planner = Planner::new(policy, classified, routing, product);
-    let parts =
-        inner::Parts { nodes: nodes.clone(), planner, watchdog: Arc::clone(&watchdog), monitored };
-    let inner = Inner::new(parts, |weak| {
+    let parts = inner::Parts { nodes: nodes.clone(), planner, monitored };
+    let inner = Inner::new(parts, |weak, hedging| {
         if hedged {
-            crate::send::watchdog::Watchdog::spawn(watchdog, weak.clone());
+            hedging.watch(weak.clone());
         }
     });
     let weak = Arc::downgrade(&inner);

@@ -321,9 +321,9 @@ pub(crate) fn snapshot(db: &RoutedConnection) -> Stats {
         replica_refusals: inner.counted(Count::ReplicaRefusals),
         learned_writes: u64::try_from(inner.learned_writes()).unwrap_or(u64::MAX),
         hedges: Hedges {
-            sent: inner.counted(Count::Hedges),
-            won: inner.counted(Count::HedgesWon),
-            lost: inner.counted(Count::HedgesLost),
+            sent: inner.hedging.sent(),
+            won: inner.hedging.won(),
+            lost: inner.hedging.lost(),
             stalled_skips: inner.counted(Count::StalledSkips),
         },
     }

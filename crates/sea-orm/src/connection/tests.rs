@@ -543,10 +543,10 @@ async fn an_unanswered_replica_read_is_hedged_and_the_replica_passed_over() {
     let took = started.elapsed();
     assert!(row.is_some());
     // Nothing is known of the replica's pace (no probe, no answer): the longest hedge delay.
-    let delay = crate::send::pace::HEDGE_CAP;
+    let delay = crate::hedge::pace::HEDGE_CAP;
     let most = delay + std::time::Duration::from_millis(100);
     assert!(took >= delay && took < most, "took {took:?}: the hedge delay, then the primary");
-    let floor = crate::send::pace::HEDGE_FLOOR;
+    let floor = crate::hedge::pace::HEDGE_FLOOR;
     let hedges = db.stats().hedges();
     assert_eq!((hedges.sent, hedges.won), (1, 1), "{hedges:?}");
     assert_eq!(db.stats().primary().reads(), 1);

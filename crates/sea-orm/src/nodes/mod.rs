@@ -17,7 +17,7 @@
 //! `Placement`, `acquire` of a shared monitor, and the position reads (`position::On`).
 //!
 //! **May call**: `observe/` (a node's metric labels and durations, the metric hooks,
-//! redaction), `send/` (a node's pace, direct sends, time limits), `product/`, the error
+//! redaction), `hedge/` (a node's pace), `send/` (direct sends, time limits), `product/`, the error
 //! modules, `rwsplit-core` and `rwsplit-monitor`. Never `routing/`, `connection/` or
 //! `config/`, which call it.
 

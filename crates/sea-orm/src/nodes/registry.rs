@@ -23,9 +23,9 @@ use rwsplit_core::{MAX_NODES, NodeId};
 use rwsplit_monitor::{NoFreeIndex, TopologyState};
 use sea_orm::DatabaseConnection;
 
+use crate::hedge::pace::{Begun, Look, Pace};
 use crate::nodes::probe::ProbeFrom;
 use crate::observe::telemetry::{Durations, NodeLabels};
-use crate::send::pace::{Begun, Look, Pace};
 
 /// One database server as the adapter sees it: its id, its pools, its counters and where the
 /// monitor opens its own connections from (its weight, zone and tags are in the monitor's

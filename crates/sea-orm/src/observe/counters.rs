@@ -114,19 +114,13 @@ pub(crate) enum Count {
     MonotonicStays,
     /// Statements classified as reads that a replica refused because they write.
     ReplicaRefusals,
-    /// Reads sent to a second node after going unanswered for their hedge delay.
-    Hedges,
-    /// Hedged reads the second node answered first.
-    HedgesWon,
-    /// Losing attempts of hedged reads, dropped.
-    HedgesLost,
     /// Read attempts that passed over a stalled node for the plan's next one.
     StalledSkips,
 }
 
 impl Count {
     /// Every counter, in the order of their slots.
-    const ALL: [Count; 14] = [
+    const ALL: [Count; 11] = [
         Count::Retries,
         Count::Captures,
         Count::CaptureFailures,
@@ -137,9 +131,6 @@ impl Count {
         Count::ForeignTokens,
         Count::MonotonicStays,
         Count::ReplicaRefusals,
-        Count::Hedges,
-        Count::HedgesWon,
-        Count::HedgesLost,
         Count::StalledSkips,
     ];
 }

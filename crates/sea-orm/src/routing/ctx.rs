@@ -26,7 +26,7 @@ pub(crate) struct Policy {
     pub(crate) failover: Option<rwsplit_monitor::AutoFailover>,
     pub(crate) on_replica_refusal: crate::send::refusal::OnReplicaRefusal,
     /// Whether a read on a replica still unanswered after its node's hedge delay is sent to
-    /// another node of its plan too ([`crate::send::pace`]).
+    /// another node of its plan too ([`crate::hedge::pace`]).
     pub(crate) hedged_reads: bool,
 }
 

@@ -11,9 +11,9 @@
 //!   them and by the monitor's word on its node;
 //! - `failure`: which failures are the node's; `retry`: the verdict on a failed attempt
 //!   (next candidate, new primary, after the monitor's verdict, fail; never a write blindly);
-//! - `refusal`: a replica's refusal of a read that writes (once on the primary, or fail);
-//! - `hedge`: when a second attempt starts, who wins; `pace`: a node's pace, stalled, the
-//!   hedge ration; `watchdog`: the task that wakes reads waiting on a silent node.
+//! - `refusal`: a replica's refusal of a read that writes (once on the primary, or fail).
+//!
+//! Hedging, a policy with state of its own, is its folder: `crate::hedge`.
 //!
 //! **Offers**: functions and small types with one concern each, for the attempt loop
 //! (`connection/attempt.rs` and its layers in `connection/attempt/`) to compose.
@@ -21,15 +21,11 @@
 //! **May call**: `product/` and `routing_error`, the floors below it; never `consistency/`,
 //! `observe/`, `nodes/`, `routing/` or `connection/`, which use its types (the tidy test
 //! `adapter_folders_import_downwards`). What a policy needs of the connection comes in as arguments or
-//! through a narrow trait: [`watch::Standings`] (implemented by `routing::route::Routing`),
-//! [`watchdog::Watched`].
+//! through a narrow trait: [`watch::Standings`] (implemented by `routing::route::Routing`).
 
 pub(crate) mod deadline;
 pub(crate) mod failure;
-pub(crate) mod hedge;
-pub(crate) mod pace;
 pub(crate) mod refusal;
 pub(crate) mod retry;
 pub(crate) mod sending;
 pub(crate) mod watch;
-pub(crate) mod watchdog;

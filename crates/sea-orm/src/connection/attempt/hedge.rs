@@ -1,6 +1,8 @@
 //! A read hedged on the plan's next node: started when the watchdog finds the first node
-//! silent past its hedge delay and the hedge ration allows; the race, who wins and the
-//! loser dropped are `crate::send::hedge`'s; here what the connection counts and records.
+//! silent past its hedge delay and the hedge ration allows. The ration, the race, who wins,
+//! the loser dropped and the counts are `crate::hedge`'s ([`Hedging`](crate::hedge::hedging::Hedging),
+//! the part this step holds); here what needs the connection: the nodes held, the reads
+//! bounded, a won hedge recorded.
 
 use std::future::Future;
 use std::time::Instant;
@@ -11,11 +13,9 @@ use sea_orm::DbErr;
 use super::outcome::record;
 use super::work::Work;
 use crate::connection::inner::Inner;
+use crate::hedge::race::{Raced, until_overdue};
 use crate::nodes::registry::Node;
-use crate::observe::counters::Count;
-use crate::observe::telemetry;
 use crate::routing::route::Plan;
-use crate::send::hedge::{Raced, race, until_overdue};
 use crate::send::sending;
 use crate::send::sending::Attempt;
 use crate::send::watch::bounded;
@@ -67,7 +67,7 @@ pub(super) async fn hedgeable<W: Work>(
     let (id, node) = first;
     let (started, deadline) = times;
     let begun = node.read_began(started);
-    inner.watch_reads();
+    inner.hedging.watch_reads();
     let timeouts = &inner.policy().timeouts;
     let limit = crate::send::deadline::attempt_limit(true, timeouts, deadline, started);
     let first = bounded(inner, id, true, node.name(), limit, read_shared(work, node));
@@ -82,9 +82,10 @@ pub(super) async fn hedgeable<W: Work>(
 }
 
 /// A read waiting on replica `node` whose node the watchdog found silent past its hedge
-/// delay: if the budget allows ([`HedgeBudget`](crate::send::pace::HedgeBudget)), the same read
-/// goes to `other` (the plan's next node, which satisfies the same consistency) as well,
-/// and the first answer wins; the other attempt is dropped ([`lost`]). Either attempt failing
+/// delay: if the budget allows ([`Hedging::spend`](crate::hedge::hedging::Hedging::spend)), the
+/// same read goes to `other` (the plan's next node, which satisfies the same consistency) as
+/// well, and the first answer wins; the other attempt is dropped
+/// ([`Hedging::race`](crate::hedge::hedging::Hedging::race)). Either attempt failing
 /// leaves the other to finish. Each attempt is bounded as [`bounded`] bounds it.
 async fn send_hedge<W: Work, F>(
     inner: &Inner,
@@ -100,12 +101,9 @@ where
     let Some(hedge_node) = inner.hold(other) else {
         return Hedged::First(first.await);
     };
-    if !inner.spend_hedge() {
+    if !inner.hedging.spend() {
         return Hedged::First(first.await);
     }
-    inner.count(Count::Hedges);
-    // Counted once when it ends, however it ends (`abandoned` if dropped before).
-    let mut ended = HedgeEnd { node: node.labels(), outcome: "abandoned" };
     let now = Instant::now();
     tracing::info!(target: "rwsplit", node = %node.name(), hedge = %hedge_node.name(), after = ?node.hedge_delay(), "read unanswered: hedged on another node");
     let on_replica = plan.snapshot_primary() != Some(other);
@@ -117,56 +115,15 @@ where
         now,
     );
     let guard = plan.start(other, now);
-    // The hedge's attempt lives in the race: when the first answers first, it is dropped
-    // (its connection closed) there. `dropped`: the node whose attempt is dropped was still
-    // running (the hedge's, or the first's, by the caller, once this returns).
     let second = read_shared(work, &hedge_node);
     let second = bounded(inner, other, on_replica, hedge_node.name(), limit, second);
-    let (raced, dropped) = race(first, second).await;
-    let hedged = match raced {
+    match inner.hedging.race(first, second, node.labels()).await {
         Raced::First(r) => Hedged::First(r),
         Raced::Second(out) => {
             let hedge = Hedge { id: other, node: hedge_node.clone(), guard, started: now };
             Hedged::By(out, hedge)
         }
-    };
-    ended.outcome = match &hedged {
-        Hedged::By(..) => {
-            inner.count(Count::HedgesWon);
-            "hedge"
-        }
-        Hedged::First(Ok(_)) => "first",
-        Hedged::First(Err(_)) => "failed",
-    };
-    if dropped {
-        lost(inner);
     }
-    hedged
-}
-
-/// A hedged read's end, counted once: when it is dropped, with the outcome it reached
-/// ([`telemetry::HEDGE_OUTCOMES`]; still `abandoned` if the caller dropped the read first).
-struct HedgeEnd<'a> {
-    node: &'a telemetry::NodeLabels,
-    outcome: &'static str,
-}
-
-impl Drop for HedgeEnd<'_> {
-    fn drop(&mut self) {
-        telemetry::hedge(self.node, self.outcome);
-    }
-}
-
-/// A hedged read's losing attempt, dropped, counted (`Hedges::lost`; the metric counts the
-/// hedged read once, by how it ended: `HedgeEnd`). Nothing is sent to end its
-/// statement: a read run straight on the node's pool closes its connection when dropped
-/// ([`crate::send::sending`]), and a PostgreSQL server ends the statement of a session whose client
-/// has gone by itself (`client_connection_check_interval`, set on rwsplit's replica sessions:
-/// [`crate::product::Pooling`]); on MariaDB the statement runs to its end. Looking the
-/// statement up to cancel it could reach another client's session (the same text, the same
-/// user), and rwsplit acts only on sessions it opened.
-fn lost(inner: &Inner) {
-    inner.count(Count::HedgesLost);
 }
 
 /// The hedge answered first: its attempt is the read's, recorded as a success (the first

@@ -55,7 +55,7 @@ pub(super) fn rare<'a, W: Work>(
     }
     let hedgeable = W::HEDGE && !on_primary && inner.policy().hedged_reads;
     let other = candidates.following(plan).filter(|_| hedgeable)?;
-    inner.earn_hedge();
+    inner.hedging.earn();
     let read = hedge::hedgeable(inner, plan, work, (id, node), other, (started, deadline));
     Some(Box::pin(Either::Right(read)))
 }

@@ -8,7 +8,7 @@
 //! - once a node has had reads waiting and answered none of them for its
 //!   [hedge delay](Pace::hedge_delay) — a multiple of its recent answer time, between a floor
 //!   and a cap — the reads waiting on it are sent to another node of their plans as well, and
-//!   the first answer wins (rationed: [`HedgeBudget`]). A [`Watchdog`](crate::send::watchdog) wakes
+//!   the first answer wins (rationed: [`Hedging`](crate::hedge::hedging::Hedging)). A [`Watchdog`](crate::hedge::watchdog) wakes
 //!   when a waiting read is due, marks the node overdue ([`Pace::check`]) and wakes the reads
 //!   through their attempts' watch on the node: no read registers a timer or a waiter of its
 //!   own;
@@ -205,43 +205,6 @@ impl Pace {
     }
 }
 
-/// Hedges left to spend: each read earns [`HedgeBudget::SHARE`] of one, up to
-/// [`HedgeBudget::BURST`] hedges, so hedges stay within a few percent of reads however slow a
-/// node gets.
-#[derive(Debug)]
-pub(crate) struct HedgeBudget {
-    /// In thousandths of a hedge.
-    credit: AtomicU64,
-}
-
-impl Default for HedgeBudget {
-    fn default() -> Self {
-        HedgeBudget { credit: AtomicU64::new(Self::BURST * 1000) }
-    }
-}
-
-impl HedgeBudget {
-    /// What one read earns, in thousandths of a hedge: 2 % of reads.
-    pub(crate) const SHARE: u64 = 20;
-    /// The most hedges saved up.
-    pub(crate) const BURST: u64 = 10;
-
-    /// A read was made.
-    pub(crate) fn earn(&self) {
-        // One load while the budget is full, the usual case.
-        if self.credit.load(Ordering::Relaxed) < Self::BURST * 1000 {
-            self.credit.fetch_add(Self::SHARE, Ordering::Relaxed);
-        }
-    }
-
-    /// Spends one hedge if there is one.
-    pub(crate) fn spend(&self) -> bool {
-        self.credit
-            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |c| c.checked_sub(1000))
-            .is_ok()
-    }
-}
-
 /// The instant stamps count from: the first call in this process, less a second.
 fn base(now: Instant) -> Instant {
     static BASE: OnceLock<Instant> = OnceLock::new();
@@ -383,17 +346,5 @@ mod tests {
         drop(stuck);
         pace.ended(t + MS(40));
         assert_eq!(pace.due(), None, "nothing waits");
-    }
-
-    #[test]
-    fn hedges_stay_within_their_share_of_reads() {
-        let budget = HedgeBudget::default();
-        let mut hedges = 0;
-        for _ in 0..10_000 {
-            budget.earn();
-            hedges += u32::from(budget.spend());
-        }
-        // The burst, then one hedge per 50 reads.
-        assert!((200..=212).contains(&hedges), "{hedges}");
     }
 }

@@ -2,8 +2,8 @@
 //! watchdog found the first's node silent past its hedge delay), and who wins ([`race`]:
 //! the first answer; a failure leaves the other attempt to finish). The loser is dropped
 //! where it lives, which closes its connection (a read straight on the sqlx pool, see
-//! `sending`); nothing is sent to cancel its statement. Whether a read may be hedged, the
-//! hedge ration and the counting are the attempt loop's.
+//! `sending`); nothing is sent to cancel its statement. The ration and the counting are
+//! [`Hedging`](super::hedging::Hedging)'s; whether a read may be hedged, the attempt loop's.
 
 use std::future::Future;
 use std::pin::Pin;

@@ -1,6 +1,6 @@
 //! [`Watchdog`]: one task per connection that wakes when reads waiting on a node will have
-//! waited that node's hedge delay ([`Pace::due`](crate::send::pace::Pace::due)), and wakes those
-//! reads if the node has answered none of them since ([`Pace::check`](crate::send::pace::Pace::check)),
+//! waited that node's hedge delay ([`Pace::due`](crate::hedge::pace::Pace::due)), and wakes those
+//! reads if the node has answered none of them since ([`Pace::check`](crate::hedge::pace::Pace::check)),
 //! so that they are hedged.
 //!
 //! One interval timer for the whole connection, made once, re-aimed at the next such moment,
@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 
 use rwsplit_core::NodeId;
 
-use crate::send::pace::Look;
+use crate::hedge::pace::Look;
 
 /// The longest the watchdog sleeps between looks while reads wait, and the least.
 const LONGEST: Duration = Duration::from_millis(100);
@@ -23,7 +23,7 @@ const SHORTEST: Duration = Duration::from_millis(2);
 const IDLE_LOOKS: u32 = 2;
 
 /// What the watchdog looks at: the nodes reads may be waiting on, each looked at by its own
-/// pace ([`Pace::look`](crate::send::pace::Pace::look)), and a way to wake the reads waiting on one. The connection's shared
+/// pace ([`Pace::look`](crate::hedge::pace::Pace::look)), and a way to wake the reads waiting on one. The connection's shared
 /// state is one; the watchdog holds it weakly, so the connection's drop ends the task.
 pub(crate) trait Watched: Send + Sync + 'static {
     /// Calls `each` with every node reads can be on and what a look at it at `now` found.
@@ -98,7 +98,7 @@ mod tests {
     use std::sync::Mutex;
 
     use super::*;
-    use crate::send::pace::Pace;
+    use crate::hedge::pace::Pace;
 
     /// Nodes and their paces, and the nodes whose reads were woken.
     #[derive(Default)]
