@@ -413,18 +413,8 @@ fn the_position_feed_moves_positions_not_roles() {
 /// A replica as MariaDB reports one whose replication link was cut silently: applying, no delay
 /// (`Seconds_Behind_Master` 0), its position standing still.
 fn quiet_mariadb(role: Role, gtid: u64) -> Result<Observation, ProbeError> {
-    let position = format!("0-1-{gtid}").parse::<rwsplit_core::MariaDbPosition>().unwrap();
-    Ok(Observation {
-        role,
-        position: Some(ReplayPosition::MariaDb(position)),
-        received_lsn: None,
-        since_replay: None,
-        replay_paused: false,
-        seconds_behind: (role == Role::Replica).then_some(0),
-        applying: (role == Role::Replica).then_some(true),
-        latency: MS(1),
-        lineage: None,
-    })
+    let position = format!("0-1-{gtid}");
+    Ok(Observation { lineage: None, ..mariadb(role, 1, &position, "") })
 }
 
 fn gtid(n: u64) -> ReplayPosition {
