@@ -74,10 +74,10 @@ use crate::routing::Policy;
 use crate::routing::plan::Planner;
 pub(crate) use inner::Inner;
 pub use inner::RoutedConnection;
-pub(crate) use traits::lend_primary;
 /// For tests elsewhere that call a `RoutedConnection`'s statement path directly.
 #[cfg(test)]
 pub(crate) use traits::Handle;
+pub(crate) use traits::lend_primary;
 
 use crate::nodes::probe::{NodeConnector, ProbeFrom, ProbeSettings};
 use crate::nodes::replica::Placement;
