@@ -575,13 +575,10 @@ pub(crate) async fn first_contact(
                 return Ok(true);
             }
             // The last attempt cut short by the wait's end says less than the failure before.
-            Err(Dialed::TimedOut) if earlier.is_some() => earlier
-                .take()
-                .unwrap_or_else(|| connect_error(std::io::Error::other("no connection"))),
-            Err(Dialed::TimedOut) => {
+            Err(Dialed::TimedOut) => earlier.take().unwrap_or_else(|| {
                 let text = format!("no answer in {wait:?}");
                 connect_error(std::io::Error::new(std::io::ErrorKind::TimedOut, text))
-            }
+            }),
             #[cfg(any(feature = "postgres", feature = "mysql"))]
             Err(Dialed::Failed(e)) => {
                 let again = passing(&e);
