@@ -281,7 +281,7 @@ pub(crate) fn snapshot(db: &RoutedConnection) -> Stats {
             // the adapter keeps its last node.
             let mut nodes = Vec::new();
             db.members.each(|i, n| {
-                let routing = inner.node_routing(i);
+                let routing = inner.routing.node_routing(i);
                 let seen = routing.view;
                 let configured = if i == NodeId::new(0) { Role::Primary } else { Role::Replica };
                 nodes.push(NodeStats {
@@ -319,7 +319,7 @@ pub(crate) fn snapshot(db: &RoutedConnection) -> Stats {
         },
         promotions: db.members.promotions().unwrap_or(0),
         replica_refusals: inner.counted(Count::ReplicaRefusals),
-        learned_writes: u64::try_from(inner.learned_writes()).unwrap_or(u64::MAX),
+        learned_writes: u64::try_from(inner.planner.learned_writes()).unwrap_or(u64::MAX),
         hedges: Hedges {
             sent: inner.hedging.sent(),
             won: inner.hedging.won(),

@@ -44,7 +44,7 @@ async fn catch_up(inner: &Inner, plan: &Plan) -> bool {
     match replayed(&node, token, max).await {
         Ok(Waited::CaughtUp) => {
             // Proof for the next reads with this token (or an older one), in any scope.
-            inner.learn(id, token);
+            inner.routing.learn(id, token);
             inner.count_ryw(Ryw::Waited);
             true
         }
