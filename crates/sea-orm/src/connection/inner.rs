@@ -264,7 +264,7 @@ impl Inner {
     pub(crate) fn replica_for_reads(&self) -> Result<NodeId, DbErr> {
         let ctx = rwsplit_core::RouteContext::for_access(Access::Read, Instant::now())
             .with_target(rwsplit_core::Target::Replica);
-        let plan = self.routing.plan(&ctx)?;
+        let plan = self.routing.route(&ctx)?;
         if !plan.on_primary() {
             return Ok(plan.first());
         }

@@ -659,7 +659,7 @@ async fn a_plan_made_before_an_index_was_reused_never_runs_on_the_new_node() {
     let old_plan = db
         .inner
         .routing
-        .plan(&RouteContext::for_access(Access::Read, std::time::Instant::now()))
+        .route(&RouteContext::for_access(Access::Read, std::time::Instant::now()))
         .unwrap();
     assert_eq!(old_plan.first(), NodeId::new(1), "the read is planned for the replica");
     let replica = db.inner.hold(NodeId::new(1)).unwrap().conn().clone();
@@ -692,7 +692,7 @@ async fn a_plan_made_before_an_index_was_reused_never_runs_on_the_new_node() {
     let new_plan = db
         .inner
         .routing
-        .plan(&RouteContext::for_access(Access::Read, std::time::Instant::now()))
+        .route(&RouteContext::for_access(Access::Read, std::time::Instant::now()))
         .unwrap();
     assert_eq!(new_plan.first(), id);
     db.query_one_raw(select()).await.unwrap();
@@ -815,7 +815,7 @@ async fn a_statement_looks_at_the_topology_once(
 fn read_plan(db: &RoutedConnection, target: rwsplit_core::Target) -> crate::routing::route::Plan {
     use rwsplit_core::{Access, RouteContext};
     let ctx = RouteContext::for_access(Access::Read, std::time::Instant::now()).with_target(target);
-    db.inner.routing.plan(&ctx).unwrap()
+    db.inner.routing.route(&ctx).unwrap()
 }
 
 /// A plan whose every candidate was skipped fails naming each and why: removed since it was

@@ -193,7 +193,7 @@ impl Planner {
             || (!self.policy.read_your_writes && explicit_token.is_none())
             || (around.nodes == 1 && explicit_token.is_none())
         {
-            return around.routing.plan(&rc.with_consistency(level)).map(Decided::Ready);
+            return around.routing.route(&rc.with_consistency(level)).map(Decided::Ready);
         }
         let read = Read { level, explicit: explicit_token, wait: self.wait_of(ctx), around, done };
         self.decide_read(rc, &read, scope, fx)
@@ -220,13 +220,13 @@ impl Planner {
         };
         match need {
             // A bounded read asked for positions when it was planned (`plan_classified`).
-            Need::Nothing => routing.plan_in(snap, &rc.with_consistency(level)),
+            Need::Nothing => routing.route_in(snap, &rc.with_consistency(level)),
             Need::Primary => {
                 // No want here: the write's token is not even known yet, and a scope that reads
                 // once right after its write never needs the feed; one that reads again asks
                 // then (`plan_with_token`).
                 fx.ryw = Some(Ryw::Primary);
-                let plan = routing.plan_in(snap, &rc.with_target(Target::Primary))?;
+                let plan = routing.route_in(snap, &rc.with_target(Target::Primary))?;
                 Ok(plan.with_reason(Why::ReadAfterWrite))
             }
             Need::Token(token) => self.plan_with_token(snap, rc, read, token, fx),
@@ -279,12 +279,12 @@ impl Planner {
                 if token.is_some() {
                     fx.ryw = Some(Ryw::Replica);
                 }
-                let plan = routing.plan_in(snap, &rc.with_target(Target::Node(node)))?;
+                let plan = routing.route_in(snap, &rc.with_target(Target::Node(node)))?;
                 return Ok(Decided::Ready(bounded(plan.with_reason(Why::LastReadNode))));
             }
             // The token's write is likely a millisecond away on that replica: wait for it there.
             (Some((false, lag)), Some(t), Some(max)) if !too_far(&lag, max) => {
-                let plan = routing.plan_in(snap, &rc.with_target(Target::Node(node)))?;
+                let plan = routing.route_in(snap, &rc.with_target(Target::Node(node)))?;
                 let plan = plan.with_reason(Why::LastReadNode).with_wait(t.clone(), max);
                 return Ok(Decided::Ready(bounded(plan)));
             }
@@ -335,7 +335,7 @@ impl Planner {
         if token.is_some() {
             fx.ryw = Some(Ryw::Primary);
         }
-        let plan = routing.plan_in(snap, &rc.with_target(Target::Primary))?;
+        let plan = routing.route_in(snap, &rc.with_target(Target::Primary))?;
         Ok(Decided::Ready(plan.with_reason(Why::LastReadNode)))
     }
 
@@ -362,7 +362,7 @@ impl Planner {
         let catch_up = if wait.is_some() { CatchUp::Wait } else { CatchUp::Primary };
         let ryw = Consistency::ReadYourWrites(token);
         let plan =
-            routing.plan_in(snap.clone(), &rc.with_consistency(&ryw).with_catch_up(catch_up))?;
+            routing.route_in(snap.clone(), &rc.with_consistency(&ryw).with_catch_up(catch_up))?;
         let Consistency::ReadYourWrites(token) = ryw else { return Ok(plan) };
         let mut plan = bounded(plan);
         let behind = matches!(plan.route_reason(), RouteReason::AwaitCatchUp)
@@ -374,7 +374,7 @@ impl Planner {
             let proven = routing.proven_replica(snap.topology(), &token, rather, rc.now());
             if let Some(r) = proven {
                 fx.ryw = Some(Ryw::Replica);
-                let proven = routing.plan_in(snap, &rc.with_target(Target::Node(r)))?;
+                let proven = routing.route_in(snap, &rc.with_target(Target::Node(r)))?;
                 return Ok(bounded(proven.with_reason(Why::ProvenReplica)));
             }
             // The replicas' feeds show the next reads which have it (each until it has it).
@@ -387,7 +387,7 @@ impl Planner {
                     // Known to be further behind than the wait allows: the primary at once.
                     Some(max) if lag.is_some_and(|l| too_far(&l, max)) => {
                         fx.ryw = Some(Ryw::Primary);
-                        let primary = routing.plan_in(snap, &rc.with_target(Target::Primary))?;
+                        let primary = routing.route_in(snap, &rc.with_target(Target::Primary))?;
                         plan = primary.with_reason(Why::Router(RouteReason::NotCaughtUp));
                     }
                     Some(max) => plan = plan.with_wait(token, max),
@@ -412,7 +412,7 @@ impl Planner {
         fx.ryw = Some(Ryw::Primary);
         fx.foreign_token = true;
         tracing::info!(target: "rwsplit", token = %token, "read-your-writes token is from another history than the primary's (a failover?): no replica can prove it has the write; reading from the primary");
-        let plan = routing.plan_in(snap, &rc.with_target(Target::Primary))?;
+        let plan = routing.route_in(snap, &rc.with_target(Target::Primary))?;
         Ok(plan.with_reason(Why::ForeignToken))
     }
 
@@ -434,7 +434,7 @@ impl Planner {
                 let ctx = RouteContext::for_access(Access::Write, now)
                     .with_transaction(Transaction::ReadWrite);
                 return Ok(Decided::Ready(
-                    around.routing.plan(&ctx)?.with_reason(Why::Transaction),
+                    around.routing.route(&ctx)?.with_reason(Why::Transaction),
                 ));
             }
             let rc =
@@ -444,10 +444,10 @@ impl Planner {
                 fx.want_positions = true;
             }
             if let Ok(target) = SCOPE.try_with(|t| *t) {
-                return around.routing.plan(&rc.with_target(target)).map(Decided::Ready);
+                return around.routing.route(&rc.with_target(target)).map(Decided::Ready);
             }
             if matches!(level, Consistency::Strong) || !self.policy.read_your_writes {
-                return around.routing.plan(&rc.with_consistency(level)).map(Decided::Ready);
+                return around.routing.route(&rc.with_consistency(level)).map(Decided::Ready);
             }
             let explicit = match level {
                 Consistency::ReadYourWrites(t) => Some(t),

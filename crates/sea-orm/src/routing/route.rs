@@ -306,10 +306,10 @@ impl Routing {
         &self.state
     }
 
-    /// Asks the router. A route that cannot be made (no primary, two primaries) becomes an error
-    /// naming the problem; nothing is sent anywhere.
-    pub(crate) fn plan(&self, ctx: &RouteContext<'_>) -> Result<Plan, DbErr> {
-        self.plan_in(self.snap(), ctx)
+    /// Asks the router, in a snapshot taken now, for a [`Plan`]. A route that cannot be made (no
+    /// primary, two primaries) becomes an error naming the problem; nothing is sent anywhere.
+    pub(crate) fn route(&self, ctx: &RouteContext<'_>) -> Result<Plan, DbErr> {
+        self.route_in(self.snap(), ctx)
     }
 
     /// The topology one plan is made from.
@@ -318,8 +318,8 @@ impl Routing {
         Snap { topology: self.state.snapshot_arc() }
     }
 
-    /// [`plan`](Self::plan) from `snap`: the router's decisions read that one snapshot.
-    pub(crate) fn plan_in(&self, snap: Snap, ctx: &RouteContext<'_>) -> Result<Plan, DbErr> {
+    /// [`route`](Self::route) from `snap`: the router's decisions read that one snapshot.
+    pub(crate) fn route_in(&self, snap: Snap, ctx: &RouteContext<'_>) -> Result<Plan, DbErr> {
         let Snap { topology: topo } = snap;
         match self.router.route(&topo, ctx) {
             Ok(route) => Ok(Plan {
@@ -360,7 +360,7 @@ impl Routing {
             let ctx = RouteContext::for_access(Access::Read, plan.made)
                 .with_target(rwsplit_core::Target::Primary);
             let snap = Snap { topology: Arc::clone(&topo) };
-            if let Ok(p) = self.plan_in(snap, &ctx) {
+            if let Ok(p) = self.route_in(snap, &ctx) {
                 return p.with_reason(Why::OutsideBound);
             }
         }
@@ -498,7 +498,7 @@ impl Routing {
     pub(crate) fn plan_on_primary(&self, access: Access, reason: Why) -> Result<Plan, DbErr> {
         let rc = RouteContext::for_access(access, Instant::now())
             .with_target(rwsplit_core::Target::Primary);
-        Ok(self.plan(&rc)?.with_reason(reason))
+        Ok(self.route(&rc)?.with_reason(reason))
     }
 
     /// An attempt on `node` succeeded at `now`: its round trip ends its in-flight count
