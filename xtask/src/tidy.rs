@@ -1448,6 +1448,7 @@ const FOLDER_PARTS: &[(&str, &str, &str, &str)] = &[
     ("sea-orm", "connection::inner", "Inner", "hedging"),
     ("sea-orm", "connection::inner", "Inner", "routing"),
     ("sea-orm", "connection::inner", "Inner", "planner"),
+    ("sea-orm", "connection::inner", "Inner", "counters"),
 ];
 
 /// What keeps the component `module::ty` of `krate` from owning its state (see

@@ -3,10 +3,10 @@
 //! (`crate::nodes::members`). [`Inner`] is a bundle of peers, each the owner of its state: the
 //! node registry ([`Nodes`], shared with `Members`), the live view of the cluster ([`Routing`]:
 //! the monitor's state, wrapped once), the pure [`Planner`] (policy, classifier), read-your-writes
-//! ([`Causality`]), hedging ([`Hedging`]), the counters and the metric hooks. The parts a step of
-//! `connection/` uses (`routing`, `planner`, `hedging`) are visible to the folder (privacy at the
-//! folder): the step calls the part that owns the state, whose invariants stay behind its
-//! methods. `Inner`'s own operations compose parts (a plan reads the routing view and
+//! ([`Causality`]), hedging ([`Hedging`]), the counters and the metric hooks. The parts a step
+//! of `connection/` uses (`routing`, `planner`, `hedging`, `counters`) are visible to the folder
+//! (privacy at the folder): the step calls the part that owns the state, whose invariants stay
+//! behind its methods. `Inner`'s own operations compose parts (a plan reads the routing view and
 //! read-your-writes; a probe's sweep clears scopes and proofs), or serve the callers outside
 //! the folder (the facade, the builder). A node is lent, held while something runs on it
 //! (`Inner::hold`, a lease in tidy's `LEASES`). `Inner` is what read-your-writes asks of the
@@ -43,8 +43,9 @@ pub(crate) struct Inner {
     /// Where statements go: the policy, the classifier, and the product whose SQL it reads; it
     /// reads the cluster through `routing`, handed to it per plan.
     pub(super) planner: Planner,
-    /// Its own counters, for [`Stats`](crate::Stats): retries, read-your-writes, hedging.
-    counters: Counters,
+    /// Its own counters, for [`Stats`](crate::Stats): retries, read-your-writes, hedging;
+    /// moved by the steps that count.
+    pub(super) counters: Counters,
     /// Read-your-writes: its tasks' scopes, and the position reads after writes.
     causality: Causality,
     /// Hedging: the ration, the watchdog, the counts; the attempt step's own part.
@@ -450,25 +451,8 @@ impl Inner {
     }
 }
 
-/// The connection's counters and metric hooks.
+/// The connection's metric hooks.
 impl Inner {
-    /// Counts one `count`.
-    #[inline]
-    pub(crate) fn count(&self, count: Count) {
-        self.counters.bump(count);
-    }
-
-    /// Counts a read-your-writes read as `outcome` (and its metric).
-    #[inline]
-    pub(super) fn count_ryw(&self, outcome: crate::observe::telemetry::Ryw) {
-        self.counters.read_your_writes(outcome);
-    }
-
-    /// How many `count` there were so far (`Stats`).
-    pub(crate) fn counted(&self, count: Count) -> u64 {
-        self.counters.get(count)
-    }
-
     /// Sets the metric callback every node's hooked pools report to.
     pub(crate) fn set_metric<F>(&self, callback: F)
     where

@@ -99,7 +99,7 @@ impl Record<'_> {
 /// primary): counted once, where it is known to move.
 pub(super) fn retried(conn: &Inner, node: &Node, write: bool) {
     telemetry::retry(node.labels(), write);
-    conn.count(Count::Retries);
+    conn.counters.bump(Count::Retries);
 }
 
 /// Classifies a failure `err` on node `id` for the retry decision and reports it: only a

@@ -83,7 +83,7 @@ fn passed_over(inner: &Inner, plan: &Plan, id: NodeId, node: &Node, now: Instant
     {
         return false;
     }
-    inner.count(Count::StalledSkips);
+    inner.counters.bump(Count::StalledSkips);
     telemetry::passover(node.labels());
     tracing::debug!(target: "rwsplit", node = %node.name(), "node stalled: trying the plan's next one");
     true

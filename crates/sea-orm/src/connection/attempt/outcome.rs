@@ -137,7 +137,7 @@ fn refusal(inner: &Inner, e: DbErr, node: &Node, plan: &Plan, sql: &str) -> Stop
         Why::Router(RouteReason::ReplicaRequested | RouteReason::NodeRequested)
     );
     let rerun = refusal::reruns(on_purpose, inner.planner.policy().on_replica_refusal);
-    inner.count(Count::ReplicaRefusals);
+    inner.counters.bump(Count::ReplicaRefusals);
     telemetry::replica_refusal(node.labels(), rerun);
     let first_full = inner.planner.first_full(&learned);
     log_refusal(node.name(), &learned, first_full, rerun);
