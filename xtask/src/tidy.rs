@@ -1444,8 +1444,12 @@ const COMPONENTS: &[(&str, &str, &str)] = &[
 /// field)`, each `pub(super)` (privacy at the folder, as sqlx's `PoolInner`). A step of the
 /// folder holds the part it uses instead of asking the component to pass each call on; the
 /// part's own state stays behind its methods (it is itself in [`COMPONENTS`]).
-const FOLDER_PARTS: &[(&str, &str, &str, &str)] =
-    &[("sea-orm", "connection::inner", "Inner", "hedging")];
+const FOLDER_PARTS: &[(&str, &str, &str, &str)] = &[
+    ("sea-orm", "connection::inner", "Inner", "hedging"),
+    ("sea-orm", "connection::inner", "Inner", "routing"),
+    ("sea-orm", "connection::inner", "Inner", "planner"),
+    ("sea-orm", "connection::inner", "Inner", "counters"),
+];
 
 /// What keeps the component `module::ty` of `krate` from owning its state (see
 /// [`COMPONENTS`]): fields with a visibility modifier (but `pub(super)` ones `folder` lists),

@@ -90,7 +90,7 @@ pub(super) fn attempt<'a, W: Work>(
         // A write that was never sent, or a read, to a node that is not the primary any more:
         // once more, on the primary the monitor sees now (if there is none, or it is still that
         // node, the caller hears why the first attempt ended).
-        let retry = match inner.plan_on_primary(plan.access(), Why::MovedToNewPrimary) {
+        let retry = match inner.routing.plan_on_primary(plan.access(), Why::MovedToNewPrimary) {
             Ok(retry) if retry.first() != old => retry,
             _ => return Err(unsent),
         };
@@ -114,7 +114,7 @@ async fn refused<W: Work>(
     if crate::send::deadline::current().is_some_and(|d| Instant::now() >= d) {
         return Err(refusal);
     }
-    let Ok(retry) = inner.plan_on_primary(Access::Write, Why::RefusedByReplica) else {
+    let Ok(retry) = inner.routing.plan_on_primary(Access::Write, Why::RefusedByReplica) else {
         return Err(refusal);
     };
     attempt_plan(inner, &retry, work, scope, 1).await.map_err(Stop::into_error)

@@ -441,7 +441,7 @@ mod tests {
     async fn a_node_is_reported_joining_until_it_enters_rotation() {
         use rwsplit_core::Health;
         let db = routed(1);
-        let state = db.inner.shared_state();
+        let state = Arc::clone(db.inner.routing.state());
         let t = std::time::Instant::now();
         let ms = Duration::from_millis;
         state.observe(NodeId::new(0), &pg_probe(true, "0/64", 0).await, t);
@@ -552,7 +552,7 @@ mod tests {
         let handle = recorder.handle();
         let _local = metrics::set_default_local_recorder(&recorder);
         let db = routed(1);
-        let state = db.inner.shared_state();
+        let state = Arc::clone(db.inner.routing.state());
         let t = std::time::Instant::now();
         state.observe(NodeId::new(0), &pg_probe(true, "0/64", 0).await, t);
         let id =
@@ -637,7 +637,7 @@ mod tests {
     #[tokio::test]
     async fn the_adapters_registry_and_the_monitors_state_agree() {
         let db = routed(2);
-        let state = db.inner.shared_state();
+        let state = Arc::clone(db.inner.routing.state());
         let agree = |db: &RoutedConnection| {
             let adapter: Vec<NodeId> = db.members.names().iter().map(|(id, _)| *id).collect();
             assert_eq!(adapter, state.ids(), "the same ids");
@@ -698,7 +698,7 @@ mod tests {
     #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
     async fn racing_adds_and_removals_never_split_the_membership() {
         let db = routed(1);
-        let state = db.inner.shared_state();
+        let state = Arc::clone(db.inner.routing.state());
         let done = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
         let reader = {
             let (db, state, done) = (db.clone(), std::sync::Arc::clone(&state), done.clone());

@@ -1,24 +1,23 @@
 //! The connection's shared state: [`RoutedConnection`], a facade over `Arc<Inner>`, what the
 //! statement path works with, and `Arc<Members>`, the nodes as membership and the monitor
-//! (`crate::nodes::members`). [`Inner`]'s private fields are its components — the node
-//! registry ([`Nodes`], shared with `Members`), the [`Planner`] (policy, classifier, routing
-//! state), read-your-writes ([`Causality`]), the counters and the metric hooks; and hedging
-//! ([`Hedging`]), a part visible to `connection/` (privacy at the folder): the attempt step
-//! holds it, rather than asking `Inner` to pass its calls on. Callers
-//! ask `Inner` for operations, named for what they want (plan this statement, a write ran,
-//! count this, fence that node), and `Inner` hands each to the component that owns the state,
-//! or composes two where one purpose needs both (a plan reads read-your-writes; a probe's sweep
-//! clears scopes and proofs). No component is handed out; a node is lent, held while
-//! something runs on it (`Inner::hold`, a lease in tidy's `LEASES`). `Inner` is also
-//! what read-your-writes asks of the connection ([`Cluster`]), what a statement's watch reads
-//! standings from, and what the watchdog looks at: the layers above it (`connection/mod.rs`
-//! lists them) are functions over `&Inner` that compose these operations.
+//! (`crate::nodes::members`). [`Inner`] is a bundle of peers, each the owner of its state: the
+//! node registry ([`Nodes`], shared with `Members`), the live view of the cluster ([`Routing`]:
+//! the monitor's state, wrapped once), the pure [`Planner`] (policy, classifier), read-your-writes
+//! ([`Causality`]), hedging ([`Hedging`]), the counters and the metric hooks. The parts a step
+//! of `connection/` uses (`routing`, `planner`, `hedging`, `counters`) are visible to the folder
+//! (privacy at the folder): the step calls the part that owns the state, whose invariants stay
+//! behind its methods. `Inner`'s own operations compose parts (a plan reads the routing view and
+//! read-your-writes; a probe's sweep clears scopes and proofs), or serve the callers outside
+//! the folder (the facade, the builder). A node is lent, held while something runs on it
+//! (`Inner::hold`, a lease in tidy's `LEASES`). `Inner` is what read-your-writes asks of the
+//! connection ([`Cluster`]) and what the watchdog looks at; a statement's watch reads standings
+//! from `Routing` itself.
 
 use std::fmt;
 use std::sync::{Arc, Weak};
 use std::time::{Duration, Instant};
 
-use rwsplit_core::{Access, CausalToken, InFlight, NodeId};
+use rwsplit_core::{Access, CausalToken, NodeId};
 use sea_orm::{AccessMode, DatabaseConnection, DbBackend, DbErr, IsolationLevel};
 
 use crate::consistency::{Capture, Causality, Cluster, Outcome, Ran, Seen, Slot};
@@ -26,12 +25,11 @@ use crate::hedge::hedging::Hedging;
 use crate::nodes::members::Members;
 use crate::observe::hooks::Hooks;
 use crate::product::Product;
-use crate::routing::route::{Plan, Why};
-use crate::send::sending::Standing;
+use crate::routing::route::Routing;
 
 use crate::nodes::registry::{NodeRef, Nodes};
 use crate::observe::counters::{Count, Counters, Effects};
-use crate::routing::ctx::{Ctx, Policy, Scope};
+use crate::routing::ctx::{Ctx, Scope};
 use crate::routing::plan::{Around, Done, Input, Io, Planned, Planner};
 
 pub(crate) struct Inner {
@@ -39,11 +37,15 @@ pub(crate) struct Inner {
     /// 1.. the configured replicas, then any added by a topology source (at the index the
     /// state gave them).
     nodes: Nodes,
-    /// Where statements go: the policy, the classifier, the routing state, and the product
-    /// whose SQL it reads.
-    planner: Planner,
-    /// Its own counters, for [`Stats`](crate::Stats): retries, read-your-writes, hedging.
-    counters: Counters,
+    /// The live view of the cluster: the adapter's one owner of the monitor's state (roles,
+    /// health, fencing, samples, wants), and the core router that plans from its snapshots.
+    pub(super) routing: Routing,
+    /// Where statements go: the policy, the classifier, and the product whose SQL it reads; it
+    /// reads the cluster through `routing`, handed to it per plan.
+    pub(super) planner: Planner,
+    /// Its own counters, for [`Stats`](crate::Stats): retries, read-your-writes, hedging;
+    /// moved by the steps that count.
+    pub(super) counters: Counters,
     /// Read-your-writes: its tasks' scopes, and the position reads after writes.
     causality: Causality,
     /// Hedging: the ration, the watchdog, the counts; the attempt step's own part.
@@ -86,7 +88,7 @@ pub struct RoutedConnection {
 
 impl fmt::Debug for RoutedConnection {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let primary = self.inner.primary_id();
+        let primary = self.inner.routing.primary_id();
         let nodes = self.members.names();
         let name = |i: &NodeId| nodes.iter().find(|(j, _)| j == i).map(|(_, n)| n.as_str());
         let replicas: Vec<&str> =
@@ -102,6 +104,7 @@ impl fmt::Debug for RoutedConnection {
 /// What a connection is made of, handed to [`Inner::new`] by the code that builds it.
 pub(crate) struct Parts {
     pub(crate) nodes: Nodes,
+    pub(crate) routing: Routing,
     pub(crate) planner: Planner,
     /// Whether a monitor runs.
     pub(crate) monitored: bool,
@@ -111,7 +114,7 @@ impl Inner {
     /// The connection's state from its `parts`; `start` is handed the connection's own weak
     /// reference before it exists, and its hedging (for the watchdog it starts).
     pub(crate) fn new(parts: Parts, start: impl FnOnce(&Weak<Inner>, &Hedging)) -> Arc<Inner> {
-        let Parts { nodes, planner, monitored } = parts;
+        let Parts { nodes, routing, planner, monitored } = parts;
         let hedging = Hedging::default();
         let policy = planner.policy();
         let causality = Causality::new(
@@ -124,6 +127,7 @@ impl Inner {
             Inner {
                 monitored,
                 nodes,
+                routing,
                 planner,
                 counters: Counters::default(),
                 causality,
@@ -149,27 +153,23 @@ impl Inner {
         self.product().system_name()
     }
 
-    /// The routing policy the builder set.
-    pub(crate) fn policy(&self) -> &Policy {
-        self.planner.policy()
-    }
-
     /// The catch-up wait a read with `ctx` may do ([`Planner::wait_of`]).
     #[cfg(test)]
     pub(crate) fn wait_of(&self, ctx: &Ctx<'_>) -> Option<std::time::Duration> {
         self.planner.wait_of(ctx)
     }
 
-    /// What a plan reads of the rest of the connection: read-your-writes, the number of nodes, and
-    /// whether a monitor runs.
+    /// What a plan reads of the rest of the connection: the routing view, read-your-writes, the
+    /// number of nodes, and whether a monitor runs.
     fn around(&self) -> Around<'_> {
-        Around { causality: &self.causality, nodes: self.nodes.count(), monitored: self.monitored }
+        let (causality, nodes) = (&self.causality, self.nodes.count());
+        Around { routing: &self.routing, causality, nodes, monitored: self.monitored }
     }
 
     /// The id of the node that has the primary role now (the configured one until a
     /// promotion is seen).
     pub(crate) fn primary_index(&self) -> NodeId {
-        self.planner.primary_index()
+        self.routing.primary_index()
     }
 }
 
@@ -222,8 +222,8 @@ impl Inner {
 /// Planning, through the planner: the statement path asks where its statement goes, and the
 /// executor applies what the decision means, once.
 impl Inner {
-    /// `sql`'s classification, detached from it, and `db.operation.name` (cached by text).
-    #[inline]
+    /// `sql`'s classification (the planner's tests', outside this folder).
+    #[cfg(test)]
     pub(crate) fn classify(&self, sql: &str) -> crate::routing::classified::Entry {
         self.planner.classify(sql)
     }
@@ -259,142 +259,57 @@ impl Inner {
         self.planner.plan_transaction(isolation, access, &input)
     }
 
-    /// A plan for `access` on the primary, whatever the SQL would allow.
-    #[inline]
-    pub(super) fn plan_on_primary(&self, access: Access, reason: Why) -> Result<Plan, DbErr> {
-        self.planner.plan_on_primary(access, reason)
-    }
-
-    /// What the router makes of `ctx` in the live topology (the tests' plain plans).
-    #[cfg(test)]
-    pub(super) fn plan_ctx(&self, ctx: &rwsplit_core::RouteContext<'_>) -> Result<Plan, DbErr> {
-        self.planner.plan_ctx(ctx)
-    }
-
     /// The replica a read sent now would go to, chosen as a read would be (healthy, by the
     /// balancer); when none is in rotation, [`RoutingError::NoNodeLeft`] naming each replica
     /// and why it is out, never the primary.
     pub(crate) fn replica_for_reads(&self) -> Result<NodeId, DbErr> {
         let ctx = rwsplit_core::RouteContext::for_access(Access::Read, Instant::now())
             .with_target(rwsplit_core::Target::Replica);
-        let plan = self.planner.plan_ctx(&ctx)?;
+        let plan = self.routing.route(&ctx)?;
         if !plan.on_primary() {
             return Ok(plan.first());
         }
-        let nodes = self.planner.replicas_out(&plan);
+        let nodes = self.routing.replicas_out(&plan);
         Err(crate::routing_error::RoutingError::NoNodeLeft { nodes }.into())
     }
 
     /// Applies the `effects` of the plan that runs, once, as of `now`: its counters, and its
-    /// wants to the monitor if one runs.
+    /// wants to the monitor if one runs (for the policy's position linger).
     #[inline]
     pub(crate) fn apply(&self, effects: Effects, now: Instant) {
-        self.planner.apply(effects, &self.counters, self.monitored, now);
+        let monitor = self.monitored.then(|| &**self.routing.state());
+        effects.apply(&self.counters, monitor, self.linger(), now);
     }
 
     /// Sends the wants of a plan's `effects` to the monitor, if one runs, before its I/O step.
     pub(super) fn want(&self, effects: &Effects, now: Instant) {
-        self.planner.want(effects, self.monitored, now);
+        let monitor = self.monitored.then(|| &**self.routing.state());
+        effects.want(monitor, self.linger(), now);
     }
 
-    /// A replica refused `sql` as a write: its shape is learned as one from now on.
-    pub(super) fn learn_refused(&self, sql: &str) -> crate::routing::classified::Learned {
-        self.planner.learn_refused(sql)
-    }
-
-    /// Whether `learned` filled the table of learned shapes (said once).
-    pub(super) fn first_full(&self, learned: &crate::routing::classified::Learned) -> bool {
-        self.planner.first_full(learned)
-    }
-
-    /// How many shapes were learned as writes from replicas' refusals (`Stats`).
-    pub(crate) fn learned_writes(&self) -> usize {
-        self.planner.learned_writes()
+    /// How long the monitor keeps sampling positions a plan wanted.
+    fn linger(&self) -> Duration {
+        self.planner.policy().monitor.position_linger_value()
     }
 }
 
-/// The routing state, through the planner that owns it: what statements, the monitor's
-/// callbacks, the facade and `Stats` tell it or read of it.
+/// The live view of the cluster, for the callers outside `connection/` (the facade, the
+/// builder); inside it, a step holds `routing` itself.
 impl Inner {
-    /// The current primary's id, if exactly one node has the role.
-    #[inline]
-    pub(crate) fn primary_id(&self) -> Option<NodeId> {
-        self.planner.primary_id()
-    }
-
-    /// Where `node` stands for a statement on it: the primary, down, not the primary, gone.
-    #[inline]
-    pub(super) fn standing(&self, node: NodeId) -> Standing {
-        self.planner.standing(node)
-    }
-
-    /// Completes at `node`'s next announced change of role or health (or nudge).
-    #[inline]
-    pub(super) fn changed(&self, node: NodeId) -> tokio::sync::futures::Notified<'_> {
-        self.planner.changed(node)
-    }
-
-    /// An attempt on `node` succeeded at `now` ([`Planner::answered`]).
-    #[inline]
-    pub(super) fn answered(&self, node: NodeId, guard: Option<InFlight>, now: Instant) {
-        self.planner.answered(node, guard, now);
-    }
-
-    /// A failure of `node` itself (never back-pressure) that a statement saw.
-    pub(super) fn record_failure(&self, node: NodeId) {
-        self.planner.record_failure(node);
-    }
-
-    /// A catch-up wait proved `node` has replayed `token`: proof for the next reads.
-    pub(super) fn learn(&self, node: NodeId, token: &CausalToken) {
-        self.planner.learn(node, token);
-    }
-
     /// Fences or unfences `node`; whether it was there to be.
     pub(crate) fn set_fenced(&self, node: NodeId, fenced: bool) -> bool {
-        self.planner.set_fenced(node, fenced)
-    }
-
-    /// Fences `node` because its server is not one rwsplit supports.
-    pub(super) fn fence_unsupported(&self, node: NodeId) {
-        self.planner.fence_unsupported(node);
-    }
-
-    /// How the routing state sees `node` now (`Stats`).
-    pub(crate) fn node_routing(&self, node: NodeId) -> crate::routing::route::NodeRouting {
-        self.planner.node_routing(node)
+        self.routing.set_fenced(node, fenced)
     }
 
     /// The monitor's probes of `node` refused for lack of room (busy, not gone).
     pub(crate) fn busy_probes(&self, node: NodeId) -> u64 {
-        self.planner.busy_probes(node)
-    }
-
-    /// The primary's position as the monitor last saw it, if known.
-    pub(crate) fn primary_position(&self) -> Option<rwsplit_core::ReplayPosition> {
-        self.planner.primary_position()
+        self.routing.busy_probes(node)
     }
 
     /// Holds `node` out of rotation until the monitor has an answer from it (it did not
     /// answer while the connection was made); whether it was held.
     pub(crate) fn hold_until_answered(&self, node: NodeId) -> bool {
-        self.planner.hold_until_answered(node)
-    }
-
-    /// Completes at the monitor's next published topology (enable it before the look it
-    /// guards).
-    pub(super) fn published(&self) -> tokio::sync::futures::Notified<'_> {
-        self.planner.published()
-    }
-
-    /// Asks the monitor for one sample of `node`'s position read after `after`, until `until`.
-    pub(super) fn want_sample(&self, node: NodeId, after: Instant, until: Instant) {
-        self.planner.want_sample(node, after, until);
-    }
-
-    /// Whether the monitor sampled `node` after `at`.
-    pub(super) fn sampled_since(&self, node: NodeId, at: Instant) -> bool {
-        self.planner.sampled_since(node, at)
+        self.routing.hold_until_answered(node)
     }
 
     /// Tells the monitor, if one runs, that the cluster is in use at `now`: it probes at its
@@ -402,69 +317,24 @@ impl Inner {
     #[inline]
     pub(super) fn note_use(&self, now: Instant) {
         if self.monitored {
-            self.planner.used(now);
+            self.routing.used(now);
         }
-    }
-
-    /// The live topology, for the gauges.
-    pub(super) fn snapshot(&self) -> rwsplit_core::TopologyGuard {
-        self.planner.snapshot()
-    }
-
-    /// Whether the monitor has `node` (in the snapshot or joining it).
-    pub(super) fn in_monitor(&self, node: NodeId) -> bool {
-        self.planner.in_monitor(node)
-    }
-
-    /// Whether `node` is fenced.
-    pub(super) fn is_fenced(&self, node: NodeId) -> bool {
-        self.planner.is_fenced(node)
     }
 
     /// After a probe of the monitor's: forgets the scopes whose writes every replica has
     /// replayed (or whose tokens are stale), and the catch-up waits' expired proofs.
     pub(super) fn sweep(&self, now: Instant) {
-        let floor = |seen: &Seen| self.planner.floor(seen);
-        let settled = |t: &CausalToken| self.planner.settled(t);
+        let floor = |seen: &Seen| self.routing.floor(seen).known();
+        let settled = |t: &CausalToken| self.routing.settled(t);
         self.causality.sweep(now, crate::routing::ctx::FOREIGN_TOKEN_TTL, settled, floor);
-        self.planner.sweep_learned(now);
+        self.routing.sweep_learned(now);
     }
 
-    /// The monitor's state, for the tests to feed it probe results and compare it with the
-    /// registry.
-    #[cfg(test)]
-    pub(crate) fn shared_state(&self) -> Arc<rwsplit_monitor::TopologyState> {
-        Arc::clone(self.planner.monitor_state())
-    }
-
-    /// Takes `node` out of rotation at once (the tests' way of making a node unroutable).
+    /// Takes `node` out of rotation at once (the planner's tests' way of making a node
+    /// unroutable).
     #[cfg(test)]
     pub(crate) fn ban(&self, node: NodeId) {
-        self.planner.ban(node);
-    }
-
-    /// The looks at the live topology so far (plans and the rest, standings).
-    #[cfg(test)]
-    pub(crate) fn looks(&self) -> (usize, usize) {
-        self.planner.looks()
-    }
-}
-
-/// A statement's watch reads its node's standing here ([`crate::send::watch::bounded`]).
-impl crate::send::watch::Standings for Inner {
-    #[inline]
-    fn standing(&self, node: NodeId) -> Standing {
-        Inner::standing(self, node)
-    }
-
-    #[inline]
-    fn wake_ups(&self, node: NodeId) -> u64 {
-        self.planner.wake_ups(node)
-    }
-
-    #[inline]
-    fn changed(&self, node: NodeId) -> tokio::sync::futures::Notified<'_> {
-        Inner::changed(self, node)
+        self.routing.ban(node);
     }
 }
 
@@ -473,7 +343,7 @@ impl crate::hedge::watchdog::Watched for Inner {
     fn look_each(&self, now: Instant, mut each: impl FnMut(NodeId, crate::hedge::pace::Look)) {
         // The snapshot's nodes (those reads can be on), each looked up by id: cheaper than a
         // walk over the registry's every slot.
-        self.planner.each_routable(|id| {
+        self.routing.each_routable(|id| {
             if let Some(node) = self.nodes.hold(id) {
                 each(id, node.look(now));
             }
@@ -481,7 +351,7 @@ impl crate::hedge::watchdog::Watched for Inner {
     }
 
     fn wake_reads_on(&self, id: NodeId) {
-        self.planner.nudge(id);
+        self.routing.nudge(id);
     }
 }
 
@@ -581,25 +451,8 @@ impl Inner {
     }
 }
 
-/// The connection's counters and metric hooks.
+/// The connection's metric hooks.
 impl Inner {
-    /// Counts one `count`.
-    #[inline]
-    pub(crate) fn count(&self, count: Count) {
-        self.counters.bump(count);
-    }
-
-    /// Counts a read-your-writes read as `outcome` (and its metric).
-    #[inline]
-    pub(super) fn count_ryw(&self, outcome: crate::observe::telemetry::Ryw) {
-        self.counters.read_your_writes(outcome);
-    }
-
-    /// How many `count` there were so far (`Stats`).
-    pub(crate) fn counted(&self, count: Count) -> u64 {
-        self.counters.get(count)
-    }
-
     /// Sets the metric callback every node's hooked pools report to.
     pub(crate) fn set_metric<F>(&self, callback: F)
     where
@@ -647,19 +500,19 @@ impl Cluster for Inner {
     }
 
     fn want_sample(&self, node: NodeId, after: Instant, until: Instant) {
-        self.planner.want_sample(node, after, until);
+        self.routing.want_sample(node, after, until);
     }
 
     fn want_floor(&self, node: NodeId, after: Instant, until: Instant) {
-        self.planner.want_floor(node, after, until);
+        self.routing.want_floor(node, after, until);
     }
 
     fn want_replayed(&self, token: &CausalToken, until: Instant) {
-        self.planner.want_replayed(token, until);
+        self.routing.want_replayed(token, until);
     }
 
     fn sampled(&self) -> tokio::sync::futures::Notified<'_> {
-        self.planner.sampled()
+        self.routing.sampled()
     }
 
     fn monitored(&self) -> bool {
@@ -667,11 +520,11 @@ impl Cluster for Inner {
     }
 
     fn floor(&self, seen: &Seen) -> Option<CausalToken> {
-        self.planner.floor(seen)
+        self.routing.floor(seen).known()
     }
 
     fn primary(&self) -> NodeId {
-        self.planner.primary_id().unwrap_or_else(|| self.primary_index())
+        self.routing.primary_index()
     }
 
     fn name_of(&self, node: NodeId) -> Option<String> {

@@ -2,7 +2,7 @@
 //! `crate::facade`): the handles the application holds, what runs a statement on them,
 //! assembling them, and the monitor they start.
 //!
-//! **Owns**: the shared state ([`Inner`], whose private fields are the components), the
+//! **Owns**: the shared state ([`Inner`], whose fields are peers, each owning its state), the
 //! executor (a plan's I/O steps and the one attempt loop), the statement and transaction
 //! paths, SeaORM's traits for every routed handle, the public handles ([`RoutedConnection`],
 //! [`Session`](session::Session), [`RoutedStream`](stream::RoutedStream),
@@ -24,12 +24,12 @@
 //! `connection_modules_are_layered` checks it):
 //!
 //! 1. `stream` — a streamed query's rows, [`RoutedStream`](stream::RoutedStream);
-//! 2. `inner` — the shared state: [`RoutedConnection`] over [`Inner`], whose private fields
-//!    are the components the statement path works with (registry, planner, read-your-writes,
-//!    counters, metric hooks; hedging, a part the attempt step holds), and over `crate::nodes::members`'
-//!    `Members` (membership and the monitor); the operations callers ask of them, and what
-//!    read-your-writes, a statement's watch and the watchdog ask of the connection (`Cluster`,
-//!    [`crate::consistency`]'s, `Standings` and `Watched`, implemented over them);
+//! 2. `inner` — the shared state: [`RoutedConnection`] over [`Inner`], whose fields are the
+//!    peers the statement path works with (registry, routing view, planner, read-your-writes,
+//!    counters, metric hooks, hedging; the parts a step holds visible to this folder), and over
+//!    `crate::nodes::members`' `Members` (membership and the monitor); the operations that
+//!    compose them, and what read-your-writes and the watchdog ask of the connection (`Cluster`,
+//!    [`crate::consistency`]'s, and `Watched`, implemented over them);
 //! 3. `stats` — a snapshot of where statements went, for operators and tests;
 //! 4. `record` — one attempt's outcome, reported once: to the monitor, the node's counters,
 //!    the balancer, the metrics and the scope;
@@ -136,8 +136,8 @@ pub(crate) fn assemble(
         crate::routing::classified::Classified::new(classifier, product.dialect(), learned);
     let hedged = policy.hedged_reads;
     let probe_interval = policy.monitor.probe_interval_value();
-    let planner = Planner::new(policy, classified, routing, product);
-    let parts = inner::Parts { nodes: nodes.clone(), planner, monitored };
+    let planner = Planner::new(policy, classified, product);
+    let parts = inner::Parts { nodes: nodes.clone(), routing, planner, monitored };
     let inner = Inner::new(parts, |weak, hedging| {
         if hedged {
             hedging.watch(weak.clone());
@@ -275,7 +275,7 @@ fn check_server(weak: &std::sync::Weak<Inner>, id: NodeId, n: &NodeRef) {
                 if let Some(inner) = weak.upgrade()
                     && inner.has_node(id)
                 {
-                    inner.fence_unsupported(id);
+                    inner.routing.fence_unsupported(id);
                 }
                 tracing::error!(target: "rwsplit", node = %check.node().name(), %error, "node refused and fenced: its server is not one rwsplit supports");
                 // Checked once, refused for good: no later probe checks it again.
@@ -344,19 +344,19 @@ pub(crate) fn add_node(
 /// once it has drained (telemetry's *Removed nodes*). The last node is never removed.
 /// Returns whether it was removed.
 pub(crate) fn remove_node(db: &RoutedConnection, id: NodeId) -> bool {
-    let was_primary = db.inner.node_routing(id).view.is_some_and(|v| v.0 == Role::Primary);
+    let was_primary = db.inner.routing.node_routing(id).view.is_some_and(|v| v.0 == Role::Primary);
     db.members.remove(id, was_primary)
 }
 
 /// One round of the gauges.
 pub(crate) fn sample_metrics(db: &RoutedConnection, now: Instant) {
     let inner = &db.inner;
-    let topo = inner.snapshot();
+    let topo = inner.routing.live_topology();
     db.members.each(|i, n| {
         let view = topo.node(i);
         // Not in the snapshot: joining (sampled as such), or removed a moment ago (its
         // gauges are the removal's, see `Nodes::remove`).
-        let joining = view.is_none() && inner.in_monitor(i);
+        let joining = view.is_none() && inner.routing.in_monitor(i);
         if view.is_none() && !joining {
             return;
         }
@@ -366,7 +366,7 @@ pub(crate) fn sample_metrics(db: &RoutedConnection, now: Instant) {
                 labels: n.labels(),
                 health: view.map_or(rwsplit_core::Health::Down, |v| v.health()),
                 joining,
-                fenced: inner.is_fenced(i),
+                fenced: inner.routing.is_fenced(i),
                 role: view.map_or(Role::Replica, |v| v.role()),
                 lag_bytes: lag.bytes(),
                 lag_time: lag.time(),

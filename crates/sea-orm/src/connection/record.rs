@@ -51,7 +51,7 @@ impl Record<'_> {
         let guard = self.guard.take();
         self.observe(now, None);
         self.node.statement_answered(self.started, now);
-        self.conn.answered(self.id, guard, now);
+        self.conn.routing.answered(self.id, guard, now);
         self.node.count_success(self.write);
     }
 
@@ -99,18 +99,18 @@ impl Record<'_> {
 /// primary): counted once, where it is known to move.
 pub(super) fn retried(conn: &Inner, node: &Node, write: bool) {
     telemetry::retry(node.labels(), write);
-    conn.count(Count::Retries);
+    conn.counters.bump(Count::Retries);
 }
 
 /// Classifies a failure `err` on node `id` for the retry decision and reports it: only a
 /// failure of the node itself counts against its health. Back-pressure (the pool had no free
 /// connection in time) is counted in the node's stats and never held against it.
 pub(super) fn note_failure(conn: &Inner, node: &Node, id: NodeId, err: &DbErr) -> Failure {
-    let failure = failure::classify(err, id != conn.primary_index());
+    let failure = failure::classify(err, id != conn.routing.primary_index());
     match failure {
         Failure::Connection => {
             node.count_failure();
-            conn.record_failure(id);
+            conn.routing.record_failure(id);
         }
         Failure::Backpressure => {
             node.count_pool_timeout();

@@ -151,7 +151,7 @@ impl Session {
         // The primary's position as the monitor last saw it, or as this connection last read it
         // after a write (newer while writes come: a token this process issued is at or below it).
         let inner = &self.db.inner;
-        let sampled = inner.primary_position();
+        let sampled = inner.routing.primary_position();
         let verified = sampled.is_some_and(|p| token.is_satisfied_by(&p))
             || inner.newest_position().is_some_and(|p| token.is_satisfied_by(p.position()));
         self.state.update(|s| if verified { s.record(token) } else { s.hold(token) });
@@ -310,7 +310,7 @@ pub(crate) async fn resolve(
 ) -> Result<Option<SessionToken>, DbErr> {
     // A write's position read is under way: wait for it (a few round trips at most); if it
     // takes longer than the monitor's probe timeout, read a fresh position instead.
-    let max = db.inner.policy().monitor.probe_timeout_value();
+    let max = db.inner.planner.policy().monitor.probe_timeout_value();
     let slot: Slot = db.inner.settled_slot(scope, max).await;
     let seen = slot.seen;
     let token = db.inner.written(scope, slot).await?;

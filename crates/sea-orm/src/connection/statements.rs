@@ -75,14 +75,14 @@ fn statement_in<'a, W: Work + Sync + 'a>(
     ctx: Ctx<'a>,
     path: Path,
 ) -> impl std::future::Future<Output = Result<W::Output, DbErr>> + Send + 'a {
-    let kind = inner.classify(work.sql());
+    let kind = inner.planner.classify(work.sql());
     let span = super::attempt::statement_span(inner, kind.operation, &ctx);
     async move {
         let scope = ctx.scope();
         let plan = match path {
             Path::Primary(why) => {
                 let access = kind.classification.access();
-                inner.plan_on_primary(access, why)?.with_operation(kind.operation)
+                inner.routing.plan_on_primary(access, why)?.with_operation(kind.operation)
             }
             Path::Planned => {
                 let sql = work.sql();
@@ -94,7 +94,7 @@ fn statement_in<'a, W: Work + Sync + 'a>(
         if let Path::Planned = path {
             // A read whose effect comes after its attempt (a stream: its rows are still to
             // come) is bounded only by a later read.
-            let ran = plan.ran(node, ctx.keeps_monotonic(inner.policy()), !W::INERT);
+            let ran = plan.ran(node, ctx.keeps_monotonic(inner.planner.policy()), !W::INERT);
             inner.saw(&scope, ran);
         }
         Ok(out)

@@ -281,7 +281,7 @@ pub(crate) fn snapshot(db: &RoutedConnection) -> Stats {
             // the adapter keeps its last node.
             let mut nodes = Vec::new();
             db.members.each(|i, n| {
-                let routing = inner.node_routing(i);
+                let routing = inner.routing.node_routing(i);
                 let seen = routing.view;
                 let configured = if i == NodeId::new(0) { Role::Primary } else { Role::Replica };
                 nodes.push(NodeStats {
@@ -305,26 +305,26 @@ pub(crate) fn snapshot(db: &RoutedConnection) -> Stats {
             });
             nodes
         },
-        retries: inner.counted(Count::Retries),
+        retries: inner.counters.get(Count::Retries),
         ryw: ReadYourWrites {
-            positions_captured: inner.counted(Count::Captures),
-            capture_failures: inner.counted(Count::CaptureFailures),
-            replica_reads: inner.counted(Count::TokenReadsOnReplicas),
-            primary_reads: inner.counted(Count::TokenReadsOnPrimary),
-            waits: inner.counted(Count::Waits),
-            wait_timeouts: inner.counted(Count::WaitTimeouts),
-            foreign_tokens: inner.counted(Count::ForeignTokens),
-            last_node_reads: inner.counted(Count::MonotonicStays),
+            positions_captured: inner.counters.get(Count::Captures),
+            capture_failures: inner.counters.get(Count::CaptureFailures),
+            replica_reads: inner.counters.get(Count::TokenReadsOnReplicas),
+            primary_reads: inner.counters.get(Count::TokenReadsOnPrimary),
+            waits: inner.counters.get(Count::Waits),
+            wait_timeouts: inner.counters.get(Count::WaitTimeouts),
+            foreign_tokens: inner.counters.get(Count::ForeignTokens),
+            last_node_reads: inner.counters.get(Count::MonotonicStays),
             tracked_tasks: inner.tracked_tasks() as u64,
         },
         promotions: db.members.promotions().unwrap_or(0),
-        replica_refusals: inner.counted(Count::ReplicaRefusals),
-        learned_writes: u64::try_from(inner.learned_writes()).unwrap_or(u64::MAX),
+        replica_refusals: inner.counters.get(Count::ReplicaRefusals),
+        learned_writes: u64::try_from(inner.planner.learned_writes()).unwrap_or(u64::MAX),
         hedges: Hedges {
             sent: inner.hedging.sent(),
             won: inner.hedging.won(),
             lost: inner.hedging.lost(),
-            stalled_skips: inner.counted(Count::StalledSkips),
+            stalled_skips: inner.counters.get(Count::StalledSkips),
         },
     }
 }

@@ -360,7 +360,7 @@ async fn statements_errors_retries_and_latencies_are_recorded() {
 /// What the monitor reports after probing `node`: the primary, or a replica.
 async fn probed(db: &RoutedConnection, node: NodeId, replica: bool) {
     let seen = crate::tests::pg_probe(!replica, "0/3000000", 0).await;
-    db.inner.shared_state().observe(node, &seen, std::time::Instant::now());
+    db.inner.routing.state().observe(node, &seen, std::time::Instant::now());
 }
 
 /// A sqlx pool whose server refuses every connection (nothing listens on port 1): sqlx keeps
@@ -405,7 +405,7 @@ async fn a_write_waiting_for_a_connection_follows_a_new_primary(
     if old_marked_down {
         for _ in 0..5 {
             let refused = Err(rwsplit_monitor::ProbeError::refused("connection refused"));
-            db.inner.shared_state().observe(NodeId::new(0), &refused, std::time::Instant::now());
+            db.inner.routing.state().observe(NodeId::new(0), &refused, std::time::Instant::now());
         }
     }
     let (result, took) = write.await.unwrap();
@@ -447,7 +447,7 @@ async fn a_write_on_a_primary_marked_down_with_no_successor_fails_unsent() {
     tokio::time::sleep(std::time::Duration::from_millis(200)).await;
     for _ in 0..5 {
         let refused = Err(rwsplit_monitor::ProbeError::refused("connection refused"));
-        db.inner.shared_state().observe(NodeId::new(0), &refused, std::time::Instant::now());
+        db.inner.routing.state().observe(NodeId::new(0), &refused, std::time::Instant::now());
     }
     let err = tokio::time::timeout(std::time::Duration::from_secs(2), write)
         .await
@@ -512,7 +512,7 @@ async fn a_replica_read_is_given_up_when_its_node_is_marked_down_and_not_before(
         }
     });
     let refused = Err(rwsplit_monitor::ProbeError::refused("connection refused"));
-    let state = db.inner.shared_state();
+    let state = db.inner.routing.state();
     tokio::time::sleep(std::time::Duration::from_millis(200)).await;
     let replica = NodeId::new(1);
     let before = state.changes(replica);
@@ -658,7 +658,8 @@ async fn a_plan_made_before_an_index_was_reused_never_runs_on_the_new_node() {
     let db = routed(answering(), vec![answering()], 2);
     let old_plan = db
         .inner
-        .plan_ctx(&RouteContext::for_access(Access::Read, std::time::Instant::now()))
+        .routing
+        .route(&RouteContext::for_access(Access::Read, std::time::Instant::now()))
         .unwrap();
     assert_eq!(old_plan.first(), NodeId::new(1), "the read is planned for the replica");
     let replica = db.inner.hold(NodeId::new(1)).unwrap().conn().clone();
@@ -676,7 +677,7 @@ async fn a_plan_made_before_an_index_was_reused_never_runs_on_the_new_node() {
     // The newcomer joins: the monitor's state sees it caught up (no monitor runs on mocks).
     probed(&db, NodeId::new(0), false).await;
     probed(&db, id, true).await;
-    assert!(db.inner.shared_state().snapshot().node(id).is_some(), "in rotation");
+    assert!(db.inner.routing.state().snapshot().node(id).is_some(), "in rotation");
 
     let mut work = super::attempt::QueryOne(select());
     let (row, served_by) =
@@ -690,7 +691,8 @@ async fn a_plan_made_before_an_index_was_reused_never_runs_on_the_new_node() {
 
     let new_plan = db
         .inner
-        .plan_ctx(&RouteContext::for_access(Access::Read, std::time::Instant::now()))
+        .routing
+        .route(&RouteContext::for_access(Access::Read, std::time::Instant::now()))
         .unwrap();
     assert_eq!(new_plan.first(), id);
     db.query_one_raw(select()).await.unwrap();
@@ -795,16 +797,16 @@ async fn a_statement_looks_at_the_topology_once(
     let db = RoutedConnection::from_connections_with(answering(), vec![answering()], policy)
         .expect("two mock nodes");
     let looks = |before: (usize, usize)| {
-        let now = db.inner.looks();
+        let now = db.inner.routing.looks();
         (now.0 - before.0, now.1 - before.1)
     };
     for _ in 0..2 {
-        let before = db.inner.looks();
+        let before = db.inner.routing.looks();
         db.query_one_raw(stmt.clone()).await.expect("answered");
         assert_eq!(looks(before), (1, watch), "{}", stmt.sql);
     }
     // `execute` runs on the primary whatever its SQL: the watch looks once there too.
-    let before = db.inner.looks();
+    let before = db.inner.routing.looks();
     db.execute_raw(stmt.clone()).await.expect("executed");
     assert_eq!(looks(before), (1, 1), "execute: {}", stmt.sql);
 }
@@ -813,7 +815,7 @@ async fn a_statement_looks_at_the_topology_once(
 fn read_plan(db: &RoutedConnection, target: rwsplit_core::Target) -> crate::routing::route::Plan {
     use rwsplit_core::{Access, RouteContext};
     let ctx = RouteContext::for_access(Access::Read, std::time::Instant::now()).with_target(target);
-    db.inner.plan_ctx(&ctx).unwrap()
+    db.inner.routing.route(&ctx).unwrap()
 }
 
 /// A plan whose every candidate was skipped fails naming each and why: removed since it was

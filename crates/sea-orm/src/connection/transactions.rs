@@ -47,7 +47,7 @@ pub(crate) async fn begin_in(
         let (txn, node) =
             super::attempt::attempt(inner, &plan, &mut Begin { options, unseen }, &scope).await?;
         // A read-only transaction reads until it ends, unseen: bounded by a later read.
-        let ran = plan.ran(node, ctx.keeps_monotonic(inner.policy()), false);
+        let ran = plan.ran(node, ctx.keeps_monotonic(inner.planner.policy()), false);
         inner.saw(&scope, ran);
         Ok((txn, writes.then_some(node)))
     }

@@ -2,10 +2,11 @@
 //! [scope](crate::RoutedConnection::scope) or hint, the consistency level and the caller's
 //! read-your-writes need decide what the core router is asked.
 //!
-//! The planner decides; it changes nothing and does no I/O. Its inputs: the statement, the
-//! call's [`Ctx`], the scope's state (read once per plan), the topology (one snapshot per plan,
-//! read after the scope's state and the monitor's sample marks it is judged with), the policy,
-//! the clock reading the executor hands it, and the positions catch-up waits proved. Its
+//! A plan decides; it changes nothing and does no I/O. Its inputs: the statement, the call's
+//! [`Ctx`], the scope's state (read once per plan), the live view of the cluster it is handed
+//! ([`Routing`], in [`Around`]: one snapshot per plan, read after the scope's state and the
+//! monitor's sample marks it is judged with, and the positions catch-up waits proved), the
+//! policy, and the clock reading the executor hands it. Its
 //! output is data: a [`Plan`], or the I/O step to do first ([`Planned::Io`]: the executor does
 //! it, `connection/attempt`'s `planned`, and plans again with what it found, [`Done`]), each with the
 //! [`Effects`] of the decision — counters to move, positions to want from the monitor — which
@@ -27,23 +28,22 @@ use crate::product::Product;
 use crate::routing::classified::Classified;
 use crate::routing::route::{Floor, FloorMark, Plan, Routing, Snap, Why};
 
-/// The planner: the routing policy, the classifier (behind its cache of the texts it has seen)
-/// and the routing state (the monitor's topology and the core router), which it owns and hands
-/// out to no one. It decides where statements and transactions go; the executor asks it
-/// through [`plan`](Planner::plan) and [`plan_transaction`](Planner::plan_transaction), and the
-/// rest of the connection tells the routing state what statements saw, or reads it, through
-/// the planner's operations (forwarded by `Inner`), never the state itself.
+/// The planner: the routing policy and the classifier (behind its cache of the texts it has
+/// seen). It decides where statements and transactions go; the executor asks it through
+/// [`plan`](Planner::plan) and [`plan_transaction`](Planner::plan_transaction), handing it the
+/// live view of the cluster ([`Routing`], a peer it does not own) in [`Around`].
 pub(crate) struct Planner {
     policy: Policy,
     classified: Classified,
-    routing: Routing,
     product: Product,
 }
 
-/// What a plan reads of the rest of the connection: read-your-writes (a read's scope state,
-/// read once per plan), how many nodes there are, and whether a monitor samples positions.
+/// What a plan reads of the rest of the connection: the live view of the cluster (one snapshot
+/// per plan), read-your-writes (a read's scope state, read once per plan), how many nodes there
+/// are, and whether a monitor samples positions.
 #[derive(Clone, Copy)]
 pub(crate) struct Around<'a> {
+    pub(crate) routing: &'a Routing,
     pub(crate) causality: &'a Causality,
     pub(crate) nodes: usize,
     pub(crate) monitored: bool,
@@ -78,14 +78,9 @@ struct ScopeView {
 }
 
 impl Planner {
-    /// A planner with this policy, classifier and routing state, for `product`'s SQL.
-    pub(crate) fn new(
-        policy: Policy,
-        classified: Classified,
-        routing: Routing,
-        product: Product,
-    ) -> Planner {
-        Planner { policy, classified, routing, product }
+    /// A planner with this policy and classifier, for `product`'s SQL.
+    pub(crate) fn new(policy: Policy, classified: Classified, product: Product) -> Planner {
+        Planner { policy, classified, product }
     }
 
     /// The routing policy the builder set.
@@ -98,12 +93,6 @@ impl Planner {
         self.product
     }
 
-    /// The id of the node that has the primary role now (the configured one until a
-    /// promotion is seen).
-    pub(crate) fn primary_index(&self) -> NodeId {
-        self.routing.primary_id().unwrap_or(NodeId::new(0))
-    }
-
     /// The catch-up wait a read may do: the call's, else the connection's default.
     pub(crate) fn wait_of(&self, ctx: &Ctx<'_>) -> Option<Duration> {
         ctx.wait.unwrap_or(self.policy.wait_for_replica).filter(|d| !d.is_zero())
@@ -114,30 +103,13 @@ impl Planner {
         self.classified.get(sql)
     }
 
-    /// Why no replica of `plan` can take a call that must not reach the primary.
-    pub(crate) fn replicas_out(&self, plan: &Plan) -> Vec<crate::routing_error::NodeOut> {
-        self.routing.replicas_out(plan)
-    }
-
-    /// What the router makes of `ctx` in the live topology (no scope, no catch-up wait).
-    pub(crate) fn plan_ctx(&self, ctx: &RouteContext<'_>) -> Result<Plan, DbErr> {
-        self.routing.plan(ctx)
-    }
-
-    /// A plan for `access` on the primary, whatever the SQL would allow (`execute*`: no rows
-    /// come back, so a replica is never worth it).
-    pub(crate) fn plan_on_primary(&self, access: Access, reason: Why) -> Result<Plan, DbErr> {
-        let rc = RouteContext::for_access(access, Instant::now()).with_target(Target::Primary);
-        Ok(self.plan_ctx(&rc)?.with_reason(reason))
-    }
-
     /// The scope's state for a read and, for monotonic reads, the monitor's sample marks that
     /// bound its last read: read before the plan's snapshot, so that a sample the marks count
     /// is in it.
-    fn scope_view(&self, causality: &Causality, scope: &Scope, monotonic: bool) -> ScopeView {
-        let mut slot = causality.slot(scope);
+    fn scope_view(around: Around<'_>, scope: &Scope, monotonic: bool) -> ScopeView {
+        let mut slot = around.causality.slot(scope);
         let floor = match slot.seen.take() {
-            Some(seen) if monotonic => Some(self.routing.floor_mark(&seen)),
+            Some(seen) if monotonic => Some(around.routing.floor_mark(&seen)),
             _ => None,
         };
         ScopeView { slot, floor }
@@ -147,7 +119,7 @@ impl Planner {
     /// unknown); or the I/O step to do first. The decision is [`next_step`]'s, from the scope's
     /// state, `snap` and the steps `done` so far alone.
     fn read_need(
-        &self,
+        routing: &Routing,
         view: ScopeView,
         explicit: Option<&CausalToken>,
         wait: Option<Duration>,
@@ -166,7 +138,7 @@ impl Planner {
             Step::Need(need) => Ok(need),
             Step::Settle(max) => Err(Io::Settle(max)),
             Step::Capture(epoch) => {
-                Err(Io::Capture { epoch, at: primary.unwrap_or_else(|| self.primary_index()) })
+                Err(Io::Capture { epoch, at: primary.unwrap_or_else(|| routing.primary_index()) })
             }
         }
     }
@@ -221,7 +193,7 @@ impl Planner {
             || (!self.policy.read_your_writes && explicit_token.is_none())
             || (around.nodes == 1 && explicit_token.is_none())
         {
-            return self.plan_ctx(&rc.with_consistency(level)).map(Decided::Ready);
+            return around.routing.route(&rc.with_consistency(level)).map(Decided::Ready);
         }
         let read = Read { level, explicit: explicit_token, wait: self.wait_of(ctx), around, done };
         self.decide_read(rc, &read, scope, fx)
@@ -238,27 +210,29 @@ impl Planner {
         fx: &mut Effects,
     ) -> Result<Decided, DbErr> {
         let &Read { level, explicit, wait, around, done } = read;
-        let view = self.scope_view(around.causality, scope, monotonic(level));
+        let view = Self::scope_view(around, scope, monotonic(level));
         // One snapshot for every decision of this plan, taken after the scope's view.
-        let snap = self.routing.snap();
-        let need = match self.read_need(view, explicit, wait, &snap, done) {
+        let routing = around.routing;
+        let snap = routing.snap();
+        let need = match Self::read_need(routing, view, explicit, wait, &snap, done) {
             Ok(need) => need,
             Err(io) => return Ok(Decided::Io(io)),
         };
         match need {
-            Need::Nothing => self.plan_fresh(snap, &rc, level),
+            // A bounded read asked for positions when it was planned (`plan_classified`).
+            Need::Nothing => routing.route_in(snap, &rc.with_consistency(level)),
             Need::Primary => {
                 // No want here: the write's token is not even known yet, and a scope that reads
                 // once right after its write never needs the feed; one that reads again asks
                 // then (`plan_with_token`).
                 fx.ryw = Some(Ryw::Primary);
-                let plan = self.routing.plan_in(snap, &rc.with_target(Target::Primary))?;
+                let plan = routing.route_in(snap, &rc.with_target(Target::Primary))?;
                 Ok(plan.with_reason(Why::ReadAfterWrite))
             }
-            Need::Token(token) => self.plan_with_token(snap, rc, level, token, wait, fx),
+            Need::Token(token) => self.plan_with_token(snap, rc, read, token, fx),
             Need::Stay { node, token } => {
-                let stay =
-                    Stay { node, token: token.as_ref(), wait, monitored: around.monitored, done };
+                let (token, monitored) = (token.as_ref(), around.monitored);
+                let stay = Stay { routing, node, token, wait, monitored, done };
                 return self.plan_stay(snap, rc, level, &stay, fx);
             }
         }
@@ -282,7 +256,7 @@ impl Planner {
         stay: &Stay<'_>,
         fx: &mut Effects,
     ) -> Result<Decided, DbErr> {
-        let Stay { node, token, wait, .. } = *stay;
+        let Stay { routing, node, token, wait, .. } = *stay;
         let topo = snap.topology();
         if let Some(t) = token
             && crate::routing::route::foreign_in(topo, t)
@@ -294,12 +268,10 @@ impl Planner {
         let replica = topo
             .node(node)
             .filter(|n| n.role() == Role::Replica && n.health() != Health::Down)
-            .map(|n| {
-                (token.is_none_or(|t| self.routing.has_replayed(topo, node, t, now)), n.lag())
-            });
+            .map(|n| (token.is_none_or(|t| routing.has_replayed(topo, node, t, now)), n.lag()));
         fx.monotonic_stay = true;
         let bounded = |plan: crate::routing::route::Plan| match level {
-            Consistency::BoundedStaleness(bound) => self.routing.exclude_lagging(plan, bound),
+            Consistency::BoundedStaleness(bound) => routing.exclude_lagging(plan, bound),
             _ => plan,
         };
         match (replica, token, wait) {
@@ -307,12 +279,12 @@ impl Planner {
                 if token.is_some() {
                     fx.ryw = Some(Ryw::Replica);
                 }
-                let plan = self.routing.plan_in(snap, &rc.with_target(Target::Node(node)))?;
+                let plan = routing.route_in(snap, &rc.with_target(Target::Node(node)))?;
                 return Ok(Decided::Ready(bounded(plan.with_reason(Why::LastReadNode))));
             }
             // The token's write is likely a millisecond away on that replica: wait for it there.
             (Some((false, lag)), Some(t), Some(max)) if !too_far(&lag, max) => {
-                let plan = self.routing.plan_in(snap, &rc.with_target(Target::Node(node)))?;
+                let plan = routing.route_in(snap, &rc.with_target(Target::Node(node)))?;
                 let plan = plan.with_reason(Why::LastReadNode).with_wait(t.clone(), max);
                 return Ok(Decided::Ready(bounded(plan)));
             }
@@ -332,7 +304,7 @@ impl Planner {
         replica: bool,
         fx: &mut Effects,
     ) -> Result<Decided, DbErr> {
-        let Stay { node, token, wait, monitored, done } = *stay;
+        let Stay { routing, node, token, wait, monitored, done } = *stay;
         let topo = snap.topology();
         // The last read was on the primary: the primary's position, read now (shared with the
         // writes' position reads), bounds it; then the read can wait on a replica for it.
@@ -363,19 +335,8 @@ impl Planner {
         if token.is_some() {
             fx.ryw = Some(Ryw::Primary);
         }
-        let plan = self.routing.plan_in(snap, &rc.with_target(Target::Primary))?;
+        let plan = routing.route_in(snap, &rc.with_target(Target::Primary))?;
         Ok(Decided::Ready(plan.with_reason(Why::LastReadNode)))
-    }
-
-    /// A read with no token or floor to honour: where `level` sends it.
-    fn plan_fresh(
-        &self,
-        snap: Snap,
-        rc: &RouteContext<'_>,
-        level: &Consistency,
-    ) -> Result<Plan, DbErr> {
-        // A bounded read asked for positions when it was planned (`plan_classified`).
-        self.routing.plan_in(snap, &rc.with_consistency(level))
     }
 
     /// A read-your-writes read: replicas known to have replayed `token` (sampled by the monitor,
@@ -386,23 +347,22 @@ impl Planner {
         &self,
         snap: Snap,
         rc: RouteContext<'_>,
-        level: &Consistency,
+        read: &Read<'_>,
         token: CausalToken,
-        wait: Option<Duration>,
         fx: &mut Effects,
     ) -> Result<Plan, DbErr> {
+        let &Read { level, wait, around: Around { routing, .. }, .. } = read;
         if crate::routing::route::foreign_in(snap.topology(), &token) {
-            return self.plan_foreign(snap, &rc, &token, fx);
+            return Self::plan_foreign(routing, snap, &rc, &token, fx);
         }
         let bounded = |plan: Plan| match level {
-            Consistency::BoundedStaleness(bound) => self.routing.exclude_lagging(plan, bound),
+            Consistency::BoundedStaleness(bound) => routing.exclude_lagging(plan, bound),
             _ => plan,
         };
         let catch_up = if wait.is_some() { CatchUp::Wait } else { CatchUp::Primary };
         let ryw = Consistency::ReadYourWrites(token);
-        let plan = self
-            .routing
-            .plan_in(snap.clone(), &rc.with_consistency(&ryw).with_catch_up(catch_up))?;
+        let plan =
+            routing.route_in(snap.clone(), &rc.with_consistency(&ryw).with_catch_up(catch_up))?;
         let Consistency::ReadYourWrites(token) = ryw else { return Ok(plan) };
         let mut plan = bounded(plan);
         let behind = matches!(plan.route_reason(), RouteReason::AwaitCatchUp)
@@ -411,10 +371,10 @@ impl Planner {
         if behind {
             // No sample shows a replica with the write; a catch-up wait may have proven one.
             let rather = (plan.route_reason() == RouteReason::AwaitCatchUp).then(|| plan.first());
-            let proven = self.routing.proven_replica(snap.topology(), &token, rather, rc.now());
+            let proven = routing.proven_replica(snap.topology(), &token, rather, rc.now());
             if let Some(r) = proven {
                 fx.ryw = Some(Ryw::Replica);
-                let proven = self.routing.plan_in(snap, &rc.with_target(Target::Node(r)))?;
+                let proven = routing.route_in(snap, &rc.with_target(Target::Node(r)))?;
                 return Ok(bounded(proven.with_reason(Why::ProvenReplica)));
             }
             // The replicas' feeds show the next reads which have it (each until it has it).
@@ -427,8 +387,7 @@ impl Planner {
                     // Known to be further behind than the wait allows: the primary at once.
                     Some(max) if lag.is_some_and(|l| too_far(&l, max)) => {
                         fx.ryw = Some(Ryw::Primary);
-                        let primary =
-                            self.routing.plan_in(snap, &rc.with_target(Target::Primary))?;
+                        let primary = routing.route_in(snap, &rc.with_target(Target::Primary))?;
                         plan = primary.with_reason(Why::Router(RouteReason::NotCaughtUp));
                     }
                     Some(max) => plan = plan.with_wait(token, max),
@@ -444,7 +403,7 @@ impl Planner {
     /// A read-your-writes read whose `token` is from another history than the primary's (a
     /// failover?): no replica can prove it has the write, so the primary.
     fn plan_foreign(
-        &self,
+        routing: &Routing,
         snap: Snap,
         rc: &RouteContext<'_>,
         token: &CausalToken,
@@ -453,7 +412,7 @@ impl Planner {
         fx.ryw = Some(Ryw::Primary);
         fx.foreign_token = true;
         tracing::info!(target: "rwsplit", token = %token, "read-your-writes token is from another history than the primary's (a failover?): no replica can prove it has the write; reading from the primary");
-        let plan = self.routing.plan_in(snap, &rc.with_target(Target::Primary))?;
+        let plan = routing.route_in(snap, &rc.with_target(Target::Primary))?;
         Ok(plan.with_reason(Why::ForeignToken))
     }
 
@@ -474,7 +433,9 @@ impl Planner {
             if !read_only || serializable_pg {
                 let ctx = RouteContext::for_access(Access::Write, now)
                     .with_transaction(Transaction::ReadWrite);
-                return Ok(Decided::Ready(self.plan_ctx(&ctx)?.with_reason(Why::Transaction)));
+                return Ok(Decided::Ready(
+                    around.routing.route(&ctx)?.with_reason(Why::Transaction),
+                ));
             }
             let rc =
                 RouteContext::for_access(Access::Read, now).with_transaction(Transaction::ReadOnly);
@@ -483,10 +444,10 @@ impl Planner {
                 fx.want_positions = true;
             }
             if let Ok(target) = SCOPE.try_with(|t| *t) {
-                return self.plan_ctx(&rc.with_target(target)).map(Decided::Ready);
+                return around.routing.route(&rc.with_target(target)).map(Decided::Ready);
             }
             if matches!(level, Consistency::Strong) || !self.policy.read_your_writes {
-                return self.plan_ctx(&rc.with_consistency(level)).map(Decided::Ready);
+                return around.routing.route(&rc.with_consistency(level)).map(Decided::Ready);
             }
             let explicit = match level {
                 Consistency::ReadYourWrites(t) => Some(t),
@@ -499,10 +460,7 @@ impl Planner {
     }
 }
 
-/// What the rest of the connection asks of the state the planner owns, through [`Inner`]
-/// (`super::inner::Inner`): what the classifier learned, and what the executor, the recorder,
-/// the monitor's callbacks and `Stats` tell the routing state or read of it. Each is one
-/// operation of the classifier or of [`Routing`]; none hands either out.
+/// What the classifier learned from replicas' refusals.
 impl Planner {
     /// A replica refused `sql` as a write: its shape is learned as one from now on.
     pub(crate) fn learn_refused(&self, sql: &str) -> crate::routing::classified::Learned {
@@ -517,207 +475,6 @@ impl Planner {
     /// How many shapes were learned as writes from replicas' refusals.
     pub(crate) fn learned_writes(&self) -> usize {
         self.classified.learned()
-    }
-
-    /// The current primary's id, if exactly one node has the role.
-    #[inline]
-    pub(crate) fn primary_id(&self) -> Option<NodeId> {
-        self.routing.primary_id()
-    }
-
-    /// Where `node` stands for a statement on it ([`Routing::standing`]).
-    #[inline]
-    pub(crate) fn standing(&self, node: NodeId) -> crate::send::sending::Standing {
-        self.routing.standing(node)
-    }
-
-    /// Completes at `node`'s next announced change or nudge ([`Routing::changed`]).
-    #[inline]
-    pub(crate) fn changed(&self, node: NodeId) -> tokio::sync::futures::Notified<'_> {
-        self.routing.changed(node)
-    }
-
-    /// `node`'s announced changes and nudges so far ([`Routing::wake_ups`]).
-    #[inline]
-    pub(crate) fn wake_ups(&self, node: NodeId) -> u64 {
-        self.routing.wake_ups(node)
-    }
-
-    /// Wakes the statements waiting on `node` without announcing a change.
-    pub(crate) fn nudge(&self, node: NodeId) {
-        self.routing.nudge(node);
-    }
-
-    /// Calls `each` with the id of every node in the routing snapshot (those reads can be on).
-    pub(crate) fn each_routable(&self, each: impl FnMut(NodeId)) {
-        self.routing.each_routable(each);
-    }
-
-    /// An attempt on `node` succeeded at `now`: its round trip ends its in-flight count
-    /// (`guard`) and feeds the balancer's latency estimate when the balancer reads one, and a
-    /// pending failure count is cleared.
-    #[inline]
-    pub(crate) fn answered(
-        &self,
-        node: NodeId,
-        guard: Option<rwsplit_core::InFlight>,
-        now: Instant,
-    ) {
-        if let Some(g) = guard
-            && self.routing.feeds_latency()
-        {
-            g.finish(now);
-        }
-        self.routing.record_success(node, now);
-    }
-
-    /// A failure of `node` itself (never back-pressure) that a statement saw.
-    pub(crate) fn record_failure(&self, node: NodeId) {
-        self.routing.record_failure(node);
-    }
-
-    /// A catch-up wait proved `node` has replayed `token`: proof for the next reads.
-    pub(crate) fn learn(&self, node: NodeId, token: &CausalToken) {
-        self.routing.learn(node, token);
-    }
-
-    /// The position a read seen as `seen` is known to be bounded by, if one is.
-    pub(crate) fn floor(&self, seen: &crate::consistency::Seen) -> Option<CausalToken> {
-        match self.routing.floor(seen) {
-            Floor::Known(t) => Some(t),
-            Floor::Unknown(_) => None,
-        }
-    }
-
-    /// Where `token` stands among the replicas ([`Routing::settled`]).
-    pub(crate) fn settled(&self, token: &CausalToken) -> crate::consistency::Settled {
-        self.routing.settled(token)
-    }
-
-    /// Forgets the catch-up waits' expired proofs.
-    pub(crate) fn sweep_learned(&self, now: Instant) {
-        self.routing.sweep_learned(now);
-    }
-
-    /// The primary's position as the monitor last saw it, if known.
-    pub(crate) fn primary_position(&self) -> Option<rwsplit_core::ReplayPosition> {
-        self.routing.primary_position()
-    }
-
-    /// Fences or unfences `node`; whether it was there to be.
-    pub(crate) fn set_fenced(&self, node: NodeId, fenced: bool) -> bool {
-        self.routing.set_fenced(node, fenced)
-    }
-
-    /// Fences `node` because its server is not one rwsplit supports.
-    pub(crate) fn fence_unsupported(&self, node: NodeId) {
-        self.routing.fence_unsupported(node);
-    }
-
-    /// How the routing state sees `node` now, for `Stats` and the gauges.
-    pub(crate) fn node_routing(&self, node: NodeId) -> crate::routing::route::NodeRouting {
-        self.routing.node_routing(node)
-    }
-
-    /// The live topology, for the gauges (not a plan's snapshot: uncounted by the tests' looks).
-    pub(crate) fn snapshot(&self) -> rwsplit_core::TopologyGuard {
-        self.routing.live_topology()
-    }
-
-    /// Whether the monitor has `node` (in the snapshot or joining it).
-    pub(crate) fn in_monitor(&self, node: NodeId) -> bool {
-        self.routing.in_monitor(node)
-    }
-
-    /// The monitor's probes of `node` refused for lack of room (busy, not gone).
-    pub(crate) fn busy_probes(&self, node: NodeId) -> u64 {
-        self.routing.busy_probes(node)
-    }
-
-    /// Whether `node` is fenced.
-    pub(crate) fn is_fenced(&self, node: NodeId) -> bool {
-        self.routing.is_fenced(node)
-    }
-
-    /// Holds `node` out of rotation until the monitor has an answer from it.
-    pub(crate) fn hold_until_answered(&self, node: NodeId) -> bool {
-        self.routing.hold_until_answered(node)
-    }
-
-    /// Completes at the monitor's next published topology (counted from when it is called:
-    /// enable it before the look it guards).
-    pub(crate) fn published(&self) -> tokio::sync::futures::Notified<'_> {
-        self.routing.published()
-    }
-
-    /// Asks the monitor for one sample of `node`'s position read after `after`, until `until`.
-    pub(crate) fn want_sample(&self, node: NodeId, after: Instant, until: Instant) {
-        self.routing.want_sample(node, after, until);
-    }
-
-    /// Whether the monitor sampled `node` after `at`.
-    pub(crate) fn sampled_since(&self, node: NodeId, at: Instant) -> bool {
-        self.routing.sampled_since(node, at)
-    }
-
-    /// Asks the monitor for `node`'s next samples from `after` to serve as floors, until
-    /// `until`.
-    pub(crate) fn want_floor(&self, node: NodeId, after: Instant, until: Instant) {
-        self.routing.want_floor(node, after, until);
-    }
-
-    /// Asks the monitor to sample the replicas until each has replayed `token`, or `until`.
-    pub(crate) fn want_replayed(&self, token: &CausalToken, until: Instant) {
-        self.routing.want_replayed(token, until);
-    }
-
-    /// Completes at the monitor's next position sample (counted from when it is called).
-    pub(crate) fn sampled(&self) -> tokio::sync::futures::Notified<'_> {
-        self.routing.sampled()
-    }
-
-    /// Tells the monitor the cluster is in use at `now` (it probes at its usual interval).
-    #[inline]
-    pub(crate) fn used(&self, now: Instant) {
-        self.routing.used(now);
-    }
-
-    /// Applies a plan's `effects` once, for the plan that runs: its counters to `counters`,
-    /// its wants to the monitor if one runs (`monitored`), for the policy's position linger.
-    #[inline]
-    pub(crate) fn apply(
-        &self,
-        effects: Effects,
-        counters: &crate::observe::counters::Counters,
-        monitored: bool,
-        now: Instant,
-    ) {
-        let monitor = monitored.then(|| &**self.routing.state());
-        effects.apply(counters, monitor, self.policy.monitor.position_linger_value(), now);
-    }
-
-    /// Sends a plan's wants to the monitor, if one runs (`monitored`), before its I/O step.
-    pub(crate) fn want(&self, effects: &Effects, monitored: bool, now: Instant) {
-        let monitor = monitored.then(|| &**self.routing.state());
-        effects.want(monitor, self.policy.monitor.position_linger_value(), now);
-    }
-
-    /// The monitor's state, for the tests to feed it probe results.
-    #[cfg(test)]
-    pub(crate) fn monitor_state(&self) -> &std::sync::Arc<rwsplit_monitor::TopologyState> {
-        self.routing.state()
-    }
-
-    /// Takes `node` out of rotation at once (the tests' way of making a node unroutable).
-    #[cfg(test)]
-    pub(crate) fn ban(&self, node: NodeId) {
-        self.routing.ban(node);
-    }
-
-    /// The looks at the live topology so far ([`Routing::looks`]).
-    #[cfg(test)]
-    pub(crate) fn looks(&self) -> (usize, usize) {
-        self.routing.looks()
     }
 }
 
@@ -758,6 +515,7 @@ struct Read<'a> {
 /// A read kept, if it can be, on the node of its scope's last read ([`Planner::plan_stay`]).
 #[derive(Clone, Copy)]
 struct Stay<'t> {
+    routing: &'t Routing,
     node: NodeId,
     token: Option<&'t CausalToken>,
     wait: Option<Duration>,
@@ -1060,7 +818,7 @@ mod planner {
     use super::{Done, Io, Planned};
     use crate::connection::RoutedConnection;
     use crate::consistency::Shared;
-    use crate::observe::counters::{Count, Effects};
+    use crate::observe::counters::Effects;
     use crate::observe::telemetry::Ryw;
     use crate::routing::route::Why;
 
@@ -1200,8 +958,9 @@ mod planner {
         let scope = session(Before::ReadOn(R2));
         let _ = plan(&db, SELECT, &scope);
         let Planned::Ready(_, fx) = plan(&db, SELECT, &scope) else { panic!("ready") };
-        assert_eq!(db.inner.counted(Count::MonotonicStays), 0, "planning counted");
+        let stays = || db.stats().read_your_writes().last_node_reads;
+        assert_eq!(stays(), 0, "planning counted");
         db.inner.apply(fx, Instant::now());
-        assert_eq!(db.inner.counted(Count::MonotonicStays), 1);
+        assert_eq!(stays(), 1);
     }
 }

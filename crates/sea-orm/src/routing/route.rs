@@ -301,20 +301,15 @@ impl Routing {
         (get(0), get(1))
     }
 
-    /// Whether a statement's round trip should be recorded for the balancer.
-    pub(crate) fn feeds_latency(&self) -> bool {
-        self.feeds_latency
-    }
-
     /// The monitor's state (shared with the monitor's loops).
     pub(crate) fn state(&self) -> &Arc<TopologyState> {
         &self.state
     }
 
-    /// Asks the router. A route that cannot be made (no primary, two primaries) becomes an error
-    /// naming the problem; nothing is sent anywhere.
-    pub(crate) fn plan(&self, ctx: &RouteContext<'_>) -> Result<Plan, DbErr> {
-        self.plan_in(self.snap(), ctx)
+    /// Asks the router, in a snapshot taken now, for a [`Plan`]. A route that cannot be made (no
+    /// primary, two primaries) becomes an error naming the problem; nothing is sent anywhere.
+    pub(crate) fn route(&self, ctx: &RouteContext<'_>) -> Result<Plan, DbErr> {
+        self.route_in(self.snap(), ctx)
     }
 
     /// The topology one plan is made from.
@@ -323,8 +318,8 @@ impl Routing {
         Snap { topology: self.state.snapshot_arc() }
     }
 
-    /// [`plan`](Self::plan) from `snap`: the router's decisions read that one snapshot.
-    pub(crate) fn plan_in(&self, snap: Snap, ctx: &RouteContext<'_>) -> Result<Plan, DbErr> {
+    /// [`route`](Self::route) from `snap`: the router's decisions read that one snapshot.
+    pub(crate) fn route_in(&self, snap: Snap, ctx: &RouteContext<'_>) -> Result<Plan, DbErr> {
         let Snap { topology: topo } = snap;
         match self.router.route(&topo, ctx) {
             Ok(route) => Ok(Plan {
@@ -365,7 +360,7 @@ impl Routing {
             let ctx = RouteContext::for_access(Access::Read, plan.made)
                 .with_target(rwsplit_core::Target::Primary);
             let snap = Snap { topology: Arc::clone(&topo) };
-            if let Ok(p) = self.plan_in(snap, &ctx) {
+            if let Ok(p) = self.route_in(snap, &ctx) {
                 return p.with_reason(Why::OutsideBound);
             }
         }
@@ -492,7 +487,30 @@ impl Routing {
         self.state.primary_id()
     }
 
-    pub(crate) fn record_success(&self, node: NodeId, now: Instant) {
+    /// The id of the node that has the primary role now (the configured one, node 0, until a
+    /// promotion is seen).
+    pub(crate) fn primary_index(&self) -> NodeId {
+        self.primary_id().unwrap_or(NodeId::new(0))
+    }
+
+    /// A plan for `access` on the primary, whatever the SQL would allow (`execute*`: no rows
+    /// come back, so a replica is never worth it).
+    pub(crate) fn plan_on_primary(&self, access: Access, reason: Why) -> Result<Plan, DbErr> {
+        let rc = RouteContext::for_access(access, Instant::now())
+            .with_target(rwsplit_core::Target::Primary);
+        Ok(self.route(&rc)?.with_reason(reason))
+    }
+
+    /// An attempt on `node` succeeded at `now`: its round trip ends its in-flight count
+    /// (`guard`) and feeds the balancer's latency estimate when the balancer reads one, and a
+    /// pending failure count is cleared.
+    #[inline]
+    pub(crate) fn answered(&self, node: NodeId, guard: Option<InFlight>, now: Instant) {
+        if let Some(g) = guard
+            && self.feeds_latency
+        {
+            g.finish(now);
+        }
         self.state.record_success(node, now);
     }
 
@@ -724,6 +742,16 @@ pub(crate) enum Floor {
     Known(CausalToken),
     /// Not bounded yet: its last read was on this node.
     Unknown(NodeId),
+}
+
+impl Floor {
+    /// The position, if the bound is known.
+    pub(crate) fn known(self) -> Option<CausalToken> {
+        match self {
+            Floor::Known(t) => Some(t),
+            Floor::Unknown(_) => None,
+        }
+    }
 }
 
 /// What the monitor's sample marks say of a scope's last read ([`Routing::floor_mark`]),

@@ -275,7 +275,7 @@ fn a_route_that_cannot_be_made_is_typed(
     if let Some(t) = target {
         ctx = ctx.with_target(t);
     }
-    let Err(err) = routing.plan(&ctx) else { panic!("routed") };
+    let Err(err) = routing.route(&ctx) else { panic!("routed") };
     assert!(matches!(err, DbErr::Exec(_)), "{err:?}");
     assert!(
         err.to_string().starts_with("Execution Error: error with configuration: rwsplit: "),
@@ -367,7 +367,7 @@ fn named(roles: &[Role]) -> Topology {
 fn split_brain_names_the_primaries() {
     let topo = named(&[Role::Primary, Role::Replica, Role::Primary]);
     let routing = Routing::new(topo, RouterConfig::default(), HealthPolicy::default());
-    let err = routing.plan(&RouteContext::for_access(Access::Write, Instant::now())).unwrap_err();
+    let err = routing.route(&RouteContext::for_access(Access::Write, Instant::now())).unwrap_err();
     let Some(RoutingError::SplitBrain { primaries: 2, nodes }) = routing_error(&err) else {
         panic!("{err:?}")
     };
@@ -390,7 +390,7 @@ fn no_primary_names_every_node_and_why() {
         .add_node(|id| Node::builder(id, Role::Replica).name("db9:5432/app").build())
         .unwrap();
     assert!(routing.state().snapshot().node(joining).is_none(), "joining");
-    let err = routing.plan(&RouteContext::for_access(Access::Write, Instant::now())).unwrap_err();
+    let err = routing.route(&RouteContext::for_access(Access::Write, Instant::now())).unwrap_err();
     let Some(RoutingError::NoPrimary { nodes }) = routing_error(&err) else { panic!("{err:?}") };
     let want = [
         ("db0:5432/app", OutReason::Replica),
@@ -403,7 +403,7 @@ fn no_primary_names_every_node_and_why() {
     assert_eq!(nodes, &want);
     // Unfenced, a node is no longer said to be unsupported.
     routing.set_fenced(NodeId::new(2), false);
-    let err = routing.plan(&RouteContext::for_access(Access::Write, Instant::now())).unwrap_err();
+    let err = routing.route(&RouteContext::for_access(Access::Write, Instant::now())).unwrap_err();
     let Some(RoutingError::NoPrimary { nodes }) = routing_error(&err) else { panic!("{err:?}") };
     assert_eq!(nodes[2], NodeOut::new("db2:5432/app", OutReason::Replica));
 }
@@ -436,7 +436,7 @@ fn an_unroutable_read_names_the_rule(
         Duration::from_secs(1),
     ));
     let ctx = RouteContext::new(&classified, Instant::now()).with_consistency(&consistency);
-    let Err(err) = routing.plan(&ctx) else { panic!("routed") };
+    let Err(err) = routing.route(&ctx) else { panic!("routed") };
     let e = routing_error(&err).expect("typed");
     assert!(
         matches!(e, RoutingError::Unroutable { source: RouteError::NoEligibleNode { .. } }),

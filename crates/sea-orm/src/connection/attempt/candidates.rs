@@ -27,7 +27,7 @@ pub(super) struct Candidates {
 impl Candidates {
     /// A write's one candidate, or a read's first and its retries, from the `skip`-th.
     pub(super) fn new(inner: &Inner, write: bool, skip: usize) -> Self {
-        let budget = if write { 0 } else { usize::from(inner.policy().read_retries) };
+        let budget = if write { 0 } else { usize::from(inner.planner.policy().read_retries) };
         Candidates { k: skip, end: skip + budget + 1, skip }
     }
 
@@ -83,7 +83,7 @@ fn passed_over(inner: &Inner, plan: &Plan, id: NodeId, node: &Node, now: Instant
     {
         return false;
     }
-    inner.count(Count::StalledSkips);
+    inner.counters.bump(Count::StalledSkips);
     telemetry::passover(node.labels());
     tracing::debug!(target: "rwsplit", node = %node.name(), "node stalled: trying the plan's next one");
     true

@@ -40,23 +40,23 @@ async fn catch_up(inner: &Inner, plan: &Plan) -> bool {
     let Some((token, max)) = plan.wait() else { return true };
     let id = plan.first();
     let Some(node) = inner.hold(id) else { return false };
-    inner.count(Count::Waits);
+    inner.counters.bump(Count::Waits);
     match replayed(&node, token, max).await {
         Ok(Waited::CaughtUp) => {
             // Proof for the next reads with this token (or an older one), in any scope.
-            inner.learn(id, token);
-            inner.count_ryw(Ryw::Waited);
+            inner.routing.learn(id, token);
+            inner.counters.read_your_writes(Ryw::Waited);
             true
         }
         Ok(Waited::TimedOut) => {
-            inner.count(Count::WaitTimeouts);
-            inner.count_ryw(Ryw::Primary);
+            inner.counters.bump(Count::WaitTimeouts);
+            inner.counters.read_your_writes(Ryw::Primary);
             tracing::debug!(target: "rwsplit", node = %node.name(), ?max, "replica did not catch up in time: reading from the primary");
             false
         }
         Err(e) => {
-            inner.count(Count::WaitTimeouts);
-            inner.count_ryw(Ryw::Primary);
+            inner.counters.bump(Count::WaitTimeouts);
+            inner.counters.read_your_writes(Ryw::Primary);
             record::note_failure(inner, &node, id, &e);
             false
         }

@@ -68,9 +68,9 @@ pub(super) async fn hedgeable<W: Work>(
     let (started, deadline) = times;
     let begun = node.read_began(started);
     inner.hedging.watch_reads();
-    let timeouts = &inner.policy().timeouts;
+    let timeouts = &inner.planner.policy().timeouts;
     let limit = crate::send::deadline::attempt_limit(true, timeouts, deadline, started);
-    let first = bounded(inner, id, true, node.name(), limit, read_shared(work, node));
+    let first = bounded(&inner.routing, id, true, node.name(), limit, read_shared(work, node));
     let mut first = std::pin::pin!(first);
     // The attempt's watch wakes it when the watchdog nudges the node (no waiter of its
     // own): then, if the node was found silent since this read began, it is hedged.
@@ -107,7 +107,7 @@ where
     let now = Instant::now();
     tracing::info!(target: "rwsplit", node = %node.name(), hedge = %hedge_node.name(), after = ?node.hedge_delay(), "read unanswered: hedged on another node");
     let on_replica = plan.snapshot_primary() != Some(other);
-    let timeouts = &inner.policy().timeouts;
+    let timeouts = &inner.planner.policy().timeouts;
     let limit = crate::send::deadline::attempt_limit(
         on_replica,
         timeouts,
@@ -116,7 +116,7 @@ where
     );
     let guard = plan.start(other, now);
     let second = read_shared(work, &hedge_node);
-    let second = bounded(inner, other, on_replica, hedge_node.name(), limit, second);
+    let second = bounded(&inner.routing, other, on_replica, hedge_node.name(), limit, second);
     match inner.hedging.race(first, second, node.labels()).await {
         Raced::First(r) => Hedged::First(r),
         Raced::Second(out) => {

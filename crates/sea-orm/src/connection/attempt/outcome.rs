@@ -93,7 +93,7 @@ pub(super) fn failed(
     let facts = Failed {
         failure,
         unsent,
-        deposed: unsent && inner.standing(id) != Standing::Primary,
+        deposed: unsent && inner.routing.standing(id) != Standing::Primary,
         write,
         on_primary,
         last: at.last,
@@ -131,15 +131,15 @@ pub(super) fn failed(
 /// [`OnReplicaRefusal`](crate::OnReplicaRefusal) says, unless the read was sent to the
 /// replica on purpose (then it fails: [`refusal::reruns`]).
 fn refusal(inner: &Inner, e: DbErr, node: &Node, plan: &Plan, sql: &str) -> Stop {
-    let learned = inner.learn_refused(sql);
+    let learned = inner.planner.learn_refused(sql);
     let on_purpose = matches!(
         plan.reason(),
         Why::Router(RouteReason::ReplicaRequested | RouteReason::NodeRequested)
     );
-    let rerun = refusal::reruns(on_purpose, inner.policy().on_replica_refusal);
-    inner.count(Count::ReplicaRefusals);
+    let rerun = refusal::reruns(on_purpose, inner.planner.policy().on_replica_refusal);
+    inner.counters.bump(Count::ReplicaRefusals);
     telemetry::replica_refusal(node.labels(), rerun);
-    let first_full = inner.first_full(&learned);
+    let first_full = inner.planner.first_full(&learned);
     log_refusal(node.name(), &learned, first_full, rerun);
     let e = refusal::misrouted(e, node.name(), learned.shape());
     if rerun { Stop::Refused(e) } else { Stop::Fail(e) }

@@ -81,13 +81,13 @@ async fn settled_plan(
     mut done: Done,
     mut planner: impl FnMut(Done, Instant) -> Result<Planned, DbErr>,
 ) -> Result<Plan, DbErr> {
-    let verdict = deadline::verdict(&inner.policy().monitor);
+    let verdict = deadline::verdict(&inner.planner.policy().monitor);
     let until = deadline::or_deadline(tokio::time::Instant::now() + deadline::cap(verdict));
     let mut last = first;
     tracing::debug!(target: "rwsplit", error = %last, "no single primary: waiting for the topology to settle");
     loop {
         // Made before planning again: a topology published in between still wakes it.
-        let published = inner.published();
+        let published = inner.routing.published();
         let mut published = std::pin::pin!(published);
         published.as_mut().enable();
         let now = Instant::now();

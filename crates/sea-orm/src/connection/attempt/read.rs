@@ -49,11 +49,11 @@ pub(super) fn rare<'a, W: Work>(
     candidates: &Candidates,
 ) -> Option<Pin<Box<impl Future<Output = Hedged<W::Output>> + 'a>>> {
     let At { id, node, on_primary, started, deadline, .. } = at;
-    if on_primary && inner.standing(id) == Standing::Down {
+    if on_primary && inner.routing.standing(id) == Standing::Down {
         let down = Attempt::GivenUp(crate::send::deadline::already_down(node.name()));
         return Some(Box::pin(Either::Left(std::future::ready(Hedged::First(Err(down))))));
     }
-    let hedgeable = W::HEDGE && !on_primary && inner.policy().hedged_reads;
+    let hedgeable = W::HEDGE && !on_primary && inner.planner.policy().hedged_reads;
     let other = candidates.following(plan).filter(|_| hedgeable)?;
     inner.hedging.earn();
     let read = hedge::hedgeable(inner, plan, work, (id, node), other, (started, deadline));
@@ -71,7 +71,7 @@ pub(super) fn bounded<'a, W: Work>(
     let At { id, node, on_primary, last, earlier, started, deadline } = at;
     // A read on the primary may run once more on a new primary: it keeps its statement.
     let on_replica = !on_primary;
-    let timeouts = &inner.policy().timeouts;
+    let timeouts = &inner.planner.policy().timeouts;
     let limit = crate::send::deadline::attempt_limit(on_replica, timeouts, deadline, started);
     let pool = if W::WRITER { node.user_writer() } else { node.user_conn() };
     // Straight on the sqlx pool when nothing listens to SeaORM's layer: no clone of the
@@ -85,5 +85,5 @@ pub(super) fn bounded<'a, W: Work>(
         // it runs on the primary.
         None => Either::Right(work.read(pool, last && earlier > 0)),
     };
-    watch::bounded(inner, id, on_replica, node.name(), limit, run)
+    watch::bounded(&inner.routing, id, on_replica, node.name(), limit, run)
 }

@@ -23,21 +23,22 @@ use crate::send::sending::Standing;
 /// one is seen. Waits on the monitor's snapshots, never by polling.
 pub(super) async fn after_lost(inner: &Inner, old: NodeId, access: Access) -> Option<Plan> {
     let lost = Instant::now();
-    let verdict = deadline::verdict(&inner.policy().monitor);
+    let verdict = deadline::verdict(&inner.planner.policy().monitor);
     let until = tokio::time::Instant::from_std(deadline::saturating_after(lost, verdict));
     let until = deadline::or_deadline(until);
     // One sample of `old`'s written position read after the loss: an answer says the
     // server is there and still the primary.
-    inner.want_sample(old, lost, until.into_std());
+    inner.routing.want_sample(old, lost, until.into_std());
     loop {
         // Registered before the look: a snapshot published in between still wakes it.
-        let published = inner.published();
+        let published = inner.routing.published();
         let mut published = std::pin::pin!(published);
         published.as_mut().enable();
-        match inner.plan_on_primary(access, Why::MovedToNewPrimary) {
+        match inner.routing.plan_on_primary(access, Why::MovedToNewPrimary) {
             Ok(retry) if retry.first() != old => return Some(retry),
             Ok(retry)
-                if inner.sampled_since(old, lost) && inner.standing(old) == Standing::Primary =>
+                if inner.routing.sampled_since(old, lost)
+                    && inner.routing.standing(old) == Standing::Primary =>
             {
                 return Some(retry.with_reason(Why::RerunOnPrimary));
             }

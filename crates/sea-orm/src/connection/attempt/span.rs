@@ -23,7 +23,7 @@ pub(in crate::connection) fn statement_span(
         // `info_span!` would also consult the `log` bridge every time).
         return tracing::Span::none();
     }
-    let level = ctx.consistency.unwrap_or(&inner.policy().consistency);
+    let level = ctx.consistency.unwrap_or(&inner.planner.policy().consistency);
     tracing::info_span!(
         target: "rwsplit",
         "rwsplit.statement",

@@ -48,8 +48,8 @@ async fn watched_write<W: Work>(
     keep: bool,
     hold: bool,
 ) -> Written<W::Output> {
-    let standing = || inner.standing(id);
-    let changed = || inner.changed(id);
+    let standing = || inner.routing.standing(id);
+    let changed = || inner.routing.changed(id);
     let end = if W::INERT {
         // Nothing is written before it returns: all of it is the first step.
         let run = work.run(pool, !keep);
@@ -103,8 +103,8 @@ async fn sent_with_hooks<W: Work>(
         inner.finish_timing(timing, sent.is_err());
         sent.map(|out| (out, hold.then_some(conn)))
     };
-    let standing = || inner.standing(id);
-    let changed = || inner.changed(id);
+    let standing = || inner.routing.standing(id);
+    let changed = || inner.routing.changed(id);
     let end = sending::in_steps(sending::take(pool), send, standing, changed);
     let end = hooks::in_span_of(span.as_ref(), end).await;
     #[cfg(feature = "tracing-spans")]
