@@ -383,6 +383,7 @@ const ADAPTER_FLOORS: &[&[&str]] = &[
     &["hedge"],
     &["nodes"],
     &["routing"],
+    &["retry"],
     &["connection"],
     &["config"],
     &["advanced", "facade"],
@@ -1433,6 +1434,7 @@ const COMPONENTS: &[(&str, &str, &str)] = &[
     ("sea-orm", "hedge::pace", "Pace"),
     ("sea-orm", "hedge::hedging", "Hedging"),
     ("sea-orm", "hedge::watchdog", "Watchdog"),
+    ("sea-orm", "retry::retrying", "Retrying"),
     ("sea-orm", "observe::hooks", "Hooks"),
     ("sea-orm", "consistency::learned", "Learned"),
     ("monitor", "state::demand", "Demand"),
@@ -1446,6 +1448,7 @@ const COMPONENTS: &[(&str, &str, &str)] = &[
 /// part's own state stays behind its methods (it is itself in [`COMPONENTS`]).
 const FOLDER_PARTS: &[(&str, &str, &str, &str)] = &[
     ("sea-orm", "connection::inner", "Inner", "hedging"),
+    ("sea-orm", "connection::inner", "Inner", "retry"),
     ("sea-orm", "connection::inner", "Inner", "routing"),
     ("sea-orm", "connection::inner", "Inner", "planner"),
     ("sea-orm", "connection::inner", "Inner", "counters"),

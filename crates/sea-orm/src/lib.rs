@@ -220,6 +220,7 @@ mod hedge;
 mod nodes;
 mod observe;
 mod product;
+mod retry;
 mod routing;
 mod routing_error;
 mod send;

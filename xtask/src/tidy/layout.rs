@@ -34,6 +34,7 @@ const PATH: &[(&str, &str)] = &[
     ("sea-orm", "connection::record"),
     ("sea-orm", "send"),
     ("sea-orm", "hedge"),
+    ("sea-orm", "retry"),
     ("sea-orm", "consistency"),
 ];
 

@@ -9,14 +9,14 @@
 //!   on the new primary for a write that was never sent (or a read given up on a deposed
 //!   primary), on the primary for a read a replica refused because it writes
 //!   ([`refused`]), where the monitor's verdict says for a read whose connection to the
-//!   primary broke (`rerun.rs`);
+//!   primary broke — where to is retry's (`crate::retry`);
 //! - [`attempt_plan`] (here): the loop over one plan's candidates; each policy it composes
-//!   is a file: which candidate next, the retry budget and stalled nodes passed over
+//!   is a file: which candidate next, within retry's budget, and stalled nodes passed over
 //!   (`candidates.rs`), the catch-up wait (`catch_up.rs`), one read (`read.rs`: bounded
 //!   by time and the monitor, `crate::send::watch`; hedged, `hedge.rs` over
 //!   `crate::hedge::race`), one write (`write.rs`: in two
-//!   steps), what a failure means (`outcome.rs`, over `crate::send::retry` and
-//!   `crate::send::refusal`); the span and metrics at its boundary (`span.rs`);
+//!   steps), what a failure means (`outcome.rs`, judged by `crate::retry`, the part it
+//!   holds, and `crate::send::refusal`); the span and metrics at its boundary (`span.rs`);
 //! - what one attempt runs: a [`Work`] (`work.rs`).
 //!
 //! - A write runs on the primary, unbounded (an attempt abandoned mid-flight may still
@@ -36,7 +36,6 @@ mod hedge;
 mod outcome;
 mod planned;
 mod read;
-mod rerun;
 mod span;
 mod work;
 mod write;
@@ -49,12 +48,13 @@ use sea_orm::DbErr;
 
 use self::candidates::Candidates;
 use self::hedge::Hedged;
-use self::outcome::{Stop, Tried};
+use self::outcome::Tried;
 pub(super) use self::planned::planned;
 pub(super) use self::span::statement_span;
 pub(super) use self::work::{Begin, Execute, QueryAll, QueryOne, Stream, Unprepared, Work};
 use super::inner::Inner;
 use crate::nodes::registry::NodeRef;
+use crate::retry::retrying::Stop;
 use crate::routing::ctx::Scope;
 use crate::routing::route::{Plan, Why};
 
@@ -78,8 +78,8 @@ pub(super) fn attempt<'a, W: Work>(
             // Boxed: rare, and a read's future need not carry a write's state.
             Err(Stop::Refused(e)) => return Box::pin(refused(inner, e, work, scope)).await,
             Err(Stop::Lost(e, old)) => {
-                let Some(retry) = Box::pin(rerun::after_lost(inner, old, plan.access())).await
-                else {
+                let lost = inner.retry.after_lost(&inner.routing, old, plan.access());
+                let Some(retry) = Box::pin(lost).await else {
                     return Err(e);
                 };
                 tracing::info!(target: "rwsplit", error = %e, "the primary's connection broke under a read: once more, where the monitor says");
@@ -90,9 +90,8 @@ pub(super) fn attempt<'a, W: Work>(
         // A write that was never sent, or a read, to a node that is not the primary any more:
         // once more, on the primary the monitor sees now (if there is none, or it is still that
         // node, the caller hears why the first attempt ended).
-        let retry = match inner.routing.plan_on_primary(plan.access(), Why::MovedToNewPrimary) {
-            Ok(retry) if retry.first() != old => retry,
-            _ => return Err(unsent),
+        let Some(retry) = inner.retry.on_new_primary(&inner.routing, plan.access(), old) else {
+            return Err(unsent);
         };
         tracing::info!(target: "rwsplit", error = %unsent, "trying once more, on the new primary");
         // Boxed: rare, and a read's future need not carry a second loop's state.
@@ -208,7 +207,7 @@ impl Run {
     #[inline]
     fn new(inner: &Inner, plan: &Plan, write: bool, skip: usize, earlier: usize) -> Self {
         Run {
-            candidates: Candidates::new(inner, write, skip),
+            candidates: Candidates::new(inner.retry.budget(write), skip),
             deadline: crate::send::deadline::current(),
             traced: span::route(plan),
             primary: plan.snapshot_primary().unwrap_or(NodeId::new(0)),

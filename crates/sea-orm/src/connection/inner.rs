@@ -3,8 +3,9 @@
 //! (`crate::nodes::members`). [`Inner`] is a bundle of peers, each the owner of its state: the
 //! node registry ([`Nodes`], shared with `Members`), the live view of the cluster ([`Routing`]:
 //! the monitor's state, wrapped once), the pure [`Planner`] (policy, classifier), read-your-writes
-//! ([`Causality`]), hedging ([`Hedging`]), the counters and the metric hooks. The parts a step
-//! of `connection/` uses (`routing`, `planner`, `hedging`, `counters`) are visible to the folder
+//! ([`Causality`]), hedging ([`Hedging`]), retry ([`Retrying`]), the counters and the metric
+//! hooks. The parts a step of `connection/` uses (`routing`, `planner`, `hedging`, `retry`,
+//! `counters`) are visible to the folder
 //! (privacy at the folder): the step calls the part that owns the state, whose invariants stay
 //! behind its methods. `Inner`'s own operations compose parts (a plan reads the routing view and
 //! read-your-writes; a probe's sweep clears scopes and proofs), or serve the callers outside
@@ -25,6 +26,7 @@ use crate::hedge::hedging::Hedging;
 use crate::nodes::members::Members;
 use crate::observe::hooks::Hooks;
 use crate::product::Product;
+use crate::retry::retrying::Retrying;
 use crate::routing::route::Routing;
 
 use crate::nodes::registry::{NodeRef, Nodes};
@@ -43,13 +45,15 @@ pub(crate) struct Inner {
     /// Where statements go: the policy, the classifier, and the product whose SQL it reads; it
     /// reads the cluster through `routing`, handed to it per plan.
     pub(super) planner: Planner,
-    /// Its own counters, for [`Stats`](crate::Stats): retries, read-your-writes, hedging;
-    /// moved by the steps that count.
+    /// Its own counters, for [`Stats`](crate::Stats): read-your-writes, refusals, stalled
+    /// nodes passed over; moved by the steps that count.
     pub(super) counters: Counters,
     /// Read-your-writes: its tasks' scopes, and the position reads after writes.
     causality: Causality,
     /// Hedging: the ration, the watchdog, the counts; the attempt step's own part.
     pub(super) hedging: Hedging,
+    /// Retry: the budget, the verdict wait, the count; the attempt step's own part.
+    pub(super) retry: Retrying,
     /// Whether a monitor's probe loops feed the routing state (not outside a tokio runtime:
     /// health then moves only on the failures statements see). Its handle is the
     /// connection's [`Members`]'.
@@ -122,6 +126,8 @@ impl Inner {
             policy.monitor.position_linger_value(),
             policy.monitor.probe_timeout_value(),
         );
+        let retry =
+            Retrying::new(policy.read_retries, crate::send::deadline::verdict(&policy.monitor));
         Arc::new_cyclic(|me: &Weak<Inner>| {
             start(me, &hedging);
             Inner {
@@ -132,6 +138,7 @@ impl Inner {
                 counters: Counters::default(),
                 causality,
                 hedging,
+                retry,
                 hooks: Arc::default(),
                 me: me.clone(),
             }

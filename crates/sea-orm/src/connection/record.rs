@@ -22,7 +22,6 @@ use sea_orm::DbErr;
 
 use super::inner::Inner;
 use crate::nodes::registry::Node;
-use crate::observe::counters::Count;
 use crate::observe::telemetry;
 use crate::routing::ctx::Scope;
 use crate::send::failure::{self, Failure};
@@ -95,14 +94,7 @@ impl Record<'_> {
     }
 }
 
-/// A statement moves on from node `node` to another attempt (the next candidate, or a new
-/// primary): counted once, where it is known to move.
-pub(super) fn retried(conn: &Inner, node: &Node, write: bool) {
-    telemetry::retry(node.labels(), write);
-    conn.counters.bump(Count::Retries);
-}
-
-/// Classifies a failure `err` on node `id` for the retry decision and reports it: only a
+/// Classifies a failure `err` on node `id` (for the retry's verdict too) and reports it: only a
 /// failure of the node itself counts against its health. Back-pressure (the pool had no free
 /// connection in time) is counted in the node's stats and never held against it.
 pub(super) fn note_failure(conn: &Inner, node: &Node, id: NodeId, err: &DbErr) -> Failure {

@@ -305,7 +305,7 @@ pub(crate) fn snapshot(db: &RoutedConnection) -> Stats {
             });
             nodes
         },
-        retries: inner.counters.get(Count::Retries),
+        retries: inner.retry.retries(),
         ryw: ReadYourWrites {
             positions_captured: inner.counters.get(Count::Captures),
             capture_failures: inner.counters.get(Count::CaptureFailures),

@@ -93,8 +93,6 @@ pub(crate) struct Counters {
 /// One of the connection's [`Counters`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Count {
-    /// Reads moved to the next candidate after a failure, or to a new primary.
-    Retries,
     /// Positions read from the primary after writes.
     Captures,
     /// Position reads that failed.
@@ -120,8 +118,7 @@ pub(crate) enum Count {
 
 impl Count {
     /// Every counter, in the order of their slots.
-    const ALL: [Count; 11] = [
-        Count::Retries,
+    const ALL: [Count; 10] = [
         Count::Captures,
         Count::CaptureFailures,
         Count::TokenReadsOnReplicas,

@@ -1,15 +1,17 @@
-//! Which errors make a read safe and useful to retry on another node, and which count against
-//! the node's health: only failures that are the node's (I/O, TLS, protocol, PostgreSQL class 08
-//! and 57P01–57P03, MySQL 1053 server shutdown). A pool with no free connection in time is the
-//! application's own back-pressure: reported as such, counted in stats, never held against the
-//! node (its health is the monitor's, probed on connections of its own).
+//! How an attempt failed ([`Failure`]), read once from its error and used by the recorder (only
+//! a failure of the node itself counts against its health: I/O, TLS, protocol, PostgreSQL
+//! class 08 and 57P01–57P03, MySQL 1053 server shutdown), the metrics, retry's verdict
+//! (`crate::retry`) and the error the caller gets ([`named`], [`unsent`]). A pool with no free
+//! connection in time is the application's own back-pressure: reported as such, counted in
+//! stats, never held against the node (its health is the monitor's, probed on connections of
+//! its own).
 
 use sea_orm::DbErr;
 
 use super::refusal::misrouted;
 use crate::routing_error::{self, DownReason, NotSentReason, RoutingError, UnknownReason};
 
-/// How a failed statement failed, for the retry decision.
+/// How a failed statement failed.
 ///
 /// Connection-class: the node could not be reached, the connection broke, the pool timed out or
 /// was closed, the statement deadline passed, or the server said it is shutting down.
@@ -127,13 +129,6 @@ fn sqlx_failure(e: &sea_orm::sqlx::Error, on_replica: bool) -> Failure {
             _ => Failure::Other,
         },
         _ => Failure::Other,
-    }
-}
-
-impl Failure {
-    /// Whether a read that failed so may be tried again on another node.
-    pub(crate) fn retryable(self) -> bool {
-        !matches!(self, Failure::Other | Failure::ReadOnly)
     }
 }
 

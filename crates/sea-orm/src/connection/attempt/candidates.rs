@@ -1,5 +1,5 @@
-//! Which of a plan's candidates an attempt goes to next: the plan's order, within the retry
-//! budget (a write: one; a read: `read_retries` more), past nodes removed since the plan was
+//! Which of a plan's candidates an attempt goes to next: the plan's order, within retry's
+//! budget (`crate::retry`: a write, one; a read, `read_retries` more), past nodes removed since the plan was
 //! made and replicas that have stopped answering (before the monitor's verdict); and, when
 //! none was left, why each was passed over.
 
@@ -25,9 +25,9 @@ pub(super) struct Candidates {
 }
 
 impl Candidates {
-    /// A write's one candidate, or a read's first and its retries, from the `skip`-th.
-    pub(super) fn new(inner: &Inner, write: bool, skip: usize) -> Self {
-        let budget = if write { 0 } else { usize::from(inner.planner.policy().read_retries) };
+    /// The first candidate and `budget` more (a write: none; a read: its retries), from the
+    /// `skip`-th.
+    pub(super) fn new(budget: usize, skip: usize) -> Self {
         Candidates { k: skip, end: skip + budget + 1, skip }
     }
 

@@ -1,6 +1,6 @@
-//! A failed attempt: reported once (`record`), then the verdict on it (`crate::send::retry`)
-//! turned into what the loop does next — the next candidate, or how the plan's attempts end
-//! ([`Stop`]) — and a replica's refusal of a read that writes learned, counted and logged.
+//! A failed attempt: reported once (`record`), then judged by retry (`crate::retry`, the part
+//! this step holds): the next candidate, or how the plan's attempts end ([`Stop`]); a
+//! replica's refusal of a read that writes learned, counted and logged.
 
 use std::time::Instant;
 
@@ -10,44 +10,19 @@ use sea_orm::DbErr;
 use super::span::metrics;
 use super::work::Work;
 use crate::connection::inner::Inner;
-use crate::connection::record::{self, Record};
+use crate::connection::record::Record;
 use crate::nodes::registry::Node;
 use crate::observe::counters::Count;
 use crate::observe::telemetry;
+use crate::retry::retrying::Stop;
+use crate::retry::verdict::Failed;
 use crate::routing::classified::Learned;
 use crate::routing::ctx::Scope;
 use crate::routing::route::{Plan, Why};
 use crate::send::failure::{self, Failure};
 use crate::send::refusal;
-use crate::send::retry::{self, Failed, Verdict};
 use crate::send::sending::Attempt;
 use crate::send::sending::Standing;
-
-/// How a plan's attempts ended without a result.
-pub(super) enum Stop {
-    /// The caller gets this error.
-    Fail(DbErr),
-    /// A write that was not sent, or a read given up, on node `.1`, which is not the primary any
-    /// more: it may be tried once on the new primary (else the caller gets this error).
-    Unsent(DbErr, NodeId),
-    /// A read a replica refused because it writes, to be run once on the primary as a write
-    /// ([`OnReplicaRefusal::Primary`](crate::OnReplicaRefusal::Primary)); its shape is learned.
-    /// The error is the caller's if it cannot be.
-    Refused(DbErr),
-    /// A read whose connection to the primary `.1` broke, or could not be made, before the
-    /// monitor knew of anything wrong there: it may run once more where the monitor's verdict
-    /// says (`rerun::after_lost`), else the caller gets this error.
-    Lost(DbErr, NodeId),
-}
-
-impl Stop {
-    /// The caller's error: a second attempt hands back no further one.
-    pub(super) fn into_error(self) -> DbErr {
-        match self {
-            Stop::Fail(e) | Stop::Unsent(e, _) | Stop::Refused(e) | Stop::Lost(e, _) => e,
-        }
-    }
-}
 
 /// The record of one of `plan`'s attempts at `work` on `node` (`id`; the plan's primary or
 /// not; a write or not), started at `started`, to report once.
@@ -77,9 +52,9 @@ pub(super) struct Tried {
     pub(super) deadline: Option<Instant>,
 }
 
-/// A failed attempt, reported once ([`Record::failed`]), then the verdict on it
-/// ([`retry::verdict`]): `Ok`, the error the read keeps while it moves to the plan's next
-/// candidate; `Err`, how the plan's attempts end.
+/// A failed attempt, reported once ([`Record::failed`]), then judged
+/// ([`Retrying::judge`](crate::retry::retrying::Retrying::judge)): `Ok`, the error the read
+/// keeps while it moves to the plan's next candidate; `Err`, how the plan's attempts end.
 pub(super) fn failed(
     inner: &Inner,
     record: Record<'_>,
@@ -102,28 +77,7 @@ pub(super) fn failed(
         monitored: inner.monitored(),
         pool_closed: failure == Failure::Connection && failure::pool_closed(&e),
     };
-    let (name, tried) = (node.name(), at.tried);
-    match retry::verdict(&facts) {
-        Verdict::Retry => {
-            tracing::info!(target: "rwsplit", node = %name, error = %e, "read failed, retrying on the next node");
-            record::retried(inner, node, false);
-            Ok(failure::named(e, failure, name, write, tried))
-        }
-        Verdict::Fail => Err(Stop::Fail(failure::named(e, failure, name, write, tried))),
-        Verdict::FailUnsent => Err(Stop::Fail(failure::unsent(e, failure, name, tried))),
-        Verdict::NewPrimary => {
-            let e = failure::unsent(e, failure, name, tried);
-            // Counted here, where it is known to move (once, to a new primary).
-            record::retried(inner, node, write);
-            Err(Stop::Unsent(e, id))
-        }
-        Verdict::Refused => Err(refusal(inner, e, node, plan, sql)),
-        Verdict::WaitForMonitor => {
-            // The primary was the read's last resort: once more after the monitor's verdict
-            // (see `rerun::after_lost`), not an error at once.
-            Err(Stop::Lost(failure::named(e, failure, name, write, tried), id))
-        }
-    }
+    inner.retry.judge(&facts, e, (node, id), at.tried, |e| refusal(inner, e, node, plan, sql))
 }
 
 /// A replica refused a read because it writes: its shape is learned (a write from now

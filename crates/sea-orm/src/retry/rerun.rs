@@ -1,12 +1,11 @@
 //! Once more, elsewhere: where a read whose connection to the primary broke runs again once
 //! the monitor has a verdict ([`after_lost`]).
 
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use rwsplit_core::{Access, NodeId};
 
-use crate::connection::inner::Inner;
-use crate::routing::route::{Plan, Why};
+use crate::routing::route::{Plan, Routing, Why};
 use crate::send::deadline;
 use crate::send::sending::Standing;
 
@@ -16,29 +15,33 @@ use crate::send::sending::Standing;
 /// again only once the monitor has a verdict: waits for one, and returns where the read
 /// runs once more — on the new primary, once the monitor names one; on `old`, once it has
 /// answered the monitor since as the primary (the connection broke, not the server). `None`
-/// (the caller gets the read's error) when neither happened within the wait: the time the
+/// (the caller gets the read's error) when neither happened within `wait`, the time the
 /// monitor takes to mark a primary down at three failed probes (three intervals and probe
 /// timeouts; 4.5 s at the defaults), or the caller's deadline if sooner. A primary marked
 /// down meanwhile does not end it: a switchover's old primary is marked down before the new
 /// one is seen. Waits on the monitor's snapshots, never by polling.
-pub(super) async fn after_lost(inner: &Inner, old: NodeId, access: Access) -> Option<Plan> {
+pub(super) async fn after_lost(
+    routing: &Routing,
+    wait: Duration,
+    old: NodeId,
+    access: Access,
+) -> Option<Plan> {
     let lost = Instant::now();
-    let verdict = deadline::verdict(&inner.planner.policy().monitor);
-    let until = tokio::time::Instant::from_std(deadline::saturating_after(lost, verdict));
+    let until = tokio::time::Instant::from_std(deadline::saturating_after(lost, wait));
     let until = deadline::or_deadline(until);
     // One sample of `old`'s written position read after the loss: an answer says the
     // server is there and still the primary.
-    inner.routing.want_sample(old, lost, until.into_std());
+    routing.want_sample(old, lost, until.into_std());
     loop {
         // Registered before the look: a snapshot published in between still wakes it.
-        let published = inner.routing.published();
+        let published = routing.published();
         let mut published = std::pin::pin!(published);
         published.as_mut().enable();
-        match inner.routing.plan_on_primary(access, Why::MovedToNewPrimary) {
+        match routing.plan_on_primary(access, Why::MovedToNewPrimary) {
             Ok(retry) if retry.first() != old => return Some(retry),
             Ok(retry)
-                if inner.routing.sampled_since(old, lost)
-                    && inner.routing.standing(old) == Standing::Primary =>
+                if routing.sampled_since(old, lost)
+                    && routing.standing(old) == Standing::Primary =>
             {
                 return Some(retry.with_reason(Why::RerunOnPrimary));
             }

@@ -6,11 +6,12 @@
 //!   the primary moves, once, to the new primary.
 //! - A read moves on to the plan's next candidate after a failure that makes it safe
 //!   ([`Failure::retryable`]) while candidates and the caller's deadline last.
-//! - A read a replica refused because it writes is the refusal policy's (`refusal`).
+//! - A read a replica refused because it writes is the refusal policy's
+//!   (`crate::send::refusal`).
 //! - A read whose connection to the primary, its last resort, broke before the monitor knew
 //!   of anything wrong there runs once more after the monitor's verdict.
 
-use super::failure::Failure;
+use crate::send::failure::Failure;
 
 /// What the attempt loop knows of one failed attempt.
 #[derive(Debug, Clone, Copy)]
@@ -35,6 +36,12 @@ pub(crate) struct Failed {
     pub(crate) monitored: bool,
     /// The pool was closed (the application closed the connection): no verdict mends it.
     pub(crate) pool_closed: bool,
+}
+
+/// Whether a read that failed as `failure` may be tried again on another node: every class
+/// but the database's own error and a replica's refusal of a read that writes.
+fn retryable(failure: Failure) -> bool {
+    !matches!(failure, Failure::Other | Failure::ReadOnly)
 }
 
 /// What follows a failed attempt.
@@ -75,7 +82,7 @@ pub(crate) fn verdict(f: &Failed) -> Verdict {
     {
         return Verdict::WaitForMonitor;
     }
-    if f.write || !f.failure.retryable() || f.last || f.out_of_time {
+    if f.write || !retryable(f.failure) || f.last || f.out_of_time {
         return Verdict::Fail;
     }
     Verdict::Retry
