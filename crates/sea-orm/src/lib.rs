@@ -211,6 +211,7 @@ compile_error!(
 );
 
 pub mod advanced;
+mod cluster;
 pub mod config;
 mod connection;
 mod consistency;

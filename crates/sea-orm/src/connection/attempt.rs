@@ -53,10 +53,10 @@ pub(super) use self::planned::planned;
 pub(super) use self::span::statement_span;
 pub(super) use self::work::{Begin, Execute, QueryAll, QueryOne, Stream, Unprepared, Work};
 use super::inner::Inner;
+use crate::cluster::{Plan, Why};
 use crate::nodes::registry::NodeRef;
 use crate::retry::retrying::Stop;
 use crate::routing::ctx::Scope;
-use crate::routing::route::{Plan, Why};
 
 /// Runs `work` along `plan` (see the module docs); returns its output and the node that
 /// served it.

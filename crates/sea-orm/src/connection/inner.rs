@@ -21,13 +21,13 @@ use std::time::{Duration, Instant};
 use rwsplit_core::{Access, CausalToken, NodeId};
 use sea_orm::{AccessMode, DatabaseConnection, DbBackend, DbErr, IsolationLevel};
 
+use crate::cluster::Routing;
 use crate::consistency::{Capture, Causality, Cluster, Outcome, Ran, Seen, Slot};
 use crate::hedge::hedging::Hedging;
 use crate::nodes::members::Members;
 use crate::observe::hooks::Hooks;
 use crate::product::Product;
 use crate::retry::retrying::Retrying;
-use crate::routing::route::Routing;
 
 use crate::nodes::registry::{NodeRef, Nodes};
 use crate::observe::counters::{Count, Counters, Effects};
@@ -280,18 +280,19 @@ impl Inner {
         Err(crate::routing_error::RoutingError::NoNodeLeft { nodes }.into())
     }
 
-    /// Applies the `effects` of the plan that runs, once, as of `now`: its counters, and its
-    /// wants to the monitor if one runs (for the policy's position linger).
+    /// Applies the `effects` of the plan that runs, once, as of `now`: its wants to the
+    /// monitor if one runs (for the policy's position linger), then its counters.
     #[inline]
     pub(crate) fn apply(&self, effects: Effects, now: Instant) {
-        let monitor = self.monitored.then(|| &**self.routing.state());
-        effects.apply(&self.counters, monitor, self.linger(), now);
+        self.want(&effects, now);
+        effects.count(&self.counters);
     }
 
     /// Sends the wants of a plan's `effects` to the monitor, if one runs, before its I/O step.
     pub(super) fn want(&self, effects: &Effects, now: Instant) {
-        let monitor = self.monitored.then(|| &**self.routing.state());
-        effects.want(monitor, self.linger(), now);
+        if self.monitored {
+            self.routing.want(effects, self.linger(), now);
+        }
     }
 
     /// How long the monitor keeps sampling positions a plan wanted.

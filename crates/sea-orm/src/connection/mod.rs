@@ -79,10 +79,10 @@ pub use inner::RoutedConnection;
 pub(crate) use traits::Handle;
 pub(crate) use traits::lend_primary;
 
+use crate::cluster::Routing;
 use crate::nodes::probe::{NodeConnector, ProbeFrom, ProbeSettings};
 use crate::nodes::replica::Placement;
 use crate::product::Product;
-use crate::routing::route::Routing;
 
 /// A connection over `primary` and `replicas` (opened by the builder, or given as they are)
 /// and the parts the builder configured: its node registry, routing and watchdog, and its
@@ -126,11 +126,15 @@ pub(crate) fn assemble(
     let acquired = sources.and_then(|sources| {
         acquire_monitor(product, &policy, health, &table, sources, probing, shareable, &topology)
     });
-    let routing = match &acquired {
-        Some(a) => Routing::with_state(a.state(), router),
-        None => Routing::new(topology, router, health),
+    // The monitor's state, shared by the two parts that wrap it, each its own operations: the
+    // live view (`Routing`: snapshots, standings, wants) and the registry (`Nodes`: which
+    // nodes there are).
+    let state = match &acquired {
+        Some(a) => a.state(),
+        None => Arc::new(rwsplit_monitor::TopologyState::new(topology, health)),
     };
-    let nodes = Nodes::new(Arc::clone(routing.state()), table);
+    let routing = Routing::new(Arc::clone(&state), router);
+    let nodes = Nodes::new(state, table);
     let monitored = acquired.is_some();
     let classified =
         crate::routing::classified::Classified::new(classifier, product.dialect(), learned);

@@ -36,7 +36,7 @@ pub(super) struct Record<'a> {
     /// The statement's system and `db.operation.name`, for the metrics.
     pub(super) statement: telemetry::Statement,
     /// The plan's reason.
-    pub(super) reason: crate::routing::route::Why,
+    pub(super) reason: crate::cluster::Why,
     pub(super) on_primary: bool,
     pub(super) write: bool,
     /// The attempt's in-flight count in the plan's snapshot, if the node is in it.

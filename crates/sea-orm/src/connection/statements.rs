@@ -7,8 +7,8 @@ use sea_orm::{DbErr, ExecResult, QueryResult, Statement};
 
 use super::attempt::{Execute, QueryAll, QueryOne, Stream, Unprepared, Work};
 use super::inner::Inner;
+use crate::cluster::Why;
 use crate::routing::ctx::Ctx;
-use crate::routing::route::Why;
 
 /// Runs a statement's future in its span — unless nothing listens (the span is disabled), and
 /// then without the wrapper, which would otherwise enter and leave a span on every poll.

@@ -812,7 +812,7 @@ async fn a_statement_looks_at_the_topology_once(
 }
 
 /// A plan for `target` (a read), made now.
-fn read_plan(db: &RoutedConnection, target: rwsplit_core::Target) -> crate::routing::route::Plan {
+fn read_plan(db: &RoutedConnection, target: rwsplit_core::Target) -> crate::cluster::Plan {
     use rwsplit_core::{Access, RouteContext};
     let ctx = RouteContext::for_access(Access::Read, std::time::Instant::now()).with_target(target);
     db.inner.routing.route(&ctx).unwrap()

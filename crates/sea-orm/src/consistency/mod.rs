@@ -18,7 +18,7 @@
 //! Stays elsewhere: the call's choice of scope and the ambient session's task-local in
 //! `routing/ctx.rs` (the call's context); the read-your-writes counts a plan asks for in
 //! `observe/counters.rs` (`Effects`, every plan's); how a plan reads a scope in
-//! `routing/plan.rs` and a last read's floor in `routing/route.rs` (routing decisions); wire
+//! `routing/plan.rs` and a last read's floor in `cluster/view.rs` (routing decisions); wire
 //! positions in `nodes/position.rs` (the product seam's SQL); resolving a session's token in
 //! `connection/session.rs` (the public handle's, with the connection it exports from).
 

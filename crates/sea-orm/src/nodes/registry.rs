@@ -30,7 +30,7 @@ use crate::observe::telemetry::{Durations, NodeLabels};
 /// One database server as the adapter sees it: its id, its pools, its counters and where the
 /// monitor opens its own connections from (its weight, zone and tags are in the monitor's
 /// snapshot). Its health, role and lag are the monitor's
-/// ([`Routing`](crate::routing::route::Routing)), under the same [`NodeId`].
+/// ([`Routing`](crate::cluster::Routing)), under the same [`NodeId`].
 pub(crate) struct Node {
     /// Its id, the state's: set when it enters [`NodeTable`] (the monitor's state hands out
     /// ids at run time).

@@ -1,23 +1,19 @@
 //! The connection's own counters ([`Counters`], for [`Stats`](crate::Stats)), and what a
 //! plan's decision asks of them and of the monitor ([`Effects`]): the planner returns its
-//! effects as data, and the executor applies them once, for the plan the statement runs
-//! ([`Effects::apply`]; an I/O step's wants before it, [`Effects::want`]). The nodes' own
-//! counts are the recorder's (`connection/record.rs`). This module needs none of the
-//! connection's: what applying an effect touches is passed in.
-
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{Duration, Instant};
+//! effects as data, and the executor applies them once, for the plan the statement runs (the
+//! counters here, [`Effects::count`]; the wants through the live view of the cluster,
+//! `crate::cluster`'s `Routing::want`, an I/O step's before it). The nodes' own counts are the
+//! recorder's (`connection/record.rs`).
 
 use rwsplit_core::{CausalToken, NodeId};
-
-use rwsplit_monitor::TopologyState;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use crate::observe::telemetry;
 
-/// What a plan's decision means beyond where the statement goes ([`crate::routing::plan`]): counters
-/// to move and positions to want from the monitor. The planner returns them; the executor
-/// applies them ([`apply`](Effects::apply) for the plan it runs, [`want`](Effects::want)
-/// before an I/O step).
+/// What a plan's decision means beyond where the statement goes ([`crate::routing::plan`]):
+/// counters to move and positions to want from the monitor. The planner returns them; the
+/// executor applies them ([`count`](Effects::count) and the live view's `want` for the plan it
+/// runs, the wants alone before an I/O step).
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub(crate) struct Effects {
     /// Where a read that had to see a write went.
@@ -37,35 +33,8 @@ pub(crate) struct Effects {
 }
 
 impl Effects {
-    /// Asks the monitor, as of `now`, for what the plan wants, for `linger`: `monitor` is its
-    /// state, if the connection runs one (else nothing is asked).
-    pub(crate) fn want(&self, monitor: Option<&TopologyState>, linger: Duration, now: Instant) {
-        let Some(state) = monitor else { return };
-        if !(self.want_positions || self.want_floor.is_some() || self.want_replayed.is_some()) {
-            return;
-        }
-        let until = now.checked_add(linger).unwrap_or(now);
-        if self.want_positions {
-            state.want_positions(now, until);
-        }
-        if let Some(node) = self.want_floor {
-            state.want_floor(node, now, until);
-        }
-        if let Some(token) = &self.want_replayed {
-            state.want_replayed(token, until);
-        }
-    }
-
-    /// Applies all of it, once, for the plan the statement runs: the wants (as
-    /// [`want`](Self::want)), the counters and their metrics.
-    pub(crate) fn apply(
-        self,
-        counters: &Counters,
-        monitor: Option<&TopologyState>,
-        linger: Duration,
-        now: Instant,
-    ) {
-        self.want(monitor, linger, now);
+    /// Moves the counters (and their metrics) of the plan the statement runs, once.
+    pub(crate) fn count(self, counters: &Counters) {
         if !(self.ryw.is_some() || self.foreign_token || self.monotonic_stay) {
             // Most plans: nothing to count.
             return;

@@ -5,7 +5,7 @@ use std::time::{Duration, Instant};
 
 use rwsplit_core::{Access, NodeId};
 
-use crate::routing::route::{Plan, Routing, Why};
+use crate::cluster::{Plan, Routing, Why};
 use crate::send::deadline;
 use crate::send::sending::Standing;
 

@@ -15,9 +15,9 @@ use sea_orm::DbErr;
 
 use super::rerun;
 use super::verdict::{Failed, Verdict, verdict};
+use crate::cluster::{Plan, Routing, Why};
 use crate::nodes::registry::Node;
 use crate::observe::telemetry;
-use crate::routing::route::{Plan, Routing, Why};
 use crate::send::failure;
 
 /// A connection's retry policy and what it did.

@@ -21,12 +21,13 @@ use rwsplit_core::{
 use sea_orm::{AccessMode, DbErr, IsolationLevel};
 
 use super::ctx::{Ctx, Policy, SCOPE, Scope, monotonic};
+use crate::cluster::view::{Floor, FloorMark, Snap};
+use crate::cluster::{Plan, Routing, Why};
 use crate::consistency::{Causality, Slot};
 use crate::observe::counters::Effects;
 use crate::observe::telemetry::Ryw;
 use crate::product::Product;
 use crate::routing::classified::Classified;
-use crate::routing::route::{Floor, FloorMark, Plan, Routing, Snap, Why};
 
 /// The planner: the routing policy and the classifier (behind its cache of the texts it has
 /// seen). It decides where statements and transactions go; the executor asks it through
@@ -259,7 +260,7 @@ impl Planner {
         let Stay { routing, node, token, wait, .. } = *stay;
         let topo = snap.topology();
         if let Some(t) = token
-            && crate::routing::route::foreign_in(topo, t)
+            && crate::cluster::view::foreign_in(topo, t)
         {
             // As in `plan_with_token`: no node of this history can prove it has the token.
             fx.foreign_token = true;
@@ -270,7 +271,7 @@ impl Planner {
             .filter(|n| n.role() == Role::Replica && n.health() != Health::Down)
             .map(|n| (token.is_none_or(|t| routing.has_replayed(topo, node, t, now)), n.lag()));
         fx.monotonic_stay = true;
-        let bounded = |plan: crate::routing::route::Plan| match level {
+        let bounded = |plan: crate::cluster::Plan| match level {
             Consistency::BoundedStaleness(bound) => routing.exclude_lagging(plan, bound),
             _ => plan,
         };
@@ -352,7 +353,7 @@ impl Planner {
         fx: &mut Effects,
     ) -> Result<Plan, DbErr> {
         let &Read { level, wait, around: Around { routing, .. }, .. } = read;
-        if crate::routing::route::foreign_in(snap.topology(), &token) {
+        if crate::cluster::view::foreign_in(snap.topology(), &token) {
             return Self::plan_foreign(routing, snap, &rc, &token, fx);
         }
         let bounded = |plan: Plan| match level {
@@ -816,11 +817,11 @@ mod planner {
 
     use super::super::ctx::{Ctx, Policy, Scope};
     use super::{Done, Io, Planned};
+    use crate::cluster::Why;
     use crate::connection::RoutedConnection;
     use crate::consistency::Shared;
     use crate::observe::counters::Effects;
     use crate::observe::telemetry::Ryw;
-    use crate::routing::route::Why;
 
     const PRIMARY: NodeId = NodeId::new(0);
     const R1: NodeId = NodeId::new(1);

@@ -13,7 +13,7 @@ use rwsplit_core::{
 use sea_orm::{DatabaseConnection, DbBackend, MockDatabase, Value};
 
 use super::*;
-use crate::routing::route::Routing;
+use crate::cluster::Routing;
 use crate::send::failure::Failure;
 
 fn cause() -> DbErr {
@@ -270,7 +270,7 @@ fn a_route_that_cannot_be_made_is_typed(
     #[case] target: Option<Target>,
     #[case] want: &str,
 ) {
-    let routing = Routing::new(topology(roles), RouterConfig::default(), HealthPolicy::default());
+    let routing = Routing::fresh(topology(roles), RouterConfig::default(), HealthPolicy::default());
     let mut ctx = RouteContext::for_access(access, Instant::now());
     if let Some(t) = target {
         ctx = ctx.with_target(t);
@@ -366,7 +366,7 @@ fn named(roles: &[Role]) -> Topology {
 #[test]
 fn split_brain_names_the_primaries() {
     let topo = named(&[Role::Primary, Role::Replica, Role::Primary]);
-    let routing = Routing::new(topo, RouterConfig::default(), HealthPolicy::default());
+    let routing = Routing::fresh(topo, RouterConfig::default(), HealthPolicy::default());
     let err = routing.route(&RouteContext::for_access(Access::Write, Instant::now())).unwrap_err();
     let Some(RoutingError::SplitBrain { primaries: 2, nodes }) = routing_error(&err) else {
         panic!("{err:?}")
@@ -381,7 +381,7 @@ fn split_brain_names_the_primaries() {
 #[test]
 fn no_primary_names_every_node_and_why() {
     let topo = named(&[Role::Replica, Role::Replica, Role::Replica, Role::Replica]);
-    let routing = Routing::new(topo, RouterConfig::default(), HealthPolicy::default());
+    let routing = Routing::fresh(topo, RouterConfig::default(), HealthPolicy::default());
     routing.set_fenced(NodeId::new(1), true);
     routing.fence_unsupported(NodeId::new(2));
     routing.ban(NodeId::new(3));
@@ -430,7 +430,7 @@ fn an_unroutable_read_names_the_rule(
     #[case] config: RouterConfig,
     #[case] says: &str,
 ) {
-    let routing = Routing::new(topology(roles), config, HealthPolicy::default());
+    let routing = Routing::fresh(topology(roles), config, HealthPolicy::default());
     let classified = rwsplit_core::explain("SELECT * FROM events", rwsplit_core::Dialect::Postgres);
     let consistency = rwsplit_core::Consistency::BoundedStaleness(rwsplit_core::Staleness::time(
         Duration::from_secs(1),

@@ -22,7 +22,7 @@
 //! **May call**: `product/` and `routing_error`, the floors below it; never `consistency/`,
 //! `observe/`, `nodes/`, `routing/`, `retry/` or `connection/`, which use its types (the tidy test
 //! `adapter_folders_import_downwards`). What a policy needs of the connection comes in as arguments or
-//! through a narrow trait: [`watch::Standings`] (implemented by `routing::route::Routing`).
+//! through a narrow trait: [`watch::Standings`] (implemented by `cluster::Routing`).
 
 pub(crate) mod deadline;
 pub(crate) mod failure;

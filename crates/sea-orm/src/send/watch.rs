@@ -1,7 +1,7 @@
 //! A read attempt's budget: bounded by time (the replica read timeout, the caller's
 //! deadline: `deadline`) and by the monitor's word on its node ([`Watch`]: no timer, no
 //! polling). What it needs of the routing state is the narrow [`Standings`], which
-//! `route::Routing` implements.
+//! `cluster::Routing` implements.
 
 use std::future::Future;
 

@@ -8,11 +8,11 @@ use std::time::Instant;
 use rwsplit_core::{NodeId, RouteReason};
 use sea_orm::DbErr;
 
+use crate::cluster::{Plan, Why};
 use crate::connection::inner::Inner;
 use crate::nodes::registry::{Node, NodeRef};
 use crate::observe::counters::Count;
 use crate::observe::telemetry;
-use crate::routing::route::{Plan, Why};
 use crate::send::failure;
 
 /// The candidates tried: the plan's `k`-th, for `k` from `skip` (past a catch-up wait's node

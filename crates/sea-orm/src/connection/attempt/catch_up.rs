@@ -7,6 +7,7 @@ use std::pin::Pin;
 use futures_util::future::Either;
 use sea_orm::DbErr;
 
+use crate::cluster::Plan;
 use crate::connection::inner::Inner;
 use crate::connection::record;
 use crate::nodes::position;
@@ -14,7 +15,6 @@ use crate::nodes::registry::Node;
 use crate::observe::counters::Count;
 use crate::observe::telemetry::Ryw;
 use crate::product::Waited;
-use crate::routing::route::Plan;
 
 /// How long past a catch-up wait's `max` a server that waits itself is given to answer.
 const WAIT_GRACE: std::time::Duration = std::time::Duration::from_millis(25);

@@ -12,10 +12,10 @@ use sea_orm::DbErr;
 
 use super::outcome::record;
 use super::work::Work;
+use crate::cluster::Plan;
 use crate::connection::inner::Inner;
 use crate::hedge::race::{Raced, until_overdue};
 use crate::nodes::registry::Node;
-use crate::routing::route::Plan;
 use crate::send::sending;
 use crate::send::sending::Attempt;
 use crate::send::watch::bounded;

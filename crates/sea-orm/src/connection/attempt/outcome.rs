@@ -9,6 +9,7 @@ use sea_orm::DbErr;
 
 use super::span::metrics;
 use super::work::Work;
+use crate::cluster::{Plan, Why};
 use crate::connection::inner::Inner;
 use crate::connection::record::Record;
 use crate::nodes::registry::Node;
@@ -18,7 +19,6 @@ use crate::retry::retrying::Stop;
 use crate::retry::verdict::Failed;
 use crate::routing::classified::Learned;
 use crate::routing::ctx::Scope;
-use crate::routing::route::{Plan, Why};
 use crate::send::failure::{self, Failure};
 use crate::send::refusal;
 use crate::send::sending::Attempt;

@@ -6,10 +6,10 @@ use std::time::Instant;
 
 use sea_orm::DbErr;
 
+use crate::cluster::Plan;
 use crate::connection::inner::Inner;
 use crate::routing::ctx::Scope;
 use crate::routing::plan::{Done, Io, Planned};
-use crate::routing::route::Plan;
 use crate::send::deadline;
 
 /// Whether `e` says the monitor sees no single primary (none, or two): a topology about to

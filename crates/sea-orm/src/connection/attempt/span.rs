@@ -5,11 +5,11 @@
 use std::fmt;
 
 use super::work::Work;
+use crate::cluster::Plan;
 use crate::connection::inner::Inner;
 use crate::nodes::registry::Node;
 use crate::observe::telemetry;
 use crate::routing::ctx::Ctx;
-use crate::routing::route::Plan;
 
 /// The span one statement runs in (see [`crate::observe::telemetry`]): its node, route
 /// reason and attempt number are recorded by [`attempt`].

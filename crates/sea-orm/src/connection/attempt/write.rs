@@ -9,11 +9,11 @@ use rwsplit_core::NodeId;
 use sea_orm::{DatabaseConnection, DbErr};
 
 use super::work::{Work, Wrote};
+use crate::cluster::Plan;
 use crate::connection::inner::Inner;
 use crate::nodes::registry::Node;
 use crate::observe::hooks;
 use crate::routing::ctx::Scope;
-use crate::routing::route::Plan;
 use crate::send::failure;
 use crate::send::sending::Attempt;
 use crate::send::sending::{self, End, Taken};
