@@ -11,9 +11,9 @@
 //!
 //! It may call what sits below it: `rwsplit-core`, `rwsplit-monitor`'s topology state, and
 //! the crate's `send/` (`sending`, `deadline`), `product/` and `routing_error`; never
-//! `routing/` (above it: `route.rs` reads its scopes' marks), `nodes/`, `observe/` or
-//! `connection/` (what it needs of the connection comes through [`Cluster`], passed to each
-//! operation).
+//! `cluster/` or `routing/` (above it: `cluster/view.rs` reads its scopes' marks), `nodes/`,
+//! `observe/` or `connection/` (what it needs of the connection comes through [`Cluster`],
+//! passed to each operation).
 //!
 //! Stays elsewhere: the call's choice of scope and the ambient session's task-local in
 //! `routing/ctx.rs` (the call's context); the read-your-writes counts a plan asks for in
