@@ -19,6 +19,10 @@ use crate::support::own_cluster;
 const READERS: usize = 8;
 /// No read may take longer than this while a replica is frozen.
 const SLOWEST: Duration = Duration::from_millis(250);
+/// Reads longer than this are listed with when they began: where the slow ones fall (the
+/// first moments of a connection, a window with a frozen node, the healthy phases) says
+/// what they waited for.
+const NOTED: Duration = Duration::from_millis(100);
 
 /// What the readers saw.
 #[derive(Debug, Default)]
@@ -27,7 +31,7 @@ struct Reads {
     failed: usize,
     slow: usize,
     max: Duration,
-    /// Each read over [`SLOWEST`]: when it began, after the readers' `since`, and how long it
+    /// Each read over [`NOTED`]: when it began, after the readers' `since`, and how long it
     /// took.
     slowest: Vec<(Duration, Duration)>,
 }
@@ -82,7 +86,7 @@ async fn readers(db: &RoutedConnection, over: Duration, since: Instant) -> Reads
                 seen.failed += usize::from(!ok);
                 seen.slow += usize::from(took > SLOWEST);
                 seen.max = seen.max.max(took);
-                if took > SLOWEST {
+                if took > NOTED {
                     seen.slowest.push((started.saturating_duration_since(since), took));
                 }
             }
@@ -116,21 +120,29 @@ async fn setup(kind: DbKind, name: &str) -> (rwsplit_testkit::Cluster, TestDatab
 /// 250 ms, in each window of [`WINDOW`] over [`FROZEN_FOR`] (the whole time the frozen
 /// replica stays unvouched: a read that waits on it at any moment of that time is seen). When
 /// it thaws, its first probe answers and it takes reads again, within [`REJOINS_WITHIN`].
+///
+/// `beside`: another connection of the process's to the same servers stays open meanwhile (the
+/// one that measured the healthy pace): the new connection shares its monitor, which saw the
+/// replica answer before it froze, so nothing holds it at the start: the first reads sent
+/// there are hedged on another node after their hedge delay, later reads pass it over, and the
+/// monitor marks it down. The same bounds hold.
 #[rstest]
-#[case::postgres(DbKind::Postgres)]
-#[case::mariadb(DbKind::MariaDb)]
+#[case::postgres(DbKind::Postgres, false)]
+#[case::mariadb(DbKind::MariaDb, false)]
+#[case::postgres_beside_another(DbKind::Postgres, true)]
+#[case::mariadb_beside_another(DbKind::MariaDb, true)]
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn a_replica_frozen_before_start_takes_no_reads(#[case] kind: DbKind) {
+async fn a_replica_frozen_before_start_takes_no_reads(#[case] kind: DbKind, #[case] beside: bool) {
     crate::support::tracing_baseline();
-    let (cluster, tdb) = setup(kind, "frozen_start").await;
+    let (cluster, tdb) = setup(kind, if beside { "frozen_beside" } else { "frozen_start" }).await;
     let over = Duration::from_secs(2);
     // The healthy pace, measured before the freeze and after the thaw (the machine's other
-    // work comes and goes; their mean is the yardstick). The connection that measures it
-    // first is gone before the freeze: connections share their monitor, and the one made
-    // with the replica frozen must start one of its own, which has never reached it.
+    // work comes and goes; their mean is the yardstick). Without `beside`, the connection that
+    // measures it first is gone before the freeze: connections share their monitor, and the
+    // one made with the replica frozen then starts one of its own, which has never reached it.
     let steady = connect(&tdb).await;
     let before = readers(&steady, over, Instant::now()).await;
-    drop(steady);
+    let _beside = beside.then_some(steady);
     let frozen = &cluster.replicas()[1];
     frozen.hang().unwrap();
     let started = Instant::now();
@@ -159,7 +171,8 @@ async fn a_replica_frozen_before_start_takes_no_reads(#[case] kind: DbKind) {
     // Back in rotation: a read served there (reads are spread over the replicas). Each read
     // in a task of its own, as the readers' are: one task's reads stay on the node of its last
     // read until the monitor has sampled that node since (monotonic reads).
-    let rejoined = crate::support::eventually(REJOINS_WITHIN, || {
+    let rejoins_within = if beside { REJOINS_AFTER_A_BAN } else { REJOINS_WITHIN };
+    let rejoined = crate::support::eventually(rejoins_within, || {
         let db = db.clone();
         async move {
             for _ in 0..4 {
@@ -175,13 +188,16 @@ async fn a_replica_frozen_before_start_takes_no_reads(#[case] kind: DbKind) {
     let healthy = (before.per_s(over) + after.per_s(over)) / 2.0;
     let hedges = db.stats().hedges();
     eprintln!(
-        "FROZEN-FIGURES {kind} before start: healthy {:.0}/s and {:.0}/s (max {:?}); connect \
+        "FROZEN-FIGURES {kind} before start (beside another: {beside}): healthy {:.0}/s and {:.0}/s (max {:?}; over \
+         {NOTED:?}, began after the readers started, took: {:?} and {:?}); connect \
          {connected:?}; frozen {:.0}/s over {FROZEN_FOR:?}, max {:?}, {} over {SLOWEST:?} \
-         (began after the start, took: {:?}), {} failed; windows of {WINDOW:?}: {}; frozen \
+         (over {NOTED:?}, began after the start, took: {:?}), {} failed; windows of {WINDOW:?}: {}; frozen \
          replica reads {}; serves reads again {rejoined_after:?} after the thaw; {hedges:?}",
         before.per_s(over),
         after.per_s(over),
         before.max.max(after.max),
+        before.slowest,
+        after.slowest,
         reads.per_s(FROZEN_FOR),
         reads.max,
         reads.slow,
@@ -194,13 +210,13 @@ async fn a_replica_frozen_before_start_takes_no_reads(#[case] kind: DbKind) {
     assert_eq!(reads.failed, 0, "{reads:?}");
     assert_eq!(
         reads.slow, 0,
-        "no read over {SLOWEST:?} (began after the start, took): {:?}",
+        "no read over {SLOWEST:?} (reads over {NOTED:?}, began after the start, took): {:?}",
         reads.slowest
     );
     assert_eq!(stats.replicas()[1].reads(), 0, "the frozen replica took no read");
     assert!(
         rejoined.is_some(),
-        "the thawed replica serves no read {REJOINS_WITHIN:?} after the thaw: {:?}",
+        "the thawed replica serves no read {rejoins_within:?} after the thaw: {:?}",
         db.stats()
     );
     // Hedging in steady state: within its ration.
@@ -227,6 +243,11 @@ const WINDOW: Duration = Duration::from_secs(5);
 /// How soon after its thaw a replica held at start serves reads again: its monitor's first
 /// probe has been waiting on it since the start, and answers once the server runs.
 const REJOINS_WITHIN: Duration = Duration::from_secs(3);
+
+/// How soon after its thaw a replica the shared monitor marked down meanwhile (it stopped
+/// answering the probes it answered before) serves reads again: once its ban has passed (5 s
+/// at the defaults) and two probes answered.
+const REJOINS_AFTER_A_BAN: Duration = Duration::from_secs(8);
 
 /// A replica that freezes under load: the reads waiting on it are hedged on another node after
 /// its hedge delay, and later reads pass it over until it answers again, so no read takes over

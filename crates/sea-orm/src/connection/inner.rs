@@ -224,6 +224,17 @@ impl Inner {
     pub(crate) fn monitored(&self) -> bool {
         self.monitored
     }
+
+    /// Whether no replica could serve a read that waits the connection's catch-up wait
+    /// ([`out_of_reach`](crate::routing::plan::out_of_reach)), as the topology stands: a
+    /// write's position would then serve no read yet. Never without a monitor (no lag is known).
+    pub(super) fn out_of_reach(&self) -> bool {
+        self.monitored
+            && crate::routing::plan::out_of_reach(
+                &self.routing.live_topology(),
+                self.planner.policy().wait_for_replica,
+            )
+    }
 }
 
 /// Planning, through the planner: the statement path asks where its statement goes, and the
@@ -525,6 +536,10 @@ impl Cluster for Inner {
 
     fn monitored(&self) -> bool {
         Inner::monitored(self)
+    }
+
+    fn out_of_reach(&self) -> bool {
+        Inner::out_of_reach(self)
     }
 
     fn floor(&self, seen: &Seen) -> Option<CausalToken> {

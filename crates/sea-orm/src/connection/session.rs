@@ -312,9 +312,19 @@ pub(crate) async fn resolve(
     // takes longer than the monitor's probe timeout, read a fresh position instead.
     let max = db.inner.planner.policy().monitor.probe_timeout_value();
     let slot: Slot = db.inner.settled_slot(scope, max).await;
+    let kind = db.inner.product().tokens_checked_as();
+    // A write whose position was left unread (no replica could use it): the primary, by
+    // name, bounds it and everything the scope read — "at most what the primary holds by
+    // now" — without a query; the resumed scope reads the position when a replica could use
+    // it, or reads on the primary.
+    if slot.pending && slot.inflight == 0 && slot.external.is_none() && db.inner.out_of_reach() {
+        let primary = db.inner.routing.primary_index();
+        if let Some(name) = db.inner.node_name(primary) {
+            return Ok(Some(SessionToken::with_read_on(kind, slot.token, &name)));
+        }
+    }
     let seen = slot.seen;
     let token = db.inner.written(scope, slot).await?;
-    let kind = db.inner.product().tokens_checked_as();
     // Writes-follow-reads: what the scope has read travels with it, without a wait or a query
     // where its node can stand for it.
     let Some(seen) = seen else { return Ok(token.map(SessionToken::from_position)) };

@@ -46,6 +46,11 @@ pub(crate) trait Cluster: Sync {
     /// Whether a monitor runs: it samples positions when asked.
     fn monitored(&self) -> bool;
 
+    /// Whether no replica could serve a read that waits the connection's catch-up wait for
+    /// one ([`out_of_reach`](crate::routing::plan::out_of_reach)): a write's position is then
+    /// of no use to the scope's next read, which goes to the primary anyway.
+    fn out_of_reach(&self) -> bool;
+
     /// A bound of what the read `seen` saw, from the monitor's samples, if one is known.
     fn floor(&self, seen: &Seen) -> Option<CausalToken>;
 
@@ -381,6 +386,11 @@ impl Causality {
     /// cannot be read, the scope is marked pending instead (its next read asks again, or goes
     /// to the primary). `taken`: the connection the write committed on, read on before it
     /// goes back to the pool; without it, a connection of the pool's.
+    ///
+    /// While no replica could serve the scope's next read within the wait
+    /// ([`Cluster::out_of_reach`]), the position is not read: the scope is marked pending, its
+    /// reads go to the primary (as they would with the position), and the position is read
+    /// when a read could use it on a replica, or when the scope's token is asked for.
     pub(crate) async fn after_write(
         &self,
         cluster: &impl Cluster,
@@ -395,6 +405,10 @@ impl Causality {
             Scope::Task => Key::Task(tokio::task::try_id()),
             Scope::Session(s) => Key::Session(Arc::clone(s)),
         };
+        if cluster.out_of_reach() {
+            self.key_update(&key, Slot::mark_pending);
+            return;
+        }
         let Some(spawn) = cluster.background() else {
             let epoch = self.key_update(&key, |s| s.pending_epoch);
             let capture = Capture { node, counted: false, key, epoch, taken };
@@ -507,6 +521,8 @@ mod tests {
     struct Fake {
         nodes: usize,
         fail: bool,
+        /// No replica could serve a read within the wait.
+        out_of_reach: bool,
         reads: AtomicU64,
         /// What no monitor ever notifies: there is none.
         sampled: tokio::sync::Notify,
@@ -514,7 +530,13 @@ mod tests {
 
     impl Fake {
         fn new(nodes: usize, fail: bool) -> Fake {
-            Fake { nodes, fail, reads: AtomicU64::new(0), sampled: tokio::sync::Notify::new() }
+            Fake {
+                nodes,
+                fail,
+                out_of_reach: false,
+                reads: AtomicU64::new(0),
+                sampled: tokio::sync::Notify::new(),
+            }
         }
     }
 
@@ -535,6 +557,10 @@ mod tests {
 
         fn monitored(&self) -> bool {
             false
+        }
+
+        fn out_of_reach(&self) -> bool {
+            self.out_of_reach
         }
 
         fn floor(&self, _: &Seen) -> Option<CausalToken> {
@@ -568,6 +594,24 @@ mod tests {
 
     fn causality(on: bool) -> Causality {
         Causality::new(on, Duration::from_secs(1), Duration::from_secs(1))
+    }
+
+    /// While no replica could serve a read within the wait, a write's position is not read:
+    /// the scope is pending (its reads go to the primary), and the position is read the
+    /// first time the scope's token is asked for with a replica back within reach.
+    #[tokio::test]
+    async fn a_write_no_replica_could_serve_leaves_its_scope_pending_without_a_read() {
+        let c = causality(true);
+        let far = Fake { out_of_reach: true, ..Fake::new(2, false) };
+        let scope = Scope::Session(Arc::default());
+        c.after_write(&far, P, &scope, None).await;
+        let slot = c.slot(&scope);
+        assert!(slot.pending && slot.token.is_none() && slot.inflight == 0);
+        assert_eq!(far.reads.load(Ordering::SeqCst), 0, "no position read");
+        let near = Fake::new(2, false);
+        let token = c.written(&near, &scope, slot).await.unwrap();
+        assert_eq!(token.map(|t| t.to_string()), Some("pg:1:7:1:0-1".to_owned()));
+        assert!(!c.slot(&scope).pending);
     }
 
     /// With replicas, a write's position is read (here, where no background task can run)

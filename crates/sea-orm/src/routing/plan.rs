@@ -135,7 +135,8 @@ impl Planner {
                 snap.topology().node(p).is_none_or(|n| n.health() == rwsplit_core::Health::Down)
             })
         };
-        match next_step(&slot, explicit, floor, wait, primary_down, done) {
+        let out_of_reach = || out_of_reach(snap.topology(), wait);
+        match next_step(&slot, explicit, floor, wait, (primary_down, out_of_reach), done) {
             Step::Need(need) => Ok(need),
             Step::Settle(max) => Err(Io::Settle(max)),
             Step::Capture(epoch) => {
@@ -532,6 +533,16 @@ fn too_far(lag: &rwsplit_core::Lag, max: Duration) -> bool {
     lag.time().is_some_and(|t| t > max)
 }
 
+/// Whether no replica of `topo` could serve a read that waits at most `wait` for one: every
+/// replica is down or known to be further behind than the wait (or there is none). A position
+/// read of the primary is then of no use to the read — it goes to the primary either way — and
+/// is left until a replica could use it. Never without a wait (`None`): a replica may have a
+/// write by the time the read comes, which only the write's position can tell.
+pub(crate) fn out_of_reach(topo: &rwsplit_core::Topology, wait: Option<Duration>) -> bool {
+    let Some(max) = wait else { return false };
+    topo.replicas().all(|r| r.health() == rwsplit_core::Health::Down || too_far(&r.lag(), max))
+}
+
 /// What planning gives: a plan, or an I/O step to do before planning again; each with the
 /// [`Effects`] of the decision, which the executor applies (a plan's all, once; an I/O step's
 /// wants before it, since the step may wait on what they ask for).
@@ -599,7 +610,8 @@ pub(crate) struct Done {
 ///   rather wait for a replica — wait for it first, once.
 /// - A pending scope, or a held token while the primary is up: read the primary's position
 ///   first, once. If that fails, a pending scope reads from the primary; a held token is used
-///   as it came.
+///   as it came. A pending scope reads from the primary without that position read while no
+///   replica could serve the read within the wait ([`out_of_reach`]): it stays pending.
 /// - Then the scope's token merged with the caller's and with `floor`, the bound of what the
 ///   scope has read (monotonic reads), if any; if that bound is not known yet, the node of
 ///   the last read (or the primary), still with the token.
@@ -608,7 +620,7 @@ fn next_step(
     explicit: Option<&CausalToken>,
     floor: Option<Floor>,
     wait: Option<Duration>,
-    primary_down: impl FnOnce() -> bool,
+    (primary_down, out_of_reach): (impl FnOnce() -> bool, impl FnOnce() -> bool),
     done: Done,
 ) -> Step {
     if slot.inflight > 0 {
@@ -616,6 +628,9 @@ fn next_step(
             Some(max) if !done.settled => Step::Settle(max),
             _ => Step::Need(Need::Primary),
         };
+    }
+    if done.captured.is_none() && slot.pending && slot.external.is_none() && out_of_reach() {
+        return Step::Need(Need::Primary);
     }
     if done.captured.is_none() && (slot.pending || (slot.external.is_some() && !primary_down())) {
         return Step::Capture(slot.pending_epoch);
@@ -733,14 +748,46 @@ mod tests {
         #[case] d: Done,
         #[case] want: Step,
     ) {
-        assert_eq!(next_step(&s, None, None, wait, || false, d), want);
+        assert_eq!(next_step(&s, None, None, wait, (|| false, || false), d), want);
+    }
+
+    /// While no replica could serve the read within its wait, a pending scope reads from the
+    /// primary without reading its position first (the position would change nothing), and
+    /// stays pending; what else comes first still does.
+    #[rstest]
+    #[case::pending_reads_the_primary(
+        slot(0, true, Some(T), None),
+        done(false, None),
+        Step::Need(Need::Primary)
+    )]
+    #[case::in_flight_still_settles(
+        slot(1, true, Some(T), None),
+        done(false, None),
+        Step::Settle(MS)
+    )]
+    #[case::a_held_token_is_still_checked(
+        slot(0, true, None, Some(U)),
+        done(false, None),
+        Step::Capture(7)
+    )]
+    #[case::not_pending_as_before(
+        slot(0, false, Some(T), None),
+        done(false, None),
+        Step::Need(Need::Token(token(T)))
+    )]
+    fn no_position_read_while_no_replica_is_within_reach(
+        #[case] s: Slot,
+        #[case] d: Done,
+        #[case] want: Step,
+    ) {
+        assert_eq!(next_step(&s, None, None, Some(MS), (|| false, || true), d), want);
     }
 
     #[test]
     fn a_held_token_is_not_checked_while_the_primary_is_down() {
         let s = slot(0, false, None, Some(U));
         assert_eq!(
-            next_step(&s, None, None, None, || true, Done::default()),
+            next_step(&s, None, None, None, (|| true, || false), Done::default()),
             Step::Need(Need::Token(token(U)))
         );
     }
@@ -750,7 +797,7 @@ mod tests {
         let s = slot(0, false, Some(T), None);
         let want = token(T).merged(&token(U));
         assert_eq!(
-            next_step(&s, Some(&token(U)), None, None, || false, Done::default()),
+            next_step(&s, Some(&token(U)), None, None, (|| false, || false), Done::default()),
             Step::Need(Need::Token(want))
         );
     }
@@ -799,7 +846,7 @@ mod tests {
         #[case] d: Done,
         #[case] want: Step,
     ) {
-        assert_eq!(next_step(&s, None, floor, None, || false, d), want);
+        assert_eq!(next_step(&s, None, floor, None, (|| false, || false), d), want);
     }
 }
 
