@@ -158,7 +158,8 @@ pub(super) fn attempt<'a, W: Work>(
     keep: bool,
     scope: &Scope,
 ) -> Pin<Box<impl Future<Output = Written<W::Output>> + 'a>> {
-    let hold = matches!(work.wrote(), Wrote::Capture) && inner.tracks_writes(scope);
+    let hold = matches!(work.wrote(), Wrote::Capture)
+        && inner.causality.tracks_writes(&inner.writable(), scope);
     Box::pin(watched_write(inner, id, node, node.user_writer(), work, keep, hold))
 }
 
@@ -173,9 +174,13 @@ pub(super) fn wrote<'a>(
     held: Option<Taken>,
 ) -> Option<Pin<Box<impl Future + 'a>>> {
     match wrote {
-        Wrote::Capture => Some(Box::pin(inner.after_write(id, scope, held))),
+        Wrote::Capture => Some(Box::pin(async move {
+            let (reach, spawn) = (|| inner.out_of_reach(), || inner.background());
+            let (routing, writable) = (&inner.routing, inner.writable());
+            inner.causality.after_write(routing, &writable, id, scope, held, reach, spawn).await;
+        })),
         Wrote::Unseen => {
-            inner.mark_unseen_writes(scope);
+            inner.causality.mark_unseen_writes(&inner.writable(), scope);
             None
         }
         Wrote::Later => None,
