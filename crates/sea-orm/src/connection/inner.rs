@@ -5,7 +5,7 @@
 //! the monitor's state, wrapped once), the pure [`Planner`] (policy, classifier), read-your-writes
 //! ([`Causality`]), hedging ([`Hedging`]), retry ([`Retrying`]), the counters and the metric
 //! hooks. The parts a step of `connection/` uses (`routing`, `planner`, `causality`, `hedging`,
-//! `retry`, `counters`) are visible to the folder (privacy at the folder): the step calls the
+//! `retry`, `counters`, `hooks`) are visible to the folder (privacy at the folder): the step calls the
 //! part that owns the state, whose invariants stay behind its methods. Read-your-writes is
 //! handed the views it asks through, each from its owner: `routing` for the monitor's samples,
 //! [`Inner::writable`] for position reads on the nodes' writable pools. `Inner`'s own
@@ -62,8 +62,9 @@ pub(crate) struct Inner {
     /// health then moves only on the failures statements see). Its handle is the
     /// connection's [`Members`]'.
     monitored: bool,
-    /// The metric callback every node's hooked pools report to.
-    hooks: Arc<Hooks>,
+    /// The metric callback every node's hooked pools report to; a write sent in two steps
+    /// times its statement with it, as SeaORM would.
+    pub(super) hooks: Arc<Hooks>,
     /// Itself, for the work a statement leaves running after it returns (a write's position
     /// capture): that work stops mattering once the connection is gone.
     me: Weak<Inner>,
@@ -423,24 +424,5 @@ impl Inner {
         if self.hooks.is_set() {
             node.hook(&self.hooks);
         }
-    }
-
-    /// The metric callback's timing of `call`, if a callback is set.
-    #[inline]
-    pub(super) fn timing(
-        &self,
-        call: &crate::observe::hooks::Call<'_>,
-    ) -> Option<crate::observe::hooks::Timing> {
-        self.hooks.timing(call)
-    }
-
-    /// Ends `timing` (reporting it, `failed` or not, to the metric callback).
-    #[inline]
-    pub(super) fn finish_timing(
-        &self,
-        timing: Option<crate::observe::hooks::Timing>,
-        failed: bool,
-    ) {
-        self.hooks.finish(timing, failed);
     }
 }
