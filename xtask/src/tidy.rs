@@ -1453,6 +1453,8 @@ const FOLDER_PARTS: &[(&str, &str, &str, &str)] = &[
     ("sea-orm", "connection::inner", "Inner", "routing"),
     ("sea-orm", "connection::inner", "Inner", "planner"),
     ("sea-orm", "connection::inner", "Inner", "counters"),
+    ("sea-orm", "connection::inner", "Inner", "causality"),
+    ("sea-orm", "connection::inner", "Inner", "hooks"),
 ];
 
 /// What keeps the component `module::ty` of `krate` from owning its state (see

@@ -16,7 +16,7 @@ use rwsplit_core::{
 use rwsplit_monitor::TopologyState;
 use sea_orm::DbErr;
 
-use crate::consistency::{Learned, Seen, Settled};
+use crate::consistency::{Learned, Samples, Seen, Settled};
 use crate::routing_error::{NodeOut, OutReason};
 
 use super::plan::{Plan, Why};
@@ -419,27 +419,6 @@ impl Routing {
         self.state.published()
     }
 
-    /// Asks the monitor for one sample of `node`'s position read after `after`, until `until`.
-    pub(crate) fn want_sample(&self, node: NodeId, after: Instant, until: Instant) {
-        self.state.want_sample(node, after, until);
-    }
-
-    /// Asks the monitor for `node`'s next samples from `after` to serve as floors, until
-    /// `until`.
-    pub(crate) fn want_floor(&self, node: NodeId, after: Instant, until: Instant) {
-        self.state.want_floor(node, after, until);
-    }
-
-    /// Asks the monitor to sample the replicas until each has replayed `token`, or `until`.
-    pub(crate) fn want_replayed(&self, token: &CausalToken, until: Instant) {
-        self.state.want_replayed(token, until);
-    }
-
-    /// Completes at the monitor's next position sample (counted from when it is called).
-    pub(crate) fn sampled(&self) -> tokio::sync::futures::Notified<'_> {
-        self.state.sampled()
-    }
-
     /// Whether the monitor sampled `node` after `at`.
     pub(crate) fn sampled_since(&self, node: NodeId, at: Instant) -> bool {
         self.state.sampled_since(node, at)
@@ -641,5 +620,33 @@ impl crate::send::watch::Standings for Routing {
 
     fn changed(&self, node: NodeId) -> tokio::sync::futures::Notified<'_> {
         Routing::changed(self, node)
+    }
+}
+
+/// The monitor's position samples as read-your-writes asks for and reads them: the monitor's
+/// state's, which this view owns.
+impl Samples for Routing {
+    fn want_sample(&self, node: NodeId, after: Instant, until: Instant) {
+        self.state.want_sample(node, after, until);
+    }
+
+    fn want_floor(&self, node: NodeId, after: Instant, until: Instant) {
+        self.state.want_floor(node, after, until);
+    }
+
+    fn want_replayed(&self, token: &CausalToken, until: Instant) {
+        self.state.want_replayed(token, until);
+    }
+
+    fn sampled(&self) -> tokio::sync::futures::Notified<'_> {
+        self.state.sampled()
+    }
+
+    fn known_floor(&self, seen: &Seen) -> Option<CausalToken> {
+        self.floor(seen).known()
+    }
+
+    fn primary(&self) -> NodeId {
+        self.primary_index()
     }
 }

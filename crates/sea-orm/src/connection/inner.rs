@@ -4,15 +4,17 @@
 //! node registry ([`Nodes`], shared with `Members`), the live view of the cluster ([`Routing`]:
 //! the monitor's state, wrapped once), the pure [`Planner`] (policy, classifier), read-your-writes
 //! ([`Causality`]), hedging ([`Hedging`]), retry ([`Retrying`]), the counters and the metric
-//! hooks. The parts a step of `connection/` uses (`routing`, `planner`, `hedging`, `retry`,
-//! `counters`) are visible to the folder
-//! (privacy at the folder): the step calls the part that owns the state, whose invariants stay
-//! behind its methods. `Inner`'s own operations compose parts (a plan reads the routing view and
-//! read-your-writes; a probe's sweep clears scopes and proofs), or serve the callers outside
-//! the folder (the facade, the builder). A node is lent, held while something runs on it
-//! (`Inner::hold`, a lease in tidy's `LEASES`). `Inner` is what read-your-writes asks of the
-//! connection ([`Cluster`]) and what the watchdog looks at; a statement's watch reads standings
-//! from `Routing` itself.
+//! hooks. The parts a step of `connection/` uses (`routing`, `planner`, `causality`, `hedging`,
+//! `retry`, `counters`, `hooks`) are visible to the folder (privacy at the folder): the step calls the
+//! part that owns the state, whose invariants stay behind its methods. Read-your-writes is
+//! handed the views it asks through, each from its owner: `routing` for the monitor's samples,
+//! [`Inner::writable`] for position reads on the nodes' writable pools. `Inner`'s own
+//! operations compose parts (a plan reads the routing view and read-your-writes; whether a
+//! write's position could serve a read, [`Inner::out_of_reach`], and the task it is read in,
+//! [`Inner::background`]; a probe's sweep clears scopes and proofs), or serve the callers
+//! outside the folder (the facade, the builder). A node is lent, held while something runs on
+//! it (`Inner::hold`, a lease in tidy's `LEASES`). `Inner` is what the watchdog looks at; a
+//! statement's watch reads standings from `Routing` itself.
 
 use std::fmt;
 use std::sync::{Arc, Weak};
@@ -22,17 +24,18 @@ use rwsplit_core::{Access, CausalToken, NodeId};
 use sea_orm::{AccessMode, DatabaseConnection, DbBackend, DbErr, IsolationLevel};
 
 use crate::cluster::Routing;
-use crate::consistency::{Capture, Causality, Cluster, Outcome, Ran, Seen, Slot};
+use crate::consistency::{Capture, Causality, Seen};
 use crate::hedge::hedging::Hedging;
 use crate::nodes::members::Members;
 use crate::observe::hooks::Hooks;
 use crate::product::Product;
 use crate::retry::retrying::Retrying;
 
+use crate::nodes::position::Writable;
 use crate::nodes::registry::{NodeRef, Nodes};
-use crate::observe::counters::{Count, Counters, Effects};
+use crate::observe::counters::{Counters, Effects};
 use crate::routing::ctx::{Ctx, Scope};
-use crate::routing::plan::{Around, Done, Input, Io, Planned, Planner};
+use crate::routing::plan::{Around, Done, Input, Planned, Planner};
 
 pub(crate) struct Inner {
     /// The registry, by the monitor's state's ids: node 0 is the configured primary, nodes
@@ -48,8 +51,9 @@ pub(crate) struct Inner {
     /// Its own counters, for [`Stats`](crate::Stats): read-your-writes, refusals, stalled
     /// nodes passed over; moved by the steps that count.
     pub(super) counters: Counters,
-    /// Read-your-writes: its tasks' scopes, and the position reads after writes.
-    causality: Causality,
+    /// Read-your-writes: its tasks' scopes, and the position reads after writes; a step
+    /// hands it the views it asks through (`routing` for samples, [`Inner::writable`]).
+    pub(super) causality: Causality,
     /// Hedging: the ration, the watchdog, the counts; the attempt step's own part.
     pub(super) hedging: Hedging,
     /// Retry: the budget, the verdict wait, the count; the attempt step's own part.
@@ -58,8 +62,9 @@ pub(crate) struct Inner {
     /// health then moves only on the failures statements see). Its handle is the
     /// connection's [`Members`]'.
     monitored: bool,
-    /// The metric callback every node's hooked pools report to.
-    hooks: Arc<Hooks>,
+    /// The metric callback every node's hooked pools report to; a write sent in two steps
+    /// times its statement with it, as SeaORM would.
+    pub(super) hooks: Arc<Hooks>,
     /// Itself, for the work a statement leaves running after it returns (a write's position
     /// capture): that work stops mattering once the connection is gone.
     me: Weak<Inner>,
@@ -123,6 +128,7 @@ impl Inner {
         let policy = planner.policy();
         let causality = Causality::new(
             policy.read_your_writes,
+            monitored,
             policy.monitor.position_linger_value(),
             policy.monitor.probe_timeout_value(),
         );
@@ -234,6 +240,29 @@ impl Inner {
                 &self.routing.live_topology(),
                 self.planner.policy().wait_for_replica,
             )
+    }
+
+    /// The nodes' writable pools as read-your-writes reads positions on them: the registry,
+    /// the product's SQL, the counters each read moves.
+    pub(super) fn writable(&self) -> Writable<'_> {
+        Writable::new(&self.nodes, self.product(), &self.counters)
+    }
+
+    /// How a write's position read runs off the request path: given the [`Capture`], a task of
+    /// its own finishes it ([`Causality::finish`]), holding the connection while it runs.
+    /// `None` outside a runtime, or once the connection is being dropped (the read is then
+    /// done in the caller's).
+    pub(super) fn background(&self) -> Option<impl FnOnce(Capture) + use<>> {
+        // Live while a statement of the connection runs (it holds the connection).
+        let (Ok(runtime), Some(db)) = (tokio::runtime::Handle::try_current(), self.me.upgrade())
+        else {
+            return None;
+        };
+        Some(move |capture| {
+            runtime.spawn(async move {
+                db.causality.finish(&db.routing, &db.writable(), capture).await;
+            });
+        })
     }
 }
 
@@ -374,102 +403,6 @@ impl crate::hedge::watchdog::Watched for Inner {
     }
 }
 
-/// Read-your-writes: the statement path's calls into [`Causality`], with the connection as
-/// its [`Cluster`].
-impl Inner {
-    /// A statement or transaction ran as `ran` in `scope`: what it saw bounds the scope's
-    /// next reads.
-    #[inline]
-    pub(super) fn saw(&self, scope: &Scope, ran: Ran) {
-        self.causality.saw(self, scope, ran);
-    }
-
-    /// Whether a write in `scope` is tracked (its position read after it).
-    #[inline]
-    pub(super) fn tracks_writes(&self, scope: &Scope) -> bool {
-        self.causality.tracks_writes(self, scope)
-    }
-
-    /// A write on `node` succeeded in `scope`: its position is read (on `taken`, the
-    /// connection it was sent on, if held) and recorded.
-    pub(super) async fn after_write(
-        &self,
-        node: NodeId,
-        scope: &Scope,
-        taken: Option<crate::send::sending::Taken>,
-    ) {
-        self.causality.after_write(self, node, scope, taken).await;
-    }
-
-    /// `scope` may have writes the router did not see commit: its next read asks the primary.
-    #[inline]
-    pub(crate) fn mark_unseen_writes(&self, scope: &Scope) {
-        self.causality.mark_unseen_writes(self, scope);
-    }
-
-    /// A transaction on `node` ended as `outcome`: a commit records its position in `scope`.
-    pub(super) async fn after_transaction(&self, node: NodeId, scope: &Scope, outcome: Outcome) {
-        self.causality.after_transaction(self, node, scope, outcome).await;
-    }
-
-    /// `scope`'s state once no position read of it is under way, waiting at most `max`.
-    pub(crate) async fn settled_slot(&self, scope: &Scope, max: Duration) -> Slot {
-        self.causality.settled(scope, max).await
-    }
-
-    /// Does one of a plan's I/O steps for `scope` ([`Io`]: all of them read-your-writes') and
-    /// notes what it found in `done`, for the next plan.
-    pub(super) async fn plan_step(&self, io: Io, scope: &Scope, done: &mut Done) {
-        match io {
-            Io::Settle(max) => {
-                self.causality.settled(scope, max).await;
-                done.settled = true;
-            }
-            Io::Floor(max) => {
-                self.causality.await_floor(self, scope, max).await;
-                done.floored = true;
-            }
-            Io::PrimaryFloor { at } => {
-                self.causality.floor_on_primary(self, scope, at).await;
-                done.floored = true;
-            }
-            Io::Capture { epoch, at } => {
-                done.captured = Some(self.causality.settle(self, scope, at, epoch).await);
-            }
-        }
-    }
-
-    /// Reads `node`'s position now (coalesced with reads of it under way).
-    pub(crate) async fn capture(&self, node: NodeId) -> Result<CausalToken, DbErr> {
-        self.causality.capture(self, node).await
-    }
-
-    /// `scope`'s state now.
-    pub(crate) fn scope_slot(&self, scope: &Scope) -> Slot {
-        self.causality.slot(scope)
-    }
-
-    /// The part of `scope`'s token its writes make, from its state `slot`, a pending write's
-    /// position read from the primary first ([`Causality::written`]).
-    pub(crate) async fn written(
-        &self,
-        scope: &Scope,
-        slot: Slot,
-    ) -> Result<Option<CausalToken>, DbErr> {
-        self.causality.written(self, scope, slot).await
-    }
-
-    /// The newest position this connection read after a write, if any.
-    pub(crate) fn newest_position(&self) -> Option<CausalToken> {
-        self.causality.newest_position()
-    }
-
-    /// How many tasks' scopes are tracked (`Stats`).
-    pub(crate) fn tracked_tasks(&self) -> usize {
-        self.causality.tracked_tasks()
-    }
-}
-
 /// The connection's metric hooks.
 impl Inner {
     /// Sets the metric callback every node's hooked pools report to.
@@ -491,106 +424,5 @@ impl Inner {
         if self.hooks.is_set() {
             node.hook(&self.hooks);
         }
-    }
-
-    /// The metric callback's timing of `call`, if a callback is set.
-    #[inline]
-    pub(super) fn timing(
-        &self,
-        call: &crate::observe::hooks::Call<'_>,
-    ) -> Option<crate::observe::hooks::Timing> {
-        self.hooks.timing(call)
-    }
-
-    /// Ends `timing` (reporting it, `failed` or not, to the metric callback).
-    #[inline]
-    pub(super) fn finish_timing(
-        &self,
-        timing: Option<crate::observe::hooks::Timing>,
-        failed: bool,
-    ) {
-        self.hooks.finish(timing, failed);
-    }
-}
-
-impl Cluster for Inner {
-    fn node_count(&self) -> usize {
-        self.nodes.count()
-    }
-
-    fn want_sample(&self, node: NodeId, after: Instant, until: Instant) {
-        self.routing.want_sample(node, after, until);
-    }
-
-    fn want_floor(&self, node: NodeId, after: Instant, until: Instant) {
-        self.routing.want_floor(node, after, until);
-    }
-
-    fn want_replayed(&self, token: &CausalToken, until: Instant) {
-        self.routing.want_replayed(token, until);
-    }
-
-    fn sampled(&self) -> tokio::sync::futures::Notified<'_> {
-        self.routing.sampled()
-    }
-
-    fn monitored(&self) -> bool {
-        Inner::monitored(self)
-    }
-
-    fn out_of_reach(&self) -> bool {
-        Inner::out_of_reach(self)
-    }
-
-    fn floor(&self, seen: &Seen) -> Option<CausalToken> {
-        self.routing.floor(seen).known()
-    }
-
-    fn primary(&self) -> NodeId {
-        self.routing.primary_index()
-    }
-
-    fn name_of(&self, node: NodeId) -> Option<String> {
-        self.nodes.name_of(node)
-    }
-
-    async fn read_position<'a>(
-        &'a self,
-        node: NodeId,
-        taken: Option<&'a mut crate::send::sending::Taken>,
-    ) -> Result<CausalToken, DbErr> {
-        let n = self.nodes.hold(node).ok_or_else(|| {
-            let name = self.nodes.removed_name(node);
-            DbErr::from(crate::routing_error::RoutingError::node_removed(node, name.as_deref()))
-        })?;
-        let cached = n.system_id();
-        let mut on = match taken {
-            Some(t) => crate::nodes::position::On::Taken(t),
-            None => crate::nodes::position::On::Pool(n.writer()),
-        };
-        match self.product().capture(&mut on, cached).await {
-            Ok((token, system_id)) => {
-                n.set_system_id(system_id);
-                self.counters.bump(Count::Captures);
-                Ok(token)
-            }
-            Err(e) => {
-                self.counters.bump(Count::CaptureFailures);
-                Err(crate::routing_error::read_on(e, n.name()))
-            }
-        }
-    }
-
-    fn background(&self) -> Option<impl FnOnce(Capture)> {
-        // Live while a statement of the connection runs (it holds the connection).
-        let (Ok(runtime), Some(db)) = (tokio::runtime::Handle::try_current(), self.me.upgrade())
-        else {
-            return None;
-        };
-        Some(move |capture| {
-            runtime.spawn(async move {
-                db.causality.finish(&*db, capture).await;
-            });
-        })
     }
 }

@@ -28,8 +28,8 @@
 //!    peers the statement path works with (registry, routing view, planner, read-your-writes,
 //!    counters, metric hooks, hedging; the parts a step holds visible to this folder), and over
 //!    `crate::nodes::members`' `Members` (membership and the monitor); the operations that
-//!    compose them, and what read-your-writes and the watchdog ask of the connection (`Cluster`,
-//!    [`crate::consistency`]'s, and `Watched`, implemented over them);
+//!    compose them (among them what read-your-writes is handed beside the views it asks
+//!    through), and what the watchdog asks of the connection (`Watched`, implemented over them);
 //! 3. `stats` — a snapshot of where statements went, for operators and tests;
 //! 4. `record` — one attempt's outcome, reported once: to the monitor, the node's counters,
 //!    the balancer, the metrics and the scope;

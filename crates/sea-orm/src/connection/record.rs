@@ -74,7 +74,7 @@ impl Record<'_> {
         if self.write && !unsent && matches!(failure, Failure::Connection | Failure::GivenUp) {
             // Sent, then the connection broke or was given up: the write may have committed.
             // The scope's next read asks the primary, or reads there.
-            self.conn.mark_unseen_writes(scope);
+            self.conn.causality.mark_unseen_writes(&self.conn.writable(), scope);
         }
         self.observe(now, Some(failure));
         (e, failure)

@@ -90,7 +90,7 @@ impl Session {
         if let Ok(state) = SESSION.try_with(Arc::clone) {
             return Session { db: db.clone(), state, consistency: None };
         }
-        let mut slot = db.inner.scope_slot(&crate::consistency::Scope::Task);
+        let mut slot = db.inner.causality.slot(&crate::consistency::Scope::Task);
         let session = Session::new(db.clone());
         if slot.token.is_none()
             && slot.external.is_none()
@@ -153,7 +153,10 @@ impl Session {
         let inner = &self.db.inner;
         let sampled = inner.routing.primary_position();
         let verified = sampled.is_some_and(|p| token.is_satisfied_by(&p))
-            || inner.newest_position().is_some_and(|p| token.is_satisfied_by(p.position()));
+            || inner
+                .causality
+                .newest_position()
+                .is_some_and(|p| token.is_satisfied_by(p.position()));
         self.state.update(|s| if verified { s.record(token) } else { s.hold(token) });
     }
 
@@ -311,7 +314,8 @@ pub(crate) async fn resolve(
     // A write's position read is under way: wait for it (a few round trips at most); if it
     // takes longer than the monitor's probe timeout, read a fresh position instead.
     let max = db.inner.planner.policy().monitor.probe_timeout_value();
-    let slot: Slot = db.inner.settled_slot(scope, max).await;
+    let inner = &db.inner;
+    let slot: Slot = inner.causality.settled(scope, max).await;
     let kind = db.inner.product().tokens_checked_as();
     // A write whose position was left unread (no replica could use it): the primary, by
     // name, bounds it and everything the scope read — "at most what the primary holds by
@@ -324,11 +328,12 @@ pub(crate) async fn resolve(
         }
     }
     let seen = slot.seen;
-    let token = db.inner.written(scope, slot).await?;
+    let writable = inner.writable();
+    let token = inner.causality.written(&inner.routing, &writable, scope, slot).await?;
     // Writes-follow-reads: what the scope has read travels with it, without a wait or a query
     // where its node can stand for it.
     let Some(seen) = seen else { return Ok(token.map(SessionToken::from_position)) };
-    Ok(Some(match Export::of(&*db.inner, &seen) {
+    Ok(Some(match Export::of(&inner.routing, &writable, &seen) {
         Export::Floor(floor) => {
             SessionToken::from_position(token.map_or_else(|| floor.clone(), |t| t.merged(&floor)))
         }
@@ -336,7 +341,7 @@ pub(crate) async fn resolve(
         Export::Primary(at) => {
             // A read on the primary (or a node no longer a replica), not bounded by a sample
             // yet: the primary's position now bounds it.
-            let floor = db.inner.capture(at).await?;
+            let floor = inner.causality.capture(&inner.routing, &writable, at).await?;
             SessionToken::from_position(token.map_or_else(|| floor.clone(), |t| t.merged(&floor)))
         }
     }))

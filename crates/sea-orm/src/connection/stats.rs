@@ -315,7 +315,7 @@ pub(crate) fn snapshot(db: &RoutedConnection) -> Stats {
             wait_timeouts: inner.counters.get(Count::WaitTimeouts),
             foreign_tokens: inner.counters.get(Count::ForeignTokens),
             last_node_reads: inner.counters.get(Count::MonotonicStays),
-            tracked_tasks: inner.tracked_tasks() as u64,
+            tracked_tasks: inner.causality.tracked_tasks() as u64,
         },
         promotions: db.members.promotions().unwrap_or(0),
         replica_refusals: inner.counters.get(Count::ReplicaRefusals),

@@ -867,20 +867,30 @@ async fn a_plan_with_no_node_left_names_each_candidate_and_why(
     );
 }
 
+/// Reads `node`'s position now (coalesced with reads of it under way), as read-your-writes
+/// does.
+async fn capture(
+    db: &RoutedConnection,
+    node: NodeId,
+) -> Result<rwsplit_core::CausalToken, sea_orm::DbErr> {
+    let inner = &db.inner;
+    inner.causality.capture(&inner.routing, &inner.writable(), node).await
+}
+
 /// A position read on a node removed since fails naming the node by its name, which the
 /// registry keeps for the last node removed at each index; an id it never had, by its id.
 #[tokio::test]
 async fn a_removed_node_is_named_by_its_address() {
     let db = routed(answering(), vec![answering()], 2);
     assert!(super::remove_node(&db, NodeId::new(1)));
-    let err = db.inner.capture(NodeId::new(1)).await.expect_err("removed");
+    let err = capture(&db, NodeId::new(1)).await.expect_err("removed");
     assert!(
         matches!(routing_error(&err), Some(RoutingError::NodeRemoved { node }) if node == "replica 1"),
         "{err:?}"
     );
     assert!(err.to_string().contains("replica 1 was removed from the connection"), "{err}");
     let never = NodeId::with_generation(1, 7);
-    let err = db.inner.capture(never).await.expect_err("never there");
+    let err = capture(&db, never).await.expect_err("never there");
     assert!(
         matches!(routing_error(&err), Some(RoutingError::NodeRemoved { node }) if *node == format!("node {never}")),
         "{err:?}"
@@ -892,7 +902,7 @@ async fn a_removed_node_is_named_by_its_address() {
 async fn an_unreadable_position_names_its_node() {
     // The mock's rows hold no position.
     let db = routed(answering(), vec![answering()], 2);
-    let err = db.inner.capture(NodeId::new(0)).await.expect_err("unreadable");
+    let err = capture(&db, NodeId::new(0)).await.expect_err("unreadable");
     assert!(
         matches!(
             routing_error(&err),

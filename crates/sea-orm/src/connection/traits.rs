@@ -228,7 +228,8 @@ routed_transactions!(RoutedConnection);
 /// through it is unseen by the router, so the caller's read-your-writes scope is made
 /// conservative first, as `begin()` does.
 pub(crate) fn lend_primary(db: &RoutedConnection) -> &DatabaseConnection {
-    db.inner.mark_unseen_writes(&Ctx::default().scope());
+    let inner = &db.inner;
+    inner.causality.mark_unseen_writes(&inner.writable(), &Ctx::default().scope());
     db.inner.primary_conn()
 }
 

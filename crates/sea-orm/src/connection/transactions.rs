@@ -48,7 +48,7 @@ pub(crate) async fn begin_in(
             super::attempt::attempt(inner, &plan, &mut Begin { options, unseen }, &scope).await?;
         // A read-only transaction reads until it ends, unseen: bounded by a later read.
         let ran = plan.ran(node, ctx.keeps_monotonic(inner.planner.policy()), false);
-        inner.saw(&scope, ran);
+        inner.causality.saw(&inner.routing, &inner.writable(), &scope, ran);
         Ok((txn, writes.then_some(node)))
     }
     .instrument(span)
@@ -73,7 +73,18 @@ pub(crate) async fn end_transaction<T, E>(
     };
     if let Some(node) = node {
         let outcome = Outcome::of(&r);
-        inner.after_transaction(node, &ctx.scope(), outcome).await;
+        let (scope, writable) = (ctx.scope(), inner.writable());
+        let (reach, spawn) = (|| inner.out_of_reach(), || inner.background());
+        let ended = inner.causality.after_transaction(
+            &inner.routing,
+            &writable,
+            node,
+            &scope,
+            outcome,
+            reach,
+            spawn,
+        );
+        ended.await;
     }
     r
 }

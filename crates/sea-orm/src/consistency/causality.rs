@@ -1,9 +1,11 @@
 //! [`Causality`]: a connection's read-your-writes and monotonic reads as one component. It
 //! owns the scopes' state ([`ScopeStore`]), the position reads after writes (shared among
 //! the writes each covers, [`Coalesce`]), the notification of one landing, and the settings
-//! that say what it tracks. What it needs of the rest of the connection — how many nodes
-//! there are, the monitor's samples, a position read on a node — it asks through
-//! [`Cluster`], handed to each operation.
+//! that say what it tracks. What it needs of the rest of the connection it asks of the part
+//! that owns it, handed to each operation that needs it: the monitor's samples ([`Samples`],
+//! the live view of the cluster's), the nodes' names and position reads on their writable
+//! pools ([`Writers`]); and, where a write's position read is decided, whether a replica is
+//! within reach and how a read runs off the request path, as closures the caller makes.
 //!
 //! A scope is the calling task's, or a [`Session`](crate::Session) (explicit or ambient).
 //! After a write its position is read from the primary in a task of its own; while that read
@@ -22,12 +24,10 @@ use super::causal::{Scope, ScopeStore, Seen, Settled, Shared, Slot};
 use super::coalesce::Coalesce;
 use crate::send::sending::Taken;
 
-/// What read-your-writes asks of the connection it serves, at each call: its nodes, the
-/// monitor's samples, a position read on a node, and a way to read one off the request path.
-pub(crate) trait Cluster: Sync {
-    /// How many nodes the connection has now.
-    fn node_count(&self) -> usize;
-
+/// The monitor's position samples, as read-your-writes asks for and reads them: the live
+/// view of the cluster's (`Routing`, the adapter's one owner of the monitor's state,
+/// implements it). Asked only while a monitor runs.
+pub(crate) trait Samples: Sync {
     /// Asks the monitor for one sample of `node`'s position sent after `after`, until `until`.
     fn want_sample(&self, node: NodeId, after: Instant, until: Instant);
 
@@ -43,19 +43,18 @@ pub(crate) trait Cluster: Sync {
     /// it before the look it guards).
     fn sampled(&self) -> tokio::sync::futures::Notified<'_>;
 
-    /// Whether a monitor runs: it samples positions when asked.
-    fn monitored(&self) -> bool;
-
-    /// Whether no replica could serve a read that waits the connection's catch-up wait for
-    /// one ([`out_of_reach`](crate::routing::plan::out_of_reach)): a write's position is then
-    /// of no use to the scope's next read, which goes to the primary anyway.
-    fn out_of_reach(&self) -> bool;
-
     /// A bound of what the read `seen` saw, from the monitor's samples, if one is known.
-    fn floor(&self, seen: &Seen) -> Option<CausalToken>;
+    fn known_floor(&self, seen: &Seen) -> Option<CausalToken>;
 
     /// The primary's id: the routing state's, else the one the connection last knew.
     fn primary(&self) -> NodeId;
+}
+
+/// The connection's nodes, as read-your-writes reads positions on their writable pools: how
+/// many there are, their names, one position read (implemented over the node registry).
+pub(crate) trait Writers: Sync {
+    /// How many nodes the connection has now.
+    fn node_count(&self) -> usize;
 
     /// The name of node `node` (`host:port/db`), if the connection has it.
     fn name_of(&self, node: NodeId) -> Option<String>;
@@ -68,16 +67,10 @@ pub(crate) trait Cluster: Sync {
         node: NodeId,
         taken: Option<&'a mut Taken>,
     ) -> impl Future<Output = Result<CausalToken, DbErr>> + Send + 'a;
-
-    /// How a write's position read runs off the request path: given the [`Capture`], it
-    /// finishes it ([`Causality::finish`]) in a task of its own, holding the connection while
-    /// it runs. `None` where it cannot (outside a runtime, or once the connection is being
-    /// dropped): the read is then done in the caller's.
-    fn background(&self) -> Option<impl FnOnce(Capture)>;
 }
 
 /// A connection's read-your-writes: its scopes, the position reads after writes, and what
-/// it tracks. Its operations take the [`Cluster`] they need.
+/// it tracks. Its operations take the views ([`Samples`], [`Writers`]) they need.
 pub(crate) struct Causality {
     scopes: ScopeStore,
     /// The position reads after writes, shared among the writes they cover.
@@ -86,6 +79,8 @@ pub(crate) struct Causality {
     landed: tokio::sync::Notify,
     /// Whether writes' positions are tracked at all (the builder's `read_your_writes`).
     on: bool,
+    /// Whether a monitor runs: it samples positions when asked (else nothing is asked of it).
+    monitored: bool,
     /// How long the monitor's feeds run after a position is wanted.
     linger: Duration,
     /// The monitor's probe timeout: the longest a read waits for a sample.
@@ -165,28 +160,35 @@ impl Export {
     /// position when the resumed scope next reads, only if that read needs it); else (a read
     /// still under way: a stream, a read-only transaction) the primary, whose position the
     /// caller reads there.
-    pub(crate) fn of(cluster: &impl Cluster, seen: &Seen) -> Export {
-        if let Some(t) = cluster.floor(seen) {
+    pub(crate) fn of(samples: &impl Samples, writers: &impl Writers, seen: &Seen) -> Export {
+        if let Some(t) = samples.known_floor(seen) {
             return Export::Floor(t);
         }
         if seen.at.is_some()
-            && let Some(name) = cluster.name_of(seen.node)
+            && let Some(name) = writers.name_of(seen.node)
         {
             return Export::Node(name);
         }
-        Export::Primary(cluster.primary())
+        Export::Primary(samples.primary())
     }
 }
 
 impl Causality {
-    /// Tracking writes' positions if `on`; the monitor's feeds asked for `linger`; a read
-    /// waits for a sample at most `probe_timeout`.
-    pub(crate) fn new(on: bool, linger: Duration, probe_timeout: Duration) -> Causality {
+    /// Tracking writes' positions if `on`; asking a monitor for samples if one runs
+    /// (`monitored`), its feeds for `linger`; a read waits for a sample at most
+    /// `probe_timeout`.
+    pub(crate) fn new(
+        on: bool,
+        monitored: bool,
+        linger: Duration,
+        probe_timeout: Duration,
+    ) -> Causality {
         Causality {
             scopes: ScopeStore::default(),
             captures: Coalesce::default(),
             landed: tokio::sync::Notify::new(),
             on,
+            monitored,
             linger,
             probe_timeout,
         }
@@ -221,15 +223,21 @@ impl Causality {
     /// Whether writes in `scope` record their position: read-your-writes is on and some read
     /// could go elsewhere than the primary (there are replicas), or the scope is a session,
     /// whose token may be exported.
-    pub(crate) fn tracks_writes(&self, cluster: &impl Cluster, scope: &Scope) -> bool {
-        self.on && (cluster.node_count() > 1 || matches!(scope, Scope::Session(_)))
+    pub(crate) fn tracks_writes(&self, writers: &impl Writers, scope: &Scope) -> bool {
+        self.on && (writers.node_count() > 1 || matches!(scope, Scope::Session(_)))
     }
 
     /// A statement ran in `scope` (monotonic reads): a read kept monotonic becomes the
     /// scope's last read, ended now if its result is in, else still reading (a stream, a
     /// read-only transaction). Writes record their position instead ([`after_write`](Self::after_write)).
-    pub(crate) fn saw(&self, cluster: &impl Cluster, scope: &Scope, ran: Ran) {
-        if !(ran.monotonic_read && self.on && cluster.node_count() > 1) {
+    pub(crate) fn saw(
+        &self,
+        samples: &impl Samples,
+        writers: &impl Writers,
+        scope: &Scope,
+        ran: Ran,
+    ) {
+        if !(ran.monotonic_read && self.on && writers.node_count() > 1) {
             return;
         }
         let at = ran.ended.then(Instant::now);
@@ -241,36 +249,36 @@ impl Causality {
         // first, by a caller that waits, reads the primary's position itself
         // (`Io::PrimaryFloor`); a later position than the sample's, which replicas reach
         // later, so the sample is still asked for.
-        if ran.ended && ran.on_primary && cluster.monitored() {
+        if ran.ended && ran.on_primary && self.monitored {
             let now = Instant::now();
             let until = now.checked_add(self.linger).unwrap_or(now);
-            cluster.want_floor(ran.node, now, until);
+            samples.want_floor(ran.node, now, until);
         }
     }
 
     /// Asks the monitor for one position sample of `node` sent from now on (for at most the
     /// linger): a floor that sample bounds.
-    fn want_sample(&self, cluster: &impl Cluster, node: NodeId) {
-        if !cluster.monitored() {
+    fn want_sample(&self, samples: &impl Samples, node: NodeId) {
+        if !self.monitored {
             return;
         }
         let now = Instant::now();
         let until = now.checked_add(self.linger).unwrap_or(now);
-        cluster.want_sample(node, now, until);
+        samples.want_sample(node, now, until);
     }
 
     /// Waits, up to `max` and the probe timeout, for a position sample that bounds what
     /// `scope`'s last read saw (its floor), if it has one: woken by each sample, no polling.
-    pub(crate) async fn await_floor(&self, cluster: &impl Cluster, scope: &Scope, max: Duration) {
+    pub(crate) async fn await_floor(&self, samples: &impl Samples, scope: &Scope, max: Duration) {
         let Some(seen) = self.scopes.get(scope).seen else { return };
         let max = max.min(self.probe_timeout);
         let deadline = tokio::time::Instant::now() + crate::send::deadline::cap(max);
         // The node's next sample, at its next feed turn rather than its next full probe.
-        self.want_sample(cluster, seen.node);
+        self.want_sample(samples, seen.node);
         loop {
             // Made before the look: a sample landing in between still wakes it.
-            let next = cluster.sampled();
-            if cluster.floor(&seen).is_some() {
+            let next = samples.sampled();
+            if samples.known_floor(&seen).is_some() {
                 return;
             }
             if tokio::time::timeout_at(deadline, next).await.is_err() {
@@ -281,9 +289,15 @@ impl Causality {
 
     /// Reads the primary's position on `at` and records it in `scope`: it bounds every read
     /// of the scope that had ended when it was sent.
-    pub(crate) async fn floor_on_primary(&self, cluster: &impl Cluster, scope: &Scope, at: NodeId) {
+    pub(crate) async fn floor_on_primary(
+        &self,
+        samples: &impl Samples,
+        writers: &impl Writers,
+        scope: &Scope,
+        at: NodeId,
+    ) {
         let sent = Instant::now();
-        if let Ok(t) = self.capture(cluster, at).await {
+        if let Ok(t) = self.capture(samples, writers, at).await {
             self.scopes.update(scope, |s| {
                 s.record(&t);
                 s.covers_reads_before(sent);
@@ -295,12 +309,13 @@ impl Causality {
     /// as far as its pending epoch was `epoch`. Whether the position could be read.
     pub(crate) async fn settle(
         &self,
-        cluster: &impl Cluster,
+        samples: &impl Samples,
+        writers: &impl Writers,
         scope: &Scope,
         at: NodeId,
         epoch: u64,
     ) -> bool {
-        let captured = self.capture(cluster, at).await;
+        let captured = self.capture(samples, writers, at).await;
         if let Ok(t) = &captured {
             self.scopes.update(scope, |s| s.settle(t, epoch));
         }
@@ -310,8 +325,8 @@ impl Causality {
     /// Writes the router cannot see may now happen in `scope` (the primary's connection was
     /// handed out, a transaction is committed through SeaORM's own handle): its position
     /// becomes pending, so its next read first asks the primary, or reads there.
-    pub(crate) fn mark_unseen_writes(&self, cluster: &impl Cluster, scope: &Scope) {
-        if self.tracks_writes(cluster, scope) {
+    pub(crate) fn mark_unseen_writes(&self, writers: &impl Writers, scope: &Scope) {
+        if self.tracks_writes(writers, scope) {
             self.scopes.update(scope, Slot::mark_pending);
         }
     }
@@ -321,7 +336,8 @@ impl Causality {
     /// settled in the scope.
     pub(crate) async fn written(
         &self,
-        cluster: &impl Cluster,
+        samples: &impl Samples,
+        writers: &impl Writers,
         scope: &Scope,
         slot: Slot,
     ) -> Result<Option<CausalToken>, DbErr> {
@@ -330,7 +346,7 @@ impl Causality {
             return Ok(slot.with_external());
         }
         let epoch = slot.pending_epoch;
-        let fresh = self.capture(cluster, cluster.primary()).await?;
+        let fresh = self.capture(samples, writers, samples.primary()).await?;
         self.scopes.update(scope, |s| s.settle(&fresh, epoch));
         let mut mine = slot;
         mine.mark_pending();
@@ -343,43 +359,49 @@ impl Causality {
     /// after this call began, shared with other writes ([`Coalesce`]).
     pub(crate) async fn capture(
         &self,
-        cluster: &impl Cluster,
+        samples: &impl Samples,
+        writers: &impl Writers,
         node: NodeId,
     ) -> Result<CausalToken, DbErr> {
-        self.capture_at(cluster, node, None).await
+        self.capture_at(samples, writers, node, None).await
     }
 
     /// [`capture`](Self::capture), read on `taken` (a connection of `node`'s writable pool)
     /// if given.
     async fn capture_at(
         &self,
-        cluster: &impl Cluster,
+        samples: &impl Samples,
+        writers: &impl Writers,
         node: NodeId,
         taken: Option<&mut Taken>,
     ) -> Result<CausalToken, DbErr> {
-        self.captures.position(node, || self.capture_now(cluster, node, taken)).await
+        self.captures.position(node, || self.capture_now(samples, writers, node, taken)).await
     }
 
     /// One position read of `node`, on `taken` if given.
     async fn capture_now(
         &self,
-        cluster: &impl Cluster,
+        samples: &impl Samples,
+        writers: &impl Writers,
         node: NodeId,
         taken: Option<&mut Taken>,
     ) -> Result<CausalToken, DbErr> {
-        let token = cluster.read_position(node, taken).await?;
+        let token = writers.read_position(node, taken).await?;
         // The scope will read soon: the replicas' feeds run until each has the write (and
         // no longer), so that read finds one known to have it.
-        if cluster.monitored()
+        if self.monitored
             && let Some(until) = Instant::now().checked_add(self.linger)
         {
-            cluster.want_replayed(&token, until);
+            samples.want_replayed(&token, until);
         }
         Ok(token)
     }
 
     /// A write committed on `node`: the primary's position is read off the request path, in
-    /// a task of its own ([`Cluster::background`]; where there is none, here), and recorded in
+    /// a task of its own (`background`: given the [`Capture`], it finishes it
+    /// ([`finish`](Self::finish)) in a task of its own, holding the connection while it runs;
+    /// `None` where it cannot — outside a runtime, or once the connection is being dropped —
+    /// and the read is then done here), and recorded in
     /// the scope when it arrives; meanwhile the scope
     /// counts it in flight and its reads go to the primary (a replica could not have the
     /// write yet anyway). The write has succeeded whatever happens here; if the position
@@ -388,31 +410,36 @@ impl Causality {
     /// goes back to the pool; without it, a connection of the pool's.
     ///
     /// While no replica could serve the scope's next read within the wait
-    /// ([`Cluster::out_of_reach`]), the position is not read: the scope is marked pending, its
+    /// (`out_of_reach`: the live view's topology against the planner's wait), the position
+    /// is not read: the scope is marked pending, its
     /// reads go to the primary (as they would with the position), and the position is read
     /// when a read could use it on a replica, or when the scope's token is asked for.
-    pub(crate) async fn after_write(
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) async fn after_write<B: FnOnce(Capture)>(
         &self,
-        cluster: &impl Cluster,
+        samples: &impl Samples,
+        writers: &impl Writers,
         node: NodeId,
         scope: &Scope,
         taken: Option<Taken>,
+        out_of_reach: impl FnOnce() -> bool,
+        background: impl FnOnce() -> Option<B>,
     ) {
-        if !self.tracks_writes(cluster, scope) {
+        if !self.tracks_writes(writers, scope) {
             return;
         }
         let key = match scope {
             Scope::Task => Key::Task(tokio::task::try_id()),
             Scope::Session(s) => Key::Session(Arc::clone(s)),
         };
-        if cluster.out_of_reach() {
+        if out_of_reach() {
             self.key_update(&key, Slot::mark_pending);
             return;
         }
-        let Some(spawn) = cluster.background() else {
+        let Some(spawn) = background() else {
             let epoch = self.key_update(&key, |s| s.pending_epoch);
             let capture = Capture { node, counted: false, key, epoch, taken };
-            self.finish(cluster, capture).await;
+            self.finish(samples, writers, capture).await;
             return;
         };
         let epoch = self.key_update(&key, |s| {
@@ -425,10 +452,15 @@ impl Causality {
     /// Reads the position after a write (on the write's connection, if it has it) and
     /// records it in the write's scope; the read clears only what was pending when the write
     /// committed.
-    pub(crate) async fn finish(&self, cluster: &impl Cluster, capture: Capture) {
+    pub(crate) async fn finish(
+        &self,
+        samples: &impl Samples,
+        writers: &impl Writers,
+        capture: Capture,
+    ) {
         let Capture { node, counted, key, epoch, mut taken } = capture;
         let sent = Instant::now();
-        let result = self.capture_at(cluster, node, taken.as_mut()).await;
+        let result = self.capture_at(samples, writers, node, taken.as_mut()).await;
         // Given back to the pool (which tests it first) as soon as the position is read.
         drop(taken);
         // Whatever the outcome, the reads waiting for this scope's positions to land look again.
@@ -446,7 +478,7 @@ impl Causality {
                 done(s);
             }),
             Err(e) => {
-                tracing::warn!(target: "rwsplit", node = %cluster.name_of(node).unwrap_or_default(), error = %e, "could not read the primary's position after a write; the next read in this scope goes to the primary");
+                tracing::warn!(target: "rwsplit", node = %writers.name_of(node).unwrap_or_default(), error = %e, "could not read the primary's position after a write; the next read in this scope goes to the primary");
                 self.key_update(&key, |s| {
                     s.mark_pending();
                     done(s);
@@ -482,17 +514,24 @@ impl Causality {
     /// After a read-write transaction on `node`: committed → record the position (as
     /// [`after_write`](Self::after_write)); a commit that failed on the connection may or
     /// may not have happened → the position is pending (the next read asks the primary, or
-    /// reads there); rolled back → nothing.
-    pub(crate) async fn after_transaction(
+    /// reads there); rolled back → nothing. `out_of_reach`, `background`: as `after_write`'s.
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) async fn after_transaction<B: FnOnce(Capture)>(
         &self,
-        cluster: &impl Cluster,
+        samples: &impl Samples,
+        writers: &impl Writers,
         node: NodeId,
         scope: &Scope,
         outcome: Outcome,
+        out_of_reach: impl FnOnce() -> bool,
+        background: impl FnOnce() -> Option<B>,
     ) {
         match outcome {
-            Outcome::Committed => self.after_write(cluster, node, scope, None).await,
-            Outcome::Unknown => self.mark_unseen_writes(cluster, scope),
+            Outcome::Committed => {
+                let (reach, spawn) = (out_of_reach, background);
+                self.after_write(samples, writers, node, scope, None, reach, spawn).await;
+            }
+            Outcome::Unknown => self.mark_unseen_writes(writers, scope),
             Outcome::RolledBack => {}
         }
     }
@@ -516,59 +555,23 @@ mod tests {
 
     const P: NodeId = NodeId::new(0);
 
-    /// A connection of `nodes` nodes without a monitor, whose position reads answer the
-    /// number of reads so far as the LSN, or fail.
+    /// A connection's `nodes` nodes, whose position reads answer the number of reads so far
+    /// as the LSN, or fail.
     struct Fake {
         nodes: usize,
         fail: bool,
-        /// No replica could serve a read within the wait.
-        out_of_reach: bool,
         reads: AtomicU64,
-        /// What no monitor ever notifies: there is none.
-        sampled: tokio::sync::Notify,
     }
 
     impl Fake {
         fn new(nodes: usize, fail: bool) -> Fake {
-            Fake {
-                nodes,
-                fail,
-                out_of_reach: false,
-                reads: AtomicU64::new(0),
-                sampled: tokio::sync::Notify::new(),
-            }
+            Fake { nodes, fail, reads: AtomicU64::new(0) }
         }
     }
 
-    impl Cluster for Fake {
+    impl Writers for Fake {
         fn node_count(&self) -> usize {
             self.nodes
-        }
-
-        fn want_sample(&self, _: NodeId, _: Instant, _: Instant) {}
-
-        fn want_floor(&self, _: NodeId, _: Instant, _: Instant) {}
-
-        fn want_replayed(&self, _: &CausalToken, _: Instant) {}
-
-        fn sampled(&self) -> tokio::sync::futures::Notified<'_> {
-            self.sampled.notified()
-        }
-
-        fn monitored(&self) -> bool {
-            false
-        }
-
-        fn out_of_reach(&self) -> bool {
-            self.out_of_reach
-        }
-
-        fn floor(&self, _: &Seen) -> Option<CausalToken> {
-            None
-        }
-
-        fn primary(&self) -> NodeId {
-            P
         }
 
         fn name_of(&self, _: NodeId) -> Option<String> {
@@ -586,14 +589,53 @@ mod tests {
             }
             Ok(format!("pg:1:7:1:0-{n:X}").parse().unwrap())
         }
+    }
 
-        fn background(&self) -> Option<impl FnOnce(Capture)> {
-            None::<fn(Capture)>
+    /// No monitor: no sample is ever known, none is notified (the causality under test is
+    /// built unmonitored, so none is asked for), and the primary is `P`.
+    struct NoSamples(tokio::sync::Notify);
+
+    impl Samples for NoSamples {
+        fn want_sample(&self, _: NodeId, _: Instant, _: Instant) {}
+
+        fn want_floor(&self, _: NodeId, _: Instant, _: Instant) {}
+
+        fn want_replayed(&self, _: &CausalToken, _: Instant) {}
+
+        fn sampled(&self) -> tokio::sync::futures::Notified<'_> {
+            self.0.notified()
+        }
+
+        fn known_floor(&self, _: &Seen) -> Option<CausalToken> {
+            None
+        }
+
+        fn primary(&self) -> NodeId {
+            P
         }
     }
 
+    fn no_samples() -> NoSamples {
+        NoSamples(tokio::sync::Notify::new())
+    }
+
+    /// No task to run a position read in: it is read in the caller's.
+    fn inline() -> Option<fn(Capture)> {
+        None
+    }
+
+    /// A write on `P` in `scope`, a replica within reach unless `far`, read inline.
+    async fn write(c: &Causality, pools: &Fake, scope: &Scope, far: bool) {
+        c.after_write(&no_samples(), pools, P, scope, None, || far, inline).await;
+    }
+
+    /// A transaction on `P` in `scope` that ended as `outcome`, a replica within reach.
+    async fn transaction(c: &Causality, pools: &Fake, scope: &Scope, outcome: Outcome) {
+        c.after_transaction(&no_samples(), pools, P, scope, outcome, || false, inline).await;
+    }
+
     fn causality(on: bool) -> Causality {
-        Causality::new(on, Duration::from_secs(1), Duration::from_secs(1))
+        Causality::new(on, false, Duration::from_secs(1), Duration::from_secs(1))
     }
 
     /// While no replica could serve a read within the wait, a write's position is not read:
@@ -602,14 +644,14 @@ mod tests {
     #[tokio::test]
     async fn a_write_no_replica_could_serve_leaves_its_scope_pending_without_a_read() {
         let c = causality(true);
-        let far = Fake { out_of_reach: true, ..Fake::new(2, false) };
+        let far = Fake::new(2, false);
         let scope = Scope::Session(Arc::default());
-        c.after_write(&far, P, &scope, None).await;
+        write(&c, &far, &scope, true).await;
         let slot = c.slot(&scope);
         assert!(slot.pending && slot.token.is_none() && slot.inflight == 0);
         assert_eq!(far.reads.load(Ordering::SeqCst), 0, "no position read");
         let near = Fake::new(2, false);
-        let token = c.written(&near, &scope, slot).await.unwrap();
+        let token = c.written(&no_samples(), &near, &scope, slot).await.unwrap();
         assert_eq!(token.map(|t| t.to_string()), Some("pg:1:7:1:0-1".to_owned()));
         assert!(!c.slot(&scope).pending);
     }
@@ -620,7 +662,7 @@ mod tests {
     #[tokio::test]
     async fn a_tracked_write_records_its_position_in_its_scope() {
         let (c, two) = (causality(true), Fake::new(2, false));
-        c.after_write(&two, P, &Scope::Task, None).await;
+        write(&c, &two, &Scope::Task, false).await;
         let slot = c.slot(&Scope::Task);
         assert_eq!(slot.token.map(|t| t.to_string()), Some("pg:1:7:1:0-1".to_owned()));
         assert_eq!((slot.pending, slot.inflight), (false, 0));
@@ -630,7 +672,7 @@ mod tests {
         assert!(!c.tracks_writes(&one, &task));
         assert!(c.tracks_writes(&one, &session));
         assert!(!causality(false).tracks_writes(&two, &session));
-        causality(false).after_write(&two, P, &task, None).await;
+        write(&causality(false), &two, &task, false).await;
         assert_eq!(two.reads.load(Ordering::SeqCst), 1, "an untracked write reads nothing");
     }
 
@@ -640,10 +682,10 @@ mod tests {
     async fn a_failed_capture_leaves_the_scope_pending_until_settled() {
         let c = causality(true);
         let scope = Scope::Session(Arc::default());
-        c.after_write(&Fake::new(2, true), P, &scope, None).await;
+        write(&c, &Fake::new(2, true), &scope, false).await;
         let slot = c.slot(&scope);
         assert!(slot.pending && slot.token.is_none());
-        assert!(c.settle(&Fake::new(2, false), &scope, P, slot.pending_epoch).await);
+        assert!(c.settle(&no_samples(), &Fake::new(2, false), &scope, P, slot.pending_epoch).await);
         let slot = c.slot(&scope);
         assert!(!slot.pending && slot.token.is_some());
     }
@@ -658,11 +700,11 @@ mod tests {
         assert!(c.slot(&scope).pending);
 
         let other = Scope::Session(Arc::default());
-        c.after_transaction(&two, P, &other, Outcome::RolledBack).await;
+        transaction(&c, &two, &other, Outcome::RolledBack).await;
         assert!(c.slot(&other).token.is_none() && !c.slot(&other).pending);
-        c.after_transaction(&two, P, &other, Outcome::Unknown).await;
+        transaction(&c, &two, &other, Outcome::Unknown).await;
         assert!(c.slot(&other).pending);
-        c.after_transaction(&two, P, &other, Outcome::Committed).await;
+        transaction(&c, &two, &other, Outcome::Committed).await;
         assert!(c.slot(&other).token.is_some() && !c.slot(&other).pending);
     }
 
@@ -672,8 +714,10 @@ mod tests {
     fn a_last_read_is_exported_by_node_or_primary() {
         let two = Fake::new(2, false);
         let ended = Seen { node: NodeId::new(1), at: Some(Instant::now()) };
-        assert!(matches!(Export::of(&two, &ended), Export::Node(n) if n == "primary:5432/app"));
+        assert!(
+            matches!(Export::of(&no_samples(), &two, &ended), Export::Node(n) if n == "primary:5432/app")
+        );
         let reading = Seen { node: NodeId::new(1), at: None };
-        assert!(matches!(Export::of(&two, &reading), Export::Primary(p) if p == P));
+        assert!(matches!(Export::of(&no_samples(), &two, &reading), Export::Primary(p) if p == P));
     }
 }

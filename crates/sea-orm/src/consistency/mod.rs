@@ -12,8 +12,11 @@
 //! It may call what sits below it: `rwsplit-core`, `rwsplit-monitor`'s topology state, and
 //! the crate's `send/` (`sending`, `deadline`), `product/` and `routing_error`; never
 //! `cluster/` or `routing/` (above it: `cluster/view.rs` reads its scopes' marks), `nodes/`,
-//! `observe/` or `connection/` (what it needs of the connection comes through [`Cluster`],
-//! passed to each operation).
+//! `observe/` or `connection/`: what it needs of them comes through views their owners
+//! implement, passed to each operation that needs them — the monitor's samples ([`Samples`],
+//! implemented by `Routing`), the nodes' names and position reads ([`Writers`], implemented
+//! over the node registry) — and, where a write's position read is decided, two closures
+//! the connection makes (whether a replica is within reach; a task to read it in).
 //!
 //! Stays elsewhere: the call's choice of scope and the ambient session's task-local in
 //! `routing/ctx.rs` (the call's context); the read-your-writes counts a plan asks for in
@@ -29,6 +32,6 @@ mod learned;
 mod session_token;
 
 pub(crate) use causal::{Scope, Seen, Settled, Shared, Slot};
-pub(crate) use causality::{Capture, Causality, Cluster, Export, Outcome, Ran};
+pub(crate) use causality::{Capture, Causality, Export, Outcome, Ran, Samples, Writers};
 pub(crate) use learned::Learned;
 pub use session_token::{SessionToken, SessionTokenError};

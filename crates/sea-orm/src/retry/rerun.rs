@@ -6,6 +6,7 @@ use std::time::{Duration, Instant};
 use rwsplit_core::{Access, NodeId};
 
 use crate::cluster::{Plan, Routing, Why};
+use crate::consistency::Samples;
 use crate::send::deadline;
 use crate::send::sending::Standing;
 

@@ -1,13 +1,16 @@
 //! Before the attempts: the I/O steps a plan asks for ([`planned`]: waiting for the scope's
-//! position captures, reading the primary's position), the plan's effects applied once, and a
+//! position captures, reading the primary's position — read-your-writes' steps, each done by
+//! `Causality` with the views it asks through), the plan's effects applied once, and a
 //! read planned again while a switchover leaves no single primary ([`settled_plan`]).
 
 use std::time::Instant;
 
 use sea_orm::DbErr;
 
-use crate::cluster::Plan;
+use crate::cluster::{Plan, Routing};
 use crate::connection::inner::Inner;
+use crate::consistency::Causality;
+use crate::nodes::position::Writable;
 use crate::routing::ctx::Scope;
 use crate::routing::plan::{Done, Io, Planned};
 use crate::send::deadline;
@@ -45,11 +48,52 @@ pub(in crate::connection) async fn planned(
         match planner(done, now).map(|p| taken(inner, p, now)) {
             Ok(Ok(plan)) => return Ok(plan),
             // Boxed: most reads do no I/O before their attempts.
-            Ok(Err(io)) => Box::pin(inner.plan_step(io, scope, &mut done)).await,
+            Ok(Err(io)) => {
+                let writable = inner.writable();
+                Box::pin(plan_step(
+                    &inner.causality,
+                    &inner.routing,
+                    writable,
+                    io,
+                    scope,
+                    &mut done,
+                ))
+                .await;
+            }
             Err(e) if read && inner.monitored() && unsettled(&e) => {
                 return Box::pin(settled_plan(inner, scope, e, done, planner)).await;
             }
             Err(e) => return Err(e),
+        }
+    }
+}
+
+/// Does one of a plan's I/O steps for `scope` ([`Io`]: all of them read-your-writes') with
+/// `causality`, asking `routing` for the monitor's samples and reading positions on
+/// `writable`, and notes what it found in `done`, for the next plan.
+async fn plan_step(
+    causality: &Causality,
+    routing: &Routing,
+    writable: Writable<'_>,
+    io: Io,
+    scope: &Scope,
+    done: &mut Done,
+) {
+    match io {
+        Io::Settle(max) => {
+            causality.settled(scope, max).await;
+            done.settled = true;
+        }
+        Io::Floor(max) => {
+            causality.await_floor(routing, scope, max).await;
+            done.floored = true;
+        }
+        Io::PrimaryFloor { at } => {
+            causality.floor_on_primary(routing, &writable, scope, at).await;
+            done.floored = true;
+        }
+        Io::Capture { epoch, at } => {
+            done.captured = Some(causality.settle(routing, &writable, scope, at, epoch).await);
         }
     }
 }
@@ -94,7 +138,8 @@ async fn settled_plan(
         match planner(done, now).map(|p| taken(inner, p, now)) {
             Ok(Ok(plan)) => return Ok(plan),
             Ok(Err(io)) => {
-                inner.plan_step(io, scope, &mut done).await;
+                let writable = inner.writable();
+                plan_step(&inner.causality, &inner.routing, writable, io, scope, &mut done).await;
                 continue;
             }
             Err(e) if unsettled(&e) => last = e,

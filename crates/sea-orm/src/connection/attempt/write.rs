@@ -9,10 +9,11 @@ use rwsplit_core::NodeId;
 use sea_orm::{DatabaseConnection, DbErr};
 
 use super::work::{Work, Wrote};
-use crate::cluster::Plan;
+use crate::cluster::{Plan, Routing};
 use crate::connection::inner::Inner;
 use crate::nodes::registry::Node;
-use crate::observe::hooks;
+use crate::observe::hooks::{self, Hooks};
+use crate::product::Product;
 use crate::routing::ctx::Scope;
 use crate::send::failure;
 use crate::send::sending::Attempt;
@@ -56,7 +57,8 @@ async fn watched_write<W: Work>(
         let sent = |out| std::future::ready(Ok((out, None)));
         sending::in_steps(run, sent, standing, changed).await
     } else if sending::can_take(pool) {
-        sent_with_hooks(inner, id, node, pool, work, hold).await
+        let product = inner.product();
+        sent_with_hooks(&inner.routing, &inner.hooks, product, (id, node), pool, work, hold).await
     } else {
         // A pool the adapter cannot take a connection from (a mock, a proxy): one step, as
         // SeaORM runs it; the first step only asks the monitor once.
@@ -73,21 +75,22 @@ async fn watched_write<W: Work>(
 }
 
 /// [`watched_write`]'s two steps on a connection the adapter takes itself, with SeaORM's
-/// hooks called around them as its `DatabaseConnection` would.
+/// hooks called around them as its `DatabaseConnection` would: the metric callback's timing
+/// (`metric`), `product`'s debug line and span, the watch on node `id` (`routing`).
 async fn sent_with_hooks<W: Work>(
-    inner: &Inner,
-    id: NodeId,
-    node: &Node,
+    routing: &Routing,
+    metric: &Hooks,
+    product: Product,
+    (id, node): (NodeId, &Node),
     pool: &DatabaseConnection,
     work: &mut W,
     hold: bool,
 ) -> Result<(W::Output, Option<Taken>), End> {
-    let product = inner.product();
     let (mut timing, span) = match work.call() {
         Some(call) => {
             let span = hooks::seaorm_span(&call, product, node.record_stmt());
             hooks::in_scope(span.as_ref(), || hooks::debug_print(&call, product));
-            (inner.timing(&call), span)
+            (metric.timing(&call), span)
         }
         None => (None, None),
     };
@@ -100,11 +103,11 @@ async fn sent_with_hooks<W: Work>(
             // Only inert work (above) is not one statement.
             None => Err(failure::internal("nothing to send")),
         };
-        inner.finish_timing(timing, sent.is_err());
+        metric.finish(timing, sent.is_err());
         sent.map(|out| (out, hold.then_some(conn)))
     };
-    let standing = || inner.routing.standing(id);
-    let changed = || inner.routing.changed(id);
+    let standing = || routing.standing(id);
+    let changed = || routing.changed(id);
     let end = sending::in_steps(sending::take(pool), send, standing, changed);
     let end = hooks::in_span_of(span.as_ref(), end).await;
     #[cfg(feature = "tracing-spans")]
@@ -158,7 +161,8 @@ pub(super) fn attempt<'a, W: Work>(
     keep: bool,
     scope: &Scope,
 ) -> Pin<Box<impl Future<Output = Written<W::Output>> + 'a>> {
-    let hold = matches!(work.wrote(), Wrote::Capture) && inner.tracks_writes(scope);
+    let hold = matches!(work.wrote(), Wrote::Capture)
+        && inner.causality.tracks_writes(&inner.writable(), scope);
     Box::pin(watched_write(inner, id, node, node.user_writer(), work, keep, hold))
 }
 
@@ -173,9 +177,13 @@ pub(super) fn wrote<'a>(
     held: Option<Taken>,
 ) -> Option<Pin<Box<impl Future + 'a>>> {
     match wrote {
-        Wrote::Capture => Some(Box::pin(inner.after_write(id, scope, held))),
+        Wrote::Capture => Some(Box::pin(async move {
+            let (reach, spawn) = (|| inner.out_of_reach(), || inner.background());
+            let (routing, writable) = (&inner.routing, inner.writable());
+            inner.causality.after_write(routing, &writable, id, scope, held, reach, spawn).await;
+        })),
         Wrote::Unseen => {
-            inner.mark_unseen_writes(scope);
+            inner.causality.mark_unseen_writes(&inner.writable(), scope);
             None
         }
         Wrote::Later => None,
