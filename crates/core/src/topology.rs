@@ -30,6 +30,12 @@ use crate::token::ReplayPosition;
 /// assert_eq!((lag.bytes(), lag.time()), (Some(4096), Some(Duration::from_millis(30))));
 /// assert_eq!(Lag::unknown(), Lag::default());
 ///
+/// // The monitor's estimate from the primary's positions replaces the time; the server's own
+/// // figure stays readable.
+/// let estimated = lag.with_estimate(Duration::from_millis(400));
+/// assert_eq!(estimated.time(), Some(Duration::from_millis(400)));
+/// assert_eq!(estimated.reported_time(), Some(Duration::from_millis(30)));
+///
 /// // Caught up with the primary's position seen at `t`: fresh as of `t`, and staler by the
 /// // time that passes without news.
 /// let t = Instant::now();
@@ -40,6 +46,8 @@ use crate::token::ReplayPosition;
 pub struct Lag {
     bytes: Option<u64>,
     time: Option<Duration>,
+    /// The time the server itself reported, where an estimate replaced it in `time`.
+    reported: Option<Duration>,
     fresh: Fresh,
 }
 
@@ -60,19 +68,33 @@ impl Lag {
     /// A lag.
     #[must_use]
     pub const fn new(bytes: Option<u64>, time: Option<Duration>) -> Self {
-        Self { bytes, time, fresh: Fresh::AsMeasured }
+        Self { bytes, time, reported: time, fresh: Fresh::AsMeasured }
     }
 
     /// Unknown in both units.
     #[must_use]
     pub const fn unknown() -> Self {
-        Self { bytes: None, time: None, fresh: Fresh::AsMeasured }
+        Self { bytes: None, time: None, reported: None, fresh: Fresh::AsMeasured }
     }
 
     /// No lag (the primary, or a replica known to be caught up).
     #[must_use]
     pub const fn zero() -> Self {
-        Self { bytes: Some(0), time: Some(Duration::ZERO), fresh: Fresh::AsMeasured }
+        Self {
+            bytes: Some(0),
+            time: Some(Duration::ZERO),
+            reported: Some(Duration::ZERO),
+            fresh: Fresh::AsMeasured,
+        }
+    }
+
+    /// The same lag with `time` estimated otherwise (the monitor's, from the primary's
+    /// positions and when it saw them), the server's own figure kept as
+    /// [`reported_time`](Lag::reported_time).
+    #[must_use]
+    pub const fn with_estimate(mut self, time: Duration) -> Self {
+        self.time = Some(time);
+        self
     }
 
     /// The same lag, known to hold every commit the primary made before `at` (the monitor sets
@@ -103,6 +125,16 @@ impl Lag {
     #[must_use]
     pub const fn time(&self) -> Option<Duration> {
         self.time
+    }
+
+    /// How far behind in time the server itself reported, if it did (PostgreSQL: since the
+    /// last replayed commit was made, while something waits; MariaDB: `Seconds_Behind_Master`):
+    /// the [`time`](Lag::time) before an estimate from the primary's positions replaced it.
+    /// Unlike that estimate, whose grain is the primary's samples, it does not grow between
+    /// samples of a replica a few milliseconds behind.
+    #[must_use]
+    pub const fn reported_time(&self) -> Option<Duration> {
+        self.reported
     }
 
     /// The instant before which the node provably has every commit of the primary, if known.

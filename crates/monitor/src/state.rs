@@ -1136,7 +1136,7 @@ impl TopologyState {
             && let Some(estimate) = history.lag(replayed, now)
             && (silent || server.time().is_some_and(|time| estimate > time))
         {
-            lag = Lag::new(server.bytes(), Some(estimate));
+            lag = server.with_estimate(estimate);
         }
         match history.fresh_as_of(replayed) {
             Some(at) => lag.with_fresh_as_of(at),

@@ -534,13 +534,17 @@ fn too_far(lag: &rwsplit_core::Lag, max: Duration) -> bool {
 }
 
 /// Whether no replica of `topo` could serve a read that waits at most `wait` for one: every
-/// replica is down or known to be further behind than the wait (or there is none). A position
+/// replica is down or reports itself further behind than the wait (or there is none). A position
 /// read of the primary is then of no use to the read — it goes to the primary either way — and
 /// is left until a replica could use it. Never without a wait (`None`): a replica may have a
 /// write by the time the read comes, which only the write's position can tell.
 pub(crate) fn out_of_reach(topo: &rwsplit_core::Topology, wait: Option<Duration>) -> bool {
     let Some(max) = wait else { return false };
-    topo.replicas().all(|r| r.health() == rwsplit_core::Health::Down || too_far(&r.lag(), max))
+    // The server's own figure, not the monitor's estimate: between the primary's samples the
+    // estimate makes a replica a few milliseconds behind look up to a probe interval late, and
+    // a write that then skipped its position read would start no position feed to correct it.
+    let far = |lag: rwsplit_core::Lag| lag.reported_time().is_some_and(|t| t > max);
+    topo.replicas().all(|r| r.health() == rwsplit_core::Health::Down || far(r.lag()))
 }
 
 /// What planning gives: a plan, or an I/O step to do before planning again; each with the
@@ -659,7 +663,7 @@ mod tests {
     use rstest::rstest;
     use rwsplit_core::CausalToken;
 
-    use rwsplit_core::NodeId;
+    use rwsplit_core::{Health, Lag, Node, NodeId, Role, Topology};
 
     use super::{Done, Floor, Need, Slot, Step, next_step};
 
@@ -781,6 +785,37 @@ mod tests {
         #[case] want: Step,
     ) {
         assert_eq!(next_step(&s, None, None, Some(MS), (|| false, || true), d), want);
+    }
+
+    /// A replica is out of reach for a read waiting `MS` only when every replica not down
+    /// reports itself further behind: the monitor's estimate from the primary's samples, which
+    /// makes a replica a few milliseconds behind look a probe interval late, does not count.
+    #[rstest]
+    #[case::both_report_far(&[(Some(400), 900, Health::Up), (Some(300), 300, Health::Up)], true)]
+    #[case::one_reports_near(&[(Some(400), 900, Health::Up), (Some(2), 480, Health::Up)], false)]
+    #[case::the_near_one_is_down(&[(Some(400), 900, Health::Up), (Some(2), 2, Health::Down)], true)]
+    #[case::silent_is_not_far(&[(None, 900, Health::Up)], false)]
+    #[case::no_replica(&[], true)]
+    fn out_of_reach_is_what_the_replicas_report(
+        #[case] replicas: &[(Option<u64>, u64, Health)],
+        #[case] want: bool,
+    ) {
+        let mut b = Topology::builder().node(Node::builder(NodeId::new(0), Role::Primary).build());
+        for (i, &(reported, estimate, health)) in replicas.iter().enumerate() {
+            let lag = Lag::new(Some(1), reported.map(Duration::from_millis))
+                .with_estimate(Duration::from_millis(estimate));
+            let id = NodeId::new(u16::try_from(i + 1).unwrap());
+            b = b.node(Node::builder(id, Role::Replica).lag(lag).health(health).build());
+        }
+        assert_eq!(super::out_of_reach(&b.build().unwrap(), Some(MS)), want);
+        assert!(!super::out_of_reach(&primary_alone(), None), "never without a wait");
+    }
+
+    fn primary_alone() -> Topology {
+        Topology::builder()
+            .node(Node::builder(NodeId::new(0), Role::Primary).build())
+            .build()
+            .unwrap()
     }
 
     #[test]
