@@ -160,10 +160,9 @@ async fn a_write_then_a_read_with_the_signed_cookie_is_never_stale_and_forgeries
 
 /// What a write request costs the primary, as the router's own counts (deterministic): with
 /// replicas current, one position read per write (the price of read-your-writes across
-/// requests); with replicas 200 ms behind (MariaDB: its delay's whole seconds) — further than
-/// the 10 ms a read waits for one — none: the write alone, as plain SeaORM, and the next
-/// request's read goes to the primary as it would with the position. No GET is stale either
-/// way.
+/// requests); with PostgreSQL's replicas 200 ms behind — by their own report, further than the
+/// 10 ms a read waits for one — none: the write alone, as plain SeaORM, and the next request's
+/// read goes to the primary as it would with the position. No GET is stale either way.
 #[rstest::rstest]
 #[case::postgres(DbKind::Postgres)]
 #[case::mariadb(DbKind::MariaDb)]
@@ -223,7 +222,14 @@ async fn a_write_request_reads_the_position_only_when_a_replica_could_use_it(#[c
     assert_eq!((stale_current, stale_late), (0, 0), "no GET misses its own write");
     assert!(current <= PAIRS, "at most one position read per write: {current}");
     assert!(current >= PAIRS / 2, "replicas current: the positions are read: {current}");
-    assert_eq!(late, 0, "no position read no replica could use");
+    if kind == DbKind::Postgres {
+        assert_eq!(late, 0, "no position read no replica could use");
+    } else {
+        // MariaDB reports no lag finer than `Seconds_Behind_Master`, which its delayed replicas
+        // leave at 0 while their SQL thread waits out `MASTER_DELAY`: nothing proves them out of
+        // reach, and each write's position is read, as with replicas current.
+        assert!(late <= PAIRS, "at most one position read per write: {late}");
+    }
     for r in cluster.replicas() {
         r.clear_apply_delay().await.unwrap();
     }
