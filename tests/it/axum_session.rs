@@ -225,9 +225,10 @@ async fn a_write_request_reads_the_position_only_when_a_replica_could_use_it(#[c
     if kind == DbKind::Postgres {
         assert_eq!(late, 0, "no position read no replica could use");
     } else {
-        // MariaDB reports no lag finer than `Seconds_Behind_Master`, which its delayed replicas
-        // leave at 0 while their SQL thread waits out `MASTER_DELAY`: nothing proves them out of
-        // reach, and each write's position is read, as with replicas current.
+        // MariaDB's replicas report their lag only as `Seconds_Behind_Master`, and while they
+        // wait out `MASTER_DELAY` that report does not show them further behind than the wait
+        // (here every write's position is read, as with replicas current): nothing proves them
+        // out of reach.
         assert!(late <= PAIRS, "at most one position read per write: {late}");
     }
     for r in cluster.replicas() {
