@@ -74,14 +74,13 @@ pub(crate) async fn end_transaction<T, E>(
     if let Some(node) = node {
         let outcome = Outcome::of(&r);
         let (scope, writable) = (ctx.scope(), inner.writable());
-        let (reach, spawn) = (|| inner.out_of_reach(), || inner.background());
+        let spawn = || inner.background();
         let ended = inner.causality.after_transaction(
             &inner.routing,
             &writable,
             node,
             &scope,
             outcome,
-            reach,
             spawn,
         );
         ended.await;

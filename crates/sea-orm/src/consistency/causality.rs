@@ -408,13 +408,6 @@ impl Causality {
     /// cannot be read, the scope is marked pending instead (its next read asks again, or goes
     /// to the primary). `taken`: the connection the write committed on, read on before it
     /// goes back to the pool; without it, a connection of the pool's.
-    ///
-    /// While no replica could serve the scope's next read within the wait
-    /// (`out_of_reach`: the live view's topology against the planner's wait), the position
-    /// is not read: the scope is marked pending, its
-    /// reads go to the primary (as they would with the position), and the position is read
-    /// when a read could use it on a replica, or when the scope's token is asked for.
-    #[allow(clippy::too_many_arguments)]
     pub(crate) async fn after_write<B: FnOnce(Capture)>(
         &self,
         samples: &impl Samples,
@@ -422,7 +415,6 @@ impl Causality {
         node: NodeId,
         scope: &Scope,
         taken: Option<Taken>,
-        out_of_reach: impl FnOnce() -> bool,
         background: impl FnOnce() -> Option<B>,
     ) {
         if !self.tracks_writes(writers, scope) {
@@ -432,10 +424,6 @@ impl Causality {
             Scope::Task => Key::Task(tokio::task::try_id()),
             Scope::Session(s) => Key::Session(Arc::clone(s)),
         };
-        if out_of_reach() {
-            self.key_update(&key, Slot::mark_pending);
-            return;
-        }
         let Some(spawn) = background() else {
             let epoch = self.key_update(&key, |s| s.pending_epoch);
             let capture = Capture { node, counted: false, key, epoch, taken };
@@ -514,8 +502,7 @@ impl Causality {
     /// After a read-write transaction on `node`: committed → record the position (as
     /// [`after_write`](Self::after_write)); a commit that failed on the connection may or
     /// may not have happened → the position is pending (the next read asks the primary, or
-    /// reads there); rolled back → nothing. `out_of_reach`, `background`: as `after_write`'s.
-    #[allow(clippy::too_many_arguments)]
+    /// reads there); rolled back → nothing. `background`: as `after_write`'s.
     pub(crate) async fn after_transaction<B: FnOnce(Capture)>(
         &self,
         samples: &impl Samples,
@@ -523,13 +510,11 @@ impl Causality {
         node: NodeId,
         scope: &Scope,
         outcome: Outcome,
-        out_of_reach: impl FnOnce() -> bool,
         background: impl FnOnce() -> Option<B>,
     ) {
         match outcome {
             Outcome::Committed => {
-                let (reach, spawn) = (out_of_reach, background);
-                self.after_write(samples, writers, node, scope, None, reach, spawn).await;
+                self.after_write(samples, writers, node, scope, None, background).await;
             }
             Outcome::Unknown => self.mark_unseen_writes(writers, scope),
             Outcome::RolledBack => {}
@@ -624,36 +609,18 @@ mod tests {
         None
     }
 
-    /// A write on `P` in `scope`, a replica within reach unless `far`, read inline.
-    async fn write(c: &Causality, pools: &Fake, scope: &Scope, far: bool) {
-        c.after_write(&no_samples(), pools, P, scope, None, || far, inline).await;
+    /// A write on `P` in `scope`, its position read inline.
+    async fn write(c: &Causality, pools: &Fake, scope: &Scope) {
+        c.after_write(&no_samples(), pools, P, scope, None, inline).await;
     }
 
-    /// A transaction on `P` in `scope` that ended as `outcome`, a replica within reach.
+    /// A transaction on `P` in `scope` that ended as `outcome`.
     async fn transaction(c: &Causality, pools: &Fake, scope: &Scope, outcome: Outcome) {
-        c.after_transaction(&no_samples(), pools, P, scope, outcome, || false, inline).await;
+        c.after_transaction(&no_samples(), pools, P, scope, outcome, inline).await;
     }
 
     fn causality(on: bool) -> Causality {
         Causality::new(on, false, Duration::from_secs(1), Duration::from_secs(1))
-    }
-
-    /// While no replica could serve a read within the wait, a write's position is not read:
-    /// the scope is pending (its reads go to the primary), and the position is read the
-    /// first time the scope's token is asked for with a replica back within reach.
-    #[tokio::test]
-    async fn a_write_no_replica_could_serve_leaves_its_scope_pending_without_a_read() {
-        let c = causality(true);
-        let far = Fake::new(2, false);
-        let scope = Scope::Session(Arc::default());
-        write(&c, &far, &scope, true).await;
-        let slot = c.slot(&scope);
-        assert!(slot.pending && slot.token.is_none() && slot.inflight == 0);
-        assert_eq!(far.reads.load(Ordering::SeqCst), 0, "no position read");
-        let near = Fake::new(2, false);
-        let token = c.written(&no_samples(), &near, &scope, slot).await.unwrap();
-        assert_eq!(token.map(|t| t.to_string()), Some("pg:1:7:1:0-1".to_owned()));
-        assert!(!c.slot(&scope).pending);
     }
 
     /// With replicas, a write's position is read (here, where no background task can run)
@@ -662,7 +629,7 @@ mod tests {
     #[tokio::test]
     async fn a_tracked_write_records_its_position_in_its_scope() {
         let (c, two) = (causality(true), Fake::new(2, false));
-        write(&c, &two, &Scope::Task, false).await;
+        write(&c, &two, &Scope::Task).await;
         let slot = c.slot(&Scope::Task);
         assert_eq!(slot.token.map(|t| t.to_string()), Some("pg:1:7:1:0-1".to_owned()));
         assert_eq!((slot.pending, slot.inflight), (false, 0));
@@ -672,7 +639,7 @@ mod tests {
         assert!(!c.tracks_writes(&one, &task));
         assert!(c.tracks_writes(&one, &session));
         assert!(!causality(false).tracks_writes(&two, &session));
-        write(&causality(false), &two, &task, false).await;
+        write(&causality(false), &two, &task).await;
         assert_eq!(two.reads.load(Ordering::SeqCst), 1, "an untracked write reads nothing");
     }
 
@@ -682,7 +649,7 @@ mod tests {
     async fn a_failed_capture_leaves_the_scope_pending_until_settled() {
         let c = causality(true);
         let scope = Scope::Session(Arc::default());
-        write(&c, &Fake::new(2, true), &scope, false).await;
+        write(&c, &Fake::new(2, true), &scope).await;
         let slot = c.slot(&scope);
         assert!(slot.pending && slot.token.is_none());
         assert!(c.settle(&no_samples(), &Fake::new(2, false), &scope, P, slot.pending_epoch).await);

@@ -178,9 +178,9 @@ pub(super) fn wrote<'a>(
 ) -> Option<Pin<Box<impl Future + 'a>>> {
     match wrote {
         Wrote::Capture => Some(Box::pin(async move {
-            let (reach, spawn) = (|| inner.out_of_reach(), || inner.background());
+            let spawn = || inner.background();
             let (routing, writable) = (&inner.routing, inner.writable());
-            inner.causality.after_write(routing, &writable, id, scope, held, reach, spawn).await;
+            inner.causality.after_write(routing, &writable, id, scope, held, spawn).await;
         })),
         Wrote::Unseen => {
             inner.causality.mark_unseen_writes(&inner.writable(), scope);
