@@ -10,8 +10,8 @@
 //! handed the views it asks through, each from its owner: `routing` for the monitor's samples,
 //! [`Inner::writable`] for position reads on the nodes' writable pools. `Inner`'s own
 //! operations compose parts (a plan reads the routing view and read-your-writes; whether a
-//! write's position could serve a read, [`Inner::out_of_reach`], and the task it is read in,
-//! [`Inner::background`]; a probe's sweep clears scopes and proofs), or serve the callers
+//! pending scope's position could serve a read when its token is exported,
+//! [`Inner::out_of_reach`], and the task a write's position is read in, [`Inner::background`]; a probe's sweep clears scopes and proofs), or serve the callers
 //! outside the folder (the facade, the builder). A node is lent, held while something runs on
 //! it (`Inner::hold`, a lease in tidy's `LEASES`). `Inner` is what the watchdog looks at; a
 //! statement's watch reads standings from `Routing` itself.

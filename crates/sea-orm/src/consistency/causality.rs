@@ -4,8 +4,8 @@
 //! that say what it tracks. What it needs of the rest of the connection it asks of the part
 //! that owns it, handed to each operation that needs it: the monitor's samples ([`Samples`],
 //! the live view of the cluster's), the nodes' names and position reads on their writable
-//! pools ([`Writers`]); and, where a write's position read is decided, whether a replica is
-//! within reach and how a read runs off the request path, as closures the caller makes.
+//! pools ([`Writers`]); and, after a write, how its position read runs off the request path,
+//! as a closure the caller makes.
 //!
 //! A scope is the calling task's, or a [`Session`](crate::Session) (explicit or ambient).
 //! After a write its position is read from the primary in a task of its own; while that read
