@@ -443,3 +443,67 @@ async fn connecting_detects_each_nodes_server_product_and_version(
         assert_eq!(server.version().0, major, "{}: {server:?}", node.name());
     }
 }
+
+/// The sessions the application's pools hold on `node` for database `db`, as the server counts
+/// them (the monitor's and this count's own left out on PostgreSQL, where they carry a name).
+async fn sessions(node: &rwsplit_testkit::Node, db: &str) -> i64 {
+    use sqlx::{Connection, Row};
+    match node.db() {
+        DbKind::MariaDb => {
+            let url = format!("mysql://root@127.0.0.1:{}/mysql", node.port());
+            let mut c = sqlx::MySqlConnection::connect(&url).await.unwrap();
+            sqlx::query("SELECT count(*) AS n FROM information_schema.processlist WHERE db = ?")
+                .bind(db)
+                .fetch_one(&mut c)
+                .await
+                .unwrap()
+                .get::<i64, _>("n")
+        }
+        _ => {
+            let mut c = sqlx::PgConnection::connect(&node.url()).await.unwrap();
+            sqlx::query(
+                "SELECT count(*) AS n FROM pg_stat_activity WHERE datname = $1 \
+                 AND application_name <> $2 AND pid <> pg_backend_pid()",
+            )
+            .bind(db)
+            .bind(rwsplit_sea_orm::advanced::MONITOR_APPLICATION)
+            .fetch_one(&mut c)
+            .await
+            .unwrap()
+            .get::<i64, _>("n")
+        }
+    }
+}
+
+/// (the replicas' `min_connections`): that many sessions are open on each replica before the
+/// first read (the application starts warm: its first reads wait for no new session), and
+/// none beyond what `connect()` itself uses without it. The pools are lazy, and sqlx's would
+/// open their minimum only after closing an idle connection.
+#[rstest]
+#[case::postgres(DbKind::Postgres)]
+#[case::mariadb(DbKind::MariaDb)]
+#[tokio::test]
+async fn a_replicas_min_connections_are_open_before_the_first_read(#[case] kind: DbKind) {
+    const MIN: u32 = 4;
+    let cluster = shared(kind);
+    let replica = &cluster.replicas()[0];
+    // Each case on a database of its own: a server's sessions are counted by database.
+    let mut counts = Vec::new();
+    for (name, min) in [("cold", None), ("warm", Some(MIN))] {
+        let tdb = cluster.create_database(name).await.unwrap();
+        let mut b = RoutedConnection::builder().primary(tdb.primary_url());
+        for url in tdb.replica_urls() {
+            let mut opts = sea_orm::ConnectOptions::new(url);
+            if let Some(n) = min {
+                opts.min_connections(n);
+            }
+            b = b.replica(opts);
+        }
+        let db = b.connect().await.unwrap();
+        counts.push(sessions(replica, tdb.name()).await);
+        drop(db);
+    }
+    let [without, with] = counts[..] else { unreachable!() };
+    assert!(without < i64::from(MIN), "without min_connections: {without} sessions");
+    assert!(with >= i64::from(MIN), "{with} sessions of {MIN} open when connect() returns");
+}
