@@ -394,7 +394,8 @@ const WEB_REQUESTS: u32 = 2_000;
 /// read-only through the layer at most 0.005 primary statements per request and a `Set-Cookie`
 /// on at most 1 % of responses; 1 write : 9 reads through the layer at most 0.30 primary
 /// statements per request and at least 80 % of reads on replicas; in every case no stale or
-/// time-travel read through the router, and no error anywhere. (Latency ratios are printed
+/// time-travel read through the router, at most two round trips on the primary per write
+/// request through the router (the write and its position read), and no error anywhere. (Latency ratios are printed
 /// beside them, never gated: wall time on a shared machine.)
 fn web_failures(doc: &Value) -> Vec<String> {
     let Some(rows) = doc["rows"].as_array().filter(|r| !r.is_empty()) else {
@@ -420,6 +421,15 @@ fn web_failures(doc: &Value) -> Vec<String> {
             if num(&r[field]) > 0.0 {
                 over.push(format!("{label}: {} {what} (budget 0)", num(&r[field])));
             }
+        }
+        // A write request's round trips on the primary, at any lag: the write and at most
+        // one position read (the price of read-your-writes across requests).
+        let trips = &r["write_round_trips"];
+        if trips.is_number() && num(trips) > 2.0 {
+            over.push(format!(
+                "{label}: {:.3} round trips on the primary per write request (budget 2)",
+                num(trips)
+            ));
         }
         if r["late"] == true || variant != "routed+layer" {
             continue;
@@ -464,18 +474,23 @@ fn web_section(html: &mut String, doc: &Value) {
          row the client had seen. Budgets: in the table's notes (<code>web_failures</code>); the \
          latency ratio is printed, not gated.</p><table><tr><th>database</th><th>replicas</th>\
          <th>workload</th><th>variant</th><th>p50</th><th>p99</th><th>p50 / plain</th>\
-         <th>req/s</th><th>primary statements per request</th><th>reads on replicas</th>\
+         <th>req/s</th><th>write p50 / plain</th><th>round trips per write</th>\
+         <th>primary statements per request</th><th>reads on replicas</th>\
          <th>Set-Cookie</th><th>stale</th><th>time-travel</th></tr>",
         num(&doc["clients"]),
         num(&doc["requests_per_variant"]),
     );
     for r in rows {
         let text = |k: &str| r[k].as_str().unwrap_or("?").to_owned();
+        let or_dash =
+            |k: &str, f: &dyn Fn(f64) -> String| r[k].as_f64().map_or_else(|| "–".to_owned(), f);
+        let write_ratio = or_dash("write_p50_ratio_to_plain", &|x| format!("×{x:.2}"));
+        let trips = or_dash("write_round_trips", &|x| format!("{x:.2}"));
         let _ = write!(
             html,
             "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{:.3} ms</td><td>{:.3} ms</td>\
-             <td>×{:.2}</td><td>{:.0}</td><td>{:.3}</td><td>{:.1} %</td><td>{:.1} %</td>\
-             <td>{}</td><td>{}</td></tr>",
+             <td>×{:.2}</td><td>{:.0}</td><td>{write_ratio}</td><td>{trips}</td><td>{:.3}</td>\
+             <td>{:.1} %</td><td>{:.1} %</td><td>{}</td><td>{}</td></tr>",
             text("db"),
             text("lag"),
             text("workload"),
@@ -1291,6 +1306,12 @@ mod tests {
             "replica_share": share, "set_cookie_share": cookies, "stale": stale, "time_travel": travel })
     }
 
+    /// `row` with `key` set to `value`.
+    fn with(mut row: serde_json::Value, key: &str, value: serde_json::Value) -> serde_json::Value {
+        row[key] = value;
+        row
+    }
+
     fn web(rows: Vec<serde_json::Value>) -> serde_json::Value {
         let maria = json!({ "db": "mariadb", "lag": "natural lag", "late": true, "workload": "mix",
             "variant": "plain", "errors": 0 });
@@ -1304,6 +1325,8 @@ mod tests {
     #[case::mix_on_the_primary(web(vec![web_row("mix", 0.5, 0.5, 0.2, 0, 0)]), 2)]
     #[case::stale_and_back_in_time(web(vec![web_row("mix", 0.2, 0.9, 0.2, 1, 2)]), 2)]
     #[case::no_mariadb(json!({ "rows": [web_row("mix", 0.2, 0.9, 0.2, 0, 0)] }), 1)]
+    #[case::one_position_per_write(web(vec![with(web_row("mix", 0.2, 0.9, 0.2, 0, 0), "write_round_trips", json!(2.0))]), 0)]
+    #[case::two_positions_per_write(web(vec![with(web_row("mix", 0.2, 0.9, 0.2, 0, 0), "write_round_trips", json!(2.5))]), 1)]
     #[case::no_rows(json!({ "rows": [] }), 1)]
     fn the_web_budgets(#[case] doc: serde_json::Value, #[case] broken: usize) {
         assert_eq!(web_failures(&doc).len(), broken, "{:?}", web_failures(&doc));

@@ -52,6 +52,10 @@
 //!   (`table_io_waits_summary_by_index_usage.COUNT_FETCH`): one per primary-key lookup, found or
 //!   not, and nothing else reads that table (its statement digests do not see the prepared
 //!   executions sqlx sends, and `Com_select` counts the monitor's `SELECT`s too);
+//! - for the mix: the write requests' p50 and its ratio to plain's in the same run (printed,
+//!   never gated), and round trips on the primary per write request: the write, plus the
+//!   position reads the routed variant's own counters count (`positions_captured`, the
+//!   warm-up's writes included) per write;
 //! - responses with a `Set-Cookie` (count and share);
 //! - stale reads: a GET of the client's own last-written id that answered 404; time-travel
 //!   reads: any other GET that answered 404 for an id the client had already seen exist (a 200
@@ -60,7 +64,11 @@
 //!
 //! On stderr, per case: the routed variants' read-your-writes counters (token reads on replicas,
 //! on the primary, on the last node; catch-up waits and timeouts; positions captured), and for
-//! the mix each variant's p50 of the write, of the read right after it and of the other reads.
+//! the mix each variant's p50 of the write, of the read right after it and of the other reads,
+//! and where a write request's time goes: the router on the write (routed's write p50 against
+//! plain's), the wait for the position and the token (the layer's against routed's), and of
+//! that the position's own round trip (`POSITION_SAMPLES` position reads timed alone on the
+//! primary) and the rest (hand-offs between tasks, the token and the cookie).
 //!
 //! `--json PATH` writes every row. `--gate` exits non-zero, naming each failure, unless for
 //! each database run (with `--db both`, a MariaDB that is not installed is a failure): at
@@ -219,6 +227,8 @@ struct Tally {
     requests: u64,
     gets: u64,
     posts: u64,
+    /// The writes of the warm-up too: what the router's own counters (positions read) cover.
+    warmup_posts: u64,
     set_cookie: u64,
     stale: u64,
     time_travel: u64,
@@ -599,6 +609,11 @@ struct RowOut {
     p50: Duration,
     p99: Duration,
     p50_ratio: f64,
+    /// The mix's write requests: their p50, and it against plain's in the same run.
+    write_p50: Option<(Duration, f64)>,
+    /// The router's own count of position reads (a round trip on the primary each) per write
+    /// request, the warm-up's included (routed variants).
+    positions_per_write: Option<f64>,
 }
 
 impl RowOut {
@@ -615,6 +630,10 @@ impl RowOut {
     fn set_cookie_share(&self) -> f64 {
         self.tally.set_cookie as f64 / self.tally.requests.max(1) as f64
     }
+    /// Round trips on the primary per write request: the write, and its position reads.
+    fn write_round_trips(&self) -> Option<f64> {
+        (self.tally.posts > 0).then(|| 1.0 + self.positions_per_write.unwrap_or(0.0))
+    }
     fn json(&self) -> serde_json::Value {
         let ms = |d: Duration| d.as_secs_f64() * 1e3;
         serde_json::json!({
@@ -629,6 +648,10 @@ impl RowOut {
             "p50_ms": ms(self.p50),
             "p99_ms": ms(self.p99),
             "p50_ratio_to_plain": self.p50_ratio,
+            "write_p50_ms": self.write_p50.map(|(d, _)| ms(d)),
+            "write_p50_ratio_to_plain": self.write_p50.map(|(_, r)| r),
+            "positions_per_write": self.positions_per_write,
+            "write_round_trips": self.write_round_trips(),
             "req_per_s": self.req_per_s(),
             "primary_statements": self.tally.primary_statements,
             "primary_statements_per_request": self.primary_per_request(),
@@ -644,6 +667,34 @@ impl RowOut {
     }
 }
 
+/// Position reads [`position_round_trip`] times.
+const POSITION_SAMPLES: usize = 300;
+
+/// The p50 of `POSITION_SAMPLES` position reads on the primary, one at a time on a plain
+/// connection: the round trip a write's position costs (the router reads it with these
+/// functions: PostgreSQL's WAL insert position, MariaDB's binlog GTID position).
+async fn position_round_trip(plain: &sea_orm::DatabaseConnection, db: DbKind) -> Res<Duration> {
+    let sql = match db {
+        DbKind::MariaDb => "SELECT @@global.gtid_binlog_pos AS pos",
+        _ => "SELECT pg_current_wal_insert_lsn()::text AS lsn",
+    };
+    let mut took = Vec::with_capacity(POSITION_SAMPLES);
+    for _ in 0..POSITION_SAMPLES {
+        let started = Instant::now();
+        plain
+            .query_one_raw(sea_orm::Statement::from_string(plain.get_database_backend(), sql))
+            .await?;
+        took.push(started.elapsed());
+    }
+    took.sort();
+    Ok(percentile(&took, 500))
+}
+
+/// The p50 of a mix's write requests (sorted by `run_case`), if it had any.
+fn write_p50(t: &Tally) -> Option<Duration> {
+    (!t.by_kind[0].is_empty()).then(|| percentile(&t.by_kind[0], 500))
+}
+
 fn percentile(sorted: &[Duration], per_mille: usize) -> Duration {
     if sorted.is_empty() {
         return Duration::ZERO;
@@ -653,17 +704,17 @@ fn percentile(sorted: &[Duration], per_mille: usize) -> Duration {
 
 fn print_header() {
     println!(
-        "| db | replicas | workload | variant | p50 | p99 | req/s | p50 / plain | primary statements per request | reads on replicas | Set-Cookie | stale | time-travel | errors |"
+        "| db | replicas | workload | variant | p50 | p99 | req/s | p50 / plain | write p50 (/ plain) | round trips per write | primary statements per request | reads on replicas | Set-Cookie | stale | time-travel | errors |"
     );
     println!(
-        "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"
+        "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"
     );
 }
 
 fn print_row(r: &RowOut) {
     let ms = |d: Duration| format!("{:.3} ms", d.as_secs_f64() * 1e3);
     println!(
-        "| {} | {} | {} | {} | {} | {} | {:.0} | ×{:.2} | {:.3} | {:.1} % | {} ({:.1} %) | {} | {} | {} |",
+        "| {} | {} | {} | {} | {} | {} | {:.0} | ×{:.2} | {} | {} | {:.3} | {:.1} % | {} ({:.1} %) | {} | {} | {} |",
         r.db,
         r.lag,
         r.workload.name(),
@@ -672,6 +723,8 @@ fn print_row(r: &RowOut) {
         ms(r.p99),
         r.req_per_s(),
         r.p50_ratio,
+        r.write_p50.map_or("–".to_owned(), |(d, x)| format!("{} (×{x:.2})", ms(d))),
+        r.write_round_trips().map_or("–".to_owned(), |n| format!("{n:.2}")),
         r.primary_per_request(),
         100.0 * r.replica_share(),
         r.tally.set_cookie,
@@ -790,8 +843,48 @@ async fn on_cluster(
             match ran {
                 Ok(tallies) => {
                     let plain_p50 = tallies[0].1;
-                    for (variant, (tally, p50, p99)) in VARIANTS.into_iter().zip(tallies) {
+                    let plain_write = write_p50(&tallies[0].0);
+                    // The routed variants' positions read: their connections' own counters.
+                    let positions: Vec<Option<u64>> = std::iter::once(None)
+                        .chain(
+                            before
+                                .iter()
+                                .zip(&after)
+                                .map(|(b, a)| Some(a.positions_captured - b.positions_captured)),
+                        )
+                        .collect();
+                    if workload == Workload::Mix {
+                        let rtt = position_round_trip(&plain, db).await?;
+                        let w: Vec<Option<Duration>> =
+                            tallies.iter().map(|(t, _, _)| write_p50(t)).collect();
+                        if let [Some(plain_w), Some(routed_w), Some(layer_w)] = w[..] {
+                            let ms = |d: f64| format!("{:+.3} ms", d * 1e3);
+                            let (p, r, l) = (
+                                plain_w.as_secs_f64(),
+                                routed_w.as_secs_f64(),
+                                layer_w.as_secs_f64(),
+                            );
+                            eprintln!(
+                                "web: {db}, {lag}, mix: a write request's p50 {:.3} ms through the layer against plain's {:.3} ms: the router on the write {} (routed, whose response does not wait for the position), the wait for the position and the token {}, of which the position's round trip on the primary (its p50 alone, {POSITION_SAMPLES} reads) {} and the hand-offs and the cookie {}",
+                                l * 1e3,
+                                p * 1e3,
+                                ms(r - p),
+                                ms(l - r),
+                                ms(rtt.as_secs_f64()),
+                                ms(l - r - rtt.as_secs_f64()),
+                            );
+                        }
+                    }
+                    for ((variant, (tally, p50, p99)), captured) in
+                        VARIANTS.into_iter().zip(tallies).zip(positions)
+                    {
                         let ratio = p50.as_secs_f64() / plain_p50.as_secs_f64().max(1e-12);
+                        let write_p50 = write_p50(&tally)
+                            .zip(plain_write)
+                            .map(|(w, p)| (w, w.as_secs_f64() / p.as_secs_f64().max(1e-12)));
+                        let writes = tally.posts + tally.warmup_posts;
+                        let positions_per_write =
+                            captured.filter(|_| writes > 0).map(|c| c as f64 / writes as f64);
                         let row = RowOut {
                             db,
                             lag: lag.clone(),
@@ -802,6 +895,8 @@ async fn on_cluster(
                             p50,
                             p99,
                             p50_ratio: ratio,
+                            write_p50,
+                            positions_per_write,
                         };
                         print_row(&row);
                         rows.push(row);
@@ -849,10 +944,10 @@ async fn run_case(
         }
         clients.push(cs);
     }
-    for cs in &mut clients {
-        round(cs, workload, WARMUP_PER_CLIENT, deadline).await?;
-    }
     let mut tallies: Vec<Tally> = VARIANTS.iter().map(|_| Tally::default()).collect();
+    for (cs, total) in clients.iter_mut().zip(&mut tallies) {
+        total.warmup_posts = round(cs, workload, WARMUP_PER_CLIENT, deadline).await?.posts;
+    }
     for r in 0..ROUNDS {
         for k in 0..VARIANTS.len() {
             let v = (r + k) % VARIANTS.len();
