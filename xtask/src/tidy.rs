@@ -1455,6 +1455,7 @@ const FOLDER_PARTS: &[(&str, &str, &str, &str)] = &[
     ("sea-orm", "connection::inner", "Inner", "counters"),
     ("sea-orm", "connection::inner", "Inner", "causality"),
     ("sea-orm", "connection::inner", "Inner", "hooks"),
+    ("sea-orm", "connection::inner", "Inner", "nodes"),
 ];
 
 /// What keeps the component `module::ty` of `krate` from owning its state (see

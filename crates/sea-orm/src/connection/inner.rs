@@ -4,8 +4,8 @@
 //! node registry ([`Nodes`], shared with `Members`), the live view of the cluster ([`Routing`]:
 //! the monitor's state, wrapped once), the pure [`Planner`] (policy, classifier), read-your-writes
 //! ([`Causality`]), hedging ([`Hedging`]), retry ([`Retrying`]), the counters and the metric
-//! hooks. The parts a step of `connection/` uses (`routing`, `planner`, `causality`, `hedging`,
-//! `retry`, `counters`, `hooks`) are visible to the folder (privacy at the folder): the step calls the
+//! hooks. The parts (`nodes`, `routing`, `planner`, `causality`, `hedging`, `retry`, `counters`,
+//! `hooks`) are visible to the folder (privacy at the folder): a step of `connection/` calls the
 //! part that owns the state, whose invariants stay behind its methods. Read-your-writes is
 //! handed the views it asks through, each from its owner: `routing` for the monitor's samples,
 //! [`Inner::writable`] for position reads on the nodes' writable pools. `Inner`'s own
@@ -41,7 +41,7 @@ pub(crate) struct Inner {
     /// The registry, by the monitor's state's ids: node 0 is the configured primary, nodes
     /// 1.. the configured replicas, then any added by a topology source (at the index the
     /// state gave them).
-    nodes: Nodes,
+    pub(super) nodes: Nodes,
     /// The live view of the cluster: the adapter's one owner of the monitor's state (roles,
     /// health, fencing, samples, wants), and the core router that plans from its snapshots.
     pub(super) routing: Routing,
@@ -103,7 +103,7 @@ impl fmt::Debug for RoutedConnection {
         let replicas: Vec<&str> =
             nodes.iter().filter(|(i, _)| Some(*i) != primary).map(|(_, n)| n.as_str()).collect();
         f.debug_struct("RoutedConnection")
-            .field("backend", &self.inner.backend())
+            .field("backend", &self.inner.planner.product().backend())
             .field("primary", &primary.as_ref().and_then(name))
             .field("replicas", &replicas)
             .finish_non_exhaustive()
@@ -161,11 +161,6 @@ impl Inner {
         self.product().backend()
     }
 
-    /// `db.system.name`.
-    pub(crate) fn system(&self) -> &'static str {
-        self.product().system_name()
-    }
-
     /// The catch-up wait a read with `ctx` may do ([`Planner::wait_of`]).
     #[cfg(test)]
     pub(crate) fn wait_of(&self, ctx: &Ctx<'_>) -> Option<std::time::Duration> {
@@ -197,11 +192,6 @@ impl Inner {
         self.nodes.hold(id)
     }
 
-    /// Whether node `id` is there (not removed, its index not reused).
-    pub(crate) fn has_node(&self, id: NodeId) -> bool {
-        self.nodes.has(id)
-    }
-
     /// The name (`host:port/db`) of node `id`, if it is there.
     pub(crate) fn node_name(&self, id: NodeId) -> Option<String> {
         self.nodes.name_of(id)
@@ -210,20 +200,20 @@ impl Inner {
     /// Runs `f` on the primary's node (the configured one until a promotion is seen); if it
     /// is not there (removed by a topology source), on the first node there is.
     pub(crate) fn with_primary<R>(&self, f: impl FnOnce(&crate::nodes::Node) -> R) -> R {
-        self.nodes.with_primary(self.primary_index(), f)
+        self.nodes.with_primary(self.routing.primary_index(), f)
     }
 
     /// The primary's connection as the user gets it (reporting to the metric callback once one
     /// is set; no scope is touched), borrowed for the connection's life (see [`Nodes::lend`]).
     pub(crate) fn primary_conn(&self) -> &DatabaseConnection {
-        let primary = self.primary_index();
+        let primary = self.routing.primary_index();
         self.nodes.lend(primary, primary, true)
     }
 
     /// Node `id`'s read connection as the user gets it (the primary's if `id` is not there),
     /// borrowed for the connection's life (see [`Nodes::lend`]).
     pub(crate) fn read_conn(&self, id: NodeId) -> &DatabaseConnection {
-        self.nodes.lend(id, self.primary_index(), false)
+        self.nodes.lend(id, self.routing.primary_index(), false)
     }
 
     /// Whether a monitor runs (else every node is taken as healthy and no position is known).
@@ -245,7 +235,7 @@ impl Inner {
     /// The nodes' writable pools as read-your-writes reads positions on them: the registry,
     /// the product's SQL, the counters each read moves.
     pub(super) fn writable(&self) -> Writable<'_> {
-        Writable::new(&self.nodes, self.product(), &self.counters)
+        Writable::new(&self.nodes, self.planner.product(), &self.counters)
     }
 
     /// How a write's position read runs off the request path: given the [`Capture`], a task of
@@ -417,12 +407,5 @@ impl Inner {
     /// start included ([`Nodes::hook`]).
     pub(crate) fn hook_every_node(&self) {
         self.nodes.hook(&self.hooks);
-    }
-
-    /// Makes `node`'s pools report to the metric callback if one is set.
-    pub(crate) fn hook_if_set(&self, node: &crate::nodes::registry::Node) {
-        if self.hooks.is_set() {
-            node.hook(&self.hooks);
-        }
     }
 }

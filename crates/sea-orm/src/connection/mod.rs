@@ -247,7 +247,7 @@ fn on_probe(weak: &std::sync::Weak<Inner>) -> rwsplit_monitor::OnProbe {
     let weak = weak.clone();
     Arc::new(move |node, seen| {
         let Some(inner) = weak.upgrade() else { return };
-        if let Some(n) = inner.hold(node)
+        if let Some(n) = inner.nodes.hold(node)
             && let Some(seen) = seen
         {
             if let Some(system_id) = crate::product::system_id(seen) {
@@ -277,7 +277,7 @@ fn check_server(weak: &std::sync::Weak<Inner>, id: NodeId, n: &NodeRef) {
                 // Still there (not removed meanwhile; a node that took its index since has
                 // another id).
                 if let Some(inner) = weak.upgrade()
-                    && inner.has_node(id)
+                    && inner.nodes.has(id)
                 {
                     inner.routing.fence_unsupported(id);
                 }
@@ -333,8 +333,10 @@ pub(crate) fn add_node(
     // Its pools report to the metric callback, if one is set; `set_metric_callback` hooks
     // the nodes it finds after storing the callback, so a node installed meanwhile is
     // hooked by one or the other (before it takes statements: not before its first probe).
-    if let Some(n) = db.inner.hold(id) {
-        db.inner.hook_if_set(&n);
+    if let Some(n) = db.inner.nodes.hold(id)
+        && db.inner.hooks.is_set()
+    {
+        n.hook(&db.inner.hooks);
     }
     db.members.start_probing(id);
     tracing::warn!(target: "rwsplit", node = %name, id = %id, "node added: probing it, it takes statements once healthy and caught up");
