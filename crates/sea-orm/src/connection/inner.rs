@@ -11,8 +11,8 @@
 //! [`Inner::writable`] for position reads on the nodes' writable pools. `Inner`'s own
 //! operations compose parts (a plan reads the routing view and read-your-writes; whether a
 //! pending scope's position could serve a read when its token is exported,
-//! [`Inner::out_of_reach`], and the task a write's position is read in, [`Inner::background`]; a probe's sweep clears scopes and proofs), or serve the callers
-//! outside the folder (the facade, the builder). A node is lent, held while something runs on
+//! [`Inner::out_of_reach`], and the task a write's position is read in, [`Inner::background`]; a probe's sweep clears scopes and proofs), or serve the public
+//! methods (`facade.rs`) and the builder. A node is lent, held while something runs on
 //! it (`Inner::hold`, a lease in tidy's `LEASES`). `Inner` is what the watchdog looks at; a
 //! statement's watch reads standings from `Routing` itself.
 
@@ -331,8 +331,8 @@ impl Inner {
     }
 }
 
-/// The live view of the cluster, for the callers outside `connection/` (the facade, the
-/// builder); inside it, a step holds `routing` itself.
+/// The live view of the cluster, for the public methods (`facade.rs`) and the builder; a step
+/// holds `routing` itself.
 impl Inner {
     /// Fences or unfences `node`; whether it was there to be.
     pub(crate) fn set_fenced(&self, node: NodeId, fenced: bool) -> bool {

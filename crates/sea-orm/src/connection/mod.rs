@@ -1,6 +1,7 @@
-//! The connection under [`RoutedConnection`] (whose public methods are the facade's, in
-//! `crate::facade`): the handles the application holds, what runs a statement on them,
-//! assembling them, and the monitor they start.
+//! The connection under [`RoutedConnection`]: the handles the application holds and their
+//! public methods (`facade`; the constructors, which name the configuration, are
+//! `crate::config`'s), what runs a statement on them, assembling them, and the monitor they
+//! start.
 //!
 //! **Owns**: the shared state ([`Inner`], whose fields are peers, each owning its state), the
 //! executor (a plan's I/O steps and the one attempt loop), the statement and transaction
@@ -12,13 +13,11 @@
 //! **Offers**: [`RoutedConnection`] and the handles above, `assemble` and the checks the builder
 //! runs at start (`Members::check_replica_servers`, `Members::first_answers`,
 //! `Inner::hold_until_answered`), the
-//! statement and transaction entry points (`statements`, `transactions`) for the facade and
-//! the handles.
+//! statement and transaction entry points (`statements`, `transactions`) for the handles.
 //!
 //! **May call**: `routing/` (plans), `nodes/` (the registry, pools, probes, positions),
-//! `consistency/`, `observe/`, `send/`, `product/`, the error modules. Never `config/`, the
-//! facade or `advanced`, which stand above it: the builder assembles a connection through
-//! `assemble`.
+//! `consistency/`, `observe/`, `send/`, `product/`, the error modules. Never `config/` or
+//! `advanced`, which stand above it: the builder assembles a connection through `assemble`.
 //!
 //! Its modules are layered; each builds only on those listed before it (the tidy test
 //! `connection_modules_are_layered` checks it):
@@ -46,10 +45,12 @@
 //!     gauge sampler, checking a node's server when it first answers, adding and removing
 //!     nodes at run time;
 //! 11. `discover` — nodes from a topology source, applied through this module's
-//!     `add_node`/`remove_node`.
+//!     `add_node`/`remove_node`;
+//! 12. `facade` — [`RoutedConnection`]'s public methods.
 
 mod attempt;
 pub(crate) mod discover;
+mod facade;
 mod inner;
 mod record;
 pub(crate) mod session;
