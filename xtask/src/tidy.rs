@@ -1571,10 +1571,7 @@ fn the_component_check_catches_a_planted_field() {
 /// while it runs there (and works on it only through the node's operations), and a removal's
 /// drain waits until every hold is let go. The test fails on an accessor not listed here
 /// (offer an operation instead), and on a listed one that no longer hands out a part.
-const LEASES: &[(&str, &str, &str)] = &[
-    ("sea-orm", "connection::inner::Inner", "hold"),
-    ("sea-orm", "nodes::registry::Nodes", "hold"),
-];
+const LEASES: &[(&str, &str, &str)] = &[("sea-orm", "nodes::registry::Nodes", "hold")];
 
 /// The accessors the components in `components` (`(module, type)`, all of `krate`) have:
 /// `(module::Type, method)` with what each hands out, as a message line.

@@ -12,8 +12,8 @@
 //! operations compose parts (a plan reads the routing view and read-your-writes; whether a
 //! pending scope's position could serve a read when its token is exported,
 //! [`Inner::out_of_reach`], and the task a write's position is read in, [`Inner::background`]; a probe's sweep clears scopes and proofs), or serve the public
-//! methods (`facade.rs`) and the builder. A node is lent, held while something runs on
-//! it (`Inner::hold`, a lease in tidy's `LEASES`). `Inner` is what the watchdog looks at; a
+//! methods (`facade.rs`). A node is lent, held while something runs on
+//! it (`inner.nodes.hold(id)`, a lease in tidy's `LEASES`). `Inner` is what the watchdog looks at; a
 //! statement's watch reads standings from `Routing` itself.
 
 use std::fmt;
@@ -32,7 +32,7 @@ use crate::product::Product;
 use crate::retry::retrying::Retrying;
 
 use crate::nodes::position::Writable;
-use crate::nodes::registry::{NodeRef, Nodes};
+use crate::nodes::registry::Nodes;
 use crate::observe::counters::{Counters, Effects};
 use crate::routing::ctx::{Ctx, Scope};
 use crate::routing::plan::{Around, Done, Input, Planned, Planner};
@@ -185,18 +185,6 @@ impl Inner {
 /// while a statement runs on it, and the pools the user is lent. Membership and what every node
 /// reports are [`Members`]'.
 impl Inner {
-    /// Holds node `id` for something that runs on it, if it is there: a lease a removal's
-    /// drain waits for ([`Nodes::hold`]).
-    #[inline]
-    pub(crate) fn hold(&self, id: NodeId) -> Option<NodeRef> {
-        self.nodes.hold(id)
-    }
-
-    /// The name (`host:port/db`) of node `id`, if it is there.
-    pub(crate) fn node_name(&self, id: NodeId) -> Option<String> {
-        self.nodes.name_of(id)
-    }
-
     /// Runs `f` on the primary's node (the configured one until a promotion is seen); if it
     /// is not there (removed by a topology source), on the first node there is.
     pub(crate) fn with_primary<R>(&self, f: impl FnOnce(&crate::nodes::Node) -> R) -> R {
@@ -331,23 +319,12 @@ impl Inner {
     }
 }
 
-/// The live view of the cluster, for the public methods (`facade.rs`) and the builder; a step
-/// holds `routing` itself.
+/// The live view of the cluster, for the public methods (`facade.rs`); a step holds `routing`
+/// itself.
 impl Inner {
     /// Fences or unfences `node`; whether it was there to be.
     pub(crate) fn set_fenced(&self, node: NodeId, fenced: bool) -> bool {
         self.routing.set_fenced(node, fenced)
-    }
-
-    /// The monitor's probes of `node` refused for lack of room (busy, not gone).
-    pub(crate) fn busy_probes(&self, node: NodeId) -> u64 {
-        self.routing.busy_probes(node)
-    }
-
-    /// Holds `node` out of rotation until the monitor has an answer from it (it did not
-    /// answer while the connection was made); whether it was held.
-    pub(crate) fn hold_until_answered(&self, node: NodeId) -> bool {
-        self.routing.hold_until_answered(node)
     }
 
     /// Tells the monitor, if one runs, that the cluster is in use at `now`: it probes at its
