@@ -1,7 +1,8 @@
 //! [`RoutedConnection`]'s public methods: what it runs on, the ways out to a node's own
 //! connection, where a block of calls is routed, sessions, transactions, metrics and fencing.
-//! The type (a handle on the shared `Inner` and the `Members`) is defined in `inner.rs`. Its
-//! constructors (`builder`, `from_connections`, `from_env`) name the
+//! The type (a handle on the shared `Inner` and the `Members`) is defined in `inner.rs`; its
+//! methods here reach the part of `Inner` that owns what they ask (privacy stops at this
+//! folder). Its constructors (`builder`, `from_connections`, `from_env`) name the
 //! configuration, a floor above this folder, and are `crate::config`'s.
 
 use std::fmt;
@@ -26,7 +27,7 @@ impl RoutedConnection {
     /// The database backend (the same on every node). Inherent, so `db.get_database_backend()`
     /// is not ambiguous between SeaORM's `ConnectionTrait` and `StreamTrait`.
     pub fn get_database_backend(&self) -> DbBackend {
-        self.inner.backend()
+        self.inner.planner.product().backend()
     }
 
     /// The primary's database server, product and version, as checked against rwsplit's
@@ -71,7 +72,7 @@ impl RoutedConnection {
     /// # Ok(()) }
     /// ```
     pub fn token_kind(&self) -> Option<TokenKind> {
-        self.inner.product().replicated()
+        self.inner.planner.product().replicated()
     }
 
     /// The database product this connection routes for, as people write it: `PostgreSQL`,
@@ -80,7 +81,7 @@ impl RoutedConnection {
     /// [`from_connections`](Self::from_connections), from their SeaORM backend (MySQL's is
     /// taken to be MariaDB's).
     pub fn product_name(&self) -> &'static str {
-        self.inner.product().name()
+        self.inner.planner.product().name()
     }
 
     /// Statement counts per node and routing totals, for operators and tests.
@@ -270,7 +271,7 @@ impl RoutedConnection {
         let token = token.trim();
         if !token.is_empty() {
             // Only tokens of this connection's database. Length-checked before parsing.
-            let kind = self.inner.product().tokens_checked_as();
+            let kind = self.inner.planner.product().tokens_checked_as();
             let parsed = SessionToken::parse_for(token, kind).map_err(|source| {
                 crate::error::Error::InvalidToken { token: snippet(token), source }
             })?;
@@ -368,13 +369,13 @@ impl RoutedConnection {
     where
         F: Fn(&sea_orm::metric::Info<'_>) + Send + Sync + 'static,
     {
-        self.inner.set_metric(callback);
-        self.inner.hook_every_node();
+        self.inner.hooks.set_metric(callback);
+        self.inner.nodes.hook(&self.inner.hooks);
     }
 
     /// Pings the primary.
     pub async fn ping(&self) -> Result<(), DbErr> {
-        self.members.ping(self.inner.primary_index()).await
+        self.members.ping(self.inner.routing.primary_index()).await
     }
 
     /// Closes every node's pool.
@@ -401,7 +402,7 @@ impl RoutedConnection {
     /// it.
     pub fn fence(&self, name: &str) -> crate::error::Result<()> {
         let node = self.node_named(name)?;
-        self.inner.set_fenced(node, true);
+        self.inner.routing.set_fenced(node, true);
         tracing::warn!(target: "rwsplit", node = %name, "fenced by the application");
         Ok(())
     }
@@ -411,7 +412,7 @@ impl RoutedConnection {
     /// rebuilt); a second primary makes the router refuse writes.
     pub fn unfence(&self, name: &str) -> crate::error::Result<()> {
         let node = self.node_named(name)?;
-        self.inner.set_fenced(node, false);
+        self.inner.routing.set_fenced(node, false);
         tracing::warn!(target: "rwsplit", node = %name, "unfenced by the application");
         Ok(())
     }

@@ -45,7 +45,8 @@
 //!     first answers, adding and removing nodes at run time;
 //! 11. `discover` — nodes from a topology source, applied through this module's
 //!     `add_node`/`remove_node`;
-//! 12. `facade` — [`RoutedConnection`]'s public methods.
+//! 12. `facade` — [`RoutedConnection`]'s public methods, each reaching the part of `Inner` (or
+//!     the module) its concern is in.
 
 mod attempt;
 pub(crate) mod discover;
