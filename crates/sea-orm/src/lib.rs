@@ -216,7 +216,6 @@ pub mod config;
 mod connection;
 mod consistency;
 mod error;
-mod facade;
 mod hedge;
 mod nodes;
 mod observe;

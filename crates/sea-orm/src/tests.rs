@@ -24,10 +24,13 @@ fn node(backend: DbBackend) -> DatabaseConnection {
 /// Statements each node received: (primary, replica).
 fn logs(db: &RoutedConnection) -> (usize, usize) {
     let count = |c: &DatabaseConnection| c.clone().into_transaction_log().len();
-    (
-        count(db.inner.primary_conn()),
-        count(db.inner.hold(rwsplit_core::NodeId::new(1)).unwrap().conn()),
-    )
+    let mut replica = None;
+    db.members.each(|id, n| {
+        if id == rwsplit_core::NodeId::new(1) {
+            replica = Some(count(n.conn()));
+        }
+    });
+    (count(db.inner.primary_conn()), replica.expect("replica 1"))
 }
 
 /// A primary and a replica, read-your-writes off so the logs hold only routed statements (with

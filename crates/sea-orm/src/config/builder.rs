@@ -465,7 +465,7 @@ impl RoutedConnectionBuilder {
             // owns its monitor.
             self.discovery.is_none(),
         );
-        let (unanswered, replicas_checked) = first_answers(&conn, start).await;
+        let (unanswered, replicas_checked) = crate::connection::first_answers(&conn, start).await;
         replicas_checked?;
         if let Some(mut discovery) = self.discovery {
             if let Some(every) = self.topology_interval {
@@ -480,7 +480,7 @@ impl RoutedConnectionBuilder {
             );
             discovery.start(&conn, template).await;
         }
-        warn_pending(&conn, unanswered);
+        crate::connection::warn_pending(&conn, unanswered);
         Ok(conn)
     }
 
@@ -673,47 +673,6 @@ fn probing(policy: &Policy) -> (ProbeSettings, Duration) {
     (ProbeSettings { admin, timeout }, start)
 }
 
-/// Answers from the primary and one replica before the first statement, and the replicas'
-/// servers checked meanwhile on their read pools: the application's start waits for them up
-/// to three probe timeouts (`start`, a little over), not for every replica (a frozen one
-/// answers nothing and refuses nothing) nor the monitor's whole connect patience. A
-/// replica's check not done by then is done when the replica first answers a probe. Returns
-/// the nodes that have not answered, and the checks' outcome.
-async fn first_answers(conn: &RoutedConnection, start: Duration) -> (Vec<NodeId>, Result<()>) {
-    let mut checks = std::pin::pin!(conn.members.check_replica_servers(start));
-    let probes = conn.members.first_answers(start.saturating_add(Duration::from_millis(100)));
-    let mut probes = std::pin::pin!(probes);
-    let mut checked = None;
-    let unanswered = loop {
-        tokio::select! {
-            unanswered = &mut probes => break unanswered,
-            c = &mut checks, if checked.is_none() => checked = Some(c),
-        }
-    };
-    let checked = match checked {
-        Some(c) => c,
-        None => tokio::time::timeout(CHECK_GRACE, checks).await.unwrap_or(Ok(())),
-    };
-    (unanswered, checked)
-}
-
-/// Warns of the replicas among `unanswered` held out of rotation: a replica that answered
-/// the application's server check, or refused the monitor for lack of room (busy, not gone),
-/// vouches for itself; one that answered nothing is held.
-fn warn_pending(conn: &RoutedConnection, unanswered: Vec<NodeId>) {
-    let vouched = |id: NodeId| {
-        conn.inner.busy_probes(id) > 0 || conn.inner.hold(id).is_some_and(|n| n.server().is_some())
-    };
-    let pending: Vec<String> = unanswered
-        .into_iter()
-        .filter(|&id| !vouched(id) && conn.inner.hold_until_answered(id))
-        .filter_map(|id| conn.inner.node_name(id))
-        .collect();
-    if !pending.is_empty() {
-        tracing::warn!(target: "rwsplit", replicas = %pending.join(", "), "replicas pending: they have not answered the monitor yet (down, unreachable or frozen); out of rotation until their first probe answers");
-    }
-}
-
 /// A setting that does nothing in combination with another, which `connect()` logs at `warn`
 /// (target `rwsplit`) naming both: kept a warning, not an error, where a per-call choice
 /// (`db.consistent(..)`, a `Session` given a token) can still make it count.
@@ -856,10 +815,6 @@ fn inert_by_consistency(b: &RoutedConnectionBuilder, out: &mut Vec<Inert>) {
         });
     }
 }
-
-/// How long the start waits for a replica's server check once the probes it waits for have
-/// answered: a replica that answers checks in milliseconds.
-const CHECK_GRACE: Duration = Duration::from_millis(200);
 
 /// A connection over connections built elsewhere ([`RoutedConnection::from_connections`]),
 /// with `policy`: one backend on every node, at most `MAX_NODES` of them; the monitor probes

@@ -22,7 +22,9 @@
 // (`env.rs`). It offers `RoutedConnectionBuilder`, `RoutedConfig` and their checks. It may call
 // every floor below it: `connection/` (`assemble` and the start-up checks), `routing/` (the
 // policy), `nodes/` (pools, probes, replicas), `observe/` (redaction), `send/`, `product/` and
-// the error modules. Only the facade and the crate root stand above it.
+// the error modules. Only `advanced` and the crate root stand above it. `RoutedConnection`'s
+// constructors are here (the rest of its methods are `connection/facade.rs`'s): they name the
+// builder and `RoutedConfig`.
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -30,7 +32,7 @@ use std::time::Duration;
 
 use rwsplit_core::{Consistency, HealthPolicy, RouterConfig};
 use rwsplit_monitor::{DnsSource, MonitorConfig, PatroniSource, ReplicationAddress, SourceError};
-use sea_orm::ConnectOptions;
+use sea_orm::{ConnectOptions, DatabaseConnection};
 use serde::Deserialize;
 
 use crate::connection::RoutedConnection;
@@ -38,6 +40,7 @@ use crate::error::{Error, Result};
 use crate::nodes::replica::Replica;
 use crate::observe::redact::{NodeUrl, node_name_redacted, redact_unparsed};
 use crate::product::Pooling;
+use crate::routing::Policy;
 use builder::RoutedConnectionBuilder;
 
 pub(crate) mod builder;
@@ -45,6 +48,48 @@ mod env;
 mod sections;
 #[cfg(test)]
 mod tests;
+
+/// Making a [`RoutedConnection`]: the builder, connections built elsewhere, the environment. Its
+/// other methods are `connection/facade.rs`'s; these name the builder and [`RoutedConfig`],
+/// which stand above `connection/`.
+impl RoutedConnection {
+    /// A builder; see [`RoutedConnectionBuilder`].
+    pub fn builder() -> RoutedConnectionBuilder {
+        RoutedConnectionBuilder::default()
+    }
+
+    /// Wraps connections you built yourself (or `MockDatabase` connections in tests). Replica
+    /// sessions are used as given: make them read-only yourself if their servers are writable.
+    pub fn from_connections(
+        primary: DatabaseConnection,
+        replicas: Vec<DatabaseConnection>,
+    ) -> Result<RoutedConnection> {
+        builder::from_connections(primary, replicas, Policy::default())
+    }
+
+    /// [`from_connections`](Self::from_connections) with a policy of the test's own.
+    #[cfg(test)]
+    pub(crate) fn from_connections_with(
+        primary: DatabaseConnection,
+        replicas: Vec<DatabaseConnection>,
+        policy: Policy,
+    ) -> Result<RoutedConnection> {
+        builder::from_connections(primary, replicas, policy)
+    }
+
+    /// Connects from the environment: `DATABASE_URL` is the primary and
+    /// `DATABASE_REPLICA_URLS` an optional list of replica URLs separated by commas, semicolons
+    /// or whitespace; `DATABASE_*`, `DATABASE_PRIMARY_*`, `DATABASE_REPLICA_*`,
+    /// `DATABASE_REPLICA_<n>_*` and `RWSPLIT_*` variables set pools, replica placement and
+    /// policy ([`RoutedConfig::from_env`](crate::RoutedConfig::from_env); the README's
+    /// *Configuration* table lists them all). A separator splits the URL list only where the
+    /// next URL begins (`scheme://`), so a comma inside a password (`postgres://app:a,b@r1/app`)
+    /// stays part of it; a password holding `,postgres://` or the like must percent-encode its
+    /// comma (`%2C`), and `#`, `/`, `?`, `%` in a password are percent-encoded as in any URL.
+    pub async fn from_env() -> Result<RoutedConnection> {
+        RoutedConfig::from_env()?.connect().await
+    }
+}
 
 /// A [`RoutedConnection`]'s whole configuration, deserialisable with serde.
 ///

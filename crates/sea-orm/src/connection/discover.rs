@@ -343,7 +343,7 @@ mod tests {
     #[tokio::test]
     async fn a_removed_replica_gets_no_new_statement_and_its_index_is_reused_once_drained() {
         let db = routed(2);
-        let replica = db.inner.hold(NodeId::new(1)).unwrap().conn().clone();
+        let replica = db.inner.nodes.hold(NodeId::new(1)).unwrap().conn().clone();
         for _ in 0..4 {
             db.query_one_raw(select()).await.unwrap();
         }
@@ -373,9 +373,9 @@ mod tests {
         );
         let reused = NodeId::with_generation(1, 1);
         assert_eq!(id, Some(reused));
-        assert!(db.inner.hold(NodeId::new(1)).is_none(), "the old id finds nothing");
+        assert!(db.inner.nodes.hold(NodeId::new(1)).is_none(), "the old id finds nothing");
         // Not probed (mocks have no monitor), so it never joined: still no statement there.
-        let newcomer = db.inner.hold(reused).unwrap().conn().clone();
+        let newcomer = db.inner.nodes.hold(reused).unwrap().conn().clone();
         for _ in 0..6 {
             db.query_one_raw(select()).await.unwrap();
         }
@@ -388,10 +388,10 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn a_removed_node_drains_when_its_last_holder_lets_go() {
         let db = routed(2);
-        let held = db.inner.hold(NodeId::new(1)).unwrap();
+        let held = db.inner.nodes.hold(NodeId::new(1)).unwrap();
         let also = held.clone();
         assert!(crate::connection::remove_node(&db, NodeId::new(1)));
-        assert!(db.inner.hold(NodeId::new(1)).is_none(), "no new holder once removed");
+        assert!(db.inner.nodes.hold(NodeId::new(1)).is_none(), "no new holder once removed");
         tokio::time::sleep(Duration::from_secs(3600)).await;
         let fresh = |name: &str| Node::new(name.to_owned(), answering());
         assert_eq!(
@@ -558,7 +558,7 @@ mod tests {
         let id =
             crate::connection::add_node(&db, lazy_node().await, None, Default::default()).unwrap();
         state.observe(id, &pg_probe(false, "0/64", 0).await, t + Duration::from_millis(100));
-        db.inner.hold(id).unwrap().answered_probe(std::time::Instant::now(), Duration::ZERO);
+        db.inner.nodes.hold(id).unwrap().answered_probe(std::time::Instant::now(), Duration::ZERO);
         crate::connection::sample_metrics(&db, std::time::Instant::now());
         let live = series_of(&handle.render(), "127.0.0.1");
         let has = |lines: &[String], want: &str| lines.iter().any(|l| l == want);
@@ -708,7 +708,7 @@ mod tests {
                     for id in state.ids() {
                         // A node being removed may have left both meanwhile; one the state
                         // still lists after the look is in the table.
-                        let there = db.inner.hold(id).is_some();
+                        let there = db.inner.nodes.hold(id).is_some();
                         assert!(there || !state.contains(id), "{id} listed by the state only");
                     }
                     looks += 1;
@@ -726,7 +726,7 @@ mod tests {
                         if let Some(id) =
                             crate::connection::add_node(&db, node, None, Default::default())
                         {
-                            assert!(db.inner.hold(id).is_some(), "added: in the table");
+                            assert!(db.inner.nodes.hold(id).is_some(), "added: in the table");
                             if i % 2 == 0 {
                                 assert!(crate::connection::remove_node(&db, id));
                             } else {

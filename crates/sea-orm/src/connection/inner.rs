@@ -1,38 +1,39 @@
-//! The connection's shared state: [`RoutedConnection`], a facade over `Arc<Inner>`, what the
+//! The connection's shared state: [`RoutedConnection`], a handle on `Arc<Inner>`, what the
 //! statement path works with, and `Arc<Members>`, the nodes as membership and the monitor
 //! (`crate::nodes::members`). [`Inner`] is a bundle of peers, each the owner of its state: the
 //! node registry ([`Nodes`], shared with `Members`), the live view of the cluster ([`Routing`]:
 //! the monitor's state, wrapped once), the pure [`Planner`] (policy, classifier), read-your-writes
 //! ([`Causality`]), hedging ([`Hedging`]), retry ([`Retrying`]), the counters and the metric
-//! hooks. The parts a step of `connection/` uses (`routing`, `planner`, `causality`, `hedging`,
-//! `retry`, `counters`, `hooks`) are visible to the folder (privacy at the folder): the step calls the
-//! part that owns the state, whose invariants stay behind its methods. Read-your-writes is
-//! handed the views it asks through, each from its owner: `routing` for the monitor's samples,
-//! [`Inner::writable`] for position reads on the nodes' writable pools. `Inner`'s own
-//! operations compose parts (a plan reads the routing view and read-your-writes; whether a
-//! pending scope's position could serve a read when its token is exported,
-//! [`Inner::out_of_reach`], and the task a write's position is read in, [`Inner::background`]; a probe's sweep clears scopes and proofs), or serve the callers
-//! outside the folder (the facade, the builder). A node is lent, held while something runs on
-//! it (`Inner::hold`, a lease in tidy's `LEASES`). `Inner` is what the watchdog looks at; a
-//! statement's watch reads standings from `Routing` itself.
+//! hooks. The parts (`nodes`, `routing`, `planner`, `causality`, `hedging`, `retry`, `counters`,
+//! `hooks`) are visible to the folder (privacy at the folder, as sqlx's `PoolInner`): code in
+//! `connection/`, the public methods (`facade.rs`) and the start's checks included, calls the
+//! part that owns the state (`inner.nodes.hold(id)`, a lease; `inner.routing.set_fenced(..)`),
+//! whose invariants stay behind its methods. Read-your-writes is handed the views it asks
+//! through, each from its owner: `routing` for the monitor's samples, [`Inner::writable`] for
+//! position reads on the nodes' writable pools. `Inner`'s own operations compose parts: a plan
+//! reads the routing view and read-your-writes; the pools lent to the user are found by the
+//! routing view's primary; whether a pending scope's position could serve a read when its token
+//! is exported ([`Inner::out_of_reach`]); the task a write's position is read in
+//! ([`Inner::background`]); a probe's sweep clears scopes and proofs. It passes a call on to one
+//! part only in tests outside the folder (`classify`, `wait_of`, `ban`). `Inner` is what the
+//! watchdog looks at; a statement's watch reads standings from `Routing` itself.
 
 use std::fmt;
 use std::sync::{Arc, Weak};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use rwsplit_core::{Access, CausalToken, NodeId};
-use sea_orm::{AccessMode, DatabaseConnection, DbBackend, DbErr, IsolationLevel};
+use sea_orm::{AccessMode, DatabaseConnection, DbErr, IsolationLevel};
 
 use crate::cluster::Routing;
 use crate::consistency::{Capture, Causality, Seen};
 use crate::hedge::hedging::Hedging;
 use crate::nodes::members::Members;
 use crate::observe::hooks::Hooks;
-use crate::product::Product;
 use crate::retry::retrying::Retrying;
 
 use crate::nodes::position::Writable;
-use crate::nodes::registry::{NodeRef, Nodes};
+use crate::nodes::registry::Nodes;
 use crate::observe::counters::{Counters, Effects};
 use crate::routing::ctx::{Ctx, Scope};
 use crate::routing::plan::{Around, Done, Input, Planned, Planner};
@@ -41,7 +42,7 @@ pub(crate) struct Inner {
     /// The registry, by the monitor's state's ids: node 0 is the configured primary, nodes
     /// 1.. the configured replicas, then any added by a topology source (at the index the
     /// state gave them).
-    nodes: Nodes,
+    pub(super) nodes: Nodes,
     /// The live view of the cluster: the adapter's one owner of the monitor's state (roles,
     /// health, fencing, samples, wants), and the core router that plans from its snapshots.
     pub(super) routing: Routing,
@@ -103,7 +104,7 @@ impl fmt::Debug for RoutedConnection {
         let replicas: Vec<&str> =
             nodes.iter().filter(|(i, _)| Some(*i) != primary).map(|(_, n)| n.as_str()).collect();
         f.debug_struct("RoutedConnection")
-            .field("backend", &self.inner.backend())
+            .field("backend", &self.inner.planner.product().backend())
             .field("primary", &primary.as_ref().and_then(name))
             .field("replicas", &replicas)
             .finish_non_exhaustive()
@@ -151,22 +152,8 @@ impl Inner {
         })
     }
 
-    /// The product seam: its SQL, error codes and session setup (the planner's).
-    pub(crate) fn product(&self) -> Product {
-        self.planner.product()
-    }
-
-    /// The database backend (the same on every node), as SeaORM names it.
-    pub(crate) fn backend(&self) -> DbBackend {
-        self.product().backend()
-    }
-
-    /// `db.system.name`.
-    pub(crate) fn system(&self) -> &'static str {
-        self.product().system_name()
-    }
-
-    /// The catch-up wait a read with `ctx` may do ([`Planner::wait_of`]).
+    /// The catch-up wait a read with `ctx` may do ([`Planner::wait_of`]; the configuration's
+    /// tests', outside this folder).
     #[cfg(test)]
     pub(crate) fn wait_of(&self, ctx: &Ctx<'_>) -> Option<std::time::Duration> {
         self.planner.wait_of(ctx)
@@ -178,52 +165,29 @@ impl Inner {
         let (causality, nodes) = (&self.causality, self.nodes.count());
         Around { routing: &self.routing, causality, nodes, monitored: self.monitored }
     }
-
-    /// The id of the node that has the primary role now (the configured one until a
-    /// promotion is seen).
-    pub(crate) fn primary_index(&self) -> NodeId {
-        self.routing.primary_index()
-    }
 }
 
-/// The nodes, through the registry it shares with the connection's [`Members`]: a node lent
-/// while a statement runs on it, and the pools the user is lent. Membership and what every node
-/// reports are [`Members`]'.
+/// The nodes by the routing view's roles: the primary, and the pools the user is lent (the
+/// registry is shared with the connection's [`Members`], whose are membership and what every
+/// node reports); what read-your-writes is handed of them.
 impl Inner {
-    /// Holds node `id` for something that runs on it, if it is there: a lease a removal's
-    /// drain waits for ([`Nodes::hold`]).
-    #[inline]
-    pub(crate) fn hold(&self, id: NodeId) -> Option<NodeRef> {
-        self.nodes.hold(id)
-    }
-
-    /// Whether node `id` is there (not removed, its index not reused).
-    pub(crate) fn has_node(&self, id: NodeId) -> bool {
-        self.nodes.has(id)
-    }
-
-    /// The name (`host:port/db`) of node `id`, if it is there.
-    pub(crate) fn node_name(&self, id: NodeId) -> Option<String> {
-        self.nodes.name_of(id)
-    }
-
     /// Runs `f` on the primary's node (the configured one until a promotion is seen); if it
     /// is not there (removed by a topology source), on the first node there is.
     pub(crate) fn with_primary<R>(&self, f: impl FnOnce(&crate::nodes::Node) -> R) -> R {
-        self.nodes.with_primary(self.primary_index(), f)
+        self.nodes.with_primary(self.routing.primary_index(), f)
     }
 
     /// The primary's connection as the user gets it (reporting to the metric callback once one
     /// is set; no scope is touched), borrowed for the connection's life (see [`Nodes::lend`]).
     pub(crate) fn primary_conn(&self) -> &DatabaseConnection {
-        let primary = self.primary_index();
+        let primary = self.routing.primary_index();
         self.nodes.lend(primary, primary, true)
     }
 
     /// Node `id`'s read connection as the user gets it (the primary's if `id` is not there),
     /// borrowed for the connection's life (see [`Nodes::lend`]).
     pub(crate) fn read_conn(&self, id: NodeId) -> &DatabaseConnection {
-        self.nodes.lend(id, self.primary_index(), false)
+        self.nodes.lend(id, self.routing.primary_index(), false)
     }
 
     /// Whether a monitor runs (else every node is taken as healthy and no position is known).
@@ -245,7 +209,7 @@ impl Inner {
     /// The nodes' writable pools as read-your-writes reads positions on them: the registry,
     /// the product's SQL, the counters each read moves.
     pub(super) fn writable(&self) -> Writable<'_> {
-        Writable::new(&self.nodes, self.product(), &self.counters)
+        Writable::new(&self.nodes, self.planner.product(), &self.counters)
     }
 
     /// How a write's position read runs off the request path: given the [`Capture`], a task of
@@ -331,35 +295,14 @@ impl Inner {
     /// Sends the wants of a plan's `effects` to the monitor, if one runs, before its I/O step.
     pub(super) fn want(&self, effects: &Effects, now: Instant) {
         if self.monitored {
-            self.routing.want(effects, self.linger(), now);
+            self.routing.want(effects, self.planner.policy().monitor.position_linger_value(), now);
         }
-    }
-
-    /// How long the monitor keeps sampling positions a plan wanted.
-    fn linger(&self) -> Duration {
-        self.planner.policy().monitor.position_linger_value()
     }
 }
 
-/// The live view of the cluster, for the callers outside `connection/` (the facade, the
-/// builder); inside it, a step holds `routing` itself.
+/// The monitor, told what the statements do: that the cluster is in use, and after its probes
+/// what read-your-writes and the routing view may forget.
 impl Inner {
-    /// Fences or unfences `node`; whether it was there to be.
-    pub(crate) fn set_fenced(&self, node: NodeId, fenced: bool) -> bool {
-        self.routing.set_fenced(node, fenced)
-    }
-
-    /// The monitor's probes of `node` refused for lack of room (busy, not gone).
-    pub(crate) fn busy_probes(&self, node: NodeId) -> u64 {
-        self.routing.busy_probes(node)
-    }
-
-    /// Holds `node` out of rotation until the monitor has an answer from it (it did not
-    /// answer while the connection was made); whether it was held.
-    pub(crate) fn hold_until_answered(&self, node: NodeId) -> bool {
-        self.routing.hold_until_answered(node)
-    }
-
     /// Tells the monitor, if one runs, that the cluster is in use at `now`: it probes at its
     /// usual interval, not the idle one. One atomic load while statements come often.
     #[inline]
@@ -400,29 +343,5 @@ impl crate::hedge::watchdog::Watched for Inner {
 
     fn wake_reads_on(&self, id: NodeId) {
         self.routing.nudge(id);
-    }
-}
-
-/// The connection's metric hooks.
-impl Inner {
-    /// Sets the metric callback every node's hooked pools report to.
-    pub(crate) fn set_metric<F>(&self, callback: F)
-    where
-        F: Fn(&sea_orm::metric::Info<'_>) + Send + Sync + 'static,
-    {
-        self.hooks.set_metric(callback);
-    }
-
-    /// Makes every node's pools report to the metric callback, the primary lent out since the
-    /// start included ([`Nodes::hook`]).
-    pub(crate) fn hook_every_node(&self) {
-        self.nodes.hook(&self.hooks);
-    }
-
-    /// Makes `node`'s pools report to the metric callback if one is set.
-    pub(crate) fn hook_if_set(&self, node: &crate::nodes::registry::Node) {
-        if self.hooks.is_set() {
-            node.hook(&self.hooks);
-        }
     }
 }

@@ -1,6 +1,7 @@
-//! The connection under [`RoutedConnection`] (whose public methods are the facade's, in
-//! `crate::facade`): the handles the application holds, what runs a statement on them,
-//! assembling them, and the monitor they start.
+//! The connection under [`RoutedConnection`]: the handles the application holds and their
+//! public methods (`facade`; the constructors, which name the configuration, are
+//! `crate::config`'s), what runs a statement on them, assembling them, and the monitor they
+//! start.
 //!
 //! **Owns**: the shared state ([`Inner`], whose fields are peers, each owning its state), the
 //! executor (a plan's I/O steps and the one attempt loop), the statement and transaction
@@ -9,16 +10,13 @@
 //! [`Stats`](stats::Stats)), assembling a connection, and the topology task that adds and
 //! removes nodes at run time (`discover`).
 //!
-//! **Offers**: [`RoutedConnection`] and the handles above, `assemble` and the checks the builder
-//! runs at start (`Members::check_replica_servers`, `Members::first_answers`,
-//! `Inner::hold_until_answered`), the
-//! statement and transaction entry points (`statements`, `transactions`) for the facade and
-//! the handles.
+//! **Offers**: [`RoutedConnection`] and the handles above, `assemble` and what the builder
+//! runs at start once it is assembled (`first_answers`, `warn_pending`), the statement and
+//! transaction entry points (`statements`, `transactions`) for the handles.
 //!
 //! **May call**: `routing/` (plans), `nodes/` (the registry, pools, probes, positions),
-//! `consistency/`, `observe/`, `send/`, `product/`, the error modules. Never `config/`, the
-//! facade or `advanced`, which stand above it: the builder assembles a connection through
-//! `assemble`.
+//! `consistency/`, `observe/`, `send/`, `product/`, the error modules. Never `config/` or
+//! `advanced`, which stand above it: the builder assembles a connection through `assemble`.
 //!
 //! Its modules are layered; each builds only on those listed before it (the tidy test
 //! `connection_modules_are_layered` checks it):
@@ -43,13 +41,16 @@
 //! 9. `session` — [`Session`](session::Session), a read-your-writes scope the application
 //!    holds, and [`Routed`](session::Routed), one call's settings;
 //! 10. `mod` (this module) — assembling the connection, starting its monitor, watchdog and
-//!     gauge sampler, checking a node's server when it first answers, adding and removing
-//!     nodes at run time;
+//!     gauge sampler, the start's wait for first answers, checking a node's server when it
+//!     first answers, adding and removing nodes at run time;
 //! 11. `discover` — nodes from a topology source, applied through this module's
-//!     `add_node`/`remove_node`.
+//!     `add_node`/`remove_node`;
+//! 12. `facade` — [`RoutedConnection`]'s public methods, each reaching the part of `Inner` (or
+//!     the module) its concern is in.
 
 mod attempt;
 pub(crate) mod discover;
+mod facade;
 mod inner;
 mod record;
 pub(crate) mod session;
@@ -159,6 +160,55 @@ pub(crate) fn assemble(
     RoutedConnection { inner, members }
 }
 
+/// Answers from the primary and one replica before the first statement, and the replicas'
+/// servers checked meanwhile on their read pools: the application's start waits for them up
+/// to three probe timeouts (`start`, a little over), not for every replica (a frozen one
+/// answers nothing and refuses nothing) nor the monitor's whole connect patience. A
+/// replica's check not done by then is done when the replica first answers a probe. Returns
+/// the nodes that have not answered, and the checks' outcome.
+pub(crate) async fn first_answers(
+    conn: &RoutedConnection,
+    start: Duration,
+) -> (Vec<NodeId>, crate::error::Result<()>) {
+    let mut checks = std::pin::pin!(conn.members.check_replica_servers(start));
+    let probes = conn.members.first_answers(start.saturating_add(Duration::from_millis(100)));
+    let mut probes = std::pin::pin!(probes);
+    let mut checked = None;
+    let unanswered = loop {
+        tokio::select! {
+            unanswered = &mut probes => break unanswered,
+            c = &mut checks, if checked.is_none() => checked = Some(c),
+        }
+    };
+    let checked = match checked {
+        Some(c) => c,
+        None => tokio::time::timeout(CHECK_GRACE, checks).await.unwrap_or(Ok(())),
+    };
+    (unanswered, checked)
+}
+
+/// Warns of the replicas among `unanswered` held out of rotation: a replica that answered
+/// the application's server check, or refused the monitor for lack of room (busy, not gone),
+/// vouches for itself; one that answered nothing is held.
+pub(crate) fn warn_pending(conn: &RoutedConnection, unanswered: Vec<NodeId>) {
+    let vouched = |id: NodeId| {
+        conn.inner.routing.busy_probes(id) > 0
+            || conn.inner.nodes.hold(id).is_some_and(|n| n.server().is_some())
+    };
+    let pending: Vec<String> = unanswered
+        .into_iter()
+        .filter(|&id| !vouched(id) && conn.inner.routing.hold_until_answered(id))
+        .filter_map(|id| conn.inner.nodes.name_of(id))
+        .collect();
+    if !pending.is_empty() {
+        tracing::warn!(target: "rwsplit", replicas = %pending.join(", "), "replicas pending: they have not answered the monitor yet (down, unreachable or frozen); out of rotation until their first probe answers");
+    }
+}
+
+/// How long the start waits for a replica's server check once the probes it waits for have
+/// answered: a replica that answers checks in milliseconds.
+const CHECK_GRACE: Duration = Duration::from_millis(200);
+
 /// Node `n`'s entry in the first topology (or when it is added), with its `placement`.
 pub(crate) fn core_node(
     id: rwsplit_core::NodeId,
@@ -247,7 +297,7 @@ fn on_probe(weak: &std::sync::Weak<Inner>) -> rwsplit_monitor::OnProbe {
     let weak = weak.clone();
     Arc::new(move |node, seen| {
         let Some(inner) = weak.upgrade() else { return };
-        if let Some(n) = inner.hold(node)
+        if let Some(n) = inner.nodes.hold(node)
             && let Some(seen) = seen
         {
             if let Some(system_id) = crate::product::system_id(seen) {
@@ -277,7 +327,7 @@ fn check_server(weak: &std::sync::Weak<Inner>, id: NodeId, n: &NodeRef) {
                 // Still there (not removed meanwhile; a node that took its index since has
                 // another id).
                 if let Some(inner) = weak.upgrade()
-                    && inner.has_node(id)
+                    && inner.nodes.has(id)
                 {
                     inner.routing.fence_unsupported(id);
                 }
@@ -333,8 +383,10 @@ pub(crate) fn add_node(
     // Its pools report to the metric callback, if one is set; `set_metric_callback` hooks
     // the nodes it finds after storing the callback, so a node installed meanwhile is
     // hooked by one or the other (before it takes statements: not before its first probe).
-    if let Some(n) = db.inner.hold(id) {
-        db.inner.hook_if_set(&n);
+    if let Some(n) = db.inner.nodes.hold(id)
+        && db.inner.hooks.is_set()
+    {
+        n.hook(&db.inner.hooks);
     }
     db.members.start_probing(id);
     tracing::warn!(target: "rwsplit", node = %name, id = %id, "node added: probing it, it takes statements once healthy and caught up");

@@ -316,14 +316,14 @@ pub(crate) async fn resolve(
     let max = db.inner.planner.policy().monitor.probe_timeout_value();
     let inner = &db.inner;
     let slot: Slot = inner.causality.settled(scope, max).await;
-    let kind = db.inner.product().tokens_checked_as();
+    let kind = db.inner.planner.product().tokens_checked_as();
     // A write whose position was left unread (no replica could use it): the primary, by
     // name, bounds it and everything the scope read — "at most what the primary holds by
     // now" — without a query; the resumed scope reads the position when a replica could use
     // it, or reads on the primary.
     if slot.pending && slot.inflight == 0 && slot.external.is_none() && db.inner.out_of_reach() {
         let primary = db.inner.routing.primary_index();
-        if let Some(name) = db.inner.node_name(primary) {
+        if let Some(name) = db.inner.nodes.name_of(primary) {
             return Ok(Some(SessionToken::with_read_on(kind, slot.token, &name)));
         }
     }

@@ -125,7 +125,7 @@ async fn a_failed_write_is_never_retried_and_says_so() {
     );
     assert!(typed.outcome_unknown() && !typed.is_retryable());
     assert_eq!(
-        statements(db.inner.hold(NodeId::new(1)).unwrap().conn()),
+        statements(db.inner.nodes.hold(NodeId::new(1)).unwrap().conn()),
         0,
         "nothing reached the replica"
     );
@@ -147,7 +147,7 @@ async fn transactions_begin_where_their_access_mode_allows(
     txn.commit().await.unwrap();
     let got = (
         statements(db.inner.primary_conn()),
-        statements(db.inner.hold(NodeId::new(1)).unwrap().conn()),
+        statements(db.inner.nodes.hold(NodeId::new(1)).unwrap().conn()),
     );
     assert_eq!(got, expected, "{access:?}");
 }
@@ -176,7 +176,11 @@ async fn closure_transactions_run_and_commit_through_the_router() {
         .unwrap();
     assert_eq!(ro, 1);
     assert_eq!(statements(db.inner.primary_conn()), 1, "the read-write transaction");
-    assert_eq!(statements(db.inner.hold(NodeId::new(1)).unwrap().conn()), 1, "the read-only one");
+    assert_eq!(
+        statements(db.inner.nodes.hold(NodeId::new(1)).unwrap().conn()),
+        1,
+        "the read-only one"
+    );
 }
 
 #[tokio::test]
@@ -412,7 +416,7 @@ async fn a_write_waiting_for_a_connection_follows_a_new_primary(
     let exec = result.expect("retried on the new primary");
     assert_eq!(exec.rows_affected(), 1);
     assert!(took < std::time::Duration::from_secs(2), "took {took:?}");
-    let new_primary = db.inner.hold(NodeId::new(1)).unwrap().writer().clone();
+    let new_primary = db.inner.nodes.hold(NodeId::new(1)).unwrap().writer().clone();
     let log = new_primary.into_transaction_log();
     assert_eq!(log.len(), 1, "{log:?}");
     assert!(log[0].statements()[0].sql.starts_with("INSERT"), "{log:?}");
@@ -430,7 +434,7 @@ async fn a_write_whose_primary_stays_is_not_retried_and_says_it_was_not_sent() {
     let typed = routing_error(&err).expect("the adapter's error");
     assert!(matches!(typed, RoutingError::Backpressure { .. }), "{typed:?}");
     assert!(typed.is_retryable() && !typed.outcome_unknown(), "{typed:?}");
-    let replica = db.inner.hold(NodeId::new(1)).unwrap().writer().clone();
+    let replica = db.inner.nodes.hold(NodeId::new(1)).unwrap().writer().clone();
     assert_eq!(statements(&replica), 0, "nothing reached the replica");
     assert_eq!(db.stats().retries(), 0, "not retried");
 }
@@ -465,7 +469,7 @@ async fn a_write_on_a_primary_marked_down_with_no_successor_fails_unsent() {
         ),
         "{err:?}"
     );
-    assert_eq!(statements(db.inner.hold(NodeId::new(1)).unwrap().writer()), 0);
+    assert_eq!(statements(db.inner.nodes.hold(NodeId::new(1)).unwrap().writer()), 0);
 }
 
 /// A read on the primary (pinned there) waiting on a node that stops being the primary is given
@@ -491,7 +495,7 @@ async fn a_read_on_the_primary_follows_a_new_primary() {
     assert!(took < std::time::Duration::from_secs(2), "took {took:?}");
     assert_eq!(db.stats().nodes()[1].reads(), 1);
     assert_eq!(db.stats().retries(), 1);
-    let log = db.inner.hold(NodeId::new(1)).unwrap().conn().clone().into_transaction_log();
+    let log = db.inner.nodes.hold(NodeId::new(1)).unwrap().conn().clone().into_transaction_log();
     assert_eq!(log[0].statements()[0].sql, select().sql, "the read itself, not an empty one");
 }
 
@@ -642,9 +646,9 @@ async fn a_metric_callback_hooks_every_node_and_those_added_later() {
         Default::default(),
     )
     .unwrap();
-    assert!(db.inner.hold(later).unwrap().is_hooked(), "a node added later reports too");
+    assert!(db.inner.nodes.hold(later).unwrap().is_hooked(), "a node added later reports too");
     // The pools handed out are the hooked ones from now on.
-    let primary = db.inner.hold(NodeId::new(0)).unwrap();
+    let primary = db.inner.nodes.hold(NodeId::new(0)).unwrap();
     assert!(std::ptr::eq(db.primary(), primary.user_writer()));
     assert!(!std::ptr::eq(db.primary(), primary.writer()));
 }
@@ -662,7 +666,7 @@ async fn a_plan_made_before_an_index_was_reused_never_runs_on_the_new_node() {
         .route(&RouteContext::for_access(Access::Read, std::time::Instant::now()))
         .unwrap();
     assert_eq!(old_plan.first(), NodeId::new(1), "the read is planned for the replica");
-    let replica = db.inner.hold(NodeId::new(1)).unwrap().conn().clone();
+    let replica = db.inner.nodes.hold(NodeId::new(1)).unwrap().conn().clone();
     assert!(super::remove_node(&db, NodeId::new(1)));
     tokio::time::sleep(std::time::Duration::from_millis(200)).await;
     let newcomer = answering();
@@ -736,7 +740,7 @@ async fn without_a_bound_a_scope_reads_again_where_it_last_read() {
     // The last read's replica leaves rotation: the next read goes to the primary, and the
     // one after stays there (the primary's own bound is not known either).
     let last = if served.1 == 4 { NodeId::new(1) } else { NodeId::new(2) };
-    db.inner.ban(last);
+    db.inner.routing.ban(last);
     session.query_one_raw(select()).await.unwrap();
     session.query_one_raw(select()).await.unwrap();
     assert_eq!(statements(&p), 2, "both on the primary");

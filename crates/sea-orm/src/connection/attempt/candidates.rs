@@ -49,7 +49,7 @@ impl Candidates {
             let last = self.k == self.end || plan.candidate(self.k).is_none();
             // A node removed since the plan was made (its index empty, or another
             // generation's).
-            let Some(node) = inner.hold(id) else {
+            let Some(node) = inner.nodes.hold(id) else {
                 continue;
             };
             // A replica that has stopped answering: the plan's next node first (it stays in
@@ -105,7 +105,7 @@ fn skipped(
         .map_while(|k| plan.candidate(k))
         .enumerate()
         .map(|(k, id)| {
-            let why = if !inner.has_node(id) {
+            let why = if !inner.nodes.has(id) {
                 OutReason::Removed
             } else if k < skip {
                 OutReason::NotCaughtUp { waited }

@@ -39,7 +39,7 @@ pub(super) fn skip<'a>(
 async fn catch_up(inner: &Inner, plan: &Plan) -> bool {
     let Some((token, max)) = plan.wait() else { return true };
     let id = plan.first();
-    let Some(node) = inner.hold(id) else { return false };
+    let Some(node) = inner.nodes.hold(id) else { return false };
     inner.counters.bump(Count::Waits);
     match replayed(&node, token, max).await {
         Ok(Waited::CaughtUp) => {

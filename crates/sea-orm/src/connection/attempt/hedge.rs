@@ -98,7 +98,7 @@ async fn send_hedge<W: Work, F>(
 where
     F: Future<Output = Result<W::Output, Attempt>>,
 {
-    let Some(hedge_node) = inner.hold(other) else {
+    let Some(hedge_node) = inner.nodes.hold(other) else {
         return Hedged::First(first.await);
     };
     if !inner.hedging.spend() {

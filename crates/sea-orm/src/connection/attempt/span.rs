@@ -27,7 +27,7 @@ pub(in crate::connection) fn statement_span(
     tracing::info_span!(
         target: "rwsplit",
         "rwsplit.statement",
-        db.system.name = inner.system(),
+        db.system.name = inner.planner.product().system_name(),
         db.operation.name = operation,
         server.address = tracing::field::Empty,
         server.port = tracing::field::Empty,
@@ -77,7 +77,7 @@ pub(super) fn attempt(
 /// The metrics of one of `plan`'s attempts at `work`.
 pub(super) fn metrics(inner: &Inner, plan: &Plan, work: &impl Work) -> telemetry::Statement {
     let operation = plan.operation().unwrap_or_else(|| telemetry::operation_name(work.sql()));
-    telemetry::Statement { system: inner.system(), operation }
+    telemetry::Statement { system: inner.planner.product().system_name(), operation }
 }
 
 /// Whether any tracing subscriber may record the statement span (INFO): when none does, the

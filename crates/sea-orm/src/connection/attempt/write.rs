@@ -57,7 +57,7 @@ async fn watched_write<W: Work>(
         let sent = |out| std::future::ready(Ok((out, None)));
         sending::in_steps(run, sent, standing, changed).await
     } else if sending::can_take(pool) {
-        let product = inner.product();
+        let product = inner.planner.product();
         sent_with_hooks(&inner.routing, &inner.hooks, product, (id, node), pool, work, hold).await
     } else {
         // A pool the adapter cannot take a connection from (a mock, a proxy): one step, as
@@ -144,7 +144,7 @@ fn record_end<T>(span: &tracing::Span, end: &Result<T, End>, name: &str) {
 pub(super) fn check_writable(inner: &Inner, plan: &Plan) -> Result<(), DbErr> {
     let node = plan.first();
     if plan.marked_down(node) {
-        let name = inner.node_name(node).unwrap_or_default();
+        let name = inner.nodes.name_of(node).unwrap_or_default();
         return Err(failure::primary_down(&name));
     }
     Ok(())

@@ -1,8 +1,9 @@
-//! [`RoutedConnection`]'s inherent methods, all in one place: the public facade. The type (a
-//! handle on the shared `Inner`) is defined in `connection::inner`; its methods are here, above
-//! every module they reach (the builder and the configuration, sessions, deadlines, stats,
-//! `connection/`), and no module imports this one, so none of those imports runs back up
-//! through a method.
+//! [`RoutedConnection`]'s public methods: what it runs on, the ways out to a node's own
+//! connection, where a block of calls is routed, sessions, transactions, metrics and fencing.
+//! The type (a handle on the shared `Inner` and the `Members`) is defined in `inner.rs`; its
+//! methods here reach the part of `Inner` that owns what they ask (privacy stops at this
+//! folder). Its constructors (`builder`, `from_connections`, `from_env`) name the
+//! configuration, a floor above this folder, and are `crate::config`'s.
 
 use std::fmt;
 use std::future::Future;
@@ -14,59 +15,19 @@ use sea_orm::{
     TransactionError, TransactionOptions,
 };
 
-use crate::config::builder::RoutedConnectionBuilder;
 use crate::connection::RoutedConnection;
 use crate::connection::session::{Routed, Session, snippet};
 use crate::consistency::SessionToken;
 use crate::error::Result;
-use crate::routing::{Ctx, Policy, SCOPE};
+use crate::routing::{Ctx, SCOPE};
 
 impl RoutedConnection {
-    // Making one: the builder, connections built elsewhere, the environment.
-
-    /// A builder; see [`RoutedConnectionBuilder`].
-    pub fn builder() -> RoutedConnectionBuilder {
-        RoutedConnectionBuilder::default()
-    }
-
-    /// Wraps connections you built yourself (or `MockDatabase` connections in tests). Replica
-    /// sessions are used as given: make them read-only yourself if their servers are writable.
-    pub fn from_connections(
-        primary: DatabaseConnection,
-        replicas: Vec<DatabaseConnection>,
-    ) -> Result<RoutedConnection> {
-        crate::config::builder::from_connections(primary, replicas, Policy::default())
-    }
-
-    /// [`from_connections`](Self::from_connections) with a policy of the test's own.
-    #[cfg(test)]
-    pub(crate) fn from_connections_with(
-        primary: DatabaseConnection,
-        replicas: Vec<DatabaseConnection>,
-        policy: Policy,
-    ) -> Result<RoutedConnection> {
-        crate::config::builder::from_connections(primary, replicas, policy)
-    }
-
-    /// Connects from the environment: `DATABASE_URL` is the primary and
-    /// `DATABASE_REPLICA_URLS` an optional list of replica URLs separated by commas, semicolons
-    /// or whitespace; `DATABASE_*`, `DATABASE_PRIMARY_*`, `DATABASE_REPLICA_*`,
-    /// `DATABASE_REPLICA_<n>_*` and `RWSPLIT_*` variables set pools, replica placement and
-    /// policy ([`RoutedConfig::from_env`](crate::RoutedConfig::from_env); the README's
-    /// *Configuration* table lists them all). A separator splits the URL list only where the
-    /// next URL begins (`scheme://`), so a comma inside a password (`postgres://app:a,b@r1/app`)
-    /// stays part of it; a password holding `,postgres://` or the like must percent-encode its
-    /// comma (`%2C`), and `#`, `/`, `?`, `%` in a password are percent-encoded as in any URL.
-    pub async fn from_env() -> Result<RoutedConnection> {
-        crate::config::RoutedConfig::from_env()?.connect().await
-    }
-
     // What it runs on, and how it has routed.
 
     /// The database backend (the same on every node). Inherent, so `db.get_database_backend()`
     /// is not ambiguous between SeaORM's `ConnectionTrait` and `StreamTrait`.
     pub fn get_database_backend(&self) -> DbBackend {
-        self.inner.backend()
+        self.inner.planner.product().backend()
     }
 
     /// The primary's database server, product and version, as checked against rwsplit's
@@ -111,7 +72,7 @@ impl RoutedConnection {
     /// # Ok(()) }
     /// ```
     pub fn token_kind(&self) -> Option<TokenKind> {
-        self.inner.product().replicated()
+        self.inner.planner.product().replicated()
     }
 
     /// The database product this connection routes for, as people write it: `PostgreSQL`,
@@ -120,7 +81,7 @@ impl RoutedConnection {
     /// [`from_connections`](Self::from_connections), from their SeaORM backend (MySQL's is
     /// taken to be MariaDB's).
     pub fn product_name(&self) -> &'static str {
-        self.inner.product().name()
+        self.inner.planner.product().name()
     }
 
     /// Statement counts per node and routing totals, for operators and tests.
@@ -310,7 +271,7 @@ impl RoutedConnection {
         let token = token.trim();
         if !token.is_empty() {
             // Only tokens of this connection's database. Length-checked before parsing.
-            let kind = self.inner.product().tokens_checked_as();
+            let kind = self.inner.planner.product().tokens_checked_as();
             let parsed = SessionToken::parse_for(token, kind).map_err(|source| {
                 crate::error::Error::InvalidToken { token: snippet(token), source }
             })?;
@@ -408,13 +369,13 @@ impl RoutedConnection {
     where
         F: Fn(&sea_orm::metric::Info<'_>) + Send + Sync + 'static,
     {
-        self.inner.set_metric(callback);
-        self.inner.hook_every_node();
+        self.inner.hooks.set_metric(callback);
+        self.inner.nodes.hook(&self.inner.hooks);
     }
 
     /// Pings the primary.
     pub async fn ping(&self) -> Result<(), DbErr> {
-        self.members.ping(self.inner.primary_index()).await
+        self.members.ping(self.inner.routing.primary_index()).await
     }
 
     /// Closes every node's pool.
@@ -441,7 +402,7 @@ impl RoutedConnection {
     /// it.
     pub fn fence(&self, name: &str) -> crate::error::Result<()> {
         let node = self.node_named(name)?;
-        self.inner.set_fenced(node, true);
+        self.inner.routing.set_fenced(node, true);
         tracing::warn!(target: "rwsplit", node = %name, "fenced by the application");
         Ok(())
     }
@@ -451,7 +412,7 @@ impl RoutedConnection {
     /// rebuilt); a second primary makes the router refuse writes.
     pub fn unfence(&self, name: &str) -> crate::error::Result<()> {
         let node = self.node_named(name)?;
-        self.inner.set_fenced(node, false);
+        self.inner.routing.set_fenced(node, false);
         tracing::warn!(target: "rwsplit", node = %name, "unfenced by the application");
         Ok(())
     }
