@@ -1,6 +1,7 @@
 //! Building a node's pools: the one place the builder ([`connect`](crate::RoutedConnectionBuilder::connect))
 //! and topology discovery ([`discover`](crate::connection::discover)) both make a node's SeaORM connections.
-//! Nothing connects here that the options do not ask for: a replica's pools are lazy.
+//! Nothing connects here that the options do not ask for: a replica's pools are lazy, its read
+//! pool opening at once only the `min_connections` its options set ([`crate::product::warm`]).
 
 use std::time::Duration;
 
@@ -44,37 +45,8 @@ pub(crate) async fn open_replica(
     let record_stmt = opts.get_record_stmt_in_spans();
     let min = opts.get_min_connections().unwrap_or(0);
     let conn = Database::connect(opts).await?;
-    warm(&conn, min);
+    crate::product::warm(&conn, min);
     Ok(Node::with_writer(name, conn, writer).owned().recording(record_stmt))
-}
-
-/// Opens a replica read pool's `min` connections in a task of its own, at once: the reads
-/// of a starting application then find them open instead of each waiting for a new server
-/// session. A lazy sqlx pool with an idle timeout (sqlx's default) opens its
-/// `min_connections` only after it has closed an idle one, so a setting the user made to
-/// start warm would otherwise do nothing at the start. Each open is bounded by the pool's
-/// acquire timeout (a frozen replica holds nothing); the connections go back to the pool idle.
-fn warm(conn: &DatabaseConnection, min: u32) {
-    if min == 0 || tokio::runtime::Handle::try_current().is_err() {
-        return;
-    }
-    match conn.get_database_backend() {
-        #[cfg(feature = "postgres")]
-        sea_orm::DbBackend::Postgres => {
-            tokio::spawn(fill(conn.get_postgres_connection_pool().clone(), min));
-        }
-        #[cfg(feature = "mysql")]
-        sea_orm::DbBackend::MySql => {
-            tokio::spawn(fill(conn.get_mysql_connection_pool().clone(), min));
-        }
-        _ => {}
-    }
-}
-
-/// Holds `n` of `pool`'s connections at once (opening those it lacks), then returns them.
-async fn fill<DB: sea_orm::sqlx::Database>(pool: sea_orm::sqlx::Pool<DB>, n: u32) {
-    let held = futures_util::future::join_all((0..n).map(|_| pool.acquire())).await;
-    drop(held);
 }
 
 /// How long a replica's pooled connection may sit idle before the pool pings it on its next

@@ -417,6 +417,36 @@ async fn keep(
     ran.await.map(|()| true)
 }
 
+/// Opens a replica read pool's `min` connections ([`crate::nodes::pools`]) in a task of its
+/// own, at once: the reads of a starting application then find them open instead of each
+/// waiting for a new server session. A lazy sqlx pool with an idle timeout (sqlx's default)
+/// opens its `min_connections` only after it has closed an idle one, so a setting the user
+/// made to start warm would otherwise do nothing at the start. Each open is bounded by the
+/// pool's acquire timeout (a frozen replica holds nothing); the connections go back to the
+/// pool idle.
+pub(crate) fn warm(conn: &sea_orm::DatabaseConnection, min: u32) {
+    if min == 0 || tokio::runtime::Handle::try_current().is_err() {
+        return;
+    }
+    match conn.get_database_backend() {
+        #[cfg(feature = "postgres")]
+        sea_orm::DbBackend::Postgres => {
+            tokio::spawn(fill(conn.get_postgres_connection_pool().clone(), min));
+        }
+        #[cfg(feature = "mysql")]
+        sea_orm::DbBackend::MySql => {
+            tokio::spawn(fill(conn.get_mysql_connection_pool().clone(), min));
+        }
+        _ => {}
+    }
+}
+
+/// Holds `n` of `pool`'s connections at once (opening those it lacks), then returns them.
+async fn fill<DB: sea_orm::sqlx::Database>(pool: sea_orm::sqlx::Pool<DB>, n: u32) {
+    let held = futures_util::future::join_all((0..n).map(|_| pool.acquire())).await;
+    drop(held);
+}
+
 #[cfg(test)]
 mod tests {
     use std::collections::BTreeMap;
