@@ -1458,6 +1458,7 @@ const FOLDER_PARTS: &[(&str, &str, &str, &str)] = &[
     ("sea-orm", "connection::inner", "Inner", "retry"),
     ("sea-orm", "connection::inner", "Inner", "routing"),
     ("sea-orm", "connection::inner", "Inner", "planner"),
+    ("sea-orm", "connection::inner", "Inner", "classified"),
     ("sea-orm", "connection::inner", "Inner", "counters"),
     ("sea-orm", "connection::inner", "Inner", "causality"),
     ("sea-orm", "connection::inner", "Inner", "hooks"),

@@ -141,8 +141,8 @@ pub(crate) fn assemble(
         crate::routing::classified::Classified::new(classifier, product.dialect(), learned);
     let hedged = policy.hedged_reads;
     let probe_interval = policy.monitor.probe_interval_value();
-    let planner = Planner::new(policy, classified, product);
-    let parts = inner::Parts { nodes: nodes.clone(), routing, planner, monitored };
+    let planner = Planner::new(policy, product);
+    let parts = inner::Parts { nodes: nodes.clone(), routing, planner, classified, monitored };
     let inner = Inner::new(parts, |weak, hedging| {
         if hedged {
             hedging.watch(weak.clone());
