@@ -3,9 +3,10 @@
 //! (`crate::nodes::members`). [`Inner`] is a bundle of peers, each the owner of its state: the
 //! node registry ([`Nodes`], shared with `Members`), the live view of the cluster ([`Routing`]:
 //! the monitor's state, wrapped once), the pure [`Planner`] (policy), the classifier
-//! ([`Classified`]), read-your-writes ([`Causality`]), hedging ([`Hedging`]), retry
-//! ([`Retrying`]), the counters and the metric hooks. The parts (`nodes`, `routing`, `planner`,
-//! `classified`, `causality`, `hedging`, `retry`, `counters`, `hooks`) are visible to the folder (privacy at the folder, as sqlx's `PoolInner`): code in
+//! ([`Classified`]), read-your-writes ([`Causality`]), hedging ([`Hedging`]) and its
+//! [`Watchdog`], retry ([`Retrying`]), the counters and the metric hooks. The parts (`nodes`,
+//! `routing`, `planner`, `classified`, `causality`, `hedging`, `watchdog`, `retry`, `counters`,
+//! `hooks`) are visible to the folder (privacy at the folder, as sqlx's `PoolInner`): code in
 //! `connection/`, the public methods (`facade.rs`) and the start's checks included, calls the
 //! part that owns the state (`inner.nodes.hold(id)`, a lease; `inner.routing.set_fenced(..)`),
 //! whose invariants stay behind its methods. Read-your-writes is handed the views it asks
@@ -28,6 +29,7 @@ use sea_orm::{AccessMode, DatabaseConnection, DbErr, IsolationLevel};
 use crate::cluster::Routing;
 use crate::consistency::{Capture, Causality, Seen};
 use crate::hedge::hedging::Hedging;
+use crate::hedge::watchdog::Watchdog;
 use crate::nodes::members::Members;
 use crate::observe::hooks::Hooks;
 use crate::retry::retrying::Retrying;
@@ -59,8 +61,11 @@ pub(crate) struct Inner {
     /// Read-your-writes: its tasks' scopes, and the position reads after writes; a step
     /// hands it the views it asks through (`routing` for samples, [`Inner::writable`]).
     pub(super) causality: Causality,
-    /// Hedging: the ration, the watchdog, the counts; the attempt step's own part.
+    /// Hedging: the ration, the counts; the attempt step's own part.
     pub(super) hedging: Hedging,
+    /// Looks for nodes silent past their hedge delay while reads are in flight: a read about
+    /// to wait on a replica wakes it ([`Watchdog::ensure`]).
+    pub(super) watchdog: Arc<Watchdog>,
     /// Retry: the budget, the verdict wait, the count; the attempt step's own part.
     pub(super) retry: Retrying,
     /// Whether a monitor's probe loops feed the routing state (not outside a tokio runtime:
@@ -128,10 +133,13 @@ pub(crate) struct Parts {
 
 impl Inner {
     /// The connection's state from its `parts`; `start` is handed the connection's own weak
-    /// reference before it exists, and its hedging (for the watchdog it starts).
-    pub(crate) fn new(parts: Parts, start: impl FnOnce(&Weak<Inner>, &Hedging)) -> Arc<Inner> {
+    /// reference before it exists, and its watchdog (to start it).
+    pub(crate) fn new(
+        parts: Parts,
+        start: impl FnOnce(&Weak<Inner>, &Arc<Watchdog>),
+    ) -> Arc<Inner> {
         let Parts { nodes, routing, planner, classified, monitored } = parts;
-        let hedging = Hedging::default();
+        let watchdog = Arc::default();
         let policy = planner.policy();
         let causality = Causality::new(
             policy.read_your_writes,
@@ -142,7 +150,7 @@ impl Inner {
         let retry =
             Retrying::new(policy.read_retries, crate::send::deadline::verdict(&policy.monitor));
         Arc::new_cyclic(|me: &Weak<Inner>| {
-            start(me, &hedging);
+            start(me, &watchdog);
             Inner {
                 monitored,
                 nodes,
@@ -151,7 +159,8 @@ impl Inner {
                 classified,
                 counters: Counters::default(),
                 causality,
-                hedging,
+                hedging: Hedging::default(),
+                watchdog,
                 retry,
                 hooks: Arc::default(),
                 me: me.clone(),

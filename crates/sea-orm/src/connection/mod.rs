@@ -68,6 +68,7 @@ use rwsplit_core::{
 };
 use rwsplit_monitor::Monitor;
 
+use crate::hedge::watchdog::Watchdog;
 use crate::nodes::members::Members;
 use crate::nodes::registry::NodeTable;
 use crate::nodes::{Node, NodeRef, Nodes};
@@ -143,9 +144,9 @@ pub(crate) fn assemble(
     let probe_interval = policy.monitor.probe_interval_value();
     let planner = Planner::new(policy, product);
     let parts = inner::Parts { nodes: nodes.clone(), routing, planner, classified, monitored };
-    let inner = Inner::new(parts, |weak, hedging| {
+    let inner = Inner::new(parts, |weak, watchdog| {
         if hedged {
-            hedging.watch(weak.clone());
+            Watchdog::spawn(Arc::clone(watchdog), weak.clone());
         }
     });
     let weak = Arc::downgrade(&inner);
