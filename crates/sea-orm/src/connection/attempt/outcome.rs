@@ -23,6 +23,7 @@ use crate::send::failure::{self, Failure};
 use crate::send::refusal;
 use crate::send::sending::Attempt;
 use crate::send::sending::Standing;
+use crate::send::watch::Standings;
 
 /// The record of one of `plan`'s attempts at `work` on `node` (`id`; the plan's primary or
 /// not; a write or not), started at `started`, to report once.
