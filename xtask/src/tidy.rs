@@ -1432,7 +1432,6 @@ const COMPONENTS: &[(&str, &str, &str)] = &[
     ("sea-orm", "routing::plan", "Planner"),
     ("sea-orm", "connection::inner", "Inner"),
     ("sea-orm", "consistency::causality", "Causality"),
-    ("sea-orm", "consistency::causal", "ScopeStore"),
     ("sea-orm", "consistency::causal", "TaskScopes"),
     ("sea-orm", "consistency::causal", "Shared"),
     ("sea-orm", "cluster::view", "Routing"),
