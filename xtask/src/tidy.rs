@@ -1432,7 +1432,6 @@ const COMPONENTS: &[(&str, &str, &str)] = &[
     ("sea-orm", "routing::plan", "Planner"),
     ("sea-orm", "connection::inner", "Inner"),
     ("sea-orm", "consistency::causality", "Causality"),
-    ("sea-orm", "consistency::causal", "ScopeStore"),
     ("sea-orm", "consistency::causal", "TaskScopes"),
     ("sea-orm", "consistency::causal", "Shared"),
     ("sea-orm", "cluster::view", "Routing"),
@@ -1455,9 +1454,11 @@ const COMPONENTS: &[(&str, &str, &str)] = &[
 /// part's own state stays behind its methods (it is itself in [`COMPONENTS`]).
 const FOLDER_PARTS: &[(&str, &str, &str, &str)] = &[
     ("sea-orm", "connection::inner", "Inner", "hedging"),
+    ("sea-orm", "connection::inner", "Inner", "watchdog"),
     ("sea-orm", "connection::inner", "Inner", "retry"),
     ("sea-orm", "connection::inner", "Inner", "routing"),
     ("sea-orm", "connection::inner", "Inner", "planner"),
+    ("sea-orm", "connection::inner", "Inner", "classified"),
     ("sea-orm", "connection::inner", "Inner", "counters"),
     ("sea-orm", "connection::inner", "Inner", "causality"),
     ("sea-orm", "connection::inner", "Inner", "hooks"),

@@ -273,7 +273,7 @@ impl Crate {
     /// one of `components` (`module::Type` each) other than `ty` itself, or a lock or weak handle
     /// ([`SHARED_STATE`]). Such a method lets its caller work on the part instead of asking `ty`
     /// to do the work. A struct of this crate in the return type is looked into (a view like
-    /// `Around<'_> { pub(super) scopes: &ScopeStore }`, a handle like `NodeRef(Arc<Node>)`).
+    /// `Around<'_> { pub(crate) causality: &Causality }`, a handle like `NodeRef(Arc<Node>)`).
     pub(super) fn handed_out(&self, ty: &str, components: &BTreeSet<String>) -> Vec<Handout> {
         let parts = Parts { krate: self, owner: ty, components };
         let mut out = Vec::new();

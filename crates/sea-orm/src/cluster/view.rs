@@ -70,8 +70,9 @@ impl Routing {
         self.looks[0].fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     }
 
-    /// Counts a look at one node's standing ([`standing`](Self::standing)): a statement's
-    /// watch, or a failed attempt's next step.
+    /// Counts a look at one node's standing
+    /// ([`standing`](crate::send::watch::Standings::standing)): a statement's watch, or a
+    /// failed attempt's next step.
     #[inline]
     fn look_at_standing(&self) {
         #[cfg(test)]
@@ -343,44 +344,17 @@ impl Routing {
         topo.node(node).map(|n| (n.role(), n.lag(), n.position().cloned()))
     }
 
-    /// Where `node` stands for a statement on it: its role (the primary or not) and whether it
-    /// is marked down (a node no longer in the snapshot is neither primary nor up).
-    pub(crate) fn standing(&self, node: NodeId) -> crate::send::sending::Standing {
-        self.look_at_standing();
-        use crate::send::sending::Standing;
-        let topo = self.state.snapshot();
-        let Some(n) = topo.node(node) else { return Standing::Gone };
-        match (n.role() == Role::Primary, n.health() == Health::Down) {
-            (true, false) => Standing::Primary,
-            (true, true) => Standing::Down,
-            (false, false) => Standing::NotPrimary,
-            (false, true) => Standing::Gone,
-        }
-    }
-
     pub(crate) fn health(&self, node: NodeId) -> Health {
         self.look();
         self.state.health(node)
     }
 
-    /// Completes at the next change of `node`'s role or health, or its leaving (see
-    /// `TopologyState::changed`): counted from when it is called.
-    pub(crate) fn changed(&self, node: NodeId) -> tokio::sync::futures::Notified<'_> {
-        self.state.changed(node)
-    }
-
     /// How many changes of `node`'s role or health have been announced (see
-    /// `TopologyState::changes`): a watch polls [`changed`](Self::changed) again only when
-    /// this moved.
+    /// `TopologyState::changes`): a watch polls
+    /// [`changed`](crate::send::watch::Standings::changed) again only when this moved.
     #[inline]
     pub(crate) fn changes(&self, node: NodeId) -> u64 {
         self.state.changes(node)
-    }
-
-    /// Changes announced on `node` plus the nudges that woke its waiters without one: what a
-    /// statement's watch compares to know it was woken.
-    pub(crate) fn wake_ups(&self, node: NodeId) -> u64 {
-        self.state.changes(node).wrapping_add(self.state.nudges(node))
     }
 
     /// Wakes the statements waiting on `node` (its reads have gone unanswered past their hedge
@@ -609,17 +583,34 @@ pub(crate) struct NodeRouting {
     pub(crate) busy_probes: u64,
 }
 
+/// What a statement's watch asks of the live view: standings read from one snapshot, and the
+/// monitor's state's announced changes, which this view owns.
 impl crate::send::watch::Standings for Routing {
+    /// Where `node` stands for a statement on it: its role (the primary or not) and whether it
+    /// is marked down (a node no longer in the snapshot is neither primary nor up).
     fn standing(&self, node: NodeId) -> crate::send::sending::Standing {
-        Routing::standing(self, node)
+        self.look_at_standing();
+        use crate::send::sending::Standing;
+        let topo = self.state.snapshot();
+        let Some(n) = topo.node(node) else { return Standing::Gone };
+        match (n.role() == Role::Primary, n.health() == Health::Down) {
+            (true, false) => Standing::Primary,
+            (true, true) => Standing::Down,
+            (false, false) => Standing::NotPrimary,
+            (false, true) => Standing::Gone,
+        }
     }
 
+    /// Changes announced on `node` plus the nudges that woke its waiters without one: what a
+    /// statement's watch compares to know it was woken.
     fn wake_ups(&self, node: NodeId) -> u64 {
-        Routing::wake_ups(self, node)
+        self.state.changes(node).wrapping_add(self.state.nudges(node))
     }
 
+    /// Completes at the next change of `node`'s role or health, or its leaving (see
+    /// `TopologyState::changed`): counted from when it is called.
     fn changed(&self, node: NodeId) -> tokio::sync::futures::Notified<'_> {
-        Routing::changed(self, node)
+        self.state.changed(node)
     }
 }
 

@@ -2,9 +2,10 @@
 //! statement path works with, and `Arc<Members>`, the nodes as membership and the monitor
 //! (`crate::nodes::members`). [`Inner`] is a bundle of peers, each the owner of its state: the
 //! node registry ([`Nodes`], shared with `Members`), the live view of the cluster ([`Routing`]:
-//! the monitor's state, wrapped once), the pure [`Planner`] (policy, classifier), read-your-writes
-//! ([`Causality`]), hedging ([`Hedging`]), retry ([`Retrying`]), the counters and the metric
-//! hooks. The parts (`nodes`, `routing`, `planner`, `causality`, `hedging`, `retry`, `counters`,
+//! the monitor's state, wrapped once), the pure [`Planner`] (policy), the classifier
+//! ([`Classified`]), read-your-writes ([`Causality`]), hedging ([`Hedging`]) and its
+//! [`Watchdog`], retry ([`Retrying`]), the counters and the metric hooks. The parts (`nodes`,
+//! `routing`, `planner`, `classified`, `causality`, `hedging`, `watchdog`, `retry`, `counters`,
 //! `hooks`) are visible to the folder (privacy at the folder, as sqlx's `PoolInner`): code in
 //! `connection/`, the public methods (`facade.rs`) and the start's checks included, calls the
 //! part that owns the state (`inner.nodes.hold(id)`, a lease; `inner.routing.set_fenced(..)`),
@@ -28,6 +29,7 @@ use sea_orm::{AccessMode, DatabaseConnection, DbErr, IsolationLevel};
 use crate::cluster::Routing;
 use crate::consistency::{Capture, Causality, Seen};
 use crate::hedge::hedging::Hedging;
+use crate::hedge::watchdog::Watchdog;
 use crate::nodes::members::Members;
 use crate::observe::hooks::Hooks;
 use crate::retry::retrying::Retrying;
@@ -35,6 +37,7 @@ use crate::retry::retrying::Retrying;
 use crate::nodes::position::Writable;
 use crate::nodes::registry::Nodes;
 use crate::observe::counters::{Counters, Effects};
+use crate::routing::classified::Classified;
 use crate::routing::ctx::{Ctx, Scope};
 use crate::routing::plan::{Around, Done, Input, Planned, Planner};
 
@@ -46,17 +49,23 @@ pub(crate) struct Inner {
     /// The live view of the cluster: the adapter's one owner of the monitor's state (roles,
     /// health, fencing, samples, wants), and the core router that plans from its snapshots.
     pub(super) routing: Routing,
-    /// Where statements go: the policy, the classifier, and the product whose SQL it reads; it
-    /// reads the cluster through `routing`, handed to it per plan.
+    /// Where statements go: the policy and the product whose SQL it reads; each plan is handed
+    /// the cluster (`routing`) and the statement's classification (`classified`'s).
     pub(super) planner: Planner,
+    /// The classifier, behind its cache of the texts it has seen, and the shapes learned from
+    /// replicas' refusals: what a statement is, before the planner decides where it goes.
+    pub(super) classified: Classified,
     /// Its own counters, for [`Stats`](crate::Stats): read-your-writes, refusals, stalled
     /// nodes passed over; moved by the steps that count.
     pub(super) counters: Counters,
     /// Read-your-writes: its tasks' scopes, and the position reads after writes; a step
     /// hands it the views it asks through (`routing` for samples, [`Inner::writable`]).
     pub(super) causality: Causality,
-    /// Hedging: the ration, the watchdog, the counts; the attempt step's own part.
+    /// Hedging: the ration, the counts; the attempt step's own part.
     pub(super) hedging: Hedging,
+    /// Looks for nodes silent past their hedge delay while reads are in flight: a read about
+    /// to wait on a replica wakes it ([`Watchdog::ensure`]).
+    pub(super) watchdog: Arc<Watchdog>,
     /// Retry: the budget, the verdict wait, the count; the attempt step's own part.
     pub(super) retry: Retrying,
     /// Whether a monitor's probe loops feed the routing state (not outside a tokio runtime:
@@ -116,16 +125,21 @@ pub(crate) struct Parts {
     pub(crate) nodes: Nodes,
     pub(crate) routing: Routing,
     pub(crate) planner: Planner,
+    /// The classifier's cache.
+    pub(crate) classified: Classified,
     /// Whether a monitor runs.
     pub(crate) monitored: bool,
 }
 
 impl Inner {
     /// The connection's state from its `parts`; `start` is handed the connection's own weak
-    /// reference before it exists, and its hedging (for the watchdog it starts).
-    pub(crate) fn new(parts: Parts, start: impl FnOnce(&Weak<Inner>, &Hedging)) -> Arc<Inner> {
-        let Parts { nodes, routing, planner, monitored } = parts;
-        let hedging = Hedging::default();
+    /// reference before it exists, and its watchdog (to start it).
+    pub(crate) fn new(
+        parts: Parts,
+        start: impl FnOnce(&Weak<Inner>, &Arc<Watchdog>),
+    ) -> Arc<Inner> {
+        let Parts { nodes, routing, planner, classified, monitored } = parts;
+        let watchdog = Arc::default();
         let policy = planner.policy();
         let causality = Causality::new(
             policy.read_your_writes,
@@ -136,15 +150,17 @@ impl Inner {
         let retry =
             Retrying::new(policy.read_retries, crate::send::deadline::verdict(&policy.monitor));
         Arc::new_cyclic(|me: &Weak<Inner>| {
-            start(me, &hedging);
+            start(me, &watchdog);
             Inner {
                 monitored,
                 nodes,
                 routing,
                 planner,
+                classified,
                 counters: Counters::default(),
                 causality,
-                hedging,
+                hedging: Hedging::default(),
+                watchdog,
                 retry,
                 hooks: Arc::default(),
                 me: me.clone(),
@@ -236,7 +252,7 @@ impl Inner {
     /// `sql`'s classification (the planner's tests', outside this folder).
     #[cfg(test)]
     pub(crate) fn classify(&self, sql: &str) -> crate::routing::classified::Entry {
-        self.planner.classify(sql)
+        self.classified.get(sql)
     }
 
     /// Where statement `sql` (classified as `kind`) goes for a call with `ctx` in `scope`,

@@ -68,6 +68,7 @@ use rwsplit_core::{
 };
 use rwsplit_monitor::Monitor;
 
+use crate::hedge::watchdog::Watchdog;
 use crate::nodes::members::Members;
 use crate::nodes::registry::NodeTable;
 use crate::nodes::{Node, NodeRef, Nodes};
@@ -141,11 +142,11 @@ pub(crate) fn assemble(
         crate::routing::classified::Classified::new(classifier, product.dialect(), learned);
     let hedged = policy.hedged_reads;
     let probe_interval = policy.monitor.probe_interval_value();
-    let planner = Planner::new(policy, classified, product);
-    let parts = inner::Parts { nodes: nodes.clone(), routing, planner, monitored };
-    let inner = Inner::new(parts, |weak, hedging| {
+    let planner = Planner::new(policy, product);
+    let parts = inner::Parts { nodes: nodes.clone(), routing, planner, classified, monitored };
+    let inner = Inner::new(parts, |weak, watchdog| {
         if hedged {
-            hedging.watch(weak.clone());
+            Watchdog::spawn(Arc::clone(watchdog), weak.clone());
         }
     });
     let weak = Arc::downgrade(&inner);

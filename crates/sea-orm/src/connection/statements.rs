@@ -75,7 +75,7 @@ fn statement_in<'a, W: Work + Sync + 'a>(
     ctx: Ctx<'a>,
     path: Path,
 ) -> impl std::future::Future<Output = Result<W::Output, DbErr>> + Send + 'a {
-    let kind = inner.planner.classify(work.sql());
+    let kind = inner.classified.get(work.sql());
     let span = super::attempt::statement_span(inner, kind.operation, &ctx);
     async move {
         let scope = ctx.scope();

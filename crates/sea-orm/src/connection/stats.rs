@@ -319,7 +319,7 @@ pub(crate) fn snapshot(db: &RoutedConnection) -> Stats {
         },
         promotions: db.members.promotions().unwrap_or(0),
         replica_refusals: inner.counters.get(Count::ReplicaRefusals),
-        learned_writes: u64::try_from(inner.planner.learned_writes()).unwrap_or(u64::MAX),
+        learned_writes: u64::try_from(inner.classified.learned()).unwrap_or(u64::MAX),
         hedges: Hedges {
             sent: inner.hedging.sent(),
             won: inner.hedging.won(),

@@ -169,53 +169,6 @@ pub(crate) enum Scope {
     Session(Arc<Shared>),
 }
 
-/// The scopes of a connection's tasks, and the way to a session's: a session's own state is
-/// the session's ([`Shared`]), reached through [`Scope::Session`].
-#[derive(Default)]
-pub(crate) struct ScopeStore {
-    tasks: TaskScopes,
-}
-
-impl ScopeStore {
-    /// `scope`'s state.
-    pub(crate) fn get(&self, scope: &Scope) -> Slot {
-        match scope {
-            Scope::Task => self.tasks.get(),
-            Scope::Session(s) => s.get(),
-        }
-    }
-
-    /// Changes `scope`'s state.
-    pub(crate) fn update<R>(&self, scope: &Scope, f: impl FnOnce(&mut Slot) -> R) -> R {
-        match scope {
-            Scope::Task => self.tasks.update(f),
-            Scope::Session(s) => s.update(f),
-        }
-    }
-
-    /// Changes task `id`'s scope (`None`: the scope of code outside any task), from outside
-    /// that task (a position read that landed).
-    pub(crate) fn update_task<R>(&self, id: Option<Id>, f: impl FnOnce(&mut Slot) -> R) -> R {
-        self.tasks.update_task(id, f)
-    }
-
-    /// How many tasks hold a scope.
-    pub(crate) fn tracked_tasks(&self) -> usize {
-        self.tasks.len()
-    }
-
-    /// Drops the tasks' scopes no longer needed ([`TaskScopes::sweep`]).
-    pub(crate) fn sweep(
-        &self,
-        now: Instant,
-        stale_after: Duration,
-        settled: impl Fn(&CausalToken) -> Settled,
-        floor: impl Fn(&Seen) -> Option<CausalToken>,
-    ) {
-        self.tasks.sweep(now, stale_after, settled, floor);
-    }
-}
-
 /// The automatic per-task scopes.
 #[derive(Debug, Default)]
 pub(crate) struct TaskScopes {

@@ -1,5 +1,6 @@
 //! [`Causality`]: a connection's read-your-writes and monotonic reads as one component. It
-//! owns the scopes' state ([`ScopeStore`]), the position reads after writes (shared among
+//! owns the tasks' scopes ([`TaskScopes`]; a session's own state is the session's, [`Shared`],
+//! reached through [`Scope::Session`]), the position reads after writes (shared among
 //! the writes each covers, [`Coalesce`]), the notification of one landing, and the settings
 //! that say what it tracks. What it needs of the rest of the connection it asks of the part
 //! that owns it, handed to each operation that needs it: the monitor's samples ([`Samples`],
@@ -20,7 +21,7 @@ use std::time::{Duration, Instant};
 use rwsplit_core::{CausalToken, NodeId};
 use sea_orm::{DbErr, TransactionError};
 
-use super::causal::{Scope, ScopeStore, Seen, Settled, Shared, Slot};
+use super::causal::{Scope, Seen, Settled, Shared, Slot, TaskScopes};
 use super::coalesce::Coalesce;
 use crate::send::sending::Taken;
 
@@ -72,7 +73,8 @@ pub(crate) trait Writers: Sync {
 /// A connection's read-your-writes: its scopes, the position reads after writes, and what
 /// it tracks. Its operations take the views ([`Samples`], [`Writers`]) they need.
 pub(crate) struct Causality {
-    scopes: ScopeStore,
+    /// The scopes of the connection's tasks.
+    tasks: TaskScopes,
     /// The position reads after writes, shared among the writes they cover.
     captures: Coalesce,
     /// Notified when a position read lands (see [`Landing`]).
@@ -184,7 +186,7 @@ impl Causality {
         probe_timeout: Duration,
     ) -> Causality {
         Causality {
-            scopes: ScopeStore::default(),
+            tasks: TaskScopes::default(),
             captures: Coalesce::default(),
             landed: tokio::sync::Notify::new(),
             on,
@@ -196,15 +198,26 @@ impl Causality {
 
     /// `scope`'s state.
     pub(crate) fn slot(&self, scope: &Scope) -> Slot {
-        self.scopes.get(scope)
+        match scope {
+            Scope::Task => self.tasks.get(),
+            Scope::Session(s) => s.get(),
+        }
+    }
+
+    /// Changes `scope`'s state.
+    fn update<R>(&self, scope: &Scope, f: impl FnOnce(&mut Slot) -> R) -> R {
+        match scope {
+            Scope::Task => self.tasks.update(f),
+            Scope::Session(s) => s.update(f),
+        }
     }
 
     /// How many tasks hold a scope.
     pub(crate) fn tracked_tasks(&self) -> usize {
-        self.scopes.tracked_tasks()
+        self.tasks.len()
     }
 
-    /// Drops the tasks' scopes no longer needed ([`ScopeStore::sweep`]).
+    /// Drops the tasks' scopes no longer needed ([`TaskScopes::sweep`]).
     pub(crate) fn sweep(
         &self,
         now: Instant,
@@ -212,7 +225,7 @@ impl Causality {
         settled: impl Fn(&CausalToken) -> Settled,
         floor: impl Fn(&Seen) -> Option<CausalToken>,
     ) {
-        self.scopes.sweep(now, stale_after, settled, floor);
+        self.tasks.sweep(now, stale_after, settled, floor);
     }
 
     /// The newest position a read after a write brought back ([`Coalesce::newest`]).
@@ -241,7 +254,7 @@ impl Causality {
             return;
         }
         let at = ran.ended.then(Instant::now);
-        self.scopes.update(scope, |s| s.saw(ran.node, at));
+        self.update(scope, |s| s.saw(ran.node, at));
         // A read on the primary: its floor is the primary's next sample, and the scope's
         // next read can use a replica once one has it. Asked now, as the read ends, the
         // sample is usually there by then (reads asking meanwhile share one sample; the feed
@@ -270,7 +283,7 @@ impl Causality {
     /// Waits, up to `max` and the probe timeout, for a position sample that bounds what
     /// `scope`'s last read saw (its floor), if it has one: woken by each sample, no polling.
     pub(crate) async fn await_floor(&self, samples: &impl Samples, scope: &Scope, max: Duration) {
-        let Some(seen) = self.scopes.get(scope).seen else { return };
+        let Some(seen) = self.slot(scope).seen else { return };
         let max = max.min(self.probe_timeout);
         let deadline = tokio::time::Instant::now() + crate::send::deadline::cap(max);
         // The node's next sample, at its next feed turn rather than its next full probe.
@@ -298,7 +311,7 @@ impl Causality {
     ) {
         let sent = Instant::now();
         if let Ok(t) = self.capture(samples, writers, at).await {
-            self.scopes.update(scope, |s| {
+            self.update(scope, |s| {
                 s.record(&t);
                 s.covers_reads_before(sent);
             });
@@ -317,7 +330,7 @@ impl Causality {
     ) -> bool {
         let captured = self.capture(samples, writers, at).await;
         if let Ok(t) = &captured {
-            self.scopes.update(scope, |s| s.settle(t, epoch));
+            self.update(scope, |s| s.settle(t, epoch));
         }
         captured.is_ok()
     }
@@ -327,7 +340,7 @@ impl Causality {
     /// becomes pending, so its next read first asks the primary, or reads there.
     pub(crate) fn mark_unseen_writes(&self, writers: &impl Writers, scope: &Scope) {
         if self.tracks_writes(writers, scope) {
-            self.scopes.update(scope, Slot::mark_pending);
+            self.update(scope, Slot::mark_pending);
         }
     }
 
@@ -347,7 +360,7 @@ impl Causality {
         }
         let epoch = slot.pending_epoch;
         let fresh = self.capture(samples, writers, samples.primary()).await?;
-        self.scopes.update(scope, |s| s.settle(&fresh, epoch));
+        self.update(scope, |s| s.settle(&fresh, epoch));
         let mut mine = slot;
         mine.mark_pending();
         let epoch = mine.pending_epoch;
@@ -477,7 +490,7 @@ impl Causality {
 
     fn key_update<R>(&self, key: &Key, f: impl FnOnce(&mut Slot) -> R) -> R {
         match key {
-            Key::Task(id) => self.scopes.update_task(*id, f),
+            Key::Task(id) => self.tasks.update_task(*id, f),
             Key::Session(s) => s.update(f),
         }
     }
@@ -489,12 +502,12 @@ impl Causality {
         loop {
             // Made before the look: a capture landing in between still wakes it.
             let landed = self.landed.notified();
-            let slot = self.scopes.get(scope);
+            let slot = self.slot(scope);
             if slot.inflight == 0 {
                 return slot;
             }
             if tokio::time::timeout_at(deadline, landed).await.is_err() {
-                return self.scopes.get(scope);
+                return self.slot(scope);
             }
         }
     }

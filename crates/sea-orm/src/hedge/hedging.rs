@@ -1,28 +1,24 @@
-//! [`Hedging`]: hedging's state on a connection, the one part the attempt step holds for it:
-//! the hedge ration, the watchdog's handle, and the hedging counts (for
+//! [`Hedging`]: hedging's state on a connection, the part the attempt step holds for it: the
+//! hedge ration and the hedging counts (for
 //! [`Stats::hedges`](crate::Stats::hedges)); and the race as the connection runs it
 //! ([`Hedging::race`]: counted, its end reported, the loser dropped).
 
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::Arc;
-use std::sync::Weak;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use super::race::{Raced, race};
-use super::watchdog::{Watchdog, Watched};
 use crate::observe::telemetry;
 
 /// A connection's hedging: hedges left to spend (each read that may be hedged earns
 /// [`Hedging::SHARE`] of one, up to [`Hedging::BURST`] hedges, so hedges stay within a few
-/// percent of reads however slow a node gets), the watchdog over reads in flight, and what
-/// hedging did.
+/// percent of reads however slow a node gets), and what hedging did. The watchdog over reads
+/// in flight is the connection's own part beside it
+/// ([`Watchdog`](crate::hedge::watchdog::Watchdog)).
 #[derive(Debug)]
 pub(crate) struct Hedging {
     /// Hedges left, in thousandths of a hedge.
     credit: AtomicU64,
-    /// Looks for nodes silent past their hedge delay while reads are in flight.
-    watchdog: Arc<Watchdog>,
     /// Reads hedged.
     sent: AtomicU64,
     /// Hedged reads the second node answered.
@@ -35,7 +31,6 @@ impl Default for Hedging {
     fn default() -> Self {
         Hedging {
             credit: AtomicU64::new(Self::BURST * 1000),
-            watchdog: Arc::default(),
             sent: AtomicU64::new(0),
             won: AtomicU64::new(0),
             lost: AtomicU64::new(0),
@@ -48,12 +43,6 @@ impl Hedging {
     pub(crate) const SHARE: u64 = 20;
     /// The most hedges saved up.
     pub(crate) const BURST: u64 = 10;
-
-    /// Starts the watchdog of `watched`, the connection's shared state (which may still be
-    /// being built); it ends when the connection is dropped ([`Watchdog::spawn`]).
-    pub(crate) fn watch<W: Watched>(&self, watched: Weak<W>) {
-        Watchdog::spawn(Arc::clone(&self.watchdog), watched);
-    }
 
     /// A read that may be hedged was made: it earns its share of a hedge.
     #[inline]
@@ -70,13 +59,6 @@ impl Hedging {
         self.credit
             .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |c| c.checked_sub(1000))
             .is_ok()
-    }
-
-    /// A read is about to wait on a replica: the watchdog looks from now on
-    /// ([`Watchdog::ensure`]).
-    #[inline]
-    pub(crate) fn watch_reads(&self) {
-        self.watchdog.ensure();
     }
 
     /// Reads hedged (`Hedges::sent`).

@@ -4,14 +4,15 @@
 //!
 //! **Owns**, a file each: `pace` (per node, how fast it answers, the hedge delay, stalled:
 //! [`Pace`](pace::Pace), held by each node); `hedging` (a connection's hedging state, the part
-//! the attempt step holds: the hedge ration, the watchdog's handle, the counts, and the race
-//! as the connection runs it, [`Hedging`](hedging::Hedging)); `watchdog` (the one task per
-//! connection that wakes the reads waiting on a silent node, [`Watchdog`](watchdog::Watchdog));
-//! `race` (when the second attempt starts, who wins).
+//! the attempt step holds: the hedge ration, the counts, and the race as the connection runs
+//! it, [`Hedging`](hedging::Hedging)); `watchdog` (the one task per connection that wakes the
+//! reads waiting on a silent node, [`Watchdog`](watchdog::Watchdog), a part of the connection
+//! beside `Hedging`); `race` (when the second attempt starts, who wins).
 //!
-//! **Offers**: [`Hedging`](hedging::Hedging) for the attempt step (`connection/attempt/`),
-//! [`Pace`](pace::Pace) for the nodes (`nodes/registry.rs`), the narrow
-//! [`Watched`](watchdog::Watched) for the connection to implement.
+//! **Offers**: [`Hedging`](hedging::Hedging) and [`Watchdog`](watchdog::Watchdog) for the
+//! connection and its attempt step (`connection/`), [`Pace`](pace::Pace) for the nodes
+//! (`nodes/registry.rs`), the narrow [`Watched`](watchdog::Watched) for the connection to
+//! implement.
 //!
 //! **May call**: the floors below it (`observe/`, `send/`, `product/`, the error modules),
 //! `rwsplit-core`; never `nodes/`, `routing/` or `connection/`, which use it. What the

@@ -546,10 +546,15 @@ impl Nodes {
     /// Holds node `id` for something that runs on it (a statement's attempt, a check), if it is
     /// there (its id names the node that has its index now): one lock-free load, for every
     /// statement. A lease, as a pool lends a connection: a removal's drain waits until every
-    /// hold is let go ([`NodeRef`]).
+    /// hold is let go ([`NodeRef`]). The lookup is [`NodeTable::get`]'s, done here: every
+    /// statement holds its node, in one step.
     #[inline]
     pub(crate) fn hold(&self, id: NodeId) -> Option<NodeRef> {
-        self.table.get(id)
+        let node = self.table.slots.get(id.index()).and_then(ArcSwapOption::load_full)?;
+        if node.id != id {
+            return None;
+        }
+        NodeRef::hold(node)
     }
 
     /// Whether node `id` is there (not removed, its index not reused).
@@ -854,7 +859,8 @@ impl NodeTable {
         table
     }
 
-    /// The node `id`, if it is there: its index's slot holds a node of that generation.
+    /// The node `id`, if it is there: its index's slot holds a node of that generation (the
+    /// lookup [`Nodes::hold`] does too).
     #[inline]
     fn get(&self, id: NodeId) -> Option<NodeRef> {
         let node = self.slots.get(id.index()).and_then(ArcSwapOption::load_full)?;

@@ -9,6 +9,7 @@ use crate::cluster::{Plan, Routing, Why};
 use crate::consistency::Samples;
 use crate::send::deadline;
 use crate::send::sending::Standing;
+use crate::send::watch::Standings;
 
 /// A read on the primary `old` lost its connection before the monitor knew of anything
 /// wrong there: the server closed or reset it (a switchover's fast shutdown ends every

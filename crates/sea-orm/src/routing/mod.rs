@@ -7,8 +7,9 @@
 //! the call, a scope's state read once and the live view of the cluster it is handed
 //! (`crate::cluster`'s `Routing`, whose snapshot a plan reads once).
 //!
-//! **Offers**: [`Planner`](plan::Planner) (classify a statement, plan it or a transaction),
-//! [`Classified`](classified::Classified), and the call's [`Ctx`] and [`Policy`].
+//! **Offers**: [`Planner`](plan::Planner) (plan a statement or a transaction),
+//! [`Classified`](classified::Classified) (classify a statement, learn a refused shape), and
+//! the call's [`Ctx`] and [`Policy`].
 //!
 //! **May call**: `cluster/` (the live view it plans from), `nodes/` (the process-wide registry
 //! `classified.rs` keeps learned shapes in), `consistency/` (a scope's state, read once per

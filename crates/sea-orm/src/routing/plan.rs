@@ -27,15 +27,15 @@ use crate::consistency::{Causality, Slot};
 use crate::observe::counters::Effects;
 use crate::observe::telemetry::Ryw;
 use crate::product::Product;
-use crate::routing::classified::Classified;
 
-/// The planner: the routing policy and the classifier (behind its cache of the texts it has
-/// seen). It decides where statements and transactions go; the executor asks it through
-/// [`plan`](Planner::plan) and [`plan_transaction`](Planner::plan_transaction), handing it the
-/// live view of the cluster ([`Routing`], a peer it does not own) in [`Around`].
+/// The planner: the routing policy and the product whose SQL it plans for. It decides where
+/// statements and transactions go, once classified (by
+/// [`Classified`](crate::routing::classified::Classified), a peer it does not
+/// own); the executor asks it through [`plan`](Planner::plan) and
+/// [`plan_transaction`](Planner::plan_transaction), handing it the live view of the cluster
+/// ([`Routing`], a peer it does not own either) in [`Around`].
 pub(crate) struct Planner {
     policy: Policy,
-    classified: Classified,
     product: Product,
 }
 
@@ -79,9 +79,9 @@ struct ScopeView {
 }
 
 impl Planner {
-    /// A planner with this policy and classifier, for `product`'s SQL.
-    pub(crate) fn new(policy: Policy, classified: Classified, product: Product) -> Planner {
-        Planner { policy, classified, product }
+    /// A planner with this policy, for `product`'s SQL.
+    pub(crate) fn new(policy: Policy, product: Product) -> Planner {
+        Planner { policy, product }
     }
 
     /// The routing policy the builder set.
@@ -97,11 +97,6 @@ impl Planner {
     /// The catch-up wait a read may do: the call's, else the connection's default.
     pub(crate) fn wait_of(&self, ctx: &Ctx<'_>) -> Option<Duration> {
         ctx.wait.unwrap_or(self.policy.wait_for_replica).filter(|d| !d.is_zero())
-    }
-
-    /// `sql`'s classification, detached from it, and `db.operation.name` (cached by text).
-    pub(crate) fn classify(&self, sql: &str) -> crate::routing::classified::Entry {
-        self.classified.get(sql)
     }
 
     /// The scope's state for a read and, for monotonic reads, the monitor's sample marks that
@@ -459,24 +454,6 @@ impl Planner {
             let read = Read { level, explicit, wait: None, around, done };
             self.decide_read(rc, &read, scope, fx)
         })
-    }
-}
-
-/// What the classifier learned from replicas' refusals.
-impl Planner {
-    /// A replica refused `sql` as a write: its shape is learned as one from now on.
-    pub(crate) fn learn_refused(&self, sql: &str) -> crate::routing::classified::Learned {
-        self.classified.learn(sql)
-    }
-
-    /// Whether `learned` filled the table of learned shapes (said once).
-    pub(crate) fn first_full(&self, learned: &crate::routing::classified::Learned) -> bool {
-        self.classified.first_full(learned)
-    }
-
-    /// How many shapes were learned as writes from replicas' refusals.
-    pub(crate) fn learned_writes(&self) -> usize {
-        self.classified.learned()
     }
 }
 

@@ -67,7 +67,7 @@ pub(super) async fn hedgeable<W: Work>(
     let (id, node) = first;
     let (started, deadline) = times;
     let begun = node.read_began(started);
-    inner.hedging.watch_reads();
+    inner.watchdog.ensure();
     let timeouts = &inner.planner.policy().timeouts;
     let limit = crate::send::deadline::attempt_limit(true, timeouts, deadline, started);
     let first = bounded(&inner.routing, id, true, node.name(), limit, read_shared(work, node));

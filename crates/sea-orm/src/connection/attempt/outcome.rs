@@ -23,6 +23,7 @@ use crate::send::failure::{self, Failure};
 use crate::send::refusal;
 use crate::send::sending::Attempt;
 use crate::send::sending::Standing;
+use crate::send::watch::Standings;
 
 /// The record of one of `plan`'s attempts at `work` on `node` (`id`; the plan's primary or
 /// not; a write or not), started at `started`, to report once.
@@ -85,7 +86,7 @@ pub(super) fn failed(
 /// [`OnReplicaRefusal`](crate::OnReplicaRefusal) says, unless the read was sent to the
 /// replica on purpose (then it fails: [`refusal::reruns`]).
 fn refusal(inner: &Inner, e: DbErr, node: &Node, plan: &Plan, sql: &str) -> Stop {
-    let learned = inner.planner.learn_refused(sql);
+    let learned = inner.classified.learn(sql);
     let on_purpose = matches!(
         plan.reason(),
         Why::Router(RouteReason::ReplicaRequested | RouteReason::NodeRequested)
@@ -93,7 +94,7 @@ fn refusal(inner: &Inner, e: DbErr, node: &Node, plan: &Plan, sql: &str) -> Stop
     let rerun = refusal::reruns(on_purpose, inner.planner.policy().on_replica_refusal);
     inner.counters.bump(Count::ReplicaRefusals);
     telemetry::replica_refusal(node.labels(), rerun);
-    let first_full = inner.planner.first_full(&learned);
+    let first_full = inner.classified.first_full(&learned);
     log_refusal(node.name(), &learned, first_full, rerun);
     let e = refusal::misrouted(e, node.name(), learned.shape());
     if rerun { Stop::Refused(e) } else { Stop::Fail(e) }

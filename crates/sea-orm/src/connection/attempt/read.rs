@@ -18,7 +18,7 @@ use crate::connection::inner::Inner;
 use crate::nodes::registry::Node;
 use crate::send::sending::Attempt;
 use crate::send::sending::{self, Standing};
-use crate::send::watch;
+use crate::send::watch::{self, Standings};
 
 /// Where and when a read attempt runs.
 #[derive(Clone, Copy)]

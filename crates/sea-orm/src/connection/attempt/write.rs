@@ -18,6 +18,7 @@ use crate::routing::ctx::Scope;
 use crate::send::failure;
 use crate::send::sending::Attempt;
 use crate::send::sending::{self, End, Taken};
+use crate::send::watch::Standings;
 
 /// How a write attempt ended: its output, and the connection it was sent on if its position
 /// is to be read there.
