@@ -57,12 +57,14 @@ use sea_orm::{ConnectOptions, DbBackend};
 ///   since its `BEGIN` — its own, on the server connection that was its own meanwhile — and
 ///   nothing else: another client's statements there are not touched (no `DEALLOCATE ALL`).
 ///   A statement another sqlx client left there under the same name makes ours fail with
-///   "already exists" (a read, retried on the next node). PgBouncer 1.21 and later track
-///   named statements themselves with `max_prepared_statements` (renamed `PGBOUNCER_…`, left
-///   to it); read-only enforcement still needs the transaction there.
+///   "already exists" (the caller gets the server's error: it is not retried). A read-only
+///   transaction routed to such a replica (`begin_with_config`) ends with its own `COMMIT`
+///   (sqlx's `BEGIN` inside the frame's only warns), which ends the frame's transaction too,
+///   so what it prepared is not deallocated and stays on that server connection. PgBouncer
+///   1.21 and later track named statements themselves with `max_prepared_statements` (renamed
+///   `PGBOUNCER_…`, left to it); read-only enforcement still needs the transaction there.
 ///
-/// Streams, read-only transactions routed to the replica (`begin_with_config`) and
-/// read-your-writes catch-up waits run on the same pool, so they are covered too. The replica's
+/// Streams and read-your-writes catch-up waits run on the same pool, so they are covered too. The replica's
 /// writable pool, used only if it is promoted, is not framed (a write must commit before its
 /// caller hears of it): like a primary, a promoted replica behind PgBouncer 1.18's transaction
 /// pooling is not usable with sqlx, whose named statements collide there. A custom
