@@ -309,3 +309,84 @@ async fn behind_transaction_pooling_only_what_rwsplit_prepared_is_deallocated() 
     other.close().await.unwrap();
     drop(bouncer);
 }
+
+/// A read-only transaction routed to a replica behind transaction pooling runs inside the
+/// read pool's frame as a savepoint: its `COMMIT` or rollback does not end the frame, so what
+/// it prepared is deallocated by the frame's end on the server connection it was prepared on.
+/// One server connection for all, so a statement left there would be seen by the other client
+/// and collide with the next pooled connection's `sqlx_s_1` (which it did: "prepared statement
+/// \"sqlx_s_1\" already exists"). A transaction asking for an isolation level the frame cannot
+/// give (a savepoint keeps read committed) runs on the primary instead, and succeeds.
+#[tokio::test]
+async fn read_only_transactions_behind_transaction_pooling_leave_nothing_prepared() {
+    use sqlx::{Connection as _, Executor as _, Row as _};
+    let cluster = shared(DbKind::Postgres);
+    let tdb = cluster.create_database("pgb_txn").await.unwrap();
+    let replica = &cluster.replicas()[0];
+    let bouncer = replica.pgbouncer_with(PoolMode::Transaction, 1).await.unwrap();
+    let through = bouncer.url(&tdb.replica_urls()[0]);
+    let mut other = sqlx::PgConnection::connect(&through).await.unwrap();
+    let mut opts = ConnectOptions::new(through);
+    opts.max_connections(4);
+    let db = RoutedConnection::builder()
+        .primary(tdb.primary_url())
+        .replica(Replica::new(opts).pooling(Pooling::Transaction))
+        .connect()
+        .await
+        .unwrap();
+    let pg = db.get_database_backend();
+    let in_recovery = "SELECT pg_is_in_recovery() AS r, $1::int AS i";
+    for round in 0..5 {
+        // Committed, rolled back, and dropped unfinished: each prepares a statement.
+        for end in ["commit", "rollback", "drop"] {
+            let txn = db.begin_with_config(None, Some(AccessMode::ReadOnly)).await.unwrap();
+            let stmt = Statement::from_sql_and_values(pg, in_recovery, [round.into()]);
+            let row = txn.query_one_raw(stmt).await.unwrap().unwrap();
+            assert!(row.try_get::<bool>("", "r").unwrap(), "round {round}: a replica served it");
+            match end {
+                "commit" => txn.commit().await.unwrap(),
+                "rollback" => txn.rollback().await.unwrap(),
+                _ => drop(txn),
+            }
+        }
+        // Reads on every pooled connection at once: a new one's first statement is `sqlx_s_1`.
+        let reads = (0..8).map(|i| {
+            let stmt = Statement::from_sql_and_values(pg, "SELECT $1::int AS i", [i.into()]);
+            RoutedConnection::scope(rwsplit_sea_orm::Target::Replica, db.query_one_raw(stmt))
+        });
+        for (i, read) in futures_util::future::join_all(reads).await.into_iter().enumerate() {
+            let row = read.unwrap_or_else(|e| panic!("round {round}, read {i}: {e}")).unwrap();
+            assert_eq!(row.try_get::<i32>("", "i").unwrap(), i32::try_from(i).unwrap());
+        }
+    }
+    // Until every release's frame end has run (in sqlx's release task), then none is left.
+    let mut left = -1;
+    for _ in 0..50 {
+        left = other
+            .fetch_one("SELECT count(*) FROM pg_prepared_statements WHERE name LIKE 'sqlx\\_s\\_%'")
+            .await
+            .unwrap()
+            .get::<i64, _>(0);
+        if left == 0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(left, 0, "statements left on the one server connection");
+
+    // REPEATABLE READ cannot be set in the frame's savepoint: the primary runs it.
+    let txn = db
+        .begin_with_config(
+            Some(sea_orm::IsolationLevel::RepeatableRead),
+            Some(AccessMode::ReadOnly),
+        )
+        .await
+        .unwrap();
+    let stmt = Statement::from_sql_and_values(pg, in_recovery, [0.into()]);
+    let row = txn.query_one_raw(stmt).await.unwrap().unwrap();
+    assert!(!row.try_get::<bool>("", "r").unwrap(), "the primary ran it");
+    txn.commit().await.unwrap();
+    drop(db);
+    other.close().await.unwrap();
+    drop(bouncer);
+}

@@ -124,6 +124,7 @@ pub(crate) fn assemble(
         .map(|(id, n, placement)| n.probe_from().map(|p| (id, p.clone(), placement.clone())))
         .collect();
     let learned = learned_shapes(product, &primary);
+    let framed = replicas.iter().any(|n| matches!(n.probe_from(), Some(ProbeFrom::Framed(_))));
     let table = Arc::new(NodeTable::new(primary, replicas));
     let acquired = sources.and_then(|sources| {
         acquire_monitor(product, &policy, health, &table, sources, probing, shareable, &topology)
@@ -142,7 +143,7 @@ pub(crate) fn assemble(
         crate::routing::classified::Classified::new(classifier, product.dialect(), learned);
     let hedged = policy.hedged_reads;
     let probe_interval = policy.monitor.probe_interval_value();
-    let planner = Planner::new(policy, product);
+    let planner = Planner::new(policy, product, framed);
     let parts = inner::Parts { nodes: nodes.clone(), routing, planner, classified, monitored };
     let inner = Inner::new(parts, |weak, watchdog| {
         if hedged {

@@ -90,6 +90,13 @@ pub(crate) trait Seam {
     /// one-connection pool (see `crate::nodes::probe`).
     const POOLED_PROBE_UNFRAMED: bool = false;
 
+    /// See [`Product::frame_hosts`]: none, by default (MySQL/MariaDB refuse `SET TRANSACTION`,
+    /// which SeaORM sends for a read-only transaction, inside the frame's transaction).
+    fn frame_hosts(isolation: Option<sea_orm::IsolationLevel>) -> bool {
+        let _ = isolation;
+        false
+    }
+
     /// See [`Product::capture`].
     async fn capture<O: OneRow>(on: &mut O, system_id: u64) -> Result<(CausalToken, u64), DbErr>;
 
@@ -211,6 +218,14 @@ impl Product {
     /// read-only one must stay on the primary.
     pub(crate) fn replicas_refuse_serializable(self) -> bool {
         self.replicated().is_some_and(rwsplit_core::Product::replicas_refuse_serializable)
+    }
+
+    /// Whether a read-only transaction asking for `isolation` can run on a replica behind
+    /// transaction pooling ([`Pooling::Transaction`]), inside the frame that makes each use of
+    /// its connections one read-only transaction. If not, such transactions are planned on the
+    /// primary while any replica is so pooled.
+    pub(crate) fn frame_hosts(self, isolation: Option<sea_orm::IsolationLevel>) -> bool {
+        self.replicated().is_some_and(|p| with_product!(p, P => P::frame_hosts(isolation)))
     }
 
     /// The primary's position now, as a token: at or past every write that has committed.
@@ -454,6 +469,24 @@ mod tests {
     use sea_orm::{MockDatabase, Value};
 
     use super::*;
+
+    /// Which read-only transactions a replica behind transaction pooling can host in its
+    /// frame: on PostgreSQL a savepoint, at the frame's read committed; on MariaDB none.
+    #[rstest::rstest]
+    #[case(rwsplit_core::Product::Postgres, None, true)]
+    #[case(rwsplit_core::Product::Postgres, Some(sea_orm::IsolationLevel::ReadCommitted), true)]
+    #[case(rwsplit_core::Product::Postgres, Some(sea_orm::IsolationLevel::RepeatableRead), false)]
+    #[case(rwsplit_core::Product::Postgres, Some(sea_orm::IsolationLevel::ReadUncommitted), false)]
+    #[case(rwsplit_core::Product::Postgres, Some(sea_orm::IsolationLevel::Serializable), false)]
+    #[case(rwsplit_core::Product::MariaDb, None, false)]
+    #[case(rwsplit_core::Product::MariaDb, Some(sea_orm::IsolationLevel::ReadCommitted), false)]
+    fn a_frame_hosts_what_a_savepoint_can_be(
+        #[case] product: rwsplit_core::Product,
+        #[case] isolation: Option<sea_orm::IsolationLevel>,
+        #[case] hosts: bool,
+    ) {
+        assert_eq!(Product::Replicated(product).frame_hosts(isolation), hosts);
+    }
 
     /// A connection whose server answers one row of text columns.
     fn answering(backend: DbBackend, row: &[(&'static str, &str)]) -> DatabaseConnection {

@@ -57,10 +57,14 @@ use sea_orm::{ConnectOptions, DbBackend};
 ///   since its `BEGIN` — its own, on the server connection that was its own meanwhile — and
 ///   nothing else: another client's statements there are not touched (no `DEALLOCATE ALL`).
 ///   A statement another sqlx client left there under the same name makes ours fail with
-///   "already exists" (the caller gets the server's error: it is not retried). A read-only
-///   transaction routed to such a replica (`begin_with_config`) ends with its own `COMMIT`
-///   (sqlx's `BEGIN` inside the frame's only warns), which ends the frame's transaction too,
-///   so what it prepared is not deallocated and stays on that server connection. PgBouncer
+///   "already exists" (the caller gets the server's error: it is not retried).
+///
+///   Read-only transactions (`begin_with_config`): on PostgreSQL one routed to such a replica
+///   runs inside the frame as a savepoint (its `COMMIT` releases the savepoint; the frame's
+///   end still deallocates what it prepared). A savepoint keeps the frame's isolation level,
+///   so one asking for another level than read committed runs on the primary, as does every
+///   read-only transaction on MySQL/MariaDB (which refuse `SET TRANSACTION` inside the
+///   frame), while any replica is behind transaction pooling. PgBouncer
 ///   1.21 and later track named statements themselves with `max_prepared_statements` (renamed
 ///   `PGBOUNCER_…`, left to it); read-only enforcement still needs the transaction there.
 ///

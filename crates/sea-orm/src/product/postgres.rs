@@ -22,6 +22,13 @@ impl Seam for Postgres {
     const RUNS_UNDER_PATRONI: bool = true;
     const POOLED_PROBE_UNFRAMED: bool = true;
 
+    /// As a savepoint inside the frame (`open_frame`), which keeps the frame's isolation
+    /// level: PostgreSQL refuses `SET TRANSACTION ISOLATION LEVEL` to another one in a
+    /// subtransaction.
+    fn frame_hosts(isolation: Option<sea_orm::IsolationLevel>) -> bool {
+        matches!(isolation, None | Some(sea_orm::IsolationLevel::ReadCommitted))
+    }
+
     async fn capture<O: OneRow>(on: &mut O, system_id: u64) -> Result<(CausalToken, u64), DbErr> {
         capture(on, system_id).await
     }
@@ -166,8 +173,8 @@ const END: &str = "DO $rwsplit$ DECLARE s text; BEGIN \
 #[cfg(feature = "postgres")]
 fn frame_monitor(opts: &mut ConnectOptions) {
     opts.map_sqlx_postgres_pool_opts(|o| {
-        o.after_connect(|conn, _| Box::pin(pg(conn, BEGIN)))
-            .before_acquire(|conn, _| Box::pin(super::keep(pg(conn, BEGIN))))
+        o.after_connect(|conn, _| Box::pin(open_frame(conn, BEGIN)))
+            .before_acquire(|conn, _| Box::pin(super::keep(open_frame(conn, BEGIN))))
             .after_release(|conn, _| Box::pin(super::keep(pg(conn, END))))
     });
 }
@@ -222,11 +229,38 @@ fn make_read_only(opts: &mut ConnectOptions, pooling: Pooling, checks_clients: b
         Pooling::Transaction => {
             let begin = if checks_clients { BEGIN_READ_ONLY_CHECKED } else { BEGIN_READ_ONLY };
             opts.map_sqlx_postgres_pool_opts(move |o| {
-                o.after_connect(move |conn, _| Box::pin(pg(conn, begin)))
-                    .before_acquire(move |conn, _| Box::pin(super::keep(pg(conn, begin))))
+                o.after_connect(move |conn, _| Box::pin(open_frame(conn, begin)))
+                    .before_acquire(move |conn, _| Box::pin(super::keep(open_frame(conn, begin))))
                     .after_release(|conn, _| Box::pin(super::keep(pg(conn, END))))
             });
         }
+    }
+}
+
+/// Opens a use's frame with `begin` ([`BEGIN`] or [`BEGIN_READ_ONLY`]). The first frame on a
+/// connection opens through sqlx's transaction manager, so sqlx counts the connection as in a
+/// transaction from then on; the frame's [`END`] is sent as a plain statement and sqlx is never
+/// told the transaction ended. A transaction the caller begins on the connection (a read-only
+/// one routed to this replica) is then a savepoint inside the frame, its `COMMIT` a `RELEASE
+/// SAVEPOINT` and its rollback a `ROLLBACK TO SAVEPOINT`: the frame stays open until its
+/// [`END`], which deallocates what the caller's transaction prepared on the server connection
+/// it was prepared on. (Without this, sqlx's `BEGIN` inside the frame only warned and its
+/// `COMMIT` ended the frame's transaction, so the statements it prepared stayed on a server
+/// connection PgBouncer then lent to others, whose own `sqlx_s_<n>` collided with them.)
+/// In a savepoint the caller cannot change the isolation level, so such a transaction is
+/// planned elsewhere ([`super::Product::frame_hosts`]).
+#[cfg(feature = "postgres")]
+async fn open_frame(
+    conn: &mut sea_orm::sqlx::PgConnection,
+    begin: &'static str,
+) -> Result<(), sea_orm::sqlx::Error> {
+    use sea_orm::sqlx::postgres::PgTransactionManager;
+    use sqlx_core::transaction::TransactionManager;
+    if PgTransactionManager::get_transaction_depth(conn) == 0 {
+        let begin = sea_orm::sqlx::SqlSafeStr::into_sql_str(begin);
+        PgTransactionManager::begin(conn, Some(begin)).await
+    } else {
+        pg(conn, begin).await
     }
 }
 

@@ -37,6 +37,9 @@ use crate::product::Product;
 pub(crate) struct Planner {
     policy: Policy,
     product: Product,
+    /// Whether some replica is behind transaction pooling, where a read-only transaction runs
+    /// only if the product can nest it in the replica's frame ([`Product::frame_hosts`]).
+    framed_replicas: bool,
 }
 
 /// What a plan reads of the rest of the connection: the live view of the cluster (one snapshot
@@ -79,9 +82,10 @@ struct ScopeView {
 }
 
 impl Planner {
-    /// A planner with this policy, for `product`'s SQL.
-    pub(crate) fn new(policy: Policy, product: Product) -> Planner {
-        Planner { policy, product }
+    /// A planner with this policy, for `product`'s SQL; `framed_replicas`: some replica is
+    /// behind transaction pooling.
+    pub(crate) fn new(policy: Policy, product: Product, framed_replicas: bool) -> Planner {
+        Planner { policy, product, framed_replicas }
     }
 
     /// The routing policy the builder set.
@@ -427,7 +431,10 @@ impl Planner {
             let read_only = access == Some(AccessMode::ReadOnly);
             let serializable_pg = isolation == Some(IsolationLevel::Serializable)
                 && self.product.replicas_refuse_serializable();
-            if !read_only || serializable_pg {
+            // A transaction a transaction-pooled replica cannot host goes to the primary: the
+            // router does not pick replicas by pooling, and such setups pool every replica.
+            let unhosted = self.framed_replicas && !self.product.frame_hosts(isolation);
+            if !read_only || serializable_pg || unhosted {
                 let ctx = RouteContext::for_access(Access::Write, now)
                     .with_transaction(Transaction::ReadWrite);
                 return Ok(Decided::Ready(
