@@ -241,6 +241,22 @@ impl Node {
         self.health
     }
 
+    /// Whether it may serve reads: a replica that is not [`Health::Down`] (`Suspect` ones
+    /// after the `Up` ones). The one statement of it: every part that asks which nodes a read
+    /// could use asks this.
+    ///
+    /// ```
+    /// use rwsplit_core::{Health, Node, NodeId, Role};
+    /// let replica = |h| Node::builder(NodeId::new(1), Role::Replica).health(h).build();
+    /// assert!(replica(Health::Suspect).serves_reads());
+    /// assert!(!replica(Health::Down).serves_reads());
+    /// assert!(!Node::builder(NodeId::new(0), Role::Primary).build().serves_reads());
+    /// ```
+    #[must_use]
+    pub fn serves_reads(&self) -> bool {
+        self.role == Role::Replica && self.health != Health::Down
+    }
+
     /// The replayed (replica) or written (primary) position, if known.
     #[must_use]
     pub fn position(&self) -> Option<&ReplayPosition> {

@@ -527,7 +527,7 @@ impl Router {
             // The replica closest to the token, among those otherwise eligible; Up before Suspect.
             let mut best: Option<(&Node, (bool, u64))> = None;
             for node in topology.replicas() {
-                if node.health() == Health::Down
+                if !node.serves_reads()
                     || !self.eligible(node, &Consistency::Eventual, group, ctx.now())
                 {
                     continue;

@@ -232,10 +232,7 @@ impl Routing {
         if n.position().is_some_and(|p| token.is_satisfied_by(p)) {
             return true;
         }
-        n.role() == Role::Replica
-            && n.health() != Health::Down
-            && !self.learned.is_empty()
-            && self.learned.has(node, token, now)
+        n.serves_reads() && !self.learned.is_empty() && self.learned.has(node, token, now)
     }
 
     /// A replica of `topo` a catch-up wait proved, not long before `now`, to have `token`, not
@@ -251,11 +248,7 @@ impl Routing {
         if self.learned.is_empty() {
             return None;
         }
-        let fits = |n: &Node| {
-            n.role() == Role::Replica
-                && n.health() != Health::Down
-                && self.learned.has(n.id(), token, now)
-        };
+        let fits = |n: &Node| n.serves_reads() && self.learned.has(n.id(), token, now);
         if let Some(r) = rather.and_then(|r| topo.node(r)).filter(|n| fits(n)) {
             return Some(r.id());
         }

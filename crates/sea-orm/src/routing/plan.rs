@@ -15,7 +15,7 @@
 use std::time::{Duration, Instant};
 
 use rwsplit_core::{
-    Access, CatchUp, CausalToken, Classification, Consistency, Health, NodeId, Role, RouteContext,
+    Access, CatchUp, CausalToken, Classification, Consistency, NodeId, Role, RouteContext,
     RouteReason, Target, Transaction,
 };
 use sea_orm::{AccessMode, DbErr, IsolationLevel};
@@ -268,7 +268,7 @@ impl Planner {
         let now = rc.now();
         let replica = topo
             .node(node)
-            .filter(|n| n.role() == Role::Replica && n.health() != Health::Down)
+            .filter(|n| n.serves_reads())
             .map(|n| (token.is_none_or(|t| routing.has_replayed(topo, node, t, now)), n.lag()));
         fx.monotonic_stay = true;
         let bounded = |plan: crate::cluster::Plan| match level {
@@ -315,7 +315,7 @@ impl Planner {
         if on_primary
             && let Some(max) = wait
             && !done.floored
-            && topo.replicas().any(|r| r.health() != Health::Down && !too_far(&r.lag(), max))
+            && topo.replicas().any(|r| r.serves_reads() && !too_far(&r.lag(), max))
         {
             return Ok(Decided::Io(Io::PrimaryFloor { at: node }));
         }
@@ -528,7 +528,7 @@ pub(crate) fn out_of_reach(topo: &rwsplit_core::Topology, wait: Option<Duration>
     // estimate makes a replica a few milliseconds behind look up to a probe interval late, and
     // a write that then skipped its position read would start no position feed to correct it.
     let far = |lag: rwsplit_core::Lag| lag.reported_time().is_some_and(|t| t > max);
-    topo.replicas().all(|r| r.health() == rwsplit_core::Health::Down || far(r.lag()))
+    topo.replicas().all(|r| !r.serves_reads() || far(r.lag()))
 }
 
 /// What planning gives: a plan, or an I/O step to do before planning again; each with the
