@@ -184,9 +184,11 @@ impl Plan {
 
     /// What running this plan on `node` means for monotonic reads
     /// ([`Causality::saw`](crate::consistency::Causality::saw)): `monotonic`, the call's level
-    /// keeps them; `ended`, its result is in.
+    /// keeps them; `ended`, its result is in. With the primary alone in the snapshot there is
+    /// no other node to go back in time on.
     pub(crate) fn ran(&self, node: NodeId, monotonic: bool, ended: bool) -> Ran {
-        let monotonic_read = self.access() == Access::Read && monotonic;
+        let monotonic_read =
+            self.access() == Access::Read && monotonic && self.topology.nodes().len() > 1;
         // Only an ended monotonic read asks for it.
         let on_primary = monotonic_read && ended && self.snapshot_primary() == Some(node);
         Ran { node, monotonic_read, ended, on_primary }

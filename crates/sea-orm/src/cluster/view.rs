@@ -29,6 +29,8 @@ pub(crate) struct Routing {
     router: Router,
     /// Whether the balancer reads latency estimates (else statements do not record them).
     feeds_latency: bool,
+    /// Whether a monitor runs on the state (else nobody reads its uses).
+    monitored: bool,
     /// Positions catch-up waits proved replicas had, between the monitor's samples.
     learned: Learned,
     /// The nodes fenced because their server is not one rwsplit supports
@@ -44,16 +46,17 @@ impl Routing {
     /// Routing on a state of its own over `topology` (the tests').
     #[cfg(test)]
     pub(crate) fn fresh(topology: Topology, config: RouterConfig, policy: HealthPolicy) -> Routing {
-        Routing::new(Arc::new(TopologyState::new(topology, policy)), config)
+        Routing::new(Arc::new(TopologyState::new(topology, policy)), config, false)
     }
 
     /// The live view over the monitor's `state` (its own, or one shared with other
-    /// connections), planning with a router of `config`.
-    pub(crate) fn new(state: Arc<TopologyState>, config: RouterConfig) -> Routing {
+    /// connections; `monitored`: a monitor runs on it), planning with a router of `config`.
+    pub(crate) fn new(state: Arc<TopologyState>, config: RouterConfig, monitored: bool) -> Routing {
         let router = Router::new(config);
         Routing {
             state,
             feeds_latency: router.uses_latency(),
+            monitored,
             router,
             learned: Learned::default(),
             unsupported: std::sync::Mutex::default(),
@@ -391,10 +394,13 @@ impl Routing {
         self.state.sampled_since(node, at)
     }
 
-    /// Tells the monitor the cluster is in use at `now` (it probes at its usual interval).
+    /// Tells the monitor, if one runs, that the cluster is in use at `now`: it probes at its
+    /// usual interval, not the idle one. One atomic load while statements come often.
     #[inline]
-    pub(crate) fn used(&self, now: Instant) {
-        self.state.used(now);
+    pub(crate) fn note_use(&self, now: Instant) {
+        if self.monitored {
+            self.state.used(now);
+        }
     }
 
     /// Calls `each` with the id of every node in a snapshot taken now (those reads can be on).

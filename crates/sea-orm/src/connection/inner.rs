@@ -175,11 +175,10 @@ impl Inner {
         self.planner.wait_of(ctx)
     }
 
-    /// What a plan reads of the rest of the connection: the routing view, read-your-writes, the
-    /// number of nodes, and whether a monitor runs.
+    /// What a plan reads of the rest of the connection: the routing view, read-your-writes,
+    /// and whether a monitor runs.
     fn around(&self) -> Around<'_> {
-        let (causality, nodes) = (&self.causality, self.nodes.count());
-        Around { routing: &self.routing, causality, nodes, monitored: self.monitored }
+        Around { routing: &self.routing, causality: &self.causality, monitored: self.monitored }
     }
 }
 
@@ -316,18 +315,8 @@ impl Inner {
     }
 }
 
-/// The monitor, told what the statements do: that the cluster is in use, and after its probes
-/// what read-your-writes and the routing view may forget.
+/// After the monitor's probes: what read-your-writes and the routing view may forget.
 impl Inner {
-    /// Tells the monitor, if one runs, that the cluster is in use at `now`: it probes at its
-    /// usual interval, not the idle one. One atomic load while statements come often.
-    #[inline]
-    pub(super) fn note_use(&self, now: Instant) {
-        if self.monitored {
-            self.routing.used(now);
-        }
-    }
-
     /// After a probe of the monitor's: forgets the scopes whose writes every replica has
     /// replayed (or whose tokens are stale), and the catch-up waits' expired proofs.
     pub(super) fn sweep(&self, now: Instant) {

@@ -136,9 +136,9 @@ pub(crate) fn assemble(
         Some(a) => a.state(),
         None => Arc::new(rwsplit_monitor::TopologyState::new(topology, health)),
     };
-    let routing = Routing::new(Arc::clone(&state), router);
-    let nodes = Nodes::new(state, table);
     let monitored = acquired.is_some();
+    let routing = Routing::new(Arc::clone(&state), router, monitored);
+    let nodes = Nodes::new(state, table);
     let classified =
         crate::routing::classified::Classified::new(classifier, product.dialect(), learned);
     let hedged = policy.hedged_reads;

@@ -49,9 +49,8 @@ impl Record<'_> {
     pub(super) fn succeeded(mut self, now: Instant) {
         let guard = self.guard.take();
         self.observe(now, None);
-        self.node.statement_answered(self.started, now);
+        self.node.answered(self.started, now, self.write);
         self.conn.routing.answered(self.id, guard, now);
-        self.node.count_success(self.write);
     }
 
     /// The attempt failed as `attempt` says; `now` is when it returned. Returns the error the

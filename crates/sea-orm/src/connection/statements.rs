@@ -95,7 +95,7 @@ fn statement_in<'a, W: Work + Sync + 'a>(
             // A read whose effect comes after its attempt (a stream: its rows are still to
             // come) is bounded only by a later read.
             let ran = plan.ran(node, ctx.keeps_monotonic(inner.planner.policy()), !W::INERT);
-            inner.causality.saw(&inner.routing, &inner.writable(), &scope, ran);
+            inner.causality.saw(&inner.routing, &scope, ran);
         }
         Ok(out)
     }

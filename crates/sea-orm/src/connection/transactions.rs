@@ -48,7 +48,7 @@ pub(crate) async fn begin_in(
             super::attempt::attempt(inner, &plan, &mut Begin { options, unseen }, &scope).await?;
         // A read-only transaction reads until it ends, unseen: bounded by a later read.
         let ran = plan.ran(node, ctx.keeps_monotonic(inner.planner.policy()), false);
-        inner.causality.saw(&inner.routing, &inner.writable(), &scope, ran);
+        inner.causality.saw(&inner.routing, &scope, ran);
         Ok((txn, writes.then_some(node)))
     }
     .instrument(span)

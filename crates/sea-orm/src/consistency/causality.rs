@@ -135,7 +135,8 @@ impl Outcome {
 pub(crate) struct Ran {
     /// The node it ran on.
     pub(crate) node: NodeId,
-    /// It was a read at a level that keeps monotonic reads (`Consistency::Session`).
+    /// It was a read at a level that keeps monotonic reads (`Consistency::Session`), its plan's
+    /// snapshot holding more than one node.
     pub(crate) monotonic_read: bool,
     /// Its result is in (else it may still be reading: a stream, a read-only transaction).
     pub(crate) ended: bool,
@@ -243,14 +244,8 @@ impl Causality {
     /// A statement ran in `scope` (monotonic reads): a read kept monotonic becomes the
     /// scope's last read, ended now if its result is in, else still reading (a stream, a
     /// read-only transaction). Writes record their position instead ([`after_write`](Self::after_write)).
-    pub(crate) fn saw(
-        &self,
-        samples: &impl Samples,
-        writers: &impl Writers,
-        scope: &Scope,
-        ran: Ran,
-    ) {
-        if !(ran.monotonic_read && self.on && writers.node_count() > 1) {
+    pub(crate) fn saw(&self, samples: &impl Samples, scope: &Scope, ran: Ran) {
+        if !(ran.monotonic_read && self.on) {
             return;
         }
         let at = ran.ended.then(Instant::now);

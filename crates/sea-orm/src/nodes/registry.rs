@@ -248,10 +248,14 @@ impl Node {
     }
 
     /// A statement on it, started at `started`, got its answer at `now`: its pace learns the
-    /// answer time and the reads still waiting wait from now.
+    /// answer time (the reads still waiting wait from now), and it counts a success, as a
+    /// `write` or a read.
     #[inline]
-    pub(crate) fn statement_answered(&self, started: Instant, now: Instant) {
+    pub(crate) fn answered(&self, started: Instant, now: Instant, write: bool) {
         self.pace.answered(started, now);
+        let counts = &self.counts;
+        let counter = if write { &counts.writes } else { &counts.reads };
+        counter.fetch_add(1, Ordering::Relaxed);
     }
 
     /// A statement on it ended at `now` with no answer to count (an error, or given up).
@@ -260,11 +264,17 @@ impl Node {
         self.pace.ended(now);
     }
 
-    /// Whether reads should try other nodes first, at `now`, with `in_flight` statements on it
-    /// ([`Pace::stalled`]).
+    /// Whether a read passes it over for the plan's next node, at `now`, with `in_flight`
+    /// statements on it: its pace says it has stopped answering ([`Pace::stalled`]). A pass-over
+    /// is reported (its metric, a debug line).
     #[inline]
-    pub(crate) fn stalled(&self, in_flight: u32, now: Instant) -> bool {
-        self.pace.stalled(in_flight, now)
+    pub(crate) fn passed_over(&self, in_flight: u32, now: Instant) -> bool {
+        if !self.pace.stalled(in_flight, now) {
+            return false;
+        }
+        crate::observe::telemetry::passover(&self.labels);
+        tracing::debug!(target: "rwsplit", node = %self.name(), "node stalled: trying the plan's next one");
+        true
     }
 
     /// How long a read on it waits before it is hedged ([`Pace::hedge_delay`]).
@@ -313,14 +323,6 @@ impl Node {
         *self.last_seen.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
-    /// A statement succeeded on it, as a write or a read.
-    #[inline]
-    pub(crate) fn count_success(&self, write: bool) {
-        let counts = &self.counts;
-        let counter = if write { &counts.writes } else { &counts.reads };
-        counter.fetch_add(1, Ordering::Relaxed);
-    }
-
     /// An attempt on it failed because of the node (its connection).
     pub(crate) fn count_failure(&self) {
         self.counts.failures.fetch_add(1, Ordering::Relaxed);
@@ -358,7 +360,7 @@ impl Node {
     }
 }
 
-/// A node's statement counters ([`Node::count_success`] and the like).
+/// A node's statement counters ([`Node::answered`] and the like).
 #[derive(Default)]
 struct Counts {
     /// Statements that succeeded on it as reads.

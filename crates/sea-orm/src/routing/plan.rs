@@ -43,13 +43,12 @@ pub(crate) struct Planner {
 }
 
 /// What a plan reads of the rest of the connection: the live view of the cluster (one snapshot
-/// per plan), read-your-writes (a read's scope state, read once per plan), how many nodes there
-/// are, and whether a monitor samples positions.
+/// per plan, which also tells how many nodes there are), read-your-writes (a read's scope
+/// state, read once per plan), and whether a monitor samples positions.
 #[derive(Clone, Copy)]
 pub(crate) struct Around<'a> {
     pub(crate) routing: &'a Routing,
     pub(crate) causality: &'a Causality,
-    pub(crate) nodes: usize,
     pub(crate) monitored: bool,
 }
 
@@ -192,7 +191,6 @@ impl Planner {
             || overridden
             || matches!(level, Consistency::Strong)
             || (!self.policy.read_your_writes && explicit_token.is_none())
-            || (around.nodes == 1 && explicit_token.is_none())
         {
             return around.routing.route(&rc.with_consistency(level)).map(Decided::Ready);
         }
@@ -215,6 +213,10 @@ impl Planner {
         // One snapshot for every decision of this plan, taken after the scope's view.
         let routing = around.routing;
         let snap = routing.snap();
+        if explicit.is_none() && snap.topology().nodes().len() == 1 {
+            // The primary alone: nothing to wait for or stay on.
+            return routing.route_in(snap, &rc.with_consistency(level)).map(Decided::Ready);
+        }
         let need = match Self::read_need(routing, view, explicit, wait, &snap, done) {
             Ok(need) => need,
             Err(io) => return Ok(Decided::Io(io)),

@@ -12,7 +12,6 @@ use crate::cluster::{Plan, Why};
 use crate::connection::inner::Inner;
 use crate::nodes::registry::{Node, NodeRef};
 use crate::observe::counters::Count;
-use crate::observe::telemetry;
 use crate::send::failure;
 
 /// The candidates tried: the plan's `k`-th, for `k` from `skip` (past a catch-up wait's node
@@ -79,13 +78,11 @@ impl Candidates {
 /// stopped answering (its pace says stalled), unless the read asked for it by name; counted.
 fn passed_over(inner: &Inner, plan: &Plan, id: NodeId, node: &Node, now: Instant) -> bool {
     if plan.reason() == Why::Router(RouteReason::NodeRequested)
-        || !node.stalled(plan.in_flight(id), now)
+        || !node.passed_over(plan.in_flight(id), now)
     {
         return false;
     }
     inner.counters.bump(Count::StalledSkips);
-    telemetry::passover(node.labels());
-    tracing::debug!(target: "rwsplit", node = %node.name(), "node stalled: trying the plan's next one");
     true
 }
 

@@ -44,7 +44,7 @@ pub(in crate::connection) async fn planned(
     let mut done = Done::default();
     loop {
         let now = Instant::now();
-        inner.note_use(now);
+        inner.routing.note_use(now);
         match planner(done, now).map(|p| taken(inner, p, now)) {
             Ok(Ok(plan)) => return Ok(plan),
             // Boxed: most reads do no I/O before their attempts.
