@@ -191,16 +191,17 @@ async fn a_read_on_the_primary_does_not_keep_the_next_read_there(#[case] kind: D
     assert_eq!(on_replica, 5, "each read after a read on the primary found a replica");
 }
 
-/// A write's position is read on the connection the write committed on, before it goes back
-/// to the pool, so a session writing one statement at a time keeps one connection to the
-/// primary. A position read on a connection of its own would take a second one (sqlx is still
-/// testing the write's with a ping on release), and a fleet's primary would hold one more
-/// backend per instance.
+/// A session writing one statement at a time keeps one connection to the primary: the write's
+/// position, left to the session and read by a task of its own when the session does not read
+/// it within 10 ms, is read on the write's connection back in the pool, not on a second one
+/// (a fleet's primary would hold one more backend per instance).
 #[rstest]
 #[case::postgres(DbKind::Postgres)]
 #[case::mariadb(DbKind::MariaDb)]
 #[tokio::test]
-async fn a_write_s_position_is_read_on_the_write_s_own_connection(#[case] kind: DbKind) {
+async fn a_session_writing_one_statement_at_a_time_keeps_one_primary_connection(
+    #[case] kind: DbKind,
+) {
     let (_cluster, tdb, setup) = setup(kind, "capture_conn").await;
     drop(setup);
     // A connection of its own, after the migrations: its primary pool has opened nothing yet.

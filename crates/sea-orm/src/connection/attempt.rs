@@ -142,28 +142,26 @@ fn attempt_plan<'a, W: Work>(
                 (id == run.primary, run.now, plan.start(id, run.now));
             span::attempt(run.traced, &node, (on_primary, run.tried), (plan, write, work.sql()));
             let result = if write {
-                write::attempt(inner, (id, &node), &mut *work, earlier == 0, scope).await
+                write::attempt(inner, (id, &node), &mut *work, earlier == 0).await
             } else {
                 let deadline = run.deadline;
                 let at = read::At { id, node: &node, on_primary, last, earlier, started, deadline };
-                let r = if let Some(rare) = read::rare(inner, plan, &*work, at, &run.candidates) {
+                if let Some(rare) = read::rare(inner, plan, &*work, at, &run.candidates) {
                     match rare.await {
                         Hedged::By(out, h) => return Ok(hedge::won(inner, plan, &*work, out, h)),
                         Hedged::First(r) => r,
                     }
                 } else {
                     read::bounded(inner, &mut *work, at).await
-                };
-                r.map(|out| (out, None))
+                }
             };
             run.now = Instant::now();
             let on = (&*node, id, on_primary, write);
             let record = outcome::record(inner, plan, &*work, on, (started, guard));
             match result {
-                Ok((out, held)) => {
+                Ok(out) => {
                     record.succeeded(run.now);
-                    if write && let Some(after) = write::wrote(inner, work.wrote(), id, scope, held)
-                    {
+                    if write && let Some(after) = write::wrote(inner, work.wrote(), id, scope) {
                         after.await;
                     }
                     return Ok((out, id));

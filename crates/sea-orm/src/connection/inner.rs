@@ -14,7 +14,7 @@
 //! position reads on the nodes' writable pools. `Inner`'s own operations compose parts: a plan
 //! reads the routing view and read-your-writes; the pools lent to the user are found by the
 //! routing view's primary; whether a pending scope's position could serve a read when its token
-//! is exported ([`Inner::out_of_reach`]); the task a write's position is read in
+//! is exported ([`Inner::out_of_reach`]); the task a write's position is left to
 //! ([`Inner::background`]); a probe's sweep clears scopes and proofs. It passes a call on to one
 //! part only in tests outside the folder (`classify`, `wait_of`, `ban`). `Inner` is what the
 //! watchdog looks at; a statement's watch reads standings from `Routing` itself.
@@ -227,10 +227,10 @@ impl Inner {
         Writable::new(&self.nodes, self.planner.product(), &self.counters)
     }
 
-    /// How a write's position read runs off the request path: given the [`Capture`], a task of
-    /// its own finishes it ([`Causality::finish`]), holding the connection while it runs.
-    /// `None` outside a runtime, or once the connection is being dropped (the read is then
-    /// done in the caller's).
+    /// The task a write's position read is left to: given the [`Capture`], it runs
+    /// [`Causality::finish`], which reads the position if the scope has not. `None` outside a
+    /// runtime, or once the connection is being dropped (the position is then read in the
+    /// caller's task, at once).
     pub(super) fn background(&self) -> Option<impl FnOnce(Capture) + use<>> {
         // Live while a statement of the connection runs (it holds the connection).
         let (Ok(runtime), Some(db)) = (tokio::runtime::Handle::try_current(), self.me.upgrade())

@@ -5,12 +5,15 @@
 //! that say what it tracks. What it needs of the rest of the connection it asks of the part
 //! that owns it, handed to each operation that needs it: the monitor's samples ([`Samples`],
 //! the live view of the cluster's), the nodes' names and position reads on their writable
-//! pools ([`Writers`]); and, after a write, how its position read runs off the request path,
-//! as a closure the caller makes.
+//! pools ([`Writers`]); and, after a write, the task its position read is left to, as a
+//! closure the caller makes.
 //!
 //! A scope is the calling task's, or a [`Session`](crate::Session) (explicit or ambient).
-//! After a write its position is read from the primary in a task of its own; while that read
-//! is in flight the scope's reads go to the primary. A capture clears only what was pending
+//! After a write its position is pending: the scope reads it on its own task when it needs it
+//! (its next read, or its token), one round trip with no hand-off between tasks, or not at all
+//! while no replica could serve a read within the wait; a task of its own reads it after
+//! [`LEFT_TO_THE_SCOPE`] if the scope has not. While that task's read is in flight the scope's
+//! reads wait for it or go to the primary. A capture clears only what was pending
 //! before the write committed ([`Slot::settle_pending`]), so a `begin()` or an escaped
 //! primary connection in between keeps the scope conservative.
 
@@ -23,7 +26,6 @@ use sea_orm::{DbErr, TransactionError};
 
 use super::causal::{Scope, Seen, Settled, Shared, Slot, TaskScopes};
 use super::coalesce::Coalesce;
-use crate::send::sending::Taken;
 
 /// The monitor's position samples, as read-your-writes asks for and reads them: the live
 /// view of the cluster's (`Routing`, the adapter's one owner of the monitor's state,
@@ -60,14 +62,15 @@ pub(crate) trait Writers: Sync {
     /// The name of node `node` (`host:port/db`), if the connection has it.
     fn name_of(&self, node: NodeId) -> Option<String>;
 
-    /// One read of the primary's position on `node`: on `taken` (a connection of its
-    /// writable pool) if given, else on a connection of that pool's. Counted for
-    /// [`Stats`](crate::Stats); an error names the node.
-    fn read_position<'a>(
-        &'a self,
+    /// One read of the primary's position on a connection of `node`'s writable pool;
+    /// `background`: in a task of its own, which gives the connection back to the pool before
+    /// it ends (no caller waits). Counted for [`Stats`](crate::Stats); an error names the
+    /// node.
+    fn read_position(
+        &self,
         node: NodeId,
-        taken: Option<&'a mut Taken>,
-    ) -> impl Future<Output = Result<CausalToken, DbErr>> + Send + 'a;
+        background: bool,
+    ) -> impl Future<Output = Result<CausalToken, DbErr>> + Send;
 }
 
 /// A connection's read-your-writes: its scopes, the position reads after writes, and what
@@ -96,17 +99,19 @@ enum Key {
     Session(Arc<Shared>),
 }
 
-/// A write's position read, to be finished ([`Causality::finish`]) in a task of its own.
+/// A write's position read left to a task of its own ([`Causality::finish`]), for when the
+/// scope has not read it by then.
 pub(crate) struct Capture {
     node: NodeId,
-    /// Counted in its scope's in-flight reads.
-    counted: bool,
     key: Key,
-    /// The scope's pending epoch when the write committed.
-    epoch: u64,
-    /// The connection the write committed on, if it is read there.
-    taken: Option<Taken>,
 }
+
+/// How long after a write its position read is left to the write's own scope: the scope's
+/// next read, or its token (a web request's response), reads it on the caller's task, with no
+/// hand-off between tasks. Past this, a task of its own reads it, so that the token of a scope
+/// that goes quiet stays close to its write (a later position would need the replicas to
+/// replay more before they could serve it).
+const LEFT_TO_THE_SCOPE: Duration = Duration::from_millis(10);
 
 /// How a read-write transaction ended, as far as its writes go.
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -371,30 +376,30 @@ impl Causality {
         writers: &impl Writers,
         node: NodeId,
     ) -> Result<CausalToken, DbErr> {
-        self.capture_at(samples, writers, node, None).await
+        self.capture_in(samples, writers, node, false).await
     }
 
-    /// [`capture`](Self::capture), read on `taken` (a connection of `node`'s writable pool)
-    /// if given.
-    async fn capture_at(
+    /// [`capture`](Self::capture), from a task of its own if `background`.
+    async fn capture_in(
         &self,
         samples: &impl Samples,
         writers: &impl Writers,
         node: NodeId,
-        taken: Option<&mut Taken>,
+        background: bool,
     ) -> Result<CausalToken, DbErr> {
-        self.captures.position(node, || self.capture_now(samples, writers, node, taken)).await
+        let now = || self.capture_now(samples, writers, node, background);
+        self.captures.position(node, now).await
     }
 
-    /// One position read of `node`, on `taken` if given.
+    /// One position read of `node` (`background`: see [`Writers::read_position`]).
     async fn capture_now(
         &self,
         samples: &impl Samples,
         writers: &impl Writers,
         node: NodeId,
-        taken: Option<&mut Taken>,
+        background: bool,
     ) -> Result<CausalToken, DbErr> {
-        let token = writers.read_position(node, taken).await?;
+        let token = writers.read_position(node, background).await?;
         // The scope will read soon: the replicas' feeds run until each has the write (and
         // no longer), so that read finds one known to have it.
         if self.monitored
@@ -405,24 +410,22 @@ impl Causality {
         Ok(token)
     }
 
-    /// A write committed on `node`: the primary's position is read off the request path, in
-    /// a task of its own (`background`: given the [`Capture`], it finishes it
-    /// ([`finish`](Self::finish)) in a task of its own, holding the connection while it runs;
-    /// `None` where it cannot — outside a runtime, or once the connection is being dropped —
-    /// and the read is then done here), and recorded in
-    /// the scope when it arrives; meanwhile the scope
-    /// counts it in flight and its reads go to the primary (a replica could not have the
-    /// write yet anyway). The write has succeeded whatever happens here; if the position
-    /// cannot be read, the scope is marked pending instead (its next read asks again, or goes
-    /// to the primary). `taken`: the connection the write committed on, read on before it
-    /// goes back to the pool; without it, a connection of the pool's.
+    /// A write committed on `node`: its scope's position becomes pending, and the scope
+    /// reads it when it next needs it, on its own task — its next read (unless no replica
+    /// could serve that read within the wait: it goes to the primary and the position stays
+    /// pending), or its exported token (a web request's response) — one round trip and no
+    /// hand-off between tasks. If the scope has not read it within [`LEFT_TO_THE_SCOPE`], a
+    /// task of its own does (`background`: given the [`Capture`], it runs
+    /// [`finish`](Self::finish) there; `None` where it cannot — outside a runtime, or once
+    /// the connection is being dropped — and the position is then read here, at once). The
+    /// write has succeeded whatever happens here; a position read that fails leaves the scope
+    /// pending (its next read asks again, or goes to the primary).
     pub(crate) async fn after_write<B: FnOnce(Capture)>(
         &self,
         samples: &impl Samples,
         writers: &impl Writers,
         node: NodeId,
         scope: &Scope,
-        taken: Option<Taken>,
         background: impl FnOnce() -> Option<B>,
     ) {
         if !self.tracks_writes(writers, scope) {
@@ -432,33 +435,61 @@ impl Causality {
             Scope::Task => Key::Task(tokio::task::try_id()),
             Scope::Session(s) => Key::Session(Arc::clone(s)),
         };
-        let Some(spawn) = background() else {
-            let epoch = self.key_update(&key, |s| s.pending_epoch);
-            let capture = Capture { node, counted: false, key, epoch, taken };
-            self.finish(samples, writers, capture).await;
-            return;
-        };
         let epoch = self.key_update(&key, |s| {
-            s.inflight += 1;
+            s.mark_pending();
             s.pending_epoch
         });
-        spawn(Capture { node, counted: true, key, epoch, taken });
+        match background() {
+            Some(spawn) => spawn(Capture { node, key }),
+            None => self.read_pending(samples, writers, node, &key, epoch, false).await,
+        }
     }
 
-    /// Reads the position after a write (on the write's connection, if it has it) and
-    /// records it in the write's scope; the read clears only what was pending when the write
-    /// committed.
+    /// The position read of a write's [`Capture`], after [`LEFT_TO_THE_SCOPE`], if it is still
+    /// wanted: the scope is still pending (its own read or token has not read it) and someone
+    /// still holds it (a session dropped with its request, its token answered, needs nothing).
+    /// Counted in the scope's reads in flight meanwhile: its reads and token wait for it
+    /// rather than send another. Whether a replica could use it is not asked here: a scope
+    /// that stays alive reads again, and may by then be served by a replica that has it.
     pub(crate) async fn finish(
         &self,
         samples: &impl Samples,
         writers: &impl Writers,
         capture: Capture,
     ) {
-        let Capture { node, counted, key, epoch, mut taken } = capture;
+        tokio::time::sleep(LEFT_TO_THE_SCOPE).await;
+        let Capture { node, key } = capture;
+        if let Key::Session(s) = &key
+            && Arc::strong_count(s) == 1
+        {
+            return;
+        }
+        let Some(epoch) = self.key_update(&key, |s| {
+            s.pending.then(|| {
+                s.inflight += 1;
+                s.pending_epoch
+            })
+        }) else {
+            return;
+        };
+        self.read_pending(samples, writers, node, &key, epoch, true).await;
+    }
+
+    /// Reads the primary's position on `node` and records it in the scope of `key`, settling
+    /// what was pending as of `epoch` (a write marked pending since stays pending); `counted`:
+    /// the read was counted in the scope's reads in flight, by the task a write's position is
+    /// left to (so it reads in the background).
+    async fn read_pending(
+        &self,
+        samples: &impl Samples,
+        writers: &impl Writers,
+        node: NodeId,
+        key: &Key,
+        epoch: u64,
+        counted: bool,
+    ) {
         let sent = Instant::now();
-        let result = self.capture_at(samples, writers, node, taken.as_mut()).await;
-        // Given back to the pool (which tests it first) as soon as the position is read.
-        drop(taken);
+        let result = self.capture_in(samples, writers, node, counted).await;
         // Whatever the outcome, the reads waiting for this scope's positions to land look again.
         let _landed = Landing(&self.landed);
         let done = |s: &mut Slot| {
@@ -467,7 +498,7 @@ impl Causality {
             }
         };
         match result {
-            Ok(token) => self.key_update(&key, |s| {
+            Ok(token) => self.key_update(key, |s| {
                 s.record(&token);
                 s.covers_reads_before(sent);
                 s.settle_pending(epoch);
@@ -475,7 +506,7 @@ impl Causality {
             }),
             Err(e) => {
                 tracing::warn!(target: "rwsplit", node = %writers.name_of(node).unwrap_or_default(), error = %e, "could not read the primary's position after a write; the next read in this scope goes to the primary");
-                self.key_update(&key, |s| {
+                self.key_update(key, |s| {
                     s.mark_pending();
                     done(s);
                 });
@@ -522,7 +553,7 @@ impl Causality {
     ) {
         match outcome {
             Outcome::Committed => {
-                self.after_write(samples, writers, node, scope, None, background).await;
+                self.after_write(samples, writers, node, scope, background).await;
             }
             Outcome::Unknown => self.mark_unseen_writes(writers, scope),
             Outcome::RolledBack => {}
@@ -571,11 +602,7 @@ mod tests {
             Some("primary:5432/app".to_owned())
         }
 
-        async fn read_position<'a>(
-            &'a self,
-            _: NodeId,
-            _: Option<&'a mut Taken>,
-        ) -> Result<CausalToken, DbErr> {
+        async fn read_position(&self, _: NodeId, _: bool) -> Result<CausalToken, DbErr> {
             let n = self.reads.fetch_add(1, Ordering::SeqCst) + 1;
             if self.fail {
                 return Err(DbErr::Custom("unreachable".to_owned()));
@@ -619,7 +646,7 @@ mod tests {
 
     /// A write on `P` in `scope`, its position read inline.
     async fn write(c: &Causality, pools: &Fake, scope: &Scope) {
-        c.after_write(&no_samples(), pools, P, scope, None, inline).await;
+        c.after_write(&no_samples(), pools, P, scope, inline).await;
     }
 
     /// A transaction on `P` in `scope` that ended as `outcome`.
@@ -649,6 +676,41 @@ mod tests {
         assert!(!causality(false).tracks_writes(&two, &session));
         write(&causality(false), &two, &task).await;
         assert_eq!(two.reads.load(Ordering::SeqCst), 1, "an untracked write reads nothing");
+    }
+
+    /// A write leaves its position to its scope: pending at once, nothing read. The task it
+    /// is left to reads it after [`LEFT_TO_THE_SCOPE`] only if the scope has not read it
+    /// meanwhile and someone still holds the session.
+    #[tokio::test(start_paused = true)]
+    async fn a_write_s_position_is_left_to_its_scope_then_read_once_if_still_wanted() {
+        let (c, two) = (causality(true), Fake::new(2, false));
+        let reads = || two.reads.load(Ordering::SeqCst);
+        let session: Arc<Shared> = Arc::default();
+        let scope = Scope::Session(Arc::clone(&session));
+
+        // Nobody read it: the task reads it.
+        let mut capture = None;
+        c.after_write(&no_samples(), &two, P, &scope, || Some(|k| capture = Some(k))).await;
+        let slot = c.slot(&scope);
+        assert!(slot.pending && slot.inflight == 0 && slot.token.is_none());
+        assert_eq!(reads(), 0, "nothing read on the write's path");
+        c.finish(&no_samples(), &two, capture.take().unwrap()).await;
+        let slot = c.slot(&scope);
+        assert!(!slot.pending && slot.inflight == 0 && slot.token.is_some());
+        assert_eq!(reads(), 1);
+
+        // The scope read it first (its token, its next read): nothing more.
+        c.after_write(&no_samples(), &two, P, &scope, || Some(|k| capture = Some(k))).await;
+        let epoch = c.slot(&scope).pending_epoch;
+        assert!(c.settle(&no_samples(), &two, &scope, P, epoch).await);
+        c.finish(&no_samples(), &two, capture.take().unwrap()).await;
+        assert_eq!(reads(), 2, "one read for the second write, the scope's own");
+
+        // The session is gone (its request answered): nobody needs it.
+        c.after_write(&no_samples(), &two, P, &scope, || Some(|k| capture = Some(k))).await;
+        drop((scope, session));
+        c.finish(&no_samples(), &two, capture.take().unwrap()).await;
+        assert_eq!(reads(), 2);
     }
 
     /// A position read that fails leaves the scope pending (its next read asks the primary);

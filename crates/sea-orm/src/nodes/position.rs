@@ -4,11 +4,11 @@
 //! Capture costs one round trip on the primary per write. SeaORM's drivers give no way to have
 //! the server send its position with the write's own reply (MariaDB can put `last_gtid` in the
 //! OK packet with `session_track_system_variables`, MySQL the GTID with `session_track_gtids`,
-//! but sqlx does not expose session-state tracking), so the position is asked for right after
-//! the write, off the request path. Any connection of the primary's would do (once the write
-//! has committed, the server-wide position is at or past it); it is asked on the write's own
-//! ([`On::Taken`]), which is then given back to the pool. [`Writable`] is the nodes as
-//! read-your-writes reads positions on them ([`Writers`]).
+//! but sqlx does not expose session-state tracking), so the position is asked for after the
+//! write, when the write's scope needs it (see `Causality::after_write`), on any connection of
+//! the primary's writable pool: once the write has committed, the server-wide position is at
+//! or past it. [`Writable`] is the nodes as read-your-writes reads positions on them
+//! ([`Writers`]).
 
 use std::time::Duration;
 
@@ -20,19 +20,22 @@ use crate::nodes::registry::Nodes;
 use crate::observe::counters::{Count, Counters};
 use crate::product::{OneRow, Product, Waited};
 use crate::routing_error::{RoutingError, read_on};
+use crate::send::sending;
 
 /// Where the primary's position is read
 /// ([`Product::capture`](crate::product::Product::capture): a token at or past every write
-/// that has committed): any connection of the primary's pool, or the connection a write has
-/// just committed on, before it goes back to the pool. Reading it there saves an acquire per
-/// write, and a second connection per instance for a sequential workload: sqlx tests each
-/// returned connection with a ping on a task of its own, so the statement right after a write
-/// would find no idle one and open another.
-pub(crate) enum On<'a> {
-    /// A connection of the pool's, acquired for the statement.
+/// that has committed, in one or two statements): a connection taken from the primary's
+/// writable pool for all of them, or, for a pool no connection can be taken from (a mock), the
+/// pool itself. Taken once: sqlx tests each returned connection with a ping on a task of its
+/// own, so a second statement acquiring from the pool right after the first would find no
+/// idle connection and open another. A read in a task of its own gives the connection back
+/// before it ends, for the same reason: a sequential writer's next statement then finds it
+/// idle (a task's read that ended with a drop could leave it pinging past the next write).
+enum On<'a> {
+    /// A pool, acquired from for each statement.
     Pool(&'a DatabaseConnection),
-    /// A connection taken from the pool already.
-    Taken(&'a mut crate::send::sending::Taken),
+    /// A connection taken from the pool for the capture.
+    Taken(crate::send::sending::Taken),
 }
 
 impl OneRow for On<'_> {
@@ -78,21 +81,29 @@ impl Writers for Writable<'_> {
         self.nodes.name_of(node)
     }
 
-    async fn read_position<'a>(
-        &'a self,
-        node: NodeId,
-        taken: Option<&'a mut crate::send::sending::Taken>,
-    ) -> Result<CausalToken, DbErr> {
+    async fn read_position(&self, node: NodeId, background: bool) -> Result<CausalToken, DbErr> {
         let n = self.nodes.hold(node).ok_or_else(|| {
             let name = self.nodes.removed_name(node);
             DbErr::from(RoutingError::node_removed(node, name.as_deref()))
         })?;
         let cached = n.system_id();
-        let mut on = match taken {
-            Some(t) => On::Taken(t),
-            None => On::Pool(n.writer()),
+        let writer = n.writer();
+        let mut on = if sending::can_take(writer) {
+            match sending::take(writer).await {
+                Ok(taken) => On::Taken(taken),
+                Err(e) => {
+                    self.counters.bump(Count::CaptureFailures);
+                    return Err(read_on(e, n.name()));
+                }
+            }
+        } else {
+            On::Pool(writer)
         };
-        match self.product.capture(&mut on, cached).await {
+        let captured = self.product.capture(&mut on, cached).await;
+        if background && let On::Taken(taken) = &mut on {
+            taken.give_back().await;
+        }
+        match captured {
             Ok((token, system_id)) => {
                 n.set_system_id(system_id);
                 self.counters.bump(Count::Captures);

@@ -1,5 +1,4 @@
-//! Reading the product's SQL: one row, on a pool or on a connection the caller has taken from
-//! one already ([`OneRow`]); columns as text; the errors for a position that does not read as
+//! Reading the product's SQL: one row, on a pool ([`OneRow`]); columns as text; the errors for a position that does not read as
 //! one.
 
 use std::future::Future;
@@ -8,14 +7,20 @@ use sea_orm::{ConnectionTrait, DatabaseConnection, DbBackend, DbErr, QueryResult
 
 use crate::routing_error::{RoutingError, bounded};
 
-/// A connection a product reads one row on, where the caller chooses which (a write's
-/// position is read on the connection the write committed on: `crate::nodes::position::On`).
+/// A connection a product reads one row on: a pool's (the primary's position is read on any
+/// connection of its writable pool), or the unit tests' scripted one.
 pub(crate) trait OneRow {
     /// The first row `stmt` returns, if any.
     fn one_row(
         &mut self,
         stmt: Statement,
     ) -> impl Future<Output = Result<Option<QueryResult>, DbErr>> + Send;
+}
+
+impl OneRow for &DatabaseConnection {
+    async fn one_row(&mut self, stmt: Statement) -> Result<Option<QueryResult>, DbErr> {
+        self.query_one_raw(stmt).await
+    }
 }
 
 /// One row of `sql`, in `backend`'s dialect, on `on` (`what` names it in the error); no row is

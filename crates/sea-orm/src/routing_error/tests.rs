@@ -472,10 +472,7 @@ async fn an_unreadable_position_is_typed(
 ) {
     // System id 7 is cached: the capture is one query.
     let product = crate::product::Product::of(conn.get_database_backend());
-    let err = product
-        .capture(&mut crate::nodes::position::On::Pool(&conn), 7)
-        .await
-        .expect_err("unreadable");
+    let err = product.capture(&mut &conn, 7).await.expect_err("unreadable");
     assert!(matches!(err, DbErr::Query(_)), "{err:?}");
     let Some(RoutingError::PositionUnreadable { what: w, value: v, .. }) = routing_error(&err)
     else {
@@ -488,10 +485,7 @@ async fn an_unreadable_position_is_typed(
 async fn positions_on_an_unsupported_database_are_typed() {
     let conn = MockDatabase::new(DbBackend::Sqlite).into_connection();
     let product = crate::product::Product::of(conn.get_database_backend());
-    let err = product
-        .capture(&mut crate::nodes::position::On::Pool(&conn), 0)
-        .await
-        .expect_err("unsupported");
+    let err = product.capture(&mut &conn, 0).await.expect_err("unsupported");
     assert!(matches!(
         routing_error(&err),
         Some(RoutingError::PositionUnsupported { backend: DbBackend::Sqlite })

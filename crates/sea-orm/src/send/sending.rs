@@ -447,6 +447,17 @@ impl Taken {
         .map_err(exec_err)
     }
 
+    /// Gives the connection back to its pool now, tested with sqlx's ping as a drop would
+    /// (its drop leaves that to a task of its own); then dropping it does nothing more.
+    pub(crate) async fn give_back(&mut self) {
+        match self {
+            #[cfg(feature = "postgres")]
+            Taken::Postgres(c) => c.return_to_pool().await,
+            #[cfg(feature = "mysql")]
+            Taken::MySql(c) => c.return_to_pool().await,
+        }
+    }
+
     /// `query_one_raw`: the first row, `None` if there is none.
     pub(crate) async fn query_one(
         &mut self,
@@ -496,6 +507,9 @@ impl Taken {
         match *self {}
     }
     pub(crate) async fn execute_unprepared(&mut self, _sql: &str) -> Result<ExecResult, DbErr> {
+        match *self {}
+    }
+    pub(crate) async fn give_back(&mut self) {
         match *self {}
     }
     pub(crate) async fn query_one(&mut self, _: Statement) -> Result<Option<QueryResult>, DbErr> {

@@ -20,9 +20,8 @@ use crate::send::sending::Attempt;
 use crate::send::sending::{self, End, Taken};
 use crate::send::watch::Standings;
 
-/// How a write attempt ended: its output, and the connection it was sent on if its position
-/// is to be read there.
-type Written<T> = Result<(T, Option<Taken>), Attempt>;
+/// How a write attempt ended.
+type Written<T> = Result<T, Attempt>;
 
 /// A write on the primary `id`, in two steps ([`sending`]): taking a
 /// connection from `pool`, given up (not sent) as soon as the monitor says the node is not
@@ -33,9 +32,7 @@ type Written<T> = Result<(T, Option<Taken>), Attempt>;
 /// with an error saying its outcome is unknown, instead of waiting for the kernel to give
 /// up the connection (about 15 minutes); it is never tried again. A slow write on a primary
 /// that answers its probes is never cut short. `keep`: another attempt may follow, so an
-/// [`INERT`](Work::INERT) work keeps its statement. `hold`: the write's position will be
-/// read, so the connection it was sent on is returned with its output (when the adapter
-/// took one), for that read ([`after_write`](crate::consistency::Causality::after_write)).
+/// [`INERT`](Work::INERT) work keeps its statement.
 ///
 /// A write sent in two steps passes SeaORM's `DatabaseConnection` by, so its hooks are
 /// called here as SeaORM would ([`hooks`]): the metric callback, and with this crate's
@@ -48,23 +45,22 @@ async fn watched_write<W: Work>(
     pool: &DatabaseConnection,
     work: &mut W,
     keep: bool,
-    hold: bool,
 ) -> Written<W::Output> {
     let standing = || inner.routing.standing(id);
     let changed = || inner.routing.changed(id);
     let end = if W::INERT {
         // Nothing is written before it returns: all of it is the first step.
         let run = work.run(pool, !keep);
-        let sent = |out| std::future::ready(Ok((out, None)));
+        let sent = |out| std::future::ready(Ok(out));
         sending::in_steps(run, sent, standing, changed).await
     } else if sending::can_take(pool) {
         let product = inner.planner.product();
-        sent_with_hooks(&inner.routing, &inner.hooks, product, (id, node), pool, work, hold).await
+        sent_with_hooks(&inner.routing, &inner.hooks, product, (id, node), pool, work).await
     } else {
         // A pool the adapter cannot take a connection from (a mock, a proxy): one step, as
         // SeaORM runs it; the first step only asks the monitor once.
         let ready = std::future::ready(Ok(()));
-        let run = move |()| async move { work.run(pool, true).await.map(|out| (out, None)) };
+        let run = move |()| async move { work.run(pool, true).await };
         sending::in_steps(ready, run, standing, changed).await
     };
     end.map_err(|e| match e {
@@ -85,8 +81,7 @@ async fn sent_with_hooks<W: Work>(
     (id, node): (NodeId, &Node),
     pool: &DatabaseConnection,
     work: &mut W,
-    hold: bool,
-) -> Result<(W::Output, Option<Taken>), End> {
+) -> Result<W::Output, End> {
     let (mut timing, span) = match work.call() {
         Some(call) => {
             let span = hooks::seaorm_span(&call, product, node.record_stmt());
@@ -105,7 +100,7 @@ async fn sent_with_hooks<W: Work>(
             None => Err(failure::internal("nothing to send")),
         };
         metric.finish(timing, sent.is_err());
-        sent.map(|out| (out, hold.then_some(conn)))
+        sent
     };
     let standing = || routing.standing(id);
     let changed = || routing.changed(id);
@@ -153,35 +148,29 @@ pub(super) fn check_writable(inner: &Inner, plan: &Plan) -> Result<(), DbErr> {
 
 /// One write attempt of `work` on the primary `id`: boxed, so that a read's future does not
 /// carry the write path's state (it would be moved, whole, into the box SeaORM's
-/// `async_trait` makes of every statement). `keep`: another attempt may follow. The write's
-/// position is read on its own connection when the scope tracks it (see [`wrote`]).
+/// `async_trait` makes of every statement). `keep`: another attempt may follow.
 pub(super) fn attempt<'a, W: Work>(
     inner: &'a Inner,
     (id, node): (NodeId, &'a Node),
     work: &'a mut W,
     keep: bool,
-    scope: &Scope,
 ) -> Pin<Box<impl Future<Output = Written<W::Output>> + 'a>> {
-    let hold = matches!(work.wrote(), Wrote::Capture)
-        && inner.causality.tracks_writes(&inner.writable(), scope);
-    Box::pin(watched_write(inner, id, node, node.user_writer(), work, keep, hold))
+    Box::pin(watched_write(inner, id, node, node.user_writer(), work, keep))
 }
 
 /// What a write's success on `id` means for `scope` ([`Wrote`]): the position capture to
-/// await (boxed: a read's future need not carry it; `held`, the connection the write was
-/// sent on), or nothing to wait for.
+/// await (boxed: a read's future need not carry it), or nothing to wait for.
 pub(super) fn wrote<'a>(
     inner: &'a Inner,
     wrote: Wrote,
     id: NodeId,
     scope: &'a Scope,
-    held: Option<Taken>,
 ) -> Option<Pin<Box<impl Future + 'a>>> {
     match wrote {
         Wrote::Capture => Some(Box::pin(async move {
             let spawn = || inner.background();
             let (routing, writable) = (&inner.routing, inner.writable());
-            inner.causality.after_write(routing, &writable, id, scope, held, spawn).await;
+            inner.causality.after_write(routing, &writable, id, scope, spawn).await;
         })),
         Wrote::Unseen => {
             inner.causality.mark_unseen_writes(&inner.writable(), scope);
