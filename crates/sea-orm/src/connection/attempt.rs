@@ -134,7 +134,7 @@ fn attempt_plan<'a, W: Work>(
         if write {
             write::check_writable(inner, plan).map_err(Stop::Fail)?;
         }
-        let skip = catch_up::skip(inner, plan).await;
+        let skip = if plan.wait().is_some() { catch_up::skip(inner, plan).await } else { 0 };
         let mut run = Run::new(inner, plan, write, skip, earlier);
         while let Some((id, node, last)) = run.candidate(inner, plan, write) {
             run.tried += 1;

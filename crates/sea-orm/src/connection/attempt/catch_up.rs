@@ -4,7 +4,6 @@
 use std::future::Future;
 use std::pin::Pin;
 
-use futures_util::future::Either;
 use sea_orm::DbErr;
 
 use crate::cluster::Plan;
@@ -19,19 +18,14 @@ use crate::product::Waited;
 /// How long past a catch-up wait's `max` a server that waits itself is given to answer.
 const WAIT_GRACE: std::time::Duration = std::time::Duration::from_millis(25);
 
-/// How many of the plan's first candidates a catch-up wait passes over: one if it did not
-/// catch up, else none. The wait is I/O few reads do: boxed, so that the others' futures do
-/// not carry its state.
+/// How many of the plan's first candidates its catch-up wait passes over: one if it did not
+/// catch up, else none. Called only for a plan with a wait ([`Plan::wait`]); the wait is I/O
+/// few reads do: boxed, so that the others' futures do not carry its state.
 pub(super) fn skip<'a>(
     inner: &'a Inner,
     plan: &'a Plan,
-) -> Either<std::future::Ready<usize>, Pin<Box<impl Future<Output = usize> + 'a>>> {
-    match plan.wait() {
-        Some(_) => {
-            Either::Right(Box::pin(async move { usize::from(!catch_up(inner, plan).await) }))
-        }
-        None => Either::Left(std::future::ready(0)),
-    }
+) -> Pin<Box<impl Future<Output = usize> + 'a>> {
+    Box::pin(async move { usize::from(!catch_up(inner, plan).await) })
 }
 
 /// Before a read with a catch-up wait: waits on the first candidate; `true` if it caught
