@@ -328,7 +328,7 @@ impl Causality {
         at: NodeId,
         epoch: u64,
     ) -> bool {
-        let captured = self.capture(samples, writers, at).await;
+        let captured = self.own_capture(samples, writers, scope, at).await;
         if let Ok(t) = &captured {
             self.update(scope, |s| s.settle(t, epoch));
         }
@@ -359,13 +359,28 @@ impl Causality {
             return Ok(slot.with_external());
         }
         let epoch = slot.pending_epoch;
-        let fresh = self.capture(samples, writers, samples.primary()).await?;
+        let fresh = self.own_capture(samples, writers, scope, samples.primary()).await?;
         self.update(scope, |s| s.settle(&fresh, epoch));
         let mut mine = slot;
         mine.mark_pending();
         let epoch = mine.pending_epoch;
         mine.settle(&fresh, epoch);
         Ok(mine.token)
+    }
+
+    /// [`capture`](Self::capture) for `scope` itself (its read, its token), counted in its reads
+    /// in flight while it runs: the task a write's position is left to then sends none of its
+    /// own, and the scope's other reads wait for this one.
+    async fn own_capture(
+        &self,
+        samples: &impl Samples,
+        writers: &impl Writers,
+        scope: &Scope,
+        node: NodeId,
+    ) -> Result<CausalToken, DbErr> {
+        self.update(scope, |s| s.inflight += 1);
+        let _capturing = Capturing { causality: self, scope };
+        self.capture(samples, writers, node).await
     }
 
     /// The primary's position now, from `node`'s writable pool — or taken from a read sent
@@ -464,8 +479,9 @@ impl Causality {
         {
             return;
         }
+        // Not while the scope reads it itself.
         let Some(epoch) = self.key_update(&key, |s| {
-            s.pending.then(|| {
+            (s.pending && s.inflight == 0).then(|| {
                 s.inflight += 1;
                 s.pending_epoch
             })
@@ -558,6 +574,20 @@ impl Causality {
             Outcome::Unknown => self.mark_unseen_writes(writers, scope),
             Outcome::RolledBack => {}
         }
+    }
+}
+
+/// A scope's own position read under way ([`Causality::own_capture`]): counted in its reads in
+/// flight until it ends, however it ends (a caller that gives up included).
+struct Capturing<'a> {
+    causality: &'a Causality,
+    scope: &'a Scope,
+}
+
+impl Drop for Capturing<'_> {
+    fn drop(&mut self) {
+        self.causality.update(self.scope, |s| s.inflight = s.inflight.saturating_sub(1));
+        self.causality.landed.notify_waiters();
     }
 }
 

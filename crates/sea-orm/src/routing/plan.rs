@@ -520,21 +520,19 @@ fn too_far(lag: &rwsplit_core::Lag, max: Duration) -> bool {
 }
 
 /// Whether no replica of `topo` could serve a read that waits at most `wait` for one: every
-/// replica is down or further behind than the wait by its own report and by the monitor's
-/// estimate both (or there is none). A position
+/// replica is down or reports itself further behind than the wait (or there is none). A position
 /// read of the primary is then of no use to the read — it goes to the primary either way — and
 /// is left until a replica could use it. Never without a wait (`None`): a replica may have a
 /// write by the time the read comes, which only the write's position can tell.
 pub(crate) fn out_of_reach(topo: &rwsplit_core::Topology, wait: Option<Duration>) -> bool {
     let Some(max) = wait else { return false };
-    // Each figure alone misleads a write that would then skip its position read (and start no
-    // position feed to correct it): between the primary's samples the monitor's estimate makes
-    // a replica a few milliseconds behind look up to a probe interval late; and PostgreSQL's own
-    // figure, the time since its last replayed commit while WAL waits, is the whole pause
-    // before a write for a replica that has merely not replayed it yet. Far by both, it is far.
-    let far = |lag: rwsplit_core::Lag| {
-        lag.reported_time().is_some_and(|t| t > max) && lag.time().is_some_and(|t| t > max)
-    };
+    // The server's own figure, not the monitor's estimate: between the primary's samples the
+    // estimate makes a replica a few milliseconds behind look up to a probe interval late, and
+    // a write that then skipped its position read would start no position feed to correct it.
+    // (PostgreSQL's figure, the time since its last replayed commit while WAL waits, can make
+    // a current replica look as late as the pause before a write: the scope's next read then
+    // goes to the primary, one primary statement for the position read it saved.)
+    let far = |lag: rwsplit_core::Lag| lag.reported_time().is_some_and(|t| t > max);
     topo.replicas().all(|r| !r.serves_reads() || far(r.lag()))
 }
 
@@ -778,17 +776,14 @@ mod tests {
         assert_eq!(next_step(&s, None, None, Some(MS), (|| false, || true), d), want);
     }
 
-    /// A replica is out of reach for a read waiting `MS` only when every replica not down is
-    /// further behind by its own report and by the monitor's estimate: the estimate alone makes
-    /// a replica a few milliseconds behind look a probe interval late between samples, and the
-    /// report alone (PostgreSQL's time since its last replayed commit) a replica that has not
-    /// yet replayed a write after a pause look as late as the pause.
+    /// A replica is out of reach for a read waiting `MS` only when every replica not down
+    /// reports itself further behind: the monitor's estimate from the primary's samples, which
+    /// makes a replica a few milliseconds behind look a probe interval late, does not count.
     #[rstest]
     #[case::both_report_far(&[(Some(400), 900, Health::Up), (Some(300), 300, Health::Up)], true)]
     #[case::one_reports_near(&[(Some(400), 900, Health::Up), (Some(2), 480, Health::Up)], false)]
     #[case::the_near_one_is_down(&[(Some(400), 900, Health::Up), (Some(2), 2, Health::Down)], true)]
     #[case::silent_is_not_far(&[(None, 900, Health::Up)], false)]
-    #[case::a_pause_reported_is_not_far(&[(Some(900), 2, Health::Up)], false)]
     #[case::no_replica(&[], true)]
     fn out_of_reach_is_what_the_replicas_report(
         #[case] replicas: &[(Option<u64>, u64, Health)],
