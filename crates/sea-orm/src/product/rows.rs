@@ -7,8 +7,9 @@ use sea_orm::{ConnectionTrait, DatabaseConnection, DbBackend, DbErr, QueryResult
 
 use crate::routing_error::{RoutingError, bounded};
 
-/// A connection a product reads one row on: a pool's (the primary's position is read on any
-/// connection of its writable pool), or the unit tests' scripted one.
+/// A connection a product reads one row on, where the caller chooses which (a write's position
+/// is read on one connection taken from the primary's pool for all its statements:
+/// `crate::nodes::position`'s `On`).
 pub(crate) trait OneRow {
     /// The first row `stmt` returns, if any.
     fn one_row(
@@ -17,6 +18,8 @@ pub(crate) trait OneRow {
     ) -> impl Future<Output = Result<Option<QueryResult>, DbErr>> + Send;
 }
 
+/// A pool as it is, acquired from for each statement (the unit tests' scripted connections).
+#[cfg(test)]
 impl OneRow for &DatabaseConnection {
     async fn one_row(&mut self, stmt: Statement) -> Result<Option<QueryResult>, DbErr> {
         self.query_one_raw(stmt).await
