@@ -49,10 +49,11 @@ use sea_orm::DbErr;
 use self::candidates::Candidates;
 use self::hedge::Hedged;
 use self::outcome::Tried;
-pub(super) use self::planned::planned;
+pub(super) use self::planned::{Ask, planned};
 pub(super) use self::span::statement_span;
 pub(super) use self::work::{Begin, Execute, QueryAll, QueryOne, Stream, Unprepared, Work};
 use super::inner::Inner;
+use super::record::Record;
 use crate::cluster::{Plan, Why};
 use crate::nodes::registry::NodeRef;
 use crate::retry::retrying::Stop;
@@ -157,7 +158,7 @@ fn attempt_plan<'a, W: Work>(
             };
             run.now = Instant::now();
             let on = (&*node, id, on_primary, write);
-            let record = outcome::record(inner, plan, &*work, on, (started, guard));
+            let record = Record::new(inner, plan, &*work, on, (started, guard));
             match result {
                 Ok(out) => {
                     record.succeeded(run.now);

@@ -24,12 +24,12 @@ use std::sync::{Arc, Weak};
 use std::time::Instant;
 
 use rwsplit_core::{Access, CausalToken, NodeId};
-use sea_orm::{AccessMode, DatabaseConnection, DbErr, IsolationLevel};
+use sea_orm::{DatabaseConnection, DbErr};
 
 use crate::cluster::Routing;
 use crate::consistency::{Capture, Causality, Seen};
 use crate::hedge::hedging::Hedging;
-use crate::hedge::watchdog::Watchdog;
+use crate::hedge::hedging::Watchdog;
 use crate::nodes::members::Members;
 use crate::observe::hooks::Hooks;
 use crate::retry::retrying::Retrying;
@@ -38,8 +38,11 @@ use crate::nodes::position::Writable;
 use crate::nodes::registry::Nodes;
 use crate::observe::counters::{Counters, Effects};
 use crate::routing::classified::Classified;
+#[cfg(test)]
 use crate::routing::ctx::{Ctx, Scope};
-use crate::routing::plan::{Around, Done, Input, Planned, Planner};
+use crate::routing::plan::Planner;
+#[cfg(test)]
+use crate::routing::plan::{Around, Done, Input, Planned};
 
 pub(crate) struct Inner {
     /// The registry, by the monitor's state's ids: node 0 is the configured primary, nodes
@@ -71,7 +74,7 @@ pub(crate) struct Inner {
     /// Whether a monitor's probe loops feed the routing state (not outside a tokio runtime:
     /// health then moves only on the failures statements see). Its handle is the
     /// connection's [`Members`]'.
-    monitored: bool,
+    pub(super) monitored: bool,
     /// The metric callback every node's hooked pools report to; a write sent in two steps
     /// times its statement with it, as SeaORM would.
     pub(super) hooks: Arc<Hooks>,
@@ -174,12 +177,6 @@ impl Inner {
     pub(crate) fn wait_of(&self, ctx: &Ctx<'_>) -> Option<std::time::Duration> {
         self.planner.wait_of(ctx)
     }
-
-    /// What a plan reads of the rest of the connection: the routing view, read-your-writes,
-    /// and whether a monitor runs.
-    fn around(&self) -> Around<'_> {
-        Around { routing: &self.routing, causality: &self.causality, monitored: self.monitored }
-    }
 }
 
 /// The nodes by the routing view's roles: the primary, and the pools the user is lent (the
@@ -245,8 +242,8 @@ impl Inner {
     }
 }
 
-/// Planning, through the planner: the statement path asks where its statement goes, and the
-/// executor applies what the decision means, once.
+/// Planning: what the executor applies of a decision, once (the statement path asks the
+/// planner itself, `attempt/planned.rs`).
 impl Inner {
     /// `sql`'s classification (the planner's tests', outside this folder).
     #[cfg(test)]
@@ -255,8 +252,9 @@ impl Inner {
     }
 
     /// Where statement `sql` (classified as `kind`) goes for a call with `ctx` in `scope`,
-    /// given the I/O steps `done` so far, as of `now` ([`Planner::plan`]).
-    #[inline]
+    /// given the I/O steps `done` so far, as of `now` ([`Planner::plan`]; the planner's tests',
+    /// outside this folder: the statement path asks the planner itself).
+    #[cfg(test)]
     pub(crate) fn plan(
         &self,
         sql: &str,
@@ -266,23 +264,12 @@ impl Inner {
         done: Done,
         now: Instant,
     ) -> Result<Planned, DbErr> {
-        let input = Input { ctx, scope, around: self.around(), done, now };
-        self.planner.plan(sql, kind, &input)
-    }
-
-    /// Where a transaction with this configuration begins for a call with `ctx` in `scope`
-    /// ([`Planner::plan_transaction`]).
-    pub(super) fn plan_transaction(
-        &self,
-        isolation: Option<IsolationLevel>,
-        access: Option<AccessMode>,
-        ctx: &Ctx<'_>,
-        scope: &Scope,
-        done: Done,
-        now: Instant,
-    ) -> Result<Planned, DbErr> {
-        let input = Input { ctx, scope, around: self.around(), done, now };
-        self.planner.plan_transaction(isolation, access, &input)
+        let around = Around {
+            routing: &self.routing,
+            causality: &self.causality,
+            monitored: self.monitored,
+        };
+        self.planner.plan(sql, kind, &Input { ctx, scope, around, done, now })
     }
 
     /// The replica a read sent now would go to, chosen as a read would be (healthy, by the
@@ -334,8 +321,8 @@ impl Inner {
     }
 }
 
-/// What the watchdog looks at (`crate::hedge::watchdog`).
-impl crate::hedge::watchdog::Watched for Inner {
+/// What the watchdog looks at (`crate::hedge::hedging`).
+impl crate::hedge::hedging::Watched for Inner {
     fn look_each(&self, now: Instant, mut each: impl FnMut(NodeId, crate::hedge::pace::Look)) {
         // The snapshot's nodes (those reads can be on), each looked up by id: cheaper than a
         // walk over the registry's every slot.

@@ -68,7 +68,7 @@ use rwsplit_core::{
 };
 use rwsplit_monitor::Monitor;
 
-use crate::hedge::watchdog::Watchdog;
+use crate::hedge::hedging::Watchdog;
 use crate::nodes::members::Members;
 use crate::nodes::registry::NodeTable;
 use crate::nodes::{Node, NodeRef, Nodes};

@@ -11,6 +11,8 @@ use sea_orm::{
 
 use rwsplit_core::NodeId;
 
+use super::attempt::{Execute, QueryAll, QueryOne, Stream, Unprepared};
+use super::statements::statement_in;
 use crate::routing::Policy;
 use crate::{
     Consistency, DownReason, Error, NotSentReason, RoutedConnection, RoutingError, UnknownReason,
@@ -588,26 +590,13 @@ async fn statement_futures_stay_small() {
     let ctx = crate::routing::Ctx::default();
     let insert = Statement::from_string(DbBackend::Postgres, "INSERT INTO t VALUES (1)");
     let sizes = [
-        (
-            "query_one",
-            std::mem::size_of_val(&super::statements::query_one_in(&db.inner, select(), ctx)),
-        ),
-        (
-            "query_all",
-            std::mem::size_of_val(&super::statements::query_all_in(&db.inner, select(), ctx)),
-        ),
-        ("stream", std::mem::size_of_val(&super::statements::stream_in(&db.inner, select(), ctx))),
-        (
-            "execute",
-            std::mem::size_of_val(&super::statements::execute_in(&db.inner, insert.clone(), ctx)),
-        ),
+        ("query_one", std::mem::size_of_val(&statement_in(&db.inner, QueryOne(select()), ctx))),
+        ("query_all", std::mem::size_of_val(&statement_in(&db.inner, QueryAll(select()), ctx))),
+        ("stream", std::mem::size_of_val(&statement_in(&db.inner, Stream(select()), ctx))),
+        ("execute", std::mem::size_of_val(&statement_in(&db.inner, Execute(insert.clone()), ctx))),
         (
             "execute_unprepared",
-            std::mem::size_of_val(&super::statements::execute_unprepared_in(
-                &db.inner,
-                &insert.sql,
-                ctx,
-            )),
+            std::mem::size_of_val(&statement_in(&db.inner, Unprepared(&insert.sql), ctx)),
         ),
     ];
     for (call, size) in sizes {

@@ -50,7 +50,7 @@ macro_rules! routed_connection {
                 'life0: 'async_trait,
                 Self: 'async_trait,
             {
-                Box::pin(crate::connection::statements::execute_in(&self.db().inner, stmt, self.ctx()))
+                Box::pin(crate::connection::statements::statement_in(&self.db().inner, crate::connection::attempt::Execute(stmt), self.ctx()))
             }
 
             fn execute_unprepared<'life0, 'life1, 'async_trait>(
@@ -62,7 +62,7 @@ macro_rules! routed_connection {
                 'life1: 'async_trait,
                 Self: 'async_trait,
             {
-                Box::pin(crate::connection::statements::execute_unprepared_in(&self.db().inner, sql, self.ctx()))
+                Box::pin(crate::connection::statements::statement_in(&self.db().inner, crate::connection::attempt::Unprepared(sql), self.ctx()))
             }
 
             fn query_one_raw<'life0, 'async_trait>(
@@ -75,7 +75,7 @@ macro_rules! routed_connection {
                 'life0: 'async_trait,
                 Self: 'async_trait,
             {
-                Box::pin(crate::connection::statements::query_one_in(&self.db().inner, stmt, self.ctx()))
+                Box::pin(crate::connection::statements::statement_in(&self.db().inner, crate::connection::attempt::QueryOne(stmt), self.ctx()))
             }
 
             fn query_all_raw<'life0, 'async_trait>(
@@ -88,7 +88,7 @@ macro_rules! routed_connection {
                 'life0: 'async_trait,
                 Self: 'async_trait,
             {
-                Box::pin(crate::connection::statements::query_all_in(&self.db().inner, stmt, self.ctx()))
+                Box::pin(crate::connection::statements::statement_in(&self.db().inner, crate::connection::attempt::QueryAll(stmt), self.ctx()))
             }
 
             fn support_returning(&self) -> bool {
@@ -107,7 +107,7 @@ macro_rules! routed_connection {
                 &'a self,
                 stmt: Statement,
             ) -> Pin<Box<dyn Future<Output = Result<Self::Stream<'a>, DbErr>> + 'a + Send>> {
-                Box::pin(crate::connection::statements::stream_in(&self.db().inner, stmt, self.ctx()))
+                Box::pin(crate::connection::statements::statement_in(&self.db().inner, crate::connection::attempt::Stream(stmt), self.ctx()))
             }
         }
     };

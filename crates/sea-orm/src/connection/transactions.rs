@@ -36,13 +36,9 @@ pub(crate) async fn begin_in(
     let span = super::attempt::statement_span(inner, "BEGIN", ctx);
     async move {
         let scope = ctx.scope();
-        let plan = super::attempt::planned(
-            inner,
-            &scope,
-            access == Some(AccessMode::ReadOnly),
-            |done, now| inner.plan_transaction(isolation, access, ctx, &scope, done, now),
-        )
-        .await?;
+        let read_only = access == Some(AccessMode::ReadOnly);
+        let ask = super::attempt::Ask::Begin(isolation, access);
+        let plan = super::attempt::planned(inner, (ctx, &scope), read_only, ask).await?;
         let writes = plan.access() == Access::Write;
         let (txn, node) =
             super::attempt::attempt(inner, &plan, &mut Begin { options, unseen }, &scope).await?;

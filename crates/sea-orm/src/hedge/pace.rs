@@ -8,7 +8,7 @@
 //! - once a node has had reads waiting and answered none of them for its
 //!   [hedge delay](Pace::hedge_delay) — a multiple of its recent answer time, between a floor
 //!   and a cap — the reads waiting on it are sent to another node of their plans as well, and
-//!   the first answer wins (rationed: [`Hedging`](crate::hedge::hedging::Hedging)). A [`Watchdog`](crate::hedge::watchdog) wakes
+//!   the first answer wins (rationed: [`Hedging`](crate::hedge::hedging::Hedging)). A [`Watchdog`](crate::hedge::hedging::Watchdog) wakes
 //!   when a waiting read is due, marks the node overdue ([`Pace::check`]) and wakes the reads
 //!   through their attempts' watch on the node: no read registers a timer or a waiter of its
 //!   own;
@@ -66,7 +66,27 @@ impl Begun<'_> {
     /// Whether its node was found silent (its reads unanswered past its hedge delay) since
     /// this read began.
     pub(crate) fn overdue(&self) -> bool {
-        self.pace.overdue_since(self.at)
+        self.pace.overdue.load(Ordering::Relaxed) >= self.at
+    }
+
+    /// Polls `first`, this read's attempt, until it answers (`Some`), or until its node went
+    /// silent since the read began (`None`: hedge it). No timer of its own: the attempt's
+    /// watch wakes it when the watchdog nudges the node.
+    pub(crate) async fn until_overdue<F: std::future::Future>(
+        &self,
+        mut first: std::pin::Pin<&mut F>,
+    ) -> Option<F::Output> {
+        use std::task::Poll;
+        std::future::poll_fn(|cx| {
+            if let Poll::Ready(r) = first.as_mut().poll(cx) {
+                return Poll::Ready(Some(r));
+            }
+            if self.overdue() {
+                return Poll::Ready(None);
+            }
+            Poll::Pending
+        })
+        .await
     }
 }
 
@@ -116,12 +136,6 @@ impl Pace {
     fn still_waiting(&self, now: Instant) {
         let waiting = if self.pending.load(Ordering::Relaxed) > 0 { stamp(now) } else { 0 };
         self.waiting.store(waiting, Ordering::Relaxed);
-    }
-
-    /// Whether the node was found silent (its reads unanswered past its hedge delay) at or
-    /// after `begun`, a stamp from [`begin`](Self::begin).
-    fn overdue_since(&self, begun: u64) -> bool {
-        self.overdue.load(Ordering::Relaxed) >= begun
     }
 
     /// When the reads waiting on the node, if any, will have waited its hedge delay.

@@ -1,5 +1,5 @@
-//! Hedged reads, the race itself: when the second attempt starts ([`until_overdue`]: the
-//! watchdog found the first's node silent past its hedge delay), and who wins ([`race`]:
+//! Hedged reads, the race itself, once the second attempt starts (the watchdog found the
+//! first's node silent past its hedge delay: `Begun::until_overdue`): who wins ([`race`]:
 //! the first answer; a failure leaves the other attempt to finish). The loser is dropped
 //! where it lives, which closes its connection (a read straight on the sqlx pool, see
 //! `sending`); nothing is sent to cancel its statement. The ration and the counting are
@@ -7,28 +7,6 @@
 
 use std::future::Future;
 use std::pin::Pin;
-use std::task::Poll;
-
-use super::pace::Begun;
-
-/// Polls `first` until it answers (`Some`), or until its node went silent since the read
-/// `begun` began (`None`: hedge it). No timer of its own: the attempt's watch wakes it when
-/// the watchdog nudges the node.
-pub(crate) async fn until_overdue<F: Future>(
-    mut first: Pin<&mut F>,
-    begun: &Begun<'_>,
-) -> Option<F::Output> {
-    std::future::poll_fn(|cx| {
-        if let Poll::Ready(r) = first.as_mut().poll(cx) {
-            return Poll::Ready(Some(r));
-        }
-        if begun.overdue() {
-            return Poll::Ready(None);
-        }
-        Poll::Pending
-    })
-    .await
-}
 
 /// How a race of two attempts ended.
 pub(crate) enum Raced<T, E> {

@@ -37,6 +37,10 @@ use crate::product::Product;
 pub(crate) struct Planner {
     policy: Policy,
     product: Product,
+    /// The product's SQL dialect and OpenTelemetry `db.system.name`, constant for the
+    /// connection: read by every statement.
+    dialect: rwsplit_core::Dialect,
+    system_name: &'static str,
     /// Whether some replica is behind transaction pooling, where a read-only transaction runs
     /// only if the product can nest it in the replica's frame ([`Product::frame_hosts`]).
     framed_replicas: bool,
@@ -84,7 +88,8 @@ impl Planner {
     /// A planner with this policy, for `product`'s SQL; `framed_replicas`: some replica is
     /// behind transaction pooling.
     pub(crate) fn new(policy: Policy, product: Product, framed_replicas: bool) -> Planner {
-        Planner { policy, product, framed_replicas }
+        let (dialect, system_name) = (product.dialect(), product.system_name());
+        Planner { policy, product, dialect, system_name, framed_replicas }
     }
 
     /// The routing policy the builder set.
@@ -95,6 +100,11 @@ impl Planner {
     /// The database product whose SQL it reads.
     pub(crate) fn product(&self) -> Product {
         self.product
+    }
+
+    /// The product's OpenTelemetry `db.system.name` (`postgresql`, `mariadb`, …).
+    pub(crate) fn system_name(&self) -> &'static str {
+        self.system_name
     }
 
     /// The catch-up wait a read may do: the call's, else the connection's default.
@@ -170,7 +180,7 @@ impl Planner {
         fx: &mut Effects,
     ) -> Result<Decided, DbErr> {
         let &Input { ctx, scope, around, done, now } = input;
-        let mut rc = RouteContext::new(c, now).with_statement(sql, self.product.dialect());
+        let mut rc = RouteContext::new(c, now).with_statement(sql, self.dialect);
         let target = SCOPE.try_with(|t| *t).ok();
         if let Some(target) = target {
             rc = rc.with_target(target);
@@ -472,7 +482,8 @@ fn with_effects(
 ) -> Result<Planned, DbErr> {
     let mut fx = Effects::default();
     Ok(match decide(&mut fx)? {
-        Decided::Ready(plan) => Planned::Ready(plan, fx),
+        // Most plans have no effects: the executor then applies nothing.
+        Decided::Ready(plan) => Planned::Ready(plan, (fx != Effects::default()).then_some(fx)),
         Decided::Io(io) => Planned::Io(io, fx),
     })
 }
@@ -983,6 +994,7 @@ mod planner {
         let Planned::Ready(p, fx) = plan(&db, sql, &session(before)) else {
             panic!("no I/O step expected")
         };
+        let fx = fx.unwrap_or_default();
         match first {
             Some(node) => assert_eq!(p.first(), node),
             None => assert_ne!(p.first(), PRIMARY, "a fresh read goes to a replica"),
@@ -996,8 +1008,8 @@ mod planner {
     #[test]
     fn a_read_after_a_write_no_replica_is_known_to_have_goes_to_the_primary() {
         let db = three_nodes();
-        let Planned::Ready(p, fx) = plan(&db, SELECT, &session(Before::Wrote)) else {
-            panic!("no I/O step expected")
+        let Planned::Ready(p, Some(fx)) = plan(&db, SELECT, &session(Before::Wrote)) else {
+            panic!("no I/O step expected, effects")
         };
         assert_eq!(p.first(), PRIMARY);
         assert!(p.wait().is_none());
@@ -1029,7 +1041,7 @@ mod planner {
         db.inner.ban(R2);
         let scope = session(Before::ReadOn(R2));
         let _ = plan(&db, SELECT, &scope);
-        let Planned::Ready(_, fx) = plan(&db, SELECT, &scope) else { panic!("ready") };
+        let Planned::Ready(_, Some(fx)) = plan(&db, SELECT, &scope) else { panic!("effects") };
         let stays = || db.stats().read_your_writes().last_node_reads;
         assert_eq!(stays(), 0, "planning counted");
         db.inner.apply(fx, Instant::now());

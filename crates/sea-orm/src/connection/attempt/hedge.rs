@@ -10,11 +10,11 @@ use std::time::Instant;
 use rwsplit_core::NodeId;
 use sea_orm::DbErr;
 
-use super::outcome::record;
 use super::work::Work;
 use crate::cluster::Plan;
 use crate::connection::inner::Inner;
-use crate::hedge::race::{Raced, until_overdue};
+use crate::connection::record::Record;
+use crate::hedge::race::Raced;
 use crate::nodes::registry::Node;
 use crate::send::sending;
 use crate::send::sending::Attempt;
@@ -74,7 +74,7 @@ pub(super) async fn hedgeable<W: Work>(
     let mut first = std::pin::pin!(first);
     // The attempt's watch wakes it when the watchdog nudges the node (no waiter of its
     // own): then, if the node was found silent since this read began, it is hedged.
-    let answered = until_overdue(first.as_mut(), &begun).await;
+    let answered = begun.until_overdue(first.as_mut()).await;
     match answered {
         Some(r) => Hedged::First(r),
         None => send_hedge(inner, plan, work, first.as_mut(), node, other).await,
@@ -137,7 +137,7 @@ pub(super) fn won<W: Work>(
 ) -> (W::Output, NodeId) {
     let on_primary = plan.snapshot_primary().unwrap_or(NodeId::new(0)) == hedge.id;
     let on = (&*hedge.node, hedge.id, on_primary, false);
-    let served = record(inner, plan, work, on, (hedge.started, hedge.guard));
+    let served = Record::new(inner, plan, work, on, (hedge.started, hedge.guard));
     served.succeeded(Instant::now());
     (out, hedge.id)
 }

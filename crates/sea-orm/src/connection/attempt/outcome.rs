@@ -4,11 +4,9 @@
 
 use std::time::Instant;
 
-use rwsplit_core::{InFlight, NodeId, RouteReason};
+use rwsplit_core::RouteReason;
 use sea_orm::DbErr;
 
-use super::span::metrics;
-use super::work::Work;
 use crate::cluster::{Plan, Why};
 use crate::connection::inner::Inner;
 use crate::connection::record::Record;
@@ -24,20 +22,6 @@ use crate::send::refusal;
 use crate::send::sending::Attempt;
 use crate::send::sending::Standing;
 use crate::send::watch::Standings;
-
-/// The record of one of `plan`'s attempts at `work` on `node` (`id`; the plan's primary or
-/// not; a write or not), started at `started`, to report once.
-pub(super) fn record<'r>(
-    inner: &'r Inner,
-    plan: &Plan,
-    work: &impl Work,
-    (node, id, on_primary, write): (&'r Node, NodeId, bool, bool),
-    (started, guard): (Instant, Option<InFlight>),
-) -> Record<'r> {
-    let statement = metrics(inner, plan, work);
-    let reason = plan.reason();
-    Record { conn: inner, node, id, statement, reason, on_primary, write, guard, started }
-}
 
 /// Where and when an attempt failed, as the loop knows it.
 pub(super) struct Tried {

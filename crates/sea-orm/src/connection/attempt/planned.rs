@@ -5,14 +5,15 @@
 
 use std::time::Instant;
 
-use sea_orm::DbErr;
+use sea_orm::{AccessMode, DbErr, IsolationLevel};
 
 use crate::cluster::{Plan, Routing};
 use crate::connection::inner::Inner;
 use crate::consistency::Causality;
 use crate::nodes::position::Writable;
-use crate::routing::ctx::Scope;
-use crate::routing::plan::{Done, Io, Planned};
+use crate::routing::classified::Entry;
+use crate::routing::ctx::{Ctx, Scope};
+use crate::routing::plan::{Around, Done, Input, Io, Planned};
 use crate::send::deadline;
 
 /// Whether `e` says the monitor sees no single primary (none, or two): a topology about to
@@ -27,8 +28,35 @@ fn unsettled(e: &DbErr) -> bool {
     )
 }
 
-/// The plan `planner` makes, after the I/O steps it asks for first, done here one at a
-/// time (each noted in the [`Done`] it plans with next). Most plans ask for none.
+/// What is planned: a statement (its SQL and classification), or a transaction's `BEGIN` (its
+/// isolation level and access mode).
+#[derive(Clone, Copy)]
+pub(in crate::connection) enum Ask<'s> {
+    Statement(&'s str, Entry),
+    Begin(Option<IsolationLevel>, Option<AccessMode>),
+}
+
+/// The planner's answer for `ask`, by a call with `ctx` in `scope`, given the I/O steps `done`
+/// so far, as of `now`: it reads the routing view and read-your-writes.
+fn plan(
+    inner: &Inner,
+    ask: Ask<'_>,
+    (ctx, scope): (&Ctx<'_>, &Scope),
+    done: Done,
+    now: Instant,
+) -> Result<Planned, DbErr> {
+    let around =
+        Around { routing: &inner.routing, causality: &inner.causality, monitored: inner.monitored };
+    let input = Input { ctx, scope, around, done, now };
+    match ask {
+        Ask::Statement(sql, kind) => inner.planner.plan(sql, kind, &input),
+        Ask::Begin(isolation, access) => inner.planner.plan_transaction(isolation, access, &input),
+    }
+}
+
+/// The plan for `ask` (a call with `ctx` in `scope`), after the I/O steps the planner asks for
+/// first, done here one at a time (each noted in the [`Done`] it plans with next). Most plans
+/// ask for none.
 ///
 /// A read (`read`) that cannot be planned because the monitor sees no primary or two (a
 /// switchover's moment between the old primary going and the promoted one being seen) is
@@ -37,15 +65,15 @@ fn unsettled(e: &DbErr) -> bool {
 /// read goes where it now can, instead of failing.
 pub(in crate::connection) async fn planned(
     inner: &Inner,
-    scope: &Scope,
+    (ctx, scope): (&Ctx<'_>, &Scope),
     read: bool,
-    mut planner: impl FnMut(Done, Instant) -> Result<Planned, DbErr>,
+    ask: Ask<'_>,
 ) -> Result<Plan, DbErr> {
     let mut done = Done::default();
     loop {
         let now = Instant::now();
         inner.routing.note_use(now);
-        match planner(done, now).map(|p| taken(inner, p, now)) {
+        match plan(inner, ask, (ctx, scope), done, now).map(|p| taken(inner, p, now)) {
             Ok(Ok(plan)) => return Ok(plan),
             // Boxed: most reads do no I/O before their attempts.
             Ok(Err(io)) => {
@@ -60,8 +88,8 @@ pub(in crate::connection) async fn planned(
                 ))
                 .await;
             }
-            Err(e) if read && inner.monitored() && unsettled(&e) => {
-                return Box::pin(settled_plan(inner, scope, e, done, planner)).await;
+            Err(e) if read && inner.monitored && unsettled(&e) => {
+                return Box::pin(settled_plan(inner, (ctx, scope), e, done, ask)).await;
             }
             Err(e) => return Err(e),
         }
@@ -104,7 +132,8 @@ async fn plan_step(
 fn taken(inner: &Inner, planned: Planned, now: Instant) -> Result<Plan, Io> {
     // The monitor is asked only if one runs.
     match planned {
-        Planned::Ready(plan, effects) => {
+        Planned::Ready(plan, None) => Ok(plan),
+        Planned::Ready(plan, Some(effects)) => {
             inner.apply(effects, now);
             Ok(plan)
         }
@@ -120,10 +149,10 @@ fn taken(inner: &Inner, planned: Planned, now: Instant) -> Result<Plan, Io> {
 /// or the latest such error).
 async fn settled_plan(
     inner: &Inner,
-    scope: &Scope,
+    (ctx, scope): (&Ctx<'_>, &Scope),
     first: DbErr,
     mut done: Done,
-    mut planner: impl FnMut(Done, Instant) -> Result<Planned, DbErr>,
+    ask: Ask<'_>,
 ) -> Result<Plan, DbErr> {
     let verdict = deadline::verdict(&inner.planner.policy().monitor);
     let until = deadline::or_deadline(tokio::time::Instant::now() + deadline::cap(verdict));
@@ -135,7 +164,7 @@ async fn settled_plan(
         let mut published = std::pin::pin!(published);
         published.as_mut().enable();
         let now = Instant::now();
-        match planner(done, now).map(|p| taken(inner, p, now)) {
+        match plan(inner, ask, (ctx, scope), done, now).map(|p| taken(inner, p, now)) {
             Ok(Ok(plan)) => return Ok(plan),
             Ok(Err(io)) => {
                 let writable = inner.writable();

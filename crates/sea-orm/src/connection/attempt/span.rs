@@ -1,10 +1,9 @@
 //! The attempt loop's telemetry, at its boundary: the statement's span (built only when a
-//! subscriber listens) and what each plan and attempt records in it, the `route` debug event,
-//! and the labels of an attempt's metrics.
+//! subscriber listens) and what each plan and attempt records in it, and the `route` debug event
+//! (an attempt's metric labels are its record's, `connection/record.rs`).
 
 use std::fmt;
 
-use super::work::Work;
 use crate::cluster::Plan;
 use crate::connection::inner::Inner;
 use crate::nodes::registry::Node;
@@ -27,7 +26,7 @@ pub(in crate::connection) fn statement_span(
     tracing::info_span!(
         target: "rwsplit",
         "rwsplit.statement",
-        db.system.name = inner.planner.product().system_name(),
+        db.system.name = inner.planner.system_name(),
         db.operation.name = operation,
         server.address = tracing::field::Empty,
         server.port = tracing::field::Empty,
@@ -72,12 +71,6 @@ pub(super) fn attempt(
         }
     }
     tracing::debug!(target: "rwsplit", node = %node.name(), reason = %plan.reason(), write, sql = %SqlHead(sql), "route");
-}
-
-/// The metrics of one of `plan`'s attempts at `work`.
-pub(super) fn metrics(inner: &Inner, plan: &Plan, work: &impl Work) -> telemetry::Statement {
-    let operation = plan.operation().unwrap_or_else(|| telemetry::operation_name(work.sql()));
-    telemetry::Statement { system: inner.planner.product().system_name(), operation }
 }
 
 /// Whether any tracing subscriber may record the statement span (INFO): when none does, the

@@ -32,6 +32,10 @@ pub(in crate::connection) trait Work: Send {
     /// Runs on the node's writable pool whatever the plan's access (`execute`: no read-only
     /// session).
     const WRITER: bool = false;
+    /// Planned on the primary, for this reason, whatever its SQL (`execute*`: no rows come
+    /// back, so a replica is never worth it); `None`: planned from its SQL, scope and
+    /// consistency (what returns rows).
+    const ON_PRIMARY: Option<crate::cluster::Why> = None;
     /// What a write's success means for the scope.
     fn wrote(&self) -> Wrote {
         Wrote::Capture
@@ -207,6 +211,8 @@ impl Work for Execute {
     }
     type Output = ExecResult;
     const WRITER: bool = true;
+    // `execute` returns no rows: it always runs on the primary, whatever the SQL.
+    const ON_PRIMARY: Option<crate::cluster::Why> = Some(crate::cluster::Why::Execute);
     fn sql(&self) -> &str {
         &self.0.sql
     }
@@ -231,6 +237,9 @@ impl Work for Unprepared<'_> {
     }
     type Output = ExecResult;
     const WRITER: bool = true;
+    // Raw SQL with no rows to return: never worth a replica, and often DDL or SET. What is
+    // not provably a read is a write (recorded in the scope; never retried).
+    const ON_PRIMARY: Option<crate::cluster::Why> = Some(crate::cluster::Why::ExecuteUnprepared);
     fn sql(&self) -> &str {
         self.0
     }
