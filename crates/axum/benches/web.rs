@@ -28,7 +28,8 @@
 //! `--requests N` (default 4,000) per variant per workload: after a warm-up of
 //! `WARMUP_PER_CLIENT` requests per client, the variants run interleaved, `ROUNDS` rounds of a
 //! quarter each, the round's first variant rotating. All of it twice: replicas at their natural
-//! lag, then replicas applying `--late-ms` late (default 200; 0 skips it). PostgreSQL:
+//! lag, then replicas applying `--late-ms` late (default 200; 0 skips it), measured once both
+//! routed connections' monitors see them so (writes go on meanwhile). PostgreSQL:
 //! `recovery_min_apply_delay`. MariaDB's `MASTER_DELAY` is whole seconds: its late case asks
 //! for `--late-ms` rounded up to whole seconds, at least 1 s, which the testkit turns into a
 //! hold of 1–2 s (1 s asked), and the table says so.
@@ -822,6 +823,34 @@ async fn on_cluster(
             for r in cluster.replicas() {
                 r.set_apply_delay(delay).await?;
             }
+            // The case measures replicas known to be late: writes go on (as the application's
+            // would) until both connections' monitors see every replica further behind than a
+            // read waits (as the router judges it: the server's figure, else the monitor's
+            // estimate), as it stands after the first second of real lag.
+            let started = Instant::now();
+            // Both connections wait the default catch-up wait.
+            let max = Duration::from_millis(10);
+            let late_seen = |c: &RoutedConnection| {
+                c.stats().replicas().iter().all(|r| {
+                    let lag = r.lag();
+                    lag.reported_time().or(lag.time()).is_some_and(|t| t > max)
+                })
+            };
+            while !(late_seen(&routed) && late_seen(&layered)) {
+                if started.elapsed() > Duration::from_secs(30) {
+                    return Err(format!(
+                        "the monitors did not see the replicas {lag} within 30 s: {:?}",
+                        layered.stats()
+                    )
+                    .into());
+                }
+                plain.execute_unprepared("INSERT INTO web_item (name) VALUES ('late')").await?;
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            eprintln!(
+                "web: {db}: the monitors saw the replicas {lag} after {:.1} s",
+                started.elapsed().as_secs_f64()
+            );
         }
         for workload in WORKLOADS {
             let before = [routed.stats().read_your_writes(), layered.stats().read_your_writes()];

@@ -531,19 +531,23 @@ fn too_far(lag: &rwsplit_core::Lag, max: Duration) -> bool {
 }
 
 /// Whether no replica of `topo` could serve a read that waits at most `wait` for one: every
-/// replica is down or reports itself further behind than the wait (or there is none). A position
+/// replica is down or reports itself further behind than the wait (one that reports nothing:
+/// is estimated so by the monitor), or there is none. A position
 /// read of the primary is then of no use to the read — it goes to the primary either way — and
 /// is left until a replica could use it. Never without a wait (`None`): a replica may have a
 /// write by the time the read comes, which only the write's position can tell.
 pub(crate) fn out_of_reach(topo: &rwsplit_core::Topology, wait: Option<Duration>) -> bool {
     let Some(max) = wait else { return false };
-    // The server's own figure, not the monitor's estimate: between the primary's samples the
-    // estimate makes a replica a few milliseconds behind look up to a probe interval late, and
-    // a write that then skipped its position read would start no position feed to correct it.
-    // (PostgreSQL's figure, the time since its last replayed commit while WAL waits, can make
-    // a current replica look as late as the pause before a write: the scope's next read then
-    // goes to the primary, one primary statement for the position read it saved.)
-    let far = |lag: rwsplit_core::Lag| lag.reported_time().is_some_and(|t| t > max);
+    // The server's own figure where it gave one, not the monitor's estimate: between the
+    // primary's samples the estimate makes a replica a few milliseconds behind look up to a
+    // probe interval late, and a write that then skipped its position read would start no
+    // position feed to correct it. (PostgreSQL's figure, the time since its last replayed
+    // commit while WAL waits, can make a current replica look as late as the pause before a
+    // write: the scope's next read then goes to the primary, one primary statement for the
+    // position read it saved.) A replica that gave none (a MariaDB probe without its status
+    // row, most of them) has only the estimate: an upper bound, so a replica it calls near
+    // is near, and one it calls far by mistake costs that one primary statement.
+    let far = |lag: rwsplit_core::Lag| lag.reported_time().or(lag.time()).is_some_and(|t| t > max);
     topo.replicas().all(|r| !r.serves_reads() || far(r.lag()))
 }
 
@@ -552,8 +556,8 @@ pub(crate) fn out_of_reach(topo: &rwsplit_core::Topology, wait: Option<Duration>
 /// wants before it, since the step may wait on what they ask for).
 #[derive(Debug)]
 pub(crate) enum Planned {
-    /// Where it goes.
-    Ready(Plan, Effects),
+    /// Where it goes, and its effects (`None`: none, as for most plans).
+    Ready(Plan, Option<Effects>),
     /// Do this first, note it in [`Done`], and plan again.
     Io(Io, Effects),
 }
@@ -789,12 +793,15 @@ mod tests {
 
     /// A replica is out of reach for a read waiting `MS` only when every replica not down
     /// reports itself further behind: the monitor's estimate from the primary's samples, which
-    /// makes a replica a few milliseconds behind look a probe interval late, does not count.
+    /// makes a replica a few milliseconds behind look a probe interval late, counts only for a
+    /// replica that reported nothing.
     #[rstest]
     #[case::both_report_far(&[(Some(400), 900, Health::Up), (Some(300), 300, Health::Up)], true)]
     #[case::one_reports_near(&[(Some(400), 900, Health::Up), (Some(2), 480, Health::Up)], false)]
     #[case::the_near_one_is_down(&[(Some(400), 900, Health::Up), (Some(2), 2, Health::Down)], true)]
-    #[case::silent_is_not_far(&[(None, 900, Health::Up)], false)]
+    #[case::silent_is_as_far_as_its_estimate(&[(None, 900, Health::Up)], true)]
+    #[case::silent_and_near(&[(None, 900, Health::Up), (None, 4, Health::Up)], false)]
+    #[case::reported_near_whatever_the_estimate(&[(Some(2), 900, Health::Up)], false)]
     #[case::no_replica(&[], true)]
     fn out_of_reach_is_what_the_replicas_report(
         #[case] replicas: &[(Option<u64>, u64, Health)],
