@@ -1128,10 +1128,9 @@ impl TopologyState {
         };
         let mut lag = server;
         // A replica that applies but did not say how late it is (a MariaDB probe that read no
-        // status row: see `product::mariadb`) is as late as its positions say.
-        let silent = server.time().is_none()
-            && replica.applying == Some(true)
-            && replica.seconds_behind.is_none();
+        // status row, or whose `Seconds_Behind_Master` said 0 while it lacks a GTID: see
+        // `product::mariadb`) is as late as its positions say.
+        let silent = server.time().is_none() && replica.applying == Some(true);
         if let Some(now) = now
             && let Some(estimate) = history.lag(replayed, now)
             && (silent || server.time().is_some_and(|time| estimate > time))

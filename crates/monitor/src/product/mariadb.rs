@@ -160,7 +160,8 @@ impl Product for MariaDb {
 
     /// No byte measure (unknown). Time: zero when the replica has applied every GTID the
     /// primary has written, in every domain; otherwise `Seconds_Behind_Master` while the SQL
-    /// thread runs, and unknown when it is stopped (where MariaDB itself reports NULL).
+    /// thread runs, if above 0 (else left to the estimate from positions), and unknown when it
+    /// is stopped (where MariaDB itself reports NULL).
     fn lag(primary: &Observation, replica: &Observation) -> Lag {
         let (Some(ReplayPosition::MariaDb(p)), Some(ReplayPosition::MariaDb(r))) =
             (primary.position(), replica.position())
@@ -174,7 +175,12 @@ impl Product for MariaDb {
         if caught_up {
             Lag::new(None, Some(Duration::ZERO))
         } else if replica.applying == Some(true) {
-            Lag::new(None, replica.seconds_behind.map(Duration::from_secs))
+            // `Seconds_Behind_Master` is whole seconds, and reads 0 on a replica waiting out
+            // its `MASTER_DELAY` between events: while the replica lacks a GTID the primary has
+            // written, 0 says nothing a millisecond wait could use, and the estimate from
+            // positions stands instead (`TopologyState`).
+            let said = replica.seconds_behind.filter(|&s| s > 0);
+            Lag::new(None, said.map(Duration::from_secs))
         } else {
             Lag::unknown()
         }

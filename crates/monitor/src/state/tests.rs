@@ -467,8 +467,8 @@ fn a_silently_cut_replica_grows_late_from_positions_while_the_server_says_zero()
 }
 
 /// A MariaDB replica probed with one statement (no status row, so no
-/// `Seconds_Behind_Master`) that applies is as late as its positions say; one whose SQL thread
-/// is stopped stays unknown.
+/// `Seconds_Behind_Master`), or whose `Seconds_Behind_Master` is 0 while it lacks a GTID, that
+/// applies is as late as its positions say; one whose SQL thread is stopped stays unknown.
 #[test]
 fn a_replica_that_applies_without_saying_how_late_is_as_late_as_its_positions() {
     let s = state(3, policy());
@@ -489,6 +489,12 @@ fn a_replica_that_applies_without_saying_how_late_is_as_late_as_its_positions() 
     s.observe(NodeId::new(2), &silent(15, false), now);
     assert_eq!(lag_time(&s, 1), Some(MS(200)), "applying: estimated from positions");
     assert_eq!(lag_time(&s, 2), None, "SQL thread stopped: unknown, as MariaDB says");
+    // Behind with `Seconds_Behind_Master` 0 (whole seconds; 0 while waiting out a
+    // `MASTER_DELAY`): as late as its positions say too.
+    let mut zero = silent(15, true).unwrap();
+    zero.seconds_behind = Some(0);
+    s.observe(NodeId::new(2), &Ok(zero), now);
+    assert_eq!(lag_time(&s, 2), Some(MS(200)), "0 while behind: estimated from positions");
     // Caught up: zero, whatever the server says.
     s.observe(NodeId::new(1), &silent(20, true), now + MS(1));
     assert_eq!(lag_time(&s, 1), Some(Duration::ZERO));
