@@ -1367,7 +1367,7 @@ mod tests {
     #[case::two_positions_per_write(web(vec![with(web_row("mix", 0.2, 0.9, 0.2, 0, 0), "write_round_trips", json!(2.5))]), 1)]
     #[case::late_as_plain(web(late(1.005, 1.0)), 0)]
     #[case::late_reads_positions(web(late(1.1, 1.0)), 1)]
-    #[case::mariadb_late_reads_positions(web(late_on("mariadb", 1.1, 1.0)), 1)]
+    #[case::mariadb_late_reads_positions(web([vec![web_row("mix", 0.2, 0.9, 0.2, 0, 0)], late_on("mariadb", 1.1, 1.0)].concat()), 1)]
     #[case::no_rows(json!({ "rows": [] }), 1)]
     fn the_web_budgets(#[case] doc: serde_json::Value, #[case] broken: usize) {
         assert_eq!(web_failures(&doc).len(), broken, "{:?}", web_failures(&doc));

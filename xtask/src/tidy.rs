@@ -1439,7 +1439,7 @@ const COMPONENTS: &[(&str, &str, &str)] = &[
     ("sea-orm", "consistency::coalesce", "Coalesce"),
     ("sea-orm", "hedge::pace", "Pace"),
     ("sea-orm", "hedge::hedging", "Hedging"),
-    ("sea-orm", "hedge::watchdog", "Watchdog"),
+    ("sea-orm", "hedge::hedging", "Watchdog"),
     ("sea-orm", "retry::retrying", "Retrying"),
     ("sea-orm", "observe::hooks", "Hooks"),
     ("sea-orm", "consistency::learned", "Learned"),
@@ -1463,6 +1463,8 @@ const FOLDER_PARTS: &[(&str, &str, &str, &str)] = &[
     ("sea-orm", "connection::inner", "Inner", "causality"),
     ("sea-orm", "connection::inner", "Inner", "hooks"),
     ("sea-orm", "connection::inner", "Inner", "nodes"),
+    // Not a part: whether a monitor runs, a flag the plan reads with the parts it hands on.
+    ("sea-orm", "connection::inner", "Inner", "monitored"),
 ];
 
 /// What keeps the component `module::ty` of `krate` from owning its state (see

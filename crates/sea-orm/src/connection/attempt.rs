@@ -11,12 +11,12 @@
 //!   ([`refused`]), where the monitor's verdict says for a read whose connection to the
 //!   primary broke — where to is retry's (`crate::retry`);
 //! - [`attempt_plan`] (here): the loop over one plan's candidates; each policy it composes
-//!   is a file: which candidate next, within retry's budget, and stalled nodes passed over
-//!   (`candidates.rs`), the catch-up wait (`catch_up.rs`), one read (`read.rs`: bounded
+//!   is a file: which candidate next, within the budget, and stalled nodes passed over
+//!   (retry's `Candidates`), the catch-up wait (`catch_up.rs`), one read (`read.rs`: bounded
 //!   by time and the monitor, `crate::send::watch`; hedged, `hedge.rs` over
 //!   `crate::hedge::race`), one write (`write.rs`: in two
 //!   steps), what a failure means (`outcome.rs`, judged by `crate::retry`, the part it
-//!   holds, and `crate::send::refusal`); the span and metrics at its boundary (`span.rs`);
+//!   holds, and `crate::send::refusal`); the span at its boundary (`span.rs`);
 //! - what one attempt runs: a [`Work`] (`work.rs`).
 //!
 //! - A write runs on the primary, unbounded (an attempt abandoned mid-flight may still
@@ -30,7 +30,6 @@
 //! - Every outcome is reported once (`record`): a node failure to the monitor, back-pressure
 //!   to the node's counters (never to its health), successes to the balancer's estimate.
 
-mod candidates;
 mod catch_up;
 mod hedge;
 mod outcome;
@@ -46,7 +45,6 @@ use std::time::Instant;
 use rwsplit_core::{Access, NodeId};
 use sea_orm::DbErr;
 
-use self::candidates::Candidates;
 use self::hedge::Hedged;
 use self::outcome::Tried;
 pub(super) use self::planned::{Ask, planned};
@@ -55,8 +53,7 @@ pub(super) use self::work::{Begin, Execute, QueryAll, QueryOne, Stream, Unprepar
 use super::inner::Inner;
 use super::record::Record;
 use crate::cluster::{Plan, Why};
-use crate::nodes::registry::NodeRef;
-use crate::retry::retrying::Stop;
+use crate::retry::retrying::{Candidates, Picked, Stop};
 use crate::routing::ctx::Scope;
 
 /// Runs `work` along `plan` (see the module docs); returns its output and the node that
@@ -137,7 +134,9 @@ fn attempt_plan<'a, W: Work>(
         }
         let skip = if plan.wait().is_some() { catch_up::skip(inner, plan).await } else { 0 };
         let mut run = Run::new(inner, plan, write, skip, earlier);
-        while let Some((id, node, last)) = run.candidate(inner, plan, write) {
+        let parts = (&inner.nodes, &inner.counters);
+        while let Some(picked) = run.candidates.pick(parts, plan, (run.primary, write), run.now) {
+            let Picked { id, node, last, following } = picked;
             run.tried += 1;
             let (on_primary, started, guard) =
                 (id == run.primary, run.now, plan.start(id, run.now));
@@ -147,7 +146,7 @@ fn attempt_plan<'a, W: Work>(
             } else {
                 let deadline = run.deadline;
                 let at = read::At { id, node: &node, on_primary, last, earlier, started, deadline };
-                if let Some(rare) = read::rare(inner, plan, &*work, at, &run.candidates) {
+                if let Some(rare) = read::rare(inner, plan, &*work, at, following) {
                     match rare.await {
                         Hedged::By(out, h) => return Ok(hedge::won(inner, plan, &*work, out, h)),
                         Hedged::First(r) => r,
@@ -158,7 +157,7 @@ fn attempt_plan<'a, W: Work>(
             };
             run.now = Instant::now();
             let on = (&*node, id, on_primary, write);
-            let record = Record::new(inner, plan, &*work, on, (started, guard));
+            let record = Record::new(inner, plan, work.sql(), on, (started, guard));
             match result {
                 Ok(out) => {
                     record.succeeded(run.now);
@@ -206,7 +205,7 @@ impl Run {
     #[inline]
     fn new(inner: &Inner, plan: &Plan, write: bool, skip: usize, earlier: usize) -> Self {
         Run {
-            candidates: Candidates::new(inner.retry.budget(write), skip),
+            candidates: inner.retry.candidates(write, skip),
             deadline: crate::send::deadline::current(),
             traced: span::route(plan),
             primary: plan.snapshot_primary().unwrap_or(NodeId::new(0)),
@@ -214,17 +213,6 @@ impl Run {
             tried: earlier,
             last_err: None,
         }
-    }
-
-    /// The plan's next candidate to try (see [`Candidates::pick`]).
-    #[inline]
-    fn candidate(
-        &mut self,
-        inner: &Inner,
-        plan: &Plan,
-        write: bool,
-    ) -> Option<(NodeId, NodeRef, bool)> {
-        self.candidates.pick(inner, plan, (self.primary, write), self.now)
     }
 
     /// Where and when the attempt that just failed ran.
@@ -236,7 +224,7 @@ impl Run {
     fn none_left(self, inner: &Inner, plan: &Plan) -> DbErr {
         match self.last_err {
             Some(e) => *e,
-            None => self.candidates.none_left(inner, plan),
+            None => self.candidates.none_left(&inner.nodes, plan),
         }
     }
 }

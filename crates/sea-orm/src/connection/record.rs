@@ -45,16 +45,16 @@ pub(super) struct Record<'a> {
 }
 
 impl<'r> Record<'r> {
-    /// The record of one of `plan`'s attempts at `work` on `node` (`id`; the plan's primary or
-    /// not; a write or not), started at `started`, to report once.
+    /// The record of one of `plan`'s attempts at statement `sql` on `node` (`id`; the plan's
+    /// primary or not; a write or not), started at `started`, to report once.
     pub(super) fn new(
         conn: &'r Inner,
         plan: &crate::cluster::Plan,
-        work: &impl super::attempt::Work,
+        sql: &str,
         (node, id, on_primary, write): (&'r Node, NodeId, bool, bool),
         (started, guard): (Instant, Option<InFlight>),
     ) -> Self {
-        let operation = plan.operation().unwrap_or_else(|| telemetry::operation_name(work.sql()));
+        let operation = plan.operation().unwrap_or_else(|| telemetry::operation_name(sql));
         let statement = telemetry::Statement { system: conn.planner.system_name(), operation };
         let reason = plan.reason();
         Record { conn, node, id, statement, reason, on_primary, write, guard, started }

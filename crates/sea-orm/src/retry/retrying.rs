@@ -4,19 +4,21 @@
 //! [`Stats::retries`](crate::Stats::retries)); and what follows a failed attempt as the
 //! connection runs it ([`Retrying::judge`]: the verdict, the error named, the retry counted),
 //! with where a statement goes once more ([`Retrying::on_new_primary`],
-//! [`Retrying::after_lost`]).
+//! [`Retrying::after_lost`]); and which of a plan's candidates an attempt goes to next
+//! ([`Candidates`], from [`Retrying::candidates`]).
 
 use std::future::Future;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
-use rwsplit_core::{Access, NodeId};
+use rwsplit_core::{Access, NodeId, RouteReason};
 use sea_orm::DbErr;
 
 use super::rerun;
 use super::verdict::{Failed, Verdict, verdict};
 use crate::cluster::{Plan, Routing, Why};
-use crate::nodes::registry::Node;
+use crate::nodes::registry::{Node, NodeRef, Nodes};
+use crate::observe::counters::{Count, Counters};
 use crate::observe::telemetry;
 use crate::send::failure;
 
@@ -66,10 +68,12 @@ impl Retrying {
         Retrying { read_retries, verdict_wait, retries: AtomicU64::new(0) }
     }
 
-    /// How many candidates after its first an attempt may go on to: none for a write.
+    /// The candidates a plan's attempts go through from its `skip`-th (past a catch-up wait's
+    /// node that did not catch up): the first, and as many more as a read may move on to
+    /// (`read_retries`; a write, none).
     #[inline]
-    pub(crate) fn budget(&self, write: bool) -> usize {
-        if write { 0 } else { usize::from(self.read_retries) }
+    pub(crate) fn candidates(&self, write: bool, skip: usize) -> Candidates {
+        Candidates::new(if write { 0 } else { usize::from(self.read_retries) }, skip)
     }
 
     /// Statements moved on to another attempt so far.
@@ -146,4 +150,115 @@ impl Retrying {
     ) -> impl Future<Output = Option<Plan>> + 'a {
         rerun::after_lost(routing, self.verdict_wait, old, access)
     }
+}
+
+// Which candidate an attempt goes to next: the plan's order, within the budget, past nodes
+// removed since the plan was made and replicas that have stopped answering (before the
+// monitor's verdict); and, when none was left, why each was passed over.
+
+/// The candidates tried: the plan's `k`-th, for `k` from `skip` (past a catch-up wait's node
+/// that did not catch up) up to `end` (indices rather than an iterator: a read's future
+/// carries less).
+pub(crate) struct Candidates {
+    k: usize,
+    end: usize,
+    skip: usize,
+}
+
+impl Candidates {
+    /// The first candidate and `budget` more, from the `skip`-th.
+    fn new(budget: usize, skip: usize) -> Self {
+        Candidates { k: skip, end: skip + budget + 1, skip }
+    }
+
+    /// The next candidate to try: its id and node, whether it is the last, and the plan's
+    /// node after it whatever the budget (where a read may be hedged); `None` when the budget
+    /// or the plan's candidates are spent. `primary`: the plan's snapshot's; `write`: the
+    /// plan's access. Nodes are held from `nodes`; a stalled replica passed over is counted in
+    /// `counters`.
+    #[inline]
+    pub(crate) fn pick(
+        &mut self,
+        (nodes, counters): (&Nodes, &Counters),
+        plan: &Plan,
+        (primary, write): (NodeId, bool),
+        now: Instant,
+    ) -> Option<Picked> {
+        while self.k < self.end
+            && let Some(id) = plan.candidate(self.k)
+        {
+            self.k += 1;
+            let following = plan.candidate(self.k);
+            let last = self.k == self.end || following.is_none();
+            // A node removed since the plan was made (its index empty, or another
+            // generation's).
+            let Some(node) = nodes.hold(id) else {
+                continue;
+            };
+            // A replica that has stopped answering: the plan's next node first (it stays in
+            // the plan as the read's last resort if it is last).
+            if !write && id != primary && !last && passed_over(counters, plan, id, &node, now) {
+                continue;
+            }
+            return Some(Picked { id, node, last, following });
+        }
+        None
+    }
+
+    /// The error when every candidate was passed over (a catch-up wait that timed out on the
+    /// only one, nodes removed, stalled).
+    pub(crate) fn none_left(&self, nodes: &Nodes, plan: &Plan) -> DbErr {
+        failure::no_node_left(skipped(nodes, plan, self.skip, self.end))
+    }
+}
+
+/// A candidate [`Candidates::pick`] gave.
+pub(crate) struct Picked {
+    pub(crate) id: NodeId,
+    pub(crate) node: NodeRef,
+    /// No candidate follows within the budget.
+    pub(crate) last: bool,
+    /// The plan's node after it, whatever the budget.
+    pub(crate) following: Option<NodeId>,
+}
+
+/// Whether replica `node` (`id`), not the read's last resort, is passed over because it has
+/// stopped answering (its pace says stalled), unless the read asked for it by name; counted.
+fn passed_over(counters: &Counters, plan: &Plan, id: NodeId, node: &Node, now: Instant) -> bool {
+    if plan.reason() == Why::Router(RouteReason::NodeRequested)
+        || !node.passed_over(plan.in_flight(id), now)
+    {
+        return false;
+    }
+    counters.bump(Count::StalledSkips);
+    true
+}
+
+/// Why each of `plan`'s candidates up to the `end`-th was skipped, when all were: the first
+/// `skip` by a catch-up wait that did not see the session's writes there (or found the node
+/// removed), the others removed since the plan was made, or stalled (passed over for the
+/// next).
+fn skipped(
+    nodes: &Nodes,
+    plan: &Plan,
+    skip: usize,
+    end: usize,
+) -> Vec<crate::routing_error::NodeOut> {
+    use crate::routing_error::OutReason;
+    let waited = plan.wait().map_or(std::time::Duration::ZERO, |(_, max)| max);
+    (0..end)
+        .map_while(|k| plan.candidate(k))
+        .enumerate()
+        .map(|(k, id)| {
+            let why = if !nodes.has(id) {
+                OutReason::Removed
+            } else if k < skip {
+                OutReason::NotCaughtUp { waited }
+            } else {
+                OutReason::Stalled
+            };
+            let name = plan.name(id).map_or_else(|| format!("node {id}"), str::to_owned);
+            crate::routing_error::NodeOut::new(name, why)
+        })
+        .collect()
 }

@@ -137,7 +137,7 @@ pub(super) fn won<W: Work>(
 ) -> (W::Output, NodeId) {
     let on_primary = plan.snapshot_primary().unwrap_or(NodeId::new(0)) == hedge.id;
     let on = (&*hedge.node, hedge.id, on_primary, false);
-    let served = Record::new(inner, plan, work, on, (hedge.started, hedge.guard));
+    let served = Record::new(inner, plan, work.sql(), on, (hedge.started, hedge.guard));
     served.succeeded(Instant::now());
     (out, hedge.id)
 }

@@ -10,7 +10,6 @@ use std::time::Instant;
 use futures_util::future::Either;
 use rwsplit_core::NodeId;
 
-use super::candidates::Candidates;
 use super::hedge::{self, Hedged};
 use super::work::Work;
 use crate::cluster::Plan;
@@ -40,13 +39,14 @@ pub(super) struct At<'a> {
 /// sent, to a primary the monitor has marked down (its pool would be waited on for the
 /// acquire timeout, connecting to a dead server being retried until then: the read moves on,
 /// or fails at once saying why); hedged on the plan's next node (`candidates`'), where it
-/// may be. `None`: the common form, [`bounded`].
+/// may be (`following`: the plan's node after this one). `None`: the form without either,
+/// [`bounded`].
 pub(super) fn rare<'a, W: Work>(
     inner: &'a Inner,
     plan: &'a Plan,
     work: &'a W,
     at: At<'a>,
-    candidates: &Candidates,
+    following: Option<NodeId>,
 ) -> Option<Pin<Box<impl Future<Output = Hedged<W::Output>> + 'a>>> {
     let At { id, node, on_primary, started, deadline, .. } = at;
     if on_primary && inner.routing.standing(id) == Standing::Down {
@@ -54,7 +54,7 @@ pub(super) fn rare<'a, W: Work>(
         return Some(Box::pin(Either::Left(std::future::ready(Hedged::First(Err(down))))));
     }
     let hedgeable = W::HEDGE && !on_primary && inner.planner.policy().hedged_reads;
-    let other = candidates.following(plan).filter(|_| hedgeable)?;
+    let other = following.filter(|_| hedgeable)?;
     inner.hedging.earn();
     let read = hedge::hedgeable(inner, plan, work, (id, node), other, (started, deadline));
     Some(Box::pin(Either::Right(read)))
