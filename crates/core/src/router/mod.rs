@@ -441,10 +441,11 @@ impl Router {
             Group::Prefer(tag) => partition(up_slice, |n| n.has_tag(tag)),
             _ => up_slice.len(),
         };
+        // Through the balancer's vtable at once (`Box`'s own impl would only pass it on).
         if let Some(slice) = up_slice.get_mut(..preferred).filter(|s| !s.is_empty()) {
-            self.config.balancer.order(slice, now);
+            (*self.config.balancer).order(slice, now);
         } else if !up_slice.is_empty() {
-            self.config.balancer.order(up_slice, now);
+            (*self.config.balancer).order(up_slice, now);
         }
 
         let Some(target) = buf.first().filter(|_| len > 0) else {
