@@ -76,7 +76,7 @@ impl Discovery {
         let mut rx = watch.subscribe();
         let mut applier = Applier { template, known: Vec::new(), refused: Vec::new() };
         // The nodes the builder was given, so a member at the same address is not added twice.
-        for (id, name) in db.members.names() {
+        for (id, name) in db.inner.nodes.names() {
             if let Some((_, url)) = applier.template.configured.iter().find(|(i, _)| *i == id) {
                 applier.known.push(Known { id, url: url.clone(), listed: false });
             } else {
@@ -205,7 +205,7 @@ impl Applier {
             let id = match self.known.iter_mut().find(|k| k.url.same_node(&parsed)) {
                 Some(k) => {
                     k.listed = true;
-                    db.members.retag(k.id, NO_LOAD_BALANCE, member.tags.noloadbalance);
+                    db.inner.nodes.retag(k.id, NO_LOAD_BALANCE, member.tags.noloadbalance);
                     k.id
                 }
                 None if self.refused.iter().any(|r| r.same_node(&parsed)) => continue,
@@ -639,11 +639,11 @@ mod tests {
         let db = routed(2);
         let state = Arc::clone(db.inner.routing.state());
         let agree = |db: &RoutedConnection| {
-            let adapter: Vec<NodeId> = db.members.names().iter().map(|(id, _)| *id).collect();
+            let adapter: Vec<NodeId> = db.inner.nodes.names().iter().map(|(id, _)| *id).collect();
             assert_eq!(adapter, state.ids(), "the same ids");
-            assert_eq!(db.members.table_ids(), state.ids(), "a node for each id, no other");
+            assert_eq!(db.inner.nodes.table_ids(), state.ids(), "a node for each id, no other");
             let topo = state.snapshot();
-            db.members.each(|id, n| {
+            db.inner.nodes.each(|id, n| {
                 assert_eq!(n.id(), id);
                 if let Some(v) = topo.node(id) {
                     assert_eq!(v.name(), n.name(), "{id}");
@@ -747,8 +747,8 @@ mod tests {
         reader.await.unwrap();
         // The drains of the removed nodes run on the runtime: nothing holds them.
         tokio::time::sleep(Duration::from_millis(200)).await;
-        assert_eq!(db.members.table_ids(), state.ids(), "the same ids, table and state");
-        assert_eq!(db.members.count(), state.ids().len());
+        assert_eq!(db.inner.nodes.table_ids(), state.ids(), "the same ids, table and state");
+        assert_eq!(db.inner.nodes.count(), state.ids().len());
         assert!(kept > 0, "some adds found a free index");
         assert_eq!(state.len(), 2 + kept, "the configured nodes and the added ones kept");
     }

@@ -375,7 +375,7 @@ impl RoutedConnection {
 
     /// Pings the primary.
     pub async fn ping(&self) -> Result<(), DbErr> {
-        self.members.ping(self.inner.routing.primary_index()).await
+        self.inner.nodes.ping(self.inner.routing.primary_index()).await
     }
 
     /// Closes every node's pool.
@@ -385,7 +385,7 @@ impl RoutedConnection {
 
     /// Closes every node's pool, by reference.
     pub async fn close_by_ref(&self) -> Result<(), DbErr> {
-        self.members.close().await
+        self.inner.nodes.close().await
     }
 
     /// SeaORM's schema builder for this backend.
@@ -418,7 +418,7 @@ impl RoutedConnection {
     }
 
     fn node_named(&self, name: &str) -> crate::error::Result<rwsplit_core::NodeId> {
-        let nodes = self.members.names();
+        let nodes = self.inner.nodes.names();
         nodes.iter().find(|(_, n)| n == name).map(|(i, _)| *i).ok_or_else(|| {
             crate::error::Error::UnknownNode {
                 name: crate::connection::session::snippet(name),

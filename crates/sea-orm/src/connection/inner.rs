@@ -111,7 +111,7 @@ pub struct RoutedConnection {
 impl fmt::Debug for RoutedConnection {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let primary = self.inner.routing.primary_id();
-        let nodes = self.members.names();
+        let nodes = self.inner.nodes.names();
         let name = |i: &NodeId| nodes.iter().find(|(j, _)| j == i).map(|(_, n)| n.as_str());
         let replicas: Vec<&str> =
             nodes.iter().filter(|(i, _)| Some(*i) != primary).map(|(_, n)| n.as_str()).collect();

@@ -172,7 +172,7 @@ pub(crate) async fn first_answers(
     conn: &RoutedConnection,
     start: Duration,
 ) -> (Vec<NodeId>, crate::error::Result<()>) {
-    let mut checks = std::pin::pin!(conn.members.check_replica_servers(start));
+    let mut checks = std::pin::pin!(conn.inner.nodes.check_servers(NodeId::new(0), start));
     let probes = conn.members.first_answers(start.saturating_add(Duration::from_millis(100)));
     let mut probes = std::pin::pin!(probes);
     let mut checked = None;
@@ -375,7 +375,7 @@ pub(crate) fn add_node(
 ) -> Option<NodeId> {
     let node = node.probed_from(probe.map(ProbeFrom::Options));
     let name = node.name().to_owned();
-    let id = match db.members.add(node, |id, n| core_node(id, Role::Replica, n, &placement)) {
+    let id = match db.inner.nodes.add(node, |id, n| core_node(id, Role::Replica, n, &placement)) {
         Ok(id) => id,
         Err(error) => {
             tracing::error!(target: "rwsplit", node = %name, %error, "node not added");
@@ -410,7 +410,7 @@ pub(crate) fn remove_node(db: &RoutedConnection, id: NodeId) -> bool {
 pub(crate) fn sample_metrics(db: &RoutedConnection, now: Instant) {
     let inner = &db.inner;
     let topo = inner.routing.live_topology();
-    db.members.each(|i, n| {
+    db.inner.nodes.each(|i, n| {
         let view = topo.node(i);
         // Not in the snapshot: joining (sampled as such), or removed a moment ago (its
         // gauges are the removal's, see `Nodes::remove`).

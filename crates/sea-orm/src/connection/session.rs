@@ -125,7 +125,7 @@ impl Session {
             self.observe(position);
         }
         if let Some(name) = token.read_on() {
-            match self.db.members.id_of(name) {
+            match self.db.inner.nodes.id_of(name) {
                 // What that read saw is at most what the node has replayed by now.
                 Some(id) => {
                     let now = std::time::Instant::now();

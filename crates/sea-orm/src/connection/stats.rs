@@ -280,7 +280,7 @@ pub(crate) fn snapshot(db: &RoutedConnection) -> Stats {
             // In id order: the configured primary (id 0) first while it is there. Never empty:
             // the adapter keeps its last node.
             let mut nodes = Vec::new();
-            db.members.each(|i, n| {
+            db.inner.nodes.each(|i, n| {
                 let routing = inner.routing.node_routing(i);
                 let seen = routing.view;
                 let configured = if i == NodeId::new(0) { Role::Primary } else { Role::Replica };

@@ -621,7 +621,7 @@ async fn a_metric_callback_hooks_every_node_and_those_added_later() {
     .unwrap();
     let hooked = |db: &RoutedConnection| -> Vec<(NodeId, bool)> {
         let mut hooked = Vec::new();
-        db.members.each(|i, n| hooked.push((i, n.is_hooked())));
+        db.inner.nodes.each(|i, n| hooked.push((i, n.is_hooked())));
         hooked
     };
     assert_eq!(hooked(&db), [(NodeId::new(0), false), (NodeId::new(1), false), (early, false)]);

@@ -1,19 +1,18 @@
-//! [`Members`]: a connection's nodes as its handles, its start and its topology task see them,
-//! with the monitor that watches them. Membership (adding a node, removing and draining one,
-//! retagging one), what every node reports or is asked at once (names, a visit, closing,
-//! pinging, the start's server checks), and the monitor's side of it (probes started and
-//! stopped with membership, the start's wait for first answers, promotions, the task following
-//! a topology source). The statement path never comes here: it holds its node through `Inner`,
-//! which shares the same registry.
+//! [`Members`]: the monitor's side of a connection's membership: probes started and stopped
+//! with it (a node removed stops being probed before it drains), the start's wait for first
+//! answers, promotions, the task following a topology source. The registry itself (adding a
+//! node, retagging one, names, a visit, closing, pinging, the start's server checks) is
+//! `Nodes`', which `connection/` asks directly through `Inner`, sharing the same registry.
 
 use std::fmt;
 use std::sync::{Mutex, PoisonError};
 use std::time::Duration;
 
 use rwsplit_core::NodeId;
-use rwsplit_monitor::NoFreeIndex;
 
-use crate::nodes::registry::{Node, Nodes};
+#[cfg(test)]
+use crate::nodes::registry::Node;
+use crate::nodes::registry::Nodes;
 use crate::nodes::shared::MonitorHandle;
 
 /// A connection's nodes and the monitor watching them (see the module docs).
@@ -32,56 +31,15 @@ impl Members {
         Members { nodes, monitor, discovery: Mutex::new(None) }
     }
 
-    /// Every node's id and name, in index order.
-    pub(crate) fn names(&self) -> Vec<(NodeId, String)> {
-        self.nodes.names()
-    }
-
-    /// The id of the node named `name` (`host:port/db`), if there is one.
-    pub(crate) fn id_of(&self, name: &str) -> Option<NodeId> {
-        self.nodes.id_of(name)
-    }
-
-    /// Calls `f` with every node and its id ([`Nodes::each`]).
+    /// Calls `f` with every node and its id ([`Nodes::each`]; the crate's tests', outside
+    /// `connection/`, whose code asks the registry itself).
+    #[cfg(test)]
     pub(crate) fn each(&self, f: impl FnMut(NodeId, &Node)) {
         self.nodes.each(f);
     }
 
-    /// Pings node `primary`'s write pool (the first node's if it is not there).
-    pub(crate) async fn ping(&self, primary: NodeId) -> Result<(), sea_orm::DbErr> {
-        self.nodes.ping(primary).await
-    }
-
-    /// Closes every node's pools ([`Nodes::close`]).
-    pub(crate) async fn close(&self) -> Result<(), sea_orm::DbErr> {
-        self.nodes.close().await
-    }
-
-    /// Checks the servers of the configured replicas against the version policy, each for at
-    /// most `max` ([`Nodes::check_servers`]).
-    pub(crate) async fn check_replica_servers(
-        &self,
-        max: Duration,
-    ) -> Result<(), crate::error::Error> {
-        self.nodes.check_servers(NodeId::new(0), max).await
-    }
-
-    /// Adds `node` to the registry, its snapshot entry made by `entry` from the id it gets
-    /// ([`Nodes::add`]). Its probes start with [`start_probing`](Self::start_probing), once
-    /// the caller has made it ready for statements.
-    ///
-    /// # Errors
-    ///
-    /// [`NoFreeIndex`] when every index is taken (the node is dropped).
-    pub(crate) fn add(
-        &self,
-        node: Node,
-        entry: impl FnOnce(NodeId, &Node) -> rwsplit_core::Node,
-    ) -> Result<NodeId, NoFreeIndex> {
-        self.nodes.add(node, entry)
-    }
-
-    /// Starts the monitor's probes of node `id` (just added), if a monitor runs.
+    /// Starts the monitor's probes of node `id` (just added to the registry, and ready for
+    /// statements), if a monitor runs.
     pub(crate) fn start_probing(&self, id: NodeId) {
         if let Some(m) = &self.monitor {
             m.start_node(id);
@@ -101,12 +59,6 @@ impl Members {
             m.stop_node(id);
         }
         self.nodes.remove(id, was_primary)
-    }
-
-    /// Node `id` has the tag `tag` (alone) if `on`, else none, when that changes
-    /// ([`Nodes::retag`]).
-    pub(crate) fn retag(&self, id: NodeId, tag: &str, on: bool) {
-        self.nodes.retag(id, tag, on);
     }
 
     /// How many promotions the monitor has seen (`None`: no monitor runs).
@@ -135,18 +87,6 @@ impl Members {
     /// when the connection is dropped, or when another replaces it.
     pub(crate) fn follow_topology(&self, task: AbortOnDrop) {
         *self.discovery.lock().unwrap_or_else(PoisonError::into_inner) = Some(task);
-    }
-
-    /// How many nodes there are (for tests).
-    #[cfg(test)]
-    pub(crate) fn count(&self) -> usize {
-        self.nodes.count()
-    }
-
-    /// The ids the registry's table holds a node for ([`Nodes::table_ids`]; for tests).
-    #[cfg(test)]
-    pub(crate) fn table_ids(&self) -> Vec<NodeId> {
-        self.nodes.table_ids()
     }
 }
 
