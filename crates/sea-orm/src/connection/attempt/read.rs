@@ -1,7 +1,8 @@
-//! One read attempt on a node: its rare forms, boxed ([`rare`]: not sent to a primary the
-//! monitor has marked down; hedged on the plan's next node, `hedge.rs`), else its common one
-//! ([`bounded`]: by time and the monitor, `crate::send::watch`; straight on the sqlx pool when nothing
-//! listens to SeaORM's layer).
+//! One read attempt on a node: its boxed forms ([`rare`]: not sent to a primary the monitor
+//! has marked down, which is rare; hedgeable on the plan's next node, `hedge.rs`, which is
+//! most replica reads while hedging is on), else the plain one ([`bounded`]: by time and the
+//! monitor, `crate::send::watch`; straight on the sqlx pool when nothing listens to SeaORM's
+//! layer): a read on the primary, the plan's last node, or with hedging off.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -35,12 +36,12 @@ pub(super) struct At<'a> {
     pub(super) deadline: Option<Instant>,
 }
 
-/// A read attempt's rare forms, boxed so that a read's future does not carry them: not
-/// sent, to a primary the monitor has marked down (its pool would be waited on for the
+/// A read attempt's boxed forms, so that the plain one's future does not carry them: not
+/// sent, to a primary the monitor has marked down (rare: its pool would be waited on for the
 /// acquire timeout, connecting to a dead server being retried until then: the read moves on,
-/// or fails at once saying why); hedged on the plan's next node (`candidates`'), where it
-/// may be (`following`: the plan's node after this one). `None`: the form without either,
-/// [`bounded`].
+/// or fails at once saying why); hedgeable on `following`, the plan's node after this one
+/// (most replica reads while hedging is on; the hedge itself is rare). `None`: the form
+/// without either, [`bounded`].
 pub(super) fn rare<'a, W: Work>(
     inner: &'a Inner,
     plan: &'a Plan,
