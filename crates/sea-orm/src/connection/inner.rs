@@ -225,9 +225,9 @@ impl Inner {
     }
 
     /// The task a write's position read is left to: given the [`Capture`], it runs
-    /// [`Causality::finish`], which reads the position if the scope has not and a replica could
-    /// serve a read ([`Inner::out_of_reach`]). `None` outside a runtime, or once the connection
-    /// is being dropped (the position is then read in the caller's task, at once).
+    /// [`Causality::finish`], which reads the position if the scope has not. `None` outside a
+    /// runtime, or once the connection is being dropped (the position is then read in the
+    /// caller's task, at once).
     pub(super) fn background(&self) -> Option<impl FnOnce(Capture) + use<>> {
         // Live while a statement of the connection runs (it holds the connection).
         let (Ok(runtime), Some(db)) = (tokio::runtime::Handle::try_current(), self.me.upgrade())
@@ -236,8 +236,7 @@ impl Inner {
         };
         Some(move |capture| {
             runtime.spawn(async move {
-                let out_of_reach = || db.out_of_reach();
-                db.causality.finish(&db.routing, &db.writable(), capture, out_of_reach).await;
+                db.causality.finish(&db.routing, &db.writable(), capture).await;
             });
         })
     }
