@@ -104,6 +104,9 @@ enum Key {
 pub(crate) struct Capture {
     node: NodeId,
     key: Key,
+    /// The scope's pending epoch the write left: a later one (writes the router cannot see,
+    /// such as a transaction still open on SeaORM's own handle) is not this task's to settle.
+    epoch: u64,
 }
 
 /// How long after a write its position read is left to the write's own scope: the scope's
@@ -455,14 +458,15 @@ impl Causality {
             s.pending_epoch
         });
         match background() {
-            Some(spawn) => spawn(Capture { node, key }),
+            Some(spawn) => spawn(Capture { node, key, epoch }),
             None => self.read_pending(samples, writers, node, &key, epoch, false).await,
         }
     }
 
     /// The position read of a write's [`Capture`], after [`LEFT_TO_THE_SCOPE`], if it is still
-    /// wanted: the scope is still pending (its own read or token has not read it) and someone
-    /// still holds it (a session dropped with its request, its token answered, needs nothing).
+    /// wanted: the scope is still pending for that write alone (its own read or token has not
+    /// read it, and nothing since has marked it pending again) and someone still holds it (a
+    /// session dropped with its request, its token answered, needs nothing).
     /// Counted in the scope's reads in flight meanwhile: its reads and token wait for it
     /// rather than send another. Whether a replica could use it is not asked here: a scope
     /// that stays alive reads again, and may by then be served by a replica that has it.
@@ -473,15 +477,18 @@ impl Causality {
         capture: Capture,
     ) {
         tokio::time::sleep(LEFT_TO_THE_SCOPE).await;
-        let Capture { node, key } = capture;
+        let Capture { node, key, epoch: left } = capture;
         if let Key::Session(s) = &key
             && Arc::strong_count(s) == 1
         {
             return;
         }
-        // Not while the scope reads it itself.
+        // Not while the scope reads it itself, nor once the scope is pending for more than
+        // this write: writes the router cannot see (a transaction committed through SeaORM's
+        // own handle, perhaps still open) would be settled by a position read before they
+        // commit. The scope's next read reads it then.
         let Some(epoch) = self.key_update(&key, |s| {
-            (s.pending && s.inflight == 0).then(|| {
+            (s.pending && s.inflight == 0 && s.pending_epoch == left).then(|| {
                 s.inflight += 1;
                 s.pending_epoch
             })
@@ -736,11 +743,24 @@ mod tests {
         c.finish(&no_samples(), &two, capture.take().unwrap()).await;
         assert_eq!(reads(), 2, "one read for the second write, the scope's own");
 
+        // Marked pending again since by writes the router cannot see (a transaction begun on
+        // SeaORM's own handle, perhaps still open): not this task's to settle; the scope's
+        // next read reads it, after them.
+        c.after_write(&no_samples(), &two, P, &scope, || Some(|k| capture = Some(k))).await;
+        c.mark_unseen_writes(&two, &scope);
+        c.finish(&no_samples(), &two, capture.take().unwrap()).await;
+        let slot = c.slot(&scope);
+        assert!(slot.pending && slot.inflight == 0, "still pending for the unseen writes");
+        assert_eq!(reads(), 2, "no position read before the unseen writes commit");
+        let epoch = slot.pending_epoch;
+        assert!(c.settle(&no_samples(), &two, &scope, P, epoch).await);
+        assert_eq!(reads(), 3);
+
         // The session is gone (its request answered): nobody needs it.
         c.after_write(&no_samples(), &two, P, &scope, || Some(|k| capture = Some(k))).await;
         drop((scope, session));
         c.finish(&no_samples(), &two, capture.take().unwrap()).await;
-        assert_eq!(reads(), 2);
+        assert_eq!(reads(), 3);
     }
 
     /// A position read that fails leaves the scope pending (its next read asks the primary);
