@@ -507,8 +507,19 @@ async fn a_token_from_before_a_failover_is_never_satisfied_by_the_new_history() 
         .insert(&session)
         .await
         .unwrap();
-    let old = session.token().await.unwrap().unwrap();
     cluster.wait_caught_up(0, Duration::from_secs(10)).await.unwrap();
+    // A token holding the write's position (while the monitor sees the replicas too far
+    // behind for a read to wait on, as on a loaded machine, the token names the primary
+    // instead of reading one: asked again until they are within reach).
+    let asked = Instant::now();
+    let old = loop {
+        let token = session.token().await.unwrap().unwrap();
+        if token.position().is_some() || asked.elapsed() > Duration::from_secs(10) {
+            break token;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    assert!(old.position().is_some(), "the token holds the write's position: {old:?}");
     // Fail over: the old primary stops, replica 1 is promoted onto a new timeline and replica 2
     // follows it.
     cluster.primary().stop().unwrap();
