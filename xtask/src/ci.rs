@@ -263,9 +263,17 @@ fn steps(args: &CiArgs, phases: &mut Phases) -> anyhow::Result<()> {
         // The suite on native servers; the network faults on containers (they need a network of
         // each node's own), image build included.
         use rwsplit_testkit::BackendKind;
-        let native = ["--skip", "network_faults", "--skip", "failover::failover_"];
+        let native =
+            ["--skip", "network_faults", "--skip", "failover::failover_", "--skip", "frozen::"];
         crate::itest::run(&crate::itest::ItestArgs::for_ci(locked, BackendKind::Native, &native))?;
         phases.end("integration tests (native)");
+        // The frozen-replica bounds, one test at a time: each times every read against 250 ms
+        // while a replica hangs, which is what a frozen node costs a read only when no other
+        // test loads the two cores beside it (one of them runs beside another client of the
+        // same servers, on purpose).
+        let frozen = ["frozen::", "--test-threads", "1"];
+        crate::itest::run(&crate::itest::ItestArgs::for_ci(locked, BackendKind::Native, &frozen))?;
+        phases.end("integration tests (frozen replicas, one at a time)");
         // The automatic-failover faults, once each, one at a time: each runs a fleet of writer
         // processes that loads both cores, and in the pass above one waiting for another (they
         // run alone among the tests that time a switchover) would hold a test thread idle.
