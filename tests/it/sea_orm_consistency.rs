@@ -227,6 +227,83 @@ async fn a_session_writing_one_statement_at_a_time_keeps_one_primary_connection(
     assert_eq!(opened, 1, "ten writes and their positions on one connection");
 }
 
+/// A task's scope (read-your-writes without the web layer) reads a write's position only where
+/// a read could use it: with the replicas current, its task reads it (the scope's read
+/// 20 ms later is served by a replica that has it); with every replica further behind than a
+/// read waits (PostgreSQL 200 ms, MariaDB its delay's whole second), few are read (the scope's
+/// reads go to the primary, which needs no position). No read misses its task's write either
+/// way.
+#[rstest]
+#[case::postgres(DbKind::Postgres, Duration::from_millis(200))]
+#[case::mariadb(DbKind::MariaDb, Duration::from_secs(1))]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_task_reads_a_writes_position_only_where_a_read_could_use_it(
+    #[case] kind: DbKind,
+    #[case] delay: Duration,
+) {
+    const PAIRS: u64 = 20;
+    let (cluster, _tdb, db) = setup(kind, "task_write_cost").await;
+    // `PAIRS` tasks, one after another, each writing, pausing past the moment its write's
+    // position is left to a task of its own, and reading its write: (positions read, stale).
+    let pairs = |tag: &'static str| {
+        let db = db.clone();
+        async move {
+            let before = db.stats().read_your_writes().positions_captured;
+            let mut stale = 0;
+            for i in 0..PAIRS {
+                let name = format!("{tag}-{i}");
+                let db = db.clone();
+                stale += tokio::spawn(async move {
+                    let a = author::ActiveModel { name: Set(name.clone()), ..Default::default() }
+                        .insert(&db)
+                        .await
+                        .unwrap();
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                    usize::from(!fresh(author::Entity::find_by_id(a.id).one(&db).await, &name))
+                })
+                .await
+                .unwrap();
+            }
+            (db.stats().read_your_writes().positions_captured - before, stale)
+        }
+    };
+    let (current, stale_current) = pairs("current").await;
+    for r in cluster.replicas() {
+        r.set_apply_delay(delay).await.unwrap();
+    }
+    // Writes until the monitor has seen both replicas further behind than a read waits.
+    let far = eventually(Duration::from_secs(20), || {
+        let db = db.clone();
+        async move {
+            author::ActiveModel { name: Set("warm".into()), ..Default::default() }
+                .insert(&db)
+                .await
+                .unwrap();
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            db.stats()
+                .replicas()
+                .iter()
+                .all(|r| r.lag().time().is_some_and(|t| t > Duration::from_millis(50)))
+        }
+    })
+    .await;
+    assert!(far.is_some(), "the monitor sees the replicas behind: {:?}", db.stats());
+    let (late, stale_late) = pairs("late").await;
+    eprintln!(
+        "TASK-WRITE-COST {kind} position reads per write: {:.2} with replicas current, {:.2} \
+         with replicas behind; stale reads {stale_current} and {stale_late}",
+        current as f64 / PAIRS as f64,
+        late as f64 / PAIRS as f64,
+    );
+    assert_eq!((stale_current, stale_late), (0, 0), "no read misses its write: {:?}", db.stats());
+    assert!(current <= PAIRS, "at most one position read per write: {current}");
+    assert!(current >= PAIRS / 2, "replicas current: the positions are read: {current}");
+    assert!(late <= PAIRS / 4, "replicas behind: positions no read could use: {late}");
+    for r in cluster.replicas() {
+        r.clear_apply_delay().await.unwrap();
+    }
+}
+
 /// Runs `pairs` write→read pairs in each of the three scopes while every replica applies with
 /// `delay`, and counts stale reads and reads served by replicas.
 #[rstest]
