@@ -175,52 +175,54 @@ async fn a_write_request_reads_at_most_one_position_and_no_get_is_stale(#[case] 
     cluster.wait_caught_up(0, Duration::from_secs(10)).await.unwrap();
     let app = app(db.clone());
     const PAIRS: u64 = 20;
-    // POST then GET with the cookie, `PAIRS` times: (position reads, the GETs that missed
-    // their write: the pair, the status and the body, with the token sent).
+    // POST then GET with the cookie, `PAIRS` times: (position reads during the POSTs, the
+    // most during one POST, during the GETs, the GETs that missed their write: the pair, the
+    // status and the body, with the token sent).
     let pairs = |tag: &'static str| {
         let (app, db) = (app.clone(), db.clone());
         async move {
-            let before = db.stats().read_your_writes().positions_captured;
-            let mut stale = Vec::new();
+            let read = || db.stats().read_your_writes().positions_captured;
+            let (mut posts, mut most, mut gets, mut stale) = (0, 0, 0, Vec::new());
             for i in 0..PAIRS {
                 let name = format!("{tag}-{i}");
+                let before = read();
                 let (status, cookie, id) =
                     send(&app, request("POST", &format!("/authors?name={name}"), None)).await;
+                let post = read() - before;
+                (posts, most) = (posts + post, most.max(post));
                 assert_eq!(status, StatusCode::CREATED, "{name}: {id}");
                 let cookie = cookie.expect("a write sends the token");
+                let before = read();
                 let (status, _, body) =
                     send(&app, request("GET", &format!("/authors/{id}"), Some(&cookie))).await;
+                gets += read() - before;
                 if status != StatusCode::OK || body != name {
                     stale.push(format!("{name}: {status} {body:?} with {cookie}"));
                 }
             }
-            (db.stats().read_your_writes().positions_captured - before, stale)
+            (posts, most, gets, stale)
         }
     };
-    let (current, stale_current) = pairs("current").await;
+    let (current, most_current, gets_current, stale_current) = pairs("current").await;
     for r in cluster.replicas() {
         r.set_apply_delay(Duration::from_millis(200)).await.unwrap();
     }
     // Writes until the monitor has seen both replicas further behind than a read waits.
-    let far = crate::support::eventually(Duration::from_secs(20), || {
-        let (app, db) = (app.clone(), db.clone());
+    crate::support::write_until_replicas_behind(&db, || {
+        let app = app.clone();
         async move {
             let _ = send(&app, request("POST", "/authors?name=warm", None)).await;
-            tokio::time::sleep(Duration::from_millis(50)).await;
-            db.stats()
-                .replicas()
-                .iter()
-                .all(|r| r.lag().time().is_some_and(|t| t > Duration::from_millis(50)))
         }
     })
     .await;
-    assert!(far.is_some(), "the monitor sees the replicas behind: {:?}", db.stats());
-    let (late, stale_late) = pairs("late").await;
+    let (late, most_late, gets_late, stale_late) = pairs("late").await;
     eprintln!(
         "WRITE-COST {kind} position reads per write request: {:.2} with replicas current, {:.2} \
-         with replicas behind; stale GETs {} and {}",
+         with replicas behind (per GET: {:.2} and {:.2}); stale GETs {} and {}",
         current as f64 / PAIRS as f64,
         late as f64 / PAIRS as f64,
+        gets_current as f64 / PAIRS as f64,
+        gets_late as f64 / PAIRS as f64,
         stale_current.len(),
         stale_late.len(),
     );
@@ -229,13 +231,17 @@ async fn a_write_request_reads_at_most_one_position_and_no_get_is_stale(#[case] 
         "no GET misses its own write: {stale_current:?} {stale_late:?}; {:?}",
         db.stats()
     );
-    assert!(current <= PAIRS, "at most one position read per write: {current}");
+    // A GET reads the primary's position only to leave the primary after a read there that
+    // no sample bounds yet (its token named the primary: the write's own read-back went to
+    // the primary while the monitor judged no replica near), so that the read can use a
+    // replica; a few at most.
+    assert!(most_current <= 1 && most_late <= 1, "at most one position read per write request");
+    assert!(gets_current + gets_late <= PAIRS / 4, "GETs: {gets_current} and {gets_late}");
     assert!(
         current >= PAIRS / 2,
         "replicas current: the positions are read: {current}; {:?}",
         db.stats()
     );
-    assert!(late <= PAIRS, "at most one position read per write: {late}");
     assert!(late <= PAIRS / 4, "replicas behind: positions no read could use: {late}");
     for r in cluster.replicas() {
         r.clear_apply_delay().await.unwrap();

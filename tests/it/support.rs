@@ -96,6 +96,32 @@ where
         .unwrap_or_else(|| panic!("timed out waiting for {what}"))
 }
 
+/// Runs `write` (a write through `db`) every 50 ms until `db`'s monitor sees every replica
+/// further behind than a read waits (over 50 ms), at most 20 s: the router knows its replicas
+/// late (a lag just set on them is seen only once writes reach them). Panics naming the stats
+/// if it never does.
+pub(crate) async fn write_until_replicas_behind<F, Fut>(
+    db: &rwsplit_sea_orm::RoutedConnection,
+    mut write: F,
+) where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = ()>,
+{
+    let far = eventually(Duration::from_secs(20), || {
+        let written = write();
+        async move {
+            written.await;
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            db.stats()
+                .replicas()
+                .iter()
+                .all(|r| r.lag().time().is_some_and(|t| t > Duration::from_millis(50)))
+        }
+    })
+    .await;
+    assert!(far.is_some(), "the monitor sees the replicas behind: {:?}", db.stats());
+}
+
 /// The number of rows in table `t` of the database at `url`, or `None` when it cannot be read.
 pub(crate) async fn count(url: &str, table: &str) -> Option<i64> {
     sqlx::any::install_default_drivers();

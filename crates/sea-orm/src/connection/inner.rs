@@ -210,12 +210,24 @@ impl Inner {
     /// Whether no replica could serve a read that waits the connection's catch-up wait
     /// ([`out_of_reach`](crate::routing::plan::out_of_reach)), as the topology stands: a
     /// write's position would then serve no read yet. Never without a monitor (no lag is known).
+    /// While none could, the replicas' next samples are asked for: a replica sampled while it
+    /// replayed an earlier write looks further behind the longer it is not sampled again, and
+    /// no read is sent there to ask for one (they go to the primary).
     pub(super) fn out_of_reach(&self) -> bool {
-        self.monitored
-            && crate::routing::plan::out_of_reach(
-                &self.routing.live_topology(),
-                self.planner.policy().wait_for_replica,
-            )
+        if !self.monitored {
+            return false;
+        }
+        let topo = self.routing.live_topology();
+        let far = crate::routing::plan::out_of_reach(&topo, self.planner.policy().wait_for_replica);
+        if far {
+            use crate::consistency::Samples;
+            let now = Instant::now();
+            let until = now.checked_add(self.planner.policy().monitor.probe_timeout_value());
+            for r in topo.replicas().filter(|r| r.serves_reads()) {
+                self.routing.want_sample(r.id(), now, until.unwrap_or(now));
+            }
+        }
+        far
     }
 
     /// [`out_of_reach`](Self::out_of_reach) on a sample of every replica serving reads sent
