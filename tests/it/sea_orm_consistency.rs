@@ -244,30 +244,40 @@ async fn a_task_reads_a_writes_position_only_where_a_read_could_use_it(
     const PAIRS: u64 = 20;
     let (cluster, _tdb, db) = setup(kind, "task_write_cost").await;
     // `PAIRS` tasks, one after another, each writing, pausing past the moment its write's
-    // position is left to a task of its own, and reading its write: (positions read, stale).
+    // position is left to a task of its own, and reading its write: (position reads from the
+    // write to the read, the most for one write, position reads by the reads, stale reads).
     let pairs = |tag: &'static str| {
         let db = db.clone();
         async move {
-            let before = db.stats().read_your_writes().positions_captured;
-            let mut stale = 0;
+            let read = || db.stats().read_your_writes().positions_captured;
+            let (mut writes, mut most, mut reads, mut stale) = (0, 0, 0, 0);
             for i in 0..PAIRS {
                 let name = format!("{tag}-{i}");
-                let db = db.clone();
-                stale += tokio::spawn(async move {
+                let task = db.clone();
+                let before = read();
+                let (write, by_read, is_stale) = tokio::spawn(async move {
+                    let db = task;
+                    let read = || db.stats().read_your_writes().positions_captured;
                     let a = author::ActiveModel { name: Set(name.clone()), ..Default::default() }
                         .insert(&db)
                         .await
                         .unwrap();
                     tokio::time::sleep(Duration::from_millis(20)).await;
-                    usize::from(!fresh(author::Entity::find_by_id(a.id).one(&db).await, &name))
+                    let before_read = read();
+                    let found = author::Entity::find_by_id(a.id).one(&db).await;
+                    (before_read, read() - before_read, !fresh(found, &name))
                 })
                 .await
                 .unwrap();
+                let write = write - before;
+                (writes, most) = (writes + write, most.max(write));
+                reads += by_read;
+                stale += usize::from(is_stale);
             }
-            (db.stats().read_your_writes().positions_captured - before, stale)
+            (writes, most, reads, stale)
         }
     };
-    let (current, stale_current) = pairs("current").await;
+    let (current, most_current, reads_current, stale_current) = pairs("current").await;
     for r in cluster.replicas() {
         r.set_apply_delay(delay).await.unwrap();
     }
@@ -280,15 +290,22 @@ async fn a_task_reads_a_writes_position_only_where_a_read_could_use_it(
         }
     })
     .await;
-    let (late, stale_late) = pairs("late").await;
+    let (late, most_late, reads_late, stale_late) = pairs("late").await;
     eprintln!(
         "TASK-WRITE-COST {kind} position reads per write: {:.2} with replicas current, {:.2} \
-         with replicas behind; stale reads {stale_current} and {stale_late}",
+         with replicas behind (per read: {:.2} and {:.2}); stale reads {stale_current} and \
+         {stale_late}",
         current as f64 / PAIRS as f64,
         late as f64 / PAIRS as f64,
+        reads_current as f64 / PAIRS as f64,
+        reads_late as f64 / PAIRS as f64,
     );
     assert_eq!((stale_current, stale_late), (0, 0), "no read misses its write: {:?}", db.stats());
-    assert!(current <= PAIRS, "at most one position read per write: {current}");
+    assert!(most_current <= 1 && most_late <= 1, "at most one position read per write");
+    // A read reads the primary's position only to leave the primary after a read there that
+    // no sample bounds yet (MariaDB's `insert` reads its row back, on the primary while the
+    // monitor judges no replica near); a few at most.
+    assert!(reads_current + reads_late <= PAIRS / 4, "reads: {reads_current}, {reads_late}");
     assert!(current >= PAIRS / 2, "replicas current: the positions are read: {current}");
     assert!(late <= PAIRS / 4, "replicas behind: positions no read could use: {late}");
     for r in cluster.replicas() {
