@@ -230,35 +230,6 @@ impl Inner {
         far
     }
 
-    /// [`out_of_reach`](Self::out_of_reach) on a sample of every replica serving reads sent
-    /// once the wait has passed since `at`, asked for then: a replica within the wait of the
-    /// primary at `at` has by then what the primary had at `at`. `false` (a position read
-    /// can be of use) where no sample comes within the monitor's probe timeout.
-    async fn out_of_reach_once_sampled(&self, at: Instant) -> bool {
-        use crate::consistency::Samples;
-        let policy = self.planner.policy();
-        let Some(wait) = policy.wait_for_replica else { return false };
-        tokio::time::sleep_until(at.checked_add(wait).unwrap_or(at).into()).await;
-        let from = Instant::now();
-        let until = from.checked_add(policy.monitor.probe_timeout_value()).unwrap_or(from);
-        let replicas: Vec<NodeId> = {
-            let topo = self.routing.live_topology();
-            topo.replicas().filter(|r| r.serves_reads()).map(rwsplit_core::Node::id).collect()
-        };
-        for &r in &replicas {
-            self.routing.want_sample(r, from, until);
-        }
-        loop {
-            let next = self.routing.sampled();
-            if replicas.iter().all(|&r| self.routing.sampled_since(r, from)) {
-                return self.out_of_reach();
-            }
-            if tokio::time::timeout_at(until.into(), next).await.is_err() {
-                return false;
-            }
-        }
-    }
-
     /// The nodes' writable pools as read-your-writes reads positions on them: the registry,
     /// the product's SQL, the counters each read moves.
     pub(super) fn writable(&self) -> Writable<'_> {
@@ -266,11 +237,9 @@ impl Inner {
     }
 
     /// The task a write's position read is left to: given the [`Capture`], it runs
-    /// [`Causality::finish`], which reads the position if the scope has not and a replica could
-    /// serve a read ([`Inner::out_of_reach`] as the write lands, and if none could, again on
-    /// fresh samples: [`Inner::out_of_reach_once_sampled`]). `None` outside a runtime, or once
-    /// the connection is being dropped (the position is then read in the caller's task, at
-    /// once).
+    /// [`Causality::finish`], which reads the position if the scope has not. `None` outside a
+    /// runtime, or once the connection is being dropped (the position is then read in the
+    /// caller's task, at once).
     pub(super) fn background(&self) -> Option<impl FnOnce(Capture) + use<>> {
         // Live while a statement of the connection runs (it holds the connection).
         let (Ok(runtime), Some(db)) = (tokio::runtime::Handle::try_current(), self.me.upgrade())
@@ -278,15 +247,8 @@ impl Inner {
             return None;
         };
         Some(move |capture| {
-            // Judged as the write lands, from samples taken before it; then again on samples
-            // of every replica sent once the wait has passed since (a sample taken between a
-            // write and its replay shows a near replica as far behind as the pause since its
-            // last replayed commit, and a replica's last sample, taken while it replayed an
-            // earlier write, shows it further behind the longer it is not sampled again).
-            let (far, at) = (db.out_of_reach(), Instant::now());
             runtime.spawn(async move {
-                let far = far && db.out_of_reach_once_sampled(at).await;
-                db.causality.finish(&db.routing, &db.writable(), capture, || far).await;
+                db.causality.finish(&db.routing, &db.writable(), capture).await;
             });
         })
     }

@@ -467,26 +467,20 @@ impl Causality {
     /// wanted: the scope is still pending for that write alone (its own read or token has not
     /// read it, and nothing since has marked it pending again) and someone still holds it (a
     /// session dropped with its request, its token answered, needs nothing).
-    /// Not while no replica could serve a read within the wait (`out_of_reach`): the scope
-    /// stays pending, its reads go to the primary meanwhile, and the first that a replica could
-    /// serve reads the position itself, so none is read that no read uses. Counted in the
-    /// scope's reads in flight meanwhile: its reads and token wait for it rather than send
-    /// another.
+    /// Counted in the scope's reads in flight meanwhile: its reads and token wait for it
+    /// rather than send another. Whether a replica could use it is not asked here: a scope
+    /// that stays alive reads again, and may by then be served by a replica that has it.
     pub(crate) async fn finish(
         &self,
         samples: &impl Samples,
         writers: &impl Writers,
         capture: Capture,
-        out_of_reach: impl FnOnce() -> bool,
     ) {
         tokio::time::sleep(LEFT_TO_THE_SCOPE).await;
         let Capture { node, key, epoch: left } = capture;
         if let Key::Session(s) = &key
             && Arc::strong_count(s) == 1
         {
-            return;
-        }
-        if out_of_reach() {
             return;
         }
         // Not while the scope reads it itself, nor once the scope is pending for more than
@@ -723,7 +717,7 @@ mod tests {
 
     /// A write leaves its position to its scope: pending at once, nothing read. The task it
     /// is left to reads it after [`LEFT_TO_THE_SCOPE`] only if the scope has not read it
-    /// meanwhile, someone still holds the session, and a replica could serve a read.
+    /// meanwhile and someone still holds the session.
     #[tokio::test(start_paused = true)]
     async fn a_write_s_position_is_left_to_its_scope_then_read_once_if_still_wanted() {
         let (c, two) = (causality(true), Fake::new(2, false));
@@ -737,7 +731,7 @@ mod tests {
         let slot = c.slot(&scope);
         assert!(slot.pending && slot.inflight == 0 && slot.token.is_none());
         assert_eq!(reads(), 0, "nothing read on the write's path");
-        c.finish(&no_samples(), &two, capture.take().unwrap(), || false).await;
+        c.finish(&no_samples(), &two, capture.take().unwrap()).await;
         let slot = c.slot(&scope);
         assert!(!slot.pending && slot.inflight == 0 && slot.token.is_some());
         assert_eq!(reads(), 1);
@@ -746,7 +740,7 @@ mod tests {
         c.after_write(&no_samples(), &two, P, &scope, || Some(|k| capture = Some(k))).await;
         let epoch = c.slot(&scope).pending_epoch;
         assert!(c.settle(&no_samples(), &two, &scope, P, epoch).await);
-        c.finish(&no_samples(), &two, capture.take().unwrap(), || false).await;
+        c.finish(&no_samples(), &two, capture.take().unwrap()).await;
         assert_eq!(reads(), 2, "one read for the second write, the scope's own");
 
         // Marked pending again since by writes the router cannot see (a transaction begun on
@@ -754,7 +748,7 @@ mod tests {
         // next read reads it, after them.
         c.after_write(&no_samples(), &two, P, &scope, || Some(|k| capture = Some(k))).await;
         c.mark_unseen_writes(&two, &scope);
-        c.finish(&no_samples(), &two, capture.take().unwrap(), || false).await;
+        c.finish(&no_samples(), &two, capture.take().unwrap()).await;
         let slot = c.slot(&scope);
         assert!(slot.pending && slot.inflight == 0, "still pending for the unseen writes");
         assert_eq!(reads(), 2, "no position read before the unseen writes commit");
@@ -765,17 +759,8 @@ mod tests {
         // The session is gone (its request answered): nobody needs it.
         c.after_write(&no_samples(), &two, P, &scope, || Some(|k| capture = Some(k))).await;
         drop((scope, session));
-        c.finish(&no_samples(), &two, capture.take().unwrap(), || false).await;
+        c.finish(&no_samples(), &two, capture.take().unwrap()).await;
         assert_eq!(reads(), 3);
-
-        // No replica could serve a read within the wait: left pending, for the scope's first
-        // read a replica could serve.
-        let task = Scope::Task;
-        c.after_write(&no_samples(), &two, P, &task, || Some(|k| capture = Some(k))).await;
-        c.finish(&no_samples(), &two, capture.take().unwrap(), || true).await;
-        let slot = c.slot(&task);
-        assert!(slot.pending && slot.inflight == 0, "left pending");
-        assert_eq!(reads(), 3, "no position read while none could serve a read");
     }
 
     /// A position read that fails leaves the scope pending (its next read asks the primary);
