@@ -230,8 +230,9 @@ async fn a_session_writing_one_statement_at_a_time_keeps_one_primary_connection(
 /// What a task's scope (read-your-writes without the web layer) reads of a write's position,
 /// with the replicas current and with every replica further behind than a read waits
 /// (PostgreSQL 200 ms, MariaDB its delay's whole second): at most one position read per write
-/// (its task reads it, 20 ms after it is left to the scope, so a later read can use a replica
-/// that has it by then), few by the reads themselves, and no read misses its task's write.
+/// (the task it is left to reads it 10 ms after the write, before the test's read 20 ms after
+/// it, so a later read can use a replica that has it by then), few by the reads themselves,
+/// and no read misses its task's write.
 #[rstest]
 #[case::postgres(DbKind::Postgres, Duration::from_millis(200))]
 #[case::mariadb(DbKind::MariaDb, Duration::from_secs(1))]

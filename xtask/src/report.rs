@@ -398,8 +398,8 @@ const WEB_REQUESTS: u32 = 2_000;
 /// request through the router (the write and its position read), and no error anywhere; with
 /// the replicas late, no position read per write request through the layer that no read
 /// could use ([`LATE_POSITIONS_PER_WRITE`]) and no more primary statements per request than
-/// plain SeaORM's in the same run (the monitor's reads, [`MONITOR_READS_PER_SECOND`], aside). (Latency ratios are printed beside them, never gated: wall time
-/// on a shared machine.)
+/// plain SeaORM's in the same run (the monitor's reads, [`MONITOR_READS_PER_SECOND`], aside).
+/// (Latency ratios are printed beside them, never gated: wall time on a shared machine.)
 /// What the monitor's probes of the primary add per request in the web benchmark's runs, at
 /// most (they count among the primary's statements there, and plain SeaORM has none), where
 /// the row's own rate allows no more ([`MONITOR_READS_PER_SECOND`]).
@@ -409,8 +409,8 @@ const PROBES_PER_REQUEST: f64 = 0.01;
 /// its next position sample (a read-your-writes scope's floor): its position feed reads a node
 /// at most once per quarter position interval (5 ms by default; once per interval while only
 /// floors are wanted, but another want in between brings the quarter back), plus its full
-/// probes. The web bench's late rows have shown 50–63 a second. They come per second, not per
-/// request: a row's allowance is this over its requests per second, at least
+/// probes: the feed's ceiling, not a measured figure. They come per second, not per request:
+/// a row's allowance is this over its requests per second, at least
 /// [`PROBES_PER_REQUEST`]. What a request itself costs the primary is gated apart,
 /// deterministically: [`LATE_POSITIONS_PER_WRITE`].
 const MONITOR_READS_PER_SECOND: f64 = 200.0;

@@ -222,9 +222,10 @@ impl Inner {
         if far {
             use crate::consistency::Samples;
             let now = Instant::now();
-            let until = now.checked_add(self.planner.policy().monitor.probe_timeout_value());
+            let timeout = self.planner.policy().monitor.probe_timeout_value();
+            let until = now.checked_add(timeout).unwrap_or(now);
             for r in topo.replicas().filter(|r| r.serves_reads()) {
-                self.routing.want_sample(r.id(), now, until.unwrap_or(now));
+                self.routing.want_sample(r.id(), now, until);
             }
         }
         far
