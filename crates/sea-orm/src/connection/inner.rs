@@ -210,9 +210,12 @@ impl Inner {
     /// Whether no replica could serve a read that waits the connection's catch-up wait
     /// ([`out_of_reach`](crate::routing::plan::out_of_reach)), as the topology stands: a
     /// write's position would then serve no read yet. Never without a monitor (no lag is known).
-    /// While none could, the replicas' next samples are asked for: a replica sampled while it
-    /// replayed an earlier write looks further behind the longer it is not sampled again, and
-    /// no read is sent there to ask for one (they go to the primary).
+    /// While none could, the next samples of the replicas judged by the monitor's estimate (no
+    /// figure of their own: MariaDB's, most probes) are asked for: one sampled while it replayed
+    /// an earlier write looks further behind the longer it is not sampled again, and no read is
+    /// sent there to ask for one (they go to the primary). Not the others': a figure a replica
+    /// reported does not grow with its age, and a fresh sample set against the primary's older
+    /// one would make a late replica look caught up.
     pub(super) fn out_of_reach(&self) -> bool {
         if !self.monitored {
             return false;
@@ -224,7 +227,8 @@ impl Inner {
             let now = Instant::now();
             let timeout = self.planner.policy().monitor.probe_timeout_value();
             let until = now.checked_add(timeout).unwrap_or(now);
-            for r in topo.replicas().filter(|r| r.serves_reads()) {
+            let estimated = |r: &&rwsplit_core::Node| r.lag().reported_time().is_none();
+            for r in topo.replicas().filter(|r| r.serves_reads()).filter(estimated) {
                 self.routing.want_sample(r.id(), now, until);
             }
         }
