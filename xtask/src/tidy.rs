@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 use serde_json::Value;
 
 mod comments;
+mod forwards;
 mod layout;
 mod modules;
 

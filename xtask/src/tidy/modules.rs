@@ -374,6 +374,29 @@ impl Crate {
         out
     }
 
+    /// Every method of the crate's `impl` blocks, inherent and trait (test code left out), with
+    /// the call it only passes on, if that is all it does ([`Method::forwards_to`]).
+    pub(super) fn methods(&self) -> Vec<Method> {
+        let mut out = Vec::new();
+        for module in self.modules.values() {
+            let mut found = Methods { out: &mut out };
+            module.code.iter().for_each(|item| found.visit_item(item));
+        }
+        out
+    }
+
+    /// The types of the named fields of the crate's structs: `(struct, field)` → the type's last
+    /// path segment, looked through `Arc`, `Rc`, `Box`, `Option` and references (`Arc<Watchdog>`
+    /// is `Watchdog`). Test code left out; several structs of one name share their entries.
+    pub(super) fn field_types(&self) -> BTreeMap<(String, String), String> {
+        let mut out = BTreeMap::new();
+        for module in self.modules.values() {
+            let mut found = Structs(&mut out);
+            module.code.iter().for_each(|item| found.visit_item(item));
+        }
+        out
+    }
+
     /// The fields of the struct `ty` defined in module `module` (`connection::nodes`; `""` is
     /// the crate root), each named (a tuple struct's by its index) with whether it carries a
     /// visibility modifier (`pub`, `pub(crate)`, `pub(super)`, `pub(in …)`, `pub(self)`), and
@@ -668,6 +691,133 @@ pub(super) struct Function {
     pub(super) name: String,
     /// Lines from its `fn` to its closing brace, both counted.
     pub(super) lines: usize,
+}
+
+/// One method of an `impl` block, as [`Crate::methods`] finds it.
+#[derive(Debug)]
+pub(super) struct Method {
+    /// The type the block is for, by its last path segment (`Inner`).
+    pub(super) owner: String,
+    /// The trait the block implements, if it is a trait's (`Samples`).
+    pub(super) trait_: Option<String>,
+    /// The method's name.
+    pub(super) name: String,
+    /// If the method's body is one call on a part of `self` (`self.routing.want(a, b)`,
+    /// `self.state.health(node).await?`, `Self::f(&self.x)` not included) whose arguments are
+    /// the method's own, unchanged: the part's field path (`routing`, `state.samples`) and the
+    /// method called.
+    pub(super) forwards_to: Option<(String, String)>,
+}
+
+/// Collects the methods of one module's code into `out`.
+struct Methods<'o> {
+    out: &'o mut Vec<Method>,
+}
+
+impl<'ast> Visit<'ast> for Methods<'_> {
+    fn visit_item_impl(&mut self, block: &'ast syn::ItemImpl) {
+        let owner = match &*block.self_ty {
+            Type::Path(p) => p.path.segments.last().map(|s| name(&s.ident)),
+            _ => None,
+        };
+        if let Some(owner) = owner {
+            let trait_ = block
+                .trait_
+                .as_ref()
+                .and_then(|(_, path, _)| path.segments.last().map(|s| name(&s.ident)));
+            for item in &block.items {
+                if let ImplItem::Fn(f) = item {
+                    self.out.push(Method {
+                        owner: owner.clone(),
+                        trait_: trait_.clone(),
+                        name: name(&f.sig.ident),
+                        forwards_to: forward(&f.block),
+                    });
+                }
+            }
+        }
+        syn::visit::visit_item_impl(self, block);
+    }
+}
+
+/// Collects the field types of the structs in one module's code (see [`Crate::field_types`]).
+struct Structs<'o>(&'o mut BTreeMap<(String, String), String>);
+
+impl<'ast> Visit<'ast> for Structs<'_> {
+    fn visit_item_struct(&mut self, s: &'ast syn::ItemStruct) {
+        if let syn::Fields::Named(fields) = &s.fields {
+            for f in &fields.named {
+                let (Some(field), Some(ty)) = (&f.ident, held(&f.ty)) else { continue };
+                self.0.insert((name(&s.ident), name(field)), ty);
+            }
+        }
+        syn::visit::visit_item_struct(self, s);
+    }
+}
+
+/// The type a field holds, by its last path segment, through `Arc`, `Rc`, `Box`, `Option` and
+/// references.
+fn held(ty: &Type) -> Option<String> {
+    match ty {
+        Type::Reference(r) => held(&r.elem),
+        Type::Path(p) => {
+            let last = p.path.segments.last()?;
+            let ident = name(&last.ident);
+            if ["Arc", "Rc", "Box", "Option"].contains(&ident.as_str()) {
+                let syn::PathArguments::AngleBracketed(args) = &last.arguments else { return None };
+                args.args.iter().find_map(|a| match a {
+                    syn::GenericArgument::Type(t) => held(t),
+                    _ => None,
+                })
+            } else {
+                Some(ident)
+            }
+        }
+        _ => None,
+    }
+}
+
+/// The call a body only passes on (see [`Method::forwards_to`]), if it is one.
+fn forward(block: &syn::Block) -> Option<(String, String)> {
+    let [syn::Stmt::Expr(expr, _)] = block.stmts.as_slice() else { return None };
+    let mut expr = expr;
+    // Look through what does not change the call: `.await`, `?`, `&`, parentheses, a cast.
+    loop {
+        expr = match expr {
+            syn::Expr::Await(e) => &e.base,
+            syn::Expr::Try(e) => &e.expr,
+            syn::Expr::Reference(e) => &e.expr,
+            syn::Expr::Paren(e) => &e.expr,
+            syn::Expr::Cast(e) => &e.expr,
+            _ => break,
+        };
+    }
+    let syn::Expr::MethodCall(call) = expr else { return None };
+    let plain = |a: &syn::Expr| match a {
+        syn::Expr::Path(_) | syn::Expr::Lit(_) => true,
+        syn::Expr::Reference(r) => matches!(&*r.expr, syn::Expr::Path(_)),
+        _ => false,
+    };
+    if !call.args.iter().all(plain) {
+        return None;
+    }
+    let mut fields = Vec::new();
+    let mut receiver = &*call.receiver;
+    loop {
+        match receiver {
+            syn::Expr::Field(f) => {
+                fields.push(f.member.to_token_stream().to_string());
+                receiver = &f.base;
+            }
+            syn::Expr::Path(p) if p.path.is_ident("self") => break,
+            _ => return None,
+        }
+    }
+    if fields.is_empty() {
+        return None;
+    }
+    fields.reverse();
+    Some((fields.join("."), name(&call.method)))
 }
 
 /// Collects the functions of one module's code into `out`.
