@@ -130,9 +130,13 @@ fn attempt_plan<'a, W: Work>(
     async move {
         let write = plan.access() == Access::Write;
         if write {
-            write::check_writable(inner, plan).map_err(Stop::Fail)?;
+            write::check_writable(&inner.nodes, plan).map_err(Stop::Fail)?;
         }
-        let skip = if plan.wait().is_some() { catch_up::skip(inner, plan).await } else { 0 };
+        let skip = if plan.wait().is_some() {
+            catch_up::skip((&inner.nodes, &inner.counters, &inner.routing), plan).await
+        } else {
+            0
+        };
         let mut run = Run::new(inner, plan, write, skip, earlier);
         let parts = (&inner.nodes, &inner.counters);
         while let Some(picked) = run.candidates.pick(parts, plan, (run.primary, write), run.now) {
@@ -152,7 +156,8 @@ fn attempt_plan<'a, W: Work>(
                         Hedged::First(r) => r,
                     }
                 } else {
-                    read::bounded(inner, &mut *work, at).await
+                    let parts = (&inner.routing, &inner.planner.policy().timeouts);
+                    read::bounded(parts, &mut *work, at).await
                 }
             };
             run.now = Instant::now();

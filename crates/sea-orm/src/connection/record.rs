@@ -21,6 +21,7 @@ use rwsplit_core::{InFlight, NodeId};
 use sea_orm::DbErr;
 
 use super::inner::Inner;
+use crate::cluster::Routing;
 use crate::nodes::registry::Node;
 use crate::observe::telemetry;
 use crate::routing::ctx::Scope;
@@ -76,7 +77,7 @@ impl<'r> Record<'r> {
         let (e, failure) = match attempt {
             Attempt::Failed(e) | Attempt::Unsent(e) => {
                 // No connection is the pool's back-pressure, or the node's failure (refused).
-                let failure = note_failure(self.conn, self.node, self.id, &e);
+                let failure = note_failure(&self.conn.routing, self.node, self.id, &e);
                 (e, failure)
             }
             // Given up: the monitor judges the node, not this attempt.
@@ -111,12 +112,12 @@ impl<'r> Record<'r> {
 /// Classifies a failure `err` on node `id` (for the retry's verdict too) and reports it: only a
 /// failure of the node itself counts against its health. Back-pressure (the pool had no free
 /// connection in time) is counted in the node's stats and never held against it.
-pub(super) fn note_failure(conn: &Inner, node: &Node, id: NodeId, err: &DbErr) -> Failure {
-    let failure = failure::classify(err, id != conn.routing.primary_index());
+pub(super) fn note_failure(routing: &Routing, node: &Node, id: NodeId, err: &DbErr) -> Failure {
+    let failure = failure::classify(err, id != routing.primary_index());
     match failure {
         Failure::Connection => {
             node.count_failure();
-            conn.routing.record_failure(id);
+            routing.record_failure(id);
         }
         Failure::Backpressure => {
             node.count_pool_timeout();

@@ -32,7 +32,7 @@ pub(super) fn statement_in<'a, W: Work + Sync + 'a>(
     ctx: Ctx<'a>,
 ) -> impl std::future::Future<Output = Result<W::Output, DbErr>> + Send + 'a {
     let kind = inner.classified.get(work.sql());
-    let span = super::attempt::statement_span(inner, kind.operation, &ctx);
+    let span = super::attempt::statement_span(&inner.planner, kind.operation, &ctx);
     async move {
         let scope = ctx.scope();
         let plan = match W::ON_PRIMARY {

@@ -33,7 +33,7 @@ pub(crate) async fn begin_in(
 ) -> Result<(DatabaseTransaction, Option<rwsplit_core::NodeId>), DbErr> {
     options.isolation_level = isolation;
     options.access_mode = access;
-    let span = super::attempt::statement_span(inner, "BEGIN", ctx);
+    let span = super::attempt::statement_span(&inner.planner, "BEGIN", ctx);
     async move {
         let scope = ctx.scope();
         let read_only = access == Some(AccessMode::ReadOnly);

@@ -7,11 +7,12 @@ use std::pin::Pin;
 use sea_orm::DbErr;
 
 use crate::cluster::Plan;
-use crate::connection::inner::Inner;
+use crate::cluster::Routing;
 use crate::connection::record;
 use crate::nodes::position;
-use crate::nodes::registry::Node;
+use crate::nodes::registry::{Node, Nodes};
 use crate::observe::counters::Count;
+use crate::observe::counters::Counters;
 use crate::observe::telemetry::Ryw;
 use crate::product::Waited;
 
@@ -22,36 +23,40 @@ const WAIT_GRACE: std::time::Duration = std::time::Duration::from_millis(25);
 /// catch up, else none. Called only for a plan with a wait ([`Plan::wait`]); the wait is I/O
 /// few reads do: boxed, so that the others' futures do not carry its state.
 pub(super) fn skip<'a>(
-    inner: &'a Inner,
+    parts: Parts<'a>,
     plan: &'a Plan,
 ) -> Pin<Box<impl Future<Output = usize> + 'a>> {
-    Box::pin(async move { usize::from(!catch_up(inner, plan).await) })
+    Box::pin(async move { usize::from(!catch_up(parts, plan).await) })
 }
+
+/// What the wait works with: the node it waits on (`Nodes`), the counts it moves (`Counters`),
+/// and the live view it reports to (`Routing`: a proof learned, a failure seen).
+pub(super) type Parts<'a> = (&'a Nodes, &'a Counters, &'a Routing);
 
 /// Before a read with a catch-up wait: waits on the first candidate; `true` if it caught
 /// up (read there), `false` if not (skip it: the primary is next).
-async fn catch_up(inner: &Inner, plan: &Plan) -> bool {
+async fn catch_up((nodes, counters, routing): Parts<'_>, plan: &Plan) -> bool {
     let Some((token, max)) = plan.wait() else { return true };
     let id = plan.first();
-    let Some(node) = inner.nodes.hold(id) else { return false };
-    inner.counters.bump(Count::Waits);
+    let Some(node) = nodes.hold(id) else { return false };
+    counters.bump(Count::Waits);
     match replayed(&node, token, max).await {
         Ok(Waited::CaughtUp) => {
             // Proof for the next reads with this token (or an older one), in any scope.
-            inner.routing.learn(id, token);
-            inner.counters.read_your_writes(Ryw::Waited);
+            routing.learn(id, token);
+            counters.read_your_writes(Ryw::Waited);
             true
         }
         Ok(Waited::TimedOut) => {
-            inner.counters.bump(Count::WaitTimeouts);
-            inner.counters.read_your_writes(Ryw::Primary);
+            counters.bump(Count::WaitTimeouts);
+            counters.read_your_writes(Ryw::Primary);
             tracing::debug!(target: "rwsplit", node = %node.name(), ?max, "replica did not catch up in time: reading from the primary");
             false
         }
         Err(e) => {
-            inner.counters.bump(Count::WaitTimeouts);
-            inner.counters.read_your_writes(Ryw::Primary);
-            record::note_failure(inner, &node, id, &e);
+            counters.bump(Count::WaitTimeouts);
+            counters.read_your_writes(Ryw::Primary);
+            record::note_failure(routing, &node, id, &e);
             false
         }
     }

@@ -14,8 +14,10 @@ use rwsplit_core::NodeId;
 use super::hedge::{self, Hedged};
 use super::work::Work;
 use crate::cluster::Plan;
+use crate::cluster::Routing;
 use crate::connection::inner::Inner;
 use crate::nodes::registry::Node;
+use crate::send::deadline::Timeouts;
 use crate::send::sending::Attempt;
 use crate::send::sending::{self, Standing};
 use crate::send::watch::{self, Standings};
@@ -65,14 +67,13 @@ pub(super) fn rare<'a, W: Work>(
 /// when nothing listens to SeaORM's layer. Not an `async fn`: the loop awaits the bounded
 /// future itself, as when it held it inline.
 pub(super) fn bounded<'a, W: Work>(
-    inner: &'a Inner,
+    (routing, timeouts): (&'a Routing, &Timeouts),
     work: &'a mut W,
     at: At<'a>,
 ) -> impl Future<Output = Result<W::Output, Attempt>> + 'a {
     let At { id, node, on_primary, last, earlier, started, deadline } = at;
     // A read on the primary may run once more on a new primary: it keeps its statement.
     let on_replica = !on_primary;
-    let timeouts = &inner.planner.policy().timeouts;
     let limit = crate::send::deadline::attempt_limit(on_replica, timeouts, deadline, started);
     let pool = if W::WRITER { node.user_writer() } else { node.user_conn() };
     // Straight on the sqlx pool when nothing listens to SeaORM's layer: no clone of the
@@ -86,5 +87,5 @@ pub(super) fn bounded<'a, W: Work>(
         // it runs on the primary.
         None => Either::Right(work.read(pool, last && earlier > 0)),
     };
-    watch::bounded(&inner.routing, id, on_replica, node.name(), limit, run)
+    watch::bounded(routing, id, on_replica, node.name(), limit, run)
 }

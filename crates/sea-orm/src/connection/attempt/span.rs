@@ -5,15 +5,15 @@
 use std::fmt;
 
 use crate::cluster::Plan;
-use crate::connection::inner::Inner;
 use crate::nodes::registry::Node;
 use crate::observe::telemetry;
 use crate::routing::ctx::Ctx;
+use crate::routing::plan::Planner;
 
 /// The span one statement runs in (see [`crate::observe::telemetry`]): its node, route
 /// reason and attempt number are recorded by [`attempt`].
 pub(in crate::connection) fn statement_span(
-    inner: &Inner,
+    planner: &Planner,
     operation: &'static str,
     ctx: &Ctx<'_>,
 ) -> tracing::Span {
@@ -22,11 +22,11 @@ pub(in crate::connection) fn statement_span(
         // `info_span!` would also consult the `log` bridge every time).
         return tracing::Span::none();
     }
-    let level = ctx.consistency.unwrap_or(&inner.planner.policy().consistency);
+    let level = ctx.consistency.unwrap_or(&planner.policy().consistency);
     tracing::info_span!(
         target: "rwsplit",
         "rwsplit.statement",
-        db.system.name = inner.planner.system_name(),
+        db.system.name = planner.system_name(),
         db.operation.name = operation,
         server.address = tracing::field::Empty,
         server.port = tracing::field::Empty,

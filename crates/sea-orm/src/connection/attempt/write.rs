@@ -11,7 +11,7 @@ use sea_orm::{DatabaseConnection, DbErr};
 use super::work::{Work, Wrote};
 use crate::cluster::{Plan, Routing};
 use crate::connection::inner::Inner;
-use crate::nodes::registry::Node;
+use crate::nodes::registry::{Node, Nodes};
 use crate::observe::hooks::{self, Hooks};
 use crate::product::Product;
 use crate::routing::ctx::Scope;
@@ -137,10 +137,10 @@ fn record_end<T>(span: &tracing::Span, end: &Result<T, End>, name: &str) {
 /// once the monitor names another primary, and only if it was never sent).
 /// Read in the plan's snapshot: made a moment ago, and a primary marked down since is the
 /// write's watch's to see.
-pub(super) fn check_writable(inner: &Inner, plan: &Plan) -> Result<(), DbErr> {
+pub(super) fn check_writable(nodes: &Nodes, plan: &Plan) -> Result<(), DbErr> {
     let node = plan.first();
     if plan.marked_down(node) {
-        let name = inner.nodes.name_of(node).unwrap_or_default();
+        let name = nodes.name_of(node).unwrap_or_default();
         return Err(failure::primary_down(&name));
     }
     Ok(())
