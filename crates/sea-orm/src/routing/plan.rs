@@ -378,12 +378,12 @@ impl Planner {
             routing.route_in(snap.clone(), &rc.with_consistency(&ryw).with_catch_up(catch_up))?;
         let Consistency::ReadYourWrites(token) = ryw else { return Ok(plan) };
         let mut plan = bounded(plan);
-        let behind = matches!(plan.route_reason(), RouteReason::AwaitCatchUp)
-            || matches!(plan.route_reason(), RouteReason::NotCaughtUp)
+        let reason = plan.route_reason();
+        let behind = matches!(reason, RouteReason::AwaitCatchUp | RouteReason::NotCaughtUp)
             || plan.on_primary();
         if behind {
             // No sample shows a replica with the write; a catch-up wait may have proven one.
-            let rather = (plan.route_reason() == RouteReason::AwaitCatchUp).then(|| plan.first());
+            let rather = (reason == RouteReason::AwaitCatchUp).then(|| plan.first());
             let proven = routing.proven_replica(snap.topology(), &token, rather, rc.now());
             if let Some(r) = proven {
                 fx.ryw = Some(Ryw::Replica);
@@ -393,7 +393,7 @@ impl Planner {
             // The replicas' feeds show the next reads which have it (each until it has it).
             fx.want_replayed = Some(token.clone());
         }
-        match plan.route_reason() {
+        match reason {
             RouteReason::AwaitCatchUp => {
                 let lag = snap.topology().node(plan.first()).map(rwsplit_core::Node::lag);
                 match wait {
