@@ -1455,7 +1455,6 @@ const COMPONENTS: &[(&str, &str, &str)] = &[
 /// part's own state stays behind its methods (it is itself in [`COMPONENTS`]).
 const FOLDER_PARTS: &[(&str, &str, &str, &str)] = &[
     ("sea-orm", "connection::inner", "Inner", "hedging"),
-    ("sea-orm", "connection::inner", "Inner", "watchdog"),
     ("sea-orm", "connection::inner", "Inner", "retry"),
     ("sea-orm", "connection::inner", "Inner", "routing"),
     ("sea-orm", "connection::inner", "Inner", "planner"),

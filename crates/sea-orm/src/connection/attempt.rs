@@ -132,11 +132,8 @@ fn attempt_plan<'a, W: Work>(
         if write {
             write::check_writable(&inner.nodes, plan).map_err(Stop::Fail)?;
         }
-        let skip = if plan.wait().is_some() {
-            catch_up::skip((&inner.nodes, &inner.counters, &inner.routing), plan).await
-        } else {
-            0
-        };
+        let waits = (&inner.nodes, &inner.counters, &inner.routing);
+        let skip = if plan.wait().is_some() { catch_up::skip(waits, plan).await } else { 0 };
         let mut run = Run::new(inner, plan, write, skip, earlier);
         let parts = (&inner.nodes, &inner.counters);
         while let Some(picked) = run.candidates.pick(parts, plan, (run.primary, write), run.now) {
@@ -150,19 +147,20 @@ fn attempt_plan<'a, W: Work>(
             } else {
                 let deadline = run.deadline;
                 let at = read::At { id, node: &node, on_primary, last, earlier, started, deadline };
-                if let Some(rare) = read::rare(inner, plan, &*work, at, following) {
+                if let Some(rare) = read::rare(hedge_parts(inner), plan, &*work, at, following) {
+                    let won = |(out, h)| Ok(hedge::won(hedge_parts(inner), plan, &*work, out, h));
                     match rare.await {
-                        Hedged::By(out, h) => return Ok(hedge::won(inner, plan, &*work, out, h)),
+                        Hedged::By(out, h) => return won((out, h)),
                         Hedged::First(r) => r,
                     }
                 } else {
-                    let parts = (&inner.routing, &inner.planner.policy().timeouts);
-                    read::bounded(parts, &mut *work, at).await
+                    read::bounded((&inner.routing, timeouts(inner)), &mut *work, at).await
                 }
             };
             run.now = Instant::now();
             let on = (&*node, id, on_primary, write);
-            let record = Record::new(inner, plan, work.sql(), on, (started, guard));
+            let to = (&inner.routing, inner.planner.system_name());
+            let record = Record::new(to, plan, work.sql(), on, (started, guard));
             match result {
                 Ok(out) => {
                     record.succeeded(run.now);
@@ -181,6 +179,20 @@ fn attempt_plan<'a, W: Work>(
         // Every candidate was passed over (a catch-up wait that timed out on the only one).
         Err(Stop::Fail(run.none_left(inner, plan)))
     }
+}
+
+/// The policy's timeouts, which bound a read.
+#[inline]
+fn timeouts(inner: &Inner) -> &crate::send::deadline::Timeouts {
+    &inner.planner.policy().timeouts
+}
+
+/// The parts a hedgeable read holds (made where used: a read's future keeps `inner` only).
+#[inline]
+fn hedge_parts(inner: &Inner) -> hedge::Parts<'_> {
+    let (hedging, routing, nodes, planner) =
+        (&inner.hedging, &inner.routing, &inner.nodes, &inner.planner);
+    hedge::Parts { hedging, routing, nodes, planner }
 }
 
 /// One plan's attempts as [`attempt_plan`] goes: the candidates left, the clock, the

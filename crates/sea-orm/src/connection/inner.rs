@@ -3,9 +3,9 @@
 //! (`crate::nodes::members`). [`Inner`] is a bundle of peers, each the owner of its state: the
 //! node registry ([`Nodes`], shared with `Members`), the live view of the cluster ([`Routing`]:
 //! the monitor's state, wrapped once), the pure [`Planner`] (policy), the classifier
-//! ([`Classified`]), read-your-writes ([`Causality`]), hedging ([`Hedging`]) and its
-//! [`Watchdog`], retry ([`Retrying`]), the counters and the metric hooks. The parts (`nodes`,
-//! `routing`, `planner`, `classified`, `causality`, `hedging`, `watchdog`, `retry`, `counters`,
+//! ([`Classified`]), read-your-writes ([`Causality`]), hedging ([`Hedging`], its watchdog
+//! included), retry ([`Retrying`]), the counters and the metric hooks. The parts (`nodes`,
+//! `routing`, `planner`, `classified`, `causality`, `hedging`, `retry`, `counters`,
 //! `hooks`) are visible to the folder (privacy at the folder, as sqlx's `PoolInner`): code in
 //! `connection/`, the public methods (`facade.rs`) and the start's checks included, calls the
 //! part that owns the state (`inner.nodes.hold(id)`, a lease; `inner.routing.set_fenced(..)`),
@@ -29,7 +29,6 @@ use sea_orm::{DatabaseConnection, DbErr};
 use crate::cluster::Routing;
 use crate::consistency::{Capture, Causality, Seen};
 use crate::hedge::hedging::Hedging;
-use crate::hedge::hedging::Watchdog;
 use crate::nodes::members::Members;
 use crate::observe::hooks::Hooks;
 use crate::retry::retrying::Retrying;
@@ -64,11 +63,9 @@ pub(crate) struct Inner {
     /// Read-your-writes: its tasks' scopes, and the position reads after writes; a step
     /// hands it the views it asks through (`routing` for samples, [`Inner::writable`]).
     pub(super) causality: Causality,
-    /// Hedging: the ration, the counts; the attempt step's own part.
+    /// Hedging: the ration, the counts, the watchdog over reads in flight; the attempt step's
+    /// own part.
     pub(super) hedging: Hedging,
-    /// Looks for nodes silent past their hedge delay while reads are in flight: a read about
-    /// to wait on a replica wakes it ([`Watchdog::ensure`]).
-    pub(super) watchdog: Arc<Watchdog>,
     /// Retry: the budget, the verdict wait, the count; the attempt step's own part.
     pub(super) retry: Retrying,
     /// Whether a monitor's probe loops feed the routing state (not outside a tokio runtime:
@@ -136,13 +133,10 @@ pub(crate) struct Parts {
 
 impl Inner {
     /// The connection's state from its `parts`; `start` is handed the connection's own weak
-    /// reference before it exists, and its watchdog (to start it).
-    pub(crate) fn new(
-        parts: Parts,
-        start: impl FnOnce(&Weak<Inner>, &Arc<Watchdog>),
-    ) -> Arc<Inner> {
+    /// reference before it exists, and its hedging (to start its watchdog).
+    pub(crate) fn new(parts: Parts, start: impl FnOnce(&Weak<Inner>, &Hedging)) -> Arc<Inner> {
         let Parts { nodes, routing, planner, classified, monitored } = parts;
-        let watchdog = Arc::default();
+        let hedging = Hedging::default();
         let policy = planner.policy();
         let causality = Causality::new(
             policy.read_your_writes,
@@ -153,7 +147,7 @@ impl Inner {
         let retry =
             Retrying::new(policy.read_retries, crate::send::deadline::verdict(&policy.monitor));
         Arc::new_cyclic(|me: &Weak<Inner>| {
-            start(me, &watchdog);
+            start(me, &hedging);
             Inner {
                 monitored,
                 nodes,
@@ -162,8 +156,7 @@ impl Inner {
                 classified,
                 counters: Counters::default(),
                 causality,
-                hedging: Hedging::default(),
-                watchdog,
+                hedging,
                 retry,
                 hooks: Arc::default(),
                 me: me.clone(),

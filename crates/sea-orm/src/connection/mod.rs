@@ -68,7 +68,6 @@ use rwsplit_core::{
 };
 use rwsplit_monitor::Monitor;
 
-use crate::hedge::hedging::Watchdog;
 use crate::nodes::members::Members;
 use crate::nodes::registry::NodeTable;
 use crate::nodes::{Node, NodeRef, Nodes};
@@ -145,9 +144,9 @@ pub(crate) fn assemble(
     let probe_interval = policy.monitor.probe_interval_value();
     let planner = Planner::new(policy, product, framed);
     let parts = inner::Parts { nodes: nodes.clone(), routing, planner, classified, monitored };
-    let inner = Inner::new(parts, |weak, watchdog| {
+    let inner = Inner::new(parts, |weak, hedging| {
         if hedged {
-            Watchdog::spawn(Arc::clone(watchdog), weak.clone());
+            hedging.start_watchdog(weak.clone());
         }
     });
     let weak = Arc::downgrade(&inner);

@@ -8,11 +8,10 @@
 //! - the node's counters (`Stats`): reads, writes, failures, pool timeouts;
 //! - the balancer: a completed round trip feeds the node's latency estimate, when the balancer
 //!   reads one; any attempt ends its in-flight count;
-//! - the metrics: the attempt's duration, labelled with its node, role, reason and failure;
-//! - the caller's read-your-writes scope: a write that may have committed out of sight (sent,
-//!   then its connection broke or it was given up) makes the scope's position pending.
+//! - the metrics: the attempt's duration, labelled with its node, role, reason and failure.
 //!
 //! What an outcome means for the plan — try the next candidate, move to a new primary, fail —
+//! and for the caller's read-your-writes scope (a write that may have committed out of sight)
 //! is the executor's ([`attempt`](super::attempt)) to decide from what `failed` returns.
 
 use std::time::Instant;
@@ -20,18 +19,17 @@ use std::time::Instant;
 use rwsplit_core::{InFlight, NodeId};
 use sea_orm::DbErr;
 
-use super::inner::Inner;
 use crate::cluster::Routing;
 use crate::nodes::registry::Node;
 use crate::observe::telemetry;
-use crate::routing::ctx::Scope;
 use crate::send::failure::{self, Failure};
 use crate::send::sending;
 use crate::send::sending::Attempt;
 
 /// One attempt's outcome, to report (see the module docs).
 pub(super) struct Record<'a> {
-    pub(super) conn: &'a Inner,
+    /// The live view the outcome is reported to (the monitor, the balancer's estimate).
+    routing: &'a Routing,
     pub(super) node: &'a Node,
     pub(super) id: NodeId,
     /// The statement's system and `db.operation.name`, for the metrics.
@@ -47,18 +45,19 @@ pub(super) struct Record<'a> {
 
 impl<'r> Record<'r> {
     /// The record of one of `plan`'s attempts at statement `sql` on `node` (`id`; the plan's
-    /// primary or not; a write or not), started at `started`, to report once.
+    /// primary or not; a write or not), started at `started`, to report once to `routing`
+    /// and the metrics (`system`: the `db.system.name` label).
     pub(super) fn new(
-        conn: &'r Inner,
+        (routing, system): (&'r Routing, &'static str),
         plan: &crate::cluster::Plan,
         sql: &str,
         (node, id, on_primary, write): (&'r Node, NodeId, bool, bool),
         (started, guard): (Instant, Option<InFlight>),
     ) -> Self {
         let operation = plan.operation().unwrap_or_else(|| telemetry::operation_name(sql));
-        let statement = telemetry::Statement { system: conn.planner.system_name(), operation };
+        let statement = telemetry::Statement { system, operation };
         let reason = plan.reason();
-        Record { conn, node, id, statement, reason, on_primary, write, guard, started }
+        Record { routing, node, id, statement, reason, on_primary, write, guard, started }
     }
 
     /// The attempt succeeded; `now` is when it returned.
@@ -66,18 +65,17 @@ impl<'r> Record<'r> {
         let guard = self.guard.take();
         self.observe(now, None);
         self.node.answered(self.started, now, self.write);
-        self.conn.routing.answered(self.id, guard, now);
+        self.routing.answered(self.id, guard, now);
     }
 
     /// The attempt failed as `attempt` says; `now` is when it returned. Returns the error the
     /// caller may get and how it failed, for the executor's decision.
-    pub(super) fn failed(self, attempt: Attempt, now: Instant, scope: &Scope) -> (DbErr, Failure) {
+    pub(super) fn failed(self, attempt: Attempt, now: Instant) -> (DbErr, Failure) {
         self.node.statement_ended(now);
-        let unsent = attempt.unsent();
         let (e, failure) = match attempt {
             Attempt::Failed(e) | Attempt::Unsent(e) => {
                 // No connection is the pool's back-pressure, or the node's failure (refused).
-                let failure = note_failure(&self.conn.routing, self.node, self.id, &e);
+                let failure = note_failure(self.routing, self.node, self.id, &e);
                 (e, failure)
             }
             // Given up: the monitor judges the node, not this attempt.
@@ -86,11 +84,6 @@ impl<'r> Record<'r> {
                 (sending::deposed(self.node.name(), s, self.write), Failure::GivenUp)
             }
         };
-        if self.write && !unsent && matches!(failure, Failure::Connection | Failure::GivenUp) {
-            // Sent, then the connection broke or was given up: the write may have committed.
-            // The scope's next read asks the primary, or reads there.
-            self.conn.causality.mark_unseen_writes(&self.conn.writable(), scope);
-        }
         self.observe(now, Some(failure));
         (e, failure)
     }

@@ -18,10 +18,12 @@ use crate::observe::telemetry;
 
 /// A connection's hedging: hedges left to spend (each read that may be hedged earns
 /// [`Hedging::SHARE`] of one, up to [`Hedging::BURST`] hedges, so hedges stay within a few
-/// percent of reads however slow a node gets), and what hedging did. The watchdog over reads
-/// in flight is the connection's own part beside it ([`Watchdog`]).
+/// percent of reads however slow a node gets), what hedging did, and the [`Watchdog`] over the
+/// reads in flight.
 #[derive(Debug)]
 pub(crate) struct Hedging {
+    /// Looks for nodes silent past their hedge delay while hedgeable reads are in flight.
+    watchdog: Arc<Watchdog>,
     /// Hedges left, in thousandths of a hedge.
     credit: AtomicU64,
     /// Reads hedged.
@@ -35,6 +37,7 @@ pub(crate) struct Hedging {
 impl Default for Hedging {
     fn default() -> Self {
         Hedging {
+            watchdog: Arc::default(),
             credit: AtomicU64::new(Self::BURST * 1000),
             sent: AtomicU64::new(0),
             won: AtomicU64::new(0),
@@ -49,13 +52,22 @@ impl Hedging {
     /// The most hedges saved up.
     pub(crate) const BURST: u64 = 10;
 
-    /// A read that may be hedged was made: it earns its share of a hedge.
+    /// A read that may be hedged has begun waiting on its node: it earns its share of a hedge,
+    /// and the watchdog looks from now on (one load each while the budget is full and the
+    /// watchdog awake, the usual case).
     #[inline]
-    pub(crate) fn earn(&self) {
-        // One load while the budget is full, the usual case.
+    pub(crate) fn watch(&self) {
         if self.credit.load(Ordering::Relaxed) < Self::BURST * 1000 {
             self.credit.fetch_add(Self::SHARE, Ordering::Relaxed);
         }
+        self.watchdog.ensure();
+    }
+
+    /// Starts the watchdog over `watched`, a connection's shared state (which may still be
+    /// being built: it is looked at only once a read wakes the watchdog); it ends when the
+    /// connection is dropped.
+    pub(crate) fn start_watchdog<W: Watched>(&self, watched: Weak<W>) {
+        Watchdog::spawn(Arc::clone(&self.watchdog), watched);
     }
 
     /// Spends one hedge if there is one.
@@ -169,7 +181,7 @@ pub(crate) trait Watched: Send + Sync + 'static {
 
 /// Whether the watchdog is looking, and how a read wakes it.
 #[derive(Debug, Default)]
-pub(crate) struct Watchdog {
+struct Watchdog {
     awake: AtomicBool,
     wake: tokio::sync::Notify,
 }
@@ -177,16 +189,14 @@ pub(crate) struct Watchdog {
 impl Watchdog {
     /// A read is about to wait on a replica: the watchdog looks from now on (one load while it
     /// is awake).
-    pub(crate) fn ensure(&self) {
+    fn ensure(&self) {
         if !self.awake.load(Ordering::Relaxed) && !self.awake.swap(true, Ordering::AcqRel) {
             self.wake.notify_one();
         }
     }
 
-    /// Starts `dog`, the watchdog of `watched`, a connection's shared state (which may still be
-    /// being built: it is looked at only once a read wakes the watchdog); it ends when the
-    /// connection is dropped.
-    pub(crate) fn spawn<W: Watched>(dog: Arc<Watchdog>, watched: Weak<W>) {
+    /// Starts `dog`, the watchdog of `watched` ([`Hedging::start_watchdog`]).
+    fn spawn<W: Watched>(dog: Arc<Watchdog>, watched: Weak<W>) {
         let Ok(runtime) = tokio::runtime::Handle::try_current() else { return };
         runtime.spawn(async move {
             let mut tick = tokio::time::interval(LONGEST);
@@ -239,7 +249,7 @@ mod tests {
         let hedging = Hedging::default();
         let mut hedges = 0;
         for _ in 0..10_000 {
-            hedging.earn();
+            hedging.watch();
             hedges += u32::from(hedging.spend());
         }
         // The burst, then one hedge per 50 reads.

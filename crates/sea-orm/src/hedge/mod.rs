@@ -4,13 +4,13 @@
 //!
 //! **Owns**, a file each: `pace` (per node, how fast it answers, the hedge delay, stalled, and
 //! a read's wait for its node to go silent: [`Pace`](pace::Pace), held by each node);
-//! `hedging` (a connection's hedging state, the parts the attempt step holds: the hedge
-//! ration, the counts and the race as the connection runs it, [`Hedging`](hedging::Hedging);
-//! and the one task per connection that wakes the reads waiting on a silent node,
-//! [`Watchdog`](hedging::Watchdog)); `race` (who wins, once a hedge is sent).
+//! `hedging` (a connection's hedging state, the part the attempt step holds: the hedge
+//! ration, the counts, the race as the connection runs it, and the one task per connection
+//! that wakes the reads waiting on a silent node, its watchdog: [`Hedging`](hedging::Hedging));
+//! `race` (who wins, once a hedge is sent).
 //!
-//! **Offers**: [`Hedging`](hedging::Hedging) and [`Watchdog`](hedging::Watchdog) for the
-//! connection and its attempt step (`connection/`), [`Pace`](pace::Pace) for the nodes
+//! **Offers**: [`Hedging`](hedging::Hedging) for the connection and its attempt step
+//! (`connection/`), [`Pace`](pace::Pace) for the nodes
 //! (`nodes/registry.rs`), the narrow [`Watched`](hedging::Watched) for the connection to
 //! implement.
 //!

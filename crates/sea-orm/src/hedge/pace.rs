@@ -8,7 +8,7 @@
 //! - once a node has had reads waiting and answered none of them for its
 //!   [hedge delay](Pace::hedge_delay) — a multiple of its recent answer time, between a floor
 //!   and a cap — the reads waiting on it are sent to another node of their plans as well, and
-//!   the first answer wins (rationed: [`Hedging`](crate::hedge::hedging::Hedging)). A [`Watchdog`](crate::hedge::hedging::Watchdog) wakes
+//!   the first answer wins (rationed: [`Hedging`](crate::hedge::hedging::Hedging)). The watchdog of [`Hedging`](crate::hedge::hedging::Hedging) wakes
 //!   when a waiting read is due, marks the node overdue ([`Pace::check`]) and wakes the reads
 //!   through their attempts' watch on the node: no read registers a timer or a waiter of its
 //!   own;

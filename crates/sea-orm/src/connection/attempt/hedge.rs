@@ -1,8 +1,9 @@
 //! A read hedged on the plan's next node: started when the watchdog finds the first node
-//! silent past its hedge delay and the hedge ration allows. The ration, the race, who wins,
-//! the loser dropped and the counts are `crate::hedge`'s ([`Hedging`](crate::hedge::hedging::Hedging),
-//! the part this step holds); here what needs the connection: the nodes held, the reads
-//! bounded, a won hedge recorded.
+//! silent past its hedge delay and the hedge ration allows. The ration, the watchdog, the
+//! race, who wins, the loser dropped and the counts are `crate::hedge`'s
+//! ([`Hedging`](crate::hedge::hedging::Hedging)); here what needs the connection's other
+//! parts ([`Parts`], what this step holds): the nodes held, the reads bounded, a won hedge
+//! recorded.
 
 use std::future::Future;
 use std::time::Instant;
@@ -12,13 +13,26 @@ use sea_orm::DbErr;
 
 use super::work::Work;
 use crate::cluster::Plan;
-use crate::connection::inner::Inner;
+use crate::cluster::Routing;
 use crate::connection::record::Record;
+use crate::hedge::hedging::Hedging;
 use crate::hedge::race::Raced;
-use crate::nodes::registry::Node;
+use crate::nodes::registry::{Node, Nodes};
+use crate::routing::plan::Planner;
 use crate::send::sending;
 use crate::send::sending::Attempt;
 use crate::send::watch::bounded;
+
+/// What a hedgeable read works with: hedging (the ration, the watchdog, the race), the live
+/// view its attempts are watched by and recorded to, the registry its hedge's node is held
+/// from, and the planner (the policy's timeouts, the metrics' system name).
+#[derive(Clone, Copy)]
+pub(super) struct Parts<'a> {
+    pub(super) hedging: &'a Hedging,
+    pub(super) routing: &'a Routing,
+    pub(super) nodes: &'a Nodes,
+    pub(super) planner: &'a Planner,
+}
 
 /// How a hedged read ended ([`hedgeable`]).
 pub(super) enum Hedged<T> {
@@ -57,7 +71,7 @@ fn read_shared<'a, W: Work>(
 /// silent past its hedge delay (no timer of its own); then [`send_hedge`].
 /// `times`: when the attempt started, and the caller's deadline.
 pub(super) async fn hedgeable<W: Work>(
-    inner: &Inner,
+    parts: Parts<'_>,
     plan: &Plan,
     work: &W,
     first: (NodeId, &Node),
@@ -67,17 +81,17 @@ pub(super) async fn hedgeable<W: Work>(
     let (id, node) = first;
     let (started, deadline) = times;
     let begun = node.read_began(started);
-    inner.watchdog.ensure();
-    let timeouts = &inner.planner.policy().timeouts;
+    parts.hedging.watch();
+    let timeouts = &parts.planner.policy().timeouts;
     let limit = crate::send::deadline::attempt_limit(true, timeouts, deadline, started);
-    let first = bounded(&inner.routing, id, true, node.name(), limit, read_shared(work, node));
+    let first = bounded(parts.routing, id, true, node.name(), limit, read_shared(work, node));
     let mut first = std::pin::pin!(first);
     // The attempt's watch wakes it when the watchdog nudges the node (no waiter of its
     // own): then, if the node was found silent since this read began, it is hedged.
     let answered = begun.until_overdue(first.as_mut()).await;
     match answered {
         Some(r) => Hedged::First(r),
-        None => send_hedge(inner, plan, work, first.as_mut(), node, other).await,
+        None => send_hedge(parts, plan, work, first.as_mut(), node, other).await,
     }
 }
 
@@ -88,7 +102,7 @@ pub(super) async fn hedgeable<W: Work>(
 /// ([`Hedging::race`](crate::hedge::hedging::Hedging::race)). Either attempt failing
 /// leaves the other to finish. Each attempt is bounded as [`bounded`] bounds it.
 async fn send_hedge<W: Work, F>(
-    inner: &Inner,
+    parts: Parts<'_>,
     plan: &Plan,
     work: &W,
     first: std::pin::Pin<&mut F>,
@@ -98,16 +112,16 @@ async fn send_hedge<W: Work, F>(
 where
     F: Future<Output = Result<W::Output, Attempt>>,
 {
-    let Some(hedge_node) = inner.nodes.hold(other) else {
+    let Some(hedge_node) = parts.nodes.hold(other) else {
         return Hedged::First(first.await);
     };
-    if !inner.hedging.spend() {
+    if !parts.hedging.spend() {
         return Hedged::First(first.await);
     }
     let now = Instant::now();
     tracing::info!(target: "rwsplit", node = %node.name(), hedge = %hedge_node.name(), after = ?node.hedge_delay(), "read unanswered: hedged on another node");
     let on_replica = plan.snapshot_primary() != Some(other);
-    let timeouts = &inner.planner.policy().timeouts;
+    let timeouts = &parts.planner.policy().timeouts;
     let limit = crate::send::deadline::attempt_limit(
         on_replica,
         timeouts,
@@ -116,8 +130,8 @@ where
     );
     let guard = plan.start(other, now);
     let second = read_shared(work, &hedge_node);
-    let second = bounded(&inner.routing, other, on_replica, hedge_node.name(), limit, second);
-    match inner.hedging.race(first, second, node.labels()).await {
+    let second = bounded(parts.routing, other, on_replica, hedge_node.name(), limit, second);
+    match parts.hedging.race(first, second, node.labels()).await {
         Raced::First(r) => Hedged::First(r),
         Raced::Second(out) => {
             let hedge = Hedge { id: other, node: hedge_node.clone(), guard, started: now };
@@ -129,7 +143,7 @@ where
 /// The hedge answered first: its attempt is the read's, recorded as a success (the first
 /// attempt was dropped, and counted, by [`send_hedge`]).
 pub(super) fn won<W: Work>(
-    inner: &Inner,
+    parts: Parts<'_>,
     plan: &Plan,
     work: &W,
     out: W::Output,
@@ -137,7 +151,8 @@ pub(super) fn won<W: Work>(
 ) -> (W::Output, NodeId) {
     let on_primary = plan.snapshot_primary().unwrap_or(NodeId::new(0)) == hedge.id;
     let on = (&*hedge.node, hedge.id, on_primary, false);
-    let served = Record::new(inner, plan, work.sql(), on, (hedge.started, hedge.guard));
+    let to = (parts.routing, parts.planner.system_name());
+    let served = Record::new(to, plan, work.sql(), on, (hedge.started, hedge.guard));
     served.succeeded(Instant::now());
     (out, hedge.id)
 }

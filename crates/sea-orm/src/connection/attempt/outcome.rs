@@ -49,7 +49,12 @@ pub(super) fn failed(
 ) -> Result<DbErr, Stop> {
     let (node, id, write, on_primary) = (record.node, record.id, record.write, record.on_primary);
     let unsent = attempt.unsent();
-    let (e, failure) = record.failed(attempt, at.now, scope);
+    let (e, failure) = record.failed(attempt, at.now);
+    if write && !unsent && matches!(failure, Failure::Connection | Failure::GivenUp) {
+        // Sent, then the connection broke or was given up: the write may have committed.
+        // The scope's next read asks the primary, or reads there.
+        inner.causality.mark_unseen_writes(&inner.writable(), scope);
+    }
     let facts = Failed {
         failure,
         unsent,

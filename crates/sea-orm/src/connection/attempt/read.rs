@@ -15,7 +15,6 @@ use super::hedge::{self, Hedged};
 use super::work::Work;
 use crate::cluster::Plan;
 use crate::cluster::Routing;
-use crate::connection::inner::Inner;
 use crate::nodes::registry::Node;
 use crate::send::deadline::Timeouts;
 use crate::send::sending::Attempt;
@@ -45,21 +44,20 @@ pub(super) struct At<'a> {
 /// (most replica reads while hedging is on; the hedge itself is rare). `None`: the form
 /// without either, [`bounded`].
 pub(super) fn rare<'a, W: Work>(
-    inner: &'a Inner,
+    parts: hedge::Parts<'a>,
     plan: &'a Plan,
     work: &'a W,
     at: At<'a>,
     following: Option<NodeId>,
 ) -> Option<Pin<Box<impl Future<Output = Hedged<W::Output>> + 'a>>> {
     let At { id, node, on_primary, started, deadline, .. } = at;
-    if on_primary && inner.routing.standing(id) == Standing::Down {
+    if on_primary && parts.routing.standing(id) == Standing::Down {
         let down = Attempt::GivenUp(crate::send::deadline::already_down(node.name()));
         return Some(Box::pin(Either::Left(std::future::ready(Hedged::First(Err(down))))));
     }
-    let hedgeable = W::HEDGE && !on_primary && inner.planner.policy().hedged_reads;
+    let hedgeable = W::HEDGE && !on_primary && parts.planner.policy().hedged_reads;
     let other = following.filter(|_| hedgeable)?;
-    inner.hedging.earn();
-    let read = hedge::hedgeable(inner, plan, work, (id, node), other, (started, deadline));
+    let read = hedge::hedgeable(parts, plan, work, (id, node), other, (started, deadline));
     Some(Box::pin(Either::Right(read)))
 }
 
