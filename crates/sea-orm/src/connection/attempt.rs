@@ -143,7 +143,7 @@ fn attempt_plan<'a, W: Work>(
                 (id == run.primary, run.now, plan.start(id, run.now));
             span::attempt(run.traced, &node, (on_primary, run.tried), (plan, write, work.sql()));
             let result = if write {
-                write::attempt(inner, (id, &node), &mut *work, earlier == 0).await
+                write::attempt(write_parts(inner), (id, &node), &mut *work, earlier == 0).await
             } else {
                 let deadline = run.deadline;
                 let at = read::At { id, node: &node, on_primary, last, earlier, started, deadline };
@@ -179,6 +179,12 @@ fn attempt_plan<'a, W: Work>(
         // Every candidate was passed over (a catch-up wait that timed out on the only one).
         Err(Stop::Fail(run.none_left(inner, plan)))
     }
+}
+
+/// The parts a write attempt holds.
+#[inline]
+fn write_parts(inner: &Inner) -> write::Parts<'_> {
+    (&inner.routing, &inner.hooks, inner.planner.product())
 }
 
 /// The policy's timeouts, which bound a read.

@@ -23,6 +23,10 @@ use crate::send::watch::Standings;
 /// How a write attempt ended.
 type Written<T> = Result<T, Attempt>;
 
+/// What a write attempt works with: the live view that watches it (the primary's standing),
+/// the metric hooks it calls as SeaORM would, the product whose two steps it runs.
+pub(super) type Parts<'a> = (&'a Routing, &'a Hooks, Product);
+
 /// A write on the primary `id`, in two steps ([`sending`]): taking a
 /// connection from `pool`, given up (not sent) as soon as the monitor says the node is not
 /// the primary any more — a replica now, another node promoted, or marked down — instead of
@@ -39,23 +43,22 @@ type Written<T> = Result<T, Attempt>;
 /// features SeaORM's `debug-print` line and `tracing-spans` span (if the node's
 /// `record_stmt_in_spans`).
 async fn watched_write<W: Work>(
-    inner: &Inner,
+    (routing, hooks, product): Parts<'_>,
     id: NodeId,
     node: &Node,
     pool: &DatabaseConnection,
     work: &mut W,
     keep: bool,
 ) -> Written<W::Output> {
-    let standing = || inner.routing.standing(id);
-    let changed = || inner.routing.changed(id);
+    let standing = || routing.standing(id);
+    let changed = || routing.changed(id);
     let end = if W::INERT {
         // Nothing is written before it returns: all of it is the first step.
         let run = work.run(pool, !keep);
         let sent = |out| std::future::ready(Ok(out));
         sending::in_steps(run, sent, standing, changed).await
     } else if sending::can_take(pool) {
-        let product = inner.planner.product();
-        sent_with_hooks(&inner.routing, &inner.hooks, product, (id, node), pool, work).await
+        sent_with_hooks(routing, hooks, product, (id, node), pool, work).await
     } else {
         // A pool the adapter cannot take a connection from (a mock, a proxy): one step, as
         // SeaORM runs it; the first step only asks the monitor once.
@@ -150,12 +153,12 @@ pub(super) fn check_writable(nodes: &Nodes, plan: &Plan) -> Result<(), DbErr> {
 /// carry the write path's state (it would be moved, whole, into the box SeaORM's
 /// `async_trait` makes of every statement). `keep`: another attempt may follow.
 pub(super) fn attempt<'a, W: Work>(
-    inner: &'a Inner,
+    parts: Parts<'a>,
     (id, node): (NodeId, &'a Node),
     work: &'a mut W,
     keep: bool,
 ) -> Pin<Box<impl Future<Output = Written<W::Output>> + 'a>> {
-    Box::pin(watched_write(inner, id, node, node.user_writer(), work, keep))
+    Box::pin(watched_write(parts, id, node, node.user_writer(), work, keep))
 }
 
 /// What a write's success on `id` means for `scope` ([`Wrote`]): the position capture to
