@@ -207,6 +207,8 @@ async fn a_write_request_reads_at_most_one_position_and_no_get_is_stale(#[case] 
     for r in cluster.replicas() {
         r.set_apply_delay(Duration::from_millis(200)).await.unwrap();
     }
+    // Another client keeps writing: the replicas stay behind between this test's pairs.
+    let beside = crate::support::writer_beside(&tdb.primary_url()).await;
     // Writes until the monitor has seen both replicas further behind than a read waits.
     crate::support::write_until_replicas_behind(&db, || {
         let app = app.clone();
@@ -216,6 +218,7 @@ async fn a_write_request_reads_at_most_one_position_and_no_get_is_stale(#[case] 
     })
     .await;
     let (late, most_late, gets_late, stale_late) = pairs("late").await;
+    drop(beside);
     eprintln!(
         "WRITE-COST {kind} position reads per write request: {:.2} with replicas current, {:.2} \
          with replicas behind (per GET: {:.2} and {:.2}); stale GETs {} and {}",

@@ -229,10 +229,11 @@ async fn a_session_writing_one_statement_at_a_time_keeps_one_primary_connection(
 
 /// What a task's scope (read-your-writes without the web layer) reads of a write's position,
 /// with the replicas current and with every replica further behind than a read waits
-/// (PostgreSQL 200 ms, MariaDB its delay's whole second): at most one position read per write
-/// (the task it is left to reads it 10 ms after the write, before the test's read 20 ms after
-/// it, so a later read can use a replica that has it by then), few by the reads themselves,
-/// and no read misses its task's write.
+/// (PostgreSQL 200 ms, MariaDB its delay's whole second; another client writing beside keeps
+/// them behind): at most one position read per write (the task it is left to reads it 10 ms
+/// after the write, before the test's read 20 ms after it, so a later read can use a replica
+/// that has it by then), few by the reads themselves, none that no read could use while the
+/// replicas are behind, and no read misses its task's write.
 #[rstest]
 #[case::postgres(DbKind::Postgres, Duration::from_millis(200))]
 #[case::mariadb(DbKind::MariaDb, Duration::from_secs(1))]
@@ -242,7 +243,7 @@ async fn a_task_reads_at_most_one_position_per_write_and_no_read_is_stale(
     #[case] delay: Duration,
 ) {
     const PAIRS: u64 = 20;
-    let (cluster, _tdb, db) = setup(kind, "task_write_cost").await;
+    let (cluster, tdb, db) = setup(kind, "task_write_cost").await;
     // `PAIRS` tasks, one after another, each writing, pausing past the moment its write's
     // position is left to a task of its own, and reading its write: (position reads from the
     // write to the read, position reads by the reads, stale reads).
@@ -280,6 +281,8 @@ async fn a_task_reads_at_most_one_position_per_write_and_no_read_is_stale(
     for r in cluster.replicas() {
         r.set_apply_delay(delay).await.unwrap();
     }
+    // Another client keeps writing: the replicas stay behind between this test's pairs.
+    let beside = crate::support::writer_beside(&tdb.primary_url()).await;
     // Writes until the monitor has seen both replicas further behind than a read waits.
     crate::support::write_until_replicas_behind(&db, || {
         let db = db.clone();
@@ -290,6 +293,7 @@ async fn a_task_reads_at_most_one_position_per_write_and_no_read_is_stale(
     })
     .await;
     let (late, reads_late, stale_late) = pairs("late").await;
+    drop(beside);
     eprintln!(
         "TASK-WRITE-COST {kind} position reads per write: {:.2} with replicas current, {:.2} \
          with replicas behind (per read: {:.2} and {:.2}); stale reads {stale_current} and \
@@ -309,6 +313,9 @@ async fn a_task_reads_at_most_one_position_per_write_and_no_read_is_stale(
         assert!(writes <= PAIRS && writes + reads <= PAIRS + PAIRS / 4, "{writes} and {reads}");
     }
     assert!(current >= PAIRS / 2, "replicas current: the positions are read: {current}");
+    // Replicas behind: the task a write's position is left to reads none that no read could
+    // use yet (the write is left to the primary's samples; the read goes to the primary).
+    assert!(late <= PAIRS / 4, "replicas behind: positions no read could use: {late}");
     for r in cluster.replicas() {
         r.clear_apply_delay().await.unwrap();
     }

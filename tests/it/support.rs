@@ -122,6 +122,34 @@ pub(crate) async fn write_until_replicas_behind<F, Fut>(
     assert!(far.is_some(), "the monitor sees the replicas behind: {:?}", db.stats());
 }
 
+/// Another client of the primary at `url`, writing a row into a table of its own every 20 ms
+/// until the guard is dropped: replicas that apply with a delay then always have a write
+/// waiting, so they stay behind (an idle delayed replica has replayed everything and reads as
+/// current), whatever pace a loaded machine leaves the test's own writes.
+pub(crate) async fn writer_beside(url: &str) -> WriterBeside {
+    sqlx::any::install_default_drivers();
+    let mut c = AnyConnection::connect(url).await.expect("the writer beside connects");
+    sqlx::query("CREATE TABLE IF NOT EXISTS beside_writes (n INT)")
+        .execute(&mut c)
+        .await
+        .expect("the writer beside's table");
+    WriterBeside(tokio::spawn(async move {
+        loop {
+            let _ = sqlx::query("INSERT INTO beside_writes (n) VALUES (1)").execute(&mut c).await;
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }))
+}
+
+/// Stops [`writer_beside`]'s writes when dropped.
+pub(crate) struct WriterBeside(tokio::task::JoinHandle<()>);
+
+impl Drop for WriterBeside {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
 /// The number of rows in table `t` of the database at `url`, or `None` when it cannot be read.
 pub(crate) async fn count(url: &str, table: &str) -> Option<i64> {
     sqlx::any::install_default_drivers();
