@@ -83,6 +83,30 @@ impl Slot {
         }
     }
 
+    /// The write pending alone since epoch `epoch`, acknowledged by the primary `primary` at
+    /// `acked`, is left to the primary's samples instead of a position read: the scope's last
+    /// read becomes a read on the primary at `acked` (or at its own end, if later), whose
+    /// floor — the primary's position in its first sample sent after that — holds the write
+    /// and everything the scope read (the primary is at or past every replica at any instant),
+    /// and the scope is no longer pending. Until that sample is known the scope's reads stay
+    /// on the primary ([`Seen`]). Nothing changes (`false`) once the scope is pending for more
+    /// than that write (writes it cannot see may commit later), or while its last read may
+    /// still be reading (no instant bounds it yet).
+    pub(crate) fn leave_to_primary(&mut self, primary: NodeId, acked: Instant, epoch: u64) -> bool {
+        if !self.pending || self.pending_epoch != epoch || self.inflight > 0 {
+            return false;
+        }
+        let at = match self.seen {
+            None => acked,
+            Some(Seen { at: Some(at), .. }) => at.max(acked),
+            Some(Seen { at: None, .. }) => return false,
+        };
+        self.pending = false;
+        self.seen = Some(Seen { node: primary, at: Some(at) });
+        self.touched = Some(Instant::now());
+        true
+    }
+
     /// A read on `node` ended at `at` (`None`: may still be reading).
     pub(crate) fn saw(&mut self, node: NodeId, at: Option<Instant>) {
         self.seen = Some(Seen { node, at });

@@ -107,6 +107,8 @@ pub(crate) struct Capture {
     /// The scope's pending epoch the write left: a later one (writes the router cannot see,
     /// such as a transaction still open on SeaORM's own handle) is not this task's to settle.
     epoch: u64,
+    /// When the primary had acknowledged the write (its commit is in every later position).
+    acked: Instant,
 }
 
 /// How long after a write its position read is left to the write's own scope: the scope's
@@ -453,12 +455,13 @@ impl Causality {
             Scope::Task => Key::Task(tokio::task::try_id()),
             Scope::Session(s) => Key::Session(Arc::clone(s)),
         };
+        let acked = Instant::now();
         let epoch = self.key_update(&key, |s| {
             s.mark_pending();
             s.pending_epoch
         });
         match background() {
-            Some(spawn) => spawn(Capture { node, key, epoch }),
+            Some(spawn) => spawn(Capture { node, key, epoch, acked }),
             None => self.read_pending(samples, writers, node, &key, epoch, false).await,
         }
     }
@@ -468,18 +471,30 @@ impl Causality {
     /// read it, and nothing since has marked it pending again) and someone still holds it (a
     /// session dropped with its request, its token answered, needs nothing).
     /// Counted in the scope's reads in flight meanwhile: its reads and token wait for it
-    /// rather than send another. Whether a replica could use it is not asked here: a scope
-    /// that stays alive reads again, and may by then be served by a replica that has it.
-    pub(crate) async fn finish(
+    /// rather than send another. Unless no replica could serve a read yet (`far`, asked of
+    /// the write's node and when it was acknowledged: it is the primary still, and no replica
+    /// is within the catch-up wait on samples taken since): then the position would serve no
+    /// read yet, and the write is left to the primary's samples instead
+    /// ([`Slot::leave_to_primary`]): no statement, and the scope's next reads go to the
+    /// primary until a sample bounds the write, then to replicas that have it.
+    pub(crate) async fn finish<F: Future<Output = bool>>(
         &self,
         samples: &impl Samples,
         writers: &impl Writers,
         capture: Capture,
+        far: impl FnOnce(NodeId, Instant) -> F,
     ) {
         tokio::time::sleep(LEFT_TO_THE_SCOPE).await;
-        let Capture { node, key, epoch: left } = capture;
+        let Capture { node, key, epoch: left, acked } = capture;
         if let Key::Session(s) = &key
             && Arc::strong_count(s) == 1
+        {
+            return;
+        }
+        let alone = |s: &mut Slot| s.pending && s.inflight == 0 && s.pending_epoch == left;
+        if self.key_update(&key, alone)
+            && far(node, acked).await
+            && self.key_update(&key, |s| s.leave_to_primary(node, acked, left))
         {
             return;
         }
@@ -731,7 +746,7 @@ mod tests {
         let slot = c.slot(&scope);
         assert!(slot.pending && slot.inflight == 0 && slot.token.is_none());
         assert_eq!(reads(), 0, "nothing read on the write's path");
-        c.finish(&no_samples(), &two, capture.take().unwrap()).await;
+        c.finish(&no_samples(), &two, capture.take().unwrap(), |_, _| async { false }).await;
         let slot = c.slot(&scope);
         assert!(!slot.pending && slot.inflight == 0 && slot.token.is_some());
         assert_eq!(reads(), 1);
@@ -740,7 +755,7 @@ mod tests {
         c.after_write(&no_samples(), &two, P, &scope, || Some(|k| capture = Some(k))).await;
         let epoch = c.slot(&scope).pending_epoch;
         assert!(c.settle(&no_samples(), &two, &scope, P, epoch).await);
-        c.finish(&no_samples(), &two, capture.take().unwrap()).await;
+        c.finish(&no_samples(), &two, capture.take().unwrap(), |_, _| async { false }).await;
         assert_eq!(reads(), 2, "one read for the second write, the scope's own");
 
         // Marked pending again since by writes the router cannot see (a transaction begun on
@@ -748,7 +763,7 @@ mod tests {
         // next read reads it, after them.
         c.after_write(&no_samples(), &two, P, &scope, || Some(|k| capture = Some(k))).await;
         c.mark_unseen_writes(&two, &scope);
-        c.finish(&no_samples(), &two, capture.take().unwrap()).await;
+        c.finish(&no_samples(), &two, capture.take().unwrap(), |_, _| async { false }).await;
         let slot = c.slot(&scope);
         assert!(slot.pending && slot.inflight == 0, "still pending for the unseen writes");
         assert_eq!(reads(), 2, "no position read before the unseen writes commit");
@@ -759,8 +774,58 @@ mod tests {
         // The session is gone (its request answered): nobody needs it.
         c.after_write(&no_samples(), &two, P, &scope, || Some(|k| capture = Some(k))).await;
         drop((scope, session));
-        c.finish(&no_samples(), &two, capture.take().unwrap()).await;
+        c.finish(&no_samples(), &two, capture.take().unwrap(), |_, _| async { false }).await;
         assert_eq!(reads(), 3);
+    }
+
+    /// While no replica could serve a read, the task a write's position is left to reads
+    /// nothing: the write is left to the primary's samples, as a read on the primary when it
+    /// was acknowledged (or at the scope's own later read there), and the scope is no longer
+    /// pending. Not while the scope is pending for more than that write, nor for a write on a
+    /// node that is not the primary any more (`far` is asked of it: `false`).
+    #[tokio::test(start_paused = true)]
+    async fn a_write_no_replica_could_use_yet_is_left_to_the_primary_s_samples() {
+        let (c, two) = (causality(true), Fake::new(2, false));
+        let reads = || two.reads.load(Ordering::SeqCst);
+        let session: Arc<Shared> = Arc::default();
+        let scope = Scope::Session(Arc::clone(&session));
+        let far = |node, _| std::future::ready(node == P);
+
+        let mut capture = None;
+        let before = Instant::now();
+        c.after_write(&no_samples(), &two, P, &scope, || Some(|k| capture = Some(k))).await;
+        c.finish(&no_samples(), &two, capture.take().unwrap(), far).await;
+        let slot = c.slot(&scope);
+        assert_eq!(reads(), 0, "no position read");
+        assert!(!slot.pending && slot.token.is_none(), "{slot:?}");
+        let seen = slot.seen.expect("the write stands as a read on the primary");
+        assert_eq!(seen.node, P);
+        assert!(seen.at.is_some_and(|at| at >= before && at <= Instant::now()), "{seen:?}");
+
+        // A read on the primary that ended after the write: bounded from its own end.
+        c.after_write(&no_samples(), &two, P, &scope, || Some(|k| capture = Some(k))).await;
+        tokio::time::advance(Duration::from_millis(3)).await;
+        let read_end = Instant::now();
+        c.update(&scope, |s| s.saw(P, Some(read_end)));
+        c.finish(&no_samples(), &two, capture.take().unwrap(), far).await;
+        assert_eq!(c.slot(&scope).seen.and_then(|s| s.at), Some(read_end));
+        assert_eq!(reads(), 0);
+
+        // Pending for writes the router cannot see as well: read as before, once they commit.
+        c.after_write(&no_samples(), &two, P, &scope, || Some(|k| capture = Some(k))).await;
+        c.mark_unseen_writes(&two, &scope);
+        c.finish(&no_samples(), &two, capture.take().unwrap(), far).await;
+        assert!(c.slot(&scope).pending, "still pending for the unseen writes");
+        let epoch = c.slot(&scope).pending_epoch;
+        assert!(c.settle(&no_samples(), &two, &scope, P, epoch).await);
+
+        // A write on a node that is no longer the primary: its position is read.
+        let other = NodeId::new(1);
+        c.after_write(&no_samples(), &two, other, &scope, || Some(|k| capture = Some(k))).await;
+        c.finish(&no_samples(), &two, capture.take().unwrap(), far).await;
+        assert!(!c.slot(&scope).pending);
+        assert_eq!(reads(), 2, "the settle's and this write's");
+        drop(session);
     }
 
     /// A position read that fails leaves the scope pending (its next read asks the primary);
