@@ -3,7 +3,9 @@
 //! chain of them (`A::f` → `self.b.f`, where `B::f` → `self.c.f`) is a nest of forwards, each
 //! level a file a reader passes through to reach the state. `cargo test -p xtask forwards --
 //! --nocapture` prints, for each type of the adapter, its methods and its forwards; the test
-//! fails on a chain of two forwards or more under one name.
+//! fails on a chain of two forwards or more under one name. With `RWSPLIT_LAYOUT_ROOT` set to
+//! another checkout (a `git worktree` of an older commit) it prints that one's and checks
+//! nothing.
 
 use std::collections::BTreeMap;
 
@@ -60,7 +62,8 @@ fn chains(methods: &[Method], fields: &BTreeMap<(String, String), String>) -> Ve
 /// forwards (see the module's doc).
 #[test]
 fn no_operation_is_forwarded_along_a_chain() {
-    let root = crate::project_root();
+    let other = std::env::var_os("RWSPLIT_LAYOUT_ROOT").map(std::path::PathBuf::from);
+    let root = other.clone().unwrap_or_else(crate::project_root);
     let mut all = Vec::new();
     let mut fields = BTreeMap::new();
     for c in CRATES {
@@ -106,7 +109,9 @@ fn no_operation_is_forwarded_along_a_chain() {
     for chain in &chains {
         println!("chain: {chain}");
     }
-    assert!(chains.is_empty(), "operations forwarded along a chain of types: {chains:#?}");
+    if other.is_none() {
+        assert!(chains.is_empty(), "operations forwarded along a chain of types: {chains:#?}");
+    }
 }
 
 /// `A::f` → `B::f` → `C::f` is a chain; one forward (`D::g` → `C::g`) is how a part offers its
