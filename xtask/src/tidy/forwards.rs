@@ -62,12 +62,15 @@ fn chains(methods: &[Method], fields: &BTreeMap<(String, String), String>) -> Ve
 /// forwards (see the module's doc).
 #[test]
 fn no_operation_is_forwarded_along_a_chain() {
-    let other = std::env::var_os("RWSPLIT_LAYOUT_ROOT").map(std::path::PathBuf::from);
-    let root = other.clone().unwrap_or_else(crate::project_root);
+    let (root, other) = modules::checkout();
     let mut all = Vec::new();
     let mut fields = BTreeMap::new();
     for c in CRATES {
-        let krate = Crate::read(&modules::lib_root(&root.join("crates").join(c)));
+        let lib = modules::lib_root(&root.join("crates").join(c));
+        if other && !lib.is_file() {
+            continue;
+        }
+        let krate = Crate::read(&lib);
         let mut methods = krate.methods();
         fields.extend(krate.field_types());
         if *c == "sea-orm" {
@@ -109,7 +112,7 @@ fn no_operation_is_forwarded_along_a_chain() {
     for chain in &chains {
         println!("chain: {chain}");
     }
-    if other.is_none() {
+    if !other {
         assert!(chains.is_empty(), "operations forwarded along a chain of types: {chains:#?}");
     }
 }

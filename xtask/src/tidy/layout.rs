@@ -131,13 +131,12 @@ fn longest(functions: &[Function], n: usize) -> Vec<&Function> {
 /// statement path ([`PATH`]) over [`PATH_MAX_LINES`].
 #[test]
 fn the_layout_and_its_function_budgets() {
-    let other = std::env::var_os("RWSPLIT_LAYOUT_ROOT").map(std::path::PathBuf::from);
-    let root = other.clone().unwrap_or_else(crate::project_root);
+    let (root, other) = modules::checkout();
     let mut problems = Vec::new();
     let mut text = String::new();
     for name in CRATES {
         let dir = root.join("crates").join(name);
-        if other.is_some() && !modules::lib_root(&dir).is_file() {
+        if other && !modules::lib_root(&dir).is_file() {
             continue;
         }
         let krate = Crate::read(&modules::lib_root(&dir));
@@ -183,7 +182,7 @@ fn the_layout_and_its_function_budgets() {
         }
     }
     println!("{text}");
-    if other.is_some() {
+    if other {
         return;
     }
     assert!(problems.is_empty(), "function budgets:\n{}", problems.join("\n"));

@@ -1057,6 +1057,16 @@ fn strongly_connected(graph: &BTreeMap<String, BTreeSet<String>>) -> Vec<BTreeSe
 }
 
 /// The root file of the library crate in `dir` (`crates/core`).
+/// The checkout the structure tests read: `RWSPLIT_LAYOUT_ROOT` if set (another checkout, a
+/// `git worktree` of an older commit, whose figures are printed and nothing checked: `true`),
+/// else this one.
+pub(super) fn checkout() -> (PathBuf, bool) {
+    match std::env::var_os("RWSPLIT_LAYOUT_ROOT") {
+        Some(other) => (PathBuf::from(other), true),
+        None => (crate::project_root(), false),
+    }
+}
+
 pub(super) fn lib_root(dir: &Path) -> PathBuf {
     dir.join("src/lib.rs")
 }

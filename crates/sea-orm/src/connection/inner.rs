@@ -231,8 +231,8 @@ impl Inner {
     /// Whether a write acknowledged by `node` at `acked` could serve no read yet: `node` is the
     /// primary still, and no replica is within the catch-up wait ([`out_of_reach`]) on
     /// samples of every replica serving reads taken since `acked`, asked for and waited on
-    /// (woken by each sample; at most the probe timeout, then `false`). A figure from before the write
-    /// misjudges: PostgreSQL's, the time since the last replayed commit while WAL waits, makes
+    /// (woken by each sample; at most the probe timeout, then `false`). A figure from before
+    /// the write misjudges: PostgreSQL's, the time since the last replayed commit while WAL waits, makes
     /// a current replica look as late as the pause before the write until it replays it; after
     /// it, a current replica reports nothing waiting and a delayed one the delay.
     ///
