@@ -227,6 +227,62 @@ async fn a_session_writing_one_statement_at_a_time_keeps_one_primary_connection(
     assert_eq!(opened, 1, "ten writes and their positions on one connection");
 }
 
+/// A write's position costs one round trip on the primary, not two: it is read on a connection
+/// idle in the primary's pool, which the pool hands out without its check (a ping before each
+/// use, then the `before_acquire` hook, counted here). The session asks for its token right
+/// after each write, as a web response does, while the write's own connection is still being
+/// given back; a second connection, opened before and idle, serves the position read.
+#[rstest]
+#[case::postgres(DbKind::Postgres)]
+#[case::mariadb(DbKind::MariaDb)]
+#[tokio::test]
+async fn a_writes_position_is_read_without_the_pools_check(#[case] kind: DbKind) {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    let (_cluster, tdb, setup) = setup(kind, "capture_unchecked").await;
+    drop(setup);
+    let checked = Arc::new(AtomicUsize::new(0));
+    let mut primary = sea_orm::ConnectOptions::new(tdb.primary_url());
+    let count = Arc::clone(&checked);
+    match kind {
+        DbKind::Postgres => primary.map_sqlx_postgres_before_acquire(move |_, _| {
+            count.fetch_add(1, Ordering::SeqCst);
+            Box::pin(async { Ok(true) })
+        }),
+        _ => primary.map_sqlx_mysql_before_acquire(move |_, _| {
+            count.fetch_add(1, Ordering::SeqCst);
+            Box::pin(async { Ok(true) })
+        }),
+    };
+    let db = RoutedConnection::builder()
+        .primary(primary)
+        .replicas(tdb.replica_urls())
+        .probe_interval(Duration::from_millis(100))
+        .connect()
+        .await
+        .unwrap();
+    // Two connections open, then idle (each given back and pinged).
+    let one = || db.primary().execute_unprepared("SELECT 1");
+    let (a, b) = tokio::join!(one(), one());
+    a.unwrap();
+    b.unwrap();
+    let session = db.session();
+    const WRITES: usize = 5;
+    for i in 0..WRITES {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let before = checked.load(Ordering::SeqCst);
+        let sql = format!("INSERT INTO author (name) VALUES ('unchecked-{i}')");
+        session.execute_unprepared(&sql).await.unwrap();
+        let wrote = checked.load(Ordering::SeqCst);
+        assert!(session.token().await.unwrap().is_some(), "a token after write {i}");
+        let after = checked.load(Ordering::SeqCst);
+        assert_eq!(wrote - before, 1, "write {i}: the write's own connection, checked");
+        assert_eq!(after, wrote, "write {i}: its position read on an idle connection, unchecked");
+    }
+    let ryw = db.stats().read_your_writes();
+    assert_eq!((ryw.positions_captured, ryw.capture_failures), (WRITES as u64, 0), "{ryw:?}");
+}
+
 /// What a task's scope (read-your-writes without the web layer) reads of a write's position,
 /// with the replicas current and with every replica further behind than a read waits
 /// (PostgreSQL 200 ms, MariaDB its delay's whole second; another client writing beside keeps

@@ -7,8 +7,13 @@
 //! but sqlx does not expose session-state tracking), so the position is asked for after the
 //! write, when the write's scope needs it (see `Causality::after_write`), on any connection of
 //! the primary's writable pool: once the write has committed, the server-wide position is at
-//! or past it. [`Writable`] is the nodes as read-your-writes reads positions on them
-//! ([`Writers`]).
+//! or past it. One round trip and no more: the read takes a connection idle in the pool
+//! without the pool's check (`test_before_acquire`'s ping, which would be a second round trip
+//! before it, and the pool's `before_acquire` hook). sqlx pings every connection as it is given
+//! back, so an idle one was checked when last used; one broken since fails or hangs the read
+//! (bounded by the pool's acquire timeout), which is then sent again on a connection the pool
+//! checks — it writes nothing. [`Writable`] is the nodes as read-your-writes reads positions
+//! on them ([`Writers`]).
 
 use std::time::Duration;
 
@@ -88,18 +93,37 @@ impl Writers for Writable<'_> {
         })?;
         let cached = n.system_id();
         let writer = n.writer();
-        let mut on = if sending::can_take(writer) {
-            match sending::take(writer).await {
-                Ok(taken) => On::Taken(taken),
-                Err(e) => {
-                    self.counters.bump(Count::CaptureFailures);
-                    return Err(read_on(e, n.name()));
+        // An idle connection first, unchecked (see the module docs); else, or if the read
+        // fails or hangs there, a connection the pool checks.
+        let idle = match sending::take_idle(writer) {
+            Some((taken, bound)) => {
+                let mut on = On::Taken(taken);
+                let read = self.product.capture(&mut on, cached);
+                match tokio::time::timeout(crate::send::deadline::cap(bound), read).await {
+                    Ok(Ok(captured)) => Some((on, captured)),
+                    _ => None,
                 }
             }
-        } else {
-            On::Pool(writer)
+            None => None,
         };
-        let captured = self.product.capture(&mut on, cached).await;
+        let (mut on, captured) = match idle {
+            Some((on, captured)) => (on, Ok(captured)),
+            None => {
+                let mut on = if sending::can_take(writer) {
+                    match sending::take(writer).await {
+                        Ok(taken) => On::Taken(taken),
+                        Err(e) => {
+                            self.counters.bump(Count::CaptureFailures);
+                            return Err(read_on(e, n.name()));
+                        }
+                    }
+                } else {
+                    On::Pool(writer)
+                };
+                let captured = self.product.capture(&mut on, cached).await;
+                (on, captured)
+            }
+        };
         if background && let On::Taken(taken) = &mut on {
             taken.give_back().await;
         }

@@ -38,6 +38,7 @@
 
 use sea_orm::{DatabaseConnection, DbErr, ExecResult, QueryResult, Statement};
 use std::future::Future;
+use std::time::Duration;
 
 /// Where the node a statement is on stands, as the monitor sees it now.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -382,6 +383,35 @@ pub(crate) async fn take(pool: &DatabaseConnection) -> Result<Taken, DbErr> {
 #[cfg(not(any(feature = "postgres", feature = "mysql")))]
 pub(crate) async fn take(_pool: &DatabaseConnection) -> Result<Taken, DbErr> {
     Err(crate::send::failure::internal("no sqlx driver: connections cannot be taken"))
+}
+
+/// Takes an idle connection from `pool` at once, unchecked — no ping, no `before_acquire` hook
+/// — with the pool's acquire timeout (`None`: no connection is idle, or other callers are
+/// waiting for one, whose turn this does not take). sqlx pings every connection it is given
+/// back before it is idle again, so one found idle was checked when it was last used. Only for
+/// a read that is safe to send again on a checked connection if this one turns out broken.
+#[cfg(any(feature = "postgres", feature = "mysql"))]
+pub(crate) fn take_idle(pool: &DatabaseConnection) -> Option<(Taken, Duration)> {
+    use sea_orm::DatabaseConnectionType as T;
+    match &pool.inner {
+        #[cfg(feature = "postgres")]
+        T::SqlxPostgresPoolConnection(_) => {
+            let p = pool.get_postgres_connection_pool();
+            p.try_acquire().map(|c| (Taken::Postgres(c), p.options().get_acquire_timeout()))
+        }
+        #[cfg(feature = "mysql")]
+        T::SqlxMySqlPoolConnection(_) => {
+            let p = pool.get_mysql_connection_pool();
+            p.try_acquire().map(|c| (Taken::MySql(c), p.options().get_acquire_timeout()))
+        }
+        _ => None,
+    }
+}
+
+/// Without a sqlx driver there is no pool to take from.
+#[cfg(not(any(feature = "postgres", feature = "mysql")))]
+pub(crate) fn take_idle(_pool: &DatabaseConnection) -> Option<(Taken, Duration)> {
+    None
 }
 
 /// A pool's error as SeaORM reports it when it takes a connection (its `sqlx_conn_acquire_err`).
