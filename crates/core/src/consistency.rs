@@ -46,6 +46,77 @@ pub enum Consistency {
     Strong,
 }
 
+impl Consistency {
+    /// The levels a configuration can name ([`Consistency::named`]); a
+    /// [`ReadYourWrites`](Self::ReadYourWrites) level is made from a write's token, not named.
+    pub const NAMES: [&'static str; 4] = ["session", "eventual", "bounded_staleness", "strong"];
+
+    /// The level's name, as configuration, metrics and traces spell it (`session`, `eventual`,
+    /// `bounded_staleness`, `read_your_writes`, `strong`).
+    ///
+    /// ```
+    /// use rwsplit_core::Consistency;
+    /// assert_eq!(Consistency::Eventual.name(), "eventual");
+    /// ```
+    #[must_use]
+    pub const fn name(&self) -> &'static str {
+        match self {
+            Consistency::Session => "session",
+            Consistency::Eventual => "eventual",
+            Consistency::BoundedStaleness(_) => "bounded_staleness",
+            Consistency::ReadYourWrites(_) => "read_your_writes",
+            Consistency::Strong => "strong",
+        }
+    }
+
+    /// The level a configuration names (one of [`NAMES`](Self::NAMES), any case), with the
+    /// staleness bound written beside it: `bounded_staleness` needs one, and no other level
+    /// takes one.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use rwsplit_core::{Consistency, LevelNameError, Staleness};
+    /// let bound = Staleness::time(Duration::from_secs(2));
+    /// assert_eq!(Consistency::named("Strong", None), Ok(Consistency::Strong));
+    /// assert_eq!(
+    ///     Consistency::named("bounded_staleness", Some(bound)),
+    ///     Ok(Consistency::BoundedStaleness(bound))
+    /// );
+    /// assert_eq!(Consistency::named("session", Some(bound)), Err(LevelNameError::TakesNoBound("session")));
+    /// ```
+    pub fn named(name: &str, bound: Option<Staleness>) -> Result<Consistency, LevelNameError> {
+        let level = match name.trim().to_ascii_lowercase().as_str() {
+            "session" => Consistency::Session,
+            "eventual" => Consistency::Eventual,
+            "strong" => Consistency::Strong,
+            "bounded_staleness" => {
+                let bound = bound.ok_or(LevelNameError::NeedsBound("bounded_staleness"))?;
+                return Ok(Consistency::BoundedStaleness(bound));
+            }
+            _ => return Err(LevelNameError::Unknown(name.chars().take(40).collect())),
+        };
+        match bound {
+            Some(_) => Err(LevelNameError::TakesNoBound(level.name())),
+            None => Ok(level),
+        }
+    }
+}
+
+/// Why a configuration's name and bound make no level ([`Consistency::named`]).
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum LevelNameError {
+    /// No level has this name (its first 40 characters).
+    #[error("unknown consistency `{0}` (expected session, eventual, bounded_staleness or strong)")]
+    Unknown(String),
+    /// The level needs a staleness bound, and none was given.
+    #[error("{0} needs a staleness bound")]
+    NeedsBound(&'static str),
+    /// A staleness bound was given for a level that takes none.
+    #[error("{0} takes no staleness bound")]
+    TakesNoBound(&'static str),
+}
+
 /// A staleness bound in time, in bytes of replication lag, or both (then both must hold).
 ///
 /// ```
@@ -187,6 +258,44 @@ mod tests {
     use super::*;
 
     const MS: fn(u64) -> Duration = Duration::from_millis;
+
+    /// Every name a configuration can give, with and without a bound; each level named reads
+    /// back under its own name.
+    #[rstest]
+    #[case("session", None, Ok(Consistency::Session))]
+    #[case(" EVENTUAL ", None, Ok(Consistency::Eventual))]
+    #[case("strong", None, Ok(Consistency::Strong))]
+    #[case(
+        "bounded_staleness",
+        Some(Staleness::time(MS(5))),
+        Ok(Consistency::BoundedStaleness(Staleness::time(MS(5))))
+    )]
+    #[case("bounded_staleness", None, Err(LevelNameError::NeedsBound("bounded_staleness")))]
+    #[case("strong", Some(Staleness::bytes(1)), Err(LevelNameError::TakesNoBound("strong")))]
+    #[case("read_your_writes", None, Err(LevelNameError::Unknown("read_your_writes".into())))]
+    #[case("", None, Err(LevelNameError::Unknown(String::new())))]
+    fn named(
+        #[case] name: &str,
+        #[case] bound: Option<Staleness>,
+        #[case] want: Result<Consistency, LevelNameError>,
+    ) {
+        let got = Consistency::named(name, bound);
+        assert_eq!(got, want);
+        if let Ok(level) = got {
+            assert_eq!(level.name(), name.trim().to_ascii_lowercase());
+            assert!(Consistency::NAMES.contains(&level.name()));
+        }
+    }
+
+    /// An unknown name is clipped in the error (untrusted text).
+    #[test]
+    fn an_unknown_name_is_clipped() {
+        let long = "x".repeat(1000);
+        let Err(LevelNameError::Unknown(shown)) = Consistency::named(&long, None) else {
+            panic!("not unknown")
+        };
+        assert_eq!(shown.len(), 40);
+    }
 
     #[rstest]
     #[case(Staleness::time(MS(100)), Lag::new(None, Some(MS(100))), true, false)]

@@ -91,7 +91,7 @@ pub use classify::{
     Access, Classification, Classifier, DEFAULT_WRITE_FUNCTIONS, Detached, Dialect, Hint,
     MAX_SHAPE, Reason, Tables, classify, explain, shape, tables,
 };
-pub use consistency::{Consistency, Staleness};
+pub use consistency::{Consistency, LevelNameError, Staleness};
 pub use error::{Error, Result};
 pub use health::{Health, HealthPolicy, HealthTracker};
 pub use load::{InFlight, NodeLoad};

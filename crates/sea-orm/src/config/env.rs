@@ -33,8 +33,7 @@
 use std::collections::BTreeMap;
 
 use super::sections::{
-    BalancerName, ConsistencyName, HealthFile, MonitorFile, PolicyFile, RouterFile,
-    parse_primary_reads,
+    BalancerName, HealthFile, MonitorFile, PolicyFile, RouterFile, parse_primary_reads,
 };
 use super::{PolicyConfig, PoolConfig, RoutedConfig, TopologyConfig, parse_duration};
 use crate::config::builder::split_urls;
@@ -225,7 +224,7 @@ fn read_sections(vars: &Vars, config: &mut RoutedConfig) -> Result<()> {
         read_your_writes: vars.flag("RWSPLIT_READ_YOUR_WRITES")?,
         hedged_reads: vars.flag("RWSPLIT_HEDGED_READS")?,
         wait_for_replica: vars.parse("RWSPLIT_WAIT_FOR_REPLICA", parse_duration)?,
-        consistency: vars.parse("RWSPLIT_CONSISTENCY", ConsistencyName::parse)?,
+        consistency: vars.get("RWSPLIT_CONSISTENCY").map(str::to_owned),
         staleness: vars.parse("RWSPLIT_STALENESS", parse_duration)?,
         staleness_bytes: vars.number("RWSPLIT_STALENESS_BYTES")?,
         read_retries: vars.number("RWSPLIT_READ_RETRIES")?,

@@ -9,8 +9,8 @@
 use std::time::Duration;
 
 use rwsplit_core::{
-    BALANCERS, Balancer, Consistency, HealthPolicy, PrimaryReads, RouterConfig, Staleness,
-    ZonePreference,
+    BALANCERS, Balancer, Consistency, HealthPolicy, LevelNameError, PrimaryReads, RouterConfig,
+    Staleness, ZonePreference,
 };
 use rwsplit_monitor::MonitorConfig;
 use serde::{Deserialize, Deserializer};
@@ -225,7 +225,7 @@ pub(super) struct PolicyFile {
     #[serde(default, deserialize_with = "de_duration")]
     pub(super) wait_for_replica: Option<Duration>,
     #[serde(default)]
-    pub(super) consistency: Option<ConsistencyName>,
+    pub(super) consistency: Option<String>,
     #[serde(default, deserialize_with = "de_duration")]
     pub(super) staleness: Option<Duration>,
     pub(super) staleness_bytes: Option<u64>,
@@ -242,31 +242,26 @@ impl TryFrom<PolicyFile> for PolicyConfig {
 
     fn try_from(p: PolicyFile) -> Result<PolicyConfig> {
         let bound = staleness(p.staleness, p.staleness_bytes);
-        let consistency = match (p.consistency, bound) {
-            (Some(ConsistencyName::BoundedStaleness), Some(b)) => {
-                Some(Consistency::BoundedStaleness(b))
-            }
-            (Some(ConsistencyName::BoundedStaleness), None) => {
-                return Err(invalid(
+        // The level's name and bound are core's to check; the fields are named here.
+        let consistency = match p.consistency {
+            Some(name) => Some(Consistency::named(&name, bound).map_err(|e| match e {
+                LevelNameError::NeedsBound(level) => invalid(
                     "policy.consistency",
-                    "bounded_staleness needs policy.staleness or policy.staleness_bytes",
-                ));
-            }
-            (_, Some(_)) => {
-                let field = if p.staleness.is_some() {
-                    "policy.staleness"
-                } else {
-                    "policy.staleness_bytes"
-                };
+                    format!("{level} needs policy.staleness or policy.staleness_bytes"),
+                ),
+                LevelNameError::TakesNoBound(_) => invalid(
+                    staleness_field(&p.staleness),
+                    "only means something with policy.consistency = \"bounded_staleness\"",
+                ),
+                e => invalid("policy.consistency", e.to_string()),
+            })?),
+            None if bound.is_some() => {
                 return Err(invalid(
-                    field,
+                    staleness_field(&p.staleness),
                     "only means something with policy.consistency = \"bounded_staleness\"",
                 ));
             }
-            (Some(ConsistencyName::Session), None) => Some(Consistency::Session),
-            (Some(ConsistencyName::Eventual), None) => Some(Consistency::Eventual),
-            (Some(ConsistencyName::Strong), None) => Some(Consistency::Strong),
-            (None, None) => None,
+            None => None,
         };
         Ok(PolicyConfig {
             read_your_writes: p.read_your_writes,
@@ -281,32 +276,9 @@ impl TryFrom<PolicyFile> for PolicyConfig {
     }
 }
 
-/// A consistency level, by the name a file or the environment gives it (its bound, if any, is
-/// written beside it).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub(super) enum ConsistencyName {
-    Session,
-    Eventual,
-    BoundedStaleness,
-    Strong,
-}
-
-impl ConsistencyName {
-    /// The level named `s` (any case), or an error listing the names.
-    pub(super) fn parse(s: &str) -> Result<ConsistencyName, String> {
-        match s.trim().to_ascii_lowercase().as_str() {
-            "session" => Ok(ConsistencyName::Session),
-            "eventual" => Ok(ConsistencyName::Eventual),
-            "bounded_staleness" => Ok(ConsistencyName::BoundedStaleness),
-            "strong" => Ok(ConsistencyName::Strong),
-            _ => Err(format!(
-                "unknown consistency `{}` (expected session, eventual, bounded_staleness or \
-                 strong)",
-                clip(s)
-            )),
-        }
-    }
+/// The field a staleness bound was given in.
+fn staleness_field(time: &Option<Duration>) -> &'static str {
+    if time.is_some() { "policy.staleness" } else { "policy.staleness_bytes" }
 }
 
 /// `[router]` into a [`RouterConfig`] (for `#[serde(deserialize_with)]`).

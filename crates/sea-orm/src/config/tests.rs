@@ -124,6 +124,8 @@ fn replica_placement_and_policy_from_the_environment() {
 #[case(&[("RWSPLIT_BALANCER", "fastest")], "RWSPLIT_BALANCER", "unknown balancer")]
 #[case(&[("RWSPLIT_PREFER_ZONE", "mars")], "RWSPLIT_PREFER_ZONE", "no replica is in zone")]
 #[case(&[("RWSPLIT_CONSISTENCY", "bounded_staleness")], "RWSPLIT_CONSISTENCY", "needs policy.staleness")]
+#[case(&[("RWSPLIT_CONSISTENCY", "fast")], "RWSPLIT_CONSISTENCY", "unknown consistency `fast`")]
+#[case(&[("RWSPLIT_CONSISTENCY", "strong"), ("RWSPLIT_STALENESS", "1s")], "RWSPLIT_STALENESS", "only means something")]
 #[case(&[("RWSPLIT_STALENESS", "1s")], "RWSPLIT_STALENESS", "only means something")]
 #[case(&[("RWSPLIT_READ_YOUR_WRITES", "maybe")], "RWSPLIT_READ_YOUR_WRITES", "not true or false")]
 #[case(&[("RWSPLIT_FAILURE_THRESHOLD", "0")], "RWSPLIT_FAILURE_THRESHOLD", "at least 1")]
@@ -229,6 +231,10 @@ fn invalid_configs_name_the_field(#[case] text: &str, #[case] message: &str) {
 #[case(
     "primary = { url = \"postgres://db-1/app\" }\n[policy]\nconsistency = \"bounded_staleness\"",
     "policy.consistency: bounded_staleness needs policy.staleness"
+)]
+#[case(
+    "primary = { url = \"postgres://db-1/app\" }\n[policy]\nconsistency = \"read_your_writes\"",
+    "policy.consistency: unknown consistency `read_your_writes`"
 )]
 #[case(
     "primary = { url = \"postgres://db-1/app\" }\n[policy]\nstaleness_bytes = 10",

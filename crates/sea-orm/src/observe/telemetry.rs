@@ -161,7 +161,7 @@ use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
 use std::time::{Duration, Instant};
 
 use metrics::SharedString;
-use rwsplit_core::{Consistency, Health, Role};
+use rwsplit_core::{Health, Role};
 use sea_orm::DatabaseConnection;
 
 use crate::send::failure::Failure;
@@ -352,18 +352,6 @@ impl NodeLabels {
 /// `rwsplit.node.role`.
 pub(crate) fn role_name(primary: bool) -> &'static str {
     if primary { "primary" } else { "replica" }
-}
-
-/// `rwsplit.consistency`.
-pub(crate) fn consistency_name(level: &Consistency) -> &'static str {
-    match level {
-        Consistency::Session => "session",
-        Consistency::Eventual => "eventual",
-        Consistency::BoundedStaleness(_) => "bounded_staleness",
-        Consistency::ReadYourWrites(_) => "read_your_writes",
-        Consistency::Strong => "strong",
-        _ => "other",
-    }
 }
 
 /// `error.type` for a failure class.

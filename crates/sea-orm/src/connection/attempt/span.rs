@@ -31,7 +31,7 @@ pub(in crate::connection) fn statement_span(
         server.address = tracing::field::Empty,
         server.port = tracing::field::Empty,
         rwsplit.route.reason = tracing::field::Empty,
-        rwsplit.consistency = telemetry::consistency_name(level),
+        rwsplit.consistency = level.name(),
         rwsplit.node.role = tracing::field::Empty,
         rwsplit.attempt = tracing::field::Empty,
     )
