@@ -67,9 +67,11 @@
 //! on the primary, on the last node; catch-up waits and timeouts; positions captured), and for
 //! the mix each variant's p50 of the write, of the read right after it and of the other reads,
 //! and where a write request's time goes: the router on the write (routed's write p50 against
-//! plain's), the wait for the position and the token (the layer's against routed's), and of
-//! that the position's own round trip (`POSITION_SAMPLES` position reads timed alone on the
-//! primary) and the rest (hand-offs between tasks, the token and the cookie).
+//! plain's), the wait for the position and the token (the layer's against routed's), beside
+//! the position read's own time (`POSITION_SAMPLES` reads timed one at a time after the run)
+//! and one round trip at the run's load (`RoundTrips`: a replica's `SELECT 1` timed every
+//! `ROUND_TRIP_EVERY` during the mix), and what the wait has beyond that round trip (the
+//! token, the cookie, hand-offs between tasks).
 //!
 //! `--json PATH` writes every row. `--gate` exits non-zero, naming each failure, unless for
 //! each database run (with `--db both`, a MariaDB that is not installed is a failure): at
@@ -691,6 +693,66 @@ async fn position_round_trip(plain: &sea_orm::DatabaseConnection, db: DbKind) ->
     Ok(percentile(&took, 500))
 }
 
+/// How often [`RoundTrips`] times one.
+const ROUND_TRIP_EVERY: Duration = Duration::from_millis(5);
+
+/// Round trips timed while a case runs, one every [`ROUND_TRIP_EVERY`]: `SELECT 1` on a
+/// replica, on a connection of its own (no pool, no ping: one round trip each), so that a
+/// round trip at the load the case puts on the machine and its servers stands beside the
+/// write's figures. On a replica, not the primary, whose statement counts the report gates
+/// (nothing counts a replica's `SELECT 1`).
+struct RoundTrips {
+    stop: tokio::sync::oneshot::Sender<()>,
+    task: tokio::task::JoinHandle<Res<Vec<Duration>>>,
+}
+
+impl RoundTrips {
+    async fn start(node: &Node) -> Res<RoundTrips> {
+        let mut conn = match node.db() {
+            DbKind::MariaDb => CounterConn::Maria(
+                sqlx::MySqlConnection::connect(&format!(
+                    "mysql://root@127.0.0.1:{}/mysql",
+                    node.port()
+                ))
+                .await?,
+            ),
+            _ => CounterConn::Pg(sqlx::PgConnection::connect(&node.url()).await?),
+        };
+        let (stop, mut stopped) = tokio::sync::oneshot::channel();
+        let task = tokio::spawn(async move {
+            let mut took = Vec::new();
+            let mut every = tokio::time::interval(ROUND_TRIP_EVERY);
+            every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tokio::select! {
+                    _ = &mut stopped => break,
+                    _ = every.tick() => {}
+                }
+                let started = Instant::now();
+                match &mut conn {
+                    CounterConn::Pg(c) => {
+                        sqlx::query("SELECT 1").execute(&mut *c).await?;
+                    }
+                    CounterConn::Maria(c) => {
+                        sqlx::query("SELECT 1").execute(&mut *c).await?;
+                    }
+                }
+                took.push(started.elapsed());
+            }
+            Ok(took)
+        });
+        Ok(RoundTrips { stop, task })
+    }
+
+    /// Stops, and the p50 of the round trips timed (`None`: none was).
+    async fn p50(self) -> Res<Option<Duration>> {
+        let _ = self.stop.send(());
+        let mut took = self.task.await.map_err(|e| e.to_string())??;
+        took.sort();
+        Ok((!took.is_empty()).then(|| percentile(&took, 500)))
+    }
+}
+
 /// The p50 of a mix's write requests (sorted by `run_case`), if it had any.
 fn write_p50(t: &Tally) -> Option<Duration> {
     (!t.by_kind[0].is_empty()).then(|| percentile(&t.by_kind[0], 500))
@@ -854,7 +916,15 @@ async fn on_cluster(
         }
         for workload in WORKLOADS {
             let before = [routed.stats().read_your_writes(), layered.stats().read_your_writes()];
+            let sampler = match (workload, cluster.replicas().first()) {
+                (Workload::Mix, Some(r)) => Some(RoundTrips::start(r).await?),
+                _ => None,
+            };
             let ran = run_case(&mut counters, ports, workload, seeded, args, deadline).await;
+            let loaded_rtt = match sampler {
+                Some(s) => s.p50().await?,
+                None => None,
+            };
             let after = [routed.stats().read_your_writes(), layered.stats().read_your_writes()];
             for ((variant, b), a) in VARIANTS[1..].iter().zip(before).zip(after) {
                 eprintln!(
@@ -893,14 +963,17 @@ async fn on_cluster(
                                 routed_w.as_secs_f64(),
                                 layer_w.as_secs_f64(),
                             );
+                            let loaded = loaded_rtt.map_or(0.0, |d| d.as_secs_f64());
                             eprintln!(
-                                "web: {db}, {lag}, mix: a write request's p50 {:.3} ms through the layer against plain's {:.3} ms: the router on the write {} (routed, whose response does not wait for the position), the wait for the position and the token {}, of which the position's round trip on the primary (its p50 alone, {POSITION_SAMPLES} reads) {} and the hand-offs and the cookie {}",
+                                "web: {db}, {lag}, mix: a write request's p50 {:.3} ms through the layer against plain's {:.3} ms: the router on the write {} (routed, whose response does not wait for the position), the wait for the position and the token {}; a position read alone {} (its p50, {POSITION_SAMPLES} reads one at a time through a pool, after the run), one round trip at the run's load {} (the p50 of a replica's `SELECT 1` on a connection of its own, every {} ms meanwhile); the wait beyond one round trip at load {}",
                                 l * 1e3,
                                 p * 1e3,
                                 ms(r - p),
                                 ms(l - r),
                                 ms(rtt.as_secs_f64()),
-                                ms(l - r - rtt.as_secs_f64()),
+                                ms(loaded),
+                                ROUND_TRIP_EVERY.as_millis(),
+                                ms(l - r - loaded),
                             );
                         }
                     }
