@@ -250,6 +250,12 @@ impl Product for Postgres {
     /// systems or timelines). Time: zero when nothing is left to replay; otherwise the time
     /// since the replica last replayed a commit, which only counts while something is waiting,
     /// so an idle primary does not make a caught-up replica look late.
+    ///
+    /// "Nothing left" is the replica's own word as well as the bytes': the primary's sample can
+    /// be older than the replica's (the position feed reads replicas between the primary's
+    /// probes), and a replica that applies with a delay replays up to that older position while
+    /// newer WAL waits in it. WAL it had received, at its last full probe, past what it has
+    /// replayed is waiting: its time is then the time since its last replayed commit, not zero.
     fn lag(primary: &Observation, replica: &Observation) -> Lag {
         let (Some(ReplayPosition::Postgres(p)), Some(ReplayPosition::Postgres(r))) =
             (primary.position(), replica.position())
@@ -260,7 +266,8 @@ impl Product for Postgres {
             return Lag::unknown();
         }
         let bytes = p.lsn().get().saturating_sub(r.lsn().get());
-        let time = if bytes == 0 { Some(Duration::ZERO) } else { replica.since_replay };
+        let waiting = replica.received_lsn.is_some_and(|received| received > r.lsn());
+        let time = if bytes == 0 && !waiting { Some(Duration::ZERO) } else { replica.since_replay };
         Lag::new(Some(bytes), time)
     }
 
@@ -532,6 +539,40 @@ mod tests {
         assert_eq!(rewrite_conninfo("", "h", 1).unwrap(), "host=h port=1");
         assert!(rewrite_conninfo("postgres://u@h:1/db", "x", 2).is_none());
     }
+
+    /// A replica's lag against a primary sampled at 100: bytes from the positions; time zero
+    /// only when nothing waits in the replica (it received nothing past its replay position).
+    #[rstest::rstest]
+    #[case::caught_up(100, Some(100), Some(ZERO))]
+    #[case::caught_up_no_receiver(100, None, Some(ZERO))]
+    #[case::behind(60, Some(100), Some(SINCE))]
+    #[case::past_an_older_primary_sample_with_wal_waiting(120, Some(180), Some(SINCE))]
+    #[case::past_an_older_primary_sample_all_replayed(120, Some(120), Some(ZERO))]
+    fn time_is_zero_only_when_nothing_waits(
+        #[case] replayed: u64,
+        #[case] received: Option<u64>,
+        #[case] time: Option<Duration>,
+    ) {
+        let at = |role, lsn| Observation {
+            role,
+            position: Some(ReplayPosition::Postgres(PgPosition::new(7, 1, Lsn::new(lsn)))),
+            received_lsn: None,
+            since_replay: Some(SINCE),
+            replay_paused: false,
+            seconds_behind: None,
+            applying: None,
+            latency: Duration::from_millis(1),
+            lineage: None,
+        };
+        let primary = at(Role::Primary, 100);
+        let replica =
+            Observation { received_lsn: received.map(Lsn::new), ..at(Role::Replica, replayed) };
+        let lag = Postgres::lag(&primary, &replica);
+        assert_eq!((lag.bytes(), lag.time()), (Some(100u64.saturating_sub(replayed)), time));
+    }
+
+    const ZERO: Duration = Duration::ZERO;
+    const SINCE: Duration = Duration::from_millis(230);
 
     #[test]
     fn a_later_timeline_is_further_whatever_its_lsn() {
