@@ -245,7 +245,11 @@ async fn a_write_request_reads_at_most_one_position_and_no_get_is_stale(#[case] 
         "replicas current: the positions are read: {current}; {:?}",
         db.stats()
     );
-    assert!(late <= PAIRS / 4, "replicas behind: positions no read could use: {late}");
+    assert!(
+        late <= PAIRS / 4,
+        "replicas behind: positions no read could use: {late}; {:?}",
+        db.stats().replicas().iter().map(|r| (r.health(), r.lag())).collect::<Vec<_>>()
+    );
     for r in cluster.replicas() {
         r.clear_apply_delay().await.unwrap();
     }
