@@ -71,7 +71,9 @@
 //! the position read's own time (`POSITION_SAMPLES` reads timed one at a time after the run)
 //! and one round trip at the run's load (`RoundTrips`: a replica's `SELECT 1` timed every
 //! `ROUND_TRIP_EVERY` during the mix), and what the wait has beyond that round trip (the
-//! token, the cookie, hand-offs between tasks).
+//! token, the cookie, hand-offs between tasks); and the replicas' statements beyond the app's
+//! reads per write request, each variant's and the routers' over plain's (the monitors' probes
+//! and position feeds, which sample a replica until it has a write).
 //!
 //! `--json PATH` writes every row. `--gate` exits non-zero, naming each failure, unless for
 //! each database run (with `--db both`, a MariaDB that is not installed is a failure): at
@@ -243,6 +245,9 @@ struct Tally {
     /// The app's reads as the servers counted them: on the replicas, on the primary.
     replica_reads: i64,
     primary_reads: i64,
+    /// Every other statement the replicas ran, the bench's own counting taken out: the
+    /// routers' monitors (probes, position feeds) and the round-trip sampler.
+    replica_other: i64,
 }
 
 impl Tally {
@@ -481,6 +486,14 @@ struct Sample {
     app_reads: i64,
 }
 
+/// What the servers ran between two snapshots ([`Counters::delta`]).
+struct Delta {
+    primary: i64,
+    replica_reads: i64,
+    primary_reads: i64,
+    replica_other: i64,
+}
+
 /// Superuser connections to every node (primary first), reading their statement counters.
 struct Counters {
     conns: Vec<CounterConn>,
@@ -558,12 +571,15 @@ impl Counters {
     }
 
     /// What happened between two snapshots: primary statements (the bench's own taken out),
-    /// app reads on the replicas, app reads on the primary.
-    fn delta(&self, before: &[Sample], after: &[Sample]) -> (i64, i64, i64) {
+    /// app reads on the replicas, app reads on the primary, and the replicas' other statements
+    /// (the bench's own taken out).
+    fn delta(&self, before: &[Sample], after: &[Sample]) -> Delta {
         let d = |i: usize| (after[i].all - before[i].all, after[i].app_reads - before[i].app_reads);
         let (primary_all, primary_reads) = d(0);
         let replica_reads = (1..after.len()).map(|i| d(i).1).sum();
-        (primary_all - self.own[0], replica_reads, primary_reads)
+        let replica_other =
+            (1..after.len()).map(|i| d(i).0 - self.own[i] - d(i).1).sum::<i64>().max(0);
+        Delta { primary: primary_all - self.own[0], replica_reads, primary_reads, replica_other }
     }
 }
 
@@ -660,6 +676,7 @@ impl RowOut {
             "primary_statements_per_request": self.primary_per_request(),
             "app_reads_on_replicas": self.tally.replica_reads,
             "app_reads_on_primary": self.tally.primary_reads,
+            "replica_other_statements": self.tally.replica_other,
             "replica_share": self.replica_share(),
             "set_cookie": self.tally.set_cookie,
             "set_cookie_share": self.set_cookie_share(),
@@ -976,6 +993,20 @@ async fn on_cluster(
                                 ms(l - r - loaded),
                             );
                         }
+                        // What a write costs the replicas: the routers' feeds sample them
+                        // until they have it. Plain's figure is what runs beside every variant
+                        // (the idle routers' probes, the round-trip sampler).
+                        let per_write: Vec<f64> = tallies
+                            .iter()
+                            .map(|(t, _, _)| t.replica_other as f64 / t.posts.max(1) as f64)
+                            .collect();
+                        if let [p, r, l] = per_write[..] {
+                            eprintln!(
+                                "web: {db}, {lag}, mix: statements on the replicas beyond the app's reads, per write request: plain {p:.2}, routed {r:.2}, layer {l:.2}; the router's own (over plain's): routed {:+.2}, layer {:+.2}",
+                                r - p,
+                                l - p,
+                            );
+                        }
                     }
                     for ((variant, (tally, p50, p99)), captured) in
                         VARIANTS.into_iter().zip(tallies).zip(positions)
@@ -1058,13 +1089,14 @@ async fn run_case(
             let t = round(&mut clients[v], workload, per_round, deadline).await?;
             let wall = started.elapsed();
             let after = counters.snapshot().await?;
-            let (primary, replica_reads, primary_reads) = counters.delta(&before, &after);
+            let delta = counters.delta(&before, &after);
             let total = &mut tallies[v];
             total.add(t);
             total.wall += wall;
-            total.primary_statements += primary;
-            total.replica_reads += replica_reads;
-            total.primary_reads += primary_reads;
+            total.primary_statements += delta.primary;
+            total.replica_reads += delta.replica_reads;
+            total.primary_reads += delta.primary_reads;
+            total.replica_other += delta.replica_other;
         }
     }
     Ok(tallies
