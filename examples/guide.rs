@@ -1,8 +1,9 @@
 //! The user guide's Rust samples (`docs/guide/`), compiled as doc tests: each page is the
 //! documentation of a private module here, so `cargo test -p rwsplit-examples --doc` compiles
 //! every ```` ```rust ```` block of every page (`no_run` for those that need a database, which
-//! is nearly all; `ignore` for fragments). CI runs it in its "guide" phase, beside `mdbook
-//! build` and the link check; a tidy test (`guide_pages_are_doc_tested`) fails if a page listed
+//! is nearly all; `ignore` for fragments). CI runs them with every doc test (`cargo test`, this
+//! crate being a default member), and `mdbook build` and the link check in its "guide" phase;
+//! a tidy test (`guide_pages_are_doc_tested`) fails if a page listed
 //! in `SUMMARY.md` is missing here.
 
 #[doc = include_str!("../docs/guide/introduction.md")]

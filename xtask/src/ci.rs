@@ -10,7 +10,7 @@ pub(crate) struct CiArgs {
     #[arg(long)]
     no_itest: bool,
     /// How long the classifier's grammar fuzzer runs (seconds; 0 skips it).
-    #[arg(long, default_value_t = 60)]
+    #[arg(long, default_value_t = 30)]
     fuzz_seconds: u64,
     /// Fail when the whole run takes longer than this (seconds; 0: no limit). The default is
     /// [`BUDGET_SECS`].
@@ -20,11 +20,11 @@ pub(crate) struct CiArgs {
 
 /// What `cargo xtask ci` may take, in seconds, before it fails for being slow. CI stops a run at
 /// 5,400 s, `.ci/run`'s package installs included. A clean run of this command on a 2-core
-/// development machine is meant to stay under 3,000 s, and CI's machines are up to 1.3 times
-/// slower: about 3,900 s there. 4,200 s passes that with room for a noisy neighbour, still
-/// leaves 1,200 s under CI's limit for the installs and for a failure to be this message, not a
-/// killed job, and fails a run that has crept 40 % past the local figure the day it does.
-pub(crate) const BUDGET_SECS: u64 = 4_200;
+/// development machine is meant to stay under 3,000 s; CI's machines have run the same commits
+/// up to 1.9 times slower than such a machine. 4,800 s passes that, still leaves 600 s under
+/// CI's limit for the installs and for a failure to be this message, not a killed job, and
+/// fails a run that has crept 60 % past the local figure the day it does.
+pub(crate) const BUDGET_SECS: u64 = 4_800;
 
 /// Packages that are never published: the `--exclude`s of the packaging phase (each says
 /// `publish = false`; the tidy test checks the two lists agree).
@@ -237,8 +237,8 @@ fn steps(args: &CiArgs, phases: &mut Phases) -> anyhow::Result<()> {
     // The classifier's grammar fuzzer for a bounded time (`cargo test` above ran it briefly):
     // no generated write, lock or session-state statement may classify as a read.
     if args.fuzz_seconds > 0 {
-        let mut fuzz = crate::cargo();
-        fuzz.args(["test", "-p", "rwsplit-core", "--test", "classify_fuzz"]);
+        let mut fuzz = crate::cargo_at_root();
+        fuzz.args(["test", "--test", "classify_fuzz"]);
         with_lock(&mut fuzz);
         fuzz.args(["--", "--nocapture", "no_generated_write_is_a_read"])
             .env("RWSPLIT_FUZZ_SECONDS", args.fuzz_seconds.to_string())
@@ -255,7 +255,8 @@ fn steps(args: &CiArgs, phases: &mut Phases) -> anyhow::Result<()> {
     phases.end("docs");
 
     // The user guide (docs/guide): mdbook builds it (installed at a pinned version if this
-    // machine lacks it), its links and anchors resolve, its Rust samples compile.
+    // machine lacks it), its links and anchors resolve. Its Rust samples, doc tests of
+    // `rwsplit-examples`, ran with the unit phase's `cargo test`.
     crate::guide::run(&crate::guide::GuideArgs::for_ci(locked))?;
     phases.end("guide");
 
@@ -315,7 +316,7 @@ fn steps(args: &CiArgs, phases: &mut Phases) -> anyhow::Result<()> {
         // endpoint, and the quickstart through a Patroni switchover (fails if writes do not
         // resume).
         for example in ["quickstart", "axum_ryw", "metrics", "patroni"] {
-            let mut run = crate::cargo();
+            let mut run = crate::cargo_at_root();
             run.args(["run", "-q", "--example", example]);
             with_lock(&mut run);
             run.env("RUST_LOG", "warn").env_remove("DATABASE_URL");
@@ -325,30 +326,30 @@ fn steps(args: &CiArgs, phases: &mut Phases) -> anyhow::Result<()> {
         // else's tables named as theirs (PostgreSQL and MariaDB): each works in a schema or
         // database of its own and drops only that, also when it fails or is interrupted, and
         // refuses to start when that namespace exists.
-        let mut own = crate::cargo();
-        own.args(["test", "-q", "-p", "rwsplit-examples", "--test", "own_data"]);
+        let mut own = crate::cargo_at_root();
+        own.args(["test", "-q", "--test", "own_data"]);
         with_lock(&mut own);
         crate::run(&mut own)?;
         phases.end("examples");
         // The copyable user test (README, "Testing your app against lagging replicas"): a
         // handler reads its own write past a 300 ms late replica and survives a dead one.
-        let mut users = crate::cargo();
-        users.args(["test", "-q", "-p", "rwsplit-examples", "--test", "lagging_replicas"]);
+        let mut users = crate::cargo_at_root();
+        users.args(["test", "-q", "--test", "lagging_replicas"]);
         with_lock(&mut users);
         crate::run(&mut users)?;
         phases.end("the user test (lagging replicas)");
         // README.md's "Moving an axum app over" as a test: the moved app, in a process of its
         // own, reads its writes through HTTP on replicas 300 ms late (the tidy test
         // `readme_migration_is_the_diff` checks the move is what the README shows).
-        let mut moved = crate::cargo();
-        moved.args(["test", "-q", "-p", "rwsplit-examples", "--test", "axum_migration"]);
+        let mut moved = crate::cargo_at_root();
+        moved.args(["test", "-q", "--test", "axum_migration"]);
         with_lock(&mut moved);
         crate::run(&mut moved)?;
         // The posts apps of SeaORM's actix-web and poem examples, before and after the move
         // (examples/web_posts), driven as browsers are on PostgreSQL and MariaDB: no page after
         // a write misses it with replicas 200 ms late, and replicas serve the other reads.
-        let mut web = crate::cargo();
-        web.args(["test", "-q", "-p", "rwsplit-examples", "--test", "web_posts"]);
+        let mut web = crate::cargo_at_root();
+        web.args(["test", "-q", "--test", "web_posts"]);
         with_lock(&mut web);
         crate::run(&mut web)?;
         phases.end("the README's axum migration");

@@ -42,8 +42,8 @@ pub(crate) struct ItestArgs {
 
 pub(crate) fn run(args: &ItestArgs) -> anyhow::Result<()> {
     // Build first, so the cluster does not sit idle through compilation.
-    let mut build = crate::cargo();
-    build.args(["test", "-p", "rwsplit-itests", "--test", "it", "--no-run"]);
+    let mut build = crate::cargo_at_root();
+    build.args(["test", "--test", "it", "--no-run"]);
     if args.locked {
         build.arg("--locked");
     }
@@ -61,8 +61,8 @@ pub(crate) fn run(args: &ItestArgs) -> anyhow::Result<()> {
         .with_context(|| format!("creating {}", run_root.display()))?;
     let rt = crate::runtime()?;
     let mut clusters = Vec::new();
-    let mut test = crate::cargo();
-    test.args(["test", "-p", "rwsplit-itests", "--test", "it"]);
+    let mut test = crate::cargo_at_root();
+    test.args(["test", "--test", "it"]);
     if args.locked {
         test.arg("--locked");
     }

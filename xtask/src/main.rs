@@ -122,6 +122,17 @@ fn cargo() -> Command {
     Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()))
 }
 
+/// `cargo` at the workspace's root, for a command that picks its target with a filter
+/// (`--test it`, `--example quickstart`) rather than `-p`: its packages are then the default
+/// members (every member), so features unify as for every other such command and what one built
+/// the next reuses. A `-p` resolves the features of that package's dependencies alone, and so
+/// builds tokio, sqlx, sea-orm … again for it.
+fn cargo_at_root() -> Command {
+    let mut cmd = cargo();
+    cmd.current_dir(project_root());
+    cmd
+}
+
 /// Runs a command with inherited output; fails naming it if it fails.
 fn run(cmd: &mut Command) -> anyhow::Result<()> {
     let line = describe(cmd);

@@ -62,7 +62,7 @@ pub(crate) fn run(args: &ReportArgs) -> anyhow::Result<()> {
     if !args.reuse {
         // What the runs below measure, stamped before they start: the page names it.
         std::fs::write(&measured_json, measured_now().to_string())?;
-        let mut timeline = crate::cargo();
+        let mut timeline = crate::cargo_at_root();
         timeline.args(["run", "--quiet", "--example", "fault_timeline", "--"]).arg(&timeline_json);
         crate::run(&mut timeline)?;
         // The benchmarks are built together, once (`bench::REPORT_BENCHES`), and run directly.

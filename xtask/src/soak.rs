@@ -43,8 +43,8 @@ pub(crate) fn run(args: &SoakArgs) -> anyhow::Result<()> {
         SoakDb::All => &["postgres", "mariadb"],
     };
     let per_db = args.minutes / dbs.len() as f64;
-    let mut build = crate::cargo();
-    build.args(["test", "-p", "rwsplit-itests", "--test", "soak", "--no-run"]);
+    let mut build = crate::cargo_at_root();
+    build.args(["test", "--test", "soak", "--no-run"]);
     if args.locked {
         build.arg("--locked");
     }
@@ -57,8 +57,8 @@ pub(crate) fn run(args: &SoakArgs) -> anyhow::Result<()> {
     // acknowledged and read, not how fast, so sharing the cores changes nothing they assert.
     let mut running = Vec::new();
     for db in dbs {
-        let mut test = crate::cargo();
-        test.args(["test", "-p", "rwsplit-itests", "--test", "soak"]);
+        let mut test = crate::cargo_at_root();
+        test.args(["test", "--test", "soak"]);
         if args.locked {
             test.arg("--locked");
         }
