@@ -124,9 +124,11 @@ fn cargo() -> Command {
 
 /// `cargo` at the workspace's root, for a command that picks its target with a filter
 /// (`--test it`, `--example quickstart`) rather than `-p`: its packages are then the default
-/// members (every member), so features unify as for every other such command and what one built
-/// the next reuses. A `-p` resolves the features of that package's dependencies alone, and so
-/// builds tokio, sqlx, sea-orm … again for it.
+/// members (every member), so the dependencies' features unify as for every other such command.
+/// A `-p` resolves them for that package alone, and builds tokio, sqlx, sea-orm … again for it.
+/// (Proc macros' own dependencies still resolve over the targets a command builds: a command
+/// whose targets bring another proc macro, as the integration tests' do, builds what depends on
+/// them again.)
 fn cargo_at_root() -> Command {
     let mut cmd = cargo();
     cmd.current_dir(project_root());
