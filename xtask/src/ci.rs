@@ -215,6 +215,14 @@ fn steps(args: &CiArgs, phases: &mut Phases) -> anyhow::Result<()> {
     with_lock(&mut clippy);
     clippy.args(["--", "-D", "warnings"]);
     crate::run(&mut clippy)?;
+    // `--all-targets` leaves out the integration tests that are `test = false` (they need a
+    // database: tests/'s `it` and `soak`, the examples' tests); named by a pattern, they are
+    // linted too.
+    let mut needing_a_database = crate::cargo();
+    needing_a_database.args(["clippy", "--workspace", "--all-features", "--test", "*"]);
+    with_lock(&mut needing_a_database);
+    needing_a_database.args(["--", "-D", "warnings"]);
+    crate::run(&mut needing_a_database)?;
     phases.end("fmt, clippy (workspace)");
     // An application on one database turns the other driver off: the adapter builds, clean,
     // with either alone (and refuses, naming the features, with neither).
