@@ -1,5 +1,7 @@
 //! `cargo xtask bench <suite>`: criterion benchmarks, and instruction counts under callgrind.
 
+mod read_trace;
+
 use anyhow::Context;
 use clap::{Args, ValueEnum};
 use std::process::Command;
@@ -32,6 +34,11 @@ pub(crate) enum Suite {
     /// Client-side instructions per `find_by_id`, plain SeaORM against `RoutedConnection`
     /// reading the same PostgreSQL replica, counted by callgrind (needs valgrind).
     AdapterInstructions,
+    /// The files one default read (`find_by_id` through `RoutedConnection`) passes through and
+    /// the calls it makes from one file to another, traced by callgrind on an unoptimised
+    /// build (needs valgrind). Arguments after `--`: `--list` (every call site), `--root DIR`
+    /// (another checkout's read, such as a `git worktree` of an older commit).
+    ReadTrace,
 }
 
 #[derive(Debug, Args)]
@@ -70,6 +77,7 @@ pub(crate) fn run(args: &BenchArgs) -> anyhow::Result<()> {
         Suite::Web => run_report_bench("rwsplit-axum", "web", &extra(args), &[]),
         Suite::Instructions => instructions(),
         Suite::AdapterInstructions => adapter_instructions(args.keep_profiles.as_deref()),
+        Suite::ReadTrace => read_trace::run(&args.extra),
     }
 }
 
@@ -255,6 +263,30 @@ fn adapter_instructions(keep: Option<&std::path::Path>) -> anyhow::Result<()> {
 /// Held back this long, it never is, so each lookup is polled the same number of times.
 const REPLICA_DELAY: std::time::Duration = std::time::Duration::from_millis(2);
 
+/// Runs `f` with the environment `adapter_instructions` (`exe`) reads its URLs from: a
+/// PostgreSQL primary and replica started here, the replica [`REPLICA_DELAY`] away through the
+/// testkit's delaying proxy, its table seeded and replayed.
+fn with_bench_replica<T>(
+    exe: &std::path::Path,
+    f: impl FnOnce(&[(&str, String)]) -> anyhow::Result<T>,
+) -> anyhow::Result<T> {
+    // The proxy's tasks run on a worker thread while this one waits for valgrind.
+    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build()?;
+    let cluster =
+        rt.block_on(rwsplit_testkit::Cluster::builder().name("bench-instr").replicas(1).start())?;
+    let slow =
+        rt.block_on(cluster.replicas()[0].delay_clients(REPLICA_DELAY, Default::default()))?;
+    let (primary, replica) = (cluster.primary_url(), slow.url(&cluster.replica_urls()[0]));
+    let env = [("RWSPLIT_BENCH_URL", primary), ("RWSPLIT_BENCH_REPLICA_URL", replica)];
+    let seeded = Command::new(exe).arg("seed").envs(env.iter().map(|(k, v)| (k, v))).status()?;
+    anyhow::ensure!(seeded.success(), "seeding the benchmark table failed");
+    rt.block_on(cluster.wait_caught_up(0, std::time::Duration::from_secs(30)))?;
+    let out = f(&env);
+    drop(slow);
+    drop(cluster);
+    out
+}
+
 /// Client-side cost per `find_by_id`, plain SeaORM and `RoutedConnection`, reading the same
 /// replica [`REPLICA_DELAY`] away: each case is run under callgrind with `FEW` lookups and with
 /// `MANY`, alternating, `ROUNDS` times; the cost per lookup is the difference over
@@ -268,33 +300,23 @@ pub(crate) fn measure_adapter_instructions(
     const N: u64 = MANY - FEW;
     const ROUNDS: usize = 3;
     let exe = bench_executable("rwsplit-sea-orm", "adapter_instructions")?;
-    // The proxy's tasks run on a worker thread while this one waits for valgrind.
-    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build()?;
-    let cluster =
-        rt.block_on(rwsplit_testkit::Cluster::builder().name("bench-instr").replicas(1).start())?;
-    let slow =
-        rt.block_on(cluster.replicas()[0].delay_clients(REPLICA_DELAY, Default::default()))?;
-    let (primary, replica) = (cluster.primary_url(), slow.url(&cluster.replica_urls()[0]));
-    let env = [("RWSPLIT_BENCH_URL", primary), ("RWSPLIT_BENCH_REPLICA_URL", replica)];
-    let seeded = Command::new(&exe).arg("seed").envs(env.iter().map(|(k, v)| (k, v))).status()?;
-    anyhow::ensure!(seeded.success(), "seeding the benchmark table failed");
-    rt.block_on(cluster.wait_caught_up(0, std::time::Duration::from_secs(30)))?;
-    let mut samples: [Vec<(u64, f64)>; 2] = [Vec::new(), Vec::new()];
     if let Some(dir) = keep {
         std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
     }
-    for round in 0..ROUNDS {
-        for (i, case) in ["plain", "routed"].into_iter().enumerate() {
-            let kept = |n: u64| keep.map(|d| d.join(format!("{case}-{n}-{round}.out")));
-            let with = callgrind_keeping(&exe, case, MANY, &env, kept(MANY).as_deref())?;
-            let without = callgrind_keeping(&exe, case, FEW, &env, kept(FEW).as_deref())?;
-            let instructions = with.instructions.saturating_sub(without.instructions) / N;
-            let timers = with.timers.saturating_sub(without.timers) as f64 / N as f64;
-            samples[i].push((instructions, timers));
+    let mut samples: [Vec<(u64, f64)>; 2] = [Vec::new(), Vec::new()];
+    with_bench_replica(&exe, |env| {
+        for round in 0..ROUNDS {
+            for (i, case) in ["plain", "routed"].into_iter().enumerate() {
+                let kept = |n: u64| keep.map(|d| d.join(format!("{case}-{n}-{round}.out")));
+                let with = callgrind_keeping(&exe, case, MANY, env, kept(MANY).as_deref())?;
+                let without = callgrind_keeping(&exe, case, FEW, env, kept(FEW).as_deref())?;
+                let instructions = with.instructions.saturating_sub(without.instructions) / N;
+                let timers = with.timers.saturating_sub(without.timers) as f64 / N as f64;
+                samples[i].push((instructions, timers));
+            }
         }
-    }
-    drop(slow);
-    drop(cluster);
+        Ok(())
+    })?;
     let spread = {
         let r = samples[1].iter().map(|x| x.0);
         r.clone().max().unwrap_or(0) - r.min().unwrap_or(0)
@@ -355,6 +377,12 @@ fn bench_executable(package: &str, bench: &str) -> anyhow::Result<std::path::Pat
     } else {
         cmd.args(["-p", package, "--bench", bench]);
     }
+    executable_built(cmd, bench)
+}
+
+/// The path of bench target `bench`, as `cmd` (a cargo build with `--message-format=json`)
+/// names it once built.
+fn executable_built(mut cmd: Command, bench: &str) -> anyhow::Result<std::path::PathBuf> {
     let out = cmd.output().context("building the benchmark")?;
     anyhow::ensure!(
         out.status.success(),
