@@ -1465,6 +1465,8 @@ const FOLDER_PARTS: &[(&str, &str, &str, &str)] = &[
     ("sea-orm", "connection::inner", "Inner", "nodes"),
     // Not a part: whether a monitor runs, a flag the plan reads with the parts it hands on.
     ("sea-orm", "connection::inner", "Inner", "monitored"),
+    // Not a part: the SeaORM backend, a value SeaORM asks for on every call (`traits.rs`).
+    ("sea-orm", "connection::inner", "Inner", "backend"),
 ];
 
 /// What keeps the component `module::ty` of `krate` from owning its state (see

@@ -57,7 +57,10 @@ pub(super) fn run(args: &[String]) -> anyhow::Result<()> {
     let mut cmd = crate::cargo();
     cmd.args(["build", "--message-format=json", "-p", "rwsplit-sea-orm"]);
     if let Some(root) = root {
+        // Its own target directory: cargo names a workspace member's artifacts by its path
+        // within the workspace, so another checkout's would overwrite this one's.
         cmd.arg("--manifest-path").arg(Path::new(root).join("Cargo.toml"));
+        cmd.env("CARGO_TARGET_DIR", Path::new(root).join("target"));
     }
     cmd.args(["--bench", "adapter_instructions"]);
     let exe = super::executable_built(cmd, "adapter_instructions")?;

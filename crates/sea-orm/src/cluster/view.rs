@@ -29,8 +29,10 @@ pub(crate) struct Routing {
     router: Router,
     /// Whether the balancer reads latency estimates (else statements do not record them).
     feeds_latency: bool,
-    /// Whether a monitor runs on the state (else nobody reads its uses).
+    /// Whether a monitor runs on the state (else nobody reads its uses or its wants).
     monitored: bool,
+    /// How long the monitor keeps sampling the positions a plan wants.
+    linger: Duration,
     /// Positions catch-up waits proved replicas had, between the monitor's samples.
     learned: Learned,
     /// The nodes fenced because their server is not one rwsplit supports
@@ -46,17 +48,24 @@ impl Routing {
     /// Routing on a state of its own over `topology` (the tests').
     #[cfg(test)]
     pub(crate) fn fresh(topology: Topology, config: RouterConfig, policy: HealthPolicy) -> Routing {
-        Routing::new(Arc::new(TopologyState::new(topology, policy)), config, false)
+        Routing::new(Arc::new(TopologyState::new(topology, policy)), config, false, Duration::ZERO)
     }
 
     /// The live view over the monitor's `state` (its own, or one shared with other
-    /// connections; `monitored`: a monitor runs on it), planning with a router of `config`.
-    pub(crate) fn new(state: Arc<TopologyState>, config: RouterConfig, monitored: bool) -> Routing {
+    /// connections; `monitored`: a monitor runs on it), planning with a router of `config`;
+    /// the positions a plan wants are sampled for `linger`.
+    pub(crate) fn new(
+        state: Arc<TopologyState>,
+        config: RouterConfig,
+        monitored: bool,
+        linger: Duration,
+    ) -> Routing {
         let router = Router::new(config);
         Routing {
             state,
             feeds_latency: router.uses_latency(),
             monitored,
+            linger,
             router,
             learned: Learned::default(),
             unsupported: std::sync::Mutex::default(),
@@ -97,16 +106,17 @@ impl Routing {
         &self.state
     }
 
-    /// Asks the monitor, as of `now`, for the positions a plan's `effects` want, for `linger`
-    /// (the monitor keeps sampling them that long).
-    pub(crate) fn want(&self, effects: &Effects, linger: Duration, now: Instant) {
-        if !(effects.want_positions
-            || effects.want_floor.is_some()
-            || effects.want_replayed.is_some())
+    /// Asks the monitor, if one runs, as of `now`, for the positions a plan's `effects` want
+    /// (it keeps sampling them for the policy's linger).
+    pub(crate) fn want(&self, effects: &Effects, now: Instant) {
+        if !self.monitored
+            || !(effects.want_positions
+                || effects.want_floor.is_some()
+                || effects.want_replayed.is_some())
         {
             return;
         }
-        let until = now.checked_add(linger).unwrap_or(now);
+        let until = now.checked_add(self.linger).unwrap_or(now);
         if effects.want_positions {
             self.state.want_positions(now, until);
         }

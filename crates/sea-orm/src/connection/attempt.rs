@@ -1,10 +1,8 @@
-//! The executor: a plan's I/O steps, then its attempts. Every statement, stream and `BEGIN`
-//! runs through [`attempt`], which tries a [`Plan`]'s candidates in order. Its layers, read
-//! top-down, each a file:
+//! The executor: a plan's attempts. Every statement, stream and `BEGIN` runs through
+//! [`attempt`], which tries a [`Plan`]'s candidates in order (the plan and the I/O steps it
+//! asks for first are the statement path's, `statements.rs`). Its layers, read top-down, each
+//! a file:
 //!
-//! - [`planned()`] (`planned.rs`): the I/O steps a plan asks for before it is made (waiting for
-//!   the scope's position captures, reading the primary's position), its effects applied
-//!   once, a read planned again while a switchover leaves no single primary;
 //! - [`attempt`] (here): the plan's attempts, then once more elsewhere when they say so —
 //!   on the new primary for a write that was never sent (or a read given up on a deposed
 //!   primary), on the primary for a read a replica refused because it writes
@@ -13,10 +11,10 @@
 //! - [`attempt_plan`] (here): the loop over one plan's candidates; each policy it composes
 //!   is a file: which candidate next, within the budget, and stalled nodes passed over
 //!   (retry's `Candidates`), the catch-up wait (`catch_up.rs`), one read (`read.rs`: bounded
-//!   by time and the monitor, `crate::send::watch`; hedged, `hedge.rs` over
-//!   `crate::hedge::race`), one write (`write.rs`: in two
-//!   steps), what a failure means (`outcome.rs`, judged by `crate::retry`, the part it
-//!   holds, and `crate::send::refusal`); the span at its boundary (`span.rs`);
+//!   by time and the monitor, `crate::send::watch`; hedged, over `crate::hedge`), one write
+//!   (`write.rs`: in two steps), what a failure means (`outcome.rs`, judged by `crate::retry`, the part it
+//!   holds, and `crate::send::refusal`); the span recorded at its boundary
+//!   (`crate::observe::telemetry`);
 //! - what one attempt runs: a [`Work`] (`work.rs`).
 //!
 //! - A write runs on the primary, unbounded (an attempt abandoned mid-flight may still
@@ -31,11 +29,8 @@
 //!   to the node's counters (never to its health), successes to the balancer's estimate.
 
 mod catch_up;
-mod hedge;
 mod outcome;
-mod planned;
 mod read;
-mod span;
 mod work;
 mod write;
 
@@ -45,14 +40,14 @@ use std::time::Instant;
 use rwsplit_core::{Access, NodeId};
 use sea_orm::DbErr;
 
-use self::hedge::Hedged;
 use self::outcome::Tried;
-pub(super) use self::planned::{Ask, planned};
-pub(super) use self::span::statement_span;
+use self::read::Hedged;
 pub(super) use self::work::{Begin, Execute, QueryAll, QueryOne, Stream, Unprepared, Work};
 use super::inner::Inner;
 use super::record::Record;
 use crate::cluster::{Plan, Why};
+use crate::nodes::registry::Node;
+use crate::observe::telemetry;
 use crate::retry::retrying::{Candidates, Picked, Stop};
 use crate::routing::ctx::Scope;
 
@@ -141,14 +136,14 @@ fn attempt_plan<'a, W: Work>(
             run.tried += 1;
             let (on_primary, started, guard) =
                 (id == run.primary, run.now, plan.start(id, run.now));
-            span::attempt(run.traced, &node, (on_primary, run.tried), (plan, write, work.sql()));
+            run.seen(&node, on_primary, plan, work.sql());
             let result = if write {
                 write::attempt(write_parts(inner), (id, &node), &mut *work, earlier == 0).await
             } else {
                 let deadline = run.deadline;
                 let at = read::At { id, node: &node, on_primary, last, earlier, started, deadline };
                 if let Some(rare) = read::rare(hedge_parts(inner), plan, &*work, at, following) {
-                    let won = |(out, h)| Ok(hedge::won(hedge_parts(inner), plan, &*work, out, h));
+                    let won = |(out, h)| Ok(read::won(hedge_parts(inner), plan, &*work, out, h));
                     match rare.await {
                         Hedged::By(out, h) => return won((out, h)),
                         Hedged::First(r) => r,
@@ -195,10 +190,10 @@ fn timeouts(inner: &Inner) -> &crate::send::deadline::Timeouts {
 
 /// The parts a hedgeable read holds (made where used: a read's future keeps `inner` only).
 #[inline]
-fn hedge_parts(inner: &Inner) -> hedge::Parts<'_> {
+fn hedge_parts(inner: &Inner) -> read::Parts<'_> {
     let (hedging, routing, nodes, planner) =
         (&inner.hedging, &inner.routing, &inner.nodes, &inner.planner);
-    hedge::Parts { hedging, routing, nodes, planner }
+    read::Parts { hedging, routing, nodes, planner }
 }
 
 /// One plan's attempts as [`attempt_plan`] goes: the candidates left, the clock, the
@@ -230,12 +225,27 @@ impl Run {
         Run {
             candidates: inner.retry.candidates(write, skip),
             deadline: crate::send::deadline::current(),
-            traced: span::route(plan),
+            traced: telemetry::route_span(|| plan.reason().code()),
             primary: plan.snapshot_primary().unwrap_or(NodeId::new(0)),
             now: if skip > 0 || plan.wait().is_some() { Instant::now() } else { plan.made() },
             tried: earlier,
             last_err: None,
         }
+    }
+
+    /// Records the attempt just started on `node` (the plan's primary or not) for `sql` in the
+    /// statement's span, if traced, and its debug event.
+    #[inline]
+    fn seen(&self, node: &Node, on_primary: bool, plan: &Plan, sql: &str) {
+        telemetry::attempt_span(self.traced, || telemetry::Attempt {
+            labels: node.labels(),
+            node: node.name(),
+            on_primary,
+            tried: self.tried,
+            reason: plan.reason(),
+            write: plan.access() == Access::Write,
+            sql,
+        });
     }
 
     /// Where and when the attempt that just failed ran.

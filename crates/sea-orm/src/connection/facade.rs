@@ -27,7 +27,7 @@ impl RoutedConnection {
     /// The database backend (the same on every node). Inherent, so `db.get_database_backend()`
     /// is not ambiguous between SeaORM's `ConnectionTrait` and `StreamTrait`.
     pub fn get_database_backend(&self) -> DbBackend {
-        self.inner.planner.product().backend()
+        self.inner.backend
     }
 
     /// The primary's database server, product and version, as checked against rwsplit's

@@ -35,7 +35,9 @@ use crate::retry::retrying::Retrying;
 
 use crate::nodes::position::Writable;
 use crate::nodes::registry::Nodes;
-use crate::observe::counters::{Counters, Effects};
+use crate::observe::counters::Counters;
+#[cfg(test)]
+use crate::observe::counters::Effects;
 use crate::routing::classified::Classified;
 #[cfg(test)]
 use crate::routing::ctx::{Ctx, Scope};
@@ -68,6 +70,8 @@ pub(crate) struct Inner {
     pub(super) hedging: Hedging,
     /// Retry: the budget, the verdict wait, the count; the attempt step's own part.
     pub(super) retry: Retrying,
+    /// The SeaORM backend its statements are built for, which SeaORM asks for on every call.
+    pub(super) backend: sea_orm::DbBackend,
     /// Whether a monitor's probe loops feed the routing state (not outside a tokio runtime:
     /// health then moves only on the failures statements see). Its handle is the
     /// connection's [`Members`]'.
@@ -113,7 +117,7 @@ impl fmt::Debug for RoutedConnection {
         let replicas: Vec<&str> =
             nodes.iter().filter(|(i, _)| Some(*i) != primary).map(|(_, n)| n.as_str()).collect();
         f.debug_struct("RoutedConnection")
-            .field("backend", &self.inner.planner.product().backend())
+            .field("backend", &self.inner.backend)
             .field("primary", &primary.as_ref().and_then(name))
             .field("replicas", &replicas)
             .finish_non_exhaustive()
@@ -149,6 +153,7 @@ impl Inner {
         Arc::new_cyclic(|me: &Weak<Inner>| {
             start(me, &hedging);
             Inner {
+                backend: planner.product().backend(),
                 monitored,
                 nodes,
                 routing,
@@ -291,7 +296,7 @@ impl Inner {
 }
 
 /// Planning: what the executor applies of a decision, once (the statement path asks the
-/// planner itself, `attempt/planned.rs`).
+/// planner itself, `statements.rs`).
 impl Inner {
     /// `sql`'s classification (the planner's tests', outside this folder).
     #[cfg(test)]
@@ -334,19 +339,12 @@ impl Inner {
         Err(crate::routing_error::RoutingError::NoNodeLeft { nodes }.into())
     }
 
-    /// Applies the `effects` of the plan that runs, once, as of `now`: its wants to the
-    /// monitor if one runs (for the policy's position linger), then its counters.
-    #[inline]
+    /// Applies the `effects` of a plan, as the executor does for the one that runs (the
+    /// planner's tests').
+    #[cfg(test)]
     pub(crate) fn apply(&self, effects: Effects, now: Instant) {
-        self.want(&effects, now);
+        self.routing.want(&effects, now);
         effects.count(&self.counters);
-    }
-
-    /// Sends the wants of a plan's `effects` to the monitor, if one runs, before its I/O step.
-    pub(super) fn want(&self, effects: &Effects, now: Instant) {
-        if self.monitored {
-            self.routing.want(effects, self.planner.policy().monitor.position_linger_value(), now);
-        }
     }
 }
 

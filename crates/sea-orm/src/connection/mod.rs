@@ -136,7 +136,8 @@ pub(crate) fn assemble(
         None => Arc::new(rwsplit_monitor::TopologyState::new(topology, health)),
     };
     let monitored = acquired.is_some();
-    let routing = Routing::new(Arc::clone(&state), router, monitored);
+    let linger = policy.monitor.position_linger_value();
+    let routing = Routing::new(Arc::clone(&state), router, monitored, linger);
     let nodes = Nodes::new(state, table);
     let classified =
         crate::routing::classified::Classified::new(classifier, product.dialect(), learned);

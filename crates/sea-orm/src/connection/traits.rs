@@ -37,7 +37,7 @@ macro_rules! routed_connection {
         #[async_trait::async_trait]
         impl<$($lt)?> ConnectionTrait for $ty {
             fn get_database_backend(&self) -> DbBackend {
-                self.db().inner.planner.product().backend()
+                self.db().inner.backend
             }
 
             // Not `async fn`s: each boxes the statement's own future, with no wrapper future
@@ -100,7 +100,7 @@ macro_rules! routed_connection {
             type Stream<'a> = crate::connection::stream::RoutedStream where Self: 'a;
 
             fn get_database_backend(&self) -> DbBackend {
-                self.db().inner.planner.product().backend()
+                self.db().inner.backend
             }
 
             fn stream_raw<'a>(

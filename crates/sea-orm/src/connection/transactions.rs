@@ -33,12 +33,16 @@ pub(crate) async fn begin_in(
 ) -> Result<(DatabaseTransaction, Option<rwsplit_core::NodeId>), DbErr> {
     options.isolation_level = isolation;
     options.access_mode = access;
-    let span = super::attempt::statement_span(&inner.planner, "BEGIN", ctx);
+    let named = || {
+        let level = ctx.consistency.unwrap_or(&inner.planner.policy().consistency);
+        (inner.planner.system_name(), level.name())
+    };
+    let span = crate::observe::telemetry::statement_span("BEGIN", named);
     async move {
         let scope = ctx.scope();
         let read_only = access == Some(AccessMode::ReadOnly);
-        let ask = super::attempt::Ask::Begin(isolation, access);
-        let plan = super::attempt::planned(inner, (ctx, &scope), read_only, ask).await?;
+        let ask = super::statements::Ask::Begin(isolation, access);
+        let plan = super::statements::planned(inner, (ctx, &scope), read_only, ask).await?;
         let writes = plan.access() == Access::Write;
         let (txn, node) =
             super::attempt::attempt(inner, &plan, &mut Begin { options, unseen }, &scope).await?;

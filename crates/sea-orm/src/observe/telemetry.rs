@@ -852,6 +852,110 @@ fn pool_stats(conn: &DatabaseConnection) -> Option<PoolStats> {
     }
 }
 
+/// Whether any tracing subscriber may record the statement span (INFO): when none does, the
+/// statement paths build no span and record nothing.
+#[inline]
+pub(crate) fn traced() -> bool {
+    tracing::Level::INFO <= tracing::level_filters::LevelFilter::current()
+}
+
+/// The span one statement of `operation` runs in: its node, route reason and attempt number
+/// are recorded by [`attempt_span`]. `named` gives its `db.system.name` and consistency level's
+/// name, asked only if a subscriber listens.
+pub(crate) fn statement_span(
+    operation: &'static str,
+    named: impl FnOnce() -> (&'static str, &'static str),
+) -> tracing::Span {
+    if !traced() {
+        // No subscriber listens at INFO: not even a disabled span is built (one atomic load;
+        // `info_span!` would also consult the `log` bridge every time).
+        return tracing::Span::none();
+    }
+    let (system, level) = named();
+    tracing::info_span!(
+        target: "rwsplit",
+        "rwsplit.statement",
+        db.system.name = system,
+        db.operation.name = operation,
+        server.address = tracing::field::Empty,
+        server.port = tracing::field::Empty,
+        rwsplit.route.reason = tracing::field::Empty,
+        rwsplit.consistency = level,
+        rwsplit.node.role = tracing::field::Empty,
+        rwsplit.attempt = tracing::field::Empty,
+    )
+}
+
+/// Records a plan's route reason (its `code`, asked only if traced) in the statement's span;
+/// returns whether any subscriber may record it ([`traced`]). The span is fetched where it is
+/// used rather than held across the attempts' awaits: a read's future stays smaller.
+#[inline]
+pub(crate) fn route_span(code: impl FnOnce() -> &'static str) -> bool {
+    let traced = traced();
+    if traced {
+        let span = tracing::Span::current();
+        if !span.is_disabled() {
+            span.record("rwsplit.route.reason", code());
+        }
+    }
+    traced
+}
+
+/// An attempt, as the span and the `route` debug event record it: its node's labels and name,
+/// whether it is the plan's primary, the statement's attempt number, the plan's route reason,
+/// whether it writes, its SQL.
+pub(crate) struct Attempt<'a, R> {
+    pub(crate) labels: &'a NodeLabels,
+    pub(crate) node: &'a str,
+    pub(crate) on_primary: bool,
+    pub(crate) tried: usize,
+    pub(crate) reason: R,
+    pub(crate) write: bool,
+    pub(crate) sql: &'a str,
+}
+
+/// Records an attempt (`made`, asked only if someone listens) in the statement's span if
+/// `traced`, and the `route` debug event.
+#[inline]
+pub(crate) fn attempt_span<'a, R: std::fmt::Display>(
+    traced: bool,
+    made: impl Fn() -> Attempt<'a, R>,
+) {
+    if traced {
+        let span = tracing::Span::current();
+        if !span.is_disabled() {
+            let a = made();
+            span.record("server.address", &*a.labels.address);
+            span.record("server.port", &*a.labels.port);
+            span.record("rwsplit.node.role", role_name(a.on_primary));
+            span.record("rwsplit.attempt", a.tried);
+        }
+    }
+    if tracing::enabled!(target: "rwsplit", tracing::Level::DEBUG) {
+        let a = made();
+        tracing::debug!(target: "rwsplit", node = %a.node, reason = %a.reason, write = a.write, sql = %SqlHead(a.sql), "route");
+    }
+}
+
+/// The start of a statement, for debug events: enough to recognise it, bounded in size. The SQL
+/// text carries bound parameters as placeholders, not values.
+pub(crate) struct SqlHead<'a>(pub(crate) &'a str);
+
+impl std::fmt::Display for SqlHead<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        const MAX: usize = 80;
+        let s = self.0.trim();
+        if s.len() <= MAX {
+            return f.write_str(s);
+        }
+        let mut end = MAX;
+        while !s.is_char_boundary(end) {
+            end -= 1;
+        }
+        write!(f, "{}…", &s[..end])
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use rstest::rstest;

@@ -8,7 +8,7 @@
 //! monitor's sample marks it is judged with, and the positions catch-up waits proved), the
 //! policy, and the clock reading the executor hands it. Its
 //! output is data: a [`Plan`], or the I/O step to do first ([`Planned::Io`]: the executor does
-//! it, `connection/attempt`'s `planned`, and plans again with what it found, [`Done`]), each with the
+//! it, `connection/statements.rs`'s `planned`, and plans again with what it found, [`Done`]), each with the
 //! [`Effects`] of the decision — counters to move, positions to want from the monitor — which
 //! the executor applies once, for the plan it runs: a read planned twice is counted once.
 
@@ -563,7 +563,7 @@ pub(crate) enum Planned {
 }
 
 /// An I/O step a read-your-writes read's plan needs first; the executor does it
-/// (`connection/attempt`'s `planned`).
+/// (`connection/statements.rs`'s `planned`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Io {
     /// Wait, up to this long, for the scope's position captures in flight to land.

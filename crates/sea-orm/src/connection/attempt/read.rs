@@ -1,8 +1,15 @@
-//! One read attempt on a node: its boxed forms ([`rare`]: not sent to a primary the monitor
-//! has marked down, which is rare; hedgeable on the plan's next node, `hedge.rs`, which is
-//! most replica reads while hedging is on), else the plain one ([`bounded`]: by time and the
-//! monitor, `crate::send::watch`; straight on the sqlx pool when nothing listens to SeaORM's
-//! layer): a read on the primary, the plan's last node, or with hedging off.
+//! One read attempt on a node, whole: its plain form ([`bounded`]: by time and the monitor,
+//! `crate::send::watch`; straight on the sqlx pool when nothing listens to SeaORM's layer), and
+//! its boxed forms ([`rare`]): not sent to a primary the monitor has marked down, which is rare,
+//! or hedgeable on the plan's next node ([`hedgeable`]), which is most replica reads while
+//! hedging is on. The plain form is a read on the primary, the plan's last node, or with
+//! hedging off.
+//!
+//! A hedged read is started when the watchdog finds the first node silent past its hedge delay
+//! and the hedge ration allows. The ration, the watchdog, the race, who wins, the loser dropped
+//! and the counts are `crate::hedge`'s ([`Hedging`]); here what needs the connection's other
+//! parts ([`Parts`], what this step holds): the nodes held, the reads bounded, a won hedge
+//! recorded.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -10,15 +17,18 @@ use std::time::Instant;
 
 use futures_util::future::Either;
 use rwsplit_core::NodeId;
+use sea_orm::DbErr;
 
-use super::hedge::{self, Hedged};
 use super::work::Work;
 use crate::cluster::Plan;
 use crate::cluster::Routing;
-use crate::nodes::registry::Node;
+use crate::connection::record::Record;
+use crate::hedge::hedging::Hedging;
+use crate::hedge::race::Raced;
+use crate::nodes::registry::{Node, Nodes};
+use crate::routing::plan::Planner;
 use crate::send::deadline::Timeouts;
-use crate::send::sending::Attempt;
-use crate::send::sending::{self, Standing};
+use crate::send::sending::{self, Attempt, Standing};
 use crate::send::watch::{self, Standings};
 
 /// Where and when a read attempt runs.
@@ -44,7 +54,7 @@ pub(super) struct At<'a> {
 /// (most replica reads while hedging is on; the hedge itself is rare). `None`: the form
 /// without either, [`bounded`].
 pub(super) fn rare<'a, W: Work>(
-    parts: hedge::Parts<'a>,
+    parts: Parts<'a>,
     plan: &'a Plan,
     work: &'a W,
     at: At<'a>,
@@ -55,9 +65,9 @@ pub(super) fn rare<'a, W: Work>(
         let down = Attempt::GivenUp(crate::send::deadline::already_down(node.name()));
         return Some(Box::pin(Either::Left(std::future::ready(Hedged::First(Err(down))))));
     }
-    let hedgeable = W::HEDGE && !on_primary && parts.planner.policy().hedged_reads;
-    let other = following.filter(|_| hedgeable)?;
-    let read = hedge::hedgeable(parts, plan, work, (id, node), other, (started, deadline));
+    let may_hedge = W::HEDGE && !on_primary && parts.planner.policy().hedged_reads;
+    let other = following.filter(|_| may_hedge)?;
+    let read = hedgeable(parts, plan, work, (id, node), other, (started, deadline));
     Some(Box::pin(Either::Right(read)))
 }
 
@@ -86,4 +96,139 @@ pub(super) fn bounded<'a, W: Work>(
         None => Either::Right(work.read(pool, last && earlier > 0)),
     };
     watch::bounded(routing, id, on_replica, node.name(), limit, run)
+}
+
+/// What a hedgeable read works with: hedging (the ration, the watchdog, the race), the live
+/// view its attempts are watched by and recorded to, the registry its hedge's node is held
+/// from, and the planner (the policy's timeouts, the metrics' system name).
+#[derive(Clone, Copy)]
+pub(super) struct Parts<'a> {
+    pub(super) hedging: &'a Hedging,
+    pub(super) routing: &'a Routing,
+    pub(super) nodes: &'a Nodes,
+    pub(super) planner: &'a Planner,
+}
+
+/// How a hedged read ended ([`hedgeable`]).
+pub(super) enum Hedged<T> {
+    /// The first attempt's outcome (no hedge, or the hedge failed or lost).
+    First(Result<T, Attempt>),
+    /// The hedge answered first.
+    By(T, Hedge),
+}
+
+/// The node a hedged read's answer came from.
+pub(super) struct Hedge {
+    id: NodeId,
+    node: crate::nodes::NodeRef,
+    guard: Option<rwsplit_core::InFlight>,
+    started: Instant,
+}
+
+/// A read of `work` on `node` that leaves `work` as it is: straight on the sqlx pool where the
+/// node's reads may be ([`sending::direct`]), else through SeaORM's connection. Boxed where it
+/// is made, as the read path boxes its own: sqlx's futures are kilobytes, and every future
+/// that holds one unboxed is copied whole each time it moves (into the attempt, into its box).
+fn read_shared<'a, W: Work>(
+    work: &'a W,
+    node: &'a Node,
+) -> std::pin::Pin<Box<dyn Future<Output = Result<W::Output, DbErr>> + Send + 'a>> {
+    let pool = node.user_conn();
+    let direct = if W::DIRECT && node.reads_direct() { sending::direct(pool) } else { None };
+    match direct {
+        Some(d) => Box::pin(work.direct(d)),
+        None => Box::pin(work.shared(pool)),
+    }
+}
+
+/// A read on replica `first` (`.0`, its node `.1`) that may be hedged on `other`: it waits
+/// on its node, bounded as any read, and on the watchdog's word that the node has gone
+/// silent past its hedge delay (no timer of its own); then [`send_hedge`].
+/// `times`: when the attempt started, and the caller's deadline.
+pub(super) async fn hedgeable<W: Work>(
+    parts: Parts<'_>,
+    plan: &Plan,
+    work: &W,
+    first: (NodeId, &Node),
+    other: NodeId,
+    times: (Instant, Option<Instant>),
+) -> Hedged<W::Output> {
+    let (id, node) = first;
+    let (started, deadline) = times;
+    let begun = node.read_began(started);
+    parts.hedging.watch();
+    let timeouts = &parts.planner.policy().timeouts;
+    let limit = crate::send::deadline::attempt_limit(true, timeouts, deadline, started);
+    let first =
+        watch::bounded(parts.routing, id, true, node.name(), limit, read_shared(work, node));
+    let mut first = std::pin::pin!(first);
+    // The attempt's watch wakes it when the watchdog nudges the node (no waiter of its
+    // own): then, if the node was found silent since this read began, it is hedged.
+    let answered = begun.until_overdue(first.as_mut()).await;
+    match answered {
+        Some(r) => Hedged::First(r),
+        None => send_hedge(parts, plan, work, first.as_mut(), node, other).await,
+    }
+}
+
+/// A read waiting on replica `node` whose node the watchdog found silent past its hedge
+/// delay: if the budget allows ([`Hedging::spend`](crate::hedge::hedging::Hedging::spend)), the
+/// same read goes to `other` (the plan's next node, which satisfies the same consistency) as
+/// well, and the first answer wins; the other attempt is dropped
+/// ([`Hedging::race`](crate::hedge::hedging::Hedging::race)). Either attempt failing
+/// leaves the other to finish. Each attempt is bounded as [`watch::bounded`] bounds it.
+async fn send_hedge<W: Work, F>(
+    parts: Parts<'_>,
+    plan: &Plan,
+    work: &W,
+    first: std::pin::Pin<&mut F>,
+    node: &Node,
+    other: NodeId,
+) -> Hedged<W::Output>
+where
+    F: Future<Output = Result<W::Output, Attempt>>,
+{
+    let Some(hedge_node) = parts.nodes.hold(other) else {
+        return Hedged::First(first.await);
+    };
+    if !parts.hedging.spend() {
+        return Hedged::First(first.await);
+    }
+    let now = Instant::now();
+    tracing::info!(target: "rwsplit", node = %node.name(), hedge = %hedge_node.name(), after = ?node.hedge_delay(), "read unanswered: hedged on another node");
+    let on_replica = plan.snapshot_primary() != Some(other);
+    let timeouts = &parts.planner.policy().timeouts;
+    let limit = crate::send::deadline::attempt_limit(
+        on_replica,
+        timeouts,
+        crate::send::deadline::current(),
+        now,
+    );
+    let guard = plan.start(other, now);
+    let second = read_shared(work, &hedge_node);
+    let second = watch::bounded(parts.routing, other, on_replica, hedge_node.name(), limit, second);
+    match parts.hedging.race(first, second, node.labels()).await {
+        Raced::First(r) => Hedged::First(r),
+        Raced::Second(out) => {
+            let hedge = Hedge { id: other, node: hedge_node.clone(), guard, started: now };
+            Hedged::By(out, hedge)
+        }
+    }
+}
+
+/// The hedge answered first: its attempt is the read's, recorded as a success (the first
+/// attempt was dropped, and counted, by [`send_hedge`]).
+pub(super) fn won<W: Work>(
+    parts: Parts<'_>,
+    plan: &Plan,
+    work: &W,
+    out: W::Output,
+    hedge: Hedge,
+) -> (W::Output, NodeId) {
+    let on_primary = plan.snapshot_primary().unwrap_or(NodeId::new(0)) == hedge.id;
+    let on = (&*hedge.node, hedge.id, on_primary, false);
+    let to = (parts.routing, parts.planner.system_name());
+    let served = Record::new(to, plan, work.sql(), on, (hedge.started, hedge.guard));
+    served.succeeded(Instant::now());
+    (out, hedge.id)
 }
