@@ -218,8 +218,18 @@ impl Node {
     /// Whether its reads may go straight to its sqlx pool: pools the adapter made, and nothing
     /// listening to SeaORM's instrumentation ([`crate::send::sending::Direct::quiet`]).
     #[inline]
-    pub(crate) fn reads_direct(&self) -> bool {
+    fn reads_direct(&self) -> bool {
         self.owned && crate::send::sending::Direct::quiet(self.is_hooked())
+    }
+
+    /// Its pool (the writer's, or the reads') straight on sqlx, if its reads may go there
+    /// ([`Node::reads_direct`]; then nothing is hooked to its pools, and the pool is its own).
+    #[inline]
+    pub(crate) fn direct(&self, writer: bool) -> Option<crate::send::sending::Direct<'_>> {
+        if !self.reads_direct() {
+            return None;
+        }
+        crate::send::sending::direct(if writer { &self.writer } else { &self.conn })
     }
 
     /// Whether SeaORM's spans for its statements record their text.

@@ -28,7 +28,7 @@ use crate::hedge::race::Raced;
 use crate::nodes::registry::{Node, Nodes};
 use crate::routing::plan::Planner;
 use crate::send::deadline::Timeouts;
-use crate::send::sending::{self, Attempt, Standing};
+use crate::send::sending::{Attempt, Standing};
 use crate::send::watch::{self, Standings};
 
 /// Where and when a read attempt runs.
@@ -65,9 +65,11 @@ pub(super) fn rare<'a, W: Work>(
         let down = Attempt::GivenUp(crate::send::deadline::already_down(node.name()));
         return Some(Box::pin(Either::Left(std::future::ready(Hedged::First(Err(down))))));
     }
-    let may_hedge = W::HEDGE && !on_primary && parts.planner.policy().hedged_reads;
+    let policy = parts.planner.policy();
+    let may_hedge = W::HEDGE && !on_primary && policy.hedged_reads;
     let other = following.filter(|_| may_hedge)?;
-    let read = hedgeable(parts, plan, work, (id, node), other, (started, deadline));
+    let times = (started, deadline, &policy.timeouts);
+    let read = hedgeable(parts, plan, work, (id, node), other, times);
     Some(Box::pin(Either::Right(read)))
 }
 
@@ -83,17 +85,19 @@ pub(super) fn bounded<'a, W: Work>(
     // A read on the primary may run once more on a new primary: it keeps its statement.
     let on_replica = !on_primary;
     let limit = crate::send::deadline::attempt_limit(on_replica, timeouts, deadline, started);
-    let pool = if W::WRITER { node.user_writer() } else { node.user_conn() };
     // Straight on the sqlx pool when nothing listens to SeaORM's layer: no clone of the
     // statement for a retry, no second boxed future.
-    let direct = if W::DIRECT && node.reads_direct() { sending::direct(pool) } else { None };
+    let direct = if W::DIRECT { node.direct(W::WRITER) } else { None };
     let run = match direct {
         // Boxed, as SeaORM boxes its own: sqlx's futures are kilobytes, and a read's future
         // is moved whole into SeaORM's `async_trait` box.
         Some(d) => Either::Left(Box::pin(work.direct(d))),
         // A read on a replica keeps it too: the replica may refuse it as a write, and then
         // it runs on the primary.
-        None => Either::Right(work.read(pool, last && earlier > 0)),
+        None => {
+            let pool = if W::WRITER { node.user_writer() } else { node.user_conn() };
+            Either::Right(work.read(pool, last && earlier > 0))
+        }
     };
     watch::bounded(routing, id, on_replica, node.name(), limit, run)
 }
@@ -126,38 +130,36 @@ pub(super) struct Hedge {
 }
 
 /// A read of `work` on `node` that leaves `work` as it is: straight on the sqlx pool where the
-/// node's reads may be ([`sending::direct`]), else through SeaORM's connection. Boxed where it
+/// node's reads may be ([`Node::direct`]), else through SeaORM's connection. Boxed where it
 /// is made, as the read path boxes its own: sqlx's futures are kilobytes, and every future
 /// that holds one unboxed is copied whole each time it moves (into the attempt, into its box).
 fn read_shared<'a, W: Work>(
     work: &'a W,
     node: &'a Node,
 ) -> std::pin::Pin<Box<dyn Future<Output = Result<W::Output, DbErr>> + Send + 'a>> {
-    let pool = node.user_conn();
-    let direct = if W::DIRECT && node.reads_direct() { sending::direct(pool) } else { None };
+    let direct = if W::DIRECT { node.direct(false) } else { None };
     match direct {
         Some(d) => Box::pin(work.direct(d)),
-        None => Box::pin(work.shared(pool)),
+        None => Box::pin(work.shared(node.user_conn())),
     }
 }
 
 /// A read on replica `first` (`.0`, its node `.1`) that may be hedged on `other`: it waits
 /// on its node, bounded as any read, and on the watchdog's word that the node has gone
 /// silent past its hedge delay (no timer of its own); then [`send_hedge`].
-/// `times`: when the attempt started, and the caller's deadline.
+/// `times`: when the attempt started, the caller's deadline, the policy's timeouts.
 pub(super) async fn hedgeable<W: Work>(
     parts: Parts<'_>,
     plan: &Plan,
     work: &W,
     first: (NodeId, &Node),
     other: NodeId,
-    times: (Instant, Option<Instant>),
+    times: (Instant, Option<Instant>, &Timeouts),
 ) -> Hedged<W::Output> {
     let (id, node) = first;
-    let (started, deadline) = times;
+    let (started, deadline, timeouts) = times;
     let begun = node.read_began(started);
     parts.hedging.watch();
-    let timeouts = &parts.planner.policy().timeouts;
     let limit = crate::send::deadline::attempt_limit(true, timeouts, deadline, started);
     let first =
         watch::bounded(parts.routing, id, true, node.name(), limit, read_shared(work, node));
