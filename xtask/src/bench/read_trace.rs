@@ -16,8 +16,9 @@
 //!   (a closure counts as the function it is in), once however often a lookup makes it (a
 //!   future polled three times makes its calls three times), with the calls per lookup beside.
 //!
-//! Implementations of `PartialEq`, `Clone`, `Hash`, `Debug` and `Default` are left out: they
-//! are derived, and nobody reads them on the way.
+//! Implementations of `PartialEq`, `Clone`, `Hash`, `Debug` and `Default` are left out (they
+//! are derived), and so are `Deref`'s (the source shows no call): nobody reads them on the
+//! way.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
@@ -36,8 +37,9 @@ const CRATES: &[(&str, &str)] = &[
     ("crates/sea-orm/src/", "sea-orm"),
 ];
 
-/// Callees left out: derived implementations.
+/// Callees left out: derived implementations, and `Deref`'s, which the source does not show.
 const DERIVED: &[&str] = &[
+    " as core::ops::deref::Deref>",
     " as core::cmp::",
     " as core::clone::Clone>",
     " as core::hash::Hash>",
