@@ -28,11 +28,12 @@
 //! # Ok(()) }
 //! ```
 
-// Balancers and routing rules, and what implementing `Balancer` or `Rule` needs.
+// Every balancer core has (a new one in core's `balance/` is here with nothing else to change).
+pub use rwsplit_core::balance::*;
+// Routing rules, and what implementing `Balancer` or `Rule` needs.
 pub use rwsplit_core::{
-    Access, Balancer, LeastOutstanding, LowestLag, Node, NodeId, NodeLoad, PowerOfTwoEwma,
-    PrimaryReads, Random, RoundRobin, RouteContext, RouteError, RouterConfig, Rule, RuleAction,
-    TableRule, TagRule, Transaction, WeightedRoundRobin, ZonePreference,
+    Access, Node, NodeId, NodeLoad, PrimaryReads, RouteContext, RouteError, RouterConfig, Rule,
+    RuleAction, TableRule, TagRule, Transaction,
 };
 // Health, lag, positions and the classifier.
 pub use rwsplit_core::{

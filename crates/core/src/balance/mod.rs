@@ -118,7 +118,7 @@ pub trait Balancer: Send + Sync + fmt::Debug {
         true
     }
 
-    /// The zone it prefers, if it prefers one ([`ZonePreference`](crate::ZonePreference)).
+    /// The zone it prefers, if it prefers one ([`ZonePreference`]).
     /// Builders use it to warn about a preferred zone no replica is in. The default: none.
     fn preferred_zone(&self) -> Option<&str> {
         None
