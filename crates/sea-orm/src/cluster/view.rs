@@ -413,14 +413,6 @@ impl Routing {
         }
     }
 
-    /// Calls `each` with the id of every node in a snapshot taken now (those reads can be on).
-    pub(crate) fn each_routable(&self, mut each: impl FnMut(NodeId)) {
-        let snap = self.snap();
-        for id in snap.topology().nodes().iter().map(Node::id) {
-            each(id);
-        }
-    }
-
     /// How the routing state sees `node` now, for `Stats`: its role, lag and position in the
     /// snapshot, its health, and the monitor's counts.
     pub(crate) fn node_routing(&self, node: NodeId) -> NodeRouting {

@@ -130,7 +130,7 @@ fn attempt_plan<'a, W: Work>(
         let waits = (&inner.nodes, &inner.counters, &inner.routing);
         let skip = if plan.wait().is_some() { catch_up::skip(waits, plan).await } else { 0 };
         let mut run = Run::new(inner, plan, write, skip, earlier);
-        let parts = (&inner.nodes, &inner.counters);
+        let parts = (&inner.nodes, &inner.counters, &inner.hedging);
         while let Some(picked) = run.candidates.pick(parts, plan, (run.primary, write), run.now) {
             let Picked { id, node, last, following } = picked;
             run.tried += 1;
@@ -154,7 +154,7 @@ fn attempt_plan<'a, W: Work>(
             };
             run.now = Instant::now();
             let on = (&*node, id, on_primary, write);
-            let to = (&inner.routing, inner.planner.system_name());
+            let to = (&inner.routing, &inner.hedging, inner.planner.system_name());
             let record = Record::new(to, plan, work.sql(), on, (started, guard));
             match result {
                 Ok(out) => {

@@ -558,7 +558,7 @@ mod tests {
         let id =
             crate::connection::add_node(&db, lazy_node().await, None, Default::default()).unwrap();
         state.observe(id, &pg_probe(false, "0/64", 0).await, t + Duration::from_millis(100));
-        db.inner.nodes.hold(id).unwrap().answered_probe(std::time::Instant::now(), Duration::ZERO);
+        db.inner.nodes.hold(id).unwrap().answered_probe(std::time::Instant::now());
         crate::connection::sample_metrics(&db, std::time::Instant::now());
         let live = series_of(&handle.render(), "127.0.0.1");
         let has = |lines: &[String], want: &str| lines.iter().any(|l| l == want);

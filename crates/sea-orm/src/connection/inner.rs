@@ -367,18 +367,8 @@ impl Inner {
     }
 }
 
-/// What the watchdog looks at (`crate::hedge::hedging`).
+/// How the watchdog wakes reads (`crate::hedge::hedging`).
 impl crate::hedge::hedging::Watched for Inner {
-    fn look_each(&self, now: Instant, mut each: impl FnMut(NodeId, crate::hedge::pace::Look)) {
-        // The snapshot's nodes (those reads can be on), each looked up by id: cheaper than a
-        // walk over the registry's every slot.
-        self.routing.each_routable(|id| {
-            if let Some(node) = self.nodes.hold(id) {
-                each(id, node.look(now));
-            }
-        });
-    }
-
     fn wake_reads_on(&self, id: NodeId) {
         self.routing.nudge(id);
     }

@@ -293,7 +293,8 @@ fn acquire_monitor(
 }
 
 /// What the connection does after each probe of its monitor: a PostgreSQL node's system id is
-/// kept for tokens, and read-your-writes scopes whose token every replica has replayed are
+/// kept for tokens, the node is seen and hedging's pace of it learns the probe's time, and
+/// read-your-writes scopes whose token every replica has replayed are
 /// swept. It holds only a weak reference, so the connection's drop is never held up by it.
 fn on_probe(weak: &std::sync::Weak<Inner>) -> rwsplit_monitor::OnProbe {
     let weak = weak.clone();
@@ -305,7 +306,9 @@ fn on_probe(weak: &std::sync::Weak<Inner>) -> rwsplit_monitor::OnProbe {
             if let Some(system_id) = crate::product::system_id(seen) {
                 n.set_system_id(system_id);
             }
-            n.answered_probe(Instant::now(), seen.latency());
+            let now = Instant::now();
+            n.answered_probe(now);
+            inner.hedging.probe_answered(node, now, seen.latency());
             check_server(&weak, node, &n);
         }
         inner.sweep(Instant::now());

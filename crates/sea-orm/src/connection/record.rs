@@ -6,6 +6,7 @@
 //! - the monitor: a failure of the node itself counts against its health; a success clears a
 //!   pending failure count (back-pressure is never held against a node);
 //! - the node's counters (`Stats`): reads, writes, failures, pool timeouts;
+//! - hedging: the node's pace learns an answer's time, or that the attempt no longer waits;
 //! - the balancer: a completed round trip feeds the node's latency estimate, when the balancer
 //!   reads one; any attempt ends its in-flight count;
 //! - the metrics: the attempt's duration, labelled with its node, role, reason and failure.
@@ -20,6 +21,7 @@ use rwsplit_core::{InFlight, NodeId};
 use sea_orm::DbErr;
 
 use crate::cluster::Routing;
+use crate::hedge::hedging::Hedging;
 use crate::nodes::registry::Node;
 use crate::observe::telemetry;
 use crate::send::failure::{self, Failure};
@@ -30,6 +32,8 @@ use crate::send::sending::Attempt;
 pub(super) struct Record<'a> {
     /// The live view the outcome is reported to (the monitor, the balancer's estimate).
     routing: &'a Routing,
+    /// Hedging, whose pace of the node learns the outcome.
+    hedging: &'a Hedging,
     pub(super) node: &'a Node,
     pub(super) id: NodeId,
     /// The statement's system and `db.operation.name`, for the metrics.
@@ -45,10 +49,10 @@ pub(super) struct Record<'a> {
 
 impl<'r> Record<'r> {
     /// The record of one of `plan`'s attempts at statement `sql` on `node` (`id`; the plan's
-    /// primary or not; a write or not), started at `started`, to report once to `routing`
-    /// and the metrics (`system`: the `db.system.name` label).
+    /// primary or not; a write or not), started at `started`, to report once to `routing`,
+    /// `hedging` and the metrics (`system`: the `db.system.name` label).
     pub(super) fn new(
-        (routing, system): (&'r Routing, &'static str),
+        (routing, hedging, system): (&'r Routing, &'r Hedging, &'static str),
         plan: &crate::cluster::Plan,
         sql: &str,
         (node, id, on_primary, write): (&'r Node, NodeId, bool, bool),
@@ -57,21 +61,22 @@ impl<'r> Record<'r> {
         let operation = plan.operation().unwrap_or_else(|| telemetry::operation_name(sql));
         let statement = telemetry::Statement { system, operation };
         let reason = plan.reason();
-        Record { routing, node, id, statement, reason, on_primary, write, guard, started }
+        Record { routing, hedging, node, id, statement, reason, on_primary, write, guard, started }
     }
 
     /// The attempt succeeded; `now` is when it returned.
     pub(super) fn succeeded(mut self, now: Instant) {
         let guard = self.guard.take();
         self.observe(now, None);
-        self.node.answered(self.started, now, self.write);
+        self.hedging.statement_answered(self.id, self.started, now);
+        self.node.answered(self.write);
         self.routing.answered(self.id, guard, now);
     }
 
     /// The attempt failed as `attempt` says; `now` is when it returned. Returns the error the
     /// caller may get and how it failed, for the executor's decision.
     pub(super) fn failed(self, attempt: Attempt, now: Instant) -> (DbErr, Failure) {
-        self.node.statement_ended(now);
+        self.hedging.statement_ended(self.id, now);
         let (e, failure) = match attempt {
             Attempt::Failed(e) | Attempt::Unsent(e) => {
                 // No connection is the pool's back-pressure, or the node's failure (refused).

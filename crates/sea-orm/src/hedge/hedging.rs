@@ -1,6 +1,7 @@
-//! Hedging's state on a connection, the parts the attempt step holds for it: [`Hedging`], the
-//! hedge ration and the hedging counts (for [`Stats::hedges`](crate::Stats::hedges)), and the
-//! race as the connection runs it ([`Hedging::race`]: counted, its end reported, the loser
+//! Hedging's state on a connection, the parts the attempt step holds for it: [`Hedging`], each
+//! node's pace (how fast it answers: when a read on it is hedged, and whether it is stalled),
+//! the hedge ration and the hedging counts (for [`Stats::hedges`](crate::Stats::hedges)), and
+//! the race as the connection runs it ([`Hedging::race`]: counted, its end reported, the loser
 //! dropped); and [`Watchdog`], the one task per connection that wakes the reads waiting on a
 //! silent node.
 
@@ -12,16 +13,18 @@ use std::time::{Duration, Instant};
 
 use rwsplit_core::NodeId;
 
-use super::pace::Look;
+use super::pace::{Begun, Look, Paces};
 use super::race::{Raced, race};
 use crate::observe::telemetry;
 
-/// A connection's hedging: hedges left to spend (each read that may be hedged earns
-/// [`Hedging::SHARE`] of one, up to [`Hedging::BURST`] hedges, so hedges stay within a few
-/// percent of reads however slow a node gets), what hedging did, and the [`Watchdog`] over the
-/// reads in flight.
+/// A connection's hedging: each node's pace, hedges left to spend (each read that may be
+/// hedged earns [`Hedging::SHARE`] of one, up to [`Hedging::BURST`] hedges, so hedges stay
+/// within a few percent of reads however slow a node gets), what hedging did, and the
+/// [`Watchdog`] over the reads in flight.
 #[derive(Debug)]
 pub(crate) struct Hedging {
+    /// Each node's pace, shared with the watchdog's task, which looks at them.
+    paces: Arc<Paces>,
     /// Looks for nodes silent past their hedge delay while hedgeable reads are in flight.
     watchdog: Arc<Watchdog>,
     /// Hedges left, in thousandths of a hedge.
@@ -37,6 +40,7 @@ pub(crate) struct Hedging {
 impl Default for Hedging {
     fn default() -> Self {
         Hedging {
+            paces: Arc::default(),
             watchdog: Arc::default(),
             credit: AtomicU64::new(Self::BURST * 1000),
             sent: AtomicU64::new(0),
@@ -63,11 +67,51 @@ impl Hedging {
         self.watchdog.ensure();
     }
 
-    /// Starts the watchdog over `watched`, a connection's shared state (which may still be
-    /// being built: it is looked at only once a read wakes the watchdog); it ends when the
-    /// connection is dropped.
+    /// Starts the watchdog over the paces, waking reads through `watched`, a connection's
+    /// shared state (which may still be being built: it is asked only once a read wakes the
+    /// watchdog); it ends when the connection is dropped.
     pub(crate) fn start_watchdog<W: Watched>(&self, watched: Weak<W>) {
-        Watchdog::spawn(Arc::clone(&self.watchdog), watched);
+        Watchdog::spawn(Arc::clone(&self.watchdog), Arc::clone(&self.paces), watched);
+    }
+
+    /// A read on node `id` began at `started`: it waits on the node until the returned
+    /// [`Begun`] is dropped, which says whether the node went silent meanwhile
+    /// ([`Pace::begin`](super::pace::Pace::begin)).
+    #[inline]
+    pub(crate) fn read_began(&self, id: NodeId, started: Instant) -> Begun<'_> {
+        self.paces.of(id).begin(started)
+    }
+
+    /// A statement on node `id`, started at `started`, got its answer at `now`: the node's
+    /// pace learns the answer time, and the reads still waiting on it wait from now.
+    #[inline]
+    pub(crate) fn statement_answered(&self, id: NodeId, started: Instant, now: Instant) {
+        self.paces.of(id).answered(started, now);
+    }
+
+    /// A statement on node `id` ended at `now` with no answer to count (an error, or given
+    /// up): it no longer waits.
+    pub(crate) fn statement_ended(&self, id: NodeId, now: Instant) {
+        self.paces.of(id).ended(now);
+    }
+
+    /// The monitor's probe of node `id` answered at `now`, in `took`: until its statements
+    /// have answered, the probe's time stands for their average.
+    pub(crate) fn probe_answered(&self, id: NodeId, now: Instant, took: Duration) {
+        self.paces.of(id).probed(now, took);
+    }
+
+    /// Whether reads should try the plan's other nodes before node `id`, at `now`, with
+    /// `in_flight` statements on it: it has stopped answering
+    /// ([`Pace::stalled`](super::pace::Pace::stalled)).
+    #[inline]
+    pub(crate) fn node_stalled(&self, id: NodeId, in_flight: u32, now: Instant) -> bool {
+        self.paces.of(id).stalled(in_flight, now)
+    }
+
+    /// How long a read on node `id` waits before it is hedged.
+    pub(crate) fn delay_of(&self, id: NodeId) -> Duration {
+        self.paces.of(id).hedge_delay()
     }
 
     /// Spends one hedge if there is one.
@@ -168,13 +212,10 @@ const SHORTEST: Duration = Duration::from_millis(2);
 /// How many looks in a row with no read waiting before it parks.
 const IDLE_LOOKS: u32 = 2;
 
-/// What the watchdog looks at: the nodes reads may be waiting on, each looked at by its own
-/// pace ([`Pace::look`](crate::hedge::pace::Pace::look)), and a way to wake the reads waiting on one. The connection's shared
-/// state is one; the watchdog holds it weakly, so the connection's drop ends the task.
+/// How the watchdog wakes the reads waiting on a node it found silent (it looks at the nodes'
+/// paces itself). The connection's shared state is one; the watchdog holds it weakly, so the
+/// connection's drop ends the task.
 pub(crate) trait Watched: Send + Sync + 'static {
-    /// Calls `each` with every node reads can be on and what a look at it at `now` found.
-    fn look_each(&self, now: Instant, each: impl FnMut(NodeId, Look));
-
     /// Wakes the reads waiting on node `id`: their attempts look at it again.
     fn wake_reads_on(&self, id: NodeId);
 }
@@ -195,8 +236,9 @@ impl Watchdog {
         }
     }
 
-    /// Starts `dog`, the watchdog of `watched` ([`Hedging::start_watchdog`]).
-    fn spawn<W: Watched>(dog: Arc<Watchdog>, watched: Weak<W>) {
+    /// Starts `dog`, the watchdog over `paces` waking reads through `watched`
+    /// ([`Hedging::start_watchdog`]).
+    fn spawn<W: Watched>(dog: Arc<Watchdog>, paces: Arc<Paces>, watched: Weak<W>) {
         let Ok(runtime) = tokio::runtime::Handle::try_current() else { return };
         runtime.spawn(async move {
             let mut tick = tokio::time::interval(LONGEST);
@@ -210,7 +252,7 @@ impl Watchdog {
                 while idle < IDLE_LOOKS {
                     let next = {
                         let Some(watched) = watched.upgrade() else { return };
-                        look(&*watched, Instant::now())
+                        look(&paces, &*watched, Instant::now())
                     };
                     idle = if next.is_some() { 0 } else { idle + 1 };
                     let now = Instant::now();
@@ -224,11 +266,12 @@ impl Watchdog {
     }
 }
 
-/// One look at every node at `now`: the reads waiting past their node's hedge delay are
-/// woken; the next moment a read will have waited its node's hedge delay, if any waits.
-fn look(watched: &impl Watched, now: Instant) -> Option<Instant> {
+/// One look at every node's pace at `now`: the reads waiting past their node's hedge delay
+/// are woken through `watched`; the next moment a read will have waited its node's hedge
+/// delay, if any waits.
+fn look(paces: &Paces, watched: &impl Watched, now: Instant) -> Option<Instant> {
     let mut next: Option<Instant> = None;
-    watched.look_each(now, |id, look| match look {
+    paces.look_each(now, |id, look| match look {
         Look::Idle => {}
         // The reads waiting on it look again (their attempts watch the node).
         Look::Silent => watched.wake_reads_on(id),
@@ -242,7 +285,6 @@ mod tests {
     use std::sync::Mutex;
 
     use super::*;
-    use crate::hedge::pace::Pace;
 
     #[test]
     fn hedges_stay_within_their_share_of_reads() {
@@ -256,20 +298,13 @@ mod tests {
         assert!((200..=212).contains(&hedges), "{hedges}");
     }
 
-    /// Nodes and their paces, and the nodes whose reads were woken.
+    /// The nodes whose reads were woken.
     #[derive(Default)]
     struct Fake {
-        paces: Vec<(NodeId, Pace)>,
         woken: Mutex<Vec<NodeId>>,
     }
 
     impl Watched for Fake {
-        fn look_each(&self, now: Instant, mut each: impl FnMut(NodeId, Look)) {
-            for (id, pace) in &self.paces {
-                each(*id, pace.look(now));
-            }
-        }
-
         fn wake_reads_on(&self, id: NodeId) {
             self.woken.lock().unwrap().push(id);
         }
@@ -279,16 +314,39 @@ mod tests {
     /// waiting on another will have waited theirs; an idle node is neither.
     #[test]
     fn a_look_wakes_the_silent_and_says_when_to_look_again() {
-        let fake = Fake {
-            paces: (0..3).map(|i| (NodeId::new(i), Pace::default())).collect(),
-            ..Fake::default()
-        };
+        let (fake, hedging) = (Fake::default(), Hedging::default());
         let now = Instant::now() + Duration::from_secs(1);
-        let _silent = fake.paces[0].1.begin(now - Duration::from_secs(1));
-        let _waiting = fake.paces[1].1.begin(now);
-        let next = look(&fake, now);
-        assert_eq!(*fake.woken.lock().unwrap(), [NodeId::new(0)]);
-        assert_eq!(next, fake.paces[1].1.due());
+        let ids: Vec<NodeId> = (0..3).map(NodeId::new).collect();
+        let _silent = hedging.read_began(ids[0], now - Duration::from_secs(1));
+        let _waiting = hedging.read_began(ids[1], now);
+        hedging.statement_answered(ids[2], now, now);
+        let next = look(&hedging.paces, &fake, now);
+        assert_eq!(*fake.woken.lock().unwrap(), [ids[0]]);
+        // When the waiting read will have waited its node's delay (its start kept to the µs).
+        let due = now + hedging.delay_of(ids[1]);
+        let near = |at: Instant| at.max(due) - at.min(due) < Duration::from_millis(1);
+        assert!(next.is_some_and(near), "{next:?} against {due:?}");
         assert!(next.is_some_and(|at| at > now), "{next:?}");
+    }
+
+    /// A node added in a removed node's slot starts with a pace of its own: the old node's
+    /// answer times and its being overdue are not its.
+    #[test]
+    fn a_node_in_a_reused_slot_starts_with_a_fresh_pace() {
+        let hedging = Hedging::default();
+        let old = NodeId::with_generation(1, 0);
+        let now = Instant::now() + Duration::from_secs(5);
+        for i in 0..32 {
+            let at = now + Duration::from_millis(i);
+            hedging.statement_answered(old, at, at + Duration::from_micros(100));
+        }
+        let begun = hedging.read_began(old, now);
+        let _ = look(&hedging.paces, &Fake::default(), now + Duration::from_secs(1));
+        assert!(begun.overdue(), "the old node went silent");
+        assert!(hedging.node_stalled(old, 1, now + Duration::from_secs(1)));
+        let new = old.next_generation().expect("a next generation");
+        assert!(!hedging.node_stalled(new, 1, now + Duration::from_secs(1)), "the old node's");
+        assert_eq!(hedging.delay_of(new), crate::hedge::pace::HEDGE_CAP, "nothing known yet");
+        drop(begun);
     }
 }

@@ -3,16 +3,16 @@
 //! first answer wins.
 //!
 //! **Owns**, a file each: `pace` (per node, how fast it answers, the hedge delay, stalled, and
-//! a read's wait for its node to go silent: [`Pace`](pace::Pace), held by each node);
-//! `hedging` (a connection's hedging state, the part the attempt step holds: the hedge
-//! ration, the counts, the race as the connection runs it, and the one task per connection
-//! that wakes the reads waiting on a silent node, its watchdog: [`Hedging`](hedging::Hedging));
+//! a read's wait for its node to go silent: [`Pace`](pace::Pace), a connection's of each node
+//! in [`Paces`](pace::Paces)); `hedging` (a connection's hedging state, the part the attempt
+//! step, the recorder and retry hold: the paces, the hedge ration, the counts, the race as the
+//! connection runs it, and the one task per connection that wakes the reads waiting on a
+//! silent node, its watchdog: [`Hedging`](hedging::Hedging));
 //! `race` (who wins, once a hedge is sent).
 //!
-//! **Offers**: [`Hedging`](hedging::Hedging) for the connection and its attempt step
-//! (`connection/`), [`Pace`](pace::Pace) for the nodes
-//! (`nodes/registry.rs`), the narrow [`Watched`](hedging::Watched) for the connection to
-//! implement.
+//! **Offers**: [`Hedging`](hedging::Hedging) for the connection, its attempt step and its
+//! recorder (`connection/`) and retry's pass-over (`retry/`), the narrow
+//! [`Watched`](hedging::Watched) for the connection to implement.
 //!
 //! **May call**: the floors below it (`observe/`, `send/`, `product/`, the error modules),
 //! `rwsplit-core`; never `nodes/`, `routing/` or `connection/`, which use it. What the

@@ -17,8 +17,8 @@
 //! `Placement`, `acquire` of a shared monitor, and the position reads (`position::On`).
 //!
 //! **May call**: `observe/` (a node's metric labels and durations, the metric hooks,
-//! redaction), `hedge/` (a node's pace), `send/` (direct sends, time limits), `product/`, the error
-//! modules, `rwsplit-core` and `rwsplit-monitor`. Never `routing/`, `connection/` or
+//! redaction), `send/` (direct sends, time limits), `product/`, the error modules,
+//! `rwsplit-core` and `rwsplit-monitor`. Never `routing/`, `connection/` or
 //! `config/`, which call it.
 
 pub(crate) mod members;

@@ -1,5 +1,5 @@
 //! The node registry, a component with private state: [`Node`] (one server as the adapter
-//! sees it: its pools, counters and pace), [`NodeRef`] (a node held while something runs on
+//! sees it: its pools and counters), [`NodeRef`] (a node held while something runs on
 //! it), [`Nodes`] (which nodes there are, the monitor's state's alone, with the adapter's own
 //! part of each beside it) and [`NodeTable`], that part: a lock-free table of generational
 //! slots (a lookup compares the generation) with the arena of nodes lent out as
@@ -7,11 +7,12 @@
 //! [`NodeRef`] is dropped.
 //!
 //! Every field is private to this file: callers use the methods, which say what they do (count
-//! a read, note an answer, start a server check) rather than reach into atomics or its
-//! [`Pace`]. The tidy test `component_fields_are_private` keeps it so. The one part handed
-//! out is a lease, listed in tidy's `LEASES`: a node held while something runs on it
-//! ([`NodeRef`], from [`Nodes::hold`]), which a removal's drain waits for. Membership is the
-//! registry's operations: [`Nodes::add`], and [`Nodes::remove`], which also drains the node.
+//! a read, note an answer, start a server check) rather than reach into atomics (how fast a
+//! node answers is hedging's, `crate::hedge`'s `Paces`). The tidy test
+//! `component_fields_are_private` keeps it so. The one part handed out is a lease, listed in
+//! tidy's `LEASES`: a node held while something runs on it ([`NodeRef`], from
+//! [`Nodes::hold`]), which a removal's drain waits for. Membership is the registry's
+//! operations: [`Nodes::add`], and [`Nodes::remove`], which also drains the node.
 
 use std::fmt;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
@@ -23,7 +24,6 @@ use rwsplit_core::{MAX_NODES, NodeId};
 use rwsplit_monitor::{NoFreeIndex, TopologyState};
 use sea_orm::DatabaseConnection;
 
-use crate::hedge::pace::{Begun, Look, Pace};
 use crate::nodes::probe::ProbeFrom;
 use crate::observe::telemetry::{Durations, NodeLabels};
 
@@ -54,9 +54,6 @@ pub(crate) struct Node {
     one_pool: bool,
     /// When it last answered a probe.
     last_seen: Mutex<Option<Instant>>,
-    /// How fast it has been answering: hedged reads, and reads steered off it while it answers
-    /// nothing.
-    pace: Pace,
     /// Where the monitor opens its own connections to it from (`None`: it cannot, and a
     /// connection made of such nodes runs no monitor).
     probe: Option<ProbeFrom>,
@@ -115,7 +112,6 @@ impl Node {
             counts: Counts::default(),
             system_id: AtomicU64::new(0),
             last_seen: Mutex::new(None),
-            pace: Pace::default(),
             one_pool: false,
             probe: None,
             kept: OnceLock::new(),
@@ -250,51 +246,18 @@ impl Node {
         &self.durations
     }
 
-    /// A read on it began at `started`: it waits on the node until the returned [`Begun`] is
-    /// dropped, which says whether the node went silent meanwhile (see [`Pace::begin`]).
+    /// A statement on it got its answer: it counts a success, as a `write` or a read.
     #[inline]
-    pub(crate) fn read_began(&self, started: Instant) -> Begun<'_> {
-        self.pace.begin(started)
-    }
-
-    /// A statement on it, started at `started`, got its answer at `now`: its pace learns the
-    /// answer time (the reads still waiting wait from now), and it counts a success, as a
-    /// `write` or a read.
-    #[inline]
-    pub(crate) fn answered(&self, started: Instant, now: Instant, write: bool) {
-        self.pace.answered(started, now);
+    pub(crate) fn answered(&self, write: bool) {
         let counts = &self.counts;
         let counter = if write { &counts.writes } else { &counts.reads };
         counter.fetch_add(1, Ordering::Relaxed);
     }
 
-    /// A statement on it ended at `now` with no answer to count (an error, or given up).
-    #[inline]
-    pub(crate) fn statement_ended(&self, now: Instant) {
-        self.pace.ended(now);
-    }
-
-    /// Whether a read passes it over for the plan's next node, at `now`, with `in_flight`
-    /// statements on it: its pace says it has stopped answering ([`Pace::stalled`]). A pass-over
-    /// is reported (its metric, a debug line).
-    #[inline]
-    pub(crate) fn passed_over(&self, in_flight: u32, now: Instant) -> bool {
-        if !self.pace.stalled(in_flight, now) {
-            return false;
-        }
+    /// A read passes it over for the plan's next node: reported (its metric, a debug line).
+    pub(crate) fn passed_over(&self) {
         crate::observe::telemetry::passover(&self.labels);
         tracing::debug!(target: "rwsplit", node = %self.name(), "node stalled: trying the plan's next one");
-        true
-    }
-
-    /// How long a read on it waits before it is hedged ([`Pace::hedge_delay`]).
-    pub(crate) fn hedge_delay(&self) -> Duration {
-        self.pace.hedge_delay()
-    }
-
-    /// The watchdog's look at its waiting reads at `now` ([`Pace::look`]).
-    pub(crate) fn look(&self, now: Instant) -> Look {
-        self.pace.look(now)
     }
 
     /// Where the monitor opens its own connections to it from, if it can.
@@ -322,10 +285,9 @@ impl Node {
         self.system_id.store(system_id, Ordering::Relaxed);
     }
 
-    /// It answered a probe at `now`, in `took`: seen, and answering at that pace.
-    pub(crate) fn answered_probe(&self, now: Instant, took: Duration) {
+    /// It answered a probe at `now`.
+    pub(crate) fn answered_probe(&self, now: Instant) {
         *self.last_seen.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = Some(now);
-        self.pace.probed(now, took);
     }
 
     /// When it last answered a probe.

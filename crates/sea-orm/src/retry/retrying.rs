@@ -17,6 +17,7 @@ use sea_orm::DbErr;
 use super::rerun;
 use super::verdict::{Failed, Verdict, verdict};
 use crate::cluster::{Plan, Routing, Why};
+use crate::hedge::hedging::Hedging;
 use crate::nodes::registry::{Node, NodeRef, Nodes};
 use crate::observe::counters::{Count, Counters};
 use crate::observe::telemetry;
@@ -174,12 +175,12 @@ impl Candidates {
     /// The next candidate to try: its id and node, whether it is the last, and the plan's
     /// node after it whatever the budget (where a read may be hedged); `None` when the budget
     /// or the plan's candidates are spent. `primary`: the plan's snapshot's; `write`: the
-    /// plan's access. Nodes are held from `nodes`; a stalled replica passed over is counted in
-    /// `counters`.
+    /// plan's access. Nodes are held from `nodes`; whether a replica has stopped answering is
+    /// `hedging`'s word (its pace); one passed over is counted in `counters`.
     #[inline]
     pub(crate) fn pick(
         &mut self,
-        (nodes, counters): (&Nodes, &Counters),
+        (nodes, counters, hedging): (&Nodes, &Counters, &Hedging),
         plan: &Plan,
         (primary, write): (NodeId, bool),
         now: Instant,
@@ -197,7 +198,8 @@ impl Candidates {
             };
             // A replica that has stopped answering: the plan's next node first (it stays in
             // the plan as the read's last resort if it is last).
-            if !write && id != primary && !last && passed_over(counters, plan, id, &node, now) {
+            let others = (counters, hedging);
+            if !write && id != primary && !last && passed_over(others, plan, (id, &node), now) {
                 continue;
             }
             return Some(Picked { id, node, last, following });
@@ -223,13 +225,20 @@ pub(crate) struct Picked {
 }
 
 /// Whether replica `node` (`id`), not the read's last resort, is passed over because it has
-/// stopped answering (its pace says stalled), unless the read asked for it by name; counted.
-fn passed_over(counters: &Counters, plan: &Plan, id: NodeId, node: &Node, now: Instant) -> bool {
+/// stopped answering (`hedging`'s pace of it says stalled), unless the read asked for it by
+/// name; counted and reported.
+fn passed_over(
+    (counters, hedging): (&Counters, &Hedging),
+    plan: &Plan,
+    (id, node): (NodeId, &Node),
+    now: Instant,
+) -> bool {
     if plan.reason() == Why::Router(RouteReason::NodeRequested)
-        || !node.passed_over(plan.in_flight(id), now)
+        || !hedging.node_stalled(id, plan.in_flight(id), now)
     {
         return false;
     }
+    node.passed_over();
     counters.bump(Count::StalledSkips);
     true
 }

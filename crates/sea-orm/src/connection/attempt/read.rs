@@ -158,7 +158,7 @@ pub(super) async fn hedgeable<W: Work>(
 ) -> Hedged<W::Output> {
     let (id, node) = first;
     let (started, deadline, timeouts) = times;
-    let begun = node.read_began(started);
+    let begun = parts.hedging.read_began(id, started);
     parts.hedging.watch();
     let limit = crate::send::deadline::attempt_limit(true, timeouts, deadline, started);
     let first =
@@ -169,7 +169,7 @@ pub(super) async fn hedgeable<W: Work>(
     let answered = begun.until_overdue(first.as_mut()).await;
     match answered {
         Some(r) => Hedged::First(r),
-        None => send_hedge(parts, plan, work, first.as_mut(), node, other).await,
+        None => send_hedge(parts, plan, work, first.as_mut(), (id, node), other).await,
     }
 }
 
@@ -184,7 +184,7 @@ async fn send_hedge<W: Work, F>(
     plan: &Plan,
     work: &W,
     first: std::pin::Pin<&mut F>,
-    node: &Node,
+    (first_id, node): (NodeId, &Node),
     other: NodeId,
 ) -> Hedged<W::Output>
 where
@@ -197,7 +197,7 @@ where
         return Hedged::First(first.await);
     }
     let now = Instant::now();
-    tracing::info!(target: "rwsplit", node = %node.name(), hedge = %hedge_node.name(), after = ?node.hedge_delay(), "read unanswered: hedged on another node");
+    tracing::info!(target: "rwsplit", node = %node.name(), hedge = %hedge_node.name(), after = ?parts.hedging.delay_of(first_id), "read unanswered: hedged on another node");
     let on_replica = plan.snapshot_primary() != Some(other);
     let timeouts = &parts.planner.policy().timeouts;
     let limit = crate::send::deadline::attempt_limit(
@@ -229,7 +229,7 @@ pub(super) fn won<W: Work>(
 ) -> (W::Output, NodeId) {
     let on_primary = plan.snapshot_primary().unwrap_or(NodeId::new(0)) == hedge.id;
     let on = (&*hedge.node, hedge.id, on_primary, false);
-    let to = (parts.routing, parts.planner.system_name());
+    let to = (parts.routing, parts.hedging, parts.planner.system_name());
     let served = Record::new(to, plan, work.sql(), on, (hedge.started, hedge.guard));
     served.succeeded(Instant::now());
     (out, hedge.id)
