@@ -7,13 +7,13 @@
 
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Weak};
 use std::time::{Duration, Instant};
 
-use rwsplit_core::NodeId;
+use rwsplit_core::{MAX_NODES, NodeId};
 
-use super::pace::{Begun, Look, Paces};
+use super::pace::{Begun, Look, Pace};
 use super::race::{Raced, race};
 use crate::observe::telemetry;
 
@@ -182,6 +182,59 @@ impl Hedging {
     /// same text, the same user), and rwsplit acts only on sessions it opened.
     fn dropped_loser(&self) {
         self.lost.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+/// A connection's pace of each node, by the node's slot ([`NodeId::index`]). A slot's pace is
+/// the node's of the generation it last saw: a node added in a removed node's slot starts
+/// afresh ([`Paces::of`]).
+#[derive(Debug)]
+struct Paces {
+    slots: [Slot; MAX_NODES],
+}
+
+/// One slot of [`Paces`]: the node (its generation, plus one; 0: none yet) and its pace.
+#[derive(Debug, Default)]
+struct Slot {
+    generation: AtomicU32,
+    pace: Pace,
+}
+
+impl Default for Paces {
+    fn default() -> Self {
+        Paces { slots: std::array::from_fn(|_| Slot::default()) }
+    }
+}
+
+impl Paces {
+    /// Node `id`'s pace. The first look at a slot's new generation starts its pace afresh
+    /// ([`Pace::renew`]; reads still waiting on the old node keep their count). Should a read
+    /// on a removed node outlive its removal, its slot starts afresh again when it ends: a
+    /// pace then knows less, and a hedge waits the longest delay, nothing worse.
+    #[inline]
+    fn of(&self, id: NodeId) -> &Pace {
+        let slot = &self.slots[id.index() % MAX_NODES];
+        let generation = u32::from(id.generation()) + 1;
+        if slot.generation.load(Ordering::Relaxed) != generation
+            && slot.generation.swap(generation, Ordering::Relaxed) != generation
+        {
+            slot.pace.renew();
+        }
+        &slot.pace
+    }
+
+    /// Calls `each` with every node that has had a pace (its slot's last generation) and what
+    /// a look at it at `now` found ([`Pace::look`]).
+    fn look_each(&self, now: Instant, mut each: impl FnMut(NodeId, Look)) {
+        for (i, slot) in self.slots.iter().enumerate() {
+            let Some(generation) = slot.generation.load(Ordering::Relaxed).checked_sub(1) else {
+                continue;
+            };
+            let (Ok(index), Ok(generation)) = (u16::try_from(i), u16::try_from(generation)) else {
+                continue;
+            };
+            each(NodeId::with_generation(index, generation), slot.pace.look(now));
+        }
     }
 }
 

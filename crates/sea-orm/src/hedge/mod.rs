@@ -3,9 +3,9 @@
 //! first answer wins.
 //!
 //! **Owns**, a file each: `pace` (per node, how fast it answers, the hedge delay, stalled, and
-//! a read's wait for its node to go silent: [`Pace`](pace::Pace), a connection's of each node
-//! in [`Paces`](pace::Paces)); `hedging` (a connection's hedging state, the part the attempt
-//! step, the recorder and retry hold: the paces, the hedge ration, the counts, the race as the
+//! a read's wait for its node to go silent: [`Pace`](pace::Pace)); `hedging` (a connection's
+//! hedging state, the part the attempt step, the recorder and retry hold: each node's pace,
+//! by node slot, the hedge ration, the counts, the race as the
 //! connection runs it, and the one task per connection that wakes the reads waiting on a
 //! silent node, its watchdog: [`Hedging`](hedging::Hedging));
 //! `race` (who wins, once a hedge is sent).

@@ -1,6 +1,6 @@
 //! [`Pace`]: how fast a node has been answering, for hedged reads and for steering reads off a
-//! node that has stopped answering before the monitor marks it down; [`Paces`], a connection's
-//! pace of each node, which [`Hedging`](crate::hedge::hedging::Hedging) holds.
+//! node that has stopped answering before the monitor marks it down (a connection's pace of
+//! each node is [`Hedging`](crate::hedge::hedging::Hedging)'s).
 //!
 //! A frozen server (a hung VM, a blackholed network, a stopped process) answers nothing and
 //! refuses nothing, so every wait on it runs to a timeout; the monitor marks it down only after
@@ -22,8 +22,6 @@
 use std::sync::OnceLock;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
-
-use rwsplit_core::{MAX_NODES, NodeId};
 
 /// The shortest hedge delay: below it a hedge would race ordinary reads' tails.
 pub(crate) const HEDGE_FLOOR: Duration = Duration::from_millis(25);
@@ -55,59 +53,6 @@ pub(crate) struct Pace {
     waiting: AtomicU64,
     /// Reads begun ([`begin`](Pace::begin)) whose [`Begun`] is alive: still waiting.
     pending: AtomicU32,
-}
-
-/// A connection's pace of each node, by the node's slot ([`NodeId::index`]). A slot's pace is
-/// the node's of the generation it last saw: a node added in a removed node's slot starts
-/// afresh ([`Paces::of`]).
-#[derive(Debug)]
-pub(crate) struct Paces {
-    slots: [Slot; MAX_NODES],
-}
-
-/// One slot of [`Paces`]: the node (its generation, plus one; 0: none yet) and its pace.
-#[derive(Debug, Default)]
-struct Slot {
-    generation: AtomicU32,
-    pace: Pace,
-}
-
-impl Default for Paces {
-    fn default() -> Self {
-        Paces { slots: std::array::from_fn(|_| Slot::default()) }
-    }
-}
-
-impl Paces {
-    /// Node `id`'s pace. The first look at a slot's new generation starts its pace afresh
-    /// ([`Pace::renew`]; reads still waiting on the old node keep their count). Should a read
-    /// on a removed node outlive its removal, its slot starts afresh again when it ends: a
-    /// pace then knows less, and a hedge waits the longest delay, nothing worse.
-    #[inline]
-    pub(crate) fn of(&self, id: NodeId) -> &Pace {
-        let slot = &self.slots[id.index() % MAX_NODES];
-        let generation = u32::from(id.generation()) + 1;
-        if slot.generation.load(Ordering::Relaxed) != generation
-            && slot.generation.swap(generation, Ordering::Relaxed) != generation
-        {
-            slot.pace.renew();
-        }
-        &slot.pace
-    }
-
-    /// Calls `each` with every node that has had a pace (its slot's last generation) and what
-    /// a look at it at `now` found ([`Pace::look`]).
-    pub(crate) fn look_each(&self, now: Instant, mut each: impl FnMut(NodeId, Look)) {
-        for (i, slot) in self.slots.iter().enumerate() {
-            let Some(generation) = slot.generation.load(Ordering::Relaxed).checked_sub(1) else {
-                continue;
-            };
-            let (Ok(index), Ok(generation)) = (u16::try_from(i), u16::try_from(generation)) else {
-                continue;
-            };
-            each(NodeId::with_generation(index, generation), slot.pace.look(now));
-        }
-    }
 }
 
 /// A read waiting on a node, from [`Pace::begin`] until dropped: while any is alive, an answer
@@ -166,7 +111,7 @@ impl Drop for Begun<'_> {
 
 impl Pace {
     /// Forgets what it knew of a node (another node's now), but the reads still waiting.
-    fn renew(&self) {
+    pub(crate) fn renew(&self) {
         for stamp in [&self.answered, &self.overdue, &self.average_us, &self.waiting] {
             stamp.store(0, Ordering::Relaxed);
         }

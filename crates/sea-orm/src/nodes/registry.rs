@@ -8,7 +8,7 @@
 //!
 //! Every field is private to this file: callers use the methods, which say what they do (count
 //! a read, note an answer, start a server check) rather than reach into atomics (how fast a
-//! node answers is hedging's, `crate::hedge`'s `Paces`). The tidy test
+//! node answers is hedging's: `crate::hedge`). The tidy test
 //! `component_fields_are_private` keeps it so. The one part handed out is a lease, listed in
 //! tidy's `LEASES`: a node held while something runs on it ([`NodeRef`], from
 //! [`Nodes::hold`]), which a removal's drain waits for. Membership is the registry's
