@@ -12,9 +12,9 @@
 //!   is a file: which candidate next, within the budget, and stalled nodes passed over
 //!   (retry's `Candidates`), the catch-up wait (`catch_up.rs`), one read (`read.rs`: bounded
 //!   by time and the monitor, `crate::send::watch`; hedged, over `crate::hedge`), one write
-//!   (`write.rs`: in two steps), what a failure means (`outcome.rs`, judged by `crate::retry`, the part it
-//!   holds, and `crate::send::refusal`); the span recorded at its boundary
-//!   (`crate::observe::telemetry`);
+//!   (`write.rs`: in two steps), what a failure means (`outcome.rs`, judged by
+//!   `crate::retry`, the part it holds, and `crate::send::refusal`); the span recorded at its
+//!   boundary (`crate::observe::telemetry`);
 //! - what one attempt runs: a [`Work`] (`work.rs`).
 //!
 //! - A write runs on the primary, unbounded (an attempt abandoned mid-flight may still

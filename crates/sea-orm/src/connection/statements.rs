@@ -46,11 +46,7 @@ pub(super) fn statement_in<'a, W: Work + Sync + 'a>(
     ctx: Ctx<'a>,
 ) -> impl std::future::Future<Output = Result<W::Output, DbErr>> + Send + 'a {
     let kind = inner.classified.get(work.sql());
-    let named = || {
-        let level = ctx.consistency.unwrap_or(&inner.planner.policy().consistency);
-        (inner.planner.system_name(), level.name())
-    };
-    let span = crate::observe::telemetry::statement_span(kind.operation, named);
+    let span = statement_span(inner, kind.operation, &ctx);
     async move {
         let scope = ctx.scope();
         let plan = match W::ON_PRIMARY {
@@ -73,6 +69,21 @@ pub(super) fn statement_in<'a, W: Work + Sync + 'a>(
         Ok(out)
     }
     .in_span(span)
+}
+
+/// The span a statement of `operation` by a call with `ctx` runs in
+/// ([`telemetry::statement_span`](crate::observe::telemetry::statement_span)): its system and
+/// consistency level's names, asked only if a subscriber listens.
+pub(super) fn statement_span(
+    inner: &Inner,
+    operation: &'static str,
+    ctx: &Ctx<'_>,
+) -> tracing::Span {
+    let named = || {
+        let level = ctx.consistency.unwrap_or(&inner.planner.policy().consistency);
+        (inner.planner.system_name(), level.name())
+    };
+    crate::observe::telemetry::statement_span(operation, named)
 }
 
 /// Whether `e` says the monitor sees no single primary (none, or two): a topology about to

@@ -33,11 +33,7 @@ pub(crate) async fn begin_in(
 ) -> Result<(DatabaseTransaction, Option<rwsplit_core::NodeId>), DbErr> {
     options.isolation_level = isolation;
     options.access_mode = access;
-    let named = || {
-        let level = ctx.consistency.unwrap_or(&inner.planner.policy().consistency);
-        (inner.planner.system_name(), level.name())
-    };
-    let span = crate::observe::telemetry::statement_span("BEGIN", named);
+    let span = super::statements::statement_span(inner, "BEGIN", ctx);
     async move {
         let scope = ctx.scope();
         let read_only = access == Some(AccessMode::ReadOnly);
