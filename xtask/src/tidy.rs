@@ -1467,6 +1467,11 @@ const FOLDER_PARTS: &[(&str, &str, &str, &str)] = &[
     ("sea-orm", "connection::inner", "Inner", "monitored"),
     // Not a part: the SeaORM backend, a value SeaORM asks for on every call (`traits.rs`).
     ("sea-orm", "connection::inner", "Inner", "backend"),
+    // Not parts: the configuration every step reads as a value (the policy, shared with the
+    // planner; the product and its `db.system.name`).
+    ("sea-orm", "connection::inner", "Inner", "policy"),
+    ("sea-orm", "connection::inner", "Inner", "product"),
+    ("sea-orm", "connection::inner", "Inner", "system_name"),
 ];
 
 /// What keeps the component `module::ty` of `krate` from owning its state (see

@@ -637,8 +637,7 @@ impl TopologyState {
 
     /// The node that has the primary role now, if exactly one has it.
     pub fn primary_id(&self) -> Option<NodeId> {
-        let topo = self.snapshot();
-        (topo.primary_count() == 1).then(|| topo.primary().map(Node::id)).flatten()
+        self.snapshot().primary().map(Node::id)
     }
 
     /// Every node's latest probe observation (`None`: its latest probe failed, or none yet),

@@ -178,8 +178,7 @@ impl Plan {
 
     /// The primary in the snapshot it was made from, if exactly one node had the role.
     pub(crate) fn snapshot_primary(&self) -> Option<NodeId> {
-        let topo = &self.topology;
-        (topo.primary_count() == 1).then(|| topo.primary().map(Node::id)).flatten()
+        self.topology.primary().map(Node::id)
     }
 
     /// What running this plan on `node` means for monotonic reads

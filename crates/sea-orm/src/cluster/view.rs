@@ -137,12 +137,11 @@ impl Routing {
     /// The topology one plan is made from.
     pub(crate) fn snap(&self) -> Snap {
         self.look();
-        Snap { topology: self.state.snapshot_arc() }
+        self.state.snapshot_arc()
     }
 
     /// [`route`](Self::route) from `snap`: the router's decisions read that one snapshot.
-    pub(crate) fn route_in(&self, snap: Snap, ctx: &RouteContext<'_>) -> Result<Plan, DbErr> {
-        let Snap { topology: topo } = snap;
+    pub(crate) fn route_in(&self, topo: Snap, ctx: &RouteContext<'_>) -> Result<Plan, DbErr> {
         match self.router.route(&topo, ctx) {
             Ok(route) => Ok(Plan {
                 access: ctx.access(),
@@ -181,8 +180,7 @@ impl Routing {
         if plan.excluded != 0 && !replica_left {
             let ctx = RouteContext::for_access(Access::Read, plan.made)
                 .with_target(rwsplit_core::Target::Primary);
-            let snap = Snap { topology: Arc::clone(&topo) };
-            if let Ok(p) = self.route_in(snap, &ctx) {
+            if let Ok(p) = self.route_in(Arc::clone(&topo), &ctx) {
                 return p.with_reason(Why::OutsideBound);
             }
         }
@@ -534,7 +532,7 @@ impl FloorMark {
         match self {
             FloorMark::Unknown(node) => Floor::Unknown(node),
             FloorMark::Known(token) => Floor::Known(token),
-            FloorMark::Sampled(node) => match snap.topology().node(node).and_then(Node::position) {
+            FloorMark::Sampled(node) => match snap.node(node).and_then(Node::position) {
                 Some(p) => Floor::Known(CausalToken::new(p.clone())),
                 None => Floor::Unknown(node),
             },
@@ -542,24 +540,9 @@ impl FloorMark {
     }
 }
 
-/// One plan's view of the topology ([`Routing::snap`]).
-#[derive(Debug, Clone)]
-pub(crate) struct Snap {
-    topology: Arc<Topology>,
-}
-
-impl Snap {
-    /// The topology.
-    pub(crate) fn topology(&self) -> &Topology {
-        &self.topology
-    }
-
-    /// Its primary's id, if exactly one node has the role.
-    pub(crate) fn primary_id(&self) -> Option<NodeId> {
-        let topo = &self.topology;
-        (topo.primary_count() == 1).then(|| topo.primary().map(Node::id)).flatten()
-    }
-}
+/// One plan's view of the topology ([`Routing::snap`]): every decision of the plan reads
+/// this one snapshot.
+pub(crate) type Snap = Arc<Topology>;
 
 /// [`Routing::foreign`] in `topo`.
 pub(crate) fn foreign_in(topo: &Topology, token: &CausalToken) -> bool {

@@ -127,9 +127,9 @@ fn attempt_plan<'a, W: Work>(
         if write {
             write::check_writable(&inner.nodes, plan).map_err(Stop::Fail)?;
         }
-        let waits = (&inner.nodes, &inner.counters, &inner.routing);
-        let skip = if plan.wait().is_some() { catch_up::skip(waits, plan).await } else { 0 };
-        let mut run = Run::new(inner, plan, write, skip, earlier);
+        let (waits, waited) = ((&inner.nodes, &inner.counters, &inner.routing), plan.wait());
+        let skip = if waited.is_some() { catch_up::skip(waits, plan).await } else { 0 };
+        let mut run = Run::new(inner, plan, (write, waited.is_some()), skip, earlier);
         let parts = (&inner.nodes, &inner.counters, &inner.hedging);
         while let Some(picked) = run.candidates.pick(parts, plan, (run.primary, write), run.now) {
             let Picked { id, node, last, following } = picked;
@@ -154,7 +154,7 @@ fn attempt_plan<'a, W: Work>(
             };
             run.now = Instant::now();
             let on = (&*node, id, on_primary, write);
-            let to = (&inner.routing, &inner.hedging, inner.planner.system_name());
+            let to = (&inner.routing, &inner.hedging, inner.system_name);
             let record = Record::new(to, plan, work.sql(), on, (started, guard));
             match result {
                 Ok(out) => {
@@ -179,21 +179,21 @@ fn attempt_plan<'a, W: Work>(
 /// The parts a write attempt holds.
 #[inline]
 fn write_parts(inner: &Inner) -> write::Parts<'_> {
-    (&inner.routing, &inner.hooks, inner.planner.product())
+    (&inner.routing, &inner.hooks, inner.product)
 }
 
 /// The policy's timeouts, which bound a read.
 #[inline]
 fn timeouts(inner: &Inner) -> &crate::send::deadline::Timeouts {
-    &inner.planner.policy().timeouts
+    &inner.policy.timeouts
 }
 
 /// The parts a hedgeable read holds (made where used: a read's future keeps `inner` only).
 #[inline]
 fn hedge_parts(inner: &Inner) -> read::Parts<'_> {
-    let (hedging, routing, nodes, planner) =
-        (&inner.hedging, &inner.routing, &inner.nodes, &inner.planner);
-    read::Parts { hedging, routing, nodes, planner }
+    let (hedging, routing, nodes, policy) =
+        (&inner.hedging, &inner.routing, &inner.nodes, &*inner.policy);
+    read::Parts { hedging, routing, nodes, policy, system_name: inner.system_name }
 }
 
 /// One plan's attempts as [`attempt_plan`] goes: the candidates left, the clock, the
@@ -219,15 +219,22 @@ struct Run {
 }
 
 impl Run {
-    /// `plan`'s attempts from its `skip`-th candidate, after `earlier` attempts.
+    /// `plan`'s attempts (a write's, or a read's that `waited` to catch up first) from its
+    /// `skip`-th candidate, after `earlier` attempts.
     #[inline]
-    fn new(inner: &Inner, plan: &Plan, write: bool, skip: usize, earlier: usize) -> Self {
+    fn new(
+        inner: &Inner,
+        plan: &Plan,
+        (write, waited): (bool, bool),
+        skip: usize,
+        earlier: usize,
+    ) -> Self {
         Run {
             candidates: inner.retry.candidates(write, skip),
             deadline: crate::send::deadline::current(),
             traced: telemetry::route_span(|| plan.reason().code()),
             primary: plan.snapshot_primary().unwrap_or(NodeId::new(0)),
-            now: if skip > 0 || plan.wait().is_some() { Instant::now() } else { plan.made() },
+            now: if waited { Instant::now() } else { plan.made() },
             tried: earlier,
             last_err: None,
         }

@@ -72,7 +72,7 @@ impl RoutedConnection {
     /// # Ok(()) }
     /// ```
     pub fn token_kind(&self) -> Option<TokenKind> {
-        self.inner.planner.product().replicated()
+        self.inner.product.replicated()
     }
 
     /// The database product this connection routes for, as people write it: `PostgreSQL`,
@@ -81,7 +81,7 @@ impl RoutedConnection {
     /// [`from_connections`](Self::from_connections), from their SeaORM backend (MySQL's is
     /// taken to be MariaDB's).
     pub fn product_name(&self) -> &'static str {
-        self.inner.planner.product().name()
+        self.inner.product.name()
     }
 
     /// Statement counts per node and routing totals, for operators and tests.
@@ -271,7 +271,7 @@ impl RoutedConnection {
         let token = token.trim();
         if !token.is_empty() {
             // Only tokens of this connection's database. Length-checked before parsing.
-            let kind = self.inner.planner.product().tokens_checked_as();
+            let kind = self.inner.product.tokens_checked_as();
             let parsed = SessionToken::parse_for(token, kind).map_err(|source| {
                 crate::error::Error::InvalidToken { token: snippet(token), source }
             })?;

@@ -2,11 +2,12 @@
 //! statement path works with, and `Arc<Members>`, the nodes as membership and the monitor
 //! (`crate::nodes::members`). [`Inner`] is a bundle of peers, each the owner of its state: the
 //! node registry ([`Nodes`], shared with `Members`), the live view of the cluster ([`Routing`]:
-//! the monitor's state, wrapped once), the pure [`Planner`] (policy), the classifier
-//! ([`Classified`]), read-your-writes ([`Causality`]), hedging ([`Hedging`], its watchdog
-//! included), retry ([`Retrying`]), the counters and the metric hooks. The parts (`nodes`,
-//! `routing`, `planner`, `classified`, `causality`, `hedging`, `retry`, `counters`,
-//! `hooks`) are visible to the folder (privacy at the folder, as sqlx's `PoolInner`): code in
+//! the monitor's state, wrapped once), the pure [`Planner`], the classifier ([`Classified`]),
+//! read-your-writes ([`Causality`]), hedging ([`Hedging`], its watchdog included), retry
+//! ([`Retrying`]), the counters and the metric hooks; beside them the configuration every
+//! step reads as a value (the [`Policy`], shared with the planner; the product). The parts
+//! (`nodes`, `routing`, `planner`, `policy`, `classified`, `causality`, `hedging`, `retry`,
+//! `counters`, `hooks`) are visible to the folder (privacy at the folder, as sqlx's `PoolInner`): code in
 //! `connection/`, the public methods (`facade.rs`) and the start's checks included, calls the
 //! part that owns the state (`inner.nodes.hold(id)`, a lease; `inner.routing.set_fenced(..)`),
 //! whose invariants stay behind its methods. Read-your-writes is handed the views it asks
@@ -38,7 +39,9 @@ use crate::nodes::registry::Nodes;
 use crate::observe::counters::Counters;
 #[cfg(test)]
 use crate::observe::counters::Effects;
+use crate::product::Product;
 use crate::routing::classified::Classified;
+use crate::routing::ctx::Policy;
 #[cfg(test)]
 use crate::routing::ctx::{Ctx, Scope};
 use crate::routing::plan::Planner;
@@ -53,9 +56,16 @@ pub(crate) struct Inner {
     /// The live view of the cluster: the adapter's one owner of the monitor's state (roles,
     /// health, fencing, samples, wants), and the core router that plans from its snapshots.
     pub(super) routing: Routing,
-    /// Where statements go: the policy and the product whose SQL it reads; each plan is handed
-    /// the cluster (`routing`) and the statement's classification (`classified`'s).
+    /// Where statements go: each plan is handed the cluster (`routing`) and the statement's
+    /// classification (`classified`'s).
     pub(super) planner: Planner,
+    /// The policy the builder set: the planner's, and the bounds and choices the attempt steps
+    /// read (timeouts, hedging, refusals, the monitor's verdict).
+    pub(super) policy: Arc<Policy>,
+    /// The database product the connection talks to, and its OpenTelemetry `db.system.name`
+    /// (`postgresql`, `mariadb`, …), which labels every statement's metrics and span.
+    pub(super) product: Product,
+    pub(super) system_name: &'static str,
     /// The classifier, behind its cache of the texts it has seen, and the shapes learned from
     /// replicas' refusals: what a statement is, before the planner decides where it goes.
     pub(super) classified: Classified,
@@ -129,6 +139,8 @@ pub(crate) struct Parts {
     pub(crate) nodes: Nodes,
     pub(crate) routing: Routing,
     pub(crate) planner: Planner,
+    pub(crate) policy: Arc<Policy>,
+    pub(crate) product: Product,
     /// The classifier's cache.
     pub(crate) classified: Classified,
     /// Whether a monitor runs.
@@ -139,9 +151,8 @@ impl Inner {
     /// The connection's state from its `parts`; `start` is handed the connection's own weak
     /// reference before it exists, and its hedging (to start its watchdog).
     pub(crate) fn new(parts: Parts, start: impl FnOnce(&Weak<Inner>, &Hedging)) -> Arc<Inner> {
-        let Parts { nodes, routing, planner, classified, monitored } = parts;
+        let Parts { nodes, routing, planner, policy, product, classified, monitored } = parts;
         let hedging = Hedging::default();
-        let policy = planner.policy();
         let causality = Causality::new(
             policy.read_your_writes,
             monitored,
@@ -153,7 +164,10 @@ impl Inner {
         Arc::new_cyclic(|me: &Weak<Inner>| {
             start(me, &hedging);
             Inner {
-                backend: planner.product().backend(),
+                backend: product.backend(),
+                system_name: product.system_name(),
+                product,
+                policy,
                 monitored,
                 nodes,
                 routing,
@@ -219,11 +233,11 @@ impl Inner {
             return false;
         }
         let topo = self.routing.live_topology();
-        let far = crate::routing::plan::out_of_reach(&topo, self.planner.policy().wait_for_replica);
+        let far = crate::routing::plan::out_of_reach(&topo, self.policy.wait_for_replica);
         if far {
             use crate::consistency::Samples;
             let now = Instant::now();
-            let timeout = self.planner.policy().monitor.probe_timeout_value();
+            let timeout = self.policy.monitor.probe_timeout_value();
             let until = now.checked_add(timeout).unwrap_or(now);
             let estimated = |r: &&rwsplit_core::Node| r.lag().reported_time().is_none();
             for r in topo.replicas().filter(|r| r.serves_reads()).filter(estimated) {
@@ -248,7 +262,7 @@ impl Inner {
             return false;
         }
         let now = Instant::now();
-        let timeout = self.planner.policy().monitor.probe_timeout_value();
+        let timeout = self.policy.monitor.probe_timeout_value();
         let until = now.checked_add(timeout).unwrap_or(now);
         let topo = self.routing.live_topology();
         let replicas: Vec<NodeId> =
@@ -273,7 +287,7 @@ impl Inner {
     /// The nodes' writable pools as read-your-writes reads positions on them: the registry,
     /// the product's SQL, the counters each read moves.
     pub(super) fn writable(&self) -> Writable<'_> {
-        Writable::new(&self.nodes, self.planner.product(), &self.counters)
+        Writable::new(&self.nodes, self.product, &self.counters)
     }
 
     /// The task a write's position read is left to: given the [`Capture`], it runs

@@ -143,8 +143,17 @@ pub(crate) fn assemble(
         crate::routing::classified::Classified::new(classifier, product.dialect(), learned);
     let hedged = policy.hedged_reads;
     let probe_interval = policy.monitor.probe_interval_value();
-    let planner = Planner::new(policy, product, framed);
-    let parts = inner::Parts { nodes: nodes.clone(), routing, planner, classified, monitored };
+    let policy = Arc::new(policy);
+    let planner = Planner::new(Arc::clone(&policy), product, framed);
+    let parts = inner::Parts {
+        nodes: nodes.clone(),
+        routing,
+        planner,
+        policy,
+        product,
+        classified,
+        monitored,
+    };
     let inner = Inner::new(parts, |weak, hedging| {
         if hedged {
             hedging.start_watchdog(weak.clone());

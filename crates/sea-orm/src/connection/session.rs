@@ -313,10 +313,10 @@ pub(crate) async fn resolve(
 ) -> Result<Option<SessionToken>, DbErr> {
     // A write's position read is under way: wait for it (a few round trips at most); if it
     // takes longer than the monitor's probe timeout, read a fresh position instead.
-    let max = db.inner.planner.policy().monitor.probe_timeout_value();
+    let max = db.inner.policy.monitor.probe_timeout_value();
     let inner = &db.inner;
     let slot: Slot = inner.causality.settled(scope, max).await;
-    let kind = db.inner.planner.product().tokens_checked_as();
+    let kind = db.inner.product.tokens_checked_as();
     // A write whose position was left unread (no replica could use it): the primary, by
     // name, bounds it and everything the scope read — "at most what the primary holds by
     // now" — without a query; the resumed scope reads the position when a replica could use

@@ -63,7 +63,7 @@ pub(super) fn statement_in<'a, W: Work + Sync + 'a>(
         if W::ON_PRIMARY.is_none() {
             // A read whose effect comes after its attempt (a stream: its rows are still to
             // come) is bounded only by a later read.
-            let ran = plan.ran(node, ctx.keeps_monotonic(inner.planner.policy()), !W::INERT);
+            let ran = plan.ran(node, ctx.keeps_monotonic(&inner.policy), !W::INERT);
             inner.causality.saw(&inner.routing, &scope, ran);
         }
         Ok(out)
@@ -80,8 +80,8 @@ pub(super) fn statement_span(
     ctx: &Ctx<'_>,
 ) -> tracing::Span {
     let named = || {
-        let level = ctx.consistency.unwrap_or(&inner.planner.policy().consistency);
-        (inner.planner.system_name(), level.name())
+        let level = ctx.consistency.unwrap_or(&inner.policy.consistency);
+        (inner.system_name, level.name())
     };
     crate::observe::telemetry::statement_span(operation, named)
 }
@@ -230,7 +230,7 @@ async fn settled_plan(
     mut done: Done,
     ask: Ask<'_>,
 ) -> Result<Plan, DbErr> {
-    let verdict = deadline::verdict(&inner.planner.policy().monitor);
+    let verdict = deadline::verdict(&inner.policy.monitor);
     let until = deadline::or_deadline(tokio::time::Instant::now() + deadline::cap(verdict));
     let mut last = first;
     tracing::debug!(target: "rwsplit", error = %last, "no single primary: waiting for the topology to settle");

@@ -43,7 +43,7 @@ pub(crate) async fn begin_in(
         let (txn, node) =
             super::attempt::attempt(inner, &plan, &mut Begin { options, unseen }, &scope).await?;
         // A read-only transaction reads until it ends, unseen: bounded by a later read.
-        let ran = plan.ran(node, ctx.keeps_monotonic(inner.planner.policy()), false);
+        let ran = plan.ran(node, ctx.keeps_monotonic(&inner.policy), false);
         inner.causality.saw(&inner.routing, &scope, ran);
         Ok((txn, writes.then_some(node)))
     }

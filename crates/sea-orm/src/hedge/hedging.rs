@@ -56,17 +56,6 @@ impl Hedging {
     /// The most hedges saved up.
     pub(crate) const BURST: u64 = 10;
 
-    /// A read that may be hedged has begun waiting on its node: it earns its share of a hedge,
-    /// and the watchdog looks from now on (one load each while the budget is full and the
-    /// watchdog awake, the usual case).
-    #[inline]
-    pub(crate) fn watch(&self) {
-        if self.credit.load(Ordering::Relaxed) < Self::BURST * 1000 {
-            self.credit.fetch_add(Self::SHARE, Ordering::Relaxed);
-        }
-        self.watchdog.ensure();
-    }
-
     /// Starts the watchdog over the paces, waking reads through `watched`, a connection's
     /// shared state (which may still be being built: it is asked only once a read wakes the
     /// watchdog); it ends when the connection is dropped.
@@ -74,11 +63,17 @@ impl Hedging {
         Watchdog::spawn(Arc::clone(&self.watchdog), Arc::clone(&self.paces), watched);
     }
 
-    /// A read on node `id` began at `started`: it waits on the node until the returned
-    /// [`Begun`] is dropped, which says whether the node went silent meanwhile
-    /// ([`Pace::begin`](super::pace::Pace::begin)).
+    /// A read that may be hedged began on node `id` at `started`: it waits on the node until
+    /// the returned [`Begun`] is dropped, which says whether the node went silent meanwhile
+    /// ([`Pace::begin`](super::pace::Pace::begin)). It earns its share of a hedge, and the
+    /// watchdog looks from now on (one load each while the budget is full and the watchdog
+    /// awake, the usual case).
     #[inline]
     pub(crate) fn read_began(&self, id: NodeId, started: Instant) -> Begun<'_> {
+        if self.credit.load(Ordering::Relaxed) < Self::BURST * 1000 {
+            self.credit.fetch_add(Self::SHARE, Ordering::Relaxed);
+        }
+        self.watchdog.ensure();
         self.paces.of(id).begin(started)
     }
 
@@ -343,8 +338,9 @@ mod tests {
     fn hedges_stay_within_their_share_of_reads() {
         let hedging = Hedging::default();
         let mut hedges = 0;
+        let started = Instant::now();
         for _ in 0..10_000 {
-            hedging.watch();
+            drop(hedging.read_began(NodeId::new(1), started));
             hedges += u32::from(hedging.spend());
         }
         // The burst, then one hedge per 50 reads.

@@ -35,12 +35,11 @@ use crate::product::Product;
 /// [`plan_transaction`](Planner::plan_transaction), handing it the live view of the cluster
 /// ([`Routing`], a peer it does not own either) in [`Around`].
 pub(crate) struct Planner {
-    policy: Policy,
+    /// The connection's policy, which the statement's other steps read too (it is shared).
+    policy: std::sync::Arc<Policy>,
     product: Product,
-    /// The product's SQL dialect and OpenTelemetry `db.system.name`, constant for the
-    /// connection: read by every statement.
+    /// The product's SQL dialect, constant for the connection: read by every statement.
     dialect: rwsplit_core::Dialect,
-    system_name: &'static str,
     /// Whether some replica is behind transaction pooling, where a read-only transaction runs
     /// only if the product can nest it in the replica's frame ([`Product::frame_hosts`]).
     framed_replicas: bool,
@@ -87,24 +86,12 @@ struct ScopeView {
 impl Planner {
     /// A planner with this policy, for `product`'s SQL; `framed_replicas`: some replica is
     /// behind transaction pooling.
-    pub(crate) fn new(policy: Policy, product: Product, framed_replicas: bool) -> Planner {
-        let (dialect, system_name) = (product.dialect(), product.system_name());
-        Planner { policy, product, dialect, system_name, framed_replicas }
-    }
-
-    /// The routing policy the builder set.
-    pub(crate) fn policy(&self) -> &Policy {
-        &self.policy
-    }
-
-    /// The database product whose SQL it reads.
-    pub(crate) fn product(&self) -> Product {
-        self.product
-    }
-
-    /// The product's OpenTelemetry `db.system.name` (`postgresql`, `mariadb`, …).
-    pub(crate) fn system_name(&self) -> &'static str {
-        self.system_name
+    pub(crate) fn new(
+        policy: std::sync::Arc<Policy>,
+        product: Product,
+        framed_replicas: bool,
+    ) -> Planner {
+        Planner { policy, product, dialect: product.dialect(), framed_replicas }
     }
 
     /// The catch-up wait a read may do: the call's, else the connection's default.
@@ -137,13 +124,13 @@ impl Planner {
     ) -> Result<Need, Io> {
         let ScopeView { slot, floor } = view;
         let floor = floor.map(|mark| mark.resolve(snap));
-        let primary = snap.primary_id();
+        let primary = snap.primary().map(rwsplit_core::Node::id);
         let primary_down = || {
             primary.is_none_or(|p| {
-                snap.topology().node(p).is_none_or(|n| n.health() == rwsplit_core::Health::Down)
+                snap.node(p).is_none_or(|n| n.health() == rwsplit_core::Health::Down)
             })
         };
-        let out_of_reach = || out_of_reach(snap.topology(), wait);
+        let out_of_reach = || out_of_reach(snap, wait);
         match next_step(&slot, explicit, floor, wait, (primary_down, out_of_reach), done) {
             Step::Need(need) => Ok(need),
             Step::Settle(max) => Err(Io::Settle(max)),
@@ -223,7 +210,7 @@ impl Planner {
         // One snapshot for every decision of this plan, taken after the scope's view.
         let routing = around.routing;
         let snap = routing.snap();
-        if explicit.is_none() && snap.topology().nodes().len() == 1 {
+        if explicit.is_none() && snap.nodes().len() == 1 {
             // The primary alone: nothing to wait for or stay on.
             return routing.route_in(snap, &rc.with_consistency(level)).map(Decided::Ready);
         }
@@ -270,7 +257,7 @@ impl Planner {
         fx: &mut Effects,
     ) -> Result<Decided, DbErr> {
         let Stay { routing, node, token, wait, .. } = *stay;
-        let topo = snap.topology();
+        let topo = &*snap;
         if let Some(t) = token
             && crate::cluster::view::foreign_in(topo, t)
         {
@@ -318,7 +305,7 @@ impl Planner {
         fx: &mut Effects,
     ) -> Result<Decided, DbErr> {
         let Stay { routing, node, token, wait, monitored, done } = *stay;
-        let topo = snap.topology();
+        let topo = &*snap;
         // The last read was on the primary: the primary's position, read now (shared with the
         // writes' position reads), bounds it; then the read can wait on a replica for it.
         // (Not when every replica is known to be further behind than the wait: the read would go
@@ -365,7 +352,7 @@ impl Planner {
         fx: &mut Effects,
     ) -> Result<Plan, DbErr> {
         let &Read { level, wait, around: Around { routing, .. }, .. } = read;
-        if crate::cluster::view::foreign_in(snap.topology(), &token) {
+        if crate::cluster::view::foreign_in(&snap, &token) {
             return Self::plan_foreign(routing, snap, &rc, &token, fx);
         }
         let bounded = |plan: Plan| match level {
@@ -384,7 +371,7 @@ impl Planner {
         if behind {
             // No sample shows a replica with the write; a catch-up wait may have proven one.
             let rather = (reason == RouteReason::AwaitCatchUp).then(|| plan.first());
-            let proven = routing.proven_replica(snap.topology(), &token, rather, rc.now());
+            let proven = routing.proven_replica(&snap, &token, rather, rc.now());
             if let Some(r) = proven {
                 fx.ryw = Some(Ryw::Replica);
                 let proven = routing.route_in(snap, &rc.with_target(Target::Node(r)))?;
@@ -395,7 +382,7 @@ impl Planner {
         }
         match reason {
             RouteReason::AwaitCatchUp => {
-                let lag = snap.topology().node(plan.first()).map(rwsplit_core::Node::lag);
+                let lag = snap.node(plan.first()).map(rwsplit_core::Node::lag);
                 match wait {
                     // Known to be further behind than the wait allows: the primary at once.
                     Some(max) if lag.is_some_and(|l| too_far(&l, max)) => {

@@ -80,7 +80,7 @@ fn refusal(inner: &Inner, e: DbErr, node: &Node, plan: &Plan, sql: &str) -> Stop
         plan.reason(),
         Why::Router(RouteReason::ReplicaRequested | RouteReason::NodeRequested)
     );
-    let rerun = refusal::reruns(on_purpose, inner.planner.policy().on_replica_refusal);
+    let rerun = refusal::reruns(on_purpose, inner.policy.on_replica_refusal);
     inner.counters.bump(Count::ReplicaRefusals);
     telemetry::replica_refusal(node.labels(), rerun);
     let first_full = inner.classified.first_full(&learned);

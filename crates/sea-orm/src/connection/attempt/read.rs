@@ -26,7 +26,7 @@ use crate::connection::record::Record;
 use crate::hedge::hedging::Hedging;
 use crate::hedge::race::Raced;
 use crate::nodes::registry::{Node, Nodes};
-use crate::routing::plan::Planner;
+use crate::routing::ctx::Policy;
 use crate::send::deadline::Timeouts;
 use crate::send::sending::{Attempt, Standing};
 use crate::send::watch::{self, Standings};
@@ -65,7 +65,7 @@ pub(super) fn rare<'a, W: Work>(
         let down = Attempt::GivenUp(crate::send::deadline::already_down(node.name()));
         return Some(Box::pin(Either::Left(std::future::ready(Hedged::First(Err(down))))));
     }
-    let policy = parts.planner.policy();
+    let policy = parts.policy;
     let may_hedge = W::HEDGE && !on_primary && policy.hedged_reads;
     let other = following.filter(|_| may_hedge)?;
     let times = (started, deadline, &policy.timeouts);
@@ -104,13 +104,14 @@ pub(super) fn bounded<'a, W: Work>(
 
 /// What a hedgeable read works with: hedging (the ration, the watchdog, the race), the live
 /// view its attempts are watched by and recorded to, the registry its hedge's node is held
-/// from, and the planner (the policy's timeouts, the metrics' system name).
+/// from, the policy (whether reads are hedged, their timeouts), and the metrics' system name.
 #[derive(Clone, Copy)]
 pub(super) struct Parts<'a> {
     pub(super) hedging: &'a Hedging,
     pub(super) routing: &'a Routing,
     pub(super) nodes: &'a Nodes,
-    pub(super) planner: &'a Planner,
+    pub(super) policy: &'a Policy,
+    pub(super) system_name: &'static str,
 }
 
 /// How a hedged read ended ([`hedgeable`]).
@@ -159,7 +160,6 @@ pub(super) async fn hedgeable<W: Work>(
     let (id, node) = first;
     let (started, deadline, timeouts) = times;
     let begun = parts.hedging.read_began(id, started);
-    parts.hedging.watch();
     let limit = crate::send::deadline::attempt_limit(true, timeouts, deadline, started);
     let first =
         watch::bounded(parts.routing, id, true, node.name(), limit, read_shared(work, node));
@@ -199,7 +199,7 @@ where
     let now = Instant::now();
     tracing::info!(target: "rwsplit", node = %node.name(), hedge = %hedge_node.name(), after = ?parts.hedging.delay_of(first_id), "read unanswered: hedged on another node");
     let on_replica = plan.snapshot_primary() != Some(other);
-    let timeouts = &parts.planner.policy().timeouts;
+    let timeouts = &parts.policy.timeouts;
     let limit = crate::send::deadline::attempt_limit(
         on_replica,
         timeouts,
@@ -229,7 +229,7 @@ pub(super) fn won<W: Work>(
 ) -> (W::Output, NodeId) {
     let on_primary = plan.snapshot_primary().unwrap_or(NodeId::new(0)) == hedge.id;
     let on = (&*hedge.node, hedge.id, on_primary, false);
-    let to = (parts.routing, parts.hedging, parts.planner.system_name());
+    let to = (parts.routing, parts.hedging, parts.system_name);
     let served = Record::new(to, plan, work.sql(), on, (hedge.started, hedge.guard));
     served.succeeded(Instant::now());
     (out, hedge.id)
