@@ -191,10 +191,11 @@ async fn a_read_on_the_primary_does_not_keep_the_next_read_there(#[case] kind: D
     assert_eq!(on_replica, 5, "each read after a read on the primary found a replica");
 }
 
-/// A session writing one statement at a time keeps one connection to the primary: the write's
-/// position, left to the session and read by a task of its own when the session does not read
-/// it within 10 ms, is read on the write's connection back in the pool, not on a second one
-/// (a fleet's primary would hold one more backend per instance).
+/// A session writing one statement at a time keeps one connection to the primary (a fleet's
+/// primary would hold one more backend per instance): the write is left to the primary's
+/// samples 10 ms after it, with no position read, and its token asked for 100 ms later names
+/// the primary (or carries a sample's position, or reads the position on the write's
+/// connection back in the pool, not on a second one).
 #[rstest]
 #[case::postgres(DbKind::Postgres)]
 #[case::mariadb(DbKind::MariaDb)]
@@ -207,24 +208,22 @@ async fn a_session_writing_one_statement_at_a_time_keeps_one_primary_connection(
     // A connection of its own, after the migrations: its primary pool has opened nothing yet.
     let db = connect(&tdb).await;
     let session = db.session();
-    let mut tokens = Vec::new();
     for i in 0..10 {
         // One statement, no read back (MariaDB's `insert` reads its row back on the primary).
         let sql = format!("INSERT INTO author (name) VALUES ('own-{i}')");
         session.execute_unprepared(&sql).await.unwrap();
-        // Its position has landed, and the pool has its connections back, before the next.
+        // The pool has the write's connection back before the token is asked for.
         tokio::time::sleep(Duration::from_millis(100)).await;
-        tokens.push(session.token().await.unwrap().expect("a token after each write"));
+        assert!(session.token().await.unwrap().is_some(), "a token after write {i}");
     }
-    assert!(tokens.windows(2).all(|w| w[0] != w[1]), "each write moved the token: {tokens:?}");
     let ryw = db.stats().read_your_writes();
-    assert_eq!((ryw.positions_captured, ryw.capture_failures), (10, 0), "{ryw:?}");
+    assert!(ryw.positions_captured <= 10 && ryw.capture_failures == 0, "{ryw:?}");
     let opened = if kind == DbKind::Postgres {
         db.get_postgres_connection_pool().size()
     } else {
         db.get_mysql_connection_pool().size()
     };
-    assert_eq!(opened, 1, "ten writes and their positions on one connection");
+    assert_eq!(opened, 1, "ten writes and their tokens on one connection");
 }
 
 /// A write's position costs one round trip on the primary, not two: it is read on a connection
@@ -286,9 +285,10 @@ async fn a_writes_position_is_read_without_the_pools_check(#[case] kind: DbKind)
 /// What a task's scope (read-your-writes without the web layer) reads of a write's position,
 /// with the replicas current and with every replica further behind than a read waits
 /// (PostgreSQL 200 ms, MariaDB its delay's whole second; another client writing beside keeps
-/// them behind): at most one position read per write (the task it is left to reads it 10 ms
-/// after the write, before the test's read 20 ms after it, so a later read can use a replica
-/// that has it by then), few by the reads themselves, none that no read could use while the
+/// them behind): at most one position read per write, by the task's first read after it
+/// (the task a write is left to 10 ms after it reads none: the write is left to the primary's
+/// samples, and the test's read 20 ms after it reads the position first unless a sample
+/// already bounds the write), a few more at most, none that no read could use while the
 /// replicas are behind, and no read misses its task's write.
 #[rstest]
 #[case::postgres(DbKind::Postgres, Duration::from_millis(200))]
@@ -360,21 +360,61 @@ async fn a_task_reads_at_most_one_position_per_write_and_no_read_is_stale(
         reads_late as f64 / PAIRS as f64,
     );
     assert_eq!((stale_current, stale_late), (0, 0), "no read misses its write: {:?}", db.stats());
-    // One position read per write, read by the task it is left to (which may land in the next
-    // pair's window, so only the sums are checked), and a few by the reads: a read reads the
+    // One position read per write, by the task's first read after it (MariaDB's `insert`
+    // reads its row back, within the write's window), and a few more: a read reads the
     // primary's position only to leave the primary after a read there that no sample bounds
-    // yet (MariaDB's `insert` reads its row back, on the primary while the monitor judges no
-    // replica near).
+    // yet (on the primary while the monitor judges no replica near).
     for (writes, reads) in [(current, reads_current), (late, reads_late)] {
         assert!(writes <= PAIRS && writes + reads <= PAIRS + PAIRS / 4, "{writes} and {reads}");
     }
-    assert!(current >= PAIRS / 2, "replicas current: the positions are read: {current}");
-    // Replicas behind: the task a write's position is left to reads none that no read could
-    // use yet (the write is left to the primary's samples; the read goes to the primary).
+    // Replicas behind: none that no read could use yet (the read goes to the primary).
     assert!(late <= PAIRS / 4, "replicas behind: positions no read could use: {late}");
     for r in cluster.replicas() {
         r.clear_apply_delay().await.unwrap();
     }
+}
+
+/// A write no read follows costs the primary no position read: tasks that each write once and
+/// end (a request's handler without the web layer, a job's step) leave their writes to the
+/// primary's samples 10 ms after each (the task a write is left to reads none while the monitor
+/// samples positions). A task that reads its write later still sees it, with at most one
+/// position read: its read reads the position first, or finds the write bounded by a sample of
+/// the primary taken since.
+#[rstest]
+#[case::postgres(DbKind::Postgres)]
+#[case::mariadb(DbKind::MariaDb)]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_write_no_read_follows_reads_no_position(#[case] kind: DbKind) {
+    use sea_orm::{ColumnTrait, QueryFilter};
+    const WRITES: usize = 10;
+    let (_cluster, _tdb, db) = setup(kind, "write_alone").await;
+    let captured = || db.stats().read_your_writes().positions_captured;
+    let before = captured();
+    for i in 0..WRITES {
+        let task = db.clone();
+        // One statement, no read back (MariaDB's `insert` reads its row back).
+        let sql = format!("INSERT INTO author (name) VALUES ('alone-{i}')");
+        tokio::spawn(async move { task.execute_unprepared(&sql).await.unwrap() }).await.unwrap();
+    }
+    // Well past the moment each write was left to a task of its own.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let ryw = db.stats().read_your_writes();
+    assert_eq!(captured() - before, 0, "no read followed the writes: {ryw:?}");
+
+    let task = db.clone();
+    let (found, by_read) = tokio::spawn(async move {
+        let db = task;
+        let read = || db.stats().read_your_writes().positions_captured;
+        db.execute_unprepared("INSERT INTO author (name) VALUES ('alone-read')").await.unwrap();
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        let before = read();
+        let found = author::Entity::find().filter(author::Column::Name.eq("alone-read")).one(&db);
+        (found.await, read() - before)
+    })
+    .await
+    .unwrap();
+    assert!(fresh(found, "alone-read"), "the task's read after a pause sees its write");
+    assert!(by_read <= 1, "at most one position read, by the read: {by_read}");
 }
 
 /// Runs `pairs` write→read pairs in each of the three scopes while every replica applies with

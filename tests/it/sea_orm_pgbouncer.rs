@@ -175,7 +175,9 @@ async fn routed_reads_through_pgbouncer(#[case] mode: PoolMode) {
         assert_eq!(row.try_get::<i64>("", "c").unwrap(), 1, "write {i} is seen");
     }
     let ryw = db.stats().read_your_writes();
-    assert!(ryw.positions_captured >= 20 && ryw.capture_failures == 0, "{ryw:?}");
+    // Each read right after its write reads the position first (through PgBouncer), unless a
+    // sample of the primary taken since bounds the write.
+    assert!(ryw.positions_captured >= 10 && ryw.capture_failures == 0, "{ryw:?}");
     assert!(ryw.replica_reads > 0, "some were served by a replica through PgBouncer: {ryw:?}");
     // A read within a feed interval of the last one may stay on that replica, which has the
     // write (monotonic reads, the default `Session`): counted as a last-node read.

@@ -247,53 +247,17 @@ impl Inner {
         far
     }
 
-    /// Whether a write acknowledged by `node` at `acked` could serve no read yet: `node` is the
-    /// primary still, and no replica is within the catch-up wait ([`out_of_reach`]) on
-    /// samples of every replica serving reads taken since `acked`, asked for and waited on
-    /// (woken by each sample; at most the probe timeout, then `false`). A figure from before
-    /// the write misjudges: PostgreSQL's, the time since the last replayed commit while WAL waits, makes
-    /// a current replica look as late as the pause before the write until it replays it; after
-    /// it, a current replica reports nothing waiting and a delayed one the delay.
-    ///
-    /// [`out_of_reach`]: Self::out_of_reach
-    pub(super) async fn far_since(&self, node: NodeId, acked: Instant) -> bool {
-        use crate::consistency::Samples;
-        if self.routing.primary_id() != Some(node) || !self.out_of_reach() {
-            return false;
-        }
-        let now = Instant::now();
-        let timeout = self.policy.monitor.probe_timeout_value();
-        let until = now.checked_add(timeout).unwrap_or(now);
-        let topo = self.routing.live_topology();
-        let replicas: Vec<NodeId> =
-            topo.replicas().filter(|r| r.serves_reads()).map(rwsplit_core::Node::id).collect();
-        drop(topo);
-        for &r in &replicas {
-            self.routing.want_sample(r, acked, until);
-        }
-        let deadline = tokio::time::Instant::from_std(until);
-        loop {
-            // Made before the look: a sample landing in between still wakes it.
-            let next = self.routing.sampled();
-            if replicas.iter().all(|&r| self.routing.sampled_since(r, acked)) {
-                return self.routing.primary_id() == Some(node) && self.out_of_reach();
-            }
-            if tokio::time::timeout_at(deadline, next).await.is_err() {
-                return false;
-            }
-        }
-    }
-
     /// The nodes' writable pools as read-your-writes reads positions on them: the registry,
     /// the product's SQL, the counters each read moves.
     pub(super) fn writable(&self) -> Writable<'_> {
         Writable::new(&self.nodes, self.product, &self.counters)
     }
 
-    /// The task a write's position read is left to: given the [`Capture`], it runs
-    /// [`Causality::finish`], which reads the position if the scope has not. `None` outside a
-    /// runtime, or once the connection is being dropped (the position is then read in the
-    /// caller's task, at once).
+    /// The task a write is left to: given the [`Capture`], it runs [`Causality::finish`],
+    /// which leaves the write to the primary's samples (or reads its position, without a
+    /// monitor) if the scope has not read the position. `None` outside a runtime, or once
+    /// the connection is being dropped (the position is then read in the caller's task, at
+    /// once).
     pub(super) fn background(&self) -> Option<impl FnOnce(Capture) + use<>> {
         // Live while a statement of the connection runs (it holds the connection).
         let (Ok(runtime), Some(db)) = (tokio::runtime::Handle::try_current(), self.me.upgrade())
@@ -302,8 +266,8 @@ impl Inner {
         };
         Some(move |capture| {
             runtime.spawn(async move {
-                let far = |node, acked| db.far_since(node, acked);
-                db.causality.finish(&db.routing, &db.writable(), capture, far).await;
+                let still_primary = |node| db.routing.primary_id() == Some(node);
+                db.causality.finish(&db.routing, &db.writable(), capture, still_primary).await;
             });
         })
     }

@@ -11,9 +11,10 @@
 //! A scope is the calling task's, or a [`Session`](crate::Session) (explicit or ambient).
 //! After a write its position is pending: the scope reads it on its own task when it needs it
 //! (its next read, or its token), one round trip with no hand-off between tasks, or not at all
-//! while no replica could serve a read within the wait; a task of its own reads it after
-//! [`LEFT_TO_THE_SCOPE`] if the scope has not. While that task's read is in flight the scope's
-//! reads wait for it or go to the primary. A capture clears only what was pending
+//! while no replica could serve a read within the wait. If the scope has not after
+//! [`LEFT_TO_THE_SCOPE`], a task of its own leaves the write to the primary's samples, with
+//! no statement (without a monitor, it reads the position; while that read is in flight the
+//! scope's reads wait for it or go to the primary). A capture clears only what was pending
 //! before the write committed ([`Slot::settle_pending`]), so a `begin()` or an escaped
 //! primary connection in between keeps the scope conservative.
 
@@ -99,8 +100,8 @@ enum Key {
     Session(Arc<Shared>),
 }
 
-/// A write's position read left to a task of its own ([`Causality::finish`]), for when the
-/// scope has not read it by then.
+/// A write left to a task of its own ([`Causality::finish`]), for when the scope has not read
+/// its position by then.
 pub(crate) struct Capture {
     node: NodeId,
     key: Key,
@@ -113,9 +114,8 @@ pub(crate) struct Capture {
 
 /// How long after a write its position read is left to the write's own scope: the scope's
 /// next read, or its token (a web request's response), reads it on the caller's task, with no
-/// hand-off between tasks. Past this, a task of its own reads it, so that the token of a scope
-/// that goes quiet stays close to its write (a later position would need the replicas to
-/// replay more before they could serve it).
+/// hand-off between tasks. Past this, a task of its own leaves the write to the primary's
+/// samples ([`Causality::finish`]).
 const LEFT_TO_THE_SCOPE: Duration = Duration::from_millis(10);
 
 /// How a read-write transaction ended, as far as its writes go.
@@ -435,9 +435,10 @@ impl Causality {
     /// could serve that read within the wait: it goes to the primary and the position stays
     /// pending), or its exported token (a web request's response) — one round trip and no
     /// hand-off between tasks. If the scope has not read it within [`LEFT_TO_THE_SCOPE`], a
-    /// task of its own does (`background`: given the [`Capture`], it runs
-    /// [`finish`](Self::finish) there; `None` where it cannot — outside a runtime, or once
-    /// the connection is being dropped — and the position is then read here, at once). The
+    /// task of its own leaves it to the primary's samples (`background`: given the
+    /// [`Capture`], it runs [`finish`](Self::finish) there; `None` where it cannot — outside
+    /// a runtime, or once the connection is being dropped — and the position is then read
+    /// here, at once). The
     /// write has succeeded whatever happens here; a position read that fails leaves the scope
     /// pending (its next read asks again, or goes to the primary).
     pub(crate) async fn after_write<B: FnOnce(Capture)>(
@@ -466,23 +467,28 @@ impl Causality {
         }
     }
 
-    /// The position read of a write's [`Capture`], after [`LEFT_TO_THE_SCOPE`], if it is still
-    /// wanted: the scope is still pending for that write alone (its own read or token has not
-    /// read it, and nothing since has marked it pending again) and someone still holds it (a
-    /// session dropped with its request, its token answered, needs nothing).
-    /// Counted in the scope's reads in flight meanwhile: its reads and token wait for it
-    /// rather than send another. Unless no replica could serve a read yet (`far`, asked of
-    /// the write's node and when it was acknowledged: it is the primary still, and no replica
-    /// is within the catch-up wait on samples taken since): then the position would serve no
-    /// read yet, and the write is left to the primary's samples instead
-    /// ([`Slot::leave_to_primary`]): no statement, and the scope's next reads go to the
-    /// primary until a sample bounds the write, then to replicas that have it.
-    pub(crate) async fn finish<F: Future<Output = bool>>(
+    /// A write's [`Capture`] the scope has not read after [`LEFT_TO_THE_SCOPE`]: if the scope
+    /// is still pending for that write alone (its own read or token has not read it, and
+    /// nothing since has marked it pending again) and someone still holds it (a session
+    /// dropped with its request, its token answered, needs nothing).
+    ///
+    /// While a monitor samples positions and the write's node is still the primary
+    /// (`still_primary`), no statement: the write is left to the primary's samples
+    /// ([`Slot::leave_to_primary`]), as a read on the primary at its acknowledgement. A scope
+    /// that never reads again (a request's task that ended, a writer that only writes) costs
+    /// the primary nothing more; its next read, if it comes, finds the write bounded by a
+    /// sample of the primary taken since, or reads the position first on its own task (or
+    /// reads on the primary while no replica could serve it).
+    ///
+    /// Without a monitor (nothing samples), or for a write on a node that is no longer the
+    /// primary, the position is read here, counted in the scope's reads in flight meanwhile:
+    /// its reads and token wait for it rather than send another.
+    pub(crate) async fn finish(
         &self,
         samples: &impl Samples,
         writers: &impl Writers,
         capture: Capture,
-        far: impl FnOnce(NodeId, Instant) -> F,
+        still_primary: impl FnOnce(NodeId) -> bool,
     ) {
         tokio::time::sleep(LEFT_TO_THE_SCOPE).await;
         let Capture { node, key, epoch: left, acked } = capture;
@@ -491,11 +497,10 @@ impl Causality {
         {
             return;
         }
-        let alone = |s: &mut Slot| s.pending && s.inflight == 0 && s.pending_epoch == left;
-        if self.key_update(&key, alone)
-            && far(node, acked).await
-            && self.key_update(&key, |s| s.leave_to_primary(node, acked, left))
-        {
+        if self.monitored && still_primary(node) {
+            // Unless the scope is pending for more than this write, reads it itself, or may
+            // still be reading: its next read reads the position then.
+            self.key_update(&key, |s| s.leave_to_primary(node, acked, left));
             return;
         }
         // Not while the scope reads it itself, nor once the scope is pending for more than
@@ -510,7 +515,9 @@ impl Causality {
         }) else {
             return;
         };
-        self.read_pending(samples, writers, node, &key, epoch, true).await;
+        // Boxed: rare, and the task's future, which every write's spawn copies, need not
+        // carry a position read's state.
+        Box::pin(self.read_pending(samples, writers, node, &key, epoch, true)).await;
     }
 
     /// Reads the primary's position on `node` and records it in the scope of `key`, settling
@@ -730,9 +737,9 @@ mod tests {
         assert_eq!(two.reads.load(Ordering::SeqCst), 1, "an untracked write reads nothing");
     }
 
-    /// A write leaves its position to its scope: pending at once, nothing read. The task it
-    /// is left to reads it after [`LEFT_TO_THE_SCOPE`] only if the scope has not read it
-    /// meanwhile and someone still holds the session.
+    /// A write leaves its position to its scope: pending at once, nothing read. Without a
+    /// monitor (nothing samples), the task it is left to reads it after [`LEFT_TO_THE_SCOPE`]
+    /// only if the scope has not read it meanwhile and someone still holds the session.
     #[tokio::test(start_paused = true)]
     async fn a_write_s_position_is_left_to_its_scope_then_read_once_if_still_wanted() {
         let (c, two) = (causality(true), Fake::new(2, false));
@@ -746,7 +753,7 @@ mod tests {
         let slot = c.slot(&scope);
         assert!(slot.pending && slot.inflight == 0 && slot.token.is_none());
         assert_eq!(reads(), 0, "nothing read on the write's path");
-        c.finish(&no_samples(), &two, capture.take().unwrap(), |_, _| async { false }).await;
+        c.finish(&no_samples(), &two, capture.take().unwrap(), |_| true).await;
         let slot = c.slot(&scope);
         assert!(!slot.pending && slot.inflight == 0 && slot.token.is_some());
         assert_eq!(reads(), 1);
@@ -755,7 +762,7 @@ mod tests {
         c.after_write(&no_samples(), &two, P, &scope, || Some(|k| capture = Some(k))).await;
         let epoch = c.slot(&scope).pending_epoch;
         assert!(c.settle(&no_samples(), &two, &scope, P, epoch).await);
-        c.finish(&no_samples(), &two, capture.take().unwrap(), |_, _| async { false }).await;
+        c.finish(&no_samples(), &two, capture.take().unwrap(), |_| true).await;
         assert_eq!(reads(), 2, "one read for the second write, the scope's own");
 
         // Marked pending again since by writes the router cannot see (a transaction begun on
@@ -763,7 +770,7 @@ mod tests {
         // next read reads it, after them.
         c.after_write(&no_samples(), &two, P, &scope, || Some(|k| capture = Some(k))).await;
         c.mark_unseen_writes(&two, &scope);
-        c.finish(&no_samples(), &two, capture.take().unwrap(), |_, _| async { false }).await;
+        c.finish(&no_samples(), &two, capture.take().unwrap(), |_| true).await;
         let slot = c.slot(&scope);
         assert!(slot.pending && slot.inflight == 0, "still pending for the unseen writes");
         assert_eq!(reads(), 2, "no position read before the unseen writes commit");
@@ -774,27 +781,28 @@ mod tests {
         // The session is gone (its request answered): nobody needs it.
         c.after_write(&no_samples(), &two, P, &scope, || Some(|k| capture = Some(k))).await;
         drop((scope, session));
-        c.finish(&no_samples(), &two, capture.take().unwrap(), |_, _| async { false }).await;
+        c.finish(&no_samples(), &two, capture.take().unwrap(), |_| true).await;
         assert_eq!(reads(), 3);
     }
 
-    /// While no replica could serve a read, the task a write's position is left to reads
-    /// nothing: the write is left to the primary's samples, as a read on the primary when it
-    /// was acknowledged (or at the scope's own later read there), and the scope is no longer
+    /// While a monitor samples positions, the task a write is left to reads nothing: the
+    /// write is left to the primary's samples, as a read on the primary when it was
+    /// acknowledged (or at the scope's own later read there), and the scope is no longer
     /// pending. Not while the scope is pending for more than that write, nor for a write on a
-    /// node that is not the primary any more (`far` is asked of it: `false`).
+    /// node that is not the primary any more (its position is read).
     #[tokio::test(start_paused = true)]
-    async fn a_write_no_replica_could_use_yet_is_left_to_the_primary_s_samples() {
-        let (c, two) = (causality(true), Fake::new(2, false));
+    async fn a_write_the_scope_has_not_read_is_left_to_the_primary_s_samples() {
+        let monitored = Causality::new(true, true, Duration::from_secs(1), Duration::from_secs(1));
+        let (c, two) = (monitored, Fake::new(2, false));
         let reads = || two.reads.load(Ordering::SeqCst);
         let session: Arc<Shared> = Arc::default();
         let scope = Scope::Session(Arc::clone(&session));
-        let far = |node, _| std::future::ready(node == P);
+        let still_primary = |node| node == P;
 
         let mut capture = None;
         let before = Instant::now();
         c.after_write(&no_samples(), &two, P, &scope, || Some(|k| capture = Some(k))).await;
-        c.finish(&no_samples(), &two, capture.take().unwrap(), far).await;
+        c.finish(&no_samples(), &two, capture.take().unwrap(), still_primary).await;
         let slot = c.slot(&scope);
         assert_eq!(reads(), 0, "no position read");
         assert!(!slot.pending && slot.token.is_none(), "{slot:?}");
@@ -807,14 +815,14 @@ mod tests {
         tokio::time::advance(Duration::from_millis(3)).await;
         let read_end = Instant::now();
         c.update(&scope, |s| s.saw(P, Some(read_end)));
-        c.finish(&no_samples(), &two, capture.take().unwrap(), far).await;
+        c.finish(&no_samples(), &two, capture.take().unwrap(), still_primary).await;
         assert_eq!(c.slot(&scope).seen.and_then(|s| s.at), Some(read_end));
         assert_eq!(reads(), 0);
 
         // Pending for writes the router cannot see as well: read as before, once they commit.
         c.after_write(&no_samples(), &two, P, &scope, || Some(|k| capture = Some(k))).await;
         c.mark_unseen_writes(&two, &scope);
-        c.finish(&no_samples(), &two, capture.take().unwrap(), far).await;
+        c.finish(&no_samples(), &two, capture.take().unwrap(), still_primary).await;
         assert!(c.slot(&scope).pending, "still pending for the unseen writes");
         let epoch = c.slot(&scope).pending_epoch;
         assert!(c.settle(&no_samples(), &two, &scope, P, epoch).await);
@@ -822,7 +830,7 @@ mod tests {
         // A write on a node that is no longer the primary: its position is read.
         let other = NodeId::new(1);
         c.after_write(&no_samples(), &two, other, &scope, || Some(|k| capture = Some(k))).await;
-        c.finish(&no_samples(), &two, capture.take().unwrap(), far).await;
+        c.finish(&no_samples(), &two, capture.take().unwrap(), still_primary).await;
         assert!(!c.slot(&scope).pending);
         assert_eq!(reads(), 2, "the settle's and this write's");
         drop(session);
