@@ -463,7 +463,9 @@ impl Causality {
         });
         match background() {
             Some(spawn) => spawn(Capture { node, key, epoch, acked }),
-            None => self.read_pending(samples, writers, node, &key, epoch, false).await,
+            // Boxed: rare (outside a runtime), and every write's future need not carry a
+            // position read's state.
+            None => Box::pin(self.read_pending(samples, writers, node, &key, epoch, false)).await,
         }
     }
 
