@@ -237,6 +237,9 @@ impl AdapterCost {
 /// primary and replica: client-side instructions per lookup and their ratio.
 fn adapter_instructions(keep: Option<&std::path::Path>) -> anyhow::Result<()> {
     let cost = measure_adapter_instructions(keep)?;
+    // A write's, reported beside (no budget yet): its two steps, and what it leaves to
+    // read-your-writes.
+    let write = measure_cases(None, ["plain-write", "routed-write"])?;
     let (plain, routed) = (cost.plain, cost.routed);
     println!("{:<28} {:>14} {:>8}", "find_by_id (client side)", "instructions", "timers");
     println!("{:<28} {plain:>14} {:>8.2}", "plain SeaORM", cost.plain_timers);
@@ -249,6 +252,16 @@ fn adapter_instructions(keep: Option<&std::path::Path>) -> anyhow::Result<()> {
         routed as f64 / plain.max(1) as f64,
         ADDED_INSTRUCTIONS_BUDGET,
         cost.spread,
+    );
+    println!("{:<28} {:>14} {:>8}", "one-row INSERT (client side)", "instructions", "timers");
+    println!("{:<28} {:>14} {:>8.2}", "plain SeaORM", write.plain, write.plain_timers);
+    println!("{:<28} {:>14} {:>8.2}", "RoutedConnection", write.routed, write.routed_timers);
+    println!(
+        "{:<28} {:>14} (ratio {:.3}; routed spread over the rounds {})",
+        "difference",
+        write.added(),
+        write.routed as f64 / write.plain.max(1) as f64,
+        write.spread,
     );
     for over in cost.over_budget() {
         println!("over budget: {over}");
@@ -276,13 +289,17 @@ fn with_bench_replica<T>(
         rt.block_on(rwsplit_testkit::Cluster::builder().name("bench-instr").replicas(1).start())?;
     let slow =
         rt.block_on(cluster.replicas()[0].delay_clients(REPLICA_DELAY, Default::default()))?;
-    let (primary, replica) = (cluster.primary_url(), slow.url(&cluster.replica_urls()[0]));
+    // The primary too, for the write cases (each polled the same number of times).
+    let slow_primary =
+        rt.block_on(cluster.primary().delay_clients(REPLICA_DELAY, Default::default()))?;
+    let (primary, replica) =
+        (slow_primary.url(&cluster.primary_url()), slow.url(&cluster.replica_urls()[0]));
     let env = [("RWSPLIT_BENCH_URL", primary), ("RWSPLIT_BENCH_REPLICA_URL", replica)];
     let seeded = Command::new(exe).arg("seed").envs(env.iter().map(|(k, v)| (k, v))).status()?;
     anyhow::ensure!(seeded.success(), "seeding the benchmark table failed");
     rt.block_on(cluster.wait_caught_up(0, std::time::Duration::from_secs(30)))?;
     let out = f(&env);
-    drop(slow);
+    drop((slow, slow_primary));
     drop(cluster);
     out
 }
@@ -295,6 +312,12 @@ fn with_bench_replica<T>(
 pub(crate) fn measure_adapter_instructions(
     keep: Option<&std::path::Path>,
 ) -> anyhow::Result<AdapterCost> {
+    measure_cases(keep, ["plain", "routed"])
+}
+
+/// [`measure_adapter_instructions`] for the program's two `cases` (plain's, then routed's): a
+/// lookup's, or a one-row insert's (`plain-write`, `routed-write`).
+fn measure_cases(keep: Option<&std::path::Path>, cases: [&str; 2]) -> anyhow::Result<AdapterCost> {
     const FEW: u64 = 100;
     const MANY: u64 = 600;
     const N: u64 = MANY - FEW;
@@ -306,7 +329,7 @@ pub(crate) fn measure_adapter_instructions(
     let mut samples: [Vec<(u64, f64)>; 2] = [Vec::new(), Vec::new()];
     with_bench_replica(&exe, |env| {
         for round in 0..ROUNDS {
-            for (i, case) in ["plain", "routed"].into_iter().enumerate() {
+            for (i, case) in cases.into_iter().enumerate() {
                 let kept = |n: u64| keep.map(|d| d.join(format!("{case}-{n}-{round}.out")));
                 let with = callgrind_keeping(&exe, case, MANY, env, kept(MANY).as_deref())?;
                 let without = callgrind_keeping(&exe, case, FEW, env, kept(FEW).as_deref())?;

@@ -1,15 +1,18 @@
-//! Client-side instructions per `find_by_id`: plain SeaORM against `RoutedConnection`, counted
-//! by callgrind (deterministic, unlike time on a shared machine). `cargo xtask bench
-//! adapter-instructions` starts a PostgreSQL primary and replica, runs this program under
-//! valgrind for each case with N lookups and with none, and prints the difference per lookup.
+//! Client-side instructions per `find_by_id`, and per one-row `INSERT`: plain SeaORM against
+//! `RoutedConnection`, counted by callgrind (deterministic, unlike time on a shared machine).
+//! `cargo xtask bench adapter-instructions` starts a PostgreSQL primary and replica, runs this
+//! program under valgrind for each case with N statements and with fewer, and prints the
+//! difference per statement.
 //!
-//! Usage: `adapter_instructions seed` (creates the table on the primary), then
-//! `adapter_instructions <plain|routed> <N>` with `RWSPLIT_BENCH_URL` (the primary) and
-//! `RWSPLIT_BENCH_REPLICA_URL` set; `adapter_instructions --list` names the cases. Both cases
-//! read the same replica through one pooled connection on a current-thread runtime; the routed
-//! connection's monitor probes once at connect and not again during the run (an hour's
-//! interval, no position feed), so what is counted is the request path alone: classification,
-//! the read-your-writes scope lookup, the router and balancer, and the attempt loop.
+//! Usage: `adapter_instructions seed` (creates the tables on the primary), then
+//! `adapter_instructions <plain|routed|plain-write|routed-write> <N>` with `RWSPLIT_BENCH_URL`
+//! (the primary) and `RWSPLIT_BENCH_REPLICA_URL` set; `adapter_instructions --list` names the
+//! cases. The read cases read the same replica, the write cases write the same primary, through
+//! one pooled connection on a current-thread runtime; the routed connection's monitor probes
+//! once at connect and not again during the run (an hour's interval, no position feed), so what
+//! is counted is the statement path alone: classification, the read-your-writes scope, the
+//! router and balancer, and the attempt loop; for a write, its two steps and what it leaves to
+//! read-your-writes (a pending position, and the task it is left to).
 
 use rwsplit_sea_orm::RoutedConnection;
 use rwsplit_sea_orm::advanced::MonitorConfig;
@@ -27,6 +30,19 @@ fn options(url: &str) -> ConnectOptions {
     o
 }
 
+/// `n` + 1 one-row inserts, each one statement with a bound value (no read back).
+async fn inserts<C: ConnectionTrait>(db: &C, n: u64) {
+    for i in 0..=n {
+        let name = format!("write {i}");
+        let stmt = sea_orm::Statement::from_sql_and_values(
+            sea_orm::DbBackend::Postgres,
+            "INSERT INTO bench_write (name) VALUES ($1)",
+            [name.into()],
+        );
+        db.execute_raw(stmt).await.expect("insert");
+    }
+}
+
 async fn lookups<C: ConnectionTrait>(db: &C, n: u64) {
     for i in 0..=n {
         // One lookup before counting starts in earnest (i = 0 runs in both the N and the 0 run),
@@ -40,7 +56,7 @@ async fn lookups<C: ConnectionTrait>(db: &C, n: u64) {
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
     if args.first().map(String::as_str) == Some("--list") {
-        println!("plain\nrouted");
+        println!("plain\nrouted\nplain-write\nrouted-write");
         return;
     }
     let case = args.first().map(String::as_str).unwrap_or("plain").to_owned();
@@ -55,7 +71,9 @@ fn main() {
                 db.execute_unprepared(
                     "DROP TABLE IF EXISTS bench_item;
                      CREATE TABLE bench_item (id int primary key, name text not null, qty int not null);
-                     INSERT INTO bench_item SELECT g, 'item ' || g, g % 17 FROM generate_series(1, 1000) g;",
+                     INSERT INTO bench_item SELECT g, 'item ' || g, g % 17 FROM generate_series(1, 1000) g;
+                     DROP TABLE IF EXISTS bench_write;
+                     CREATE TABLE bench_write (id serial primary key, name text not null);",
                 )
                 .await
                 .expect("seed");
@@ -64,7 +82,11 @@ fn main() {
                 let db = Database::connect(options(&replica)).await.expect("replica");
                 lookups(&db, n).await;
             }
-            "routed" => {
+            "plain-write" => {
+                let db = Database::connect(options(&primary)).await.expect("primary");
+                inserts(&db, n).await;
+            }
+            "routed" | "routed-write" => {
                 let quiet = MonitorConfig::default()
                     .probe_interval(std::time::Duration::from_secs(3600))
                     .position_interval(std::time::Duration::ZERO);
@@ -83,8 +105,13 @@ fn main() {
                     assert!(started.elapsed() < std::time::Duration::from_secs(120), "replica held");
                     tokio::time::sleep(std::time::Duration::from_millis(20)).await;
                 }
-                lookups(&db, n).await;
-                assert_eq!(db.stats().primary().reads(), 0, "every lookup used the replica");
+                if case == "routed-write" {
+                    inserts(&db, n).await;
+                    assert_eq!(db.stats().primary().writes(), n + 1, "every insert on the primary");
+                } else {
+                    lookups(&db, n).await;
+                    assert_eq!(db.stats().primary().reads(), 0, "every lookup used the replica");
+                }
             }
             other => panic!("unknown case {other}"),
         }
