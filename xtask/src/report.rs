@@ -73,6 +73,7 @@ pub(crate) fn run(args: &ReportArgs) -> anyhow::Result<()> {
             &[("RWSPLIT_BENCH_JSON", &consistency_json)],
         )?;
         let cost = crate::bench::measure_adapter_instructions(None)?;
+        let write = crate::bench::measure_write_instructions(None)?;
         let doc = serde_json::json!({
             "plain": cost.plain,
             "routed": cost.routed,
@@ -80,6 +81,12 @@ pub(crate) fn run(args: &ReportArgs) -> anyhow::Result<()> {
             "routed_timers": cost.routed_timers,
             "spread": cost.spread,
             "budget": crate::bench::ADDED_INSTRUCTIONS_BUDGET,
+            "write": {
+                "plain": write.plain,
+                "routed": write.routed,
+                "spread": write.spread,
+                "budget": crate::bench::ADDED_WRITE_INSTRUCTIONS_BUDGET,
+            },
         });
         std::fs::write(&adapter_json, doc.to_string())?;
         // The fleet: one instance, 10 processes and 10 connections in one process, in
@@ -604,7 +611,6 @@ fn fleet_section(html: &mut String, doc: &Value) {
     html.push_str("</table>");
 }
 
-/// The adapter's figures that break their budgets, in words.
 /// What the report's runs measure: the commit (and whether the tree had uncommitted changes),
 /// when, and on how many cores; written before the runs, shown at the top of the page.
 fn measured_now() -> Value {
@@ -646,15 +652,24 @@ fn stamp_section(html: &mut String, measured: &Value) {
     let _ = write!(html, "<p>{text}</p>");
 }
 
+/// The adapter's figures (a lookup's, a write's) that break their budgets, in words; a figure
+/// missing counts as over its budget.
 fn budget_failures(doc: &Value) -> Vec<String> {
-    crate::bench::AdapterCost {
+    let read = crate::bench::AdapterCost {
         plain: doc["plain"].as_u64().unwrap_or(0),
         routed: doc["routed"].as_u64().unwrap_or(u64::MAX),
         plain_timers: num(&doc["plain_timers"]),
         routed_timers: num(&doc["routed_timers"]),
         spread: doc["spread"].as_u64().unwrap_or(0),
-    }
-    .over_budget()
+    };
+    let write = crate::bench::AdapterCost {
+        plain: doc["write"]["plain"].as_u64().unwrap_or(0),
+        routed: doc["write"]["routed"].as_u64().unwrap_or(u64::MAX),
+        plain_timers: 0.0,
+        routed_timers: 0.0,
+        spread: doc["write"]["spread"].as_u64().unwrap_or(0),
+    };
+    read.over_budget().into_iter().chain(write.write_over_budget()).collect()
 }
 
 fn adapter_section(html: &mut String, doc: &Value) -> anyhow::Result<()> {
@@ -665,12 +680,16 @@ fn adapter_section(html: &mut String, doc: &Value) -> anyhow::Result<()> {
          against the same PostgreSQL replica, 2 ms away through a delaying proxy so that every \
          lookup is polled as often (callgrind; the median of three alternating runs): plain SeaORM {plain:.0}, <code>RoutedConnection</code> {routed:.0}, a \
          difference of {:.0} ({:+.1} %; budget {}). Tokio timers registered per lookup: plain \
-         {:.2}, routed {:.2} (budget: none more).</p>",
+         {:.2}, routed {:.2} (budget: none more).</p><p>Per one-row <code>INSERT</code> on          the primary, 2 ms away alike, read-your-writes included: plain SeaORM {:.0},          <code>RoutedConnection</code> {:.0}, a difference of {:.0} (budget {}).</p>",
         routed - plain,
         100.0 * (routed - plain) / plain.max(1.0),
         crate::bench::ADDED_INSTRUCTIONS_BUDGET,
         num(&doc["plain_timers"]),
         num(&doc["routed_timers"]),
+        num(&doc["write"]["plain"]),
+        num(&doc["write"]["routed"]),
+        num(&doc["write"]["routed"]) - num(&doc["write"]["plain"]),
+        crate::bench::ADDED_WRITE_INSTRUCTIONS_BUDGET,
     );
     let chart = svg(W, 220, |root| {
         let top = plain.max(routed) * 1.1;
@@ -1299,8 +1318,8 @@ mod tests {
     use serde_json::json;
 
     use super::{
-        fleet_failures, freeze_failures, measured_now, monotonic_failures, ryw_failures,
-        stamp_section, switchover_failures, web_failures,
+        budget_failures, fleet_failures, freeze_failures, measured_now, monotonic_failures,
+        ryw_failures, stamp_section, switchover_failures, web_failures,
     };
 
     /// The page names the commit its runs measured, and says when it cannot.
@@ -1411,6 +1430,16 @@ mod tests {
     #[case::no_rows(json!({ "rows": [] }), 1)]
     fn the_web_budgets(#[case] doc: serde_json::Value, #[case] broken: usize) {
         assert_eq!(web_failures(&doc).len(), broken, "{:?}", web_failures(&doc));
+    }
+
+    /// (a lookup's routed and plain instructions, a write's): the budgets each breaks.
+    #[rstest]
+    #[case::within(json!({ "plain": 75_000, "routed": 59_000, "write": { "plain": 60_000, "routed": 53_000 } }), 0)]
+    #[case::write_over(json!({ "plain": 75_000, "routed": 59_000, "write": { "plain": 60_000, "routed": 61_000 } }), 1)]
+    #[case::write_missing(json!({ "plain": 75_000, "routed": 59_000 }), 1)]
+    #[case::both_over(json!({ "plain": 75_000, "routed": 70_000, "write": { "plain": 60_000, "routed": 130_000 } }), 2)]
+    fn the_adapter_budgets(#[case] doc: serde_json::Value, #[case] broken: usize) {
+        assert_eq!(budget_failures(&doc).len(), broken, "{:?}", budget_failures(&doc));
     }
 
     fn ryw(share: f64, oracle: f64, stale: u64) -> serde_json::Value {

@@ -52,9 +52,12 @@ async fn watched_write<W: Work>(
 ) -> Written<W::Output> {
     let standing = || routing.standing(id);
     let changed = || routing.changed(id);
+    // Each step's future is boxed where it is made (sqlx's and SeaORM's are kilobytes): the
+    // write's own future then stays small, and is not copied whole each time it moves (into
+    // its box, into the two steps' race).
     let end = if W::INERT {
         // Nothing is written before it returns: all of it is the first step.
-        let run = work.run(pool, !keep);
+        let run = Box::pin(work.run(pool, !keep));
         let sent = |out| std::future::ready(Ok(out));
         sending::in_steps(run, sent, standing, changed).await
     } else if sending::can_take(pool) {
@@ -63,7 +66,7 @@ async fn watched_write<W: Work>(
         // A pool the adapter cannot take a connection from (a mock, a proxy): one step, as
         // SeaORM runs it; the first step only asks the monitor once.
         let ready = std::future::ready(Ok(()));
-        let run = move |()| async move { work.run(pool, true).await };
+        let run = move |()| Box::pin(async move { work.run(pool, true).await });
         sending::in_steps(ready, run, standing, changed).await
     };
     end.map_err(|e| match e {
@@ -107,7 +110,8 @@ async fn sent_with_hooks<W: Work>(
     };
     let standing = || routing.standing(id);
     let changed = || routing.changed(id);
-    let end = sending::in_steps(sending::take(pool), send, standing, changed);
+    let send = move |conn| Box::pin(send(conn));
+    let end = sending::in_steps(Box::pin(sending::take(pool)), send, standing, changed);
     let end = hooks::in_span_of(span.as_ref(), end).await;
     #[cfg(feature = "tracing-spans")]
     if let Some(span) = &span {
