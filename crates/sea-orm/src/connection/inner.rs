@@ -7,15 +7,15 @@
 //! ([`Retrying`]), the counters and the metric hooks; beside them the configuration every
 //! step reads as a value (the [`Policy`], shared with the planner; the product). The parts
 //! (`nodes`, `routing`, `planner`, `policy`, `classified`, `causality`, `hedging`, `retry`,
-//! `counters`, `hooks`) are visible to the folder (privacy at the folder, as sqlx's `PoolInner`): code in
-//! `connection/`, the public methods (`facade.rs`) and the start's checks included, calls the
-//! part that owns the state (`inner.nodes.hold(id)`, a lease; `inner.routing.set_fenced(..)`),
-//! whose invariants stay behind its methods. Read-your-writes is handed the views it asks
+//! `counters`, `hooks`) are visible to the folder (privacy at the folder, as sqlx's
+//! `PoolInner`): code in `connection/`, the public methods (`facade.rs`) and the start's
+//! checks included, calls the part that owns the state (`inner.nodes.hold(id)`, a lease;
+//! `inner.routing.set_fenced(..)`), whose invariants stay behind its methods. Read-your-writes is handed the views it asks
 //! through, each from its owner: `routing` for the monitor's samples, [`Inner::writable`] for
 //! position reads on the nodes' writable pools. `Inner`'s own operations compose parts: a plan
 //! reads the routing view and read-your-writes; the pools lent to the user are found by the
 //! routing view's primary; whether a pending scope's position could serve a read when its token
-//! is exported ([`Inner::out_of_reach`]); the task a write's position is left to
+//! is exported ([`Inner::out_of_reach`]); the task a write is left to
 //! ([`Inner::background`]); a probe's sweep clears scopes and proofs. It passes a call on to one
 //! part only in tests outside the folder (`classify`, `wait_of`, `ban`). `Inner` is what the
 //! watchdog looks at; a statement's watch reads standings from `Routing` itself.
