@@ -328,44 +328,55 @@ fn with_bench_replica<T>(
 }
 
 /// Client-side cost per `find_by_id`, plain SeaORM and `RoutedConnection`, reading the same
-/// replica [`REPLICA_DELAY`] away: each case is run under callgrind with `FEW` lookups and with
-/// `MANY`, alternating, `ROUNDS` times; the cost per lookup is the difference over
-/// `MANY - FEW` (set-up, connecting and the monitor's first probes cancel out exactly), and the
-/// medians are kept.
+/// replica [`REPLICA_DELAY`] away: each case is run under callgrind with 100 lookups and with
+/// 600, alternating, 3 times; the cost per lookup is the difference over the 500 more
+/// (set-up, connecting and the monitor's first probes cancel out exactly), and the medians are
+/// kept.
 pub(crate) fn measure_adapter_instructions(
     keep: Option<&std::path::Path>,
 ) -> anyhow::Result<AdapterCost> {
-    measure_cases(keep, ["plain", "routed"])
+    measure_cases(keep, ["plain", "routed"], Runs { few: 100, many: 600, rounds: 3 })
 }
 
 /// Client-side cost per one-row `INSERT` on the primary, plain SeaORM and `RoutedConnection`,
-/// measured as [`measure_adapter_instructions`] measures a lookup.
+/// measured as [`measure_adapter_instructions`] measures a lookup, in one round of 50 and 300
+/// inserts: a write under valgrind takes several times a lookup's time, and its count moves
+/// by hundreds of instructions between rounds, against a budget thousands away.
 pub(crate) fn measure_write_instructions(
     keep: Option<&std::path::Path>,
 ) -> anyhow::Result<AdapterCost> {
-    measure_cases(keep, ["plain-write", "routed-write"])
+    measure_cases(keep, ["plain-write", "routed-write"], Runs { few: 50, many: 300, rounds: 1 })
+}
+
+/// How a case is run under callgrind: with `few` and with `many` statements, `rounds` times.
+struct Runs {
+    few: u64,
+    many: u64,
+    rounds: usize,
 }
 
 /// [`measure_adapter_instructions`] for the program's two `cases` (plain's, then routed's): a
 /// lookup's, or a one-row insert's (`plain-write`, `routed-write`).
-fn measure_cases(keep: Option<&std::path::Path>, cases: [&str; 2]) -> anyhow::Result<AdapterCost> {
-    const FEW: u64 = 100;
-    const MANY: u64 = 600;
-    const N: u64 = MANY - FEW;
-    const ROUNDS: usize = 3;
+fn measure_cases(
+    keep: Option<&std::path::Path>,
+    cases: [&str; 2],
+    runs: Runs,
+) -> anyhow::Result<AdapterCost> {
+    let Runs { few, many, rounds } = runs;
+    let n = many - few;
     let exe = bench_executable("rwsplit-sea-orm", "adapter_instructions")?;
     if let Some(dir) = keep {
         std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
     }
     let mut samples: [Vec<(u64, f64)>; 2] = [Vec::new(), Vec::new()];
     with_bench_replica(&exe, |env| {
-        for round in 0..ROUNDS {
+        for round in 0..rounds {
             for (i, case) in cases.into_iter().enumerate() {
                 let kept = |n: u64| keep.map(|d| d.join(format!("{case}-{n}-{round}.out")));
-                let with = callgrind_keeping(&exe, case, MANY, env, kept(MANY).as_deref())?;
-                let without = callgrind_keeping(&exe, case, FEW, env, kept(FEW).as_deref())?;
-                let instructions = with.instructions.saturating_sub(without.instructions) / N;
-                let timers = with.timers.saturating_sub(without.timers) as f64 / N as f64;
+                let with = callgrind_keeping(&exe, case, many, env, kept(many).as_deref())?;
+                let without = callgrind_keeping(&exe, case, few, env, kept(few).as_deref())?;
+                let instructions = with.instructions.saturating_sub(without.instructions) / n;
+                let timers = with.timers.saturating_sub(without.timers) as f64 / n as f64;
                 samples[i].push((instructions, timers));
             }
         }
