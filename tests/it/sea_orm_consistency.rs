@@ -278,8 +278,12 @@ async fn a_writes_position_is_read_without_the_pools_check(#[case] kind: DbKind)
         assert_eq!(wrote - before, 1, "write {i}: the write's own connection, checked");
         assert_eq!(after, wrote, "write {i}: its position read on an idle connection, unchecked");
     }
+    // One position read per token, unless the token came more than 10 ms after its write
+    // (a loaded machine): the write was then left to the primary's samples, and the token
+    // names the primary without a read.
     let ryw = db.stats().read_your_writes();
-    assert_eq!((ryw.positions_captured, ryw.capture_failures), (WRITES as u64, 0), "{ryw:?}");
+    let (read, failed) = (ryw.positions_captured, ryw.capture_failures);
+    assert!(read >= 1 && read <= WRITES as u64 && failed == 0, "{ryw:?}");
 }
 
 /// What a task's scope (read-your-writes without the web layer) reads of a write's position,
