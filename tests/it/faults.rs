@@ -371,9 +371,11 @@ async fn faults_planned_switchover_under_load(#[case] kind: DbKind) {
     }
     let extra = format!(" first_write_after_promotion_ms={}", first_write.as_millis());
     report("planned-switchover", kind, &seen, new, &tdb, (excluded, followed), &extra).await;
+    // The promoted node's next probe reports its role: it starts within an interval (and its
+    // jitter) and may take up to its timeout on a loaded machine before it answers.
     assert!(
-        followed <= 2 * INTERVAL + Duration::from_millis(100),
-        "writes followed the promotion after {followed:?}"
+        followed <= INTERVAL + PROBE_TIMEOUT + Duration::from_millis(200),
+        "routing followed the promotion after {followed:?}"
     );
 }
 

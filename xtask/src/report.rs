@@ -62,9 +62,16 @@ pub(crate) fn run(args: &ReportArgs) -> anyhow::Result<()> {
     if !args.reuse {
         // What the runs below measure, stamped before they start: the page names it.
         std::fs::write(&measured_json, measured_now().to_string())?;
+        // Each run's time, printed as it ends: the report is the CI's longest phase.
+        let mut last = std::time::Instant::now();
+        let mut took = |what: &str| {
+            eprintln!("report: {:>5.0} s  {what}", last.elapsed().as_secs_f64());
+            last = std::time::Instant::now();
+        };
         let mut timeline = crate::cargo_at_root();
         timeline.args(["run", "--quiet", "--example", "fault_timeline", "--"]).arg(&timeline_json);
         crate::run(&mut timeline)?;
+        took("the fault timeline");
         // The benchmarks are built together, once (`bench::REPORT_BENCHES`), and run directly.
         crate::bench::run_report_bench(
             "rwsplit-sea-orm",
@@ -72,8 +79,11 @@ pub(crate) fn run(args: &ReportArgs) -> anyhow::Result<()> {
             &[],
             &[("RWSPLIT_BENCH_JSON", &consistency_json)],
         )?;
+        took("the benchmarks' build and the consistency benchmark");
         let cost = crate::bench::measure_adapter_instructions(None)?;
+        took("a read's instructions");
         let write = crate::bench::measure_write_instructions(None)?;
+        took("a write's instructions");
         let doc = serde_json::json!({
             "plain": cost.plain,
             "routed": cost.routed,
@@ -96,6 +106,7 @@ pub(crate) fn run(args: &ReportArgs) -> anyhow::Result<()> {
         let mut args: Vec<std::ffi::OsString> = fleet_args.iter().map(Into::into).collect();
         args.push(fleet_json.clone().into());
         crate::bench::run_report_bench("rwsplit-sea-orm", "fleet", &args, &[])?;
+        took("the fleet");
         // The web path end to end (an axum app over plain SeaORM, `RoutedConnection`
         // and `SessionLayer`), PostgreSQL and MariaDB, natural lag and late replicas.
         let args: Vec<std::ffi::OsString> = vec![
@@ -105,6 +116,7 @@ pub(crate) fn run(args: &ReportArgs) -> anyhow::Result<()> {
             web_json.clone().into(),
         ];
         crate::bench::run_report_bench("rwsplit-axum", "web", &args, &[])?;
+        took("the web path");
     }
     let read = |p: &Path| -> anyhow::Result<Value> {
         let text =
