@@ -328,14 +328,14 @@ fn with_bench_replica<T>(
 }
 
 /// Client-side cost per `find_by_id`, plain SeaORM and `RoutedConnection`, reading the same
-/// replica [`REPLICA_DELAY`] away: each case is run under callgrind with 100 lookups and with
-/// 600, alternating, 3 times; the cost per lookup is the difference over the 500 more
+/// replica [`REPLICA_DELAY`] away: each case is run under callgrind with 50 lookups and with
+/// 300, alternating, 3 times; the cost per lookup is the difference over the 250 more
 /// (set-up, connecting and the monitor's first probes cancel out exactly), and the medians are
 /// kept.
 pub(crate) fn measure_adapter_instructions(
     keep: Option<&std::path::Path>,
 ) -> anyhow::Result<AdapterCost> {
-    measure_cases(keep, ["plain", "routed"], Runs { few: 100, many: 600, rounds: 3 })
+    measure_cases(keep, ["plain", "routed"], Runs { few: 50, many: 300, rounds: 3 })
 }
 
 /// Client-side cost per one-row `INSERT` on the primary, plain SeaORM and `RoutedConnection`,

@@ -1453,8 +1453,10 @@ mod tests {
         let (subscriber, logs) = crate::tests_hardening::capture(tracing::Level::WARN);
         tracing::subscriber::with_default(subscriber, || {
             let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+            // Refused at once, and not waited for: the warning is logged before connecting.
             let b = setup(RoutedConnection::builder().primary("postgres://u@127.0.0.1:1/app"))
-                .acquire_timeout(Duration::from_millis(200));
+                .acquire_timeout(Duration::from_millis(200))
+                .connect_wait(Duration::from_millis(200));
             rt.block_on(b.connect()).unwrap_err();
         });
         let logs = logs.text();
