@@ -110,7 +110,7 @@ async fn call(method: Method, url: &str) -> Shown {
     let mut shown = Shown::default();
     match method {
         Method::Primary => {
-            // Not waited for: the error that would show the address comes from the first try.
+            // A short wait: the connect error it ends in is what must not show the password.
             let b = builder(url).connect_wait(std::time::Duration::from_millis(200));
             shown.debug(&b);
             assert!(shown.result(b.connect().await), "connected to {url}");
