@@ -468,6 +468,11 @@ members = ["support"]
 debug = 0
 incremental = false
 
+# As the main workspace's (CI's `CARGO_PROFILE_DEV_DEBUG` overrides `debug` above, not this):
+# dependencies the workspace built are the same artifacts here.
+[profile.dev.package."*"]
+debug = false
+
 [dev-dependencies]
 sea-orm = {{ package = "rwsplit-seaorm-suite-support", path = "support" }}
 sea-orm-macros = {{ version = "={SEA_ORM_VERSION}", default-features = false }}
