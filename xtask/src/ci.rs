@@ -59,12 +59,13 @@ fn package(locked: bool) -> anyhow::Result<()> {
 /// and within 10 ms alone or in any subset tried, so here it fails by chance, not by version.
 /// And the 15 s of stalls under which no other client's statement may be reached (rwsplit
 /// sends nothing to a loser on any version; the setting that ends it on the server is checked
-/// here by `own_sessions`' settings test). Nor what the router decides above the server,
-/// which the pass on 15 tests on the same probe and position statements this pass checks:
-/// hedging, the balancers and placement rules, the hooks, a spawned task's scope, the gRPC
-/// layer, a full pool taken for back-pressure, and a replica killed, hung or restarted under
-/// load (its lag, which the version's replay sets, stays). The automatic-failover faults run once per fault in
-/// CI, in their own phase on 15 (`cargo xtask failover-matrix` repeats them on any server).
+/// here by `own_sessions`' settings test). Nor what the router decides above the server, run
+/// on 15 above over the same probe and position statements this pass checks: hedging, the
+/// balancers and placement rules, the hooks, a spawned task's scope, the gRPC layer, a full
+/// pool taken for back-pressure, a frozen node caught, and a replica killed, hung or restarted
+/// under load (a lagging one, which the version's replay sets, stays). The automatic-failover
+/// faults run once per fault in CI, in their own phase on 15 (`cargo xtask failover-matrix`
+/// repeats them on any server).
 const PG18_SKIP: &[&str] = &[
     "--skip",
     "failover::failover_",
