@@ -428,21 +428,29 @@ pub(crate) const REPORT_BENCHES: &[(&str, &str)] = &[
 /// The path of bench target `bench` of `package`, built (bench profile) if needed; one of
 /// [`REPORT_BENCHES`] is built with all of them.
 fn bench_executable(package: &str, bench: &str) -> anyhow::Result<std::path::PathBuf> {
+    if REPORT_BENCHES.contains(&(package, bench)) {
+        return executable_built(report_benches_build(), bench);
+    }
+    let mut cmd = crate::cargo();
+    cmd.args(["bench", "--no-run", "--message-format=json", "-p", package, "--bench", bench]);
+    executable_built(cmd, bench)
+}
+
+/// The one cargo call that builds every one of [`REPORT_BENCHES`] (bench profile), naming
+/// each executable in its JSON messages. `cargo xtask ci` starts it early, beside the phases
+/// before the report (`ci::Prebuild`): the report's own call then finds them built.
+pub(crate) fn report_benches_build() -> Command {
     let mut cmd = crate::cargo();
     cmd.args(["bench", "--no-run", "--message-format=json"]);
-    if REPORT_BENCHES.contains(&(package, bench)) {
-        let mut packages: Vec<&str> = REPORT_BENCHES.iter().map(|(p, _)| *p).collect();
-        packages.dedup();
-        for p in packages {
-            cmd.args(["-p", p]);
-        }
-        for (_, b) in REPORT_BENCHES {
-            cmd.args(["--bench", b]);
-        }
-    } else {
-        cmd.args(["-p", package, "--bench", bench]);
+    let mut packages: Vec<&str> = REPORT_BENCHES.iter().map(|(p, _)| *p).collect();
+    packages.dedup();
+    for p in packages {
+        cmd.args(["-p", p]);
     }
-    executable_built(cmd, bench)
+    for (_, b) in REPORT_BENCHES {
+        cmd.args(["--bench", b]);
+    }
+    cmd
 }
 
 /// The path of bench target `bench`, as `cmd` (a cargo build with `--message-format=json`)

@@ -160,6 +160,91 @@ fn clippy_wrapped(cmd: &mut std::process::Command, lints: &[&str]) -> anyhow::Re
     Ok(())
 }
 
+/// A build a later phase needs, run from early on beside the phases before it at the
+/// scheduler's idle priority (`chrt --idle 0`): it gets only the CPU time those phases leave
+/// unused (the integration tests keep about one of two cores busy), so it neither slows them
+/// nor disturbs what they time. When the later phase asks cargo for the same build, it is done
+/// or nearly: cargo's lock makes that call wait for this one and finish what is left. Its
+/// output goes to a file; a failure here is not judged: the later call builds again and fails
+/// naming its cause.
+struct Prebuild {
+    what: &'static str,
+    child: Option<std::process::Child>,
+    log: std::path::PathBuf,
+    began: Instant,
+}
+
+impl Prebuild {
+    /// Starts `cmd` (a cargo build) at idle priority, its output into `target/rwsplit/
+    /// prebuild-<what>.log`. Without `chrt` (util-linux) nothing is started: the later phase
+    /// builds it then, as it would anyway.
+    fn start(what: &'static str, cmd: std::process::Command) -> Prebuild {
+        let log = crate::state_dir().join(format!("prebuild-{what}.log"));
+        let began = Instant::now();
+        let child = (|| -> anyhow::Result<std::process::Child> {
+            std::fs::create_dir_all(crate::state_dir())?;
+            let out = std::fs::File::create(&log)?;
+            let mut idle = std::process::Command::new("chrt");
+            idle.args(["--idle", "0"]).arg(cmd.get_program()).args(cmd.get_args());
+            for (k, v) in cmd.get_envs() {
+                match v {
+                    Some(v) => idle.env(k, v),
+                    None => idle.env_remove(k),
+                };
+            }
+            if let Some(dir) = cmd.get_current_dir() {
+                idle.current_dir(dir);
+            }
+            idle.stdin(std::process::Stdio::null()).stdout(out.try_clone()?).stderr(out);
+            Ok(idle.spawn()?)
+        })();
+        match child {
+            Ok(child) => {
+                eprintln!(
+                    "ci: building {what} at idle priority beside the next phases ({})",
+                    log.display()
+                );
+                Prebuild { what, child: Some(child), log, began }
+            }
+            Err(e) => {
+                eprintln!("ci: {what} is built when needed (no idle-priority build: {e:#})");
+                Prebuild { what, child: None, log, began }
+            }
+        }
+    }
+
+    /// Waits for the build to end (the phase that needs it comes next) and says how it went.
+    fn finish(mut self) {
+        let Some(mut child) = self.child.take() else { return };
+        let waited = Instant::now();
+        let status = child.wait();
+        let (what, log) = (self.what, self.log.display());
+        let took = self.began.elapsed().as_secs_f64();
+        let waited = waited.elapsed().as_secs_f64();
+        match status {
+            Ok(s) if s.success() => {
+                eprintln!(
+                    "ci: {what} built at idle priority in {took:.0} s ({waited:.0} s of it waited for here)"
+                );
+            }
+            Ok(s) => eprintln!(
+                "ci: the idle-priority build of {what} ended {s} (see {log}); building it now"
+            ),
+            Err(e) => eprintln!("ci: the idle-priority build of {what}: {e}; building it now"),
+        }
+    }
+}
+
+impl Drop for Prebuild {
+    /// A run that stops before the phase needing the build leaves no cargo behind.
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
 pub(crate) fn run(args: &CiArgs) -> anyhow::Result<()> {
     let mut phases = Phases::new();
     let result = steps(args, &mut phases);
@@ -234,6 +319,10 @@ fn steps(args: &CiArgs, phases: &mut Phases) -> anyhow::Result<()> {
     phases.end("package (library crates)");
 
     crate::run(crate::cargo().args(["fmt", "--all", "--", "--check"]))?;
+    // The report's benchmarks, optimised: the longest build no other phase shares, run on
+    // what the phases until the report leave of the two cores.
+    let benches = (!args.no_itest)
+        .then(|| Prebuild::start("the report's benchmarks", crate::bench::report_benches_build()));
 
     let mut clippy = crate::cargo();
     clippy.args(["clippy", "--workspace", "--all-targets", "--all-features"]);
@@ -406,6 +495,9 @@ fn steps(args: &CiArgs, phases: &mut Phases) -> anyhow::Result<()> {
         phases.end("loco example");
         // The report: its runs (a fault timeline, the consistency benchmark, the adapter's
         // instruction counts) and its page, so that it cannot rot.
+        if let Some(benches) = benches {
+            benches.finish();
+        }
         crate::report::run(&crate::report::ReportArgs::for_ci())?;
         phases.end("report");
     }
