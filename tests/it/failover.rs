@@ -34,30 +34,13 @@ const TICK: Duration = Duration::from_millis(100);
 /// replication.
 async fn cluster(kind: DbKind, name: &str, synchronous: bool) -> Cluster {
     let _ = crate::support::shared(kind);
-    // The cluster's own setup writes before any replica can acknowledge: MariaDB's semi-sync
-    // timeout is short there, and raised (below) once the replicas follow.
     let b = match synchronous {
         true => crate::faults::durable(kind, name),
         false => Cluster::builder().db(kind).name(name).replicas(2),
     };
     let cluster = b.start().await.unwrap_or_else(|e| panic!("a {kind} cluster: {e}"));
-    if synchronous && kind == DbKind::MariaDb {
-        for n in cluster.nodes() {
-            n.execute("mysql", "SET GLOBAL rpl_semi_sync_master_timeout = 600000").await.unwrap();
-        }
-        let primary = cluster.primary().url_for("mysql").replace("//app@", "//root@");
-        until("semi-sync replicas acknowledging", || async {
-            let mut c = crate::support::connect(&primary).await;
-            let clients: Option<String> = sqlx::query_scalar(
-                "SELECT VARIABLE_VALUE FROM information_schema.GLOBAL_STATUS \
-                 WHERE VARIABLE_NAME = 'RPL_SEMI_SYNC_MASTER_CLIENTS'",
-            )
-            .fetch_optional(&mut c)
-            .await
-            .unwrap();
-            clients.is_some_and(|n| n.parse::<u32>().is_ok_and(|n| n >= 2))
-        })
-        .await;
+    if synchronous {
+        crate::faults::semi_sync_held(&cluster, Duration::from_secs(600)).await;
     }
     cluster
 }

@@ -245,7 +245,10 @@ async fn faults_replica_under_load(#[case] kind: DbKind, #[case] fault: ReplicaF
 
 /// Settings that make an acknowledged write durable on a replica before the primary answers:
 /// without them, a primary lost at the wrong instant takes acknowledged writes with it, and no
-/// router can bring them back.
+/// router can bring them back. MariaDB's wait for a replica's acknowledgement starts short:
+/// the cluster's own setup writes (its users) commit before any replica follows, and each
+/// would wait it out; [`semi_sync_held`] sets the wait the test runs with once both replicas
+/// acknowledge.
 pub(crate) fn durable(kind: DbKind, name: &str) -> rwsplit_testkit::ClusterBuilder {
     let b = Cluster::builder().db(kind).name(name).replicas(2);
     match kind {
@@ -253,9 +256,35 @@ pub(crate) fn durable(kind: DbKind, name: &str) -> rwsplit_testkit::ClusterBuild
             .setting("rpl-semi-sync-master-enabled", "ON")
             .setting("rpl-semi-sync-slave-enabled", "ON")
             .setting("rpl-semi-sync-master-wait-point", "AFTER_SYNC")
-            .setting("rpl-semi-sync-master-timeout", "10000"),
+            .setting("rpl-semi-sync-master-timeout", "200"),
         _ => b.setting("synchronous_standby_names", "ANY 1 (*)"),
     }
+}
+
+/// A [`durable`] MariaDB cluster's primary waits up to `timeout` for a replica's
+/// acknowledgement on every node (a promoted replica keeps it), from when both replicas
+/// acknowledge (nothing to do on PostgreSQL).
+pub(crate) async fn semi_sync_held(cluster: &Cluster, timeout: Duration) {
+    if cluster.db() != DbKind::MariaDb {
+        return;
+    }
+    let set = format!("SET GLOBAL rpl_semi_sync_master_timeout = {}", timeout.as_millis());
+    for n in cluster.nodes() {
+        n.execute("mysql", &set).await.unwrap();
+    }
+    let primary = cluster.primary().url_for("mysql").replace("//app@", "//root@");
+    until("semi-sync replicas acknowledging", || async {
+        let mut c = crate::support::connect(&primary).await;
+        let clients: Option<String> = sqlx::query_scalar(
+            "SELECT VARIABLE_VALUE FROM information_schema.GLOBAL_STATUS \
+             WHERE VARIABLE_NAME = 'RPL_SEMI_SYNC_MASTER_CLIENTS'",
+        )
+        .fetch_optional(&mut c)
+        .await
+        .unwrap();
+        clients.is_some_and(|n| n.parse::<u32>().is_ok_and(|n| n >= 2))
+    })
+    .await;
 }
 
 /// The index of the replica that has replayed the most of the stopped primary's history, once
@@ -292,7 +321,12 @@ async fn most_advanced(replicas: &[Node]) -> usize {
 async fn durable_cluster(kind: DbKind, name: &str) -> Cluster {
     // Through the same guard as `own_cluster`: without `cargo xtask itest` this fails loudly.
     let _ = crate::support::shared(kind);
-    durable(kind, name).start().await.unwrap_or_else(|e| panic!("a durable {kind} cluster: {e}"))
+    let cluster = durable(kind, name)
+        .start()
+        .await
+        .unwrap_or_else(|e| panic!("a durable {kind} cluster: {e}"));
+    semi_sync_held(&cluster, Duration::from_secs(10)).await;
+    cluster
 }
 
 #[rstest]
