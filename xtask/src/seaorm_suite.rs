@@ -120,7 +120,7 @@ impl SeaormSuiteArgs {
 
 /// One SeaORM test target: its name and its path below the crate.
 #[derive(Debug, Clone)]
-struct Target {
+pub(crate) struct Target {
     name: String,
     path: String,
 }
@@ -153,7 +153,7 @@ pub(crate) fn run(args: &SeaormSuiteArgs) -> anyhow::Result<()> {
     let root = crate::project_root();
     let source = locate_sea_orm(&root)?;
     let out = target_dir(&root).join("seaorm-suite");
-    let targets = generate(&root, &source, &out, &args.only)?;
+    let (targets, mut build) = prepare(&args.only)?;
     eprintln!(
         "seaorm-suite: {} of SeaORM {SEA_ORM_VERSION}'s test targets from {}, in {}",
         targets.len(),
@@ -162,8 +162,6 @@ pub(crate) fn run(args: &SeaormSuiteArgs) -> anyhow::Result<()> {
     );
     let panics = expected_panics(&source, &targets)?;
     let manifest = out.join("Cargo.toml");
-    let mut build = cargo_in(&root, &manifest);
-    build.args(["test", "--no-run"]);
     let started = Instant::now();
     crate::run(&mut build)?;
     eprintln!("seaorm-suite: built in {:.0} s", started.elapsed().as_secs_f64());
@@ -200,6 +198,19 @@ pub(crate) fn run(args: &SeaormSuiteArgs) -> anyhow::Result<()> {
         bail!("{failed} SeaORM test runs failed through RoutedConnection (listed above)");
     }
     Ok(())
+}
+
+/// Writes the suite's crate (SeaORM's test targets, or those named in `only`) and returns its
+/// targets and the cargo call that builds them (`cargo test --no-run`). `cargo xtask ci` starts
+/// that build early, beside the integration tests (`ci::Prebuild`).
+pub(crate) fn prepare(only: &[String]) -> anyhow::Result<(Vec<Target>, std::process::Command)> {
+    let root = crate::project_root();
+    let source = locate_sea_orm(&root)?;
+    let out = target_dir(&root).join("seaorm-suite");
+    let targets = generate(&root, &source, &out, only)?;
+    let mut build = cargo_in(&root, &out.join("Cargo.toml"));
+    build.args(["test", "--no-run"]);
+    Ok((targets, build))
 }
 
 fn check_mode(mode: &str) -> anyhow::Result<()> {

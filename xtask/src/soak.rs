@@ -36,6 +36,16 @@ impl SoakArgs {
     }
 }
 
+/// The cargo call that builds the soak's binary (`cargo test --test soak --no-run` at the root).
+pub(crate) fn build(locked: bool) -> std::process::Command {
+    let mut build = crate::cargo_at_root();
+    build.args(["test", "--test", "soak", "--no-run"]);
+    if locked {
+        build.arg("--locked");
+    }
+    build
+}
+
 pub(crate) fn run(args: &SoakArgs) -> anyhow::Result<()> {
     let dbs: &[&str] = match args.db {
         SoakDb::Postgres => &["postgres"],
@@ -43,12 +53,7 @@ pub(crate) fn run(args: &SoakArgs) -> anyhow::Result<()> {
         SoakDb::All => &["postgres", "mariadb"],
     };
     let per_db = args.minutes / dbs.len() as f64;
-    let mut build = crate::cargo_at_root();
-    build.args(["test", "--test", "soak", "--no-run"]);
-    if args.locked {
-        build.arg("--locked");
-    }
-    crate::run(&mut build)?;
+    crate::run(&mut build(args.locked))?;
     let run_root =
         std::env::temp_dir().join("rwsplit-testkit").join(format!("soak-{}", std::process::id()));
     std::fs::create_dir_all(&run_root)
