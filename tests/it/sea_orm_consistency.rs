@@ -284,6 +284,9 @@ async fn a_writes_position_is_read_without_the_pools_check(#[case] kind: DbKind)
     let ryw = db.stats().read_your_writes();
     let (read, failed) = (ryw.positions_captured, ryw.capture_failures);
     assert!(read >= 1 && read <= WRITES as u64 && failed == 0, "{ryw:?}");
+    // Their time is counted: each read is a round trip on an idle connection of a local server.
+    let mean = ryw.position_read_time / u32::try_from(read).unwrap();
+    assert!(mean > Duration::ZERO && mean < Duration::from_millis(250), "{ryw:?}");
 }
 
 /// What a task's scope (read-your-writes without the web layer) reads of a write's position,

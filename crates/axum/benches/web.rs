@@ -770,6 +770,23 @@ impl RoundTrips {
     }
 }
 
+/// The mean of a mix's write requests, if it had any.
+fn write_mean(t: &Tally) -> Option<Duration> {
+    let n = u32::try_from(t.by_kind[0].len()).ok().filter(|n| *n > 0)?;
+    Some(t.by_kind[0].iter().sum::<Duration>() / n)
+}
+
+/// The mean time of the position reads counted between two of a connection's read-your-writes
+/// counters (zero if none was).
+fn position_read_mean(
+    before: &rwsplit_sea_orm::ReadYourWrites,
+    after: &rwsplit_sea_orm::ReadYourWrites,
+) -> Duration {
+    let n = after.positions_captured - before.positions_captured;
+    let took = after.position_read_time.saturating_sub(before.position_read_time);
+    u32::try_from(n).ok().filter(|n| *n > 0).map_or(Duration::ZERO, |n| took / n)
+}
+
 /// The p50 of a mix's write requests (sorted by `run_case`), if it had any.
 fn write_p50(t: &Tally) -> Option<Duration> {
     (!t.by_kind[0].is_empty()).then(|| percentile(&t.by_kind[0], 500))
@@ -945,7 +962,7 @@ async fn on_cluster(
             let after = [routed.stats().read_your_writes(), layered.stats().read_your_writes()];
             for ((variant, b), a) in VARIANTS[1..].iter().zip(before).zip(after) {
                 eprintln!(
-                    "web: {db}, {lag}, {}, {}: token reads on replicas {}, on the primary {}, on the last node {}; catch-up waits {} ({} timed out); positions captured {}",
+                    "web: {db}, {lag}, {}, {}: token reads on replicas {}, on the primary {}, on the last node {}; catch-up waits {} ({} timed out); positions captured {} (each {:.3} ms, the mean by the router's own timer)",
                     workload.name(),
                     variant.name(),
                     a.replica_reads - b.replica_reads,
@@ -954,6 +971,7 @@ async fn on_cluster(
                     a.waits - b.waits,
                     a.wait_timeouts - b.wait_timeouts,
                     a.positions_captured - b.positions_captured,
+                    position_read_mean(&b, &a).as_secs_f64() * 1e3,
                 );
             }
             match ran {
@@ -973,6 +991,18 @@ async fn on_cluster(
                         let rtt = position_round_trip(&plain, db).await?;
                         let w: Vec<Option<Duration>> =
                             tallies.iter().map(|(t, _, _)| write_p50(t)).collect();
+                        let means: Vec<Option<Duration>> =
+                            tallies.iter().map(|(t, _, _)| write_mean(t)).collect();
+                        if let [_, Some(routed_m), Some(layer_m)] = means[..] {
+                            let read = position_read_mean(&before[1], &after[1]);
+                            let wait = layer_m.as_secs_f64() - routed_m.as_secs_f64();
+                            eprintln!(
+                                "web: {db}, {lag}, mix: by the means of the write requests: the wait for the position and the token (layer − routed) {:+.3} ms; the layer's position reads {:.3} ms each (the router's own timer: taking a connection, the statement); the rest {:+.3} ms",
+                                wait * 1e3,
+                                read.as_secs_f64() * 1e3,
+                                (wait - read.as_secs_f64()) * 1e3,
+                            );
+                        }
                         if let [Some(plain_w), Some(routed_w), Some(layer_w)] = w[..] {
                             let ms = |d: f64| format!("{:+.3} ms", d * 1e3);
                             let (p, r, l) = (

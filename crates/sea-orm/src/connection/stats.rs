@@ -59,6 +59,10 @@ pub struct Hedges {
 pub struct ReadYourWrites {
     /// Positions read from the primary after writes (one round trip each).
     pub positions_captured: u64,
+    /// The time those position reads took, summed, from asking the writable pool for a
+    /// connection to the answer: over [`positions_captured`](Self::positions_captured), what one
+    /// costs a write whose caller waits for it (a web layer's response, the scope's next read).
+    pub position_read_time: std::time::Duration,
     /// Position reads that failed (the scope's next read then asks again or uses the primary).
     pub capture_failures: u64,
     /// Reads with a token (the scope's writes, or what it has already read) served by a
@@ -308,6 +312,9 @@ pub(crate) fn snapshot(db: &RoutedConnection) -> Stats {
         retries: inner.retry.retries(),
         ryw: ReadYourWrites {
             positions_captured: inner.counters.get(Count::Captures),
+            position_read_time: std::time::Duration::from_micros(
+                inner.counters.get(Count::CaptureMicros),
+            ),
             capture_failures: inner.counters.get(Count::CaptureFailures),
             replica_reads: inner.counters.get(Count::TokenReadsOnReplicas),
             primary_reads: inner.counters.get(Count::TokenReadsOnPrimary),

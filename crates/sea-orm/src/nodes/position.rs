@@ -87,6 +87,7 @@ impl Writers for Writable<'_> {
     }
 
     async fn read_position(&self, node: NodeId, background: bool) -> Result<CausalToken, DbErr> {
+        let began = std::time::Instant::now();
         let n = self.nodes.hold(node).ok_or_else(|| {
             let name = self.nodes.removed_name(node);
             DbErr::from(RoutingError::node_removed(node, name.as_deref()))
@@ -131,6 +132,8 @@ impl Writers for Writable<'_> {
             Ok((token, system_id)) => {
                 n.set_system_id(system_id);
                 self.counters.bump(Count::Captures);
+                let took = u64::try_from(began.elapsed().as_micros()).unwrap_or(u64::MAX);
+                self.counters.add(Count::CaptureMicros, took);
                 Ok(token)
             }
             Err(e) => {

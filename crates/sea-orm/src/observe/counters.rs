@@ -83,11 +83,13 @@ pub(crate) enum Count {
     ReplicaRefusals,
     /// Read attempts that passed over a stalled node for the plan's next one.
     StalledSkips,
+    /// Microseconds the successful position reads took, summed ([`Count::Captures`] of them).
+    CaptureMicros,
 }
 
 impl Count {
     /// Every counter, in the order of their slots.
-    const ALL: [Count; 10] = [
+    const ALL: [Count; 11] = [
         Count::Captures,
         Count::CaptureFailures,
         Count::TokenReadsOnReplicas,
@@ -98,6 +100,7 @@ impl Count {
         Count::MonotonicStays,
         Count::ReplicaRefusals,
         Count::StalledSkips,
+        Count::CaptureMicros,
     ];
 }
 
@@ -106,6 +109,12 @@ impl Counters {
     #[inline]
     pub(crate) fn bump(&self, count: Count) {
         self.counts[count as usize].fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// `n` more of `count`.
+    #[inline]
+    pub(crate) fn add(&self, count: Count, n: u64) {
+        self.counts[count as usize].fetch_add(n, Ordering::Relaxed);
     }
 
     /// How many of `count` so far.
