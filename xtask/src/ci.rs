@@ -162,8 +162,10 @@ fn clippy_wrapped(cmd: &mut std::process::Command, lints: &[&str]) -> anyhow::Re
 
 /// Builds later phases need, run in order from early on beside the phases before them at the
 /// scheduler's idle priority (`chrt --idle 0`): they get only the CPU time those phases leave
-/// unused (the integration tests keep about one of two cores busy, the failover faults less),
-/// so they neither slow them nor disturb what they time. When a later phase asks cargo for the
+/// unused, so they do not slow them. One at a time, and only the report's: beside the
+/// integration tests' timing, a second build (SeaORM's suite, linking its ~60 binaries) made
+/// reads stall past the bounds three tests hold the router to (memory and disk, which the CPU
+/// priority does not order). When a later phase asks cargo for the
 /// same build, it is done or nearly: cargo's lock makes that call wait for this one and finish
 /// what is left. The output goes to a file; a failure here is not judged: the later call
 /// builds again and fails naming its cause.
@@ -426,17 +428,6 @@ fn steps(args: &CiArgs, phases: &mut Phases) -> anyhow::Result<()> {
         let for_ci = |backend, filters: &[&str]| {
             crate::itest::ItestArgs::for_ci(locked, backend, filters).with_executable(&it)
         };
-        // What the phases after the integration tests build (their own binaries, SeaORM's
-        // suite, loco's example), at idle priority beside the tests from here on; they need
-        // cargo's lock on the debug build, which no test phase takes now.
-        let (_, seaorm_build) = crate::seaorm_suite::prepare(&[])?;
-        let mut loco_build = loco_test(locked)?;
-        loco_build.arg("--no-run");
-        let later = Prebuild::start(
-            "the soak, SeaORM's suite and loco's example",
-            "later",
-            vec![crate::soak::build(locked), seaorm_build, loco_build],
-        );
         let native =
             ["--skip", "network_faults", "--skip", "failover::failover_", "--skip", "frozen::"];
         crate::itest::run(&for_ci(BackendKind::Native, &native))?;
@@ -471,7 +462,6 @@ fn steps(args: &CiArgs, phases: &mut Phases) -> anyhow::Result<()> {
         let containers = ["network_faults"];
         crate::itest::run(&for_ci(BackendKind::Containers, &containers))?;
         phases.end("integration tests (containers)");
-        later.finish();
         crate::soak::run(&crate::soak::SoakArgs::for_ci(locked))?;
         phases.end("soak");
         // SeaORM 2.0.4's own integration tests through `RoutedConnection` (the type swap

@@ -120,7 +120,7 @@ impl SeaormSuiteArgs {
 
 /// One SeaORM test target: its name and its path below the crate.
 #[derive(Debug, Clone)]
-pub(crate) struct Target {
+struct Target {
     name: String,
     path: String,
 }
@@ -201,9 +201,8 @@ pub(crate) fn run(args: &SeaormSuiteArgs) -> anyhow::Result<()> {
 }
 
 /// Writes the suite's crate (SeaORM's test targets, or those named in `only`) and returns its
-/// targets and the cargo call that builds them (`cargo test --no-run`). `cargo xtask ci` starts
-/// that build early, beside the integration tests (`ci::Prebuild`).
-pub(crate) fn prepare(only: &[String]) -> anyhow::Result<(Vec<Target>, std::process::Command)> {
+/// targets and the cargo call that builds them (`cargo test --no-run`).
+fn prepare(only: &[String]) -> anyhow::Result<(Vec<Target>, std::process::Command)> {
     let root = crate::project_root();
     let source = locate_sea_orm(&root)?;
     let out = target_dir(&root).join("seaorm-suite");

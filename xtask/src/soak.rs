@@ -37,7 +37,7 @@ impl SoakArgs {
 }
 
 /// The cargo call that builds the soak's binary (`cargo test --test soak --no-run` at the root).
-pub(crate) fn build(locked: bool) -> std::process::Command {
+fn build(locked: bool) -> std::process::Command {
     let mut build = crate::cargo_at_root();
     build.args(["test", "--test", "soak", "--no-run"]);
     if locked {
