@@ -3,17 +3,23 @@
 //!
 //! After each write the adapter reads the primary's position (its token). Under concurrency
 //! most of those reads are redundant: a read *sent* after several writes committed is at or
-//! past all of them. So a write whose position is wanted while another read is in flight waits
-//! for the next read to be sent — at most one in flight and one waiting to go, whatever the
-//! number of writers — and every write that committed before that read was sent takes its
-//! answer. A read in flight is never shared with a write that committed after it was sent
-//! (it may not cover it).
+//! past all of them. A read in flight is never shared with a write that committed after it was
+//! sent (it may not cover it), so a write whose position is wanted while one is in flight sends
+//! its own at once: one round trip, not the rest of that read and then another. Up to
+//! [`IN_FLIGHT`] reads are in flight; a write that finds that many waits for the first to land
+//! and sends the next, which every write waiting meanwhile takes — a few reads per round trip
+//! whatever the number of writers.
 
 use std::future::Future;
 use std::sync::{Mutex, PoisonError};
 
 use rwsplit_core::{CausalToken, NodeId};
 use sea_orm::DbErr;
+
+/// How many position reads may be in flight at once: two, so that a write arriving while one
+/// is in flight waits one round trip, and a burst of writes costs the primary two reads per
+/// round trip, not one per write.
+const IN_FLIGHT: usize = 2;
 
 /// Position reads of the primary shared among the writes that want them.
 #[derive(Debug, Default)]
@@ -24,11 +30,12 @@ pub(crate) struct Coalesce {
 
 #[derive(Debug, Default)]
 struct State {
-    /// The read in flight: its node and generation.
-    running: Option<(NodeId, u64)>,
+    /// The reads in flight: their node and generation.
+    running: [Option<(NodeId, u64)>; IN_FLIGHT],
     /// Reads sent so far (the generation of the latest).
     sent: u64,
-    /// The latest read that ended: its generation, node, and position (`None`: it failed).
+    /// The latest-sent read that ended: its generation, node, and position (`None`: it
+    /// failed). Reads may land out of order; an earlier one landing later does not replace it.
     last: Option<(u64, NodeId, Option<CausalToken>)>,
     /// Every position read so far, merged (per history, the furthest).
     newest: Option<CausalToken>,
@@ -42,7 +49,7 @@ enum Step {
     Take(CausalToken),
     /// Read alone (another node's read is in flight, or the shared one failed).
     Alone,
-    /// Wait for the read in flight to end, and look again.
+    /// Wait for a read in flight to end, and look again.
     Wait,
 }
 
@@ -71,21 +78,14 @@ impl Coalesce {
     }
 
     /// The next step of a caller for `node` that needs a read of generation `need` or later
-    /// (`None` on its first look: the one after any read in flight now).
+    /// (`None` on its first look: the reads sent so far may have left before its write
+    /// committed, so the next one sent).
     fn step(&self, node: NodeId, need: &mut Option<u64>) -> Step {
         let mut st = self.state.lock().unwrap_or_else(PoisonError::into_inner);
-        let wanted = match *need {
-            Some(g) => g,
-            None => match st.running {
-                // Sent before this caller's write may have committed: the next one covers it.
-                Some((n, g)) if n == node => {
-                    *need = Some(g + 1);
-                    g + 1
-                }
-                Some(_) => return Step::Alone,
-                None => st.sent + 1,
-            },
-        };
+        if st.running.iter().flatten().any(|(n, _)| *n != node) {
+            return Step::Alone;
+        }
+        let wanted = *need.get_or_insert(st.sent + 1);
         if let Some((g, n, outcome)) = &st.last
             && *g >= wanted
         {
@@ -94,12 +94,18 @@ impl Coalesce {
                 _ => Step::Alone,
             };
         }
-        if st.running.is_none() {
-            st.sent += 1;
-            st.running = Some((node, st.sent));
-            return Step::Lead(st.sent);
+        if st.running.iter().flatten().any(|(_, g)| *g >= wanted) {
+            return Step::Wait;
         }
-        Step::Wait
+        let sent = st.sent + 1;
+        match st.running.iter_mut().find(|r| r.is_none()) {
+            Some(free) => {
+                *free = Some((node, sent));
+                st.sent = sent;
+                Step::Lead(sent)
+            }
+            None => Step::Wait,
+        }
     }
 
     /// Sends read `generation` and shares its outcome. Its end is published even if this
@@ -144,14 +150,20 @@ impl Drop for Ended<'_> {
     fn drop(&mut self) {
         {
             let mut st = self.coalesce.state.lock().unwrap_or_else(PoisonError::into_inner);
-            st.running = None;
+            for r in &mut st.running {
+                if r.is_some_and(|(_, g)| g == self.generation) {
+                    *r = None;
+                }
+            }
             if let Some(t) = &self.token {
                 match &mut st.newest {
                     Some(n) => n.merge(t),
                     None => st.newest = Some(t.clone()),
                 }
             }
-            st.last = Some((self.generation, self.node, self.token.take()));
+            if st.last.as_ref().is_none_or(|(g, _, _)| *g < self.generation) {
+                st.last = Some((self.generation, self.node, self.token.take()));
+            }
         }
         self.coalesce.landed.notify_waiters();
     }
@@ -181,12 +193,13 @@ mod tests {
         }
     }
 
-    /// Writers that all want a position while reads are in flight share them: at most the one
-    /// in flight and the next, per wave, whatever their number.
+    /// Writers that all want a position at once share the reads: the first two send theirs,
+    /// and every other one takes the read sent when the first lands, whatever their number.
     #[rstest::rstest]
     #[case(1, 1)]
-    #[case(16, 2)]
-    #[case(64, 2)]
+    #[case(2, 2)]
+    #[case(16, 3)]
+    #[case(64, 3)]
     #[tokio::test(start_paused = true)]
     async fn concurrent_writers_share_position_reads(#[case] writers: u64, #[case] most: u64) {
         let coalesce = Arc::new(Coalesce::default());
@@ -204,8 +217,46 @@ mod tests {
         assert_eq!(coalesce.sent(), reads);
     }
 
+    /// A write that wants its position while a read is in flight (sent before it committed)
+    /// sends its own at once: it waits one read's time, not the rest of that read and then one.
+    #[tokio::test(start_paused = true)]
+    async fn a_write_arriving_while_a_read_is_in_flight_waits_one_read() {
+        let coalesce = Arc::new(Coalesce::default());
+        let count = Arc::new(AtomicU64::new(0));
+        let first = {
+            let (c, n) = (Arc::clone(&coalesce), Arc::clone(&count));
+            tokio::spawn(async move { c.position(P, reader(n)).await.unwrap() })
+        };
+        tokio::time::sleep(Duration::from_micros(500)).await;
+        let asked = tokio::time::Instant::now();
+        let later = coalesce.position(P, reader(Arc::clone(&count))).await.unwrap();
+        assert_eq!(asked.elapsed(), Duration::from_millis(1), "one read's time");
+        assert_eq!(later.to_string(), "pg:1:7:1:0-2", "its own read, sent after it asked");
+        assert_eq!(first.await.unwrap().to_string(), "pg:1:7:1:0-1");
+    }
+
+    /// A write that finds [`IN_FLIGHT`] reads in flight takes the next read sent, when the
+    /// first of them lands, and the reads landing out of order do not hand it an earlier one.
+    #[tokio::test(start_paused = true)]
+    async fn a_write_finding_every_slot_taken_takes_the_next_read() {
+        let coalesce = Arc::new(Coalesce::default());
+        let count = Arc::new(AtomicU64::new(0));
+        let mut early = Vec::new();
+        for _ in 0..IN_FLIGHT {
+            let (c, n) = (Arc::clone(&coalesce), Arc::clone(&count));
+            early.push(tokio::spawn(async move { c.position(P, reader(n)).await.unwrap() }));
+            tokio::time::sleep(Duration::from_micros(100)).await;
+        }
+        let later = coalesce.position(P, reader(Arc::clone(&count))).await.unwrap();
+        assert_eq!(later.to_string(), format!("pg:1:7:1:0-{:X}", IN_FLIGHT + 1));
+        for t in early {
+            t.await.unwrap();
+        }
+        assert_eq!(coalesce.sent(), IN_FLIGHT as u64 + 1);
+    }
+
     /// A read already in flight when a write wants its position was sent before that write may
-    /// have committed: the write waits for the next one.
+    /// have committed: the write never takes it.
     #[tokio::test(start_paused = true)]
     async fn a_read_in_flight_is_not_shared_with_a_later_write() {
         let coalesce = Arc::new(Coalesce::default());
