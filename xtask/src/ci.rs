@@ -162,10 +162,10 @@ fn clippy_wrapped(cmd: &mut std::process::Command, lints: &[&str]) -> anyhow::Re
 
 /// Builds later phases need, run in order from early on beside the phases before them at the
 /// scheduler's idle priority (`chrt --idle 0`): they get only the CPU time those phases leave
-/// unused, so they do not slow them. One at a time, and only the report's: beside the
-/// integration tests' timing, a second build (SeaORM's suite, linking its ~60 binaries) made
-/// reads stall past the bounds three tests hold the router to (memory and disk, which the CPU
-/// priority does not order). When a later phase asks cargo for the
+/// unused, so they do not slow them. Only the report's, and held still ([`pause`](Self::pause))
+/// through the integration tests: beside their timing, even one build at idle priority made
+/// reads stall past the bounds some tests hold the router to (two rehearsals, five failures:
+/// the CPU priority does not order memory, caches and disk). When a later phase asks cargo for the
 /// same build, it is done or nearly: cargo's lock makes that call wait for this one and finish
 /// what is left. The output goes to a file; a failure here is not judged: the later call
 /// builds again and fails naming its cause.
@@ -210,6 +210,8 @@ impl Prebuild {
                 let (o, e) = (out.try_clone(), out.try_clone());
                 let (o, e) = (o.map_err(|e| e.to_string())?, e.map_err(|e| e.to_string())?);
                 idle.stdin(std::process::Stdio::null()).stdout(o).stderr(e);
+                // A process group of its own, so that `pause` stops cargo and its compilers.
+                std::os::unix::process::CommandExt::process_group(&mut idle, 0);
                 let line = crate::describe(&idle);
                 let mut child = idle.spawn().map_err(|e| format!("`{line}`: {e}"))?;
                 worker_pid.store(child.id(), Ordering::Release);
@@ -226,6 +228,24 @@ impl Prebuild {
             log.display()
         );
         Prebuild { what, worker: Some(worker), pid, stop, log, began: Instant::now() }
+    }
+
+    /// Holds the running build still (SIGSTOP to its process group) until [`resume`](Self::resume).
+    fn pause(&self) {
+        self.signal("-STOP");
+    }
+
+    /// Lets a paused build go on.
+    fn resume(&self) {
+        self.signal("-CONT");
+    }
+
+    fn signal(&self, signal: &str) {
+        let pid = self.pid.load(std::sync::atomic::Ordering::Acquire);
+        if pid != 0 {
+            let group = format!("-{pid}");
+            let _ = std::process::Command::new("kill").args([signal, "--", &group]).status();
+        }
     }
 
     /// Waits for the builds to end (a phase that needs them comes next) and says how they went.
@@ -250,13 +270,9 @@ impl Prebuild {
 impl Drop for Prebuild {
     /// A run that stops before the phases needing the builds leaves no cargo behind.
     fn drop(&mut self) {
-        use std::sync::atomic::Ordering;
         let Some(worker) = self.worker.take() else { return };
-        self.stop.store(true, Ordering::Release);
-        let pid = self.pid.load(Ordering::Acquire);
-        if pid != 0 {
-            let _ = std::process::Command::new("kill").arg(pid.to_string()).status();
-        }
+        self.stop.store(true, std::sync::atomic::Ordering::Release);
+        self.signal("-KILL");
         let _ = worker.join();
     }
 }
@@ -351,7 +367,8 @@ fn steps(args: &CiArgs, phases: &mut Phases) -> anyhow::Result<()> {
 
     crate::run(crate::cargo().args(["fmt", "--all", "--", "--check"]))?;
     // The report's benchmarks, optimised: the longest build no other phase shares, run on
-    // what the phases until the report leave of the two cores.
+    // what the phases before the integration tests, and those after them, leave of the two
+    // cores.
     let benches = (!args.no_itest).then(|| {
         Prebuild::start(
             "the report's benchmarks",
@@ -425,6 +442,9 @@ fn steps(args: &CiArgs, phases: &mut Phases) -> anyhow::Result<()> {
         use rwsplit_testkit::BackendKind;
         // Built once: every integration-test phase runs this binary, without a cargo call.
         let it = crate::itest::build(locked)?;
+        if let Some(b) = &benches {
+            b.pause();
+        }
         let for_ci = |backend, filters: &[&str]| {
             crate::itest::ItestArgs::for_ci(locked, backend, filters).with_executable(&it)
         };
@@ -462,6 +482,10 @@ fn steps(args: &CiArgs, phases: &mut Phases) -> anyhow::Result<()> {
         let containers = ["network_faults"];
         crate::itest::run(&for_ci(BackendKind::Containers, &containers))?;
         phases.end("integration tests (containers)");
+        // What follows checks what was acknowledged and read, not how fast, until the report.
+        if let Some(b) = &benches {
+            b.resume();
+        }
         crate::soak::run(&crate::soak::SoakArgs::for_ci(locked))?;
         phases.end("soak");
         // SeaORM 2.0.4's own integration tests through `RoutedConnection` (the type swap
