@@ -742,14 +742,23 @@ async fn a_token_from_before_a_failover_is_never_satisfied_by_the_new_history() 
     let reads = |db: &RoutedConnection| -> Vec<u64> {
         db.stats().nodes().iter().map(rwsplit_sea_orm::NodeStats::reads).collect()
     };
-    for _ in 0..5 {
+    for i in 0..5 {
         let before = reads(&db);
         let found = author::Entity::find_by_id(a.id).one(&old_reader).await;
         assert!(fresh(found, "before"), "the write replicated before the failover");
         let after = reads(&db);
-        // Node 1 is the promoted primary; node 2 follows it on the new timeline.
-        assert_eq!(after[1] - before[1], 1, "read from the new primary: {before:?} → {after:?}");
-        assert_eq!(after[2], before[2], "never from the follower: {before:?} → {after:?}");
+        assert_eq!(after[0], before[0], "never from the old primary: {before:?} → {after:?}");
+        if i == 0 {
+            // Node 1 is the promoted primary; node 2 follows it on the new timeline.
+            assert_eq!(
+                after[1] - before[1],
+                1,
+                "read from the new primary: {before:?} → {after:?}"
+            );
+            assert_eq!(after[2], before[2], "never from the follower: {before:?} → {after:?}");
+        }
+        // Later reads carry a position of the new history: the follower may serve them once it
+        // has replayed it there, and what they find is checked above.
     }
     // The first read found the token foreign (later ones carry the new primary's position,
     // read when the held token was checked, or the bound of a read there).
@@ -1182,7 +1191,9 @@ async fn reads_survive_a_switchover(#[case] kind: DbKind) {
     assert_eq!(bounded.failed_while_provable, 0, "bounded reads failed while provable");
     assert!(session.reads > 300 && eventual.reads > 300, "the readers kept reading");
     let resumed = resumed.expect("writes resumed on the new primary");
-    assert!(resumed <= PROBE + Duration::from_millis(100), "writes resumed after {resumed:?}");
+    // The new primary is seen by its next probe, which starts within an interval and, on a
+    // busy machine, may take up to its timeout before its answer counts.
+    assert!(resumed <= PROBE + PROBE * 5 / 2, "writes resumed after {resumed:?}");
 }
 
 /// A strong read (the primary alone) whose connection the server ends mid-statement runs once

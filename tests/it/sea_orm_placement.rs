@@ -207,12 +207,22 @@ async fn lowest_lag_reads_from_the_replica_that_is_caught_up(#[case] kind: DbKin
             && behind.lag().time() != Some(std::time::Duration::ZERO)
     })
     .await;
-    let got = served(&db, || async {
-        for _ in 0..50 {
-            read(&db, "SELECT count(*) AS n FROM t").await;
+    // A round counts when no probe of a replica failed, found it busy or changed its health
+    // meanwhile: on a busy machine one may, and a suspect replica ranks after the healthy one
+    // whatever its lag, which is another rule than the one tested here (at most three rounds).
+    let mut got = Vec::new();
+    for _ in 0..3 {
+        let before = crate::support::probe_verdicts(&db);
+        got = served(&db, || async {
+            for _ in 0..50 {
+                read(&db, "SELECT count(*) AS n FROM t").await;
+            }
+        })
+        .await;
+        if crate::support::probe_verdicts(&db) == before {
+            break;
         }
-    })
-    .await;
+    }
     cluster.replicas()[0].resume_replay().await.unwrap();
     assert_eq!(got, [0, 50], "every read on the caught-up replica");
 }

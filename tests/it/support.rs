@@ -231,6 +231,16 @@ where
     )
 }
 
+/// Each replica's probe verdicts so far (failed, busy, health changes): equal before and after a
+/// stretch of reads when the monitor saw nothing disturb their nodes meanwhile.
+pub(crate) fn probe_verdicts(db: &rwsplit_sea_orm::RoutedConnection) -> Vec<(u64, u64, u64)> {
+    db.stats()
+        .replicas()
+        .iter()
+        .map(|n| (n.failed_probes(), n.busy_probes(), n.changes()))
+        .collect()
+}
+
 /// The SQL that names the server's port, per backend.
 pub(crate) fn port_sql(backend: sea_orm::DbBackend) -> &'static str {
     match backend {

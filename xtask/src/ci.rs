@@ -248,21 +248,28 @@ impl Prebuild {
         }
     }
 
-    /// Waits for the builds to end (a phase that needs them comes next) and says how they went.
-    fn finish(mut self) {
-        let Some(worker) = self.worker.take() else { return };
+    /// Waits for the builds to end (a phase that needs them comes next) and says how they went;
+    /// whether they all succeeded.
+    fn finish(mut self) -> bool {
+        let Some(worker) = self.worker.take() else { return false };
         let waited = Instant::now();
         let outcome = worker.join().unwrap_or_else(|_| Err("its thread panicked".into()));
         let (what, log) = (self.what, self.log.display());
         let took = self.began.elapsed().as_secs_f64();
         let waited = waited.elapsed().as_secs_f64();
         match outcome {
-            Ok(()) => eprintln!(
-                "ci: {what} built at idle priority in {took:.0} s ({waited:.0} s of it waited for here)"
-            ),
-            Err(e) => eprintln!(
-                "ci: the idle-priority build of {what}: {e} (see {log}); built when needed"
-            ),
+            Ok(()) => {
+                eprintln!(
+                    "ci: {what} built at idle priority in {took:.0} s ({waited:.0} s of it waited for here)"
+                );
+                true
+            }
+            Err(e) => {
+                eprintln!(
+                    "ci: the idle-priority build of {what}: {e} (see {log}); built when needed"
+                );
+                false
+            }
         }
     }
 }
@@ -552,7 +559,7 @@ fn steps(args: &CiArgs, phases: &mut Phases) -> anyhow::Result<()> {
         // The report: its runs (a fault timeline, the consistency benchmark, the adapter's
         // instruction counts) and its page, so that it cannot rot.
         if let Some(benches) = benches {
-            benches.finish();
+            let _ = benches.finish();
         }
         crate::report::run(&crate::report::ReportArgs::for_ci())?;
         phases.end("report");
@@ -565,7 +572,24 @@ fn steps(args: &CiArgs, phases: &mut Phases) -> anyhow::Result<()> {
 mod tests {
     use std::time::{Duration, Instant};
 
-    use super::Phases;
+    use super::{Phases, Prebuild};
+
+    /// A background build held still does not end while held (a stopped process is not reaped
+    /// however long ago its work would have finished), ends once resumed, and `finish` says it
+    /// succeeded.
+    #[test]
+    fn a_paused_prebuild_resumes_and_finishes() {
+        use std::sync::atomic::Ordering;
+        let mut sleep = std::process::Command::new("sleep");
+        sleep.arg("0.3");
+        let build = Prebuild::start("a sleep", "test-sleep", vec![sleep]);
+        std::thread::sleep(Duration::from_millis(100));
+        build.pause();
+        std::thread::sleep(Duration::from_millis(600));
+        assert_ne!(build.pid.load(Ordering::Acquire), 0, "held, it has not ended");
+        build.resume();
+        assert!(build.finish(), "the sleep ended well");
+    }
 
     /// Phases that began `secs` seconds ago, one of 1 s and one of the rest.
     fn ran_for(secs: u64) -> Phases {
