@@ -55,8 +55,11 @@
 //!   executions sqlx sends, and `Com_select` counts the monitor's `SELECT`s too);
 //! - for the mix: the write requests' p50 and its ratio to plain's in the same run (printed,
 //!   never gated), and round trips on the primary per write request: the write, plus the
-//!   position reads the routed variant's own counters count (`positions_captured`, the
-//!   warm-up's writes included) per write;
+//!   position reads after writes the routed variant's own counters count
+//!   (`positions_captured`, the warm-up's writes included) per write. The position reads
+//!   that bound a read which ran on the primary (`floors_read`: its scope's next read may
+//!   then wait on a replica instead of reading there too) are a cost of that read, printed
+//!   apart and counted in the primary statements per request;
 //! - responses with a `Set-Cookie` (count and share);
 //! - stale reads: a GET of the client's own last-written id that answered 404; time-travel
 //!   reads: any other GET that answered 404 for an id the client had already seen exist (a 200
@@ -64,9 +67,10 @@
 //! - errors: answers other than 200 and 404 (a failed or timed-out exchange ends the run).
 //!
 //! On stderr, per case: the routed variants' read-your-writes counters (token reads on replicas,
-//! on the primary, on the last node; catch-up waits and timeouts; positions captured), and for
-//! the mix each variant's p50 of the write, of the read right after it and of the other reads,
-//! and where a write request's time goes: the router on the write (routed's write p50 against
+//! on the primary, on the last node; catch-up waits and timeouts; positions read after writes,
+//! and to bound reads on the primary), and for the mix each variant's p50 of the write, of the
+//! read right after it and of the other reads, and where a write request's time goes: the
+//! router on the write (routed's write p50 against
 //! plain's), the wait for the position and the token (the layer's against routed's), beside
 //! the position read's own time (`POSITION_SAMPLES` reads timed one at a time after the run)
 //! and one round trip at the run's load (`RoundTrips`: a replica's `SELECT 1` timed every
@@ -633,6 +637,9 @@ struct RowOut {
     /// The router's own count of position reads (a round trip on the primary each) per write
     /// request, the warm-up's included (routed variants).
     positions_per_write: Option<f64>,
+    /// The router's own count of position reads that bounded a read on the primary (routed
+    /// variants; the warm-up's included): a cost of those reads, not of the writes.
+    floors_read: Option<u64>,
 }
 
 impl RowOut {
@@ -670,6 +677,7 @@ impl RowOut {
             "write_p50_ms": self.write_p50.map(|(d, _)| ms(d)),
             "write_p50_ratio_to_plain": self.write_p50.map(|(_, r)| r),
             "positions_per_write": self.positions_per_write,
+            "floors_read": self.floors_read,
             "write_round_trips": self.write_round_trips(),
             "req_per_s": self.req_per_s(),
             "primary_statements": self.tally.primary_statements,
@@ -962,7 +970,7 @@ async fn on_cluster(
             let after = [routed.stats().read_your_writes(), layered.stats().read_your_writes()];
             for ((variant, b), a) in VARIANTS[1..].iter().zip(before).zip(after) {
                 eprintln!(
-                    "web: {db}, {lag}, {}, {}: token reads on replicas {}, on the primary {}, on the last node {}; catch-up waits {} ({} timed out); positions captured {} (each {:.3} ms, the mean by the router's own timer)",
+                    "web: {db}, {lag}, {}, {}: token reads on replicas {}, on the primary {}, on the last node {}; catch-up waits {} ({} timed out); positions captured after writes {} (each {:.3} ms, the mean by the router's own timer); positions read to bound a read on the primary {}",
                     workload.name(),
                     variant.name(),
                     a.replica_reads - b.replica_reads,
@@ -972,20 +980,22 @@ async fn on_cluster(
                     a.wait_timeouts - b.wait_timeouts,
                     a.positions_captured - b.positions_captured,
                     position_read_mean(&b, &a).as_secs_f64() * 1e3,
+                    a.floors_read - b.floors_read,
                 );
             }
             match ran {
                 Ok(tallies) => {
                     let plain_p50 = tallies[0].1;
                     let plain_write = write_p50(&tallies[0].0);
-                    // The routed variants' positions read: their connections' own counters.
-                    let positions: Vec<Option<u64>> = std::iter::once(None)
-                        .chain(
-                            before
-                                .iter()
-                                .zip(&after)
-                                .map(|(b, a)| Some(a.positions_captured - b.positions_captured)),
-                        )
+                    // The routed variants' positions read, after writes and to bound reads on
+                    // the primary: their connections' own counters.
+                    let positions: Vec<Option<(u64, u64)>> = std::iter::once(None)
+                        .chain(before.iter().zip(&after).map(|(b, a)| {
+                            Some((
+                                a.positions_captured - b.positions_captured,
+                                a.floors_read - b.floors_read,
+                            ))
+                        }))
                         .collect();
                     if workload == Workload::Mix {
                         let rtt = position_round_trip(&plain, db).await?;
@@ -1038,7 +1048,7 @@ async fn on_cluster(
                             );
                         }
                     }
-                    for ((variant, (tally, p50, p99)), captured) in
+                    for ((variant, (tally, p50, p99)), read) in
                         VARIANTS.into_iter().zip(tallies).zip(positions)
                     {
                         let ratio = p50.as_secs_f64() / plain_p50.as_secs_f64().max(1e-12);
@@ -1047,7 +1057,8 @@ async fn on_cluster(
                             .map(|(w, p)| (w, w.as_secs_f64() / p.as_secs_f64().max(1e-12)));
                         let writes = tally.posts + tally.warmup_posts;
                         let positions_per_write =
-                            captured.filter(|_| writes > 0).map(|c| c as f64 / writes as f64);
+                            read.filter(|_| writes > 0).map(|(c, _)| c as f64 / writes as f64);
+                        let floors_read = read.map(|(_, f)| f);
                         let row = RowOut {
                             db,
                             lag: lag.clone(),
@@ -1060,6 +1071,7 @@ async fn on_cluster(
                             p50_ratio: ratio,
                             write_p50,
                             positions_per_write,
+                            floors_read,
                         };
                         print_row(&row);
                         rows.push(row);

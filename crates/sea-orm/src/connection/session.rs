@@ -15,7 +15,7 @@ use sea_orm::{
 
 use crate::connection::inner::RoutedConnection;
 use crate::connection::traits::{Handle, routed_connection, routed_transactions};
-use crate::consistency::{Export, SessionToken, Shared, Slot};
+use crate::consistency::{Export, Purpose, SessionToken, Shared, Slot};
 use crate::routing::{Ctx, SESSION};
 
 /// A read-your-writes scope that is not tied to a task: reads through it see every write made
@@ -341,7 +341,8 @@ pub(crate) async fn resolve(
         Export::Primary(at) => {
             // A read on the primary (or a node no longer a replica), not bounded by a sample
             // yet: the primary's position now bounds it.
-            let floor = inner.causality.capture(&inner.routing, &writable, at).await?;
+            let floor =
+                inner.causality.capture(&inner.routing, &writable, at, Purpose::Floor).await?;
             SessionToken::from_position(token.map_or_else(|| floor.clone(), |t| t.merged(&floor)))
         }
     }))

@@ -63,6 +63,11 @@ pub struct ReadYourWrites {
     /// connection to the answer: over [`positions_captured`](Self::positions_captured), what one
     /// costs a write whose caller waits for it (a web layer's response, the scope's next read).
     pub position_read_time: std::time::Duration,
+    /// Positions read from the primary to bound a read that ran there (one round trip each):
+    /// the scope's next read, when it would wait on a replica, or its exported token, before
+    /// a monitor sample of the primary bounded that read (monotonic reads; see
+    /// `docs/CONSISTENCY.md`). A cost of reads on the primary, not of writes.
+    pub floors_read: u64,
     /// Position reads that failed (the scope's next read then asks again or uses the primary).
     pub capture_failures: u64,
     /// Reads with a token (the scope's writes, or what it has already read) served by a
@@ -315,6 +320,7 @@ pub(crate) fn snapshot(db: &RoutedConnection) -> Stats {
             position_read_time: std::time::Duration::from_micros(
                 inner.counters.get(Count::CaptureMicros),
             ),
+            floors_read: inner.counters.get(Count::FloorReads),
             capture_failures: inner.counters.get(Count::CaptureFailures),
             replica_reads: inner.counters.get(Count::TokenReadsOnReplicas),
             primary_reads: inner.counters.get(Count::TokenReadsOnPrimary),

@@ -13,6 +13,7 @@ use rwsplit_core::NodeId;
 
 use super::attempt::{Execute, QueryAll, QueryOne, Stream, Unprepared};
 use super::statements::statement_in;
+use crate::consistency::Purpose;
 use crate::routing::Policy;
 use crate::{
     Consistency, DownReason, Error, NotSentReason, RoutedConnection, RoutingError, UnknownReason,
@@ -861,13 +862,13 @@ async fn a_plan_with_no_node_left_names_each_candidate_and_why(
 }
 
 /// Reads `node`'s position now (coalesced with reads of it under way), as read-your-writes
-/// does.
+/// does after a write.
 async fn capture(
     db: &RoutedConnection,
     node: NodeId,
 ) -> Result<rwsplit_core::CausalToken, sea_orm::DbErr> {
     let inner = &db.inner;
-    inner.causality.capture(&inner.routing, &inner.writable(), node).await
+    inner.causality.capture(&inner.routing, &inner.writable(), node, Purpose::Write).await
 }
 
 /// A position read on a node removed since fails naming the node by its name, which the

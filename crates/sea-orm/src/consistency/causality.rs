@@ -63,15 +63,28 @@ pub(crate) trait Writers: Sync {
     /// The name of node `node` (`host:port/db`), if the connection has it.
     fn name_of(&self, node: NodeId) -> Option<String>;
 
-    /// One read of the primary's position on a connection of `node`'s writable pool;
-    /// `background`: in a task of its own, which gives the connection back to the pool before
-    /// it ends (no caller waits). Counted for [`Stats`](crate::Stats); an error names the
+    /// One read of the primary's position on a connection of `node`'s writable pool, for
+    /// `purpose` (counted for [`Stats`](crate::Stats) as its purpose says); an error names the
     /// node.
     fn read_position(
         &self,
         node: NodeId,
-        background: bool,
+        purpose: Purpose,
     ) -> impl Future<Output = Result<CausalToken, DbErr>> + Send;
+}
+
+/// Why the primary's position is read ([`Writers::read_position`]): a write's cost, or a
+/// read's, as [`Stats`](crate::Stats) counts it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Purpose {
+    /// A write's position (its token), read where its scope waits for it.
+    Write,
+    /// A write's position, read in a task of its own, which gives the connection back to the
+    /// pool before it ends (no caller waits).
+    WriteInBackground,
+    /// A bound of what a read on the primary saw (the scope's floor): the scope's next read,
+    /// or its exported token, may then use a replica at or past it.
+    Floor,
 }
 
 /// A connection's read-your-writes: its scopes, the position reads after writes, and what
@@ -315,7 +328,7 @@ impl Causality {
         at: NodeId,
     ) {
         let sent = Instant::now();
-        if let Ok(t) = self.capture(samples, writers, at).await {
+        if let Ok(t) = self.capture(samples, writers, at, Purpose::Floor).await {
             self.update(scope, |s| {
                 s.record(&t);
                 s.covers_reads_before(sent);
@@ -385,41 +398,32 @@ impl Causality {
     ) -> Result<CausalToken, DbErr> {
         self.update(scope, |s| s.inflight += 1);
         let _capturing = Capturing { causality: self, scope };
-        self.capture(samples, writers, node).await
+        self.capture(samples, writers, node, Purpose::Write).await
     }
 
-    /// The primary's position now, from `node`'s writable pool — or taken from a read sent
-    /// after this call began, shared with other writes ([`Coalesce`]).
+    /// The primary's position now, from `node`'s writable pool, read for `purpose` — or taken
+    /// from a read sent after this call began, shared with other writes and reads
+    /// ([`Coalesce`]; the one read is counted as its sender's purpose).
     pub(crate) async fn capture(
         &self,
         samples: &impl Samples,
         writers: &impl Writers,
         node: NodeId,
+        purpose: Purpose,
     ) -> Result<CausalToken, DbErr> {
-        self.capture_in(samples, writers, node, false).await
-    }
-
-    /// [`capture`](Self::capture), from a task of its own if `background`.
-    async fn capture_in(
-        &self,
-        samples: &impl Samples,
-        writers: &impl Writers,
-        node: NodeId,
-        background: bool,
-    ) -> Result<CausalToken, DbErr> {
-        let now = || self.capture_now(samples, writers, node, background);
+        let now = || self.capture_now(samples, writers, node, purpose);
         self.captures.position(node, now).await
     }
 
-    /// One position read of `node` (`background`: see [`Writers::read_position`]).
+    /// One position read of `node` for `purpose`.
     async fn capture_now(
         &self,
         samples: &impl Samples,
         writers: &impl Writers,
         node: NodeId,
-        background: bool,
+        purpose: Purpose,
     ) -> Result<CausalToken, DbErr> {
-        let token = writers.read_position(node, background).await?;
+        let token = writers.read_position(node, purpose).await?;
         // The scope will read soon: the replicas' feeds run until each has the write (and
         // no longer), so that read finds one known to have it.
         if self.monitored
@@ -536,7 +540,8 @@ impl Causality {
         counted: bool,
     ) {
         let sent = Instant::now();
-        let result = self.capture_in(samples, writers, node, counted).await;
+        let purpose = if counted { Purpose::WriteInBackground } else { Purpose::Write };
+        let result = self.capture(samples, writers, node, purpose).await;
         // Whatever the outcome, the reads waiting for this scope's positions to land look again.
         let _landed = Landing(&self.landed);
         let done = |s: &mut Slot| {
@@ -663,7 +668,7 @@ mod tests {
             Some("primary:5432/app".to_owned())
         }
 
-        async fn read_position(&self, _: NodeId, _: bool) -> Result<CausalToken, DbErr> {
+        async fn read_position(&self, _: NodeId, _: Purpose) -> Result<CausalToken, DbErr> {
             let n = self.reads.fetch_add(1, Ordering::SeqCst) + 1;
             if self.fail {
                 return Err(DbErr::Custom("unreachable".to_owned()));

@@ -32,6 +32,6 @@ mod learned;
 mod session_token;
 
 pub(crate) use causal::{Scope, Seen, Settled, Shared, Slot};
-pub(crate) use causality::{Capture, Causality, Export, Outcome, Ran, Samples, Writers};
+pub(crate) use causality::{Capture, Causality, Export, Outcome, Purpose, Ran, Samples, Writers};
 pub(crate) use learned::Learned;
 pub use session_token::{SessionToken, SessionTokenError};

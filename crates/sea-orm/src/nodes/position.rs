@@ -20,7 +20,7 @@ use std::time::Duration;
 use rwsplit_core::{CausalToken, NodeId};
 use sea_orm::{ConnectionTrait, DatabaseConnection, DbErr, QueryResult, Statement};
 
-use crate::consistency::Writers;
+use crate::consistency::{Purpose, Writers};
 use crate::nodes::registry::Nodes;
 use crate::observe::counters::{Count, Counters};
 use crate::product::{OneRow, Product, Waited};
@@ -86,7 +86,7 @@ impl Writers for Writable<'_> {
         self.nodes.name_of(node)
     }
 
-    async fn read_position(&self, node: NodeId, background: bool) -> Result<CausalToken, DbErr> {
+    async fn read_position(&self, node: NodeId, purpose: Purpose) -> Result<CausalToken, DbErr> {
         let began = std::time::Instant::now();
         let n = self.nodes.hold(node).ok_or_else(|| {
             let name = self.nodes.removed_name(node);
@@ -125,15 +125,21 @@ impl Writers for Writable<'_> {
                 (on, captured)
             }
         };
-        if background && let On::Taken(taken) = &mut on {
+        if purpose == Purpose::WriteInBackground
+            && let On::Taken(taken) = &mut on
+        {
             taken.give_back().await;
         }
         match captured {
             Ok((token, system_id)) => {
                 n.set_system_id(system_id);
-                self.counters.bump(Count::Captures);
-                let took = u64::try_from(began.elapsed().as_micros()).unwrap_or(u64::MAX);
-                self.counters.add(Count::CaptureMicros, took);
+                if purpose == Purpose::Floor {
+                    self.counters.bump(Count::FloorReads);
+                } else {
+                    self.counters.bump(Count::Captures);
+                    let took = u64::try_from(began.elapsed().as_micros()).unwrap_or(u64::MAX);
+                    self.counters.add(Count::CaptureMicros, took);
+                }
                 Ok(token)
             }
             Err(e) => {

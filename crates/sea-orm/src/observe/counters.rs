@@ -64,6 +64,8 @@ pub(crate) struct Counters {
 pub(crate) enum Count {
     /// Positions read from the primary after writes.
     Captures,
+    /// Positions read from the primary to bound a read there (a scope's floor).
+    FloorReads,
     /// Position reads that failed.
     CaptureFailures,
     /// Reads that had to see a write, served by a replica that had it.
@@ -89,8 +91,9 @@ pub(crate) enum Count {
 
 impl Count {
     /// Every counter, in the order of their slots.
-    const ALL: [Count; 11] = [
+    const ALL: [Count; 12] = [
         Count::Captures,
+        Count::FloorReads,
         Count::CaptureFailures,
         Count::TokenReadsOnReplicas,
         Count::TokenReadsOnPrimary,
