@@ -480,14 +480,8 @@ async fn failover_freeze_and_thaw(#[case] kind: DbKind) {
         let mut c = crate::support::connect(&root).await;
         let ro: i64 =
             sqlx::query_scalar("SELECT @@global.read_only").fetch_one(&mut c).await.unwrap();
-        let held: Option<String> = sqlx::query_scalar(
-            "SELECT VARIABLE_VALUE FROM information_schema.GLOBAL_STATUS \
-             WHERE VARIABLE_NAME = 'RPL_SEMI_SYNC_MASTER_WAIT_SESSIONS'",
-        )
-        .fetch_optional(&mut c)
-        .await
-        .unwrap();
-        let held = held.and_then(|n| n.parse::<u32>().ok()).unwrap_or(0);
+        let held = crate::support::global_status(&mut c, "RPL_SEMI_SYNC_MASTER_WAIT_SESSIONS");
+        let held = held.await.unwrap_or(0);
         eprintln!("freeze-thaw: the deposed primary: read_only={ro}, commits held={held}");
         assert!(ro == 1 || held > 0, "the deposed primary is read-only or holds its commits");
     }

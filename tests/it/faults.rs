@@ -275,14 +275,8 @@ pub(crate) async fn semi_sync_held(cluster: &Cluster, timeout: Duration) {
     let primary = cluster.primary().url_for("mysql").replace("//app@", "//root@");
     until("semi-sync replicas acknowledging", || async {
         let mut c = crate::support::connect(&primary).await;
-        let clients: Option<String> = sqlx::query_scalar(
-            "SELECT VARIABLE_VALUE FROM information_schema.GLOBAL_STATUS \
-             WHERE VARIABLE_NAME = 'RPL_SEMI_SYNC_MASTER_CLIENTS'",
-        )
-        .fetch_optional(&mut c)
-        .await
-        .unwrap();
-        clients.is_some_and(|n| n.parse::<u32>().is_ok_and(|n| n >= 2))
+        let clients = crate::support::global_status(&mut c, "RPL_SEMI_SYNC_MASTER_CLIENTS").await;
+        clients.is_some_and(|n| n >= 2)
     })
     .await;
 }

@@ -68,6 +68,19 @@ pub(crate) async fn exec(conn: &mut AnyConnection, sql: &str) -> Result<(), sqlx
     sqlx::raw_sql(sqlx::AssertSqlSafe(sql.to_owned())).execute(conn).await.map(drop)
 }
 
+/// MariaDB's global status variable `name` (`information_schema.GLOBAL_STATUS`) as a number:
+/// `None` if the server has no such variable (its plugin not loaded) or it is not a number.
+pub(crate) async fn global_status(conn: &mut AnyConnection, name: &str) -> Option<u64> {
+    let value: Option<String> = sqlx::query_scalar(
+        "SELECT VARIABLE_VALUE FROM information_schema.GLOBAL_STATUS WHERE VARIABLE_NAME = ?",
+    )
+    .bind(name)
+    .fetch_optional(conn)
+    .await
+    .unwrap_or_else(|e| panic!("reading the status {name}: {e}"));
+    value.and_then(|v| v.parse().ok())
+}
+
 /// Polls `check` every 5 ms until it returns true or `timeout` passes; returns how long it took.
 pub(crate) async fn eventually<F, Fut>(timeout: Duration, mut check: F) -> Option<Duration>
 where
