@@ -160,9 +160,9 @@ fn clippy_wrapped(cmd: &mut std::process::Command, lints: &[&str]) -> anyhow::Re
     Ok(())
 }
 
-/// Builds later phases need, run in order from early on beside the phases before them at the
-/// scheduler's idle priority (`chrt --idle 0`): they get only the CPU time those phases leave
-/// unused, so they do not slow them. Only the report's, and held still ([`pause`](Self::pause))
+/// A build later phases need, run from early on beside the phases before them at the
+/// scheduler's idle priority (`chrt --idle 0`): it gets only the CPU time those phases leave
+/// unused, so it does not slow them. Only the report's, and held still ([`pause`](Self::pause))
 /// through the integration tests: beside their timing, even one build at idle priority made
 /// reads stall past the bounds some tests hold the router to (two rehearsals, five failures:
 /// the CPU priority does not order memory, caches and disk). When a later phase asks cargo for the
@@ -180,10 +180,10 @@ struct Prebuild {
 }
 
 impl Prebuild {
-    /// Starts `builds` (cargo calls), one after the other at idle priority, their output into
-    /// `target/rwsplit/prebuild-<name>.log`. Without `chrt` (util-linux) the first fails at
-    /// once, and the later phases build as they would anyway.
-    fn start(what: &'static str, name: &str, builds: Vec<std::process::Command>) -> Prebuild {
+    /// Starts `build` (a cargo call) at idle priority, its output into
+    /// `target/rwsplit/prebuild-<name>.log`. Without `chrt` (util-linux) it fails at once, and
+    /// the later phases build as they would anyway.
+    fn start(what: &'static str, name: &str, build: std::process::Command) -> Prebuild {
         use std::sync::atomic::Ordering;
         let log = crate::state_dir().join(format!("prebuild-{name}.log"));
         let pid = std::sync::Arc::new(std::sync::atomic::AtomicU32::new(0));
@@ -192,36 +192,36 @@ impl Prebuild {
         let worker = std::thread::spawn(move || -> Result<(), String> {
             std::fs::create_dir_all(crate::state_dir()).map_err(|e| e.to_string())?;
             let out = std::fs::File::create(&worker_log).map_err(|e| e.to_string())?;
-            for cmd in builds {
-                if worker_stop.load(Ordering::Acquire) {
-                    return Err("stopped".into());
-                }
-                let mut idle = std::process::Command::new("chrt");
-                idle.args(["--idle", "0"]).arg(cmd.get_program()).args(cmd.get_args());
-                for (k, v) in cmd.get_envs() {
-                    match v {
-                        Some(v) => idle.env(k, v),
-                        None => idle.env_remove(k),
-                    };
-                }
-                if let Some(dir) = cmd.get_current_dir() {
-                    idle.current_dir(dir);
-                }
-                let (o, e) = (out.try_clone(), out.try_clone());
-                let (o, e) = (o.map_err(|e| e.to_string())?, e.map_err(|e| e.to_string())?);
-                idle.stdin(std::process::Stdio::null()).stdout(o).stderr(e);
-                // A process group of its own, so that `pause` stops cargo and its compilers.
-                std::os::unix::process::CommandExt::process_group(&mut idle, 0);
-                let line = crate::describe(&idle);
-                let mut child = idle.spawn().map_err(|e| format!("`{line}`: {e}"))?;
-                worker_pid.store(child.id(), Ordering::Release);
-                let status = child.wait().map_err(|e| format!("`{line}`: {e}"))?;
-                worker_pid.store(0, Ordering::Release);
-                if !status.success() {
-                    return Err(format!("`{line}` ended {status}"));
-                }
+            let mut idle = std::process::Command::new("chrt");
+            idle.args(["--idle", "0"]).arg(build.get_program()).args(build.get_args());
+            for (k, v) in build.get_envs() {
+                match v {
+                    Some(v) => idle.env(k, v),
+                    None => idle.env_remove(k),
+                };
             }
-            Ok(())
+            if let Some(dir) = build.get_current_dir() {
+                idle.current_dir(dir);
+            }
+            let (o, e) = (out.try_clone(), out.try_clone());
+            let (o, e) = (o.map_err(|e| e.to_string())?, e.map_err(|e| e.to_string())?);
+            idle.stdin(std::process::Stdio::null()).stdout(o).stderr(e);
+            // A process group of its own, so that `pause` stops cargo and its compilers.
+            std::os::unix::process::CommandExt::process_group(&mut idle, 0);
+            let line = crate::describe(&idle);
+            if worker_stop.load(Ordering::Acquire) {
+                return Err("stopped".into());
+            }
+            let mut child = idle.spawn().map_err(|e| format!("`{line}`: {e}"))?;
+            worker_pid.store(child.id(), Ordering::Release);
+            // A stop asked for between the look above and the store: its kill found no
+            // process; this one ends the child.
+            if worker_stop.load(Ordering::Acquire) {
+                let _ = child.kill();
+            }
+            let status = child.wait().map_err(|e| format!("`{line}`: {e}"))?;
+            worker_pid.store(0, Ordering::Release);
+            if status.success() { Ok(()) } else { Err(format!("`{line}` ended {status}")) }
         });
         eprintln!(
             "ci: building {what} at idle priority beside the next phases ({})",
@@ -248,8 +248,8 @@ impl Prebuild {
         }
     }
 
-    /// Waits for the builds to end (a phase that needs them comes next) and says how they went;
-    /// whether they all succeeded.
+    /// Waits for the build to end (a phase that needs it comes next) and says how it went;
+    /// whether it succeeded.
     fn finish(mut self) -> bool {
         let Some(worker) = self.worker.take() else { return false };
         let waited = Instant::now();
@@ -275,7 +275,7 @@ impl Prebuild {
 }
 
 impl Drop for Prebuild {
-    /// A run that stops before the phases needing the builds leaves no cargo behind.
+    /// A run that stops before the phases needing the build leaves no cargo behind.
     fn drop(&mut self) {
         let Some(worker) = self.worker.take() else { return };
         self.stop.store(true, std::sync::atomic::Ordering::Release);
@@ -377,11 +377,7 @@ fn steps(args: &CiArgs, phases: &mut Phases) -> anyhow::Result<()> {
     // what the phases before the integration tests, and those after them, leave of the two
     // cores.
     let benches = (!args.no_itest).then(|| {
-        Prebuild::start(
-            "the report's benchmarks",
-            "benches",
-            vec![crate::bench::report_benches_build()],
-        )
+        Prebuild::start("the report's benchmarks", "benches", crate::bench::report_benches_build())
     });
 
     let mut clippy = crate::cargo();
@@ -582,13 +578,36 @@ mod tests {
         use std::sync::atomic::Ordering;
         let mut sleep = std::process::Command::new("sleep");
         sleep.arg("0.3");
-        let build = Prebuild::start("a sleep", "test-sleep", vec![sleep]);
+        let build = Prebuild::start("a sleep", "test-sleep", sleep);
         std::thread::sleep(Duration::from_millis(100));
         build.pause();
         std::thread::sleep(Duration::from_millis(600));
         assert_ne!(build.pid.load(Ordering::Acquire), 0, "held, it has not ended");
         build.resume();
         assert!(build.finish(), "the sleep ended well");
+    }
+
+    /// A run that stops early (the prebuild dropped) ends the build at once, leaving no
+    /// process behind.
+    #[test]
+    fn a_dropped_prebuild_ends_its_build() {
+        use std::sync::atomic::Ordering;
+        let mut sleep = std::process::Command::new("sleep");
+        sleep.arg("30");
+        let build = Prebuild::start("a long sleep", "test-long-sleep", sleep);
+        let started = Instant::now();
+        let pid = loop {
+            match build.pid.load(Ordering::Acquire) {
+                0 if started.elapsed() < Duration::from_secs(10) => {
+                    std::thread::sleep(Duration::from_millis(5));
+                }
+                pid => break pid,
+            }
+        };
+        assert_ne!(pid, 0, "the sleep started");
+        drop(build);
+        assert!(started.elapsed() < Duration::from_secs(10), "ended, not waited for");
+        assert!(!std::path::Path::new(&format!("/proc/{pid}")).exists(), "no process left");
     }
 
     /// Phases that began `secs` seconds ago, one of 1 s and one of the rest.
