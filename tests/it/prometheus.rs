@@ -45,6 +45,7 @@ const METRICS: &[&str] = {
         PASSOVERS,
         REPLICA_REFUSALS,
         READ_YOUR_WRITES,
+        POSITION_READS,
         PROMOTIONS,
         PRIMARY_CHANGES,
         NODE_STATE,
@@ -612,6 +613,10 @@ async fn prometheus_scrapes_three_processes_through_faults_and_every_panel_and_a
     let q = "sum by (outcome) (rate(rwsplit_read_your_writes_total[30s]))";
     let a = prom.wait_for(q, WAIT, |s| s.len() == 3).await.unwrap();
     answers.push(format!("read-your-writes reads/s by outcome: {}", show(&a)));
+    // The example's writes read the primary's position for their sessions' reads.
+    let q = "sum by (purpose) (increase(rwsplit_position_reads_total{purpose=\"write\"}[1m]))";
+    let a = prom.wait_for(q, WAIT, |s| s.first().is_some_and(|x| x.value > 0.0)).await.unwrap();
+    answers.push(format!("position reads after writes in the last minute: {}", show(&a)));
     cluster.replicas()[1].resume_replay().await.unwrap();
     let q = format!("max by (server_port) (rwsplit_replica_lag_bytes{{server_port=\"{p2}\"}})");
     prom.wait_for(&q, WAIT, |s| s.first().is_some_and(|x| x.value == 0.0)).await.unwrap();

@@ -96,8 +96,10 @@ impl Writers for Writable<'_> {
         let writer = n.writer();
         // An idle connection first, unchecked (see the module docs); else, or if the read
         // fails or hangs there, a connection the pool checks.
+        let floor = purpose == Purpose::Floor;
         let idle = match sending::take_idle(writer) {
             Some((taken, bound)) => {
+                crate::observe::telemetry::position_read(floor);
                 let mut on = On::Taken(taken);
                 let read = self.product.capture(&mut on, cached);
                 match tokio::time::timeout(crate::send::deadline::cap(bound), read).await {
@@ -121,6 +123,7 @@ impl Writers for Writable<'_> {
                 } else {
                     On::Pool(writer)
                 };
+                crate::observe::telemetry::position_read(floor);
                 let captured = self.product.capture(&mut on, cached).await;
                 (on, captured)
             }
@@ -133,7 +136,7 @@ impl Writers for Writable<'_> {
         match captured {
             Ok((token, system_id)) => {
                 n.set_system_id(system_id);
-                if purpose == Purpose::Floor {
+                if floor {
                     self.counters.bump(Count::FloorReads);
                 } else {
                     self.counters.bump(Count::Captures);

@@ -28,6 +28,7 @@
 //! | [`PASSOVERS`] `rwsplit_read_passovers_total` | counter | node | read attempts that passed this replica over for the plan's next node while it was silent, before the monitor's verdict (`Hedges::stalled_skips`) |
 //! | [`REPLICA_REFUSALS`] `rwsplit_replica_refusals_total` | counter | node, `outcome` (`primary`, `failed`) | statements classified as reads that the replica refused because they write (a user function or view): run once on the primary, or the caller's error ([`OnReplicaRefusal`](crate::OnReplicaRefusal)) |
 //! | [`READ_YOUR_WRITES`] `rwsplit_read_your_writes_total` | counter | `outcome` (`replica`, `waited`, `primary`) | where reads that had to see a write went |
+//! | [`POSITION_READS`] `rwsplit_position_reads_total` | counter | `purpose` (`write`, `floor`) | reads of the primary's position sent to the primary, each attempt counted whatever its outcome (one round trip): a write's (its read-your-writes token), or a floor's (a bound of a read that ran on the primary, so that the scope's next read may use a replica); `Stats::read_your_writes()` counts the successful ones, `positions_captured` and `floors_read` |
 //! | [`PROMOTIONS`] `rwsplit_promotions_total` | counter | — | promotions this process's monitor carried out (automatic failover) |
 //! | [`PRIMARY_CHANGES`] `rwsplit_primary_changes_total` | counter | node | times the node became the primary in this process's view, having been seen as a replica: failovers and switchovers, whoever promoted it |
 //! | [`NODE_STATE`] `rwsplit_node_state` | gauge (state set) | node, `state` (each of [`NODE_STATES`]) | 1 for the node's state, 0 for the others: `up`, `suspect` (recent failures, still routable), `down` (out of rotation), `joining` (added at run time, probed, not in rotation yet), `removed` |
@@ -46,7 +47,8 @@
 //! by the monitor's clock (each probe interval), counters and histograms on each statement.
 //! A node's counters exist from its first sample on, at 0 (each error class for the role it
 //! had then, both retry accesses, each hedge outcome, the passovers, both refusal outcomes,
-//! and the three read-your-writes outcomes), so a rate reads 0 rather than nothing before the first failure.
+//! the three read-your-writes outcomes and both position-read purposes), so a rate reads 0
+//! rather than nothing before the first failure.
 //!
 //! Node health is a state set rather than one number, so that it aggregates over processes:
 //! `max by (server_address, server_port, state) (rwsplit_node_state)` is 1 where some process
@@ -188,6 +190,9 @@ pub const HEDGE_OUTCOMES: [&str; 4] = ["first", "hedge", "failed", "abandoned"];
 pub const PASSOVERS: &str = "rwsplit_read_passovers_total";
 /// Counter: where reads that had to see the caller's writes went, by `outcome`.
 pub const READ_YOUR_WRITES: &str = "rwsplit_read_your_writes_total";
+/// Counter: reads of the primary's position sent to the primary, by `purpose` (`write`,
+/// `floor`).
+pub const POSITION_READS: &str = "rwsplit_position_reads_total";
 /// Counter: promotions this process's monitor carried out (automatic failover).
 pub const PROMOTIONS: &str = "rwsplit_promotions_total";
 /// Counter: times a node became the primary in this process's view, having been seen as a
@@ -254,6 +259,11 @@ pub(crate) const DESCRIPTIONS: &[(&str, Kind, &str)] = &[
         "Statements classified as reads that a replica refused because they write.",
     ),
     (READ_YOUR_WRITES, Kind::Counter, "Reads that had to see a write, by where they went."),
+    (
+        POSITION_READS,
+        Kind::Counter,
+        "Reads of the primary's position sent to it, by purpose (write, floor).",
+    ),
     (
         PROMOTIONS,
         Kind::Counter,
@@ -593,6 +603,13 @@ pub(crate) fn read_your_writes(outcome: Ryw) {
     metrics::counter!(READ_YOUR_WRITES, "outcome" => outcome).increment(1);
 }
 
+/// A read of the primary's position was sent to it (each attempt: one retried on a checked
+/// connection counts twice): for a write's token (`floor` false) or a floor.
+pub(crate) fn position_read(floor: bool) {
+    let purpose = if floor { "floor" } else { "write" };
+    metrics::counter!(POSITION_READS, "purpose" => purpose).increment(1);
+}
+
 /// One node's figures at one instant, for the gauges.
 pub(crate) struct NodeSample<'a> {
     pub(crate) labels: &'a NodeLabels,
@@ -748,6 +765,9 @@ fn announce(labels: &NodeLabels, primary: bool) {
     }
     for outcome in ["replica", "waited", "primary"] {
         metrics::counter!(READ_YOUR_WRITES, "outcome" => outcome).increment(0);
+    }
+    for purpose in ["write", "floor"] {
+        metrics::counter!(POSITION_READS, "purpose" => purpose).increment(0);
     }
     metrics::counter!(PRIMARY_CHANGES, "server.address" => address.clone(), "server.port" => port.clone())
         .increment(0);
@@ -1037,6 +1057,8 @@ mod tests {
             "rwsplit_retries_total{server_address=\"db-2\",server_port=\"5432\",rwsplit_access=\"read\"} 0".to_owned(),
             "rwsplit_replica_refusals_total{server_address=\"db-2\",server_port=\"5432\",outcome=\"primary\"} 0".to_owned(),
             "rwsplit_read_your_writes_total{outcome=\"waited\"} 0".to_owned(),
+            "rwsplit_position_reads_total{purpose=\"write\"} 0".to_owned(),
+            "rwsplit_position_reads_total{purpose=\"floor\"} 0".to_owned(),
             "# HELP rwsplit_node_state ".to_owned(),
         ] {
             assert!(text.contains(&want), "missing `{want}` in:\n{text}");
@@ -1191,6 +1213,9 @@ mod tests {
             retry(&labels, false);
             replica_refusal(&labels, true);
             read_your_writes(Ryw::Waited);
+            position_read(false);
+            position_read(true);
+            position_read(true);
             promotions(1);
             hedge(&labels, "hedge");
             passover(&labels);
@@ -1205,6 +1230,8 @@ mod tests {
             format!("rwsplit_hedged_reads_total{{{node},outcome=\"hedge\"}} 1"),
             format!("rwsplit_hedged_reads_total{{{node},outcome=\"first\"}} 0"),
             format!("rwsplit_read_passovers_total{{{node}}} 1"),
+            "rwsplit_position_reads_total{purpose=\"write\"} 1".to_owned(),
+            "rwsplit_position_reads_total{purpose=\"floor\"} 2".to_owned(),
         ] {
             assert!(text.contains(&want), "no `{want}` in:\n{text}");
         }
