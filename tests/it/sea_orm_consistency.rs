@@ -28,6 +28,25 @@ async fn setup(
     (cluster, tdb, db)
 }
 
+/// [`setup`], with the monitor probing at its default interval (500 ms): a read's floor then
+/// comes from the position feed a read on the primary asks for, not from a full probe.
+async fn setup_default_probes(
+    kind: DbKind,
+    name: &str,
+) -> (Cluster, rwsplit_testkit::TestDatabase, RoutedConnection) {
+    let cluster = own_cluster(kind, name, 2).await;
+    let tdb = cluster.create_database(name).await.unwrap();
+    let db = RoutedConnection::builder()
+        .primary(tdb.primary_url())
+        .replicas(tdb.replica_urls())
+        .connect()
+        .await
+        .unwrap();
+    Migrator::up(db.primary(), None).await.unwrap();
+    cluster.wait_caught_up(0, Duration::from_secs(10)).await.unwrap();
+    (cluster, tdb, db)
+}
+
 async fn connect(tdb: &rwsplit_testkit::TestDatabase) -> RoutedConnection {
     RoutedConnection::builder()
         .primary(tdb.primary_url())
@@ -156,16 +175,7 @@ async fn the_writing_task_reads_its_write_and_replicas_serve_it_once_they_have_i
 #[case::mariadb(DbKind::MariaDb)]
 #[tokio::test]
 async fn a_read_on_the_primary_does_not_keep_the_next_read_there(#[case] kind: DbKind) {
-    let cluster = own_cluster(kind, "floor_asked", 2).await;
-    let tdb = cluster.create_database("floor_asked").await.unwrap();
-    let db = RoutedConnection::builder()
-        .primary(tdb.primary_url())
-        .replicas(tdb.replica_urls())
-        .connect()
-        .await
-        .unwrap();
-    Migrator::up(db.primary(), None).await.unwrap();
-    cluster.wait_caught_up(0, Duration::from_secs(10)).await.unwrap();
+    let (cluster, _tdb, db) = setup_default_probes(kind, "floor_asked").await;
     let mut on_replica = 0;
     for i in 0..5 {
         // The replicas hold the write back: the session's read of it can only be the primary's.
@@ -201,16 +211,7 @@ async fn a_read_on_the_primary_does_not_keep_the_next_read_there(#[case] kind: D
 #[tokio::test]
 async fn a_floor_read_is_counted_apart_from_the_writes_position_reads() {
     const ROUNDS: u64 = 10;
-    let cluster = own_cluster(DbKind::Postgres, "floor_counted", 2).await;
-    let tdb = cluster.create_database("floor_counted").await.unwrap();
-    let db = RoutedConnection::builder()
-        .primary(tdb.primary_url())
-        .replicas(tdb.replica_urls())
-        .connect()
-        .await
-        .unwrap();
-    Migrator::up(db.primary(), None).await.unwrap();
-    cluster.wait_caught_up(0, Duration::from_secs(10)).await.unwrap();
+    let (cluster, _tdb, db) = setup_default_probes(DbKind::Postgres, "floor_counted").await;
     let mut floors = 0;
     for i in 0..ROUNDS {
         for r in cluster.replicas() {
